@@ -1,0 +1,103 @@
+"""``fabric``: the admin CLI.
+
+Command groups live one per module (``fabric_hpc/cli/<group>.py``, each exposing ``group``)
+and are imported only when invoked, so ``fabric topology ...`` never pays for torch or MPI.
+Errors are mapped to exit codes in one place, :func:`main`:
+
+====  =====================================================================
+ 0    success
+ 1    internal error (a bug: the traceback is printed)
+ 2    usage error (unknown option, missing argument)
+ 3    bad input or configuration (file, request, flag value)
+ 4    infeasible (a valid request that cannot be satisfied now)
+ 5    external system error (Slurm, MPI, NVML, disk)
+====  =====================================================================
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+import click
+
+from fabric_hpc import __version__
+from fabric_hpc.errors import EXIT_FAILURE, EXIT_USAGE, FabricError
+from fabric_hpc.events import JsonLinesFormatter
+
+# name -> (module, one-line help). Add a line here when a subsystem gains a command group.
+COMMAND_GROUPS: dict[str, tuple[str, str]] = {
+    # "topology": ("fabric_hpc.cli.topology", "Fabric model: generate, import, discover, export, report."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subgroups are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMAND_GROUPS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMAND_GROUPS:
+            module = importlib.import_module(COMMAND_GROUPS[cmd_name][0])
+            return module.group
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMAND_GROUPS[name][1]) for name in sorted(COMMAND_GROUPS)]
+        extra = [(n, c.get_short_help_str()) for n, c in sorted(self.commands.items())]
+        with formatter.section("Commands"):
+            formatter.write_dl(sorted(rows + extra))
+
+
+def configure_logging(verbosity: int) -> None:
+    """Events and logs to stderr as JSON lines: -q errors only, default warnings, -v events."""
+    level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLinesFormatter())
+    root = logging.getLogger("fabric_hpc")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="fabric")
+@click.option("-v", "--verbose", count=True, help="More output: -v shows JSON events on stderr, -vv debug.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+def cli(verbose: int, quiet: bool) -> None:
+    """fabric-hpc: fabric-aware placement, scheduling, checkpoints and inference for Slurm."""
+    configure_logging(-1 if quiet else verbose)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console-script entry point: run the CLI and map errors to exit codes (never a traceback
+    for a user mistake)."""
+    try:
+        result = cli.main(args=list(argv) if argv is not None else None, prog_name="fabric",
+                          standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        code = 130
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code if exc.exit_code else EXIT_USAGE
+    except FabricError as exc:
+        click.echo(f"error: {exc}", err=True)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        code = 130
+    except BrokenPipeError:
+        code = EXIT_FAILURE
+    else:
+        code = result if isinstance(result, int) else 0
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The one error tree of fabric-hpc.
+
+Every error the library raises on purpose derives from :class:`FabricError`. Each class also
+inherits the builtin it resembles (as zarr does), so ``except ValueError`` keeps working for
+callers that do not know our types. Each carries an optional ``hint``: the fix, in words a user
+can act on. The CLI maps the classes to exit codes in one place (``EXIT_CODES`` below).
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_BAD_INPUT = 3
+EXIT_INFEASIBLE = 4
+EXIT_EXTERNAL = 5
+
+
+class FabricError(Exception):
+    """Base of every deliberate fabric-hpc error."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  fix: {self.hint}"
+        return self.message
+
+
+class ConfigError(FabricError, ValueError):
+    """Bad input or configuration: a file, a request, a flag value. Exit code 3."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class NotFoundError(ConfigError, FileNotFoundError):
+    """A named file, checkpoint, job or host does not exist. Exit code 3."""
+
+
+class InfeasibleError(FabricError):
+    """A valid request that cannot be satisfied now (no placement, no capacity). Exit code 4."""
+
+    exit_code = EXIT_INFEASIBLE
+
+
+class ExternalError(FabricError, RuntimeError):
+    """An external system failed or answered something we cannot trust (Slurm, MPI, NVML, disk).
+
+    Exit code 5.
+    """
+
+    exit_code = EXIT_EXTERNAL
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The CLI exit code for an exception (1 for anything that is not a FabricError)."""
+    if isinstance(exc, FabricError):
+        return exc.exit_code
+    return EXIT_FAILURE

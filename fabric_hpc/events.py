@@ -1,0 +1,120 @@
+"""Structured events: one JSON object per observable thing that happens.
+
+Library code calls :func:`emit`; it never configures logging. Events go to the standard
+``logging`` logger ``fabric_hpc.events`` at INFO with the payload attached as ``record.event``,
+so an application decides where they go. The CLI installs :class:`JsonLinesFormatter` (``-v``
+shows them on stderr); daemons and harnesses that must keep an audit trail use
+:class:`JsonLinesWriter`, which appends fsync'd lines to a file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+LOGGER_NAME = "fabric_hpc.events"
+_logger = logging.getLogger(LOGGER_NAME)
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    return str(obj)
+
+
+def to_json(payload: dict[str, Any]) -> str:
+    """Serialise an event payload as one compact JSON line (no newline)."""
+    return json.dumps(payload, default=_default, separators=(",", ":"), sort_keys=False)
+
+
+def make_event(name: str, **fields: Any) -> dict[str, Any]:
+    """The event dict: ``{"ts": <unix seconds>, "event": name, **fields}``."""
+    return {"ts": round(time.time(), 6), "event": name, **fields}
+
+
+def emit(name: str, **fields: Any) -> dict[str, Any]:
+    """Emit a structured event and return it. Cheap when nobody listens."""
+    event = make_event(name, **fields)
+    if _logger.isEnabledFor(logging.INFO):
+        _logger.info(name, extra={"event": event})
+    return event
+
+
+class JsonLinesFormatter(logging.Formatter):
+    """Formats ``fabric_hpc.events`` records as their JSON payload, other records as JSON too."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        event = getattr(record, "event", None)
+        if event is None:
+            event = {
+                "ts": round(record.created, 6),
+                "event": "log",
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "msg": record.getMessage(),
+            }
+        return to_json(event)
+
+
+class JsonLinesWriter:
+    """Append-only JSON-lines file, each line flushed and (optionally) fsync'd before returning.
+
+    Thread-safe. Files are created 0600: audit logs can name users' jobs.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._file = os.fdopen(fd, "a", encoding="utf-8")
+        self._fsync = fsync
+        self._lock = threading.Lock()
+
+    def write(self, event: dict[str, Any]) -> None:
+        line = to_json(event) + "\n"
+        with self._lock:
+            self._file.write(line)
+            self._file.flush()
+            if self._fsync:
+                os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+    def __enter__(self) -> JsonLinesWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_json_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read a JSON-lines file; a torn last line (crash mid-write) is ignored, others must parse."""
+    events: list[dict[str, Any]] = []
+    text = Path(path).read_text(encoding="utf-8")
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:  # no trailing newline: torn final write
+                break
+            from fabric_hpc.errors import ConfigError
+
+            raise ConfigError(
+                f"{path}:{i + 1}: not a JSON object line",
+                hint="the file is damaged in the middle; restore it from a copy or remove the line",
+            ) from None
+    return events

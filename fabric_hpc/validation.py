@@ -1,0 +1,98 @@
+"""Fail-closed configuration models.
+
+Every configuration object in fabric-hpc is a :class:`StrictModel`: frozen, strictly typed,
+unknown keys rejected, required fields without defaults. :func:`parse_model` turns pydantic's
+errors into one :class:`~fabric_hpc.errors.ConfigError` whose lines name the source (file and,
+where known, line), the field, the problem and the valid choices.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from fabric_hpc.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+Loc = tuple[str | int, ...]
+
+
+class StrictModel(BaseModel):
+    """Base for configuration: unknown keys and wrong types are errors; instances are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
+    """The model class that owns the last key of ``loc`` (walks nested models, lists, dicts)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            if isinstance(part, int) or part not in current.model_fields:
+                return None
+            current = current.model_fields[part].annotation
+        current = _unwrap(current, part)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any, part: str | int) -> Any:
+    """Peel Optional/list/dict/tuple layers until a model or a plain type remains."""
+    for _ in range(4):
+        origin = typing.get_origin(annotation)
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if origin is None or not args:
+            return annotation
+        if origin in (list, tuple, Sequence, set, frozenset):
+            annotation = args[0]
+        elif origin in (dict, Mapping):
+            annotation = args[-1]
+        else:  # Union / Optional / Annotated: take the first model among the args
+            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+            annotation = models[0] if models else args[0]
+    return annotation
+
+
+def _describe(model: type[BaseModel], err: dict[str, Any]) -> tuple[Loc, str]:
+    loc: Loc = tuple(err["loc"])
+    path = ".".join(str(p) for p in loc) or "<top level>"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        owner = _model_at(model, loc[:-1]) if len(loc) > 1 else model
+        valid = ", ".join(sorted(owner.model_fields)) if owner else "see the documentation"
+        return loc, f"unknown key {loc[-1]!r} at {path} (valid keys: {valid})"
+    if kind == "missing":
+        return loc, f"missing required field {path}"
+    return loc, f"{path}: {err['msg']} (got {err.get('input')!r})"
+
+
+def parse_model(
+    model: type[M],
+    data: Any,
+    *,
+    source: str,
+    locate: Callable[[Loc], int | None] | None = None,
+    hint: str | None = None,
+) -> M:
+    """Validate ``data`` into ``model`` or raise one ConfigError naming every problem.
+
+    ``source`` names where the data came from (a file path, "--request"); ``locate`` maps an
+    error location to a 1-based line number in that source when it is known.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"{source}: expected a mapping of keys to values, got {type(data).__name__}",
+            hint=hint or f"valid keys: {', '.join(sorted(model.model_fields))}",
+        )
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_url=False):
+            loc, text = _describe(model, err)
+            line = locate(loc) if locate else None
+            where = f"{source}:{line}" if line else source
+            lines.append(f"{where}: {text}")
+        raise ConfigError("\n".join(lines), hint=hint) from None

@@ -1,0 +1,53 @@
+"""The CLI's contract: --help on every command, --version, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from fabric_hpc import __version__
+from fabric_hpc.cli.main import COMMAND_GROUPS, cli, main
+
+
+def _all_commands(group: click.Group, ctx: click.Context, prefix: tuple[str, ...] = ()):
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None, f"{' '.join(prefix + (name,))} is listed but cannot be loaded"
+        yield prefix + (name,), cmd
+        if isinstance(cmd, click.Group):
+            yield from _all_commands(cmd, ctx, prefix + (name,))
+
+
+def _command_paths() -> list[tuple[str, ...]]:
+    with click.Context(cli) as ctx:
+        return [path for path, _ in _all_commands(cli, ctx)]
+
+
+def test_every_registered_group_loads():
+    paths = _command_paths()
+    for name in COMMAND_GROUPS:
+        assert (name,) in paths
+
+
+@pytest.mark.parametrize("path", _command_paths(), ids=" ".join)
+def test_help_on_every_command(path):
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+def test_version():
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert __version__ in result.output
+
+
+def test_unknown_command_is_usage_error(capsys):
+    assert main(["no-such-command"]) == 2
+    assert "No such command" in capsys.readouterr().err
+
+
+def test_unknown_option_is_usage_error(capsys):
+    assert main(["--no-such-option"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
