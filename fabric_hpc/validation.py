@@ -29,30 +29,52 @@ class StrictModel(BaseModel):
 def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
     """The model class that owns the last key of ``loc`` (walks nested models, lists, dicts)."""
     current: Any = model
-    for part in loc:
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            if isinstance(part, int) or part not in current.model_fields:
-                return None
-            current = current.model_fields[part].annotation
-        current = _unwrap(current, part)
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        if isinstance(part, int) or part not in current.model_fields:
+            return None
+        annotation = current.model_fields[part].annotation
+        # containers consume the next part (a list index or a dict key)
+        while _is_container(annotation) and parts:
+            parts.pop(0)
+            annotation = _unwrap(annotation)
+        current = _unwrap_optional(annotation)
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
-def _unwrap(annotation: Any, part: str | int) -> Any:
-    """Peel Optional/list/dict/tuple layers until a model or a plain type remains."""
-    for _ in range(4):
-        origin = typing.get_origin(annotation)
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if origin is None or not args:
-            return annotation
-        if origin in (list, tuple, Sequence, set, frozenset):
-            annotation = args[0]
-        elif origin in (dict, Mapping):
-            annotation = args[-1]
-        else:  # Union / Optional / Annotated: take the first model among the args
-            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-            annotation = models[0] if models else args[0]
+def _non_none_args(annotation: Any) -> list[Any]:
+    return [a for a in typing.get_args(annotation) if a is not type(None)]
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is None or _is_container(annotation):
+        return annotation
+    models = [a for a in _non_none_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models[0] if models else annotation
+
+
+def _is_container(annotation: Any) -> bool:
+    origin = typing.get_origin(_unwrap_optional_shallow(annotation))
+    return origin in (list, tuple, Sequence, set, frozenset, dict, Mapping)
+
+
+def _unwrap_optional_shallow(annotation: Any) -> Any:
+    args = _non_none_args(annotation)
+    if typing.get_origin(annotation) is not None and typing.get_origin(annotation) not in (
+            list, tuple, Sequence, set, frozenset, dict, Mapping) and len(args) == 1:
+        return args[0]
     return annotation
+
+
+def _unwrap(annotation: Any) -> Any:
+    """The element type of a (possibly optional) list/dict annotation."""
+    annotation = _unwrap_optional_shallow(annotation)
+    args = _non_none_args(annotation)
+    return args[-1] if args else annotation
 
 
 def _describe(model: type[BaseModel], err: dict[str, Any]) -> tuple[Loc, str]:

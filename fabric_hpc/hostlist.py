@@ -1,0 +1,140 @@
+"""Slurm host-list expressions: ``n[1-3,7]``, ``su1-h[01-32]``, ``a[1-2]b[1-2]``.
+
+:func:`expand` turns an expression into names; :func:`compress` turns names back into the shortest
+expression Slurm accepts (zero padding kept). Both are used by the topology files, the exporters
+and the Slurm client, so there is one implementation of the syntax.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+
+from fabric_hpc.errors import ConfigError
+
+_BRACKET = re.compile(r"\[([^\[\]]*)\]")
+_TAIL_NUMBER = re.compile(r"^(.*?)(\d+)$")
+
+
+def _split_top_level(expr: str) -> list[str]:
+    """Split on commas that are outside brackets."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(expr):
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+            if depth < 0:
+                raise ConfigError(f"host list {expr!r}: ']' without '['")
+        elif ch == "," and depth == 0:
+            parts.append(expr[start:i])
+            start = i + 1
+    if depth != 0:
+        raise ConfigError(f"host list {expr!r}: '[' without ']'")
+    parts.append(expr[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _expand_range(expr: str, body: str) -> list[str]:
+    out: list[str] = []
+    for item in body.split(","):
+        item = item.strip()
+        if not item:
+            raise ConfigError(f"host list {expr!r}: empty range item in [{body}]")
+        lo, sep, hi = item.partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()):
+            raise ConfigError(
+                f"host list {expr!r}: range item {item!r} is not N or N-M",
+                hint="write ranges like n[1-4,7] or n[01-16]",
+            )
+        width = len(lo) if lo.startswith("0") and len(lo) > 1 else 0
+        a, b = int(lo), int(hi) if sep else int(lo)
+        if b < a:
+            raise ConfigError(f"host list {expr!r}: range {item!r} runs backwards")
+        if b - a > 1_000_000:
+            raise ConfigError(f"host list {expr!r}: range {item!r} is too large")
+        out.extend(str(n).zfill(width) for n in range(a, b + 1))
+    return out
+
+
+def _expand_one(expr: str, part: str) -> list[str]:
+    match = _BRACKET.search(part)
+    if match is None:
+        if "[" in part or "]" in part:
+            raise ConfigError(f"host list {expr!r}: unbalanced brackets in {part!r}")
+        return [part]
+    head, tail = part[: match.start()], part[match.end():]
+    return [head + n + rest for n in _expand_range(expr, match.group(1)) for rest in _expand_one(expr, tail)]
+
+
+def expand(expr: str) -> list[str]:
+    """Expand a host-list expression into host names, in order, without duplicates."""
+    if not isinstance(expr, str) or not expr.strip():
+        raise ConfigError(f"host list {expr!r} is empty", hint="give names like n[1-4] or n1,n2")
+    names: list[str] = []
+    seen: set[str] = set()
+    for part in _split_top_level(expr.strip()):
+        for name in _expand_one(expr, part):
+            if name not in seen:
+                seen.add(name)
+                names.append(name)
+    return names
+
+
+def compress(names: Iterable[str]) -> str:
+    """The shortest Slurm expression for ``names`` (order of first appearance of each prefix)."""
+    groups: dict[tuple[str, int], list[int]] = defaultdict(list)
+    order: list[tuple[str, int] | str] = []
+    for name in names:
+        m = _TAIL_NUMBER.match(name)
+        if m is None:
+            order.append(name)
+            continue
+        prefix, digits = m.groups()
+        width = len(digits) if digits.startswith("0") and len(digits) > 1 else 0
+        key = (prefix, width)
+        if key not in groups:
+            order.append(key)
+        groups[key].append(int(digits))
+    _merge_natural_width(groups)
+    parts: list[str] = []
+    for key in order:
+        if isinstance(key, str):
+            parts.append(key)
+            continue
+        prefix, width = key
+        numbers = sorted(set(groups[key]))
+        if not numbers:
+            continue
+        if len(numbers) == 1:
+            parts.append(f"{prefix}{str(numbers[0]).zfill(width)}")
+            continue
+        parts.append(f"{prefix}[{','.join(_runs(numbers, width))}]")
+    return ",".join(parts)
+
+
+def _merge_natural_width(groups: dict[tuple[str, int], list[int]]) -> None:
+    """``h09`` (padded, width 2) and ``h10`` (natural width 2) belong to one range ``h[09-10]``."""
+    for (prefix, width), numbers in list(groups.items()):
+        plain = groups.get((prefix, 0))
+        if width == 0 or not plain:
+            continue
+        same = [n for n in plain if len(str(n)) == width]
+        if same:
+            numbers.extend(same)
+            groups[(prefix, 0)] = [n for n in plain if len(str(n)) != width]
+
+
+def _runs(numbers: list[int], width: int) -> list[str]:
+    runs: list[str] = []
+    start = prev = numbers[0]
+    for n in numbers[1:] + [None]:  # type: ignore[list-item]
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        a, b = str(start).zfill(width), str(prev).zfill(width)
+        runs.append(a if start == prev else f"{a}-{b}")
+        if n is not None:
+            start = prev = n
+    return runs

@@ -1,0 +1,25 @@
+"""Fabric topology: a networkx model of GPUs, NVLink domains, NICs/rails, switches and NUMA.
+
+Public surface::
+
+    from fabric_hpc.topology import Fabric, FabricSpec, build, load_fabric, generators
+    fab = build(generators.superpod(sus=4))
+    fab.distance("su01-h01/gpu0", "su02-h05/gpu0")   # hops, bandwidth, latency in O(1)
+"""
+
+from fabric_hpc.topology import generators
+from fabric_hpc.topology.index import Distance, FabricIndex
+from fabric_hpc.topology.io import dump_spec, load_fabric, parse_spec, save_spec
+from fabric_hpc.topology.model import Fabric, GpuInfo, Group
+from fabric_hpc.topology.spec import FabricSpec, HostType
+
+
+def build(spec: FabricSpec) -> Fabric:
+    """Validate a spec and build its fabric (graph and index)."""
+    return Fabric(spec)
+
+
+__all__ = [
+    "Distance", "Fabric", "FabricIndex", "FabricSpec", "GpuInfo", "Group", "HostType", "build",
+    "dump_spec", "generators", "load_fabric", "parse_spec", "save_spec",
+]

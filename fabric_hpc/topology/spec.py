@@ -1,0 +1,230 @@
+"""The declarative fabric description: the schema of ``topology/*.yaml`` (format version 1).
+
+A fabric is host *types* (what a node contains), *hosts* (host-list expressions of a type),
+optional multi-host *NVLink domains* (GB200 NVL72 racks), and a *network*: a tree of switch
+*groups*, one level at a time from the hosts up (``levels: [leaf, spine, core]``). A group holds
+``switches`` identical switches; every switch of a group is linked to every switch of its parent
+group (a Clos stage). NIC ``i`` of a host attaches to switch ``i mod switches`` of its leaf
+group, so a leaf group with one switch per NIC is rail-optimised. See ``docs/topology.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from pydantic import Field
+
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.hostlist import expand
+from fabric_hpc.validation import Loc, StrictModel
+
+FORMAT_VERSION = 1
+PositiveInt = int
+Name = str
+
+
+class HostType(StrictModel):
+    """What one host (one Slurm node) contains."""
+
+    gpus: int = Field(ge=0, le=1024)
+    gpu_model: str = Field(min_length=1)
+    gpu_memory_gb: float = Field(ge=0)
+    sockets: int = Field(ge=1, le=64)
+    cores_per_socket: int = Field(ge=1, le=4096)
+    threads_per_core: int = Field(default=1, ge=1, le=8)
+    memory_gb: float = Field(gt=0)
+    #: NVLink bandwidth per GPU inside the host (GB/s); 0 when GPUs talk over PCIe only.
+    nvlink_gbps: float = Field(ge=0)
+    #: NVSwitch chips in the host; 0 with direct NVLink, PCIe only, or a multi-host domain.
+    nvswitches: int = Field(ge=0, le=64)
+    pcie_gbps: float = Field(gt=0)
+    nics: int = Field(ge=0, le=64)
+    nic_gbps: float = Field(ge=0)
+    #: CPU socket (NUMA domain) of each GPU; default: GPUs split evenly over sockets in order.
+    gpu_numa: list[int] | None = None
+    features: list[str] = Field(default_factory=list)
+
+
+class HostEntry(StrictModel):
+    names: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    rack: str | None = None
+
+
+class NvlinkDomain(StrictModel):
+    """GPUs of several hosts that share one NVLink fabric (a GB200 NVL72 rack: 18 hosts)."""
+
+    name: str = Field(min_length=1)
+    hosts: str = Field(min_length=1)
+    gbps: float = Field(gt=0)
+    nvswitches: int = Field(ge=1, le=256)
+
+
+class SwitchGroup(StrictModel):
+    name: str = Field(min_length=1)
+    level: str = Field(min_length=1)
+    switches: int = Field(ge=1, le=4096)
+    #: Only at the lowest level: the hosts under this group.
+    hosts: str | None = None
+    #: Above the lowest level: names of the groups one level down.
+    children: list[str] = Field(default_factory=list)
+    #: Total uplink bandwidth of EACH switch toward its parent group (GB/s); none at the top.
+    uplink_gbps: float | None = Field(default=None, gt=0)
+    latency_us: float = Field(default=0.6, ge=0)
+
+
+class Network(StrictModel):
+    levels: list[str] = Field(min_length=1, max_length=8)
+    groups: list[SwitchGroup] = Field(min_length=1)
+
+
+class FabricSpec(StrictModel):
+    fabric: Literal[1]
+    name: str = Field(min_length=1)
+    description: str = ""
+    host_types: dict[str, HostType] = Field(min_length=1)
+    hosts: list[HostEntry] = Field(min_length=1)
+    nvlink_domains: list[NvlinkDomain] = Field(default_factory=list)
+    network: Network | None = None
+
+
+Locate = Callable[[Loc], int | None]
+
+
+class _Checker:
+    """Semantic rules the schema cannot express; every message names the place and the fix."""
+
+    def __init__(self, spec: FabricSpec, source: str, locate: Locate | None) -> None:
+        self.spec, self.source, self.locate = spec, source, locate
+        self.problems: list[str] = []
+
+    def fail(self, loc: Loc, text: str) -> None:
+        line = self.locate(loc) if self.locate else None
+        where = f"{self.source}:{line}" if line else self.source
+        self.problems.append(f"{where}: {'.'.join(map(str, loc))}: {text}")
+
+    def run(self) -> dict[str, str]:
+        host_type = self._hosts()
+        self._host_types()
+        self._nvlink_domains(host_type)
+        if self.spec.network is not None:
+            self._network(host_type)
+        if self.problems:
+            raise ConfigError("\n".join(self.problems), hint="see docs/topology.md for the format")
+        return host_type
+
+    def _expand(self, loc: Loc, expr: str) -> list[str]:
+        try:
+            return expand(expr)
+        except ConfigError as exc:
+            self.fail(loc, exc.message)
+            return []
+
+    def _hosts(self) -> dict[str, str]:
+        host_type: dict[str, str] = {}
+        for i, entry in enumerate(self.spec.hosts):
+            if entry.type not in self.spec.host_types:
+                valid = ", ".join(sorted(self.spec.host_types))
+                self.fail(("hosts", i, "type"), f"unknown host type {entry.type!r} (defined: {valid})")
+            for name in self._expand(("hosts", i, "names"), entry.names):
+                if name in host_type:
+                    self.fail(("hosts", i, "names"), f"duplicate host name {name!r}: each host once")
+                host_type[name] = entry.type
+        return host_type
+
+    def _host_types(self) -> None:
+        for name, ht in self.spec.host_types.items():
+            loc = ("host_types", name)
+            if ht.gpu_numa is not None:
+                if len(ht.gpu_numa) != ht.gpus:
+                    self.fail(loc + ("gpu_numa",), f"has {len(ht.gpu_numa)} entries for {ht.gpus} GPUs")
+                if any(not 0 <= s < ht.sockets for s in ht.gpu_numa):
+                    self.fail(loc + ("gpu_numa",), f"socket numbers must be in 0..{ht.sockets - 1}")
+            if ht.nvswitches and not ht.nvlink_gbps:
+                self.fail(loc + ("nvlink_gbps",), "NVSwitches declared but nvlink_gbps is 0")
+            if ht.nics and not ht.nic_gbps:
+                self.fail(loc + ("nic_gbps",), "NICs declared but nic_gbps is 0")
+            if self.spec.network is not None and ht.nics == 0:
+                self.fail(loc + ("nics",), "a host on the network needs at least one NIC")
+
+    def _nvlink_domains(self, host_type: dict[str, str]) -> None:
+        seen: dict[str, str] = {}
+        names = set()
+        for i, dom in enumerate(self.spec.nvlink_domains):
+            if dom.name in names:
+                self.fail(("nvlink_domains", i, "name"), f"duplicate NVLink domain {dom.name!r}")
+            names.add(dom.name)
+            for host in self._expand(("nvlink_domains", i, "hosts"), dom.hosts):
+                if host not in host_type:
+                    self.fail(("nvlink_domains", i, "hosts"), f"unknown host {host!r} (dangling)")
+                elif host in seen:
+                    self.fail(("nvlink_domains", i, "hosts"), f"host {host!r} is already in {seen[host]!r}")
+                elif self.spec.host_types[host_type[host]].nvswitches:
+                    self.fail(("nvlink_domains", i, "hosts"),
+                              f"host {host!r} is in a multi-host NVLink domain but its type declares "
+                              "its own NVSwitches; set nvswitches: 0 in that host type")
+                seen[host] = dom.name
+
+    def _network(self, host_type: dict[str, str]) -> None:
+        net = self.spec.network
+        assert net is not None
+        if len(set(net.levels)) != len(net.levels):
+            self.fail(("network", "levels"), "level names must be unique")
+        level_of = {name: i for i, name in enumerate(net.levels)}
+        groups: dict[str, int] = {}
+        parent: dict[str, str] = {}
+        placed: dict[str, str] = {}
+        for i, g in enumerate(net.groups):
+            loc = ("network", "groups", i)
+            if g.name in groups:
+                self.fail(loc + ("name",), f"duplicate group name {g.name!r}")
+            groups[g.name] = i
+            if g.level not in level_of:
+                self.fail(loc + ("level",), f"unknown level {g.level!r} (levels: {', '.join(net.levels)})")
+                continue
+            if level_of[g.level] == 0:
+                if not g.hosts or g.children:
+                    self.fail(loc, "a lowest-level group lists hosts, not children")
+                for host in self._expand(loc + ("hosts",), g.hosts or ""):
+                    if host not in host_type:
+                        self.fail(loc + ("hosts",), f"unknown host {host!r} (dangling link)")
+                    elif host in placed:
+                        self.fail(loc + ("hosts",), f"host {host!r} is already under group {placed[host]!r}")
+                    placed[host] = g.name
+            elif g.hosts or not g.children:
+                self.fail(loc, f"a {g.level!r} group lists child groups, not hosts")
+        for i, g in enumerate(net.groups):
+            self._group_links(i, g, groups, parent, level_of)
+        for host in host_type:
+            if host not in placed:
+                self.fail(("hosts",), f"host {host!r} is under no {net.levels[0]!r} group (not connected)")
+        tops = [g for g in net.groups if g.name not in parent]
+        if len(tops) > 1:
+            self.fail(("network", "groups"),
+                      f"{len(tops)} groups have no parent ({', '.join(g.name for g in tops[:5])}); "
+                      "the network must be one tree: add a top-level group over them")
+
+    def _group_links(self, i: int, g: SwitchGroup, groups: dict[str, int], parent: dict[str, str],
+                     level_of: dict[str, int]) -> None:
+        net = self.spec.network
+        assert net is not None
+        loc = ("network", "groups", i)
+        for child in g.children:
+            if child not in groups:
+                self.fail(loc + ("children",), f"unknown group {child!r} (dangling link)")
+                continue
+            c = net.groups[groups[child]]
+            if c.level in level_of and g.level in level_of and level_of[c.level] != level_of[g.level] - 1:
+                self.fail(loc + ("children",), f"child {child!r} is level {c.level!r}, not one below {g.level!r}")
+            if child in parent:
+                self.fail(loc + ("children",), f"group {child!r} already has parent {parent[child]!r}")
+            parent[child] = g.name
+            if c.uplink_gbps is None:
+                self.fail(("network", "groups", groups[child], "uplink_gbps"),
+                          f"group {child!r} has a parent ({g.name!r}) but no uplink_gbps")
+
+
+def check_spec(spec: FabricSpec, *, source: str = "<fabric>", locate: Locate | None = None) -> dict[str, str]:
+    """Check the rules beyond the schema; return host name → host type name (in file order)."""
+    return _Checker(spec, source, locate).run()
