@@ -9,7 +9,7 @@ Public surface::
 
 from fabric_hpc.topology import generators
 from fabric_hpc.topology.index import Distance, FabricIndex
-from fabric_hpc.topology.io import dump_spec, load_fabric, parse_spec, save_spec
+from fabric_hpc.topology.io import DEFAULT_FABRIC, dump_spec, load_fabric, open_fabric, parse_spec, save_spec
 from fabric_hpc.topology.model import Fabric, GpuInfo, Group
 from fabric_hpc.topology.spec import FabricSpec, HostType
 
@@ -21,5 +21,5 @@ def build(spec: FabricSpec) -> Fabric:
 
 __all__ = [
     "Distance", "Fabric", "FabricIndex", "FabricSpec", "GpuInfo", "Group", "HostType", "build",
-    "dump_spec", "generators", "load_fabric", "parse_spec", "save_spec",
+    "DEFAULT_FABRIC", "dump_spec", "generators", "load_fabric", "open_fabric", "parse_spec", "save_spec",
 ]

@@ -100,3 +100,54 @@ def save_spec(spec: FabricSpec, path: str | os.PathLike[str]) -> Path:
     tmp.write_text(dump_spec(spec), encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+DEFAULT_FABRIC = "superpod:sus=4"
+
+
+def _parse_params(ref: str, text: str) -> dict[str, int | float | str]:
+    params: dict[str, int | float | str] = {}
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"fabric reference {ref!r}: {item!r} is not key=value",
+                              hint="write e.g. superpod:sus=4 or leaf-spine:hosts=16,hosts_per_leaf=4")
+        value = value.strip()
+        try:
+            params[key.strip()] = int(value)
+        except ValueError:
+            try:
+                params[key.strip()] = float(value)
+            except ValueError:
+                params[key.strip()] = value
+    return params
+
+
+def open_fabric(ref: str | os.PathLike[str] | None = None) -> Fabric:
+    """A fabric from a YAML path or a generator reference (``superpod:sus=4``, ``nvl72:racks=2``,
+    ``fat-tree:k=8``, ``leaf-spine:hosts=16``); ``None`` gives the built-in default cluster."""
+    import inspect
+
+    from fabric_hpc.topology.generators import GENERATORS
+
+    ref = DEFAULT_FABRIC if ref is None else ref
+    text = os.fspath(ref)
+    if Path(text).exists() or text.endswith((".yaml", ".yml")) or "/" in text:
+        return load_fabric(text)
+    name, _, params = text.partition(":")
+    if name not in GENERATORS:
+        raise NotFoundError(f"{text!r} is neither a fabric file nor a generator",
+                            hint=f"give a YAML path or one of: {', '.join(GENERATORS)} (e.g. superpod:sus=4)")
+    func = GENERATORS[name]
+    kwargs = _parse_params(text, params)
+    valid = [p for p in inspect.signature(func).parameters]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ConfigError(f"generator {name!r} has no parameter {', '.join(unknown)}",
+                          hint=f"valid parameters: {', '.join(valid)}")
+    try:
+        spec = func(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"generator {name!r}: bad parameter value ({exc})",
+                          hint="parameters are numbers, e.g. superpod:sus=4") from None
+    return Fabric(spec, source=text)

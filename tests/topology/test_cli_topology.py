@@ -1,0 +1,44 @@
+"""`fabric topology ...` end to end through the console entry point."""
+
+from __future__ import annotations
+
+import json
+
+from fabric_hpc.cli.main import main
+
+
+def test_generate_validate_show_round_trip(tmp_path, capsys):
+    out = tmp_path / "pod.yaml"
+    assert main(["topology", "generate", "superpod", "--sus", "2", "-o", str(out)]) == 0
+    assert main(["topology", "validate", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result == [{"fabric": str(out), "ok": True, "hosts": 64, "gpus": 512}]
+    assert main(["topology", "show", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["levels"] == ["leaf", "spine"]
+
+
+def test_show_distance_and_host(capsys):
+    assert main(["topology", "show", "superpod:sus=2", "--distance", "su01-h01/gpu0", "su02-h01/gpu0",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["hops"] == 3
+    assert main(["topology", "show", "nvl72:racks=1", "--host", "r001-h02", "--json"]) == 0
+    host = json.loads(capsys.readouterr().out)
+    assert len(host["gpus"]) == 4 and host["domains"][0] == ["nvlink", "r001"]
+
+
+def test_export_to_file(tmp_path):
+    out = tmp_path / "topology.conf"
+    assert main(["topology", "export", "leaf-spine:hosts=8", "--format", "topology-tree", "-o", str(out)]) == 0
+    assert "SwitchName=leaf2 Nodes=n[5-8]" in out.read_text()
+
+
+def test_bad_input_exit_3_without_traceback(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("fabric: 1\nname: x\nhost_types: {}\nhosts: []\nbogus: 2\n")
+    assert main(["topology", "validate", str(bad)]) == 3
+    err = capsys.readouterr().err
+    assert "unknown key 'bogus'" in err and "Traceback" not in err
+    assert main(["topology", "show", "superpod:sus=zero"]) == 3
+    assert main(["topology", "show", "nowhere.yaml"]) == 3
+    assert main(["topology", "export", "superpod:sus=1", "--format", "nccl-xml"]) == 3
+    assert "needs --host" in capsys.readouterr().err

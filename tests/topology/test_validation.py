@@ -1,0 +1,108 @@
+"""Every validation rule of the fabric file format: the error names file, line and the fix."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from fabric_hpc.errors import ConfigError, NotFoundError
+from fabric_hpc.topology import load_fabric, parse_spec
+
+
+def _error(path: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_fabric(path)
+    return str(info.value)
+
+
+def test_valid_file_loads(superpod_yaml):
+    path, _ = superpod_yaml
+    fab = load_fabric(path)
+    assert len(fab.hosts) == 64 and len(fab.gpus) == 512
+
+
+@pytest.mark.parametrize("old, new, expect", [
+    # unknown keys, with the list of valid keys
+    ("    nics: 8", "    nics: 8\n    nicz: 3", r"edited\.yaml:\d+: unknown key 'nicz'.*valid keys: .*nic_gbps"),
+    ("levels: [leaf, spine]", "levels: [leaf, spine]\n  extra: 1", r"unknown key 'extra' at network.extra"),
+    # missing fields
+    ("    gpus: 8\n", "", r"missing required field host_types.dgx-h100.gpus"),
+    ("name: dgx-h100-superpod-2su\n", "", r"missing required field name"),
+    # impossible values
+    ("switches: 16", "switches: -1", r"edited\.yaml:\d+: network.groups.2.switches: .*greater than or equal to 1"),
+    ("    gpus: 8", "    gpus: many", r"host_types.dgx-h100.gpus: .*integer"),
+    ("fabric: 1", "fabric: 2", r"fabric: Input should be 1"),
+    ("    nic_gbps: 50.0", "    nic_gbps: 0.0", r"NICs declared but nic_gbps is 0"),
+    ("    nvlink_gbps: 900.0", "    nvlink_gbps: 0.0", r"NVSwitches declared but nvlink_gbps is 0"),
+    ("    features:", "    gpu_numa: [0, 0, 0]\n    features:", r"gpu_numa: has 3 entries for 8 GPUs"),
+    ("    features:", "    gpu_numa: [0, 0, 0, 0, 1, 1, 1, 9]\n    features:", r"socket numbers must be in 0..1"),
+    # dangling links and names
+    ("type: dgx-h100}", "type: dgx-h200}", r"unknown host type 'dgx-h200' \(defined: dgx-h100\)"),
+    ("hosts: 'su02-h[01-32]'", "hosts: 'su02-h[01-33]'", r"unknown host 'su02-h33' \(dangling link\)"),
+    ("children: [su01-leaf, su02-leaf]", "children: [su01-leaf, su09-leaf]", r"unknown group 'su09-leaf'"),
+    ("level: spine", "level: spline", r"unknown level 'spline' \(levels: leaf, spine\)"),
+    # duplicates
+    ("- {names: 'su02-h[01-32]'", "- {names: 'su01-h[01-32]'", r"duplicate host name 'su01-h01'"),
+    ("name: su02-leaf", "name: su01-leaf", r"duplicate group name 'su01-leaf'"),
+    ("hosts: 'su02-h[01-32]'", "hosts: 'su01-h[01-32]'", r"host 'su01-h01' is already under group 'su01-leaf'"),
+    # structure
+    ("hosts: 'su02-h[01-32]'", "hosts: 'su02-h[01-16]'", r"host 'su02-h17' is under no 'leaf' group"),
+    ("children: [su01-leaf, su02-leaf]", "children: [su01-leaf]", r"groups have no parent"),
+    ("levels: [leaf, spine]", "levels: [leaf, leaf]", r"level names must be unique"),
+    ("uplink_gbps: 1600.0}", "}", r"has a parent \('spine'\) but no uplink_gbps"),
+    ("hosts: 'su01-h[01-32]', uplink", "hosts: 'su01-h[01-3', uplink", r"'\[' without '\]'"),
+])
+def test_rule(superpod_yaml, old, new, expect):
+    _, edit = superpod_yaml
+    message = _error(edit(old, new))
+    assert re.search(expect, message), message
+    assert "fix:" in message
+
+
+def test_error_names_the_line(superpod_yaml):
+    _, edit = superpod_yaml
+    path = edit("    nics: 8", "    nics: 8\n    nicz: 3")
+    line = next(i for i, text in enumerate(open(path), 1) if "nicz" in text)
+    assert f"edited.yaml:{line}:" in _error(path)
+
+
+def test_several_problems_reported_together(superpod_yaml):
+    _, edit = superpod_yaml
+    text = _error(edit("switches: 16", "switches: -1\n    bogus: 1"))
+    assert "unknown key 'bogus'" in text and "greater than or equal to 1" in text
+
+
+def test_missing_file():
+    with pytest.raises(NotFoundError, match="does not exist"):
+        load_fabric("/nonexistent/fabric.yaml")
+
+
+@pytest.mark.parametrize("text, expect", [
+    ("fabric: 1\nname: a\nname: b\n", r"line 3: duplicate key 'name' \(first at line 2\)"),
+    ("fabric: 1\n  name: [x\n", r"<string>:2: not valid YAML"),
+    ("- just\n- a list\n", r"expected a mapping"),
+])
+def test_malformed_yaml(text, expect):
+    with pytest.raises(ConfigError, match=expect):
+        parse_spec(text)
+
+
+def test_multi_host_nvlink_domain_rules():
+    from fabric_hpc.topology import dump_spec, generators
+
+    text = dump_spec(generators.nvl72(2))
+    with pytest.raises(ConfigError, match="already in 'r001'"):
+        parse_and_check(text.replace("hosts: 'r002-h[01-18]', gbps", "hosts: 'r001-h[01-18]', gbps"))
+    with pytest.raises(ConfigError, match="unknown host 'r009-h01'"):
+        parse_and_check(text.replace("hosts: 'r002-h[01-18]', gbps", "hosts: 'r009-h[01-18]', gbps"))
+    with pytest.raises(ConfigError, match="declares its own NVSwitches"):
+        parse_and_check(text.replace("    nvswitches: 0", "    nvswitches: 2\n").replace(
+            "    nvlink_gbps: 0.0", "    nvlink_gbps: 100.0"))
+
+
+def parse_and_check(text: str):
+    from fabric_hpc.topology.model import Fabric
+
+    spec, lines = parse_spec(text)
+    return Fabric(spec)
