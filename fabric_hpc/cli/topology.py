@@ -162,3 +162,83 @@ def export(fabric: str | None, fmt: str, host: str | None, device_dir: str, out:
     else:
         text = ex.gres_conf(fab, device_dir=device_dir)
     _write_or_print(text, out)
+
+
+# -- report ---------------------------------------------------------------------------------------
+@group.command("report")
+@click.argument("fabric", required=False)
+@click.option("--out", "out_html", default="report.html", show_default=True, help="HTML file to write.")
+@click.option("--state", "state_path", default=None, help="Cluster state JSON (jobs, down) to colour by.")
+@click.option("--png", default=None, help="Also write a static PNG.")
+@click.option("--svg", default=None, help="Also write a static SVG.")
+@click.option("--title", default=None)
+@json_option
+def report(fabric: str | None, out_html: str, state_path: str | None, png: str | None, svg: str | None,
+           title: str | None, as_json: bool) -> None:
+    """Write a self-contained HTML report (and PNG/SVG) of the fabric and the jobs on it."""
+    from fabric_hpc.topology.report import write_report
+
+    fab = open_fabric(fabric)
+    occupancy = None
+    if state_path:
+        from fabric_hpc.placement import ClusterState
+
+        occupancy = ClusterState.load(fab, state_path).occupancy()
+    summary = write_report(fab, out_html, occupancy=occupancy, title=title, png=png, svg=svg)
+    data = summary.to_dict()
+    render(as_json, data, lambda c: c.print(
+        f"wrote {data['html']} ({data['html_bytes'] / 1024:.0f} KiB): {data['hosts']} hosts, {data['gpus']} GPUs, "
+        f"{data['free']} free, {data['allocated']} allocated, {data['down']} down, {len(data['jobs'])} jobs"
+        + "".join(f"; wrote {p}" for p in (data.get("png"), data.get("svg")) if p)))
+
+
+# -- import / discover ----------------------------------------------------------------------------
+@group.command("import")
+@click.argument("csv_path")
+@click.option("--kind", type=click.Choice(["auto", "lingjun", "openb", "spot2026"]), default="auto",
+              show_default=True, help="Data set (auto: from the CSV header).")
+@click.option("--hosts-per-leaf", type=click.IntRange(1, 100_000), default=None,
+              help="Node lists only: put hosts under flat leaf switches of this size.")
+@click.option("--host-map", default=None, help="Lingjun only: write the host-name → ip-hash CSV here.")
+@_out
+def import_(csv_path: str, kind: str, hosts_per_leaf: int | None, host_map: str | None, out: str | None) -> None:
+    """Import real cluster data (Alibaba Lingjun Clos, Alibaba node lists) as a fabric file."""
+    from fabric_hpc.topology.importers import detect_kind, import_csv
+
+    real_kind = detect_kind(csv_path) if kind == "auto" else kind
+    options: dict = {}
+    if hosts_per_leaf is not None:
+        if real_kind == "lingjun":
+            raise ConfigError("--hosts-per-leaf applies to node lists; the Lingjun data has its own network")
+        options["hosts_per_leaf"] = hosts_per_leaf
+    if host_map is not None:
+        if real_kind != "lingjun":
+            raise ConfigError("--host-map applies to the Lingjun data only")
+        options["hostmap_path"] = host_map
+    _emit_spec(import_csv(csv_path, kind=real_kind, **options), out)
+
+
+@group.command("discover")
+@click.option("-o", "--out", default=None, help="Write the host's YAML fragment here (and <stem>.facts.json).")
+@click.option("--sysfs-root", default="/", show_default=True, help="Root of the sysfs tree to read.")
+@click.option("--no-nvml", is_flag=True, help="Do not query NVML (sysfs only).")
+@click.option("--record", default=None, help="Record the raw NVML answers to this JSON file (for fixtures).")
+@json_option
+def discover_cmd(out: str | None, sysfs_root: str, no_nvml: bool, record: str | None, as_json: bool) -> None:
+    """Discover this host: GPUs and NVLink (NVML), CPUs, NUMA, HCAs and NICs (sysfs)."""
+    from fabric_hpc.topology.discover import discover, record_nvml, save_recording
+
+    if record:
+        click.echo(f"wrote {save_recording(record_nvml(), record)}", err=True)
+    found = discover(root=sysfs_root, use_nvml=not no_nvml)
+    for note in found.notes:
+        click.echo(f"note: {note}", err=True)
+    if out:
+        paths = found.write(out)
+        click.echo("wrote " + ", ".join(str(p) for p in paths if p), err=True)
+    elif as_json:
+        from fabric_hpc.cli.output import print_json
+
+        print_json({"spec": found.spec.model_dump(mode="json"), "facts": found.facts, "notes": found.notes})
+    else:
+        click.echo(found.yaml(), nl=False)

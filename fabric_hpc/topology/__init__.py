@@ -10,7 +10,10 @@ Public surface::
 from fabric_hpc.topology import generators
 from fabric_hpc.topology.index import Distance, FabricIndex
 from fabric_hpc.topology.io import DEFAULT_FABRIC, dump_spec, load_fabric, open_fabric, parse_spec, save_spec
+from fabric_hpc.topology.discover import Discovery, discover
+from fabric_hpc.topology.importers import import_csv, import_lingjun, import_node_list
 from fabric_hpc.topology.model import Fabric, GpuInfo, Group
+from fabric_hpc.topology.report import ReportSummary, write_report
 from fabric_hpc.topology.spec import FabricSpec, HostType
 
 
@@ -20,6 +23,8 @@ def build(spec: FabricSpec) -> Fabric:
 
 
 __all__ = [
-    "Distance", "Fabric", "FabricIndex", "FabricSpec", "GpuInfo", "Group", "HostType", "build",
-    "DEFAULT_FABRIC", "dump_spec", "generators", "load_fabric", "open_fabric", "parse_spec", "save_spec",
+    "DEFAULT_FABRIC", "Discovery", "Distance", "Fabric", "FabricIndex", "FabricSpec", "GpuInfo", "Group",
+    "HostType", "ReportSummary", "build", "discover", "dump_spec", "generators", "import_csv",
+    "import_lingjun", "import_node_list", "load_fabric", "open_fabric", "parse_spec", "save_spec",
+    "write_report",
 ]

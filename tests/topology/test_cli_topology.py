@@ -42,3 +42,46 @@ def test_bad_input_exit_3_without_traceback(tmp_path, capsys):
     assert main(["topology", "show", "nowhere.yaml"]) == 3
     assert main(["topology", "export", "superpod:sus=1", "--format", "nccl-xml"]) == 3
     assert "needs --host" in capsys.readouterr().err
+
+
+def test_report_with_state(tmp_path, capsys):
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"version": 1, "jobs": {"train-1": {"hosts": "su01-h[01-04]"}},
+                                 "down": ["su02-h01"]}))
+    out = tmp_path / "r.html"
+    assert main(["topology", "report", "superpod:sus=2", "--state", str(state), "--out", str(out),
+                 "--png", str(tmp_path / "r.png"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["allocated"], summary["down"]) == (32, 8)
+    assert out.read_text().startswith("<!DOCTYPE html>")
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_bad_state_is_exit_3(tmp_path, capsys):
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"version": 1, "jobs": {"x": {"hosts": "nope[1-2]"}}}))
+    assert main(["topology", "report", "superpod:sus=1", "--state", str(state), "--out",
+                 str(tmp_path / "r.html")]) == 3
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_import_lingjun_and_node_list(tmp_path, capsys):
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[2] / "data" / "topologies"
+    out = tmp_path / "lj.yaml"
+    assert main(["topology", "import", str(data / "alibaba_lingjun2023_topo.csv"), "-o", str(out)]) == 0
+    assert main(["topology", "show", str(out), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["hosts"] == 847 and shown["levels"] == ["tor", "aggregation", "core"]
+    assert main(["topology", "import", str(data / "alibaba_openb_node_list_gpu_node.csv"),
+                 "--hosts-per-leaf", "32", "-o", str(tmp_path / "openb.yaml")]) == 0
+    assert main(["topology", "import", str(data / "alibaba_lingjun2023_topo.csv"), "--hosts-per-leaf", "8"]) == 3
+
+
+def test_discover_on_this_host(capsys):
+    assert main(["topology", "discover", "--json"]) == 0
+    captured = capsys.readouterr()
+    found = json.loads(captured.out)
+    assert found["spec"]["hosts"][0]["names"]
+    assert found["notes"] == [] or "note:" in captured.err

@@ -1,0 +1,130 @@
+"""Process plumbing for the Slurm test cluster: find, signal and reap processes by pid.
+
+Linux only (reads ``/proc``). Nothing here matches processes by name: a cluster's processes are
+its own children, or carry its exact ``SLURM_CONF`` in their environment, or descend from those.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def resolves_to_loopback(hostname: str) -> bool:
+    try:
+        return socket.gethostbyname(hostname).startswith("127.")
+    except OSError:
+        return False
+
+
+def die_with_parent() -> None:  # runs in the child between fork and exec
+    _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: the kernel stops the daemon if we die
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def environ_values(key: str) -> dict[int, str]:
+    """Pid -> value of ``key`` in its environment, for every process (but this one) that has it."""
+    prefix = f"{key}=".encode()
+    me = os.getpid()
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        for item in environ.split(b"\0"):
+            if item.startswith(prefix):
+                found[int(entry.name)] = item[len(prefix):].decode(errors="replace")
+                break
+    return found
+
+
+def processes_with_env(key: str, value: str) -> set[int]:
+    """Pids (not ours) whose environment has exactly ``key=value``: slurmstepd and job processes."""
+    return {pid for pid, found in environ_values(key).items() if found == value}
+
+
+def orphans(marker: str) -> set[int]:
+    """Processes left by test clusters that died without stopping (their runner was SIGKILLed).
+
+    A process is an orphan when its ``SLURM_CONF`` names a file that starts with ``marker`` and
+    no ``slurmctld`` or ``munged`` of that configuration is alive any more.
+    """
+    groups: dict[str, set[int]] = {}
+    for pid, conf in environ_values("SLURM_CONF").items():
+        groups.setdefault(conf, set()).add(pid)
+    found: set[int] = set()
+    for conf, pids in groups.items():
+        try:
+            with open(conf, encoding="utf-8", errors="replace") as f:
+                if not f.readline().startswith(marker):
+                    continue
+        except OSError:
+            continue
+        if any(_comm(pid) in ("slurmctld", "munged") for pid in pids):
+            continue
+        found |= pids | {child for pid in pids for child in descendants(pid)}
+    return {pid for pid in found if alive(pid)}
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def descendants(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def terminate(procs: list[subprocess.Popen[bytes]], others: set[int], grace: float = 5.0,
+               first: int = signal.SIGTERM) -> None:
+    """``first`` (SIGTERM), wait up to ``grace`` seconds, then SIGKILL; reap our children."""
+    for sig in (first, signal.SIGKILL):
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(sig)
+        for pid in others:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if all(p.poll() is not None for p in procs) and not any(alive(pid) for pid in others):
+                return
+            time.sleep(0.02)
+    for proc in procs:
+        proc.wait(timeout=10)

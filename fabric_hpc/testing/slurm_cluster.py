@@ -1,0 +1,534 @@
+"""A real, throw-away Slurm cluster on loopback, for tests and for trying things by hand.
+
+:class:`SlurmTestCluster` starts, as root and inside one directory, its own ``munged`` (own key
+and socket), ``slurmctld`` and one ``slurmd -N <node>`` per emulated node, all on 127.0.0.1 with
+ports drawn at random below the ephemeral range. Fake GPUs are character devices
+(``mknod <dir>/nvidiaN c 195 N``) so GPU GRES is kept by slurmd and jobs get
+``CUDA_VISIBLE_DEVICES``. Every daemon runs in the foreground as a child of this process (so it is
+stopped by its pid and reaped) and is told by the kernel to exit if this process dies.
+
+Nothing is written outside ``base_dir``. See ``docs/testing.md``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fabric_hpc.errors import ConfigError, ExternalError
+from fabric_hpc.hostlist import expand
+from fabric_hpc.testing import _slurm_config as conf
+from fabric_hpc.testing._processes import (
+    alive,
+    descendants,
+    orphans,
+    die_with_parent,
+    processes_with_env,
+    resolves_to_loopback,
+    terminate,
+)
+from fabric_hpc.testing._slurm_config import NodeSpec, parse_key_values
+
+REQUIRED_COMMANDS = ("munged", "slurmctld", "slurmd", "sinfo", "scontrol", "sbatch", "srun", "squeue")
+INSTALL_HINT = "as root: apt-get install --no-install-recommends slurm-wlm munge (Debian 12: Slurm 22.05)"
+TERMINAL_STATES = frozenset(
+    {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE",
+     "OUT_OF_MEMORY"}
+)
+MAX_FABRIC_HOSTS = 128
+MUNGE_PARENT, MUNGE_PREFIX = "/tmp", "fabric-munge-"  # munged needs o+x on every parent directory
+CONF_MARKER = "# written by fabric_hpc.testing.SlurmTestCluster"
+DEFAULT_PARTITION = "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
+
+if TYPE_CHECKING:
+    from fabric_hpc.topology import Fabric
+
+_LIVE: weakref.WeakSet[SlurmTestCluster] = weakref.WeakSet()
+
+
+class SlurmTestCluster:
+    """A live Slurm 22.05 cluster of emulated nodes on this host (see the module docstring).
+
+    ``nodes`` is a count (``n1..nN`` with ``cpus_per_node`` / ``gpus_per_node``) or node specs.
+    ``topology_conf`` / ``gres_conf`` are file texts (``gres.conf`` is generated from the specs
+    when omitted). ``settings`` override ``slurm.conf`` keys; ``extra_conf`` is appended to it;
+    ``partitions`` replace the default ``debug`` partition; ``config_files`` are written next to
+    ``slurm.conf`` (``job_submit.lua``, ``plugstack.conf``, prolog scripts: a text starting with
+    ``#!`` is made executable). ``{base_dir}``, ``{etc_dir}``, ``{log_dir}``, ``{device_dir}``
+    in all of these are replaced by the real paths.
+    """
+
+    def __init__(
+        self,
+        nodes: Sequence[NodeSpec] | int = 4,
+        *,
+        cpus_per_node: int = 8,
+        gpus_per_node: int = 8,
+        base_dir: str | os.PathLike[str] | None = None,
+        topology_conf: str | None = None,
+        gres_conf: str | None = None,
+        settings: Mapping[str, str] | None = None,
+        extra_conf: str = "",
+        partitions: Sequence[str] | None = None,
+        config_files: Mapping[str, str] | None = None,
+        cluster_name: str = "fabrictest",
+        start_timeout: float = 30.0,
+        keep_files: bool = False,
+    ) -> None:
+        if isinstance(nodes, int):
+            nodes = [NodeSpec(f"n{i}", cpus=cpus_per_node, gpus=gpus_per_node) for i in range(1, nodes + 1)]
+        self.nodes: tuple[NodeSpec, ...] = tuple(nodes)
+        self.node_names: tuple[str, ...] = tuple(conf.split_node_names(self.nodes))
+        self._owns_base_dir = base_dir is None
+        self.base_dir = Path(tempfile.mkdtemp(prefix="fabric-slurm-") if base_dir is None else base_dir)
+        self.base_dir = self.base_dir.resolve()
+        self.etc_dir = self.base_dir / "etc"
+        self.log_dir = self.base_dir / "log"
+        self.device_dir = self.base_dir / "dev"
+        self.work_dir = self.base_dir / "work"
+        self.conf_path = self.etc_dir / "slurm.conf"
+        # munged wants every directory above its socket world-executable, which a private
+        # (0700) temporary directory is not: its socket, key and seed get a directory of their own.
+        self.munge_dir: Path | None = None
+        self.hostname = socket.gethostname().split(".")[0]
+        self.topology_conf = topology_conf
+        self.gres_conf = gres_conf
+        self.settings = dict(settings or {})
+        self.extra_conf = extra_conf
+        self.partitions = tuple(partitions) if partitions is not None else (DEFAULT_PARTITION,)
+        self.config_files = dict(config_files or {})
+        self.cluster_name = cluster_name
+        self.start_timeout = start_timeout
+        self.keep_files = keep_files
+        ports = conf.free_ports(len(self.nodes) + 1)
+        self.ctld_port = ports[0]
+        self.node_ports: dict[str, int] = dict(zip(self.node_names, ports[1:], strict=True))
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._env: dict[str, str] | None = None
+        self.start_seconds: float | None = None  # how long the last start() took
+
+    # ------------------------------------------------------------------ construction helpers
+    @classmethod
+    def from_fabric(cls, fabric: Fabric, *, topology_plugin: str = "tree", **kwargs: Any) -> SlurmTestCluster:
+        """A cluster of every host of a fabric model: node lines, ``topology.conf`` and ``gres.conf``
+        come from :mod:`fabric_hpc.topology.export`. Other keywords go to the constructor.
+        (``topology_plugin="block"`` needs Slurm >= 23.11; Debian 12 ships 22.05.)
+        """
+        from fabric_hpc.topology import export
+
+        if len(fabric.hosts) > MAX_FABRIC_HOSTS:
+            raise ConfigError(f"fabric {fabric.name!r} has {len(fabric.hosts)} hosts; the test cluster "
+                              f"runs one slurmd per host and takes at most {MAX_FABRIC_HOSTS}",
+                              hint="use a small fabric, e.g. generators.leaf_spine(16)")
+        nodes = [NodeSpec.from_fields(h, export.slurm_node_fields(fabric, h)) for h in fabric.hosts]
+        settings = kwargs.get("settings") or {}
+        kwargs["settings"] = {"TopologyPlugin": f"topology/{topology_plugin}", **settings}
+        return cls(nodes, topology_conf=export.topology_conf(fabric, plugin=topology_plugin),
+                   gres_conf=export.gres_conf(fabric, device_dir="{device_dir}"), **kwargs)
+
+    # ------------------------------------------------------------------ paths and environment
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for Slurm client commands: this cluster's ``SLURM_CONF``, no inherited ``SLURM_*``."""
+        if self._env is None:
+            drop = ("SLURM_", "SBATCH_", "SRUN_", "SALLOC_", "SQUEUE_", "SINFO_")
+            env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+            env["SLURM_CONF"] = str(self.conf_path)
+            path = env.get("PATH", "/usr/bin:/bin").split(":")
+            env["PATH"] = ":".join(path + [d for d in ("/usr/sbin", "/sbin") if d not in path])
+            self._env = env
+        return dict(self._env)
+
+    @property
+    def munge_socket(self) -> Path:
+        if self.munge_dir is None:
+            raise ConfigError("the munge socket exists once write_config() or start() has run")
+        return self.munge_dir / "munge.socket.2"
+
+    @property
+    def running(self) -> bool:
+        return bool(self._procs) and all(p.poll() is None for p in self._procs.values())
+
+    def log_paths(self) -> dict[str, Path]:
+        """Log files by daemon: ``munged``, ``slurmctld``, ``slurmd-<node>`` (plus ``*.out`` stdout)."""
+        paths = {"munged": self.log_dir / "munged.log", "slurmctld": self.log_dir / "slurmctld.log"}
+        paths.update({f"slurmd-{n}": self.log_dir / f"slurmd-{n}.log" for n in self.node_names})
+        paths.update({p.stem + ".out": p for p in sorted(self.log_dir.glob("*.out"))})
+        return paths
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        path = self.log_paths().get(name)
+        if path is None or not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    # ------------------------------------------------------------------ configuration files
+    def write_config(self) -> Path:
+        """Write every configuration file and fake device under ``base_dir``; returns ``slurm.conf``."""
+        for sub in ("etc", "log", "state", "run", "dev", "work", "spool", "tmp"):
+            (self.base_dir / sub).mkdir(parents=True, exist_ok=True)
+        if self.munge_dir is None:
+            self.munge_dir = Path(tempfile.mkdtemp(prefix=MUNGE_PREFIX, dir=MUNGE_PARENT))
+            self.munge_dir.chmod(0o755)
+        for name in self.node_names:
+            (self.base_dir / "spool" / name).mkdir(exist_ok=True)
+            (self.base_dir / "tmp" / name).mkdir(exist_ok=True)
+        gres = self._fill(self.gres_conf) if self.gres_conf is not None else conf.default_gres_conf(
+            self.nodes, self.device_dir)
+        self._make_devices(conf.gres_device_files(gres))
+        (self.etc_dir / "gres.conf").write_text(gres)
+        if self.topology_conf is not None:
+            (self.etc_dir / "topology.conf").write_text(self._fill(self.topology_conf))
+        files = {"plugstack.conf": ""} | self.config_files
+        for name, text in files.items():
+            path = self.etc_dir / name
+            path.write_text(self._fill(text))
+            path.chmod(0o755 if text.startswith("#!") else 0o644)
+        self.conf_path.write_text(self._slurm_conf())
+        return self.conf_path
+
+    def _fill(self, text: str) -> str:
+        return conf.substitute(text, {"base_dir": str(self.base_dir), "etc_dir": str(self.etc_dir),
+                                      "log_dir": str(self.log_dir), "device_dir": str(self.device_dir)})
+
+    def _slurm_conf(self) -> str:
+        settings = conf.base_settings(
+            cluster_name=self.cluster_name, hostname=self.hostname, ctld_port=self.ctld_port,
+            munge_socket=self.munge_socket, base_dir=self.base_dir, etc_dir=self.etc_dir,
+            log_dir=self.log_dir,
+            topology=self.topology_conf is not None)
+        if resolves_to_loopback(self.hostname):
+            # bind every daemon to the host name's address (loopback) instead of 0.0.0.0
+            settings["CommunicationParameters"] = "NoInAddrAny,NoCtldInAddrAny"
+        settings.update(self.settings)
+        lines = [conf.render_settings({k: self._fill(v) for k, v in settings.items()})]
+        lines += [conf.node_line(s, hostname=self.hostname, port=self.node_ports[s.name]) + "\n"
+                  for s in self.nodes]
+        lines += [self._fill(p) + "\n" for p in self.partitions]
+        if self.extra_conf:
+            lines.append(self._fill(self.extra_conf).rstrip("\n") + "\n")
+        return CONF_MARKER + "\n" + "".join(lines)
+
+    def _make_devices(self, paths: Iterable[Path]) -> None:
+        for path in paths:
+            if path.parent != self.device_dir:
+                if path.exists():
+                    continue
+                raise ConfigError(f"gres.conf names {path}, which is neither in {self.device_dir} nor exists",
+                                  hint="export gres.conf with device_dir=cluster.device_dir")
+            if path.is_char_device():
+                continue
+            path.unlink(missing_ok=True)
+            os.mknod(path, 0o666 | 0o020000, os.makedev(195, conf.device_minor(path)))
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> SlurmTestCluster:
+        """Start munged, slurmctld and every slurmd; return once ``sinfo`` shows all nodes idle."""
+        if self._procs:
+            raise ConfigError("this test cluster is already started")
+        check_prerequisites()
+        began = time.monotonic()
+        self.reap_orphans()
+        self.write_config()
+        _LIVE.add(self)
+        try:
+            self._start_munged()
+            self._spawn("slurmctld", ["slurmctld", "-D", "-c"])
+            self._wait_port(self.ctld_port, "slurmctld")
+            for name in self.node_names:
+                self._spawn(f"slurmd-{name}", ["slurmd", "-D", "-N", name])
+            self._wait_nodes(lambda state: state == "idle", "idle")
+        except BaseException as exc:
+            report = self.diagnostics() if isinstance(exc, ExternalError) else ""
+            self.keep_files = self.keep_files or isinstance(exc, ExternalError)  # the logs, for the hint
+            self.stop()
+            if isinstance(exc, ExternalError):
+                raise ExternalError(f"{exc.message}\n{report}", hint=exc.hint) from exc
+            raise
+        self.start_seconds = time.monotonic() - began
+        return self
+
+    @staticmethod
+    def reap_orphans() -> set[int]:
+        """SIGKILL job steps left by test clusters whose runner died (daemons die with their runner).
+
+        Only processes whose ``SLURM_CONF`` is a test-cluster file with no live slurmctld/munged
+        are touched; munge directories of dead clusters (older than a minute) are removed.
+        Called by :meth:`start`; returns the pids it killed.
+        """
+        found = orphans(CONF_MARKER)
+        terminate([], found, first=signal.SIGKILL)
+        for stale in Path(MUNGE_PARENT).glob(MUNGE_PREFIX + "*"):  # munged removes its pid file on exit
+            if not (stale / "munged.pid").exists() and time.time() - stale.stat().st_mtime > 60:
+                shutil.rmtree(stale, ignore_errors=True)
+        return found
+
+    def daemon_pids(self) -> dict[str, int]:
+        """Pid of each daemon started by this object (``munged``, ``slurmctld``, ``slurmd-<node>``)."""
+        return {name: proc.pid for name, proc in self._procs.items()}
+
+    def pids(self) -> set[int]:
+        """Every live process of this cluster: daemons, their children, slurmstepd and job processes."""
+        own = {p.pid for p in self._procs.values() if p.poll() is None}
+        own |= {child for pid in own for child in descendants(pid)}
+        strays = processes_with_env("SLURM_CONF", str(self.conf_path))
+        strays |= {child for pid in strays for child in descendants(pid)}
+        return {pid for pid in own | strays if alive(pid)}
+
+    def stop(self) -> None:
+        """Stop every daemon by its pid (and slurmstepd / job processes of this cluster); reap them."""
+        started = bool(self._procs)
+        munged = self._procs.pop("munged", None)
+        terminate(list(self._procs.values()), set())
+        self._procs.clear()
+        # slurmstepd (reparented to init) and the job processes under them are disposable; a step
+        # may still be forking its tasks, so look again until nothing of this cluster is left.
+        for _ in range(5 if started else 0):
+            strays = self.pids() - ({munged.pid} if munged is not None else set())
+            if not strays:
+                break
+            terminate([], strays, first=signal.SIGKILL)
+        if munged is not None:
+            terminate([munged], set())
+        _LIVE.discard(self)
+        if self.munge_dir is not None:
+            shutil.rmtree(self.munge_dir, ignore_errors=True)
+            self.munge_dir = None
+        if self._owns_base_dir and not self.keep_files:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def __enter__(self) -> SlurmTestCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def restart_slurmctld(self, *, clean: bool = False, timeout: float = 30.0) -> None:
+        """Stop slurmctld (SIGTERM: it saves its state) and start it again.
+
+        ``clean=False`` recovers jobs and node states from ``StateSaveLocation``. Returns once
+        every node responds again.
+        """
+        proc = self._procs.pop("slurmctld", None)
+        if proc is not None:
+            terminate([proc], set())
+        self._spawn("slurmctld", ["slurmctld", "-D"] + (["-c"] if clean else []))
+        self._wait_port(self.ctld_port, "slurmctld", timeout)
+        self._wait_nodes(lambda s: not s.endswith(("*", "~")) and s != "unknown", "responding", timeout,
+                         only=[n for n in self.node_names if f"slurmd-{n}" in self._procs])
+
+    def kill_slurmd(self, node: str, sig: int = signal.SIGKILL) -> None:
+        """Kill one node's slurmd (a node failure for fault tests)."""
+        proc = self._procs.pop(f"slurmd-{self._check_node(node)}")
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+
+    def start_slurmd(self, node: str, *, timeout: float = 30.0) -> None:
+        """Start one node's slurmd again (after :meth:`kill_slurmd`)."""
+        name = f"slurmd-{self._check_node(node)}"
+        if name in self._procs and self._procs[name].poll() is None:
+            raise ConfigError(f"slurmd of {node} is already running")
+        self._spawn(name, ["slurmd", "-D", "-N", node])
+        self._wait_port(self.node_ports[node], name, timeout)
+        self._wait_nodes(lambda s: not s.endswith(("*", "~")) and s != "unknown", "responding", timeout,
+                         only=[node])
+
+    def _check_node(self, node: str) -> str:
+        if node not in self.node_ports:
+            raise ConfigError(f"no node {node!r} in this cluster",
+                              hint=f"nodes: {', '.join(self.node_names)}")
+        return node
+
+    def _start_munged(self) -> None:
+        assert self.munge_dir is not None
+        m = self.munge_dir
+        key = m / "munge.key"
+        if not key.exists():
+            key.write_bytes(os.urandom(1024))
+        key.chmod(0o600)
+        self._spawn("munged", ["munged", "-F", f"--socket={self.munge_socket}", f"--key-file={key}",
+                               f"--log-file={self.log_dir}/munged.log", f"--pid-file={m}/munged.pid",
+                               f"--seed-file={m}/munged.seed"])
+        deadline = time.monotonic() + 10
+        while not self.munge_socket.is_socket():
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise ExternalError("munged did not create its socket within 10 s")
+            time.sleep(0.02)
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        with open(self.log_dir / f"{name}.out", "ab") as out:
+            self._procs[name] = subprocess.Popen(
+                argv, env=self.env, cwd=self.base_dir, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
+
+    def _check_alive(self) -> None:
+        for name, proc in self._procs.items():
+            if proc.poll() is not None:
+                raise ExternalError(f"{name} exited with status {proc.returncode} while starting",
+                                    hint=f"see {self.log_dir}")
+
+    def _wait_port(self, port: int, what: str, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout or self.start_timeout)
+        while True:
+            self._check_alive()
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            if time.monotonic() > deadline:
+                raise ExternalError(f"{what} is not listening on 127.0.0.1:{port}")
+            time.sleep(0.05)
+
+    def _wait_nodes(self, ok: Callable[[str], bool], what: str, timeout: float | None = None,
+                    only: Sequence[str] | None = None) -> None:
+        deadline = time.monotonic() + (timeout or self.start_timeout)
+        names = set(self.node_names if only is None else only)
+        states: dict[str, str] = {}
+        while True:
+            self._check_alive()
+            states = {n: s for n, s in self.node_states(check=False).items() if n in names}
+            if len(states) == len(names) and all(ok(s) for s in states.values()):
+                return
+            if time.monotonic() > deadline:
+                raise ExternalError(f"nodes not {what} after {timeout or self.start_timeout:.0f} s: {states}")
+            time.sleep(0.1)
+
+    def diagnostics(self, lines: int = 25) -> str:
+        """Daemon status, node states and the tails of the logs: what to read when a start fails."""
+        parts = [f"test cluster in {self.base_dir}"]
+        parts += [f"  {n}: pid {p.pid}, " + ("running" if p.poll() is None else f"exited {p.returncode}")
+                  for n, p in self._procs.items()]
+        if self._procs.get("slurmctld") and self._procs["slurmctld"].poll() is None:
+            parts.append(self.run(["sinfo", "-N", "-o", "%N %T %E"], check=False, timeout=10).stdout)
+        munged = self._procs.get("munged")
+        names = ["munged"] if munged is None or munged.poll() is not None else []
+        names += ["slurmctld"] + [f"slurmd-{n}" for n in self.node_names[:2]]
+        names += [n for n in self.log_paths()
+                  if n.endswith(".out") and (n != "munged.out" or names[0] == "munged")]
+        for name in names:
+            tail = self.log_tail(name, lines)
+            if tail:
+                parts.append(f"--- {name} (last {lines} lines) ---\n{tail}")
+        return "\n".join(parts)
+
+    # ------------------------------------------------------------------ client commands
+    def run(self, args: Sequence[str] | str, *, check: bool = True, timeout: float = 60.0,
+            input: str | None = None,
+            cwd: str | os.PathLike[str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a command against this cluster: argv, or a string split as a shell would (no shell)."""
+        argv = shlex.split(args) if isinstance(args, str) else [str(a) for a in args]
+        try:
+            proc = subprocess.run(argv, env=self.env, cwd=cwd or self.work_dir, input=input, text=True,
+                                  capture_output=True, timeout=timeout, check=False)
+        except FileNotFoundError:
+            raise ExternalError(f"{argv[0]}: command not found", hint=INSTALL_HINT) from None
+        except subprocess.TimeoutExpired as exc:
+            raise ExternalError(f"`{shlex.join(argv)}` did not finish within {timeout:g} s") from exc
+        if check and proc.returncode != 0:
+            raise ExternalError(f"`{shlex.join(argv)}` exited {proc.returncode}: {proc.stderr.strip()}")
+        return proc
+
+    def sbatch(self, *args: str, script: str | None = None, wrap: str | None = None,
+               cwd: str | os.PathLike[str] | None = None) -> int:
+        """Submit a batch job (``script`` text on stdin, or ``wrap``); returns its job id."""
+        if (script is None) == (wrap is None):
+            raise ConfigError("sbatch needs exactly one of script= or wrap=")
+        argv = ["sbatch", "--parsable", *args] + (["--wrap", wrap] if wrap is not None else [])
+        out = self.run(argv, input=script, cwd=cwd).stdout.strip()
+        try:
+            return int(out.split(";")[0])
+        except ValueError:
+            raise ExternalError(f"sbatch answered {out!r} instead of a job id") from None
+
+    def job(self, jobid: int) -> dict[str, str]:
+        """``scontrol show job`` of one job as a dict (``JobState``, ``NodeList``, ``StdOut``, ...)."""
+        line = self.run(["scontrol", "show", "job", "-o", str(jobid)]).stdout.strip()
+        return parse_key_values(line)
+
+    def wait_job(self, jobid: int, states: Iterable[str] = ("COMPLETED",),
+                 timeout: float = 60.0) -> dict[str, str]:
+        """Poll until the job is in one of ``states``; a different final state is an ExternalError."""
+        wanted = set(states)
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.job(jobid)
+            state = info.get("JobState", "")
+            if state in wanted:
+                return info
+            if state in TERMINAL_STATES or time.monotonic() > deadline:
+                why = "ended" if state in TERMINAL_STATES else f"still {state} after {timeout:g} s:"
+                output = self.job_output(jobid, info)
+                raise ExternalError(f"job {jobid} {why} {state}, not {sorted(wanted)}: "
+                                    f"Reason={info.get('Reason')} NodeList={info.get('NodeList')}\n{output}")
+            time.sleep(0.1)
+
+    def job_output(self, jobid: int, info: Mapping[str, str] | None = None) -> str:
+        """The text of a batch job's standard output file ('' when there is none yet)."""
+        path = Path((info or self.job(jobid)).get("StdOut", ""))
+        if not path.is_absolute():
+            path = self.work_dir / path
+        return path.read_text(errors="replace") if path.is_file() else ""
+
+    def node_states(self, *, check: bool = True) -> dict[str, str]:
+        """Node name -> ``sinfo`` state (``idle``, ``alloc``, ``down*``, ...)."""
+        proc = self.run(["sinfo", "-h", "-N", "-o", "%N %T"], check=check, timeout=10)
+        return dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
+
+    def hostnames(self, hostlist: str) -> list[str]:
+        """Expand a Slurm host list (``n[1-3,5]``) with ``scontrol show hostnames``."""
+        if hostlist in ("", "(null)"):
+            return []
+        return self.run(["scontrol", "show", "hostnames", hostlist]).stdout.split()
+
+    def gres_report(self, node: str) -> list[dict[str, str]]:
+        """The GPUs one node's slurmd reads from ``gres.conf`` (``slurmd -G``): Type, File, Cores, Links."""
+        proc = self.run(["slurmd", "-G", "-N", self._check_node(node)])
+        lines = (proc.stdout + proc.stderr).splitlines()
+        return [parse_key_values(line.split("Gres ", 1)[1]) for line in lines if "Gres Name=" in line]
+
+    def topology(self) -> dict[str, dict[str, Any]]:
+        """``scontrol show topology`` as switch -> {"level": int, "switches": [...], "nodes": [...]}."""
+        out: dict[str, dict[str, Any]] = {}
+        for line in self.run(["scontrol", "show", "topology"]).stdout.splitlines():
+            fields = parse_key_values(line.strip())
+            if "SwitchName" not in fields:
+                continue
+            out[fields["SwitchName"]] = {
+                "level": int(fields.get("Level", "0")),
+                "switches": expand(fields["Switches"]) if fields.get("Switches") else [],
+                "nodes": self.hostnames(fields.get("Nodes", "")),
+            }
+        return out
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<SlurmTestCluster {len(self.nodes)} nodes {state} in {self.base_dir}>"
+
+
+# ---------------------------------------------------------------------- module helpers
+def check_prerequisites() -> None:
+    """ExternalError naming what is missing: root, or the Slurm and munge binaries."""
+    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    missing = [c for c in REQUIRED_COMMANDS if shutil.which(c, path=path) is None]
+    if missing:
+        raise ExternalError(f"Slurm test cluster: not installed: {', '.join(missing)}", hint=INSTALL_HINT)
+    if os.geteuid() != 0:
+        raise ExternalError("the Slurm test cluster must run as root (slurmd runs jobs as any user)",
+                            hint="run the tests as root, e.g. in the CI container")
+
+
+@atexit.register
+def _stop_all() -> None:
+    for cluster in list(_LIVE):
+        cluster.stop()

@@ -1,0 +1,310 @@
+"""Discovery on a host: NVML (GPUs, NVLink) + sysfs (CPUs, NUMA, HCAs, NICs) → a one-host fragment.
+
+Public surface (the CLI ``fabric topology discover`` calls these)::
+
+    discover(*, root="/", nvml=None, nvml_recording=None, use_nvml=True, hostname=None,
+             type_name=None) -> Discovery
+    discover_host(**same) -> FabricSpec            # discover(...).spec
+    Discovery.spec: FabricSpec                     # one host type + one host, no network
+    Discovery.facts: dict                          # the JSON sidecar: UUIDs, bus ids, NVLink peers, HCAs...
+    Discovery.notes: list[str]                     # plain-words caveats (e.g. "NVML is not available ...")
+    Discovery.yaml() -> str; Discovery.write(yaml_path, sidecar_path=None) -> (Path, Path)
+    record_nvml / save_recording (re-exported from nvml_recording): ``--record FILE``
+
+``nvml`` is a pynvml-like backend (default: the real ``pynvml`` module); ``nvml_recording`` a JSON
+recording replayed by :class:`~fabric_hpc.topology.nvml_recording.RecordedNvml` (tests/CI only).
+Where NVML is absent (no library, no driver) the result says so in ``notes`` and an event
+``topology.discover.nvml_unavailable``, and still reports CPUs, NUMA and NICs from sysfs (0 GPUs).
+Rules (which NICs count, NVLink bandwidth, GPU→socket) are in ``docs/topology-sources.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.events import emit
+from fabric_hpc.topology.discover_sysfs import SysfsFacts, cpus_of_mask, read_sysfs
+from fabric_hpc.topology.io import dump_spec
+from fabric_hpc.topology.nvml_recording import RecordedNvml, is_error, record_nvml, save_recording
+from fabric_hpc.topology.spec import FabricSpec, HostType, check_spec
+
+SIDECAR_FORMAT = "fabric-hpc/discovery"
+#: NVLink GB/s per link (both directions) by NVML's nvmlNvlinkVersion_t (1=1.0 … 6=4.0, 7=5.0).
+NVLINK_LINK_GBPS = {1: 40.0, 2: 50.0, 3: 50.0, 4: 50.0, 5: 50.0, 6: 50.0, 7: 100.0}
+REMOTE_GPU, REMOTE_SWITCH = 0, 2
+DEFAULT_PCIE_GBPS = 32.0  # PCIe Gen4 x16, when sysfs does not say
+
+__all__ = ["Discovery", "discover", "discover_host", "record_nvml", "save_recording"]
+
+
+@dataclass
+class Discovery:
+    spec: FabricSpec
+    facts: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def nvml_available(self) -> bool:
+        return bool(self.facts["nvml"]["available"])
+
+    def yaml(self) -> str:
+        head = "".join(f"# NOTE: {n}\n" for n in self.notes)
+        return head + dump_spec(self.spec)
+
+    def write(self, yaml_path: str | os.PathLike[str],
+              sidecar_path: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
+        """Write the fragment and its sidecar (default ``<yaml stem>.facts.json`` beside it)."""
+        yaml_path = Path(yaml_path)
+        side = Path(sidecar_path) if sidecar_path else yaml_path.with_name(yaml_path.stem + ".facts.json")
+        for path, text in ((yaml_path, self.yaml()), (side, json.dumps(self.facts, indent=1) + "\n")):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+        return yaml_path, side
+
+
+def discover_host(**kwargs: Any) -> FabricSpec:
+    """The host's fragment only; see :func:`discover`."""
+    return discover(**kwargs).spec
+
+
+def discover(*, root: str | os.PathLike[str] = "/", nvml: Any = None,
+             nvml_recording: str | os.PathLike[str] | None = None, use_nvml: bool = True,
+             hostname: str | None = None, type_name: str | None = None) -> Discovery:
+    """Discover this host (or a recorded one: ``root`` a sysfs tree, ``nvml_recording`` a JSON)."""
+    sysfs = read_sysfs(root)
+    notes = list(sysfs.notes)
+    host = _short_hostname(hostname or socket.gethostname())
+    rec, why = _nvml_answers(nvml, nvml_recording, use_nvml)
+    if why:
+        pci = sysfs.nvidia_pci_gpus()
+        seen = f"; sysfs shows {len(pci)} NVIDIA GPU PCI device(s) ({', '.join(pci)})" if pci else ""
+        notes.append(f"NVML is not available on this host ({why}): no GPUs reported (0 GPUs); CPUs, NUMA "
+                     f"nodes and NICs below come from sysfs{seen}")
+        emit("topology.discover.nvml_unavailable", host=host, reason=why, nvidia_pci_devices=len(pci))
+    gpus = _gpus(rec.get("devices", []), sysfs, notes)
+    ht = _host_type(sysfs, gpus, notes)
+    tname = type_name or f"{host}-type"
+    spec = FabricSpec.model_validate({
+        "fabric": 1, "name": host,
+        "description": f"discovered on {host} by fabric topology discover"
+                       + ("" if not why else f"; NVML not available: {why}"),
+        "host_types": {tname: ht.model_dump()}, "hosts": [{"names": host, "type": tname}]})
+    check_spec(spec, source=f"discovery of {host}")
+    facts = _facts(host, rec, why, gpus, sysfs, notes)
+    emit("topology.discover.done", host=host, gpus=ht.gpus, gpu_model=ht.gpu_model, sockets=ht.sockets,
+         nics=ht.nics, nvml=not why)
+    return Discovery(spec, facts, notes)
+
+
+def _short_hostname(name: str) -> str:
+    from fabric_hpc.hostlist import expand
+
+    short = name.split(".")[0] or "localhost"
+    try:
+        ok = expand(short) == [short]
+    except ConfigError:
+        ok = False
+    if not ok:
+        raise ConfigError(f"host name {short!r} is not a plain host name",
+                          hint="pass hostname=... explicitly")
+    return short
+
+
+def _nvml_answers(nvml: Any, recording: Any, use_nvml: bool) -> tuple[dict[str, Any], str | None]:
+    """The NVML answers and, when NVML could not be used, why (in plain words)."""
+    if not use_nvml:
+        return {}, "NVML was not consulted (disabled by the caller)"
+    if recording is not None:
+        nvml = RecordedNvml(recording)
+    if nvml is None:
+        try:
+            import pynvml as nvml
+        except ImportError:
+            return {}, "the Python package nvidia-ml-py (pynvml) is not installed"
+    rec = record_nvml(nvml)
+    if "init_error" in rec:
+        code = rec["init_error"]["nvml_error"]
+        plain = {12: "libnvidia-ml.so.1 not found: no NVIDIA driver installed",
+                 9: "the NVIDIA kernel driver is not loaded",
+                 13: "NVML is missing a function; the driver is too old"}.get(code, rec["init_error"]["text"])
+        return rec, plain
+    return rec, None
+
+
+def _gpus(devices: list[dict[str, Any]], sysfs: SysfsFacts, notes: list[str]) -> list[dict[str, Any]]:
+    """Per GPU: the recorded answers plus the NUMA node / socket it was placed on and how."""
+    bus_to_index = {str(d.get("pci_bus_id", "")).lower(): i for i, d in enumerate(devices)}
+    out = []
+    for i, d in enumerate(devices):
+        bus = d["pci_bus_id"] if not is_error(d["pci_bus_id"]) else None
+        pci = sysfs.pci(bus) if bus else None
+        node, how = None, "unknown"
+        if not is_error(d["numa_node"]) and d["numa_node"] >= 0:
+            node, how = d["numa_node"], "nvml"
+        elif pci and pci["numa_node"] is not None:
+            node, how = pci["numa_node"], "sysfs-pci"
+        socket_ = sysfs.socket_of_node(node)
+        affinity = [] if is_error(d["cpu_affinity"]) else cpus_of_mask(d["cpu_affinity"])
+        if socket_ is None and affinity:
+            socks = Counter(s for c in affinity if (s := sysfs.socket_of_cpu(c)) is not None)
+            socket_, how = (socks.most_common(1)[0][0], "cpu-affinity") if socks else (None, how)
+        if socket_ is None:
+            notes.append(f"GPU {i}: NUMA placement unknown (no NVML NUMA id, no sysfs PCI node, "
+                         "no affinity); put on socket 0")
+            socket_ = 0
+        out.append({"index": i, "name": _err_none(d["name"]), "uuid": _err_none(d["uuid"]), "pci_bus_id": bus,
+                    "memory_bytes": _err_none(d["memory_total"]), "numa_node": node, "socket": socket_,
+                    "placed_by": how, "cpu_affinity": _cpulist(affinity),
+                    "gpm_supported": _err_none(d["gpm_supported"]),
+                    "pcie_gbps": pci["pcie_gbps"] if pci else None,
+                    "nvlinks": _links(d["nvlinks"], bus_to_index)})
+    return out
+
+
+def _err_none(value: Any) -> Any:
+    return None if is_error(value) else value
+
+
+def _cpulist(cpus: list[int]) -> str:
+    runs: list[str] = []
+    for c in sorted(cpus):
+        if runs and "-" in runs[-1] and int(runs[-1].split("-")[1]) == c - 1:
+            runs[-1] = f"{runs[-1].split('-')[0]}-{c}"
+        elif runs and "-" not in runs[-1] and int(runs[-1]) == c - 1:
+            runs[-1] = f"{runs[-1]}-{c}"
+        else:
+            runs.append(str(c))
+    return ",".join(runs)
+
+
+def _links(links: Any, bus_to_index: dict[str, int]) -> list[dict[str, Any]]:
+    if is_error(links):
+        return []
+    out = []
+    for e in links:
+        if e.get("state") != 1:
+            continue
+        remote = _err_none(e.get("remote_pci_bus_id"))
+        out.append({"link": e["link"], "version": _err_none(e.get("version")),
+                    "remote_type": {0: "gpu", 1: "ibmnpu", 2: "nvswitch"}.get(_err_none(e.get("remote_type")),
+                                                                               "unknown"),
+                    "remote_pci_bus_id": remote,
+                    "remote_gpu": bus_to_index.get(str(remote).lower()) if remote else None})
+    return out
+
+
+def _nvlink(gpus: list[dict[str, Any]], notes: list[str]) -> tuple[float, int, list[str]]:
+    """(NVLink GB/s per GPU, NVSwitch count, NVSwitch bus ids) from the active links."""
+    if not gpus or not any(g["nvlinks"] for g in gpus):
+        return 0.0, 0, []
+    per_gpu = []
+    for g in gpus:
+        total = 0.0
+        for link in g["nvlinks"]:
+            if link["version"] not in NVLINK_LINK_GBPS:
+                notes.append(f"GPU {g['index']} link {link['link']}: unknown NVLink version "
+                             f"{link['version']}; counted as 50 GB/s")
+            total += NVLINK_LINK_GBPS.get(link["version"], 50.0)
+        per_gpu.append(total)
+    if len(set(per_gpu)) > 1:
+        notes.append(f"GPUs have different NVLink bandwidth ({sorted(set(per_gpu))} GB/s); "
+                     "the smallest is used")
+    switches = sorted({lk["remote_pci_bus_id"] for g in gpus for lk in g["nvlinks"]
+                       if lk["remote_type"] == "nvswitch" and lk["remote_pci_bus_id"]})
+    if not switches and any(lk["remote_type"] == "gpu" for g in gpus for lk in g["nvlinks"]):
+        notes.append("GPUs are linked directly (no NVSwitch); the fabric model treats them as a full mesh")
+    return min(per_gpu), len(switches), switches
+
+
+def _compute_nics(sysfs: SysfsFacts, notes: list[str]) -> tuple[int, float, list[str]]:
+    """(count, GB/s each, names): the most common rate among active RDMA ports, else physical
+    Ethernet interfaces that are up; others are listed in the sidecar only."""
+    cands = [(h["name"], max(p["rate_gbit"] for p in h["ports"] if p["state"] == "ACTIVE" and p["rate_gbit"]))
+             for h in sysfs.hcas if any(p["state"] == "ACTIVE" and p["rate_gbit"] for p in h["ports"])]
+    kind = "RDMA HCA"
+    if not cands:
+        kind = "Ethernet interface"
+        cands = [(n["name"], n["speed_mbit"] / 1000) for n in sysfs.net
+                 if n["physical"] and n["type"] == 1 and n["operstate"] == "up" and n["speed_mbit"]]
+    if not cands:
+        notes.append("no active RDMA HCA or physical Ethernet interface with a known speed: nics: 0")
+        return 0, 0.0, []
+    by_rate = Counter(rate for _, rate in cands)
+    rate = max(by_rate, key=lambda r: (by_rate[r], r))
+    chosen = [n for n, r in cands if r == rate]
+    if len(chosen) < len(cands):
+        others = sorted(n for n, r in cands if r != rate)
+        notes.append(f"{len(chosen)} {kind}s at {rate:g} Gb/s counted as the compute NICs; "
+                     f"{', '.join(others)} (other rates) left out of the fragment")
+    return len(chosen), rate / 8, chosen
+
+
+def _host_type(sysfs: SysfsFacts, gpus: list[dict[str, Any]], notes: list[str]) -> HostType:
+    sockets = max(1, len(sysfs.packages))
+    cores = len(set(sysfs.cpus.values())) or 1
+    threads = max(1, round(len(sysfs.cpus) / cores))
+    if cores % sockets:
+        notes.append(f"{cores} cores do not split evenly over {sockets} sockets; rounded up per socket")
+    mem_kb = sum(n["memory_kb"] or 0 for n in sysfs.numa.values())
+    if not mem_kb:
+        notes.append("host memory unknown (no meminfo); memory_gb set to 1")
+    names = Counter(g["name"] or "unknown" for g in gpus)
+    model = names.most_common(1)[0][0] if gpus else "none"
+    if len(names) > 1:
+        notes.append(f"mixed GPU models {dict(names)}; the host type uses {model!r} (see the sidecar)")
+    mems = [g["memory_bytes"] for g in gpus if g["memory_bytes"]]
+    nvlink, nvswitches, _ = _nvlink(gpus, notes)
+    nics, nic_gbps, chosen = _compute_nics(sysfs, notes)
+    pcie = [g["pcie_gbps"] for g in gpus if g["pcie_gbps"]]
+    if gpus and not pcie:
+        notes.append(f"GPU PCIe link speed not in sysfs; pcie_gbps assumed {DEFAULT_PCIE_GBPS:g}")
+    gpu_numa = [min(g["socket"], sockets - 1) for g in gpus]
+    flags = ((_slug(model), bool(gpus)), ("nvlink", nvlink > 0), ("ib", _any_ib(sysfs, chosen)))
+    features = [f for f, on in flags if on]
+    gpu_mem = round(min(mems) / 2**30, 1) if mems else 0.0
+    return HostType(gpus=len(gpus), gpu_model=_model_name(model), gpu_memory_gb=gpu_mem,
+                    sockets=sockets, cores_per_socket=-(-cores // sockets), threads_per_core=threads,
+                    memory_gb=round(mem_kb / 2**20, 1) if mem_kb else 1.0, nvlink_gbps=nvlink,
+                    nvswitches=nvswitches, pcie_gbps=min(pcie) if pcie else DEFAULT_PCIE_GBPS, nics=nics,
+                    nic_gbps=nic_gbps, gpu_numa=gpu_numa or None, features=features)
+
+
+def _model_name(name: str) -> str:
+    """``NVIDIA H100 80GB HBM3`` → ``H100-80GB-HBM3``."""
+    words = name.replace("NVIDIA ", "").replace("Tesla ", "").split()
+    return "-".join(words) or "unknown"
+
+
+def _slug(model: str) -> str:
+    return _model_name(model).split("-")[0].lower()
+
+
+def _any_ib(sysfs: SysfsFacts, chosen: list[str]) -> bool:
+    return any(p["link_layer"] == "InfiniBand" for h in sysfs.hcas if h["name"] in chosen for p in h["ports"])
+
+
+def _facts(host: str, rec: dict[str, Any], why: str | None, gpus: list[dict[str, Any]], sysfs: SysfsFacts,
+           notes: list[str]) -> dict[str, Any]:
+    """The JSON sidecar: everything discovered that the YAML format has no place for."""
+    _, _, switches = _nvlink(gpus, [])
+    return {
+        "format": SIDECAR_FORMAT, "version": 1, "host": host,
+        "nvml": {"available": why is None, "reason": why,
+                 "driver_version": _err_none(rec.get("driver_version"))},
+        "gpus": gpus, "nvswitches": switches,
+        "cpus": {"online": len(sysfs.cpus), "sockets": len(sysfs.packages),
+                 "cores": len(set(sysfs.cpus.values()))},
+        "numa_nodes": [{"node": n, "cpus": _cpulist(v["cpus"]), "memory_kb": v["memory_kb"],
+                        "socket": sysfs.socket_of_node(n)} for n, v in sorted(sysfs.numa.items())],
+        "hcas": [dict(h, socket=sysfs.socket_of_node(h["numa_node"])) for h in sysfs.hcas],
+        "net": sysfs.net, "notes": notes,
+    }

@@ -1,0 +1,197 @@
+"""What Linux sysfs tells about a host: CPUs and sockets, NUMA nodes, PCI devices, RDMA HCAs and
+network interfaces. Every reader takes ``root`` (``/`` on a live host, a recorded tree in tests)
+and reads ``<root>/sys/...`` (and ``<root>/proc/meminfo`` when there are no NUMA nodes).
+
+Used by :mod:`fabric_hpc.topology.discover`; ``read_sysfs(root) -> SysfsFacts``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_RATE = re.compile(r"([\d.]+)\s*Gb/sec")
+_MEMTOTAL = re.compile(r"MemTotal:\s*(\d+)\s*kB")
+#: PCIe GB/s per lane (one direction, after encoding) by link speed in GT/s.
+PCIE_LANE_GBPS = {2.5: 0.25, 5.0: 0.5, 8.0: 0.985, 16.0: 1.969, 32.0: 3.938, 64.0: 7.877}
+
+
+def read_text(path: Path) -> str | None:
+    """A sysfs attribute, stripped; None when absent or unreadable (e.g. ``speed`` of a down link)."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return None
+
+
+def read_int(path: Path) -> int | None:
+    text = read_text(path)
+    try:
+        return int(text, 0) if text is not None else None
+    except ValueError:
+        return None
+
+
+def parse_cpulist(text: str | None) -> list[int]:
+    """``0-3,8,10-11`` → [0, 1, 2, 3, 8, 10, 11]."""
+    out: list[int] = []
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def cpus_of_mask(words: list[int]) -> list[int]:
+    """CPU numbers set in an NVML affinity mask (64-bit words, lowest CPUs first)."""
+    return [64 * w + b for w, word in enumerate(words) for b in range(64) if word >> b & 1]
+
+
+def pci_sysfs_id(bus_id: str) -> str:
+    """NVML's ``00000000:18:00.0`` → sysfs ``0000:18:00.0``."""
+    domain, _, rest = bus_id.strip().partition(":")
+    if not rest:
+        return bus_id.lower()
+    return f"{int(domain, 16):04x}:{rest.lower()}"
+
+
+@dataclass
+class SysfsFacts:
+    root: Path
+    cpus: dict[int, tuple[int, int]]            # cpu -> (package id, core id)
+    numa: dict[int, dict[str, Any]]             # node -> {"cpus": [...], "memory_kb": int|None}
+    hcas: list[dict[str, Any]] = field(default_factory=list)
+    net: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def packages(self) -> list[int]:
+        return sorted({pkg for pkg, _ in self.cpus.values()})
+
+    def socket_of_cpu(self, cpu: int) -> int | None:
+        pkg = self.cpus.get(cpu)
+        return self.packages.index(pkg[0]) if pkg else None
+
+    def socket_of_node(self, node: int | None) -> int | None:
+        """Socket index (0..sockets-1) holding most CPUs of a NUMA node; None if memory-only/unknown."""
+        if node is None or node not in self.numa:
+            return None
+        socks = Counter(s for c in self.numa[node]["cpus"] if (s := self.socket_of_cpu(c)) is not None)
+        return socks.most_common(1)[0][0] if socks else None
+
+    def pci(self, bus_id: str) -> dict[str, Any] | None:
+        """NUMA node, vendor, class and PCIe link (GB/s) of a PCI device, or None if sysfs lacks it."""
+        d = self.root / "sys/bus/pci/devices" / pci_sysfs_id(bus_id)
+        if not d.is_dir():
+            return None
+        numa = read_int(d / "numa_node")
+        return {"numa_node": numa if numa is not None and numa >= 0 else None,
+                "vendor": read_text(d / "vendor"), "class": read_text(d / "class"),
+                "pcie_gbps": pcie_gbps(read_text(d / "current_link_speed"),
+                                       read_int(d / "current_link_width"))}
+
+    def nvidia_pci_gpus(self) -> list[str]:
+        """PCI ids of NVIDIA display/3D controllers, as sysfs lists them (seen even without a driver)."""
+        base = self.root / "sys/bus/pci/devices"
+        out = []
+        for d in sorted(base.iterdir()) if base.is_dir() else []:
+            cls = read_text(d / "class") or ""
+            if read_text(d / "vendor") == "0x10de" and cls[:6] in ("0x0300", "0x0302"):
+                out.append(d.name)
+        return out
+
+
+def pcie_gbps(speed: str | None, width: int | None) -> float | None:
+    """``32.0 GT/s PCIe`` × 16 lanes → 63.0 GB/s; None when unknown."""
+    m = re.match(r"([\d.]+)\s*GT/s", speed or "")
+    if not m or not width:
+        return None
+    lane = PCIE_LANE_GBPS.get(float(m.group(1)))
+    return round(lane * width, 1) if lane else None
+
+
+def read_cpus(root: Path) -> dict[int, tuple[int, int]]:
+    base = root / "sys/devices/system/cpu"
+    online = parse_cpulist(read_text(base / "online"))
+    if not online:
+        online = sorted(int(p.name[3:]) for p in base.glob("cpu[0-9]*"))
+    cpus = {}
+    for cpu in online:
+        topo = base / f"cpu{cpu}" / "topology"
+        pkg = read_int(topo / "physical_package_id")
+        core = read_int(topo / "core_id")
+        cpus[cpu] = (pkg if pkg is not None and pkg >= 0 else 0, core if core is not None else cpu)
+    return cpus
+
+
+def read_numa(root: Path, cpus: dict[int, tuple[int, int]], notes: list[str]) -> dict[int, dict[str, Any]]:
+    base = root / "sys/devices/system/node"
+    nodes: dict[int, dict[str, Any]] = {}
+    for d in sorted(base.glob("node[0-9]*"), key=lambda p: int(p.name[4:])):
+        m = _MEMTOTAL.search(read_text(d / "meminfo") or "")
+        nodes[int(d.name[4:])] = {"cpus": parse_cpulist(read_text(d / "cpulist")),
+                                  "memory_kb": int(m.group(1)) if m else None}
+    if not nodes:
+        m = _MEMTOTAL.search(read_text(root / "proc/meminfo") or "")
+        notes.append("sysfs lists no NUMA nodes; treated as one node holding every CPU")
+        nodes[0] = {"cpus": sorted(cpus), "memory_kb": int(m.group(1)) if m else None}
+    return nodes
+
+
+def _port(p: Path) -> dict[str, Any]:
+    rate = _RATE.search(read_text(p / "rate") or "")
+    state = read_text(p / "state") or ""
+    return {"port": int(p.name) if p.name.isdigit() else p.name, "state": state.split(":")[-1].strip(),
+            "rate_gbit": float(rate.group(1)) if rate else None, "link_layer": read_text(p / "link_layer")}
+
+
+def _pci_slot(device: Path) -> str | None:
+    for line in (read_text(device / "uevent") or "").splitlines():
+        if line.startswith("PCI_SLOT_NAME="):
+            return line.split("=", 1)[1]
+    return device.resolve().name if device.is_symlink() else None
+
+
+def read_hcas(root: Path) -> list[dict[str, Any]]:
+    """RDMA devices (InfiniBand or RoCE) from ``/sys/class/infiniband``."""
+    base = root / "sys/class/infiniband"
+    out = []
+    for d in sorted(base.iterdir()) if base.is_dir() else []:
+        numa = read_int(d / "device/numa_node")
+        ports = [_port(p) for p in sorted((d / "ports").iterdir())] if (d / "ports").is_dir() else []
+        net = sorted(p.name for p in (d / "device/net").iterdir()) if (d / "device/net").is_dir() else []
+        out.append({"name": d.name, "pci": _pci_slot(d / "device"),
+                    "numa_node": numa if numa is not None and numa >= 0 else None, "ports": ports,
+                    "netdevs": net})
+    return out
+
+
+def read_net(root: Path) -> list[dict[str, Any]]:
+    """Network interfaces from ``/sys/class/net`` (``physical`` = backed by a device; ``device`` its
+    PCI slot, or the name of the non-PCI device, e.g. ``virtio2``)."""
+    base = root / "sys/class/net"
+    out = []
+    for d in sorted(base.iterdir()) if base.is_dir() else []:
+        speed = read_int(d / "speed")
+        numa = read_int(d / "device/numa_node")
+        out.append({"name": d.name, "type": read_int(d / "type"), "operstate": read_text(d / "operstate"),
+                    "speed_mbit": speed if speed is not None and speed > 0 else None,
+                    "physical": (d / "device").exists(), "device": _pci_slot(d / "device"),
+                    "numa_node": numa if numa is not None and numa >= 0 else None})
+    return out
+
+
+def read_sysfs(root: str | Path = "/") -> SysfsFacts:
+    """Everything discovery reads from sysfs under ``root``."""
+    root = Path(root)
+    notes: list[str] = []
+    cpus = read_cpus(root)
+    if not cpus:
+        notes.append(f"no CPUs under {root / 'sys/devices/system/cpu'}; is this a sysfs tree?")
+    numa = read_numa(root, cpus, notes)
+    return SysfsFacts(root=root, cpus=cpus, numa=numa, hcas=read_hcas(root), net=read_net(root), notes=notes)

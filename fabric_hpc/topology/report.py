@@ -1,0 +1,373 @@
+"""Visual report of a fabric: one self-contained HTML page, plus a static PNG/SVG.
+
+The page shows the switch hierarchy (one box per switch group, nested: core → spine groups →
+leaf groups → hosts → GPUs), NVLink domains and rails, every GPU coloured by its state (free,
+down, or the job holding it, one colour per job), a legend with per-job counts and the NVLink
+domains and leaf groups each job spans, and details on hover/click. Large fabrics open
+aggregated: each collapsed group shows a utilisation bar and a one-pixel-per-GPU mini map, and
+expands on click. Everything (data, script, style) is inline: no network access is needed.
+
+Usage::
+
+    from fabric_hpc.topology import build, generators
+    from fabric_hpc.topology.report import write_report
+    fab = build(generators.superpod(sus=4))
+    occ = {"su01-h01/gpu0": "job-17", "su02-h07": "down"}      # GPU ids or host names
+    summary = write_report(fab, "report.html", occupancy=occ, png="report.png", svg="report.svg")
+
+The static picture (matplotlib, Agg, no pyplot state) is the aggregated view: one row per leaf
+group with its utilisation bar and a per-GPU heat strip, grouped by parent, with a legend.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import html
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fabric_hpc.errors import ConfigError, NotFoundError
+from fabric_hpc.topology.model import Fabric, gpu_numa_of, rail_of
+
+FREE, DOWN = 0, 1  # state codes; job j has code 2 + j
+FREE_COLOR = "#dde3ea"
+DOWN_COLOR = "#d32f2f"
+#: Distinct job colours (no reds: red means down). More jobs get golden-angle hues.
+JOB_PALETTE = ("#1f77b4", "#ff9f1c", "#2ca02c", "#9467bd", "#17becf", "#8c564b", "#e377c2", "#bcbd22",
+               "#3949ab", "#00897b", "#6d4c41", "#7cb342", "#5e35b1", "#0277bd", "#f9a825", "#4e342e",
+               "#26a69a", "#ab47bc", "#827717", "#546e7a")
+_ASSETS = "report_assets"
+
+
+@dataclass(frozen=True)
+class JobStats:
+    gpus: int
+    hosts: int
+    nvlink_domains: int
+    leaf_groups: int
+    color: str
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    """What the report shows, for the CLI (``--json``) and tests."""
+
+    fabric: str
+    hosts: int
+    gpus: int
+    free: int
+    allocated: int
+    down: int
+    jobs: dict[str, JobStats]
+    html: str
+    html_bytes: int
+    png: str | None = None
+    svg: str | None = None
+    groups_per_level: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- occupancy -----------------------------------------------------------------------------------
+def _natural_key(text: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def job_color(j: int) -> str:
+    """Colour of the j-th job (palette first, then golden-angle hues away from red)."""
+    if j < len(JOB_PALETTE):
+        return JOB_PALETTE[j]
+    hue = (0.08 + (j - len(JOB_PALETTE)) * 0.618034) % 1.0
+    hue = 0.08 + hue * 0.84  # keep clear of red (hue 0)
+    r, g, b = colorsys.hls_to_rgb(hue, 0.45 + 0.1 * (j % 3), 0.65)
+    return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
+
+
+def state_codes(fab: Fabric, occupancy: dict[str, str] | None) -> tuple[np.ndarray, list[str]]:
+    """Per-GPU state codes (0 free, 1 down, 2+j job j) and the job ids in display order.
+
+    Keys are GPU ids (``host/gpuN``) or host names (all GPUs of the host); values are
+    ``"free"``, ``"down"`` or a job id. A GPU key wins over its host's key.
+    """
+    codes = np.zeros(len(fab.gpus), np.int32)
+    if not occupancy:
+        return codes, []
+    if not isinstance(occupancy, dict):
+        raise ConfigError(f"occupancy must map GPU ids or hosts to a state, not {type(occupancy).__name__}")
+    for key, value in occupancy.items():
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"occupancy[{key!r}] = {value!r}: expected 'free', 'down' or a job id")
+    jobs = sorted({v for v in occupancy.values() if v not in ("free", "down")}, key=_natural_key)
+    code_of = {"free": FREE, "down": DOWN, **{j: 2 + i for i, j in enumerate(jobs)}}
+    ordered = sorted(occupancy.items(), key=lambda kv: "/" in kv[0])  # hosts first, GPUs override
+    for key, value in ordered:
+        if key in fab.gpu_pos:
+            codes[fab.gpu_pos[key]] = code_of[value]
+        elif key in fab.host_pos:
+            for gpu in fab.host_gpus(key):
+                codes[fab.gpu_pos[gpu]] = code_of[value]
+        else:
+            raise NotFoundError(f"occupancy names {key!r}, which is neither a GPU nor a host of {fab.name!r}",
+                                hint=f"use GPU ids like {fab.gpus[0] if fab.gpus else 'host/gpu0'} or host names")
+    return codes, jobs
+
+
+def _job_stats(fab: Fabric, codes: np.ndarray, jobs: list[str]) -> dict[str, JobStats]:
+    idx = fab.index
+    leaf = idx.host_path[:, 0]
+    out = {}
+    for j, job in enumerate(jobs):
+        sel = np.flatnonzero(codes == 2 + j)
+        hosts = np.unique(idx.gpu_host[sel])
+        leaves = np.unique(leaf[hosts])
+        out[job] = JobStats(gpus=int(sel.size), hosts=int(hosts.size),
+                            nvlink_domains=int(np.unique(idx.gpu_nvl[sel]).size),
+                            leaf_groups=int((leaves >= 0).sum()), color=job_color(j))
+    return out
+
+
+# -- page data -----------------------------------------------------------------------------------
+def _host_types(fab: Fabric) -> tuple[list[dict[str, Any]], list[int]]:
+    names = list(fab.spec.host_types)
+    types = []
+    for name in names:
+        ht = fab.spec.host_types[name]
+        types.append({"name": name, "gpus": ht.gpus, "model": ht.gpu_model, "mem": ht.gpu_memory_gb,
+                      "sockets": ht.sockets, "cores": ht.cores_per_socket, "tpc": ht.threads_per_core,
+                      "ram": ht.memory_gb, "nics": ht.nics, "nicGbps": ht.nic_gbps,
+                      "nvlGbps": ht.nvlink_gbps, "nvsw": ht.nvswitches, "pcie": ht.pcie_gbps,
+                      "numa": gpu_numa_of(ht), "rail": [rail_of(ht, i) for i in range(ht.gpus)],
+                      "features": list(ht.features)})
+    pos = {n: i for i, n in enumerate(names)}
+    return types, [pos[fab.host_type_of[h]] for h in fab.hosts]
+
+
+def _groups(fab: Fabric) -> tuple[list[dict[str, Any]], list[int]]:
+    """Switch groups as a forest (parents before children); a fabric without a network gets one."""
+    if not fab.groups:
+        every = list(range(len(fab.hosts)))
+        return [{"n": "all hosts", "l": "hosts", "s": 0, "p": -1, "c": [], "h": every}], [0]
+    names = list(fab.groups)
+    pos = {n: i for i, n in enumerate(names)}
+    out = []
+    for name in names:
+        g = fab.groups[name]
+        out.append({"n": name, "l": g.level, "s": len(g.switches), "p": pos[g.parent] if g.parent else -1,
+                    "c": [], "h": [fab.host_pos[h] for h in g.hosts]})
+    for i, g in enumerate(out):
+        if g["p"] >= 0:
+            out[g["p"]]["c"].append(i)
+    roots = [i for i, g in enumerate(out) if g["p"] < 0]
+    return out, roots
+
+
+def _nvlink(fab: Fabric) -> tuple[list[dict[str, Any]], list[int]]:
+    """NVLink domains: shared multi-host domains by name, else one per host (or none)."""
+    doms: list[dict[str, Any]] = []
+    pos: dict[str, int] = {}
+    gbps = {d.name: d.gbps for d in fab.spec.nvlink_domains}
+    per_host = []
+    for host in fab.hosts:
+        ht = fab.host_type(host)
+        shared = fab.nvl_domain_of_host.get(host)
+        if shared is None and (ht.nvlink_gbps <= 0 or ht.gpus < 2):
+            per_host.append(-1)
+            continue
+        name = shared or host
+        if name not in pos:
+            pos[name] = len(doms)
+            doms.append({"n": name, "shared": shared is not None,
+                         "gbps": gbps[name] if shared else ht.nvlink_gbps})
+        per_host.append(pos[name])
+    return doms, per_host
+
+
+def report_data(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, JobStats],
+                title: str) -> dict[str, Any]:
+    """The JSON the page renders (compact: one small int per GPU, indices instead of names)."""
+    types, host_type = _host_types(fab)
+    groups, roots = _groups(fab)
+    doms, host_nvl = _nvlink(fab)
+    racks = [fab.rack_of.get(h, "") for h in fab.hosts]
+    return {"title": title, "name": fab.name, "description": fab.spec.description or "",
+            "levels": fab.levels, "hostTypes": types, "hosts": fab.hosts, "hostType": host_type,
+            "hostNvl": host_nvl, "nvl": doms, "racks": racks if any(racks) else None,
+            "groups": groups, "roots": roots, "state": codes.tolist(),
+            "colors": {"free": FREE_COLOR, "down": DOWN_COLOR},
+            "jobs": [{"id": j, **asdict(stats[j])} for j in jobs]}
+
+
+def _asset(name: str) -> str:
+    return resources.files("fabric_hpc.topology").joinpath(_ASSETS, name).read_text(encoding="utf-8")
+
+
+def render_html(data: dict[str, Any]) -> str:
+    """Fill the page template with the inline style, script and data."""
+    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    page = _asset("report.html")
+    for key, value in (("__TITLE__", html.escape(data["title"])), ("/*__CSS__*/", _asset("report.css")),
+                       ("/*__JS__*/", _asset("report.js")), ("__DATA__", payload)):
+        page = page.replace(key, value, 1)
+    return page
+
+
+def write_report(fab: Fabric, out_html: str | Path, *, occupancy: dict[str, str] | None = None,
+                 title: str | None = None, png: str | Path | None = None,
+                 svg: str | Path | None = None) -> ReportSummary:
+    """Write the self-contained HTML report (and optionally a static PNG and/or SVG).
+
+    ``occupancy`` maps GPU ids or host names to ``"free"``, ``"down"`` or a job id (None: all free).
+    Returns the counts the page shows. Raises ConfigError/NotFoundError for bad occupancy.
+    """
+    codes, jobs = state_codes(fab, occupancy)
+    stats = _job_stats(fab, codes, jobs)
+    title = title or f"Fabric {fab.name}"
+    page = render_html(report_data(fab, codes, jobs, stats, title))
+    out = Path(out_html)
+    _write(out, page.encode("utf-8"))
+    if png is not None or svg is not None:
+        write_static(fab, codes, jobs, stats, title, png=png, svg=svg)
+    free, down = int((codes == FREE).sum()), int((codes == DOWN).sum())
+    return ReportSummary(fabric=fab.name, hosts=len(fab.hosts), gpus=len(fab.gpus), free=free,
+                         allocated=len(fab.gpus) - free - down, down=down, jobs=stats, html=str(out),
+                         html_bytes=out.stat().st_size, png=str(png) if png else None,
+                         svg=str(svg) if svg else None,
+                         groups_per_level={lv: sum(g.level == lv for g in fab.groups.values())
+                                           for lv in fab.levels})
+
+
+def _write(path: Path, blob: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(blob)
+        tmp.replace(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot write report {path}: {exc.strerror or exc}",
+                          hint="choose a writable --out path") from exc
+
+
+# -- static picture (matplotlib) ----------------------------------------------------------------
+_MAX_ROWS = 96
+
+
+def _static_rows(fab: Fabric) -> tuple[list[str], list[list[str]], list[str]]:
+    """Rows of the static picture: leaf groups (or the level above when there are too many).
+
+    Returns row names, the hosts of each row, and the parent label of each row.
+    """
+    if not fab.groups:
+        return ["all hosts"], [list(fab.hosts)], [""]
+    for lv in fab.levels:
+        rows = [g for g in fab.groups.values() if g.level == lv]
+        if len(rows) <= _MAX_ROWS or lv == fab.levels[-1]:
+            break
+
+    def hosts_of(name: str) -> list[str]:
+        g = fab.groups[name]
+        kids = [c.name for c in fab.groups.values() if c.parent == name]
+        return list(g.hosts) + [h for k in kids for h in hosts_of(k)]
+
+    return [g.name for g in rows], [hosts_of(g.name) for g in rows], [g.parent or "" for g in rows]
+
+
+def write_static(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, JobStats], title: str,
+                 *, png: str | Path | None = None, svg: str | Path | None = None) -> None:
+    """Aggregated picture: per group a utilisation bar and a per-GPU heat strip, and a legend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    names, row_hosts, parents = _static_rows(fab)
+    colors = [FREE_COLOR, DOWN_COLOR] + [stats[j].color for j in jobs]
+    width = max(max((sum(len(fab.host_gpus(h)) for h in hs) for hs in row_hosts), default=1), 1)
+    grid = np.full((len(names), width), np.nan)
+    for r, hosts in enumerate(row_hosts):
+        ids = [fab.gpu_pos[g] for h in hosts for g in fab.host_gpus(h)]
+        grid[r, :len(ids)] = codes[ids]
+    legend_rows = -(-(min(len(jobs), 14) + 2 + (len(jobs) > 14)) // 5)
+    bottom, top = 0.75 + 0.2 * legend_rows, 0.85
+    height = bottom + top + 0.2 * max(len(names), 3)
+    fig = Figure(figsize=(13, height), dpi=110)
+    FigureCanvasAgg(fig)
+    gs = fig.add_gridspec(1, 2, width_ratios=[1, 2.4], left=0.14, right=0.99, wspace=0.03,
+                          top=1 - top / height, bottom=bottom / height)
+    bars, heat = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
+    y = np.arange(len(names))
+    left = np.zeros(len(names))
+    seen = np.maximum(np.sum(~np.isnan(grid), axis=1), 1)
+    for code in [*range(2, len(colors)), DOWN, FREE]:  # jobs, then down, free last (as on the page)
+        frac = np.sum(grid == code, axis=1) / seen
+        if frac.any():
+            bars.barh(y, frac, left=left, color=colors[code], height=0.8, edgecolor="none",
+                      hatch="////" if code == DOWN else None)
+            left += frac
+    bars.set_xlim(0, 1)
+    bars.set_ylim(len(names) - 0.5, -0.5)
+    labels = [f"{p} ▸ {n}" if p and (r == 0 or parents[r - 1] != p) else n
+              for r, (n, p) in enumerate(zip(names, parents, strict=True))]
+    bars.set_yticks(y, labels, fontsize=7 if len(names) > 24 else 8)
+    bars.set_xticks([0, 0.5, 1], ["0", "50%", "100%"], fontsize=7)
+    bars.set_xlabel("GPUs by state", fontsize=8)
+    heat.imshow(np.ma.masked_invalid(grid), aspect="auto", interpolation="nearest",
+                cmap=ListedColormap(colors), vmin=-0.5, vmax=len(colors) - 0.5)
+    heat.set_yticks([])
+    _host_ticks(fab, heat, row_hosts)
+    _separate_parents(bars, heat, parents)
+    _static_titles(fig, fab, codes, jobs, stats, title, colors, Patch)
+    for path, fmt in ((png, "png"), (svg, "svg")):
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path, format=fmt)
+
+
+def _host_ticks(fab: Fabric, heat: Any, row_hosts: list[list[str]]) -> None:
+    """Host boundaries on the heat strip when every host has the same number of GPUs."""
+    per = {len(fab.host_gpus(h)) for hs in row_hosts for h in hs}
+    most = max((len(hs) for hs in row_hosts), default=0)
+    if len(per) != 1 or not most or (g := per.pop()) == 0:
+        heat.set_xlabel("GPUs of each group, in host order (one column per GPU)", fontsize=8)
+        heat.tick_params(axis="x", labelsize=7)
+        return
+    if most <= 160:
+        for b in range(1, most):
+            heat.axvline(b * g - 0.5, color="white", linewidth=0.6)
+    step = max(1, -(-most // 16))
+    hosts = list(range(0, most, step))
+    heat.set_xticks([h * g + (g - 1) / 2 for h in hosts], [str(h + 1) for h in hosts], fontsize=7)
+    heat.set_xlabel(f"host within the group (each host: its {g} GPUs, left to right)", fontsize=8)
+
+
+def _separate_parents(bars: Any, heat: Any, parents: list[str]) -> None:
+    for r in range(1, len(parents)):
+        if parents[r] != parents[r - 1]:
+            for ax in (bars, heat):
+                ax.axhline(r - 0.5, color="#333333", linewidth=1.2)
+
+
+def _static_titles(fig: Any, fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, JobStats],
+                   title: str, colors: list[str], patch: Any) -> None:
+    free, down = int((codes == FREE).sum()), int((codes == DOWN).sum())
+    alloc = len(codes) - free - down
+    h = fig.get_figheight()
+    fig.text(0.01, 1 - 0.12 / h, title, fontsize=12, fontweight="bold", va="top")
+    fig.text(0.01, 1 - 0.42 / h,
+             f"{fab.spec.description or fab.name} — {len(fab.hosts):,} hosts, {len(fab.gpus):,} GPUs: "
+             f"{free:,} free, {alloc:,} allocated ({len(jobs)} jobs), {down:,} down", fontsize=9, va="top")
+    handles = [patch(facecolor=FREE_COLOR, label=f"free ({free:,})"),
+               patch(facecolor=DOWN_COLOR, hatch="////", label=f"down ({down:,})")]
+    shown = jobs[:14]
+    handles += [patch(facecolor=stats[j].color, label=f"{j} ({stats[j].gpus} GPUs, "
+                      f"{stats[j].nvlink_domains} NVL dom.)") for j in shown]
+    if len(jobs) > len(shown):
+        handles.append(patch(facecolor="white", label=f"… {len(jobs) - len(shown)} more jobs"))
+    fig.legend(handles=handles, loc="lower left", ncol=min(len(handles), 5), fontsize=7, frameon=False,
+               bbox_to_anchor=(0.01, 0.02 / h))

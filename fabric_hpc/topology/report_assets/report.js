@@ -1,0 +1,355 @@
+/* fabric-hpc topology report: renders the inline JSON (no network, no libraries). */
+(function () {
+  "use strict";
+  var D = JSON.parse(document.getElementById("fabric-data").textContent);
+  var H = D.hosts.length, NJ = D.jobs.length, NS = NJ + 2, S = D.state, G = D.groups;
+  var FREE = 0, DOWN = 1;
+  var HOST_BUDGET = 320, CARD_BUDGET = 24;
+
+  // -- derived indices ---------------------------------------------------------------------
+  var start = new Int32Array(H + 1);
+  for (var h = 0; h < H; h++) start[h + 1] = start[h] + D.hostTypes[D.hostType[h]].gpus;
+  var leafOf = new Int32Array(H).fill(-1);
+  G.forEach(function (g, i) { g.h.forEach(function (x) { leafOf[x] = i; }); });
+  var counts = G.map(function () { return null; });
+  var under = G.map(function () { return null; });
+  var depth = G.map(function () { return 0; });
+  function hostsUnder(i) {
+    if (under[i]) return under[i];
+    var out = G[i].h.slice();
+    G[i].c.forEach(function (k) { out = out.concat(hostsUnder(k)); });
+    return (under[i] = out);
+  }
+  function hostCounts(x, c) { for (var k = start[x]; k < start[x + 1]; k++) c[S[k]]++; return c; }
+  function groupCounts(i) {
+    if (counts[i]) return counts[i];
+    var c = new Int32Array(NS);
+    hostsUnder(i).forEach(function (x) { hostCounts(x, c); });
+    return (counts[i] = c);
+  }
+  function setDepth(i, d) { depth[i] = d; G[i].c.forEach(function (k) { setDepth(k, d + 1); }); }
+  D.roots.forEach(function (r) { setDepth(r, 0); });
+  var total = new Int32Array(NS);
+  for (var k = 0; k < S.length; k++) total[S[k]]++;
+
+  // -- helpers -----------------------------------------------------------------------------
+  function esc(s) {
+    return String(s).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    });
+  }
+  function fmt(n) { return Number(n).toLocaleString("en-US"); }
+  function color(code) { return code === FREE ? D.colors.free : code === DOWN ? D.colors.down : D.jobs[code - 2].color; }
+  function stateName(code) { return code === FREE ? "free" : code === DOWN ? "down" : D.jobs[code - 2].id; }
+  function sum(c) { var t = 0; for (var i = 0; i < c.length; i++) t += c[i]; return t; }
+  function hostOfGpu(k) {
+    var lo = 0, hi = H - 1;
+    while (lo < hi) { var mid = (lo + hi + 1) >> 1; if (start[mid] <= k) lo = mid; else hi = mid - 1; }
+    return lo;
+  }
+  function switchName(i, k) { return G[i].s === 1 ? G[i].n : G[i].n + "-" + k; }
+  function nvlName(x) {
+    var d = D.hostNvl[x];
+    if (d < 0) return "none (PCIe only)";
+    return D.nvl[d].n + (D.nvl[d].shared ? " (multi-host, " : " (this host, ") + D.nvl[d].gbps + " GB/s per GPU)";
+  }
+  function dl(rows) {
+    return "<dl>" + rows.map(function (r) { return "<dt>" + esc(r[0]) + "</dt><dd>" + r[1] + "</dd>"; }).join("") + "</dl>";
+  }
+  function sq(code) { return '<i class="sq' + (code === DOWN ? " dn" : "") + '" style="background:' + color(code) + '"></i>'; }
+  function bar(c) {
+    var t = sum(c) || 1, out = "";
+    var order = [];
+    for (var s = 2; s < NS; s++) if (c[s]) order.push(s);
+    order.sort(function (a, b) { return c[b] - c[a]; });
+    if (c[DOWN]) order.push(DOWN);
+    order.forEach(function (s) {
+      out += '<i class="' + (s === DOWN ? "dn" : "") + '" style="width:' + (100 * c[s] / t).toFixed(3) +
+        "%;background:" + color(s) + '" title="' + esc(stateName(s) + ": " + c[s] + " GPUs") + '"></i>';
+    });
+    return '<div class="bar">' + out + "</div>";
+  }
+  function stateList(c, limit) {
+    var rows = [];
+    for (var s = 2; s < NS; s++) if (c[s]) rows.push(s);
+    rows.sort(function (a, b) { return c[b] - c[a]; });
+    var more = rows.length > limit ? rows.length - limit : 0;
+    var out = [FREE, DOWN].concat(rows.slice(0, limit)).filter(function (s) { return c[s] || s === FREE; })
+      .map(function (s) { return sq(s) + esc(stateName(s)) + " " + fmt(c[s]); }).join("<br>");
+    return out + (more ? "<br>… " + more + " more jobs" : "");
+  }
+
+  // -- header, legend, jobs ------------------------------------------------------------------
+  function renderHeader() {
+    document.getElementById("title").textContent = D.title;
+    document.getElementById("subtitle").textContent = (D.description || D.name) +
+      (D.levels.length ? " · switch levels: " + D.levels.join(" → ") : "");
+    var alloc = S.length - total[FREE] - total[DOWN];
+    var shared = D.nvl.filter(function (d) { return d.shared; }).length;
+    var cards = [["hosts", "Hosts", H], ["gpus", "GPUs", S.length], ["free", "Free", total[FREE]],
+      ["allocated", "Allocated", alloc], ["down", "Down", total[DOWN]], ["jobs", "Jobs", NJ],
+      ["nvl", shared ? "NVL72 domains" : "NVLink domains", D.nvl.length]];
+    document.getElementById("counts").innerHTML = cards.map(function (c) {
+      var cls = c[0] === "free" ? "free" : c[0] === "allocated" ? "alloc" : c[0] === "down" ? "down" : "";
+      return '<div class="card ' + cls + '"><b id="count-' + c[0] + '">' + fmt(c[2]) + "</b><span>" + c[1] + "</span></div>";
+    }).join("");
+    document.getElementById("overall").innerHTML = bar(total) +
+      '<div style="font-size:11px;color:#b8c4d0;margin-top:3px">' + (100 * alloc / (S.length || 1)).toFixed(1) +
+      "% allocated · " + (100 * total[DOWN] / (S.length || 1)).toFixed(1) + "% down</div>";
+  }
+  function renderLegend() {
+    var anyShared = D.nvl.some(function (d) { return d.shared; });
+    var rows = ['<div class="lg">' + sq(FREE) + "free GPU<b>" + fmt(total[FREE]) + "</b></div>",
+      '<div class="lg">' + sq(DOWN) + "down GPU<b>" + fmt(total[DOWN]) + "</b></div>",
+      '<div class="lg">' + sq(2 < NS ? 2 : FREE) + "allocated: one colour per job (table below)</div>",
+      '<div class="lg"><i class="box"></i>host' + (anyShared ? "" : " = its own NVLink domain (NVSwitch)") + "</div>"];
+    if (anyShared) rows.push('<div class="lg"><i class="box nvlbox"></i>multi-host NVLink domain (e.g. NVL72 rack)</div>');
+    rows.push('<div class="lg"><i class="box dash"></i>host without NVLink (PCIe only)</div>');
+    rows.push('<div class="lg"><span class="sw">leaf-3 · rail 3</span>&nbsp;switch of a rail; hover to see its GPUs</div>');
+    document.getElementById("legend").innerHTML = rows.join("");
+  }
+  var focus = -1;
+  function renderJobs() {
+    if (!NJ) { document.getElementById("jobs").innerHTML = '<p class="muted">No jobs: every GPU is free or down.</p>'; return; }
+    var body = D.jobs.map(function (j, i) {
+      return '<tr class="job-row' + (focus === i + 2 ? " focus" : "") + '" data-job="' + esc(j.id) + '" data-code="' + (i + 2) +
+        '"><td>' + sq(i + 2) + esc(j.id) + "</td><td>" + j.gpus + "</td><td>" + j.hosts + "</td><td>" +
+        j.nvlink_domains + "</td><td>" + j.leaf_groups + "</td></tr>";
+    }).join("");
+    document.getElementById("jobs").innerHTML = '<div class="scroll"><table><thead><tr><th>job</th><th>GPUs</th>' +
+      '<th>hosts</th><th title="NVLink domains spanned">NVL dom.</th><th title="leaf switch groups spanned">leaf grp.</th>' +
+      "</tr></thead><tbody>" + body + '</tbody></table></div><p class="muted">Click a job to highlight its GPUs.</p>';
+  }
+
+  // -- tree ----------------------------------------------------------------------------------
+  var open = {};
+  function initialOpen() {
+    var level = D.roots.slice();
+    level.forEach(function (i) { open[i] = true; });
+    while (level.length) {
+      var next = [];
+      level.forEach(function (i) { next = next.concat(G[i].c); });
+      if (!next.length) break;
+      var leaves = next.every(function (i) { return !G[i].c.length; });
+      var cost = 0;
+      next.forEach(function (i) { cost += leaves ? hostsUnder(i).length : G[i].c.length; });
+      if (cost > (leaves ? HOST_BUDGET : CARD_BUDGET)) break;
+      next.forEach(function (i) { open[i] = true; });
+      level = next;
+    }
+    if (D.roots.length === 1 && !G[D.roots[0]].c.length && hostsUnder(D.roots[0]).length > HOST_BUDGET) {
+      open[D.roots[0]] = false;
+    }
+  }
+  function gpuCell(k, rail) {
+    var s = S[k], cls = "gpu" + (s === DOWN ? " dn" : "") + (focus >= 0 && s !== focus ? " dim" : "");
+    return '<i class="' + cls + '" data-g="' + k + '" data-r="' + rail + '" style="background:' + color(s) + '"></i>';
+  }
+  function hostBox(x) {
+    var t = D.hostTypes[D.hostType[x]], cols = Math.min(t.gpus, 4) || 1, cells = "";
+    for (var k = start[x]; k < start[x + 1]; k++) cells += gpuCell(k, t.rail[k - start[x]]);
+    return '<div class="host' + (D.hostNvl[x] < 0 ? " nonvl" : "") + '" data-h="' + x + '" data-host="' + esc(D.hosts[x]) +
+      '"><div class="hn">' + esc(D.hosts[x]) + '</div><div class="gpus" style="grid-template-columns:repeat(' + cols +
+      ',11px)">' + cells + "</div></div>";
+  }
+  function leafBody(i) {
+    var g = G[i], out = "";
+    if (g.s > 0) {
+      var sw = [];
+      for (var k = 0; k < g.s; k++) {
+        sw.push('<span class="sw" data-gi="' + i + '" data-sw="' + k + '">' + esc(switchName(i, k)) +
+          (g.s > 1 ? " · rail " + k : "") + "</span>");
+      }
+      out += '<div class="rails">' + (g.s > 1 ? "rail switches:" : "switch:") + " " + sw.join("") + "</div>";
+    }
+    var blocks = [], cur = null;
+    g.h.forEach(function (x) {
+      var d = D.hostNvl[x], shared = d >= 0 && D.nvl[d].shared;
+      if (!cur || cur.d !== (shared ? d : -2)) { cur = { d: shared ? d : -2, hosts: [] }; blocks.push(cur); }
+      cur.hosts.push(x);
+    });
+    var doms = "";
+    blocks.forEach(function (b) {
+      var hosts = b.hosts.map(hostBox).join("");
+      if (b.d < 0) { out += '<div class="hosts">' + hosts + "</div>"; return; }
+      var c = new Int32Array(NS), n = 0;
+      b.hosts.forEach(function (x) { hostCounts(x, c); n += start[x + 1] - start[x]; });
+      doms += '<div class="nvl" data-nvl="' + esc(D.nvl[b.d].n) + '"><div class="nvlh">NVLink domain <b>' + esc(D.nvl[b.d].n) +
+        "</b> · " + b.hosts.length + " hosts · " + n + " GPUs · " + D.nvl[b.d].gbps + " GB/s per GPU · " + c[FREE] +
+        ' free</div><div class="hosts">' + hosts + "</div></div>";
+    });
+    return out + (doms ? '<div class="nvls">' + doms + "</div>" : "");
+  }
+  function renderGroup(i) {
+    var g = G[i], c = groupCounts(i), nh = hostsUnder(i).length, ng = sum(c), isOpen = !!open[i];
+    var alloc = ng - c[FREE] - c[DOWN];
+    var head = '<div class="ghead" data-gi="' + i + '"><span class="caret">' + (isOpen ? "▾" : "▸") + '</span><span class="lvl">' +
+      esc(g.l) + "</span><b>" + esc(g.n) + '</b><span class="meta">' + (g.s ? g.s + " switch" + (g.s > 1 ? "es" : "") + " · " : "") +
+      (g.c.length ? g.c.length + " group" + (g.c.length > 1 ? "s" : "") + " · " : "") + fmt(nh) + " hosts · " + fmt(ng) + ' GPUs</span><span class="util">' +
+      (100 * alloc / (ng || 1)).toFixed(0) + "% used · <b>" + fmt(c[FREE]) + "</b> free" +
+      (c[DOWN] ? ' · <span class="dn">' + fmt(c[DOWN]) + " down</span>" : "") + "</span></div>";
+    var body;
+    if (!isOpen) body = '<canvas class="mini" data-gi="' + i + '"></canvas>';
+    else if (g.c.length) body = '<div class="children">' + g.c.map(renderGroup).join("") + "</div>";
+    else body = leafBody(i);
+    return '<div class="group' + (isOpen ? " open" : "") + '" data-gi="' + i + '" data-group="' + esc(g.n) +
+      '" data-level="' + esc(g.l) + '">' + head + bar(c) + '<div class="gbody">' + body + "</div></div>";
+  }
+  function miniRows(i) {  // one run of hosts per leaf group under i, so each leaf starts a new line
+    if (!G[i].c.length) return [G[i].h];
+    var rows = G[i].h.length ? [G[i].h] : [];
+    G[i].c.forEach(function (k) { rows = rows.concat(miniRows(k)); });
+    return rows;
+  }
+  function drawMini(cv) {
+    var runs = miniRows(+cv.dataset.gi), cell = 2, per = 4, maxg = 1, widest = 1, gap = 3;
+    runs.forEach(function (r) { widest = Math.max(widest, r.length); r.forEach(function (x) { maxg = Math.max(maxg, start[x + 1] - start[x]); }); });
+    var bw = Math.min(maxg, per) * cell + 1, bh = Math.ceil(maxg / per) * cell + 1;
+    var cols = Math.max(1, Math.min(widest, Math.floor(300 / bw))), lines = 0;
+    runs.forEach(function (r) { lines += Math.ceil(r.length / cols) || 0; });
+    cv.width = cols * bw; cv.height = lines * bh + Math.max(0, runs.length - 1) * gap;
+    var ctx = cv.getContext("2d"), oy0 = 0;
+    runs.forEach(function (r) {
+      r.forEach(function (x, n) {
+        var ox = (n % cols) * bw, oy = oy0 + Math.floor(n / cols) * bh;
+        for (var k = start[x]; k < start[x + 1]; k++) {
+          var j = k - start[x];
+          ctx.globalAlpha = focus >= 0 && S[k] !== focus ? 0.18 : 1;
+          ctx.fillStyle = color(S[k]);
+          ctx.fillRect(ox + (j % per) * cell, oy + Math.floor(j / per) * cell, cell, cell);
+        }
+      });
+      oy0 += Math.ceil(r.length / cols) * bh + gap;
+    });
+    cv.style.width = (cv.width * 1.5) + "px";
+    cv.title = "one block per host, one square per GPU, one line per leaf group; click to expand";
+  }
+  function drawAll(root) { root.querySelectorAll("canvas.mini").forEach(drawMini); }
+  function renderTree() {
+    var tree = document.getElementById("tree");
+    tree.innerHTML = D.roots.map(renderGroup).join("");
+    drawAll(tree);
+  }
+  function rerenderGroup(i) {
+    var el = document.querySelector('.group[data-gi="' + i + '"]');
+    if (!el) { renderTree(); return; }
+    var tmp = document.createElement("div");
+    tmp.innerHTML = renderGroup(i);
+    var fresh = tmp.firstChild;
+    el.parentNode.replaceChild(fresh, el);
+    drawAll(fresh);
+  }
+
+  // -- details -------------------------------------------------------------------------------
+  function path(x) {
+    var out = [], i = leafOf[x];
+    while (i >= 0) { out.push(G[i].l + " " + G[i].n); i = G[i].p; }
+    return out.join(" → ");
+  }
+  function gpuInfo(k) {
+    var x = hostOfGpu(k), t = D.hostTypes[D.hostType[x]], j = k - start[x], s = S[k];
+    var leaf = leafOf[x], rail = t.rail[j];
+    return "<b>GPU " + esc(D.hosts[x] + "/gpu" + j) + "</b>" + dl([["state", sq(s) + esc(stateName(s))],
+      ["model", esc(t.model) + " · " + t.mem + " GB"], ["host type", esc(t.name)], ["NUMA node", t.numa[j]],
+      ["rail / NIC", rail < 0 ? "none" : rail + (leaf >= 0 && G[leaf].s ? " → " + esc(switchName(leaf, rail % G[leaf].s)) : "")],
+      ["NVLink domain", esc(nvlName(x))], ["network", esc(path(x)) || "none"]]);
+  }
+  function hostInfo(x) {
+    var t = D.hostTypes[D.hostType[x]], c = hostCounts(x, new Int32Array(NS));
+    var rows = [["host type", esc(t.name) + (t.features.length ? " (" + esc(t.features.join(", ")) + ")" : "")],
+      ["GPUs", t.gpus + " × " + esc(t.model) + " · " + t.mem + " GB"],
+      ["CPU", t.sockets + " sockets × " + t.cores + " cores" + (t.tpc > 1 ? " × " + t.tpc + " threads" : "") + " · " + t.ram + " GB RAM"],
+      ["GPU NUMA", t.numa.join(" ")], ["NICs", t.nics + " × " + t.nicGbps + " GB/s (rails " + t.rail.join(" ") + ")"],
+      ["NVLink", esc(nvlName(x))]];
+    if (D.racks) rows.push(["rack", esc(D.racks[x] || "–")]);
+    rows.push(["network", esc(path(x)) || "none"], ["GPU states", stateList(c, 8)]);
+    return "<b>Host " + esc(D.hosts[x]) + "</b>" + dl(rows);
+  }
+  function groupInfo(i) {
+    var g = G[i], c = groupCounts(i);
+    var rows = [["level", esc(g.l)], ["switches", g.s ? g.s + " (" + esc(switchName(i, 0)) + (g.s > 1 ? " … " + esc(switchName(i, g.s - 1)) : "") + ")" : "none"],
+      ["parent", g.p >= 0 ? esc(G[g.p].n) : "top"], ["hosts", fmt(hostsUnder(i).length)], ["GPUs", fmt(sum(c))],
+      ["GPU states", stateList(c, 10)]];
+    if (g.c.length) rows.splice(3, 0, ["children", g.c.length + " groups"]);
+    return "<b>Group " + esc(g.n) + "</b>" + dl(rows);
+  }
+  function switchInfo(i, k) {
+    var n = 0, c = new Int32Array(NS);
+    G[i].h.forEach(function (x) {
+      var t = D.hostTypes[D.hostType[x]];
+      for (var j = 0; j < t.gpus; j++) if (t.rail[j] >= 0 && t.rail[j] % G[i].s === k) { n++; c[S[start[x] + j]]++; }
+    });
+    return "<b>Switch " + esc(switchName(i, k)) + "</b>" + dl([["group", esc(G[i].n)], ["rail", G[i].s > 1 ? k : "all"],
+      ["GPUs on it", n], ["GPU states", stateList(c, 6)]]);
+  }
+  function infoFor(el) {
+    if (!el) return null;
+    if (el.classList.contains("gpu")) return gpuInfo(+el.dataset.g);
+    if (el.classList.contains("host")) return hostInfo(+el.dataset.h);
+    if (el.classList.contains("sw")) return switchInfo(+el.dataset.gi, +el.dataset.sw);
+    if (el.classList.contains("ghead") || el.classList.contains("mini")) return groupInfo(+el.dataset.gi);
+    return null;
+  }
+  function target(ev) { return ev.target.closest ? ev.target.closest(".gpu,.host,.sw,.ghead,canvas.mini") : null; }
+
+  // -- events --------------------------------------------------------------------------------
+  var tip = document.getElementById("tip"), tree = document.getElementById("tree");
+  tree.addEventListener("mousemove", function (ev) {
+    var html = infoFor(target(ev));
+    if (!html) { tip.hidden = true; return; }
+    tip.innerHTML = html; tip.hidden = false;
+    var x = ev.clientX + 14, y = ev.clientY + 14;
+    if (x + tip.offsetWidth > window.innerWidth) x = ev.clientX - tip.offsetWidth - 10;
+    if (y + tip.offsetHeight > window.innerHeight) y = ev.clientY - tip.offsetHeight - 10;
+    tip.style.left = Math.max(0, x) + "px"; tip.style.top = Math.max(0, y) + "px";
+  });
+  tree.addEventListener("mouseleave", function () { tip.hidden = true; });
+  tree.addEventListener("mouseover", function (ev) {
+    var el = ev.target.closest ? ev.target.closest(".sw") : null;
+    if (!el) return;
+    var body = el.closest(".gbody");
+    body.classList.add("railmode");
+    body.querySelectorAll('.gpu').forEach(function (c) {
+      c.classList.toggle("hl", +c.dataset.r >= 0 && +c.dataset.r % G[+el.dataset.gi].s === +el.dataset.sw);
+    });
+    el.addEventListener("mouseleave", function () { body.classList.remove("railmode"); }, { once: true });
+  });
+  tree.addEventListener("click", function (ev) {
+    var el = target(ev);
+    if (!el) return;
+    tip.hidden = true;
+    document.getElementById("details").innerHTML = infoFor(el);
+    if (el.classList.contains("ghead") || el.classList.contains("mini")) {
+      var i = +el.dataset.gi;
+      open[i] = !open[i];
+      rerenderGroup(i);
+    }
+  });
+  document.getElementById("jobs").addEventListener("click", function (ev) {
+    var row = ev.target.closest("tr.job-row");
+    if (!row) return;
+    focus = focus === +row.dataset.code ? -1 : +row.dataset.code;
+    renderJobs(); renderTree();
+  });
+  function setAll(value) { G.forEach(function (_, i) { open[i] = value; }); D.roots.forEach(function (r) { open[r] = true; }); renderTree(); }
+  document.getElementById("expand-all").addEventListener("click", function () { setAll(true); });
+  document.getElementById("collapse-all").addEventListener("click", function () { setAll(false); });
+  document.getElementById("search").addEventListener("keydown", function (ev) {
+    if (ev.key !== "Enter") return;
+    var q = ev.target.value.trim(), gpu = -1, msg = document.getElementById("search-msg");
+    var m = /^(.*)\/gpu(\d+)$/.exec(q), x = D.hosts.indexOf(m ? m[1] : q);
+    msg.textContent = "";
+    if (x < 0) { msg.textContent = "no host " + q; return; }
+    if (m) { gpu = start[x] + +m[2]; if (gpu >= start[x + 1]) { msg.textContent = "no GPU " + q; return; } }
+    for (var i = leafOf[x]; i >= 0; i = G[i].p) open[i] = true;
+    renderTree();
+    var el = tree.querySelector(gpu >= 0 ? '.gpu[data-g="' + gpu + '"]' : '.host[data-h="' + x + '"]');
+    var box = el.closest(".host");
+    box.classList.add("flash");
+    box.scrollIntoView({ block: "center" });
+    document.getElementById("details").innerHTML = gpu >= 0 ? gpuInfo(gpu) : hostInfo(x);
+  });
+
+  renderHeader(); renderLegend(); renderJobs(); initialOpen(); renderTree();
+  document.body.dataset.ready = "1";
+})();

@@ -1,0 +1,109 @@
+"""Start, stop and failure of test clusters: nothing is left running, whatever happens."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from fabric_hpc.errors import ExternalError
+from fabric_hpc.testing import SlurmTestCluster, parse_key_values
+
+pytestmark = pytest.mark.slurm
+REPO = Path(__file__).resolve().parents[2]
+
+# A test runner that starts a cluster with one running job, prints its pids and waits.
+RUNNER = textwrap.dedent("""
+    import sys, time
+    from fabric_hpc.testing import SlurmTestCluster, parse_key_values
+    cluster = SlurmTestCluster(2, gpus_per_node=0, base_dir=sys.argv[1]).start()
+    job = cluster.sbatch("-N1", wrap="sleep 300")
+    cluster.wait_job(job, ["RUNNING"], timeout=30)
+    deadline = time.monotonic() + 10
+    while not any(open(f"/proc/{p}/cmdline", "rb").read().startswith(b"sleep") for p in cluster.pids()):
+        assert time.monotonic() < deadline, "the job's sleep never started"
+        time.sleep(0.05)
+    print(" ".join(map(str, sorted(cluster.pids()))), flush=True)
+    print(" ".join(map(str, sorted(cluster.daemon_pids().values()))), flush=True)
+    time.sleep(300)
+""")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_gone(pids: set[int], timeout: float = 15.0) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while (left := {p for p in pids if _alive(p)}) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def _start_runner(tmp_path: Path) -> tuple[subprocess.Popen[str], set[int], set[int]]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    runner = subprocess.Popen([sys.executable, "-c", RUNNER, str(tmp_path)], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert runner.stdout is not None
+    every, daemons = (set(map(int, runner.stdout.readline().split())) for _ in range(2))
+    assert daemons and daemons < every, runner.stderr.read() if runner.poll() is not None else every
+    return runner, every, daemons
+
+
+def test_interrupted_runner_stops_daemons_and_jobs(require_slurm, tmp_path):
+    runner, every, _ = _start_runner(tmp_path)
+    runner.send_signal(signal.SIGINT)  # KeyboardInterrupt: the atexit hook stops the cluster
+    runner.wait(timeout=60)
+    assert "KeyboardInterrupt" in runner.stderr.read()
+    assert _wait_gone(every) == set()
+
+
+def test_killed_runner_takes_its_daemons_along_and_orphans_are_reaped(require_slurm, tmp_path):
+    runner, every, daemons = _start_runner(tmp_path)
+    runner.kill()  # no Python cleanup at all: the kernel's parent-death signal stops the daemons
+    runner.wait(timeout=30)
+    assert _wait_gone(daemons) == set()
+    orphans = every - daemons
+    assert {p for p in orphans if _alive(p)}, "job steps outlive a SIGKILLed runner"
+    reaped = SlurmTestCluster.reap_orphans()  # what the next start() does first
+    assert {p for p in orphans if _alive(p)} <= reaped
+    assert _wait_gone(every) == set()
+    conf = parse_key_values((tmp_path / "etc" / "slurm.conf").read_text().replace("\n", " "))
+    munge_dir = Path(conf["AuthInfo"].removeprefix("socket=")).parent
+    assert not (munge_dir / "munged.pid").exists()  # munged got SIGTERM and cleaned up
+    shutil.rmtree(munge_dir)  # reap_orphans() leaves it for a minute; do not litter /tmp
+
+
+def test_second_cluster_beside_the_shared_one(slurm_cluster, slurm_cluster_factory):
+    other = slurm_cluster_factory(nodes=2, gpus_per_node=2, cpus_per_node=2)
+    ports = {other.ctld_port, *other.node_ports.values()}
+    assert not ports & {slurm_cluster.ctld_port, *slurm_cluster.node_ports.values()}
+    assert other.node_states() == {"n1": "idle", "n2": "idle"}
+    job = other.sbatch("-N2", wrap="sleep 300")
+    other.wait_job(job, ["RUNNING"], timeout=30)
+    pids = other.pids()
+    assert set(slurm_cluster.node_states().values()) == {"idle"}
+    other.stop()
+    assert not other.running and other.pids() == set()
+    assert _wait_gone(pids) == set()
+    assert len(slurm_cluster.node_states()) == 16
+
+
+def test_failed_start_reports_the_log_and_leaves_nothing(require_slurm, tmp_path):
+    cluster = SlurmTestCluster(1, base_dir=tmp_path, extra_conf="NoSuchKey=1")
+    with pytest.raises(ExternalError) as info:
+        cluster.start()
+    message = str(info.value)
+    assert "slurmctld exited" in message and "NoSuchKey" in message
+    assert "--- slurmctld" in message  # the tail of its log is in the error
+    assert cluster.daemon_pids() == {} and cluster.pids() == set() and not cluster.running
