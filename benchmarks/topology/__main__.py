@@ -1,0 +1,79 @@
+"""Fabric model scale benchmark: build + index time, memory and query speed, 256 to 16,384 GPUs.
+
+Run: ``.venv/bin/python -m benchmarks.topology``. Each size runs in a fresh process so its peak
+RSS is its own. Target (issue 2): a 2,048-host / 16,384-GPU SuperPOD builds and indexes in a few
+seconds and uses well under 2 GB.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import resource
+import time
+
+CASES = [("superpod", {"sus": 1}), ("superpod", {"sus": 4}), ("superpod", {"sus": 16}),
+         ("superpod", {"sus": 64}), ("nvl72", {"racks": 32}), ("nvl72", {"racks": 228}),
+         ("fat-tree", {"k": 32})]
+
+
+def _measure(kind: str, params: dict, queue: mp.Queue) -> None:
+    import numpy as np
+
+    from fabric_hpc.topology.generators import GENERATORS
+    from fabric_hpc.topology.model import Fabric
+
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    spec = GENERATORS[kind](**params)
+    t1 = time.perf_counter()
+    fab = Fabric(spec)
+    t2 = time.perf_counter()
+    rss = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+    rng = np.random.default_rng(0)
+    n = 1_000_000
+    a, b = rng.integers(0, len(fab.gpus), n), rng.integers(0, len(fab.gpus), n)
+    t3 = time.perf_counter()
+    fab.index.pair(a, b)
+    t4 = time.perf_counter()
+    for i in range(20_000):
+        fab.distance(int(a[i]), int(b[i]))
+    t5 = time.perf_counter()
+    s = fab.summary()
+    queue.put({"fabric": s["name"], "hosts": s["hosts"], "gpus": s["gpus"],
+               "vertices": sum(s["vertices"].values()), "edges": s["edges"],
+               "spec_s": t1 - t0, "build_index_s": t2 - t1, "peak_rss_mb": rss,
+               "pairs_per_s": n / (t4 - t3), "scalar_queries_per_s": 20_000 / (t5 - t4)})
+
+
+def main() -> None:
+    ctx = mp.get_context("spawn")
+    rows = []
+    for kind, params in CASES:
+        q = ctx.Queue()
+        p = ctx.Process(target=_measure, args=(kind, params, q))
+        p.start()
+        rows.append(q.get())
+        p.join()
+        print(json.dumps(rows[-1]))
+    lines = ["| fabric | hosts | GPUs | vertices | edges | build+index (s) | peak RSS (MB) | "
+             "vectorised pairs/s | scalar distance()/s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['fabric']} | {r['hosts']:,} | {r['gpus']:,} | {r['vertices']:,} | {r['edges']:,} | "
+                     f"{r['spec_s'] + r['build_index_s']:.2f} | {r['peak_rss_mb']:.0f} | "
+                     f"{r['pairs_per_s'] / 1e6:.1f} M | {r['scalar_queries_per_s'] / 1e3:.0f} k |")
+    big = next(r for r in rows if r["gpus"] == 16384)
+    verdict = "met" if big["spec_s"] + big["build_index_s"] < 5 and big["peak_rss_mb"] < 2048 else "MISSED"
+    body = ("Build the networkx graph and the coordinate index from a generated spec, each size in a fresh "
+            "process; peak RSS is the growth of that process's maximum resident set. Distance queries "
+            "are O(1): one million random GPU pairs through the vectorised `FabricIndex.pair`, and "
+            "20,000 scalar `Fabric.distance` calls.\n\n" + "\n".join(lines) +
+            f"\n\nTarget (2,048 hosts / 16,384 GPUs in a few seconds, well under 2 GB): **{verdict}** — "
+            f"{big['spec_s'] + big['build_index_s']:.2f} s, {big['peak_rss_mb']:.0f} MB.\n")
+    from benchmarks._report import write_section
+
+    print("wrote", write_section("Topology: fabric model scale", body, command="python -m benchmarks.topology"))
+
+
+if __name__ == "__main__":
+    main()
