@@ -30,6 +30,7 @@ from fabric_hpc.events import JsonLinesFormatter
 # name -> (module, one-line help). Add a line here when a subsystem gains a command group.
 COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "topology": ("fabric_hpc.cli.topology", "Fabric model: generate, import, discover, export, report."),
+    "place": ("fabric_hpc.cli.place", "Topology-aware gang placement (cpsat, greedy, Slurm baselines), explained."),
 }
 
 

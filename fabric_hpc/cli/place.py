@@ -1,0 +1,85 @@
+"""``fabric place``: choose GPUs for a gang and explain the choice; ``fabric place bench``.
+
+``fabric place --topology T [--state S] --request 'nodes=4,gpus=8,within=leaf' [--solver cpsat]``
+prints the placement (hosts, GPUs, cost breakdown, optimality, time) or, when it cannot be placed,
+the binding constraint (exit code 4). ``--commit JOB`` also writes the allocation into the state
+file. ``fabric place bench`` runs the placement benchmark (benchmarks/placement).
+"""
+
+from __future__ import annotations
+
+import click
+
+from fabric_hpc.cli.output import json_option, render, table
+from fabric_hpc.errors import ConfigError
+
+
+@click.group(invoke_without_command=True)
+@click.option("--topology", "-t", "topology", type=click.Path(dir_okay=False), help="Fabric file (topology/*.yaml).")
+@click.option("--state", "-s", "state_path", type=click.Path(dir_okay=False),
+              help="Cluster state JSON (default: everything free).")
+@click.option("--request", "-r", "request", help="e.g. 'nodes=4,gpus=8,within=leaf' (see docs/placement.md).")
+@click.option("--solver", type=click.Choice(["cpsat", "greedy", "slurm-tree", "slurm-block"]), default="cpsat",
+              show_default=True)
+@click.option("--time-limit", type=float, default=1.0, show_default=True, help="CP-SAT time limit (s).")
+@click.option("--workers", type=int, default=1, show_default=True, help="CP-SAT workers (1 is deterministic).")
+@click.option("--commit", "commit_job", help="Allocate the placement to this job id in --state.")
+@json_option
+@click.pass_context
+def group(ctx: click.Context, topology: str | None, state_path: str | None, request: str | None, solver: str,
+          time_limit: float, workers: int, commit_job: str | None, as_json: bool) -> None:
+    """Place a gang of GPUs on the fabric (topology-aware, explained)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not topology or not request:
+        raise ConfigError("fabric place needs --topology and --request",
+                          hint="fabric place -t topology/superpod.yaml -r 'nodes=4,gpus=8,within=leaf'")
+    from fabric_hpc.placement import ClusterState, SolveOptions, place
+    from fabric_hpc.topology import load_fabric
+
+    fab = load_fabric(topology)
+    state = ClusterState.load(fab, state_path) if state_path else ClusterState(fab)
+    if commit_job and not state_path:
+        raise ConfigError("--commit needs --state (the file to write the allocation to)")
+    from fabric_hpc.cli.output import print_json
+    from fabric_hpc.placement import PlacementInfeasible
+
+    try:
+        placement = place(fab, state, request, solver=solver,
+                          options=SolveOptions(time_limit_s=time_limit, workers=workers))
+    except PlacementInfeasible as exc:
+        if as_json:
+            print_json({"error": exc.message, "hint": exc.hint, "explanation": exc.explanation})
+        raise
+    if commit_job:
+        state.allocate(commit_job, placement.gpus)
+        state.save(state_path)
+    render(as_json, placement.to_dict(), lambda con: _human(con, placement))
+
+
+def _human(con, placement) -> None:
+    from fabric_hpc.hostlist import compress
+
+    status = {True: "optimal", False: "not proven optimal", None: "heuristic"}[placement.optimal]
+    con.print(f"{placement.solver}: {len(placement.gpus)} GPUs on {len(placement.hosts)} host(s) "
+              f"{compress(placement.hosts)}; cost {placement.cost:.3f} ({status}, {placement.time_s * 1000:.1f} ms)")
+    rows = [(h, ",".join(g.split("/gpu")[1] for g in placement.gpus if g.startswith(h + "/"))) for h in placement.hosts]
+    con.print(table("GPUs", ["host", "local GPU indices"], rows))
+    con.print(table("cost breakdown", ["term", "value"], [(k, f"{v:.3f}") for k, v in placement.breakdown.items()]))
+    con.print(table("domains spanned", ["level", "domains"], list(placement.domains.items())))
+    for s, members in enumerate(placement.slices):
+        con.print(f"slice {s}: {compress(members)}")
+    for note in placement.notes:
+        con.print(f"note: {note}")
+
+
+@group.command("bench")
+@click.option("--quick", is_flag=True, help="Small fabrics only (a smoke run, about a minute).")
+@click.option("--no-write", is_flag=True, help="Do not rewrite the Placement section of docs/benchmarks.md.")
+def bench(quick: bool, no_write: bool) -> None:
+    """Run the placement benchmark and write docs/benchmarks.md (## Placement)."""
+    try:
+        from benchmarks.placement.__main__ import main as bench_main
+    except ImportError as exc:  # installed without the repository's benchmarks/ folder
+        raise ConfigError("the benchmarks/ folder is not importable", hint="run from the repository root") from exc
+    bench_main(quick=quick, write=not no_write)

@@ -1,0 +1,73 @@
+"""The placement contract: what every solver takes and returns.
+
+A solver is a callable ``solve(problem, options) -> Placement`` registered by name in
+:data:`fabric_hpc.placement.solve.SOLVERS` (networkx style: the algorithm is a parameter). It
+never mutates the cluster state; it raises :class:`PlacementInfeasible` when no placement exists
+(or, for the Slurm baselines, when Slurm's algorithm would not find one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from fabric_hpc.errors import InfeasibleError
+
+if TYPE_CHECKING:
+    from fabric_hpc.placement.problem import Problem
+
+
+@dataclass(frozen=True)
+class SolveOptions:
+    """Knobs shared by the solvers (CP-SAT uses all of them, the heuristics ignore most)."""
+
+    #: Wall-clock limit for CP-SAT; after it the best feasible answer is returned, marked not optimal.
+    time_limit_s: float = 1.0
+    #: CP-SAT search workers. 1 by default: deterministic and leaves the other core to the scheduler.
+    workers: int = 1
+    seed: int = 0
+    #: Above this many candidate hosts CP-SAT decides per domain first (hierarchical decomposition).
+    host_item_limit: int = 192
+    #: Relative gap at which CP-SAT may stop (0 = prove optimality).
+    relative_gap: float = 0.0
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A decision and its explanation."""
+
+    gpus: tuple[str, ...]
+    hosts: tuple[str, ...]
+    solver: str
+    cost: float
+    #: The cost split into its terms (see docs/placement.md), plus domains spanned per level.
+    breakdown: dict[str, float]
+    domains: dict[str, int]
+    optimal: bool | None  # True: proven optimal for the cost model; False: not proven; None: heuristic
+    time_s: float
+    slices: tuple[tuple[str, ...], ...] = ()
+    notes: tuple[str, ...] = ()
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["gpus"], d["hosts"] = list(self.gpus), list(self.hosts)
+        d["slices"] = [list(s) for s in self.slices]
+        d["notes"] = list(self.notes)
+        return d
+
+
+class PlacementInfeasible(InfeasibleError):
+    """No placement satisfies the request now. ``explanation`` says which constraint binds:
+
+    ``{"constraint": "within", "needed": 64, "largest": 48, "where": "r003", "level": "nvlink",
+    "unit": "GPUs", "blocking_jobs": 3, "solver": "cpsat"}``
+    """
+
+    def __init__(self, message: str, *, explanation: dict[str, Any], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.explanation = explanation
+
+
+class Solver(Protocol):
+    def __call__(self, problem: Problem, options: SolveOptions) -> Placement: ...

@@ -1,0 +1,308 @@
+"""``cpsat``: OR-Tools CP-SAT minimising the cost model under every constraint.
+
+Decisions are *items*: candidate hosts, or — when there are more than ``host_item_limit`` of them
+and no constraint looks below the lowest domain level — whole lowest-level domains (an SU leaf,
+an NVL72 rack) with an integer count and a precomputed cost table (the k cheapest hosts of the
+domain: exact in nodes mode, a best-fit fill in total mode). That is the hierarchical
+decomposition: domains first, then hosts inside the chosen domains, then GPUs inside hosts
+(``Problem.pick_gpus``), so the model grows with the number of domains, not of GPUs.
+
+Per item ``c_i`` (units taken) and ``u_i = [c_i > 0]``; per domain ``y_{l,d}``; per level
+``s_l = [domains(l) ≥ 2]``. Cost = Σ table_i[c_i] + Σ_l span_w(l)·Σ_d y_{l,d} + break_w·Σ pristine y
++ comm(tier of the highest level crossed) — the same numbers ``cost.evaluate`` computes, scaled to
+integers. Greedy's answer is the hint; one worker and a fixed seed by default (deterministic when
+it finishes before the time limit); at the limit the best feasible answer is returned with
+``optimal=False``. The final answer is never worse than greedy's on the exact cost.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ortools.sat.python import cp_model
+
+from fabric_hpc.placement.contract import Placement, PlacementInfeasible, SolveOptions
+from fabric_hpc.placement.cost import tier_times
+from fabric_hpc.placement.explain import diagnose, unit_name
+from fabric_hpc.placement.greedy import greedy
+from fabric_hpc.placement.problem import Problem
+
+SCALE = 1000
+NODES_HOST_ITEM_LIMIT = 16
+
+
+@dataclass
+class Items:
+    level: int  # chain level of the items (0: hosts)
+    members: list[np.ndarray]  # hosts of each item, in fill order
+    dom: np.ndarray  # [I, chain] domain ids
+    cap: np.ndarray  # [I] max units
+    cost: list[np.ndarray]  # cost table per item (index: units taken)
+    hosts_used: list[np.ndarray]  # hosts used per units taken
+
+
+def cpsat(p: Problem, options: SolveOptions | None = None) -> Placement:
+    options = options or SolveOptions()
+    t0 = time.perf_counter()
+    diagnose(p)
+    try:
+        warm: Placement | None = greedy(p, options)
+    except PlacementInfeasible:
+        warm = None
+    items = build_items(p, options)
+    model, var = _model(p, items, warm)
+
+    solver = cp_model.CpSolver()
+    prm = solver.parameters
+    prm.num_workers = options.workers
+    prm.random_seed = options.seed
+    prm.max_time_in_seconds = max(0.0, options.time_limit_s - (time.perf_counter() - t0))
+    prm.relative_gap_limit = options.relative_gap
+    prm.cp_model_probing_level = 0  # probing the element tables costs seconds and buys little here
+    status = solver.Solve(model)
+    stats = {"items": len(items.cap), "item_level": p.levels.chain[items.level], "status": solver.StatusName(status),
+             "objective": solver.ObjectiveValue() / SCALE if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None,
+             "bound": solver.BestObjectiveBound() / SCALE, "wall_s": solver.WallTime(),
+             "warm_cost": warm.cost if warm else None}
+    if status == cp_model.INFEASIBLE:
+        raise PlacementInfeasible(f"no placement satisfies {p.request.describe()}: each constraint alone can be "
+                                  "met but not all together (proven by CP-SAT)", explanation={
+                                      "constraint": "combination", "solver": "cpsat", "unit": unit_name(p),
+                                      "proven": True}, hint="relax within, max_domains, slices or rail_aligned")
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        if warm is None:
+            raise PlacementInfeasible(f"cpsat found no placement for {p.request.describe()} within "
+                                      f"{options.time_limit_s:g} s", explanation={
+                                          "constraint": "time_limit", "solver": "cpsat", "unit": unit_name(p)},
+                                      hint="raise the time limit")
+        return _relabel(warm, t0, False, ("time limit hit before CP-SAT found a solution: greedy's answer",), stats)
+    counts = _decode(p, items, [solver.Value(v) for v in var])
+    exact = items.level == 0 or p.nodes_mode
+    optimal = status == cp_model.OPTIMAL and exact and len(p.patterns) <= 1
+    notes = [] if exact else ["hierarchical model: optimal over domain counts, hosts filled best-fit"]
+    if len(p.patterns) > 1:
+        notes.append(f"rail pattern {p.pattern} chosen by greedy among {len(p.patterns)}")
+    placed = p.finish(counts, "cpsat", t0, optimal=optimal, notes=tuple(notes), stats=stats)
+    if warm is not None and warm.cost < placed.cost - 1e-9:
+        return _relabel(warm, t0, False, ("greedy's answer is cheaper on the exact cost model",), stats)
+    return placed
+
+
+def _relabel(pl: Placement, t0: float, optimal: bool, notes: tuple[str, ...], stats: dict) -> Placement:
+    from dataclasses import replace
+
+    return replace(pl, solver="cpsat", optimal=optimal, time_s=time.perf_counter() - t0, notes=notes, stats=stats)
+
+
+# -- items ---------------------------------------------------------------------------------------
+def build_items(p: Problem, options: SolveOptions) -> Items:
+    lv = p.levels
+    levels_used = [x for x in (p.within, p.max_level, p.slice_level) if x is not None]
+    # nodes mode: hosts of one lowest-level domain differ only by an additive cost, so the
+    # domain-level model is exact and much smaller; total mode: only above host_item_limit
+    limit = NODES_HOST_ITEM_LIMIT if p.nodes_mode else options.host_item_limit
+    use_units = (len(p.cand) > min(limit, options.host_item_limit) and len(lv.chain) > 1
+                 and all(x >= 1 for x in levels_used))
+    return _unit_items(p) if use_units else _host_items(p)
+
+
+def _host_items(p: Problem) -> Items:
+    lv = p.levels
+    cand = p.cand
+    if p.nodes_mode and len(cand) and len(lv.chain) > 1:  # symmetry: only the N cheapest per lowest domain
+        cost = p.host_cost(cand)
+        dom = lv.host_dom[cand, 1]
+        order = np.lexsort((cost, dom))
+        ranks = np.empty(len(cand), np.int64)
+        starts = np.r_[0, np.flatnonzero(np.diff(dom[order])) + 1]
+        ranks[order] = np.arange(len(cand)) - np.repeat(starts, np.diff(np.r_[starts, len(cand)]))
+        cand = cand[ranks < p.units]
+    elif len(cand) and len(lv.chain) > 1:  # interchangeable hosts: same domain, cap and free count
+        cand = _prune_total(p, cand)
+    if p.nodes_mode:
+        costs = [np.array([0.0, c]) for c in p.host_cost(cand)]
+    else:
+        costs = [p.host_cost_table[h, : p.cap[h] + 1] for h in cand]
+    used = [np.minimum(np.arange(len(c)), 1) for c in costs]
+    return Items(0, [np.array([h]) for h in cand], lv.host_dom[cand], p.cap[cand].astype(np.int64), costs, used)
+
+
+def _prune_total(p: Problem, cand: np.ndarray) -> np.ndarray:
+    """Keep at most ceil(units / cap) hosts of each (lowest domain, cap, free GPUs) class."""
+    keys = np.stack([p.levels.host_dom[cand, 1], p.cap[cand], p.free_all[cand]], axis=1)
+    _, inv = np.unique(keys, axis=0, return_inverse=True)
+    inv = inv.ravel()
+    order = np.argsort(inv, kind="stable")
+    starts = np.r_[0, np.flatnonzero(np.diff(inv[order])) + 1]
+    rank = np.empty(len(cand), np.int64)
+    rank[order] = np.arange(len(cand)) - np.repeat(starts, np.diff(np.r_[starts, len(cand)]))
+    need = -(-p.units // np.maximum(p.cap[cand], 1))
+    return cand[rank < need]
+
+
+def _unit_items(p: Problem) -> Items:
+    lv = p.levels
+    cand = p.cand
+    dom = lv.host_dom[cand, 1]
+    members, costs, used, caps, rows = [], [], [], [], []
+    for d in np.unique(dom):
+        hs = cand[dom == d]
+        if p.nodes_mode:
+            c = p.host_cost(hs)
+            order = np.argsort(c, kind="stable")
+            hs = hs[order][: p.units]
+            table = np.r_[0.0, np.cumsum(c[order][: p.units])]
+            hused = np.arange(len(table))
+        else:
+            hs = hs[np.lexsort((p.host_cost_table[hs, p.cap[hs]], -p.cap[hs]))]
+            table, hused = _fill_table(p, hs)
+        members.append(hs)
+        costs.append(table)
+        used.append(hused)
+        caps.append(len(table) - 1)
+        rows.append(lv.host_dom[hs[0]])
+    return Items(1, members, np.array(rows).reshape(-1, len(lv.chain)), np.array(caps, np.int64), costs, used)
+
+
+def _fill_plan(p: Problem, hs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Taking g GPUs from hosts ``hs`` (most free first): the first k hosts whole, the remainder
+    from the best-fit host among the rest. Returns (k[g], partial host position[g] or -1, cost[g])."""
+    caps = p.cap[hs]
+    cum = np.cumsum(caps)
+    full_cost = np.r_[0.0, np.cumsum(p.host_cost_table[hs, caps])]
+    g = np.arange(min(int(cum[-1]), p.units) + 1)
+    k = np.searchsorted(cum, g, side="right")
+    rem = g - np.where(k > 0, cum[np.maximum(k - 1, 0)], 0)
+    maxg = p.host_cost_table.shape[1]
+    cost_r = np.where(caps[:, None] >= np.arange(maxg)[None, :], p.host_cost_table[hs], np.inf)
+    best_pos = np.full((len(hs) + 1, maxg), -1, np.int64)  # suffix argmin per remainder size
+    best_val = np.full((len(hs) + 1, maxg), np.inf)
+    for i in range(len(hs) - 1, -1, -1):
+        better = cost_r[i] <= best_val[i + 1]
+        best_val[i] = np.where(better, cost_r[i], best_val[i + 1])
+        best_pos[i] = np.where(better, i, best_pos[i + 1])
+    kk = np.minimum(k, len(hs))
+    pos = np.where(rem > 0, best_pos[kk, rem], -1)
+    partial = np.where(rem > 0, best_val[kk, rem], 0.0)
+    return k, pos, full_cost[k] + partial
+
+
+def _fill_table(p: Problem, hs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    k, pos, cost = _fill_plan(p, hs)
+    return cost, k + (pos >= 0)
+
+
+def _decode(p: Problem, items: Items, values: list[int]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for i, v in enumerate(values):
+        if v <= 0:
+            continue
+        hs = items.members[i]
+        if items.level == 0:
+            out[int(hs[0])] = v * (p.gpn or 1) if p.nodes_mode else v
+        elif p.nodes_mode:
+            out.update({int(h): p.gpn for h in hs[:v]})
+        else:
+            k, pos, _ = _fill_plan(p, hs)
+            out.update({int(h): int(p.cap[h]) for h in hs[: k[v]]})
+            if pos[v] >= 0:
+                out[int(hs[pos[v]])] = v - int(p.cap[hs[: k[v]]].sum())
+    return out
+
+
+# -- model ---------------------------------------------------------------------------------------
+def _model(p: Problem, items: Items, warm: Placement | None):
+
+    m = cp_model.CpModel()
+    lv, w = p.levels, p.weights
+    n_items = len(items.cap)
+    c = [m.NewIntVar(0, int(items.cap[i]), f"c{i}") for i in range(n_items)]
+    u = [m.NewBoolVar(f"u{i}") for i in range(n_items)]
+    obj = []
+    for i in range(n_items):
+        m.Add(c[i] <= int(items.cap[i]) * u[i])
+        m.Add(c[i] >= u[i])
+        obj.append(_table_term(m, c[i], items.cost[i], f"k{i}"))
+    m.Add(sum(c) == p.units)
+    hosts = sum(_table_term(m, c[i], items.hosts_used[i], f"h{i}", scale=1) for i in range(n_items)) \
+        if items.level else sum(u)
+    spans, ys = {0: hosts}, {}
+    for j in range(max(items.level, 1), len(lv.chain)):
+        if j == items.level:
+            spans[j] = sum(u)
+            obj.append(int(round(SCALE * w.pristine_break)) * sum(
+                u[i] for i in range(n_items) if p.pristine[j][items.dom[i, j]]))
+            continue
+        doms = np.unique(items.dom[:, j])
+        y = {int(d): m.NewBoolVar(f"y{j}_{d}") for d in doms}
+        for i in range(n_items):
+            m.Add(u[i] <= y[int(items.dom[i, j])])
+        ys[j] = y
+        spans[j] = sum(y.values())
+        obj.append(int(round(SCALE * w.pristine_break)) * sum(v for d, v in y.items() if p.pristine[j][d]))
+    for j, expr in spans.items():
+        obj.append(int(round(SCALE * w.span_weight(j))) * expr)
+    obj.append(_comm_terms(m, p, spans))
+    _constraints(m, p, items, c, spans)
+    m.Minimize(sum(obj))
+    if warm is not None:
+        _hint(m, p, items, c, u, warm)
+    return m, c
+
+
+def _table_term(m, var, table: np.ndarray, name: str, scale: int = SCALE):
+    vals = [int(round(scale * float(t))) for t in table]
+    if len(vals) == 2:
+        return vals[0] + (vals[1] - vals[0]) * var
+    t = m.NewIntVar(min(vals), max(vals), name)
+    m.AddElement(var, vals, t)
+    return t
+
+
+def _comm_terms(m, p: Problem, spans: dict[int, object]):
+    n = p.units * (p.gpn or 1)
+    if n < 2:
+        return 0
+    times = tier_times(p, n)
+    prev = times[-1]
+    terms = [int(round(SCALE * p.weights.comm * prev))]
+    for j in range(len(p.levels.chain)):
+        delta = times[j] - prev
+        prev = times[j]
+        if delta <= 0 or j not in spans:
+            continue
+        s = m.NewBoolVar(f"s{j}")
+        m.Add(spans[j] >= 2 * s)
+        m.Add(spans[j] <= 1 + 10**6 * s)
+        terms.append(int(round(SCALE * p.weights.comm * delta)) * s)
+    return sum(terms)
+
+
+def _constraints(m, p: Problem, items: Items, c, spans) -> None:
+    r = p.request
+    if p.within is not None:
+        m.Add(spans[p.within] <= 1)
+    if p.max_level is not None:
+        m.Add(spans[p.max_level] <= int(r.max_domains))
+    if p.slice_level is not None:
+        sl = p.slice_level
+        for d in np.unique(items.dom[:, sl]):
+            members = [c[i] for i in np.flatnonzero(items.dom[:, sl] == d)]
+            z = m.NewIntVar(0, int(r.slices), f"z{sl}_{d}")
+            m.Add(sum(members) == p.slice_size * z)
+
+
+def _hint(m, p: Problem, items: Items, c, u, warm: Placement) -> None:
+    host_of = {h: i for i, hs in enumerate(items.members) for h in hs.tolist()}
+    per_item = np.zeros(len(items.cap), np.int64)
+    for h in warm.hosts:
+        i = host_of.get(p.fab.host_pos[h])
+        if i is None:
+            return
+        per_item[i] += 1 if p.nodes_mode else sum(1 for g in warm.gpus if g.startswith(h + "/"))
+    for i in range(len(items.cap)):
+        m.AddHint(c[i], int(min(per_item[i], items.cap[i])))
+        m.AddHint(u[i], int(per_item[i] > 0))

@@ -1,0 +1,155 @@
+"""``greedy``: domain best-fit with fragmentation scoring (the warm start and fallback of CP-SAT).
+
+1. Pick the lowest chain level where one domain can hold the whole gang and, at that level, the
+   best-fit domain: not pristine first, then the smallest free capacity (ties: cheaper hosts).
+2. Fill it top-down: at each level take the best-fit child that holds the remainder, or else the
+   child with the most capacity (fewest children spanned), and recurse.
+3. On hosts, take the cheapest by the cost model's per-host term (fragmentation increase).
+Slices are placed one by one the same way, preferring the parent domain of the first slice.
+``max_domains`` that the fill breaks is retried on the K largest domains of that level.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from fabric_hpc.placement.contract import Placement, PlacementInfeasible, SolveOptions
+from fabric_hpc.placement.explain import diagnose, unit_name
+from fabric_hpc.placement.problem import Problem
+
+
+def greedy(p: Problem, options: SolveOptions | None = None) -> Placement:
+    t0 = time.perf_counter()
+    diagnose(p)
+    best: Placement | None = None
+    best_pattern = p.pattern
+    for pattern in (p.patterns[:4] or [p.pattern]):
+        p.set_pattern(pattern)
+        counts = greedy_counts(p)
+        if counts is None:
+            continue
+        placed = p.finish(counts, "greedy", t0, optimal=None)
+        if best is None or placed.cost < best.cost:
+            best, best_pattern = placed, pattern
+    p.set_pattern(best_pattern)
+    if best is None:
+        raise PlacementInfeasible(f"greedy found no placement for {p.request.describe()}: the constraints "
+                                  "together cannot be met (each alone can)", explanation={
+                                      "constraint": "combination", "solver": "greedy", "unit": unit_name(p)},
+                                  hint="try solver cpsat, which searches exhaustively")
+    return best
+
+
+def greedy_counts(p: Problem) -> dict[int, int] | None:
+    """host index -> GPUs, or None when the heuristic cannot satisfy the constraints."""
+    counts = _attempt(p, p.cap.copy())
+    if counts is not None and _within_limit(p, counts):
+        return counts
+    if p.max_level is None:
+        return None
+    caps = np.bincount(p.levels.host_dom[:, p.max_level], weights=p.cap)
+    keep = np.argsort(-caps, kind="stable")[: p.request.max_domains]
+    cap = np.where(np.isin(p.levels.host_dom[:, p.max_level], keep), p.cap, 0)
+    counts = _attempt(p, cap)
+    return counts if counts is not None and _within_limit(p, counts) else None
+
+
+def _within_limit(p: Problem, counts: dict[int, int]) -> bool:
+    if p.max_level is None:
+        return True
+    hosts = np.fromiter(counts, np.int64)
+    return len(np.unique(p.levels.host_dom[hosts, p.max_level])) <= p.request.max_domains
+
+
+class _NoFit(Exception):
+    pass
+
+
+def _attempt(p: Problem, cap: np.ndarray) -> dict[int, int] | None:
+    try:
+        return _attempt_fill(p, cap)
+    except _NoFit:
+        return None
+
+
+def _attempt_fill(p: Problem, cap: np.ndarray) -> dict[int, int] | None:
+    out: dict[int, int] = {}
+    if p.slice_level is not None:
+        anchor = None
+        for _ in range(p.request.slices):
+            d = _best_domain(p, cap, p.slice_level, p.slice_size, anchor)
+            if d is None:
+                return None
+            if anchor is None:
+                anchor = d
+            members = np.flatnonzero(p.levels.host_dom[:, p.slice_level] == d)
+            _fill(p, cap, members, p.slice_level, p.slice_size, out)
+    else:
+        top = len(p.levels.chain) if p.within is None else p.within
+        for level in range(top + 1):
+            if level == len(p.levels.chain):
+                members = np.arange(len(cap))
+                break
+            d = _best_domain(p, cap, level, p.units, None)
+            if d is not None:
+                members = np.flatnonzero(p.levels.host_dom[:, level] == d)
+                break
+        else:
+            return None
+        _fill(p, cap, members, level, p.units, out)
+    return {h: c * (p.gpn or 1) if p.nodes_mode else c for h, c in out.items()}
+
+
+def _best_domain(p: Problem, cap: np.ndarray, level: int, need: int, anchor: int | None) -> int | None:
+    lv = p.levels
+    caps = np.bincount(lv.host_dom[:, level], weights=cap, minlength=len(lv.dom_names[level])).astype(np.int64)
+    fits = np.flatnonzero(caps >= need)
+    if not len(fits):
+        return None
+    if level == 0:
+        return int(fits[np.argmin(_take_cost(p, fits, need))])
+    away = np.zeros(len(fits), bool)
+    if anchor is not None and level + 1 < len(lv.chain):
+        parent = lv.host_dom[np.argmax(lv.host_dom[:, level] == anchor), level + 1]
+        first_host = np.array([np.argmax(lv.host_dom[:, level] == d) for d in fits])
+        away = lv.host_dom[first_host, level + 1] != parent
+    order = np.lexsort((caps[fits], p.pristine[level][fits], away))
+    return int(fits[order[0]])
+
+
+def _take_cost(p: Problem, hosts: np.ndarray, take: int | np.ndarray) -> np.ndarray:
+    gpus = p.gpn if p.nodes_mode else take
+    return p.host_cost_table[hosts, gpus]
+
+
+def _fill(p: Problem, cap: np.ndarray, members: np.ndarray, level: int, need: int, out: dict[int, int]) -> None:
+    """Take ``need`` units from the domain made of ``members`` (at chain ``level``), best-fit."""
+    if level == 0:
+        h = int(members[0])
+        out[h] = out.get(h, 0) + need
+        cap[h] -= need
+        return
+    child = p.levels.host_dom[members, level - 1]
+    ids, inv = np.unique(child, return_inverse=True)
+    ccap = np.bincount(inv, weights=cap[members], minlength=len(ids)).astype(np.int64)
+    pristine = p.pristine[level - 1][ids] if level - 1 < len(p.pristine) else np.zeros(len(ids), bool)
+    hosts_level = level - 1 == 0
+    rem = need
+    while rem > 0:
+        avail = np.flatnonzero(ccap > 0)
+        if not len(avail):
+            raise _NoFit
+        fit = avail[ccap[avail] >= rem]
+        if len(fit):
+            tie = _take_cost(p, ids[fit], rem) if hosts_level else np.zeros(len(fit))
+            k = int(fit[np.lexsort((tie, ccap[fit], pristine[fit]))[0]])
+            take = rem
+        else:
+            tie = _take_cost(p, ids[avail], ccap[avail]) if hosts_level else pristine[avail].astype(float)
+            k = int(avail[np.lexsort((tie, -ccap[avail]))[0]])
+            take = int(ccap[k])
+        _fill(p, cap, members[inv == k], level - 1, take, out)
+        ccap[k] -= take
+        rem -= take

@@ -1,0 +1,213 @@
+"""One placement problem: fabric + state + request, precomputed as numpy arrays once.
+
+Every solver reads the same :class:`Problem`: which hosts are candidates and how much each can
+take (``cap``: 0/1 host in nodes mode, a GPU count in total mode), each host's additive cost for
+taking ``x`` GPUs (``host_cost_table``), the chain of domain levels, which domains are pristine,
+and the resolved constraint levels. :meth:`Problem.finish` turns a host → count choice into a
+:class:`Placement` (GPUs picked, cost evaluated, hard constraints verified).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from fabric_hpc.errors import ConfigError, FabricError
+from fabric_hpc.hostlist import expand
+from fabric_hpc.placement.contract import Placement
+from fabric_hpc.placement.cost import CostWeights, evaluate, stranded
+from fabric_hpc.placement.levels import fabric_levels
+from fabric_hpc.placement.request import Request
+
+if TYPE_CHECKING:
+    from fabric_hpc.placement.state import ClusterState
+    from fabric_hpc.topology import Fabric
+
+
+class PlacementBug(FabricError):
+    """A solver returned a placement that breaks a hard constraint (a bug, never a user error)."""
+
+
+class Problem:
+    def __init__(self, fab: Fabric, state: ClusterState, request: Request,
+                 weights: CostWeights | None = None) -> None:
+        self.fab, self.state, self.request = fab, state, request
+        self.weights = weights or CostWeights()
+        self.levels = lv = fabric_levels(fab)
+        self.nodes_mode = request.nodes is not None
+        self.units = request.units
+        self.within = lv.level(request.within) if request.within else None
+        self.max_level = lv.level(request.max_domains_level) if request.max_domains else None
+        self.slice_level = lv.level(request.slice_level) if request.slice_level else None
+        self.slice_size = self.units // request.slices if request.slices else None
+        idx = fab.index
+        nh, maxg = len(fab.hosts), int(lv.host_gpus.max(initial=0))
+        free = state.free
+        self.free_all = np.bincount(idx.gpu_host, weights=free, minlength=nh).astype(np.int64)
+        self.host_ok = self._eligible_hosts()
+        self.free_mat = np.zeros((nh, max(maxg, 1)), bool)
+        self.free_mat[idx.gpu_host, idx.gpu_local] = free & self.host_ok[idx.gpu_host]
+        self.numa_mat = np.full((nh, max(maxg, 1)), -1, np.int64)
+        self.numa_mat[idx.gpu_host, idx.gpu_local] = idx.gpu_numa
+        self.pristine = self._pristine(free)
+        self.gpn = self._gpus_per_node()
+        self.pattern: tuple[int, ...] | None = None
+        self.patterns = self._patterns()
+        self.set_pattern(self.patterns[0] if self.patterns else None)
+
+    # -- candidates --------------------------------------------------------------------------
+    def _eligible_hosts(self) -> np.ndarray:
+        fab, r = self.fab, self.request
+        ok = np.ones(len(fab.hosts), bool)
+        types = {name: fab.spec.host_types[name] for name in fab.spec.host_types}
+        type_ok = {n: ((r.gpu_model is None or t.gpu_model.lower() == r.gpu_model.lower())
+                       and set(r.features) <= set(t.features)) for n, t in types.items()}
+        ok &= np.array([type_ok[fab.host_type_of[h]] for h in fab.hosts], bool)
+        ok &= self.levels.host_gpus > 0
+        if r.include:
+            ok &= np.isin(np.arange(len(fab.hosts)), [self._host(h) for h in expand(r.include)])
+        if r.exclude:
+            ok[[self._host(h) for h in expand(r.exclude)]] = False
+        return ok
+
+    def _host(self, name: str) -> int:
+        if name not in self.fab.host_pos:
+            raise ConfigError(f"request names host {name!r}, which is not in fabric {self.fab.name!r}")
+        return self.fab.host_pos[name]
+
+    def _pristine(self, free: np.ndarray) -> list[np.ndarray]:
+        lv = self.levels
+        per_host_free = self.free_all
+        out = []
+        for j in range(len(lv.chain)):
+            n = int(lv.host_dom[:, j].max()) + 1
+            tot = np.bincount(lv.host_dom[:, j], weights=lv.host_gpus, minlength=n)
+            fr = np.bincount(lv.host_dom[:, j], weights=per_host_free, minlength=n)
+            out.append((tot == fr) & (tot > 0))
+        return out
+
+    def _gpus_per_node(self) -> int | None:
+        r = self.request
+        if not self.nodes_mode:
+            return None
+        if r.gpus_per_node is not None:
+            return r.gpus_per_node
+        counts = self.levels.host_gpus[self.host_ok]
+        return int(counts.max(initial=1))
+
+    def _patterns(self) -> list[tuple[int, ...]]:
+        """Rail patterns (local GPU index sets) that enough hosts have free, most hosts first."""
+        r = self.request
+        maxg = self.free_mat.shape[1]
+        if not r.rail_aligned or self.gpn is None or self.gpn >= maxg:
+            return []
+        scored = []
+        for combo in itertools.combinations(range(maxg), self.gpn):
+            cols = list(combo)
+            if r.numa_local and len(set(self.numa_mat[self.host_ok][:, cols].ravel().tolist()) - {-1}) > 1:
+                continue
+            hosts = int(self.free_mat[:, cols].all(axis=1).sum())
+            if hosts:
+                scored.append((-hosts, combo))
+        scored.sort()
+        return [c for _, c in scored]
+
+    def set_pattern(self, pattern: tuple[int, ...] | None) -> None:
+        """Fix the rail pattern (rail-aligned requests) and recompute capacities and costs."""
+        self.pattern = pattern
+        self.cap = self._capacity()
+        self.cand = np.flatnonzero(self.cap > 0)
+        self.host_cost_table = self._host_costs()
+
+    def _capacity(self) -> np.ndarray:
+        r, lv = self.request, self.levels
+        full = self.free_mat.sum(axis=1) == lv.host_gpus
+        numa_best = self._numa_best()
+        if self.nodes_mode:
+            g = self.gpn
+            if r.whole_hosts:
+                ok = full & (lv.host_gpus == g)
+            elif r.rail_aligned and self.pattern is not None:
+                ok = self.free_mat[:, list(self.pattern)].all(axis=1)
+            elif r.rail_aligned and g < self.free_mat.shape[1]:
+                ok = np.zeros(len(full), bool)
+            else:
+                ok = (numa_best if r.numa_local else self.free_mat.sum(axis=1)) >= g
+            return (ok & self.host_ok).astype(np.int64)
+        if r.whole_hosts:
+            return np.where(full & self.host_ok, lv.host_gpus, 0)
+        return np.where(self.host_ok, numa_best if r.numa_local else self.free_mat.sum(axis=1), 0)
+
+    def _numa_best(self) -> np.ndarray:
+        nn = int(self.numa_mat.max(initial=0)) + 1
+        per = np.stack([(self.free_mat & (self.numa_mat == s)).sum(axis=1) for s in range(nn)], axis=1)
+        return per.max(axis=1)
+
+    def _host_costs(self) -> np.ndarray:
+        """[H, maxg+1]: cost of taking x GPUs from each host (frag increase + host term)."""
+        w, lv = self.weights, self.levels
+        xs = np.arange(self.free_mat.shape[1] + 1)
+        free = self.free_all[:, None]
+        after = np.maximum(free - xs[None, :], 0)
+        g = lv.host_gpus[:, None]
+        table = w.frag * (stranded(after, g, w) - stranded(free, g, w)) + w.host * (xs[None, :] > 0)
+        return table
+
+    def host_cost(self, hosts: np.ndarray) -> np.ndarray:
+        """Nodes mode: cost of putting one rank (``gpn`` GPUs) on each host."""
+        return self.host_cost_table[hosts, self.gpn]
+
+    # -- turning a choice into a placement -----------------------------------------------------
+    def pick_gpus(self, host: int, count: int) -> list[int]:
+        """Local GPU indices for ``count`` GPUs on ``host`` (pattern, NUMA best-fit, packing)."""
+        if self.pattern is not None:
+            return list(self.pattern)
+        free = np.flatnonzero(self.free_mat[host])
+        numa = self.numa_mat[host, free]
+        sockets, per = np.unique(numa, return_counts=True)
+        fits = sockets[per >= count]
+        if len(fits):  # best fit: the socket with the fewest free GPUs that still holds the set
+            s = fits[np.argmin(per[per >= count])]
+            return free[numa == s][:count].tolist()
+        order = sockets[np.argsort(per, kind="stable")]
+        return [int(i) for s in order for i in free[numa == s]][:count]
+
+    def finish(self, counts: dict[int, int], solver: str, t0: float, *, optimal: bool | None,
+               notes: tuple[str, ...] = (), stats: dict | None = None) -> Placement:
+        lv = self.levels
+        local = {h: self.pick_gpus(h, c) for h, c in counts.items() if c > 0}
+        first = lv.first_gpu
+        gpus = np.array(sorted(int(first[h]) + i for h, ls in local.items() for i in ls), np.int64)
+        self.verify(gpus)
+        cost, breakdown, spans = evaluate(self, gpus)
+        hosts = sorted(local)
+        return Placement(gpus=tuple(self.fab.gpus[i] for i in gpus), hosts=tuple(self.fab.hosts[h] for h in hosts),
+                         solver=solver, cost=cost, breakdown=breakdown, domains=spans, optimal=optimal,
+                         time_s=time.perf_counter() - t0, slices=self._slices(hosts, local), notes=notes,
+                         stats=stats or {})
+
+    def _slices(self, hosts: list[int], local: dict[int, list[int]]) -> tuple[tuple[str, ...], ...]:
+        if self.slice_level is None:
+            return ()
+        out: list[tuple[str, ...]] = []
+        by_dom: dict[int, list[int]] = {}
+        for h in hosts:
+            by_dom.setdefault(int(self.levels.host_dom[h, self.slice_level]), []).append(h)
+        for members in by_dom.values():
+            if self.nodes_mode:
+                for k in range(0, len(members), self.slice_size):
+                    out.append(tuple(self.fab.hosts[h] for h in members[k:k + self.slice_size]))
+            else:
+                out.append(tuple(self.fab.hosts[h] for h in members))
+        return tuple(out)
+
+    def verify(self, gpus: np.ndarray) -> None:
+        """Raise :class:`PlacementBug` unless every hard constraint holds."""
+        from fabric_hpc.placement.verify import violations
+
+        problems = violations(self, gpus)
+        if problems:
+            raise PlacementBug("placement breaks hard constraints: " + "; ".join(problems))

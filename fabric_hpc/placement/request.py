@@ -1,0 +1,145 @@
+"""What a gang asks for: :class:`Request` (a StrictModel) and its CLI string form.
+
+``nodes=4,gpus=8,within=leaf`` means 4 hosts × 8 GPUs inside one leaf group. Without ``nodes``,
+``gpus=N`` is N GPUs in total on as few hosts as the cost model likes. Every key is documented in
+``docs/placement.md``; an unknown key or a bad value is a :class:`~fabric_hpc.errors.ConfigError`
+that names it and lists the valid keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.validation import StrictModel, parse_model
+
+
+class Request(StrictModel):
+    """A gang: ``nodes`` hosts × ``gpus_per_node`` GPUs, or ``gpus`` GPUs in total."""
+
+    nodes: int | None = Field(default=None, ge=1, le=100_000)
+    gpus_per_node: int | None = Field(default=None, ge=1, le=1024)
+    gpus: int | None = Field(default=None, ge=1, le=10_000_000)
+    #: Hosts must be entirely free and are given to the job whole.
+    whole_hosts: bool = False
+    #: All hosts in one domain of this level ("host", "nvlink", "rack", or a network level).
+    within: str | None = None
+    #: At most this many domains of ``max_domains_level`` (like Slurm's ``--switches``).
+    max_domains: int | None = Field(default=None, ge=1)
+    max_domains_level: str = "leaf"
+    #: The GPUs of each host sit on one NUMA node (CPU socket).
+    numa_local: bool = False
+    #: Every host uses the same local GPU indices (and so the same NICs / rails).
+    rail_aligned: bool = False
+    gpu_model: str | None = None
+    features: tuple[str, ...] = ()
+    #: Host-list expressions (``su01-h[01-08]``): only these hosts / never these hosts.
+    include: str | None = None
+    exclude: str | None = None
+    #: The gang is ``slices`` equal sub-gangs, each inside one domain of ``slice_level``.
+    slices: int | None = Field(default=None, ge=1)
+    slice_level: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Request:
+        problems = []
+        if (self.nodes is None) == (self.gpus is None):
+            problems.append("give exactly one of nodes (with gpus_per_node) or gpus (a total)")
+        if self.nodes is not None and self.gpus_per_node is None and not self.whole_hosts:
+            problems.append("nodes needs gpus_per_node (or whole_hosts=true)")
+        if self.gpus is not None and self.gpus_per_node is not None:
+            problems.append("gpus_per_node only goes with nodes")
+        if self.rail_aligned and self.nodes is None:
+            problems.append("rail_aligned needs nodes × gpus_per_node")
+        if (self.slices is None) != (self.slice_level is None):
+            problems.append("slices and slice_level go together")
+        if self.slices is not None and self.units % self.slices:
+            problems.append(f"{self.units} {'hosts' if self.nodes else 'GPUs'} do not split into "
+                            f"{self.slices} equal slices")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def units(self) -> int:
+        """Hosts (nodes mode) or GPUs (total mode) to place."""
+        return int(self.nodes if self.nodes is not None else self.gpus)  # type: ignore[arg-type]
+
+    def describe(self) -> str:
+        what = (f"{self.nodes} host(s) × {self.gpus_per_node or 'all'} GPU(s)" if self.nodes
+                else f"{self.gpus} GPU(s)")
+        extra = [f"{k}={v}" for k, v in self.model_dump(exclude_defaults=True).items()
+                 if k not in ("nodes", "gpus_per_node", "gpus")]
+        return what + (f" ({', '.join(extra)})" if extra else "")
+
+
+_BOOL = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+_ALIASES = {"exclusive": "whole_hosts", "switches": "max_domains", "model": "gpu_model", "numa": "numa_local",
+            "rail": "rail_aligned", "gpus-per-node": "gpus_per_node", "gpus_per_host": "gpus_per_node",
+            "nodelist": "include", "w": "include", "x": "exclude", "constraint": "features"}
+_INTS = ("nodes", "gpus_per_node", "gpus", "max_domains", "slices")
+_BOOLS = ("whole_hosts", "numa_local", "rail_aligned")
+
+
+def _split(text: str) -> list[str]:
+    """Split on commas outside brackets (host lists keep their ``[1,3]``)."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse_request(text: str | dict[str, Any], *, source: str = "--request") -> Request:
+    """A :class:`Request` from ``"nodes=4,gpus=8,within=leaf"`` or a mapping.
+
+    In the string form ``gpus`` means GPUs per node when ``nodes`` is given (like Slurm's
+    ``--gpus-per-node``) and the total otherwise; ``switches=K`` is ``max_domains=K`` at the leaf
+    level; a boolean key alone (``numa_local``) means true; features join with ``&``.
+    """
+    if not isinstance(text, str):
+        return parse_model(Request, text, source=source)
+    valid = sorted(set(Request.model_fields) | set(_ALIASES))
+    data: dict[str, Any] = {}
+    problems = []
+    for part in _split(text):
+        key, sep, value = part.partition("=")
+        key = _ALIASES.get(key.strip().lower(), key.strip().lower())
+        value = value.strip()
+        if key not in Request.model_fields:
+            problems.append(f"{source}: unknown key {key!r} (valid keys: {', '.join(valid)})")
+            continue
+        try:
+            data[key] = _convert(key, value if sep else None)
+        except ValueError as exc:
+            problems.append(f"{source}: {key}: {exc}")
+    if problems:
+        raise ConfigError("\n".join(problems), hint="example: --request 'nodes=4,gpus=8,within=leaf'")
+    if "nodes" in data and "gpus" in data and "gpus_per_node" not in data:
+        data["gpus_per_node"] = data.pop("gpus")
+    return parse_model(Request, data, source=source,
+                       hint="example: --request 'nodes=4,gpus=8,within=leaf' or 'gpus=16,numa_local'")
+
+
+def _convert(key: str, value: str | None) -> Any:
+    if key in _BOOLS:
+        if value is None:
+            return True
+        if value.lower() not in _BOOL:
+            raise ValueError(f"expected true/false, got {value!r}")
+        return _BOOL[value.lower()]
+    if value is None or value == "":
+        raise ValueError("needs a value (key=value)")
+    if key in _INTS:
+        if not value.isdigit():
+            raise ValueError(f"expected a positive whole number, got {value!r}")
+        return int(value)
+    if key == "features":
+        return tuple(f.strip() for f in value.replace("+", "&").split("&") if f.strip())
+    return value

@@ -1,0 +1,193 @@
+"""Cluster state: which GPU is free, down, or allocated to which job (numpy over ``fab.gpus``).
+
+The JSON state file (shared with ``fabric report``)::
+
+    {"version": 1,
+     "jobs": {"job-17": {"gpus": ["su01-h01/gpu0"], "tier": "normal"}, "job-18": {"hosts": "su01-h[02-05]"}},
+     "down": ["su02-h07", "su03-h01/gpu3"]}
+
+Allocation and release are O(GPUs of the job); the free mask is a view the solvers read directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fabric_hpc.errors import ConfigError, NotFoundError
+from fabric_hpc.hostlist import expand
+from fabric_hpc.topology import Fabric
+
+FREE = -1
+DOWN = -2
+STATE_VERSION = 1
+
+
+class ClusterState:
+    """Owner of every GPU of a fabric: ``FREE`` (-1), ``DOWN`` (-2) or a job number (≥ 0)."""
+
+    def __init__(self, fab: Fabric) -> None:
+        self.fab = fab
+        self.owner = np.full(len(fab.gpus), FREE, dtype=np.int32)
+        self._job_ids: list[str] = []
+        self._job_num: dict[str, int] = {}
+        self.job_meta: dict[str, dict[str, Any]] = {}
+
+    # -- queries ---------------------------------------------------------------------------
+    @property
+    def free(self) -> np.ndarray:
+        """Bool mask over ``fab.gpus``: True where the GPU is free."""
+        return self.owner == FREE
+
+    @property
+    def jobs(self) -> dict[str, list[str]]:
+        return {j: self.job_gpus(j) for j in self._job_num}
+
+    def job_gpus(self, job: str) -> list[str]:
+        num = self._num(job)
+        return [self.fab.gpus[i] for i in np.flatnonzero(self.owner == num)]
+
+    def occupancy(self) -> dict[str, str]:
+        """gpu id -> "free" | "down" | job id."""
+        names = np.array(["free", "down", *self._job_ids], dtype=object)
+        return dict(zip(self.fab.gpus, names[np.where(self.owner < 0, -self.owner - 1, self.owner + 2)].tolist(),
+                        strict=True))
+
+    def utilisation(self) -> float:
+        """Allocated GPUs / GPUs that are up."""
+        up = int((self.owner != DOWN).sum())
+        return float((self.owner >= 0).sum() / up) if up else 0.0
+
+    def copy(self) -> ClusterState:
+        other = ClusterState.__new__(ClusterState)
+        other.fab, other.owner = self.fab, self.owner.copy()
+        other._job_ids, other._job_num = list(self._job_ids), dict(self._job_num)
+        other.job_meta = {k: dict(v) for k, v in self.job_meta.items()}
+        return other
+
+    # -- updates ---------------------------------------------------------------------------
+    def allocate(self, job: str, gpus: Iterable[str | int], **meta: Any) -> None:
+        """Give GPUs (ids or indices) to ``job``; every GPU must be free (all or nothing)."""
+        idx = self._indices(gpus)
+        busy = idx[self.owner[idx] != FREE]
+        if busy.size:
+            taken = ", ".join(f"{self.fab.gpus[i]} ({self._owner_name(i)})" for i in busy[:5])
+            raise ConfigError(f"job {job!r}: {busy.size} GPU(s) are not free: {taken}",
+                              hint="release the other job or choose free GPUs")
+        if job not in self._job_num:
+            self._job_num[job] = len(self._job_ids)
+            self._job_ids.append(job)
+        self.owner[idx] = self._job_num[job]
+        if meta:
+            self.job_meta.setdefault(job, {}).update(meta)
+
+    def release(self, job: str) -> int:
+        """Free every GPU of ``job``; returns how many were freed."""
+        num = self._num(job)
+        mask = self.owner == num
+        self.owner[mask] = FREE
+        del self._job_num[job]
+        self.job_meta.pop(job, None)
+        return int(mask.sum())
+
+    def set_down(self, names: Iterable[str], down: bool = True) -> None:
+        """Mark hosts or GPU ids down (or back up: free)."""
+        idx = self._indices(g for n in names for g in self._gpus_of(n))
+        if down:
+            self.owner[idx] = DOWN
+        else:
+            self.owner[idx[self.owner[idx] == DOWN]] = FREE
+
+    # -- file format -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        from fabric_hpc.hostlist import compress
+
+        jobs: dict[str, Any] = {}
+        for job in self._job_num:
+            jobs[job] = {"gpus": self.job_gpus(job), **self.job_meta.get(job, {})}
+        down_idx = np.flatnonzero(self.owner == DOWN)
+        hosts_down = [h for h in self.fab.hosts if self.fab.host_gpus(h)
+                      and all(self.owner[self.fab.gpu_pos[g]] == DOWN for g in self.fab.host_gpus(h))]
+        whole = set(hosts_down)
+        down = ([compress(hosts_down)] if hosts_down else []) + [
+            self.fab.gpus[i] for i in down_idx if self.fab.gpu(int(i)).host not in whole]
+        return {"version": STATE_VERSION, "jobs": jobs, "down": down}
+
+    @classmethod
+    def from_dict(cls, fab: Fabric, data: Any, *, source: str = "<state>") -> ClusterState:
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            raise ConfigError(f"{source}: not a version-{STATE_VERSION} cluster state file",
+                              hint='expected {"version": 1, "jobs": {...}, "down": [...]}')
+        unknown = set(data) - {"version", "jobs", "down"}
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)} (valid keys: down, jobs, version)")
+        state = cls(fab)
+        state.set_down(_down_names(data.get("down", []), source))
+        for job, spec in (data.get("jobs") or {}).items():
+            if not isinstance(spec, dict) or ("gpus" in spec) == ("hosts" in spec):
+                raise ConfigError(f"{source}: jobs.{job}: give exactly one of 'gpus' (GPU ids) or 'hosts'")
+            gpus = spec["gpus"] if "gpus" in spec else [g for h in expand(spec["hosts"]) for g in state._gpus_of(h)]
+            try:
+                state.allocate(job, gpus, **{k: v for k, v in spec.items() if k not in ("gpus", "hosts")})
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: jobs.{job}: {exc.message}") from None
+        return state
+
+    @classmethod
+    def load(cls, fab: Fabric, path: str | os.PathLike[str]) -> ClusterState:
+        p = Path(path)
+        if not p.exists():
+            raise NotFoundError(f"no cluster state file {p}", hint="write one (see docs/placement.md) or omit --state")
+        try:
+            data = json.loads(p.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{p}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+        return cls.from_dict(fab, data, source=str(p))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write atomically (temp file + rename)."""
+        p = Path(path)
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        os.replace(tmp, p)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _num(self, job: str) -> int:
+        if job not in self._job_num:
+            raise NotFoundError(f"no job {job!r} in the cluster state")
+        return self._job_num[job]
+
+    def _owner_name(self, i: int) -> str:
+        o = int(self.owner[i])
+        return "down" if o == DOWN else "free" if o == FREE else self._job_ids[o]
+
+    def _gpus_of(self, name: str) -> list[str]:
+        if name in self.fab.host_pos:
+            return self.fab.host_gpus(name)
+        if name in self.fab.gpu_pos:
+            return [name]
+        raise NotFoundError(f"{name!r} is neither a host nor a GPU of fabric {self.fab.name!r}",
+                            hint="hosts look like su01-h01, GPUs like su01-h01/gpu0")
+
+    def _indices(self, gpus: Iterable[str | int]) -> np.ndarray:
+        return np.fromiter((g if isinstance(g, (int, np.integer)) else self._gpu_index(g) for g in gpus),
+                           dtype=np.int64)
+
+    def _gpu_index(self, gpu: str) -> int:
+        if gpu not in self.fab.gpu_pos:
+            raise NotFoundError(f"no GPU {gpu!r} in fabric {self.fab.name!r}", hint="GPU ids look like <host>/gpu<i>")
+        return self.fab.gpu_pos[gpu]
+
+
+def _down_names(down: Any, source: str) -> list[str]:
+    if not isinstance(down, list) or not all(isinstance(d, str) for d in down):
+        raise ConfigError(f"{source}: 'down' must be a list of host names, host lists or GPU ids")
+    out: list[str] = []
+    for d in down:
+        out.extend([d] if "/" in d else expand(d))
+    return out

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fabric_hpc.cli.main import main
+from fabric_hpc.placement import ClusterState, PlacementInfeasible, place
+from fabric_hpc.topology import build, generators, save_spec
+
+
+def test_within_failure_names_largest_block_and_blocking_jobs():
+    fab = build(generators.nvl72(racks=3))
+    state = ClusterState(fab)
+    for r in ("r001", "r002", "r003"):
+        state.allocate(f"job-{r}", [g for h in fab.hosts if h.startswith(r) for g in fab.host_gpus(h)][:24])
+    state.release("job-r002")
+    for i in range(1, 4):
+        state.allocate(f"small-{i}", [f"r002-h0{i}/gpu0"])
+    for solver in ("cpsat", "greedy", "slurm-tree", "slurm-block"):
+        with pytest.raises(PlacementInfeasible) as e:
+            place(fab, state, "gpus=72,within=rack", solver=solver)
+        ex = e.value.explanation
+        assert ex["constraint"] == "within" and ex["largest"] == 69 and ex["where"] == "r002"
+        assert "largest free block is 69 in r002" in str(e.value) and ex["blocking_jobs"] == 3
+
+
+def test_capacity_failure_counts_jobs():
+    fab = build(generators.leaf_spine(hosts=4, hosts_per_leaf=2, gpus=4))
+    state = ClusterState(fab)
+    state.allocate("big", [g for h in fab.hosts[:3] for g in fab.host_gpus(h)])
+    with pytest.raises(PlacementInfeasible) as e:
+        place(fab, state, "gpus=8")
+    assert e.value.explanation["constraint"] == "capacity" and e.value.explanation["blocking_jobs"] == 1
+
+
+@pytest.fixture()
+def files(tmp_path):
+    topo = tmp_path / "pod.yaml"
+    save_spec(generators.superpod(sus=2, hosts_per_su=4), topo)
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"version": 1, "jobs": {"j": {"hosts": "su01-h[01-02]"}}, "down": []}))
+    return str(topo), str(state)
+
+
+def test_cli_json_and_commit(files, capsys):
+    topo, state = files
+    assert main(["place", "-t", topo, "-s", state, "-r", "nodes=2,gpus=8,within=leaf", "--json",
+                 "--commit", "job-new"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["solver"] == "cpsat" and len(out["gpus"]) == 16 and out["domains"]["leaf"] == 1
+    assert set(out["breakdown"]) >= {"comm_ms", "span", "frag", "pristine"}
+    saved = json.loads(open(state).read())
+    assert sorted(saved["jobs"]["job-new"]["gpus"]) == sorted(out["gpus"])
+
+
+def test_cli_table_infeasible_and_bad_request(files, capsys):
+    topo, state = files
+    assert main(["place", "-t", topo, "-s", state, "-r", "nodes=3,gpus=8", "--solver", "slurm-tree"]) == 0
+    assert "slurm-tree: 24 GPUs on 3 host(s)" in capsys.readouterr().out
+    assert main(["place", "-t", topo, "-s", state, "-r", "nodes=5,gpus=8,within=leaf", "--json"]) == 4
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["explanation"]["constraint"] == "within"
+    assert "largest free block is 4 in su02-leaf" in captured.err
+    assert main(["place", "-t", topo, "-r", "nodes=3,gpu=8"]) == 3
+    assert "unknown key 'gpu'" in capsys.readouterr().err

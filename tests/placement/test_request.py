@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.placement import Request, parse_request
+
+
+def test_cli_string_nodes_times_gpus():
+    r = parse_request("nodes=4,gpus=8,within=leaf")
+    assert (r.nodes, r.gpus_per_node, r.gpus, r.within) == (4, 8, None, "leaf")
+    assert r.units == 4
+
+
+def test_cli_string_total_gpus_and_flags():
+    r = parse_request("gpus=16,numa_local,switches=2,exclude=su01-h[01-03],features=h100&ib")
+    assert r.gpus == 16 and r.numa_local and r.max_domains == 2 and r.max_domains_level == "leaf"
+    assert r.exclude == "su01-h[01-03]" and r.features == ("h100", "ib")
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(ConfigError) as e:
+        parse_request("nodes=4,gpu=8")
+    assert "unknown key 'gpu'" in str(e.value) and "gpus_per_node" in str(e.value)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("nodes=four,gpus=8", "positive whole number"),
+    ("nodes=4", "gpus_per_node"),
+    ("nodes=4,gpus=8,numa_local=maybe", "true/false"),
+    ("gpus=10,slices=3,slice_level=leaf", "equal slices"),
+    ("gpus=8,rail_aligned", "rail_aligned needs nodes"),
+    ("nodes=2,gpus=8,slices=2", "go together"),
+    ("within", "needs a value"),
+])
+def test_bad_values_say_what_is_wrong(text, words):
+    with pytest.raises(ConfigError) as e:
+        parse_request(text)
+    assert words in str(e.value)
+
+
+def test_mapping_form_is_strict():
+    assert parse_request({"gpus": 3}).gpus == 3
+    with pytest.raises(ConfigError, match="unknown key"):
+        parse_request({"gpus": 3, "colour": "red"})
+    assert Request(nodes=2, whole_hosts=True).gpus_per_node is None

@@ -1,0 +1,159 @@
+"""Every solver on the same states (networkx-style cross-checks), property tests and brute force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from fabric_hpc.errors import ConfigError, InfeasibleError
+from fabric_hpc.placement import SOLVERS, ClusterState, PlacementInfeasible, SolveOptions, parse_request, place
+from fabric_hpc.placement.cpsat import cpsat
+from fabric_hpc.placement.problem import Problem
+from fabric_hpc.placement.verify import violations
+from tests.placement.brute import brute_force
+from tests.placement.conftest import random_state
+
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+EXACT = SolveOptions(time_limit_s=10.0)
+
+node_requests = st.builds(
+    lambda n, g, extra: f"nodes={n},gpus={g}" + extra,
+    st.integers(1, 4), st.sampled_from([1, 2, 4]),
+    st.sampled_from(["", ",within=leaf", ",switches=2", ",numa_local", ",rail_aligned", ",slices=2,slice_level=leaf",
+                     ",exclude=n[1-2]", ",whole_hosts=true"]))
+total_requests = st.builds(lambda n, extra: f"gpus={n}" + extra, st.integers(1, 12),
+                           st.sampled_from(["", ",within=leaf", ",numa_local", ",switches=1", ",within=host"]))
+
+
+def _run_all(fab, state, text):
+    """solver -> Placement or the PlacementInfeasible it raised; checks the invariants on the way."""
+    out = {}
+    for solver in SOLVERS:
+        before = state.owner.copy()
+        try:
+            placed = place(fab, state, text, solver=solver, options=EXACT)
+        except PlacementInfeasible as exc:
+            assert exc.explanation["constraint"] and exc.message
+            out[solver] = exc
+            continue
+        assert np.array_equal(state.owner, before), "place() must not change the state"
+        idx = np.array([fab.gpu_pos[g] for g in placed.gpus])
+        problem = Problem(fab, state, parse_request(text))
+        problem.set_pattern(tuple(sorted({fab.gpu(int(i)).index for i in idx}))
+                            if problem.request.rail_aligned and problem.patterns else problem.pattern)
+        assert violations(problem, idx) == [], (solver, text)
+        assert len(set(placed.gpus)) == len(placed.gpus) and state.free[idx].all()
+        out[solver] = placed
+    return out
+
+
+def _check(fab, state, text):
+    try:
+        parse_request(text)
+    except ConfigError:
+        assume(False)
+    results = _run_all(fab, state, text)
+    optimum = brute_force(Problem(fab, state, parse_request(text)))
+    if optimum is None:  # infeasible requests are infeasible for every solver
+        assert all(isinstance(r, PlacementInfeasible) for r in results.values()), (text, results)
+        return
+    cp, gr = results["cpsat"], results["greedy"]
+    assert not isinstance(cp, Exception), (text, cp)
+    if not isinstance(gr, Exception):
+        assert cp.cost <= gr.cost + 1e-9
+    assert cp.cost >= optimum - 1e-6
+    if cp.optimal:
+        assert cp.cost == pytest.approx(optimum, abs=1e-3), text
+    for r in results.values():
+        if not isinstance(r, Exception):
+            assert r.cost >= optimum - 1e-6
+
+
+@FAST
+@given(seed=st.integers(0, 10_000), text=node_requests)
+def test_nodes_requests_against_brute_force(small, seed, text):
+    _check(small, random_state(small, seed, busy=0.4), text)
+
+
+@FAST
+@given(seed=st.integers(0, 10_000), text=total_requests)
+def test_total_gpu_requests_against_brute_force(tiny, seed, text):
+    _check(tiny, random_state(tiny, seed, busy=0.4), text)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 6), extra=st.sampled_from(["", ",within=leaf", ",rail_aligned"]))
+def test_rail_optimised_pod(pod, seed, n, extra):
+    state = random_state(pod, seed, busy=0.3)
+    results = _run_all(pod, state, f"nodes={n},gpus=4{extra}")
+    cp, gr = results["cpsat"], results["greedy"]
+    assert isinstance(cp, Exception) == isinstance(gr, Exception)
+    if not isinstance(cp, Exception):
+        assert cp.cost <= gr.cost + 1e-9
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), solver=st.sampled_from(SOLVERS),
+       sizes=st.lists(st.sampled_from(["gpus=3", "gpus=8", "nodes=2,gpus=4", "nodes=1,gpus=8,numa_local=false",
+                                       "gpus=2,numa_local", "nodes=2,gpus=2,within=leaf"]), min_size=5, max_size=15))
+def test_sequential_commits_never_double_book(pod, seed, solver, sizes):
+    state = random_state(pod, seed, busy=0.2)
+    busy = int((state.owner >= 0).sum())
+    for k, text in enumerate(sizes):
+        try:
+            placed = place(pod, state, text, solver=solver, options=SolveOptions(time_limit_s=2))
+        except PlacementInfeasible:
+            continue
+        state.allocate(f"new-{k}", placed.gpus)  # raises if any GPU were already taken
+        busy += len(placed.gpus)
+        assert int((state.owner >= 0).sum()) == busy
+
+
+def test_hierarchical_model_matches_host_model(pod):
+    state = ClusterState(pod)
+    state.allocate("a", pod.host_gpus("su01-h01"))
+    state.allocate("b", pod.host_gpus("su02-h02")[:4] + pod.host_gpus("su02-h03")[:6])
+    for text in ("nodes=5,gpus=8", "nodes=3,gpus=2,switches=1", "nodes=4,gpus=4,slices=2,slice_level=leaf"):
+        p1 = Problem(pod, state, parse_request(text))
+        p2 = Problem(pod, state, parse_request(text))
+        by_host = cpsat(p1, SolveOptions(time_limit_s=10, host_item_limit=10_000))
+        by_domain = cpsat(p2, SolveOptions(time_limit_s=10, host_item_limit=0))
+        assert by_domain.stats["item_level"] == "leaf" and by_host.stats["item_level"] == "host"
+        assert by_domain.cost == pytest.approx(by_host.cost, abs=1e-6), text
+        assert by_domain.optimal and by_host.optimal
+
+
+def test_cpsat_packs_gpus_into_fewest_hosts_and_nvlink(nvl):
+    state = ClusterState(nvl)
+    state.allocate("old", nvl.host_gpus("r001-h01")[:2] + nvl.host_gpus("r002-h05")[:1])
+    placed = place(nvl, state, "gpus=40", solver="cpsat", options=EXACT)
+    assert placed.domains["nvlink"] == 1  # one NVL72 rack holds 40 GPUs
+    assert placed.optimal is True and placed.breakdown["comm_ms"] > 0
+
+
+def test_deterministic(pod):
+    state = random_state(pod, 3, busy=0.3)
+    a = place(pod, state, "nodes=5,gpus=4", solver="cpsat", options=EXACT)
+    b = place(pod, state, "nodes=5,gpus=4", solver="cpsat", options=EXACT)
+    assert a.gpus == b.gpus and a.cost == b.cost
+
+
+def test_time_limit_returns_best_feasible_not_proven(pod):
+    state = random_state(pod, 5, busy=0.3)
+    placed = place(pod, state, "gpus=37", solver="cpsat", options=SolveOptions(time_limit_s=0.0))
+    assert placed.optimal is False and len(placed.gpus) == 37
+
+
+def test_infeasible_is_exit_code_4(pod):
+    with pytest.raises(InfeasibleError) as e:
+        place(pod, ClusterState(pod), "nodes=9,gpus=8", solver="greedy")
+    assert e.value.exit_code == 4
+
+
+def test_unknown_solver_and_level(pod):
+    with pytest.raises(ConfigError, match="solvers: cpsat"):
+        place(pod, ClusterState(pod), "gpus=1", solver="magic")
+    with pytest.raises(ConfigError, match="levels of this fabric"):
+        place(pod, ClusterState(pod), "gpus=1,within=galaxy")

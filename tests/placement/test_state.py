@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fabric_hpc.errors import ConfigError, NotFoundError
+from fabric_hpc.placement import ClusterState
+
+
+def test_allocate_release_and_occupancy(pod):
+    s = ClusterState(pod)
+    s.allocate("a", ["su01-h01/gpu0", "su01-h01/gpu1"])
+    s.set_down(["su01-h02"])
+    occ = s.occupancy()
+    assert occ["su01-h01/gpu0"] == "a" and occ["su01-h02/gpu3"] == "down" and occ["su01-h03/gpu0"] == "free"
+    with pytest.raises(ConfigError, match="not free"):
+        s.allocate("b", ["su01-h01/gpu1", "su01-h01/gpu2"])
+    assert s.occupancy()["su01-h01/gpu2"] == "free"  # all or nothing
+    assert s.release("a") == 2
+    assert s.free.sum() == len(pod.gpus) - 8
+
+
+def test_state_file_roundtrip(pod, tmp_path):
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"version": 1, "jobs": {"j1": {"hosts": "su01-h[01-02]", "tier": "hi"},
+                                                        "j2": {"gpus": ["su02-h01/gpu7"]}},
+                                "down": ["su02-h04", "su02-h03/gpu1"]}))
+    s = ClusterState.load(pod, path)
+    assert len(s.job_gpus("j1")) == 16 and s.job_meta["j1"] == {"tier": "hi"}
+    s.save(tmp_path / "out.json")
+    again = ClusterState.load(pod, tmp_path / "out.json")
+    assert np.array_equal(again.owner >= 0, s.owner >= 0) and again.occupancy() == s.occupancy()
+
+
+@pytest.mark.parametrize("data, words", [
+    ({"version": 2}, "version-1"),
+    ({"version": 1, "jobs": {"x": {"gpus": ["nope/gpu0"]}}}, "no GPU"),
+    ({"version": 1, "jobs": {"x": {"gpus": [], "hosts": "su01-h01"}}}, "exactly one"),
+    ({"version": 1, "jobs": {"x": {"hosts": "su01-h01"}, "y": {"gpus": ["su01-h01/gpu0"]}}}, "not free"),
+    ({"version": 1, "extra": 1}, "unknown key"),
+])
+def test_bad_state_files(pod, data, words):
+    with pytest.raises(ConfigError, match=words):
+        ClusterState.from_dict(pod, data)
+
+
+def test_missing_file(pod, tmp_path):
+    with pytest.raises(NotFoundError):
+        ClusterState.load(pod, tmp_path / "absent.json")
