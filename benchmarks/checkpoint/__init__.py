@@ -1,0 +1,1 @@
+"""Checkpoint benchmark: `python -m benchmarks.checkpoint`."""

@@ -1,0 +1,29 @@
+"""Errors of the checkpoint store (all under the one fabric-hpc error tree)."""
+
+from __future__ import annotations
+
+from fabric_hpc.errors import ConfigError, ExternalError, NotFoundError
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint request that cannot be served as asked (bad names, layouts, dtypes)."""
+
+
+class CheckpointNotFoundError(NotFoundError):
+    """No (complete) checkpoint at the given directory or step."""
+
+
+class CheckpointCorruptError(ConfigError):
+    """A checkpoint failed verification; ``problems`` names every damaged part."""
+
+    def __init__(self, message: str, *, problems: list[str] | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.problems = list(problems or [])
+
+
+class CheckpointBusyError(ConfigError):
+    """A save is in flight and the policy is ``fail``, or a checkpoint is being read."""
+
+
+class CheckpointIOError(ExternalError):
+    """The disk failed under us (ENOSPC, EIO, permissions on a shared path)."""

@@ -1,0 +1,240 @@
+"""The on-disk format: manifest models, dtype mapping, names, and Zarr v3 metadata.
+
+A checkpoint is a directory holding a plain Zarr v3 group. Every tensor is a Zarr array (bytes
+codec, little endian, no compression) at the path given by its flattened name, plus
+the manifest in the root group's ``zarr.json`` attributes. See ``docs/checkpoint-format.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
+
+import numpy as np
+
+from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError
+from fabric_hpc.validation import StrictModel
+
+FORMAT_NAME = "fabric-checkpoint"
+FORMAT_VERSION = 1
+MANIFEST = "zarr.json"  # the manifest lives in the root group's attributes
+ATTR = "fabric_checkpoint"
+_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
+
+# numpy-native dtypes stored as themselves (zarr v3 core data types)
+NATIVE_DTYPES = (
+    "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+    "float16", "float32", "float64", "complex64", "complex128",
+)
+# dtypes zarr cannot store: kept as an unsigned view of the same width (lossless)
+VIEW_DTYPES = {"bfloat16": "uint16", "float8_e4m3fn": "uint8", "float8_e5m2": "uint8"}
+
+
+class ChunkEntry(StrictModel):
+    """One chunk file: its grid index, stored size in bytes and crc32c of those bytes."""
+
+    index: list[int]
+    nbytes: int
+    crc32c: int
+
+
+class SplitInfo(StrictModel):
+    """How the writer partitioned a tensor: along ``dim`` into ``parts`` (torch.chunk style)."""
+
+    dim: int
+    parts: int
+
+
+class TensorEntry(StrictModel):
+    """A tensor in the index: logical dtype, what zarr stores, its grid and every chunk."""
+
+    path: str
+    shape: list[int]
+    dtype: str
+    stored_dtype: str
+    chunk_shape: list[int]
+    split: SplitInfo | None = None
+    chunks: list[ChunkEntry]
+
+
+class Manifest(StrictModel):
+    """The checkpoint's manifest (root ``zarr.json``, attribute ``fabric_checkpoint``)."""
+
+    format: Literal["fabric-checkpoint"]
+    format_version: int
+    step: int
+    created_at: str
+    world_size: int
+    layout: dict[str, Any] = {}
+    tags: list[str] = []
+    user_metadata: dict[str, Any] = {}
+    nbytes: int
+    tensors: dict[str, TensorEntry]
+
+
+def check_name(name: str) -> list[str]:
+    """Split a flattened tensor name into path parts, refusing anything that could escape the
+    checkpoint directory or collide with zarr's own keys."""
+    parts = name.split("/")
+    for part in parts:
+        if not _PART.match(part) or part in (".", "..") or part.startswith("__") or part == "c" or part.startswith("c.") \
+                or part == "zarr.json":
+            raise CheckpointError(
+                f"tensor name {name!r}: part {part!r} is not allowed",
+                hint="use letters, digits, '_', '.', '-' (not starting with '.', '-' or '__', "
+                     "not 'c' or 'zarr.json'), parts joined by '/'")
+    return parts
+
+
+def flatten(state: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Nested dicts -> ("a/b/c", leaf) pairs in sorted, stable order."""
+    for key in sorted(state, key=str):
+        if not isinstance(key, (str, int)):
+            raise CheckpointError(f"state key {key!r} under {prefix or '<root>'!r} is not a string")
+        name = f"{prefix}/{key}" if prefix else str(key)
+        value = state[key]
+        if isinstance(value, Mapping):
+            yield from flatten(value, name)
+        else:
+            check_name(name)
+            yield name, value
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`flatten`."""
+    out: dict[str, Any] = {}
+    for name, value in flat.items():
+        node = out
+        *parents, leaf = name.split("/")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def dtype_name(obj: Any) -> str:
+    """The logical dtype name of a numpy array or torch tensor ("float32", "bfloat16", ...)."""
+    dt = getattr(obj, "dtype", None)
+    if dt is None:
+        raise CheckpointError(f"cannot save a {type(obj).__name__}",
+                              hint="checkpoint values must be numpy arrays, torch tensors or nested dicts of them")
+    if isinstance(dt, np.dtype):
+        name = dt.name
+    else:
+        name = str(dt).removeprefix("torch.")
+        name = {"float": "float32", "double": "float64", "half": "float16", "long": "int64",
+                "int": "int32", "short": "int16", "cfloat": "complex64", "cdouble": "complex128"
+                }.get(name, name)
+    if name not in NATIVE_DTYPES and name not in VIEW_DTYPES:
+        raise CheckpointError(f"dtype {name} is not supported",
+                              hint=f"supported: {', '.join(NATIVE_DTYPES + tuple(VIEW_DTYPES))}")
+    return name
+
+
+def stored_dtype(logical: str) -> np.dtype:
+    """The little-endian numpy dtype written to disk for a logical dtype."""
+    return np.dtype(VIEW_DTYPES.get(logical, logical)).newbyteorder("<")
+
+
+def grid_shape(shape: list[int], chunk_shape: list[int]) -> list[int]:
+    return [math.ceil(s / c) for s, c in zip(shape, chunk_shape, strict=True)]
+
+
+def chunk_key(index: list[int]) -> str:
+    """The zarr v3 "default" chunk key with separator "." ('c.0.1', or 'c' for a 0-d array):
+    every chunk file sits directly in its array's directory (no c/0/ subdirectories to create
+    and fsync)."""
+    return ".".join(["c", *map(str, index)])
+
+
+def split_bounds(n: int, parts: int, part: int) -> tuple[int, int]:
+    """torch.chunk-style bounds of ``part`` of ``n`` items in ``parts`` pieces (may be empty)."""
+    step = max(1, math.ceil(n / parts)) if n else 1
+    lo = min(n, part * step)
+    return lo, min(n, lo + step)
+
+
+def array_metadata(entry: TensorEntry) -> dict[str, Any]:
+    """The zarr.json document of a tensor, as zarr-python 3 writes it."""
+    dt = entry.stored_dtype
+    fill: Any = False if dt == "bool" else [0.0, 0.0] if dt.startswith("complex") else \
+        0.0 if dt.startswith("float") else 0
+    codec: dict[str, Any] = {"name": "bytes"}
+    if np.dtype(dt).itemsize > 1:
+        codec["configuration"] = {"endian": "little"}
+    attrs = {"fabric": {"dtype": entry.dtype, "name": entry.path}}
+    return {
+        "shape": entry.shape, "data_type": dt,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": entry.chunk_shape}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "."}},
+        "fill_value": fill, "codecs": [codec], "attributes": attrs,
+        "zarr_format": 3, "node_type": "array", "storage_transformers": [],
+    }
+
+
+def group_metadata(attributes: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"attributes": attributes or {}, "zarr_format": 3, "node_type": "group"}
+
+
+def manifest_document(manifest: Manifest) -> dict[str, Any]:
+    """The root group's zarr.json: a plain Zarr v3 group whose attributes hold the manifest."""
+    return group_metadata({ATTR: manifest.model_dump(mode="json")})
+
+
+def dumps(doc: Any) -> bytes:
+    return json.dumps(doc, indent=1, sort_keys=False).encode()
+
+
+def parse_manifest(raw: bytes, source: str) -> Manifest:
+    """Parse and sanity-check a manifest; every problem becomes a CheckpointCorruptError."""
+    from pydantic import ValidationError
+    try:
+        doc = json.loads(raw)
+        if not isinstance(doc, dict) or doc.get("node_type") != "group" or ATTR not in doc.get("attributes", {}):
+            raise ValueError(f"not a fabric checkpoint (root zarr.json has no {ATTR!r} attribute)")
+        manifest = Manifest.model_validate(doc["attributes"][ATTR])
+    except (ValueError, ValidationError) as exc:
+        raise CheckpointCorruptError(f"{source}: manifest is not valid: {str(exc)[:400]}",
+                                     problems=[f"{source}: invalid manifest"],
+                                     hint="run `fabric ckpt verify` and restore an older step") from exc
+    if manifest.format_version > FORMAT_VERSION:
+        raise CheckpointError(f"{source}: format version {manifest.format_version} is newer than "
+                              f"this fabric-hpc understands ({FORMAT_VERSION})", hint="upgrade fabric-hpc")
+    problems = [p for name, e in manifest.tensors.items() for p in _entry_problems(name, e)]
+    if problems:
+        raise CheckpointCorruptError(f"{source}: manifest is inconsistent: " + "; ".join(problems[:5]),
+                                     problems=problems)
+    return manifest
+
+
+def _entry_problems(name: str, e: TensorEntry) -> list[str]:
+    try:
+        check_name(name)
+    except CheckpointError as exc:
+        return [str(exc.message)]
+    out = []
+    if e.path != name:
+        out.append(f"{name}: path {e.path!r} differs from its name")
+    if e.dtype not in NATIVE_DTYPES and e.dtype not in VIEW_DTYPES:
+        out.append(f"{name}: unknown dtype {e.dtype!r}")
+    elif stored_dtype(e.dtype).name != e.stored_dtype:
+        out.append(f"{name}: stored dtype {e.stored_dtype!r} does not match {e.dtype!r}")
+    if len(e.shape) != len(e.chunk_shape) or any(s < 0 for s in e.shape) \
+            or any(c < 1 for c in e.chunk_shape):
+        out.append(f"{name}: bad shape {e.shape} / chunk shape {e.chunk_shape}")
+        return out
+    grid = grid_shape(e.shape, e.chunk_shape)
+    chunk_bytes = math.prod(e.chunk_shape) * np.dtype(e.stored_dtype).itemsize
+    seen = set()
+    for c in e.chunks:
+        if len(c.index) != len(grid) or any(not 0 <= i < g for i, g in zip(c.index, grid)):
+            out.append(f"{name}: chunk index {c.index} outside the grid {grid}")
+        elif c.nbytes != chunk_bytes:
+            out.append(f"{name}: chunk {c.index} size {c.nbytes} != {chunk_bytes}")
+        seen.add(tuple(c.index))
+    if len(seen) != math.prod(grid) or len(seen) != len(e.chunks):
+        out.append(f"{name}: {len(e.chunks)} chunks listed, grid needs {math.prod(grid)}")
+    return out

@@ -1,0 +1,101 @@
+"""HDF5 interop (h5py): one ``.h5`` file per checkpoint, exact round trip.
+
+Layout of the file: one dataset per tensor at its name (``model/layers/0/w``) holding the stored
+bytes (bfloat16/float8 as their unsigned views) with attributes ``fabric_dtype``,
+``fabric_chunk_shape`` and ``fabric_split``; the root attribute ``fabric_checkpoint`` is the
+manifest as JSON. Import re-saves with the same step, layout, chunk grid and metadata, so the
+chunk checksums come out identical.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from fabric_hpc.checkpoint import fsio
+from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError
+from fabric_hpc.checkpoint.format import Manifest, check_name, stored_dtype
+from fabric_hpc.checkpoint.reader import open_checkpoint
+from fabric_hpc.checkpoint.restore import entry_nbytes
+from fabric_hpc.checkpoint.tensors import HostArray
+from fabric_hpc.checkpoint.writer import SaveResult, save
+
+ROOT_ATTR = "fabric_checkpoint"
+
+
+def export_h5(path: Path | str, h5_path: Path | str, *, step: int | None = None,
+              progress: Callable[[int], None] | None = None) -> Path:
+    """Write the checkpoint to ``h5_path`` (atomically: temp file, fsync, rename)."""
+    import h5py
+    ckpt = open_checkpoint(path, step)
+    h5_path = Path(h5_path)
+    tmp = h5_path.with_name(f".{h5_path.name}.tmp-{os.getpid()}")
+    manifest = ckpt.manifest.model_dump(mode="json")
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs[ROOT_ATTR] = json.dumps(manifest)
+            for name in ckpt.names:
+                entry = ckpt.entry(name)
+                data = np.empty(entry.shape, stored_dtype(entry.dtype))
+                ckpt._read_region(entry, tuple((0, s) for s in entry.shape), data)
+                ds = f.create_dataset(name, data=data)
+                ds.attrs["fabric_dtype"] = entry.dtype
+                ds.attrs["fabric_chunk_shape"] = json.dumps(entry.chunk_shape)
+                ds.attrs["fabric_split"] = json.dumps(entry.split.model_dump() if entry.split else None)
+                if progress:
+                    progress(entry_nbytes(ckpt, name))
+        os.chmod(tmp, fsio.FILE_MODE)
+        fd = os.open(tmp, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+        os.replace(tmp, h5_path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return h5_path
+
+
+def import_h5(h5_path: Path | str, root: Path | str, *, step: int | None = None) -> SaveResult:
+    """Create a checkpoint under ``root`` from an exported ``.h5`` file."""
+    import h5py
+    h5_path = Path(h5_path)
+    if not h5_path.is_file():
+        raise CheckpointNotFoundError(f"no HDF5 file at {h5_path}")
+    with h5py.File(h5_path, "r") as f:
+        if ROOT_ATTR not in f.attrs:
+            raise CheckpointCorruptError(f"{h5_path} was not exported by fabric (no {ROOT_ATTR} attribute)",
+                                         hint="export it with `fabric ckpt export --h5`")
+        manifest = _manifest(f.attrs[ROOT_ATTR], h5_path)
+        state, chunks, splits = {}, {}, {}
+        for name, entry in manifest.tensors.items():
+            check_name(name)
+            if name not in f:
+                raise CheckpointCorruptError(f"{h5_path}: dataset {name!r} is missing")
+            data = f[name][()]
+            data = np.asarray(data, dtype=stored_dtype(entry.dtype))
+            state[name] = HostArray(data, entry.dtype)
+            chunks[name] = entry.chunk_shape
+            if entry.split:
+                splits[name] = (entry.split.dim, entry.split.parts)
+    return save(root, _nest(state), step=manifest.step if step is None else step,
+                layout=manifest.layout, tags=manifest.tags, metadata=manifest.user_metadata,
+                chunk_shapes=chunks, splits=splits, record_world_size=manifest.world_size,
+                _created_at=manifest.created_at)
+
+
+def _manifest(raw: str | bytes, h5_path: Path) -> Manifest:
+    from pydantic import ValidationError
+    try:
+        return Manifest.model_validate(json.loads(raw))
+    except (ValueError, ValidationError) as exc:
+        raise CheckpointCorruptError(f"{h5_path}: the {ROOT_ATTR} attribute is not a valid manifest: "
+                                     f"{str(exc)[:300]}") from None
+
+
+def _nest(flat: dict) -> dict:
+    from fabric_hpc.checkpoint.format import unflatten
+    return unflatten(flat)

@@ -1,0 +1,200 @@
+"""Reading checkpoints: byte-range reads of exactly the chunk bytes a region needs, straight
+into the caller's (preallocated) array or tensor; restore with resharding; verify."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fabric_hpc.checkpoint import fsio, store
+from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
+from fabric_hpc.checkpoint.format import (
+    MANIFEST, VIEW_DTYPES, Manifest, TensorEntry, chunk_key, parse_manifest, split_bounds, stored_dtype,
+)
+from fabric_hpc.checkpoint.tensors import empty_like_target, is_torch, target_view
+
+Region = tuple[tuple[int, int], ...]
+_SCRATCH = 16 << 20
+
+
+class Checkpoint:
+    """An open, committed checkpoint. Reads verify the crc32c of every chunk read in full and
+    the size of every chunk file touched; a damaged chunk raises CheckpointCorruptError."""
+
+    def __init__(self, ref: store.CheckpointRef, manifest: Manifest):
+        self.ref = ref
+        self.path = ref.path
+        self.manifest = manifest
+
+    @property
+    def step(self) -> int:
+        return self.manifest.step
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.manifest.tensors)
+
+    def entry(self, name: str) -> TensorEntry:
+        try:
+            return self.manifest.tensors[name]
+        except KeyError:
+            close = [n for n in self.names if name.split("/")[-1] in n][:5]
+            raise CheckpointNotFoundError(f"no tensor {name!r} in {self.path}",
+                                          hint=f"similar names: {close}" if close else
+                                          "list them with `fabric ckpt show`") from None
+
+    def read(self, name: str, *, region: Region | None = None, out: Any = None,
+             dtype: str | None = None, as_torch: bool = False) -> Any:
+        """Read ``name`` (or the ``region`` of it: ((lo, hi), ...) per dimension) into ``out``
+        (a preallocated array/tensor) or a new array; ``dtype`` casts on the way."""
+        entry = self.entry(name)
+        region = region or tuple((0, s) for s in entry.shape)
+        shape = tuple(hi - lo for lo, hi in region)
+        if len(region) != len(entry.shape) or any(
+                not 0 <= lo <= hi <= s for (lo, hi), s in zip(region, entry.shape)):
+            raise CheckpointError(f"{name}: region {region} is outside shape {entry.shape}")
+        if out is None:
+            want = dtype or entry.dtype
+            out = empty_like_target(shape, want, torch_out=as_torch or want in VIEW_DTYPES)
+        view, logical = target_view(out)
+        if tuple(view.shape) != shape:
+            raise CheckpointError(f"{name}: target shape {tuple(view.shape)} != region shape {shape}")
+        if logical == entry.dtype:
+            self._read_region(entry, region, view)
+        else:
+            tmp = np.empty(shape, stored_dtype(entry.dtype))
+            self._read_region(entry, region, tmp)
+            _cast_into(tmp, entry.dtype, out, logical)
+        return out
+
+    def read_shard(self, name: str, part: int, parts: int, *, dim: int | None = None,
+                   **kw: Any) -> Any:
+        """Part ``part`` of ``parts`` along ``dim`` (default: the dim it was saved split on)."""
+        entry = self.entry(name)
+        dim = dim if dim is not None else (entry.split.dim if entry.split else 0)
+        if not entry.shape:
+            return self.read(name, **kw)
+        lo, hi = split_bounds(entry.shape[dim], parts, part)
+        region = tuple((lo, hi) if d == dim else (0, s) for d, s in enumerate(entry.shape))
+        return self.read(name, region=region, **kw)
+
+    def _read_region(self, entry: TensorEntry, region: Region, dest: np.ndarray) -> None:
+        if dest.size == 0:
+            return
+        chunks = entry.chunk_shape
+        item = np.dtype(entry.stored_dtype).itemsize
+        by_index = {tuple(c.index): c for c in entry.chunks}
+        ranges = [range(lo // c, math.ceil(hi / c)) for (lo, hi), c in zip(region, chunks)]
+        for index in _product(ranges):
+            inter = [(max(lo, i * c), min(hi, (i + 1) * c))
+                     for (lo, hi), i, c in zip(region, index, chunks)]
+            chunk = by_index.get(tuple(index))
+            path = self.path / entry.path / chunk_key(list(index))
+            if chunk is None:
+                raise CheckpointCorruptError(f"{entry.path}: chunk {list(index)} is not in the manifest",
+                                             problems=[f"{entry.path}/{chunk_key(list(index))}: missing"])
+            _read_chunk(path, chunk.nbytes, chunk.crc32c, entry, index, inter, region, dest, item)
+
+
+def _product(ranges: list[range]) -> Iterable[tuple[int, ...]]:
+    if not ranges:
+        yield ()
+        return
+    for idx in np.ndindex(*[len(r) for r in ranges]):
+        yield tuple(r[i] for r, i in zip(ranges, idx))
+
+
+def _read_chunk(path: Path, nbytes: int, crc: int, entry: TensorEntry, index: tuple[int, ...],
+                inter: list[tuple[int, int]], region: Region, dest: np.ndarray, item: int) -> None:
+    chunks = entry.chunk_shape
+    origin = [i * c for i, c in zip(index, chunks)]
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise _corrupt(entry, index, "chunk file is missing") from None
+    try:
+        if os.fstat(fd).st_size != nbytes:
+            raise _corrupt(entry, index, f"chunk file has {os.fstat(fd).st_size} bytes, expected {nbytes}")
+        ndim = len(chunks)
+        k = ndim - 1
+        while k > 0 and inter[k] == (origin[k], origin[k] + chunks[k]) and inter[k] == region[k]:
+            k -= 1
+        outer_ranges = [range(a, b) for a, b in inter[:k]]
+        strides = [math.prod(chunks[d + 1:]) for d in range(ndim)]
+        whole = ndim == 0 or (inter[0] == (origin[0], min(origin[0] + chunks[0], entry.shape[0]))
+                              and all(inter[d] == (origin[d], origin[d] + chunks[d]) for d in range(1, ndim)))
+        for outer in _product(outer_ranges):
+            if ndim == 0:
+                _read_or_fail(fd, dest, 0, entry, index)
+                continue
+            lin = sum((o - origin[d]) * strides[d] for d, o in enumerate(outer))
+            lin += (inter[k][0] - origin[k]) * strides[k]
+            sel = tuple(o - region[d][0] for d, o in enumerate(outer)) + \
+                (slice(inter[k][0] - region[k][0], inter[k][1] - region[k][0]),)
+            target = dest[sel]
+            _read_or_fail(fd, target, lin * item, entry, index)
+        if whole:
+            _check_crc(fd, dest_piece(dest, inter, region), nbytes, crc, entry, index)
+    finally:
+        os.close(fd)
+
+
+def dest_piece(dest: np.ndarray, inter: list[tuple[int, int]], region: Region) -> np.ndarray:
+    return dest[tuple(slice(a - r[0], b - r[0]) for (a, b), r in zip(inter, region))]
+
+
+def _read_or_fail(fd: int, target: np.ndarray, offset: int, entry: TensorEntry, index: Any) -> None:
+    try:
+        fsio.read_into(fd, target, offset)
+    except EOFError as exc:
+        raise _corrupt(entry, index, str(exc)) from None
+
+
+def _check_crc(fd: int, piece: np.ndarray, nbytes: int, crc: int, entry: TensorEntry, index: Any) -> None:
+    got = fsio.crc32c(np.ascontiguousarray(piece))
+    rest = nbytes - piece.nbytes
+    offset = piece.nbytes
+    while rest > 0:
+        scratch = np.empty(min(rest, _SCRATCH), np.uint8)
+        fsio.read_into(fd, scratch, offset)
+        got = fsio.crc32c(scratch, got)
+        rest -= scratch.size
+        offset += scratch.size
+    if got != crc:
+        raise _corrupt(entry, index, f"crc32c {got:#010x} != manifest {crc:#010x}")
+
+
+def _corrupt(entry: TensorEntry, index: Any, why: str) -> CheckpointCorruptError:
+    where = f"{entry.path}/{chunk_key(list(index))}"
+    return CheckpointCorruptError(f"damaged chunk {where}: {why}", problems=[f"{where}: {why}"],
+                                  hint="run `fabric ckpt verify` and restore an older step")
+
+
+def _cast_into(src: np.ndarray, src_dtype: str, out: Any, out_dtype: str) -> None:
+    if src_dtype in ("bfloat16", "float8_e4m3fn", "float8_e5m2") or \
+            out_dtype in ("bfloat16", "float8_e4m3fn", "float8_e5m2") or is_torch(out):
+        import torch
+        t = torch.from_numpy(src)
+        if src_dtype in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
+            t = t.view(getattr(torch, src_dtype)) if src.dtype.itemsize == 1 else \
+                t.view(torch.int16).view(getattr(torch, src_dtype))
+        target = out if is_torch(out) else torch.from_numpy(out)
+        target.copy_(t.to(target.dtype))
+        return
+    np.copyto(out, src.astype(out_dtype, copy=False), casting="unsafe")
+
+
+def open_checkpoint(path: Path | str, step: int | None = None) -> Checkpoint:
+    """Open the checkpoint at ``path`` (a checkpoint dir, or a root: ``step`` or latest)."""
+    ref = store.resolve(path, step)
+    try:
+        raw = (ref.path / MANIFEST).read_bytes()
+    except FileNotFoundError:
+        raise CheckpointNotFoundError(f"{ref.path} has no {MANIFEST} (pruned, or not a checkpoint)",
+                                      hint="list checkpoints with `fabric ckpt list DIR`") from None
+    return Checkpoint(ref, parse_manifest(raw, str(ref.path / MANIFEST)))

@@ -1,0 +1,44 @@
+"""Offline resharding: rewrite a checkpoint so every split tensor is laid out for N ranks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from fabric_hpc.checkpoint.errors import CheckpointError
+from fabric_hpc.checkpoint.format import stored_dtype, unflatten
+from fabric_hpc.checkpoint.reader import open_checkpoint
+from fabric_hpc.checkpoint.restore import entry_nbytes
+from fabric_hpc.checkpoint.store import reading
+from fabric_hpc.checkpoint.tensors import HostArray
+from fabric_hpc.checkpoint.writer import SaveResult, save
+
+
+def reshard(path: Path | str, out_root: Path | str, world_size: int, *, step: int | None = None,
+            progress: Callable[[int], None] | None = None) -> SaveResult:
+    """Write checkpoint ``path`` to ``out_root`` with split tensors chunked for ``world_size``
+    parts (one chunk file per rank), same step and metadata. Holds one copy of the state."""
+    if world_size < 1:
+        raise CheckpointError(f"--to-world-size must be >= 1, got {world_size}")
+    ckpt = open_checkpoint(path, step)
+    state, splits, chunks = {}, {}, {}
+    with reading(ckpt.ref):
+        for name in ckpt.names:
+            entry = ckpt.entry(name)
+            data = np.empty(entry.shape, stored_dtype(entry.dtype))
+            ckpt._read_region(entry, tuple((0, s) for s in entry.shape), data)
+            state[name] = HostArray(data, entry.dtype)
+            if entry.split is not None:
+                splits[name] = (entry.split.dim, world_size)
+                shape = [max(1, s) for s in entry.shape]
+                shape[entry.split.dim] = max(1, math.ceil(entry.shape[entry.split.dim] / world_size))
+                chunks[name] = shape
+            if progress:
+                progress(entry_nbytes(ckpt, name))
+    m = ckpt.manifest
+    return save(out_root, unflatten(state), step=m.step, layout={**m.layout, "resharded_from": m.world_size},
+                tags=m.tags, metadata=m.user_metadata, chunk_shapes=chunks, splits=splits,
+                record_world_size=world_size)

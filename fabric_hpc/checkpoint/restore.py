@@ -1,0 +1,203 @@
+"""Restore (with resharding onto any world size) and verify."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fabric_hpc.checkpoint import fsio, store
+from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
+from fabric_hpc.checkpoint.format import (
+    MANIFEST, array_metadata, chunk_key, flatten, parse_manifest, unflatten,
+)
+from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint
+from fabric_hpc.events import emit
+
+Progress = Callable[[int], None]
+
+
+def restore(path: Path | str, *, step: int | None = None, names: list[str] | None = None,
+            rank: int = 0, world_size: int = 1, into: Mapping[str, Any] | None = None,
+            dtype: str | None = None, as_torch: bool = False, threads: int = 4,
+            progress: Progress | None = None) -> dict[str, Any]:
+    """Restore a checkpoint as nested dicts.
+
+    Tensors saved split (``Shard``) come back as this rank's part of ``world_size`` parts along
+    the same dimension (resharding: any world size); the others come back whole. ``names``
+    selects tensors (partial restore; a prefix selects a subtree); ``into`` gives preallocated
+    targets (nested dicts of arrays/tensors) that are filled in place and returned; ``dtype``
+    casts everything read.
+    """
+    for attempt in range(3):
+        try:
+            return _restore_once(path, step, names, rank, world_size, into, dtype, as_torch,
+                                 threads, progress)
+        except CheckpointNotFoundError as exc:
+            # the checkpoint `latest` named was pruned between resolving and locking it: the
+            # newest one is another checkpoint now; try again (only when no step was pinned)
+            if step is not None or "pruned" not in str(exc) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _restore_once(path: Path | str, step: int | None, names: list[str] | None, rank: int,
+                  world_size: int, into: Mapping[str, Any] | None, dtype: str | None,
+                  as_torch: bool, threads: int, progress: Progress | None) -> dict[str, Any]:
+    ckpt = open_checkpoint(path, step)
+    targets = dict(flatten(into)) if into is not None else {}
+    wanted = _select(ckpt, names, targets)
+    out: dict[str, Any] = {}
+    with store.reading(ckpt.ref):
+
+        def one(name: str) -> tuple[str, Any]:
+            entry = ckpt.entry(name)
+            kw = {"out": targets.get(name), "dtype": None if name in targets else dtype,
+                  "as_torch": as_torch}
+            if entry.split is not None and world_size > 1:
+                value = ckpt.read_shard(name, rank, world_size, **kw)
+            else:
+                value = ckpt.read(name, **kw)
+            if progress:
+                progress(entry_nbytes(ckpt, name))
+            return name, value
+
+        order = sorted(wanted, key=lambda n: -entry_nbytes(ckpt, n))
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            for name, value in pool.map(one, order):
+                out[name] = value
+    emit("checkpoint.restored", path=str(ckpt.path), step=ckpt.step, tensors=len(out),
+         rank=rank, world_size=world_size)
+    return unflatten({n: out[n] for n in sorted(out)})
+
+
+def entry_nbytes(ckpt: Checkpoint, name: str) -> int:
+    return sum(c.nbytes for c in ckpt.entry(name).chunks)
+
+
+def _select(ckpt: Checkpoint, names: list[str] | None, targets: Mapping[str, Any]) -> list[str]:
+    if targets:
+        missing = [n for n in targets if n not in ckpt.manifest.tensors]
+        if missing:
+            raise CheckpointNotFoundError(f"targets not in the checkpoint: {missing[:5]}",
+                                          hint="list its tensors with `fabric ckpt show`")
+    if names is None:
+        return list(targets) if targets else ckpt.names
+    chosen = []
+    for want in names:
+        hit = [n for n in ckpt.names if n == want or n.startswith(want.rstrip("/") + "/")]
+        if not hit:
+            ckpt.entry(want)  # raises with suggestions
+        chosen.extend(hit)
+    return sorted(set(chosen))
+
+
+@dataclass
+class VerifyReport:
+    """The outcome of :func:`verify`: empty ``problems`` means intact."""
+
+    path: Path
+    step: int
+    tensors: int = 0
+    chunks: int = 0
+    nbytes: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "step": self.step, "ok": self.ok, "tensors": self.tensors,
+                "chunks": self.chunks, "bytes": self.nbytes, "problems": self.problems}
+
+
+def verify(path: Path | str, *, step: int | None = None, threads: int = 2,
+           progress: Progress | None = None) -> VerifyReport:
+    """Check every chunk's size and crc32c, every zarr.json against the manifest, and that no
+    chunk file is missing or unexpected. Never raises for damage: it is listed in the report."""
+    ref = store.resolve(path, step)
+    report = VerifyReport(ref.path, ref.step)
+    try:
+        manifest = parse_manifest((ref.path / MANIFEST).read_bytes(), str(ref.path / MANIFEST))
+    except CheckpointCorruptError as exc:
+        report.problems.extend(exc.problems or [exc.message])
+        return report
+    except FileNotFoundError:
+        report.problems.append(f"{ref.path}: {MANIFEST} is missing")
+        return report
+    report.tensors = len(manifest.tensors)
+    if not (ref.path / "zarr.json").is_file():
+        report.problems.append("zarr.json (root group) is missing")
+    tasks = []
+    for name, entry in manifest.tensors.items():
+        report.problems.extend(_check_array_meta(ref.path, name, entry))
+        for chunk in entry.chunks:
+            tasks.append((f"{name}/{chunk_key(chunk.index)}", chunk.nbytes, chunk.crc32c))
+
+    def check(task: tuple[str, int, int]) -> str | None:
+        rel, nbytes, crc = task
+        problem = _check_file(ref.path / rel, nbytes, crc)
+        if progress:
+            progress(nbytes)
+        return f"{rel}: {problem}" if problem else None
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        report.problems.extend(p for p in pool.map(check, sorted(tasks, key=lambda t: -t[1])) if p)
+    report.chunks = len(tasks)
+    report.nbytes = sum(t[1] for t in tasks)
+    return report
+
+
+def _check_array_meta(root: Path, name: str, entry: Any) -> list[str]:
+    import json
+    try:
+        doc = json.loads((root / name / "zarr.json").read_bytes())
+    except FileNotFoundError:
+        return [f"{name}/zarr.json: missing"]
+    except ValueError:
+        return [f"{name}/zarr.json: not valid JSON"]
+    want = array_metadata(entry)
+    problems = [f"{name}/zarr.json: {k} is {doc.get(k)!r}, manifest says {want[k]!r}"
+                for k in ("shape", "data_type", "chunk_grid", "codecs") if doc.get(k) != want[k]]
+    expected = {chunk_key(c.index) for c in entry.chunks}
+    found = {e.name for e in os.scandir(root / name) if e.name == "c" or e.name.startswith("c.")}
+    problems += [f"{name}/{k}: chunk file not in the manifest" for k in sorted(found - expected)]
+    return problems
+
+
+def _check_file(path: Path, nbytes: int, crc: int) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return "missing"
+    try:
+        size = os.fstat(fd).st_size
+        if size != nbytes:
+            return f"truncated or resized: {size} bytes, manifest says {nbytes}"
+        got, offset = 0, 0
+        buf = np.empty(min(nbytes, fsio.BLOCK), np.uint8)
+        while offset < nbytes:
+            piece = buf[:min(buf.size, nbytes - offset)]
+            fsio.read_into(fd, piece, offset)
+            got = fsio.crc32c(piece, got)
+            offset += piece.size
+        return None if got == crc else f"checksum mismatch (crc32c {got:#010x}, manifest {crc:#010x})"
+    finally:
+        os.close(fd)
+
+
+def require_intact(report: VerifyReport) -> None:
+    if not report.ok:
+        raise CheckpointCorruptError(
+            f"checkpoint {report.path} is damaged: " + "; ".join(report.problems[:5]) +
+            (f" (+{len(report.problems) - 5} more)" if len(report.problems) > 5 else ""),
+            problems=report.problems, hint="restore an older step (`fabric ckpt list`)")
+
+
+__all__ = ["VerifyReport", "restore", "verify", "require_intact", "CheckpointError"]

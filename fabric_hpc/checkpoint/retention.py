@@ -1,0 +1,99 @@
+"""Retention: which committed checkpoints to keep, and a prune that is safe while others read."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from fabric_hpc.checkpoint import fsio, store
+from fabric_hpc.checkpoint.errors import CheckpointError
+from fabric_hpc.checkpoint.format import ATTR, MANIFEST
+from fabric_hpc.events import emit
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Keep the last ``keep_last``, every step divisible by ``keep_every``, and (by default)
+    every tagged checkpoint. The one ``latest`` points to is always kept."""
+
+    keep_last: int = 3
+    keep_every: int | None = None
+    keep_tagged: bool = True
+
+    def __post_init__(self) -> None:
+        if self.keep_last < 1:
+            raise CheckpointError(f"keep_last must be >= 1, got {self.keep_last}",
+                                  hint="the newest checkpoint is always kept")
+        if self.keep_every is not None and self.keep_every < 1:
+            raise CheckpointError(f"keep_every must be >= 1, got {self.keep_every}")
+
+    def keep(self, refs: list[store.CheckpointRef], tagged: set[int], latest: str | None) -> set[int]:
+        steps = [r.step for r in refs]
+        kept = set(steps[-self.keep_last:])
+        if self.keep_every:
+            kept |= {s for s in steps if s % self.keep_every == 0}
+        if self.keep_tagged:
+            kept |= tagged
+        kept |= {r.step for r in refs if r.path.name == latest}
+        return kept
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    removed: list[int]
+    kept: list[int]
+    busy: list[int]  # would be removed, but a reader holds them; retried on the next prune
+
+
+def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False) -> PruneResult:
+    """Delete the checkpoints ``policy`` does not keep. A checkpoint being read (shared lock on
+    its manifest) is skipped; deletion renames into a trash name first, so a new reader never
+    sees a half-deleted checkpoint."""
+    root = Path(root)
+    refs = store.list_checkpoints(root)
+    tagged = {r.step for r in refs if _tags(r)}
+    kept = policy.keep(refs, tagged, store.read_latest(root))
+    removed, busy = [], []
+    with store.root_lock(root):
+        for ref in refs:
+            if ref.step in kept:
+                continue
+            if dry_run:
+                removed.append(ref.step)
+            elif _remove_if_idle(root, ref):
+                removed.append(ref.step)
+            else:
+                busy.append(ref.step)
+    if removed and not dry_run:
+        fsio.fsync_dir(root)
+        emit("checkpoint.pruned", root=str(root), removed=removed, busy=busy)
+    return PruneResult(removed, sorted(kept), busy)
+
+
+def _tags(ref: store.CheckpointRef) -> list[str]:
+    import json
+    try:
+        doc = json.loads((ref.path / MANIFEST).read_bytes())
+        return list(doc["attributes"][ATTR].get("tags") or [])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def _remove_if_idle(root: Path, ref: store.CheckpointRef) -> bool:
+    try:
+        fd = os.open(ref.path / MANIFEST, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        trash = root / f"{store.TRASH_PREFIX}{ref.path.name}-{os.urandom(4).hex()}"
+        os.rename(ref.path, trash)
+    finally:
+        os.close(fd)
+    fsio.remove_tree(trash)
+    return True

@@ -1,0 +1,146 @@
+"""The checkpoint directory: committed ``step-NNNNNNNNNN`` checkpoints, the ``latest`` pointer,
+the save lock and the cleanup of leftovers from crashed saves.
+
+Layout of a checkpoint root::
+
+    ROOT/latest                 one line: the name of the newest committed checkpoint
+    ROOT/step-0000000100/       a committed checkpoint (a Zarr v3 group; manifest in its zarr.json)
+    ROOT/.tmp-step-...-<hex>/   a save in progress (removed on the next save if it crashed)
+    ROOT/.lock                  held (flock) by the committer while saving or pruning
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fabric_hpc.checkpoint import fsio
+from fabric_hpc.checkpoint.errors import CheckpointNotFoundError
+from fabric_hpc.checkpoint.format import MANIFEST
+
+LATEST = "latest"
+TMP_PREFIX = ".tmp-"
+TRASH_PREFIX = ".trash-"
+LATEST_TMP_PREFIX = ".latest-"
+_STEP_DIR = re.compile(r"^step-(\d{10})$")
+
+
+def step_dir_name(step: int) -> str:
+    return f"step-{step:010d}"
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """A committed checkpoint: its directory and step."""
+
+    path: Path
+    step: int
+
+
+def list_checkpoints(root: Path) -> list[CheckpointRef]:
+    """Committed checkpoints under ``root``, oldest first (temporary and trash dirs ignored)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CheckpointNotFoundError(f"no checkpoint directory at {root}",
+                                      hint="check the path; checkpoints are saved with `save(DIR, ...)`")
+    refs = []
+    for entry in os.scandir(root):
+        m = _STEP_DIR.match(entry.name)
+        if m and entry.is_dir(follow_symlinks=False) and os.path.exists(os.path.join(entry.path, MANIFEST)):
+            refs.append(CheckpointRef(Path(entry.path), int(m.group(1))))
+    return sorted(refs, key=lambda r: r.step)
+
+
+def read_latest(root: Path) -> str | None:
+    try:
+        name = (Path(root) / LATEST).read_text().strip()
+    except FileNotFoundError:
+        return None
+    return name if _STEP_DIR.match(name) else None
+
+
+def resolve(path: Path | str, step: int | None = None) -> CheckpointRef:
+    """A checkpoint directory itself, or under a root: ``step`` or else ``latest`` (falling back
+    to the newest committed one when the pointer is missing or dangling)."""
+    path = Path(path)
+    if (path / MANIFEST).is_file() and step is None:
+        m = _STEP_DIR.match(path.name)
+        return CheckpointRef(path, int(m.group(1)) if m else -1)
+    refs = list_checkpoints(path)
+    if step is not None:
+        for ref in refs:
+            if ref.step == step:
+                return ref
+        raise CheckpointNotFoundError(f"no checkpoint for step {step} in {path}",
+                                      hint=f"steps present: {[r.step for r in refs][-10:]}")
+    latest = read_latest(path)
+    if latest and (path / latest / MANIFEST).is_file():
+        return CheckpointRef(path / latest, int(latest[5:]))
+    if not refs:
+        raise CheckpointNotFoundError(f"no committed checkpoint in {path}",
+                                      hint="save one first, or point at the right directory")
+    return refs[-1]
+
+
+@contextmanager
+def root_lock(root: Path, *, blocking: bool = True) -> Iterator[bool]:
+    """Exclusive flock on ``ROOT/.lock`` for the committer (save, prune). Yields whether held."""
+    fd = os.open(Path(root) / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, fsio.FILE_MODE)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def clean_leftovers(root: Path) -> list[str]:
+    """Remove what crashed saves and prunes left behind; fix a dangling ``latest``.
+    Call only while holding :func:`root_lock`. Returns the names removed."""
+    removed = []
+    for entry in os.scandir(root):
+        if entry.name.startswith((TMP_PREFIX, TRASH_PREFIX, LATEST_TMP_PREFIX)):
+            if entry.is_dir(follow_symlinks=False):
+                fsio.remove_tree(Path(entry.path))
+            else:
+                os.unlink(entry.path)
+            removed.append(entry.name)
+    latest = read_latest(root)
+    if latest is None or not (Path(root) / latest / MANIFEST).is_file():
+        refs = list_checkpoints(root)
+        if refs:
+            set_latest(root, refs[-1].path.name)
+    if removed:
+        fsio.fsync_dir(root)
+    return removed
+
+
+def set_latest(root: Path, name: str) -> None:
+    fsio.atomic_replace(Path(root) / LATEST, (name + "\n").encode(), LATEST_TMP_PREFIX)
+
+
+@contextmanager
+def reading(ref: CheckpointRef) -> Iterator[None]:
+    """Hold a shared flock on the checkpoint's manifest while reading, so prune skips it."""
+    try:
+        fd = os.open(ref.path / MANIFEST, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        raise CheckpointNotFoundError(f"checkpoint {ref.path} disappeared (pruned?)",
+                                      hint="restore the newest one again") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        if not os.path.exists(ref.path / MANIFEST) or \
+                os.stat(ref.path / MANIFEST).st_ino != os.fstat(fd).st_ino:
+            raise CheckpointNotFoundError(f"checkpoint {ref.path} was pruned while opening it",
+                                          hint="restore the newest one again")
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,110 @@
+"""Sources and targets: numpy arrays and torch tensors (CPU or CUDA; torch imported lazily),
+and :class:`Shard`, a rank's piece of a tensor split along one dimension."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fabric_hpc.checkpoint.errors import CheckpointError
+from fabric_hpc.checkpoint.format import dtype_name, split_bounds, stored_dtype
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Part ``part`` of ``parts`` of a tensor of ``global_shape`` split along ``dim``
+    (torch.chunk convention: every part holds ceil(n / parts) rows, the last fewer or none)."""
+
+    data: Any
+    global_shape: tuple[int, ...]
+    dim: int
+    part: int
+    parts: int
+
+    def bounds(self) -> tuple[int, int]:
+        return split_bounds(self.global_shape[self.dim], self.parts, self.part)
+
+    @staticmethod
+    def of(full: Any, dim: int, part: int, parts: int) -> Shard:
+        """Cut part ``part`` of ``full`` (handy in tests and for replicated sources)."""
+        lo, hi = split_bounds(full.shape[dim], parts, part)
+        index = tuple(slice(lo, hi) if d == dim else slice(None) for d in range(full.ndim))
+        return Shard(full[index], tuple(full.shape), dim, part, parts)
+
+
+@dataclass(frozen=True)
+class HostArray:
+    """Bytes already on the host in storage form (the async saver's staged copy) plus the
+    logical dtype they represent (e.g. uint16 bytes of a bfloat16 tensor)."""
+
+    data: np.ndarray
+    dtype: str
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+
+def is_torch(obj: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.Tensor)
+
+
+def host_view(obj: Any) -> tuple[np.ndarray, str]:
+    """A C-contiguous little-endian numpy view (copy only when needed) of the bytes to store,
+    and the logical dtype name. bfloat16/float8 become unsigned views of the same width."""
+    if isinstance(obj, HostArray):
+        return obj.data, obj.dtype
+    logical = dtype_name(obj)
+    target = stored_dtype(logical)
+    if is_torch(obj):
+        t = obj.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        t = t.contiguous()
+        if logical in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
+            import torch
+            t = t.view(torch.int16 if target.itemsize == 2 else torch.uint8)
+        arr = t.numpy().view(target)
+    elif isinstance(obj, np.ndarray | np.generic):
+        arr = np.asarray(obj)
+        if arr.dtype.byteorder == ">":
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
+        if not arr.flags.c_contiguous:
+            arr = arr.copy(order="C")  # (np.ascontiguousarray would turn 0-d into 1-d)
+        arr = arr.view(target)
+    else:
+        raise CheckpointError(f"cannot save a {type(obj).__name__}",
+                              hint="checkpoint values must be numpy arrays, torch tensors or nested dicts of them")
+    return arr, logical
+
+
+def empty_like_target(shape: tuple[int, ...], logical: str, *, torch_out: bool) -> Any:
+    """A fresh output buffer (numpy array, or torch tensor when ``torch_out``)."""
+    if torch_out:
+        import torch
+        return torch.empty(shape, dtype=getattr(torch, logical))
+    if logical in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
+        raise CheckpointError(f"numpy has no {logical}: restore it as torch (as_torch=True) "
+                              f"or cast it (dtype='float32')")
+    return np.empty(shape, dtype=logical)
+
+
+def target_view(out: Any) -> tuple[np.ndarray, str]:
+    """The writable numpy view and logical dtype of a preallocated output (array or CPU tensor)."""
+    logical = dtype_name(out)
+    if is_torch(out):
+        if out.device.type != "cpu" or not out.is_contiguous():
+            raise CheckpointError("restore targets must be contiguous CPU tensors",
+                                  hint="restore into a CPU tensor, then .to(device)")
+        t = out
+        if logical in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
+            import torch
+            t = out.view(torch.int16 if stored_dtype(logical).itemsize == 2 else torch.uint8)
+        return t.numpy().view(stored_dtype(logical)), logical
+    if not isinstance(out, np.ndarray) or not out.flags.c_contiguous or not out.flags.writeable:
+        raise CheckpointError("restore targets must be writable C-contiguous numpy arrays or CPU tensors")
+    return out, logical

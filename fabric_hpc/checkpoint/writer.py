@@ -1,0 +1,350 @@
+"""Synchronous save: every rank writes its own chunk files, rank 0 commits atomically.
+
+Write path: one chunk file per rank piece (one file per tensor for a single writer), written
+with few large ``write()`` calls by a bounded thread pool; crc32c is computed block by block
+right before each block is written; each file is fsync'd by its writer thread. The committer
+then writes the zarr.json documents and the manifest, fsyncs every directory, renames the
+temporary directory into place, fsyncs the root and swaps the ``latest`` pointer.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fabric_hpc.checkpoint import fsio, store
+from fabric_hpc.checkpoint.contracts import Communicator, SingleProcess
+from fabric_hpc.checkpoint.errors import CheckpointError
+from fabric_hpc.checkpoint.format import (
+    FORMAT_NAME, FORMAT_VERSION, MANIFEST, ChunkEntry, Manifest, SplitInfo, TensorEntry,
+    array_metadata, chunk_key, dumps, manifest_document, flatten, grid_shape, group_metadata,
+)
+from fabric_hpc.checkpoint.tensors import Shard, host_view
+from fabric_hpc.events import emit
+
+DEFAULT_THREADS = 4
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    """What a save produced (returned on every rank)."""
+
+    path: Path
+    step: int
+    nbytes: int
+    seconds: float
+    cleaned: list[str] = field(default_factory=list)
+
+    @property
+    def gbps(self) -> float:
+        return self.nbytes / self.seconds / 1e9 if self.seconds > 0 else float("inf")
+
+
+@dataclass
+class _Piece:
+    name: str
+    index: list[int]
+    data: np.ndarray
+    pad: int
+
+
+def _meta(name: str, shape: list[int], logical: str, stored: str, chunk_shape: list[int],
+          split: SplitInfo | None) -> dict[str, Any]:
+    return {"path": name, "shape": shape, "dtype": logical, "stored_dtype": stored,
+            "chunk_shape": chunk_shape, "split": split.model_dump() if split else None}
+
+
+def plan(state: Mapping[str, Any], rank: int, world: int,
+         chunk_shapes: Mapping[str, list[int]] | None = None,
+         splits: Mapping[str, tuple[int, int]] | None = None) -> tuple[dict[str, dict], list[_Piece]]:
+    """This rank's tensor metadata and the chunk pieces it must write."""
+    metas: dict[str, dict] = {}
+    pieces: list[_Piece] = []
+    replicated = 0
+    for name, value in flatten(state):
+        if isinstance(value, Shard):
+            metas[name], piece = _plan_shard(name, value)
+            if piece is not None:
+                pieces.append(piece)
+            continue
+        owner = replicated % world
+        replicated += 1
+        arr, logical = host_view(value)
+        split = (splits or {}).get(name)
+        chunks = list((chunk_shapes or {}).get(name) or [max(1, s) for s in arr.shape])
+        if split is not None and (chunk_shapes or {}).get(name) is None:
+            dim, parts = split
+            chunks[dim] = max(1, math.ceil(arr.shape[dim] / parts))
+        if len(chunks) != arr.ndim or any(not isinstance(c, int) or c < 1 for c in chunks):
+            raise CheckpointError(f"{name}: chunk shape {chunks} does not fit shape {list(arr.shape)}")
+        info = SplitInfo(dim=split[0], parts=split[1]) if split is not None else None
+        metas[name] = _meta(name, list(arr.shape), logical, arr.dtype.name, chunks, info)
+        if owner == rank:
+            pieces.extend(_grid_pieces(name, arr, chunks))
+    return metas, pieces
+
+
+def _plan_shard(name: str, shard: Shard) -> tuple[dict, _Piece | None]:
+    arr, logical = host_view(shard.data)
+    shape = list(shard.global_shape)
+    if not 0 <= shard.dim < len(shape) or not 0 <= shard.part < shard.parts:
+        raise CheckpointError(f"{name}: shard dim {shard.dim} / part {shard.part} of {shard.parts} "
+                              f"does not fit shape {shape}")
+    lo, hi = shard.bounds()
+    want = [hi - lo if d == shard.dim else s for d, s in enumerate(shape)]
+    if list(arr.shape) != want:
+        raise CheckpointError(f"{name}: part {shard.part} of {shard.parts} along dim {shard.dim} "
+                              f"must have shape {want}, got {list(arr.shape)}",
+                              hint="split with torch.chunk semantics (Shard.of does this)")
+    chunks = [max(1, s) for s in shape]
+    chunks[shard.dim] = max(1, math.ceil(shape[shard.dim] / shard.parts)) if shape[shard.dim] else 1
+    meta = _meta(name, shape, logical, arr.dtype.name, chunks, SplitInfo(dim=shard.dim, parts=shard.parts))
+    if hi <= lo and shape[shard.dim]:
+        return meta, None
+    index = [shard.part if d == shard.dim else 0 for d in range(len(shape))]
+    if 0 in shape:
+        return meta, None
+    return meta, _padded_piece(name, index, arr, chunks)
+
+
+def _grid_pieces(name: str, arr: np.ndarray, chunks: list[int]) -> list[_Piece]:
+    if 0 in arr.shape:
+        return []
+    out = []
+    for index in np.ndindex(*grid_shape(list(arr.shape), chunks)):
+        sel = tuple(slice(i * c, (i + 1) * c) for i, c in zip(index, chunks))
+        out.append(_padded_piece(name, list(index), arr[sel], chunks))
+    return out
+
+
+def _padded_piece(name: str, index: list[int], arr: np.ndarray, chunks: list[int]) -> _Piece:
+    """Zarr stores edge chunks full-size: pad at the end when only dim 0 is short, else copy."""
+    if list(arr.shape) == chunks or arr.ndim == 0:
+        return _Piece(name, index, np.ascontiguousarray(arr), 0)
+    if list(arr.shape[1:]) == chunks[1:]:
+        pad = (chunks[0] - arr.shape[0]) * math.prod(chunks[1:]) * arr.dtype.itemsize
+        return _Piece(name, index, np.ascontiguousarray(arr), pad)
+    full = np.zeros(chunks, arr.dtype)
+    full[tuple(slice(0, s) for s in arr.shape)] = arr
+    return _Piece(name, index, full, 0)
+
+
+def write_pieces(tmp: Path, pieces: list[_Piece], threads: int,
+                 metas: Mapping[str, dict] | None = None) -> dict[str, list[dict]]:
+    """Write this rank's chunk files in parallel (and the zarr.json of each tensor whose first
+    chunk it holds), then fsync them in one concurrent batch; name -> chunk entries."""
+    for name in sorted({p.name for p in pieces}):
+        fsio.make_dirs(tmp / name)
+    written: list[Path] = []
+
+    def one(piece: _Piece) -> tuple[str, dict]:
+        path = tmp / piece.name / chunk_key(piece.index)
+        nbytes, crc = fsio.write_file(path, piece.data, pad=piece.pad, fsync=False)
+        written.append(path)
+        if metas is not None and not any(piece.index):
+            entry = TensorEntry(**_entry_kwargs(metas[piece.name]), chunks=[])
+            fsio.write_small(tmp / piece.name / "zarr.json", dumps(array_metadata(entry)), fsync=False)
+            written.append(tmp / piece.name / "zarr.json")
+        return piece.name, {"index": piece.index, "nbytes": nbytes, "crc32c": crc}
+
+    # largest first keeps the pool busy to the end
+    order = sorted(pieces, key=lambda p: -p.data.nbytes)
+    out: dict[str, list[dict]] = {}
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for name, entry in pool.map(one, order):
+            out.setdefault(name, []).append(entry)
+    # durability in one batch: fsyncs issued together share journal commits and device flushes
+    fsio.fsync_paths(written)
+    return out
+
+
+def _entry_kwargs(meta: dict) -> dict:
+    return {**meta, "split": SplitInfo(**meta["split"]) if meta["split"] else None}
+
+
+def save(directory: Path | str, state: Mapping[str, Any], *, step: int,
+         comm: Communicator | None = None, layout: Mapping[str, Any] | None = None,
+         tags: list[str] | tuple[str, ...] = (), metadata: Mapping[str, Any] | None = None,
+         chunk_shapes: Mapping[str, list[int]] | None = None,
+         splits: Mapping[str, tuple[int, int]] | None = None, record_world_size: int | None = None,
+         threads: int = DEFAULT_THREADS, _after_chunks: Any = None,
+         _created_at: str | None = None) -> SaveResult:
+    """Save ``state`` (nested dicts of arrays/tensors/:class:`Shard`) as checkpoint ``step``.
+
+    With ``comm`` (an mpi4py communicator) every rank calls this with its own pieces; rank 0
+    commits. Returns the committed checkpoint on every rank.
+
+    ``chunk_shapes`` and ``splits`` (name -> (dim, parts)) lay out whole tensors written by one
+    process as if they had been split (used by offline resharding and HDF5 import);
+    ``record_world_size`` overrides the world size written to the manifest.
+    """
+    comm = comm or SingleProcess()
+    rank, world = comm.Get_rank(), comm.Get_size()
+    root = Path(directory)
+    _check_header(step, layout, tags, metadata)
+    t0 = time.perf_counter()
+    started = _collective(comm, lambda: _begin(root, step) if rank == 0 else None)
+    tmp, cleaned = Path(started[0]), started[1]
+    try:
+        def work() -> tuple[dict, dict]:
+            metas, pieces = plan(state, rank, world, chunk_shapes, splits)
+            written = write_pieces(tmp, pieces, threads, metas)
+            if _after_chunks is not None:
+                _after_chunks()
+            return metas, written
+        result = _gather_or_raise(comm, work)
+        header = {"step": step, "world_size": record_world_size or world, "layout": dict(layout or {}),
+                  "tags": list(tags), "user_metadata": dict(metadata or {}),
+                  "created_at": _created_at or datetime.now(UTC).isoformat(timespec="seconds")}
+        final = _collective(comm, lambda: str(_commit(root, tmp, header, result)) if rank == 0 else None)
+    except BaseException:
+        if rank == 0:
+            fsio.remove_tree(tmp)
+        raise
+    nbytes = sum(c["nbytes"] for _, w in (result or []) for cs in w.values() for c in cs) \
+        if rank == 0 else 0
+    nbytes = comm.bcast(nbytes, root=0)
+    res = SaveResult(Path(final), step, nbytes, time.perf_counter() - t0, cleaned)
+    if rank == 0:
+        emit("checkpoint.saved", path=str(final), step=step, bytes=nbytes,
+             seconds=round(res.seconds, 3), world_size=world)
+    return res
+
+
+def _check_header(step: Any, layout: Any, tags: Any, metadata: Any) -> None:
+    """Fail before writing anything if the manifest fields cannot be stored as JSON."""
+    import json
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"step must be a non-negative integer, got {step!r}")
+    if not all(isinstance(t, str) for t in tags):
+        raise CheckpointError(f"tags must be strings, got {list(tags)!r}")
+    for what, value in (("layout", layout), ("metadata", metadata)):
+        try:
+            json.dumps(dict(value or {}), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{what} must be a JSON object of plain values: {exc}",
+                                  hint="pass numbers, strings, lists and dicts (no tensors or objects)") from None
+
+
+def _begin(root: Path, step: int) -> tuple[str, list[str]]:
+    fsio.make_dirs(root)
+    with store.root_lock(root):
+        cleaned = store.clean_leftovers(root)
+        if (root / store.step_dir_name(step)).exists():
+            raise CheckpointError(f"checkpoint for step {step} already exists in {root}",
+                                  hint="save under a new step, or prune/delete the old one first")
+        tmp = root / f"{store.TMP_PREFIX}{store.step_dir_name(step)}-{os.getpid()}-{os.urandom(4).hex()}"
+        fsio.make_dir(tmp)
+    return str(tmp), cleaned
+
+
+def _collective(comm: Communicator, fn: Any) -> Any:
+    """Run ``fn`` on rank 0 and broadcast its value, or its error to every rank."""
+    try:
+        out: Any = ("ok", fn())
+    except Exception as exc:  # noqa: BLE001 - re-raised on every rank below
+        out = ("err", exc)
+    out = comm.bcast(out, root=0)
+    if out[0] == "err":
+        raise out[1]
+    return out[1]
+
+
+def _polite_wait(comm: Communicator) -> None:
+    """Wait for every rank without spinning (MPICH busy-polls in blocking collectives, which on
+    an oversubscribed node steals the CPU from ranks still writing). Plain barrier otherwise."""
+    ibarrier = getattr(comm, "Ibarrier", None)
+    if ibarrier is None or comm.Get_size() == 1:
+        return
+    req = ibarrier()
+    while not req.Test():
+        time.sleep(0.0005)
+
+
+def _gather_or_raise(comm: Communicator, fn: Any) -> list | None:
+    try:
+        mine: Any = ("ok", fn())
+    except Exception as exc:  # noqa: BLE001
+        mine = ("err", exc)
+    _polite_wait(comm)
+    gathered = comm.gather(mine, root=0)
+    errors = [g[1] for g in gathered or [] if g[0] == "err"]
+    first = comm.bcast(errors[0] if errors else (mine[1] if mine[0] == "err" else None), root=0)
+    if first is not None:
+        raise first
+    return [g[1] for g in gathered] if gathered else None
+
+
+def _commit(root: Path, tmp: Path, header: dict[str, Any], per_rank: list) -> Path:
+    tensors = _merge(per_rank)
+    step = header["step"]
+    manifest = Manifest(format=FORMAT_NAME, format_version=FORMAT_VERSION, **header,
+                        nbytes=sum(c.nbytes for t in tensors.values() for c in t.chunks), tensors=tensors)
+    _write_metadata(tmp, manifest)
+    final = root / store.step_dir_name(step)
+    with store.root_lock(root):
+        if final.exists():
+            raise CheckpointError(f"checkpoint for step {step} appeared in {root} during the save")
+        os.rename(tmp, final)
+        fsio.fsync_dir(root)
+        store.set_latest(root, final.name)
+    return final
+
+
+def _merge(per_rank: list[tuple[dict, dict]]) -> dict[str, TensorEntry]:
+    metas: dict[str, dict] = {}
+    chunks: dict[str, list[dict]] = {}
+    for rank, (rank_metas, written) in enumerate(per_rank):
+        for name, meta in rank_metas.items():
+            if metas.setdefault(name, meta) != meta:
+                raise CheckpointError(f"{name}: rank {rank} disagrees with rank 0 about the tensor: "
+                                      f"{meta} vs {metas[name]}")
+        for name, entries in written.items():
+            chunks.setdefault(name, []).extend(entries)
+    names = set(metas)
+    for name in names:
+        parent = name.rsplit("/", 1)[0] if "/" in name else None
+        while parent:
+            if parent in names:
+                raise CheckpointError(f"{parent!r} is both a tensor and a group of {name!r}")
+            parent = parent.rsplit("/", 1)[0] if "/" in parent else None
+    out = {}
+    for name in sorted(metas):
+        entries = sorted(chunks.get(name, []), key=lambda c: c["index"])
+        out[name] = TensorEntry(**_entry_kwargs(metas[name]), chunks=[ChunkEntry(**c) for c in entries])
+    from fabric_hpc.checkpoint.format import _entry_problems
+    problems = [p for name, e in out.items() for p in _entry_problems(name, e)]
+    if problems:
+        raise CheckpointError("ranks did not write a complete checkpoint: " + "; ".join(problems[:5]),
+                              hint="every rank must pass the same tensor names and all parts")
+    return out
+
+
+def _write_metadata(tmp: Path, manifest: Manifest) -> None:
+    """zarr.json for every array and group and the root (with the manifest), then fsync all of
+    them and every directory, concurrently. The checkpoint is not visible until the rename."""
+    groups: set[str] = set()
+    written: list[Path] = []
+    for name, entry in manifest.tensors.items():
+        if not any(not any(c.index) for c in entry.chunks):  # no rank held chunk 0 (empty tensor)
+            fsio.make_dirs(tmp / name)
+            fsio.write_small(tmp / name / "zarr.json", dumps(array_metadata(entry)), fsync=False)
+            written.append(tmp / name / "zarr.json")
+        parts = name.split("/")
+        groups.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    for group in sorted(groups):
+        fsio.write_small(tmp / group / "zarr.json", dumps(group_metadata()), fsync=False)
+        written.append(tmp / group / "zarr.json")
+    fsio.write_small(tmp / MANIFEST, dumps(manifest_document(manifest)), fsync=False)
+    written.append(tmp / MANIFEST)
+    dirs = [Path(d) for d, _, _ in os.walk(tmp)]
+    fsio.fsync_paths(written + dirs)

@@ -1,0 +1,184 @@
+"""``fabric ckpt``: list, show, verify, restore (reshard), prune, export/import HDF5."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fabric_hpc.cli.output import console, json_option, render, table
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+@contextmanager
+def _progress(label: str, total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr (bytes done / total); silent with --json or no terminal."""
+    if not enabled or total <= 0:
+        yield lambda n: None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), console=console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+step_option = click.option("--step", type=int, default=None, help="Step to use (default: latest).")
+
+
+@click.group("ckpt")
+def group() -> None:
+    """Checkpoints: list, show, verify, restore onto another world size, prune, HDF5."""
+
+
+@group.command("list")
+@click.argument("directory", type=click.Path(path_type=Path))
+@json_option
+def list_cmd(directory: Path, as_json: bool) -> None:
+    """List the committed checkpoints under DIRECTORY (newest last)."""
+    from fabric_hpc.checkpoint import CheckpointError, open_checkpoint
+    from fabric_hpc.checkpoint.store import list_checkpoints, read_latest
+    latest = read_latest(directory)
+    rows = []
+    for ref in list_checkpoints(directory):
+        try:
+            m = open_checkpoint(ref.path).manifest
+            rows.append({"step": ref.step, "path": str(ref.path), "latest": ref.path.name == latest,
+                         "created_at": m.created_at, "world_size": m.world_size, "tensors": len(m.tensors),
+                         "bytes": m.nbytes, "tags": m.tags})
+        except CheckpointError as exc:
+            rows.append({"step": ref.step, "path": str(ref.path), "latest": ref.path.name == latest,
+                         "error": exc.message})
+    render(as_json, rows, lambda c: c.print(table(
+        f"checkpoints in {directory}", ["step", "latest", "created", "world", "tensors", "size", "tags"],
+        [(r["step"], "*" if r["latest"] else "", r.get("created_at", r.get("error")), r.get("world_size"),
+          r.get("tensors"), _size(r["bytes"]) if "bytes" in r else "", ",".join(r.get("tags", [])))
+         for r in rows])))
+
+
+@group.command("show")
+@click.argument("path", type=click.Path(path_type=Path))
+@step_option
+@json_option
+def show_cmd(path: Path, step: int | None, as_json: bool) -> None:
+    """Show a checkpoint's manifest and tensor index (PATH: a checkpoint or a root)."""
+    from fabric_hpc.checkpoint import open_checkpoint
+    ck = open_checkpoint(path, step)
+    m = ck.manifest
+    data = {"path": str(ck.path), **m.model_dump(mode="json", exclude={"tensors"}),
+            "tensors": {n: {"dtype": e.dtype, "shape": e.shape, "chunk_shape": e.chunk_shape,
+                            "split": e.split.model_dump() if e.split else None, "chunks": len(e.chunks),
+                            "bytes": sum(c.nbytes for c in e.chunks)} for n, e in m.tensors.items()}}
+
+    def human(c: Any) -> None:
+        c.print(f"{ck.path}  step {m.step}  created {m.created_at}  world size {m.world_size}  "
+                f"{_size(m.nbytes)}  format v{m.format_version}")
+        if m.layout or m.tags or m.user_metadata:
+            c.print(f"layout {m.layout}  tags {m.tags}  metadata {m.user_metadata}")
+        c.print(table(None, ["tensor", "dtype", "shape", "split", "chunks", "size"],
+                      [(n, t["dtype"], t["shape"], f"dim {t['split']['dim']} / {t['split']['parts']}"
+                        if t["split"] else "", t["chunks"], _size(t["bytes"])) for n, t in data["tensors"].items()]))
+    render(as_json, data, human)
+
+
+@group.command("verify")
+@click.argument("path", type=click.Path(path_type=Path))
+@step_option
+@click.option("--all", "all_steps", is_flag=True, help="Verify every committed checkpoint under PATH.")
+@json_option
+def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> None:
+    """Check every chunk checksum and the metadata; exit 3 and name the damage if any."""
+    from fabric_hpc.checkpoint import CheckpointCorruptError, open_checkpoint, verify
+    from fabric_hpc.checkpoint.store import list_checkpoints
+    refs = [r.step for r in list_checkpoints(path)] if all_steps else [step]
+    reports = []
+    for s in refs:
+        try:
+            total = open_checkpoint(path, s).manifest.nbytes
+        except CheckpointCorruptError:
+            total = 0
+        with _progress(f"verify step {s if s is not None else 'latest'}", total, not as_json) as tick:
+            reports.append(verify(path, step=s, progress=tick))
+    render(as_json, [r.as_dict() for r in reports], lambda c: [
+        c.print(f"{'OK' if r.ok else 'DAMAGED'}  {r.path}  {r.tensors} tensors, {r.chunks} chunks, "
+                f"{_size(r.nbytes)}" + "".join(f"\n  - {p}" for p in r.problems)) for r in reports])
+    bad = [r for r in reports if not r.ok]
+    if bad:
+        raise CheckpointCorruptError(f"{len(bad)} checkpoint(s) damaged: " + ", ".join(str(r.path) for r in bad),
+                                     hint="restore an older step (`fabric ckpt list`), or re-save")
+
+
+@group.command("restore")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--to-world-size", "world_size", type=click.IntRange(min=1), required=True,
+              help="Lay split tensors out for this many ranks.")
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True,
+              help="Checkpoint root to write the resharded checkpoint into.")
+@step_option
+@json_option
+def restore_cmd(path: Path, world_size: int, out: Path, step: int | None, as_json: bool) -> None:
+    """Rewrite a checkpoint for another world size (verifying every chunk it reads)."""
+    from fabric_hpc.checkpoint import open_checkpoint
+    from fabric_hpc.checkpoint.reshard import reshard
+    total = open_checkpoint(path, step).manifest.nbytes
+    with _progress("reshard", total, not as_json) as tick:
+        res = reshard(path, out, world_size, step=step, progress=tick)
+    data = {"path": str(res.path), "step": res.step, "world_size": world_size, "bytes": res.nbytes,
+            "seconds": round(res.seconds, 3)}
+    render(as_json, data, lambda c: c.print(f"wrote {res.path} for world size {world_size} "
+                                            f"({_size(res.nbytes)})"))
+
+
+@group.command("prune")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--keep-last", type=click.IntRange(min=1), required=True, help="Keep the newest N.")
+@click.option("--keep-every", type=click.IntRange(min=1), default=None, help="Also keep steps divisible by K.")
+@click.option("--keep-tagged/--no-keep-tagged", default=True, show_default=True, help="Keep tagged checkpoints.")
+@click.option("--dry-run", is_flag=True, help="Only show what would be removed.")
+@json_option
+def prune_cmd(directory: Path, keep_last: int, keep_every: int | None, keep_tagged: bool,
+              dry_run: bool, as_json: bool) -> None:
+    """Delete old checkpoints (never latest; checkpoints being read are skipped)."""
+    from fabric_hpc.checkpoint import RetentionPolicy, prune
+    res = prune(directory, RetentionPolicy(keep_last, keep_every, keep_tagged), dry_run=dry_run)
+    data = {"removed": res.removed, "kept": res.kept, "busy": res.busy, "dry_run": dry_run}
+    render(as_json, data, lambda c: c.print(
+        f"{'would remove' if dry_run else 'removed'} {res.removed or 'nothing'}; kept {res.kept}"
+        + (f"; busy (being read, retry later) {res.busy}" if res.busy else "")))
+
+
+@group.command("export")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--h5", "h5", type=click.Path(path_type=Path), required=True, help="HDF5 file to write.")
+@step_option
+@json_option
+def export_cmd(path: Path, h5: Path, step: int | None, as_json: bool) -> None:
+    """Export a checkpoint to one HDF5 file."""
+    from fabric_hpc.checkpoint import open_checkpoint
+    from fabric_hpc.checkpoint.hdf5 import export_h5
+    total = open_checkpoint(path, step).manifest.nbytes
+    with _progress("export", total, not as_json) as tick:
+        out = export_h5(path, h5, step=step, progress=tick)
+    render(as_json, {"h5": str(out)}, lambda c: c.print(f"wrote {out}"))
+
+
+@group.command("import")
+@click.option("--h5", "h5", type=click.Path(path_type=Path), required=True, help="HDF5 file to read.")
+@click.argument("directory", type=click.Path(path_type=Path))
+@json_option
+def import_cmd(h5: Path, directory: Path, as_json: bool) -> None:
+    """Import an exported HDF5 file as a checkpoint under DIRECTORY."""
+    from fabric_hpc.checkpoint.hdf5 import import_h5
+    res = import_h5(h5, directory)
+    render(as_json, {"path": str(res.path), "step": res.step, "bytes": res.nbytes},
+           lambda c: c.print(f"imported {h5} as {res.path}"))

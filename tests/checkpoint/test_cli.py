@@ -1,0 +1,83 @@
+"""``fabric ckpt``: every command end to end through main() (exit codes, --json, no tracebacks)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fabric_hpc.checkpoint import Shard, list_checkpoints, open_checkpoint, restore, save
+from fabric_hpc.cli.main import main
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    w = np.arange(40, dtype=np.float32).reshape(10, 4)
+    for step in (1, 2, 3):
+        save(tmp_path / "ck", {"model": {"w": Shard.of(w, 0, 0, 1)}, "b": np.full(3, step)}, step=step,
+             tags=["best"] if step == 1 else [])
+    return tmp_path / "ck"
+
+
+def test_list_show_verify(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "ckpt", "list", str(root), "--json")
+    rows = json.loads(out)
+    assert code == 0 and [r["step"] for r in rows] == [1, 2, 3] and rows[-1]["latest"] and rows[0]["tags"] == ["best"]
+    code, out, _ = _run(capsys, "ckpt", "list", str(root))
+    assert code == 0 and "step" in out and "best" in out
+    code, out, _ = _run(capsys, "ckpt", "show", str(root), "--json")
+    data = json.loads(out)
+    assert code == 0 and data["step"] == 3 and data["tensors"]["model/w"]["shape"] == [10, 4]
+    code, out, _ = _run(capsys, "ckpt", "show", str(root), "--step", "2")
+    assert code == 0 and "model/w" in out and "float32" in out
+    code, out, _ = _run(capsys, "ckpt", "verify", str(root), "--all", "--json")
+    assert code == 0 and all(r["ok"] for r in json.loads(out))
+
+
+def test_verify_damaged_exits_3_naming_the_chunk(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    chunk = open_checkpoint(root).path / "model" / "w" / "c.0.0"
+    chunk.write_bytes(b"\0" * chunk.stat().st_size)
+    code, out, err = _run(capsys, "ckpt", "verify", str(root))
+    assert code == 3 and "model/w/c.0.0: checksum mismatch" in out and "damaged" in err
+    assert "Traceback" not in err and "fix:" in err
+
+
+def test_restore_to_world_size_prune_export_import(root: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "ckpt", "restore", str(root), "--to-world-size", "4",
+                        "--out", str(tmp_path / "r4"), "--json")
+    assert code == 0 and json.loads(out)["world_size"] == 4
+    assert len(open_checkpoint(tmp_path / "r4").entry("model/w").chunks) == 4
+    assert np.array_equal(restore(tmp_path / "r4", rank=3, world_size=4)["model"]["w"],
+                          np.arange(40, dtype=np.float32).reshape(10, 4)[9:])
+    code, out, _ = _run(capsys, "ckpt", "export", str(root), "--h5", str(tmp_path / "x.h5"), "--json")
+    assert code == 0 and (tmp_path / "x.h5").is_file()
+    code, out, _ = _run(capsys, "ckpt", "import", "--h5", str(tmp_path / "x.h5"), str(tmp_path / "imp"))
+    assert code == 0 and open_checkpoint(tmp_path / "imp").manifest == open_checkpoint(root).manifest
+    code, out, _ = _run(capsys, "ckpt", "prune", str(root), "--keep-last", "1", "--json")
+    assert code == 0 and json.loads(out)["removed"] == [2]  # 1 is tagged
+    assert [r.step for r in list_checkpoints(root)] == [1, 3]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["ckpt", "list", "/nonexistent/ck"], "no checkpoint directory"),
+    (["ckpt", "show", "{root}", "--step", "99"], "no checkpoint for step 99"),
+    (["ckpt", "import", "--h5", "/nonexistent.h5", "{root}"], "no HDF5 file"),
+])
+def test_user_mistakes_are_clean_errors(root: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+                                        needle: str) -> None:
+    code, _, err = _run(capsys, *[a.replace("{root}", str(root)) for a in args])
+    assert code == 3 and needle in err and "Traceback" not in err
+
+
+def test_bad_flag_value_is_usage_error(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "ckpt", "prune", str(root), "--keep-last", "0")
+    assert code == 2 and "keep-last" in err

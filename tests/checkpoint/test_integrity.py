@@ -1,0 +1,129 @@
+"""Atomic commit, leftovers, verify and restore's refusal of damaged checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fabric_hpc.checkpoint import (
+    CheckpointCorruptError, CheckpointError, CheckpointNotFoundError, list_checkpoints, open_checkpoint,
+    restore, save, verify,
+)
+from fabric_hpc.checkpoint.store import read_latest
+from fabric_hpc.errors import ConfigError
+
+
+def _state(seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"a": {"w": rng.standard_normal((32, 16)).astype(np.float32)}, "b": rng.integers(0, 9, 100)}
+
+
+def test_latest_pointer_and_steps(tmp_path: Path) -> None:
+    for step in (1, 2, 5):
+        save(tmp_path, _state(step), step=step)
+    assert read_latest(tmp_path) == "step-0000000005"
+    assert [r.step for r in list_checkpoints(tmp_path)] == [1, 2, 5]
+    assert np.array_equal(restore(tmp_path, step=2)["b"], _state(2)["b"])
+    with pytest.raises(CheckpointError, match="already exists"):
+        save(tmp_path, _state(), step=5)
+    with pytest.raises(CheckpointNotFoundError, match="steps present"):
+        restore(tmp_path, step=3)
+
+
+def test_failed_save_leaves_previous_checkpoint_and_no_leftovers(tmp_path: Path) -> None:
+    save(tmp_path, _state(1), step=1)
+
+    def boom() -> None:
+        raise OSError("disk on fire")
+
+    with pytest.raises(OSError, match="disk on fire"):
+        save(tmp_path, _state(2), step=2, _after_chunks=boom)
+    assert read_latest(tmp_path) == "step-0000000001"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "latest", "step-0000000001"]
+
+
+def test_leftovers_of_a_crash_are_cleaned_on_next_save(tmp_path: Path) -> None:
+    save(tmp_path, _state(1), step=1)
+    (tmp_path / ".tmp-step-0000000002-123-abcd").mkdir()
+    (tmp_path / ".tmp-step-0000000002-123-abcd" / "junk").write_bytes(b"x" * 10)
+    (tmp_path / ".trash-step-0000000000-ffff").mkdir()
+    (tmp_path / ".latest-99-beef").write_text("step-0000000002")
+    res = save(tmp_path, _state(3), step=3)
+    assert sorted(res.cleaned) == [".latest-99-beef", ".tmp-step-0000000002-123-abcd", ".trash-step-0000000000-ffff"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "latest", "step-0000000001", "step-0000000003"]
+
+
+def test_dangling_latest_falls_back_to_newest(tmp_path: Path) -> None:
+    save(tmp_path, _state(1), step=1)
+    (tmp_path / "latest").write_text("step-0000000009\n")
+    assert open_checkpoint(tmp_path).step == 1
+
+
+def _chunk(root: Path, name: str = "a/w") -> Path:
+    return open_checkpoint(root).path / name / "c.0.0"
+
+
+def test_verify_detects_flipped_byte_and_restore_refuses(tmp_path: Path) -> None:
+    save(tmp_path, _state(), step=1)
+    assert verify(tmp_path).ok
+    path = _chunk(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[1000] ^= 0x01
+    path.write_bytes(bytes(data))
+    report = verify(tmp_path)
+    assert not report.ok and report.problems == [f"a/w/c.0.0: checksum mismatch" + report.problems[0].split("mismatch")[1]]
+    with pytest.raises(CheckpointCorruptError, match=r"damaged chunk a/w/c.0.0: crc32c") as info:
+        restore(tmp_path)
+    assert isinstance(info.value, ConfigError) and "older step" in str(info.value)
+    assert np.array_equal(restore(tmp_path, names=["b"])["b"], _state()["b"])  # the intact part still reads
+
+
+def test_verify_detects_truncated_and_missing_chunks(tmp_path: Path) -> None:
+    save(tmp_path, _state(), step=1)
+    path = _chunk(tmp_path)
+    os.truncate(path, 100)
+    os.remove(open_checkpoint(tmp_path).path / "b" / "c.0")
+    problems = verify(tmp_path).problems
+    assert any(p.startswith("a/w/c.0.0: truncated") for p in problems)
+    assert "b/c.0: missing" in problems
+    with pytest.raises(CheckpointCorruptError, match="expected 2048"):
+        restore(tmp_path, names=["a"])
+    with pytest.raises(CheckpointCorruptError, match="b/c.0: chunk file is missing"):
+        restore(tmp_path, names=["b"])
+
+
+def test_verify_detects_manifest_that_does_not_match_arrays(tmp_path: Path) -> None:
+    res = save(tmp_path, _state(), step=1)
+    meta = res.path / "a" / "w" / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc["shape"] = [64, 16]
+    meta.write_text(json.dumps(doc))
+    (res.path / "b" / "c.1").write_bytes(b"stray")
+    problems = verify(tmp_path).problems
+    assert any("a/w/zarr.json: shape is [64, 16], manifest says [32, 16]" in p for p in problems)
+    assert "b/c.1: chunk file not in the manifest" in problems[-1] or any("b/c.1" in p for p in problems)
+
+
+def test_tampered_manifest_cannot_escape_directory(tmp_path: Path) -> None:
+    res = save(tmp_path, _state(), step=1)
+    root_meta = res.path / "zarr.json"
+    doc = json.loads(root_meta.read_text())
+    entry = doc["attributes"]["fabric_checkpoint"]["tensors"].pop("b")
+    entry["path"] = "../../../etc/passwd"
+    doc["attributes"]["fabric_checkpoint"]["tensors"]["../../../etc/passwd"] = entry
+    root_meta.write_text(json.dumps(doc))
+    with pytest.raises(CheckpointCorruptError, match="not allowed"):
+        restore(tmp_path)
+    assert not verify(tmp_path).ok
+
+
+def test_garbage_manifest_is_reported_not_crashing(tmp_path: Path) -> None:
+    res = save(tmp_path, _state(), step=1)
+    (res.path / "zarr.json").write_text("{not json")
+    assert not verify(res.path).ok
+    with pytest.raises(CheckpointCorruptError, match="manifest is not valid"):
+        restore(res.path)

@@ -1,0 +1,182 @@
+"""Format and round trips: every dtype and shape, bf16 lossless, plain zarr can read it."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from fabric_hpc.checkpoint import (
+    CheckpointError, Shard, open_checkpoint, restore, save, verify,
+)
+from tests.checkpoint.builders import assert_same, full_state
+
+NUMPY_DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                "float16", "float32", "float64", "complex64", "complex128"]
+TORCH_ONLY = [torch.bfloat16, torch.float8_e4m3fn, torch.float8_e5m2]
+
+_counter = iter(range(10**9))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(arr=hnp.arrays(st.sampled_from(NUMPY_DTYPES), hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=5)),
+       parts=st.integers(1, 4), split=st.booleans())
+def test_numpy_roundtrip_every_dtype_and_shape(tmp_path: Path, arr: np.ndarray, parts: int, split: bool) -> None:
+    root = tmp_path / str(next(_counter))
+    chunks = None
+    if split and arr.ndim:
+        chunks = {"x": [max(1, -(-arr.shape[0] // parts)), *[max(1, s) for s in arr.shape[1:]]]}
+    save(root, {"x": arr}, step=1, chunk_shapes=chunks)
+    got = restore(root)["x"]
+    assert got.dtype == arr.dtype and got.shape == arr.shape
+    assert got.tobytes() == arr.tobytes()  # bitwise: NaN payloads and -0.0 survive
+    plain = zarr.open_group(root / "step-0000000001", mode="r")["x"][...]
+    assert plain.tobytes() == arr.tobytes()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(dtype=st.sampled_from(TORCH_ONLY + [torch.float32, torch.int32, torch.bool]),
+       shape=st.lists(st.integers(0, 6), min_size=0, max_size=3))
+def test_torch_roundtrip_including_bf16_and_fp8(tmp_path: Path, dtype: torch.dtype, shape: list[int]) -> None:
+    root = tmp_path / str(next(_counter))
+    t = (torch.randn(shape) * 100).to(dtype)
+    save(root, {"t": t}, step=3)
+    got = restore(root, as_torch=True)["t"]
+    assert got.dtype == t.dtype and got.shape == t.shape
+    assert got.reshape(-1).view(torch.uint8).tolist() == t.reshape(-1).view(torch.uint8).tolist()
+
+
+def test_bf16_is_stored_as_uint16_with_real_dtype_attribute(tmp_path: Path) -> None:
+    t = torch.tensor([1.5, -2.25, float("nan")], dtype=torch.bfloat16)
+    res = save(tmp_path, {"a": {"b": t}}, step=1)
+    arr = zarr.open_group(res.path, mode="r")["a/b"]
+    assert arr.dtype == np.uint16
+    assert arr.attrs["fabric"]["dtype"] == "bfloat16"
+    assert np.array_equal(arr[:], t.view(torch.int16).numpy().view(np.uint16))
+
+
+def test_nested_state_roundtrip_and_manifest(tmp_path: Path) -> None:
+    state = full_state()
+    res = save(tmp_path, state, step=100, layout={"tp": 1}, tags=["best"], metadata={"lr": 3e-4})
+    assert_same(state, restore(tmp_path, as_torch=False))
+    ck = open_checkpoint(tmp_path)
+    assert ck.step == 100 and ck.manifest.world_size == 1 and ck.manifest.tags == ["best"]
+    assert ck.manifest.user_metadata == {"lr": 3e-4}
+    assert sorted(ck.names) == ck.names and "model/layers/0/w" in ck.names
+    assert ck.manifest.nbytes == res.nbytes > 0
+    # the manifest is plain JSON in the root group's attributes (no pickle anywhere)
+    doc = json.loads((res.path / "zarr.json").read_text())
+    assert doc["node_type"] == "group" and doc["attributes"]["fabric_checkpoint"]["step"] == 100
+    group = zarr.open_group(res.path, mode="r")
+    assert group["model/layers/1/b"][:].tobytes() == state["model"]["layers"]["1"]["b"].tobytes()
+
+
+def test_permissions_are_private(tmp_path: Path) -> None:
+    res = save(tmp_path / "ck", full_state(), step=1)
+    for dirpath, dirs, files in os.walk(res.path):
+        assert stat.S_IMODE(os.stat(dirpath).st_mode) == 0o700, dirpath
+        for f in files:
+            assert stat.S_IMODE(os.stat(Path(dirpath, f)).st_mode) == 0o600, f
+
+
+@pytest.mark.parametrize("bad", ["../evil", "a/../../b", ".hidden", "__x", "a//b", "zarr.json", "a/c", "/abs"])
+def test_names_cannot_escape_or_collide(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(CheckpointError, match="not allowed"):
+        save(tmp_path, {bad: np.zeros(2)}, step=1)
+    assert not any(p.name.startswith("step-") for p in tmp_path.iterdir())
+
+
+def test_tensor_and_group_with_same_name_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="both a tensor and a group"):
+        save(tmp_path, {"a": np.zeros(2), "a/b": np.zeros(2)}, step=1)
+
+
+def test_unsupported_values_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="cannot save a list"):
+        save(tmp_path, {"x": [1, 2]}, step=1)
+    with pytest.raises(CheckpointError, match="not supported"):
+        save(tmp_path, {"x": np.array(["a"])}, step=1)
+
+
+def test_partial_restore_region_preallocated_and_cast(tmp_path: Path) -> None:
+    state = full_state()
+    w = state["model"]["layers"]["0"]["w"]
+    save(tmp_path, {"model": {"layers": {"0": {"w": Shard.of(w, 0, 0, 1)}}}, "other": np.ones(3)}, step=1,
+         chunk_shapes=None)
+    part = restore(tmp_path, names=["model"])
+    assert list(part) == ["model"]
+    out = np.empty_like(w)
+    got = restore(tmp_path, into={"model": {"layers": {"0": {"w": out}}}})
+    assert got["model"]["layers"]["0"]["w"] is out and np.array_equal(out, w)
+    as64 = restore(tmp_path, names=["model/layers/0/w"], dtype="float64")["model"]["layers"]["0"]["w"]
+    assert as64.dtype == np.float64 and np.array_equal(as64, w.astype(np.float64))
+    ck = open_checkpoint(tmp_path)
+    region = ck.read("model/layers/0/w", region=((3, 7), (1, 4)))
+    assert np.array_equal(region, w[3:7, 1:4])
+    bf = ck.read("model/layers/0/w", dtype="bfloat16")
+    assert bf.dtype == torch.bfloat16 and torch.equal(bf, torch.from_numpy(w).to(torch.bfloat16))
+
+
+def test_restore_into_preallocated_bf16_tensor(tmp_path: Path) -> None:
+    t = torch.randn(64, 32).to(torch.bfloat16)
+    save(tmp_path, {"t": t}, step=1)
+    out = torch.empty(64, 32, dtype=torch.bfloat16)
+    restore(tmp_path, into={"t": out})
+    assert torch.equal(out, t)
+
+
+def test_region_reads_touch_only_needed_chunks(tmp_path: Path) -> None:
+    w = np.arange(40 * 6, dtype=np.float32).reshape(40, 6)
+    save(tmp_path, {"w": w}, step=1, chunk_shapes={"w": [10, 6]})
+    ck = open_checkpoint(tmp_path)
+    os.remove(ck.path / "w" / "c.3.0")  # a chunk the region below does not need
+    assert np.array_equal(ck.read("w", region=((12, 25), (0, 6))), w[12:25])
+    assert not verify(tmp_path).ok
+
+
+def test_mixed_split_layouts_in_one_process(tmp_path: Path) -> None:
+    w = np.arange(10 * 7, dtype=np.int32).reshape(10, 7)
+    save(tmp_path, {"w": w}, step=1, chunk_shapes={"w": [3, 4]})  # padded edges in both dims
+    ck = open_checkpoint(tmp_path)
+    for parts in (1, 2, 3, 5):
+        for dim in (0, 1):
+            pieces = [ck.read_shard("w", p, parts, dim=dim) for p in range(parts)]
+            assert np.array_equal(np.concatenate(pieces, axis=dim), w)
+    assert verify(tmp_path).ok
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"metadata": {"x": np.zeros(2)}}, "metadata must be a JSON object"),
+    ({"layout": {"tp": float("nan")}}, "layout must be a JSON object"),
+    ({"tags": ["ok", 3]}, "tags must be strings"),
+    ({"step": -1}, "non-negative"),
+])
+def test_bad_manifest_fields_fail_before_writing(tmp_path: Path, kwargs: dict, needle: str) -> None:
+    args = {"step": 1, **kwargs}
+    with pytest.raises(CheckpointError, match=needle):
+        save(tmp_path, {"a": np.zeros(2)}, **args)
+    assert not any(p.name.startswith(("step-", ".tmp-")) for p in tmp_path.iterdir()) if tmp_path.exists() else True
+
+
+def test_hdf5_import_refuses_foreign_or_broken_files(tmp_path: Path) -> None:
+    import h5py
+
+    from fabric_hpc.checkpoint import CheckpointCorruptError
+    from fabric_hpc.checkpoint.hdf5 import import_h5
+    with h5py.File(tmp_path / "foreign.h5", "w") as f:
+        f["x"] = np.zeros(3)
+    with pytest.raises(CheckpointCorruptError, match="not exported by fabric"):
+        import_h5(tmp_path / "foreign.h5", tmp_path / "ck")
+    with h5py.File(tmp_path / "broken.h5", "w") as f:
+        f.attrs["fabric_checkpoint"] = "{\"format\": 1}"
+    with pytest.raises(CheckpointCorruptError, match="not a valid manifest"):
+        import_h5(tmp_path / "broken.h5", tmp_path / "ck")
