@@ -32,6 +32,7 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "topology": ("fabric_hpc.cli.topology", "Fabric model: generate, import, discover, export, report."),
     "place": ("fabric_hpc.cli.place", "Topology-aware gang placement (cpsat, greedy, Slurm baselines), explained."),
     "ckpt": ("fabric_hpc.cli.ckpt", "Checkpoints: list, show, verify, restore --to-world-size, prune, HDF5."),
+    "infer": ("fabric_hpc.cli.infer", "Batch inference harness: run, status, merge, bench."),
 }
 
 

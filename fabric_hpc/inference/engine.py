@@ -1,0 +1,289 @@
+"""The engine contract: what the harness needs from a continuous-batching inference engine.
+
+The harness (intake, admission, lanes, journal) is engine-agnostic. An engine is anything that
+satisfies :class:`Engine`, a small step-function interface in the style of vLLM's v1 scheduler:
+
+* ``limits`` -- static :class:`EngineLimits`, read once; the harness sizes its token budget and
+  batches from them and never asks the engine for more than they allow.
+* ``add(requests)`` -- hand the engine new sequences (already admitted against ``limits``); the
+  engine prefills them in its next :meth:`Engine.step`. The requests of one ``add`` call are
+  drawn from one shape lane, so an engine that pads a prefill group pads very little.
+* ``step()`` -- run one engine iteration (prefill of newly added sequences plus one decode token
+  for every running one); return the sequences that finished in it. Blocking; called from one
+  executor thread only; no asyncio anywhere on this path.
+* ``active()`` -- number of sequences the engine holds (added, not yet returned).
+* ``close()`` -- release devices and memory; idempotent.
+
+Engines are *built from* an :class:`EngineConfig`: exactly nine required fields, no defaults,
+unknown keys rejected, and each field checked against the engine artefact on disk (see
+:func:`load_engine_config` and ``docs/inference.md``). Engine kinds register a factory and an
+artefact reader with :func:`register_engine`; the simulated engine registers itself, the
+PyTorch and TensorRT-LLM engines register theirs the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import Field
+
+from fabric_hpc.errors import ConfigError, NotFoundError
+from fabric_hpc.validation import StrictModel, parse_model
+
+__all__ = [
+    "ARTEFACT_FIELDS",
+    "Engine",
+    "EngineConfig",
+    "EngineConfigError",
+    "EngineLimits",
+    "EngineRequest",
+    "EngineResult",
+    "build_engine",
+    "check_against_artefact",
+    "load_engine_config",
+    "read_trtllm_artefact",
+    "register_engine",
+]
+
+
+class EngineConfigError(ConfigError):
+    """The engine config is malformed or does not match the engine artefact (exit code 3)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineLimits:
+    """Static capacity of an engine. The harness never exceeds any of these.
+
+    * ``max_batch_size`` -- sequences the engine may hold at once (``active() <= this``).
+    * ``max_num_tokens`` -- tokens one ``step`` may process (new prompt tokens of sequences added
+      since the last step plus one decode token per running sequence).
+    * ``max_input_len`` -- longest prompt accepted.
+    * ``max_seq_len`` -- longest prompt + generated tokens of one sequence.
+    * ``kv_capacity_tokens`` -- KV-cache tokens: the sum over held sequences of
+      ``len(prompt) + max_new_tokens`` (their full reservation) must stay within it.
+    * ``best_batch_size`` -- the batch size at which the engine reaches its best throughput
+      (defaults to ``max_batch_size``); lane choice aims to keep ``active()`` there.
+    """
+
+    max_batch_size: int
+    max_num_tokens: int
+    max_input_len: int
+    max_seq_len: int
+    kv_capacity_tokens: int
+    best_batch_size: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_size", "max_num_tokens", "max_input_len", "max_seq_len",
+                     "kv_capacity_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"EngineLimits.{name} must be >= 1")
+        if not self.best_batch_size:
+            object.__setattr__(self, "best_batch_size", self.max_batch_size)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineRequest:
+    """One sequence to generate: caller id, prompt token ids, generation budget."""
+
+    id: str
+    prompt: Sequence[int]
+    max_new_tokens: int
+
+    @property
+    def reserve_tokens(self) -> int:
+        """KV tokens this sequence may occupy at its longest (prompt + generation reserve)."""
+        return len(self.prompt) + self.max_new_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class EngineResult:
+    """A finished sequence: its id, generated token ids and why it stopped."""
+
+    id: str
+    tokens: list[int]
+    finish_reason: Literal["length", "stop"] = "length"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A continuous-batching engine driven by one blocking executor thread.
+
+    Contract (checked for every implementation by :class:`fabric_hpc.inference.testing.
+    EngineContractTests`):
+
+    1. ``add`` raises :class:`~fabric_hpc.errors.ConfigError` (and adds nothing) when the batch
+       would exceed ``limits`` (batch size, KV capacity, ``max_input_len``, ``max_seq_len``) or
+       an id is already held; ``add([])`` is a no-op.
+    2. ``step`` with nothing active returns ``[]`` promptly.
+    3. every added request is returned by some later ``step`` exactly once, with
+       ``1 <= len(tokens) <= max_new_tokens``; ``active()`` counts held requests.
+    4. results depend only on the request (same id + prompt + max_new_tokens -> same tokens), so
+       a rerun after a crash reproduces them.
+    5. ``close`` is idempotent; after it, ``add``/``step`` raise.
+    """
+
+    @property
+    def limits(self) -> EngineLimits: ...
+
+    def add(self, requests: Sequence[EngineRequest]) -> None: ...
+
+    def step(self) -> list[EngineResult]: ...
+
+    def active(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- configuration
+
+ARTEFACT_FIELDS = ("architecture", "dtype", "max_batch_size", "max_input_len", "max_seq_len",
+                   "max_num_tokens", "tensor_parallel_size")
+
+
+class EngineConfig(StrictModel):
+    """The nine required fields of an engine config (no defaults, unknown keys rejected).
+
+    ``engine`` and ``engine_dir`` say what to load; the other seven restate what the artefact was
+    built for and must equal what the artefact says, so a config written for one engine build
+    never silently drives another (wrong dtype, smaller max batch, different parallelism).
+    """
+
+    engine: Literal["simulated", "pytorch", "tensorrt_llm"]
+    engine_dir: str = Field(min_length=1)
+    architecture: str = Field(min_length=1)
+    dtype: Literal["float32", "float16", "bfloat16", "fp8"]
+    max_batch_size: int = Field(ge=1)
+    max_input_len: int = Field(ge=1)
+    max_seq_len: int = Field(ge=2)
+    max_num_tokens: int = Field(ge=1)
+    tensor_parallel_size: int = Field(ge=1)
+
+
+ArtefactReader = Callable[[Path], dict[str, Any]]
+EngineFactory = Callable[..., Engine]
+_REGISTRY: dict[str, tuple[ArtefactReader, EngineFactory | None]] = {}
+
+
+def register_engine(kind: str, reader: ArtefactReader, factory: EngineFactory | None) -> None:
+    """Register an engine kind: ``reader(engine_dir)`` returns the artefact's values for
+    :data:`ARTEFACT_FIELDS`; ``factory(config, **options)`` builds the engine."""
+    _REGISTRY[kind] = (reader, factory)
+
+
+def _registry(kind: str) -> tuple[ArtefactReader, EngineFactory | None]:
+    if kind not in _REGISTRY:
+        # engines register on import; import the built-in modules lazily
+        import importlib
+
+        module = {"simulated": "fabric_hpc.inference.simulated",
+                  "pytorch": "fabric_hpc.inference.engines.pytorch",
+                  "tensorrt_llm": "fabric_hpc.inference.engines.trtllm"}.get(kind)
+        if module:
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError:
+                pass
+    if kind not in _REGISTRY:
+        if kind == "tensorrt_llm":
+            _REGISTRY[kind] = (read_trtllm_artefact, None)
+        else:
+            raise EngineConfigError(f"engine kind {kind!r} is not available in this installation",
+                                    hint=f"registered kinds: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[kind]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise NotFoundError(f"engine artefact {path} does not exist",
+                            hint="engine_dir must point at the built engine directory")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EngineConfigError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise EngineConfigError(f"{path}: expected a JSON object")
+    return data
+
+
+def read_trtllm_artefact(engine_dir: Path) -> dict[str, Any]:
+    """The nine-field view of a TensorRT-LLM engine directory's ``config.json``
+    (``pretrained_config`` + ``build_config``, TensorRT-LLM >= 0.9 layout)."""
+    data = _read_json(engine_dir / "config.json")
+    pre = data.get("pretrained_config") or {}
+    build = data.get("build_config") or {}
+    mapping = pre.get("mapping") or {}
+    return {
+        "architecture": pre.get("architecture"),
+        "dtype": pre.get("dtype"),
+        "max_batch_size": build.get("max_batch_size"),
+        "max_input_len": build.get("max_input_len"),
+        "max_seq_len": build.get("max_seq_len"),
+        "max_num_tokens": build.get("max_num_tokens"),
+        "tensor_parallel_size": mapping.get("tp_size", 1),
+    }
+
+
+def check_against_artefact(config: EngineConfig, artefact: Mapping[str, Any], *,
+                           source: str) -> None:
+    """Raise one :class:`EngineConfigError` naming every field that differs from the artefact."""
+    bad = []
+    for name in ARTEFACT_FIELDS:
+        want, have = getattr(config, name), artefact.get(name)
+        if have is None:
+            bad.append(f"{name}: the artefact does not state it")
+        elif want != have:
+            bad.append(f"{name}: config says {want!r}, artefact {source} says {have!r}")
+    if bad:
+        raise EngineConfigError(
+            f"engine config does not match the engine artefact {source}:\n  " + "\n  ".join(bad),
+            hint="restate the values the engine was built with, or point engine_dir at the "
+                 "engine built for this config")
+
+
+def load_engine_config(data: Mapping[str, Any] | str | os.PathLike[str], *,
+                       check_artefact: bool = True) -> EngineConfig:
+    """Parse an engine config (a mapping, or a JSON/YAML file path) and check it against the
+    artefact in ``engine_dir`` (relative paths resolve against the config file's directory)."""
+    source, base = "engine config", Path.cwd()
+    if not isinstance(data, Mapping):
+        path = Path(data)
+        if not path.is_file():
+            raise NotFoundError(f"engine config {path} does not exist")
+        text = path.read_text(encoding="utf-8")
+        import yaml
+
+        try:
+            data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise EngineConfigError(f"{path}: not valid {path.suffix[1:] or 'JSON'} ({exc})") from None
+        source, base = str(path), path.parent
+    config = parse_model(EngineConfig, data, source=source,
+                         hint="an engine config has exactly nine fields; see docs/inference.md")
+    engine_dir = Path(config.engine_dir)
+    if not engine_dir.is_absolute():
+        config = config.model_copy(update={"engine_dir": str((base / engine_dir).resolve())})
+    if check_artefact:
+        reader, _ = _registry(config.engine)
+        check_against_artefact(config, reader(Path(config.engine_dir)),
+                               source=str(config.engine_dir))
+    return config
+
+
+def build_engine(config: EngineConfig, **options: Any) -> Engine:
+    """Build the engine a (checked) config names.
+
+    Every factory accepts ``local_rank`` (the GPU index on this node: one engine per process,
+    GPU chosen by local rank); other ``options`` are engine-specific run-time settings (e.g. the
+    simulated engine's ``clock``), never capacity: capacity is the artefact's."""
+    _, factory = _registry(config.engine)
+    if factory is None:
+        raise EngineConfigError(
+            f"engine {config.engine!r} cannot run here: its runtime is not installed",
+            hint="tensorrt_llm must import on this node (a site install); see docs/inference.md")
+    return factory(config, **options)

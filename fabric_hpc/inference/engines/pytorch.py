@@ -1,0 +1,332 @@
+"""The PyTorch reference engine: continuous batching over a Llama-style decoder.
+
+Artefact (``engine_dir``): a Hugging Face Llama model directory -- ``config.json`` plus
+``*.safetensors`` weights (as ``save_pretrained`` writes them) -- and ``fabric_engine.json``,
+the build limits the engine is prepared with (:func:`prepare_pytorch_engine` writes it)::
+
+    {"format": "fabric-pytorch-engine-1", "dtype": "bfloat16", "max_batch_size": 256,
+     "max_input_len": 1024, "max_seq_len": 1280, "max_num_tokens": 8192,
+     "tensor_parallel_size": 1, "weights": "safetensors"}      # or "weights": "random", "seed": 0
+
+The nine-field engine config is checked against it: ``architecture`` against
+``config.json``'s ``architectures[0]``, the other six against ``fabric_engine.json``.
+``"weights": "random"`` builds seeded random weights of the ``config.json`` shape (benchmarks,
+tests; no download is possible on CI machines).
+
+torch is imported only when an engine is built or an artefact with weights is prepared.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fabric_hpc.errors import ConfigError, ExternalError, NotFoundError
+from fabric_hpc.inference.engine import (
+    EngineConfig,
+    EngineLimits,
+    EngineRequest,
+    EngineResult,
+    register_engine,
+)
+from fabric_hpc.inference.engines.spec import ARCHITECTURE, PRESETS, LlamaSpec
+
+__all__ = ["ENGINE_FILE", "TorchEngine", "prepare_pytorch_engine", "read_pytorch_artefact"]
+
+ENGINE_FILE = "fabric_engine.json"
+FORMAT = "fabric-pytorch-engine-1"
+_LIMIT_KEYS = ("dtype", "max_batch_size", "max_input_len", "max_seq_len", "max_num_tokens",
+               "tensor_parallel_size")
+_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise NotFoundError(f"{path} does not exist ({what})",
+                            hint="prepare the directory with prepare_pytorch_engine(); see "
+                                 "docs/engines.md")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    return doc
+
+
+def read_pytorch_artefact(engine_dir: Path) -> dict[str, Any]:
+    """The nine-field view of a PyTorch engine directory (see the module docstring)."""
+    engine_dir = Path(engine_dir)
+    if not engine_dir.is_dir():
+        raise NotFoundError(f"engine directory {engine_dir} does not exist",
+                            hint="engine_dir must point at a prepared model directory")
+    model = _read_json(engine_dir / "config.json", "the model's Hugging Face config")
+    build = _read_json(engine_dir / ENGINE_FILE, "the engine's build limits")
+    archs = model.get("architectures") or [None]
+    return {"architecture": archs[0], **{k: build.get(k) for k in _LIMIT_KEYS}}
+
+
+def prepare_pytorch_engine(engine_dir: str | Path, *, dtype: str, max_batch_size: int,
+                           max_input_len: int, max_seq_len: int, max_num_tokens: int,
+                           preset: str | None = None, seed: int = 0) -> dict[str, Any]:
+    """Write ``fabric_engine.json`` (and, with ``preset``, a random-weight ``config.json``);
+    return the matching nine-field engine config.
+
+    Without ``preset`` the directory must already hold a Hugging Face Llama model
+    (``config.json`` + ``*.safetensors``, e.g. from ``save_pretrained``)."""
+    path = Path(engine_dir)
+    if dtype not in _DTYPES:
+        raise ConfigError(f"dtype {dtype!r} is not supported by the PyTorch engine",
+                          hint=f"one of {sorted(_DTYPES)}")
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown model preset {preset!r}", hint=f"one of {sorted(PRESETS)}")
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "config.json").write_text(json.dumps(PRESETS[preset].hf_config(dtype), indent=2))
+        weights: dict[str, Any] = {"weights": "random", "seed": seed, "preset": preset}
+    else:
+        spec_doc = _read_json(path / "config.json", "the model's Hugging Face config")
+        LlamaSpec.from_hf_config(spec_doc, source=str(path / "config.json"))
+        if not sorted(path.glob("*.safetensors")):
+            raise ConfigError(f"{path} holds no *.safetensors weights",
+                              hint="save the model with save_pretrained(dir) (safetensors), or "
+                                   "pass preset= for random weights")
+        weights = {"weights": "safetensors"}
+    doc = {"format": FORMAT, "dtype": dtype, "max_batch_size": max_batch_size,
+           "max_input_len": max_input_len, "max_seq_len": max_seq_len,
+           "max_num_tokens": max_num_tokens, "tensor_parallel_size": 1, **weights}
+    tmp = path / (ENGINE_FILE + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    tmp.replace(path / ENGINE_FILE)
+    return {"engine": "pytorch", "engine_dir": str(path), "architecture": ARCHITECTURE,
+            "dtype": dtype, "max_batch_size": max_batch_size, "max_input_len": max_input_len,
+            "max_seq_len": max_seq_len, "max_num_tokens": max_num_tokens,
+            "tensor_parallel_size": 1}
+
+
+def _load_tensors(engine_dir: Path, device: Any) -> dict[str, Any]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    files = sorted(engine_dir.glob("*.safetensors"))
+    if not files:
+        raise ConfigError(f"{engine_dir} holds no *.safetensors weights",
+                          hint="fabric_engine.json says weights: safetensors; save the model "
+                               "with save_pretrained(dir), or prepare it with preset=")
+    tensors: dict[str, Any] = {}
+    for f in files:
+        try:
+            tensors.update(load_file(str(f), device=str(device)))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ConfigError(f"{f}: not a readable safetensors file ({exc})",
+                              hint="re-save the weights with save_pretrained") from None
+    return tensors
+
+
+def _pick_device(local_rank: int, device: str | None) -> Any:
+    import torch
+
+    if device:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def build_pytorch_engine(config: EngineConfig, *, local_rank: int = 0, device: str | None = None,
+                         stop_at_eos: bool = True, compile_decode: bool = False) -> TorchEngine:
+    """The ``pytorch`` engine factory (see :func:`fabric_hpc.inference.engine.build_engine`).
+
+    ``device``: ``cpu``/``cuda:N`` (default: GPU ``local_rank`` modulo the GPUs visible, so
+    several ranks may share one GPU; CPU without CUDA). ``stop_at_eos``: finish a sequence at the
+    model's EOS token (off for benchmarks that need exact output lengths). ``compile_decode``:
+    ``torch.compile`` the decode pass (meant for GPUs; compiling takes a while)."""
+    import torch
+
+    from fabric_hpc.inference.engines.torch_llama import KVCache, LlamaModel
+
+    engine_dir = Path(config.engine_dir)
+    build = _read_json(engine_dir / ENGINE_FILE, "the engine's build limits")
+    spec = LlamaSpec.from_hf_config(_read_json(engine_dir / "config.json", "model config"),
+                                    source=str(engine_dir / "config.json"))
+    if config.tensor_parallel_size != 1:
+        raise ConfigError("the PyTorch engine runs one GPU per engine (tensor_parallel_size 1)",
+                          hint="run one rank per GPU instead (mpiexec/srun)")
+    if config.dtype not in _DTYPES:
+        raise ConfigError(f"dtype {config.dtype!r} is not supported by the PyTorch engine")
+    if config.max_seq_len > spec.max_position_embeddings:
+        raise ConfigError(f"max_seq_len {config.max_seq_len} exceeds the model's "
+                          f"max_position_embeddings {spec.max_position_embeddings}")
+    dev = _pick_device(local_rank, device)
+    dtype = getattr(torch, config.dtype)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+        need = KVCache.nbytes(spec, config.max_batch_size, config.max_seq_len,
+                              dtype.itemsize) + spec.param_count() * dtype.itemsize
+        free, _ = torch.cuda.mem_get_info(dev)
+        if need > free * 0.95:
+            raise ExternalError(f"{dev}: weights + KV cache need {need / 2**30:.1f} GiB, "
+                                f"{free / 2**30:.1f} GiB free",
+                                hint="lower max_batch_size or max_seq_len (fabric_engine.json "
+                                     "and the engine config)")
+    if build.get("weights") == "random":
+        model = LlamaModel.random(spec, int(build.get("seed", 0)), device=dev, dtype=dtype)
+    elif build.get("weights") == "safetensors":
+        model = LlamaModel(spec, _load_tensors(engine_dir, dev), device=dev, dtype=dtype,
+                           source=f"weights in {engine_dir}")
+    else:
+        raise ConfigError(f"{engine_dir / ENGINE_FILE}: 'weights' must be 'safetensors' or "
+                          f"'random', not {build.get('weights')!r}")
+    limits = EngineLimits(config.max_batch_size, config.max_num_tokens, config.max_input_len,
+                          config.max_seq_len, config.max_batch_size * config.max_seq_len)
+    return TorchEngine(model, limits, stop_at_eos=stop_at_eos, compile_decode=compile_decode)
+
+
+class _Seq:
+    __slots__ = ("req", "slot", "tokens")
+
+    def __init__(self, req: EngineRequest, slot: int) -> None:
+        self.req, self.slot, self.tokens = req, slot, []
+
+
+class TorchEngine:
+    """Continuous batching over :class:`~.torch_llama.LlamaModel` with a slot KV cache.
+
+    One ``step``: a decode pass for every sequence that was running before it (one token each),
+    then a prefill pass per group added since the last step (its first token). Finished
+    sequences free their slot at once; new ones take the lowest free slots. Greedy decoding."""
+
+    def __init__(self, model: Any, limits: EngineLimits, *, stop_at_eos: bool = True,
+                 compile_decode: bool = False) -> None:
+        import torch
+
+        from fabric_hpc.inference.engines.torch_llama import KVCache
+
+        self.model, self._limits, self.torch = model, limits, torch
+        self.device = model.device
+        self.cache = KVCache(model.spec, limits.max_batch_size, limits.max_seq_len,
+                             device=model.device, dtype=model.dtype)
+        self.eos = model.spec.eos_token_id if stop_at_eos else None
+        self._free = list(range(limits.max_batch_size))
+        self._rows: list[_Seq | None] = [None] * limits.max_batch_size
+        self._held: dict[str, _Seq] = {}
+        self._pending: list[list[_Seq]] = []
+        self._closed = False
+        self._decode = model.decode
+        if compile_decode:
+            self._decode = torch.compile(model.decode, dynamic=True)
+        self.steps = self.decode_rows = self.prefill_slots = 0
+
+    @property
+    def limits(self) -> EngineLimits:
+        return self._limits
+
+    def active(self) -> int:
+        return len(self._held)
+
+    def add(self, requests: Sequence[EngineRequest]) -> None:
+        if self._closed:
+            raise ConfigError("engine is closed")
+        if not requests:
+            return
+        lim = self._limits
+        ids = {r.id for r in requests}
+        if len(ids) != len(requests) or ids & self._held.keys():
+            raise ConfigError("engine.add: duplicate request id")
+        if len(self._held) + len(requests) > lim.max_batch_size:
+            raise ConfigError(f"engine.add: batch would exceed max_batch_size {lim.max_batch_size}")
+        for r in requests:
+            if not 1 <= len(r.prompt) <= lim.max_input_len or r.max_new_tokens < 1 \
+                    or r.reserve_tokens > lim.max_seq_len:
+                raise ConfigError(f"engine.add: request {r.id!r} outside max_input_len/max_seq_len")
+            if any(not 0 <= t < self.model.spec.vocab_size for t in r.prompt):
+                raise ConfigError(f"engine.add: request {r.id!r} has token ids outside the "
+                                  f"vocabulary (0..{self.model.spec.vocab_size - 1})")
+        group = []
+        for r in requests:
+            seq = _Seq(r, heapq.heappop(self._free))
+            self._held[r.id] = self._rows[seq.slot] = seq
+            group.append(seq)
+        self._pending.append(group)
+
+    def _finish(self, seq: _Seq, tok: int, done: list[EngineResult]) -> None:
+        seq.tokens.append(tok)
+        stop = self.eos is not None and tok == self.eos
+        if stop or len(seq.tokens) >= seq.req.max_new_tokens:
+            reason = "stop" if stop and len(seq.tokens) < seq.req.max_new_tokens else "length"
+            done.append(EngineResult(seq.req.id, seq.tokens, reason))
+            del self._held[seq.req.id]
+            self._rows[seq.slot] = None
+            heapq.heappush(self._free, seq.slot)
+
+    def _decode_pass(self) -> tuple[list[_Seq], Any]:
+        torch = self.torch
+        running = [s for s in self._held.values() if s.tokens]
+        if not running:
+            return [], None
+        rows = max(s.slot for s in running) + 1
+        toks, pos = [0] * rows, [0] * rows
+        for s in running:
+            # the last generated token goes in at its position: prompt + generated - 1
+            toks[s.slot], pos[s.slot] = s.tokens[-1], len(s.req.prompt) + len(s.tokens) - 1
+        context = max(pos) + 1
+        context = min(-(-context // 64) * 64, self._limits.max_seq_len)  # fewer distinct shapes
+        t = torch.tensor(toks, dtype=torch.long).to(self.device, non_blocking=True)
+        p = torch.tensor(pos, dtype=torch.long).to(self.device, non_blocking=True)
+        logits = self._decode(t, p, self.cache, context)
+        self.decode_rows += rows
+        return running, logits.argmax(-1)[torch.tensor([s.slot for s in running],
+                                                       device=self.device)]
+
+    def _prefill_pass(self, group: list[_Seq]) -> Any:
+        torch = self.torch
+        longest = max(len(s.req.prompt) for s in group)
+        chunk = max(1, self._limits.max_num_tokens // longest)  # keep each pass within budget
+        outs = []
+        for i in range(0, len(group), chunk):
+            part = group[i:i + chunk]
+            plen = max(len(s.req.prompt) for s in part)
+            padded = [list(s.req.prompt) + [0] * (plen - len(s.req.prompt)) for s in part]
+            tokens = torch.tensor(padded, dtype=torch.long).to(self.device, non_blocking=True)
+            lengths = torch.tensor([len(s.req.prompt) for s in part]).to(self.device)
+            slots = torch.tensor([s.slot for s in part]).to(self.device)
+            outs.append(self.model.prefill(tokens, lengths, slots, self.cache).argmax(-1))
+            self.prefill_slots += plen * len(part)
+        return torch.cat(outs)
+
+    def step(self) -> list[EngineResult]:
+        if self._closed:
+            raise ConfigError("engine is closed")
+        if not self._held:
+            return []
+        torch = self.torch
+        with torch.inference_mode():
+            # decode first: its spare rows may touch free/pending slots, which prefill overwrites
+            running, dec = self._decode_pass()
+            groups, self._pending = self._pending, []
+            pre = [self._prefill_pass(g) for g in groups]
+            parts = ([dec] if dec is not None else []) + pre
+            new_tokens = torch.cat(parts).tolist()  # the step's one device->host sync
+        seqs = running + [s for g in groups for s in g]
+        done: list[EngineResult] = []
+        for seq, tok in zip(seqs, new_tokens, strict=True):
+            self._finish(seq, int(tok), done)
+        self.steps += 1
+        return done
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._held.clear()
+        self._pending.clear()
+        self.cache = None  # type: ignore[assignment]
+        self.model = None
+        if self.device.type == "cuda":
+            self.torch.cuda.empty_cache()
+
+
+register_engine("pytorch", read_pytorch_artefact, build_pytorch_engine)

@@ -1,0 +1,203 @@
+"""Exactly-once results: atomically finalised chunk files plus a per-rank fsync'd journal.
+
+Output directory layout::
+
+    DIR/run.json                        job identity: input, engine config, limits (rank 0)
+    DIR/attempts/NNNNNN                 one marker per run attempt
+    DIR/chunks/aNNNNNN-rRRRRR-cCCCCCC.jsonl   results, one {"id","tokens","finish_reason"} a line
+    DIR/journal/rank-RRRRR.jsonl        {"chunk": name, "n": k, "ids": [...]} per committed chunk
+    DIR/dead-letter.jsonl               rejected input lines with the reason
+    DIR/metrics/rank-RRRRR.{jsonl,prom} telemetry
+    DIR/results.jsonl                   written by merge
+
+Commit protocol for a chunk: results stream into ``name.tmp`` as they arrive (memory stays
+O(1) per chunk); at commit: fsync, rename to ``name``, fsync the directory,
+*then* append the journal record and fsync it; only after that are the ids acknowledged (the
+token budget released, progress counted). A crash before the journal record leaves an orphan
+chunk, which :func:`prepare_resume` deletes, so those ids are recomputed; a crash after it leaves
+them done. Either way each id ends up in exactly one journalled chunk. Results are deterministic
+per request (engine contract), so recomputation yields identical output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from fabric_hpc.errors import ExternalError, NotFoundError
+from fabric_hpc.events import JsonLinesWriter, emit, read_json_lines
+from fabric_hpc.inference.engine import EngineResult
+
+__all__ = ["ChunkSink", "MergeError", "committed_ids", "journal_records", "merge_outputs",
+           "next_attempt", "prepare_resume"]
+
+
+class MergeError(ExternalError):
+    """Output ids differ from input ids (missing or duplicated results). Exit code 5."""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """temp file, fsync, rename, fsync directory."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def journal_records(out: Path) -> Iterator[dict[str, Any]]:
+    jdir = out / "journal"
+    if not jdir.is_dir():
+        return
+    for path in sorted(jdir.glob("rank-*.jsonl")):
+        yield from read_json_lines(path)
+
+
+def committed_ids(out: str | os.PathLike[str]) -> set[str]:
+    """Ids of every journalled chunk whose file exists (the resume skip-set)."""
+    out = Path(out)
+    done: set[str] = set()
+    for rec in journal_records(out):
+        if (out / "chunks" / rec["chunk"]).is_file():
+            done.update(rec["ids"])
+    return done
+
+
+def prepare_resume(out: str | os.PathLike[str]) -> int:
+    """Delete temp files and chunks no journal record names; return how many were removed.
+    Call on one rank, before any rank of the new attempt writes."""
+    out = Path(out)
+    cdir = out / "chunks"
+    if not cdir.is_dir():
+        return 0
+    named = {rec["chunk"] for rec in journal_records(out)}
+    removed = 0
+    for path in cdir.iterdir():
+        if path.name not in named:
+            path.unlink()
+            removed += 1
+    if removed:
+        emit("infer.resume_cleanup", removed=removed, dir=str(out))
+    return removed
+
+
+def next_attempt(out: str | os.PathLike[str]) -> int:
+    """Create and return the next attempt number (rank 0 only)."""
+    adir = Path(out) / "attempts"
+    adir.mkdir(parents=True, exist_ok=True)
+    n = 1 + max((int(p.name) for p in adir.iterdir() if p.name.isdigit()), default=0)
+    (adir / f"{n:06d}").touch()
+    return n
+
+
+class ChunkSink:
+    """The result sink of one rank: buffers results, commits chunks, journals them."""
+
+    def __init__(self, out: str | os.PathLike[str], *, rank: int, attempt: int,
+                 chunk_size: int = 512) -> None:
+        self.out = Path(out)
+        self.rank, self.attempt, self.chunk_size = rank, attempt, chunk_size
+        (self.out / "chunks").mkdir(parents=True, exist_ok=True)
+        self.journal = JsonLinesWriter(self.out / "journal" / f"rank-{rank:05d}.jsonl")
+        self._file: Any = None  # the open chunk-in-progress: results stream to NAME.tmp
+        self._ids: list[str] = []
+        self.seq = 0
+        self.committed = 0
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def _name(self) -> str:
+        return f"a{self.attempt:06d}-r{self.rank:05d}-c{self.seq:07d}.jsonl"
+
+    def add(self, result: EngineResult) -> bool:
+        """Write one result to the chunk in progress; True when it is full and should be
+        committed. Nothing counts as done until :meth:`commit`."""
+        if self._file is None:
+            self._file = open(self.out / "chunks" / (self._name() + ".tmp"), "wb")  # noqa: SIM115
+        self._file.write(json.dumps({"id": result.id, "tokens": result.tokens,
+                                     "finish_reason": result.finish_reason},
+                                    separators=(",", ":")).encode() + b"\n")
+        self._ids.append(result.id)
+        return len(self._ids) >= self.chunk_size
+
+    def commit(self) -> list[str]:
+        """Finalise the chunk in progress (fsync, rename, fsync dir), journal it (fsync), and
+        return the ids now acknowledged."""
+        if not self._ids:
+            return []
+        name, fh = self._name(), self._file
+        fh.flush()
+        os.fsync(fh.fileno())
+        fh.close()
+        self._file = None
+        os.replace(self.out / "chunks" / (name + ".tmp"), self.out / "chunks" / name)
+        _fsync_dir(self.out / "chunks")
+        self.journal.write({"chunk": name, "n": len(self._ids), "ids": self._ids})
+        ids, self._ids = self._ids, []
+        self.seq += 1
+        self.committed += len(ids)
+        return ids
+
+    def close(self) -> None:
+        """Close the journal; an uncommitted chunk stays a temp file (removed on resume)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.journal.close()
+
+
+def merge_outputs(out: str | os.PathLike[str], expected_ids: Iterable[str]) -> dict[str, Any]:
+    """Check journalled output ids == ``expected_ids`` exactly, then write ``results.jsonl``.
+
+    Reads ids from the chunk files themselves (not only the journal), so a duplicated or missing
+    line is caught. Raises :class:`MergeError` naming counts and examples."""
+    out = Path(out)
+    records = list(journal_records(out))
+    if not records and not (out / "journal").is_dir():
+        raise NotFoundError(f"{out} has no journal: not a fabric infer output directory")
+    counts: Counter[str] = Counter()
+    chunks = []
+    for rec in records:
+        path = out / "chunks" / rec["chunk"]
+        if not path.is_file():
+            raise MergeError(f"journalled chunk {rec['chunk']} is missing from {out}/chunks",
+                             hint="rerun `fabric infer run` with the same --output to recompute it")
+        ids = [json.loads(line)["id"] for line in path.read_bytes().splitlines() if line.strip()]
+        if sorted(ids) != sorted(rec["ids"]):
+            raise MergeError(f"chunk {rec['chunk']} does not hold the ids its journal record names")
+        counts.update(ids)
+        chunks.append(path)
+    expected = set(expected_ids)
+    dup = sorted(i for i, c in counts.items() if c > 1)
+    missing = sorted(expected - counts.keys())
+    extra = sorted(counts.keys() - expected)
+    if dup or missing or extra:
+        raise MergeError(
+            f"output ids != input ids: {len(missing)} missing {missing[:5]}, {len(dup)} duplicated "
+            f"{dup[:5]}, {len(extra)} unexpected {extra[:5]}",
+            hint="rerun `fabric infer run` with the same --output to finish missing work; "
+                 "duplicates mean the output directory was tampered with")
+    tmp = out / "results.jsonl.tmp"
+    with open(tmp, "wb") as fh:
+        for path in chunks:
+            fh.write(path.read_bytes())
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, out / "results.jsonl")
+    _fsync_dir(out)
+    return {"results": str(out / "results.jsonl"), "items": len(expected), "chunks": len(chunks)}

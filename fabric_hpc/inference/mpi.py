@@ -1,0 +1,136 @@
+"""MPI coordination: one process per GPU, static longest-first sharding, ordered teardown.
+
+Launch with ``mpiexec -n K fabric infer run ...`` (or ``srun --mpi=pmi2``). Without an MPI
+launcher in the environment the run is a single rank and mpi4py is never imported.
+
+Sharding: every rank scans the input (it is on a shared filesystem) and computes the same
+assignment: the not-yet-done items sorted by estimated tokens (prompt + max_new_tokens) longest
+first, each given to the least-loaded rank (greedy LPT, ties to the lower rank). No item is
+dropped: the assignment is a partition of the remaining ids.
+
+Teardown: a rank whose run fails stops its intake, lets its writer commit and journal what it
+holds, sends ``FATAL`` to every other rank, waits (at most ``ACK_WAIT_S``) for their ``ACK`` --
+each peer stops intake and flushes its journal before acknowledging -- and then calls
+``MPI_Abort``, which ends every rank with a non-zero exit. Peers poll for ``FATAL`` from the
+main thread every 0.1 s. A rank killed outright (``kill -9``) is detected by the launcher, which
+kills the rest; journals are safe either way and a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from fabric_hpc.errors import ExternalError
+from fabric_hpc.events import emit
+
+__all__ = ["ACK_WAIT_S", "MpiContext", "PeerFailed", "mpi_context", "shard_longest_first"]
+
+TAG_FATAL, TAG_ACK = 7701, 7702
+ACK_WAIT_S = 2.5
+_LAUNCH_VARS = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "HYDRA_CONTROL_FD",
+                "MPI_LOCALRANKID")
+
+
+class PeerFailed(ExternalError):
+    """Another rank reported a fatal error; this rank is tearing down."""
+
+
+def shard_longest_first(items: Iterable[tuple[str, int]], size: int) -> list[set[str]]:
+    """Partition ``(id, estimated tokens)`` over ``size`` ranks, longest first, least loaded."""
+    order = sorted(items, key=lambda p: (-p[1], p[0]))
+    heap = [(0, r) for r in range(size)]
+    shards: list[set[str]] = [set() for _ in range(size)]
+    for rid, cost in order:
+        load, r = heapq.heappop(heap)
+        shards[r].add(rid)
+        heapq.heappush(heap, (load + cost, r))
+    return shards
+
+
+def _local_rank() -> int:
+    for var in ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "PMI_LOCAL_RANK"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
+
+class MpiContext:
+    """Rank, size and the teardown protocol; a single-rank context when not under MPI."""
+
+    def __init__(self, comm: Any = None) -> None:
+        self.comm = comm
+        self.rank = comm.Get_rank() if comm is not None else 0
+        self.size = comm.Get_size() if comm is not None else 1
+        self.local_rank = _local_rank() if comm is not None else 0
+
+    def bcast(self, value: Any) -> Any:
+        return self.comm.bcast(value, root=0) if self.comm is not None else value
+
+    def barrier(self) -> None:
+        if self.comm is not None:
+            self.comm.Barrier()
+
+    def allreduce_sum(self, value: int) -> int:
+        return self.comm.allreduce(value) if self.comm is not None else value
+
+    def poll(self) -> None:
+        """Raise :class:`PeerFailed` if another rank sent FATAL (call from the main thread)."""
+        if self.comm is None:
+            return
+        from mpi4py import MPI
+
+        status = MPI.Status()
+        if self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_FATAL, status=status):
+            src = status.Get_source()
+            reason = self.comm.recv(source=src, tag=TAG_FATAL)
+            raise PeerFailed(f"rank {src} failed: {reason}")
+
+    def acknowledge(self, failed_rank: int | None = None) -> None:
+        """After a peer's FATAL: tell it this rank has flushed, then wait to be aborted."""
+        if self.comm is None:
+            return
+        self._reqs = [self.comm.isend(self.rank, dest=r, tag=TAG_ACK)
+                      for r in range(self.size) if r != self.rank]
+        time.sleep(ACK_WAIT_S + 5.0)  # MPI_Abort from the failing rank ends this process
+        os._exit(1)
+
+    def fatal(self, exc: BaseException, code: int = 1) -> None:
+        """Ordered teardown after a local failure (journal already flushed): FATAL, ACKs, Abort."""
+        if self.comm is None:
+            return
+        from mpi4py import MPI
+
+        emit("infer.fatal", rank=self.rank, error=str(exc).splitlines()[0][:500])
+        self._reqs = [self.comm.isend(str(exc)[:500], dest=r, tag=TAG_FATAL)
+                      for r in range(self.size) if r != self.rank]
+        acks, deadline = set(), time.monotonic() + ACK_WAIT_S
+        while len(acks) < self.size - 1 and time.monotonic() < deadline:
+            status = MPI.Status()
+            if self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_ACK, status=status):
+                acks.add(self.comm.recv(source=status.Get_source(), tag=TAG_ACK))
+            else:
+                time.sleep(0.01)
+        sys.stderr.write(f"error: rank {self.rank}: {exc}\n")
+        sys.stderr.flush()
+        self.comm.Abort(code)
+
+
+def under_mpi() -> bool:
+    return any(v in os.environ for v in _LAUNCH_VARS)
+
+
+def mpi_context() -> MpiContext:
+    """The world communicator when launched by mpiexec/srun, else a single-rank context."""
+    if not under_mpi():
+        return MpiContext(None)
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        raise ExternalError("launched under MPI but mpi4py is not installed",
+                            hint="pip install 'fabric-hpc[mpi]'") from exc
+    return MpiContext(MPI.COMM_WORLD)

@@ -1,0 +1,205 @@
+"""A whole run: config -> engine -> resume state -> shard -> pipeline -> journal, on every rank.
+
+:func:`run_job` is what ``fabric infer run`` calls on each MPI rank; :func:`job_status` and
+:func:`merge_job` back ``fabric infer status`` and ``fabric infer merge``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from fabric_hpc.errors import ConfigError, NotFoundError
+from fabric_hpc.events import emit, read_json_lines
+from fabric_hpc.inference.engine import EngineLimits, build_engine, load_engine_config
+from fabric_hpc.inference.intake import (
+    DeadLetter,
+    WorkItem,
+    read_items,
+    spool_lines,
+    stream_lines,
+)
+from fabric_hpc.inference.journal import (
+    ChunkSink,
+    atomic_write,
+    committed_ids,
+    merge_outputs,
+    next_attempt,
+    prepare_resume,
+)
+from fabric_hpc.inference.mpi import MpiContext, PeerFailed, mpi_context, shard_longest_first
+from fabric_hpc.inference.pipeline import Pipeline, PipelineOptions
+from fabric_hpc.inference.telemetry import MetricsWriter
+
+__all__ = ["job_status", "merge_job", "run_job"]
+
+FAULT_ENV = "FABRIC_INFER_FAULT"  # test hook: "RANK:N" -> that rank fails after acking N items
+
+
+def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any]) -> int:
+    """Rank 0 checks run.json, cleans orphans, opens an attempt; every rank gets the attempt."""
+    state: dict[str, Any] = {}
+    if ctx.rank == 0:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            path = out / "run.json"
+            if path.is_file():
+                old = json.loads(path.read_text(encoding="utf-8"))
+                for key in ("input", "engine_config", "limits"):
+                    if old.get(key) != run_doc[key]:
+                        raise ConfigError(
+                            f"{out} holds a run with a different {key}: cannot resume it",
+                            hint="use a new --output directory, or the original settings")
+            else:
+                atomic_write(path, json.dumps(run_doc, indent=2).encode())
+            prepare_resume(out)
+            (out / "dead-letter.jsonl").unlink(missing_ok=True)  # recomputed from the input
+            state["attempt"] = next_attempt(out)
+        except ConfigError as exc:
+            state["error"] = (exc.message, exc.hint)
+    state = ctx.bcast(state)
+    if "error" in state:
+        raise ConfigError(state["error"][0], hint=state["error"][1])
+    return int(state["attempt"])
+
+
+def _items(ctx: MpiContext, source: str, out: Path, limits: EngineLimits,
+           done: set[str]) -> tuple[Iterator[WorkItem], DeadLetter]:
+    dead = DeadLetter(out / "dead-letter.jsonl" if ctx.rank == 0 else None)
+    if source == "-":
+        if ctx.size > 1:
+            raise ConfigError("stdin input needs a single rank", hint="use a spool directory")
+        return read_items(stream_lines(sys.stdin.buffer), limits=limits, dead_letter=dead,
+                          skip=done), dead
+    if ctx.size == 1:
+        return read_items(spool_lines(source), limits=limits, dead_letter=dead, skip=done), dead
+    costs = [(it.id, it.cost) for it in read_items(spool_lines(source), limits=limits,
+                                                   dead_letter=dead, skip=done)]
+    mine = shard_longest_first(costs, ctx.size)[ctx.rank]
+    del costs
+    gen = read_items(spool_lines(source), limits=limits, dead_letter=None, skip=done)
+    return (it for it in gen if it.id in mine), dead
+
+
+def _fault_hook(ctx: MpiContext, out: Path) -> Callable[[list[str]], None] | None:
+    spec = os.environ.get(FAULT_ENV, "")
+    if not spec or int(spec.split(":")[0]) != ctx.rank:
+        return None
+    limit, seen = int(spec.split(":")[1]), [0]
+
+    def hook(ids: list[str]) -> None:
+        seen[0] += len(ids)
+        if seen[0] >= limit:
+            (out / f"fault-rank-{ctx.rank}").write_text(repr(time.time()))
+            raise RuntimeError(f"injected fault on rank {ctx.rank} after {seen[0]} items")
+    return hook
+
+
+def run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: str,
+            output: str | os.PathLike[str], *, options: PipelineOptions | None = None,
+            engine_options: Mapping[str, Any] | None = None,
+            progress: Callable[[dict[str, Any]], None] | None = None,
+            metrics_interval: float = 1.0) -> dict[str, Any]:
+    """Run (or resume) a job on this rank; return this rank's final snapshot plus totals."""
+    ctx = mpi_context()
+    out = Path(output)
+    opts = options or PipelineOptions(admit_batch=1 if source == "-" else 64)
+    pipeline: Pipeline | None = None
+    try:
+        config = load_engine_config(engine_config)
+        engine = build_engine(config, local_rank=ctx.local_rank, **dict(engine_options or {}))
+        limits = engine.limits
+        run_doc = {"input": source if source == "-" else str(Path(source).resolve()),
+                   "engine_config": config.model_dump(), "limits": asdict(limits)}
+        attempt = _prepare(ctx, out, run_doc)
+        # one view of finished work for every rank: read on rank 0 before any rank starts
+        # (a rank reading later could see work another rank already committed and shard differently)
+        done = ctx.bcast(committed_ids(out) if ctx.rank == 0 else None)
+        items, dead = _items(ctx, source, out, limits, done)
+        sink = ChunkSink(out, rank=ctx.rank, attempt=attempt, chunk_size=opts.chunk_size)
+        pipeline = Pipeline(engine, items, sink, opts, on_ack=_fault_hook(ctx, out))
+        metrics = MetricsWriter(out, ctx.rank, gpu_index=ctx.local_rank)
+        emit("infer.start", rank=ctx.rank, size=ctx.size, attempt=attempt, resumed=len(done))
+        last = [0.0]
+
+        def tick() -> None:
+            ctx.poll()
+            if time.monotonic() - last[0] >= metrics_interval:
+                last[0] = time.monotonic()
+                snap = metrics.write(pipeline.snapshot())  # type: ignore[union-attr]
+                if progress:
+                    progress({**snap, "resumed": len(done)})
+
+        pipeline.start()
+        pipeline.join(tick, interval=0.1)
+        snap = metrics.write(pipeline.snapshot())
+        metrics.close()
+        sink.close()
+        dead.close()
+        engine.close()
+        total = ctx.allreduce_sum(pipeline.acked)
+        ctx.barrier()
+        return {**snap, "rank": ctx.rank, "world_size": ctx.size, "attempt": attempt,
+                "resumed": len(done), "items_done_all_ranks": total,
+                "dead_letter": dead.count if ctx.rank == 0 else None}
+    except PeerFailed as exc:
+        if pipeline is not None:
+            pipeline.shutdown()
+        emit("infer.peer_failed", rank=ctx.rank, error=str(exc))
+        ctx.acknowledge()
+        raise
+    except BaseException as exc:
+        if pipeline is not None:
+            pipeline.shutdown()
+        ctx.fatal(exc)
+        raise
+
+
+def _load_run(out: Path) -> dict[str, Any]:
+    path = out / "run.json"
+    if not path.is_file():
+        raise NotFoundError(f"{out} is not a fabric infer output directory (no run.json)",
+                            hint="give the --output directory of `fabric infer run`")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def job_status(output: str | os.PathLike[str]) -> dict[str, Any]:
+    """Progress of a run from its output directory (works while it runs)."""
+    out = Path(output)
+    run = _load_run(out)
+    ranks = {}
+    for path in sorted((out / "metrics").glob("rank-*.jsonl")):
+        lines = read_json_lines(path)
+        if lines:
+            last = lines[-1]
+            ranks[path.stem] = {k: last.get(k) for k in (
+                "ts", "items_done", "items_per_s", "output_tokens_per_s", "padding_waste",
+                "engine_busy_fraction", "queue_depths", "gpu_util")}
+    dead = out / "dead-letter.jsonl"
+    attempts = out / "attempts"
+    return {"output": str(out), "input": run["input"], "engine": run["engine_config"]["engine"],
+            "attempts": len(list(attempts.iterdir())) if attempts.is_dir() else 0,
+            "done": len(committed_ids(out)),
+            "dead_letter": len(read_json_lines(dead)) if dead.is_file() else 0,
+            "merged": (out / "results.jsonl").is_file(), "ranks": ranks}
+
+
+def merge_job(output: str | os.PathLike[str], source: str | None = None) -> dict[str, Any]:
+    """Check output ids == accepted input ids exactly and write ``results.jsonl``."""
+    out = Path(output)
+    run = _load_run(out)
+    source = source or run["input"]
+    if source == "-":
+        raise ConfigError("this run read stdin: merge needs the same input again",
+                          hint="pass --input FILE with the lines that were piped in")
+    limits = EngineLimits(**run["limits"])
+    expected = [it.id for it in read_items(spool_lines(source), limits=limits, dead_letter=None)]
+    result = merge_outputs(out, expected)
+    emit("infer.merged", **result)
+    return result

@@ -1,0 +1,81 @@
+"""Work intake: malformed lines go to the dead-letter file with the reason; the run continues."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from fabric_hpc.errors import NotFoundError
+from fabric_hpc.events import read_json_lines
+from fabric_hpc.inference import DeadLetter, parse_item, read_items
+from fabric_hpc.inference.intake import IntakeRejection, spool_files, spool_lines, stream_lines
+
+from .builders import SMALL
+
+BAD = [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "expected a JSON object"),
+    ('{"prompt": [1], "max_new_tokens": 2}', "missing required keys ['id']"),
+    ('{"id": "a", "prompt": [1], "max_new_tokens": 2, "temperature": 1}', "unknown keys"),
+    ('{"id": "", "prompt": [1], "max_new_tokens": 2}', "id must be"),
+    ('{"id": 7, "prompt": [1], "max_new_tokens": 2}', "id must be"),
+    ('{"id": "a", "prompt": [], "max_new_tokens": 2}', "non-empty list"),
+    ('{"id": "a", "prompt": "hello", "max_new_tokens": 2}', "non-empty list"),
+    ('{"id": "a", "prompt": [1, -2], "max_new_tokens": 2}', "non-negative integers"),
+    ('{"id": "a", "prompt": [1, 2.5], "max_new_tokens": 2}', "non-negative integers"),
+    ('{"id": "a", "prompt": [true], "max_new_tokens": 2}', "non-negative integers"),
+    ('{"id": "a", "prompt": [1], "max_new_tokens": 0}', "max_new_tokens must be"),
+    ('{"id": "a", "prompt": [1], "max_new_tokens": 2, "priority": "high"}', "priority"),
+    ('{"id": "a", "prompt": [1], "max_new_tokens": 2, "class": 3}', "class must be"),
+    (json.dumps({"id": "a", "prompt": [1] * 129, "max_new_tokens": 2}), "max_input_len"),
+    (json.dumps({"id": "a", "prompt": [1] * 100, "max_new_tokens": 100}), "max_seq_len"),
+]
+
+
+@pytest.mark.parametrize("line,reason", BAD)
+def test_malformed_line_rejected_with_reason(line: str, reason: str) -> None:
+    with pytest.raises(IntakeRejection, match=reason.replace("[", r"\[").replace("]", r"\]")):
+        parse_item(line, SMALL)
+
+
+def test_good_line() -> None:
+    it = parse_item('{"id": "a", "prompt": [5, 6, 7], "max_new_tokens": 4, "priority": 2, '
+                    '"class": "chat"}', SMALL)
+    assert (it.id, it.length, it.cost, it.priority, it.klass) == ("a", 3, 7, 2, "chat")
+
+
+def test_dead_letter_file_and_run_continues(tmp_path: Path) -> None:
+    good = [json.dumps({"id": f"g{i}", "prompt": [1, 2], "max_new_tokens": 1}) for i in range(3)]
+    lines = [good[0], BAD[0][0], good[1], good[1], BAD[8][0], good[2]]
+    stream = io.BytesIO(("\n".join(lines) + "\n\n").encode())
+    dead = DeadLetter(tmp_path / "dl.jsonl")
+    items = list(read_items(stream_lines(stream), limits=SMALL, dead_letter=dead))
+    dead.close()
+    assert [it.id for it in items] == ["g0", "g1", "g2"]
+    records = read_json_lines(tmp_path / "dl.jsonl")
+    assert [r["line"] for r in records] == [2, 4, 5]
+    assert "not valid JSON" in records[0]["reason"]
+    assert "duplicate id 'g1'" in records[1]["reason"]
+    assert records[2]["raw"].startswith('{"id": "a"')
+
+
+def test_skip_set_is_silent(tmp_path: Path) -> None:
+    lines = [("f", i, json.dumps({"id": f"g{i}", "prompt": [1], "max_new_tokens": 1}))
+             for i in range(4)]
+    dead = DeadLetter(None)
+    items = list(read_items(lines, limits=SMALL, dead_letter=dead, skip={"g1", "g3"}))
+    assert [it.id for it in items] == ["g0", "g2"] and dead.count == 0
+
+
+def test_spool_reads_only_jsonl_in_name_order(tmp_path: Path) -> None:
+    (tmp_path / "b.jsonl").write_text('{"x":1}\n\n{"x":2}\n')
+    (tmp_path / "a.jsonl").write_text('{"x":0}\n')
+    (tmp_path / "c.jsonl.tmp").write_text("partial")
+    assert [p.name for p in spool_files(tmp_path)] == ["a.jsonl", "b.jsonl"]
+    assert [(s, n) for s, n, _ in spool_lines(tmp_path)] == [("a.jsonl", 1), ("b.jsonl", 1),
+                                                              ("b.jsonl", 3)]
+    with pytest.raises(NotFoundError):
+        spool_files(tmp_path / "missing")

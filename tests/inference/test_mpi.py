@@ -1,0 +1,178 @@
+"""Multi-rank runs under real mpiexec: sharding, ordered teardown, kill -9 and exactly-once."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fabric_hpc.inference import EngineLimits, merge_job
+from fabric_hpc.inference.simulated import CostModel
+from tests.real import require_real
+
+from .builders import make_config, random_items, read_results, reference_tokens, write_spool
+
+pytestmark = [pytest.mark.mpi, pytest.mark.slow]
+
+BIN = Path(sys.executable).parent
+MPIEXEC, FABRIC = BIN / "mpiexec", BIN / "fabric"
+LIMITS = EngineLimits(max_batch_size=16, max_num_tokens=1024, max_input_len=128, max_seq_len=192,
+                      kv_capacity_tokens=2048)
+SLOW = CostModel(base_s=6e-3, prefill_s_per_token=1e-7, decode_s_per_seq=2e-6, ctx_s_per_token=0.0)
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    require_real("mpi", MPIEXEC.exists() and FABRIC.exists(), f"{MPIEXEC} or {FABRIC} missing")
+    tmp = tmp_path_factory.mktemp("mpi")
+    items = random_items(240, seed=11, max_new=30)
+    return {"tmp": tmp, "items": items, "spool": write_spool(tmp, items, files=3,
+                                                             extra_lines=["{broken"]),
+            "cfg": make_config(tmp, LIMITS, SLOW), "ref": reference_tokens(items, LIMITS)}
+
+
+def launch(job: dict, out: Path, n: int, env: dict | None = None) -> subprocess.Popen:
+    cmd = [str(MPIEXEC), "-n", str(n), str(FABRIC), "infer", "run", "--engine-config",
+           str(job["cfg"]), "--input", str(job["spool"]), "--output", str(out), "--chunk-size", "8",
+           "--no-progress", "--json"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})}, start_new_session=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"mpiexec did not finish in {timeout} s: {err[-2000:]}")
+    return proc.returncode, out, err
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if text.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def rank_pid(root: int, rank: int) -> int | None:
+    for pid in descendants(root):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        comm = Path(f"/proc/{pid}/comm").read_bytes().upper()
+        if f"PMI_RANK={rank}".encode() in env and b"HYDRA" not in comm:
+            return pid
+    return None
+
+
+def check_exactly_once(job: dict, out: Path) -> None:
+    merge_job(out)  # raises MergeError on any missing / duplicated / unexpected id
+    got = read_results(out)
+    assert len(got) == len(job["items"])
+    assert {r["id"]: r["tokens"] for r in got} == job["ref"]
+
+
+def test_three_ranks_shard_longest_first_and_merge(job: dict) -> None:
+    out = job["tmp"] / "three"
+    code, stdout, err = finish(launch(job, out, 3))
+    assert code == 0, err[-2000:]
+    assert json.loads(stdout)["items_done_all_ranks"] == 240
+    check_exactly_once(job, out)
+    cost = {it["id"]: len(it["prompt"]) + it["max_new_tokens"] for it in job["items"]}
+    loads = []
+    for r in range(3):
+        lines = (out / "journal" / f"rank-{r:05d}.jsonl").read_text().splitlines()
+        loads.append(sum(cost[i] for line in lines for i in json.loads(line)["ids"]))
+    assert min(loads) > 0 and max(loads) / min(loads) < 1.1  # balanced by estimated tokens
+    dead = (out / "dead-letter.jsonl").read_text().splitlines()
+    assert len(dead) == 1  # written once (rank 0), not once per rank
+
+
+def test_fatal_error_tears_down_every_rank_within_5s_then_resume(job: dict) -> None:
+    out = job["tmp"] / "fatal"
+    proc = launch(job, out, 3, env={"FABRIC_INFER_FAULT": "1:24"})
+    code, _, err = finish(proc)
+    ended = time.time()
+    assert code != 0
+    fault_at = float((out / "fault-rank-1").read_text())
+    assert ended - fault_at < 5.0, f"teardown took {ended - fault_at:.2f} s"
+    assert "injected fault" in err
+    # every rank is gone within 5 s of the fault (mpiexec may return while ranks still exit)
+    while processes_mentioning(str(out)) and time.time() < fault_at + 5.0:
+        time.sleep(0.05)
+    assert not processes_mentioning(str(out)), "a rank outlived the 5 s teardown"
+    code, _, err = finish(launch(job, out, 2))
+    assert code == 0, err[-2000:]
+    check_exactly_once(job, out)
+
+
+def test_kill9_random_rank_at_random_points_exactly_once(job: dict) -> None:
+    """20 trials: 2-4 ranks, SIGKILL one rank at a random moment, rerun (with a possibly
+    different rank count), and prove every input id is in the output exactly once with the
+    right tokens."""
+    rng = random.Random(20240601)
+    partial = 0
+    for trial in range(20):
+        out = job["tmp"] / f"kill-{trial}"
+        n = rng.randint(2, 4)
+        proc = launch(job, out, n)
+        victim = rng.randrange(n)
+        journal = out / "journal" / f"rank-{victim:05d}.jsonl"
+        early = rng.random() < 0.2  # some kills during start-up, the rest mid-run
+        t0, pid, armed_at = time.monotonic(), None, None
+        delay = rng.uniform(0.1, 0.8) if early else rng.uniform(0.0, 0.4)
+        while proc.poll() is None and time.monotonic() - t0 < 20:
+            pid = rank_pid(proc.pid, victim) or pid
+            if armed_at is None and (early or (journal.is_file() and journal.stat().st_size)):
+                armed_at = time.monotonic()
+            if armed_at is not None and time.monotonic() - armed_at >= delay and pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                break
+            time.sleep(0.02)
+        finish(proc)
+        done = 0
+        jdir = out / "journal"
+        if jdir.is_dir():
+            from fabric_hpc.inference import committed_ids
+
+            done = len(committed_ids(out))
+        partial += 0 < done < len(job["items"])
+        code, _, err = finish(launch(job, out, rng.randint(2, 4)))
+        assert code == 0, f"trial {trial}: rerun failed: {err[-2000:]}"
+        check_exactly_once(job, out)
+    assert partial >= 10, f"only {partial} of 20 kills landed mid-run"
