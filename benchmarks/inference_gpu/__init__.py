@@ -1,0 +1,1 @@
+"""GPU inference benchmark: stock static batching vs the harness with the PyTorch engine."""
