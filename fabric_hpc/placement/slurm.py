@@ -154,12 +154,14 @@ class _Tree:
         lv = self.p.levels
         hi, hj = int(leaf_host[i]), int(leaf_host[j])
         k = 0
+        i_fit0 = False  # does i fit at the lowest level (set on the first pass)
         while True:
             level = self.net[k]
             cnt = self._count(cap, level)
             ci, cj = cnt[lv.host_dom[hi, level]], cnt[lv.host_dom[hj, level]]
             i_fit, j_fit = ci >= rem, cj >= rem
-            i_fit0 = i_fit if k == 0 else i_fit0
+            if k == 0:
+                i_fit0 = i_fit
             if i_fit and j_fit:
                 return (1 if ci < cj else -1 if ci > cj else 0), i_fit0
             if i_fit != j_fit:

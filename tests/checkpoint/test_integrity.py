@@ -75,7 +75,7 @@ def test_verify_detects_flipped_byte_and_restore_refuses(tmp_path: Path) -> None
     data[1000] ^= 0x01
     path.write_bytes(bytes(data))
     report = verify(tmp_path)
-    assert not report.ok and report.problems == [f"a/w/c.0.0: checksum mismatch" + report.problems[0].split("mismatch")[1]]
+    assert not report.ok and report.problems == ["a/w/c.0.0: checksum mismatch" + report.problems[0].split("mismatch")[1]]
     with pytest.raises(CheckpointCorruptError, match=r"damaged chunk a/w/c.0.0: crc32c") as info:
         restore(tmp_path)
     assert isinstance(info.value, ConfigError) and "older step" in str(info.value)
