@@ -8,16 +8,18 @@ seconds and uses well under 2 GB.
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import resource
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 CASES = [("superpod", {"sus": 1}), ("superpod", {"sus": 4}), ("superpod", {"sus": 16}),
          ("superpod", {"sus": 64}), ("nvl72", {"racks": 32}), ("nvl72", {"racks": 228}),
          ("fat-tree", {"k": 32})]
 
 
-def _measure(kind: str, params: dict, queue: mp.Queue) -> None:
+def _measure(kind: str, params: dict) -> dict:
     import numpy as np
 
     from fabric_hpc.topology.generators import GENERATORS
@@ -40,22 +42,27 @@ def _measure(kind: str, params: dict, queue: mp.Queue) -> None:
         fab.distance(int(a[i]), int(b[i]))
     t5 = time.perf_counter()
     s = fab.summary()
-    queue.put({"fabric": s["name"], "hosts": s["hosts"], "gpus": s["gpus"],
+    return ({"fabric": s["name"], "hosts": s["hosts"], "gpus": s["gpus"],
                "vertices": sum(s["vertices"].values()), "edges": s["edges"],
                "spec_s": t1 - t0, "build_index_s": t2 - t1, "peak_rss_mb": rss,
                "pairs_per_s": n / (t4 - t3), "scalar_queries_per_s": 20_000 / (t5 - t4)})
 
 
+def _run_case(kind: str, params: dict) -> dict:
+    """One size in a fresh interpreter, so its peak RSS is its own."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.topology", "--case", kind, json.dumps(params)],
+                          capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
-    ctx = mp.get_context("spawn")
+    if sys.argv[1:2] == ["--case"]:
+        print(json.dumps(_measure(sys.argv[2], json.loads(sys.argv[3]))))
+        return
     rows = []
     for kind, params in CASES:
-        q = ctx.Queue()
-        p = ctx.Process(target=_measure, args=(kind, params, q))
-        p.start()
-        rows.append(q.get())
-        p.join()
-        print(json.dumps(rows[-1]))
+        rows.append(_run_case(kind, params))
+        print(json.dumps(rows[-1]), flush=True)
     lines = ["| fabric | hosts | GPUs | vertices | edges | build+index (s) | peak RSS (MB) | "
              "vectorised pairs/s | scalar distance()/s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
