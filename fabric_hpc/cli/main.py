@@ -33,6 +33,7 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "place": ("fabric_hpc.cli.place", "Topology-aware gang placement (cpsat, greedy, Slurm baselines), explained."),
     "ckpt": ("fabric_hpc.cli.ckpt", "Checkpoints: list, show, verify, restore --to-world-size, prune, HDF5."),
     "infer": ("fabric_hpc.cli.infer", "Batch inference harness: run, status, merge, bench."),
+    "sim": ("fabric_hpc.cli.sim", "Cluster simulator: replay traces through scheduling policies, compare."),
 }
 
 

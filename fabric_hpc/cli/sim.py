@@ -1,0 +1,101 @@
+"""``fabric sim``: replay a workload through a scheduling policy and compare policies.
+
+``fabric sim run --trace KIND:FILE --topology T --policy slurm|fabric --out DIR`` replays and writes
+``DIR/results.json`` (+ ``state.json``, ``topology.html``); ``fabric sim compare DIR...`` prints the
+side-by-side table and writes ``report.html`` next to the first; ``fabric sim demo`` runs the bundled
+comparison.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from fabric_hpc.cli.output import json_option, render, table
+from fabric_hpc.errors import ConfigError
+
+
+@click.group()
+def group() -> None:
+    """Trace-driven cluster simulator: replay workloads through scheduling policies."""
+
+
+@group.command("run")
+@click.option("--trace", required=True, help="KIND:FILE (tiresias, openb, swf, sacct, jobcomp) or "
+              "synthetic[:jobs=N,load=X,seed=S]; a bare file is recognised by its first line.")
+@click.option("--topology", "-t", default=None, help="Fabric YAML or generator (superpod:sus=4); default: SuperPOD 4 SU.")
+@click.option("--policy", type=click.Choice(["slurm", "fabric"]), default="fabric", show_default=True)
+@click.option("--placement", default=None, help="Override the placer (greedy, cpsat, slurm-tree, slurm-block).")
+@click.option("--backfill", type=click.Choice(["easy", "conservative", "none"]), default=None,
+              help="fabric policy only: backfill mode (default easy).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Results directory.")
+@click.option("--time-scale", type=float, default=None, help="Multiply trace times (tiresias/openb/swf).")
+@click.option("--limit", type=int, default=None, help="Replay only the first N jobs.")
+@click.option("--no-topology-report", is_flag=True, help="Skip the topology report of the busiest moment.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@json_option
+def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None, backfill: str | None,
+            out_dir: str, time_scale: float | None, limit: int | None, no_topology_report: bool,
+            progress: bool, as_json: bool) -> None:
+    """Replay a workload through one policy."""
+    from fabric_hpc.scheduler import make_policy
+    from fabric_hpc.sim import Simulator, load_trace, write_results
+    from fabric_hpc.topology import open_fabric
+
+    fab = open_fabric(topology)
+    opts = {"time_scale": time_scale} if time_scale is not None else {}
+    jobs = load_trace(trace, **opts)
+    name = getattr(jobs, "name", trace)
+    if limit is not None:
+        jobs = list(jobs)[:limit]
+    kwargs: dict = {}
+    if placement:
+        kwargs["placement"] = placement
+    if backfill:
+        if policy != "fabric":
+            raise ConfigError("--backfill applies to --policy fabric only (the baseline is EASY, like Slurm)")
+        kwargs["backfill"] = backfill
+    pol = make_policy(policy, **kwargs)
+    res = Simulator(fab, pol, jobs, progress=progress and not as_json).run()
+    data = write_results(res, out_dir, trace=name, topology_report=not no_topology_report,
+                         config={"policy": policy, "fabric": fab.name, **kwargs})
+    s = data["summary"]
+    render(as_json, s, lambda con: con.print(table(f"{policy} on {fab.name}: {name}", ["metric", "value"],
+                                                   [[k, _fmt(v)] for k, v in s.items()])))
+
+
+@group.command("compare")
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--report", "report_path", default=None, type=click.Path(dir_okay=False),
+              help="HTML report to write (default: report.html in the parent of the first DIR).")
+@json_option
+def compare_cmd(dirs: tuple[str, ...], report_path: str | None, as_json: bool) -> None:
+    """Compare result directories side by side (table + HTML report)."""
+    from fabric_hpc.sim import comparison_rows, load_results, write_html
+
+    results = [load_results(d) for d in dirs]
+    names = [Path(d).name or d for d in dirs]
+    report = Path(report_path) if report_path else Path(dirs[0]).resolve().parent / "report.html"
+    write_html(results, report, names=names)
+    rows = comparison_rows(results)
+    render(as_json, {"columns": ["metric", *names], "rows": rows, "report": str(report)},
+           lambda con: (con.print(table("policy comparison", ["metric", *names], rows)),
+                        con.print(f"report: {report}")))
+
+
+@group.command("demo")
+@click.option("--out", "out_dir", default="demo-out/sim", show_default=True, type=click.Path(file_okay=False))
+@json_option
+def demo_cmd(out_dir: str, as_json: bool) -> None:
+    """Replay the bundled gang workload on the default SuperPOD with the Slurm-like baseline and fabric."""
+    from fabric_hpc.scheduler import demo_compare
+
+    out = demo_compare(out_dir, progress=not as_json)
+    render(as_json, {k: v for k, v in out.items() if k != "summaries"},
+           lambda con: (con.print(table("Slurm-like baseline vs fabric", out["columns"], out["rows"])),
+                        con.print(f"report: {out['report']}")))
+
+
+def _fmt(v: object) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

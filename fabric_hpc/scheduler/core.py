@@ -1,0 +1,260 @@
+"""The scheduling step: priority order, all-or-nothing gang starts, backfill with reservations, preemption.
+
+One call of :meth:`Scheduler.schedule` walks the pending jobs in priority order (ties: submit
+time, then id) and for each one, on a private copy of the cluster state:
+
+1. *start now* if the whole gang can be placed on GPUs that are free and not promised to a
+   reservation overlapping ``[now, now + walltime)`` (all-or-nothing: one placement for all ranks);
+2. else *preempt* if the job's tier may evict spot gangs and the preemption policy finds a victim
+   set that frees a valid placement (the victims' GPUs go to this job in the same step);
+3. else, while the backfill policy allows more reservations (EASY: 1, conservative: many), give it a
+   *reservation*: the earliest time ``t`` at which, with running jobs ended at their walltime
+   limits and earlier reservations honoured over ``[t, t + walltime)``, the gang can be placed —
+   and the GPUs it would get. Later (lower-priority) jobs start now only on GPUs outside every
+   reservation that overlaps their own walltime, so a backfilled job never delays a reservation.
+
+With ``reservations == 0`` (no backfill), or in a main-scheduler pass (``view.backfill`` False),
+the walk stops at the first job that cannot start. With ``compact_wait_s`` a multi-host gang that
+has waited less than that only accepts a compact placement (reason ``Topology`` meanwhile, no
+reservation). With ``preempt_benefit_ratio`` preemption happens only when the waiting it saves
+(gang GPUs × time to the earliest start without it) outweighs the victims' lost GPU-hours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fabric_hpc.placement import ClusterState, Placement
+from fabric_hpc.placement.levels import fabric_levels
+from fabric_hpc.placement.state import DOWN, FREE
+from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, BackfillPolicy, Decisions, Job, Placer, PreemptionPolicy,
+                                           PriorityPolicy, Reservation, RunningJob, SchedulerInput, Tier)
+from fabric_hpc.scheduler.placer import masked_state, may_fit
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """Backfill configuration (a :class:`~fabric_hpc.scheduler.contract.BackfillPolicy`).
+
+    ``Backfill.easy()`` (Slurm's ``sched/backfill`` as EASY: one reservation),
+    ``Backfill.conservative()`` (every examined blocked job gets one), ``Backfill.none()``.
+    ``max_job_test`` is Slurm's ``bf_max_job_test`` (pending jobs examined per step).
+    """
+
+    name: str = "easy"
+    reservations: int = 1
+    max_job_test: int = 100
+
+    @classmethod
+    def easy(cls, max_job_test: int = 100) -> Backfill:
+        return cls("easy", 1, max_job_test)
+
+    @classmethod
+    def conservative(cls, max_job_test: int = 100) -> Backfill:
+        return cls("conservative", max_job_test, max_job_test)
+
+    @classmethod
+    def none(cls, max_job_test: int = 100) -> Backfill:
+        return cls("none", 0, max_job_test)
+
+
+@dataclass
+class _Plan:
+    """Working data of one step: the state being filled and the timeline of GPU releases."""
+
+    state: ClusterState
+    ends: list[tuple[float, np.ndarray]]  # (walltime end, GPU indices), running + started this step
+    resv: list[tuple[float, float, np.ndarray]] = field(default_factory=list)  # (start, end, bool mask)
+
+    def blocked(self, t0: float, t1: float) -> np.ndarray:
+        mask = np.zeros(self.state.owner.size, bool)
+        for s, e, m in self.resv:
+            if s < t1 and t0 < e:
+                mask |= m
+        return mask
+
+
+@dataclass
+class Scheduler:
+    """A :class:`~fabric_hpc.scheduler.contract.SchedulingPolicy` composed of strategy objects."""
+
+    name: str
+    priority: PriorityPolicy
+    placer: Placer
+    backfill: BackfillPolicy = field(default_factory=Backfill.easy)
+    preemption: PreemptionPolicy | None = None
+    tiers: dict[str, Tier] = field(default_factory=lambda: dict(DEFAULT_TIERS))
+    #: Topology-aware admission: a multi-host gang that has waited less than this (s) starts only on
+    #: a compact placement (fewest domains of the lowest multi-host level); None: take any placement.
+    compact_wait_s: float | None = None
+    #: Preempt only when the waiting avoided (gang GPUs × time to its earliest start without
+    #: preemption) is at least this many times the GPU-hours the victims lose. 0: always preempt.
+    preempt_benefit_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._idx: dict[tuple[str, float], np.ndarray] = {}
+
+    def schedule(self, view: SchedulerInput) -> Decisions:
+        out = Decisions(priorities=self.priority.priorities(view))
+        order = sorted(view.pending, key=lambda p: (-out.priorities[p.job.id], p.job.submit, p.job.id))
+        pos = view.state.fab.gpu_pos
+        plan = _Plan(view.state.copy(), [(max(r.walltime_end, view.now), self._gpu_idx(r, pos))
+                                         for r in view.running])
+        self._idx = {(r.job.id, r.start): self._idx[(r.job.id, r.start)] for r in view.running}
+        running = list(view.running)
+        victims_for = self._victim_tiers(running)
+        reservations = self.backfill.reservations if view.backfill else 0
+        blocked_before = False
+        for i, pending in enumerate(order):
+            job = pending.job
+            if i >= self.backfill.max_job_test or (blocked_before and reservations == 0):
+                out.reasons[job.id] = "Priority" if blocked_before else "Resources"
+                continue
+            hold = self._compact_hold(job, view.now, view.state.fab)
+            placement = self._try_now(hold or job, view.now, plan)
+            if placement is None and self.preemption is not None and job.tier in victims_for:
+                placement = self._try_preempt(hold or job, view, plan, running, out)
+                victims_for = self._victim_tiers(running)
+            if placement is not None:
+                self._commit(job, placement, view.now, plan, out, running)
+                if self.tiers.get(job.tier, DEFAULT_TIERS["normal"]).preemptible:
+                    victims_for = self._victim_tiers(running)
+                if blocked_before:
+                    out.backfilled.add(job.id)
+                continue
+            if hold is not None:  # waits for a compact placement, holds nothing meanwhile
+                out.reasons[job.id] = "Topology"
+                continue
+            if len(out.reservations) < reservations:
+                resv = self._reserve(job, view.now, plan)
+                if resv is not None:
+                    out.reservations[job.id] = resv
+            out.reasons[job.id] = "Priority" if blocked_before else "Resources"
+            blocked_before = True
+        return out
+
+    def _gpu_idx(self, r, pos: dict[str, int]) -> np.ndarray:
+        """GPU indices of a running job (cached across steps by (job id, start))."""
+        key = (r.job.id, r.start)
+        idx = self._idx.get(key)
+        if idx is None:
+            idx = self._idx[key] = np.fromiter((pos[g] for g in r.gpus), np.int64, count=len(r.gpus))
+        return idx
+
+    def _victim_tiers(self, running: list) -> set[str]:
+        """Tiers that may preempt at least one running gang."""
+        out: set[str] = set()
+        for tier in {r.job.tier for r in running}:
+            t = self.tiers.get(tier)
+            if t is not None and t.preemptible:
+                out.update(t.preempted_by)
+        return out
+
+    # -- pieces -----------------------------------------------------------------------------
+    def _try_now(self, job: Job, now: float, plan: _Plan) -> Placement | None:
+        blocked = plan.blocked(now, now + job.walltime)
+        if not blocked.any():
+            return self.placer.place(job, plan.state)
+        lv = fabric_levels(plan.state.fab)
+        if not may_fit(job.request, plan.state.free & ~blocked, plan.state.fab.index.gpu_host, lv.host_gpus):
+            return None
+        return self.placer.place(job, masked_state(plan.state, blocked))
+
+    def _commit(self, job: Job, placement: Placement, now: float, plan: _Plan, out: Decisions,
+                running: list) -> None:
+        pos = plan.state.fab.gpu_pos
+        idx = np.fromiter((pos[g] for g in placement.gpus), np.int64, count=len(placement.gpus))
+        plan.state.allocate(job.id, idx.tolist())
+        plan.ends.append((now + job.walltime, idx))
+        running.append(RunningJob(job, tuple(placement.gpus), now, now, placement))
+        out.start.append((job, placement))
+
+    def _try_preempt(self, job: Job, view: SchedulerInput, plan: _Plan, running: list,
+                     out: Decisions) -> Placement | None:
+        blocked = plan.blocked(view.now, view.now + job.walltime)
+        state = masked_state(plan.state, blocked) if blocked.any() else plan.state
+        sub = SchedulerInput(view.now, view.pending, running, state, view.usage)
+        found = self.preemption.victims(job, sub, state, self.placer)  # type: ignore[union-attr]
+        if found is None:
+            return None
+        victims, placement = found
+        if blocked.any():  # never take GPUs promised to a reservation (victims may hold some of them)
+            pos = plan.state.fab.gpu_pos
+            if blocked[[pos[g] for g in placement.gpus]].any():
+                return None
+        if self.preempt_benefit_ratio > 0:
+            lost = sum(v.gpu_hours_lost for v in victims)
+            earliest = self._earliest(job, view.now, plan)
+            wait_h = (earliest[0] - view.now) / 3600 if earliest is not None else float("inf")
+            if job.gpus * wait_h < self.preempt_benefit_ratio * lost:
+                return None
+        gone = {v.job_id for v in victims}
+        for v in victims:
+            plan.state.release(v.job_id)
+        running[:] = [r for r in running if r.job.id not in gone]
+        plan.ends[:] = [(e, i) for e, i in plan.ends if not i.size or plan.state.owner[i[0]] >= 0]
+        out.preempt.extend(victims)
+        return placement
+
+    def _reserve(self, job: Job, now: float, plan: _Plan) -> Reservation | None:
+        """Earliest start with running jobs ended at walltime and earlier reservations kept."""
+        found = self._earliest(job, now, plan)
+        if found is None:
+            return None
+        t, gpus = found
+        pos = plan.state.fab.gpu_pos
+        mask = np.zeros(plan.state.owner.size, bool)
+        mask[[pos[g] for g in gpus]] = True
+        plan.resv.append((t, t + job.walltime, mask))
+        return Reservation(job.id, t, t + job.walltime, tuple(gpus))
+
+    def _earliest(self, job: Job, now: float, plan: _Plan) -> tuple[float, tuple[str, ...]] | None:
+        times = sorted({e for e, _ in plan.ends if e > now} | {e for _, e, _ in plan.resv if e > now})
+        if not times:
+            return None
+        ends = sorted(plan.ends, key=lambda x: x[0])
+        freed = plan.state.free.copy()
+        total_free = int(freed.sum())
+        need = job.gpus
+        k = 0
+        for t in times:
+            while k < len(ends) and ends[k][0] <= t:
+                freed[ends[k][1]] = True
+                total_free += ends[k][1].size
+                k += 1
+            if total_free < need:  # cheap necessary condition before any placement
+                continue
+            avail = freed & ~plan.blocked(t, t + job.walltime)
+            probe = ClusterState.__new__(ClusterState)
+            probe.fab, probe.owner = plan.state.fab, np.where(avail, FREE, DOWN).astype(np.int32)
+            probe._job_ids, probe._job_num, probe.job_meta = [], {}, {}
+            placement = self.placer.place(job, probe)
+            if placement is not None:
+                return t, tuple(placement.gpus)
+        return None
+
+    def _compact_hold(self, job: Job, now: float, fab) -> Job | None:
+        """The job with a compact-placement constraint while it may still wait for one, else None."""
+        r = job.request
+        if (self.compact_wait_s is None or r.nodes is None or r.nodes < 2 or r.within or r.max_domains
+                or now - job.submit >= self.compact_wait_s):
+            return None
+        return compact_job(job, fab)
+
+
+def compact_job(job: Job, fab) -> Job:
+    """``job`` constrained to the fewest domains of the lowest multi-host level that can hold it
+    (``max_domains`` at that level, like Slurm's ``--switches``)."""
+    from dataclasses import replace
+
+    from fabric_hpc.placement.levels import fabric_levels
+
+    lv = fabric_levels(fab)
+    if len(lv.chain) < 2:
+        return job
+    level = lv.chain[1]
+    per_dom = np.bincount(lv.host_dom[:, 1], weights=lv.host_gpus)
+    k = max(1, int(np.ceil(job.gpus / max(per_dom.max(initial=1), 1))))
+    return replace(job, request=job.request.model_copy(update={"max_domains": k, "max_domains_level": level}))

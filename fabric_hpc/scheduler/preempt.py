@@ -1,0 +1,117 @@
+"""Gang-aware preemption: evict whole spot gangs, cheapest set that frees a valid placement in one domain.
+
+For a blocked job of a tier that may preempt, :class:`GangPreemption`:
+
+1. lists the *candidates*: running gangs whose tier is preemptible by the job's tier;
+2. costs each by the GPU-hours it would lose (GPUs × time since its last checkpoint, plus the
+   modelled restore time it will pay when it restarts);
+3. picks the lowest domain level (host, NVLink domain, leaf, spine, ... from the placement levels)
+   at which some single domain holds enough free + candidate GPUs, and for each such domain (at most
+   ``max_domains`` of them, the cheapest lower bounds first) adds victims cheapest-per-GPU-freed first
+   until the placer finds a placement *inside that domain*, then drops any victim the placement does
+   not need (most expensive first);
+4. returns the set with the smallest (GPU-hours lost, number of victims), or None.
+
+Every returned placement was produced by the same placer on the state with exactly those victims
+released, so the eviction always frees a valid placement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fabric_hpc.placement import ClusterState, Placement
+from fabric_hpc.placement.levels import fabric_levels
+from fabric_hpc.scheduler.contract import DEFAULT_TIERS, Job, Placer, Preemption, RunningJob, SchedulerInput, Tier
+from fabric_hpc.scheduler.placer import masked_state
+
+
+def gpu_hours_lost(r: RunningJob, now: float, restore_s: float = 0.0) -> float:
+    """GPU-hours of work since ``r``'s last checkpoint (everything since start without one) + restore."""
+    since = r.last_checkpoint if r.last_checkpoint is not None else r.start
+    if r.job.checkpoint_interval:
+        since = max(since, r.start + ((now - r.start) // r.job.checkpoint_interval) * r.job.checkpoint_interval)
+    return len(r.gpus) * (max(now - since, 0.0) + restore_s) / 3600.0
+
+
+@dataclass
+class GangPreemption:
+    """A :class:`~fabric_hpc.scheduler.contract.PreemptionPolicy` (see module doc)."""
+
+    tiers: dict[str, Tier] | None = None
+    #: Restore cost a requeued gang pays on restart (s); counted in its loss.
+    restore_s: float = 300.0
+    #: Domains examined per blocked job at the chosen level.
+    max_domains: int = 6
+
+    def victims(self, job: Job, view: SchedulerInput, state: ClusterState,
+                placer: Placer) -> tuple[list[Preemption], Placement] | None:
+        tiers = self.tiers or DEFAULT_TIERS
+        cands = [r for r in view.running
+                 if tiers.get(r.job.tier) is not None and tiers[r.job.tier].preemptible
+                 and job.tier in tiers[r.job.tier].preempted_by and r.job.id in state._job_num]
+        if not cands:
+            return None
+        fab = state.fab
+        lv = fabric_levels(fab)
+        gpu_host = fab.index.gpu_host
+        pos = fab.gpu_pos
+        idx = [np.fromiter((pos[g] for g in r.gpus), np.int64) for r in cands]
+        cost = np.array([gpu_hours_lost(r, view.now, self.restore_s) for r in cands])
+        free = state.free
+        need = max(job.gpus, 1)
+        best: tuple[tuple[float, int], list[int], Placement] | None = None
+        for level in range(len(lv.chain) + 1):
+            dom_of_gpu = (lv.host_dom[gpu_host, level] if level < len(lv.chain)
+                          else np.zeros(gpu_host.size, np.int64))
+            ndom = int(dom_of_gpu.max()) + 1
+            free_d = np.bincount(dom_of_gpu, weights=free, minlength=ndom)
+            cand_d = np.zeros(ndom)
+            for ix in idx:
+                cand_d += np.bincount(dom_of_gpu[ix], minlength=ndom)
+            doms = np.flatnonzero(free_d + cand_d >= need)
+            if doms.size == 0:
+                continue
+            doms = doms[np.argsort(-(free_d[doms]), kind="stable")][: self.max_domains]
+            for d in doms:
+                got = self._in_domain(job, state, placer, dom_of_gpu == d, idx, cost)
+                if got is not None and (best is None or got[0] < best[0]):
+                    best = got
+            if best is not None:
+                break
+        if best is None:
+            return None
+        _, chosen, placement = best
+        return ([Preemption(cands[i].job.id, job.id, gpu_hours_lost(cands[i], view.now, self.restore_s))
+                 for i in chosen], placement)
+
+    def _in_domain(self, job: Job, state: ClusterState, placer: Placer, inside: np.ndarray,
+                   idx: list[np.ndarray], cost: np.ndarray) -> tuple[tuple[float, int], list[int], Placement] | None:
+        touching = [i for i, ix in enumerate(idx) if inside[ix].any()]
+        touching.sort(key=lambda i: (cost[i] / max(int(inside[idx[i]].sum()), 1), -idx[i].size))
+        chosen: list[int] = []
+        placement = self._try(job, state, placer, inside, idx, chosen)
+        for i in touching:
+            if placement is not None:
+                break
+            chosen.append(i)
+            placement = self._try(job, state, placer, inside, idx, chosen)
+        if placement is None or not chosen:
+            return None
+        for i in sorted(chosen, key=lambda i: -cost[i]):  # drop victims the placement does not need
+            rest = [c for c in chosen if c != i]
+            if rest:
+                p2 = self._try(job, state, placer, inside, idx, rest)
+                if p2 is not None:
+                    chosen, placement = rest, p2
+        return (float(cost[chosen].sum()), len(chosen)), chosen, placement
+
+    @staticmethod
+    def _try(job: Job, state: ClusterState, placer: Placer, inside: np.ndarray, idx: list[np.ndarray],
+             chosen: list[int]) -> Placement | None:
+        trial = state.copy()
+        for i in chosen:
+            trial.owner[idx[i]] = -1
+        return placer.place(job, masked_state(trial, ~inside))

@@ -1,0 +1,135 @@
+"""Slurm-style multifactor priority and fairshare with usage decaying by a half-life.
+
+Follows Slurm's ``priority/multifactor`` plugin (https://slurm.schedmd.com/priority_multifactor.html)::
+
+    priority = W_age * age_factor + W_fairshare * fairshare_factor + W_jobsize * size_factor
+             + W_partition * tier_factor                        (each factor in [0, 1])
+
+* age factor: time queued / ``PriorityMaxAge`` (default 7 days), capped at 1;
+* job size factor: the gang's share of the cluster's GPUs (``PriorityFavorSmall=NO``, Slurm's default,
+  favours large jobs; ``favor_small=True`` inverts it);
+* walltime factor (fabric's addition, off by default): short requests first (see the field doc);
+* tier factor: the partition/QOS factor of the job's :class:`~fabric_hpc.scheduler.contract.Tier`;
+* fairshare factor: Slurm's classic formula ``F = 2 ** (-U / S)`` with ``U`` the account's decayed
+  usage over the total decayed usage and ``S`` its normalised share ("Fair-share factor" section of
+  the page above). Usage decays with ``PriorityDecayHalfLife`` (default 7 days).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.scheduler.contract import DEFAULT_TIERS, SchedulerInput, Tier
+
+DAY = 86_400.0
+
+
+class UsageLedger:
+    """Decayed GPU-seconds per account: ``U(t) = Σ usage · 2^(-(t - t_use) / half_life)``.
+
+    Drivers call :meth:`advance` with the GPUs each account holds; the charge over an interval at a
+    constant rate is integrated exactly, so the result does not depend on how often it is called.
+    """
+
+    def __init__(self, half_life_s: float = 7 * DAY) -> None:
+        if half_life_s <= 0:
+            raise ConfigError(f"fairshare half-life must be > 0 s (got {half_life_s})")
+        self.half_life_s = half_life_s
+        self._lam = math.log(2) / half_life_s
+        self._usage: dict[str, float] = {}
+        self._t: float | None = None
+
+    def advance(self, now: float, gpus_by_account: Mapping[str, int]) -> None:
+        """Decay to ``now`` and charge each account ``gpus`` GPU-seconds per second since the last call."""
+        if self._t is None:
+            self._t = now
+            return
+        dt = now - self._t
+        if dt < 0:
+            raise ConfigError(f"usage ledger: time ran backwards ({now} < {self._t})")
+        if dt == 0:
+            return
+        decay = math.exp(-self._lam * dt)
+        gain = (1.0 - decay) / self._lam
+        for acct in self._usage:
+            self._usage[acct] *= decay
+        for acct, gpus in gpus_by_account.items():
+            if gpus:
+                self._usage[acct] = self._usage.get(acct, 0.0) + gpus * gain
+        self._t = now
+
+    def charge(self, account: str, gpu_seconds: float) -> None:
+        self._usage[account] = self._usage.get(account, 0.0) + gpu_seconds
+
+    def usage(self) -> dict[str, float]:
+        return dict(self._usage)
+
+
+@dataclass
+class ClassicFairshare:
+    """Slurm's classic fair-share factor ``2^(-U/S)`` over flat accounts.
+
+    ``shares``: raw shares per account (missing accounts get ``default_share``).
+    """
+
+    shares: Mapping[str, float] = field(default_factory=dict)
+    default_share: float = 1.0
+
+    def factors(self, view: SchedulerInput) -> dict[str, float]:
+        accounts = {p.job.account for p in view.pending} | {r.job.account for r in view.running}
+        accounts |= set(view.usage)
+        raw = {a: float(self.shares.get(a, self.default_share)) for a in accounts}
+        total_shares = sum(raw.values()) or 1.0
+        total_usage = sum(view.usage.values())
+        out = {}
+        for a in accounts:
+            s = raw[a] / total_shares
+            u = view.usage.get(a, 0.0) / total_usage if total_usage > 0 else 0.0
+            out[a] = 2.0 ** (-u / s) if s > 0 else 0.0
+        return out
+
+
+@dataclass
+class MultifactorPriority:
+    """Weighted sum of age, fairshare, job size and tier factors (Slurm's priority/multifactor).
+
+    Defaults: weights as a site that lets fairshare and tier dominate would set them; ties are
+    broken by submit time, then job id, by the scheduler.
+    """
+
+    weight_age: float = 1000.0
+    weight_fairshare: float = 10_000.0
+    weight_size: float = 1000.0
+    weight_tier: float = 100_000.0
+    #: Not in Slurm: favour short walltime requests (shortest-job-first on the user's estimate):
+    #: factor = 1 - log(1 + walltime/60) / log(1 + max_walltime/60), in [0, 1].
+    weight_walltime: float = 0.0
+    max_age_s: float = 7 * DAY
+    max_walltime_s: float = 7 * DAY
+    favor_small: bool = False
+    fairshare: ClassicFairshare = field(default_factory=ClassicFairshare)
+    tiers: Mapping[str, Tier] = field(default_factory=lambda: dict(DEFAULT_TIERS))
+
+    def priorities(self, view: SchedulerInput) -> dict[str, float]:
+        fs = self.fairshare.factors(view) if self.weight_fairshare else {}
+        total = max(int(view.state.fab.index.gpu_host.size), 1)
+        out = {}
+        for p in view.pending:
+            job = p.job
+            age = min(max(view.now - job.submit, 0.0) / self.max_age_s, 1.0)
+            size = min(job.gpus / total, 1.0)
+            if self.favor_small:
+                size = 1.0 - size
+            tier = self.tiers.get(job.tier)
+            if tier is None:
+                raise ConfigError(f"job {job.id}: unknown tier {job.tier!r}",
+                                  hint=f"tiers: {', '.join(self.tiers)}")
+            short = 0.0
+            if self.weight_walltime:
+                short = 1.0 - min(math.log1p(job.walltime / 60) / math.log1p(self.max_walltime_s / 60), 1.0)
+            out[job.id] = (self.weight_walltime * short + self.weight_age * age + self.weight_fairshare * fs.get(job.account, 1.0)
+                           + self.weight_size * size + self.weight_tier * tier.factor)
+        return out

@@ -1,0 +1,293 @@
+"""The deterministic discrete-event simulator: replays jobs through a scheduling policy.
+
+Events (a heap ordered by time, then kind — completions before arrivals — then a sequence
+number) are job arrivals and run-segment ends (natural end or walltime limit). After every batch
+of events at one instant the simulator advances the fairshare ledger, calls the policy's
+``schedule`` step (the same code the Slurm agent runs) and applies its decisions: preempted gangs
+are released whole and requeued (their progress since the last checkpoint lost, a restore cost paid
+on restart), started gangs get exactly the GPUs of their placement. Nothing depends on wall-clock
+time or unordered iteration, so the same inputs give the same outputs.
+
+Run time of a segment: ``restore (after a requeue) + remaining work × stretch`` where ``stretch``
+comes from :class:`~fabric_hpc.sim.slowdown.CommSlowdown`; a segment that would pass the job's
+walltime is ended at the walltime (status ``timeout``), as Slurm does.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.placement import ClusterState, Placement
+from fabric_hpc.scheduler.contract import Job, PendingJob, RunningJob, SchedulerInput, SchedulingPolicy
+from fabric_hpc.scheduler.priority import UsageLedger
+from fabric_hpc.sim.slowdown import CommSlowdown
+from fabric_hpc.topology import Fabric
+
+_END, _ARRIVE, _WAKE = 0, 1, 2
+
+
+@dataclass
+class JobRecord:
+    job: Job
+    first_start: float | None = None
+    end: float | None = None
+    status: str = "pending"  # pending | running | done | timeout | rejected
+    preemptions: int = 0
+    gpu_hours_lost: float = 0.0
+    stretch: float = 1.0
+    domains: dict[str, int] = field(default_factory=dict)
+    hosts: int = 0
+    backfilled: bool = False
+    run_time: float = 0.0  # wall time spent running (all segments)
+
+
+@dataclass
+class _Segment:
+    start: float
+    end: float
+    restore: float
+    stretch: float
+    token: int
+    timeout: bool
+
+
+@dataclass
+class SimResult:
+    policy: str
+    fabric: str
+    gpus: int
+    records: list[JobRecord]
+    timeline: dict[str, list[float]]
+    stats: dict[str, Any]
+    state: ClusterState
+    peak_state: ClusterState | None = None
+    peak_time: float = 0.0
+
+
+class Simulator:
+    """``Simulator(fab, policy, jobs).run() -> SimResult`` (see module doc)."""
+
+    def __init__(self, fab: Fabric, policy: SchedulingPolicy, jobs: Sequence[Job], *,
+                 slowdown: CommSlowdown | None = None, restore_s: float = 300.0,
+                 half_life_s: float = 7 * 86_400.0, backfill_interval_s: float = 30.0, progress: bool = False,
+                 max_events: int | None = None) -> None:
+        ids = [j.id for j in jobs]
+        if len(set(ids)) != len(ids):
+            raise ConfigError("simulator: job ids must be unique")
+        self.fab, self.policy = fab, policy
+        self.jobs = sorted(jobs, key=lambda j: (j.submit, j.id))
+        self.slowdown = slowdown or CommSlowdown()
+        self.restore_s = restore_s
+        self.ledger = UsageLedger(half_life_s)
+        self.progress = progress
+        self.max_events = max_events
+        #: Backfill passes run at most this often (Slurm's ``bf_interval``, default 30 s); the steps
+        #: in between are main-scheduler passes (priority order, stop at the first blocked job).
+        self.backfill_interval_s = backfill_interval_s
+        self._last_backfill = -math.inf
+        self._wake_at: float | None = None
+        self.state = ClusterState(fab)
+        self.records = {j.id: JobRecord(j) for j in self.jobs}
+        self.pending: dict[str, PendingJob] = {}
+        self.running: dict[str, RunningJob] = {}
+        self.segments: dict[str, _Segment] = {}
+        self.now = -math.inf
+        self._heap: list[tuple[float, int, int, str, int]] = []
+        self._seq = 0
+        self._token = 0
+        self._by_account: dict[str, int] = {}
+        self.timeline: dict[str, list[float]] = {"t": [], "busy": [], "queue": [], "frag_t": [], "frag": []}
+        self.steps = 0
+        self.finished = 0
+        self._saved: dict[str, float] = {}
+        self.events = 0
+        capacity = int(np.bincount(fab.index.gpu_host, minlength=len(fab.hosts)).max(initial=0))
+        self._host_gpus = capacity
+        #: The cluster state at the busiest moment of the replay (for the topology report).
+        self.peak_state: ClusterState | None = None
+        self.peak_time = 0.0
+        self._peak_busy = -1
+
+    # -- public -------------------------------------------------------------------------------
+    def run(self) -> SimResult:
+        t0 = time.perf_counter()
+        for j in self.jobs:
+            self._push(j.submit, _ARRIVE, j.id)
+        bar = _Progress(len(self.jobs)) if self.progress else None
+        try:
+            while self._heap:
+                t = self._heap[0][0]
+                if t < self.now:
+                    raise AssertionError(f"time ran backwards: {t} < {self.now}")
+                self.now = t
+                self.ledger.advance(t, self._by_account)  # charge the interval that just ended
+                while self._heap and self._heap[0][0] == t:
+                    _, kind, _, job_id, token = heapq.heappop(self._heap)
+                    self.events += 1
+                    self._handle(kind, job_id, token)
+                if self.pending:
+                    self._step()
+                self._sample()
+                if bar:
+                    bar.update(self.finished if self.steps % 100 == 0 else None)
+                if self.max_events and self.events >= self.max_events:
+                    break
+        finally:
+            if bar:
+                bar.close()
+        stats = {"events": self.events, "steps": self.steps, "wall_s": time.perf_counter() - t0,
+                 "placer_calls": getattr(getattr(self.policy, "placer", None), "calls", None),
+                 "solver_calls": getattr(getattr(self.policy, "placer", None), "solver_calls", None),
+                 "solver_s": getattr(getattr(self.policy, "placer", None), "solver_s", None)}
+        return SimResult(self.policy.name, self.fab.name, len(self.fab.gpus), list(self.records.values()),
+                         self.timeline, stats, self.state, self.peak_state, self.peak_time)
+
+    # -- events -------------------------------------------------------------------------------
+    def _push(self, t: float, kind: int, job_id: str, token: int = 0) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (t, kind, self._seq, job_id, token))
+
+    def _handle(self, kind: int, job_id: str, token: int) -> None:
+        if kind == _WAKE:
+            self._wake_at = None
+            return
+        rec = self.records[job_id]
+        if kind == _ARRIVE:
+            if rec.job.gpus > len(self.fab.gpus):
+                rec.status = "rejected"
+                return
+            self.pending[job_id] = PendingJob(rec.job, queued_since=self.now)
+            return
+        seg = self.segments.get(job_id)
+        if seg is None or seg.token != token:
+            return  # a stale end of a preempted segment
+        self._finish(job_id, "timeout" if seg.timeout else "done")
+
+    def _finish(self, job_id: str, status: str) -> None:
+        rec = self.records[job_id]
+        seg = self.segments.pop(job_id)
+        run = self.running.pop(job_id)
+        self.state.release(job_id)
+        self._by_account[run.job.account] -= len(run.gpus)
+        rec.end, rec.status = self.now, status
+        self.finished += 1
+        rec.run_time += self.now - seg.start
+
+    def _step(self) -> None:
+        self.steps += 1
+        self._compact()
+        backfill = self.now >= self._last_backfill + self.backfill_interval_s  # same sum as the wake time
+        if backfill:
+            self._last_backfill = self.now
+        elif self._wake_at is None:
+            self._wake_at = self._last_backfill + self.backfill_interval_s
+            self._push(self._wake_at, _WAKE, "")
+        view = SchedulerInput(self.now, list(self.pending.values()), list(self.running.values()), self.state,
+                              self.ledger.usage(), backfill=backfill)
+        decisions = self.policy.schedule(view)
+        for victim in decisions.preempt:
+            self._preempt(victim.job_id)
+        for job, placement in decisions.start:
+            self._start(job, placement, job.id in decisions.backfilled)
+
+    def _start(self, job: Job, placement: Placement, backfilled: bool) -> None:
+        pend = self.pending.pop(job.id)
+        rec = self.records[job.id]
+        self.state.allocate(job.id, placement.gpus)
+        stretch = self.slowdown.factor(job, placement, self.fab)
+        restore = self.restore_s if pend.requeues else 0.0
+        work = max((job.duration if job.duration is not None else job.walltime) - pend.saved_work, 0.0)
+        natural = self.now + restore + work * stretch
+        limit = self.now + job.walltime
+        self._token += 1
+        seg = _Segment(self.now, min(natural, limit), restore, stretch, self._token, natural > limit)
+        self.segments[job.id] = seg
+        self.running[job.id] = RunningJob(job, tuple(placement.gpus), self.now, self.now, placement)
+        self._by_account[job.account] = self._by_account.get(job.account, 0) + len(placement.gpus)
+        if rec.first_start is None:
+            rec.first_start, rec.stretch = self.now, stretch
+            rec.domains, rec.hosts, rec.backfilled = dict(placement.domains), len(placement.hosts), backfilled
+        rec.status = "running"
+        self._push(seg.end, _END, job.id, seg.token)
+
+    def _preempt(self, job_id: str) -> None:
+        seg = self.segments.pop(job_id)
+        run = self.running.pop(job_id)
+        rec = self.records[job_id]
+        self.state.release(job_id)
+        self._by_account[run.job.account] -= len(run.gpus)
+        elapsed = self.now - seg.start
+        done = max(elapsed - seg.restore, 0.0) / seg.stretch
+        ci = run.job.checkpoint_interval
+        saved = math.floor(done / ci) * ci if ci else 0.0
+        old_saved = self._saved.get(job_id, 0.0)
+        self._saved[job_id] = old_saved + saved
+        rec.preemptions += 1
+        rec.gpu_hours_lost += len(run.gpus) * (elapsed - saved * seg.stretch) / 3600.0
+        rec.run_time += elapsed
+        rec.status = "pending"
+        self.pending[job_id] = PendingJob(run.job, requeues=rec.preemptions, queued_since=self.now,
+                                          saved_work=old_saved + saved)
+
+    def _compact(self) -> None:
+        """ClusterState keeps every job id it ever saw; rebuild it when finished ids dominate."""
+        st = self.state
+        if len(st._job_ids) <= 4 * len(st._job_num) + 512:
+            return
+        fresh = ClusterState(self.fab)
+        down = np.flatnonzero(st.owner == -2)
+        fresh.owner[down] = -2
+        for job_id, num in sorted(st._job_num.items(), key=lambda kv: kv[1]):
+            fresh.allocate(job_id, np.flatnonzero(st.owner == num).tolist())
+        self.state = fresh
+
+    def _sample(self) -> None:
+        tl = self.timeline
+        busy = int(len(self.fab.gpus) - int(self.state.free.sum()))
+        if busy > self._peak_busy:
+            self._peak_busy, self.peak_state, self.peak_time = busy, self.state.copy(), self.now
+        tl["t"].append(self.now)
+        tl["busy"].append(busy)
+        tl["queue"].append(len(self.pending))
+        if self.pending and (not tl["frag_t"] or self.steps % 16 == 0):
+            tl["frag_t"].append(self.now)
+            tl["frag"].append(self._fragmentation())
+
+    def _fragmentation(self) -> float:
+        """Free GPUs no waiting job could use (hosts with fewer free GPUs than the smallest per-host
+        demand among pending jobs), as a fraction of all GPUs."""
+        need = min(_per_host_need(p.job, self._host_gpus) for p in self.pending.values())
+        per_host = np.bincount(self.fab.index.gpu_host, weights=self.state.free, minlength=len(self.fab.hosts))
+        return float(per_host[per_host < need].sum() / len(self.fab.gpus))
+
+
+def _per_host_need(job: Job, host_gpus: int) -> int:
+    r = job.request
+    if r.nodes is not None:
+        return r.gpus_per_node or host_gpus
+    return 1 if not r.whole_hosts else host_gpus
+
+
+class _Progress:
+    def __init__(self, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._p = Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                           transient=True)
+        self._task = self._p.add_task("replay", total=total)
+        self._p.start()
+
+    def update(self, done: int | None) -> None:
+        if done is not None:
+            self._p.update(self._task, completed=done)
+
+    def close(self) -> None:
+        self._p.stop()

@@ -1,0 +1,110 @@
+"""The HTML comparison report: a metrics table and matplotlib plots, policies side by side.
+
+Plots (PNG, embedded as data URIs so the page is one self-contained file): GPU utilisation and
+queue length over time, the JCT CDF, and mean waiting time per tier. Optionally links the topology
+report of each policy's final state.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROWS = [("mean_jct_s", "mean JCT (h)", 1 / 3600), ("p50_jct_s", "p50 JCT (h)", 1 / 3600),
+        ("p99_jct_s", "p99 JCT (h)", 1 / 3600), ("mean_wait_s", "mean queueing delay (h)", 1 / 3600),
+        ("p99_wait_s", "p99 queueing delay (h)", 1 / 3600), ("mean_bounded_slowdown", "mean bounded slowdown", 1),
+        ("gpu_utilisation", "GPU utilisation", 1), ("fragmentation", "fragmentation (free GPUs unusable)", 1),
+        ("mean_domains_spanned", "mean domains spanned (multi-host gangs)", 1),
+        ("mean_hosts_spanned", "mean hosts spanned (multi-host gangs)", 1),
+        ("mean_stretch", "mean communication stretch", 1), ("jain_accounts", "Jain's index across accounts", 1),
+        ("preemptions", "preemptions", 1), ("gpu_hours_lost", "GPU-hours lost to preemption", 1),
+        ("backfilled", "jobs backfilled", 1), ("timeouts", "jobs ended at walltime", 1),
+        ("finished", "jobs finished", 1), ("sim_wall_s", "simulation wall time (s)", 1)]
+
+
+def comparison_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+    """[metric, value per policy...] with values formatted."""
+    out = []
+    for key, label, scale in ROWS:
+        vals = []
+        for r in results:
+            v = r["summary"].get(key)
+            vals.append("–" if v is None else f"{v * scale:.3f}" if isinstance(v, float) else str(v))
+        out.append([label, *vals])
+    return out
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def plots(results: list[dict[str, Any]], names: list[str]) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = {}
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
+    for r, n in zip(results, names, strict=True):
+        t = np.asarray(r["timeline"]["t"], float) / 3600
+        a1.step(t, np.asarray(r["timeline"]["busy"], float) / r["summary"]["gpus"], where="post", label=n, lw=1)
+        a2.step(t, r["timeline"]["queue"], where="post", label=n, lw=1)
+    a1.set_ylabel("GPU utilisation"), a2.set_ylabel("jobs waiting"), a2.set_xlabel("time (h)")
+    a1.legend(loc="lower right"), a1.grid(alpha=.3), a2.grid(alpha=.3)
+    out["timeline"] = _png(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r, n in zip(results, names, strict=True):
+        jct = np.asarray(r["jct"], float) / 3600
+        if jct.size:
+            ax.plot(np.sort(jct), np.arange(1, jct.size + 1) / jct.size, label=n)
+    ax.set_xscale("log"), ax.set_xlabel("job completion time (h, log)"), ax.set_ylabel("fraction of jobs")
+    ax.legend(), ax.grid(alpha=.3)
+    out["cdf"] = _png(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    tiers = sorted({t for r in results for t in r["wait_by_tier"]})
+    width = 0.8 / max(len(results), 1)
+    for i, (r, n) in enumerate(zip(results, names, strict=True)):
+        vals = [np.mean(r["wait_by_tier"].get(t, [0])) / 3600 for t in tiers]
+        ax.bar(np.arange(len(tiers)) + i * width, vals, width, label=n)
+    ax.set_xticks(np.arange(len(tiers)) + width * (len(results) - 1) / 2, tiers)
+    ax.set_ylabel("mean queueing delay (h)"), ax.legend(), ax.grid(alpha=.3, axis="y")
+    out["tiers"] = _png(fig)
+    return out
+
+
+def write_html(results: list[dict[str, Any]], out_html: str | os.PathLike[str], *, names: list[str] | None = None,
+               title: str = "Scheduler comparison", links: dict[str, str] | None = None) -> Path:
+    names = names or [r["summary"]["policy"] for r in results]
+    imgs = plots(results, names)
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                   for row in comparison_rows(results))
+    traces = ", ".join(sorted({html.escape(str(r.get("trace", ""))) for r in results}))
+    link_html = "".join(f'<li><a href="{html.escape(u)}">{html.escape(k)}</a></li>' for k, u in (links or {}).items())
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child{{text-align:left}}</style></head>
+<body><h1>{html.escape(title)}</h1><p>Workload: {traces}. Fabric: {html.escape(results[0]['summary']['fabric'])}
+({results[0]['summary']['gpus']} GPUs). Metric definitions: docs/scheduler.md.</p>
+<table><tr><th>metric</th>{head}</tr>{body}</table>
+<h2>Utilisation and queue over time</h2><img src="{imgs['timeline']}">
+<h2>Job completion time CDF</h2><img src="{imgs['cdf']}">
+<h2>Waiting time per tier</h2><img src="{imgs['tiers']}">
+{'<h2>Final cluster state</h2><ul>' + link_html + '</ul>' if link_html else ''}
+</body></html>"""
+    out = Path(out_html)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page)
+    return out

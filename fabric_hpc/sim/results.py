@@ -1,0 +1,84 @@
+"""Running a replay into a results directory, and reading results back.
+
+``DIR/results.json``::
+
+    {"version": 1, "summary": {...metrics...}, "timeline": {"t": [...], "busy": [...], "queue": [...]},
+     "jct": [...], "wait_by_tier": {"high": [...], ...}, "jobs": [per-job rows], "trace": "...",
+     "config": {...}}
+
+plus ``DIR/state.json`` (the cluster state at the end, the placement state format) and, when asked,
+``DIR/topology.html`` (the topology report of the final state).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fabric_hpc.errors import ConfigError, NotFoundError
+from fabric_hpc.sim.engine import SimResult
+from fabric_hpc.sim.metrics import job_rows, summarize
+
+RESULTS_VERSION = 1
+MAX_POINTS = 4000
+
+
+def _thin(t: list[float], *series: list[float]) -> tuple[list[float], ...]:
+    if len(t) <= MAX_POINTS:
+        return (list(t), *[list(s) for s in series])
+    keep = np.unique(np.linspace(0, len(t) - 1, MAX_POINTS).astype(int))
+    return ([t[i] for i in keep], *[[s[i] for i in keep] for s in series])
+
+
+def results_dict(result: SimResult, *, trace: str = "", config: dict[str, Any] | None = None,
+                 with_jobs: bool = True) -> dict[str, Any]:
+    summary = summarize(result)
+    tl = result.timeline
+    t, busy, queue = _thin(tl["t"], tl["busy"], tl["queue"])
+    done = [r for r in result.records if r.end is not None]
+    wait_by_tier: dict[str, list[float]] = {}
+    for r in done:
+        if r.first_start is not None:
+            wait_by_tier.setdefault(r.job.tier, []).append(r.first_start - r.job.submit)
+    return {"version": RESULTS_VERSION, "summary": summary, "trace": trace, "config": config or {},
+            "timeline": {"t": t, "busy": busy, "queue": queue},
+            "jct": sorted(float(r.end - r.job.submit) for r in done),
+            "wait_by_tier": wait_by_tier, "jobs": job_rows(result) if with_jobs else []}
+
+
+def write_results(result: SimResult, out_dir: str | os.PathLike[str], *, trace: str = "",
+                  config: dict[str, Any] | None = None, topology_report: bool = False) -> dict[str, Any]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = results_dict(result, trace=trace, config=config)
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, out / "results.json")
+    result.state.save(out / "state.json")
+    if topology_report:
+        from fabric_hpc.topology import write_report
+
+        snap = result.peak_state or result.state
+        when = f"busiest moment (t = {result.peak_time / 3600:.2f} h)" if result.peak_state else "end of replay"
+        write_report(result.state.fab, out / "topology.html", occupancy=snap.occupancy(),
+                     title=f"{result.fabric} under policy {result.policy}: {when}")
+    return data
+
+
+def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "results.json"
+    if not p.exists():
+        raise NotFoundError(f"no simulation results at {p}", hint="run `fabric sim run --out DIR` first")
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{p}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    if not isinstance(data, dict) or data.get("version") != RESULTS_VERSION or "summary" not in data:
+        raise ConfigError(f"{p}: not a version-{RESULTS_VERSION} simulation results file")
+    return data

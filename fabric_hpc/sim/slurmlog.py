@@ -1,0 +1,186 @@
+"""Readers for a site's own Slurm job history: ``sacct --parsable2`` output and ``jobcomp/filetxt`` logs.
+
+So an admin can ask "how would fabric have scheduled my cluster's last month?"::
+
+    sacct --parsable2 -a -X -S 2026-10-01 -E 2026-11-01 \\
+          --format=JobID,Submit,Start,End,Timelimit,NNodes,AllocTRES,Account,User,Partition,QOS,State > month.txt
+    fabric sim run --trace sacct:month.txt --topology topology.yaml --policy fabric --out out/
+
+Mapping (both readers):
+
+* submit = ``Submit``/``SubmitTime``; duration = ``End − Start`` (jobs that never started or are
+  still running are skipped and counted); walltime = ``Timelimit``/``TimeLimit`` (``UNLIMITED`` or
+  ``Partition_Limit``: ``unlimited_factor`` × duration);
+* GPUs: ``gres/gpu=N`` (or ``gres/gpu:<type>=N``) in ``AllocTRES``/``Tres`` when present, else
+  ``NNodes``/``NodeCnt`` × ``gpus_per_node`` (whole nodes: without slurmdbd and
+  ``AccountingStorageTRES=gres/gpu`` Slurm 22.05 does not log GPU counts in jobcomp);
+* tier: the first of ``QOS``, ``Partition`` found in ``tier_map`` (default: high→high,
+  spot/preempt/low/scavenger→spot), else ``normal``; account = ``Account`` (or ``default``).
+* steps (``123.batch``, ``123.0``) are skipped; array and het job ids (``12_3``, ``7+1``) are kept as ids.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.scheduler.contract import Job
+from fabric_hpc.sim.traces import Trace, _open, _shift, gang_request
+
+DEFAULT_TIER_MAP = {"high": "high", "urgent": "high", "spot": "spot", "preempt": "spot", "preemptible": "spot",
+                    "low": "spot", "scavenger": "spot"}
+_UNSET = {"", "Unknown", "None", "N/A"}
+
+
+def parse_time(text: str) -> float | None:
+    """Slurm timestamp ``2026-11-23T00:19:10`` → seconds since the epoch (UTC); None for Unknown."""
+    if text in _UNSET:
+        return None
+    try:
+        return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc).timestamp()
+    except ValueError:
+        raise ConfigError(f"bad Slurm timestamp {text!r}", hint="expected YYYY-MM-DDTHH:MM:SS") from None
+
+
+def parse_duration(text: str) -> float | None:
+    """Slurm time limit / elapsed (``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH[:MM[:SS]]``) → seconds;
+    None for ``UNLIMITED``/``Partition_Limit``/empty."""
+    text = text.strip()
+    if text in _UNSET or text.upper() in ("UNLIMITED", "PARTITION_LIMIT", "INFINITE"):
+        return None
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
+    if not m:
+        raise ConfigError(f"bad Slurm duration {text!r}", hint="expected [D-]HH:MM:SS or minutes")
+    days, a, b, c = (int(x) if x else None for x in m.groups())
+    if days is not None:  # D-HH[:MM[:SS]]
+        return days * 86400 + a * 3600 + (b or 0) * 60 + (c or 0)
+    if c is not None:
+        return a * 3600 + b * 60 + c
+    if b is not None:
+        return a * 60 + b
+    return a * 60.0  # bare number: minutes
+
+
+def tres_gpus(tres: str) -> int | None:
+    """GPUs in a TRES string: ``gres/gpu=N``, else the sum of ``gres/gpu:<type>=N``; None if absent."""
+    plain, typed = None, []
+    for part in tres.split(","):
+        key, _, val = part.strip().partition("=")
+        if key == "gres/gpu" and val.isdigit():
+            plain = int(val)
+        elif key.startswith("gres/gpu:") and val.isdigit():
+            typed.append(int(val))
+    return plain if plain is not None else (sum(typed) if typed else None)
+
+
+def _tier(tier_map: dict[str, str], *names: str) -> str:
+    for name in names:
+        if name and name.lower() in tier_map:
+            return tier_map[name.lower()]
+    return "normal"
+
+
+def _job(fields: dict[str, str], where: str, *, gpus_per_node: int, gpus_per_host: int,
+         unlimited_factor: float, tier_map: dict[str, str]) -> Job | None:
+    get = fields.get
+    submit, start, end = (parse_time(get(k, "") or "") for k in ("submit", "start", "end"))
+    if submit is None or start is None or end is None or end < start:
+        return None
+    dur = end - start
+    limit = parse_duration(get("timelimit", "") or "")
+    nodes = int(get("nnodes") or 0)
+    gpus = tres_gpus(get("tres", "") or "")
+    if gpus is None:
+        gpus = nodes * gpus_per_node
+    if gpus <= 0:
+        return None
+    wall = max(limit if limit is not None else dur * unlimited_factor, dur, 1.0)
+    req = gang_request(gpus, gpus_per_host)
+    if nodes > 1 and gpus % nodes == 0 and gpus // nodes <= gpus_per_host:
+        from fabric_hpc.placement.request import Request
+
+        req = Request(nodes=nodes, gpus_per_node=gpus // nodes)
+    return Job(id=f"slurm{get('jobid')}", request=req, submit=submit, walltime=wall, duration=dur,
+               account=get("account") or "default", user=(get("user") or "user").split("(")[0],
+               tier=_tier(tier_map, get("qos") or "", get("partition") or ""),
+               meta={"comm_sensitivity": 1.0 if gpus > 1 else 0.0, "source": where,
+                     "state": get("state") or ""})
+
+
+_SACCT_KEYS = {"jobid": "jobid", "submit": "submit", "start": "start", "end": "end", "timelimit": "timelimit",
+               "nnodes": "nnodes", "alloctres": "tres", "reqtres": "reqtres", "account": "account", "user": "user",
+               "partition": "partition", "qos": "qos", "state": "state"}
+
+
+def read_sacct(path: str | os.PathLike[str], *, gpus_per_node: int = 8, gpus_per_host: int = 8,
+               unlimited_factor: float = 2.0, tier_map: dict[str, str] | None = None) -> Trace:
+    """``sacct --parsable2`` output (a header line, ``|``-separated; see the module doc for the fields)."""
+    p = _open(path)
+    lines = [ln for ln in p.read_text().splitlines() if ln.strip()]
+    if not lines or "|" not in lines[0] or "jobid" not in lines[0].lower():
+        raise ConfigError(f"{p}: not sacct --parsable2 output (no JobID|... header line)",
+                          hint="run sacct with --parsable2 and without --noheader")
+    header = [_SACCT_KEYS.get(h.strip().lower(), h.strip().lower()) for h in lines[0].split("|")]
+    missing = {"jobid", "submit", "start", "end"} - set(header)
+    if missing:
+        raise ConfigError(f"{p}: sacct output lacks field(s) {sorted(missing)}",
+                          hint="--format=JobID,Submit,Start,End,Timelimit,NNodes,AllocTRES,Account,User,Partition,QOS")
+    jobs, skipped = [], 0
+    for n, line in enumerate(lines[1:], start=2):
+        vals = line.split("|")
+        if len(vals) < len(header):
+            raise ConfigError(f"{p}:{n}: {len(vals)} fields, the header has {len(header)}")
+        fields = dict(zip(header, vals, strict=False))
+        if "." in fields["jobid"]:
+            continue  # a job step
+        if not fields.get("tres") and fields.get("reqtres"):
+            fields["tres"] = fields["reqtres"]
+        try:
+            job = _job(fields, f"{p.name}:{n}", gpus_per_node=gpus_per_node, gpus_per_host=gpus_per_host,
+                       unlimited_factor=unlimited_factor, tier_map=tier_map or DEFAULT_TIER_MAP)
+        except ConfigError as exc:
+            raise ConfigError(f"{p}:{n}: {exc.message}", hint=exc.hint) from None
+        if job is None:
+            skipped += 1
+        else:
+            jobs.append(job)
+    return Trace(_shift(jobs), f"sacct:{p.name}", skipped)
+
+
+_JOBCOMP = {"jobid": "jobid", "submittime": "submit", "starttime": "start", "endtime": "end",
+            "timelimit": "timelimit", "nodecnt": "nnodes", "tres": "tres", "account": "account", "userid": "user",
+            "partition": "partition", "qos": "qos", "jobstate": "state"}
+
+
+def read_jobcomp(path: str | os.PathLike[str], *, gpus_per_node: int = 8, gpus_per_host: int = 8,
+                 unlimited_factor: float = 2.0, tier_map: dict[str, str] | None = None) -> Trace:
+    """Slurm's ``jobcomp/filetxt`` log: one ``Key=Value Key=Value ...`` line per finished job."""
+    p = _open(path)
+    jobs, skipped = [], 0
+    for n, line in enumerate(p.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields: dict[str, str] = {}
+        for tok in line.split():
+            key, sep, val = tok.partition("=")
+            if not sep:
+                continue
+            k = _JOBCOMP.get(key.lower())
+            if k:
+                fields[k] = val
+        if "jobid" not in fields:
+            raise ConfigError(f"{p}:{n}: not a jobcomp/filetxt line (no JobId=)")
+        try:
+            job = _job(fields, f"{p.name}:{n}", gpus_per_node=gpus_per_node, gpus_per_host=gpus_per_host,
+                       unlimited_factor=unlimited_factor, tier_map=tier_map or DEFAULT_TIER_MAP)
+        except ConfigError as exc:
+            raise ConfigError(f"{p}:{n}: {exc.message}", hint=exc.hint) from None
+        if job is None:
+            skipped += 1
+        else:
+            jobs.append(job)
+    return Trace(_shift(jobs), f"jobcomp:{p.name}", skipped)
+
+

@@ -1,0 +1,92 @@
+"""A synthetic multi-host gang workload whose distributions are parameters with published defaults.
+
+Defaults (:class:`GangWorkload`) are shaped after three published studies of GPU clusters:
+
+* **Philly** — Jeon et al., "Analysis of Large-Scale Multi-Tenant GPU Clusters for DNN Training
+  Workloads", USENIX ATC'19: most jobs use one GPU, but multi-GPU / multi-server jobs take most GPU
+  time; run times are heavy-tailed (minutes to weeks); locality matters for utilisation.
+* **Helios** — Hu et al., "Characterization and Prediction of Deep Learning Workloads in
+  Large-Scale GPU Datacenters", SC'21: single-GPU jobs are the majority of jobs; large jobs (≥ 8 GPUs)
+  are a small fraction of jobs but the bulk of GPU-time; durations roughly log-normal.
+* **Acme** — Hu et al., "Characterization of Large Language Model Development in the Datacenter",
+  NSDI'24: LLM pretraining gangs of hundreds to thousands of GPUs alongside many short evaluation
+  jobs; jobs checkpoint periodically (tens of minutes) and failures / preemptions cost the work
+  since the last checkpoint.
+
+The exact numbers below are our reading of those distributions, scaled to a cluster of a few
+thousand GPUs (the largest gang is 1/8 of a 1,024-GPU SuperPOD by default), not values copied from
+the papers: ``size_mix`` (GPUs → probability), log-normal durations (median ``median_duration_s``,
+``sigma``) growing with size as ``gpus ** size_duration_exp``, Poisson arrivals at the rate that
+makes the offered load ``load`` (GPU-seconds demanded / GPU-seconds available), user walltime
+estimates ``duration × U(walltime_factor)`` rounded up to 15 minutes (users over-estimate: Tsafrir
+et al., "Backfilling Using System-Generated Predictions", TPDS 2007), tier and account mixes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fabric_hpc.placement.request import Request
+from fabric_hpc.scheduler.contract import Job
+
+
+@dataclass(frozen=True)
+class GangWorkload:
+    jobs: int = 2000
+    cluster_gpus: int = 1024
+    gpus_per_host: int = 8
+    #: Offered load: Σ gpus × duration / (cluster GPUs × arrival horizon).
+    load: float = 0.95
+    size_mix: dict[int, float] = field(default_factory=lambda: {
+        1: 0.35, 2: 0.08, 4: 0.10, 8: 0.17, 16: 0.12, 32: 0.09, 64: 0.06, 128: 0.03})
+    median_duration_s: float = 1800.0
+    sigma: float = 1.2
+    size_duration_exp: float = 0.25
+    max_duration_s: float = 2 * 86_400.0
+    walltime_factor: tuple[float, float] = (1.2, 3.0)
+    tier_mix: dict[str, float] = field(default_factory=lambda: {"high": 0.15, "normal": 0.55, "spot": 0.30})
+    accounts: dict[str, float] = field(default_factory=lambda: {"llm": 0.4, "vision": 0.25, "speech": 0.2,
+                                                                  "research": 0.15})
+    checkpoint_interval_s: float = 1800.0
+    #: Communication sensitivity per job: U(lo, hi) for multi-GPU jobs (see sim.slowdown).
+    comm_sensitivity: tuple[float, float] = (0.5, 1.5)
+    seed: int = 0
+
+
+def gang_workload(spec: GangWorkload | None = None, **overrides) -> list[Job]:
+    """Jobs drawn from ``spec`` (deterministic for a seed)."""
+    if spec is None:
+        spec = GangWorkload(**overrides)
+    rng = np.random.default_rng(spec.seed)
+    sizes_k = np.array(list(spec.size_mix), np.int64)
+    probs = np.array(list(spec.size_mix.values()), float)
+    sizes = rng.choice(sizes_k, size=spec.jobs, p=probs / probs.sum())
+    dur = np.exp(rng.normal(math.log(spec.median_duration_s), spec.sigma, spec.jobs)) * sizes ** spec.size_duration_exp
+    dur = np.clip(np.round(dur), 60, spec.max_duration_s)
+    work = float((sizes * dur).sum())
+    horizon = work / (spec.cluster_gpus * spec.load)
+    gaps = rng.exponential(horizon / spec.jobs, spec.jobs)
+    submit = np.round(np.cumsum(gaps) - gaps[0])
+    lo, hi = spec.walltime_factor
+    wall = np.ceil(dur * rng.uniform(lo, hi, spec.jobs) / 900.0) * 900.0
+    tiers = rng.choice(list(spec.tier_mix), size=spec.jobs, p=_norm(spec.tier_mix))
+    accts = rng.choice(list(spec.accounts), size=spec.jobs, p=_norm(spec.accounts))
+    sens = rng.uniform(*spec.comm_sensitivity, spec.jobs)
+    jobs = []
+    g = spec.gpus_per_host
+    for i in range(spec.jobs):
+        n = int(sizes[i])
+        req = (Request(nodes=1, gpus_per_node=n) if n <= g else Request(nodes=math.ceil(n / g), gpus_per_node=g))
+        jobs.append(Job(id=f"g{i:06d}", request=req, submit=float(submit[i]), walltime=float(wall[i]),
+                        account=str(accts[i]), user=f"u{i % 23}", tier=str(tiers[i]), duration=float(dur[i]),
+                        checkpoint_interval=spec.checkpoint_interval_s if n > 1 else None,
+                        meta={"comm_sensitivity": round(float(sens[i]), 3) if n > 1 else 0.0}))
+    return jobs
+
+
+def _norm(mix: dict[str, float]) -> np.ndarray:
+    p = np.array(list(mix.values()), float)
+    return p / p.sum()

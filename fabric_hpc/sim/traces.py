@@ -1,0 +1,151 @@
+"""Trace readers: Tiresias CSV, Alibaba openb CSV, the Standard Workload Format, and a dispatcher.
+
+Every reader returns ``list[Job]`` with submit times shifted so the first job arrives at 0. Rows
+that cannot become a GPU job (no GPUs, no duration) are skipped and counted in the ``skipped``
+attribute of the returned :class:`Trace` list; malformed files raise ConfigError with the line.
+
+* **Tiresias** (``job_id,num_gpu,submit_time,iterations,model_name,duration,interval``, from the
+  Tiresias NSDI'19 simulator): GPUs > ``gpus_per_host`` become ``nodes × gpus_per_host`` gangs;
+  ``model_name`` sets the communication sensitivity (VGG/AlexNet high, ResNet/Inception lower, as
+  Tiresias' skew analysis found); walltime = duration × ``walltime_factor``.
+* **Alibaba openb** (``name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,
+  creation_time,deletion_time,scheduled_time``, from the FGD ATC'23 traces): ``creation_time`` →
+  submit, ``deletion_time − creation_time`` → duration; ``qos`` LS/Guaranteed → ``high``,
+  Burstable → ``normal``, BE → ``spot``; pods without GPUs are skipped; a fractional GPU
+  (``gpu_milli < 1000``) counts as a whole GPU (placement allocates whole GPUs).
+* **SWF** (Parallel Workloads Archive, 18 whitespace-separated fields, ``;`` comments): field 2
+  submit, 4 run time, 5 allocated processors (or 8 requested), 9 requested time, 12 user,
+  13 group (→ account), 15 queue (→ tier via ``queue_tiers``); processors / ``procs_per_gpu`` = GPUs.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+
+from fabric_hpc.errors import ConfigError, NotFoundError
+from fabric_hpc.placement.request import Request
+from fabric_hpc.scheduler.contract import Job
+
+
+class Trace(list):
+    """A list of jobs with ``name`` and ``skipped`` (rows that were not GPU jobs)."""
+
+    def __init__(self, jobs: list[Job], name: str, skipped: int = 0) -> None:
+        super().__init__(jobs)
+        self.name, self.skipped = name, skipped
+
+
+def gang_request(gpus: int, gpus_per_host: int = 8) -> Request:
+    """One host for ≤ ``gpus_per_host`` GPUs, else full hosts (``nodes × gpus_per_host``)."""
+    if gpus <= gpus_per_host:
+        return Request(nodes=1, gpus_per_node=gpus)
+    return Request(nodes=math.ceil(gpus / gpus_per_host), gpus_per_node=gpus_per_host)
+
+
+def _open(path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise NotFoundError(f"no trace file {p}", hint="bundled traces are in data/traces/")
+    return p
+
+
+def _shift(jobs: list[Job]) -> list[Job]:
+    if not jobs:
+        return jobs
+    t0 = min(j.submit for j in jobs)
+    from dataclasses import replace
+
+    return [replace(j, submit=j.submit - t0) for j in sorted(jobs, key=lambda j: (j.submit, j.id))]
+
+
+_SENS = {"vgg": 1.5, "alexnet": 1.5, "inception": 0.8, "resnet": 0.7, "googlenet": 0.7, "bert": 1.2, "gpt": 1.3}
+
+
+def read_tiresias(path: str | os.PathLike[str], *, gpus_per_host: int = 8, walltime_factor: float = 2.0,
+                  time_scale: float = 1.0) -> Trace:
+    p = _open(path)
+    jobs = []
+    with p.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        need = {"job_id", "num_gpu", "submit_time", "duration"}
+        if not need <= set(reader.fieldnames or ()):
+            raise ConfigError(f"{p}: not a Tiresias trace (needs columns {sorted(need)})")
+        for n, row in enumerate(reader, start=2):
+            try:
+                gpus, submit, dur = int(row["num_gpu"]), float(row["submit_time"]), float(row["duration"])
+            except ValueError as exc:
+                raise ConfigError(f"{p}:{n}: {exc}") from None
+            model = (row.get("model_name") or "").lower()
+            sens = next((v for k, v in _SENS.items() if model.startswith(k)), 1.0)
+            jobs.append(Job(id=f"t{row['job_id']}", request=gang_request(gpus, gpus_per_host),
+                            submit=submit * time_scale, walltime=max(dur * time_scale * walltime_factor, 60.0),
+                            duration=dur * time_scale, account=model.rstrip("0123456789") or "default",
+                            meta={"comm_sensitivity": sens if gpus > 1 else 0.0, "model": model}))
+    return Trace(_shift(jobs), f"tiresias:{p.name}")
+
+
+OPENB_TIERS = {"LS": "high", "Guaranteed": "high", "Burstable": "normal", "BE": "spot"}
+
+
+def read_openb(path: str | os.PathLike[str], *, gpus_per_host: int = 8, walltime_factor: float = 2.0,
+               time_scale: float = 1.0, limit: int | None = None) -> Trace:
+    p = _open(path)
+    jobs, skipped = [], 0
+    with p.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        need = {"name", "num_gpu", "qos", "creation_time", "deletion_time"}
+        if not need <= set(reader.fieldnames or ()):
+            raise ConfigError(f"{p}: not an Alibaba openb pod list (needs columns {sorted(need)})")
+        for n, row in enumerate(reader, start=2):
+            try:
+                gpus = int(row["num_gpu"] or 0)
+                start, end = float(row["creation_time"]), float(row["deletion_time"] or "nan")
+            except ValueError as exc:
+                raise ConfigError(f"{p}:{n}: {exc}") from None
+            if gpus <= 0 or not math.isfinite(end) or end <= start:
+                skipped += 1
+                continue
+            qos = row["qos"]
+            if qos not in OPENB_TIERS:
+                raise ConfigError(f"{p}:{n}: unknown qos {qos!r}", hint=f"known: {', '.join(OPENB_TIERS)}")
+            dur = (end - start) * time_scale
+            jobs.append(Job(id=row["name"], request=gang_request(gpus, gpus_per_host), submit=start * time_scale,
+                            walltime=max(dur * walltime_factor, 60.0), duration=dur, tier=OPENB_TIERS[qos],
+                            account=qos, meta={"comm_sensitivity": 1.0 if gpus > 1 else 0.0}))
+            if limit and len(jobs) >= limit:
+                break
+    return Trace(_shift(jobs), f"openb:{p.name}", skipped)
+
+
+def read_swf(path: str | os.PathLike[str], *, procs_per_gpu: int = 1, gpus_per_host: int = 8,
+             queue_tiers: dict[int, str] | None = None, time_scale: float = 1.0) -> Trace:
+    p = _open(path)
+    jobs, skipped = [], 0
+    for n, line in enumerate(p.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith(";"):
+            continue
+        f = line.split()
+        if len(f) < 18:
+            raise ConfigError(f"{p}:{n}: an SWF line has 18 fields, this one {len(f)}")
+        try:
+            num, submit, run, alloc, req_procs, req_time = (int(f[0]), float(f[1]), float(f[3]), int(f[4]),
+                                                           int(f[7]), float(f[8]))
+            user, group, queue = int(f[11]), int(f[12]), int(f[14])
+        except ValueError as exc:
+            raise ConfigError(f"{p}:{n}: {exc}") from None
+        procs = alloc if alloc > 0 else req_procs
+        if procs <= 0 or run < 0:
+            skipped += 1
+            continue
+        gpus = max(1, math.ceil(procs / procs_per_gpu))
+        wall = req_time if req_time > 0 else run * 2
+        jobs.append(Job(id=f"swf{num}", request=gang_request(gpus, gpus_per_host), submit=submit * time_scale,
+                        walltime=max(wall, run, 1.0) * time_scale, duration=run * time_scale,
+                        account=f"g{group}", user=f"u{user}",
+                        tier=(queue_tiers or {}).get(queue, "normal"),
+                        meta={"comm_sensitivity": 1.0 if gpus > 1 else 0.0}))
+    return Trace(_shift(jobs), f"swf:{p.name}", skipped)

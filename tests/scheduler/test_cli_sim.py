@@ -1,0 +1,34 @@
+"""``fabric sim run`` / ``compare`` end to end, and clean errors for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fabric_hpc.cli.main import main
+
+TIRESIAS = str(Path(__file__).resolve().parents[2] / "data" / "traces" / "tiresias_60_job.csv")
+
+
+def test_run_and_compare(tmp_path, capsys):
+    for policy in ("slurm", "fabric"):
+        code = main(["sim", "run", "--trace", f"tiresias:{TIRESIAS}", "--topology", "leaf-spine:hosts=8",
+                     "--policy", policy, "--out", str(tmp_path / policy), "--no-progress", "--json"])
+        assert code == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["policy"] == policy and summary["finished"] == 60
+        assert (tmp_path / policy / "topology.html").exists()
+    code = main(["sim", "compare", str(tmp_path / "slurm"), str(tmp_path / "fabric"), "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["columns"] == ["metric", "slurm", "fabric"]
+    assert Path(out["report"]).read_text().count("<img") == 3
+
+
+def test_bad_input_exit_codes(tmp_path, capsys):
+    assert main(["sim", "run", "--trace", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o")]) == 3
+    assert "no trace file" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["sim", "compare", str(tmp_path / "empty")]) == 3
+    assert main(["sim", "run", "--trace", "synthetic:jobs=5", "--policy", "slurm", "--backfill", "none",
+                 "--out", str(tmp_path / "o")]) == 3

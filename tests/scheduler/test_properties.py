@@ -1,0 +1,174 @@
+"""Invariants under random workloads (hypothesis): stateful driver of the step function, and replays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from fabric_hpc.placement import ClusterState, Request
+from fabric_hpc.scheduler import (Backfill, ClassicFairshare, GangPreemption, Job, MultifactorPriority, PendingJob,
+                                  RunningJob, Scheduler, SchedulerInput, SolverPlacer, UsageLedger)
+from fabric_hpc.sim import Simulator, summarize
+from tests.scheduler.helpers import fabric
+
+FAB = fabric(8, 4)  # 2 leaves x 4 hosts x 8 GPUs
+
+
+def _policy(kind: str) -> Scheduler:
+    bf = {"easy": Backfill.easy(), "conservative": Backfill.conservative(20), "none": Backfill.none()}[kind]
+    solver = "slurm-tree" if kind == "none" else "greedy"
+    return Scheduler(kind, MultifactorPriority(), SolverPlacer(solver), bf, GangPreemption(restore_s=30))
+
+
+job_specs = st.tuples(st.sampled_from([(1, 1), (1, 4), (1, 8), (2, 8), (3, 8), (4, 8), (6, 8)]),
+                      st.integers(10, 300), st.floats(0.1, 1.0), st.sampled_from(["high", "normal", "spot"]),
+                      st.sampled_from(["a", "b", "c"]))
+
+
+def _job(i: int, spec, now: float) -> Job:
+    (nodes, gpn), wall, frac, tier, acct = spec
+    return Job(id=f"j{i}", request=Request(nodes=nodes, gpus_per_node=gpn), submit=now, walltime=float(wall),
+               duration=wall * frac, tier=tier, account=acct)
+
+
+class SchedulerMachine(RuleBasedStateMachine):
+    """A tiny driver: submit, advance the clock (jobs end at their duration), schedule and apply."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = ClusterState(FAB)
+        self.now = 0.0
+        self.pending: dict[str, PendingJob] = {}
+        self.running: dict[str, tuple[RunningJob, float]] = {}
+        self.n = 0
+        self.policy = _policy("easy")
+        self.ledger = UsageLedger(3600)
+
+    @rule(kind=st.sampled_from(["easy", "conservative", "none"]))
+    def switch_policy(self, kind):
+        self.policy = _policy(kind)
+
+    @rule(spec=job_specs)
+    def submit(self, spec):
+        self.n += 1
+        j = _job(self.n, spec, self.now)
+        self.pending[j.id] = PendingJob(j)
+
+    @rule(dt=st.floats(0, 200))
+    def advance(self, dt):
+        before = self.now
+        self.now += dt
+        assert self.now >= before
+        for jid, (r, end) in sorted(self.running.items()):
+            if end <= self.now:
+                self.state.release(jid)
+                del self.running[jid]
+        self.ledger.advance(self.now, {})
+
+    @precondition(lambda self: self.pending)
+    @rule()
+    def schedule(self):
+        view = SchedulerInput(self.now, list(self.pending.values()), [r for r, _ in self.running.values()],
+                              self.state, self.ledger.usage())
+        busy_before = self.state.owner.copy()
+        d = self.policy.schedule(view)
+        assert np.array_equal(busy_before, self.state.owner), "schedule() mutated its input"
+        for r in d.reservations.values():
+            assert r.start >= self.now
+        for job, p in d.start:  # a backfilled job never delays a reservation
+            if job.id in d.backfilled:
+                for r in d.reservations.values():
+                    assert set(p.gpus).isdisjoint(r.gpus) or self.now + job.walltime <= r.start
+            assert len(p.gpus) == job.gpus  # the whole gang
+        for v in d.preempt:
+            r, _ = self.running.pop(v.job_id)
+            assert r.job.tier == "spot"
+            self.state.release(v.job_id)
+            self.pending[v.job_id] = PendingJob(r.job, requeues=1)
+        for job, p in d.start:
+            self.state.allocate(job.id, p.gpus)  # raises if any GPU is already taken
+            del self.pending[job.id]
+            rj = RunningJob(job, tuple(p.gpus), self.now, self.now, p)
+            self.running[job.id] = (rj, self.now + min(job.duration or job.walltime, job.walltime))
+
+    @invariant()
+    def no_gpu_double_booked(self):
+        seen: set[str] = set()
+        for r, _ in self.running.values():
+            assert seen.isdisjoint(r.gpus)
+            seen |= set(r.gpus)
+        assert len(seen) == int((self.state.owner >= 0).sum())
+
+
+TestSchedulerMachine = SchedulerMachine.TestCase
+TestSchedulerMachine.settings = settings(max_examples=40, stateful_step_count=30, deadline=None,
+                                         suppress_health_check=[HealthCheck.too_slow])
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(specs=st.lists(st.tuples(job_specs, st.floats(0, 400)), min_size=1, max_size=40),
+       kind=st.sampled_from(["easy", "conservative", "none"]))
+def test_replay_every_job_finishes_and_time_moves_forward(specs, kind):
+    jobs, t = [], 0.0
+    for i, (spec, gap) in enumerate(specs):
+        t += gap
+        jobs.append(_job(i, spec, t))
+    res = Simulator(FAB, _policy(kind), jobs, restore_s=30).run()
+    assert all(r.end is not None for r in res.records), "a job starved: no events left while it waits"
+    assert all(r.job.submit <= r.first_start <= r.end for r in res.records)
+    assert all(a <= b for a, b in zip(res.timeline["t"], res.timeline["t"][1:], strict=False))
+    assert max(res.timeline["busy"]) <= len(FAB.gpus)
+
+
+@pytest.mark.parametrize("shares", [{"a": 1, "b": 1}, {"a": 3, "b": 1}, {"a": 1, "b": 4}])
+def test_fairshare_converges_to_shares_under_saturation(shares):
+    fab = fabric(2, 2, gpus=4)  # 8 GPUs
+    jobs = [Job(id=f"{acct}{i:04d}", request=Request(nodes=1, gpus_per_node=1), submit=0.0, walltime=100.0,
+                duration=100.0, account=acct) for acct in ("a", "b") for i in range(500)]
+    prio = MultifactorPriority(weight_age=0, weight_size=0, fairshare=ClassicFairshare(shares))
+    pol = Scheduler("fs", prio, SolverPlacer("greedy"), Backfill.easy(20))
+    res = Simulator(fab, pol, jobs, half_life_s=600.0).run()
+    want = shares["a"] / (shares["a"] + shares["b"])
+    # GPU-seconds per account over a window where both still have a backlog
+    lo, hi = 1000.0, 4000.0
+    used = {"a": 0.0, "b": 0.0}
+    for r in res.records:
+        s, e = r.first_start, r.end
+        used[r.job.account] += max(0.0, min(e, hi) - max(s, lo))
+    got = used["a"] / (used["a"] + used["b"])
+    assert got == pytest.approx(want, abs=0.05)
+    assert summarize(res)["finished"] == 1000
+
+
+class _Recorder:
+    """Wraps a policy and remembers every reservation it promised."""
+
+    def __init__(self, inner: Scheduler) -> None:
+        self.inner, self.name, self.promised = inner, inner.name, []
+
+    def schedule(self, view):
+        d = self.inner.schedule(view)
+        self.promised.extend((view.now, r) for r in d.reservations.values())
+        return d
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(specs=st.lists(st.tuples(job_specs, st.floats(0, 200)), min_size=2, max_size=40))
+def test_reservations_are_kept_under_fifo(specs):
+    """EASY: with FIFO priority (newcomers never overtake) and run time <= walltime, every job starts
+    no later than any reservation it was promised: backfilling never delayed it. (Conservative
+    reservations are re-planned every pass, so only the head's promise is firm; see docs.)"""
+    jobs, t = [], 0.0
+    for i, (spec, gap) in enumerate(specs):
+        t += gap
+        jobs.append(_job(i, spec, t))
+    fifo = MultifactorPriority(weight_fairshare=0, weight_size=0, weight_tier=0, weight_age=1000)
+    rec = _Recorder(Scheduler("fifo", fifo, SolverPlacer("greedy"), Backfill.easy(50)))
+    res = Simulator(FAB, rec, jobs, max_events=50_000).run()
+    assert res.stats["events"] < 50_000, "the replay did not terminate"
+    start = {r.job.id: r.first_start for r in res.records}
+    for made_at, r in rec.promised:
+        assert start[r.job_id] <= r.start + 1e-9, (made_at, r)

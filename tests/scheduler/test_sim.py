@@ -1,0 +1,106 @@
+"""The simulator: a hand-worked schedule, walltime kills, preemption and requeue, determinism."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fabric_hpc.scheduler import (Backfill, GangPreemption, MultifactorPriority, Scheduler, SolverPlacer,
+                                  fabric_policy, slurm_policy)
+from fabric_hpc.sim import CommSlowdown, Simulator, gang_workload, load_results, summarize, write_html, write_results
+from tests.scheduler.helpers import fabric, job
+
+
+def _fifo() -> Scheduler:
+    prio = MultifactorPriority(weight_fairshare=0, weight_size=0, weight_tier=0, weight_age=1000)
+    return Scheduler("fifo", prio, SolverPlacer("greedy"), Backfill.easy())
+
+
+def _by_id(result):
+    return {r.job.id: r for r in result.records}
+
+
+def test_hand_worked_schedule():
+    fab = fabric(2, 2)  # 2 hosts x 8 GPUs, one leaf
+    jobs = [job("j1", 2, submit=0, wall=100),             # 0 -> 100
+            job("j2", 1, submit=10, wall=50),             # waits for j1: 100 -> 150
+            job("j3", 1, submit=20, wall=40, dur=30),     # 100 -> 130
+            job("j4", 1, submit=25, wall=60, dur=100)]    # needs 100 s, killed at its 60 s limit: 130 -> 190
+    res = _by_id(Simulator(fab, _fifo(), jobs).run())
+    assert [(res[j].first_start, res[j].end, res[j].status) for j in ("j1", "j2", "j3", "j4")] == [
+        (0, 100, "done"), (100, 150, "done"), (100, 130, "done"), (130, 190, "timeout")]
+
+
+def test_preempted_gang_is_requeued_and_pays_restore():
+    fab = fabric(2, 2)
+    jobs = [job("spot", 2, submit=0, wall=10_000, dur=1000, tier="spot", ckpt=300),
+            job("hi", 2, submit=700, wall=100, tier="high")]
+    pol = Scheduler("p", MultifactorPriority(), SolverPlacer("greedy"), Backfill.easy(), GangPreemption(restore_s=50))
+    res = _by_id(Simulator(fab, pol, jobs, restore_s=50).run())
+    assert res["hi"].first_start == 700 and res["hi"].end == 800
+    spot = res["spot"]
+    assert spot.preemptions == 1
+    # saved 600 s of work at the checkpoint at 600; restarts at 800, restores 50 s, runs 400 s more
+    assert spot.end == 800 + 50 + 400
+    assert spot.gpu_hours_lost == pytest.approx(16 * 100 / 3600)
+
+
+def test_slowdown_stretches_scattered_gangs():
+    fab = fabric(4, 2)
+    model = CommSlowdown()
+    from fabric_hpc.placement import ClusterState, place
+
+    st = ClusterState(fab)
+    st.allocate("x", fab.host_gpus("n1")[:4] + fab.host_gpus("n3")[:4])
+    compact = place(fab, ClusterState(fab), "nodes=2,gpus=8", solver="greedy")
+    scattered = place(fab, st, "nodes=2,gpus=8", solver="greedy")  # n2 + n4: two leaves
+    j = job("j", 2)
+    assert model.factor(j, compact, fab) == 1.0
+    assert model.factor(j, scattered, fab) == pytest.approx(1.10)
+
+
+def test_same_inputs_same_outputs(tmp_path):
+    fab = fabric(16, 4)
+    jobs = gang_workload(jobs=120, cluster_gpus=128, seed=5, load=1.2,
+                         size_mix={1: 0.4, 4: 0.2, 8: 0.2, 16: 0.1, 32: 0.1})
+    a = [r.__dict__ | {"job": r.job.id} for r in Simulator(fab, fabric_policy(), jobs).run().records]
+    b = [r.__dict__ | {"job": r.job.id} for r in Simulator(fab, fabric_policy(), jobs).run().records]
+    assert a == b
+
+
+def test_results_files_and_report(tmp_path):
+    fab = fabric(8, 4)
+    jobs = gang_workload(jobs=60, cluster_gpus=64, seed=2, size_mix={1: 0.5, 8: 0.3, 16: 0.2})
+    outs = []
+    for pol in (slurm_policy(), fabric_policy()):
+        res = Simulator(fab, pol, jobs).run()
+        write_results(res, tmp_path / pol.name, trace="synthetic", topology_report=True)
+        outs.append(load_results(tmp_path / pol.name))
+        assert (tmp_path / pol.name / "topology.html").stat().st_size > 1000
+        assert json.loads((tmp_path / pol.name / "state.json").read_text())["version"] == 1
+    html = write_html(outs, tmp_path / "report.html").read_text()
+    assert "data:image/png;base64" in html and "mean JCT" in html
+    s = outs[0]["summary"]
+    assert s["finished"] == 60 and 0 < s["gpu_utilisation"] <= 1 and s["jain_accounts"] <= 1
+
+
+def test_metrics_on_a_known_schedule():
+    fab = fabric(2, 2)
+    jobs = [job("j1", 2, submit=0, wall=100), job("j2", 2, submit=0, wall=100)]
+    s = summarize(Simulator(fab, _fifo(), jobs).run())
+    assert s["mean_jct_s"] == 150 and s["p50_wait_s"] == 50 and s["gpu_utilisation"] == 1.0
+    assert s["mean_bounded_slowdown"] == 1.5
+
+
+def test_demo_compare_plumbing(tmp_path):
+    from fabric_hpc.scheduler import demo_compare
+
+    fab = fabric(8, 4)
+    jobs = gang_workload(jobs=40, cluster_gpus=64, seed=3, size_mix={1: 0.5, 8: 0.3, 16: 0.2})
+    out = demo_compare(tmp_path, fabric=fab, trace=jobs)
+    assert out["columns"] == ["metric", "slurm", "fabric"]
+    assert {r[0] for r in out["rows"]} >= {"mean JCT (h)", "Jain's index across accounts"}
+    assert out["summaries"]["fabric"]["finished"] == 40
+    html = (tmp_path / "report.html").read_text()
+    assert "slurm/topology.html" in html and (tmp_path / "fabric" / "topology.html").exists()

@@ -1,0 +1,108 @@
+"""Trace readers: bundled Tiresias and openb traces, SWF, sacct --parsable2, jobcomp/filetxt, synthetic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fabric_hpc.errors import ConfigError, NotFoundError
+from fabric_hpc.sim import gang_workload, load_trace, read_openb, read_sacct, read_swf, read_tiresias
+from fabric_hpc.sim.slurmlog import parse_duration, tres_gpus
+
+DATA = Path(__file__).resolve().parents[2] / "data" / "traces"
+
+
+def test_tiresias_bundled():
+    t = read_tiresias(DATA / "tiresias_60_job.csv")
+    assert len(t) == 60 and t[0].submit == 0
+    first = t[0]
+    assert first.gpus == 1 and first.duration == 164 and first.meta["model"] == "vgg19"
+    assert all(j.gpus in (1, 2, 4, 8, 16, 32, 64) for j in t)
+    big = [j for j in t if j.gpus > 8]
+    assert all(j.request.gpus_per_node == 8 and j.request.nodes * 8 == j.gpus for j in big)
+
+
+def test_openb_bundled_maps_qos_to_tiers():
+    t = read_openb(DATA / "alibaba_openb_pod_list_default.csv")
+    assert len(t) + t.skipped == 8152
+    assert t.skipped >= 1088  # the CPU-only pods
+    tiers = {j.account: j.tier for j in t}
+    assert tiers["LS"] == "high" and tiers["BE"] == "spot" and tiers["Burstable"] == "normal"
+    pod0 = next(j for j in t if j.id == "openb-pod-0000")
+    assert pod0.duration == 12537496 and pod0.submit == 0
+
+
+def test_swf(tmp_path):
+    p = tmp_path / "x.swf"
+    p.write_text("; Version: 2.2\n"
+                 "1 0 5 3600 16 -1 -1 16 7200 -1 1 3 7 -1 1 -1 -1 -1\n"
+                 "2 60 0 100 4 -1 -1 4 600 -1 1 4 8 -1 2 -1 -1 -1\n"
+                 "3 70 0 -1 0 -1 -1 0 600 -1 5 4 8 -1 2 -1 -1 -1\n")
+    t = read_swf(p, procs_per_gpu=2, queue_tiers={2: "spot"})
+    assert [(j.id, j.gpus, j.walltime, j.duration, j.tier, j.account) for j in t] == [
+        ("swf1", 8, 7200, 3600, "normal", "g7"), ("swf2", 2, 600, 100, "spot", "g8")]
+    assert t.skipped == 1
+    p.write_text("1 2 3\n")
+    with pytest.raises(ConfigError, match="18 fields"):
+        read_swf(p)
+
+
+SACCT = """JobID|JobName|Submit|Start|End|Timelimit|NNodes|AllocTRES|Account|User|Partition|QOS|State
+100|train|2026-10-01T00:00:00|2026-10-01T00:10:00|2026-10-01T02:10:00|04:00:00|4|cpu=64,gres/gpu=32,node=4|llm|alice|gpu|high|COMPLETED
+100.batch|batch|2026-10-01T00:10:00|2026-10-01T00:10:00|2026-10-01T02:10:00||1|cpu=16,gres/gpu=8,node=1|llm||||COMPLETED
+101|eval|2026-10-01T00:05:00|2026-10-01T00:06:00|2026-10-01T00:36:00|1-00:00:00|1|cpu=8,gres/gpu:h100=2,node=1|vision|bob|spot|normal|COMPLETED
+102|never|2026-10-01T00:06:00|Unknown|Unknown|30|1|||carol|gpu|normal|PENDING
+103|cpu|2026-10-01T00:07:00|2026-10-01T00:07:00|2026-10-01T00:08:00|UNLIMITED|2|cpu=2,node=2|x|dan|gpu|normal|COMPLETED
+"""
+
+
+def test_sacct_parsable2(tmp_path):
+    p = tmp_path / "sacct.txt"
+    p.write_text(SACCT)
+    t = read_sacct(p, gpus_per_node=8)
+    by = {j.id: j for j in t}
+    assert set(by) == {"slurm100", "slurm101", "slurm103"} and t.skipped == 1
+    a = by["slurm100"]
+    assert (a.submit, a.duration, a.walltime, a.gpus, a.request.nodes, a.tier, a.account) == (
+        0, 7200, 4 * 3600, 32, 4, "high", "llm")
+    b = by["slurm101"]
+    assert (b.submit, b.gpus, b.walltime, b.tier, b.user) == (300, 2, 86400, "spot", "bob")
+    c = by["slurm103"]  # no GPU TRES: whole nodes; UNLIMITED: 2 x duration
+    assert c.gpus == 16 and c.walltime == 120
+    assert load_trace(str(p)).name == t.name  # sniffed
+
+
+def test_slurm_durations_and_tres():
+    assert [parse_duration(x) for x in ("30", "05:00", "01:02:03", "2-00:00:00", "1-12", "UNLIMITED")] == [
+        1800, 300, 3723, 172800, 129600, None]
+    assert tres_gpus("cpu=4,gres/gpu=8,node=1") == 8
+    assert tres_gpus("gres/gpu:a100=2,gres/gpu:h100=4") == 6
+    assert tres_gpus("cpu=4") is None
+    with pytest.raises(ConfigError):
+        parse_duration("soon")
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(NotFoundError):
+        load_trace(str(tmp_path / "none.csv"))
+    p = tmp_path / "x.txt"
+    p.write_text("hello world\n")
+    with pytest.raises(ConfigError, match="cannot tell"):
+        load_trace(str(p))
+    with pytest.raises(ConfigError, match="not sacct"):
+        read_sacct(p)
+    with pytest.raises(ConfigError, match="bad parameter"):
+        load_trace("synthetic:bogus=1")
+
+
+def test_synthetic_is_seeded_and_hits_its_load():
+    a, b = gang_workload(jobs=500, seed=3), gang_workload(jobs=500, seed=3)
+    assert a == b and gang_workload(jobs=500, seed=4) != a
+    work = sum(j.gpus * j.duration for j in a)
+    horizon = max(j.submit for j in a)
+    assert work / (1024 * horizon) == pytest.approx(0.95, rel=0.15)
+    assert all(j.walltime >= j.duration for j in a)
+    assert {j.tier for j in a} == {"high", "normal", "spot"}
+    assert any(j.request.nodes > 1 for j in a)
+    assert len(load_trace("synthetic:jobs=40,seed=1")) == 40
