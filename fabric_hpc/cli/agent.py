@@ -1,0 +1,65 @@
+"""``fabric agent``: the placement agent daemon and its status."""
+
+from __future__ import annotations
+
+import click
+
+from fabric_hpc.cli.output import json_option, render, table
+
+
+@click.group("agent")
+def group() -> None:
+    """The fabric placement agent for Slurm: run, status."""
+
+
+@group.command("run")
+@click.option("--topology", "topology", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Fabric model (YAML) whose hosts are the Slurm nodes.")
+@click.option("--state-dir", default="/var/lib/fabric-agent", show_default=True,
+              help="Lock, heartbeat, status and the decision log live here (the plugin reads the heartbeat).")
+@click.option("--interval", "interval_s", type=float, default=2.0, show_default=True, help="Seconds between cycles.")
+@click.option("--fallback", "fallback_s", type=int, default=60, show_default=True,
+              help="Deferral per cycle; must match job_submit.lua's FALLBACK_S.")
+@click.option("--policy", default="fabric", show_default=True, type=click.Choice(["fabric", "slurm"]))
+@click.option("--placement", default="greedy", show_default=True, type=click.Choice(["greedy", "cpsat"]))
+@click.option("--compact-wait", "compact_wait_s", type=float, default=None,
+              help="Seconds a multi-host gang waits for a compact placement before it may spread "
+                   "(the fabric policy's compact_wait_s; default: the policy's).")
+@click.option("--metrics-port", type=int, default=0, show_default=True, help="Prometheus port on 127.0.0.1 (0: off).")
+@click.option("--backend", type=click.Choice(["cli", "rest", "pyslurm"]), default="cli", show_default=True)
+@click.option("--rest-url", default=None, help="slurmrestd address for --backend rest.")
+@click.option("--cycles", type=int, default=None, help="Stop after this many cycles (default: run until SIGTERM).")
+def run(topology: str, state_dir: str, interval_s: float, fallback_s: int, policy: str, placement: str,
+        compact_wait_s: float | None, metrics_port: int, backend: str, rest_url: str | None, cycles: int | None) -> None:
+    """Run the agent: place fabric-marked pending jobs, every interval and when the plugin wakes it."""
+    from fabric_hpc.slurm import open_client
+    from fabric_hpc.slurm.agent import Agent, AgentConfig
+    from fabric_hpc.topology import load_fabric
+    from fabric_hpc.validation import parse_model
+
+    config = parse_model(AgentConfig, {"state_dir": state_dir, "interval_s": interval_s, "fallback_s": fallback_s,
+                                       "policy": policy, "placement": placement, "metrics_port": metrics_port,
+                                       "compact_wait_s": compact_wait_s},
+                         source="fabric agent run")
+    agent = Agent(open_client(backend, url=rest_url), load_fabric(topology), config)
+    agent.install_signal_handlers()
+    agent.run(max_cycles=cycles)
+
+
+@group.command("status")
+@click.option("--state-dir", default="/var/lib/fabric-agent", show_default=True)
+@json_option
+def status(state_dir: str, as_json: bool) -> None:
+    """Is the agent running, when did it last cycle, what is waiting."""
+    from fabric_hpc.slurm.agent import read_status
+
+    st = read_status(state_dir)
+
+    def human(con) -> None:
+        alive = f"running (pid {st['lock_holder']})" if st["running"] else "NOT running"
+        con.print(f"agent: {alive}; heartbeat {st['heartbeat_age_s']} s ago; cycles {st.get('cycles', 0)}; "
+                  f"last cycle {st.get('cycle_s', 0):.3f} s")
+        waiting = st.get("waiting") or {}
+        con.print(table("waiting jobs", ["job", "reason"], sorted(waiting.items())[:50]))
+
+    render(as_json, st, human)

@@ -1,0 +1,88 @@
+"""``fabric slurm``: read a Slurm cluster through fabric's client, explain jobs, configure the plugin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fabric_hpc.cli.output import json_option, render, table
+
+_backend = click.option("--backend", type=click.Choice(["cli", "rest", "pyslurm"]), default="cli", show_default=True,
+                        help="How to talk to Slurm.")
+_rest_url = click.option("--rest-url", default=None, help="slurmrestd address for --backend rest "
+                         "(unix:/path or http://127.0.0.1:6820).")
+
+
+@click.group("slurm")
+def group() -> None:
+    """Slurm: jobs and nodes as fabric sees them, why a job waits, the job_submit plugin."""
+
+
+def _client(backend: str, rest_url: str | None) -> Any:
+    from fabric_hpc.slurm import open_client
+
+    return open_client(backend, url=rest_url)
+
+
+@group.command("why")
+@click.argument("job_id", type=int)
+@click.option("--state-dir", default="/var/lib/fabric-agent", show_default=True,
+              help="The agent's state directory (its decision log explains placements).")
+@_backend
+@_rest_url
+@json_option
+def why(job_id: int, state_dir: str, backend: str, rest_url: str | None, as_json: bool) -> None:
+    """Explain in plain words why JOB_ID is pending, or why it runs where it runs."""
+    from fabric_hpc.slurm.why import explain
+
+    out = explain(_client(backend, rest_url), job_id, state_dir=state_dir if Path(state_dir).is_dir() else None)
+    render(as_json, out, lambda con: con.print(out["text"]))
+
+
+@group.command("jobs")
+@_backend
+@_rest_url
+@json_option
+def jobs(backend: str, rest_url: str | None, as_json: bool) -> None:
+    """Jobs Slurm knows, with GPUs per node and fabric marking."""
+    from fabric_hpc.hostlist import compress
+
+    js = _client(backend, rest_url).jobs()
+    data = [{"job": j.job_id, "state": j.state, "reason": j.reason, "nodes": j.nodes, "gpus_per_node": j.gpus_per_node,
+             "fabric": j.fabric_marked, "node_list": list(j.node_list), "req_nodes": list(j.req_nodes)} for j in js]
+    render(as_json, data, lambda con: con.print(table("Slurm jobs", ["job", "state", "reason", "N", "GPUs/N", "fabric",
+                                                                    "nodes"],
+        [[d["job"], d["state"], d["reason"], d["nodes"], d["gpus_per_node"], "yes" if d["fabric"] else "",
+          compress(d["node_list"] or d["req_nodes"]) if (d["node_list"] or d["req_nodes"]) else ""] for d in data])))
+
+
+@group.command("nodes")
+@_backend
+@_rest_url
+@json_option
+def nodes(backend: str, rest_url: str | None, as_json: bool) -> None:
+    """Nodes with their state and allocated GPU indices."""
+    ns = _client(backend, rest_url).nodes()
+    data = [{"node": n.name, "state": n.state, "gpus": n.gpus, "gpus_used": list(n.gpus_used),
+             "usable": n.usable} for n in ns]
+    render(as_json, data, lambda con: con.print(table("Slurm nodes", ["node", "state", "GPUs", "used"],
+        [[d["node"], d["state"], d["gpus"], ",".join(map(str, d["gpus_used"]))] for d in data])))
+
+
+@group.command("plugin-config")
+@click.option("--state-dir", default="/var/lib/fabric-agent", show_default=True)
+@click.option("--fallback-s", type=int, default=60, show_default=True,
+              help="Seconds a deferred job waits for the agent before Slurm takes it.")
+@click.option("--max-gpus-per-node", type=int, default=8, show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write here (default: stdout).")
+def plugin_config(state_dir: str, fallback_s: int, max_gpus_per_node: int, output: str | None) -> None:
+    """Print plugins/job_submit.lua with these settings (install it next to slurm.conf)."""
+    from fabric_hpc.slurm.plugins import render_job_submit
+
+    text = render_job_submit(state_dir=state_dir, fallback_s=fallback_s, max_gpus_per_node=max_gpus_per_node)
+    if output:
+        Path(output).write_text(text)
+    else:
+        click.echo(text, nl=False)

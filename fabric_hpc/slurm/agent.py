@@ -1,0 +1,267 @@
+"""The placement agent: ``fabric agent run``.
+
+Each cycle (every ``interval_s``, or at once when the job_submit plugin touches ``<state_dir>/wake``):
+
+1. read nodes and jobs from Slurm (two calls) and build the view (:mod:`fabric_hpc.slurm.view`);
+2. run the scheduler policy (:func:`fabric_hpc.scheduler.fabric_policy`: the simulator's code);
+3. requeue its spot victims, then pin each started job to exactly its hosts (``ReqNodeList`` with
+   ``-N`` names, ``StartTime=now``: one ``scontrol update``), writing the decision to the
+   append-only audit log *before* acting;
+4. renew the deferral of jobs still waiting (``StartTime=now+fallback``) and write the heartbeat.
+
+Nothing the agent needs survives only in its memory: a restarted agent rebuilds everything from
+Slurm, and a job it pinned before dying is seen as pinned (never placed twice). A dead agent stops
+renewing deferrals, so after ``fallback_s`` Slurm's own scheduler takes the jobs over. One agent
+per state directory (``flock`` on ``agent.lock``; the kernel drops it when the process dies).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from fabric_hpc.errors import ConfigError, ExternalError, FabricError
+from fabric_hpc.events import JsonLinesWriter, emit, make_event
+from fabric_hpc.scheduler import SchedulerInput, SchedulingPolicy, make_policy
+from fabric_hpc.slurm.contract import SlurmClient
+from fabric_hpc.slurm.view import View, build_view
+from fabric_hpc.topology import Fabric
+from fabric_hpc.validation import StrictModel
+
+
+class AgentConfig(StrictModel):
+    """Settings of ``fabric agent run`` (every field has a CLI flag of the same name)."""
+
+    state_dir: str
+    interval_s: float = Field(default=2.0, gt=0)
+    #: Seconds a deferred job waits for the agent before Slurm takes it (must match job_submit.lua).
+    fallback_s: int = Field(default=60, ge=5)
+    policy: str = "fabric"
+    placement: str = "greedy"
+    metrics_port: int = Field(default=0, ge=0, le=65535)  # 0: no metrics endpoint
+    max_backoff_s: float = Field(default=10.0, gt=0)
+    #: The fabric policy's compact-or-wait admission: a multi-host gang that waited less than this
+    #: starts only on a compact placement (like Slurm's ``--switches=K@time``); None: the policy default.
+    compact_wait_s: float | None = Field(default=None, ge=0)
+
+
+@dataclass
+class CycleResult:
+    started: list[dict[str, Any]] = field(default_factory=list)
+    requeued: list[int] = field(default_factory=list)
+    deferred: list[int] = field(default_factory=list)
+    waiting: dict[int, str] = field(default_factory=dict)
+    pending: int = 0
+    seconds: float = 0.0
+    read_s: float = 0.0
+    policy_s: float = 0.0
+
+
+class AgentLock:
+    """Exclusive ``flock`` on ``<state_dir>/agent.lock`` holding the owner's pid."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "agent.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise ConfigError(f"another fabric agent (pid {owner or '?'}) is active for {self.path.parent}",
+                              hint="one agent per cluster: stop the other one, or use another --state-dir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def holder(self) -> int | None:
+        """pid of the live holder, None when free."""
+        if not self.path.exists():
+            return None
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else -1
+        finally:
+            os.close(fd)
+        return None
+
+
+class Agent:
+    """One placement agent bound to a Slurm client, a fabric model and a state directory."""
+
+    def __init__(self, client: SlurmClient, fab: Fabric, config: AgentConfig, *,
+                 policy: SchedulingPolicy | None = None) -> None:
+        self.client, self.fab, self.config = client, fab, config
+        self.state_dir = Path(config.state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.policy = policy or make_policy(config.policy, **_policy_options(config))
+        self.audit = JsonLinesWriter(self.state_dir / "decisions.jsonl")
+        self.lock = AgentLock(self.state_dir)
+        self.metrics: Any = None
+        self._stop = threading.Event()
+        self._wake_mtime = 0.0
+        self.cycles = 0
+
+    # -- one cycle ---------------------------------------------------------------------------
+    def cycle(self, now: float | None = None) -> CycleResult:
+        t0 = time.perf_counter()
+        now = time.time() if now is None else now
+        nodes, jobs = self.client.nodes(), self.client.jobs()
+        t_read = time.perf_counter()
+        view = build_view(self.fab, nodes, jobs, now=now)
+        res = CycleResult(pending=len(view.candidates))
+        for job_id, why in view.invalid.items():  # fabric cannot place it: Slurm's own scheduler will
+            self._log("handoff", job=job_id, reason=why)
+            self.client.update(job_id, StartTime="now")
+        decisions = self.policy.schedule(SchedulerInput(now=now, pending=view.pending, running=view.running,
+                                                        state=view.state))
+        res.policy_s = time.perf_counter() - t_read
+        for p in decisions.preempt:
+            self._log("requeue", job=int(p.job_id), for_job=int(p.for_job), gpu_hours_lost=p.gpu_hours_lost)
+            self.client.requeue(int(p.job_id))
+            res.requeued.append(int(p.job_id))
+        for job, placement in decisions.start:
+            res.started.append(self._pin(view, int(job.id), placement))
+        started = {int(j.id) for j, _ in decisions.start}
+        for job_id, job in view.candidates.items():
+            if job_id in started:
+                continue
+            res.waiting[job_id] = decisions.reasons.get(str(job_id), "Resources")
+            if job.begin_time is None or job.begin_time - now < self.config.fallback_s / 2:
+                res.deferred.append(job_id)
+        if res.deferred:  # renew the fallback timer of jobs still waiting (batched)
+            self.client.defer_many(res.deferred, self.config.fallback_s)
+        res.read_s, res.seconds = t_read - t0, time.perf_counter() - t0
+        self._finish(res, view)
+        return res
+
+    def _pin(self, view: View, job_id: int, placement: Any) -> dict[str, Any]:
+        job = view.candidates[job_id]
+        hosts = list(placement.hosts)
+        if len(hosts) != job.nodes:  # Slurm silently accepts a longer list: never send one
+            raise ExternalError(f"job {job_id}: placement chose {len(hosts)} hosts for -N {job.nodes}")
+        entry = {"job": job_id, "hosts": hosts, "gpus": list(placement.gpus), "cost": placement.cost,
+                 "domains": placement.domains, "solver": placement.solver, "breakdown": placement.breakdown}
+        self._log("place", **entry)  # write-ahead: the decision is on disk before Slurm acts on it
+        self.client.place(job_id, hosts)
+        return entry
+
+    def _log(self, what: str, **fields: Any) -> None:
+        self.audit.write(make_event(f"agent.{what}", **fields))
+
+    def _finish(self, res: CycleResult, view: View) -> None:
+        self.cycles += 1
+        status = {"pid": os.getpid(), "ts": time.time(), "cycles": self.cycles, "cycle_s": res.seconds,
+                  "read_s": res.read_s, "policy_s": res.policy_s, "pending": res.pending,
+                  "pinned": len(view.pinned), "started": [s["job"] for s in res.started],
+                  "requeued": res.requeued, "waiting": {str(k): v for k, v in res.waiting.items()},
+                  "utilisation": view.state.utilisation(), "backend": self.client.backend}
+        _atomic_write(self.state_dir / "status.json", json.dumps(status))
+        _atomic_write(self.state_dir / "heartbeat", f"{int(time.time())}\n")
+        if res.waiting:
+            self._log("waiting", jobs={str(k): v for k, v in sorted(res.waiting.items())})
+        if self.metrics is not None:
+            self.metrics.observe(res, view)
+        emit("agent.cycle", seconds=res.seconds, pending=res.pending, started=len(res.started))
+
+    # -- the daemon loop ---------------------------------------------------------------------
+    def run(self, *, max_cycles: int | None = None) -> None:
+        """Cycle until stopped (SIGTERM/SIGINT or ``stop()``); Slurm errors back off and retry."""
+        self.lock.acquire()
+        if self.config.metrics_port:
+            from fabric_hpc.slurm.metrics import AgentMetrics
+
+            self.metrics = AgentMetrics(self.config.metrics_port)
+        self._log("start", pid=os.getpid(), config=self.config.model_dump())
+        backoff = 0.0
+        try:
+            while not self._stop.is_set() and (max_cycles is None or self.cycles < max_cycles):
+                try:
+                    self.cycle()
+                    backoff = 0.0
+                except FabricError as exc:
+                    backoff = min(self.config.max_backoff_s, max(0.25, backoff * 2))
+                    self._log("error", error=exc.message, retry_in_s=backoff)
+                    if self.metrics is not None:
+                        self.metrics.errors.inc()
+                    self._sleep(backoff, wakeable=False)
+                    continue
+                self._sleep(self.config.interval_s)
+        finally:
+            self._log("stop", pid=os.getpid(), cycles=self.cycles)
+            self.lock.release()
+            self.audit.close()
+            if self.metrics is not None:
+                self.metrics.close()
+
+    def stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def _sleep(self, seconds: float, *, wakeable: bool = True) -> None:
+        wake = self.state_dir / "wake"
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            if wakeable:
+                try:
+                    mtime = wake.stat().st_mtime
+                except FileNotFoundError:
+                    mtime = 0.0
+                if mtime > self._wake_mtime:
+                    self._wake_mtime = mtime
+                    return
+            self._stop.wait(0.05)
+
+
+def _policy_options(config: AgentConfig) -> dict[str, Any]:
+    if config.policy != "fabric":
+        return {}
+    opts: dict[str, Any] = {"placement": config.placement}
+    if config.compact_wait_s is not None:
+        opts["compact_wait_s"] = config.compact_wait_s
+    return opts
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def read_status(state_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """What ``fabric agent status`` shows: the last cycle, the heartbeat age, the lock holder."""
+    d = Path(state_dir)
+    if not d.is_dir():
+        raise ConfigError(f"no agent state directory {d}", hint="pass the --state-dir the agent runs with")
+    status: dict[str, Any] = {}
+    if (d / "status.json").exists():
+        status = json.loads((d / "status.json").read_text())
+    beat = (d / "heartbeat").read_text().strip() if (d / "heartbeat").exists() else ""
+    status["heartbeat_age_s"] = round(time.time() - int(beat), 1) if beat.isdigit() else None
+    status["lock_holder"] = AgentLock(d).holder()
+    status["running"] = status["lock_holder"] is not None
+    return status

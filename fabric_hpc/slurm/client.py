@@ -1,0 +1,31 @@
+"""``open_client(backend, ...)``: one entry point for the three backends."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.slurm.contract import SlurmClient
+
+BACKENDS = ("cli", "rest", "pyslurm")
+
+
+def open_client(backend: str = "cli", *, env: Mapping[str, str] | None = None, url: str | None = None,
+                token: str | None = None, timeout: float = 30.0) -> SlurmClient:
+    """A :class:`SlurmClient`: ``cli`` (default), ``rest`` (needs ``url``) or ``pyslurm``."""
+    if backend == "cli":
+        from fabric_hpc.slurm.cli_backend import CliClient
+
+        return CliClient(env, timeout=timeout)
+    if backend == "rest":
+        if not url:
+            raise ConfigError("the rest backend needs the slurmrestd address",
+                              hint="--rest-url unix:/run/slurmrestd.sock (or http://127.0.0.1:6820 with a JWT)")
+        from fabric_hpc.slurm.rest_backend import RestClient
+
+        return RestClient(url, token=token, timeout=timeout, env=env)
+    if backend == "pyslurm":
+        from fabric_hpc.slurm.pyslurm_backend import PyslurmClient
+
+        return PyslurmClient()
+    raise ConfigError(f"unknown Slurm backend {backend!r}", hint=f"backends: {', '.join(BACKENDS)}")

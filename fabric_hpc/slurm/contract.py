@@ -1,0 +1,139 @@
+"""The Slurm client contract: what fabric-hpc reads from and does to a Slurm cluster.
+
+Three backends implement :class:`SlurmClient` (``cli``, ``rest``, ``pyslurm``) and pass one
+contract test suite (``tests/slurm_integration/test_client_contract.py``). Reads return the
+frozen dataclasses below; every unexpected answer raises :class:`SlurmError` naming it.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from fabric_hpc.errors import ExternalError
+
+
+class SlurmError(ExternalError):
+    """Slurm refused a request or answered something fabric cannot trust (exit code 5)."""
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    state: str                      # base state, lower case: idle, mixed, allocated, down, drained, ...
+    flags: tuple[str, ...] = ()     # DRAIN, NOT_RESPONDING, ...
+    cpus: int = 0
+    gpus: int = 0
+    gpu_type: str | None = None
+    gpus_used: tuple[int, ...] = ()  # allocated GPU indices
+    partitions: tuple[str, ...] = ()
+    features: tuple[str, ...] = ()
+
+    @property
+    def usable(self) -> bool:
+        """Up and not draining: new jobs may start here."""
+        bad = {"down", "drained", "draining", "fail", "failing", "future", "unknown", "maint", "reboot"}
+        return self.state not in bad and not ({"DRAIN", "NOT_RESPONDING", "DOWN", "FAIL"} & set(self.flags))
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: int
+    name: str
+    state: str                                  # base state (PENDING, RUNNING, ...)
+    reason: str = "None"
+    comment: str = ""
+    user: str = ""
+    partition: str = ""
+    nodes: int = 1                              # -N (minimum node count)
+    gpus_per_node: int = 0
+    gpu_type: str | None = None
+    node_list: tuple[str, ...] = ()             # allocated nodes (running jobs)
+    req_nodes: tuple[str, ...] = ()             # ReqNodeList
+    gpus: dict[str, tuple[int, ...]] = field(default_factory=dict)  # node -> allocated GPU indices
+    submit_time: float = 0.0
+    begin_time: float | None = None             # EligibleTime / begin (None: unknown)
+    start_time: float | None = None
+    flags: tuple[str, ...] = ()
+    time_limit_min: int | None = None
+    priority: int = 0
+
+    @property
+    def fabric_marked(self) -> bool:
+        """Marked for fabric placement by the job_submit plugin (``--comment=fabric[:options]``)."""
+        return self.comment == "fabric" or self.comment.startswith("fabric:")
+
+    @property
+    def fabric_options(self) -> str:
+        """The request options after ``fabric:`` (``within=leaf,switches=1``), '' when none."""
+        return self.comment.partition(":")[2] if self.fabric_marked else ""
+
+    @property
+    def pending(self) -> bool:
+        return self.state == "PENDING"
+
+    @property
+    def active(self) -> bool:
+        from fabric_hpc.slurm.parse import ACTIVE_STATES
+
+        return self.state in ACTIVE_STATES
+
+
+class SlurmClient(abc.ABC):
+    """Reads and actions on one Slurm cluster. Backends: cli, rest, pyslurm (see ``open_client``)."""
+
+    backend: str = "?"
+
+    @abc.abstractmethod
+    def nodes(self) -> list[Node]:
+        """Every node with its state and allocated GPU indices."""
+
+    @abc.abstractmethod
+    def jobs(self) -> list[Job]:
+        """Every job Slurm still knows (pending, running, recently finished)."""
+
+    def job(self, job_id: int) -> Job:
+        """One job; :class:`~fabric_hpc.errors.NotFoundError` when Slurm does not know it."""
+        from fabric_hpc.errors import NotFoundError
+
+        for j in self.jobs():
+            if j.job_id == int(job_id):
+                return j
+        raise NotFoundError(f"Slurm knows no job {job_id}", hint="squeue shows the jobs Slurm knows")
+
+    @abc.abstractmethod
+    def submit(self, script: str, args: Sequence[str] = (), *, cwd: str | None = None) -> int:
+        """Submit a batch script (sbatch options in ``args``); returns the job id."""
+
+    @abc.abstractmethod
+    def update(self, job_id: int, **fields: str) -> None:
+        """``scontrol update JobId=… Key=Value``: e.g. ``ReqNodeList="n[1-2]"``, ``StartTime="now"``."""
+
+    @abc.abstractmethod
+    def hold(self, job_id: int) -> None: ...
+
+    @abc.abstractmethod
+    def release(self, job_id: int) -> None: ...
+
+    @abc.abstractmethod
+    def requeue(self, job_id: int) -> None: ...
+
+    @abc.abstractmethod
+    def cancel(self, job_id: int) -> None: ...
+
+    # -- the two actions of the agent, built on update -----------------------------------
+    def place(self, job_id: int, hosts: Sequence[str]) -> None:
+        """Pin a pending job to exactly ``hosts`` and make it eligible now (one atomic update)."""
+        from fabric_hpc.hostlist import compress
+
+        self.update(job_id, ReqNodeList=compress(list(hosts)), StartTime="now")
+
+    def defer(self, job_id: int, seconds: int) -> None:
+        """Keep a pending job ineligible for ``seconds`` more (the fallback timer, renewed)."""
+        self.update(job_id, StartTime=f"now+{int(seconds)}")
+
+    def defer_many(self, job_ids: Sequence[int], seconds: int) -> None:
+        """:meth:`defer` for many jobs (backends may batch it)."""
+        for job_id in job_ids:
+            self.defer(job_id, seconds)

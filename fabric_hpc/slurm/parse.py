@@ -1,0 +1,197 @@
+"""Robust parsers for what Slurm prints: GRES strings, job states and reasons, ``scontrol -o`` lines.
+
+Every parser fails closed: an answer it does not understand raises
+:class:`~fabric_hpc.errors.ExternalError` naming the text it could not read, so an unexpected Slurm
+answer never turns into a silent misplacement.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from fabric_hpc.errors import ExternalError
+from fabric_hpc.hostlist import expand
+
+#: Job states of Slurm 22.05 (``squeue``/``scontrol`` spelling), base states only.
+JOB_STATES = frozenset({
+    "PENDING", "RUNNING", "SUSPENDED", "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL",
+    "PREEMPTED", "BOOT_FAIL", "DEADLINE", "OUT_OF_MEMORY", "COMPLETING", "CONFIGURING", "RESIZING",
+    "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "SPECIAL_EXIT", "STOPPED", "REVOKED", "SIGNALING",
+    "STAGE_OUT", "RESV_DEL_HOLD",
+})
+ACTIVE_STATES = frozenset({"RUNNING", "SUSPENDED", "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT"})
+FINAL_STATES = frozenset({"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
+                          "DEADLINE", "OUT_OF_MEMORY", "REVOKED", "SPECIAL_EXIT"})
+
+#: Pending reasons in plain words (``fabric slurm why``). Unknown reasons are shown as they are.
+REASONS = {
+    "None": "no reason recorded",
+    "Priority": "other jobs have higher priority and go first",
+    "Resources": "the resources it asks for are busy",
+    "BeginTime": "its start time has not come yet (fabric defers a job this way until the agent places it)",
+    "JobHeldUser": "it is held by its user (scontrol release to let it run)",
+    "JobHeldAdmin": "it is held by an administrator",
+    "Dependency": "it waits for another job it depends on",
+    "DependencyNeverSatisfied": "a job it depends on failed, so it can never start",
+    "ReqNodeNotAvail": "a node it requires is down, drained or reserved",
+    "PartitionNodeLimit": "it asks for more nodes than its partition allows",
+    "PartitionTimeLimit": "its time limit is longer than its partition allows",
+    "PartitionDown": "its partition is down",
+    "NodeDown": "a node it needs is down",
+    "BadConstraints": "its constraints can never be satisfied",
+    "InvalidQOS": "its QOS is invalid",
+    "QOSMaxGRESPerUser": "its user has reached the GPU limit of the QOS",
+}
+
+_GRES_ITEM = re.compile(
+    r"^(?P<name>[A-Za-z][\w.-]*)(?::(?P<type>[A-Za-z][\w.-]*))?(?::(?P<count>\d+))?"
+    r"(?:\((?P<extra>[^()]*)\))?$")
+_STATE = re.compile(r"^[A-Z_]+$")
+
+
+@dataclass(frozen=True)
+class Gres:
+    """One GRES item: ``gpu:h100:8(S:0-1)`` -> name gpu, type h100, count 8, sockets (0, 1)."""
+
+    name: str
+    type: str | None
+    count: int
+    indices: tuple[int, ...] | None = None  # IDX:… (allocated devices)
+    sockets: tuple[int, ...] | None = None  # S:… (socket affinity)
+
+
+def _int_ranges(text: str, what: str) -> tuple[int, ...]:
+    """``0-2,5`` -> (0, 1, 2, 5); ``N/A`` -> ()."""
+    if text in ("N/A", ""):
+        return ()
+    out: list[int] = []
+    for part in text.split(","):
+        lo, sep, hi = part.partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()):
+            raise ExternalError(f"Slurm answered a malformed index range {text!r} in {what}")
+        out.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    return tuple(out)
+
+
+def _split_items(text: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def parse_gres(text: str | None) -> list[Gres]:
+    """Parse a GRES string: ``gpu:8(IDX:0-7)``, ``gpu:h100:8(S:0-1)``, ``gres:gpu:3``, ``(null)``.
+
+    Several items are separated by commas; a missing count means 1. Raises ExternalError on any
+    item it cannot read (never guesses).
+    """
+    if text is None or text.strip() in ("", "(null)", "N/A"):
+        return []
+    items = []
+    for raw in _split_items(text.strip()):
+        item = raw[5:] if raw.startswith("gres:") or raw.startswith("gres/") else raw
+        item = item.replace("/", ":", 1) if item.startswith("gpu/") else item
+        m = _GRES_ITEM.match(item)
+        if not m:
+            raise ExternalError(f"Slurm answered a GRES string fabric cannot read: {raw!r} (in {text!r})",
+                                hint="expected name[:type][:count][(IDX:0-7|S:0-1)]")
+        gtype, count = m["type"], m["count"]
+        if gtype is not None and gtype.isdigit() and count is None:  # gpu:8 parsed as type "8"? (regex forbids)
+            gtype, count = None, gtype
+        indices = sockets = None
+        for field in (m["extra"] or "").split(")(") if m["extra"] else []:
+            key, _, value = field.partition(":")
+            if key == "IDX":
+                indices = _int_ranges(value, raw)
+            elif key == "S":
+                sockets = _int_ranges(value, raw)
+            else:
+                raise ExternalError(f"Slurm answered an unknown GRES detail {key!r} in {raw!r}")
+        items.append(Gres(m["name"], gtype, int(count) if count is not None else 1, indices, sockets))
+    return items
+
+
+def gpu_count(text: str | None) -> int:
+    """GPUs in a GRES / TRES-per-node string (0 when it names no GPU)."""
+    return sum(g.count for g in parse_gres(text) if g.name == "gpu")
+
+
+def gpu_indices(text: str | None) -> tuple[int, ...]:
+    """Allocated GPU indices of one node (``gpu:h100:3(IDX:0-2)`` -> (0, 1, 2))."""
+    out: list[int] = []
+    for g in parse_gres(text):
+        if g.name != "gpu":
+            continue
+        if g.indices is None:
+            raise ExternalError(f"Slurm gave no GPU indices (IDX:…) in {text!r}",
+                                hint="query with details (scontrol -d / squeue --json)")
+        if g.count and len(g.indices) != g.count:
+            raise ExternalError(f"GRES {text!r}: {g.count} GPUs but {len(g.indices)} indices")
+        out.extend(g.indices)
+    return tuple(sorted(out))
+
+
+def parse_state(text: str | list[str] | None) -> tuple[str, tuple[str, ...]]:
+    """``RUNNING`` / ``PENDING+REQUEUED`` / ``["PENDING"]`` -> (base state, flags). Unknown: ExternalError."""
+    parts = list(text) if isinstance(text, list) else str(text or "").split("+")
+    parts = [p.strip().upper() for p in parts if p and p.strip()]
+    if not parts or not all(_STATE.match(p) for p in parts):
+        raise ExternalError(f"Slurm answered an unreadable job state {text!r}")
+    base = parts[0]
+    if base not in JOB_STATES:
+        raise ExternalError(f"Slurm answered an unknown job state {base!r}",
+                            hint=f"known states: {', '.join(sorted(JOB_STATES))}")
+    return base, tuple(parts[1:])
+
+
+def reason_words(reason: str | None) -> str:
+    """A pending reason in plain words; an unknown one as it is."""
+    reason = (reason or "None").strip()
+    return REASONS.get(reason, reason)
+
+
+def hosts(text: str | None) -> tuple[str, ...]:
+    """A node list (``n[1-3,7]``) as names; ``(null)``/empty -> ()."""
+    if text is None or text.strip() in ("", "(null)", "None", "N/A"):
+        return ()
+    try:
+        return tuple(expand(text.strip()))
+    except Exception as exc:  # ConfigError from hostlist: Slurm's answer, so ExternalError
+        raise ExternalError(f"Slurm answered a malformed node list {text!r}: {exc}") from None
+
+
+_KV = re.compile(r"(?:^|\s)([A-Za-z][\w:/]*)=")
+
+
+def parse_key_values(line: str) -> dict[str, str]:
+    """One ``scontrol show ... -o`` line as a dict (values may contain spaces up to the next key).
+
+    Repeated keys (the per-node ``Nodes= … GRES=`` details of ``-d``) keep their first value;
+    use :func:`job_node_gres` for those.
+    """
+    out: dict[str, str] = {}
+    matches = list(_KV.finditer(line))
+    if not matches:
+        raise ExternalError(f"scontrol answered a line without key=value pairs: {line[:120]!r}")
+    for m, nxt in zip(matches, matches[1:] + [None], strict=True):
+        value = line[m.end():nxt.start() if nxt else len(line)].strip()
+        out.setdefault(m.group(1), value)
+    return out
+
+
+_DETAIL = re.compile(r"\bNodes=(\S+) CPU_IDs=\S* Mem=\S* GRES=(\S*)")
+
+
+def job_node_gres(line: str) -> dict[str, str]:
+    """Node -> allocated GRES from the details of ``scontrol show job -d -o``."""
+    out: dict[str, str] = {}
+    for m in _DETAIL.finditer(line):
+        for node in hosts(m.group(1)):
+            out[node] = m.group(2)
+    return out

@@ -1,0 +1,34 @@
+"""The files Slurm loads from ``plugins/``, rendered with a site's settings."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fabric_hpc.errors import ConfigError, NotFoundError
+
+PLUGIN_DIR = Path(__file__).resolve().parents[2] / "plugins"
+
+
+def plugin_path(name: str) -> Path:
+    path = PLUGIN_DIR / name
+    if not path.is_file():
+        raise NotFoundError(f"no plugin file {path}",
+                            hint="run from a fabric-hpc checkout (plugins/ sits beside fabric_hpc/)")
+    return path
+
+
+def render_job_submit(*, state_dir: str, fallback_s: int = 60, max_gpus_per_node: int = 8) -> str:
+    """``plugins/job_submit.lua`` with its three settings replaced."""
+    if '"' in state_dir or "\\" in state_dir:
+        raise ConfigError(f"state dir {state_dir!r} must not contain quotes or backslashes")
+    if fallback_s < 5 or max_gpus_per_node < 1:
+        raise ConfigError("fallback_s must be >= 5 and max_gpus_per_node >= 1")
+    text = plugin_path("job_submit.lua").read_text()
+    subs = {"state_dir": f'local STATE_DIR = "{state_dir}"', "fallback_s": f"local FALLBACK_S = {int(fallback_s)}",
+            "max_gpus_per_node": f"local MAX_GPUS_PER_NODE = {int(max_gpus_per_node)}"}
+    for key, line in subs.items():
+        text, n = re.subn(rf"^local \w+ = .*-- fabric: {key}$", f"{line}   -- fabric: {key}", text, flags=re.M)
+        if n != 1:
+            raise ConfigError(f"job_submit.lua has no '-- fabric: {key}' setting line")
+    return text

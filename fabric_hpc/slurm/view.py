@@ -1,0 +1,138 @@
+"""From what Slurm says to what the scheduler policy sees: :func:`build_view`.
+
+Everything here is derived from one ``nodes()`` and one ``jobs()`` answer, so a restarted agent
+rebuilds the same view (no hidden state). GPU occupancy comes from Slurm's allocated indices;
+a fabric job already pinned by the agent (``ReqNodeList`` set and eligible) but not yet started
+holds the lowest free GPUs of its hosts (Slurm's own choice), so it is never placed twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.events import emit
+from fabric_hpc.placement import ClusterState, parse_request
+from fabric_hpc.placement.request import Request
+from fabric_hpc.scheduler import TIERS, PendingJob, RunningJob
+from fabric_hpc.scheduler import Job as SchedJob
+from fabric_hpc.slurm.contract import Job, Node
+from fabric_hpc.topology import Fabric
+
+UNATTRIBUTED = "slurm:unattributed"
+DEFAULT_WALLTIME_S = 3600.0
+
+
+@dataclass
+class View:
+    """The agent's picture of the cluster for one cycle."""
+
+    state: ClusterState
+    pending: list[PendingJob] = field(default_factory=list)
+    running: list[RunningJob] = field(default_factory=list)
+    #: Pinned by the agent, eligible, not started yet (job id -> hosts).
+    pinned: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    #: Pending fabric jobs the policy sees (job id -> Slurm job).
+    candidates: dict[int, Job] = field(default_factory=dict)
+    #: Fabric jobs that cannot be placed by fabric (job id -> why): handed to Slurm.
+    invalid: dict[int, str] = field(default_factory=dict)
+    unknown_nodes: list[str] = field(default_factory=list)
+
+
+def split_options(job: Job) -> tuple[str, str]:
+    """(request options for placement, tier) from the job's ``fabric:`` comment and partition."""
+    opts, tier = [], job.partition if job.partition in TIERS else "normal"
+    for part in job.fabric_options.split(","):
+        key, _, value = part.strip().partition("=")
+        if not key:
+            continue
+        if key == "tier":
+            tier = value
+        else:
+            opts.append(f"{key}={value.replace(';', ',')}" if value else key)
+    return ",".join(opts), tier
+
+
+def request_of(job: Job) -> Request:
+    """The placement request of a Slurm job: ``-N`` nodes × GPUs per node, plus its fabric options."""
+    if job.gpus_per_node < 1:
+        raise ConfigError(f"job {job.job_id} asks for no GPUs per node (TresPerNode)")
+    opts, _ = split_options(job)
+    text = f"nodes={job.nodes},gpus_per_node={job.gpus_per_node}" + (f",{opts}" if opts else "")
+    return parse_request(text, source=f"job {job.job_id} --comment")
+
+
+def _sched_job(job: Job, request: Request) -> SchedJob:
+    _, tier = split_options(job)
+    walltime = float(job.time_limit_min * 60) if job.time_limit_min else DEFAULT_WALLTIME_S
+    return SchedJob(id=str(job.job_id), request=request, submit=job.submit_time, walltime=walltime,
+                    user=job.user or "user", account=job.user or "default",
+                    tier=tier if tier in TIERS else "normal", meta={"slurm_job": job.job_id})
+
+
+def _gpu_ids(fab: Fabric, host: str, indices: tuple[int, ...]) -> list[str]:
+    gpus = fab.host_gpus(host)
+    return [gpus[i] for i in indices if i < len(gpus)]
+
+
+def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float) -> View:
+    """The cluster state and the policy's pending/running lists for one cycle."""
+    state = ClusterState(fab)
+    view = View(state=state)
+    known = set(fab.host_pos)
+    view.unknown_nodes = [n.name for n in nodes if n.name not in known]
+    state.set_down([n.name for n in nodes if n.name in known and not n.usable])
+    for job in jobs:
+        if not job.active or not job.gpus:
+            continue
+        gpus = [g for h, idx in job.gpus.items() if h in known for g in _gpu_ids(fab, h, idx)]
+        gpus = [g for g in gpus if state.owner[fab.gpu_pos[g]] == -1]
+        if gpus:
+            state.allocate(str(job.job_id), gpus)
+        if job.fabric_marked and job.gpus_per_node:
+            try:
+                sj = _sched_job(job, request_of(job))
+            except ConfigError:
+                continue
+            view.running.append(RunningJob(job=sj, gpus=tuple(state.job_gpus(str(job.job_id))),
+                                           start=job.start_time or now))
+    for node in nodes:  # GPUs Slurm says are used but no job we saw holds (a race, or a hidden job)
+        if node.name in known:
+            free = [g for g in _gpu_ids(fab, node.name, node.gpus_used) if state.owner[fab.gpu_pos[g]] == -1]
+            if free:
+                state.allocate(UNATTRIBUTED, free)
+    _pending(fab, view, [j for j in jobs if j.pending and j.fabric_marked], now)
+    return view
+
+
+def _pending(fab: Fabric, view: View, pending: list[Job], now: float) -> None:
+    state = view.state
+    for job in sorted(pending, key=lambda j: (j.submit_time, j.job_id)):
+        eligible = job.begin_time is not None and job.begin_time <= now + 0.5
+        if job.req_nodes and eligible and _reserve(fab, state, job):
+            view.pinned[job.job_id] = job.req_nodes
+            continue
+        try:
+            request = request_of(job)
+        except ConfigError as exc:
+            if job.begin_time is None or job.begin_time > now:  # not yet handed to Slurm
+                view.invalid[job.job_id] = exc.message
+            continue
+        view.candidates[job.job_id] = job
+        view.pending.append(PendingJob(job=_sched_job(job, request), queued_since=job.submit_time))
+    if view.invalid:
+        emit("agent.invalid_requests", jobs=sorted(view.invalid))
+
+
+def _reserve(fab: Fabric, state: ClusterState, job: Job) -> bool:
+    """Hold the lowest free GPUs of a pinned job's hosts; False when they are not free (re-place it)."""
+    want: list[str] = []
+    for host in job.req_nodes:
+        if host not in fab.host_pos:
+            return False
+        free = [g for g in fab.host_gpus(host) if state.owner[fab.gpu_pos[g]] == -1]
+        if len(free) < job.gpus_per_node:
+            return False
+        want.extend(free[: job.gpus_per_node])
+    state.allocate(str(job.job_id), want)
+    return True

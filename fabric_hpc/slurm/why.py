@@ -1,0 +1,83 @@
+"""``fabric slurm why JOBID``: why a job waits, or why it runs where it runs, in plain words."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Any
+
+from fabric_hpc.events import read_json_lines
+from fabric_hpc.hostlist import compress
+from fabric_hpc.slurm.contract import Job, SlurmClient
+from fabric_hpc.slurm.parse import reason_words
+
+
+def _when(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%H:%M:%S")
+
+
+def last_decisions(state_dir: str | Path | None, job_id: int) -> dict[str, dict[str, Any]]:
+    """The agent's latest audit entries about one job, by kind (place, waiting, requeue, handoff)."""
+    out: dict[str, dict[str, Any]] = {}
+    path = Path(state_dir) / "decisions.jsonl" if state_dir else None
+    if path is None or not path.exists():
+        return out
+    for e in read_json_lines(path):
+        kind = e.get("event", "").removeprefix("agent.")
+        if e.get("job") == job_id or e.get("for_job") == job_id:
+            out[kind] = e
+        elif kind == "waiting" and str(job_id) in (e.get("jobs") or {}):
+            out["waiting"] = {"ts": e["ts"], "reason": e["jobs"][str(job_id)]}
+    return out
+
+
+def explain(client: SlurmClient, job_id: int, *, state_dir: str | Path | None = None) -> dict[str, Any]:
+    """A dict with ``text`` (sentences) plus the facts behind them."""
+    job = client.job(job_id)
+    dec = last_decisions(state_dir, job_id)
+    lines = [_headline(job)]
+    place = dec.get("place")
+    if job.pending:
+        lines += _pending_lines(job, dec)
+    elif place:
+        doms = ", ".join(f"{n} {lvl}(s)" for lvl, n in sorted((place.get("domains") or {}).items()))
+        same = sorted(job.node_list) == sorted(place["hosts"])
+        lines.append(f"The fabric agent chose {compress(place['hosts'])} at {_when(place['ts'])} "
+                     f"(solver {place.get('solver')}, cost {place.get('cost', 0):.2f}; spans {doms or 'n/a'})"
+                     + ("" if same or not job.node_list else f", but Slurm ran it on {compress(list(job.node_list))}")
+                     + ".")
+    elif job.fabric_marked:
+        lines.append("The fabric agent did not place it: Slurm's own scheduler did (the agent was down or the "
+                     "deferral ran out).")
+    else:
+        lines.append("It is not marked for fabric placement; Slurm's own scheduler placed it.")
+    if "requeue" in dec and dec["requeue"].get("job") == job_id:
+        r = dec["requeue"]
+        lines.append(f"It was requeued at {_when(r['ts'])} to make room for job {r['for_job']} "
+                     f"({r.get('gpu_hours_lost', 0):.2f} GPU-hours since its last checkpoint).")
+    return {"job": job_id, "state": job.state, "reason": job.reason, "nodes": list(job.node_list),
+            "decisions": dec, "text": " ".join(lines)}
+
+
+def _headline(job: Job) -> str:
+    what = f"{job.nodes} node(s) × {job.gpus_per_node} GPU(s)" if job.gpus_per_node else f"{job.nodes} node(s)"
+    if job.pending:
+        return f"Job {job.job_id} ({what}) is pending: {reason_words(job.reason)}."
+    if job.node_list:
+        return f"Job {job.job_id} ({what}) is {job.state.lower()} on {compress(list(job.node_list))}."
+    return f"Job {job.job_id} ({what}) is {job.state.lower()}."
+
+
+def _pending_lines(job: Job, dec: dict[str, dict[str, Any]]) -> list[str]:
+    out = []
+    if job.req_nodes:
+        out.append(f"The fabric agent pinned it to {compress(list(job.req_nodes))}; Slurm starts it as soon as "
+                   f"those GPUs are free.")
+    elif job.fabric_marked and job.begin_time and job.begin_time > time.time():
+        out.append(f"It waits for the fabric agent; if the agent does not place it, Slurm takes it over at "
+                   f"{_when(job.begin_time)}.")
+    if "waiting" in dec:
+        out.append(f"At {_when(dec['waiting']['ts'])} the agent's policy said: "
+                   f"{reason_words(dec['waiting']['reason'])}.")
+    return out

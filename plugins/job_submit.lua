@@ -1,0 +1,134 @@
+--[[
+fabric-hpc job_submit plugin (slurm.conf: JobSubmitPlugins=lua; install as job_submit.lua next to
+slurm.conf). See docs/slurm.md.
+
+What it does at submit time:
+  * marks multi-node GPU gang jobs (-N >= 2 with --gres=gpu:N / --gpus-per-node=N) and jobs that ask
+    for it (--comment=fabric or --comment=fabric:OPTIONS) for fabric placement: the comment becomes
+    "fabric[:OPTIONS]". --comment=nofabric opts a gang job out.
+  * validates fabric jobs and rejects invalid ones with a message the user sees (slurm.log_user).
+  * defers a marked job instead of holding it: its begin time is set FALLBACK_S seconds ahead. The
+    agent pins it (ReqNodeList) and makes it eligible at once (StartTime=now); while it cannot place
+    it, it renews the deferral. If the agent dies, the begin time simply passes and Slurm's own
+    (topology-aware) scheduler starts the job: a dead agent cannot strand a job.
+  * when the agent's heartbeat is older than FALLBACK_S, nothing is deferred at all (jobs go straight
+    to Slurm) and the user is told so.
+The three settings below are rewritten by `fabric slurm plugin-config` (or by hand).
+]]
+
+local STATE_DIR = "/var/lib/fabric-agent"   -- fabric: state_dir
+local FALLBACK_S = 60                       -- fabric: fallback_s
+local MAX_GPUS_PER_NODE = 8                 -- fabric: max_gpus_per_node
+
+local OPTION_KEYS = {within = "word", switches = "int", numa_local = "bool", rail_aligned = "bool",
+                     exclude = "hostlist", include = "hostlist", slices = "int", slice_level = "word",
+                     tier = "word"}
+local NO_VAL = 4294967294
+
+local function gpus_per_node(tres)
+  -- "gres:gpu:8", "gres/gpu:8", "gres:gpu:h100:8", "gpu:4" (several items separated by commas)
+  if tres == nil then return 0 end
+  local total = 0
+  for item in string.gmatch(tres, "[^,]+") do
+    local rest = string.gsub(item, "^gres[:/]", "")
+    if string.match(rest, "^gpu") then
+      local n = string.match(rest, ":(%d+)$")
+      if n == nil and (rest == "gpu" or string.match(rest, "^gpu:[%a][%w_.-]*$")) then n = "1" end
+      if n == nil then return nil end
+      total = total + tonumber(n)
+    end
+  end
+  return total
+end
+
+local function check_options(opts)
+  -- "within=leaf,switches=1,numa_local": returns nil or an error message
+  if opts == "" then return nil end
+  for part in string.gmatch(opts, "[^,]+") do
+    local key, value = string.match(part, "^([%a_]+)=(.*)$")
+    if key == nil then key, value = string.match(part, "^([%a_]+)$"), "true" end
+    if key == nil then return "cannot read option '" .. part .. "' (expected key=value)" end
+    local kind = OPTION_KEYS[key]
+    if kind == nil then
+      local valid = {}
+      for k, _ in pairs(OPTION_KEYS) do table.insert(valid, k) end
+      table.sort(valid)
+      return "unknown option '" .. key .. "' (valid: " .. table.concat(valid, ", ") .. ")"
+    end
+    if kind == "int" and not string.match(value, "^[1-9]%d*$") then
+      return "option " .. key .. " needs a positive whole number, got '" .. value .. "'"
+    end
+    if kind == "bool" and not (value == "true" or value == "false" or value == "1" or value == "0") then
+      return "option " .. key .. " needs true or false, got '" .. value .. "'"
+    end
+    if kind == "word" and not string.match(value, "^[%w_-]+$") then
+      return "option " .. key .. " needs a name, got '" .. value .. "'"
+    end
+    if kind == "hostlist" and not string.match(value, "^[%w_.%-%[%]]+$") then
+      return "option " .. key .. " needs a host list like n[1-4] (use ';' between items), got '" .. value .. "'"
+    end
+  end
+  return nil
+end
+
+local function agent_alive()
+  local f = io.open(STATE_DIR .. "/heartbeat", "r")
+  if f == nil then return false end
+  local beat = tonumber(f:read("*l") or "")
+  f:close()
+  return beat ~= nil and os.time() - beat <= FALLBACK_S
+end
+
+local function wake_agent()
+  local f = io.open(STATE_DIR .. "/wake", "a")
+  if f ~= nil then f:write(os.time(), "\n"); f:close() end
+end
+
+local function reject(msg)
+  slurm.log_user("fabric: " .. msg)
+  slurm.log_info("fabric job_submit: rejected: %s", msg)
+  return slurm.ERROR
+end
+
+function slurm_job_submit(job_desc, part_list, submit_uid)
+  local comment = job_desc.comment or ""
+  if comment == "nofabric" then return slurm.SUCCESS end
+  local nodes = job_desc.min_nodes
+  if nodes == nil or nodes == NO_VAL or nodes == 0 then nodes = 1 end
+  local gpn = gpus_per_node(job_desc.tres_per_node)
+  if gpn == nil then return reject("cannot read the GPU request '" .. job_desc.tres_per_node .. "'") end
+  local asked = comment == "fabric" or string.sub(comment, 1, 7) == "fabric:"
+  local gang = nodes >= 2 and gpn >= 1
+  if not asked and not (gang and comment == "") then return slurm.SUCCESS end
+  if gpn == 0 then
+    return reject("fabric placement is for GPU jobs: add --gres=gpu:N (or --gpus-per-node=N)")
+  end
+  if gpn > MAX_GPUS_PER_NODE then
+    return reject(string.format("%d GPUs per node requested, but nodes have %d", gpn, MAX_GPUS_PER_NODE))
+  end
+  if job_desc.max_nodes ~= nil and job_desc.max_nodes ~= NO_VAL and job_desc.max_nodes ~= nodes then
+    return reject("give an exact node count (-N " .. nodes .. ", not a range): fabric places whole gangs")
+  end
+  if job_desc.req_nodes ~= nil and job_desc.req_nodes ~= "" then
+    return reject("fabric chooses the nodes; use --comment=fabric:include=HOSTS instead of -w")
+  end
+  local opts = asked and string.sub(comment, 8) or ""
+  local err = check_options(opts)
+  if err ~= nil then return reject("--comment=" .. comment .. ": " .. err) end
+  job_desc.comment = asked and comment or "fabric"
+  if agent_alive() then
+    local until_t = os.time() + FALLBACK_S
+    if job_desc.begin_time == nil or job_desc.begin_time < until_t then job_desc.begin_time = until_t end
+    wake_agent()
+  else
+    slurm.log_user("fabric: the placement agent is not running; Slurm places this job itself")
+  end
+  return slurm.SUCCESS
+end
+
+function slurm_job_modify(job_desc, job_rec, part_list, modify_uid)
+  return slurm.SUCCESS
+end
+
+slurm.log_info("fabric job_submit plugin loaded (state_dir=%s, fallback=%ds)", STATE_DIR, FALLBACK_S)
+return slurm.SUCCESS

@@ -1,0 +1,30 @@
+"""Malformed fabric requests are rejected at submit, with a message the user can act on."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.slurm
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-N2", "--gres=gpu:16"], "16 GPUs per node requested, but nodes have 8"),
+    (["--comment=fabric"], "fabric placement is for GPU jobs: add --gres=gpu:N"),
+    (["-N2", "--gres=gpu:8", "--comment=fabric:bogus=1"], "unknown option 'bogus' (valid: exclude, include"),
+    (["-N2", "--gres=gpu:8", "--comment=fabric:switches=two"], "option switches needs a positive whole number"),
+    (["-N2-4", "--gres=gpu:8"], "give an exact node count"),
+    (["-N2", "--gres=gpu:8", "-w", "n[1-2]"], "fabric chooses the nodes; use --comment=fabric:include=HOSTS"),
+])
+def test_rejected_at_submit(fabric_cluster, args, message):
+    proc = fabric_cluster.run(["sbatch", "--parsable", *args, "--wrap", "true"], check=False)
+    assert proc.returncode != 0
+    assert f"fabric: {message}" in proc.stderr.replace("--comment=fabric:bogus=1: ", "").replace(
+        "--comment=fabric:switches=two: ", "")
+
+
+def test_opt_out_and_plain_jobs_are_untouched(fabric_cluster):
+    for args in (["-N2", "--gres=gpu:8", "--comment=nofabric"], ["-N1", "--gres=gpu:2"], ["-N2"]):
+        jid = fabric_cluster.sbatch(*args, wrap="true")
+        info = fabric_cluster.job(jid)
+        assert not info.get("Comment", "").startswith("fabric"), info
+        fabric_cluster.wait_job(jid, timeout=30)

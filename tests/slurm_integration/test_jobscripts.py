@@ -1,0 +1,124 @@
+"""jobscripts/*.sbatch run on a live cluster with fabric's TaskProlog; shellcheck-clean."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.real import require_real
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SCRIPTS = sorted((REPO / "jobscripts").glob("*.sbatch"))
+
+
+def test_shellcheck_clean():
+    require_real("slurm", shutil.which("shellcheck") is not None, "shellcheck is not installed (Debian: shellcheck)")
+    assert len(SCRIPTS) == 3
+    proc = subprocess.run(["shellcheck", *map(str, SCRIPTS)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+@pytest.fixture(scope="module")
+def prolog_cluster(slurm_cluster_factory, tmp_path_factory):
+    """4 hosts (2 leaves) with plugins/task_prolog.py as TaskProlog."""
+    from fabric_hpc.topology import build, generators, save_spec
+
+    fab = build(generators.leaf_spine(4, hosts_per_leaf=2, gpus=8, cpus=8))
+    topo = tmp_path_factory.mktemp("prolog") / "topology.yaml"
+    save_spec(fab.spec, topo)
+    text = (REPO / "plugins" / "task_prolog.py").read_text()
+    text = text.replace("#!/usr/bin/env python3", f"#!{sys.executable}", 1)
+    text = text.replace('"/etc/fabric-hpc/prolog.json"', '"{etc_dir}/fabric-prolog.json"')
+    cfg = json.dumps({"topology": str(topo), "topo_dir": "{base_dir}/nccl", "ckpt_root": "{base_dir}/ckpt"})
+    return slurm_cluster_factory(fab, settings={"TaskProlog": "{etc_dir}/task_prolog.py"},
+                                 config_files={"task_prolog.py": text, "fabric-prolog.json": cfg})
+
+
+def _json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_task_prolog_exports(prolog_cluster):
+    c = prolog_cluster
+    jid = c.sbatch("-N2", "--gres=gpu:4", "-J", "probe", wrap="srun bash -c 'echo CVD=$CUDA_VISIBLE_DEVICES "
+                   "TOPO=$NCCL_TOPO_FILE CK=$FABRIC_CKPT_DIR BIND=$FABRIC_CPU_BIND'")
+    out = c.job_output(jid, c.wait_job(jid, timeout=60))
+    lines = [line for line in out.splitlines() if line.startswith("CVD=")]
+    assert len(lines) == 2, out
+    for line in lines:
+        kv = dict(part.split("=", 1) for part in line.split())
+        assert kv["CVD"] == "0,1,2,3" and kv["BIND"] == "map_ldom:0,0,0,0"  # GPUs 0-3 sit on socket 0
+        assert kv["CK"] == str(c.base_dir / "ckpt" / "root" / "probe")
+        assert Path(kv["TOPO"]).read_text().lstrip().startswith("<system")
+
+
+def test_train_gang_saves_on_usr1_and_restores(prolog_cluster):
+    c = prolog_cluster
+    script = (REPO / "jobscripts" / "train_gang.sbatch").read_text()
+    env = f"--export=ALL,FABRIC_PYTHON={sys.executable},TRAIN_STEPS=400,STEP_SECONDS=0.05"
+    jid = c.sbatch(env, script=script)
+    c.wait_job(jid, states=("RUNNING",), timeout=60)
+    deadline = time.monotonic() + 30
+    while c.job_output(jid).count("train_demo: rank") < 2:  # both ranks past the TaskProlog, stepping
+        assert time.monotonic() < deadline, c.job_output(jid)
+        time.sleep(0.2)
+    time.sleep(1.0)  # some steps
+    c.run(["scancel", "--batch", "--signal=USR1", str(jid)])  # what --signal=B:USR1@120 delivers
+    out = c.job_output(jid, c.wait_job(jid, timeout=60))
+    ranks = _json_lines(out)
+    assert "SIGUSR1" in out and len(ranks) == 2, out
+    rank0 = next(r for r in ranks if r["rank"] == 0)
+    assert rank0["signalled"] and 0 < rank0["saved"] < 400
+    ckpt = Path(rank0["ckpt_dir_env"])
+    assert ckpt == c.base_dir / "ckpt" / "root" / "train_gang"
+    # a new run of the same job restores the latest checkpoint and carries on
+    target = rank0["saved"] + 5
+    jid2 = c.sbatch(f"--export=ALL,FABRIC_PYTHON={sys.executable},TRAIN_STEPS={target},STEP_SECONDS=0.01",
+                    script=script)
+    again = _json_lines(c.job_output(jid2, c.wait_job(jid2, timeout=60)))
+    r0 = next(r for r in again if r["rank"] == 0)
+    assert (r0["restored_step"], r0["step"], r0["saved"]) == (rank0["saved"], target, target)
+    assert r0["w0"] == float(target)
+
+    # ckpt_restore.sbatch: verify it and reshard it for 2 ranks
+    dest = c.base_dir / "resharded"
+    jid3 = c.sbatch(f"--export=ALL,FABRIC={BIN / 'fabric'},CKPT={ckpt},WORLD_SIZE=2,DEST={dest}",
+                    script=(REPO / "jobscripts" / "ckpt_restore.sbatch").read_text())
+    out3 = c.job_output(jid3, c.wait_job(jid3, timeout=90))
+    assert "ckpt_restore: ok" in out3
+    from fabric_hpc.checkpoint import list_checkpoints
+
+    assert [r.step for r in list_checkpoints(dest)] == [target]
+
+
+def test_infer_batch_mpi(prolog_cluster, tmp_path):
+    from fabric_hpc.inference import CostModel, EngineLimits, write_simulated_artefact
+
+    c = prolog_cluster
+    limits = EngineLimits(max_batch_size=8, max_num_tokens=512, max_input_len=64, max_seq_len=96,
+                          kv_capacity_tokens=1024)
+    cost = CostModel(base_s=1e-4, prefill_s_per_token=1e-7, decode_s_per_seq=2e-6, ctx_s_per_token=0.0)
+    cfg = write_simulated_artefact(tmp_path / "engine", limits=limits, cost=cost)
+    (tmp_path / "engine.json").write_text(json.dumps(cfg))
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    items = [{"id": f"i{k}", "prompt": [k + 1, k + 2, k + 3], "max_new_tokens": 4} for k in range(40)]
+    (spool / "a.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
+    out_dir = tmp_path / "out"
+    env = (f"--export=ALL,FABRIC={BIN / 'fabric'},ENGINE_CONFIG={tmp_path / 'engine.json'},INPUT={spool},"
+           f"OUTPUT={out_dir},PATH={BIN}:/usr/bin:/bin")
+    jid = c.sbatch(env, script=(REPO / "jobscripts" / "infer_batch.sbatch").read_text())
+    out = c.job_output(jid, c.wait_job(jid, timeout=120))
+    results = [json.loads(line) for line in (out_dir / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in results) == sorted(i["id"] for i in items), out
+    ranks = list((out_dir / "journal").glob("rank-*.jsonl"))
+    assert len(ranks) == 2, out  # two MPI ranks on two nodes, one world
