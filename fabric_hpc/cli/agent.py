@@ -13,7 +13,7 @@ def group() -> None:
 
 
 @group.command("run")
-@click.option("--topology", "topology", required=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--topology", "topology", required=True,
               help="Fabric model (YAML) whose hosts are the Slurm nodes.")
 @click.option("--state-dir", default="/var/lib/fabric-agent", show_default=True,
               help="Lock, heartbeat, status and the decision log live here (the plugin reads the heartbeat).")
@@ -34,14 +34,14 @@ def run(topology: str, state_dir: str, interval_s: float, fallback_s: int, polic
     """Run the agent: place fabric-marked pending jobs, every interval and when the plugin wakes it."""
     from fabric_hpc.slurm import open_client
     from fabric_hpc.slurm.agent import Agent, AgentConfig
-    from fabric_hpc.topology import load_fabric
+    from fabric_hpc.topology import open_fabric
     from fabric_hpc.validation import parse_model
 
     config = parse_model(AgentConfig, {"state_dir": state_dir, "interval_s": interval_s, "fallback_s": fallback_s,
                                        "policy": policy, "placement": placement, "metrics_port": metrics_port,
                                        "compact_wait_s": compact_wait_s},
                          source="fabric agent run")
-    agent = Agent(open_client(backend, url=rest_url), load_fabric(topology), config)
+    agent = Agent(open_client(backend, url=rest_url), open_fabric(topology), config)
     agent.install_signal_handlers()
     agent.run(max_cycles=cycles)
 

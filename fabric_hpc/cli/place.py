@@ -15,7 +15,7 @@ from fabric_hpc.errors import ConfigError
 
 
 @click.group(invoke_without_command=True)
-@click.option("--topology", "-t", "topology", type=click.Path(dir_okay=False), help="Fabric file (topology/*.yaml).")
+@click.option("--topology", "-t", "topology", help="Fabric file (topology/*.yaml) or generator (superpod:sus=4).")
 @click.option("--state", "-s", "state_path", type=click.Path(dir_okay=False),
               help="Cluster state JSON (default: everything free).")
 @click.option("--request", "-r", "request", help="e.g. 'nodes=4,gpus=8,within=leaf' (see docs/placement.md).")
@@ -35,9 +35,9 @@ def group(ctx: click.Context, topology: str | None, state_path: str | None, requ
         raise ConfigError("fabric place needs --topology and --request",
                           hint="fabric place -t topology/superpod.yaml -r 'nodes=4,gpus=8,within=leaf'")
     from fabric_hpc.placement import ClusterState, SolveOptions, place
-    from fabric_hpc.topology import load_fabric
+    from fabric_hpc.topology import open_fabric
 
-    fab = load_fabric(topology)
+    fab = open_fabric(topology)
     state = ClusterState.load(fab, state_path) if state_path else ClusterState(fab)
     if commit_job and not state_path:
         raise ConfigError("--commit needs --state (the file to write the allocation to)")
