@@ -64,3 +64,10 @@ def test_cli_table_infeasible_and_bad_request(files, capsys):
     assert "largest free block is 4 in su02-leaf" in captured.err
     assert main(["place", "-t", topo, "-r", "nodes=3,gpu=8"]) == 3
     assert "unknown key 'gpu'" in capsys.readouterr().err
+
+
+def test_cli_takes_generator_reference(capsys):
+    assert main(["place", "-t", "superpod:sus=2", "-r", "nodes=2,gpus=8,within=leaf", "--json"]) == 0
+    placed = json.loads(capsys.readouterr().out)
+    assert len(placed["hosts"]) == 2 and placed["domains"]["leaf"] == 1
+    assert main(["place", "-t", "superpod:sus=0", "-r", "nodes=2,gpus=8"]) == 3
