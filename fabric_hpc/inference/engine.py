@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -44,6 +44,7 @@ __all__ = [
     "EngineRequest",
     "EngineResult",
     "build_engine",
+    "check_add",
     "check_against_artefact",
     "load_engine_config",
     "read_trtllm_artefact",
@@ -138,6 +139,27 @@ class Engine(Protocol):
     def active(self) -> int: ...
 
     def close(self) -> None: ...
+
+
+def check_add(limits: EngineLimits, requests: Sequence[EngineRequest], held: Collection[str], *,
+              closed: bool, reserved_tokens: int | None = None) -> None:
+    """Contract rule 1 for ``Engine.add``: raise :class:`ConfigError` (so the engine adds nothing)
+    when the engine is closed, an id repeats or is already held, or the batch would exceed
+    ``limits``. ``reserved_tokens`` (KV tokens already reserved) enables the KV-capacity check."""
+    if closed:
+        raise ConfigError("engine is closed")
+    ids = {r.id for r in requests}
+    if len(ids) != len(requests) or any(i in held for i in ids):
+        raise ConfigError("engine.add: duplicate request id")
+    if len(held) + len(requests) > limits.max_batch_size:
+        raise ConfigError(f"engine.add: batch would exceed max_batch_size {limits.max_batch_size}")
+    if reserved_tokens is not None and \
+            reserved_tokens + sum(r.reserve_tokens for r in requests) > limits.kv_capacity_tokens:
+        raise ConfigError(f"engine.add: KV reservation would exceed {limits.kv_capacity_tokens}")
+    for r in requests:
+        if not 1 <= len(r.prompt) <= limits.max_input_len or r.max_new_tokens < 1 \
+                or r.reserve_tokens > limits.max_seq_len:
+            raise ConfigError(f"engine.add: request {r.id!r} outside max_input_len/max_seq_len")
 
 
 # --------------------------------------------------------------------------- configuration

@@ -35,6 +35,7 @@ from fabric_hpc.inference.engine import (
     EngineLimits,
     EngineRequest,
     EngineResult,
+    check_add,
     read_trtllm_artefact,
     register_engine,
 )
@@ -124,23 +125,10 @@ class SimulatedEngine:
         return len(self._running)
 
     def add(self, requests: Sequence[EngineRequest]) -> None:
-        if self._closed:
-            raise ConfigError("engine is closed")
+        check_add(self._limits, requests, self._running, closed=self._closed, reserved_tokens=self._reserved)
         if not requests:
             return
-        lim = self._limits
         reserve = sum(r.reserve_tokens for r in requests)
-        ids = {r.id for r in requests}
-        if len(ids) != len(requests) or ids & self._running.keys():
-            raise ConfigError("engine.add: duplicate request id")
-        if len(self._running) + len(requests) > lim.max_batch_size:
-            raise ConfigError(f"engine.add: batch would exceed max_batch_size {lim.max_batch_size}")
-        if self._reserved + reserve > lim.kv_capacity_tokens:
-            raise ConfigError(f"engine.add: KV reservation would exceed {lim.kv_capacity_tokens}")
-        for r in requests:
-            if not 1 <= len(r.prompt) <= lim.max_input_len or r.max_new_tokens < 1 \
-                    or r.reserve_tokens > lim.max_seq_len:
-                raise ConfigError(f"engine.add: request {r.id!r} outside max_input_len/max_seq_len")
         self._reserved += reserve
         for r in requests:
             self._running[r.id] = [r, array("l"), _request_key(self.seed, r.id)]

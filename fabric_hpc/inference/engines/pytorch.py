@@ -30,6 +30,7 @@ from fabric_hpc.inference.engine import (
     EngineLimits,
     EngineRequest,
     EngineResult,
+    check_add,
     register_engine,
 )
 from fabric_hpc.inference.engines.spec import ARCHITECTURE, PRESETS, LlamaSpec
@@ -228,20 +229,10 @@ class TorchEngine:
         return len(self._held)
 
     def add(self, requests: Sequence[EngineRequest]) -> None:
-        if self._closed:
-            raise ConfigError("engine is closed")
+        check_add(self._limits, requests, self._held, closed=self._closed)
         if not requests:
             return
-        lim = self._limits
-        ids = {r.id for r in requests}
-        if len(ids) != len(requests) or ids & self._held.keys():
-            raise ConfigError("engine.add: duplicate request id")
-        if len(self._held) + len(requests) > lim.max_batch_size:
-            raise ConfigError(f"engine.add: batch would exceed max_batch_size {lim.max_batch_size}")
         for r in requests:
-            if not 1 <= len(r.prompt) <= lim.max_input_len or r.max_new_tokens < 1 \
-                    or r.reserve_tokens > lim.max_seq_len:
-                raise ConfigError(f"engine.add: request {r.id!r} outside max_input_len/max_seq_len")
             if any(not 0 <= t < self.model.spec.vocab_size for t in r.prompt):
                 raise ConfigError(f"engine.add: request {r.id!r} has token ids outside the "
                                   f"vocabulary (0..{self.model.spec.vocab_size - 1})")

@@ -36,6 +36,7 @@ from fabric_hpc.inference.engine import (
     EngineLimits,
     EngineRequest,
     EngineResult,
+    check_add,
     read_trtllm_artefact,
     register_engine,
 )
@@ -111,20 +112,10 @@ class TrtllmEngine:
             return api.Request(max_new_tokens=r.max_new_tokens, **kw)
 
     def add(self, requests: Sequence[EngineRequest]) -> None:
-        if self._closed:
-            raise ConfigError("engine is closed")
+        check_add(self._limits, requests, self._held, closed=self._closed)
         if not requests:
             return
-        lim = self._limits
         ids = {r.id for r in requests}
-        if len(ids) != len(requests) or ids & self._held:
-            raise ConfigError("engine.add: duplicate request id")
-        if len(self._held) + len(requests) > lim.max_batch_size:
-            raise ConfigError(f"engine.add: batch would exceed max_batch_size {lim.max_batch_size}")
-        for r in requests:
-            if not 1 <= len(r.prompt) <= lim.max_input_len or r.max_new_tokens < 1 \
-                    or r.reserve_tokens > lim.max_seq_len:
-                raise ConfigError(f"engine.add: request {r.id!r} outside max_input_len/max_seq_len")
         if not self.executor.can_enqueue_requests():
             raise ExternalError("TensorRT-LLM executor does not accept requests (shut down?)")
         req_ids = self.executor.enqueue_requests([self._request(r) for r in requests])
