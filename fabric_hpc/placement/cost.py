@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,6 +27,7 @@ from fabric_hpc.validation import StrictModel
 
 if TYPE_CHECKING:
     from fabric_hpc.placement.problem import Problem
+    from fabric_hpc.topology import Fabric
 
 
 class CostWeights(StrictModel):
@@ -47,10 +49,40 @@ class CostWeights(StrictModel):
 
 
 def stranded(free: np.ndarray, gpus: np.ndarray, w: CostWeights) -> np.ndarray:
-    """F(r): expected GPUs a host with ``free`` of ``gpus`` free GPUs strands (vectorised)."""
+    """F(r): expected GPUs a host with ``free`` of ``gpus`` free GPUs strands (vectorised).
+
+    Small non-negative integer inputs are looked up in a table computed once per weights by
+    :func:`_stranded_direct` itself (the same float operations per element, so identical values).
+    """
+    free = np.asarray(free, np.int64)
+    gpus = np.asarray(gpus)
+    if free.size and gpus.dtype.kind in "iu":
+        hi = max(int(free.max()), int(gpus.max(initial=0)))
+        if hi < _TABLE_N and int(free.min()) >= 0 and int(gpus.min(initial=0)) >= 0:
+            return _stranded_table(w.job_sizes, w.job_size_probs)[gpus, free]
+    return _stranded_direct(free, gpus, w.job_sizes, w.job_size_probs)
+
+
+_TABLE_N = 65
+_TABLES: dict[tuple, np.ndarray] = {}
+
+
+def _stranded_table(sizes: tuple[int, ...], probs: tuple[float, ...]) -> np.ndarray:
+    """``[gpus, free] -> F`` for 0 ≤ gpus, free < ``_TABLE_N``."""
+    key = (sizes, probs)
+    tab = _TABLES.get(key)
+    if tab is None:
+        g, r = np.meshgrid(np.arange(_TABLE_N), np.arange(_TABLE_N), indexing="ij")
+        tab = _TABLES[key] = _stranded_direct(r, g, sizes, probs)
+        tab.setflags(write=False)
+    return tab
+
+
+def _stranded_direct(free: np.ndarray, gpus: np.ndarray, sizes: tuple[int, ...],
+                     probs: tuple[float, ...]) -> np.ndarray:
     free = np.asarray(free, np.int64)
     out = np.zeros(free.shape, np.float64)
-    for k, p in zip(w.job_sizes, w.job_size_probs, strict=True):
+    for k, p in zip(sizes, probs, strict=True):
         kk = np.maximum(np.minimum(k, np.asarray(gpus)), 1)
         out += p * np.where(free < kk, free, free % kk)
     return out
@@ -97,17 +129,42 @@ def ring_edges(problem: Problem, gpus: np.ndarray) -> tuple[np.ndarray, np.ndarr
         mask = np.zeros(len(hosts), np.int64)
         pos = np.searchsorted(hosts, h)
         np.bitwise_or.at(mask, pos, np.left_shift(1, np.clip(rails, 0, 62)))
-        first_at = {}
-        for k in range(len(g) - 1, -1, -1):
-            first_at[(int(h[k]), int(rails[k]))] = int(g[k])
-            first_at[(int(h[k]), -9)] = int(g[k])
+        first_at: dict[tuple[int, int], int] = {}
+        for hk, rk, gk in zip(h.tolist(), rails.tolist(), g.tolist(), strict=True):  # first GPU per (host, rail)
+            first_at.setdefault((hk, rk), gk)
+            first_at.setdefault((hk, -9), gk)
+        mask_of = dict(zip(hosts.tolist(), mask.tolist(), strict=True))
         nxt = np.roll(seq, -1)
+        pa, pb = [], []
         for x, y in zip(seq.tolist(), nxt.tolist(), strict=True):
-            common = int(mask[np.searchsorted(hosts, x)] & mask[np.searchsorted(hosts, y)])
+            common = mask_of[x] & mask_of[y]
             r = (common & -common).bit_length() - 1 if common else -9
-            a_list.append(np.array([first_at[(x, r)]]))
-            b_list.append(np.array([first_at[(y, r)]]))
+            pa.append(first_at[(x, r)])
+            pb.append(first_at[(y, r)])
+        a_list.append(np.array(pa, np.int64))
+        b_list.append(np.array(pb, np.int64))
     return np.concatenate(a_list), np.concatenate(b_list)
+
+
+_PAIRS: weakref.WeakKeyDictionary[Fabric, dict[int, tuple[float, float]]] = weakref.WeakKeyDictionary()
+_PAIRS_MAX = 200_000
+
+
+def _edge_pairs(fab: Fabric, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(bandwidth, latency) of edges a[i]-b[i]: ``fab.index.pair`` (element-wise), remembered per edge."""
+    memo = _PAIRS.setdefault(fab, {})
+    n = len(fab.gpus)
+    keys = (a * n + b).tolist()
+    missing = [i for i, k in enumerate(keys) if k not in memo]
+    if missing:
+        if len(memo) > _PAIRS_MAX:
+            memo.clear()
+        sel = np.array(missing, np.int64)
+        _, bw, lat = fab.index.pair(a[sel], b[sel])
+        for k, x, y in zip([keys[i] for i in missing], bw.tolist(), lat.tolist(), strict=True):
+            memo[k] = (x, y)
+    vals = [memo[k] for k in keys]
+    return np.array([v[0] for v in vals], np.float64), np.array([v[1] for v in vals], np.float64)
 
 
 def evaluate(problem: Problem, gpus: np.ndarray) -> tuple[float, dict[str, float], dict[str, int]]:
@@ -119,15 +176,16 @@ def evaluate(problem: Problem, gpus: np.ndarray) -> tuple[float, dict[str, float
     hosts, counts = np.unique(idx.gpu_host[gpus], return_counts=True)
     a, b = ring_edges(problem, gpus)
     if len(a):
-        _, bw, lat = idx.pair(a, b)
+        bw, lat = _edge_pairs(problem.fab, a, b)
         t = comm_ms(len(gpus), float(bw.min()), float(lat.max()), w)
     else:
         t = 0.0
-    spans = {lv.chain[j]: int(len(np.unique(lv.host_dom[hosts, j]))) for j in range(len(lv.chain))}
+    doms = [np.unique(lv.host_dom[hosts, j]) for j in range(len(lv.chain))]
+    spans = {lv.chain[j]: int(len(doms[j])) for j in range(len(lv.chain))}
     span_cost = sum(w.span_weight(j) * spans[name] for j, name in enumerate(lv.chain))
     free = problem.free_all[hosts]
     frag = float((stranded(free - counts, lv.host_gpus[hosts], w) - stranded(free, lv.host_gpus[hosts], w)).sum())
-    broken = sum(int(problem.pristine[j][np.unique(lv.host_dom[hosts, j])].sum()) for j in range(1, len(lv.chain)))
+    broken = sum(int(problem.pristine[j][doms[j]].sum()) for j in range(1, len(lv.chain)))
     breakdown = {"comm_ms": t, "comm": w.comm * t, "span": span_cost, "hosts": w.host * len(hosts),
                  "frag_gpus": frag, "frag": w.frag * frag, "pristine_broken": float(broken),
                  "pristine": w.pristine_break * broken}

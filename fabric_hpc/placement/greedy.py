@@ -131,11 +131,14 @@ def _fill(p: Problem, cap: np.ndarray, members: np.ndarray, level: int, need: in
         out[h] = out.get(h, 0) + need
         cap[h] -= need
         return
-    child = p.levels.host_dom[members, level - 1]
-    ids, inv = np.unique(child, return_inverse=True)
-    ccap = np.bincount(inv, weights=cap[members], minlength=len(ids)).astype(np.int64)
-    pristine = p.pristine[level - 1][ids] if level - 1 < len(p.pristine) else np.zeros(len(ids), bool)
     hosts_level = level - 1 == 0
+    if hosts_level:  # children are the hosts themselves (chain level 0 is the identity)
+        ids, inv = members, None
+        ccap = cap[members].astype(np.int64)
+    else:
+        ids, inv = np.unique(p.levels.host_dom[members, level - 1], return_inverse=True)
+        ccap = np.bincount(inv, weights=cap[members], minlength=len(ids)).astype(np.int64)
+    pristine = p.pristine[level - 1][ids] if level - 1 < len(p.pristine) else np.zeros(len(ids), bool)
     rem = need
     while rem > 0:
         avail = np.flatnonzero(ccap > 0)
@@ -150,6 +153,6 @@ def _fill(p: Problem, cap: np.ndarray, members: np.ndarray, level: int, need: in
             tie = _take_cost(p, ids[avail], ccap[avail]) if hosts_level else pristine[avail].astype(float)
             k = int(avail[np.lexsort((tie, -ccap[avail]))[0]])
             take = int(ccap[k])
-        _fill(p, cap, members[inv == k], level - 1, take, out)
+        _fill(p, cap, members[k:k + 1] if inv is None else members[inv == k], level - 1, take, out)
         ccap[k] -= take
         rem -= take

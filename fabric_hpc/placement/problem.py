@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import TYPE_CHECKING
+import weakref
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -50,10 +51,13 @@ class Problem:
         self.host_ok = self._eligible_hosts()
         self.free_mat = np.zeros((nh, max(maxg, 1)), bool)
         self.free_mat[idx.gpu_host, idx.gpu_local] = free & self.host_ok[idx.gpu_host]
-        self.numa_mat = np.full((nh, max(maxg, 1)), -1, np.int64)
-        self.numa_mat[idx.gpu_host, idx.gpu_local] = idx.gpu_numa
+        self.numa_mat = _static(fab)["numa_mat"]
         self.pristine = self._pristine(free)
         self.gpn = self._gpus_per_node()
+        # per-problem invariants of set_pattern (they do not depend on the rail pattern)
+        self._free_rows = self.free_mat.sum(axis=1)
+        self._numa_best_cache: np.ndarray | None = None
+        self.host_cost_table = self._host_costs()
         self.pattern: tuple[int, ...] | None = None
         self.patterns = self._patterns()
         self.set_pattern(self.patterns[0] if self.patterns else None)
@@ -61,12 +65,7 @@ class Problem:
     # -- candidates --------------------------------------------------------------------------
     def _eligible_hosts(self) -> np.ndarray:
         fab, r = self.fab, self.request
-        ok = np.ones(len(fab.hosts), bool)
-        types = {name: fab.spec.host_types[name] for name in fab.spec.host_types}
-        type_ok = {n: ((r.gpu_model is None or t.gpu_model.lower() == r.gpu_model.lower())
-                       and set(r.features) <= set(t.features)) for n, t in types.items()}
-        ok &= np.array([type_ok[fab.host_type_of[h]] for h in fab.hosts], bool)
-        ok &= self.levels.host_gpus > 0
+        ok = _type_ok(fab, r.gpu_model, tuple(r.features)) & (self.levels.host_gpus > 0)
         if r.include:
             ok &= np.isin(np.arange(len(fab.hosts)), [self._host(h) for h in expand(r.include)])
         if r.exclude:
@@ -82,10 +81,8 @@ class Problem:
         lv = self.levels
         per_host_free = self.free_all
         out = []
-        for j in range(len(lv.chain)):
-            n = int(lv.host_dom[:, j].max()) + 1
-            tot = np.bincount(lv.host_dom[:, j], weights=lv.host_gpus, minlength=n)
-            fr = np.bincount(lv.host_dom[:, j], weights=per_host_free, minlength=n)
+        for j, tot in enumerate(_static(self.fab)["dom_tot"]):
+            fr = np.bincount(lv.host_dom[:, j], weights=per_host_free, minlength=len(tot))
             out.append((tot == fr) & (tot > 0))
         return out
 
@@ -120,12 +117,12 @@ class Problem:
         self.pattern = pattern
         self.cap = self._capacity()
         self.cand = np.flatnonzero(self.cap > 0)
-        self.host_cost_table = self._host_costs()
 
     def _capacity(self) -> np.ndarray:
         r, lv = self.request, self.levels
-        full = self.free_mat.sum(axis=1) == lv.host_gpus
-        numa_best = self._numa_best()
+        rows = self._free_rows
+        full = rows == lv.host_gpus
+        numa_best = self._numa_best() if r.numa_local else None
         if self.nodes_mode:
             g = self.gpn
             if r.whole_hosts:
@@ -135,26 +132,22 @@ class Problem:
             elif r.rail_aligned and g < self.free_mat.shape[1]:
                 ok = np.zeros(len(full), bool)
             else:
-                ok = (numa_best if r.numa_local else self.free_mat.sum(axis=1)) >= g
+                ok = (numa_best if r.numa_local else rows) >= g
             return (ok & self.host_ok).astype(np.int64)
         if r.whole_hosts:
             return np.where(full & self.host_ok, lv.host_gpus, 0)
-        return np.where(self.host_ok, numa_best if r.numa_local else self.free_mat.sum(axis=1), 0)
+        return np.where(self.host_ok, numa_best if r.numa_local else rows, 0)
 
     def _numa_best(self) -> np.ndarray:
-        nn = int(self.numa_mat.max(initial=0)) + 1
-        per = np.stack([(self.free_mat & (self.numa_mat == s)).sum(axis=1) for s in range(nn)], axis=1)
-        return per.max(axis=1)
+        if self._numa_best_cache is None:
+            nn = int(self.numa_mat.max(initial=0)) + 1
+            per = np.stack([(self.free_mat & (self.numa_mat == s)).sum(axis=1) for s in range(nn)], axis=1)
+            self._numa_best_cache = per.max(axis=1)
+        return self._numa_best_cache
 
     def _host_costs(self) -> np.ndarray:
         """[H, maxg+1]: cost of taking x GPUs from each host (frag increase + host term)."""
-        w, lv = self.weights, self.levels
-        xs = np.arange(self.free_mat.shape[1] + 1)
-        free = self.free_all[:, None]
-        after = np.maximum(free - xs[None, :], 0)
-        g = lv.host_gpus[:, None]
-        table = w.frag * (stranded(after, g, w) - stranded(free, g, w)) + w.host * (xs[None, :] > 0)
-        return table
+        return _cost_cube(self.weights, self.free_mat.shape[1] + 1)[self.levels.host_gpus, self.free_all]
 
     def host_cost(self, hosts: np.ndarray) -> np.ndarray:
         """Nodes mode: cost of putting one rank (``gpn`` GPUs) on each host."""
@@ -165,15 +158,20 @@ class Problem:
         """Local GPU indices for ``count`` GPUs on ``host`` (pattern, NUMA best-fit, packing)."""
         if self.pattern is not None:
             return list(self.pattern)
-        free = np.flatnonzero(self.free_mat[host])
-        numa = self.numa_mat[host, free]
-        sockets, per = np.unique(numa, return_counts=True)
-        fits = sockets[per >= count]
-        if len(fits):  # best fit: the socket with the fewest free GPUs that still holds the set
-            s = fits[np.argmin(per[per >= count])]
-            return free[numa == s][:count].tolist()
-        order = sockets[np.argsort(per, kind="stable")]
-        return [int(i) for s in order for i in free[numa == s]][:count]
+        row, numa_row = self.free_mat[host].tolist(), self.numa_mat[host].tolist()
+        free = [i for i, f in enumerate(row) if f]
+        per: dict[int, int] = {}
+        for i in free:
+            per[numa_row[i]] = per.get(numa_row[i], 0) + 1
+        sockets = sorted(per)
+        best = None
+        for s in sockets:  # best fit: the socket with the fewest free GPUs that still holds the set
+            if per[s] >= count and (best is None or per[s] < per[best]):
+                best = s
+        if best is not None:
+            return [i for i in free if numa_row[i] == best][:count]
+        order = sorted(sockets, key=per.__getitem__)  # stable: ties keep socket order
+        return [i for s in order for i in free if numa_row[i] == s][:count]
 
     def finish(self, counts: dict[int, int], solver: str, t0: float, *, optimal: bool | None,
                notes: tuple[str, ...] = (), stats: dict | None = None) -> Placement:
@@ -211,3 +209,51 @@ class Problem:
         problems = violations(self, gpus)
         if problems:
             raise PlacementBug("placement breaks hard constraints: " + "; ".join(problems))
+
+
+# -- per-fabric invariants, computed once per fabric ---------------------------------------------
+_STATIC: weakref.WeakKeyDictionary[Fabric, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _static(fab: Fabric) -> dict[str, Any]:
+    """Arrays that depend only on the fabric (read-only): NUMA matrix, GPUs per domain, host-type masks."""
+    out = _STATIC.get(fab)
+    if out is None:
+        lv, idx = fabric_levels(fab), fab.index
+        nh, maxg = len(fab.hosts), int(lv.host_gpus.max(initial=0))
+        numa = np.full((nh, max(maxg, 1)), -1, np.int64)
+        numa[idx.gpu_host, idx.gpu_local] = idx.gpu_numa
+        numa.setflags(write=False)
+        tots = [np.bincount(lv.host_dom[:, j], weights=lv.host_gpus, minlength=int(lv.host_dom[:, j].max()) + 1)
+                for j in range(len(lv.chain))]
+        out = _STATIC[fab] = {"numa_mat": numa, "dom_tot": tots, "type_ok": {}}
+    return out
+
+
+def _type_ok(fab: Fabric, gpu_model: str | None, features: tuple[str, ...]) -> np.ndarray:
+    """Hosts whose type matches ``gpu_model`` and has every feature (cached per fabric; a copy)."""
+    memo = _static(fab)["type_ok"]
+    key = (gpu_model, features)
+    if key not in memo:
+        types = fab.spec.host_types
+        ok = {n: ((gpu_model is None or t.gpu_model.lower() == gpu_model.lower())
+                  and set(features) <= set(t.features)) for n, t in types.items()}
+        memo[key] = np.array([ok[fab.host_type_of[h]] for h in fab.hosts], bool)
+    return memo[key].copy()
+
+
+_CUBES: dict[tuple, np.ndarray] = {}
+
+
+def _cost_cube(w: CostWeights, width: int) -> np.ndarray:
+    """``[host GPUs, free GPUs, x]``: the host-cost formula of :meth:`Problem._host_costs` for every
+    (host size, free count) pair, evaluated element by element as for a single host (identical floats)."""
+    key = (w.frag, w.host, w.job_sizes, w.job_size_probs, width)
+    cube = _CUBES.get(key)
+    if cube is None:
+        g, free, xs = np.meshgrid(np.arange(width), np.arange(width), np.arange(width), indexing="ij")
+        after = np.maximum(free - xs, 0)
+        cube = w.frag * (stranded(after, g, w) - stranded(free, g, w)) + w.host * (xs > 0)
+        cube.setflags(write=False)
+        _CUBES[key] = cube
+    return cube

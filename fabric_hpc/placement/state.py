@@ -175,6 +175,8 @@ class ClusterState:
                             hint="hosts look like su01-h01, GPUs like su01-h01/gpu0")
 
     def _indices(self, gpus: Iterable[str | int]) -> np.ndarray:
+        if isinstance(gpus, np.ndarray) and gpus.dtype.kind in "iu":  # already indices
+            return gpus.astype(np.int64).ravel()
         return np.fromiter((g if isinstance(g, (int, np.integer)) else self._gpu_index(g) for g in gpus),
                            dtype=np.int64)
 

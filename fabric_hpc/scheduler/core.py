@@ -95,14 +95,12 @@ class Scheduler:
 
     def __post_init__(self) -> None:
         self._idx: dict[tuple[str, float], np.ndarray] = {}
+        self._compact: dict[str, tuple[Job, object, Job]] = {}
 
     def schedule(self, view: SchedulerInput) -> Decisions:
         out = Decisions(priorities=self.priority.priorities(view))
         order = sorted(view.pending, key=lambda p: (-out.priorities[p.job.id], p.job.submit, p.job.id))
-        pos = view.state.fab.gpu_pos
-        plan = _Plan(view.state.copy(), [(max(r.walltime_end, view.now), self._gpu_idx(r, pos))
-                                         for r in view.running])
-        self._idx = {(r.job.id, r.start): self._idx[(r.job.id, r.start)] for r in view.running}
+        plan = _Plan(view.state.copy(), self._running_ends(view))
         running = list(view.running)
         victims_for = self._victim_tiers(running)
         reservations = self.backfill.reservations if view.backfill else 0
@@ -135,13 +133,21 @@ class Scheduler:
             blocked_before = True
         return out
 
-    def _gpu_idx(self, r, pos: dict[str, int]) -> np.ndarray:
-        """GPU indices of a running job (cached across steps by (job id, start))."""
-        key = (r.job.id, r.start)
-        idx = self._idx.get(key)
-        if idx is None:
-            idx = self._idx[key] = np.fromiter((pos[g] for g in r.gpus), np.int64, count=len(r.gpus))
-        return idx
+    def _running_ends(self, view: SchedulerInput) -> list[tuple[float, np.ndarray]]:
+        """(walltime end, GPU indices) of each running job; keeps the index cache to running jobs."""
+        pos, now, old = view.state.fab.gpu_pos, view.now, self._idx
+        new: dict[tuple[str, float], np.ndarray] = {}
+        ends = []
+        for r in view.running:
+            key = (r.job.id, r.start)
+            idx = old.get(key)
+            if idx is None:
+                idx = np.fromiter((pos[g] for g in r.gpus), np.int64, count=len(r.gpus))
+            new[key] = idx
+            end = r.walltime_end
+            ends.append((end if end > now else now, idx))
+        self._idx = new
+        return ends
 
     def _victim_tiers(self, running: list) -> set[str]:
         """Tiers that may preempt at least one running gang."""
@@ -166,7 +172,7 @@ class Scheduler:
                 running: list) -> None:
         pos = plan.state.fab.gpu_pos
         idx = np.fromiter((pos[g] for g in placement.gpus), np.int64, count=len(placement.gpus))
-        plan.state.allocate(job.id, idx.tolist())
+        plan.state.allocate(job.id, idx)
         plan.ends.append((now + job.walltime, idx))
         running.append(RunningJob(job, tuple(placement.gpus), now, now, placement))
         out.start.append((job, placement))
@@ -241,7 +247,14 @@ class Scheduler:
         if (self.compact_wait_s is None or r.nodes is None or r.nodes < 2 or r.within or r.max_domains
                 or now - job.submit >= self.compact_wait_s):
             return None
-        return compact_job(job, fab)
+        hit = self._compact.get(job.id)
+        if hit is not None and hit[0] is job and hit[1] is fab:  # same job object: same constrained copy
+            return hit[2]
+        if len(self._compact) > 100_000:
+            self._compact.clear()
+        held = compact_job(job, fab)
+        self._compact[job.id] = (job, fab, held)
+        return held
 
 
 def compact_job(job: Job, fab) -> Job:

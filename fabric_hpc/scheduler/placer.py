@@ -31,12 +31,17 @@ def masked_state(state: ClusterState, blocked: np.ndarray) -> ClusterState:
     out = state.copy()
     idx = np.flatnonzero(blocked & out.free)
     if idx.size:
-        out.allocate(BLOCKED, idx.tolist())
+        out.allocate(BLOCKED, idx)
     return out
 
 
 def may_fit(request: Request, free: np.ndarray, gpu_host: np.ndarray, host_gpus: np.ndarray) -> bool:
     """Necessary condition for ``request`` to fit the bool mask ``free`` (never a false "no")."""
+    least = request.nodes if request.nodes is not None else (request.gpus or 0)
+    if request.nodes is not None and request.gpus_per_node is not None:
+        least *= request.gpus_per_node
+    if np.count_nonzero(free) < least:  # every branch below needs at least this many free GPUs
+        return False
     per_host = np.bincount(gpu_host, weights=free, minlength=host_gpus.size)
     if request.nodes is not None:
         need = request.gpus_per_node
@@ -67,6 +72,18 @@ class SolverPlacer:
     def __post_init__(self) -> None:
         self.name = self.solver
         self._memo: OrderedDict[tuple[str, bytes], Placement | None] = OrderedDict()
+        self._json: dict[int, tuple[Request, str]] = {}
+
+    def _request_key(self, request: Request) -> str:
+        """``request.model_dump_json()``, remembered per request object (requests are frozen)."""
+        hit = self._json.get(id(request))
+        if hit is not None and hit[0] is request:
+            return hit[1]
+        if len(self._json) > 65536:
+            self._json.clear()
+        text = request.model_dump_json()
+        self._json[id(request)] = (request, text)
+        return text
 
     def place(self, job: Job, state: ClusterState) -> Placement | None:
         self.calls += 1
@@ -74,7 +91,7 @@ class SolverPlacer:
         lv = fabric_levels(state.fab)
         if not may_fit(job.request, free, state.fab.index.gpu_host, lv.host_gpus):
             return None
-        key = (job.request.model_dump_json(), np.packbits(free).tobytes())
+        key = (self._request_key(job.request), np.packbits(free).tobytes())
         if key in self._memo:
             self._memo.move_to_end(key)
             return self._memo[key]
