@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -158,10 +159,8 @@ def test_kill9_random_rank_at_random_points_exactly_once(job: dict) -> None:
             if armed_at is None and (early or (journal.is_file() and journal.stat().st_size)):
                 armed_at = time.monotonic()
             if armed_at is not None and time.monotonic() - armed_at >= delay and pid:
-                try:
+                with contextlib.suppress(ProcessLookupError):  # it may have just finished
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 break
             time.sleep(0.02)
         finish(proc)

@@ -134,9 +134,10 @@ def test_this_machine_without_nvml():
 
     try:
         pynvml.nvmlInit()
+        has_nvml = True
     except pynvml.NVMLError:
-        pass
-    else:
+        has_nvml = False
+    if has_nvml:
         pynvml.nvmlShutdown()
         pytest.skip("this machine has NVML; the no-NVML path is covered by the recorded tests")
     d = discover()
