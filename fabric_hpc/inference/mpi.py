@@ -14,6 +14,13 @@ each peer stops intake and flushes its journal before acknowledging -- and then 
 ``MPI_Abort``, which ends every rank with a non-zero exit. Peers poll for ``FATAL`` from the
 main thread every 0.1 s. A rank killed outright (``kill -9``) is detected by the launcher, which
 kills the rest; journals are safe either way and a rerun resumes.
+
+Transport under ``srun --mpi=pmi2``: MPI carries only control messages here, so MPICH is steered
+to its OFI netmod over TCP (``MPIR_CVAR_CH4_NETMOD=ofi``, ``FI_PROVIDER=tcp``, each only when
+unset). MPICH's default UCX netmod publishes a multi-kilobyte address through PMI-1 in segments of
+up to ~1 KB; Slurm 22.05's PMI server reads a request in one 1024-byte ``read`` ("TODO: read until
+newline" in ``pmi1.c``), so a segment that encodes longer is split and ``MPI_Init`` fails at
+random. The OFI TCP address is 16 bytes: one short request.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import heapq
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fabric_hpc.errors import ExternalError
@@ -124,10 +131,19 @@ def under_mpi() -> bool:
     return any(v in os.environ for v in _LAUNCH_VARS)
 
 
+def slurm_pmi_defaults(env: Mapping[str, str]) -> dict[str, str]:
+    """The transport settings to add under Slurm's PMI server (see the module docstring)."""
+    if not ("PMI_FD" in env and "SLURM_STEP_ID" in env):
+        return {}
+    wanted = {"MPIR_CVAR_CH4_NETMOD": "ofi", "FI_PROVIDER": "tcp"}
+    return {k: v for k, v in wanted.items() if k not in env}
+
+
 def mpi_context() -> MpiContext:
     """The world communicator when launched by mpiexec/srun, else a single-rank context."""
     if not under_mpi():
         return MpiContext(None)
+    os.environ.update(slurm_pmi_defaults(os.environ))  # read by MPI_Init, which the import runs
     try:
         from mpi4py import MPI
     except ImportError as exc:

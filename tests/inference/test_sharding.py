@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fabric_hpc.cli.main import cli
-from fabric_hpc.inference.mpi import shard_longest_first
+from fabric_hpc.inference.mpi import shard_longest_first, slurm_pmi_defaults
 
 
 @settings(max_examples=80, deadline=None)
@@ -57,3 +57,10 @@ def test_cli_bench_reports_all_measures() -> None:
     assert sat["items_done"] == 200
     assert sat["padding_waste"] < sat["static_b32_waste"]
     assert 0 < sat["engine_busy_fraction"] <= 1.0
+
+
+def test_slurm_pmi_defaults_only_under_srun_and_never_override():
+    srun = {"PMI_FD": "5", "SLURM_STEP_ID": "0", "PMI_RANK": "0"}
+    assert slurm_pmi_defaults(srun) == {"MPIR_CVAR_CH4_NETMOD": "ofi", "FI_PROVIDER": "tcp"}
+    assert slurm_pmi_defaults({**srun, "FI_PROVIDER": "verbs"}) == {"MPIR_CVAR_CH4_NETMOD": "ofi"}
+    assert slurm_pmi_defaults({"PMI_RANK": "0", "HYDRA_CONTROL_FD": "7"}) == {}  # mpiexec: untouched
