@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from fabric_hpc.errors import ConfigError
@@ -79,7 +80,7 @@ class Job:
         if self.duration is not None and self.duration < 0:
             raise ConfigError(f"job {self.id}: duration must be >= 0 (got {self.duration})")
 
-    @property
+    @cached_property
     def gpus(self) -> int:
         """GPUs the gang holds (0 for ``whole_hosts`` requests without ``gpus_per_node``: unknown)."""
         r = self.request
@@ -193,7 +194,12 @@ class PriorityPolicy(Protocol):
 
 @runtime_checkable
 class Placer(Protocol):
-    """Chooses GPUs for a gang on a given state, or returns None when it cannot be placed there."""
+    """Chooses GPUs for a gang on a given state, or returns None when it cannot be placed there.
+
+    The answer must depend only on ``job.request`` and ``state`` (not on the job's id, tier or
+    times): within one step the scheduler reuses a "no" for another job with the same request on
+    the same free GPUs.
+    """
 
     name: str
 

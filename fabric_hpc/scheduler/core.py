@@ -22,6 +22,7 @@ reservation). With ``preempt_benefit_ratio`` preemption happens only when the wa
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,7 +32,7 @@ from fabric_hpc.placement.levels import fabric_levels
 from fabric_hpc.placement.state import DOWN, FREE
 from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, BackfillPolicy, Decisions, Job, Placer, PreemptionPolicy,
                                            PriorityPolicy, Reservation, RunningJob, SchedulerInput, Tier)
-from fabric_hpc.scheduler.placer import masked_state, may_fit
+from fabric_hpc.scheduler.placer import masked_state, may_fit, request_key
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,15 @@ class _Plan:
     state: ClusterState
     ends: list[tuple[float, np.ndarray]]  # (walltime end, GPU indices), running + started this step
     resv: list[tuple[float, float, np.ndarray]] = field(default_factory=list)  # (start, end, bool mask)
+    #: (what, request key, tier, reservations overlapping) that found nothing on the current free
+    #: GPUs; emptied whenever GPUs are taken or freed (see :class:`Placer`: answers depend only on
+    #: the request and the state).
+    fails: set[tuple[str, str, str, tuple[int, ...]]] = field(default_factory=set)
+    free_n: int = 0  # free GPUs in ``state``
+
+    def fail_key(self, what: str, job: Job, t0: float, t1: float) -> tuple[str, str, str, tuple[int, ...]]:
+        overlap = tuple(n for n, (s, e, _) in enumerate(self.resv) if s < t1 and t0 < e)
+        return what, request_key(job.request), job.tier if what == "preempt" else "", overlap
 
     def blocked(self, t0: float, t1: float) -> np.ndarray:
         mask = np.zeros(self.state.owner.size, bool)
@@ -96,20 +106,21 @@ class Scheduler:
     def __post_init__(self) -> None:
         self._idx: dict[tuple[str, float], np.ndarray] = {}
         self._compact: dict[str, tuple[Job, object, Job]] = {}
+        self._starts: dict[tuple, tuple[float, tuple[str, ...]] | None] = {}
 
     def schedule(self, view: SchedulerInput) -> Decisions:
         out = Decisions(priorities=self.priority.priorities(view))
-        order = sorted(view.pending, key=lambda p: (-out.priorities[p.job.id], p.job.submit, p.job.id))
         plan = _Plan(view.state.copy(), self._running_ends(view))
+        plan.free_n = int(np.count_nonzero(plan.state.free))
         running = list(view.running)
         victims_for = self._victim_tiers(running)
         reservations = self.backfill.reservations if view.backfill else 0
         blocked_before = False
-        for i, pending in enumerate(order):
+        ids = [p.job.id for p in view.pending]
+        for pending in self._examined(view.pending, ids, out.priorities):
             job = pending.job
-            if i >= self.backfill.max_job_test or (blocked_before and reservations == 0):
-                out.reasons[job.id] = "Priority" if blocked_before else "Resources"
-                continue
+            if blocked_before and reservations == 0:
+                break
             hold = self._compact_hold(job, view.now, view.state.fab)
             placement = self._try_now(hold or job, view.now, plan)
             if placement is None and self.preemption is not None and job.tier in victims_for:
@@ -131,7 +142,22 @@ class Scheduler:
                     out.reservations[job.id] = resv
             out.reasons[job.id] = "Priority" if blocked_before else "Resources"
             blocked_before = True
+        reasons = dict.fromkeys(ids, "Priority" if blocked_before else "Resources")  # not examined
+        reasons.update(out.reasons)
+        for j, _ in out.start:
+            del reasons[j.id]
+        out.reasons = reasons
         return out
+
+    def _examined(self, pending, ids: list[str], prio: dict[str, float]) -> list:
+        """The first ``max_job_test`` pending jobs in priority order (ties: submit time, then id)."""
+        limit = self.backfill.max_job_test
+        cand: Iterable[int] = range(len(ids))
+        if len(ids) > limit > 0:  # only jobs at least as high as the limit-th priority can be in it
+            neg = -np.fromiter(map(prio.__getitem__, ids), float, len(ids))
+            cand = np.flatnonzero(neg <= np.partition(neg, limit - 1)[limit - 1]).tolist()
+        keys = sorted((-prio[ids[n]], pending[n].job.submit, ids[n], n) for n in cand)
+        return [pending[k[3]] for k in keys[:limit]]
 
     def _running_ends(self, view: SchedulerInput) -> list[tuple[float, np.ndarray]]:
         """(walltime end, GPU indices) of each running job; keeps the index cache to running jobs."""
@@ -160,6 +186,17 @@ class Scheduler:
 
     # -- pieces -----------------------------------------------------------------------------
     def _try_now(self, job: Job, now: float, plan: _Plan) -> Placement | None:
+        if job.gpus > plan.free_n:  # may_fit's first test, without building a key
+            return None
+        key = plan.fail_key("now", job, now, now + job.walltime)
+        if key in plan.fails:
+            return None
+        placement = self._place_now(job, now, plan)
+        if placement is None:
+            plan.fails.add(key)
+        return placement
+
+    def _place_now(self, job: Job, now: float, plan: _Plan) -> Placement | None:
         blocked = plan.blocked(now, now + job.walltime)
         if not blocked.any():
             return self.placer.place(job, plan.state)
@@ -173,17 +210,23 @@ class Scheduler:
         pos = plan.state.fab.gpu_pos
         idx = np.fromiter((pos[g] for g in placement.gpus), np.int64, count=len(placement.gpus))
         plan.state.allocate(job.id, idx)
+        plan.fails.clear()
+        plan.free_n -= idx.size
         plan.ends.append((now + job.walltime, idx))
         running.append(RunningJob(job, tuple(placement.gpus), now, now, placement))
         out.start.append((job, placement))
 
     def _try_preempt(self, job: Job, view: SchedulerInput, plan: _Plan, running: list,
                      out: Decisions) -> Placement | None:
+        key = plan.fail_key("preempt", job, view.now, view.now + job.walltime)
+        if key in plan.fails:
+            return None
         blocked = plan.blocked(view.now, view.now + job.walltime)
         state = masked_state(plan.state, blocked) if blocked.any() else plan.state
         sub = SchedulerInput(view.now, view.pending, running, state, view.usage)
         found = self.preemption.victims(job, sub, state, self.placer)  # type: ignore[union-attr]
         if found is None:
+            plan.fails.add(key)
             return None
         victims, placement = found
         if blocked.any():  # never take GPUs promised to a reservation (victims may hold some of them)
@@ -199,6 +242,8 @@ class Scheduler:
         gone = {v.job_id for v in victims}
         for v in victims:
             plan.state.release(v.job_id)
+        plan.fails.clear()
+        plan.free_n = int(np.count_nonzero(plan.state.free))
         running[:] = [r for r in running if r.job.id not in gone]
         plan.ends[:] = [(e, i) for e, i in plan.ends if not i.size or plan.state.owner[i[0]] >= 0]
         out.preempt.extend(victims)
@@ -217,6 +262,19 @@ class Scheduler:
         return Reservation(job.id, t, t + job.walltime, tuple(gpus))
 
     def _earliest(self, job: Job, now: float, plan: _Plan) -> tuple[float, tuple[str, ...]] | None:
+        """Remembered across steps while the allocation and the release times are unchanged (the
+        answer depends on nothing else when no reservation is held yet)."""
+        if plan.resv:
+            return self._search_earliest(job, now, plan)
+        key = (request_key(job.request), job.walltime, plan.state.owner.tobytes(),
+               tuple((e if e > now else None, int(i[0]) if i.size else -1) for e, i in plan.ends))
+        if key not in self._starts:
+            if len(self._starts) > 1024:
+                self._starts.clear()
+            self._starts[key] = self._search_earliest(job, now, plan)
+        return self._starts[key]
+
+    def _search_earliest(self, job: Job, now: float, plan: _Plan) -> tuple[float, tuple[str, ...]] | None:
         times = sorted({e for e, _ in plan.ends if e > now} | {e for _, e, _ in plan.resv if e > now})
         if not times:
             return None

@@ -35,6 +35,21 @@ def masked_state(state: ClusterState, blocked: np.ndarray) -> ClusterState:
     return out
 
 
+_KEYS: dict[int, tuple[Request, str]] = {}
+
+
+def request_key(request: Request) -> str:
+    """``request.model_dump_json()``, remembered per request object (requests are frozen)."""
+    hit = _KEYS.get(id(request))
+    if hit is not None and hit[0] is request:
+        return hit[1]
+    if len(_KEYS) > 65536:
+        _KEYS.clear()
+    text = request.model_dump_json()
+    _KEYS[id(request)] = (request, text)
+    return text
+
+
 def may_fit(request: Request, free: np.ndarray, gpu_host: np.ndarray, host_gpus: np.ndarray) -> bool:
     """Necessary condition for ``request`` to fit the bool mask ``free`` (never a false "no")."""
     least = request.nodes if request.nodes is not None else (request.gpus or 0)
@@ -72,18 +87,6 @@ class SolverPlacer:
     def __post_init__(self) -> None:
         self.name = self.solver
         self._memo: OrderedDict[tuple[str, bytes], Placement | None] = OrderedDict()
-        self._json: dict[int, tuple[Request, str]] = {}
-
-    def _request_key(self, request: Request) -> str:
-        """``request.model_dump_json()``, remembered per request object (requests are frozen)."""
-        hit = self._json.get(id(request))
-        if hit is not None and hit[0] is request:
-            return hit[1]
-        if len(self._json) > 65536:
-            self._json.clear()
-        text = request.model_dump_json()
-        self._json[id(request)] = (request, text)
-        return text
 
     def place(self, job: Job, state: ClusterState) -> Placement | None:
         self.calls += 1
@@ -91,7 +94,7 @@ class SolverPlacer:
         lv = fabric_levels(state.fab)
         if not may_fit(job.request, free, state.fab.index.gpu_host, lv.host_gpus):
             return None
-        key = (self._request_key(job.request), np.packbits(free).tobytes())
+        key = (request_key(job.request), np.packbits(free).tobytes())
         if key in self._memo:
             self._memo.move_to_end(key)
             return self._memo[key]

@@ -18,11 +18,13 @@ Follows Slurm's ``priority/multifactor`` plugin (https://slurm.schedmd.com/prior
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.scheduler.contract import DEFAULT_TIERS, SchedulerInput, Tier
+from fabric_hpc.scheduler.contract import DEFAULT_TIERS, Job, SchedulerInput, Tier
 
 DAY = 86_400.0
 
@@ -113,23 +115,83 @@ class MultifactorPriority:
     fairshare: ClassicFairshare = field(default_factory=ClassicFairshare)
     tiers: Mapping[str, Tier] = field(default_factory=lambda: dict(DEFAULT_TIERS))
 
+    _table: _StaticTable = field(default_factory=lambda: _StaticTable(), init=False, repr=False,
+                                 compare=False)
+
     def priorities(self, view: SchedulerInput) -> dict[str, float]:
+        jobs = [p.job for p in view.pending]
+        if not jobs:
+            return {}
         fs = self.fairshare.factors(view) if self.weight_fairshare else {}
         total = max(int(view.state.fab.index.gpu_host.size), 1)
-        out = {}
-        for p in view.pending:
-            job = p.job
-            age = min(max(view.now - job.submit, 0.0) / self.max_age_s, 1.0)
-            size = min(job.gpus / total, 1.0)
-            if self.favor_small:
-                size = 1.0 - size
-            tier = self.tiers.get(job.tier)
-            if tier is None:
-                raise ConfigError(f"job {job.id}: unknown tier {job.tier!r}",
-                                  hint=f"tiers: {', '.join(self.tiers)}")
-            short = 0.0
-            if self.weight_walltime:
-                short = 1.0 - min(math.log1p(job.walltime / 60) / math.log1p(self.max_walltime_s / 60), 1.0)
-            out[job.id] = (self.weight_walltime * short + self.weight_age * age + self.weight_fairshare * fs.get(job.account, 1.0)
-                           + self.weight_size * size + self.weight_tier * tier.factor)
-        return out
+        rows = self._table.rows(jobs, total, self._static_terms)
+        t = self._table
+        age = np.minimum(np.maximum(view.now - t.submit[rows], 0.0) / self.max_age_s, 1.0)
+        fs_acct = np.array([fs.get(a, 1.0) for a in t.accounts], float)
+        # the module doc's sum, term by term in the same order: bit-identical to scalar code
+        prio = (t.walltime[rows] + self.weight_age * age + self.weight_fairshare * fs_acct[t.account[rows]]
+                + t.size[rows] + t.tier[rows])
+        return dict(zip([j.id for j in jobs], prio.tolist()))
+
+    def _static_terms(self, job: Job, total: int) -> tuple[float, float, float]:
+        """(walltime, size, tier) terms: fixed while the job waits (weights read at first sight)."""
+        size = min(job.gpus / total, 1.0)
+        if self.favor_small:
+            size = 1.0 - size
+        tier = self.tiers.get(job.tier)
+        if tier is None:
+            raise ConfigError(f"job {job.id}: unknown tier {job.tier!r}",
+                              hint=f"tiers: {', '.join(self.tiers)}")
+        short = 0.0
+        if self.weight_walltime:
+            short = 1.0 - min(math.log1p(job.walltime / 60) / math.log1p(self.max_walltime_s / 60), 1.0)
+        return self.weight_walltime * short, self.weight_size * size, self.weight_tier * tier.factor
+
+
+_Terms = Callable[[Job, int], tuple[float, float, float]]
+
+
+class _StaticTable:
+    """Per-job columns (submit, account, static priority terms) in arrays, one row per job object
+    seen (keyed by ``id(job)``; the row keeps the job alive, so the key cannot be reused)."""
+
+    def __init__(self) -> None:
+        self.clear(0)
+
+    def clear(self, total: int) -> None:
+        self.total = total
+        self.row: dict[int, int] = {}
+        self.jobs: list[Job] = []
+        self.accounts: list[str] = []
+        self._acct: dict[str, int] = {}
+        self.submit = np.empty(0)
+        self.walltime = np.empty(0)
+        self.size = np.empty(0)
+        self.tier = np.empty(0)
+        self.account = np.empty(0, np.int64)
+
+    def rows(self, jobs: list[Job], total: int, terms: _Terms) -> np.ndarray:
+        if total != self.total or len(self.jobs) > 4 * len(jobs) + 4096:
+            self.clear(total)
+        get = self.row.get
+        rows = [get(id(j), -1) for j in jobs]
+        if -1 in rows:
+            new = [j for j, r in zip(jobs, rows) if r < 0]
+            self._add(new, total, terms)
+            rows = [get(id(j), -1) for j in jobs]
+        return np.array(rows, np.int64)
+
+    def _add(self, new: list[Job], total: int, terms: _Terms) -> None:
+        vals = [terms(j, total) for j in new]
+        for j in new:
+            if j.account not in self._acct:
+                self._acct[j.account] = len(self.accounts)
+                self.accounts.append(j.account)
+        base = len(self.jobs)
+        self.jobs.extend(new)
+        self.row.update((id(j), base + k) for k, j in enumerate(new))
+        self.submit = np.concatenate([self.submit, [j.submit for j in new]])
+        self.walltime = np.concatenate([self.walltime, [v[0] for v in vals]])
+        self.size = np.concatenate([self.size, [v[1] for v in vals]])
+        self.tier = np.concatenate([self.tier, [v[2] for v in vals]])
+        self.account = np.concatenate([self.account, [self._acct[j.account] for j in new]]).astype(np.int64)
