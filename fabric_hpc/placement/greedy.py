@@ -42,6 +42,21 @@ def greedy(p: Problem, options: SolveOptions | None = None) -> Placement:
     return best
 
 
+def greedy_gpus(p: Problem) -> np.ndarray | None:
+    """The GPU indices :func:`greedy` would choose, or None where it would raise; without the
+    cost evaluation and checks of a full :class:`Placement` when there is a single rail pattern
+    to try (with several, the cheapest wins, so this runs :func:`greedy`)."""
+    try:
+        if len(p.patterns) > 1:
+            pos = p.fab.gpu_pos
+            return np.array(sorted(pos[g] for g in greedy(p).gpus), np.int64)
+        diagnose(p)
+    except PlacementInfeasible:
+        return None
+    counts = greedy_counts(p)
+    return None if counts is None else p.chosen_gpus(counts)[1]
+
+
 def greedy_counts(p: Problem) -> dict[int, int] | None:
     """host index -> GPUs, or None when the heuristic cannot satisfy the constraints."""
     counts = _attempt(p, p.cap.copy())

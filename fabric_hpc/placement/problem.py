@@ -173,12 +173,15 @@ class Problem:
         order = sorted(sockets, key=per.__getitem__)  # stable: ties keep socket order
         return [i for s in order for i in free if numa_row[i] == s][:count]
 
+    def chosen_gpus(self, counts: dict[int, int]) -> tuple[dict[int, list[int]], np.ndarray]:
+        """(host -> local GPU indices, sorted global GPU indices) for host -> GPU counts."""
+        local = {h: self.pick_gpus(h, c) for h, c in counts.items() if c > 0}
+        first = self.levels.first_gpu
+        return local, np.array(sorted(int(first[h]) + i for h, ls in local.items() for i in ls), np.int64)
+
     def finish(self, counts: dict[int, int], solver: str, t0: float, *, optimal: bool | None,
                notes: tuple[str, ...] = (), stats: dict | None = None) -> Placement:
-        lv = self.levels
-        local = {h: self.pick_gpus(h, c) for h, c in counts.items() if c > 0}
-        first = lv.first_gpu
-        gpus = np.array(sorted(int(first[h]) + i for h, ls in local.items() for i in ls), np.int64)
+        local, gpus = self.chosen_gpus(counts)
         self.verify(gpus)
         cost, breakdown, spans = evaluate(self, gpus)
         hosts = sorted(local)

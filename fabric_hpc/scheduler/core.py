@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import numpy as np
 
@@ -32,7 +33,9 @@ from fabric_hpc.placement.levels import fabric_levels
 from fabric_hpc.placement.state import DOWN, FREE
 from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, BackfillPolicy, Decisions, Job, Placer, PreemptionPolicy,
                                            PriorityPolicy, Reservation, RunningJob, SchedulerInput, Tier)
-from fabric_hpc.scheduler.placer import masked_state, may_fit, request_key
+from fabric_hpc.scheduler.placer import fit_gpus, masked_state, may_fit, request_key
+
+_JOB_ID = attrgetter("job.id")
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ class Scheduler:
     preempt_benefit_ratio: float = 0.0
 
     def __post_init__(self) -> None:
-        self._idx: dict[tuple[str, float], np.ndarray] = {}
+        self._ends: dict[int, tuple[RunningJob, float, np.ndarray]] = {}
         self._compact: dict[str, tuple[Job, object, Job]] = {}
         self._starts: dict[tuple, tuple[float, tuple[str, ...]] | None] = {}
 
@@ -116,7 +119,7 @@ class Scheduler:
         victims_for = self._victim_tiers(running)
         reservations = self.backfill.reservations if view.backfill else 0
         blocked_before = False
-        ids = [p.job.id for p in view.pending]
+        ids = list(map(_JOB_ID, view.pending))
         for pending in self._examined(view.pending, ids, out.priorities):
             job = pending.job
             if blocked_before and reservations == 0:
@@ -160,20 +163,19 @@ class Scheduler:
         return [pending[k[3]] for k in keys[:limit]]
 
     def _running_ends(self, view: SchedulerInput) -> list[tuple[float, np.ndarray]]:
-        """(walltime end, GPU indices) of each running job; keeps the index cache to running jobs."""
-        pos, now, old = view.state.fab.gpu_pos, view.now, self._idx
-        new: dict[tuple[str, float], np.ndarray] = {}
-        ends = []
-        for r in view.running:
-            key = (r.job.id, r.start)
-            idx = old.get(key)
-            if idx is None:
-                idx = np.fromiter((pos[g] for g in r.gpus), np.int64, count=len(r.gpus))
-            new[key] = idx
-            end = r.walltime_end
-            ends.append((end if end > now else now, idx))
-        self._idx = new
-        return ends
+        """(walltime end, GPU indices) of each running job, remembered per RunningJob object (the
+        entry holds the object, so its ``id`` is not reused while cached)."""
+        now, running = view.now, view.running
+        vals = list(map(self._ends.get, map(id, running)))
+        if None in vals:
+            pos = view.state.fab.gpu_pos
+            for k, r in enumerate(running):
+                if vals[k] is None:
+                    idx = np.fromiter((pos[g] for g in r.gpus), np.int64, count=len(r.gpus))
+                    vals[k] = self._ends[id(r)] = (r, r.walltime_end, idx)
+        if len(self._ends) > 2 * len(vals) + 256:
+            self._ends = {id(v[0]): v for v in vals}
+        return [(e if e > now else now, idx) for _, e, idx in vals]
 
     def _victim_tiers(self, running: list) -> set[str]:
         """Tiers that may preempt at least one running gang."""
@@ -294,9 +296,9 @@ class Scheduler:
             probe = ClusterState.__new__(ClusterState)
             probe.fab, probe.owner = plan.state.fab, np.where(avail, FREE, DOWN).astype(np.int32)
             probe._job_ids, probe._job_num, probe.job_meta = [], {}, {}
-            placement = self.placer.place(job, probe)
-            if placement is not None:
-                return t, tuple(placement.gpus)
+            gpus = fit_gpus(self.placer, job, probe)
+            if gpus is not None:
+                return t, tuple(gpus)
         return None
 
     def _compact_hold(self, job: Job, now: float, fab) -> Job | None:

@@ -21,7 +21,7 @@ import numpy as np
 from fabric_hpc.placement import ClusterState, Placement, PlacementInfeasible, SolveOptions, place
 from fabric_hpc.placement.levels import fabric_levels
 from fabric_hpc.placement.request import Request
-from fabric_hpc.scheduler.contract import Job
+from fabric_hpc.scheduler.contract import Job, Placer
 
 BLOCKED = "__blocked__"
 
@@ -48,6 +48,15 @@ def request_key(request: Request) -> str:
     text = request.model_dump_json()
     _KEYS[id(request)] = (request, text)
     return text
+
+
+def fit_gpus(placer: Placer, job: Job, state: ClusterState) -> tuple[str, ...] | None:
+    """The GPUs ``placer`` would choose for ``job`` on ``state`` (its cheaper ``fit`` where it has one)."""
+    fit = getattr(placer, "fit", None)
+    if fit is not None:
+        return fit(job, state)
+    placement = placer.place(job, state)
+    return None if placement is None else placement.gpus
 
 
 def may_fit(request: Request, free: np.ndarray, gpu_host: np.ndarray, host_gpus: np.ndarray) -> bool:
@@ -86,26 +95,69 @@ class SolverPlacer:
 
     def __post_init__(self) -> None:
         self.name = self.solver
-        self._memo: OrderedDict[tuple[str, bytes], Placement | None] = OrderedDict()
+        self._memo: OrderedDict[tuple, object] = OrderedDict()  # Placement, GPU names or None
 
     def place(self, job: Job, state: ClusterState) -> Placement | None:
         self.calls += 1
-        free = state.free
-        lv = fabric_levels(state.fab)
-        if not may_fit(job.request, free, state.fab.index.gpu_host, lv.host_gpus):
+        key = self._key(job, state)
+        if key is None:
             return None
-        key = (request_key(job.request), np.packbits(free).tobytes())
         if key in self._memo:
             self._memo.move_to_end(key)
-            return self._memo[key]
+            return self._memo[key]  # type: ignore[return-value]
+        result = self._timed(lambda: self._solve(job, state))
+        self._remember(key, result)
+        return result
+
+    def fit(self, job: Job, state: ClusterState) -> tuple[str, ...] | None:
+        """The GPUs :meth:`place` would choose, for callers that need nothing else (reservation
+        searches): the greedy solver then skips the cost evaluation of a full placement."""
+        self.calls += 1
+        key = self._key(job, state)
+        if key is None:
+            return None
+        for k in (key, (*key, "fit")):
+            if k in self._memo:
+                self._memo.move_to_end(k)
+                hit = self._memo[k]
+                return hit.gpus if isinstance(hit, Placement) else hit
+        if self.solver != "greedy":
+            placement = self.place(job, state)
+            return None if placement is None else placement.gpus
+
+        def solve() -> tuple[str, ...] | None:
+            from fabric_hpc.placement.greedy import greedy_gpus
+            from fabric_hpc.placement.problem import Problem
+
+            idx = greedy_gpus(Problem(state.fab, state, job.request))
+            return None if idx is None else tuple(state.fab.gpus[i] for i in idx)
+
+        result = self._timed(solve)
+        self._remember((*key, "fit"), result)
+        return result
+
+    def _key(self, job: Job, state: ClusterState) -> tuple | None:
+        """The memo key, or None when the counts alone rule a placement out."""
+        free = state.free
+        if not may_fit(job.request, free, state.fab.index.gpu_host, fabric_levels(state.fab).host_gpus):
+            return None
+        return request_key(job.request), np.packbits(free).tobytes()
+
+    def _solve(self, job: Job, state: ClusterState) -> Placement | None:
+        try:
+            return place(state.fab, state, job.request, solver=self.solver, options=self.options)
+        except PlacementInfeasible:
+            return None
+
+    def _timed(self, fn):
         self.solver_calls += 1
         t0 = time.perf_counter()
         try:
-            result: Placement | None = place(state.fab, state, job.request, solver=self.solver, options=self.options)
-        except PlacementInfeasible:
-            result = None
-        self.solver_s += time.perf_counter() - t0
+            return fn()
+        finally:
+            self.solver_s += time.perf_counter() - t0
+
+    def _remember(self, key: tuple, result: object) -> None:
         self._memo[key] = result
         if len(self._memo) > self.memo_size:
             self._memo.popitem(last=False)
-        return result

@@ -25,7 +25,7 @@ import numpy as np
 from fabric_hpc.placement import ClusterState, Placement
 from fabric_hpc.placement.levels import fabric_levels
 from fabric_hpc.scheduler.contract import DEFAULT_TIERS, Job, Placer, Preemption, RunningJob, SchedulerInput, Tier
-from fabric_hpc.scheduler.placer import masked_state
+from fabric_hpc.scheduler.placer import fit_gpus, masked_state
 
 
 def gpu_hours_lost(r: RunningJob, now: float, restore_s: float = 0.0) -> float:
@@ -62,7 +62,7 @@ class GangPreemption:
         cost = np.array([gpu_hours_lost(r, view.now, self.restore_s) for r in cands])
         free = state.free
         need = max(job.gpus, 1)
-        best: tuple[tuple[float, int], list[int], Placement] | None = None
+        best: tuple[tuple[float, int], list[int], np.ndarray] | None = None
         for level in range(len(lv.chain) + 1):
             dom_of_gpu = (lv.host_dom[gpu_host, level] if level < len(lv.chain)
                           else np.zeros(gpu_host.size, np.int64))
@@ -83,35 +83,42 @@ class GangPreemption:
                 break
         if best is None:
             return None
-        _, chosen, placement = best
+        _, chosen, inside = best
+        placement = placer.place(job, self._trial(state, inside, idx, chosen))
+        if placement is None:  # the placer answered differently on the same state: not deterministic
+            return None
         return ([Preemption(cands[i].job.id, job.id, gpu_hours_lost(cands[i], view.now, self.restore_s))
                  for i in chosen], placement)
 
     def _in_domain(self, job: Job, state: ClusterState, placer: Placer, inside: np.ndarray,
-                   idx: list[np.ndarray], cost: np.ndarray) -> tuple[tuple[float, int], list[int], Placement] | None:
+                   idx: list[np.ndarray],
+                   cost: np.ndarray) -> tuple[tuple[float, int], list[int], np.ndarray] | None:
+        """(cost, victims, the domain's mask) of the cheapest victim set found inside one domain."""
         touching = [i for i, ix in enumerate(idx) if inside[ix].any()]
         touching.sort(key=lambda i: (cost[i] / max(int(inside[idx[i]].sum()), 1), -idx[i].size))
         chosen: list[int] = []
-        placement = self._try(job, state, placer, inside, idx, chosen)
+        fits = self._fits(job, state, placer, inside, idx, chosen)
         for i in touching:
-            if placement is not None:
+            if fits:
                 break
             chosen.append(i)
-            placement = self._try(job, state, placer, inside, idx, chosen)
-        if placement is None or not chosen:
+            fits = self._fits(job, state, placer, inside, idx, chosen)
+        if not fits or not chosen:
             return None
         for i in sorted(chosen, key=lambda i: -cost[i]):  # drop victims the placement does not need
             rest = [c for c in chosen if c != i]
-            if rest:
-                p2 = self._try(job, state, placer, inside, idx, rest)
-                if p2 is not None:
-                    chosen, placement = rest, p2
-        return (float(cost[chosen].sum()), len(chosen)), chosen, placement
+            if rest and self._fits(job, state, placer, inside, idx, rest):
+                chosen = rest
+        return (float(cost[chosen].sum()), len(chosen)), chosen, inside
 
     @staticmethod
-    def _try(job: Job, state: ClusterState, placer: Placer, inside: np.ndarray, idx: list[np.ndarray],
-             chosen: list[int]) -> Placement | None:
+    def _trial(state: ClusterState, inside: np.ndarray, idx: list[np.ndarray], chosen: list[int]) -> ClusterState:
+        """``state`` with the ``chosen`` candidates released and everything outside the domain taken."""
         trial = state.copy()
         for i in chosen:
             trial.owner[idx[i]] = -1
-        return placer.place(job, masked_state(trial, ~inside))
+        return masked_state(trial, ~inside)
+
+    def _fits(self, job: Job, state: ClusterState, placer: Placer, inside: np.ndarray,
+              idx: list[np.ndarray], chosen: list[int]) -> bool:
+        return fit_gpus(placer, job, self._trial(state, inside, idx, chosen)) is not None

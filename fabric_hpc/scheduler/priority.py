@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from fabric_hpc.errors import ConfigError
 from fabric_hpc.scheduler.contract import DEFAULT_TIERS, Job, SchedulerInput, Tier
 
 DAY = 86_400.0
+_JOB, _ID, _ACCOUNT = attrgetter("job"), attrgetter("id"), attrgetter("job.account")
 
 
 class UsageLedger:
@@ -81,8 +83,9 @@ class ClassicFairshare:
     default_share: float = 1.0
 
     def factors(self, view: SchedulerInput) -> dict[str, float]:
-        accounts = {p.job.account for p in view.pending} | {r.job.account for r in view.running}
-        accounts |= set(view.usage)
+        found = set(map(_ACCOUNT, view.pending))
+        found.update(map(_ACCOUNT, view.running), view.usage)
+        accounts = sorted(found)  # a fixed order: the float sums below do not depend on hashing
         raw = {a: float(self.shares.get(a, self.default_share)) for a in accounts}
         total_shares = sum(raw.values()) or 1.0
         total_usage = sum(view.usage.values())
@@ -119,7 +122,7 @@ class MultifactorPriority:
                                  compare=False)
 
     def priorities(self, view: SchedulerInput) -> dict[str, float]:
-        jobs = [p.job for p in view.pending]
+        jobs = list(map(_JOB, view.pending))
         if not jobs:
             return {}
         fs = self.fairshare.factors(view) if self.weight_fairshare else {}
@@ -131,7 +134,7 @@ class MultifactorPriority:
         # the module doc's sum, term by term in the same order: bit-identical to scalar code
         prio = (t.walltime[rows] + self.weight_age * age + self.weight_fairshare * fs_acct[t.account[rows]]
                 + t.size[rows] + t.tier[rows])
-        return dict(zip([j.id for j in jobs], prio.tolist()))
+        return dict(zip(map(_ID, jobs), prio.tolist()))
 
     def _static_terms(self, job: Job, total: int) -> tuple[float, float, float]:
         """(walltime, size, tier) terms: fixed while the job waits (weights read at first sight)."""
@@ -173,12 +176,10 @@ class _StaticTable:
     def rows(self, jobs: list[Job], total: int, terms: _Terms) -> np.ndarray:
         if total != self.total or len(self.jobs) > 4 * len(jobs) + 4096:
             self.clear(total)
-        get = self.row.get
-        rows = [get(id(j), -1) for j in jobs]
-        if -1 in rows:
-            new = [j for j, r in zip(jobs, rows) if r < 0]
-            self._add(new, total, terms)
-            rows = [get(id(j), -1) for j in jobs]
+        rows = list(map(self.row.get, map(id, jobs)))
+        if None in rows:
+            self._add([j for j, r in zip(jobs, rows) if r is None], total, terms)
+            rows = list(map(self.row.get, map(id, jobs)))
         return np.array(rows, np.int64)
 
     def _add(self, new: list[Job], total: int, terms: _Terms) -> None:
