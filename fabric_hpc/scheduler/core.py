@@ -110,6 +110,7 @@ class Scheduler:
         self._ends: dict[int, tuple[RunningJob, float, np.ndarray]] = {}
         self._compact: dict[str, tuple[Job, object, Job]] = {}
         self._starts: dict[tuple, tuple[float, tuple[str, ...]] | None] = {}
+        self._no_victims: set[tuple] = set()
 
     def schedule(self, view: SchedulerInput) -> Decisions:
         out = Decisions(priorities=self.priority.priorities(view))
@@ -225,10 +226,19 @@ class Scheduler:
             return None
         blocked = plan.blocked(view.now, view.now + job.walltime)
         state = masked_state(plan.state, blocked) if blocked.any() else plan.state
+        # "no victim set" depends on the request, tier, GPUs and running gangs, not on the time
+        # (costs only rank the sets that work), so it is remembered across steps too
+        seen = (key[1], key[2], state.owner.tobytes(), tuple(map(_JOB_ID, running)))
+        if seen in self._no_victims:
+            plan.fails.add(key)
+            return None
         sub = SchedulerInput(view.now, view.pending, running, state, view.usage)
         found = self.preemption.victims(job, sub, state, self.placer)  # type: ignore[union-attr]
         if found is None:
             plan.fails.add(key)
+            if len(self._no_victims) > 4096:
+                self._no_victims.clear()
+            self._no_victims.add(seen)
             return None
         victims, placement = found
         if blocked.any():  # never take GPUs promised to a reservation (victims may hold some of them)

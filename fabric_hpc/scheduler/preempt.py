@@ -94,20 +94,27 @@ class GangPreemption:
                    idx: list[np.ndarray],
                    cost: np.ndarray) -> tuple[tuple[float, int], list[int], np.ndarray] | None:
         """(cost, victims, the domain's mask) of the cheapest victim set found inside one domain."""
-        touching = [i for i, ix in enumerate(idx) if inside[ix].any()]
-        touching.sort(key=lambda i: (cost[i] / max(int(inside[idx[i]].sum()), 1), -idx[i].size))
+        held = {i: int(inside[ix].sum()) for i, ix in enumerate(idx)}  # each candidate's GPUs inside
+        touching = sorted((i for i in held if held[i]), key=lambda i: (cost[i] / held[i], -idx[i].size))
+        free_in = int(np.count_nonzero(state.free & inside))
+
+        def fits(chosen: list[int]) -> bool:  # fewer free GPUs than the gang needs: no placer call
+            if free_in + sum(held[i] for i in chosen) < job.gpus:
+                return False
+            return self._fits(job, state, placer, inside, idx, chosen)
+
         chosen: list[int] = []
-        fits = self._fits(job, state, placer, inside, idx, chosen)
+        ok = fits(chosen)
         for i in touching:
-            if fits:
+            if ok:
                 break
             chosen.append(i)
-            fits = self._fits(job, state, placer, inside, idx, chosen)
-        if not fits or not chosen:
+            ok = fits(chosen)
+        if not ok or not chosen:
             return None
         for i in sorted(chosen, key=lambda i: -cost[i]):  # drop victims the placement does not need
             rest = [c for c in chosen if c != i]
-            if rest and self._fits(job, state, placer, inside, idx, rest):
+            if rest and fits(rest):
                 chosen = rest
         return (float(cost[chosen].sum()), len(chosen)), chosen, inside
 
