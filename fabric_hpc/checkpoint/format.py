@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -19,7 +19,7 @@ from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError
 from fabric_hpc.validation import StrictModel
 
 FORMAT_NAME = "fabric-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest version this code reads; writers write the lowest that fits
 MANIFEST = "zarr.json"  # the manifest lives in the root group's attributes
 ATTR = "fabric_checkpoint"
 _PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
@@ -42,10 +42,44 @@ class ChunkEntry(StrictModel):
 
 
 class SplitInfo(StrictModel):
-    """How the writer partitioned a tensor: along ``dim`` into ``parts`` (torch.chunk style)."""
+    """How the writer partitioned a tensor: along ``dim`` into ``parts`` (torch.chunk style).
+    A tensor split over several dimensions (a device mesh, e.g. tensor x sequence parallel)
+    lists them: ``dim=[0, 1], parts=[2, 4]`` (format version 2)."""
 
-    dim: int
-    parts: int
+    dim: int | list[int]
+    parts: int | list[int]
+
+    @classmethod
+    def of(cls, dims: Sequence[int], parts: Sequence[int]) -> SplitInfo:
+        """Scalars for a one-dimension split (format version 1), lists otherwise."""
+        if len(dims) == 1:
+            return cls(dim=int(dims[0]), parts=int(parts[0]))
+        return cls(dim=[int(d) for d in dims], parts=[int(p) for p in parts])
+
+    @property
+    def dims(self) -> list[int]:
+        return [self.dim] if isinstance(self.dim, int) else list(self.dim)
+
+    @property
+    def mesh(self) -> list[int]:
+        return [self.parts] if isinstance(self.parts, int) else list(self.parts)
+
+    def problems(self, ndim: int) -> list[str]:
+        dims, mesh = self.dims, self.mesh
+        if len(dims) != len(mesh) or not dims:
+            return [f"split dims {dims} and parts {mesh} differ in length"]
+        if len(set(dims)) != len(dims) or any(not 0 <= d < ndim for d in dims):
+            return [f"split dims {dims} are not distinct dimensions of a {ndim}-d tensor"]
+        if any(p < 1 for p in mesh):
+            return [f"split parts {mesh} must be >= 1"]
+        return []
+
+    def chunk_shape(self, shape: Sequence[int]) -> list[int]:
+        """The chunk shape that gives every part one chunk file."""
+        chunks = [max(1, s) for s in shape]
+        for d, p in zip(self.dims, self.mesh):
+            chunks[d] = max(1, math.ceil(shape[d] / p))
+        return chunks
 
 
 class TensorEntry(StrictModel):
@@ -150,6 +184,11 @@ def chunk_key(index: list[int]) -> str:
     return ".".join(["c", *map(str, index)])
 
 
+def required_version(tensors: Mapping[str, TensorEntry]) -> int:
+    """Version 1 unless some tensor is split over several dimensions (then 2)."""
+    return 2 if any(e.split is not None and len(e.split.dims) > 1 for e in tensors.values()) else 1
+
+
 def split_bounds(n: int, parts: int, part: int) -> tuple[int, int]:
     """torch.chunk-style bounds of ``part`` of ``n`` items in ``parts`` pieces (may be empty)."""
     step = max(1, math.ceil(n / parts)) if n else 1
@@ -226,6 +265,8 @@ def _entry_problems(name: str, e: TensorEntry) -> list[str]:
             or any(c < 1 for c in e.chunk_shape):
         out.append(f"{name}: bad shape {e.shape} / chunk shape {e.chunk_shape}")
         return out
+    if e.split is not None:
+        out.extend(f"{name}: {p}" for p in e.split.problems(len(e.shape)))
     grid = grid_shape(e.shape, e.chunk_shape)
     chunk_bytes = math.prod(e.chunk_shape) * np.dtype(e.stored_dtype).itemsize
     seen = set()

@@ -80,7 +80,7 @@ def import_h5(h5_path: Path | str, root: Path | str, *, step: int | None = None)
             state[name] = HostArray(data, entry.dtype)
             chunks[name] = entry.chunk_shape
             if entry.split:
-                splits[name] = (entry.split.dim, entry.split.parts)
+                splits[name] = entry.split
     return save(root, _nest(state), step=manifest.step if step is None else step,
                 layout=manifest.layout, tags=manifest.tags, metadata=manifest.user_metadata,
                 chunk_shapes=chunks, splits=splits, record_world_size=manifest.world_size,

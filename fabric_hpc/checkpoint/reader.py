@@ -14,9 +14,9 @@ import numpy as np
 from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
 from fabric_hpc.checkpoint.format import (
-    MANIFEST, VIEW_DTYPES, Manifest, TensorEntry, chunk_key, parse_manifest, split_bounds, stored_dtype,
+    MANIFEST, VIEW_DTYPES, Manifest, TensorEntry, chunk_key, parse_manifest, stored_dtype,
 )
-from fabric_hpc.checkpoint.tensors import empty_like_target, is_torch, target_view
+from fabric_hpc.checkpoint.tensors import empty_like_target, is_torch, split_region, target_view
 
 Region = tuple[tuple[int, int], ...]
 _SCRATCH = 16 << 20
@@ -72,15 +72,20 @@ class Checkpoint:
             _cast_into(tmp, entry.dtype, out, logical)
         return out
 
-    def read_shard(self, name: str, part: int, parts: int, *, dim: int | None = None,
-                   **kw: Any) -> Any:
-        """Part ``part`` of ``parts`` along ``dim`` (default: the dim it was saved split on)."""
+    def read_shard(self, name: str, part: int | tuple[int, ...], parts: int | tuple[int, ...], *,
+                   dim: int | tuple[int, ...] | None = None, **kw: Any) -> Any:
+        """Part ``part`` of ``parts`` along ``dim`` (default: the dims it was saved split on;
+        tuples select a block of a mesh over several dims)."""
         entry = self.entry(name)
-        dim = dim if dim is not None else (entry.split.dim if entry.split else 0)
         if not entry.shape:
             return self.read(name, **kw)
-        lo, hi = split_bounds(entry.shape[dim], parts, part)
-        region = tuple((lo, hi) if d == dim else (0, s) for d, s in enumerate(entry.shape))
+        if dim is None:
+            dims = tuple(entry.split.dims) if entry.split else (0,)
+            dims = dims[:1] if isinstance(part, int) else dims
+        else:
+            dims = (dim,) if isinstance(dim, int) else tuple(dim)
+        as_tuple = (lambda v: (v,) if isinstance(v, int) else tuple(v))  # noqa: E731
+        region = split_region(tuple(entry.shape), dims, as_tuple(part), as_tuple(parts))
         return self.read(name, region=region, **kw)
 
     def _read_region(self, entry: TensorEntry, region: Region, dest: np.ndarray) -> None:

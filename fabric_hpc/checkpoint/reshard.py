@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from fabric_hpc.checkpoint.errors import CheckpointError
-from fabric_hpc.checkpoint.format import stored_dtype, unflatten
+from fabric_hpc.checkpoint.format import SplitInfo, stored_dtype, unflatten
 from fabric_hpc.checkpoint.reader import open_checkpoint
 from fabric_hpc.checkpoint.restore import entry_nbytes
 from fabric_hpc.checkpoint.store import reading
@@ -18,13 +18,18 @@ from fabric_hpc.checkpoint.writer import SaveResult, save
 
 
 def reshard(path: Path | str, out_root: Path | str, world_size: int, *, step: int | None = None,
-            progress: Callable[[int], None] | None = None) -> SaveResult:
+            mesh: tuple[int, ...] | None = None, progress: Callable[[int], None] | None = None) -> SaveResult:
     """Write checkpoint ``path`` to ``out_root`` with split tensors chunked for ``world_size``
-    parts (one chunk file per rank), same step and metadata. Holds one copy of the state."""
+    parts (one chunk file per rank), same step and metadata. A tensor split over as many
+    dimensions as ``mesh`` has (product = ``world_size``) is laid out as blocks of that mesh;
+    every other split tensor is split along its first split dimension. Holds one copy of the state."""
     if world_size < 1:
         raise CheckpointError(f"--to-world-size must be >= 1, got {world_size}")
+    if mesh is not None and (math.prod(mesh) != world_size or any(m < 1 for m in mesh)):
+        raise CheckpointError(f"mesh {'x'.join(map(str, mesh))} does not multiply to world size {world_size}",
+                              hint="e.g. --to-world-size 8 --mesh 2x4")
     ckpt = open_checkpoint(path, step)
-    state, splits, chunks = {}, {}, {}
+    state, splits = {}, {}
     with reading(ckpt.ref):
         for name in ckpt.names:
             entry = ckpt.entry(name)
@@ -32,13 +37,11 @@ def reshard(path: Path | str, out_root: Path | str, world_size: int, *, step: in
             ckpt._read_region(entry, tuple((0, s) for s in entry.shape), data)
             state[name] = HostArray(data, entry.dtype)
             if entry.split is not None:
-                splits[name] = (entry.split.dim, world_size)
-                shape = [max(1, s) for s in entry.shape]
-                shape[entry.split.dim] = max(1, math.ceil(entry.shape[entry.split.dim] / world_size))
-                chunks[name] = shape
+                dims = entry.split.dims
+                splits[name] = SplitInfo.of(dims, mesh) if mesh is not None and len(mesh) == len(dims) \
+                    else SplitInfo.of(dims[:1], [world_size])
             if progress:
                 progress(entry_nbytes(ckpt, name))
     m = ckpt.manifest
     return save(out_root, unflatten(state), step=m.step, layout={**m.layout, "resharded_from": m.world_size},
-                tags=m.tags, metadata=m.user_metadata, chunk_shapes=chunks, splits=splits,
-                record_world_size=world_size)
+                tags=m.tags, metadata=m.user_metadata, splits=splits, record_world_size=world_size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ import numpy as np
 from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
 from fabric_hpc.checkpoint.format import (
-    MANIFEST, array_metadata, chunk_key, flatten, parse_manifest, unflatten,
+    MANIFEST, TensorEntry, array_metadata, chunk_key, flatten, parse_manifest, unflatten,
 )
 from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint
 from fabric_hpc.events import emit
@@ -23,21 +24,24 @@ Progress = Callable[[int], None]
 
 
 def restore(path: Path | str, *, step: int | None = None, names: list[str] | None = None,
-            rank: int = 0, world_size: int = 1, into: Mapping[str, Any] | None = None,
-            dtype: str | None = None, as_torch: bool = False, threads: int = 4,
-            progress: Progress | None = None) -> dict[str, Any]:
+            rank: int = 0, world_size: int = 1, mesh: tuple[int, ...] | None = None,
+            into: Mapping[str, Any] | None = None, dtype: str | None = None, as_torch: bool = False,
+            threads: int = 4, progress: Progress | None = None) -> dict[str, Any]:
     """Restore a checkpoint as nested dicts.
 
     Tensors saved split (``Shard``) come back as this rank's part of ``world_size`` parts along
-    the same dimension (resharding: any world size); the others come back whole. ``names``
+    the first dimension they were split on (resharding: any world size); the others come back
+    whole. ``mesh`` (e.g. ``(2, 4)``, product = ``world_size``) restores tensors split over as
+    many dimensions as a block of that mesh instead: rank -> mesh coordinates row-major, like
+    ``torch.distributed.DeviceMesh``. ``names``
     selects tensors (partial restore; a prefix selects a subtree); ``into`` gives preallocated
     targets (nested dicts of arrays/tensors) that are filled in place and returned; ``dtype``
     casts everything read.
     """
     for attempt in range(3):
         try:
-            return _restore_once(path, step, names, rank, world_size, into, dtype, as_torch,
-                                 threads, progress)
+            return _restore_once(path, step, names, _Parts(rank, world_size, mesh), into, dtype,
+                                 as_torch, threads, progress)
         except CheckpointNotFoundError as exc:
             # the checkpoint `latest` named was pruned between resolving and locking it: the
             # newest one is another checkpoint now; try again (only when no step was pinned)
@@ -46,8 +50,29 @@ def restore(path: Path | str, *, step: int | None = None, names: list[str] | Non
     raise AssertionError("unreachable")
 
 
-def _restore_once(path: Path | str, step: int | None, names: list[str] | None, rank: int,
-                  world_size: int, into: Mapping[str, Any] | None, dtype: str | None,
+class _Parts:
+    """Which part of a split tensor this rank restores."""
+
+    def __init__(self, rank: int, world_size: int, mesh: tuple[int, ...] | None) -> None:
+        if not 0 <= rank < world_size:
+            raise CheckpointError(f"rank {rank} is outside world size {world_size}")
+        if mesh is not None and (math.prod(mesh) != world_size or any(m < 1 for m in mesh)):
+            raise CheckpointError(f"mesh {list(mesh)} does not multiply to world size {world_size}",
+                                  hint="pass one factor per split dimension, e.g. mesh=(2, 4) for 8 ranks")
+        self.rank, self.world_size, self.mesh = rank, world_size, mesh
+        self.coords = tuple(int(c) for c in np.unravel_index(rank, mesh)) if mesh else None
+
+    def read(self, ckpt: Checkpoint, name: str, entry: TensorEntry, **kw: Any) -> Any:
+        if entry.split is None or self.world_size == 1:
+            return ckpt.read(name, **kw)
+        dims = entry.split.dims
+        if self.mesh is not None and len(dims) == len(self.mesh):
+            return ckpt.read_shard(name, self.coords, self.mesh, dim=tuple(dims), **kw)
+        return ckpt.read_shard(name, self.rank, self.world_size, dim=dims[0], **kw)
+
+
+def _restore_once(path: Path | str, step: int | None, names: list[str] | None, parts: _Parts,
+                  into: Mapping[str, Any] | None, dtype: str | None,
                   as_torch: bool, threads: int, progress: Progress | None) -> dict[str, Any]:
     ckpt = open_checkpoint(path, step)
     targets = dict(flatten(into)) if into is not None else {}
@@ -59,10 +84,7 @@ def _restore_once(path: Path | str, step: int | None, names: list[str] | None, r
             entry = ckpt.entry(name)
             kw = {"out": targets.get(name), "dtype": None if name in targets else dtype,
                   "as_torch": as_torch}
-            if entry.split is not None and world_size > 1:
-                value = ckpt.read_shard(name, rank, world_size, **kw)
-            else:
-                value = ckpt.read(name, **kw)
+            value = parts.read(ckpt, name, entry, **kw)
             if progress:
                 progress(entry_nbytes(ckpt, name))
             return name, value
@@ -72,7 +94,7 @@ def _restore_once(path: Path | str, step: int | None, names: list[str] | None, r
             for name, value in pool.map(one, order):
                 out[name] = value
     emit("checkpoint.restored", path=str(ckpt.path), step=ckpt.step, tensors=len(out),
-         rank=rank, world_size=world_size)
+         rank=parts.rank, world_size=parts.world_size)
     return unflatten({n: out[n] for n in sorted(out)})
 
 

@@ -1,5 +1,5 @@
 """Sources and targets: numpy arrays and torch tensors (CPU or CUDA; torch imported lazily),
-and :class:`Shard`, a rank's piece of a tensor split along one dimension."""
+and :class:`Shard`, a rank's piece of a tensor split along one or more dimensions."""
 
 from __future__ import annotations
 
@@ -16,23 +16,59 @@ from fabric_hpc.checkpoint.format import dtype_name, split_bounds, stored_dtype
 @dataclass(frozen=True)
 class Shard:
     """Part ``part`` of ``parts`` of a tensor of ``global_shape`` split along ``dim``
-    (torch.chunk convention: every part holds ceil(n / parts) rows, the last fewer or none)."""
+    (torch.chunk convention: every part holds ceil(n / parts) rows, the last fewer or none).
+
+    For a split over several dimensions (a rank's block of a device mesh), ``dim``, ``part``
+    and ``parts`` are tuples of equal length: ``Shard(x, (8, 6), dim=(0, 1), part=(1, 0),
+    parts=(2, 3))`` is rows 4:8, columns 0:2."""
 
     data: Any
     global_shape: tuple[int, ...]
-    dim: int
-    part: int
-    parts: int
+    dim: int | tuple[int, ...]
+    part: int | tuple[int, ...]
+    parts: int | tuple[int, ...]
 
-    def bounds(self) -> tuple[int, int]:
-        return split_bounds(self.global_shape[self.dim], self.parts, self.part)
+    @property
+    def dims(self) -> tuple[int, ...]:
+        return _as_tuple(self.dim)
+
+    @property
+    def grid_part(self) -> tuple[int, ...]:
+        return _as_tuple(self.part)
+
+    @property
+    def grid_parts(self) -> tuple[int, ...]:
+        return _as_tuple(self.parts)
+
+    def region(self) -> tuple[tuple[int, int], ...]:
+        """The (lo, hi) bounds of this part in every dimension of the global tensor."""
+        return split_region(self.global_shape, self.dims, self.grid_part, self.grid_parts)
 
     @staticmethod
-    def of(full: Any, dim: int, part: int, parts: int) -> Shard:
+    def of(full: Any, dim: int | tuple[int, ...], part: int | tuple[int, ...],
+           parts: int | tuple[int, ...]) -> Shard:
         """Cut part ``part`` of ``full`` (handy in tests and for replicated sources)."""
-        lo, hi = split_bounds(full.shape[dim], parts, part)
-        index = tuple(slice(lo, hi) if d == dim else slice(None) for d in range(full.ndim))
-        return Shard(full[index], tuple(full.shape), dim, part, parts)
+        region = split_region(tuple(full.shape), _as_tuple(dim), _as_tuple(part), _as_tuple(parts))
+        return Shard(full[tuple(slice(lo, hi) for lo, hi in region)], tuple(full.shape), dim, part, parts)
+
+
+def _as_tuple(value: int | tuple[int, ...]) -> tuple[int, ...]:
+    return (value,) if isinstance(value, int) else tuple(value)
+
+
+def split_region(shape: tuple[int, ...], dims: tuple[int, ...], part: tuple[int, ...],
+                 parts: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """torch.chunk-style bounds of block ``part`` of a ``parts`` grid over ``dims``."""
+    if not len(dims) == len(part) == len(parts) or len(set(dims)) != len(dims) \
+            or any(not 0 <= d < len(shape) for d in dims) \
+            or any(not 0 <= i < p for i, p in zip(part, parts)):
+        raise CheckpointError(f"split dim {list(dims)} / part {list(part)} of {list(parts)} "
+                              f"does not fit shape {list(shape)}",
+                              hint="dim, part and parts need one entry per split dimension; 0 <= part < parts")
+    region = [(0, s) for s in shape]
+    for d, i, p in zip(dims, part, parts):
+        region[d] = split_bounds(shape[d], p, i)
+    return tuple(region)
 
 
 @dataclass(frozen=True)

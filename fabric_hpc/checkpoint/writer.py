@@ -25,8 +25,8 @@ from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.contracts import Communicator, SingleProcess
 from fabric_hpc.checkpoint.errors import CheckpointError
 from fabric_hpc.checkpoint.format import (
-    FORMAT_NAME, FORMAT_VERSION, MANIFEST, ChunkEntry, Manifest, SplitInfo, TensorEntry,
-    array_metadata, chunk_key, dumps, manifest_document, flatten, grid_shape, group_metadata,
+    FORMAT_NAME, MANIFEST, ChunkEntry, Manifest, SplitInfo, TensorEntry,
+    array_metadata, chunk_key, dumps, manifest_document, flatten, grid_shape, group_metadata, required_version,
 )
 from fabric_hpc.checkpoint.tensors import Shard, host_view
 from fabric_hpc.events import emit
@@ -65,7 +65,7 @@ def _meta(name: str, shape: list[int], logical: str, stored: str, chunk_shape: l
 
 def plan(state: Mapping[str, Any], rank: int, world: int,
          chunk_shapes: Mapping[str, list[int]] | None = None,
-         splits: Mapping[str, tuple[int, int]] | None = None) -> tuple[dict[str, dict], list[_Piece]]:
+         splits: Mapping[str, SplitInfo] | None = None) -> tuple[dict[str, dict], list[_Piece]]:
     """This rank's tensor metadata and the chunk pieces it must write."""
     metas: dict[str, dict] = {}
     pieces: list[_Piece] = []
@@ -80,14 +80,13 @@ def plan(state: Mapping[str, Any], rank: int, world: int,
         replicated += 1
         arr, logical = host_view(value)
         split = (splits or {}).get(name)
-        chunks = list((chunk_shapes or {}).get(name) or [max(1, s) for s in arr.shape])
-        if split is not None and (chunk_shapes or {}).get(name) is None:
-            dim, parts = split
-            chunks[dim] = max(1, math.ceil(arr.shape[dim] / parts))
+        if split is not None and split.problems(arr.ndim):
+            raise CheckpointError(f"{name}: {split.problems(arr.ndim)[0]}")
+        chunks = list((chunk_shapes or {}).get(name) or
+                      (split.chunk_shape(arr.shape) if split else [max(1, s) for s in arr.shape]))
         if len(chunks) != arr.ndim or any(not isinstance(c, int) or c < 1 for c in chunks):
             raise CheckpointError(f"{name}: chunk shape {chunks} does not fit shape {list(arr.shape)}")
-        info = SplitInfo(dim=split[0], parts=split[1]) if split is not None else None
-        metas[name] = _meta(name, list(arr.shape), logical, arr.dtype.name, chunks, info)
+        metas[name] = _meta(name, list(arr.shape), logical, arr.dtype.name, chunks, split)
         if owner == rank:
             pieces.extend(_grid_pieces(name, arr, chunks))
     return metas, pieces
@@ -96,23 +95,20 @@ def plan(state: Mapping[str, Any], rank: int, world: int,
 def _plan_shard(name: str, shard: Shard) -> tuple[dict, _Piece | None]:
     arr, logical = host_view(shard.data)
     shape = list(shard.global_shape)
-    if not 0 <= shard.dim < len(shape) or not 0 <= shard.part < shard.parts:
-        raise CheckpointError(f"{name}: shard dim {shard.dim} / part {shard.part} of {shard.parts} "
-                              f"does not fit shape {shape}")
-    lo, hi = shard.bounds()
-    want = [hi - lo if d == shard.dim else s for d, s in enumerate(shape)]
+    region = shard.region()
+    want = [hi - lo for lo, hi in region]
     if list(arr.shape) != want:
-        raise CheckpointError(f"{name}: part {shard.part} of {shard.parts} along dim {shard.dim} "
-                              f"must have shape {want}, got {list(arr.shape)}",
+        raise CheckpointError(f"{name}: part {list(shard.grid_part)} of {list(shard.grid_parts)} along dim "
+                              f"{list(shard.dims)} must have shape {want}, got {list(arr.shape)}",
                               hint="split with torch.chunk semantics (Shard.of does this)")
-    chunks = [max(1, s) for s in shape]
-    chunks[shard.dim] = max(1, math.ceil(shape[shard.dim] / shard.parts)) if shape[shard.dim] else 1
-    meta = _meta(name, shape, logical, arr.dtype.name, chunks, SplitInfo(dim=shard.dim, parts=shard.parts))
-    if hi <= lo and shape[shard.dim]:
+    split = SplitInfo.of(shard.dims, shard.grid_parts)
+    chunks = split.chunk_shape(shape)
+    meta = _meta(name, shape, logical, arr.dtype.name, chunks, split)
+    if 0 in shape or 0 in want:
         return meta, None
-    index = [shard.part if d == shard.dim else 0 for d in range(len(shape))]
-    if 0 in shape:
-        return meta, None
+    index = [0] * len(shape)
+    for d, i in zip(shard.dims, shard.grid_part):
+        index[d] = i
     return meta, _padded_piece(name, index, arr, chunks)
 
 
@@ -175,7 +171,7 @@ def save(directory: Path | str, state: Mapping[str, Any], *, step: int,
          comm: Communicator | None = None, layout: Mapping[str, Any] | None = None,
          tags: list[str] | tuple[str, ...] = (), metadata: Mapping[str, Any] | None = None,
          chunk_shapes: Mapping[str, list[int]] | None = None,
-         splits: Mapping[str, tuple[int, int]] | None = None, record_world_size: int | None = None,
+         splits: Mapping[str, SplitInfo] | None = None, record_world_size: int | None = None,
          threads: int = DEFAULT_THREADS, _after_chunks: Any = None,
          _created_at: str | None = None) -> SaveResult:
     """Save ``state`` (nested dicts of arrays/tensors/:class:`Shard`) as checkpoint ``step``.
@@ -183,7 +179,7 @@ def save(directory: Path | str, state: Mapping[str, Any], *, step: int,
     With ``comm`` (an mpi4py communicator) every rank calls this with its own pieces; rank 0
     commits. Returns the committed checkpoint on every rank.
 
-    ``chunk_shapes`` and ``splits`` (name -> (dim, parts)) lay out whole tensors written by one
+    ``chunk_shapes`` and ``splits`` (name -> :class:`SplitInfo`) lay out whole tensors written by one
     process as if they had been split (used by offline resharding and HDF5 import);
     ``record_world_size`` overrides the world size written to the manifest.
     """
@@ -287,7 +283,7 @@ def _gather_or_raise(comm: Communicator, fn: Any) -> list | None:
 def _commit(root: Path, tmp: Path, header: dict[str, Any], per_rank: list) -> Path:
     tensors = _merge(per_rank)
     step = header["step"]
-    manifest = Manifest(format=FORMAT_NAME, format_version=FORMAT_VERSION, **header,
+    manifest = Manifest(format=FORMAT_NAME, format_version=required_version(tensors), **header,
                         nbytes=sum(c.nbytes for t in tensors.values() for c in t.chunks), tensors=tensors)
     _write_metadata(tmp, manifest)
     final = root / store.step_dir_name(step)

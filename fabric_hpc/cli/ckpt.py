@@ -86,8 +86,8 @@ def show_cmd(path: Path, step: int | None, as_json: bool) -> None:
         if m.layout or m.tags or m.user_metadata:
             c.print(f"layout {m.layout}  tags {m.tags}  metadata {m.user_metadata}")
         c.print(table(None, ["tensor", "dtype", "shape", "split", "chunks", "size"],
-                      [(n, t["dtype"], t["shape"], f"dim {t['split']['dim']} / {t['split']['parts']}"
-                        if t["split"] else "", t["chunks"], _size(t["bytes"])) for n, t in data["tensors"].items()]))
+                      [(n, t["dtype"], t["shape"], _split_text(t["split"]), t["chunks"], _size(t["bytes"]))
+                       for n, t in data["tensors"].items()]))
     render(as_json, data, human)
 
 
@@ -122,21 +122,44 @@ def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> 
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--to-world-size", "world_size", type=click.IntRange(min=1), required=True,
               help="Lay split tensors out for this many ranks.")
+@click.option("--mesh", "mesh", default=None, metavar="AxB",
+              help="Lay tensors split over several dims out as blocks of this mesh (e.g. 2x4 for 8 ranks).")
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True,
               help="Checkpoint root to write the resharded checkpoint into.")
 @step_option
 @json_option
-def restore_cmd(path: Path, world_size: int, out: Path, step: int | None, as_json: bool) -> None:
+def restore_cmd(path: Path, world_size: int, mesh: str | None, out: Path, step: int | None, as_json: bool) -> None:
     """Rewrite a checkpoint for another world size (verifying every chunk it reads)."""
     from fabric_hpc.checkpoint import open_checkpoint
     from fabric_hpc.checkpoint.reshard import reshard
     total = open_checkpoint(path, step).manifest.nbytes
     with _progress("reshard", total, not as_json) as tick:
-        res = reshard(path, out, world_size, step=step, progress=tick)
+        res = reshard(path, out, world_size, step=step, mesh=_mesh(mesh), progress=tick)
     data = {"path": str(res.path), "step": res.step, "world_size": world_size, "bytes": res.nbytes,
             "seconds": round(res.seconds, 3)}
     render(as_json, data, lambda c: c.print(f"wrote {res.path} for world size {world_size} "
                                             f"({_size(res.nbytes)})"))
+
+
+def _split_text(split: dict | None) -> str:
+    if not split:
+        return ""
+    dims, parts = split["dim"], split["parts"]
+    if isinstance(dims, int):
+        return f"dim {dims} / {parts}"
+    return f"dims {','.join(map(str, dims))} / {'x'.join(map(str, parts))}"
+
+
+def _mesh(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        mesh = tuple(int(p) for p in text.lower().split("x"))
+    except ValueError:
+        mesh = ()
+    if not mesh or any(m < 1 for m in mesh):
+        raise click.BadParameter(f"{text!r} is not a mesh like 2x4", param_hint="--mesh")
+    return mesh
 
 
 @group.command("prune")

@@ -81,3 +81,38 @@ def test_user_mistakes_are_clean_errors(root: Path, capsys: pytest.CaptureFixtur
 def test_bad_flag_value_is_usage_error(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(capsys, "ckpt", "prune", str(root), "--keep-last", "0")
     assert code == 2 and "keep-last" in err
+
+
+def test_mesh_split_reshard_show_and_bad_mesh(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fabric_hpc.checkpoint.format import SplitInfo
+    x = np.arange(9 * 10, dtype=np.float64).reshape(9, 10)
+    save(tmp_path / "a", {"x": x, "v": np.ones(4)}, step=1, splits={"x": SplitInfo.of([1, 0], [2, 3])})
+    assert open_checkpoint(tmp_path / "a").manifest.format_version == 2
+    code, out, _ = _run(capsys, "ckpt", "show", str(tmp_path / "a"))
+    assert code == 0 and "dims 1,0 / 2x3" in out
+    code, out, _ = _run(capsys, "ckpt", "restore", str(tmp_path / "a"), "--to-world-size", "8", "--mesh", "4x2",
+                        "--out", str(tmp_path / "b"), "--json")
+    assert code == 0
+    entry = open_checkpoint(tmp_path / "b").entry("x")
+    assert entry.split.dims == [1, 0] and entry.split.mesh == [4, 2] and len(entry.chunks) == 8
+    # rank 5 of a 4x2 mesh is block (2, 1): columns 6:9 (dim 1 in 4 parts), rows 5:9 (dim 0 in 2)
+    got = restore(tmp_path / "b", rank=5, world_size=8, mesh=(4, 2))["x"]
+    assert np.array_equal(got, x[5:9, 6:9])
+    assert np.array_equal(restore(tmp_path / "b", rank=1, world_size=2)["x"], x[:, 5:])  # first split dim
+    code, _, err = _run(capsys, "ckpt", "restore", str(tmp_path / "a"), "--to-world-size", "8", "--mesh", "3x3",
+                        "--out", str(tmp_path / "c"))
+    assert code != 0 and "does not multiply to world size 8" in err and "Traceback" not in err
+    assert not (tmp_path / "c").exists()
+    code, _, err = _run(capsys, "ckpt", "restore", str(tmp_path / "a"), "--to-world-size", "8", "--mesh", "4by2",
+                        "--out", str(tmp_path / "c"))
+    assert code == 2 and "not a mesh like 2x4" in err
+
+
+def test_shard_that_does_not_fit_its_mesh_is_refused(tmp_path: Path) -> None:
+    from fabric_hpc.checkpoint import CheckpointError
+    x = np.zeros((4, 6))
+    with pytest.raises(CheckpointError, match="does not fit shape"):
+        save(tmp_path, {"x": Shard(x[:2, :2], (4, 6), dim=(0, 1), part=(0, 3), parts=(2, 3))}, step=1)
+    with pytest.raises(CheckpointError, match=r"must have shape \[2, 2\]"):
+        save(tmp_path, {"x": Shard(x[:2, :3], (4, 6), dim=(0, 1), part=(0, 0), parts=(2, 3))}, step=1)
+    assert list_checkpoints(tmp_path) == []

@@ -37,3 +37,18 @@ def test_save_on_n_restore_on_m(tmp_path: Path, save_on: int, restore_on: list[i
 def test_save_on_4_restore_on_8(tmp_path: Path) -> None:
     _mpi(4, "save", str(tmp_path), "1")
     assert "OK restore world=8" in _mpi(8, "restore", str(tmp_path))
+
+
+def test_two_dim_mesh_save_restores_on_other_meshes_and_plain_zarr(tmp_path: Path) -> None:
+    """Blocks of a 2x2 mesh (tensor x sequence parallel style) saved by 4 ranks restore as blocks
+    of a 2x3 mesh (6 ranks), along the first split dim (3 ranks), whole (1 rank) and via zarr."""
+    import zarr
+
+    from tests.checkpoint.builders import full_state
+    assert "OK save-mesh world=4" in _mpi(4, "save-mesh", str(tmp_path), "5", "2x2")
+    assert "OK restore-mesh world=6" in _mpi(6, "restore-mesh", str(tmp_path), "2x3")
+    assert "OK restore-mesh world=3" in _mpi(3, "restore-mesh", str(tmp_path), "-")
+    assert "OK restore-mesh world=1" in _mpi(1, "restore-mesh", str(tmp_path), "1x1")
+    truth = full_state(seed=11, scale=3)["model"]["layers"]["0"]["w"]
+    plain = zarr.open_group(tmp_path / "step-0000000005", mode="r")["model/layers/0/w"]
+    assert plain.chunks == (15, 3) and plain[...].tobytes() == truth.tobytes()
