@@ -9,6 +9,8 @@ so steady-state saves do not allocate.
 
 from __future__ import annotations
 
+import functools
+import os
 import queue
 import threading
 import time
@@ -70,14 +72,19 @@ class _Slot:
 
 
 class AsyncSaver:
-    """Background checkpoint writer for one checkpoint root (use as a context manager)."""
+    """Background checkpoint writer for one checkpoint root, or for a
+    :class:`~fabric_hpc.checkpoint.tiers.TieredStore` (use as a context manager)."""
 
-    def __init__(self, directory: Path | str, *, comm: Communicator | None = None, slots: int = 1,
+    def __init__(self, directory: Path | str | Any, *, comm: Communicator | None = None, slots: int = 1,
                  max_staging_bytes: int | None = None, policy: Literal["wait", "fail"] = "wait",
                  copy_threads: int = 2, write_threads: int = 4) -> None:
         if slots not in (1, 2) or policy not in ("wait", "fail"):
             raise CheckpointError(f"slots must be 1 or 2 and policy 'wait' or 'fail' (got {slots}, {policy!r})")
-        self.directory = Path(directory)
+        if isinstance(directory, (str, os.PathLike)):
+            self.directory: Path | None = Path(directory)
+            self._save: Any = functools.partial(save, self.directory, comm=comm)
+        else:  # a TieredStore: save to the local tier, drain in the background
+            self.directory, self._save = None, directory.save
         self.comm, self.policy = comm, policy
         self.max_staging_bytes = max_staging_bytes
         self._slots = [_Slot() for _ in range(slots)]
@@ -155,8 +162,8 @@ class AsyncSaver:
                 return
             handle, slot, staged, kw = item
             try:
-                handle._result = save(self.directory, staged, step=handle.step, comm=self.comm,
-                                      threads=kw.pop("threads", self._write_threads), **kw)
+                handle._result = self._save(staged, step=handle.step,
+                                            threads=kw.pop("threads", self._write_threads), **kw)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller via the handle
                 handle._error = exc
             finally:

@@ -47,10 +47,12 @@ class PruneResult:
     busy: list[int]  # would be removed, but a reader holds them; retried on the next prune
 
 
-def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False) -> PruneResult:
+def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False,
+          upto_step: int | None = None) -> PruneResult:
     """Delete the checkpoints ``policy`` does not keep. A checkpoint being read (shared lock on
     its manifest) is skipped; deletion renames into a trash name first, so a new reader never
-    sees a half-deleted checkpoint."""
+    sees a half-deleted checkpoint. ``upto_step`` protects newer checkpoints (e.g. a local tier's
+    checkpoints that are not drained yet) while still counting them as the newest."""
     root = Path(root)
     refs = store.list_checkpoints(root)
     tagged = {r.step for r in refs if _tags(r)}
@@ -58,11 +60,11 @@ def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False) -
     removed, busy = [], []
     with store.root_lock(root):
         for ref in refs:
-            if ref.step in kept:
+            if ref.step in kept or (upto_step is not None and ref.step > upto_step):
                 continue
             if dry_run:
                 removed.append(ref.step)
-            elif _remove_if_idle(root, ref):
+            elif remove_if_idle(root, ref):
                 removed.append(ref.step)
             else:
                 busy.append(ref.step)
@@ -81,7 +83,8 @@ def _tags(ref: store.CheckpointRef) -> list[str]:
         return []
 
 
-def _remove_if_idle(root: Path, ref: store.CheckpointRef) -> bool:
+def remove_if_idle(root: Path, ref: store.CheckpointRef) -> bool:
+    """Rename ``ref`` into the trash and delete it, unless a reader holds its manifest."""
     try:
         fd = os.open(ref.path / MANIFEST, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:

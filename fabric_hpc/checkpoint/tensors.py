@@ -85,8 +85,10 @@ class HostArray:
 
 
 def is_torch(obj: Any) -> bool:
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(obj, torch.Tensor)
+    # torch may be half imported by another thread (a restore casting bf16 imports it lazily):
+    # then no object can be a tensor yet, and torch.Tensor may not exist
+    tensor = getattr(sys.modules.get("torch"), "Tensor", None)
+    return tensor is not None and isinstance(obj, tensor)
 
 
 def host_view(obj: Any) -> tuple[np.ndarray, str]:

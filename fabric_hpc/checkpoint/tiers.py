@@ -1,55 +1,226 @@
-"""Tiers: save to fast node-local storage, drain committed checkpoints to a shared path in the
-background, restore from whichever tier holds the newest complete checkpoint.
+"""Tiers: save to fast node-local storage, drain to a shared filesystem in the background,
+restore from whichever tier holds the newest complete checkpoint. Works across nodes.
 
-Draining copies a committed checkpoint into the shared root with the same protocol as a save:
-temporary directory, fsync'd files and directories, rename, ``latest`` swap. Single node (all
-ranks see the same local directory)."""
+Every rank writes its chunk files into its own node's local root; no rank waits for the shared
+filesystem. Ranks are grouped into nodes by a node name (the host name by default).
+
+Local root (on each node)::
+
+    LOCAL/step-N/        a complete checkpoint (one node holds every chunk: a single-node job)
+    LOCAL/part-step-N/   this node's part of a multi-node checkpoint: its chunk files, the full
+                         metadata and manifest, and ``part.json`` (token, node index, chunk list)
+
+Shared root::
+
+    SHARED/.drain-step-N-TOKEN/   chunk files arriving from each node, plus one ``.node-I`` marker
+                                  per node, written after that node's files are fsync'd
+    SHARED/step-N/                committed by the node whose marker completes the set
+
+Each node drains its own part in a background thread (copy, fsync, marker). Under the shared
+root's lock, the node that finds every marker present writes the metadata and manifest,
+renames the staging directory to ``step-N`` and moves ``latest`` forward: the global commit
+needs no collective call, so it can run while the training loop goes on. A node that dies
+before its marker leaves a staging directory that never commits; the next commit of a later
+step removes it. ``flock`` must work across nodes on the shared filesystem (NFSv4, Lustre
+mounted with ``flock``, GPFS).
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
+import re
 import shutil
+import socket
 import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fabric_hpc.checkpoint import fsio, store
-from fabric_hpc.checkpoint.errors import CheckpointNotFoundError
-from fabric_hpc.checkpoint.reader import open_checkpoint
-from fabric_hpc.checkpoint.retention import RetentionPolicy, prune
-from fabric_hpc.checkpoint.writer import SaveResult, save
+from fabric_hpc.checkpoint.contracts import Communicator, SingleProcess
+from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointNotFoundError
+from fabric_hpc.checkpoint.format import MANIFEST, Manifest, chunk_key, parse_manifest
+from fabric_hpc.checkpoint.retention import RetentionPolicy, prune, remove_if_idle
+from fabric_hpc.checkpoint.writer import (
+    DEFAULT_THREADS, SaveResult, build_manifest, check_header, collective, gather_or_raise, plan,
+    save_header, write_metadata, write_pieces,
+)
 from fabric_hpc.events import emit
 
+PART_PREFIX = "part-"
+PART_FILE = "part.json"
+DRAIN_PREFIX = ".drain-"
+_PART_DIR = re.compile(r"^part-step-(\d{10})$")
+_DRAIN_DIR = re.compile(r"^\.drain-step-(\d{10})-[0-9a-f]+$")
 
-def copy_checkpoint(src: Path | str, dest_root: Path | str) -> Path:
-    """Durably copy a committed checkpoint directory into ``dest_root`` (atomic commit there)."""
-    ckpt = open_checkpoint(src)
-    dest_root = Path(dest_root)
-    fsio.make_dirs(dest_root)
-    final = dest_root / ckpt.path.name
-    with store.root_lock(dest_root):
-        store.clean_leftovers(dest_root)
-        if final.exists():
-            return final
-        tmp = dest_root / f"{store.TMP_PREFIX}{ckpt.path.name}-{os.getpid()}-{os.urandom(4).hex()}"
-    with store.reading(ckpt.ref):
-        dirs = []
-        for dirpath, _, files in os.walk(ckpt.path):
-            rel = Path(dirpath).relative_to(ckpt.path)
-            fsio.make_dir(tmp / rel)
-            dirs.append(tmp / rel)
-            for name in files:
-                _copy_file(Path(dirpath) / name, tmp / rel / name)
-    for d in sorted(dirs, key=lambda p: -len(p.parts)):
-        fsio.fsync_dir(d)
-    with store.root_lock(dest_root):
+
+@dataclass(frozen=True)
+class LocalPart:
+    """What one node holds of a tiered save: a complete checkpoint (``nodes == 1``) or a part."""
+
+    path: Path
+    step: int
+    token: str
+    node: int
+    nodes: int
+
+    @property
+    def complete(self) -> bool:
+        return self.nodes == 1
+
+
+def save_local(local: Path | str, state: Mapping[str, Any], *, step: int, comm: Communicator | None = None,
+               node: str | None = None, layout: Mapping[str, Any] | None = None,
+               tags: list[str] | tuple[str, ...] = (), metadata: Mapping[str, Any] | None = None,
+               threads: int = DEFAULT_THREADS) -> tuple[SaveResult, LocalPart | None]:
+    """Collective: every rank writes its pieces of ``state`` under its node's ``local`` root;
+    each node's first rank commits what the node holds (see the module doc). Returns the
+    save's result, and this node's part on the node's first rank (which drains it; None on
+    the other ranks)."""
+    comm = comm or SingleProcess()
+    rank, world = comm.Get_rank(), comm.Get_size()
+    check_header(step, layout, tags, metadata)
+    t0 = time.perf_counter()
+    keys, leader = node_keys(comm, node)
+    order = list(dict.fromkeys(keys))
+    token = comm.bcast(os.urandom(6).hex() if rank == 0 else None, root=0)
+    part = LocalPart(Path(local) / store.step_dir_name(step), step, token, order.index(keys[rank]), len(order))
+    tmp = Path(local) / f"{store.TMP_PREFIX}{store.step_dir_name(step)}-{token}"
+    gather_or_raise(comm, lambda: _begin_local(Path(local), step, tmp) if leader else None)
+    try:
+        def work() -> tuple[dict, dict]:
+            metas, pieces = plan(state, rank, world)
+            return metas, write_pieces(tmp, pieces, threads)
+        per_rank = gather_or_raise(comm, work)
+        header = save_header(step, world, layout, tags, metadata)
+        manifest, held = collective(comm, lambda: _manifest_and_owners(header, per_rank, keys, order)
+                                    if rank == 0 else None)
+        gather_or_raise(comm, lambda: _finish_local(tmp, part, manifest, held[part.node]) if leader else None)
+    except BaseException:
+        if leader:
+            fsio.remove_tree(tmp)
+        raise
+    if not part.complete:
+        part = LocalPart(Path(local) / f"{PART_PREFIX}{store.step_dir_name(step)}", step, token,
+                         part.node, part.nodes)
+    res = SaveResult(part.path, step, manifest.nbytes, time.perf_counter() - t0)
+    if rank == 0:
+        emit("checkpoint.saved", path=str(part.path), step=step, bytes=manifest.nbytes, tier="local",
+             seconds=round(res.seconds, 3), world_size=world, nodes=part.nodes)
+    return res, part if leader else None
+
+
+def node_keys(comm: Communicator, node: str | None) -> tuple[list[str], bool]:
+    """Collective: every rank's node name, and whether this rank is its node's first rank."""
+    keys = comm.bcast(comm.gather(node or socket.gethostname(), root=0), root=0)
+    return keys, keys.index(keys[comm.Get_rank()]) == comm.Get_rank()
+
+
+def _begin_local(local: Path, step: int, tmp: Path) -> None:
+    fsio.make_dirs(local)
+    with store.root_lock(local):
+        store.clean_leftovers(local)
+        for name in (store.step_dir_name(step), f"{PART_PREFIX}{store.step_dir_name(step)}"):
+            if (local / name).exists():
+                raise CheckpointError(f"checkpoint for step {step} already exists in {local / name}",
+                                      hint="save under a new step, or prune/delete the old one first")
+        fsio.make_dir(tmp)
+
+
+def _manifest_and_owners(header: dict, per_rank: list, keys: list[str],
+                         order: list[str]) -> tuple[Manifest, list[list[list]]]:
+    """The global manifest, and for each node the [tensor, chunk index] pairs it holds."""
+    held: list[list[list]] = [[] for _ in order]
+    for rank, (_, written) in enumerate(per_rank):
+        held[order.index(keys[rank])].extend([name, c["index"]] for name, cs in written.items() for c in cs)
+    return build_manifest(header, per_rank), held
+
+
+def _finish_local(tmp: Path, part: LocalPart, manifest: Manifest, held: list[list]) -> None:
+    write_metadata(tmp, manifest, all_arrays=True)
+    local = tmp.parent
+    if part.complete:
+        final = local / store.step_dir_name(part.step)
+    else:
+        info = {"step": part.step, "token": part.token, "node": part.node, "nodes": part.nodes, "chunks": held}
+        fsio.write_small(tmp / PART_FILE, json.dumps(info).encode())
+        fsio.fsync_dir(tmp)
+        final = local / f"{PART_PREFIX}{store.step_dir_name(part.step)}"
+    with store.root_lock(local):
         os.rename(tmp, final)
-        fsio.fsync_dir(dest_root)
-        latest = store.read_latest(dest_root)
+        fsio.fsync_dir(local)
+        if part.complete:
+            store.set_latest(local, final.name)
+
+
+def local_parts(local: Path | str) -> list[LocalPart]:
+    """The parts of multi-node checkpoints under a local root, oldest first."""
+    out = []
+    root = Path(local)
+    for entry in (os.scandir(root) if root.is_dir() else []):
+        if _PART_DIR.match(entry.name) and os.path.exists(os.path.join(entry.path, PART_FILE)):
+            info = json.loads(Path(entry.path, PART_FILE).read_bytes())
+            out.append(LocalPart(Path(entry.path), info["step"], info["token"], info["node"], info["nodes"]))
+    return sorted(out, key=lambda p: p.step)
+
+
+def drain(part: LocalPart, shared: Path | str) -> Path | None:
+    """Copy this node's files of ``part`` into the shared staging directory, mark the node
+    done, and commit ``step-N`` if every node is done. Returns the committed path (also when
+    it already existed), or None while other nodes are still draining."""
+    shared = Path(shared)
+    fsio.make_dirs(shared)
+    final = shared / store.step_dir_name(part.step)
+    if final.exists():
+        return final
+    manifest = parse_manifest((part.path / MANIFEST).read_bytes(), str(part.path / MANIFEST))
+    if part.complete:
+        held = [[name, c.index] for name, e in manifest.tensors.items() for c in e.chunks]
+    else:
+        held = json.loads((part.path / PART_FILE).read_bytes())["chunks"]
+    staging = shared / f"{DRAIN_PREFIX}{store.step_dir_name(part.step)}-{part.token}"
+    _copy_chunks(part.path, staging, held)
+    fsio.write_small(staging / f".node-{part.node}", b"")
+    fsio.fsync_dir(staging)
+    with store.root_lock(shared):
+        if final.exists() or not staging.exists():
+            return final if final.exists() else None
+        markers = [staging / f".node-{i}" for i in range(part.nodes)]
+        if not all(m.exists() for m in markers):
+            return None
+        write_metadata(staging, manifest, all_arrays=True)
+        for m in markers:
+            m.unlink()
+        fsio.fsync_dir(staging)
+        os.rename(staging, final)
+        fsio.fsync_dir(shared)
+        latest = store.read_latest(shared)
         if latest is None or latest < final.name:
-            store.set_latest(dest_root, final.name)
+            store.set_latest(shared, final.name)
+        _remove_stale_drains(shared, part.step)
+    emit("checkpoint.saved", path=str(final), step=part.step, bytes=manifest.nbytes, tier="shared",
+         nodes=part.nodes)
     return final
+
+
+def _copy_chunks(src: Path, staging: Path, held: list[list]) -> None:
+    fsio.make_dirs(staging)
+    files, dirs = [], {staging}
+    for name, index in held:
+        d = staging / name
+        fsio.make_dirs(d)
+        while d != staging:
+            dirs.add(d)
+            d = d.parent
+        dst = staging / name / chunk_key(index)
+        dst.unlink(missing_ok=True)  # a retried drain of this node
+        _copy_file(src / name / chunk_key(index), dst)
+        files.append(dst)
+    fsio.fsync_paths(files + sorted(dirs))
 
 
 def _copy_file(src: Path, dst: Path) -> None:
@@ -57,9 +228,16 @@ def _copy_file(src: Path, dst: Path) -> None:
     try:
         with open(src, "rb") as fin, os.fdopen(os.dup(fd), "wb") as fout:
             shutil.copyfileobj(fin, fout, fsio.BLOCK)
-        os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _remove_stale_drains(shared: Path, step: int) -> None:
+    """Staging directories of this or older steps can never commit now (a node died)."""
+    for entry in os.scandir(shared):
+        m = _DRAIN_DIR.match(entry.name)
+        if m and int(m.group(1)) <= step:
+            fsio.remove_tree(Path(entry.path))
 
 
 def newest_complete(*roots: Path | str) -> store.CheckpointRef:
@@ -78,47 +256,87 @@ def newest_complete(*roots: Path | str) -> store.CheckpointRef:
 
 
 class TieredStore:
-    """Save locally (fast), drain to ``shared`` in a background thread, prune the local tier."""
+    """Save to ``local`` (fast, per node), drain to ``shared`` in a background thread, prune the
+    local tier once drained. With ``comm`` (mpi4py), ``save`` is collective; ``node`` names this
+    rank's node (default: the host name); each node's first rank drains and prunes its node's
+    local tier. ``resume`` drains what a previous run of the job left
+    undrained in the local tier. Use as a context manager, or call ``close()``."""
 
-    def __init__(self, local: Path | str, shared: Path | str, *,
-                 local_retention: RetentionPolicy | None = RetentionPolicy(keep_last=2)) -> None:
+    def __init__(self, local: Path | str, shared: Path | str, *, comm: Communicator | None = None,
+                 node: str | None = None, local_retention: RetentionPolicy | None = RetentionPolicy(keep_last=2),
+                 resume: bool = True) -> None:
         self.local, self.shared = Path(local), Path(shared)
+        self.comm, self.node = comm, node
         self.local_retention = local_retention
         self.errors: list[BaseException] = []
-        self._queue: queue.Queue[Path | None] = queue.Queue()
+        self._queue: queue.Queue[LocalPart | None] = queue.Queue()
+        self._leader = node_keys(comm or SingleProcess(), node)[1]
+        if resume and self._leader:
+            for part in self._undrained():
+                self._queue.put(part)
         self._thread = threading.Thread(target=self._drain, name="ckpt-drain", daemon=True)
         self._thread.start()
 
-    def save(self, state: Any, *, step: int, **kw: Any) -> SaveResult:
-        result = save(self.local, state, step=step, **kw)
-        self._queue.put(result.path)
-        return result
+    def save(self, state: Mapping[str, Any], *, step: int, **kw: Any) -> SaveResult:
+        """Save to the local tier (collective with ``comm``); the drain follows in the background."""
+        res, part = save_local(self.local, state, step=step, comm=self.comm, node=self.node, **kw)
+        if part is not None:
+            self._queue.put(part)
+        return res
 
-    def enqueue(self, path: Path) -> None:
-        """Drain an already committed local checkpoint (e.g. from an AsyncSaver)."""
-        self._queue.put(Path(path))
+    def _undrained(self) -> list[LocalPart]:
+        try:
+            done = {r.step for r in store.list_checkpoints(self.shared)}
+        except CheckpointNotFoundError:
+            done = set()
+        try:
+            whole = [LocalPart(r.path, r.step, os.urandom(6).hex(), 0, 1) for r in store.list_checkpoints(self.local)]
+        except CheckpointNotFoundError:
+            return []
+        return sorted((p for p in whole + local_parts(self.local) if p.step not in done), key=lambda p: p.step)
 
     def _drain(self) -> None:
-        while (path := self._queue.get()) is not None:
+        while (part := self._queue.get()) is not None:
             try:
-                dest = copy_checkpoint(path, self.shared)
-                emit("checkpoint.drained", src=str(path), dest=str(dest))
-                if self.local_retention:
-                    prune(self.local, self.local_retention)
+                t0 = time.perf_counter()
+                final = drain(part, self.shared)
+                emit("checkpoint.drained", src=str(part.path), dest=str(final) if final else None,
+                     node=part.node, nodes=part.nodes, seconds=round(time.perf_counter() - t0, 3))
+                self._prune_local(part.step)
             except BaseException as exc:  # noqa: BLE001 - surfaced through .errors / flush()
                 self.errors.append(exc)
             finally:
                 self._queue.task_done()
 
+    def _prune_local(self, drained: int) -> None:
+        """Apply the local retention to what is drained (step <= ``drained``), never to newer
+        saves still waiting in the queue."""
+        if self.local_retention is None:
+            return
+        prune(self.local, self.local_retention, upto_step=drained)
+        parts = local_parts(self.local)
+        keep = {p.step for p in parts[-self.local_retention.keep_last:]}
+        with store.root_lock(self.local):
+            for p in parts:
+                if p.step <= drained and p.step not in keep:
+                    remove_if_idle(self.local, store.CheckpointRef(p.path, p.step))
+
     def flush(self) -> None:
-        """Wait until everything queued has reached the shared tier; raise the first error."""
+        """Wait until everything queued has been drained by this node; raise the first error."""
         self._queue.join()
         if self.errors:
             raise self.errors[0]
 
     def newest(self) -> store.CheckpointRef:
+        """The newest complete checkpoint this node can restore from (local tier wins a tie)."""
         return newest_complete(self.local, self.shared)
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join()
+
+    def __enter__(self) -> TieredStore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -186,9 +186,9 @@ def save(directory: Path | str, state: Mapping[str, Any], *, step: int,
     comm = comm or SingleProcess()
     rank, world = comm.Get_rank(), comm.Get_size()
     root = Path(directory)
-    _check_header(step, layout, tags, metadata)
+    check_header(step, layout, tags, metadata)
     t0 = time.perf_counter()
-    started = _collective(comm, lambda: _begin(root, step) if rank == 0 else None)
+    started = collective(comm, lambda: _begin(root, step) if rank == 0 else None)
     tmp, cleaned = Path(started[0]), started[1]
     try:
         def work() -> tuple[dict, dict]:
@@ -197,11 +197,9 @@ def save(directory: Path | str, state: Mapping[str, Any], *, step: int,
             if _after_chunks is not None:
                 _after_chunks()
             return metas, written
-        result = _gather_or_raise(comm, work)
-        header = {"step": step, "world_size": record_world_size or world, "layout": dict(layout or {}),
-                  "tags": list(tags), "user_metadata": dict(metadata or {}),
-                  "created_at": _created_at or datetime.now(UTC).isoformat(timespec="seconds")}
-        final = _collective(comm, lambda: str(_commit(root, tmp, header, result)) if rank == 0 else None)
+        result = gather_or_raise(comm, work)
+        header = save_header(step, record_world_size or world, layout, tags, metadata, _created_at)
+        final = collective(comm, lambda: str(_commit(root, tmp, header, result)) if rank == 0 else None)
     except BaseException:
         if rank == 0:
             fsio.remove_tree(tmp)
@@ -216,7 +214,7 @@ def save(directory: Path | str, state: Mapping[str, Any], *, step: int,
     return res
 
 
-def _check_header(step: Any, layout: Any, tags: Any, metadata: Any) -> None:
+def check_header(step: Any, layout: Any, tags: Any, metadata: Any) -> None:
     """Fail before writing anything if the manifest fields cannot be stored as JSON."""
     import json
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
@@ -243,7 +241,7 @@ def _begin(root: Path, step: int) -> tuple[str, list[str]]:
     return str(tmp), cleaned
 
 
-def _collective(comm: Communicator, fn: Any) -> Any:
+def collective(comm: Communicator, fn: Any) -> Any:
     """Run ``fn`` on rank 0 and broadcast its value, or its error to every rank."""
     try:
         out: Any = ("ok", fn())
@@ -266,7 +264,7 @@ def _polite_wait(comm: Communicator) -> None:
         time.sleep(0.0005)
 
 
-def _gather_or_raise(comm: Communicator, fn: Any) -> list | None:
+def gather_or_raise(comm: Communicator, fn: Any) -> list | None:
     try:
         mine: Any = ("ok", fn())
     except Exception as exc:  # noqa: BLE001
@@ -280,12 +278,24 @@ def _gather_or_raise(comm: Communicator, fn: Any) -> list | None:
     return [g[1] for g in gathered] if gathered else None
 
 
-def _commit(root: Path, tmp: Path, header: dict[str, Any], per_rank: list) -> Path:
+def build_manifest(header: dict[str, Any], per_rank: list) -> Manifest:
+    """The manifest of a save from every rank's (metadata, written chunks); checks completeness."""
     tensors = _merge(per_rank)
+    return Manifest(format=FORMAT_NAME, format_version=required_version(tensors), **header,
+                    nbytes=sum(c.nbytes for t in tensors.values() for c in t.chunks), tensors=tensors)
+
+
+def save_header(step: int, world: int, layout: Mapping[str, Any] | None, tags: Any,
+                metadata: Mapping[str, Any] | None, created_at: str | None = None) -> dict[str, Any]:
+    return {"step": step, "world_size": world, "layout": dict(layout or {}), "tags": list(tags),
+            "user_metadata": dict(metadata or {}),
+            "created_at": created_at or datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def _commit(root: Path, tmp: Path, header: dict[str, Any], per_rank: list) -> Path:
+    manifest = build_manifest(header, per_rank)
     step = header["step"]
-    manifest = Manifest(format=FORMAT_NAME, format_version=required_version(tensors), **header,
-                        nbytes=sum(c.nbytes for t in tensors.values() for c in t.chunks), tensors=tensors)
-    _write_metadata(tmp, manifest)
+    write_metadata(tmp, manifest)
     final = root / store.step_dir_name(step)
     with store.root_lock(root):
         if final.exists():
@@ -325,13 +335,14 @@ def _merge(per_rank: list[tuple[dict, dict]]) -> dict[str, TensorEntry]:
     return out
 
 
-def _write_metadata(tmp: Path, manifest: Manifest) -> None:
-    """zarr.json for every array and group and the root (with the manifest), then fsync all of
-    them and every directory, concurrently. The checkpoint is not visible until the rename."""
+def write_metadata(tmp: Path, manifest: Manifest, *, all_arrays: bool = False) -> None:
+    """zarr.json for every group and the root (with the manifest), and for every array whose
+    chunk 0 no rank wrote (or all arrays), then fsync all of them and every directory,
+    concurrently. The checkpoint is not visible until the rename."""
     groups: set[str] = set()
     written: list[Path] = []
     for name, entry in manifest.tensors.items():
-        if not any(not any(c.index) for c in entry.chunks):  # no rank held chunk 0 (empty tensor)
+        if all_arrays or not any(not any(c.index) for c in entry.chunks):
             fsio.make_dirs(tmp / name)
             fsio.write_small(tmp / name / "zarr.json", dumps(array_metadata(entry)), fsync=False)
             written.append(tmp / name / "zarr.json")

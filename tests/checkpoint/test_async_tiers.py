@@ -118,17 +118,29 @@ def test_concurrent_prune_while_restoring(tmp_path: Path) -> None:
 
 def test_tiers_drain_and_restore_from_newest(tmp_path: Path) -> None:
     local, shared = tmp_path / "local", tmp_path / "shared"
-    tiers = TieredStore(local, shared, local_retention=RetentionPolicy(keep_last=1))
-    for step in (1, 2, 3):
-        tiers.save({"a": np.full(5, step)}, step=step)
-    tiers.flush()
-    tiers.close()
+    with TieredStore(local, shared, local_retention=RetentionPolicy(keep_last=1)) as tiers:
+        for step in (1, 2, 3):  # saves outrun the drain: undrained ones must survive local pruning
+            tiers.save({"a": np.full(5, step)}, step=step)
+        tiers.flush()
     assert [r.step for r in list_checkpoints(shared)] == [1, 2, 3]
     assert [r.step for r in list_checkpoints(local)] == [3]
     assert verify(shared).ok and read_latest(shared) == "step-0000000003"
+    assert [p.name for p in shared.iterdir() if p.name.startswith(".")] == [".lock"]
     save(shared, {"a": np.full(5, 9)}, step=9)  # e.g. another node got further
     ref = newest_complete(local, shared)
     assert ref.step == 9 and restore(ref.path)["a"][0] == 9
+
+
+def test_async_saves_into_tiers_and_a_restart_drains_what_was_left(tmp_path: Path) -> None:
+    local, shared = tmp_path / "local", tmp_path / "shared"
+    save(local, {"a": np.full(3, 4)}, step=4)  # committed locally, never drained (job killed)
+    with TieredStore(local, shared, resume=True) as tiers, AsyncSaver(tiers) as saver:
+        handle = saver.save({"a": np.full(3, 5), "b": np.ones((2, 2), np.float32)}, step=5)
+        assert handle.wait().path == local / "step-0000000005"
+        tiers.flush()
+        assert tiers.newest().step == 5
+    assert [r.step for r in list_checkpoints(shared)] == [4, 5] and verify(shared, step=4).ok
+    assert restore(shared)["b"].tolist() == [[1, 1], [1, 1]]
 
 
 def test_hdf5_round_trip_is_exact(tmp_path: Path) -> None:
