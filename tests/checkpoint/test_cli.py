@@ -99,6 +99,10 @@ def test_mesh_split_reshard_show_and_bad_mesh(tmp_path: Path, capsys: pytest.Cap
     got = restore(tmp_path / "b", rank=5, world_size=8, mesh=(4, 2))["x"]
     assert np.array_equal(got, x[5:9, 6:9])
     assert np.array_equal(restore(tmp_path / "b", rank=1, world_size=2)["x"], x[:, 5:])  # first split dim
+    code, _, _ = _run(capsys, "ckpt", "export", str(tmp_path / "b"), "--h5", str(tmp_path / "b.h5"))
+    code2, _, _ = _run(capsys, "ckpt", "import", "--h5", str(tmp_path / "b.h5"), str(tmp_path / "b2"))
+    assert code == code2 == 0
+    assert open_checkpoint(tmp_path / "b2").manifest == open_checkpoint(tmp_path / "b").manifest
     code, _, err = _run(capsys, "ckpt", "restore", str(tmp_path / "a"), "--to-world-size", "8", "--mesh", "3x3",
                         "--out", str(tmp_path / "c"))
     assert code != 0 and "does not multiply to world size 8" in err and "Traceback" not in err
