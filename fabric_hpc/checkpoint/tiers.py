@@ -31,7 +31,6 @@ import json
 import os
 import queue
 import re
-import shutil
 import socket
 import threading
 import time
@@ -224,10 +223,16 @@ def _copy_chunks(src: Path, staging: Path, held: list[list]) -> None:
 
 
 def _copy_file(src: Path, dst: Path) -> None:
+    """Copy in the kernel (sendfile), no user-space buffer; fsync'd later in one batch."""
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, fsio.FILE_MODE)
     try:
-        with open(src, "rb") as fin, os.fdopen(os.dup(fd), "wb") as fout:
-            shutil.copyfileobj(fin, fout, fsio.BLOCK)
+        with open(src, "rb") as fin:
+            size, offset = os.fstat(fin.fileno()).st_size, 0
+            while offset < size:
+                sent = os.sendfile(fd, fin.fileno(), offset, min(size - offset, 1 << 30))
+                if sent == 0:
+                    raise CheckpointError(f"{src} shrank while it was drained", hint="save again")
+                offset += sent
     finally:
         os.close(fd)
 
