@@ -22,9 +22,9 @@ reservation). With ``preempt_benefit_ratio`` preemption happens only when the wa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import attrgetter
+from typing import ClassVar
 
 import numpy as np
 
@@ -105,6 +105,9 @@ class Scheduler:
     #: Preempt only when the waiting avoided (gang GPUs × time to its earliest start without
     #: preemption) is at least this many times the GPU-hours the victims lose. 0: always preempt.
     preempt_benefit_ratio: float = 0.0
+    #: Skip, after a blocked job, the jobs the walk could only give a reason (see ``_walk``). A
+    #: speed switch (the tests turn it off to check that the decisions do not change).
+    fast_walk: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         self._ends: dict[int, tuple[RunningJob, float, np.ndarray]] = {}
@@ -113,27 +116,47 @@ class Scheduler:
         self._no_victims: set[tuple] = set()
 
     def schedule(self, view: SchedulerInput) -> Decisions:
-        out = Decisions(priorities=self.priority.priorities(view))
+        ids, prio, submit = self._priorities(view)
+        out = Decisions(priorities=dict(zip(ids, prio.tolist())))
         plan = _Plan(view.state.copy(), self._running_ends(view))
         plan.free_n = int(np.count_nonzero(plan.state.free))
+        blocked_before = self._walk(self._examined(view.pending, ids, prio, submit), view, plan, out)
+        reasons = dict.fromkeys(ids, "Priority" if blocked_before else "Resources")  # not examined
+        reasons.update(out.reasons)
+        for j, _ in out.start:
+            del reasons[j.id]
+        out.reasons = reasons
+        return out
+
+    def _walk(self, examined: list, view: SchedulerInput, plan: _Plan, out: Decisions) -> bool:
+        """Start, preempt for or reserve each examined job in order; True if one was blocked."""
         running = list(view.running)
         victims_for = self._victim_tiers(running)
         reservations = self.backfill.reservations if view.backfill else 0
         blocked_before = False
-        ids = list(map(_JOB_ID, view.pending))
-        for pending in self._examined(view.pending, ids, out.priorities):
+        skipped: list[Job] = []
+        for pending in examined:
             job = pending.job
-            if blocked_before and reservations == 0:
-                break
+            if blocked_before:
+                if reservations == 0:
+                    break
+                # fast path, the outcome of the full walk below: the job is too big for the free
+                # GPUs, may not preempt, and no reservation is left to give, so it only gets a reason
+                if (self.fast_walk and job.gpus > plan.free_n and job.tier not in victims_for
+                        and len(out.reservations) >= reservations):
+                    skipped.append(job)
+                    continue
             hold = self._compact_hold(job, view.now, view.state.fab)
             placement = self._try_now(hold or job, view.now, plan)
-            if placement is None and self.preemption is not None and job.tier in victims_for:
+            if placement is None and job.tier in victims_for:
                 placement = self._try_preempt(hold or job, view, plan, running, out)
-                victims_for = self._victim_tiers(running)
+                if placement is not None:  # ``running`` changes only when victims were evicted
+                    victims_for = self._victim_tiers(running)
             if placement is not None:
                 self._commit(job, placement, view.now, plan, out, running)
-                if self.tiers.get(job.tier, DEFAULT_TIERS["normal"]).preemptible:
-                    victims_for = self._victim_tiers(running)
+                tier = self.tiers.get(job.tier, DEFAULT_TIERS["normal"])
+                if tier.preemptible and self.preemption is not None:  # = _victim_tiers(running) again
+                    victims_for = victims_for | set(tier.preempted_by)
                 if blocked_before:
                     out.backfilled.add(job.id)
                 continue
@@ -146,21 +169,39 @@ class Scheduler:
                     out.reservations[job.id] = resv
             out.reasons[job.id] = "Priority" if blocked_before else "Resources"
             blocked_before = True
-        reasons = dict.fromkeys(ids, "Priority" if blocked_before else "Resources")  # not examined
-        reasons.update(out.reasons)
-        for j, _ in out.start:
-            del reasons[j.id]
-        out.reasons = reasons
-        return out
+        self._skipped_reasons(skipped, view.now, out)
+        return blocked_before
 
-    def _examined(self, pending, ids: list[str], prio: dict[str, float]) -> list:
+    def _skipped_reasons(self, skipped: list[Job], now: float, out: Decisions) -> None:
+        """Reasons of fast-path jobs: "Topology" while held for a compact placement, else "Priority"
+        (they come after a blocked job: the default :meth:`schedule` gives, so not stored)."""
+        if self.compact_wait_s is None:
+            return
+        wait = self.compact_wait_s
+        for job in skipped:
+            if now - job.submit < wait and self._holds(job, now):  # the first test: a cheap pre-filter
+                out.reasons[job.id] = "Topology"
+
+    def _priorities(self, view: SchedulerInput) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(ids, priorities, submit times) of ``view.pending`` as arrays: from the priority policy's
+        ``ranked`` where it has one (the same numbers as its ``priorities``), else from the dict."""
+        ranked = getattr(self.priority, "ranked", None)
+        if ranked is not None:
+            return ranked(view)
+        by_id = self.priority.priorities(view)
+        ids = list(map(_JOB_ID, view.pending))
+        submit = np.array([p.job.submit for p in view.pending], float)
+        return ids, np.fromiter(map(by_id.__getitem__, ids), float, len(ids)), submit
+
+    def _examined(self, pending, ids: list[str], prio: np.ndarray, submit: np.ndarray) -> list:
         """The first ``max_job_test`` pending jobs in priority order (ties: submit time, then id)."""
         limit = self.backfill.max_job_test
-        cand: Iterable[int] = range(len(ids))
+        neg = -prio
+        cand = np.arange(len(ids))
         if len(ids) > limit > 0:  # only jobs at least as high as the limit-th priority can be in it
-            neg = -np.fromiter(map(prio.__getitem__, ids), float, len(ids))
-            cand = np.flatnonzero(neg <= np.partition(neg, limit - 1)[limit - 1]).tolist()
-        keys = sorted((-prio[ids[n]], pending[n].job.submit, ids[n], n) for n in cand)
+            cand = np.flatnonzero(neg <= np.partition(neg, limit - 1)[limit - 1])
+        n = cand.tolist()
+        keys = sorted(zip(neg[cand].tolist(), submit[cand].tolist(), [ids[k] for k in n], n))
         return [pending[k[3]] for k in keys[:limit]]
 
     def _running_ends(self, view: SchedulerInput) -> list[tuple[float, np.ndarray]]:
@@ -179,8 +220,10 @@ class Scheduler:
         return [(e if e > now else now, idx) for _, e, idx in vals]
 
     def _victim_tiers(self, running: list) -> set[str]:
-        """Tiers that may preempt at least one running gang."""
+        """Tiers that may preempt at least one running gang (none without a preemption policy)."""
         out: set[str] = set()
+        if self.preemption is None:
+            return out
         for tier in {r.job.tier for r in running}:
             t = self.tiers.get(tier)
             if t is not None and t.preemptible:
@@ -204,7 +247,7 @@ class Scheduler:
         if not blocked.any():
             return self.placer.place(job, plan.state)
         lv = fabric_levels(plan.state.fab)
-        if not may_fit(job.request, plan.state.free & ~blocked, plan.state.fab.index.gpu_host, lv.host_gpus):
+        if not may_fit(job.request, plan.state.free & ~blocked, plan.state.fab.index.gpu_host, lv.host_gpus, lv):
             return None
         return self.placer.place(job, masked_state(plan.state, blocked))
 
@@ -311,11 +354,15 @@ class Scheduler:
                 return t, tuple(gpus)
         return None
 
+    def _holds(self, job: Job, now: float) -> bool:
+        """Whether ``job`` may still wait for a compact placement (see ``compact_wait_s``)."""
+        r = job.request
+        return not (self.compact_wait_s is None or r.nodes is None or r.nodes < 2 or r.within or r.max_domains
+                    or now - job.submit >= self.compact_wait_s)
+
     def _compact_hold(self, job: Job, now: float, fab) -> Job | None:
         """The job with a compact-placement constraint while it may still wait for one, else None."""
-        r = job.request
-        if (self.compact_wait_s is None or r.nodes is None or r.nodes < 2 or r.within or r.max_domains
-                or now - job.submit >= self.compact_wait_s):
+        if not self._holds(job, now):
             return None
         hit = self._compact.get(job.id)
         if hit is not None and hit[0] is job and hit[1] is fab:  # same job object: same constrained copy

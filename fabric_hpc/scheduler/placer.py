@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fabric_hpc.placement import ClusterState, Placement, PlacementInfeasible, SolveOptions, place
-from fabric_hpc.placement.levels import fabric_levels
+from fabric_hpc.placement.levels import FabricLevels, fabric_levels
 from fabric_hpc.placement.request import Request
 from fabric_hpc.scheduler.contract import Job, Placer
 
@@ -59,8 +59,12 @@ def fit_gpus(placer: Placer, job: Job, state: ClusterState) -> tuple[str, ...] |
     return None if placement is None else placement.gpus
 
 
-def may_fit(request: Request, free: np.ndarray, gpu_host: np.ndarray, host_gpus: np.ndarray) -> bool:
-    """Necessary condition for ``request`` to fit the bool mask ``free`` (never a false "no")."""
+def may_fit(request: Request, free: np.ndarray, gpu_host: np.ndarray, host_gpus: np.ndarray,
+            levels: FabricLevels | None = None) -> bool:
+    """Necessary condition for ``request`` to fit the bool mask ``free`` (never a false "no").
+
+    With ``levels``, a ``max_domains`` request must also find what it needs in its best
+    ``max_domains`` domains (the solvers' own "max_domains" check, before any Problem is built)."""
     least = request.nodes if request.nodes is not None else (request.gpus or 0)
     if request.nodes is not None and request.gpus_per_node is not None:
         least *= request.gpus_per_node
@@ -75,10 +79,19 @@ def may_fit(request: Request, free: np.ndarray, gpu_host: np.ndarray, host_gpus:
                 ok &= host_gpus == need
         else:
             ok = per_host >= (need or 1)
-        return int(ok.sum()) >= request.nodes
-    if request.whole_hosts:
-        return int(per_host[(per_host == host_gpus)].sum()) >= (request.gpus or 0)
-    return float(per_host.sum()) >= (request.gpus or 0)
+        units, want = ok.astype(float), float(request.nodes)  # hosts that can take one rank
+    elif request.whole_hosts:
+        units, want = np.where(per_host == host_gpus, per_host, 0.0), float(request.gpus or 0)
+    else:
+        units, want = per_host, float(request.gpus or 0)
+    if float(units.sum()) < want:
+        return False
+    if levels is None or not request.max_domains or request.max_domains_level not in levels.alias:
+        return True
+    dom = levels.host_dom[:, levels.alias[request.max_domains_level]]
+    caps = np.bincount(dom, weights=units)
+    best = np.sort(caps)[::-1][: request.max_domains]  # ranks in at most max_domains domains
+    return float(best.sum()) >= want
 
 
 @dataclass
@@ -139,7 +152,8 @@ class SolverPlacer:
     def _key(self, job: Job, state: ClusterState) -> tuple | None:
         """The memo key, or None when the counts alone rule a placement out."""
         free = state.free
-        if not may_fit(job.request, free, state.fab.index.gpu_host, fabric_levels(state.fab).host_gpus):
+        lv = fabric_levels(state.fab)
+        if not may_fit(job.request, free, state.fab.index.gpu_host, lv.host_gpus, lv):
             return None
         return request_key(job.request), np.packbits(free).tobytes()
 

@@ -25,7 +25,7 @@ import numpy as np
 from fabric_hpc.placement import ClusterState, Placement
 from fabric_hpc.placement.levels import fabric_levels
 from fabric_hpc.scheduler.contract import DEFAULT_TIERS, Job, Placer, Preemption, RunningJob, SchedulerInput, Tier
-from fabric_hpc.scheduler.placer import fit_gpus, masked_state
+from fabric_hpc.scheduler.placer import fit_gpus, masked_state, may_fit
 
 
 def gpu_hours_lost(r: RunningJob, now: float, restore_s: float = 0.0) -> float:
@@ -59,8 +59,13 @@ class GangPreemption:
         gpu_host = fab.index.gpu_host
         pos = fab.gpu_pos
         idx = [np.fromiter((pos[g] for g in r.gpus), np.int64) for r in cands]
-        cost = np.array([gpu_hours_lost(r, view.now, self.restore_s) for r in cands])
         free = state.free
+        freeable = free.copy()  # free once every candidate is evicted: a superset of any trial's free GPUs
+        for ix in idx:
+            freeable[ix] = True
+        if not may_fit(job.request, freeable, gpu_host, lv.host_gpus, lv):
+            return None  # every trial would fail this necessary check: no victim set can work
+        cost = np.array([gpu_hours_lost(r, view.now, self.restore_s) for r in cands])
         need = max(job.gpus, 1)
         best: tuple[tuple[float, int], list[int], np.ndarray] | None = None
         for level in range(len(lv.chain) + 1):
@@ -76,7 +81,10 @@ class GangPreemption:
                 continue
             doms = doms[np.argsort(-(free_d[doms]), kind="stable")][: self.max_domains]
             for d in doms:
-                got = self._in_domain(job, state, placer, dom_of_gpu == d, idx, cost)
+                inside = dom_of_gpu == d
+                if not may_fit(job.request, freeable & inside, gpu_host, lv.host_gpus, lv):
+                    continue  # as above, within the domain: _in_domain would find nothing
+                got = self._in_domain(job, state, placer, inside, idx, cost)
                 if got is not None and (best is None or got[0] < best[0]):
                     best = got
             if best is not None:

@@ -18,17 +18,17 @@ Follows Slurm's ``priority/multifactor`` plugin (https://slurm.schedmd.com/prior
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 
 import numpy as np
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.scheduler.contract import DEFAULT_TIERS, Job, SchedulerInput, Tier
+from fabric_hpc.scheduler.contract import DEFAULT_TIERS, Job, PendingJob, SchedulerInput, Tier
 
 DAY = 86_400.0
-_JOB, _ID, _ACCOUNT = attrgetter("job"), attrgetter("id"), attrgetter("job.account")
+_JOB, _ACCOUNT = attrgetter("job"), attrgetter("job.account")
 
 
 class UsageLedger:
@@ -85,14 +85,18 @@ class ClassicFairshare:
     def factors(self, view: SchedulerInput) -> dict[str, float]:
         found = set(map(_ACCOUNT, view.pending))
         found.update(map(_ACCOUNT, view.running), view.usage)
+        return self.factors_for(found, view.usage)
+
+    def factors_for(self, found: set[str], usage: Mapping[str, float]) -> dict[str, float]:
+        """:meth:`factors` given the accounts of the pending and running jobs and of ``usage``."""
         accounts = sorted(found)  # a fixed order: the float sums below do not depend on hashing
         raw = {a: float(self.shares.get(a, self.default_share)) for a in accounts}
         total_shares = sum(raw.values()) or 1.0
-        total_usage = sum(view.usage.values())
+        total_usage = sum(usage.values())
         out = {}
         for a in accounts:
             s = raw[a] / total_shares
-            u = view.usage.get(a, 0.0) / total_usage if total_usage > 0 else 0.0
+            u = usage.get(a, 0.0) / total_usage if total_usage > 0 else 0.0
             out[a] = 2.0 ** (-u / s) if s > 0 else 0.0
         return out
 
@@ -122,19 +126,35 @@ class MultifactorPriority:
                                  compare=False)
 
     def priorities(self, view: SchedulerInput) -> dict[str, float]:
-        jobs = list(map(_JOB, view.pending))
-        if not jobs:
-            return {}
-        fs = self.fairshare.factors(view) if self.weight_fairshare else {}
+        ids, prio, _ = self.ranked(view)
+        return dict(zip(ids, prio.tolist()))
+
+    def ranked(self, view: SchedulerInput) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(job ids, priorities, submit times) of ``view.pending`` in its order, as arrays: what
+        :meth:`priorities` returns, for a scheduler that sorts them without a dict round trip."""
+        if not view.pending:
+            return [], np.empty(0), np.empty(0)
         total = max(int(view.state.fab.index.gpu_host.size), 1)
-        rows = self._table.rows(jobs, total, self._static_terms)
         t = self._table
-        age = np.minimum(np.maximum(view.now - t.submit[rows], 0.0) / self.max_age_s, 1.0)
+        rows = t.rows(view.pending, total, self._static_terms)
+        fs = self._fairshare(view, rows) if self.weight_fairshare else {}
+        submit = t.submit[rows]
+        age = np.minimum(np.maximum(view.now - submit, 0.0) / self.max_age_s, 1.0)
         fs_acct = np.array([fs.get(a, 1.0) for a in t.accounts], float)
         # the module doc's sum, term by term in the same order: bit-identical to scalar code
         prio = (t.walltime[rows] + self.weight_age * age + self.weight_fairshare * fs_acct[t.account[rows]]
                 + t.size[rows] + t.tier[rows])
-        return dict(zip(map(_ID, jobs), prio.tolist()))
+        return t.ids[rows].tolist(), prio, submit
+
+    def _fairshare(self, view: SchedulerInput, rows: np.ndarray) -> dict[str, float]:
+        """The fairshare factors, the pending jobs' accounts read from the table (one numpy call)."""
+        factors_for = getattr(self.fairshare, "factors_for", None)
+        if factors_for is None:
+            return self.fairshare.factors(view)
+        t = self._table
+        found = {t.accounts[a] for a in np.flatnonzero(np.bincount(t.account[rows], minlength=len(t.accounts)))}
+        found.update(map(_ACCOUNT, view.running), view.usage)
+        return factors_for(found, view.usage)
 
     def _static_terms(self, job: Job, total: int) -> tuple[float, float, float]:
         """(walltime, size, tier) terms: fixed while the job waits (weights read at first sight)."""
@@ -155,8 +175,9 @@ _Terms = Callable[[Job, int], tuple[float, float, float]]
 
 
 class _StaticTable:
-    """Per-job columns (submit, account, static priority terms) in arrays, one row per job object
-    seen (keyed by ``id(job)``; the row keeps the job alive, so the key cannot be reused)."""
+    """Per-pending-job columns (id, submit, account, static priority terms) in arrays, one row per
+    :class:`PendingJob` object seen (keyed by ``id()``; the row keeps the object alive, so the key
+    cannot be reused, and a PendingJob is frozen, so its row never goes stale)."""
 
     def __init__(self) -> None:
         self.clear(0)
@@ -164,35 +185,41 @@ class _StaticTable:
     def clear(self, total: int) -> None:
         self.total = total
         self.row: dict[int, int] = {}
-        self.jobs: list[Job] = []
+        self.pending: list[PendingJob] = []
         self.accounts: list[str] = []
         self._acct: dict[str, int] = {}
+        self.ids = np.empty(0, object)
         self.submit = np.empty(0)
         self.walltime = np.empty(0)
         self.size = np.empty(0)
         self.tier = np.empty(0)
         self.account = np.empty(0, np.int64)
 
-    def rows(self, jobs: list[Job], total: int, terms: _Terms) -> np.ndarray:
-        if total != self.total or len(self.jobs) > 4 * len(jobs) + 4096:
+    def rows(self, pending: Sequence[PendingJob], total: int, terms: _Terms) -> np.ndarray:
+        if total != self.total or len(self.pending) > 4 * len(pending) + 4096:
             self.clear(total)
-        rows = list(map(self.row.get, map(id, jobs)))
-        if None in rows:
-            self._add([j for j, r in zip(jobs, rows) if r is None], total, terms)
-            rows = list(map(self.row.get, map(id, jobs)))
-        return np.array(rows, np.int64)
+        try:
+            return np.fromiter(map(self.row.get, map(id, pending)), np.int64, len(pending))
+        except TypeError:  # a None: some were never seen
+            rows = list(map(self.row.get, map(id, pending)))
+            self._add([p for p, r in zip(pending, rows) if r is None], total, terms)
+            return np.fromiter(map(self.row.get, map(id, pending)), np.int64, len(pending))
 
-    def _add(self, new: list[Job], total: int, terms: _Terms) -> None:
-        vals = [terms(j, total) for j in new]
-        for j in new:
+    def _add(self, new: list[PendingJob], total: int, terms: _Terms) -> None:
+        jobs = list(map(_JOB, new))
+        vals = [terms(j, total) for j in jobs]
+        for j in jobs:
             if j.account not in self._acct:
                 self._acct[j.account] = len(self.accounts)
                 self.accounts.append(j.account)
-        base = len(self.jobs)
-        self.jobs.extend(new)
-        self.row.update((id(j), base + k) for k, j in enumerate(new))
-        self.submit = np.concatenate([self.submit, [j.submit for j in new]])
+        base = len(self.pending)
+        self.pending.extend(new)
+        self.row.update((id(p), base + k) for k, p in enumerate(new))
+        ids = np.empty(len(jobs), object)
+        ids[:] = [j.id for j in jobs]
+        self.ids = np.concatenate([self.ids, ids])
+        self.submit = np.concatenate([self.submit, [j.submit for j in jobs]])
         self.walltime = np.concatenate([self.walltime, [v[0] for v in vals]])
         self.size = np.concatenate([self.size, [v[1] for v in vals]])
         self.tier = np.concatenate([self.tier, [v[2] for v in vals]])
-        self.account = np.concatenate([self.account, [self._acct[j.account] for j in new]]).astype(np.int64)
+        self.account = np.concatenate([self.account, [self._acct[j.account] for j in jobs]]).astype(np.int64)

@@ -1,0 +1,62 @@
+"""Speed-only shortcuts of the scheduler give the answers of the plain code they skip.
+
+* ``may_fit`` (with the fabric levels: the ``max_domains`` check) never says "no" to a request the
+  solver can place, so skipping the solver on its "no" changes nothing;
+* a replay with the shortcuts disabled (priority dict instead of ``ranked`` arrays, every examined
+  job walked in full, no "no victim set" pre-checks) makes the same decisions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fabric_hpc.placement import ClusterState, PlacementInfeasible, Request, place
+from fabric_hpc.placement.levels import fabric_levels
+from fabric_hpc.scheduler import core, fabric_policy, preempt
+from fabric_hpc.scheduler.placer import may_fit
+
+from .helpers import fabric
+from .test_pinned_schedule import _digest
+
+FAB = fabric(hosts=8, per_leaf=2)
+REQUESTS = [Request(nodes=2, gpus_per_node=8), Request(nodes=3, gpus_per_node=4), Request(gpus=12),
+            Request(nodes=4, gpus_per_node=8, max_domains=2), Request(nodes=3, gpus_per_node=2, max_domains=1),
+            Request(gpus=10, max_domains=1), Request(nodes=2, whole_hosts=True, max_domains=1)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(REQUESTS), st.lists(st.booleans(), min_size=len(FAB.gpus), max_size=len(FAB.gpus)))
+def test_may_fit_never_refuses_a_placeable_request(request, taken):
+    state = ClusterState(FAB)
+    busy = np.flatnonzero(taken)
+    if busy.size:
+        state.allocate("other", busy)
+    try:
+        place(FAB, state, request, solver="greedy")
+    except PlacementInfeasible:
+        return
+    lv = fabric_levels(FAB)
+    assert may_fit(request, state.free, FAB.index.gpu_host, lv.host_gpus, lv)
+
+
+class _DictOnly:
+    """A priority policy offering only ``priorities`` (the scheduler's fallback path)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def priorities(self, view):
+        return self.inner.priorities(view)
+
+
+@pytest.mark.parametrize("fab_ref,jobs,load", [("superpod:sus=2", 1000, 1.2)])
+def test_replay_without_shortcuts_makes_the_same_decisions(monkeypatch, fab_ref, jobs, load):
+    fast = _digest(fabric_policy(), fab_ref, jobs, load)
+    plain = fabric_policy()
+    plain.priority = _DictOnly(plain.priority)
+    monkeypatch.setattr(core.Scheduler, "fast_walk", False)
+    monkeypatch.setattr(preempt, "may_fit", lambda *a, **k: True)
+    assert _digest(plain, fab_ref, jobs, load) == fast
