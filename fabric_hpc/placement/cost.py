@@ -117,6 +117,9 @@ def ring_edges(problem: Problem, gpus: np.ndarray) -> tuple[np.ndarray, np.ndarr
     idx = problem.fab.index
     lv = problem.levels
     host = idx.gpu_host[gpus]
+    if host.size and (host == host[0]).all():  # one host: the lexsort below reduces to this
+        g = gpus[np.argsort(idx.gpu_local[gpus], kind="stable")]
+        return g[:-1].copy(), g[1:].copy()
     order = np.lexsort((idx.gpu_local[gpus], *[lv.host_dom[host, j] for j in range(lv.host_dom.shape[1])][::-1]))
     g = gpus[order]
     h = idx.gpu_host[g]
@@ -180,8 +183,9 @@ def evaluate(problem: Problem, gpus: np.ndarray) -> tuple[float, dict[str, float
         t = comm_ms(len(gpus), float(bw.min()), float(lat.max()), w)
     else:
         t = 0.0
-    doms = [np.unique(lv.host_dom[hosts, j]) for j in range(len(lv.chain))]
-    spans = {lv.chain[j]: int(len(doms[j])) for j in range(len(lv.chain))}
+    # distinct domains per chain level (a set per column of the few hosts' domain ids)
+    doms = [list(set(col)) for col in lv.host_dom[hosts].T.tolist()]
+    spans = {lv.chain[j]: len(doms[j]) for j in range(len(lv.chain))}
     span_cost = sum(w.span_weight(j) * spans[name] for j, name in enumerate(lv.chain))
     free = problem.free_all[hosts]
     frag = float((stranded(free - counts, lv.host_gpus[hosts], w) - stranded(free, lv.host_gpus[hosts], w)).sum())

@@ -12,12 +12,17 @@ Slices are placed one by one the same way, preferring the parent domain of the f
 from __future__ import annotations
 
 import time
+import weakref
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fabric_hpc.placement.contract import Placement, PlacementInfeasible, SolveOptions
 from fabric_hpc.placement.explain import diagnose, unit_name
 from fabric_hpc.placement.problem import Problem
+
+if TYPE_CHECKING:
+    from fabric_hpc.topology import Fabric
 
 
 def greedy(p: Problem, options: SolveOptions | None = None) -> Placement:
@@ -99,7 +104,7 @@ def _attempt_fill(p: Problem, cap: np.ndarray) -> dict[int, int] | None:
                 return None
             if anchor is None:
                 anchor = d
-            members = np.flatnonzero(p.levels.host_dom[:, p.slice_level] == d)
+            members = _domain_hosts(p, p.slice_level, d)
             _fill(p, cap, members, p.slice_level, p.slice_size, out)
     else:
         top = len(p.levels.chain) if p.within is None else p.within
@@ -109,7 +114,7 @@ def _attempt_fill(p: Problem, cap: np.ndarray) -> dict[int, int] | None:
                 break
             d = _best_domain(p, cap, level, p.units, None)
             if d is not None:
-                members = np.flatnonzero(p.levels.host_dom[:, level] == d)
+                members = _domain_hosts(p, level, d)
                 break
         else:
             return None
@@ -151,7 +156,7 @@ def _fill(p: Problem, cap: np.ndarray, members: np.ndarray, level: int, need: in
         ids, inv = members, None
         ccap = cap[members].astype(np.int64)
     else:
-        ids, inv = np.unique(p.levels.host_dom[members, level - 1], return_inverse=True)
+        ids, inv, parts = _children(p, members, level)
         ccap = np.bincount(inv, weights=cap[members], minlength=len(ids)).astype(np.int64)
     pristine = p.pristine[level - 1][ids] if level - 1 < len(p.pristine) else np.zeros(len(ids), bool)
     rem = need
@@ -168,6 +173,48 @@ def _fill(p: Problem, cap: np.ndarray, members: np.ndarray, level: int, need: in
             tie = _take_cost(p, ids[avail], ccap[avail]) if hosts_level else pristine[avail].astype(float)
             k = int(avail[np.lexsort((tie, -ccap[avail]))[0]])
             take = int(ccap[k])
-        _fill(p, cap, members[k:k + 1] if inv is None else members[inv == k], level - 1, take, out)
+        _fill(p, cap, members[k:k + 1] if inv is None else parts[k], level - 1, take, out)
         ccap[k] -= take
         rem -= take
+
+
+# -- per-fabric invariants of the fill ------------------------------------------------------------
+# Host sets of domains and their split into child domains depend only on the fabric's levels, so
+# they are kept per fabric (read-only arrays; nothing invalidates them, the size bound only caps
+# memory). ``_fill`` gets the same arrays it used to compute with np.flatnonzero / np.unique.
+_SPLITS: weakref.WeakKeyDictionary[Fabric, dict[tuple, tuple]] = weakref.WeakKeyDictionary()
+_SPLITS_MAX = 65536
+
+
+def _memo(p: Problem) -> dict[tuple, tuple]:
+    memo = _SPLITS.get(p.fab)
+    if memo is None or len(memo) > _SPLITS_MAX:
+        memo = _SPLITS[p.fab] = {}
+    return memo
+
+
+def _domain_hosts(p: Problem, level: int, d: int) -> np.ndarray:
+    """``np.flatnonzero(host_dom[:, level] == d)``: the hosts of domain ``d`` at chain ``level``."""
+    memo = _memo(p)
+    key = ("dom", level, d)
+    hit = memo.get(key)
+    if hit is None:
+        hosts = np.flatnonzero(p.levels.host_dom[:, level] == d)
+        hosts.setflags(write=False)
+        hit = memo[key] = (hosts,)
+    return hit[0]
+
+
+def _children(p: Problem, members: np.ndarray, level: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """(child domain ids at ``level - 1``, each member's child position, members of each child)
+    of the host set ``members``: ``np.unique(..., return_inverse=True)`` and ``members[inv == k]``."""
+    memo = _memo(p)
+    key = (level, members.tobytes())
+    hit = memo.get(key)
+    if hit is None:
+        ids, inv = np.unique(p.levels.host_dom[members, level - 1], return_inverse=True)
+        parts = [members[inv == k] for k in range(len(ids))]
+        for a in (ids, inv, *parts):
+            a.setflags(write=False)
+        hit = memo[key] = (ids, inv, parts)
+    return hit

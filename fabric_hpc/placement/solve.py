@@ -14,7 +14,17 @@ from fabric_hpc.placement.state import ClusterState
 from fabric_hpc.topology import Fabric
 
 
+_TABLE: dict[str, Callable[[Problem, SolveOptions], Placement]] = {}
+
+
 def _solvers() -> dict[str, Callable[[Problem, SolveOptions], Placement]]:
+    """Solver name -> function; imported on first use (cpsat pulls in OR-Tools), then kept."""
+    if not _TABLE:
+        _TABLE.update(_import_solvers())
+    return _TABLE
+
+
+def _import_solvers() -> dict[str, Callable[[Problem, SolveOptions], Placement]]:
     from fabric_hpc.placement.cpsat import cpsat
     from fabric_hpc.placement.greedy import greedy
     from fabric_hpc.placement.slurm import slurm_block, slurm_tree

@@ -71,6 +71,9 @@ class _Plan:
     state: ClusterState
     ends: list[tuple[float, np.ndarray]]  # (walltime end, GPU indices), running + started this step
     resv: list[tuple[float, float, np.ndarray]] = field(default_factory=list)  # (start, end, bool mask)
+    #: first GPU index of each ``ends`` entry (-1: none), kept in step with ``ends``: with the
+    #: owner array it identifies which GPUs each release time frees (the memo key of ``_earliest``)
+    firsts: list[int] = field(default_factory=list)
     #: (what, request key, tier, reservations overlapping) that found nothing on the current free
     #: GPUs; emptied whenever GPUs are taken or freed (see :class:`Placer`: answers depend only on
     #: the request and the state).
@@ -110,7 +113,7 @@ class Scheduler:
     fast_walk: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        self._ends: dict[int, tuple[RunningJob, float, np.ndarray]] = {}
+        self._ends: dict[int, tuple[RunningJob, float, np.ndarray, int]] = {}
         self._compact: dict[str, tuple[Job, object, Job]] = {}
         self._starts: dict[tuple, tuple[float, tuple[str, ...]] | None] = {}
         self._no_victims: set[tuple] = set()
@@ -118,7 +121,8 @@ class Scheduler:
     def schedule(self, view: SchedulerInput) -> Decisions:
         ids, prio, submit = self._priorities(view)
         out = Decisions(priorities=dict(zip(ids, prio.tolist())))
-        plan = _Plan(view.state.copy(), self._running_ends(view))
+        ends, firsts = self._running_ends(view)
+        plan = _Plan(view.state.copy(), ends, firsts=firsts)
         plan.free_n = int(np.count_nonzero(plan.state.free))
         blocked_before = self._walk(self._examined(view.pending, ids, prio, submit), view, plan, out)
         reasons = dict.fromkeys(ids, "Priority" if blocked_before else "Resources")  # not examined
@@ -204,9 +208,10 @@ class Scheduler:
         keys = sorted(zip(neg[cand].tolist(), submit[cand].tolist(), [ids[k] for k in n], n))
         return [pending[k[3]] for k in keys[:limit]]
 
-    def _running_ends(self, view: SchedulerInput) -> list[tuple[float, np.ndarray]]:
-        """(walltime end, GPU indices) of each running job, remembered per RunningJob object (the
-        entry holds the object, so its ``id`` is not reused while cached)."""
+    def _running_ends(self, view: SchedulerInput) -> tuple[list[tuple[float, np.ndarray]], list[int]]:
+        """(walltime end, GPU indices) of each running job and its first GPU index (-1: none),
+        remembered per RunningJob object (the entry holds the object, so its ``id`` is not reused
+        while cached)."""
         now, running = view.now, view.running
         vals = list(map(self._ends.get, map(id, running)))
         if None in vals:
@@ -214,10 +219,10 @@ class Scheduler:
             for k, r in enumerate(running):
                 if vals[k] is None:
                     idx = np.fromiter((pos[g] for g in r.gpus), np.int64, count=len(r.gpus))
-                    vals[k] = self._ends[id(r)] = (r, r.walltime_end, idx)
+                    vals[k] = self._ends[id(r)] = (r, r.walltime_end, idx, int(idx[0]) if idx.size else -1)
         if len(self._ends) > 2 * len(vals) + 256:
             self._ends = {id(v[0]): v for v in vals}
-        return [(e if e > now else now, idx) for _, e, idx in vals]
+        return [(e if e > now else now, idx) for _, e, idx, _ in vals], [f for *_, f in vals]
 
     def _victim_tiers(self, running: list) -> set[str]:
         """Tiers that may preempt at least one running gang (none without a preemption policy)."""
@@ -259,6 +264,7 @@ class Scheduler:
         plan.fails.clear()
         plan.free_n -= idx.size
         plan.ends.append((now + job.walltime, idx))
+        plan.firsts.append(int(idx[0]) if idx.size else -1)
         running.append(RunningJob(job, tuple(placement.gpus), now, now, placement))
         out.start.append((job, placement))
 
@@ -300,7 +306,9 @@ class Scheduler:
         plan.fails.clear()
         plan.free_n = int(np.count_nonzero(plan.state.free))
         running[:] = [r for r in running if r.job.id not in gone]
-        plan.ends[:] = [(e, i) for e, i in plan.ends if not i.size or plan.state.owner[i[0]] >= 0]
+        keep = [k for k, (_, i) in enumerate(plan.ends) if not i.size or plan.state.owner[i[0]] >= 0]
+        plan.ends[:] = [plan.ends[k] for k in keep]
+        plan.firsts[:] = [plan.firsts[k] for k in keep]
         out.preempt.extend(victims)
         return placement
 
@@ -321,8 +329,10 @@ class Scheduler:
         answer depends on nothing else when no reservation is held yet)."""
         if plan.resv:
             return self._search_earliest(job, now, plan)
-        key = (request_key(job.request), job.walltime, plan.state.owner.tobytes(),
-               tuple((e if e > now else None, int(i[0]) if i.size else -1) for e, i in plan.ends))
+        es = [e for e, _ in plan.ends]
+        if es and min(es) <= now:  # release times already passed: keyed as None (independent of now)
+            es = [e if e > now else None for e in es]
+        key = (request_key(job.request), job.walltime, plan.state.owner.tobytes(), tuple(es), tuple(plan.firsts))
         if key not in self._starts:
             if len(self._starts) > 1024:
                 self._starts.clear()
