@@ -34,6 +34,7 @@ import re
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,19 +207,27 @@ def drain(part: LocalPart, shared: Path | str) -> Path | None:
     return final
 
 
-def _copy_chunks(src: Path, staging: Path, held: list[list]) -> None:
+def _copy_chunks(src: Path, staging: Path, held: list[list], threads: int = DEFAULT_THREADS) -> None:
+    """Copy this node's chunk files into ``staging`` with a few threads, then fsync them and
+    their directories in one batch (as the writer does)."""
     fsio.make_dirs(staging)
-    files, dirs = [], {staging}
-    for name, index in held:
+    dirs = {staging}
+    for name in {name for name, _ in held}:
         d = staging / name
         fsio.make_dirs(d)
         while d != staging:
             dirs.add(d)
             d = d.parent
+
+    def one(item: list) -> Path:
+        name, index = item
         dst = staging / name / chunk_key(index)
         dst.unlink(missing_ok=True)  # a retried drain of this node
         _copy_file(src / name / chunk_key(index), dst)
-        files.append(dst)
+        return dst
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        files = list(pool.map(one, held))
     fsio.fsync_paths(files + sorted(dirs))
 
 
