@@ -16,7 +16,7 @@ from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError
 from fabric_hpc.checkpoint.format import (
     MANIFEST, VIEW_DTYPES, Manifest, TensorEntry, chunk_key, parse_manifest, stored_dtype,
 )
-from fabric_hpc.checkpoint.tensors import empty_like_target, is_torch, split_region, target_view
+from fabric_hpc.checkpoint.tensors import as_tuple, empty_like_target, is_torch, split_region, target_view
 
 Region = tuple[tuple[int, int], ...]
 _SCRATCH = 16 << 20
@@ -84,7 +84,6 @@ class Checkpoint:
             dims = dims[:1] if isinstance(part, int) else dims
         else:
             dims = (dim,) if isinstance(dim, int) else tuple(dim)
-        as_tuple = (lambda v: (v,) if isinstance(v, int) else tuple(v))  # noqa: E731
         region = split_region(tuple(entry.shape), dims, as_tuple(part), as_tuple(parts))
         return self.read(name, region=region, **kw)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from fabric_hpc.checkpoint.format import SplitInfo, stored_dtype, unflatten
 from fabric_hpc.checkpoint.reader import open_checkpoint
 from fabric_hpc.checkpoint.restore import entry_nbytes
 from fabric_hpc.checkpoint.store import reading
-from fabric_hpc.checkpoint.tensors import HostArray
+from fabric_hpc.checkpoint.tensors import HostArray, check_mesh
 from fabric_hpc.checkpoint.writer import SaveResult, save
 
 
@@ -25,9 +24,7 @@ def reshard(path: Path | str, out_root: Path | str, world_size: int, *, step: in
     every other split tensor is split along its first split dimension. Holds one copy of the state."""
     if world_size < 1:
         raise CheckpointError(f"--to-world-size must be >= 1, got {world_size}")
-    if mesh is not None and (math.prod(mesh) != world_size or any(m < 1 for m in mesh)):
-        raise CheckpointError(f"mesh {'x'.join(map(str, mesh))} does not multiply to world size {world_size}",
-                              hint="e.g. --to-world-size 8 --mesh 2x4")
+    check_mesh(mesh, world_size)
     ckpt = open_checkpoint(path, step)
     state, splits = {}, {}
     with reading(ckpt.ref):

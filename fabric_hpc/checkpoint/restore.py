@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,7 @@ from fabric_hpc.checkpoint.format import (
     MANIFEST, TensorEntry, array_metadata, chunk_key, flatten, parse_manifest, unflatten,
 )
 from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint
+from fabric_hpc.checkpoint.tensors import check_mesh
 from fabric_hpc.events import emit
 
 Progress = Callable[[int], None]
@@ -56,9 +56,7 @@ class _Parts:
     def __init__(self, rank: int, world_size: int, mesh: tuple[int, ...] | None) -> None:
         if not 0 <= rank < world_size:
             raise CheckpointError(f"rank {rank} is outside world size {world_size}")
-        if mesh is not None and (math.prod(mesh) != world_size or any(m < 1 for m in mesh)):
-            raise CheckpointError(f"mesh {list(mesh)} does not multiply to world size {world_size}",
-                                  hint="pass one factor per split dimension, e.g. mesh=(2, 4) for 8 ranks")
+        check_mesh(mesh, world_size)
         self.rank, self.world_size, self.mesh = rank, world_size, mesh
         self.coords = tuple(int(c) for c in np.unravel_index(rank, mesh)) if mesh else None
 

@@ -3,6 +3,7 @@ and :class:`Shard`, a rank's piece of a tensor split along one or more dimension
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -30,15 +31,15 @@ class Shard:
 
     @property
     def dims(self) -> tuple[int, ...]:
-        return _as_tuple(self.dim)
+        return as_tuple(self.dim)
 
     @property
     def grid_part(self) -> tuple[int, ...]:
-        return _as_tuple(self.part)
+        return as_tuple(self.part)
 
     @property
     def grid_parts(self) -> tuple[int, ...]:
-        return _as_tuple(self.parts)
+        return as_tuple(self.parts)
 
     def region(self) -> tuple[tuple[int, int], ...]:
         """The (lo, hi) bounds of this part in every dimension of the global tensor."""
@@ -48,12 +49,19 @@ class Shard:
     def of(full: Any, dim: int | tuple[int, ...], part: int | tuple[int, ...],
            parts: int | tuple[int, ...]) -> Shard:
         """Cut part ``part`` of ``full`` (handy in tests and for replicated sources)."""
-        region = split_region(tuple(full.shape), _as_tuple(dim), _as_tuple(part), _as_tuple(parts))
+        region = split_region(tuple(full.shape), as_tuple(dim), as_tuple(part), as_tuple(parts))
         return Shard(full[tuple(slice(lo, hi) for lo, hi in region)], tuple(full.shape), dim, part, parts)
 
 
-def _as_tuple(value: int | tuple[int, ...]) -> tuple[int, ...]:
+def as_tuple(value: int | tuple[int, ...]) -> tuple[int, ...]:
     return (value,) if isinstance(value, int) else tuple(value)
+
+
+def check_mesh(mesh: tuple[int, ...] | None, world_size: int) -> None:
+    """A restore/reshard mesh must multiply to the world size."""
+    if mesh is not None and (math.prod(mesh) != world_size or any(m < 1 for m in mesh)):
+        raise CheckpointError(f"mesh {'x'.join(map(str, mesh))} does not multiply to world size {world_size}",
+                              hint="give one factor per split dimension, e.g. mesh (2, 4) for 8 ranks")
 
 
 def split_region(shape: tuple[int, ...], dims: tuple[int, ...], part: tuple[int, ...],
