@@ -151,13 +151,11 @@ def _fill(p: Problem, cap: np.ndarray, members: np.ndarray, level: int, need: in
         out[h] = out.get(h, 0) + need
         cap[h] -= need
         return
-    hosts_level = level - 1 == 0
-    if hosts_level:  # children are the hosts themselves (chain level 0 is the identity)
-        ids, inv = members, None
-        ccap = cap[members].astype(np.int64)
-    else:
-        ids, inv, parts = _children(p, members, level)
-        ccap = np.bincount(inv, weights=cap[members], minlength=len(ids)).astype(np.int64)
+    if level == 1:  # children are the hosts themselves (chain level 0 is the identity)
+        _fill_hosts(p, cap, members, need, out)
+        return
+    ids, inv, parts = _children(p, members, level)
+    ccap = np.bincount(inv, weights=cap[members], minlength=len(ids)).astype(np.int64)
     pristine = p.pristine[level - 1][ids] if level - 1 < len(p.pristine) else np.zeros(len(ids), bool)
     rem = need
     while rem > 0:
@@ -166,15 +164,43 @@ def _fill(p: Problem, cap: np.ndarray, members: np.ndarray, level: int, need: in
             raise _NoFit
         fit = avail[ccap[avail] >= rem]
         if len(fit):
-            tie = _take_cost(p, ids[fit], rem) if hosts_level else np.zeros(len(fit))
-            k = int(fit[np.lexsort((tie, ccap[fit], pristine[fit]))[0]])
+            k = int(fit[np.lexsort((ccap[fit], pristine[fit]))[0]])
             take = rem
         else:
-            tie = _take_cost(p, ids[avail], ccap[avail]) if hosts_level else pristine[avail].astype(float)
-            k = int(avail[np.lexsort((tie, -ccap[avail]))[0]])
+            k = int(avail[np.lexsort((pristine[avail].astype(float), -ccap[avail]))[0]])
             take = int(ccap[k])
-        _fill(p, cap, members[k:k + 1] if inv is None else parts[k], level - 1, take, out)
+        _fill(p, cap, parts[k], level - 1, take, out)
         ccap[k] -= take
+        rem -= take
+
+
+def _fill_hosts(p: Problem, cap: np.ndarray, members: np.ndarray, need: int, out: dict[int, int]) -> None:
+    """:func:`_fill` one level above the hosts. Step by step it would take, while no host can hold
+    the remainder, the host with the most capacity (ties: cheaper, then first), and then the
+    best-fit host that holds the remainder (not pristine first, then least capacity, then cheaper,
+    then first). Hosts taken whole leave the others' capacities unchanged, so one sort by
+    (-capacity, cost, position) gives that sequence, and a host that holds the remainder is always
+    at the front of what is left."""
+    ccap = cap[members].astype(np.int64)
+    avail = np.flatnonzero(ccap > 0)
+    whole = _take_cost(p, members[avail], ccap[avail])  # cost of taking a host's whole capacity
+    order = avail[np.lexsort((whole, -ccap[avail]))]
+    caps = ccap[order].tolist()
+    rem, i = need, 0
+    while rem > 0:
+        if i == len(caps):
+            raise _NoFit
+        if caps[i] >= rem:  # the best-fit host among those that hold the remainder
+            fit = np.sort(order[i:][ccap[order[i:]] >= rem])
+            tie = _take_cost(p, members[fit], rem)
+            k = int(fit[np.lexsort((tie, ccap[fit], p.pristine[0][members[fit]]))[0]])
+            take = rem
+        else:
+            k, take = int(order[i]), caps[i]
+            i += 1
+        h = int(members[k])
+        out[h] = out.get(h, 0) + take
+        cap[h] -= take
         rem -= take
 
 

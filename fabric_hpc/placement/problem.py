@@ -49,9 +49,14 @@ class Problem:
         free = state.free
         self.free_all = np.bincount(idx.gpu_host, weights=free, minlength=nh).astype(np.int64)
         self.host_ok = self._eligible_hosts()
-        self.free_mat = np.zeros((nh, max(maxg, 1)), bool)
-        self.free_mat[idx.gpu_host, idx.gpu_local] = free & self.host_ok[idx.gpu_host]
-        self.numa_mat = _static(fab)["numa_mat"]
+        static = _static(fab)
+        usable = free if self.host_ok.all() else free & self.host_ok[idx.gpu_host]
+        if static["dense"]:  # GPU i is local GPU i % maxg of host i // maxg: a reshape places them
+            self.free_mat = usable.reshape(nh, maxg)
+        else:
+            self.free_mat = np.zeros((nh, max(maxg, 1)), bool)
+            self.free_mat[idx.gpu_host, idx.gpu_local] = usable
+        self.numa_mat = static["numa_mat"]
         self.pristine = self._pristine(free)
         self.gpn = self._gpus_per_node()
         # per-problem invariants of set_pattern (they do not depend on the rail pattern)
@@ -82,7 +87,9 @@ class Problem:
         per_host_free = self.free_all
         out = []
         for j, tot in enumerate(_static(self.fab)["dom_tot"]):
-            fr = np.bincount(lv.host_dom[:, j], weights=per_host_free, minlength=len(tot))
+            # chain level 0 is the hosts themselves (host_dom[:, 0] is the identity)
+            fr = (per_host_free if j == 0
+                  else np.bincount(lv.host_dom[:, j], weights=per_host_free, minlength=len(tot)))
             out.append((tot == fr) & (tot > 0))
         return out
 
@@ -160,6 +167,8 @@ class Problem:
             return list(self.pattern)
         row, numa_row = self.free_mat[host].tolist(), self.numa_mat[host].tolist()
         free = [i for i, f in enumerate(row) if f]
+        if count == len(free):  # all of them (the order does not matter: callers sort the GPUs)
+            return free
         per: dict[int, int] = {}
         for i in free:
             per[numa_row[i]] = per.get(numa_row[i], 0) + 1
@@ -229,7 +238,10 @@ def _static(fab: Fabric) -> dict[str, Any]:
         numa.setflags(write=False)
         tots = [np.bincount(lv.host_dom[:, j], weights=lv.host_gpus, minlength=int(lv.host_dom[:, j].max()) + 1)
                 for j in range(len(lv.chain))]
-        out = _STATIC[fab] = {"numa_mat": numa, "dom_tot": tots, "type_ok": {}}
+        seq = np.arange(len(fab.gpus))
+        dense = bool(maxg > 0 and nh * maxg == seq.size and np.array_equal(idx.gpu_host, seq // max(maxg, 1))
+                     and np.array_equal(idx.gpu_local, seq % max(maxg, 1)))
+        out = _STATIC[fab] = {"numa_mat": numa, "dom_tot": tots, "type_ok": {}, "dense": dense}
     return out
 
 

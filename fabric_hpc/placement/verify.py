@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fabric_hpc.placement.state import FREE
+
 if TYPE_CHECKING:
     from fabric_hpc.placement.problem import Problem
 
@@ -16,7 +18,7 @@ def violations(p: Problem, gpus: np.ndarray) -> list[str]:
     out: list[str] = []
     if len(np.unique(gpus)) != len(gpus):
         out.append("a GPU is used twice")
-    if not p.state.free[gpus].all():
+    if not (p.state.owner[gpus] == FREE).all():
         out.append("a GPU is not free")
     host = idx.gpu_host[gpus]
     if not p.host_ok[host].all():

@@ -22,6 +22,7 @@ reservation). With ``preempt_benefit_ratio`` preemption happens only when the wa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import ClassVar
@@ -69,16 +70,42 @@ class _Plan:
     """Working data of one step: the state being filled and the timeline of GPU releases."""
 
     state: ClusterState
-    ends: list[tuple[float, np.ndarray]]  # (walltime end, GPU indices), running + started this step
+    #: computes (walltime end, GPU indices) and the first GPU index (-1: none) of each running job;
+    #: called on first use of :attr:`ends` / :attr:`firsts` (steps that place everything, or stop at
+    #: a job without searching a reservation, never need the timeline)
+    timeline: Callable[[], tuple[list[tuple[float, np.ndarray]], list[int]]] | None = None
     resv: list[tuple[float, float, np.ndarray]] = field(default_factory=list)  # (start, end, bool mask)
-    #: first GPU index of each ``ends`` entry (-1: none), kept in step with ``ends``: with the
-    #: owner array it identifies which GPUs each release time frees (the memo key of ``_earliest``)
-    firsts: list[int] = field(default_factory=list)
     #: (what, request key, tier, reservations overlapping) that found nothing on the current free
     #: GPUs; emptied whenever GPUs are taken or freed (see :class:`Placer`: answers depend only on
     #: the request and the state).
     fails: set[tuple[str, str, str, tuple[int, ...]]] = field(default_factory=set)
     free_n: int = 0  # free GPUs in ``state``
+    _ends: list[tuple[float, np.ndarray]] = field(default_factory=list)
+    _firsts: list[int] = field(default_factory=list)
+
+    @property
+    def ends(self) -> list[tuple[float, np.ndarray]]:
+        """(walltime end, GPU indices): the running jobs, then the jobs started in this step."""
+        self._load()
+        return self._ends
+
+    @property
+    def firsts(self) -> list[int]:
+        """First GPU index of each :attr:`ends` entry (-1: none), in step with it: with the owner
+        array it identifies which GPUs each release time frees (the memo key of ``_earliest``)."""
+        self._load()
+        return self._firsts
+
+    def add_end(self, end: float, idx: np.ndarray) -> None:
+        """A job started in this step: it releases ``idx`` at ``end`` (the timeline stays unread)."""
+        self._ends.append((end, idx))
+        self._firsts.append(int(idx[0]) if idx.size else -1)
+
+    def _load(self) -> None:
+        if self.timeline is not None:
+            ends, firsts = self.timeline()
+            self.timeline = None
+            self._ends[:0], self._firsts[:0] = ends, firsts  # running jobs before this step's starts
 
     def fail_key(self, what: str, job: Job, t0: float, t1: float) -> tuple[str, str, str, tuple[int, ...]]:
         overlap = tuple(n for n, (s, e, _) in enumerate(self.resv) if s < t1 and t0 < e)
@@ -121,8 +148,7 @@ class Scheduler:
     def schedule(self, view: SchedulerInput) -> Decisions:
         ids, prio, submit = self._priorities(view)
         out = Decisions(priorities=dict(zip(ids, prio.tolist())))
-        ends, firsts = self._running_ends(view)
-        plan = _Plan(view.state.copy(), ends, firsts=firsts)
+        plan = _Plan(view.state.copy(), timeline=lambda: self._running_ends(view))
         plan.free_n = int(np.count_nonzero(plan.state.free))
         blocked_before = self._walk(self._examined(view.pending, ids, prio, submit), view, plan, out)
         reasons = dict.fromkeys(ids, "Priority" if blocked_before else "Resources")  # not examined
@@ -263,8 +289,7 @@ class Scheduler:
         plan.state.allocate(job.id, idx)
         plan.fails.clear()
         plan.free_n -= idx.size
-        plan.ends.append((now + job.walltime, idx))
-        plan.firsts.append(int(idx[0]) if idx.size else -1)
+        plan.add_end(now + job.walltime, idx)
         running.append(RunningJob(job, tuple(placement.gpus), now, now, placement))
         out.start.append((job, placement))
 

@@ -3,7 +3,8 @@
 * ``cost.evaluate``: distinct domains per level from sets, and a one-host shortcut in
   ``ring_edges``, against the former ``np.unique`` / ``np.lexsort`` code kept here;
 * ``greedy``: the per-fabric memo of domain host sets and child splits in ``_fill``, against the
-  uncached ``np.flatnonzero`` / ``np.unique`` computation (patched in).
+  uncached ``np.flatnonzero`` / ``np.unique`` computation (patched in); the one-sort host-level fill
+  (``_fill_hosts``) against the former step-by-step loop.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from fabric_hpc.placement.cost import _edge_pairs, comm_ms, evaluate, ring_edges
 from fabric_hpc.placement.problem import Problem
 from tests.placement.conftest import random_state
 
-REQUESTS = ["gpus=3", "gpus=8", "gpus=13", "nodes=1 gpus_per_node=4", "nodes=2 gpus_per_node=8",
-            "nodes=3 gpus_per_node=2", "nodes=2 gpus_per_node=4 rail_aligned=true", "gpus=16 max_domains=2 "
-            "max_domains_level=leaf"]
+REQUESTS = ["gpus=3", "gpus=8", "gpus=13", "nodes=1,gpus_per_node=4", "nodes=2,gpus_per_node=8",
+            "nodes=3,gpus_per_node=2", "nodes=2,gpus_per_node=4,rail_aligned=true",
+            "gpus=16,max_domains=2,max_domains_level=leaf", "nodes=4,gpus_per_node=8", "gpus=20",
+            "nodes=5,gpus_per_node=1", "nodes=2,whole_hosts=true",
+            "nodes=2,gpus_per_node=2,slices=2,slice_level=leaf"]
 
 
 def _old_ring_edges(problem: Problem, gpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,13 +93,13 @@ def _plain_children(p: Problem, members: np.ndarray, level: int):
     return ids, inv, [members[inv == k] for k in range(len(ids))]
 
 
-def _placements(fab, seeds: range) -> list:
+def _placements(fab, seeds: range, busy: float = 0.5, requests: list[str] = REQUESTS) -> list:
     out = []
     for seed in seeds:
-        state = random_state(fab, seed, busy=0.5)
-        for text in REQUESTS:
+        state = random_state(fab, seed, busy=busy)
+        for req in map(parse_request, requests):  # outside the try: a typo must fail the test
             try:
-                pl = place(fab, state, parse_request(text), solver="greedy")
+                pl = place(fab, state, req, solver="greedy")
                 out.append((pl.gpus, pl.cost, pl.breakdown, pl.domains, pl.hosts))
             except PlacementInfeasible:
                 out.append(None)
@@ -114,3 +117,50 @@ def test_greedy_fill_memo_equals_plain(fabric: str, request: pytest.FixtureReque
     monkeypatch.setattr(greedy_mod, "_children", _plain_children)
     assert _placements(fab, range(30)) == fast
     assert any(isinstance(x, tuple) for x in fast)
+
+
+def _plain_fill(p: Problem, cap: np.ndarray, members: np.ndarray, level: int, need: int, out: dict) -> None:
+    """The step-by-step ``_fill`` that ``_fill_hosts`` replaced one level above the hosts."""
+    if level == 0:
+        h = int(members[0])
+        out[h] = out.get(h, 0) + need
+        cap[h] -= need
+        return
+    hosts_level = level - 1 == 0
+    if hosts_level:
+        ids, inv = members, None
+        ccap = cap[members].astype(np.int64)
+    else:
+        ids, inv, parts = greedy_mod._children(p, members, level)
+        ccap = np.bincount(inv, weights=cap[members], minlength=len(ids)).astype(np.int64)
+    pristine = p.pristine[level - 1][ids]
+    rem = need
+    while rem > 0:
+        avail = np.flatnonzero(ccap > 0)
+        if not len(avail):
+            raise greedy_mod._NoFit
+        fit = avail[ccap[avail] >= rem]
+        if len(fit):
+            tie = greedy_mod._take_cost(p, ids[fit], rem) if hosts_level else np.zeros(len(fit))
+            k = int(fit[np.lexsort((tie, ccap[fit], pristine[fit]))[0]])
+            take = rem
+        else:
+            tie = (greedy_mod._take_cost(p, ids[avail], ccap[avail]) if hosts_level
+                   else pristine[avail].astype(float))
+            k = int(avail[np.lexsort((tie, -ccap[avail]))[0]])
+            take = int(ccap[k])
+        _plain_fill(p, cap, members[k:k + 1] if inv is None else parts[k], level - 1, take, out)
+        ccap[k] -= take
+        rem -= take
+
+
+@pytest.mark.parametrize("fabric", ["pod", "small", "nvl"])
+def test_greedy_host_fill_equals_step_by_step(fabric: str, request: pytest.FixtureRequest,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    fab = request.getfixturevalue(fabric)
+    extra = ["nodes=4,gpus_per_node=3", "nodes=2,gpus_per_node=5", "gpus=9", "gpus=30"]
+    fast = [_placements(fab, range(40), busy, REQUESTS + extra) for busy in (0.2, 0.5)]
+    monkeypatch.setattr(greedy_mod, "_fill", _plain_fill)
+    assert [_placements(fab, range(40), busy, REQUESTS + extra) for busy in (0.2, 0.5)] == fast
+    fast = fast[0] + fast[1]
+    assert sum(isinstance(x, tuple) and len(x[4]) > 1 for x in fast) >= 20  # multi-host fills compared
