@@ -48,6 +48,13 @@ class CostWeights(StrictModel):
         return 0.0 if chain_level == 0 else self.span * self.span_growth ** (chain_level - 1)
 
 
+def host_counts(host: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(host, return_counts=True)`` for non-negative host indices, by one bincount."""
+    per = np.bincount(host)
+    hosts = np.flatnonzero(per)
+    return hosts, per[hosts]
+
+
 def stranded(free: np.ndarray, gpus: np.ndarray, w: CostWeights) -> np.ndarray:
     """F(r): expected GPUs a host with ``free`` of ``gpus`` free GPUs strands (vectorised).
 
@@ -176,7 +183,7 @@ def evaluate(problem: Problem, gpus: np.ndarray) -> tuple[float, dict[str, float
     lv = problem.levels
     gpus = np.asarray(gpus, np.int64)
     idx = problem.fab.index
-    hosts, counts = np.unique(idx.gpu_host[gpus], return_counts=True)
+    hosts, counts = host_counts(idx.gpu_host[gpus])
     a, b = ring_edges(problem, gpus)
     if len(a):
         bw, lat = _edge_pairs(problem.fab, a, b)

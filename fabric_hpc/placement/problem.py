@@ -60,7 +60,7 @@ class Problem:
         self.pristine = self._pristine(free)
         self.gpn = self._gpus_per_node()
         # per-problem invariants of set_pattern (they do not depend on the rail pattern)
-        self._free_rows = self.free_mat.sum(axis=1)
+        self._free_rows = self.free_all if usable is free else self.free_mat.sum(axis=1)
         self._numa_best_cache: np.ndarray | None = None
         self.host_cost_table = self._host_costs()
         self.pattern: tuple[int, ...] | None = None

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fabric_hpc.placement.cost import host_counts
 from fabric_hpc.placement.state import FREE
 
 if TYPE_CHECKING:
@@ -16,14 +17,14 @@ def violations(p: Problem, gpus: np.ndarray) -> list[str]:
     """Human-readable list of broken hard constraints (empty when the placement is valid)."""
     idx, lv, r = p.fab.index, p.levels, p.request
     out: list[str] = []
-    if len(np.unique(gpus)) != len(gpus):
+    if len(set(gpus.tolist())) != len(gpus):
         out.append("a GPU is used twice")
     if not (p.state.owner[gpus] == FREE).all():
         out.append("a GPU is not free")
     host = idx.gpu_host[gpus]
     if not p.host_ok[host].all():
         out.append("a host is excluded or does not match the model/features")
-    hosts, counts = np.unique(host, return_counts=True)
+    hosts, counts = host_counts(host)
     if p.nodes_mode:
         if len(hosts) != r.nodes or not (counts == p.gpn).all():
             out.append(f"needs {r.nodes} hosts × {p.gpn} GPUs, got {len(hosts)} hosts with {sorted(set(counts))}")

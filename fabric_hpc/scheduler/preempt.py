@@ -102,7 +102,7 @@ class GangPreemption:
                    idx: list[np.ndarray],
                    cost: np.ndarray) -> tuple[tuple[float, int], list[int], np.ndarray] | None:
         """(cost, victims, the domain's mask) of the cheapest victim set found inside one domain."""
-        held = {i: int(inside[ix].sum()) for i, ix in enumerate(idx)}  # each candidate's GPUs inside
+        held = {i: int(np.count_nonzero(inside[ix])) for i, ix in enumerate(idx)}  # each candidate's GPUs inside
         touching = sorted((i for i in held if held[i]), key=lambda i: (cost[i] / held[i], -idx[i].size))
         free_in = int(np.count_nonzero(state.free & inside))
 

@@ -251,7 +251,7 @@ class Simulator:
 
     def _sample(self) -> None:
         tl = self.timeline
-        busy = int(len(self.fab.gpus) - int(self.state.free.sum()))
+        busy = int(len(self.fab.gpus) - np.count_nonzero(self.state.free))
         if busy > self._peak_busy:
             self._peak_busy, self.peak_state, self.peak_time = busy, self.state.copy(), self.now
         tl["t"].append(self.now)

@@ -14,7 +14,7 @@ import pytest
 
 from fabric_hpc.placement import PlacementInfeasible, parse_request, place
 from fabric_hpc.placement import greedy as greedy_mod
-from fabric_hpc.placement.cost import _edge_pairs, comm_ms, evaluate, ring_edges, stranded
+from fabric_hpc.placement.cost import _edge_pairs, comm_ms, evaluate, host_counts, ring_edges, stranded
 from fabric_hpc.placement.problem import Problem
 from tests.placement.conftest import random_state
 
@@ -164,3 +164,13 @@ def test_greedy_host_fill_equals_step_by_step(fabric: str, request: pytest.Fixtu
     assert [_placements(fab, range(40), busy, REQUESTS + extra) for busy in (0.2, 0.5)] == fast
     fast = fast[0] + fast[1]
     assert sum(isinstance(x, tuple) and len(x[4]) > 1 for x in fast) >= 20  # multi-host fills compared
+
+
+def test_host_counts_equals_unique() -> None:
+    rng = np.random.default_rng(0)
+    for n in [0, 1, 5, 40, 300]:
+        host = rng.integers(0, 300, n)
+        hosts, counts = host_counts(host)
+        want_hosts, want_counts = np.unique(host, return_counts=True)
+        assert hosts.tolist() == want_hosts.tolist() and counts.tolist() == want_counts.tolist()
+        assert hosts.dtype == want_hosts.dtype and counts.dtype == want_counts.dtype
