@@ -37,6 +37,7 @@ from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, BackfillPolicy, Decisi
 from fabric_hpc.scheduler.placer import fit_gpus, masked_state, may_fit, request_key
 
 _JOB_ID = attrgetter("job.id")
+_JOB_TIER = attrgetter("job.tier")
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ class Scheduler:
 
     def _walk(self, examined: list, view: SchedulerInput, plan: _Plan, out: Decisions) -> bool:
         """Start, preempt for or reserve each examined job in order; True if one was blocked."""
-        running = list(view.running)
+        running = list(view.running)  # preemption candidates: never a gang started in this step
         victims_for = self._victim_tiers(running)
         reservations = self.backfill.reservations if view.backfill else 0
         blocked_before = False
@@ -183,10 +184,7 @@ class Scheduler:
                 if placement is not None:  # ``running`` changes only when victims were evicted
                     victims_for = self._victim_tiers(running)
             if placement is not None:
-                self._commit(job, placement, view.now, plan, out, running)
-                tier = self.tiers.get(job.tier, DEFAULT_TIERS["normal"])
-                if tier.preemptible and self.preemption is not None:  # = _victim_tiers(running) again
-                    victims_for = victims_for | set(tier.preempted_by)
+                self._commit(job, placement, view.now, plan, out)
                 if blocked_before:
                     out.backfilled.add(job.id)
                 continue
@@ -255,7 +253,7 @@ class Scheduler:
         out: set[str] = set()
         if self.preemption is None:
             return out
-        for tier in {r.job.tier for r in running}:
+        for tier in set(map(_JOB_TIER, running)):
             t = self.tiers.get(tier)
             if t is not None and t.preemptible:
                 out.update(t.preempted_by)
@@ -282,15 +280,13 @@ class Scheduler:
             return None
         return self.placer.place(job, masked_state(plan.state, blocked))
 
-    def _commit(self, job: Job, placement: Placement, now: float, plan: _Plan, out: Decisions,
-                running: list) -> None:
+    def _commit(self, job: Job, placement: Placement, now: float, plan: _Plan, out: Decisions) -> None:
         pos = plan.state.fab.gpu_pos
         idx = np.fromiter((pos[g] for g in placement.gpus), np.int64, count=len(placement.gpus))
         plan.state.allocate(job.id, idx)
         plan.fails.clear()
         plan.free_n -= idx.size
         plan.add_end(now + job.walltime, idx)
-        running.append(RunningJob(job, tuple(placement.gpus), now, now, placement))
         out.start.append((job, placement))
 
     def _try_preempt(self, job: Job, view: SchedulerInput, plan: _Plan, running: list,

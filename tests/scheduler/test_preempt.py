@@ -69,3 +69,28 @@ def test_whole_gang_is_evicted_even_if_partly_needed():
     assert [p.job_id for p in out.preempt] == ["S"]
     (j, placement), = out.start
     assert len(placement.gpus) == 8
+
+
+class _SpotFirst(MultifactorPriority):
+    """A user priority that ranks spot jobs above everything (tiers are only a preemption rule)."""
+
+    def priorities(self, view: SchedulerInput) -> dict[str, float]:
+        return {p.job.id: (1.0 if p.job.tier == "spot" else 0.0) for p in view.pending}
+
+    ranked = None  # the scheduler then reads ``priorities``
+
+
+def test_a_gang_started_in_a_step_is_never_preempted_in_the_same_step():
+    # 4 free hosts; the spot gang (ranked first) takes 2 of them, then the high gang needs all 4:
+    # it may not evict the spot gang that this very step started (the driver could not apply both)
+    fab = fabric(4, 2)
+    st = ClusterState(fab)
+    pol = Scheduler("p", _SpotFirst(), SolverPlacer("greedy"), Backfill.easy(), GangPreemption(restore_s=0.0))
+    out = pol.schedule(SchedulerInput(0.0, pend(job("S", 2, tier="spot"), job("H", 4, tier="high")), [], st))
+    assert [j.id for j, _ in out.start] == ["S"]
+    assert out.preempt == []
+    assert out.reasons["H"] == "Resources"
+    # a step later, with S running, H may evict it
+    running = [run_on(st, job("S", 2, tier="spot"), [h for h in out.start[0][1].hosts])]
+    out2 = pol.schedule(SchedulerInput(1.0, pend(job("H", 4, tier="high")), running, st))
+    assert [p.job_id for p in out2.preempt] == ["S"] and [j.id for j, _ in out2.start] == ["H"]
