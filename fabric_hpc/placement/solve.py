@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 from fabric_hpc.errors import ConfigError
@@ -14,25 +15,24 @@ from fabric_hpc.placement.state import ClusterState
 from fabric_hpc.topology import Fabric
 
 
+#: solver name -> (module, function); a module is imported on first use (cpsat pulls in OR-Tools)
+_WHERE = {"cpsat": ("fabric_hpc.placement.cpsat", "cpsat"), "greedy": ("fabric_hpc.placement.greedy", "greedy"),
+          "slurm-tree": ("fabric_hpc.placement.slurm", "slurm_tree"),
+          "slurm-block": ("fabric_hpc.placement.slurm", "slurm_block")}
 _TABLE: dict[str, Callable[[Problem, SolveOptions], Placement]] = {}
 
 
-def _solvers() -> dict[str, Callable[[Problem, SolveOptions], Placement]]:
-    """Solver name -> function; imported on first use (cpsat pulls in OR-Tools), then kept."""
-    if not _TABLE:
-        _TABLE.update(_import_solvers())
-    return _TABLE
+def _solver(name: str) -> Callable[[Problem, SolveOptions], Placement]:
+    fn = _TABLE.get(name)
+    if fn is None:
+        if name not in _WHERE:
+            raise ConfigError(f"unknown solver {name!r}", hint=f"solvers: {', '.join(SOLVERS)}")
+        module, attr = _WHERE[name]
+        fn = _TABLE[name] = getattr(importlib.import_module(module), attr)
+    return fn
 
 
-def _import_solvers() -> dict[str, Callable[[Problem, SolveOptions], Placement]]:
-    from fabric_hpc.placement.cpsat import cpsat
-    from fabric_hpc.placement.greedy import greedy
-    from fabric_hpc.placement.slurm import slurm_block, slurm_tree
-
-    return {"cpsat": cpsat, "greedy": greedy, "slurm-tree": slurm_tree, "slurm-block": slurm_block}
-
-
-SOLVERS = ("cpsat", "greedy", "slurm-tree", "slurm-block")
+SOLVERS = tuple(_WHERE)
 
 
 def place(fab: Fabric, state: ClusterState, request: Request | str, *, solver: str = "cpsat",
@@ -44,12 +44,10 @@ def place(fab: Fabric, state: ClusterState, request: Request | str, *, solver: s
     """
     if isinstance(request, str):
         request = parse_request(request)
-    table = _solvers()
-    if solver not in table:
-        raise ConfigError(f"unknown solver {solver!r}", hint=f"solvers: {', '.join(SOLVERS)}")
+    fn = _solver(solver)
     problem = Problem(fab, state, request, weights)
     try:
-        placement = table[solver](problem, options or SolveOptions())
+        placement = fn(problem, options or SolveOptions())
     except PlacementInfeasible as exc:
         exc.explanation.setdefault("solver", solver)
         emit("placement.infeasible", solver=solver, explanation=exc.explanation)

@@ -157,3 +157,19 @@ def test_unknown_solver_and_level(pod):
         place(pod, ClusterState(pod), "gpus=1", solver="magic")
     with pytest.raises(ConfigError, match="levels of this fabric"):
         place(pod, ClusterState(pod), "gpus=1,within=galaxy")
+
+
+def test_greedy_placement_does_not_import_ortools():
+    """Only the cpsat solver needs OR-Tools: a greedy or slurm-tree placement never imports it."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom fabric_hpc.placement import ClusterState, place\nfrom fabric_hpc.topology import open_fabric\n"
+            "fab = open_fabric()\n"
+            "for s in ('greedy', 'slurm-tree', 'slurm-block'):\n"
+            "    place(fab, ClusterState(fab), 'nodes=2,gpus_per_node=8', solver=s)\n"
+            "print('ortools' in sys.modules)\n"
+            "place(fab, ClusterState(fab), 'nodes=2,gpus_per_node=8', solver='cpsat')\n"
+            "print('ortools' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]
