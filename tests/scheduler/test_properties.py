@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,10 +19,22 @@ from tests.scheduler.helpers import fabric
 FAB = fabric(8, 4)  # 2 leaves x 4 hosts x 8 GPUs
 
 
-def _policy(kind: str) -> Scheduler:
+class _ArbitraryOrder:
+    """Any user priority policy: a fixed pseudo-random order of job ids that ignores tiers (so a
+    spot gang may rank above the high gang that preempts it)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def priorities(self, view: SchedulerInput) -> dict[str, float]:
+        return {p.job.id: float(zlib.crc32(f"{self.seed}:{p.job.id}".encode())) for p in view.pending}
+
+
+def _policy(kind: str, order: int | None = None) -> Scheduler:
     bf = {"easy": Backfill.easy(), "conservative": Backfill.conservative(20), "none": Backfill.none()}[kind]
     solver = "slurm-tree" if kind == "none" else "greedy"
-    return Scheduler(kind, MultifactorPriority(), SolverPlacer(solver), bf, GangPreemption(restore_s=30))
+    prio = MultifactorPriority() if order is None else _ArbitraryOrder(order)
+    return Scheduler(kind, prio, SolverPlacer(solver), bf, GangPreemption(restore_s=30))
 
 
 job_specs = st.tuples(st.sampled_from([(1, 1), (1, 4), (1, 8), (2, 8), (3, 8), (4, 8), (6, 8)]),
@@ -47,9 +61,9 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.policy = _policy("easy")
         self.ledger = UsageLedger(3600)
 
-    @rule(kind=st.sampled_from(["easy", "conservative", "none"]))
-    def switch_policy(self, kind):
-        self.policy = _policy(kind)
+    @rule(kind=st.sampled_from(["easy", "conservative", "none"]), order=st.none() | st.integers(0, 99))
+    def switch_policy(self, kind, order):
+        self.policy = _policy(kind, order)
 
     @rule(spec=job_specs)
     def submit(self, spec):
@@ -83,6 +97,7 @@ class SchedulerMachine(RuleBasedStateMachine):
                 for r in d.reservations.values():
                     assert set(p.gpus).isdisjoint(r.gpus) or self.now + job.walltime <= r.start
             assert len(p.gpus) == job.gpus  # the whole gang
+        assert {v.job_id for v in d.preempt} <= set(self.running), "only running gangs are preempted"
         for v in d.preempt:
             r, _ = self.running.pop(v.job_id)
             assert r.job.tier == "spot"
@@ -172,3 +187,27 @@ def test_reservations_are_kept_under_fifo(specs):
     start = {r.job.id: r.first_start for r in res.records}
     for made_at, r in rec.promised:
         assert start[r.job_id] <= r.start + 1e-9, (made_at, r)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(running=st.lists(st.sampled_from([1, 2, 4]), max_size=4), pending=st.lists(job_specs, min_size=1, max_size=8),
+       order=st.integers(0, 99))
+def test_one_step_never_starts_and_evicts_the_same_gang(running, pending, order):
+    """Whatever the priority order, a step's victims are gangs that were running before it."""
+    state = ClusterState(FAB)
+    hosts = iter(FAB.hosts)
+    gangs = []
+    for k, nodes in enumerate(running):
+        on = [next(hosts, None) for _ in range(nodes)]
+        if None in on:
+            break
+        j = Job(id=f"r{k}", request=Request(nodes=nodes, gpus_per_node=8), submit=0.0, walltime=1000.0,
+                duration=1000.0, tier="spot")
+        gpus = tuple(g for h in on for g in FAB.host_gpus(h))
+        state.allocate(j.id, gpus)
+        gangs.append(RunningJob(j, gpus, 0.0, 0.0))
+    jobs = [PendingJob(_job(i, spec, 10.0)) for i, spec in enumerate(pending)]
+    d = _policy("easy", order).schedule(SchedulerInput(10.0, jobs, gangs, state))
+    evicted = {v.job_id for v in d.preempt}
+    assert evicted <= {g.job.id for g in gangs}
+    assert evicted.isdisjoint(j.id for j, _ in d.start)
