@@ -182,18 +182,17 @@ class _StaticTable:
     def __init__(self) -> None:
         self.clear(0)
 
+    _COLUMNS = (("ids", object), ("submit", np.float64), ("walltime", np.float64), ("size", np.float64),
+                ("tier", np.float64), ("account", np.int64))
+
     def clear(self, total: int) -> None:
         self.total = total
         self.row: dict[int, int] = {}
         self.pending: list[PendingJob] = []
         self.accounts: list[str] = []
         self._acct: dict[str, int] = {}
-        self.ids = np.empty(0, object)
-        self.submit = np.empty(0)
-        self.walltime = np.empty(0)
-        self.size = np.empty(0)
-        self.tier = np.empty(0)
-        self.account = np.empty(0, np.int64)
+        for name, dtype in self._COLUMNS:  # columns with spare capacity; rows [0, len(pending)) are set
+            setattr(self, name, np.empty(256, dtype))
 
     def rows(self, pending: Sequence[PendingJob], total: int, terms: _Terms) -> np.ndarray:
         if total != self.total or len(self.pending) > 4 * len(pending) + 4096:
@@ -202,24 +201,33 @@ class _StaticTable:
             return np.fromiter(map(self.row.get, map(id, pending)), np.int64, len(pending))
         except TypeError:  # a None: some were never seen
             rows = list(map(self.row.get, map(id, pending)))
-            self._add([p for p, r in zip(pending, rows) if r is None], total, terms)
-            return np.fromiter(map(self.row.get, map(id, pending)), np.int64, len(pending))
+            new = [k for k, r in enumerate(rows) if r is None]
+            base = self._add([pending[k] for k in new], total, terms)
+            for n, k in enumerate(new):
+                rows[k] = base + n
+            return np.array(rows, np.int64)
 
-    def _add(self, new: list[PendingJob], total: int, terms: _Terms) -> None:
+    def _add(self, new: list[PendingJob], total: int, terms: _Terms) -> int:
+        """Append rows for ``new``; returns the first new row."""
         jobs = list(map(_JOB, new))
         vals = [terms(j, total) for j in jobs]
         for j in jobs:
             if j.account not in self._acct:
                 self._acct[j.account] = len(self.accounts)
                 self.accounts.append(j.account)
-        base = len(self.pending)
+        base, end = len(self.pending), len(self.pending) + len(new)
+        if end > self.ids.size:  # grow every column (amortised: at least double)
+            for name, _ in self._COLUMNS:
+                old = getattr(self, name)
+                grown = np.empty(max(end, 2 * old.size), old.dtype)
+                grown[:base] = old[:base]
+                setattr(self, name, grown)
         self.pending.extend(new)
         self.row.update((id(p), base + k) for k, p in enumerate(new))
-        ids = np.empty(len(jobs), object)
-        ids[:] = [j.id for j in jobs]
-        self.ids = np.concatenate([self.ids, ids])
-        self.submit = np.concatenate([self.submit, [j.submit for j in jobs]])
-        self.walltime = np.concatenate([self.walltime, [v[0] for v in vals]])
-        self.size = np.concatenate([self.size, [v[1] for v in vals]])
-        self.tier = np.concatenate([self.tier, [v[2] for v in vals]])
-        self.account = np.concatenate([self.account, [self._acct[j.account] for j in jobs]]).astype(np.int64)
+        self.ids[base:end] = [j.id for j in jobs]
+        self.submit[base:end] = [j.submit for j in jobs]
+        self.walltime[base:end] = [v[0] for v in vals]
+        self.size[base:end] = [v[1] for v in vals]
+        self.tier[base:end] = [v[2] for v in vals]
+        self.account[base:end] = [self._acct[j.account] for j in jobs]
+        return base

@@ -63,3 +63,18 @@ def test_unknown_tier_is_a_config_error():
     view = SchedulerInput(0.0, [PendingJob(job("x", 1, tier="gold"))], [], ClusterState(FAB), {})
     with pytest.raises(ConfigError, match="unknown tier 'gold'"):
         MultifactorPriority().priorities(view)
+
+
+def test_table_grows_and_serves_mixed_old_and_new_jobs():
+    """Jobs arrive in batches past the table's initial capacity; each step mixes known and new jobs
+    (and drops some): the priorities still equal the scalar formula."""
+    prio = MultifactorPriority(weight_walltime=60_000.0, fairshare=ClassicFairshare({"a": 2.0, "b": 1.0}))
+    pending: list[PendingJob] = []
+    for step in range(12):
+        pending = pending[step % 3::2] + pending[:step % 3] if step % 4 == 3 else pending
+        pending += [PendingJob(job(f"s{step}-{k}", 1 + k % 4, submit=step * 10.0 + k, wall=600.0 * (1 + k % 7),
+                                   tier=("high", "normal", "spot")[k % 3], account="abc"[k % 3]))
+                    for k in range(120)]
+        view = SchedulerInput(step * 100.0, pending, [], ClusterState(FAB), {"a": 5.0 * step, "c": 1.0})
+        assert prio.priorities(view) == scalar(prio, view)
+    assert len(pending) > 256  # past the first capacity
