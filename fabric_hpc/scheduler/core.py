@@ -228,9 +228,13 @@ class Scheduler:
         cand = np.arange(len(ids))
         if len(ids) > limit > 0:  # only jobs at least as high as the limit-th priority can be in it
             cand = np.flatnonzero(neg <= np.partition(neg, limit - 1)[limit - 1])
-        n = cand.tolist()
-        keys = sorted(zip(neg[cand].tolist(), submit[cand].tolist(), [ids[k] for k in n], n))
-        return [pending[k[3]] for k in keys[:limit]]
+        order = np.lexsort((submit[cand], neg[cand]))  # by priority, then submit time (stable)
+        a, b = neg[cand][order], submit[cand][order]
+        if ((a[1:] == a[:-1]) & (b[1:] == b[:-1])).any():  # a full tie: the job id decides, as in Python
+            n = cand.tolist()
+            keys = sorted(zip(neg[cand].tolist(), submit[cand].tolist(), [ids[k] for k in n], n))
+            return [pending[k[3]] for k in keys[:limit]]
+        return [pending[k] for k in cand[order[:limit]].tolist()]
 
     def _running_ends(self, view: SchedulerInput) -> tuple[list[tuple[float, np.ndarray]], list[int]]:
         """(walltime end, GPU indices) of each running job and its first GPU index (-1: none),

@@ -2,6 +2,8 @@
 
 * ``may_fit`` (with the fabric levels: the ``max_domains`` check) never says "no" to a request the
   solver can place, so skipping the solver on its "no" changes nothing;
+* the examined jobs come in the order of the plain Python sort by (priority, submit time, id), ties
+  included;
 * a replay with the shortcuts disabled (priority dict instead of ``ranked`` arrays, every examined
   job walked in full, no "no victim set" pre-checks) makes the same decisions.
 """
@@ -62,3 +64,18 @@ def test_replay_without_shortcuts_makes_the_same_decisions(monkeypatch, fab_ref,
     # no memo of earliest starts either (its key: request, walltime, owners, release times, first GPUs)
     monkeypatch.setattr(core.Scheduler, "_earliest", lambda self, job, now, plan: self._search_earliest(job, now, plan))
     assert _digest(plain, fab_ref, jobs, load) == fast
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0.0, -0.0, 1.0, 2.5, 1e5]), st.sampled_from([0.0, 3.0, 7.0]),
+                          st.integers(0, 50)), min_size=0, max_size=40),
+       st.sampled_from([0, 1, 5, 100]))
+def test_examined_order_equals_the_python_sort(rows, limit):
+    pol = fabric_policy(max_job_test=limit)
+    ids = [f"j{r[2]:02d}-{k:02d}" for k, r in enumerate(rows)]  # id order is not position order
+    prio = np.array([r[0] for r in rows], float)
+    submit = np.array([r[1] for r in rows], float)
+    pending = list(range(len(rows)))  # stands in for the PendingJob objects
+    got = pol._examined(pending, ids, prio, submit)
+    want = sorted(range(len(rows)), key=lambda k: (-prio[k], submit[k], ids[k], k))
+    assert got == want[:limit]
