@@ -70,6 +70,9 @@ def may_fit(request: Request, free: np.ndarray, gpu_host: np.ndarray, host_gpus:
         least *= request.gpus_per_node
     if np.count_nonzero(free) < least:  # every branch below needs at least this many free GPUs
         return False
+    domains = levels is not None and bool(request.max_domains) and request.max_domains_level in levels.alias
+    if request.nodes is None and not request.whole_hosts and not domains:
+        return True  # the per-host free counts sum to the free GPUs: the test above was all of it
     per_host = np.bincount(gpu_host, weights=free, minlength=host_gpus.size)
     if request.nodes is not None:
         need = request.gpus_per_node
@@ -79,14 +82,16 @@ def may_fit(request: Request, free: np.ndarray, gpu_host: np.ndarray, host_gpus:
                 ok &= host_gpus == need
         else:
             ok = per_host >= (need or 1)
-        units, want = ok.astype(float), float(request.nodes)  # hosts that can take one rank
+        if not domains:  # hosts that can take one rank
+            return int(np.count_nonzero(ok)) >= request.nodes
+        units, want = ok.astype(float), float(request.nodes)
     elif request.whole_hosts:
         units, want = np.where(per_host == host_gpus, per_host, 0.0), float(request.gpus or 0)
     else:
         units, want = per_host, float(request.gpus or 0)
     if float(units.sum()) < want:
         return False
-    if levels is None or not request.max_domains or request.max_domains_level not in levels.alias:
+    if not domains:
         return True
     dom = levels.host_dom[:, levels.alias[request.max_domains_level]]
     caps = np.bincount(dom, weights=units)

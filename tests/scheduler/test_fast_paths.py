@@ -79,3 +79,43 @@ def test_examined_order_equals_the_python_sort(rows, limit):
     got = pol._examined(pending, ids, prio, submit)
     want = sorted(range(len(rows)), key=lambda k: (-prio[k], submit[k], ids[k], k))
     assert got == want[:limit]
+
+
+def _plain_may_fit(request, free, gpu_host, host_gpus, levels=None) -> bool:
+    """``may_fit`` before its early returns (every branch through the per-host counts)."""
+    least = request.nodes if request.nodes is not None else (request.gpus or 0)
+    if request.nodes is not None and request.gpus_per_node is not None:
+        least *= request.gpus_per_node
+    if np.count_nonzero(free) < least:
+        return False
+    per_host = np.bincount(gpu_host, weights=free, minlength=host_gpus.size)
+    if request.nodes is not None:
+        need = request.gpus_per_node
+        if request.whole_hosts:
+            ok = (per_host == host_gpus) & (host_gpus > 0)
+            if need is not None:
+                ok &= host_gpus == need
+        else:
+            ok = per_host >= (need or 1)
+        units, want = ok.astype(float), float(request.nodes)
+    elif request.whole_hosts:
+        units, want = np.where(per_host == host_gpus, per_host, 0.0), float(request.gpus or 0)
+    else:
+        units, want = per_host, float(request.gpus or 0)
+    if float(units.sum()) < want:
+        return False
+    if levels is None or not request.max_domains or request.max_domains_level not in levels.alias:
+        return True
+    caps = np.bincount(levels.host_dom[:, levels.alias[request.max_domains_level]], weights=units)
+    return float(np.sort(caps)[::-1][: request.max_domains].sum()) >= want
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(REQUESTS + [Request(gpus=3), Request(gpus=20, whole_hosts=True),
+                                   Request(nodes=2, gpus_per_node=3)]),
+       st.lists(st.booleans(), min_size=len(FAB.gpus), max_size=len(FAB.gpus)), st.booleans())
+def test_may_fit_equals_the_plain_check(request, taken, with_levels):
+    free = ~np.array(taken)
+    lv = fabric_levels(FAB)
+    args = (request, free, FAB.index.gpu_host, lv.host_gpus, lv if with_levels else None)
+    assert may_fit(*args) == _plain_may_fit(*args)
