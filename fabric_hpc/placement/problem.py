@@ -22,6 +22,7 @@ from fabric_hpc.placement.contract import Placement
 from fabric_hpc.placement.cost import CostWeights, evaluate, stranded
 from fabric_hpc.placement.levels import fabric_levels
 from fabric_hpc.placement.request import Request
+from fabric_hpc.placement.verify import violations
 
 if TYPE_CHECKING:
     from fabric_hpc.placement.state import ClusterState
@@ -182,24 +183,30 @@ class Problem:
         order = sorted(sockets, key=per.__getitem__)  # stable: ties keep socket order
         return [i for s in order for i in free if numa_row[i] == s][:count]
 
-    def chosen_gpus(self, counts: dict[int, int]) -> tuple[dict[int, list[int]], np.ndarray]:
-        """(host -> local GPU indices, sorted global GPU indices) for host -> GPU counts."""
-        local = {h: self.pick_gpus(h, c) for h, c in counts.items() if c > 0}
+    def chosen_gpus(self, counts: dict[int, int]) -> tuple[list[int], np.ndarray]:
+        """(sorted hosts used, sorted global GPU indices) for host -> GPU counts."""
+        hosts = sorted(h for h, c in counts.items() if c > 0)
         first = self.levels.first_gpu
-        return local, np.array(sorted(int(first[h]) + i for h, ls in local.items() for i in ls), np.int64)
+        if self.pattern is None and hosts:
+            h = np.array(hosts, np.int64)
+            if (self._free_rows[h] == np.array([counts[x] for x in hosts])).all():
+                # every host gives all its free GPUs (what pick_gpus returns then): one nonzero
+                rows, cols = np.nonzero(self.free_mat[h])
+                return hosts, np.sort(first[h][rows] + cols)
+        return hosts, np.array(sorted(int(first[h]) + i for h in hosts for i in self.pick_gpus(h, counts[h])),
+                               np.int64)
 
     def finish(self, counts: dict[int, int], solver: str, t0: float, *, optimal: bool | None,
                notes: tuple[str, ...] = (), stats: dict | None = None) -> Placement:
-        local, gpus = self.chosen_gpus(counts)
+        hosts, gpus = self.chosen_gpus(counts)
         self.verify(gpus)
         cost, breakdown, spans = evaluate(self, gpus)
-        hosts = sorted(local)
         return Placement(gpus=tuple(self.fab.gpus[i] for i in gpus), hosts=tuple(self.fab.hosts[h] for h in hosts),
                          solver=solver, cost=cost, breakdown=breakdown, domains=spans, optimal=optimal,
-                         time_s=time.perf_counter() - t0, slices=self._slices(hosts, local), notes=notes,
+                         time_s=time.perf_counter() - t0, slices=self._slices(hosts), notes=notes,
                          stats=stats or {})
 
-    def _slices(self, hosts: list[int], local: dict[int, list[int]]) -> tuple[tuple[str, ...], ...]:
+    def _slices(self, hosts: list[int]) -> tuple[tuple[str, ...], ...]:
         if self.slice_level is None:
             return ()
         out: list[tuple[str, ...]] = []
@@ -216,8 +223,6 @@ class Problem:
 
     def verify(self, gpus: np.ndarray) -> None:
         """Raise :class:`PlacementBug` unless every hard constraint holds."""
-        from fabric_hpc.placement.verify import violations
-
         problems = violations(self, gpus)
         if problems:
             raise PlacementBug("placement breaks hard constraints: " + "; ".join(problems))

@@ -174,3 +174,23 @@ def test_host_counts_equals_unique() -> None:
         want_hosts, want_counts = np.unique(host, return_counts=True)
         assert hosts.tolist() == want_hosts.tolist() and counts.tolist() == want_counts.tolist()
         assert hosts.dtype == want_hosts.dtype and counts.dtype == want_counts.dtype
+
+
+@pytest.mark.parametrize("fabric", ["pod", "small", "nvl"])
+def test_chosen_gpus_equal_the_per_host_pick(fabric: str, request: pytest.FixtureRequest) -> None:
+    """The one-nonzero shortcut (every host gives all its free GPUs) picks what pick_gpus picks."""
+    fab = request.getfixturevalue(fabric)
+    shortcut = 0
+    for seed in range(30):
+        state = random_state(fab, seed, busy=0.3)
+        for text in ["gpus=8", "gpus=13", "nodes=2,gpus_per_node=4", "nodes=3,gpus_per_node=1", "gpus=30"]:
+            p = Problem(fab, state, parse_request(text))
+            counts = greedy_mod.greedy_counts(p)
+            if counts is None:
+                continue
+            hosts, gpus = p.chosen_gpus(counts)
+            first = p.levels.first_gpu
+            want = sorted(int(first[h]) + i for h, c in counts.items() if c > 0 for i in p.pick_gpus(h, c))
+            assert gpus.tolist() == want and hosts == sorted(h for h, c in counts.items() if c > 0)
+            shortcut += all(p._free_rows[h] == c for h, c in counts.items() if c > 0)
+    assert shortcut >= 10  # the shortcut was exercised
