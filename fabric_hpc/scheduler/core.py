@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import ClassVar
 
 import numpy as np
@@ -38,6 +38,7 @@ from fabric_hpc.scheduler.placer import fit_gpus, masked_state, may_fit, request
 
 _JOB_ID = attrgetter("job.id")
 _JOB_TIER = attrgetter("job.tier")
+_END, _FIRST_GPU, _RELEASE = itemgetter(1), itemgetter(3), itemgetter(4)  # fields of a _running_ends entry
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ class Scheduler:
     fast_walk: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        self._ends: dict[int, tuple[RunningJob, float, np.ndarray, int]] = {}
+        self._ends: dict[int, tuple[RunningJob, float, np.ndarray, int, tuple]] = {}
         self._compact: dict[str, tuple[Job, object, Job]] = {}
         self._starts: dict[tuple, tuple[float, tuple[str, ...]] | None] = {}
         self._no_victims: set[tuple] = set()
@@ -247,10 +248,14 @@ class Scheduler:
             for k, r in enumerate(running):
                 if vals[k] is None:
                     idx = np.fromiter((pos[g] for g in r.gpus), np.int64, count=len(r.gpus))
-                    vals[k] = self._ends[id(r)] = (r, r.walltime_end, idx, int(idx[0]) if idx.size else -1)
+                    end = r.walltime_end
+                    vals[k] = self._ends[id(r)] = (r, end, idx, int(idx[0]) if idx.size else -1, (end, idx))
         if len(self._ends) > 2 * len(vals) + 256:
             self._ends = {id(v[0]): v for v in vals}
-        return [(e if e > now else now, idx) for _, e, idx, _ in vals], [f for *_, f in vals]
+        firsts = list(map(_FIRST_GPU, vals))
+        if vals and min(map(_END, vals)) <= now:  # a job past its walltime: its release is "now"
+            return [(e if e > now else now, idx) for _, e, idx, _, _ in vals], firsts
+        return list(map(_RELEASE, vals)), firsts
 
     def _victim_tiers(self, running: list) -> set[str]:
         """Tiers that may preempt at least one running gang (none without a preemption policy)."""
