@@ -135,25 +135,33 @@ def ring_edges(problem: Problem, gpus: np.ndarray) -> tuple[np.ndarray, np.ndarr
     hosts, starts = np.unique(h, return_index=True)
     seq = h[np.sort(starts)]
     if len(seq) >= 2:
-        rails = np.asarray(idx.gpu_rail[g], np.int64)
-        mask = np.zeros(len(hosts), np.int64)
-        pos = np.searchsorted(hosts, h)
-        np.bitwise_or.at(mask, pos, np.left_shift(1, np.clip(rails, 0, 62)))
-        first_at: dict[tuple[int, int], int] = {}
-        for hk, rk, gk in zip(h.tolist(), rails.tolist(), g.tolist(), strict=True):  # first GPU per (host, rail)
-            first_at.setdefault((hk, rk), gk)
-            first_at.setdefault((hk, -9), gk)
-        mask_of = dict(zip(hosts.tolist(), mask.tolist(), strict=True))
-        nxt = np.roll(seq, -1)
-        pa, pb = [], []
-        for x, y in zip(seq.tolist(), nxt.tolist(), strict=True):
-            common = mask_of[x] & mask_of[y]
-            r = (common & -common).bit_length() - 1 if common else -9
-            pa.append(first_at[(x, r)])
-            pb.append(first_at[(y, r)])
-        a_list.append(np.array(pa, np.int64))
-        b_list.append(np.array(pb, np.int64))
+        a, b = _host_links(g, h, hosts, starts, seq, np.asarray(idx.gpu_rail[g], np.int64))
+        a_list.append(a)
+        b_list.append(b)
     return np.concatenate(a_list), np.concatenate(b_list)
+
+
+def _host_links(g: np.ndarray, h: np.ndarray, hosts: np.ndarray, starts: np.ndarray, seq: np.ndarray,
+                rails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ring's host-to-host edges, host ``seq[i]`` to ``seq[i + 1]`` (wrapping): between the first
+    GPUs (in ring order ``g``) on the lowest rail both hosts use, else between their first GPUs.
+    ``hosts``/``starts`` are ``np.unique(h, return_index=True)``; rails outside 0..62 match nothing."""
+    at = np.searchsorted(hosts, h)  # host position of each GPU
+    ok = (rails >= 0) & (rails <= 62)
+    mask = np.zeros(len(hosts), np.int64)
+    np.bitwise_or.at(mask, at[ok], np.left_shift(1, rails[ok]))
+    keys, first = np.unique(at[ok] * 64 + rails[ok], return_index=True)  # first GPU per (host, rail)
+    first = np.flatnonzero(ok)[first]
+    x = np.searchsorted(hosts, seq)
+    y = np.roll(x, -1)
+    common = mask[x] & mask[y]
+    rail = np.frexp((common & -common).astype(np.float64))[1] - 1  # lowest common rail (exact: powers of 2)
+    out = []
+    for side in (x, y):
+        k = np.searchsorted(keys, side * 64 + rail).clip(0, max(len(keys) - 1, 0))
+        on_rail = g[first[k]] if len(keys) else g[starts[side]]
+        out.append(np.where(common != 0, on_rail, g[starts[side]]))
+    return out[0], out[1]
 
 
 _PAIRS: weakref.WeakKeyDictionary[Fabric, dict[int, tuple[float, float]]] = weakref.WeakKeyDictionary()

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from fabric_hpc.placement import PlacementInfeasible, parse_request, place
+from fabric_hpc.placement import cost as cost_mod
 from fabric_hpc.placement import greedy as greedy_mod
 from fabric_hpc.placement.cost import _edge_pairs, comm_ms, evaluate, host_counts, ring_edges, stranded
 from fabric_hpc.placement.problem import Problem
@@ -194,3 +195,38 @@ def test_chosen_gpus_equal_the_per_host_pick(fabric: str, request: pytest.Fixtur
             assert gpus.tolist() == want and hosts == sorted(h for h, c in counts.items() if c > 0)
             shortcut += all(p._free_rows[h] == c for h, c in counts.items() if c > 0)
     assert shortcut >= 10  # the shortcut was exercised
+
+
+def _loop_host_links(g, h, hosts, starts, seq, rails):
+    """The former per-GPU loop of ``ring_edges`` (first GPU per (host, rail) from a dict)."""
+    mask = np.zeros(len(hosts), np.int64)
+    np.bitwise_or.at(mask, np.searchsorted(hosts, h), np.left_shift(1, np.clip(rails, 0, 62)))
+    first_at: dict[tuple[int, int], int] = {}
+    for hk, rk, gk in zip(h.tolist(), rails.tolist(), g.tolist(), strict=True):
+        first_at.setdefault((hk, rk), gk)
+        first_at.setdefault((hk, -9), gk)
+    mask_of = dict(zip(hosts.tolist(), mask.tolist(), strict=True))
+    pa, pb = [], []
+    for x, y in zip(seq.tolist(), np.roll(seq, -1).tolist(), strict=True):
+        common = mask_of[x] & mask_of[y]
+        r = (common & -common).bit_length() - 1 if common else -9
+        pa.append(first_at[(x, r)])
+        pb.append(first_at[(y, r)])
+    return np.array(pa, np.int64), np.array(pb, np.int64)
+
+
+@pytest.mark.parametrize("fabric", ["pod", "small", "nvl"])
+def test_ring_host_links_equal_the_loop(fabric: str, request: pytest.FixtureRequest,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    fab = request.getfixturevalue(fabric)
+    rng = np.random.default_rng(1)
+    cases = []
+    for seed in range(40):
+        p = Problem(fab, random_state(fab, seed, busy=0.3), parse_request("gpus=8"))
+        gpus = np.sort(rng.choice(len(fab.gpus), size=int(rng.integers(2, min(40, len(fab.gpus)))), replace=False))
+        cases.append((p, gpus))
+    fast = [ring_edges(p, g) for p, g in cases]
+    monkeypatch.setattr(cost_mod, "_host_links", _loop_host_links)
+    plain = [ring_edges(p, g) for p, g in cases]
+    assert all(a.tolist() == c.tolist() and b.tolist() == d.tolist() for (a, b), (c, d) in zip(fast, plain))
+    assert sum(len(np.unique(fab.index.gpu_host[g])) > 2 for _, g in cases) >= 20  # multi-host rings
