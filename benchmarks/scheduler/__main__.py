@@ -1,9 +1,12 @@
-"""Scheduler and simulator benchmark: ``.venv/bin/python -m benchmarks.scheduler [--quick] [--full-speed] [--no-write]``.
+"""Scheduler and simulator benchmark: ``.venv/bin/python -m benchmarks.scheduler [--quick] [--full-speed
+[--repeat N]] [--no-write]``.
 
 1. Simulator speed: the fabric policy with the greedy placer replaying synthetic gang workloads on
    DGX H100 SuperPODs; growth with job count (2,048 GPUs) and with cluster size; events/s, jobs/s
    and the share of time spent inside the placement solver. ``--full-speed`` also replays 50,000
-   jobs on 2,048 GPUs for real (otherwise the 50,000-job time is extrapolated and said so).
+   jobs on 2,048 GPUs for real, ``--repeat`` times (default 3; the median is reported, with every
+   run's time, as this shared machine's speed varies between runs); otherwise the 50,000-job time
+   is extrapolated and said so.
 2. fabric vs the Slurm-like baseline, each pair in one process on the same jobs: gang workloads on
    a 4-SU SuperPOD and on 8 GB200 NVL72 racks, and the Alibaba openb trace (bundled) on a 32-GPU
    leaf-spine cluster (the trace's average demand is ~17 GPUs; on a bigger cluster nothing queues).
@@ -41,6 +44,20 @@ def speed_run(fab_ref: str, jobs: int, seed: int = 1) -> dict:
             "finished": s["finished"]}
 
 
+def full_speed(repeat: int) -> dict:
+    """The 50,000-job replay ``repeat`` times (this machine's speed varies from run to run): the
+    median run's numbers, with every run's wall time in ``walls`` (in run order)."""
+    runs = [speed_run("superpod:sus=8", 50_000) for _ in range(repeat)]
+    for r in runs:
+        print(json.dumps(r), flush=True)
+    median = sorted(runs, key=lambda r: r["wall_s"])[(len(runs) - 1) // 2]
+    return {**median, "walls": [r["wall_s"] for r in runs]}
+
+
+def _walls(full: dict) -> str:
+    return ", ".join(f"{w:.0f}" for w in full["walls"])
+
+
 def compare(name: str, fab_ref: str, jobs: list, extra: dict[str, object] | None = None, tag: str = "") -> dict:
     fab = open_fabric(fab_ref)
     out: dict = {"workload": name, "topology": fab_ref, "tag": tag or fab_ref, "gpus": len(fab.gpus),
@@ -71,7 +88,7 @@ def _yn(ok: bool | None) -> str:
 ROWS = [("mean_jct_s", "mean JCT (h)", 1 / 3600), ("p50_jct_s", "p50 JCT (h)", 1 / 3600),
         ("p99_jct_s", "p99 JCT (h)", 1 / 3600), ("mean_wait_s", "mean wait (h)", 1 / 3600),
         ("p99_wait_s", "p99 wait (h)", 1 / 3600), ("mean_bounded_slowdown", "mean bounded slowdown", 1),
-        ("gpu_utilisation", "GPU utilisation", 1), ("fragmentation", "fragmentation", 1),
+        ("gpu_utilisation", "GPU utilisation", 1), ("makespan_s", "makespan (h)", 1 / 3600), ("fragmentation", "fragmentation", 1),
         ("mean_domains_spanned", "mean domains spanned (multi-host)", 1), ("mean_stretch", "mean comm. stretch", 1),
         ("jain_accounts", "Jain (accounts)", 1), ("preemptions", "preemptions", 1), ("gpu_hours_lost", "GPU-h lost", 1),
         ("bench_wall_s", "replay wall time (s)", 1)]
@@ -81,7 +98,8 @@ def notes(full: dict | None, comps: list[dict]) -> str:
     """Why a target is missed, with this run's numbers."""
     out = []
     if full and full["wall_s"] >= 120:
-        out.append(f"Speed: 50,000 jobs on 2,048 GPUs took {full['wall_s']:.0f} s in this run "
+        out.append(f"Speed: 50,000 jobs on 2,048 GPUs took {full['wall_s']:.0f} s (median of runs of "
+                   f"{_walls(full)} s) "
                    f"({full['solver_share']:.0%} of it inside the greedy solver, {full['solver_calls']} calls, "
                    f"{full['steps']} scheduling steps). Successive rounds of speed-ups took it {SPEED_HISTORY}, "
                    "each leaving every decision unchanged (pinned by tests/scheduler/test_pinned_schedule.py and "
@@ -104,9 +122,17 @@ def notes(full: dict | None, comps: list[dict]) -> str:
             out.append(f"{c['tag']} JCT: {v['jct_reduction']:.1%} lower; the communication stretch falls from "
                        f"{s['mean_stretch'] - 1:.1%} to {f['mean_stretch'] - 1:.1%} and the mean wait from "
                        f"{s['mean_wait_s'] / 3600:.2f} h to {f['mean_wait_s'] / 3600:.2f} h.")
+    for c in comps:
+        s, f = c["policies"]["slurm"], c["policies"]["fabric"]
+        if f["gpu_utilisation"] < s["gpu_utilisation"] - 0.02:
+            out.append(f"{c['tag']} utilisation (not a target): it is busy GPU-time between the first submit and "
+                       f"the last end, and fabric's last job ends later (makespan {f['makespan_s'] / 3600:.1f} h "
+                       f"vs {s['makespan_s'] / 3600:.1f} h), e.g. when its short-first order starts a long gang "
+                       "last; see the mean JCT and wait rows for what the jobs saw.")
     text = "Why targets are missed where they are: " + " ".join(out) if out else "Every target is met in this run."
     if full and full["wall_s"] < 120:
-        text += (f" Simulator speed: {full['wall_s']:.0f} s for 50,000 jobs in this run; earlier sessions measured "
+        text += (f" Simulator speed: {full['wall_s']:.0f} s for 50,000 jobs (median of runs of {_walls(full)} s); "
+                 "earlier sessions measured "
                  f"{SPEED_HISTORY} for the same replay, every round leaving each decision unchanged (pinned by "
                  "tests/scheduler/test_pinned_schedule.py, test_fast_paths.py and the replay's decision digest).")
     return text
@@ -122,8 +148,9 @@ def render(speed: list[dict], full: dict | None, comps: list[dict], quick: bool)
     big = [r for r in speed if r["gpus"] == 2048]
     rate = big[-1]["jobs_per_s"] if big else speed[-1]["jobs_per_s"]
     if full:
-        lines += ["", f"**50,000 jobs on 2,048 GPUs, measured: {full['wall_s']:.0f} s** "
-                  f"({full['events_per_s']:.0f} events/s) — target < 120 s: {_yn(full['wall_s'] < 120)}."]
+        lines += ["", f"**50,000 jobs on 2,048 GPUs, measured: {full['wall_s']:.0f} s, the median of "
+                  f"{len(full['walls'])} runs** ({_walls(full)} s; {full['events_per_s']:.0f} events/s in the median "
+                  f"run) — target < 120 s: {_yn(full['wall_s'] < 120)}."]
     else:
         est = 50_000 / rate
         lines += ["", f"50,000 jobs on 2,048 GPUs, **extrapolated** from the largest run above (not measured; "
@@ -153,6 +180,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller workloads (for a smoke run)")
     ap.add_argument("--full-speed", action="store_true", help="also replay 50,000 jobs on 2,048 GPUs")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of the 50,000-job replay (median reported)")
     ap.add_argument("--no-write", action="store_true", help="print, do not write docs/benchmarks.md")
     ap.add_argument("--json", type=Path, help="also write the raw numbers here")
     a = ap.parse_args()
@@ -163,7 +191,7 @@ def main() -> None:
                     ("superpod:sus=2", 2000), ("superpod:sus=4", 2000)]):
         speed.append(speed_run(ref, n))
         print(json.dumps(speed[-1]), flush=True)
-    full = speed_run("superpod:sus=8", 50_000) if a.full_speed else None
+    full = full_speed(a.repeat) if a.full_speed else None
     comps = []
     gang = gang_workload(jobs=400 if q else 1200, cluster_gpus=1024, load=1.5, seed=7)
     comps.append(compare("Synthetic gangs (Philly/Helios/Acme-shaped), load 1.5", "superpod:sus=4", gang,
@@ -189,7 +217,8 @@ def main() -> None:
         a.json.write_text(json.dumps({"speed": speed, "full": full, "compare": comps}, indent=1, default=str))
     if not a.no_write:
         write_section("Scheduler and simulator", body, command="python -m benchmarks.scheduler"
-                      + (" --quick" if q else "") + (" --full-speed" if a.full_speed else ""))
+                      + (" --quick" if q else "")
+                      + (f" --full-speed --repeat {a.repeat}" if a.full_speed else ""))
 
 
 if __name__ == "__main__":
