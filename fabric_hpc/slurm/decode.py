@@ -16,6 +16,7 @@ the type of the value it found; no ``TypeError``/``KeyError``/``ValueError`` lea
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,7 @@ from fabric_hpc.slurm.contract import Job, Node, SlurmError
 from fabric_hpc.slurm.parse import gpu_count, gpu_indices, hosts, parse_gres, parse_state
 
 _NUMBER_KEYS = frozenset({"set", "infinite", "number"})
+_WORD = re.compile(r"^[A-Za-z_]+$")
 
 
 def _kind(value: Any) -> str:
@@ -111,6 +113,8 @@ def state(d: Mapping[str, Any], key: str, what: str, flags_key: str | None = Non
     else:
         raise _bad(what, key, value, "a state string or a non-empty list of states")
     extra = words(d, flags_key, what) if flags_key else ()
+    if not all(_WORD.match(p) for p in [*parts, *extra]):
+        raise _bad(what, key, value, "state words (letters and _)")
     return parts[0], tuple(p.upper() for p in parts[1:]) + tuple(f.upper() for f in extra)
 
 

@@ -134,24 +134,8 @@ class RestClient(SlurmClient):
         return self.version == LEGACY
 
     def _call(self, method: str, path: str, body: Any = None) -> Mapping[str, Any]:
-        what = f"slurmrestd {method} {path}"
         status, data = self._request(method, f"/slurm/{self.version}{path}", body)
-        data = decode.record(data, f"{what} answer")
-        errors, warnings = data.get("errors") or [], data.get("warnings") or []
-        if not isinstance(errors, list) or not isinstance(warnings, list):
-            raise SlurmError(f"{what}: 'errors'/'warnings' are {type(errors).__name__}/{type(warnings).__name__}")
-        errors = [e for e in errors if not (isinstance(e, dict) and e.get("error_code") in _BENIGN)]
-        warnings = [w for w in warnings if not (isinstance(w, dict) and str(w.get("description", "")).endswith(
-            _BENIGN_TEXT))]
-        codes = {e.get(k) for e in errors if isinstance(e, dict) for k in ("error_code", "error_number")}
-        if status == 404 or codes & _NOT_FOUND:
-            raise NotFoundError(f"{what}: not found ({_messages(errors) or status})")
-        if status >= 400 or errors:
-            raise SlurmError(f"{what} answered HTTP {status}: {_messages(errors)}")
-        if warnings:  # e.g. "Ignoring unknown field": Slurm did not do all that was asked
-            raise SlurmError(f"{what}: slurmrestd warned, so the request was not applied as asked: "
-                             f"{_messages(warnings)}", hint="a field this slurmrestd does not know? (docs/slurm.md)")
-        return data
+        return checked(status, data, f"slurmrestd {method} {path}")
 
     # -- reads -------------------------------------------------------------------------------
     def nodes(self) -> list[Node]:
@@ -216,6 +200,27 @@ class RestClient(SlurmClient):
 
     def cancel(self, job_id: int) -> None:
         self._call("DELETE", f"/job/{int(job_id)}")
+
+
+def checked(status: int, data: Any, what: str) -> Mapping[str, Any]:
+    """A slurmrestd answer that reports success and nothing else; otherwise NotFoundError (unknown
+    job) or SlurmError with Slurm's messages. Every warning counts (only the held-job notice not)."""
+    data = decode.record(data, f"{what} answer")
+    errors, warnings = data.get("errors") or [], data.get("warnings") or []
+    if not isinstance(errors, list) or not isinstance(warnings, list):
+        raise SlurmError(f"{what}: 'errors'/'warnings' are {type(errors).__name__}/{type(warnings).__name__}")
+    errors = [e for e in errors if not (isinstance(e, dict) and e.get("error_code") in _BENIGN)]
+    warnings = [w for w in warnings
+                if not (isinstance(w, dict) and str(w.get("description", "")).endswith(_BENIGN_TEXT))]
+    codes = {e.get(k) for e in errors if isinstance(e, dict) for k in ("error_code", "error_number")}
+    if status == 404 or codes & _NOT_FOUND:
+        raise NotFoundError(f"{what}: not found ({_messages(errors) or status})")
+    if status >= 400 or errors:
+        raise SlurmError(f"{what} answered HTTP {status}: {_messages(errors)}")
+    if warnings:  # e.g. "Ignoring unknown field": Slurm did not do all that was asked
+        raise SlurmError(f"{what}: slurmrestd warned, so the request was not applied as asked: "
+                         f"{_messages(warnings)}", hint="a field this slurmrestd does not know? (docs/slurm.md)")
+    return data
 
 
 def _hosts(value: str) -> list[str]:
