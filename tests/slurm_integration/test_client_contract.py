@@ -161,3 +161,36 @@ def test_rest_warning_about_an_ignored_field_is_an_error(request: pytest.Fixture
         assert rest.job(jid).req_nodes == ("n3",)
     finally:
         rest.cancel(jid)
+
+
+@pytest.mark.parametrize("backend", ["cli", "rest"])
+def test_fabric_slurm_jobs_and_nodes_commands(backend: str, request: pytest.FixtureRequest,
+                                              contract_cluster: Any) -> None:
+    """``fabric slurm jobs|nodes`` as a user runs them (the rest backend with ``SLURM_JWT``): no traceback."""
+    import json
+    import subprocess
+    import sys
+
+    env, extra = {**contract_cluster.env, "PYTHONPATH": os.environ.get("PYTHONPATH", os.getcwd())}, []
+    if backend == "rest":
+        env["SLURM_JWT"] = token(contract_cluster)
+        extra = ["--backend", "rest", "--rest-url", request.getfixturevalue("restd").url]
+    wd = str(contract_cluster.work_dir)
+    run = contract_cluster.sbatch("-N1", "--gres=gpu:2", "-w", "n5", script=SCRIPT.format(s=60), cwd=wd)
+    held = contract_cluster.sbatch("-N2", "--gres=gpu:8", "-H", "--comment=fabric", script=SCRIPT.format(s=1), cwd=wd)
+    try:
+        contract_cluster.wait_job(run, ("RUNNING",), timeout=30)
+        out = {}
+        for what in ("jobs", "nodes"):
+            for fmt in ([], ["--json"]):
+                proc = subprocess.run([sys.executable, "-m", "fabric_hpc.cli.main", "slurm", what, *extra, *fmt],
+                                      env=env, text=True, capture_output=True, timeout=60)
+                assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+                out[what, bool(fmt)] = proc.stdout
+        jobs = {d["job"]: d for d in json.loads(out["jobs", True])}
+        assert jobs[run]["node_list"] == ["n5"] and jobs[run]["gpus_per_node"] == 2
+        assert (jobs[held]["state"], jobs[held]["reason"], jobs[held]["fabric"]) == ("PENDING", "JobHeldUser", True)
+        nodes = {d["node"]: d for d in json.loads(out["nodes", True])}
+        assert nodes["n5"]["gpus_used"] == [0, 1] and nodes["n6"]["gpus_used"] == [] and len(nodes) == 16
+    finally:
+        contract_cluster.run(["scancel", str(run), str(held)], check=False)
