@@ -1,9 +1,11 @@
-"""The ``cli`` backend: Slurm's own commands (works on any Slurm >= 21.08).
+"""The ``cli`` backend: Slurm's own commands (tested with Slurm 22.05 and 25.11).
 
-Reads use ``squeue --json`` and ``sinfo --json`` (one call each per cycle); ``scontrol show job
--d -o`` / ``scontrol show node -d -o`` are the fallbacks for a single job and for Slurm builds
-without JSON. Actions are ``scontrol update/hold/release/requeue``, ``scancel`` and ``sbatch
---parsable``. Each call has a timeout; a failure is a :class:`SlurmError` with Slurm's message.
+Reads use ``squeue --json`` and, for nodes, ``sinfo --json`` where it lists nodes (22.05) or
+``scontrol show nodes --json`` (23.02+, whose ``sinfo --json`` has per-partition records); both are
+decoded by :mod:`fabric_hpc.slurm.decode`. ``scontrol show job -d -o`` / ``scontrol show node -d -o``
+are the text fallbacks for a single job and for Slurm builds without JSON. Actions are ``scontrol
+update/hold/release/requeue``, ``scancel`` and ``sbatch --parsable``. Each call has a timeout; a
+failure is a :class:`SlurmError` with Slurm's message.
 """
 
 from __future__ import annotations
