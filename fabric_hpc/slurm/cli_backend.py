@@ -139,10 +139,30 @@ def _epoch(text: str | None) -> float | None:
         raise SlurmError(f"scontrol answered an unreadable time {text!r}") from None
 
 
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _int(kv: dict[str, str], key: str, what: str) -> int:
+    value = kv.get(key, "0") or "0"
+    if not _digits(value):
+        raise SlurmError(f"{what}: {key}={value!r} is not a number")
+    return int(value)
+
+
 def job_from_scontrol(line: str) -> Job:
     """A job of ``scontrol show job -d -o`` (the detail part gives GPU indices per node)."""
+    return decode.parsed("scontrol show job", _job_from_scontrol, line)
+
+
+def node_from_scontrol(line: str) -> Node:
+    """A node of ``scontrol show node -d -o``."""
+    return decode.parsed("scontrol show node", _node_from_scontrol, line)
+
+
+def _job_from_scontrol(line: str) -> Job:
     kv = parse_key_values(line)
-    if not kv.get("JobId", "").isdigit():
+    if not _digits(kv.get("JobId", "")):
         raise SlurmError(f"scontrol answered a job line without a JobId: {line[:120]!r}")
     state, flags = parse_state(kv.get("JobState"))
     node_list = hosts(kv.get("NodeList")) if state != "PENDING" else ()
@@ -151,22 +171,22 @@ def job_from_scontrol(line: str) -> Job:
     return Job(job_id=int(kv["JobId"]), name=kv.get("JobName", ""), state=state, flags=flags,
                reason=kv.get("Reason", "None"), comment="" if kv.get("Comment") in (None, "(null)") else kv["Comment"],
                user=kv.get("UserId", "").split("(")[0], partition=kv.get("Partition", ""),
-               nodes=int(nodes) if nodes.isdigit() else 1,
+               nodes=int(nodes) if _digits(nodes) else 1,
                gpus_per_node=gpu_count(kv.get("TresPerNode")), gpu_type=_gpu_type(kv.get("TresPerNode")),
                node_list=node_list, req_nodes=hosts(kv.get("ReqNodeList")),
                gpus={n: gpu_indices(g) for n, g in per_node.items() if gpu_count(g)},
                submit_time=_epoch(kv.get("SubmitTime")) or 0.0, begin_time=_epoch(kv.get("EligibleTime")),
-               start_time=_epoch(kv.get("StartTime")), priority=int(kv.get("Priority", "0") or 0))
+               start_time=_epoch(kv.get("StartTime")), priority=_int(kv, "Priority", f"job {kv['JobId']}"))
 
 
-def node_from_scontrol(line: str) -> Node:
+def _node_from_scontrol(line: str) -> Node:
     kv = parse_key_values(line)
     if "NodeName" not in kv:
         raise SlurmError(f"scontrol answered a node line without NodeName: {line[:120]!r}")
     state, *flags = kv.get("State", "UNKNOWN").split("+")
     gres, used = kv.get("Gres"), kv.get("GresUsed")
     return Node(name=kv["NodeName"], state=state.lower().rstrip("*"), flags=tuple(flags),
-                cpus=int(kv.get("CPUTot", "0") or 0), gpus=gpu_count(gres), gpu_type=_gpu_type(gres),
+                cpus=_int(kv, "CPUTot", f"node {kv['NodeName']}"), gpus=gpu_count(gres), gpu_type=_gpu_type(gres),
                 gpus_used=gpu_indices(used) if gpu_count(used) else (),
                 partitions=tuple(p for p in kv.get("Partitions", "").split(",") if p),
                 features=tuple(f for f in kv.get("ActiveFeatures", "").split(",") if f and f != "(null)"))

@@ -16,6 +16,7 @@ the type of the value it found; no ``TypeError``/``KeyError``/``ValueError`` lea
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -55,14 +56,19 @@ def number(d: Mapping[str, Any], key: str, what: str, *, required: bool = False)
     value = d[key]
     if value is None and not required:
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if _finite(value):
         return value
     if isinstance(value, Mapping) and set(value) <= _NUMBER_KEYS and "number" in value:
         is_set, infinite, num = value.get("set", True), value.get("infinite", False), value["number"]
-        if isinstance(is_set, bool) and isinstance(infinite, bool) and isinstance(num, (int, float)) \
-                and not isinstance(num, bool):
+        if isinstance(is_set, bool) and isinstance(infinite, bool) and _finite(num):
             return num if is_set and not infinite else None
     raise _bad(what, key, value, "a number or {set, infinite, number}")
+
+
+def _finite(value: Any) -> bool:
+    """A JSON number Slurm can send (no bool, NaN, infinity or beyond 64 bits)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and abs(value) < 2**64
 
 
 def integer(d: Mapping[str, Any], key: str, what: str, default: int = 0) -> int:
@@ -118,8 +124,8 @@ def state(d: Mapping[str, Any], key: str, what: str, flags_key: str | None = Non
     return parts[0], tuple(p.upper() for p in parts[1:]) + tuple(f.upper() for f in extra)
 
 
-def _checked(what: str, fn: Any, *args: Any) -> Any:
-    """Run a text parser of :mod:`parse`; its ExternalError becomes a SlurmError naming the record."""
+def parsed(what: str, fn: Any, *args: Any) -> Any:
+    """Run a text parser (:mod:`parse`); its ExternalError becomes a SlurmError naming the record."""
     try:
         return fn(*args)
     except SlurmError:
@@ -129,7 +135,7 @@ def _checked(what: str, fn: Any, *args: Any) -> Any:
 
 
 def gpu_type(gres: str, what: str = "GRES") -> str | None:
-    types = {g.type for g in _checked(what, parse_gres, gres) if g.name == "gpu" and g.type}
+    types = {g.type for g in parsed(what, parse_gres, gres) if g.name == "gpu" and g.type}
     return types.pop() if len(types) == 1 else None
 
 
@@ -142,8 +148,8 @@ def node(d: Any) -> Node:
     gres, used = text(d, "gres", what), text(d, "gres_used", what)
     feats = words(d, "active_features", what) or words(d, "features", what)
     return Node(name=name, state=base.lower(), flags=flags, cpus=integer(d, "cpus", what),
-                gpus=_checked(what, gpu_count, gres), gpu_type=gpu_type(gres, what),
-                gpus_used=_checked(what, gpu_indices, used) if _checked(what, gpu_count, used) else (),
+                gpus=parsed(what, gpu_count, gres), gpu_type=gpu_type(gres, what),
+                gpus_used=parsed(what, gpu_indices, used) if parsed(what, gpu_count, used) else (),
                 partitions=words(d, "partitions", what), features=feats)
 
 
@@ -155,8 +161,8 @@ def _job_gpus(d: Mapping[str, Any], what: str, node_list: tuple[str, ...]) -> di
         return {}
     if len(details) != len(node_list):
         raise SlurmError(f"{what}: {len(details)} GRES details for {len(node_list)} nodes")
-    return {n: _checked(what, gpu_indices, g) for n, g in zip(node_list, details, strict=True)
-            if _checked(what, gpu_count, g)}
+    return {n: parsed(what, gpu_indices, g) for n, g in zip(node_list, details, strict=True)
+            if parsed(what, gpu_count, g)}
 
 
 def job(d: Any) -> Job:
@@ -168,8 +174,8 @@ def job(d: Any) -> Job:
                          else f"job: field 'job_id' is unset ({d['job_id']!r})")
     what = f"job {job_id}"
     base, flags = state(d, "job_state", what, None)
-    state_name, more = _checked(what, parse_state, [base, *flags])
-    node_list = _checked(what, hosts, text(d, "nodes", what)) if state_name != "PENDING" else ()
+    state_name, more = parsed(what, parse_state, [base, *flags])
+    node_list = parsed(what, hosts, text(d, "nodes", what)) if state_name != "PENDING" else ()
     tres = text(d, "tres_per_node", what)
     limit = number(d, "time_limit", what)
     uid = integer(d, "user_id", what, default=-1)
@@ -177,8 +183,8 @@ def job(d: Any) -> Job:
                reason=text(d, "state_reason", what, "None") or "None", comment=text(d, "comment", what),
                user=text(d, "user_name", what) or (str(uid) if uid >= 0 else ""),
                partition=text(d, "partition", what), nodes=integer(d, "node_count", what, default=1) or 1,
-               gpus_per_node=_checked(what, gpu_count, tres), gpu_type=gpu_type(tres, what), node_list=node_list,
-               req_nodes=_checked(what, hosts, text(d, "required_nodes", what)),
+               gpus_per_node=parsed(what, gpu_count, tres), gpu_type=gpu_type(tres, what), node_list=node_list,
+               req_nodes=parsed(what, hosts, text(d, "required_nodes", what)),
                gpus=_job_gpus(d, what, node_list), submit_time=epoch(d, "submit_time", what) or 0.0,
                begin_time=epoch(d, "eligible_time", what), start_time=epoch(d, "start_time", what),
                time_limit_min=None if limit is None else int(limit), priority=integer(d, "priority", what))
