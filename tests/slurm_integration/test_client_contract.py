@@ -58,8 +58,8 @@ def _cli(request: pytest.FixtureRequest, cluster: Any) -> SlurmClient:
 
 
 def _pyslurm(request: pytest.FixtureRequest, cluster: Any) -> SlurmClient:
+    os.environ["SLURM_CONF"] = str(cluster.conf_path)  # before the import: without it libslurm exits
     pytest.importorskip("pyslurm", reason="pyslurm has no build for Slurm 22.05 (allowed skip)")
-    os.environ["SLURM_CONF"] = str(cluster.conf_path)
     return open_client("pyslurm")
 
 
