@@ -1,4 +1,4 @@
-"""Slurm agent benchmark: ``.venv/bin/python -m benchmarks.slurm [--quick] [--no-write]``.
+"""Slurm agent benchmark: ``.venv/bin/python -m benchmarks.slurm [--quick] [--no-write] [--recorded]``.
 
 On a live 16-host × 8-GPU test cluster (root, Slurm 22.05, fabric's job_submit.lua):
 
@@ -9,7 +9,9 @@ On a live 16-host × 8-GPU test cluster (root, Slurm 22.05, fabric's job_submit.
 3. agent cycle time on a simulated 2,048-GPU SuperPOD state (half busy) built from those recorded
    answers (:mod:`fabric_hpc.slurm.replay`), with 100 and 1,000 pending gangs; actions not sent.
 
-Writes the ``## Slurm agent`` section of docs/benchmarks.md.
+Writes the ``## Slurm agent`` section of docs/benchmarks.md. ``--recorded`` runs only step 3, on the
+golden answers of every recorded Slurm version (tests/slurm_integration/data/slurm-*/: Slurm 22.05
+and 25.11), no live cluster needed, and writes nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from fabric_hpc.slurm import decode
 from fabric_hpc.slurm.agent import Agent, AgentConfig
 from fabric_hpc.slurm.cli_backend import CliClient
 from fabric_hpc.slurm.plugins import render_job_submit
@@ -83,9 +86,32 @@ def live_cycles(cluster: SlurmTestCluster, fab, state_dir: Path, counts: list[in
         times = [agent.cycle() for _ in range(reps)]
         results[n] = {"cycle": [r.seconds for r in times], "read": [r.read_s for r in times],
                       "policy": [r.policy_s for r in times], "pending": times[-1].pending, "submit_s": submit_s}
-        recordings[n] = (cluster.run(["sinfo", "--json"]).stdout, cluster.run(["squeue", "--json"]).stdout)
+        recordings[n] = (_node_answer(cluster), cluster.run(["squeue", "--json"]).stdout)
     cluster.run(["scancel", "--user", "0"], check=False)
     return results, recordings
+
+
+def _node_answer(cluster: SlurmTestCluster) -> str:
+    """``sinfo --json`` where it lists nodes (22.05), else ``scontrol show nodes --json`` (23.02+)."""
+    sinfo = cluster.run(["sinfo", "--json"]).stdout
+    if decode.nodes_answer(json.loads(sinfo), "sinfo --json") is not None:
+        return sinfo
+    return cluster.run(["scontrol", "show", "nodes", "--json"]).stdout
+
+
+def recorded_cycles(counts: list[int], reps: int) -> str:
+    """Step 3 on the golden answers of each recorded Slurm version: one table row per version and count."""
+    data = REPO / "tests" / "slurm_integration" / "data"
+    lines = ["| Slurm (recorded) | pending gangs | cycle s | read s | policy s | placed in cycle |",
+             "|---|---|---|---|---|---|"]
+    with tempfile.TemporaryDirectory(prefix="fabric-bench-slurm-") as tmp:
+        for d in sorted(data.glob("slurm-*")):
+            nodes = d / "scontrol-nodes.json" if (d / "scontrol-nodes.json").exists() else d / "sinfo.json"
+            rec = (nodes.read_text(), (d / "squeue.json").read_text())
+            for n, r in simulated_cycles(rec, counts, reps, Path(tmp) / d.name).items():
+                lines.append(f"| {d.name.removeprefix('slurm-')} | {n} | {_fmt(r['cycle'])} | {_fmt(r['read'])} | "
+                             f"{_fmt(r['policy'])} | {r['started']} |")
+    return "\n".join(lines)
 
 
 def simulated_cycles(recording: tuple[str, str], counts: list[int], reps: int, tmp: Path):
@@ -139,9 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="benchmarks.slurm")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, 100 and 300 pending")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--recorded", action="store_true", help="only the simulated cycles, on the recorded answers "
+                    "of each Slurm version (no live cluster; writes nothing)")
     args = ap.parse_args(argv)
     counts = [100, 300] if args.quick else [100, 1000]
     reps = 3 if args.quick else 5
+    if args.recorded:
+        print(recorded_cycles(counts, reps))
+        return 0
     fab = build(generators.leaf_spine(16, hosts_per_leaf=4, gpus=8, cpus=8))
     tmp = Path(tempfile.mkdtemp(prefix="fabric-bench-slurm-"))
     save_spec(fab.spec, tmp / "topology.yaml")

@@ -1,9 +1,11 @@
-"""The ``cli`` backend: Slurm's own commands (works on any Slurm >= 21.08).
+"""The ``cli`` backend: Slurm's own commands (tested with Slurm 22.05 and 25.11).
 
-Reads use ``squeue --json`` and ``sinfo --json`` (one call each per cycle); ``scontrol show job
--d -o`` / ``scontrol show node -d -o`` are the fallbacks for a single job and for Slurm builds
-without JSON. Actions are ``scontrol update/hold/release/requeue``, ``scancel`` and ``sbatch
---parsable``. Each call has a timeout; a failure is a :class:`SlurmError` with Slurm's message.
+Reads use ``squeue --json`` and, for nodes, ``sinfo --json`` where it lists nodes (22.05) or
+``scontrol show nodes --json`` (23.02+, whose ``sinfo --json`` has per-partition records); both are
+decoded by :mod:`fabric_hpc.slurm.decode`. ``scontrol show job -d -o`` / ``scontrol show node -d -o``
+are the text fallbacks for a single job and for Slurm builds without JSON. Actions are ``scontrol
+update/hold/release/requeue``, ``scancel`` and ``sbatch --parsable``. Each call has a timeout; a
+failure is a :class:`SlurmError` with Slurm's message.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fabric_hpc.errors import NotFoundError
+from fabric_hpc.slurm import decode
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
-from fabric_hpc.slurm.parse import (gpu_count, gpu_indices, hosts, job_node_gres, parse_gres, parse_key_values,
-                                    parse_state)
+from fabric_hpc.slurm.parse import gpu_count, gpu_indices, hosts, job_node_gres, parse_key_values, parse_state
 
 Runner = Callable[[Sequence[str], str | None], str]
 
@@ -33,6 +35,7 @@ class CliClient(SlurmClient):
         self.env = dict(env) if env is not None else dict(os.environ)
         self.timeout = timeout
         self.recorder = recorder  # benchmarks record every answer to replay it
+        self._scontrol_nodes = False  # True once sinfo --json answered without a node list
 
     def _run(self, argv: Sequence[str], stdin: str | None = None, *, cwd: str | None = None) -> str:
         argv = [str(a) for a in argv]
@@ -54,24 +57,29 @@ class CliClient(SlurmClient):
             self.recorder(argv, proc.stdout)
         return proc.stdout
 
-    def _json(self, argv: Sequence[str]) -> dict[str, Any]:
+    def _json(self, argv: Sequence[str]) -> Any:
         out = self._run(argv)
         try:
-            data = json.loads(out)
-        except json.JSONDecodeError as exc:
-            raise SlurmError(f"`{' '.join(argv)}` did not answer JSON ({exc.msg}): {out[:120]!r}") from None
-        if not isinstance(data, dict):
-            raise SlurmError(f"`{' '.join(argv)}` answered JSON that is not an object")
-        return data
+            return json.loads(out)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise SlurmError(f"`{' '.join(argv)}` did not answer JSON ({exc}): {out[:120]!r}") from None
 
     # -- reads ------------------------------------------------------------------------------
     def nodes(self) -> list[Node]:
-        data = self._json(["sinfo", "--json"])
-        return [node_from_json(n) for n in _list(data, "nodes", "sinfo --json")]
+        """``sinfo --json`` where it lists nodes (22.05); otherwise (23.02+: per-partition records)
+        ``scontrol show nodes --json``, which later calls then ask directly."""
+        if not self._scontrol_nodes:
+            found = decode.nodes_answer(self._json(["sinfo", "--json"]), "sinfo --json")
+            if found is not None:
+                return found
+            self._scontrol_nodes = True
+        found = decode.nodes_answer(self._json(["scontrol", "show", "nodes", "--json"]), "scontrol show nodes --json")
+        if found is None:
+            raise SlurmError("scontrol show nodes --json answered without a 'nodes' list")
+        return found
 
     def jobs(self) -> list[Job]:
-        data = self._json(["squeue", "--json"])
-        return [job_from_json(j) for j in _list(data, "jobs", "squeue --json")]
+        return decode.jobs_answer(self._json(["squeue", "--json"]), "squeue --json")
 
     def job(self, job_id: int) -> Job:
         out = self._run(["scontrol", "show", "job", "-d", "-o", str(int(job_id))]).strip()
@@ -116,68 +124,8 @@ class CliClient(SlurmClient):
         self._run(["scancel", str(int(job_id))])
 
 
-def _list(data: dict[str, Any], key: str, what: str) -> list[dict[str, Any]]:
-    errors = data.get("errors") or []
-    if errors:
-        raise SlurmError(f"{what} reported errors: {errors}")
-    items = data.get(key)
-    if not isinstance(items, list):
-        raise SlurmError(f"{what} answered without a {key!r} list (keys: {sorted(data)})")
-    return items
-
-
-def _req(d: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
-    if key not in d:
-        raise SlurmError(f"{what}: Slurm's answer has no {key!r} field")
-    value = d[key]
-    if not isinstance(value, kind):
-        raise SlurmError(f"{what}: field {key!r} is {type(value).__name__} {value!r}, expected {kind}")
-    return value
-
-
 def _gpu_type(text: str | None) -> str | None:
-    types = {g.type for g in parse_gres(text) if g.name == "gpu" and g.type}
-    return types.pop() if len(types) == 1 else None
-
-
-def node_from_json(d: Mapping[str, Any]) -> Node:
-    """A node of ``sinfo --json`` (openapi v0.0.38 field names; slurmrestd gives the same)."""
-    name = _req(d, "name", str, "node")
-    state = _req(d, "state", str, f"node {name}").lower()
-    gres = d.get("gres") or ""
-    used = d.get("gres_used") or ""
-    feats = d.get("active_features") or d.get("features") or ""
-    feats = feats if isinstance(feats, list) else [f for f in str(feats).split(",") if f]
-    return Node(name=name, state=state, flags=tuple(str(f).upper() for f in d.get("state_flags") or ()),
-                cpus=int(d.get("cpus") or 0), gpus=gpu_count(gres), gpu_type=_gpu_type(gres),
-                gpus_used=gpu_indices(used) if gpu_count(used) else (),
-                partitions=tuple(d.get("partitions") or ()), features=tuple(feats))
-
-
-def job_from_json(d: Mapping[str, Any]) -> Job:
-    """A job of ``squeue --json`` / slurmrestd v0.0.38 ``GET /jobs``."""
-    job_id = int(_req(d, "job_id", int, "job"))
-    what = f"job {job_id}"
-    state, flags = parse_state(_req(d, "job_state", (str, list), what))
-    node_list = hosts(d.get("nodes") or "") if state != "PENDING" else ()
-    details = d.get("gres_detail") or []
-    gpus: dict[str, tuple[int, ...]] = {}
-    if node_list and details:
-        if len(details) != len(node_list):
-            raise SlurmError(f"{what}: {len(details)} GRES details for {len(node_list)} nodes")
-        gpus = {n: gpu_indices(g) for n, g in zip(node_list, details, strict=True) if gpu_count(g)}
-    tres = d.get("tres_per_node") or ""
-    begin = d.get("eligible_time")
-    return Job(job_id=job_id, name=str(d.get("name") or ""), state=state, flags=flags,
-               reason=str(d.get("state_reason") or "None"), comment=str(d.get("comment") or ""),
-               user=str(d.get("user_name") or d.get("user_id") or ""), partition=str(d.get("partition") or ""),
-               nodes=int(d.get("node_count") or 1), gpus_per_node=gpu_count(tres), gpu_type=_gpu_type(tres),
-               node_list=node_list, req_nodes=hosts(d.get("required_nodes") or ""), gpus=gpus,
-               submit_time=float(d.get("submit_time") or 0),
-               begin_time=float(begin) if isinstance(begin, (int, float)) and begin > 0 else None,
-               start_time=float(d["start_time"]) if d.get("start_time") else None,
-               time_limit_min=d.get("time_limit") if isinstance(d.get("time_limit"), int) else None,
-               priority=int(d.get("priority") or 0))
+    return decode.gpu_type(text or "")
 
 
 def _epoch(text: str | None) -> float | None:
@@ -191,10 +139,30 @@ def _epoch(text: str | None) -> float | None:
         raise SlurmError(f"scontrol answered an unreadable time {text!r}") from None
 
 
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _int(kv: dict[str, str], key: str, what: str) -> int:
+    value = kv.get(key, "0") or "0"
+    if not _digits(value):
+        raise SlurmError(f"{what}: {key}={value!r} is not a number")
+    return int(value)
+
+
 def job_from_scontrol(line: str) -> Job:
     """A job of ``scontrol show job -d -o`` (the detail part gives GPU indices per node)."""
+    return decode.parsed("scontrol show job", _job_from_scontrol, line)
+
+
+def node_from_scontrol(line: str) -> Node:
+    """A node of ``scontrol show node -d -o``."""
+    return decode.parsed("scontrol show node", _node_from_scontrol, line)
+
+
+def _job_from_scontrol(line: str) -> Job:
     kv = parse_key_values(line)
-    if not kv.get("JobId", "").isdigit():
+    if not _digits(kv.get("JobId", "")):
         raise SlurmError(f"scontrol answered a job line without a JobId: {line[:120]!r}")
     state, flags = parse_state(kv.get("JobState"))
     node_list = hosts(kv.get("NodeList")) if state != "PENDING" else ()
@@ -203,22 +171,22 @@ def job_from_scontrol(line: str) -> Job:
     return Job(job_id=int(kv["JobId"]), name=kv.get("JobName", ""), state=state, flags=flags,
                reason=kv.get("Reason", "None"), comment="" if kv.get("Comment") in (None, "(null)") else kv["Comment"],
                user=kv.get("UserId", "").split("(")[0], partition=kv.get("Partition", ""),
-               nodes=int(nodes) if nodes.isdigit() else 1,
+               nodes=int(nodes) if _digits(nodes) else 1,
                gpus_per_node=gpu_count(kv.get("TresPerNode")), gpu_type=_gpu_type(kv.get("TresPerNode")),
                node_list=node_list, req_nodes=hosts(kv.get("ReqNodeList")),
                gpus={n: gpu_indices(g) for n, g in per_node.items() if gpu_count(g)},
                submit_time=_epoch(kv.get("SubmitTime")) or 0.0, begin_time=_epoch(kv.get("EligibleTime")),
-               start_time=_epoch(kv.get("StartTime")), priority=int(kv.get("Priority", "0") or 0))
+               start_time=_epoch(kv.get("StartTime")), priority=_int(kv, "Priority", f"job {kv['JobId']}"))
 
 
-def node_from_scontrol(line: str) -> Node:
+def _node_from_scontrol(line: str) -> Node:
     kv = parse_key_values(line)
     if "NodeName" not in kv:
         raise SlurmError(f"scontrol answered a node line without NodeName: {line[:120]!r}")
     state, *flags = kv.get("State", "UNKNOWN").split("+")
     gres, used = kv.get("Gres"), kv.get("GresUsed")
     return Node(name=kv["NodeName"], state=state.lower().rstrip("*"), flags=tuple(flags),
-                cpus=int(kv.get("CPUTot", "0") or 0), gpus=gpu_count(gres), gpu_type=_gpu_type(gres),
+                cpus=_int(kv, "CPUTot", f"node {kv['NodeName']}"), gpus=gpu_count(gres), gpu_type=_gpu_type(gres),
                 gpus_used=gpu_indices(used) if gpu_count(used) else (),
                 partitions=tuple(p for p in kv.get("Partitions", "").split(",") if p),
                 features=tuple(f for f in kv.get("ActiveFeatures", "").split(",") if f and f != "(null)"))

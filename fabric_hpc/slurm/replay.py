@@ -1,8 +1,11 @@
-"""A :class:`SlurmClient` that answers from recorded ``sinfo --json`` / ``squeue --json`` texts.
+"""A :class:`SlurmClient` that answers from recorded JSON answers of any supported Slurm.
 
 Used by the benchmark (agent cycles on a simulated 2,048-GPU state built from answers recorded on
-the live cluster) and by tests of the agent's logic. Reads go through the same parsers as the
-``cli`` backend; actions are recorded in :attr:`ReplayClient.actions`, not performed.
+the live cluster) and by tests of the agent's logic. Reads go through :mod:`fabric_hpc.slurm.decode`
+like the ``cli`` and ``rest`` backends; actions are recorded in :attr:`ReplayClient.actions`, not
+performed. The node answer is ``sinfo --json`` of Slurm 22.05, ``scontrol show nodes --json`` of
+23.02+ (whose ``sinfo --json`` has no node list) or slurmrestd's ``GET /nodes``; the job answer is
+``squeue --json`` or ``GET /jobs``.
 """
 
 from __future__ import annotations
@@ -11,22 +14,33 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from fabric_hpc.slurm.cli_backend import _list, job_from_json, node_from_json
-from fabric_hpc.slurm.contract import Job, Node, SlurmClient
+from fabric_hpc.slurm import decode
+from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
+
+
+def _load(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise SlurmError(f"{what} is not JSON ({exc})") from None
 
 
 class ReplayClient(SlurmClient):
     backend = "replay"
 
-    def __init__(self, sinfo_json: str, squeue_json: str) -> None:
-        self.sinfo_json, self.squeue_json = sinfo_json, squeue_json
+    def __init__(self, nodes_json: str, jobs_json: str) -> None:
+        self.nodes_json, self.jobs_json = nodes_json, jobs_json
         self.actions: list[tuple[str, int, dict[str, Any]]] = []
 
     def nodes(self) -> list[Node]:
-        return [node_from_json(n) for n in _list(json.loads(self.sinfo_json), "nodes", "recorded sinfo --json")]
+        found = decode.nodes_answer(_load(self.nodes_json, "recorded nodes"), "recorded nodes")
+        if found is None:
+            raise SlurmError("the recorded node answer is a per-partition sinfo --json (Slurm 23.02+)",
+                             hint="record `scontrol show nodes --json` instead")
+        return found
 
     def jobs(self) -> list[Job]:
-        return [job_from_json(j) for j in _list(json.loads(self.squeue_json), "jobs", "recorded squeue --json")]
+        return decode.jobs_answer(_load(self.jobs_json, "recorded jobs"), "recorded jobs")
 
     def submit(self, script: str, args: Sequence[str] = (), *, cwd: str | None = None) -> int:
         self.actions.append(("submit", 0, {"args": list(args)}))
@@ -48,23 +62,38 @@ class ReplayClient(SlurmClient):
         self.actions.append(("cancel", int(job_id), {}))
 
 
-def scale_recording(sinfo: dict[str, Any], squeue: dict[str, Any], hosts: list[str], *, pending: int,
+def _like(template: Any, value: str | int) -> Any:
+    """``value`` in the shape of ``template``: a state list, a number object or a plain value."""
+    if isinstance(template, list):
+        return [str(value).upper()]
+    if isinstance(template, dict):
+        return {"set": True, "infinite": False, "number": value}
+    return value
+
+
+def _is(job: dict[str, Any], state: str) -> bool:
+    value = job.get("job_state")
+    return (value[:1] == [state]) if isinstance(value, list) else value == state
+
+
+def scale_recording(nodes: dict[str, Any], jobs: dict[str, Any], hosts: list[str], *, pending: int,
                     busy_fraction: float = 0.5, gpus_per_host: int = 8) -> tuple[str, str]:
     """Recorded answers re-targeted at a larger fabric: records are copied from the live cluster's
-    answers (same fields and formats) with names, ids and counts rewritten.
+    answers (same fields and formats, of whichever Slurm recorded them) with names, ids and counts
+    rewritten.
 
     ``busy_fraction`` of the hosts run a whole-host job; ``pending`` fabric gangs (sizes taken in
     turn from the recorded pending jobs) wait.
     """
-    node_t = sinfo["nodes"][0]
-    run_t = next(j for j in squeue["jobs"] if j["job_state"] == "RUNNING")
-    pend_t = [j for j in squeue["jobs"] if j["job_state"] == "PENDING"]
+    node_t = nodes["nodes"][0]
+    run_t = next(j for j in jobs["jobs"] if _is(j, "RUNNING"))
+    pend_t = [j for j in jobs["jobs"] if _is(j, "PENDING") and j.get("state_reason") != "JobHeldUser"]
     busy = set(hosts[: int(len(hosts) * busy_fraction)])
     idx = f"gpu:h100:{gpus_per_host}(IDX:0-{gpus_per_host - 1})"
-    nodes = [{**node_t, "name": h, "state": "allocated" if h in busy else "idle",
-              "gres_used": idx if h in busy else "gpu:h100:0(IDX:N/A)"} for h in hosts]
-    jobs = [{**run_t, "job_id": 1 + i, "nodes": h, "node_count": 1, "gres_detail": [idx], "comment": ""}
-            for i, h in enumerate(sorted(busy))]
+    out_nodes = [{**node_t, "name": h, "state": _like(node_t["state"], "allocated" if h in busy else "idle"),
+                  "gres_used": idx if h in busy else "gpu:h100:0(IDX:N/A)"} for h in hosts]
+    out_jobs = [{**run_t, "job_id": 1 + i, "nodes": h, "node_count": _like(run_t["node_count"], 1),
+                 "gres_detail": [idx], "comment": ""} for i, h in enumerate(sorted(busy))]
     for k in range(pending):
-        jobs.append({**pend_t[k % len(pend_t)], "job_id": 100_000 + k})
-    return json.dumps({**sinfo, "nodes": nodes}), json.dumps({**squeue, "jobs": jobs})
+        out_jobs.append({**pend_t[k % len(pend_t)], "job_id": 100_000 + k, "comment": "fabric"})
+    return json.dumps({**nodes, "nodes": out_nodes}), json.dumps({**jobs, "jobs": out_jobs})

@@ -1,10 +1,16 @@
-"""The ``rest`` backend: slurmrestd's OpenAPI (``openapi/v0.0.38`` on Slurm 22.05).
+"""The ``rest`` backend: slurmrestd's OpenAPI, version negotiated from what the server offers.
 
-Over a unix socket (``slurmrestd -a rest_auth/local unix:/path``; as root slurmrestd needs
-``SLURMRESTD_SECURITY=disable_user_check``) or over TCP with a JWT (``X-SLURM-USER-TOKEN``).
-What v0.0.38 cannot do is said plainly: its job update disables ``required_nodes`` (the writable
-name is ``nodelist``) and has no requeue, so :meth:`RestClient.requeue` runs ``scontrol requeue``
-(documented in docs/slurm.md).
+Two dialects: ``v0.0.38`` (Slurm 22.05, ``slurmrestd -s openapi/v0.0.38``) and ``v0.0.42`` or later
+(Slurm 23.11+, ``-s openapi/slurmctld``; tested with v0.0.42–v0.0.44 of Slurm 25.11). The client
+reads the server's ``/openapi/v3`` once and picks the newest version it speaks (or ``api=`` forces
+one). Authentication is JWT (``X-SLURM-USER-NAME`` / ``X-SLURM-USER-TOKEN``; the token from the
+``token`` argument or ``SLURM_JWT``, as ``scontrol token`` prints it). Answers are decoded by
+:mod:`fabric_hpc.slurm.decode`.
+
+Every entry in an answer's ``errors`` or ``warnings`` (for example ``Ignoring unknown field``,
+which current slurmrestd answers with HTTP 200) is a :class:`SlurmError`: an update Slurm did not
+apply is never reported as done. Neither dialect has a requeue: :meth:`RestClient.requeue` runs
+``scontrol requeue`` (docs/slurm.md).
 """
 
 from __future__ import annotations
@@ -12,20 +18,48 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import socket
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fabric_hpc.errors import ConfigError, NotFoundError
-from fabric_hpc.slurm.cli_backend import CliClient, _list, job_from_json, node_from_json
+from fabric_hpc.errors import ConfigError, FabricError, NotFoundError
+from fabric_hpc.slurm import decode
+from fabric_hpc.slurm.cli_backend import CliClient
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
 
-API = "/slurm/v0.0.38"
-#: scontrol update keys -> v0.0.38 job properties
-_UPDATE_KEYS = {"ReqNodeList": "nodelist", "StartTime": "begin_time", "Comment": "comment",
-                "TimeLimit": "time_limit", "ExcNodeList": "exclude", "Name": "name"}
-#: warnings v0.0.38 puts in "errors" on success
-_BENIGN = {2042}  # "Job is in held state, pending scheduler release"
+LEGACY = "v0.0.38"
+CURRENT_MIN = (0, 0, 42)
+_VERSION = re.compile(r"^/slurm/v(\d+)\.(\d+)\.(\d+)/")
+#: scontrol update keys -> job properties (v0.0.38, v0.0.42+)
+_UPDATE_KEYS = {"ReqNodeList": ("nodelist", "required_nodes"), "StartTime": ("begin_time", "begin_time"),
+                "Comment": ("comment", "comment"), "TimeLimit": ("time_limit", "time_limit"),
+                "ExcNodeList": ("exclude", "excluded_nodes"), "Name": ("name", "name")}
+#: the notice a held job's submit or update gets: in "errors" (v0.0.38, code 2042) or in
+#: "warnings" (v0.0.42+, text only). It says the hold asked for was applied; nothing else is benign.
+_BENIGN = {2042}
+_BENIGN_TEXT = "Job is in held state, pending scheduler release"
+_NOT_FOUND = {2017}  # "Invalid job id specified"
+
+
+def _vtuple(version: str) -> tuple[int, int, int]:
+    a, b, c = version.lstrip("v").split(".")
+    return int(a), int(b), int(c)
+
+
+def choose_version(paths: Sequence[str]) -> str:
+    """The version to speak, from the paths of the server's OpenAPI spec: the newest >= v0.0.42,
+    else v0.0.38; a SlurmError naming what is offered otherwise."""
+    offered = {(int(m[1]), int(m[2]), int(m[3])) for p in paths if (m := _VERSION.match(p))}
+    current = [v for v in offered if v >= CURRENT_MIN]
+    if current:
+        return "v%d.%d.%d" % max(current)
+    if _vtuple(LEGACY) in offered:
+        return LEGACY
+    shown = ", ".join("v%d.%d.%d" % v for v in sorted(offered)) or "no /slurm/ endpoints"
+    raise SlurmError(f"slurmrestd offers {shown}; fabric speaks {LEGACY} and v0.0.42 or later",
+                     hint="start slurmrestd with -s openapi/slurmctld (Slurm 23.11+) or -s openapi/v0.0.38 (22.05)")
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -41,70 +75,100 @@ class _UnixConnection(http.client.HTTPConnection):
 
 
 class RestClient(SlurmClient):
-    """``RestClient("unix:/run/slurmrestd.sock")`` or ``RestClient("http://127.0.0.1:6820", token=...)``."""
+    """``RestClient("unix:/run/slurmrestd/sock", token=jwt)`` or ``RestClient("http://host:6820", token=jwt)``."""
 
     backend = "rest"
 
     def __init__(self, url: str, *, token: str | None = None, user: str | None = None, timeout: float = 30.0,
-                 env: Mapping[str, str] | None = None) -> None:
-        self.url, self.token, self.user, self.timeout = url, token, user, timeout
-        self._cli = CliClient(env, timeout=timeout)  # only for requeue (absent from v0.0.38)
+                 env: Mapping[str, str] | None = None, api: str | None = None) -> None:
+        environ = env if env is not None else os.environ
+        self.url, self.timeout, self.api = url, timeout, api
+        self.token = token or environ.get("SLURM_JWT")
+        self.user = user or environ.get("USER") or "root"
+        self._cli = CliClient(env, timeout=timeout)  # only for requeue (no endpoint in any version)
 
+    # -- transport ---------------------------------------------------------------------------
     def _conn(self) -> http.client.HTTPConnection:
         if self.url.startswith("unix:"):
             return _UnixConnection(self.url[5:], self.timeout)
         if self.url.startswith("http://"):
-            host = self.url[7:].rstrip("/")
-            return http.client.HTTPConnection(host, timeout=self.timeout)
+            return http.client.HTTPConnection(self.url[7:].rstrip("/"), timeout=self.timeout)
         raise ConfigError(f"slurmrestd address {self.url!r}: expected unix:/path or http://host:port")
 
-    def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    def _request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.token:
+            headers["X-SLURM-USER-NAME"] = self.user
             headers["X-SLURM-USER-TOKEN"] = self.token
-            headers["X-SLURM-USER-NAME"] = self.user or os.environ.get("USER", "root")
         conn = self._conn()
         try:
-            conn.request(method, API + path, body=None if body is None else json.dumps(body), headers=headers)
+            conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
             resp = conn.getresponse()
             raw = resp.read().decode("utf-8", "replace")
         except OSError as exc:
             raise SlurmError(f"slurmrestd at {self.url}: {method} {path} failed: {exc}",
-                             hint="is slurmrestd running with openapi/v0.0.38?") from None
+                             hint="is slurmrestd running? (docs/slurm.md: REST setup)") from None
         finally:
             conn.close()
         try:
-            data = json.loads(raw)
-        except json.JSONDecodeError:
-            raise SlurmError(f"slurmrestd: {method} {path} answered HTTP {resp.status} without JSON: {raw[:160]!r}") \
-                from None
-        errors = [e for e in data.get("errors") or [] if e.get("error_code") not in _BENIGN]
-        invalid_job = any(2017 in (e.get("error_code"), e.get("error_number")) for e in errors)
-        if resp.status == 404 or invalid_job:
-            raise NotFoundError(f"slurmrestd: {method} {path}: not found ({errors or resp.status})")
-        if resp.status >= 400 or errors:
-            raise SlurmError(f"slurmrestd: {method} {path} answered HTTP {resp.status}: {errors}")
-        return data
+            return resp.status, json.loads(raw)
+        except (json.JSONDecodeError, RecursionError):
+            hint = "a JWT is missing or expired? (scontrol token)" if resp.status in (401, 403) else None
+            raise SlurmError(f"slurmrestd: {method} {path} answered HTTP {resp.status} without JSON: {raw[:160]!r}",
+                             hint=hint) from None
 
+    @property
+    def version(self) -> str:
+        """The API version in use (negotiated on first use)."""
+        if self.api is None:
+            status, spec = self._request("GET", "/openapi/v3")
+            paths = spec.get("paths") if isinstance(spec, dict) else None
+            if status != 200 or not isinstance(paths, dict):
+                raise SlurmError(f"slurmrestd at {self.url}: GET /openapi/v3 answered HTTP {status} without paths",
+                                 hint="pass the API version (api='v0.0.44') if the spec endpoint is disabled")
+            self.api = choose_version(list(paths))
+        return self.api
+
+    @property
+    def legacy(self) -> bool:
+        return self.version == LEGACY
+
+    def _call(self, method: str, path: str, body: Any = None) -> Mapping[str, Any]:
+        status, data = self._request(method, f"/slurm/{self.version}{path}", body)
+        return checked(status, data, f"slurmrestd {method} {path}")
+
+    # -- reads -------------------------------------------------------------------------------
     def nodes(self) -> list[Node]:
-        return [node_from_json(n) for n in _list(self._call("GET", "/nodes"), "nodes", "slurmrestd GET /nodes")]
+        path = "/nodes" if self.legacy else "/nodes/"
+        found = decode.nodes_answer(self._call("GET", path), f"slurmrestd GET {path}")
+        if found is None:
+            raise SlurmError(f"slurmrestd GET {path} answered without a 'nodes' list")
+        return found
 
     def jobs(self) -> list[Job]:
-        return [job_from_json(j) for j in _list(self._call("GET", "/jobs"), "jobs", "slurmrestd GET /jobs")]
+        path = "/jobs" if self.legacy else "/jobs/"
+        return decode.jobs_answer(self._call("GET", path), f"slurmrestd GET {path}")
 
     def job(self, job_id: int) -> Job:
-        jobs = _list(self._call("GET", f"/job/{int(job_id)}"), "jobs", f"slurmrestd GET /job/{job_id}")
+        jobs = decode.jobs_answer(self._call("GET", f"/job/{int(job_id)}"), f"slurmrestd GET /job/{job_id}")
         if not jobs:
             raise NotFoundError(f"Slurm knows no job {job_id}")
-        return job_from_json(jobs[0])
+        return jobs[0]
 
+    # -- actions -----------------------------------------------------------------------------
     def submit(self, script: str, args: Sequence[str] = (), *, cwd: str | None = None) -> int:
-        job = {"environment": {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-               "current_working_directory": cwd or os.getcwd(), **sbatch_args_to_job(args)}
-        data = self._call("POST", "/job/submit", {"script": script, "job": job})
-        if not isinstance(data.get("job_id"), int):
-            raise SlurmError(f"slurmrestd submit answered no job id: {sorted(data)}")
-        return int(data["job_id"])
+        path, cwd = os.environ.get("PATH", "/usr/bin:/bin"), cwd or os.getcwd()
+        if self.legacy:
+            job = {"environment": {"PATH": path}, "current_working_directory": cwd, **sbatch_args_to_job(args)}
+            body: dict[str, Any] = {"script": script, "job": job}
+        else:
+            body = {"job": {"script": script, "environment": [f"PATH={path}"], "current_working_directory": cwd,
+                            **sbatch_args_to_job_desc(args)}}
+        data = self._call("POST", "/job/submit", body)
+        job_id = decode.integer(data, "job_id", "slurmrestd POST /job/submit", default=-1)
+        if job_id < 0:
+            raise SlurmError(f"slurmrestd submit answered no job id: {sorted(map(str, data))}")
+        return job_id
 
     def update(self, job_id: int, **fields: str) -> None:
         body: dict[str, Any] = {}
@@ -112,7 +176,17 @@ class RestClient(SlurmClient):
             if key not in _UPDATE_KEYS:
                 raise ConfigError(f"the rest backend cannot update {key!r}",
                                   hint=f"updatable: {', '.join(sorted(_UPDATE_KEYS))}")
-            body[_UPDATE_KEYS[key]] = value
+            legacy_name, name = _UPDATE_KEYS[key]
+            if self.legacy:
+                body[legacy_name] = value
+            elif key == "StartTime":
+                body[name] = start_time(value)
+            elif key == "TimeLimit":
+                body[name] = minutes(value)
+            elif key in ("ReqNodeList", "ExcNodeList"):  # a string draws a warning: a list of names
+                body[name] = list(_hosts(value))
+            else:
+                body[name] = value
         self._call("POST", f"/job/{int(job_id)}", body)
 
     def hold(self, job_id: int) -> None:
@@ -122,10 +196,77 @@ class RestClient(SlurmClient):
         self._call("POST", f"/job/{int(job_id)}", {"hold": False})
 
     def requeue(self, job_id: int) -> None:
-        self._cli.requeue(job_id)  # v0.0.38 has no requeue endpoint
+        self._cli.requeue(job_id)  # no requeue endpoint in v0.0.38 nor v0.0.44
 
     def cancel(self, job_id: int) -> None:
         self._call("DELETE", f"/job/{int(job_id)}")
+
+
+def checked(status: int, data: Any, what: str) -> Mapping[str, Any]:
+    """A slurmrestd answer that reports success and nothing else; otherwise NotFoundError (unknown
+    job) or SlurmError with Slurm's messages. Every warning counts (only the held-job notice not)."""
+    data = decode.record(data, f"{what} answer")
+    errors, warnings = data.get("errors") or [], data.get("warnings") or []
+    if not isinstance(errors, list) or not isinstance(warnings, list):
+        raise SlurmError(f"{what}: 'errors'/'warnings' are {type(errors).__name__}/{type(warnings).__name__}")
+    errors = [e for e in errors if not (isinstance(e, dict) and e.get("error_code") in _BENIGN)]
+    warnings = [w for w in warnings
+                if not (isinstance(w, dict) and str(w.get("description", "")).endswith(_BENIGN_TEXT))]
+    codes = {e.get(k) for e in errors if isinstance(e, dict) for k in ("error_code", "error_number")}
+    if status == 404 or codes & _NOT_FOUND:
+        raise NotFoundError(f"{what}: not found ({_messages(errors) or status})")
+    if status >= 400 or errors:
+        raise SlurmError(f"{what} answered HTTP {status}: {_messages(errors)}")
+    if warnings:  # e.g. "Ignoring unknown field": Slurm did not do all that was asked
+        raise SlurmError(f"{what}: slurmrestd warned, so the request was not applied as asked: "
+                         f"{_messages(warnings)}", hint="a field this slurmrestd does not know? (docs/slurm.md)")
+    return data
+
+
+def _hosts(value: str) -> list[str]:
+    from fabric_hpc.hostlist import expand
+
+    try:
+        return expand(str(value))
+    except FabricError as exc:
+        raise ConfigError(f"unreadable node list {value!r}: {exc.message}") from None
+
+
+def _messages(items: list[Any]) -> str:
+    out = []
+    for e in items:
+        if isinstance(e, dict):
+            out.append(str(e.get("description") or e.get("error") or e))
+        else:
+            out.append(str(e))
+    return "; ".join(out)
+
+
+def start_time(value: str) -> int:
+    """``now`` / ``now+S`` (seconds) / a UNIX time -> a UNIX time (this machine's clock)."""
+    text = str(value).strip()
+    if text == "now":
+        return int(time.time())
+    if text.startswith("now+") and text[4:].isdigit():
+        return int(time.time()) + int(text[4:])
+    if text.isdigit():
+        return int(text)
+    raise ConfigError(f"the rest backend reads a start time as now, now+SECONDS or a UNIX time, not {value!r}")
+
+
+def minutes(value: str) -> int:
+    """A Slurm time limit (``30``, ``1:00:00``, ``2-00:00``, ``MM:SS``) in whole minutes."""
+    text = str(value).strip()
+    days, _, rest = text.rpartition("-") if "-" in text else ("0", "", text)
+    parts = rest.split(":")
+    if not days.isdigit() or not all(p.isdigit() for p in parts) or len(parts) > 3:
+        raise ConfigError(f"unreadable time limit {value!r}", hint="minutes, MM:SS, HH:MM:SS or D-HH[:MM[:SS]]")
+    nums = [int(p) for p in parts]
+    if "-" in text:  # D-HH, D-HH:MM, D-HH:MM:SS
+        h, m, s = (nums + [0, 0])[:3]
+    else:  # M, M:S, H:M:S
+        h, m, s = ([0, 0] + nums)[-3:] if len(nums) == 3 else (0, nums[0], nums[1] if len(nums) > 1 else 0)
+    return int(days) * 1440 + h * 60 + m + (1 if s else 0)
 
 
 _ARG_KEYS = {"-N": "nodes", "--nodes": "nodes", "-J": "name", "--job-name": "name", "--comment": "comment",
@@ -135,15 +276,15 @@ _ARG_KEYS = {"-N": "nodes", "--nodes": "nodes", "-J": "name", "--job-name": "nam
              "--signal": "signal"}
 
 
-def sbatch_args_to_job(args: Sequence[str]) -> dict[str, Any]:
-    """The sbatch options the rest backend understands, as v0.0.38 job properties."""
-    job: dict[str, Any] = {}
+def sbatch_options(args: Sequence[str]) -> dict[str, Any]:
+    """The sbatch options the rest backend understands, by neutral name (``hold`` is a bool)."""
+    out: dict[str, Any] = {}
     items = list(args)
     i = 0
     while i < len(items):
         arg = items[i]
         if arg in ("-H", "--hold"):
-            job["hold"] = True
+            out["hold"] = True
             i += 1
             continue
         key, eq, value = arg.partition("=")
@@ -152,14 +293,58 @@ def sbatch_args_to_job(args: Sequence[str]) -> dict[str, Any]:
         if key not in _ARG_KEYS:
             raise ConfigError(f"the rest backend does not translate sbatch option {arg!r}",
                               hint=f"supported: {' '.join(sorted(_ARG_KEYS))} -H; or use the cli backend")
-        prop = _ARG_KEYS[key]
-        if prop == "gres":
-            job["gres"] = value.removeprefix("gres:")
-        elif prop == "gpus_per_node":
-            job["gpus_per_node"] = value
-        elif prop == "nodes":
-            job["nodes"] = value  # v0.0.38 takes sbatch's "N" or "min-max" text
-        else:
-            job[prop] = value
+        out[_ARG_KEYS[key]] = value
         i += 1
+    return out
+
+
+def sbatch_args_to_job(args: Sequence[str]) -> dict[str, Any]:
+    """The sbatch options the rest backend understands, as v0.0.38 job properties."""
+    job = sbatch_options(args)
+    if "gres" in job:
+        job["gres"] = job["gres"].removeprefix("gres:")
     return job
+
+
+def _tres(gres: str) -> str:
+    """``gpu:3`` / ``gres:gpu:h100:3`` -> ``gres/gpu:3`` / ``gres/gpu:h100:3`` (TRES spelling)."""
+    items = [g.strip() for g in gres.split(",") if g.strip()]
+    return ",".join("gres/" + g.removeprefix("gres:").removeprefix("gres/") for g in items)
+
+
+def sbatch_args_to_job_desc(args: Sequence[str]) -> dict[str, Any]:
+    """The sbatch options the rest backend understands, as a v0.0.42+ ``job_desc_msg``."""
+    desc: dict[str, Any] = {}
+    tres: list[str] = []
+    for key, value in sbatch_options(args).items():
+        if key == "gres":
+            tres.append(_tres(value))
+        elif key == "gpus_per_node":
+            tres.append(f"gres/gpu:{value}")
+        elif key == "time_limit":
+            desc["time_limit"] = minutes(value)
+        elif key == "begin_time":
+            desc["begin_time"] = start_time(value)
+        elif key == "nodelist":
+            desc["required_nodes"] = list(_hosts(value))
+        elif key == "signal":
+            desc.update(_signal(value))
+        else:  # nodes (sbatch's "N" / "min-max" text), name, comment, partition, standard_output, hold
+            desc[key] = value
+    if tres:
+        desc["tres_per_node"] = ",".join(tres)
+    return desc
+
+
+def _signal(value: str) -> dict[str, Any]:
+    """``[B:]SIG[@SECONDS]`` -> kill_warning_* fields."""
+    batch = value.startswith("B:")
+    sig, _, delay = value.removeprefix("B:").partition("@")
+    out: dict[str, Any] = {"kill_warning_signal": sig}
+    if delay:
+        if not delay.isdigit():
+            raise ConfigError(f"--signal={value}: the time after @ must be seconds")
+        out["kill_warning_delay"] = int(delay)
+    if batch:
+        out["kill_warning_flags"] = ["BATCH_JOB"]
+    return out

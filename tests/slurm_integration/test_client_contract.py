@@ -1,10 +1,13 @@
-"""One contract for every backend: cli and rest run it against the live cluster; pyslurm where importable."""
+"""One contract for every backend: cli and rest run it against a live cluster; pyslurm where importable.
+
+The cluster has JWT next to munge, and slurmrestd runs as a site runs it (unprivileged, JWT);
+the REST client negotiates its API version from the server's OpenAPI spec.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,45 +15,63 @@ from typing import Any
 import pytest
 
 from fabric_hpc.errors import NotFoundError
-from fabric_hpc.slurm import SlurmClient, open_client
+from fabric_hpc.slurm import SlurmClient, SlurmError, open_client
+from fabric_hpc.slurm.rest_backend import CURRENT_MIN, RestClient, _vtuple
 from tests.real import require_real
+from tests.slurm_integration.restd import Restd, jwt_settings, public_dir, token
 
 SCRIPT = "#!/bin/sh\nsleep {s}\n"
 
 
 @pytest.fixture(scope="module")
-def restd(slurm_cluster: Any) -> Iterator[str]:
-    """slurmrestd (openapi/v0.0.38, rest_auth/local) on a unix socket of the shared cluster."""
-    require_real("slurm", shutil.which("slurmrestd") is not None, "slurmrestd is not installed (Debian: slurmrestd)")
-    sock = slurm_cluster.base_dir / "slurmrestd.sock"
-    env = {**slurm_cluster.env, "SLURMRESTD_SECURITY": "disable_user_check"}
-    log = open(slurm_cluster.log_dir / "slurmrestd.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(["slurmrestd", "-a", "rest_auth/local", "-s", "openapi/v0.0.38", f"unix:{sock}"],
-                            env=env, stdout=log, stderr=log)
+def contract_cluster(slurm_cluster_factory: Any, slurm_fabric: Any) -> Iterator[Any]:
+    """The 16-host cluster with JWT next to munge, its files readable by slurmrestd's user."""
+    base = public_dir()
+    cluster = slurm_cluster_factory(slurm_fabric, base_dir=base / "cluster", settings=jwt_settings(base))
     try:
-        deadline = time.monotonic() + 15
-        while not sock.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "slurmrestd did not start"
-            time.sleep(0.05)
-        yield f"unix:{sock}"
+        yield cluster
     finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(params=["cli", "rest", "pyslurm"])
-def client(request: pytest.FixtureRequest, slurm_cluster: Any) -> Iterator[SlurmClient]:
-    if request.param == "pyslurm":
-        pytest.importorskip("pyslurm", reason="pyslurm has no build for Slurm 22.05 (allowed skip)")
-        os.environ["SLURM_CONF"] = str(slurm_cluster.conf_path)
-        c = open_client("pyslurm")
-    elif request.param == "rest":
-        c = open_client("rest", url=request.getfixturevalue("restd"), env=slurm_cluster.env)
-    else:
-        c = open_client("cli", env=slurm_cluster.env)
+@pytest.fixture(scope="module")
+def restd(contract_cluster: Any) -> Iterator[Restd]:
+    """slurmrestd as a site runs it: as ``daemon``, ``rest_auth/jwt``, openapi/slurmctld (23.11+) or
+    openapi/v0.0.38 (22.05), on a unix socket."""
+    require_real("slurm", shutil.which("slurmrestd", path=contract_cluster.env["PATH"]) is not None,
+                 "slurmrestd is not installed (Debian: slurmrestd)")
+    server = Restd(contract_cluster).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _rest(request: pytest.FixtureRequest, cluster: Any) -> SlurmClient:
+    server = request.getfixturevalue("restd")
+    return open_client("rest", url=server.url, token=token(cluster), env=cluster.env)
+
+
+def _cli(request: pytest.FixtureRequest, cluster: Any) -> SlurmClient:
+    return open_client("cli", env=cluster.env)
+
+
+def _pyslurm(request: pytest.FixtureRequest, cluster: Any) -> SlurmClient:
+    os.environ["SLURM_CONF"] = str(cluster.conf_path)  # before the import: without it libslurm exits
+    pytest.importorskip("pyslurm", reason="pyslurm has no build for Slurm 22.05 (allowed skip)")
+    return open_client("pyslurm")
+
+
+#: backend name -> how to open it on the contract cluster (add a backend here)
+OPENERS = {"cli": _cli, "rest": _rest, "pyslurm": _pyslurm}
+
+
+@pytest.fixture(params=list(OPENERS))
+def client(request: pytest.FixtureRequest, contract_cluster: Any) -> Iterator[SlurmClient]:
+    c = OPENERS[request.param](request, contract_cluster)
     yield c
-    slurm_cluster.run(["scancel", "--user", str(os.getuid())], check=False)
+    contract_cluster.run(["scancel", "--user", str(os.getuid())], check=False)
 
 
 def _wait(client: SlurmClient, jid: int, states: set[str], timeout: float = 30) -> Any:
@@ -63,15 +84,15 @@ def _wait(client: SlurmClient, jid: int, states: set[str], timeout: float = 30) 
         time.sleep(0.1)
 
 
-def test_nodes(client: SlurmClient, slurm_cluster: Any) -> None:
+def test_nodes(client: SlurmClient, contract_cluster: Any) -> None:
     nodes = {n.name: n for n in client.nodes()}
-    assert sorted(nodes) == sorted(slurm_cluster.node_names)
+    assert sorted(nodes) == sorted(contract_cluster.node_names)
     assert all(n.gpus == 8 and n.gpu_type == "h100" and n.cpus == 8 for n in nodes.values())
 
 
-def test_submit_hold_place_release_runs_exactly_there(client: SlurmClient, slurm_cluster: Any) -> None:
+def test_submit_hold_place_release_runs_exactly_there(client: SlurmClient, contract_cluster: Any) -> None:
     jid = client.submit(SCRIPT.format(s=30), ["-N", "2", "--gres=gpu:3", "-H", "--comment=fabric"],
-                        cwd=str(slurm_cluster.work_dir))
+                        cwd=str(contract_cluster.work_dir))
     job = client.job(jid)
     assert (job.state, job.nodes, job.gpus_per_node, job.fabric_marked) == ("PENDING", 2, 3, True)
     assert jid in {j.job_id for j in client.jobs() if j.pending}
@@ -88,8 +109,8 @@ def test_submit_hold_place_release_runs_exactly_there(client: SlurmClient, slurm
     assert _wait(client, jid, {"CANCELLED"}).state == "CANCELLED"
 
 
-def test_defer_and_hold(client: SlurmClient, slurm_cluster: Any) -> None:
-    jid = client.submit(SCRIPT.format(s=1), ["-N", "1", "--gres=gpu:1"], cwd=str(slurm_cluster.work_dir))
+def test_defer_and_hold(client: SlurmClient, contract_cluster: Any) -> None:
+    jid = client.submit(SCRIPT.format(s=1), ["-N", "1", "--gres=gpu:1"], cwd=str(contract_cluster.work_dir))
     client.hold(jid)
     client.defer(jid, 300)
     job = client.job(jid)
@@ -100,3 +121,76 @@ def test_defer_and_hold(client: SlurmClient, slurm_cluster: Any) -> None:
 def test_unknown_job_is_not_found(client: SlurmClient) -> None:
     with pytest.raises(NotFoundError):
         client.job(9_999_999)
+
+
+# -- REST only: negotiation and warnings ------------------------------------------------------
+def _rest_client(request: pytest.FixtureRequest, cluster: Any, **kw: Any) -> RestClient:
+    server = request.getfixturevalue("restd")
+    return RestClient(server.url, token=token(cluster), env=cluster.env, **kw)
+
+
+def test_rest_negotiates_the_newest_version_it_speaks(request: pytest.FixtureRequest, contract_cluster: Any) -> None:
+    rest = _rest_client(request, contract_cluster)
+    _, spec = rest._request("GET", "/openapi/v3")
+    offered = sorted({p.split("/")[2] for p in spec["paths"] if p.startswith("/slurm/v")}, key=_vtuple)
+    speakable = [v for v in offered if _vtuple(v) >= CURRENT_MIN] or ["v0.0.38"]
+    assert rest.version == speakable[-1]
+    names = sorted(contract_cluster.node_names)
+    for version in speakable:  # every version it may speak reads the same cluster
+        nodes = _rest_client(request, contract_cluster, api=version).nodes()
+        assert sorted(n.name for n in nodes) == names and {n.gpus for n in nodes} == {8}
+
+
+def test_rest_without_a_token_is_refused(request: pytest.FixtureRequest, contract_cluster: Any) -> None:
+    rest = _rest_client(request, contract_cluster)
+    rest.token = None
+    with pytest.raises(SlurmError):
+        rest.jobs()
+
+
+def test_rest_warning_about_an_ignored_field_is_an_error(request: pytest.FixtureRequest,
+                                                         contract_cluster: Any) -> None:
+    rest = _rest_client(request, contract_cluster)
+    jid = rest.submit(SCRIPT.format(s=30), ["-N", "1", "--gres=gpu:1", "-H"], cwd=str(contract_cluster.work_dir))
+    try:
+        wrong = "nodelist" if not rest.legacy else "no_such_field"  # v0.0.38's name, unknown to v0.0.42+
+        with pytest.raises(SlurmError, match=wrong):
+            rest._call("POST", f"/job/{jid}", {wrong: "n3"})
+        assert rest.job(jid).req_nodes == ()
+        rest.update(jid, ReqNodeList="n3")
+        assert rest.job(jid).req_nodes == ("n3",)
+    finally:
+        rest.cancel(jid)
+
+
+@pytest.mark.parametrize("backend", ["cli", "rest"])
+def test_fabric_slurm_jobs_and_nodes_commands(backend: str, request: pytest.FixtureRequest,
+                                              contract_cluster: Any) -> None:
+    """``fabric slurm jobs|nodes`` as a user runs them (the rest backend with ``SLURM_JWT``): no traceback."""
+    import json
+    import subprocess
+    import sys
+
+    env, extra = {**contract_cluster.env, "PYTHONPATH": os.environ.get("PYTHONPATH", os.getcwd())}, []
+    if backend == "rest":
+        env["SLURM_JWT"] = token(contract_cluster)
+        extra = ["--backend", "rest", "--rest-url", request.getfixturevalue("restd").url]
+    wd = str(contract_cluster.work_dir)
+    run = contract_cluster.sbatch("-N1", "--gres=gpu:2", "-w", "n5", script=SCRIPT.format(s=60), cwd=wd)
+    held = contract_cluster.sbatch("-N2", "--gres=gpu:8", "-H", "--comment=fabric", script=SCRIPT.format(s=1), cwd=wd)
+    try:
+        contract_cluster.wait_job(run, ("RUNNING",), timeout=30)
+        out = {}
+        for what in ("jobs", "nodes"):
+            for fmt in ([], ["--json"]):
+                proc = subprocess.run([sys.executable, "-m", "fabric_hpc.cli.main", "slurm", what, *extra, *fmt],
+                                      env=env, text=True, capture_output=True, timeout=60)
+                assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+                out[what, bool(fmt)] = proc.stdout
+        jobs = {d["job"]: d for d in json.loads(out["jobs", True])}
+        assert jobs[run]["node_list"] == ["n5"] and jobs[run]["gpus_per_node"] == 2
+        assert (jobs[held]["state"], jobs[held]["reason"], jobs[held]["fabric"]) == ("PENDING", "JobHeldUser", True)
+        nodes = {d["node"]: d for d in json.loads(out["nodes", True])}
+        assert nodes["n5"]["gpus_used"] == [0, 1] and nodes["n6"]["gpus_used"] == [] and len(nodes) == 16
+    finally:
+        contract_cluster.run(["scancel", str(run), str(held)], check=False)

@@ -1,14 +1,24 @@
-"""Parsers of Slurm answers: exact results for good input, a named ExternalError for bad input."""
+"""Parsers and decoders of Slurm answers: exact results for good input and for the golden answers
+recorded from live Slurm 22.05 and 25.11 (data/slurm-*/, see data/README.md), a named SlurmError /
+ExternalError for bad input, and nothing else for mangled answers (hypothesis)."""
 
 from __future__ import annotations
 
+import copy
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from fabric_hpc.errors import ExternalError
-from fabric_hpc.slurm.cli_backend import job_from_json, job_from_scontrol, node_from_scontrol
-from fabric_hpc.slurm.contract import SlurmError
+from fabric_hpc.errors import ConfigError, ExternalError, NotFoundError
+from fabric_hpc.slurm import decode
+from fabric_hpc.slurm.cli_backend import job_from_scontrol, node_from_scontrol
+from fabric_hpc.slurm.contract import Job, Node, SlurmError
+from fabric_hpc.slurm.rest_backend import (checked, choose_version, minutes, sbatch_args_to_job,
+                                           sbatch_args_to_job_desc)
 from fabric_hpc.slurm.parse import (Gres, gpu_count, gpu_indices, hosts, job_node_gres, parse_gres, parse_key_values,
                                     parse_state, reason_words)
 
@@ -84,7 +94,7 @@ GOOD = {"job_id": 3, "job_state": "RUNNING", "nodes": "n[4-5]", "node_count": 2,
 
 
 def test_squeue_json_job():
-    job = job_from_json(GOOD)
+    job = decode.job(GOOD)
     assert job.gpus == {"n4": tuple(range(8)), "n5": tuple(range(8))} and job.begin_time == 10.0
 
 
@@ -95,8 +105,198 @@ def test_squeue_json_job():
     ({"nodes": "n[4-"}, "malformed node list"),
 ])
 def test_unexpected_json_is_a_named_error(change, words):
-    with pytest.raises(ExternalError, match=words.replace("[", r"\[").replace("(", r"\(")):
-        job_from_json({**GOOD, **change})
+    with pytest.raises(SlurmError, match=words.replace("[", r"\[").replace("(", r"\(")):
+        decode.job({**GOOD, **change})
     with pytest.raises(SlurmError, match="no 'job_state' field"):
-        job_from_json({k: v for k, v in GOOD.items() if k != "job_state"})
+        decode.job({k: v for k, v in GOOD.items() if k != "job_state"})
     json.dumps(GOOD)  # the fixture itself stays JSON
+
+
+# -- golden answers of live Slurm 22.05 and 25.11 ---------------------------------------------
+DATA = Path(__file__).parent / "data"
+VERSIONS = sorted(p.name.removeprefix("slurm-") for p in DATA.glob("slurm-*"))
+
+
+def _load(version: str, name: str) -> Any:
+    return json.loads((DATA / f"slurm-{version}" / name).read_text())
+
+
+def _node_answer(version: str) -> Any:
+    """The answer with a node list: sinfo --json (22.05) or scontrol show nodes --json (23.02+)."""
+    path = DATA / f"slurm-{version}" / "scontrol-nodes.json"
+    return json.loads(path.read_text()) if path.exists() else _load(version, "sinfo.json")
+
+
+def test_both_versions_are_recorded():
+    assert {"22.05", "25.11"} <= set(VERSIONS)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_golden_nodes(version):
+    sinfo = decode.nodes_answer(_load(version, "sinfo.json"), "sinfo --json")
+    assert (sinfo is None) == (version != "22.05")  # 23.02+: per-partition records, no node list
+    for nodes in (decode.nodes_answer(_node_answer(version), "nodes"),
+                  decode.nodes_answer(_load(version, "rest-nodes.json"), "GET /nodes")):
+        by_name = {n.name: n for n in nodes}
+        assert sorted(by_name) == sorted(f"n{i}" for i in range(1, 17))
+        assert {(n.gpus, n.gpu_type, n.cpus, n.partitions, n.features) for n in nodes} == \
+            {(8, "h100", 8, ("debug",), ("h100",))}
+        assert by_name["n7"].gpus_used == by_name["n10"].gpus_used == (0, 1, 2)
+        assert by_name["n1"].gpus_used == tuple(range(8))
+        assert {n.name for n in nodes if n.state == "mixed"} == {"n1", "n7", "n10"}
+        assert all(n.state == "idle" and n.gpus_used == () and n.usable for n in nodes if n.state != "mixed")
+    assert nodes == decode.nodes_answer(_node_answer(version), "nodes")  # CLI and REST agree
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_golden_jobs(version):
+    ids = _load(version, "meta.json")["jobs"]
+    answers = [_load(version, "squeue.json"), _load(version, "rest-jobs.json")]
+    if (DATA / f"slurm-{version}" / "scontrol-jobs.json").exists():
+        answers.append(_load(version, "scontrol-jobs.json"))
+    decoded = [decode.jobs_answer(a, "jobs") for a in answers]
+    assert all(d == decoded[0] for d in decoded)  # squeue, scontrol and slurmrestd agree
+    jobs = {j.job_id: j for j in decoded[0]}
+    placed, running = jobs[ids["placed"]], jobs[ids["running"]]
+    assert (placed.state, placed.nodes, placed.gpus_per_node, placed.fabric_marked) == ("RUNNING", 2, 3, True)
+    assert placed.node_list == placed.req_nodes == ("n7", "n10")
+    assert placed.gpus == {"n7": (0, 1, 2), "n10": (0, 1, 2)}
+    assert placed.start_time and placed.submit_time and placed.time_limit_min is None
+    assert running.gpus == {"n1": tuple(range(8))} and running.comment == "nofabric"
+    begin, held, res = jobs[ids["begin"]], jobs[ids["held"]], jobs[ids["resources"]]
+    assert (begin.state, begin.reason, begin.fabric_options, begin.nodes) == ("PENDING", "BeginTime", "within=leaf", 2)
+    assert begin.begin_time and begin.begin_time > begin.submit_time + 3000 and begin.gpus == {}
+    assert (held.reason, held.time_limit_min, held.priority, held.begin_time) == ("JobHeldUser", 30, 0, None)
+    assert (res.reason, res.nodes, res.gpus_per_node, res.node_list) == ("Resources", 16, 8, ())
+    one = decode.jobs_answer(_load(version, "rest-job.json"), "GET /job")
+    assert one == [placed]
+
+
+_TEXT = {v: (DATA / f"slurm-{v}" / "scontrol-jobs-d-o.txt").read_text().splitlines()[0] for v in VERSIONS}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_mangled_scontrol_lines_are_slurm_errors_only(version, data):
+    line = _TEXT[version]
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(line)))
+        line = line[:at] + data.draw(st.text(max_size=6)) + line[at + data.draw(st.integers(0, 8)):]
+    for fn in (job_from_scontrol, node_from_scontrol):
+        try:
+            assert isinstance(fn(line), (Job, Node))
+        except SlurmError:
+            pass
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_golden_scontrol_text(version):
+    lines = (DATA / f"slurm-{version}" / "scontrol-jobs-d-o.txt").read_text().splitlines()
+    jobs = {j.job_id: j for j in map(job_from_scontrol, filter(None, lines))}
+    placed = jobs[_load(version, "meta.json")["jobs"]["placed"]]
+    assert placed.gpus == {"n7": (0, 1, 2), "n10": (0, 1, 2)} and placed.gpus_per_node == 3
+
+
+def test_number_objects_and_states():
+    obj = {"a": {"set": True, "infinite": False, "number": 5}, "b": {"set": False, "infinite": False, "number": 0},
+           "c": {"set": True, "infinite": True, "number": 0}, "d": 7, "e": None}
+    assert [decode.number(obj, k, "x") for k in "abcde"] == [5, None, None, 7, None]
+    assert decode.state({"s": ["IDLE", "DRAIN"]}, "s", "x") == ("IDLE", ("DRAIN",))
+    assert decode.state({"s": "idle", "f": ["DRAIN"]}, "s", "x", "f") == ("idle", ("DRAIN",))
+    node = decode.node({"name": "n1", "state": ["IDLE", "DRAIN"], "gres": "gpu:h100:8", "cpus": 8})
+    assert not node.usable and node.state == "idle"
+    for bad, words in (({"a": "5"}, "'a' is str '5'"), ({"a": {"set": True}}, "'a' is dict"),
+                       ({"a": True}, "'a' is bool"), ({"a": [1]}, "'a' is list"), ({"a": float("inf")}, "is float"),
+                       ({"a": 10**30}, "is int"), ({"a": {"set": True, "number": float("nan")}}, "is dict")):
+        with pytest.raises(SlurmError, match=words):
+            decode.number(bad, "a", "x")
+    with pytest.raises(SlurmError, match="node n1: field 'state' is list"):
+        decode.node({"name": "n1", "state": []})
+
+
+# -- mangled answers give SlurmError and nothing else -------------------------------------------
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.integers() | st.floats()
+                     | st.text(max_size=12), lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6)
+_MANGLED = {v: (_node_answer(v), _load(v, "squeue.json")) for v in VERSIONS}
+
+
+def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
+    out = [prefix]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _paths(v, prefix + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value[:3]):
+            out += _paths(v, prefix + (i,))
+    return out
+
+
+def _mangle(data: Any, draw: Any) -> Any:
+    data = copy.deepcopy(data)
+    for _ in range(draw(st.integers(1, 4))):
+        paths = _paths(data)
+        path = draw(st.sampled_from(paths[1:] or paths))
+        parent = data
+        for key in path[:-1]:
+            parent = parent[key]
+        if not path:
+            return draw(_JSON)
+        if isinstance(parent, dict) and draw(st.booleans()):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = draw(_JSON)
+    return data
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_mangled_answers_are_slurm_errors_only(version, data):
+    nodes, jobs = _MANGLED[version]
+    small_nodes = {**nodes, "nodes": nodes["nodes"][:3]}
+    small_jobs = {**jobs, "jobs": jobs["jobs"][:5]}
+    for fn, answer in ((decode.nodes_answer, small_nodes), (decode.jobs_answer, small_jobs)):
+        try:
+            out = fn(_mangle(answer, data.draw), "mangled")
+        except SlurmError:
+            continue
+        assert out is None or all(isinstance(x, (Node, Job)) for x in out)
+
+
+# -- REST: version choice, field names, warnings (offline, on recorded answers) ----------------
+@pytest.mark.parametrize("version,expected", [("22.05", "v0.0.38"), ("25.11", "v0.0.44")])
+def test_version_negotiated_from_the_recorded_spec(version, expected):
+    assert choose_version(_load(version, "rest-openapi-paths.json")["paths"]) == expected
+    assert choose_version(["/slurm/v0.0.42/jobs/", "/slurm/v0.0.45/jobs/", "/slurm/v0.0.38/jobs"]) == "v0.0.45"
+    with pytest.raises(SlurmError, match="offers v0.0.40, v0.0.41"):
+        choose_version(["/slurm/v0.0.40/jobs/", "/slurm/v0.0.41/jobs/", "/openapi/v3"])
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_recorded_unknown_field_answer_is_an_error(version):
+    rec = _load(version, "rest-update-unknown-field.json")
+    field = next(iter(rec["request"].get("job", rec["request"])))
+    assert rec["http_status"] == 200  # what slurmrestd says: success...
+    with pytest.raises(SlurmError, match=field):  # ...what fabric says: not applied
+        checked(rec["http_status"], rec["answer"], "POST /job")
+    held = {"errors": [], "warnings": [{"description": "Job submission resulted in non-zero return code: Job is in "
+                                                       "held state, pending scheduler release"}], "job_id": 3}
+    assert checked(200, held, "submit")["job_id"] == 3
+    with pytest.raises(NotFoundError):
+        checked(500, {"errors": [{"error_number": 2017, "description": "Invalid job id specified"}]}, "GET /job/9")
+
+
+def test_sbatch_options_in_both_dialects():
+    args = ["-N", "2", "--gres=gpu:h100:3", "-H", "--comment=fabric", "-t", "1:30:00", "-w", "n[1-2]",
+            "--signal=B:USR1@120"]
+    assert sbatch_args_to_job_desc(args) == {
+        "nodes": "2", "tres_per_node": "gres/gpu:h100:3", "hold": True, "comment": "fabric", "time_limit": 90,
+        "required_nodes": ["n1", "n2"], "kill_warning_signal": "USR1", "kill_warning_delay": 120,
+        "kill_warning_flags": ["BATCH_JOB"]}
+    assert sbatch_args_to_job(["-N", "2", "--gres=gres:gpu:3", "-w", "n[1-2]"]) == {
+        "nodes": "2", "gres": "gpu:3", "nodelist": "n[1-2]"}
+    assert [minutes(t) for t in ("30", "5:30", "1:00:00", "2-00", "1-01:01:00")] == [30, 6, 60, 2880, 1501]
+    with pytest.raises(ConfigError, match="--exclusive"):
+        sbatch_args_to_job_desc(["--exclusive"])

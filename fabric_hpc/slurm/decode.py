@@ -1,0 +1,220 @@
+"""Decoding Slurm's JSON answers by their shape (one layer for the cli, rest and replay clients).
+
+The same records come in two families of shapes, told apart per field, never by a version switch:
+
+* Slurm 22.05 (``sinfo/squeue --json``, slurmrestd ``openapi/v0.0.38``): numbers are plain ints
+  (``null`` when unset), ``state`` is a string with a separate ``state_flags`` list, features are
+  a comma string, TRES read ``gres:gpu:3``;
+* Slurm 23.02+ (data_parser ``v0.0.39``…``v0.0.44``): numbers may be ``{"set", "infinite",
+  "number"}`` objects, ``state`` is a list (``["IDLE", "DRAIN"]``, base state first), features a
+  list, TRES read ``gres/gpu:3``; ``sinfo --json`` answers per-partition ``sinfo`` records without
+  a ``nodes`` list (:func:`nodes_answer` returns None: ask ``scontrol show nodes --json``).
+
+Anything else is a :class:`~fabric_hpc.slurm.contract.SlurmError` naming the record, the field and
+the type of the value it found; no ``TypeError``/``KeyError``/``ValueError`` leaves this module.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from fabric_hpc.errors import ExternalError
+from fabric_hpc.slurm.contract import Job, Node, SlurmError
+from fabric_hpc.slurm.parse import gpu_count, gpu_indices, hosts, parse_gres, parse_state
+
+_NUMBER_KEYS = frozenset({"set", "infinite", "number"})
+_WORD = re.compile(r"^[A-Za-z_]+$")
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _bad(what: str, key: str, value: Any, expected: str) -> SlurmError:
+    shown = repr(value)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    return SlurmError(f"{what}: field {key!r} is {_kind(value)} {shown}, expected {expected}",
+                      hint="an answer of a Slurm version fabric does not know? report it with the JSON")
+
+
+def record(value: Any, what: str) -> Mapping[str, Any]:
+    """``value`` as a JSON object, or a SlurmError."""
+    if not isinstance(value, Mapping):
+        raise SlurmError(f"{what} is {_kind(value)}, expected a JSON object")
+    return value
+
+
+def number(d: Mapping[str, Any], key: str, what: str, *, required: bool = False) -> float | None:
+    """A plain number or a ``{"set", "infinite", "number"}`` object; None when unset or infinite."""
+    if key not in d:
+        if required:
+            raise SlurmError(f"{what}: Slurm's answer has no {key!r} field")
+        return None
+    value = d[key]
+    if value is None and not required:
+        return None
+    if _finite(value):
+        return value
+    if isinstance(value, Mapping) and set(value) <= _NUMBER_KEYS and "number" in value:
+        is_set, infinite, num = value.get("set", True), value.get("infinite", False), value["number"]
+        if isinstance(is_set, bool) and isinstance(infinite, bool) and _finite(num):
+            return num if is_set and not infinite else None
+    raise _bad(what, key, value, "a number or {set, infinite, number}")
+
+
+def _finite(value: Any) -> bool:
+    """A JSON number Slurm can send (no bool, NaN, infinity or beyond 64 bits)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and abs(value) < 2**64
+
+
+def integer(d: Mapping[str, Any], key: str, what: str, default: int = 0) -> int:
+    value = number(d, key, what)
+    return default if value is None else int(value)
+
+
+def epoch(d: Mapping[str, Any], key: str, what: str) -> float | None:
+    """A UNIX time; 0 and unset mean unknown (None)."""
+    value = number(d, key, what)
+    return float(value) if value else None
+
+
+def text(d: Mapping[str, Any], key: str, what: str, default: str = "", *, required: bool = False) -> str:
+    if key not in d:
+        if required:
+            raise SlurmError(f"{what}: Slurm's answer has no {key!r} field")
+        return default
+    value = d[key]
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise _bad(what, key, value, "a string")
+    return value
+
+
+def words(d: Mapping[str, Any], key: str, what: str) -> tuple[str, ...]:
+    """A list of strings or a comma-separated string (``"a,b"`` / ``["a", "b"]``)."""
+    value = d.get(key)
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        return tuple(w for w in value.split(",") if w and w != "(null)")
+    if isinstance(value, list) and all(isinstance(w, str) for w in value):
+        return tuple(value)
+    raise _bad(what, key, value, "a list of strings or a comma-separated string")
+
+
+def state(d: Mapping[str, Any], key: str, what: str, flags_key: str | None = None) -> tuple[str, tuple[str, ...]]:
+    """``"mixed"`` (+ ``state_flags``) or ``["MIXED", "DRAIN"]`` -> (base, flags)."""
+    if key not in d:
+        raise SlurmError(f"{what}: Slurm's answer has no {key!r} field")
+    value = d[key]
+    if isinstance(value, str) and value:
+        parts = value.split("+")
+    elif isinstance(value, list) and value and all(isinstance(p, str) and p for p in value):
+        parts = list(value)
+    else:
+        raise _bad(what, key, value, "a state string or a non-empty list of states")
+    extra = words(d, flags_key, what) if flags_key else ()
+    if not all(_WORD.match(p) for p in [*parts, *extra]):
+        raise _bad(what, key, value, "state words (letters and _)")
+    return parts[0], tuple(p.upper() for p in parts[1:]) + tuple(f.upper() for f in extra)
+
+
+def parsed(what: str, fn: Any, *args: Any) -> Any:
+    """Run a text parser (:mod:`parse`); its ExternalError becomes a SlurmError naming the record."""
+    try:
+        return fn(*args)
+    except SlurmError:
+        raise
+    except ExternalError as exc:
+        raise SlurmError(f"{what}: {exc.message}", hint=exc.hint) from None
+
+
+def gpu_type(gres: str, what: str = "GRES") -> str | None:
+    types = {g.type for g in parsed(what, parse_gres, gres) if g.name == "gpu" and g.type}
+    return types.pop() if len(types) == 1 else None
+
+
+def node(d: Any) -> Node:
+    """A node of ``sinfo --json`` (22.05), ``scontrol show nodes --json`` (23.02+) or slurmrestd."""
+    d = record(d, "a node record")
+    name = text(d, "name", "node", required=True)
+    what = f"node {name}"
+    base, flags = state(d, "state", what, "state_flags")
+    gres, used = text(d, "gres", what), text(d, "gres_used", what)
+    feats = words(d, "active_features", what) or words(d, "features", what)
+    return Node(name=name, state=base.lower(), flags=flags, cpus=integer(d, "cpus", what),
+                gpus=parsed(what, gpu_count, gres), gpu_type=gpu_type(gres, what),
+                gpus_used=parsed(what, gpu_indices, used) if parsed(what, gpu_count, used) else (),
+                partitions=words(d, "partitions", what), features=feats)
+
+
+def _job_gpus(d: Mapping[str, Any], what: str, node_list: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    details = d.get("gres_detail") or []
+    if not isinstance(details, list) or not all(isinstance(g, str) for g in details):
+        raise _bad(what, "gres_detail", details, "a list of GRES strings")
+    if not node_list or not details:
+        return {}
+    if len(details) != len(node_list):
+        raise SlurmError(f"{what}: {len(details)} GRES details for {len(node_list)} nodes")
+    return {n: parsed(what, gpu_indices, g) for n, g in zip(node_list, details, strict=True)
+            if parsed(what, gpu_count, g)}
+
+
+def job(d: Any) -> Job:
+    """A job of ``squeue --json`` / ``scontrol show jobs --json`` / slurmrestd ``GET /jobs``."""
+    d = record(d, "a job record")
+    job_id = integer(d, "job_id", "job", default=-1)
+    if job_id < 0:
+        raise SlurmError("job: Slurm's answer has no 'job_id' field" if d.get("job_id") is None
+                         else f"job: field 'job_id' is unset ({d['job_id']!r})")
+    what = f"job {job_id}"
+    base, flags = state(d, "job_state", what, None)
+    state_name, more = parsed(what, parse_state, [base, *flags])
+    node_list = parsed(what, hosts, text(d, "nodes", what)) if state_name != "PENDING" else ()
+    tres = text(d, "tres_per_node", what)
+    limit = number(d, "time_limit", what)
+    uid = integer(d, "user_id", what, default=-1)
+    return Job(job_id=job_id, name=text(d, "name", what), state=state_name, flags=more,
+               reason=text(d, "state_reason", what, "None") or "None", comment=text(d, "comment", what),
+               user=text(d, "user_name", what) or (str(uid) if uid >= 0 else ""),
+               partition=text(d, "partition", what), nodes=integer(d, "node_count", what, default=1) or 1,
+               gpus_per_node=parsed(what, gpu_count, tres), gpu_type=gpu_type(tres, what), node_list=node_list,
+               req_nodes=parsed(what, hosts, text(d, "required_nodes", what)),
+               gpus=_job_gpus(d, what, node_list), submit_time=epoch(d, "submit_time", what) or 0.0,
+               begin_time=epoch(d, "eligible_time", what), start_time=epoch(d, "start_time", what),
+               time_limit_min=None if limit is None else int(limit), priority=integer(d, "priority", what))
+
+
+def answer(data: Any, what: str) -> Mapping[str, Any]:
+    """The top level of an answer: a JSON object whose ``errors`` list is empty."""
+    data = record(data, f"{what} answer")
+    errors = data.get("errors") or []
+    if errors:
+        raise SlurmError(f"{what} reported errors: {errors}")
+    return data
+
+
+def _items(data: Mapping[str, Any], key: str, what: str) -> list[Any]:
+    items = data.get(key)
+    if not isinstance(items, list):
+        raise SlurmError(f"{what} answered without a {key!r} list (found {_kind(items)}; keys: "
+                         f"{sorted(map(str, data))})")
+    return items
+
+
+def nodes_answer(data: Any, what: str) -> list[Node] | None:
+    """Nodes of an answer with a ``nodes`` list; None for ``sinfo --json`` of 23.02+ (per-partition
+    ``sinfo`` records, which group nodes and so cannot give each node's allocated GPUs)."""
+    data = answer(data, what)
+    if "nodes" not in data and isinstance(data.get("sinfo"), list):
+        return None
+    return [node(n) for n in _items(data, "nodes", what)]
+
+
+def jobs_answer(data: Any, what: str) -> list[Job]:
+    return [job(j) for j in _items(answer(data, what), "jobs", what)]
