@@ -1,4 +1,4 @@
-"""One contract for every backend: cli and rest run it against the live cluster; pyslurm where importable."""
+"""One contract for every backend: cli and rest run it against the live cluster; pyslurm in test_pyslurm_contract.py."""
 
 from __future__ import annotations
 
@@ -39,13 +39,9 @@ def restd(slurm_cluster: Any) -> Iterator[str]:
         log.close()
 
 
-@pytest.fixture(params=["cli", "rest", "pyslurm"])
+@pytest.fixture(params=["cli", "rest"])  # pyslurm: test_pyslurm_contract.py (Slurm 25.11 only)
 def client(request: pytest.FixtureRequest, slurm_cluster: Any) -> Iterator[SlurmClient]:
-    if request.param == "pyslurm":
-        pytest.importorskip("pyslurm", reason="pyslurm has no build for Slurm 22.05 (allowed skip)")
-        os.environ["SLURM_CONF"] = str(slurm_cluster.conf_path)
-        c = open_client("pyslurm")
-    elif request.param == "rest":
+    if request.param == "rest":
         c = open_client("rest", url=request.getfixturevalue("restd"), env=slurm_cluster.env)
     else:
         c = open_client("cli", env=slurm_cluster.env)
