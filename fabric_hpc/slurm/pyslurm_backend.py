@@ -59,6 +59,11 @@ def load_pyslurm(conf: str | None = None) -> Any:
     return pyslurm
 
 
+def _text(exc: Exception) -> str:
+    """An error's message without its hint (the hint is about Slurm's text, not this field)."""
+    return str(getattr(exc, "message", exc))
+
+
 def _field(obj: Any, name: str, kind: type | tuple[type, ...], what: str, *, optional: bool = False) -> Any:
     """``obj.name`` checked to be ``kind`` (or None when ``optional``); SlurmError naming the field."""
     try:
@@ -90,7 +95,7 @@ def _gpus(gres: Mapping[Any, Any], field: str, what: str) -> tuple[int, str | No
     except SlurmError:
         raise
     except Exception as exc:  # ExternalError of the parser: name the field
-        raise SlurmError(f"{what}: field {field!r}: {exc}") from None
+        raise SlurmError(f"{what}: field {field!r}: {_text(exc)}") from None
     types = {g.type for g in items if g.type}
     return sum(g.count for g in items), types.pop() if len(types) == 1 else None
 
@@ -117,7 +122,7 @@ def layout_gpus(layout: Any, what: str) -> dict[str, tuple[int, ...]]:
         try:
             indices = gpu_indices(",".join(texts))
         except Exception as exc:
-            raise SlurmError(f"{what}: resource layout of node {node}: {exc}") from None
+            raise SlurmError(f"{what}: resource layout of node {node}: {_text(exc)}") from None
         if indices:
             out[node] = indices
     return out
@@ -173,7 +178,7 @@ def _state(j: Any, what: str) -> tuple[str, tuple[str, ...]]:
     except SlurmError:
         raise
     except Exception as exc:
-        raise SlurmError(f"{what}: field 'state': {exc}") from None
+        raise SlurmError(f"{what}: field 'state': {_text(exc)}") from None
 
 
 #: scontrol update keys -> JobSubmitDescription attributes (what ``update`` accepts)
