@@ -13,6 +13,7 @@ pyslurm; each cluster's pyslurm client runs in a worker bound to that cluster's 
 from __future__ import annotations
 
 import importlib.util
+import json
 import inspect
 import os
 import shutil
@@ -102,3 +103,28 @@ def test_without_slurm_conf_it_refuses_instead_of_exiting(slurm_cluster: Any, tm
                 {**slurm_cluster.env, "SLURM_CONF": str(tmp_path / "missing.conf")}):
         with pytest.raises(SlurmError, match="SLURM_CONF"):
             PyslurmWorker(env, log=tmp_path / "worker.log")
+
+
+def test_agent_places_a_gang_through_pyslurm(slurm_cluster: Any, slurm_fabric: Any, tmp_path: Path) -> None:
+    """``fabric agent run --backend pyslurm``: a deferred 2-node fabric gang runs exactly where the agent put it."""
+    from fabric_hpc.topology import save_spec
+    from tests.slurm_integration.conftest import AgentProcess
+
+    topology = tmp_path / "topology.yaml"
+    save_spec(slurm_fabric.spec, topology)
+    jid = slurm_cluster.sbatch("-N", "2", "--gres=gpu:4", "--comment=fabric", "--begin=now+600",
+                               script="#!/bin/sh\nsleep 30\n", cwd=slurm_cluster.work_dir)
+    agent = AgentProcess(slurm_cluster, topology, tmp_path, "--backend", "pyslurm").start()
+    try:
+        job = slurm_cluster.wait_job(jid, ("RUNNING",), timeout=60)
+        placed = [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
+        placed = [e for e in placed if e["event"] == "agent.place" and e["job"] == jid]
+        assert len(placed) == 1
+        hosts = slurm_cluster.hostnames(job["NodeList"])
+        assert sorted(hosts) == sorted(placed[0]["hosts"])
+        assert len({dict(slurm_fabric.domains(h))["leaf"] for h in hosts}) == 1  # one leaf: the compact choice
+        status = json.loads((tmp_path / "status.json").read_text())
+        assert status["backend"] == "pyslurm" and status["errors"] == 0
+    finally:
+        assert agent.stop() == 0  # SIGTERM: a clean stop
+        slurm_cluster.run(["scancel", str(jid)], check=False)
