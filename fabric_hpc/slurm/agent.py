@@ -205,6 +205,8 @@ class Agent:
         self.lock.acquire()
         try:
             self.first_contact()
+            if self._stop.is_set():  # SIGTERM while waiting for Slurm
+                return
             if self.config.metrics_port:
                 from fabric_hpc.slurm.metrics import AgentMetrics
 

@@ -13,11 +13,18 @@ the pending gang afterwards. No Slurm is needed: this is the loop's logic, not S
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
+import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -30,6 +37,7 @@ from fabric_hpc.slurm.pyslurm_backend import job_from_pyslurm, node_from_pyslurm
 from fabric_hpc.slurm.replay import ReplayClient
 from fabric_hpc.topology import build, generators
 
+REPO = Path(__file__).resolve().parents[2]
 NUM = {"set": True, "infinite": False, "number": 2}
 NODE = {"22.05": {"name": "n1", "state": "idle", "state_flags": [], "cpus": 8, "gres": "gpu:h100:8",
                   "gres_used": "gpu:h100:0(IDX:N/A)", "partitions": ["debug"]},
@@ -182,3 +190,49 @@ def test_first_contact_failure_is_fatal_and_names_the_backend(tmp_path: Path) ->
     with pytest.raises(SlurmError, match=r"first contact with Slurm failed \(the scripted backend\): TypeError"):
         agent.run()
     assert agent.lock.holder() is None  # the lock is released
+
+
+def _agent_cli(tmp_path: Path, sock: Path, *extra: str) -> subprocess.Popen[str]:
+    from fabric_hpc.topology import save_spec
+
+    save_spec(build(generators.leaf_spine(16, hosts_per_leaf=4, gpus=8, cpus=8)).spec, tmp_path / "topo.yaml")
+    argv = [sys.executable, "-c", "import sys; from fabric_hpc.cli.main import main; sys.exit(main(sys.argv[1:]))",
+            "agent", "run", "--topology", str(tmp_path / "topo.yaml"),
+            "--state-dir", str(tmp_path / "state"), "--backend", "rest", "--rest-url", f"unix:{sock}", *extra]
+    return subprocess.Popen(argv, env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@pytest.fixture()
+def silent_socket(tmp_path: Path) -> Iterator[Path]:
+    """A unix socket that accepts connections and never answers: a Slurm API that hangs."""
+    path = Path(tempfile.mkdtemp(prefix="fabric-hang-")) / "slurmrestd.sock"  # short: AF_UNIX path limit
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(16)
+    try:
+        yield path
+    finally:
+        server.close()
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def test_agent_run_fails_fast_with_exit_5_when_slurm_does_not_answer(tmp_path: Path, silent_socket: Path) -> None:
+    proc = _agent_cli(tmp_path, silent_socket, "--contact-timeout", "1")
+    out, err = proc.communicate(timeout=60)  # without the bounded first contact it would retry forever
+    assert proc.returncode == 5, err
+    lines = err.strip().splitlines()
+    assert lines[0] == "error: Slurm did not answer within 1 s (the rest backend)" and "Traceback" not in err
+    assert lines[1].startswith("  fix:") and len(lines) == 2
+
+
+def test_sigterm_stops_an_agent_waiting_for_slurm(tmp_path: Path, silent_socket: Path) -> None:
+    proc = _agent_cli(tmp_path, silent_socket, "--contact-timeout", "300")
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "state" / "agent.lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the agent holds its lock: it is in its first contact
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)  # long before the 300 s contact timeout
+    assert proc.returncode == 0, err
+    events = [json.loads(line)["event"] for line in (tmp_path / "state" / "decisions.jsonl").read_text().splitlines()]
+    assert events == ["agent.stop"]
