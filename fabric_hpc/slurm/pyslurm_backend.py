@@ -20,6 +20,7 @@ is a :class:`SlurmError` naming the object and the field, never a ``TypeError``.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -217,17 +218,34 @@ def submit_description(args: Sequence[str]) -> dict[str, Any]:
                 raise ConfigError(f"sbatch option {opt} needs a value")
             value, i = items[i + 1], i + 1
         attr = _SBATCH[opt]
-        if opt == "--gres":
-            value = value.removeprefix("gres:")
-        elif opt == "--gpus-per-node":
-            value = value if value.startswith("gpu:") else f"gpu:{value}"
-        out[attr] = value
+        out[attr] = _option_value(opt, value)
         i += 1
     if "ntasks" not in out and "ntasks_per_node" not in out and "nodes" in out:
         # sbatch's default: one task per node (pyslurm's default is one task in all, which leaves
         # the other nodes of a multi-node job without a CPU and the job pending forever)
         out["ntasks"] = int(str(out["nodes"]).split("-")[0])
     return out
+
+
+def _option_value(opt: str, value: str) -> Any:
+    """An sbatch option's text in the form JobSubmitDescription takes."""
+    if opt == "--gres":
+        return value.removeprefix("gres:")
+    if opt == "--gpus-per-node":
+        return value if value.startswith("gpu:") else f"gpu:{value}"
+    if opt in ("-t", "--time", "-n", "--ntasks", "--ntasks-per-node", "-c", "--cpus-per-task") and value.isdigit():
+        return int(value)  # counts and minutes (pyslurm refuses a digits-only text for a time)
+    if opt == "--signal":  # [B|R:]SIG[@seconds] -> pyslurm's dict
+        flags, _, rest = value.rpartition(":")
+        sig, _, secs = rest.partition("@")
+        if not sig or (secs and not secs.isdigit()) or set(flags) - {"B", "R"}:
+            raise ConfigError(f"--signal={value}: expected [B:|R:]SIGNAL[@seconds]")
+        name = sig if sig.startswith("SIG") else f"SIG{sig}"
+        if not sig.isdigit() and name not in signal.Signals.__members__:
+            raise ConfigError(f"--signal={value}: unknown signal {sig!r}")
+        return {"signal": int(sig) if sig.isdigit() else signal.Signals[name].value, "time": int(secs) if secs else None, "batch_only": "B" in flags,
+                "allow_reservation_overlap": "R" in flags}
+    return value
 
 
 class PyslurmClient(SlurmClient):
