@@ -18,7 +18,7 @@ import inspect
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +62,21 @@ def _cluster_options() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def slurm_cluster(slurm_cluster_factory: Callable[..., Any], slurm_fabric: Any) -> Iterator[Any]:
-    """A Slurm 25.11 cluster like the shared one (16 nodes x 8 GPUs), for this module only."""
-    cluster = slurm_cluster_factory(slurm_fabric, **_cluster_options())
-    yield cluster
-    cluster.stop()
+def slurm_cluster(require_slurm: None, slurm_fabric: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Slurm 25.11 cluster like the shared one (16 nodes x 8 GPUs), for this module only.
+
+    Started here rather than by ``slurm_cluster_factory`` so that it is one cluster of one release
+    whatever tiers the session's factory runs; stopped at the end of the module.
+    """
+    from fabric_hpc.testing import SlurmTestCluster
+
+    options = _cluster_options()
+    cluster = SlurmTestCluster.from_fabric(slurm_fabric, base_dir=tmp_path_factory.mktemp("slurm-pyslurm"),
+                                           **options)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="module")
