@@ -241,7 +241,10 @@ class Agent:
         if not isinstance(exc, FabricError):  # not a deliberate error: say where it came from
             frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
             fields["where"] = f"{frame[0].filename}:{frame[0].lineno}" if frame else "?"
-        self._log("error", **fields)
+        try:
+            self._log("error", **fields)
+        except OSError as log_exc:  # the audit log itself failing (disk full) must not end the loop either
+            fields["audit_log"] = bounded(f"not written: {log_exc}", 200)
         emit("agent.error", **fields)
         if self.metrics is not None:
             self.metrics.errors.inc()
