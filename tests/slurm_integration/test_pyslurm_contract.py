@@ -18,6 +18,7 @@ import inspect
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -138,3 +139,33 @@ def test_agent_places_a_gang_through_pyslurm(slurm_cluster: Any, slurm_fabric: A
     finally:
         assert agent.stop() == 0  # SIGTERM: a clean stop
         slurm_cluster.run(["scancel", str(jid)], check=False)
+
+
+def test_agent_on_pyslurm_outlives_a_controller_outage(slurm_cluster: Any, slurm_fabric: Any, tmp_path: Path) -> None:
+    """slurmctld goes away under a running pyslurm agent: agent.error and backoff, then it places again."""
+    from fabric_hpc.topology import save_spec
+    from tests.slurm_integration.conftest import AgentProcess
+
+    topology = tmp_path / "topology.yaml"
+    save_spec(slurm_fabric.spec, topology)
+    agent = AgentProcess(slurm_cluster, topology, tmp_path, "--backend", "pyslurm", "--max-backoff", "1").start()
+    log = tmp_path / "decisions.jsonl"
+    try:
+        slurm_cluster.run(["scontrol", "shutdown", "slurmctld"])
+        deadline = time.monotonic() + 60
+        while '"agent.error"' not in log.read_text():
+            assert agent.proc is not None and agent.proc.poll() is None, agent.log()
+            assert time.monotonic() < deadline, "no agent.error while slurmctld was down"
+            time.sleep(0.2)
+        slurm_cluster.restart_slurmctld()
+        jid = slurm_cluster.sbatch("-N", "2", "--gres=gpu:2", "--comment=fabric", "--begin=now+600",
+                                   script="#!/bin/sh\nsleep 30\n", cwd=slurm_cluster.work_dir)
+        slurm_cluster.wait_job(jid, ("RUNNING",), timeout=60)
+        events = [json.loads(line) for line in log.read_text().splitlines()]
+        errors = [e for e in events if e["event"] == "agent.error"]
+        assert errors and all(e["kind"] == "SlurmError" and "pyslurm" in e["error"] for e in errors)
+        assert [e["job"] for e in events if e["event"] == "agent.place"] == [jid]
+        assert [e["event"] for e in events].count("agent.start") == 1  # the same agent carried on
+    finally:
+        assert agent.stop() == 0
+        slurm_cluster.run(["scancel", "--user", str(os.getuid())], check=False)
