@@ -26,7 +26,8 @@ def group() -> None:
               help="Seconds a multi-host gang waits for a compact placement before it may spread "
                    "(the fabric policy's compact_wait_s; default: the policy's).")
 @click.option("--metrics-port", type=int, default=0, show_default=True, help="Prometheus port on 127.0.0.1 (0: off).")
-@click.option("--backend", type=click.Choice(["cli", "rest", "pyslurm"]), default="cli", show_default=True)
+@click.option("--backend", type=click.Choice(["cli", "rest", "pyslurm"]), default="cli", show_default=True,
+              help="How to talk to Slurm: its commands, slurmrestd, or pyslurm (Slurm 25.11; needs SLURM_CONF).")
 @click.option("--rest-url", default=None, help="slurmrestd address for --backend rest.")
 @click.option("--cycles", type=int, default=None, help="Stop after this many cycles (default: run until SIGTERM).")
 @click.option("--contact-timeout", "contact_timeout_s", type=float, default=10.0, show_default=True,
