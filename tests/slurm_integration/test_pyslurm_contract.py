@@ -34,8 +34,9 @@ from tests.slurm_integration.pyslurm_worker import PyslurmWorker
 #: The Slurm install the pyslurm wheel is built against (its libslurm is found through RUNPATH).
 PYSLURM_SLURM = Path(os.environ.get("FABRIC_PYSLURM_SLURM", "/opt/slurm-25.11"))
 
-# the contract's tests, collected here with this module's `client` and `slurm_cluster`
-globals().update({name: test for name, test in vars(contract).items() if name.startswith("test_")})
+# the contract's tests (those that take a `client`), collected here with this module's `client` and cluster
+globals().update({name: test for name, test in vars(contract).items()
+                  if name.startswith("test_") and "client" in inspect.signature(test).parameters})
 
 
 def _slurmctld_version(slurmctld: str | None) -> str:
@@ -78,6 +79,12 @@ def slurm_cluster(require_slurm: None, slurm_fabric: Any, tmp_path_factory: pyte
         yield cluster.start()
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def contract_cluster(slurm_cluster: Any) -> Any:
+    """The contract tests' cluster: this module's 25.11 cluster."""
+    return slurm_cluster
 
 
 @pytest.fixture(scope="module")
