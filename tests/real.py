@@ -2,8 +2,8 @@
 
 Tests that need Slurm, MPI or a browser call :func:`require_real`. Locally a missing component
 skips the test; with ``FABRIC_REQUIRE_REAL=1`` (set by ``.ci/run``) it fails the run. Only the
-three components that cannot exist on a CPU CI machine may skip even then: NVML (no GPU),
-TensorRT-LLM (no wheel for these machines) and pyslurm (PyPI builds target Slurm 25.11 only).
+two components that cannot exist on a CPU CI machine may skip even then: NVML (no GPU) and
+TensorRT-LLM (no wheel for these machines). pyslurm runs in CI: its tests use the Slurm 25.11 tier.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import shutil
 import pytest
 
 REQUIRE_REAL = os.environ.get("FABRIC_REQUIRE_REAL") == "1"
-MAY_SKIP_IN_CI = frozenset({"nvml", "tensorrt_llm", "pyslurm"})
+MAY_SKIP_IN_CI = frozenset({"nvml", "tensorrt_llm"})
 
 
 def require_real(component: str, available: bool, why: str) -> None:

@@ -26,12 +26,22 @@ def group() -> None:
               help="Seconds a multi-host gang waits for a compact placement before it may spread "
                    "(the fabric policy's compact_wait_s; default: the policy's).")
 @click.option("--metrics-port", type=int, default=0, show_default=True, help="Prometheus port on 127.0.0.1 (0: off).")
-@click.option("--backend", type=click.Choice(["cli", "rest", "pyslurm"]), default="cli", show_default=True)
+@click.option("--backend", type=click.Choice(["cli", "rest", "pyslurm"]), default="cli", show_default=True,
+              help="How to talk to Slurm: its commands, slurmrestd, or pyslurm (Slurm 25.11; needs SLURM_CONF).")
 @click.option("--rest-url", default=None, help="slurmrestd address for --backend rest.")
 @click.option("--cycles", type=int, default=None, help="Stop after this many cycles (default: run until SIGTERM).")
+@click.option("--contact-timeout", "contact_timeout_s", type=float, default=10.0, show_default=True,
+              help="Seconds Slurm may take to answer the first contact; no answer: exit 5 at once.")
+@click.option("--max-backoff", "max_backoff_s", type=float, default=10.0, show_default=True,
+              help="Longest wait after a failed cycle (the wait doubles from 0.25 s up to this).")
 def run(topology: str, state_dir: str, interval_s: float, fallback_s: int, policy: str, placement: str,
-        compact_wait_s: float | None, metrics_port: int, backend: str, rest_url: str | None, cycles: int | None) -> None:
-    """Run the agent: place fabric-marked pending jobs, every interval and when the plugin wakes it."""
+        compact_wait_s: float | None, metrics_port: int, backend: str, rest_url: str | None, cycles: int | None,
+        contact_timeout_s: float, max_backoff_s: float) -> None:
+    """Run the agent: place fabric-marked pending jobs, every interval and when the plugin wakes it.
+
+    Slurm must answer at start (else exit 5 within --contact-timeout). Once running, a failed cycle
+    is logged as an agent.error event and retried after a backoff; the agent never stops on an answer.
+    """
     from fabric_hpc.slurm import open_client
     from fabric_hpc.slurm.agent import Agent, AgentConfig
     from fabric_hpc.topology import open_fabric
@@ -39,7 +49,8 @@ def run(topology: str, state_dir: str, interval_s: float, fallback_s: int, polic
 
     config = parse_model(AgentConfig, {"state_dir": state_dir, "interval_s": interval_s, "fallback_s": fallback_s,
                                        "policy": policy, "placement": placement, "metrics_port": metrics_port,
-                                       "compact_wait_s": compact_wait_s},
+                                       "compact_wait_s": compact_wait_s, "contact_timeout_s": contact_timeout_s,
+                                       "max_backoff_s": max_backoff_s},
                          source="fabric agent run")
     agent = Agent(open_client(backend, url=rest_url), open_fabric(topology), config)
     agent.install_signal_handlers()

@@ -13,6 +13,13 @@ Nothing the agent needs survives only in its memory: a restarted agent rebuilds 
 Slurm, and a job it pinned before dying is seen as pinned (never placed twice). A dead agent stops
 renewing deferrals, so after ``fallback_s`` Slurm's own scheduler takes the jobs over. One agent
 per state directory (``flock`` on ``agent.lock``; the kernel drops it when the process dies).
+
+Errors: what is wrong before the first cycle is fatal (a bad flag, another agent on the state
+directory, Slurm not answering its first contact within ``contact_timeout_s``), so ``fabric agent
+run`` fails at once with one line. Once running, the agent never dies on an answer: any exception a
+cycle raises (Slurm down, an answer no decoder expected, a bug) becomes an ``agent.error`` event with
+its text (bounded), counts in ``fabric_agent_errors_total`` and ``status.json``, and the next cycle
+waits an exponential backoff (0.25 s doubling up to ``max_backoff_s``). SIGTERM/SIGINT stop it.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import os
 import signal
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +40,7 @@ from pydantic import Field
 from fabric_hpc.errors import ConfigError, ExternalError, FabricError
 from fabric_hpc.events import JsonLinesWriter, emit, make_event
 from fabric_hpc.scheduler import SchedulerInput, SchedulingPolicy, make_policy
-from fabric_hpc.slurm.contract import SlurmClient
+from fabric_hpc.slurm.contract import SlurmClient, SlurmError
 from fabric_hpc.slurm.view import View, build_view
 from fabric_hpc.topology import Fabric
 from fabric_hpc.validation import StrictModel
@@ -49,6 +57,8 @@ class AgentConfig(StrictModel):
     placement: str = "greedy"
     metrics_port: int = Field(default=0, ge=0, le=65535)  # 0: no metrics endpoint
     max_backoff_s: float = Field(default=10.0, gt=0)
+    #: Seconds the first contact with Slurm (at start) may take before the agent gives up (exit 5).
+    contact_timeout_s: float = Field(default=10.0, gt=0)
     #: The fabric policy's compact-or-wait admission: a multi-host gang that waited less than this
     #: starts only on a compact placement (like Slurm's ``--switches=K@time``); None: the policy default.
     compact_wait_s: float | None = Field(default=None, ge=0)
@@ -121,6 +131,7 @@ class Agent:
         self._stop = threading.Event()
         self._wake_mtime = 0.0
         self.cycles = 0
+        self.errors = 0  # cycles that failed since the start
 
     # -- one cycle ---------------------------------------------------------------------------
     def cycle(self, now: float | None = None) -> CycleResult:
@@ -175,7 +186,8 @@ class Agent:
                   "read_s": res.read_s, "policy_s": res.policy_s, "pending": res.pending,
                   "pinned": len(view.pinned), "started": [s["job"] for s in res.started],
                   "requeued": res.requeued, "waiting": {str(k): v for k, v in res.waiting.items()},
-                  "utilisation": view.state.utilisation(), "backend": self.client.backend}
+                  "utilisation": view.state.utilisation(), "backend": self.client.backend,
+                  "errors": self.errors}
         _atomic_write(self.state_dir / "status.json", json.dumps(status))
         _atomic_write(self.state_dir / "heartbeat", f"{int(time.time())}\n")
         if res.waiting:
@@ -186,33 +198,86 @@ class Agent:
 
     # -- the daemon loop ---------------------------------------------------------------------
     def run(self, *, max_cycles: int | None = None) -> None:
-        """Cycle until stopped (SIGTERM/SIGINT or ``stop()``); Slurm errors back off and retry."""
-        self.lock.acquire()
-        if self.config.metrics_port:
-            from fabric_hpc.slurm.metrics import AgentMetrics
+        """Cycle until stopped (SIGTERM/SIGINT or ``stop()``); a failed cycle backs off and the loop goes on.
 
-            self.metrics = AgentMetrics(self.config.metrics_port)
-        self._log("start", pid=os.getpid(), config=self.config.model_dump())
-        backoff = 0.0
+        Fatal (raised): the lock is held by another agent, or Slurm does not answer the first contact.
+        """
+        self.lock.acquire()
         try:
-            while not self._stop.is_set() and (max_cycles is None or self.cycles < max_cycles):
-                try:
-                    self.cycle()
-                    backoff = 0.0
-                except FabricError as exc:
-                    backoff = min(self.config.max_backoff_s, max(0.25, backoff * 2))
-                    self._log("error", error=exc.message, retry_in_s=backoff)
-                    if self.metrics is not None:
-                        self.metrics.errors.inc()
-                    self._sleep(backoff, wakeable=False)
-                    continue
-                self._sleep(self.config.interval_s)
+            self.first_contact()
+            if self._stop.is_set():  # SIGTERM while waiting for Slurm
+                return
+            if self.config.metrics_port:
+                from fabric_hpc.slurm.metrics import AgentMetrics
+
+                self.metrics = AgentMetrics(self.config.metrics_port)
+            self._log("start", pid=os.getpid(), config=self.config.model_dump())
+            self._loop(max_cycles)
         finally:
-            self._log("stop", pid=os.getpid(), cycles=self.cycles)
+            self._log("stop", pid=os.getpid(), cycles=self.cycles, errors=self.errors)
             self.lock.release()
             self.audit.close()
             if self.metrics is not None:
                 self.metrics.close()
+
+    def _loop(self, max_cycles: int | None) -> None:
+        backoff = 0.0
+        while not self._stop.is_set() and (max_cycles is None or self.cycles < max_cycles):
+            try:
+                self.cycle()
+                backoff = 0.0
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any answer (module docstring)
+                backoff = min(self.config.max_backoff_s, max(0.25, backoff * 2))
+                self._error(exc, backoff)
+                self._sleep(backoff, wakeable=False)
+                continue
+            self._sleep(self.config.interval_s)
+
+    def _error(self, exc: Exception, retry_in_s: float) -> None:
+        """One failed cycle: the ``agent.error`` event (audit log and event stream) and the counters."""
+        self.errors += 1
+        fields: dict[str, Any] = {"kind": type(exc).__name__, "error": bounded(error_text(exc)),
+                                  "retry_in_s": retry_in_s, "errors": self.errors}
+        if not isinstance(exc, FabricError):  # not a deliberate error: say where it came from
+            frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+            fields["where"] = f"{frame[0].filename}:{frame[0].lineno}" if frame else "?"
+        try:
+            self._log("error", **fields)
+        except OSError as log_exc:  # the audit log itself failing (disk full) must not end the loop either
+            fields["audit_log"] = bounded(f"not written: {log_exc}", 200)
+        emit("agent.error", **fields)
+        if self.metrics is not None:
+            self.metrics.errors.inc()
+
+    def first_contact(self) -> None:
+        """Read the nodes once within ``contact_timeout_s``; SlurmError (exit 5) when Slurm does not answer.
+
+        The read runs in a helper thread so a call that blocks (an unreachable controller) cannot hold
+        the start up; SIGTERM during the wait stops the agent at once.
+        """
+        outcome: dict[str, Any] = {}
+
+        def read() -> None:
+            try:
+                outcome["nodes"] = len(self.client.nodes())
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                outcome["error"] = exc
+
+        helper = threading.Thread(target=read, name="fabric-agent-first-contact", daemon=True)
+        helper.start()
+        deadline = time.monotonic() + self.config.contact_timeout_s
+        while helper.is_alive() and not self._stop.is_set() and time.monotonic() < deadline:
+            helper.join(0.05)
+        if self._stop.is_set():
+            return
+        where = f"the {self.client.backend} backend"
+        if helper.is_alive():
+            raise SlurmError(f"Slurm did not answer within {self.config.contact_timeout_s:g} s ({where})",
+                             hint="is slurmctld up and SLURM_CONF right? (scontrol ping); or raise --contact-timeout")
+        if "error" in outcome:
+            exc = outcome["error"]
+            raise SlurmError(f"first contact with Slurm failed ({where}): {bounded(error_text(exc), 300)}",
+                             hint=getattr(exc, "hint", None) or "is slurmctld up? (scontrol ping)") from None
 
     def stop(self, *_: object) -> None:
         self._stop.set()
@@ -234,6 +299,18 @@ class Agent:
                     self._wake_mtime = mtime
                     return
             self._stop.wait(0.05)
+
+
+def error_text(exc: BaseException) -> str:
+    """An exception as one line: a FabricError's message, else ``Type: text``."""
+    text = exc.message if isinstance(exc, FabricError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(str(text).split())
+
+
+def bounded(text: str, limit: int = 500) -> str:
+    """``text`` cut to ``limit`` characters (an answer may be megabytes)."""
+    cut = limit - 30  # room for the note
+    return text if len(text) <= limit else text[:cut] + f"... (+{len(text) - cut} chars)"
 
 
 def _policy_options(config: AgentConfig) -> dict[str, Any]:

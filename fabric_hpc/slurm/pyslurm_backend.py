@@ -1,89 +1,317 @@
-"""The ``pyslurm`` backend: a thin layer over pyslurm's object API (pyslurm >= 23.x; PyPI targets 25.11).
+"""The ``pyslurm`` backend: Slurm's C API through pyslurm's object API (pyslurm 25.11.x on Slurm 25.11).
 
-``import pyslurm`` without ``SLURM_CONF`` set terminates the process (libslurm calls exit), so the
-import is guarded: :func:`load_pyslurm` refuses unless ``SLURM_CONF`` names an existing file, and
-only then imports. No pyslurm build exists for Slurm 22.05; the contract tests skip this backend
-where it is not importable (allowed by the project's rules).
+PyPI's pyslurm 25.11.x compiles only against Slurm 25.11 (its libslurm), so this backend is for
+Slurm 25.11 clusters; on older releases use ``cli`` or ``rest``.
+
+Two properties of libslurm shape this module:
+
+* ``import pyslurm`` runs ``slurm_init``, which ends the whole process (``exit``) when it finds no
+  slurm.conf. :func:`load_pyslurm` therefore imports pyslurm only after ``SLURM_CONF`` is checked to
+  name an existing, readable file, and never at module import time.
+* libslurm reads one slurm.conf per process: once imported, pyslurm talks to that cluster until the
+  process ends. A second :class:`PyslurmClient` for another slurm.conf in the same process is refused
+  (a :class:`SlurmError`), never silently pointed at the first cluster. Use one process per cluster
+  (the contract tests run each cluster's pyslurm client in its own worker process).
+
+What pyslurm reads is checked field by field: an attribute of the wrong type or an unreadable value
+is a :class:`SlurmError` naming the object and the field, never a ``TypeError``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import signal
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from fabric_hpc.errors import NotFoundError
+from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
-from fabric_hpc.slurm.parse import gpu_count, gpu_indices, hosts, parse_state
+from fabric_hpc.slurm.parse import ACTIVE_STATES, gpu_indices, hosts, parse_gres, parse_state
+
+#: The slurm.conf libslurm was initialised with in this process (None: pyslurm not loaded here).
+_BOUND_CONF: str | None = None
+ESLURM_INVALID_JOB_ID = 2017
+INSTALL_HINT = ("pip install pyslurm==25.11.* (builds against Slurm 25.11's headers: SLURM_INCLUDE_DIR, "
+                "SLURM_LIB_DIR), or `make pyslurm`; or use --backend cli")
 
 
-def load_pyslurm() -> Any:
-    """Import pyslurm safely (see module docstring); SlurmError when it cannot be used here."""
-    conf = os.environ.get("SLURM_CONF")
-    if not conf or not os.path.isfile(conf):
-        raise SlurmError("pyslurm needs SLURM_CONF set to an existing slurm.conf before it is imported "
-                         "(without it libslurm ends the process)", hint="export SLURM_CONF=/etc/slurm/slurm.conf")
+def load_pyslurm(conf: str | None = None) -> Any:
+    """Import pyslurm bound to ``conf`` (default ``$SLURM_CONF``); SlurmError when it cannot be used here."""
+    global _BOUND_CONF
+    conf = conf or os.environ.get("SLURM_CONF")
+    if not conf:
+        raise SlurmError("the pyslurm backend needs SLURM_CONF set to the cluster's slurm.conf "
+                         "(without it libslurm ends the process on import)",
+                         hint="export SLURM_CONF=/etc/slurm/slurm.conf")
+    if not os.path.isfile(conf) or not os.access(conf, os.R_OK):
+        raise SlurmError(f"SLURM_CONF={conf} is not a readable file: pyslurm cannot be loaded",
+                         hint="point SLURM_CONF at the cluster's slurm.conf")
+    real = os.path.realpath(conf)
+    if _BOUND_CONF is not None and _BOUND_CONF != real:
+        raise SlurmError(f"pyslurm in this process is bound to {_BOUND_CONF}; it cannot also talk to {real} "
+                         "(libslurm reads one slurm.conf per process)",
+                         hint="use one process per cluster, or --backend cli")
+    os.environ["SLURM_CONF"] = conf  # what libslurm's slurm_init reads when pyslurm is imported
     try:
         import pyslurm  # type: ignore[import-not-found]
     except ImportError as exc:
-        raise SlurmError(f"pyslurm is not importable: {exc}",
-                         hint="pip install pyslurm matching your Slurm version, or use --backend cli") from None
+        raise SlurmError(f"pyslurm is not importable: {exc}", hint=INSTALL_HINT) from None
+    _BOUND_CONF = real
     return pyslurm
 
 
+def _text(exc: Exception) -> str:
+    """An error's message without its hint (the hint is about Slurm's text, not this field)."""
+    return str(getattr(exc, "message", exc))
+
+
+def _field(obj: Any, name: str, kind: type | tuple[type, ...], what: str, *, optional: bool = False) -> Any:
+    """``obj.name`` checked to be ``kind`` (or None when ``optional``); SlurmError naming the field."""
+    try:
+        value = getattr(obj, name)
+    except Exception as exc:  # a pyslurm property that cannot convert Slurm's value
+        raise SlurmError(f"{what}: pyslurm could not read field {name!r}: {type(exc).__name__}: {exc}") from None
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise SlurmError(f"{what}: field {name!r} is {type(value).__name__} {value!r}, expected "
+                         f"{kind.__name__ if isinstance(kind, type) else ' or '.join(k.__name__ for k in kind)}")
+    return value
+
+
+def _gres_text(gres: Mapping[Any, Any], field: str, what: str) -> str:
+    """pyslurm's GRES dict (``{'gres/gpu': 3}``, ``{'gpu:h100': 8}``) as Slurm's text (``gres/gpu:3``)."""
+    items = []
+    for key, count in gres.items():
+        if not isinstance(key, str) or isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise SlurmError(f"{what}: field {field!r} has an unreadable item {key!r}: {count!r}")
+        items.append(f"{key}:{count}")
+    return ",".join(items)
+
+
+def _gpus(gres: Mapping[Any, Any], field: str, what: str) -> tuple[int, str | None]:
+    """(GPU count, GPU type when exactly one) of a GRES dict."""
+    try:
+        items = [g for g in parse_gres(_gres_text(gres, field, what)) if g.name == "gpu"]
+    except SlurmError:
+        raise
+    except Exception as exc:  # ExternalError of the parser: name the field
+        raise SlurmError(f"{what}: field {field!r}: {_text(exc)}") from None
+    types = {g.type for g in items if g.type}
+    return sum(g.count for g in items), types.pop() if len(types) == 1 else None
+
+
+def layout_gpus(layout: Any, what: str) -> dict[str, tuple[int, ...]]:
+    """GPU indices per node from ``Job.get_resource_layout_per_node()``:
+    ``{'n7': {'gres': {'gpu:h100': {'count': 3, 'indexes': '0-2'}}, ...}}`` -> ``{'n7': (0, 1, 2)}``."""
+    if not isinstance(layout, dict):
+        raise SlurmError(f"{what}: resource layout is {type(layout).__name__}, expected dict")
+    out: dict[str, tuple[int, ...]] = {}
+    for node, res in layout.items():
+        gres = res.get("gres") if isinstance(res, dict) else None
+        if not isinstance(node, str) or not isinstance(gres, dict):
+            raise SlurmError(f"{what}: resource layout of node {node!r} has no 'gres' dict: {res!r}")
+        texts = []
+        for key, item in gres.items():
+            if not str(key).startswith("gpu"):
+                continue
+            if not isinstance(item, dict) or not isinstance(item.get("count"), int) or \
+                    not isinstance(item.get("indexes"), str):
+                raise SlurmError(f"{what}: resource layout of node {node}: GRES {key!r} is {item!r}, "
+                                 "expected {'count': int, 'indexes': str}")
+            texts.append(f"{key}:{item['count']}(IDX:{item['indexes']})")
+        try:
+            indices = gpu_indices(",".join(texts))
+        except Exception as exc:
+            raise SlurmError(f"{what}: resource layout of node {node}: {_text(exc)}") from None
+        if indices:
+            out[node] = indices
+    return out
+
+
+def node_from_pyslurm(n: Any, used: tuple[int, ...] = ()) -> Node:
+    """A :class:`Node` from a ``pyslurm.Node`` (``used``: GPU indices allocated to jobs there)."""
+    name = _field(n, "name", str, "pyslurm node")
+    what = f"pyslurm node {name}"
+    base, *flags = [p for p in _field(n, "state", str, what).split("+") if p]
+    if not base:
+        raise SlurmError(f"{what}: field 'state' is empty")
+    gpus, gtype = _gpus(_field(n, "configured_gres", dict, what), "configured_gres", what)
+    strs = (list, tuple)
+    return Node(name=name, state=base.lower().rstrip("*~#$@%!^-"), flags=tuple(f.upper() for f in flags),
+                cpus=_field(n, "total_cpus", int, what), gpus=gpus, gpu_type=gtype, gpus_used=used,
+                partitions=tuple(str(p) for p in _field(n, "partitions", strs, what, optional=True) or ()),
+                features=tuple(str(f) for f in _field(n, "active_features", strs, what, optional=True) or ()))
+
+
+def job_from_pyslurm(j: Any) -> Job:
+    """A :class:`Job` from a ``pyslurm.Job`` (loaded with details: the resource layout is in it)."""
+    job_id = _field(j, "id", int, "pyslurm job")
+    what = f"pyslurm job {job_id}"
+    state, flags = _state(j, what)
+    node_list = hosts(_field(j, "allocated_nodes", str, what, optional=True)) if state != "PENDING" else ()
+    gpus: dict[str, tuple[int, ...]] = {}
+    if node_list and state in ACTIVE_STATES:
+        try:
+            layout = j.get_resource_layout_per_node()
+        except Exception as exc:
+            raise SlurmError(f"{what}: pyslurm could not read the resource layout: {exc}") from None
+        gpus = layout_gpus(layout, what)
+    per_node, gtype = _gpus(_field(j, "gres_per_node", dict, what, optional=True) or {}, "gres_per_node", what)
+    begin = _field(j, "eligible_time", int, what, optional=True)
+    start = _field(j, "start_time", int, what, optional=True)
+    limit = _field(j, "time_limit", int, what, optional=True)
+    return Job(job_id=job_id, name=_field(j, "name", str, what, optional=True) or "", state=state, flags=flags,
+               reason=_field(j, "state_reason", str, what, optional=True) or "None",
+               comment=_field(j, "comment", str, what, optional=True) or "",
+               user=_field(j, "user_name", str, what, optional=True) or "",
+               partition=_field(j, "partition", str, what, optional=True) or "",
+               nodes=_field(j, "num_nodes", int, what, optional=True) or 1, gpus_per_node=per_node, gpu_type=gtype,
+               node_list=node_list, req_nodes=hosts(_field(j, "required_nodes", str, what, optional=True)),
+               gpus=gpus, submit_time=float(_field(j, "submit_time", int, what, optional=True) or 0),
+               begin_time=float(begin) if begin else None, start_time=float(start) if start else None,
+               time_limit_min=limit, priority=_field(j, "priority", int, what, optional=True) or 0)
+
+
+def _state(j: Any, what: str) -> tuple[str, tuple[str, ...]]:
+    try:
+        return parse_state(_field(j, "state", str, what))
+    except SlurmError:
+        raise
+    except Exception as exc:
+        raise SlurmError(f"{what}: field 'state': {_text(exc)}") from None
+
+
+#: scontrol update keys -> JobSubmitDescription attributes (what ``update`` accepts)
+_UPDATE_KEYS = {"ReqNodeList": "required_nodes", "StartTime": "begin_time", "Comment": "comment",
+                "TimeLimit": "time_limit", "ExcNodeList": "excluded_nodes", "Name": "name"}
+#: sbatch options -> JobSubmitDescription attributes (what ``submit`` accepts)
+_SBATCH = {"-N": "nodes", "--nodes": "nodes", "-n": "ntasks", "--ntasks": "ntasks",
+           "--ntasks-per-node": "ntasks_per_node", "-c": "cpus_per_task", "--cpus-per-task": "cpus_per_task",
+           "-J": "name", "--job-name": "name", "--comment": "comment", "--gres": "gres_per_node",
+           "--gpus-per-node": "gres_per_node", "-t": "time_limit", "--time": "time_limit", "--begin": "begin_time",
+           "-w": "required_nodes", "--nodelist": "required_nodes", "-x": "excluded_nodes",
+           "--exclude": "excluded_nodes", "-p": "partitions", "--partition": "partitions",
+           "-o": "standard_output", "--output": "standard_output", "-e": "standard_error",
+           "--error": "standard_error", "-D": "working_directory", "--chdir": "working_directory",
+           "--signal": "signal", "--mem": "memory_per_node"}
+_FLAGS = {"-H": ("priority", 0), "--hold": ("priority", 0), "--exclusive": ("resource_sharing", "exclusive")}
+
+
+def submit_description(args: Sequence[str]) -> dict[str, Any]:
+    """sbatch options as ``JobSubmitDescription`` keyword arguments; ConfigError for any other option."""
+    out: dict[str, Any] = {}
+    items, i = list(args), 0
+    while i < len(items):
+        arg = items[i]
+        if arg in _FLAGS:
+            key, value = _FLAGS[arg]
+            out[key] = value
+            i += 1
+            continue
+        opt, eq, value = arg.partition("=")
+        if opt not in _SBATCH:
+            raise ConfigError(f"the pyslurm backend does not translate sbatch option {arg!r}",
+                              hint=f"supported: {' '.join(sorted({*_SBATCH, *_FLAGS}))}; or use --backend cli")
+        if not eq:
+            if i + 1 >= len(items):
+                raise ConfigError(f"sbatch option {opt} needs a value")
+            value, i = items[i + 1], i + 1
+        attr = _SBATCH[opt]
+        out[attr] = _option_value(opt, value)
+        i += 1
+    if "ntasks" not in out and "ntasks_per_node" not in out and "nodes" in out:
+        # sbatch's default: one task per node (pyslurm's default is one task in all, which leaves
+        # the other nodes of a multi-node job without a CPU and the job pending forever)
+        out["ntasks"] = int(str(out["nodes"]).split("-")[0])
+    return out
+
+
+def _option_value(opt: str, value: str) -> Any:
+    """An sbatch option's text in the form JobSubmitDescription takes."""
+    if opt == "--gres":
+        return value.removeprefix("gres:")
+    if opt == "--gpus-per-node":
+        return value if value.startswith("gpu:") else f"gpu:{value}"
+    if opt in ("-t", "--time", "-n", "--ntasks", "--ntasks-per-node", "-c", "--cpus-per-task") and value.isdigit():
+        return int(value)  # counts and minutes (pyslurm refuses a digits-only text for a time)
+    if opt == "--signal":  # [B|R:]SIG[@seconds] -> pyslurm's dict
+        flags, _, rest = value.rpartition(":")
+        sig, _, secs = rest.partition("@")
+        if not sig or (secs and not secs.isdigit()) or set(flags) - {"B", "R"}:
+            raise ConfigError(f"--signal={value}: expected [B:|R:]SIGNAL[@seconds]")
+        name = sig if sig.startswith("SIG") else f"SIG{sig}"
+        if not sig.isdigit() and name not in signal.Signals.__members__:
+            raise ConfigError(f"--signal={value}: unknown signal {sig!r}")
+        return {"signal": int(sig) if sig.isdigit() else signal.Signals[name].value, "time": int(secs) if secs else None, "batch_only": "B" in flags,
+                "allow_reservation_overlap": "R" in flags}
+    return value
+
+
 class PyslurmClient(SlurmClient):
+    """Slurm through pyslurm, bound to ``conf`` (default ``$SLURM_CONF``) for the life of the process."""
+
     backend = "pyslurm"
 
-    def __init__(self) -> None:
-        self.ps = load_pyslurm()
+    def __init__(self, conf: str | None = None) -> None:
+        self.ps = load_pyslurm(conf)
 
+    def _rpc(self, what: str, call: Callable[[], Any], job_id: int | None = None) -> Any:
+        """Run one pyslurm call; its errors as NotFoundError (unknown job) or SlurmError."""
+        try:
+            return call()
+        except self.ps.RPCError as exc:
+            if job_id is not None and getattr(exc, "errno", None) == ESLURM_INVALID_JOB_ID:
+                raise NotFoundError(f"Slurm knows no job {job_id} ({what}): {exc}") from None
+            raise SlurmError(f"pyslurm {what} failed: {exc}", hint="is slurmctld up? (scontrol ping)") from None
+        except (ValueError, TypeError) as exc:  # pyslurm refusing a value before the RPC
+            raise SlurmError(f"pyslurm {what}: {exc}") from None
+
+    # -- reads ------------------------------------------------------------------------------
     def nodes(self) -> list[Node]:
-        out = []
-        for name, n in self.ps.Nodes.load().items():
-            d = n.to_dict()
-            out.append(Node(name=name, state=str(d.get("state", "unknown")).lower(), cpus=int(d.get("cpus") or 0),
-                            gpus=gpu_count(",".join(f"{k}:{v}" for k, v in (d.get("configured_gres") or {}).items())),
-                            gpus_used=()))
-        return out
+        loaded = self._rpc("load nodes", self.ps.Nodes.load)
+        used: dict[str, set[int]] = {}
+        for job in self.jobs():  # pyslurm has no allocated GPU indices per node: the jobs' layouts do
+            if job.active:
+                for node, idx in job.gpus.items():
+                    used.setdefault(node, set()).update(idx)
+        return [node_from_pyslurm(n, tuple(sorted(used.get(name, ())))) for name, n in loaded.items()]
 
     def jobs(self) -> list[Job]:
-        return [self._job(j.to_dict()) for j in self.ps.Jobs.load().values()]
-
-    def _job(self, d: dict[str, Any]) -> Job:
-        state, flags = parse_state(d.get("state"))
-        return Job(job_id=int(d["id"]), name=str(d.get("name") or ""), state=state, flags=flags,
-                   reason=str(d.get("state_reason") or "None"), comment=str(d.get("comment") or ""),
-                   nodes=int(d.get("num_nodes") or 1), node_list=hosts(d.get("nodes")),
-                   req_nodes=hosts(d.get("required_nodes")),
-                   gpus_per_node=gpu_count(str(d.get("gres_per_node") or "")),
-                   gpus={n: gpu_indices(g) for n, g in (d.get("gres_detail") or {}).items()})
+        return [job_from_pyslurm(j) for j in self._rpc("load jobs", self.ps.Jobs.load).values()]
 
     def job(self, job_id: int) -> Job:
-        try:
-            return self._job(self.ps.Job.load(int(job_id)).to_dict())
-        except self.ps.RPCError as exc:
-            raise NotFoundError(f"Slurm knows no job {job_id}: {exc}") from None
+        return job_from_pyslurm(self._rpc(f"load job {job_id}", lambda: self.ps.Job.load(int(job_id)), job_id))
 
+    # -- actions ----------------------------------------------------------------------------
     def submit(self, script: str, args: Sequence[str] = (), *, cwd: str | None = None) -> int:
-        from fabric_hpc.slurm.rest_backend import sbatch_args_to_job
-
-        props = sbatch_args_to_job(args)
-        desc = self.ps.JobSubmitDescription(script=script, working_directory=cwd or os.getcwd(), **{
-            {"tres_per_node": "gres_per_node", "nodes": "nodes"}.get(k, k): v for k, v in props.items()})
-        return int(desc.submit())
+        props = submit_description(args)
+        props.setdefault("working_directory", cwd or os.getcwd())
+        desc = self._rpc("job description", lambda: self.ps.JobSubmitDescription(script=script, **props))
+        job_id = self._rpc("submit", desc.submit)
+        if isinstance(job_id, bool) or not isinstance(job_id, int) or job_id <= 0:
+            raise SlurmError(f"pyslurm submit answered {job_id!r} instead of a job id")
+        return job_id
 
     def update(self, job_id: int, **fields: str) -> None:
-        keys = {"ReqNodeList": "required_nodes", "StartTime": "begin_time", "Comment": "comment"}
-        self.ps.Job(int(job_id)).modify(self.ps.JobSubmitDescription(**{keys[k]: v for k, v in fields.items()}))
+        if not fields:
+            return
+        unknown = sorted(set(fields) - set(_UPDATE_KEYS))
+        if unknown:
+            raise ConfigError(f"the pyslurm backend cannot update {', '.join(unknown)}",
+                              hint=f"updatable: {', '.join(sorted(_UPDATE_KEYS))}")
+        changes = {_UPDATE_KEYS[k]: v for k, v in fields.items()}
+        desc = self._rpc("job update", lambda: self.ps.JobSubmitDescription(**changes))
+        self._rpc(f"update of job {job_id}", lambda: self.ps.Job(int(job_id)).modify(desc), job_id)
 
     def hold(self, job_id: int) -> None:
-        self.ps.Job(int(job_id)).hold()
+        self._rpc(f"hold of job {job_id}", lambda: self.ps.Job(int(job_id)).hold(), job_id)
 
     def release(self, job_id: int) -> None:
-        self.ps.Job(int(job_id)).release()
+        self._rpc(f"release of job {job_id}", lambda: self.ps.Job(int(job_id)).release(), job_id)
 
     def requeue(self, job_id: int) -> None:
-        self.ps.Job(int(job_id)).requeue()
+        self._rpc(f"requeue of job {job_id}", lambda: self.ps.Job(int(job_id)).requeue(), job_id)
 
     def cancel(self, job_id: int) -> None:
-        self.ps.Job(int(job_id)).cancel()
+        self._rpc(f"cancel of job {job_id}", lambda: self.ps.Job(int(job_id)).cancel(), job_id)

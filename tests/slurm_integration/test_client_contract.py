@@ -1,4 +1,4 @@
-"""One contract for every backend: cli and rest run it against a live cluster; pyslurm where importable.
+"""One contract for every backend: cli and rest run it against a live cluster; pyslurm in test_pyslurm_contract.py.
 
 The cluster has JWT next to munge, and slurmrestd runs as a site runs it (unprivileged, JWT);
 the REST client negotiates its API version from the server's OpenAPI spec.
@@ -57,14 +57,8 @@ def _cli(request: pytest.FixtureRequest, cluster: Any) -> SlurmClient:
     return open_client("cli", env=cluster.env)
 
 
-def _pyslurm(request: pytest.FixtureRequest, cluster: Any) -> SlurmClient:
-    os.environ["SLURM_CONF"] = str(cluster.conf_path)  # before the import: without it libslurm exits
-    pytest.importorskip("pyslurm", reason="pyslurm has no build for Slurm 22.05 (allowed skip)")
-    return open_client("pyslurm")
-
-
 #: backend name -> how to open it on the contract cluster (add a backend here)
-OPENERS = {"cli": _cli, "rest": _rest, "pyslurm": _pyslurm}
+OPENERS = {"cli": _cli, "rest": _rest}
 
 
 @pytest.fixture(params=list(OPENERS))
