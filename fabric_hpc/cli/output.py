@@ -1,8 +1,15 @@
-"""Rendering helpers shared by every command: ``--json`` or a rich table, never both."""
+"""Rendering helpers shared by every command: ``--json`` or a rich table, never both.
+
+``--json`` output is always strict JSON (RFC 8259): a value that is not a finite number
+(``NaN``, ``Infinity`` -- a metric undefined for an empty set, say) is written as ``null``; the
+paths of such values are listed under ``"undefined"`` in a top-level object and named in a note
+on stderr.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -23,8 +30,34 @@ def console(stderr: bool = False) -> Console:
     return Console(file=sys.stderr if stderr else sys.stdout, highlight=False, soft_wrap=True)
 
 
+def _finite(obj: Any, path: str, undefined: list[str]) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        undefined.append(path or "$")
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v, f"{path}.{k}" if path else str(k), undefined) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v, f"{path}[{i}]", undefined) for i, v in enumerate(obj)]
+    return obj
+
+
+def dumps_json(data: Any) -> tuple[str, list[str]]:
+    """``data`` as strict, indented JSON, and the paths of the non-finite numbers set to null."""
+    plain = json.loads(json.dumps(data, default=_default))  # numpy, paths, sets -> JSON types
+    undefined: list[str] = []
+    clean = _finite(plain, "", undefined)
+    if undefined and isinstance(clean, dict) and "undefined" not in clean:
+        clean["undefined"] = undefined
+    return json.dumps(clean, indent=2, sort_keys=False, allow_nan=False), undefined
+
+
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, default=_default, indent=2, sort_keys=False))
+    text, undefined = dumps_json(data)
+    click.echo(text)
+    if undefined:
+        shown = ", ".join(undefined[:10]) + (" ..." if len(undefined) > 10 else "")
+        click.echo(f"note: {len(undefined)} value(s) undefined (NaN or infinite), written as null: "
+                   f"{shown}", err=True)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
