@@ -49,7 +49,8 @@ def render_job_submit(*, state_dir: str, fallback_s: int = 60, max_gpus_per_node
     if not 5 <= fallback_s <= 86400 or not 1 <= max_gpus_per_node <= 1024:
         raise ConfigError("fallback_s must be in 5..86400 and max_gpus_per_node in 1..1024")
     text = plugin_path("job_submit.lua").read_text()
-    subs = {"state_dir": f"local STATE_DIR = {literal}", "fallback_s": f"local FALLBACK_S = {int(fallback_s)}",
+    subs = {"state_dir": f"local STATE_DIR = {literal}",
+            "fallback_s": f"local FALLBACK_S = {int(fallback_s)}",
             "max_gpus_per_node": f"local MAX_GPUS_PER_NODE = {int(max_gpus_per_node)}"}
     for key, line in subs.items():
         new = f"{line}   -- fabric: {key}"  # by a function: a literal's backslashes stay as they are
