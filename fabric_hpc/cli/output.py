@@ -9,7 +9,6 @@ on stderr.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -18,7 +17,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from fabric_hpc.events import _default
+from fabric_hpc.events import _default, finite_json
 
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table."
@@ -30,22 +29,11 @@ def console(stderr: bool = False) -> Console:
     return Console(file=sys.stderr if stderr else sys.stdout, highlight=False, soft_wrap=True)
 
 
-def _finite(obj: Any, path: str, undefined: list[str]) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        undefined.append(path or "$")
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v, f"{path}.{k}" if path else str(k), undefined) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v, f"{path}[{i}]", undefined) for i, v in enumerate(obj)]
-    return obj
-
-
 def dumps_json(data: Any) -> tuple[str, list[str]]:
     """``data`` as strict, indented JSON, and the paths of the non-finite numbers set to null."""
     plain = json.loads(json.dumps(data, default=_default))  # numpy, paths, sets -> JSON types
     undefined: list[str] = []
-    clean = _finite(plain, "", undefined)
+    clean = finite_json(plain, "", undefined)
     if undefined and isinstance(clean, dict) and "undefined" not in clean:
         clean["undefined"] = undefined
     return json.dumps(clean, indent=2, sort_keys=False, allow_nan=False), undefined

@@ -36,3 +36,29 @@ def test_strict_hook_sees_cli_json(strict_json_outputs: list[str]) -> None:
     assert result.exit_code == 0, result.output
     assert len(strict_json_outputs) == 1
     assert strict_loads(strict_json_outputs[0]) == strict_loads(result.output)
+
+
+def test_sim_run_json_and_results_file_are_strict(tmp_path, capsys, monkeypatch) -> None:
+    """A replay whose metrics are undefined/infinite: --json and results.json say null."""
+    from pathlib import Path
+
+    from fabric_hpc.cli.main import main
+    from fabric_hpc.sim import metrics, results
+
+    real = metrics.summarize
+
+    def summarize(result):
+        return {**real(result), "mean_jct_s": math.inf, "p99_wait_s": math.nan}
+
+    monkeypatch.setattr(results, "summarize", summarize)
+    monkeypatch.setattr(metrics, "summarize", summarize)
+    trace = Path(__file__).resolve().parents[2] / "data" / "traces" / "tiresias_60_job.csv"
+    code = main(["sim", "run", "--trace", f"tiresias:{trace}", "--topology", "leaf-spine:hosts=8",
+                 "--policy", "slurm", "--out", str(tmp_path / "o"), "--no-progress", "--json"])
+    assert code == 0
+    cap = capsys.readouterr()
+    printed = strict_loads(cap.out)
+    stored = strict_loads((tmp_path / "o" / "results.json").read_text())
+    assert stored["summary"]["mean_jct_s"] is None and stored["summary"]["p99_wait_s"] is None
+    assert printed["mean_jct_s"] is None and printed["undefined"] == ["mean_jct_s", "p99_wait_s"]
+    assert "2 value(s) undefined" in cap.err
