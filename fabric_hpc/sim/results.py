@@ -57,7 +57,8 @@ def write_results(result: SimResult, out_dir: str | os.PathLike[str], *, trace: 
     out.mkdir(parents=True, exist_ok=True)
     data = results_dict(result, trace=trace, config=config)
     tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(finite_json(data), allow_nan=False))  # strict JSON: NaN/inf -> null
+    # strict JSON: a NaN or infinite metric is stored as null
+    tmp.write_text(json.dumps(finite_json(data), allow_nan=False))
     os.replace(tmp, out / "results.json")
     result.state.save(out / "state.json")
     if topology_report:
