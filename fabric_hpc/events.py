@@ -10,6 +10,7 @@ shows them on stderr); daemons and harnesses that must keep an audit trail use
 from __future__ import annotations
 
 import json
+import math
 import logging
 import os
 import threading
@@ -29,6 +30,20 @@ def _default(obj: Any) -> Any:
     if hasattr(obj, "item"):  # numpy scalars
         return obj.item()
     return str(obj)
+
+
+def finite_json(obj: Any, path: str = "", undefined: list[str] | None = None) -> Any:
+    """``obj`` (JSON types) with every NaN/infinite float replaced by ``None``; the JSON paths of
+    the replaced values are appended to ``undefined``. Strict JSON has no NaN or Infinity."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        if undefined is not None:
+            undefined.append(path or "$")
+        return None
+    if isinstance(obj, dict):
+        return {k: finite_json(v, f"{path}.{k}" if path else str(k), undefined) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_json(v, f"{path}[{i}]", undefined) for i, v in enumerate(obj)]
+    return obj
 
 
 def to_json(payload: dict[str, Any]) -> str:

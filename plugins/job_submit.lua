@@ -13,6 +13,11 @@ What it does at submit time:
     (topology-aware) scheduler starts the job: a dead agent cannot strand a job.
   * when the agent's heartbeat is older than FALLBACK_S, nothing is deferred at all (jobs go straight
     to Slurm) and the user is told so.
+Every string a user controls (comment, GRES text, option values) is data: it is only ever passed to
+Slurm's logging as an argument of a "%s" format, shown cut to SHOW_CHARS printable characters, and
+checked against a length bound (MAX_COMMENT) before any pattern runs on it. Host lists in options
+are counted, never expanded: more than MAX_HOSTLIST_NAMES names is refused at submit (the agent
+applies the same budget, fabric_hpc.hostlist.MAX_NAMES).
 The three settings below are rewritten by `fabric slurm plugin-config` (or by hand).
 ]]
 
@@ -24,6 +29,51 @@ local OPTION_KEYS = {within = "word", switches = "int", numa_local = "bool", rai
                      exclude = "hostlist", include = "hostlist", slices = "int", slice_level = "word",
                      tier = "word"}
 local NO_VAL = 4294967294
+local MAX_COMMENT = 1024          -- characters of --comment fabric reads at all
+local MAX_GRES = 256              -- characters of the GPU request text
+local SHOW_CHARS = 80             -- characters of user text echoed in a message
+local MAX_HOSTLIST_NAMES = 100000 -- names one host-list option may stand for
+
+local function show(text)
+  -- user text for a message: control characters as '?', cut to SHOW_CHARS
+  local s = string.gsub(tostring(text), "%c", "?")
+  if #s > SHOW_CHARS then s = string.sub(s, 1, SHOW_CHARS) .. "..." end
+  return s
+end
+
+local function hostlist_count(expr)
+  -- names a host list (items separated by ';' or ',') stands for, without expanding it;
+  -- nil and a reason when it is not a host list. Same grammar as fabric_hpc/hostlist.py.
+  expr = string.gsub(expr, ";", ",")
+  local total, depth, item = 0, 0, ""
+  local items = {}
+  for ch in string.gmatch(expr, ".") do
+    if ch == "[" then depth = depth + 1 elseif ch == "]" then depth = depth - 1 end
+    if depth < 0 or depth > 1 then return nil, "unbalanced or nested brackets" end
+    if ch == "," and depth == 0 then table.insert(items, item); item = "" else item = item .. ch end
+  end
+  if depth ~= 0 then return nil, "'[' without ']'" end
+  table.insert(items, item)
+  for _, part in ipairs(items) do
+    if part == "" then return nil, "empty item" end
+    local names = 1
+    for body in string.gmatch(part, "%[([^%]]*)%]") do
+      local size = 0
+      for r in string.gmatch(body .. ",", "([^,]*),") do
+        local lo, hi = string.match(r, "^(%d+)%-(%d+)$")
+        if lo == nil then lo = string.match(r, "^(%d+)$"); hi = lo end
+        if lo == nil or #lo > 9 or #hi > 9 then return nil, "range item '" .. show(r) .. "' is not N or N-M" end
+        if tonumber(hi) < tonumber(lo) then return nil, "range '" .. show(r) .. "' runs backwards" end
+        size = size + tonumber(hi) - tonumber(lo) + 1
+      end
+      names = names * size
+      if names > MAX_HOSTLIST_NAMES then return names end
+    end
+    total = total + names
+    if total > MAX_HOSTLIST_NAMES then return total end
+  end
+  return total
+end
 
 local function gpus_per_node(tres)
   -- "gres:gpu:8", "gres/gpu:8", "gres:gpu:h100:8", "gpu:4" (several items separated by commas)
@@ -34,7 +84,7 @@ local function gpus_per_node(tres)
     if string.match(rest, "^gpu") then
       local n = string.match(rest, ":(%d+)$")
       if n == nil and (rest == "gpu" or string.match(rest, "^gpu:[%a][%w_.-]*$")) then n = "1" end
-      if n == nil then return nil end
+      if n == nil or #n > 6 then return nil end
       total = total + tonumber(n)
     end
   end
@@ -47,25 +97,33 @@ local function check_options(opts)
   for part in string.gmatch(opts, "[^,]+") do
     local key, value = string.match(part, "^([%a_]+)=(.*)$")
     if key == nil then key, value = string.match(part, "^([%a_]+)$"), "true" end
-    if key == nil then return "cannot read option '" .. part .. "' (expected key=value)" end
+    if key == nil then return "cannot read option '" .. show(part) .. "' (expected key=value)" end
     local kind = OPTION_KEYS[key]
     if kind == nil then
       local valid = {}
       for k, _ in pairs(OPTION_KEYS) do table.insert(valid, k) end
       table.sort(valid)
-      return "unknown option '" .. key .. "' (valid: " .. table.concat(valid, ", ") .. ")"
+      return "unknown option '" .. show(key) .. "' (valid: " .. table.concat(valid, ", ") .. ")"
     end
-    if kind == "int" and not string.match(value, "^[1-9]%d*$") then
-      return "option " .. key .. " needs a positive whole number, got '" .. value .. "'"
+    if kind == "int" and not (string.match(value, "^[1-9]%d*$") and #value <= 9) then
+      return "option " .. key .. " needs a positive whole number, got '" .. show(value) .. "'"
     end
     if kind == "bool" and not (value == "true" or value == "false" or value == "1" or value == "0") then
-      return "option " .. key .. " needs true or false, got '" .. value .. "'"
+      return "option " .. key .. " needs true or false, got '" .. show(value) .. "'"
     end
     if kind == "word" and not string.match(value, "^[%w_-]+$") then
-      return "option " .. key .. " needs a name, got '" .. value .. "'"
+      return "option " .. key .. " needs a name, got '" .. show(value) .. "'"
     end
-    if kind == "hostlist" and not string.match(value, "^[%w_.%-%[%]]+$") then
-      return "option " .. key .. " needs a host list like n[1-4] (use ';' between items), got '" .. value .. "'"
+    if kind == "hostlist" then
+      if not string.match(value, "^[%w_.;%-%[%]]+$") then
+        return "option " .. key .. " needs a host list like n[1-4] (use ';' between items), got '" .. show(value) .. "'"
+      end
+      local n, why = hostlist_count(value)
+      if n == nil then return "option " .. key .. ": host list '" .. show(value) .. "': " .. why end
+      if n > MAX_HOSTLIST_NAMES then
+        return "option " .. key .. ": host list '" .. show(value) .. "' stands for more than " ..
+               MAX_HOSTLIST_NAMES .. " names"
+      end
     end
   end
   return nil
@@ -85,7 +143,7 @@ local function wake_agent()
 end
 
 local function reject(msg)
-  slurm.log_user("fabric: " .. msg)
+  slurm.log_user("%s", "fabric: " .. msg)
   slurm.log_info("fabric job_submit: rejected: %s", msg)
   return slurm.ERROR
 end
@@ -93,11 +151,18 @@ end
 function slurm_job_submit(job_desc, part_list, submit_uid)
   local comment = job_desc.comment or ""
   if comment == "nofabric" then return slurm.SUCCESS end
+  local asked = comment == "fabric" or string.sub(comment, 1, 7) == "fabric:"
+  if asked and #comment > MAX_COMMENT then
+    return reject(string.format("--comment is %d characters; fabric reads at most %d", #comment, MAX_COMMENT))
+  end
+  local tres = job_desc.tres_per_node
+  if tres ~= nil and #tres > MAX_GRES then
+    return reject(string.format("the GPU request is %d characters; at most %d", #tres, MAX_GRES))
+  end
   local nodes = job_desc.min_nodes
   if nodes == nil or nodes == NO_VAL or nodes == 0 then nodes = 1 end
   local gpn = gpus_per_node(job_desc.tres_per_node)
-  if gpn == nil then return reject("cannot read the GPU request '" .. job_desc.tres_per_node .. "'") end
-  local asked = comment == "fabric" or string.sub(comment, 1, 7) == "fabric:"
+  if gpn == nil then return reject("cannot read the GPU request '" .. show(tres) .. "'") end
   local gang = nodes >= 2 and gpn >= 1
   if not asked and not (gang and comment == "") then return slurm.SUCCESS end
   if gpn == 0 then
@@ -114,14 +179,14 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
   end
   local opts = asked and string.sub(comment, 8) or ""
   local err = check_options(opts)
-  if err ~= nil then return reject("--comment=" .. comment .. ": " .. err) end
+  if err ~= nil then return reject("--comment=" .. show(comment) .. ": " .. err) end
   job_desc.comment = asked and comment or "fabric"
   if agent_alive() then
     local until_t = os.time() + FALLBACK_S
     if job_desc.begin_time == nil or job_desc.begin_time < until_t then job_desc.begin_time = until_t end
     wake_agent()
   else
-    slurm.log_user("fabric: the placement agent is not running; Slurm places this job itself")
+    slurm.log_user("%s", "fabric: the placement agent is not running; Slurm places this job itself")
   end
   return slurm.SUCCESS
 end

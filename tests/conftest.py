@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.real import require_commands, require_real
+from tests.strict_json import strict_json_outputs  # noqa: F401 - autouse: every --json output is strict JSON
 
 SLURM_COMMANDS = ("slurmctld", "slurmd", "munged", "sbatch", "srun", "sinfo", "scontrol", "squeue")
 

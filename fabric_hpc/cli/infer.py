@@ -40,9 +40,12 @@ def _progress_line(snap: dict[str, Any]) -> str:
               help="Results per atomically committed chunk.")
 @click.option("--progress/--no-progress", default=None,
               help="Live progress line (default: on when stderr is a terminal, rank 0 only).")
+@click.option("--output-mode", type=click.Choice(["private", "umask"]), default="private",
+              show_default=True, help="private: every output file 0600 and directory 0700 "
+              "whatever the umask; umask: follow the job's umask (e.g. to share results).")
 @json_option
 def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int,
-            progress: bool | None, as_json: bool) -> None:
+            progress: bool | None, output_mode: str, as_json: bool) -> None:
     """Run (or resume) a batch job; launch under mpiexec/srun for one rank per GPU."""
     from rich.live import Live
     from rich.text import Text
@@ -61,7 +64,8 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int,
     if live is not None:
         live.start()
     try:
-        result = run_job(engine_config, source, output, options=opts, progress=on_progress)
+        result = run_job(engine_config, source, output, options=opts, progress=on_progress,
+                         output_mode=output_mode)
     finally:
         if live is not None:
             live.stop()

@@ -1,4 +1,10 @@
-"""Rendering helpers shared by every command: ``--json`` or a rich table, never both."""
+"""Rendering helpers shared by every command: ``--json`` or a rich table, never both.
+
+``--json`` output is always strict JSON (RFC 8259): a value that is not a finite number
+(``NaN``, ``Infinity`` -- a metric undefined for an empty set, say) is written as ``null``; the
+paths of such values are listed under ``"undefined"`` in a top-level object and named in a note
+on stderr.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from fabric_hpc.events import _default
+from fabric_hpc.events import _default, finite_json
 
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table."
@@ -23,8 +29,23 @@ def console(stderr: bool = False) -> Console:
     return Console(file=sys.stderr if stderr else sys.stdout, highlight=False, soft_wrap=True)
 
 
+def dumps_json(data: Any) -> tuple[str, list[str]]:
+    """``data`` as strict, indented JSON, and the paths of the non-finite numbers set to null."""
+    plain = json.loads(json.dumps(data, default=_default))  # numpy, paths, sets -> JSON types
+    undefined: list[str] = []
+    clean = finite_json(plain, "", undefined)
+    if undefined and isinstance(clean, dict) and "undefined" not in clean:
+        clean["undefined"] = undefined
+    return json.dumps(clean, indent=2, sort_keys=False, allow_nan=False), undefined
+
+
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, default=_default, indent=2, sort_keys=False))
+    text, undefined = dumps_json(data)
+    click.echo(text)
+    if undefined:
+        shown = ", ".join(undefined[:10]) + (" ..." if len(undefined) > 10 else "")
+        click.echo(f"note: {len(undefined)} value(s) undefined (NaN or infinite), written as null: "
+                   f"{shown}", err=True)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,26 @@ def plugin_config(state_dir: str, fallback_s: int, max_gpus_per_node: int, outpu
         Path(output).write_text(text)
     else:
         click.echo(text, nl=False)
+
+
+@group.command("topo-files")
+@click.option("--topology", required=True, type=click.Path(dir_okay=False), help="The fabric model.")
+@click.option("--dir", "topo_dir", default="/var/lib/fabric-hpc/nccl", show_default=True,
+              help="The root-owned directory the TaskProlog reads (topo_dir of prolog.json).")
+@click.option("--host", "hosts", multiple=True, help="Only this host (repeatable; default: every host).")
+@json_option
+def topo_files(topology: str, topo_dir: str, hosts: tuple[str, ...], as_json: bool) -> None:
+    """Write each host's NCCL topology XML into TOPO_DIR (run as root at install, or let the
+    Prolog plugins/prolog.py do it per node): the TaskProlog exports only files it trusts."""
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.slurm.prolog import write_topo
+    from fabric_hpc.topology import load_fabric
+
+    fab = load_fabric(topology)
+    unknown = [h for h in hosts if h not in fab.host_pos]
+    if unknown:
+        raise ConfigError(f"hosts {unknown[:5]} are not in the fabric model {fab.name!r}")
+    paths = [str(write_topo(fab, h, topo_dir)) for h in (hosts or fab.hosts)]
+    render(as_json, {"dir": topo_dir, "files": paths}, lambda con: con.print(
+        f"{len(paths)} topology file(s) in {topo_dir}" + ("" if os.geteuid() == 0 else
+        " (not root: only jobs of this user will trust them)")))

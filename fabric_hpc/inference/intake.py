@@ -8,8 +8,16 @@ One line is one item::
 
 ``id`` (non-empty string), ``prompt`` (non-empty list of non-negative ints: tokenisation is
 upstream) and ``max_new_tokens`` (int >= 1) are required; ``priority`` (int) and ``class``
-(string) are optional; other keys are an error. A malformed line, an item that cannot fit the
-engine, or a repeated id goes to the dead-letter file with the reason; the run continues.
+(string) are optional; other keys are an error. Token ids are below 2**31, ``max_new_tokens``
+and ``|priority|`` at most 2**31, a line at most ``MAX_LINE_BYTES``. Anything that cannot
+become an item -- a malformed line, any exception while parsing or checking it (deep nesting,
+huge numbers, wrong types), an item that cannot fit the engine, a repeated id -- goes to the
+dead-letter file with a reason of at most ``MAX_REASON_CHARS`` characters; the run continues.
+
+A run reads a *snapshot* of the spool (:func:`spool_snapshot`): the names, sizes and inodes of
+its ``*.jsonl`` files when the run started, taken once (on MPI rank 0, broadcast to the others).
+Every pass over the input reads exactly those files, each up to its recorded size; files that
+arrive later belong to the next run.
 """
 
 from __future__ import annotations
@@ -21,14 +29,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from fabric_hpc.errors import NotFoundError
+from fabric_hpc.errors import ExternalError, NotFoundError
 from fabric_hpc.events import JsonLinesWriter, make_event
 from fabric_hpc.inference.engine import EngineLimits
 
 __all__ = ["DeadLetter", "IntakeRejection", "WorkItem", "parse_item", "read_items",
-           "spool_files", "spool_lines", "stream_lines"]
+           "snapshot_lines", "spool_files", "spool_lines", "spool_snapshot", "stream_lines"]
 
 _KEYS = frozenset({"id", "prompt", "max_new_tokens", "priority", "class"})
+MAX_INT = 2**31
+MAX_LINE_BYTES = 16 << 20
+MAX_REASON_CHARS = 500
 
 
 @dataclass(slots=True)
@@ -69,15 +80,15 @@ def _check(obj: Any) -> WorkItem:
         raise IntakeRejection("id must be a non-empty string (at most 512 chars, no newline)")
     if not isinstance(prompt, list) or not prompt:
         raise IntakeRejection("prompt must be a non-empty list of token ids")
-    if not all(type(t) is int and t >= 0 for t in prompt):
-        raise IntakeRejection("prompt token ids must be non-negative integers")
-    if type(new) is not int or new < 1:
-        raise IntakeRejection("max_new_tokens must be an integer >= 1")
+    if not all(type(t) is int and 0 <= t < MAX_INT for t in prompt):
+        raise IntakeRejection(f"prompt token ids must be non-negative integers below {MAX_INT}")
+    if type(new) is not int or not 1 <= new <= MAX_INT:
+        raise IntakeRejection(f"max_new_tokens must be an integer in 1..{MAX_INT}")
     prio, klass = obj.get("priority", 0), obj.get("class", "")
-    if type(prio) is not int:
-        raise IntakeRejection("priority must be an integer")
-    if not isinstance(klass, str):
-        raise IntakeRejection("class must be a string")
+    if type(prio) is not int or abs(prio) > MAX_INT:
+        raise IntakeRejection(f"priority must be an integer in -{MAX_INT}..{MAX_INT}")
+    if not isinstance(klass, str) or len(klass) > 512:
+        raise IntakeRejection("class must be a string (at most 512 chars)")
     return WorkItem(rid, prompt, new, prio, klass)
 
 
@@ -112,6 +123,7 @@ class DeadLetter:
 
     def reject(self, source: str, lineno: int, reason: str, raw: str | bytes) -> None:
         self.count += 1
+        reason = reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS - 3] + "..."
         if self.path is None:
             return
         if self._writer is None:
@@ -137,13 +149,68 @@ def spool_files(spool: str | os.PathLike[str]) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.suffix == ".jsonl" and p.is_file())
 
 
-def spool_lines(spool: str | os.PathLike[str]) -> Iterator[tuple[str, int, bytes]]:
-    """``(source, line number, raw line)`` for every non-blank line of the spool, in order."""
-    for path in spool_files(spool):
-        with path.open("rb") as fh:
-            for n, line in enumerate(fh, 1):
+def spool_snapshot(spool: str | os.PathLike[str]) -> dict[str, Any]:
+    """The spool as it is now: ``{"spool", "files": [{"name", "size", "ino"}]}`` in name order
+    (a file that vanishes while listing is left out)."""
+    path = Path(spool)
+    files = []
+    for p in spool_files(path):
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            continue
+        files.append({"name": p.name, "size": st.st_size, "ino": st.st_ino})
+    return {"spool": str(path), "single_file": path.is_file(), "files": files}
+
+
+def _limited_lines(fh: IO[bytes], size: int | None) -> Iterator[bytes]:
+    """Lines of ``fh`` up to ``size`` bytes; a line over MAX_LINE_BYTES is cut (and rejected)."""
+    left = size
+    while left is None or left > 0:
+        want = MAX_LINE_BYTES + 1 if left is None else min(MAX_LINE_BYTES + 1, left)
+        line = fh.readline(want)
+        if not line:
+            return
+        if left is not None:
+            left -= len(line)
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while left is None or left > 0:  # skip the rest of the over-long line
+                more = fh.readline(1 << 20 if left is None else min(1 << 20, left))
+                if not more:
+                    break
+                if left is not None:
+                    left -= len(more)
+                if more.endswith(b"\n"):
+                    break
+            line = line[:MAX_LINE_BYTES]
+        yield line
+
+
+def snapshot_lines(snapshot: dict[str, Any]) -> Iterator[tuple[str, int, bytes]]:
+    """``(source, line number, raw line)`` of every non-blank line of the files of a snapshot,
+    each read up to its recorded size. A file replaced or truncated since is an ExternalError."""
+    base = Path(snapshot["spool"])
+    for entry in snapshot["files"]:
+        path = base if snapshot.get("single_file") else base / entry["name"]
+        try:
+            fh = path.open("rb")
+        except OSError as exc:
+            raise ExternalError(f"spool file {path} vanished during the run ({exc.strerror})",
+                                hint="leave spool files in place until the run is merged") from None
+        with fh:
+            st = os.fstat(fh.fileno())
+            if st.st_ino != entry["ino"] or st.st_size < entry["size"]:
+                raise ExternalError(f"spool file {path} was replaced or truncated during the run",
+                                    hint="producers add new files (rename into the spool); "
+                                         "never rewrite one the harness may be reading")
+            for n, line in enumerate(_limited_lines(fh, entry["size"]), 1):
                 if line.strip():
-                    yield path.name, n, line
+                    yield entry["name"], n, line
+
+
+def spool_lines(spool: str | os.PathLike[str]) -> Iterator[tuple[str, int, bytes]]:
+    """``(source, line number, raw line)`` for every non-blank line of the spool as it is now."""
+    yield from snapshot_lines(spool_snapshot(spool))
 
 
 def stream_lines(stream: IO[bytes] | IO[str], source: str = "<stdin>"
@@ -163,10 +230,15 @@ def read_items(lines: Iterable[tuple[str, int, bytes | str]], *, limits: EngineL
         try:
             item = parse_item(raw, limits)
             if item.id in seen:
-                raise IntakeRejection(f"duplicate id {item.id!r} (first occurrence kept)")
+                raise IntakeRejection(f"duplicate id {item.id[:100]!r} (first occurrence kept)")
         except IntakeRejection as exc:
             if dead_letter is not None:
                 dead_letter.reject(source, n, str(exc), raw)
+            continue
+        except Exception as exc:  # noqa: BLE001 - RecursionError etc.: one bad item never stops a run
+            if dead_letter is not None:
+                dead_letter.reject(source, n, f"cannot parse the item ({type(exc).__name__}: "
+                                   f"{str(exc)[:200]})", raw)
             continue
         seen.add(item.id)
         if item.id not in skip:

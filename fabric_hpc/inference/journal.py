@@ -3,6 +3,7 @@
 Output directory layout::
 
     DIR/run.json                        job identity: input, engine config, limits (rank 0)
+    DIR/spool-snapshot.json             the spool files (name, size, inode) of the last attempt
     DIR/attempts/NNNNNN                 one marker per run attempt
     DIR/chunks/aNNNNNN-rRRRRR-cCCCCCC.jsonl   results, one {"id","tokens","finish_reason"} a line
     DIR/journal/rank-RRRRR.jsonl        {"chunk": name, "n": k, "ids": [...]} per committed chunk
@@ -16,11 +17,19 @@ O(1) per chunk); at commit: fsync, rename to ``name``, fsync the directory,
 token budget released, progress counted). A crash before the journal record leaves an orphan
 chunk, which :func:`prepare_resume` deletes, so those ids are recomputed; a crash after it leaves
 them done. Either way each id ends up in exactly one journalled chunk. Results are deterministic
-per request (engine contract), so recomputation yields identical output.
+per request (engine contract), so recomputation yields identical output. Should an id still
+reach two journalled chunks (an output directory written by two runs at once, say),
+:func:`dedupe_chunks` -- run by every resume -- keeps its first copy (journal files in rank
+order, records in order) and rewrites the later chunks without it.
+
+Permissions: :func:`private_files` (used by the runner and merge) sets the umask to 077 while
+the harness writes, so every file it creates is 0600 and every directory 0700 whatever the
+job's umask was (``--output-mode umask`` keeps the job's umask instead).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections import Counter
@@ -32,8 +41,26 @@ from fabric_hpc.errors import ExternalError, NotFoundError
 from fabric_hpc.events import JsonLinesWriter, emit, read_json_lines
 from fabric_hpc.inference.engine import EngineResult
 
-__all__ = ["ChunkSink", "MergeError", "committed_ids", "journal_records", "merge_outputs",
-           "next_attempt", "prepare_resume"]
+__all__ = ["OUTPUT_MODES", "ChunkSink", "MergeError", "committed_ids", "dedupe_chunks",
+           "journal_records", "merge_outputs", "next_attempt", "prepare_resume", "private_files"]
+
+OUTPUT_MODES = ("private", "umask")
+
+
+@contextlib.contextmanager
+def private_files(mode: str = "private") -> Iterator[None]:
+    """While inside: files created 0600 and directories 0700 (umask 077) for ``"private"``;
+    ``"umask"`` leaves the process umask alone. Restores the umask on the way out."""
+    if mode not in OUTPUT_MODES:
+        raise ValueError(f"output mode {mode!r} is not one of {OUTPUT_MODES}")
+    if mode == "umask":
+        yield
+        return
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 class MergeError(ExternalError):
@@ -77,13 +104,68 @@ def committed_ids(out: str | os.PathLike[str]) -> set[str]:
     return done
 
 
+def _chunk_ids(path: Path) -> list[str]:
+    return [json.loads(line)["id"] for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def _without(path: Path, drop: set[str], dest: Path) -> list[str]:
+    """Write ``path`` without the results of ``drop`` to ``dest`` (fsync'd); its ids."""
+    kept, ids = [], []
+    for line in path.read_bytes().splitlines():
+        if line.strip() and json.loads(line)["id"] not in drop:
+            kept.append(line + b"\n")
+            ids.append(json.loads(line)["id"])
+    atomic_write(dest, b"".join(kept))
+    return ids
+
+
+def dedupe_chunks(out: str | os.PathLike[str]) -> list[str]:
+    """Keep the first journalled copy of every id and rewrite later chunks without it.
+
+    A changed chunk is written under a new name (``...-dN.jsonl``) before its journal file is
+    replaced atomically; the old chunk becomes an orphan that :func:`prepare_resume` deletes, so
+    a crash at any point leaves a consistent directory. Returns the duplicated ids removed."""
+    out = Path(out)
+    jdir, cdir = out / "journal", out / "chunks"
+    if not jdir.is_dir():
+        return []
+    seen: set[str] = set()
+    removed: list[str] = []
+    for jpath in sorted(jdir.glob("rank-*.jsonl")):
+        records, kept, dirty = read_json_lines(jpath), [], False
+        for rec in records:
+            dup = {i for i in rec["ids"] if i in seen} if (cdir / rec["chunk"]).is_file() else set()
+            seen.update(rec["ids"] if (cdir / rec["chunk"]).is_file() else ())
+            if not dup:
+                kept.append(rec)
+                continue
+            removed.extend(sorted(dup))
+            dirty = True
+            if not set(rec["ids"]) - dup:   # every result a duplicate: the record goes
+                continue
+            stem, n = rec["chunk"].removesuffix(".jsonl"), 1
+            while (cdir / f"{stem}-d{n}.jsonl").exists():
+                n += 1
+            name = f"{stem}-d{n}.jsonl"
+            ids = _without(cdir / rec["chunk"], dup, cdir / name)
+            kept.append({**rec, "chunk": name, "n": len(ids), "ids": ids})
+        if dirty:
+            atomic_write(jpath, b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n"
+                                         for r in kept))
+    if removed:
+        emit("infer.dedupe", removed=len(removed), ids=removed[:20], dir=str(out))
+    return removed
+
+
 def prepare_resume(out: str | os.PathLike[str]) -> int:
-    """Delete temp files and chunks no journal record names; return how many were removed.
+    """Keep the first copy of any duplicated id (:func:`dedupe_chunks`), then delete temp files
+    and chunks no journal record names; return how many files were removed.
     Call on one rank, before any rank of the new attempt writes."""
     out = Path(out)
     cdir = out / "chunks"
     if not cdir.is_dir():
         return 0
+    dedupe_chunks(out)
     named = {rec["chunk"] for rec in journal_records(out)}
     removed = 0
     for path in cdir.iterdir():
@@ -177,7 +259,7 @@ def merge_outputs(out: str | os.PathLike[str], expected_ids: Iterable[str]) -> d
         if not path.is_file():
             raise MergeError(f"journalled chunk {rec['chunk']} is missing from {out}/chunks",
                              hint="rerun `fabric infer run` with the same --output to recompute it")
-        ids = [json.loads(line)["id"] for line in path.read_bytes().splitlines() if line.strip()]
+        ids = _chunk_ids(path)
         if sorted(ids) != sorted(rec["ids"]):
             raise MergeError(f"chunk {rec['chunk']} does not hold the ids its journal record names")
         counts.update(ids)
@@ -189,9 +271,9 @@ def merge_outputs(out: str | os.PathLike[str], expected_ids: Iterable[str]) -> d
     if dup or missing or extra:
         raise MergeError(
             f"output ids != input ids: {len(missing)} missing {missing[:5]}, {len(dup)} duplicated "
-            f"{dup[:5]}, {len(extra)} unexpected {extra[:5]}",
-            hint="rerun `fabric infer run` with the same --output to finish missing work; "
-                 "duplicates mean the output directory was tampered with")
+            f"{dup[:20]}, {len(extra)} unexpected {extra[:5]}",
+            hint="rerun `fabric infer run` with the same --output: it finishes missing work and "
+                 "keeps the first copy of each duplicated id")
     tmp = out / "results.jsonl.tmp"
     with open(tmp, "wb") as fh:
         for path in chunks:

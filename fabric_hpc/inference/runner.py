@@ -15,14 +15,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from fabric_hpc.errors import ConfigError, NotFoundError
+from fabric_hpc.errors import ConfigError, ExternalError, FabricError, NotFoundError
 from fabric_hpc.events import emit, read_json_lines
 from fabric_hpc.inference.engine import EngineLimits, build_engine, load_engine_config
 from fabric_hpc.inference.intake import (
     DeadLetter,
     WorkItem,
     read_items,
+    snapshot_lines,
     spool_lines,
+    spool_snapshot,
     stream_lines,
 )
 from fabric_hpc.inference.journal import (
@@ -32,6 +34,7 @@ from fabric_hpc.inference.journal import (
     merge_outputs,
     next_attempt,
     prepare_resume,
+    private_files,
 )
 from fabric_hpc.inference.mpi import MpiContext, PeerFailed, mpi_context, shard_longest_first
 from fabric_hpc.inference.pipeline import Pipeline, PipelineOptions
@@ -40,10 +43,13 @@ from fabric_hpc.inference.telemetry import MetricsWriter
 __all__ = ["job_status", "merge_job", "run_job"]
 
 FAULT_ENV = "FABRIC_INFER_FAULT"  # test hook: "RANK:N" -> that rank fails after acking N items
+SNAPSHOT = "spool-snapshot.json"
 
 
-def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any]) -> int:
-    """Rank 0 checks run.json, cleans orphans, opens an attempt; every rank gets the attempt."""
+def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
+             ) -> tuple[int, dict[str, Any] | None]:
+    """Rank 0 checks run.json, cleans orphans, opens an attempt and takes the spool snapshot;
+    every rank gets the attempt and the same snapshot."""
     state: dict[str, Any] = {}
     if ctx.rank == 0:
         try:
@@ -60,30 +66,37 @@ def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any]) -> int:
                 atomic_write(path, json.dumps(run_doc, indent=2).encode())
             prepare_resume(out)
             (out / "dead-letter.jsonl").unlink(missing_ok=True)  # recomputed from the input
+            if source != "-":
+                state["snapshot"] = spool_snapshot(run_doc["input"])
+                atomic_write(out / SNAPSHOT, json.dumps(state["snapshot"]).encode())
             state["attempt"] = next_attempt(out)
-        except ConfigError as exc:
-            state["error"] = (exc.message, exc.hint)
+        except FabricError as exc:
+            state["error"] = (type(exc).__name__, exc.message, exc.hint)
     state = ctx.bcast(state)
     if "error" in state:
-        raise ConfigError(state["error"][0], hint=state["error"][1])
-    return int(state["attempt"])
+        kind, message, hint = state["error"]
+        cls = {"NotFoundError": NotFoundError, "ExternalError": ExternalError}.get(kind, ConfigError)
+        raise cls(message, hint=hint)
+    return int(state["attempt"]), state.get("snapshot")
 
 
-def _items(ctx: MpiContext, source: str, out: Path, limits: EngineLimits,
+def _items(ctx: MpiContext, snapshot: dict[str, Any] | None, out: Path, limits: EngineLimits,
            done: set[str]) -> tuple[Iterator[WorkItem], DeadLetter]:
     dead = DeadLetter(out / "dead-letter.jsonl" if ctx.rank == 0 else None)
-    if source == "-":
+    if snapshot is None:
         if ctx.size > 1:
             raise ConfigError("stdin input needs a single rank", hint="use a spool directory")
         return read_items(stream_lines(sys.stdin.buffer), limits=limits, dead_letter=dead,
                           skip=done), dead
     if ctx.size == 1:
-        return read_items(spool_lines(source), limits=limits, dead_letter=dead, skip=done), dead
-    costs = [(it.id, it.cost) for it in read_items(spool_lines(source), limits=limits,
+        return read_items(snapshot_lines(snapshot), limits=limits, dead_letter=dead, skip=done), dead
+    # every rank reads the same snapshot (same files, same byte counts), so all compute the
+    # same shards however the spool changes meanwhile
+    costs = [(it.id, it.cost) for it in read_items(snapshot_lines(snapshot), limits=limits,
                                                    dead_letter=dead, skip=done)]
     mine = shard_longest_first(costs, ctx.size)[ctx.rank]
     del costs
-    gen = read_items(spool_lines(source), limits=limits, dead_letter=None, skip=done)
+    gen = read_items(snapshot_lines(snapshot), limits=limits, dead_letter=None, skip=done)
     return (it for it in gen if it.id in mine), dead
 
 
@@ -105,8 +118,21 @@ def run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: s
             output: str | os.PathLike[str], *, options: PipelineOptions | None = None,
             engine_options: Mapping[str, Any] | None = None,
             progress: Callable[[dict[str, Any]], None] | None = None,
-            metrics_interval: float = 1.0) -> dict[str, Any]:
-    """Run (or resume) a job on this rank; return this rank's final snapshot plus totals."""
+            metrics_interval: float = 1.0, output_mode: str = "private") -> dict[str, Any]:
+    """Run (or resume) a job on this rank; return this rank's final snapshot plus totals.
+    ``output_mode="private"`` creates every output file 0600 and directory 0700 whatever the
+    umask; ``"umask"`` follows the process umask."""
+    with private_files(output_mode):
+        return _run_job(engine_config, source, output, options=options,
+                        engine_options=engine_options, progress=progress,
+                        metrics_interval=metrics_interval, output_mode=output_mode)
+
+
+def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: str,
+             output: str | os.PathLike[str], *, options: PipelineOptions | None,
+             engine_options: Mapping[str, Any] | None,
+             progress: Callable[[dict[str, Any]], None] | None,
+             metrics_interval: float, output_mode: str) -> dict[str, Any]:
     ctx = mpi_context()
     out = Path(output)
     opts = options or PipelineOptions(admit_batch=1 if source == "-" else 64)
@@ -116,12 +142,13 @@ def run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: s
         engine = build_engine(config, local_rank=ctx.local_rank, **dict(engine_options or {}))
         limits = engine.limits
         run_doc = {"input": source if source == "-" else str(Path(source).resolve()),
-                   "engine_config": config.model_dump(), "limits": asdict(limits)}
-        attempt = _prepare(ctx, out, run_doc)
+                   "engine_config": config.model_dump(), "limits": asdict(limits),
+                   "output_mode": output_mode}
+        attempt, snapshot = _prepare(ctx, out, run_doc, source)
         # one view of finished work for every rank: read on rank 0 before any rank starts
         # (a rank reading later could see work another rank already committed and shard differently)
         done = ctx.bcast(committed_ids(out) if ctx.rank == 0 else None)
-        items, dead = _items(ctx, source, out, limits, done)
+        items, dead = _items(ctx, snapshot, out, limits, done)
         sink = ChunkSink(out, rank=ctx.rank, attempt=attempt, chunk_size=opts.chunk_size)
         pipeline = Pipeline(engine, items, sink, opts, on_ack=_fault_hook(ctx, out))
         metrics = MetricsWriter(out, ctx.rank, gpu_index=ctx.local_rank)
@@ -199,7 +226,13 @@ def merge_job(output: str | os.PathLike[str], source: str | None = None) -> dict
         raise ConfigError("this run read stdin: merge needs the same input again",
                           hint="pass --input FILE with the lines that were piped in")
     limits = EngineLimits(**run["limits"])
-    expected = [it.id for it in read_items(spool_lines(source), limits=limits, dead_letter=None)]
-    result = merge_outputs(out, expected)
+    snap_path = out / SNAPSHOT
+    if str(Path(source).resolve()) == run["input"] and snap_path.is_file():  # what the last attempt read
+        lines = snapshot_lines(json.loads(snap_path.read_text(encoding="utf-8")))
+    else:
+        lines = spool_lines(source)
+    expected = [it.id for it in read_items(lines, limits=limits, dead_letter=None)]
+    with private_files(run.get("output_mode", "private")):
+        result = merge_outputs(out, expected)
     emit("infer.merged", **result)
     return result

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from fabric_hpc.errors import ConfigError, NotFoundError
+from fabric_hpc.events import finite_json
 from fabric_hpc.sim.engine import SimResult
 from fabric_hpc.sim.metrics import job_rows, summarize
 
@@ -56,7 +57,8 @@ def write_results(result: SimResult, out_dir: str | os.PathLike[str], *, trace: 
     out.mkdir(parents=True, exist_ok=True)
     data = results_dict(result, trace=trace, config=config)
     tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(data))
+    # strict JSON: a NaN or infinite metric is stored as null
+    tmp.write_text(json.dumps(finite_json(data), allow_nan=False))
     os.replace(tmp, out / "results.json")
     result.state.save(out / "state.json")
     if topology_report:

@@ -1,25 +1,83 @@
-"""What the TaskProlog exports for each task (``plugins/task_prolog.py`` prints these lines).
+"""What the Prolog and the TaskProlog do for each job (``plugins/prolog.py``, ``plugins/task_prolog.py``).
+
+The TaskProlog exports, per task:
 
 * ``CUDA_VISIBLE_DEVICES``: the task's GPUs ordered by NUMA node, then rail, then index, so that
   rank-local GPU 0 sits next to the CPUs and NIC it is bound to.
-* ``NCCL_TOPO_FILE``: an NCCL topology XML of this host generated from the fabric model
-  (:func:`fabric_hpc.topology.export.nccl_topo_xml`), written once per host (atomically).
+* ``NCCL_TOPO_FILE``: the NCCL topology XML of this host generated from the fabric model
+  (:func:`fabric_hpc.topology.export.nccl_topo_xml`) -- only a file that passes
+  :func:`check_topo_file`.
 * ``FABRIC_NUMA_NODES`` / ``FABRIC_CPU_BIND``: CPU binding hints (``srun --cpu-bind=map_ldom:…``).
 * ``FABRIC_CKPT_DIR``: the job's checkpoint directory, ``<root>/<user>/<job name>`` (stable across
   requeues and resubmissions, so a restarted job finds its checkpoints).
+
+Many users, one cluster: the TaskProlog runs as the job's user, and everything in its
+environment (job name, comment, every ``SLURM_*`` value) is the user's to choose. So:
+
+* The user is the process's real uid (``pwd``), never an environment value; the user and job
+  name become single safe path components (:func:`safe_component`: ``[A-Za-z0-9_.-]``, never
+  ``.``/``..`` or hidden, at most 64 characters) and the checkpoint directory must resolve
+  (``realpath``) to ``<root>/<user>/<name>`` exactly, through directories of that user.
+* Topology files are written by root: the slurmd ``Prolog`` (``plugins/prolog.py``) or
+  ``fabric slurm topo-files`` at install, into ``topo_dir``, a root-owned directory nobody else
+  can write. Without a root-run piece, set ``user_topo_dir`` (e.g. ``/tmp/fabric-nccl-{uid}``):
+  each user's TaskProlog keeps its own copy there, in a 0700 directory only that user owns.
+* A file is exported only when it is a regular file (opened with ``O_NOFOLLOW``: not a symlink,
+  not a FIFO), owned by root or the job's user, not group/other-writable, in a directory with
+  the same properties (and every directory above it owned by root or the user and writable by
+  others only when sticky), at most 4 MiB, and parses as an NCCL ``<system>`` XML.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pwd
 import re
-from collections.abc import Mapping
+import stat
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.topology import Fabric
 
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+MAX_COMPONENT = 64
+MAX_TOPO_BYTES = 4 << 20
+
+
+def safe_component(value: str | bytes | None, default: str = "job") -> str:
+    """``value`` as one safe path component: ``[A-Za-z0-9_.-]`` only (anything else ``_``), no
+    leading dot (so never ``.``, ``..`` or hidden), non-empty, at most ``MAX_COMPONENT`` chars
+    (a longer value keeps its first 55 and a hash of the whole)."""
+    raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else (value or b"")
+    text = _UNSAFE.sub("_", raw.decode("ascii", "replace"))
+    text = re.sub(r"^\.", "_", text) or default
+    if len(text) > MAX_COMPONENT:
+        text = text[:MAX_COMPONENT - 9] + "-" + hashlib.sha256(raw).hexdigest()[:8]
+    return text
+
+
+_CONFIG_KEYS = {"topology": True, "topo_dir": True, "ckpt_root": True, "user_topo_dir": False}
+
+
+def load_prolog_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON settings shared by the Prolog and the TaskProlog: ``topology``, ``topo_dir``,
+    ``ckpt_root`` (required) and ``user_topo_dir`` (optional, ``{uid}`` is replaced)."""
+    import json
+
+    with open(path, encoding="utf-8") as fh:
+        cfg = json.loads(fh.read(1 << 20))
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    unknown = sorted(set(cfg) - set(_CONFIG_KEYS))
+    missing = sorted(k for k, req in _CONFIG_KEYS.items() if req and k not in cfg)
+    if unknown or missing or not all(isinstance(v, str) and v for v in cfg.values()):
+        raise ConfigError(f"{path}: unknown keys {unknown}, missing keys {missing} (every value a "
+                          f"non-empty string; valid keys: {sorted(_CONFIG_KEYS)})")
+    return cfg
 
 
 def ordered_gpus(fab: Fabric, host: str, visible: list[int]) -> list[int]:
@@ -31,40 +89,169 @@ def ordered_gpus(fab: Fabric, host: str, visible: list[int]) -> list[int]:
     return sorted(visible, key=lambda i: (info[i].numa, info[i].rail, i))
 
 
-def task_exports(fab: Fabric, env: Mapping[str, str], *, topo_dir: str | os.PathLike[str],
-                 ckpt_root: str | os.PathLike[str]) -> dict[str, str]:
-    """The ``export NAME=value`` pairs for one task, from its Slurm environment."""
+def job_host(fab: Fabric, env: Mapping[str, str]) -> str:
     host = env.get("SLURMD_NODENAME") or env.get("SLURM_TOPOLOGY_ADDR", "").rsplit(".", 1)[-1]
     if host not in fab.host_pos:
-        raise ConfigError(f"node {host!r} is not a host of the fabric model {fab.name!r}")
+        raise ConfigError(f"node {host[:80]!r} is not a host of the fabric model {fab.name!r}")
+    return host
+
+
+def task_exports(fab: Fabric, env: Mapping[str, str], *, topo_dir: str | os.PathLike[str],
+                 ckpt_root: str | os.PathLike[str], user_topo_dir: str | None = None,
+                 notes: list[str] | None = None) -> dict[str, str]:
+    """The ``export NAME=value`` pairs for one task, from its Slurm environment. A hint that
+    cannot be given safely is left out, with the reason appended to ``notes``."""
+    host = job_host(fab, env)
     out: dict[str, str] = {}
+    notes = notes if notes is not None else []
     raw = env.get("CUDA_VISIBLE_DEVICES", "")
-    visible = [int(x) for x in raw.split(",") if x.strip().isdigit()]
+    visible = [int(x) for x in raw.split(",")[:1024] if x.strip().isdigit() and len(x.strip()) < 6]
     if visible:
         order = ordered_gpus(fab, host, visible)
         out["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, order))
         numa = [fab.gpu(fab.host_gpus(host)[i]).numa for i in order]
         out["FABRIC_NUMA_NODES"] = ",".join(str(n) for n in sorted(set(numa)))
         out["FABRIC_CPU_BIND"] = "map_ldom:" + ",".join(map(str, numa))
-    out["NCCL_TOPO_FILE"] = str(write_topo(fab, host, Path(topo_dir)))
-    user = _SAFE.sub("_", env.get("SLURM_JOB_USER", "user"))
-    name = _SAFE.sub("_", env.get("SLURM_JOB_NAME") or env.get("SLURM_JOB_ID", "job"))
-    out["FABRIC_CKPT_DIR"] = str(Path(ckpt_root) / user / name)
+    for name, get in (("NCCL_TOPO_FILE", lambda: topo_file(fab, host, topo_dir, user_topo_dir)),
+                      ("FABRIC_CKPT_DIR", lambda: checkpoint_dir(ckpt_root, env))):
+        try:
+            out[name] = str(get())
+        except (ConfigError, OSError) as exc:
+            notes.append(f"no {name}: {exc}".replace("\n", " "))
     return out
 
 
-def write_topo(fab: Fabric, host: str, topo_dir: Path) -> Path:
-    from fabric_hpc.topology.export import nccl_topo_xml
+def job_user() -> str:
+    """The job's user: the real uid of this process (the TaskProlog runs as the job's user)."""
+    uid = os.getuid()
+    try:
+        return safe_component(pwd.getpwuid(uid).pw_name, default=f"uid{uid}")
+    except KeyError:
+        return f"uid{uid}"
 
-    path = topo_dir / f"nccl-topo-{host}.xml"
-    if not path.exists():
-        topo_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(nccl_topo_xml(fab, host))
-        os.replace(tmp, path)
+
+def checkpoint_dir(ckpt_root: str | os.PathLike[str], env: Mapping[str, str]) -> Path:
+    """``<root>/<user>/<job name>``, checked to stay inside the user's own directory."""
+    root = Path(os.path.realpath(ckpt_root))
+    user_dir = root / job_user()
+    name = safe_component(env.get("SLURM_JOB_NAME") or env.get("SLURM_JOB_ID") or "job")
+    path = user_dir / name
+    for p in (user_dir, path):
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            break
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            raise ConfigError(f"{p} exists but is not a directory of uid {os.getuid()} "
+                              f"(a symlink or someone else's)", hint="remove it or ask the admin")
+    if os.path.realpath(path) != str(path):
+        raise ConfigError(f"checkpoint directory {path} resolves outside {user_dir}")
     return path
 
 
-def export_lines(exports: Mapping[str, str]) -> str:
-    """``export NAME=value`` lines (Slurm reads these from TaskProlog's standard output)."""
-    return "".join(f"export {k}={v}\n" for k, v in exports.items())
+def _trusted_dir(path: Path, uid: int) -> None:
+    """``path`` is a real directory owned by root or ``uid`` and writable by no one else; every
+    directory above it is owned by root or ``uid`` and writable by others only when sticky."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{path} is not a directory (a symlink or another kind of file)")
+    if st.st_uid not in (0, uid) or st.st_mode & 0o022:
+        raise ConfigError(f"{path} is owned by uid {st.st_uid} with mode {stat.S_IMODE(st.st_mode):o}: "
+                          "only root or the job's user may write it")
+    for parent in Path(os.path.realpath(path)).parents:
+        pst = os.stat(parent)
+        if pst.st_uid not in (0, uid) or (pst.st_mode & 0o022 and not pst.st_mode & stat.S_ISVTX):
+            raise ConfigError(f"{parent} (above {path}) is writable by other users")
+
+
+def check_topo_file(path: str | os.PathLike[str], uid: int | None = None) -> bytes:
+    """The bytes of a topology file that may be exported to a job of ``uid`` (default: this
+    process's); a ConfigError saying why not otherwise."""
+    uid = os.getuid() if uid is None else uid
+    path = Path(path)
+    _trusted_dir(path.parent, uid)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot open it safely ({exc.strerror}: a symlink or missing)") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{path} is not a regular file")
+        if st.st_uid not in (0, uid) or st.st_mode & 0o022:
+            raise ConfigError(f"{path} is owned by uid {st.st_uid} with mode {stat.S_IMODE(st.st_mode):o}: "
+                              "not trusted (owner root or the job's user, not group/other-writable)")
+        if st.st_size > MAX_TOPO_BYTES:
+            raise ConfigError(f"{path} is larger than {MAX_TOPO_BYTES} bytes")
+        data = os.read(fd, MAX_TOPO_BYTES + 1)
+    finally:
+        os.close(fd)
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise ConfigError(f"{path}: a DOCTYPE or entity has no place in an NCCL topology file")
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise ConfigError(f"{path} does not parse as XML ({exc})") from None
+    if root.tag != "system":
+        raise ConfigError(f"{path} is not an NCCL topology file (root element <{root.tag}>)")
+    return data
+
+
+def topo_path(topo_dir: str | os.PathLike[str], host: str) -> Path:
+    return Path(topo_dir) / f"nccl-topo-{safe_component(host, default='host')}.xml"
+
+
+def write_topo(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], *, dir_mode: int = 0o755) -> Path:
+    """Write (atomically, mode 0644) the host's NCCL XML into ``topo_dir``, a directory that must
+    be trusted for this process's uid (created with ``dir_mode`` when missing). Rewritten only
+    when the file there is missing, untrusted or different."""
+    from fabric_hpc.topology.export import nccl_topo_xml
+
+    directory, uid = Path(topo_dir), os.getuid()
+    if not os.path.lexists(directory):
+        directory.mkdir(parents=True, mode=dir_mode)
+        os.chmod(directory, dir_mode)
+    _trusted_dir(directory, uid)
+    path = topo_path(directory, host)
+    data = nccl_topo_xml(fab, host).encode()
+    try:
+        if check_topo_file(path) == data:
+            return path
+    except ConfigError:
+        pass
+    tmp = directory / f".{path.name}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fchmod(fd, 0o644)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)  # replaces whatever entry was there (file, symlink, FIFO) atomically
+    return path
+
+
+def topo_file(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], user_topo_dir: str | None) -> Path:
+    """The topology file to export: root's copy in ``topo_dir`` when it checks out, else the
+    user's own copy under ``user_topo_dir`` (``{uid}`` replaced), written there if needed."""
+    shared = topo_path(topo_dir, host)
+    try:
+        check_topo_file(shared)
+        return shared
+    except (ConfigError, OSError) as exc:
+        if not user_topo_dir:
+            raise ConfigError(f"no trusted topology file: {exc}",
+                              hint="run plugins/prolog.py as the slurmd Prolog (root), or "
+                                   "`fabric slurm topo-files` as root, or set user_topo_dir") from None
+    own = write_topo(fab, host, user_topo_dir.replace("{uid}", str(os.getuid())), dir_mode=0o700)
+    check_topo_file(own)
+    return own
+
+
+def export_lines(exports: Mapping[str, str], notes: Sequence[str] = ()) -> str:
+    """``export NAME=value`` lines (Slurm reads these from TaskProlog's standard output), then a
+    ``print`` line per note. A value with a control character is never exported."""
+    lines = [f"export {k}={v}\n" for k, v in exports.items()
+             if re.fullmatch(r"[A-Z_][A-Z0-9_]*", k) and not re.search(r"[\x00-\x1f\x7f]", v)]
+    lines += [f"print fabric task_prolog: {re.sub(r'[^ -~]', '?', n)[:300]}\n" for n in notes]
+    return "".join(lines)

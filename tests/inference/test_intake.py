@@ -79,3 +79,62 @@ def test_spool_reads_only_jsonl_in_name_order(tmp_path: Path) -> None:
                                                               ("b.jsonl", 3)]
     with pytest.raises(NotFoundError):
         spool_files(tmp_path / "missing")
+
+
+POISON = [
+    "[" * 100_000,                                                    # RecursionError in json
+    '{"id": "a", "prompt": [1], "max_new_tokens": ' + "9" * 5000 + "}",  # int too long to parse
+    '{"id": "a", "prompt": [1], "max_new_tokens": 1e999}',           # inf float
+    '{"id": "a", "prompt": [' + "9" * 40 + '], "max_new_tokens": 2}',  # huge token id
+    '{"id": "a", "prompt": [1], "max_new_tokens": 99999999999999}',  # huge generation
+    '{"id": "a", "prompt": [1], "max_new_tokens": 2, "priority": 1e5}',
+    '{"id": "a", "prompt": [1], "max_new_tokens": 2, "class": ["x"]}',
+    '{"id": {"nested": ' * 5000 + "1" + "}" * 5000 + ', "prompt": [1], "max_new_tokens": 2}',
+    '"just a string"', "null", "\udcff" * 3, "\x00\x01",
+]
+
+
+def test_poisoned_items_are_dead_lettered_with_bounded_reasons(tmp_path: Path) -> None:
+    good = json.dumps({"id": "ok", "prompt": [1, 2], "max_new_tokens": 1})
+    lines = [("f", n, raw.encode("utf-8", "surrogateescape")) for n, raw in enumerate(POISON, 1)]
+    lines.append(("f", len(POISON) + 1, good.encode()))
+    dead = DeadLetter(tmp_path / "dl.jsonl")
+    items = list(read_items(lines, limits=SMALL, dead_letter=dead))
+    dead.close()
+    assert [it.id for it in items] == ["ok"]
+    records = read_json_lines(tmp_path / "dl.jsonl")
+    assert [r["line"] for r in records] == list(range(1, len(POISON) + 1))
+    assert all(0 < len(r["reason"]) <= 500 and len(r["raw"]) <= 2000 for r in records)
+    assert "RecursionError" in records[0]["reason"]
+
+
+def test_over_long_line_is_cut_and_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fabric_hpc.inference import intake
+
+    monkeypatch.setattr(intake, "MAX_LINE_BYTES", 64)
+    ok = json.dumps({"id": "ok", "prompt": [1], "max_new_tokens": 1})
+    (tmp_path / "a.jsonl").write_text('{"id": "long", "prompt": [' + "1, " * 100 + '1], '
+                                      '"max_new_tokens": 1}\n' + ok + "\n")
+    dead = DeadLetter(None)
+    items = list(read_items(spool_lines(tmp_path), limits=SMALL, dead_letter=dead))
+    assert [it.id for it in items] == ["ok"] and dead.count == 1
+
+
+def test_snapshot_reads_recorded_files_and_sizes_only(tmp_path: Path) -> None:
+    from fabric_hpc.errors import ExternalError
+    from fabric_hpc.inference.intake import snapshot_lines, spool_snapshot
+
+    (tmp_path / "a.jsonl").write_text('{"x":0}\n')
+    snap = spool_snapshot(tmp_path)
+    assert [(f["name"], f["size"]) for f in snap["files"]] == [("a.jsonl", 8)]
+    (tmp_path / "b.jsonl").write_text('{"x":1}\n')                # arrives later: next run
+    with (tmp_path / "a.jsonl").open("a") as fh:                  # appended: not seen either
+        fh.write('{"x":2}\n')
+    assert [raw for _, _, raw in snapshot_lines(snap)] == [b'{"x":0}\n']
+    (tmp_path / "new").write_text('{"x":9}\n')
+    (tmp_path / "new").rename(tmp_path / "a.jsonl")               # replaced under the run
+    with pytest.raises(ExternalError, match="replaced or truncated"):
+        list(snapshot_lines(snap))
+    (tmp_path / "a.jsonl").unlink()
+    with pytest.raises(ExternalError, match="vanished"):
+        list(snapshot_lines(snap))

@@ -86,3 +86,39 @@ def test_attempts_and_not_an_output_dir(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "attempts")
     with pytest.raises(NotFoundError):
         merge_outputs(tmp_path / "nothing", [])
+
+
+def test_resume_keeps_the_first_copy_of_a_duplicated_id(tmp_path: Path) -> None:
+    from fabric_hpc.inference.journal import dedupe_chunks
+
+    _sink(tmp_path, 8).close()
+    _sink(tmp_path, 8, rank=1, attempt=2).close()   # x0..x7 again, from another "rank"
+    with pytest.raises(MergeError, match=r"8 duplicated \['x0', 'x1', 'x2', 'x3', 'x4', 'x5', 'x6'"):
+        merge_outputs(tmp_path, [f"x{i}" for i in range(8)])
+    first = (tmp_path / "chunks" / "a000001-r00000-c0000000.jsonl").read_bytes()
+    prepare_resume(tmp_path)                        # what a rerun does first
+    assert dedupe_chunks(tmp_path) == []            # nothing left to repair
+    res = merge_outputs(tmp_path, [f"x{i}" for i in range(8)])
+    assert res["items"] == 8
+    assert (tmp_path / "chunks" / "a000001-r00000-c0000000.jsonl").read_bytes() == first
+    rank1 = [json.loads(x) for x in (tmp_path / "journal" / "rank-00001.jsonl").read_text().split()]
+    assert rank1 == []                               # both of rank 1's chunks were all duplicates
+    assert sorted(p.name for p in (tmp_path / "chunks").iterdir()) == [
+        "a000001-r00000-c0000000.jsonl", "a000001-r00000-c0000001.jsonl"]
+
+
+def test_dedupe_rewrites_a_partly_duplicated_chunk(tmp_path: Path) -> None:
+    _sink(tmp_path, 4).close()                       # x0..x3 on rank 0
+    sink = ChunkSink(tmp_path, rank=1, attempt=2, chunk_size=4)
+    for i in (2, 3, 4, 5):                           # x2, x3 again, x4, x5 new
+        sink.add(EngineResult(f"x{i}", [100 + i]))
+    sink.commit()
+    sink.close()
+    prepare_resume(tmp_path)
+    res = merge_outputs(tmp_path, [f"x{i}" for i in range(6)])
+    lines = [json.loads(x) for x in Path(res["results"]).read_text().splitlines()]
+    assert sorted(r["id"] for r in lines) == [f"x{i}" for i in range(6)]
+    tokens = {r["id"]: r["tokens"] for r in lines}
+    assert tokens["x3"] == [3, 4] and tokens["x4"] == [104]   # the first copy kept
+    assert sorted(p.name for p in (tmp_path / "chunks").iterdir()) == [
+        "a000001-r00000-c0000000.jsonl", "a000002-r00001-c0000000-d1.jsonl"]

@@ -192,3 +192,65 @@ def test_stdin_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert merge_job(tmp_path / "out", str(tmp_path / "in.jsonl"))["items"] == 30
     with pytest.raises(ConfigError, match="stdin"):
         merge_job(tmp_path / "out")
+
+
+def _modes(out: Path) -> dict[str, int]:
+    import stat
+
+    return {str(p.relative_to(out)): stat.S_IMODE(p.stat().st_mode) for p in [out, *out.rglob("*")]}
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000, 0o277])
+def test_outputs_are_private_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    import os
+
+    spool = write_spool(tmp_path, random_items(40, seed=3), extra_lines=["bad"])
+    out = tmp_path / "out"
+    old = os.umask(umask)
+    try:
+        run_job(make_config(tmp_path), str(spool), out, options=PipelineOptions(chunk_size=8),
+                engine_options={"clock": VirtualClock()})
+        merge_job(out)
+    finally:
+        assert os.umask(old) == umask               # the job's umask is given back
+    modes = _modes(out)
+    for name in ("results.jsonl", "run.json", "spool-snapshot.json", "dead-letter.jsonl",
+                 "journal/rank-00000.jsonl", "metrics/rank-00000.prom", "metrics/rank-00000.jsonl"):
+        assert modes[name] == 0o600, (name, oct(modes[name]))
+    for name in (".", "chunks", "journal", "metrics", "attempts"):
+        assert modes[name] == 0o700, (name, oct(modes[name]))
+    assert all(m in (0o600, 0o700) for m in modes.values()), {k: oct(v) for k, v in modes.items()}
+
+
+def test_output_mode_umask_follows_the_jobs_umask(tmp_path: Path) -> None:
+    import os
+
+    spool = write_spool(tmp_path, random_items(10, seed=3))
+    out = tmp_path / "out"
+    old = os.umask(0o022)
+    try:
+        r = CliRunner().invoke(cli, ["infer", "run", "--engine-config", str(make_config(tmp_path)),
+                                     "--input", str(spool), "--output", str(out), "--no-progress",
+                                     "--output-mode", "umask"])
+        assert r.exit_code == 0, r.output
+        merge_job(out)
+    finally:
+        os.umask(old)
+    modes = _modes(out)
+    assert modes["results.jsonl"] == modes["run.json"] == 0o644
+    assert modes["chunks"] == 0o755
+
+
+def test_poisoned_items_never_stop_the_run(tmp_path: Path) -> None:
+    items = random_items(50, seed=4)
+    poison = ["[" * 100_000, '{"id": "p", "prompt": [' + "9" * 30 + '], "max_new_tokens": 1}',
+              '{"id": "q", "prompt": [1], "max_new_tokens": ' + "9" * 5000 + "}"]
+    spool = write_spool(tmp_path, items, extra_lines=poison)
+    res = run_job(make_config(tmp_path), str(spool), tmp_path / "out",
+                  engine_options={"clock": VirtualClock()})
+    assert res["items_done"] == 50 and res["dead_letter"] == 3
+    assert merge_job(tmp_path / "out")["items"] == 50
+    # a rerun does not fail the same way either: nothing left to do
+    res = run_job(make_config(tmp_path), str(spool), tmp_path / "out",
+                  engine_options={"clock": VirtualClock()})
+    assert res["items_done"] == 0 and res["resumed"] == 50 and res["dead_letter"] == 3

@@ -28,3 +28,18 @@ def test_opt_out_and_plain_jobs_are_untouched(fabric_cluster):
         info = fabric_cluster.job(jid)
         assert not info.get("Comment", "").startswith("fabric"), info
         fabric_cluster.wait_job(jid, timeout=30)
+
+
+@pytest.mark.parametrize("comment,message", [
+    ("fabric:within=%d%s", "option within needs a name, got '%d%s'"),
+    ("fabric:%n=1", "cannot read option '%n=1'"),
+    ("fabric:within=a\"b'c", "option within needs a name, got 'a\"b'c'"),
+    ("fabric:include=a[1-1000000]b[1-1000000]", "stands for more than 100000 names"),
+    ("fabric:" + "x" * 5000, "fabric reads at most 1024"),
+])
+def test_user_text_is_data_at_submit(fabric_cluster, comment, message):
+    """The live slurmctld runs the same Lua: a format directive in a comment is shown, not run."""
+    proc = fabric_cluster.run(["sbatch", "--parsable", "-N2", "--gres=gpu:8", f"--comment={comment}",
+                               "--wrap", "true"], check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr

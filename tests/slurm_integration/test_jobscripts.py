@@ -35,12 +35,17 @@ def prolog_cluster(slurm_cluster_factory, tmp_path_factory):
     fab = build(generators.leaf_spine(4, hosts_per_leaf=2, gpus=8, cpus=8))
     topo = tmp_path_factory.mktemp("prolog") / "topology.yaml"
     save_spec(fab.spec, topo)
-    text = (REPO / "plugins" / "task_prolog.py").read_text()
-    text = text.replace("#!/usr/bin/env python3", f"#!{sys.executable}", 1)
-    text = text.replace('"/etc/fabric-hpc/prolog.json"', '"{etc_dir}/fabric-prolog.json"')
+    scripts = {}
+    for name in ("task_prolog.py", "prolog.py"):  # the Prolog (root) writes, the TaskProlog checks
+        text = (REPO / "plugins" / name).read_text()
+        # this checkout's fabric_hpc also for the Prolog, which slurmd runs without the job's env
+        text = text.replace("#!/usr/bin/env python3", f"#!{sys.executable}\nimport sys; sys.path.insert(0, "
+                            f"{str(REPO)!r})", 1)
+        scripts[name] = text.replace('"/etc/fabric-hpc/prolog.json"', '"{etc_dir}/fabric-prolog.json"')
     cfg = json.dumps({"topology": str(topo), "topo_dir": "{base_dir}/nccl", "ckpt_root": "{base_dir}/ckpt"})
-    return slurm_cluster_factory(fab, settings={"TaskProlog": "{etc_dir}/task_prolog.py"},
-                                 config_files={"task_prolog.py": text, "fabric-prolog.json": cfg})
+    return slurm_cluster_factory(fab, settings={"TaskProlog": "{etc_dir}/task_prolog.py",
+                                                "Prolog": "{etc_dir}/prolog.py"},
+                                 config_files={**scripts, "fabric-prolog.json": cfg})
 
 
 def _json_lines(text: str) -> list[dict]:
@@ -50,7 +55,7 @@ def _json_lines(text: str) -> list[dict]:
 def test_task_prolog_exports(prolog_cluster):
     c = prolog_cluster
     jid = c.sbatch("-N2", "--gres=gpu:4", "-J", "probe", wrap="srun bash -c 'echo CVD=$CUDA_VISIBLE_DEVICES "
-                   "TOPO=$NCCL_TOPO_FILE CK=$FABRIC_CKPT_DIR BIND=$FABRIC_CPU_BIND'")
+                   "TOPO=$NCCL_TOPO_FILE CK=$FABRIC_CKPT_DIR BIND=$FABRIC_CPU_BIND HOST=$SLURMD_NODENAME'")
     out = c.job_output(jid, c.wait_job(jid, timeout=60))
     lines = [line for line in out.splitlines() if line.startswith("CVD=")]
     assert len(lines) == 2, out
@@ -58,7 +63,18 @@ def test_task_prolog_exports(prolog_cluster):
         kv = dict(part.split("=", 1) for part in line.split())
         assert kv["CVD"] == "0,1,2,3" and kv["BIND"] == "map_ldom:0,0,0,0"  # GPUs 0-3 sit on socket 0
         assert kv["CK"] == str(c.base_dir / "ckpt" / "root" / "probe")
+        assert kv["TOPO"] == str(c.base_dir / "nccl" / f"nccl-topo-{kv['HOST']}.xml")
+        topo = Path(kv["TOPO"]).stat()
+        assert (topo.st_uid, topo.st_mode & 0o777) == (0, 0o644)   # written by the root Prolog
         assert Path(kv["TOPO"]).read_text().lstrip().startswith("<system")
+
+
+def test_task_prolog_hostile_job_name(prolog_cluster):
+    c = prolog_cluster
+    jid = c.sbatch("-N1", "--gres=gpu:1", "-J", "../../etc", wrap="srun bash -c 'echo CK=$FABRIC_CKPT_DIR'")
+    out = c.job_output(jid, c.wait_job(jid, timeout=60))
+    ck = next(line for line in out.splitlines() if line.startswith("CK="))[3:]
+    assert ck == str(c.base_dir / "ckpt" / "root" / "_._.._etc"), out
 
 
 def test_train_gang_saves_on_usr1_and_restores(prolog_cluster):

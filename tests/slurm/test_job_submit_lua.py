@@ -1,0 +1,151 @@
+"""plugins/job_submit.lua under Debian's lua5.4 with a stubbed ``slurm`` table: user text is data.
+
+The stub's ``log_user``/``log_info`` call ``string.format`` on all their arguments, as Slurm's
+own (src/lua/slurm_lua.c) do, so a user string used as a format would raise here as it does in
+slurmctld. The live tests (tests/slurm_integration) run the same file inside slurmctld.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.slurm.plugins import lua_string, render_job_submit
+from tests.real import require_real
+
+LUA = shutil.which("lua5.4")
+
+DRIVER = r"""
+local msgs = {}
+slurm = {SUCCESS = 0, ERROR = -1}
+function slurm.log_user(fmt, ...) table.insert(msgs, string.format(fmt, ...)) end
+function slurm.log_info(fmt, ...) string.format(fmt, ...) end
+dofile(PLUGIN)
+for i, job in ipairs(CASES) do
+  msgs = {}
+  local ok, rc = pcall(slurm_job_submit, job, {}, 1000)
+  if not ok then rc = "raised:" .. string.gsub(tostring(rc), "%c", "?") end
+  local comment = string.gsub(tostring(job.comment), "%c", "?")
+  io.write(i, "\t", tostring(rc), "\t", comment, "\t", table.concat(msgs, "\031"), "\n")
+end
+"""
+
+
+def lua_bytes(text: str) -> str:
+    """Any text as a Lua literal: every byte a decimal escape."""
+    return '"' + "".join(f"\\{b:03d}" for b in text.encode("utf-8", "surrogateescape")) + '"'
+
+
+def run_cases(tmp_path: Path, cases: list[dict], state_dir: str | None = None) -> list[tuple[str, str, str]]:
+    require_real("lua", LUA is not None, "lua5.4 is not installed (Debian: lua5.4)")
+    plugin = tmp_path / "job_submit.lua"
+    plugin.write_text(render_job_submit(state_dir=state_dir or str(tmp_path / "agent")))
+    rows = []
+    for case in cases:
+        fields = ", ".join(f"{k} = {lua_bytes(v) if isinstance(v, str) else v}" for k, v in case.items())
+        rows.append("{" + fields + "}")
+    script = tmp_path / "driver.lua"
+    script.write_text(f"PLUGIN = {lua_string(str(plugin))}\nCASES = {{{', '.join(rows)}}}\n{DRIVER}")
+    proc = subprocess.run([LUA, str(script)], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    lines = proc.stdout.decode("utf-8", "replace").split("\n")
+    assert lines[-1] == "" and len(lines) == len(cases) + 1, lines  # no message carries a newline
+    out = []
+    for line in lines[:-1]:
+        _, rc, comment, msgs = line.split("\t", 3)
+        out.append((rc, comment, msgs))
+    return out
+
+
+def gang(comment: str | None = None, **kw) -> dict:
+    job = {"min_nodes": 2, "tres_per_node": "gres:gpu:8", **kw}
+    if comment is not None:
+        job["comment"] = comment
+    return job
+
+
+HOSTILE = [
+    ("fabric:within=%d", "needs a name, got '%d'"),
+    ("fabric:within=%s%s%s%n", "needs a name"),
+    ("fabric:%x=1", "cannot read option '%x=1'"),
+    ("fabric:%d", "cannot read option '%d'"),
+    ("fabric:within=a\nb", "needs a name, got 'a?b'"),
+    ("fabric:within=\"x'", "needs a name"),
+    ("fabric:tier=\\\"", "needs a name"),
+    ("fabric:include=a[1-1000000]b[1-1000000]", "stands for more than 100000 names"),
+    ("fabric:include=n[1-100001]", "stands for more than 100000 names"),
+    ("fabric:exclude=n[1-60000];m[1-60000]", "stands for more than 100000 names"),
+    ("fabric:include=n[1-3", "'[' without ']'"),
+    ("fabric:include=n[[1-3]]", "nested brackets"),
+    ("fabric:include=n[5-1]", "runs backwards"),
+    ("fabric:include=n[1-99999999999]", "is not N or N-M"),
+    ("fabric:include=n[%d]", "needs a host list"),
+    ("fabric:switches=99999999999999999999", "positive whole number"),
+    ("fabric:" + "x" * 100_000, "fabric reads at most 1024"),
+]
+
+
+@pytest.mark.parametrize("comment,expect", HOSTILE, ids=[repr(c[:40]) for c, _ in HOSTILE])
+def test_hostile_comment_is_rejected_with_a_message(tmp_path: Path, comment: str, expect: str) -> None:
+    [(rc, _, msgs)] = run_cases(tmp_path, [gang(comment)])
+    assert rc == "-1", msgs                         # slurm.ERROR, not a Lua error
+    assert msgs.startswith("fabric: ") and expect in msgs, msgs
+    assert len(msgs) < 400                           # user text shown cut
+
+
+def test_hostile_gres_text(tmp_path: Path) -> None:
+    rows = run_cases(tmp_path, [gang(tres_per_node="gres:gpu:%d%s"),
+                                gang(tres_per_node="gres:gpu:99999999999999999999"),
+                                gang(tres_per_node="gres:gpu:1," * 200)])
+    assert [r[0] for r in rows] == ["-1", "-1", "-1"], rows
+    assert "cannot read the GPU request 'gres:gpu:%d%s'" in rows[0][2]
+    assert "cannot read the GPU request" in rows[1][2]
+    assert "at most 256" in rows[2][2]
+
+
+def test_valid_jobs_still_pass(tmp_path: Path) -> None:
+    rows = run_cases(tmp_path, [gang(), gang("fabric:include=n[1-4];m[2-3],within=leaf"),
+                                gang("nofabric"), {"min_nodes": 1, "comment": "just a note %d"},
+                                gang("fabric:exclude=n[1-100000]")])
+    assert [r[0] for r in rows] == ["0"] * 5, rows
+    assert rows[0][1] == "fabric" and rows[1][1] == "fabric:include=n[1-4];m[2-3],within=leaf"
+    assert "agent is not running" in rows[0][2]      # no heartbeat in the state dir
+    assert rows[3] == ("0", "just a note %d", "")    # not a fabric job: untouched, no message
+
+
+@pytest.mark.parametrize("state_dir", ['/srv/a "quoted" dir', "/srv/back\\slash", "/srv/ünï"])
+def test_plugin_config_escapes_quotes_and_backslashes(tmp_path: Path, state_dir: str) -> None:
+    require_real("lua", LUA is not None, "lua5.4 is not installed (Debian: lua5.4)")
+    plugin = tmp_path / "p.lua"
+    text = render_job_submit(state_dir=state_dir)
+    # the settings are locals: read the value back by appending a line that prints it
+    plugin.write_text(text.replace("\nslurm.log_info(", "\nio.write(STATE_DIR)\nslurm.log_info(", 1))
+    stub = 'slurm = {SUCCESS = 0, log_info = function(fmt, ...) string.format(fmt, ...) end}\n'
+    proc = subprocess.run([LUA, "-e", stub, str(plugin)], capture_output=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode() == state_dir
+
+
+@pytest.mark.parametrize("state_dir", ["/srv/a\nb", "/srv/a\x00b", "/srv/\r", "", "/srv/\t"])
+def test_plugin_config_refuses_control_characters(state_dir: str) -> None:
+    with pytest.raises(ConfigError):
+        render_job_submit(state_dir=state_dir)
+
+
+def test_plugin_config_cli_exit_code_3(capsys: pytest.CaptureFixture[str]) -> None:
+    from fabric_hpc.cli.main import main
+
+    assert main(["slurm", "plugin-config", "--state-dir", "/srv/a\nb"]) == 3
+    err = capsys.readouterr().err
+    assert "control characters" in err and "Traceback" not in err
+
+
+def test_lua_budget_matches_the_python_hostlist_budget() -> None:
+    from fabric_hpc import hostlist
+
+    text = (Path(__file__).resolve().parents[2] / "plugins" / "job_submit.lua").read_text()
+    assert f"local MAX_HOSTLIST_NAMES = {getattr(hostlist, 'MAX_NAMES', 100_000)} " in text

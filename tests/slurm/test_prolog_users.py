@@ -1,0 +1,258 @@
+"""Prolog and TaskProlog with two real users on one host (setpriv), and hostile files in place.
+
+The TaskProlog (plugins/task_prolog.py) runs as each user with a Slurm-like environment; the
+Prolog (plugins/prolog.py) runs as root. Files planted by another uid, symlinks, FIFOs,
+group/other-writable files and unparsable files are never exported; each user's checkpoint
+directory stays inside that user's own directory whatever the job is called.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.real import require_real
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+USERS = ("fabric-test-u1", "fabric-test-u2")
+HOST = "n1"
+
+
+def _user(name: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                       check=True, capture_output=True)
+        return pwd.getpwnam(name)
+
+
+@pytest.fixture(scope="module")
+def users() -> list[pwd.struct_passwd]:
+    require_real("slurm", os.geteuid() == 0 and shutil.which("setpriv") is not None,
+                 "two-user TaskProlog tests create users and need root and setpriv (util-linux)")
+    return [_user(n) for n in USERS]
+
+
+@pytest.fixture()
+def site(users: list[pwd.struct_passwd]) -> dict:
+    from fabric_hpc.topology import build, generators, save_spec
+
+    base = Path(tempfile.mkdtemp(prefix="fabric-prolog-", dir="/tmp"))
+    base.chmod(0o755)
+    fab = build(generators.leaf_spine(4, hosts_per_leaf=2, gpus=8, cpus=8))
+    assert HOST in fab.host_pos, fab.hosts
+    save_spec(fab.spec, base / "topology.yaml")
+    (base / "ckpt").mkdir(mode=0o755)
+    os.chmod(base / "ckpt", 0o1777)               # a shared scratch root: sticky, like /tmp
+    for u in users:                               # the admin creates each user's directory
+        (base / "ckpt" / u.pw_name).mkdir()
+        os.chown(base / "ckpt" / u.pw_name, u.pw_uid, u.pw_gid)
+    cfg = {"topology": str(base / "topology.yaml"), "topo_dir": str(base / "nccl"),
+           "ckpt_root": str(base / "ckpt")}
+    site = {"base": base, "cfg": cfg, "users": users, "fab": fab}
+    write_cfg(site)
+    probe = task_prolog(site, users[0])
+    if "no topology hints (ModuleNotFoundError" in probe["notes"] or probe["rc"] == 126:
+        pytest.skip(f"{sys.executable} or {REPO} cannot be read by other users here")
+    yield site
+    shutil.rmtree(base, ignore_errors=True)
+    for u in users:
+        shutil.rmtree(f"/tmp/{base.name}-u-{u.pw_uid}", ignore_errors=True)
+
+
+def write_cfg(site: dict, **changes: str) -> None:
+    path = site["base"] / "prolog.json"
+    path.write_text(json.dumps({**site["cfg"], **changes}))
+    path.chmod(0o644)
+
+
+def task_prolog(site: dict, user: pwd.struct_passwd | None, **env: str | bytes) -> dict:
+    """Run plugins/task_prolog.py as ``user`` (root when None); its exports and notes."""
+    argv = [sys.executable, str(REPO / "plugins" / ("task_prolog.py" if user else "prolog.py"))]
+    if user is not None:
+        argv = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups", *argv]
+    full = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "FABRIC_PROLOG_CONFIG": str(site["base"] /
+            "prolog.json"), "SLURMD_NODENAME": HOST, "CUDA_VISIBLE_DEVICES": "5,0", "SLURM_JOB_ID": "42",
+            "SLURM_JOB_NAME": "train", **env}
+    proc = subprocess.run(argv, env=full, cwd=site["base"], capture_output=True, timeout=60)
+    out = proc.stdout.decode("utf-8", "replace")
+    exports = dict(line[len("export "):].split("=", 1) for line in out.splitlines()
+                   if line.startswith("export "))
+    notes = "\n".join(line for line in out.splitlines() if line.startswith("print "))
+    return {"rc": proc.returncode, "exports": exports, "notes": notes, "raw": out,
+            "stderr": proc.stderr.decode(errors="replace")}
+
+
+def root_prolog(site: dict) -> Path:
+    res = task_prolog(site, None)
+    assert res["rc"] == 0 and not res["stderr"], res
+    return site["base"] / "nccl" / f"nccl-topo-{HOST}.xml"
+
+
+def test_root_prolog_file_is_exported_to_both_users(site: dict) -> None:
+    path = root_prolog(site)
+    st, dst = path.stat(), path.parent.stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o644)
+    assert (dst.st_uid, stat.S_IMODE(dst.st_mode)) == (0, 0o755)
+    for u in site["users"]:
+        res = task_prolog(site, u)
+        assert res["rc"] == 0 and res["exports"]["NCCL_TOPO_FILE"] == str(path), res
+        assert res["exports"]["CUDA_VISIBLE_DEVICES"] == "0,5"
+        assert res["exports"]["FABRIC_CKPT_DIR"] == str(site["base"] / "ckpt" / u.pw_name / "train")
+    # the Prolog rewrites nothing when the file is right, and repairs it when it is not
+    mtime = path.stat().st_mtime_ns
+    root_prolog(site)
+    assert path.stat().st_mtime_ns == mtime
+    path.write_text("garbage")
+    assert root_prolog(site).read_text().lstrip().startswith("<system")
+
+
+def test_without_a_root_file_each_user_keeps_a_private_copy(site: dict) -> None:
+    write_cfg(site, user_topo_dir=f"/tmp/{site['base'].name}-u-{{uid}}")
+    got = []
+    for u in site["users"]:
+        res = task_prolog(site, u)
+        path = Path(res["exports"]["NCCL_TOPO_FILE"])
+        d = path.parent.stat()
+        assert path.parent == Path(f"/tmp/{site['base'].name}-u-{u.pw_uid}"), res
+        assert (d.st_uid, stat.S_IMODE(d.st_mode), path.stat().st_uid) == (u.pw_uid, 0o700, u.pw_uid)
+        got.append(path)
+    assert got[0] != got[1]
+
+
+def _plant(site: dict, kind: str) -> None:
+    """A hostile entry where the root-written file belongs; topo_dir itself root-owned 0755."""
+    good = root_prolog(site)
+    text = good.read_text()
+    good.unlink()
+    u1 = site["users"][0]
+    if kind == "other-uid":
+        good.write_text(text)
+        os.chown(good, u1.pw_uid, u1.pw_gid)
+    elif kind == "symlink":
+        (site["base"] / "elsewhere.xml").write_text(text)
+        good.symlink_to(site["base"] / "elsewhere.xml")
+    elif kind == "fifo":
+        os.mkfifo(good, 0o644)
+    elif kind == "world-writable":
+        good.write_text(text)
+        good.chmod(0o666)
+    elif kind == "unparsable":
+        good.write_text("<system><cpu>")
+    elif kind == "not-nccl":
+        good.write_text("<html/>")
+    elif kind == "entity":
+        good.write_text('<!DOCTYPE s [<!ENTITY a "aaaa">]><system>&a;</system>')
+    elif kind == "directory":
+        good.mkdir()
+    elif kind == "dir-world-writable":
+        good.write_text(text)
+        good.parent.chmod(0o777)
+    elif kind == "dir-other-owner":
+        good.write_text(text)
+        os.chown(good.parent, u1.pw_uid, u1.pw_gid)
+    else:
+        raise AssertionError(kind)
+
+
+HOSTILE = ["other-uid", "symlink", "fifo", "world-writable", "unparsable", "not-nccl", "entity",
+           "directory", "dir-world-writable", "dir-other-owner"]
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_hostile_topology_file_is_never_exported(site: dict, kind: str) -> None:
+    _plant(site, kind)
+    u2 = site["users"][1]
+    res = task_prolog(site, u2)
+    assert res["rc"] == 0 and "NCCL_TOPO_FILE" not in res["exports"], res
+    assert "no NCCL_TOPO_FILE" in res["notes"], res
+    assert res["exports"]["CUDA_VISIBLE_DEVICES"] == "0,5"       # the other hints still come
+    # with a per-user directory configured, the user gets its own checked copy instead
+    write_cfg(site, user_topo_dir=f"/tmp/{site['base'].name}-u-{{uid}}")
+    res = task_prolog(site, u2)
+    assert res["exports"]["NCCL_TOPO_FILE"] == f"/tmp/{site['base'].name}-u-{u2.pw_uid}/nccl-topo-{HOST}.xml"
+
+
+@pytest.mark.parametrize("plant", ["dir-of-other-user", "symlink", "file"])
+def test_hostile_per_user_directory_is_refused(site: dict, plant: str) -> None:
+    u1, u2 = site["users"]
+    target = Path(f"/tmp/{site['base'].name}-u-{u2.pw_uid}")
+    if plant == "dir-of-other-user":              # u1 creates u2's directory first
+        target.mkdir(mode=0o777)
+        target.chmod(0o777)
+        os.chown(target, u1.pw_uid, u1.pw_gid)
+    elif plant == "symlink":
+        target.symlink_to(site["base"])
+    else:
+        target.write_text("x")
+    try:
+        write_cfg(site, user_topo_dir=f"/tmp/{site['base'].name}-u-{{uid}}")
+        res = task_prolog(site, u2)
+        assert res["rc"] == 0 and "NCCL_TOPO_FILE" not in res["exports"], res
+        assert "no NCCL_TOPO_FILE" in res["notes"]
+    finally:
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+
+
+@pytest.mark.parametrize("name", ["..", ".", "../../etc", "x" * 5000, "a\nb", b"\xff\xfe..", "/abs/path",
+                                  ".hidden", "%s%d"])
+def test_hostile_job_names_stay_inside_the_users_directory(site: dict, name: str | bytes) -> None:
+    root_prolog(site)
+    u = site["users"][1]
+    res = task_prolog(site, u, SLURM_JOB_NAME=name, SLURM_JOB_USER="root")   # a forged user too
+    ck = res["exports"]["FABRIC_CKPT_DIR"]
+    own = site["base"] / "ckpt" / u.pw_name
+    assert Path(ck).parent == own and os.path.realpath(ck).startswith(str(own) + "/"), res
+    comp = Path(ck).name
+    assert comp not in (".", "..") and not comp.startswith(".") and len(comp) <= 64
+    assert all(ch.isalnum() or ch in "_.-" for ch in comp)
+    assert res["raw"].count("\n") == len(res["raw"].splitlines())   # one line per export
+
+
+def test_checkpoint_dir_planted_by_another_user_is_refused(site: dict) -> None:
+    u1, u2 = site["users"]
+    own = site["base"] / "ckpt" / u2.pw_name
+    shutil.rmtree(own)
+    own.symlink_to(site["base"] / "ckpt" / u1.pw_name)     # into u1's checkpoints
+    res = task_prolog(site, u2)
+    assert "FABRIC_CKPT_DIR" not in res["exports"] and "no FABRIC_CKPT_DIR" in res["notes"], res
+    own.unlink()
+    (site["base"] / "ckpt" / u2.pw_name).mkdir()
+    (site["base"] / "ckpt" / u2.pw_name / "train").symlink_to("/etc")
+    os.lchown(site["base"] / "ckpt" / u2.pw_name / "train", u2.pw_uid, u2.pw_gid)
+    res = task_prolog(site, u2)
+    assert "FABRIC_CKPT_DIR" not in res["exports"], res
+
+
+def test_safe_component_unit() -> None:
+    from fabric_hpc.slurm.prolog import safe_component
+
+    assert [safe_component(v) for v in ("..", ".", "", "probe", "a/b", "\udcff")] == [
+        "_.", "_", "job", "probe", "a_b", "_"]
+    long = safe_component("y" * 300)
+    assert len(long) == 64 and long != safe_component("y" * 301)
+
+
+def test_topo_files_cli_writes_root_owned_files(site: dict) -> None:
+    from fabric_hpc.cli.main import main
+
+    d = site["base"] / "nccl-cli"
+    assert main(["slurm", "topo-files", "--topology", site["cfg"]["topology"], "--dir", str(d),
+                 "--host", HOST, "--json"]) == 0
+    f = d / f"nccl-topo-{HOST}.xml"
+    assert stat.S_IMODE(f.stat().st_mode) == 0o644 and f.stat().st_uid == 0
+    write_cfg(site, topo_dir=str(d))
+    assert task_prolog(site, site["users"][0])["exports"]["NCCL_TOPO_FILE"] == str(f)
