@@ -12,14 +12,13 @@ vendor files are there (``SLURM_VENDOR``, default ``../shared/vendor``; ``make t
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from fabric_hpc.errors import ExternalError
-from fabric_hpc.testing._installs import SlurmInstall, installs, tier_id, version_text
+from fabric_hpc.testing._installs import DEFAULT_PREFIXES, SlurmInstall, installs, tier_id, version_text
 from tests.real import REQUIRE_REAL, require_real
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,10 +51,10 @@ TIERS = _tiers()
 
 def missing(install: SlurmInstall) -> str | None:
     """Why this install cannot run a test cluster here (None when it can)."""
-    path = install.path()
-    absent = [c for c in COMMANDS if shutil.which(c, path=path) is None]
+    absent = [c for c in COMMANDS if install.which(c) is None]
     if absent:
-        return f"{install.label}: not on PATH: {', '.join(absent)}"
+        where = "on PATH" if install.prefix is None else f"in {install.prefix}/bin, sbin"
+        return f"{install.label}: {', '.join(absent)} not found {where}"
     try:
         install.version()
     except ExternalError as exc:
@@ -74,15 +73,14 @@ def require_install(install: SlurmInstall) -> None:
         return
     if install.prefix is None:
         require_real("slurm", False, why)
-    if REQUIRE_REAL and (vendor_present() or install.prefix not in _default_prefixes()):
+    if install.prefix not in {Path(p) for p in DEFAULT_PREFIXES}:
+        how = f"build it: make slurm-check SLURM_SRC=<source> SLURM_CHECK_PREFIX={install.prefix}"
+        if REQUIRE_REAL:
+            pytest.fail(f"{why} (FABRIC_SLURM_PREFIXES names it; {how})")
+        pytest.skip(f"{why}: {how}")
+    if REQUIRE_REAL and vendor_present():
         pytest.fail(f"{why} (FABRIC_REQUIRE_REAL=1 and the files are in {VENDOR}: run `make slurm-25.11`)")
     pytest.skip(f"{why}: run `make slurm-25.11` (needs Slurm's files in SLURM_VENDOR={VENDOR})")
-
-
-def _default_prefixes() -> set[Path]:
-    from fabric_hpc.testing._installs import DEFAULT_PREFIXES
-
-    return {Path(p) for p in DEFAULT_PREFIXES}
 
 
 def tier_header() -> list[str]:

@@ -21,6 +21,7 @@ from fabric_hpc.errors import ExternalError
 DEFAULT_PREFIXES = ("/opt/slurm-25.11",)
 PREFIXES_ENV = "FABRIC_SLURM_PREFIXES"  # colon-separated install prefixes of the matrix
 SYSTEM_SBIN = ("/usr/sbin", "/sbin")
+NOT_SLURM = frozenset({"munged", "munge"})  # from the system even for a Slurm under a prefix
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
 
 
@@ -45,7 +46,10 @@ class SlurmInstall:
         return ":".join(parts)
 
     def which(self, command: str) -> str | None:
-        return shutil.which(command, path=self.path())
+        """Where a command of this Slurm is: in the prefix only (munge's ``munged`` from ``PATH``)."""
+        if self.prefix is None or command in NOT_SLURM:
+            return shutil.which(command, path=self.path())
+        return shutil.which(command, path=":".join(map(str, self.bin_dirs)))
 
     @property
     def label(self) -> str:
@@ -53,7 +57,10 @@ class SlurmInstall:
 
     def version(self) -> tuple[int, int, int]:
         """``slurmctld -V`` as a tuple, e.g. (25, 11, 7); ExternalError when it does not answer."""
-        return _cached_version(self.which("slurmctld") or "slurmctld")
+        slurmctld = self.which("slurmctld")
+        if slurmctld is None:
+            raise ExternalError(f"{self.label}: no slurmctld")
+        return _cached_version(slurmctld)
 
     def available(self) -> bool:
         try:
