@@ -245,6 +245,8 @@ def base_settings(*, cluster_name: str, hostname: str, ctld_port: int, munge_soc
         "GresTypes": "gpu",
         "TopologyPlugin": "topology/tree" if topology else "topology/none",
     }
+    if tuple(version) >= (25, 5):  # 25.05+ name the no-topology plugin topology/flat ("none" is an alias)
+        settings["TopologyPlugin"] = "topology/tree" if topology else "topology/flat"
     return settings
 
 
