@@ -245,7 +245,12 @@ class SlurmTestCluster(SlurmClient):
         """Start munged, slurmctld and every slurmd; return once ``sinfo`` shows all nodes idle."""
         if self._procs:
             raise ConfigError("this test cluster is already started")
-        check_prerequisites(self.install)
+        try:
+            check_prerequisites(self.install)
+        except ExternalError:
+            if self._owns_base_dir and not self.keep_files:
+                shutil.rmtree(self.base_dir, ignore_errors=True)
+            raise
         began = time.monotonic()
         self.reap_orphans()
         self.write_config()
