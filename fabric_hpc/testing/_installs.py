@@ -112,7 +112,7 @@ def installs(environ: Mapping[str, str] | None = None) -> list[SlurmInstall]:
 
 
 def tier_id(install: SlurmInstall) -> str:
-    """A test id for the install: ``slurm-22.05``; ``slurm-25.11`` from a prefix's name when it does not run."""
+    """A test id for the install: ``slurm-22.05`` (from a prefix's name while it does not run)."""
     try:
         return "slurm-" + version_text(install.version()[:2])
     except ExternalError:

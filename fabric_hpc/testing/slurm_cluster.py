@@ -451,7 +451,8 @@ def check_prerequisites(install: SlurmInstall | None = None) -> None:
     missing = [c for c in REQUIRED_COMMANDS if install.which(c) is None]
     if missing:
         raise ExternalError(f"Slurm test cluster: not installed ({install.label}): {', '.join(missing)}",
-                            hint=INSTALL_HINT if install.prefix is None else "make slurm-25.11 (see docs/testing.md)")
+                            hint=INSTALL_HINT if install.prefix is None
+                            else "make slurm-25.11 (see docs/testing.md)")
     if os.geteuid() != 0:
         raise ExternalError("the Slurm test cluster must run as root (slurmd runs jobs as any user)",
                             hint="run the tests as root, e.g. in the CI container")

@@ -62,7 +62,8 @@ def topology_conf(fabric: Fabric, plugin: str = "tree", *, block_size: int | Non
 def _switches(fabric: Fabric) -> list[tuple[str, str, str]]:
     """(switch, ``Nodes``/``Switches``, members) per logical switch, leaves first."""
     if not fabric.groups:
-        raise ConfigError(f"fabric {fabric.name!r} has no network", hint="add a network section to export a tree")
+        raise ConfigError(f"fabric {fabric.name!r} has no network",
+                          hint="add a network section to export a tree")
     children = defaultdict(list)
     for g in fabric.groups.values():
         if g.parent:
@@ -167,7 +168,8 @@ def segment_args(fabric: Fabric, request: object) -> list[str]:
     if level != wanted or nodes is None:
         raise ConfigError(f"slices of {level!r} ({'hosts' if nodes else 'GPUs'}) have no Slurm --segment "
                           f"equivalent: the blocks of this fabric are its {wanted!r} domains",
-                          hint=f"use nodes=N with slice_level={wanted}, or leave the slices to the fabric agent")
+                          hint=f"use nodes=N with slice_level={wanted}, "
+                               "or leave the slices to the fabric agent")
     return [f"--segment={int(nodes) // int(slices)}"]
 
 
