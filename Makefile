@@ -10,8 +10,17 @@ OUT ?= out
 TORCH_SPEC ?= torch==2.13.0
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get
 PYTEST_ARGS ?=
+# The Slurm test matrix (docs/testing.md): Debian's slurm-wlm plus Slurm 25.11.7 under SLURM_25_11,
+# from the files in SLURM_VENDOR (prebuilt for Debian 12 amd64, else built from source; pyslurm wheel).
+SLURM_VENDOR ?= ../shared/vendor
+SLURM_25_11 ?= /opt/slurm-25.11
+# `make slurm-check SLURM_SRC=slurm-26.05.x.tar.bz2`: build that Slurm into SLURM_CHECK_PREFIX, run the Slurm tests on it.
+SLURM_SRC ?=
+SLURM_CHECK_PREFIX ?= /opt/slurm-check
+SLURM_TESTS ?= tests/slurm tests/slurm_integration tests/scheduler/test_jobcomp_live.py tests/topology/test_export.py
+MATRIX := .ci/slurm-matrix
 
-.PHONY: demo test sysdeps sysdeps-test bench clean
+.PHONY: demo test sysdeps sysdeps-test slurm-25.11 pyslurm slurm-check bench clean
 
 # -- system packages (only what is missing is installed) ---------------------
 sysdeps:
@@ -22,8 +31,23 @@ sysdeps:
 sysdeps-test: sysdeps
 	@for p in slurmctld:slurm-wlm munged:munge slurmrestd:slurmrestd shellcheck:shellcheck chromium:chromium chromedriver:chromium-driver lua5.4:lua5.4; do \
 	  command -v $${p%%:*} >/dev/null || missing="$$missing $${p##*:}"; done; \
+	for p in slurm-wlm-jwt-plugin; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends $$missing; fi
+
+# -- Slurm 25.11.7 (second tier of the Slurm tests) and pyslurm built against it -----------------
+slurm-25.11: sysdeps-test
+	$(MATRIX) slurm-25.11 $(SLURM_VENDOR) $(SLURM_25_11)
+
+pyslurm: slurm-25.11 $(VENV)/.stamp-test
+	$(MATRIX) pyslurm $(SLURM_VENDOR) $(SLURM_25_11) $(PY)
+
+# any Slurm source (tarball or directory), e.g. 26.05 from `apt-get source slurm-wlm` (sid): not in `make test`
+slurm-check: sysdeps-test $(VENV)/.stamp-test
+	@test -n "$(SLURM_SRC)" || { echo "usage: make slurm-check SLURM_SRC=<Slurm source tarball or directory>"; exit 2; }
+	$(MATRIX) build $(SLURM_SRC) $(SLURM_CHECK_PREFIX)
+	FABRIC_SLURM_PREFIXES=$(SLURM_CHECK_PREFIX) FABRIC_SLURM_TIERS=$$($(MATRIX) version $(SLURM_CHECK_PREFIX)) \
+	  SLURM_VENDOR=$(SLURM_VENDOR) $(PY) -m pytest $(SLURM_TESTS) $(PYTEST_ARGS)
 
 # -- virtual environment -------------------------------------------------------
 $(VENV)/.stamp-base: pyproject.toml | sysdeps
@@ -42,8 +66,8 @@ demo: $(VENV)/.stamp-base
 	$(PY) -m fabric_hpc.demo --out $(OUT)
 
 # -- the whole test suite, real components required when FABRIC_REQUIRE_REAL=1
-test: sysdeps-test $(VENV)/.stamp-test
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: sysdeps-test $(VENV)/.stamp-test slurm-25.11 pyslurm
+	SLURM_VENDOR=$(SLURM_VENDOR) FABRIC_SLURM_PREFIXES=$(SLURM_25_11) $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.stamp-test
 	$(PY) -m benchmarks --all

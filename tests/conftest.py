@@ -1,5 +1,9 @@
 """Shared fixtures: the live Slurm test cluster (see docs/testing.md).
 
+Every test that touches Slurm runs once per Slurm of the test matrix (``slurm_install``, ids such
+as ``slurm-22.05`` and ``slurm-25.11``): Debian's packaged Slurm and each install prefix of
+``FABRIC_SLURM_PREFIXES`` (default ``/opt/slurm-25.11``). ``FABRIC_SLURM_TIERS=25.11`` (or
+``-k slurm-25.11``) runs one tier.
 ``slurm_cluster`` is one session-wide cluster built from a fabric model (16 hosts n1..n16 under
 four leaf switches, 8 fake GPUs and 8 CPUs each). Tests that need their own ``slurm.conf``
 (job_submit Lua, prologs, jobcomp, preemption) ask ``slurm_cluster_factory`` for one; every
@@ -14,21 +18,29 @@ from typing import Any
 
 import pytest
 
-from tests.real import require_commands, require_real
+from fabric_hpc.testing._installs import SlurmInstall
+from tests.real import require_real
+from tests.slurm_matrix import TIERS, require_install, tier_header
 from tests.strict_json import strict_json_outputs  # noqa: F401 - autouse: every --json output is strict JSON
 
-SLURM_COMMANDS = ("slurmctld", "slurmd", "munged", "sbatch", "srun", "sinfo", "scontrol", "squeue")
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return tier_header()
 
 
-def _require_slurm() -> None:
-    require_commands("slurm", *SLURM_COMMANDS)
+@pytest.fixture(scope="session", params=[t.install for t in TIERS], ids=[t.id for t in TIERS])
+def slurm_install(request: pytest.FixtureRequest) -> SlurmInstall:
+    """The Slurm under test (one tier of the matrix); skips or fails when it cannot run here."""
+    require_install(request.param)
     require_real("slurm", os.geteuid() == 0, "the live Slurm test cluster runs slurmd and munged as root")
+    return request.param
 
 
 @pytest.fixture(scope="session")
-def require_slurm() -> None:
-    """Fail in CI (skip locally) unless Slurm, munge and root are there."""
-    _require_slurm()
+def require_slurm(slurm_install: SlurmInstall) -> SlurmInstall:
+    """Fail in CI (skip locally) unless this tier's Slurm, munge and root are there; returns the install
+    (pass ``prefix=require_slurm.prefix`` to a SlurmTestCluster built by hand)."""
+    return slurm_install
 
 
 @pytest.fixture(scope="session")
@@ -40,12 +52,13 @@ def slurm_fabric() -> Any:
 
 
 @pytest.fixture(scope="session")
-def slurm_cluster_factory(require_slurm: None,
+def slurm_cluster_factory(require_slurm: SlurmInstall,
                           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
     """``make(fabric=None, **kwargs)`` -> a started SlurmTestCluster; all are stopped at session end.
 
     With ``fabric`` the cluster is ``SlurmTestCluster.from_fabric(fabric, **kwargs)``, otherwise
-    ``SlurmTestCluster(**kwargs)``. Its files stay under pytest's temporary directory for debugging.
+    ``SlurmTestCluster(**kwargs)``, running the Slurm of this tier. Its files stay under pytest's
+    temporary directory for debugging.
     """
     from fabric_hpc.testing import SlurmTestCluster
 
@@ -53,6 +66,7 @@ def slurm_cluster_factory(require_slurm: None,
 
     def make(fabric: Any = None, **kwargs: Any) -> SlurmTestCluster:
         kwargs.setdefault("base_dir", tmp_path_factory.mktemp("slurm"))
+        kwargs.setdefault("prefix", require_slurm.prefix)
         if fabric is not None:
             cluster = SlurmTestCluster.from_fabric(fabric, **kwargs)
         else:

@@ -137,7 +137,7 @@ def show(fabric: str | None, host: str | None, distance: tuple[str, str] | None,
 
 
 # -- export ---------------------------------------------------------------------------------------
-EXPORTS = ("topology-tree", "topology-block", "slurm-nodes", "gres", "nccl-xml")
+EXPORTS = ("topology-tree", "topology-block", "topology-yaml", "slurm-nodes", "gres", "nccl-xml")
 
 
 @group.command("export")
@@ -145,9 +145,15 @@ EXPORTS = ("topology-tree", "topology-block", "slurm-nodes", "gres", "nccl-xml")
 @click.option("--format", "fmt", type=click.Choice(EXPORTS), required=True, help="What to write.")
 @click.option("--host", default=None, help="Host for nccl-xml.")
 @click.option("--device-dir", default="/dev", show_default=True, help="Where gres.conf finds nvidiaN.")
+@click.option("--block-size", type=click.IntRange(1, 1 << 20), default=None,
+              help="Base block size for topology/block (default: the size of the blocks, if all equal).")
+@click.option("--default-topology", type=click.Choice(["tree", "block", "flat"]), default="tree",
+              show_default=True, help="topology-yaml: the cluster_default topology.")
 @_out
-def export(fabric: str | None, fmt: str, host: str | None, device_dir: str, out: str | None) -> None:
-    """Write Slurm topology.conf (tree/block), slurm.conf node lines, gres.conf or NCCL XML."""
+def export(fabric: str | None, fmt: str, host: str | None, device_dir: str, block_size: int | None,
+           default_topology: str, out: str | None) -> None:
+    """Write Slurm topology.conf (tree/block), topology.yaml (Slurm >= 25.05), slurm.conf node lines,
+    gres.conf or NCCL XML."""
     from fabric_hpc.topology import export as ex
 
     fab = open_fabric(fabric)
@@ -155,8 +161,10 @@ def export(fabric: str | None, fmt: str, host: str | None, device_dir: str, out:
         if not host:
             raise ConfigError("--format nccl-xml needs --host", hint=f"e.g. --host {fab.hosts[0]}")
         text = ex.nccl_topo_xml(fab, host)
+    elif fmt == "topology-yaml":
+        text = ex.topology_yaml(fab, default=default_topology, block_size=block_size)
     elif fmt.startswith("topology-"):
-        text = ex.topology_conf(fab, fmt.split("-", 1)[1])
+        text = ex.topology_conf(fab, fmt.split("-", 1)[1], block_size=block_size)
     elif fmt == "slurm-nodes":
         text = ex.slurm_nodes_conf(fab)
     else:

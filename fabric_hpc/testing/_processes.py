@@ -1,7 +1,9 @@
 """Process plumbing for the Slurm test cluster: find, signal and reap processes by pid.
 
 Linux only (reads ``/proc``). Nothing here matches processes by name: a cluster's processes are
-its own children, or carry its exact ``SLURM_CONF`` in their environment, or descend from those.
+its own children, or carry its exact ``SLURM_CONF`` in their environment, or have their working
+directory inside its directory (Slurm 25.11's slurmstepd rewrites its process title, which hides
+its environment), or descend from those.
 """
 
 from __future__ import annotations
@@ -53,15 +55,50 @@ def processes_with_env(key: str, value: str) -> set[int]:
     return {pid for pid, found in environ_values(key).items() if found == value}
 
 
+def working_dirs() -> dict[int, Path]:
+    """Pid -> working directory, for every process (but this one) whose ``/proc/PID/cwd`` is readable."""
+    me = os.getpid()
+    found: dict[int, Path] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != me:
+            try:
+                found[int(entry.name)] = Path(os.readlink(entry / "cwd"))
+            except OSError:
+                continue
+    return found
+
+
+def processes_in_dir(directory: Path) -> set[int]:
+    """Pids (not ours) whose working directory is ``directory`` or below it."""
+    return {pid for pid, cwd in working_dirs().items() if cwd == directory or directory in cwd.parents}
+
+
+def _conf_above(cwd: Path, cache: dict[Path, str | None]) -> str | None:
+    """``<dir>/etc/slurm.conf`` of the nearest directory at or above ``cwd`` that has one."""
+    for place in (cwd, *cwd.parents):
+        if place not in cache:
+            conf = place / "etc" / "slurm.conf"
+            cache[place] = str(conf) if place != Path("/") and conf.is_file() else None
+        if cache[place] is not None:
+            return cache[place]
+    return None
+
+
 def orphans(marker: str) -> set[int]:
     """Processes left by test clusters that died without stopping (their runner was SIGKILLed).
 
-    A process is an orphan when its ``SLURM_CONF`` names a file that starts with ``marker`` and
-    no ``slurmctld`` or ``munged`` of that configuration is alive any more.
+    A process is an orphan when its ``SLURM_CONF`` (or the ``etc/slurm.conf`` above its working
+    directory) names a file that starts with ``marker`` and no ``slurmctld`` or ``munged`` of that
+    configuration is alive any more.
     """
     groups: dict[str, set[int]] = {}
     for pid, conf in environ_values("SLURM_CONF").items():
         groups.setdefault(conf, set()).add(pid)
+    cache: dict[Path, str | None] = {}
+    for pid, cwd in working_dirs().items():
+        conf = _conf_above(cwd, cache) if cwd.is_absolute() else None
+        if conf is not None:
+            groups.setdefault(conf, set()).add(pid)
     found: set[int] = set()
     for conf, pids in groups.items():
         try:

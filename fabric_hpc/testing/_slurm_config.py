@@ -207,10 +207,14 @@ def _ephemeral_low() -> int:
 
 
 def base_settings(*, cluster_name: str, hostname: str, ctld_port: int, munge_socket: Path, base_dir: Path,
-                  etc_dir: Path, log_dir: Path, topology: bool) -> dict[str, str]:
-    """The ``slurm.conf`` settings of a test cluster, before the caller's overrides."""
+                  etc_dir: Path, log_dir: Path, topology: bool,
+                  version: tuple[int, ...] = (22, 5, 0)) -> dict[str, str]:
+    """The ``slurm.conf`` settings of a test cluster, before the caller's overrides.
+
+    ``version`` is the Slurm under test: settings that changed between releases follow it.
+    """
     b = base_dir
-    return {
+    settings = {
         "ClusterName": cluster_name,
         "SlurmctldHost": f"{hostname}(127.0.0.1)",
         "SlurmUser": "root", "SlurmdUser": "root",
@@ -241,6 +245,9 @@ def base_settings(*, cluster_name: str, hostname: str, ctld_port: int, munge_soc
         "GresTypes": "gpu",
         "TopologyPlugin": "topology/tree" if topology else "topology/none",
     }
+    if tuple(version) >= (25, 5):  # 25.05+ name the no-topology plugin topology/flat ("none" is an alias)
+        settings["TopologyPlugin"] = "topology/tree" if topology else "topology/flat"
+    return settings
 
 
 def render_settings(settings: Mapping[str, str]) -> str:

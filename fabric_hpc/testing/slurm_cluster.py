@@ -27,12 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from fabric_hpc.errors import ConfigError, ExternalError
 from fabric_hpc.testing import _slurm_config as conf
+from fabric_hpc.testing._installs import SlurmInstall
 from fabric_hpc.testing._slurm_client import INSTALL_HINT, SlurmClient
 from fabric_hpc.testing._processes import (
     alive,
     descendants,
     orphans,
     die_with_parent,
+    processes_in_dir,
     processes_with_env,
     resolves_to_loopback,
     terminate,
@@ -52,7 +54,12 @@ _LIVE: weakref.WeakSet[SlurmTestCluster] = weakref.WeakSet()
 
 
 class SlurmTestCluster(SlurmClient):
-    """A live Slurm 22.05 cluster of emulated nodes on this host (see the module docstring).
+    """A live Slurm cluster of emulated nodes on this host (see the module docstring).
+
+    ``prefix`` selects the Slurm under test: None runs the system's (Debian's ``slurm-wlm``), a
+    directory (``/opt/slurm-25.11``) runs the install there: its ``bin`` and ``sbin`` come first on
+    the ``PATH`` of the daemons, of every command this object runs and of the jobs (sbatch exports
+    the caller's environment). ``version`` is what that ``slurmctld -V`` answers, as a tuple.
 
     ``nodes`` is a count (``n1..nN`` with ``cpus_per_node`` / ``gpus_per_node``) or node specs.
     ``topology_conf`` / ``gres_conf`` are file texts (``gres.conf`` is generated from the specs
@@ -79,7 +86,9 @@ class SlurmTestCluster(SlurmClient):
         cluster_name: str = "fabrictest",
         start_timeout: float = 30.0,
         keep_files: bool = False,
+        prefix: str | os.PathLike[str] | None = None,
     ) -> None:
+        self.install = SlurmInstall(None if prefix is None else Path(prefix))
         if isinstance(nodes, int):
             nodes = [NodeSpec(f"n{i}", cpus=cpus_per_node, gpus=gpus_per_node) for i in range(1, nodes + 1)]
         self.nodes: tuple[NodeSpec, ...] = tuple(nodes)
@@ -134,15 +143,20 @@ class SlurmTestCluster(SlurmClient):
     # ------------------------------------------------------------------ paths and environment
     @property
     def env(self) -> dict[str, str]:
-        """Environment for Slurm client commands: this cluster's ``SLURM_CONF``, no inherited ``SLURM_*``."""
+        """Environment for Slurm client commands: this cluster's ``SLURM_CONF``, no inherited ``SLURM_*``,
+        the Slurm under test first on ``PATH``."""
         if self._env is None:
             drop = ("SLURM_", "SBATCH_", "SRUN_", "SALLOC_", "SQUEUE_", "SINFO_")
             env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
             env["SLURM_CONF"] = str(self.conf_path)
-            path = env.get("PATH", "/usr/bin:/bin").split(":")
-            env["PATH"] = ":".join(path + [d for d in ("/usr/sbin", "/sbin") if d not in path])
+            env["PATH"] = self.install.path(env.get("PATH", "/usr/bin:/bin"))
             self._env = env
         return dict(self._env)
+
+    @property
+    def version(self) -> tuple[int, int, int]:
+        """The version of the Slurm under test (``slurmctld -V``), e.g. ``(25, 11, 7)``."""
+        return self.install.version()
 
     @property
     def munge_socket(self) -> Path:
@@ -201,7 +215,7 @@ class SlurmTestCluster(SlurmClient):
             cluster_name=self.cluster_name, hostname=self.hostname, ctld_port=self.ctld_port,
             munge_socket=self.munge_socket, base_dir=self.base_dir, etc_dir=self.etc_dir,
             log_dir=self.log_dir,
-            topology=self.topology_conf is not None)
+            topology=self.topology_conf is not None, version=self.version)
         if resolves_to_loopback(self.hostname):
             # bind every daemon to the host name's address (loopback) instead of 0.0.0.0
             settings["CommunicationParameters"] = "NoInAddrAny,NoCtldInAddrAny"
@@ -231,7 +245,12 @@ class SlurmTestCluster(SlurmClient):
         """Start munged, slurmctld and every slurmd; return once ``sinfo`` shows all nodes idle."""
         if self._procs:
             raise ConfigError("this test cluster is already started")
-        check_prerequisites()
+        try:
+            check_prerequisites(self.install)
+        except ExternalError:
+            if self._owns_base_dir and not self.keep_files:
+                shutil.rmtree(self.base_dir, ignore_errors=True)
+            raise
         began = time.monotonic()
         self.reap_orphans()
         self.write_config()
@@ -273,10 +292,14 @@ class SlurmTestCluster(SlurmClient):
         return {name: proc.pid for name, proc in self._procs.items()}
 
     def pids(self) -> set[int]:
-        """Every live process of this cluster: daemons, their children, slurmstepd and job processes."""
+        """Every live process of this cluster: daemons, their children, slurmstepd and job processes.
+
+        Found as our children, by ``SLURM_CONF`` in their environment, or by a working directory
+        inside ``base_dir`` (Slurm 25.11's slurmstepd hides its environment), and their descendants.
+        """
         own = {p.pid for p in self._procs.values() if p.poll() is None}
         own |= {child for pid in own for child in descendants(pid)}
-        strays = processes_with_env("SLURM_CONF", str(self.conf_path))
+        strays = processes_with_env("SLURM_CONF", str(self.conf_path)) | processes_in_dir(self.base_dir)
         strays |= {child for pid in strays for child in descendants(pid)}
         return {pid for pid in own | strays if alive(pid)}
 
@@ -422,12 +445,14 @@ class SlurmTestCluster(SlurmClient):
 
 
 # ---------------------------------------------------------------------- module helpers
-def check_prerequisites() -> None:
+def check_prerequisites(install: SlurmInstall | None = None) -> None:
     """ExternalError naming what is missing: root, or the Slurm and munge binaries."""
-    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
-    missing = [c for c in REQUIRED_COMMANDS if shutil.which(c, path=path) is None]
+    install = install or SlurmInstall(None)
+    missing = [c for c in REQUIRED_COMMANDS if install.which(c) is None]
     if missing:
-        raise ExternalError(f"Slurm test cluster: not installed: {', '.join(missing)}", hint=INSTALL_HINT)
+        raise ExternalError(f"Slurm test cluster: not installed ({install.label}): {', '.join(missing)}",
+                            hint=INSTALL_HINT if install.prefix is None
+                            else "make slurm-25.11 (see docs/testing.md)")
     if os.geteuid() != 0:
         raise ExternalError("the Slurm test cluster must run as root (slurmd runs jobs as any user)",
                             hint="run the tests as root, e.g. in the CI container")

@@ -101,3 +101,13 @@ def test_from_fabric_refuses_a_fabric_too_big_to_emulate():
 
     with pytest.raises(ConfigError, match="at most 128"):
         SlurmTestCluster.from_fabric(build(generators.superpod(sus=5)))
+
+
+def test_base_settings_follow_the_slurm_version(tmp_path):
+    from fabric_hpc.testing._slurm_config import base_settings
+
+    common = dict(cluster_name="c", hostname="h", ctld_port=1, munge_socket=tmp_path / "s", base_dir=tmp_path,
+                  etc_dir=tmp_path, log_dir=tmp_path)
+    assert base_settings(**common, topology=False, version=(22, 5, 8))["TopologyPlugin"] == "topology/none"
+    assert base_settings(**common, topology=False, version=(25, 11, 7))["TopologyPlugin"] == "topology/flat"
+    assert base_settings(**common, topology=True, version=(25, 11, 7))["TopologyPlugin"] == "topology/tree"

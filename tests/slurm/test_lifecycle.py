@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 RUNNER = textwrap.dedent("""
     import sys, time
     from fabric_hpc.testing import SlurmTestCluster, parse_key_values
-    cluster = SlurmTestCluster(2, gpus_per_node=0, base_dir=sys.argv[1]).start()
+    cluster = SlurmTestCluster(2, gpus_per_node=0, base_dir=sys.argv[1], prefix=sys.argv[2] or None).start()
     job = cluster.sbatch("-N1", wrap="sleep 300")
     cluster.wait_job(job, ["RUNNING"], timeout=30)
     deadline = time.monotonic() + 10
@@ -50,9 +50,10 @@ def _wait_gone(pids: set[int], timeout: float = 15.0) -> set[int]:
     return left
 
 
-def _start_runner(tmp_path: Path) -> tuple[subprocess.Popen[str], set[int], set[int]]:
+def _start_runner(tmp_path: Path, install) -> tuple[subprocess.Popen[str], set[int], set[int]]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    runner = subprocess.Popen([sys.executable, "-c", RUNNER, str(tmp_path)], cwd=REPO, env=env,
+    prefix = str(install.prefix or "")
+    runner = subprocess.Popen([sys.executable, "-c", RUNNER, str(tmp_path), prefix], cwd=REPO, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert runner.stdout is not None
     every, daemons = (set(map(int, runner.stdout.readline().split())) for _ in range(2))
@@ -61,7 +62,7 @@ def _start_runner(tmp_path: Path) -> tuple[subprocess.Popen[str], set[int], set[
 
 
 def test_interrupted_runner_stops_daemons_and_jobs(require_slurm, tmp_path):
-    runner, every, _ = _start_runner(tmp_path)
+    runner, every, _ = _start_runner(tmp_path, require_slurm)
     runner.send_signal(signal.SIGINT)  # KeyboardInterrupt: the atexit hook stops the cluster
     runner.wait(timeout=60)
     assert "KeyboardInterrupt" in runner.stderr.read()
@@ -69,7 +70,7 @@ def test_interrupted_runner_stops_daemons_and_jobs(require_slurm, tmp_path):
 
 
 def test_killed_runner_takes_its_daemons_along_and_orphans_are_reaped(require_slurm, tmp_path):
-    runner, every, daemons = _start_runner(tmp_path)
+    runner, every, daemons = _start_runner(tmp_path, require_slurm)
     runner.kill()  # no Python cleanup at all: the kernel's parent-death signal stops the daemons
     runner.wait(timeout=30)
     assert _wait_gone(daemons) == set()
@@ -100,10 +101,48 @@ def test_second_cluster_beside_the_shared_one(slurm_cluster, slurm_cluster_facto
 
 
 def test_failed_start_reports_the_log_and_leaves_nothing(require_slurm, tmp_path):
-    cluster = SlurmTestCluster(1, base_dir=tmp_path, extra_conf="NoSuchKey=1")
+    cluster = SlurmTestCluster(1, base_dir=tmp_path, extra_conf="NoSuchKey=1", prefix=require_slurm.prefix)
     with pytest.raises(ExternalError) as info:
         cluster.start()
     message = str(info.value)
     assert "slurmctld exited" in message and "NoSuchKey" in message
     assert "--- slurmctld" in message  # the tail of its log is in the error
     assert cluster.daemon_pids() == {} and cluster.pids() == set() and not cluster.running
+
+
+def _cluster_processes(base_dir: Path) -> set[int]:
+    """Every live process whose working directory is in the cluster's directory (as /proc shows it)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cwd = Path(os.readlink(entry / "cwd"))
+            except OSError:
+                continue
+            if (cwd == base_dir or base_dir in cwd.parents) and _alive(int(entry.name)):
+                found.add(int(entry.name))
+    return found
+
+
+def test_stop_leaves_no_process_of_the_cluster(require_slurm, tmp_path):
+    """Daemons, slurmstepd (whose environment 25.11 hides) and job steps are all gone after stop()."""
+    cluster = SlurmTestCluster(2, gpus_per_node=1, base_dir=tmp_path / "c", prefix=require_slurm.prefix)
+    cluster.start()
+    try:
+        assert cluster.version == require_slurm.version()
+        batch = cluster.sbatch("-N1", "--gres=gpu:1", wrap="srun sleep 300")
+        cluster.wait_job(batch, ["RUNNING"], timeout=30)
+        deadline = time.monotonic() + 15
+        while not any(open(f"/proc/{p}/cmdline", "rb").read().split(b"\0")[0].endswith(b"sleep")
+                      for p in _cluster_processes(cluster.base_dir)):
+            assert time.monotonic() < deadline, "the job step's sleep never started"
+            time.sleep(0.05)
+        before = cluster.pids()
+        stepds = {p for p in before if Path(f"/proc/{p}/comm").read_text().strip() == "slurmstepd"}
+        assert stepds, "no slurmstepd found among the cluster's processes"
+        assert _cluster_processes(cluster.base_dir) <= before
+    finally:
+        cluster.stop()
+    assert cluster.pids() == set()
+    assert _wait_gone(before) == set()
+    assert _cluster_processes(cluster.base_dir) == set()

@@ -131,7 +131,7 @@ def test_infer_batch_mpi(prolog_cluster, tmp_path):
     (spool / "a.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
     out_dir = tmp_path / "out"
     env = (f"--export=ALL,FABRIC={BIN / 'fabric'},ENGINE_CONFIG={tmp_path / 'engine.json'},INPUT={spool},"
-           f"OUTPUT={out_dir},PATH={BIN}:/usr/bin:/bin")
+           f"OUTPUT={out_dir},PATH={BIN}:{c.env['PATH']}")  # srun of the Slurm under test
     jid = c.sbatch(env, script=(REPO / "jobscripts" / "infer_batch.sbatch").read_text())
     out = c.job_output(jid, c.wait_job(jid, timeout=120))
     results = [json.loads(line) for line in (out_dir / "results.jsonl").read_text().splitlines()]

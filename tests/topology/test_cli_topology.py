@@ -85,3 +85,16 @@ def test_discover_on_this_host(capsys):
     found = json.loads(captured.out)
     assert found["spec"]["hosts"][0]["names"]
     assert found["notes"] == [] or "note:" in captured.err
+
+
+def test_export_topology_yaml_and_block_size(tmp_path, capsys):
+    out = tmp_path / "topology.yaml"
+    assert main(["topology", "export", "leaf-spine:hosts=8", "--format", "topology-yaml",
+                 "--default-topology", "block", "-o", str(out)]) == 0
+    assert "- topology: block\n  cluster_default: true" in out.read_text()
+    assert main(["topology", "export", "leaf-spine:hosts=11", "--format", "topology-block"]) == 3
+    err = capsys.readouterr().err
+    assert "unequal sizes" in err and "fix:" in err and "Traceback" not in err
+    assert main(["topology", "export", "leaf-spine:hosts=11", "--format", "topology-block",
+                 "--block-size", "3"]) == 0
+    assert "BlockSizes=3,6" in capsys.readouterr().out

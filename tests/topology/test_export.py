@@ -72,3 +72,82 @@ def test_nccl_xml_is_well_formed():
     assert len(gpus) == 8 and len(nets) == 8
     assert [c.get("numaid") for c in root.findall("cpu")] == ["0", "1"]
     assert all(g.find("nvlink").get("count") == "18" for g in gpus)
+
+
+# -- topology/block follows Slurm's BlockSizes rules; topology.yaml; --segment ---------------------
+def _block_sizes_line(text: str) -> str:
+    return next(ln for ln in text.splitlines() if ln.startswith("BlockSizes="))
+
+
+@pytest.mark.parametrize(("hosts", "per_leaf", "expected"), [
+    (16, 4, "BlockSizes=4,8,16"),  # 4 blocks: base, 2 blocks, 4 blocks
+    (12, 4, "BlockSizes=4,8"),  # 3 blocks: no level of 4 blocks
+    (4, 4, "BlockSizes=4"),
+])
+def test_block_sizes_are_base_times_powers_of_two(hosts, per_leaf, expected):
+    text = ex.topology_conf(build(generators.leaf_spine(hosts, hosts_per_leaf=per_leaf)), "block")
+    assert _block_sizes_line(text) == expected
+
+
+def test_unequal_blocks_are_refused_with_a_fix():
+    fab = build(generators.leaf_spine(11, hosts_per_leaf=4))  # blocks of 4, 4 and 3 hosts
+    with pytest.raises(ConfigError, match=r"unequal sizes \(1 × 3, 2 × 4 hosts\)") as info:
+        ex.topology_conf(fab, "block")
+    assert "--block-size N with N <= 3" in info.value.hint
+    assert _block_sizes_line(ex.topology_conf(fab, "block", block_size=3)) == "BlockSizes=3,6"
+    assert _block_sizes_line(ex.topology_conf(fab, "block", block_size=2)) == "BlockSizes=2,4"
+    with pytest.raises(ConfigError, match="larger than the smallest block"):
+        ex.topology_conf(fab, "block", block_size=4)
+
+
+def test_block_sizes_rule_matches_slurm():
+    """Every exported value is base × 2^k (what slurmctld checks), whatever the block count."""
+    for count in range(1, 40):
+        sizes = ex.block_sizes([5] * count)
+        assert sizes[0] == 5 and all(s % 5 == 0 and (s // 5) & (s // 5 - 1) == 0 for s in sizes)
+        assert sizes[-1] // 5 <= count < 2 * sizes[-1] // 5
+
+
+def test_topology_yaml_has_tree_block_and_flat():
+    import yaml
+
+    fab = build(generators.leaf_spine(16, hosts_per_leaf=4))
+    text = ex.topology_yaml(fab, default="block")
+    entries = yaml.safe_load(text)
+    assert [e["topology"] for e in entries] == ["tree", "block", "flat"]
+    assert [list(e)[0] for e in entries] == ["topology"] * 3  # Slurm: "topology" must come first
+    assert [e["cluster_default"] for e in entries] == [False, True, False]
+    tree, block, flat = entries
+    assert tree["tree"]["switches"][0] == {"switch": "leaf1", "nodes": "n[1-4]"}
+    assert tree["tree"]["switches"][-1] == {"switch": "spine", "children": "leaf1,leaf2,leaf3,leaf4"}
+    assert block["block"]["block_sizes"] == [4, 8, 16]
+    assert block["block"]["blocks"][3] == {"block": "leaf4", "nodes": "n[13-16]"}
+    assert flat["flat"] is True
+    _golden("leaf-spine-16.topology.yaml", ex.topology_yaml(fab))
+
+
+def test_topology_yaml_of_nvl72_blocks_are_racks():
+    import yaml
+
+    entries = yaml.safe_load(ex.topology_yaml(build(generators.nvl72(2))))
+    block = next(e for e in entries if e["topology"] == "block")["block"]
+    assert block["block_sizes"] == [18, 36]
+    assert [b["block"] for b in block["blocks"]] == ["r001", "r002"]
+    with pytest.raises(ConfigError, match="no 'dragonfly' topology"):
+        ex.topology_yaml(build(generators.nvl72(2)), default="dragonfly")
+
+
+def test_slices_of_the_block_level_map_to_segment():
+    from fabric_hpc.placement.request import Request
+
+    leaf = build(generators.leaf_spine(16, hosts_per_leaf=4))
+    assert ex.block_level(leaf) == "leaf"
+    req = Request(nodes=8, gpus_per_node=8, slices=2, slice_level="leaf")
+    assert ex.segment_args(leaf, req) == ["--segment=4"]
+    assert ex.segment_args(leaf, Request(nodes=8, gpus_per_node=8)) == []
+    with pytest.raises(ConfigError, match="no Slurm --segment equivalent"):
+        ex.segment_args(leaf, Request(nodes=8, gpus_per_node=8, slices=2, slice_level="spine"))
+    nvl = build(generators.nvl72(2))
+    assert ex.block_level(nvl) == "nvlink"
+    assert ex.segment_args(nvl, Request(nodes=36, gpus_per_node=4, slices=2, slice_level="nvlink")) == [
+        "--segment=18"]

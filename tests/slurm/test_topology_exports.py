@@ -1,0 +1,99 @@
+"""Each topology export loaded by a live slurmctld, gang jobs placed by Slurm alone across blocks.
+
+topology/block needs Slurm >= 23.11 and topology.yaml >= 25.05: on an older tier those tests skip
+(the tree export runs on every tier). The fabric: 16 hosts, 4 per leaf, so 4 blocks of 4 hosts and
+``BlockSizes=4,8,16``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fabric_hpc.testing._installs import version_text
+from fabric_hpc.topology import build, generators
+from fabric_hpc.topology import export as ex
+
+pytestmark = pytest.mark.slurm
+BLOCKS = {"leaf1": {f"n{i}" for i in range(1, 5)}, "leaf2": {f"n{i}" for i in range(5, 9)},
+          "leaf3": {f"n{i}" for i in range(9, 13)}, "leaf4": {f"n{i}" for i in range(13, 17)}}
+
+
+@pytest.fixture(scope="module")
+def fabric() -> Any:
+    return build(generators.leaf_spine(16, hosts_per_leaf=4, gpus=1, cpus=2))
+
+
+def _needs(install: Any, version: tuple[int, int], what: str) -> None:
+    if install.version()[:2] < version:
+        pytest.skip(f"{what} needs Slurm >= {version[0]}.{version[1]:02d}; this tier is "
+                    f"{version_text(install.version())}")
+
+
+def _hosts(cluster: Any, *args: str) -> set[str]:
+    """Submit a short job, wait until it completes, return the hosts Slurm gave it."""
+    job = cluster.sbatch(*args, wrap="true")
+    return set(cluster.hostnames(cluster.wait_job(job, timeout=60)["NodeList"]))
+
+
+def _blockers(cluster: Any, *nodes: str) -> list[int]:
+    jobs = [cluster.sbatch("-N1", "-w", n, "--exclusive", wrap="sleep 300") for n in nodes]
+    for job in jobs:
+        cluster.wait_job(job, ["RUNNING"], timeout=30)
+    return jobs
+
+
+def _blocks_of(hosts: set[str]) -> list[str]:
+    return sorted(name for name, members in BLOCKS.items() if hosts & members)
+
+
+def test_tree_export_keeps_a_gang_under_one_leaf(slurm_cluster_factory, fabric):
+    cluster = slurm_cluster_factory(fabric, topology_plugin="tree")
+    try:
+        assert set(cluster.topology()) == {"leaf1", "leaf2", "leaf3", "leaf4", "spine"}
+        blockers = _blockers(cluster, "n1", "n6")
+        hosts = _hosts(cluster, "-N4", "--exclusive", "--switches=1")
+        assert len(hosts) == 4 and len(_blocks_of(hosts)) == 1, hosts
+        cluster.run(["scancel", *map(str, blockers)])
+    finally:
+        cluster.stop()
+
+
+def test_block_export_gangs_stay_in_blocks_and_segments(require_slurm, slurm_cluster_factory, fabric):
+    _needs(require_slurm, (23, 11), "topology/block")
+    cluster = slurm_cluster_factory(fabric, topology_plugin="block")
+    try:
+        text = (cluster.etc_dir / "topology.conf").read_text()
+        assert "BlockSizes=4,8,16" in text
+        config = cluster.run(["scontrol", "show", "config"]).stdout
+        assert "topology/block" in config
+        blockers = _blockers(cluster, "n1", "n13")  # leaf1 and leaf4 are no longer whole
+        four = _hosts(cluster, "-N4", "--exclusive")
+        assert _blocks_of(four) in (["leaf2"], ["leaf3"]), four  # one whole block, never split
+        # 8 hosts as two segments of 4: each segment a whole block (leaf2 + leaf3: the only ones free)
+        eight = _hosts(cluster, "-N8", "--exclusive", "--segment=4")
+        assert _blocks_of(eight) == ["leaf2", "leaf3"] and len(eight) == 8, eight
+        cluster.run(["scancel", *map(str, blockers)])
+    finally:
+        cluster.stop()
+
+
+def test_topology_yaml_chooses_a_topology_per_partition(require_slurm, slurm_cluster_factory, fabric):
+    _needs(require_slurm, (25, 5), "topology.yaml")
+    text = ex.topology_yaml(fabric, default="tree")
+    partitions = ["PartitionName=tree Nodes=ALL Default=YES MaxTime=INFINITE State=UP Topology=tree",
+                  "PartitionName=block Nodes=ALL MaxTime=INFINITE State=UP Topology=block"]
+    cluster = slurm_cluster_factory(fabric, topology_plugin="tree", config_files={"topology.yaml": text},
+                                    partitions=partitions)
+    try:
+        shown = cluster.run(["scontrol", "show", "partition", "block"]).stdout
+        assert "Topology=block" in shown, shown
+        blockers = _blockers(cluster, "n1", "n13")
+        in_block = _hosts(cluster, "-p", "block", "-N8", "--exclusive", "--segment=4")
+        assert _blocks_of(in_block) == ["leaf2", "leaf3"], in_block
+        in_tree = _hosts(cluster, "-p", "tree", "-N3", "--exclusive", "--switches=1")
+        assert len(_blocks_of(in_tree)) == 1, in_tree
+        cluster.run(["scancel", *map(str, blockers)])
+    finally:
+        cluster.stop()
