@@ -7,11 +7,11 @@
 
 Runs the parts of ``plan.PARTS`` one after another, each in its own process stopped at its own
 budget (``overran``: what it recorded so far is kept, the next part still runs), and rewrites
-``DIR/gpu_check.json`` and ``DIR/gpu_check.md`` after every part. Also written: ``DIR/gpu_check.log``
-(every part's output), ``DIR/nvml-recording.json``, ``DIR/discovery.yaml`` and
-``DIR/discovery.facts.json``: six files, inside the device tool's eight. ``--wheels`` installs the
-carried wheels (``wheels.txt``) into the work folder first. docs/benchmarks.md ("When a GPU is
-lent") has the exact device call.
+``DIR/gpu_check.json`` and ``DIR/gpu_check.md`` after every part. Also written:
+``DIR/gpu_check.log`` (every part's output), ``DIR/nvml-recording.json``, ``DIR/discovery.yaml``,
+``DIR/discovery.facts.json`` and ``DIR/sysfs-snapshot.tar.gz``: seven files, inside the device
+tool's eight. ``--wheels`` installs the carried wheels (``wheels.txt``) into the work folder
+first. docs/benchmarks.md ("When a GPU is lent") has the exact device call.
 """
 
 from __future__ import annotations

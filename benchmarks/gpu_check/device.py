@@ -4,8 +4,11 @@
 :mod:`fabric_hpc.topology.nvml_recording` (``OUT/nvml-recording.json``, the file
 ``tests/topology/record_nvml.py`` writes), replays that recording through
 :func:`fabric_hpc.topology.discover` with this host's sysfs (``OUT/discovery.yaml`` +
-``discovery.facts.json``) and builds the fabric model from the result. Without NVML (CPU CI) the
-recording holds NVML's refusal and the part reports ``nvml: unavailable: <why>``.
+``discovery.facts.json``) and builds the fabric model from the result. The sysfs files discovery
+read are kept too (``OUT/sysfs-snapshot.tar.gz``, from ``snapshot_sysfs`` of
+:mod:`fabric_hpc.topology.discover_sysfs`); replaying recording + snapshot must give the same
+discovery (checked here). Without NVML (CPU CI) the recording holds NVML's refusal and the part
+reports ``nvml: unavailable: <why>``.
 
 ``ceilings`` measures a bf16 matrix product, a device-to-device copy and host<->device copies, so
 the useful FLOP/s and bytes/s of the inference runs can be read against measured ceilings as
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import re
 import socket
+import tarfile
 import time
 from typing import Any
 
@@ -30,6 +34,7 @@ def _hostname() -> str:
 
 def discovery(rec: Recorder, ctx: Ctx) -> None:
     from fabric_hpc.topology import build, discover
+    from fabric_hpc.topology.discover_sysfs import snapshot_sysfs
     from fabric_hpc.topology.nvml_recording import FORMAT, VERSION, record_nvml, save_recording
 
     host = _hostname()
@@ -45,6 +50,10 @@ def discovery(rec: Recorder, ctx: Ctx) -> None:
     rec.set(phase="nvml recorded", nvml_recording=path.name, host=host)
     found = discover(nvml_recording=path, hostname=host)
     found.write(ctx.out / "discovery.yaml")
+    snap = snapshot_sysfs(ctx.work / "sysfs-snapshot")
+    with tarfile.open(ctx.out / "sysfs-snapshot.tar.gz", "w:gz") as tar:
+        tar.add(snap, arcname=".")
+    replayed = discover(root=snap, nvml_recording=path, hostname=host)
     fabric = build(found.spec)
     facts = found.facts
     why = facts["nvml"]["reason"]
@@ -57,7 +66,8 @@ def discovery(rec: Recorder, ctx: Ctx) -> None:
         cpus=facts["cpus"], numa_nodes=len(facts["numa_nodes"]), hcas=len(facts["hcas"]),
         nics=[n["name"] for n in facts["net"] if n.get("physical")],
         fabric=fabric.summary(), notes=found.notes,
-        files=[path.name, "discovery.yaml", "discovery.facts.json"])
+        snapshot_replays_identically=replayed.facts == found.facts and replayed.yaml() == found.yaml(),
+        files=[path.name, "discovery.yaml", "discovery.facts.json", "sysfs-snapshot.tar.gz"])
 
 
 def _timed(fn: Any, sync: Any, repeats: int) -> float:

@@ -16,6 +16,7 @@ import json
 import platform
 import shutil
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ ROW_KEYS = ("requests", "wall_s", "output_tokens_per_s", "padding_waste", "nvml_
             "gpm_sm_util", "nvml", "useful_tflops", "useful_gbps", "flops_of_peak", "bytes_of_peak")
 #: keys every part's result has when the part finished ("row" holds ROW_KEYS)
 REQUIRED: dict[str, tuple[str, ...]] = {
-    "discovery": ("nvml", "driver_version", "gpus", "cpus", "fabric", "files", "host"),
+    "discovery": ("nvml", "driver_version", "gpus", "cpus", "fabric", "files", "host",
+                  "snapshot_replays_identically"),
     "ceilings": ("device", "datasheet", "matmul", "copy_d2d", "host_device"),
     "baseline": ("model", "workload", "subset", "row", "setup_s"),
     "fabric_1rank": ("row",),
@@ -129,7 +131,8 @@ def _discovery_md(parts: dict[str, Any]) -> str:
     return (f"**Discovery** on `{r.get('host')}`: NVML {r['nvml']}; driver {r.get('driver_version')}; "
             f"GPUs: {gpus}; CPUs {r.get('cpus', {}).get('online')}, NUMA nodes {r.get('numa_nodes')}, "
             f"HCAs {r.get('hcas')}, NICs {', '.join(r.get('nics', [])) or 'none'}. Fabric model: "
-            f"{fab.get('hosts')} host, {fab.get('gpus')} GPUs, {fab.get('edges')} edges. Recorded: "
+            f"{fab.get('hosts')} host, {fab.get('gpus')} GPUs, {fab.get('edges')} edges; recording + "
+            f"sysfs snapshot replay identically: {r.get('snapshot_replays_identically')}. Recorded: "
             f"{', '.join(r.get('files', []))}.")
 
 
@@ -221,6 +224,8 @@ def fold(run_dir: Path) -> int:
     shutil.copyfile(run_dir / "nvml-recording.json", FIXTURES / f"nvml-{slug}.json")
     for name in ("discovery.yaml", "discovery.facts.json"):
         shutil.copyfile(run_dir / name, FIXTURES / slug / name)
+    with tarfile.open(run_dir / "sysfs-snapshot.tar.gz") as tar:  # sys/ and proc/ of the host
+        tar.extractall(FIXTURES / slug, filter="data")
     print(f"wrote docs/benchmarks.md ## {TITLE}, tests/topology/fixtures/nvml-{slug}.json and "
           f"tests/topology/fixtures/{slug}/")
     return 0

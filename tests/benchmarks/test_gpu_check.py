@@ -25,7 +25,7 @@ from tests.real import require_real
 ROOT = Path(__file__).resolve().parents[2]
 HERE = ROOT / "benchmarks" / "gpu_check"
 OUTPUTS = ("gpu_check.json", "gpu_check.md", "gpu_check.log", "nvml-recording.json",
-           "discovery.yaml", "discovery.facts.json")
+           "discovery.yaml", "discovery.facts.json", "sysfs-snapshot.tar.gz")
 NOT_ON_DEVICE = ("ortools", "zarr", "numcodecs", "donfig")
 
 
@@ -81,6 +81,7 @@ def test_tiny_rehearsal_runs_every_part_and_writes_the_schema(tiny_run) -> None:
 
     replay = discover(nvml_recording=out / "nvml-recording.json", hostname="replayed")
     assert replay.nvml_available is (parts["discovery"]["nvml"] == "available")
+    assert parts["discovery"]["snapshot_replays_identically"] is True
 
 
 @pytest.mark.slow
@@ -172,3 +173,4 @@ def test_fold_files_a_gpu_run_and_refuses_a_rehearsal(tiny_run, tmp_path: Path,
     assert f"## {report.TITLE}" in text and "lent GPU machine" in text
     assert (tmp_path / "fixtures" / "nvml-lent-gpu.json").exists()
     assert (tmp_path / "fixtures" / "lent-gpu" / "discovery.yaml").exists()
+    assert (tmp_path / "fixtures" / "lent-gpu" / "sys" / "devices" / "system" / "cpu" / "online").exists()
