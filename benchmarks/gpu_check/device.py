@@ -112,11 +112,12 @@ def ceilings(rec: Recorder, ctx: Ctx) -> None:
     if not gpu:
         rec.set(host_device="unavailable: no CUDA device")
         return
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"bytes": min(nbytes, 1 << 30)}
+    x = x[: out["bytes"]]
     for pinned in (True, False):
-        host = torch.empty(nbytes, dtype=torch.uint8, pin_memory=pinned)
+        host = torch.empty(out["bytes"], dtype=torch.uint8, pin_memory=pinned)
         kind = "pinned" if pinned else "pageable"
-        out[f"d2h_{kind}_gbps"] = nbytes / _timed(lambda: host.copy_(x), sync, 3) / 1e9
-        out[f"h2d_{kind}_gbps"] = nbytes / _timed(lambda: x.copy_(host), sync, 3) / 1e9
+        out[f"d2h_{kind}_gbps"] = out["bytes"] / _timed(lambda: host.copy_(x), sync, 3) / 1e9
+        out[f"h2d_{kind}_gbps"] = out["bytes"] / _timed(lambda: x.copy_(host), sync, 3) / 1e9
         del host
     rec.set(host_device=out)

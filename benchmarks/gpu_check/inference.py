@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,7 @@ def _single(rec: Recorder, ctx: Ctx, name: str, compile_decode: bool) -> None:
     from benchmarks.inference_gpu.workload import UtilSampler
 
     spool = _need_model(ctx)
+    shutil.rmtree(ctx.work / name, ignore_errors=True)  # a rerun must not resume an earlier run
     sampler = UtilSampler(0)
     rec.set(phase="harness running")
     with sampler:
@@ -119,16 +121,47 @@ def fabric_1rank(rec: Recorder, ctx: Ctx) -> None:
     _single(rec, ctx, "fabric-1", False)
 
 
+#: Second try for Open MPI on a host with only a loopback interface or no CMA (the lent machine's
+#: MPI is Open MPI; these are ignored by MPICH and by Open MPI versions without the variable).
+OMPI_FALLBACK = {"OMPI_MCA_oob_tcp_if_include": "lo", "PRTE_MCA_oob_tcp_if_include": "lo",
+                 "OMPI_MCA_btl_tcp_if_include": "lo",
+                 "OMPI_MCA_btl_vader_single_copy_mechanism": "none"}
+
+
+def _mpiexec_version() -> str | None:
+    import shutil as sh
+    import subprocess
+    import sys
+
+    exe = sh.which("mpiexec", path=str(Path(sys.executable).parent)) or sh.which("mpiexec")
+    if not exe:
+        return None
+    got = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30)
+    return f"{exe}: " + ((got.stdout or got.stderr).strip().splitlines() or ["?"])[0]
+
+
 def fabric_2ranks(rec: Recorder, ctx: Ctx) -> None:
+    import os
+
     from benchmarks.inference_gpu.__main__ import _fabric_mpi
     from benchmarks.inference_gpu.workload import UtilSampler
 
     spool = _need_model(ctx)
     ranks = int(ctx.size["ranks"])
     sampler = UtilSampler(0)
-    rec.set(phase=f"mpiexec -n {ranks} running", ranks=ranks)
-    with sampler:
-        snap = _fabric_mpi(ctx.work, spool, ranks, False)
+    rec.set(phase=f"mpiexec -n {ranks} running", ranks=ranks, mpiexec=_mpiexec_version())
+    for attempt in (1, 2):
+        shutil.rmtree(ctx.work / f"fabric-{ranks}", ignore_errors=True)  # never resume
+        try:
+            with sampler:
+                snap = _fabric_mpi(ctx.work, spool, ranks, False)
+            break
+        except SystemExit as exc:  # _fabric_mpi's "mpiexec run failed" with the ranks' stderr
+            if attempt == 2:
+                raise
+            rec.set(first_attempt_error=str(exc)[-3000:], phase="retrying with OMPI_FALLBACK")
+            os.environ.update(OMPI_FALLBACK)
+    rec.set(attempts=attempt)
     if "skipped" in snap:
         rec.set(skipped=snap["skipped"])
         return
@@ -145,6 +178,7 @@ def compile_decode(rec: Recorder, ctx: Ctx) -> None:
     _need_model(ctx)
     warm = _workload(ctx)[: int(ctx.size["compile_warmup_requests"])]
     t0 = time.perf_counter()
+    shutil.rmtree(ctx.work / "fabric-compile-warm", ignore_errors=True)
     _fabric_single(ctx.work, write_spool(warm, ctx.work / "spool-warm"), True, name="fabric-compile-warm")
     rec.set(phase="compiled", warmup_requests=len(warm), warmup_s=time.perf_counter() - t0)
     _single(rec, ctx, "fabric-compile", True)

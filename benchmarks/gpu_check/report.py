@@ -146,7 +146,8 @@ def _ceilings_md(parts: dict[str, Any]) -> str:
             f"device copy {_f(cp.get('gbps_read_plus_write'))} GB/s read+write "
             f"({_pct(cp.get('of_datasheet'))} of the HBM datasheet figure)")
     if isinstance(hd, dict):
-        text += "; host<->device GB/s: " + ", ".join(f"{k[:-5]} {v:.1f}" for k, v in hd.items())
+        text += (f"; host<->device GB/s ({hd['bytes'] >> 20} MiB): "
+                 + ", ".join(f"{k[:-5]} {v:.1f}" for k, v in hd.items() if k.endswith("_gbps")))
     else:
         text += f"; host<->device: {hd}"
     return text + "."
