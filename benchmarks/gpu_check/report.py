@@ -84,6 +84,7 @@ def write_outputs(doc: dict[str, Any], out: Path, elapsed: float, final: bool = 
     doc["elapsed_s"] = elapsed
     doc["finished"] = _now() if final else None
     doc["schema_errors"] = validate(doc)
+    doc["targets"] = targets(doc["parts"])
     atomic_write(out / "gpu_check.json", json.dumps(doc, indent=1, default=str).encode())
     atomic_write(out / "gpu_check.md", render(doc).encode())
     return doc
@@ -111,6 +112,8 @@ def render(doc: dict[str, Any]) -> str:
         err = f": {e['error']}" if e.get("error") else ""
         skip = f": {e['result']['skipped']}" if "skipped" in e.get("result", {}) else ""
         lines.append(f"| {name} | {e['status']}{err}{skip} | {e['elapsed_s']:.1f} ({e['budget_s']:g}) |")
+    lines += ["", ("Targets (judged on the GPU run only): " if doc["mode"] == "tiny" else "Targets: ")
+              + _targets_md(parts)]
     for fn in (_discovery_md, _ceilings_md, _inference_md, _checkpoint_md):
         text = fn(parts)
         if text:
@@ -118,6 +121,28 @@ def render(doc: dict[str, Any]) -> str:
     if doc.get("schema_errors"):
         lines += ["", "Schema errors: " + "; ".join(doc["schema_errors"])]
     return "\n".join(lines) + "\n"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "not measured" if ok is None else ("met" if ok else "**missed**")
+
+
+def targets(parts: dict[str, Any]) -> dict[str, bool | None]:
+    """Issue 16's targets, each True/False, or None when the part did not produce it."""
+    row = (lambda name: parts.get(name, {}).get("result", {}).get("row") or {})
+    base, one = row("baseline").get("output_tokens_per_s"), row("fabric_1rank")
+    ck = parts.get("checkpoint", {}).get("result", {}).get("fabric_async", {})
+    sm = [r.get("gpm_sm_util") for r in (row(n) for n in ("fabric_1rank", "fabric_2ranks")) if r]
+    return {"fabric 1 rank >= 10x the static baseline": (one["output_tokens_per_s"] >= 10 * base
+                                                 if base and one else None),
+            "padding waste < 1 %": one["padding_waste"] < 0.01 if one else None,
+            "GPM SM utilisation reported": any(x is not None for x in sm) if sm else None,
+            "async stall <= 10 % of the sync save": (ck["stall_of_sync"] <= 0.10
+                                                     if "stall_of_sync" in ck else None)}
+
+
+def _targets_md(parts: dict[str, Any]) -> str:
+    return "; ".join(f"{k}: {_verdict(v)}" for k, v in targets(parts).items()) + "."
 
 
 def _discovery_md(parts: dict[str, Any]) -> str:
@@ -167,7 +192,7 @@ def _inference_md(parts: dict[str, Any]) -> str:
     head = (f"**Inference**: {model.get('parameters', 0) / 1e6:,.1f} M-parameter random-weight "
             f"Llama ({model.get('dtype')}), {load.get('requests')} ragged requests "
             f"({load.get('prompt_tokens')} prompt, {load.get('output_tokens')} output tokens); "
-            f"baseline timed on {b.get('subset', 'n/a')}.")
+            f"baseline timed on {b.get('subset', 'n/a')}; NVML: {b.get('row', {}).get('nvml', 'n/a')}.")
     text = [head, "", table(rows, {})]
     base = b.get("row", {}).get("output_tokens_per_s")
     one = results.get("fabric_1rank", {}).get("row")

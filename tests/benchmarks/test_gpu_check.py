@@ -76,7 +76,10 @@ def test_tiny_rehearsal_runs_every_part_and_writes_the_schema(tiny_run) -> None:
         assert ck[method]["total_s"] >= ck[method]["stall_s"] > 0
     md_text = (out / "gpu_check.md").read_text()
     assert "| fabric, 2 MPI ranks sharing one device | 48 |" in md_text
-    assert "Async stall / sync save:" in md_text
+    assert "Async stall / sync save:" in md_text and "Targets (judged on the GPU run only): " in md_text
+    assert set(doc["targets"]) == {"fabric 1 rank >= 10x the static baseline", "padding waste < 1 %",
+                                   "GPM SM utilisation reported", "async stall <= 10 % of the sync save"}
+    assert doc["targets"]["padding waste < 1 %"] is True
     from fabric_hpc.topology import discover
 
     replay = discover(nvml_recording=out / "nvml-recording.json", hostname="replayed")
