@@ -61,6 +61,15 @@ def third_party_modules() -> list[str]:
                   and m not in ("benchmarks", "fabric_hpc"))
 
 
+def _require_cuda() -> None:
+    """The full-size parts need the GPU: without one they would crawl to their budgets on the CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("no CUDA device visible to torch: the full check needs the GPU "
+                           "(on a CPU, rehearse with --tiny)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check.part")
     ap.add_argument("name", choices=[p.name for p in PARTS])
@@ -75,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     module, fn = RUNNERS[args.name].split(":")
     ctx = Ctx(args.out, args.work, args.tiny, dict(sizes(args.tiny)))
     try:
+        if not args.tiny and args.name != "discovery":
+            _require_cuda()
         getattr(importlib.import_module(f"benchmarks.gpu_check.{module}"), fn)(rec, ctx)
     except BaseException as exc:  # noqa: BLE001 - recorded for the report, then the exit code says it
         rec.set(status="failed", error=f"{type(exc).__name__}: {exc}",

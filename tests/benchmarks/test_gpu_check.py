@@ -177,3 +177,16 @@ def test_fold_files_a_gpu_run_and_refuses_a_rehearsal(tiny_run, tmp_path: Path,
     assert (tmp_path / "fixtures" / "nvml-lent-gpu.json").exists()
     assert (tmp_path / "fixtures" / "lent-gpu" / "discovery.yaml").exists()
     assert (tmp_path / "fixtures" / "lent-gpu" / "sys" / "devices" / "system" / "cpu" / "online").exists()
+
+
+def test_full_size_parts_fail_fast_without_a_gpu(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the full parts would run")
+    proc = _run("--out", str(tmp_path / "out"), "--only", "discovery,ceilings", timeout=300)
+    doc = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    assert proc.returncode == 1
+    assert doc["parts"]["discovery"]["status"] == "ok"  # NVML + sysfs need no GPU
+    assert doc["parts"]["ceilings"]["status"] == "failed"
+    assert "no CUDA device" in doc["parts"]["ceilings"]["error"]
