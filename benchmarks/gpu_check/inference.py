@@ -129,11 +129,11 @@ OMPI_FALLBACK = {"OMPI_MCA_oob_tcp_if_include": "lo", "PRTE_MCA_oob_tcp_if_inclu
 
 
 def _mpiexec_version() -> str | None:
-    import shutil as sh
     import subprocess
-    import sys
 
-    exe = sh.which("mpiexec", path=str(Path(sys.executable).parent)) or sh.which("mpiexec")
+    from benchmarks.inference_gpu.__main__ import mpiexec_path
+
+    exe = mpiexec_path()
     if not exe:
         return None
     got = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30)
@@ -157,8 +157,8 @@ def fabric_2ranks(rec: Recorder, ctx: Ctx) -> None:
                 snap = _fabric_mpi(ctx.work, spool, ranks, False)
             break
         except SystemExit as exc:  # _fabric_mpi's "mpiexec run failed" with the ranks' stderr
-            if attempt == 2:
-                raise
+            if attempt == 2 or not str(exc).startswith("mpiexec run failed"):
+                raise  # (a SIGTERM at the budget also arrives as SystemExit)
             rec.set(first_attempt_error=str(exc)[-3000:], phase="retrying with OMPI_FALLBACK")
             os.environ.update(OMPI_FALLBACK)
     rec.set(attempts=attempt)

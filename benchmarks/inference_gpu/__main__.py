@@ -111,10 +111,15 @@ def _worker(spec_path: str) -> None:
     (Path(job["out"]) / f"bench-rank-{rank}.json").write_text(json.dumps(snap, default=str))
 
 
+def mpiexec_path() -> str | None:
+    """``mpiexec`` beside this Python (a venv's mpich/Open MPI wheel), else on PATH."""
+    return shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+
+
 def _fabric_mpi(work: Path, spool: Path, ranks: int, compile_decode: bool) -> dict[str, Any]:
     from fabric_hpc.inference import merge_job
 
-    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+    mpiexec = mpiexec_path()
     if not mpiexec:
         return {"skipped": "no mpiexec on PATH"}
     out = work / f"fabric-{ranks}"
