@@ -127,6 +127,10 @@ def _measure(rec: Recorder, ctx: Ctx, dev: Any, sync: Any, base: Path) -> None:
     size = nbytes(state)
     rec.set(phase="state built", device=str(dev), state_bytes=size, tensors=len(flat(state)),
             build_s=time.perf_counter() - t0, filesystem=_filesystem(base), cpus=os.cpu_count())
+    free = shutil.disk_usage(base).free
+    if free < size + (1 << 30):  # one copy at a time is on disk; say so rather than hit ENOSPC
+        raise RuntimeError(f"{base}: {free / 2**30:.1f} GiB free, the state needs "
+                           f"{size / 2**30:.1f} GiB + 1 GiB: pass --work on a larger file system")
     got = _fabric(state, base, size, sync)
     rec.set(phase="fabric saves done", **got)
     dcp = _dcp_async(state, base / "dcp", size, sync)
