@@ -56,9 +56,12 @@ def install(src: Path, target: Path) -> Path:
     wheels = sorted(str(w) for w in src.glob("*.whl"))
     if not wheels:
         raise SystemExit(f"no wheels in {src}: run `make gpu-wheels` here before the device call")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
-                    "--no-compile", "--no-cache-dir", "--upgrade", "--target", str(target), *wheels],
-                   check=True)
+    got = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
+                          "--no-compile", "--no-cache-dir", "--upgrade", "--target", str(target),
+                          *wheels])
+    if got.returncode:
+        raise SystemExit(f"pip could not install the wheels in {src} into {target} (its message "
+                         "is above); they must be CPython 3.12 x86-64 wheels from `make gpu-wheels`")
     return target
 
 

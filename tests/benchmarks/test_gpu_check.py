@@ -190,3 +190,11 @@ def test_full_size_parts_fail_fast_without_a_gpu(tmp_path: Path) -> None:
     assert doc["parts"]["discovery"]["status"] == "ok"  # NVML + sysfs need no GPU
     assert doc["parts"]["ceilings"]["status"] == "failed"
     assert "no CUDA device" in doc["parts"]["ceilings"]["error"]
+
+
+def test_missing_carried_wheels_stop_the_check_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "whl").mkdir()
+    proc = _run("--tiny", "--out", str(tmp_path / "out"), "--wheels", str(tmp_path / "whl"), timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("no wheels in ")
+    assert "Traceback" not in proc.stderr
