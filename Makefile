@@ -74,3 +74,15 @@ bench: $(VENV)/.stamp-test
 
 clean:
 	rm -rf $(VENV) $(OUT) test-artifacts .pytest_cache .hypothesis
+
+# -- the prepared GPU check (issue 16; docs/benchmarks.md, "When a GPU is lent") ---------------
+# No prerequisites: on the lent machine there is no venv (make gpu-check PY=python3
+# GPU_CHECK_ARGS="--wheels .whl"); here, GPU_CHECK_ARGS=--tiny rehearses it on the CPU.
+GPU_CHECK_ARGS ?=
+.PHONY: gpu-check gpu-wheels
+gpu-check:
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PY) -m benchmarks.gpu_check --out $(OUT)/gpu-check $(GPU_CHECK_ARGS)
+
+# the wheels the check carries (benchmarks/gpu_check/wheels.txt), into the ignored .whl/
+gpu-wheels:
+	$(PY) -m benchmarks.gpu_check.wheels download .whl

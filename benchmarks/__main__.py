@@ -14,8 +14,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+#: run only on a lent GPU machine (docs/benchmarks.md, "When a GPU is lent"), never by --all
+GPU_ONLY = frozenset({"gpu_check"})
+
+
 def available() -> list[str]:
-    return sorted(p.parent.name for p in HERE.glob("*/__main__.py"))
+    return sorted(p.parent.name for p in HERE.glob("*/__main__.py") if p.parent.name not in GPU_ONLY)
 
 
 def main(argv: list[str] | None = None) -> int:

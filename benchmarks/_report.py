@@ -31,11 +31,14 @@ def machine() -> str:
     return f"{platform.node() or 'host'}: {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, Python {platform.python_version()}"
 
 
-def write_section(title: str, body: str, *, command: str | None = None) -> Path:
-    """Replace (or append) the section ``## title`` of docs/benchmarks.md."""
+def write_section(title: str, body: str, *, command: str | None = None,
+                  machine_line: str | None = None, date: str | None = None) -> Path:
+    """Replace (or append) the section ``## title`` of docs/benchmarks.md (``machine_line`` and
+    ``date``: for results measured elsewhere, e.g. on a lent GPU machine; default this one, now)."""
     command = command or "python -m " + " ".join([Path(sys.argv[0]).parent.name] + sys.argv[1:])
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    section = (f"## {title}\n\n- Machine: {machine()}\n- Date: {stamp}\n- Command: `{command}`\n\n"
+    stamp = date or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    section = (f"## {title}\n\n- Machine: {machine_line or machine()}\n- Date: {stamp}\n"
+               f"- Command: `{command}`\n\n"
                f"{body.strip()}\n")
     text = DOC.read_text() if DOC.exists() else HEADER
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)

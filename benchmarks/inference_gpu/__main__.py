@@ -82,10 +82,11 @@ def _setup(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return {"model": model, "device": device, "spec": spec, "dtype": dtype, "gpu": gpu}
 
 
-def _fabric_single(work: Path, spool: Path, compile_decode: bool) -> dict[str, Any]:
+def _fabric_single(work: Path, spool: Path, compile_decode: bool,
+                   name: str = "fabric-1") -> dict[str, Any]:
     from fabric_hpc.inference import merge_job, run_job
 
-    out = work / "fabric-1"
+    out = work / name
     snap = run_job(work / "engine.json", str(spool), out,
                    engine_options={"stop_at_eos": False, "compile_decode": compile_decode})
     merged = merge_job(out)
@@ -110,10 +111,15 @@ def _worker(spec_path: str) -> None:
     (Path(job["out"]) / f"bench-rank-{rank}.json").write_text(json.dumps(snap, default=str))
 
 
+def mpiexec_path() -> str | None:
+    """``mpiexec`` beside this Python (a venv's mpich/Open MPI wheel), else on PATH."""
+    return shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+
+
 def _fabric_mpi(work: Path, spool: Path, ranks: int, compile_decode: bool) -> dict[str, Any]:
     from fabric_hpc.inference import merge_job
 
-    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+    mpiexec = mpiexec_path()
     if not mpiexec:
         return {"skipped": "no mpiexec on PATH"}
     out = work / f"fabric-{ranks}"
@@ -123,7 +129,9 @@ def _fabric_mpi(work: Path, spool: Path, ranks: int, compile_decode: bool) -> di
     cmd = [mpiexec, "-n", str(ranks), sys.executable, "-m", "benchmarks.inference_gpu",
            "--worker", str(job)]
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           # Open MPI (the lent GPU machine's mpi4py) refuses root without these; MPICH ignores them
+           "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=3600)
     if proc.returncode:
         raise SystemExit(f"mpiexec run failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -136,6 +144,7 @@ def _fabric_mpi(work: Path, spool: Path, ranks: int, compile_decode: bool) -> di
             "padding_waste": padded_waste / max(prompt + tokens, 1),
             "engine_steps": sum(s["engine_steps"] for s in snaps),  # each rank reads the weights
             "items_done": sum(s["items_done"] for s in snaps), "merged": merge_job(out),
+            "engine_busy_fraction": sum(s["engine_busy_fraction"] for s in snaps) / ranks,
             "per_rank_tokens_per_s": [s["output_tokens_per_s"] for s in snaps]}
 
 
@@ -155,12 +164,17 @@ def _pct(x: float | None, digits: int = 1) -> str:
     return "n/a" if x is None else f"{x * 100:.{digits}f} %"
 
 
+def _ratio(x: float, best: float | None) -> str:
+    return f"{x / best:.2f}x" if best else "n/a"
+
+
 def _util(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.0f} %"
 
 
 def render(rows: list[tuple[str, dict[str, Any]]], ctx: dict[str, Any]) -> str:
-    best = max(r["output_tokens_per_s"] for name, r in rows if name.startswith("baseline"))
+    best = max((r["output_tokens_per_s"] for name, r in rows
+                if name.startswith("baseline") and "skipped" not in r), default=None)
     lines = ["| run | requests | useful output tok/s | vs best baseline | padding waste | "
              "NVML util | GPM SM util | useful TFLOP/s (of peak) | min. GB/s (of peak) |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -170,7 +184,7 @@ def render(rows: list[tuple[str, dict[str, Any]]], ctx: dict[str, Any]) -> str:
             continue
         lines.append(
             f"| {name} | {r.get('requests', r.get('items_done'))} | {r['output_tokens_per_s']:,.0f} | "
-            f"{r['output_tokens_per_s'] / best:.2f}x | {_pct(r['padding_waste'], 2)} | "
+            f"{_ratio(r['output_tokens_per_s'], best)} | {_pct(r['padding_waste'], 2)} | "
             f"{_util(r.get('nvml_util'))} | {_util(r.get('gpm_sm_util'))} | "
             f"{r['useful_tflops']:.3g} ({_pct(r['flops_of_peak'])}) | "
             f"{r['useful_gbps']:.3g} ({_pct(r['bytes_of_peak'])}) |")

@@ -19,7 +19,9 @@ from typing import Any
 from fabric_hpc.inference.bench import WORKLOAD
 from fabric_hpc.inference.engines.spec import LlamaSpec
 
-# datasheet peaks: dense bf16 tensor FLOP/s, HBM bytes/s (matched on the NVML/torch name)
+# datasheet peaks: dense bf16 tensor FLOP/s, HBM bytes/s (matched on the NVML/torch name). H200
+# (SXM): NVIDIA H200 Tensor Core GPU datasheet, BF16 Tensor Core 1,979 TFLOPS *with sparsity*
+# (so 989 dense), 141 GB HBM3e at 4.8 TB/s.
 PEAKS = (("H200", 989e12, 4.8e12), ("H100 PCIe", 756e12, 2.0e12), ("H100 NVL", 835e12, 3.9e12),
          ("H100", 989e12, 3.35e12), ("A100", 312e12, 2.0e12), ("L40S", 362e12, 0.864e12))
 TINY_WORKLOAD = {"in_median": 24, "in_sigma": 1.0, "in_clip": (4, 64),

@@ -7,6 +7,7 @@ Used by :mod:`fabric_hpc.topology.discover`; ``read_sysfs(root) -> SysfsFacts``.
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -195,3 +196,65 @@ def read_sysfs(root: str | Path = "/") -> SysfsFacts:
         notes.append(f"no CPUs under {root / 'sys/devices/system/cpu'}; is this a sysfs tree?")
     numa = read_numa(root, cpus, notes)
     return SysfsFacts(root=root, cpus=cpus, numa=numa, hcas=read_hcas(root), net=read_net(root), notes=notes)
+
+
+def snapshot_sysfs(dest: str | Path, root: str | Path = "/") -> Path:
+    """Copy every file :func:`read_sysfs` reads under ``root`` into ``dest``, so that
+    ``read_sysfs(dest)`` gives the same facts (a recorded tree for tests, like NVML recordings).
+    A ``device`` link of a NIC or HCA becomes a link to ``sys/devices/snapshot/<its target's
+    name>``, which keeps the names of non-PCI devices (e.g. ``virtio2``)."""
+    src, dst = Path(root), Path(dest)
+
+    def copy(rel: str) -> None:
+        text = read_text(src / rel)
+        if text is not None:
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            (dst / rel).write_text(text + "\n", encoding="utf-8")
+
+    def device(rel: str) -> None:
+        link = src / rel / "device"
+        if not link.exists():
+            return
+        into = f"sys/devices/snapshot/{link.resolve().name}" if link.is_symlink() else f"{rel}/device"
+        for name in ("uevent", "numa_node"):
+            text = read_text(link / name)
+            if text is not None:
+                (dst / into).mkdir(parents=True, exist_ok=True)
+                (dst / into / name).write_text(text + "\n", encoding="utf-8")
+        (dst / into).mkdir(parents=True, exist_ok=True)
+        if link.is_symlink():
+            (dst / rel).mkdir(parents=True, exist_ok=True)
+            (dst / rel / "device").symlink_to(os.path.relpath(dst / into, dst / rel))
+
+    cpu = "sys/devices/system/cpu"
+    copy(f"{cpu}/online")
+    for c in read_cpus(src):
+        copy(f"{cpu}/cpu{c}/topology/physical_package_id")
+        copy(f"{cpu}/cpu{c}/topology/core_id")
+    for d in sorted((src / "sys/devices/system/node").glob("node[0-9]*")):
+        copy(f"sys/devices/system/node/{d.name}/meminfo")
+        copy(f"sys/devices/system/node/{d.name}/cpulist")
+    copy("proc/meminfo")
+    for d in _entries(src / "sys/bus/pci/devices"):
+        for name in ("numa_node", "vendor", "class", "current_link_speed", "current_link_width"):
+            copy(f"sys/bus/pci/devices/{d.name}/{name}")
+    for d in _entries(src / "sys/class/infiniband"):
+        rel = f"sys/class/infiniband/{d.name}"
+        (dst / rel).mkdir(parents=True, exist_ok=True)
+        device(rel)
+        for p in _entries(d / "ports"):
+            for name in ("rate", "state", "link_layer"):
+                copy(f"{rel}/ports/{p.name}/{name}")
+        for n in _entries(d / "device/net"):
+            (dst / rel / "device/net" / n.name).mkdir(parents=True, exist_ok=True)
+    for d in _entries(src / "sys/class/net"):
+        rel = f"sys/class/net/{d.name}"
+        (dst / rel).mkdir(parents=True, exist_ok=True)
+        for name in ("speed", "type", "operstate"):
+            copy(f"{rel}/{name}")
+        device(rel)
+    return dst
+
+
+def _entries(path: Path) -> list[Path]:
+    return sorted(path.iterdir()) if path.is_dir() else []
