@@ -84,7 +84,8 @@ def test_live_report_in_chromium(busy_cluster, fabric_cluster, fabric_topology_f
     big = str(busy_cluster["big"])
     pend = {p["job"]: p for p in summary["pending"]}
     # Slurm re-evaluates its reason every cycle (BeginTime, ReqNodeNotAvail, ...): the page shows what it read
-    assert pend[big]["agent_reason"] and pend[big]["slurm_reason"] and (pend[big]["nodes"], pend[big]["gpus_per_node"]) == (16, 8)
+    assert pend[big]["agent_reason"] and pend[big]["slurm_reason"]
+    assert (pend[big]["nodes"], pend[big]["gpus_per_node"]) == (16, 8)
 
     from fabric_hpc.topology import load_fabric
 
@@ -112,7 +113,7 @@ def test_live_report_in_chromium(busy_cluster, fabric_cluster, fabric_topology_f
 def _shots(drv) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     height = drv.execute_script("return document.body.scrollHeight")
-    drv.set_window_size(1500, min(height + 40, 4000))
+    drv.set_window_size(1500, min(height + 200, 4000))
     path = ARTIFACTS / "live-cluster.png"
     assert drv.save_screenshot(str(path))
     drv.set_window_size(1500, 1000)
