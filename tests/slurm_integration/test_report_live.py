@@ -20,6 +20,7 @@ import pytest
 from fabric_hpc.events import read_json_lines
 from fabric_hpc.slurm.cli_backend import CliClient
 from tests.slurm_integration.conftest import REPO
+from tests.slurm_integration.test_client_contract import contract_cluster, restd  # noqa: F401 (fixtures)
 from tests.topology.test_report_browser import _open, driver  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.browser, pytest.mark.slow]
@@ -163,3 +164,36 @@ def test_watch_rewrites_the_page_and_stops_cleanly(fabric_cluster, fabric_topolo
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_cli_and_rest_backends_give_the_same_report(request, tmp_path):
+    """The report through slurmrestd (JWT, as a site runs it) says what the report through the CLI says."""
+    from tests.slurm_integration.restd import token
+    from tests.slurm_integration.test_client_contract import SCRIPT
+
+    cluster = request.getfixturevalue("contract_cluster")
+    topo = request.getfixturevalue("fabric_topology_file")
+    wd = str(cluster.work_dir)
+    run = cluster.sbatch("-N1", "--gres=gpu:2", "-w", "n5", script=SCRIPT.format(s=120), cwd=wd)
+    held = cluster.sbatch("-N2", "--gres=gpu:8", "-H", "--comment=fabric", script=SCRIPT.format(s=1), cwd=wd)
+    try:
+        cluster.wait_job(run, ("RUNNING",), timeout=30)
+        out = {}
+        for backend in ("cli", "rest"):
+            extra = ["--backend", "rest", "--rest-url", request.getfixturevalue("restd").url] if backend == "rest" else []
+            env = {**cluster.env, "PYTHONPATH": str(REPO), "SLURM_JWT": token(cluster)}
+            proc = subprocess.run([sys.executable, "-m", "fabric_hpc.cli.main", "slurm", "report", "--topology",
+                                   str(topo), "--out", str(tmp_path / f"{backend}.html"), "--json", *extra],
+                                  env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+            assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+            data = json.loads(proc.stdout)
+            for key in ("html", "html_bytes", "generated"):
+                data.pop(key)
+            for p in data["pending"]:
+                p.pop("waiting_s")
+            out[backend] = data
+        assert out["cli"] == out["rest"]
+        assert [(r["job"], r["hosts"], r["gpus"]) for r in out["cli"]["running"]] == [(str(run), ["n5"], 2)]
+        assert [(p["job"], p["slurm_reason"]) for p in out["cli"]["pending"]] == [(str(held), "JobHeldUser")]
+    finally:
+        cluster.run(["scancel", str(run), str(held)], check=False)
