@@ -180,7 +180,9 @@ def test_cli_and_rest_backends_give_the_same_report(request, tmp_path):
         cluster.wait_job(run, ("RUNNING",), timeout=30)
         out = {}
         for backend in ("cli", "rest"):
-            extra = ["--backend", "rest", "--rest-url", request.getfixturevalue("restd").url] if backend == "rest" else []
+            extra = []
+            if backend == "rest":
+                extra = ["--backend", "rest", "--rest-url", request.getfixturevalue("restd").url]
             env = {**cluster.env, "PYTHONPATH": str(REPO), "SLURM_JWT": token(cluster)}
             proc = subprocess.run([sys.executable, "-m", "fabric_hpc.cli.main", "slurm", "report", "--topology",
                                    str(topo), "--out", str(tmp_path / f"{backend}.html"), "--json", *extra],
