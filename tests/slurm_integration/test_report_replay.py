@@ -19,6 +19,7 @@ from fabric_hpc.slurm.contract import Node
 from fabric_hpc.slurm.replay import ReplayClient
 from fabric_hpc.topology import build, generators
 from tests.slurm_integration.test_agent_replay import HERE, VERSIONS, recorded
+from tests.topology.test_report_browser import driver  # noqa: F401 (fixture)
 
 NOW = 1796313800.0  # a minute after both recordings
 
@@ -164,3 +165,41 @@ def test_watch_rewrites_until_stopped_and_survives_errors(fab, tmp_path):
 
     assert report.watch(once, 0.01, on_error=errors.append, stop=stop, signals=False) == 4
     assert [e.message for e in errors] == ["slurmctld is down"]
+
+
+@pytest.mark.browser
+def test_page_job_focus_from_both_tables(fab, tmp_path, driver):  # noqa: F811
+    """Clicking a running job (cluster table or sidebar) dims every other GPU; a hostile job name is text."""
+    from fabric_hpc.slurm.contract import Job
+    from tests.topology.test_report_browser import _open
+
+    nodes = [Node(name=h, state="mixed", gpus=8) for h in fab.hosts]
+    jobs = [Job(job_id=11, name="<img src=x onerror=alert(1)></script>", state="RUNNING", node_list=("n1", "n2"),
+                gpus={"n1": (0, 1), "n2": (0, 1)}),
+            Job(job_id=12, name="b", state="RUNNING", node_list=("n5",), gpus={"n5": (3,)})]
+    out = tmp_path / "c.html"
+    report.write(ReplayClientFor(nodes, jobs), fab, out, now=NOW)
+    assert _open(driver, out) == []
+    row = driver.find_element("css selector", '#running-jobs tr.run-row[data-job="11"]')
+    assert "<img src=x onerror=alert(1)></script>" in row.text
+    row.click()
+    lit = driver.find_elements("css selector", ".gpu:not(.dim)")
+    assert len(lit) == 4 and "focus" in row.get_attribute("class")
+    driver.find_element("css selector", '#jobs tr.job-row[data-job="12"]').click()
+    assert len(driver.find_elements("css selector", ".gpu:not(.dim)")) == 1
+    assert "focus" not in driver.find_element("css selector", '#running-jobs tr[data-job="11"]').get_attribute("class")
+    assert "focus" in driver.find_element("css selector", '#running-jobs tr[data-job="12"]').get_attribute("class")
+
+
+class ReplayClientFor(ReplayClient):
+    """A client answering with given records (the page test needs no JSON shapes)."""
+
+    def __init__(self, nodes, jobs):
+        super().__init__("{}", "{}")
+        self._n, self._j = nodes, jobs
+
+    def nodes(self):
+        return self._n
+
+    def jobs(self):
+        return self._j

@@ -329,7 +329,7 @@
     var row = ev.target.closest("tr.job-row");
     if (!row) return;
     focus = focus === +row.dataset.code ? -1 : +row.dataset.code;
-    renderJobs(); renderTree();
+    renderJobs(); renderTree(); syncRunRows();
   });
   function setAll(value) { G.forEach(function (_, i) { open[i] = value; }); D.roots.forEach(function (r) { open[r] = true; }); renderTree(); }
   document.getElementById("expand-all").addEventListener("click", function () { setAll(true); });
@@ -420,9 +420,11 @@
     var row = ev.target.closest("tr.run-row");
     if (!row || +row.dataset.code < 2) return;
     focus = focus === +row.dataset.code ? -1 : +row.dataset.code;
-    renderJobs(); renderTree();
-    document.querySelectorAll("#cluster tr.run-row").forEach(function (r) { r.classList.toggle("focus", +r.dataset.code === focus); });
+    renderJobs(); renderTree(); syncRunRows();
   });
+  function syncRunRows() {
+    document.querySelectorAll("#cluster tr.run-row").forEach(function (r) { r.classList.toggle("focus", +r.dataset.code === focus); });
+  }
 
   renderHeader(); renderLegend(); renderJobs(); initialOpen(); renderTree();
   if (D.cluster) renderCluster();
