@@ -214,7 +214,8 @@ def _asset(name: str) -> str:
 
 def render_html(data: dict[str, Any]) -> str:
     """Fill the page template with the inline style, script and data."""
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    # "<" only occurs inside JSON strings: as \u003c no "</script" or "<!--" can end or confuse the block
+    payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
     page = _asset("report.html")
     for key, value in (("__TITLE__", html.escape(data["title"])), ("/*__CSS__*/", _asset("report.css")),
                        ("/*__JS__*/", _asset("report.js")), ("__DATA__", payload)):
