@@ -159,7 +159,11 @@ def build(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float, agent:
         warnings.append(f"the fabric model has {len(missing)} host(s) Slurm does not know (drawn as down): "
                         f"{_names(missing)}")
     _agent_warnings(agent, warnings)
-    running = [_running(fab, state, j, held[j.job_id], agent) for j in active if held[j.job_id]]
+    for j in active:
+        if j.gpus_per_node and not j.gpus and j.node_list:
+            warnings.append(f"job {j.job_id} asked for {j.gpus_per_node} GPU(s) per node but Slurm reported no GPU "
+                            "indices for it (listed without GPUs)")
+    running = [_running(fab, state, j, held[j.job_id], agent) for j in active if held[j.job_id] or j.node_list]
     pending = [_pending(j, agent, now) for j in sorted(jobs, key=lambda j: j.job_id) if j.pending]
     data = {"generated": _when(now), "generated_ts": round(now, 3), "backend": backend,
             "slurm_nodes": len(nodes), "agent_log": agent is not None,
@@ -230,8 +234,11 @@ def _agent_warnings(agent: AgentLog | None, warnings: list[str]) -> None:
 
 def _running(fab: Fabric, state: ClusterState, job: Job, gpus: list[int], agent: AgentLog | None) -> dict[str, Any]:
     idx = fab.index
-    hosts = sorted({fab.hosts[h] for h in idx.gpu_host[gpus].tolist()}, key=fab.host_pos.__getitem__)
-    spans, bounds = domain_bounds(fab, np.array(gpus, np.int64))
+    if gpus:
+        hosts = sorted({fab.hosts[h] for h in idx.gpu_host[gpus].tolist()}, key=fab.host_pos.__getitem__)
+        spans, bounds = domain_bounds(fab, np.array(gpus, np.int64))
+    else:  # a job without GPUs (or whose indices Slurm did not report): where it runs, nothing more
+        hosts, spans, bounds = [h for h in job.node_list if h in fab.host_pos], {}, {}
     _, tier = split_options(job)
     decision = None
     if agent is not None and job.job_id in agent.placed:
@@ -241,7 +248,7 @@ def _running(fab: Fabric, state: ClusterState, job: Job, gpus: list[int], agent:
             "tier": tier, "state": job.state, "fabric": job.fabric_marked, "hosts": hosts,
             "hostlist": compress(hosts), "gpus": len(gpus), "spans": spans, "min_spans": bounds,
             "spread": len(hosts) > 1 and any(spans[k] > bounds[k] for k in bounds),
-            "cost": modelled_cost(fab, state, str(job.job_id), gpus),
+            "cost": modelled_cost(fab, state, str(job.job_id), gpus) if gpus else None,
             "started": _when(job.start_time) if job.start_time else None, "decision": decision}
 
 

@@ -80,7 +80,7 @@ def health(fab: Fabric, state: ClusterState, running: list[dict[str, Any]],
             usable |= ok
     free_total = int(free.sum())
     stranded = int(host_free[~usable].sum()) if gangs else 0
-    multi = [r for r in running if len(r["hosts"]) > 1]
+    multi = [r for r in running if len(r["hosts"]) > 1 and r["gpus"]]
     spread = sum(1 for r in multi if r["spread"])
     return {"free_gpus": free_total, "waiting_gangs": len(gangs),
             "waiting_gpus": sum(p["nodes"] * p["gpus_per_node"] for p in gangs),

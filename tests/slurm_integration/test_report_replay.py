@@ -118,6 +118,21 @@ def test_jobs_on_gpus_the_model_lacks_are_warnings(fab):
     assert [rep.occupancy[f"n1/gpu{i}"] for i in range(4)] == ["7", "8", "slurm:unattributed", "free"]
 
 
+def test_running_jobs_without_gpu_indices_are_listed(fab):
+    from fabric_hpc.slurm.contract import Job
+
+    nodes = [Node(name=h, state="mixed", gpus=8) for h in fab.hosts]
+    jobs = [Job(job_id=21, name="cpu", state="RUNNING", node_list=("n1", "n2")),
+            Job(job_id=22, name="nodetail", state="RUNNING", gpus_per_node=2, node_list=("n3",))]
+    rep = report.build(fab, nodes, jobs, now=NOW)
+    run = {r["job"]: r for r in rep.data["running"]}
+    assert run["21"]["hosts"] == ["n1", "n2"] and run["21"]["gpus"] == 0 and run["21"]["cost"] is None
+    assert run["22"]["hosts"] == ["n3"] and not run["22"]["spread"]
+    assert rep.data["warnings"] == ["job 22 asked for 2 GPU(s) per node but Slurm reported no GPU indices for it "
+                                    "(listed without GPUs)"]
+    assert rep.data["health"]["multi_host_gangs"] == 0 and set(rep.occupancy.values()) == {"free"}
+
+
 def test_draining_node_keeps_its_jobs_colour(fab):
     from fabric_hpc.slurm.contract import Job
 
