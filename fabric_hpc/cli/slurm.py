@@ -110,3 +110,35 @@ def topo_files(topology: str, topo_dir: str, hosts: tuple[str, ...], as_json: bo
     render(as_json, {"dir": topo_dir, "files": paths}, lambda con: con.print(
         f"{len(paths)} topology file(s) in {topo_dir}" + ("" if os.geteuid() == 0 else
         " (not root: only jobs of this user will trust them)")))
+
+
+@group.command("report")
+@click.option("--topology", "topology", required=True, help="Fabric model of the cluster (YAML or generator).")
+@click.option("--out", "out_html", default="cluster.html", show_default=True, help="HTML file to write.")
+@click.option("--png", default=None, help="Also write a static PNG.")
+@click.option("--state-dir", default=None, help="The agent's state directory: its audit log says who placed what.")
+@click.option("--title", default=None)
+@click.option("--watch", "watch_s", type=click.FloatRange(min=1.0), default=None,
+              help="Rewrite the files every SECONDS (atomically) until SIGINT/SIGTERM.")
+@_backend
+@_rest_url
+@json_option
+def report(topology: str, out_html: str, png: str | None, state_dir: str | None, title: str | None,
+           watch_s: float | None, backend: str, rest_url: str | None, as_json: bool) -> None:
+    """The topology report of the live cluster: where every job runs on the fabric, and why."""
+    from fabric_hpc.cli.output import console
+    from fabric_hpc.slurm import report as rep
+    from fabric_hpc.topology import open_fabric
+
+    fab, client = open_fabric(topology), _client(backend, rest_url)
+
+    def once() -> dict[str, Any]:
+        return rep.write(client, fab, out_html, png=png, state_dir=state_dir, title=title)
+
+    if watch_s is None:
+        out = once()
+        render(as_json, out, lambda con: con.print(rep.summary_line(out)))
+        return
+    once()  # the first page (or the error) before the loop: a wrong flag fails at once
+    err = console(stderr=True)
+    rep.watch(once, watch_s, on_error=lambda exc: err.print(f"error: {exc.message} (keeping the last page)"))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import colorsys
 import html
+import io
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -190,8 +191,11 @@ def _nvlink(fab: Fabric) -> tuple[list[dict[str, Any]], list[int]]:
 
 
 def report_data(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, JobStats],
-                title: str) -> dict[str, Any]:
-    """The JSON the page renders (compact: one small int per GPU, indices instead of names)."""
+                title: str, cluster: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON the page renders (compact: one small int per GPU, indices instead of names).
+
+    ``cluster``: the live-cluster section (:mod:`fabric_hpc.slurm.report`), shown below the fabric.
+    """
     types, host_type = _host_types(fab)
     groups, roots = _groups(fab)
     doms, host_nvl = _nvlink(fab)
@@ -201,7 +205,7 @@ def report_data(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str
             "hostNvl": host_nvl, "nvl": doms, "racks": racks if any(racks) else None,
             "groups": groups, "roots": roots, "state": codes.tolist(),
             "colors": {"free": FREE_COLOR, "down": DOWN_COLOR},
-            "jobs": [{"id": j, **asdict(stats[j])} for j in jobs]}
+            "jobs": [{"id": j, **asdict(stats[j])} for j in jobs], "cluster": cluster}
 
 
 def _asset(name: str) -> str:
@@ -210,7 +214,8 @@ def _asset(name: str) -> str:
 
 def render_html(data: dict[str, Any]) -> str:
     """Fill the page template with the inline style, script and data."""
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    # "<" only occurs inside JSON strings: as \u003c no "</script" or "<!--" can end or confuse the block
+    payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
     page = _asset("report.html")
     for key, value in (("__TITLE__", html.escape(data["title"])), ("/*__CSS__*/", _asset("report.css")),
                        ("/*__JS__*/", _asset("report.js")), ("__DATA__", payload)):
@@ -220,16 +225,18 @@ def render_html(data: dict[str, Any]) -> str:
 
 def write_report(fab: Fabric, out_html: str | Path, *, occupancy: dict[str, str] | None = None,
                  title: str | None = None, png: str | Path | None = None,
-                 svg: str | Path | None = None) -> ReportSummary:
+                 svg: str | Path | None = None, cluster: dict[str, Any] | None = None) -> ReportSummary:
     """Write the self-contained HTML report (and optionally a static PNG and/or SVG).
 
     ``occupancy`` maps GPU ids or host names to ``"free"``, ``"down"`` or a job id (None: all free).
+    ``cluster``: the live-cluster section of ``fabric slurm report``. Every file is written to a
+    temporary name and renamed, so a reader never sees a partial page or picture.
     Returns the counts the page shows. Raises ConfigError/NotFoundError for bad occupancy.
     """
     codes, jobs = state_codes(fab, occupancy)
     stats = _job_stats(fab, codes, jobs)
     title = title or f"Fabric {fab.name}"
-    page = render_html(report_data(fab, codes, jobs, stats, title))
+    page = render_html(report_data(fab, codes, jobs, stats, title, cluster))
     out = Path(out_html)
     _write(out, page.encode("utf-8"))
     if png is not None or svg is not None:
@@ -251,7 +258,7 @@ def _write(path: Path, blob: bytes) -> None:
         tmp.replace(path)
     except OSError as exc:
         raise ConfigError(f"cannot write report {path}: {exc.strerror or exc}",
-                          hint="choose a writable --out path") from exc
+                          hint="choose a writable path") from exc
 
 
 # -- static picture (matplotlib) ----------------------------------------------------------------
@@ -325,8 +332,9 @@ def write_static(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[st
     _static_titles(fig, fab, codes, jobs, stats, title, colors, Patch)
     for path, fmt in ((png, "png"), (svg, "svg")):
         if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path, format=fmt)
+            blob = io.BytesIO()
+            fig.savefig(blob, format=fmt)
+            _write(Path(path), blob.getvalue())
 
 
 def _host_ticks(fab: Fabric, heat: Any, row_hosts: list[list[str]]) -> None:

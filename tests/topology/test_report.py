@@ -84,10 +84,12 @@ def test_superpod_report_is_self_contained_and_counts_match(superpod4, tmp_path)
 def test_script_breaking_strings_are_escaped(tmp_path):
     fab = build(generators.leaf_spine(hosts=4, hosts_per_leaf=2))
     out = tmp_path / "r.html"
-    write_report(fab, out, occupancy={"n1": "</script><b>x"}, title="</script>")
+    write_report(fab, out, occupancy={"n1": "</script><b>x", "n2": "<!--<script>"}, title="</script>")
     page = out.read_text()
     assert page.count("</script>") == 2  # only the two real closing tags
-    assert "<\\/script><b>x" in page
+    assert "<!--" not in page.split('id="fabric-data">', 1)[1]  # would make the parser run past the block
+    data = json.loads(re.search(r'id="fabric-data">(.*?)</script>', page, re.S).group(1))
+    assert {j["id"] for j in data["jobs"]} == {"</script><b>x", "<!--<script>"}
 
 
 def test_empty_occupancy_is_all_free_and_fabric_without_network(tmp_path):

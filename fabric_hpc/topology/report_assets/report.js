@@ -329,7 +329,7 @@
     var row = ev.target.closest("tr.job-row");
     if (!row) return;
     focus = focus === +row.dataset.code ? -1 : +row.dataset.code;
-    renderJobs(); renderTree();
+    renderJobs(); renderTree(); syncRunRows();
   });
   function setAll(value) { G.forEach(function (_, i) { open[i] = value; }); D.roots.forEach(function (r) { open[r] = true; }); renderTree(); }
   document.getElementById("expand-all").addEventListener("click", function () { setAll(true); });
@@ -350,6 +350,83 @@
     document.getElementById("details").innerHTML = gpu >= 0 ? gpuInfo(gpu) : hostInfo(x);
   });
 
+  // -- live cluster (fabric slurm report) ------------------------------------------------------
+  function pct(x) { return (100 * x).toFixed(1) + "%"; }
+  function codeOf(id) { for (var i = 0; i < NJ; i++) if (D.jobs[i].id === id) return i + 2; return -1; }
+  function spanText(r) {
+    return Object.keys(r.min_spans).map(function (k) {
+      var over = r.spans[k] > r.min_spans[k];
+      return '<span' + (over ? ' class="spread"' : "") + ">" + esc(k) + " " + r.spans[k] + " (min " + r.min_spans[k] + ")</span>";
+    }).join("<br>");
+  }
+  function decisionText(d) {
+    if (!d) return '<span class="muted">–</span>';
+    return esc(d.solver) + (d.cost === null ? "" : ", cost " + d.cost.toFixed(2)) + "<br>" + esc(d.time) +
+      (d.same_hosts ? "" : '<br><span class="spread">Slurm ran it elsewhere</span>');
+  }
+  function table(id, heads, rows) {
+    return '<div class="scroll"><table id="' + id + '"><thead><tr>' + heads.map(function (h) { return "<th>" + h + "</th>"; }).join("") +
+      "</tr></thead><tbody>" + rows.join("") + "</tbody></table></div>";
+  }
+  function renderCluster() {
+    var C = D.cluster, el = document.getElementById("cluster"), h = C.health, out = [];
+    document.getElementById("subtitle").insertAdjacentHTML("afterend", '<div id="generated">made ' + esc(C.generated) +
+      " from Slurm" + (C.backend ? " (" + esc(C.backend) + ")" : "") + "</div>");
+    var cards = [["stranded", "free GPUs no waiting gang can use", fmt(h.stranded_gpus) + " / " + fmt(h.free_gpus)],
+      ["spread", "multi-host gangs spread beyond the minimum", h.spread_gangs + " / " + h.multi_host_gangs +
+        (h.multi_host_gangs ? " (" + pct(h.spread_share) + ")" : "")],
+      ["idle", "GPUs idle while gangs wait", fmt(h.idle_while_waiting)],
+      ["waiting", "waiting gangs (GPUs)", h.waiting_gangs + " (" + fmt(h.waiting_gpus) + ")"]];
+    out.push('<div class="panel"><h2>Cluster health</h2><div id="health">' + cards.map(function (c) {
+      return '<div class="card"><b id="health-' + c[0] + '">' + c[2] + "</b><span>" + c[1] + "</span></div>";
+    }).join("") + "</div></div>");
+    if (C.warnings.length) {
+      out.push('<div class="warn" id="warnings"><b>Warnings</b><ul>' + C.warnings.map(function (w) { return "<li>" + esc(w) + "</li>"; }).join("") + "</ul></div>");
+    }
+    var run = C.running.map(function (r) {
+      var code = codeOf(r.job);
+      return '<tr class="run-row' + (focus === code ? " focus" : "") + '" data-job="' + esc(r.job) + '" data-code="' + code +
+        '" data-color="' + (code >= 2 ? D.jobs[code - 2].color : "") + '"><td>' + (code >= 2 ? sq(code) : "") + esc(r.job) +
+        "</td><td>" + esc(r.name) + "</td><td>" + esc(r.user) + "</td><td>" + esc(r.tier) + (r.fabric ? " · fabric" : "") +
+        "</td><td>" + esc(r.hostlist) + "</td><td>" + r.gpus + "</td><td>" + spanText(r) + "</td><td>" +
+        (r.cost ? r.cost.total.toFixed(2) + " (" + r.cost.comm_ms.toFixed(2) + " ms)" : "–") + "</td><td>" +
+        decisionText(r.decision) + "</td></tr>";
+    });
+    out.push('<div class="panel"><h2>Running jobs (' + C.running.length + ")</h2>" + (run.length ? table("running-jobs",
+      ["job", "name", "user", "tier", "hosts", "GPUs", "domains spanned (min possible)", "modelled cost (all-reduce)",
+        C.agent_log ? "agent decision" : "agent decision (no --state-dir)"], run) +
+      '<p class="muted">Click a job to highlight its GPUs.</p>' : '<p class="muted">No running jobs.</p>') + "</div>");
+    var pend = C.pending.map(function (p) {
+      return '<tr class="pend-row" data-job="' + esc(p.job) + '"><td>' + esc(p.job) + "</td><td>" + esc(p.name) + "</td><td>" +
+        esc(p.user) + "</td><td>" + esc(p.tier) + (p.fabric ? " · fabric" : "") + "</td><td>" + p.nodes + " × " + p.gpus_per_node +
+        '</td><td class="slurm-reason" title="' + esc(p.slurm_reason_words) + '">' + esc(p.slurm_reason) + "</td><td>" +
+        (p.agent_reason ? esc(p.agent_reason) + ' <span class="muted">' + esc(p.agent_reason_time || "") + "</span>" :
+          p.pinned ? "pinned to " + esc(p.pinned) : '<span class="muted">–</span>') + "</td><td>" +
+        (p.waiting_s === null ? "–" : fmt(Math.round(p.waiting_s)) + " s") + "</td></tr>";
+    });
+    out.push('<div class="panel"><h2>Pending jobs (' + C.pending.length + ")</h2>" + (pend.length ? table("pending-jobs",
+      ["job", "name", "user", "tier", "nodes × GPUs", "Slurm's reason", "agent's reason", "waiting"], pend) :
+      '<p class="muted">Nothing pending.</p>') + "</div>");
+    if (C.nodes.length) {
+      out.push('<div class="panel"><h2>Nodes not usable (' + C.nodes.length + ")</h2>" + table("bad-nodes", ["node", "state", "flags"],
+        C.nodes.map(function (n) {
+          return '<tr data-node="' + esc(n.node) + '"><td>' + esc(n.node) + "</td><td>" + esc(n.state) + "</td><td>" + esc(n.flags.join(", ")) + "</td></tr>";
+        })) + "</div>");
+    }
+    el.innerHTML = out.join("");
+    el.hidden = false;
+  }
+  document.getElementById("cluster").addEventListener("click", function (ev) {
+    var row = ev.target.closest("tr.run-row");
+    if (!row || +row.dataset.code < 2) return;
+    focus = focus === +row.dataset.code ? -1 : +row.dataset.code;
+    renderJobs(); renderTree(); syncRunRows();
+  });
+  function syncRunRows() {
+    document.querySelectorAll("#cluster tr.run-row").forEach(function (r) { r.classList.toggle("focus", +r.dataset.code === focus); });
+  }
+
   renderHeader(); renderLegend(); renderJobs(); initialOpen(); renderTree();
+  if (D.cluster) renderCluster();
   document.body.dataset.ready = "1";
 })();
