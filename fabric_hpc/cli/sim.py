@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from fabric_hpc.cli.output import json_option, render, table
+from fabric_hpc.cli.params import FiniteFloat
 from fabric_hpc.errors import ConfigError
 
 
@@ -30,8 +31,9 @@ def group() -> None:
 @click.option("--backfill", type=click.Choice(["easy", "conservative", "none"]), default=None,
               help="fabric policy only: backfill mode (default easy).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Results directory.")
-@click.option("--time-scale", type=float, default=None, help="Multiply trace times (tiresias/openb/swf).")
-@click.option("--limit", type=int, default=None, help="Replay only the first N jobs.")
+@click.option("--time-scale", type=FiniteFloat(0, 1e6, lo_open=True), default=None,
+              help="Multiply trace times (tiresias/openb/swf).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Replay only the first N jobs.")
 @click.option("--no-topology-report", is_flag=True, help="Skip the topology report of the busiest moment.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @json_option
