@@ -17,6 +17,7 @@ from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError
 from fabric_hpc.checkpoint.format import (
     MANIFEST, VIEW_DTYPES, Manifest, TensorEntry, chunk_key, parse_manifest, stored_dtype,
 )
+from fabric_hpc.inputs import kind_of
 from fabric_hpc.checkpoint.tensors import as_tuple, empty_like_target, is_torch, split_region, target_view
 
 Region = tuple[tuple[int, int], ...]
@@ -106,7 +107,7 @@ class Checkpoint:
             except FileNotFoundError:
                 raise _corrupt(entry, index, "chunk file is missing") from None
             if not stat.S_ISREG(st.st_mode) or chunk is None or st.st_size != chunk.nbytes:
-                why = "not a regular file" if not stat.S_ISREG(st.st_mode) else \
+                why = f"is {kind_of(st.st_mode)}, not a regular file" if not stat.S_ISREG(st.st_mode) else \
                     "not in the manifest" if chunk is None else \
                     f"chunk file has {st.st_size} bytes, expected {chunk.nbytes}"
                 raise _corrupt(entry, index, why)
