@@ -206,9 +206,10 @@ def load_yaml(text: str, source: str, *, max_depth: int = MAX_DEPTH) -> tuple[An
     are refused (no alias bombs), duplicate keys are refused, nesting is at most ``max_depth``."""
     import yaml
 
-    loader = _yaml_loader()(text)
-    loader.source, loader.max_depth, loader.depth = source, max_depth, 0
+    loader = None
     try:
+        loader = _yaml_loader()(text)
+        loader.source, loader.max_depth, loader.depth = source, max_depth, 0
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except ConfigError as exc:
@@ -221,7 +222,8 @@ def load_yaml(text: str, source: str, *, max_depth: int = MAX_DEPTH) -> tuple[An
     except RecursionError:
         raise _too_deep(source, max_depth) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, node
 
 

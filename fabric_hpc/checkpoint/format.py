@@ -266,9 +266,9 @@ def _entry_problems(name: str, e: TensorEntry) -> list[str]:
     if e.path != name:
         out.append(f"{name}: path {e.path!r} differs from its name")
     if e.dtype not in NATIVE_DTYPES and e.dtype not in VIEW_DTYPES:
-        out.append(f"{name}: unknown dtype {e.dtype!r}")
-    elif stored_dtype(e.dtype).name != e.stored_dtype:
-        out.append(f"{name}: stored dtype {e.stored_dtype!r} does not match {e.dtype!r}")
+        return out + [f"{name}: unknown dtype {e.dtype!r}"]
+    if stored_dtype(e.dtype).name != e.stored_dtype:
+        return out + [f"{name}: stored dtype {e.stored_dtype!r} does not match {e.dtype!r}"]
     if len(e.shape) != len(e.chunk_shape) or len(e.shape) > MAX_NDIM or any(not 0 <= s <= MAX_DIM for s in e.shape) \
             or any(not 1 <= c <= max(1, s) for c, s in zip(e.chunk_shape, e.shape)):
         out.append(f"{name}: bad shape {e.shape} / chunk shape {e.chunk_shape} (at most {MAX_NDIM} "

@@ -55,7 +55,7 @@ class Request(StrictModel):
             problems.append("rail_aligned needs nodes × gpus_per_node")
         if (self.slices is None) != (self.slice_level is None):
             problems.append("slices and slice_level go together")
-        if self.slices is not None and self.units % self.slices:
+        if self.slices is not None and (self.nodes is None) != (self.gpus is None) and self.units % self.slices:
             problems.append(f"{self.units} {'hosts' if self.nodes else 'GPUs'} do not split into "
                             f"{self.slices} equal slices")
         if problems:
