@@ -298,3 +298,12 @@ def test_ckpt_list_bad_root(target, tmp_path, capsys):
     root = _write(tmp_path / "f", "x") if target == "file" else tmp_path / "missing"
     code, _ = run_cli(["ckpt", "list", str(root)], capsys, cwd=tmp_path)
     assert code == 3
+
+
+@pytest.mark.parametrize("what", ["not-utf8", "directory", "fifo", "huge-field"])
+def test_topology_import_bad_file(what, tmp_path, capsys):
+    path = tmp_path / "n.csv"
+    {"not-utf8": lambda: _write(path, b"sn,cpu_milli,memory_mib,gpu,model\n\xff,1,1,1,x\n"),
+     "directory": lambda: path.mkdir(), "fifo": lambda: _fifo(path),
+     "huge-field": lambda: _write(path, "sn,cpu_milli,memory_mib,gpu,model\n\"" + "x" * 200_000 + "\",1,1,1,x\n")}[what]()
+    run_cli(["topology", "import", str(path)], capsys, cwd=tmp_path)

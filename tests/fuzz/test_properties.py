@@ -169,3 +169,17 @@ def test_checkpoint_directory(capsys, mutation, victim):
         path.write_bytes(_mutate(path.read_bytes(), mutation))
         return ["ckpt", "restore", str(t / "ck"), "--to-world-size", "2", "--out", str(t / "out")]
     _check(argv, capsys, allowed_new=("out",))
+
+
+NODE_LISTS = {name: (REPO / "data/topologies" / name).read_bytes()[:600]
+              for name in ("alibaba_openb_node_list_gpu_node.csv", "alibaba_spot2026_node_info.csv",
+                           "alibaba_lingjun2023_topo.csv")}
+
+
+@FUZZ
+@given(ops, st.sampled_from(sorted(NODE_LISTS)))
+def test_topology_import_csv(capsys, mutation, name):
+    def argv(t: Path) -> list[str]:
+        (t / "n.csv").write_bytes(_mutate(NODE_LISTS[name], mutation))
+        return ["topology", "import", str(t / "n.csv"), "-o", str(t / "out.yaml")]
+    _check(argv, capsys, allowed_new=("out",))
