@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from google_crc32c import _crc32c  # C extension: accepts ndarrays, releases the GIL >= 1 MB
 
-from fabric_hpc.checkpoint.errors import CheckpointIOError
+from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointIOError
 
 BLOCK = 64 << 20  # bytes per read; 16 MiB per write() (then writeback is started on it)
 WRITE_BLOCK = 16 << 20
@@ -224,7 +224,10 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _io_error(what: str, path: Path, exc: OSError) -> CheckpointIOError:
+def _io_error(what: str, path: Path, exc: OSError) -> CheckpointIOError | CheckpointError:
+    if exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.ENOENT, errno.ELOOP, errno.ENAMETOOLONG):
+        return CheckpointError(f"cannot {what} {path}: {exc.strerror}",
+                               hint="check the path: a part of it is missing or is a file")
     hint = {errno.ENOSPC: "free disk space or prune old checkpoints (`fabric ckpt prune`)",
             errno.EACCES: "check the directory's owner and permissions",
             errno.EEXIST: "another save uses the same temporary name; retry"}.get(exc.errno or 0)

@@ -46,7 +46,8 @@ def list_checkpoints(root: Path) -> list[CheckpointRef]:
     """Committed checkpoints under ``root``, oldest first (temporary and trash dirs ignored)."""
     root = Path(root)
     if not root.is_dir():
-        what = "is a file, not a directory" if root.exists() else "does not exist"
+        from fabric_hpc.inputs import kind_of
+        what = f"is {kind_of(root.stat().st_mode)}, not a directory" if root.exists() else "does not exist"
         raise CheckpointNotFoundError(f"no checkpoint directory at {root} ({what})",
                                       hint="check the path; checkpoints are saved with `save(DIR, ...)`")
     refs = []

@@ -226,6 +226,11 @@ def write_report(fab: Fabric, out_html: str | Path, *, occupancy: dict[str, str]
     ``occupancy`` maps GPU ids or host names to ``"free"``, ``"down"`` or a job id (None: all free).
     Returns the counts the page shows. Raises ConfigError/NotFoundError for bad occupancy.
     """
+    from fabric_hpc.inputs import output_path
+
+    for target in (out_html, png, svg):  # checked before any work: nothing is created on a typo
+        if target is not None:
+            output_path(target, what="report file")
     codes, jobs = state_codes(fab, occupancy)
     stats = _job_stats(fab, codes, jobs)
     title = title or f"Fabric {fab.name}"
