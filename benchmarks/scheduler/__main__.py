@@ -182,7 +182,9 @@ def render_comps(comps: list[dict], quick: bool, *, walls: bool) -> str:
                   "| metric | " + " | ".join(n if n != "slurm" else "slurm-like" for n in names) + " |",
                   "|---|" + "---|" * len(names)]
         for key, label, scale in rows:
-            lines.append(f"| {label} | " + " | ".join(f"{pol[n][key] * scale:.3g}" for n in names) + " |")
+            lines.append(f"| {label} | " + " | ".join(
+                str(pol[n][key]) if isinstance(pol[n][key], int) else f"{pol[n][key] * scale:.3g}"
+                for n in names) + " |")
         lines += ["", f"Targets: mean JCT ≥ 20 % lower: {v['jct_reduction']:+.1%} → {_yn(v['jct_ok'])}; "
                   f"p99 queueing delay lower: ×{v['p99_wait_ratio']:.2f} → {_yn(v['p99_ok'])}; "
                   f"domains spanned ≥ 1.5× lower ({s['domain_level']} level): "
@@ -209,14 +211,7 @@ def main() -> None:
     comps = compare_all(q)
     if not a.policies_only:
         speed, full = speed_all(q, a)
-    body = render_comps(comps, q, walls=not a.policies_only) + "\n\n" + notes(None, comps)
-    body += ("\n\nJCT and bounded slowdown count only jobs that completed their work; jobs ended at their "
-             "walltime are counted on their own, jobs that can never fit the fabric as rejected; bounded "
-             "slowdown divides by the unstretched run time (docs/scheduler.md). Each slurm/fabric pair replays "
-             "the same jobs in one process. Policies: docs/scheduler.md.")
-    if a.policies_only:
-        body += (" This run shared the 2-core machine with other jobs, so it reports no wall times; the "
-                 "simulator's speed is in the section above.")
+    body = comparison_body(comps, q, a.policies_only)
     print(body)
     if a.json:
         a.json.write_text(json.dumps({"speed": speed, "full": full, "compare": comps}, indent=1, default=str))
@@ -230,6 +225,18 @@ def main() -> None:
         write_section("Scheduler and simulator", speed_body, command="python -m benchmarks.scheduler" + flags)
     write_section("Scheduler policy comparison", body,
                   command="python -m benchmarks.scheduler" + (" --policies-only" if a.policies_only else flags))
+
+
+def comparison_body(comps: list[dict], q: bool, policies_only: bool) -> str:
+    body = render_comps(comps, q, walls=not policies_only) + "\n\n" + notes(None, comps)
+    body += ("\n\nJCT and bounded slowdown count only jobs that completed their work; jobs ended at their "
+             "walltime are counted on their own, jobs that can never fit the fabric as rejected; bounded "
+             "slowdown divides by the unstretched run time (docs/scheduler.md). Each slurm/fabric pair replays "
+             "the same jobs in one process. Policies: docs/scheduler.md.")
+    if policies_only:
+        body += (" This run shared the 2-core machine with other jobs, so it reports no wall times; the "
+                 "simulator's speed is in the section above.")
+    return body
 
 
 def speed_all(q: bool, a: argparse.Namespace) -> tuple[list[dict], dict | None]:
