@@ -185,3 +185,18 @@ def test_topology_import_csv(capsys, mutation, name):
         (t / "n.csv").write_bytes(_mutate(NODE_LISTS[name], mutation))
         return ["topology", "import", str(t / "n.csv"), "-o", str(t / "out.yaml")]
     _check(argv, capsys, allowed_new=("out",))
+
+
+@FUZZ
+@given(json_values, st.sampled_from(["infer-status", "infer-merge"]))
+def test_inference_journal(capsys, doc, command):
+    def argv(t: Path) -> list[str]:
+        out = t / "o"
+        (out / "journal").mkdir(parents=True)
+        (out / "chunks").mkdir()
+        (out / "run.json").write_text(json.dumps({"input": str(t / "in.jsonl"), "limits": {},
+                                                  "engine_config": {"engine": "simulated"}}))
+        (t / "in.jsonl").write_text('{"id": "a", "prompt": "x"}\n')
+        (out / "journal" / "rank-0.jsonl").write_text(json.dumps(doc) + "\n")
+        return ["infer", command.split("-")[1], str(out)]
+    _check(argv, capsys)
