@@ -307,3 +307,31 @@ def test_topology_import_bad_file(what, tmp_path, capsys):
      "directory": lambda: path.mkdir(), "fifo": lambda: _fifo(path),
      "huge-field": lambda: _write(path, "sn,cpu_milli,memory_mib,gpu,model\n\"" + "x" * 200_000 + "\",1,1,1,x\n")}[what]()
     run_cli(["topology", "import", str(path)], capsys, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("url", ["unix:/run/slurmrestd.sock", "http://127.0.0.1:6820", "https://restd.example"])
+def test_rest_url_accepts_good_addresses(url):
+    from fabric_hpc.slurm.client import check_rest_url
+
+    check_rest_url(url)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999", "http://h:0", "unix:", "ftp://h", "http://:80", "h:x"])
+def test_rest_url_refuses_bad_addresses(url):
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.slurm.client import check_rest_url
+
+    with pytest.raises(ConfigError):
+        check_rest_url(url)
+
+
+def test_hostlist_budget_counts_before_expanding():
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.hostlist import count, expand
+
+    assert count("a[1-1000000]b[1-1000000]") == 10**12
+    with pytest.raises(ConfigError, match="names"):
+        expand("a[1-1000000]b[1-1000000]")
+    assert len(expand("n[1-5]", budget=5)) == 5
+    with pytest.raises(ConfigError, match="more than 4"):
+        expand("n[1-5]", budget=4)
