@@ -115,21 +115,24 @@ class JsonLinesWriter:
 
 def read_json_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read a JSON-lines file; a torn last line (crash mid-write) is ignored, others must parse."""
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.inputs import read_text
+
     events: list[dict[str, Any]] = []
-    text = Path(path).read_text(encoding="utf-8")
-    lines = text.split("\n")
+    lines = read_text(path, what="JSON-lines file").split("\n")
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
+            obj = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
             if i == len(lines) - 1:  # no trailing newline: torn final write
                 break
-            from fabric_hpc.errors import ConfigError
-
+            obj = None
+        if not isinstance(obj, dict):
             raise ConfigError(
                 f"{path}:{i + 1}: not a JSON object line",
                 hint="the file is damaged in the middle; restore it from a copy or remove the line",
             ) from None
+        events.append(obj)
     return events

@@ -14,6 +14,9 @@ from collections.abc import Iterable
 from fabric_hpc.errors import ConfigError
 
 _BRACKET = re.compile(r"\[([^\[\]]*)\]")
+#: Most names one expression may expand to (counted before expanding; a fat tree with k=64 has
+#: 65,536 hosts). Pass ``budget=`` to :func:`expand` to change it for one call.
+MAX_NAMES = 100_000
 _TAIL_NUMBER = re.compile(r"^(.*?)(\d+)$")
 
 
@@ -36,14 +39,19 @@ def _split_top_level(expr: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-def _expand_range(expr: str, body: str) -> list[str]:
-    out: list[str] = []
+def _number(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
+def _range_items(expr: str, body: str) -> list[tuple[int, int, int]]:
+    """``(first, last, zero-pad width)`` of each item of a bracket body."""
+    out = []
     for item in body.split(","):
         item = item.strip()
         if not item:
             raise ConfigError(f"host list {expr!r}: empty range item in [{body}]")
         lo, sep, hi = item.partition("-")
-        if not lo.isdigit() or (sep and not hi.isdigit()):
+        if not _number(lo) or (sep and not _number(hi)):
             raise ConfigError(
                 f"host list {expr!r}: range item {item!r} is not N or N-M",
                 hint="write ranges like n[1-4,7] or n[01-16]",
@@ -52,29 +60,64 @@ def _expand_range(expr: str, body: str) -> list[str]:
         a, b = int(lo), int(hi) if sep else int(lo)
         if b < a:
             raise ConfigError(f"host list {expr!r}: range {item!r} runs backwards")
-        if b - a > 1_000_000:
-            raise ConfigError(f"host list {expr!r}: range {item!r} is too large")
-        out.extend(str(n).zfill(width) for n in range(a, b + 1))
+        out.append((a, b, width))
     return out
+
+
+def _expand_range(expr: str, body: str) -> list[str]:
+    return [str(n).zfill(w) for a, b, w in _range_items(expr, body) for n in range(a, b + 1)]
+
+
+def _count(expr: str, part: str) -> int:
+    """How many names ``part`` expands to, without expanding it."""
+    total = 1
+    for body in _BRACKET.findall(part):
+        total *= sum(b - a + 1 for a, b, _ in _range_items(expr, body))
+    return total
+
+
+def _check_part(expr: str, part: str) -> None:
+    if any(ch.isspace() for ch in part):
+        raise ConfigError(f"host list {expr!r}: {part!r} contains white space",
+                          hint="host names have no spaces: write n[1-4] or n1,n2")
+    if part.startswith("["):
+        raise ConfigError(f"host list {expr!r}: {part!r} has no name before '['",
+                          hint="give a prefix, e.g. n[1-4] (not [1-4])")
+    if _BRACKET.sub("", part).count("[") or _BRACKET.sub("", part).count("]"):
+        raise ConfigError(f"host list {expr!r}: unbalanced or nested brackets in {part!r}")
 
 
 def _expand_one(expr: str, part: str) -> list[str]:
     match = _BRACKET.search(part)
     if match is None:
-        if "[" in part or "]" in part:
-            raise ConfigError(f"host list {expr!r}: unbalanced brackets in {part!r}")
         return [part]
     head, tail = part[: match.start()], part[match.end():]
     return [head + n + rest for n in _expand_range(expr, match.group(1)) for rest in _expand_one(expr, tail)]
 
 
-def expand(expr: str) -> list[str]:
-    """Expand a host-list expression into host names, in order, without duplicates."""
+def count(expr: str) -> int:
+    """How many names (with repeats) ``expr`` stands for, computed without expanding it."""
+    return sum(_count(expr, part) for part in _split_top_level(expr.strip()))
+
+
+def expand(expr: str, *, budget: int = MAX_NAMES) -> list[str]:
+    """Expand a host-list expression into host names, in order, without duplicates. The names are
+    counted first: more than ``budget`` is a ConfigError (nothing is expanded)."""
     if not isinstance(expr, str) or not expr.strip():
         raise ConfigError(f"host list {expr!r} is empty", hint="give names like n[1-4] or n1,n2")
+    parts = _split_top_level(expr.strip())
+    total = 0
+    for part in parts:
+        _check_part(expr, part)
+        total += _count(expr, part)
+        if total > budget:
+            shown = expr if len(expr) <= 80 else expr[:77] + "..."
+            raise ConfigError(f"host list {shown!r} stands for more than {budget:,} names",
+                              hint="list fewer hosts; a fabric has at most "
+                                   f"{MAX_NAMES:,} hosts per host-list expression")
     names: list[str] = []
     seen: set[str] = set()
-    for part in _split_top_level(expr.strip()):
+    for part in parts:
         for name in _expand_one(expr, part):
             if name not in seen:
                 seen.add(name)

@@ -21,9 +21,10 @@ Loc = tuple[str | int, ...]
 
 
 class StrictModel(BaseModel):
-    """Base for configuration: unknown keys and wrong types are errors; instances are frozen."""
+    """Base for configuration: unknown keys and wrong types are errors; instances are frozen;
+    NaN and ±infinity are refused in every float field (no configuration needs them)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:

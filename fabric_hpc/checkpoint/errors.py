@@ -13,8 +13,10 @@ class CheckpointNotFoundError(NotFoundError):
     """No (complete) checkpoint at the given directory or step."""
 
 
-class CheckpointCorruptError(ConfigError):
-    """A checkpoint failed verification; ``problems`` names every damaged part."""
+class CheckpointCorruptError(CheckpointError):
+    """A checkpoint failed verification; ``problems`` names every damaged part. A
+    :class:`CheckpointError`, so ``except CheckpointError`` (e.g. ``ckpt list``'s per-row handler)
+    catches damage too."""
 
     def __init__(self, message: str, *, problems: list[str] | None = None, hint: str | None = None):
         super().__init__(message, hint=hint)

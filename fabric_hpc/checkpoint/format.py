@@ -24,6 +24,11 @@ MANIFEST = "zarr.json"  # the manifest lives in the root group's attributes
 ATTR = "fabric_checkpoint"
 _PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
 
+#: Limits a manifest is checked against before anything is allocated for it.
+MAX_NDIM = 32
+MAX_DIM = 1 << 40
+MAX_CHUNKS = 10_000_000
+
 # numpy-native dtypes stored as themselves (zarr v3 core data types)
 NATIVE_DTYPES = (
     "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
@@ -231,7 +236,10 @@ def parse_manifest(raw: bytes, source: str) -> Manifest:
     """Parse and sanity-check a manifest; every problem becomes a CheckpointCorruptError."""
     from pydantic import ValidationError
     try:
-        doc = json.loads(raw)
+        try:
+            doc = json.loads(raw)
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
         if not isinstance(doc, dict) or doc.get("node_type") != "group" or ATTR not in doc.get("attributes", {}):
             raise ValueError(f"not a fabric checkpoint (root zarr.json has no {ATTR!r} attribute)")
         manifest = Manifest.model_validate(doc["attributes"][ATTR])
@@ -258,12 +266,16 @@ def _entry_problems(name: str, e: TensorEntry) -> list[str]:
     if e.path != name:
         out.append(f"{name}: path {e.path!r} differs from its name")
     if e.dtype not in NATIVE_DTYPES and e.dtype not in VIEW_DTYPES:
-        out.append(f"{name}: unknown dtype {e.dtype!r}")
-    elif stored_dtype(e.dtype).name != e.stored_dtype:
-        out.append(f"{name}: stored dtype {e.stored_dtype!r} does not match {e.dtype!r}")
-    if len(e.shape) != len(e.chunk_shape) or any(s < 0 for s in e.shape) \
-            or any(c < 1 for c in e.chunk_shape):
-        out.append(f"{name}: bad shape {e.shape} / chunk shape {e.chunk_shape}")
+        return out + [f"{name}: unknown dtype {e.dtype!r}"]
+    if stored_dtype(e.dtype).name != e.stored_dtype:
+        return out + [f"{name}: stored dtype {e.stored_dtype!r} does not match {e.dtype!r}"]
+    if len(e.shape) != len(e.chunk_shape) or len(e.shape) > MAX_NDIM or any(not 0 <= s <= MAX_DIM for s in e.shape) \
+            or any(not 1 <= c <= max(1, s) for c, s in zip(e.chunk_shape, e.shape)):
+        out.append(f"{name}: bad shape {e.shape} / chunk shape {e.chunk_shape} (at most {MAX_NDIM} "
+                   f"dimensions of at most {MAX_DIM:,}; each chunk dimension 1..that dimension)")
+        return out
+    if len(e.chunks) > MAX_CHUNKS or math.prod(grid_shape(e.shape, e.chunk_shape)) > MAX_CHUNKS:
+        out.append(f"{name}: more than {MAX_CHUNKS:,} chunks")
         return out
     if e.split is not None:
         out.extend(f"{name}: {p}" for p in e.split.problems(len(e.shape)))

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from google_crc32c import _crc32c  # C extension: accepts ndarrays, releases the GIL >= 1 MB
 
-from fabric_hpc.checkpoint.errors import CheckpointIOError
+from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointIOError
 
 BLOCK = 64 << 20  # bytes per read; 16 MiB per write() (then writeback is started on it)
 WRITE_BLOCK = 16 << 20
@@ -98,6 +98,59 @@ def _write_all(fd: int, block: np.ndarray) -> None:
         view = view[n:]
 
 
+class UnsafeFileError(OSError):
+    """A checkpoint file that is a symlink, FIFO, device or socket, or lies behind a symlinked
+    directory: never read (see :func:`open_in`)."""
+
+
+def open_in(step_dir: Path | str, rel: str) -> int:
+    """A read-only fd of the regular file ``step_dir/rel``, opened relative to ``step_dir`` one
+    component at a time with ``O_NOFOLLOW`` (a symlink anywhere below ``step_dir`` is refused,
+    so nothing outside the step directory is read) and ``O_NONBLOCK`` (a FIFO never blocks).
+    Raises FileNotFoundError for a missing file and :class:`UnsafeFileError` for anything else."""
+    import stat as st_
+
+    parts = rel.split("/")
+    dfd = os.open(step_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_NONBLOCK if last else os.O_DIRECTORY)
+            try:
+                fd = os.open(part, flags, dir_fd=dfd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENXIO):
+                    what = "/".join(parts[:i + 1])
+                    raise UnsafeFileError(exc.errno, f"{what} is a symlink or not a "
+                                          f"{'regular file' if last else 'directory'} (not followed)") from None
+                raise
+            if last:
+                break
+            os.close(dfd)
+            dfd = fd
+    finally:
+        os.close(dfd)
+    mode = os.fstat(fd).st_mode
+    if not st_.S_ISREG(mode):
+        os.close(fd)
+        from fabric_hpc.inputs import kind_of
+
+        raise UnsafeFileError(errno.EINVAL, f"{rel} is {kind_of(mode)}, not a regular file")
+    return fd
+
+
+def read_in(step_dir: Path | str, rel: str, limit: int) -> bytes:
+    """The bytes of ``step_dir/rel`` through :func:`open_in`, at most ``limit`` bytes."""
+    fd = open_in(step_dir, rel)
+    try:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise UnsafeFileError(errno.EFBIG, f"{rel} has {size:,} bytes, more than the limit of {limit:,}")
+        return os.pread(fd, size, 0)
+    finally:
+        os.close(fd)
+
+
 def read_into(fd: int, out: np.ndarray, offset: int) -> None:
     """Fill ``out`` (C-contiguous) from ``fd`` at ``offset``; a short file is an error."""
     view = memoryview(out.reshape(-1).view(np.uint8))
@@ -171,7 +224,10 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _io_error(what: str, path: Path, exc: OSError) -> CheckpointIOError:
+def _io_error(what: str, path: Path, exc: OSError) -> CheckpointIOError | CheckpointError:
+    if exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.ENOENT, errno.ELOOP, errno.ENAMETOOLONG):
+        return CheckpointError(f"cannot {what} {path}: {exc.strerror}",
+                               hint="check the path: a part of it is missing or is a file")
     hint = {errno.ENOSPC: "free disk space or prune old checkpoints (`fabric ckpt prune`)",
             errno.EACCES: "check the directory's owner and permissions",
             errno.EEXIST: "another save uses the same temporary name; retry"}.get(exc.errno or 0)

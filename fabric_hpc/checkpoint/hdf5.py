@@ -18,7 +18,7 @@ import numpy as np
 
 from fabric_hpc.checkpoint import fsio
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError
-from fabric_hpc.checkpoint.format import Manifest, check_name, stored_dtype
+from fabric_hpc.checkpoint.format import Manifest, _entry_problems, check_name, stored_dtype
 from fabric_hpc.checkpoint.reader import open_checkpoint
 from fabric_hpc.checkpoint.restore import entry_nbytes
 from fabric_hpc.checkpoint.tensors import HostArray
@@ -31,8 +31,9 @@ def export_h5(path: Path | str, h5_path: Path | str, *, step: int | None = None,
               progress: Callable[[int], None] | None = None) -> Path:
     """Write the checkpoint to ``h5_path`` (atomically: temp file, fsync, rename)."""
     import h5py
+    from fabric_hpc.inputs import output_path
     ckpt = open_checkpoint(path, step)
-    h5_path = Path(h5_path)
+    h5_path = output_path(h5_path, what="HDF5 file")
     tmp = h5_path.with_name(f".{h5_path.name}.tmp-{os.getpid()}")
     manifest = ckpt.manifest.model_dump(mode="json")
     try:
@@ -40,6 +41,7 @@ def export_h5(path: Path | str, h5_path: Path | str, *, step: int | None = None,
             f.attrs[ROOT_ATTR] = json.dumps(manifest)
             for name in ckpt.names:
                 entry = ckpt.entry(name)
+                ckpt.check_on_disk(entry)  # sizes on disk match before allocating
                 data = np.empty(entry.shape, stored_dtype(entry.dtype))
                 ckpt._read_region(entry, tuple((0, s) for s in entry.shape), data)
                 ds = f.create_dataset(name, data=data)
@@ -62,10 +64,17 @@ def export_h5(path: Path | str, h5_path: Path | str, *, step: int | None = None,
 def import_h5(h5_path: Path | str, root: Path | str, *, step: int | None = None) -> SaveResult:
     """Create a checkpoint under ``root`` from an exported ``.h5`` file."""
     import h5py
+    from fabric_hpc.inputs import check_path
     h5_path = Path(h5_path)
-    if not h5_path.is_file():
+    if not h5_path.exists():
         raise CheckpointNotFoundError(f"no HDF5 file at {h5_path}")
-    with h5py.File(h5_path, "r") as f:
+    check_path(h5_path, what="HDF5 file")
+    try:
+        f = h5py.File(h5_path, "r")
+    except OSError as exc:
+        raise CheckpointCorruptError(f"{h5_path} is not a readable HDF5 file ({str(exc)[:200]})",
+                                     hint="give a file written by `fabric ckpt export --h5`") from None
+    with f:
         if ROOT_ATTR not in f.attrs:
             raise CheckpointCorruptError(f"{h5_path} was not exported by fabric (no {ROOT_ATTR} attribute)",
                                          hint="export it with `fabric ckpt export --h5`")
@@ -73,8 +82,8 @@ def import_h5(h5_path: Path | str, root: Path | str, *, step: int | None = None)
         state, chunks, splits = {}, {}, {}
         for name, entry in manifest.tensors.items():
             check_name(name)
-            if name not in f:
-                raise CheckpointCorruptError(f"{h5_path}: dataset {name!r} is missing")
+            if name not in f or not isinstance(f[name], h5py.Dataset) or list(f[name].shape) != entry.shape:
+                raise CheckpointCorruptError(f"{h5_path}: dataset {name!r} is missing or not of shape {entry.shape}")
             data = f[name][()]
             data = np.asarray(data, dtype=stored_dtype(entry.dtype))
             state[name] = HostArray(data, entry.dtype)
@@ -90,10 +99,15 @@ def import_h5(h5_path: Path | str, root: Path | str, *, step: int | None = None)
 def _manifest(raw: str | bytes, h5_path: Path) -> Manifest:
     from pydantic import ValidationError
     try:
-        return Manifest.model_validate(json.loads(raw))
-    except (ValueError, ValidationError) as exc:
+        manifest = Manifest.model_validate(json.loads(raw))
+    except (ValueError, ValidationError, RecursionError, TypeError) as exc:
         raise CheckpointCorruptError(f"{h5_path}: the {ROOT_ATTR} attribute is not a valid manifest: "
                                      f"{str(exc)[:300]}") from None
+    problems = [p for name, e in manifest.tensors.items() for p in _entry_problems(name, e)]
+    if problems:
+        raise CheckpointCorruptError(f"{h5_path}: the manifest is inconsistent: " + "; ".join(problems[:5]),
+                                     problems=problems)
+    return manifest
 
 
 def _nest(flat: dict) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError
 from fabric_hpc.checkpoint.format import (
     MANIFEST, VIEW_DTYPES, Manifest, TensorEntry, chunk_key, parse_manifest, stored_dtype,
 )
+from fabric_hpc.inputs import kind_of
 from fabric_hpc.checkpoint.tensors import as_tuple, empty_like_target, is_torch, split_region, target_view
 
 Region = tuple[tuple[int, int], ...]
@@ -58,6 +60,7 @@ class Checkpoint:
         if len(region) != len(entry.shape) or any(
                 not 0 <= lo <= hi <= s for (lo, hi), s in zip(region, entry.shape)):
             raise CheckpointError(f"{name}: region {region} is outside shape {entry.shape}")
+        self.check_on_disk(entry, region)
         if out is None:
             want = dtype or entry.dtype
             out = empty_like_target(shape, want, torch_out=as_torch or want in VIEW_DTYPES)
@@ -87,6 +90,28 @@ class Checkpoint:
         region = split_region(tuple(entry.shape), dims, as_tuple(part), as_tuple(parts))
         return self.read(name, region=region, **kw)
 
+    def check_on_disk(self, entry: TensorEntry, region: Region | None = None) -> None:
+        """Before anything is allocated: every chunk the region needs is a regular file of the
+        size the manifest states (a manifest declaring a 4 TiB tensor over small files fails
+        here, not with a MemoryError)."""
+        region = region or tuple((0, s) for s in entry.shape)
+        if any(hi <= lo for lo, hi in region):
+            return
+        by_index = {tuple(c.index): c for c in entry.chunks}
+        ranges = [range(lo // c, math.ceil(hi / c)) for (lo, hi), c in zip(region, entry.chunk_shape)]
+        for index in _product(ranges):
+            chunk = by_index.get(tuple(index))
+            path = self.path / entry.path / chunk_key(list(index))
+            try:
+                st = os.stat(path, follow_symlinks=False)
+            except FileNotFoundError:
+                raise _corrupt(entry, index, "chunk file is missing") from None
+            if not stat.S_ISREG(st.st_mode) or chunk is None or st.st_size != chunk.nbytes:
+                why = f"is {kind_of(st.st_mode)}, not a regular file" if not stat.S_ISREG(st.st_mode) else \
+                    "not in the manifest" if chunk is None else \
+                    f"chunk file has {st.st_size} bytes, expected {chunk.nbytes}"
+                raise _corrupt(entry, index, why)
+
     def _read_region(self, entry: TensorEntry, region: Region, dest: np.ndarray) -> None:
         if dest.size == 0:
             return
@@ -98,11 +123,10 @@ class Checkpoint:
             inter = [(max(lo, i * c), min(hi, (i + 1) * c))
                      for (lo, hi), i, c in zip(region, index, chunks)]
             chunk = by_index.get(tuple(index))
-            path = self.path / entry.path / chunk_key(list(index))
             if chunk is None:
                 raise CheckpointCorruptError(f"{entry.path}: chunk {list(index)} is not in the manifest",
                                              problems=[f"{entry.path}/{chunk_key(list(index))}: missing"])
-            _read_chunk(path, chunk.nbytes, chunk.crc32c, entry, index, inter, region, dest, item)
+            _read_chunk(self.path, chunk.nbytes, chunk.crc32c, entry, index, inter, region, dest, item)
 
 
 def _product(ranges: list[range]) -> Iterable[tuple[int, ...]]:
@@ -113,14 +137,16 @@ def _product(ranges: list[range]) -> Iterable[tuple[int, ...]]:
         yield tuple(r[i] for r, i in zip(ranges, idx))
 
 
-def _read_chunk(path: Path, nbytes: int, crc: int, entry: TensorEntry, index: tuple[int, ...],
+def _read_chunk(step_dir: Path, nbytes: int, crc: int, entry: TensorEntry, index: tuple[int, ...],
                 inter: list[tuple[int, int]], region: Region, dest: np.ndarray, item: int) -> None:
     chunks = entry.chunk_shape
     origin = [i * c for i, c in zip(index, chunks)]
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = fsio.open_in(step_dir, f"{entry.path}/{chunk_key(list(index))}")
     except FileNotFoundError:
         raise _corrupt(entry, index, "chunk file is missing") from None
+    except fsio.UnsafeFileError as exc:
+        raise _corrupt(entry, index, exc.strerror) from None
     try:
         if os.fstat(fd).st_size != nbytes:
             raise _corrupt(entry, index, f"chunk file has {os.fstat(fd).st_size} bytes, expected {nbytes}")
@@ -196,9 +222,23 @@ def _cast_into(src: np.ndarray, src_dtype: str, out: Any, out_dtype: str) -> Non
 def open_checkpoint(path: Path | str, step: int | None = None) -> Checkpoint:
     """Open the checkpoint at ``path`` (a checkpoint dir, or a root: ``step`` or latest)."""
     ref = store.resolve(path, step)
+    return Checkpoint(ref, parse_manifest(read_manifest(ref.path), str(ref.path / MANIFEST)))
+
+
+#: Largest manifest read (a checkpoint of a million chunks has a manifest of about 100 MiB).
+MAX_MANIFEST_BYTES = 512 << 20
+
+
+def read_manifest(step_dir: Path) -> bytes:
+    """The raw manifest of a step directory (a regular file, never through a symlink)."""
     try:
-        raw = (ref.path / MANIFEST).read_bytes()
+        return fsio.read_in(step_dir, MANIFEST, MAX_MANIFEST_BYTES)
     except FileNotFoundError:
-        raise CheckpointNotFoundError(f"{ref.path} has no {MANIFEST} (pruned, or not a checkpoint)",
+        raise CheckpointNotFoundError(f"{step_dir} has no {MANIFEST} (pruned, or not a checkpoint)",
                                       hint="list checkpoints with `fabric ckpt list DIR`") from None
-    return Checkpoint(ref, parse_manifest(raw, str(ref.path / MANIFEST)))
+    except fsio.UnsafeFileError as exc:
+        raise CheckpointCorruptError(f"{step_dir}/{MANIFEST}: {exc.strerror}", problems=[f"{MANIFEST}: {exc.strerror}"],
+                                     hint="run `fabric ckpt verify` and restore an older step") from None
+    except NotADirectoryError:
+        raise CheckpointNotFoundError(f"{step_dir} is not a directory",
+                                      hint="give a checkpoint directory or a checkpoint root") from None

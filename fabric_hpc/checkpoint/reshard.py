@@ -30,6 +30,7 @@ def reshard(path: Path | str, out_root: Path | str, world_size: int, *, step: in
     with reading(ckpt.ref):
         for name in ckpt.names:
             entry = ckpt.entry(name)
+            ckpt.check_on_disk(entry)  # sizes on disk match before allocating
             data = np.empty(entry.shape, stored_dtype(entry.dtype))
             ckpt._read_region(entry, tuple((0, s) for s in entry.shape), data)
             state[name] = HostArray(data, entry.dtype)

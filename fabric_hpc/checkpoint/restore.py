@@ -16,7 +16,7 @@ from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError
 from fabric_hpc.checkpoint.format import (
     MANIFEST, TensorEntry, array_metadata, chunk_key, flatten, parse_manifest, unflatten,
 )
-from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint
+from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint, read_manifest
 from fabric_hpc.checkpoint.tensors import check_mesh
 from fabric_hpc.events import emit
 
@@ -144,16 +144,15 @@ def verify(path: Path | str, *, step: int | None = None, threads: int = 2,
     ref = store.resolve(path, step)
     report = VerifyReport(ref.path, ref.step)
     try:
-        manifest = parse_manifest((ref.path / MANIFEST).read_bytes(), str(ref.path / MANIFEST))
+        manifest = parse_manifest(read_manifest(ref.path), str(ref.path / MANIFEST))
     except CheckpointCorruptError as exc:
         report.problems.extend(exc.problems or [exc.message])
         return report
-    except FileNotFoundError:
+    except CheckpointNotFoundError:
         report.problems.append(f"{ref.path}: {MANIFEST} is missing")
         return report
     report.tensors = len(manifest.tensors)
-    if not (ref.path / "zarr.json").is_file():
-        report.problems.append("zarr.json (root group) is missing")
+    report.problems.extend(_special_entries(ref.path))
     tasks = []
     for name, entry in manifest.tensors.items():
         report.problems.extend(_check_array_meta(ref.path, name, entry))
@@ -162,7 +161,7 @@ def verify(path: Path | str, *, step: int | None = None, threads: int = 2,
 
     def check(task: tuple[str, int, int]) -> str | None:
         rel, nbytes, crc = task
-        problem = _check_file(ref.path / rel, nbytes, crc)
+        problem = _check_file(ref.path, rel, nbytes, crc)
         if progress:
             progress(nbytes)
         return f"{rel}: {problem}" if problem else None
@@ -177,11 +176,15 @@ def verify(path: Path | str, *, step: int | None = None, threads: int = 2,
 def _check_array_meta(root: Path, name: str, entry: Any) -> list[str]:
     import json
     try:
-        doc = json.loads((root / name / "zarr.json").read_bytes())
+        doc = json.loads(fsio.read_in(root, f"{name}/zarr.json", 1 << 20))
     except FileNotFoundError:
         return [f"{name}/zarr.json: missing"]
-    except ValueError:
+    except fsio.UnsafeFileError as exc:
+        return [exc.strerror]
+    except (ValueError, RecursionError):
         return [f"{name}/zarr.json: not valid JSON"]
+    if not isinstance(doc, dict):
+        return [f"{name}/zarr.json: not a JSON object"]
     want = array_metadata(entry)
     problems = [f"{name}/zarr.json: {k} is {doc.get(k)!r}, manifest says {want[k]!r}"
                 for k in ("shape", "data_type", "chunk_grid", "codecs") if doc.get(k) != want[k]]
@@ -191,11 +194,35 @@ def _check_array_meta(root: Path, name: str, entry: Any) -> list[str]:
     return problems
 
 
-def _check_file(path: Path, nbytes: int, crc: int) -> str | None:
+def _special_entries(step_dir: Path) -> list[str]:
+    """Symlinks, FIFOs, sockets and devices anywhere under the step directory (never followed)."""
+    import stat
+
+    from fabric_hpc.inputs import kind_of
+    problems, stack = [], [step_dir]
+    while stack:
+        d = stack.pop()
+        try:
+            entries = list(os.scandir(d))
+        except OSError as exc:
+            problems.append(f"{os.path.relpath(d, step_dir)}: cannot be listed ({exc.strerror})")
+            continue
+        for e in entries:
+            mode = e.stat(follow_symlinks=False).st_mode
+            if stat.S_ISDIR(mode):
+                stack.append(Path(e.path))
+            elif not stat.S_ISREG(mode):
+                problems.append(f"{os.path.relpath(e.path, step_dir)}: is {kind_of(mode)} (not followed)")
+    return sorted(problems)
+
+
+def _check_file(step_dir: Path, rel: str, nbytes: int, crc: int) -> str | None:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = fsio.open_in(step_dir, rel)
     except FileNotFoundError:
         return "missing"
+    except fsio.UnsafeFileError as exc:
+        return exc.strerror
     try:
         size = os.fstat(fd).st_size
         if size != nbytes:

@@ -77,17 +77,17 @@ def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False,
 def _tags(ref: store.CheckpointRef) -> list[str]:
     import json
     try:
-        doc = json.loads((ref.path / MANIFEST).read_bytes())
+        doc = json.loads(fsio.read_in(ref.path, MANIFEST, 512 << 20))
         return list(doc["attributes"][ATTR].get("tags") or [])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return []
 
 
 def remove_if_idle(root: Path, ref: store.CheckpointRef) -> bool:
     """Rename ``ref`` into the trash and delete it, unless a reader holds its manifest."""
     try:
-        fd = os.open(ref.path / MANIFEST, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+        fd = os.open(ref.path / MANIFEST, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:  # gone, or a symlink planted in its place: leave it to the admin
         return False
     try:
         try:

@@ -46,7 +46,9 @@ def list_checkpoints(root: Path) -> list[CheckpointRef]:
     """Committed checkpoints under ``root``, oldest first (temporary and trash dirs ignored)."""
     root = Path(root)
     if not root.is_dir():
-        raise CheckpointNotFoundError(f"no checkpoint directory at {root}",
+        from fabric_hpc.inputs import kind_of
+        what = f"is {kind_of(root.stat().st_mode)}, not a directory" if root.exists() else "does not exist"
+        raise CheckpointNotFoundError(f"no checkpoint directory at {root} ({what})",
                                       hint="check the path; checkpoints are saved with `save(DIR, ...)`")
     refs = []
     for entry in os.scandir(root):
@@ -57,10 +59,13 @@ def list_checkpoints(root: Path) -> list[CheckpointRef]:
 
 
 def read_latest(root: Path) -> str | None:
+    """The step directory ``latest`` names, or None when it is missing or names anything but a
+    ``step-NNNNNNNNNN`` directory (a symlink, a FIFO or a path is never followed)."""
     try:
-        name = (Path(root) / LATEST).read_text().strip()
-    except FileNotFoundError:
+        raw = fsio.read_in(root, LATEST, 4096)
+    except (FileNotFoundError, NotADirectoryError, fsio.UnsafeFileError):
         return None
+    name = raw.decode("ascii", "replace").strip()
     return name if _STEP_DIR.match(name) else None
 
 
@@ -79,8 +84,9 @@ def resolve(path: Path | str, step: int | None = None) -> CheckpointRef:
         raise CheckpointNotFoundError(f"no checkpoint for step {step} in {path}",
                                       hint=f"steps present: {[r.step for r in refs][-10:]}")
     latest = read_latest(path)
-    if latest and (path / latest / MANIFEST).is_file():
-        return CheckpointRef(path / latest, int(latest[5:]))
+    for ref in refs:  # only a real step directory inside the root (list_checkpoints skips symlinks)
+        if ref.path.name == latest:
+            return ref
     if not refs:
         raise CheckpointNotFoundError(f"no committed checkpoint in {path}",
                                       hint="save one first, or point at the right directory")
@@ -131,10 +137,13 @@ def set_latest(root: Path, name: str) -> None:
 def reading(ref: CheckpointRef) -> Iterator[None]:
     """Hold a shared flock on the checkpoint's manifest while reading, so prune skips it."""
     try:
-        fd = os.open(ref.path / MANIFEST, os.O_RDONLY | os.O_CLOEXEC)
+        fd = fsio.open_in(ref.path, MANIFEST)
     except FileNotFoundError as exc:
         raise CheckpointNotFoundError(f"checkpoint {ref.path} disappeared (pruned?)",
                                       hint="restore the newest one again") from exc
+    except fsio.UnsafeFileError as exc:
+        from fabric_hpc.checkpoint.errors import CheckpointCorruptError
+        raise CheckpointCorruptError(f"{ref.path}: {exc.strerror}", problems=[exc.strerror]) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
         if not os.path.exists(ref.path / MANIFEST) or \

@@ -64,6 +64,7 @@ def status(state_dir: str, as_json: bool) -> None:
     """Is the agent running, when did it last cycle, what is waiting."""
     from fabric_hpc.slurm.agent import read_status
 
+    _check_state_files(state_dir)
     st = read_status(state_dir)
 
     def human(con) -> None:
@@ -74,3 +75,19 @@ def status(state_dir: str, as_json: bool) -> None:
         con.print(table("waiting jobs", ["job", "reason"], sorted(waiting.items())[:50]))
 
     render(as_json, st, human)
+
+
+def _check_state_files(state_dir: str) -> None:
+    """The agent's files are checked before they are read: regular files, JSON object, bounded."""
+    from pathlib import Path
+
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.inputs import check_path, read_bytes, read_json
+
+    d = check_path(state_dir, kind="dir", what="agent state directory")
+    if (d / "status.json").exists():
+        if not isinstance(read_json(d / "status.json", what="agent status file", limit=64 << 20), dict):
+            raise ConfigError(f"{d / 'status.json'}: not a JSON object",
+                              hint="the agent rewrites it every cycle; remove it and restart the agent")
+    if Path(d / "heartbeat").exists():
+        read_bytes(d / "heartbeat", what="agent heartbeat file", limit=64)

@@ -58,10 +58,10 @@ def list_cmd(directory: Path, as_json: bool) -> None:
                          "bytes": m.nbytes, "tags": m.tags})
         except CheckpointError as exc:
             rows.append({"step": ref.step, "path": str(ref.path), "latest": ref.path.name == latest,
-                         "error": exc.message})
+                         "damaged": True, "error": exc.message})
     render(as_json, rows, lambda c: c.print(table(
         f"checkpoints in {directory}", ["step", "latest", "created", "world", "tensors", "size", "tags"],
-        [(r["step"], "*" if r["latest"] else "", r.get("created_at", r.get("error")), r.get("world_size"),
+        [(r["step"], "*" if r["latest"] else "", r.get("created_at", f"DAMAGED: {r.get('error')}"), r.get("world_size"),
           r.get("tensors"), _size(r["bytes"]) if "bytes" in r else "", ",".join(r.get("tags", [])))
          for r in rows])))
 

@@ -95,11 +95,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FabricError as exc:
         click.echo(f"error: {exc}", err=True)
         code = exc.exit_code
+    except OSError as exc:  # a user path the command did not check itself: still one clear line
+        if isinstance(exc, BrokenPipeError):
+            return EXIT_FAILURE
+        from fabric_hpc.inputs import os_error
+
+        err = os_error(exc)
+        click.echo(f"error: {err}", err=True)
+        code = err.exit_code
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         code = 130
-    except BrokenPipeError:
-        code = EXIT_FAILURE
     else:
         code = result if isinstance(result, int) else 0
     return code

@@ -11,6 +11,7 @@ from __future__ import annotations
 import click
 
 from fabric_hpc.cli.output import json_option, render, table
+from fabric_hpc.cli.params import FiniteFloat
 from fabric_hpc.errors import ConfigError
 
 
@@ -21,8 +22,10 @@ from fabric_hpc.errors import ConfigError
 @click.option("--request", "-r", "request", help="e.g. 'nodes=4,gpus=8,within=leaf' (see docs/placement.md).")
 @click.option("--solver", type=click.Choice(["cpsat", "greedy", "slurm-tree", "slurm-block"]), default="cpsat",
               show_default=True)
-@click.option("--time-limit", type=float, default=1.0, show_default=True, help="CP-SAT time limit (s).")
-@click.option("--workers", type=int, default=1, show_default=True, help="CP-SAT workers (1 is deterministic).")
+@click.option("--time-limit", type=FiniteFloat(0, 3600, lo_open=True), default=1.0, show_default=True,
+              help="CP-SAT time limit (s), in (0, 3600].")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="CP-SAT workers (1 is deterministic).")
 @click.option("--commit", "commit_job", help="Allocate the placement to this job id in --state.")
 @json_option
 @click.pass_context

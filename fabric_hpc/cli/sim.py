@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from fabric_hpc.cli.output import json_option, render, table
+from fabric_hpc.cli.params import FiniteFloat
 from fabric_hpc.errors import ConfigError
 
 
@@ -30,25 +31,47 @@ def group() -> None:
 @click.option("--backfill", type=click.Choice(["easy", "conservative", "none"]), default=None,
               help="fabric policy only: backfill mode (default easy).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Results directory.")
-@click.option("--time-scale", type=float, default=None, help="Multiply trace times (tiresias/openb/swf).")
-@click.option("--limit", type=int, default=None, help="Replay only the first N jobs.")
+@click.option("--time-scale", type=FiniteFloat(0, 1e6, lo_open=True), default=None,
+              help="Multiply trace times (tiresias/openb/swf).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Replay only the first N jobs.")
+@click.option("--gpus-per-host", type=click.IntRange(1, 1024), default=None,
+              help="Host size the trace readers cut gangs into (default: the fabric's largest host).")
+@click.option("--strict", is_flag=True,
+              help="Refuse (exit 3) a workload with jobs that can never fit the fabric, instead of "
+                   "counting them as rejected.")
 @click.option("--no-topology-report", is_flag=True, help="Skip the topology report of the busiest moment.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @json_option
 def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None, backfill: str | None,
-            out_dir: str, time_scale: float | None, limit: int | None, no_topology_report: bool,
-            progress: bool, as_json: bool) -> None:
+            out_dir: str, time_scale: float | None, limit: int | None, gpus_per_host: int | None, strict: bool,
+            no_topology_report: bool, progress: bool, as_json: bool) -> None:
     """Replay a workload through one policy."""
+    import numpy as np
+
     from fabric_hpc.scheduler import make_policy
     from fabric_hpc.sim import Simulator, load_trace, write_results
+    from fabric_hpc.sim.engine import never_fits
     from fabric_hpc.topology import open_fabric
 
     fab = open_fabric(topology)
-    opts = {"time_scale": time_scale} if time_scale is not None else {}
+    sizes = np.bincount(fab.index.gpu_host, minlength=len(fab.hosts))
+    opts: dict = {"time_scale": time_scale} if time_scale is not None else {}
+    if not trace.startswith("synthetic"):
+        opts["gpus_per_host"] = gpus_per_host or max(int(sizes.max(initial=0)), 1)
+    elif gpus_per_host is not None:
+        raise ConfigError("--gpus-per-host applies to trace files; give synthetic:gpus_per_host=N instead")
     jobs = load_trace(trace, **opts)
     name = getattr(jobs, "name", trace)
     if limit is not None:
         jobs = list(jobs)[:limit]
+    misfits = [(j.id, r) for j in jobs if (r := never_fits(j, sizes, len(fab.gpus))) is not None]
+    if misfits:
+        msg = (f"{len(misfits)} of {len(jobs)} job(s) can never fit {fab.name} "
+               f"(e.g. {misfits[0][0]}: {misfits[0][1]})")
+        if strict:
+            raise ConfigError(msg, hint="use a larger fabric, --gpus-per-host matching the fabric, or drop "
+                                        "--strict to count them as rejected")
+        click.echo(f"note: {msg}; counted as rejected, not in JCT or slowdown", err=True)
     kwargs: dict = {}
     if placement:
         kwargs["placement"] = placement

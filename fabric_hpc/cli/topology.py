@@ -6,8 +6,6 @@ Every command that takes a fabric accepts a YAML path or a generator reference s
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from fabric_hpc.cli.output import json_option, render, table
@@ -27,9 +25,13 @@ def _write_or_print(text: str, out: str | None) -> None:
     if out is None or out == "-":
         click.echo(text, nl=False)
         return
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    from fabric_hpc.inputs import os_error, output_path
+
+    path = output_path(out, what="--out")
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise os_error(exc, "--out", path) from None
     click.echo(f"wrote {path}", err=True)
 
 

@@ -274,16 +274,16 @@ def load_engine_config(data: Mapping[str, Any] | str | os.PathLike[str], *,
     artefact in ``engine_dir`` (relative paths resolve against the config file's directory)."""
     source, base = "engine config", Path.cwd()
     if not isinstance(data, Mapping):
-        path = Path(data)
-        if not path.is_file():
-            raise NotFoundError(f"engine config {path} does not exist")
-        text = path.read_text(encoding="utf-8")
-        import yaml
+        from fabric_hpc.inputs import check_path, load_json, load_yaml, read_text
 
+        path = Path(data)
+        if not path.exists():
+            raise NotFoundError(f"engine config {path} does not exist")
+        text = read_text(check_path(path, what="engine config"), what="engine config", limit=1 << 20)
         try:
-            data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-        except (ValueError, yaml.YAMLError) as exc:
-            raise EngineConfigError(f"{path}: not valid {path.suffix[1:] or 'JSON'} ({exc})") from None
+            data = load_yaml(text, str(path))[0] if path.suffix in (".yaml", ".yml") else load_json(text, str(path))
+        except ConfigError as exc:
+            raise EngineConfigError(exc.message, hint=exc.hint) from None
         source, base = str(path), path.parent
     config = parse_model(EngineConfig, data, source=source,
                          hint="an engine config has exactly nine fields; see docs/inference.md")

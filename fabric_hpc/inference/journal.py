@@ -37,7 +37,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from fabric_hpc.errors import ExternalError, NotFoundError
+from fabric_hpc.errors import ConfigError, ExternalError, NotFoundError
 from fabric_hpc.events import JsonLinesWriter, emit, read_json_lines
 from fabric_hpc.inference.engine import EngineResult
 
@@ -91,7 +91,13 @@ def journal_records(out: Path) -> Iterator[dict[str, Any]]:
     if not jdir.is_dir():
         return
     for path in sorted(jdir.glob("rank-*.jsonl")):
-        yield from read_json_lines(path)
+        for n, rec in enumerate(read_json_lines(path), start=1):
+            chunk, ids = rec.get("chunk"), rec.get("ids")
+            if not isinstance(chunk, str) or "/" in chunk or chunk in ("", ".", "..") or not isinstance(ids, list) \
+                    or not all(isinstance(i, str) for i in ids):
+                raise ConfigError(f"{path}: record {n} is not a journal record (chunk name and list of ids)",
+                                  hint="the output directory is damaged; rerun into a new --output directory")
+            yield rec
 
 
 def committed_ids(out: str | os.PathLike[str]) -> set[str]:

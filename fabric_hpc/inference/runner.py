@@ -193,7 +193,15 @@ def _load_run(out: Path) -> dict[str, Any]:
     if not path.is_file():
         raise NotFoundError(f"{out} is not a fabric infer output directory (no run.json)",
                             hint="give the --output directory of `fabric infer run`")
-    return json.loads(path.read_text(encoding="utf-8"))
+    from fabric_hpc.inputs import read_json
+
+    doc = read_json(path, what="run file", limit=16 << 20)
+    need = {"input": str, "engine_config": dict, "limits": dict}
+    bad = [k for k, t in need.items() if not isinstance(doc, dict) or not isinstance(doc.get(k), t)]
+    if bad or not isinstance(doc["engine_config"].get("engine"), str):
+        raise ConfigError(f"{path}: not a fabric infer run file (bad or missing {', '.join(bad) or 'engine'})",
+                          hint="the output directory is damaged; rerun into a new --output directory")
+    return doc
 
 
 def job_status(output: str | os.PathLike[str]) -> dict[str, Any]:
@@ -225,7 +233,11 @@ def merge_job(output: str | os.PathLike[str], source: str | None = None) -> dict
     if source == "-":
         raise ConfigError("this run read stdin: merge needs the same input again",
                           hint="pass --input FILE with the lines that were piped in")
-    limits = EngineLimits(**run["limits"])
+    try:
+        limits = EngineLimits(**run["limits"])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{out}/run.json: bad limits ({exc})",
+                          hint="the output directory is damaged; rerun into a new --output directory") from None
     snap_path = out / SNAPSHOT
     if str(Path(source).resolve()) == run["input"] and snap_path.is_file():  # what the last attempt read
         lines = snapshot_lines(json.loads(snap_path.read_text(encoding="utf-8")))

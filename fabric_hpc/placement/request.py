@@ -55,7 +55,7 @@ class Request(StrictModel):
             problems.append("rail_aligned needs nodes × gpus_per_node")
         if (self.slices is None) != (self.slice_level is None):
             problems.append("slices and slice_level go together")
-        if self.slices is not None and self.units % self.slices:
+        if self.slices is not None and (self.nodes is None) != (self.gpus is None) and self.units % self.slices:
             problems.append(f"{self.units} {'hosts' if self.nodes else 'GPUs'} do not split into "
                             f"{self.slices} equal slices")
         if problems:
@@ -79,6 +79,9 @@ _BOOL = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": 
 _ALIASES = {"exclusive": "whole_hosts", "switches": "max_domains", "model": "gpu_model", "numa": "numa_local",
             "rail": "rail_aligned", "gpus-per-node": "gpus_per_node", "gpus_per_host": "gpus_per_node",
             "nodelist": "include", "w": "include", "x": "exclude", "constraint": "features"}
+#: ``gpus`` and ``gpus_per_node`` name one value in the string form (``nodes=2,gpus=8``).
+_REPEAT_GUARD = {"gpus": "gpus_per_node", "gpus_per_node": "gpus"}
+MAX_REQUEST_CHARS = 4096
 _INTS = ("nodes", "gpus_per_node", "gpus", "max_domains", "slices")
 _BOOLS = ("whole_hosts", "numa_local", "rail_aligned")
 
@@ -107,7 +110,11 @@ def parse_request(text: str | dict[str, Any], *, source: str = "--request") -> R
         return parse_model(Request, text, source=source)
     valid = sorted(set(Request.model_fields) | set(_ALIASES))
     data: dict[str, Any] = {}
+    seen: set[str] = set()
     problems = []
+    if len(text) > MAX_REQUEST_CHARS:
+        raise ConfigError(f"{source}: {len(text):,} characters, more than {MAX_REQUEST_CHARS:,}",
+                          hint="example: --request 'nodes=4,gpus=8,within=leaf'")
     for part in _split(text):
         key, sep, value = part.partition("=")
         key = _ALIASES.get(key.strip().lower(), key.strip().lower())
@@ -115,6 +122,10 @@ def parse_request(text: str | dict[str, Any], *, source: str = "--request") -> R
         if key not in Request.model_fields:
             problems.append(f"{source}: unknown key {key!r} (valid keys: {', '.join(valid)})")
             continue
+        if key in data or (key in _REPEAT_GUARD and _REPEAT_GUARD[key] in seen):
+            problems.append(f"{source}: {part.partition('=')[0].strip()!r} is given more than once")
+            continue
+        seen.add(key)
         try:
             data[key] = _convert(key, value if sep else None)
         except ValueError as exc:
@@ -137,7 +148,7 @@ def _convert(key: str, value: str | None) -> Any:
     if value is None or value == "":
         raise ValueError("needs a value (key=value)")
     if key in _INTS:
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit()) or len(value) > 12:
             raise ValueError(f"expected a positive whole number, got {value!r}")
         return int(value)
     if key == "features":

@@ -128,9 +128,16 @@ class ClusterState:
             raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)} (valid keys: down, jobs, version)")
         state = cls(fab)
         state.set_down(_down_names(data.get("down", []), source))
-        for job, spec in (data.get("jobs") or {}).items():
+        jobs = data.get("jobs") or {}
+        if not isinstance(jobs, dict):
+            raise ConfigError(f"{source}: 'jobs' must map job ids to {{\"gpus\": [...]}} or {{\"hosts\": \"...\"}}")
+        for job, spec in jobs.items():
             if not isinstance(spec, dict) or ("gpus" in spec) == ("hosts" in spec):
                 raise ConfigError(f"{source}: jobs.{job}: give exactly one of 'gpus' (GPU ids) or 'hosts'")
+            if "gpus" in spec and not (isinstance(spec["gpus"], list)
+                                       and all(isinstance(g, str) for g in spec["gpus"])):
+                raise ConfigError(f"{source}: jobs.{job}.gpus must be a list of GPU ids",
+                                  hint='e.g. "gpus": ["su01-h01/gpu0", "su01-h01/gpu1"]')
             gpus = spec["gpus"] if "gpus" in spec else [g for h in expand(spec["hosts"]) for g in state._gpus_of(h)]
             try:
                 state.allocate(job, gpus, **{k: v for k, v in spec.items() if k not in ("gpus", "hosts")})
@@ -140,21 +147,24 @@ class ClusterState:
 
     @classmethod
     def load(cls, fab: Fabric, path: str | os.PathLike[str]) -> ClusterState:
+        from fabric_hpc.inputs import read_json
+
         p = Path(path)
         if not p.exists():
             raise NotFoundError(f"no cluster state file {p}", hint="write one (see docs/placement.md) or omit --state")
-        try:
-            data = json.loads(p.read_text())
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{p}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-        return cls.from_dict(fab, data, source=str(p))
+        return cls.from_dict(fab, read_json(p, what="cluster state file"), source=str(p))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write atomically (temp file + rename)."""
-        p = Path(path)
+        from fabric_hpc.inputs import os_error, output_path
+
+        p = output_path(path, what="cluster state file")
         tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        os.replace(tmp, p)
+        try:
+            tmp.write_text(json.dumps(self.to_dict(), indent=1))
+            os.replace(tmp, p)
+        except OSError as exc:
+            raise os_error(exc, "cluster state file", p) from None
 
     # -- helpers ---------------------------------------------------------------------------
     def _num(self, job: str) -> int:

@@ -47,6 +47,7 @@ class JobRecord:
     hosts: int = 0
     backfilled: bool = False
     run_time: float = 0.0  # wall time spent running (all segments)
+    reason: str | None = None  # why a rejected job can never fit the fabric
 
 
 @dataclass
@@ -109,7 +110,8 @@ class Simulator:
         self.finished = 0
         self._saved: dict[str, float] = {}
         self.events = 0
-        capacity = int(np.bincount(fab.index.gpu_host, minlength=len(fab.hosts)).max(initial=0))
+        self._host_sizes = np.bincount(fab.index.gpu_host, minlength=len(fab.hosts))
+        capacity = int(self._host_sizes.max(initial=0))
         self._host_gpus = capacity
         #: The cluster state at the busiest moment of the replay (for the topology report).
         self.peak_state: ClusterState | None = None
@@ -150,6 +152,10 @@ class Simulator:
         return SimResult(self.policy.name, self.fab.name, len(self.fab.gpus), list(self.records.values()),
                          self.timeline, stats, self.state, self.peak_state, self.peak_time)
 
+    def _never_fits(self, job: Job) -> str | None:
+        """Why ``job`` can never run on this fabric, even on an empty cluster (None if it can)."""
+        return never_fits(job, self._host_sizes, len(self.fab.gpus))
+
     # -- events -------------------------------------------------------------------------------
     def _push(self, t: float, kind: int, job_id: str, token: int = 0) -> None:
         self._seq += 1
@@ -161,8 +167,9 @@ class Simulator:
             return
         rec = self.records[job_id]
         if kind == _ARRIVE:
-            if rec.job.gpus > len(self.fab.gpus):
-                rec.status = "rejected"
+            reason = self._never_fits(rec.job)
+            if reason is not None:
+                rec.status, rec.reason = "rejected", reason
                 return
             self.pending[job_id] = PendingJob(rec.job, queued_since=self.now)
             return
@@ -267,6 +274,21 @@ class Simulator:
         need = min(_per_host_need(p.job, self._host_gpus) for p in self.pending.values())
         per_host = np.bincount(self.fab.index.gpu_host, weights=self.state.free, minlength=len(self.fab.hosts))
         return float(per_host[per_host < need].sum() / len(self.fab.gpus))
+
+
+def never_fits(job: Job, host_sizes: np.ndarray, total_gpus: int) -> str | None:
+    """Why ``job`` can never run on hosts of ``host_sizes`` GPUs (None if it fits an empty cluster)."""
+    r = job.request
+    if job.gpus > total_gpus:
+        return f"needs {job.gpus} GPUs, the fabric has {total_gpus}"
+    if r.nodes is not None and r.gpus_per_node is not None:
+        big = int((host_sizes >= r.gpus_per_node).sum())
+        if big < r.nodes:
+            largest = int(host_sizes.max(initial=0))
+            if r.gpus_per_node > largest:
+                return f"needs {r.gpus_per_node} GPUs per host, the largest host has {largest}"
+            return f"needs {r.nodes} hosts with {r.gpus_per_node} GPUs, the fabric has {big}"
+    return None
 
 
 def _per_host_need(job: Job, host_gpus: int) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.sim.slurmlog import read_jobcomp, read_sacct
 from fabric_hpc.sim.synthetic import GangWorkload, gang_workload
-from fabric_hpc.sim.traces import Trace, _open, read_openb, read_swf, read_tiresias
+from fabric_hpc.sim.traces import Trace, _lines, _open, read_openb, read_swf, read_tiresias
 
 READERS = {"tiresias": read_tiresias, "openb": read_openb, "swf": read_swf, "sacct": read_sacct,
            "jobcomp": read_jobcomp}
@@ -22,12 +22,7 @@ KINDS = (*READERS, "synthetic")
 
 
 def _sniff(path: Path) -> str:
-    first = ""
-    with path.open() as fh:
-        for line in fh:
-            if line.strip():
-                first = line.strip()
-                break
+    first = next((ln.strip() for ln in _lines(path) if ln.strip()), "")
     if first.startswith("job_id,num_gpu"):
         return "tiresias"
     if first.startswith("name,") and "qos" in first:
@@ -36,7 +31,7 @@ def _sniff(path: Path) -> str:
         return "jobcomp"
     if "|" in first and "jobid" in first.lower():
         return "sacct"
-    if first.startswith(";") or first.split()[0].isdigit():
+    if first.startswith(";") or (first and first.split()[0].isdigit()):
         return "swf"
     raise ConfigError(f"{path}: cannot tell the trace format from its first line",
                       hint=f"prefix the path with the kind: {', '.join(READERS)} (e.g. openb:{path})")
@@ -47,11 +42,15 @@ def _synthetic(params: str) -> Trace:
     kw: dict[str, object] = {}
     for part in filter(None, (p.strip() for p in params.split(","))):
         key, sep, val = part.partition("=")
-        if not sep or key not in fields:
+        if key in kw:
+            raise ConfigError(f"synthetic: {key!r} is given more than once", hint="give each key once")
+        if not sep or key not in fields or fields[key].type not in ("int", "float"):
             raise ConfigError(f"synthetic: bad parameter {part!r}",
                               hint=f"scalar keys: {', '.join(k for k, f in fields.items() if f.type in ('int', 'float'))}")
         try:
             kw[key] = int(val) if fields[key].type == "int" else float(val)
+            if len(val) > 40:
+                raise ValueError
         except ValueError:
             raise ConfigError(f"synthetic: {key}={val!r} is not a number") from None
     spec = GangWorkload(**kw)  # type: ignore[arg-type]

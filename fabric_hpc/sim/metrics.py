@@ -1,8 +1,14 @@
 """Metrics of a replay (all times in seconds).
 
-* JCT: end − submit; queueing delay: first start − submit; both over finished jobs.
-* bounded slowdown: ``max(1, JCT / max(run, τ))`` with run the job's time on GPUs and τ = 10 s
-  (Feitelson et al., "Theory and Practice in Parallel Job Scheduling", JSSPP'97).
+* JCT: end − submit, over jobs that completed their work (status ``done``); jobs ended at their
+  walltime (``timeout``, also after preemptions) are excluded and counted as ``timeouts`` with the
+  GPU-hours they used; queueing delay: first start − submit, over every job that started.
+* jobs that can never fit the fabric (more GPUs per host than any host has, more such hosts than
+  exist) are ``rejected`` at arrival with a reason (``rejected_reasons``); ``note`` says in words
+  what the figures cover.
+* bounded slowdown: ``max(1, JCT / max(ideal, τ))`` with ideal the job's unstretched run time (its
+  trace duration) and τ = 10 s (Feitelson et al., "Theory and Practice in Parallel Job Scheduling",
+  JSSPP'97).
 * GPU utilisation: time-weighted busy GPUs / GPUs between the first submit and the last end.
 * fragmentation: time-averaged fraction of GPUs that are free but on hosts with fewer free GPUs
   than the smallest per-host demand of any waiting job (sampled while jobs wait).
@@ -44,15 +50,22 @@ def network_level(result: SimResult) -> str:
     return chain[1] if len(chain) > 1 else "host"
 
 
+def _ideal(r: Any) -> float:
+    """The job's unstretched run time: its trace duration (else the time it ran)."""
+    return float(r.job.duration if r.job.duration is not None else max(r.run_time, 0.0))
+
+
 def summarize(result: SimResult) -> dict[str, Any]:
-    recs = [r for r in result.records if r.end is not None and r.first_start is not None]
+    ended = [r for r in result.records if r.end is not None and r.first_start is not None]
+    recs = [r for r in ended if r.status == "done"]  # JCT and slowdown: jobs that completed their work
+    killed = [r for r in ended if r.status != "done"]  # ended at the walltime (also after preemptions)
+    started = [r for r in result.records if r.first_start is not None]
     submit = np.array([r.job.submit for r in recs])
     end = np.array([r.end for r in recs])
-    start = np.array([r.first_start for r in recs])
-    jct, wait = end - submit, start - submit
-    run = np.array([max(r.run_time, 0.0) for r in recs])
-    bsld = np.maximum(1.0, jct / np.maximum(run, TAU))
-    ideal = np.array([max(r.job.duration or r.run_time, TAU) for r in recs])
+    jct = end - submit
+    wait = np.array([r.first_start - r.job.submit for r in started])
+    ideal = np.array([max(_ideal(r), TAU) for r in recs])
+    bsld = np.maximum(1.0, jct / ideal)
     slow = np.maximum(jct, TAU) / ideal
     level = network_level(result)
     multi = [r for r in recs if r.hosts > 1]
@@ -60,14 +73,16 @@ def summarize(result: SimResult) -> dict[str, Any]:
     for r, s in zip(recs, slow, strict=True):
         by_acct.setdefault(r.job.account, []).append(float(s))
     tiers: dict[str, list[float]] = {}
-    for r, w in zip(recs, wait, strict=True):
+    for r, w in zip(started, wait, strict=True):
         tiers.setdefault(r.job.tier, []).append(float(w))
+    rejected = [r for r in result.records if r.status == "rejected"]
     tl = result.timeline
     util = _time_weighted(tl["t"], tl["busy"]) / max(result.gpus, 1)
     return {
         "policy": result.policy, "fabric": result.fabric, "gpus": result.gpus, "jobs": len(result.records),
-        "finished": len(recs), "timeouts": sum(r.status == "timeout" for r in recs),
-        "rejected": sum(r.status == "rejected" for r in result.records),
+        "finished": len(recs), "timeouts": len(killed),
+        "timeout_gpu_hours": float(sum(r.job.gpus * r.run_time for r in killed) / 3600.0),
+        "rejected": len(rejected), "rejected_reasons": _reasons(rejected),
         "unfinished": sum(r.end is None and r.status != "rejected" for r in result.records),
         "mean_jct_s": float(jct.mean()) if jct.size else 0.0, "p50_jct_s": _pct(jct, 50), "p99_jct_s": _pct(jct, 99),
         "mean_wait_s": float(wait.mean()) if wait.size else 0.0, "p50_wait_s": _pct(wait, 50),
@@ -85,10 +100,31 @@ def summarize(result: SimResult) -> dict[str, Any]:
         "gpu_hours_lost": float(sum(r.gpu_hours_lost for r in result.records)),
         "backfilled": int(sum(r.backfilled for r in recs)),
         "mean_wait_by_tier_s": {k: float(np.mean(v)) for k, v in sorted(tiers.items())},
-        "makespan_s": float(end.max() - submit.min()) if recs else 0.0,
+        "makespan_s": (float(max(r.end for r in ended) - min(r.job.submit for r in ended)) if ended else 0.0),
+        "note": _note(len(result.records), len(recs), len(killed), rejected),
         "sim_wall_s": result.stats.get("wall_s"), "events": result.stats.get("events"),
         "steps": result.stats.get("steps"),
     }
+
+
+def _reasons(rejected: list[Any]) -> dict[str, int]:
+    """Why jobs were rejected (the five most common reasons, with counts)."""
+    counts: dict[str, int] = {}
+    for r in rejected:
+        key = getattr(r, "reason", None) or "cannot fit the fabric"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:5])
+
+
+def _note(total: int, done: int, killed: int, rejected: list[Any]) -> str:
+    """What the JCT/slowdown figures cover, in words (shown with the summary)."""
+    parts = [f"JCT and slowdown over the {done} of {total} jobs that completed"]
+    if killed:
+        parts.append(f"{killed} ended at their walltime (timeouts, reported on their own)")
+    if rejected:
+        parts.append(f"{len(rejected)} can never fit this fabric and are counted as rejected "
+                     f"(--strict refuses such a trace)")
+    return "; ".join(parts)
 
 
 def _time_weighted(t: list[float], v: list[float]) -> float:
@@ -105,4 +141,4 @@ def job_rows(result: SimResult) -> list[dict[str, Any]]:
              "submit": r.job.submit, "start": r.first_start, "end": r.end, "status": r.status,
              "hosts": r.hosts, "domains": r.domains, "stretch": round(r.stretch, 4),
              "preemptions": r.preemptions, "gpu_hours_lost": round(r.gpu_hours_lost, 4),
-             "backfilled": r.backfilled} for r in result.records]
+             "backfilled": r.backfilled, **({"reason": r.reason} if r.reason else {})} for r in result.records]

@@ -77,10 +77,9 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
         p = p / "results.json"
     if not p.exists():
         raise NotFoundError(f"no simulation results at {p}", hint="run `fabric sim run --out DIR` first")
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{p}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    from fabric_hpc.inputs import read_json
+
+    data = read_json(p, what="simulation results file")
     if not isinstance(data, dict) or data.get("version") != RESULTS_VERSION or "summary" not in data:
         raise ConfigError(f"{p}: not a version-{RESULTS_VERSION} simulation results file")
     return data

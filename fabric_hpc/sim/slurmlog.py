@@ -27,7 +27,7 @@ import re
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.scheduler.contract import Job
-from fabric_hpc.sim.traces import Trace, _open, _shift, gang_request
+from fabric_hpc.sim.traces import Trace, _lines, _open, _shift, gang_request
 
 DEFAULT_TIER_MAP = {"high": "high", "urgent": "high", "spot": "spot", "preempt": "spot", "preemptible": "spot",
                     "low": "spot", "scavenger": "spot"}
@@ -90,7 +90,10 @@ def _job(fields: dict[str, str], where: str, *, gpus_per_node: int, gpus_per_hos
         return None
     dur = end - start
     limit = parse_duration(get("timelimit", "") or "")
-    nodes = int(get("nnodes") or 0)
+    nnodes = (get("nnodes") or "0").strip()
+    if not (nnodes.isascii() and nnodes.isdigit()) or len(nnodes) > 9:
+        raise ConfigError(f"node count {nnodes!r} is not a whole number")
+    nodes = int(nnodes)
     gpus = tres_gpus(get("tres", "") or "")
     if gpus is None:
         gpus = nodes * gpus_per_node
@@ -118,7 +121,7 @@ def read_sacct(path: str | os.PathLike[str], *, gpus_per_node: int = 8, gpus_per
                unlimited_factor: float = 2.0, tier_map: dict[str, str] | None = None) -> Trace:
     """``sacct --parsable2`` output (a header line, ``|``-separated; see the module doc for the fields)."""
     p = _open(path)
-    lines = [ln for ln in p.read_text().splitlines() if ln.strip()]
+    lines = [ln for ln in _lines(p) if ln.strip()]
     if not lines or "|" not in lines[0] or "jobid" not in lines[0].lower():
         raise ConfigError(f"{p}: not sacct --parsable2 output (no JobID|... header line)",
                           hint="run sacct with --parsable2 and without --noheader")
@@ -159,7 +162,7 @@ def read_jobcomp(path: str | os.PathLike[str], *, gpus_per_node: int = 8, gpus_p
     """Slurm's ``jobcomp/filetxt`` log: one ``Key=Value Key=Value ...`` line per finished job."""
     p = _open(path)
     jobs, skipped = [], 0
-    for n, line in enumerate(p.read_text().splitlines(), start=1):
+    for n, line in enumerate(_lines(p), start=1):
         if not line.strip():
             continue
         fields: dict[str, str] = {}

@@ -55,6 +55,28 @@ class GangWorkload:
     comm_sensitivity: tuple[float, float] = (0.5, 1.5)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        from fabric_hpc.errors import ConfigError
+        from fabric_hpc.inputs import finite
+
+        for name, lo, hi in (("jobs", 1, MAX_JOBS), ("cluster_gpus", 1, 10_000_000), ("gpus_per_host", 1, 1024),
+                             ("seed", 0, 2**63 - 1)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or not lo <= v <= hi:
+                raise ConfigError(f"synthetic: {name}={v!r} must be a whole number in {lo}..{hi:,}",
+                                  hint="e.g. synthetic:jobs=2000,load=0.95,seed=1")
+        source = "synthetic"
+        finite(self.load, "load", lo=0.001, hi=100, source=source)
+        finite(self.median_duration_s, "median_duration_s", lo=1, hi=1e9, source=source)
+        finite(self.max_duration_s, "max_duration_s", lo=60, hi=1e9, source=source)
+        finite(self.sigma, "sigma", lo=0, hi=10, source=source)
+        finite(self.size_duration_exp, "size_duration_exp", lo=-4, hi=4, source=source)
+        finite(self.checkpoint_interval_s, "checkpoint_interval_s", lo=0, hi=1e9, lo_open=True, source=source)
+
+
+#: Most jobs a synthetic workload may have.
+MAX_JOBS = 2_000_000
+
 
 def gang_workload(spec: GangWorkload | None = None, **overrides) -> list[Job]:
     """Jobs drawn from ``spec`` (deterministic for a seed)."""

@@ -26,8 +26,15 @@ import os
 from pathlib import Path
 
 from fabric_hpc.errors import ConfigError, NotFoundError
+from fabric_hpc.inputs import check_path, finite, read_text
 from fabric_hpc.placement.request import Request
 from fabric_hpc.scheduler.contract import Job
+
+
+#: Largest submit time or duration a trace may give (about 317 years, in seconds).
+MAX_TRACE_SECONDS = 1e10
+#: Largest gang a trace row may ask for.
+MAX_JOB_GPUS = 1_000_000
 
 
 class Trace(list):
@@ -40,16 +47,71 @@ class Trace(list):
 
 def gang_request(gpus: int, gpus_per_host: int = 8) -> Request:
     """One host for ≤ ``gpus_per_host`` GPUs, else full hosts (``nodes × gpus_per_host``)."""
-    if gpus <= gpus_per_host:
-        return Request(nodes=1, gpus_per_node=gpus)
-    return Request(nodes=math.ceil(gpus / gpus_per_host), gpus_per_node=gpus_per_host)
+    from pydantic import ValidationError
+
+    try:
+        if gpus <= gpus_per_host:
+            return Request(nodes=1, gpus_per_node=gpus)
+        return Request(nodes=math.ceil(gpus / gpus_per_host), gpus_per_node=gpus_per_host)
+    except ValidationError:
+        raise ConfigError(f"a job of {gpus} GPUs on hosts of {gpus_per_host} GPUs is not a valid gang",
+                          hint="GPUs and GPUs per host must be whole numbers ≥ 1") from None
 
 
 def _open(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     if not p.exists():
         raise NotFoundError(f"no trace file {p}", hint="bundled traces are in data/traces/")
-    return p
+    return check_path(p, what="trace file")
+
+
+def _lines(p: Path) -> list[str]:
+    """The lines of a trace file (size-limited, UTF-8 checked: see fabric_hpc.inputs)."""
+    return read_text(p, what="trace file").splitlines()
+
+
+def _times(p: Path, n: int, **values: float) -> None:
+    """Every time of a row must be a finite, non-negative number of seconds."""
+    for name, v in values.items():
+        if not math.isfinite(v) or v < 0 or v > MAX_TRACE_SECONDS:
+            raise ConfigError(f"{p}:{n}: {name}={v!r} is not a time in 0..{MAX_TRACE_SECONDS:.0e} s",
+                              hint="fix or drop that row; times are finite seconds")
+
+
+def _scale(time_scale: float) -> float:
+    return finite(time_scale, "time_scale", lo=0, hi=1e6, lo_open=True)
+
+
+def _host_size(gpus_per_host: int) -> int:
+    if not isinstance(gpus_per_host, int) or not 1 <= gpus_per_host <= 1024:
+        raise ConfigError(f"gpus_per_host={gpus_per_host!r} must be a whole number in 1..1024",
+                          hint="give the GPUs per host of the fabric (--gpus-per-host)")
+    return gpus_per_host
+
+
+class _Csv:
+    """csv.DictReader over a checked file whose csv.Error (a huge field...) is a ConfigError."""
+
+    def __init__(self, p: Path) -> None:
+        self.p, self.reader = p, csv.DictReader(_lines(p))
+        self.fieldnames = self._guard(lambda: self.reader.fieldnames)
+
+    def _guard(self, get):  # noqa: ANN001, ANN202
+        try:
+            return get()
+        except csv.Error as exc:
+            raise ConfigError(f"{self.p}:{self.reader.line_num}: not valid CSV ({exc})") from None
+
+    def __iter__(self):  # noqa: ANN204
+        while True:
+            row = self._guard(lambda: next(self.reader, None))
+            if row is None:
+                return
+            yield row
+
+
+def _csv(p: Path) -> _Csv:
+    return _Csv(p)
 
 
 def _shift(jobs: list[Job]) -> list[Job]:
@@ -67,24 +129,30 @@ _SENS = {"vgg": 1.5, "alexnet": 1.5, "inception": 0.8, "resnet": 0.7, "googlenet
 def read_tiresias(path: str | os.PathLike[str], *, gpus_per_host: int = 8, walltime_factor: float = 2.0,
                   time_scale: float = 1.0) -> Trace:
     p = _open(path)
-    jobs = []
-    with p.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        need = {"job_id", "num_gpu", "submit_time", "duration"}
-        if not need <= set(reader.fieldnames or ()):
-            raise ConfigError(f"{p}: not a Tiresias trace (needs columns {sorted(need)})")
-        for n, row in enumerate(reader, start=2):
-            try:
-                gpus, submit, dur = int(row["num_gpu"]), float(row["submit_time"]), float(row["duration"])
-            except ValueError as exc:
-                raise ConfigError(f"{p}:{n}: {exc}") from None
-            model = (row.get("model_name") or "").lower()
-            sens = next((v for k, v in _SENS.items() if model.startswith(k)), 1.0)
-            jobs.append(Job(id=f"t{row['job_id']}", request=gang_request(gpus, gpus_per_host),
-                            submit=submit * time_scale, walltime=max(dur * time_scale * walltime_factor, 60.0),
-                            duration=dur * time_scale, account=model.rstrip("0123456789") or "default",
-                            meta={"comm_sensitivity": sens if gpus > 1 else 0.0, "model": model}))
-    return Trace(_shift(jobs), f"tiresias:{p.name}")
+    time_scale, gpus_per_host = _scale(time_scale), _host_size(gpus_per_host)
+    jobs, skipped = [], 0
+    reader = _csv(p)
+    need = {"job_id", "num_gpu", "submit_time", "duration"}
+    if not need <= set(reader.fieldnames or ()):
+        raise ConfigError(f"{p}: not a Tiresias trace (needs columns {sorted(need)})")
+    for n, row in enumerate(reader, start=2):
+        try:
+            gpus, submit, dur = int(row["num_gpu"]), float(row["submit_time"]), float(row["duration"])
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{p}:{n}: {exc}") from None
+        _times(p, n, submit_time=submit, duration=dur)
+        if gpus > MAX_JOB_GPUS:
+            raise ConfigError(f"{p}:{n}: num_gpu={gpus} is more than {MAX_JOB_GPUS}")
+        if gpus < 1:
+            skipped += 1
+            continue
+        model = (row.get("model_name") or "").lower()
+        sens = next((v for k, v in _SENS.items() if model.startswith(k)), 1.0)
+        jobs.append(Job(id=f"t{row['job_id']}", request=gang_request(gpus, gpus_per_host),
+                        submit=submit * time_scale, walltime=max(dur * time_scale * walltime_factor, 60.0),
+                        duration=dur * time_scale, account=model.rstrip("0123456789") or "default",
+                        meta={"comm_sensitivity": sens if gpus > 1 else 0.0, "model": model}))
+    return Trace(_shift(jobs), f"tiresias:{p.name}", skipped)
 
 
 OPENB_TIERS = {"LS": "high", "Guaranteed": "high", "Burstable": "normal", "BE": "spot"}
@@ -93,38 +161,46 @@ OPENB_TIERS = {"LS": "high", "Guaranteed": "high", "Burstable": "normal", "BE": 
 def read_openb(path: str | os.PathLike[str], *, gpus_per_host: int = 8, walltime_factor: float = 2.0,
                time_scale: float = 1.0, limit: int | None = None) -> Trace:
     p = _open(path)
+    time_scale, gpus_per_host = _scale(time_scale), _host_size(gpus_per_host)
     jobs, skipped = [], 0
-    with p.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        need = {"name", "num_gpu", "qos", "creation_time", "deletion_time"}
-        if not need <= set(reader.fieldnames or ()):
-            raise ConfigError(f"{p}: not an Alibaba openb pod list (needs columns {sorted(need)})")
-        for n, row in enumerate(reader, start=2):
-            try:
-                gpus = int(row["num_gpu"] or 0)
-                start, end = float(row["creation_time"]), float(row["deletion_time"] or "nan")
-            except ValueError as exc:
-                raise ConfigError(f"{p}:{n}: {exc}") from None
-            if gpus <= 0 or not math.isfinite(end) or end <= start:
-                skipped += 1
-                continue
-            qos = row["qos"]
-            if qos not in OPENB_TIERS:
-                raise ConfigError(f"{p}:{n}: unknown qos {qos!r}", hint=f"known: {', '.join(OPENB_TIERS)}")
-            dur = (end - start) * time_scale
-            jobs.append(Job(id=row["name"], request=gang_request(gpus, gpus_per_host), submit=start * time_scale,
-                            walltime=max(dur * walltime_factor, 60.0), duration=dur, tier=OPENB_TIERS[qos],
-                            account=qos, meta={"comm_sensitivity": 1.0 if gpus > 1 else 0.0}))
-            if limit and len(jobs) >= limit:
-                break
+    reader = _csv(p)
+    need = {"name", "num_gpu", "qos", "creation_time", "deletion_time"}
+    if not need <= set(reader.fieldnames or ()):
+        raise ConfigError(f"{p}: not an Alibaba openb pod list (needs columns {sorted(need)})")
+    for n, row in enumerate(reader, start=2):
+        try:
+            gpus = int(row["num_gpu"] or 0)
+            start, end = float(row["creation_time"]), float(row["deletion_time"] or "nan")
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{p}:{n}: {exc}") from None
+        _times(p, n, creation_time=start)
+        if gpus > MAX_JOB_GPUS:
+            raise ConfigError(f"{p}:{n}: num_gpu={gpus} is more than {MAX_JOB_GPUS}")
+        if math.isfinite(end):
+            _times(p, n, deletion_time=end)
+        if gpus <= 0 or not math.isfinite(end) or end <= start:
+            skipped += 1
+            continue
+        qos = row["qos"]
+        if qos not in OPENB_TIERS:
+            raise ConfigError(f"{p}:{n}: unknown qos {qos!r}", hint=f"known: {', '.join(OPENB_TIERS)}")
+        dur = (end - start) * time_scale
+        jobs.append(Job(id=row["name"], request=gang_request(gpus, gpus_per_host), submit=start * time_scale,
+                        walltime=max(dur * walltime_factor, 60.0), duration=dur, tier=OPENB_TIERS[qos],
+                        account=qos, meta={"comm_sensitivity": 1.0 if gpus > 1 else 0.0}))
+        if limit and len(jobs) >= limit:
+            break
     return Trace(_shift(jobs), f"openb:{p.name}", skipped)
 
 
 def read_swf(path: str | os.PathLike[str], *, procs_per_gpu: int = 1, gpus_per_host: int = 8,
              queue_tiers: dict[int, str] | None = None, time_scale: float = 1.0) -> Trace:
     p = _open(path)
+    time_scale, gpus_per_host = _scale(time_scale), _host_size(gpus_per_host)
+    if not isinstance(procs_per_gpu, int) or procs_per_gpu < 1:
+        raise ConfigError(f"procs_per_gpu={procs_per_gpu!r} must be a whole number ≥ 1")
     jobs, skipped = [], 0
-    for n, line in enumerate(p.read_text().splitlines(), start=1):
+    for n, line in enumerate(_lines(p), start=1):
         line = line.strip()
         if not line or line.startswith(";"):
             continue
@@ -137,7 +213,14 @@ def read_swf(path: str | os.PathLike[str], *, procs_per_gpu: int = 1, gpus_per_h
             user, group, queue = int(f[11]), int(f[12]), int(f[14])
         except ValueError as exc:
             raise ConfigError(f"{p}:{n}: {exc}") from None
+        _times(p, n, submit=submit)
+        for name, v in (("run_time", run), ("requested_time", req_time)):  # SWF: -1 means unknown
+            if not math.isfinite(v) or v > MAX_TRACE_SECONDS:
+                raise ConfigError(f"{p}:{n}: {name}={v!r} is not a finite time",
+                                  hint="fix or drop that row; SWF writes -1 for an unknown time")
         procs = alloc if alloc > 0 else req_procs
+        if procs > MAX_JOB_GPUS * procs_per_gpu:
+            raise ConfigError(f"{p}:{n}: {procs} processors is more than {MAX_JOB_GPUS} GPUs")
         if procs <= 0 or run < 0:
             skipped += 1
             continue

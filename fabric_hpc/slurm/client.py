@@ -10,6 +10,26 @@ from fabric_hpc.slurm.contract import SlurmClient
 BACKENDS = ("cli", "rest", "pyslurm")
 
 
+def check_rest_url(url: str) -> None:
+    """``unix:/path`` or ``http(s)://host[:port]``, with a port in 1..65535."""
+    from urllib.parse import urlsplit
+
+    hint = "--rest-url unix:/run/slurmrestd.sock or http://127.0.0.1:6820"
+    if url.startswith("unix:"):
+        if not url[5:].strip() or any(ch in url for ch in "\0\n"):
+            raise ConfigError(f"--rest-url {url!r}: no socket path after 'unix:'", hint=hint)
+        return
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"--rest-url {url!r}: {exc}", hint=hint) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"--rest-url {url!r} is not an http(s) URL or unix: socket", hint=hint)
+    if port == 0:
+        raise ConfigError(f"--rest-url {url!r}: port 0 is not a port", hint=hint)
+
+
 def open_client(backend: str = "cli", *, env: Mapping[str, str] | None = None, url: str | None = None,
                 token: str | None = None, timeout: float = 30.0) -> SlurmClient:
     """A :class:`SlurmClient`: ``cli`` (default), ``rest`` (needs ``url``) or ``pyslurm``."""
@@ -21,6 +41,7 @@ def open_client(backend: str = "cli", *, env: Mapping[str, str] | None = None, u
         if not url:
             raise ConfigError("the rest backend needs the slurmrestd address",
                               hint="--rest-url unix:/run/slurmrestd.sock (or http://127.0.0.1:6820 with a JWT)")
+        check_rest_url(url)
         from fabric_hpc.slurm.rest_backend import RestClient
 
         return RestClient(url, token=token, timeout=timeout, env=env)

@@ -16,6 +16,8 @@ Each returns a :class:`FabricSpec`; :func:`fabric_hpc.topology.build` turns it i
 
 from __future__ import annotations
 
+import re
+
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.hostlist import compress
 from fabric_hpc.topology.spec import FabricSpec, HostType
@@ -30,15 +32,19 @@ GB200_TRAY = HostType(gpus=4, gpu_model="GB200", gpu_memory_gb=186, sockets=2, c
                       nics=4, nic_gbps=NIC_400G_GBPS, features=["gb200", "nvl72", "ib"])
 
 
+_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+
+
 def _require(cond: bool, message: str) -> None:
     if not cond:
-        raise ConfigError(message)
+        raise ConfigError(message, hint="see docs/topology.md for the generators' parameters and ranges")
 
 
 def superpod(sus: int = 4, *, sus_per_spine_group: int = 4, hosts_per_su: int = 32) -> FabricSpec:
     """A DGX H100 SuperPOD of ``sus`` scalable units (rail-optimised, full bisection)."""
     _require(1 <= sus <= 256, f"superpod: sus={sus} must be in 1..256")
     _require(1 <= hosts_per_su <= 64, f"superpod: hosts_per_su={hosts_per_su} must be in 1..64")
+    _require(1 <= sus_per_spine_group <= 64, f"superpod: sus_per_spine_group={sus_per_spine_group} must be in 1..64")
     rails = DGX_H100.nics
     hosts, groups = [], []
     for su in range(1, sus + 1):
@@ -68,6 +74,7 @@ def superpod(sus: int = 4, *, sus_per_spine_group: int = 4, hosts_per_su: int = 
 def nvl72(racks: int = 8, *, racks_per_su: int = 8) -> FabricSpec:
     """GB200 NVL72 racks: each rack one 72-GPU NVLink domain of 18 hosts."""
     _require(1 <= racks <= 512, f"nvl72: racks={racks} must be in 1..512")
+    _require(1 <= racks_per_su <= 512, f"nvl72: racks_per_su={racks_per_su} must be in 1..512")
     hosts, domains, groups = [], [], []
     for r in range(1, racks + 1):
         names = f"r{r:03d}-h[01-18]"
@@ -88,6 +95,8 @@ def nvl72(racks: int = 8, *, racks_per_su: int = 8) -> FabricSpec:
 def fat_tree(k: int = 8, *, gpus_per_host: int = 8, nic_gbps: float = NIC_400G_GBPS) -> FabricSpec:
     """A k-ary fat tree with k³/4 hosts (DGX-like hosts with one NIC, full bisection)."""
     _require(k >= 2 and k % 2 == 0 and k <= 64, f"fat_tree: k={k} must be an even number in 2..64")
+    _require(0 <= gpus_per_host <= 64, f"fat_tree: gpus_per_host={gpus_per_host} must be in 0..64")
+    _require(0 < nic_gbps <= 100_000, f"fat_tree: nic_gbps={nic_gbps} must be in (0, 100000]")
     half = k // 2
     ht = DGX_H100.model_copy(update={"gpus": gpus_per_host, "nics": 1, "nic_gbps": nic_gbps,
                                      "gpu_numa": None, "features": ["fattree"]})
@@ -115,7 +124,11 @@ def leaf_spine(hosts: int = 16, *, hosts_per_leaf: int = 4, gpus: int = 8, cpus:
                memory_gb: float = 16.0, prefix: str = "n") -> FabricSpec:
     """A small leaf/spine tree with hosts ``<prefix>1..<prefix>N`` (one NIC each)."""
     _require(1 <= hosts <= 4096 and 1 <= hosts_per_leaf <= hosts, "leaf_spine: need 1 ≤ hosts_per_leaf ≤ hosts")
-    _require(cpus % 2 == 0 and cpus >= 2, f"leaf_spine: cpus={cpus} must be even (two sockets)")
+    _require(cpus % 2 == 0 and 2 <= cpus <= 4096, f"leaf_spine: cpus={cpus} must be even, 2..4096 (two sockets)")
+    _require(0 <= gpus <= 64, f"leaf_spine: gpus={gpus} must be in 0..64")
+    _require(0 < memory_gb <= 1_000_000, f"leaf_spine: memory_gb={memory_gb} must be in (0, 1000000]")
+    _require(isinstance(prefix, str) and _PREFIX.match(prefix) is not None,
+             f"leaf_spine: prefix={prefix!r} must start with a letter and hold only letters, digits, '-', '_'")
     ht = HostType(gpus=gpus, gpu_model="H100-SXM5-80GB", gpu_memory_gb=80, sockets=2,
                   cores_per_socket=cpus // 2, threads_per_core=1, memory_gb=memory_gb,
                   nvlink_gbps=900 if gpus > 1 else 0, nvswitches=4 if gpus > 1 else 0, pcie_gbps=64,

@@ -58,14 +58,21 @@ _HOSTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 # -- CSV reading ---------------------------------------------------------------------------------
+def _csv_lines(path: Path) -> list[str]:
+    """The file's lines, read through the input boundary (regular file, size limit, UTF-8)."""
+    from fabric_hpc.inputs import check_path, read_text
+
+    return read_text(check_path(path, what="CSV file"), what="CSV file").splitlines(keepends=True)
+
+
 def _read_rows(path: PathLike, kind: str) -> list[tuple[int, dict[str, str]]]:
     """Rows with their 1-based file line numbers; the header must be exactly the kind's columns."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise NotFoundError(f"{kind} file {str(path)!r} does not exist",
                             hint="the Alibaba files ship in data/topologies/ (see data/README.md)")
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
+    try:
+        reader = csv.reader(_csv_lines(path))
         header = tuple(h.strip() for h in next(reader, []))
         if header != HEADERS[kind]:
             raise ConfigError(f"{path}:1: header {','.join(header) or '(empty)'} is not a {kind} file",
@@ -78,6 +85,8 @@ def _read_rows(path: PathLike, kind: str) -> list[tuple[int, dict[str, str]]]:
                 raise ConfigError(f"{path}:{line}: {len(values)} columns, expected {len(header)}",
                                   hint=f"columns are {','.join(header)}")
             rows.append((line, {k: v.strip() for k, v in zip(header, values, strict=True)}))
+    except csv.Error as exc:
+        raise ConfigError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
     if not rows:
         raise ConfigError(f"{path}: no data rows", hint="the file holds only a header")
     return rows
@@ -97,10 +106,12 @@ def _int(path: PathLike, line: int, row: dict[str, str], column: str, minimum: i
 def detect_kind(path: PathLike) -> str:
     """The importer kind of a CSV file, from its header line."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise NotFoundError(f"file {str(path)!r} does not exist", hint="give a CSV from data/topologies/")
-    with path.open(newline="", encoding="utf-8") as fh:
-        header = tuple(h.strip() for h in next(csv.reader(fh), []))
+    try:
+        header = tuple(h.strip() for h in next(csv.reader(_csv_lines(path)), []))
+    except csv.Error as exc:
+        raise ConfigError(f"{path}:1: not valid CSV ({exc})") from None
     for kind, columns in HEADERS.items():
         if header == columns:
             return kind
@@ -130,8 +141,9 @@ def lingjun_host_map(csv_path: PathLike, *, prefix: str = "lj") -> list[tuple[st
 
 def write_host_map(rows: Iterable[tuple[str, str]], path: PathLike) -> Path:
     """Write the sidecar CSV ``host,ip`` that maps generated host names back to the data's ids."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from fabric_hpc.inputs import output_path
+
+    path = output_path(path, what="host map")
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -9,9 +10,14 @@ from typing import Any
 import yaml
 
 from fabric_hpc.errors import ConfigError, NotFoundError
+from fabric_hpc.inputs import check_path, load_yaml, os_error, output_path, read_text
 from fabric_hpc.topology.model import Fabric
 from fabric_hpc.topology.spec import FabricSpec
 from fabric_hpc.validation import Loc, parse_model
+
+
+#: Largest fabric file read (a 16,384-host SuperPOD file is well under 1 MiB).
+MAX_FABRIC_BYTES = 16 << 20
 
 
 class _Lines:
@@ -40,32 +46,9 @@ class _Lines:
         return None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys (PyYAML silently keeps the last one)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise ConfigError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r} "
-                                  f"(first at line {seen[key]})", hint="each key may appear once")
-            seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
-
-
 def parse_spec(text: str, *, source: str = "<string>") -> tuple[FabricSpec, _Lines]:
     """Parse YAML text into a validated spec (schema only) and its line map."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}",
-                          hint="check indentation and quoting") from None
+    data, root = load_yaml(text, source)
     lines = _Lines(root)
     spec = parse_model(FabricSpec, data, source=source, locate=lines,
                        hint="see docs/topology.md for the fabric file format")
@@ -75,10 +58,11 @@ def parse_spec(text: str, *, source: str = "<string>") -> tuple[FabricSpec, _Lin
 def load_fabric(path: str | os.PathLike[str]) -> Fabric:
     """Load and fully validate a fabric file into a :class:`Fabric`."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise NotFoundError(f"fabric file {str(path)!r} does not exist",
                             hint="give a path to a topology YAML file, e.g. topology/dgx-h100-superpod-4su.yaml")
-    spec, lines = parse_spec(path.read_text(encoding="utf-8"), source=str(path))
+    check_path(path, what="fabric file")
+    spec, lines = parse_spec(read_text(path, what="fabric file", limit=MAX_FABRIC_BYTES), source=str(path))
     from fabric_hpc.topology.spec import check_spec
 
     check_spec(spec, source=str(path), locate=lines)
@@ -94,11 +78,13 @@ def dump_spec(spec: FabricSpec) -> str:
 
 
 def save_spec(spec: FabricSpec, path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = output_path(path, what="fabric file")
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dump_spec(spec), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(dump_spec(spec), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise os_error(exc, "fabric file", path) from None
     return path
 
 
@@ -112,14 +98,20 @@ def _parse_params(ref: str, text: str) -> dict[str, int | float | str]:
         if not sep or not key.strip():
             raise ConfigError(f"fabric reference {ref!r}: {item!r} is not key=value",
                               hint="write e.g. superpod:sus=4 or leaf-spine:hosts=16,hosts_per_leaf=4")
-        value = value.strip()
+        value, key = value.strip(), key.strip()
+        if key in params:
+            raise ConfigError(f"fabric reference {ref!r}: {key!r} is given more than once",
+                              hint="give each parameter once")
         try:
-            params[key.strip()] = int(value)
+            params[key] = int(value) if len(value) <= 12 else float(value)
         except ValueError:
             try:
-                params[key.strip()] = float(value)
+                params[key] = float(value)
             except ValueError:
-                params[key.strip()] = value
+                params[key] = value
+        if isinstance(params[key], float) and not math.isfinite(params[key]):
+            raise ConfigError(f"fabric reference {ref!r}: {key}={value} is not a finite number",
+                              hint="give a number, e.g. superpod:sus=4")
     return params
 
 
@@ -145,9 +137,14 @@ def open_fabric(ref: str | os.PathLike[str] | None = None) -> Fabric:
     if unknown:
         raise ConfigError(f"generator {name!r} has no parameter {', '.join(unknown)}",
                           hint=f"valid parameters: {', '.join(valid)}")
+    from pydantic import ValidationError
+
     try:
         spec = func(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"generator {name!r}: bad parameter value ({exc})",
-                          hint="parameters are numbers, e.g. superpod:sus=4") from None
+    except (TypeError, ValidationError) as exc:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+                           )[:300] if isinstance(exc, ValidationError) else str(exc)
+        raise ConfigError(f"generator {name!r}: bad parameter value ({detail})",
+                          hint=f"valid parameters: {', '.join(valid)}; see docs/topology.md for their ranges"
+                          ) from None
     return Fabric(spec, source=text)

@@ -233,6 +233,11 @@ def write_report(fab: Fabric, out_html: str | Path, *, occupancy: dict[str, str]
     temporary name and renamed, so a reader never sees a partial page or picture.
     Returns the counts the page shows. Raises ConfigError/NotFoundError for bad occupancy.
     """
+    from fabric_hpc.inputs import output_path
+
+    for target in (out_html, png, svg):  # checked before any work: nothing is created on a typo
+        if target is not None:
+            output_path(target, what="report file")
     codes, jobs = state_codes(fab, occupancy)
     stats = _job_stats(fab, codes, jobs)
     title = title or f"Fabric {fab.name}"

@@ -1,0 +1,36 @@
+"""Click parameter types shared by the command groups."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import click
+
+
+class FiniteFloat(click.ParamType):
+    """A float that is finite (no ``nan``/``inf``) and inside ``(lo, hi]`` / ``[lo, hi]``."""
+
+    name = "number"
+
+    def __init__(self, lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> None:
+        self.lo, self.hi, self.lo_open = lo, hi, lo_open
+
+    def _range(self) -> str:
+        parts = []
+        if self.lo is not None:
+            parts.append(f"{'>' if self.lo_open else '≥'} {self.lo:g}")
+        if self.hi is not None:
+            parts.append(f"≤ {self.hi:g}")
+        return " and ".join(parts)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        low_bad = self.lo is not None and (x <= self.lo if self.lo_open else x < self.lo)
+        if not math.isfinite(x) or low_bad or (self.hi is not None and x > self.hi):
+            rng = self._range()
+            self.fail(f"{value!r} must be a finite number{' ' + rng if rng else ''}", param, ctx)
+        return x
