@@ -31,7 +31,7 @@ def _step_opt(default_help: str) -> click.Option:
 
 
 def register(group: click.Group) -> None:
-    for cmd in (import_hf_cmd, export_hf_cmd):
+    for cmd in (import_hf_cmd, export_hf_cmd, import_dcp_cmd, export_dcp_cmd):
         group.add_command(cmd)
 
 
@@ -73,3 +73,44 @@ def export_hf_cmd(path: Path, out: Path, step: int | None, max_shard: str, prefi
         info = export_hf(path, out, step=step, prefix=prefix, max_shard_bytes=limit, config=config, progress=tick)
     render(as_json, info, lambda c: c.print(f"wrote {info['path']}: {info['tensors']} tensors in "
                                             f"{len(info['files'])} file(s), {_size(info['bytes'])}"))
+
+
+@click.command("import-dcp")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--trust-pickle", is_flag=True,
+              help="Required: DCP's .metadata is a pickle (unpickling untrusted files can run code).")
+@click.option("--step", type=click.IntRange(min=0), default=0, show_default=True, help="Step of the new checkpoint.")
+@click.option("--prefix", default=None, help="Put the tensors under this group (e.g. 'model').")
+@click.option("--skip-objects", is_flag=True, help="Import only the tensors (skip pickled Python objects).")
+@json_option
+def import_dcp_cmd(src: Path, out: Path, trust_pickle: bool, step: int, prefix: str | None,
+                   skip_objects: bool, as_json: bool) -> None:
+    """Import a torch.distributed.checkpoint directory SRC into checkpoint root OUT (needs --trust-pickle)."""
+    from fabric_hpc.checkpoint.interop.dcp import import_dcp
+    from fabric_hpc.cli.ckpt import _progress, _size
+    from fabric_hpc.cli.output import console
+    if trust_pickle:
+        console(stderr=True).print(f"warning: {PICKLE_WARNING}", markup=False)
+    with _progress("import", 0, not as_json) as tick:
+        res = import_dcp(src, out, trust_pickle=trust_pickle, step=step, prefix=prefix,
+                         skip_objects=skip_objects, progress=tick)
+    render(as_json, {"path": str(res.path), "step": res.step, "bytes": res.nbytes, "seconds": round(res.seconds, 3)},
+           lambda c: c.print(f"imported {src} as {res.path} ({_size(res.nbytes)})"))
+
+
+@click.command("export-dcp")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@_step_opt("Step to export (default: latest; PATH may also be a step directory).")
+@click.option("--prefix", default=None, help="Export only this subtree (stripped from the keys).")
+@json_option
+def export_dcp_cmd(path: Path, out: Path, step: int | None, prefix: str | None, as_json: bool) -> None:
+    """Export a checkpoint as a torch.distributed.checkpoint directory OUT (loadable on any world size)."""
+    from fabric_hpc.checkpoint import open_checkpoint
+    from fabric_hpc.checkpoint.interop.dcp import export_dcp
+    from fabric_hpc.cli.ckpt import _progress, _size
+    total = open_checkpoint(path, step).manifest.nbytes
+    with _progress("export", total, not as_json) as tick:
+        info = export_dcp(path, out, step=step, prefix=prefix, progress=tick)
+    render(as_json, info, lambda c: c.print(f"wrote {info['path']}: {info['tensors']} tensors, {_size(info['bytes'])}"))
