@@ -31,7 +31,7 @@ def _step_opt(default_help: str) -> click.Option:
 
 
 def register(group: click.Group) -> None:
-    for cmd in (import_hf_cmd, export_hf_cmd, import_dcp_cmd, export_dcp_cmd):
+    for cmd in (import_hf_cmd, export_hf_cmd, import_dcp_cmd, export_dcp_cmd, convert_cmd):
         group.add_command(cmd)
 
 
@@ -114,3 +114,31 @@ def export_dcp_cmd(path: Path, out: Path, step: int | None, prefix: str | None, 
     with _progress("export", total, not as_json) as tick:
         info = export_dcp(path, out, step=step, prefix=prefix, progress=tick)
     render(as_json, info, lambda c: c.print(f"wrote {info['path']}: {info['tensors']} tensors, {_size(info['bytes'])}"))
+
+
+@click.command("convert")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--recipe", "recipe", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="YAML/JSON recipe: rename, fuse_qkv, split_qkv, fuse, split, cast, tp, drop.")
+@_step_opt("Step to convert (default: latest).")
+@click.option("--out-step", type=click.IntRange(min=0), default=None, help="Step of the result (default: the same).")
+@json_option
+def convert_cmd(path: Path, out: Path, recipe: Path, step: int | None, out_step: int | None, as_json: bool) -> None:
+    """Transcode a checkpoint (names, fused projections, dtype incl. fp8, tensor-parallel layout) into root OUT."""
+    from fabric_hpc.checkpoint import open_checkpoint
+    from fabric_hpc.checkpoint.convert import convert, load_recipe
+    from fabric_hpc.cli.ckpt import _progress, _size
+    plan = load_recipe(recipe)  # a bad recipe fails before anything is opened
+    total = open_checkpoint(path, step).manifest.nbytes
+    with _progress("convert", total, not as_json) as tick:
+        rep = convert(path, out, plan, step=step, out_step=out_step, progress=tick)
+
+    def human(c: object) -> None:
+        c.print(f"wrote {rep.path}: {len(rep.tensors)} tensors, {_size(rep.nbytes)} in {rep.seconds:.1f} s")  # type: ignore[attr-defined]
+        for r in rep.tensors:
+            if "rel_rms_error" in r:
+                c.print(f"  {r['name']}: {r['from_dtype']} -> {r['dtype']}"  # type: ignore[attr-defined]
+                        + (f" (scale per {r['scale']})" if "scale" in r else "")
+                        + f", relative RMS error {r['rel_rms_error']:.3g}, max abs error {r['max_abs_error']:.3g}")
+    render(as_json, rep.as_dict(), human)

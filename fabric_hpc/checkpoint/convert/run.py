@@ -1,0 +1,222 @@
+"""Run a convert: stream every output tensor, block by block, into a new checkpoint.
+
+Memory: one output tensor at a time plus blocks of source rows of at most ``block_bytes``
+(8 MiB as float32) and a few float32 temporaries of the same size while casting, so the peak stays near the largest output tensor (the bound is tested). Every
+input chunk's CRC-32C is checked (a streaming pass over the chunk file, bounded memory) before
+its rows are used; the output goes through the same atomic commit as a save, with CRCs, and a
+convert that fails at any point leaves no new checkpoint behind.
+
+fp8 layout (as vLLM loads fp8 checkpoints, e.g. ``CompressedTensorsW8A8Fp8.create_weights`` in
+vllm/model_executor/layers/quantization/compressed_tensors/schemes/compressed_tensors_w8a8_fp8.py):
+the weight is stored as float8 with its original name and shape, and a float32
+``<name>_scale`` sits beside it: a scalar (per tensor) or ``[rows, 1]`` (per output channel);
+the dequantised weight is ``weight.float() * weight_scale``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fabric_hpc.checkpoint import store
+from fabric_hpc.checkpoint.convert.plan import Planner, Spec, scale_name
+from fabric_hpc.checkpoint.convert.recipe import FP8_DTYPES, Recipe, load_recipe
+from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError
+from fabric_hpc.checkpoint.format import SplitInfo, chunk_key, stored_dtype
+from fabric_hpc.checkpoint.interop.stream import StreamWriter
+from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint
+from fabric_hpc.checkpoint.restore import _check_file
+from fabric_hpc.checkpoint.tensors import HostArray
+
+BLOCK_BYTES = 8 << 20  # rows per cast block, measured as float32
+Progress = Callable[[int], None]
+
+
+@dataclass
+class ConvertReport:
+    """What a convert wrote; ``tensors`` has one row per output tensor (with the cast error)."""
+
+    path: Path
+    step: int
+    nbytes: int
+    seconds: float
+    tensors: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "step": self.step, "bytes": self.nbytes,
+                "seconds": round(self.seconds, 3), "tensors": self.tensors}
+
+
+def convert(path: Path | str, out_root: Path | str, recipe: Recipe | Mapping[str, Any] | str | Path, *,
+            step: int | None = None, out_step: int | None = None, block_bytes: int = BLOCK_BYTES,
+            progress: Progress | None = None) -> ConvertReport:
+    """Convert checkpoint ``path`` (``step`` or latest) with ``recipe`` into ``out_root``."""
+    t0 = time.perf_counter()
+    recipe = load_recipe(recipe)
+    ckpt = open_checkpoint(path, step)
+    planner = Planner(ckpt, recipe)
+    specs = planner.plan()
+    rows: list[dict[str, Any]] = []
+    meta = {**ckpt.manifest.user_metadata,
+            "converted_from": {"path": str(ckpt.path), "step": ckpt.step},
+            "recipe": recipe.model_dump(mode="json", exclude_defaults=True)}
+    layout = {**ckpt.manifest.layout, **planner.layout} if recipe.tp is None else dict(planner.layout)
+    verified: set[str] = set()
+    with store.reading(ckpt.ref), StreamWriter(out_root, step=ckpt.step if out_step is None else out_step,
+                                               layout=layout, tags=ckpt.manifest.tags, metadata=meta) as w:
+        for spec in specs:
+            for src in spec.sources:
+                if src not in verified:
+                    _verify_source(ckpt, src)
+                    verified.add(src)
+            out, scale, row = _materialize(ckpt, spec, block_bytes)
+            w.add(spec.name, out, split=spec.split)
+            if scale is not None:
+                ssplit = spec.split if spec.split is not None and spec.split.dim == 0 and scale.data.ndim else None
+                w.add(scale_name(spec.name), scale, split=ssplit)
+            rows.append(row)
+            del out, scale
+            if progress:
+                progress(row["bytes"])
+        # the per-tensor quantisation error travels with the checkpoint (JSON, small)
+        errors = {r["name"]: r["rel_rms_error"] for r in rows if "rel_rms_error" in r}
+        if errors:
+            w.header["user_metadata"]["cast_rel_rms_error"] = errors
+    assert w.result is not None
+    return ConvertReport(w.result.path, w.result.step, w.result.nbytes, time.perf_counter() - t0, rows)
+
+
+def _verify_source(ckpt: Checkpoint, name: str) -> None:
+    entry = ckpt.entry(name)
+    for c in entry.chunks:
+        problem = _check_file(ckpt.path / entry.path / chunk_key(c.index), c.nbytes, c.crc32c)
+        if problem:
+            where = f"{entry.path}/{chunk_key(c.index)}"
+            raise CheckpointCorruptError(f"damaged chunk {where}: {problem}", problems=[f"{where}: {problem}"],
+                                         hint="run `fabric ckpt verify` and convert an older step")
+
+
+def _fill(ckpt: Checkpoint, spec: Spec, lo: int, hi: int, dest: np.ndarray) -> None:
+    """Rows lo:hi of ``spec`` (stored form) into ``dest`` (C-contiguous, hi - lo rows)."""
+    if not spec.shape:
+        ckpt._read_region(ckpt.entry(spec.segs[0].src), (), dest)  # type: ignore[arg-type]
+        return
+    trail = tuple((0, s) for s in spec.shape[1:])
+    for s in spec.segs:
+        a, b = max(lo, s.lo), min(hi, s.hi)
+        if a >= b:
+            continue
+        target = dest[a - lo:b - lo]
+        if s.src is None:
+            target[...] = 0
+        else:
+            src_lo = s.src_lo + (a - s.lo)
+            ckpt._read_region(ckpt.entry(s.src), ((src_lo, src_lo + b - a), *trail), target)
+
+
+def _materialize(ckpt: Checkpoint, spec: Spec, block_bytes: int) -> tuple[HostArray, HostArray | None, dict]:
+    src_dt = stored_dtype(spec.dtype)
+    to = spec.cast.to if spec.cast else spec.dtype
+    out = np.empty(spec.shape, stored_dtype(to))
+    row = {"name": spec.name, "shape": list(spec.shape), "dtype": to, "from_dtype": spec.dtype,
+           "sources": spec.sources, "bytes": out.nbytes}
+    if spec.notes:
+        row["notes"] = spec.notes
+    if spec.cast is None:
+        _fill(ckpt, spec, 0, spec.rows, out.reshape(spec.shape) if spec.shape else out)
+        return HostArray(out, to), None, row
+    row_bytes = math.prod(spec.shape[1:]) * 4  # the cast works in float32
+    step = max(1, block_bytes // max(1, row_bytes))
+    blocks = [(lo, min(spec.rows, lo + step)) for lo in range(0, spec.rows, step)]
+    caster = _Caster(spec, to)
+
+    def read(lo: int, hi: int) -> np.ndarray:
+        scratch = np.empty(((hi - lo), *spec.shape[1:]) if spec.shape else (), src_dt)
+        _fill(ckpt, spec, lo, hi, scratch)
+        return scratch
+
+    if caster.needs_amax:
+        for lo, hi in blocks:
+            caster.observe(read(lo, hi))
+    for lo, hi in blocks:
+        caster.cast(read(lo, hi), out[lo:hi] if spec.shape else out, lo)
+    row.update(caster.report())
+    return HostArray(out, to), caster.scale_array(), row
+
+
+class _Caster:
+    """Block-wise dtype conversion (torch on CPU) with error statistics; fp8 with scales."""
+
+    def __init__(self, spec: Spec, to: str) -> None:
+        import torch
+        self.torch, self.spec, self.to = torch, spec, to
+        self.fp8 = to in FP8_DTYPES
+        self.per_channel = self.fp8 and spec.cast is not None and spec.cast.scale == "channel"
+        self.needs_amax = self.fp8 and not self.per_channel
+        self.fmax = float(torch.finfo(getattr(torch, to)).max) if self.fp8 else 0.0
+        self.amax = 0.0
+        self.scales = np.ones((spec.rows, 1), np.float32) if self.per_channel else None
+        self.err2 = self.ref2 = self.max_err = 0.0
+
+    def _tensor(self, arr: np.ndarray, logical: str) -> Any:
+        t = self.torch.from_numpy(arr)
+        if logical == "bfloat16":
+            return t.view(self.torch.int16).view(self.torch.bfloat16)
+        return t.view(getattr(self.torch, logical)) if logical in FP8_DTYPES else t
+
+    def observe(self, block: np.ndarray) -> None:
+        x = self._tensor(block, self.spec.dtype).float()
+        if not bool(self.torch.isfinite(x).all()):
+            raise CheckpointError(f"cast {self.spec.name}: the tensor has NaN or inf values; fp8 scales "
+                                  f"cannot be computed", hint="fix the source, or leave this tensor out of the cast")
+        if x.numel():
+            self.amax = max(self.amax, float(x.abs().max()))
+
+    def cast(self, block: np.ndarray, dest: np.ndarray, lo: int) -> None:
+        torch = self.torch
+        x = self._tensor(block, self.spec.dtype).float()
+        if self.fp8:
+            if self.per_channel:
+                self.observe(block)
+                amax = x.reshape(x.shape[0], -1).abs().amax(dim=1) if x.numel() else torch.zeros(x.shape[0])
+                scale = torch.where(amax > 0, amax / self.fmax, torch.ones_like(amax))
+                self.scales[lo:lo + x.shape[0], 0] = scale.numpy()  # type: ignore[index]
+                scale = scale.reshape(-1, *([1] * (x.dim() - 1)))
+            else:
+                scale = torch.tensor(self.amax / self.fmax if self.amax > 0 else 1.0, dtype=torch.float32)
+            y = (x / scale).clamp(-self.fmax, self.fmax).to(getattr(torch, self.to))
+            back = y.float() * scale
+        else:
+            y = x.to(getattr(torch, self.to))
+            back = y.float()
+        out = self._tensor(dest, self.to)
+        out.copy_(y)
+        diff = back - x
+        self.err2 += float(diff.square().sum(dtype=torch.float64))
+        self.ref2 += float(x.square().sum(dtype=torch.float64))
+        if diff.numel():
+            self.max_err = max(self.max_err, float(diff.abs().max()))
+
+    def scale_array(self) -> HostArray | None:
+        if not self.fp8:
+            return None
+        if self.per_channel:
+            shape = (self.spec.rows, *([1] * (len(self.spec.shape) - 1)))
+            return HostArray(self.scales.reshape(shape), "float32")  # type: ignore[union-attr]
+        return HostArray(np.array(self.amax / self.fmax if self.amax > 0 else 1.0, np.float32), "float32")
+
+    def report(self) -> dict[str, Any]:
+        rel = math.sqrt(self.err2 / self.ref2) if self.ref2 > 0 else 0.0
+        out: dict[str, Any] = {"rel_rms_error": rel, "max_abs_error": self.max_err}
+        if self.fp8:
+            out["scale"] = "channel" if self.per_channel else "tensor"
+        return out
+
+
+__all__ = ["ConvertReport", "SplitInfo", "convert", "CheckpointError"]
