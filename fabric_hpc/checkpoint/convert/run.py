@@ -24,14 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from fabric_hpc.checkpoint import store
+from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.convert.plan import Planner, Spec, scale_name
 from fabric_hpc.checkpoint.convert.recipe import FP8_DTYPES, Recipe, load_recipe
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError
 from fabric_hpc.checkpoint.format import SplitInfo, chunk_key, stored_dtype
 from fabric_hpc.checkpoint.interop.stream import StreamWriter
 from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint
-from fabric_hpc.checkpoint.restore import _check_file
 from fabric_hpc.checkpoint.tensors import HostArray
 
 BLOCK_BYTES = 8 << 20  # rows per cast block, measured as float32
@@ -68,14 +67,15 @@ def convert(path: Path | str, out_root: Path | str, recipe: Recipe | Mapping[str
             "recipe": recipe.model_dump(mode="json", exclude_defaults=True)}
     layout = {**ckpt.manifest.layout, **planner.layout} if recipe.tp is None else dict(planner.layout)
     verified: set[str] = set()
+    work = _Workspace(block_bytes)
     with store.reading(ckpt.ref), StreamWriter(out_root, step=ckpt.step if out_step is None else out_step,
                                                layout=layout, tags=ckpt.manifest.tags, metadata=meta) as w:
         for spec in specs:
             for src in spec.sources:
                 if src not in verified:
-                    _verify_source(ckpt, src)
+                    _verify_source(ckpt, src, work)
                     verified.add(src)
-            out, scale, row = _materialize(ckpt, spec, block_bytes)
+            out, scale, row = _materialize(ckpt, spec, work)
             w.add(spec.name, out, split=spec.split)
             if scale is not None:
                 ssplit = spec.split if spec.split is not None and spec.split.dim == 0 and scale.data.ndim else None
@@ -92,12 +92,33 @@ def convert(path: Path | str, out_root: Path | str, recipe: Recipe | Mapping[str
     return ConvertReport(w.result.path, w.result.step, w.result.nbytes, time.perf_counter() - t0, rows)
 
 
-def _verify_source(ckpt: Checkpoint, name: str) -> None:
+def _verify_source(ckpt: Checkpoint, name: str, work: _Workspace) -> None:
+    """CRC-32C of every chunk file of ``name``, read through the workspace buffer (no allocation)."""
+    import os
     entry = ckpt.entry(name)
+    work.reserve(work.elems)
+    buf = work.src
     for c in entry.chunks:
-        problem = _check_file(ckpt.path / entry.path / chunk_key(c.index), c.nbytes, c.crc32c)
+        where = f"{entry.path}/{chunk_key(c.index)}"
+        problem = None
+        try:
+            fd = os.open(ckpt.path / entry.path / chunk_key(c.index), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            problem = "chunk file is missing"
+        else:
+            try:
+                size = os.fstat(fd).st_size
+                crc, offset = 0, 0
+                while size == c.nbytes and offset < size:
+                    piece = buf[:min(buf.size, size - offset)]
+                    fsio.read_into(fd, piece, offset)
+                    crc = fsio.crc32c(piece, crc)
+                    offset += piece.size
+                problem = f"{size} bytes, manifest says {c.nbytes}" if size != c.nbytes else \
+                    None if crc == c.crc32c else f"crc32c {crc:#010x} != manifest {c.crc32c:#010x}"
+            finally:
+                os.close(fd)
         if problem:
-            where = f"{entry.path}/{chunk_key(c.index)}"
             raise CheckpointCorruptError(f"damaged chunk {where}: {problem}", problems=[f"{where}: {problem}"],
                                          hint="run `fabric ckpt verify` and convert an older step")
 
@@ -120,7 +141,7 @@ def _fill(ckpt: Checkpoint, spec: Spec, lo: int, hi: int, dest: np.ndarray) -> N
             ckpt._read_region(ckpt.entry(s.src), ((src_lo, src_lo + b - a), *trail), target)
 
 
-def _materialize(ckpt: Checkpoint, spec: Spec, block_bytes: int) -> tuple[HostArray, HostArray | None, dict]:
+def _materialize(ckpt: Checkpoint, spec: Spec, work: _Workspace) -> tuple[HostArray, HostArray | None, dict]:
     src_dt = stored_dtype(spec.dtype)
     to = spec.cast.to if spec.cast else spec.dtype
     out = np.empty(spec.shape, stored_dtype(to))
@@ -129,15 +150,18 @@ def _materialize(ckpt: Checkpoint, spec: Spec, block_bytes: int) -> tuple[HostAr
     if spec.notes:
         row["notes"] = spec.notes
     if spec.cast is None:
-        _fill(ckpt, spec, 0, spec.rows, out.reshape(spec.shape) if spec.shape else out)
+        _fill(ckpt, spec, 0, spec.rows, out)
         return HostArray(out, to), None, row
-    row_bytes = math.prod(spec.shape[1:]) * 4  # the cast works in float32
-    step = max(1, block_bytes // max(1, row_bytes))
+    trail = spec.shape[1:]
+    row_elems = math.prod(trail)
+    step = max(1, work.elems // max(1, row_elems))
+    work.reserve(min(step, spec.rows) * row_elems)
     blocks = [(lo, min(spec.rows, lo + step)) for lo in range(0, spec.rows, step)]
-    caster = _Caster(spec, to)
+    caster = _Caster(spec, to, work)
 
     def read(lo: int, hi: int) -> np.ndarray:
-        scratch = np.empty(((hi - lo), *spec.shape[1:]) if spec.shape else (), src_dt)
+        shape = ((hi - lo), *trail) if spec.shape else ()
+        scratch = work.src[:math.prod(shape) * src_dt.itemsize].view(src_dt).reshape(shape)
         _fill(ckpt, spec, lo, hi, scratch)
         return scratch
 
@@ -150,12 +174,34 @@ def _materialize(ckpt: Checkpoint, spec: Spec, block_bytes: int) -> tuple[HostAr
     return HostArray(out, to), caster.scale_array(), row
 
 
-class _Caster:
-    """Block-wise dtype conversion (torch on CPU) with error statistics; fp8 with scales."""
+class _Workspace:
+    """Buffers reused by every block of every tensor (source rows, two float32 blocks), so the
+    cast allocates nothing per block and the heap does not grow with the tensor count."""
 
-    def __init__(self, spec: Spec, to: str) -> None:
+    def __init__(self, block_bytes: int) -> None:
         import torch
-        self.torch, self.spec, self.to = torch, spec, to
+        self.torch = torch
+        self.elems = max(1, block_bytes // 4)
+        self.src = np.empty(0, np.uint8)
+        self.x = self.tmp = torch.empty(0)
+
+    def reserve(self, elems: int) -> None:
+        if self.x.numel() < elems:
+            self.src = np.empty(elems * 4, np.uint8)
+            self.x, self.tmp = self.torch.empty(elems), self.torch.empty(elems)
+
+    def floats(self, which: str, shape: tuple[int, ...]) -> Any:
+        buf = self.x if which == "x" else self.tmp
+        return buf[:math.prod(shape)].view(shape)
+
+
+class _Caster:
+    """Block-wise dtype conversion (torch on CPU, in the workspace) with error statistics;
+    fp8 with scales."""
+
+    def __init__(self, spec: Spec, to: str, work: _Workspace) -> None:
+        import torch
+        self.torch, self.spec, self.to, self.work = torch, spec, to, work
         self.fp8 = to in FP8_DTYPES
         self.per_channel = self.fp8 and spec.cast is not None and spec.cast.scale == "channel"
         self.needs_amax = self.fp8 and not self.per_channel
@@ -170,38 +216,49 @@ class _Caster:
             return t.view(self.torch.int16).view(self.torch.bfloat16)
         return t.view(getattr(self.torch, logical)) if logical in FP8_DTYPES else t
 
+    def _floats(self, block: np.ndarray) -> Any:
+        x = self.work.floats("x", block.shape)
+        x.copy_(self._tensor(block, self.spec.dtype))
+        return x
+
     def observe(self, block: np.ndarray) -> None:
-        x = self._tensor(block, self.spec.dtype).float()
-        if not bool(self.torch.isfinite(x).all()):
+        x = self._floats(block)
+        if x.numel():
+            self._amax_ok(self.torch.abs(x, out=self.work.floats("tmp", tuple(x.shape))).max())
+
+    def _amax_ok(self, amax: Any) -> None:
+        """NaN/inf propagate into the maximum: one check covers the block."""
+        if not bool(self.torch.isfinite(amax).all()):
             raise CheckpointError(f"cast {self.spec.name}: the tensor has NaN or inf values; fp8 scales "
                                   f"cannot be computed", hint="fix the source, or leave this tensor out of the cast")
-        if x.numel():
-            self.amax = max(self.amax, float(x.abs().max()))
+        self.amax = max(self.amax, float(amax.max()) if amax.numel() else 0.0)
 
     def cast(self, block: np.ndarray, dest: np.ndarray, lo: int) -> None:
         torch = self.torch
-        x = self._tensor(block, self.spec.dtype).float()
+        x = self._floats(block)
+        tmp = self.work.floats("tmp", tuple(x.shape))
+        out = self._tensor(dest, self.to)
         if self.fp8:
             if self.per_channel:
-                self.observe(block)
-                amax = x.reshape(x.shape[0], -1).abs().amax(dim=1) if x.numel() else torch.zeros(x.shape[0])
+                amax = torch.abs(x, out=tmp).reshape(x.shape[0], -1).amax(dim=1)
+                self._amax_ok(amax)
                 scale = torch.where(amax > 0, amax / self.fmax, torch.ones_like(amax))
                 self.scales[lo:lo + x.shape[0], 0] = scale.numpy()  # type: ignore[index]
                 scale = scale.reshape(-1, *([1] * (x.dim() - 1)))
             else:
                 scale = torch.tensor(self.amax / self.fmax if self.amax > 0 else 1.0, dtype=torch.float32)
-            y = (x / scale).clamp(-self.fmax, self.fmax).to(getattr(torch, self.to))
-            back = y.float() * scale
+            torch.div(x, scale, out=tmp).clamp_(-self.fmax, self.fmax)
+            out.copy_(tmp)
+            tmp.copy_(out).mul_(scale)
         else:
-            y = x.to(getattr(torch, self.to))
-            back = y.float()
-        out = self._tensor(dest, self.to)
-        out.copy_(y)
-        diff = back - x
-        self.err2 += float(diff.square().sum(dtype=torch.float64))
-        self.ref2 += float(x.square().sum(dtype=torch.float64))
-        if diff.numel():
-            self.max_err = max(self.max_err, float(diff.abs().max()))
+            out.copy_(x)
+            tmp.copy_(out)
+        tmp.sub_(x)
+        flat_d, flat_x = tmp.reshape(-1), x.reshape(-1)
+        self.err2 += float(torch.dot(flat_d, flat_d))
+        self.ref2 += float(torch.dot(flat_x, flat_x))
+        if tmp.numel():
+            self.max_err = max(self.max_err, float(tmp.abs_().max()))
 
     def scale_array(self) -> HostArray | None:
         if not self.fp8:
