@@ -168,6 +168,8 @@ def test_recipe_is_strict(tmp_path: Path) -> None:
     assert open_checkpoint(tmp_path / "o").manifest.tensors["w"].dtype == "int32"
     with pytest.raises(CheckpointError, match="no tensor 'b'"):
         convert(tmp_path / "ck", tmp_path / "o", {"fuse": [{"parts": ["w", "b"], "into": "wb"}]})
+    with pytest.raises(CheckpointError, match="matches no tensor"):
+        convert(tmp_path / "ck", tmp_path / "o", {"split": [{"fused": "layers.{i}.w", "parts": ["a", "b"]}]})
 
 
 def test_failing_midway_leaves_nothing_and_damage_is_caught(tmp_path: Path) -> None:

@@ -160,13 +160,17 @@ class Planner:
             self.specs = renamed
 
     def _matches(self, tmpl: str) -> list[tuple[str, str | None]]:
-        """(name, layer) for every current name matching a template."""
+        """(name, layer) for every current name matching a template (none is an error: a recipe
+        that silently does nothing is a wrong recipe)."""
         pattern = template(tmpl)
         out = []
-        for name in self.specs:
+        for name in sorted(self.specs):
             m = pattern.match(name)
             if m:
                 out.append((name, m.groupdict().get("i")))
+        if not out:
+            raise CheckpointError(f"recipe template {tmpl!r} matches no tensor (after renames)",
+                                  hint="check the names with `fabric ckpt show` and the recipe's templates")
         return out
 
     def _pop(self, name: str, why: str) -> Spec:
