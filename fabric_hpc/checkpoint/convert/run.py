@@ -28,7 +28,7 @@ from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.convert.plan import Planner, Spec, scale_name
 from fabric_hpc.checkpoint.convert.recipe import FP8_DTYPES, Recipe, load_recipe
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError
-from fabric_hpc.checkpoint.format import SplitInfo, chunk_key, stored_dtype
+from fabric_hpc.checkpoint.format import chunk_key, stored_dtype
 from fabric_hpc.checkpoint.interop.stream import StreamWriter
 from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint
 from fabric_hpc.checkpoint.tensors import HostArray
@@ -276,4 +276,4 @@ class _Caster:
         return out
 
 
-__all__ = ["ConvertReport", "SplitInfo", "convert", "CheckpointError"]
+__all__ = ["ConvertReport", "convert"]

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +40,13 @@ PICKLE_HINT = ("pass --trust-pickle (trust_pickle=True) only for a checkpoint yo
 Progress = Callable[[int], None]
 
 
-def _quiet() -> Any:
+@contextmanager
+def _quiet() -> Iterator[None]:
     """DCP warns on every no_dist call; the warning is about process groups we do not use."""
-    ctx = warnings.catch_warnings()
-    ctx.__enter__()
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.distributed\.checkpoint.*")
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.distributed\.checkpoint.*")
-    return ctx
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.distributed\.checkpoint.*")
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.distributed\.checkpoint.*")
+        yield
 
 
 def read_dcp_metadata(src: Path | str, *, trust_pickle: bool) -> Any:
@@ -91,19 +92,15 @@ def import_dcp(src: Path | str, root: Path | str, *, trust_pickle: bool = False,
                               hint="pass --skip-objects to import only the tensors")
     names = {k: _name(k, prefix) for k in tensors}
     meta = {"source": "torch-dcp", "skipped_objects": objects}
-    ctx = _quiet()
-    try:
-        with StreamWriter(root, step=step, metadata=meta, layout={"format": "dcp"}) as out:
-            for batch in _batches(tensors):
-                sd = {k: torch.empty(tuple(tensors[k].size), dtype=tensors[k].properties.dtype) for k in batch}
-                dcp.load(sd, storage_reader=FileSystemReader(str(src)), no_dist=True)
-                for k in batch:
-                    out.add(names[k], sd[k], split=detect_split(tuple(tensors[k].size), tensors[k].chunks))
-                    if progress:
-                        progress(sd[k].numel() * sd[k].element_size())
-                del sd
-    finally:
-        ctx.__exit__(None, None, None)
+    with _quiet(), StreamWriter(root, step=step, metadata=meta, layout={"format": "dcp"}) as out:
+        for batch in _batches(tensors):
+            sd = {k: torch.empty(tuple(tensors[k].size), dtype=tensors[k].properties.dtype) for k in batch}
+            dcp.load(sd, storage_reader=FileSystemReader(str(src)), no_dist=True)
+            for k in batch:
+                out.add(names[k], sd[k], split=detect_split(tuple(tensors[k].size), tensors[k].chunks))
+                if progress:
+                    progress(sd[k].numel() * sd[k].element_size())
+            del sd
     assert out.result is not None
     return out.result
 
@@ -150,9 +147,8 @@ def export_dcp(path: Path | str, out: Path | str, *, step: int | None = None, pr
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
     fsio.make_dirs(out.parent)
     fsio.make_dir(tmp)
-    ctx = _quiet()
     try:
-        with store.reading(ckpt.ref):
+        with _quiet(), store.reading(ckpt.ref):
             sd = {keys[n]: _mapped(ckpt, n, progress) for n in sorted(keys)}
             dcp.save(sd, storage_writer=FileSystemWriter(str(tmp), sync_files=True), no_dist=True)
             del sd
@@ -164,8 +160,6 @@ def export_dcp(path: Path | str, out: Path | str, *, step: int | None = None, pr
     except BaseException:
         fsio.remove_tree(tmp)
         raise
-    finally:
-        ctx.__exit__(None, None, None)
     return {"path": str(out), "tensors": len(keys), "step": ckpt.step,
             "bytes": sum(c.nbytes for n in keys for c in ckpt.entry(n).chunks)}
 
