@@ -85,6 +85,16 @@ def _llama_state(heads: int = 4, kv: int = 2, hidden: int = 32, layers: int = 2,
     return {k: v.detach().clone() for k, v in transformers.LlamaForCausalLM(cfg).state_dict().items()}
 
 
+def test_fp8_refuses_non_finite_values(tmp_path: Path) -> None:
+    w = torch.ones(4, 4)
+    w[2, 1] = float("inf")
+    save(tmp_path / "ck", {"w": w}, step=0)
+    for scale in ("tensor", "channel"):
+        with pytest.raises(CheckpointError, match="NaN or inf"):
+            convert(tmp_path / "ck", tmp_path / "o", {"cast": [{"match": "w", "to": "float8_e4m3fn", "scale": scale}]})
+    _nothing_visible(tmp_path / "o")
+
+
 def test_megatron_hf_llama_round_trip(tmp_path: Path) -> None:
     from fabric_hpc.checkpoint.convert.llama import hf_to_megatron, megatron_to_hf
     sd = _llama_state()
@@ -190,9 +200,14 @@ def test_failing_midway_leaves_nothing_and_damage_is_caught(tmp_path: Path) -> N
     raw = bytearray(chunk.read_bytes())
     raw[100] ^= 0xFF
     chunk.write_bytes(bytes(raw))
-    with pytest.raises(CheckpointCorruptError, match="t4/c.0.0"):
-        convert(tmp_path / "ck", tmp_path / "out", {"rename": [{"pattern": "t", "replace": "u"}]})
-    _nothing_visible(tmp_path / "out", before=1)
+    # damage found by the reader (whole reads), the streamed cast, the block-wise fp8 pass and
+    # the separate pass for partial reads (split)
+    for recipe in ({"rename": [{"pattern": "t", "replace": "u"}]}, {"cast": [{"match": ".*", "to": "bfloat16"}]},
+                   {"cast": [{"match": "t4", "to": "float8_e5m2"}]},
+                   {"split": [{"fused": "t4", "parts": ["t4a", "t4b"]}]}):
+        with pytest.raises(CheckpointCorruptError, match="t4/c.0.0"):
+            convert(tmp_path / "ck", tmp_path / "out", recipe, block_bytes=4096)
+        _nothing_visible(tmp_path / "out", before=1)
 
 
 def test_cli_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -82,3 +82,18 @@ def test_cli_refuses_without_trust_pickle(tmp_path: Path, capsys: pytest.Capture
     assert main(["ckpt", "import-dcp", str(tmp_path / "dcp"), str(tmp_path / "back"), "--trust-pickle"]) == 0
     assert "arbitrary code" in capsys.readouterr().err
     assert np.array_equal(restore(tmp_path / "back")["a"], np.arange(4.0))
+
+
+def test_objects_refused_unless_skipped(tmp_path: Path) -> None:
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint import FileSystemWriter
+
+    from fabric_hpc.checkpoint.interop.dcp import import_dcp
+    dcp.save({"w": torch.ones(3), "extra": {"lr": 0.1, "names": ["a"]}},
+             storage_writer=FileSystemWriter(str(tmp_path / "dcp")), no_dist=True)
+    with pytest.raises(CheckpointError, match="pickled Python objects") as err:
+        import_dcp(tmp_path / "dcp", tmp_path / "ck", trust_pickle=True)
+    assert "--skip-objects" in str(err.value) and not (tmp_path / "ck").exists()
+    import_dcp(tmp_path / "dcp", tmp_path / "ck", trust_pickle=True, skip_objects=True)
+    m = open_checkpoint(tmp_path / "ck").manifest
+    assert list(m.tensors) == ["w"] and m.user_metadata["skipped_objects"] == ["extra.lr", "extra.names"]

@@ -66,7 +66,7 @@ def convert(path: Path | str, out_root: Path | str, recipe: Recipe | Mapping[str
             "converted_from": {"path": str(ckpt.path), "step": ckpt.step},
             "recipe": recipe.model_dump(mode="json", exclude_defaults=True)}
     layout = {**ckpt.manifest.layout, **planner.layout} if recipe.tp is None else dict(planner.layout)
-    verified: set[str] = set()
+    verified = _self_checked(ckpt, specs)
     work = _Workspace(block_bytes)
     with store.reading(ckpt.ref), StreamWriter(out_root, step=ckpt.step if out_step is None else out_step,
                                                layout=layout, tags=ckpt.manifest.tags, metadata=meta) as w:
@@ -75,7 +75,7 @@ def convert(path: Path | str, out_root: Path | str, recipe: Recipe | Mapping[str
                 if src not in verified:
                     _verify_source(ckpt, src, work)
                     verified.add(src)
-            out, scale, row = _materialize(ckpt, spec, work)
+            out, scale, row = _materialize(ckpt, spec, work, _streamed(ckpt, spec))
             w.add(spec.name, out, split=spec.split)
             if scale is not None:
                 ssplit = spec.split if spec.split is not None and spec.split.dim == 0 and scale.data.ndim else None
@@ -90,6 +90,35 @@ def convert(path: Path | str, out_root: Path | str, recipe: Recipe | Mapping[str
             w.header["user_metadata"]["cast_rel_rms_error"] = errors
     assert w.result is not None
     return ConvertReport(w.result.path, w.result.step, w.result.nbytes, time.perf_counter() - t0, rows)
+
+
+def _streamed(ckpt: Checkpoint, spec: Spec) -> str | None:
+    """The source of a cast that reads one whole single-chunk tensor in order (its CRC-32C is
+    computed on the way, block by block), else None."""
+    if spec.cast is None or len(spec.segs) != 1 or spec.segs[0].src is None:
+        return None
+    seg, entry = spec.segs[0], ckpt.entry(spec.segs[0].src)
+    whole = seg.src_lo == 0 and seg.hi - seg.lo == (entry.shape[0] if entry.shape else 1)
+    return seg.src if whole and len(entry.chunks) == 1 and entry.chunk_shape == entry.shape else None
+
+
+def _self_checked(ckpt: Checkpoint, specs: list[Spec]) -> set[str]:
+    """Sources whose CRCs are checked while they are read, so they need no separate pass: every
+    use reads them whole without a cast (the reader checks each chunk it reads whole), or one
+    cast streams them in order. Nothing is committed before every check has passed."""
+    uses: set[str] = set()
+    partial: set[str] = set()
+    for spec in specs:
+        streamed = _streamed(ckpt, spec)
+        for seg in spec.segs:
+            if seg.src is None:
+                continue
+            uses.add(seg.src)
+            entry = ckpt.entry(seg.src)
+            whole = seg.src_lo == 0 and seg.hi - seg.lo == (entry.shape[0] if entry.shape else 1)
+            if not whole or (spec.cast is not None and seg.src != streamed):
+                partial.add(seg.src)
+    return set(uses) - partial
 
 
 def _verify_source(ckpt: Checkpoint, name: str, work: _Workspace) -> None:
@@ -141,7 +170,8 @@ def _fill(ckpt: Checkpoint, spec: Spec, lo: int, hi: int, dest: np.ndarray) -> N
             ckpt._read_region(ckpt.entry(s.src), ((src_lo, src_lo + b - a), *trail), target)
 
 
-def _materialize(ckpt: Checkpoint, spec: Spec, work: _Workspace) -> tuple[HostArray, HostArray | None, dict]:
+def _materialize(ckpt: Checkpoint, spec: Spec, work: _Workspace,
+                 streamed: str | None = None) -> tuple[HostArray, HostArray | None, dict]:
     src_dt = stored_dtype(spec.dtype)
     to = spec.cast.to if spec.cast else spec.dtype
     out = np.empty(spec.shape, stored_dtype(to))
@@ -159,17 +189,28 @@ def _materialize(ckpt: Checkpoint, spec: Spec, work: _Workspace) -> tuple[HostAr
     blocks = [(lo, min(spec.rows, lo + step)) for lo in range(0, spec.rows, step)]
     caster = _Caster(spec, to, work)
 
-    def read(lo: int, hi: int) -> np.ndarray:
+    crc = [0]
+
+    def read(lo: int, hi: int, first: bool) -> np.ndarray:
         shape = ((hi - lo), *trail) if spec.shape else ()
         scratch = work.src[:math.prod(shape) * src_dt.itemsize].view(src_dt).reshape(shape)
         _fill(ckpt, spec, lo, hi, scratch)
+        if streamed is not None and first:
+            crc[0] = fsio.crc32c(scratch, crc[0])
         return scratch
 
     if caster.needs_amax:
         for lo, hi in blocks:
-            caster.observe(read(lo, hi))
+            caster.observe(read(lo, hi, True))
     for lo, hi in blocks:
-        caster.cast(read(lo, hi), out[lo:hi] if spec.shape else out, lo)
+        caster.cast(read(lo, hi, not caster.needs_amax), out[lo:hi] if spec.shape else out, lo)
+    if streamed is not None:
+        chunk = ckpt.entry(streamed).chunks[0]
+        if crc[0] != chunk.crc32c:
+            where = f"{streamed}/{chunk_key(chunk.index)}"
+            raise CheckpointCorruptError(f"damaged chunk {where}: crc32c {crc[0]:#010x} != manifest "
+                                         f"{chunk.crc32c:#010x}", problems=[f"{where}: checksum mismatch"],
+                                         hint="run `fabric ckpt verify` and convert an older step")
     row.update(caster.report())
     return HostArray(out, to), caster.scale_array(), row
 

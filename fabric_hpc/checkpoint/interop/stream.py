@@ -18,7 +18,7 @@ import numpy as np
 
 from fabric_hpc.checkpoint import fsio, writer
 from fabric_hpc.checkpoint.errors import CheckpointError
-from fabric_hpc.checkpoint.format import SplitInfo, stored_dtype
+from fabric_hpc.checkpoint.format import SplitInfo, chunk_key, stored_dtype
 from fabric_hpc.checkpoint.reader import Checkpoint
 from fabric_hpc.checkpoint.tensors import HostArray
 from fabric_hpc.events import emit
@@ -64,7 +64,8 @@ class StreamWriter:
             raise CheckpointError(f"tensor {name!r} written twice")
         metas, pieces = writer.plan({name: value}, 0, 1, {name: chunk_shape} if chunk_shape else None,
                                     {name: split} if split else None)
-        written = writer.write_pieces(self.tmp, pieces, self.threads, metas)
+        # fsync'd together before the commit (as save does), not one tensor at a time
+        written = writer.write_pieces(self.tmp, pieces, self.threads, metas, fsync=False)
         self.metas.update(metas)
         for key, entries in written.items():
             self.written.setdefault(key, []).extend(entries)
@@ -75,6 +76,9 @@ class StreamWriter:
             fsio.remove_tree(self.tmp)
             return
         try:
+            fsio.fsync_paths([self.tmp / name / chunk_key(c["index"]) for name, cs in self.written.items() for c in cs]
+                             + [self.tmp / name / "zarr.json" for name, cs in self.written.items()
+                                if any(not any(c["index"]) for c in cs)])
             final = writer._commit(self.root, self.tmp, self.header, [(self.metas, self.written)])
         except BaseException:
             fsio.remove_tree(self.tmp)
