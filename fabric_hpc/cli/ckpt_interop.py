@@ -26,6 +26,13 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[unit])
 
 
+def _files_size(src: Path, pattern: str) -> int:
+    """Bytes of the files an import will read (for the progress bar; 0 when unknown)."""
+    if src.is_file():
+        return src.stat().st_size
+    return sum(p.stat().st_size for p in src.glob(pattern)) if src.is_dir() else 0
+
+
 def _step_opt(default_help: str) -> click.Option:
     return click.option("--step", type=click.IntRange(min=0), default=None, help=default_help)
 
@@ -45,7 +52,7 @@ def import_hf_cmd(src: Path, out: Path, step: int, prefix: str | None, as_json: 
     """Import a Hugging Face safetensors model (SRC: directory or .safetensors file) into checkpoint root OUT."""
     from fabric_hpc.checkpoint.interop.hf import import_hf
     from fabric_hpc.cli.ckpt import _progress, _size
-    with _progress("import", 0, not as_json) as tick:
+    with _progress("import", _files_size(src, "*.safetensors"), not as_json) as tick:
         res = import_hf(src, out, step=step, prefix=prefix, progress=tick)
     render(as_json, {"path": str(res.path), "step": res.step, "bytes": res.nbytes, "seconds": round(res.seconds, 3)},
            lambda c: c.print(f"imported {src} as {res.path} ({_size(res.nbytes)})"))
@@ -92,7 +99,7 @@ def import_dcp_cmd(src: Path, out: Path, trust_pickle: bool, step: int, prefix: 
     from fabric_hpc.cli.output import console
     if trust_pickle:
         console(stderr=True).print(f"warning: {PICKLE_WARNING}", markup=False)
-    with _progress("import", 0, not as_json) as tick:
+    with _progress("import", _files_size(src, "*.distcp"), not as_json) as tick:
         res = import_dcp(src, out, trust_pickle=trust_pickle, step=step, prefix=prefix,
                          skip_objects=skip_objects, progress=tick)
     render(as_json, {"path": str(res.path), "step": res.step, "bytes": res.nbytes, "seconds": round(res.seconds, 3)},
@@ -135,7 +142,7 @@ def convert_cmd(path: Path, out: Path, recipe: Path, step: int | None, out_step:
         rep = convert(path, out, plan, step=step, out_step=out_step, progress=tick)
 
     def human(c: object) -> None:
-        c.print(f"wrote {rep.path}: {len(rep.tensors)} tensors, {_size(rep.nbytes)} in {rep.seconds:.1f} s")  # type: ignore[attr-defined]
+        c.print(f"wrote {rep.path}: {len(rep.tensors)} tensors converted, {_size(rep.nbytes)} in {rep.seconds:.1f} s")  # type: ignore[attr-defined]
         for r in rep.tensors:
             if "rel_rms_error" in r:
                 c.print(f"  {r['name']}: {r['from_dtype']} -> {r['dtype']}"  # type: ignore[attr-defined]

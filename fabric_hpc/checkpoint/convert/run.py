@@ -82,14 +82,19 @@ def convert(path: Path | str, out_root: Path | str, recipe: Recipe | Mapping[str
                 w.add(scale_name(spec.name), scale, split=ssplit)
             rows.append(row)
             del out, scale
-            if progress:
-                progress(row["bytes"])
+            if progress:  # source bytes consumed, so a bar over the source's size reaches its end
+                progress(sum((g.hi - g.lo) * _row_bytes(ckpt, g.src) for g in spec.segs if g.src is not None))
         # the per-tensor quantisation error travels with the checkpoint (JSON, small)
         errors = {r["name"]: r["rel_rms_error"] for r in rows if "rel_rms_error" in r}
         if errors:
             w.header["user_metadata"]["cast_rel_rms_error"] = errors
     assert w.result is not None
     return ConvertReport(w.result.path, w.result.step, w.result.nbytes, time.perf_counter() - t0, rows)
+
+
+def _row_bytes(ckpt: Checkpoint, name: str) -> int:
+    e = ckpt.entry(name)
+    return math.prod(e.shape[1:]) * stored_dtype(e.dtype).itemsize
 
 
 def _streamed(ckpt: Checkpoint, spec: Spec) -> str | None:
