@@ -135,9 +135,10 @@ def _padded_piece(name: str, index: list[int], arr: np.ndarray, chunks: list[int
 
 
 def write_pieces(tmp: Path, pieces: list[_Piece], threads: int,
-                 metas: Mapping[str, dict] | None = None) -> dict[str, list[dict]]:
+                 metas: Mapping[str, dict] | None = None, *, fsync: bool = True) -> dict[str, list[dict]]:
     """Write this rank's chunk files in parallel (and the zarr.json of each tensor whose first
-    chunk it holds), then fsync them in one concurrent batch; name -> chunk entries."""
+    chunk it holds), then fsync them in one concurrent batch (``fsync=False``: the caller
+    fsyncs them later, before the commit); name -> chunk entries."""
     for name in sorted({p.name for p in pieces}):
         fsio.make_dirs(tmp / name)
     written: list[Path] = []
@@ -159,7 +160,8 @@ def write_pieces(tmp: Path, pieces: list[_Piece], threads: int,
         for name, entry in pool.map(one, order):
             out.setdefault(name, []).append(entry)
     # durability in one batch: fsyncs issued together share journal commits and device flushes
-    fsio.fsync_paths(written)
+    if fsync:
+        fsio.fsync_paths(written)
     return out
 
 

@@ -205,3 +205,9 @@ def import_cmd(h5: Path, directory: Path, as_json: bool) -> None:
     res = import_h5(h5, directory)
     render(as_json, {"path": str(res.path), "step": res.step, "bytes": res.nbytes},
            lambda c: c.print(f"imported {h5} as {res.path}"))
+
+
+# import-hf, export-hf, import-dcp, export-dcp, convert (fabric_hpc/cli/ckpt_interop.py)
+from fabric_hpc.cli.ckpt_interop import register as _register_interop  # noqa: E402
+
+_register_interop(group)

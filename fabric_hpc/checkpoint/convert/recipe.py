@@ -1,0 +1,163 @@
+"""The convert recipe: a small declarative file (YAML or JSON), strictly validated.
+
+Stages run in this order, each on the names the previous one produced:
+
+1. ``rename``: regex rules applied in order to every name (``re.sub``, e.g. Megatron-style ->
+   Hugging Face Llama names);
+2. ``fuse_qkv`` / ``split_qkv``: separate q/k/v projections <-> one fused tensor with
+   grouped-query heads, in ``concat`` ([Q; K; V], as vLLM's qkv_proj) or ``grouped`` (per KV
+   group [q heads, k, v], as Megatron's linear_qkv) layout; ``fuse`` / ``split``: row
+   concatenation (gate/up);
+3. ``cast``: dtype per name pattern (fp32 <-> bf16 <-> fp16, and -> fp8 e4m3/e5m2 with a
+   float32 ``*_scale`` tensor beside each weight);
+4. ``tp``: tensor-parallel layout (column / row parallel, head-aware for attention, vocabulary
+   padding).
+
+Templates (``q``, ``k``, ``into`` ...) are names in which ``{i}`` stands for a layer number.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointNotFoundError
+from fabric_hpc.validation import StrictModel, parse_model
+
+FLOAT_DTYPES = ("float32", "float16", "bfloat16")
+FP8_DTYPES = ("float8_e4m3fn", "float8_e5m2")
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    return value
+
+
+class Rename(StrictModel):
+    pattern: str
+    replace: str
+
+    _check = field_validator("pattern")(classmethod(lambda cls, v: _regex(v)))
+
+
+class Heads(StrictModel):
+    heads: int = Field(gt=0)
+    kv_heads: int = Field(gt=0)
+    layout: Literal["concat", "grouped"] = "concat"
+
+    def check(self) -> None:
+        if self.heads % self.kv_heads:
+            raise CheckpointError(f"heads {self.heads} is not a multiple of kv_heads {self.kv_heads}")
+
+
+class FuseQKV(Heads):
+    q: str
+    k: str
+    v: str
+    into: str
+
+
+class SplitQKV(Heads):
+    fused: str
+    q: str
+    k: str
+    v: str
+
+
+class Fuse(StrictModel):
+    parts: list[str] = Field(min_length=2)
+    into: str
+
+
+class Split(StrictModel):
+    fused: str
+    parts: list[str] = Field(min_length=2)
+    rows: list[int] | None = None  # default: equal parts
+
+
+class Cast(StrictModel):
+    match: str
+    to: Literal["float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"]
+    scale: Literal["tensor", "channel"] = "tensor"  # fp8 only
+
+    _check = field_validator("match")(classmethod(lambda cls, v: _regex(v)))
+
+
+class AttentionTP(Heads):
+    match: str  # fused qkv tensors (layout as given) or, with `kind`, separate q / kv tensors
+    kind: Literal["fused", "q", "kv"] = "fused"
+
+    _check = field_validator("match")(classmethod(lambda cls, v: _regex(v)))
+
+
+class TensorParallel(StrictModel):
+    size: int = Field(gt=0)
+    column: list[str] = []   # split along dim 0 (output features)
+    row: list[str] = []      # split along dim 1 (input features)
+    attention: list[AttentionTP] = []
+    kv_short: Literal["refuse", "replicate"] = "refuse"  # when size > kv_heads
+    vocab: list[str] = []    # padded with zero rows to a multiple of vocab_multiple_of
+    vocab_multiple_of: int = Field(default=0, ge=0)  # 0: size
+
+    @field_validator("column", "row", "vocab")
+    @classmethod
+    def _regexes(cls, v: list[str]) -> list[str]:
+        return [_regex(x) for x in v]
+
+
+class Recipe(StrictModel):
+    """A convert recipe; see the module doc and docs/checkpoint.md."""
+
+    rename: list[Rename] = []
+    fuse_qkv: list[FuseQKV] = []
+    split_qkv: list[SplitQKV] = []
+    fuse: list[Fuse] = []
+    split: list[Split] = []
+    cast: list[Cast] = []
+    tp: TensorParallel | None = None
+    drop: list[str] = []     # names (after rename) to leave out
+
+    @field_validator("drop")
+    @classmethod
+    def _regexes(cls, v: list[str]) -> list[str]:
+        return [_regex(x) for x in v]
+
+
+def load_recipe(source: Recipe | Mapping[str, Any] | str | Path) -> Recipe:
+    """A Recipe from a mapping or a .yaml/.yml/.json file; unknown keys are errors."""
+    if isinstance(source, Recipe):
+        return source
+    name = "recipe"
+    if not isinstance(source, Mapping):
+        path = Path(source)
+        if not path.is_file():
+            raise CheckpointNotFoundError(f"recipe {path} does not exist")
+        text = path.read_text(encoding="utf-8")
+        import yaml
+        try:
+            source = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise CheckpointError(f"{path}: not valid {path.suffix[1:] or 'JSON'} ({exc})") from None
+        name = str(path)
+    return parse_model(Recipe, source, source=name,
+                       hint="recipe keys: rename, fuse_qkv, split_qkv, fuse, split, cast, tp, drop "
+                            "(see docs/checkpoint.md#convert)")
+
+
+def template(text: str) -> re.Pattern[str]:
+    """A name template with ``{i}`` (a layer number) as a full-match regex."""
+    parts = text.split("{i}")
+    return re.compile("(?P<i>\\d+)".join(re.escape(p) for p in parts[:2]) +
+                      "".join("(?P=i)" + re.escape(p) for p in parts[2:]) + "$")
+
+
+def fill(text: str, i: str | None) -> str:
+    return text.replace("{i}", i or "")

@@ -1,0 +1,191 @@
+"""PyTorch Distributed Checkpoint (``torch.distributed.checkpoint``) in and out.
+
+DCP keeps its index in ``.metadata``, a Python pickle. Unpickling runs code chosen by whoever
+wrote the file, so reading a DCP directory needs an explicit ``trust_pickle=True``
+(``--trust-pickle`` on the CLI) and goes only through torch's own reader
+(``FileSystemReader.read_metadata`` and ``dcp.load``); fabric never unpickles anything itself
+and its own format stays pickle-free.
+
+Import loads a few tensors at a time with ``dcp.load`` (no process group: ``no_dist=True``; DCP
+reshards whatever the writers' layout was into whole tensors) and streams them into a fabric
+checkpoint. A tensor that the writers split ``torch.chunk``-style along one dimension keeps that
+split (one chunk file per writer's part). Export hands torch whole tensors memory-mapped from
+the chunk files (CRC-32C checked first) and lets ``dcp.save`` write them into a temporary
+directory that is renamed to OUT when complete; any world size can then ``dcp.load`` it
+(e.g. as ``DTensor`` shards).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fabric_hpc.checkpoint import fsio, store
+from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
+from fabric_hpc.checkpoint.format import SplitInfo, check_name, chunk_key, split_bounds, stored_dtype
+from fabric_hpc.checkpoint.interop.stream import StreamWriter, read_stored
+from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint
+from fabric_hpc.checkpoint.writer import SaveResult
+
+METADATA = ".metadata"
+BATCH_BYTES = 64 << 20  # small tensors are loaded together, up to this many bytes per dcp.load
+PICKLE_HINT = ("pass --trust-pickle (trust_pickle=True) only for a checkpoint you or someone you trust "
+               "wrote: DCP's .metadata is a Python pickle and unpickling it can run arbitrary code")
+Progress = Callable[[int], None]
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """DCP warns on every no_dist call; the warning is about process groups we do not use."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.distributed\.checkpoint.*")
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.distributed\.checkpoint.*")
+        yield
+
+
+def read_dcp_metadata(src: Path | str, *, trust_pickle: bool) -> Any:
+    """The DCP ``Metadata`` of ``src``, read by torch's FileSystemReader (refused without trust)."""
+    src = Path(src)
+    if not trust_pickle:
+        raise CheckpointError(f"refusing to read {src / METADATA}: it is a pickle", hint=PICKLE_HINT)
+    if not (src / METADATA).is_file():
+        raise CheckpointNotFoundError(f"{src} is not a torch.distributed.checkpoint directory (no {METADATA})")
+    from torch.distributed.checkpoint import FileSystemReader
+    return FileSystemReader(str(src)).read_metadata()
+
+
+def detect_split(size: tuple[int, ...], chunks: list[Any]) -> SplitInfo | None:
+    """SplitInfo when the writers' chunks are exactly a torch.chunk split along one dimension."""
+    if len(chunks) < 2 or not size:
+        return None
+    dims = {d for c in chunks for d in range(len(size)) if c.offsets[d] != 0 or c.sizes[d] != size[d]}
+    if len(dims) != 1:
+        return None
+    dim = dims.pop()
+    got = sorted((int(c.offsets[dim]), int(c.offsets[dim]) + int(c.sizes[dim])) for c in chunks)
+    want = [split_bounds(size[dim], len(chunks), i) for i in range(len(chunks))]
+    return SplitInfo(dim=dim, parts=len(chunks)) if got == want else None
+
+
+def import_dcp(src: Path | str, root: Path | str, *, trust_pickle: bool = False, step: int = 0,
+               prefix: str | None = None, skip_objects: bool = False,
+               progress: Progress | None = None) -> SaveResult:
+    """Import the DCP directory ``src`` as checkpoint ``step`` under ``root`` (whole tensors; a
+    one-dimension torch.chunk split of the writers is kept). Non-tensor entries (pickled Python
+    objects) are refused unless ``skip_objects``."""
+    import torch
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+    md = read_dcp_metadata(src, trust_pickle=trust_pickle)
+    items = md.state_dict_metadata
+    tensors = {k: v for k, v in items.items() if isinstance(v, TensorStorageMetadata)}
+    objects = sorted(set(items) - set(tensors))
+    if objects and not skip_objects:
+        raise CheckpointError(f"{src}: {len(objects)} entries are pickled Python objects, not tensors: {objects[:5]}",
+                              hint="pass --skip-objects to import only the tensors")
+    names = {k: _name(k, prefix) for k in tensors}
+    meta = {"source": "torch-dcp", "skipped_objects": objects}
+    with _quiet(), StreamWriter(root, step=step, metadata=meta, layout={"format": "dcp"}) as out:
+        for batch in _batches(tensors):
+            sd = {k: torch.empty(tuple(tensors[k].size), dtype=tensors[k].properties.dtype) for k in batch}
+            dcp.load(sd, storage_reader=FileSystemReader(str(src)), no_dist=True)
+            for k in batch:
+                out.add(names[k], sd[k], split=detect_split(tuple(tensors[k].size), tensors[k].chunks))
+                if progress:
+                    progress(sd[k].numel() * sd[k].element_size())
+            del sd
+    assert out.result is not None
+    return out.result
+
+
+def _name(key: str, prefix: str | None) -> str:
+    name = f"{prefix.strip('/')}/{key}" if prefix else key
+    try:
+        check_name(name)
+    except CheckpointError as exc:
+        raise CheckpointError(f"DCP key {key!r} is not a valid tensor name: {exc.message}",
+                              hint="import under --prefix") from None
+    return name
+
+
+def _batches(tensors: dict[str, Any]) -> list[list[str]]:
+    out: list[list[str]] = [[]]
+    size = 0
+    for k in sorted(tensors):
+        n = int(np.prod(tuple(tensors[k].size))) * tensors[k].properties.dtype.itemsize
+        if out[-1] and size + n > BATCH_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(k)
+        size += n
+    return out
+
+
+def export_dcp(path: Path | str, out: Path | str, *, step: int | None = None, prefix: str | None = None,
+               progress: Progress | None = None) -> dict[str, Any]:
+    """Write checkpoint ``path`` as a DCP directory ``out`` (keys: names with ``/`` -> ``.``, as
+    DCP flattens nested dicts); ``out`` must not exist (or be empty)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint import FileSystemWriter
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CheckpointError(f"{out} already exists", hint="export into a new directory")
+    ckpt = open_checkpoint(path, step)
+    pre = prefix.strip("/") + "/" if prefix else ""
+    keys = {n: n[len(pre):].replace("/", ".") for n in ckpt.names if n.startswith(pre)}
+    if not keys or len(set(keys.values())) != len(keys):
+        raise CheckpointError(f"no tensors under prefix {prefix!r}" if not keys else
+                              "two tensor names map to the same DCP key (after '/' -> '.')",
+                              hint="export one subtree with --prefix")
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+    fsio.make_dirs(out.parent)
+    fsio.make_dir(tmp)
+    try:
+        with _quiet(), store.reading(ckpt.ref):
+            sd = {keys[n]: _mapped(ckpt, n, progress) for n in sorted(keys)}
+            dcp.save(sd, storage_writer=FileSystemWriter(str(tmp), sync_files=True), no_dist=True)
+            del sd
+        fsio.fsync_paths([tmp])
+        if out.exists():
+            out.rmdir()
+        os.rename(tmp, out)
+        fsio.fsync_dir(out.parent)
+    except BaseException:
+        fsio.remove_tree(tmp)
+        raise
+    return {"path": str(out), "tensors": len(keys), "step": ckpt.step,
+            "bytes": sum(c.nbytes for n in keys for c in ckpt.entry(n).chunks)}
+
+
+def _mapped(ckpt: Checkpoint, name: str, progress: Progress | None) -> Any:
+    """A torch tensor over the chunk file (copy-on-write mmap) when the tensor is one unpadded
+    chunk, after checking its CRC-32C; otherwise read (and checked) into memory."""
+    import torch
+    entry = ckpt.entry(name)
+    dt = stored_dtype(entry.dtype)
+    if len(entry.chunks) == 1 and entry.chunk_shape == entry.shape and entry.shape and 0 not in entry.shape:
+        chunk = entry.chunks[0]
+        file = ckpt.path / entry.path / chunk_key(chunk.index)
+        if not file.is_file() or file.stat().st_size != chunk.nbytes:
+            raise CheckpointCorruptError(f"damaged chunk {entry.path}/{chunk_key(chunk.index)}: missing or resized",
+                                         hint="run `fabric ckpt verify`")
+        arr = np.memmap(file, dtype=dt, mode="c", shape=tuple(entry.shape))
+        if fsio.crc32c(np.asarray(arr)) != chunk.crc32c:
+            raise CheckpointCorruptError(f"damaged chunk {entry.path}/{chunk_key(chunk.index)}: crc32c mismatch",
+                                         hint="run `fabric ckpt verify` and export an older step")
+        data = np.asarray(arr)
+    else:
+        data = read_stored(ckpt, name).data
+    t = torch.from_numpy(data)
+    if entry.dtype in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
+        t = t.view(torch.int16).view(torch.bfloat16) if dt.itemsize == 2 else t.view(getattr(torch, entry.dtype))
+    if progress:
+        progress(sum(c.nbytes for c in entry.chunks))
+    return t

@@ -1,0 +1,236 @@
+"""Hugging Face safetensors in and out.
+
+Import reads ``model.safetensors.index.json`` (sharded) or a single ``*.safetensors`` file with
+``safetensors.safe_open`` (memory-mapped; one tensor in memory at a time) and streams every
+tensor into a fabric checkpoint. bfloat16/float8 keep their raw bits (stored as the unsigned
+views of docs/checkpoint-format.md). ``config.json`` and ``generation_config.json`` travel in the
+manifest's ``user_metadata.hf_files``.
+
+Export writes the safetensors format itself (an 8-byte little-endian header length, a JSON
+header of ``dtype``/``shape``/``data_offsets``, then the raw little-endian bytes), one tensor in
+memory at a time, into shards of at most ``max_shard_bytes`` with the index, in a temporary
+directory that is fsync'd and renamed to OUT only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fabric_hpc.checkpoint import fsio, store
+from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
+from fabric_hpc.checkpoint.format import check_name, stored_dtype
+from fabric_hpc.checkpoint.interop.stream import StreamWriter, read_stored
+from fabric_hpc.checkpoint.reader import open_checkpoint
+from fabric_hpc.checkpoint.writer import SaveResult
+
+INDEX = "model.safetensors.index.json"
+SINGLE = "model.safetensors"
+CARRIED = ("config.json", "generation_config.json")
+DEFAULT_SHARD = 5 << 30
+# safetensors dtype names (the format's documented list) <-> fabric logical dtypes
+ST_TO_FABRIC = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+                "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "I64": "int64", "I32": "int32",
+                "I16": "int16", "I8": "int8", "U64": "uint64", "U32": "uint32", "U16": "uint16",
+                "U8": "uint8", "BOOL": "bool"}
+FABRIC_TO_ST = {v: k for k, v in ST_TO_FABRIC.items()}
+Progress = Callable[[int], None]
+
+
+def _files(src: Path) -> tuple[Path, list[str], dict[str, str] | None]:
+    """(directory, shard file names, weight_map or None) of a safetensors model."""
+    if src.is_file() and src.suffix == ".safetensors":
+        return src.parent, [src.name], None
+    if not src.is_dir():
+        raise CheckpointNotFoundError(f"no safetensors model at {src}",
+                                      hint=f"pass a directory with {INDEX} or {SINGLE}, or a .safetensors file")
+    if (src / INDEX).is_file():
+        try:
+            doc = json.loads((src / INDEX).read_bytes())
+            weight_map = doc["weight_map"]
+            if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+                raise TypeError("weight_map is not an object of file names")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointCorruptError(f"{src / INDEX}: not a safetensors index ({exc})") from None
+        files = sorted(set(weight_map.values()))
+        bad = [f for f in files if Path(f).name != f or f in (".", "..") or not f.endswith(".safetensors")]
+        if bad:
+            raise CheckpointCorruptError(f"{src / INDEX}: shard names must be plain .safetensors file "
+                                         f"names in the same directory, got {bad[:3]}")
+        return src, files, weight_map
+    found = sorted(p.name for p in src.glob("*.safetensors"))
+    if len(found) != 1:
+        raise CheckpointNotFoundError(f"{src}: no {INDEX} and {len(found)} .safetensors files",
+                                      hint=f"add {INDEX}, or pass the one .safetensors file to import")
+    return src, found, None
+
+
+def _name(key: str, prefix: str | None) -> str:
+    name = f"{prefix.strip('/')}/{key}" if prefix else key
+    try:
+        check_name(name)
+    except CheckpointError as exc:
+        raise CheckpointError(f"safetensors key {key!r} is not a valid tensor name: {exc.message}",
+                              hint="import under --prefix, or rename the key") from None
+    return name
+
+
+def import_hf(src: Path | str, root: Path | str, *, step: int = 0, prefix: str | None = None,
+              tags: list[str] | tuple[str, ...] = (), progress: Progress | None = None) -> SaveResult:
+    """Import a safetensors model (``src``: directory or file) as checkpoint ``step`` under ``root``."""
+    from safetensors import safe_open
+    directory, files, weight_map = _files(Path(src))
+    carried = {}
+    for fname in CARRIED:
+        if (directory / fname).is_file():
+            try:
+                carried[fname] = json.loads((directory / fname).read_bytes())
+            except ValueError as exc:
+                raise CheckpointCorruptError(f"{directory / fname}: not valid JSON ({exc})") from None
+    meta: dict[str, Any] = {"source": "huggingface-safetensors", "hf_files": carried}
+    seen: set[str] = set()
+    with StreamWriter(root, step=step, tags=tags, metadata=meta, layout={"format": "hf"}) as out:
+        for fname in files:
+            path = directory / fname
+            if not path.is_file():
+                raise CheckpointNotFoundError(f"{path}: shard named in {INDEX} is missing")
+            with safe_open(str(path), framework="pt") as f:
+                for key in f.keys():
+                    if weight_map is not None and weight_map.get(key) != fname:
+                        raise CheckpointCorruptError(f"{path}: tensor {key!r} is not mapped to this file in {INDEX}")
+                    if key in seen:
+                        raise CheckpointCorruptError(f"tensor {key!r} appears in two shards")
+                    dtype = f.get_slice(key).get_dtype()
+                    if dtype not in ST_TO_FABRIC:
+                        raise CheckpointError(f"{path}: tensor {key!r} has dtype {dtype}, which fabric cannot store",
+                                              hint=f"supported: {', '.join(ST_TO_FABRIC)}")
+                    tensor = f.get_tensor(key)
+                    out.add(_name(key, prefix), tensor)
+                    seen.add(key)
+                    if progress:
+                        progress(tensor.numel() * tensor.element_size())
+                    del tensor
+        missing = sorted(set(weight_map or ()) - seen)
+        if missing:
+            raise CheckpointCorruptError(f"{INDEX} names tensors no shard holds: {missing[:5]}")
+    assert out.result is not None
+    return out.result
+
+
+def _plan_shards(sizes: list[tuple[str, int]], max_bytes: int) -> list[list[tuple[str, int]]]:
+    """Greedy in name order: a new shard when the next tensor would pass ``max_bytes`` (a tensor
+    larger than that gets a shard of its own, as transformers does)."""
+    shards: list[list[tuple[str, int]]] = [[]]
+    size = 0
+    for name, n in sizes:
+        if shards[-1] and size + n > max_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append((name, n))
+        size += n
+    return shards
+
+
+def export_hf(path: Path | str, out: Path | str, *, step: int | None = None, prefix: str | None = None,
+              max_shard_bytes: int = DEFAULT_SHARD, config: Path | str | None = None,
+              progress: Progress | None = None) -> dict[str, Any]:
+    """Write checkpoint ``path`` (``step`` or latest) as a safetensors model directory ``out``.
+
+    Tensor names become Hugging Face keys with ``/`` replaced by ``.``; ``prefix`` exports one
+    subtree (stripped from the keys). ``config`` (a config.json) overrides the one carried from
+    an import. ``out`` must not exist (or be an empty directory)."""
+    if max_shard_bytes < 1:
+        raise CheckpointError(f"max shard size must be positive, got {max_shard_bytes}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CheckpointError(f"{out} already exists", hint="export into a new directory")
+    ckpt = open_checkpoint(path, step)
+    keys = _export_keys(ckpt.names, prefix)
+    sizes = [(n, int(np.prod(ckpt.entry(n).shape)) * stored_dtype(ckpt.entry(n).dtype).itemsize) for n in keys]
+    shards = _plan_shards(sizes, max_shard_bytes)
+    fnames = [SINGLE] if len(shards) == 1 else \
+        [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+    fsio.make_dirs(out.parent)
+    fsio.make_dir(tmp)
+    try:
+        with store.reading(ckpt.ref):
+            for fname, shard in zip(fnames, shards):
+                _write_file(tmp / fname, ckpt, shard, keys, progress)
+        extra = _carried(ckpt.manifest.user_metadata, config)
+        if len(shards) > 1:
+            index = {"metadata": {"total_size": sum(n for _, n in sizes)},
+                     "weight_map": {keys[n]: f for f, shard in zip(fnames, shards) for n, _ in shard}}
+            extra[INDEX] = index
+        for fname, doc in extra.items():
+            fsio.write_small(tmp / fname, json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n", fsync=False)
+        fsio.fsync_paths([tmp / f for f in [*fnames, *extra]] + [tmp])
+        if out.exists():
+            out.rmdir()
+        os.rename(tmp, out)
+        fsio.fsync_dir(out.parent)
+    except BaseException:
+        fsio.remove_tree(tmp)
+        raise
+    return {"path": str(out), "files": fnames, "tensors": len(keys), "bytes": sum(n for _, n in sizes),
+            "step": ckpt.step}
+
+
+def _export_keys(names: list[str], prefix: str | None) -> dict[str, str]:
+    """fabric name -> Hugging Face key; refuses two names that map to one key."""
+    pre = prefix.strip("/") + "/" if prefix else ""
+    keys = {n: n[len(pre):].replace("/", ".") for n in names if n.startswith(pre)}
+    if not keys:
+        raise CheckpointNotFoundError(f"no tensors under prefix {prefix!r}",
+                                      hint="list the names with `fabric ckpt show`")
+    if len(set(keys.values())) != len(keys):
+        raise CheckpointError("two tensor names map to the same Hugging Face key (after '/' -> '.')",
+                              hint="export one subtree with --prefix")
+    return keys
+
+
+def _carried(user_metadata: dict[str, Any], config: Path | str | None) -> dict[str, Any]:
+    files = user_metadata.get("hf_files")
+    extra = {k: v for k, v in files.items() if k in CARRIED} if isinstance(files, dict) else {}
+    if config is not None:
+        try:
+            extra["config.json"] = json.loads(Path(config).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"cannot read config {config}: {exc}") from None
+    return extra
+
+
+def _write_file(path: Path, ckpt: Any, shard: list[tuple[str, int]], keys: dict[str, str],
+                progress: Progress | None) -> None:
+    """One safetensors file: header, then each tensor's bytes (largest alignment first, so every
+    tensor starts aligned to its item size)."""
+    order = sorted(shard, key=lambda s: (-stored_dtype(ckpt.entry(s[0]).dtype).itemsize, keys[s[0]]))
+    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name, n in order:
+        e = ckpt.entry(name)
+        if e.dtype not in FABRIC_TO_ST:
+            raise CheckpointError(f"{name}: dtype {e.dtype} has no safetensors name")
+        header[keys[name]] = {"dtype": FABRIC_TO_ST[e.dtype], "shape": e.shape, "data_offsets": [offset, offset + n]}
+        offset += n
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, fsio.FILE_MODE)
+    try:
+        fsio._write_all(fd, np.frombuffer(struct.pack("<Q", len(raw)) + raw, np.uint8))
+        for name, n in order:
+            data = read_stored(ckpt, name).data
+            fsio._write_all(fd, data.reshape(-1).view(np.uint8))
+            if progress:
+                progress(n)
+            del data
+    except OSError as exc:
+        raise fsio._io_error("write", path, exc) from exc
+    finally:
+        os.close(fd)
