@@ -20,8 +20,8 @@ sysdeps:
 	      python3 python3-venv python3-dev gcc make ca-certificates; }
 
 sysdeps-test: sysdeps
-	@for p in slurmctld:slurm-wlm munged:munge slurmrestd:slurmrestd shellcheck:shellcheck chromium:chromium chromedriver:chromium-driver; do \
-	  command -v $${p%%:*} >/dev/null || missing="$$missing $${p##*:}"; done; \
+	@for p in slurmctld:slurm-wlm munged:munge slurmrestd:slurmrestd shellcheck:shellcheck chromium:chromium chromedriver:chromium-driver /usr/lib/python3/dist-packages/simgrid.cpython-311-x86_64-linux-gnu.so:python3-simgrid; do \
+	  { command -v $${p%%:*} || test -e $${p%%:*}; } >/dev/null || missing="$$missing $${p##*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends $$missing; fi
 
@@ -35,6 +35,7 @@ $(VENV)/.stamp-base: pyproject.toml | sysdeps
 $(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-base
 	$(PIP) install -q "$(TORCH_SPEC)"
 	$(PIP) install -q -e ".[mpi,torch,test]"
+	echo /usr/lib/python3/dist-packages > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/debian-simgrid.pth"
 	touch $@
 
 # -- the main job on the built-in default cluster ----------------------------
