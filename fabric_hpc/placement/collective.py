@@ -145,7 +145,8 @@ class Flows:
         return len(self.size)
 
 
-def _paths(fab: Fabric, net: Net, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _paths(fab: Fabric, net: Net, src: np.ndarray,
+           dst: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(flow index, resource) pairs and latency (µs) of network flows src[i] -> dst[i] (GPU indices)."""
     idx = fab.index
     level = idx.meet_level(src, dst)
@@ -337,7 +338,7 @@ def steps_and_bytes(kind: str, algo: str, n: int, m: int, kmax: int, size: float
         return 2.0 * (n - 1) / n * size, 2 * (n - 1)
     if kind in ("allgather", "reducescatter"):
         return (n - 1) / n * size, n - 1
-    return (n - 1) / n * size, n - 1  # alltoall: (n-1) chunks of size/n, pipelined
+    return (n - 1) / n * size, n - 1  # all-to-all: n-1 pieces of size/n
 
 
 @dataclass(frozen=True)
@@ -355,13 +356,17 @@ def collective_time(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allred
     ``background`` loads of other running collectives (:func:`job_load`), sharing max-min fairly."""
     params = params or CollectiveParams()
     if kind not in KINDS or algo not in ALGOS:
-        raise ConfigError(f"unknown collective {kind!r}/{algo!r}", hint=f"kinds: {KINDS}; algorithms: {ALGOS}")
+        raise ConfigError(f"unknown collective {kind!r}/{algo!r}",
+                          hint=f"kinds: {KINDS}; algorithms: {ALGOS}")
     gpus = np.unique(np.asarray(gpus, np.int64))
     n = len(gpus)
     if n <= 1:
         return CollectiveTime(0.0, "none", np.inf, "none")
     net = fabric_net(fab)
-    algos = ["ring", "tree"] if (algo == "auto" and kind == "allreduce") else [algo if algo != "auto" else "ring"]
+    if algo == "auto":
+        algos = ["ring", "tree"] if kind == "allreduce" else ["ring"]
+    else:
+        algos = [algo]
     best: CollectiveTime | None = None
     for a in algos:
         t = _one(fab, net, gpus, size_bytes, kind, a, params, background)
@@ -377,8 +382,6 @@ def _one(fab: Fabric, net: Net, gpus: np.ndarray, size: float, kind: str, algo: 
     kmax = int(np.bincount(dom).max())
     per_rank, steps = steps_and_bytes(kind, algo, n, m, kmax, size)
     flows = alltoall_flows(fab, gpus, size) if kind == "alltoall" else ring_flows(fab, gpus, per_rank, params)
-    if kind == "alltoall":
-        per_rank = (n - 1) / n * size
     load = load_of(flows, net.size)
     cap = effective_cap(net, params)
     xs, by = _fair([load, *(background or [])], cap)
@@ -402,5 +405,6 @@ def job_load(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce",
         return np.zeros(net.size)
     _, dom = _domains(fab, gpus)
     per_rank, _ = steps_and_bytes(kind, "ring", len(gpus), int(dom[-1]) + 1, 1, size_bytes)
-    flows = alltoall_flows(fab, gpus, size_bytes) if kind == "alltoall" else ring_flows(fab, gpus, per_rank, params)
+    flows = (alltoall_flows(fab, gpus, size_bytes) if kind == "alltoall"
+             else ring_flows(fab, gpus, per_rank, params))
     return load_of(flows, net.size)

@@ -22,7 +22,8 @@ import numpy as np
 
 sys.path.append("/usr/lib/python3/dist-packages")  # Debian's python3-simgrid
 
-from fabric_hpc.placement.collective import CollectiveParams, _channel_edges, _domains, fabric_net  # noqa: E402
+from fabric_hpc.placement.collective import (CollectiveParams, _channel_edges, _domains,  # noqa: E402
+                                             fabric_net)
 from fabric_hpc.topology import build  # noqa: E402
 from fabric_hpc.topology.spec import FabricSpec  # noqa: E402
 
@@ -113,7 +114,6 @@ def schedule(fab, gpus: np.ndarray, size: float, params: CollectiveParams):
     n, m = len(g), int(dom[-1]) + 1
     steps = 2 * (n - 1)
     per_step = 2.0 * (n - 1) / n * size / steps
-    k = np.bincount(dom, minlength=m)
     edges = []
     for d in range(m):
         members = g[dom == d]
@@ -125,7 +125,6 @@ def schedule(fab, gpus: np.ndarray, size: float, params: CollectiveParams):
         src, dst = _channel_edges(fabric_net(fab), g, dom, m, params)
         chans = len(src) // m
         edges += [(int(a), int(b), per_step / chans) for a, b in zip(src, dst, strict=True)]
-    del k
     return steps, edges
 
 
@@ -153,7 +152,8 @@ def run(scenario: dict) -> dict:
         while sg.Engine.clock < horizon:
             t0 = sg.Engine.clock
             for _ in range(steps):
-                comms = [sg.Comm.sendto_async(routes.hosts[a], routes.hosts[b], max(int(x), 1)) for a, b, x in edges]
+                comms = [sg.Comm.sendto_async(routes.hosts[a], routes.hosts[b], max(int(x), 1))
+                         for a, b, x in edges]
                 sg.Comm.wait_all(comms)
             record[j].append((t0, sg.Engine.clock))
 

@@ -30,7 +30,8 @@ def gpus_of(fab, host: int, locals_) -> list[int]:
 
 def test_one_gpu_host_limits_the_ring_to_one_nic(sp):
     """gpus=24 as 8+8+7+1 (the issue's example) is ~8x slower than 3x8: one host brings one NIC."""
-    split = gpus_of(sp, 0, range(8)) + gpus_of(sp, 1, range(8)) + gpus_of(sp, 2, range(7)) + gpus_of(sp, 3, [7])
+    split = (gpus_of(sp, 0, range(8)) + gpus_of(sp, 1, range(8)) + gpus_of(sp, 2, range(7))
+             + gpus_of(sp, 3, [7]))
     whole = gpus_of(sp, 0, range(8)) + gpus_of(sp, 1, range(8)) + gpus_of(sp, 2, range(8))
     t_split = collective_time(sp, split, GIB, algo="ring")
     t_whole = collective_time(sp, whole, GIB, algo="ring")

@@ -55,7 +55,8 @@ def random_jobs(fab, rng: np.random.Generator) -> list[list[int]]:
     idx = fab.index
     groups, sizes = np.unique(idx.host_path[:, 0], return_counts=True)
     small = groups[np.argsort(sizes, kind="stable")[:4]]
-    pool = np.flatnonzero(np.isin(idx.host_path[:, 0], rng.choice(small, size=min(2, len(small)), replace=False)))
+    pick = rng.choice(small, size=min(2, len(small)), replace=False)
+    pool = np.flatnonzero(np.isin(idx.host_path[:, 0], pick))
     free = np.ones(len(fab.gpus), bool)
     jobs = []
     for _ in range(int(rng.integers(2, 4))):
