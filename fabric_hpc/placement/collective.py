@@ -347,6 +347,8 @@ class CollectiveTime:
     algo: str
     busbw_gbps: float  # NCCL's bus bandwidth (algbw · its factor), as nccl-tests prints it
     bottleneck: str  # "nvlink", "nic", "uplink" or "none"
+    bandwidth_s: float = 0.0  # the bandwidth part of ``seconds``
+    latency_s: float = 0.0  # the latency part (steps × the worst path latency)
 
 
 def collective_time(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce", algo: str = "auto",
@@ -392,7 +394,7 @@ def _one(fab: Fabric, net: Net, gpus: np.ndarray, size: float, kind: str, algo: 
     where = ("nvlink", "nic", "uplink")[int(net.kind[by[0]])] if by[0] >= 0 else "none"
     factor = {"allreduce": 2.0 * (n - 1) / n}.get(kind, (n - 1) / n)
     busbw = factor * size / secs / 1e9 if secs > 0 else np.inf
-    return CollectiveTime(float(secs), algo, float(busbw), where)
+    return CollectiveTime(float(secs), algo, float(busbw), where, float(bw_time), float(lat))
 
 
 def job_load(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce",
