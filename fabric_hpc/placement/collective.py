@@ -181,10 +181,12 @@ def _domains(fab: Fabric, gpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return g, np.cumsum(change) - 1
 
 
-def ring_flows(fab: Fabric, gpus: np.ndarray, per_rank_bytes: float, params: CollectiveParams) -> Flows:
-    """Flows of a ring pass where every rank sends ``per_rank_bytes`` in total."""
+def ring_flows(fab: Fabric, gpus: np.ndarray, per_rank_bytes: float, params: CollectiveParams,
+               ordered: tuple[np.ndarray, np.ndarray] | None = None) -> Flows:
+    """Flows of a ring pass where every rank sends ``per_rank_bytes`` in total (``ordered``:
+    :func:`_domains` of ``gpus`` when the caller has it)."""
     net = fabric_net(fab)
-    g, dom = _domains(fab, np.asarray(gpus, np.int64))
+    g, dom = ordered if ordered is not None else _domains(fab, np.asarray(gpus, np.int64))
     m = int(dom[-1]) + 1 if len(g) else 0
     flows, res, size, lat = [], [], [], []
     # NVLink: inside a domain of k GPUs each GPU sends (k-1)/k of its bytes over NVLink (all when m == 1)
@@ -281,8 +283,17 @@ def alltoall_flows(fab: Fabric, gpus: np.ndarray, per_rank_bytes: float) -> Flow
 
 # -- rates and times --------------------------------------------------------------------------------
 def effective_cap(net: Net, params: CollectiveParams) -> np.ndarray:
-    """Capacity NCCL reaches on each resource (GB/s): line rate × calibrated efficiency."""
-    return net.cap * np.where(net.kind == 0, params.nvlink_eff, params.net_eff)
+    """Capacity NCCL reaches on each resource (GB/s): line rate × calibrated efficiency (read-only)."""
+    key = (id(net), params.nvlink_eff, params.net_eff)
+    hit = _CAPS.get(key)
+    if hit is None or hit[0] is not net:
+        cap = net.cap * np.where(net.kind == 0, params.nvlink_eff, params.net_eff)
+        cap.setflags(write=False)
+        hit = _CAPS[key] = (net, cap)
+    return hit[1]
+
+
+_CAPS: dict[tuple, tuple[Net, np.ndarray]] = {}
 
 
 def load_of(flows: Flows, nres: int) -> np.ndarray:
@@ -303,6 +314,13 @@ def _fair(loads: list[np.ndarray], cap: np.ndarray) -> tuple[np.ndarray, np.ndar
     """(rates, the resource that froze each job, -1 for none)."""
     if not loads:
         return np.zeros(0), np.zeros(0, np.int64)
+    if len(loads) == 1:  # alone: the most loaded resource decides (what the filling below gives)
+        nz = np.flatnonzero(loads[0])
+        if not nz.size:
+            return np.array([np.inf]), np.array([-1])
+        ratio = loads[0][nz] / 1e9 / cap[nz]
+        r = int(np.argmax(ratio))
+        return np.array([1.0 / ratio[r]]), np.array([nz[r]])
     A = np.stack(loads, axis=1) / 1e9  # [R, J] GB per collective
     rid = np.flatnonzero((A > 0).any(axis=1))
     A, c = A[rid], cap[rid].astype(np.float64)

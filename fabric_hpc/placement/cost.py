@@ -20,6 +20,7 @@ The cost is *lexicographic*: first the modelled collective time, then the placem
 from __future__ import annotations
 
 import math
+import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -122,10 +123,24 @@ def modelled_comm_ms(problem: Problem, gpus: np.ndarray) -> float:
         return 0.0
     from fabric_hpc.placement.collective import collective_time
 
+    background = problem.background()
+    memo = _COMM.setdefault(problem.fab, {})
+    key = (problem.weights.message_mb, np.asarray(gpus, np.int64).tobytes())
+    if background is None and key in memo:
+        return memo[key]
     t = collective_time(problem.fab, gpus, problem.weights.message_mb * 2**20, kind="allreduce", algo="ring",
-                        background=problem.background())
-    us = math.floor(t.bandwidth_s * 1e6 + 1e-6) + math.floor(t.latency_s * 1e6 + 1e-6)
-    return us * COMM_QUANTUM_MS
+                        background=background)
+    out = (math.floor(t.bandwidth_s * 1e6 + 1e-6) + math.floor(t.latency_s * 1e6 + 1e-6)) * COMM_QUANTUM_MS
+    if background is None:
+        if len(memo) > _COMM_MAX:
+            memo.clear()
+        memo[key] = out
+    return out
+
+
+#: modelled_comm_ms without contention, per fabric and (message size, sorted GPU indices)
+_COMM: weakref.WeakKeyDictionary[Fabric, dict[tuple, float]] = weakref.WeakKeyDictionary()
+_COMM_MAX = 100_000
 
 
 def evaluate(problem: Problem, gpus: np.ndarray) -> tuple[float, dict[str, float], dict[str, int]]:
