@@ -102,19 +102,20 @@ def cpsat(p: Problem, options: SolveOptions | None = None) -> Placement:
 
 def _best_of(p: Problem, placed: Placement, warm: Placement | None, options: SolveOptions, t0: float,
              stats: dict) -> Placement:
-    """CP-SAT's answer, unless greedy's or slurm-tree's is cheaper on the exact cost (a portfolio:
-    cpsat's modelled collective is never slower than theirs)."""
+    """CP-SAT's answer, unless greedy's, slurm-tree's or slurm-block's is cheaper on the exact cost
+    (a portfolio: cpsat's modelled collective is never slower than theirs)."""
     best, why = placed, ""
     if warm is not None and lex_key(warm.breakdown) < lex_key(best.breakdown):
         best, why = warm, "greedy's answer is cheaper on the exact cost model"
-    from fabric_hpc.placement.slurm import slurm_tree
+    from fabric_hpc.placement.slurm import slurm_block, slurm_tree
 
-    try:
-        tree = slurm_tree(Problem(p.fab, p.state, p.request, p.weights), options)
-    except PlacementInfeasible:
-        tree = None
-    if tree is not None and lex_key(tree.breakdown) < lex_key(best.breakdown):
-        best, why = tree, "slurm-tree's answer is cheaper on the exact cost model"
+    for name, fn in (("slurm-tree", slurm_tree), ("slurm-block", slurm_block)):
+        try:
+            other = fn(Problem(p.fab, p.state, p.request, p.weights), options)
+        except PlacementInfeasible:
+            continue
+        if lex_key(other.breakdown) < lex_key(best.breakdown):
+            best, why = other, f"{name}'s answer is cheaper on the exact cost model"
     return placed if best is placed else _relabel(best, t0, False, (why,), stats)
 
 

@@ -1,5 +1,6 @@
 """The solvers optimise the collective model: cost is lexicographic in the modelled collective time,
-and cpsat's modelled collective is never slower than greedy's or slurm-tree's (random states)."""
+and cpsat's modelled collective is never slower than greedy's, slurm-tree's or slurm-block's
+(random states, also on an NVL72 fabric)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def test_a_lower_cost_never_has_a_slower_collective(pod4, seed, k):
 
 def _solve_all(fab, state, text, weights=None):
     out = {}
-    for solver in ("cpsat", "greedy", "slurm-tree"):
+    for solver in ("cpsat", "greedy", "slurm-tree", "slurm-block"):
         try:
             out[solver] = place(fab, state, text, solver=solver, options=SolveOptions(time_limit_s=2.0),
                                 weights=weights)
@@ -63,15 +64,24 @@ def _solve_all(fab, state, text, weights=None):
 
 @SETTINGS
 @given(seed=st.integers(0, 10_000), text=REQUESTS, busy=st.sampled_from([0.2, 0.5]))
-def test_cpsat_collective_never_slower_than_greedy_or_slurm_tree(pod4, seed, text, busy):
+def test_cpsat_collective_never_slower_than_the_other_solvers(pod4, seed, text, busy):
     res = _solve_all(pod4, random_state(pod4, seed, busy=busy), text)
     cp = res["cpsat"]
-    for other in ("greedy", "slurm-tree"):
+    for other in ("greedy", "slurm-tree", "slurm-block"):
         r = res[other]
         if r is not None:
             assert cp is not None
             assert cp.breakdown["comm_ms"] <= r.breakdown["comm_ms"], (text, other)
             assert cp.cost <= r.cost + 1e-12
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), text=st.sampled_from(["gpus=16", "gpus=64", "gpus=100", "nodes=20,gpus=4"]))
+def test_nvl72_cpsat_never_slower(nvl, seed, text):
+    res = _solve_all(nvl, random_state(nvl, seed, busy=0.4), text)
+    for other in ("greedy", "slurm-tree", "slurm-block"):
+        if res[other] is not None:
+            assert res["cpsat"].breakdown["comm_ms"] <= res[other].breakdown["comm_ms"], (text, other)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -81,7 +91,7 @@ def test_oversubscribed_clos_with_contention(clos, seed, text):
     state = random_state(clos, seed, busy=0.6)
     res = _solve_all(clos, state, text, weights=CostWeights(contention=True))
     cp = res["cpsat"]
-    for other in ("greedy", "slurm-tree"):
+    for other in ("greedy", "slurm-tree", "slurm-block"):
         if res[other] is not None:
             assert cp.breakdown["comm_ms"] <= res[other].breakdown["comm_ms"]
 
