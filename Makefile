@@ -35,7 +35,7 @@ $(VENV)/.stamp-base: pyproject.toml | sysdeps
 $(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-base
 	$(PIP) install -q "$(TORCH_SPEC)"
 	$(PIP) install -q -e ".[mpi,torch,test]"
-	echo /usr/lib/python3/dist-packages > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/debian-simgrid.pth"
+	ln -sf /usr/lib/python3/dist-packages/simgrid.cpython-311-x86_64-linux-gnu.so "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/"
 	touch $@
 
 # -- the main job on the built-in default cluster ----------------------------
