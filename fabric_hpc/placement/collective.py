@@ -39,6 +39,10 @@ if TYPE_CHECKING:
     from fabric_hpc.topology import Fabric
 
 KINDS = ("allreduce", "allgather", "reducescatter", "alltoall")
+
+
+class NoNetwork(ValueError):
+    """Internal: some NVLink domain of the placement has no NIC (the collective cannot run)."""
 ALGOS = ("auto", "ring", "tree")
 
 
@@ -222,8 +226,7 @@ def _channel_edges(net: Net, g: np.ndarray, dom: np.ndarray, m: int,
     rdom = dom[np.flatnonzero(has)[first]]
     per = np.bincount(rdom, minlength=m)
     if (per == 0).any():
-        raise ConfigError("a placement's NVLink domain has no NIC to reach the others",
-                          hint="give every host of a multi-host job a GPU with a network adapter")
+        raise NoNetwork("a placement's NVLink domain has no NIC to reach the others")
     chans = int(min(per.max(), params.max_channels))
     start = np.r_[0, np.cumsum(per)[:-1]]
     d = np.repeat(np.arange(m), chans)
@@ -389,7 +392,10 @@ def collective_time(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allred
         algos = [algo]
     best: CollectiveTime | None = None
     for a in algos:
-        t = _one(fab, net, gpus, size_bytes, kind, a, params, background)
+        try:
+            t = _one(fab, net, gpus, size_bytes, kind, a, params, background)
+        except NoNetwork:  # hosts without a network adapter: no collective across them
+            return CollectiveTime(np.inf, a, 0.0, "nic", np.inf, 0.0)
         if best is None or t.seconds < best.seconds:
             best = t
     return best  # type: ignore[return-value]

@@ -102,6 +102,7 @@ def _stranded_direct(free: np.ndarray, gpus: np.ndarray, sizes: tuple[int, ...],
 
 
 COMM_QUANTUM_MS = 1e-3  # the collective time is compared in whole µs
+NO_NETWORK_MS = 1e6  # a multi-host placement with a host that has no NIC: worse than any other
 REST_SCALE = 1000.0
 
 
@@ -130,6 +131,8 @@ def modelled_comm_ms(problem: Problem, gpus: np.ndarray) -> float:
         return memo[key]
     t = collective_time(problem.fab, gpus, problem.weights.message_mb * 2**20, kind="allreduce", algo="ring",
                         background=background)
+    if not math.isfinite(t.seconds):  # a host without a NIC in a multi-host placement
+        return NO_NETWORK_MS
     out = (math.floor(t.bandwidth_s * 1e6 + 1e-6) + math.floor(t.latency_s * 1e6 + 1e-6)) * COMM_QUANTUM_MS
     if background is None:
         if len(memo) > _COMM_MAX:

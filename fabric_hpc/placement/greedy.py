@@ -81,7 +81,7 @@ def _balanced(p: Problem, counts: dict[int, int]) -> dict[int, int]:
     (so the same domains), the GPUs spread to maximise the fewest any host gets. A host giving few
     GPUs gives the ring few NICs (channels), so this is never slower and usually faster: 8+8+7+1
     GPUs become 6+6+6+6. Slices keep their per-domain sums, so they are left as they are."""
-    if p.nodes_mode or p.slice_level is not None or len(counts) < 2:
+    if p.nodes_mode or p.slice_level is not None or p.request.whole_hosts or len(counts) < 2:
         return counts
     hosts = sorted(counts)
     caps = np.array([int(p.cap[h]) for h in hosts], np.int64)

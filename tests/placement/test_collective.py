@@ -126,3 +126,14 @@ def test_net_resources_follow_the_graph(sp, nvl):
     assert (net.kind == 0).sum() == len(sp.gpus)
     assert (net.kind == 1).sum() == 2 * 8 * len(sp.hosts)  # tx and rx per NIC
     assert fabric_net(nvl).cap[0] == pytest.approx(900.0)  # 1.8 TB/s both directions
+
+
+def test_hosts_without_a_nic_cannot_be_joined():
+    spec = generators.leaf_spine(hosts=2, hosts_per_leaf=2, gpus=2)
+    data = spec.model_dump()
+    for ht in data["host_types"].values():
+        ht.update(nics=0, nic_gbps=0.0)
+    data["network"] = None
+    fab = build(type(spec).model_validate(data))
+    assert collective_time(fab, [0, 1], GIB).seconds < np.inf  # inside one host: NVLink
+    assert collective_time(fab, [0, 2], GIB).seconds == np.inf

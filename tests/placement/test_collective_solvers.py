@@ -121,3 +121,17 @@ def test_cpsat_is_deterministic_under_a_work_limit(pod4):
     state = random_state(pod4, 11, busy=0.4)
     runs = [place(pod4, state, "gpus=37", solver="cpsat", options=SolveOptions(time_limit_s=0.05)) for _ in range(2)]
     assert runs[0].gpus == runs[1].gpus and runs[0].cost == runs[1].cost
+
+
+def test_hosts_without_network_still_place():
+    """A fabric whose hosts have no NIC: a gang that must span hosts is placed (modelled as the
+    slowest possible collective), one that fits a host stays inside it."""
+    spec = generators.leaf_spine(hosts=3, hosts_per_leaf=3, gpus=2)
+    data = spec.model_dump()
+    for ht in data["host_types"].values():
+        ht.update(nics=0, nic_gbps=0.0)
+    data["network"] = None
+    fab = build(type(spec).model_validate(data))
+    for solver in ("cpsat", "greedy"):  # (slurm-tree needs switches to place across hosts)
+        assert len(place(fab, ClusterState(fab), "gpus=2", solver=solver).hosts) == 1
+        assert len(place(fab, ClusterState(fab), "gpus=3", solver=solver).gpus) == 3
