@@ -31,7 +31,7 @@ sysdeps:
 sysdeps-test: sysdeps
 	@for p in slurmctld:slurm-wlm munged:munge slurmrestd:slurmrestd shellcheck:shellcheck chromium:chromium chromedriver:chromium-driver lua5.4:lua5.4; do \
 	  command -v $${p%%:*} >/dev/null || missing="$$missing $${p##*:}"; done; \
-	for p in slurm-wlm-jwt-plugin; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for p in slurm-wlm-jwt-plugin python3-simgrid; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends $$missing; fi
 
@@ -59,6 +59,10 @@ $(VENV)/.stamp-base: pyproject.toml | sysdeps
 $(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-base
 	$(PIP) install -q "$(TORCH_SPEC)"
 	$(PIP) install -q -e ".[mpi,torch,test]"
+	# Debian's python3-simgrid module, linked alone into the venv (not all of dist-packages)
+	$(PY) -c 'import os, sysconfig as s; n = "simgrid" + s.get_config_var("EXT_SUFFIX"); \
+	  src, dst = "/usr/lib/python3/dist-packages/" + n, os.path.join(s.get_path("purelib"), n); \
+	  os.path.lexists(dst) and os.remove(dst); os.symlink(src, dst)'
 	touch $@
 
 # -- the main job on the built-in default cluster ----------------------------

@@ -57,8 +57,11 @@ def render_section(meta, quality, scale, gaps, summarise, common_cost) -> str:
     mean_g = np.nanmean([g[6] for g in gaps]) if gaps else 0.0
     mean_s = np.nanmean([g[7] for g in gaps]) if gaps else 0.0
     lines += ["", f"Worst cpsat gap {100 * worst:.3f} % (target ≤ 1 %); mean gap of greedy {100 * mean_g:.2f} %, "
-              f"of slurm-tree {100 * mean_s:.2f} %. \"proven\" is False where a rail-aligned request has several "
-              "feasible GPU-index patterns (CP-SAT optimises the one greedy picked).", ""]
+              f"of slurm-tree {100 * mean_s:.2f} %. Costs are lexicographic (modelled all-reduce ms first). "
+              "\"proven\" is False where a rail-aligned request has several feasible GPU-index patterns "
+              "(CP-SAT optimises the one greedy picked) or where CP-SAT's collective bound is not tight "
+              "(rail crossings, channel imbalance: docs/placement.md), so \"optimum\" is then the best found.",
+              ""]
     return "\n".join(lines)
 
 

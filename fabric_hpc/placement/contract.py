@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 class SolveOptions:
     """Knobs shared by the solvers (CP-SAT uses all of them, the heuristics ignore most)."""
 
-    #: Wall-clock limit for CP-SAT; after it the best feasible answer is returned, marked not optimal.
+    #: CP-SAT's deterministic time limit (a work count, about seconds on an idle core; the answer does
+    #: not depend on machine load); after it the best feasible answer is returned, marked not optimal.
     time_limit_s: float = 1.0
     #: CP-SAT search workers. 1 by default: deterministic and leaves the other core to the scheduler.
     workers: int = 1

@@ -1,13 +1,15 @@
 """The cost model (docs/placement.md has the derivation and sources).
 
-``cost = comm·T_allreduce + Σ_levels span_w[level]·domains(level) + host_w·hosts
-        + frag_w·ΔF + break_w·pristine_domains_broken``
+The cost is *lexicographic*: first the modelled collective time, then the placement terms::
 
-- ``T_allreduce`` (ms): ring all-reduce of ``message_mb`` over the chosen GPUs, ring ordered by the
-  topology (hosts sorted by their domain path, inter-host edges rail-matched like NCCL's rings):
-  ``2(n-1)/n · S / B_min + 2(n-1) · α_max`` with ``B_min``/``α_max`` the bottleneck bandwidth and
-  worst latency over the ring's edges (``fab.index.pair``, vectorised). Patarasuk & Yuan 2009,
-  NCCL's performance docs (bus bandwidth = algbw · 2(n-1)/n).
+    cost = comm_ms + 0.001 · σ(rest / 1000)        (σ: the logistic function, 0 < σ < 1)
+    rest = Σ_levels span_w[level]·domains(level) + host_w·hosts + frag_w·ΔF + break_w·pristine_broken
+
+- ``comm_ms``: ring all-reduce of ``message_mb`` over the chosen GPUs by the collective model
+  (:mod:`fabric_hpc.placement.collective`: NVLink, the NICs each host/domain brings, uplinks and
+  their oversubscription, other jobs' traffic when ``contention`` is on), floored to whole µs. So
+  a placement never costs less than one with a faster modelled collective; among placements
+  whose collectives take the same µs, ``rest`` decides (``comm=0`` drops the collective term).
 - ``ΔF``: increase of expected stranded GPUs (FGD, Weng et al., USENIX ATC'23): a host with ``r``
   free GPUs strands ``F(r) = Σ_k p_k · (r if r < k else r mod k)`` GPUs for a job of ``k`` GPUs
   drawn from the common sizes ``job_sizes``.
@@ -17,6 +19,7 @@
 
 from __future__ import annotations
 
+import math
 import weakref
 from typing import TYPE_CHECKING
 
@@ -33,8 +36,11 @@ if TYPE_CHECKING:
 class CostWeights(StrictModel):
     """Weights of the cost terms; the unit is "ms of all-reduce time" (see docs/placement.md)."""
 
+    #: > 0: the modelled collective time comes first (lexicographic); 0: placement terms only.
     comm: float = Field(default=1.0, ge=0)
     message_mb: float = Field(default=256.0, gt=0)
+    #: Count the traffic of the jobs already running (max-min fair share of shared links).
+    contention: bool = False
     #: Weight of one more domain at chain level 1, 2, 3…; level i gets span * span_growth**(i-1).
     span: float = Field(default=2.0, ge=0)
     span_growth: float = Field(default=2.0, ge=1)
@@ -95,94 +101,49 @@ def _stranded_direct(free: np.ndarray, gpus: np.ndarray, sizes: tuple[int, ...],
     return out
 
 
-def comm_ms(n: int, bw_gbps: float, lat_us: float, w: CostWeights) -> float:
-    if n <= 1 or not np.isfinite(bw_gbps) or bw_gbps <= 0:
+COMM_QUANTUM_MS = 1e-3  # the collective time is compared in whole µs
+NO_NETWORK_MS = 1e6  # a multi-host placement with a host that has no NIC: worse than any other
+REST_SCALE = 1000.0
+
+
+def lex_cost(comm: float, rest: float) -> float:
+    """``comm`` (ms, whole µs) first, ``rest`` as a tie-break squeezed below one µs (monotone)."""
+    return comm + COMM_QUANTUM_MS * 0.5 * (1.0 + math.tanh(rest / (2 * REST_SCALE)))
+
+
+def lex_key(breakdown: dict[str, float]) -> tuple[float, float]:
+    """What :func:`lex_cost` orders by, without its float squeeze: (collective ms, placement terms)."""
+    return round(breakdown["comm"], 6), round(breakdown["rest"], 9)
+
+
+def modelled_comm_ms(problem: Problem, gpus: np.ndarray) -> float:
+    """Ring all-reduce time (ms; bandwidth and latency parts each floored to whole µs) of
+    ``message_mb`` on ``gpus`` by the collective model, beside the running jobs' traffic when
+    ``contention`` is on."""
+    if len(gpus) < 2:
         return 0.0
-    size = w.message_mb * 2**20
-    return (2 * (n - 1) / n * size / (bw_gbps * 1e9) + 2 * (n - 1) * lat_us * 1e-6) * 1e3
+    from fabric_hpc.placement.collective import collective_time
 
-
-def tier_times(problem: Problem, n: int) -> np.ndarray:
-    """Comm time (ms) when the ring's top edge crosses chain level j; [-1] = one host.
-
-    Bandwidth is the minimum, latency the maximum, over this tier and all below (monotone
-    envelope), which is exact on tree fabrics where both worsen going up.
-    """
-    lv = problem.levels
-    order = [len(lv.tier_bw) - 1, *range(len(lv.tier_bw) - 1)]  # intra-host first
-    out = np.zeros(len(lv.tier_bw))
-    bw, lat = np.inf, 0.0
-    for j in order:
-        if np.isfinite(lv.tier_bw[j]):
-            bw, lat = min(bw, lv.tier_bw[j]), max(lat, lv.tier_lat[j])
-        out[j] = comm_ms(n, bw, lat, problem.weights)
+    background = problem.background()
+    memo = _COMM.setdefault(problem.fab, {})
+    key = (problem.weights.message_mb, np.asarray(gpus, np.int64).tobytes())
+    if background is None and key in memo:
+        return memo[key]
+    t = collective_time(problem.fab, gpus, problem.weights.message_mb * 2**20, kind="allreduce", algo="ring",
+                        background=background)
+    if not math.isfinite(t.seconds):  # a host without a NIC in a multi-host placement
+        return NO_NETWORK_MS
+    out = (math.floor(t.bandwidth_s * 1e6 + 1e-6) + math.floor(t.latency_s * 1e6 + 1e-6)) * COMM_QUANTUM_MS
+    if background is None:
+        if len(memo) > _COMM_MAX:
+            memo.clear()
+        memo[key] = out
     return out
 
 
-def ring_edges(problem: Problem, gpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Ring edges (a, b) over ``gpus``: topology order, rail-matched between hosts."""
-    idx = problem.fab.index
-    lv = problem.levels
-    host = idx.gpu_host[gpus]
-    if host.size and (host == host[0]).all():  # one host: the lexsort below reduces to this
-        g = gpus[np.argsort(idx.gpu_local[gpus], kind="stable")]
-        return g[:-1].copy(), g[1:].copy()
-    order = np.lexsort((idx.gpu_local[gpus], *[lv.host_dom[host, j] for j in range(lv.host_dom.shape[1])][::-1]))
-    g = gpus[order]
-    h = idx.gpu_host[g]
-    same = h[:-1] == h[1:]
-    a_list, b_list = [g[:-1][same]], [g[1:][same]]
-    hosts, starts = np.unique(h, return_index=True)
-    seq = h[np.sort(starts)]
-    if len(seq) >= 2:
-        a, b = _host_links(g, h, hosts, starts, seq, np.asarray(idx.gpu_rail[g], np.int64))
-        a_list.append(a)
-        b_list.append(b)
-    return np.concatenate(a_list), np.concatenate(b_list)
-
-
-def _host_links(g: np.ndarray, h: np.ndarray, hosts: np.ndarray, starts: np.ndarray, seq: np.ndarray,
-                rails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The ring's host-to-host edges, host ``seq[i]`` to ``seq[i + 1]`` (wrapping): between the first
-    GPUs (in ring order ``g``) on the lowest rail both hosts use, else between their first GPUs.
-    ``hosts``/``starts`` are ``np.unique(h, return_index=True)``; rails outside 0..62 match nothing."""
-    at = np.searchsorted(hosts, h)  # host position of each GPU
-    ok = (rails >= 0) & (rails <= 62)
-    mask = np.zeros(len(hosts), np.int64)
-    np.bitwise_or.at(mask, at[ok], np.left_shift(1, rails[ok]))
-    keys, first = np.unique(at[ok] * 64 + rails[ok], return_index=True)  # first GPU per (host, rail)
-    first = np.flatnonzero(ok)[first]
-    x = np.searchsorted(hosts, seq)
-    y = np.roll(x, -1)
-    common = mask[x] & mask[y]
-    rail = np.frexp((common & -common).astype(np.float64))[1] - 1  # lowest common rail (exact: powers of 2)
-    out = []
-    for side in (x, y):
-        k = np.searchsorted(keys, side * 64 + rail).clip(0, max(len(keys) - 1, 0))
-        on_rail = g[first[k]] if len(keys) else g[starts[side]]
-        out.append(np.where(common != 0, on_rail, g[starts[side]]))
-    return out[0], out[1]
-
-
-_PAIRS: weakref.WeakKeyDictionary[Fabric, dict[int, tuple[float, float]]] = weakref.WeakKeyDictionary()
-_PAIRS_MAX = 200_000
-
-
-def _edge_pairs(fab: Fabric, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(bandwidth, latency) of edges a[i]-b[i]: ``fab.index.pair`` (element-wise), remembered per edge."""
-    memo = _PAIRS.setdefault(fab, {})
-    n = len(fab.gpus)
-    keys = (a * n + b).tolist()
-    missing = [i for i, k in enumerate(keys) if k not in memo]
-    if missing:
-        if len(memo) > _PAIRS_MAX:
-            memo.clear()
-        sel = np.array(missing, np.int64)
-        _, bw, lat = fab.index.pair(a[sel], b[sel])
-        for k, x, y in zip([keys[i] for i in missing], bw.tolist(), lat.tolist(), strict=True):
-            memo[k] = (x, y)
-    vals = [memo[k] for k in keys]
-    return np.array([v[0] for v in vals], np.float64), np.array([v[1] for v in vals], np.float64)
+#: modelled_comm_ms without contention, per fabric and (message size, sorted GPU indices)
+_COMM: weakref.WeakKeyDictionary[Fabric, dict[tuple, float]] = weakref.WeakKeyDictionary()
+_COMM_MAX = 100_000
 
 
 def evaluate(problem: Problem, gpus: np.ndarray) -> tuple[float, dict[str, float], dict[str, int]]:
@@ -192,12 +153,7 @@ def evaluate(problem: Problem, gpus: np.ndarray) -> tuple[float, dict[str, float
     gpus = np.asarray(gpus, np.int64)
     idx = problem.fab.index
     hosts, counts = host_counts(idx.gpu_host[gpus])
-    a, b = ring_edges(problem, gpus)
-    if len(a):
-        bw, lat = _edge_pairs(problem.fab, a, b)
-        t = comm_ms(len(gpus), float(bw.min()), float(lat.max()), w)
-    else:
-        t = 0.0
+    t = modelled_comm_ms(problem, gpus)
     # distinct domains per chain level (a set per column of the few hosts' domain ids)
     doms = [list(set(col)) for col in lv.host_dom[hosts].T.tolist()]
     spans = {lv.chain[j]: len(doms[j]) for j in range(len(lv.chain))}
@@ -205,10 +161,11 @@ def evaluate(problem: Problem, gpus: np.ndarray) -> tuple[float, dict[str, float
     free = problem.free_all[hosts]
     frag = float((stranded(free - counts, lv.host_gpus[hosts], w) - stranded(free, lv.host_gpus[hosts], w)).sum())
     broken = sum(int(problem.pristine[j][doms[j]].sum()) for j in range(1, len(lv.chain)))
-    breakdown = {"comm_ms": t, "comm": w.comm * t, "span": span_cost, "hosts": w.host * len(hosts),
+    breakdown = {"comm_ms": t, "comm": t if w.comm > 0 else 0.0, "span": span_cost, "hosts": w.host * len(hosts),
                  "frag_gpus": frag, "frag": w.frag * frag, "pristine_broken": float(broken),
                  "pristine": w.pristine_break * broken}
-    total = breakdown["comm"] + span_cost + breakdown["hosts"] + breakdown["frag"] + breakdown["pristine"]
+    rest = breakdown["rest"] = span_cost + breakdown["hosts"] + breakdown["frag"] + breakdown["pristine"]
+    total = lex_cost(breakdown["comm"], rest) if w.comm > 0 else rest
     return float(total), breakdown, spans
 
 

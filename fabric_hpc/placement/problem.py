@@ -64,9 +64,26 @@ class Problem:
         self._free_rows = self.free_all if usable is free else self.free_mat.sum(axis=1)
         self._numa_best_cache: np.ndarray | None = None
         self.host_cost_table = self._host_costs()
+        self._background: list[np.ndarray] | None = None
         self.pattern: tuple[int, ...] | None = None
         self.patterns = self._patterns()
         self.set_pattern(self.patterns[0] if self.patterns else None)
+
+    def background(self) -> list[np.ndarray] | None:
+        """Per-resource bytes of one all-reduce of each running multi-GPU job (``weights.contention``
+        on; computed once per problem), for the collective model's fair sharing; else None."""
+        if not self.weights.contention:
+            return None
+        if self._background is None:
+            from fabric_hpc.placement.collective import job_load
+
+            owner = self.state.owner
+            busy = np.flatnonzero(owner >= 0)
+            order = busy[np.argsort(owner[busy], kind="stable")]
+            _, starts = np.unique(owner[order], return_index=True)
+            size = self.weights.message_mb * 2**20
+            self._background = [job_load(self.fab, g, size) for g in np.split(order, starts[1:]) if len(g) >= 2]
+        return self._background
 
     # -- candidates --------------------------------------------------------------------------
     def _eligible_hosts(self) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The placement fast paths equal the plain computations they replace (same GPUs, same floats).
 
-* ``cost.evaluate``: distinct domains per level from sets, and a one-host shortcut in
-  ``ring_edges``, against the former ``np.unique`` / ``np.lexsort`` code kept here;
+* ``cost.evaluate``: distinct domains per level from sets, against the former ``np.unique`` code
+  kept here;
 * ``greedy``: the per-fabric memo of domain host sets and child splits in ``_fill``, against the
   uncached ``np.flatnonzero`` / ``np.unique`` computation (patched in); the one-sort host-level fill
   (``_fill_hosts``) against the former step-by-step loop.
@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 
 from fabric_hpc.placement import PlacementInfeasible, parse_request, place
-from fabric_hpc.placement import cost as cost_mod
 from fabric_hpc.placement import greedy as greedy_mod
-from fabric_hpc.placement.cost import _edge_pairs, comm_ms, evaluate, host_counts, ring_edges, stranded
+from fabric_hpc.placement.cost import evaluate, host_counts, lex_cost, modelled_comm_ms, stranded
 from fabric_hpc.placement.problem import Problem
 from tests.placement.conftest import random_state
 
@@ -26,39 +25,22 @@ REQUESTS = ["gpus=3", "gpus=8", "gpus=13", "nodes=1,gpus_per_node=4", "nodes=2,g
             "nodes=2,gpus_per_node=2,slices=2,slice_level=leaf"]
 
 
-def _old_ring_edges(problem: Problem, gpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    idx, lv = problem.fab.index, problem.levels
-    host = idx.gpu_host[gpus]
-    order = np.lexsort((idx.gpu_local[gpus], *[lv.host_dom[host, j] for j in range(lv.host_dom.shape[1])][::-1]))
-    g = gpus[order]
-    h = idx.gpu_host[g]
-    same = h[:-1] == h[1:]
-    if len(np.unique(h)) >= 2:
-        return ring_edges(problem, gpus)  # the multi-host path is unchanged
-    return g[:-1][same], g[1:][same]
-
-
 def _old_evaluate(problem: Problem, gpus: np.ndarray) -> tuple[float, dict[str, float], dict[str, int]]:
     w, lv, idx = problem.weights, problem.levels, problem.fab.index
     gpus = np.asarray(gpus, np.int64)
     hosts, counts = np.unique(idx.gpu_host[gpus], return_counts=True)
-    a, b = _old_ring_edges(problem, gpus)
-    if len(a):
-        bw, lat = _edge_pairs(problem.fab, a, b)
-        t = comm_ms(len(gpus), float(bw.min()), float(lat.max()), w)
-    else:
-        t = 0.0
+    t = modelled_comm_ms(problem, gpus)
     doms = [np.unique(lv.host_dom[hosts, j]) for j in range(len(lv.chain))]
     spans = {lv.chain[j]: int(len(doms[j])) for j in range(len(lv.chain))}
     span_cost = sum(w.span_weight(j) * spans[name] for j, name in enumerate(lv.chain))
     free = problem.free_all[hosts]
     frag = float((stranded(free - counts, lv.host_gpus[hosts], w) - stranded(free, lv.host_gpus[hosts], w)).sum())
     broken = sum(int(problem.pristine[j][doms[j]].sum()) for j in range(1, len(lv.chain)))
-    breakdown = {"comm_ms": t, "comm": w.comm * t, "span": span_cost, "hosts": w.host * len(hosts),
+    breakdown = {"comm_ms": t, "comm": t, "span": span_cost, "hosts": w.host * len(hosts),
                  "frag_gpus": frag, "frag": w.frag * frag, "pristine_broken": float(broken),
                  "pristine": w.pristine_break * broken}
-    total = breakdown["comm"] + span_cost + breakdown["hosts"] + breakdown["frag"] + breakdown["pristine"]
-    return float(total), breakdown, spans
+    rest = breakdown["rest"] = span_cost + breakdown["hosts"] + breakdown["frag"] + breakdown["pristine"]
+    return float(lex_cost(t, rest)), breakdown, spans
 
 
 @pytest.mark.parametrize("fabric", ["pod", "small", "nvl"])
@@ -73,15 +55,12 @@ def test_evaluate_equals_plain(fabric: str, request: pytest.FixtureRequest) -> N
             continue
         for _ in range(5):
             k = int(rng.integers(1, min(free.size, 24) + 1))
-            if rng.random() < 0.4:  # GPUs of one host (the ring_edges shortcut)
+            if rng.random() < 0.4:  # GPUs of one host
                 host = fab.index.gpu_host[free[int(rng.integers(free.size))]]
                 pool = free[fab.index.gpu_host[free] == host]
                 gpus = np.sort(rng.choice(pool, size=min(k, pool.size), replace=False))
             else:
                 gpus = np.sort(rng.choice(free, size=k, replace=False))
-            a, b = ring_edges(problem, gpus)
-            a0, b0 = _old_ring_edges(problem, gpus)
-            assert a.tolist() == a0.tolist() and b.tolist() == b0.tolist()
             assert evaluate(problem, gpus) == _old_evaluate(problem, gpus)
 
 
@@ -195,38 +174,3 @@ def test_chosen_gpus_equal_the_per_host_pick(fabric: str, request: pytest.Fixtur
             assert gpus.tolist() == want and hosts == sorted(h for h, c in counts.items() if c > 0)
             shortcut += all(p._free_rows[h] == c for h, c in counts.items() if c > 0)
     assert shortcut >= 10  # the shortcut was exercised
-
-
-def _loop_host_links(g, h, hosts, starts, seq, rails):
-    """The former per-GPU loop of ``ring_edges`` (first GPU per (host, rail) from a dict)."""
-    mask = np.zeros(len(hosts), np.int64)
-    np.bitwise_or.at(mask, np.searchsorted(hosts, h), np.left_shift(1, np.clip(rails, 0, 62)))
-    first_at: dict[tuple[int, int], int] = {}
-    for hk, rk, gk in zip(h.tolist(), rails.tolist(), g.tolist(), strict=True):
-        first_at.setdefault((hk, rk), gk)
-        first_at.setdefault((hk, -9), gk)
-    mask_of = dict(zip(hosts.tolist(), mask.tolist(), strict=True))
-    pa, pb = [], []
-    for x, y in zip(seq.tolist(), np.roll(seq, -1).tolist(), strict=True):
-        common = mask_of[x] & mask_of[y]
-        r = (common & -common).bit_length() - 1 if common else -9
-        pa.append(first_at[(x, r)])
-        pb.append(first_at[(y, r)])
-    return np.array(pa, np.int64), np.array(pb, np.int64)
-
-
-@pytest.mark.parametrize("fabric", ["pod", "small", "nvl"])
-def test_ring_host_links_equal_the_loop(fabric: str, request: pytest.FixtureRequest,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    fab = request.getfixturevalue(fabric)
-    rng = np.random.default_rng(1)
-    cases = []
-    for seed in range(40):
-        p = Problem(fab, random_state(fab, seed, busy=0.3), parse_request("gpus=8"))
-        gpus = np.sort(rng.choice(len(fab.gpus), size=int(rng.integers(2, min(40, len(fab.gpus)))), replace=False))
-        cases.append((p, gpus))
-    fast = [ring_edges(p, g) for p, g in cases]
-    monkeypatch.setattr(cost_mod, "_host_links", _loop_host_links)
-    plain = [ring_edges(p, g) for p, g in cases]
-    assert all(a.tolist() == c.tolist() and b.tolist() == d.tolist() for (a, b), (c, d) in zip(fast, plain))
-    assert sum(len(np.unique(fab.index.gpu_host[g])) > 2 for _, g in cases) >= 20  # multi-host rings

@@ -1,0 +1,436 @@
+"""Collective-time model: how long an NCCL-style collective takes on a placement (pure, numpy).
+
+A collective is a set of *flows* over the fabric's *resources* (docs/collective-model.md):
+
+- ``nvl``: a GPU's NVLink/NVSwitch port, one direction (``nvlink_gbps / 2``: NVIDIA quotes NVLink
+  bandwidth as both directions together; the network's NIC figures are one direction);
+- ``nic_tx`` / ``nic_rx``: each NIC (rail) of each host;
+- ``up`` / ``down``: a leaf switch's uplinks (``uplink_gbps`` of its group, per switch) and, above the
+  leaves, a whole group's uplinks (``switches × uplink_gbps``; ECMP / adaptive routing spreads flows).
+
+A ring over the NVLink domains the GPUs touch (hosts on a DGX, racks on an NVL72; in topology order)
+has ``C`` channels; channel ``c`` leaves each domain through one of the domain's NICs (the channels
+spread over the NICs the placement's GPUs bring — a host contributing one GPU gives the whole ring
+one NIC) and enters the next domain on the same rail when it has it (NCCL's rail-matched rings),
+else it crosses rails through the switch above. Every flow of a ring carries the same share of the
+per-rank bytes ``2(n-1)/n·S`` (all-reduce) or ``(n-1)/n·S`` (all-gather / reduce-scatter), so the
+bandwidth term is ``max_r bytes_r / cap_r`` and, with other jobs on shared resources, each job's
+flows get their max-min fair share (:func:`fair_rates`: progressive filling, one rate per job).
+All-to-all sends ``S/n`` to every other rank (PXN: over NVLink to the GPU on the destination's
+rail, then rail-matched). Tree all-reduce has the ring's bottleneck bandwidth for ``2·S`` bytes per
+rank and ``2·(⌈log2 domains⌉ + GPUs per domain - 1)`` latency steps; ``algo="auto"`` takes the
+faster, as NCCL's tuner does. Efficiencies (protocol overhead) are calibrated against published
+nccl-tests figures in docs/collective-model.md.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from pydantic import Field
+
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.validation import StrictModel
+
+if TYPE_CHECKING:
+    from fabric_hpc.topology import Fabric
+
+KINDS = ("allreduce", "allgather", "reducescatter", "alltoall")
+
+
+class NoNetwork(ValueError):
+    """Internal: some NVLink domain of the placement has no NIC (the collective cannot run)."""
+ALGOS = ("auto", "ring", "tree")
+
+
+class CollectiveParams(StrictModel):
+    """Calibrated constants (sources in docs/collective-model.md)."""
+
+    #: Share of the NVLink line rate NCCL reaches (370 of 450 GB/s on H100: nccl-tests#212).
+    nvlink_eff: float = Field(default=0.82, gt=0, le=1)
+    #: Share of a NIC's line rate (46-48 of 50 GB/s for NDR 400G: nccl-tests#290).
+    net_eff: float = Field(default=0.94, gt=0, le=1)
+    #: NCCL's default ceiling on channels (rings) per communicator.
+    max_channels: int = Field(default=32, ge=1)
+
+
+@dataclass(frozen=True)
+class Net:
+    """Resources of one fabric: capacity (GB/s, line rate) and each GPU's resource ids."""
+
+    cap: np.ndarray  # [R]
+    kind: np.ndarray  # [R] 0 NVLink port, 1 NIC, 2 switch uplink/downlink
+    nvl: np.ndarray  # [G] NVLink port of each GPU
+    nic_tx: np.ndarray  # [G] NIC (tx) each GPU uses (-1: none)
+    nic_rx: np.ndarray  # [G]
+    nic_key: np.ndarray  # [G] global NIC number (-1: none)
+    rail: np.ndarray  # [G] NIC index inside the host (-1: none)
+    up: np.ndarray  # [G, L] uplink resource per network level below the meeting level (-1: none)
+    down: np.ndarray  # [G, L]
+
+    @property
+    def size(self) -> int:
+        return len(self.cap)
+
+
+_NETS: weakref.WeakKeyDictionary[Fabric, Net] = weakref.WeakKeyDictionary()
+
+
+def fabric_net(fab: Fabric) -> Net:
+    """The resources of ``fab`` (built once per fabric)."""
+    net = _NETS.get(fab)
+    if net is None:
+        net = _NETS[fab] = _build_net(fab)
+    return net
+
+
+def _build_net(fab: Fabric) -> Net:
+    idx = fab.index
+    ng = len(fab.gpus)
+    caps: list[np.ndarray] = []
+    nvl_cap = np.where(idx.gpu_nvl >= 0, idx.nvl_gbps[idx.gpu_nvl].astype(np.float64) / 2, 0.0)
+    caps.append(nvl_cap)
+    nvl = np.arange(ng)
+    nics = np.array([fab.host_type(h).nics for h in fab.hosts], np.int64)
+    off = np.r_[0, np.cumsum(nics)]
+    rail = idx.gpu_rail.astype(np.int64)
+    nic_key = np.where(rail >= 0, off[idx.gpu_host] + rail, -1)
+    nic_gbps = np.repeat([fab.host_type(h).nic_gbps for h in fab.hosts], nics).astype(np.float64)
+    base = ng
+    nic_tx = np.where(nic_key >= 0, base + nic_key, -1)
+    nic_rx = np.where(nic_key >= 0, base + off[-1] + nic_key, -1)
+    caps += [nic_gbps, nic_gbps]
+    base += 2 * int(off[-1])
+    nl = idx.host_path.shape[1]
+    up = np.full((ng, nl), -1, np.int64)
+    down = np.full((ng, nl), -1, np.int64)
+    specs = {g.name: g for g in fab.spec.network.groups} if fab.spec.network else {}
+    groups = list(fab.groups)
+    # leaf level: one resource per switch (a NIC reaches one switch)
+    sw_cap = np.zeros(max(len(fab.switch_ids), 1))
+    for g in groups:
+        for s in fab.groups[g].switches:
+            sw_cap[fab.switch_ids[s]] = specs[g].uplink_gbps or np.inf
+    leaf = idx.gpu_leaf_switch.astype(np.int64)
+    up[:, 0] = np.where(leaf >= 0, base + leaf, -1)
+    down[:, 0] = np.where(leaf >= 0, base + len(sw_cap) + leaf, -1)
+    caps += [sw_cap, sw_cap]
+    base += 2 * len(sw_cap)
+    # higher levels: one resource per group (its switches' uplinks together)
+    g_cap = np.array([(specs[g].uplink_gbps or np.inf) * specs[g].switches for g in groups] or [np.inf])
+    path = idx.host_path[idx.gpu_host].astype(np.int64)  # [G, L]
+    for lv in range(1, nl):
+        up[:, lv] = np.where(path[:, lv] >= 0, base + path[:, lv], -1)
+        down[:, lv] = np.where(path[:, lv] >= 0, base + len(g_cap) + path[:, lv], -1)
+    caps += [g_cap, g_cap]
+    cap = np.concatenate(caps)
+    kind = np.full(len(cap), 2, np.int8)
+    kind[:ng] = 0
+    kind[ng:ng + 2 * int(off[-1])] = 1
+    return Net(cap, kind, nvl, nic_tx, nic_rx, nic_key, rail, up, down)
+
+
+# -- flows -----------------------------------------------------------------------------------------
+@dataclass
+class Flows:
+    """Flows of one collective: ``res[k]`` is used by flow ``flow[k]``; each flow carries ``size[f]``
+    bytes; ``lat_us[f]`` is its path latency."""
+
+    flow: np.ndarray
+    res: np.ndarray
+    size: np.ndarray
+    lat_us: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return len(self.size)
+
+
+def _paths(fab: Fabric, net: Net, src: np.ndarray,
+           dst: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(flow index, resource) pairs and latency (µs) of network flows src[i] -> dst[i] (GPU indices)."""
+    idx = fab.index
+    level = idx.meet_level(src, dst)
+    same_sw = (idx.gpu_leaf_switch[src] == idx.gpu_leaf_switch[dst]) & (idx.gpu_leaf_switch[src] >= 0)
+    level = np.where(same_sw, 0, np.maximum(level, 1))
+    nl = net.up.shape[1]
+    cols = [net.nic_tx[src], net.nic_rx[dst]]
+    for lv in range(nl):
+        use = lv < level
+        cols.append(np.where(use, net.up[src, lv], -1))
+        cols.append(np.where(use, net.down[dst, lv], -1))
+    res = np.stack(cols, axis=1)
+    flow = np.repeat(np.arange(len(src)), res.shape[1])
+    res = res.ravel()
+    ok = res >= 0
+    _, _, lat = idx.pair(src, dst)
+    return flow[ok], res[ok], lat
+
+
+def _domains(fab: Fabric, gpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """GPUs in ring order (domains in topology order, local index inside) and each one's domain rank."""
+    from fabric_hpc.placement.levels import fabric_levels
+
+    idx = fab.index
+    lv = fabric_levels(fab)
+    host = idx.gpu_host[gpus]
+    keys = [idx.gpu_local[gpus], host, *[lv.host_dom[host, j] for j in range(lv.host_dom.shape[1])][::-1]]
+    order = np.lexsort((keys[0], keys[1], *keys[2:][::-1]))  # top level first, then host, local index
+    g = gpus[order]
+    nvl = idx.gpu_nvl[g]
+    change = np.r_[True, nvl[1:] != nvl[:-1]]
+    return g, np.cumsum(change) - 1
+
+
+def ring_flows(fab: Fabric, gpus: np.ndarray, per_rank_bytes: float, params: CollectiveParams,
+               ordered: tuple[np.ndarray, np.ndarray] | None = None) -> Flows:
+    """Flows of a ring pass where every rank sends ``per_rank_bytes`` in total (``ordered``:
+    :func:`_domains` of ``gpus`` when the caller has it)."""
+    net = fabric_net(fab)
+    g, dom = ordered if ordered is not None else _domains(fab, np.asarray(gpus, np.int64))
+    m = int(dom[-1]) + 1 if len(g) else 0
+    flows, res, size, lat = [], [], [], []
+    # NVLink: inside a domain of k GPUs each GPU sends (k-1)/k of its bytes over NVLink (all when m == 1)
+    k = np.bincount(dom, minlength=m)[dom]
+    share = np.where(k > 1, 1.0 if m == 1 else (k - 1) / k, 0.0)
+    on = share > 0
+    nf = int(on.sum())
+    flows.append(np.arange(nf))
+    res.append(net.nvl[g[on]])
+    size.append(per_rank_bytes * share[on])
+    lat.append(np.full(nf, fab.index.nvlink_latency_us))
+    if m >= 2:
+        src, dst = _channel_edges(net, g, dom, m, params)
+        f, r, la = _paths(fab, net, src, dst)
+        flows.append(f + nf)
+        res.append(r)
+        chans = len(src) // m
+        size.append(np.full(len(src), per_rank_bytes / chans))
+        lat.append(la)
+    return Flows(np.concatenate(flows), np.concatenate(res), np.concatenate(size), np.concatenate(lat))
+
+
+def _channel_edges(net: Net, g: np.ndarray, dom: np.ndarray, m: int,
+                   params: CollectiveParams) -> tuple[np.ndarray, np.ndarray]:
+    """Inter-domain ring edges, C channels × m domains: (source GPU, destination GPU). Channel c
+    leaves domain d from its (c mod NICs_d)-th NIC and enters the next domain on the same rail
+    when that domain has it, else on its (c mod NICs)-th NIC."""
+    key = net.nic_key[g]
+    has = key >= 0
+    width = int(key.max(initial=0)) + 1
+    _, first = np.unique(dom[has] * width + key[has], return_index=True)  # one GPU per (domain, NIC)
+    reps = g[np.flatnonzero(has)[first]]
+    rdom = dom[np.flatnonzero(has)[first]]
+    per = np.bincount(rdom, minlength=m)
+    if (per == 0).any():
+        raise NoNetwork("a placement's NVLink domain has no NIC to reach the others")
+    chans = int(min(per.max(), params.max_channels))
+    start = np.r_[0, np.cumsum(per)[:-1]]
+    d = np.repeat(np.arange(m), chans)
+    cc = np.tile(np.arange(chans), m)
+    src = reps[start[d] + cc % per[d]]
+    nxt = (d + 1) % m
+    dst = reps[start[nxt] + cc % per[nxt]]
+    # rail matching: channel c enters the next domain on the source's rail when it has that rail
+    # (the q-th NIC of a rail in one domain pairs with the (q mod count)-th of the next)
+    rk = rdom * 64 + np.clip(net.rail[reps], 0, 63)
+    order = np.argsort(rk, kind="stable")
+    srt = rk[order]
+    first_of = np.searchsorted(srt, srt)
+    q = np.empty(len(rk), np.int64)
+    q[order] = np.arange(len(rk)) - first_of  # rank of each NIC among its domain's NICs on its rail
+    sidx = start[d] + cc % per[d]  # position of each channel's source among reps
+    want = nxt * 64 + np.clip(net.rail[src], 0, 63)
+    lo = np.searchsorted(srt, want, side="left")
+    cnt = np.searchsorted(srt, want, side="right") - lo
+    pick = order[np.minimum(lo + q[sidx] % np.maximum(cnt, 1), len(srt) - 1)]
+    dst = np.where(cnt > 0, reps[pick], dst)
+    return src, dst
+
+
+def alltoall_flows(fab: Fabric, gpus: np.ndarray, per_rank_bytes: float) -> Flows:
+    """All-to-all: every rank sends ``per_rank_bytes / n`` to every other rank. Between domains the
+    bytes travel rail-matched (PXN), spread over the source domain's NICs."""
+    net = fabric_net(fab)
+    g, dom = _domains(fab, np.asarray(gpus, np.int64))
+    n = len(g)
+    m = int(dom[-1]) + 1 if n else 0
+    k = np.bincount(dom, minlength=m)
+    chunk = per_rank_bytes / max(n, 1)
+    on = k[dom] > 1
+    nf = int(on.sum())
+    flows, res = [np.arange(nf)], [net.nvl[g[on]]]
+    size = [chunk * (k[dom][on] - 1)]
+    lat = [np.full(nf, fab.index.nvlink_latency_us)]
+    if m >= 2:
+        has = net.nic_key[g] >= 0
+        a, b = np.meshgrid(np.flatnonzero(has), np.flatnonzero(has), indexing="ij")
+        a, b = a.ravel(), b.ravel()
+        cross = dom[a] != dom[b]
+        a, b = a[cross], b[cross]
+        # each source GPU's bytes to domain dom[b] leave on the NIC of the GPU on b's rail in its
+        # own domain when there is one (PXN), else on its own NIC
+        src = g[a]
+        f, r, la = _paths(fab, net, src, g[b])
+        flows.append(f + nf)
+        res.append(r)
+        # a source without a NIC of its own sends through a peer's NIC; count its bytes there too
+        nic_count = np.bincount(dom[has], minlength=m)
+        size.append(np.full(len(a), chunk) * (k[dom[a]] / np.maximum(nic_count[dom[a]], 1)))
+        lat.append(la)
+    return Flows(np.concatenate(flows), np.concatenate(res), np.concatenate(size), np.concatenate(lat))
+
+
+# -- rates and times --------------------------------------------------------------------------------
+def effective_cap(net: Net, params: CollectiveParams) -> np.ndarray:
+    """Capacity NCCL reaches on each resource (GB/s): line rate × calibrated efficiency (read-only)."""
+    key = (id(net), params.nvlink_eff, params.net_eff)
+    hit = _CAPS.get(key)
+    if hit is None or hit[0] is not net:
+        cap = net.cap * np.where(net.kind == 0, params.nvlink_eff, params.net_eff)
+        cap.setflags(write=False)
+        hit = _CAPS[key] = (net, cap)
+    return hit[1]
+
+
+_CAPS: dict[tuple, tuple[Net, np.ndarray]] = {}
+
+
+def load_of(flows: Flows, nres: int) -> np.ndarray:
+    """Bytes each resource carries for one collective."""
+    return np.bincount(flows.res, weights=flows.size[flows.flow], minlength=nres)
+
+
+def fair_rates(loads: list[np.ndarray], cap: np.ndarray) -> np.ndarray:
+    """Max-min fair progress rates (collectives per second) of concurrent collectives.
+
+    ``loads[j]`` is job j's bytes per resource (one collective); job j's flows all progress at its
+    rate ``x_j`` (a ring moves as fast as its slowest edge). Progressive filling: all unfrozen rates
+    rise together until a resource is full, which freezes every job using it."""
+    return _fair(loads, cap)[0]
+
+
+def _fair(loads: list[np.ndarray], cap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rates, the resource that froze each job, -1 for none)."""
+    if not loads:
+        return np.zeros(0), np.zeros(0, np.int64)
+    if len(loads) == 1:  # alone: the most loaded resource decides (what the filling below gives)
+        nz = np.flatnonzero(loads[0])
+        if not nz.size:
+            return np.array([np.inf]), np.array([-1])
+        ratio = loads[0][nz] / 1e9 / cap[nz]
+        r = int(np.argmax(ratio))
+        return np.array([1.0 / ratio[r]]), np.array([nz[r]])
+    A = np.stack(loads, axis=1) / 1e9  # [R, J] GB per collective
+    rid = np.flatnonzero((A > 0).any(axis=1))
+    A, c = A[rid], cap[rid].astype(np.float64)
+    nj = A.shape[1]
+    x = np.zeros(nj)
+    by = np.full(nj, -1, np.int64)
+    active = np.ones(nj, bool)
+    left = c.copy()
+    while active.any():
+        demand = A[:, active].sum(axis=1)
+        live = demand > 0
+        if not live.any():
+            x[active] = np.inf
+            break
+        step = np.min(left[live] / demand[live])
+        x[active] += step
+        left = left - step * demand
+        full = live & (left <= 1e-9 * c)
+        for r in np.flatnonzero(full):
+            newly = active & (A[r] > 0)
+            by[newly] = rid[r]
+            active &= ~newly
+    return x, by
+
+
+def steps_and_bytes(kind: str, algo: str, n: int, m: int, kmax: int, size: float) -> tuple[float, int]:
+    """(bytes each rank sends, latency steps) of collective ``kind`` with ``algo`` over n ranks in m
+    domains of at most kmax GPUs; ``size`` is the buffer (all-reduce), the gathered output
+    (all-gather / reduce-scatter) or each rank's send buffer (all-to-all)."""
+    if kind == "allreduce":
+        if algo == "tree":
+            return 2.0 * size, 2 * (int(np.ceil(np.log2(max(m, 1)))) + kmax - 1)
+        return 2.0 * (n - 1) / n * size, 2 * (n - 1)
+    if kind in ("allgather", "reducescatter"):
+        return (n - 1) / n * size, n - 1
+    return (n - 1) / n * size, n - 1  # all-to-all: n-1 pieces of size/n
+
+
+@dataclass(frozen=True)
+class CollectiveTime:
+    seconds: float
+    algo: str
+    busbw_gbps: float  # NCCL's bus bandwidth (algbw · its factor), as nccl-tests prints it
+    bottleneck: str  # "nvlink", "nic", "uplink" or "none"
+    bandwidth_s: float = 0.0  # the bandwidth part of ``seconds``
+    latency_s: float = 0.0  # the latency part (steps × the worst path latency)
+
+
+def collective_time(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce", algo: str = "auto",
+                    params: CollectiveParams | None = None, background: list[np.ndarray] | None = None
+                    ) -> CollectiveTime:
+    """Time of one collective of ``size_bytes`` on GPU indices ``gpus``, alone or beside the
+    ``background`` loads of other running collectives (:func:`job_load`), sharing max-min fairly."""
+    params = params or CollectiveParams()
+    if kind not in KINDS or algo not in ALGOS:
+        raise ConfigError(f"unknown collective {kind!r}/{algo!r}",
+                          hint=f"kinds: {KINDS}; algorithms: {ALGOS}")
+    gpus = np.unique(np.asarray(gpus, np.int64))
+    n = len(gpus)
+    if n <= 1:
+        return CollectiveTime(0.0, "none", np.inf, "none")
+    net = fabric_net(fab)
+    if algo == "auto":
+        algos = ["ring", "tree"] if kind == "allreduce" else ["ring"]
+    else:
+        algos = [algo]
+    best: CollectiveTime | None = None
+    for a in algos:
+        try:
+            t = _one(fab, net, gpus, size_bytes, kind, a, params, background)
+        except NoNetwork:  # hosts without a network adapter: no collective across them
+            return CollectiveTime(np.inf, a, 0.0, "nic", np.inf, 0.0)
+        if best is None or t.seconds < best.seconds:
+            best = t
+    return best  # type: ignore[return-value]
+
+
+def _one(fab: Fabric, net: Net, gpus: np.ndarray, size: float, kind: str, algo: str, params: CollectiveParams,
+         background: list[np.ndarray] | None) -> CollectiveTime:
+    _, dom = _domains(fab, gpus)
+    n, m = len(gpus), int(dom[-1]) + 1
+    kmax = int(np.bincount(dom).max())
+    per_rank, steps = steps_and_bytes(kind, algo, n, m, kmax, size)
+    flows = alltoall_flows(fab, gpus, size) if kind == "alltoall" else ring_flows(fab, gpus, per_rank, params)
+    load = load_of(flows, net.size)
+    cap = effective_cap(net, params)
+    xs, by = _fair([load, *(background or [])], cap)
+    x = xs[0]
+    bw_time = 1.0 / x if x > 0 else np.inf
+    lat = float(flows.lat_us.max(initial=0.0)) * 1e-6 * steps
+    secs = bw_time + lat
+    where = ("nvlink", "nic", "uplink")[int(net.kind[by[0]])] if by[0] >= 0 else "none"
+    factor = {"allreduce": 2.0 * (n - 1) / n}.get(kind, (n - 1) / n)
+    busbw = factor * size / secs / 1e9 if secs > 0 else np.inf
+    return CollectiveTime(float(secs), algo, float(busbw), where, float(bw_time), float(lat))
+
+
+def job_load(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce",
+             params: CollectiveParams | None = None) -> np.ndarray:
+    """Bytes per resource of one ring collective of a running job (a background load for others)."""
+    params = params or CollectiveParams()
+    gpus = np.unique(np.asarray(gpus, np.int64))
+    net = fabric_net(fab)
+    if len(gpus) <= 1:
+        return np.zeros(net.size)
+    _, dom = _domains(fab, gpus)
+    per_rank, _ = steps_and_bytes(kind, "ring", len(gpus), int(dom[-1]) + 1, 1, size_bytes)
+    flows = (alltoall_flows(fab, gpus, size_bytes) if kind == "alltoall"
+             else ring_flows(fab, gpus, per_rank, params))
+    return load_of(flows, net.size)

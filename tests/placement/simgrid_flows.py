@@ -1,0 +1,172 @@
+"""SimGrid simulation of ring collectives on a fabric graph (run in a subprocess: one Engine per process).
+
+``python -m tests.placement.simgrid_flows < scenario.json > result.json``
+
+Input: ``{"spec": <FabricSpec JSON>, "jobs": [[gpu index, ...], ...], "size": bytes, "params": {...}}``.
+Every job runs ring all-reduces back to back. The ring schedule (which GPU sends to which, per
+channel) is NCCL's, taken from :mod:`fabric_hpc.placement.collective`; everything else is SimGrid's:
+each step is a set of concurrent communications, routed hop by hop over the fabric's networkx
+graph (GPU → NIC over PCIe → leaf switch → an ECMP-chosen parent switch ... → NIC → GPU, one SimGrid
+link per edge and direction, with the edge's bandwidth and latency), shared by SimGrid's max-min
+solver (CM02, no TCP window, no cross traffic), with all jobs' flows in flight together.
+Output: per job the mean time of the all-reduces that finished before the first job stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import zlib
+
+import numpy as np
+
+sys.path.append("/usr/lib/python3/dist-packages")  # Debian's python3-simgrid
+
+from fabric_hpc.placement.collective import (CollectiveParams, _channel_edges, _domains,  # noqa: E402
+                                             fabric_net)
+from fabric_hpc.topology import build  # noqa: E402
+from fabric_hpc.topology.spec import FabricSpec  # noqa: E402
+
+
+class Routes:
+    """Hop-by-hop routes over ``fab.graph`` (no aggregation: every edge is its own link)."""
+
+    def __init__(self, fab, params: CollectiveParams, zone, simgrid) -> None:
+        self.fab, self.g, self.params, self.zone, self.sg = fab, fab.graph, params, zone, simgrid
+        self.links: dict[tuple[str, str], object] = {}
+        self.hosts: dict[int, object] = {}
+        self.done: set[tuple[int, int]] = set()
+
+    def link(self, a: str, b: str, gbps: float, lat_us: float, eff: float):
+        key = (a, b)
+        if key not in self.links:
+            lk = self.zone.create_link(f"{a}>{b}", gbps * eff * 1e9)
+            lk.set_latency(lat_us * 1e-6)
+            lk.seal()
+            self.links[key] = lk
+        return self.links[key]
+
+    def host(self, gpu: int):
+        if gpu not in self.hosts:
+            self.hosts[gpu] = self.zone.create_host(f"g{gpu}", 1e9).seal()
+        return self.hosts[gpu]
+
+    def route(self, a: int, b: int) -> None:
+        if (a, b) in self.done:
+            return
+        self.done.add((a, b))
+        fab = self.fab
+        ga, gb = fab.gpus[a], fab.gpus[b]
+        if fab.index.gpu_nvl[a] == fab.index.gpu_nvl[b]:
+            links = [self._nvl(ga, "tx"), self._nvl(gb, "rx")]
+        else:
+            links = self._net(ga, gb)
+        sg = self.sg
+        self.zone.add_route(self.host(a).netpoint, self.host(b).netpoint, None, None,
+                            [sg.LinkInRoute(lk) for lk in links], False)
+
+    def _nvl(self, gpu: str, way: str):
+        """A GPU's NVLink port, one direction: its NVLink edges' bandwidth (both directions) / 2."""
+        edges = [d for _, _, d in self.g.edges(gpu, data=True) if d["kind"] == "nvlink"]
+        gbps = sum(d["bandwidth_gbps"] for d in edges) / 2
+        return self.link(f"{gpu}:nvl", way, gbps, edges[0]["latency_us"], self.params.nvlink_eff)
+
+    def _hop(self, a: str, b: str):
+        d = self.g.edges[a, b]
+        return self.link(a, b, d["bandwidth_gbps"], d["latency_us"], self.params.net_eff)
+
+    def _nic(self, gpu: str) -> str:
+        return next(n for n in self.g.neighbors(gpu) if self.g.nodes[n]["kind"] == "nic")
+
+    def _leaf(self, nic: str) -> str:
+        return next(n for n in self.g.neighbors(nic) if self.g.nodes[n]["kind"] == "switch")
+
+    def _net(self, ga: str, gb: str) -> list:
+        na, nb = self._nic(ga), self._nic(gb)
+        sa, sb = self._leaf(na), self._leaf(nb)
+        up, mid = [sa], []
+        groups = self.fab.groups
+        chain_b = [self.g.nodes[sb]["group"]]
+        while groups[chain_b[-1]].parent is not None:
+            chain_b.append(groups[chain_b[-1]].parent)
+        if sa != sb:
+            grp = self.g.nodes[sa]["group"]
+            h = zlib.crc32(f"{ga}>{gb}".encode())
+            # climb until a group that is an ancestor of the destination's leaf group (strictly
+            # above it when both switches are in the same group): one ECMP-chosen switch per level
+            while True:
+                grp = groups[grp].parent
+                up.append(groups[grp].switches[h % len(groups[grp].switches)])
+                if grp in chain_b:
+                    break
+            for lvl in range(chain_b.index(grp) - 1, 0, -1):  # down through intermediate groups
+                sws = groups[chain_b[lvl]].switches
+                mid.append(sws[(h >> 8) % len(sws)])
+            path = [ga, na, *up, *mid, sb, nb, gb]
+        else:
+            path = [ga, na, sa, nb, gb]
+        return [self._hop(x, y) for x, y in zip(path[:-1], path[1:], strict=True)]
+
+
+def schedule(fab, gpus: np.ndarray, size: float, params: CollectiveParams):
+    """(steps, per-step [(src, dst, bytes)]) of one ring all-reduce."""
+    g, dom = _domains(fab, gpus)
+    n, m = len(g), int(dom[-1]) + 1
+    steps = 2 * (n - 1)
+    per_step = 2.0 * (n - 1) / n * size / steps
+    edges = []
+    for d in range(m):
+        members = g[dom == d]
+        if len(members) > 1:
+            share = 1.0 if m == 1 else (len(members) - 1) / len(members)
+            for i, a in enumerate(members):
+                edges.append((int(a), int(members[(i + 1) % len(members)]), per_step * share))
+    if m >= 2:
+        src, dst = _channel_edges(fabric_net(fab), g, dom, m, params)
+        chans = len(src) // m
+        edges += [(int(a), int(b), per_step / chans) for a, b in zip(src, dst, strict=True)]
+    return steps, edges
+
+
+def run(scenario: dict) -> dict:
+    import simgrid as sg
+
+    e = sg.Engine(["simgrid_flows", "--cfg=network/model:CM02", "--cfg=network/TCP-gamma:0",
+                   "--cfg=network/crosstraffic:0", "--log=root.thres:critical"])
+    fab = build(FabricSpec.model_validate_json(scenario["spec"]))
+    params = CollectiveParams(**scenario.get("params", {}))
+    zone = sg.NetZone.create_full_zone("fabric")
+    routes = Routes(fab, params, zone, sg)
+    jobs = []
+    for gpus in scenario["jobs"]:
+        steps, edges = schedule(fab, np.asarray(sorted(gpus), np.int64), scenario["size"], params)
+        for a, b, _ in edges:
+            routes.route(a, b)
+        jobs.append((steps, edges))
+    zone.seal()
+    horizon = scenario["horizon_s"]
+    record: list[list[tuple[float, float]]] = [[] for _ in jobs]
+
+    def job_actor(j: int) -> None:
+        steps, edges = jobs[j]
+        while sg.Engine.clock < horizon:
+            t0 = sg.Engine.clock
+            for _ in range(steps):
+                comms = [sg.Comm.sendto_async(routes.hosts[a], routes.hosts[b], max(int(x), 1))
+                         for a, b, x in edges]
+                sg.Comm.wait_all(comms)
+            record[j].append((t0, sg.Engine.clock))
+
+    for j, (_, edges) in enumerate(jobs):
+        sg.Actor.create(f"job{j}", routes.hosts[edges[0][0]], job_actor, j)
+    e.run()
+    stop = min(r[-1][1] for r in record)
+    out = []
+    for r in record:
+        valid = [b - a for a, b in r if b <= stop + 1e-12] or [r[0][1] - r[0][0]]
+        out.append(float(np.mean(valid)))
+    return {"seconds": out, "iterations": [len(r) for r in record]}
+
+
+if __name__ == "__main__":
+    json.dump(run(json.load(sys.stdin)), sys.stdout)

@@ -1,0 +1,139 @@
+"""The collective-time model (fabric_hpc.placement.collective): channels, paths, contention."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.placement.collective import (CollectiveParams, collective_time, fabric_net, fair_rates,
+                                             job_load)
+from fabric_hpc.topology import build, generators, load_fabric
+
+GIB = 2**30
+
+
+@pytest.fixture(scope="module")
+def sp():
+    return load_fabric("topology/dgx-h100-superpod-4su.yaml")
+
+
+@pytest.fixture(scope="module")
+def nvl():
+    return load_fabric("topology/gb200-nvl72-8r.yaml")
+
+
+def gpus_of(fab, host: int, locals_) -> list[int]:
+    idx = fab.index
+    return [int(i) for i in np.flatnonzero(idx.gpu_host == host) if idx.gpu_local[i] in set(locals_)]
+
+
+def test_one_gpu_host_limits_the_ring_to_one_nic(sp):
+    """gpus=24 as 8+8+7+1 (the issue's example) is ~8x slower than 3x8: one host brings one NIC."""
+    split = (gpus_of(sp, 0, range(8)) + gpus_of(sp, 1, range(8)) + gpus_of(sp, 2, range(7))
+             + gpus_of(sp, 3, [7]))
+    whole = gpus_of(sp, 0, range(8)) + gpus_of(sp, 1, range(8)) + gpus_of(sp, 2, range(8))
+    t_split = collective_time(sp, split, GIB, algo="ring")
+    t_whole = collective_time(sp, whole, GIB, algo="ring")
+    assert t_split.bottleneck == "nic"
+    assert 7.0 < t_split.seconds / t_whole.seconds < 8.5
+
+
+def test_inside_one_host_nvlink_is_the_bottleneck(sp):
+    t = collective_time(sp, gpus_of(sp, 0, range(8)), 8 * GIB, algo="ring")
+    p = CollectiveParams()
+    assert t.bottleneck == "nvlink"
+    assert t.busbw_gbps == pytest.approx(450 * p.nvlink_eff, rel=0.01)
+
+
+def test_rail_matched_beats_cross_rail(sp):
+    same = collective_time(sp, gpus_of(sp, 0, [0, 1]) + gpus_of(sp, 1, [0, 1]), GIB, algo="ring")
+    cross = collective_time(sp, gpus_of(sp, 0, [0, 1]) + gpus_of(sp, 1, [2, 3]), GIB, algo="ring")
+    assert same.seconds <= cross.seconds  # same bandwidth here (non-blocking), more latency across rails
+
+
+def oversubscribed_pair():
+    """4 hosts x 1 GPU, 2 per leaf, each leaf's uplink = one NIC (2:1 oversubscribed)."""
+    spec = generators.leaf_spine(hosts=4, hosts_per_leaf=2, gpus=1)
+    data = spec.model_dump()
+    for g in data["network"]["groups"]:
+        if g.get("uplink_gbps"):
+            g["uplink_gbps"] = g["uplink_gbps"] / 2
+    return build(type(spec).model_validate(data))
+
+
+def test_oversubscribed_uplink_is_shared_max_min():
+    """Two jobs crossing one 2:1 oversubscribed leaf uplink each get half of it."""
+    fab = oversubscribed_pair()
+    a, b = [0, 2], [1, 3]  # hosts n1+n3 and n2+n4: both rings cross leaf1 <-> leaf2
+    alone = collective_time(fab, a, GIB, algo="ring")
+    shared = collective_time(fab, a, GIB, algo="ring", background=[job_load(fab, b, GIB)])
+    assert alone.bottleneck == "nic"
+    assert shared.bottleneck == "uplink"
+    assert shared.seconds == pytest.approx(2 * alone.seconds, rel=0.02)
+
+
+def test_contention_slows_a_job_down_on_a_shared_nic():
+    fab = build(generators.leaf_spine(hosts=4, hosts_per_leaf=2, gpus=4))  # 1 NIC per host
+    idx = fab.index
+    a = np.flatnonzero((idx.gpu_host == 0) & (idx.gpu_local < 2)).tolist() + \
+        np.flatnonzero((idx.gpu_host == 2) & (idx.gpu_local < 2)).tolist()
+    b = np.flatnonzero((idx.gpu_host == 0) & (idx.gpu_local >= 2)).tolist() + \
+        np.flatnonzero((idx.gpu_host == 2) & (idx.gpu_local >= 2)).tolist()
+    alone = collective_time(fab, a, GIB, algo="ring")
+    shared = collective_time(fab, a, GIB, algo="ring", background=[job_load(fab, b, GIB)])
+    assert shared.seconds == pytest.approx(2 * alone.seconds, rel=0.05)
+
+
+def test_fair_rates_progressive_filling():
+    cap = np.array([10.0, 10.0])
+    # job 0 uses both resources, job 1 only the first: 5/5 on resource 0, job 0 frozen at 5
+    loads = [np.array([1e9, 1e9]), np.array([1e9, 0.0])]
+    assert fair_rates(loads, cap) == pytest.approx([5.0, 5.0])
+    # job 1 alone on resource 1 takes what job 0 leaves
+    loads = [np.array([1e9, 0.0]), np.array([1e9, 1e9]), np.array([0.0, 1e9])]
+    assert fair_rates(loads, cap) == pytest.approx([5.0, 5.0, 5.0])
+    loads = [np.array([2e9, 0.0]), np.array([0.0, 1e9])]
+    assert fair_rates(loads, cap) == pytest.approx([5.0, 10.0])
+
+
+def test_kinds_and_algorithms(sp, nvl):
+    g = gpus_of(sp, 0, range(8)) + gpus_of(sp, 5, range(8))
+    ar = collective_time(sp, g, GIB, algo="ring")
+    ag = collective_time(sp, g, GIB, kind="allgather")
+    rs = collective_time(sp, g, GIB, kind="reducescatter")
+    a2a = collective_time(sp, g, GIB, kind="alltoall")
+    assert ag.seconds == pytest.approx(rs.seconds) == pytest.approx(ar.seconds / 2, rel=0.05)
+    assert a2a.seconds > ag.seconds  # half of every rank's bytes cross the network
+    small = collective_time(nvl, list(range(144)), 1024, algo="auto")
+    assert small.algo == "tree"  # latency-bound: fewer steps
+    assert collective_time(nvl, [3], GIB).seconds == 0.0
+    with pytest.raises(ConfigError):
+        collective_time(nvl, [0, 1], GIB, kind="broadcast")
+
+
+def test_more_bytes_never_faster(sp):
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        g = rng.choice(len(sp.gpus), size=int(rng.integers(2, 40)), replace=False)
+        t1 = collective_time(sp, g, 64 * 2**20).seconds
+        t2 = collective_time(sp, g, 128 * 2**20).seconds
+        assert t2 >= t1
+
+
+def test_net_resources_follow_the_graph(sp, nvl):
+    net = fabric_net(sp)
+    assert (net.kind == 0).sum() == len(sp.gpus)
+    assert (net.kind == 1).sum() == 2 * 8 * len(sp.hosts)  # tx and rx per NIC
+    assert fabric_net(nvl).cap[0] == pytest.approx(900.0)  # 1.8 TB/s both directions
+
+
+def test_hosts_without_a_nic_cannot_be_joined():
+    spec = generators.leaf_spine(hosts=2, hosts_per_leaf=2, gpus=2)
+    data = spec.model_dump()
+    for ht in data["host_types"].values():
+        ht.update(nics=0, nic_gbps=0.0)
+    data["network"] = None
+    fab = build(type(spec).model_validate(data))
+    assert collective_time(fab, [0, 1], GIB).seconds < np.inf  # inside one host: NVLink
+    assert collective_time(fab, [0, 2], GIB).seconds == np.inf

@@ -1,0 +1,127 @@
+"""The fast collective model against SimGrid (a real flow-level simulator) on three fabrics.
+
+Random placements of 2-3 concurrent jobs (ring all-reduce, 256 MiB, back to back) on the DGX
+H100 SuperPOD, the GB200 NVL72 fabric and the Lingjun Clos with 2:1 ToR oversubscription; the jobs
+draw their hosts from a small pool so that they share NICs' switches and uplinks. SimGrid routes
+every flow hop by hop over the fabric graph (ECMP-chosen parents) and shares links max-min with all
+jobs' flows in flight; the fast model aggregates uplinks and shares them by progressive filling.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fabric_hpc.placement.collective import collective_time, job_load
+from fabric_hpc.topology import build, import_lingjun, load_fabric
+from tests.real import require_real
+
+ROOT = Path(__file__).resolve().parents[2]
+SIZE = 256 * 2**20
+TARGET = 0.10  # the fast model within 10 % of SimGrid
+
+
+def simgrid_available() -> bool:
+    sys.path.append("/usr/lib/python3/dist-packages")
+    try:
+        return importlib.util.find_spec("simgrid") is not None
+    finally:
+        sys.path.remove("/usr/lib/python3/dist-packages")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _simgrid():
+    require_real("simgrid", simgrid_available(), "Debian package python3-simgrid (make sysdeps-test)")
+
+
+FABRICS = {
+    "superpod": lambda: load_fabric(ROOT / "topology/dgx-h100-superpod-4su.yaml"),
+    "nvl72": lambda: load_fabric(ROOT / "topology/gb200-nvl72-8r.yaml"),
+    "lingjun-2to1": lambda: build(import_lingjun(ROOT / "data/topologies/alibaba_lingjun2023_topo.csv",
+                                                 oversubscription=2.0)),
+}
+
+
+def random_jobs(fab, rng: np.random.Generator) -> list[list[int]]:
+    """2-3 jobs on a shared pool of hosts (two of the four smallest lowest-level groups: on Lingjun
+    ToRs of 2-4 hosts, whose uplinks the jobs then share), 2-4 hosts each, all free GPUs of a host or
+    a random number of them."""
+    idx = fab.index
+    groups, sizes = np.unique(idx.host_path[:, 0], return_counts=True)
+    small = groups[np.argsort(sizes, kind="stable")[:4]]
+    pick = rng.choice(small, size=min(2, len(small)), replace=False)
+    pool = np.flatnonzero(np.isin(idx.host_path[:, 0], pick))
+    free = np.ones(len(fab.gpus), bool)
+    jobs = []
+    for _ in range(int(rng.integers(2, 4))):
+        hosts = rng.choice(pool, size=min(int(rng.integers(2, 5)), len(pool)), replace=False)
+        gpus: list[int] = []
+        for h in hosts:
+            mine = np.flatnonzero((idx.gpu_host == h) & free)
+            if len(mine):
+                k = len(mine) if rng.random() < 0.5 else int(rng.integers(1, len(mine) + 1))
+                take = rng.choice(mine, size=k, replace=False)
+                gpus += take.tolist()
+        if len({int(idx.gpu_host[g]) for g in gpus}) >= 2:
+            free[gpus] = False
+            jobs.append(sorted(gpus))
+    return jobs
+
+
+def crossing_jobs(fab) -> list[list[int]]:
+    """Four jobs, each half of a host in one of the two smallest lowest-level groups and half of a
+    host in the other: all four rings cross the same two groups' uplinks."""
+    idx = fab.index
+    col = idx.host_path[:, 0]
+    if len(np.unique(col)) < 2:  # one leaf group (the NVL72 fabric): two racks instead
+        col = idx.gpu_nvl[np.searchsorted(idx.gpu_host, np.arange(len(fab.hosts)))]
+    groups, sizes = np.unique(col, return_counts=True)
+    x, y = groups[np.argsort(sizes, kind="stable")[:2]]
+    hx, hy = np.flatnonzero(col == x), np.flatnonzero(col == y)
+    half = np.bincount(idx.gpu_host)[hx[0]] // 2
+    jobs = []
+    for i in range(2):
+        for low in (True, False):
+            part = (idx.gpu_local < half) if low else (idx.gpu_local >= half)
+            jobs.append(np.flatnonzero(np.isin(idx.gpu_host, [hx[i], hy[i]]) & part).tolist())
+    return jobs
+
+
+def fast_times(fab, jobs: list[list[int]]) -> list[float]:
+    loads = [job_load(fab, g, SIZE) for g in jobs]
+    return [collective_time(fab, g, SIZE, algo="ring", background=loads[:j] + loads[j + 1:]).seconds
+            for j, g in enumerate(jobs)]
+
+
+def simgrid_times(fab, jobs: list[list[int]], horizon: float) -> list[float]:
+    scenario = {"spec": fab.spec.model_dump_json(), "jobs": jobs, "size": SIZE, "horizon_s": horizon}
+    out = subprocess.run([sys.executable, "-m", "tests.placement.simgrid_flows"], input=json.dumps(scenario),
+                         capture_output=True, text=True, cwd=ROOT, timeout=600, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout)["seconds"]
+
+
+@pytest.mark.parametrize("name", list(FABRICS))
+def test_fast_model_within_10_percent_of_simgrid(name):
+    fab = FABRICS[name]()
+    rng = np.random.default_rng(13)
+    errors, contended = [], 0
+    for trial in range(6):
+        jobs = crossing_jobs(fab) if trial == 0 else random_jobs(fab, rng)
+        if len(jobs) < 2:
+            continue
+        fast = fast_times(fab, jobs)
+        alone = [collective_time(fab, g, SIZE, algo="ring").seconds for g in jobs]
+        contended += sum(f > a * 1.05 for f, a in zip(fast, alone, strict=True))
+        sim = simgrid_times(fab, jobs, horizon=2.5 * max(fast))
+        errors += [abs(f - s) / s for f, s in zip(fast, sim, strict=True)]
+    assert len(errors) >= 8
+    assert max(errors) <= TARGET, f"{name}: errors {np.round(errors, 3).tolist()}"
+    if name == "lingjun-2to1":
+        assert contended >= 1  # the oversubscribed uplinks are shared in this set
