@@ -1,20 +1,28 @@
-"""The files Slurm loads from ``plugins/``, rendered with a site's settings."""
+"""The files Slurm loads (``plugins/`` in the repository), rendered with a site's settings.
+
+They ship as package data of ``fabric_hpc.slurm_plugins`` (in a checkout a link to ``plugins/``) and
+are read with :mod:`importlib.resources`, so an installed wheel has them too.
+"""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from importlib import resources
+from importlib.resources.abc import Traversable
 
 from fabric_hpc.errors import ConfigError, NotFoundError
 
-PLUGIN_DIR = Path(__file__).resolve().parents[2] / "plugins"
+PLUGIN_PACKAGE = "fabric_hpc.slurm_plugins"
+#: Version of the contract between job_submit.lua and the agent (comment marking, deferral, the
+#: heartbeat and wake files). job_submit.lua carries the same number (``-- fabric: protocol``).
+PROTOCOL_VERSION = 1
 
 
-def plugin_path(name: str) -> Path:
-    path = PLUGIN_DIR / name
+def plugin_path(name: str) -> Traversable:
+    path = resources.files(PLUGIN_PACKAGE).joinpath(name)
     if not path.is_file():
-        raise NotFoundError(f"no plugin file {path}",
-                            hint="run from a fabric-hpc checkout (plugins/ sits beside fabric_hpc/)")
+        raise NotFoundError(f"no plugin file {name} in {PLUGIN_PACKAGE}",
+                            hint="reinstall fabric-hpc (the wheel ships the Slurm plugin files)")
     return path
 
 
