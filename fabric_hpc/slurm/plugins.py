@@ -40,3 +40,38 @@ def render_job_submit(*, state_dir: str, fallback_s: int = 60, max_gpus_per_node
         if n != 1:
             raise ConfigError(f"job_submit.lua has no '-- fabric: {key}' setting line")
     return text
+
+
+def render_task_prolog(*, config: str, python: str) -> str:
+    """``plugins/task_prolog.py`` with its interpreter line and its settings file (prolog.json) set."""
+    if '"' in config or "\\" in config or not python.startswith("/") or any(c.isspace() for c in python):
+        raise ConfigError(f"task_prolog: config {config!r} / python {python!r} must be plain absolute paths")
+    text = plugin_path("task_prolog.py").read_text()
+    first, _, rest = text.partition("\n")
+    if not first.startswith("#!"):
+        raise ConfigError("task_prolog.py does not start with an interpreter line")
+    rest, n = re.subn(r'^CONFIG = .*# fabric: config$', f'CONFIG = "{config}"  # fabric: config', rest, flags=re.M)
+    if n != 1:
+        raise ConfigError("task_prolog.py has no '# fabric: config' setting line")
+    return f"#!{python}\n{rest}"
+
+
+def lua_settings(text: str) -> dict[str, str]:
+    """The ``-- fabric: KEY`` settings of a job_submit.lua (protocol absent: a plugin older than protocol 1)."""
+    found = re.findall(r'^local \w+ = "?([^"\n]*?)"?\s+-- fabric: (\w+)', text, flags=re.M)
+    return {key: value for value, key in found}
+
+
+def check_plugin(text: str, *, state_dir: str, fallback_s: int, source: str) -> None:
+    """ConfigError when job_submit.lua and the agent disagree (protocol version, state dir, fallback)."""
+    found = lua_settings(text)
+    proto = found.get("protocol", "0")
+    fix = "reinstall the plugin with this fabric-hpc: fabric slurm install --config FILE"
+    if proto != str(PROTOCOL_VERSION):
+        raise ConfigError(f"{source} speaks fabric protocol {proto}, this agent speaks {PROTOCOL_VERSION}", hint=fix)
+    if found.get("state_dir") != state_dir:
+        raise ConfigError(f"{source} reads the heartbeat in {found.get('state_dir')!r}, the agent writes it in "
+                          f"{state_dir!r}", hint=fix)
+    if found.get("fallback_s") != str(fallback_s):
+        raise ConfigError(f"{source} defers jobs for {found.get('fallback_s')} s, the agent for {fallback_s} s",
+                          hint=fix)
