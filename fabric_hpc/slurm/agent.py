@@ -210,7 +210,7 @@ class Agent:
             if self.config.metrics_port:
                 from fabric_hpc.slurm.metrics import AgentMetrics
 
-                self.metrics = AgentMetrics(self.config.metrics_port)
+                self.metrics = AgentMetrics(self.config.metrics_port, backend=self.client.backend)
             self._log("start", pid=os.getpid(), config=self.config.model_dump())
             self._loop(max_cycles)
         finally:
