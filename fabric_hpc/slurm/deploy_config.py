@@ -65,8 +65,8 @@ class InstallSection(StrictModel):
                                           "default: the most GPUs a host of the fabric model has.")
     ckpt_root: str = Field(default="/shared/checkpoints", description="TaskProlog: FABRIC_CKPT_DIR is "
                            "<ckpt_root>/<user>/<job name>.")
-    topo_dir: str = Field(default="/tmp/fabric-nccl", description="TaskProlog: where each host's NCCL topology "
-                          "file is written (by the job's user: a directory every user may write).")
+    topo_dir: str = Field(default="/var/lib/fabric-hpc/nccl", description="Where each host's NCCL topology "
+                          "file lives (prolog.json's topo_dir; see docs/slurm.md, TaskProlog).")
     gres_device_dir: str = Field(default="/dev", description="gres.conf: File=<dir>/nvidiaN.")
     python: str = Field(default_factory=lambda: sys.executable, description="Interpreter that imports fabric_hpc "
                         "(the TaskProlog's first line and the unit's ExecStart); default: the one running install.")

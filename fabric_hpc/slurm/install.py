@@ -55,16 +55,13 @@ def _header(comment: str) -> str:
 
 def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None) -> tuple[list[Planned], list[str]]:
     """The files install writes, and the slurm.conf lines the admin adds."""
-    from fabric_hpc.slurm.plugins import render_job_submit, render_task_prolog
-    from fabric_hpc.topology import dump_spec
-    from fabric_hpc.topology import export
+    from fabric_hpc.slurm.plugins import render_job_submit
+    from fabric_hpc.topology import dump_spec, export
 
     a, i = cfg.agent, cfg.install
     sc, cd = Path(i.slurm_conf_dir), Path(i.config_dir)
     gpus = i.max_gpus_per_node or max(fab.spec.host_types[t].gpus for t in set(fab.host_type_of.values()))
     lua = render_job_submit(state_dir=a.state_dir, fallback_s=a.fallback_s, max_gpus_per_node=gpus)
-    prolog = render_task_prolog(config=str(cd / "prolog.json"), python=i.python)
-    shebang, _, body = prolog.partition("\n")
     prolog_json = json.dumps({"topology": str(cd / "topology.yaml"), "topo_dir": i.topo_dir,
                               "ckpt_root": i.ckpt_root}, indent=2) + "\n"
     use_yaml = _topology_yaml(i.topology_format, slurm_version)
@@ -72,23 +69,39 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None) -> tuple[
         topo = Planned(str(sc / "topology.yaml"), _header("#") + export.topology_yaml(fab, default=i.topology_plugin))
     else:
         topo = Planned(str(sc / "topology.conf"), _header("#") + export.topology_conf(fab, i.topology_plugin))
+    scripts = _scripts(cfg)
     files = [
         Planned(str(sc / "job_submit.lua"), _header("--") + lua),
         topo,
         Planned(str(sc / "gres.conf"), _header("#") + export.gres_conf(fab, device_dir=i.gres_device_dir)),
-        Planned(str(cd / "task_prolog.py"), f"{shebang}\n{_header('#')}{body}", 0o755),
+        *scripts.values(),
         Planned(str(cd / "prolog.json"), prolog_json),
         Planned(str(cd / "topology.yaml"), _header("#") + dump_spec(fab.spec)),
         Planned(str(cd / "agent.toml"), _header("#") + agent_toml(cfg)),
         Planned(str(Path(i.unit_dir) / UNIT_NAME), _header("#") + unit_text(cfg)),
     ]
-    lines = ["JobSubmitPlugins=lua", f"TaskProlog={cd / 'task_prolog.py'}", "GresTypes=gpu"]
+    lines = ["JobSubmitPlugins=lua", *(f"{key}={f.path}" for key, f in scripts.items()), "GresTypes=gpu"]
     if use_yaml:
         lines.append(f"# topology.yaml ({topo.path}) is read instead of topology.conf (Slurm 25.05+)")
     else:
         lines.append(f"TopologyPlugin=topology/{i.topology_plugin}")
     lines += ["# node lines (must agree with the fabric model):"] + export.slurm_nodes_conf(fab).splitlines()
     return files, lines
+
+
+def _scripts(cfg: DeployConfig) -> dict[str, Planned]:
+    """The Python scripts Slurm runs (TaskProlog, and the Prolog where this fabric-hpc has one), by slurm.conf key."""
+    from importlib import resources
+
+    from fabric_hpc.slurm.plugins import PLUGIN_PACKAGE, SCRIPTS, render_script
+
+    cd, out = Path(cfg.install.config_dir), {}
+    for name, key in SCRIPTS.items():
+        if resources.files(PLUGIN_PACKAGE).joinpath(name).is_file():
+            text = render_script(name, config=str(cd / "prolog.json"), python=cfg.install.python)
+            shebang, _, body = text.partition("\n")
+            out[key] = Planned(str(cd / name), f"{shebang}\n{_header('#')}{body}", 0o755)
+    return out
 
 
 def _topology_yaml(fmt: str, slurm_version: str | None) -> bool:

@@ -42,17 +42,22 @@ def render_job_submit(*, state_dir: str, fallback_s: int = 60, max_gpus_per_node
     return text
 
 
-def render_task_prolog(*, config: str, python: str) -> str:
-    """``plugins/task_prolog.py`` with its interpreter line and its settings file (prolog.json) set."""
+#: the Python scripts of plugins/ that Slurm runs, by the slurm.conf key that names them
+SCRIPTS = {"task_prolog.py": "TaskProlog", "prolog.py": "Prolog"}
+
+
+def render_script(name: str, *, config: str, python: str) -> str:
+    """A Python script of plugins/ (``task_prolog.py``, ``prolog.py``) with its interpreter line and its
+    settings file (prolog.json) set."""
     if '"' in config or "\\" in config or not python.startswith("/") or any(c.isspace() for c in python):
-        raise ConfigError(f"task_prolog: config {config!r} / python {python!r} must be plain absolute paths")
-    text = plugin_path("task_prolog.py").read_text()
+        raise ConfigError(f"{name}: config {config!r} / python {python!r} must be plain absolute paths")
+    text = plugin_path(name).read_text()
     first, _, rest = text.partition("\n")
     if not first.startswith("#!"):
-        raise ConfigError("task_prolog.py does not start with an interpreter line")
+        raise ConfigError(f"{name} does not start with an interpreter line")
     rest, n = re.subn(r'^CONFIG = .*# fabric: config$', f'CONFIG = "{config}"  # fabric: config', rest, flags=re.M)
     if n != 1:
-        raise ConfigError("task_prolog.py has no '# fabric: config' setting line")
+        raise ConfigError(f"{name} has no '# fabric: config' setting line")
     return f"#!{python}\n{rest}"
 
 

@@ -11,6 +11,7 @@ import grp
 import json
 import os
 import pwd
+import re
 import shlex
 import shutil
 import signal
@@ -99,8 +100,12 @@ def test_deploy_from_the_wheel(wheel_env: WheelEnv, slurm_cluster_factory: Any, 
     prolog = base / "etc/fabric-hpc/task_prolog.py"
     assert prolog.read_text().startswith(f"#!{wheel_env.bin / 'python'}\n")
 
-    cluster = slurm_cluster_factory(slurm_fabric, base_dir=slurm_dir, settings={
-        "JobSubmitPlugins": "lua", "TaskProlog": str(prolog)}, config_files={"job_submit.lua": lua})
+    # the slurm.conf lines install printed (the fixture writes its own topology, GRES and node lines)
+    settings = dict(line.strip().split("=", 1) for line in out.splitlines()
+                    if line.strip().split("=", 1)[0] in ("JobSubmitPlugins", "TaskProlog", "Prolog"))
+    assert settings["TaskProlog"] == str(prolog)
+    cluster = slurm_cluster_factory(slurm_fabric, base_dir=slurm_dir, settings=settings,
+                                    config_files={"job_submit.lua": lua})
     env = {k: v for k, v in cluster.env.items() if k != "PYTHONPATH"}
     env["PATH"] = f"{wheel_env.bin}:{env['PATH']}"
     check = wheel_env.fabric("agent", "check", "--config", str(installed), "--json", env=env)
@@ -118,14 +123,15 @@ def test_deploy_from_the_wheel(wheel_env: WheelEnv, slurm_cluster_factory: Any, 
     try:
         _wait_cycles(state, agent, 1, log)
         job = cluster.sbatch("-N2", "--gres=gpu:8", "-o", str(tmp_path / "job.out"),
-                             wrap="srun -l printenv FABRIC_CKPT_DIR NCCL_TOPO_FILE")
+                             wrap="srun -l sh -c 'echo ckpt=$FABRIC_CKPT_DIR topo=${NCCL_TOPO_FILE:-none}'")
         info = cluster.wait_job(job, timeout=60)
         places = [json.loads(x) for x in (state / "decisions.jsonl").read_text().splitlines()]
         places = [e for e in places if e["event"] == "agent.place" and e["job"] == job]
         assert len(places) == 1, (state / "decisions.jsonl").read_text()
         assert cluster.run(["scontrol", "show", "hostnames", info["NodeList"]]).stdout.split() == places[0]["hosts"]
         printed = (tmp_path / "job.out").read_text()
-        assert f"{base}/ckpt/" in printed and f"{base}/nccl/nccl-topo-" in printed, printed  # the TaskProlog ran
+        assert printed.count(f"ckpt={base}/ckpt/") == 2, printed  # the installed TaskProlog ran for both tasks
+        assert all(t == "none" or t.startswith(f"{base}/nccl/nccl-topo-") for t in re.findall(r"topo=(\S+)", printed))
         why = wheel_env.fabric("slurm", "why", str(job), "--state-dir", str(state), env=env).stdout
         assert "The fabric agent chose" in why and "Traceback" not in why
         status = json.loads(wheel_env.fabric("agent", "status", "--state-dir", str(state), "--json", env=env).stdout)

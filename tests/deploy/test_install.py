@@ -8,6 +8,7 @@ import os
 import pwd
 import shutil
 import subprocess
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from fabric_hpc.cli.main import main
 from fabric_hpc.slurm.deploy_config import AgentSection, InstallSection, load_config
 from fabric_hpc.slurm.install import MANIFEST, UNIT_NAME
-from fabric_hpc.slurm.plugins import PROTOCOL_VERSION, check_plugin, render_job_submit
+from fabric_hpc.slurm.plugins import PLUGIN_PACKAGE, PROTOCOL_VERSION, check_plugin, render_job_submit
 
 REPO = Path(__file__).resolve().parents[2]
 USER = pwd.getpwuid(os.getuid()).pw_name
@@ -71,6 +72,8 @@ def test_install_dry_run_uninstall(tmp_path: Path, capsys: pytest.CaptureFixture
     written = {"etc/slurm/job_submit.lua", "etc/slurm/topology.conf", "etc/slurm/gres.conf",
                "etc/fabric-hpc/task_prolog.py", "etc/fabric-hpc/prolog.json", "etc/fabric-hpc/topology.yaml",
                "etc/fabric-hpc/agent.toml", f"etc/systemd/system/{UNIT_NAME}"}
+    if resources.files(PLUGIN_PACKAGE).joinpath("prolog.py").is_file():  # the Prolog, where this version has one
+        written.add("etc/fabric-hpc/prolog.py")
     assert written <= tree(root)
     state = root / "var/lib/fabric-agent"
     assert (state.stat().st_mode & 0o777, (state / "wake").stat().st_mode & 0o777) == (0o750, 0o660)
