@@ -82,7 +82,7 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None) -> tuple[
     ]
     lines = ["JobSubmitPlugins=lua", *(f"{key}={f.path}" for key, f in scripts.items()), "GresTypes=gpu"]
     if use_yaml:
-        lines.append(f"# topology.yaml ({topo.path}) is read instead of topology.conf (Slurm 25.05+)")
+        lines.append(f"# {topo.path} (Slurm 25.05+) is read first: TopologyPlugin and topology.conf are then ignored")
     else:
         lines.append(f"TopologyPlugin=topology/{i.topology_plugin}")
     lines += ["# node lines (must agree with the fabric model):"] + export.slurm_nodes_conf(fab).splitlines()
