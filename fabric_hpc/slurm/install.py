@@ -61,6 +61,9 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None) -> tuple[
     a, i = cfg.agent, cfg.install
     sc, cd = Path(i.slurm_conf_dir), Path(i.config_dir)
     gpus = i.max_gpus_per_node or max(fab.spec.host_types[t].gpus for t in set(fab.host_type_of.values()))
+    if gpus < 1:
+        raise ConfigError(f"fabric model {fab.name!r} has no GPUs: nothing for the agent to place",
+                          hint="give the cluster's model (--topology FILE); `discover` sees only this host")
     lua = render_job_submit(state_dir=a.state_dir, fallback_s=a.fallback_s, max_gpus_per_node=gpus)
     prolog_json = json.dumps({"topology": str(cd / "topology.yaml"), "topo_dir": i.topo_dir,
                               "ckpt_root": i.ckpt_root}, indent=2) + "\n"
