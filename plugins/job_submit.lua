@@ -24,6 +24,7 @@ The three settings below are rewritten by `fabric slurm plugin-config` (or by ha
 local STATE_DIR = "/var/lib/fabric-agent"   -- fabric: state_dir
 local FALLBACK_S = 60                       -- fabric: fallback_s
 local MAX_GPUS_PER_NODE = 8                 -- fabric: max_gpus_per_node
+local PROTOCOL = 1                          -- fabric: protocol (agent and plugin must agree)
 
 local OPTION_KEYS = {within = "word", switches = "int", numa_local = "bool", rail_aligned = "bool",
                      exclude = "hostlist", include = "hostlist", slices = "int", slice_level = "word",

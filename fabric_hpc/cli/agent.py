@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from fabric_hpc.cli.output import json_option, render, table
@@ -9,12 +11,19 @@ from fabric_hpc.cli.output import json_option, render, table
 
 @click.group("agent")
 def group() -> None:
-    """The fabric placement agent for Slurm: run, status."""
+    """The fabric placement agent for Slurm: run, check, status."""
+
+
+# flag parameter -> [agent] key of the config file (the same names)
+_SETTINGS = ("topology", "state_dir", "interval_s", "fallback_s", "policy", "placement", "compact_wait_s",
+             "metrics_port", "backend", "rest_url", "contact_timeout_s", "max_backoff_s", "slurm_conf", "job_submit")
 
 
 @group.command("run")
-@click.option("--topology", "topology", required=True,
-              help="Fabric model (YAML) whose hosts are the Slurm nodes.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Agent config file (TOML/YAML, docs/deploy.md): its [agent] settings; a flag given here wins.")
+@click.option("--topology", "topology", default=None,
+              help="Fabric model (YAML) whose hosts are the Slurm nodes (required without --config).")
 @click.option("--state-dir", default="/var/lib/fabric-agent", show_default=True,
               help="Lock, heartbeat, status and the decision log live here (the plugin reads the heartbeat).")
 @click.option("--interval", "interval_s", type=float, default=2.0, show_default=True, help="Seconds between cycles.")
@@ -29,32 +38,154 @@ def group() -> None:
 @click.option("--backend", type=click.Choice(["cli", "rest", "pyslurm"]), default="cli", show_default=True,
               help="How to talk to Slurm: its commands, slurmrestd, or pyslurm (Slurm 25.11; needs SLURM_CONF).")
 @click.option("--rest-url", default=None, help="slurmrestd address for --backend rest.")
+@click.option("--slurm-conf", default=None, help="SLURM_CONF for the agent (default: Slurm's own).")
+@click.option("--job-submit", default=None, type=click.Path(dir_okay=False),
+              help="The installed job_submit.lua: refuse to start when its protocol, state dir or fallback differ.")
 @click.option("--cycles", type=int, default=None, help="Stop after this many cycles (default: run until SIGTERM).")
 @click.option("--contact-timeout", "contact_timeout_s", type=float, default=10.0, show_default=True,
               help="Seconds Slurm may take to answer the first contact; no answer: exit 5 at once.")
 @click.option("--max-backoff", "max_backoff_s", type=float, default=10.0, show_default=True,
               help="Longest wait after a failed cycle (the wait doubles from 0.25 s up to this).")
-def run(topology: str, state_dir: str, interval_s: float, fallback_s: int, policy: str, placement: str,
-        compact_wait_s: float | None, metrics_port: int, backend: str, rest_url: str | None, cycles: int | None,
-        contact_timeout_s: float, max_backoff_s: float) -> None:
+@click.pass_context
+def run(ctx: click.Context, config_path: str | None, cycles: int | None, **flags: Any) -> None:
     """Run the agent: place fabric-marked pending jobs, every interval and when the plugin wakes it.
 
     Slurm must answer at start (else exit 5 within --contact-timeout). Once running, a failed cycle
     is logged as an agent.error event and retried after a backoff; the agent never stops on an answer.
     """
-    from fabric_hpc.slurm import open_client
-    from fabric_hpc.slurm.agent import Agent, AgentConfig
-    from fabric_hpc.topology import open_fabric
-    from fabric_hpc.validation import parse_model
+    from fabric_hpc.slurm.agent import Agent
+    from fabric_hpc.slurm.deploy_config import agent_config
 
-    config = parse_model(AgentConfig, {"state_dir": state_dir, "interval_s": interval_s, "fallback_s": fallback_s,
-                                       "policy": policy, "placement": placement, "metrics_port": metrics_port,
-                                       "compact_wait_s": compact_wait_s, "contact_timeout_s": contact_timeout_s,
-                                       "max_backoff_s": max_backoff_s},
-                         source="fabric agent run")
-    agent = Agent(open_client(backend, url=rest_url), open_fabric(topology), config)
+    section = settings(ctx, config_path, flags)
+    _check_plugin(section)
+    agent = Agent(_client(section), _open_fabric(section.topology), agent_config(section))
     agent.install_signal_handlers()
     agent.run(max_cycles=cycles)
+
+
+def settings(ctx: click.Context, config_path: str | None, flags: dict[str, Any]) -> Any:
+    """The [agent] settings: the config file's, then every flag given on the command line on top."""
+    from click.core import ParameterSource
+
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.slurm.deploy_config import AgentSection, load_config
+    from fabric_hpc.validation import parse_model
+
+    base: dict[str, Any] = {}
+    if config_path:
+        base = load_config(config_path)[0].agent.model_dump()
+    given = {k: v for k, v in flags.items()
+             if not config_path or ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
+    merged = {k: v for k, v in {**base, **given}.items() if v is not None}  # None: the setting's default
+    if not merged.get("topology"):
+        raise ConfigError("fabric agent run needs --topology or --config",
+                          hint="fabric agent run --config /etc/fabric-hpc/agent.toml")
+    return parse_model(AgentSection, merged, source=config_path or "fabric agent run")
+
+
+def _client(section: Any) -> Any:
+    import os
+
+    from fabric_hpc.slurm import open_client
+
+    if section.slurm_conf:
+        os.environ["SLURM_CONF"] = section.slurm_conf  # pyslurm and the Slurm commands read it
+    return open_client(section.backend, url=section.rest_url)
+
+
+def _open_fabric(ref: str) -> Any:
+    from fabric_hpc.topology import open_fabric
+
+    return open_fabric(ref)
+
+
+def _check_plugin(section: Any) -> str | None:
+    """The installed job_submit.lua agrees with this agent (protocol, state dir, fallback); None: none named."""
+    from pathlib import Path
+
+    from fabric_hpc.errors import NotFoundError
+    from fabric_hpc.slurm.plugins import PROTOCOL_VERSION, check_plugin
+
+    if not section.job_submit:
+        return None
+    path = Path(section.job_submit)
+    if not path.is_file():
+        raise NotFoundError(f"no job_submit.lua at {path} (agent.job_submit)",
+                            hint="fabric slurm install --config FILE writes it")
+    check_plugin(path.read_text(errors="replace"), state_dir=section.state_dir, fallback_s=section.fallback_s,
+                 source=str(path))
+    return f"{path}: protocol {PROTOCOL_VERSION}, state dir and fallback agree"
+
+
+@group.command("check")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="Agent config file (the installed one: <config_dir>/agent.toml).")
+@json_option
+def check(config_path: str, as_json: bool) -> None:
+    """Validate the config, the fabric model, the state dir, Slurm connectivity and the plugin's protocol.
+
+    Exit 0 when all pass; otherwise the exit code of the first failure (3 config, 5 Slurm).
+    """
+    from fabric_hpc.errors import FabricError
+    from fabric_hpc.slurm.deploy_config import load_config
+
+    cfg = load_config(config_path)[0]
+    a = cfg.agent
+    results: list[dict[str, Any]] = [{"check": "config", "ok": True, "detail": f"{config_path}: valid"}]
+    fab: Any = None
+
+    def step(name: str, fn: Any) -> None:
+        try:
+            results.append({"check": name, "ok": True, "detail": fn()})
+        except FabricError as exc:
+            results.append({"check": name, "ok": False, "detail": str(exc), "exit_code": exc.exit_code})
+
+    def model() -> str:
+        nonlocal fab
+        fab = _open_fabric(a.topology)
+        return f"{a.topology}: {len(fab.hosts)} hosts"
+
+    step("fabric model", model)
+    step("state dir", lambda: _state_dir_ok(a.state_dir))
+    step("plugin", lambda: _check_plugin(a) or "no agent.job_submit named: not checked")
+    step("slurm", lambda: _slurm_ok(a, fab))
+    failed = [r for r in results if not r["ok"]]
+    render(as_json, {"ok": not failed, "checks": results}, lambda con: con.print(table(
+        "fabric agent check", ["check", "result", "detail"],
+        [[r["check"], "ok" if r["ok"] else "FAILED", r["detail"]] for r in results])))
+    if failed:
+        ctx = click.get_current_context()
+        ctx.exit(failed[0]["exit_code"])
+
+
+def _state_dir_ok(state_dir: str) -> str:
+    import os
+    import stat
+
+    from fabric_hpc.errors import ConfigError
+
+    st = os.stat(state_dir) if os.path.isdir(state_dir) else None
+    if st is None:
+        raise ConfigError(f"no state dir {state_dir}", hint="fabric slurm install creates it")
+    if not os.access(state_dir, os.W_OK):
+        raise ConfigError(f"{state_dir} is not writable by this user", hint="run as the service user")
+    if st.st_mode & stat.S_IWOTH:
+        raise ConfigError(f"{state_dir} is world-writable", hint=f"chmod o-w {state_dir}")
+    return f"{state_dir}: writable, mode {st.st_mode & 0o777:o}"
+
+
+def _slurm_ok(section: Any, fab: Any) -> str:
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.slurm.agent import first_contact
+
+    client = _client(section)
+    first_contact(client, section.contact_timeout_s)
+    names = {n.name for n in client.nodes()}
+    if fab is not None and not names & set(fab.hosts):
+        raise ConfigError(f"none of Slurm's {len(names)} nodes is a host of the fabric model",
+                          hint="the fabric model's host names must be Slurm's NodeNames")
+    known = len(names & set(fab.hosts)) if fab is not None else "?"
+    return f"{section.backend} backend answers: {len(names)} nodes, {known} in the fabric model"
 
 
 @group.command("status")

@@ -32,8 +32,8 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "topology": ("fabric_hpc.cli.topology", "Fabric model: generate, import, discover, export, report."),
     "place": ("fabric_hpc.cli.place", "Topology-aware gang placement (cpsat, greedy, Slurm baselines), explained."),
     "infer": ("fabric_hpc.cli.infer", "Batch inference harness: run, status, merge, bench."),
-    "slurm": ("fabric_hpc.cli.slurm", "Slurm through fabric's client: jobs, nodes, why a job waits, plugin config."),
-    "agent": ("fabric_hpc.cli.agent", "The Slurm placement agent: run (daemon), status."),
+    "slurm": ("fabric_hpc.cli.slurm", "Slurm through fabric's client: jobs, nodes, why a job waits, install, plugin config."),
+    "agent": ("fabric_hpc.cli.agent", "The Slurm placement agent: run (daemon), check, status."),
     "ckpt": ("fabric_hpc.cli.ckpt", "Checkpoints: list, show, verify, restore --to-world-size, prune, HDF5."),
     "sim": ("fabric_hpc.cli.sim", "Cluster simulator: replay traces through scheduling policies, compare."),
 }

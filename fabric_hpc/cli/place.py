@@ -1,9 +1,10 @@
-"""``fabric place``: choose GPUs for a gang and explain the choice; ``fabric place bench``.
+"""``fabric place``: choose GPUs for a gang and explain the choice.
 
 ``fabric place --topology T [--state S] --request 'nodes=4,gpus=8,within=leaf' [--solver cpsat]``
 prints the placement (hosts, GPUs, cost breakdown, optimality, time) or, when it cannot be placed,
 the binding constraint (exit code 4). ``--commit JOB`` also writes the allocation into the state
-file. ``fabric place bench`` runs the placement benchmark (benchmarks/placement).
+file. The placement benchmark is not part of the installed package: run
+``python -m benchmarks.placement`` from a checkout (docs/placement.md).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from fabric_hpc.cli.params import FiniteFloat
 from fabric_hpc.errors import ConfigError
 
 
-@click.group(invoke_without_command=True)
+@click.command()
 @click.option("--topology", "-t", "topology", help="Fabric file (topology/*.yaml) or generator (superpod:sus=4).")
 @click.option("--state", "-s", "state_path", type=click.Path(dir_okay=False),
               help="Cluster state JSON (default: everything free).")
@@ -28,12 +29,12 @@ from fabric_hpc.errors import ConfigError
               help="CP-SAT workers (1 is deterministic).")
 @click.option("--commit", "commit_job", help="Allocate the placement to this job id in --state.")
 @json_option
-@click.pass_context
-def group(ctx: click.Context, topology: str | None, state_path: str | None, request: str | None, solver: str,
+def group(topology: str | None, state_path: str | None, request: str | None, solver: str,
           time_limit: float, workers: int, commit_job: str | None, as_json: bool) -> None:
-    """Place a gang of GPUs on the fabric (topology-aware, explained)."""
-    if ctx.invoked_subcommand is not None:
-        return
+    """Place a gang of GPUs on the fabric (topology-aware, explained).
+
+    The placement benchmark runs from a checkout: python -m benchmarks.placement
+    """
     if not topology or not request:
         raise ConfigError("fabric place needs --topology and --request",
                           hint="fabric place -t topology/superpod.yaml -r 'nodes=4,gpus=8,within=leaf'")
@@ -74,15 +75,3 @@ def _human(con, placement) -> None:
         con.print(f"slice {s}: {compress(members)}")
     for note in placement.notes:
         con.print(f"note: {note}")
-
-
-@group.command("bench")
-@click.option("--quick", is_flag=True, help="Small fabrics only (a smoke run, about a minute).")
-@click.option("--no-write", is_flag=True, help="Do not rewrite the Placement section of docs/benchmarks.md.")
-def bench(quick: bool, no_write: bool) -> None:
-    """Run the placement benchmark and write docs/benchmarks.md (## Placement)."""
-    try:
-        from benchmarks.placement.__main__ import main as bench_main
-    except ImportError as exc:  # installed without the repository's benchmarks/ folder
-        raise ConfigError("the benchmarks/ folder is not importable", hint="run from the repository root") from exc
-    bench_main(quick=quick, write=not no_write)

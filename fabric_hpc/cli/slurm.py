@@ -142,3 +142,70 @@ def report(topology: str, out_html: str, png: str | None, state_dir: str | None,
     once()  # the first page (or the error) before the loop: a wrong flag fails at once
     err = console(stderr=True)
     rep.watch(once, watch_s, on_error=lambda exc: err.print(f"error: {exc.message} (keeping the last page)"))
+
+
+_config = click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+                       help="Agent config file (TOML or YAML; docs/deploy.md lists every key).")
+_root = click.option("--root", default="/", show_default=True, type=click.Path(file_okay=False),
+                     help="Prefix for every path written (a staging tree or a test directory).")
+
+
+def _fabric(ref: str) -> Any:
+    """A fabric model from a file, a generator reference, or ``discover`` (this host, NVML + sysfs)."""
+    from fabric_hpc.topology import Fabric, open_fabric
+
+    if ref == "discover":
+        from fabric_hpc.topology import discover
+
+        return Fabric(discover().spec, source="discover")
+    return open_fabric(ref)
+
+
+@group.command("install")
+@_config
+@click.option("--topology", default=None, help="Fabric model (file, generator reference or 'discover'); "
+              "default: the config's agent.topology.")
+@_root
+@click.option("--dry-run", is_flag=True, help="Print a unified diff against what is installed; write nothing.")
+@click.option("--force", is_flag=True, help="Overwrite files install did not write (each kept as .fabric-backup).")
+def install(config_path: str, topology: str | None, root: str, dry_run: bool, force: bool) -> None:
+    """Write job_submit.lua, the TaskProlog, topology/gres.conf, the state dir and the agent's systemd unit.
+
+    slurm.conf is never edited: the lines to add are printed at the end.
+    """
+    from fabric_hpc.slurm.deploy_config import load_config
+    from fabric_hpc.slurm.install import Installer, detect_slurm_version, plan
+
+    cfg, _ = load_config(config_path)
+    fab = _fabric(topology or cfg.agent.topology)
+    files, lines = plan(cfg, fab, slurm_version=cfg.install.slurm_version or detect_slurm_version())
+    inst = Installer(cfg, root=root)
+    if dry_run:
+        click.echo(inst.diff(files) or "(nothing would change)\n", nl=False)
+        for problem in inst.foreign(files):
+            click.echo(f"would refuse without --force: {problem}")
+    else:
+        for action in inst.install(files, force=force):
+            click.echo(action)
+    click.echo("\nAdd to slurm.conf (fabric never edits it), then `scontrol reconfigure`:")
+    for line in lines:
+        click.echo(f"  {line}")
+    if not dry_run:
+        click.echo("\nStart the agent: systemctl daemon-reload && systemctl enable --now fabric-agent\n"
+                   f"Check it:        fabric agent check --config {cfg.install.config_dir}/agent.toml")
+
+
+@group.command("uninstall")
+@_config
+@_root
+@click.option("--force", is_flag=True, help="Also remove files changed since install.")
+@click.option("--purge-state", is_flag=True, help="Also remove the state directory (the agent's decision log).")
+def uninstall(config_path: str, root: str, force: bool, purge_state: bool) -> None:
+    """Remove exactly what `fabric slurm install` wrote (its manifest in the state dir), restoring backups."""
+    from fabric_hpc.slurm.deploy_config import load_config
+    from fabric_hpc.slurm.install import Installer
+
+    cfg, _ = load_config(config_path)
+    for action in Installer(cfg, root=root).uninstall(force=force, purge_state=purge_state):
+        click.echo(action)
+    click.echo("Remove the fabric lines from slurm.conf (JobSubmitPlugins=lua, TaskProlog=…) yourself.")

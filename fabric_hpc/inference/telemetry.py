@@ -16,22 +16,29 @@ from typing import Any
 
 from fabric_hpc.events import JsonLinesWriter, make_event
 
-__all__ = ["MetricsWriter", "NvmlSampler", "prometheus_text"]
+__all__ = ["METRICS", "MetricsWriter", "NvmlSampler", "prometheus_text"]
 
-_GAUGES = {
-    "items_done": "Items completed and journalled",
-    "items_in": "Items admitted",
-    "input_tokens": "Prompt tokens processed",
-    "output_tokens": "Generated tokens",
-    "padding_waste": "Padding slots / processed token slots",
-    "prefill_padding_waste": "Padding slots / prefill slots",
-    "engine_busy_fraction": "Fraction of wall time the engine spent in step()",
-    "items_per_s": "Completed items per second",
-    "input_tokens_per_s": "Prompt tokens per second",
-    "output_tokens_per_s": "Generated tokens per second",
-    "gpu_util": "NVML GPU utilisation percent",
-    "gpu_sm_util": "NVML GPM SM utilisation percent",
+# snapshot key -> (Prometheus name, type, help, scale). Names follow Prometheus conventions (counters
+# ``_total``, ratios ``_ratio``, per-second rates ``_per_second``); the two GPU gauges carry the DCGM
+# exporter's names and units, since they measure the same thing (docs/metrics.md).
+METRICS: dict[str, tuple[str, str, str, float]] = {
+    "items_done": ("fabric_infer_items_completed_total", "counter", "Items completed and journalled", 1.0),
+    "items_in": ("fabric_infer_items_admitted_total", "counter", "Items admitted", 1.0),
+    "input_tokens": ("fabric_infer_input_tokens_total", "counter", "Prompt tokens processed", 1.0),
+    "output_tokens": ("fabric_infer_output_tokens_total", "counter", "Generated tokens", 1.0),
+    "padding_waste": ("fabric_infer_padding_waste_ratio", "gauge", "Padding slots / processed token slots", 1.0),
+    "prefill_padding_waste": ("fabric_infer_prefill_padding_waste_ratio", "gauge", "Padding slots / prefill slots",
+                              1.0),
+    "engine_busy_fraction": ("fabric_infer_engine_busy_ratio", "gauge", "Fraction of wall time in engine step()", 1.0),
+    "items_per_s": ("fabric_infer_items_per_second", "gauge", "Completed items per second", 1.0),
+    "input_tokens_per_s": ("fabric_infer_input_tokens_per_second", "gauge", "Prompt tokens per second", 1.0),
+    "output_tokens_per_s": ("fabric_infer_output_tokens_per_second", "gauge", "Generated tokens per second", 1.0),
+    "gpu_util": ("DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %), NVML utilization.gpu", 1.0),
+    "gpu_sm_util": ("DCGM_FI_PROF_SM_ACTIVE", "gauge", "Ratio of cycles an SM has at least 1 warp assigned "
+                    "(NVML GPM SM utilisation / 100)", 0.01),
 }
+#: the other series: queue depth per stage and the token budget in flight
+QUEUE_DEPTH, BUDGET = "fabric_infer_queue_depth", "fabric_infer_budget_in_flight_tokens"
 
 
 class NvmlSampler:
@@ -75,23 +82,33 @@ class NvmlSampler:
         return {"gpu_util": util, "gpu_sm_util": sm}
 
 
-def prometheus_text(snapshot: dict[str, Any], *, rank: int) -> bytes:
-    """The snapshot in Prometheus text format (``fabric_infer_*`` gauges, label ``rank``)."""
-    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+def prometheus_text(snapshot: dict[str, Any], *, rank: int, gpu: int | None = None,
+                    job_id: str | None = None) -> bytes:
+    """The snapshot in Prometheus text format, labels ``rank`` (and ``job_id`` under Slurm; GPU series: ``gpu``).
+
+    ``job_id`` is bounded: one job writes one file per rank, so it adds at most ``ranks`` series per
+    metric while the job's files are scraped (docs/metrics.md).
+    """
+    from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
     reg = CollectorRegistry()
-    for key, doc in _GAUGES.items():
+    base = {"rank": str(rank), **({"job_id": job_id} if job_id else {})}
+    for key, (name, kind, doc, scale) in METRICS.items():
         value = snapshot.get(key)
-        if value is not None:
-            Gauge(f"fabric_infer_{key}", doc, ["rank"], registry=reg).labels(str(rank)).set(value)
-    depth = Gauge("fabric_infer_queue_depth", "Items waiting per pipeline stage", ["rank", "stage"],
-                  registry=reg)
+        if value is None:
+            continue
+        labels = {**base, "gpu": str(gpu)} if name.startswith("DCGM_") and gpu is not None else base
+        if kind == "counter":
+            Counter(name.removesuffix("_total"), doc, list(labels), registry=reg).labels(**labels).inc(value)
+        else:
+            Gauge(name, doc, list(labels), registry=reg).labels(**labels).set(value * scale)
+    depth = Gauge(QUEUE_DEPTH, "Items waiting per pipeline stage", [*base, "stage"], registry=reg)
     for stage, value in (snapshot.get("queue_depths") or {}).items():
-        depth.labels(str(rank), stage).set(value)
+        depth.labels(**base, stage=stage).set(value)
     budget = snapshot.get("budget") or {}
     if budget:
-        Gauge("fabric_infer_budget_in_flight_tokens", "Admitted padded tokens in flight", ["rank"],
-              registry=reg).labels(str(rank)).set(budget["in_flight"])
+        Gauge(BUDGET, "Admitted padded tokens in flight", list(base), registry=reg).labels(**base).set(
+            budget["in_flight"])
     return generate_latest(reg)
 
 
@@ -100,7 +117,8 @@ class MetricsWriter:
 
     def __init__(self, out: str | os.PathLike[str], rank: int, *, gpu_index: int = 0) -> None:
         self.dir = Path(out) / "metrics"
-        self.rank = rank
+        self.rank, self.gpu = rank, gpu_index
+        self.job_id = os.environ.get("SLURM_JOB_ID") or None  # label only under Slurm (bounded: docs/metrics.md)
         self.lines = JsonLinesWriter(self.dir / f"rank-{rank:05d}.jsonl", fsync=False)
         self.nvml = NvmlSampler(gpu_index)
 
@@ -109,7 +127,7 @@ class MetricsWriter:
         self.lines.write(make_event("infer.metrics", **snap))
         prom = self.dir / f"rank-{self.rank:05d}.prom"
         tmp = prom.with_suffix(".prom.tmp")
-        tmp.write_bytes(prometheus_text(snap, rank=self.rank))
+        tmp.write_bytes(prometheus_text(snap, rank=self.rank, gpu=self.gpu, job_id=self.job_id))
         os.replace(tmp, prom)
         return snap
 

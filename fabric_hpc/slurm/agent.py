@@ -210,7 +210,7 @@ class Agent:
             if self.config.metrics_port:
                 from fabric_hpc.slurm.metrics import AgentMetrics
 
-                self.metrics = AgentMetrics(self.config.metrics_port)
+                self.metrics = AgentMetrics(self.config.metrics_port, backend=self.client.backend)
             self._log("start", pid=os.getpid(), config=self.config.model_dump())
             self._loop(max_cycles)
         finally:
@@ -250,34 +250,8 @@ class Agent:
             self.metrics.errors.inc()
 
     def first_contact(self) -> None:
-        """Read the nodes once within ``contact_timeout_s``; SlurmError (exit 5) when Slurm does not answer.
-
-        The read runs in a helper thread so a call that blocks (an unreachable controller) cannot hold
-        the start up; SIGTERM during the wait stops the agent at once.
-        """
-        outcome: dict[str, Any] = {}
-
-        def read() -> None:
-            try:
-                outcome["nodes"] = len(self.client.nodes())
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
-                outcome["error"] = exc
-
-        helper = threading.Thread(target=read, name="fabric-agent-first-contact", daemon=True)
-        helper.start()
-        deadline = time.monotonic() + self.config.contact_timeout_s
-        while helper.is_alive() and not self._stop.is_set() and time.monotonic() < deadline:
-            helper.join(0.05)
-        if self._stop.is_set():
-            return
-        where = f"the {self.client.backend} backend"
-        if helper.is_alive():
-            raise SlurmError(f"Slurm did not answer within {self.config.contact_timeout_s:g} s ({where})",
-                             hint="is slurmctld up and SLURM_CONF right? (scontrol ping); or raise --contact-timeout")
-        if "error" in outcome:
-            exc = outcome["error"]
-            raise SlurmError(f"first contact with Slurm failed ({where}): {bounded(error_text(exc), 300)}",
-                             hint=getattr(exc, "hint", None) or "is slurmctld up? (scontrol ping)") from None
+        """Read the nodes once within ``contact_timeout_s`` (:func:`first_contact`); SIGTERM stops the wait."""
+        first_contact(self.client, self.config.contact_timeout_s, self._stop)
 
     def stop(self, *_: object) -> None:
         self._stop.set()
@@ -299,6 +273,39 @@ class Agent:
                     self._wake_mtime = mtime
                     return
             self._stop.wait(0.05)
+
+
+def first_contact(client: SlurmClient, timeout_s: float, stop: threading.Event | None = None) -> int | None:
+    """The number of nodes Slurm reports, read within ``timeout_s``; SlurmError (exit 5) when it does not answer.
+
+    The read runs in a helper thread so a call that blocks (an unreachable controller) cannot hold
+    the caller up; ``stop`` set during the wait ends it at once (None returned).
+    """
+    outcome: dict[str, Any] = {}
+    stop = stop or threading.Event()
+
+    def read() -> None:
+        try:
+            outcome["nodes"] = len(client.nodes())
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            outcome["error"] = exc
+
+    helper = threading.Thread(target=read, name="fabric-agent-first-contact", daemon=True)
+    helper.start()
+    deadline = time.monotonic() + timeout_s
+    while helper.is_alive() and not stop.is_set() and time.monotonic() < deadline:
+        helper.join(0.05)
+    if stop.is_set():
+        return None
+    where = f"the {client.backend} backend"
+    if helper.is_alive():
+        raise SlurmError(f"Slurm did not answer within {timeout_s:g} s ({where})",
+                         hint="is slurmctld up and SLURM_CONF right? (scontrol ping); or raise --contact-timeout")
+    if "error" in outcome:
+        exc = outcome["error"]
+        raise SlurmError(f"first contact with Slurm failed ({where}): {bounded(error_text(exc), 300)}",
+                         hint=getattr(exc, "hint", None) or "is slurmctld up? (scontrol ping)") from None
+    return int(outcome["nodes"])
 
 
 def error_text(exc: BaseException) -> str:

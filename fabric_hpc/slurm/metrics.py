@@ -1,32 +1,72 @@
-"""Prometheus metrics of the agent, served on a loopback port (prometheus-client, own registry)."""
+"""Prometheus metrics of the agent, served on a loopback port (prometheus-client, own registry).
+
+Names follow Prometheus conventions (base units: seconds; counters end in ``_total``; ratios in
+``_ratio``) and Slurm 25.11's OpenMetrics names (``MetricsType=metrics/openmetrics``) where they
+describe the same thing: ``slurm_jobs_pending`` → ``fabric_agent_jobs_pending`` (only the
+fabric-marked jobs), ``slurm_schedule_cycle_*`` → ``fabric_agent_schedule_cycle_seconds``,
+``slurm_jobs_cpus_alloc`` / ``slurm_node_cpus`` → ``fabric_agent_gpus_alloc`` / ``fabric_agent_gpus``.
+No metric carries a per-job label: the series count is fixed. The list: docs/metrics.md.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fabric_hpc.errors import ConfigError
+from fabric_hpc.placement.state import DOWN
+
+#: every metric the agent serves: name -> (type, help). docs/metrics.md lists the same names (a test checks).
+AGENT_METRICS: dict[str, tuple[str, str]] = {
+    "fabric_agent_schedule_cycle_seconds": ("histogram", "Duration of one agent cycle (read Slurm, decide, act)"),
+    "fabric_agent_jobs_pending": ("gauge", "Fabric-marked jobs waiting for placement"),
+    "fabric_agent_jobs_pinned": ("gauge", "Jobs pinned by the agent, not started yet"),
+    "fabric_agent_jobs_placed_total": ("counter", "Jobs placed (pinned to their hosts and released)"),
+    "fabric_agent_jobs_requeued_total": ("counter", "Spot jobs requeued for a higher tier"),
+    "fabric_agent_errors_total": ("counter", "Cycles that failed (Slurm unreachable, bad answer, bug)"),
+    "fabric_agent_placement_cost": ("histogram", "Placement cost of each placed job (fabric cost units)"),
+    "fabric_agent_gpus": ("gauge", "GPUs on nodes that are up"),
+    "fabric_agent_gpus_alloc": ("gauge", "GPUs allocated to jobs"),
+    "fabric_agent_gpus_alloc_ratio": ("gauge", "Allocated GPUs / GPUs up (0-1)"),
+    "fabric_agent_last_cycle_timestamp_seconds": ("gauge", "UNIX time of the last good cycle (the heartbeat)"),
+    "fabric_agent_info": ("gauge", "Always 1; labels: version, backend, protocol"),
+}
 
 
 class AgentMetrics:
     """``fabric_agent_*`` metrics on ``http://127.0.0.1:<port>/metrics``."""
 
-    def __init__(self, port: int, *, addr: str = "127.0.0.1") -> None:
+    def __init__(self, port: int, *, addr: str = "127.0.0.1", backend: str = "?") -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+        from fabric_hpc import __version__
+        from fabric_hpc.slurm.plugins import PROTOCOL_VERSION
 
         if not addr.startswith("127.") and addr not in ("localhost", "::1"):
             raise ConfigError(f"metrics address {addr!r}: the agent serves metrics on loopback only")
         self.registry = reg = CollectorRegistry()
-        self.cycle_seconds = Histogram("fabric_agent_cycle_seconds", "Duration of one agent cycle", registry=reg,
-                                       buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10))
-        self.pending = Gauge("fabric_agent_pending_jobs", "Fabric-marked jobs waiting for placement", registry=reg)
-        self.pinned = Gauge("fabric_agent_pinned_jobs", "Jobs pinned by the agent, not started yet", registry=reg)
-        self.placed = Counter("fabric_agent_placed", "Jobs placed (pinned and released)", registry=reg)
-        self.requeued = Counter("fabric_agent_requeued", "Spot jobs requeued for a higher tier", registry=reg)
-        self.errors = Counter("fabric_agent_errors", "Cycles that failed (Slurm unreachable, bad answer)",
-                              registry=reg)
-        self.cost = Histogram("fabric_agent_placement_cost", "Placement cost of each placed job", registry=reg,
+
+        def doc(name: str) -> str:
+            return AGENT_METRICS[name][1]
+
+        def gauge(name: str) -> Any:
+            return Gauge(name, doc(name), registry=reg)
+
+        def counter(name: str) -> Any:  # prometheus-client appends _total
+            return Counter(name.removesuffix("_total"), doc(name), registry=reg)
+
+        self.cycle_seconds = Histogram("fabric_agent_schedule_cycle_seconds", doc("fabric_agent_schedule_cycle_seconds"),
+                                       registry=reg, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10))
+        self.pending, self.pinned = gauge("fabric_agent_jobs_pending"), gauge("fabric_agent_jobs_pinned")
+        self.placed, self.requeued = counter("fabric_agent_jobs_placed_total"), counter("fabric_agent_jobs_requeued_total")
+        self.errors = counter("fabric_agent_errors_total")
+        self.cost = Histogram("fabric_agent_placement_cost", doc("fabric_agent_placement_cost"), registry=reg,
                               buckets=(0, 1, 2, 5, 10, 20, 50, 100, 1000))
-        self.utilisation = Gauge("fabric_agent_gpu_utilisation", "Allocated GPUs / GPUs up", registry=reg)
+        self.gpus, self.gpus_alloc = gauge("fabric_agent_gpus"), gauge("fabric_agent_gpus_alloc")
+        self.utilisation = gauge("fabric_agent_gpus_alloc_ratio")
+        self.last_cycle = gauge("fabric_agent_last_cycle_timestamp_seconds")
+        Gauge("fabric_agent_info", doc("fabric_agent_info"), ["version", "backend", "protocol"],
+              registry=reg).labels(__version__, backend, str(PROTOCOL_VERSION)).set(1)
         self.server, self.thread = start_http_server(port, addr=addr, registry=reg)
 
     def observe(self, res: Any, view: Any) -> None:
@@ -37,7 +77,12 @@ class AgentMetrics:
         self.requeued.inc(len(res.requeued))
         for s in res.started:
             self.cost.observe(float(s["cost"]))
-        self.utilisation.set(view.state.utilisation())
+        owner = view.state.owner
+        up, alloc = int((owner != DOWN).sum()), int((owner >= 0).sum())
+        self.gpus.set(up)
+        self.gpus_alloc.set(alloc)
+        self.utilisation.set(alloc / up if up else 0.0)
+        self.last_cycle.set(time.time())
 
     def close(self) -> None:
         self.server.shutdown()

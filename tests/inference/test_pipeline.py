@@ -142,11 +142,11 @@ def test_metrics_json_lines_and_prometheus(tmp_path: Path) -> None:
     assert set(last["queue_depths"]) == {"admit_q", "lanes", "engine_active", "done_q", "sink"}
     prom = (tmp_path / "out/metrics/rank-00000.prom").read_text()
     fams = {f.name: f for f in text_string_to_metric_families(prom)}
-    assert fams["fabric_infer_items_done"].samples[0].value == 100
+    assert fams["fabric_infer_items_completed"].samples[0].value == 100
     stages = {s.labels["stage"] for s in fams["fabric_infer_queue_depth"].samples}
     assert stages >= {"lanes", "done_q"}
     if NvmlSampler().handle is None:       # no GPU here: NVML fields present and null
-        assert last["gpu_util"] is None and "fabric_infer_gpu_util" not in fams
+        assert last["gpu_util"] is None and "DCGM_FI_DEV_GPU_UTIL" not in fams
 
 
 def test_cli_run_status_merge(tmp_path: Path) -> None:

@@ -53,8 +53,8 @@ def test_status_metrics_and_why(fabric_cluster, agent):
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     values = {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
               if line.startswith("fabric_agent_") and " " in line}
-    assert values["fabric_agent_placed_total"] >= 1 and values["fabric_agent_cycle_seconds_count"] >= 3
-    assert values["fabric_agent_pending_jobs"] >= 1
+    assert values["fabric_agent_jobs_placed_total"] >= 1 and values["fabric_agent_schedule_cycle_seconds_count"] >= 3
+    assert values["fabric_agent_jobs_pending"] >= 1
 
     placed = _fabric(fabric_cluster, "slurm", "why", str(done), "--state-dir", str(agent.state_dir))
     assert placed.returncode == 0 and "The fabric agent chose n" in placed.stdout, placed

@@ -1,0 +1,107 @@
+"""The agent's configuration file (TOML or YAML), read by ``fabric agent run --config`` and ``fabric slurm install``.
+
+Two sections; unknown keys anywhere are errors (``ConfigError``, exit 3), every key is documented
+here and in docs/deploy.md::
+
+    [agent]                                   # what `fabric agent run` does (same names as its flags)
+    topology = "/etc/fabric-hpc/topology.yaml"
+    state_dir = "/var/lib/fabric-agent"
+    [install]                                 # where `fabric slurm install` puts Slurm's files
+    slurm_conf_dir = "/etc/slurm"
+    service_user = "fabric"
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field
+
+from fabric_hpc.errors import ConfigError, NotFoundError
+from fabric_hpc.slurm.agent import AgentConfig
+from fabric_hpc.validation import StrictModel, parse_model
+
+DEFAULT_STATE_DIR = "/var/lib/fabric-agent"
+
+
+class AgentSection(AgentConfig):
+    """``[agent]``: the settings of ``fabric agent run`` (a flag given on the command line wins)."""
+
+    topology: str = Field(description="Fabric model the agent places on: a YAML file or a generator reference "
+                                      "(superpod:sus=4). `fabric slurm install` copies it to <config_dir>/topology.yaml.")
+    state_dir: str = Field(default=DEFAULT_STATE_DIR, description="Lock, heartbeat, wake file, status.json and "
+                           "decisions.jsonl. job_submit.lua reads the heartbeat here and touches the wake file.")
+    backend: Literal["cli", "rest", "pyslurm"] = Field(default="cli", description="How the agent talks to Slurm.")
+    rest_url: str | None = Field(default=None, description="slurmrestd address for backend = rest.")
+    slurm_conf: str | None = Field(default=None, description="SLURM_CONF for the agent (default: Slurm's own).")
+    job_submit: str | None = Field(default=None, description="The installed job_submit.lua: the agent refuses to "
+                                   "start when its protocol, state_dir or fallback_s differ (install sets it).")
+
+
+class InstallSection(StrictModel):
+    """``[install]``: where ``fabric slurm install`` writes and who owns what."""
+
+    slurm_conf_dir: str = Field(default="/etc/slurm", description="Directory of slurm.conf: job_submit.lua, "
+                                "topology.conf (or topology.yaml) and gres.conf go here.")
+    config_dir: str = Field(default="/etc/fabric-hpc", description="task_prolog.py, prolog.json, the fabric "
+                            "model (topology.yaml) and this file (agent.toml / agent.yaml).")
+    unit_dir: str = Field(default="/etc/systemd/system", description="Where fabric-agent.service goes.")
+    service_user: str = Field(default="fabric", description="Unprivileged user the agent runs as; owns state_dir "
+                              "(create it first: useradd --system --no-create-home fabric).")
+    slurm_group: str = Field(default="slurm", description="Group of SlurmUser: may read the heartbeat and "
+                             "write the wake file (job_submit.lua runs inside slurmctld).")
+    topology_format: Literal["auto", "conf", "yaml"] = Field(
+        default="auto", description="topology.conf, or topology.yaml (Slurm 25.05+); auto: yaml when Slurm is "
+                                    "25.05 or newer and this fabric-hpc can write it, else conf.")
+    topology_plugin: Literal["tree", "block"] = Field(default="tree", description="topology/tree or topology/block.")
+    slurm_version: str | None = Field(default=None, description="Slurm version (e.g. 25.11); default: "
+                                      "`scontrol --version`.")
+    max_gpus_per_node: int | None = Field(default=None, ge=1, description="job_submit.lua's limit per node; "
+                                          "default: the most GPUs a host of the fabric model has.")
+    ckpt_root: str = Field(default="/shared/checkpoints", description="TaskProlog: FABRIC_CKPT_DIR is "
+                           "<ckpt_root>/<user>/<job name>.")
+    topo_dir: str = Field(default="/var/lib/fabric-hpc/nccl", description="Where each host's NCCL topology "
+                          "file lives (prolog.json's topo_dir; see docs/slurm.md, TaskProlog).")
+    gres_device_dir: str = Field(default="/dev", description="gres.conf: File=<dir>/nvidiaN.")
+    python: str = Field(default_factory=lambda: sys.executable, description="Interpreter that imports fabric_hpc "
+                        "(the TaskProlog's first line and the unit's ExecStart); default: the one running install.")
+
+
+class DeployConfig(StrictModel):
+    """The whole file."""
+
+    agent: AgentSection
+    install: InstallSection = InstallSection()
+
+
+def load_config(path: str | os.PathLike[str]) -> tuple[DeployConfig, str]:
+    """The validated file and its text; TOML (``.toml``) or YAML (``.yaml``/``.yml``)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotFoundError(f"no agent config file {p}", hint="write one (docs/deploy.md) or drop --config") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {p}: {exc.strerror}") from None
+    try:
+        if p.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif p.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            raise ConfigError(f"{p}: unknown config format {p.suffix or '(no suffix)'}",
+                              hint="name it agent.toml or agent.yaml")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{p}: not valid {p.suffix[1:].upper()}: {' '.join(str(exc).split())}") from None
+    return parse_model(DeployConfig, data if data is not None else {}, source=str(p),
+                       hint="every key: docs/deploy.md (agent config file)"), text
+
+
+def agent_config(section: AgentSection) -> AgentConfig:
+    """The :class:`AgentConfig` part of ``[agent]``."""
+    return AgentConfig(**{k: getattr(section, k) for k in AgentConfig.model_fields})

@@ -1,0 +1,407 @@
+"""``fabric slurm install`` / ``uninstall``: lay fabric's pieces onto a Slurm cluster, and take them off again.
+
+What is written (paths from the agent config file's ``[install]`` section, docs/deploy.md):
+
+* ``<slurm_conf_dir>/job_submit.lua`` (state dir, fallback and GPU limit filled in),
+  ``<slurm_conf_dir>/topology.conf`` (or ``topology.yaml`` on Slurm 25.05+) and ``gres.conf``;
+* ``<config_dir>/task_prolog.py`` (its interpreter: ``python``), ``prolog.json``, ``topology.yaml``
+  (the fabric model) and ``agent.toml`` (the agent's settings, every one written out);
+* ``<unit_dir>/fabric-agent.service`` (hardened systemd unit running the agent as ``service_user``);
+* the state directory, owned by ``service_user`` (group ``slurm_group``), and its ``wake`` file.
+
+Rules: every file written carries a header comment (JSON cannot: the manifest covers it) and is
+listed with its sha256 in ``<state_dir>/install-manifest.json``. A file that exists and is not
+ours (or that was changed since we wrote it) is never overwritten without ``--force``; with it,
+the file is first copied to ``<file>.fabric-backup``, which ``uninstall`` puts back. slurm.conf is
+never edited: the lines the admin must add are printed. ``root`` prefixes every path (like
+DESTDIR) so the same plan can be written into a staging tree or a test directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+import grp
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from fabric_hpc import __version__
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.slurm.deploy_config import DeployConfig
+from fabric_hpc.topology import Fabric
+
+MANIFEST = "install-manifest.json"
+UNIT_NAME = "fabric-agent.service"
+BACKUP_SUFFIX = ".fabric-backup"
+HEADER = "Written by `fabric slurm install` (fabric-hpc {v}); `fabric slurm uninstall` removes it. Edit the agent " \
+         "config and reinstall instead of editing this file."
+
+
+@dataclass(frozen=True)
+class Planned:
+    path: str   # where the file lives on the cluster (without root)
+    text: str
+    mode: int = 0o644
+
+
+def _header(comment: str) -> str:
+    return f"{comment} {HEADER.format(v=__version__)}\n"
+
+
+def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None) -> tuple[list[Planned], list[str]]:
+    """The files install writes, and the slurm.conf lines the admin adds."""
+    from fabric_hpc.slurm.plugins import render_job_submit
+    from fabric_hpc.topology import dump_spec, export
+
+    a, i = cfg.agent, cfg.install
+    sc, cd = Path(i.slurm_conf_dir), Path(i.config_dir)
+    gpus = i.max_gpus_per_node or max(fab.spec.host_types[t].gpus for t in set(fab.host_type_of.values()))
+    if gpus < 1:
+        raise ConfigError(f"fabric model {fab.name!r} has no GPUs: nothing for the agent to place",
+                          hint="give the cluster's model (--topology FILE); `discover` sees only this host")
+    lua = render_job_submit(state_dir=a.state_dir, fallback_s=a.fallback_s, max_gpus_per_node=gpus)
+    prolog_json = json.dumps({"topology": str(cd / "topology.yaml"), "topo_dir": i.topo_dir,
+                              "ckpt_root": i.ckpt_root}, indent=2) + "\n"
+    use_yaml = _topology_yaml(i.topology_format, slurm_version)
+    if use_yaml:
+        topo = Planned(str(sc / "topology.yaml"), _header("#") + export.topology_yaml(fab, default=i.topology_plugin))
+    else:
+        topo = Planned(str(sc / "topology.conf"), _header("#") + export.topology_conf(fab, i.topology_plugin))
+    scripts = _scripts(cfg)
+    files = [
+        Planned(str(sc / "job_submit.lua"), _header("--") + lua),
+        topo,
+        Planned(str(sc / "gres.conf"), _header("#") + export.gres_conf(fab, device_dir=i.gres_device_dir)),
+        *scripts.values(),
+        Planned(str(cd / "prolog.json"), prolog_json),
+        Planned(str(cd / "topology.yaml"), _header("#") + dump_spec(fab.spec)),
+        Planned(str(cd / "agent.toml"), _header("#") + agent_toml(cfg)),
+        Planned(str(Path(i.unit_dir) / UNIT_NAME), _header("#") + unit_text(cfg)),
+    ]
+    lines = ["JobSubmitPlugins=lua", *(f"{key}={f.path}" for key, f in scripts.items()), "GresTypes=gpu"]
+    if use_yaml:
+        lines.append(f"# {topo.path} (Slurm 25.05+) is read first: TopologyPlugin and topology.conf are then ignored")
+    else:
+        lines.append(f"TopologyPlugin=topology/{i.topology_plugin}")
+    lines += ["# node lines (must agree with the fabric model):"] + export.slurm_nodes_conf(fab).splitlines()
+    return files, lines
+
+
+def _scripts(cfg: DeployConfig) -> dict[str, Planned]:
+    """The Python scripts Slurm runs (TaskProlog, and the Prolog where this fabric-hpc has one), by slurm.conf key."""
+    from importlib import resources
+
+    from fabric_hpc.slurm.plugins import PLUGIN_PACKAGE, SCRIPTS, render_script
+
+    cd, out = Path(cfg.install.config_dir), {}
+    for name, key in SCRIPTS.items():
+        if resources.files(PLUGIN_PACKAGE).joinpath(name).is_file():
+            text = render_script(name, config=str(cd / "prolog.json"), python=cfg.install.python)
+            shebang, _, body = text.partition("\n")
+            out[key] = Planned(str(cd / name), f"{shebang}\n{_header('#')}{body}", 0o755)
+    return out
+
+
+def _topology_yaml(fmt: str, slurm_version: str | None) -> bool:
+    from fabric_hpc.topology import export
+
+    have = hasattr(export, "topology_yaml")
+    if fmt == "yaml" and not have:
+        raise ConfigError("this fabric-hpc cannot write topology.yaml", hint="set install.topology_format = \"conf\"")
+    if fmt != "auto":
+        return fmt == "yaml"
+    return have and slurm_version is not None and _version_tuple(slurm_version) >= (25, 5)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = [p for p in text.strip().split()[-1].split(".")[:2]]
+    try:
+        return tuple(int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"cannot read Slurm version {text!r}", hint="set install.slurm_version = \"25.11\"") from None
+
+
+def detect_slurm_version(env: dict[str, str] | None = None) -> str | None:
+    """``scontrol --version`` (``slurm 25.11.7`` → ``25.11.7``); None when scontrol is not there."""
+    try:
+        out = subprocess.run(["scontrol", "--version"], capture_output=True, text=True, timeout=10, env=env)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.split()[-1] if out.returncode == 0 and out.stdout.split() else None
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))  # a JSON string is a TOML basic string
+
+
+def agent_toml(cfg: DeployConfig) -> str:
+    """The installed config: every setting written out; the agent reads the installed fabric model and plugin."""
+    i = cfg.install
+    agent = cfg.agent.model_copy(update={"topology": str(Path(i.config_dir) / "topology.yaml"),
+                                         "job_submit": str(Path(i.slurm_conf_dir) / "job_submit.lua")})
+    out = ["# fabric agent config (docs/deploy.md lists every key)", "[agent]"]
+    out += [f"{k} = {_toml_value(v)}" for k, v in agent.model_dump().items() if v is not None]
+    out += ["", "[install]"]
+    out += [f"{k} = {_toml_value(v)}" for k, v in i.model_dump().items() if v is not None]
+    return "\n".join(out) + "\n"
+
+
+def unit_text(cfg: DeployConfig) -> str:
+    """The agent's systemd unit: simple service, restarted on failure, unprivileged and read-only but its state."""
+    a, i = cfg.agent, cfg.install
+    for value in (i.python, a.state_dir, i.config_dir):
+        if not value.startswith("/") or any(c.isspace() or c in "\"'\\%$" for c in value):
+            raise ConfigError(f"{value!r}: the unit needs plain absolute paths (no spaces, quotes, % or $)")
+    env = f"Environment=SLURM_CONF={a.slurm_conf}\n" if a.slurm_conf else ""
+    return f"""[Unit]
+Description=fabric-hpc placement agent for Slurm
+Documentation=https://github.com/fabric-hpc/fabric-hpc/blob/main/docs/deploy.md
+Wants=network-online.target
+After=network-online.target munge.service slurmctld.service
+
+[Service]
+Type=simple
+User={i.service_user}
+Group={i.slurm_group}
+{env}ExecStart={i.python} -m fabric_hpc.cli.main agent run --config {Path(i.config_dir) / 'agent.toml'}
+Restart=on-failure
+RestartSec=5
+TimeoutStopSec=30
+KillSignal=SIGTERM
+UMask=0027
+NoNewPrivileges=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectSystem=strict
+ProtectHome=read-only
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictSUIDSGID=yes
+RestrictRealtime=yes
+RestrictNamespaces=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=no
+SystemCallArchitectures=native
+CapabilityBoundingSet=
+ReadWritePaths={a.state_dir}
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Installer:
+    """Writes a plan under ``root``, keeps the manifest, and undoes it."""
+
+    def __init__(self, cfg: DeployConfig, *, root: str | os.PathLike[str] = "/") -> None:
+        self.cfg, self.root = cfg, Path(root)
+        self.state_dir = self.at(cfg.agent.state_dir)
+        self.manifest_path = self.state_dir / MANIFEST
+
+    def at(self, path: str) -> Path:
+        return self.root / path.lstrip("/")
+
+    def manifest(self) -> dict:
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except FileNotFoundError:
+            return {"fabric_hpc": __version__, "files": {}, "dirs": []}
+        except ValueError as exc:
+            raise ConfigError(f"{self.manifest_path} is not valid JSON ({exc})",
+                              hint="restore it from backup, or remove the files by hand") from None
+
+    # -- what would change --------------------------------------------------------------------
+    def foreign(self, files: list[Planned]) -> list[str]:
+        """Existing files install did not write (or that changed since): never overwritten without --force."""
+        known, out = self.manifest()["files"], []
+        for f in files:
+            target = self.at(f.path)
+            if not target.exists():
+                continue
+            current = sha256(target.read_bytes())
+            if current == sha256(f.text.encode()):
+                continue
+            entry = known.get(f.path)
+            if entry is None:
+                out.append(f"{f.path}: exists and was not written by fabric slurm install")
+            elif entry["sha256"] != current:
+                out.append(f"{f.path}: changed since fabric slurm install wrote it")
+        return out
+
+    def diff(self, files: list[Planned]) -> str:
+        chunks = []
+        for f in files:
+            target = self.at(f.path)
+            old = target.read_text(errors="replace").splitlines(keepends=True) if target.exists() else []
+            chunks += difflib.unified_diff(old, f.text.splitlines(keepends=True),
+                                           fromfile=f.path if old else "/dev/null", tofile=f.path)
+        return "".join(chunks)
+
+    # -- install ------------------------------------------------------------------------------
+    def install(self, files: list[Planned], *, force: bool = False) -> list[str]:
+        """Write the plan; returns one line per action. Refuses (ConfigError) before writing anything."""
+        refused = self.foreign(files)
+        if refused and not force:
+            raise ConfigError("will not overwrite:\n  " + "\n  ".join(refused),
+                              hint="look at `fabric slurm install --dry-run`; --force keeps a .fabric-backup copy")
+        uid, gid = self._owner()
+        man, actions = self.manifest(), []
+        created = self._state_dir(uid, gid, force=force, actions=actions)
+        man["dirs"] = sorted(set(man["dirs"]) | set(created))
+        for f in files:
+            target = self.at(f.path)
+            data = f.text.encode()
+            entry = man["files"].get(f.path, {"backup": None})
+            if target.exists() and sha256(target.read_bytes()) == sha256(data):
+                os.chmod(target, f.mode)
+                man["files"][f.path] = {**entry, "sha256": sha256(data)}
+                actions.append(f"unchanged {f.path}")
+                continue
+            for d in _missing_parents(target, self.root):
+                man["dirs"].append(str(d))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists() and (f.path not in man["files"] or
+                                    man["files"][f.path]["sha256"] != sha256(target.read_bytes())):
+                backup = _free_name(Path(str(target) + BACKUP_SUFFIX))
+                shutil.copy2(target, backup)
+                if entry["backup"] is None:  # the original (pre-fabric) file is what uninstall restores
+                    entry["backup"] = str(backup)
+                actions.append(f"backup  {f.path} -> {backup.name}")
+            _write(target, data, f.mode)
+            man["files"][f.path] = {**entry, "sha256": sha256(data)}
+            actions.append(f"wrote   {f.path}")
+        self._save(man)
+        return actions
+
+    def _owner(self) -> tuple[int, int]:
+        i = self.cfg.install
+        try:
+            uid = pwd.getpwnam(i.service_user).pw_uid
+        except KeyError:
+            raise ConfigError(f"no user {i.service_user!r} (install.service_user)",
+                              hint=f"useradd --system --no-create-home {i.service_user}") from None
+        try:
+            gid = grp.getgrnam(i.slurm_group).gr_gid
+        except KeyError:
+            raise ConfigError(f"no group {i.slurm_group!r} (install.slurm_group)",
+                              hint="set it to the group of SlurmUser (id -gn slurm)") from None
+        return uid, gid
+
+    def _state_dir(self, uid: int, gid: int, *, force: bool, actions: list[str]) -> list[str]:
+        """Create (or check) the state dir: owner service_user, group slurm_group, 0750; the wake file 0660."""
+        d, created = self.state_dir, [str(p) for p in _missing_parents(self.state_dir / "x", self.root)]
+        d.mkdir(parents=True, exist_ok=True)
+        st = d.stat()
+        wrong = []
+        if (st.st_uid, st.st_gid) != (uid, gid):
+            wrong.append(f"owner {st.st_uid}:{st.st_gid}, expected {uid}:{gid} "
+                         f"({self.cfg.install.service_user}:{self.cfg.install.slurm_group})")
+        if st.st_mode & 0o002:
+            wrong.append(f"mode {st.st_mode & 0o777:o} is world-writable")
+        if wrong and not created and not force:
+            raise ConfigError(f"state dir {self.cfg.agent.state_dir}: " + "; ".join(wrong),
+                              hint="fix it (chown/chmod) or pass --force to have install set it")
+        _chown(d, uid, gid)
+        os.chmod(d, 0o750)
+        wake = d / "wake"
+        if not wake.exists():
+            wake.touch()
+            created.append(str(wake))
+        _chown(wake, uid, gid)
+        os.chmod(wake, 0o660)
+        actions.append(f"state   {self.cfg.agent.state_dir} ({self.cfg.install.service_user}:"
+                       f"{self.cfg.install.slurm_group} 0750, wake 0660)")
+        return created
+
+    def _save(self, man: dict) -> None:
+        man["fabric_hpc"] = __version__
+        _write(self.manifest_path, (json.dumps(man, indent=2, sort_keys=True) + "\n").encode(), 0o640)
+
+    # -- uninstall ----------------------------------------------------------------------------
+    def uninstall(self, *, force: bool = False, purge_state: bool = False) -> list[str]:
+        """Remove exactly what install wrote (restoring backups); refuses files changed since, unless --force."""
+        if not self.manifest_path.exists():
+            raise ConfigError(f"nothing installed: no {self.manifest_path}",
+                              hint="give the same config (state_dir) and --root as at install")
+        man, actions = self.manifest(), []
+        changed = [p for p, e in man["files"].items()
+                   if self.at(p).exists() and sha256(self.at(p).read_bytes()) != e["sha256"]]
+        if changed and not force:
+            raise ConfigError("changed since install (not removed):\n  " + "\n  ".join(changed),
+                              hint="--force removes them anyway")
+        for path, entry in sorted(man["files"].items()):
+            target = self.at(path)
+            target.unlink(missing_ok=True)
+            actions.append(f"removed {path}")
+            if entry.get("backup") and Path(entry["backup"]).exists():
+                os.replace(entry["backup"], target)
+                actions.append(f"restored {path} from {Path(entry['backup']).name}")
+        self.manifest_path.unlink()
+        if purge_state:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+            actions.append(f"purged  {self.cfg.agent.state_dir}")
+        for d in sorted(set(man["dirs"]), key=len, reverse=True):  # deepest first; only empty ones go
+            p = Path(d)
+            if p.is_file():
+                p.unlink()
+            elif p.is_dir() and not any(p.iterdir()):
+                p.rmdir()
+        if self.state_dir.exists():
+            actions.append(f"kept    {self.cfg.agent.state_dir} (the agent's logs; --purge-state removes it)")
+        return actions
+
+
+def _missing_parents(path: Path, root: Path) -> list[Path]:
+    """The directories above ``path`` that do not exist yet, below ``root``."""
+    out, p = [], path.parent
+    while not p.exists() and p != root and p != p.parent:
+        out.append(p)
+        p = p.parent
+    return out
+
+
+def _free_name(path: Path) -> Path:
+    n, candidate = 1, path
+    while candidate.exists():
+        candidate, n = path.with_name(f"{path.name}.{n}"), n + 1
+    return candidate
+
+
+def _chown(path: Path, uid: int, gid: int) -> None:
+    st = path.stat()
+    if (st.st_uid, st.st_gid) == (uid, gid):
+        return
+    try:
+        os.chown(path, uid, gid)
+    except PermissionError:
+        raise ConfigError(f"cannot give {path} to {uid}:{gid}", hint="run fabric slurm install as root") from None
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    """temp file (mode set), fsync, rename: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
