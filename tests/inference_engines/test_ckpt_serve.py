@@ -146,3 +146,20 @@ def test_artefact_check_fails_closed(hf_ckpt: Path, tmp_path: Path) -> None:
     (eng / "config.json").write_text(json.dumps({**doc, "rms_norm_eps": 1e-3}))
     with pytest.raises(ConfigError, match="different models"):
         load_engine_config(cfg)
+
+
+def test_cli_prepare(hf_ckpt: Path, tmp_path: Path) -> None:
+    from fabric_hpc.cli.main import main
+
+    limits = ["--max-batch-size", "8", "--max-input-len", "48", "--max-seq-len", "96", "--max-num-tokens", "256"]
+    args = ["infer", "prepare", str(tmp_path / "eng"), "--checkpoint", str(hf_ckpt), "--step", "7",
+            "--dtype", "float32", *limits, "--config-out", str(tmp_path / "engine.json")]
+    assert main(args) == 0
+    cfg = load_engine_config(tmp_path / "engine.json")
+    assert (cfg.engine, cfg.max_seq_len) == ("pytorch", 96)
+    # a checkpoint without a model config (and an engine dir without one): exit 3, one line
+    save(tmp_path / "bare", {"model": {"model.embed_tokens.weight": torch.zeros(4, 2)}}, step=1)
+    bad = ["infer", "prepare", str(tmp_path / "eng2"), "--checkpoint", str(tmp_path / "bare"),
+           "--dtype", "float32", *limits, "--config-out", str(tmp_path / "e2.json")]
+    assert main(bad) == 3
+    assert not (tmp_path / "e2.json").exists()
