@@ -38,13 +38,14 @@ def prepare_cmd(engine_dir: Path, checkpoint: Path, step: int | None, prefix: st
     import json
 
     from fabric_hpc.inference.engines import prepare_pytorch_engine
+    from fabric_hpc.inference.engines.pytorch import ENGINE_FILE
 
     cfg = prepare_pytorch_engine(engine_dir, dtype=dtype, max_batch_size=max_batch_size,
                                  max_input_len=max_input_len, max_seq_len=max_seq_len,
                                  max_num_tokens=max_num_tokens, checkpoint=checkpoint, step=step,
                                  prefix=prefix)
     config_out.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
-    build = json.loads((engine_dir / "fabric_engine.json").read_text(encoding="utf-8"))
+    build = json.loads((engine_dir / ENGINE_FILE).read_text(encoding="utf-8"))
     render(as_json, {"engine_config": str(config_out), **build["checkpoint"]}, lambda c: c.print(
         f"{engine_dir}: serves {build['checkpoint']['path']} step {build['checkpoint']['step']} "
         f"({build['checkpoint']['naming']} names); engine config -> {config_out}"))
