@@ -13,7 +13,42 @@ from fabric_hpc.cli.output import console, json_option, render, table
 
 @click.group("infer")
 def group() -> None:
-    """Batch inference: run, status, merge, bench."""
+    """Batch inference: prepare, run, status, merge, bench."""
+
+
+@group.command("prepare")
+@click.argument("engine_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path),
+              help="fabric checkpoint root (latest, or --step) or step directory to serve.")
+@click.option("--step", type=click.IntRange(0), default=None, help="Checkpoint step (default: latest).")
+@click.option("--prefix", default=None,
+              help="Subtree holding the model (default: top level, else 'model').")
+@click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), required=True)
+@click.option("--max-batch-size", type=click.IntRange(1), required=True)
+@click.option("--max-input-len", type=click.IntRange(1), required=True)
+@click.option("--max-seq-len", type=click.IntRange(2), required=True)
+@click.option("--max-num-tokens", type=click.IntRange(1), required=True)
+@click.option("--config-out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the nine-field engine config (JSON) for `fabric infer run`.")
+@json_option
+def prepare_cmd(engine_dir: Path, checkpoint: Path, step: int | None, prefix: str | None, dtype: str,
+                max_batch_size: int, max_input_len: int, max_seq_len: int, max_num_tokens: int,
+                config_out: Path, as_json: bool) -> None:
+    """Prepare a PyTorch engine directory that serves a fabric checkpoint step directly."""
+    import json
+
+    from fabric_hpc.inference.engines import prepare_pytorch_engine
+    from fabric_hpc.inference.engines.pytorch import ENGINE_FILE
+
+    cfg = prepare_pytorch_engine(engine_dir, dtype=dtype, max_batch_size=max_batch_size,
+                                 max_input_len=max_input_len, max_seq_len=max_seq_len,
+                                 max_num_tokens=max_num_tokens, checkpoint=checkpoint, step=step,
+                                 prefix=prefix)
+    config_out.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    build = json.loads((engine_dir / ENGINE_FILE).read_text(encoding="utf-8"))
+    render(as_json, {"engine_config": str(config_out), **build["checkpoint"]}, lambda c: c.print(
+        f"{engine_dir}: serves {build['checkpoint']['path']} step {build['checkpoint']['step']} "
+        f"({build['checkpoint']['naming']} names); engine config -> {config_out}"))
 
 
 def _progress_line(snap: dict[str, Any]) -> str:

@@ -138,3 +138,64 @@ def test_infer_batch_mpi(prolog_cluster, tmp_path):
     assert sorted(r["id"] for r in results) == sorted(i["id"] for i in items), out
     ranks = list((out_dir / "journal").glob("rank-*.jsonl"))
     assert len(ranks) == 2, out  # two MPI ranks on two nodes, one world
+
+
+def _hf_greedy(state: dict, config: dict, prompt: list[int], new: int) -> list[int]:
+    """Greedy tokens of transformers' LlamaForCausalLM holding ``state`` (an independent
+    implementation of the served model), cut after EOS as the engine stops there."""
+    import torch
+    import transformers
+
+    cfg = {k: v for k, v in config.items() if k not in ("architectures", "torch_dtype")}
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**cfg, attn_implementation="eager"))
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    ids = torch.tensor([prompt])
+    with torch.no_grad():
+        out = model.eval().generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new,
+                                    min_new_tokens=new, do_sample=False, pad_token_id=0)[0, len(prompt):].tolist()
+    eos = config.get("eos_token_id")
+    return out[:out.index(eos) + 1] if eos in out else out
+
+
+def test_train_ckpt_infer_chain(prolog_cluster, tmp_path):
+    """train_gang.sbatch (a tiny torch Llama trainer) -> checkpoint -> infer_batch.sbatch serving
+    that checkpoint with the PyTorch engine on 2 MPI ranks; the served tokens are those of the
+    trained weights (transformers, fed the checkpoint's tensors)."""
+    require_real("torch", _imports("torch") and _imports("transformers"), "pip install -e '.[torch]'")
+    c = prolog_cluster
+    env = (f"--export=ALL,FABRIC_PYTHON={sys.executable},TRAIN_STEPS=12,STEP_SECONDS=0,"
+           "TRAIN_MODULE=fabric_hpc.inference.engines.train_tiny")
+    jid = c.sbatch(env, "-J", "train_llama", script=(REPO / "jobscripts" / "train_gang.sbatch").read_text())
+    out = c.job_output(jid, c.wait_job(jid, timeout=90))
+    rank0 = next(r for r in _json_lines(out) if r["rank"] == 0)
+    assert rank0["saved"] == 12 and rank0["last_loss"] < rank0["first_loss"], out
+    ckpt = Path(rank0["ckpt_dir_env"])
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    items = [{"id": f"i{k}", "prompt": [3 * k + 5, 3 * k + 6, 3 * k + 7], "max_new_tokens": 6} for k in range(8)]
+    (spool / "a.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
+    out_dir, cfg = tmp_path / "out", tmp_path / "engine.json"
+    env = (f"--export=ALL,FABRIC={BIN / 'fabric'},CKPT={ckpt},ENGINE_CONFIG={cfg},INPUT={spool},"
+           f"OUTPUT={out_dir},DTYPE=float32,MAX_BATCH_SIZE=4,MAX_INPUT_LEN=16,MAX_SEQ_LEN=64,"
+           f"MAX_NUM_TOKENS=128,PATH={BIN}:{c.env['PATH']}")
+    jid = c.sbatch(env, script=(REPO / "jobscripts" / "infer_batch.sbatch").read_text())
+    out = c.job_output(jid, c.wait_job(jid, timeout=120))
+    build = json.loads((tmp_path / "engine.engine" / "fabric_engine.json").read_text())
+    assert build["checkpoint"] == {"path": str(ckpt), "step": 12, "prefix": "model", "naming": "huggingface"}, out
+    assert len(list((out_dir / "journal").glob("rank-*.jsonl"))) == 2, out
+    served = {r["id"]: r["tokens"] for r in map(json.loads, (out_dir / "results.jsonl").read_text().splitlines())}
+    assert sorted(served) == sorted(i["id"] for i in items), out
+
+    from fabric_hpc.checkpoint import open_checkpoint, restore
+
+    state = restore(ckpt, step=12, names=["model"], as_torch=True)["model"]
+    config = open_checkpoint(ckpt, 12).manifest.user_metadata["hf_files"]["config.json"]
+    for i in items:
+        assert served[i["id"]] == _hf_greedy(state, config, i["prompt"], i["max_new_tokens"]), i
+
+
+def _imports(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

@@ -14,7 +14,7 @@ from typing import Any
 
 from fabric_hpc.errors import ConfigError
 
-__all__ = ["PRESETS", "LlamaSpec"]
+__all__ = ["PRESETS", "LlamaSpec", "hf_weight_names"]
 
 ARCHITECTURE = "LlamaForCausalLM"
 
@@ -138,6 +138,26 @@ class LlamaSpec:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def hf_weight_names(spec: LlamaSpec) -> dict[str, tuple[int, ...]]:
+    """Every tensor name of a Hugging Face Llama checkpoint with its expected shape."""
+    h, f, d = spec.hidden_size, spec.intermediate_size, spec.head_dim
+    names: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (spec.vocab_size, h),
+                                         "model.norm.weight": (h,)}
+    for i in range(spec.num_layers):
+        p = f"model.layers.{i}."
+        names.update({
+            p + "input_layernorm.weight": (h,), p + "post_attention_layernorm.weight": (h,),
+            p + "self_attn.q_proj.weight": (spec.num_heads * d, h),
+            p + "self_attn.k_proj.weight": (spec.num_kv_heads * d, h),
+            p + "self_attn.v_proj.weight": (spec.num_kv_heads * d, h),
+            p + "self_attn.o_proj.weight": (h, spec.num_heads * d),
+            p + "mlp.gate_proj.weight": (f, h), p + "mlp.up_proj.weight": (f, h),
+            p + "mlp.down_proj.weight": (h, f)})
+    if not spec.tie_word_embeddings:
+        names["lm_head.weight"] = (spec.vocab_size, h)
+    return names
 
 
 PRESETS: dict[str, LlamaSpec] = {

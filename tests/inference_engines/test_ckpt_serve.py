@@ -1,0 +1,165 @@
+"""Serving a fabric checkpoint step directly: logits bit-identical to the same weights loaded
+from Hugging Face safetensors (float32 on CPU: the same values in the same kernels), Megatron
+names mapped, damage and mismatches refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from fabric_hpc.checkpoint import CheckpointCorruptError, save
+from fabric_hpc.checkpoint.convert import convert
+from fabric_hpc.checkpoint.convert.llama import hf_to_megatron
+from fabric_hpc.checkpoint.interop.hf import import_hf
+from fabric_hpc.errors import ConfigError, NotFoundError
+from fabric_hpc.inference import EngineRequest, build_engine, load_engine_config
+from fabric_hpc.inference.engines import prepare_pytorch_engine
+from fabric_hpc.inference.testing import drain
+
+from .conftest import LIMITS, TINY
+from .test_torch_engine import hf_greedy
+
+PROMPTS = [[5, 9, 200, 17, 3], [1000, 2, 2, 7], [64, 65, 66, 67, 68, 69, 70, 71, 72]]
+
+
+@pytest.fixture(scope="module")
+def hf_ckpt(hf_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny transformers Llama (save_pretrained) imported as a fabric checkpoint."""
+    root = tmp_path_factory.mktemp("ckpt-hf")
+    import_hf(hf_dir, root, step=7)
+    return root
+
+
+def _logits(config: dict[str, Any]) -> torch.Tensor:
+    engine = build_engine(load_engine_config(config), device="cpu")
+    model = engine.model  # type: ignore[attr-defined]
+    plen = max(map(len, PROMPTS))
+    tokens = torch.tensor([p + [0] * (plen - len(p)) for p in PROMPTS])
+    with torch.inference_mode():
+        out = model.prefill(tokens, torch.tensor([len(p) for p in PROMPTS]), None, None, all_logits=True)
+    engine.close()
+    return out
+
+
+def _tokens(config: dict[str, Any], new: int = 10) -> dict[str, list[int]]:
+    engine = build_engine(load_engine_config(config), device="cpu", stop_at_eos=False)
+    engine.add([EngineRequest(f"r{i}", p, new) for i, p in enumerate(PROMPTS)])
+    got = {r.id: r.tokens for r in drain(engine)}
+    engine.close()
+    return got
+
+
+def test_served_from_checkpoint_equals_safetensors(engine_config: dict[str, Any], hf_ckpt: Path,
+                                                   hf_model: Any, tmp_path: Path) -> None:
+    cfg = prepare_pytorch_engine(tmp_path / "eng", dtype="float32", checkpoint=hf_ckpt, **LIMITS)
+    build = json.loads((tmp_path / "eng" / "fabric_engine.json").read_text())
+    assert build["weights"] == "fabric-checkpoint"
+    assert build["checkpoint"] == {"path": str(hf_ckpt.resolve()), "step": 7, "prefix": "",
+                                   "naming": "huggingface"}
+    assert json.loads((tmp_path / "eng" / "config.json").read_text()) == \
+        json.loads((Path(engine_config["engine_dir"]) / "config.json").read_text())
+    # same float32 values through the same code: bit-identical logits, same greedy tokens
+    assert torch.equal(_logits(cfg), _logits(engine_config))
+    got = _tokens(cfg)
+    assert got == _tokens(engine_config)
+    for i, p in enumerate(PROMPTS):  # and transformers agrees on the tokens
+        assert got[f"r{i}"] == hf_greedy(hf_model, p, 10)
+
+
+def test_megatron_names_are_mapped(engine_config: dict[str, Any], hf_ckpt: Path, tmp_path: Path) -> None:
+    mg = tmp_path / "mg"
+    convert(hf_ckpt, mg, hf_to_megatron(TINY.num_heads, TINY.num_kv_heads))
+    cfg = prepare_pytorch_engine(tmp_path / "eng", dtype="float32", checkpoint=mg, **LIMITS)
+    build = json.loads((tmp_path / "eng" / "fabric_engine.json").read_text())
+    assert build["checkpoint"]["naming"] == "megatron"
+    assert torch.equal(_logits(cfg), _logits(engine_config))  # rows moved, not changed
+
+
+def test_save_api_subtree_and_bf16(hf_model: Any, tmp_path: Path) -> None:
+    """A training-style save ({"model": state_dict, ...}) in bfloat16, served in bfloat16, equals
+    the same bf16 weights loaded from safetensors (bit for bit: same values, same kernels)."""
+    state = {k: v.detach().to(torch.bfloat16) for k, v in hf_model.state_dict().items()}
+    config = {k: v for k, v in TINY.hf_config().items()}
+    save(tmp_path / "ck", {"model": state, "trainer": {"step": torch.tensor(3)}}, step=3,
+         metadata={"hf_files": {"config.json": config}})
+    cfg = prepare_pytorch_engine(tmp_path / "eng", dtype="bfloat16", checkpoint=tmp_path / "ck", **LIMITS)
+    assert json.loads((tmp_path / "eng" / "fabric_engine.json").read_text())["checkpoint"]["prefix"] == "model"
+    hf = tmp_path / "hf"
+    hf_model.to(torch.bfloat16).save_pretrained(hf)
+    hf_model.to(torch.float32)
+    ref = prepare_pytorch_engine(hf, dtype="bfloat16", **LIMITS)
+    assert torch.equal(_logits(cfg), _logits(ref))
+
+
+def test_damaged_checkpoint_is_refused_clearly(hf_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "ck"
+    import_hf(hf_dir, root, step=1)
+    cfg = prepare_pytorch_engine(tmp_path / "eng", dtype="float32", checkpoint=root, **LIMITS)
+    chunk = next((root / "step-0000000001" / "model.layers.1.mlp.up_proj.weight").glob("c*"))
+    data = bytearray(chunk.read_bytes())
+    data[100] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(CheckpointCorruptError, match="model.layers.1.mlp.up_proj.weight"):
+        build_engine(load_engine_config(cfg), device="cpu")
+    # the CLI: exit 3, one line naming the chunk, no traceback
+    (tmp_path / "engine.json").write_text(json.dumps(cfg))
+    spool = tmp_path / "in.jsonl"
+    spool.write_text(json.dumps({"id": "a", "prompt": [1, 2, 3], "max_new_tokens": 2}) + "\n")
+    proc = subprocess.run([str(Path(sys.executable).parent / "fabric"), "infer", "run", "--engine-config",
+                           str(tmp_path / "engine.json"), "--input", str(spool), "--output",
+                           str(tmp_path / "out"), "--no-progress"], capture_output=True, text=True)
+    assert proc.returncode == 3, proc.stderr
+    assert "up_proj.weight" in proc.stderr and "crc32c" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_artefact_check_fails_closed(hf_ckpt: Path, tmp_path: Path) -> None:
+    eng = tmp_path / "eng"
+    cfg = prepare_pytorch_engine(eng, dtype="float32", checkpoint=hf_ckpt, **LIMITS)
+    good = json.loads((eng / "fabric_engine.json").read_text())
+
+    def with_build(doc: dict[str, Any]) -> None:
+        (eng / "fabric_engine.json").write_text(json.dumps(doc))
+        load_engine_config(cfg)
+
+    with pytest.raises(ConfigError, match="unknown key .tp_rank."):
+        with_build({**good, "checkpoint": {**good["checkpoint"], "tp_rank": 0}})
+    missing = {k: v for k, v in good["checkpoint"].items() if k != "step"}
+    with pytest.raises(ConfigError, match="step"):
+        with_build({**good, "checkpoint": missing})
+    with pytest.raises(ConfigError, match="checkpoint"):
+        with_build({k: v for k, v in good.items() if k != "checkpoint"})
+    with pytest.raises(NotFoundError, match="step 8"):
+        with_build({**good, "checkpoint": {**good["checkpoint"], "step": 8}})
+    with pytest.raises(ConfigError, match="megatron"):
+        with_build({**good, "checkpoint": {**good["checkpoint"], "naming": "megatron"}})
+    with pytest.raises(ConfigError, match="no tensors below"):
+        with_build({**good, "checkpoint": {**good["checkpoint"], "prefix": "optim"}})
+    (eng / "fabric_engine.json").write_text(json.dumps(good))
+    doc = json.loads((eng / "config.json").read_text())
+    (eng / "config.json").write_text(json.dumps({**doc, "rms_norm_eps": 1e-3}))
+    with pytest.raises(ConfigError, match="different models"):
+        load_engine_config(cfg)
+
+
+def test_cli_prepare(hf_ckpt: Path, tmp_path: Path) -> None:
+    from fabric_hpc.cli.main import main
+
+    limits = ["--max-batch-size", "8", "--max-input-len", "48", "--max-seq-len", "96", "--max-num-tokens", "256"]
+    args = ["infer", "prepare", str(tmp_path / "eng"), "--checkpoint", str(hf_ckpt), "--step", "7",
+            "--dtype", "float32", *limits, "--config-out", str(tmp_path / "engine.json")]
+    assert main(args) == 0
+    cfg = load_engine_config(tmp_path / "engine.json")
+    assert (cfg.engine, cfg.max_seq_len) == ("pytorch", 96)
+    # a checkpoint without a model config (and an engine dir without one): exit 3, one line
+    save(tmp_path / "bare", {"model": {"model.embed_tokens.weight": torch.zeros(4, 2)}}, step=1)
+    bad = ["infer", "prepare", str(tmp_path / "eng2"), "--checkpoint", str(tmp_path / "bare"),
+           "--dtype", "float32", *limits, "--config-out", str(tmp_path / "e2.json")]
+    assert main(bad) == 3
+    assert not (tmp_path / "e2.json").exists()
