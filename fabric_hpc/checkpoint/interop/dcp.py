@@ -28,8 +28,8 @@ import numpy as np
 
 from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
-from fabric_hpc.checkpoint.format import SplitInfo, check_name, chunk_key, split_bounds, stored_dtype
-from fabric_hpc.checkpoint.interop.stream import StreamWriter, read_stored
+from fabric_hpc.checkpoint.format import SplitInfo, chunk_key, split_bounds, stored_dtype
+from fabric_hpc.checkpoint.interop.stream import StreamWriter, imported_name, read_stored
 from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint
 from fabric_hpc.checkpoint.writer import SaveResult
 
@@ -90,7 +90,7 @@ def import_dcp(src: Path | str, root: Path | str, *, trust_pickle: bool = False,
     if objects and not skip_objects:
         raise CheckpointError(f"{src}: {len(objects)} entries are pickled Python objects, not tensors: {objects[:5]}",
                               hint="pass --skip-objects to import only the tensors")
-    names = {k: _name(k, prefix) for k in tensors}
+    names = {k: imported_name(k, prefix, source="DCP") for k in tensors}
     meta = {"source": "torch-dcp", "skipped_objects": objects}
     with _quiet(), StreamWriter(root, step=step, metadata=meta, layout={"format": "dcp"}) as out:
         for batch in _batches(tensors):
@@ -104,15 +104,6 @@ def import_dcp(src: Path | str, root: Path | str, *, trust_pickle: bool = False,
     assert out.result is not None
     return out.result
 
-
-def _name(key: str, prefix: str | None) -> str:
-    name = f"{prefix.strip('/')}/{key}" if prefix else key
-    try:
-        check_name(name)
-    except CheckpointError as exc:
-        raise CheckpointError(f"DCP key {key!r} is not a valid tensor name: {exc.message}",
-                              hint="import under --prefix") from None
-    return name
 
 
 def _batches(tensors: dict[str, Any]) -> list[list[str]]:

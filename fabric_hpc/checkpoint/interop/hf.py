@@ -25,8 +25,8 @@ import numpy as np
 
 from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
-from fabric_hpc.checkpoint.format import check_name, stored_dtype
-from fabric_hpc.checkpoint.interop.stream import StreamWriter, read_stored
+from fabric_hpc.checkpoint.format import stored_dtype
+from fabric_hpc.checkpoint.interop.stream import StreamWriter, imported_name, read_stored
 from fabric_hpc.checkpoint.reader import open_checkpoint
 from fabric_hpc.checkpoint.writer import SaveResult
 
@@ -71,15 +71,6 @@ def _files(src: Path) -> tuple[Path, list[str], dict[str, str] | None]:
     return src, found, None
 
 
-def _name(key: str, prefix: str | None) -> str:
-    name = f"{prefix.strip('/')}/{key}" if prefix else key
-    try:
-        check_name(name)
-    except CheckpointError as exc:
-        raise CheckpointError(f"safetensors key {key!r} is not a valid tensor name: {exc.message}",
-                              hint="import under --prefix, or rename the key") from None
-    return name
-
 
 def import_hf(src: Path | str, root: Path | str, *, step: int = 0, prefix: str | None = None,
               tags: list[str] | tuple[str, ...] = (), progress: Progress | None = None) -> SaveResult:
@@ -111,7 +102,7 @@ def import_hf(src: Path | str, root: Path | str, *, step: int = 0, prefix: str |
                         raise CheckpointError(f"{path}: tensor {key!r} has dtype {dtype}, which fabric cannot store",
                                               hint=f"supported: {', '.join(ST_TO_FABRIC)}")
                     tensor = f.get_tensor(key)
-                    out.add(_name(key, prefix), tensor)
+                    out.add(imported_name(key, prefix, source="safetensors"), tensor)
                     seen.add(key)
                     if progress:
                         progress(tensor.numel() * tensor.element_size())

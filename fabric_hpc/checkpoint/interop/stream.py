@@ -18,7 +18,7 @@ import numpy as np
 
 from fabric_hpc.checkpoint import fsio, writer
 from fabric_hpc.checkpoint.errors import CheckpointError
-from fabric_hpc.checkpoint.format import SplitInfo, chunk_key, stored_dtype
+from fabric_hpc.checkpoint.format import SplitInfo, check_name, chunk_key, stored_dtype
 from fabric_hpc.checkpoint.reader import Checkpoint
 from fabric_hpc.checkpoint.tensors import HostArray
 from fabric_hpc.events import emit
@@ -98,3 +98,14 @@ def read_stored(ckpt: Checkpoint, name: str,
     data = np.empty(tuple(hi - lo for lo, hi in region), stored_dtype(entry.dtype))
     ckpt._read_region(entry, region, data)
     return HostArray(data, entry.dtype)
+
+
+def imported_name(key: str, prefix: str | None, *, source: str) -> str:
+    """The checkpoint name of an imported tensor ``key`` (under ``prefix``), checked like a saved one."""
+    name = f"{prefix.strip('/')}/{key}" if prefix else key
+    try:
+        check_name(name)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{source} key {key!r} is not a valid tensor name: {exc.message}",
+                              hint="import under --prefix, or rename the key") from None
+    return name
