@@ -166,13 +166,15 @@ def test_watch_rewrites_the_page_and_stops_cleanly(fabric_cluster, fabric_topolo
             proc.wait()
 
 
-def test_cli_and_rest_backends_give_the_same_report(request, tmp_path):
-    """The report through slurmrestd (JWT, as a site runs it) says what the report through the CLI says."""
+def test_cli_and_rest_backends_give_the_same_report(contract_cluster, restd, fabric_topology_file, tmp_path):
+    """The report through slurmrestd (JWT, as a site runs it) says what the report through the CLI says.
+
+    Its fixtures are arguments, not ``request.getfixturevalue``: they depend on the parametrized
+    ``slurm_install``, which only a test that names them is parametrized over (one run per tier)."""
     from tests.slurm_integration.restd import token
     from tests.slurm_integration.test_client_contract import SCRIPT
 
-    cluster = request.getfixturevalue("contract_cluster")
-    topo = request.getfixturevalue("fabric_topology_file")
+    cluster, topo = contract_cluster, fabric_topology_file
     wd = str(cluster.work_dir)
     run = cluster.sbatch("-N1", "--gres=gpu:2", "-w", "n5", script=SCRIPT.format(s=120), cwd=wd)
     held = cluster.sbatch("-N2", "--gres=gpu:8", "-H", "--comment=fabric", script=SCRIPT.format(s=1), cwd=wd)
@@ -182,7 +184,7 @@ def test_cli_and_rest_backends_give_the_same_report(request, tmp_path):
         for backend in ("cli", "rest"):
             extra = []
             if backend == "rest":
-                extra = ["--backend", "rest", "--rest-url", request.getfixturevalue("restd").url]
+                extra = ["--backend", "rest", "--rest-url", restd.url]
             env = {**cluster.env, "PYTHONPATH": str(REPO), "SLURM_JWT": token(cluster)}
             proc = subprocess.run([sys.executable, "-m", "fabric_hpc.cli.main", "slurm", "report", "--topology",
                                    str(topo), "--out", str(tmp_path / f"{backend}.html"), "--json", *extra],
