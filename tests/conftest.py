@@ -20,12 +20,40 @@ import pytest
 
 from fabric_hpc.testing._installs import SlurmInstall
 from tests.real import require_real
-from tests.slurm_matrix import TIERS, require_install, tier_header
+from tests.slurm_matrix import TIERS, require_install, tier_header, tiers_within
 from tests.strict_json import strict_json_outputs  # noqa: F401 - autouse: every --json output is strict JSON
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return tier_header()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``@pytest.mark.slurm_min(25, 5)`` / ``slurm_max(25, 11)``: parametrize ``slurm_install`` over the
+    tiers of those Slurm releases only (this parametrize mark takes precedence over the fixture's params)."""
+    low, high = (metafunc.definition.get_closest_marker(name) for name in ("slurm_min", "slurm_max"))
+    if low is None and high is None:
+        return
+    if "slurm_install" not in metafunc.fixturenames:
+        raise ValueError(f"{metafunc.definition.nodeid}: slurm_min/slurm_max need a Slurm fixture")
+    tiers = tiers_within(low and tuple(low.args), high and tuple(high.args))
+    metafunc.definition.add_marker(pytest.mark.parametrize(
+        "slurm_install", [t.install for t in tiers], ids=[t.id for t in tiers], indirect=True))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A slurm_min/slurm_max test that no tier of this run has (e.g. FABRIC_SLURM_TIERS=22.05) is deselected."""
+    def without_tier(item: pytest.Item) -> bool:
+        if item.get_closest_marker("slurm_min") is None and item.get_closest_marker("slurm_max") is None:
+            return False
+        callspec = getattr(item, "callspec", None)
+        return not isinstance(callspec and callspec.params.get("slurm_install"), SlurmInstall)
+
+    absent = [item for item in items if without_tier(item)]
+    if absent:
+        config.hook.pytest_deselected(items=absent)
+        items[:] = [item for item in items if not without_tier(item)]
 
 
 @pytest.fixture(scope="session", params=[t.install for t in TIERS], ids=[t.id for t in TIERS])

@@ -4,6 +4,10 @@ One tier per install of :func:`fabric_hpc.testing._installs.installs`: the syste
 22.05, Debian 13: 24.11) and each prefix of ``FABRIC_SLURM_PREFIXES`` (default ``/opt/slurm-25.11``).
 ``FABRIC_SLURM_TIERS`` (comma-separated, e.g. ``25.11`` or ``slurm-22.05``) keeps only those tiers.
 
+A test marked ``@pytest.mark.slurm_min(25, 5)`` (it needs Slurm >= 25.05) or ``slurm_max(25, 11)`` (at
+most 25.11) is generated only for the tiers that have such a Slurm (:func:`tiers_within`, applied by
+``pytest_generate_tests`` in ``tests/conftest.py``): on the 22.05 tier it does not exist, rather than skip.
+
 A tier whose Slurm does not run here skips with the reason, except under ``FABRIC_REQUIRE_REAL=1``
 when it can be had: the system's Slurm always (``make test`` installs it), Slurm 25.11 when the
 vendor files are there (``SLURM_VENDOR``, default ``../shared/vendor``; ``make test`` installs it).
@@ -12,6 +16,7 @@ vendor files are there (``SLURM_VENDOR``, default ``../shared/vendor``; ``make t
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +37,14 @@ class Tier:
     id: str
     install: SlurmInstall
 
+    @property
+    def release(self) -> tuple[int, int] | None:
+        """(major, minor) of the tier's Slurm: from ``slurmctld -V``, else from its id (``slurm-25.11``)."""
+        if self.install.available():
+            return self.install.version()[:2]
+        found = re.match(r"slurm-(\d+)\.(\d+)", self.id)
+        return (int(found.group(1)), int(found.group(2))) if found else None
+
 
 def _tiers() -> list[Tier]:
     wanted = {w.strip().removeprefix("slurm-") for w in os.environ.get("FABRIC_SLURM_TIERS", "").split(",")}
@@ -47,6 +60,13 @@ def _tiers() -> list[Tier]:
 
 
 TIERS = _tiers()
+
+
+def tiers_within(low: tuple[int, ...] | None, high: tuple[int, ...] | None) -> list[Tier]:
+    """The tiers whose Slurm release is within ``low`` .. ``high`` (either None: open); a tier of
+    unknown release is kept (it skips, or fails under FABRIC_REQUIRE_REAL=1, with the reason)."""
+    return [t for t in TIERS if t.release is None
+            or ((low is None or t.release >= low) and (high is None or t.release <= high))]
 
 
 def missing(install: SlurmInstall) -> str | None:

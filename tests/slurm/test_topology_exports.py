@@ -1,7 +1,7 @@
 """Each topology export loaded by a live slurmctld, gang jobs placed by Slurm alone across blocks.
 
-topology/block needs Slurm >= 23.11 and topology.yaml >= 25.05: on an older tier those tests skip
-(the tree export runs on every tier). The fabric: 16 hosts, 4 per leaf, so 4 blocks of 4 hosts and
+topology/block needs Slurm >= 23.11 and topology.yaml >= 25.05: those tests are marked ``slurm_min``, so
+they exist only on the tiers that have that Slurm (the tree export runs on every tier). The fabric: 16 hosts, 4 per leaf, so 4 blocks of 4 hosts and
 ``BlockSizes=4,8,16``.
 """
 
@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from fabric_hpc.testing._installs import version_text
 from fabric_hpc.topology import build, generators
 from fabric_hpc.topology import export as ex
 
@@ -23,12 +22,6 @@ BLOCKS = {"leaf1": {f"n{i}" for i in range(1, 5)}, "leaf2": {f"n{i}" for i in ra
 @pytest.fixture(scope="module")
 def fabric() -> Any:
     return build(generators.leaf_spine(16, hosts_per_leaf=4, gpus=1, cpus=2))
-
-
-def _needs(install: Any, version: tuple[int, int], what: str) -> None:
-    if install.version()[:2] < version:
-        pytest.skip(f"{what} needs Slurm >= {version[0]}.{version[1]:02d}; this tier is "
-                    f"{version_text(install.version())}")
 
 
 def _hosts(cluster: Any, *args: str) -> set[str]:
@@ -60,8 +53,8 @@ def test_tree_export_keeps_a_gang_under_one_leaf(slurm_cluster_factory, fabric):
         cluster.stop()
 
 
-def test_block_export_gangs_stay_in_blocks_and_segments(require_slurm, slurm_cluster_factory, fabric):
-    _needs(require_slurm, (23, 11), "topology/block")
+@pytest.mark.slurm_min(23, 11)  # topology/block
+def test_block_export_gangs_stay_in_blocks_and_segments(slurm_cluster_factory, fabric):
     cluster = slurm_cluster_factory(fabric, topology_plugin="block")
     try:
         text = (cluster.etc_dir / "topology.conf").read_text()
@@ -79,8 +72,8 @@ def test_block_export_gangs_stay_in_blocks_and_segments(require_slurm, slurm_clu
         cluster.stop()
 
 
-def test_topology_yaml_chooses_a_topology_per_partition(require_slurm, slurm_cluster_factory, fabric):
-    _needs(require_slurm, (25, 5), "topology.yaml")
+@pytest.mark.slurm_min(25, 5)  # topology.yaml, Topology= per partition
+def test_topology_yaml_chooses_a_topology_per_partition(slurm_cluster_factory, fabric):
     text = ex.topology_yaml(fabric, default="tree")
     partitions = ["PartitionName=tree Nodes=ALL Default=YES MaxTime=INFINITE State=UP Topology=tree",
                   "PartitionName=block Nodes=ALL MaxTime=INFINITE State=UP Topology=block"]

@@ -31,6 +31,9 @@ from tests.real import require_real
 from tests.slurm_integration import test_client_contract as contract
 from tests.slurm_integration.pyslurm_worker import PyslurmWorker
 
+# pyslurm 25.11 exists for Slurm 25.11 only: these tests are generated on the 25.11 tier alone (tests/conftest.py)
+pytestmark = [pytest.mark.slurm, pytest.mark.slurm_min(25, 11), pytest.mark.slurm_max(25, 11)]
+
 #: The Slurm install the pyslurm wheel is built against (its libslurm is found through RUNPATH).
 PYSLURM_SLURM = Path(os.environ.get("FABRIC_PYSLURM_SLURM", "/opt/slurm-25.11"))
 
