@@ -52,9 +52,9 @@ def test_slowdown_stretches_scattered_gangs():
     from fabric_hpc.placement import ClusterState, place
 
     st = ClusterState(fab)
-    st.allocate("x", fab.host_gpus("n1")[:4] + fab.host_gpus("n3")[:4])
+    st.allocate("x", [g for h in ("n1", "n2", "n3", "n4") for g in fab.host_gpus(h)[:4]])
     compact = place(fab, ClusterState(fab), "nodes=2,gpus=8", solver="greedy")
-    scattered = place(fab, st, "gpus=8", solver="greedy")  # 4 + 4 over two hosts: over the NICs
+    scattered = place(fab, st, "gpus=8", solver="greedy")  # 4 free per host: over two hosts' NICs
     assert model.start("c", job("c", 2), compact.gpus) == {"c": 1.0}
     assert model.start("s", job("s", 1), scattered.gpus)["s"] > 1.2
 
