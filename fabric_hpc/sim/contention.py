@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.placement.collective import (CollectiveParams, collective_time, effective_cap, fabric_net,
-                                             fair_rates, job_load)
+from fabric_hpc.placement.collective import (CollectiveParams, allreduce_and_load, collective_time,
+                                             effective_cap, fabric_net, fair_rates)
 from fabric_hpc.scheduler.contract import Job
 from fabric_hpc.topology import Fabric
 
@@ -93,6 +93,8 @@ class Contention:
         self._cap = effective_cap(net, self.params)
         self._shared = (net.kind != 0) & np.isfinite(self._cap)  # NVLink ports are never shared
         self._ideal: dict[tuple[int, float], float] = {}
+        #: (ideal, bandwidth, latency) seconds of one-NVLink-domain placements by shape
+        self._alone: dict[tuple[int, float, float], tuple[float, float, float]] = {}
         self._runs: dict[str, _Run] = {}
         self._users: dict[int, set[str]] = {}  # resource -> running jobs that load it
 
@@ -107,14 +109,22 @@ class Contention:
         if len(g) <= 1 or prof.fraction == 0:
             self._runs[job_id] = _Run(prof, 0.0, 0.0, 0.0, np.zeros(0, np.int64), np.zeros(0), math.inf)
             return {job_id: 1.0}
-        alone = collective_time(self.fab, g, prof.bytes, params=self.params)
-        load = job_load(self.fab, g, prof.bytes, params=self.params)
+        nvl = self.fab.index.gpu_nvl[g]
+        one = bool(nvl[0] >= 0 and (nvl == nvl[0]).all())  # one NVLink domain: no network, no neighbours
+        key = (len(g), prof.bytes, float(self.fab.index.nvl_gbps[nvl[0]])) if one else None
+        if key is not None and key in self._alone:
+            run = self._runs[job_id] = _Run(prof, *self._alone[key], np.zeros(0, np.int64), np.zeros(0), math.inf)
+            run.stretch = self._stretch(run, run.rate)
+            return {job_id: run.stretch}
+        alone, load = allreduce_and_load(self.fab, g, prof.bytes, params=self.params)
         res = np.flatnonzero((load > 0) & self._shared)
         rate = 1.0 / float((load[res] / 1e9 / self._cap[res]).max()) if res.size else math.inf
         run = _Run(prof, self._ideal_time(len(g), prof.bytes), alone.bandwidth_s, alone.latency_s,
                    res, load[res], rate)
         self._runs[job_id] = run
         run.stretch = self._stretch(run, run.rate)
+        if key is not None and not res.size:
+            self._alone[key] = (run.ideal, run.bw, run.lat)
         if not self.contention or not res.size:
             return {job_id: run.stretch}
         for r in res.tolist():
@@ -171,7 +181,12 @@ class Contention:
             v = np.zeros(len(res))
             v[np.searchsorted(res, r.res)] = r.load
             loads.append(v)
-        rates = fair_rates(loads, self._cap[res])
+        alone = np.array([r.rate for r in runs])
+        cap = self._cap[res]
+        if (np.stack(loads, axis=1) @ alone / 1e9 <= cap * (1 + 1e-12)).all():
+            rates = alone  # every job fits at its own bottleneck's rate: the fair share is that
+        else:
+            rates = fair_rates(loads, cap)
         changed = {}
         for j, run, x in zip(group, runs, rates, strict=True):
             if j not in targets:
