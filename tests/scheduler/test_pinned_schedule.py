@@ -45,9 +45,9 @@ def _digest(policy, fab_ref: str, jobs: int, load: float, **kw) -> tuple[str, in
 
 CASES = {
     "fabric-superpod": (fabric_policy, "superpod:sus=2", 250, 1.5, {},
-                        "a06d98bd9155840112a9193b9072db4f9a4429cd8cf3ed57c178666760a1cb2d", 270),
+                        "b77f00c20f06af729b21b2942a1e81bb065c983bb118d6e282c15fb82986aa35", 270),
     "slurm-superpod": (slurm_policy, "superpod:sus=2", 250, 1.5, {},
-                       "3294b4d0c3d086cdebe0c9c020ae1290f1dbe7fe48165fff6b62b3ef956e2dd4", 250),
+                       "cfb2ec9c4d6baf0638cdf2c9028a1a6f063513d69ee382f7df5def707efd224a", 250),
     "fabric-nvl72": (fabric_policy, "nvl72:racks=2", 200, 1.3, {"gpus_per_host": 4},
                      "81bd190c4f75ccc4315be4ee77b4545b49eac5286ab8b518d91a1b5e0beab08b", 208),
 }
