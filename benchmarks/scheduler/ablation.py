@@ -89,7 +89,7 @@ def render(results: dict, jobs: int) -> str:
             summary.append((fab_name, mode, float(np.mean([v["jct_reduction"] for v in vs])),
                             min(v["jct_reduction"] for v in vs), min(v["util_delta"] for v in vs),
                             min(v["jain_delta"] for v in vs)))
-    lines += ["", "Per fabric over the 3 loads × 2 seeds:", "",
+    lines += ["", "Per fabric over the loads and seeds above:", "",
               "| fabric | contention | mean JCT reduction | worst JCT reduction | worst Δ utilisation | "
               "worst Δ Jain |", "|---|---|---|---|---|---|"]
     for fab_name, mode, mean, worst, du, dj in summary:
@@ -107,12 +107,17 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=800, help="jobs per replay")
     ap.add_argument("--no-write", action="store_true", help="print, do not write docs/benchmarks.md")
     ap.add_argument("--json", type=Path, help="also write the raw numbers here")
+    ap.add_argument("--only", help="only the fabrics whose name contains this (e.g. Lingjun)")
+    ap.add_argument("--loads", type=float, nargs="+", default=list(LOADS), help="offered loads")
+    ap.add_argument("--section", default="Contention ablation", help="docs/benchmarks.md section title")
     a = ap.parse_args()
     t0 = time.perf_counter()
     results: dict = {}
     for name, (fab, gph) in fabrics().items():
+        if a.only and a.only not in name:
+            continue
         results[name] = {}
-        for load in LOADS:
+        for load in a.loads:
             for seed in SEEDS:
                 results[name][f"{load}/{seed}"] = run_one(fab, gph, a.jobs, load, seed)
                 print(name, load, seed, json.dumps(results[name][f"{load}/{seed}"]), flush=True)
@@ -121,7 +126,11 @@ def main() -> None:
     if a.json:
         a.json.write_text(json.dumps(results, indent=1))
     if not a.no_write:
-        write_section("Contention ablation", body, command=f"python -m benchmarks.scheduler.ablation --jobs {a.jobs}")
+        flags = (f" --only {a.only}" if a.only else "") + (f" --loads {' '.join(map(str, a.loads))}"
+                                                          if list(a.loads) != list(LOADS) else "")
+        if a.section != "Contention ablation":
+            flags += f" --section '{a.section}'"
+        write_section(a.section, body, command=f"python -m benchmarks.scheduler.ablation --jobs {a.jobs}{flags}")
 
 
 if __name__ == "__main__":
