@@ -97,6 +97,7 @@ class Contention:
         self._alone: dict[tuple[int, float, float], tuple[float, float, float]] = {}
         self._runs: dict[str, _Run] = {}
         self._users: dict[int, set[str]] = {}  # resource -> running jobs that load it
+        self._demand = np.zeros(net.size)  # GB/s each resource would carry with every job at its rate alone
 
     def stretch(self, job_id: str) -> float:
         return self._runs[job_id].stretch
@@ -129,6 +130,7 @@ class Contention:
             return {job_id: run.stretch}
         for r in res.tolist():
             self._users.setdefault(r, set()).add(job_id)
+        self._demand[res] += run.load / 1e9 * run.rate
         changed = self._recompute(self._neighbours([job_id]) | {job_id})
         changed[job_id] = run.stretch
         return changed
@@ -139,6 +141,7 @@ class Contention:
             return {}
         near = self._neighbours([job_id]) - {job_id}
         run = self._runs.pop(job_id)
+        self._demand[run.res] -= run.load / 1e9 * run.rate
         for r in run.res.tolist():
             users = self._users[r]
             users.discard(job_id)
@@ -171,28 +174,44 @@ class Contention:
 
     def _recompute(self, targets: set[str]) -> dict[str, float]:
         """New stretches of ``targets`` from the fair share among them and their neighbours."""
-        if not targets:
-            return {}
+        changed: dict[str, float] = {}
+        hard = set()
+        for j in sorted(targets):  # a job whose links all have room for everyone's rate alone runs at its own
+            run = self._runs[j]
+            if (self._demand[run.res] <= self._cap[run.res] * (1 + 1e-9)).all():
+                self._set(j, run, run.rate, changed)
+            else:
+                hard.add(j)
+        if not hard:
+            return changed
+        targets = hard
         group = sorted(targets | self._neighbours(targets))
         runs = [self._runs[j] for j in group]
         res = np.unique(np.concatenate([r.res for r in runs]))
-        loads = []
-        for r in runs:
-            v = np.zeros(len(res))
-            v[np.searchsorted(res, r.res)] = r.load
-            loads.append(v)
+        # only over-demanded links can bind (every rate is at most the job's rate alone); each job's
+        # own bottleneck becomes a private link of capacity its rate alone
+        sat = res[self._demand[res] > self._cap[res] * (1 + 1e-9)]
         alone = np.array([r.rate for r in runs])
-        cap = self._cap[res]
-        if (np.stack(loads, axis=1) @ alone / 1e9 <= cap * (1 + 1e-12)).all():
-            rates = alone  # every job fits at its own bottleneck's rate: the fair share is that
+        if not sat.size:
+            rates = alone
         else:
+            k = len(sat)
+            cap = np.concatenate([self._cap[sat], alone])
+            loads = []
+            for i, r in enumerate(runs):
+                v = np.zeros(k + len(runs))
+                on = np.isin(r.res, sat)
+                v[np.searchsorted(sat, r.res[on])] = r.load[on]
+                v[k + i] = 1e9  # one collective per second per unit of its rate alone
+                loads.append(v)
             rates = fair_rates(loads, cap)
-        changed = {}
         for j, run, x in zip(group, runs, rates, strict=True):
-            if j not in targets:
-                continue
-            s = self._stretch(run, float(x))
-            if abs(s - run.stretch) > 1e-12:
-                run.stretch = s
-                changed[j] = s
+            if j in targets:
+                self._set(j, run, float(x), changed)
         return changed
+
+    def _set(self, job_id: str, run: _Run, rate: float, changed: dict[str, float]) -> None:
+        s = self._stretch(run, rate)
+        if abs(s - run.stretch) > 1e-12:
+            run.stretch = s
+            changed[job_id] = s
