@@ -143,3 +143,22 @@ def test_a_jobs_run_time_is_never_below_its_ideal_run_time(seed, load):
             assert r.run_time >= r.job.duration * (1 - 1e-9)
             assert r.stretch >= 1.0 - 1e-9
     assert np.isfinite([r.run_time for r in res.records]).all()
+
+
+def test_the_reduced_solve_gives_the_full_max_min_share():
+    from fabric_hpc.placement.collective import CollectiveParams, effective_cap, fabric_net, fair_rates, job_load
+
+    fab = _oversubscribed(hosts=8, per_leaf=2, ratio=4.0)
+    c = Contention(fab)
+    # four gangs, all crossing between leaf1/leaf2 and the others: one neighbourhood
+    placed = {"a": ("n1", "n3"), "b": ("n2", "n5"), "c": ("n4", "n6"), "d": ("n7", "n8")}
+    for j, hosts in placed.items():
+        c.start(j, job(j, 2), _gpus(fab, *hosts))
+    net = fabric_net(fab)
+    cap = effective_cap(net, CollectiveParams())
+    shared = (net.kind != 0) & np.isfinite(cap)
+    loads = [job_load(fab, _gpus(fab, *h), c._runs[j].profile.bytes)[shared] for j, h in placed.items()]
+    full = fair_rates(loads, cap[shared])
+    for (j, _), x in zip(placed.items(), full, strict=True):
+        assert c.stretch(j) == pytest.approx(c._stretch(c._runs[j], float(x)), rel=1e-9)
+    assert max(c.stretch(j) for j in placed) > 1.05  # the share binds somewhere
