@@ -434,3 +434,39 @@ def job_load(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce",
     flows = (alltoall_flows(fab, gpus, size_bytes) if kind == "alltoall"
              else ring_flows(fab, gpus, per_rank, params))
     return load_of(flows, net.size)
+
+
+def allreduce_and_load(fab: Fabric, gpus, size_bytes: float, *, params: CollectiveParams | None = None
+                       ) -> tuple[CollectiveTime, np.ndarray]:
+    """``collective_time(kind="allreduce", algo="auto")`` alone and ``job_load`` of the same GPUs,
+    building the ring's flows once (both are linear in the bytes; the simulator calls this per job)."""
+    params = params or CollectiveParams()
+    gpus = np.unique(np.asarray(gpus, np.int64))
+    net = fabric_net(fab)
+    n = len(gpus)
+    if n <= 1:
+        return CollectiveTime(0.0, "none", np.inf, "none"), np.zeros(net.size)
+    g, dom = _domains(fab, gpus)
+    m, kmax = int(dom[-1]) + 1, int(np.bincount(dom).max())
+    try:
+        flows = ring_flows(fab, gpus, 1.0, params, ordered=(g, dom))
+    except NoNetwork:
+        return CollectiveTime(np.inf, "ring", 0.0, "nic", np.inf, 0.0), np.zeros(net.size)
+    unit = load_of(flows, net.size)
+    cap = effective_cap(net, params)
+    nz = np.flatnonzero(unit)
+    ratio = unit[nz] / 1e9 / cap[nz]
+    worst = int(np.argmax(ratio))
+    best: CollectiveTime | None = None
+    for algo in ("ring", "tree"):
+        per_rank, steps = steps_and_bytes("allreduce", algo, n, m, kmax, size_bytes)
+        bw = per_rank * float(ratio[worst])
+        lat = float(flows.lat_us.max(initial=0.0)) * 1e-6 * steps
+        secs = bw + lat
+        where = ("nvlink", "nic", "uplink")[int(net.kind[nz[worst]])]
+        busbw = 2.0 * (n - 1) / n * size_bytes / secs / 1e9 if secs > 0 else np.inf
+        t = CollectiveTime(float(secs), algo, float(busbw), where, float(bw), float(lat))
+        if best is None or t.seconds < best.seconds:
+            best = t
+    ring_bytes, _ = steps_and_bytes("allreduce", "ring", n, m, kmax, size_bytes)
+    return best, unit * ring_bytes  # type: ignore[return-value]

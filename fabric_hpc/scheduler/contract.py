@@ -71,7 +71,7 @@ class Job:
     duration: float | None = None
     #: Seconds between checkpoints (None: never checkpoints, so preemption loses all progress).
     checkpoint_interval: float | None = None
-    #: Free-form extras (e.g. ``comm_sensitivity`` for the simulator's slowdown model, Slurm job fields).
+    #: Free-form extras (e.g. ``comm_fraction`` / ``comm_bytes``: the simulator's communication profile).
     meta: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:

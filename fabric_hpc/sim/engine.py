@@ -9,8 +9,10 @@ on restart), started gangs get exactly the GPUs of their placement. Nothing depe
 time or unordered iteration, so the same inputs give the same outputs.
 
 Run time of a segment: ``restore (after a requeue) + remaining work × stretch`` where ``stretch``
-comes from :class:`~fabric_hpc.sim.slowdown.CommSlowdown`; a segment that would pass the job's
-walltime is ended at the walltime (status ``timeout``), as Slurm does.
+comes from :class:`~fabric_hpc.sim.contention.Contention` (the collective-time model with the
+other running jobs' traffic) and changes whenever a job that shares network links starts or ends:
+the work done so far is kept and the rest runs at the new stretch. A segment that would pass the
+job's walltime is ended at the walltime (status ``timeout``), as Slurm does.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement import ClusterState, Placement
 from fabric_hpc.scheduler.contract import Job, PendingJob, RunningJob, SchedulerInput, SchedulingPolicy
 from fabric_hpc.scheduler.priority import UsageLedger
-from fabric_hpc.sim.slowdown import CommSlowdown
+from fabric_hpc.sim.contention import Contention
 from fabric_hpc.topology import Fabric
 
 _END, _ARRIVE, _WAKE = 0, 1, 2
@@ -58,6 +60,13 @@ class _Segment:
     stretch: float
     token: int
     timeout: bool
+    work: float = 0.0  # work this segment is to do (ideal seconds)
+    mark: float = 0.0  # since when the current stretch applies (≥ start + restore)
+    done: float = 0.0  # work done before ``mark``
+
+    def progress(self, t: float) -> float:
+        """Work done by time ``t``."""
+        return self.done + max(t - self.mark, 0.0) / self.stretch
 
 
 @dataclass
@@ -77,7 +86,7 @@ class Simulator:
     """``Simulator(fab, policy, jobs).run() -> SimResult`` (see module doc)."""
 
     def __init__(self, fab: Fabric, policy: SchedulingPolicy, jobs: Sequence[Job], *,
-                 slowdown: CommSlowdown | None = None, restore_s: float = 300.0,
+                 slowdown: Contention | None = None, restore_s: float = 300.0,
                  half_life_s: float = 7 * 86_400.0, backfill_interval_s: float = 30.0, progress: bool = False,
                  max_events: int | None = None) -> None:
         ids = [j.id for j in jobs]
@@ -85,7 +94,7 @@ class Simulator:
             raise ConfigError("simulator: job ids must be unique")
         self.fab, self.policy = fab, policy
         self.jobs = sorted(jobs, key=lambda j: (j.submit, j.id))
-        self.slowdown = slowdown or CommSlowdown()
+        self.slowdown = slowdown or Contention(fab)
         self.restore_s = restore_s
         self.ledger = UsageLedger(half_life_s)
         self.progress = progress
@@ -187,6 +196,9 @@ class Simulator:
         rec.end, rec.status = self.now, status
         self.finished += 1
         rec.run_time += self.now - seg.start
+        if status == "done" and seg.work > 0:
+            rec.stretch = (self.now - seg.start - seg.restore) / seg.work  # effective, over the segment
+        self._restretch(self.slowdown.end(job_id))
 
     def _step(self) -> None:
         self.steps += 1
@@ -209,14 +221,17 @@ class Simulator:
         pend = self.pending.pop(job.id)
         rec = self.records[job.id]
         self.state.allocate(job.id, placement.gpus)
-        stretch = self.slowdown.factor(job, placement, self.fab)
+        changed = self.slowdown.start(job.id, job, placement.gpus)
+        stretch = changed.pop(job.id)
         restore = self.restore_s if pend.requeues else 0.0
         work = max((job.duration if job.duration is not None else job.walltime) - pend.saved_work, 0.0)
         natural = self.now + restore + work * stretch
         limit = self.now + job.walltime
         self._token += 1
-        seg = _Segment(self.now, min(natural, limit), restore, stretch, self._token, natural > limit)
+        seg = _Segment(self.now, min(natural, limit), restore, stretch, self._token, natural > limit,
+                       work, self.now + restore)
         self.segments[job.id] = seg
+        self._restretch(changed)
         self.running[job.id] = RunningJob(job, tuple(placement.gpus), self.now, self.now, placement)
         self._by_account[job.account] = self._by_account.get(job.account, 0) + len(placement.gpus)
         if rec.first_start is None:
@@ -231,18 +246,32 @@ class Simulator:
         rec = self.records[job_id]
         self.state.release(job_id)
         self._by_account[run.job.account] -= len(run.gpus)
+        self._restretch(self.slowdown.end(job_id))
         elapsed = self.now - seg.start
-        done = max(elapsed - seg.restore, 0.0) / seg.stretch
+        done = seg.progress(self.now)
         ci = run.job.checkpoint_interval
         saved = math.floor(done / ci) * ci if ci else 0.0
         old_saved = self._saved.get(job_id, 0.0)
         self._saved[job_id] = old_saved + saved
         rec.preemptions += 1
-        rec.gpu_hours_lost += len(run.gpus) * (elapsed - saved * seg.stretch) / 3600.0
+        per_work = (self.now - seg.start - seg.restore) / done if done > 0 else seg.stretch  # mean stretch
+        rec.gpu_hours_lost += len(run.gpus) * (elapsed - saved * per_work) / 3600.0
         rec.run_time += elapsed
         rec.status = "pending"
         self.pending[job_id] = PendingJob(run.job, requeues=rec.preemptions, queued_since=self.now,
                                           saved_work=old_saved + saved)
+
+    def _restretch(self, changed: dict[str, float]) -> None:
+        """Running jobs whose stretch changed now: keep the work done, run the rest at the new one."""
+        for job_id in sorted(changed):
+            seg = self.segments[job_id]
+            seg.done, seg.mark = seg.progress(self.now), max(self.now, seg.mark)
+            seg.stretch = changed[job_id]
+            natural = seg.mark + max(seg.work - seg.done, 0.0) * seg.stretch
+            limit = seg.start + self.records[job_id].job.walltime
+            self._token += 1
+            seg.end, seg.timeout, seg.token = min(natural, limit), natural > limit, self._token
+            self._push(seg.end, _END, job_id, seg.token)
 
     def _compact(self) -> None:
         """ClusterState keeps every job id it ever saw; rebuild it when finished ids dominate."""

@@ -108,7 +108,7 @@ def _job(fields: dict[str, str], where: str, *, gpus_per_node: int, gpus_per_hos
     return Job(id=f"slurm{get('jobid')}", request=req, submit=submit, walltime=wall, duration=dur,
                account=get("account") or "default", user=(get("user") or "user").split("(")[0],
                tier=_tier(tier_map, get("qos") or "", get("partition") or ""),
-               meta={"comm_sensitivity": 1.0 if gpus > 1 else 0.0, "source": where,
+               meta={"source": where,
                      "state": get("state") or ""})
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from fabric_hpc.placement.request import Request
 from fabric_hpc.scheduler.contract import Job
+from fabric_hpc.sim.contention import DEFAULT_COMM_FRACTION
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class GangWorkload:
     accounts: dict[str, float] = field(default_factory=lambda: {"llm": 0.4, "vision": 0.25, "speech": 0.2,
                                                                   "research": 0.15})
     checkpoint_interval_s: float = 1800.0
-    #: Communication sensitivity per job: U(lo, hi) for multi-GPU jobs (see sim.slowdown).
+    #: Communication heaviness per job: its ``comm_fraction`` is the default (sim.contention) × U(lo, hi).
     comm_sensitivity: tuple[float, float] = (0.5, 1.5)
     seed: int = 0
 
@@ -105,7 +106,7 @@ def gang_workload(spec: GangWorkload | None = None, **overrides) -> list[Job]:
         jobs.append(Job(id=f"g{i:06d}", request=req, submit=float(submit[i]), walltime=float(wall[i]),
                         account=str(accts[i]), user=f"u{i % 23}", tier=str(tiers[i]), duration=float(dur[i]),
                         checkpoint_interval=spec.checkpoint_interval_s if n > 1 else None,
-                        meta={"comm_sensitivity": round(float(sens[i]), 3) if n > 1 else 0.0}))
+                        meta={"comm_fraction": round(DEFAULT_COMM_FRACTION * float(sens[i]), 4)}))
     return jobs
 
 

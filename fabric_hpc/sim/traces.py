@@ -123,6 +123,8 @@ def _shift(jobs: list[Job]) -> list[Job]:
     return [replace(j, submit=j.submit - t0) for j in sorted(jobs, key=lambda j: (j.submit, j.id))]
 
 
+#: Communication-heaviness of the trace's models relative to the default profile (assumptions, not
+#: measurements: VGG/AlexNet have large fully-connected layers, ResNet/Inception small gradients).
 _SENS = {"vgg": 1.5, "alexnet": 1.5, "inception": 0.8, "resnet": 0.7, "googlenet": 0.7, "bert": 1.2, "gpt": 1.3}
 
 
@@ -151,8 +153,20 @@ def read_tiresias(path: str | os.PathLike[str], *, gpus_per_host: int = 8, wallt
         jobs.append(Job(id=f"t{row['job_id']}", request=gang_request(gpus, gpus_per_host),
                         submit=submit * time_scale, walltime=max(dur * time_scale * walltime_factor, 60.0),
                         duration=dur * time_scale, account=model.rstrip("0123456789") or "default",
-                        meta={"comm_sensitivity": sens if gpus > 1 else 0.0, "model": model}))
+                        meta={**_profile(row, sens), "model": model}))
     return Trace(_shift(jobs), f"tiresias:{p.name}", skipped)
+
+
+def _profile(row: dict, scale: float = 1.0) -> dict[str, float]:
+    """A job's communication profile: the trace's ``comm_fraction`` / ``comm_bytes`` columns when it
+    has them, else the default fraction × ``scale`` (sim.contention)."""
+    from fabric_hpc.sim.contention import DEFAULT_COMM_FRACTION
+
+    out = {"comm_fraction": round(min(DEFAULT_COMM_FRACTION * scale, 1.0), 4)}
+    for key in ("comm_fraction", "comm_bytes"):
+        if row.get(key) not in (None, ""):
+            out[key] = row[key]
+    return out
 
 
 OPENB_TIERS = {"LS": "high", "Guaranteed": "high", "Burstable": "normal", "BE": "spot"}
@@ -187,7 +201,7 @@ def read_openb(path: str | os.PathLike[str], *, gpus_per_host: int = 8, walltime
         dur = (end - start) * time_scale
         jobs.append(Job(id=row["name"], request=gang_request(gpus, gpus_per_host), submit=start * time_scale,
                         walltime=max(dur * walltime_factor, 60.0), duration=dur, tier=OPENB_TIERS[qos],
-                        account=qos, meta={"comm_sensitivity": 1.0 if gpus > 1 else 0.0}))
+                        account=qos, meta=_profile(row)))
         if limit and len(jobs) >= limit:
             break
     return Trace(_shift(jobs), f"openb:{p.name}", skipped)
@@ -229,6 +243,5 @@ def read_swf(path: str | os.PathLike[str], *, procs_per_gpu: int = 1, gpus_per_h
         jobs.append(Job(id=f"swf{num}", request=gang_request(gpus, gpus_per_host), submit=submit * time_scale,
                         walltime=max(wall, run, 1.0) * time_scale, duration=run * time_scale,
                         account=f"g{group}", user=f"u{user}",
-                        tier=(queue_tiers or {}).get(queue, "normal"),
-                        meta={"comm_sensitivity": 1.0 if gpus > 1 else 0.0}))
+                        tier=(queue_tiers or {}).get(queue, "normal")))
     return Trace(_shift(jobs), f"swf:{p.name}", skipped)

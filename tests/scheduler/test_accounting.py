@@ -19,8 +19,11 @@ def _fifo() -> Scheduler:
 class _Double:
     """Every multi-GPU placement runs twice as long as its ideal run time."""
 
-    def factor(self, job, placement, fab) -> float:  # noqa: ARG002
-        return 2.0
+    def start(self, job_id, job, gpus) -> dict[str, float]:  # noqa: ARG002
+        return {job_id: 2.0}
+
+    def end(self, job_id) -> dict[str, float]:  # noqa: ARG002
+        return {}
 
 
 def test_jobs_that_never_fit_are_rejected_with_a_reason():

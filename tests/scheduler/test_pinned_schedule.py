@@ -3,7 +3,8 @@
 Each case replays a small synthetic workload and hashes every start (time, job, sorted GPU ids),
 every preemption and every job's (first start, end, status). The digests were recorded with the
 code before the placement fast paths (stranded-GPU table, per-problem host-cost cache, per-edge
-pair memo, ...). A change that alters decisions on purpose must re-record them (run this file's
+pair memo, ...) and re-recorded when the simulator's slowdown became the collective model with
+contention (issue 13 step 5: run times, hence every later decision, changed on purpose). A change that alters decisions on purpose must re-record them (run this file's
 ``_digest`` and paste the new value) and say so; an optimisation must leave them unchanged.
 """
 
@@ -44,11 +45,11 @@ def _digest(policy, fab_ref: str, jobs: int, load: float, **kw) -> tuple[str, in
 
 CASES = {
     "fabric-superpod": (fabric_policy, "superpod:sus=2", 250, 1.5, {},
-                        "137cc06e2cc9f7115e76d0ef32d41bb362f19bf8826cab8fd20158b60966e750", 284),
+                        "b77f00c20f06af729b21b2942a1e81bb065c983bb118d6e282c15fb82986aa35", 270),
     "slurm-superpod": (slurm_policy, "superpod:sus=2", 250, 1.5, {},
-                       "4598033365c30a47fed2e648394c8042d2944389115dd8a72b8fa7ce6408231b", 250),
+                       "cfb2ec9c4d6baf0638cdf2c9028a1a6f063513d69ee382f7df5def707efd224a", 250),
     "fabric-nvl72": (fabric_policy, "nvl72:racks=2", 200, 1.3, {"gpus_per_host": 4},
-                     "e2be2dc0ab5675e23a4debf7d60c3a8653055e4b50a9a56e7276df2bf4bf760f", 204),
+                     "81bd190c4f75ccc4315be4ee77b4545b49eac5286ab8b518d91a1b5e0beab08b", 208),
 }
 
 

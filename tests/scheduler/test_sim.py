@@ -8,7 +8,7 @@ import pytest
 
 from fabric_hpc.scheduler import (Backfill, GangPreemption, MultifactorPriority, Scheduler, SolverPlacer,
                                   fabric_policy, slurm_policy)
-from fabric_hpc.sim import CommSlowdown, Simulator, gang_workload, load_results, summarize, write_html, write_results
+from fabric_hpc.sim import Contention, Simulator, gang_workload, load_results, summarize, write_html, write_results
 from tests.scheduler.helpers import fabric, job
 
 
@@ -48,16 +48,15 @@ def test_preempted_gang_is_requeued_and_pays_restore():
 
 def test_slowdown_stretches_scattered_gangs():
     fab = fabric(4, 2)
-    model = CommSlowdown()
+    model = Contention(fab)
     from fabric_hpc.placement import ClusterState, place
 
     st = ClusterState(fab)
-    st.allocate("x", fab.host_gpus("n1")[:4] + fab.host_gpus("n3")[:4])
+    st.allocate("x", [g for h in ("n1", "n2", "n3", "n4") for g in fab.host_gpus(h)[:4]])
     compact = place(fab, ClusterState(fab), "nodes=2,gpus=8", solver="greedy")
-    scattered = place(fab, st, "nodes=2,gpus=8", solver="greedy")  # n2 + n4: two leaves
-    j = job("j", 2)
-    assert model.factor(j, compact, fab) == 1.0
-    assert model.factor(j, scattered, fab) == pytest.approx(1.10)
+    scattered = place(fab, st, "gpus=8", solver="greedy")  # 4 free per host: over two hosts' NICs
+    assert model.start("c", job("c", 2), compact.gpus) == {"c": 1.0}
+    assert model.start("s", job("s", 1), scattered.gpus)["s"] > 1.2
 
 
 def test_same_inputs_same_outputs(tmp_path):

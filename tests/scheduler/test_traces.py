@@ -106,3 +106,23 @@ def test_synthetic_is_seeded_and_hits_its_load():
     assert {j.tier for j in a} == {"high", "normal", "spot"}
     assert any(j.request.nodes > 1 for j in a)
     assert len(load_trace("synthetic:jobs=40,seed=1")) == 40
+
+
+def test_comm_profile_defaults_by_model_and_trace_columns_override(tmp_path):
+    from fabric_hpc.sim import CommProfile
+    from fabric_hpc.sim.contention import DEFAULT_COMM_FRACTION
+
+    t = read_tiresias(DATA / "tiresias_60_job.csv")
+    vgg = next(j for j in t if j.meta["model"].startswith("vgg"))
+    assert CommProfile.of(vgg).fraction == pytest.approx(DEFAULT_COMM_FRACTION * 1.5)
+    p = tmp_path / "t.csv"
+    p.write_text("job_id,num_gpu,submit_time,iterations,model_name,duration,interval,comm_fraction,comm_bytes\n"
+                 "0,16,0,1,vgg,100,1,0.6,1e9\n1,16,0,1,vgg,100,1,,\n")
+    a, b = read_tiresias(p)
+    assert CommProfile.of(a) == CommProfile(0.6, 1e9)
+    assert CommProfile.of(b).fraction == pytest.approx(DEFAULT_COMM_FRACTION * 1.5)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("job_id,num_gpu,submit_time,iterations,model_name,duration,interval,comm_fraction\n"
+                   "0,16,0,1,vgg,100,1,2\n")
+    with pytest.raises(ConfigError, match="comm_fraction"):
+        CommProfile.of(read_tiresias(bad)[0])

@@ -1,0 +1,137 @@
+"""Contention ablation: ``.venv/bin/python -m benchmarks.scheduler.ablation [--jobs N] [--no-write]
+[--json PATH]``.
+
+Scheduling outcomes with the simulator's slowdown = the collective model (sim.contention) with
+contention between running jobs *on* and *off* (each job stretched by its placement alone), for
+the Slurm-like baseline and the fabric policy, at offered loads 0.9 / 1.2 / 1.5 and seeds 1 and 2,
+on GB200 NVL72, a DGX H100 SuperPOD and the Lingjun Clos with its ToR uplinks 2:1 oversubscribed
+(an assumption, docs/collective-model.md). Every (fabric, load, seed) replays the same jobs under
+all four combinations in one process. Writes the ``## Contention ablation`` section of
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks._report import write_section
+from fabric_hpc.scheduler import fabric_policy, slurm_policy
+from fabric_hpc.sim import Contention, Simulator, gang_workload, summarize
+from fabric_hpc.topology import build, import_lingjun, open_fabric
+
+ROOT = Path(__file__).resolve().parents[2]
+LOADS = (0.9, 1.2, 1.5)
+SEEDS = (1, 2)
+JAIN_TOL = 0.005  # as benchmarks.scheduler
+UTIL_TOL = 0.005
+#: Longest job (s): the generator's 2-day tail would dominate the makespan of a few hundred jobs on
+#: thousands of GPUs (utilisation then measures the tail, not the schedule).
+MAX_DURATION_S = 6 * 3600.0
+
+
+def fabrics() -> dict[str, tuple[object, int]]:
+    """name -> (fabric, GPUs per host)."""
+    lingjun = build(import_lingjun(ROOT / "data/topologies/alibaba_lingjun2023_topo.csv", oversubscription=2.0))
+    return {"GB200 NVL72, 8 racks": (open_fabric("nvl72:racks=8"), 4),
+            "DGX H100 SuperPOD, 4 SU": (open_fabric("superpod:sus=4"), 8),
+            "Lingjun Clos, ToRs 2:1": (lingjun, 8)}
+
+
+def run_one(fab, gph: int, jobs: int, load: float, seed: int) -> dict:
+    work = gang_workload(jobs=jobs, cluster_gpus=len(fab.gpus), gpus_per_host=gph, load=load, seed=seed,
+                         max_duration_s=MAX_DURATION_S)
+    out = {}
+    for pol_name, make in (("slurm", slurm_policy), ("fabric", fabric_policy)):
+        for cont in (True, False):
+            t0 = time.perf_counter()
+            res = Simulator(fab, make(), work, slowdown=Contention(fab, contention=cont)).run()
+            s = summarize(res)
+            out[f"{pol_name}/{'on' if cont else 'off'}"] = {
+                k: s[k] for k in ("mean_jct_s", "gpu_utilisation", "jain_accounts", "mean_stretch", "finished",
+                                  "mean_wait_s")} | {"wall_s": time.perf_counter() - t0}
+    return out
+
+
+def verdict(r: dict, mode: str) -> dict:
+    s, f = r[f"slurm/{mode}"], r[f"fabric/{mode}"]
+    red = 1 - f["mean_jct_s"] / s["mean_jct_s"] if s["mean_jct_s"] else 0.0
+    return {"jct_reduction": red, "util_delta": f["gpu_utilisation"] - s["gpu_utilisation"],
+            "jain_delta": f["jain_accounts"] - s["jain_accounts"]}
+
+
+def render(results: dict, jobs: int) -> str:
+    lines = [f"Synthetic gangs (`gang_workload`, {jobs} jobs per replay, sized to each fabric's GPUs, durations "
+             f"capped at {MAX_DURATION_S / 3600:.0f} h), "
+             "default communication profile scaled per job by U(0.5, 1.5) (docs/scheduler.md, \"Slowdown\"). "
+             "JCT reduction = 1 − fabric / Slurm-like mean JCT, both under the same slowdown; Δ utilisation and "
+             "Δ Jain are fabric − Slurm-like (positive = fabric better).", "",
+             "| fabric | load | seed | contention | Slurm-like JCT (h) | fabric JCT (h) | JCT reduction | "
+             "stretch slurm / fabric | util slurm / fabric | Jain slurm / fabric |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    summary = []
+    for fab_name, per in results.items():
+        for key, r in per.items():
+            load, seed = key.split("/")
+            for mode in ("on", "off"):
+                s, f, v = r[f"slurm/{mode}"], r[f"fabric/{mode}"], verdict(r, mode)
+                lines.append(f"| {fab_name} | {load} | {seed} | {mode} | {s['mean_jct_s'] / 3600:.2f} | "
+                             f"{f['mean_jct_s'] / 3600:.2f} | {v['jct_reduction']:+.1%} | "
+                             f"{s['mean_stretch']:.3f} / {f['mean_stretch']:.3f} | "
+                             f"{s['gpu_utilisation']:.3f} / {f['gpu_utilisation']:.3f} | "
+                             f"{s['jain_accounts']:.3f} / {f['jain_accounts']:.3f} |")
+        for mode in ("on", "off"):
+            vs = [verdict(r, mode) for r in per.values()]
+            summary.append((fab_name, mode, float(np.mean([v["jct_reduction"] for v in vs])),
+                            min(v["jct_reduction"] for v in vs), min(v["util_delta"] for v in vs),
+                            min(v["jain_delta"] for v in vs)))
+    lines += ["", "Per fabric over the loads and seeds above:", "",
+              "| fabric | contention | mean JCT reduction | worst JCT reduction | worst Δ utilisation | "
+              "worst Δ Jain |", "|---|---|---|---|---|---|"]
+    for fab_name, mode, mean, worst, du, dj in summary:
+        lines.append(f"| {fab_name} | {mode} | {mean:+.1%} | {worst:+.1%} | {du:+.3f} | {dj:+.3f} |")
+    met = [f for f, mode, mean, _, du, dj in summary
+           if mode == "on" and mean >= 0.20 and du >= -UTIL_TOL and dj >= -JAIN_TOL]
+    lines += ["", f"Target (contention on: mean JCT ≥ 20 % lower than Slurm-like on ≥ 2 fabrics, utilisation "
+              f"and Jain no worse, tolerances {UTIL_TOL} / {JAIN_TOL} on the worst case): met on "
+              f"{len(met)} fabric(s) ({', '.join(met) or 'none'}) → {'met' if len(met) >= 2 else '**missed**'}."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--jobs", type=int, default=800, help="jobs per replay")
+    ap.add_argument("--no-write", action="store_true", help="print, do not write docs/benchmarks.md")
+    ap.add_argument("--json", type=Path, help="also write the raw numbers here")
+    ap.add_argument("--only", help="only the fabrics whose name contains this (e.g. Lingjun)")
+    ap.add_argument("--loads", type=float, nargs="+", default=list(LOADS), help="offered loads")
+    ap.add_argument("--section", default="Contention ablation", help="docs/benchmarks.md section title")
+    a = ap.parse_args()
+    t0 = time.perf_counter()
+    results: dict = {}
+    for name, (fab, gph) in fabrics().items():
+        if a.only and a.only not in name:
+            continue
+        results[name] = {}
+        for load in a.loads:
+            for seed in SEEDS:
+                results[name][f"{load}/{seed}"] = run_one(fab, gph, a.jobs, load, seed)
+                print(name, load, seed, json.dumps(results[name][f"{load}/{seed}"]), flush=True)
+    body = render(results, a.jobs) + f"\n\nWhole run: {time.perf_counter() - t0:.0f} s on the shared machine."
+    print(body)
+    if a.json:
+        a.json.write_text(json.dumps(results, indent=1))
+    if not a.no_write:
+        flags = (f" --only {a.only}" if a.only else "") + (f" --loads {' '.join(map(str, a.loads))}"
+                                                          if list(a.loads) != list(LOADS) else "")
+        if a.section != "Contention ablation":
+            flags += f" --section '{a.section}'"
+        write_section(a.section, body, command=f"python -m benchmarks.scheduler.ablation --jobs {a.jobs}{flags}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""The simulator's slowdown: the collective-time model with contention between running jobs.
+
+A trace gives each job's run time at an ideal placement (compact, alone on the fabric). A job's
+*communication profile* says what part of that time is collectives (docs/scheduler.md, "Slowdown")::
+
+    comm_fraction  f   share of an ideal step spent in (non-overlapped) collectives  (default 0.30)
+    comm_bytes     S   bytes all-reduced per step                                   (default 256 MiB)
+
+Per step, with ``t_ideal`` the modelled all-reduce of ``S`` on the job's GPU count placed compactly
+on the empty fabric, and ``t`` the same all-reduce on the job's real GPUs beside every other running
+job's traffic (max-min fair share, :func:`fabric_hpc.placement.collective.fair_rates`)::
+
+    stretch = (1 - f) + f · t / t_ideal          (≥ 1: clamped; 1 for single-GPU jobs)
+
+and the job's remaining work runs ``stretch`` times slower. ``t`` is the model's time alone
+(``collective_time``: ring or tree, whichever is faster) with its bandwidth part divided by the
+job's fair-share slow-down on the network (its ring's rate alone / its rate among the others).
+
+When a job starts or ends only the jobs that share a network resource (NIC, switch uplink or
+downlink of finite capacity) with it can change rate; their rates are recomputed from the fair
+share among themselves and *their* neighbours (two hops), so the cost of an event is bounded by
+the neighbourhood, not the cluster. A job further away whose rate would shift through a chain of
+three or more jobs is updated at the next event that touches it (an approximation, documented).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.placement.collective import (CollectiveParams, allreduce_and_load, collective_time,
+                                             effective_cap, fabric_net, fair_rates)
+from fabric_hpc.scheduler.contract import Job
+from fabric_hpc.topology import Fabric
+
+#: Default share of step time in exposed collectives: communication is 20 % to over 50 % of
+#: iteration time in distributed training (arXiv:2512.24750, docs/scheduler.md); the low half.
+DEFAULT_COMM_FRACTION = 0.30
+#: Default bytes all-reduced per step (the placement cost's modelled collective, docs/placement.md).
+DEFAULT_COMM_BYTES = 256 * 2**20
+#: A placement whose collective cannot run (a host without a NIC) counts as this much slower.
+MAX_COMM_RATIO = 100.0
+
+
+@dataclass(frozen=True)
+class CommProfile:
+    """What share of a job's step is communication and how many bytes a step all-reduces."""
+
+    fraction: float = DEFAULT_COMM_FRACTION
+    bytes: float = DEFAULT_COMM_BYTES
+
+    @classmethod
+    def of(cls, job: Job) -> CommProfile:
+        """The job's profile from ``meta`` (``comm_fraction``, ``comm_bytes``), else the defaults."""
+        meta = job.meta or {}
+        f, b = meta.get("comm_fraction", DEFAULT_COMM_FRACTION), meta.get("comm_bytes", DEFAULT_COMM_BYTES)
+        try:
+            f, b = float(f), float(b)
+        except (TypeError, ValueError):
+            f = b = math.nan
+        if not (0.0 <= f <= 1.0 and b > 0 and math.isfinite(b)):
+            raise ConfigError(f"job {job.id}: comm_fraction={meta.get('comm_fraction')!r}, "
+                              f"comm_bytes={meta.get('comm_bytes')!r} out of range",
+                              hint="comm_fraction in 0..1, comm_bytes > 0")
+        return cls(f, b)
+
+
+@dataclass
+class _Run:
+    profile: CommProfile
+    ideal: float  # modelled collective time at the compact placement, alone (s)
+    bw: float  # bandwidth part of the collective alone on its placement (s)
+    lat: float  # latency part (s)
+    res: np.ndarray  # shared network resources the job's ring uses
+    load: np.ndarray  # its bytes on each of them
+    rate: float  # its ring's rate alone (collectives/s over ``res``)
+    stretch: float = 1.0
+
+
+class Contention:
+    """``start(job_id, job, gpus)`` / ``end(job_id)`` -> ``{job_id: new stretch}`` of every running
+    job whose stretch changed (the started job always included). ``contention=False`` gives each
+    job its placement's stretch alone (the ablation's "off")."""
+
+    def __init__(self, fab: Fabric, *, contention: bool = True, params: CollectiveParams | None = None) -> None:
+        self.fab, self.contention = fab, contention
+        self.params = params or CollectiveParams()
+        net = fabric_net(fab)
+        self._cap = effective_cap(net, self.params)
+        self._shared = (net.kind != 0) & np.isfinite(self._cap)  # NVLink ports are never shared
+        self._ideal: dict[tuple[int, float], float] = {}
+        #: (ideal, bandwidth, latency) seconds of one-NVLink-domain placements by shape
+        self._alone: dict[tuple[int, float, float], tuple[float, float, float]] = {}
+        self._runs: dict[str, _Run] = {}
+        self._users: dict[int, set[str]] = {}  # resource -> running jobs that load it
+        self._demand = np.zeros(net.size)  # GB/s each resource would carry with every job at its rate alone
+
+    def stretch(self, job_id: str) -> float:
+        return self._runs[job_id].stretch
+
+    def start(self, job_id: str, job: Job, gpus: Iterable[int | str]) -> dict[str, float]:
+        """``gpus``: GPU indices or names."""
+        pos = self.fab.gpu_pos
+        g = np.unique(np.fromiter((x if isinstance(x, (int, np.integer)) else pos[x] for x in gpus), np.int64))
+        prof = CommProfile.of(job)
+        if len(g) <= 1 or prof.fraction == 0:
+            self._runs[job_id] = _Run(prof, 0.0, 0.0, 0.0, np.zeros(0, np.int64), np.zeros(0), math.inf)
+            return {job_id: 1.0}
+        nvl = self.fab.index.gpu_nvl[g]
+        one = bool(nvl[0] >= 0 and (nvl == nvl[0]).all())  # one NVLink domain: no network, no neighbours
+        key = (len(g), prof.bytes, float(self.fab.index.nvl_gbps[nvl[0]])) if one else None
+        if key is not None and key in self._alone:
+            run = self._runs[job_id] = _Run(prof, *self._alone[key], np.zeros(0, np.int64), np.zeros(0), math.inf)
+            run.stretch = self._stretch(run, run.rate)
+            return {job_id: run.stretch}
+        alone, load = allreduce_and_load(self.fab, g, prof.bytes, params=self.params)
+        res = np.flatnonzero((load > 0) & self._shared)
+        rate = 1.0 / float((load[res] / 1e9 / self._cap[res]).max()) if res.size else math.inf
+        run = _Run(prof, self._ideal_time(len(g), prof.bytes), alone.bandwidth_s, alone.latency_s,
+                   res, load[res], rate)
+        self._runs[job_id] = run
+        run.stretch = self._stretch(run, run.rate)
+        if key is not None and not res.size:
+            self._alone[key] = (run.ideal, run.bw, run.lat)
+        if not self.contention or not res.size:
+            return {job_id: run.stretch}
+        for r in res.tolist():
+            self._users.setdefault(r, set()).add(job_id)
+        self._demand[res] += run.load / 1e9 * run.rate
+        changed = self._recompute(self._neighbours([job_id]) | {job_id})
+        changed[job_id] = run.stretch
+        return changed
+
+    def end(self, job_id: str) -> dict[str, float]:
+        if not self.contention or not self._runs[job_id].res.size:
+            del self._runs[job_id]
+            return {}
+        near = self._neighbours([job_id]) - {job_id}
+        run = self._runs.pop(job_id)
+        self._demand[run.res] -= run.load / 1e9 * run.rate
+        for r in run.res.tolist():
+            users = self._users[r]
+            users.discard(job_id)
+            if not users:
+                del self._users[r]
+        return self._recompute(near)
+
+    # -- internals ----------------------------------------------------------------------------------
+    def _ideal_time(self, n: int, size: float) -> float:
+        """The collective on ``n`` GPUs placed compactly (the first ``n`` in topology order), alone."""
+        key = (n, size)
+        if key not in self._ideal:
+            self._ideal[key] = collective_time(self.fab, np.arange(n), size, params=self.params).seconds
+        return self._ideal[key]
+
+    def _stretch(self, run: _Run, rate: float) -> float:
+        if run.ideal <= 0:
+            return 1.0
+        slow = run.rate / rate if math.isfinite(run.rate) and rate > 0 else 1.0
+        t = run.bw * slow + run.lat
+        ratio = min(t / run.ideal, MAX_COMM_RATIO) if math.isfinite(t) else MAX_COMM_RATIO
+        return max(1.0, (1.0 - run.profile.fraction) + run.profile.fraction * ratio)
+
+    def _neighbours(self, ids: Iterable[str]) -> set[str]:
+        out: set[str] = set()
+        for j in ids:
+            for r in self._runs[j].res.tolist():
+                out |= self._users.get(r, set())
+        return out
+
+    def _recompute(self, targets: set[str]) -> dict[str, float]:
+        """New stretches of ``targets`` from the fair share among them and their neighbours."""
+        changed: dict[str, float] = {}
+        hard = set()
+        for j in sorted(targets):  # a job whose links all have room for everyone's rate alone runs at its own
+            run = self._runs[j]
+            if (self._demand[run.res] <= self._cap[run.res] * (1 + 1e-9)).all():
+                self._set(j, run, run.rate, changed)
+            else:
+                hard.add(j)
+        if not hard:
+            return changed
+        targets = hard
+        group = sorted(targets | self._neighbours(targets))
+        runs = [self._runs[j] for j in group]
+        res = np.unique(np.concatenate([r.res for r in runs]))
+        # only over-demanded links can bind (every rate is at most the job's rate alone); each job's
+        # own bottleneck becomes a private link of capacity its rate alone
+        sat = res[self._demand[res] > self._cap[res] * (1 + 1e-9)]
+        alone = np.array([r.rate for r in runs])
+        if not sat.size:
+            rates = alone
+        else:
+            k = len(sat)
+            cap = np.concatenate([self._cap[sat], alone])
+            loads = []
+            for i, r in enumerate(runs):
+                v = np.zeros(k + len(runs))
+                on = np.isin(r.res, sat)
+                v[np.searchsorted(sat, r.res[on])] = r.load[on]
+                v[k + i] = 1e9  # one collective per second per unit of its rate alone
+                loads.append(v)
+            rates = fair_rates(loads, cap)
+        for j, run, x in zip(group, runs, rates, strict=True):
+            if j in targets:
+                self._set(j, run, float(x), changed)
+        return changed
+
+    def _set(self, job_id: str, run: _Run, rate: float, changed: dict[str, float]) -> None:
+        s = self._stretch(run, rate)
+        if abs(s - run.stretch) > 1e-12:
+            run.stretch = s
+            changed[job_id] = s

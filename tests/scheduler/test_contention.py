@@ -1,0 +1,164 @@
+"""The simulator's slowdown: the collective model with contention, recomputed as jobs start and end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.scheduler import Backfill, MultifactorPriority, Scheduler, SolverPlacer
+from fabric_hpc.sim import CommProfile, Contention, Simulator, gang_workload
+from fabric_hpc.topology import build, generators
+from tests.scheduler.helpers import job
+
+
+def _oversubscribed(hosts: int = 4, per_leaf: int = 2, ratio: float = 2.0):
+    """A leaf-spine fabric whose leaf uplinks carry 1/ratio of what the leaf's NICs can send."""
+    spec = generators.leaf_spine(hosts=hosts, hosts_per_leaf=per_leaf)
+    groups = [g.model_copy(update={"uplink_gbps": g.uplink_gbps / ratio}) if g.uplink_gbps else g
+              for g in spec.network.groups]
+    return build(spec.model_copy(update={"network": spec.network.model_copy(update={"groups": groups})}))
+
+
+def _gpus(fab, *hosts: str) -> list[int]:
+    idx = {g: i for i, g in enumerate(fab.gpus)}
+    return [idx[g] for h in hosts for g in fab.host_gpus(h)]
+
+
+def test_two_jobs_sharing_an_uplink_both_slow_down_and_ending_one_speeds_the_other():
+    fab = _oversubscribed()  # leaf1: n1 n2, leaf2: n3 n4; uplinks 2:1
+    c = Contention(fab)
+    a = c.start("a", job("a", 2), _gpus(fab, "n1", "n3"))["a"]  # alone: crosses the spine, no one to share with
+    both = c.start("b", job("b", 2), _gpus(fab, "n2", "n4"))
+    assert set(both) == {"a", "b"}
+    assert both["a"] > a * 1.1 and both["b"] > a * 1.1  # the shared uplink halves each ring's rate
+    assert both["a"] == pytest.approx(both["b"])
+    sped = c.end("b")
+    assert sped == {"a": pytest.approx(a)}
+    assert c.stretch("a") < both["a"]
+
+
+def test_contention_off_ignores_the_other_jobs():
+    fab = _oversubscribed()
+    c = Contention(fab, contention=False)
+    a = c.start("a", job("a", 2), _gpus(fab, "n1", "n3"))
+    assert c.start("b", job("b", 2), _gpus(fab, "n2", "n4")) == {"b": pytest.approx(a["a"])}
+    assert c.end("b") == {}
+
+
+def test_a_job_alone_on_nvlink_is_not_slowed():
+    fab2 = _oversubscribed(hosts=6, per_leaf=2)
+    c2 = Contention(fab2)
+    c2.start("x", job("x", 2), _gpus(fab2, "n1", "n3"))
+    assert c2.start("nv", job("nv", 1), _gpus(fab2, "n5")) == {"nv": 1.0}  # one host: NVLink only
+
+
+def test_a_compact_placement_alone_runs_at_its_ideal_speed_and_a_scattered_one_slower():
+    fab = _oversubscribed(hosts=4, per_leaf=2, ratio=4.0)
+    c = Contention(fab)
+    assert c.start("c", job("c", 2), _gpus(fab, "n1", "n2"))["c"] == pytest.approx(1.0)
+    c.end("c")
+    # one GPU on each of 16 hosts would be worse still; here: 8 GPUs as 4 + 4 over two hosts
+    s = c.start("s", job("s", 1), _gpus(fab, "n1")[:4] + _gpus(fab, "n3")[:4])["s"]
+    assert s > 1.2  # 8 GPUs on one host talk over NVLink; split, they cross one 400G NIC each
+
+
+def test_profiles_come_from_meta_with_defaults_and_are_validated():
+    from fabric_hpc.scheduler import Job
+    from fabric_hpc.placement import Request
+
+    j = Job(id="j", request=Request(gpus=16), submit=0, walltime=10, meta={"comm_fraction": 0.5})
+    assert CommProfile.of(j).fraction == 0.5 and CommProfile.of(job("k", 2)) == CommProfile()
+    with pytest.raises(ConfigError, match="comm_fraction"):
+        CommProfile.of(Job(id="x", request=Request(gpus=2), submit=0, walltime=10, meta={"comm_fraction": 1.5}))
+    fab = _oversubscribed()
+    quiet = Contention(fab)
+    assert quiet.start("q", Job(id="q", request=Request(gpus=16), submit=0, walltime=10, meta={"comm_fraction": 0}),
+                       _gpus(fab, "n1", "n3")) == {"q": 1.0}
+
+
+class _CountRunning:
+    """Every running job runs as many times slower as there are jobs running."""
+
+    def __init__(self) -> None:
+        self.on: set[str] = set()
+
+    def start(self, job_id, job, gpus):  # noqa: ARG002
+        self.on.add(job_id)
+        return {j: float(len(self.on)) for j in self.on}
+
+    def end(self, job_id):
+        self.on.discard(job_id)
+        return {j: float(len(self.on)) for j in self.on}
+
+
+def _fifo() -> Scheduler:
+    prio = MultifactorPriority(weight_fairshare=0, weight_size=0, weight_tier=0, weight_age=1000)
+    return Scheduler("fifo", prio, SolverPlacer("greedy"), Backfill.easy())
+
+
+def test_the_engine_keeps_work_done_and_restretches_the_rest():
+    fab = generators.leaf_spine(hosts=2, hosts_per_leaf=2)
+    jobs = [job("a", 1, wall=1000, dur=100), job("b", 1, submit=50, wall=1000, dur=100)]
+    recs = {r.job.id: r for r in Simulator(build(fab), _fifo(), jobs, slowdown=_CountRunning()).run().records}
+    # a: 50 s alone (50 work), then ×2 with b: 50 work in 100 s -> ends at 150
+    # b: 50..150 at ×2 (50 work), then alone: 50 s more -> ends at 200
+    assert recs["a"].end == pytest.approx(150) and recs["b"].end == pytest.approx(200)
+    assert recs["a"].stretch == pytest.approx(1.5) and recs["b"].stretch == pytest.approx(1.5)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(1, 16), st.integers(0, 3)), min_size=2, max_size=8),
+       st.randoms(use_true_random=False))
+def test_stretch_is_never_below_one_under_any_placements(specs, rnd):
+    fab = _oversubscribed(hosts=8, per_leaf=2, ratio=3.0)
+    c = Contention(fab)
+    free = list(range(len(fab.gpus)))
+    live = []
+    for i, (n, drop) in enumerate(specs):
+        if len(free) < n:
+            break
+        rnd.shuffle(free)
+        gpus, free = free[:n], free[n:]
+        live.append((f"j{i}", gpus))
+        assert all(s >= 1.0 for s in c.start(f"j{i}", job(f"j{i}", 1), gpus).values())
+        if drop == 0 and len(live) > 1:
+            jid, g = live.pop(0)
+            free += g
+            assert all(s >= 1.0 for s in c.end(jid).values())
+    assert all(c.stretch(j) >= 1.0 for j, _ in live)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 1000), st.sampled_from([0.9, 1.5]))
+def test_a_jobs_run_time_is_never_below_its_ideal_run_time(seed, load):
+    fab = _oversubscribed(hosts=8, per_leaf=2, ratio=2.0)
+    jobs = gang_workload(jobs=40, cluster_gpus=len(fab.gpus), seed=seed, load=load,
+                         size_mix={1: 0.3, 8: 0.3, 16: 0.2, 32: 0.2})
+    res = Simulator(fab, _fifo(), jobs, restore_s=0.0).run()
+    for r in res.records:
+        if r.status == "done":
+            assert r.run_time >= r.job.duration * (1 - 1e-9)
+            assert r.stretch >= 1.0 - 1e-9
+    assert np.isfinite([r.run_time for r in res.records]).all()
+
+
+def test_the_reduced_solve_gives_the_full_max_min_share():
+    from fabric_hpc.placement.collective import CollectiveParams, effective_cap, fabric_net, fair_rates, job_load
+
+    fab = _oversubscribed(hosts=8, per_leaf=2, ratio=4.0)
+    c = Contention(fab)
+    # four gangs, all crossing between leaf1/leaf2 and the others: one neighbourhood
+    placed = {"a": ("n1", "n3"), "b": ("n2", "n5"), "c": ("n4", "n6"), "d": ("n7", "n8")}
+    for j, hosts in placed.items():
+        c.start(j, job(j, 2), _gpus(fab, *hosts))
+    net = fabric_net(fab)
+    cap = effective_cap(net, CollectiveParams())
+    shared = (net.kind != 0) & np.isfinite(cap)
+    loads = [job_load(fab, _gpus(fab, *h), c._runs[j].profile.bytes)[shared] for j, h in placed.items()]
+    full = fair_rates(loads, cap[shared])
+    for (j, _), x in zip(placed.items(), full, strict=True):
+        assert c.stretch(j) == pytest.approx(c._stretch(c._runs[j], float(x)), rel=1e-9)
+    assert max(c.stretch(j) for j in placed) > 1.05  # the share binds somewhere
