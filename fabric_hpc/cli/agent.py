@@ -34,9 +34,15 @@ def group() -> None:
               help="Seconds Slurm may take to answer the first contact; no answer: exit 5 at once.")
 @click.option("--max-backoff", "max_backoff_s", type=float, default=10.0, show_default=True,
               help="Longest wait after a failed cycle (the wait doubles from 0.25 s up to this).")
+@click.option("--tier-map", "tier_map", multiple=True, metavar="KIND:NAME=TIER",
+              help="Map a Slurm QOS or partition to a tier (high, normal, spot): qos:urgent=high, "
+                   "partition:preempt=spot. Repeat it. A mapped QOS wins over the partition and the comment.")
+@click.option("--ckpt-root", "ckpt_root", default=None,
+              help="The TaskProlog's ckpt_root: each running job's last checkpoint time is read from "
+                   "<ckpt-root>/<user>/<job name>, so preemption counts only work since it (default: not read).")
 def run(topology: str, state_dir: str, interval_s: float, fallback_s: int, policy: str, placement: str,
         compact_wait_s: float | None, metrics_port: int, backend: str, rest_url: str | None, cycles: int | None,
-        contact_timeout_s: float, max_backoff_s: float) -> None:
+        contact_timeout_s: float, max_backoff_s: float, tier_map: tuple[str, ...], ckpt_root: str | None) -> None:
     """Run the agent: place fabric-marked pending jobs, every interval and when the plugin wakes it.
 
     Slurm must answer at start (else exit 5 within --contact-timeout). Once running, a failed cycle
@@ -50,7 +56,8 @@ def run(topology: str, state_dir: str, interval_s: float, fallback_s: int, polic
     config = parse_model(AgentConfig, {"state_dir": state_dir, "interval_s": interval_s, "fallback_s": fallback_s,
                                        "policy": policy, "placement": placement, "metrics_port": metrics_port,
                                        "compact_wait_s": compact_wait_s, "contact_timeout_s": contact_timeout_s,
-                                       "max_backoff_s": max_backoff_s},
+                                       "max_backoff_s": max_backoff_s, "tier_map": list(tier_map),
+                                       "ckpt_root": ckpt_root},
                          source="fabric agent run")
     agent = Agent(open_client(backend, url=rest_url), open_fabric(topology), config)
     agent.install_signal_handlers()

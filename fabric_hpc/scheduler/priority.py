@@ -71,6 +71,33 @@ class UsageLedger:
     def usage(self) -> dict[str, float]:
         return dict(self._usage)
 
+    @property
+    def time(self) -> float | None:
+        """The time of the last :meth:`advance` (None before the first)."""
+        return self._t
+
+    def to_dict(self) -> dict[str, object]:
+        """The ledger as JSON-ready data (:meth:`from_dict` rebuilds it exactly)."""
+        return {"half_life_s": self.half_life_s, "t": self._t, "usage": dict(sorted(self._usage.items()))}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object], *, source: str = "usage ledger") -> UsageLedger:
+        """A ledger from :meth:`to_dict`'s data; ConfigError naming ``source`` when it is malformed."""
+        usage, t, half = data.get("usage"), data.get("t"), data.get("half_life_s")
+        ok = isinstance(usage, Mapping) and all(isinstance(k, str) and _nonneg(v) for k, v in usage.items()) \
+            and (t is None or _nonneg(t)) and _nonneg(half) and set(data) == {"half_life_s", "t", "usage"}
+        if not ok:
+            raise ConfigError(f"{source}: not a usage ledger (keys half_life_s, t, usage with numbers >= 0)",
+                              hint="remove the file to start the usage from zero")
+        ledger = cls(float(half))  # type: ignore[arg-type]
+        ledger._t = None if t is None else float(t)  # type: ignore[arg-type]
+        ledger._usage = {k: float(v) for k, v in usage.items()}  # type: ignore[union-attr]
+        return ledger
+
+
+def _nonneg(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
 
 @dataclass
 class ClassicFairshare:
