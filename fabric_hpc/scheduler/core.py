@@ -31,9 +31,8 @@ import numpy as np
 
 from fabric_hpc.placement import ClusterState, Placement
 from fabric_hpc.placement.levels import fabric_levels
-from fabric_hpc.placement.state import DOWN, FREE
 from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, BackfillPolicy, Decisions, Job, Placer, PreemptionPolicy,
-                                           PriorityPolicy, Reservation, RunningJob, SchedulerInput, Tier)
+                                           PriorityPolicy, RankedPriority, Reservation, RunningJob, SchedulerInput, Tier)
 from fabric_hpc.scheduler.placer import fit_gpus, masked_state, may_fit, request_key
 
 _JOB_ID = attrgetter("job.id")
@@ -214,9 +213,8 @@ class Scheduler:
     def _priorities(self, view: SchedulerInput) -> tuple[list[str], np.ndarray, np.ndarray]:
         """(ids, priorities, submit times) of ``view.pending`` as arrays: from the priority policy's
         ``ranked`` where it has one (the same numbers as its ``priorities``), else from the dict."""
-        ranked = getattr(self.priority, "ranked", None)
-        if ranked is not None:
-            return ranked(view)
+        if isinstance(self.priority, RankedPriority):
+            return self.priority.ranked(view)
         by_id = self.priority.priorities(view)
         ids = list(map(_JOB_ID, view.pending))
         submit = np.array([p.job.submit for p in view.pending], float)
@@ -386,10 +384,7 @@ class Scheduler:
             if total_free < need:  # cheap necessary condition before any placement
                 continue
             avail = freed & ~plan.blocked(t, t + job.walltime)
-            probe = ClusterState.__new__(ClusterState)
-            probe.fab, probe.owner = plan.state.fab, np.where(avail, FREE, DOWN).astype(np.int32)
-            probe._job_ids, probe._job_num, probe.job_meta = [], {}, {}
-            gpus = fit_gpus(self.placer, job, probe)
+            gpus = fit_gpus(self.placer, job, ClusterState.from_free_mask(plan.state.fab, avail))
             if gpus is not None:
                 return t, tuple(gpus)
         return None

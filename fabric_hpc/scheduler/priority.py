@@ -25,7 +25,7 @@ from operator import attrgetter
 import numpy as np
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.scheduler.contract import DEFAULT_TIERS, Job, PendingJob, SchedulerInput, Tier
+from fabric_hpc.scheduler.contract import DEFAULT_TIERS, AccountFairshare, Job, PendingJob, SchedulerInput, Tier
 
 DAY = 86_400.0
 _JOB, _ACCOUNT = attrgetter("job"), attrgetter("job.account")
@@ -175,13 +175,12 @@ class MultifactorPriority:
 
     def _fairshare(self, view: SchedulerInput, rows: np.ndarray) -> dict[str, float]:
         """The fairshare factors, the pending jobs' accounts read from the table (one numpy call)."""
-        factors_for = getattr(self.fairshare, "factors_for", None)
-        if factors_for is None:
+        if not isinstance(self.fairshare, AccountFairshare):
             return self.fairshare.factors(view)
         t = self._table
         found = {t.accounts[a] for a in np.flatnonzero(np.bincount(t.account[rows], minlength=len(t.accounts)))}
         found.update(map(_ACCOUNT, view.running), view.usage)
-        return factors_for(found, view.usage)
+        return self.fairshare.factors_for(found, view.usage)
 
     def _static_terms(self, job: Job, total: int) -> tuple[float, float, float]:
         """(walltime, size, tier) terms: fixed while the job waits (weights read at first sight)."""
