@@ -40,9 +40,15 @@ def group() -> None:
 @click.option("--ckpt-root", "ckpt_root", default=None,
               help="The TaskProlog's ckpt_root: each running job's last checkpoint time is read from "
                    "<ckpt-root>/<user>/<job name>, so preemption counts only work since it (default: not read).")
+@click.option("--backfill-interval", "backfill_interval_s", type=float, default=0.0, show_default=True,
+              help="Backfill passes at most this often (s); main passes in between, like the simulator's "
+                   "--backfill-interval. 0: every cycle backfills.")
+@click.option("--record-cycles", is_flag=True, default=False,
+              help="Append each cycle's scheduler input and decisions to <state-dir>/cycles.jsonl (replayable).")
 def run(topology: str, state_dir: str, interval_s: float, fallback_s: int, policy: str, placement: str,
         compact_wait_s: float | None, metrics_port: int, backend: str, rest_url: str | None, cycles: int | None,
-        contact_timeout_s: float, max_backoff_s: float, tier_map: tuple[str, ...], ckpt_root: str | None) -> None:
+        contact_timeout_s: float, max_backoff_s: float, tier_map: tuple[str, ...], ckpt_root: str | None,
+        backfill_interval_s: float, record_cycles: bool) -> None:
     """Run the agent: place fabric-marked pending jobs, every interval and when the plugin wakes it.
 
     Slurm must answer at start (else exit 5 within --contact-timeout). Once running, a failed cycle
@@ -57,7 +63,8 @@ def run(topology: str, state_dir: str, interval_s: float, fallback_s: int, polic
                                        "policy": policy, "placement": placement, "metrics_port": metrics_port,
                                        "compact_wait_s": compact_wait_s, "contact_timeout_s": contact_timeout_s,
                                        "max_backoff_s": max_backoff_s, "tier_map": list(tier_map),
-                                       "ckpt_root": ckpt_root},
+                                       "ckpt_root": ckpt_root, "backfill_interval_s": backfill_interval_s,
+                                       "record_cycles": record_cycles},
                          source="fabric agent run")
     agent = Agent(open_client(backend, url=rest_url), open_fabric(topology), config)
     agent.install_signal_handlers()

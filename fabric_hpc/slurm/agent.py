@@ -42,7 +42,8 @@ from pydantic import Field
 
 from fabric_hpc.errors import ConfigError, ExternalError, FabricError
 from fabric_hpc.events import JsonLinesWriter, emit, make_event
-from fabric_hpc.scheduler import SchedulerInput, SchedulingPolicy, make_policy
+from fabric_hpc.scheduler import SchedulingPolicy, make_policy
+from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
 from fabric_hpc.slurm.contract import SlurmClient, SlurmError
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.slurm.usage import AgentUsage
@@ -71,6 +72,12 @@ class AgentConfig(StrictModel):
     tier_map: list[str] = Field(default_factory=list)
     #: The TaskProlog's ``ckpt_root``: running jobs' last checkpoint times are read there (None: not read).
     ckpt_root: str | None = None
+    #: Backfill passes at most this often (s), main passes in the cycles between (the simulator's
+    #: ``backfill_interval_s``). 0: every cycle is a backfill pass (the cycles are already periodic).
+    backfill_interval_s: float = Field(default=0.0, ge=0)
+    #: Append each cycle's scheduler input and decisions to ``<state_dir>/cycles.jsonl`` (for
+    #: replaying them through the simulator's step: ``fabric_hpc.scheduler.record``).
+    record_cycles: bool = False
 
 
 @dataclass
@@ -136,6 +143,7 @@ class Agent:
         self.policy = policy or make_policy(config.policy, **_policy_options(config))
         self.inputs = Inputs(tiers=TierMap.parse(config.tier_map), ckpt_root=config.ckpt_root)
         self.usage = AgentUsage(self.state_dir)
+        self.cadence = Cadence(config.backfill_interval_s)
         self.audit = JsonLinesWriter(self.state_dir / "decisions.jsonl")
         self.lock = AgentLock(self.state_dir)
         self.metrics: Any = None
@@ -156,8 +164,15 @@ class Agent:
         for job_id, why in view.invalid.items():  # fabric cannot place it: Slurm's own scheduler will
             self._log("handoff", job=job_id, reason=why)
             self.client.update(job_id, StartTime="now")
-        decisions = self.policy.schedule(SchedulerInput(now=now, pending=view.pending, running=view.running,
-                                                        state=view.state, usage=usage))
+        pending = {p.job.id: p for p in view.pending}
+        running = {r.job.id: r for r in view.running}
+        step_in = snapshot(now, pending, running, view.state, usage, backfill=self.cadence.backfill(now))
+        decisions = self.policy.schedule(step_in)
+        # the drivers' own application, on a copy: a decision that does not fit the snapshot fails
+        # here (the cycle's error), before Slurm is touched
+        apply_decisions(decisions, now, view.state.copy(), dict(pending), dict(running))
+        if self.config.record_cycles:
+            self._record(step_in, decisions)
         res.policy_s = time.perf_counter() - t_read
         for p in decisions.preempt:
             self._log("requeue", job=int(p.job_id), for_job=int(p.for_job), gpu_hours_lost=p.gpu_hours_lost)
@@ -188,6 +203,13 @@ class Agent:
         self._log("place", **entry)  # write-ahead: the decision is on disk before Slurm acts on it
         self.client.place(job_id, hosts)
         return entry
+
+    def _record(self, step_in: Any, decisions: Any) -> None:
+        from fabric_hpc.scheduler.record import decisions_digest, input_to_dict
+
+        line = json.dumps({"input": input_to_dict(step_in), "decisions": decisions_digest(decisions)})
+        with open(self.state_dir / "cycles.jsonl", "a") as fh:
+            fh.write(line + "\n")
 
     def _log(self, what: str, **fields: Any) -> None:
         self.audit.write(make_event(f"agent.{what}", **fields))
