@@ -32,3 +32,23 @@ def test_recorded_simulator_steps_replay_to_the_same_decisions():
     bad = json.loads(json.dumps(rec.cycles[-1]))
     bad["decisions"]["start"] = [["nope", []]]
     assert replay_cycles([bad], fab, fabric_policy())[0]["recorded"]["start"] == [["nope", []]]
+
+
+def test_step_caches_are_bounded_and_do_not_change_decisions():
+    from fabric_hpc.scheduler.caches import Memo
+
+    memo = Memo(3)
+    for k in range(10):
+        memo.put(k, k)
+        assert len(memo) <= 3
+    fab = fabric(4, 4, gpus=8)
+    jobs = gang_workload(GangWorkload(jobs=150, load=1.4, seed=11, cluster_gpus=len(fab.gpus)))
+    rec = _Recording(fabric_policy())
+    Simulator(fab, rec, jobs).run()
+    cold = fabric_policy()
+    for cycle in rec.cycles[::7]:  # a policy whose caches are emptied before every step
+        cold.caches.clear()
+        assert replay_cycles([cycle], fab, cold) == []
+    assert all(n <= m.limit for n, m in zip(rec.inner.caches.sizes().values(),
+                                             (rec.inner.caches.ends, rec.inner.caches.compact,
+                                              rec.inner.caches.starts, rec.inner.caches.no_victims), strict=True))
