@@ -129,3 +129,29 @@ def test_view_reads_account_tier_usage_and_checkpoint(tmp_path):
     assert view.held == {"physics": 8, "bob": 4}   # every running job, by account (bob has none: user)
     view = build_view(fab, nodes, jobs, now=2000.0)  # no checkpoint root: not read
     assert view.running[0].last_checkpoint is None
+
+
+def test_checkpoint_before_the_start_is_not_this_runs(tmp_path):
+    fab = build(generators.leaf_spine(2, hosts_per_leaf=2, gpus=8, cpus=8))
+    h = list(fab.hosts)[0]
+    d = job_checkpoint_dir(tmp_path, "alice", "train")
+    d.mkdir(parents=True)
+    _save_ckpt(d, 1)
+    os.utime(d / "step-0000000001" / "zarr.json", (900.0, 900.0))  # written by the previous run
+    job = Job(job_id=1, name="train", state="RUNNING", comment="fabric", user="alice", nodes=1, gpus_per_node=8,
+              node_list=(h,), gpus={h: tuple(range(8))}, start_time=1000.0)
+    view = build_view(fab, [Node(name=h, state="allocated", gpus=8)], [job], now=2000.0,
+                      inputs=Inputs(ckpt_root=tmp_path))
+    assert view.running[0].last_checkpoint is None and view.running[0].job.account == "alice"
+
+
+def test_agent_run_rejects_a_bad_tier_map_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "fabric_hpc.cli.main", "agent", "run", "--topology",
+                          "leaf-spine:hosts=2,hosts_per_leaf=2", "--state-dir", str(tmp_path),
+                          "--tier-map", "qos:urgent=gold"], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "SLURM_CONF": str(tmp_path / "none.conf")})
+    assert out.returncode == 3, out
+    assert "unknown tier 'gold'" in out.stderr and "Traceback" not in out.stderr
