@@ -47,7 +47,8 @@ def apply_decisions(decisions: Decisions, now: float, state: ClusterState,
                     requeue: Callable[[RunningJob, float], PendingJob] | None = None) -> Applied:
     """Apply ``decisions`` in place: victims released and requeued, then starts allocated.
 
-    ``requeue(run, now)`` makes the pending entry of an evicted gang (default :func:`requeue_plain`). A victim that is not running, a start that is not pending, or a placement on
+    ``requeue(run, now)`` makes the pending entry of an evicted gang (default :func:`requeue_plain`).
+    A victim that is not running, a start that is not pending, or a placement on
     a GPU that is not free is a bug of the step: :class:`FabricError` (nothing after it applied).
     """
     out = Applied()
