@@ -31,9 +31,9 @@ SPEED_HISTORY = "613 s → 314 s → 218 s → 148 s → 141 s"  # earlier sessi
 OPENB = Path(__file__).resolve().parents[2] / "data" / "traces" / "alibaba_openb_pod_list_default.csv"
 
 
-def speed_run(fab_ref: str, jobs: int, seed: int = 1) -> dict:
+def speed_run(fab_ref: str, jobs: int, seed: int = 1, load: float = 1.0) -> dict:
     fab = open_fabric(fab_ref)
-    work = gang_workload(jobs=jobs, cluster_gpus=len(fab.gpus), load=1.0, seed=seed)
+    work = gang_workload(jobs=jobs, cluster_gpus=len(fab.gpus), load=load, seed=seed)
     t0 = time.perf_counter()
     res = Simulator(fab, fabric_policy(placement="greedy"), work).run()
     wall = time.perf_counter() - t0
@@ -41,7 +41,19 @@ def speed_run(fab_ref: str, jobs: int, seed: int = 1) -> dict:
     return {"fabric": fab_ref, "gpus": len(fab.gpus), "jobs": jobs, "wall_s": wall, "events": res.stats["events"],
             "steps": res.stats["steps"], "events_per_s": res.stats["events"] / wall, "jobs_per_s": jobs / wall,
             "solver_calls": res.stats["solver_calls"], "solver_share": res.stats["solver_s"] / wall,
-            "finished": s["finished"]}
+            "finished": s["finished"], "seed": seed, "load": load}
+
+
+def sweep(runs: list[tuple[int, float]], jobs: int = 50_000) -> str:
+    """The 50,000-job replay on 2,048 GPUs for each (seed, load): a table of wall times (measured,
+    not optimised; on a shared machine the times are inflated by the other jobs running)."""
+    lines = ["| seed | load | wall s | steps | events | solver share | finished |", "|---|---|---|---|---|---|---|"]
+    for seed, load in runs:
+        r = speed_run("superpod:sus=8", jobs, seed=seed, load=load)
+        print(json.dumps(r), flush=True)
+        lines.append(f"| {seed} | {load} | {r['wall_s']:.0f} | {r['steps']} | {r['events']} | "
+                     f"{r['solver_share']:.0%} | {r['finished']} |")
+    return "\n".join(lines)
 
 
 def full_speed(repeat: int) -> dict:
@@ -205,7 +217,12 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the raw numbers here")
     ap.add_argument("--policies-only", action="store_true",
                     help="only the policy comparison (section 'Scheduler policy comparison'), without wall times")
+    ap.add_argument("--sweep", metavar="SEED:LOAD,...", help="only replay 50,000 jobs on 2,048 GPUs for each "
+                    "seed:load (e.g. 1:1.0,2027:1.0,7:1.0,2027:0.9,2027:1.5) and print the times; writes nothing")
     a = ap.parse_args()
+    if a.sweep:
+        print(sweep([(int(k), float(v)) for k, v in (x.split(":") for x in a.sweep.split(","))]))
+        return
     q = a.quick
     speed, full = [], None
     comps = compare_all(q)

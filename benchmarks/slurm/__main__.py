@@ -128,6 +128,37 @@ def simulated_cycles(recording: tuple[str, str], counts: list[int], reps: int, t
     return out
 
 
+def scaled_preemption(reps: int, pending: int = 1000, sus: int = 64) -> str:
+    """The agent's cycle on the recorded answers of each Slurm version scaled to ``sus`` SuperPOD SUs
+    (64: 16,384 GPUs): every host runs a whole-host ``tier=spot`` fabric gang (started 10 min before
+    the cycle, 1 h walltime), ``pending`` fabric gangs wait (the recorded pending shapes, tiers
+    high/normal/normal/spot in turn), preemption on (the fabric policy). ``reps`` cycles, each on the
+    same answers; actions not sent. A table of p50/p99/max of cycle, read and policy seconds."""
+    data = REPO / "tests" / "slurm_integration" / "data"
+    fab = build(generators.superpod(sus=sus))
+    lines = ["| Slurm (recorded) | GPUs | pending | cycles | cycle p50 / p99 / max s | read p50 s | policy p50 s "
+             "| started | requeued |", "|---|---|---|---|---|---|---|---|---|"]
+    with tempfile.TemporaryDirectory(prefix="fabric-bench-scale-") as tmp:
+        for d in sorted(data.glob("slurm-*")):
+            nodes = d / "scontrol-nodes.json" if (d / "scontrol-nodes.json").exists() else d / "sinfo.json"
+            squeue = json.loads((d / "squeue.json").read_text())
+            start = min(decode.epoch(j, "start_time", "job") or float("inf") for j in squeue["jobs"])
+            s, q = scale_recording(json.loads(nodes.read_text()), squeue, fab.hosts, pending=pending,
+                                   busy_fraction=1.0, running_comment="fabric:tier=spot",
+                                   pending_comments=("fabric:tier=high", "fabric", "fabric", "fabric:tier=spot"))
+            agent = Agent(ReplayClient(s, q), fab, AgentConfig(state_dir=str(Path(tmp) / d.name)))
+            runs = [agent.cycle(now=start + 600.0 + k) for k in range(reps)]
+            cyc = sorted(r.seconds for r in runs)
+            p99 = cyc[min(len(cyc) - 1, int(0.99 * len(cyc)))]
+            lines.append(f"| {d.name.removeprefix('slurm-')} | {len(fab.gpus)} | {pending} | {reps} | "
+                         f"{statistics.median(cyc):.2f} / {p99:.2f} / {cyc[-1]:.2f} | "
+                         f"{statistics.median(r.read_s for r in runs):.2f} | "
+                         f"{statistics.median(r.policy_s for r in runs):.2f} | {len(runs[0].started)} | "
+                         f"{len(runs[0].requeued)} |")
+            print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
 def _fmt(xs: list[float]) -> str:
     return f"{xs[0]:.3f} / {statistics.median(xs[1:] or xs):.3f}"
 
@@ -167,7 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--recorded", action="store_true", help="only the simulated cycles, on the recorded answers "
                     "of each Slurm version (no live cluster; writes nothing)")
+    ap.add_argument("--scale", type=int, metavar="CYCLES", default=0,
+                    help="only the agent's cycle on recorded answers scaled to 16,384 GPUs, 1,000 pending, "
+                    "preemption on, this many cycles per Slurm version (no live cluster; writes nothing)")
     args = ap.parse_args(argv)
+    if args.scale:
+        print(scaled_preemption(args.scale))
+        return 0
     counts = [100, 300] if args.quick else [100, 1000]
     reps = 3 if args.quick else 5
     if args.recorded:

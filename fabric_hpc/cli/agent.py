@@ -14,10 +14,6 @@ def group() -> None:
     """The fabric placement agent for Slurm: run, check, status."""
 
 
-# flag parameter -> [agent] key of the config file (the same names)
-_SETTINGS = ("topology", "state_dir", "interval_s", "fallback_s", "policy", "placement", "compact_wait_s",
-             "metrics_port", "backend", "rest_url", "contact_timeout_s", "max_backoff_s", "slurm_conf", "job_submit")
-
 
 @group.command("run")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
@@ -46,6 +42,17 @@ _SETTINGS = ("topology", "state_dir", "interval_s", "fallback_s", "policy", "pla
               help="Seconds Slurm may take to answer the first contact; no answer: exit 5 at once.")
 @click.option("--max-backoff", "max_backoff_s", type=float, default=10.0, show_default=True,
               help="Longest wait after a failed cycle (the wait doubles from 0.25 s up to this).")
+@click.option("--tier-map", "tier_map", multiple=True, metavar="KIND:NAME=TIER",
+              help="Map a Slurm QOS or partition to a tier (high, normal, spot): qos:urgent=high, "
+                   "partition:preempt=spot. Repeat it. A mapped QOS wins over the partition and the comment.")
+@click.option("--ckpt-root", "ckpt_root", default=None,
+              help="The TaskProlog's ckpt_root: each running job's last checkpoint time is read from "
+                   "<ckpt-root>/<user>/<job name>, so preemption counts only work since it (default: not read).")
+@click.option("--backfill-interval", "backfill_interval_s", type=float, default=0.0, show_default=True,
+              help="Backfill passes at most this often (s); main passes in between, like the simulator's "
+                   "--backfill-interval. 0: every cycle backfills.")
+@click.option("--record-cycles", is_flag=True, default=False,
+              help="Append each cycle's scheduler input and decisions to <state-dir>/cycles.jsonl (replayable).")
 @click.pass_context
 def run(ctx: click.Context, config_path: str | None, cycles: int | None, **flags: Any) -> None:
     """Run the agent: place fabric-marked pending jobs, every interval and when the plugin wakes it.
@@ -56,6 +63,7 @@ def run(ctx: click.Context, config_path: str | None, cycles: int | None, **flags
     from fabric_hpc.slurm.agent import Agent
     from fabric_hpc.slurm.deploy_config import agent_config
 
+    flags["tier_map"] = list(flags["tier_map"])
     section = settings(ctx, config_path, flags)
     _check_plugin(section)
     agent = Agent(_client(section), _open_fabric(section.topology), agent_config(section))

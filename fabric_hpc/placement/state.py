@@ -38,6 +38,37 @@ class ClusterState:
         self._job_num: dict[str, int] = {}
         self.job_meta: dict[str, dict[str, Any]] = {}
 
+    @classmethod
+    def from_free_mask(cls, fab: Fabric, free: np.ndarray) -> ClusterState:
+        """A probe state: the GPUs in bool mask ``free`` free, every other GPU down (no jobs)."""
+        out = cls.__new__(cls)
+        out.fab, out.owner = fab, np.where(free, FREE, DOWN).astype(np.int32)
+        out._job_ids, out._job_num, out.job_meta = [], {}, {}
+        return out
+
+    def compacted(self) -> ClusterState:
+        """The same owners with job numbers renumbered densely: drops the ids of released jobs
+        (a long replay sees every job once). Jobs keep their order; metadata is not carried."""
+        out = ClusterState(self.fab)
+        out.owner[self.owner == DOWN] = DOWN
+        for job_id, num in sorted(self._job_num.items(), key=lambda kv: kv[1]):
+            out.allocate(job_id, np.flatnonzero(self.owner == num).tolist())
+        return out
+
+    @property
+    def known_jobs(self) -> int:
+        """Job ids this state has numbered so far (released ones included)."""
+        return len(self._job_ids)
+
+    def holds(self, job: str) -> bool:
+        """Whether ``job`` holds GPUs in this state."""
+        return job in self._job_num
+
+    @property
+    def held_jobs(self) -> int:
+        """Jobs holding GPUs now."""
+        return len(self._job_num)
+
     # -- queries ---------------------------------------------------------------------------
     @property
     def free(self) -> np.ndarray:

@@ -11,8 +11,9 @@ The contract (dataclasses and Protocols) is :mod:`fabric_hpc.scheduler.contract`
 that replays traces with the same code is :mod:`fabric_hpc.sim`. See docs/scheduler.md.
 """
 
-from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, TIERS, BackfillPolicy, Decisions, FairsharePolicy, Job,
-                                           PendingJob, Placer, Preemption, PreemptionPolicy, PriorityPolicy,
+from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, TIERS, AccountFairshare, BackfillPolicy, Decisions, FairsharePolicy, Job,
+                                           GpuFitter, PendingJob, Placer, PlacerStats, Preemption,
+                                           PreemptionPolicy, PriorityPolicy, RankedPriority,
                                            Reservation, RunningJob, SchedulerInput, SchedulingPolicy, Tier)
 from fabric_hpc.scheduler.core import Backfill, Scheduler
 from fabric_hpc.scheduler.placer import SolverPlacer
@@ -31,8 +32,9 @@ def demo_compare(out_dir, *, fabric=None, trace=None, policies=("slurm", "fabric
     return _demo(out_dir, fabric=fabric, trace=trace, policies=policies, progress=progress)
 
 
-__all__ = ["DEFAULT_TIERS", "POLICIES", "TIERS", "Backfill", "BackfillPolicy", "ClassicFairshare", "Decisions",
-           "FairsharePolicy", "GangPreemption", "Job", "MultifactorPriority", "PendingJob", "Placer", "Preemption",
-           "PreemptionPolicy", "PriorityPolicy", "Reservation", "RunningJob", "Scheduler", "SchedulerInput",
+__all__ = ["DEFAULT_TIERS", "POLICIES", "TIERS", "AccountFairshare", "Backfill", "BackfillPolicy",
+           "ClassicFairshare", "Decisions", "FairsharePolicy", "GangPreemption", "GpuFitter", "Job",
+           "MultifactorPriority", "PendingJob", "Placer", "PlacerStats", "Preemption", "PreemptionPolicy",
+           "PriorityPolicy", "RankedPriority", "Reservation", "RunningJob", "Scheduler", "SchedulerInput",
            "SchedulingPolicy", "SolverPlacer", "Tier", "UsageLedger", "demo_compare", "fabric_policy",
            "gpu_hours_lost", "make_policy", "slurm_policy"]

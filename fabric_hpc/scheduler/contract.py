@@ -206,6 +206,40 @@ class Placer(Protocol):
     def place(self, job: Job, state: ClusterState) -> Placement | None: ...
 
 
+# -- optional capabilities (fast paths a strategy may offer; checked with isinstance) -----------
+@runtime_checkable
+class RankedPriority(Protocol):
+    """A priority policy that also returns its priorities as arrays (the same numbers as
+    ``priorities``): ``ranked(view) -> (job ids, priorities, submit times)`` in ``view.pending`` order."""
+
+    def ranked(self, view: SchedulerInput) -> tuple[list[str], Any, Any]: ...
+
+
+@runtime_checkable
+class AccountFairshare(Protocol):
+    """A fairshare policy whose factors can be computed from the set of accounts present and the
+    usage alone (no pass over the pending jobs): ``factors_for(accounts, usage)``."""
+
+    def factors_for(self, found: set[str], usage: Mapping[str, float]) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class GpuFitter(Protocol):
+    """A placer that can answer "which GPUs" without building a full Placement (the same GPUs its
+    ``place`` would choose): used by reservation and preemption probes."""
+
+    def fit(self, job: Job, state: ClusterState) -> tuple[str, ...] | None: ...
+
+
+@runtime_checkable
+class PlacerStats(Protocol):
+    """A placer that counts its work (reported by the simulator's ``stats``)."""
+
+    calls: int
+    solver_calls: int
+    solver_s: float
+
+
 @runtime_checkable
 class BackfillPolicy(Protocol):
     """How far the scheduler looks past a blocked job.

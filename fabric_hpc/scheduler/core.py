@@ -31,9 +31,9 @@ import numpy as np
 
 from fabric_hpc.placement import ClusterState, Placement
 from fabric_hpc.placement.levels import fabric_levels
-from fabric_hpc.placement.state import DOWN, FREE
+from fabric_hpc.scheduler.caches import StepCaches
 from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, BackfillPolicy, Decisions, Job, Placer, PreemptionPolicy,
-                                           PriorityPolicy, Reservation, RunningJob, SchedulerInput, Tier)
+                                           PriorityPolicy, RankedPriority, Reservation, SchedulerInput, Tier)
 from fabric_hpc.scheduler.placer import fit_gpus, masked_state, may_fit, request_key
 
 _JOB_ID = attrgetter("job.id")
@@ -142,10 +142,8 @@ class Scheduler:
     fast_walk: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        self._ends: dict[int, tuple[RunningJob, float, np.ndarray, int, tuple]] = {}
-        self._compact: dict[str, tuple[Job, object, Job]] = {}
-        self._starts: dict[tuple, tuple[float, tuple[str, ...]] | None] = {}
-        self._no_victims: set[tuple] = set()
+        #: everything remembered between steps (bounded; decisions never depend on it)
+        self.caches = StepCaches()
 
     def schedule(self, view: SchedulerInput) -> Decisions:
         ids, prio, submit = self._priorities(view)
@@ -214,9 +212,8 @@ class Scheduler:
     def _priorities(self, view: SchedulerInput) -> tuple[list[str], np.ndarray, np.ndarray]:
         """(ids, priorities, submit times) of ``view.pending`` as arrays: from the priority policy's
         ``ranked`` where it has one (the same numbers as its ``priorities``), else from the dict."""
-        ranked = getattr(self.priority, "ranked", None)
-        if ranked is not None:
-            return ranked(view)
+        if isinstance(self.priority, RankedPriority):
+            return self.priority.ranked(view)
         by_id = self.priority.priorities(view)
         ids = list(map(_JOB_ID, view.pending))
         submit = np.array([p.job.submit for p in view.pending], float)
@@ -242,16 +239,17 @@ class Scheduler:
         remembered per RunningJob object (the entry holds the object, so its ``id`` is not reused
         while cached)."""
         now, running = view.now, view.running
-        vals = list(map(self._ends.get, map(id, running)))
+        memo = self.caches.ends
+        vals = list(map(memo.data.get, map(id, running)))
         if None in vals:
             pos = view.state.fab.gpu_pos
             for k, r in enumerate(running):
                 if vals[k] is None:
                     idx = np.fromiter((pos[g] for g in r.gpus), np.int64, count=len(r.gpus))
                     end = r.walltime_end
-                    vals[k] = self._ends[id(r)] = (r, end, idx, int(idx[0]) if idx.size else -1, (end, idx))
-        if len(self._ends) > 2 * len(vals) + 256:
-            self._ends = {id(v[0]): v for v in vals}
+                    vals[k] = memo.put(id(r), (r, end, idx, int(idx[0]) if idx.size else -1, (end, idx)))
+        if len(memo) > 2 * len(vals) + 256:
+            memo.keep({id(v[0]): v for v in vals})
         firsts = list(map(_FIRST_GPU, vals))
         if vals and min(map(_END, vals)) <= now:  # a job past its walltime: its release is "now"
             return [(e if e > now else now, idx) for _, e, idx, _, _ in vals], firsts
@@ -308,16 +306,14 @@ class Scheduler:
         # "no victim set" depends on the request, tier, GPUs and running gangs, not on the time
         # (costs only rank the sets that work), so it is remembered across steps too
         seen = (key[1], key[2], state.owner.tobytes(), tuple(map(_JOB_ID, running)))
-        if seen in self._no_victims:
+        if seen in self.caches.no_victims:
             plan.fails.add(key)
             return None
         sub = SchedulerInput(view.now, view.pending, running, state, view.usage)
         found = self.preemption.victims(job, sub, state, self.placer)  # type: ignore[union-attr]
         if found is None:
             plan.fails.add(key)
-            if len(self._no_victims) > 4096:
-                self._no_victims.clear()
-            self._no_victims.add(seen)
+            self.caches.no_victims.put(seen, True)
             return None
         victims, placement = found
         if blocked.any():  # never take GPUs promised to a reservation (victims may hold some of them)
@@ -363,11 +359,10 @@ class Scheduler:
         if es and min(es) <= now:  # release times already passed: keyed as None (independent of now)
             es = [e if e > now else None for e in es]
         key = (request_key(job.request), job.walltime, plan.state.owner.tobytes(), tuple(es), tuple(plan.firsts))
-        if key not in self._starts:
-            if len(self._starts) > 1024:
-                self._starts.clear()
-            self._starts[key] = self._search_earliest(job, now, plan)
-        return self._starts[key]
+        starts = self.caches.starts
+        if key not in starts:
+            return starts.put(key, self._search_earliest(job, now, plan))
+        return starts.get(key)
 
     def _search_earliest(self, job: Job, now: float, plan: _Plan) -> tuple[float, tuple[str, ...]] | None:
         times = sorted({e for e, _ in plan.ends if e > now} | {e for _, e, _ in plan.resv if e > now})
@@ -386,10 +381,7 @@ class Scheduler:
             if total_free < need:  # cheap necessary condition before any placement
                 continue
             avail = freed & ~plan.blocked(t, t + job.walltime)
-            probe = ClusterState.__new__(ClusterState)
-            probe.fab, probe.owner = plan.state.fab, np.where(avail, FREE, DOWN).astype(np.int32)
-            probe._job_ids, probe._job_num, probe.job_meta = [], {}, {}
-            gpus = fit_gpus(self.placer, job, probe)
+            gpus = fit_gpus(self.placer, job, ClusterState.from_free_mask(plan.state.fab, avail))
             if gpus is not None:
                 return t, tuple(gpus)
         return None
@@ -404,13 +396,11 @@ class Scheduler:
         """The job with a compact-placement constraint while it may still wait for one, else None."""
         if not self._holds(job, now):
             return None
-        hit = self._compact.get(job.id)
+        hit = self.caches.compact.get(job.id)
         if hit is not None and hit[0] is job and hit[1] is fab:  # same job object: same constrained copy
             return hit[2]
-        if len(self._compact) > 100_000:
-            self._compact.clear()
         held = compact_job(job, fab)
-        self._compact[job.id] = (job, fab, held)
+        self.caches.compact.put(job.id, (job, fab, held))
         return held
 
 

@@ -51,7 +51,7 @@ class GangPreemption:
         tiers = self.tiers or DEFAULT_TIERS
         cands = [r for r in view.running
                  if tiers.get(r.job.tier) is not None and tiers[r.job.tier].preemptible
-                 and job.tier in tiers[r.job.tier].preempted_by and r.job.id in state._job_num]
+                 and job.tier in tiers[r.job.tier].preempted_by and state.holds(r.job.id)]
         if not cands:
             return None
         fab = state.fab

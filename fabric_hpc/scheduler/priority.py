@@ -25,7 +25,7 @@ from operator import attrgetter
 import numpy as np
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.scheduler.contract import DEFAULT_TIERS, Job, PendingJob, SchedulerInput, Tier
+from fabric_hpc.scheduler.contract import DEFAULT_TIERS, AccountFairshare, Job, PendingJob, SchedulerInput, Tier
 
 DAY = 86_400.0
 _JOB, _ACCOUNT = attrgetter("job"), attrgetter("job.account")
@@ -70,6 +70,33 @@ class UsageLedger:
 
     def usage(self) -> dict[str, float]:
         return dict(self._usage)
+
+    @property
+    def time(self) -> float | None:
+        """The time of the last :meth:`advance` (None before the first)."""
+        return self._t
+
+    def to_dict(self) -> dict[str, object]:
+        """The ledger as JSON-ready data (:meth:`from_dict` rebuilds it exactly)."""
+        return {"half_life_s": self.half_life_s, "t": self._t, "usage": dict(sorted(self._usage.items()))}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object], *, source: str = "usage ledger") -> UsageLedger:
+        """A ledger from :meth:`to_dict`'s data; ConfigError naming ``source`` when it is malformed."""
+        usage, t, half = data.get("usage"), data.get("t"), data.get("half_life_s")
+        ok = isinstance(usage, Mapping) and all(isinstance(k, str) and _nonneg(v) for k, v in usage.items()) \
+            and (t is None or _nonneg(t)) and _nonneg(half) and set(data) == {"half_life_s", "t", "usage"}
+        if not ok:
+            raise ConfigError(f"{source}: not a usage ledger (keys half_life_s, t, usage with numbers >= 0)",
+                              hint="remove the file to start the usage from zero")
+        ledger = cls(float(half))  # type: ignore[arg-type]
+        ledger._t = None if t is None else float(t)  # type: ignore[arg-type]
+        ledger._usage = {k: float(v) for k, v in usage.items()}  # type: ignore[union-attr]
+        return ledger
+
+
+def _nonneg(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 @dataclass
@@ -148,13 +175,12 @@ class MultifactorPriority:
 
     def _fairshare(self, view: SchedulerInput, rows: np.ndarray) -> dict[str, float]:
         """The fairshare factors, the pending jobs' accounts read from the table (one numpy call)."""
-        factors_for = getattr(self.fairshare, "factors_for", None)
-        if factors_for is None:
+        if not isinstance(self.fairshare, AccountFairshare):
             return self.fairshare.factors(view)
         t = self._table
         found = {t.accounts[a] for a in np.flatnonzero(np.bincount(t.account[rows], minlength=len(t.accounts)))}
         found.update(map(_ACCOUNT, view.running), view.usage)
-        return factors_for(found, view.usage)
+        return self.fairshare.factors_for(found, view.usage)
 
     def _static_terms(self, job: Job, total: int) -> tuple[float, float, float]:
         """(walltime, size, tier) terms: fixed while the job waits (weights read at first sight)."""

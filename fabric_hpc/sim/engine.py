@@ -27,8 +27,10 @@ from typing import Any
 import numpy as np
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.placement import ClusterState, Placement
-from fabric_hpc.scheduler.contract import Job, PendingJob, RunningJob, SchedulerInput, SchedulingPolicy
+from fabric_hpc.placement import ClusterState
+from fabric_hpc.scheduler.contract import Job, PendingJob, PlacerStats, RunningJob, SchedulingPolicy
+from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
+from fabric_hpc.scheduler.core import Scheduler
 from fabric_hpc.scheduler.priority import UsageLedger
 from fabric_hpc.sim.contention import Contention
 from fabric_hpc.topology import Fabric
@@ -102,7 +104,7 @@ class Simulator:
         #: Backfill passes run at most this often (Slurm's ``bf_interval``, default 30 s); the steps
         #: in between are main-scheduler passes (priority order, stop at the first blocked job).
         self.backfill_interval_s = backfill_interval_s
-        self._last_backfill = -math.inf
+        self.cadence = Cadence(backfill_interval_s)
         self._wake_at: float | None = None
         self.state = ClusterState(fab)
         self.records = {j.id: JobRecord(j) for j in self.jobs}
@@ -154,10 +156,12 @@ class Simulator:
         finally:
             if bar:
                 bar.close()
+        placer = self.policy.placer if isinstance(self.policy, Scheduler) else None
+        counted = isinstance(placer, PlacerStats)
         stats = {"events": self.events, "steps": self.steps, "wall_s": time.perf_counter() - t0,
-                 "placer_calls": getattr(getattr(self.policy, "placer", None), "calls", None),
-                 "solver_calls": getattr(getattr(self.policy, "placer", None), "solver_calls", None),
-                 "solver_s": getattr(getattr(self.policy, "placer", None), "solver_s", None)}
+                 "placer_calls": placer.calls if counted else None,
+                 "solver_calls": placer.solver_calls if counted else None,
+                 "solver_s": placer.solver_s if counted else None}
         return SimResult(self.policy.name, self.fab.name, len(self.fab.gpus), list(self.records.values()),
                          self.timeline, stats, self.state, self.peak_state, self.peak_time)
 
@@ -203,24 +207,22 @@ class Simulator:
     def _step(self) -> None:
         self.steps += 1
         self._compact()
-        backfill = self.now >= self._last_backfill + self.backfill_interval_s  # same sum as the wake time
-        if backfill:
-            self._last_backfill = self.now
-        elif self._wake_at is None:
-            self._wake_at = self._last_backfill + self.backfill_interval_s
+        backfill = self.cadence.backfill(self.now)
+        if not backfill and self._wake_at is None:
+            self._wake_at = self.cadence.next_backfill
             self._push(self._wake_at, _WAKE, "")
-        view = SchedulerInput(self.now, list(self.pending.values()), list(self.running.values()), self.state,
-                              self.ledger.usage(), backfill=backfill)
+        view = snapshot(self.now, self.pending, self.running, self.state, self.ledger.usage(), backfill=backfill)
         decisions = self.policy.schedule(view)
-        for victim in decisions.preempt:
-            self._preempt(victim.job_id)
-        for job, placement in decisions.start:
-            self._start(job, placement, job.id in decisions.backfilled)
+        applied = apply_decisions(decisions, self.now, self.state, self.pending, self.running,
+                                  requeue=self._requeue)
+        for was, run in applied.started:
+            self._started(was, run, run.job.id in decisions.backfilled)
 
-    def _start(self, job: Job, placement: Placement, backfilled: bool) -> None:
-        pend = self.pending.pop(job.id)
+    def _started(self, pend: PendingJob, run: RunningJob, backfilled: bool) -> None:
+        """Bookkeeping of a gang :func:`apply_decisions` started: its run segment and record."""
+        job, placement = run.job, run.placement
+        assert placement is not None
         rec = self.records[job.id]
-        self.state.allocate(job.id, placement.gpus)
         changed = self.slowdown.start(job.id, job, placement.gpus)
         stretch = changed.pop(job.id)
         restore = self.restore_s if pend.requeues else 0.0
@@ -232,7 +234,6 @@ class Simulator:
                        work, self.now + restore)
         self.segments[job.id] = seg
         self._restretch(changed)
-        self.running[job.id] = RunningJob(job, tuple(placement.gpus), self.now, self.now, placement)
         self._by_account[job.account] = self._by_account.get(job.account, 0) + len(placement.gpus)
         if rec.first_start is None:
             rec.first_start, rec.stretch = self.now, stretch
@@ -240,26 +241,25 @@ class Simulator:
         rec.status = "running"
         self._push(seg.end, _END, job.id, seg.token)
 
-    def _preempt(self, job_id: str) -> None:
+    def _requeue(self, run: RunningJob, now: float) -> PendingJob:
+        """A gang :func:`apply_decisions` evicted: work since its last checkpoint lost, back in the queue."""
+        job_id = run.job.id
         seg = self.segments.pop(job_id)
-        run = self.running.pop(job_id)
         rec = self.records[job_id]
-        self.state.release(job_id)
         self._by_account[run.job.account] -= len(run.gpus)
         self._restretch(self.slowdown.end(job_id))
-        elapsed = self.now - seg.start
-        done = seg.progress(self.now)
+        elapsed = now - seg.start
+        done = seg.progress(now)
         ci = run.job.checkpoint_interval
         saved = math.floor(done / ci) * ci if ci else 0.0
         old_saved = self._saved.get(job_id, 0.0)
         self._saved[job_id] = old_saved + saved
         rec.preemptions += 1
-        per_work = (self.now - seg.start - seg.restore) / done if done > 0 else seg.stretch  # mean stretch
+        per_work = (now - seg.start - seg.restore) / done if done > 0 else seg.stretch  # mean stretch
         rec.gpu_hours_lost += len(run.gpus) * (elapsed - saved * per_work) / 3600.0
         rec.run_time += elapsed
         rec.status = "pending"
-        self.pending[job_id] = PendingJob(run.job, requeues=rec.preemptions, queued_since=self.now,
-                                          saved_work=old_saved + saved)
+        return PendingJob(run.job, requeues=rec.preemptions, queued_since=now, saved_work=old_saved + saved)
 
     def _restretch(self, changed: dict[str, float]) -> None:
         """Running jobs whose stretch changed now: keep the work done, run the rest at the new one."""
@@ -275,15 +275,8 @@ class Simulator:
 
     def _compact(self) -> None:
         """ClusterState keeps every job id it ever saw; rebuild it when finished ids dominate."""
-        st = self.state
-        if len(st._job_ids) <= 4 * len(st._job_num) + 512:
-            return
-        fresh = ClusterState(self.fab)
-        down = np.flatnonzero(st.owner == -2)
-        fresh.owner[down] = -2
-        for job_id, num in sorted(st._job_num.items(), key=lambda kv: kv[1]):
-            fresh.allocate(job_id, np.flatnonzero(st.owner == num).tolist())
-        self.state = fresh
+        if self.state.known_jobs > 4 * self.state.held_jobs + 512:
+            self.state = self.state.compacted()
 
     def _sample(self) -> None:
         tl = self.timeline

@@ -2,15 +2,18 @@
 
 Each cycle (every ``interval_s``, or at once when the job_submit plugin touches ``<state_dir>/wake``):
 
-1. read nodes and jobs from Slurm (two calls) and build the view (:mod:`fabric_hpc.slurm.view`);
-2. run the scheduler policy (:func:`fabric_hpc.scheduler.fabric_policy`: the simulator's code);
+1. read nodes and jobs from Slurm (two calls) and build the view (:mod:`fabric_hpc.slurm.view`:
+   tiers from QOS/partition by ``tier_map``, running jobs' last checkpoints under ``ckpt_root``);
+2. charge the fairshare usage of the interval since the last cycle and save it
+   (:mod:`fabric_hpc.slurm.usage`, ``<state_dir>/usage.json``), then run the scheduler policy
+   (:func:`fabric_hpc.scheduler.fabric_policy`: the simulator's code) with that usage;
 3. requeue its spot victims, then pin each started job to exactly its hosts (``ReqNodeList`` with
    ``-N`` names, ``StartTime=now``: one ``scontrol update``), writing the decision to the
    append-only audit log *before* acting;
 4. renew the deferral of jobs still waiting (``StartTime=now+fallback``) and write the heartbeat.
 
 Nothing the agent needs survives only in its memory: a restarted agent rebuilds everything from
-Slurm, and a job it pinned before dying is seen as pinned (never placed twice). A dead agent stops
+Slurm and its usage file, and a job it pinned before dying is seen as pinned (never placed twice). A dead agent stops
 renewing deferrals, so after ``fallback_s`` Slurm's own scheduler takes the jobs over. One agent
 per state directory (``flock`` on ``agent.lock``; the kernel drops it when the process dies).
 
@@ -39,9 +42,12 @@ from pydantic import Field
 
 from fabric_hpc.errors import ConfigError, ExternalError, FabricError
 from fabric_hpc.events import JsonLinesWriter, emit, make_event
-from fabric_hpc.scheduler import SchedulerInput, SchedulingPolicy, make_policy
+from fabric_hpc.scheduler import SchedulingPolicy, make_policy
+from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
 from fabric_hpc.slurm.contract import SlurmClient, SlurmError
-from fabric_hpc.slurm.view import View, build_view
+from fabric_hpc.slurm.tiers import TierMap
+from fabric_hpc.slurm.usage import AgentUsage
+from fabric_hpc.slurm.view import Inputs, View, build_view
 from fabric_hpc.topology import Fabric
 from fabric_hpc.validation import StrictModel
 
@@ -62,6 +68,16 @@ class AgentConfig(StrictModel):
     #: The fabric policy's compact-or-wait admission: a multi-host gang that waited less than this
     #: starts only on a compact placement (like Slurm's ``--switches=K@time``); None: the policy default.
     compact_wait_s: float | None = Field(default=None, ge=0)
+    #: Site mapping QOS/partition -> tier: ``qos:NAME=TIER`` / ``partition:NAME=TIER`` (see slurm/tiers.py).
+    tier_map: list[str] = Field(default_factory=list)
+    #: The TaskProlog's ``ckpt_root``: running jobs' last checkpoint times are read there (None: not read).
+    ckpt_root: str | None = None
+    #: Backfill passes at most this often (s), main passes in the cycles between (the simulator's
+    #: ``backfill_interval_s``). 0: every cycle is a backfill pass (the cycles are already periodic).
+    backfill_interval_s: float = Field(default=0.0, ge=0)
+    #: Append each cycle's scheduler input and decisions to ``<state_dir>/cycles.jsonl`` (for
+    #: replaying them through the simulator's step: ``fabric_hpc.scheduler.record``).
+    record_cycles: bool = False
 
 
 @dataclass
@@ -125,6 +141,9 @@ class Agent:
         self.state_dir = Path(config.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.policy = policy or make_policy(config.policy, **_policy_options(config))
+        self.inputs = Inputs(tiers=TierMap.parse(config.tier_map), ckpt_root=config.ckpt_root)
+        self.usage = AgentUsage(self.state_dir)
+        self.cadence = Cadence(config.backfill_interval_s)
         self.audit = JsonLinesWriter(self.state_dir / "decisions.jsonl")
         self.lock = AgentLock(self.state_dir)
         self.metrics: Any = None
@@ -139,13 +158,21 @@ class Agent:
         now = time.time() if now is None else now
         nodes, jobs = self.client.nodes(), self.client.jobs()
         t_read = time.perf_counter()
-        view = build_view(self.fab, nodes, jobs, now=now)
+        view = build_view(self.fab, nodes, jobs, now=now, inputs=self.inputs)
+        usage = self.usage.charge(now, view.held)
         res = CycleResult(pending=len(view.candidates))
         for job_id, why in view.invalid.items():  # fabric cannot place it: Slurm's own scheduler will
             self._log("handoff", job=job_id, reason=why)
             self.client.update(job_id, StartTime="now")
-        decisions = self.policy.schedule(SchedulerInput(now=now, pending=view.pending, running=view.running,
-                                                        state=view.state))
+        pending = {p.job.id: p for p in view.pending}
+        running = {r.job.id: r for r in view.running}
+        step_in = snapshot(now, pending, running, view.state, usage, backfill=self.cadence.backfill(now))
+        decisions = self.policy.schedule(step_in)
+        # the drivers' own application, on a copy: a decision that does not fit the snapshot fails
+        # here (the cycle's error), before Slurm is touched
+        apply_decisions(decisions, now, view.state.copy(), dict(pending), dict(running))
+        if self.config.record_cycles:
+            self._record(step_in, decisions)
         res.policy_s = time.perf_counter() - t_read
         for p in decisions.preempt:
             self._log("requeue", job=int(p.job_id), for_job=int(p.for_job), gpu_hours_lost=p.gpu_hours_lost)
@@ -176,6 +203,13 @@ class Agent:
         self._log("place", **entry)  # write-ahead: the decision is on disk before Slurm acts on it
         self.client.place(job_id, hosts)
         return entry
+
+    def _record(self, step_in: Any, decisions: Any) -> None:
+        from fabric_hpc.scheduler.record import decisions_digest, input_to_dict
+
+        line = json.dumps({"input": input_to_dict(step_in), "decisions": decisions_digest(decisions)})
+        with open(self.state_dir / "cycles.jsonl", "a") as fh:
+            fh.write(line + "\n")
 
     def _log(self, what: str, **fields: Any) -> None:
         self.audit.write(make_event(f"agent.{what}", **fields))

@@ -171,12 +171,17 @@ def _job_from_scontrol(line: str) -> Job:
     return Job(job_id=int(kv["JobId"]), name=kv.get("JobName", ""), state=state, flags=flags,
                reason=kv.get("Reason", "None"), comment="" if kv.get("Comment") in (None, "(null)") else kv["Comment"],
                user=kv.get("UserId", "").split("(")[0], partition=kv.get("Partition", ""),
-               nodes=int(nodes) if _digits(nodes) else 1,
+               account=_set(kv.get("Account")), qos=_set(kv.get("QOS")), nodes=int(nodes) if _digits(nodes) else 1,
                gpus_per_node=gpu_count(kv.get("TresPerNode")), gpu_type=_gpu_type(kv.get("TresPerNode")),
                node_list=node_list, req_nodes=hosts(kv.get("ReqNodeList")),
                gpus={n: gpu_indices(g) for n, g in per_node.items() if gpu_count(g)},
                submit_time=_epoch(kv.get("SubmitTime")) or 0.0, begin_time=_epoch(kv.get("EligibleTime")),
                start_time=_epoch(kv.get("StartTime")), priority=_int(kv, "Priority", f"job {kv['JobId']}"))
+
+
+def _set(value: str | None) -> str:
+    """A scontrol text value, '' for an unset one (``(null)``)."""
+    return "" if value in (None, "(null)") else str(value)
 
 
 def _node_from_scontrol(line: str) -> Node:

@@ -46,6 +46,8 @@ class Job:
     comment: str = ""
     user: str = ""
     partition: str = ""
+    account: str = ""                           # Slurm account ('' when the answer has none)
+    qos: str = ""                               # QOS name ('' when the answer has none)
     nodes: int = 1                              # -N (minimum node count)
     gpus_per_node: int = 0
     gpu_type: str | None = None

@@ -166,6 +166,8 @@ def job_from_pyslurm(j: Any) -> Job:
                comment=_field(j, "comment", str, what, optional=True) or "",
                user=_field(j, "user_name", str, what, optional=True) or "",
                partition=_field(j, "partition", str, what, optional=True) or "",
+               account=_field(j, "account", str, what, optional=True) or "",
+               qos=_field(j, "qos", str, what, optional=True) or "",
                nodes=_field(j, "num_nodes", int, what, optional=True) or 1, gpus_per_node=per_node, gpu_type=gtype,
                node_list=node_list, req_nodes=hosts(_field(j, "required_nodes", str, what, optional=True)),
                gpus=gpus, submit_time=float(_field(j, "submit_time", int, what, optional=True) or 0),

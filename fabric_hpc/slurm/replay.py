@@ -11,6 +11,7 @@ performed. The node answer is ``sinfo --json`` of Slurm 22.05, ``scontrol show n
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -77,13 +78,15 @@ def _is(job: dict[str, Any], state: str) -> bool:
 
 
 def scale_recording(nodes: dict[str, Any], jobs: dict[str, Any], hosts: list[str], *, pending: int,
-                    busy_fraction: float = 0.5, gpus_per_host: int = 8) -> tuple[str, str]:
+                    busy_fraction: float = 0.5, gpus_per_host: int = 8, running_comment: str = "",
+                    pending_comments: Sequence[str] = ("fabric",)) -> tuple[str, str]:
     """Recorded answers re-targeted at a larger fabric: records are copied from the live cluster's
     answers (same fields and formats, of whichever Slurm recorded them) with names, ids and counts
     rewritten.
 
-    ``busy_fraction`` of the hosts run a whole-host job; ``pending`` fabric gangs (sizes taken in
-    turn from the recorded pending jobs) wait.
+    ``busy_fraction`` of the hosts run a whole-host job (comment ``running_comment``: e.g.
+    ``fabric:tier=spot`` makes them preemption candidates); ``pending`` fabric gangs (sizes taken in
+    turn from the recorded pending jobs, comments in turn from ``pending_comments``) wait.
     """
     node_t = nodes["nodes"][0]
     run_t = next(j for j in jobs["jobs"] if _is(j, "RUNNING"))
@@ -92,8 +95,11 @@ def scale_recording(nodes: dict[str, Any], jobs: dict[str, Any], hosts: list[str
     idx = f"gpu:h100:{gpus_per_host}(IDX:0-{gpus_per_host - 1})"
     out_nodes = [{**node_t, "name": h, "state": _like(node_t["state"], "allocated" if h in busy else "idle"),
                   "gres_used": idx if h in busy else "gpu:h100:0(IDX:N/A)"} for h in hosts]
+    tres = re.sub(r"\d+$", str(gpus_per_host), str(run_t.get("tres_per_node") or ""))  # a whole host
     out_jobs = [{**run_t, "job_id": 1 + i, "nodes": h, "node_count": _like(run_t["node_count"], 1),
-                 "gres_detail": [idx], "comment": ""} for i, h in enumerate(sorted(busy))]
+                 "tres_per_node": tres, "gres_detail": [idx], "comment": running_comment}
+                for i, h in enumerate(sorted(busy))]
     for k in range(pending):
-        out_jobs.append({**pend_t[k % len(pend_t)], "job_id": 100_000 + k, "comment": "fabric"})
+        out_jobs.append({**pend_t[k % len(pend_t)], "job_id": 100_000 + k,
+                         "comment": pending_comments[k % len(pending_comments)]})
     return json.dumps({**nodes, "nodes": out_nodes}), json.dumps({**jobs, "jobs": out_jobs})

@@ -8,6 +8,7 @@ holds the lowest free GPUs of its hosts (Slurm's own choice), so it is never pla
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from fabric_hpc.errors import ConfigError
@@ -16,7 +17,9 @@ from fabric_hpc.placement import ClusterState, parse_request
 from fabric_hpc.placement.request import Request
 from fabric_hpc.scheduler import TIERS, PendingJob, RunningJob
 from fabric_hpc.scheduler import Job as SchedJob
+from fabric_hpc.slurm.ckpt_time import last_checkpoint_time
 from fabric_hpc.slurm.contract import Job, Node
+from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.topology import Fabric
 
 UNATTRIBUTED = "slurm:unattributed"
@@ -37,11 +40,27 @@ class View:
     #: Fabric jobs that cannot be placed by fabric (job id -> why): handed to Slurm.
     invalid: dict[int, str] = field(default_factory=dict)
     unknown_nodes: list[str] = field(default_factory=list)
+    #: GPUs held per Slurm account by every running job (fabric-marked or not): the fairshare charge.
+    held: dict[str, int] = field(default_factory=dict)
 
 
-def split_options(job: Job) -> tuple[str, str]:
-    """(request options for placement, tier) from the job's ``fabric:`` comment and partition."""
-    opts, tier = [], job.partition if job.partition in TIERS else "normal"
+@dataclass(frozen=True)
+class Inputs:
+    """What the site configures about reading jobs: QOS/partition -> tier, the checkpoint root."""
+
+    tiers: TierMap = field(default_factory=TierMap)
+    #: The TaskProlog's ``ckpt_root``: running jobs' last checkpoints are read below it (None: not read).
+    ckpt_root: str | os.PathLike[str] | None = None
+
+
+def account_of(job: Job) -> str:
+    """The fairshare account: the Slurm account, else the user (a Slurm without accounts), else 'default'."""
+    return job.account or job.user or "default"
+
+
+def split_options(job: Job, tiers: TierMap | None = None) -> tuple[str, str]:
+    """(request options for placement, tier) from the job's ``fabric:`` comment, QOS and partition."""
+    opts, tier = [], ""
     for part in job.fabric_options.split(","):
         key, _, value = part.strip().partition("=")
         if not key:
@@ -50,7 +69,7 @@ def split_options(job: Job) -> tuple[str, str]:
             tier = value
         else:
             opts.append(f"{key}={value.replace(';', ',')}" if value else key)
-    return ",".join(opts), tier
+    return ",".join(opts), (tiers or TierMap()).tier(job.qos, job.partition, tier or None)
 
 
 def request_of(job: Job) -> Request:
@@ -62,12 +81,20 @@ def request_of(job: Job) -> Request:
     return parse_request(text, source=f"job {job.job_id} --comment")
 
 
-def _sched_job(job: Job, request: Request) -> SchedJob:
-    _, tier = split_options(job)
+def _sched_job(job: Job, request: Request, inputs: Inputs) -> SchedJob:
+    _, tier = split_options(job, inputs.tiers)
     walltime = float(job.time_limit_min * 60) if job.time_limit_min else DEFAULT_WALLTIME_S
     return SchedJob(id=str(job.job_id), request=request, submit=job.submit_time, walltime=walltime,
-                    user=job.user or "user", account=job.user or "default",
+                    user=job.user or "user", account=account_of(job),
                     tier=tier if tier in TIERS else "normal", meta={"slurm_job": job.job_id})
+
+
+def _last_checkpoint(job: Job, inputs: Inputs, start: float, now: float) -> float | None:
+    """The job's last checkpoint in this run (None: none since ``start``, or not read)."""
+    if inputs.ckpt_root is None:
+        return None
+    t = last_checkpoint_time(inputs.ckpt_root, job.user, job.name, now=now)
+    return t if t is not None and t >= start else None
 
 
 def _gpu_ids(fab: Fabric, host: str, indices: tuple[int, ...]) -> list[str]:
@@ -75,8 +102,10 @@ def _gpu_ids(fab: Fabric, host: str, indices: tuple[int, ...]) -> list[str]:
     return [gpus[i] for i in indices if i < len(gpus)]
 
 
-def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float) -> View:
+def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
+               inputs: Inputs | None = None) -> View:
     """The cluster state and the policy's pending/running lists for one cycle."""
+    inputs = inputs or Inputs()
     state = ClusterState(fab)
     view = View(state=state)
     known = set(fab.host_pos)
@@ -89,23 +118,25 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float) -
         gpus = [g for g in gpus if state.owner[fab.gpu_pos[g]] == -1]
         if gpus:
             state.allocate(str(job.job_id), gpus)
+            view.held[account_of(job)] = view.held.get(account_of(job), 0) + len(gpus)
         if job.fabric_marked and job.gpus_per_node:
             try:
-                sj = _sched_job(job, request_of(job))
+                sj = _sched_job(job, request_of(job), inputs)
             except ConfigError:
                 continue
-            view.running.append(RunningJob(job=sj, gpus=tuple(state.job_gpus(str(job.job_id))),
-                                           start=job.start_time or now))
+            start = job.start_time or now
+            view.running.append(RunningJob(job=sj, gpus=tuple(state.job_gpus(str(job.job_id))), start=start,
+                                           last_checkpoint=_last_checkpoint(job, inputs, start, now)))
     for node in nodes:  # GPUs Slurm says are used but no job we saw holds (a race, or a hidden job)
         if node.name in known:
             free = [g for g in _gpu_ids(fab, node.name, node.gpus_used) if state.owner[fab.gpu_pos[g]] == -1]
             if free:
                 state.allocate(UNATTRIBUTED, free)
-    _pending(fab, view, [j for j in jobs if j.pending and j.fabric_marked], now)
+    _pending(fab, view, [j for j in jobs if j.pending and j.fabric_marked], now, inputs)
     return view
 
 
-def _pending(fab: Fabric, view: View, pending: list[Job], now: float) -> None:
+def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: Inputs) -> None:
     state = view.state
     for job in sorted(pending, key=lambda j: (j.submit_time, j.job_id)):
         eligible = job.begin_time is not None and job.begin_time <= now + 0.5
@@ -119,7 +150,7 @@ def _pending(fab: Fabric, view: View, pending: list[Job], now: float) -> None:
                 view.invalid[job.job_id] = exc.message
             continue
         view.candidates[job.job_id] = job
-        view.pending.append(PendingJob(job=_sched_job(job, request), queued_since=job.submit_time))
+        view.pending.append(PendingJob(job=_sched_job(job, request, inputs), queued_since=job.submit_time))
     if view.invalid:
         emit("agent.invalid_requests", jobs=sorted(view.invalid))
 

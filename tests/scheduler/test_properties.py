@@ -13,6 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from fabric_hpc.placement import ClusterState, Request
 from fabric_hpc.scheduler import (Backfill, ClassicFairshare, GangPreemption, Job, MultifactorPriority, PendingJob,
                                   RunningJob, Scheduler, SchedulerInput, SolverPlacer, UsageLedger)
+from fabric_hpc.scheduler.apply import apply_decisions
 from fabric_hpc.sim import Simulator, summarize
 from tests.scheduler.helpers import fabric
 
@@ -98,16 +99,16 @@ class SchedulerMachine(RuleBasedStateMachine):
                     assert set(p.gpus).isdisjoint(r.gpus) or self.now + job.walltime <= r.start
             assert len(p.gpus) == job.gpus  # the whole gang
         assert {v.job_id for v in d.preempt} <= set(self.running), "only running gangs are preempted"
-        for v in d.preempt:
-            r, _ = self.running.pop(v.job_id)
+        running = {jid: r for jid, (r, _) in self.running.items()}
+        applied = apply_decisions(d, self.now, self.state, self.pending, running)  # the drivers' code
+        for r in applied.preempted:
             assert r.job.tier == "spot"
-            self.state.release(v.job_id)
-            self.pending[v.job_id] = PendingJob(r.job, requeues=1)
-        for job, p in d.start:
-            self.state.allocate(job.id, p.gpus)  # raises if any GPU is already taken
-            del self.pending[job.id]
-            rj = RunningJob(job, tuple(p.gpus), self.now, self.now, p)
-            self.running[job.id] = (rj, self.now + min(job.duration or job.walltime, job.walltime))
+            assert self.pending[r.job.id].requeues == 1 and not self.state.holds(r.job.id)
+        ends = {jid: end for jid, (_, end) in self.running.items() if jid in running}
+        for _, rj in applied.started:
+            assert rj.start == self.now and self.state.job_gpus(rj.job.id) == sorted(rj.gpus, key=FAB.gpu_pos.get)
+            ends[rj.job.id] = self.now + min(rj.job.duration or rj.job.walltime, rj.job.walltime)
+        self.running = {jid: (r, ends[jid]) for jid, r in running.items()}
 
     @invariant()
     def no_gpu_double_booked(self):

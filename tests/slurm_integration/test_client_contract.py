@@ -84,6 +84,12 @@ def test_nodes(client: SlurmClient, contract_cluster: Any) -> None:
     assert all(n.gpus == 8 and n.gpu_type == "h100" and n.cpus == 8 for n in nodes.values())
 
 
+def test_account_is_read(client: SlurmClient, contract_cluster: Any) -> None:
+    """The fairshare account of a job is its Slurm account (submitted with sbatch --account)."""
+    jid = contract_cluster.sbatch("-N1", "--gres=gpu:1", "-H", "--account=physics", "--comment=fabric", wrap="true")
+    assert client.job(jid).account == "physics"
+
+
 def test_submit_hold_place_release_runs_exactly_there(client: SlurmClient, contract_cluster: Any) -> None:
     jid = client.submit(SCRIPT.format(s=30), ["-N", "2", "--gres=gpu:3", "-H", "--comment=fabric"],
                         cwd=str(contract_cluster.work_dir))

@@ -1,0 +1,157 @@
+"""What the agent reads besides nodes and jobs: tiers from QOS/partition, usage, last checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.scheduler import UsageLedger
+from fabric_hpc.slurm.ckpt_time import job_checkpoint_dir, last_checkpoint_time
+from fabric_hpc.slurm.contract import Job, Node
+from fabric_hpc.slurm.tiers import TierMap
+from fabric_hpc.slurm.usage import AgentUsage
+from fabric_hpc.slurm.view import Inputs, build_view
+from fabric_hpc.topology import build, generators
+
+
+def test_tier_map_order_and_errors():
+    tm = TierMap.parse(["qos:urgent=high", "partition:preempt=spot", "qos:scavenger=spot"])
+    assert tm.tier("urgent", "preempt", None) == "high"          # QOS first
+    assert tm.tier("", "preempt", "high") == "spot"              # a mapped partition beats the comment
+    assert tm.tier("other", "batch", "high") == "high"           # unmapped: the comment's tier=
+    assert tm.tier("", "spot", None) == "spot"                   # a partition named like a tier
+    assert tm.tier("", "batch", None) == "normal"
+    assert tm.entries() == ["partition:preempt=spot", "qos:scavenger=spot", "qos:urgent=high"]
+    for bad in ("urgent=high", "qos:urgent", "qos:urgent=gold", "node:a=high"):
+        with pytest.raises(ConfigError):
+            TierMap.parse([bad])
+    with pytest.raises(ConfigError, match="mapped twice"):
+        TierMap.parse(["qos:a=high", "qos:a=spot"])
+
+
+def test_usage_ledger_round_trip():
+    led = UsageLedger(3600.0)
+    led.advance(0.0, {})
+    led.advance(100.0, {"a": 8, "b": 2})
+    again = UsageLedger.from_dict(json.loads(json.dumps(led.to_dict())))
+    for ledger in (led, again):
+        ledger.advance(500.0, {"a": 1})
+    assert again.usage() == led.usage() and again.time == 500.0
+    with pytest.raises(ConfigError):
+        UsageLedger.from_dict({"half_life_s": 1.0, "t": None, "usage": {"a": -1}})
+    with pytest.raises(ConfigError):
+        UsageLedger.from_dict({"half_life_s": 1.0, "t": None, "usage": {}, "extra": 1})
+
+
+def test_agent_usage_persists_and_charges_previous_holdings(tmp_path):
+    u = AgentUsage(tmp_path, half_life_s=1e9)
+    assert u.charge(1000.0, {"a": 8}) == {}                      # first cycle: nothing to charge yet
+    usage = u.charge(1010.0, {"a": 8, "b": 16})                  # [1000, 1010) charged with a's 8 GPUs
+    assert usage["a"] == pytest.approx(80.0, rel=1e-6) and "b" not in usage
+    reborn = AgentUsage(tmp_path, half_life_s=1e9)               # a restart reads usage.json
+    usage = reborn.charge(1020.0, {})
+    assert usage["a"] == pytest.approx(160.0, rel=1e-6) and usage["b"] == pytest.approx(160.0, rel=1e-6)
+    assert not [p for p in os.listdir(tmp_path) if p != "usage.json"]   # no temp file left
+    with pytest.raises(ConfigError, match="half-life"):
+        AgentUsage(tmp_path, half_life_s=60.0)
+    (tmp_path / "usage.json").write_text('{"ledger": 1}')
+    with pytest.raises(ConfigError, match="usage file"):
+        AgentUsage(tmp_path)
+
+
+def _save_ckpt(root, step):
+    from fabric_hpc.checkpoint.writer import save
+
+    save(root, {"w": np.zeros(4, dtype=np.float32)}, step=step)
+
+
+def test_last_checkpoint_time_from_the_latest_manifest(tmp_path):
+    d = job_checkpoint_dir(tmp_path, "alice", "train")
+    d.mkdir(parents=True)
+    assert last_checkpoint_time(tmp_path, "alice", "train", now=1e12) is None      # nothing committed
+    _save_ckpt(d, 10)
+    manifest = d / "step-0000000010" / "zarr.json"
+    os.utime(manifest, (5000.0, 5000.0))
+    assert last_checkpoint_time(tmp_path, "alice", "train", now=1e12) == 5000.0
+    assert last_checkpoint_time(tmp_path, "alice", "train", now=4000.0) == 4000.0  # future: counts as now
+    assert last_checkpoint_time(tmp_path, "bob", "train", now=1e12) is None
+
+
+def test_last_checkpoint_time_refuses_symlinks_and_junk(tmp_path):
+    real = tmp_path / "elsewhere"
+    real.mkdir()
+    _save_ckpt(real, 3)
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / "train").symlink_to(real)                                  # the job dir is a link
+    assert last_checkpoint_time(tmp_path, "alice", "train", now=1e12) is None
+    d = job_checkpoint_dir(tmp_path, "bob", "train")
+    d.mkdir(parents=True)
+    (d / "step-0000000003").symlink_to(real / "step-0000000003")                   # the step dir is a link
+    (d / "latest").write_text("step-0000000003\n")
+    assert last_checkpoint_time(tmp_path, "bob", "train", now=1e12) is None
+    d = job_checkpoint_dir(tmp_path, "carol", "train")
+    d.mkdir(parents=True)
+    _save_ckpt(d, 1)
+    (d / "latest").write_text("step-0000000001" + " " * 100)                       # oversized pointer
+    assert last_checkpoint_time(tmp_path, "carol", "train", now=1e12) is None
+    (d / "latest").write_text("../../bob/train/step-0000000003")                    # not a step name
+    assert last_checkpoint_time(tmp_path, "carol", "train", now=1e12) is None
+    os.unlink(d / "latest")
+    os.mkfifo(d / "latest")                                                          # never blocks
+    assert last_checkpoint_time(tmp_path, "carol", "train", now=1e12) is None
+
+
+def test_view_reads_account_tier_usage_and_checkpoint(tmp_path):
+    fab = build(generators.leaf_spine(4, hosts_per_leaf=2, gpus=8, cpus=8))
+    hosts = list(fab.hosts)
+    nodes = [Node(name=h, state="mixed", gpus=8) for h in hosts]
+    d = job_checkpoint_dir(tmp_path, "alice", "train")
+    d.mkdir(parents=True)
+    _save_ckpt(d, 7)
+    os.utime(d / "step-0000000007" / "zarr.json", (1500.0, 1500.0))
+    jobs = [Job(job_id=1, name="train", state="RUNNING", comment="fabric", user="alice", account="physics",
+                qos="scavenger", partition="gpu", nodes=1, gpus_per_node=8, node_list=(hosts[0],),
+                gpus={hosts[0]: tuple(range(8))}, start_time=1000.0, time_limit_min=60),
+            Job(job_id=2, name="other", state="RUNNING", user="bob", nodes=1, gpus_per_node=4,
+                node_list=(hosts[1],), gpus={hosts[1]: (0, 1, 2, 3)}, start_time=1000.0),
+            Job(job_id=3, name="big", state="PENDING", comment="fabric:tier=high", user="carol", account="bio",
+                qos="normal", partition="gpu", nodes=2, gpus_per_node=8, submit_time=1900.0, time_limit_min=30)]
+    inputs = Inputs(tiers=TierMap.parse(["qos:scavenger=spot"]), ckpt_root=tmp_path)
+    view = build_view(fab, nodes, jobs, now=2000.0, inputs=inputs)
+    (run,) = view.running
+    assert (run.job.account, run.job.tier, run.last_checkpoint) == ("physics", "spot", 1500.0)
+    (pend,) = view.pending
+    assert (pend.job.account, pend.job.tier, pend.job.user) == ("bio", "high", "carol")
+    assert view.held == {"physics": 8, "bob": 4}   # every running job, by account (bob has none: user)
+    view = build_view(fab, nodes, jobs, now=2000.0)  # no checkpoint root: not read
+    assert view.running[0].last_checkpoint is None
+
+
+def test_checkpoint_before_the_start_is_not_this_runs(tmp_path):
+    fab = build(generators.leaf_spine(2, hosts_per_leaf=2, gpus=8, cpus=8))
+    h = list(fab.hosts)[0]
+    d = job_checkpoint_dir(tmp_path, "alice", "train")
+    d.mkdir(parents=True)
+    _save_ckpt(d, 1)
+    os.utime(d / "step-0000000001" / "zarr.json", (900.0, 900.0))  # written by the previous run
+    job = Job(job_id=1, name="train", state="RUNNING", comment="fabric", user="alice", nodes=1, gpus_per_node=8,
+              node_list=(h,), gpus={h: tuple(range(8))}, start_time=1000.0)
+    view = build_view(fab, [Node(name=h, state="allocated", gpus=8)], [job], now=2000.0,
+                      inputs=Inputs(ckpt_root=tmp_path))
+    assert view.running[0].last_checkpoint is None and view.running[0].job.account == "alice"
+
+
+def test_agent_run_rejects_a_bad_tier_map_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "fabric_hpc.cli.main", "agent", "run", "--topology",
+                          "leaf-spine:hosts=2,hosts_per_leaf=2", "--state-dir", str(tmp_path),
+                          "--tier-map", "qos:urgent=gold"], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "SLURM_CONF": str(tmp_path / "none.conf")})
+    assert out.returncode == 3, out
+    assert "unknown tier 'gold'" in out.stderr and "Traceback" not in out.stderr
