@@ -172,3 +172,14 @@ def test_protocol_mismatch_is_refused(tmp_path: Path, capsys: pytest.CaptureFixt
     (tmp_path / "job_submit.lua").write_text(lua)
     assert fabric("agent", "run", "--config", str(cfg), "--fallback", "45", "--cycles", "1") == 3
     assert "defers jobs for 30 s, the agent for 45 s" in capsys.readouterr().err
+
+
+def test_agent_toml_writes_lists_as_toml_arrays() -> None:
+    """tier_map (a list setting) round-trips through the agent.toml that install writes."""
+    import tomllib
+
+    from fabric_hpc.slurm.install import _toml_value
+
+    value = ["qos:urgent=high", 'partition:"odd"=spot']
+    assert tomllib.loads(f"tier_map = {_toml_value(value)}")["tier_map"] == value
+    assert tomllib.loads(f"tier_map = {_toml_value([])}")["tier_map"] == []
