@@ -4,6 +4,8 @@ names mapped, damage and mismatches refused."""
 
 from __future__ import annotations
 
+import copy
+
 import json
 import subprocess
 import sys
@@ -91,8 +93,7 @@ def test_save_api_subtree_and_bf16(hf_model: Any, tmp_path: Path) -> None:
     cfg = prepare_pytorch_engine(tmp_path / "eng", dtype="bfloat16", checkpoint=tmp_path / "ck", **LIMITS)
     assert json.loads((tmp_path / "eng" / "fabric_engine.json").read_text())["checkpoint"]["prefix"] == "model"
     hf = tmp_path / "hf"
-    hf_model.to(torch.bfloat16).save_pretrained(hf)
-    hf_model.to(torch.float32)
+    copy.deepcopy(hf_model).to(torch.bfloat16).save_pretrained(hf)  # the shared fixture keeps its fp32 weights
     ref = prepare_pytorch_engine(hf, dtype="bfloat16", **LIMITS)
     assert torch.equal(_logits(cfg), _logits(ref))
 
