@@ -110,8 +110,9 @@ def test_submit_hold_place_release_runs_exactly_there(client: SlurmClient, contr
 
 
 def test_defer_and_hold(client: SlurmClient, contract_cluster: Any) -> None:
-    jid = client.submit(SCRIPT.format(s=1), ["-N", "1", "--gres=gpu:1"], cwd=str(contract_cluster.work_dir))
-    client.hold(jid)
+    # submitted held: an idle cluster may otherwise start the job before hold() reaches it
+    jid = client.submit(SCRIPT.format(s=1), ["-N", "1", "--gres=gpu:1", "-H"], cwd=str(contract_cluster.work_dir))
+    client.hold(jid)  # holding a held job is fine
     client.defer(jid, 300)
     job = client.job(jid)
     assert job.state == "PENDING" and job.begin_time is not None and job.begin_time > time.time() + 200
