@@ -220,6 +220,14 @@ def atomic_replace(path: Path, data: bytes, tmp_prefix: str) -> None:
     fsync_dir(path.parent)
 
 
+def publish_dir(tmp: Path, out: Path) -> None:
+    """Move the finished directory ``tmp`` to ``out`` (an empty ``out`` is replaced); the rename made durable."""
+    if out.exists():
+        out.rmdir()
+    os.rename(tmp, out)
+    fsync_dir(out.parent)
+
+
 def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 

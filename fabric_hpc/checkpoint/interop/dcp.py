@@ -144,10 +144,7 @@ def export_dcp(path: Path | str, out: Path | str, *, step: int | None = None, pr
             dcp.save(sd, storage_writer=FileSystemWriter(str(tmp), sync_files=True), no_dist=True)
             del sd
         fsio.fsync_paths([tmp])
-        if out.exists():
-            out.rmdir()
-        os.rename(tmp, out)
-        fsio.fsync_dir(out.parent)
+        fsio.publish_dir(tmp, out)
     except BaseException:
         fsio.remove_tree(tmp)
         raise

@@ -162,10 +162,7 @@ def export_hf(path: Path | str, out: Path | str, *, step: int | None = None, pre
         for fname, doc in extra.items():
             fsio.write_small(tmp / fname, json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n", fsync=False)
         fsio.fsync_paths([tmp / f for f in [*fnames, *extra]] + [tmp])
-        if out.exists():
-            out.rmdir()
-        os.rename(tmp, out)
-        fsio.fsync_dir(out.parent)
+        fsio.publish_dir(tmp, out)
     except BaseException:
         fsio.remove_tree(tmp)
         raise
