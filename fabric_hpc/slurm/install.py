@@ -32,6 +32,7 @@ from pathlib import Path
 
 from fabric_hpc import __version__
 from fabric_hpc.errors import ConfigError
+from fabric_hpc.inputs import write_replace
 from fabric_hpc.slurm.deploy_config import DeployConfig
 from fabric_hpc.topology import Fabric
 
@@ -286,7 +287,7 @@ class Installer:
                 if entry["backup"] is None:  # the original (pre-fabric) file is what uninstall restores
                     entry["backup"] = str(backup)
                 actions.append(f"backup  {f.path} -> {backup.name}")
-            _write(target, data, f.mode)
+            write_replace(target, data, f.mode)
             man["files"][f.path] = {**entry, "sha256": sha256(data)}
             actions.append(f"wrote   {f.path}")
         self._save(man)
@@ -334,7 +335,7 @@ class Installer:
 
     def _save(self, man: dict) -> None:
         man["fabric_hpc"] = __version__
-        _write(self.manifest_path, (json.dumps(man, indent=2, sort_keys=True) + "\n").encode(), 0o640)
+        write_replace(self.manifest_path, (json.dumps(man, indent=2, sort_keys=True) + "\n").encode(), 0o640)
 
     # -- uninstall ----------------------------------------------------------------------------
     def uninstall(self, *, force: bool = False, purge_state: bool = False) -> list[str]:
@@ -394,16 +395,3 @@ def _chown(path: Path, uid: int, gid: int) -> None:
         os.chown(path, uid, gid)
     except PermissionError:
         raise ConfigError(f"cannot give {path} to {uid}:{gid}", hint="run fabric slurm install as root") from None
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """temp file (mode set), fsync, rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fchmod(fd, mode)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from fabric_hpc.errors import ConfigError
+from fabric_hpc.inputs import write_replace
 from fabric_hpc.topology import Fabric
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -219,16 +220,7 @@ def write_topo(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], *, dir_
             return path
     except ConfigError:
         pass
-    tmp = directory / f".{path.name}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fchmod(fd, 0o644)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)  # replaces whatever entry was there (file, symlink, FIFO) atomically
-    return path
+    return write_replace(path, data, 0o644)  # replaces whatever entry was there (file, symlink, FIFO)
 
 
 def topo_file(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], user_topo_dir: str | None) -> Path:

@@ -7,6 +7,8 @@ directly → sbatch a gang → placed on the agent's hosts → `fabric slurm why
 
 from __future__ import annotations
 
+import contextlib
+
 import grp
 import json
 import os
@@ -75,12 +77,10 @@ def _verify_unit(unit: Path) -> str:
 def _wait_cycles(state: Path, proc: subprocess.Popen[bytes], n: int, log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        try:
+        with contextlib.suppress(FileNotFoundError, ValueError):  # not written yet, or half written
             st = json.loads((state / "status.json").read_text())
             if st.get("pid") == proc.pid and st["cycles"] >= n:
                 return
-        except (FileNotFoundError, ValueError):
-            pass
         assert proc.poll() is None, f"agent exited {proc.returncode}: {log.read_text()[-3000:]}"
         assert time.monotonic() < deadline, f"agent made no {n} cycles: {log.read_text()[-3000:]}"
         time.sleep(0.2)
