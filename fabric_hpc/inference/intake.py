@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from fabric_hpc.errors import ExternalError, NotFoundError
+from fabric_hpc.errors import ConfigError, ExternalError, NotFoundError
 from fabric_hpc.events import JsonLinesWriter, make_event
 from fabric_hpc.inference.engine import EngineLimits
 
 __all__ = ["DeadLetter", "IntakeRejection", "WorkItem", "parse_item", "read_items",
-           "snapshot_lines", "spool_files", "spool_lines", "spool_snapshot", "stream_lines"]
+           "load_snapshot", "snapshot_lines", "spool_files", "spool_lines", "spool_snapshot", "stream_lines"]
 
 _KEYS = frozenset({"id", "prompt", "max_new_tokens", "priority", "class"})
 MAX_INT = 2**31
@@ -161,6 +161,24 @@ def spool_snapshot(spool: str | os.PathLike[str]) -> dict[str, Any]:
             continue
         files.append({"name": p.name, "size": st.st_size, "ino": st.st_ino})
     return {"spool": str(path), "single_file": path.is_file(), "files": files}
+
+
+def load_snapshot(path: Path) -> dict[str, Any]:
+    """A spool snapshot written by an earlier attempt, checked before use: a damaged one is a
+    ConfigError, and a name that is not a plain file name can never point outside the spool."""
+    from fabric_hpc.inputs import read_json
+
+    doc = read_json(path, what="spool snapshot", limit=64 << 20)
+    files = doc.get("files") if isinstance(doc, dict) else None
+    ok = (isinstance(files, list) and isinstance(doc.get("spool"), str)
+          and isinstance(doc.get("single_file", False), bool)
+          and all(isinstance(f, dict) and isinstance(f.get("name"), str) and f["name"] not in ("", ".", "..")
+                  and "/" not in f["name"] and "\0" not in f["name"]
+                  and all(type(f.get(k)) is int and f[k] >= 0 for k in ("size", "ino")) for f in files))
+    if not ok:
+        raise ConfigError(f"{path}: not a spool snapshot of this harness (damaged or edited)",
+                          hint="delete it: merge then re-reads the spool as it is now")
+    return doc
 
 
 def _limited_lines(fh: IO[bytes], size: int | None) -> Iterator[bytes]:

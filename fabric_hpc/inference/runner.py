@@ -21,6 +21,7 @@ from fabric_hpc.inference.engine import EngineLimits, build_engine, load_engine_
 from fabric_hpc.inference.intake import (
     DeadLetter,
     WorkItem,
+    load_snapshot,
     read_items,
     snapshot_lines,
     spool_lines,
@@ -39,6 +40,7 @@ from fabric_hpc.inference.journal import (
 from fabric_hpc.inference.mpi import MpiContext, PeerFailed, mpi_context, shard_longest_first
 from fabric_hpc.inference.pipeline import Pipeline, PipelineOptions
 from fabric_hpc.inference.telemetry import MetricsWriter
+from fabric_hpc.inputs import read_json
 
 __all__ = ["job_status", "merge_job", "run_job"]
 
@@ -56,9 +58,9 @@ def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
             out.mkdir(parents=True, exist_ok=True)
             path = out / "run.json"
             if path.is_file():
-                old = json.loads(path.read_text(encoding="utf-8"))
+                old = read_json(path, what="run file", limit=16 << 20)
                 for key in ("input", "engine_config", "limits"):
-                    if old.get(key) != run_doc[key]:
+                    if not isinstance(old, dict) or old.get(key) != run_doc[key]:
                         raise ConfigError(
                             f"{out} holds a run with a different {key}: cannot resume it",
                             hint="use a new --output directory, or the original settings")
@@ -193,7 +195,6 @@ def _load_run(out: Path) -> dict[str, Any]:
     if not path.is_file():
         raise NotFoundError(f"{out} is not a fabric infer output directory (no run.json)",
                             hint="give the --output directory of `fabric infer run`")
-    from fabric_hpc.inputs import read_json
 
     doc = read_json(path, what="run file", limit=16 << 20)
     need = {"input": str, "engine_config": dict, "limits": dict}
@@ -240,7 +241,7 @@ def merge_job(output: str | os.PathLike[str], source: str | None = None) -> dict
                           hint="the output directory is damaged; rerun into a new --output directory") from None
     snap_path = out / SNAPSHOT
     if str(Path(source).resolve()) == run["input"] and snap_path.is_file():  # what the last attempt read
-        lines = snapshot_lines(json.loads(snap_path.read_text(encoding="utf-8")))
+        lines = snapshot_lines(load_snapshot(snap_path))
     else:
         lines = spool_lines(source)
     expected = [it.id for it in read_items(lines, limits=limits, dead_letter=None)]

@@ -138,3 +138,24 @@ def test_snapshot_reads_recorded_files_and_sizes_only(tmp_path: Path) -> None:
     (tmp_path / "a.jsonl").unlink()
     with pytest.raises(ExternalError, match="vanished"):
         list(snapshot_lines(snap))
+
+
+@pytest.mark.parametrize("doc", [
+    "not json", [], {"spool": "s"}, {"spool": "s", "files": [{"name": "../etc/passwd", "size": 1, "ino": 1}]},
+    {"spool": "s", "files": [{"name": "a.jsonl", "size": -1, "ino": 1}]},
+    {"spool": "s", "files": [{"name": "a.jsonl", "size": True, "ino": 1}]},
+])
+def test_damaged_snapshot_is_refused_before_use(tmp_path: Path, doc: object) -> None:
+    """A snapshot file is re-read by merge: damaged or edited, it is a ConfigError, and a name that is
+    not a plain file name (``../etc/passwd``) never reaches the reader."""
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.inference.intake import load_snapshot, spool_snapshot
+
+    path = tmp_path / "snap.json"
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    with pytest.raises(ConfigError):
+        load_snapshot(path)
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "spool" / "a.jsonl").write_text('{"id": "1"}\n')
+    path.write_text(json.dumps(spool_snapshot(tmp_path / "spool")))
+    assert load_snapshot(path)["files"][0]["name"] == "a.jsonl"
