@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -51,11 +52,10 @@ def register(group: click.Group) -> None:
 def import_hf_cmd(src: Path, out: Path, step: int, prefix: str | None, as_json: bool) -> None:
     """Import a Hugging Face safetensors model (SRC: directory or .safetensors file) into checkpoint root OUT."""
     from fabric_hpc.checkpoint.interop.hf import import_hf
-    from fabric_hpc.cli.ckpt import _progress, _size
+    from fabric_hpc.cli.ckpt import _progress
     with _progress("import", _files_size(src, "*.safetensors"), not as_json) as tick:
         res = import_hf(src, out, step=step, prefix=prefix, progress=tick)
-    render(as_json, {"path": str(res.path), "step": res.step, "bytes": res.nbytes, "seconds": round(res.seconds, 3)},
-           lambda c: c.print(f"imported {src} as {res.path} ({_size(res.nbytes)})"))
+    _render_import(src, res, as_json)
 
 
 @click.command("export-hf")
@@ -95,15 +95,14 @@ def import_dcp_cmd(src: Path, out: Path, trust_pickle: bool, step: int, prefix: 
                    skip_objects: bool, as_json: bool) -> None:
     """Import a torch.distributed.checkpoint directory SRC into checkpoint root OUT (needs --trust-pickle)."""
     from fabric_hpc.checkpoint.interop.dcp import import_dcp
-    from fabric_hpc.cli.ckpt import _progress, _size
+    from fabric_hpc.cli.ckpt import _progress
     from fabric_hpc.cli.output import console
     if trust_pickle:
         console(stderr=True).print(f"warning: {PICKLE_WARNING}", markup=False)
     with _progress("import", _files_size(src, "*.distcp"), not as_json) as tick:
         res = import_dcp(src, out, trust_pickle=trust_pickle, step=step, prefix=prefix,
                          skip_objects=skip_objects, progress=tick)
-    render(as_json, {"path": str(res.path), "step": res.step, "bytes": res.nbytes, "seconds": round(res.seconds, 3)},
-           lambda c: c.print(f"imported {src} as {res.path} ({_size(res.nbytes)})"))
+    _render_import(src, res, as_json)
 
 
 @click.command("export-dcp")
@@ -149,3 +148,11 @@ def convert_cmd(path: Path, out: Path, recipe: Path, step: int | None, out_step:
                         + (f" (scale per {r['scale']})" if "scale" in r else "")
                         + f", relative RMS error {r['rel_rms_error']:.3g}, max abs error {r['max_abs_error']:.3g}")
     render(as_json, rep.as_dict(), human)
+
+
+def _render_import(src: Path, res: Any, as_json: bool) -> None:
+    """What an import prints: the new checkpoint, its size and time."""
+    from fabric_hpc.cli.ckpt import _size
+
+    render(as_json, {"path": str(res.path), "step": res.step, "bytes": res.nbytes, "seconds": round(res.seconds, 3)},
+           lambda c: c.print(f"imported {src} as {res.path} ({_size(res.nbytes)})"))
