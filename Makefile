@@ -29,7 +29,7 @@ sysdeps:
 	      python3 python3-venv python3-dev gcc make ca-certificates; }
 
 sysdeps-test: sysdeps
-	@for p in slurmctld:slurm-wlm munged:munge slurmrestd:slurmrestd shellcheck:shellcheck chromium:chromium chromedriver:chromium-driver lua5.4:lua5.4 systemd-analyze:systemd; do \
+	@for p in slurmctld:slurm-wlm munged:munge slurmrestd:slurmrestd shellcheck:shellcheck chromium:chromium chromedriver:chromium-driver lua5.4:lua5.4 systemd-analyze:systemd slurmdbd:slurmdbd mariadbd:mariadb-server; do \
 	  command -v $${p%%:*} >/dev/null || missing="$$missing $${p##*:}"; done; \
 	for p in slurm-wlm-jwt-plugin python3-simgrid; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -38,6 +38,7 @@ sysdeps-test: sysdeps
 # -- Slurm 25.11.7 (second tier of the Slurm tests) and pyslurm built against it -----------------
 slurm-25.11: sysdeps-test
 	$(MATRIX) slurm-25.11 $(SLURM_VENDOR) $(SLURM_25_11)
+	$(MATRIX) mysql-plugin $(SLURM_VENDOR) $(SLURM_25_11)
 
 pyslurm: slurm-25.11 $(VENV)/.stamp-test
 	$(MATRIX) pyslurm $(SLURM_VENDOR) $(SLURM_25_11) $(PY)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fabric_hpc.errors import ConfigError, ExternalError
+from fabric_hpc.testing import _accounting
 from fabric_hpc.testing import _slurm_config as conf
 from fabric_hpc.testing._installs import SlurmInstall
 from fabric_hpc.testing._slurm_client import INSTALL_HINT, SlurmClient
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
 _LIVE: weakref.WeakSet[SlurmTestCluster] = weakref.WeakSet()
 
 
-class SlurmTestCluster(SlurmClient):
+class SlurmTestCluster(SlurmClient, _accounting.AccountingMixin):
     """A live Slurm cluster of emulated nodes on this host (see the module docstring).
 
     ``prefix`` selects the Slurm under test: None runs the system's (Debian's ``slurm-wlm``), a
@@ -68,6 +69,10 @@ class SlurmTestCluster(SlurmClient):
     ``slurm.conf`` (``job_submit.lua``, ``plugstack.conf``, prolog scripts: a text starting with
     ``#!`` is made executable). ``{base_dir}``, ``{etc_dir}``, ``{log_dir}``, ``{device_dir}``
     in all of these are replaced by the real paths.
+
+    ``accounting=True`` adds Slurm accounting: a throw-away MariaDB and ``slurmdbd``, started before
+    slurmctld and stopped with the cluster (:mod:`fabric_hpc.testing._accounting`); then
+    :meth:`sacctmgr` adds accounts and ``sshare``/``sacct`` answer.
     """
 
     def __init__(
@@ -87,6 +92,7 @@ class SlurmTestCluster(SlurmClient):
         start_timeout: float = 30.0,
         keep_files: bool = False,
         prefix: str | os.PathLike[str] | None = None,
+        accounting: bool = False,
     ) -> None:
         self.install = SlurmInstall(None if prefix is None else Path(prefix))
         if isinstance(nodes, int):
@@ -114,7 +120,10 @@ class SlurmTestCluster(SlurmClient):
         self.cluster_name = cluster_name
         self.start_timeout = start_timeout
         self.keep_files = keep_files
-        ports = conf.free_ports(len(self.nodes) + 1)
+        ports = conf.free_ports(len(self.nodes) + 3)
+        self.accounting = _accounting.Accounting(self.install, db_port=ports[-2], dbd_port=ports[-1]) \
+            if accounting else None
+        ports = ports[:-2]
         self.ctld_port = ports[0]
         self.node_ports: dict[str, int] = dict(zip(self.node_names, ports[1:], strict=True))
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -172,6 +181,8 @@ class SlurmTestCluster(SlurmClient):
         """Log files by daemon: ``munged``, ``slurmctld``, ``slurmd-<node>`` (plus ``*.out`` stdout)."""
         paths = {"munged": self.log_dir / "munged.log", "slurmctld": self.log_dir / "slurmctld.log"}
         paths.update({f"slurmd-{n}": self.log_dir / f"slurmd-{n}.log" for n in self.node_names})
+        if self.accounting is not None:
+            paths["slurmdbd"] = self.log_dir / "slurmdbd.log"
         paths.update({p.stem + ".out": p for p in sorted(self.log_dir.glob("*.out"))})
         return paths
 
@@ -203,6 +214,11 @@ class SlurmTestCluster(SlurmClient):
             path = self.etc_dir / name
             path.write_text(self._fill(text))
             path.chmod(0o755 if text.startswith("#!") else 0o644)
+        if self.accounting is not None:
+            dbd_conf = self.etc_dir / "slurmdbd.conf"
+            dbd_conf.touch(mode=0o600)
+            dbd_conf.write_text(self.accounting.slurmdbd_conf(
+                munge_socket=self.munge_socket, log_dir=self.log_dir, run_dir=self.base_dir / "run"))
         self.conf_path.write_text(self._slurm_conf())
         return self.conf_path
 
@@ -219,6 +235,8 @@ class SlurmTestCluster(SlurmClient):
         if resolves_to_loopback(self.hostname):
             # bind every daemon to the host name's address (loopback) instead of 0.0.0.0
             settings["CommunicationParameters"] = "NoInAddrAny,NoCtldInAddrAny"
+        if self.accounting is not None:
+            settings.update(self.accounting.settings(self.munge_socket))
         settings.update(self.settings)
         lines = [conf.render_settings({k: self._fill(v) for k, v in settings.items()})]
         lines += [conf.node_line(s, hostname=self.hostname, port=self.node_ports[s.name]) + "\n"
@@ -246,7 +264,7 @@ class SlurmTestCluster(SlurmClient):
         if self._procs:
             raise ConfigError("this test cluster is already started")
         try:
-            check_prerequisites(self.install)
+            check_prerequisites(self.install, accounting=self.accounting is not None)
         except ExternalError:
             if self._owns_base_dir and not self.keep_files:
                 shutil.rmtree(self.base_dir, ignore_errors=True)
@@ -257,6 +275,8 @@ class SlurmTestCluster(SlurmClient):
         _LIVE.add(self)
         try:
             self._start_munged()
+            if self.accounting is not None:
+                self._start_accounting()
             self._spawn("slurmctld", ["slurmctld", "-D", "-c"])
             self._wait_port(self.ctld_port, "slurmctld")
             for name in self.node_names:
@@ -322,6 +342,8 @@ class SlurmTestCluster(SlurmClient):
         if self.munge_dir is not None:
             shutil.rmtree(self.munge_dir, ignore_errors=True)
             self.munge_dir = None
+        if self.accounting is not None:
+            self.accounting.remove_files()
         if self._owns_base_dir and not self.keep_files:
             shutil.rmtree(self.base_dir, ignore_errors=True)
 
@@ -384,11 +406,11 @@ class SlurmTestCluster(SlurmClient):
                 raise ExternalError("munged did not create its socket within 10 s")
             time.sleep(0.02)
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, argv: list[str], *, user: str | None = None, cwd: Path | None = None) -> None:
         with open(self.log_dir / f"{name}.out", "ab") as out:
             self._procs[name] = subprocess.Popen(
-                argv, env=self.env, cwd=self.base_dir, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
+                argv, env=self.env, cwd=cwd or self.base_dir, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent, user=user)
 
     def _check_alive(self) -> None:
         for name, proc in self._procs.items():
@@ -445,10 +467,13 @@ class SlurmTestCluster(SlurmClient):
 
 
 # ---------------------------------------------------------------------- module helpers
-def check_prerequisites(install: SlurmInstall | None = None) -> None:
-    """ExternalError naming what is missing: root, or the Slurm and munge binaries."""
+def check_prerequisites(install: SlurmInstall | None = None, *, accounting: bool = False) -> None:
+    """ExternalError naming what is missing: root, the Slurm and munge binaries (and accounting's)."""
     install = install or SlurmInstall(None)
     missing = [c for c in REQUIRED_COMMANDS if install.which(c) is None]
+    if accounting and not missing and _accounting.missing(install):
+        raise ExternalError(f"Slurm accounting: not installed ({install.label}): "
+                            f"{', '.join(_accounting.missing(install))}", hint=_accounting.HINT)
     if missing:
         raise ExternalError(f"Slurm test cluster: not installed ({install.label}): {', '.join(missing)}",
                             hint=INSTALL_HINT if install.prefix is None
