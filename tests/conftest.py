@@ -113,3 +113,26 @@ def slurm_cluster_factory(require_slurm: SlurmInstall,
 def slurm_cluster(slurm_cluster_factory: Callable[..., Any], slurm_fabric: Any) -> Any:
     """The shared live cluster (16 nodes x 8 GPUs, topology.conf and gres.conf from the fabric)."""
     return slurm_cluster_factory(slurm_fabric)
+
+
+@pytest.fixture(scope="session")
+def slurm_accounting_fabric() -> Any:
+    """The fabric model behind ``slurm_accounting_cluster``: hosts n1, n2 of 8 GPUs under one leaf."""
+    from fabric_hpc.topology import build, generators
+
+    return build(generators.leaf_spine(2, hosts_per_leaf=2, gpus=8, cpus=8))
+
+
+@pytest.fixture(scope="session")
+def slurm_accounting_cluster(slurm_cluster_factory: Callable[..., Any], require_slurm: SlurmInstall,
+                             slurm_accounting_fabric: Any) -> Any:
+    """A cluster with Slurm accounting (slurmdbd on a throw-away MariaDB, ``priority/multifactor``): two
+    hosts n1, n2 of 8 GPUs under one leaf, accounts ``alpha`` and ``beta`` for root. Only the tests that
+    read ``sshare``/``sacct`` ask for it (it starts two more daemons)."""
+    from fabric_hpc.testing import _accounting
+
+    missing = _accounting.missing(require_slurm)
+    require_real("slurmdbd", not missing, f"{', '.join(missing)} ({_accounting.HINT})")
+    cluster = slurm_cluster_factory(slurm_accounting_fabric, accounting=True)
+    cluster.add_accounts(["alpha", "beta"])
+    return cluster

@@ -53,6 +53,9 @@ def group() -> None:
                    "--backfill-interval. 0: every cycle backfills.")
 @click.option("--record-cycles", is_flag=True, default=False,
               help="Append each cycle's scheduler input and decisions to <state-dir>/cycles.jsonl (replayable).")
+@click.option("--usage-source", type=click.Choice(["auto", "slurm", "ledger"]), default="auto", show_default=True,
+              help="Fairshare usage: Slurm's accounting (sshare), the agent's ledger (<state-dir>/usage.json), or "
+                   "auto: sshare when AccountingStorageType is slurmdbd. A failed sshare falls back to the ledger.")
 @click.pass_context
 def run(ctx: click.Context, config_path: str | None, cycles: int | None, **flags: Any) -> None:
     """Run the agent: place fabric-marked pending jobs, every interval and when the plugin wakes it.

@@ -5,8 +5,9 @@ Each cycle (every ``interval_s``, or at once when the job_submit plugin touches 
 1. read nodes and jobs from Slurm (two calls) and build the view (:mod:`fabric_hpc.slurm.view`:
    tiers from QOS/partition by ``tier_map``, running jobs' last checkpoints under ``ckpt_root``);
 2. charge the fairshare usage of the interval since the last cycle and save it
-   (:mod:`fabric_hpc.slurm.usage`, ``<state_dir>/usage.json``), then run the scheduler policy
-   (:func:`fabric_hpc.scheduler.fabric_policy`: the simulator's code) with that usage;
+   (:mod:`fabric_hpc.slurm.usage`, ``<state_dir>/usage.json``); take the usage from Slurm's accounting
+   (``sshare``) or that ledger (``usage_source``, :mod:`fabric_hpc.slurm.usage_source`), then run the
+   scheduler policy (:func:`fabric_hpc.scheduler.fabric_policy`: the simulator's code) with it;
 3. requeue its spot victims, then pin each started job to exactly its hosts (``ReqNodeList`` with
    ``-N`` names, ``StartTime=now``: one ``scontrol update``), writing the decision to the
    append-only audit log *before* acting;
@@ -36,7 +37,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -47,6 +48,7 @@ from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
 from fabric_hpc.slurm.contract import SlurmClient, SlurmError
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.slurm.usage import AgentUsage
+from fabric_hpc.slurm.usage_source import UsageSource, command_runner
 from fabric_hpc.slurm.view import Inputs, View, build_view
 from fabric_hpc.topology import Fabric
 from fabric_hpc.validation import StrictModel
@@ -78,6 +80,9 @@ class AgentConfig(StrictModel):
     #: Append each cycle's scheduler input and decisions to ``<state_dir>/cycles.jsonl`` (for
     #: replaying them through the simulator's step: ``fabric_hpc.scheduler.record``).
     record_cycles: bool = False
+    #: Fairshare usage: ``slurm`` (sshare: Slurm's accounting), ``ledger`` (the agent's usage.json) or
+    #: ``auto`` (slurm when AccountingStorageType is slurmdbd); see slurm/usage_source.py.
+    usage_source: Literal["auto", "slurm", "ledger"] = "auto"
 
 
 @dataclass
@@ -143,6 +148,8 @@ class Agent:
         self.policy = policy or make_policy(config.policy, **_policy_options(config))
         self.inputs = Inputs(tiers=TierMap.parse(config.tier_map), ckpt_root=config.ckpt_root)
         self.usage = AgentUsage(self.state_dir)
+        self.usage_source = UsageSource(config.usage_source, self.usage, command_runner(client),
+                                        self._event)
         self.cadence = Cadence(config.backfill_interval_s)
         self.audit = JsonLinesWriter(self.state_dir / "decisions.jsonl")
         self.lock = AgentLock(self.state_dir)
@@ -159,7 +166,7 @@ class Agent:
         nodes, jobs = self.client.nodes(), self.client.jobs()
         t_read = time.perf_counter()
         view = build_view(self.fab, nodes, jobs, now=now, inputs=self.inputs)
-        usage = self.usage.charge(now, view.held)
+        usage = self.usage_source.usage(now, view.held)
         res = CycleResult(pending=len(view.candidates))
         for job_id, why in view.invalid.items():  # fabric cannot place it: Slurm's own scheduler will
             self._log("handoff", job=job_id, reason=why)
@@ -214,6 +221,11 @@ class Agent:
     def _log(self, what: str, **fields: Any) -> None:
         self.audit.write(make_event(f"agent.{what}", **fields))
 
+    def _event(self, what: str, **fields: Any) -> None:
+        """Audit log and event stream."""
+        self._log(what, **fields)
+        emit(f"agent.{what}", **fields)
+
     def _finish(self, res: CycleResult, view: View) -> None:
         self.cycles += 1
         status = {"pid": os.getpid(), "ts": time.time(), "cycles": self.cycles, "cycle_s": res.seconds,
@@ -221,7 +233,7 @@ class Agent:
                   "pinned": len(view.pinned), "started": [s["job"] for s in res.started],
                   "requeued": res.requeued, "waiting": {str(k): v for k, v in res.waiting.items()},
                   "utilisation": view.state.utilisation(), "backend": self.client.backend,
-                  "errors": self.errors}
+                  "errors": self.errors, **self.usage_source.status()}
         _atomic_write(self.state_dir / "status.json", json.dumps(status))
         _atomic_write(self.state_dir / "heartbeat", f"{int(time.time())}\n")
         if res.waiting:

@@ -1,0 +1,173 @@
+"""Fairshare usage from Slurm's own accounting: ``sshare`` (slurmctld's association usage, kept with slurmdbd).
+
+What is read, per Slurm account, is the sum over the account's *user* associations (rows with a user),
+so that a parent account (``root``) is not counted again with its children's usage:
+
+* ``gres/gpu`` of the association's TRES usage: decayed GPU-seconds (``usage_tres_raw``, decayed by
+  ``PriorityDecayHalfLife`` every ``PriorityCalcPeriod``). ``sshare -P -o ...,GrpTRESRaw`` prints it in
+  whole TRES-*minutes* (truncated: an account below one GPU-minute reads 0), ``sshare --json``
+  (23.02+) as ``tres.usage`` (``{name, value}`` records) in TRES-*seconds*; either way it becomes
+  GPU-seconds, the scheduler's usage unit
+  (:class:`~fabric_hpc.scheduler.UsageLedger`);
+* when no row has a ``gres/gpu`` entry (the site does not account GPUs: ``AccountingStorageTRES`` without
+  ``gres/gpu``), ``RawUsage`` instead: decayed *billing*-seconds (by default CPU-seconds). The fairshare
+  weight only compares accounts with each other, so one unit for every account is what matters;
+  :attr:`UsageAnswer.unit` says which one it is.
+
+The answers are untrusted input, decoded by their shape like :mod:`fabric_hpc.slurm.decode`: a row or
+field of an unexpected shape is a :class:`~fabric_hpc.slurm.contract.SlurmError` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fabric_hpc.slurm.contract import SlurmError
+from fabric_hpc.slurm.decode import answer, number, record, text
+
+FIELDS = ("Account", "User", "RawUsage", "GrpTRESRaw")
+PARSABLE_ARGV = ("sshare", "-a", "-P", "-o", ",".join(FIELDS))
+JSON_ARGV = ("sshare", "-a", "--json")
+GPU_TRES = "gres/gpu"
+_MAX_ROWS = 1_000_000
+
+
+@dataclass(frozen=True)
+class UsageAnswer:
+    """Usage per account in one unit: ``gpu_seconds`` (from gres/gpu) or ``billing_seconds`` (RawUsage)."""
+
+    usage: dict[str, float] = field(default_factory=dict)
+    unit: str = "gpu_seconds"
+
+
+@dataclass(frozen=True)
+class _Row:
+    account: str
+    user: str
+    raw_usage: float
+    gpu_minutes: float | None  # None: no gres/gpu entry in the row's TRES usage
+
+
+def _nonneg(value: float | None, what: str, key: str) -> float:
+    if value is None or not math.isfinite(value) or value < 0:
+        raise SlurmError(f"{what}: field {key!r} is {value!r}, expected a number >= 0",
+                         hint="an answer of a Slurm version fabric does not know? report it")
+    return float(value)
+
+
+def _per_account(rows: Sequence[_Row]) -> UsageAnswer:
+    users = [r for r in rows if r.user]
+    by_gpu = any(r.gpu_minutes is not None for r in users)
+    out: dict[str, float] = {}
+    for r in users:
+        value = (r.gpu_minutes or 0.0) * 60.0 if by_gpu else r.raw_usage
+        out[r.account] = out.get(r.account, 0.0) + value
+    return UsageAnswer(dict(sorted(out.items())), "gpu_seconds" if by_gpu else "billing_seconds")
+
+
+# -- sshare -P (every version; 22.05 has no --json) ----------------------------------------------
+def parse_tres(value: str, what: str) -> dict[str, float]:
+    """``cpu=0,mem=0,gres/gpu=2`` -> ``{"cpu": 0.0, ..., "gres/gpu": 2.0}``."""
+    out: dict[str, float] = {}
+    for item in filter(None, value.split(",")):
+        name, sep, num = item.partition("=")
+        try:
+            amount = float(num) if sep and name else math.nan
+        except ValueError:
+            amount = math.nan
+        out[name.strip()] = _nonneg(amount, what, f"GrpTRESRaw {item!r}")
+    return out
+
+
+def decode_parsable(out: str) -> UsageAnswer:
+    """``sshare -a -P -o Account,User,RawUsage,GrpTRESRaw`` (with its header line)."""
+    lines = out.splitlines()
+    if not lines or lines[0].split("|") != list(FIELDS):
+        raise SlurmError(f"sshare -P: header is {lines[0][:120] if lines else ''!r}, expected {'|'.join(FIELDS)!r}")
+    if len(lines) > _MAX_ROWS:
+        raise SlurmError(f"sshare -P: {len(lines)} rows, more than {_MAX_ROWS}")
+    rows = []
+    for n, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        cols = line.split("|")
+        what = f"sshare -P line {n}"
+        if len(cols) != len(FIELDS):
+            raise SlurmError(f"{what}: {len(cols)} fields, expected {len(FIELDS)}: {line[:120]!r}")
+        account, user, raw, tres = (c.strip() for c in cols)
+        if not account:
+            raise SlurmError(f"{what}: field 'Account' is empty")
+        try:
+            raw_usage = float(raw) if raw else 0.0
+        except ValueError:
+            raw_usage = math.nan
+        gpu = parse_tres(tres, what).get(GPU_TRES)
+        rows.append(_Row(account, user, _nonneg(raw_usage, what, "RawUsage"), gpu))
+    return _per_account(rows)
+
+
+# -- sshare --json (23.02+) ----------------------------------------------------------------------
+def _tres_usage(d: Mapping[str, Any], what: str) -> float | None:
+    """``tres.usage``: ``[{"name": "gres/gpu", "value": N}, ...]`` -> N GPU-seconds (None: no gres/gpu entry)."""
+    tres = d.get("tres")
+    usage = None if tres is None else record(tres, f"{what} 'tres'").get("usage")
+    if usage is None:
+        return None
+    if not isinstance(usage, list):
+        raise SlurmError(f"{what}: field 'tres.usage' is {type(usage).__name__}, expected a list")
+    found = None
+    for i, item in enumerate(usage):
+        where = f"{what} tres.usage[{i}]"
+        item = record(item, where)
+        if text(item, "name", where, required=True) == GPU_TRES:
+            found = _nonneg(number(item, "value", where, required=True), where, "value")
+    return found
+
+
+def _json_row(d: Any, i: int) -> _Row:
+    """A user association (``type`` USER: ``name`` is the user, ``parent`` the account) or an account's."""
+    what = f"sshare --json shares[{i}]"
+    d = record(d, what)
+    kind = d.get("type")
+    kinds = [kind] if isinstance(kind, str) else kind
+    if not isinstance(kinds, list) or not kinds or not all(isinstance(k, str) for k in kinds):
+        raise SlurmError(f"{what}: field 'type' is {kind!r}, expected a list such as ['USER']")
+    user_row = "USER" in kinds
+    account = text(d, "parent" if user_row else "name", what, required=True)
+    user = text(d, "name", what, required=True) if user_row else ""
+    if not account or (user_row and not user):
+        raise SlurmError(f"{what}: field {'parent' if user_row else 'name'!r} or 'name' is empty")
+    raw = _nonneg(number(d, "usage", what, required=True), what, "usage")
+    gpu_s = _tres_usage(d, what)
+    return _Row(account, user, raw, None if gpu_s is None else gpu_s / 60.0)
+
+
+def decode_json(data: Any) -> UsageAnswer:
+    """``sshare -a --json``: ``{"shares": {"shares": [rows]}}``; TRES usage in TRES-seconds there."""
+    top = answer(data, "sshare --json")
+    shares = record(top.get("shares"), "sshare --json 'shares'")
+    rows = shares.get("shares")
+    if not isinstance(rows, list) or len(rows) > _MAX_ROWS:
+        raise SlurmError(f"sshare --json: field 'shares.shares' is {type(rows).__name__}, expected a list of rows")
+    return _per_account([_json_row(d, i) for i, d in enumerate(rows)])
+
+
+# -- reading it ----------------------------------------------------------------------------------
+def read_usage(run: Callable[[Sequence[str]], str]) -> UsageAnswer:
+    """Ask ``sshare`` through ``run`` (argv -> stdout, SlurmError on failure): ``--json`` where the
+    release has it, else ``-P``."""
+    try:
+        out = run(list(JSON_ARGV))
+    except SlurmError as exc:
+        if "unrecognized option" not in exc.message and "invalid option" not in exc.message:
+            raise
+        return decode_parsable(run(list(PARSABLE_ARGV)))
+    try:
+        data = json.loads(out)
+    except (ValueError, RecursionError) as exc:
+        raise SlurmError(f"sshare --json did not answer JSON ({exc}): {out[:120]!r}") from None
+    return decode_json(data)

@@ -1,0 +1,84 @@
+"""Where the agent's fairshare usage comes from each cycle: Slurm's accounting or the agent's own ledger.
+
+``--usage-source`` (``AgentConfig.usage_source``):
+
+* ``ledger``: the :class:`~fabric_hpc.slurm.usage.AgentUsage` ledger in ``<state_dir>/usage.json``;
+* ``slurm``: Slurm's own usage, ``sshare`` (:mod:`fabric_hpc.slurm.sshare`);
+* ``auto`` (default): ``slurm`` when ``scontrol show config`` says
+  ``AccountingStorageType = accounting_storage/slurmdbd`` (asked at the first cycle; when that question
+  fails, the ledger is used and it is asked again after ``RECHECK_S``), else ``ledger``.
+
+The ledger is charged every cycle whatever the source, so it is ready when ``sshare`` fails: then that
+cycle uses the ledger, an ``agent.usage_error`` event says why, and the next cycle asks ``sshare`` again.
+Each change of the source in use is an ``agent.usage_source`` event (audit log and event stream) with
+the reason; ``status.json`` carries ``usage_source`` (``slurm`` or ``ledger``) and ``usage_unit``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+from fabric_hpc.slurm.contract import SlurmClient, SlurmError
+from fabric_hpc.slurm.sshare import read_usage
+from fabric_hpc.slurm.usage import AgentUsage
+
+UsageMode = Literal["auto", "slurm", "ledger"]
+RECHECK_S = 300.0
+_DBD = re.compile(r"^AccountingStorageType\s*=\s*accounting_storage/slurmdbd\s*$", re.MULTILINE)
+
+
+def command_runner(client: SlurmClient | None = None, timeout: float = 30.0) -> Callable[[Sequence[str]], str]:
+    """argv -> stdout of a Slurm command, with the environment of ``client`` when it is the cli backend
+    (else this process's: ``SLURM_CONF``); SlurmError on failure."""
+    from fabric_hpc.slurm.cli_backend import CliClient
+
+    env = client.env if isinstance(client, CliClient) else dict(os.environ)
+    return CliClient(env, timeout=timeout)._run  # noqa: SLF001 - one place runs Slurm commands, maps failures
+
+
+class UsageSource:
+    """The usage of one cycle, from the configured source, with the fallback described above."""
+
+    def __init__(self, mode: UsageMode, ledger: AgentUsage, run: Callable[[Sequence[str]], str],
+                 log: Callable[..., None]) -> None:
+        self.mode, self.ledger, self.run, self.log = mode, ledger, run, log
+        self.active: str | None = None  # "slurm" or "ledger" once a cycle ran
+        self.unit = "gpu_seconds"
+        self._accounting: bool | None = None  # auto: AccountingStorageType is slurmdbd
+        self._asked_at = -RECHECK_S
+
+    def usage(self, now: float, held: Mapping[str, int]) -> dict[str, float]:
+        ledger_usage = self.ledger.charge(now, held)
+        if self.mode == "ledger":
+            return self._use("ledger", "usage_source = ledger", ledger_usage, "gpu_seconds")
+        if self.mode == "auto" and not self._has_accounting():
+            return self._use("ledger", "AccountingStorageType is not accounting_storage/slurmdbd", ledger_usage,
+                             "gpu_seconds")
+        try:
+            answer = read_usage(self.run)
+        except SlurmError as exc:
+            self.log("usage_error", source="slurm", error=exc.message[:500], fallback="ledger")
+            return self._use("ledger", f"sshare failed: {exc.message[:200]}", ledger_usage, "gpu_seconds")
+        return self._use("slurm", f"sshare ({answer.unit})", answer.usage, answer.unit)
+
+    def _has_accounting(self) -> bool:
+        if self._accounting is None and time.monotonic() - self._asked_at >= RECHECK_S:
+            self._asked_at = time.monotonic()
+            try:
+                self._accounting = bool(_DBD.search(self.run(["scontrol", "show", "config"])))
+            except SlurmError as exc:
+                self.log("usage_error", source="scontrol show config", error=exc.message[:500], fallback="ledger")
+        return bool(self._accounting)
+
+    def _use(self, source: str, reason: str, usage: dict[str, float], unit: str) -> dict[str, float]:
+        if source != self.active or unit != self.unit:
+            self.log("usage_source", source=source, unit=unit, reason=reason)
+        self.active, self.unit = source, unit
+        return usage
+
+    def status(self) -> dict[str, Any]:
+        return {"usage_source": self.active, "usage_unit": self.unit}
