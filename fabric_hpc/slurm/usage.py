@@ -1,7 +1,8 @@
 """The agent's fairshare usage: a :class:`~fabric_hpc.scheduler.UsageLedger` kept in its state directory.
 
-Slurm's own usage (``sshare``/``sacct``) needs slurmdbd; the agent does not read it (yet). Instead
-it charges each Slurm account the GPUs its jobs hold, like the simulator does: at each cycle the
+Slurm's own usage (``sshare``, with slurmdbd) is read by :mod:`fabric_hpc.slurm.usage_source` when
+``usage_source`` says so; this ledger is kept every cycle anyway (it is the fallback). It charges each
+Slurm account the GPUs its jobs hold, like the simulator does: at each cycle the
 interval since the previous cycle is charged with the GPUs held at the previous cycle (every
 running job with GPUs, fabric-marked or not, by its Slurm account), then the ledger is written
 atomically (temp file, fsync, rename) to ``<state_dir>/usage.json``. A restarted agent (even after
