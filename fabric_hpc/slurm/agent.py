@@ -240,6 +240,7 @@ class Agent:
             self._log("waiting", jobs={str(k): v for k, v in sorted(res.waiting.items())})
         if self.metrics is not None:
             self.metrics.observe(res, view)
+            self.metrics.usage_from_slurm.set(1 if self.usage_source.active == "slurm" else 0)
         emit("agent.cycle", seconds=res.seconds, pending=res.pending, started=len(res.started))
 
     # -- the daemon loop ---------------------------------------------------------------------

@@ -30,6 +30,7 @@ AGENT_METRICS: dict[str, tuple[str, str]] = {
     "fabric_agent_gpus_alloc_ratio": ("gauge", "Allocated GPUs / GPUs up (0-1)"),
     "fabric_agent_last_cycle_timestamp_seconds": ("gauge", "UNIX time of the last good cycle (the heartbeat)"),
     "fabric_agent_info": ("gauge", "Always 1; labels: version, backend, protocol"),
+    "fabric_agent_usage_from_slurm": ("gauge", "1 while the fairshare usage is Slurm's (sshare), 0 while the ledger's"),
 }
 
 
@@ -65,6 +66,7 @@ class AgentMetrics:
         self.gpus, self.gpus_alloc = gauge("fabric_agent_gpus"), gauge("fabric_agent_gpus_alloc")
         self.utilisation = gauge("fabric_agent_gpus_alloc_ratio")
         self.last_cycle = gauge("fabric_agent_last_cycle_timestamp_seconds")
+        self.usage_from_slurm = gauge("fabric_agent_usage_from_slurm")
         Gauge("fabric_agent_info", doc("fabric_agent_info"), ["version", "backend", "protocol"],
               registry=reg).labels(__version__, backend, str(PROTOCOL_VERSION)).set(1)
         self.server, self.thread = start_http_server(port, addr=addr, registry=reg)

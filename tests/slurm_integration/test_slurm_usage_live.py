@@ -22,6 +22,7 @@ from fabric_hpc.scheduler.contract import Job, PendingJob
 from fabric_hpc.scheduler.priority import MultifactorPriority
 from fabric_hpc.slurm.agent import Agent, AgentConfig
 from fabric_hpc.slurm.cli_backend import CliClient
+from fabric_hpc.slurm.metrics import AgentMetrics
 from fabric_hpc.slurm.sshare import JSON_ARGV, PARSABLE_ARGV, read_usage
 from fabric_hpc.slurm.usage import AgentUsage
 from fabric_hpc.slurm.usage_source import UsageSource, command_runner
@@ -82,7 +83,12 @@ def test_agent_fairshare_input_is_slurms_usage(slurm_accounting_cluster, slurm_a
     client = CliClient(slurm_accounting_cluster.env)
     agent = Agent(client, slurm_accounting_fabric,
                   AgentConfig(state_dir=str(tmp_path), usage_source="auto", record_cycles=True))
-    agent.cycle()
+    agent.metrics = AgentMetrics(0, backend=client.backend)  # port 0: any free one
+    try:
+        agent.cycle()
+        assert agent.metrics.registry.get_sample_value("fabric_agent_usage_from_slurm") == 1
+    finally:
+        agent.metrics.close()
     status = json.loads((tmp_path / "status.json").read_text())
     assert (status["usage_source"], status["usage_unit"]) == ("slurm", "gpu_seconds")
     recorded = json.loads((tmp_path / "cycles.jsonl").read_text().splitlines()[-1])["input"]["usage"]
