@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from fabric_hpc.slurm.metrics import AgentMetrics
 from fabric_hpc.slurm.sshare import JSON_ARGV, PARSABLE_ARGV, read_usage
 from fabric_hpc.slurm.usage import AgentUsage
 from fabric_hpc.slurm.usage_source import UsageSource, command_runner
-from fabric_hpc.testing import _accounting
+from fabric_hpc.testing import _accounting, parse_key_values
 from tests.slurm.test_lifecycle import _cluster_processes
 
 DATA = Path(__file__).parent / "data"
@@ -155,3 +156,41 @@ def test_stop_leaves_no_process_of_mariadb_or_slurmdbd(require_slurm, tmp_path):
     assert not any(os.path.exists(f"/proc/{p}") for p in daemons.values())
     assert _cluster_processes(cluster.base_dir) == set() and _cluster_processes(db_dir) == set()
     assert not db_dir.exists()
+
+
+RUNNER = """
+import sys, time
+from fabric_hpc.testing import SlurmTestCluster
+cluster = SlurmTestCluster(1, gpus_per_node=0, base_dir=sys.argv[1], prefix=sys.argv[2] or None, accounting=True)
+cluster.start()
+print(cluster.daemon_pids()["mariadbd"], cluster.daemon_pids()["slurmdbd"], cluster.accounting.db_dir, flush=True)
+time.sleep(300)
+"""
+
+
+def test_killed_runner_takes_mariadb_and_slurmdbd_along(require_slurm, tmp_path):
+    """kill -9 of the test runner: the kernel's parent-death signal stops both (also the unprivileged mariadbd)."""
+    import subprocess
+    import sys
+
+    missing = _accounting.missing(require_slurm)
+    if missing:
+        pytest.skip(f"accounting not installed: {missing}")
+    repo = Path(__file__).resolve().parents[2]
+    runner = subprocess.Popen([sys.executable, "-c", RUNNER, str(tmp_path / "c"), str(require_slurm.prefix or "")],
+                              cwd=repo, env=dict(os.environ, PYTHONPATH=str(repo)), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    assert runner.stdout is not None
+    line = runner.stdout.readline().split()
+    assert len(line) == 3, runner.stderr.read() if runner.poll() is not None else line
+    pids, db_dir = {int(line[0]), int(line[1])}, Path(line[2])
+    runner.kill()
+    runner.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while any(os.path.exists(f"/proc/{p}") for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(os.path.exists(f"/proc/{p}") for p in pids)
+    assert not (db_dir / "mariadbd.pid").exists()  # mariadbd got SIGTERM and shut down cleanly
+    shutil.rmtree(db_dir)  # reap_stale_dirs() (the next start) leaves it for a minute; do not litter /tmp
+    conf = parse_key_values((tmp_path / "c" / "etc" / "slurm.conf").read_text().replace("\n", " "))
+    shutil.rmtree(Path(conf["AuthInfo"].removeprefix("socket=")).parent)  # the killed runner's munge directory
