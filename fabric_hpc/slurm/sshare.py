@@ -49,7 +49,7 @@ class _Row:
     account: str
     user: str
     raw_usage: float
-    gpu_minutes: float | None  # None: no gres/gpu entry in the row's TRES usage
+    gpu_seconds: float | None  # None: no gres/gpu entry in the row's TRES usage
 
 
 def _nonneg(value: float | None, what: str, key: str) -> float:
@@ -61,10 +61,10 @@ def _nonneg(value: float | None, what: str, key: str) -> float:
 
 def _per_account(rows: Sequence[_Row]) -> UsageAnswer:
     users = [r for r in rows if r.user]
-    by_gpu = any(r.gpu_minutes is not None for r in users)
+    by_gpu = any(r.gpu_seconds is not None for r in users)
     out: dict[str, float] = {}
     for r in users:
-        value = (r.gpu_minutes or 0.0) * 60.0 if by_gpu else r.raw_usage
+        value = (r.gpu_seconds or 0.0) if by_gpu else r.raw_usage
         out[r.account] = out.get(r.account, 0.0) + value
     return UsageAnswer(dict(sorted(out.items())), "gpu_seconds" if by_gpu else "billing_seconds")
 
@@ -105,8 +105,9 @@ def decode_parsable(out: str) -> UsageAnswer:
             raw_usage = float(raw) if raw else 0.0
         except ValueError:
             raw_usage = math.nan
-        gpu = parse_tres(tres, what).get(GPU_TRES)
-        rows.append(_Row(account, user, _nonneg(raw_usage, what, "RawUsage"), gpu))
+        gpu_minutes = parse_tres(tres, what).get(GPU_TRES)  # -P prints whole TRES-minutes
+        rows.append(_Row(account, user, _nonneg(raw_usage, what, "RawUsage"),
+                         None if gpu_minutes is None else gpu_minutes * 60.0))
     return _per_account(rows)
 
 
@@ -142,8 +143,7 @@ def _json_row(d: Any, i: int) -> _Row:
     if not account or (user_row and not user):
         raise SlurmError(f"{what}: field {'parent' if user_row else 'name'!r} or 'name' is empty")
     raw = _nonneg(number(d, "usage", what, required=True), what, "usage")
-    gpu_s = _tres_usage(d, what)
-    return _Row(account, user, raw, None if gpu_s is None else gpu_s / 60.0)
+    return _Row(account, user, raw, _tres_usage(d, what))
 
 
 def decode_json(data: Any) -> UsageAnswer:
