@@ -23,20 +23,41 @@ from fabric_hpc.topology import build, generators, import_lingjun
 OPTS = SolveOptions(time_limit_s=1.0, workers=1)
 REQUESTS = {"dgx": ["nodes=2,gpus=8", "nodes=4,gpus=8", "nodes=8,gpus=8", "gpus=12", "gpus=24", "gpus=40",
                     "nodes=3,gpus=4", "gpus=100"],
-            "nvl72": ["gpus=16", "gpus=64", "gpus=96", "gpus=144", "nodes=8,gpus=4", "nodes=30,gpus=4"]}
+            "nvl72": ["gpus=16", "gpus=64", "gpus=96", "gpus=144", "nodes=8,gpus=4", "nodes=30,gpus=4"],
+            # gangs larger than one Lingjun ToR (8 hosts × 8 GPUs): every placement spans ToRs
+            "cross-tor": ["nodes=12,gpus=8", "nodes=16,gpus=8", "nodes=32,gpus=8", "gpus=96", "gpus=200",
+                          "gpus=300"]}
+#: replay's default occupancy (78 %) and its fill level with no job ended (held-out busy states)
+DEFAULT, BUSY = 0.78, 0.95
 
 
 def fabrics(quick: bool) -> dict:
-    lingjun = import_lingjun("data/topologies/alibaba_lingjun2023_topo.csv", oversubscription=2.0)
-    return {"superpod-8su": (build(generators.superpod(sus=2 if quick else 8)), "dgx", CostWeights()),
-            "nvl72-28r": (build(generators.nvl72(racks=8 if quick else 28)), "nvl72", CostWeights()),
-            "lingjun-2to1 (contention)": (build(lingjun), "dgx", CostWeights(contention=True))}
+    """name -> (fabric, request mix, weights, replay target occupancy)."""
+    lingjun = build(import_lingjun("data/topologies/alibaba_lingjun2023_topo.csv", oversubscription=2.0))
+    contention = CostWeights(contention=True)
+    return {"superpod-8su": (build(generators.superpod(sus=2 if quick else 8)), "dgx", CostWeights(), DEFAULT),
+            "nvl72-28r": (build(generators.nvl72(racks=8 if quick else 28)), "nvl72", CostWeights(), DEFAULT),
+            "lingjun-2to1 (contention)": (lingjun, "dgx", contention, DEFAULT),
+            "lingjun-2to1 busy (contention)": (lingjun, "dgx", contention, BUSY),
+            "lingjun-2to1 busy, cross-ToR gangs (contention)": (lingjun, "cross-tor", contention, BUSY)}
 
 
-def run(fab, requests, seeds, weights) -> list[dict]:
+def _bottleneck(fab, state, text: str, weights, p) -> str:
+    """What limits the placement's modelled ring (nvlink | nic | uplink), beside the running jobs."""
+    from fabric_hpc.placement.collective import collective_time
+    from fabric_hpc.placement.problem import Problem
+    from fabric_hpc.placement.request import parse_request
+
+    prob = Problem(fab, state, parse_request(text), weights)
+    gpus = np.array([fab.gpu_pos[g] for g in p.gpus])
+    return collective_time(fab, gpus, weights.message_mb * 2**20, kind="allreduce", algo="ring",
+                           background=prob.background()).bottleneck
+
+
+def run(fab, requests, seeds, weights, target: float = DEFAULT) -> list[dict]:
     rows = []
     for seed in seeds:
-        state = replay(fab, seed)
+        state = replay(fab, seed, target=target)
         for text in requests:
             got = {}
             for solver in SOLVERS:
@@ -45,11 +66,13 @@ def run(fab, requests, seeds, weights) -> list[dict]:
                     p = place(fab, state, text, solver=solver, options=OPTS, weights=weights)
                 except PlacementInfeasible:
                     continue
-                got[solver] = (p.breakdown["comm_ms"], time.perf_counter() - t0, p.optimal, len(p.hosts))
+                got[solver] = (p.breakdown["comm_ms"], time.perf_counter() - t0, p.optimal, len(p.hosts),
+                               _bottleneck(fab, state, text, weights, p), p.domains)
             if len(got) == len(SOLVERS) and max(v[3] for v in got.values()) > 1:
                 best = min(v[0] for v in got.values())
                 rows += [{"seed": seed, "text": text, "solver": s, "comm": v[0], "latency": v[1],
-                          "optimal": v[2], "ratio": v[0] / best if best > 0 else 1.0} for s, v in got.items()]
+                          "optimal": v[2], "ratio": v[0] / best if best > 0 else 1.0, "bottleneck": v[4],
+                          "domains": v[5], "util": state.utilisation()} for s, v in got.items()]
     return rows
 
 
@@ -68,6 +91,19 @@ def table(name: str, rows: list[dict]) -> list[str]:
         gain = np.mean([tree[k] / cp[k] for k in cp if cp[k] > 0])
         out.append(f"| {name} | slurm-tree / cpsat (mean of ratios) | {len(cp)} | | | {gain:.2f} | |")
     return out
+
+
+def bottlenecks(name: str, rows: list[dict]) -> str:
+    """Per solver: what limits its rings, and the mean level-1 domains (ToRs, leaves) spanned."""
+    parts = []
+    for s in ("cpsat", "slurm-tree"):
+        r = [x for x in rows if x["solver"] == s]
+        if r:
+            kinds = {k: sum(x["bottleneck"] == k for x in r) for k in sorted({x["bottleneck"] for x in r})}
+            first = [next(iter(list(x["domains"].values())[1:]), 1) for x in r]
+            parts.append(f"{s}: bottleneck {kinds}, mean level-1 domains {np.mean(first):.2f}")
+    util = np.mean([x["util"] for x in rows]) if rows else float("nan")
+    return f"- {name} (states {util:.0%} busy): " + "; ".join(parts)
 
 
 LATENCY_REQUESTS = ("nodes=2,gpus=8", "nodes=8,gpus=8", "nodes=32,gpus=8", "nodes=128,gpus=8", "gpus=24",
@@ -103,9 +139,12 @@ def main(quick: bool = False) -> str:
     seeds = (1,) if quick else (1, 2)
     lines = ["| fabric | solver | instances | mean comm (ms) | p99 comm (ms) | mean ratio to best | worst ratio |",
              "|---|---|---|---|---|---|---|"]
-    for name, (fab, kind, weights) in fabrics(quick).items():
-        lines += table(name, run(fab, REQUESTS[kind], seeds, weights))
-    lines.append("")
+    notes = []
+    for name, (fab, kind, weights, target) in fabrics(quick).items():
+        rows = run(fab, REQUESTS[kind], seeds, weights, target)
+        lines += table(name, rows)
+        notes.append(bottlenecks(name, rows))
+    lines += [""] + notes + [""]
     lines.append(latency_16k(quick))
     return "\n".join(lines)
 
