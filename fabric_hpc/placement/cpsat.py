@@ -34,8 +34,8 @@ from fabric_hpc.placement.problem import Problem
 
 SCALE = 1000
 #: CP-SAT's deterministic time over both phases per second of ``time_limit_s``: one deterministic
-#: unit took 1.0–1.7 s of CPU here (benchmark in docs/benchmarks.md), plus the model building
-DTIME_SHARE = 0.5
+#: unit took 1.0–2.4 s of CPU here, presolve and LP included (docs/benchmarks.md, cpsat-speed)
+DTIME_SHARE = 0.4
 NODES_HOST_ITEM_LIMIT = 16
 
 
@@ -120,6 +120,9 @@ def _solve_lex(model, var, t_expr, objective, options: SolveOptions):
     if not isinstance(t_expr, int):
         model.Minimize(t_expr)
         solver = _new_solver(options, budget)
+        # T alone is a small covering problem; the stronger LP proves it in a fraction of the budget
+        # where the default stalled (NVL72 racks: host items with the channel bound's tables)
+        solver.parameters.linearization_level = 2
         status = solver.Solve(model)
         phases["names"].append(f"collective:{solver.StatusName(status)}")
         phases["dtime"] += solver.deterministic_time
