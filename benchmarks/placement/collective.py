@@ -1,11 +1,13 @@
 """Modelled collective time per solver: ``.venv/bin/python -m benchmarks.placement.collective [--quick]``.
 
 On replayed busy states (benchmarks/placement/replay.py) of a DGX H100 SuperPOD, GB200 NVL72 racks
-and the Lingjun Clos with 2:1 oversubscribed ToRs (contention on: running jobs' traffic counts),
+and the Lingjun Clos with 2:1 oversubscribed ToRs (contention on: running jobs' traffic counts; also
+on 92 %-busy held-out states, with the same mix and with gangs larger than one ToR),
 every solver places the same multi-host gangs; the table gives, per fabric and solver, the mean
 and p99 of the modelled ring all-reduce time (256 MiB, ``cost.modelled_comm_ms``) and the mean
 ratio to the best of the four solvers on each instance (the best placement found, a proven
-optimum only where cpsat says ``optimal``), and cpsat's latency at 16,384 GPUs. Prints Markdown;
+optimum only where cpsat says ``optimal``), what limits each solver's rings, and cpsat's CPU and
+wall time at 16,384 GPUs (``--latency``: only that, on 3 states). Prints Markdown;
 the run recorded in docs/collective-model.md is the one to compare against.
 """
 
