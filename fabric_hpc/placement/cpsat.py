@@ -10,9 +10,11 @@ decomposition: domains first, then hosts inside the chosen domains, then GPUs in
 Per item ``c_i`` (units taken) and ``u_i = [c_i > 0]``; per domain ``y_{l,d}``; per level
 ``s_l = [domains(l) ≥ 2]``. Cost = Σ table_i[c_i] + Σ_l span_w(l)·Σ_d y_{l,d} + break_w·Σ pristine y
 + comm(tier of the highest level crossed) — the same numbers ``cost.evaluate`` computes, scaled to
-integers. Greedy's answer is the hint; one worker and a fixed seed by default (deterministic when
-it finishes before the time limit); at the limit the best feasible answer is returned with
-``optimal=False``. The final answer is never worse than greedy's on the exact cost.
+integers. The collective comes first (lexicographic), solved in two phases: its bound alone, then
+the whole cost with the bound fixed (``_solve_lex``). Greedy's answer is the hint; one worker, a
+fixed seed and a deterministic work budget (the answer does not depend on machine load); at the
+limit the best feasible answer is returned with ``optimal=False``. The final answer is never worse
+than greedy's, slurm-tree's or slurm-block's on the exact cost.
 """
 
 from __future__ import annotations
