@@ -158,7 +158,7 @@ def _best_of(p: Problem, placed: Placement, warm: Placement | None, options: Sol
 
     for name, fn in (("slurm-tree", slurm_tree), ("slurm-block", slurm_block)):
         try:
-            other = fn(Problem(p.fab, p.state, p.request, p.weights), options)
+            other = fn(p.fresh(), options)
         except PlacementInfeasible:
             continue
         if lex_key(other.breakdown) < lex_key(best.breakdown):
