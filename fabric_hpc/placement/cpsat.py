@@ -10,9 +10,11 @@ decomposition: domains first, then hosts inside the chosen domains, then GPUs in
 Per item ``c_i`` (units taken) and ``u_i = [c_i > 0]``; per domain ``y_{l,d}``; per level
 ``s_l = [domains(l) ≥ 2]``. Cost = Σ table_i[c_i] + Σ_l span_w(l)·Σ_d y_{l,d} + break_w·Σ pristine y
 + comm(tier of the highest level crossed) — the same numbers ``cost.evaluate`` computes, scaled to
-integers. Greedy's answer is the hint; one worker and a fixed seed by default (deterministic when
-it finishes before the time limit); at the limit the best feasible answer is returned with
-``optimal=False``. The final answer is never worse than greedy's on the exact cost.
+integers. The collective comes first (lexicographic), solved in two phases: its bound alone, then
+the whole cost with the bound fixed (``_solve_lex``). Greedy's answer is the hint; one worker, a
+fixed seed and a deterministic work budget (the answer does not depend on machine load); at the
+limit the best feasible answer is returned with ``optimal=False``. The final answer is never worse
+than greedy's, slurm-tree's or slurm-block's on the exact cost.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from fabric_hpc.placement.greedy import greedy
 from fabric_hpc.placement.problem import Problem
 
 SCALE = 1000
+#: CP-SAT's deterministic time over both phases per second of ``time_limit_s``: one deterministic
+#: unit took 1.0–2.4 s of CPU here, presolve and LP included (docs/benchmarks.md, cpsat-speed)
+DTIME_SHARE = 0.4
 NODES_HOST_ITEM_LIMIT = 16
 
 
@@ -55,21 +60,12 @@ def cpsat(p: Problem, options: SolveOptions | None = None) -> Placement:
     except PlacementInfeasible:
         warm = None
     items = build_items(p, options)
-    model, var, t_expr = _model(p, items, warm)
-
-    solver = cp_model.CpSolver()
-    prm = solver.parameters
-    prm.num_workers = options.workers
-    prm.random_seed = options.seed
-    # deterministic work limit (the answer does not depend on machine load); wall clock only as a guard
-    prm.max_deterministic_time = max(0.0, options.time_limit_s)
-    prm.max_time_in_seconds = max(30.0, 30 * options.time_limit_s)
-    prm.relative_gap_limit = options.relative_gap
-    prm.cp_model_probing_level = 0  # probing the element tables costs seconds and buys little here
-    status = solver.Solve(model)
+    model, var, t_expr, objective = _model(p, items, warm)
+    status, solver, phases = _solve_lex(model, var, t_expr, objective, options)
     stats = {"items": len(items.cap), "item_level": p.levels.chain[items.level], "status": solver.StatusName(status),
              "objective": solver.ObjectiveValue() / SCALE if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None,
-             "bound": solver.BestObjectiveBound() / SCALE, "wall_s": solver.WallTime(),
+             "bound": solver.BestObjectiveBound() / SCALE, "wall_s": phases["wall"],
+             "deterministic_time": phases["dtime"], "phases": phases["names"],
              "warm_cost": warm.cost if warm else None}
     if status == cp_model.INFEASIBLE:
         raise PlacementInfeasible(f"no placement satisfies {p.request.describe()}: each constraint alone can be "
@@ -96,8 +92,60 @@ def cpsat(p: Problem, options: SolveOptions | None = None) -> Placement:
     tight = round(placed.breakdown["comm_ms"] * 1000) == t_lin or p.weights.comm <= 0
     from dataclasses import replace
 
-    placed = replace(placed, optimal=status == cp_model.OPTIMAL and exact and len(p.patterns) <= 1 and tight)
+    placed = replace(placed, optimal=status == cp_model.OPTIMAL and phases["proven"] and exact
+                     and len(p.patterns) <= 1 and tight)
     return _best_of(p, placed, warm, options, t0, stats)
+
+
+def _new_solver(options: SolveOptions, budget: float) -> cp_model.CpSolver:
+    solver = cp_model.CpSolver()
+    prm = solver.parameters
+    prm.num_workers = options.workers
+    prm.random_seed = options.seed
+    # deterministic work limit (the answer does not depend on machine load); wall clock only as a guard
+    prm.max_deterministic_time = max(0.0, budget)
+    prm.max_time_in_seconds = max(30.0, 30 * options.time_limit_s)
+    prm.relative_gap_limit = options.relative_gap
+    prm.cp_model_probing_level = 0  # probing the element tables costs seconds and buys little here
+    return solver
+
+
+def _solve_lex(model, var, t_expr, objective, options: SolveOptions):
+    """Minimise ``LEX·T + rest`` lexicographically in two CP-SAT solves on one deterministic budget
+    (``DTIME_SHARE × time_limit_s``): first T alone (small: the cost tables drop out in presolve),
+    then the whole objective with ``T ≤ T*`` and phase 1's answer as the hint. The same optimum as
+    one solve of the weighted sum (the weight makes T lexicographically first), but the second
+    phase's search space is cut to the placements with the best collective, where the weighted
+    sum's LP bound was too weak to prove anything at 16k GPUs. Returns (status, solver, phases)."""
+    budget = DTIME_SHARE * options.time_limit_s
+    phases = {"names": [], "dtime": 0.0, "wall": 0.0, "proven": True}
+    if not isinstance(t_expr, int):
+        model.Minimize(t_expr)
+        solver = _new_solver(options, budget)
+        # T alone is a small covering problem; the stronger LP proves it in a fraction of the budget
+        # where the default stalled (NVL72 racks: host items with the channel bound's tables)
+        solver.parameters.linearization_level = 2
+        solver.parameters.relative_gap_limit = 0.0  # T* bounds phase 2: it must be T's optimum
+        status = solver.Solve(model)
+        phases["names"].append(f"collective:{solver.StatusName(status)}")
+        phases["dtime"] += solver.deterministic_time
+        phases["wall"] += solver.WallTime()
+        if status == cp_model.INFEASIBLE:
+            return status, solver, phases
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            phases["proven"] = status == cp_model.OPTIMAL
+            model.Add(t_expr <= int(round(solver.ObjectiveValue())))
+            values = [solver.Value(v) for v in var]
+            model.ClearHints()
+            for v, x in zip(var, values, strict=True):
+                model.AddHint(v, x)
+        model.Minimize(objective)
+    solver = _new_solver(options, max(budget - phases["dtime"], 0.1 * budget))
+    status = solver.Solve(model)
+    phases["names"].append(f"cost:{solver.StatusName(status)}")
+    phases["dtime"] += solver.deterministic_time
+    phases["wall"] += solver.WallTime()
+    return status, solver, phases
 
 
 def _best_of(p: Problem, placed: Placement, warm: Placement | None, options: SolveOptions, t0: float,
@@ -111,7 +159,7 @@ def _best_of(p: Problem, placed: Placement, warm: Placement | None, options: Sol
 
     for name, fn in (("slurm-tree", slurm_tree), ("slurm-block", slurm_block)):
         try:
-            other = fn(Problem(p.fab, p.state, p.request, p.weights), options)
+            other = fn(p.fresh(), options)
         except PlacementInfeasible:
             continue
         if lex_key(other.breakdown) < lex_key(best.breakdown):
@@ -255,8 +303,7 @@ def _model(p: Problem, items: Items, warm: Placement | None):
         m.Add(c[i] >= u[i])
         obj.append(_table_term(m, c[i], items.cost[i], f"k{i}"))
     m.Add(sum(c) == p.units)
-    hosts = sum(_table_term(m, c[i], items.hosts_used[i], f"h{i}", scale=1) for i in range(n_items)) \
-        if items.level else sum(u)
+    hosts = _hosts_expr(m, p, items, c, u)
     spans, ys = {0: hosts}, {}
     for j in range(max(items.level, 1), len(lv.chain)):
         if j == items.level:
@@ -275,10 +322,24 @@ def _model(p: Problem, items: Items, warm: Placement | None):
         obj.append(int(round(SCALE * w.span_weight(j))) * expr)
     t = comm_lower_bound(m, p, items, c, u, spans, ys)
     _constraints(m, p, items, c, spans)
-    m.Minimize(_lex_weight(p, items) * t + sum(obj))  # the collective first (lexicographic), µs
+    objective = _lex_weight(p, items) * t + sum(obj)  # the collective first (lexicographic), µs
+    m.Minimize(objective)
     if warm is not None:
         _hint(m, p, items, c, u, warm)
-    return m, c, t
+    return m, c, t, objective
+
+
+def _hosts_expr(m, p: Problem, items: Items, c, u):
+    """Hosts used (only ``[hosts ≥ 2]`` is read: the host level's span weight is 0). An element
+    table per domain item only when it matters: a nodes request's count is its hosts, and a gang
+    larger than any one host's free capacity spans two hosts whatever is chosen (the constant 2)."""
+    if not items.level:
+        return sum(u)
+    if p.nodes_mode:
+        return sum(c)
+    if p.units > int(p.cap[p.cand].max(initial=0)):
+        return 2
+    return sum(_table_term(m, c[i], items.hosts_used[i], f"h{i}", scale=1) for i in range(len(c)))
 
 
 def _table_term(m, var, table: np.ndarray, name: str, scale: int = SCALE):

@@ -77,8 +77,8 @@ def comm_lower_bound(m, p: Problem, items, c, u, spans: dict, ys: dict):
 def _spans_two(m, spans: dict, j: int, name: str):
     """A boolean equal to [domains spanned at chain level j ≥ 2] (False when j is not modelled)."""
     s = m.NewBoolVar(name)
-    if j not in spans:
-        m.Add(s == 0)
+    if j not in spans or isinstance(spans[j], int):
+        m.Add(s == int(j in spans and spans[j] >= 2))
         return s
     m.Add(spans[j] >= 2).OnlyEnforceIf(s)
     m.Add(spans[j] <= 1).OnlyEnforceIf(s.Not())

@@ -69,6 +69,13 @@ class Problem:
         self.patterns = self._patterns()
         self.set_pattern(self.patterns[0] if self.patterns else None)
 
+    def fresh(self) -> Problem:
+        """The same problem as no solver has touched it yet (first rail pattern), sharing the
+        running jobs' background traffic if it was computed (the portfolio's baselines)."""
+        other = Problem(self.fab, self.state, self.request, self.weights)
+        other._background = self._background
+        return other
+
     def background(self) -> list[np.ndarray] | None:
         """Per-resource bytes of one all-reduce of each running multi-GPU job (``weights.contention``
         on; computed once per problem), for the collective model's fair sharing; else None."""
