@@ -343,19 +343,21 @@ def fair_rates(loads: list[np.ndarray], cap: np.ndarray, unit: np.ndarray | None
 def flow_unit(load: np.ndarray, space: Net | Ports) -> float:
     """Bytes of one network flow per collective of a ring's ``load``: the least a NIC carries (every
     network flow of a ring carries the same bytes; 1.0 when it has none)."""
-    k = space.kind[: len(load)] == 1
-    on = load[k]
-    on = on[on > 0]
+    hit = _NIC_SPAN.get(id(space))
+    if hit is None or hit[0] is not space:
+        nic = np.flatnonzero(space.kind == 1)  # one contiguous block (tx, then rx) in both spaces
+        hit = _NIC_SPAN[id(space)] = (space, int(nic.min(initial=0)), int(nic.max(initial=-1)) + 1)
+    seg = load[hit[1]:hit[2]]
+    on = seg[seg > 0]
     return float(on.min()) if on.size else 1.0
+
+
+_NIC_SPAN: dict[int, tuple[Net | Ports, int, int]] = {}
 
 
 def _fair(loads: list[np.ndarray], cap: np.ndarray,
           unit: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(rates, the resource that froze each job, -1 for none)."""
-    if unit is not None and len(loads) > 1:  # fill per-flow bandwidth: loads in flows, rates back
-        u = np.asarray(unit, np.float64)
-        x, by = _fair([ld / w for ld, w in zip(loads, u, strict=True)], cap)
-        return x / u, by
     if not loads:
         return np.zeros(0), np.zeros(0, np.int64)
     if len(loads) == 1:  # alone: the most loaded resource decides (what the filling below gives)
@@ -365,9 +367,10 @@ def _fair(loads: list[np.ndarray], cap: np.ndarray,
         ratio = loads[0][nz] / 1e9 / cap[nz]
         r = int(np.argmax(ratio))
         return np.array([1.0 / ratio[r]]), np.array([nz[r]])
-    A = np.stack(loads, axis=1) / 1e9  # [R, J] GB per collective
-    rid = np.flatnonzero((A > 0).any(axis=1))
-    A, c = A[rid], cap[rid].astype(np.float64)
+    A = np.stack(loads, axis=1)  # [R, J] bytes per collective
+    rid = np.flatnonzero(A.any(axis=1))
+    u = np.ones(A.shape[1]) if unit is None else np.asarray(unit, np.float64)
+    A, c = A[rid] / (1e9 * u), cap[rid].astype(np.float64)  # fill per-flow bandwidth when ``unit``
     nj = A.shape[1]
     x = np.zeros(nj)
     by = np.full(nj, -1, np.int64)
@@ -387,7 +390,7 @@ def _fair(loads: list[np.ndarray], cap: np.ndarray,
             newly = active & (A[r] > 0)
             by[newly] = rid[r]
             active &= ~newly
-    return x, by
+    return x / u, by
 
 
 def steps_and_bytes(kind: str, algo: str, n: int, m: int, kmax: int, size: float) -> tuple[float, int]:
