@@ -8,7 +8,7 @@ A trace gives each job's run time at an ideal placement (compact, alone on the f
 
 Per step, with ``t_ideal`` the modelled all-reduce of ``S`` on the job's GPU count placed compactly
 on the empty fabric, and ``t`` the same all-reduce on the job's real GPUs beside every other running
-job's traffic (max-min fair share, :func:`fabric_hpc.placement.collective.fair_rates`)::
+job's traffic (max-min fair share, :func:`fabric_hpc.placement.fairshare.fair_rates`)::
 
     stretch = (1 - f) + f · t / t_ideal          (≥ 1: clamped; 1 for single-GPU jobs)
 
@@ -34,7 +34,8 @@ import numpy as np
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement.collective import (CollectiveParams, allreduce_and_load, collective_time,
-                                             effective_cap, fair_rates, flow_unit, resources)
+                                             effective_cap, resources)
+from fabric_hpc.placement.fairshare import fair_rates, flow_unit
 from fabric_hpc.scheduler.contract import Job
 from fabric_hpc.topology import Fabric
 

@@ -103,3 +103,14 @@ def test_the_simulator_counts_jobs_slowed_by_others_under_ecmp(lingjun):
         started.append(f"j{i}")
     assert c.contended and c.contended <= set(started)
     assert all(c.stretch(j) >= 1.0 for j in started)
+
+
+def test_the_fair_share_is_per_flow_not_per_job():
+    """One 10 GB/s link, one flow of each job: A's flow carries 2 GB per collective, B's 1 GB. A
+    network splits the link per flow (5 GB/s each): A does 2.5 collectives/s, B 5. Filling by job
+    progress would give both 3.3."""
+    from fabric_hpc.placement.fairshare import fair_rates
+
+    loads, cap = [np.array([2e9]), np.array([1e9])], np.array([10.0])
+    assert fair_rates(loads, cap, np.array([2e9, 1e9])) == pytest.approx([2.5, 5.0])
+    assert fair_rates(loads, cap) == pytest.approx([10 / 3, 10 / 3])
