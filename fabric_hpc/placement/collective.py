@@ -33,6 +33,8 @@ import numpy as np
 from pydantic import Field
 
 from fabric_hpc.errors import ConfigError
+from fabric_hpc.placement.ecmp import Ports, build_ports, flow_keys, route
+from fabric_hpc.placement.fairshare import _fair, fair_rates, flow_unit  # noqa: F401 (fair_rates re-exported)
 from fabric_hpc.validation import StrictModel
 
 if TYPE_CHECKING:
@@ -85,6 +87,22 @@ def fabric_net(fab: Fabric) -> Net:
     if net is None:
         net = _NETS[fab] = _build_net(fab)
     return net
+
+
+_PORTS: weakref.WeakKeyDictionary[Fabric, Ports] = weakref.WeakKeyDictionary()
+
+
+def fabric_ports(fab: Fabric) -> Ports:
+    """The resources of ``fab`` with its switch uplinks split into ECMP ports (built once)."""
+    ports = _PORTS.get(fab)
+    if ports is None:
+        ports = _PORTS[fab] = build_ports(fab, fabric_net(fab))
+    return ports
+
+
+def resources(fab: Fabric, ecmp: int | None) -> Net | Ports:
+    """The resource space of a collective: ECMP ports when a flow-hash salt is given, else the Net."""
+    return fabric_net(fab) if ecmp is None else fabric_ports(fab)
 
 
 def _build_net(fab: Fabric) -> Net:
@@ -149,24 +167,31 @@ class Flows:
         return len(self.size)
 
 
-def _paths(fab: Fabric, net: Net, src: np.ndarray,
-           dst: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(flow index, resource) pairs and latency (µs) of network flows src[i] -> dst[i] (GPU indices)."""
+def switch_hops(fab: Fabric, net: Net, src: np.ndarray, dst: np.ndarray, ecmp: tuple[int, np.ndarray] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(levels climbed, up, down) of network flows src[i] -> dst[i]: ``up[i, lv]`` / ``down[i, lv]``
+    the switch resource (or, with ``ecmp``, the hashed port) crossed at level lv, -1 none."""
     idx = fab.index
     level = idx.meet_level(src, dst)
     same_sw = (idx.gpu_leaf_switch[src] == idx.gpu_leaf_switch[dst]) & (idx.gpu_leaf_switch[src] >= 0)
     level = np.where(same_sw, 0, np.maximum(level, 1))
-    nl = net.up.shape[1]
-    cols = [net.nic_tx[src], net.nic_rx[dst]]
-    for lv in range(nl):
-        use = lv < level
-        cols.append(np.where(use, net.up[src, lv], -1))
-        cols.append(np.where(use, net.down[dst, lv], -1))
-    res = np.stack(cols, axis=1)
+    use = np.arange(net.up.shape[1])[None, :] < level[:, None]
+    up, down = np.where(use, net.up[src], -1), np.where(use, net.down[dst], -1)
+    if ecmp is not None:
+        up, down = route(fabric_ports(fab), up, down, level, flow_keys(src, dst, ecmp[0], ecmp[1]))
+    return level, up, down
+
+
+def _paths(fab: Fabric, net: Net, src: np.ndarray, dst: np.ndarray,
+           ecmp: tuple[int, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(flow index, resource) pairs and latency (µs) of network flows src[i] -> dst[i] (GPU indices).
+    ``ecmp``: (job salt, channel of each flow): each switch hop takes one hashed port (ecmp.route)."""
+    _, up, down = switch_hops(fab, net, src, dst, ecmp)
+    res = np.concatenate([net.nic_tx[src][:, None], net.nic_rx[dst][:, None], up, down], axis=1)
     flow = np.repeat(np.arange(len(src)), res.shape[1])
     res = res.ravel()
     ok = res >= 0
-    _, _, lat = idx.pair(src, dst)
+    _, _, lat = fab.index.pair(src, dst)
     return flow[ok], res[ok], lat
 
 
@@ -186,9 +211,10 @@ def _domains(fab: Fabric, gpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ring_flows(fab: Fabric, gpus: np.ndarray, per_rank_bytes: float, params: CollectiveParams,
-               ordered: tuple[np.ndarray, np.ndarray] | None = None) -> Flows:
+               ordered: tuple[np.ndarray, np.ndarray] | None = None, ecmp: int | None = None) -> Flows:
     """Flows of a ring pass where every rank sends ``per_rank_bytes`` in total (``ordered``:
-    :func:`_domains` of ``gpus`` when the caller has it)."""
+    :func:`_domains` of ``gpus`` when the caller has it; ``ecmp``: the job's flow-hash salt, None
+    for perfectly spread uplinks)."""
     net = fabric_net(fab)
     g, dom = ordered if ordered is not None else _domains(fab, np.asarray(gpus, np.int64))
     m = int(dom[-1]) + 1 if len(g) else 0
@@ -204,10 +230,10 @@ def ring_flows(fab: Fabric, gpus: np.ndarray, per_rank_bytes: float, params: Col
     lat.append(np.full(nf, fab.index.nvlink_latency_us))
     if m >= 2:
         src, dst = _channel_edges(net, g, dom, m, params)
-        f, r, la = _paths(fab, net, src, dst)
+        chans = len(src) // m
+        f, r, la = _paths(fab, net, src, dst, None if ecmp is None else (ecmp, np.tile(np.arange(chans), m)))
         flows.append(f + nf)
         res.append(r)
-        chans = len(src) // m
         size.append(np.full(len(src), per_rank_bytes / chans))
         lat.append(la)
     return Flows(np.concatenate(flows), np.concatenate(res), np.concatenate(size), np.concatenate(lat))
@@ -251,7 +277,7 @@ def _channel_edges(net: Net, g: np.ndarray, dom: np.ndarray, m: int,
     return src, dst
 
 
-def alltoall_flows(fab: Fabric, gpus: np.ndarray, per_rank_bytes: float) -> Flows:
+def alltoall_flows(fab: Fabric, gpus: np.ndarray, per_rank_bytes: float, ecmp: int | None = None) -> Flows:
     """All-to-all: every rank sends ``per_rank_bytes / n`` to every other rank. Between domains the
     bytes travel rail-matched (PXN), spread over the source domain's NICs."""
     net = fabric_net(fab)
@@ -274,7 +300,7 @@ def alltoall_flows(fab: Fabric, gpus: np.ndarray, per_rank_bytes: float) -> Flow
         # each source GPU's bytes to domain dom[b] leave on the NIC of the GPU on b's rail in its
         # own domain when there is one (PXN), else on its own NIC
         src = g[a]
-        f, r, la = _paths(fab, net, src, g[b])
+        f, r, la = _paths(fab, net, src, g[b], None if ecmp is None else (ecmp, np.zeros(len(src), np.int64)))
         flows.append(f + nf)
         res.append(r)
         # a source without a NIC of its own sends through a peer's NIC; count its bytes there too
@@ -285,7 +311,7 @@ def alltoall_flows(fab: Fabric, gpus: np.ndarray, per_rank_bytes: float) -> Flow
 
 
 # -- rates and times --------------------------------------------------------------------------------
-def effective_cap(net: Net, params: CollectiveParams) -> np.ndarray:
+def effective_cap(net: Net | Ports, params: CollectiveParams) -> np.ndarray:
     """Capacity NCCL reaches on each resource (GB/s): line rate × calibrated efficiency (read-only)."""
     key = (id(net), params.nvlink_eff, params.net_eff)
     hit = _CAPS.get(key)
@@ -296,57 +322,12 @@ def effective_cap(net: Net, params: CollectiveParams) -> np.ndarray:
     return hit[1]
 
 
-_CAPS: dict[tuple, tuple[Net, np.ndarray]] = {}
+_CAPS: dict[tuple, tuple[Net | Ports, np.ndarray]] = {}
 
 
 def load_of(flows: Flows, nres: int) -> np.ndarray:
     """Bytes each resource carries for one collective."""
     return np.bincount(flows.res, weights=flows.size[flows.flow], minlength=nres)
-
-
-def fair_rates(loads: list[np.ndarray], cap: np.ndarray) -> np.ndarray:
-    """Max-min fair progress rates (collectives per second) of concurrent collectives.
-
-    ``loads[j]`` is job j's bytes per resource (one collective); job j's flows all progress at its
-    rate ``x_j`` (a ring moves as fast as its slowest edge). Progressive filling: all unfrozen rates
-    rise together until a resource is full, which freezes every job using it."""
-    return _fair(loads, cap)[0]
-
-
-def _fair(loads: list[np.ndarray], cap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rates, the resource that froze each job, -1 for none)."""
-    if not loads:
-        return np.zeros(0), np.zeros(0, np.int64)
-    if len(loads) == 1:  # alone: the most loaded resource decides (what the filling below gives)
-        nz = np.flatnonzero(loads[0])
-        if not nz.size:
-            return np.array([np.inf]), np.array([-1])
-        ratio = loads[0][nz] / 1e9 / cap[nz]
-        r = int(np.argmax(ratio))
-        return np.array([1.0 / ratio[r]]), np.array([nz[r]])
-    A = np.stack(loads, axis=1) / 1e9  # [R, J] GB per collective
-    rid = np.flatnonzero((A > 0).any(axis=1))
-    A, c = A[rid], cap[rid].astype(np.float64)
-    nj = A.shape[1]
-    x = np.zeros(nj)
-    by = np.full(nj, -1, np.int64)
-    active = np.ones(nj, bool)
-    left = c.copy()
-    while active.any():
-        demand = A[:, active].sum(axis=1)
-        live = demand > 0
-        if not live.any():
-            x[active] = np.inf
-            break
-        step = np.min(left[live] / demand[live])
-        x[active] += step
-        left = left - step * demand
-        full = live & (left <= 1e-9 * c)
-        for r in np.flatnonzero(full):
-            newly = active & (A[r] > 0)
-            by[newly] = rid[r]
-            active &= ~newly
-    return x, by
 
 
 def steps_and_bytes(kind: str, algo: str, n: int, m: int, kmax: int, size: float) -> tuple[float, int]:
@@ -373,10 +354,12 @@ class CollectiveTime:
 
 
 def collective_time(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce", algo: str = "auto",
-                    params: CollectiveParams | None = None, background: list[np.ndarray] | None = None
-                    ) -> CollectiveTime:
+                    params: CollectiveParams | None = None, background: list[np.ndarray] | None = None,
+                    ecmp: int | None = None) -> CollectiveTime:
     """Time of one collective of ``size_bytes`` on GPU indices ``gpus``, alone or beside the
-    ``background`` loads of other running collectives (:func:`job_load`), sharing max-min fairly."""
+    ``background`` loads of other running collectives (:func:`job_load`, same ``ecmp`` mode),
+    sharing max-min fairly. ``ecmp``: the job's flow-hash salt (ECMP routing, module ecmp);
+    None: every switch's uplinks shared perfectly."""
     params = params or CollectiveParams()
     if kind not in KINDS or algo not in ALGOS:
         raise ConfigError(f"unknown collective {kind!r}/{algo!r}",
@@ -393,7 +376,7 @@ def collective_time(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allred
     best: CollectiveTime | None = None
     for a in algos:
         try:
-            t = _one(fab, net, gpus, size_bytes, kind, a, params, background)
+            t = _one(fab, net, gpus, size_bytes, kind, a, params, background, ecmp)
         except NoNetwork:  # hosts without a network adapter: no collective across them
             return CollectiveTime(np.inf, a, 0.0, "nic", np.inf, 0.0)
         if best is None or t.seconds < best.seconds:
@@ -402,54 +385,58 @@ def collective_time(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allred
 
 
 def _one(fab: Fabric, net: Net, gpus: np.ndarray, size: float, kind: str, algo: str, params: CollectiveParams,
-         background: list[np.ndarray] | None) -> CollectiveTime:
+         background: list[np.ndarray] | None, ecmp: int | None = None) -> CollectiveTime:
     _, dom = _domains(fab, gpus)
     n, m = len(gpus), int(dom[-1]) + 1
     kmax = int(np.bincount(dom).max())
     per_rank, steps = steps_and_bytes(kind, algo, n, m, kmax, size)
-    flows = alltoall_flows(fab, gpus, size) if kind == "alltoall" else ring_flows(fab, gpus, per_rank, params)
-    load = load_of(flows, net.size)
-    cap = effective_cap(net, params)
-    xs, by = _fair([load, *(background or [])], cap)
+    flows = (alltoall_flows(fab, gpus, size, ecmp) if kind == "alltoall"
+             else ring_flows(fab, gpus, per_rank, params, ecmp=ecmp))
+    space = resources(fab, ecmp)
+    load = load_of(flows, space.size)
+    cap = effective_cap(space, params)
+    every = [load, *(background or [])]
+    xs, by = _fair(every, cap, np.array([flow_unit(ld, space) for ld in every]))
     x = xs[0]
     bw_time = 1.0 / x if x > 0 else np.inf
     lat = float(flows.lat_us.max(initial=0.0)) * 1e-6 * steps
     secs = bw_time + lat
-    where = ("nvlink", "nic", "uplink")[int(net.kind[by[0]])] if by[0] >= 0 else "none"
+    where = ("nvlink", "nic", "uplink")[int(space.kind[by[0]])] if by[0] >= 0 else "none"
     factor = {"allreduce": 2.0 * (n - 1) / n}.get(kind, (n - 1) / n)
     busbw = factor * size / secs / 1e9 if secs > 0 else np.inf
     return CollectiveTime(float(secs), algo, float(busbw), where, float(bw_time), float(lat))
 
 
 def job_load(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce",
-             params: CollectiveParams | None = None) -> np.ndarray:
-    """Bytes per resource of one ring collective of a running job (a background load for others)."""
+             params: CollectiveParams | None = None, ecmp: int | None = None) -> np.ndarray:
+    """Bytes per resource of one ring collective of a running job (a background load for others;
+    ``ecmp`` as in :func:`collective_time`)."""
     params = params or CollectiveParams()
     gpus = np.unique(np.asarray(gpus, np.int64))
-    net = fabric_net(fab)
+    space = resources(fab, ecmp)
     if len(gpus) <= 1:
-        return np.zeros(net.size)
+        return np.zeros(space.size)
     _, dom = _domains(fab, gpus)
     per_rank, _ = steps_and_bytes(kind, "ring", len(gpus), int(dom[-1]) + 1, 1, size_bytes)
-    flows = (alltoall_flows(fab, gpus, size_bytes) if kind == "alltoall"
-             else ring_flows(fab, gpus, per_rank, params))
-    return load_of(flows, net.size)
+    flows = (alltoall_flows(fab, gpus, size_bytes, ecmp) if kind == "alltoall"
+             else ring_flows(fab, gpus, per_rank, params, ecmp=ecmp))
+    return load_of(flows, space.size)
 
 
-def allreduce_and_load(fab: Fabric, gpus, size_bytes: float, *, params: CollectiveParams | None = None
-                       ) -> tuple[CollectiveTime, np.ndarray]:
+def allreduce_and_load(fab: Fabric, gpus, size_bytes: float, *, params: CollectiveParams | None = None,
+                       ecmp: int | None = None) -> tuple[CollectiveTime, np.ndarray]:
     """``collective_time(kind="allreduce", algo="auto")`` alone and ``job_load`` of the same GPUs,
     building the ring's flows once (both are linear in the bytes; the simulator calls this per job)."""
     params = params or CollectiveParams()
     gpus = np.unique(np.asarray(gpus, np.int64))
-    net = fabric_net(fab)
+    net = resources(fab, ecmp)
     n = len(gpus)
     if n <= 1:
         return CollectiveTime(0.0, "none", np.inf, "none"), np.zeros(net.size)
     g, dom = _domains(fab, gpus)
     m, kmax = int(dom[-1]) + 1, int(np.bincount(dom).max())
     try:
-        flows = ring_flows(fab, gpus, 1.0, params, ordered=(g, dom))
+        flows = ring_flows(fab, gpus, 1.0, params, ordered=(g, dom), ecmp=ecmp)
     except NoNetwork:
         return CollectiveTime(np.inf, "ring", 0.0, "nic", np.inf, 0.0), np.zeros(net.size)
     unit = load_of(flows, net.size)

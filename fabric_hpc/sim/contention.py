@@ -8,7 +8,7 @@ A trace gives each job's run time at an ideal placement (compact, alone on the f
 
 Per step, with ``t_ideal`` the modelled all-reduce of ``S`` on the job's GPU count placed compactly
 on the empty fabric, and ``t`` the same all-reduce on the job's real GPUs beside every other running
-job's traffic (max-min fair share, :func:`fabric_hpc.placement.collective.fair_rates`)::
+job's traffic (max-min fair share, :func:`fabric_hpc.placement.fairshare.fair_rates`)::
 
     stretch = (1 - f) + f · t / t_ideal          (≥ 1: clamped; 1 for single-GPU jobs)
 
@@ -26,6 +26,7 @@ three or more jobs is updated at the next event that touches it (an approximatio
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -33,7 +34,8 @@ import numpy as np
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement.collective import (CollectiveParams, allreduce_and_load, collective_time,
-                                             effective_cap, fabric_net, fair_rates)
+                                             effective_cap, resources)
+from fabric_hpc.placement.fairshare import fair_rates, flow_unit
 from fabric_hpc.scheduler.contract import Job
 from fabric_hpc.topology import Fabric
 
@@ -78,18 +80,24 @@ class _Run:
     res: np.ndarray  # shared network resources the job's ring uses
     load: np.ndarray  # its bytes on each of them
     rate: float  # its ring's rate alone (collectives/s over ``res``)
+    unit: float = 1.0  # bytes of one of its network flows per collective (per-flow fair share)
     stretch: float = 1.0
 
 
 class Contention:
     """``start(job_id, job, gpus)`` / ``end(job_id)`` -> ``{job_id: new stretch}`` of every running
     job whose stretch changed (the started job always included). ``contention=False`` gives each
-    job its placement's stretch alone (the ablation's "off")."""
+    job its placement's stretch alone (the ablation's "off"). ``ecmp=True``: every flow takes one
+    uplink port by a hash of (source, destination, job id, channel), as ECMP does on an Ethernet
+    fabric (placement.ecmp), instead of perfectly spread uplinks. ``contended``: ids of the jobs
+    whose rate other jobs' traffic lowered at some point of their run."""
 
-    def __init__(self, fab: Fabric, *, contention: bool = True, params: CollectiveParams | None = None) -> None:
-        self.fab, self.contention = fab, contention
+    def __init__(self, fab: Fabric, *, contention: bool = True, params: CollectiveParams | None = None,
+                 ecmp: bool = False) -> None:
+        self.fab, self.contention, self.ecmp = fab, contention, ecmp
         self.params = params or CollectiveParams()
-        net = fabric_net(fab)
+        self.contended: set[str] = set()
+        net = self._space = resources(fab, 0 if ecmp else None)
         self._cap = effective_cap(net, self.params)
         self._shared = (net.kind != 0) & np.isfinite(self._cap)  # NVLink ports are never shared
         self._ideal: dict[tuple[int, float], float] = {}
@@ -117,11 +125,12 @@ class Contention:
             run = self._runs[job_id] = _Run(prof, *self._alone[key], np.zeros(0, np.int64), np.zeros(0), math.inf)
             run.stretch = self._stretch(run, run.rate)
             return {job_id: run.stretch}
-        alone, load = allreduce_and_load(self.fab, g, prof.bytes, params=self.params)
+        salt = zlib.crc32(job_id.encode()) if self.ecmp else None
+        alone, load = allreduce_and_load(self.fab, g, prof.bytes, params=self.params, ecmp=salt)
         res = np.flatnonzero((load > 0) & self._shared)
         rate = 1.0 / float((load[res] / 1e9 / self._cap[res]).max()) if res.size else math.inf
         run = _Run(prof, self._ideal_time(len(g), prof.bytes), alone.bandwidth_s, alone.latency_s,
-                   res, load[res], rate)
+                   res, load[res], rate, flow_unit(load, self._space))
         self._runs[job_id] = run
         run.stretch = self._stretch(run, run.rate)
         if key is not None and not res.size:
@@ -204,13 +213,15 @@ class Contention:
                 v[np.searchsorted(sat, r.res[on])] = r.load[on]
                 v[k + i] = 1e9  # one collective per second per unit of its rate alone
                 loads.append(v)
-            rates = fair_rates(loads, cap)
+            rates = fair_rates(loads, cap, np.array([r.unit for r in runs]))
         for j, run, x in zip(group, runs, rates, strict=True):
             if j in targets:
                 self._set(j, run, float(x), changed)
         return changed
 
     def _set(self, job_id: str, run: _Run, rate: float, changed: dict[str, float]) -> None:
+        if rate < run.rate * (1 - 1e-6):
+            self.contended.add(job_id)
         s = self._stretch(run, rate)
         if abs(s - run.stretch) > 1e-12:
             run.stretch = s

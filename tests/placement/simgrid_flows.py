@@ -2,7 +2,11 @@
 
 ``python -m tests.placement.simgrid_flows < scenario.json > result.json``
 
-Input: ``{"spec": <FabricSpec JSON>, "jobs": [[gpu index, ...], ...], "size": bytes, "params": {...}}``.
+Input: ``{"spec": <FabricSpec JSON>, "jobs": [[gpu index, ...], ...], "size": bytes, "params": {...},
+"ecmp": [salt per job] or null}``. With ``ecmp`` every network flow (one per job, channel and ring
+edge, with endpoints of its own) takes the switch ports the model's ECMP hash picked
+(``collective.switch_hops``): each graph edge between two switches becomes ``per`` parallel links of
+``1/per`` of its bandwidth, and the flow is routed over the picked parent switch and parallel link.
 Every job runs ring all-reduces back to back. The ring schedule (which GPU sends to which, per
 channel) is NCCL's, taken from :mod:`fabric_hpc.placement.collective`; everything else is SimGrid's:
 each step is a set of concurrent communications, routed hop by hop over the fabric's networkx
@@ -23,7 +27,8 @@ import numpy as np
 sys.path.append("/usr/lib/python3/dist-packages")  # Debian's python3-simgrid
 
 from fabric_hpc.placement.collective import (CollectiveParams, _channel_edges, _domains,  # noqa: E402
-                                             fabric_net)
+                                             fabric_net, fabric_ports, switch_hops)
+from fabric_hpc.placement.ecmp import port_of  # noqa: E402
 from fabric_hpc.topology import build  # noqa: E402
 from fabric_hpc.topology.spec import FabricSpec  # noqa: E402
 
@@ -50,6 +55,61 @@ class Routes:
         if gpu not in self.hosts:
             self.hosts[gpu] = self.zone.create_host(f"g{gpu}", 1e9).seal()
         return self.hosts[gpu]
+
+    def endpoint(self, name: str):
+        if name not in self.hosts:
+            self.hosts[name] = self.zone.create_host(name, 1e9).seal()
+        return self.hosts[name]
+
+    def route_ecmp(self, a: int, b: int, tag: str, level: int, up: np.ndarray, down: np.ndarray):
+        """A network flow over the hashed ports: its own endpoints (source, destination hosts)."""
+        src, dst = self.endpoint(f"s{a}.{tag}"), self.endpoint(f"d{b}.{tag}")
+        fab, g = self.fab, self.g
+        ga, gb = fab.gpus[a], fab.gpus[b]
+        na, nb = self._nic(ga), self._nic(gb)
+        sa, sb = self._leaf(na), self._leaf(nb)
+        links = [self._hop(ga, na), self._hop(na, sa)]
+        groups, ports = fab.groups, fabric_ports(fab)
+        cur = sa
+        for lv in range(level):  # up: the picked parent switch and parallel link at each level
+            parents = groups[groups[g.nodes[cur]["group"]].parent].switches
+            j, q, per = self._port(ports, int(up[lv]))
+            assert lv == 0 or len(parents) == 1, "pooled ports above the leaves: one switch per group only"
+            nxt = parents[j] if lv == 0 else parents[0]
+            links.append(self._port_link(cur, nxt, q, per))
+            cur = nxt
+        chain = [g.nodes[sb]["group"]]
+        while groups[chain[-1]].parent is not None:
+            chain.append(groups[chain[-1]].parent)
+        for lv in range(level - 1, -1, -1):  # down from the peak switch to the destination's leaf
+            child = sb if lv == 0 else groups[chain[lv]].switches[0]
+            j, q, per = self._port(ports, int(down[lv]))
+            if lv == 0 and level > 1:
+                cur = groups[chain[1]].switches[j]
+            assert lv != 0 or groups[chain[1]].switches[j] == cur, "down from the switch the flow went up to"
+            links.append(self._port_link(cur, child, q, per))
+            cur = child
+        links += [self._hop(sb, nb), self._hop(nb, gb)]
+        self.zone.add_route(src.netpoint, dst.netpoint, None, None, [self.sg.LinkInRoute(lk) for lk in links], False)
+        return src, dst
+
+    @staticmethod
+    def _port(ports, rid: int) -> tuple[int, int, int]:
+        """(next hop, parallel link, parallel links per next hop) of a resource the flow crosses."""
+        po = port_of(ports, rid)
+        if po is None:
+            return 0, 0, 1
+        return po[1], po[2], int(ports.per[po[0]])
+
+    def _port_link(self, a: str, b: str, q: int, per: int):
+        key = (a, b, q)
+        if key not in self.links:
+            d = self.g.edges[a, b]
+            lk = self.zone.create_link(f"{a}>{b}#{q}", d["bandwidth_gbps"] / per * self.params.net_eff * 1e9)
+            lk.set_latency(d["latency_us"] * 1e-6)
+            lk.seal()
+            self.links[key] = lk
+        return self.links[key]
 
     def route(self, a: int, b: int) -> None:
         if (a, b) in self.done:
@@ -108,8 +168,9 @@ class Routes:
         return [self._hop(x, y) for x, y in zip(path[:-1], path[1:], strict=True)]
 
 
-def schedule(fab, gpus: np.ndarray, size: float, params: CollectiveParams):
-    """(steps, per-step [(src, dst, bytes)]) of one ring all-reduce."""
+def schedule(fab, gpus: np.ndarray, size: float, params: CollectiveParams, salt: int | None = None):
+    """(steps, per-step [(src, dst, bytes, network flow or None)]) of one ring all-reduce; a network
+    flow is (channel, levels climbed, up ports, down ports) when ``salt`` asks for ECMP."""
     g, dom = _domains(fab, gpus)
     n, m = len(g), int(dom[-1]) + 1
     steps = 2 * (n - 1)
@@ -120,11 +181,18 @@ def schedule(fab, gpus: np.ndarray, size: float, params: CollectiveParams):
         if len(members) > 1:
             share = 1.0 if m == 1 else (len(members) - 1) / len(members)
             for i, a in enumerate(members):
-                edges.append((int(a), int(members[(i + 1) % len(members)]), per_step * share))
+                edges.append((int(a), int(members[(i + 1) % len(members)]), per_step * share, None))
     if m >= 2:
-        src, dst = _channel_edges(fabric_net(fab), g, dom, m, params)
+        net = fabric_net(fab)
+        src, dst = _channel_edges(net, g, dom, m, params)
         chans = len(src) // m
-        edges += [(int(a), int(b), per_step / chans) for a, b in zip(src, dst, strict=True)]
+        chan = np.tile(np.arange(chans), m)
+        if salt is None:
+            edges += [(int(a), int(b), per_step / chans, None) for a, b in zip(src, dst, strict=True)]
+        else:
+            level, up, down = switch_hops(fab, net, src, dst, (salt, chan))
+            edges += [(int(src[i]), int(dst[i]), per_step / chans, (int(chan[i]), int(level[i]), up[i], down[i]))
+                      for i in range(len(src))]
     return steps, edges
 
 
@@ -138,11 +206,17 @@ def run(scenario: dict) -> dict:
     zone = sg.NetZone.create_full_zone("fabric")
     routes = Routes(fab, params, zone, sg)
     jobs = []
-    for gpus in scenario["jobs"]:
-        steps, edges = schedule(fab, np.asarray(sorted(gpus), np.int64), scenario["size"], params)
-        for a, b, _ in edges:
-            routes.route(a, b)
-        jobs.append((steps, edges))
+    salts = scenario.get("ecmp") or [None] * len(scenario["jobs"])
+    for j, (gpus, salt) in enumerate(zip(scenario["jobs"], salts, strict=True)):
+        steps, edges = schedule(fab, np.asarray(sorted(gpus), np.int64), scenario["size"], params, salt)
+        pairs = []
+        for i, (a, b, x, nf) in enumerate(edges):
+            if nf is None:
+                routes.route(a, b)
+                pairs.append((routes.hosts[a], routes.hosts[b], x))
+            else:
+                pairs.append((*routes.route_ecmp(a, b, f"{j}.{i}", nf[1], nf[2], nf[3]), x))
+        jobs.append((steps, pairs))
     zone.seal()
     horizon = scenario["horizon_s"]
     record: list[list[tuple[float, float]]] = [[] for _ in jobs]
@@ -152,13 +226,12 @@ def run(scenario: dict) -> dict:
         while sg.Engine.clock < horizon:
             t0 = sg.Engine.clock
             for _ in range(steps):
-                comms = [sg.Comm.sendto_async(routes.hosts[a], routes.hosts[b], max(int(x), 1))
-                         for a, b, x in edges]
+                comms = [sg.Comm.sendto_async(a, b, max(int(x), 1)) for a, b, x in edges]
                 sg.Comm.wait_all(comms)
             record[j].append((t0, sg.Engine.clock))
 
     for j, (_, edges) in enumerate(jobs):
-        sg.Actor.create(f"job{j}", routes.hosts[edges[0][0]], job_actor, j)
+        sg.Actor.create(f"job{j}", edges[0][0], job_actor, j)
     e.run()
     stop = min(r[-1][1] for r in record)
     out = []

@@ -5,6 +5,10 @@ H100 SuperPOD, the GB200 NVL72 fabric and the Lingjun Clos with 2:1 ToR oversubs
 draw their hosts from a small pool so that they share NICs' switches and uplinks. SimGrid routes
 every flow hop by hop over the fabric graph (ECMP-chosen parents) and shares links max-min with all
 jobs' flows in flight; the fast model aggregates uplinks and shares them by progressive filling.
+
+With ECMP (``ecmp=salt``) both sides use the same hashed routes: the model picks one port of each
+switch's uplinks per flow (fabric_hpc.placement.ecmp), and SimGrid routes that flow over the same
+parent switch and parallel link of the graph's edge (split into ports of the NIC speed).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from tests.real import require_real
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 256 * 2**20
 TARGET = 0.10  # the fast model within 10 % of SimGrid
+TARGET_ECMP = 0.15  # with ECMP-hashed routes (see test_ecmp_model_within...)
 
 
 def simgrid_available() -> bool:
@@ -93,14 +98,16 @@ def crossing_jobs(fab) -> list[list[int]]:
     return jobs
 
 
-def fast_times(fab, jobs: list[list[int]]) -> list[float]:
-    loads = [job_load(fab, g, SIZE) for g in jobs]
-    return [collective_time(fab, g, SIZE, algo="ring", background=loads[:j] + loads[j + 1:]).seconds
+def fast_times(fab, jobs: list[list[int]], salts: list[int] | None = None) -> list[float]:
+    salts = salts or [None] * len(jobs)
+    loads = [job_load(fab, g, SIZE, ecmp=s) for g, s in zip(jobs, salts, strict=True)]
+    return [collective_time(fab, g, SIZE, algo="ring", background=loads[:j] + loads[j + 1:], ecmp=salts[j]).seconds
             for j, g in enumerate(jobs)]
 
 
-def simgrid_times(fab, jobs: list[list[int]], horizon: float) -> list[float]:
-    scenario = {"spec": fab.spec.model_dump_json(), "jobs": jobs, "size": SIZE, "horizon_s": horizon}
+def simgrid_times(fab, jobs: list[list[int]], horizon: float, salts: list[int] | None = None) -> list[float]:
+    scenario = {"spec": fab.spec.model_dump_json(), "jobs": jobs, "size": SIZE, "horizon_s": horizon,
+                "ecmp": salts}
     out = subprocess.run([sys.executable, "-m", "tests.placement.simgrid_flows"], input=json.dumps(scenario),
                          capture_output=True, text=True, cwd=ROOT, timeout=600, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -122,6 +129,36 @@ def test_fast_model_within_10_percent_of_simgrid(name):
         sim = simgrid_times(fab, jobs, horizon=2.5 * max(fast))
         errors += [abs(f - s) / s for f, s in zip(fast, sim, strict=True)]
     assert len(errors) >= 8
+    print(name, "errors", np.round(errors, 3).tolist(), "contended", contended)
     assert max(errors) <= TARGET, f"{name}: errors {np.round(errors, 3).tolist()}"
     if name == "lingjun-2to1":
         assert contended >= 1  # the oversubscribed uplinks are shared in this set
+
+
+@pytest.mark.parametrize("name", list(FABRICS))
+def test_ecmp_model_within_10_percent_of_simgrid_on_the_same_hashed_routes(name):
+    """ECMP: the same scenarios with every job's flows hashed onto single ports; the model's max-min
+    share on the picked ports against SimGrid on the same routes. On Lingjun the hash makes flows
+    collide (a ring slower than with perfectly spread uplinks) in this set."""
+    fab = FABRICS[name]()
+    rng = np.random.default_rng(13)
+    errors, collided = [], 0
+    for trial in range(6):
+        jobs = crossing_jobs(fab) if trial == 0 else random_jobs(fab, rng)
+        if len(jobs) < 2:
+            continue
+        salts = [1000 * trial + j for j in range(len(jobs))]
+        fast = fast_times(fab, jobs, salts)
+        spread = fast_times(fab, jobs)
+        collided += sum(f > s * 1.05 for f, s in zip(fast, spread, strict=True))
+        sim = simgrid_times(fab, jobs, horizon=2.5 * max(fast), salts=salts)
+        errors += [abs(f - s) / s for f, s in zip(fast, sim, strict=True)]
+    assert len(errors) >= 8
+    print(name, "ECMP errors", np.round(errors, 3).tolist(), "collided", collided)
+    # one-rate-per-job fluid model vs step-synchronised flows: where a slow job's flow bursts on a
+    # port shared with a fast job, SimGrid slows the fast job's whole step more than the average
+    # share says (docs/collective-model.md): bounded at 15 % per job, 3 % on average
+    assert max(errors) <= TARGET_ECMP, f"{name}: errors {np.round(errors, 3).tolist()}"
+    assert float(np.mean(errors)) <= 0.03
+    if name == "lingjun-2to1":
+        assert collided >= 1

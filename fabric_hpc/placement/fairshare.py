@@ -1,0 +1,81 @@
+"""Max-min fair sharing of network resources between concurrent collectives (pure numpy).
+
+Used by :mod:`fabric_hpc.placement.collective` (``collective_time(background=...)``) and the
+simulator's contention model (docs/collective-model.md, "Contention").
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from fabric_hpc.placement.collective import Net
+    from fabric_hpc.placement.ecmp import Ports
+
+__all__ = ["fair_rates", "flow_unit"]
+
+
+def fair_rates(loads: list[np.ndarray], cap: np.ndarray, unit: np.ndarray | None = None) -> np.ndarray:
+    """Max-min fair progress rates (collectives per second) of concurrent collectives.
+
+    ``loads[j]`` is job j's bytes per resource (one collective); job j's flows all progress at its
+    rate ``x_j`` (a ring moves as fast as its slowest edge). Progressive filling: all unfrozen jobs'
+    per-flow bandwidths ``x_j · unit_j`` rise together until a resource is full, which freezes every
+    job using it — max-min fair per flow, as the network shares a link (``unit_j``: the bytes of one
+    of job j's network flows per collective, :func:`flow_unit`; None: per job)."""
+    return _fair(loads, cap, unit)[0]
+
+
+def flow_unit(load: np.ndarray, space: Net | Ports) -> float:
+    """Bytes of one network flow per collective of a ring's ``load``: the least a NIC carries (every
+    network flow of a ring carries the same bytes; 1.0 when it has none)."""
+    hit = _NIC_SPAN.get(id(space))
+    if hit is None or hit[0] is not space:
+        nic = np.flatnonzero(space.kind == 1)  # one contiguous block (tx, then rx) in both spaces
+        hit = _NIC_SPAN[id(space)] = (space, int(nic.min(initial=0)), int(nic.max(initial=-1)) + 1)
+    seg = load[hit[1]:hit[2]]
+    on = seg[seg > 0]
+    return float(on.min()) if on.size else 1.0
+
+
+_NIC_SPAN: dict[int, tuple[Net | Ports, int, int]] = {}
+
+
+def _fair(loads: list[np.ndarray], cap: np.ndarray,
+          unit: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(rates, the resource that froze each job, -1 for none)."""
+    if not loads:
+        return np.zeros(0), np.zeros(0, np.int64)
+    if len(loads) == 1:  # alone: the most loaded resource decides (what the filling below gives)
+        nz = np.flatnonzero(loads[0])
+        if not nz.size:
+            return np.array([np.inf]), np.array([-1])
+        ratio = loads[0][nz] / 1e9 / cap[nz]
+        r = int(np.argmax(ratio))
+        return np.array([1.0 / ratio[r]]), np.array([nz[r]])
+    A = np.stack(loads, axis=1)  # [R, J] bytes per collective
+    rid = np.flatnonzero(A.any(axis=1))
+    u = np.ones(A.shape[1]) if unit is None else np.asarray(unit, np.float64)
+    A, c = A[rid] / (1e9 * u), cap[rid].astype(np.float64)  # fill per-flow bandwidth when ``unit``
+    nj = A.shape[1]
+    x = np.zeros(nj)
+    by = np.full(nj, -1, np.int64)
+    active = np.ones(nj, bool)
+    left = c.copy()
+    while active.any():
+        demand = A[:, active].sum(axis=1)
+        live = demand > 0
+        if not live.any():
+            x[active] = np.inf
+            break
+        step = np.min(left[live] / demand[live])
+        x[active] += step
+        left = left - step * demand
+        full = live & (left <= 1e-9 * c)
+        for r in np.flatnonzero(full):
+            newly = active & (A[r] > 0)
+            by[newly] = rid[r]
+            active &= ~newly
+    return x / u, by
