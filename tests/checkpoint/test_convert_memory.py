@@ -24,6 +24,8 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rng = np.random.default_rng(0)
     state = {"big_a": rng.standard_normal((ROWS, COLS), dtype=np.float32),
              "big_b": rng.standard_normal((ROWS, COLS), dtype=np.float32), "small": np.ones(10, np.float32)}
+    for i in range(8):  # a quarter of a big tensor each: several fit in the budget at once
+        state[f"mid_{i}"] = rng.standard_normal((ROWS // 4, COLS), dtype=np.float32)
     save(root, state, step=1)
     return root
 
@@ -43,3 +45,7 @@ def test_peak_memory_is_bounded(source: Path, tmp_path: Path, what: str, recipe:
     assert out.returncode == 0, out.stderr[-2000:]
     peak = json.loads(out.stdout.strip().splitlines()[-1])["peak_added"]
     assert peak <= 1.2 * largest, f"{what}: peak {peak / 2**20:.0f} MiB > 1.2 x {largest / 2**20:.0f} MiB"
+    par = json.loads(out.stdout.strip().splitlines()[-1])["parallel"]
+    # the quarter-size tensors ran several at a time, the gate's count stayed within the budget
+    assert par["peak_tensors"] >= 2 and par["budget"] <= 1.2 * largest
+    assert par["peak_bytes"] <= par["budget"] or par["peak_tensors"] == 1

@@ -1,8 +1,10 @@
 """Run a convert: stream every output tensor, block by block, into a new checkpoint.
 
-Memory: one output tensor at a time plus blocks of source rows of at most ``block_bytes``
-(8 MiB as float32) and a few float32 temporaries of the same size while casting, so the peak stays near the largest output tensor (the bound is tested). Every
-input chunk's CRC-32C is checked (a streaming pass over the chunk file, bounded memory) before
+Memory: tensors are converted in parallel (:mod:`.parallel`), each holding its output tensor
+plus, while casting, blocks of source rows and two float32 temporaries of at most ``block_bytes``
+(8 MiB as float32, or 1/16 of the largest tensor when smaller); a tensor is started only while
+the tensors in flight hold at most the memory budget (1.1x the largest tensor by default), so
+the peak stays within 1.2x the largest tensor (the bound is tested). Every input chunk's CRC-32C is checked (a streaming pass over the chunk file, bounded memory) before
 its rows are used; the output goes through the same atomic commit as a save, with CRCs, and a
 convert that fails at any point leaves no new checkpoint behind.
 
@@ -16,6 +18,7 @@ the dequantised weight is ``weight.float() * weight_scale``.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from fabric_hpc.checkpoint import fsio, store
+from fabric_hpc.checkpoint.convert.parallel import Item, run_bounded
 from fabric_hpc.checkpoint.convert.plan import Planner, Spec, scale_name
 from fabric_hpc.checkpoint.convert.recipe import FP8_DTYPES, Recipe, load_recipe
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError
@@ -33,7 +37,9 @@ from fabric_hpc.checkpoint.interop.stream import StreamWriter
 from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint
 from fabric_hpc.checkpoint.tensors import HostArray
 
-BLOCK_BYTES = 8 << 20  # rows per cast block, measured as float32
+BLOCK_BYTES = 8 << 20  # rows per cast block, measured as float32 (at most; 1/16 of the largest tensor)
+MIN_BLOCK_BYTES = 256 << 10
+DEFAULT_WORKERS = 4
 Progress = Callable[[int], None]
 
 
@@ -46,50 +52,110 @@ class ConvertReport:
     nbytes: int
     seconds: float
     tensors: list[dict[str, Any]] = field(default_factory=list)
+    parallel: dict[str, int] = field(default_factory=dict)  # peak_bytes / peak_tensors in flight, budget
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "step": self.step, "bytes": self.nbytes,
-                "seconds": round(self.seconds, 3), "tensors": self.tensors}
+                "seconds": round(self.seconds, 3), "parallel": self.parallel, "tensors": self.tensors}
 
 
 def convert(path: Path | str, out_root: Path | str, recipe: Recipe | Mapping[str, Any] | str | Path, *,
-            step: int | None = None, out_step: int | None = None, block_bytes: int = BLOCK_BYTES,
+            step: int | None = None, out_step: int | None = None, block_bytes: int | None = None,
+            workers: int | None = None, memory_budget: int | None = None,
             progress: Progress | None = None) -> ConvertReport:
-    """Convert checkpoint ``path`` (``step`` or latest) with ``recipe`` into ``out_root``."""
+    """Convert checkpoint ``path`` (``step`` or latest) with ``recipe`` into ``out_root``.
+
+    ``workers`` threads convert tensors in parallel (default: up to 4), admitting a tensor only
+    while the memory the tensors in flight hold stays within ``memory_budget`` bytes (default:
+    1.1x the largest input or output tensor, leaving room for the interpreter under the 1.2x
+    rule); a tensor over the budget runs alone."""
     t0 = time.perf_counter()
     recipe = load_recipe(recipe)
     ckpt = open_checkpoint(path, step)
     planner = Planner(ckpt, recipe)
     specs = planner.plan()
-    rows: list[dict[str, Any]] = []
     meta = {**ckpt.manifest.user_metadata,
             "converted_from": {"path": str(ckpt.path), "step": ckpt.step},
             "recipe": recipe.model_dump(mode="json", exclude_defaults=True)}
     layout = {**ckpt.manifest.layout, **planner.layout} if recipe.tp is None else dict(planner.layout)
-    verified = _self_checked(ckpt, specs)
-    work = _Workspace(block_bytes)
+    largest = max([_out_bytes(s) for s in specs] + [_entry_bytes(ckpt, n) for n in ckpt.names] + [1])
+    block = block_bytes or min(BLOCK_BYTES, max(MIN_BLOCK_BYTES, largest // 16))
+    job = _Job(ckpt, block, _self_checked(ckpt, specs), progress)
+    items = sorted((Item(s, job.cost(s)) for s in specs), key=lambda it: -it.cost)
     with store.reading(ckpt.ref), StreamWriter(out_root, step=ckpt.step if out_step is None else out_step,
                                                layout=layout, tags=ckpt.manifest.tags, metadata=meta) as w:
-        for spec in specs:
-            for src in spec.sources:
-                if src not in verified:
-                    _verify_source(ckpt, src, work)
-                    verified.add(src)
-            out, scale, row = _materialize(ckpt, spec, work, _streamed(ckpt, spec))
-            w.add(spec.name, out, split=spec.split)
-            if scale is not None:
-                ssplit = spec.split if spec.split is not None and spec.split.dim == 0 and scale.data.ndim else None
-                w.add(scale_name(spec.name), scale, split=ssplit)
-            rows.append(row)
-            del out, scale
-            if progress:  # source bytes consumed, so a bar over the source's size reaches its end
-                progress(sum((g.hi - g.lo) * _row_bytes(ckpt, g.src) for g in spec.segs if g.src is not None))
+        job.writer = w
+        done, stats = run_bounded(items, job.one, workers=workers or DEFAULT_WORKERS,
+                                  budget=int(1.1 * largest) if memory_budget is None else memory_budget)
+        rows = sorted(done, key=lambda r: r["name"])
         # the per-tensor quantisation error travels with the checkpoint (JSON, small)
         errors = {r["name"]: r["rel_rms_error"] for r in rows if "rel_rms_error" in r}
         if errors:
             w.header["user_metadata"]["cast_rel_rms_error"] = errors
     assert w.result is not None
-    return ConvertReport(w.result.path, w.result.step, w.result.nbytes, time.perf_counter() - t0, rows)
+    return ConvertReport(w.result.path, w.result.step, w.result.nbytes, time.perf_counter() - t0, rows,
+                         {"peak_bytes": stats.peak_bytes, "peak_tensors": stats.peak_items,
+                          "budget": int(1.1 * largest) if memory_budget is None else memory_budget})
+
+
+class _Job:
+    """One output tensor per call of :meth:`one` (any thread): check its sources' CRCs once,
+    gather and cast its rows, write it (and its fp8 scale)."""
+
+    def __init__(self, ckpt: Checkpoint, block: int, verified: set[str], progress: Progress | None) -> None:
+        self.ckpt, self.block, self.verified = ckpt, block, verified
+        self.writer: StreamWriter | None = None
+        self.locks = {n: threading.Lock() for n in ckpt.names}
+        self._progress, self._plock = progress, threading.Lock()
+
+    def cost(self, spec: Spec) -> int:
+        """Bytes the tensor holds while converted: the output (and scale), the cast's workspace
+        and the buffer of a separate CRC pass over a source."""
+        n = _out_bytes(spec)
+        if spec.cast is not None:
+            n += 3 * _block_elems(spec, self.block) * 4
+        if any(src not in self.verified for src in spec.sources):
+            n += self.block
+        return n
+
+    def one(self, spec: Spec) -> dict[str, Any]:
+        ckpt, w = self.ckpt, self.writer
+        assert w is not None
+        for src in spec.sources:
+            with self.locks[src]:
+                if src not in self.verified:
+                    _verify_source(ckpt, src, self.block)
+                    self.verified.add(src)
+        out, scale, row = _materialize(ckpt, spec, self.block, _streamed(ckpt, spec))
+        w.add(spec.name, out, split=spec.split)
+        if scale is not None:
+            ssplit = spec.split if spec.split is not None and spec.split.dim == 0 and scale.data.ndim else None
+            w.add(scale_name(spec.name), scale, split=ssplit)
+        del out, scale
+        if self._progress:  # source bytes consumed, so a bar over the source's size reaches its end
+            with self._plock:
+                self._progress(sum((g.hi - g.lo) * _row_bytes(ckpt, g.src) for g in spec.segs if g.src is not None))
+        return row
+
+
+def _entry_bytes(ckpt: Checkpoint, name: str) -> int:
+    e = ckpt.entry(name)
+    return math.prod(e.shape) * stored_dtype(e.dtype).itemsize
+
+
+def _out_bytes(spec: Spec) -> int:
+    to = spec.cast.to if spec.cast else spec.dtype
+    n = math.prod(spec.shape) * stored_dtype(to).itemsize
+    if to in FP8_DTYPES:
+        n += 4 * (spec.rows if spec.cast is not None and spec.cast.scale == "channel" else 1)
+    return n
+
+
+def _block_elems(spec: Spec, block: int) -> int:
+    """Elements of one cast block of ``spec``: whole rows, about ``block`` bytes as float32."""
+    row_elems = max(1, math.prod(spec.shape[1:]))
+    step = max(1, (block // 4) // row_elems)
+    return min(step, spec.rows) * row_elems
 
 
 def _row_bytes(ckpt: Checkpoint, name: str) -> int:
@@ -126,12 +192,11 @@ def _self_checked(ckpt: Checkpoint, specs: list[Spec]) -> set[str]:
     return set(uses) - partial
 
 
-def _verify_source(ckpt: Checkpoint, name: str, work: _Workspace) -> None:
-    """CRC-32C of every chunk file of ``name``, read through the workspace buffer (no allocation)."""
+def _verify_source(ckpt: Checkpoint, name: str, block: int) -> None:
+    """CRC-32C of every chunk file of ``name``, read through one buffer of at most ``block`` bytes."""
     import os
     entry = ckpt.entry(name)
-    work.reserve(work.elems)
-    buf = work.src
+    buf = _anon(min(block, max([c.nbytes for c in entry.chunks] + [1])))
     for c in entry.chunks:
         where = f"{entry.path}/{chunk_key(c.index)}"
         problem = None
@@ -175,7 +240,7 @@ def _fill(ckpt: Checkpoint, spec: Spec, lo: int, hi: int, dest: np.ndarray) -> N
             ckpt._read_region(ckpt.entry(s.src), ((src_lo, src_lo + b - a), *trail), target)
 
 
-def _materialize(ckpt: Checkpoint, spec: Spec, work: _Workspace,
+def _materialize(ckpt: Checkpoint, spec: Spec, block: int,
                  streamed: str | None = None) -> tuple[HostArray, HostArray | None, dict]:
     src_dt = stored_dtype(spec.dtype)
     to = spec.cast.to if spec.cast else spec.dtype
@@ -188,9 +253,9 @@ def _materialize(ckpt: Checkpoint, spec: Spec, work: _Workspace,
         _fill(ckpt, spec, 0, spec.rows, out)
         return HostArray(out, to), None, row
     trail = spec.shape[1:]
-    row_elems = math.prod(trail)
-    step = max(1, work.elems // max(1, row_elems))
-    work.reserve(min(step, spec.rows) * row_elems)
+    elems = _block_elems(spec, block)
+    step = max(1, elems // max(1, math.prod(trail)))
+    work = _Workspace(elems)
     blocks = [(lo, min(spec.rows, lo + step)) for lo in range(0, spec.rows, step)]
     caster = _Caster(spec, to, work)
 
@@ -220,21 +285,23 @@ def _materialize(ckpt: Checkpoint, spec: Spec, work: _Workspace,
     return HostArray(out, to), caster.scale_array(), row
 
 
+def _anon(nbytes: int) -> np.ndarray:
+    """A uint8 buffer in its own anonymous memory map: unmapped (returned to the system) when the
+    last view of it goes, so buffers of tensors converted in parallel never pile up in the heap."""
+    import mmap
+    return np.frombuffer(mmap.mmap(-1, max(1, nbytes)), np.uint8)[:nbytes]
+
+
 class _Workspace:
-    """Buffers reused by every block of every tensor (source rows, two float32 blocks), so the
-    cast allocates nothing per block and the heap does not grow with the tensor count."""
+    """The buffers of one tensor's cast (source rows, two float32 blocks of ``elems``), reused by
+    each of its blocks, so the cast allocates nothing per block."""
 
-    def __init__(self, block_bytes: int) -> None:
+    def __init__(self, elems: int) -> None:
         import torch
-        self.torch = torch
-        self.elems = max(1, block_bytes // 4)
-        self.src = np.empty(0, np.uint8)
-        self.x = self.tmp = torch.empty(0)
-
-    def reserve(self, elems: int) -> None:
-        if self.x.numel() < elems:
-            self.src = np.empty(elems * 4, np.uint8)
-            self.x, self.tmp = self.torch.empty(elems), self.torch.empty(elems)
+        self.elems = elems
+        self.src = _anon(elems * 4)
+        self.x = torch.from_numpy(_anon(elems * 4).view(np.float32))
+        self.tmp = torch.from_numpy(_anon(elems * 4).view(np.float32))
 
     def floats(self, which: str, shape: tuple[int, ...]) -> Any:
         buf = self.x if which == "x" else self.tmp
