@@ -69,8 +69,8 @@ class Item(Generic[T]):
     cost: int  # bytes held while it runs
 
 
-def run_bounded(items: Sequence[Item[T]], fn: Callable[[T], R], *, workers: int,
-                budget: int) -> tuple[list[R], GateStats]:
+def run_bounded(items: Sequence[Item[T]], fn: Callable[[T], R], *, workers: int, budget: int,
+                initializer: Callable[[], None] | None = None) -> tuple[list[R], GateStats]:
     """``fn(item.value)`` for every item on ``workers`` threads, the items in flight costing at
     most ``budget`` bytes together (one item over the budget runs alone). Items are admitted in
     the given order; results come back in that order. After the first error no new item starts;
@@ -88,7 +88,8 @@ def run_bounded(items: Sequence[Item[T]], fn: Callable[[T], R], *, workers: int,
         finally:
             gate.release(item.cost)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="fabric-convert") as pool:
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="fabric-convert",
+                            initializer=initializer) as pool:
         for item in items:
             if not gate.acquire(item.cost, stop):
                 break

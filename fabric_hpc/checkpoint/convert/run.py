@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,8 +86,9 @@ def convert(path: Path | str, out_root: Path | str, recipe: Recipe | Mapping[str
     with store.reading(ckpt.ref), StreamWriter(out_root, step=ckpt.step if out_step is None else out_step,
                                                layout=layout, tags=ckpt.manifest.tags, metadata=meta) as w:
         job.writer = w
-        done, stats = run_bounded(items, job.one, workers=workers or DEFAULT_WORKERS,
-                                  budget=int(1.1 * largest) if memory_budget is None else memory_budget)
+        with _one_torch_thread() as init:
+            done, stats = run_bounded(items, job.one, workers=workers or DEFAULT_WORKERS, initializer=init,
+                                      budget=int(1.1 * largest) if memory_budget is None else memory_budget)
         rows = sorted(done, key=lambda r: r["name"])
         # the per-tensor quantisation error travels with the checkpoint (JSON, small)
         errors = {r["name"]: r["rel_rms_error"] for r in rows if "rel_rms_error" in r}
@@ -96,6 +98,19 @@ def convert(path: Path | str, out_root: Path | str, recipe: Recipe | Mapping[str
     return ConvertReport(w.result.path, w.result.step, w.result.nbytes, time.perf_counter() - t0, rows,
                          {"peak_bytes": stats.peak_bytes, "peak_tensors": stats.peak_items,
                           "budget": int(1.1 * largest) if memory_budget is None else memory_budget})
+
+
+@contextmanager
+def _one_torch_thread() -> Iterator[Callable[[], None]]:
+    """Workers run torch's casts on one thread each (the parallelism is over tensors; torch's own
+    threads on small blocks cost several times the CPU, spinning between blocks). torch keeps the
+    count process-wide for new threads, so the caller's setting is put back afterwards."""
+    import torch
+    before = torch.get_num_threads()
+    try:
+        yield lambda: torch.set_num_threads(1)
+    finally:
+        torch.set_num_threads(before)
 
 
 class _Job:
@@ -109,11 +124,14 @@ class _Job:
         self._progress, self._plock = progress, threading.Lock()
 
     def cost(self, spec: Spec) -> int:
-        """Bytes the tensor holds while converted: the output (and scale), the cast's workspace
-        and the buffer of a separate CRC pass over a source."""
-        n = _out_bytes(spec)
-        if spec.cast is not None:
-            n += 3 * _block_elems(spec, self.block) * 4
+        """Bytes the tensor holds while converted: the output (unless streamed) and scale, the
+        block workspace and the buffer of a separate CRC pass over a source."""
+        stream = _stream_mode(self.ckpt, spec)
+        n = _out_bytes(spec) if not stream else _out_bytes(spec) - math.prod(spec.shape) * stored_dtype(
+            spec.cast.to if spec.cast else spec.dtype).itemsize
+        if spec.cast is not None or stream:
+            n += _Workspace.nbytes(_block_elems(spec, self.block), cast=spec.cast is not None, out=stream,
+                                   item=stored_dtype(spec.dtype).itemsize)
         if any(src not in self.verified for src in spec.sources):
             n += self.block
         return n
@@ -126,12 +144,7 @@ class _Job:
                 if src not in self.verified:
                     _verify_source(ckpt, src, self.block)
                     self.verified.add(src)
-        out, scale, row = _materialize(ckpt, spec, self.block, _streamed(ckpt, spec))
-        w.add(spec.name, out, split=spec.split)
-        if scale is not None:
-            ssplit = spec.split if spec.split is not None and spec.split.dim == 0 and scale.data.ndim else None
-            w.add(scale_name(spec.name), scale, split=ssplit)
-        del out, scale
+        row = _write_tensor(ckpt, spec, self.block, w)
         if self._progress:  # source bytes consumed, so a bar over the source's size reaches its end
             with self._plock:
                 self._progress(sum((g.hi - g.lo) * _row_bytes(ckpt, g.src) for g in spec.segs if g.src is not None))
@@ -164,9 +177,9 @@ def _row_bytes(ckpt: Checkpoint, name: str) -> int:
 
 
 def _streamed(ckpt: Checkpoint, spec: Spec) -> str | None:
-    """The source of a cast that reads one whole single-chunk tensor in order (its CRC-32C is
-    computed on the way, block by block), else None."""
-    if spec.cast is None or len(spec.segs) != 1 or spec.segs[0].src is None:
+    """The source of a tensor made of one whole single-chunk tensor, read in order (its CRC-32C
+    is computed on the way, block by block, when it is cast or streamed), else None."""
+    if len(spec.segs) != 1 or spec.segs[0].src is None:
         return None
     seg, entry = spec.segs[0], ckpt.entry(spec.segs[0].src)
     whole = seg.src_lo == 0 and seg.hi - seg.lo == (entry.shape[0] if entry.shape else 1)
@@ -175,12 +188,13 @@ def _streamed(ckpt: Checkpoint, spec: Spec) -> str | None:
 
 def _self_checked(ckpt: Checkpoint, specs: list[Spec]) -> set[str]:
     """Sources whose CRCs are checked while they are read, so they need no separate pass: every
-    use reads them whole without a cast (the reader checks each chunk it reads whole), or one
-    cast streams them in order. Nothing is committed before every check has passed."""
+    use reads them whole into a whole output tensor without a cast (the reader checks each chunk
+    it reads whole), or streams them in order (cast or written block by block). Nothing is
+    committed before every check has passed."""
     uses: set[str] = set()
     partial: set[str] = set()
     for spec in specs:
-        streamed = _streamed(ckpt, spec)
+        streamed = _streamed(ckpt, spec) if spec.cast is not None or _stream_mode(ckpt, spec) else None
         for seg in spec.segs:
             if seg.src is None:
                 continue
@@ -240,49 +254,91 @@ def _fill(ckpt: Checkpoint, spec: Spec, lo: int, hi: int, dest: np.ndarray) -> N
             ckpt._read_region(ckpt.entry(s.src), ((src_lo, src_lo + b - a), *trail), target)
 
 
-def _materialize(ckpt: Checkpoint, spec: Spec, block: int,
-                 streamed: str | None = None) -> tuple[HostArray, HostArray | None, dict]:
-    src_dt = stored_dtype(spec.dtype)
+def _stream_mode(ckpt: Checkpoint, spec: Spec) -> bool:
+    """Whether ``spec`` is written block by block, never whole in memory: an unsplit tensor (one
+    chunk file) that is cast or copied from one whole source (whose CRC is computed on the way)."""
+    return spec.split is None and len(spec.shape) > 0 and 0 not in spec.shape and \
+        (spec.cast is not None or _streamed(ckpt, spec) is not None)
+
+
+def _write_tensor(ckpt: Checkpoint, spec: Spec, block: int, w: StreamWriter) -> dict[str, Any]:
+    """Gather (and cast) the rows of ``spec`` and write it, and its fp8 scale; the report row."""
     to = spec.cast.to if spec.cast else spec.dtype
-    out = np.empty(spec.shape, stored_dtype(to))
-    row = {"name": spec.name, "shape": list(spec.shape), "dtype": to, "from_dtype": spec.dtype,
-           "sources": spec.sources, "bytes": out.nbytes}
+    row: dict[str, Any] = {"name": spec.name, "shape": list(spec.shape), "dtype": to, "from_dtype": spec.dtype,
+                           "sources": spec.sources, "bytes": math.prod(spec.shape) * stored_dtype(to).itemsize}
     if spec.notes:
         row["notes"] = spec.notes
-    if spec.cast is None:
+    stream = _stream_mode(ckpt, spec)
+    if spec.cast is None and not stream:
+        out = np.empty(spec.shape, stored_dtype(to))
         _fill(ckpt, spec, 0, spec.rows, out)
-        return HostArray(out, to), None, row
-    trail = spec.shape[1:]
-    elems = _block_elems(spec, block)
-    step = max(1, elems // max(1, math.prod(trail)))
-    work = _Workspace(elems)
-    blocks = [(lo, min(spec.rows, lo + step)) for lo in range(0, spec.rows, step)]
-    caster = _Caster(spec, to, work)
+        w.add(spec.name, HostArray(out, to), split=spec.split)
+        return row
+    rd = _BlockReader(ckpt, spec, block, stream)
+    caster = _Caster(spec, to, rd.work) if spec.cast is not None else None
+    if caster is not None and caster.needs_amax:
+        for lo, hi in rd.blocks:
+            caster.observe(rd.read(lo, hi, True))
+    first = caster is None or not caster.needs_amax
+    if stream:
+        def blocks() -> Iterator[np.ndarray]:
+            for lo, hi in rd.blocks:
+                src = rd.read(lo, hi, first)
+                if caster is None:
+                    yield src
+                else:
+                    dest = rd.work.out[:src.size * stored_dtype(to).itemsize].view(stored_dtype(to))
+                    caster.cast(src, dest.reshape(src.shape), lo)
+                    yield dest
+        w.add_blocks(spec.name, spec.shape, to, blocks())
+    else:
+        out = np.empty(spec.shape, stored_dtype(to))
+        for lo, hi in rd.blocks:
+            caster.cast(rd.read(lo, hi, first), out[lo:hi] if spec.shape else out, lo)  # type: ignore[union-attr]
+        w.add(spec.name, HostArray(out, to), split=spec.split)
+        del out
+    rd.check()
+    if caster is not None:
+        row.update(caster.report())
+        scale = caster.scale_array()
+        if scale is not None:
+            ssplit = spec.split if spec.split is not None and spec.split.dim == 0 and scale.data.ndim else None
+            w.add(scale_name(spec.name), scale, split=ssplit)
+    return row
 
-    crc = [0]
 
-    def read(lo: int, hi: int, first: bool) -> np.ndarray:
-        shape = ((hi - lo), *trail) if spec.shape else ()
-        scratch = work.src[:math.prod(shape) * src_dt.itemsize].view(src_dt).reshape(shape)
-        _fill(ckpt, spec, lo, hi, scratch)
-        if streamed is not None and first:
-            crc[0] = fsio.crc32c(scratch, crc[0])
+class _BlockReader:
+    """Rows of ``spec`` in blocks of about ``block`` bytes (as float32) through one workspace;
+    the CRC-32C of a streamed source is computed on the first pass and checked by :meth:`check`."""
+
+    def __init__(self, ckpt: Checkpoint, spec: Spec, block: int, stream: bool) -> None:
+        self.ckpt, self.spec = ckpt, spec
+        self.trail = spec.shape[1:]
+        elems = _block_elems(spec, block)
+        step = max(1, elems // max(1, math.prod(self.trail)))
+        self.work = _Workspace(elems, cast=spec.cast is not None, out=stream, item=stored_dtype(spec.dtype).itemsize)
+        self.blocks = [(lo, min(spec.rows, lo + step)) for lo in range(0, spec.rows, step)]
+        self.streamed = _streamed(ckpt, spec)
+        self.crc = 0
+
+    def read(self, lo: int, hi: int, first: bool) -> np.ndarray:
+        spec, dt = self.spec, stored_dtype(self.spec.dtype)
+        shape = ((hi - lo), *self.trail) if spec.shape else ()
+        scratch = self.work.src[:math.prod(shape) * dt.itemsize].view(dt).reshape(shape)
+        _fill(self.ckpt, spec, lo, hi, scratch)
+        if self.streamed is not None and first:
+            self.crc = fsio.crc32c(scratch, self.crc)
         return scratch
 
-    if caster.needs_amax:
-        for lo, hi in blocks:
-            caster.observe(read(lo, hi, True))
-    for lo, hi in blocks:
-        caster.cast(read(lo, hi, not caster.needs_amax), out[lo:hi] if spec.shape else out, lo)
-    if streamed is not None:
-        chunk = ckpt.entry(streamed).chunks[0]
-        if crc[0] != chunk.crc32c:
-            where = f"{streamed}/{chunk_key(chunk.index)}"
-            raise CheckpointCorruptError(f"damaged chunk {where}: crc32c {crc[0]:#010x} != manifest "
+    def check(self) -> None:
+        if self.streamed is None:
+            return
+        chunk = self.ckpt.entry(self.streamed).chunks[0]
+        if self.crc != chunk.crc32c:
+            where = f"{self.streamed}/{chunk_key(chunk.index)}"
+            raise CheckpointCorruptError(f"damaged chunk {where}: crc32c {self.crc:#010x} != manifest "
                                          f"{chunk.crc32c:#010x}", problems=[f"{where}: checksum mismatch"],
                                          hint="run `fabric ckpt verify` and convert an older step")
-    row.update(caster.report())
-    return HostArray(out, to), caster.scale_array(), row
 
 
 def _anon(nbytes: int) -> np.ndarray:
@@ -293,15 +349,21 @@ def _anon(nbytes: int) -> np.ndarray:
 
 
 class _Workspace:
-    """The buffers of one tensor's cast (source rows, two float32 blocks of ``elems``), reused by
-    each of its blocks, so the cast allocates nothing per block."""
+    """The buffers of one tensor (source rows; for a cast two float32 blocks; when streamed an
+    output block), ``elems`` elements each and reused by every block: nothing allocated per block."""
 
-    def __init__(self, elems: int) -> None:
-        import torch
+    def __init__(self, elems: int, *, cast: bool, out: bool, item: int = 4) -> None:
         self.elems = elems
-        self.src = _anon(elems * 4)
-        self.x = torch.from_numpy(_anon(elems * 4).view(np.float32))
-        self.tmp = torch.from_numpy(_anon(elems * 4).view(np.float32))
+        self.src = _anon(elems * max(4, item))
+        self.out = _anon(elems * 4 if out and cast else 0)
+        if cast:
+            import torch
+            self.x = torch.from_numpy(_anon(elems * 4).view(np.float32))
+            self.tmp = torch.from_numpy(_anon(elems * 4).view(np.float32))
+
+    @staticmethod
+    def nbytes(elems: int, *, cast: bool, out: bool, item: int = 4) -> int:
+        return elems * (max(4, item) + 4 * ((2 if cast else 0) + (1 if out and cast else 0)))
 
     def floats(self, which: str, shape: tuple[int, ...]) -> Any:
         buf = self.x if which == "x" else self.tmp
