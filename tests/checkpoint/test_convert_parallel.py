@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from fabric_hpc.checkpoint.convert.parallel import Item, run_bounded
+from fabric_hpc.checkpoint.parallel import Item, run_bounded
 
 
 class Tracker:

@@ -1,6 +1,6 @@
 """Run a convert: stream every output tensor, block by block, into a new checkpoint.
 
-Memory: tensors are converted in parallel (:mod:`.parallel`), each holding its output tensor
+Memory: tensors are converted in parallel (:mod:`fabric_hpc.checkpoint.parallel`), each holding its output tensor
 plus, while casting, blocks of source rows and two float32 temporaries of at most ``block_bytes``
 (8 MiB as float32, or 1/16 of the largest tensor when smaller); a tensor is started only while
 the tensors in flight hold at most the memory budget (1.1x the largest tensor by default), so
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from fabric_hpc.checkpoint import fsio, store
-from fabric_hpc.checkpoint.convert.parallel import Item, run_bounded
+from fabric_hpc.checkpoint.parallel import Item, run_bounded
 from fabric_hpc.checkpoint.convert.plan import Planner, Spec, scale_name
 from fabric_hpc.checkpoint.convert.recipe import FP8_DTYPES, Recipe, load_recipe
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError

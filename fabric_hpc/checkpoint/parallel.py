@@ -1,6 +1,6 @@
 """Work items run in parallel under a memory budget.
 
-A convert holds each output tensor whole while it is written, so running tensors in parallel
+A convert or import holds tensors (or blocks of them) while they are written, so running them in parallel
 multiplies memory unless it is bounded. :func:`run_bounded` admits an item only while the bytes
 of the items in flight (their declared cost) stay within the budget; an item costing more than
 the budget on its own is admitted when nothing else is in flight, so the largest tensor always
@@ -88,7 +88,7 @@ def run_bounded(items: Sequence[Item[T]], fn: Callable[[T], R], *, workers: int,
         finally:
             gate.release(item.cost)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="fabric-convert",
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="fabric-bounded",
                             initializer=initializer) as pool:
         for item in items:
             if not gate.acquire(item.cost, stop):
