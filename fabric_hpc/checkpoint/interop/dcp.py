@@ -285,6 +285,8 @@ def _mapped(ckpt: Checkpoint, name: str, progress: Progress | None, pool: Thread
             if os.fstat(fd).st_size != chunk.nbytes:
                 raise CheckpointCorruptError(f"damaged chunk {where}: resized", hint="run `fabric ckpt verify`")
             mm = mmap.mmap(fd, chunk.nbytes, access=mmap.ACCESS_COPY)
+            # start reading now (asynchronously): torch writes earlier tensors meanwhile
+            os.posix_fadvise(fd, 0, chunk.nbytes, os.POSIX_FADV_WILLNEED)
         finally:
             os.close(fd)
         data = np.frombuffer(mm, dt).reshape(tuple(entry.shape))
