@@ -38,6 +38,9 @@ class Spec:
     cast: Cast | None = None
     split: SplitInfo | None = None
     notes: list[str] = field(default_factory=list)
+    # transposed (2-D): ``segs`` are the rows of the tensor before the transpose and this tensor's
+    # rows are its columns ``cols[0]:cols[1]``
+    cols: tuple[int, int] | None = None
 
     @property
     def rows(self) -> int:
@@ -58,9 +61,27 @@ def take(spec: Spec, lo: int, hi: int) -> list[Seg]:
     return out
 
 
+def transposed(spec: Spec) -> Spec:
+    """``spec`` transposed (2-D only, once): its rows become the columns it is read from."""
+    if len(spec.shape) != 2 or spec.cols is not None:
+        raise CheckpointError(f"transpose {spec.name}: " + (f"{len(spec.shape)}-d, only 2-d tensors are transposed"
+                                                           if len(spec.shape) != 2 else "transposed twice"),
+                              hint="limit the transpose pattern to 2-d weights (e.g. '.*\\.weight')")
+    return replace(spec, shape=(spec.shape[1], spec.shape[0]), cols=(0, spec.shape[1]),
+                   notes=[*spec.notes, "transposed"])
+
+
 def gather(name: str, parts: list[tuple[Spec, int, int]], notes: list[str] | None = None) -> Spec:
     """A new tensor stacking rows ``lo:hi`` of each spec in order (same trailing dims and dtype)."""
     first = parts[0][0]
+    if any(spec.cols is not None for spec, _, _ in parts):
+        spec, lo, hi = parts[0]
+        if len(parts) > 1:
+            raise CheckpointError(f"{name}: cannot stack rows of a transposed tensor ({spec.name}) with others",
+                                  hint="fuse or split first and transpose after (transpose: {match: ..., "
+                                       "after_fuse: true}), or transpose the parts before fusing them")
+        return replace(spec, name=name, shape=(hi - lo, *spec.shape[1:]), split=None, cast=None,
+                       cols=(spec.cols[0] + lo, spec.cols[0] + hi), notes=list(notes or spec.notes))  # type: ignore[index]
     for spec, _, _ in parts:
         if spec.shape[1:] != first.shape[1:] or spec.dtype != first.dtype or not spec.shape:
             raise CheckpointError(f"{name}: cannot stack {spec.name} {list(spec.shape)} {spec.dtype} with "
@@ -76,6 +97,9 @@ def gather(name: str, parts: list[tuple[Spec, int, int]], notes: list[str] | Non
 def _pad(spec: Spec, rows: int) -> Spec:
     if rows == spec.rows:
         return spec
+    if spec.cols is not None:
+        raise CheckpointError(f"{spec.name}: a transposed tensor cannot be padded",
+                              hint="pad (tp.vocab) tensors that are not transposed")
     return replace(spec, shape=(rows, *spec.shape[1:]), segs=[*spec.segs, Seg(spec.rows, rows, None)],
                    notes=[*spec.notes, f"padded {spec.rows} -> {rows} rows"])
 
@@ -139,7 +163,9 @@ class Planner:
 
     def plan(self) -> list[Spec]:
         self._rename()
+        self._transpose(after_fuse=False)
         self._fuse_split()
+        self._transpose(after_fuse=True)
         self._drop()
         self._cast()
         if self.recipe.tp is not None:
@@ -211,6 +237,18 @@ class Planner:
                 for tmpl, n in zip(xop.parts, rows):
                     self._put(gather(fill(tmpl, i), [(spec, lo, lo + n)]))
                     lo += n
+
+    def _transpose(self, *, after_fuse: bool) -> None:
+        for rule in self.recipe.transpose:
+            if rule.after_fuse != after_fuse:
+                continue
+            names = [n for n in self.specs if re.fullmatch(rule.match, n)]
+            if not names:
+                raise CheckpointError(f"transpose {rule.match!r} matches no tensor"
+                                      + (" (after fuse/split)" if after_fuse else " (after renames)"),
+                                      hint="check the names with `fabric ckpt show` and the pattern")
+            for name in names:
+                self.specs[name] = transposed(self.specs[name])
 
     def _drop(self) -> None:
         for pattern in self.recipe.drop:

@@ -3,7 +3,8 @@
 Stages run in this order, each on the names the previous one produced:
 
 1. ``rename``: regex rules applied in order to every name (``re.sub``, e.g. Megatron-style ->
-   Hugging Face Llama names);
+   Hugging Face Llama names); then ``transpose`` (2-d tensors matching a pattern, e.g. GPT-2's
+   Conv1D ``[in, out]`` weights <-> Linear ``[out, in]``; ``after_fuse: true`` runs after stage 2);
 2. ``fuse_qkv`` / ``split_qkv``: separate q/k/v projections <-> one fused tensor with
    grouped-query heads, in ``concat`` ([Q; K; V], as vLLM's qkv_proj) or ``grouped`` (per KV
    group [q heads, k, v], as Megatron's linear_qkv) layout; ``fuse`` / ``split``: row
@@ -83,6 +84,13 @@ class Split(StrictModel):
     rows: list[int] | None = None  # default: equal parts
 
 
+class Transpose(StrictModel):
+    match: str
+    after_fuse: bool = False  # False: after renames, before fuse/split; True: after fuse/split
+
+    _check = field_validator("match")(classmethod(lambda cls, v: _regex(v)))
+
+
 class Cast(StrictModel):
     match: str
     to: Literal["float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"]
@@ -117,6 +125,7 @@ class Recipe(StrictModel):
     """A convert recipe; see the module doc and docs/checkpoint.md."""
 
     rename: list[Rename] = []
+    transpose: list[Transpose] = []
     fuse_qkv: list[FuseQKV] = []
     split_qkv: list[SplitQKV] = []
     fuse: list[Fuse] = []
@@ -129,6 +138,11 @@ class Recipe(StrictModel):
     @classmethod
     def _regexes(cls, v: list[str]) -> list[str]:
         return [_regex(x) for x in v]
+
+    @field_validator("transpose", mode="before")
+    @classmethod
+    def _short(cls, v: Any) -> Any:  # a bare pattern: transposed right after the renames
+        return [{"match": x} if isinstance(x, str) else x for x in v] if isinstance(v, list) else v
 
 
 def load_recipe(source: Recipe | Mapping[str, Any] | str | Path) -> Recipe:
@@ -148,7 +162,7 @@ def load_recipe(source: Recipe | Mapping[str, Any] | str | Path) -> Recipe:
             raise CheckpointError(f"{path}: not valid {path.suffix[1:] or 'JSON'} ({exc})") from None
         name = str(path)
     return parse_model(Recipe, source, source=name,
-                       hint="recipe keys: rename, fuse_qkv, split_qkv, fuse, split, cast, tp, drop "
+                       hint="recipe keys: rename, transpose, fuse_qkv, split_qkv, fuse, split, cast, tp, drop "
                             "(see docs/checkpoint.md#convert)")
 
 

@@ -40,6 +40,7 @@ from fabric_hpc.checkpoint.tensors import HostArray
 
 BLOCK_BYTES = 8 << 20  # rows per cast block, measured as float32 (at most; 1/16 of the largest tensor)
 MIN_BLOCK_BYTES = 256 << 10
+TRANSPOSE_BYTES = 4 << 20  # source rows read at a time for a transposed tensor
 DEFAULT_WORKERS = 4
 Progress = Callable[[int], None]
 
@@ -134,6 +135,8 @@ class _Job:
                                    item=stored_dtype(spec.dtype).itemsize)
         if any(src not in self.verified for src in spec.sources):
             n += self.block
+        if spec.cols is not None:
+            n += TRANSPOSE_BYTES
         return n
 
     def one(self, spec: Spec) -> dict[str, Any]:
@@ -179,7 +182,7 @@ def _row_bytes(ckpt: Checkpoint, name: str) -> int:
 def _streamed(ckpt: Checkpoint, spec: Spec) -> str | None:
     """The source of a tensor made of one whole single-chunk tensor, read in order (its CRC-32C
     is computed on the way, block by block, when it is cast or streamed), else None."""
-    if len(spec.segs) != 1 or spec.segs[0].src is None:
+    if len(spec.segs) != 1 or spec.segs[0].src is None or spec.cols is not None:
         return None
     seg, entry = spec.segs[0], ckpt.entry(spec.segs[0].src)
     whole = seg.src_lo == 0 and seg.hi - seg.lo == (entry.shape[0] if entry.shape else 1)
@@ -201,7 +204,7 @@ def _self_checked(ckpt: Checkpoint, specs: list[Spec]) -> set[str]:
             uses.add(seg.src)
             entry = ckpt.entry(seg.src)
             whole = seg.src_lo == 0 and seg.hi - seg.lo == (entry.shape[0] if entry.shape else 1)
-            if not whole or (spec.cast is not None and seg.src != streamed):
+            if not whole or spec.cols is not None or (spec.cast is not None and seg.src != streamed):
                 partial.add(seg.src)
     return set(uses) - partial
 
@@ -238,6 +241,9 @@ def _verify_source(ckpt: Checkpoint, name: str, block: int) -> None:
 
 def _fill(ckpt: Checkpoint, spec: Spec, lo: int, hi: int, dest: np.ndarray) -> None:
     """Rows lo:hi of ``spec`` (stored form) into ``dest`` (C-contiguous, hi - lo rows)."""
+    if spec.cols is not None:
+        _fill_transposed(ckpt, spec, lo, hi, dest)
+        return
     if not spec.shape:
         ckpt._read_region(ckpt.entry(spec.segs[0].src), (), dest)  # type: ignore[arg-type]
         return
@@ -252,6 +258,25 @@ def _fill(ckpt: Checkpoint, spec: Spec, lo: int, hi: int, dest: np.ndarray) -> N
         else:
             src_lo = s.src_lo + (a - s.lo)
             ckpt._read_region(ckpt.entry(s.src), ((src_lo, src_lo + b - a), *trail), target)
+
+
+def _fill_transposed(ckpt: Checkpoint, spec: Spec, lo: int, hi: int, dest: np.ndarray) -> None:
+    """Rows lo:hi of a transposed ``spec``: columns of its source rows, read ``TRANSPOSE_BYTES``
+    at a time (source rows x the wanted columns) and written transposed into ``dest``."""
+    assert spec.cols is not None
+    c0 = spec.cols[0]
+    dt = stored_dtype(spec.dtype)
+    step = max(1, TRANSPOSE_BYTES // max(1, (hi - lo) * dt.itemsize))
+    buf = np.empty(min(step, spec.shape[1]) * (hi - lo), dt)
+    for s in spec.segs:  # rows s.lo:s.hi of the tensor before the transpose
+        if s.src is None:
+            dest[:, s.lo:s.hi] = 0
+            continue
+        for r in range(0, s.hi - s.lo, step):
+            r1 = min(s.hi - s.lo, r + step)
+            tmp = buf[:(r1 - r) * (hi - lo)].reshape(r1 - r, hi - lo)
+            ckpt._read_region(ckpt.entry(s.src), ((s.src_lo + r, s.src_lo + r1), (c0 + lo, c0 + hi)), tmp)
+            dest[:, s.lo + r:s.lo + r1] = tmp.T
 
 
 def _stream_mode(ckpt: Checkpoint, spec: Spec) -> bool:

@@ -285,13 +285,11 @@ def _mapped(ckpt: Checkpoint, name: str, progress: Progress | None, pool: Thread
             if os.fstat(fd).st_size != chunk.nbytes:
                 raise CheckpointCorruptError(f"damaged chunk {where}: resized", hint="run `fabric ckpt verify`")
             mm = mmap.mmap(fd, chunk.nbytes, access=mmap.ACCESS_COPY)
-            # start reading now (asynchronously): torch writes earlier tensors meanwhile
-            os.posix_fadvise(fd, 0, chunk.nbytes, os.POSIX_FADV_WILLNEED)
         finally:
             os.close(fd)
         data = np.frombuffer(mm, dt).reshape(tuple(entry.shape))
 
-        def check() -> None:
+        def check() -> None:  # reads the file ahead of torch's writer, in the background
             if fsio.crc32c(data) != chunk.crc32c:
                 raise CheckpointCorruptError(f"damaged chunk {where}: crc32c mismatch",
                                              hint="run `fabric ckpt verify` and export an older step")
