@@ -9,6 +9,7 @@ import pytest
 
 from fabric_hpc.checkpoint import CheckpointCorruptError, CheckpointError, list_checkpoints, restore, save, verify
 from fabric_hpc.checkpoint.convert import convert
+from fabric_hpc.checkpoint.format import flatten
 from tests.real import require_real
 
 try:
@@ -112,3 +113,81 @@ def test_transpose_refusals_and_damage(tmp_path: Path) -> None:
     with pytest.raises(CheckpointCorruptError, match="c_fc.weight/c.0.0"):
         convert(tmp_path / "gpt2", tmp_path / "out", {"transpose": [r".*c_fc\.weight"]})
     assert not (tmp_path / "out").exists() or not list_checkpoints(tmp_path / "out")
+
+
+STAGES = [3, 2, 1]  # uneven pipeline stages (Megatron PP ranks, each numbering its layers from 0)
+PIPE = {"layers": STAGES, "stage_layer": "pp{s}/decoder.layers.{i}.", "layer": "decoder.layers.{i}.",
+        "stage": "pp{s}/"}
+
+
+def _staged() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(stage-local state, the same in global numbering): every layer's tensors hold its global number."""
+    local, glob, g = {}, {}, 0
+    for s, n in enumerate(STAGES):
+        for i in range(n):
+            for t in ("self_attention.linear_qkv.weight", "mlp.linear_fc2.weight"):
+                v = np.full((4, 3), g, np.float32) + np.arange(3, dtype=np.float32)
+                local[f"pp{s}/decoder.layers.{i}.{t}"] = glob[f"decoder.layers.{g}.{t}"] = v
+            g += 1
+    emb, norm, out = (np.random.default_rng(k).standard_normal((5, 3)).astype(np.float32) for k in range(3))
+    local |= {"pp0/embedding.word_embeddings.weight": emb, "pp2/decoder.final_layernorm.weight": norm,
+              "pp2/output_layer.weight": out, "optim/step": np.array(7)}
+    glob |= {"embedding.word_embeddings.weight": emb, "decoder.final_layernorm.weight": norm,
+             "output_layer.weight": out, "optim/step": np.array(7)}
+    return local, glob
+
+
+def test_pipeline_stages_merged_and_split_back(tmp_path: Path) -> None:
+    local, glob = _staged()
+    save(tmp_path / "pp", local, step=3)
+    rep = convert(tmp_path / "pp", tmp_path / "merged", {"pipeline": {"mode": "merge", **PIPE}})
+    merged = dict(flatten(restore(tmp_path / "merged")))
+    assert merged.keys() == glob.keys() and all(np.array_equal(merged[k], v) for k, v in glob.items())
+    assert rep.step == 3 and verify(tmp_path / "merged").ok
+    split = {"pipeline": {"mode": "split", **PIPE, "first": [r"embedding\..*"],
+                          "last": [r"decoder\.final_layernorm\..*", r"output_layer\..*"]}}
+    convert(tmp_path / "merged", tmp_path / "staged", split)
+    back = dict(flatten(restore(tmp_path / "staged")))
+    assert back.keys() == local.keys() and all(np.array_equal(back[k], v) for k, v in local.items())
+    from fabric_hpc.checkpoint import open_checkpoint
+    assert open_checkpoint(tmp_path / "staged").manifest.layout["pp_layers"] == STAGES
+
+
+def test_pipeline_merge_then_hugging_face_names(tmp_path: Path) -> None:
+    """Merge runs before the renames, so one recipe takes PP stages to global HF-style names."""
+    local, _ = _staged()
+    save(tmp_path / "pp", local, step=1)
+    convert(tmp_path / "pp", tmp_path / "hf", {
+        "pipeline": {"mode": "merge", **PIPE},
+        "rename": [{"pattern": r"^decoder\.layers\.(\d+)\.mlp\.linear_fc2\.weight$",
+                    "replace": r"model.layers.\1.mlp.down_proj.weight"}]})
+    got = restore(tmp_path / "hf")
+    assert [int(got[f"model.layers.{g}.mlp.down_proj.weight"][0, 0]) for g in range(6)] == list(range(6))
+
+
+@pytest.mark.parametrize("layers,msg", [
+    ([3, 2], "stage 2, the recipe has 2 stages"),
+    ([2, 3, 1], "layer 2 of stage 0, which has 2 layers"),
+    ([4, 2, 1], "stage 0 holds layers 0-2, the recipe says 4"),
+])
+def test_pipeline_merge_counts_must_add_up(tmp_path: Path, layers: list[int], msg: str) -> None:
+    local, _ = _staged()
+    save(tmp_path / "pp", local, step=1)
+    with pytest.raises(CheckpointError, match=msg):
+        convert(tmp_path / "pp", tmp_path / "out", {"pipeline": {"mode": "merge", **PIPE, "layers": layers}})
+    assert not (tmp_path / "out").exists()
+
+
+def test_pipeline_split_counts_and_recipe_checks(tmp_path: Path) -> None:
+    _, glob = _staged()
+    save(tmp_path / "g", glob, step=1)
+    for layers, msg in (([3, 2], "layer 5, the stages"), ([3, 2, 2], "has layers 0-5, the stages .* add up to 7")):
+        with pytest.raises(CheckpointError, match=msg):
+            convert(tmp_path / "g", tmp_path / "out", {"pipeline": {"mode": "split", **PIPE, "layers": layers}})
+    from fabric_hpc.errors import ConfigError
+    for bad in ({"stage_layer": "pp{s}/decoder.layers."}, {"layers": [0, 0]}, {"stage": "pp/"}, {"layer": "x{s}{i}"}):
+        with pytest.raises(ConfigError):
+            convert(tmp_path / "g", tmp_path / "out", {"pipeline": {"mode": "split", **PIPE, **bad}})
+    with pytest.raises(CheckpointError, match="first"):
+        convert(tmp_path / "g", tmp_path / "out", {"pipeline": {"mode": "merge", **PIPE, "first": ["x"]}})
+    assert not (tmp_path / "out").exists()

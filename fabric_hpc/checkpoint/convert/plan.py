@@ -162,10 +162,12 @@ class Planner:
         self.layout: dict[str, object] = {}
 
     def plan(self) -> list[Spec]:
+        self._pipeline("merge")  # into global numbering first: the later stages see global names
         self._rename()
         self._transpose(after_fuse=False)
         self._fuse_split()
         self._transpose(after_fuse=True)
+        self._pipeline("split")  # out of global numbering last: the earlier stages saw global names
         self._drop()
         self._cast()
         if self.recipe.tp is not None:
@@ -238,6 +240,22 @@ class Planner:
                     self._put(gather(fill(tmpl, i), [(spec, lo, lo + n)]))
                     lo += n
 
+    def _pipeline(self, mode: str) -> None:
+        from fabric_hpc.checkpoint.convert import pipeline
+        p = self.recipe.pipeline
+        if p is None or p.mode != mode:
+            return
+        if p.mode == "merge":
+            if p.first or p.last:
+                raise CheckpointError("pipeline merge: `first` / `last` apply to split only",
+                                      hint="merge strips the stage prefix of every stage's other tensors")
+            names = pipeline.merge(self.specs, p.layers, p.stage_layer, p.layer, p.stage)
+        else:
+            names = pipeline.split(self.specs, p.layers, p.stage_layer, p.layer, p.stage, p.first, p.last)
+        self.specs = {names[n]: replace(spec, name=names[n]) for n, spec in self.specs.items()}
+        self.layout["pp"] = len(p.layers) if p.mode == "split" else 1
+        self.layout["pp_layers"] = list(p.layers) if p.mode == "split" else [sum(p.layers)]
+
     def _transpose(self, *, after_fuse: bool) -> None:
         for rule in self.recipe.transpose:
             if rule.after_fuse != after_fuse:
@@ -275,7 +293,7 @@ class Planner:
         tp = self.recipe.tp
         assert tp is not None
         n = tp.size
-        self.layout = {"tp": n}
+        self.layout["tp"] = n
         for name, spec in list(self.specs.items()):
             att = next((a for a in tp.attention if re.fullmatch(a.match, name)), None)
             if att is not None:

@@ -2,6 +2,8 @@
 
 Stages run in this order, each on the names the previous one produced:
 
+0. ``pipeline`` with ``mode: merge`` (stage-local layer numbers -> global ones, see
+   :mod:`fabric_hpc.checkpoint.convert.pipeline`), so every later stage sees global names;
 1. ``rename``: regex rules applied in order to every name (``re.sub``, e.g. Megatron-style ->
    Hugging Face Llama names); then ``transpose`` (2-d tensors matching a pattern, e.g. GPT-2's
    Conv1D ``[in, out]`` weights <-> Linear ``[out, in]``; ``after_fuse: true`` runs after stage 2);
@@ -9,6 +11,8 @@ Stages run in this order, each on the names the previous one produced:
    grouped-query heads, in ``concat`` ([Q; K; V], as vLLM's qkv_proj) or ``grouped`` (per KV
    group [q heads, k, v], as Megatron's linear_qkv) layout; ``fuse`` / ``split``: row
    concatenation (gate/up);
+   then ``transpose`` rules with ``after_fuse: true``, then ``pipeline`` with ``mode: split``
+   (global layer numbers -> stage-local ones under stage prefixes) and ``drop``;
 3. ``cast``: dtype per name pattern (fp32 <-> bf16 <-> fp16, and -> fp8 e4m3/e5m2 with a
    float32 ``*_scale`` tensor beside each weight);
 4. ``tp``: tensor-parallel layout (column / row parallel, head-aware for attention, vocabulary
@@ -121,10 +125,45 @@ class TensorParallel(StrictModel):
         return [_regex(x) for x in v]
 
 
+class Pipeline(StrictModel):
+    """Pipeline stages merged (stage-local layer numbers -> global) or split (the inverse)."""
+
+    mode: Literal["merge", "split"]
+    layers: list[int] = Field(min_length=1)  # layers of each stage, in stage order (uneven allowed)
+    stage_layer: str    # a stage-local layer's name prefix, e.g. 'pp{s}/decoder.layers.{i}.'
+    layer: str          # the same layer in global numbering, e.g. 'decoder.layers.{i}.'
+    stage: str          # a stage's prefix for its other tensors, e.g. 'pp{s}/'
+    first: list[str] = []  # split: other tensors (regex) that go to the first stage
+    last: list[str] = []   # split: ... to the last stage
+
+    @field_validator("layers")
+    @classmethod
+    def _counts(cls, v: list[int]) -> list[int]:
+        if any(k < 0 for k in v) or not sum(v):
+            raise ValueError("layer counts must be >= 0 with at least one layer")
+        return v
+
+    @field_validator("stage_layer", "layer", "stage")
+    @classmethod
+    def _placeholders(cls, v: str, info: Any) -> str:
+        need = {"stage_layer": ("{s}", "{i}"), "layer": ("{i}",), "stage": ("{s}",)}[info.field_name]
+        missing = [p for p in need if v.count(p) != 1]
+        extra = [p for p in ("{s}", "{i}") if p not in need and p in v]
+        if missing or extra:
+            raise ValueError(f"must contain {' and '.join(need)} once each" + (f", not {extra[0]}" if extra else ""))
+        return v
+
+    @field_validator("first", "last")
+    @classmethod
+    def _regexes(cls, v: list[str]) -> list[str]:
+        return [_regex(x) for x in v]
+
+
 class Recipe(StrictModel):
     """A convert recipe; see the module doc and docs/checkpoint.md."""
 
     rename: list[Rename] = []
+    pipeline: Pipeline | None = None
     transpose: list[Transpose] = []
     fuse_qkv: list[FuseQKV] = []
     split_qkv: list[SplitQKV] = []
@@ -162,7 +201,7 @@ def load_recipe(source: Recipe | Mapping[str, Any] | str | Path) -> Recipe:
             raise CheckpointError(f"{path}: not valid {path.suffix[1:] or 'JSON'} ({exc})") from None
         name = str(path)
     return parse_model(Recipe, source, source=name,
-                       hint="recipe keys: rename, transpose, fuse_qkv, split_qkv, fuse, split, cast, tp, drop "
+                       hint="recipe keys: rename, pipeline, transpose, fuse_qkv, split_qkv, fuse, split, cast, tp, drop "
                             "(see docs/checkpoint.md#convert)")
 
 
