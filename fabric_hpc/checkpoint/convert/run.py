@@ -1,18 +1,16 @@
-"""Run a convert: stream every output tensor, block by block, into a new checkpoint.
+"""Run a convert: every output tensor streamed, block by block, into a new checkpoint.
 
-Memory: tensors are converted in parallel (:mod:`fabric_hpc.checkpoint.parallel`), each holding its output tensor
-plus, while casting, blocks of source rows and two float32 temporaries of at most ``block_bytes``
-(8 MiB as float32, or 1/16 of the largest tensor when smaller); a tensor is started only while
-the tensors in flight hold at most the memory budget (1.1x the largest tensor by default), so
-the peak stays within 1.2x the largest tensor (the bound is tested). Every input chunk's CRC-32C is checked (a streaming pass over the chunk file, bounded memory) before
-its rows are used; the output goes through the same atomic commit as a save, with CRCs, and a
-convert that fails at any point leaves no new checkpoint behind.
+Memory: tensors are converted in parallel (:mod:`fabric_hpc.checkpoint.parallel`). An unsplit
+tensor that is cast or copied from one whole source is written block by block (never whole in
+memory); others are gathered whole. Blocks of source rows and the cast's float32 temporaries
+are at most ``block_bytes`` (8 MiB as float32, or 1/16 of the largest tensor when smaller). A
+tensor starts only while the tensors in flight hold at most the memory budget (1.1x the largest
+tensor by default), so the peak stays within 1.2x the largest tensor (tested).
 
-fp8 layout (as vLLM loads fp8 checkpoints, e.g. ``CompressedTensorsW8A8Fp8.create_weights`` in
-vllm/model_executor/layers/quantization/compressed_tensors/schemes/compressed_tensors_w8a8_fp8.py):
-the weight is stored as float8 with its original name and shape, and a float32
-``<name>_scale`` sits beside it: a scalar (per tensor) or ``[rows, 1]`` (per output channel);
-the dequantised weight is ``weight.float() * weight_scale``.
+Every input chunk's CRC-32C is checked before the result is committed: on the way (a whole
+read, or a streamed source in order) or by a separate streaming pass; the output goes through
+the same atomic commit as a save, with CRCs, and a convert that fails at any point leaves no
+new checkpoint behind. Casts and the fp8 layout: :mod:`fabric_hpc.checkpoint.convert.cast`.
 """
 
 from __future__ import annotations
@@ -29,12 +27,13 @@ from typing import Any
 import numpy as np
 
 from fabric_hpc.checkpoint import fsio, store
-from fabric_hpc.checkpoint.parallel import Item, run_bounded
+from fabric_hpc.checkpoint.convert.cast import Caster, Workspace, anon
 from fabric_hpc.checkpoint.convert.plan import Planner, Spec, scale_name
 from fabric_hpc.checkpoint.convert.recipe import FP8_DTYPES, Recipe, load_recipe
-from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError
+from fabric_hpc.checkpoint.errors import CheckpointCorruptError
 from fabric_hpc.checkpoint.format import chunk_key, stored_dtype
 from fabric_hpc.checkpoint.interop.stream import StreamWriter
+from fabric_hpc.checkpoint.parallel import Item, run_bounded
 from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint
 from fabric_hpc.checkpoint.tensors import HostArray
 
@@ -131,7 +130,7 @@ class _Job:
         n = _out_bytes(spec) if not stream else _out_bytes(spec) - math.prod(spec.shape) * stored_dtype(
             spec.cast.to if spec.cast else spec.dtype).itemsize
         if spec.cast is not None or stream:
-            n += _Workspace.nbytes(_block_elems(spec, self.block), cast=spec.cast is not None, out=stream,
+            n += Workspace.nbytes(_block_elems(spec, self.block), cast=spec.cast is not None, out=stream,
                                    item=stored_dtype(spec.dtype).itemsize)
         if any(src not in self.verified for src in spec.sources):
             n += self.block
@@ -213,7 +212,7 @@ def _verify_source(ckpt: Checkpoint, name: str, block: int) -> None:
     """CRC-32C of every chunk file of ``name``, read through one buffer of at most ``block`` bytes."""
     import os
     entry = ckpt.entry(name)
-    buf = _anon(min(block, max([c.nbytes for c in entry.chunks] + [1])))
+    buf = anon(min(block, max([c.nbytes for c in entry.chunks] + [1])))
     for c in entry.chunks:
         where = f"{entry.path}/{chunk_key(c.index)}"
         problem = None
@@ -300,7 +299,7 @@ def _write_tensor(ckpt: Checkpoint, spec: Spec, block: int, w: StreamWriter) -> 
         w.add(spec.name, HostArray(out, to), split=spec.split)
         return row
     rd = _BlockReader(ckpt, spec, block, stream)
-    caster = _Caster(spec, to, rd.work) if spec.cast is not None else None
+    caster = Caster(spec, to, rd.work) if spec.cast is not None else None
     if caster is not None and caster.needs_amax:
         for lo, hi in rd.blocks:
             caster.observe(rd.read(lo, hi, True))
@@ -341,7 +340,7 @@ class _BlockReader:
         self.trail = spec.shape[1:]
         elems = _block_elems(spec, block)
         step = max(1, elems // max(1, math.prod(self.trail)))
-        self.work = _Workspace(elems, cast=spec.cast is not None, out=stream, item=stored_dtype(spec.dtype).itemsize)
+        self.work = Workspace(elems, cast=spec.cast is not None, out=stream, item=stored_dtype(spec.dtype).itemsize)
         self.blocks = [(lo, min(spec.rows, lo + step)) for lo in range(0, spec.rows, step)]
         self.streamed = _streamed(ckpt, spec)
         self.crc = 0
@@ -364,119 +363,6 @@ class _BlockReader:
             raise CheckpointCorruptError(f"damaged chunk {where}: crc32c {self.crc:#010x} != manifest "
                                          f"{chunk.crc32c:#010x}", problems=[f"{where}: checksum mismatch"],
                                          hint="run `fabric ckpt verify` and convert an older step")
-
-
-def _anon(nbytes: int) -> np.ndarray:
-    """A uint8 buffer in its own anonymous memory map: unmapped (returned to the system) when the
-    last view of it goes, so buffers of tensors converted in parallel never pile up in the heap."""
-    import mmap
-    return np.frombuffer(mmap.mmap(-1, max(1, nbytes)), np.uint8)[:nbytes]
-
-
-class _Workspace:
-    """The buffers of one tensor (source rows; for a cast two float32 blocks; when streamed an
-    output block), ``elems`` elements each and reused by every block: nothing allocated per block."""
-
-    def __init__(self, elems: int, *, cast: bool, out: bool, item: int = 4) -> None:
-        self.elems = elems
-        self.src = _anon(elems * max(4, item))
-        self.out = _anon(elems * 4 if out and cast else 0)
-        if cast:
-            import torch
-            self.x = torch.from_numpy(_anon(elems * 4).view(np.float32))
-            self.tmp = torch.from_numpy(_anon(elems * 4).view(np.float32))
-
-    @staticmethod
-    def nbytes(elems: int, *, cast: bool, out: bool, item: int = 4) -> int:
-        return elems * (max(4, item) + 4 * ((2 if cast else 0) + (1 if out and cast else 0)))
-
-    def floats(self, which: str, shape: tuple[int, ...]) -> Any:
-        buf = self.x if which == "x" else self.tmp
-        return buf[:math.prod(shape)].view(shape)
-
-
-class _Caster:
-    """Block-wise dtype conversion (torch on CPU, in the workspace) with error statistics;
-    fp8 with scales."""
-
-    def __init__(self, spec: Spec, to: str, work: _Workspace) -> None:
-        import torch
-        self.torch, self.spec, self.to, self.work = torch, spec, to, work
-        self.fp8 = to in FP8_DTYPES
-        self.per_channel = self.fp8 and spec.cast is not None and spec.cast.scale == "channel"
-        self.needs_amax = self.fp8 and not self.per_channel
-        self.fmax = float(torch.finfo(getattr(torch, to)).max) if self.fp8 else 0.0
-        self.amax = 0.0
-        self.scales = np.ones((spec.rows, 1), np.float32) if self.per_channel else None
-        self.err2 = self.ref2 = self.max_err = 0.0
-
-    def _tensor(self, arr: np.ndarray, logical: str) -> Any:
-        t = self.torch.from_numpy(arr)
-        if logical == "bfloat16":
-            return t.view(self.torch.int16).view(self.torch.bfloat16)
-        return t.view(getattr(self.torch, logical)) if logical in FP8_DTYPES else t
-
-    def _floats(self, block: np.ndarray) -> Any:
-        if self.spec.dtype == "float32":  # used as it is (never written to)
-            return self.torch.from_numpy(block)
-        x = self.work.floats("x", block.shape)
-        x.copy_(self._tensor(block, self.spec.dtype))
-        return x
-
-    def observe(self, block: np.ndarray) -> None:
-        x = self._floats(block)
-        if x.numel():
-            self._amax_ok(self.torch.abs(x, out=self.work.floats("tmp", tuple(x.shape))).max())
-
-    def _amax_ok(self, amax: Any) -> None:
-        """NaN/inf propagate into the maximum: one check covers the block."""
-        if not bool(self.torch.isfinite(amax).all()):
-            raise CheckpointError(f"cast {self.spec.name}: the tensor has NaN or inf values; fp8 scales "
-                                  f"cannot be computed", hint="fix the source, or leave this tensor out of the cast")
-        self.amax = max(self.amax, float(amax.max()) if amax.numel() else 0.0)
-
-    def cast(self, block: np.ndarray, dest: np.ndarray, lo: int) -> None:
-        torch = self.torch
-        x = self._floats(block)
-        tmp = self.work.floats("tmp", tuple(x.shape))
-        out = self._tensor(dest, self.to)
-        if self.fp8:
-            if self.per_channel:
-                amax = torch.abs(x, out=tmp).reshape(x.shape[0], -1).amax(dim=1)
-                self._amax_ok(amax)
-                scale = torch.where(amax > 0, amax / self.fmax, torch.ones_like(amax))
-                self.scales[lo:lo + x.shape[0], 0] = scale.numpy()  # type: ignore[index]
-                scale = scale.reshape(-1, *([1] * (x.dim() - 1)))
-            else:
-                scale = torch.tensor(self.amax / self.fmax if self.amax > 0 else 1.0, dtype=torch.float32)
-            torch.div(x, scale, out=tmp).clamp_(-self.fmax, self.fmax)
-            out.copy_(tmp)
-            tmp.copy_(out).mul_(scale)
-        else:
-            out.copy_(x)
-            tmp.copy_(out)
-        tmp.sub_(x)
-        flat_d, flat_x = tmp.reshape(-1), x.reshape(-1)
-        self.err2 += float(torch.dot(flat_d, flat_d))
-        self.ref2 += float(torch.dot(flat_x, flat_x))
-        if tmp.numel():
-            lo, hi = torch.aminmax(tmp)
-            self.max_err = max(self.max_err, -float(lo), float(hi))
-
-    def scale_array(self) -> HostArray | None:
-        if not self.fp8:
-            return None
-        if self.per_channel:
-            shape = (self.spec.rows, *([1] * (len(self.spec.shape) - 1)))
-            return HostArray(self.scales.reshape(shape), "float32")  # type: ignore[union-attr]
-        return HostArray(np.array(self.amax / self.fmax if self.amax > 0 else 1.0, np.float32), "float32")
-
-    def report(self) -> dict[str, Any]:
-        rel = math.sqrt(self.err2 / self.ref2) if self.ref2 > 0 else 0.0
-        out: dict[str, Any] = {"rel_rms_error": rel, "max_abs_error": self.max_err}
-        if self.fp8:
-            out["scale"] = "channel" if self.per_channel else "tensor"
-        return out
 
 
 __all__ = ["ConvertReport", "convert"]
