@@ -36,6 +36,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ("bf16", {"cast": [{"match": ".*", "to": "bfloat16"}]}, ROWS * COLS * 4),
     ("fp8-channel", {"cast": [{"match": "big.*", "to": "float8_e4m3fn", "scale": "channel"}]}, ROWS * COLS * 4),
     ("fuse", {"fuse": [{"parts": ["big_a", "big_b"], "into": "big_ab"}]}, 2 * ROWS * COLS * 4),
+    ("transpose", {"transpose": ["big_a", "mid_.*"]}, ROWS * COLS * 4),
 ])
 def test_peak_memory_is_bounded(source: Path, tmp_path: Path, what: str, recipe: dict, largest: int) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from fabric_hpc.checkpoint.convert.recipe import (
-    FLOAT_DTYPES, FP8_DTYPES, AttentionTP, Cast, Heads, Recipe, fill, template,
+    FLOAT_DTYPES, FP8_DTYPES, AttentionTP, Cast, Heads, Recipe, fill, load_calibration, template,
 )
 from fabric_hpc.checkpoint.errors import CheckpointError
 from fabric_hpc.checkpoint.format import SplitInfo, check_name
@@ -41,6 +41,7 @@ class Spec:
     # transposed (2-D): ``segs`` are the rows of the tensor before the transpose and this tensor's
     # rows are its columns ``cols[0]:cols[1]``
     cols: tuple[int, int] | None = None
+    input_scale: float | None = None  # fp8: static activation scale written beside the weight
 
     @property
     def rows(self) -> int:
@@ -160,6 +161,7 @@ class Planner:
             self.specs[name] = Spec(name, tuple(e.shape), e.dtype,
                                     [Seg(0, e.shape[0] if e.shape else 1, name, 0)] if not e.shape or e.shape[0] else [])
         self.layout: dict[str, object] = {}
+        self._calib: dict[str, tuple[dict[str, float], set[str]]] = {}
 
     def plan(self) -> list[Spec]:
         self._pipeline("merge")  # into global numbering first: the later stages see global names
@@ -285,9 +287,42 @@ class Planner:
             if rule.to in FP8_DTYPES and rule.scale == "channel" and len(spec.shape) < 2:
                 raise CheckpointError(f"cast {name}: per-channel fp8 scales need a tensor of 2+ dims",
                                       hint="use scale: tensor for vectors, or exclude it from the pattern")
-            self.specs[name] = replace(spec, cast=rule)
+            self.specs[name] = replace(spec, cast=rule, input_scale=self._input_scale(name, rule))
             if rule.to in FP8_DTYPES and scale_name(name) in self.specs:
                 raise CheckpointError(f"cast {name}: its scale {scale_name(name)!r} already exists")
+        self._calibration_used()
+
+    def _input_scale(self, name: str, rule: Cast) -> float | None:
+        """vLLM's static activation scale for the fp8 weight ``name`` (``…weight`` ->
+        ``…input_scale``), from the rule's calibration file (amax / fp8 max) or explicit value."""
+        if rule.input_scale is None:
+            return None
+        if not name.endswith(".weight"):
+            raise CheckpointError(f"cast {name}: an input_scale goes beside a linear's `.weight`",
+                                  hint="limit the rule with input_scale to weight names (e.g. '.*proj\\.weight')")
+        module = name[:-len(".weight")]
+        if input_scale_name(name) in self.specs:
+            raise CheckpointError(f"cast {name}: {input_scale_name(name)!r} already exists",
+                                  hint="drop the old input scales first, or leave input_scale out of the rule")
+        if rule.input_scale.value is not None:
+            return rule.input_scale.value
+        path = rule.input_scale.calibration
+        assert path is not None
+        if path not in self._calib:
+            self._calib[path] = (load_calibration(path), set())
+        amax, used = self._calib[path]
+        if module not in amax:
+            raise CheckpointError(f"cast {name}: calibration file {path} has no activation abs-max for {module!r}",
+                                  hint="the file maps module names (the weight name without `.weight`) to amax")
+        used.add(module)
+        return amax[module] / FP8_MAX[rule.to]
+
+    def _calibration_used(self) -> None:
+        for path, (amax, used) in self._calib.items():
+            if set(amax) - used:
+                raise CheckpointError(f"calibration file {path}: no fp8 weight is cast for "
+                                      f"{sorted(set(amax) - used)[:5]}",
+                                      hint="check the module names (after renames) and the cast patterns")
 
     def _tp(self) -> None:
         tp = self.recipe.tp
@@ -352,6 +387,14 @@ class Planner:
                               (k, kv0 + j * hd, kv0 + (j + 1) * hd), (v, kv0 + j * hd, kv0 + (j + 1) * hd)]
         notes = [f"rows ordered rank-major for tp {n}"] + ([f"KV heads replicated x{rep}"] if rep > 1 else [])
         return gather(spec.name, parts, notes=notes)
+
+
+FP8_MAX = {"float8_e4m3fn": 448.0, "float8_e5m2": 57344.0}  # torch.finfo(...).max
+
+
+def input_scale_name(name: str) -> str:
+    """Where a weight's static activation scale goes: ``x.weight`` -> ``x.input_scale`` (vLLM)."""
+    return name[:-len(".weight")] + ".input_scale"
 
 
 def scale_name(name: str) -> str:

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointNotFoundError
 from fabric_hpc.validation import StrictModel, parse_model
@@ -95,12 +95,34 @@ class Transpose(StrictModel):
     _check = field_validator("match")(classmethod(lambda cls, v: _regex(v)))
 
 
+class InputScale(StrictModel):
+    """The static activation scale written beside an fp8 weight (vLLM's ``input_scale``): from a
+    calibration file (``{module: activation abs-max}``, scale = amax / fp8 max) or one explicit
+    value; exactly one of the two. There is no default: without it no input_scale is written."""
+
+    calibration: str | None = None
+    value: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one(self) -> InputScale:
+        if (self.calibration is None) == (self.value is None):
+            raise ValueError("give exactly one of calibration (a file) or value (an explicit scale)")
+        return self
+
+
 class Cast(StrictModel):
     match: str
     to: Literal["float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"]
     scale: Literal["tensor", "channel"] = "tensor"  # fp8 only
+    input_scale: InputScale | None = None  # fp8 only: static activation scale beside the weight
 
     _check = field_validator("match")(classmethod(lambda cls, v: _regex(v)))
+
+    @model_validator(mode="after")
+    def _fp8_only(self) -> Cast:
+        if self.input_scale is not None and self.to not in FP8_DTYPES:
+            raise ValueError("input_scale goes with an fp8 cast (to: float8_e4m3fn or float8_e5m2)")
+        return self
 
 
 class AttentionTP(Heads):
@@ -200,9 +222,45 @@ def load_recipe(source: Recipe | Mapping[str, Any] | str | Path) -> Recipe:
         except (ValueError, yaml.YAMLError) as exc:
             raise CheckpointError(f"{path}: not valid {path.suffix[1:] or 'JSON'} ({exc})") from None
         name = str(path)
+        source = _calibration_paths(source, path.parent)
     return parse_model(Recipe, source, source=name,
                        hint="recipe keys: rename, pipeline, transpose, fuse_qkv, split_qkv, fuse, split, cast, tp, drop "
                             "(see docs/checkpoint.md#convert)")
+
+
+def _calibration_paths(source: Any, base: Path) -> Any:
+    """Calibration files named in a recipe file are relative to the recipe's directory."""
+    if not isinstance(source, dict) or not isinstance(source.get("cast"), list):
+        return source
+    casts = []
+    for rule in source["cast"]:
+        isc = rule.get("input_scale") if isinstance(rule, dict) else None
+        if isinstance(isc, dict) and isinstance(isc.get("calibration"), str):
+            rule = {**rule, "input_scale": {**isc, "calibration": str(base / isc["calibration"])}}
+        casts.append(rule)
+    return {**source, "cast": casts}
+
+
+def load_calibration(path: str) -> dict[str, float]:
+    """A calibration file (JSON or YAML): module name -> activation abs-max (a positive number)."""
+    import math
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointNotFoundError(f"calibration file {file} does not exist",
+                                      hint="input_scale.calibration is relative to the recipe file")
+    import yaml
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) if file.suffix in (".yaml", ".yml") else \
+            json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, yaml.YAMLError) as exc:
+        raise CheckpointError(f"{file}: not valid {file.suffix[1:] or 'JSON'} ({exc})") from None
+    bad = [k for k, v in (data.items() if isinstance(data, dict) else [])
+           if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0]
+    if not isinstance(data, dict) or bad:
+        raise CheckpointError(f"{file}: expected {{module: activation abs-max > 0}}"
+                              + (f"; bad values for {bad[:3]}" if bad else ""),
+                              hint='e.g. {"model.layers.0.self_attn.q_proj": 12.5}')
+    return {str(k): float(v) for k, v in data.items()}
 
 
 def template(text: str) -> re.Pattern[str]:

@@ -28,7 +28,7 @@ import numpy as np
 
 from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.convert.cast import Caster, Workspace, anon
-from fabric_hpc.checkpoint.convert.plan import Planner, Spec, scale_name
+from fabric_hpc.checkpoint.convert.plan import Planner, Spec, input_scale_name, scale_name
 from fabric_hpc.checkpoint.convert.recipe import FP8_DTYPES, Recipe, load_recipe
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError
 from fabric_hpc.checkpoint.format import chunk_key, stored_dtype
@@ -328,6 +328,9 @@ def _write_tensor(ckpt: Checkpoint, spec: Spec, block: int, w: StreamWriter) -> 
         if scale is not None:
             ssplit = spec.split if spec.split is not None and spec.split.dim == 0 and scale.data.ndim else None
             w.add(scale_name(spec.name), scale, split=ssplit)
+        if spec.input_scale is not None:
+            row["input_scale"] = spec.input_scale
+            w.add(input_scale_name(spec.name), HostArray(np.array(spec.input_scale, np.float32), "float32"))
     return row
 
 
