@@ -1,12 +1,14 @@
-"""Interop benchmark: ``.venv/bin/python -m benchmarks.checkpoint.interop [--gib 2] [--rounds 1]``.
+"""Interop benchmark: ``.venv/bin/python -m benchmarks.checkpoint.interop [--gib 2] [--rounds 1] [--only convert]``.
 
 On the same synthetic LLM-like state as ``benchmarks.checkpoint`` (flat Hugging Face-style
 names), in one process and on one disk: safetensors save/load vs ``fabric ckpt
 import-hf``/``export-hf``, torch.distributed.checkpoint save/load vs ``import-dcp``/
 ``export-dcp``, and ``convert`` (a rename of every tensor, and an fp32 -> bf16 cast) vs a raw
-copy of the checkpoint directory (copy + fsync). Every timed operation writes its output
+copy of the checkpoint directory (copy + fsync), each also with ``workers=1`` (one tensor at a
+time) for the gain of the parallel convert in the same run. Every timed operation writes its output
 durably (fsync) and reads its input cold (page cache dropped first, when root). Prints JSON rows
-and a markdown table of ratios (throughput of ours / theirs, in one run).
+and a markdown table of ratios (throughput of ours / theirs, in one run), with wall and CPU
+seconds (``time.process_time``, all threads of the process).
 """
 
 from __future__ import annotations
@@ -131,6 +133,7 @@ def ratios(rows: list[dict[str, Any]]) -> dict[str, float]:
              "import-dcp / DCP save": ("import-dcp", "DCP save"), "export-dcp / DCP save": ("export-dcp", "DCP save"),
              "convert (rename) / raw copy": ("convert (rename)", "raw copy"),
              "convert (fp32->bf16) / raw copy": ("convert (fp32->bf16)", "raw copy"),
+             "import-dcp / DCP load": ("import-dcp", "DCP load"),  # import = a load + a durable write
              "convert (rename, 1 worker) / raw copy": ("convert (rename, 1 worker)", "raw copy"),
              "convert (fp32->bf16, 1 worker) / raw copy": ("convert (fp32->bf16, 1 worker)", "raw copy")}
     return {k: s[b] / s[a] for k, (a, b) in pairs.items() if a in s and b in s}

@@ -216,9 +216,10 @@ def test_cli_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     save(tmp_path / "ck", {"w": torch.randn(8, 4)}, step=3)
     (tmp_path / "r.yaml").write_text("cast:\n  - {match: w, to: float8_e4m3fn, scale: channel}\n")
     assert main(["ckpt", "convert", str(tmp_path / "ck"), str(tmp_path / "o"), "--recipe",
-                 str(tmp_path / "r.yaml"), "--json"]) == 0
+                 str(tmp_path / "r.yaml"), "--workers", "2", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["step"] == 3 and data["tensors"][0]["scale"] == "channel"
+    assert data["parallel"]["peak_tensors"] == 1 and data["parallel"]["budget"] > 0
     assert set(open_checkpoint(tmp_path / "o").names) == {"w", "w_scale"}
     (tmp_path / "bad.yaml").write_text("cast:\n  - {match: w, to: float8_e4m3fn, per: channel}\n")
     assert main(["ckpt", "convert", str(tmp_path / "ck"), str(tmp_path / "o2"), "--recipe",
