@@ -8,6 +8,7 @@ import ctypes.util
 import errno
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -63,18 +64,26 @@ def write_file(path: Path, data: np.ndarray | bytes, *, pad: int = 0, fsync: boo
     is written (see :func:`start_writeback`).
     """
     flat = np.frombuffer(data, np.uint8) if isinstance(data, bytes) else data.reshape(-1).view(np.uint8)
+    return write_blocks(path, (flat[lo:lo + WRITE_BLOCK] for lo in range(0, flat.size, WRITE_BLOCK)),
+                        pad=pad, fsync=fsync)
+
+
+def write_blocks(path: Path, blocks: Iterable[np.ndarray], *, pad: int = 0,
+                 fsync: bool = True) -> tuple[int, int]:
+    """:func:`write_file` from C-contiguous blocks produced one after another (a tensor that is
+    never whole in memory); return (nbytes, crc32c). An error from the producer propagates."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
     except OSError as exc:
         raise _io_error("create", path, exc) from exc
-    crc, total = 0, flat.size + pad
+    crc, offset = 0, 0
     try:
-        for lo in range(0, flat.size, WRITE_BLOCK):
-            block = flat[lo:lo + WRITE_BLOCK]
+        for data in blocks:
+            block = data.reshape(-1).view(np.uint8)
             crc = _crc32c.extend(crc, block)
             _write_all(fd, block)
-            start_writeback(fd, lo, block.size)
-        offset = flat.size
+            start_writeback(fd, offset, block.size)
+            offset += block.size
         while pad:
             block = _ZEROS[:min(pad, BLOCK)]
             crc = _crc32c.extend(crc, block)
@@ -88,7 +97,7 @@ def write_file(path: Path, data: np.ndarray | bytes, *, pad: int = 0, fsync: boo
         raise _io_error("write", path, exc) from exc
     finally:
         os.close(fd)
-    return total, crc
+    return offset, crc
 
 
 def _write_all(fd: int, block: np.ndarray) -> None:

@@ -57,7 +57,7 @@ class _Piece:
     pad: int
 
 
-def _meta(name: str, shape: list[int], logical: str, stored: str, chunk_shape: list[int],
+def chunk_meta(name: str, shape: list[int], logical: str, stored: str, chunk_shape: list[int],
           split: SplitInfo | None) -> dict[str, Any]:
     return {"path": name, "shape": shape, "dtype": logical, "stored_dtype": stored,
             "chunk_shape": chunk_shape, "split": split.model_dump() if split else None}
@@ -86,7 +86,7 @@ def plan(state: Mapping[str, Any], rank: int, world: int,
                       (split.chunk_shape(arr.shape) if split else [max(1, s) for s in arr.shape]))
         if len(chunks) != arr.ndim or any(not isinstance(c, int) or c < 1 for c in chunks):
             raise CheckpointError(f"{name}: chunk shape {chunks} does not fit shape {list(arr.shape)}")
-        metas[name] = _meta(name, list(arr.shape), logical, arr.dtype.name, chunks, split)
+        metas[name] = chunk_meta(name, list(arr.shape), logical, arr.dtype.name, chunks, split)
         if owner == rank:
             pieces.extend(_grid_pieces(name, arr, chunks))
     return metas, pieces
@@ -103,7 +103,7 @@ def _plan_shard(name: str, shard: Shard) -> tuple[dict, _Piece | None]:
                               hint="split with torch.chunk semantics (Shard.of does this)")
     split = SplitInfo.of(shard.dims, shard.grid_parts)
     chunks = split.chunk_shape(shape)
-    meta = _meta(name, shape, logical, arr.dtype.name, chunks, split)
+    meta = chunk_meta(name, shape, logical, arr.dtype.name, chunks, split)
     if 0 in shape or 0 in want:
         return meta, None
     index = [0] * len(shape)
@@ -148,9 +148,7 @@ def write_pieces(tmp: Path, pieces: list[_Piece], threads: int,
         nbytes, crc = fsio.write_file(path, piece.data, pad=piece.pad, fsync=False)
         written.append(path)
         if metas is not None and not any(piece.index):
-            entry = TensorEntry(**_entry_kwargs(metas[piece.name]), chunks=[])
-            fsio.write_small(tmp / piece.name / "zarr.json", dumps(array_metadata(entry)), fsync=False)
-            written.append(tmp / piece.name / "zarr.json")
+            written.append(write_array_json(tmp, metas[piece.name]))
         return piece.name, {"index": piece.index, "nbytes": nbytes, "crc32c": crc}
 
     # largest first keeps the pool busy to the end
@@ -163,6 +161,14 @@ def write_pieces(tmp: Path, pieces: list[_Piece], threads: int,
     if fsync:
         fsio.fsync_paths(written)
     return out
+
+
+def write_array_json(tmp: Path, meta: dict) -> Path:
+    """The ``zarr.json`` of one tensor (not fsync'd: the caller batches it before the commit)."""
+    entry = TensorEntry(**_entry_kwargs(meta), chunks=[])
+    path = tmp / meta["path"] / "zarr.json"
+    fsio.write_small(path, dumps(array_metadata(entry)), fsync=False)
+    return path
 
 
 def _entry_kwargs(meta: dict) -> dict:

@@ -129,8 +129,11 @@ def export_dcp_cmd(path: Path, out: Path, step: int | None, prefix: str | None, 
               help="YAML/JSON recipe: rename, fuse_qkv, split_qkv, fuse, split, cast, tp, drop.")
 @_step_opt("Step to convert (default: latest).")
 @click.option("--out-step", type=click.IntRange(min=0), default=None, help="Step of the result (default: the same).")
+@click.option("--workers", type=click.IntRange(min=1, max=64), default=None,
+              help="Tensors converted in parallel (default 4), within 1.1x the largest tensor's memory.")
 @json_option
-def convert_cmd(path: Path, out: Path, recipe: Path, step: int | None, out_step: int | None, as_json: bool) -> None:
+def convert_cmd(path: Path, out: Path, recipe: Path, step: int | None, out_step: int | None, workers: int | None,
+                as_json: bool) -> None:
     """Transcode a checkpoint (names, fused projections, dtype incl. fp8, tensor-parallel layout) into root OUT."""
     from fabric_hpc.checkpoint import open_checkpoint
     from fabric_hpc.checkpoint.convert import convert, load_recipe
@@ -138,7 +141,7 @@ def convert_cmd(path: Path, out: Path, recipe: Path, step: int | None, out_step:
     plan = load_recipe(recipe)  # a bad recipe fails before anything is opened
     total = open_checkpoint(path, step).manifest.nbytes
     with _progress("convert", total, not as_json) as tick:
-        rep = convert(path, out, plan, step=step, out_step=out_step, progress=tick)
+        rep = convert(path, out, plan, step=step, out_step=out_step, workers=workers, progress=tick)
 
     def human(c: object) -> None:
         c.print(f"wrote {rep.path}: {len(rep.tensors)} tensors converted, {_size(rep.nbytes)} in {rep.seconds:.1f} s")  # type: ignore[attr-defined]

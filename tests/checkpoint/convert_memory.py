@@ -24,8 +24,8 @@ def main() -> None:
     convert(src, out + "-warm", {"drop": [".*big.*"], **recipe})  # load lazily imported code first
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak to the current RSS
     base = _status("VmRSS")
-    convert(src, out, recipe)
-    print(json.dumps({"peak_added": _status("VmHWM") - base}))
+    report = convert(src, out, recipe)
+    print(json.dumps({"peak_added": _status("VmHWM") - base, "parallel": report.parallel}))
 
 
 if __name__ == "__main__":

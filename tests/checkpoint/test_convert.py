@@ -200,10 +200,11 @@ def test_failing_midway_leaves_nothing_and_damage_is_caught(tmp_path: Path) -> N
     raw = bytearray(chunk.read_bytes())
     raw[100] ^= 0xFF
     chunk.write_bytes(bytes(raw))
-    # damage found by the reader (whole reads), the streamed cast, the block-wise fp8 pass and
-    # the separate pass for partial reads (split)
+    # damage found by the streamed copy (block by block), the streamed cast, the block-wise fp8
+    # pass, the reader (whole reads: fuse, tp) and the separate pass for partial reads (split)
     for recipe in ({"rename": [{"pattern": "t", "replace": "u"}]}, {"cast": [{"match": ".*", "to": "bfloat16"}]},
                    {"cast": [{"match": "t4", "to": "float8_e5m2"}]},
+                   {"fuse": [{"parts": ["t3", "t4"], "into": "t34"}]}, {"tp": {"size": 2, "column": ["t.*"]}},
                    {"split": [{"fused": "t4", "parts": ["t4a", "t4b"]}]}):
         with pytest.raises(CheckpointCorruptError, match="t4/c.0.0"):
             convert(tmp_path / "ck", tmp_path / "out", recipe, block_bytes=4096)
@@ -215,9 +216,10 @@ def test_cli_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     save(tmp_path / "ck", {"w": torch.randn(8, 4)}, step=3)
     (tmp_path / "r.yaml").write_text("cast:\n  - {match: w, to: float8_e4m3fn, scale: channel}\n")
     assert main(["ckpt", "convert", str(tmp_path / "ck"), str(tmp_path / "o"), "--recipe",
-                 str(tmp_path / "r.yaml"), "--json"]) == 0
+                 str(tmp_path / "r.yaml"), "--workers", "2", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["step"] == 3 and data["tensors"][0]["scale"] == "channel"
+    assert data["parallel"]["peak_tensors"] == 1 and data["parallel"]["budget"] > 0
     assert set(open_checkpoint(tmp_path / "o").names) == {"w", "w_scale"}
     (tmp_path / "bad.yaml").write_text("cast:\n  - {match: w, to: float8_e4m3fn, per: channel}\n")
     assert main(["ckpt", "convert", str(tmp_path / "ck"), str(tmp_path / "o2"), "--recipe",

@@ -97,3 +97,50 @@ def test_objects_refused_unless_skipped(tmp_path: Path) -> None:
     import_dcp(tmp_path / "dcp", tmp_path / "ck", trust_pickle=True, skip_objects=True)
     m = open_checkpoint(tmp_path / "ck").manifest
     assert list(m.tensors) == ["w"] and m.user_metadata["skipped_objects"] == ["extra.lr", "extra.names"]
+
+
+def test_direct_read_equals_dcp_load_and_damage_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The direct path (each chunk loaded from its file slice, several tensors at a time) writes
+    the same checkpoint as DCP's own dcp.load; a truncated data file is refused, nothing committed."""
+    import torch.distributed.checkpoint as dcp
+
+    from fabric_hpc.checkpoint.interop import dcp as mod
+    g = torch.Generator().manual_seed(3)
+    state = {"a": torch.randn(40, 30, generator=g), "b": torch.randn(7, generator=g).to(torch.bfloat16),
+             "ids": torch.arange(12).reshape(3, 4), "s": torch.tensor(2.5), "e": torch.empty(0, 3),
+             "v": torch.randn(10, 10, generator=g)[2:5]}  # a view: torch.save keeps its whole storage
+    dcp.save(state, storage_writer=dcp.FileSystemWriter(str(tmp_path / "dcp")), no_dist=True)
+    direct = mod.import_dcp(tmp_path / "dcp", tmp_path / "direct", trust_pickle=True)
+    md = mod.read_dcp_metadata(tmp_path / "dcp", trust_pickle=True)
+    assert set(mod._direct_items(tmp_path / "dcp", md, md.state_dict_metadata)) >= {"a", "b", "ids", "s", "v"}
+    monkeypatch.setattr(mod, "_direct_items", lambda *a: {})
+    loaded = mod.import_dcp(tmp_path / "dcp", tmp_path / "viaload", trust_pickle=True)
+    monkeypatch.undo()
+    got = restore(direct.path, as_torch=True)
+    assert open_checkpoint(direct.path).manifest.tensors == open_checkpoint(loaded.path).manifest.tensors
+    for k, t in state.items():
+        assert got[k].shape == t.shape and _bits(got[k]) == _bits(t)
+    data = next(p for p in (tmp_path / "dcp").iterdir() if p.suffix == ".distcp")
+    data.write_bytes(data.read_bytes()[:-100])
+    with pytest.raises(CheckpointError):
+        mod.import_dcp(tmp_path / "dcp", tmp_path / "broken", trust_pickle=True)
+    assert not (tmp_path / "broken").exists() or not list_checkpoints(tmp_path / "broken")
+
+
+def test_export_refuses_damaged_or_linked_chunks(tmp_path: Path) -> None:
+    """The CRCs checked while torch writes: a flipped byte or a symlinked chunk file leaves no OUT."""
+    from fabric_hpc.checkpoint import CheckpointCorruptError
+    from fabric_hpc.checkpoint.interop.dcp import export_dcp
+    save(tmp_path / "ck", {"w": np.arange(4096, dtype=np.float32).reshape(64, 64), "b": np.ones(3)}, step=1)
+    chunk = tmp_path / "ck" / "step-0000000001" / "w" / "c.0.0"
+    good = chunk.read_bytes()
+    chunk.write_bytes(good[:50] + bytes([good[50] ^ 1]) + good[51:])
+    with pytest.raises(CheckpointCorruptError, match="w/c.0.0"):
+        export_dcp(tmp_path / "ck", tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not list((tmp_path).glob(".out.tmp-*"))
+    (tmp_path / "elsewhere").write_bytes(good)
+    chunk.unlink()
+    chunk.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(CheckpointCorruptError, match="w/c.0.0"):
+        export_dcp(tmp_path / "ck", tmp_path / "out")
+    assert not (tmp_path / "out").exists()

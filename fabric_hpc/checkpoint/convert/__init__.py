@@ -1,5 +1,6 @@
-"""Transcoding a checkpoint as one verified, streaming operation: renames, fused <-> separate
-projections, dtype (fp32/bf16/fp16, fp8 with scales), tensor-parallel layout.
+"""Transcoding a checkpoint as one verified, streaming, parallel operation: renames, transposes,
+fused <-> separate projections, pipeline stages merged or split, dtype (fp32/bf16/fp16, fp8 with
+weight and activation scales), tensor-parallel layout.
 
 >>> from fabric_hpc.checkpoint.convert import convert
 >>> report = convert("ckpts", "converted", "recipe.yaml")      # doctest: +SKIP

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from fabric_hpc.checkpoint.convert.recipe import (
-    FLOAT_DTYPES, FP8_DTYPES, AttentionTP, Cast, Heads, Recipe, fill, template,
+    FLOAT_DTYPES, FP8_DTYPES, AttentionTP, Cast, Heads, Recipe, fill, load_calibration, template,
 )
 from fabric_hpc.checkpoint.errors import CheckpointError
 from fabric_hpc.checkpoint.format import SplitInfo, check_name
@@ -38,6 +38,10 @@ class Spec:
     cast: Cast | None = None
     split: SplitInfo | None = None
     notes: list[str] = field(default_factory=list)
+    # transposed (2-D): ``segs`` are the rows of the tensor before the transpose and this tensor's
+    # rows are its columns ``cols[0]:cols[1]``
+    cols: tuple[int, int] | None = None
+    input_scale: float | None = None  # fp8: static activation scale written beside the weight
 
     @property
     def rows(self) -> int:
@@ -58,9 +62,27 @@ def take(spec: Spec, lo: int, hi: int) -> list[Seg]:
     return out
 
 
+def transposed(spec: Spec) -> Spec:
+    """``spec`` transposed (2-D only, once): its rows become the columns it is read from."""
+    if len(spec.shape) != 2 or spec.cols is not None:
+        raise CheckpointError(f"transpose {spec.name}: " + (f"{len(spec.shape)}-d, only 2-d tensors are transposed"
+                                                           if len(spec.shape) != 2 else "transposed twice"),
+                              hint="limit the transpose pattern to 2-d weights (e.g. '.*\\.weight')")
+    return replace(spec, shape=(spec.shape[1], spec.shape[0]), cols=(0, spec.shape[1]),
+                   notes=[*spec.notes, "transposed"])
+
+
 def gather(name: str, parts: list[tuple[Spec, int, int]], notes: list[str] | None = None) -> Spec:
     """A new tensor stacking rows ``lo:hi`` of each spec in order (same trailing dims and dtype)."""
     first = parts[0][0]
+    if any(spec.cols is not None for spec, _, _ in parts):
+        spec, lo, hi = parts[0]
+        if len(parts) > 1:
+            raise CheckpointError(f"{name}: cannot stack rows of a transposed tensor ({spec.name}) with others",
+                                  hint="fuse or split first and transpose after (transpose: {match: ..., "
+                                       "after_fuse: true}), or transpose the parts before fusing them")
+        return replace(spec, name=name, shape=(hi - lo, *spec.shape[1:]), split=None, cast=None,
+                       cols=(spec.cols[0] + lo, spec.cols[0] + hi), notes=list(notes or spec.notes))  # type: ignore[index]
     for spec, _, _ in parts:
         if spec.shape[1:] != first.shape[1:] or spec.dtype != first.dtype or not spec.shape:
             raise CheckpointError(f"{name}: cannot stack {spec.name} {list(spec.shape)} {spec.dtype} with "
@@ -76,6 +98,9 @@ def gather(name: str, parts: list[tuple[Spec, int, int]], notes: list[str] | Non
 def _pad(spec: Spec, rows: int) -> Spec:
     if rows == spec.rows:
         return spec
+    if spec.cols is not None:
+        raise CheckpointError(f"{spec.name}: a transposed tensor cannot be padded",
+                              hint="pad (tp.vocab) tensors that are not transposed")
     return replace(spec, shape=(rows, *spec.shape[1:]), segs=[*spec.segs, Seg(spec.rows, rows, None)],
                    notes=[*spec.notes, f"padded {spec.rows} -> {rows} rows"])
 
@@ -136,10 +161,15 @@ class Planner:
             self.specs[name] = Spec(name, tuple(e.shape), e.dtype,
                                     [Seg(0, e.shape[0] if e.shape else 1, name, 0)] if not e.shape or e.shape[0] else [])
         self.layout: dict[str, object] = {}
+        self._calib: dict[str, tuple[dict[str, float], set[str]]] = {}
 
     def plan(self) -> list[Spec]:
+        self._pipeline("merge")  # into global numbering first: the later stages see global names
         self._rename()
+        self._transpose(after_fuse=False)
         self._fuse_split()
+        self._transpose(after_fuse=True)
+        self._pipeline("split")  # out of global numbering last: the earlier stages saw global names
         self._drop()
         self._cast()
         if self.recipe.tp is not None:
@@ -212,6 +242,34 @@ class Planner:
                     self._put(gather(fill(tmpl, i), [(spec, lo, lo + n)]))
                     lo += n
 
+    def _pipeline(self, mode: str) -> None:
+        from fabric_hpc.checkpoint.convert import pipeline
+        p = self.recipe.pipeline
+        if p is None or p.mode != mode:
+            return
+        if p.mode == "merge":
+            if p.first or p.last:
+                raise CheckpointError("pipeline merge: `first` / `last` apply to split only",
+                                      hint="merge strips the stage prefix of every stage's other tensors")
+            names = pipeline.merge(self.specs, p.layers, p.stage_layer, p.layer, p.stage)
+        else:
+            names = pipeline.split(self.specs, p.layers, p.stage_layer, p.layer, p.stage, p.first, p.last)
+        self.specs = {names[n]: replace(spec, name=names[n]) for n, spec in self.specs.items()}
+        self.layout["pp"] = len(p.layers) if p.mode == "split" else 1
+        self.layout["pp_layers"] = list(p.layers) if p.mode == "split" else [sum(p.layers)]
+
+    def _transpose(self, *, after_fuse: bool) -> None:
+        for rule in self.recipe.transpose:
+            if rule.after_fuse != after_fuse:
+                continue
+            names = [n for n in self.specs if re.fullmatch(rule.match, n)]
+            if not names:
+                raise CheckpointError(f"transpose {rule.match!r} matches no tensor"
+                                      + (" (after fuse/split)" if after_fuse else " (after renames)"),
+                                      hint="check the names with `fabric ckpt show` and the pattern")
+            for name in names:
+                self.specs[name] = transposed(self.specs[name])
+
     def _drop(self) -> None:
         for pattern in self.recipe.drop:
             for name in [n for n in self.specs if re.fullmatch(pattern, n)]:
@@ -229,15 +287,48 @@ class Planner:
             if rule.to in FP8_DTYPES and rule.scale == "channel" and len(spec.shape) < 2:
                 raise CheckpointError(f"cast {name}: per-channel fp8 scales need a tensor of 2+ dims",
                                       hint="use scale: tensor for vectors, or exclude it from the pattern")
-            self.specs[name] = replace(spec, cast=rule)
+            self.specs[name] = replace(spec, cast=rule, input_scale=self._input_scale(name, rule))
             if rule.to in FP8_DTYPES and scale_name(name) in self.specs:
                 raise CheckpointError(f"cast {name}: its scale {scale_name(name)!r} already exists")
+        self._calibration_used()
+
+    def _input_scale(self, name: str, rule: Cast) -> float | None:
+        """vLLM's static activation scale for the fp8 weight ``name`` (``…weight`` ->
+        ``…input_scale``), from the rule's calibration file (amax / fp8 max) or explicit value."""
+        if rule.input_scale is None:
+            return None
+        if not name.endswith(".weight"):
+            raise CheckpointError(f"cast {name}: an input_scale goes beside a linear's `.weight`",
+                                  hint="limit the rule with input_scale to weight names (e.g. '.*proj\\.weight')")
+        module = name[:-len(".weight")]
+        if input_scale_name(name) in self.specs:
+            raise CheckpointError(f"cast {name}: {input_scale_name(name)!r} already exists",
+                                  hint="drop the old input scales first, or leave input_scale out of the rule")
+        if rule.input_scale.value is not None:
+            return rule.input_scale.value
+        path = rule.input_scale.calibration
+        assert path is not None
+        if path not in self._calib:
+            self._calib[path] = (load_calibration(path), set())
+        amax, used = self._calib[path]
+        if module not in amax:
+            raise CheckpointError(f"cast {name}: calibration file {path} has no activation abs-max for {module!r}",
+                                  hint="the file maps module names (the weight name without `.weight`) to amax")
+        used.add(module)
+        return amax[module] / FP8_MAX[rule.to]
+
+    def _calibration_used(self) -> None:
+        for path, (amax, used) in self._calib.items():
+            if set(amax) - used:
+                raise CheckpointError(f"calibration file {path}: no fp8 weight is cast for "
+                                      f"{sorted(set(amax) - used)[:5]}",
+                                      hint="check the module names (after renames) and the cast patterns")
 
     def _tp(self) -> None:
         tp = self.recipe.tp
         assert tp is not None
         n = tp.size
-        self.layout = {"tp": n}
+        self.layout["tp"] = n
         for name, spec in list(self.specs.items()):
             att = next((a for a in tp.attention if re.fullmatch(a.match, name)), None)
             if att is not None:
@@ -296,6 +387,14 @@ class Planner:
                               (k, kv0 + j * hd, kv0 + (j + 1) * hd), (v, kv0 + j * hd, kv0 + (j + 1) * hd)]
         notes = [f"rows ordered rank-major for tp {n}"] + ([f"KV heads replicated x{rep}"] if rep > 1 else [])
         return gather(spec.name, parts, notes=notes)
+
+
+FP8_MAX = {"float8_e4m3fn": 448.0, "float8_e5m2": 57344.0}  # torch.finfo(...).max
+
+
+def input_scale_name(name: str) -> str:
+    """Where a weight's static activation scale goes: ``x.weight`` -> ``x.input_scale`` (vLLM)."""
+    return name[:-len(".weight")] + ".input_scale"
 
 
 def scale_name(name: str) -> str:

@@ -2,12 +2,17 @@
 
 Stages run in this order, each on the names the previous one produced:
 
+0. ``pipeline`` with ``mode: merge`` (stage-local layer numbers -> global ones, see
+   :mod:`fabric_hpc.checkpoint.convert.pipeline`), so every later stage sees global names;
 1. ``rename``: regex rules applied in order to every name (``re.sub``, e.g. Megatron-style ->
-   Hugging Face Llama names);
+   Hugging Face Llama names); then ``transpose`` (2-d tensors matching a pattern, e.g. GPT-2's
+   Conv1D ``[in, out]`` weights <-> Linear ``[out, in]``; ``after_fuse: true`` runs after stage 2);
 2. ``fuse_qkv`` / ``split_qkv``: separate q/k/v projections <-> one fused tensor with
    grouped-query heads, in ``concat`` ([Q; K; V], as vLLM's qkv_proj) or ``grouped`` (per KV
    group [q heads, k, v], as Megatron's linear_qkv) layout; ``fuse`` / ``split``: row
    concatenation (gate/up);
+   then ``transpose`` rules with ``after_fuse: true``, then ``pipeline`` with ``mode: split``
+   (global layer numbers -> stage-local ones under stage prefixes) and ``drop``;
 3. ``cast``: dtype per name pattern (fp32 <-> bf16 <-> fp16, and -> fp8 e4m3/e5m2 with a
    float32 ``*_scale`` tensor beside each weight);
 4. ``tp``: tensor-parallel layout (column / row parallel, head-aware for attention, vocabulary
@@ -24,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointNotFoundError
 from fabric_hpc.validation import StrictModel, parse_model
@@ -83,12 +88,41 @@ class Split(StrictModel):
     rows: list[int] | None = None  # default: equal parts
 
 
+class Transpose(StrictModel):
+    match: str
+    after_fuse: bool = False  # False: after renames, before fuse/split; True: after fuse/split
+
+    _check = field_validator("match")(classmethod(lambda cls, v: _regex(v)))
+
+
+class InputScale(StrictModel):
+    """The static activation scale written beside an fp8 weight (vLLM's ``input_scale``): from a
+    calibration file (``{module: activation abs-max}``, scale = amax / fp8 max) or one explicit
+    value; exactly one of the two. There is no default: without it no input_scale is written."""
+
+    calibration: str | None = None
+    value: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one(self) -> InputScale:
+        if (self.calibration is None) == (self.value is None):
+            raise ValueError("give exactly one of calibration (a file) or value (an explicit scale)")
+        return self
+
+
 class Cast(StrictModel):
     match: str
     to: Literal["float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"]
     scale: Literal["tensor", "channel"] = "tensor"  # fp8 only
+    input_scale: InputScale | None = None  # fp8 only: static activation scale beside the weight
 
     _check = field_validator("match")(classmethod(lambda cls, v: _regex(v)))
+
+    @model_validator(mode="after")
+    def _fp8_only(self) -> Cast:
+        if self.input_scale is not None and self.to not in FP8_DTYPES:
+            raise ValueError("input_scale goes with an fp8 cast (to: float8_e4m3fn or float8_e5m2)")
+        return self
 
 
 class AttentionTP(Heads):
@@ -113,10 +147,46 @@ class TensorParallel(StrictModel):
         return [_regex(x) for x in v]
 
 
+class Pipeline(StrictModel):
+    """Pipeline stages merged (stage-local layer numbers -> global) or split (the inverse)."""
+
+    mode: Literal["merge", "split"]
+    layers: list[int] = Field(min_length=1)  # layers of each stage, in stage order (uneven allowed)
+    stage_layer: str    # a stage-local layer's name prefix, e.g. 'pp{s}/decoder.layers.{i}.'
+    layer: str          # the same layer in global numbering, e.g. 'decoder.layers.{i}.'
+    stage: str          # a stage's prefix for its other tensors, e.g. 'pp{s}/'
+    first: list[str] = []  # split: other tensors (regex) that go to the first stage
+    last: list[str] = []   # split: ... to the last stage
+
+    @field_validator("layers")
+    @classmethod
+    def _counts(cls, v: list[int]) -> list[int]:
+        if any(k < 0 for k in v) or not sum(v):
+            raise ValueError("layer counts must be >= 0 with at least one layer")
+        return v
+
+    @field_validator("stage_layer", "layer", "stage")
+    @classmethod
+    def _placeholders(cls, v: str, info: Any) -> str:
+        need = {"stage_layer": ("{s}", "{i}"), "layer": ("{i}",), "stage": ("{s}",)}[info.field_name]
+        missing = [p for p in need if v.count(p) != 1]
+        extra = [p for p in ("{s}", "{i}") if p not in need and p in v]
+        if missing or extra:
+            raise ValueError(f"must contain {' and '.join(need)} once each" + (f", not {extra[0]}" if extra else ""))
+        return v
+
+    @field_validator("first", "last")
+    @classmethod
+    def _regexes(cls, v: list[str]) -> list[str]:
+        return [_regex(x) for x in v]
+
+
 class Recipe(StrictModel):
     """A convert recipe; see the module doc and docs/checkpoint.md."""
 
     rename: list[Rename] = []
+    pipeline: Pipeline | None = None
+    transpose: list[Transpose] = []
     fuse_qkv: list[FuseQKV] = []
     split_qkv: list[SplitQKV] = []
     fuse: list[Fuse] = []
@@ -129,6 +199,11 @@ class Recipe(StrictModel):
     @classmethod
     def _regexes(cls, v: list[str]) -> list[str]:
         return [_regex(x) for x in v]
+
+    @field_validator("transpose", mode="before")
+    @classmethod
+    def _short(cls, v: Any) -> Any:  # a bare pattern: transposed right after the renames
+        return [{"match": x} if isinstance(x, str) else x for x in v] if isinstance(v, list) else v
 
 
 def load_recipe(source: Recipe | Mapping[str, Any] | str | Path) -> Recipe:
@@ -147,9 +222,45 @@ def load_recipe(source: Recipe | Mapping[str, Any] | str | Path) -> Recipe:
         except (ValueError, yaml.YAMLError) as exc:
             raise CheckpointError(f"{path}: not valid {path.suffix[1:] or 'JSON'} ({exc})") from None
         name = str(path)
+        source = _calibration_paths(source, path.parent)
     return parse_model(Recipe, source, source=name,
-                       hint="recipe keys: rename, fuse_qkv, split_qkv, fuse, split, cast, tp, drop "
+                       hint="recipe keys: rename, pipeline, transpose, fuse_qkv, split_qkv, fuse, split, cast, tp, drop "
                             "(see docs/checkpoint.md#convert)")
+
+
+def _calibration_paths(source: Any, base: Path) -> Any:
+    """Calibration files named in a recipe file are relative to the recipe's directory."""
+    if not isinstance(source, dict) or not isinstance(source.get("cast"), list):
+        return source
+    casts = []
+    for rule in source["cast"]:
+        isc = rule.get("input_scale") if isinstance(rule, dict) else None
+        if isinstance(isc, dict) and isinstance(isc.get("calibration"), str):
+            rule = {**rule, "input_scale": {**isc, "calibration": str(base / isc["calibration"])}}
+        casts.append(rule)
+    return {**source, "cast": casts}
+
+
+def load_calibration(path: str) -> dict[str, float]:
+    """A calibration file (JSON or YAML): module name -> activation abs-max (a positive number)."""
+    import math
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointNotFoundError(f"calibration file {file} does not exist",
+                                      hint="input_scale.calibration is relative to the recipe file")
+    import yaml
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) if file.suffix in (".yaml", ".yml") else \
+            json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, yaml.YAMLError) as exc:
+        raise CheckpointError(f"{file}: not valid {file.suffix[1:] or 'JSON'} ({exc})") from None
+    bad = [k for k, v in (data.items() if isinstance(data, dict) else [])
+           if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0]
+    if not isinstance(data, dict) or bad:
+        raise CheckpointError(f"{file}: expected {{module: activation abs-max > 0}}"
+                              + (f"; bad values for {bad[:3]}" if bad else ""),
+                              hint='e.g. {"model.layers.0.self_attn.q_proj": 12.5}')
+    return {str(k): float(v) for k, v in data.items()}
 
 
 def template(text: str) -> re.Pattern[str]:

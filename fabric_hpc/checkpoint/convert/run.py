@@ -1,23 +1,25 @@
-"""Run a convert: stream every output tensor, block by block, into a new checkpoint.
+"""Run a convert: every output tensor streamed, block by block, into a new checkpoint.
 
-Memory: one output tensor at a time plus blocks of source rows of at most ``block_bytes``
-(8 MiB as float32) and a few float32 temporaries of the same size while casting, so the peak stays near the largest output tensor (the bound is tested). Every
-input chunk's CRC-32C is checked (a streaming pass over the chunk file, bounded memory) before
-its rows are used; the output goes through the same atomic commit as a save, with CRCs, and a
-convert that fails at any point leaves no new checkpoint behind.
+Memory: tensors are converted in parallel (:mod:`fabric_hpc.checkpoint.parallel`). An unsplit
+tensor that is cast or copied from one whole source is written block by block (never whole in
+memory); others are gathered whole. Blocks of source rows and the cast's float32 temporaries
+are at most ``block_bytes`` (8 MiB as float32, or 1/16 of the largest tensor when smaller). A
+tensor starts only while the tensors in flight hold at most the memory budget (1.1x the largest
+tensor by default), so the peak stays within 1.2x the largest tensor (tested).
 
-fp8 layout (as vLLM loads fp8 checkpoints, e.g. ``CompressedTensorsW8A8Fp8.create_weights`` in
-vllm/model_executor/layers/quantization/compressed_tensors/schemes/compressed_tensors_w8a8_fp8.py):
-the weight is stored as float8 with its original name and shape, and a float32
-``<name>_scale`` sits beside it: a scalar (per tensor) or ``[rows, 1]`` (per output channel);
-the dequantised weight is ``weight.float() * weight_scale``.
+Every input chunk's CRC-32C is checked before the result is committed: on the way (a whole
+read, or a streamed source in order) or by a separate streaming pass; the output goes through
+the same atomic commit as a save, with CRCs, and a convert that fails at any point leaves no
+new checkpoint behind. Casts and the fp8 layout: :mod:`fabric_hpc.checkpoint.convert.cast`.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,15 +27,20 @@ from typing import Any
 import numpy as np
 
 from fabric_hpc.checkpoint import fsio, store
-from fabric_hpc.checkpoint.convert.plan import Planner, Spec, scale_name
+from fabric_hpc.checkpoint.convert.cast import Caster, Workspace, anon
+from fabric_hpc.checkpoint.convert.plan import Planner, Spec, input_scale_name, scale_name
 from fabric_hpc.checkpoint.convert.recipe import FP8_DTYPES, Recipe, load_recipe
-from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError
+from fabric_hpc.checkpoint.errors import CheckpointCorruptError
 from fabric_hpc.checkpoint.format import chunk_key, stored_dtype
 from fabric_hpc.checkpoint.interop.stream import StreamWriter
+from fabric_hpc.checkpoint.parallel import Item, run_bounded
 from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint
 from fabric_hpc.checkpoint.tensors import HostArray
 
-BLOCK_BYTES = 8 << 20  # rows per cast block, measured as float32
+BLOCK_BYTES = 8 << 20  # rows per cast block, measured as float32 (at most; 1/16 of the largest tensor)
+MIN_BLOCK_BYTES = 256 << 10
+TRANSPOSE_BYTES = 4 << 20  # source rows read at a time for a transposed tensor
+DEFAULT_WORKERS = 4
 Progress = Callable[[int], None]
 
 
@@ -46,50 +53,124 @@ class ConvertReport:
     nbytes: int
     seconds: float
     tensors: list[dict[str, Any]] = field(default_factory=list)
+    parallel: dict[str, int] = field(default_factory=dict)  # peak_bytes / peak_tensors in flight, budget
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "step": self.step, "bytes": self.nbytes,
-                "seconds": round(self.seconds, 3), "tensors": self.tensors}
+                "seconds": round(self.seconds, 3), "parallel": self.parallel, "tensors": self.tensors}
 
 
 def convert(path: Path | str, out_root: Path | str, recipe: Recipe | Mapping[str, Any] | str | Path, *,
-            step: int | None = None, out_step: int | None = None, block_bytes: int = BLOCK_BYTES,
+            step: int | None = None, out_step: int | None = None, block_bytes: int | None = None,
+            workers: int | None = None, memory_budget: int | None = None,
             progress: Progress | None = None) -> ConvertReport:
-    """Convert checkpoint ``path`` (``step`` or latest) with ``recipe`` into ``out_root``."""
+    """Convert checkpoint ``path`` (``step`` or latest) with ``recipe`` into ``out_root``.
+
+    ``workers`` threads convert tensors in parallel (default: up to 4), admitting a tensor only
+    while the memory the tensors in flight hold stays within ``memory_budget`` bytes (default:
+    1.1x the largest input or output tensor, leaving room for the interpreter under the 1.2x
+    rule); a tensor over the budget runs alone."""
     t0 = time.perf_counter()
     recipe = load_recipe(recipe)
     ckpt = open_checkpoint(path, step)
     planner = Planner(ckpt, recipe)
     specs = planner.plan()
-    rows: list[dict[str, Any]] = []
     meta = {**ckpt.manifest.user_metadata,
             "converted_from": {"path": str(ckpt.path), "step": ckpt.step},
             "recipe": recipe.model_dump(mode="json", exclude_defaults=True)}
     layout = {**ckpt.manifest.layout, **planner.layout} if recipe.tp is None else dict(planner.layout)
-    verified = _self_checked(ckpt, specs)
-    work = _Workspace(block_bytes)
+    largest = max([_out_bytes(s) for s in specs] + [_entry_bytes(ckpt, n) for n in ckpt.names] + [1])
+    block = block_bytes or min(BLOCK_BYTES, max(MIN_BLOCK_BYTES, largest // 16))
+    job = _Job(ckpt, block, _self_checked(ckpt, specs), progress)
+    items = sorted((Item(s, job.cost(s)) for s in specs), key=lambda it: -it.cost)
     with store.reading(ckpt.ref), StreamWriter(out_root, step=ckpt.step if out_step is None else out_step,
                                                layout=layout, tags=ckpt.manifest.tags, metadata=meta) as w:
-        for spec in specs:
-            for src in spec.sources:
-                if src not in verified:
-                    _verify_source(ckpt, src, work)
-                    verified.add(src)
-            out, scale, row = _materialize(ckpt, spec, work, _streamed(ckpt, spec))
-            w.add(spec.name, out, split=spec.split)
-            if scale is not None:
-                ssplit = spec.split if spec.split is not None and spec.split.dim == 0 and scale.data.ndim else None
-                w.add(scale_name(spec.name), scale, split=ssplit)
-            rows.append(row)
-            del out, scale
-            if progress:  # source bytes consumed, so a bar over the source's size reaches its end
-                progress(sum((g.hi - g.lo) * _row_bytes(ckpt, g.src) for g in spec.segs if g.src is not None))
+        job.writer = w
+        with _one_torch_thread() as init:
+            done, stats = run_bounded(items, job.one, workers=workers or DEFAULT_WORKERS, initializer=init,
+                                      budget=int(1.1 * largest) if memory_budget is None else memory_budget)
+        rows = sorted(done, key=lambda r: r["name"])
         # the per-tensor quantisation error travels with the checkpoint (JSON, small)
         errors = {r["name"]: r["rel_rms_error"] for r in rows if "rel_rms_error" in r}
         if errors:
             w.header["user_metadata"]["cast_rel_rms_error"] = errors
     assert w.result is not None
-    return ConvertReport(w.result.path, w.result.step, w.result.nbytes, time.perf_counter() - t0, rows)
+    return ConvertReport(w.result.path, w.result.step, w.result.nbytes, time.perf_counter() - t0, rows,
+                         {"peak_bytes": stats.peak_bytes, "peak_tensors": stats.peak_items,
+                          "budget": int(1.1 * largest) if memory_budget is None else memory_budget})
+
+
+@contextmanager
+def _one_torch_thread() -> Iterator[Callable[[], None]]:
+    """Workers run torch's casts on one thread each (the parallelism is over tensors; torch's own
+    threads on small blocks cost several times the CPU, spinning between blocks). torch keeps the
+    count process-wide for new threads, so the caller's setting is put back afterwards."""
+    import torch
+    before = torch.get_num_threads()
+    try:
+        yield lambda: torch.set_num_threads(1)
+    finally:
+        torch.set_num_threads(before)
+
+
+class _Job:
+    """One output tensor per call of :meth:`one` (any thread): check its sources' CRCs once,
+    gather and cast its rows, write it (and its fp8 scale)."""
+
+    def __init__(self, ckpt: Checkpoint, block: int, verified: set[str], progress: Progress | None) -> None:
+        self.ckpt, self.block, self.verified = ckpt, block, verified
+        self.writer: StreamWriter | None = None
+        self.locks = {n: threading.Lock() for n in ckpt.names}
+        self._progress, self._plock = progress, threading.Lock()
+
+    def cost(self, spec: Spec) -> int:
+        """Bytes the tensor holds while converted: the output (unless streamed) and scale, the
+        block workspace and the buffer of a separate CRC pass over a source."""
+        stream = _stream_mode(self.ckpt, spec)
+        n = _out_bytes(spec) if not stream else _out_bytes(spec) - math.prod(spec.shape) * stored_dtype(
+            spec.cast.to if spec.cast else spec.dtype).itemsize
+        if spec.cast is not None or stream:
+            n += Workspace.nbytes(_block_elems(spec, self.block), cast=spec.cast is not None, out=stream,
+                                   item=stored_dtype(spec.dtype).itemsize)
+        if any(src not in self.verified for src in spec.sources):
+            n += self.block
+        if spec.cols is not None:
+            n += TRANSPOSE_BYTES
+        return n
+
+    def one(self, spec: Spec) -> dict[str, Any]:
+        ckpt, w = self.ckpt, self.writer
+        assert w is not None
+        for src in spec.sources:
+            with self.locks[src]:
+                if src not in self.verified:
+                    _verify_source(ckpt, src, self.block)
+                    self.verified.add(src)
+        row = _write_tensor(ckpt, spec, self.block, w)
+        if self._progress:  # source bytes consumed, so a bar over the source's size reaches its end
+            with self._plock:
+                self._progress(sum((g.hi - g.lo) * _row_bytes(ckpt, g.src) for g in spec.segs if g.src is not None))
+        return row
+
+
+def _entry_bytes(ckpt: Checkpoint, name: str) -> int:
+    e = ckpt.entry(name)
+    return math.prod(e.shape) * stored_dtype(e.dtype).itemsize
+
+
+def _out_bytes(spec: Spec) -> int:
+    to = spec.cast.to if spec.cast else spec.dtype
+    n = math.prod(spec.shape) * stored_dtype(to).itemsize
+    if to in FP8_DTYPES:
+        n += 4 * (spec.rows if spec.cast is not None and spec.cast.scale == "channel" else 1)
+    return n
+
+
+def _block_elems(spec: Spec, block: int) -> int:
+    """Elements of one cast block of ``spec``: whole rows, about ``block`` bytes as float32."""
+    row_elems = max(1, math.prod(spec.shape[1:]))
+    step = max(1, (block // 4) // row_elems)
+    return min(step, spec.rows) * row_elems
 
 
 def _row_bytes(ckpt: Checkpoint, name: str) -> int:
@@ -98,9 +179,9 @@ def _row_bytes(ckpt: Checkpoint, name: str) -> int:
 
 
 def _streamed(ckpt: Checkpoint, spec: Spec) -> str | None:
-    """The source of a cast that reads one whole single-chunk tensor in order (its CRC-32C is
-    computed on the way, block by block), else None."""
-    if spec.cast is None or len(spec.segs) != 1 or spec.segs[0].src is None:
+    """The source of a tensor made of one whole single-chunk tensor, read in order (its CRC-32C
+    is computed on the way, block by block, when it is cast or streamed), else None."""
+    if len(spec.segs) != 1 or spec.segs[0].src is None or spec.cols is not None:
         return None
     seg, entry = spec.segs[0], ckpt.entry(spec.segs[0].src)
     whole = seg.src_lo == 0 and seg.hi - seg.lo == (entry.shape[0] if entry.shape else 1)
@@ -109,29 +190,29 @@ def _streamed(ckpt: Checkpoint, spec: Spec) -> str | None:
 
 def _self_checked(ckpt: Checkpoint, specs: list[Spec]) -> set[str]:
     """Sources whose CRCs are checked while they are read, so they need no separate pass: every
-    use reads them whole without a cast (the reader checks each chunk it reads whole), or one
-    cast streams them in order. Nothing is committed before every check has passed."""
+    use reads them whole into a whole output tensor without a cast (the reader checks each chunk
+    it reads whole), or streams them in order (cast or written block by block). Nothing is
+    committed before every check has passed."""
     uses: set[str] = set()
     partial: set[str] = set()
     for spec in specs:
-        streamed = _streamed(ckpt, spec)
+        streamed = _streamed(ckpt, spec) if spec.cast is not None or _stream_mode(ckpt, spec) else None
         for seg in spec.segs:
             if seg.src is None:
                 continue
             uses.add(seg.src)
             entry = ckpt.entry(seg.src)
             whole = seg.src_lo == 0 and seg.hi - seg.lo == (entry.shape[0] if entry.shape else 1)
-            if not whole or (spec.cast is not None and seg.src != streamed):
+            if not whole or spec.cols is not None or (spec.cast is not None and seg.src != streamed):
                 partial.add(seg.src)
     return set(uses) - partial
 
 
-def _verify_source(ckpt: Checkpoint, name: str, work: _Workspace) -> None:
-    """CRC-32C of every chunk file of ``name``, read through the workspace buffer (no allocation)."""
+def _verify_source(ckpt: Checkpoint, name: str, block: int) -> None:
+    """CRC-32C of every chunk file of ``name``, read through one buffer of at most ``block`` bytes."""
     import os
     entry = ckpt.entry(name)
-    work.reserve(work.elems)
-    buf = work.src
+    buf = anon(min(block, max([c.nbytes for c in entry.chunks] + [1])))
     for c in entry.chunks:
         where = f"{entry.path}/{chunk_key(c.index)}"
         problem = None
@@ -159,6 +240,9 @@ def _verify_source(ckpt: Checkpoint, name: str, work: _Workspace) -> None:
 
 def _fill(ckpt: Checkpoint, spec: Spec, lo: int, hi: int, dest: np.ndarray) -> None:
     """Rows lo:hi of ``spec`` (stored form) into ``dest`` (C-contiguous, hi - lo rows)."""
+    if spec.cols is not None:
+        _fill_transposed(ckpt, spec, lo, hi, dest)
+        return
     if not spec.shape:
         ckpt._read_region(ckpt.entry(spec.segs[0].src), (), dest)  # type: ignore[arg-type]
         return
@@ -175,151 +259,113 @@ def _fill(ckpt: Checkpoint, spec: Spec, lo: int, hi: int, dest: np.ndarray) -> N
             ckpt._read_region(ckpt.entry(s.src), ((src_lo, src_lo + b - a), *trail), target)
 
 
-def _materialize(ckpt: Checkpoint, spec: Spec, work: _Workspace,
-                 streamed: str | None = None) -> tuple[HostArray, HostArray | None, dict]:
-    src_dt = stored_dtype(spec.dtype)
+def _fill_transposed(ckpt: Checkpoint, spec: Spec, lo: int, hi: int, dest: np.ndarray) -> None:
+    """Rows lo:hi of a transposed ``spec``: columns of its source rows, read ``TRANSPOSE_BYTES``
+    at a time (source rows x the wanted columns) and written transposed into ``dest``."""
+    assert spec.cols is not None
+    c0 = spec.cols[0]
+    dt = stored_dtype(spec.dtype)
+    step = max(1, TRANSPOSE_BYTES // max(1, (hi - lo) * dt.itemsize))
+    buf = np.empty(min(step, spec.shape[1]) * (hi - lo), dt)
+    for s in spec.segs:  # rows s.lo:s.hi of the tensor before the transpose
+        if s.src is None:
+            dest[:, s.lo:s.hi] = 0
+            continue
+        for r in range(0, s.hi - s.lo, step):
+            r1 = min(s.hi - s.lo, r + step)
+            tmp = buf[:(r1 - r) * (hi - lo)].reshape(r1 - r, hi - lo)
+            ckpt._read_region(ckpt.entry(s.src), ((s.src_lo + r, s.src_lo + r1), (c0 + lo, c0 + hi)), tmp)
+            dest[:, s.lo + r:s.lo + r1] = tmp.T
+
+
+def _stream_mode(ckpt: Checkpoint, spec: Spec) -> bool:
+    """Whether ``spec`` is written block by block, never whole in memory: an unsplit tensor (one
+    chunk file) that is cast or copied from one whole source (whose CRC is computed on the way)."""
+    return spec.split is None and len(spec.shape) > 0 and 0 not in spec.shape and \
+        (spec.cast is not None or _streamed(ckpt, spec) is not None)
+
+
+def _write_tensor(ckpt: Checkpoint, spec: Spec, block: int, w: StreamWriter) -> dict[str, Any]:
+    """Gather (and cast) the rows of ``spec`` and write it, and its fp8 scale; the report row."""
     to = spec.cast.to if spec.cast else spec.dtype
-    out = np.empty(spec.shape, stored_dtype(to))
-    row = {"name": spec.name, "shape": list(spec.shape), "dtype": to, "from_dtype": spec.dtype,
-           "sources": spec.sources, "bytes": out.nbytes}
+    row: dict[str, Any] = {"name": spec.name, "shape": list(spec.shape), "dtype": to, "from_dtype": spec.dtype,
+                           "sources": spec.sources, "bytes": math.prod(spec.shape) * stored_dtype(to).itemsize}
     if spec.notes:
         row["notes"] = spec.notes
-    if spec.cast is None:
+    stream = _stream_mode(ckpt, spec)
+    if spec.cast is None and not stream:
+        out = np.empty(spec.shape, stored_dtype(to))
         _fill(ckpt, spec, 0, spec.rows, out)
-        return HostArray(out, to), None, row
-    trail = spec.shape[1:]
-    row_elems = math.prod(trail)
-    step = max(1, work.elems // max(1, row_elems))
-    work.reserve(min(step, spec.rows) * row_elems)
-    blocks = [(lo, min(spec.rows, lo + step)) for lo in range(0, spec.rows, step)]
-    caster = _Caster(spec, to, work)
+        w.add(spec.name, HostArray(out, to), split=spec.split)
+        return row
+    rd = _BlockReader(ckpt, spec, block, stream)
+    caster = Caster(spec, to, rd.work) if spec.cast is not None else None
+    if caster is not None and caster.needs_amax:
+        for lo, hi in rd.blocks:
+            caster.observe(rd.read(lo, hi, True))
+    first = caster is None or not caster.needs_amax
+    if stream:
+        def blocks() -> Iterator[np.ndarray]:
+            for lo, hi in rd.blocks:
+                src = rd.read(lo, hi, first)
+                if caster is None:
+                    yield src
+                else:
+                    dest = rd.work.out[:src.size * stored_dtype(to).itemsize].view(stored_dtype(to))
+                    caster.cast(src, dest.reshape(src.shape), lo)
+                    yield dest
+        w.add_blocks(spec.name, spec.shape, to, blocks())
+    else:
+        out = np.empty(spec.shape, stored_dtype(to))
+        for lo, hi in rd.blocks:
+            caster.cast(rd.read(lo, hi, first), out[lo:hi] if spec.shape else out, lo)  # type: ignore[union-attr]
+        w.add(spec.name, HostArray(out, to), split=spec.split)
+        del out
+    rd.check()
+    if caster is not None:
+        row.update(caster.report())
+        scale = caster.scale_array()
+        if scale is not None:
+            ssplit = spec.split if spec.split is not None and spec.split.dim == 0 and scale.data.ndim else None
+            w.add(scale_name(spec.name), scale, split=ssplit)
+        if spec.input_scale is not None:
+            row["input_scale"] = spec.input_scale
+            w.add(input_scale_name(spec.name), HostArray(np.array(spec.input_scale, np.float32), "float32"))
+    return row
 
-    crc = [0]
 
-    def read(lo: int, hi: int, first: bool) -> np.ndarray:
-        shape = ((hi - lo), *trail) if spec.shape else ()
-        scratch = work.src[:math.prod(shape) * src_dt.itemsize].view(src_dt).reshape(shape)
-        _fill(ckpt, spec, lo, hi, scratch)
-        if streamed is not None and first:
-            crc[0] = fsio.crc32c(scratch, crc[0])
+class _BlockReader:
+    """Rows of ``spec`` in blocks of about ``block`` bytes (as float32) through one workspace;
+    the CRC-32C of a streamed source is computed on the first pass and checked by :meth:`check`."""
+
+    def __init__(self, ckpt: Checkpoint, spec: Spec, block: int, stream: bool) -> None:
+        self.ckpt, self.spec = ckpt, spec
+        self.trail = spec.shape[1:]
+        elems = _block_elems(spec, block)
+        step = max(1, elems // max(1, math.prod(self.trail)))
+        self.work = Workspace(elems, cast=spec.cast is not None, out=stream, item=stored_dtype(spec.dtype).itemsize)
+        self.blocks = [(lo, min(spec.rows, lo + step)) for lo in range(0, spec.rows, step)]
+        self.streamed = _streamed(ckpt, spec)
+        self.crc = 0
+
+    def read(self, lo: int, hi: int, first: bool) -> np.ndarray:
+        spec, dt = self.spec, stored_dtype(self.spec.dtype)
+        shape = ((hi - lo), *self.trail) if spec.shape else ()
+        scratch = self.work.src[:math.prod(shape) * dt.itemsize].view(dt).reshape(shape)
+        _fill(self.ckpt, spec, lo, hi, scratch)
+        if self.streamed is not None and first:
+            self.crc = fsio.crc32c(scratch, self.crc)
         return scratch
 
-    if caster.needs_amax:
-        for lo, hi in blocks:
-            caster.observe(read(lo, hi, True))
-    for lo, hi in blocks:
-        caster.cast(read(lo, hi, not caster.needs_amax), out[lo:hi] if spec.shape else out, lo)
-    if streamed is not None:
-        chunk = ckpt.entry(streamed).chunks[0]
-        if crc[0] != chunk.crc32c:
-            where = f"{streamed}/{chunk_key(chunk.index)}"
-            raise CheckpointCorruptError(f"damaged chunk {where}: crc32c {crc[0]:#010x} != manifest "
+    def check(self) -> None:
+        if self.streamed is None:
+            return
+        chunk = self.ckpt.entry(self.streamed).chunks[0]
+        if self.crc != chunk.crc32c:
+            where = f"{self.streamed}/{chunk_key(chunk.index)}"
+            raise CheckpointCorruptError(f"damaged chunk {where}: crc32c {self.crc:#010x} != manifest "
                                          f"{chunk.crc32c:#010x}", problems=[f"{where}: checksum mismatch"],
                                          hint="run `fabric ckpt verify` and convert an older step")
-    row.update(caster.report())
-    return HostArray(out, to), caster.scale_array(), row
-
-
-class _Workspace:
-    """Buffers reused by every block of every tensor (source rows, two float32 blocks), so the
-    cast allocates nothing per block and the heap does not grow with the tensor count."""
-
-    def __init__(self, block_bytes: int) -> None:
-        import torch
-        self.torch = torch
-        self.elems = max(1, block_bytes // 4)
-        self.src = np.empty(0, np.uint8)
-        self.x = self.tmp = torch.empty(0)
-
-    def reserve(self, elems: int) -> None:
-        if self.x.numel() < elems:
-            self.src = np.empty(elems * 4, np.uint8)
-            self.x, self.tmp = self.torch.empty(elems), self.torch.empty(elems)
-
-    def floats(self, which: str, shape: tuple[int, ...]) -> Any:
-        buf = self.x if which == "x" else self.tmp
-        return buf[:math.prod(shape)].view(shape)
-
-
-class _Caster:
-    """Block-wise dtype conversion (torch on CPU, in the workspace) with error statistics;
-    fp8 with scales."""
-
-    def __init__(self, spec: Spec, to: str, work: _Workspace) -> None:
-        import torch
-        self.torch, self.spec, self.to, self.work = torch, spec, to, work
-        self.fp8 = to in FP8_DTYPES
-        self.per_channel = self.fp8 and spec.cast is not None and spec.cast.scale == "channel"
-        self.needs_amax = self.fp8 and not self.per_channel
-        self.fmax = float(torch.finfo(getattr(torch, to)).max) if self.fp8 else 0.0
-        self.amax = 0.0
-        self.scales = np.ones((spec.rows, 1), np.float32) if self.per_channel else None
-        self.err2 = self.ref2 = self.max_err = 0.0
-
-    def _tensor(self, arr: np.ndarray, logical: str) -> Any:
-        t = self.torch.from_numpy(arr)
-        if logical == "bfloat16":
-            return t.view(self.torch.int16).view(self.torch.bfloat16)
-        return t.view(getattr(self.torch, logical)) if logical in FP8_DTYPES else t
-
-    def _floats(self, block: np.ndarray) -> Any:
-        x = self.work.floats("x", block.shape)
-        x.copy_(self._tensor(block, self.spec.dtype))
-        return x
-
-    def observe(self, block: np.ndarray) -> None:
-        x = self._floats(block)
-        if x.numel():
-            self._amax_ok(self.torch.abs(x, out=self.work.floats("tmp", tuple(x.shape))).max())
-
-    def _amax_ok(self, amax: Any) -> None:
-        """NaN/inf propagate into the maximum: one check covers the block."""
-        if not bool(self.torch.isfinite(amax).all()):
-            raise CheckpointError(f"cast {self.spec.name}: the tensor has NaN or inf values; fp8 scales "
-                                  f"cannot be computed", hint="fix the source, or leave this tensor out of the cast")
-        self.amax = max(self.amax, float(amax.max()) if amax.numel() else 0.0)
-
-    def cast(self, block: np.ndarray, dest: np.ndarray, lo: int) -> None:
-        torch = self.torch
-        x = self._floats(block)
-        tmp = self.work.floats("tmp", tuple(x.shape))
-        out = self._tensor(dest, self.to)
-        if self.fp8:
-            if self.per_channel:
-                amax = torch.abs(x, out=tmp).reshape(x.shape[0], -1).amax(dim=1)
-                self._amax_ok(amax)
-                scale = torch.where(amax > 0, amax / self.fmax, torch.ones_like(amax))
-                self.scales[lo:lo + x.shape[0], 0] = scale.numpy()  # type: ignore[index]
-                scale = scale.reshape(-1, *([1] * (x.dim() - 1)))
-            else:
-                scale = torch.tensor(self.amax / self.fmax if self.amax > 0 else 1.0, dtype=torch.float32)
-            torch.div(x, scale, out=tmp).clamp_(-self.fmax, self.fmax)
-            out.copy_(tmp)
-            tmp.copy_(out).mul_(scale)
-        else:
-            out.copy_(x)
-            tmp.copy_(out)
-        tmp.sub_(x)
-        flat_d, flat_x = tmp.reshape(-1), x.reshape(-1)
-        self.err2 += float(torch.dot(flat_d, flat_d))
-        self.ref2 += float(torch.dot(flat_x, flat_x))
-        if tmp.numel():
-            self.max_err = max(self.max_err, float(tmp.abs_().max()))
-
-    def scale_array(self) -> HostArray | None:
-        if not self.fp8:
-            return None
-        if self.per_channel:
-            shape = (self.spec.rows, *([1] * (len(self.spec.shape) - 1)))
-            return HostArray(self.scales.reshape(shape), "float32")  # type: ignore[union-attr]
-        return HostArray(np.array(self.amax / self.fmax if self.amax > 0 else 1.0, np.float32), "float32")
-
-    def report(self) -> dict[str, Any]:
-        rel = math.sqrt(self.err2 / self.ref2) if self.ref2 > 0 else 0.0
-        out: dict[str, Any] = {"rel_rms_error": rel, "max_abs_error": self.max_err}
-        if self.fp8:
-            out["scale"] = "channel" if self.per_channel else "tensor"
-        return out
 
 
 __all__ = ["ConvertReport", "convert"]

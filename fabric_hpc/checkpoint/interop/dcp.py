@@ -17,9 +17,14 @@ directory that is renamed to OUT when complete; any world size can then ``dcp.lo
 
 from __future__ import annotations
 
+import io
+import math
+import mmap
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,11 +35,13 @@ from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
 from fabric_hpc.checkpoint.format import SplitInfo, chunk_key, split_bounds, stored_dtype
 from fabric_hpc.checkpoint.interop.stream import StreamWriter, imported_name, read_stored
+from fabric_hpc.checkpoint.parallel import Item, run_bounded
 from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint
 from fabric_hpc.checkpoint.writer import SaveResult
 
 METADATA = ".metadata"
 BATCH_BYTES = 64 << 20  # small tensors are loaded together, up to this many bytes per dcp.load
+WORKERS = 4  # tensors read and written at once (memory: at most 1.1x the largest tensor or batch)
 PICKLE_HINT = ("pass --trust-pickle (trust_pickle=True) only for a checkpoint you or someone you trust "
                "wrote: DCP's .metadata is a Python pickle and unpickling it can run arbitrary code")
 Progress = Callable[[int], None]
@@ -92,18 +99,118 @@ def import_dcp(src: Path | str, root: Path | str, *, trust_pickle: bool = False,
                               hint="pass --skip-objects to import only the tensors")
     names = {k: imported_name(k, prefix, source="DCP") for k in tensors}
     meta = {"source": "torch-dcp", "skipped_objects": objects}
+    direct = _direct_items(Path(src), md, tensors)
     with _quiet(), StreamWriter(root, step=step, metadata=meta, layout={"format": "dcp"}) as out:
-        for batch in _batches(tensors):
-            sd = {k: torch.empty(tuple(tensors[k].size), dtype=tensors[k].properties.dtype) for k in batch}
-            dcp.load(sd, storage_reader=FileSystemReader(str(src)), no_dist=True)
+        def one(batch: list[str]) -> None:
+            if len(batch) == 1 and batch[0] in direct:
+                value = _read_direct(Path(src), batch[0], tensors[batch[0]], direct[batch[0]])
+                sd = {batch[0]: value}
+            else:  # DCP's own load: reassembles any layout (and undoes stream transforms)
+                sd = {k: torch.empty(tuple(tensors[k].size), dtype=tensors[k].properties.dtype) for k in batch}
+                dcp.load(sd, storage_reader=FileSystemReader(str(src)), no_dist=True)
             for k in batch:
                 out.add(names[k], sd[k], split=detect_split(tuple(tensors[k].size), tensors[k].chunks))
                 if progress:
-                    progress(sd[k].numel() * sd[k].element_size())
-            del sd
+                    with lock:
+                        progress(sd[k].numel() * sd[k].element_size())
+
+        lock = threading.Lock()
+        items = [Item(b, sum(_nbytes(tensors[k]) for k in b))
+                 for b in [[k] for k in sorted(direct)] + _batches({k: v for k, v in tensors.items() if k not in direct})
+                 if b]
+        largest = max([it.cost for it in items] + [BATCH_BYTES])
+        run_bounded(sorted(items, key=lambda it: -it.cost), one, workers=WORKERS, budget=int(1.1 * largest))
     assert out.result is not None
     return out.result
 
+
+def _nbytes(md: Any) -> int:
+    return math.prod(tuple(md.size)) * md.properties.dtype.itemsize
+
+
+def _direct_items(src: Path, md: Any, tensors: dict[str, Any]) -> dict[str, list[tuple[Any, Any]]]:
+    """Tensors whose chunks can be read one by one with ``torch.load(weights_only=True)`` (what
+    DCP's FileSystemReader does for each item): every chunk's storage entry is a plain file name
+    in ``src`` and has no stream transforms. fqn -> [(chunk metadata, storage info)]."""
+    by_fqn: dict[str, dict[tuple[int, ...], Any]] = {}
+    for index, info in (getattr(md, "storage_data", None) or {}).items():
+        if index.fqn in tensors and index.offset is not None:  # objects (bytes entries) have none
+            by_fqn.setdefault(index.fqn, {})[tuple(index.offset)] = info
+    out = {}
+    for fqn, tmd in tensors.items():
+        infos = by_fqn.get(fqn, {})
+        pairs = [(c, infos.get(tuple(c.offsets))) for c in tmd.chunks]
+        if pairs and all(i is not None and not getattr(i, "transform_descriptors", None)
+                         and isinstance(i.relative_path, str) and "/" not in i.relative_path
+                         and i.relative_path not in ("", ".", "..") and (src / i.relative_path).is_file()
+                         for _, i in pairs):
+            out[fqn] = pairs
+    return out
+
+
+def _read_direct(src: Path, fqn: str, tmd: Any, pairs: list[tuple[Any, Any]]) -> Any:
+    """The whole tensor ``fqn``: each chunk loaded from its slice of the data file (one copy,
+    straight into the tensor's storage), assembled when there are several."""
+    import torch
+    whole = None
+    for chunk, info in pairs:
+        fd = os.open(src / info.relative_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            try:
+                part = torch.load(_Slice(fd, info.offset, info.length), map_location="cpu", weights_only=True)
+            except Exception as exc:
+                raise CheckpointCorruptError(f"{src / info.relative_path}: cannot read {fqn} "
+                                             f"(offset {info.offset}): {exc}", hint="the DCP directory is damaged") from None
+        finally:
+            os.close(fd)
+        if not isinstance(part, torch.Tensor) or tuple(part.shape) != tuple(chunk.sizes) or \
+                part.dtype != tmd.properties.dtype:
+            raise CheckpointCorruptError(f"{src / info.relative_path}: {fqn} chunk at {list(chunk.offsets)} is not a "
+                                         f"{tmd.properties.dtype} tensor of shape {list(chunk.sizes)}",
+                                         hint="the DCP directory is damaged")
+        if len(pairs) == 1:
+            return part
+        if whole is None:
+            whole = torch.empty(tuple(tmd.size), dtype=tmd.properties.dtype)
+        view = whole
+        for d, (o, n) in enumerate(zip(chunk.offsets, chunk.sizes)):
+            view = view.narrow(d, int(o), int(n))
+        view.copy_(part)
+        del part
+    return whole
+
+
+class _Slice(io.RawIOBase):
+    """A read-only, seekable view of ``length`` bytes at ``offset`` of an open file (positional
+    reads straight into the caller's buffer)."""
+
+    def __init__(self, fd: int, offset: int, length: int) -> None:
+        self.fd, self.base, self.length, self.pos = fd, offset, length, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        view = memoryview(buf).cast("B")
+        n = min(len(view), self.length - self.pos)
+        done = 0
+        while done < n:
+            got = os.preadv(self.fd, [view[done:n]], self.base + self.pos + done)
+            if got == 0:
+                raise EOFError("DCP data file is shorter than its metadata says")
+            done += got
+        self.pos += n
+        return n
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self.pos = pos if whence == 0 else self.pos + pos if whence == 1 else self.length + pos
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
 
 
 def _batches(tensors: dict[str, Any]) -> list[list[str]]:
@@ -139,10 +246,16 @@ def export_dcp(path: Path | str, out: Path | str, *, step: int | None = None, pr
     fsio.make_dirs(out.parent)
     fsio.make_dir(tmp)
     try:
-        with _quiet(), store.reading(ckpt.ref):
-            sd = {keys[n]: _mapped(ckpt, n, progress) for n in sorted(keys)}
-            dcp.save(sd, storage_writer=FileSystemWriter(str(tmp), sync_files=True), no_dist=True)
+        with _quiet(), store.reading(ckpt.ref), ThreadPoolExecutor(max_workers=2) as pool:
+            checks: list[Future[None]] = []
+            sd = {keys[n]: _mapped(ckpt, n, progress, pool, checks) for n in sorted(keys)}
+            # torch writes (several threads) while the chunk CRCs are checked on the same pages;
+            # nothing is published before every check has passed
+            dcp.save(sd, storage_writer=FileSystemWriter(str(tmp), sync_files=True, thread_count=WORKERS),
+                     no_dist=True)
             del sd
+            for f in checks:
+                f.result()
         fsio.fsync_paths([tmp])
         fsio.publish_dir(tmp, out)
     except BaseException:
@@ -152,23 +265,35 @@ def export_dcp(path: Path | str, out: Path | str, *, step: int | None = None, pr
             "bytes": sum(c.nbytes for n in keys for c in ckpt.entry(n).chunks)}
 
 
-def _mapped(ckpt: Checkpoint, name: str, progress: Progress | None) -> Any:
+def _mapped(ckpt: Checkpoint, name: str, progress: Progress | None, pool: ThreadPoolExecutor,
+            checks: list[Future[None]]) -> Any:
     """A torch tensor over the chunk file (copy-on-write mmap) when the tensor is one unpadded
-    chunk, after checking its CRC-32C; otherwise read (and checked) into memory."""
+    chunk, its CRC-32C checked in ``pool`` (appended to ``checks``); otherwise read (and checked)
+    into memory."""
     import torch
     entry = ckpt.entry(name)
     dt = stored_dtype(entry.dtype)
     if len(entry.chunks) == 1 and entry.chunk_shape == entry.shape and entry.shape and 0 not in entry.shape:
         chunk = entry.chunks[0]
-        file = ckpt.path / entry.path / chunk_key(chunk.index)
-        if not file.is_file() or file.stat().st_size != chunk.nbytes:
-            raise CheckpointCorruptError(f"damaged chunk {entry.path}/{chunk_key(chunk.index)}: missing or resized",
-                                         hint="run `fabric ckpt verify`")
-        arr = np.memmap(file, dtype=dt, mode="c", shape=tuple(entry.shape))
-        if fsio.crc32c(np.asarray(arr)) != chunk.crc32c:
-            raise CheckpointCorruptError(f"damaged chunk {entry.path}/{chunk_key(chunk.index)}: crc32c mismatch",
-                                         hint="run `fabric ckpt verify` and export an older step")
-        data = np.asarray(arr)
+        where = f"{entry.path}/{chunk_key(chunk.index)}"
+        try:  # opened without following links, a regular file (as every read of a checkpoint)
+            fd = fsio.open_in(ckpt.path, where)
+        except OSError as exc:
+            raise CheckpointCorruptError(f"damaged chunk {where}: {exc.strerror or exc}",
+                                         hint="run `fabric ckpt verify`") from None
+        try:
+            if os.fstat(fd).st_size != chunk.nbytes:
+                raise CheckpointCorruptError(f"damaged chunk {where}: resized", hint="run `fabric ckpt verify`")
+            mm = mmap.mmap(fd, chunk.nbytes, access=mmap.ACCESS_COPY)
+        finally:
+            os.close(fd)
+        data = np.frombuffer(mm, dt).reshape(tuple(entry.shape))
+
+        def check() -> None:  # reads the file ahead of torch's writer, in the background
+            if fsio.crc32c(data) != chunk.crc32c:
+                raise CheckpointCorruptError(f"damaged chunk {where}: crc32c mismatch",
+                                             hint="run `fabric ckpt verify` and export an older step")
+        checks.append(pool.submit(check))
     else:
         data = read_stored(ckpt, name).data
     t = torch.from_numpy(data)

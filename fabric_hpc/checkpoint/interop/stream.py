@@ -9,8 +9,10 @@ checkpoint is indistinguishable from a saved one, and one that fails leaves noth
 
 from __future__ import annotations
 
+import math
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,7 @@ class StreamWriter:
         self.tmp: Path | None = None
         self.result: writer.SaveResult | None = None
         self._t0 = 0.0
+        self._lock = threading.Lock()
 
     def __enter__(self) -> StreamWriter:
         self._t0 = time.perf_counter()
@@ -57,18 +60,45 @@ class StreamWriter:
     def add(self, name: str, value: Any, *, split: SplitInfo | None = None,
             chunk_shape: list[int] | None = None) -> None:
         """Write tensor ``name`` now (numpy array, torch tensor or :class:`HostArray`); ``split``
-        records a tensor-parallel layout (one chunk file per part), as in ``save(splits=...)``."""
+        records a tensor-parallel layout (one chunk file per part), as in ``save(splits=...)``.
+        Several threads may add different tensors at once."""
         if self.tmp is None:
             raise CheckpointError("StreamWriter.add outside its `with` block")
-        if name in self.metas:
-            raise CheckpointError(f"tensor {name!r} written twice")
+        with self._lock:
+            if name in self.metas or name in self.written:
+                raise CheckpointError(f"tensor {name!r} written twice")
+            self.written[name] = []  # claimed
         metas, pieces = writer.plan({name: value}, 0, 1, {name: chunk_shape} if chunk_shape else None,
                                     {name: split} if split else None)
         # fsync'd together before the commit (as save does), not one tensor at a time
         written = writer.write_pieces(self.tmp, pieces, self.threads, metas, fsync=False)
-        self.metas.update(metas)
-        for key, entries in written.items():
-            self.written.setdefault(key, []).extend(entries)
+        with self._lock:
+            self.metas.update(metas)
+            for key, entries in written.items():
+                self.written.setdefault(key, []).extend(entries)
+
+    def add_blocks(self, name: str, shape: tuple[int, ...], dtype: str, blocks: Iterable[np.ndarray]) -> None:
+        """Write tensor ``name`` (logical ``dtype``, not split: one chunk file) from blocks of its
+        rows in order, in the stored dtype, so it is never whole in memory."""
+        if self.tmp is None:
+            raise CheckpointError("StreamWriter.add_blocks outside its `with` block")
+        check_name(name)
+        stored = stored_dtype(dtype)
+        meta = writer.chunk_meta(name, list(shape), dtype, stored.name, [max(1, s) for s in shape], None)
+        with self._lock:
+            if name in self.metas or name in self.written:
+                raise CheckpointError(f"tensor {name!r} written twice")
+            self.written[name] = []
+        fsio.make_dirs(self.tmp / name)
+        index = [0] * len(shape)
+        nbytes, crc = fsio.write_blocks(self.tmp / name / chunk_key(index), blocks, fsync=False)
+        if nbytes != math.prod(shape) * stored.itemsize:
+            raise CheckpointError(f"{name}: {nbytes} bytes written, shape {list(shape)} needs "
+                                  f"{math.prod(shape) * stored.itemsize}")
+        writer.write_array_json(self.tmp, meta)
+        with self._lock:
+            self.metas[name] = meta
+            self.written[name] = [{"index": index, "nbytes": nbytes, "crc32c": crc}]
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         assert self.tmp is not None
