@@ -25,6 +25,7 @@ from operator import attrgetter
 import numpy as np
 
 from fabric_hpc.errors import ConfigError
+from fabric_hpc.scheduler.caches import offers
 from fabric_hpc.scheduler.contract import DEFAULT_TIERS, AccountFairshare, Job, PendingJob, SchedulerInput, Tier
 
 DAY = 86_400.0
@@ -156,11 +157,13 @@ class MultifactorPriority:
         ids, prio, _ = self.ranked(view)
         return dict(zip(ids, prio.tolist()))
 
-    def ranked(self, view: SchedulerInput) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """(job ids, priorities, submit times) of ``view.pending`` in its order, as arrays: what
-        :meth:`priorities` returns, for a scheduler that sorts them without a dict round trip."""
+    def ranked(self, view: SchedulerInput) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(job ids, priorities, submit times) of ``view.pending`` in its order, as arrays (the ids
+        an object array of str): what :meth:`priorities` returns, for a scheduler that sorts them
+        without a dict round trip. The per-job columns come from a table kept between calls, so a
+        step costs a few numpy passes over the queue, not Python work per pending job."""
         if not view.pending:
-            return [], np.empty(0), np.empty(0)
+            return np.empty(0, object), np.empty(0), np.empty(0)
         total = max(int(view.state.fab.index.gpu_host.size), 1)
         t = self._table
         rows = t.rows(view.pending, total, self._static_terms)
@@ -171,11 +174,11 @@ class MultifactorPriority:
         # the module doc's sum, term by term in the same order: bit-identical to scalar code
         prio = (t.walltime[rows] + self.weight_age * age + self.weight_fairshare * fs_acct[t.account[rows]]
                 + t.size[rows] + t.tier[rows])
-        return t.ids[rows].tolist(), prio, submit
+        return t.ids[rows], prio, submit
 
     def _fairshare(self, view: SchedulerInput, rows: np.ndarray) -> dict[str, float]:
         """The fairshare factors, the pending jobs' accounts read from the table (one numpy call)."""
-        if not isinstance(self.fairshare, AccountFairshare):
+        if not offers(self.fairshare, AccountFairshare):
             return self.fairshare.factors(view)
         t = self._table
         found = {t.accounts[a] for a in np.flatnonzero(np.bincount(t.account[rows], minlength=len(t.accounts)))}
@@ -217,12 +220,29 @@ class _StaticTable:
         self.pending: list[PendingJob] = []
         self.accounts: list[str] = []
         self._acct: dict[str, int] = {}
+        #: the last call's pending jobs (a copy) and their rows: most steps differ from the one
+        #: before by a few jobs that started and a few that arrived (see :func:`_diff`)
+        self._prev: list[PendingJob] = []
+        self._prev_rows = np.empty(0, np.int64)
         for name, dtype in self._COLUMNS:  # columns with spare capacity; rows [0, len(pending)) are set
             setattr(self, name, np.empty(256, dtype))
 
     def rows(self, pending: Sequence[PendingJob], total: int, terms: _Terms) -> np.ndarray:
+        """The row of each pending job, in ``pending`` order (rows added for jobs not seen yet)."""
         if total != self.total or len(self.pending) > 4 * len(pending) + 4096:
             self.clear(total)
+        new = list(pending)  # a private copy: the next call compares against it
+        diff = _diff(self._prev, new) if self._prev else None
+        if diff is None:
+            rows = self._lookup(new, total, terms)
+        else:  # the last step's jobs minus the ones that left, then the ones that arrived
+            gone, tail = diff
+            kept = np.delete(self._prev_rows, gone) if gone else self._prev_rows
+            rows = np.concatenate((kept, self._lookup(new[tail:], total, terms))) if tail < len(new) else kept
+        self._prev, self._prev_rows = new, rows
+        return rows
+
+    def _lookup(self, pending: Sequence[PendingJob], total: int, terms: _Terms) -> np.ndarray:
         try:
             return np.fromiter(map(self.row.get, map(id, pending)), np.int64, len(pending))
         except TypeError:  # a None: some were never seen
@@ -257,3 +277,42 @@ class _StaticTable:
         self.tier[base:end] = [v[2] for v in vals]
         self.account[base:end] = [self._acct[j.account] for j in jobs]
         return base
+
+
+#: More departures than this between two calls: look every row up instead (see :func:`_diff`).
+_DIFF_LIMIT = 64
+
+
+def _diff(prev: list, new: list) -> tuple[list[int], int] | None:
+    """``new`` as ``prev`` minus some entries plus a tail: (positions in ``prev`` that are gone,
+    where the tail starts in ``new``), or None when that takes more than ``_DIFF_LIMIT`` removals.
+
+    Entries are compared with ``==`` on list slices (identity first, in C): equal entries have
+    equal rows, so the result is exact whatever the lists hold; only its speed assumes the
+    driver's usual change (a queue that loses started jobs and gains new ones at its end)."""
+    i = j = 0
+    gone: list[int] = []
+    while i < len(prev):
+        m = _common_prefix(prev, i, new, j, min(len(prev) - i, len(new) - j))
+        i, j = i + m, j + m
+        if i == len(prev):
+            break
+        if len(gone) == _DIFF_LIMIT:
+            return None
+        gone.append(i)  # prev[i] is not at new[j]: it left (or moved; then it is looked up again)
+        i += 1
+    return gone, j
+
+
+def _common_prefix(a: list, i: int, b: list, j: int, n: int) -> int:
+    """Length of the common prefix of ``a[i:i + n]`` and ``b[j:j + n]`` (halving: O(n) compares)."""
+    if a[i:i + n] == b[j:j + n]:
+        return n
+    lo, hi = 0, n  # a[i:i + lo] == b[j:j + lo]; the first difference is in [lo, hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[i + lo:i + mid] == b[j + lo:j + mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
