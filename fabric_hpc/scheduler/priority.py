@@ -167,21 +167,19 @@ class MultifactorPriority:
         total = max(int(view.state.fab.index.gpu_host.size), 1)
         t = self._table
         rows = t.rows(view.pending, total, self._static_terms)
-        fs = self._fairshare(view, rows) if self.weight_fairshare else {}
-        submit = t.submit[rows]
+        submit, walltime, size, tier, account, present = t.gather(rows)
+        fs = self._fairshare(view, present) if self.weight_fairshare else {}
         age = np.minimum(np.maximum(view.now - submit, 0.0) / self.max_age_s, 1.0)
         fs_acct = np.array([fs.get(a, 1.0) for a in t.accounts], float)
         # the module doc's sum, term by term in the same order: bit-identical to scalar code
-        prio = (t.walltime[rows] + self.weight_age * age + self.weight_fairshare * fs_acct[t.account[rows]]
-                + t.size[rows] + t.tier[rows])
+        prio = walltime + self.weight_age * age + self.weight_fairshare * fs_acct[account] + size + tier
         return t.ids[rows], prio, submit
 
-    def _fairshare(self, view: SchedulerInput, rows: np.ndarray) -> dict[str, float]:
-        """The fairshare factors, the pending jobs' accounts read from the table (one numpy call)."""
+    def _fairshare(self, view: SchedulerInput, present: set[str]) -> dict[str, float]:
+        """The fairshare factors, given the pending jobs' accounts (read from the table)."""
         if not offers(self.fairshare, AccountFairshare):
             return self.fairshare.factors(view)
-        t = self._table
-        found = {t.accounts[a] for a in np.flatnonzero(np.bincount(t.account[rows], minlength=len(t.accounts)))}
+        found = set(present)
         found.update(map(_ACCOUNT, view.running), view.usage)
         return self.fairshare.factors_for(found, view.usage)
 
@@ -224,6 +222,7 @@ class _StaticTable:
         #: before by a few jobs that started and a few that arrived (see :func:`_diff`)
         self._prev: list[PendingJob] = []
         self._prev_rows = np.empty(0, np.int64)
+        self._gathered: tuple | None = None  # (rows, what gather returned for them)
         for name, dtype in self._COLUMNS:  # columns with spare capacity; rows [0, len(pending)) are set
             setattr(self, name, np.empty(256, dtype))
 
@@ -241,6 +240,16 @@ class _StaticTable:
             rows = np.concatenate((kept, self._lookup(new[tail:], total, terms))) if tail < len(new) else kept
         self._prev, self._prev_rows = new, rows
         return rows
+
+    def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, set[str]]:
+        """(submit, walltime, size and tier terms, account index) of ``rows`` and the set of their
+        accounts; the same answer again while the queue is unchanged (``rows`` the same object)."""
+        if self._gathered is None or self._gathered[0] is not rows:
+            account = self.account[rows]
+            present = {self.accounts[a] for a in np.flatnonzero(np.bincount(account, minlength=len(self.accounts)))}
+            self._gathered = (rows, (self.submit[rows], self.walltime[rows], self.size[rows], self.tier[rows],
+                                     account, present))
+        return self._gathered[1]
 
     def _lookup(self, pending: Sequence[PendingJob], total: int, terms: _Terms) -> np.ndarray:
         try:
