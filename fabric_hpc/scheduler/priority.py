@@ -166,14 +166,23 @@ class MultifactorPriority:
             return np.empty(0, object), np.empty(0), np.empty(0)
         total = max(int(view.state.fab.index.gpu_host.size), 1)
         t = self._table
-        rows = t.rows(view.pending, total, self._static_terms)
-        submit, walltime, size, tier, account, present = t.gather(rows)
-        fs = self._fairshare(view, present) if self.weight_fairshare else {}
-        age = np.minimum(np.maximum(view.now - submit, 0.0) / self.max_age_s, 1.0)
-        fs_acct = np.array([fs.get(a, 1.0) for a in t.accounts], float)
-        # the module doc's sum, term by term in the same order: bit-identical to scalar code
-        prio = walltime + self.weight_age * age + self.weight_fairshare * fs_acct[account] + size + tier
-        return t.ids[rows], prio, submit
+        q = t.queue(view.pending, total, self._static_terms)
+        submit, walltime, size, tier = q.num
+        fs = self._fairshare(view, q.accounts(t.accounts)) if self.weight_fairshare else {}
+        age = np.subtract(view.now, submit)
+        np.maximum(age, 0.0, out=age)
+        age /= self.max_age_s
+        np.minimum(age, 1.0, out=age)
+        age *= self.weight_age
+        fs_term = np.array([fs.get(a, 1.0) for a in t.accounts], float)[q.account]
+        fs_term *= self.weight_fairshare
+        # the module doc's sum, term by term in the same order (bit-identical to scalar code),
+        # in place: walltime + age + fairshare + size + tier
+        prio = np.add(walltime, age, out=age)
+        prio += fs_term
+        prio += size
+        prio += tier
+        return q.ids, prio, submit
 
     def _fairshare(self, view: SchedulerInput, present: set[str]) -> dict[str, float]:
         """The fairshare factors, given the pending jobs' accounts (read from the table)."""
@@ -201,6 +210,34 @@ class MultifactorPriority:
 _Terms = Callable[[Job, int], tuple[float, float, float]]
 
 
+@dataclass(frozen=True)
+class _Queue:
+    """The pending jobs' columns in queue order: ids (object array), ``num`` (rows: submit time,
+    walltime, size and tier terms), account indices, and pending jobs per account index."""
+
+    ids: np.ndarray
+    num: np.ndarray
+    account: np.ndarray
+    count: np.ndarray
+
+    def accounts(self, names: list[str]) -> set[str]:
+        return {names[a] for a in np.flatnonzero(self.count)}
+
+
+def _cut(a: np.ndarray, gone: list[int], tail: np.ndarray) -> np.ndarray:
+    """``a`` without the positions ``gone`` (sorted) on its last axis, then ``tail``: by slices."""
+    pieces, start = [], 0
+    for g in gone:
+        pieces.append(a[..., start:g])
+        start = g + 1
+    pieces += [a[..., start:], tail]
+    return np.concatenate(pieces, axis=-1)
+
+
+def _pad(count: np.ndarray, n: int) -> np.ndarray:
+    return np.concatenate((count, np.zeros(n - count.size, count.dtype))) if count.size < n else count
+
+
 class _StaticTable:
     """Per-pending-job columns (id, submit, account, static priority terms) in arrays, one row per
     :class:`PendingJob` object seen (keyed by ``id()``; the row keeps the object alive, so the key
@@ -218,38 +255,35 @@ class _StaticTable:
         self.pending: list[PendingJob] = []
         self.accounts: list[str] = []
         self._acct: dict[str, int] = {}
-        #: the last call's pending jobs (a copy) and their rows: most steps differ from the one
+        #: the last call's pending jobs (a private list) and columns: most steps differ from the one
         #: before by a few jobs that started and a few that arrived (see :func:`_diff`)
         self._prev: list[PendingJob] = []
-        self._prev_rows = np.empty(0, np.int64)
-        self._gathered: tuple | None = None  # (rows, what gather returned for them)
+        self._q = _Queue(np.empty(0, object), np.empty((4, 0)), np.empty(0, np.int64), np.zeros(0, np.int64))
         for name, dtype in self._COLUMNS:  # columns with spare capacity; rows [0, len(pending)) are set
             setattr(self, name, np.empty(256, dtype))
 
-    def rows(self, pending: Sequence[PendingJob], total: int, terms: _Terms) -> np.ndarray:
-        """The row of each pending job, in ``pending`` order (rows added for jobs not seen yet)."""
+    def queue(self, pending: Sequence[PendingJob], total: int, terms: _Terms) -> _Queue:
+        """The columns of ``pending``, in its order (rows added for jobs not seen yet)."""
         if total != self.total or len(self.pending) > 4 * len(pending) + 4096:
             self.clear(total)
-        new = list(pending)  # a private copy: the next call compares against it
-        diff = _diff(self._prev, new) if self._prev else None
+        new = pending if isinstance(pending, list) else list(pending)
+        diff = _diff_into(self._prev, new) if self._prev else None
         if diff is None:
-            rows = self._lookup(new, total, terms)
-        else:  # the last step's jobs minus the ones that left, then the ones that arrived
+            self._prev = list(new)  # a private copy: the next call compares against it
+            self._q = self._gather(self._lookup(new, total, terms))
+        elif diff[0] or diff[1] < len(new):  # the last queue minus the jobs that left, plus a tail
             gone, tail = diff
-            kept = np.delete(self._prev_rows, gone) if gone else self._prev_rows
-            rows = np.concatenate((kept, self._lookup(new[tail:], total, terms))) if tail < len(new) else kept
-        self._prev, self._prev_rows = new, rows
-        return rows
+            q = self._q
+            add = self._gather(self._lookup(new[tail:], total, terms))
+            count = np.bincount(q.account[gone], minlength=len(self.accounts)) if gone else 0
+            self._q = _Queue(_cut(q.ids, gone, add.ids), _cut(q.num, gone, add.num),
+                             _cut(q.account, gone, add.account), _pad(q.count, len(self.accounts)) - count + add.count)
+        return self._q
 
-    def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, set[str]]:
-        """(submit, walltime, size and tier terms, account index) of ``rows`` and the set of their
-        accounts; the same answer again while the queue is unchanged (``rows`` the same object)."""
-        if self._gathered is None or self._gathered[0] is not rows:
-            account = self.account[rows]
-            present = {self.accounts[a] for a in np.flatnonzero(np.bincount(account, minlength=len(self.accounts)))}
-            self._gathered = (rows, (self.submit[rows], self.walltime[rows], self.size[rows], self.tier[rows],
-                                     account, present))
-        return self._gathered[1]
+    def _gather(self, rows: np.ndarray) -> _Queue:
+        account = self.account[rows]
+        num = np.stack((self.submit[rows], self.walltime[rows], self.size[rows], self.tier[rows]))
+        return _Queue(self.ids[rows], num, account, np.bincount(account, minlength=len(self.accounts)))
 
     def _lookup(self, pending: Sequence[PendingJob], total: int, terms: _Terms) -> np.ndarray:
         try:
@@ -311,6 +345,24 @@ def _diff(prev: list, new: list) -> tuple[list[int], int] | None:
         gone.append(i)  # prev[i] is not at new[j]: it left (or moved; then it is looked up again)
         i += 1
     return gone, j
+
+
+def _diff_into(prev: list, new: list) -> tuple[list[int], int] | None:
+    """:func:`_diff`, and ``prev`` made equal to ``new`` in place when it is not None. Tries the
+    commonest change first, a queue that only grew at its end: one comparison of the two lists
+    (identity first, in C), without the slices that touch every entry."""
+    n = len(prev)
+    if len(new) >= n:
+        prev.extend(new[n:])
+        if prev == new:
+            return [], n
+        del prev[n:]
+    diff = _diff(prev, new)
+    if diff is not None:
+        for g in reversed(diff[0]):
+            del prev[g]
+        prev.extend(new[diff[1]:])
+    return diff
 
 
 def _common_prefix(a: list, i: int, b: list, j: int, n: int) -> int:
