@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -34,25 +35,32 @@ OPENB = Path(__file__).resolve().parents[2] / "data" / "traces" / "alibaba_openb
 def speed_run(fab_ref: str, jobs: int, seed: int = 1, load: float = 1.0) -> dict:
     fab = open_fabric(fab_ref)
     work = gang_workload(jobs=jobs, cluster_gpus=len(fab.gpus), load=load, seed=seed)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = Simulator(fab, fabric_policy(placement="greedy"), work).run()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     s = summarize(res)
+    queue = res.timeline["queue"]
     return {"fabric": fab_ref, "gpus": len(fab.gpus), "jobs": jobs, "wall_s": wall, "events": res.stats["events"],
             "steps": res.stats["steps"], "events_per_s": res.stats["events"] / wall, "jobs_per_s": jobs / wall,
             "solver_calls": res.stats["solver_calls"], "solver_share": res.stats["solver_s"] / wall,
-            "finished": s["finished"], "seed": seed, "load": load}
+            "finished": s["finished"], "seed": seed, "load": load, "cpu_s": cpu,
+            "mean_queue": sum(queue) / max(len(queue), 1), "max_queue": max(queue, default=0),
+            "load_avg": os.getloadavg()[0]}
 
 
 def sweep(runs: list[tuple[int, float]], jobs: int = 50_000) -> str:
-    """The 50,000-job replay on 2,048 GPUs for each (seed, load): a table of wall times (measured,
-    not optimised; on a shared machine the times are inflated by the other jobs running)."""
-    lines = ["| seed | load | wall s | steps | events | solver share | finished |", "|---|---|---|---|---|---|---|"]
+    """The 50,000-job replay on 2,048 GPUs for each (seed, load): a table of wall and CPU times (on a
+    shared machine the wall times are inflated by the other jobs running; the CPU time of this
+    process much less), the pending queue's mean and largest length, and the 1-minute load average
+    at the end of each run."""
+    lines = ["| seed | load | wall s | CPU s | steps | events | solver share | mean / max queue | finished | "
+             "load avg |", "|---|---|---|---|---|---|---|---|---|---|"]
     for seed, load in runs:
         r = speed_run("superpod:sus=8", jobs, seed=seed, load=load)
         print(json.dumps(r), flush=True)
-        lines.append(f"| {seed} | {load} | {r['wall_s']:.0f} | {r['steps']} | {r['events']} | "
-                     f"{r['solver_share']:.0%} | {r['finished']} |")
+        lines.append(f"| {seed} | {load} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} | {r['steps']} | {r['events']} | "
+                     f"{r['solver_share']:.0%} | {r['mean_queue']:.0f} / {r['max_queue']} | {r['finished']} | "
+                     f"{r['load_avg']:.1f} |")
     return "\n".join(lines)
 
 
@@ -219,9 +227,10 @@ def main() -> None:
                     help="only the policy comparison (section 'Scheduler policy comparison'), without wall times")
     ap.add_argument("--sweep", metavar="SEED:LOAD,...", help="only replay 50,000 jobs on 2,048 GPUs for each "
                     "seed:load (e.g. 1:1.0,2027:1.0,7:1.0,2027:0.9,2027:1.5) and print the times; writes nothing")
+    ap.add_argument("--sweep-jobs", type=int, default=50_000, help="jobs per --sweep replay (default 50,000)")
     a = ap.parse_args()
     if a.sweep:
-        print(sweep([(int(k), float(v)) for k, v in (x.split(":") for x in a.sweep.split(","))]))
+        print(sweep([(int(k), float(v)) for k, v in (x.split(":") for x in a.sweep.split(","))], a.sweep_jobs))
         return
     q = a.quick
     speed, full = [], None

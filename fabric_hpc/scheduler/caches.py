@@ -13,6 +13,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+_OFFERS: dict[tuple[type, type], bool] = {}
+
+
+def offers(obj: object, capability: type) -> bool:
+    """``isinstance(obj, capability)`` for a runtime-checkable Protocol of the contract, remembered
+    per class (a Protocol check inspects every member, too slow for every step; the strategies
+    declare their methods on the class)."""
+    key = (type(obj), capability)
+    hit = _OFFERS.get(key)
+    if hit is None:
+        hit = _OFFERS[key] = isinstance(obj, capability)
+    return hit
+
+
 class Memo:
     """A dict with a size limit (emptied when full)."""
 

@@ -22,8 +22,9 @@ reservation). With ``preempt_benefit_ratio`` preemption happens only when the wa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
+from functools import partial
 from operator import attrgetter, itemgetter
 from typing import ClassVar
 
@@ -31,7 +32,7 @@ import numpy as np
 
 from fabric_hpc.placement import ClusterState, Placement
 from fabric_hpc.placement.levels import fabric_levels
-from fabric_hpc.scheduler.caches import StepCaches
+from fabric_hpc.scheduler.caches import StepCaches, offers
 from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, BackfillPolicy, Decisions, Job, Placer, PreemptionPolicy,
                                            PriorityPolicy, RankedPriority, Reservation, SchedulerInput, Tier)
 from fabric_hpc.scheduler.placer import fit_gpus, masked_state, may_fit, request_key
@@ -147,15 +148,15 @@ class Scheduler:
 
     def schedule(self, view: SchedulerInput) -> Decisions:
         ids, prio, submit = self._priorities(view)
-        out = Decisions(priorities=dict(zip(ids, prio.tolist())))
+        out = Decisions()
         plan = _Plan(view.state.copy(), timeline=lambda: self._running_ends(view))
         plan.free_n = int(np.count_nonzero(plan.state.free))
         blocked_before = self._walk(self._examined(view.pending, ids, prio, submit), view, plan, out)
-        reasons = dict.fromkeys(ids, "Priority" if blocked_before else "Resources")  # not examined
-        reasons.update(out.reasons)
-        for j, _ in out.start:
-            del reasons[j.id]
-        out.reasons = reasons
+        # every pending job's priority and reason, built when first read (a driver that reads
+        # neither, like the simulator, then pays nothing per pending job)
+        out.priorities = LazyDict(lambda: dict(zip(ids, prio.tolist())))  # type: ignore[assignment]
+        out.reasons = LazyDict(partial(_all_reasons, ids, "Priority" if blocked_before else "Resources",
+                                       out.reasons, [j.id for j, _ in out.start]))  # type: ignore[assignment]
         return out
 
     def _walk(self, examined: list, view: SchedulerInput, plan: _Plan, out: Decisions) -> bool:
@@ -212,7 +213,7 @@ class Scheduler:
     def _priorities(self, view: SchedulerInput) -> tuple[list[str], np.ndarray, np.ndarray]:
         """(ids, priorities, submit times) of ``view.pending`` as arrays: from the priority policy's
         ``ranked`` where it has one (the same numbers as its ``priorities``), else from the dict."""
-        if isinstance(self.priority, RankedPriority):
+        if offers(self.priority, RankedPriority):
             return self.priority.ranked(view)
         by_id = self.priority.priorities(view)
         ids = list(map(_JOB_ID, view.pending))
@@ -402,6 +403,46 @@ class Scheduler:
         held = compact_job(job, fab)
         self.caches.compact.put(job.id, (job, fab, held))
         return held
+
+
+def _all_reasons(ids, default: str, examined: dict[str, str], started: list[str]) -> dict[str, str]:
+    """Reasons of every job still pending: ``default`` for those the walk did not examine."""
+    reasons = dict.fromkeys(ids, default)
+    reasons.update(examined)
+    for job_id in started:
+        del reasons[job_id]
+    return reasons
+
+
+class LazyDict(MutableMapping):
+    """A dict computed by ``build()`` on first use (then an ordinary mapping over it)."""
+
+    def __init__(self, build: Callable[[], dict]) -> None:
+        self._build: Callable[[], dict] | None = build
+        self._data: dict = {}
+
+    def _dict(self) -> dict:
+        if self._build is not None:
+            self._data, self._build = self._build(), None
+        return self._data
+
+    def __getitem__(self, key):
+        return self._dict()[key]
+
+    def __setitem__(self, key, value) -> None:
+        self._dict()[key] = value
+
+    def __delitem__(self, key) -> None:
+        del self._dict()[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._dict())
+
+    def __repr__(self) -> str:
+        return repr(self._dict())
 
 
 def compact_job(job: Job, fab) -> Job:

@@ -21,6 +21,7 @@ import numpy as np
 from fabric_hpc.placement import ClusterState, Placement, PlacementInfeasible, SolveOptions, place
 from fabric_hpc.placement.levels import FabricLevels, fabric_levels
 from fabric_hpc.placement.request import Request
+from fabric_hpc.scheduler.caches import offers
 from fabric_hpc.scheduler.contract import GpuFitter, Job, Placer
 
 BLOCKED = "__blocked__"
@@ -52,7 +53,7 @@ def request_key(request: Request) -> str:
 
 def fit_gpus(placer: Placer, job: Job, state: ClusterState) -> tuple[str, ...] | None:
     """The GPUs ``placer`` would choose for ``job`` on ``state`` (its cheaper ``fit`` where it has one)."""
-    if isinstance(placer, GpuFitter):
+    if offers(placer, GpuFitter):
         return placer.fit(job, state)
     placement = placer.place(job, state)
     return None if placement is None else placement.gpus

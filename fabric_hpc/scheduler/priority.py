@@ -25,6 +25,7 @@ from operator import attrgetter
 import numpy as np
 
 from fabric_hpc.errors import ConfigError
+from fabric_hpc.scheduler.caches import offers
 from fabric_hpc.scheduler.contract import DEFAULT_TIERS, AccountFairshare, Job, PendingJob, SchedulerInput, Tier
 
 DAY = 86_400.0
@@ -156,29 +157,38 @@ class MultifactorPriority:
         ids, prio, _ = self.ranked(view)
         return dict(zip(ids, prio.tolist()))
 
-    def ranked(self, view: SchedulerInput) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """(job ids, priorities, submit times) of ``view.pending`` in its order, as arrays: what
-        :meth:`priorities` returns, for a scheduler that sorts them without a dict round trip."""
+    def ranked(self, view: SchedulerInput) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(job ids, priorities, submit times) of ``view.pending`` in its order, as arrays (the ids
+        an object array of str): what :meth:`priorities` returns, for a scheduler that sorts them
+        without a dict round trip. The per-job columns come from a table kept between calls, so a
+        step costs a few numpy passes over the queue, not Python work per pending job."""
         if not view.pending:
-            return [], np.empty(0), np.empty(0)
+            return np.empty(0, object), np.empty(0), np.empty(0)
         total = max(int(view.state.fab.index.gpu_host.size), 1)
         t = self._table
-        rows = t.rows(view.pending, total, self._static_terms)
-        fs = self._fairshare(view, rows) if self.weight_fairshare else {}
-        submit = t.submit[rows]
-        age = np.minimum(np.maximum(view.now - submit, 0.0) / self.max_age_s, 1.0)
-        fs_acct = np.array([fs.get(a, 1.0) for a in t.accounts], float)
-        # the module doc's sum, term by term in the same order: bit-identical to scalar code
-        prio = (t.walltime[rows] + self.weight_age * age + self.weight_fairshare * fs_acct[t.account[rows]]
-                + t.size[rows] + t.tier[rows])
-        return t.ids[rows].tolist(), prio, submit
+        q = t.queue(view.pending, total, self._static_terms)
+        submit, walltime, size, tier = q.num
+        fs = self._fairshare(view, q.accounts(t.accounts)) if self.weight_fairshare else {}
+        age = np.subtract(view.now, submit)
+        np.maximum(age, 0.0, out=age)
+        age /= self.max_age_s
+        np.minimum(age, 1.0, out=age)
+        age *= self.weight_age
+        fs_term = np.array([fs.get(a, 1.0) for a in t.accounts], float)[q.account]
+        fs_term *= self.weight_fairshare
+        # the module doc's sum, term by term in the same order (bit-identical to scalar code),
+        # in place: walltime + age + fairshare + size + tier
+        prio = np.add(walltime, age, out=age)
+        prio += fs_term
+        prio += size
+        prio += tier
+        return q.ids, prio, submit
 
-    def _fairshare(self, view: SchedulerInput, rows: np.ndarray) -> dict[str, float]:
-        """The fairshare factors, the pending jobs' accounts read from the table (one numpy call)."""
-        if not isinstance(self.fairshare, AccountFairshare):
+    def _fairshare(self, view: SchedulerInput, present: set[str]) -> dict[str, float]:
+        """The fairshare factors, given the pending jobs' accounts (read from the table)."""
+        if not offers(self.fairshare, AccountFairshare):
             return self.fairshare.factors(view)
-        t = self._table
-        found = {t.accounts[a] for a in np.flatnonzero(np.bincount(t.account[rows], minlength=len(t.accounts)))}
+        found = set(present)
         found.update(map(_ACCOUNT, view.running), view.usage)
         return self.fairshare.factors_for(found, view.usage)
 
@@ -200,6 +210,34 @@ class MultifactorPriority:
 _Terms = Callable[[Job, int], tuple[float, float, float]]
 
 
+@dataclass(frozen=True)
+class _Queue:
+    """The pending jobs' columns in queue order: ids (object array), ``num`` (rows: submit time,
+    walltime, size and tier terms), account indices, and pending jobs per account index."""
+
+    ids: np.ndarray
+    num: np.ndarray
+    account: np.ndarray
+    count: np.ndarray
+
+    def accounts(self, names: list[str]) -> set[str]:
+        return {names[a] for a in np.flatnonzero(self.count)}
+
+
+def _cut(a: np.ndarray, gone: list[int], tail: np.ndarray) -> np.ndarray:
+    """``a`` without the positions ``gone`` (sorted) on its last axis, then ``tail``: by slices."""
+    pieces, start = [], 0
+    for g in gone:
+        pieces.append(a[..., start:g])
+        start = g + 1
+    pieces += [a[..., start:], tail]
+    return np.concatenate(pieces, axis=-1)
+
+
+def _pad(count: np.ndarray, n: int) -> np.ndarray:
+    return np.concatenate((count, np.zeros(n - count.size, count.dtype))) if count.size < n else count
+
+
 class _StaticTable:
     """Per-pending-job columns (id, submit, account, static priority terms) in arrays, one row per
     :class:`PendingJob` object seen (keyed by ``id()``; the row keeps the object alive, so the key
@@ -217,12 +255,37 @@ class _StaticTable:
         self.pending: list[PendingJob] = []
         self.accounts: list[str] = []
         self._acct: dict[str, int] = {}
+        #: the last call's pending jobs (a private list) and columns: most steps differ from the one
+        #: before by a few jobs that started and a few that arrived (see :func:`_diff`)
+        self._prev: list[PendingJob] = []
+        self._q = _Queue(np.empty(0, object), np.empty((4, 0)), np.empty(0, np.int64), np.zeros(0, np.int64))
         for name, dtype in self._COLUMNS:  # columns with spare capacity; rows [0, len(pending)) are set
             setattr(self, name, np.empty(256, dtype))
 
-    def rows(self, pending: Sequence[PendingJob], total: int, terms: _Terms) -> np.ndarray:
+    def queue(self, pending: Sequence[PendingJob], total: int, terms: _Terms) -> _Queue:
+        """The columns of ``pending``, in its order (rows added for jobs not seen yet)."""
         if total != self.total or len(self.pending) > 4 * len(pending) + 4096:
             self.clear(total)
+        new = pending if isinstance(pending, list) else list(pending)
+        diff = _diff_into(self._prev, new) if self._prev else None
+        if diff is None:
+            self._prev = list(new)  # a private copy: the next call compares against it
+            self._q = self._gather(self._lookup(new, total, terms))
+        elif diff[0] or diff[1] < len(new):  # the last queue minus the jobs that left, plus a tail
+            gone, tail = diff
+            q = self._q
+            add = self._gather(self._lookup(new[tail:], total, terms))
+            count = np.bincount(q.account[gone], minlength=len(self.accounts)) if gone else 0
+            self._q = _Queue(_cut(q.ids, gone, add.ids), _cut(q.num, gone, add.num),
+                             _cut(q.account, gone, add.account), _pad(q.count, len(self.accounts)) - count + add.count)
+        return self._q
+
+    def _gather(self, rows: np.ndarray) -> _Queue:
+        account = self.account[rows]
+        num = np.stack((self.submit[rows], self.walltime[rows], self.size[rows], self.tier[rows]))
+        return _Queue(self.ids[rows], num, account, np.bincount(account, minlength=len(self.accounts)))
+
+    def _lookup(self, pending: Sequence[PendingJob], total: int, terms: _Terms) -> np.ndarray:
         try:
             return np.fromiter(map(self.row.get, map(id, pending)), np.int64, len(pending))
         except TypeError:  # a None: some were never seen
@@ -257,3 +320,60 @@ class _StaticTable:
         self.tier[base:end] = [v[2] for v in vals]
         self.account[base:end] = [self._acct[j.account] for j in jobs]
         return base
+
+
+#: More departures than this between two calls: look every row up instead (see :func:`_diff`).
+_DIFF_LIMIT = 64
+
+
+def _diff(prev: list, new: list) -> tuple[list[int], int] | None:
+    """``new`` as ``prev`` minus some entries plus a tail: (positions in ``prev`` that are gone,
+    where the tail starts in ``new``), or None when that takes more than ``_DIFF_LIMIT`` removals.
+
+    Entries are compared with ``==`` on list slices (identity first, in C): equal entries have
+    equal rows, so the result is exact whatever the lists hold; only its speed assumes the
+    driver's usual change (a queue that loses started jobs and gains new ones at its end)."""
+    i = j = 0
+    gone: list[int] = []
+    while i < len(prev):
+        m = _common_prefix(prev, i, new, j, min(len(prev) - i, len(new) - j))
+        i, j = i + m, j + m
+        if i == len(prev):
+            break
+        if len(gone) == _DIFF_LIMIT:
+            return None
+        gone.append(i)  # prev[i] is not at new[j]: it left (or moved; then it is looked up again)
+        i += 1
+    return gone, j
+
+
+def _diff_into(prev: list, new: list) -> tuple[list[int], int] | None:
+    """:func:`_diff`, and ``prev`` made equal to ``new`` in place when it is not None. Tries the
+    commonest change first, a queue that only grew at its end: one comparison of the two lists
+    (identity first, in C), without the slices that touch every entry."""
+    n = len(prev)
+    if len(new) >= n:
+        prev.extend(new[n:])
+        if prev == new:
+            return [], n
+        del prev[n:]
+    diff = _diff(prev, new)
+    if diff is not None:
+        for g in reversed(diff[0]):
+            del prev[g]
+        prev.extend(new[diff[1]:])
+    return diff
+
+
+def _common_prefix(a: list, i: int, b: list, j: int, n: int) -> int:
+    """Length of the common prefix of ``a[i:i + n]`` and ``b[j:j + n]`` (halving: O(n) compares)."""
+    if a[i:i + n] == b[j:j + n]:
+        return n
+    lo, hi = 0, n  # a[i:i + lo] == b[j:j + lo]; the first difference is in [lo, hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[i + lo:i + mid] == b[j + lo:j + mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo

@@ -124,6 +124,8 @@ class Simulator:
         self._host_sizes = np.bincount(fab.index.gpu_host, minlength=len(fab.hosts))
         capacity = int(self._host_sizes.max(initial=0))
         self._host_gpus = capacity
+        #: per-host need (see ``_per_host_need``) -> how many pending jobs have it
+        self._needs: dict[int, int] = {}
         #: The cluster state at the busiest moment of the replay (for the topology report).
         self.peak_state: ClusterState | None = None
         self.peak_time = 0.0
@@ -185,6 +187,7 @@ class Simulator:
                 rec.status, rec.reason = "rejected", reason
                 return
             self.pending[job_id] = PendingJob(rec.job, queued_since=self.now)
+            self._need(rec.job, 1)
             return
         seg = self.segments.get(job_id)
         if seg is None or seg.token != token:
@@ -215,8 +218,20 @@ class Simulator:
         decisions = self.policy.schedule(view)
         applied = apply_decisions(decisions, self.now, self.state, self.pending, self.running,
                                   requeue=self._requeue)
+        for run in applied.preempted:
+            self._need(run.job, 1)
         for was, run in applied.started:
+            self._need(run.job, -1)
             self._started(was, run, run.job.id in decisions.backfilled)
+
+    def _need(self, job: Job, count: int) -> None:
+        """Count ``job``'s per-host need in (+1) or out of (-1) the pending jobs' needs."""
+        need = _per_host_need(job, self._host_gpus)
+        left = self._needs.get(need, 0) + count
+        if left:
+            self._needs[need] = left
+        else:
+            del self._needs[need]
 
     def _started(self, pend: PendingJob, run: RunningJob, backfilled: bool) -> None:
         """Bookkeeping of a gang :func:`apply_decisions` started: its run segment and record."""
@@ -293,7 +308,7 @@ class Simulator:
     def _fragmentation(self) -> float:
         """Free GPUs no waiting job could use (hosts with fewer free GPUs than the smallest per-host
         demand among pending jobs), as a fraction of all GPUs."""
-        need = min(_per_host_need(p.job, self._host_gpus) for p in self.pending.values())
+        need = min(self._needs)
         per_host = np.bincount(self.fab.index.gpu_host, weights=self.state.free, minlength=len(self.fab.hosts))
         return float(per_host[per_host < need].sum() / len(self.fab.gpus))
 
