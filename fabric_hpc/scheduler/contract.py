@@ -210,9 +210,10 @@ class Placer(Protocol):
 @runtime_checkable
 class RankedPriority(Protocol):
     """A priority policy that also returns its priorities as arrays (the same numbers as
-    ``priorities``): ``ranked(view) -> (job ids, priorities, submit times)`` in ``view.pending`` order."""
+    ``priorities``): ``ranked(view) -> (job ids, priorities, submit times)`` in ``view.pending`` order; the ids are any
+    sequence of strings (a numpy object array in ``MultifactorPriority``)."""
 
-    def ranked(self, view: SchedulerInput) -> tuple[list[str], Any, Any]: ...
+    def ranked(self, view: SchedulerInput) -> tuple[Sequence[str], Any, Any]: ...
 
 
 @runtime_checkable
