@@ -16,6 +16,7 @@ the type of the value it found; no ``TypeError``/``KeyError``/``ValueError`` lea
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -125,8 +126,13 @@ def state(d: Mapping[str, Any], key: str, what: str, flags_key: str | None = Non
 
 
 def parsed(what: str, fn: Any, *args: Any) -> Any:
-    """Run a text parser (:mod:`parse`); its ExternalError becomes a SlurmError naming the record."""
+    """Run a text parser (:mod:`parse`); its ExternalError becomes a SlurmError naming the record.
+
+    A parser of one string whose answer is immutable (:data:`_PURE`) is asked once per distinct
+    string (an answer of thousands of jobs repeats the same GRES, TRES and states)."""
     try:
+        if fn in _PURE and len(args) == 1 and (args[0] is None or type(args[0]) is str):
+            return _once(fn, args[0])
         return fn(*args)
     except SlurmError:
         raise
@@ -134,9 +140,27 @@ def parsed(what: str, fn: Any, *args: Any) -> Any:
         raise SlurmError(f"{what}: {exc.message}", hint=exc.hint) from None
 
 
-def gpu_type(gres: str, what: str = "GRES") -> str | None:
-    types = {g.type for g in parsed(what, parse_gres, gres) if g.name == "gpu" and g.type}
+def _gpu_type(gres: str | None) -> str | None:
+    types = {g.type for g in parse_gres(gres) if g.name == "gpu" and g.type}
     return types.pop() if len(types) == 1 else None
+
+
+def _state_of(parts: str | None) -> tuple[str, tuple[str, ...]]:
+    """:func:`parse_state` of ``"BASE+FLAG+…"`` (hashable, so :func:`_once` can keep the answer)."""
+    return parse_state((parts or "").split("+"))
+
+
+#: Parsers of one string that return immutable values (ints, str, tuples): safe to remember.
+_PURE = frozenset({gpu_count, gpu_indices, hosts, _gpu_type, _state_of})
+
+
+@functools.lru_cache(maxsize=8192)
+def _once(fn: Any, text: str | None) -> Any:
+    return fn(text)
+
+
+def gpu_type(gres: str, what: str = "GRES") -> str | None:
+    return parsed(what, _gpu_type, gres)
 
 
 def node(d: Any) -> Node:
@@ -174,7 +198,7 @@ def job(d: Any) -> Job:
                          else f"job: field 'job_id' is unset ({d['job_id']!r})")
     what = f"job {job_id}"
     base, flags = state(d, "job_state", what, None)
-    state_name, more = parsed(what, parse_state, [base, *flags])
+    state_name, more = parsed(what, _state_of, "+".join((base, *flags)))
     node_list = parsed(what, hosts, text(d, "nodes", what)) if state_name != "PENDING" else ()
     tres = text(d, "tres_per_node", what)
     limit = number(d, "time_limit", what)

@@ -114,6 +114,18 @@ def test_unexpected_json_is_a_named_error(change, words):
     json.dumps(GOOD)  # the fixture itself stays JSON
 
 
+def test_remembered_parses_still_name_each_record():
+    """The decoder asks each parser once per distinct string: equal strings give equal answers, and a
+    bad string is an error naming every record that carries it (errors are never remembered)."""
+    a, b = decode.job({**GOOD, "job_id": 11}), decode.job({**GOOD, "job_id": 12})
+    assert a.gpus == b.gpus and a.node_list == b.node_list and a.gpus_per_node == b.gpus_per_node == 8
+    for jid in (21, 22):
+        with pytest.raises(SlurmError, match=f"job {jid}: .*GRES string"):
+            decode.job({**GOOD, "job_id": jid, "tres_per_node": "gres:gpu:8,,(bad"})
+        with pytest.raises(SlurmError, match=f"job {jid}: .*unknown job state"):
+            decode.job({**GOOD, "job_id": jid, "job_state": "EXPLODED"})
+
+
 # -- golden answers of live Slurm 22.05 and 25.11 ---------------------------------------------
 DATA = Path(__file__).parent / "data"
 VERSIONS = sorted(p.name.removeprefix("slurm-") for p in DATA.glob("slurm-*"))
