@@ -332,9 +332,11 @@ class Scheduler:
         plan.fails.clear()
         plan.free_n = int(np.count_nonzero(plan.state.free))
         running[:] = [r for r in running if r.job.id not in gone]
-        keep = [k for k, (_, i) in enumerate(plan.ends) if not i.size or plan.state.owner[i[0]] >= 0]
-        plan.ends[:] = [plan.ends[k] for k in keep]
-        plan.firsts[:] = [plan.firsts[k] for k in keep]
+        ends, firsts = plan.ends, plan.firsts  # releases of GPUs still held (firsts: in step with ends)
+        first = np.array(firsts, np.int64)
+        keep = np.flatnonzero((first < 0) | (plan.state.owner[first] >= 0)).tolist()
+        ends[:] = [ends[k] for k in keep]
+        firsts[:] = [firsts[k] for k in keep]
         out.preempt.extend(victims)
         return placement
 

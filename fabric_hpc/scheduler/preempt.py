@@ -18,15 +18,16 @@ released, so the eviction always frees a valid placement.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 
 from fabric_hpc.placement import ClusterState, Placement
-from fabric_hpc.placement.levels import fabric_levels
+from fabric_hpc.placement.levels import FabricLevels, fabric_levels
 from fabric_hpc.scheduler.contract import DEFAULT_TIERS, Job, Placer, Preemption, RunningJob, SchedulerInput, Tier
 from fabric_hpc.placement.state import FREE
-from fabric_hpc.scheduler.caches import Memo
 from fabric_hpc.scheduler.placer import BLOCKED, fit_gpus, may_fit
 
 
@@ -50,6 +51,49 @@ class _Candidates:
     cost: np.ndarray  # GPU-hours each would lose (:func:`gpu_hours_lost` at the call's ``now``)
 
 
+_SECOND = itemgetter(1)
+
+
+class _GangIndex:
+    """What a step asks about the same running gangs once per blocked job: each gang's GPU positions
+    (per fabric) and GPU-hours lost (per ``(now, restore_s)``), by ``id()`` of the RunningJob.
+
+    A position entry holds its object, so the id is not reused while cached; costs exist only for
+    ids with a position entry and are dropped with them. Bounded by the running set (trimmed when
+    more than twice as large). Pure functions of the key: may be emptied at any time.
+    """
+
+    def __init__(self) -> None:
+        self.pos: dict[str, int] | None = None
+        self.when: tuple[float, float] | None = None
+        self.where: dict[int, tuple[RunningJob, np.ndarray]] = {}
+        self.cost: dict[int, float] = {}
+
+    def lookup(self, runs: list[RunningJob], running: Sequence[RunningJob], pos: dict[str, int],
+               when: tuple[float, float]) -> tuple[list[np.ndarray], list[float]]:
+        """(GPU positions, cost at ``when``) of each of ``runs`` (a subset of ``running``)."""
+        if pos is not self.pos or len(self.where) > 2 * len(running) + 256:
+            where = self.where if pos is self.pos else {}
+            self.where = {id(r): where[id(r)] for r in running if id(r) in where}
+            self.pos, self.cost = pos, {}
+        if when != self.when:
+            self.when, self.cost = when, {}
+        ids = list(map(id, runs))
+        found = list(map(self.where.get, ids))
+        if None in found:
+            for k, e in enumerate(found):
+                if e is None:
+                    r = runs[k]
+                    found[k] = self.where[ids[k]] = (r, np.fromiter(map(pos.__getitem__, r.gpus), np.int64,
+                                                                    len(r.gpus)))
+        cost = list(map(self.cost.get, ids))
+        if None in cost:
+            for k, v in enumerate(cost):
+                if v is None:
+                    cost[k] = self.cost[ids[k]] = gpu_hours_lost(runs[k], *when)
+        return list(map(_SECOND, found)), cost
+
+
 @dataclass
 class GangPreemption:
     """A :class:`~fabric_hpc.scheduler.contract.PreemptionPolicy` (see module doc)."""
@@ -61,11 +105,8 @@ class GangPreemption:
     max_domains: int = 6
 
     def __post_init__(self) -> None:
-        # id(RunningJob) -> (the object, fab.gpu_pos, its GPU positions, (now, restore_s), its cost
-        # then): a step asks about the same running gangs once per blocked job. The entry holds
-        # the object, so its id is not reused while cached; trimmed to the running set. A pure
-        # function of the key: may be emptied at any time.
-        self._memo = Memo(1 << 20)
+        self._index = _GangIndex()
+        self._levels_of: tuple[FabricLevels, list[tuple[np.ndarray, int, int]]] | None = None
 
     def victims(self, job: Job, view: SchedulerInput, state: ClusterState,
                 placer: Placer) -> tuple[list[Preemption], Placement] | None:
@@ -82,10 +123,9 @@ class GangPreemption:
             return None  # every trial would fail this necessary check: no victim set can work
         need = max(job.gpus, 1)
         best: tuple[tuple[float, int], list[int], np.ndarray] | None = None
-        for level in range(len(lv.chain) + 1):
-            dom_of_gpu = (lv.host_dom[gpu_host, level] if level < len(lv.chain)
-                          else np.zeros(gpu_host.size, np.int64))
-            ndom = int(dom_of_gpu.max()) + 1
+        for dom_of_gpu, ndom, largest in self._levels(lv, gpu_host):
+            if largest < need:  # no domain of this level has that many GPUs at all
+                continue
             free_d = np.bincount(dom_of_gpu, weights=free, minlength=ndom)
             cand_d = np.bincount(dom_of_gpu[c.gpu], minlength=ndom)
             doms = np.flatnonzero(free_d + cand_d >= need)
@@ -109,30 +149,29 @@ class GangPreemption:
             return None
         return ([Preemption(c.runs[i].job.id, job.id, float(c.cost[i])) for i in chosen], placement)
 
+    def _levels(self, lv: FabricLevels, gpu_host: np.ndarray) -> list[tuple[np.ndarray, int, int]]:
+        """(domain of each GPU, number of domains, GPUs of the largest domain) per level, lowest
+        first, then the whole fabric as one domain; kept for the last fabric asked about."""
+        if self._levels_of is None or self._levels_of[0] is not lv:
+            out = []
+            for level in range(len(lv.chain) + 1):
+                dom = lv.host_dom[gpu_host, level] if level < len(lv.chain) else np.zeros(gpu_host.size, np.int64)
+                out.append((dom, int(dom.max()) + 1, int(np.bincount(dom).max())))
+            self._levels_of = (lv, out)
+        return self._levels_of[1]
+
     def _candidates(self, job: Job, view: SchedulerInput, state: ClusterState) -> _Candidates | None:
         """Running gangs whose tier ``job``'s tier may preempt and that hold GPUs in ``state``."""
         tiers = self.tiers or DEFAULT_TIERS
         ok = {name for name, t in tiers.items() if t is not None and t.preemptible and job.tier in t.preempted_by}
-        holds = state.holds
-        runs = [r for r in view.running if r.job.tier in ok and holds(r.job.id)]
+        running, holds = view.running, state.holds
+        runs = [r for r in running if r.job.tier in ok and holds(r.job.id)]
         if not runs:
             return None
-        memo, pos = self._memo, state.fab.gpu_pos
-        when = (view.now, self.restore_s)
-        if len(memo) > 2 * len(view.running) + 256:
-            memo.keep({id(r): memo.data[id(r)] for r in view.running if id(r) in memo})
-        entries = []
-        for r in runs:
-            e = memo.get(id(r))
-            if e is None or e[1] is not pos or e[3] != when:
-                ix = e[2] if e is not None and e[1] is pos else \
-                    np.fromiter(map(pos.__getitem__, r.gpus), np.int64, len(r.gpus))
-                e = memo.put(id(r), (r, pos, ix, when, gpu_hours_lost(r, *when)))
-            entries.append(e)
-        idx = [e[2] for e in entries]
+        idx, cost = self._index.lookup(runs, running, state.fab.gpu_pos, (view.now, self.restore_s))
         size = np.fromiter(map(len, idx), np.int64, len(idx))
         return _Candidates(runs, idx, np.concatenate(idx), np.repeat(np.arange(len(idx)), size), size,
-                           np.fromiter((e[4] for e in entries), float, len(entries)))
+                           np.array(cost, float))
 
     def _in_domain(self, job: Job, state: ClusterState, placer: Placer, inside: np.ndarray,
                    c: _Candidates) -> tuple[tuple[float, int], list[int], np.ndarray] | None:
