@@ -60,7 +60,7 @@ class CliClient(SlurmClient):
     def _json(self, argv: Sequence[str]) -> Any:
         out = self._run(argv)
         try:
-            return json.loads(out)
+            return decode.parse_json(out)
         except (json.JSONDecodeError, RecursionError) as exc:
             raise SlurmError(f"`{' '.join(argv)}` did not answer JSON ({exc}): {out[:120]!r}") from None
 

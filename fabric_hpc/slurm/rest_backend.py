@@ -111,7 +111,7 @@ class RestClient(SlurmClient):
         finally:
             conn.close()
         try:
-            return resp.status, json.loads(raw)
+            return resp.status, decode.parse_json(raw)
         except (json.JSONDecodeError, RecursionError):
             hint = "a JWT is missing or expired? (scontrol token)" if resp.status in (401, 403) else None
             raise SlurmError(f"slurmrestd: {method} {path} answered HTTP {resp.status} without JSON: {raw[:160]!r}",

@@ -126,6 +126,27 @@ def test_remembered_parses_still_name_each_record():
             decode.job({**GOOD, "job_id": jid, "job_state": "EXPLODED"})
 
 
+def test_answers_are_parsed_with_the_collector_paused_and_restored():
+    import gc
+
+    from fabric_hpc.slurm.replay import ReplayClient
+
+    assert gc.isenabled()
+    assert decode.parse_json('{"jobs": [1, 2.5, null]}') == {"jobs": [1, 2.5, None]} and gc.isenabled()
+    with pytest.raises(json.JSONDecodeError):
+        decode.parse_json('{"jobs": [')
+    assert gc.isenabled()  # also after an error
+    gc.disable()
+    try:  # a caller that paused the collector keeps it paused
+        decode.jobs_answer({"jobs": [GOOD]}, "squeue --json")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with pytest.raises(SlurmError, match="recorded jobs is not JSON"):
+        ReplayClient("{}", '{"jobs": [').jobs()
+    assert gc.isenabled()
+
+
 # -- golden answers of live Slurm 22.05 and 25.11 ---------------------------------------------
 DATA = Path(__file__).parent / "data"
 VERSIONS = sorted(p.name.removeprefix("slurm-") for p in DATA.glob("slurm-*"))
