@@ -145,6 +145,8 @@ def test_answers_are_parsed_with_the_collector_paused_and_restored():
     with pytest.raises(SlurmError, match="recorded jobs is not JSON"):
         ReplayClient("{}", '{"jobs": [').jobs()
     assert gc.isenabled()
+    assert [j.job_id for j in ReplayClient("{}", json.dumps({"jobs": [GOOD]})).jobs()] == [GOOD["job_id"]]
+    assert gc.isenabled()  # a client's read (parse and decode) pauses it only while it runs
 
 
 # -- golden answers of live Slurm 22.05 and 25.11 ---------------------------------------------
