@@ -22,6 +22,7 @@ reservation). With ``preempt_benefit_ratio`` preemption happens only when the wa
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
@@ -371,15 +372,18 @@ class Scheduler:
         if not times:
             return None
         ends = sorted(plan.ends, key=lambda x: x[0])
+        at = [e for e, _ in ends]
         freed = plan.state.free.copy()
         total_free = int(freed.sum())
         need = job.gpus
         k = 0
         for t in times:
-            while k < len(ends) and ends[k][0] <= t:
-                freed[ends[k][1]] = True
-                total_free += ends[k][1].size
-                k += 1
+            j = bisect_right(at, t, k)  # the releases up to t, in one assignment
+            if j > k:
+                idx = np.concatenate([i for _, i in ends[k:j]])
+                freed[idx] = True
+                total_free += idx.size
+                k = j
             if total_free < need:  # cheap necessary condition before any placement
                 continue
             avail = freed & ~plan.blocked(t, t + job.walltime)
