@@ -95,9 +95,13 @@ class JsonLinesWriter:
         self._lock = threading.Lock()
 
     def write(self, event: dict[str, Any]) -> None:
-        line = to_json(event) + "\n"
+        self.write_many([event])
+
+    def write_many(self, events: list[dict[str, Any]]) -> None:
+        """Append ``events`` in order with one flush and (optionally) one fsync: all are on disk on return."""
+        text = "".join(to_json(e) + "\n" for e in events)
         with self._lock:
-            self._file.write(line)
+            self._file.write(text)
             self._file.flush()
             if self._fsync:
                 os.fsync(self._file.fileno())

@@ -17,6 +17,7 @@ and 25.11), no live cluster needed, and writes nothing.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import subprocess
@@ -133,11 +134,13 @@ def scaled_preemption(reps: int, pending: int = 1000, sus: int = 64) -> str:
     (64: 16,384 GPUs): every host runs a whole-host ``tier=spot`` fabric gang (started 10 min before
     the cycle, 1 h walltime), ``pending`` fabric gangs wait (the recorded pending shapes, tiers
     high/normal/normal/spot in turn), preemption on (the fabric policy). ``reps`` cycles, each on the
-    same answers; actions not sent. A table of p50/p99/max of cycle, read and policy seconds."""
+    same answers; actions not sent. A table of p50/p99/max of the cycle's wall and CPU seconds (CPU:
+    ``time.process_time`` of this process, the number that a busy shared machine inflates least),
+    and the p50 of its read and policy parts (wall)."""
     data = REPO / "tests" / "slurm_integration" / "data"
     fab = build(generators.superpod(sus=sus))
-    lines = ["| Slurm (recorded) | GPUs | pending | cycles | cycle p50 / p99 / max s | read p50 s | policy p50 s "
-             "| started | requeued |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| Slurm (recorded) | GPUs | pending | cycles | wall p50 / p99 / max s | CPU p50 / p99 / max s "
+             "| read p50 s | policy p50 s | started | requeued | decisions |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory(prefix="fabric-bench-scale-") as tmp:
         for d in sorted(data.glob("slurm-*")):
             nodes = d / "scontrol-nodes.json" if (d / "scontrol-nodes.json").exists() else d / "sinfo.json"
@@ -147,16 +150,32 @@ def scaled_preemption(reps: int, pending: int = 1000, sus: int = 64) -> str:
                                    busy_fraction=1.0, running_comment="fabric:tier=spot",
                                    pending_comments=("fabric:tier=high", "fabric", "fabric", "fabric:tier=spot"))
             agent = Agent(ReplayClient(s, q), fab, AgentConfig(state_dir=str(Path(tmp) / d.name)))
-            runs = [agent.cycle(now=start + 600.0 + k) for k in range(reps)]
-            cyc = sorted(r.seconds for r in runs)
-            p99 = cyc[min(len(cyc) - 1, int(0.99 * len(cyc)))]
+            runs, cpu = [], []
+            for k in range(reps):
+                c0 = time.process_time()
+                runs.append(agent.cycle(now=start + 600.0 + k))
+                cpu.append(time.process_time() - c0)
             lines.append(f"| {d.name.removeprefix('slurm-')} | {len(fab.gpus)} | {pending} | {reps} | "
-                         f"{statistics.median(cyc):.2f} / {p99:.2f} / {cyc[-1]:.2f} | "
+                         f"{_spread([r.seconds for r in runs])} | {_spread(cpu)} | "
                          f"{statistics.median(r.read_s for r in runs):.2f} | "
                          f"{statistics.median(r.policy_s for r in runs):.2f} | {len(runs[0].started)} | "
-                         f"{len(runs[0].requeued)} |")
+                         f"{len(runs[0].requeued)} | {_digest(runs)} |")
             print(lines[-1], flush=True)
     return "\n".join(lines)
+
+
+def _digest(runs) -> str:
+    """12 hex digits of the cycles' decisions (starts with hosts and GPUs, victims, reasons, deferrals):
+    equal digests mean the same decisions, e.g. before and after a change."""
+    seen = {json.dumps([r.started, r.requeued, r.waiting, r.deferred], sort_keys=True, default=str) for r in runs}
+    return hashlib.sha256("\n".join(sorted(seen)).encode()).hexdigest()[:12] + ("" if len(seen) == 1 else " (varied)")
+
+
+def _spread(xs: list[float]) -> str:
+    """``p50 / p99 / max`` (p99: the nearest-rank value, the max below 100 samples)."""
+    xs = sorted(xs)
+    p99 = xs[min(len(xs) - 1, int(0.99 * len(xs)))]
+    return f"{statistics.median(xs):.2f} / {p99:.2f} / {xs[-1]:.2f}"
 
 
 def _fmt(xs: list[float]) -> str:

@@ -22,6 +22,7 @@ reservation). With ``preempt_benefit_ratio`` preemption happens only when the wa
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -333,9 +334,11 @@ class Scheduler:
         plan.fails.clear()
         plan.free_n = int(np.count_nonzero(plan.state.free))
         running[:] = [r for r in running if r.job.id not in gone]
-        keep = [k for k, (_, i) in enumerate(plan.ends) if not i.size or plan.state.owner[i[0]] >= 0]
-        plan.ends[:] = [plan.ends[k] for k in keep]
-        plan.firsts[:] = [plan.firsts[k] for k in keep]
+        ends, firsts = plan.ends, plan.firsts  # releases of GPUs still held (firsts: in step with ends)
+        first = np.array(firsts, np.int64)
+        keep = np.flatnonzero((first < 0) | (plan.state.owner[first] >= 0)).tolist()
+        ends[:] = [ends[k] for k in keep]
+        firsts[:] = [firsts[k] for k in keep]
         out.preempt.extend(victims)
         return placement
 
@@ -370,15 +373,18 @@ class Scheduler:
         if not times:
             return None
         ends = sorted(plan.ends, key=lambda x: x[0])
+        at = [e for e, _ in ends]
         freed = plan.state.free.copy()
         total_free = int(freed.sum())
         need = job.gpus
         k = 0
         for t in times:
-            while k < len(ends) and ends[k][0] <= t:
-                freed[ends[k][1]] = True
-                total_free += ends[k][1].size
-                k += 1
+            j = bisect_right(at, t, k)  # the releases up to t, in one assignment
+            if j > k:
+                idx = np.concatenate([i for _, i in ends[k:j]])
+                freed[idx] = True
+                total_free += idx.size
+                k = j
             if total_free < need:  # cheap necessary condition before any placement
                 continue
             avail = freed & ~plan.blocked(t, t + job.walltime)

@@ -14,18 +14,26 @@ For a blocked job of a tier that may preempt, :class:`GangPreemption`:
 
 Every returned placement was produced by the same placer on the state with exactly those victims
 released, so the eviction always frees a valid placement.
+
+Speed (thousands of candidates, a hundred blocked jobs per step): the candidates of a call are
+arrays; each running gang's GPU positions and cost are remembered across the calls of a step
+(:class:`_GangIndex`); victim prefixes that free too few GPUs skip the placer. The choices are those
+of the plain implementation (tests/scheduler/test_preempt_oracle.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 
 from fabric_hpc.placement import ClusterState, Placement
-from fabric_hpc.placement.levels import fabric_levels
+from fabric_hpc.placement.levels import FabricLevels, fabric_levels
+from fabric_hpc.placement.state import FREE
 from fabric_hpc.scheduler.contract import DEFAULT_TIERS, Job, Placer, Preemption, RunningJob, SchedulerInput, Tier
-from fabric_hpc.scheduler.placer import fit_gpus, masked_state, may_fit
+from fabric_hpc.scheduler.placer import BLOCKED, fit_gpus, may_fit
 
 
 def gpu_hours_lost(r: RunningJob, now: float, restore_s: float = 0.0) -> float:
@@ -34,6 +42,61 @@ def gpu_hours_lost(r: RunningJob, now: float, restore_s: float = 0.0) -> float:
     if r.job.checkpoint_interval:
         since = max(since, r.start + ((now - r.start) // r.job.checkpoint_interval) * r.job.checkpoint_interval)
     return len(r.gpus) * (max(now - since, 0.0) + restore_s) / 3600.0
+
+
+@dataclass
+class _Candidates:
+    """The candidates of one :meth:`GangPreemption.victims` call as arrays (built once per call)."""
+
+    runs: list[RunningJob]
+    idx: list[np.ndarray]  # each candidate's GPU positions
+    gpu: np.ndarray  # all candidates' GPU positions, concatenated
+    of: np.ndarray  # the candidate of each entry of ``gpu``
+    size: np.ndarray  # GPUs per candidate
+    cost: np.ndarray  # GPU-hours each would lose (:func:`gpu_hours_lost` at the call's ``now``)
+
+
+_SECOND = itemgetter(1)
+
+
+class _GangIndex:
+    """What a step asks about the same running gangs once per blocked job: each gang's GPU positions
+    (per fabric) and GPU-hours lost (per ``(now, restore_s)``), by ``id()`` of the RunningJob.
+
+    A position entry holds its object, so the id is not reused while cached; costs exist only for
+    ids with a position entry and are dropped with them. Bounded by the running set (trimmed when
+    more than twice as large). Pure functions of the key: may be emptied at any time.
+    """
+
+    def __init__(self) -> None:
+        self.pos: dict[str, int] | None = None
+        self.when: tuple[float, float] | None = None
+        self.where: dict[int, tuple[RunningJob, np.ndarray]] = {}
+        self.cost: dict[int, float] = {}
+
+    def lookup(self, runs: list[RunningJob], running: Sequence[RunningJob], pos: dict[str, int],
+               when: tuple[float, float]) -> tuple[list[np.ndarray], list[float]]:
+        """(GPU positions, cost at ``when``) of each of ``runs`` (a subset of ``running``)."""
+        if pos is not self.pos or len(self.where) > 2 * len(running) + 256:
+            where = self.where if pos is self.pos else {}
+            self.where = {id(r): where[id(r)] for r in running if id(r) in where}
+            self.pos, self.cost = pos, {}
+        if when != self.when:
+            self.when, self.cost = when, {}
+        ids = list(map(id, runs))
+        found = list(map(self.where.get, ids))
+        if None in found:
+            for k, e in enumerate(found):
+                if e is None:
+                    r = runs[k]
+                    found[k] = self.where[ids[k]] = (r, np.fromiter(map(pos.__getitem__, r.gpus), np.int64,
+                                                                    len(r.gpus)))
+        cost = list(map(self.cost.get, ids))
+        if None in cost:
+            for k, v in enumerate(cost):
+                if v is None:
+                    cost[k] = self.cost[ids[k]] = gpu_hours_lost(runs[k], *when)
+        return list(map(_SECOND, found)), cost
 
 
 @dataclass
@@ -46,36 +109,30 @@ class GangPreemption:
     #: Domains examined per blocked job at the chosen level.
     max_domains: int = 6
 
+    def __post_init__(self) -> None:
+        self._index = _GangIndex()
+        self._levels_of: tuple[FabricLevels, list[tuple[np.ndarray, int, int]]] | None = None
+
     def victims(self, job: Job, view: SchedulerInput, state: ClusterState,
                 placer: Placer) -> tuple[list[Preemption], Placement] | None:
-        tiers = self.tiers or DEFAULT_TIERS
-        cands = [r for r in view.running
-                 if tiers.get(r.job.tier) is not None and tiers[r.job.tier].preemptible
-                 and job.tier in tiers[r.job.tier].preempted_by and state.holds(r.job.id)]
-        if not cands:
+        c = self._candidates(job, view, state)
+        if c is None:
             return None
         fab = state.fab
         lv = fabric_levels(fab)
         gpu_host = fab.index.gpu_host
-        pos = fab.gpu_pos
-        idx = [np.fromiter((pos[g] for g in r.gpus), np.int64) for r in cands]
         free = state.free
         freeable = free.copy()  # free once every candidate is evicted: a superset of any trial's free GPUs
-        for ix in idx:
-            freeable[ix] = True
+        freeable[c.gpu] = True
         if not may_fit(job.request, freeable, gpu_host, lv.host_gpus, lv):
             return None  # every trial would fail this necessary check: no victim set can work
-        cost = np.array([gpu_hours_lost(r, view.now, self.restore_s) for r in cands])
         need = max(job.gpus, 1)
         best: tuple[tuple[float, int], list[int], np.ndarray] | None = None
-        for level in range(len(lv.chain) + 1):
-            dom_of_gpu = (lv.host_dom[gpu_host, level] if level < len(lv.chain)
-                          else np.zeros(gpu_host.size, np.int64))
-            ndom = int(dom_of_gpu.max()) + 1
+        for dom_of_gpu, ndom, largest in self._levels(lv, gpu_host):
+            if largest < need:  # no domain of this level has that many GPUs at all
+                continue
             free_d = np.bincount(dom_of_gpu, weights=free, minlength=ndom)
-            cand_d = np.zeros(ndom)
-            for ix in idx:
-                cand_d += np.bincount(dom_of_gpu[ix], minlength=ndom)
+            cand_d = np.bincount(dom_of_gpu[c.gpu], minlength=ndom)
             doms = np.flatnonzero(free_d + cand_d >= need)
             if doms.size == 0:
                 continue
@@ -84,7 +141,7 @@ class GangPreemption:
                 inside = dom_of_gpu == d
                 if not may_fit(job.request, freeable & inside, gpu_host, lv.host_gpus, lv):
                     continue  # as above, within the domain: _in_domain would find nothing
-                got = self._in_domain(job, state, placer, inside, idx, cost)
+                got = self._in_domain(job, state, placer, inside, c)
                 if got is not None and (best is None or got[0] < best[0]):
                     best = got
             if best is not None:
@@ -92,48 +149,82 @@ class GangPreemption:
         if best is None:
             return None
         _, chosen, inside = best
-        placement = placer.place(job, self._trial(state, inside, idx, chosen))
+        placement = placer.place(job, _trial(state, inside, c, chosen))
         if placement is None:  # the placer answered differently on the same state: not deterministic
             return None
-        return ([Preemption(cands[i].job.id, job.id, gpu_hours_lost(cands[i], view.now, self.restore_s))
-                 for i in chosen], placement)
+        return ([Preemption(c.runs[i].job.id, job.id, float(c.cost[i])) for i in chosen], placement)
+
+    def _levels(self, lv: FabricLevels, gpu_host: np.ndarray) -> list[tuple[np.ndarray, int, int]]:
+        """(domain of each GPU, number of domains, GPUs of the largest domain) per level, lowest
+        first, then the whole fabric as one domain; kept for the last fabric asked about."""
+        if self._levels_of is None or self._levels_of[0] is not lv:
+            out = []
+            for level in range(len(lv.chain) + 1):
+                dom = lv.host_dom[gpu_host, level] if level < len(lv.chain) else np.zeros(gpu_host.size, np.int64)
+                out.append((dom, int(dom.max()) + 1, int(np.bincount(dom).max())))
+            self._levels_of = (lv, out)
+        return self._levels_of[1]
+
+    def _candidates(self, job: Job, view: SchedulerInput, state: ClusterState) -> _Candidates | None:
+        """Running gangs whose tier ``job``'s tier may preempt and that hold GPUs in ``state``."""
+        tiers = self.tiers or DEFAULT_TIERS
+        ok = {name for name, t in tiers.items() if t is not None and t.preemptible and job.tier in t.preempted_by}
+        running, holds = view.running, state.holds
+        runs = [r for r in running if r.job.tier in ok and holds(r.job.id)]
+        if not runs:
+            return None
+        idx, cost = self._index.lookup(runs, running, state.fab.gpu_pos, (view.now, self.restore_s))
+        size = np.fromiter(map(len, idx), np.int64, len(idx))
+        return _Candidates(runs, idx, np.concatenate(idx), np.repeat(np.arange(len(idx)), size), size,
+                           np.array(cost, float))
 
     def _in_domain(self, job: Job, state: ClusterState, placer: Placer, inside: np.ndarray,
-                   idx: list[np.ndarray],
-                   cost: np.ndarray) -> tuple[tuple[float, int], list[int], np.ndarray] | None:
-        """(cost, victims, the domain's mask) of the cheapest victim set found inside one domain."""
-        held = {i: int(np.count_nonzero(inside[ix])) for i, ix in enumerate(idx)}  # each candidate's GPUs inside
-        touching = sorted((i for i in held if held[i]), key=lambda i: (cost[i] / held[i], -idx[i].size))
+                   c: _Candidates) -> tuple[tuple[float, int], list[int], np.ndarray] | None:
+        """(cost, victims, the domain's mask) of the cheapest victim set found inside one domain.
+
+        Candidates touching the domain are added cheapest per GPU freed inside first (ties: larger
+        gang first, then candidate order) until the placer fits the job; prefixes with too few GPUs
+        for the job are skipped without a placer call."""
+        held = np.bincount(c.of[inside[c.gpu]], minlength=len(c.runs))  # each candidate's GPUs inside
+        touching = np.flatnonzero(held)
+        touching = touching[np.lexsort((-c.size[touching], c.cost[touching] / held[touching]))].tolist()
         free_in = int(np.count_nonzero(state.free & inside))
 
         def fits(chosen: list[int]) -> bool:  # fewer free GPUs than the gang needs: no placer call
-            if free_in + sum(held[i] for i in chosen) < job.gpus:
+            if free_in + int(held[chosen].sum()) < job.gpus:
                 return False
-            return self._fits(job, state, placer, inside, idx, chosen)
+            return fit_gpus(placer, job, _trial(state, inside, c, chosen)) is not None
 
-        chosen: list[int] = []
+        short = job.gpus - free_in  # GPUs the victims must free before a placer call can succeed
+        first = 0
+        if short > 0:  # the shortest prefix that frees enough GPUs (every shorter one fails the count)
+            enough = np.flatnonzero(np.cumsum(held[touching]) >= short)
+            if enough.size == 0:
+                return None
+            first = int(enough[0]) + 1
+        chosen = touching[:first]
         ok = fits(chosen)
-        for i in touching:
+        for i in touching[first:]:
             if ok:
                 break
             chosen.append(i)
             ok = fits(chosen)
         if not ok or not chosen:
             return None
-        for i in sorted(chosen, key=lambda i: -cost[i]):  # drop victims the placement does not need
-            rest = [c for c in chosen if c != i]
+        for i in sorted(chosen, key=lambda i: -c.cost[i]):  # drop victims the placement does not need
+            rest = [k for k in chosen if k != i]
             if rest and fits(rest):
                 chosen = rest
-        return (float(cost[chosen].sum()), len(chosen)), chosen, inside
+        return (float(c.cost[chosen].sum()), len(chosen)), chosen, inside
 
-    @staticmethod
-    def _trial(state: ClusterState, inside: np.ndarray, idx: list[np.ndarray], chosen: list[int]) -> ClusterState:
-        """``state`` with the ``chosen`` candidates released and everything outside the domain taken."""
-        trial = state.copy()
-        for i in chosen:
-            trial.owner[idx[i]] = -1
-        return masked_state(trial, ~inside)
 
-    def _fits(self, job: Job, state: ClusterState, placer: Placer, inside: np.ndarray,
-              idx: list[np.ndarray], chosen: list[int]) -> bool:
-        return fit_gpus(placer, job, self._trial(state, inside, idx, chosen)) is not None
+def _trial(state: ClusterState, inside: np.ndarray, c: _Candidates, chosen: list[int]) -> ClusterState:
+    """``state`` with the ``chosen`` candidates released and everything outside the domain taken
+    (by :data:`~fabric_hpc.scheduler.placer.BLOCKED`, as :func:`~fabric_hpc.scheduler.placer.masked_state`)."""
+    trial = state.copy()
+    for i in chosen:
+        trial.owner[c.idx[i]] = FREE
+    outside = np.flatnonzero(~inside & trial.free)
+    if outside.size:
+        trial.allocate(BLOCKED, outside)
+    return trial

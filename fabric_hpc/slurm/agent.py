@@ -8,9 +8,12 @@ Each cycle (every ``interval_s``, or at once when the job_submit plugin touches 
    (:mod:`fabric_hpc.slurm.usage`, ``<state_dir>/usage.json``); take the usage from Slurm's accounting
    (``sshare``) or that ledger (``usage_source``, :mod:`fabric_hpc.slurm.usage_source`), then run the
    scheduler policy (:func:`fabric_hpc.scheduler.fabric_policy`: the simulator's code) with it;
-3. requeue its spot victims, then pin each started job to exactly its hosts (``ReqNodeList`` with
-   ``-N`` names, ``StartTime=now``: one ``scontrol update``), writing the decision to the
-   append-only audit log *before* acting;
+3. write every decision of the cycle to the append-only audit log (one write, one fsync) *before*
+   acting: the hand-overs to Slurm, the requeues, the starts and the waiting reasons; then hand
+   over the jobs fabric cannot place (``StartTime=now``), requeue the spot victims, and pin each
+   started job to exactly its hosts (``ReqNodeList`` with ``-N`` names, ``StartTime=now``: one
+   ``scontrol update``); a start with a wrong host count fails the cycle before anything is
+   written or sent;
 4. renew the deferral of jobs still waiting (``StartTime=now+fallback``) and write the heartbeat.
 
 Nothing the agent needs survives only in its memory: a restarted agent rebuilds everything from
@@ -168,9 +171,6 @@ class Agent:
         view = build_view(self.fab, nodes, jobs, now=now, inputs=self.inputs)
         usage = self.usage_source.usage(now, view.held)
         res = CycleResult(pending=len(view.candidates))
-        for job_id, why in view.invalid.items():  # fabric cannot place it: Slurm's own scheduler will
-            self._log("handoff", job=job_id, reason=why)
-            self.client.update(job_id, StartTime="now")
         pending = {p.job.id: p for p in view.pending}
         running = {r.job.id: r for r in view.running}
         step_in = snapshot(now, pending, running, view.state, usage, backfill=self.cadence.backfill(now))
@@ -181,35 +181,47 @@ class Agent:
         if self.config.record_cycles:
             self._record(step_in, decisions)
         res.policy_s = time.perf_counter() - t_read
-        for p in decisions.preempt:
-            self._log("requeue", job=int(p.job_id), for_job=int(p.for_job), gpu_hours_lost=p.gpu_hours_lost)
-            self.client.requeue(int(p.job_id))
-            res.requeued.append(int(p.job_id))
-        for job, placement in decisions.start:
-            res.started.append(self._pin(view, int(job.id), placement))
-        started = {int(j.id) for j, _ in decisions.start}
+        res.requeued = [int(p.job_id) for p in decisions.preempt]
+        res.started = [self._pin_entry(view, int(job.id), placement) for job, placement in decisions.start]
+        started = {s["job"] for s in res.started}
         for job_id, job in view.candidates.items():
             if job_id in started:
                 continue
             res.waiting[job_id] = decisions.reasons.get(str(job_id), "Resources")
             if job.begin_time is None or job.begin_time - now < self.config.fallback_s / 2:
                 res.deferred.append(job_id)
+        self._write_ahead(view, decisions, res)
+        for job_id in view.invalid:  # fabric cannot place it: Slurm's own scheduler will
+            self.client.update(job_id, StartTime="now")
+        for job_id in res.requeued:
+            self.client.requeue(job_id)
+        for entry in res.started:
+            self.client.place(entry["job"], entry["hosts"])
         if res.deferred:  # renew the fallback timer of jobs still waiting (batched)
             self.client.defer_many(res.deferred, self.config.fallback_s)
         res.read_s, res.seconds = t_read - t0, time.perf_counter() - t0
         self._finish(res, view)
         return res
 
-    def _pin(self, view: View, job_id: int, placement: Any) -> dict[str, Any]:
+    def _pin_entry(self, view: View, job_id: int, placement: Any) -> dict[str, Any]:
+        """The ``agent.place`` record of a start (checked: exactly ``-N`` hosts)."""
         job = view.candidates[job_id]
         hosts = list(placement.hosts)
         if len(hosts) != job.nodes:  # Slurm silently accepts a longer list: never send one
             raise ExternalError(f"job {job_id}: placement chose {len(hosts)} hosts for -N {job.nodes}")
-        entry = {"job": job_id, "hosts": hosts, "gpus": list(placement.gpus), "cost": placement.cost,
-                 "domains": placement.domains, "solver": placement.solver, "breakdown": placement.breakdown}
-        self._log("place", **entry)  # write-ahead: the decision is on disk before Slurm acts on it
-        self.client.place(job_id, hosts)
-        return entry
+        return {"job": job_id, "hosts": hosts, "gpus": list(placement.gpus), "cost": placement.cost,
+                "domains": placement.domains, "solver": placement.solver, "breakdown": placement.breakdown}
+
+    def _write_ahead(self, view: View, decisions: Any, res: CycleResult) -> None:
+        """Every decision of the cycle on disk (one write, one fsync) before any is sent to Slurm."""
+        events = [make_event("agent.handoff", job=job_id, reason=why) for job_id, why in view.invalid.items()]
+        events += [make_event("agent.requeue", job=int(p.job_id), for_job=int(p.for_job),
+                              gpu_hours_lost=p.gpu_hours_lost) for p in decisions.preempt]
+        events += [make_event("agent.place", **entry) for entry in res.started]
+        if res.waiting:
+            events.append(make_event("agent.waiting", jobs={str(k): v for k, v in sorted(res.waiting.items())}))
+        if events:
+            self.audit.write_many(events)
 
     def _record(self, step_in: Any, decisions: Any) -> None:
         from fabric_hpc.scheduler.record import decisions_digest, input_to_dict
@@ -236,8 +248,6 @@ class Agent:
                   "errors": self.errors, **self.usage_source.status()}
         _atomic_write(self.state_dir / "status.json", json.dumps(status))
         _atomic_write(self.state_dir / "heartbeat", f"{int(time.time())}\n")
-        if res.waiting:
-            self._log("waiting", jobs={str(k): v for k, v in sorted(res.waiting.items())})
         if self.metrics is not None:
             self.metrics.observe(res, view)
             self.metrics.usage_from_slurm.set(1 if self.usage_source.active == "slurm" else 0)

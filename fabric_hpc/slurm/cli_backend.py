@@ -60,11 +60,12 @@ class CliClient(SlurmClient):
     def _json(self, argv: Sequence[str]) -> Any:
         out = self._run(argv)
         try:
-            return json.loads(out)
+            return decode.parse_json(out)
         except (json.JSONDecodeError, RecursionError) as exc:
             raise SlurmError(f"`{' '.join(argv)}` did not answer JSON ({exc}): {out[:120]!r}") from None
 
     # -- reads ------------------------------------------------------------------------------
+    @decode.gc_paused()
     def nodes(self) -> list[Node]:
         """``sinfo --json`` where it lists nodes (22.05); otherwise (23.02+: per-partition records)
         ``scontrol show nodes --json``, which later calls then ask directly."""
@@ -78,6 +79,7 @@ class CliClient(SlurmClient):
             raise SlurmError("scontrol show nodes --json answered without a 'nodes' list")
         return found
 
+    @decode.gc_paused()
     def jobs(self) -> list[Job]:
         return decode.jobs_answer(self._json(["squeue", "--json"]), "squeue --json")
 

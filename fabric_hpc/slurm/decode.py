@@ -16,9 +16,13 @@ the type of the value it found; no ``TypeError``/``KeyError``/``ValueError`` lea
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import gc
+import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from fabric_hpc.errors import ExternalError
@@ -125,8 +129,13 @@ def state(d: Mapping[str, Any], key: str, what: str, flags_key: str | None = Non
 
 
 def parsed(what: str, fn: Any, *args: Any) -> Any:
-    """Run a text parser (:mod:`parse`); its ExternalError becomes a SlurmError naming the record."""
+    """Run a text parser (:mod:`parse`); its ExternalError becomes a SlurmError naming the record.
+
+    A parser of one string whose answer is immutable (:data:`_PURE`) is asked once per distinct
+    string (an answer of thousands of jobs repeats the same GRES, TRES and states)."""
     try:
+        if fn in _PURE and len(args) == 1 and (args[0] is None or type(args[0]) is str):
+            return _once(fn, args[0])
         return fn(*args)
     except SlurmError:
         raise
@@ -134,9 +143,27 @@ def parsed(what: str, fn: Any, *args: Any) -> Any:
         raise SlurmError(f"{what}: {exc.message}", hint=exc.hint) from None
 
 
-def gpu_type(gres: str, what: str = "GRES") -> str | None:
-    types = {g.type for g in parsed(what, parse_gres, gres) if g.name == "gpu" and g.type}
+def _gpu_type(gres: str | None) -> str | None:
+    types = {g.type for g in parse_gres(gres) if g.name == "gpu" and g.type}
     return types.pop() if len(types) == 1 else None
+
+
+def _state_of(parts: str | None) -> tuple[str, tuple[str, ...]]:
+    """:func:`parse_state` of ``"BASE+FLAG+…"`` (hashable, so :func:`_once` can keep the answer)."""
+    return parse_state((parts or "").split("+"))
+
+
+#: Parsers of one string that return immutable values (ints, str, tuples): safe to remember.
+_PURE = frozenset({gpu_count, gpu_indices, hosts, _gpu_type, _state_of})
+
+
+@functools.lru_cache(maxsize=8192)
+def _once(fn: Any, text: str | None) -> Any:
+    return fn(text)
+
+
+def gpu_type(gres: str, what: str = "GRES") -> str | None:
+    return parsed(what, _gpu_type, gres)
 
 
 def node(d: Any) -> Node:
@@ -174,7 +201,7 @@ def job(d: Any) -> Job:
                          else f"job: field 'job_id' is unset ({d['job_id']!r})")
     what = f"job {job_id}"
     base, flags = state(d, "job_state", what, None)
-    state_name, more = parsed(what, parse_state, [base, *flags])
+    state_name, more = parsed(what, _state_of, "+".join((base, *flags)))
     node_list = parsed(what, hosts, text(d, "nodes", what)) if state_name != "PENDING" else ()
     tres = text(d, "tres_per_node", what)
     limit = number(d, "time_limit", what)
@@ -189,6 +216,31 @@ def job(d: Any) -> Job:
                gpus=_job_gpus(d, what, node_list), submit_time=epoch(d, "submit_time", what) or 0.0,
                begin_time=epoch(d, "eligible_time", what), start_time=epoch(d, "start_time", what),
                time_limit_min=None if limit is None else int(limit), priority=integer(d, "priority", what))
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused while an answer is parsed and decoded (a context
+    manager, or a decorator of a client's read: the parsed answer is then freed before the
+    collector runs again).
+
+    An answer of thousands of jobs is a million containers (20 MB of Slurm 25.11 JSON); collections
+    triggered while they are built, read, or still alive scan them again and again (3× the parse
+    itself). Parsed JSON and the decoded records hold no reference cycles, so nothing is left for
+    the collector; it runs again as before afterwards (it stays paused if the caller had paused it)."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads`` with the collector paused (:func:`gc_paused`); raises what ``json.loads`` raises."""
+    with gc_paused():
+        return json.loads(text)
 
 
 def answer(data: Any, what: str) -> Mapping[str, Any]:
@@ -214,8 +266,10 @@ def nodes_answer(data: Any, what: str) -> list[Node] | None:
     data = answer(data, what)
     if "nodes" not in data and isinstance(data.get("sinfo"), list):
         return None
-    return [node(n) for n in _items(data, "nodes", what)]
+    with gc_paused():
+        return [node(n) for n in _items(data, "nodes", what)]
 
 
 def jobs_answer(data: Any, what: str) -> list[Job]:
-    return [job(j) for j in _items(answer(data, what), "jobs", what)]
+    with gc_paused():
+        return [job(j) for j in _items(answer(data, what), "jobs", what)]

@@ -21,7 +21,7 @@ from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
 
 def _load(text: str, what: str) -> Any:
     try:
-        return json.loads(text)
+        return decode.parse_json(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise SlurmError(f"{what} is not JSON ({exc})") from None
 
@@ -33,6 +33,7 @@ class ReplayClient(SlurmClient):
         self.nodes_json, self.jobs_json = nodes_json, jobs_json
         self.actions: list[tuple[str, int, dict[str, Any]]] = []
 
+    @decode.gc_paused()
     def nodes(self) -> list[Node]:
         found = decode.nodes_answer(_load(self.nodes_json, "recorded nodes"), "recorded nodes")
         if found is None:
@@ -40,6 +41,7 @@ class ReplayClient(SlurmClient):
                              hint="record `scontrol show nodes --json` instead")
         return found
 
+    @decode.gc_paused()
     def jobs(self) -> list[Job]:
         return decode.jobs_answer(_load(self.jobs_json, "recorded jobs"), "recorded jobs")
 

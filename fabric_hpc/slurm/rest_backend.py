@@ -111,7 +111,7 @@ class RestClient(SlurmClient):
         finally:
             conn.close()
         try:
-            return resp.status, json.loads(raw)
+            return resp.status, decode.parse_json(raw)
         except (json.JSONDecodeError, RecursionError):
             hint = "a JWT is missing or expired? (scontrol token)" if resp.status in (401, 403) else None
             raise SlurmError(f"slurmrestd: {method} {path} answered HTTP {resp.status} without JSON: {raw[:160]!r}",
@@ -138,6 +138,7 @@ class RestClient(SlurmClient):
         return checked(status, data, f"slurmrestd {method} {path}")
 
     # -- reads -------------------------------------------------------------------------------
+    @decode.gc_paused()
     def nodes(self) -> list[Node]:
         path = "/nodes" if self.legacy else "/nodes/"
         found = decode.nodes_answer(self._call("GET", path), f"slurmrestd GET {path}")
@@ -145,6 +146,7 @@ class RestClient(SlurmClient):
             raise SlurmError(f"slurmrestd GET {path} answered without a 'nodes' list")
         return found
 
+    @decode.gc_paused()
     def jobs(self) -> list[Job]:
         path = "/jobs" if self.legacy else "/jobs/"
         return decode.jobs_answer(self._call("GET", path), f"slurmrestd GET {path}")

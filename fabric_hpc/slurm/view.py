@@ -8,6 +8,7 @@ holds the lowest free GPUs of its hosts (Slurm's own choice), so it is never pla
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 
@@ -78,7 +79,16 @@ def request_of(job: Job) -> Request:
         raise ConfigError(f"job {job.job_id} asks for no GPUs per node (TresPerNode)")
     opts, _ = split_options(job)
     text = f"nodes={job.nodes},gpus_per_node={job.gpus_per_node}" + (f",{opts}" if opts else "")
-    return parse_request(text, source=f"job {job.job_id} --comment")
+    try:
+        return _request(text)
+    except ConfigError:  # again, for the message that names the job
+        return parse_request(text, source=f"job {job.job_id} --comment")
+
+
+@functools.lru_cache(maxsize=1024)
+def _request(text: str) -> Request:
+    """The request of a job's text (requests are frozen: the jobs of one shape share one object)."""
+    return parse_request(text)
 
 
 def _sched_job(job: Job, request: Request, inputs: Inputs) -> SchedJob:

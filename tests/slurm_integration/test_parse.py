@@ -114,6 +114,41 @@ def test_unexpected_json_is_a_named_error(change, words):
     json.dumps(GOOD)  # the fixture itself stays JSON
 
 
+def test_remembered_parses_still_name_each_record():
+    """The decoder asks each parser once per distinct string: equal strings give equal answers, and a
+    bad string is an error naming every record that carries it (errors are never remembered)."""
+    a, b = decode.job({**GOOD, "job_id": 11}), decode.job({**GOOD, "job_id": 12})
+    assert a.gpus == b.gpus and a.node_list == b.node_list and a.gpus_per_node == b.gpus_per_node == 8
+    for jid in (21, 22):
+        with pytest.raises(SlurmError, match=f"job {jid}: .*GRES string"):
+            decode.job({**GOOD, "job_id": jid, "tres_per_node": "gres:gpu:8,,(bad"})
+        with pytest.raises(SlurmError, match=f"job {jid}: .*unknown job state"):
+            decode.job({**GOOD, "job_id": jid, "job_state": "EXPLODED"})
+
+
+def test_answers_are_parsed_with_the_collector_paused_and_restored():
+    import gc
+
+    from fabric_hpc.slurm.replay import ReplayClient
+
+    assert gc.isenabled()
+    assert decode.parse_json('{"jobs": [1, 2.5, null]}') == {"jobs": [1, 2.5, None]} and gc.isenabled()
+    with pytest.raises(json.JSONDecodeError):
+        decode.parse_json('{"jobs": [')
+    assert gc.isenabled()  # also after an error
+    gc.disable()
+    try:  # a caller that paused the collector keeps it paused
+        decode.jobs_answer({"jobs": [GOOD]}, "squeue --json")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with pytest.raises(SlurmError, match="recorded jobs is not JSON"):
+        ReplayClient("{}", '{"jobs": [').jobs()
+    assert gc.isenabled()
+    assert [j.job_id for j in ReplayClient("{}", json.dumps({"jobs": [GOOD]})).jobs()] == [GOOD["job_id"]]
+    assert gc.isenabled()  # a client's read (parse and decode) pauses it only while it runs
+
+
 # -- golden answers of live Slurm 22.05 and 25.11 ---------------------------------------------
 DATA = Path(__file__).parent / "data"
 VERSIONS = sorted(p.name.removeprefix("slurm-") for p in DATA.glob("slurm-*"))
