@@ -151,8 +151,9 @@ class Agent:
         self.policy = policy or make_policy(config.policy, **_policy_options(config))
         self.inputs = Inputs(tiers=TierMap.parse(config.tier_map), ckpt_root=config.ckpt_root)
         self.usage = AgentUsage(self.state_dir)
+        self._notes: list[dict[str, Any]] = []  # this cycle's audit records, written with its decisions
         self.usage_source = UsageSource(config.usage_source, self.usage, command_runner(client),
-                                        self._event)
+                                        self._note)
         self.cadence = Cadence(config.backfill_interval_s)
         self.audit = JsonLinesWriter(self.state_dir / "decisions.jsonl")
         self.lock = AgentLock(self.state_dir)
@@ -214,7 +215,8 @@ class Agent:
 
     def _write_ahead(self, view: View, decisions: Any, res: CycleResult) -> None:
         """Every decision of the cycle on disk (one write, one fsync) before any is sent to Slurm."""
-        events = [make_event("agent.handoff", job=job_id, reason=why) for job_id, why in view.invalid.items()]
+        events, self._notes = self._notes, []
+        events += [make_event("agent.handoff", job=job_id, reason=why) for job_id, why in view.invalid.items()]
         events += [make_event("agent.requeue", job=int(p.job_id), for_job=int(p.for_job),
                               gpu_hours_lost=p.gpu_hours_lost) for p in decisions.preempt]
         events += [make_event("agent.place", **entry) for entry in res.started]
@@ -233,9 +235,10 @@ class Agent:
     def _log(self, what: str, **fields: Any) -> None:
         self.audit.write(make_event(f"agent.{what}", **fields))
 
-    def _event(self, what: str, **fields: Any) -> None:
-        """Audit log and event stream."""
-        self._log(what, **fields)
+    def _note(self, what: str, **fields: Any) -> None:
+        """An ``agent.<what>`` record for the event stream now and the audit log with the cycle's
+        decisions (or with its error record): still one write and one fsync per cycle."""
+        self._notes.append(make_event(f"agent.{what}", **fields))
         emit(f"agent.{what}", **fields)
 
     def _finish(self, res: CycleResult, view: View) -> None:
@@ -299,7 +302,8 @@ class Agent:
             frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
             fields["where"] = f"{frame[0].filename}:{frame[0].lineno}" if frame else "?"
         try:
-            self._log("error", **fields)
+            records, self._notes = [*self._notes, make_event("agent.error", **fields)], []
+            self.audit.write_many(records)
         except OSError as log_exc:  # the audit log itself failing (disk full) must not end the loop either
             fields["audit_log"] = bounded(f"not written: {log_exc}", 200)
         emit("agent.error", **fields)

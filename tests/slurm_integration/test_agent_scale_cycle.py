@@ -56,7 +56,7 @@ class _CheckingClient(ReplayClient):
 def test_decisions_are_on_disk_before_any_action_with_one_fsync(tmp_path, monkeypatch, version):
     s, q, now = _answers(version)
     client = _CheckingClient(s, q, tmp_path / "decisions.jsonl")
-    agent = Agent(client, FAB, AgentConfig(state_dir=str(tmp_path)))
+    agent = Agent(client, FAB, AgentConfig(state_dir=str(tmp_path), usage_source="ledger"))
     synced = []
     real = events.os.fsync
     monkeypatch.setattr(events.os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real(fd))[1])
@@ -66,7 +66,7 @@ def test_decisions_are_on_disk_before_any_action_with_one_fsync(tmp_path, monkey
     assert len(log_syncs) == 1  # the cycle's records: one write, one fsync (usage.json has its own)
     log = read_json_lines(tmp_path / "decisions.jsonl")
     kinds = [e["event"] for e in log]
-    assert kinds == (["agent.requeue"] * len(res.requeued) + ["agent.place"] * len(res.started)
+    assert kinds == (["agent.usage_source"] + ["agent.requeue"] * len(res.requeued) + ["agent.place"] * len(res.started)
                      + ["agent.waiting"])
     assert [e["job"] for e in log if e["event"] == "agent.requeue"] == res.requeued
     sent = [a for a in client.actions if a[0] in ("requeue", "update")]
