@@ -106,8 +106,14 @@ def parse_request(text: str | dict[str, Any], *, source: str = "--request") -> R
     ``--gpus-per-node``) and the total otherwise; ``switches=K`` is ``max_domains=K`` at the leaf
     level; a boolean key alone (``numa_local``) means true; features join with ``&``.
     """
-    if not isinstance(text, str):
-        return parse_model(Request, text, source=source)
+    data = text if not isinstance(text, str) else request_fields(text, source=source)
+    return parse_model(Request, data, source=source,
+                       hint="example: --request 'nodes=4,gpus=8,within=leaf' or 'gpus=16,numa_local'")
+
+
+def request_fields(text: str, *, source: str = "--request") -> dict[str, Any]:
+    """The typed fields of a request string (keys resolved, values converted; not yet validated
+    together): :func:`parse_request`'s first half, for callers that add fields of their own."""
     valid = sorted(set(Request.model_fields) | set(_ALIASES))
     data: dict[str, Any] = {}
     seen: set[str] = set()
@@ -134,8 +140,7 @@ def parse_request(text: str | dict[str, Any], *, source: str = "--request") -> R
         raise ConfigError("\n".join(problems), hint="example: --request 'nodes=4,gpus=8,within=leaf'")
     if "nodes" in data and "gpus" in data and "gpus_per_node" not in data:
         data["gpus_per_node"] = data.pop("gpus")
-    return parse_model(Request, data, source=source,
-                       hint="example: --request 'nodes=4,gpus=8,within=leaf' or 'gpus=16,numa_local'")
+    return data
 
 
 def _convert(key: str, value: str | None) -> Any:

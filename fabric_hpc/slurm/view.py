@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.events import emit
-from fabric_hpc.placement import ClusterState, parse_request
-from fabric_hpc.placement.request import Request
+from fabric_hpc.placement import ClusterState
+from fabric_hpc.placement.request import Request, request_fields
+from fabric_hpc.validation import parse_model
 from fabric_hpc.scheduler import TIERS, PendingJob, RunningJob
 from fabric_hpc.scheduler import Job as SchedJob
 from fabric_hpc.slurm.ckpt_time import last_checkpoint_time
@@ -74,21 +75,30 @@ def split_options(job: Job, tiers: TierMap | None = None) -> tuple[str, str]:
 
 
 def request_of(job: Job) -> Request:
-    """The placement request of a Slurm job: ``-N`` nodes × GPUs per node, plus its fabric options."""
+    """The placement request of a Slurm job: ``-N`` nodes × GPUs per node as Slurm gives them, plus
+    the fabric options of its ``--comment`` (which may not set the size again)."""
     if job.gpus_per_node < 1:
         raise ConfigError(f"job {job.job_id} asks for no GPUs per node (TresPerNode)")
     opts, _ = split_options(job)
-    text = f"nodes={job.nodes},gpus_per_node={job.gpus_per_node}" + (f",{opts}" if opts else "")
     try:
-        return _request(text)
-    except ConfigError:  # again, for the message that names the job
-        return parse_request(text, source=f"job {job.job_id} --comment")
+        return _request(job.nodes, job.gpus_per_node, opts)
+    except ConfigError as exc:  # the message names the job
+        raise ConfigError(f"job {job.job_id} {exc.message}", hint=exc.hint) from None
+
+
+_SIZE_KEYS = frozenset({"nodes", "gpus", "gpus_per_node"})
 
 
 @functools.lru_cache(maxsize=1024)
-def _request(text: str) -> Request:
-    """The request of a job's text (requests are frozen: the jobs of one shape share one object)."""
-    return parse_request(text)
+def _request(nodes: int, gpus_per_node: int, opts: str) -> Request:
+    """The request of one job shape (requests are frozen: the jobs of one shape share one object)."""
+    fields = request_fields(opts, source="--comment") if opts else {}
+    if clash := sorted(_SIZE_KEYS & fields.keys()):
+        raise ConfigError(f"--comment: {', '.join(clash)} given in the fabric options",
+                          hint="the size comes from -N and --gpus-per-node; keep only placement options "
+                               "in --comment, e.g. --comment 'fabric:within=leaf'")
+    return parse_model(Request, {**fields, "nodes": nodes, "gpus_per_node": gpus_per_node},
+                       source="--comment", hint="example: --comment 'fabric:within=leaf'")
 
 
 def _sched_job(job: Job, request: Request, inputs: Inputs) -> SchedJob:

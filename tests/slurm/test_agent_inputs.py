@@ -155,3 +155,27 @@ def test_agent_run_rejects_a_bad_tier_map_in_one_line(tmp_path):
                          env={**os.environ, "SLURM_CONF": str(tmp_path / "none.conf")})
     assert out.returncode == 3, out
     assert "unknown tier 'gold'" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("comment", ["fabric", "fabric:within=leaf", "fabric:tier=high,switches=2",
+                                     "fabric:numa_local,features=a&b", "fabric:rail_aligned=false,exclude=h[1-2]"])
+def test_request_is_built_from_slurms_numbers_not_a_request_text(comment):
+    """The size comes from Slurm's -N/--gpus-per-node as numbers, the options from the comment: the
+    same request the text form gives (the oracle), with no formatting and re-parsing of the size."""
+    from fabric_hpc.placement import parse_request
+    from fabric_hpc.slurm.view import request_of, split_options
+
+    job = Job(job_id=9, name="x", state="PENDING", comment=comment, nodes=3, gpus_per_node=4)
+    opts, _ = split_options(job)
+    assert request_of(job) == parse_request("nodes=3,gpus_per_node=4" + (f",{opts}" if opts else ""))
+
+
+@pytest.mark.parametrize("size", ["nodes=2", "gpus=4", "gpus_per_node=2", "gpus-per-node=2"])
+def test_a_size_in_the_comment_is_refused_naming_the_job(size):
+    from fabric_hpc.slurm.view import request_of
+
+    job = Job(job_id=11, name="x", state="PENDING", comment=f"fabric:within=leaf,{size}", nodes=2,
+                   gpus_per_node=8)
+    with pytest.raises(ConfigError, match=r"job 11 --comment: .* given in the fabric options") as exc:
+        request_of(job)
+    assert "-N and --gpus-per-node" in (exc.value.hint or "")
