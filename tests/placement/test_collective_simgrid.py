@@ -29,7 +29,7 @@ from tests.real import require_real
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 256 * 2**20
 TARGET = 0.10  # the fast model within 10 % of SimGrid
-TARGET_ECMP = 0.15  # with ECMP-hashed routes (see test_ecmp_model_within...)
+TARGET_ECMP = 0.15  # with ECMP-hashed routes (see test_ecmp_model_close_to_simgrid...)
 
 
 def simgrid_available() -> bool:
@@ -114,20 +114,28 @@ def simgrid_times(fab, jobs: list[list[int]], horizon: float, salts: list[int] |
     return json.loads(out.stdout)["seconds"]
 
 
-@pytest.mark.parametrize("name", list(FABRICS))
-def test_fast_model_within_10_percent_of_simgrid(name):
-    fab = FABRICS[name]()
+def compare_with_simgrid(fab, *, ecmp: bool) -> tuple[list[float], int]:
+    """(relative errors of the fast model against SimGrid, jobs slower than a reference by > 5 %) on
+    the seeded scenarios; the reference is each job alone, or with ``ecmp`` the same jobs on perfectly
+    spread uplinks (then every job's flows are hashed onto single ports, in both models)."""
     rng = np.random.default_rng(13)
-    errors, contended = [], 0
+    errors, slower = [], 0
     for trial in range(6):
         jobs = crossing_jobs(fab) if trial == 0 else random_jobs(fab, rng)
         if len(jobs) < 2:
             continue
-        fast = fast_times(fab, jobs)
-        alone = [collective_time(fab, g, SIZE, algo="ring").seconds for g in jobs]
-        contended += sum(f > a * 1.05 for f, a in zip(fast, alone, strict=True))
-        sim = simgrid_times(fab, jobs, horizon=2.5 * max(fast))
+        salts = [1000 * trial + j for j in range(len(jobs))] if ecmp else None
+        fast = fast_times(fab, jobs, salts)
+        ref = fast_times(fab, jobs) if ecmp else [collective_time(fab, g, SIZE, algo="ring").seconds for g in jobs]
+        slower += sum(f > r * 1.05 for f, r in zip(fast, ref, strict=True))
+        sim = simgrid_times(fab, jobs, horizon=2.5 * max(fast), salts=salts)
         errors += [abs(f - s) / s for f, s in zip(fast, sim, strict=True)]
+    return errors, slower
+
+
+@pytest.mark.parametrize("name", list(FABRICS))
+def test_fast_model_within_10_percent_of_simgrid(name):
+    errors, contended = compare_with_simgrid(FABRICS[name](), ecmp=False)
     assert len(errors) >= 8
     print(name, "errors", np.round(errors, 3).tolist(), "contended", contended)
     assert max(errors) <= TARGET, f"{name}: errors {np.round(errors, 3).tolist()}"
@@ -136,23 +144,12 @@ def test_fast_model_within_10_percent_of_simgrid(name):
 
 
 @pytest.mark.parametrize("name", list(FABRICS))
-def test_ecmp_model_within_10_percent_of_simgrid_on_the_same_hashed_routes(name):
+def test_ecmp_model_close_to_simgrid_on_the_same_hashed_routes(name):
     """ECMP: the same scenarios with every job's flows hashed onto single ports; the model's max-min
     share on the picked ports against SimGrid on the same routes. On Lingjun the hash makes flows
-    collide (a ring slower than with perfectly spread uplinks) in this set."""
-    fab = FABRICS[name]()
-    rng = np.random.default_rng(13)
-    errors, collided = [], 0
-    for trial in range(6):
-        jobs = crossing_jobs(fab) if trial == 0 else random_jobs(fab, rng)
-        if len(jobs) < 2:
-            continue
-        salts = [1000 * trial + j for j in range(len(jobs))]
-        fast = fast_times(fab, jobs, salts)
-        spread = fast_times(fab, jobs)
-        collided += sum(f > s * 1.05 for f, s in zip(fast, spread, strict=True))
-        sim = simgrid_times(fab, jobs, horizon=2.5 * max(fast), salts=salts)
-        errors += [abs(f - s) / s for f, s in zip(fast, sim, strict=True)]
+    collide (a ring slower than with perfectly spread uplinks) in this set. The issue's 10 % is
+    missed here on one SuperPOD job (12.5 %; docs/collective-model.md)."""
+    errors, collided = compare_with_simgrid(FABRICS[name](), ecmp=True)
     assert len(errors) >= 8
     print(name, "ECMP errors", np.round(errors, 3).tolist(), "collided", collided)
     # one-rate-per-job fluid model vs step-synchronised flows: where a slow job's flow bursts on a
