@@ -144,7 +144,9 @@ def test_refusals(hf_ckpt: Path, tmp_path: Path) -> None:
              ({"cast": [{"match": r".*q_proj\.weight", "to": "float8_e4m3fn", "input_scale": {"value": 1.0}},
                         {"match": FP8_LINEARS, "to": "float8_e4m3fn"}]}, "mix activation schemes"),
              ({"cast": [{"match": r".*q_proj\.weight", "to": "float8_e4m3fn", "scale": "channel"},
-                        {"match": FP8_LINEARS, "to": "float8_e4m3fn"}]}, "mix scale kinds")]
+                        {"match": FP8_LINEARS, "to": "float8_e4m3fn"}]}, "mix scale kinds"),
+             ({"cast": [{"match": r".*(q|o|gate|up|down)_proj\.weight", "to": "float8_e4m3fn"}]},
+              "q_proj is fp8 but model.layers.0.self_attn.k_proj is not")]
     for n, (recipe, msg) in enumerate(cases):
         convert(hf_ckpt, tmp_path / f"bad{n}", recipe)
         with pytest.raises(CheckpointError, match=msg):

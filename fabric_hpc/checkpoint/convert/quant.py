@@ -25,7 +25,8 @@ of ``config.json`` that vLLM reads (sources: vLLM's
 Refused (nothing matches the checkpoint exactly): e5m2 weights (both load float8_e4m3fn
 only), per-channel scales with static input scales, a mix of per-tensor and per-channel scales,
 input scales on some fp8 weights but not others, an fp8 tensor that is not a ``.weight`` or
-lacks its float32 ``weight_scale``.
+lacks its float32 ``weight_scale``, some projections of a layer vLLM fuses (q/k/v, gate/up) in
+fp8 and others not.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ from fabric_hpc.checkpoint.convert.recipe import FP8_DTYPES
 from fabric_hpc.checkpoint.errors import CheckpointError
 
 FBGEMM_ACTIVATION_SCALE_UB = 1200.0  # transformers' FbgemmFp8Config default
+# modules vLLM loads as one fused layer (its Llama-family ``packed_modules_mapping``); all shards
+# of a fused layer must have the same precision (``is_layer_skipped`` raises otherwise)
+FUSED = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 HINT = "export with --no-quantization-config and write quantization_config yourself, or convert again " \
        "(fp8 e4m3 for every linear, one scale kind, input_scale for all or none)"
 
@@ -91,6 +95,7 @@ def hf_quantization_config(facts: Mapping[str, Any], modules: Mapping[str, str])
     if channel and facts.get("activation_scheme") == "static":
         problems.append("per-channel weight scales with static input_scale: vLLM's per-channel fp8 "
                         "(fbgemm_fp8) quantises activations dynamically and has no input_scale")
+    problems += _split_fused(facts, modules)
     if problems:
         raise CheckpointError("cannot write a quantization_config for this fp8 checkpoint: " + "; ".join(problems[:3]),
                               hint=HINT)
@@ -99,6 +104,20 @@ def hf_quantization_config(facts: Mapping[str, Any], modules: Mapping[str, str])
         return {"quant_method": "fbgemm_fp8", "modules_to_not_convert": skipped,
                 "activation_scale_ub": FBGEMM_ACTIVATION_SCALE_UB}
     return {"quant_method": "fp8", "activation_scheme": facts["activation_scheme"], "ignored_layers": skipped}
+
+
+def _split_fused(facts: Mapping[str, Any], modules: Mapping[str, str]) -> list[str]:
+    """fp8 modules whose siblings in a layer vLLM fuses (q/k/v, gate/up) are left unconverted."""
+    kept = {modules[m] for m in facts.get("not_converted", []) if m in modules}
+    out = []
+    for m in (modules[m] for m in facts.get("modules", []) if m in modules):
+        base, _, last = m.rpartition(".")
+        for group in FUSED:
+            odd = [f"{base}.{g}" for g in group if last in group and f"{base}.{g}" in kept]
+            if odd:
+                out.append(f"{m} is fp8 but {odd[0]} is not; vLLM fuses them ({'/'.join(group)}) and "
+                           f"needs one precision")
+    return out
 
 
 def merge_config(config: dict[str, Any] | None, quant: dict[str, Any]) -> dict[str, Any] | None:
