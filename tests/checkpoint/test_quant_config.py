@@ -167,3 +167,15 @@ def test_cli_prints_and_refuses(hf_ckpt: Path, tmp_path: Path, capsys: pytest.Ca
     assert "float8_e5m2" in err and "fix:" in err and "Traceback" not in err
     assert main(["ckpt", "export-hf", str(tmp_path / "e5"), str(tmp_path / "hf5"), "--no-quantization-config"]) == 0
     assert "quantization_config" not in json.loads((tmp_path / "hf5" / "config.json").read_text())
+
+
+def test_without_config_json_prints_what_to_add(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fabric_hpc.checkpoint import save
+    from fabric_hpc.cli.main import main
+    save(tmp_path / "ck", {"model.layers.0.mlp.down_proj.weight": np.ones((4, 8), np.float32)}, step=0)
+    convert(tmp_path / "ck", tmp_path / "q", _cast())
+    info = export_hf(tmp_path / "q", tmp_path / "hf")
+    assert not (tmp_path / "hf" / "config.json").exists() and info["config_written"] is False
+    assert info["quantization_config"] == {"quant_method": "fp8", "activation_scheme": "dynamic", "ignored_layers": []}
+    assert main(["ckpt", "export-hf", str(tmp_path / "q"), str(tmp_path / "hf2")]) == 0
+    assert "NOT written: no config.json" in " ".join(capsys.readouterr().out.split())
