@@ -3,6 +3,7 @@ out of other ecosystems (registered on the ``ckpt`` group by :func:`register`)."
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -67,9 +68,11 @@ def import_hf_cmd(src: Path, out: Path, step: int, prefix: str | None, as_json: 
 @click.option("--prefix", default=None, help="Export only this subtree (stripped from the keys).")
 @click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="config.json to write (default: the one carried from import-hf, if any).")
+@click.option("--no-quantization-config", "no_quant", is_flag=True,
+              help="Do not write quantization_config into config.json for a converted fp8 checkpoint.")
 @json_option
 def export_hf_cmd(path: Path, out: Path, step: int | None, max_shard: str, prefix: str | None,
-                  config: Path | None, as_json: bool) -> None:
+                  config: Path | None, no_quant: bool, as_json: bool) -> None:
     """Export a checkpoint as a Hugging Face safetensors directory OUT (sharded, with the index)."""
     from fabric_hpc.checkpoint import open_checkpoint
     from fabric_hpc.checkpoint.interop.hf import export_hf
@@ -77,9 +80,18 @@ def export_hf_cmd(path: Path, out: Path, step: int | None, max_shard: str, prefi
     limit = parse_size(max_shard)
     total = open_checkpoint(path, step).manifest.nbytes
     with _progress("export", total, not as_json) as tick:
-        info = export_hf(path, out, step=step, prefix=prefix, max_shard_bytes=limit, config=config, progress=tick)
-    render(as_json, info, lambda c: c.print(f"wrote {info['path']}: {info['tensors']} tensors in "
-                                            f"{len(info['files'])} file(s), {_size(info['bytes'])}"))
+        info = export_hf(path, out, step=step, prefix=prefix, max_shard_bytes=limit, config=config,
+                         quantization_config=not no_quant, progress=tick)
+
+    def human(c: Any) -> None:
+        c.print(f"wrote {info['path']}: {info['tensors']} tensors in {len(info['files'])} file(s), "
+                f"{_size(info['bytes'])}")
+        quant = info["quantization_config"]
+        if quant is not None:
+            where = "written into config.json" if info["config_written"] else \
+                "NOT written: no config.json (pass --config); add it to config.json by hand"
+            c.print(f"quantization_config ({where}): {json.dumps(quant)}")
+    render(as_json, info, human)
 
 
 @click.command("import-dcp")

@@ -29,6 +29,7 @@ import numpy as np
 from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.convert.cast import Caster, Workspace, anon
 from fabric_hpc.checkpoint.convert.plan import Planner, Spec, input_scale_name, scale_name
+from fabric_hpc.checkpoint.convert.quant import fp8_facts
 from fabric_hpc.checkpoint.convert.recipe import FP8_DTYPES, Recipe, load_recipe
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError
 from fabric_hpc.checkpoint.format import chunk_key, stored_dtype
@@ -75,7 +76,8 @@ def convert(path: Path | str, out_root: Path | str, recipe: Recipe | Mapping[str
     ckpt = open_checkpoint(path, step)
     planner = Planner(ckpt, recipe)
     specs = planner.plan()
-    meta = {**ckpt.manifest.user_metadata,
+    # the fp8 facts are recomputed from what this convert writes (a source's would name old tensors)
+    meta = {**{k: v for k, v in ckpt.manifest.user_metadata.items() if k != "quantization"},
             "converted_from": {"path": str(ckpt.path), "step": ckpt.step},
             "recipe": recipe.model_dump(mode="json", exclude_defaults=True)}
     layout = {**ckpt.manifest.layout, **planner.layout} if recipe.tp is None else dict(planner.layout)
@@ -94,6 +96,9 @@ def convert(path: Path | str, out_root: Path | str, recipe: Recipe | Mapping[str
         errors = {r["name"]: r["rel_rms_error"] for r in rows if "rel_rms_error" in r}
         if errors:
             w.header["user_metadata"]["cast_rel_rms_error"] = errors
+        quant = fp8_facts({n: (m["dtype"], list(m["shape"])) for n, m in w.metas.items()})
+        if quant is not None:  # what export-hf turns into config.json's quantization_config
+            w.header["user_metadata"]["quantization"] = quant
     assert w.result is not None
     return ConvertReport(w.result.path, w.result.step, w.result.nbytes, time.perf_counter() - t0, rows,
                          {"peak_bytes": stats.peak_bytes, "peak_tensors": stats.peak_items,

@@ -130,12 +130,14 @@ def _plan_shards(sizes: list[tuple[str, int]], max_bytes: int) -> list[list[tupl
 
 def export_hf(path: Path | str, out: Path | str, *, step: int | None = None, prefix: str | None = None,
               max_shard_bytes: int = DEFAULT_SHARD, config: Path | str | None = None,
-              progress: Progress | None = None) -> dict[str, Any]:
+              quantization_config: bool = True, progress: Progress | None = None) -> dict[str, Any]:
     """Write checkpoint ``path`` (``step`` or latest) as a safetensors model directory ``out``.
 
     Tensor names become Hugging Face keys with ``/`` replaced by ``.``; ``prefix`` exports one
     subtree (stripped from the keys). ``config`` (a config.json) overrides the one carried from
-    an import. ``out`` must not exist (or be an empty directory)."""
+    an import. A converted checkpoint with fp8 weights gets the matching ``quantization_config``
+    in config.json (:mod:`fabric_hpc.checkpoint.convert.quant`) unless ``quantization_config`` is
+    False. ``out`` must not exist (or be an empty directory)."""
     if max_shard_bytes < 1:
         raise CheckpointError(f"max shard size must be positive, got {max_shard_bytes}")
     out = Path(out)
@@ -147,6 +149,8 @@ def export_hf(path: Path | str, out: Path | str, *, step: int | None = None, pre
     shards = _plan_shards(sizes, max_shard_bytes)
     fnames = [SINGLE] if len(shards) == 1 else \
         [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    extra = _carried(ckpt.manifest.user_metadata, config)
+    quant = _quantization(ckpt.manifest.user_metadata, keys, extra) if quantization_config else None
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
     fsio.make_dirs(out.parent)
     fsio.make_dir(tmp)
@@ -154,7 +158,6 @@ def export_hf(path: Path | str, out: Path | str, *, step: int | None = None, pre
         with store.reading(ckpt.ref):
             for fname, shard in zip(fnames, shards):
                 _write_file(tmp / fname, ckpt, shard, keys, progress)
-        extra = _carried(ckpt.manifest.user_metadata, config)
         if len(shards) > 1:
             index = {"metadata": {"total_size": sum(n for _, n in sizes)},
                      "weight_map": {keys[n]: f for f, shard in zip(fnames, shards) for n, _ in shard}}
@@ -167,7 +170,21 @@ def export_hf(path: Path | str, out: Path | str, *, step: int | None = None, pre
         fsio.remove_tree(tmp)
         raise
     return {"path": str(out), "files": fnames, "tensors": len(keys), "bytes": sum(n for _, n in sizes),
-            "step": ckpt.step}
+            "step": ckpt.step, "quantization_config": quant, "config_written": "config.json" in extra}
+
+
+def _quantization(user_metadata: dict[str, Any], keys: dict[str, str], extra: dict[str, Any]) -> dict | None:
+    """The quantization_config of a converted fp8 checkpoint (None for any other), merged into
+    the config.json to write (``extra``) when there is one."""
+    facts = user_metadata.get("quantization")
+    if not isinstance(facts, dict):
+        return None
+    from fabric_hpc.checkpoint.convert.quant import hf_quantization_config, merge_config
+    modules = {n[:-len(".weight")]: k[:-len(".weight")] for n, k in keys.items() if n.endswith(".weight")}
+    quant = hf_quantization_config(facts, modules)
+    if "config.json" in extra:
+        extra["config.json"] = merge_config(extra["config.json"], quant)
+    return quant
 
 
 def _export_keys(names: list[str], prefix: str | None) -> dict[str, str]:
