@@ -131,11 +131,19 @@ local function check_options(opts)
 end
 
 local function agent_alive()
+  -- (alive, why not): a heartbeat younger than FALLBACK_S from an agent that speaks our protocol
   local f = io.open(STATE_DIR .. "/heartbeat", "r")
-  if f == nil then return false end
+  if f == nil then return false, "the placement agent is not running" end
   local beat = tonumber(f:read("*l") or "")
+  local proto = f:read("*l")
   f:close()
-  return beat ~= nil and os.time() - beat <= FALLBACK_S
+  if beat == nil or os.time() - beat > FALLBACK_S then return false, "the placement agent is not running" end
+  if proto ~= "protocol=" .. PROTOCOL then
+    slurm.log_info("fabric job_submit: the agent's heartbeat says %s, this plugin speaks protocol=%d",
+                   show(proto or "no protocol"), PROTOCOL)
+    return false, "the placement agent speaks another protocol version than this plugin"
+  end
+  return true, nil
 end
 
 local function wake_agent()
@@ -182,12 +190,13 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
   local err = check_options(opts)
   if err ~= nil then return reject("--comment=" .. show(comment) .. ": " .. err) end
   job_desc.comment = asked and comment or "fabric"
-  if agent_alive() then
+  local alive, why = agent_alive()
+  if alive then
     local until_t = os.time() + FALLBACK_S
     if job_desc.begin_time == nil or job_desc.begin_time < until_t then job_desc.begin_time = until_t end
     wake_agent()
   else
-    slurm.log_user("%s", "fabric: the placement agent is not running; Slurm places this job itself")
+    slurm.log_user("%s", "fabric: " .. why .. "; Slurm places this job itself")
   end
   return slurm.SUCCESS
 end

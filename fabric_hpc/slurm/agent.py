@@ -49,6 +49,7 @@ from fabric_hpc.events import JsonLinesWriter, emit, make_event
 from fabric_hpc.scheduler import SchedulingPolicy, make_policy
 from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
 from fabric_hpc.slurm.contract import SlurmClient, SlurmError
+from fabric_hpc.slurm.plugins import PROTOCOL_VERSION
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.slurm.usage import AgentUsage
 from fabric_hpc.slurm.usage_source import UsageSource, command_runner
@@ -250,7 +251,7 @@ class Agent:
                   "utilisation": view.state.utilisation(), "backend": self.client.backend,
                   "errors": self.errors, **self.usage_source.status()}
         _atomic_write(self.state_dir / "status.json", json.dumps(status))
-        _atomic_write(self.state_dir / "heartbeat", f"{int(time.time())}\n")
+        _atomic_write(self.state_dir / "heartbeat", heartbeat_text(time.time()))
         if self.metrics is not None:
             self.metrics.observe(res, view)
             self.metrics.usage_from_slurm.set(1 if self.usage_source.active == "slurm" else 0)
@@ -397,6 +398,12 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def heartbeat_text(now: float) -> str:
+    """``<state_dir>/heartbeat``: the time of the last good cycle, then the protocol the agent speaks
+    (job_submit.lua defers jobs only for a fresh heartbeat of its own protocol)."""
+    return f"{int(now)}\nprotocol={PROTOCOL_VERSION}\n"
+
+
 def read_status(state_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """What ``fabric agent status`` shows: the last cycle, the heartbeat age, the lock holder."""
     d = Path(state_dir)
@@ -405,7 +412,7 @@ def read_status(state_dir: str | os.PathLike[str]) -> dict[str, Any]:
     status: dict[str, Any] = {}
     if (d / "status.json").exists():
         status = json.loads((d / "status.json").read_text())
-    beat = (d / "heartbeat").read_text().strip() if (d / "heartbeat").exists() else ""
+    beat = (d / "heartbeat").read_text().partition("\n")[0].strip() if (d / "heartbeat").exists() else ""
     status["heartbeat_age_s"] = round(time.time() - int(beat), 1) if beat.isdigit() else None
     status["lock_holder"] = AgentLock(d).holder()
     status["running"] = status["lock_holder"] is not None

@@ -149,3 +149,28 @@ def test_lua_budget_matches_the_python_hostlist_budget() -> None:
 
     text = (Path(__file__).resolve().parents[2] / "plugins" / "job_submit.lua").read_text()
     assert f"local MAX_HOSTLIST_NAMES = {getattr(hostlist, 'MAX_NAMES', 100_000)} " in text
+
+
+@pytest.mark.parametrize(("beat", "deferred", "said"), [
+    ("{now}\nprotocol=1\n", True, ""),
+    ("{now}\n", False, "speaks another protocol version"),                    # an agent before protocol lines
+    ("{now}\nprotocol=2\n", False, "speaks another protocol version"),
+    ("{now}\nprotocol=%s%d\n", False, "speaks another protocol version"),      # hostile text: data, not a format
+    ("{old}\nprotocol=1\n", False, "agent is not running"),                   # stale
+])
+def test_jobs_are_deferred_only_for_a_fresh_heartbeat_of_our_protocol(tmp_path: Path, beat, deferred, said) -> None:
+    """The agent's heartbeat (agent.heartbeat_text) names its protocol; the plugin defers a gang only
+    when it is fresh and speaks the plugin's, else Slurm places the job and the user is told why."""
+    import time
+
+    from fabric_hpc.slurm.agent import heartbeat_text
+
+    state = tmp_path / "agent"
+    state.mkdir()
+    now = int(time.time())
+    (state / "heartbeat").write_text(beat.format(now=now, old=now - 3600))
+    assert heartbeat_text(now) == f"{now}\nprotocol=1\n"
+    [(rc, comment, msgs)] = run_cases(tmp_path, [gang()], state_dir=str(state))
+    assert (rc, comment) == ("0", "fabric")
+    assert (state / "wake").exists() is deferred
+    assert said in msgs and (msgs == "") is deferred
