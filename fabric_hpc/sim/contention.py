@@ -103,6 +103,7 @@ class Contention:
         self._ideal: dict[tuple[int, float], float] = {}
         #: (ideal, bandwidth, latency) seconds of one-NVLink-domain placements by shape
         self._alone: dict[tuple[int, float, float], tuple[float, float, float]] = {}
+        self._rings: dict[tuple[bytes, float, int | None], tuple] = {}  # see ``_ring``
         self._runs: dict[str, _Run] = {}
         self._users: dict[int, set[str]] = {}  # resource -> running jobs that load it
         self._demand = np.zeros(net.size)  # GB/s each resource would carry with every job at its rate alone
@@ -126,13 +127,10 @@ class Contention:
             run.stretch = self._stretch(run, run.rate)
             return {job_id: run.stretch}
         salt = zlib.crc32(job_id.encode()) if self.ecmp else None
-        alone, load = allreduce_and_load(self.fab, g, prof.bytes, params=self.params, ecmp=salt)
-        res = np.flatnonzero((load > 0) & self._shared)
-        rate = 1.0 / float((load[res] / 1e9 / self._cap[res]).max()) if res.size else math.inf
-        run = _Run(prof, self._ideal_time(len(g), prof.bytes), alone.bandwidth_s, alone.latency_s,
-                   res, load[res], rate, flow_unit(load, self._space))
+        run = _Run(prof, self._ideal_time(len(g), prof.bytes), *self._ring(g, prof.bytes, salt))
         self._runs[job_id] = run
         run.stretch = self._stretch(run, run.rate)
+        res = run.res
         if key is not None and not res.size:
             self._alone[key] = (run.ideal, run.bw, run.lat)
         if not self.contention or not res.size:
@@ -159,6 +157,22 @@ class Contention:
         return self._recompute(near)
 
     # -- internals ----------------------------------------------------------------------------------
+    def _ring(self, g: np.ndarray, size: float, salt: int | None) -> tuple:
+        """(bandwidth s, latency s, shared resources, their loads, rate alone, flow unit) of a ring on
+        GPU indices ``g`` (sorted, unique) alone: a pure function of its arguments, remembered (gangs
+        often start again on GPUs a finished gang used; the arrays are never written to)."""
+        key = (g.tobytes(), size, salt)
+        hit = self._rings.get(key)
+        if hit is None:
+            alone, load = allreduce_and_load(self.fab, g, size, params=self.params, ecmp=salt)
+            res = np.flatnonzero((load > 0) & self._shared)
+            rate = 1.0 / float((load[res] / 1e9 / self._cap[res]).max()) if res.size else math.inf
+            if len(self._rings) >= 4096:
+                self._rings.clear()
+            hit = self._rings[key] = (alone.bandwidth_s, alone.latency_s, res, load[res], rate,
+                                      flow_unit(load, self._space))
+        return hit
+
     def _ideal_time(self, n: int, size: float) -> float:
         """The collective on ``n`` GPUs placed compactly (the first ``n`` in topology order), alone."""
         key = (n, size)

@@ -162,3 +162,31 @@ def test_the_reduced_solve_gives_the_full_max_min_share():
     for (j, _), x in zip(placed.items(), full, strict=True):
         assert c.stretch(j) == pytest.approx(c._stretch(c._runs[j], float(x)), rel=1e-9)
     assert max(c.stretch(j) for j in placed) > 1.05  # the share binds somewhere
+
+
+class _NoRingMemo(Contention):
+    """Contention without its per-GPU-set ring memo (every start recomputes the ring)."""
+
+    def _ring(self, g, size, salt):
+        self._rings.clear()
+        return super()._ring(g, size, salt)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(["n1", "n2", "n3", "n4"]), st.sampled_from(["n1", "n2", "n3", "n4"]),
+                          st.booleans()), min_size=1, max_size=14), st.booleans())
+def test_ring_memo_gives_the_stretches_of_a_fresh_computation(ops, ecmp):
+    """Gangs start on GPU sets seen before (the memo answers) and end; every stretch change equals
+    the one computed without the memo."""
+    fab = _oversubscribed()
+    memo, fresh = Contention(fab, ecmp=ecmp), _NoRingMemo(fab, ecmp=ecmp)
+    running: list[str] = []
+    for k, (h1, h2, end) in enumerate(ops):
+        if end and running:
+            gone = running.pop(0)
+            assert memo.end(gone) == fresh.end(gone)
+            continue
+        jid, gpus = f"j{k}", _gpus(fab, *dict.fromkeys((h1, h2)))
+        assert memo.start(jid, job(jid, len(gpus)), gpus) == fresh.start(jid, job(jid, len(gpus)), gpus)
+        running.append(jid)
+    assert len(memo._rings) > 0
