@@ -50,6 +50,7 @@ from fabric_hpc.scheduler import SchedulingPolicy, make_policy
 from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
 from fabric_hpc.slurm.contract import SlurmClient, SlurmError
 from fabric_hpc.slurm.plugins import PROTOCOL_VERSION
+from fabric_hpc.slurm.sdnotify import notify
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.slurm.usage import AgentUsage
 from fabric_hpc.slurm.usage_source import UsageSource, command_runner
@@ -256,6 +257,8 @@ class Agent:
             self.metrics.observe(res, view)
             self.metrics.usage_from_slurm.set(1 if self.usage_source.active == "slurm" else 0)
         emit("agent.cycle", seconds=res.seconds, pending=res.pending, started=len(res.started))
+        notify(f"STATUS=cycle {self.cycles}: {res.pending} pending, {len(res.started)} started, "
+               f"{len(res.requeued)} requeued")
 
     # -- the daemon loop ---------------------------------------------------------------------
     def run(self, *, max_cycles: int | None = None) -> None:
@@ -273,8 +276,10 @@ class Agent:
 
                 self.metrics = AgentMetrics(self.config.metrics_port, backend=self.client.backend)
             self._log("start", pid=os.getpid(), config=self.config.model_dump())
+            notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=Slurm answered; placing gangs")
             self._loop(max_cycles)
         finally:
+            notify("STOPPING=1")
             self._log("stop", pid=os.getpid(), cycles=self.cycles, errors=self.errors)
             self.lock.release()
             self.audit.close()

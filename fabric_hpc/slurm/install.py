@@ -159,7 +159,8 @@ def agent_toml(cfg: DeployConfig) -> str:
 
 
 def unit_text(cfg: DeployConfig) -> str:
-    """The agent's systemd unit: simple service, restarted on failure, unprivileged and read-only but its state."""
+    """The agent's systemd unit: a notify service (ready once Slurm answered), restarted on failure,
+    unprivileged and read-only but its state."""
     a, i = cfg.agent, cfg.install
     for value in (i.python, a.state_dir, i.config_dir):
         if not value.startswith("/") or any(c.isspace() or c in "\"'\\%$" for c in value):
@@ -172,7 +173,9 @@ Wants=network-online.target
 After=network-online.target munge.service slurmctld.service
 
 [Service]
-Type=simple
+Type=notify
+NotifyAccess=main
+TimeoutStartSec={int(a.contact_timeout_s) + 30}
 User={i.service_user}
 Group={i.slurm_group}
 {env}ExecStart={i.python} -m fabric_hpc.cli.main agent run --config {Path(i.config_dir) / 'agent.toml'}

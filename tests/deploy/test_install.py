@@ -142,7 +142,7 @@ def test_unit_is_hardened_and_verifies(tmp_path: Path) -> None:
     cfg, root = write_config(tmp_path / "agent.toml", slurm_conf="/etc/slurm/slurm.conf"), tmp_path / "root"
     assert fabric("slurm", "install", "--config", str(cfg), "--root", str(root)) == 0
     unit = (root / "etc/systemd/system" / UNIT_NAME).read_text()
-    for line in ("Type=simple", "Restart=on-failure", f"User={USER}", "NoNewPrivileges=yes", "PrivateTmp=yes",
+    for line in ("Type=notify", "NotifyAccess=main", "TimeoutStartSec=40", "Restart=on-failure", f"User={USER}", "NoNewPrivileges=yes", "PrivateTmp=yes",
                  "ProtectSystem=strict", "ReadWritePaths=/var/lib/fabric-agent", "CapabilityBoundingSet=",
                  "Environment=SLURM_CONF=/etc/slurm/slurm.conf",
                  "ExecStart=/usr/bin/python3 -m fabric_hpc.cli.main agent run --config /etc/fabric-hpc/agent.toml"):
