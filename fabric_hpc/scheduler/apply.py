@@ -21,10 +21,10 @@ from fabric_hpc.scheduler.contract import Decisions, PendingJob, RunningJob, Sch
 
 def snapshot(now: float, pending: Mapping[str, PendingJob], running: Mapping[str, RunningJob],
              state: ClusterState, usage: Mapping[str, float] | None = None, *,
-             backfill: bool = True) -> SchedulerInput:
+             backfill: bool = True, shares: Mapping[str, float] | None = None) -> SchedulerInput:
     """The input of one step: the pending and running jobs in the driver's order."""
     return SchedulerInput(now, list(pending.values()), list(running.values()), state, dict(usage or {}),
-                          backfill=backfill)
+                          backfill=backfill, shares=None if shares is None else dict(shares))
 
 
 def requeue_plain(run: RunningJob, now: float) -> PendingJob:

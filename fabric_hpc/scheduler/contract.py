@@ -138,6 +138,9 @@ class SchedulerInput:
     #: order up to the first that cannot; no reservations, no backfill. Drivers run the backfill
     #: pass (True) every ``bf_interval`` like Slurm's sched/backfill.
     backfill: bool = True
+    #: Raw fairshare shares per account for this step (e.g. Slurm's ``fairshare=`` from ``sshare``): when
+    #: given they replace the fairshare policy's configured shares; None: the configured shares.
+    shares: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -219,9 +222,11 @@ class RankedPriority(Protocol):
 @runtime_checkable
 class AccountFairshare(Protocol):
     """A fairshare policy whose factors can be computed from the set of accounts present and the
-    usage alone (no pass over the pending jobs): ``factors_for(accounts, usage)``."""
+    usage alone (no pass over the pending jobs): ``factors_for(accounts, usage, shares)`` (``shares``: the
+    step's :attr:`SchedulerInput.shares`)."""
 
-    def factors_for(self, found: set[str], usage: Mapping[str, float]) -> dict[str, float]: ...
+    def factors_for(self, found: set[str], usage: Mapping[str, float],
+                    shares: Mapping[str, float] | None = None) -> dict[str, float]: ...
 
 
 @runtime_checkable

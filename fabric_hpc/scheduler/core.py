@@ -311,7 +311,7 @@ class Scheduler:
         if seen in self.caches.no_victims:
             plan.fails.add(key)
             return None
-        sub = SchedulerInput(view.now, view.pending, running, state, view.usage)
+        sub = SchedulerInput(view.now, view.pending, running, state, view.usage, shares=view.shares)
         found = self.preemption.victims(job, sub, state, self.placer)  # type: ignore[union-attr]
         if found is None:
             plan.fails.add(key)

@@ -104,7 +104,9 @@ def _nonneg(value: object) -> bool:
 class ClassicFairshare:
     """Slurm's classic fair-share factor ``2^(-U/S)`` over flat accounts.
 
-    ``shares``: raw shares per account (missing accounts get ``default_share``).
+    ``shares``: raw shares per account (missing accounts get ``default_share``); a step whose input
+    carries :attr:`~fabric_hpc.scheduler.SchedulerInput.shares` (the Slurm agent's, from ``sshare``) uses
+    those instead for that step.
     """
 
     shares: Mapping[str, float] = field(default_factory=dict)
@@ -113,12 +115,15 @@ class ClassicFairshare:
     def factors(self, view: SchedulerInput) -> dict[str, float]:
         found = set(map(_ACCOUNT, view.pending))
         found.update(map(_ACCOUNT, view.running), view.usage)
-        return self.factors_for(found, view.usage)
+        return self.factors_for(found, view.usage, view.shares)
 
-    def factors_for(self, found: set[str], usage: Mapping[str, float]) -> dict[str, float]:
-        """:meth:`factors` given the accounts of the pending and running jobs and of ``usage``."""
+    def factors_for(self, found: set[str], usage: Mapping[str, float],
+                    shares: Mapping[str, float] | None = None) -> dict[str, float]:
+        """:meth:`factors` given the accounts of the pending and running jobs and of ``usage``, and the
+        step's shares (None: the configured :attr:`shares`)."""
         accounts = sorted(found)  # a fixed order: the float sums below do not depend on hashing
-        raw = {a: float(self.shares.get(a, self.default_share)) for a in accounts}
+        table = self.shares if shares is None else shares
+        raw = {a: float(table.get(a, self.default_share)) for a in accounts}
         total_shares = sum(raw.values()) or 1.0
         total_usage = sum(usage.values())
         out = {}
@@ -190,7 +195,7 @@ class MultifactorPriority:
             return self.fairshare.factors(view)
         found = set(present)
         found.update(map(_ACCOUNT, view.running), view.usage)
-        return self.fairshare.factors_for(found, view.usage)
+        return self.fairshare.factors_for(found, view.usage, view.shares)
 
     def _static_terms(self, job: Job, total: int) -> tuple[float, float, float]:
         """(walltime, size, tier) terms: fixed while the job waits (weights read at first sight)."""

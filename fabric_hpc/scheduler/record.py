@@ -3,7 +3,7 @@ the same snapshot can be replayed through the simulator's step and the decisions
 
 :func:`input_to_dict` / :func:`input_from_dict` round-trip a :class:`SchedulerInput` (jobs with
 their requests, running gangs with their GPUs, start and last checkpoint, the cluster state in the
-placement state format, usage, the pass kind); :func:`decisions_digest` is the part of
+placement state format, usage, the step's shares, the pass kind); :func:`decisions_digest` is the part of
 :class:`Decisions` a driver acts on: starts with their GPUs, victims, and the reasons of the rest.
 """
 
@@ -30,7 +30,8 @@ def _job_back(d: dict[str, Any]) -> Job:
 
 
 def input_to_dict(view: SchedulerInput) -> dict[str, Any]:
-    return {"now": view.now, "backfill": view.backfill, "usage": dict(sorted(view.usage.items())),
+    shares = None if view.shares is None else dict(sorted(view.shares.items()))
+    return {"now": view.now, "backfill": view.backfill, "usage": dict(sorted(view.usage.items())), "shares": shares,
             "state": view.state.to_dict(),
             "pending": [{"job": _job(p.job), "requeues": p.requeues, "queued_since": p.queued_since,
                          "saved_work": p.saved_work} for p in view.pending],
@@ -44,7 +45,9 @@ def input_from_dict(fab: Fabric, d: dict[str, Any]) -> SchedulerInput:
     running = [RunningJob(_job_back(r["job"]), tuple(r["gpus"]), r["start"], r["last_checkpoint"])
                for r in d["running"]]
     state = ClusterState.from_dict(fab, d["state"], source="recorded cycle")
-    return SchedulerInput(d["now"], pending, running, state, dict(d["usage"]), backfill=d["backfill"])
+    shares = d.get("shares")  # absent in records made before shares were recorded
+    return SchedulerInput(d["now"], pending, running, state, dict(d["usage"]), backfill=d["backfill"],
+                          shares=None if shares is None else dict(shares))
 
 
 def decisions_digest(d: Decisions) -> dict[str, Any]:

@@ -176,7 +176,8 @@ class Agent:
         res = CycleResult(pending=len(view.candidates))
         pending = {p.job.id: p for p in view.pending}
         running = {r.job.id: r for r in view.running}
-        step_in = snapshot(now, pending, running, view.state, usage, backfill=self.cadence.backfill(now))
+        step_in = snapshot(now, pending, running, view.state, usage, backfill=self.cadence.backfill(now),
+                           shares=self.usage_source.shares)
         decisions = self.policy.schedule(step_in)
         # the drivers' own application, on a copy: a decision that does not fit the snapshot fails
         # here (the cycle's error), before Slurm is touched

@@ -14,6 +14,11 @@ so that a parent account (``root``) is not counted again with its children's usa
   weight only compares accounts with each other, so one unit for every account is what matters;
   :attr:`UsageAnswer.unit` says which one it is.
 
+Each account's *shares* (``sacctmgr modify account X set fairshare=N``) come from the same answer: the
+account's own row (no user; ``RawShares`` in ``-P``, ``shares`` in ``--json``). ``root`` (no shares) and an
+account whose shares are ``parent`` (``fairshare=parent``) are left out: the fairshare policy gives such an
+account its default share. :attr:`UsageAnswer.shares` holds them (whole numbers >= 0).
+
 The answers are untrusted input, decoded by their shape like :mod:`fabric_hpc.slurm.decode`: a row or
 field of an unexpected shape is a :class:`~fabric_hpc.slurm.contract.SlurmError` naming it.
 """
@@ -29,19 +34,23 @@ from typing import Any
 from fabric_hpc.slurm.contract import SlurmError
 from fabric_hpc.slurm.decode import answer, number, record, text
 
-FIELDS = ("Account", "User", "RawUsage", "GrpTRESRaw")
+FIELDS = ("Account", "User", "RawShares", "RawUsage", "GrpTRESRaw")
 PARSABLE_ARGV = ("sshare", "-a", "-P", "-o", ",".join(FIELDS))
 JSON_ARGV = ("sshare", "-a", "--json")
 GPU_TRES = "gres/gpu"
 _MAX_ROWS = 1_000_000
+_MAX_SHARES = 2**32 - 1
+FS_USE_PARENT = 0x7FFFFFFF  # slurmdb.h SLURMDB_FS_USE_PARENT: --json's number for fairshare=parent
 
 
 @dataclass(frozen=True)
 class UsageAnswer:
-    """Usage per account in one unit: ``gpu_seconds`` (from gres/gpu) or ``billing_seconds`` (RawUsage)."""
+    """Usage per account in one unit: ``gpu_seconds`` (from gres/gpu) or ``billing_seconds`` (RawUsage),
+    and the raw shares of each account that has its own (not ``root``, not ``parent``)."""
 
     usage: dict[str, float] = field(default_factory=dict)
     unit: str = "gpu_seconds"
+    shares: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class _Row:
     user: str
     raw_usage: float
     gpu_seconds: float | None  # None: no gres/gpu entry in the row's TRES usage
+    shares: int | None = None  # an account row's raw shares; None: root, parent or a user row
 
 
 def _nonneg(value: float | None, what: str, key: str) -> float:
@@ -59,6 +69,16 @@ def _nonneg(value: float | None, what: str, key: str) -> float:
     return float(value)
 
 
+def _shares(value: Any, what: str, key: str) -> int:
+    """Raw shares: a whole number in [0, 2**32)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and value == int(value) and 0 <= value <= _MAX_SHARES
+    if not ok:
+        raise SlurmError(f"{what}: field {key!r} is {value!r}, expected a whole number of shares >= 0",
+                         hint="an answer of a Slurm version fabric does not know? report it")
+    return int(value)
+
+
 def _per_account(rows: Sequence[_Row]) -> UsageAnswer:
     users = [r for r in rows if r.user]
     by_gpu = any(r.gpu_seconds is not None for r in users)
@@ -66,7 +86,9 @@ def _per_account(rows: Sequence[_Row]) -> UsageAnswer:
     for r in users:
         value = (r.gpu_seconds or 0.0) if by_gpu else r.raw_usage
         out[r.account] = out.get(r.account, 0.0) + value
-    return UsageAnswer(dict(sorted(out.items())), "gpu_seconds" if by_gpu else "billing_seconds")
+    shares = {r.account: r.shares for r in rows if not r.user and r.shares is not None and r.account != "root"}
+    return UsageAnswer(dict(sorted(out.items())), "gpu_seconds" if by_gpu else "billing_seconds",
+                       dict(sorted(shares.items())))
 
 
 # -- sshare -P (every version; 22.05 has no --json) ----------------------------------------------
@@ -84,7 +106,7 @@ def parse_tres(value: str, what: str) -> dict[str, float]:
 
 
 def decode_parsable(out: str) -> UsageAnswer:
-    """``sshare -a -P -o Account,User,RawUsage,GrpTRESRaw`` (with its header line)."""
+    """``sshare -a -P -o Account,User,RawShares,RawUsage,GrpTRESRaw`` (with its header line)."""
     lines = out.splitlines()
     if not lines or lines[0].split("|") != list(FIELDS):
         raise SlurmError(f"sshare -P: header is {lines[0][:120] if lines else ''!r}, expected {'|'.join(FIELDS)!r}")
@@ -98,7 +120,7 @@ def decode_parsable(out: str) -> UsageAnswer:
         what = f"sshare -P line {n}"
         if len(cols) != len(FIELDS):
             raise SlurmError(f"{what}: {len(cols)} fields, expected {len(FIELDS)}: {line[:120]!r}")
-        account, user, raw, tres = (c.strip() for c in cols)
+        account, user, raw_shares, raw, tres = (c.strip() for c in cols)
         if not account:
             raise SlurmError(f"{what}: field 'Account' is empty")
         try:
@@ -107,8 +129,19 @@ def decode_parsable(out: str) -> UsageAnswer:
             raw_usage = math.nan
         gpu_minutes = parse_tres(tres, what).get(GPU_TRES)  # -P prints whole TRES-minutes
         rows.append(_Row(account, user, _nonneg(raw_usage, what, "RawUsage"),
-                         None if gpu_minutes is None else gpu_minutes * 60.0))
+                         None if gpu_minutes is None else gpu_minutes * 60.0,
+                         _parsable_shares(raw_shares, what) if not user else None))
     return _per_account(rows)
+
+
+def _parsable_shares(value: str, what: str) -> int | None:
+    """``RawShares`` of an account row: a number, ``parent`` or empty (root: no shares) -> None."""
+    if value in ("", "parent"):
+        return None
+    try:
+        return _shares(int(value), what, "RawShares")
+    except ValueError:
+        return _shares(value, what, "RawShares")
 
 
 # -- sshare --json (23.02+) ----------------------------------------------------------------------
@@ -143,7 +176,10 @@ def _json_row(d: Any, i: int) -> _Row:
     if not account or (user_row and not user):
         raise SlurmError(f"{what}: field {'parent' if user_row else 'name'!r} or 'name' is empty")
     raw = _nonneg(number(d, "usage", what, required=True), what, "usage")
-    return _Row(account, user, raw, _tres_usage(d, what))
+    shares = None if user_row else number(d, "shares", what)  # None: unset (root)
+    if shares is not None:
+        shares = _shares(shares, what, "shares")
+    return _Row(account, user, raw, _tres_usage(d, what), None if shares == FS_USE_PARENT else shares)
 
 
 def decode_json(data: Any) -> UsageAnswer:

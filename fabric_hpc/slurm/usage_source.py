@@ -3,7 +3,9 @@
 ``--usage-source`` (``AgentConfig.usage_source``):
 
 * ``ledger``: the :class:`~fabric_hpc.slurm.usage.AgentUsage` ledger in ``<state_dir>/usage.json``;
-* ``slurm``: Slurm's own usage, ``sshare`` (:mod:`fabric_hpc.slurm.sshare`);
+* ``slurm``: Slurm's own usage, ``sshare`` (:mod:`fabric_hpc.slurm.sshare`), and from the same answer each
+  account's shares (``fairshare=``), given to the policy in the step input (:attr:`UsageSource.shares`);
+  with the ledger the policy's configured shares are used;
 * ``auto`` (default): ``slurm`` when ``scontrol show config`` says
   ``AccountingStorageType = accounting_storage/slurmdbd`` (asked at the first cycle; when that question
   fails, the ledger is used and it is asked again after ``RECHECK_S``), else ``ledger``.
@@ -48,11 +50,14 @@ class UsageSource:
         self.mode, self.ledger, self.run, self.log = mode, ledger, run, log
         self.active: str | None = None  # "slurm" or "ledger" once a cycle ran
         self.unit = "gpu_seconds"
+        #: this cycle's shares per account from sshare (source slurm); None: the policy's configured ones
+        self.shares: dict[str, int] | None = None
         self._accounting: bool | None = None  # auto: AccountingStorageType is slurmdbd
         self._asked_at = -RECHECK_S
 
     def usage(self, now: float, held: Mapping[str, int]) -> dict[str, float]:
         ledger_usage = self.ledger.charge(now, held)
+        self.shares = None
         if self.mode == "ledger":
             return self._use("ledger", "usage_source = ledger", ledger_usage, "gpu_seconds")
         if self.mode == "auto" and not self._has_accounting():
@@ -63,6 +68,7 @@ class UsageSource:
         except SlurmError as exc:
             self.log("usage_error", source="slurm", error=exc.message[:500], fallback="ledger")
             return self._use("ledger", f"sshare failed: {exc.message[:200]}", ledger_usage, "gpu_seconds")
+        self.shares = answer.shares
         return self._use("slurm", f"sshare ({answer.unit})", answer.usage, answer.unit)
 
     def _has_accounting(self) -> bool:

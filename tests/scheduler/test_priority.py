@@ -78,3 +78,19 @@ def test_table_grows_and_serves_mixed_old_and_new_jobs():
         view = SchedulerInput(step * 100.0, pending, [], ClusterState(FAB), {"a": 5.0 * step, "c": 1.0})
         assert prio.priorities(view) == scalar(prio, view)
     assert len(pending) > 256  # past the first capacity
+
+
+def test_step_shares_replace_the_configured_ones_for_that_step():
+    """Equal usage: the account with more shares (the step's, e.g. Slurm's ``fairshare=``) ranks first,
+    by the formula 2^(-U/S) with S from the step's shares; without them the configured shares count."""
+    pending = [PendingJob(job("a1", 1, account="a")), PendingJob(job("b1", 1, account="b"))]
+    usage = {"a": 100.0, "b": 100.0}
+    prio = MultifactorPriority(fairshare=ClassicFairshare({"a": 3.0}))
+    configured = SchedulerInput(0.0, pending, [], ClusterState(FAB), usage)
+    stepped = replace(configured, shares={"a": 1, "b": 10})
+    assert prio.fairshare.factors(stepped) == pytest.approx({"a": 2 ** (-0.5 / (1 / 11)), "b": 2 ** (-0.5 / (10 / 11))})
+    assert prio.priorities(stepped) == pytest.approx(scalar(prio, stepped))
+    ranked = prio.priorities(stepped)
+    assert ranked["b1"] > ranked["a1"]
+    plain = prio.priorities(configured)  # configured shares: a has 3, b the default 1
+    assert plain["a1"] > plain["b1"]

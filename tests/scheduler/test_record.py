@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from fabric_hpc.scheduler import fabric_policy
-from fabric_hpc.scheduler.record import decisions_digest, input_to_dict, replay_cycles
+from fabric_hpc.scheduler.record import decisions_digest, input_from_dict, input_to_dict, replay_cycles
 from fabric_hpc.sim import Simulator
 from fabric_hpc.sim.synthetic import GangWorkload, gang_workload
 from tests.scheduler.helpers import fabric
@@ -29,6 +29,9 @@ def test_recorded_simulator_steps_replay_to_the_same_decisions():
     assert sum(r.preemptions for r in res.records) >= 1 and len(rec.cycles) > 50
     assert any(not c["input"]["backfill"] for c in rec.cycles)  # both pass kinds were recorded
     assert replay_cycles(rec.cycles, fab, fabric_policy()) == []
+    assert all(c["input"]["shares"] is None for c in rec.cycles)  # the simulator: configured shares
+    view = input_from_dict(fab, rec.cycles[-1]["input"] | {"shares": {"b": 7}})
+    assert view.shares == {"b": 7} and input_to_dict(view)["shares"] == {"b": 7}
     bad = json.loads(json.dumps(rec.cycles[-1]))
     bad["decisions"]["start"] = [["nope", []]]
     assert replay_cycles([bad], fab, fabric_policy())[0]["recorded"]["start"] == [["nope", []]]

@@ -104,6 +104,33 @@ def test_agent_fairshare_input_is_slurms_usage(slurm_accounting_cluster, slurm_a
     assert prio["b"] > prio["a"]
 
 
+def test_agent_takes_slurms_account_shares(slurm_accounting_cluster, slurm_accounting_fabric, used, tmp_path):
+    """``sacctmgr modify account beta set fairshare=10``: the agent's recorded input carries beta's 10 shares
+    (alpha's 1), and with equal usage the fairshare formula ranks beta's job first."""
+    cluster, client = slurm_accounting_cluster, CliClient(slurm_accounting_cluster.env)
+    cluster.run(["sacctmgr", "-i", "modify", "account", "beta", "set", "fairshare=10"])
+    try:
+        deadline = time.monotonic() + 30  # slurmdbd pushes the change to slurmctld
+        while read_usage(command_runner(client)).shares.get("beta") != 10:
+            assert time.monotonic() < deadline, read_usage(command_runner(client)).shares
+            time.sleep(0.5)
+        agent = Agent(client, slurm_accounting_fabric,
+                      AgentConfig(state_dir=str(tmp_path), usage_source="slurm", record_cycles=True))
+        agent.cycle()
+    finally:
+        cluster.run(["sacctmgr", "-i", "modify", "account", "beta", "set", "fairshare=1"])
+    shares = json.loads((tmp_path / "cycles.jsonl").read_text().splitlines()[-1])["input"]["shares"]
+    assert shares["beta"] == 10 and shares["alpha"] == 1 and "root" not in shares
+    jobs = {"a": _pending("alpha", "a"), "b": _pending("beta", "b")}
+    equal = {"alpha": 100.0, "beta": 100.0}
+    prio = MultifactorPriority().priorities(snapshot(time.time(), jobs, {}, ClusterState(slurm_accounting_fabric),
+                                                     equal, shares=shares))
+    assert prio["b"] > prio["a"]
+    same = MultifactorPriority().priorities(snapshot(time.time(), jobs, {}, ClusterState(slurm_accounting_fabric),
+                                                     equal))
+    assert same["b"] == pytest.approx(same["a"])  # without Slurm's shares: equal (the configured default)
+
+
 def test_usage_falls_back_to_the_ledger_while_sshare_fails(slurm_accounting_cluster, used, tmp_path):
     cluster = slurm_accounting_cluster
     events: list[tuple[str, dict[str, Any]]] = []
