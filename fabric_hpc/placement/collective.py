@@ -18,8 +18,10 @@ bandwidth term is ``max_r bytes_r / cap_r`` and, with other jobs on shared resou
 flows get their max-min fair share (:func:`fair_rates`: progressive filling, one rate per job).
 All-to-all sends ``S/n`` to every other rank (PXN: over NVLink to the GPU on the destination's
 rail, then rail-matched). Tree all-reduce has the ring's bottleneck bandwidth for ``2·S`` bytes per
-rank and ``2·(⌈log2 domains⌉ + GPUs per domain - 1)`` latency steps; ``algo="auto"`` takes the
-faster, as NCCL's tuner does. Efficiencies (protocol overhead) are calibrated against published
+rank and ``2·(⌈log2 domains⌉ + GPUs per domain - 1)`` latency steps. NVLink SHARP (``nvls``, one
+NVLink domain whose NVSwitches reduce: :data:`NVLS_GENERATION`) sends each byte up to the switch once
+and receives its sum once, at its own calibrated efficiency, in 2 latency steps (NVLS-Tree across
+domains is not modelled). ``algo="auto"`` takes the fastest, as NCCL's tuner roughly does. Efficiencies (protocol overhead) are calibrated against published
 nccl-tests figures in docs/collective-model.md.
 """
 
@@ -45,7 +47,12 @@ KINDS = ("allreduce", "allgather", "reducescatter", "alltoall")
 
 class NoNetwork(ValueError):
     """Internal: some NVLink domain of the placement has no NIC (the collective cannot run)."""
-ALGOS = ("auto", "ring", "tree")
+ALGOS = ("auto", "ring", "tree", "nvls")
+
+#: GPU model prefixes whose NVSwitch reduces in the switch (NVLink SHARP): NVLink4 (Hopper, NVSwitch
+#: gen 3) and NVLink5 (Blackwell, NVSwitch gen 4). A100 (NVSwitch gen 2) and PCIe cards have none.
+NVLS_GENERATION = {"H100": 4, "H200": 4, "H800": 4, "H20": 4, "GH200": 4,
+                   "B200": 5, "B300": 5, "GB200": 5, "GB300": 5}
 
 
 class CollectiveParams(StrictModel):
@@ -55,6 +62,11 @@ class CollectiveParams(StrictModel):
     nvlink_eff: float = Field(default=0.82, gt=0, le=1)
     #: Share of a NIC's line rate (46-48 of 50 GB/s for NDR 400G: nccl-tests#290).
     net_eff: float = Field(default=0.94, gt=0, le=1)
+    #: NVLink SHARP all-reduce: the share of one direction of a GPU's NVLink that its all-reduce
+    #: bytes reach (algbw ≈ 275 of 450 GB/s on 8 H100: nccl-tests#212, nccl#1455).
+    nvls_eff_nvlink4: float = Field(default=0.61, gt=0, le=1)
+    #: The same on NVLink5 (GB200 NVL72 rack, 72 GPUs: busbw 841 GB/s, coreweave/nccl-tests#43).
+    nvls_eff_nvlink5: float = Field(default=0.47, gt=0, le=1)
     #: NCCL's default ceiling on channels (rings) per communicator.
     max_channels: int = Field(default=32, ge=1)
 
@@ -103,6 +115,37 @@ def fabric_ports(fab: Fabric) -> Ports:
 def resources(fab: Fabric, ecmp: int | None) -> Net | Ports:
     """The resource space of a collective: ECMP ports when a flow-hash salt is given, else the Net."""
     return fabric_net(fab) if ecmp is None else fabric_ports(fab)
+
+
+_NVLS: weakref.WeakKeyDictionary[Fabric, np.ndarray] = weakref.WeakKeyDictionary()
+
+
+def nvls_generation(fab: Fabric) -> np.ndarray:
+    """NVLink generation [G] of each GPU whose NVLink domain reduces in its NVSwitches (NVLink
+    SHARP): 4 or 5; 0 where there is none (no NVSwitch, or a GPU model without SHARP)."""
+    gen = _NVLS.get(fab)
+    if gen is None:
+        per_host = []
+        for h in fab.hosts:
+            ht = fab.host_type(h)
+            switched = ht.nvswitches > 0 or h in fab.nvl_domain_of_host
+            model = ht.gpu_model.upper().split("-")[0]
+            per_host.append(NVLS_GENERATION.get(model, 0) if switched and "PCIE" not in ht.gpu_model.upper() else 0)
+        gen = _NVLS[fab] = np.asarray(per_host, np.int8)[fab.index.gpu_host]
+        gen.setflags(write=False)
+    return gen
+
+
+def nvls_bytes(fab: Fabric, gpus: np.ndarray, size: float, m: int, params: CollectiveParams) -> float | None:
+    """NVLink SHARP all-reduce of ``size`` bytes on ``gpus`` (in ``m`` NVLink domains): the bytes each
+    GPU's NVLink port carries, scaled to the ring's efficiency (``size · nvlink_eff / nvls_eff``: each
+    byte goes up to the switch once and its sum comes down once, at the calibrated NVLS efficiency),
+    or None where NVLS cannot run (several domains: NVLS-Tree is not modelled; no SHARP hardware)."""
+    gen = nvls_generation(fab)[gpus]
+    if m != 1 or len(gpus) < 2 or (gen == 0).any() or (gen != gen[0]).any():
+        return None
+    eff = params.nvls_eff_nvlink4 if gen[0] == 4 else params.nvls_eff_nvlink5
+    return size * params.nvlink_eff / eff
 
 
 def _build_net(fab: Fabric) -> Net:
@@ -355,11 +398,13 @@ class CollectiveTime:
 
 def collective_time(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce", algo: str = "auto",
                     params: CollectiveParams | None = None, background: list[np.ndarray] | None = None,
-                    ecmp: int | None = None) -> CollectiveTime:
+                    ecmp: int | None = None, nvls: bool = True) -> CollectiveTime:
     """Time of one collective of ``size_bytes`` on GPU indices ``gpus``, alone or beside the
     ``background`` loads of other running collectives (:func:`job_load`, same ``ecmp`` mode),
     sharing max-min fairly. ``ecmp``: the job's flow-hash salt (ECMP routing, module ecmp);
-    None: every switch's uplinks shared perfectly."""
+    None: every switch's uplinks shared perfectly. ``algo="auto"`` takes the fastest of ring, tree
+    and (with ``nvls``, inside one NVLink domain with SHARP hardware) NVLink SHARP; the simulator
+    passes ``nvls=False`` (its choice stays ring or tree, as :func:`allreduce_and_load`)."""
     params = params or CollectiveParams()
     if kind not in KINDS or algo not in ALGOS:
         raise ConfigError(f"unknown collective {kind!r}/{algo!r}",
@@ -370,7 +415,10 @@ def collective_time(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allred
         return CollectiveTime(0.0, "none", np.inf, "none")
     net = fabric_net(fab)
     if algo == "auto":
-        algos = ["ring", "tree"] if kind == "allreduce" else ["ring"]
+        algos = (["ring", "tree", "nvls"] if nvls else ["ring", "tree"]) if kind == "allreduce" else ["ring"]
+    elif algo == "nvls" and kind != "allreduce":
+        raise ConfigError(f"NVLink SHARP (nvls) is an all-reduce algorithm, not one for {kind!r}",
+                          hint="use algo='ring' or 'auto' for this collective")
     else:
         algos = [algo]
     best: CollectiveTime | None = None
@@ -379,17 +427,28 @@ def collective_time(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allred
             t = _one(fab, net, gpus, size_bytes, kind, a, params, background, ecmp)
         except NoNetwork:  # hosts without a network adapter: no collective across them
             return CollectiveTime(np.inf, a, 0.0, "nic", np.inf, 0.0)
+        if t is None:  # NVLS where it cannot run
+            if algo == "nvls":
+                raise ConfigError("NVLink SHARP (nvls) needs one NVLink domain whose NVSwitches reduce "
+                                  "(H100/H200/H800/B200/GB200 class); NVLS-Tree across domains is not modelled",
+                                  hint="use algo='auto', 'ring' or 'tree'")
+            continue
         if best is None or t.seconds < best.seconds:
             best = t
     return best  # type: ignore[return-value]
 
 
 def _one(fab: Fabric, net: Net, gpus: np.ndarray, size: float, kind: str, algo: str, params: CollectiveParams,
-         background: list[np.ndarray] | None, ecmp: int | None = None) -> CollectiveTime:
+         background: list[np.ndarray] | None, ecmp: int | None = None) -> CollectiveTime | None:
     _, dom = _domains(fab, gpus)
     n, m = len(gpus), int(dom[-1]) + 1
     kmax = int(np.bincount(dom).max())
-    per_rank, steps = steps_and_bytes(kind, algo, n, m, kmax, size)
+    if algo == "nvls":
+        per_rank, steps = nvls_bytes(fab, gpus, size, m, params), 2  # up to the switch, back down
+        if per_rank is None:
+            return None
+    else:
+        per_rank, steps = steps_and_bytes(kind, algo, n, m, kmax, size)
     flows = (alltoall_flows(fab, gpus, size, ecmp) if kind == "alltoall"
              else ring_flows(fab, gpus, per_rank, params, ecmp=ecmp))
     space = resources(fab, ecmp)
