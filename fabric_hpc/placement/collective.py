@@ -19,9 +19,10 @@ flows get their max-min fair share (:func:`fair_rates`: progressive filling, one
 All-to-all sends ``S/n`` to every other rank (PXN: over NVLink to the GPU on the destination's
 rail, then rail-matched). Tree all-reduce has the ring's bottleneck bandwidth for ``2·S`` bytes per
 rank and ``2·(⌈log2 domains⌉ + GPUs per domain - 1)`` latency steps. NVLink SHARP (``nvls``, one
-NVLink domain whose NVSwitches reduce: :data:`NVLS_GENERATION`) sends each byte up to the switch once
-and receives its sum once, at its own calibrated efficiency, in 2 latency steps (NVLS-Tree across
-domains is not modelled). ``algo="auto"`` takes the fastest, as NCCL's tuner roughly does. Efficiencies (protocol overhead) are calibrated against published
+NVLink domain whose NVSwitches reduce: :mod:`fabric_hpc.placement.nvls`) sends each byte up to the
+switch once and receives its sum once, at its own calibrated efficiency, in 2 latency steps
+(NVLS-Tree across domains is not modelled). ``algo="auto"`` takes the fastest, as NCCL's tuner
+roughly does. Efficiencies (protocol overhead) are calibrated against published
 nccl-tests figures in docs/collective-model.md.
 """
 
@@ -36,6 +37,7 @@ from pydantic import Field
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement.ecmp import Ports, build_ports, flow_keys, route
+from fabric_hpc.placement.nvls import nvls_bytes
 from fabric_hpc.placement.fairshare import _fair, fair_rates, flow_unit  # noqa: F401 (fair_rates re-exported)
 from fabric_hpc.validation import StrictModel
 
@@ -48,11 +50,6 @@ KINDS = ("allreduce", "allgather", "reducescatter", "alltoall")
 class NoNetwork(ValueError):
     """Internal: some NVLink domain of the placement has no NIC (the collective cannot run)."""
 ALGOS = ("auto", "ring", "tree", "nvls")
-
-#: GPU model prefixes whose NVSwitch reduces in the switch (NVLink SHARP): NVLink4 (Hopper, NVSwitch
-#: gen 3) and NVLink5 (Blackwell, NVSwitch gen 4). A100 (NVSwitch gen 2) and PCIe cards have none.
-NVLS_GENERATION = {"H100": 4, "H200": 4, "H800": 4, "H20": 4, "GH200": 4,
-                   "B200": 5, "B300": 5, "GB200": 5, "GB300": 5}
 
 
 class CollectiveParams(StrictModel):
@@ -115,37 +112,6 @@ def fabric_ports(fab: Fabric) -> Ports:
 def resources(fab: Fabric, ecmp: int | None) -> Net | Ports:
     """The resource space of a collective: ECMP ports when a flow-hash salt is given, else the Net."""
     return fabric_net(fab) if ecmp is None else fabric_ports(fab)
-
-
-_NVLS: weakref.WeakKeyDictionary[Fabric, np.ndarray] = weakref.WeakKeyDictionary()
-
-
-def nvls_generation(fab: Fabric) -> np.ndarray:
-    """NVLink generation [G] of each GPU whose NVLink domain reduces in its NVSwitches (NVLink
-    SHARP): 4 or 5; 0 where there is none (no NVSwitch, or a GPU model without SHARP)."""
-    gen = _NVLS.get(fab)
-    if gen is None:
-        per_host = []
-        for h in fab.hosts:
-            ht = fab.host_type(h)
-            switched = ht.nvswitches > 0 or h in fab.nvl_domain_of_host
-            model = ht.gpu_model.upper().split("-")[0]
-            per_host.append(NVLS_GENERATION.get(model, 0) if switched and "PCIE" not in ht.gpu_model.upper() else 0)
-        gen = _NVLS[fab] = np.asarray(per_host, np.int8)[fab.index.gpu_host]
-        gen.setflags(write=False)
-    return gen
-
-
-def nvls_bytes(fab: Fabric, gpus: np.ndarray, size: float, m: int, params: CollectiveParams) -> float | None:
-    """NVLink SHARP all-reduce of ``size`` bytes on ``gpus`` (in ``m`` NVLink domains): the bytes each
-    GPU's NVLink port carries, scaled to the ring's efficiency (``size · nvlink_eff / nvls_eff``: each
-    byte goes up to the switch once and its sum comes down once, at the calibrated NVLS efficiency),
-    or None where NVLS cannot run (several domains: NVLS-Tree is not modelled; no SHARP hardware)."""
-    gen = nvls_generation(fab)[gpus]
-    if m != 1 or len(gpus) < 2 or (gen == 0).any() or (gen != gen[0]).any():
-        return None
-    eff = params.nvls_eff_nvlink4 if gen[0] == 4 else params.nvls_eff_nvlink5
-    return size * params.nvlink_eff / eff
 
 
 def _build_net(fab: Fabric) -> Net:
@@ -484,7 +450,7 @@ def job_load(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce",
 
 def allreduce_and_load(fab: Fabric, gpus, size_bytes: float, *, params: CollectiveParams | None = None,
                        ecmp: int | None = None) -> tuple[CollectiveTime, np.ndarray]:
-    """``collective_time(kind="allreduce", algo="auto")`` alone and ``job_load`` of the same GPUs,
+    """``collective_time(kind="allreduce", algo="auto", nvls=False)`` alone and ``job_load`` of the same GPUs,
     building the ring's flows once (both are linear in the bytes; the simulator calls this per job)."""
     params = params or CollectiveParams()
     gpus = np.unique(np.asarray(gpus, np.int64))
