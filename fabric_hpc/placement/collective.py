@@ -18,8 +18,11 @@ bandwidth term is ``max_r bytes_r / cap_r`` and, with other jobs on shared resou
 flows get their max-min fair share (:func:`fair_rates`: progressive filling, one rate per job).
 All-to-all sends ``S/n`` to every other rank (PXN: over NVLink to the GPU on the destination's
 rail, then rail-matched). Tree all-reduce has the ring's bottleneck bandwidth for ``2·S`` bytes per
-rank and ``2·(⌈log2 domains⌉ + GPUs per domain - 1)`` latency steps; ``algo="auto"`` takes the
-faster, as NCCL's tuner does. Efficiencies (protocol overhead) are calibrated against published
+rank and ``2·(⌈log2 domains⌉ + GPUs per domain - 1)`` latency steps. NVLink SHARP (``nvls``, one
+NVLink domain whose NVSwitches reduce: :mod:`fabric_hpc.placement.nvls`) sends each byte up to the
+switch once and receives its sum once, at its own calibrated efficiency, in 2 latency steps
+(NVLS-Tree across domains is not modelled). ``algo="auto"`` takes the fastest, as NCCL's tuner
+roughly does. Efficiencies (protocol overhead) are calibrated against published
 nccl-tests figures in docs/collective-model.md.
 """
 
@@ -34,6 +37,7 @@ from pydantic import Field
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement.ecmp import Ports, build_ports, flow_keys, route
+from fabric_hpc.placement.nvls import nvls_bytes
 from fabric_hpc.placement.fairshare import _fair, fair_rates, flow_unit  # noqa: F401 (fair_rates re-exported)
 from fabric_hpc.validation import StrictModel
 
@@ -45,7 +49,7 @@ KINDS = ("allreduce", "allgather", "reducescatter", "alltoall")
 
 class NoNetwork(ValueError):
     """Internal: some NVLink domain of the placement has no NIC (the collective cannot run)."""
-ALGOS = ("auto", "ring", "tree")
+ALGOS = ("auto", "ring", "tree", "nvls")
 
 
 class CollectiveParams(StrictModel):
@@ -55,6 +59,11 @@ class CollectiveParams(StrictModel):
     nvlink_eff: float = Field(default=0.82, gt=0, le=1)
     #: Share of a NIC's line rate (46-48 of 50 GB/s for NDR 400G: nccl-tests#290).
     net_eff: float = Field(default=0.94, gt=0, le=1)
+    #: NVLink SHARP all-reduce: the share of one direction of a GPU's NVLink that its all-reduce
+    #: bytes reach (algbw ≈ 275 of 450 GB/s on 8 H100: nccl-tests#212, nccl#1455).
+    nvls_eff_nvlink4: float = Field(default=0.61, gt=0, le=1)
+    #: The same on NVLink5 (GB200 NVL72 rack, 72 GPUs: busbw 841 GB/s, coreweave/nccl-tests#43).
+    nvls_eff_nvlink5: float = Field(default=0.47, gt=0, le=1)
     #: NCCL's default ceiling on channels (rings) per communicator.
     max_channels: int = Field(default=32, ge=1)
 
@@ -355,11 +364,13 @@ class CollectiveTime:
 
 def collective_time(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce", algo: str = "auto",
                     params: CollectiveParams | None = None, background: list[np.ndarray] | None = None,
-                    ecmp: int | None = None) -> CollectiveTime:
+                    ecmp: int | None = None, nvls: bool = True) -> CollectiveTime:
     """Time of one collective of ``size_bytes`` on GPU indices ``gpus``, alone or beside the
     ``background`` loads of other running collectives (:func:`job_load`, same ``ecmp`` mode),
     sharing max-min fairly. ``ecmp``: the job's flow-hash salt (ECMP routing, module ecmp);
-    None: every switch's uplinks shared perfectly."""
+    None: every switch's uplinks shared perfectly. ``algo="auto"`` takes the fastest of ring, tree
+    and (with ``nvls``, inside one NVLink domain with SHARP hardware) NVLink SHARP; the simulator
+    passes ``nvls=False`` (its choice stays ring or tree, as :func:`allreduce_and_load`)."""
     params = params or CollectiveParams()
     if kind not in KINDS or algo not in ALGOS:
         raise ConfigError(f"unknown collective {kind!r}/{algo!r}",
@@ -370,7 +381,10 @@ def collective_time(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allred
         return CollectiveTime(0.0, "none", np.inf, "none")
     net = fabric_net(fab)
     if algo == "auto":
-        algos = ["ring", "tree"] if kind == "allreduce" else ["ring"]
+        algos = (["ring", "tree", "nvls"] if nvls else ["ring", "tree"]) if kind == "allreduce" else ["ring"]
+    elif algo == "nvls" and kind != "allreduce":
+        raise ConfigError(f"NVLink SHARP (nvls) is an all-reduce algorithm, not one for {kind!r}",
+                          hint="use algo='ring' or 'auto' for this collective")
     else:
         algos = [algo]
     best: CollectiveTime | None = None
@@ -379,17 +393,28 @@ def collective_time(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allred
             t = _one(fab, net, gpus, size_bytes, kind, a, params, background, ecmp)
         except NoNetwork:  # hosts without a network adapter: no collective across them
             return CollectiveTime(np.inf, a, 0.0, "nic", np.inf, 0.0)
+        if t is None:  # NVLS where it cannot run
+            if algo == "nvls":
+                raise ConfigError("NVLink SHARP (nvls) needs one NVLink domain whose NVSwitches reduce "
+                                  "(H100/H200/H800/B200/GB200 class); NVLS-Tree across domains is not modelled",
+                                  hint="use algo='auto', 'ring' or 'tree'")
+            continue
         if best is None or t.seconds < best.seconds:
             best = t
     return best  # type: ignore[return-value]
 
 
 def _one(fab: Fabric, net: Net, gpus: np.ndarray, size: float, kind: str, algo: str, params: CollectiveParams,
-         background: list[np.ndarray] | None, ecmp: int | None = None) -> CollectiveTime:
+         background: list[np.ndarray] | None, ecmp: int | None = None) -> CollectiveTime | None:
     _, dom = _domains(fab, gpus)
     n, m = len(gpus), int(dom[-1]) + 1
     kmax = int(np.bincount(dom).max())
-    per_rank, steps = steps_and_bytes(kind, algo, n, m, kmax, size)
+    if algo == "nvls":
+        per_rank, steps = nvls_bytes(fab, gpus, size, m, params), 2  # up to the switch, back down
+        if per_rank is None:
+            return None
+    else:
+        per_rank, steps = steps_and_bytes(kind, algo, n, m, kmax, size)
     flows = (alltoall_flows(fab, gpus, size, ecmp) if kind == "alltoall"
              else ring_flows(fab, gpus, per_rank, params, ecmp=ecmp))
     space = resources(fab, ecmp)
@@ -425,7 +450,7 @@ def job_load(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce",
 
 def allreduce_and_load(fab: Fabric, gpus, size_bytes: float, *, params: CollectiveParams | None = None,
                        ecmp: int | None = None) -> tuple[CollectiveTime, np.ndarray]:
-    """``collective_time(kind="allreduce", algo="auto")`` alone and ``job_load`` of the same GPUs,
+    """``collective_time(kind="allreduce", algo="auto", nvls=False)`` alone and ``job_load`` of the same GPUs,
     building the ring's flows once (both are linear in the bytes; the simulator calls this per job)."""
     params = params or CollectiveParams()
     gpus = np.unique(np.asarray(gpus, np.int64))

@@ -177,7 +177,8 @@ class Contention:
         """The collective on ``n`` GPUs placed compactly (the first ``n`` in topology order), alone."""
         key = (n, size)
         if key not in self._ideal:
-            self._ideal[key] = collective_time(self.fab, np.arange(n), size, params=self.params).seconds
+            self._ideal[key] = collective_time(self.fab, np.arange(n), size, params=self.params,
+                                                 nvls=False).seconds
         return self._ideal[key]
 
     def _stretch(self, run: _Run, rate: float) -> float:

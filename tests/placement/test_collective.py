@@ -137,3 +137,28 @@ def test_hosts_without_a_nic_cannot_be_joined():
     fab = build(type(spec).model_validate(data))
     assert collective_time(fab, [0, 1], GIB).seconds < np.inf  # inside one host: NVLink
     assert collective_time(fab, [0, 2], GIB).seconds == np.inf
+
+
+def test_nvls_only_inside_one_sharp_domain(sp, nvl):
+    """NVLink SHARP: faster than the ring inside a DGX H100 or an NVL72 rack; not across hosts or
+    racks (NVLS-Tree is not modelled), not on A100 NVSwitches, not for other collectives."""
+    host = gpus_of(sp, 0, range(8))
+    auto, ring = collective_time(sp, host, GIB), collective_time(sp, host, GIB, algo="ring")
+    assert auto.algo == "nvls" and auto.seconds < 0.8 * ring.seconds
+    assert collective_time(sp, host, GIB, nvls=False).algo in ("ring", "tree")
+    rack = collective_time(nvl, list(range(72)), GIB)
+    assert rack.algo == "nvls"
+    two_hosts = host + gpus_of(sp, 1, range(8))
+    assert collective_time(sp, two_hosts, GIB).algo != "nvls"
+    assert collective_time(nvl, list(range(144)), GIB).algo != "nvls"
+    for bad in (lambda: collective_time(sp, two_hosts, GIB, algo="nvls"),
+                lambda: collective_time(sp, host, GIB, kind="allgather", algo="nvls")):
+        with pytest.raises(ConfigError):
+            bad()
+    data = generators.superpod(sus=1, hosts_per_su=4).model_dump()
+    for ht in data["host_types"].values():
+        ht.update(gpu_model="A100-SXM4-80GB", nvlink_gbps=600.0)
+    a100 = build(type(generators.superpod()).model_validate(data))
+    assert collective_time(a100, gpus_of(a100, 0, range(8)), GIB).algo != "nvls"
+    with pytest.raises(ConfigError):
+        collective_time(a100, gpus_of(a100, 0, range(8)), GIB, algo="nvls")

@@ -16,7 +16,7 @@ def test_allreduce_and_load_matches_the_separate_calls(ref):
     for n in (1, 2, 8, 16, 24, 64, 130):
         g = rng.choice(len(fab.gpus), n, replace=False)
         t, load = allreduce_and_load(fab, g, 2**28)
-        want = collective_time(fab, g, 2**28)
+        want = collective_time(fab, g, 2**28, nvls=False)  # allreduce_and_load: ring or tree
         assert t.seconds == pytest.approx(want.seconds, rel=1e-12)
         assert (t.algo, t.bottleneck) == (want.algo, want.bottleneck)
         np.testing.assert_allclose(load, job_load(fab, g, 2**28), rtol=1e-12)

@@ -17,11 +17,12 @@ from fabric_hpc.topology import build, generators, load_fabric
 SIZE = 8 * 2**30
 
 
-def dgx(nics: int, nic_gbps: float, nvlink_gbps: float):
-    """A 1-SU, 4-host SuperPOD-like fabric with a different host: NIC count and speed, NVLink bandwidth."""
+def dgx(nics: int, nic_gbps: float, nvlink_gbps: float, gpu_model: str = "A100-SXM4-80GB"):
+    """A 1-SU, 4-host SuperPOD-like fabric with a different host: NIC count and speed, NVLink
+    bandwidth, GPU model (which says whether the NVSwitches reduce: NVLink SHARP)."""
     data = generators.superpod(sus=1, hosts_per_su=4).model_dump()
     for ht in data["host_types"].values():
-        ht.update(nics=nics, nic_gbps=nic_gbps, nvlink_gbps=nvlink_gbps)
+        ht.update(nics=nics, nic_gbps=nic_gbps, nvlink_gbps=nvlink_gbps, gpu_model=gpu_model)
     for g in data["network"]["groups"]:
         if g["level"] == "leaf":
             g["switches"] = nics
@@ -41,6 +42,10 @@ def sp():
     return load_fabric("topology/dgx-h100-superpod-4su.yaml")
 
 
+def lj():
+    return load_fabric("topology/alibaba-lingjun-2023.yaml")
+
+
 def nvl():
     return load_fabric("topology/gb200-nvl72-8r.yaml")
 
@@ -50,7 +55,13 @@ POINTS = [
     ("DGX H100, 8 GPUs, ring (NCCL_ALGO=RING)", sp, lambda f: host_gpus(f, [0]), "ring", 370.0,
      "https://github.com/NVIDIA/nccl-tests/issues/212", False),
     ("DGX H100, 8 GPUs, default (NVLink SHARP)", sp, lambda f: host_gpus(f, [0]), "auto", 480.0,
-     "https://github.com/NVIDIA/nccl-tests/issues/212", True),
+     "https://github.com/NVIDIA/nccl-tests/issues/212", False),
+    ("H100, 4 GPUs, NCCL_ALGO=NVLS", sp, lambda f: host_gpus(f, [0], 4), "nvls", 370.0,
+     "https://github.com/NVIDIA/nccl/issues/1455", False),
+    ("H200, 8 GPUs, default (NVLink SHARP)", lambda: dgx(8, 50.0, 900.0, "H200-SXM5-141GB"),
+     lambda f: host_gpus(f, [0]), "auto", 475.0, "https://github.com/NVIDIA/nccl-tests/issues/272", False),
+    ("H800, 8 GPUs, default (NVLink SHARP)", lj, lambda f: host_gpus(f, [0]), "auto", 215.0,
+     "https://github.com/NVIDIA/nccl/issues/1374", False),
     ("H100, 2 hosts x 1 GPU, one NDR 400G NIC each", sp, lambda f: host_gpus(f, [0, 1], 1), "ring", 47.0,
      "https://github.com/NVIDIA/nccl-tests/issues/290", False),
     ("A100, 3 hosts x 8 GPUs, 4 x HDR 200G per host", lambda: dgx(4, 25.0, 600.0),
