@@ -3,7 +3,9 @@
 Everything here is derived from one ``nodes()`` and one ``jobs()`` answer, so a restarted agent
 rebuilds the same view (no hidden state). GPU occupancy comes from Slurm's allocated indices;
 a fabric job already pinned by the agent (``ReqNodeList`` set and eligible) but not yet started
-holds the lowest free GPUs of its hosts (Slurm's own choice), so it is never placed twice.
+holds the lowest free GPUs of its hosts (Slurm's own choice), so it is never placed twice. While
+the GPUs it waits for are still being released (a requeued victim's teardown, a completing job),
+it keeps its hosts for :data:`PIN_GRACE_S`, so a preemption is not repeated for it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from fabric_hpc.topology import Fabric
 
 UNATTRIBUTED = "slurm:unattributed"
 DEFAULT_WALLTIME_S = 3600.0
+#: How long after its pin a job keeps its hosts while the GPUs it needs are still held by jobs
+#: that are going away (Slurm's ``KillWait``, 30 s by default, plus the epilog); later it is re-placed.
+PIN_GRACE_S = 120.0
 
 
 @dataclass
@@ -147,20 +152,27 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
             start = job.start_time or now
             view.running.append(RunningJob(job=sj, gpus=tuple(state.job_gpus(str(job.job_id))), start=start,
                                            last_checkpoint=_last_checkpoint(job, inputs, start, now)))
-    for node in nodes:  # GPUs Slurm says are used but no job we saw holds (a race, or a hidden job)
+    # GPUs that are going away: those of completing jobs, and those Slurm says are used but no
+    # active job we saw holds (a requeued job's teardown, a race, or a hidden job)
+    releasing = {g for job in jobs if job.state == "COMPLETING" for g in state.job_gpus(str(job.job_id))}
+    for node in nodes:
         if node.name in known:
             free = [g for g in _gpu_ids(fab, node.name, node.gpus_used) if state.owner[fab.gpu_pos[g]] == -1]
             if free:
                 state.allocate(UNATTRIBUTED, free)
-    _pending(fab, view, [j for j in jobs if j.pending and j.fabric_marked], now, inputs)
+                releasing.update(free)
+    _pending(fab, view, [j for j in jobs if j.pending and j.fabric_marked], now, inputs, releasing)
     return view
 
 
-def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: Inputs) -> None:
+def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: Inputs,
+             releasing: set[str]) -> None:
     state = view.state
     for job in sorted(pending, key=lambda j: (j.submit_time, j.job_id)):
         eligible = job.begin_time is not None and job.begin_time <= now + 0.5
-        if job.req_nodes and eligible and _reserve(fab, state, job):
+        waiting = releasing if eligible and job.begin_time is not None and now - job.begin_time <= PIN_GRACE_S \
+            else set()
+        if job.req_nodes and eligible and _reserve(fab, state, job, waiting):
             view.pinned[job.job_id] = job.req_nodes
             continue
         try:
@@ -175,15 +187,21 @@ def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: In
         emit("agent.invalid_requests", jobs=sorted(view.invalid))
 
 
-def _reserve(fab: Fabric, state: ClusterState, job: Job) -> bool:
-    """Hold the lowest free GPUs of a pinned job's hosts; False when they are not free (re-place it)."""
+def _reserve(fab: Fabric, state: ClusterState, job: Job, releasing: set[str]) -> bool:
+    """Hold the lowest free GPUs of a pinned job's hosts; False when they are not free (re-place it).
+
+    GPUs in ``releasing`` (held by jobs that are going away) count as coming: the job keeps its
+    hosts, holding the free ones now."""
     want: list[str] = []
     for host in job.req_nodes:
         if host not in fab.host_pos:
             return False
-        free = [g for g in fab.host_gpus(host) if state.owner[fab.gpu_pos[g]] == -1]
-        if len(free) < job.gpus_per_node:
+        gpus = fab.host_gpus(host)
+        free = [g for g in gpus if state.owner[fab.gpu_pos[g]] == -1]
+        coming = sum(g in releasing for g in gpus)
+        if len(free) + coming < job.gpus_per_node:
             return False
         want.extend(free[: job.gpus_per_node])
-    state.allocate(str(job.job_id), want)
+    if want:
+        state.allocate(str(job.job_id), want)
     return True

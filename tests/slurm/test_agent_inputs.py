@@ -131,6 +131,37 @@ def test_view_reads_account_tier_usage_and_checkpoint(tmp_path):
     assert view.running[0].last_checkpoint is None
 
 
+def test_a_pinned_job_keeps_hosts_that_are_being_released_for_a_grace_period():
+    """A requeued victim's GPUs stay allocated while Slurm tears it down: the high job the agent
+    pinned to those hosts must not be re-placed (which would preempt a second victim)."""
+    from fabric_hpc.slurm.view import PIN_GRACE_S
+
+    fab = build(generators.leaf_spine(4, hosts_per_leaf=2, gpus=8, cpus=8))
+    a, b, c = list(fab.hosts)[:3]
+    nodes = [Node(name=a, state="mixed", gpus=8, gpus_used=tuple(range(8))),       # victim tearing down
+             Node(name=b, state="mixed", gpus=8, gpus_used=(0, 1, 2, 3)),          # completing job
+             Node(name=c, state="mixed", gpus=8, gpus_used=(0,))]                  # someone else running
+
+    def view(now, hosts, begin):
+        jobs = [Job(job_id=5, name="victim", state="PENDING", comment="fabric:tier=spot", nodes=1,
+                    gpus_per_node=8, submit_time=0.0, begin_time=None),            # requeued: no GPUs
+                Job(job_id=6, name="done", state="COMPLETING", user="u", nodes=1, gpus_per_node=4,
+                    node_list=(b,), gpus={b: (0, 1, 2, 3)}, start_time=10.0),
+                Job(job_id=7, name="other", state="RUNNING", user="u", nodes=1, gpus_per_node=1,
+                    node_list=(c,), gpus={c: (0,)}, start_time=10.0),
+                Job(job_id=9, name="high", state="PENDING", comment="fabric:tier=high", nodes=len(hosts),
+                    gpus_per_node=8, req_nodes=hosts, submit_time=50.0, begin_time=begin)]
+        return build_view(fab, nodes, jobs, now=now)
+
+    v = view(100.0, (a, b), begin=90.0)
+    assert v.pinned == {9: (a, b)} and 9 not in v.candidates            # waits for its hosts
+    assert sorted(v.state.job_gpus("9")) == sorted(fab.host_gpus(b)[4:])  # holding what is free now
+    v = view(90.0 + PIN_GRACE_S + 1, (a, b), begin=90.0)
+    assert 9 in v.candidates and not v.pinned                           # too long: re-placed
+    v = view(100.0, (a, c), begin=90.0)
+    assert 9 in v.candidates and not v.pinned                           # a running job holds c's GPU
+
+
 def test_checkpoint_before_the_start_is_not_this_runs(tmp_path):
     fab = build(generators.leaf_spine(2, hosts_per_leaf=2, gpus=8, cpus=8))
     h = list(fab.hosts)[0]
