@@ -10,7 +10,6 @@ failure is a :class:`SlurmError` with Slurm's message.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess
@@ -37,7 +36,9 @@ class CliClient(SlurmClient):
         self.recorder = recorder  # benchmarks record every answer to replay it
         self._scontrol_nodes = False  # True once sinfo --json answered without a node list
 
-    def _run(self, argv: Sequence[str], stdin: str | None = None, *, cwd: str | None = None) -> str:
+    def run(self, argv: Sequence[str], stdin: str | None = None, *, cwd: str | None = None) -> str:
+        """stdout of a Slurm command run with this client's environment; SlurmError naming the
+        command when it is missing, times out or fails."""
         argv = [str(a) for a in argv]
         try:
             proc = subprocess.run(argv, env=self.env, input=stdin, text=True, capture_output=True,
@@ -58,11 +59,7 @@ class CliClient(SlurmClient):
         return proc.stdout
 
     def _json(self, argv: Sequence[str]) -> Any:
-        out = self._run(argv)
-        try:
-            return decode.parse_json(out)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise SlurmError(f"`{' '.join(argv)}` did not answer JSON ({exc}): {out[:120]!r}") from None
+        return decode.load_answer(self.run(argv), f"`{' '.join(argv)}` did not answer JSON")
 
     # -- reads ------------------------------------------------------------------------------
     @decode.gc_paused()
@@ -84,19 +81,19 @@ class CliClient(SlurmClient):
         return decode.jobs_answer(self._json(["squeue", "--json"]), "squeue --json")
 
     def job(self, job_id: int) -> Job:
-        out = self._run(["scontrol", "show", "job", "-d", "-o", str(int(job_id))]).strip()
+        out = self.run(["scontrol", "show", "job", "-d", "-o", str(int(job_id))]).strip()
         if not out:
             raise NotFoundError(f"Slurm knows no job {job_id}")
         return job_from_scontrol(out.splitlines()[0])
 
     def node_lines(self) -> list[Node]:
         """``scontrol show node -d -o`` (the text fallback of :meth:`nodes`)."""
-        out = self._run(["scontrol", "show", "node", "-d", "-o"])
+        out = self.run(["scontrol", "show", "node", "-d", "-o"])
         return [node_from_scontrol(line) for line in out.splitlines() if line.strip()]
 
     # -- actions ----------------------------------------------------------------------------
     def submit(self, script: str, args: Sequence[str] = (), *, cwd: str | None = None) -> int:
-        out = self._run(["sbatch", "--parsable", *args], script, cwd=cwd).strip()
+        out = self.run(["sbatch", "--parsable", *args], script, cwd=cwd).strip()
         head = out.split(";")[0]
         if not head.isdigit():
             raise SlurmError(f"sbatch answered {out!r} instead of a job id")
@@ -105,25 +102,25 @@ class CliClient(SlurmClient):
     def update(self, job_id: int, **fields: str) -> None:
         if not fields:
             return
-        self._run(["scontrol", "update", f"JobId={int(job_id)}", *(f"{k}={v}" for k, v in fields.items())])
+        self.run(["scontrol", "update", f"JobId={int(job_id)}", *(f"{k}={v}" for k, v in fields.items())])
 
     def defer_many(self, job_ids: Sequence[int], seconds: int) -> None:
         """One ``scontrol update JobId=a,b,c StartTime=now+S`` per 200 jobs."""
         ids = [str(int(j)) for j in job_ids]
         for i in range(0, len(ids), 200):
-            self._run(["scontrol", "update", f"JobId={','.join(ids[i:i + 200])}", f"StartTime=now+{int(seconds)}"])
+            self.run(["scontrol", "update", f"JobId={','.join(ids[i:i + 200])}", f"StartTime=now+{int(seconds)}"])
 
     def hold(self, job_id: int) -> None:
-        self._run(["scontrol", "hold", str(int(job_id))])
+        self.run(["scontrol", "hold", str(int(job_id))])
 
     def release(self, job_id: int) -> None:
-        self._run(["scontrol", "release", str(int(job_id))])
+        self.run(["scontrol", "release", str(int(job_id))])
 
     def requeue(self, job_id: int) -> None:
-        self._run(["scontrol", "requeue", str(int(job_id))])
+        self.run(["scontrol", "requeue", str(int(job_id))])
 
     def cancel(self, job_id: int) -> None:
-        self._run(["scancel", str(int(job_id))])
+        self.run(["scancel", str(int(job_id))])
 
 
 def _gpu_type(text: str | None) -> str | None:

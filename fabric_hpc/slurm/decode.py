@@ -243,6 +243,14 @@ def parse_json(text: str | bytes) -> Any:
         return json.loads(text)
 
 
+def load_answer(text: str | bytes, problem: str) -> Any:
+    """:func:`parse_json`, or a SlurmError ``"<problem> (<parser's reason>): <start of the text>"``."""
+    try:
+        return parse_json(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise SlurmError(f"{problem} ({exc}): {text[:120]!r}") from None
+
+
 def answer(data: Any, what: str) -> Mapping[str, Any]:
     """The top level of an answer: a JSON object whose ``errors`` list is empty."""
     data = record(data, f"{what} answer")

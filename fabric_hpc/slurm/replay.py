@@ -20,10 +20,7 @@ from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
 
 
 def _load(text: str, what: str) -> Any:
-    try:
-        return decode.parse_json(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise SlurmError(f"{what} is not JSON ({exc})") from None
+    return decode.load_answer(text, f"{what} is not JSON")
 
 
 class ReplayClient(SlurmClient):

@@ -25,14 +25,13 @@ field of an unexpected shape is a :class:`~fabric_hpc.slurm.contract.SlurmError`
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from fabric_hpc.slurm.contract import SlurmError
-from fabric_hpc.slurm.decode import answer, number, record, text
+from fabric_hpc.slurm.decode import answer, load_answer, number, record, text
 
 FIELDS = ("Account", "User", "RawShares", "RawUsage", "GrpTRESRaw")
 PARSABLE_ARGV = ("sshare", "-a", "-P", "-o", ",".join(FIELDS))
@@ -202,8 +201,4 @@ def read_usage(run: Callable[[Sequence[str]], str]) -> UsageAnswer:
         if "unrecognized option" not in exc.message and "invalid option" not in exc.message:
             raise
         return decode_parsable(run(list(PARSABLE_ARGV)))
-    try:
-        data = json.loads(out)
-    except (ValueError, RecursionError) as exc:
-        raise SlurmError(f"sshare --json did not answer JSON ({exc}): {out[:120]!r}") from None
-    return decode_json(data)
+    return decode_json(load_answer(out, "sshare --json did not answer JSON"))

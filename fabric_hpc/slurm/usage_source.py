@@ -39,7 +39,7 @@ def command_runner(client: SlurmClient | None = None, timeout: float = 30.0) -> 
     from fabric_hpc.slurm.cli_backend import CliClient
 
     env = client.env if isinstance(client, CliClient) else dict(os.environ)
-    return CliClient(env, timeout=timeout)._run  # noqa: SLF001 - one place runs Slurm commands, maps failures
+    return CliClient(env, timeout=timeout).run  # one place runs Slurm commands and maps their failures
 
 
 class UsageSource:
