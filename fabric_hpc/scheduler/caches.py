@@ -63,7 +63,7 @@ class StepCaches:
     ends: Memo = field(default_factory=lambda: Memo(1 << 20))
     #: job id -> (job object, fabric, the job with its compact-placement constraint)
     compact: Memo = field(default_factory=lambda: Memo(100_001))
-    #: (request, walltime, owners, release times, first GPUs) -> earliest (time, GPUs) or None
+    #: (request, owners, release times, first GPUs) -> earliest (time, GPUs) or None
     starts: Memo = field(default_factory=lambda: Memo(1025))
     #: (request, tier, owners, running ids) for which no victim set frees a placement
     no_victims: Memo = field(default_factory=lambda: Memo(4097))

@@ -41,6 +41,7 @@ from fabric_hpc.scheduler.placer import fit_gpus, masked_state, may_fit, request
 _JOB_ID = attrgetter("job.id")
 _JOB_TIER = attrgetter("job.tier")
 _END, _FIRST_GPU, _RELEASE = itemgetter(1), itemgetter(3), itemgetter(4)  # fields of a _running_ends entry
+_TIME = itemgetter(0)  # of a (time, GPU indices) release
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,8 @@ class _Plan:
             self._ends[:0], self._firsts[:0] = ends, firsts  # running jobs before this step's starts
 
     def fail_key(self, what: str, job: Job, t0: float, t1: float) -> tuple[str, str, str, tuple[int, ...]]:
-        overlap = tuple(n for n, (s, e, _) in enumerate(self.resv) if s < t1 and t0 < e)
+        resv = self.resv
+        overlap = tuple(n for n, (s, e, _) in enumerate(resv) if s < t1 and t0 < e) if resv else ()
         return what, request_key(job.request), job.tier if what == "preempt" else "", overlap
 
     def blocked(self, t0: float, t1: float) -> np.ndarray:
@@ -165,6 +167,7 @@ class Scheduler:
         running = list(view.running)  # preemption candidates: never a gang started in this step
         victims_for = self._victim_tiers(running)
         reservations = self.backfill.reservations if view.backfill else 0
+        now, fab, wait = view.now, view.state.fab, self.compact_wait_s
         blocked_before = False
         skipped: list[Job] = []
         for pending in examined:
@@ -178,14 +181,15 @@ class Scheduler:
                         and len(out.reservations) >= reservations):
                     skipped.append(job)
                     continue
-            hold = self._compact_hold(job, view.now, view.state.fab)
-            placement = self._try_now(hold or job, view.now, plan)
+            # ``now - submit < wait``: the first test of ``_holds``, without the calls
+            hold = self._compact_hold(job, now, fab) if wait is not None and now - job.submit < wait else None
+            placement = self._try_now(hold or job, now, plan)
             if placement is None and job.tier in victims_for:
                 placement = self._try_preempt(hold or job, view, plan, running, out)
                 if placement is not None:  # ``running`` changes only when victims were evicted
                     victims_for = self._victim_tiers(running)
             if placement is not None:
-                self._commit(job, placement, view.now, plan, out)
+                self._commit(job, placement, now, plan, out)
                 if blocked_before:
                     out.backfilled.add(job.id)
                 continue
@@ -198,7 +202,7 @@ class Scheduler:
                     out.reservations[job.id] = resv
             out.reasons[job.id] = "Priority" if blocked_before else "Resources"
             blocked_before = True
-        self._skipped_reasons(skipped, view.now, out)
+        self._skipped_reasons(skipped, now, out)
         return blocked_before
 
     def _skipped_reasons(self, skipped: list[Job], now: float, out: Decisions) -> None:
@@ -225,16 +229,18 @@ class Scheduler:
         """The first ``max_job_test`` pending jobs in priority order (ties: submit time, then id)."""
         limit = self.backfill.max_job_test
         neg = -prio
-        cand = np.arange(len(ids))
+        cand = None
         if len(ids) > limit > 0:  # only jobs at least as high as the limit-th priority can be in it
             cand = np.flatnonzero(neg <= np.partition(neg, limit - 1)[limit - 1])
-        order = np.lexsort((submit[cand], neg[cand]))  # by priority, then submit time (stable)
-        a, b = neg[cand][order], submit[cand][order]
-        if ((a[1:] == a[:-1]) & (b[1:] == b[:-1])).any():  # a full tie: the job id decides, as in Python
-            n = cand.tolist()
-            keys = sorted(zip(neg[cand].tolist(), submit[cand].tolist(), [ids[k] for k in n], n))
+            neg, submit = neg[cand], submit[cand]
+        order = np.lexsort((submit, neg))  # by priority, then submit time (stable)
+        a, b = neg[order], submit[order]
+        pos = order if cand is None else cand[order]  # positions in ``pending``
+        if np.count_nonzero((a[1:] == a[:-1]) & (b[1:] == b[:-1])):  # a full tie: the job id decides
+            n = pos.tolist()
+            keys = sorted(zip(a.tolist(), b.tolist(), [ids[k] for k in n], n))
             return [pending[k[3]] for k in keys[:limit]]
-        return [pending[k] for k in cand[order[:limit]].tolist()]
+        return list(map(pending.__getitem__, pos[:limit].tolist()))
 
     def _running_ends(self, view: SchedulerInput) -> tuple[list[tuple[float, np.ndarray]], list[int]]:
         """(walltime end, GPU indices) of each running job and its first GPU index (-1: none),
@@ -291,7 +297,7 @@ class Scheduler:
 
     def _commit(self, job: Job, placement: Placement, now: float, plan: _Plan, out: Decisions) -> None:
         pos = plan.state.fab.gpu_pos
-        idx = np.fromiter((pos[g] for g in placement.gpus), np.int64, count=len(placement.gpus))
+        idx = np.fromiter(map(pos.__getitem__, placement.gpus), np.int64, count=len(placement.gpus))
         plan.state.allocate(job.id, idx)
         plan.fails.clear()
         plan.free_n -= idx.size
@@ -350,19 +356,20 @@ class Scheduler:
         t, gpus = found
         pos = plan.state.fab.gpu_pos
         mask = np.zeros(plan.state.owner.size, bool)
-        mask[[pos[g] for g in gpus]] = True
+        mask[list(map(pos.__getitem__, gpus))] = True
         plan.resv.append((t, t + job.walltime, mask))
         return Reservation(job.id, t, t + job.walltime, tuple(gpus))
 
     def _earliest(self, job: Job, now: float, plan: _Plan) -> tuple[float, tuple[str, ...]] | None:
         """Remembered across steps while the allocation and the release times are unchanged (the
-        answer depends on nothing else when no reservation is held yet)."""
+        answer depends on nothing else when no reservation is held yet: not on the walltime either,
+        which only selects the reservations a start overlaps)."""
         if plan.resv:
             return self._search_earliest(job, now, plan)
-        es = [e for e, _ in plan.ends]
+        es = list(map(_TIME, plan.ends))
         if es and min(es) <= now:  # release times already passed: keyed as None (independent of now)
             es = [e if e > now else None for e in es]
-        key = (request_key(job.request), job.walltime, plan.state.owner.tobytes(), tuple(es), tuple(plan.firsts))
+        key = (request_key(job.request), plan.state.owner.tobytes(), tuple(es), tuple(plan.firsts))
         starts = self.caches.starts
         if key not in starts:
             return starts.put(key, self._search_earliest(job, now, plan))
@@ -372,8 +379,8 @@ class Scheduler:
         times = sorted({e for e, _ in plan.ends if e > now} | {e for _, e, _ in plan.resv if e > now})
         if not times:
             return None
-        ends = sorted(plan.ends, key=lambda x: x[0])
-        at = [e for e, _ in ends]
+        ends = sorted(plan.ends, key=_TIME)
+        at = list(map(_TIME, ends))
         freed = plan.state.free.copy()
         total_free = int(freed.sum())
         need = job.gpus
