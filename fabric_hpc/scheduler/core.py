@@ -39,7 +39,6 @@ from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, BackfillPolicy, Decisi
 from fabric_hpc.scheduler.placer import fit_gpus, masked_state, may_fit, request_key
 
 _JOB_ID = attrgetter("job.id")
-_JOB_TIER = attrgetter("job.tier")
 _END, _FIRST_GPU, _RELEASE = itemgetter(1), itemgetter(3), itemgetter(4)  # fields of a _running_ends entry
 _TIME = itemgetter(0)  # of a (time, GPU indices) release
 
@@ -74,6 +73,7 @@ class Backfill:
 class _Plan:
     """Working data of one step: the state being filled and the timeline of GPU releases."""
 
+    #: the input's state until the step first changes it (:meth:`own`), then the step's copy
     state: ClusterState
     #: computes (walltime end, GPU indices) and the first GPU index (-1: none) of each running job;
     #: called on first use of :attr:`ends` / :attr:`firsts` (steps that place everything, or stop at
@@ -85,6 +85,7 @@ class _Plan:
     #: the request and the state).
     fails: set[tuple[str, str, str, tuple[int, ...]]] = field(default_factory=set)
     free_n: int = 0  # free GPUs in ``state``
+    owned: bool = False  # whether ``state`` is the step's own copy
     _ends: list[tuple[float, np.ndarray]] = field(default_factory=list)
     _firsts: list[int] = field(default_factory=list)
 
@@ -100,6 +101,13 @@ class _Plan:
         array it identifies which GPUs each release time frees (the memo key of ``_earliest``)."""
         self._load()
         return self._firsts
+
+    def own(self) -> ClusterState:
+        """The state to change: copied on first use (a step that starts and evicts nothing, most
+        steps of a long queue, copies nothing)."""
+        if not self.owned:
+            self.state, self.owned = self.state.copy(), True
+        return self.state
 
     def add_end(self, end: float, idx: np.ndarray) -> None:
         """A job started in this step: it releases ``idx`` at ``end`` (the timeline stays unread)."""
@@ -152,7 +160,7 @@ class Scheduler:
     def schedule(self, view: SchedulerInput) -> Decisions:
         ids, prio, submit = self._priorities(view)
         out = Decisions()
-        plan = _Plan(view.state.copy(), timeline=lambda: self._running_ends(view))
+        plan = _Plan(view.state, timeline=lambda: self._running_ends(view))
         plan.free_n = int(np.count_nonzero(plan.state.free))
         blocked_before = self._walk(self._examined(view.pending, ids, prio, submit), view, plan, out)
         # every pending job's priority and reason, built when first read (a driver that reads
@@ -268,7 +276,7 @@ class Scheduler:
         out: set[str] = set()
         if self.preemption is None:
             return out
-        for tier in set(map(_JOB_TIER, running)):
+        for tier in self.caches.running_tiers.update(running):
             t = self.tiers.get(tier)
             if t is not None and t.preemptible:
                 out.update(t.preempted_by)
@@ -298,7 +306,7 @@ class Scheduler:
     def _commit(self, job: Job, placement: Placement, now: float, plan: _Plan, out: Decisions) -> None:
         pos = plan.state.fab.gpu_pos
         idx = np.fromiter(map(pos.__getitem__, placement.gpus), np.int64, count=len(placement.gpus))
-        plan.state.allocate(job.id, idx)
+        plan.own().allocate(job.id, idx)
         plan.fails.clear()
         plan.free_n -= idx.size
         plan.add_end(now + job.walltime, idx)
@@ -336,7 +344,7 @@ class Scheduler:
                 return None
         gone = {v.job_id for v in victims}
         for v in victims:
-            plan.state.release(v.job_id)
+            plan.own().release(v.job_id)
         plan.fails.clear()
         plan.free_n = int(np.count_nonzero(plan.state.free))
         running[:] = [r for r in running if r.job.id not in gone]
