@@ -384,11 +384,12 @@ class Scheduler:
         return starts.get(key)
 
     def _search_earliest(self, job: Job, now: float, plan: _Plan) -> tuple[float, tuple[str, ...]] | None:
-        times = sorted({e for e, _ in plan.ends if e > now} | {e for _, e, _ in plan.resv if e > now})
-        if not times:
-            return None
         ends = sorted(plan.ends, key=_TIME)
         at = list(map(_TIME, ends))
+        # the release and reservation-end times after now, each once, in order
+        times = sorted(set(at[bisect_right(at, now):]).union(e for _, e, _ in plan.resv if e > now))
+        if not times:
+            return None
         freed = plan.state.free.copy()
         total_free = int(freed.sum())
         need = job.gpus
