@@ -176,7 +176,7 @@ class Scheduler:
         victims_for = self._victim_tiers(running)
         reservations = self.backfill.reservations if view.backfill else 0
         now, fab, wait = view.now, view.state.fab, self.compact_wait_s
-        blocked_before = False
+        blocked_before = skip = False  # skip: the fast path below is on and no reservation is left
         skipped: list[Job] = []
         for pending in examined:
             job = pending.job
@@ -185,8 +185,7 @@ class Scheduler:
                     break
                 # fast path, the outcome of the full walk below: the job is too big for the free
                 # GPUs, may not preempt, and no reservation is left to give, so it only gets a reason
-                if (self.fast_walk and job.gpus > plan.free_n and job.tier not in victims_for
-                        and len(out.reservations) >= reservations):
+                if skip and job.gpus > plan.free_n and job.tier not in victims_for:
                     skipped.append(job)
                     continue
             # ``now - submit < wait``: the first test of ``_holds``, without the calls
@@ -210,6 +209,7 @@ class Scheduler:
                     out.reservations[job.id] = resv
             out.reasons[job.id] = "Priority" if blocked_before else "Resources"
             blocked_before = True
+            skip = self.fast_walk and len(out.reservations) >= reservations
         self._skipped_reasons(skipped, now, out)
         return blocked_before
 
