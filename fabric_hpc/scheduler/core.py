@@ -122,7 +122,10 @@ class _Plan:
 
     def fail_key(self, what: str, job: Job, t0: float, t1: float) -> tuple[str, str, str, tuple[int, ...]]:
         resv = self.resv
-        overlap = tuple(n for n, (s, e, _) in enumerate(resv) if s < t1 and t0 < e) if resv else ()
+        if len(resv) > 1:
+            overlap = tuple(n for n, (s, e, _) in enumerate(resv) if s < t1 and t0 < e)
+        else:  # none or one (EASY): the same tuple without a generator
+            overlap = (0,) if resv and resv[0][0] < t1 and t0 < resv[0][1] else ()
         return what, request_key(job.request), job.tier if what == "preempt" else "", overlap
 
     def blocked(self, t0: float, t1: float) -> np.ndarray:
@@ -236,11 +239,11 @@ class Scheduler:
     def _examined(self, pending, ids: list[str], prio: np.ndarray, submit: np.ndarray) -> list:
         """The first ``max_job_test`` pending jobs in priority order (ties: submit time, then id)."""
         limit = self.backfill.max_job_test
-        neg = -prio
         cand = None
         if len(ids) > limit > 0:  # only jobs at least as high as the limit-th priority can be in it
-            cand = np.flatnonzero(neg <= np.partition(neg, limit - 1)[limit - 1])
-            neg, submit = neg[cand], submit[cand]
+            cand = np.flatnonzero(prio >= np.partition(prio, len(ids) - limit)[len(ids) - limit])
+            prio, submit = prio[cand], submit[cand]
+        neg = -prio  # (exact: a sign flip)
         order = np.lexsort((submit, neg))  # by priority, then submit time (stable)
         a, b = neg[order], submit[order]
         pos = order if cand is None else cand[order]  # positions in ``pending``

@@ -181,8 +181,8 @@ class MultifactorPriority:
         age /= self.max_age_s
         np.minimum(age, 1.0, out=age)
         age *= self.weight_age
-        fs_term = np.array([fs.get(a, 1.0) for a in t.accounts], float)[q.account]
-        fs_term *= self.weight_fairshare
+        # the same products as per job (factor × weight), made once per account
+        fs_term = (np.array([fs.get(a, 1.0) for a in t.accounts], float) * self.weight_fairshare)[q.account]
         # the module doc's sum, term by term in the same order (bit-identical to scalar code),
         # in place: walltime + age + fairshare + size + tier
         prio = np.add(walltime, age, out=age)
