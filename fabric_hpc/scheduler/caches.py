@@ -4,6 +4,11 @@ Every entry is a pure function of its key (the decisions do not depend on what i
 fast-path oracle tests run with and without it), so a cache may be emptied at any time. Each memo
 has a size limit; a memo at its limit is emptied before a new key goes in (the simplest bound that
 keeps lookups O(1); the keys of a long replay move on, so old entries are rarely useful).
+
+A driver's lists change little from step to step (a queue loses the jobs that started and gains
+new ones at its end; so does the running list): :func:`_diff` describes a list by its difference
+from the last step's, which the priority table and :class:`Tally` (counts of a key over the
+running jobs, as big as that list) use instead of a pass over every entry.
 """
 
 from __future__ import annotations
