@@ -4,12 +4,18 @@ Every entry is a pure function of its key (the decisions do not depend on what i
 fast-path oracle tests run with and without it), so a cache may be emptied at any time. Each memo
 has a size limit; a memo at its limit is emptied before a new key goes in (the simplest bound that
 keeps lookups O(1); the keys of a long replay move on, so old entries are rarely useful).
+
+A driver's lists change little from step to step (a queue loses the jobs that started and gains
+new ones at its end; so does the running list): :func:`_diff` describes a list by its difference
+from the last step's, which the priority table and :class:`Tally` (counts of a key over the
+running jobs, as big as that list) use instead of a pass over every entry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 
@@ -63,10 +69,12 @@ class StepCaches:
     ends: Memo = field(default_factory=lambda: Memo(1 << 20))
     #: job id -> (job object, fabric, the job with its compact-placement constraint)
     compact: Memo = field(default_factory=lambda: Memo(100_001))
-    #: (request, walltime, owners, release times, first GPUs) -> earliest (time, GPUs) or None
+    #: (request, owners, release times, first GPUs) -> earliest (time, GPUs) or None
     starts: Memo = field(default_factory=lambda: Memo(1025))
     #: (request, tier, owners, running ids) for which no victim set frees a placement
     no_victims: Memo = field(default_factory=lambda: Memo(4097))
+    #: the running jobs' tiers (a list of the last step's running jobs and a count per tier)
+    running_tiers: Tally = field(default_factory=lambda: Tally(attrgetter("job.tier")))
 
     def sizes(self) -> dict[str, int]:
         return {"ends": len(self.ends), "compact": len(self.compact), "starts": len(self.starts),
@@ -75,3 +83,97 @@ class StepCaches:
     def clear(self) -> None:
         for memo in (self.ends, self.compact, self.starts, self.no_victims):
             memo.data.clear()
+        self.running_tiers = Tally(self.running_tiers.key)
+
+
+#: More departures than this between two calls: look every row up instead (see :func:`_diff`).
+_DIFF_LIMIT = 64
+
+
+def _diff(prev: list, new: list) -> tuple[list[int], int] | None:
+    """``new`` as ``prev`` minus some entries plus a tail: (positions in ``prev`` that are gone,
+    where the tail starts in ``new``), or None when that takes more than ``_DIFF_LIMIT`` removals.
+
+    Entries are compared with ``==`` on list slices (identity first, in C): equal entries have
+    equal rows, so the result is exact whatever the lists hold; only its speed assumes the
+    driver's usual change (a queue that loses started jobs and gains new ones at its end)."""
+    i = j = 0
+    gone: list[int] = []
+    while i < len(prev):
+        m = _common_prefix(prev, i, new, j, min(len(prev) - i, len(new) - j))
+        i, j = i + m, j + m
+        if i == len(prev):
+            break
+        if len(gone) == _DIFF_LIMIT:
+            return None
+        gone.append(i)  # prev[i] is not at new[j]: it left (or moved; then it is looked up again)
+        i += 1
+    return gone, j
+
+
+def _diff_into(prev: list, new: list) -> tuple[list[int], int] | None:
+    """:func:`_diff`, and ``prev`` made equal to ``new`` in place when it is not None. Tries the
+    commonest change first, a queue that only grew at its end: one comparison of the two lists
+    (identity first, in C), without the slices that touch every entry."""
+    n = len(prev)
+    if len(new) >= n:
+        prev.extend(new[n:])
+        if prev == new:
+            return [], n
+        del prev[n:]
+    diff = _diff(prev, new)
+    if diff is not None:
+        for g in reversed(diff[0]):
+            del prev[g]
+        prev.extend(new[diff[1]:])
+    return diff
+
+
+def _common_prefix(a: list, i: int, b: list, j: int, n: int) -> int:
+    """Length of the common prefix of ``a[i:i + n]`` and ``b[j:j + n]`` (halving: O(n) compares)."""
+    if a[i:i + n] == b[j:j + n]:
+        return n
+    lo, hi = 0, n  # a[i:i + lo] == b[j:j + lo]; the first difference is in [lo, hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[i + lo:i + mid] == b[j + lo:j + mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+class Tally:
+    """How many items of a list have each ``key(item)`` (e.g. the running jobs' tiers), kept from
+    call to call by the list's difference from the last call's (:func:`_diff`): a list that lost
+    and gained a few items costs a comparison in C and a few ``key`` calls, not one per item."""
+
+    def __init__(self, key: Callable[[Any], Hashable]) -> None:
+        self.key = key
+        self._prev: list = []
+        self.counts: dict[Hashable, int] = {}
+
+    def update(self, items: list) -> dict[Hashable, int]:
+        """The counts over ``items`` (only keys with a count > 0)."""
+        prev, key, counts = self._prev, self.key, self.counts
+        diff = _diff(prev, items) if prev else None
+        if diff is None:
+            self._prev = list(items)
+            self.counts = counts = {}
+            for k in map(key, items):
+                counts[k] = counts.get(k, 0) + 1
+            return counts
+        gone, tail = diff
+        for g in gone:
+            k = key(prev[g])
+            if counts[k] == 1:
+                del counts[k]
+            else:
+                counts[k] -= 1
+        for g in reversed(gone):
+            del prev[g]
+        for item in items[tail:]:
+            k = key(item)
+            counts[k] = counts.get(k, 0) + 1
+            prev.append(item)
+        return counts

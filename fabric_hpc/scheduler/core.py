@@ -39,8 +39,8 @@ from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, BackfillPolicy, Decisi
 from fabric_hpc.scheduler.placer import fit_gpus, masked_state, may_fit, request_key
 
 _JOB_ID = attrgetter("job.id")
-_JOB_TIER = attrgetter("job.tier")
 _END, _FIRST_GPU, _RELEASE = itemgetter(1), itemgetter(3), itemgetter(4)  # fields of a _running_ends entry
+_TIME = itemgetter(0)  # of a (time, GPU indices) release
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class Backfill:
 class _Plan:
     """Working data of one step: the state being filled and the timeline of GPU releases."""
 
+    #: the input's state until the step first changes it (:meth:`own`), then the step's copy
     state: ClusterState
     #: computes (walltime end, GPU indices) and the first GPU index (-1: none) of each running job;
     #: called on first use of :attr:`ends` / :attr:`firsts` (steps that place everything, or stop at
@@ -84,6 +85,7 @@ class _Plan:
     #: the request and the state).
     fails: set[tuple[str, str, str, tuple[int, ...]]] = field(default_factory=set)
     free_n: int = 0  # free GPUs in ``state``
+    owned: bool = False  # whether ``state`` is the step's own copy
     _ends: list[tuple[float, np.ndarray]] = field(default_factory=list)
     _firsts: list[int] = field(default_factory=list)
 
@@ -100,6 +102,13 @@ class _Plan:
         self._load()
         return self._firsts
 
+    def own(self) -> ClusterState:
+        """The state to change: copied on first use (a step that starts and evicts nothing, most
+        steps of a long queue, copies nothing)."""
+        if not self.owned:
+            self.state, self.owned = self.state.copy(), True
+        return self.state
+
     def add_end(self, end: float, idx: np.ndarray) -> None:
         """A job started in this step: it releases ``idx`` at ``end`` (the timeline stays unread)."""
         self._ends.append((end, idx))
@@ -112,7 +121,11 @@ class _Plan:
             self._ends[:0], self._firsts[:0] = ends, firsts  # running jobs before this step's starts
 
     def fail_key(self, what: str, job: Job, t0: float, t1: float) -> tuple[str, str, str, tuple[int, ...]]:
-        overlap = tuple(n for n, (s, e, _) in enumerate(self.resv) if s < t1 and t0 < e)
+        resv = self.resv
+        if len(resv) > 1:
+            overlap = tuple(n for n, (s, e, _) in enumerate(resv) if s < t1 and t0 < e)
+        else:  # none or one (EASY): the same tuple without a generator
+            overlap = (0,) if resv and resv[0][0] < t1 and t0 < resv[0][1] else ()
         return what, request_key(job.request), job.tier if what == "preempt" else "", overlap
 
     def blocked(self, t0: float, t1: float) -> np.ndarray:
@@ -150,7 +163,7 @@ class Scheduler:
     def schedule(self, view: SchedulerInput) -> Decisions:
         ids, prio, submit = self._priorities(view)
         out = Decisions()
-        plan = _Plan(view.state.copy(), timeline=lambda: self._running_ends(view))
+        plan = _Plan(view.state, timeline=lambda: self._running_ends(view))
         plan.free_n = int(np.count_nonzero(plan.state.free))
         blocked_before = self._walk(self._examined(view.pending, ids, prio, submit), view, plan, out)
         # every pending job's priority and reason, built when first read (a driver that reads
@@ -165,7 +178,8 @@ class Scheduler:
         running = list(view.running)  # preemption candidates: never a gang started in this step
         victims_for = self._victim_tiers(running)
         reservations = self.backfill.reservations if view.backfill else 0
-        blocked_before = False
+        now, fab, wait = view.now, view.state.fab, self.compact_wait_s
+        blocked_before = skip = False  # skip: the fast path below is on and no reservation is left
         skipped: list[Job] = []
         for pending in examined:
             job = pending.job
@@ -174,18 +188,18 @@ class Scheduler:
                     break
                 # fast path, the outcome of the full walk below: the job is too big for the free
                 # GPUs, may not preempt, and no reservation is left to give, so it only gets a reason
-                if (self.fast_walk and job.gpus > plan.free_n and job.tier not in victims_for
-                        and len(out.reservations) >= reservations):
+                if skip and job.gpus > plan.free_n and job.tier not in victims_for:
                     skipped.append(job)
                     continue
-            hold = self._compact_hold(job, view.now, view.state.fab)
-            placement = self._try_now(hold or job, view.now, plan)
+            # ``now - submit < wait``: the first test of ``_holds``, without the calls
+            hold = self._compact_hold(job, now, fab) if wait is not None and now - job.submit < wait else None
+            placement = self._try_now(hold or job, now, plan)
             if placement is None and job.tier in victims_for:
                 placement = self._try_preempt(hold or job, view, plan, running, out)
                 if placement is not None:  # ``running`` changes only when victims were evicted
                     victims_for = self._victim_tiers(running)
             if placement is not None:
-                self._commit(job, placement, view.now, plan, out)
+                self._commit(job, placement, now, plan, out)
                 if blocked_before:
                     out.backfilled.add(job.id)
                 continue
@@ -198,7 +212,8 @@ class Scheduler:
                     out.reservations[job.id] = resv
             out.reasons[job.id] = "Priority" if blocked_before else "Resources"
             blocked_before = True
-        self._skipped_reasons(skipped, view.now, out)
+            skip = self.fast_walk and len(out.reservations) >= reservations
+        self._skipped_reasons(skipped, now, out)
         return blocked_before
 
     def _skipped_reasons(self, skipped: list[Job], now: float, out: Decisions) -> None:
@@ -224,17 +239,19 @@ class Scheduler:
     def _examined(self, pending, ids: list[str], prio: np.ndarray, submit: np.ndarray) -> list:
         """The first ``max_job_test`` pending jobs in priority order (ties: submit time, then id)."""
         limit = self.backfill.max_job_test
-        neg = -prio
-        cand = np.arange(len(ids))
+        cand = None
         if len(ids) > limit > 0:  # only jobs at least as high as the limit-th priority can be in it
-            cand = np.flatnonzero(neg <= np.partition(neg, limit - 1)[limit - 1])
-        order = np.lexsort((submit[cand], neg[cand]))  # by priority, then submit time (stable)
-        a, b = neg[cand][order], submit[cand][order]
-        if ((a[1:] == a[:-1]) & (b[1:] == b[:-1])).any():  # a full tie: the job id decides, as in Python
-            n = cand.tolist()
-            keys = sorted(zip(neg[cand].tolist(), submit[cand].tolist(), [ids[k] for k in n], n))
+            cand = np.flatnonzero(prio >= np.partition(prio, len(ids) - limit)[len(ids) - limit])
+            prio, submit = prio[cand], submit[cand]
+        neg = -prio  # (exact: a sign flip)
+        order = np.lexsort((submit, neg))  # by priority, then submit time (stable)
+        a, b = neg[order], submit[order]
+        pos = order if cand is None else cand[order]  # positions in ``pending``
+        if np.count_nonzero((a[1:] == a[:-1]) & (b[1:] == b[:-1])):  # a full tie: the job id decides
+            n = pos.tolist()
+            keys = sorted(zip(a.tolist(), b.tolist(), [ids[k] for k in n], n))
             return [pending[k[3]] for k in keys[:limit]]
-        return [pending[k] for k in cand[order[:limit]].tolist()]
+        return list(map(pending.__getitem__, pos[:limit].tolist()))
 
     def _running_ends(self, view: SchedulerInput) -> tuple[list[tuple[float, np.ndarray]], list[int]]:
         """(walltime end, GPU indices) of each running job and its first GPU index (-1: none),
@@ -262,7 +279,7 @@ class Scheduler:
         out: set[str] = set()
         if self.preemption is None:
             return out
-        for tier in set(map(_JOB_TIER, running)):
+        for tier in self.caches.running_tiers.update(running):
             t = self.tiers.get(tier)
             if t is not None and t.preemptible:
                 out.update(t.preempted_by)
@@ -291,8 +308,8 @@ class Scheduler:
 
     def _commit(self, job: Job, placement: Placement, now: float, plan: _Plan, out: Decisions) -> None:
         pos = plan.state.fab.gpu_pos
-        idx = np.fromiter((pos[g] for g in placement.gpus), np.int64, count=len(placement.gpus))
-        plan.state.allocate(job.id, idx)
+        idx = np.fromiter(map(pos.__getitem__, placement.gpus), np.int64, count=len(placement.gpus))
+        plan.own().allocate(job.id, idx)
         plan.fails.clear()
         plan.free_n -= idx.size
         plan.add_end(now + job.walltime, idx)
@@ -330,7 +347,7 @@ class Scheduler:
                 return None
         gone = {v.job_id for v in victims}
         for v in victims:
-            plan.state.release(v.job_id)
+            plan.own().release(v.job_id)
         plan.fails.clear()
         plan.free_n = int(np.count_nonzero(plan.state.free))
         running[:] = [r for r in running if r.job.id not in gone]
@@ -350,30 +367,32 @@ class Scheduler:
         t, gpus = found
         pos = plan.state.fab.gpu_pos
         mask = np.zeros(plan.state.owner.size, bool)
-        mask[[pos[g] for g in gpus]] = True
+        mask[list(map(pos.__getitem__, gpus))] = True
         plan.resv.append((t, t + job.walltime, mask))
         return Reservation(job.id, t, t + job.walltime, tuple(gpus))
 
     def _earliest(self, job: Job, now: float, plan: _Plan) -> tuple[float, tuple[str, ...]] | None:
         """Remembered across steps while the allocation and the release times are unchanged (the
-        answer depends on nothing else when no reservation is held yet)."""
+        answer depends on nothing else when no reservation is held yet: not on the walltime either,
+        which only selects the reservations a start overlaps)."""
         if plan.resv:
             return self._search_earliest(job, now, plan)
-        es = [e for e, _ in plan.ends]
+        es = list(map(_TIME, plan.ends))
         if es and min(es) <= now:  # release times already passed: keyed as None (independent of now)
             es = [e if e > now else None for e in es]
-        key = (request_key(job.request), job.walltime, plan.state.owner.tobytes(), tuple(es), tuple(plan.firsts))
+        key = (request_key(job.request), plan.state.owner.tobytes(), tuple(es), tuple(plan.firsts))
         starts = self.caches.starts
         if key not in starts:
             return starts.put(key, self._search_earliest(job, now, plan))
         return starts.get(key)
 
     def _search_earliest(self, job: Job, now: float, plan: _Plan) -> tuple[float, tuple[str, ...]] | None:
-        times = sorted({e for e, _ in plan.ends if e > now} | {e for _, e, _ in plan.resv if e > now})
+        ends = sorted(plan.ends, key=_TIME)
+        at = list(map(_TIME, ends))
+        # the release and reservation-end times after now, each once, in order
+        times = sorted(set(at[bisect_right(at, now):]).union(e for _, e, _ in plan.resv if e > now))
         if not times:
             return None
-        ends = sorted(plan.ends, key=lambda x: x[0])
-        at = [e for e, _ in ends]
         freed = plan.state.free.copy()
         total_free = int(freed.sum())
         need = job.gpus

@@ -25,7 +25,7 @@ from operator import attrgetter
 import numpy as np
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.scheduler.caches import offers
+from fabric_hpc.scheduler.caches import Tally, _diff, _diff_into, offers  # noqa: F401 (_diff: tested here)
 from fabric_hpc.scheduler.contract import DEFAULT_TIERS, AccountFairshare, Job, PendingJob, SchedulerInput, Tier
 
 DAY = 86_400.0
@@ -157,6 +157,8 @@ class MultifactorPriority:
 
     _table: _StaticTable = field(default_factory=lambda: _StaticTable(), init=False, repr=False,
                                  compare=False)
+    #: the running jobs' accounts, kept from step to step (the running set changes by a few jobs)
+    _running: Tally = field(default_factory=lambda: Tally(_ACCOUNT), init=False, repr=False, compare=False)
 
     def priorities(self, view: SchedulerInput) -> dict[str, float]:
         ids, prio, _ = self.ranked(view)
@@ -179,8 +181,8 @@ class MultifactorPriority:
         age /= self.max_age_s
         np.minimum(age, 1.0, out=age)
         age *= self.weight_age
-        fs_term = np.array([fs.get(a, 1.0) for a in t.accounts], float)[q.account]
-        fs_term *= self.weight_fairshare
+        # the same products as per job (factor × weight), made once per account
+        fs_term = (np.array([fs.get(a, 1.0) for a in t.accounts], float) * self.weight_fairshare)[q.account]
         # the module doc's sum, term by term in the same order (bit-identical to scalar code),
         # in place: walltime + age + fairshare + size + tier
         prio = np.add(walltime, age, out=age)
@@ -194,7 +196,8 @@ class MultifactorPriority:
         if not offers(self.fairshare, AccountFairshare):
             return self.fairshare.factors(view)
         found = set(present)
-        found.update(map(_ACCOUNT, view.running), view.usage)
+        running = view.running if isinstance(view.running, list) else list(view.running)
+        found.update(self._running.update(running), view.usage)
         return self.fairshare.factors_for(found, view.usage, view.shares)
 
     def _static_terms(self, job: Job, total: int) -> tuple[float, float, float]:
@@ -325,60 +328,3 @@ class _StaticTable:
         self.tier[base:end] = [v[2] for v in vals]
         self.account[base:end] = [self._acct[j.account] for j in jobs]
         return base
-
-
-#: More departures than this between two calls: look every row up instead (see :func:`_diff`).
-_DIFF_LIMIT = 64
-
-
-def _diff(prev: list, new: list) -> tuple[list[int], int] | None:
-    """``new`` as ``prev`` minus some entries plus a tail: (positions in ``prev`` that are gone,
-    where the tail starts in ``new``), or None when that takes more than ``_DIFF_LIMIT`` removals.
-
-    Entries are compared with ``==`` on list slices (identity first, in C): equal entries have
-    equal rows, so the result is exact whatever the lists hold; only its speed assumes the
-    driver's usual change (a queue that loses started jobs and gains new ones at its end)."""
-    i = j = 0
-    gone: list[int] = []
-    while i < len(prev):
-        m = _common_prefix(prev, i, new, j, min(len(prev) - i, len(new) - j))
-        i, j = i + m, j + m
-        if i == len(prev):
-            break
-        if len(gone) == _DIFF_LIMIT:
-            return None
-        gone.append(i)  # prev[i] is not at new[j]: it left (or moved; then it is looked up again)
-        i += 1
-    return gone, j
-
-
-def _diff_into(prev: list, new: list) -> tuple[list[int], int] | None:
-    """:func:`_diff`, and ``prev`` made equal to ``new`` in place when it is not None. Tries the
-    commonest change first, a queue that only grew at its end: one comparison of the two lists
-    (identity first, in C), without the slices that touch every entry."""
-    n = len(prev)
-    if len(new) >= n:
-        prev.extend(new[n:])
-        if prev == new:
-            return [], n
-        del prev[n:]
-    diff = _diff(prev, new)
-    if diff is not None:
-        for g in reversed(diff[0]):
-            del prev[g]
-        prev.extend(new[diff[1]:])
-    return diff
-
-
-def _common_prefix(a: list, i: int, b: list, j: int, n: int) -> int:
-    """Length of the common prefix of ``a[i:i + n]`` and ``b[j:j + n]`` (halving: O(n) compares)."""
-    if a[i:i + n] == b[j:j + n]:
-        return n
-    lo, hi = 0, n  # a[i:i + lo] == b[j:j + lo]; the first difference is in [lo, hi)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if a[i + lo:i + mid] == b[j + lo:j + mid]:
-            lo = mid
-        else:
-            hi = mid
-    return lo

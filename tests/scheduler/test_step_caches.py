@@ -1,0 +1,65 @@
+"""What the step remembers, or skips, between steps gives the answers of the plain code.
+
+* :class:`~fabric_hpc.scheduler.caches.Tally` (the running jobs' tiers and accounts, kept by the
+  difference from the last list) counts like a fresh count over the list, on random histories of
+  removals, appends, reorders and equal copies;
+* the step changes a copy of the cluster state made only when it starts or evicts a gang: the
+  input's state is never changed, whether the step starts, evicts or does nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from operator import attrgetter
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fabric_hpc.placement import ClusterState
+from fabric_hpc.scheduler import SchedulerInput, fabric_policy
+from fabric_hpc.scheduler.caches import Tally
+
+from .helpers import fabric, job, pend, run_on
+
+FAB = fabric(hosts=4)
+OPS = st.sampled_from(["drop", "append", "shuffle", "copy", "clear"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(OPS, st.integers(0, 50)), max_size=40))
+def test_tally_counts_like_a_fresh_count(history):
+    tally = Tally(attrgetter("job.tier"))
+    rng = np.random.default_rng(len(history))
+    items, made = [], 0
+    for op, arg in history:
+        if op == "drop" and items:
+            for k in sorted(set(rng.integers(0, len(items), 1 + arg % 3).tolist()), reverse=True):
+                del items[k]
+        elif op == "append":
+            for _ in range(1 + arg % 4):
+                made += 1
+                items.append(pend(job(f"j{made}", 1, tier=("high", "normal", "spot")[(made + arg) % 3]))[0])
+        elif op == "shuffle":
+            items = [items[k] for k in rng.permutation(len(items))]
+        elif op == "copy" and items:
+            k = arg % len(items)
+            items[k] = replace(items[k])
+        elif op == "clear":
+            items = []
+        assert tally.update(list(items)) == Counter(p.job.tier for p in items)
+
+
+def test_the_step_never_changes_the_input_state():
+    state = ClusterState(FAB)
+    running = [run_on(state, job("r", 2, wall=1000.0, tier="spot"), ["n1", "n2"])]
+    before = state.owner.copy()
+    policy = fabric_policy(compact_wait_s=None)
+    for pending in (pend(job("big", 4, submit=0.0)),  # nothing starts
+                    pend(job("small", 1, submit=0.0)),  # one start
+                    pend(job("urgent", 4, submit=0.0, tier="high"))):  # an eviction, then a start
+        out = policy.schedule(SchedulerInput(10.0, pending, running, state, {}))
+        assert (state.owner == before).all()
+        assert len(out.start) == (pending[0].job.id != "big")
+    assert [p.job_id for p in out.preempt] == ["r"]
