@@ -25,7 +25,7 @@ from operator import attrgetter
 import numpy as np
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.scheduler.caches import Tally, _diff, _diff_into, offers  # noqa: F401 (_diff: tested here)
+from fabric_hpc.scheduler.caches import Tally, _diff_into, offers
 from fabric_hpc.scheduler.contract import DEFAULT_TIERS, AccountFairshare, Job, PendingJob, SchedulerInput, Tier
 
 DAY = 86_400.0
@@ -264,7 +264,7 @@ class _StaticTable:
         self.accounts: list[str] = []
         self._acct: dict[str, int] = {}
         #: the last call's pending jobs (a private list) and columns: most steps differ from the one
-        #: before by a few jobs that started and a few that arrived (see :func:`_diff`)
+        #: before by a few jobs that started and a few that arrived (see :func:`~fabric_hpc.scheduler.caches._diff`)
         self._prev: list[PendingJob] = []
         self._q = _Queue(np.empty(0, object), np.empty((4, 0)), np.empty(0, np.int64), np.zeros(0, np.int64))
         for name, dtype in self._COLUMNS:  # columns with spare capacity; rows [0, len(pending)) are set

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from fabric_hpc.placement import ClusterState
 from fabric_hpc.scheduler import ClassicFairshare, MultifactorPriority, PendingJob, SchedulerInput, fabric_policy
 from fabric_hpc.scheduler.core import LazyDict
-from fabric_hpc.scheduler.priority import _diff
+from fabric_hpc.scheduler.caches import _diff
 
 from .helpers import fabric, job, pend, run_on
 from .test_priority import scalar
