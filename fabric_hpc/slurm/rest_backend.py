@@ -41,6 +41,11 @@ _UPDATE_KEYS = {"ReqNodeList": ("nodelist", "required_nodes"), "StartTime": ("be
 _BENIGN = {2042}
 _BENIGN_TEXT = "Job is in held state, pending scheduler release"
 _NOT_FOUND = {2017}  # "Invalid job id specified"
+#: a read whose connection the server dropped is tried again after these pauses (s): slurmrestd
+#: closes or resets a connection now and then (restarts, a busy 22.05 under load); writes never are
+_READ_RETRY_S = (0.2, 0.6)
+#: the transport failures a retry may cure (a refused or missing socket is not one: nobody listens)
+_DROPPED = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)  # RemoteDisconnected is a reset
 
 
 def _vtuple(version: str) -> tuple[int, int, int]:
@@ -96,6 +101,26 @@ class RestClient(SlurmClient):
         raise ConfigError(f"slurmrestd address {self.url!r}: expected unix:/path or http://host:port")
 
     def _request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        pauses = _READ_RETRY_S if method == "GET" else ()
+        for attempt in range(len(pauses) + 1):
+            try:
+                status, raw = self._exchange(method, path, body)
+                break
+            except _DROPPED as exc:
+                if attempt == len(pauses):
+                    raise self._failed(method, path, exc) from None
+                time.sleep(pauses[attempt])
+            except (OSError, http.client.HTTPException) as exc:
+                raise self._failed(method, path, exc) from None
+        try:
+            return status, decode.parse_json(raw)
+        except (json.JSONDecodeError, RecursionError):
+            hint = "a JWT is missing or expired? (scontrol token)" if status in (401, 403) else None
+            raise SlurmError(f"slurmrestd: {method} {path} answered HTTP {status} without JSON: {raw[:160]!r}",
+                             hint=hint) from None
+
+    def _exchange(self, method: str, path: str, body: Any) -> tuple[int, str]:
+        """One HTTP exchange on a fresh connection: (status, body text)."""
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.token:
             headers["X-SLURM-USER-NAME"] = self.user
@@ -104,18 +129,13 @@ class RestClient(SlurmClient):
         try:
             conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
             resp = conn.getresponse()
-            raw = resp.read().decode("utf-8", "replace")
-        except OSError as exc:
-            raise SlurmError(f"slurmrestd at {self.url}: {method} {path} failed: {exc}",
-                             hint="is slurmrestd running? (docs/slurm.md: REST setup)") from None
+            return resp.status, resp.read().decode("utf-8", "replace")
         finally:
             conn.close()
-        try:
-            return resp.status, decode.parse_json(raw)
-        except (json.JSONDecodeError, RecursionError):
-            hint = "a JWT is missing or expired? (scontrol token)" if resp.status in (401, 403) else None
-            raise SlurmError(f"slurmrestd: {method} {path} answered HTTP {resp.status} without JSON: {raw[:160]!r}",
-                             hint=hint) from None
+
+    def _failed(self, method: str, path: str, exc: Exception) -> SlurmError:
+        return SlurmError(f"slurmrestd at {self.url}: {method} {path} failed: {exc or type(exc).__name__}",
+                          hint="is slurmrestd running? (docs/slurm.md: REST setup)")
 
     @property
     def version(self) -> str:

@@ -1,0 +1,77 @@
+"""The REST transport on a real unix socket: a dropped read is tried again, a dropped write never is."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fabric_hpc.slurm.contract import SlurmError
+from fabric_hpc.slurm.rest_backend import RestClient
+
+
+class DroppingServer:
+    """Answers HTTP on a unix socket, resetting (RST, SO_LINGER 0) the first ``drops`` connections."""
+
+    def __init__(self, path: Path, drops: int) -> None:
+        self.path, self.drops, self.seen = path, drops, []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        self.sock.listen(8)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                request = conn.recv(65536).decode()
+                self.seen.append(request.split(" ", 2)[:2])
+                if len(self.seen) <= self.drops:
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    continue
+                body = json.dumps({"jobs": [], "errors": [], "warnings": []}).encode()
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                             b"Connection: close\r\n\r\n%s" % (len(body), body))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[DroppingServer]:
+    srv = DroppingServer(tmp_path / "restd.sock", request.param)
+    yield srv
+    srv.close()
+
+
+@pytest.mark.parametrize("server", [1, 2], indirect=True)
+def test_a_read_whose_connection_is_reset_is_tried_again(server: DroppingServer) -> None:
+    client = RestClient(f"unix:{server.path}", token="t", api="v0.0.44")
+    assert client.jobs() == []
+    assert [m for m, _ in server.seen] == ["GET"] * (server.drops + 1)
+
+
+@pytest.mark.parametrize("server", [3], indirect=True)
+def test_a_read_reset_every_time_is_a_clear_error(server: DroppingServer) -> None:
+    client = RestClient(f"unix:{server.path}", token="t", api="v0.0.44")
+    with pytest.raises(SlurmError, match=r"GET /slurm/v0.0.44/jobs/? failed") as info:
+        client.jobs()
+    assert "slurmrestd running" in str(info.value.hint)
+    assert len(server.seen) == 3
+
+
+@pytest.mark.parametrize("server", [1], indirect=True)
+def test_a_write_is_never_sent_twice(server: DroppingServer) -> None:
+    client = RestClient(f"unix:{server.path}", token="t", api="v0.0.44")
+    with pytest.raises(SlurmError, match="POST"):
+        client.update(7, Comment="fabric")
+    assert [m for m, _ in server.seen] == ["POST"]
