@@ -24,6 +24,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.scheduler.contract import Job
@@ -121,17 +124,22 @@ def read_sacct(path: str | os.PathLike[str], *, gpus_per_node: int = 8, gpus_per
                unlimited_factor: float = 2.0, tier_map: dict[str, str] | None = None) -> Trace:
     """``sacct --parsable2`` output (a header line, ``|``-separated; see the module doc for the fields)."""
     p = _open(path)
-    lines = [ln for ln in _lines(p) if ln.strip()]
-    if not lines or "|" not in lines[0] or "jobid" not in lines[0].lower():
+    return _trace(p, _sacct_rows(p), f"sacct:{p.name}", gpus_per_node=gpus_per_node, gpus_per_host=gpus_per_host,
+                  unlimited_factor=unlimited_factor, tier_map=tier_map or DEFAULT_TIER_MAP)
+
+
+def _sacct_rows(p: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, fields) of each job line (job steps left out)."""
+    lines = [(n, ln) for n, ln in enumerate(_lines(p), start=1) if ln.strip()]
+    if not lines or "|" not in lines[0][1] or "jobid" not in lines[0][1].lower():
         raise ConfigError(f"{p}: not sacct --parsable2 output (no JobID|... header line)",
                           hint="run sacct with --parsable2 and without --noheader")
-    header = [_SACCT_KEYS.get(h.strip().lower(), h.strip().lower()) for h in lines[0].split("|")]
+    header = [_SACCT_KEYS.get(h.strip().lower(), h.strip().lower()) for h in lines[0][1].split("|")]
     missing = {"jobid", "submit", "start", "end"} - set(header)
     if missing:
         raise ConfigError(f"{p}: sacct output lacks field(s) {sorted(missing)}",
                           hint="--format=JobID,Submit,Start,End,Timelimit,NNodes,AllocTRES,Account,User,Partition,QOS")
-    jobs, skipped = [], 0
-    for n, line in enumerate(lines[1:], start=2):
+    for n, line in lines[1:]:
         vals = line.split("|")
         if len(vals) < len(header):
             raise ConfigError(f"{p}:{n}: {len(vals)} fields, the header has {len(header)}")
@@ -140,16 +148,7 @@ def read_sacct(path: str | os.PathLike[str], *, gpus_per_node: int = 8, gpus_per
             continue  # a job step
         if not fields.get("tres") and fields.get("reqtres"):
             fields["tres"] = fields["reqtres"]
-        try:
-            job = _job(fields, f"{p.name}:{n}", gpus_per_node=gpus_per_node, gpus_per_host=gpus_per_host,
-                       unlimited_factor=unlimited_factor, tier_map=tier_map or DEFAULT_TIER_MAP)
-        except ConfigError as exc:
-            raise ConfigError(f"{p}:{n}: {exc.message}", hint=exc.hint) from None
-        if job is None:
-            skipped += 1
-        else:
-            jobs.append(job)
-    return Trace(_shift(jobs), f"sacct:{p.name}", skipped)
+        yield n, fields
 
 
 _JOBCOMP = {"jobid": "jobid", "submittime": "submit", "starttime": "start", "endtime": "end",
@@ -161,29 +160,36 @@ def read_jobcomp(path: str | os.PathLike[str], *, gpus_per_node: int = 8, gpus_p
                  unlimited_factor: float = 2.0, tier_map: dict[str, str] | None = None) -> Trace:
     """Slurm's ``jobcomp/filetxt`` log: one ``Key=Value Key=Value ...`` line per finished job."""
     p = _open(path)
-    jobs, skipped = [], 0
+    return _trace(p, _jobcomp_rows(p), f"jobcomp:{p.name}", gpus_per_node=gpus_per_node,
+                  gpus_per_host=gpus_per_host, unlimited_factor=unlimited_factor,
+                  tier_map=tier_map or DEFAULT_TIER_MAP)
+
+
+def _jobcomp_rows(p: Path) -> Iterator[tuple[int, dict[str, str]]]:
     for n, line in enumerate(_lines(p), start=1):
         if not line.strip():
             continue
         fields: dict[str, str] = {}
         for tok in line.split():
             key, sep, val = tok.partition("=")
-            if not sep:
-                continue
-            k = _JOBCOMP.get(key.lower())
+            k = _JOBCOMP.get(key.lower()) if sep else None
             if k:
                 fields[k] = val
         if "jobid" not in fields:
             raise ConfigError(f"{p}:{n}: not a jobcomp/filetxt line (no JobId=)")
+        yield n, fields
+
+
+def _trace(p: Path, rows: Iterator[tuple[int, dict[str, str]]], source: str, **opts: Any) -> Trace:
+    """The trace of the jobs of ``rows``; a bad row's error names the file and line."""
+    jobs, skipped = [], 0
+    for n, fields in rows:
         try:
-            job = _job(fields, f"{p.name}:{n}", gpus_per_node=gpus_per_node, gpus_per_host=gpus_per_host,
-                       unlimited_factor=unlimited_factor, tier_map=tier_map or DEFAULT_TIER_MAP)
+            job = _job(fields, f"{p.name}:{n}", **opts)
         except ConfigError as exc:
             raise ConfigError(f"{p}:{n}: {exc.message}", hint=exc.hint) from None
         if job is None:
             skipped += 1
         else:
             jobs.append(job)
-    return Trace(_shift(jobs), f"jobcomp:{p.name}", skipped)
-
-
+    return Trace(_shift(jobs), source, skipped)

@@ -126,3 +126,12 @@ def test_comm_profile_defaults_by_model_and_trace_columns_override(tmp_path):
                    "0,16,0,1,vgg,100,1,2\n")
     with pytest.raises(ConfigError, match="comm_fraction"):
         CommProfile.of(read_tiresias(bad)[0])
+
+
+def test_a_bad_sacct_row_is_named_by_its_line_in_the_file(tmp_path):
+    """Blank lines count: the error names the line an editor shows."""
+    header, *rows = SACCT.strip().splitlines()
+    p = tmp_path / "sacct.txt"
+    p.write_text("\n".join([header, "", rows[0], "", "104|x"]) + "\n")
+    with pytest.raises(ConfigError, match=r"sacct.txt:5: 2 fields"):
+        read_sacct(p)
