@@ -49,7 +49,7 @@ def _wait_running(cluster: SlurmTestCluster, jid: int, timeout: float = 60.0) ->
 
 
 def latency(cluster: SlurmTestCluster, topo: Path, state_dir: Path, reps: int) -> dict[str, list[float]]:
-    argv = [sys.executable, "-m", "fabric_hpc.cli.main", "agent", "run", "--topology", str(topo),
+    argv = [sys.executable, "-m", "fabric_hpc.cli", "agent", "run", "--topology", str(topo),
             "--state-dir", str(state_dir), "--interval", "2", "--fallback", "60"]
     agent = subprocess.Popen(argv, env=cluster.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out: dict[str, list[float]] = {"fabric": [], "slurm": []}

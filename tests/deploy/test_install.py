@@ -145,7 +145,7 @@ def test_unit_is_hardened_and_verifies(tmp_path: Path) -> None:
     for line in ("Type=notify", "NotifyAccess=main", "TimeoutStartSec=40", "Restart=on-failure", f"User={USER}", "NoNewPrivileges=yes", "PrivateTmp=yes",
                  "ProtectSystem=strict", "ReadWritePaths=/var/lib/fabric-agent", "CapabilityBoundingSet=",
                  "Environment=SLURM_CONF=/etc/slurm/slurm.conf",
-                 "ExecStart=/usr/bin/python3 -m fabric_hpc.cli.main agent run --config /etc/fabric-hpc/agent.toml"):
+                 "ExecStart=/usr/bin/python3 -m fabric_hpc.cli agent run --config /etc/fabric-hpc/agent.toml"):
         assert line + "\n" in unit, line
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed (apt-get install systemd): the unit was not verified")

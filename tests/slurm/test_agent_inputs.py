@@ -180,7 +180,7 @@ def test_agent_run_rejects_a_bad_tier_map_in_one_line(tmp_path):
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "fabric_hpc.cli.main", "agent", "run", "--topology",
+    out = subprocess.run([sys.executable, "-m", "fabric_hpc.cli", "agent", "run", "--topology",
                           "leaf-spine:hosts=2,hosts_per_leaf=2", "--state-dir", str(tmp_path),
                           "--tier-map", "qos:urgent=gold"], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "SLURM_CONF": str(tmp_path / "none.conf")})

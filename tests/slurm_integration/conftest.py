@@ -25,7 +25,7 @@ class AgentProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, wait: bool = True) -> AgentProcess:
-        argv = [sys.executable, "-m", "fabric_hpc.cli.main", "agent", "run", "--topology", str(self.topology),
+        argv = [sys.executable, "-m", "fabric_hpc.cli", "agent", "run", "--topology", str(self.topology),
                 "--state-dir", str(self.state_dir), "--interval", "0.5", "--fallback", str(FALLBACK_S), *self.extra]
         log = open(self.state_dir / "agent.log", "ab")  # noqa: SIM115 (the child keeps it)
         self.proc = subprocess.Popen(argv, env={**self.cluster.env, "PYTHONPATH": str(REPO)}, cwd=REPO,

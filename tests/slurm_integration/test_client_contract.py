@@ -184,7 +184,7 @@ def test_fabric_slurm_jobs_and_nodes_commands(backend: str, request: pytest.Fixt
         out = {}
         for what in ("jobs", "nodes"):
             for fmt in ([], ["--json"]):
-                proc = subprocess.run([sys.executable, "-m", "fabric_hpc.cli.main", "slurm", what, *extra, *fmt],
+                proc = subprocess.run([sys.executable, "-m", "fabric_hpc.cli", "slurm", what, *extra, *fmt],
                                       env=env, text=True, capture_output=True, timeout=60)
                 assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
                 out[what, bool(fmt)] = proc.stdout

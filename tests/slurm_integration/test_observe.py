@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
 def _fabric(cluster, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fabric_hpc.cli.main", *args], env=cluster.env, text=True,
+    return subprocess.run([sys.executable, "-m", "fabric_hpc.cli", *args], env=cluster.env, text=True,
                           capture_output=True, timeout=60)
 
 

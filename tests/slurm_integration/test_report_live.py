@@ -28,7 +28,7 @@ ARTIFACTS = REPO / "test-artifacts" / "slurm-report"
 
 
 def fabric(cluster, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fabric_hpc.cli.main", *args], env={**cluster.env,
+    return subprocess.run([sys.executable, "-m", "fabric_hpc.cli", *args], env={**cluster.env,
                           "PYTHONPATH": str(REPO)}, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
@@ -142,7 +142,7 @@ def test_bad_state_dir_is_one_clear_line(fabric_cluster, fabric_topology_file, t
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_watch_rewrites_the_page_and_stops_cleanly(fabric_cluster, fabric_topology_file, tmp_path, sig):
     out = tmp_path / "cluster.html"
-    argv = [sys.executable, "-m", "fabric_hpc.cli.main", "slurm", "report", "--topology", str(fabric_topology_file),
+    argv = [sys.executable, "-m", "fabric_hpc.cli", "slurm", "report", "--topology", str(fabric_topology_file),
             "--out", str(out), "--watch", "1"]
     proc = subprocess.Popen(argv, env={**fabric_cluster.env, "PYTHONPATH": str(REPO)}, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -183,7 +183,7 @@ def test_cli_and_rest_backends_give_the_same_report(contract_cluster, restd, fab
             if backend == "rest":
                 extra = ["--backend", "rest", "--rest-url", restd.url]
             env = {**cluster.env, "PYTHONPATH": str(REPO), "SLURM_JWT": token(cluster)}
-            proc = subprocess.run([sys.executable, "-m", "fabric_hpc.cli.main", "slurm", "report", "--topology",
+            proc = subprocess.run([sys.executable, "-m", "fabric_hpc.cli", "slurm", "report", "--topology",
                                    str(topo), "--out", str(tmp_path / f"{backend}.html"), "--json", *extra],
                                   env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
             assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
