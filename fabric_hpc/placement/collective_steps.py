@@ -91,7 +91,7 @@ def job_steps(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce",
 
 
 def stepped_times(fab: Fabric, jobs: Sequence[JobSteps], *, params: CollectiveParams | None = None,
-                  min_steps: int = 16) -> np.ndarray:
+                  min_steps: int = 8) -> np.ndarray:
     """Seconds per collective of each of ``jobs`` running back to back together (0 for a job with
     nothing to send, ``inf`` for one that cannot run). All jobs must be in the same routing mode
     (all with ECMP salts or none)."""
@@ -112,7 +112,8 @@ def stepped_times(fab: Fabric, jobs: Sequence[JobSteps], *, params: CollectivePa
     size = np.concatenate([j.size for j in sel])
     lat = np.concatenate([j.lat_s for j in sel])
     owner = np.repeat(np.arange(len(sel)), [j.nflows for j in sel])
-    step = _simulate(flow, res, size, lat, owner, cap * 1e9, min_steps if len(sel) > 1 else 1)  # bytes/s
+    ids, res = np.unique(res, return_inverse=True)  # the resources in use, numbered 0..
+    step = _simulate(flow, res, size, lat, owner, cap[ids] * 1e9, min_steps if len(sel) > 1 else 1)  # bytes/s
     out[live] = step * np.array([j.steps for j in sel])
     return out
 
@@ -159,7 +160,7 @@ def _simulate(flow: np.ndarray, res: np.ndarray, size: np.ndarray, lat: np.ndarr
 
 def stepped_collective_time(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce",
                             params: CollectiveParams | None = None, background: Sequence[JobSteps] = (),
-                            ecmp: int | None = None, min_steps: int = 16) -> CollectiveTime:
+                            ecmp: int | None = None, min_steps: int = 8) -> CollectiveTime:
     """Time of one ring collective on ``gpus`` in the stepped form, beside the ``background`` jobs'
     rings (:func:`job_steps`, same routing mode) running back to back. ``bottleneck`` is the
     resource kind the job's own step loads most (as the fluid form alone)."""

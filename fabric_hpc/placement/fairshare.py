@@ -83,20 +83,20 @@ def _fair(loads: list[np.ndarray], cap: np.ndarray,
 
 def flow_fair_rates(flow: np.ndarray, res: np.ndarray, nflows: int, cap: np.ndarray) -> np.ndarray:
     """Max-min fair rate (GB/s) of each of ``nflows`` individual flows: flow ``flow[k]`` crosses
-    resource ``res[k]`` (ids into ``cap``, GB/s). Progressive filling, vectorised over the
+    resource ``res[k]`` (ids into ``cap``, GB/s; a short ``cap`` of the resources in use is
+    cheaper than the fabric's whole resource space). Progressive filling, vectorised over the
     incidence: every unfrozen flow's rate rises together until a resource is full, which freezes
     the flows on it (the network's per-flow share; the stepped collective form uses it per ring
     step). A flow on no finite resource gets ``inf``."""
-    ids, r = np.unique(res, return_inverse=True)
-    left = cap[ids].astype(np.float64)
+    r = np.asarray(res, np.int64)
+    left = np.asarray(cap, np.float64).copy()
     tol = 1e-9 * np.where(np.isfinite(left), left, 0.0)
     rate = np.zeros(nflows)
-    free = np.ones(nflows, bool)
-    free[np.setdiff1d(np.arange(nflows), flow)] = False
+    free = np.bincount(flow, minlength=nflows) > 0
     rate[~free] = np.inf
     while free.any():
         on = free[flow]
-        cnt = np.bincount(r[on], minlength=len(ids))
+        cnt = np.bincount(r[on], minlength=len(left))
         live = np.flatnonzero(cnt)
         room = left[live] / cnt[live]
         first = int(np.argmin(room))

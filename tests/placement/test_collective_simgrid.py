@@ -1,4 +1,9 @@
-"""The fast collective model against SimGrid (a real flow-level simulator) on three fabrics.
+"""Both forms of the collective model against SimGrid (a real flow-level simulator) on three fabrics.
+
+The fluid form (``collective.collective_time(background=loads)``: one rate per job, time-averaged
+max-min shares; what the simulator and the placer use) and the stepped form
+(``collective_steps.stepped_times``: every ring step's flows with per-flow max-min shares and a
+barrier per step) are both compared with SimGrid on the same scenarios.
 
 Random placements of 2-3 concurrent jobs (ring all-reduce, 256 MiB, back to back) on the DGX
 H100 SuperPOD, the GB200 NVL72 fabric and the Lingjun Clos with 2:1 ToR oversubscription; the jobs
@@ -23,13 +28,15 @@ import numpy as np
 import pytest
 
 from fabric_hpc.placement.collective import collective_time, job_load
+from fabric_hpc.placement.collective_steps import job_steps, stepped_times
 from fabric_hpc.topology import build, import_lingjun, load_fabric
 from tests.real import require_real
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 256 * 2**20
-TARGET = 0.10  # the fast model within 10 % of SimGrid
-TARGET_ECMP = 0.15  # with ECMP-hashed routes (see test_ecmp_model_close_to_simgrid...)
+TARGET = 0.10  # the issue's target: the model within 10 % of SimGrid (both forms, spread uplinks;
+# the stepped form also with ECMP)
+TARGET_ECMP_FLUID = 0.15  # the fluid form with ECMP-hashed routes (see test_ecmp_model_close_to_simgrid...)
 
 
 def simgrid_available() -> bool:
@@ -105,6 +112,11 @@ def fast_times(fab, jobs: list[list[int]], salts: list[int] | None = None) -> li
             for j, g in enumerate(jobs)]
 
 
+def stepped(fab, jobs: list[list[int]], salts: list[int] | None = None) -> list[float]:
+    salts = salts or [None] * len(jobs)
+    return stepped_times(fab, [job_steps(fab, g, SIZE, ecmp=s) for g, s in zip(jobs, salts, strict=True)]).tolist()
+
+
 def simgrid_times(fab, jobs: list[list[int]], horizon: float, salts: list[int] | None = None) -> list[float]:
     scenario = {"spec": fab.spec.model_dump_json(), "jobs": jobs, "size": SIZE, "horizon_s": horizon,
                 "ecmp": salts}
@@ -114,12 +126,13 @@ def simgrid_times(fab, jobs: list[list[int]], horizon: float, salts: list[int] |
     return json.loads(out.stdout)["seconds"]
 
 
-def compare_with_simgrid(fab, *, ecmp: bool) -> tuple[list[float], int]:
-    """(relative errors of the fast model against SimGrid, jobs slower than a reference by > 5 %) on
-    the seeded scenarios; the reference is each job alone, or with ``ecmp`` the same jobs on perfectly
-    spread uplinks (then every job's flows are hashed onto single ports, in both models)."""
+def compare_with_simgrid(fab, *, ecmp: bool) -> tuple[list[float], list[float], int]:
+    """(relative errors of the fluid form against SimGrid, the same of the stepped form, jobs
+    slower than a reference by > 5 % in the fluid form) on the seeded scenarios; the reference is
+    each job alone, or with ``ecmp`` the same jobs on perfectly spread uplinks (then every job's
+    flows are hashed onto single ports, in both models)."""
     rng = np.random.default_rng(13)
-    errors, slower = [], 0
+    errors, errors_stepped, slower = [], [], 0
     for trial in range(6):
         jobs = crossing_jobs(fab) if trial == 0 else random_jobs(fab, rng)
         if len(jobs) < 2:
@@ -130,32 +143,38 @@ def compare_with_simgrid(fab, *, ecmp: bool) -> tuple[list[float], int]:
         slower += sum(f > r * 1.05 for f, r in zip(fast, ref, strict=True))
         sim = simgrid_times(fab, jobs, horizon=2.5 * max(fast), salts=salts)
         errors += [abs(f - s) / s for f, s in zip(fast, sim, strict=True)]
-    return errors, slower
+        errors_stepped += [abs(f - s) / s for f, s in zip(stepped(fab, jobs, salts), sim, strict=True)]
+    return errors, errors_stepped, slower
 
 
 @pytest.mark.parametrize("name", list(FABRICS))
 def test_fast_model_within_10_percent_of_simgrid(name):
-    errors, contended = compare_with_simgrid(FABRICS[name](), ecmp=False)
+    errors, errors_stepped, contended = compare_with_simgrid(FABRICS[name](), ecmp=False)
     assert len(errors) >= 8
-    print(name, "errors", np.round(errors, 3).tolist(), "contended", contended)
-    assert max(errors) <= TARGET, f"{name}: errors {np.round(errors, 3).tolist()}"
+    print(name, "fluid errors", np.round(errors, 3).tolist(), "stepped errors", np.round(errors_stepped, 3).tolist(),
+          "contended", contended)
+    assert max(errors) <= TARGET, f"{name}: fluid errors {np.round(errors, 3).tolist()}"
+    assert max(errors_stepped) <= TARGET, f"{name}: stepped errors {np.round(errors_stepped, 3).tolist()}"
     if name == "lingjun-2to1":
         assert contended >= 1  # the oversubscribed uplinks are shared in this set
 
 
 @pytest.mark.parametrize("name", list(FABRICS))
 def test_ecmp_model_close_to_simgrid_on_the_same_hashed_routes(name):
-    """ECMP: the same scenarios with every job's flows hashed onto single ports; the model's max-min
-    share on the picked ports against SimGrid on the same routes. On Lingjun the hash makes flows
-    collide (a ring slower than with perfectly spread uplinks) in this set. The issue's 10 % is
-    missed here on one SuperPOD job (12.5 %; docs/collective-model.md)."""
-    errors, collided = compare_with_simgrid(FABRICS[name](), ecmp=True)
+    """ECMP: the same scenarios with every job's flows hashed onto single ports; both forms' max-min
+    shares on the picked ports against SimGrid on the same routes. On Lingjun the hash makes flows
+    collide (a ring slower than with perfectly spread uplinks) in this set. The stepped form meets
+    the issue's 10 %; the fluid form misses it on one SuperPOD job (12.5 %; docs/collective-model.md,
+    "Two forms") and is bounded at 15 % per job and 3 % on average."""
+    errors, errors_stepped, collided = compare_with_simgrid(FABRICS[name](), ecmp=True)
     assert len(errors) >= 8
-    print(name, "ECMP errors", np.round(errors, 3).tolist(), "collided", collided)
-    # one-rate-per-job fluid model vs step-synchronised flows: where a slow job's flow bursts on a
+    print(name, "ECMP fluid errors", np.round(errors, 3).tolist(), "stepped errors",
+          np.round(errors_stepped, 3).tolist(), "collided", collided)
+    assert max(errors_stepped) <= TARGET, f"{name}: stepped errors {np.round(errors_stepped, 3).tolist()}"
+    # one-rate-per-job fluid form vs step-synchronised flows: where a slow job's flow bursts on a
     # port shared with a fast job, SimGrid slows the fast job's whole step more than the average
     # share says (docs/collective-model.md): bounded at 15 % per job, 3 % on average
-    assert max(errors) <= TARGET_ECMP, f"{name}: errors {np.round(errors, 3).tolist()}"
+    assert max(errors) <= TARGET_ECMP_FLUID, f"{name}: fluid errors {np.round(errors, 3).tolist()}"
     assert float(np.mean(errors)) <= 0.03
     if name == "lingjun-2to1":
         assert collided >= 1
