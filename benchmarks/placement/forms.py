@@ -5,7 +5,8 @@ The scenarios are those of tests/placement/test_collective_simgrid.py: seed 13 (
 crossing jobs and 5 random sets of 2-3 concurrent jobs) and seed 29 (8 held-out random sets), ring
 all-reduce of 256 MiB back to back, with spread uplinks and with ECMP-hashed routes. Prints, per
 fabric and routing, the jobs compared, the mean and max relative error of each form against SimGrid
-and the CPU time (``time.process_time``, median over the scenarios) of one fluid evaluation (one
+(the stepped form also with SimGrid's own sharing rule, shares weighted by the inverse path
+latency) and the CPU time (``time.process_time``, median over the scenarios) of one fluid evaluation (one
 job's ``collective_time`` beside the others' precomputed ``job_load``s) and of one stepped
 evaluation (``stepped_times`` of all the scenario's jobs together, ``job_steps`` included).
 """
@@ -32,9 +33,9 @@ def scenarios(fab, seed: int, trials: int):
             yield trial, jobs
 
 
-def measure(fab, ecmp: bool) -> dict:
-    err_f, err_s, cost_f, cost_s = [], [], [], []
-    for seed, trials in SETS:
+def measure(fab, ecmp: bool, sets=SETS) -> dict:
+    err_f, err_s, err_w, cost_f, cost_s = [], [], [], [], []
+    for seed, trials in sets:
         for trial, jobs in scenarios(fab, seed, trials):
             base = 1000 * trial + (0 if seed == 13 else 100_000 * seed)
             salts = [base + j for j in range(len(jobs))] if ecmp else [None] * len(jobs)
@@ -42,32 +43,42 @@ def measure(fab, ecmp: bool) -> dict:
             fluid = []
             for j, g in enumerate(jobs):
                 c0 = time.process_time()
-                fluid.append(collective_time(fab, g, SIZE, algo="ring", background=loads[:j] + loads[j + 1:],
-                                             ecmp=salts[j]).seconds)
+                others = loads[:j] + loads[j + 1:]
+                fluid.append(collective_time(fab, g, SIZE, algo="ring", background=others, ecmp=salts[j]).seconds)
                 cost_f.append(time.process_time() - c0)
             c0 = time.process_time()
-            stepped = stepped_times(fab, [job_steps(fab, g, SIZE, ecmp=s) for g, s in zip(jobs, salts, strict=True)])
+            steps = [job_steps(fab, g, SIZE, ecmp=s) for g, s in zip(jobs, salts, strict=True)]
+            stepped = stepped_times(fab, steps)
             cost_s.append(time.process_time() - c0)
+            weighted = stepped_times(fab, steps, share="latency")
             sim = simgrid_times(fab, jobs, horizon=2.5 * max(fluid), salts=salts if ecmp else None)
             err_f += [abs(f - s) / s for f, s in zip(fluid, sim, strict=True)]
             err_s += [abs(f - s) / s for f, s in zip(stepped, sim, strict=True)]
-    return {"jobs": len(err_f), "fluid": (np.mean(err_f), np.max(err_f)), "stepped": (np.mean(err_s), np.max(err_s)),
+            err_w += [abs(f - s) / s for f, s in zip(weighted, sim, strict=True)]
+    return {"jobs": len(err_f), "fluid": (np.mean(err_f), np.max(err_f)),
+            "stepped": (np.mean(err_s), np.max(err_s)), "weighted": (np.mean(err_w), np.max(err_w)),
             "cost_f": np.median(cost_f), "cost_s": np.median(cost_s), "cost_s_max": np.max(cost_s)}
+
+
+def _pair(x) -> str:
+    return f"{x[0]:.1%} / {x[1]:.1%}"
 
 
 def main() -> str:
     if not simgrid_available():
         return "SimGrid (python3-simgrid) is not installed: nothing measured"
-    lines = ["| fabric | routing | jobs | fluid mean / max error | stepped mean / max error | "
-             "fluid CPU per job evaluation (median) | stepped CPU per scenario (median / max) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| fabric | routing | set | jobs | fluid mean / max error | stepped mean / max error | stepped, "
+             "latency-weighted shares: mean / max | fluid CPU per job evaluation (median) | stepped CPU per "
+             "scenario (median / max) |", "|---|---|---|---|---|---|---|---|---|"]
     for name, make in FABRICS.items():
         fab = make()
         for ecmp in (False, True):
-            r = measure(fab, ecmp)
-            lines.append(f"| {name} | {'ECMP' if ecmp else 'spread'} | {r['jobs']} | "
-                         f"{r['fluid'][0]:.1%} / {r['fluid'][1]:.1%} | {r['stepped'][0]:.1%} / {r['stepped'][1]:.1%} | "
-                         f"{r['cost_f'] * 1e3:.1f} ms | {r['cost_s'] * 1e3:.0f} / {r['cost_s_max'] * 1e3:.0f} ms |")
+            for seed, trials in SETS:
+                r = measure(fab, ecmp, [(seed, trials)])
+                which = "test" if seed == 13 else "held-out"
+                lines.append(f"| {name} | {'ECMP' if ecmp else 'spread'} | {which} | {r['jobs']} | "
+                             f"{_pair(r['fluid'])} | {_pair(r['stepped'])} | {_pair(r['weighted'])} | "
+                             f"{r['cost_f'] * 1e3:.1f} ms | {r['cost_s'] * 1e3:.0f} / {r['cost_s_max'] * 1e3:.0f} ms |")
     return "\n".join(lines)
 
 

@@ -12,11 +12,13 @@ This module simulates that: every job repeats its step — the flows of :func:`r
 step's bytes, each starting after its own path latency — and every flow in flight gets its
 per-flow max-min fair rate over all jobs' flows in flight (:func:`fairshare.flow_fair_rates`,
 recomputed at every flow start and finish: a fluid network within the step, as SimGrid's CM02
-model). A job's step ends when its last flow has delivered; its next step starts then. A job's
-collective time is its number of steps × its mean step time over the simulated window (every job
-at least ``min_steps`` steps; one step when the job is alone, all its steps being the same).
+model; ``share="latency"`` weighs each flow's share by the inverse of its path latency, CM02's own
+rule, which only matters where two flows of different latency share one link). A job's step ends
+when its last flow has delivered; its next step starts then. A job's collective time is its
+number of steps × its mean step time over the simulated window (every job at least ``min_steps``
+steps; one step when the job is alone, all its steps being the same).
 
-Cost: ~1–3 ms per job alone, tens of ms for 2–4 concurrent jobs (docs/benchmarks.md, "Collective
+Cost: under 1 ms per job alone, 13–78 ms for 2–4 concurrent jobs (docs/benchmarks.md, "Collective
 model: fluid and stepped forms against SimGrid"); the fluid form stays the one the simulator and
 the placer call (one fair-share solve per evaluation).
 """
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["JobSteps", "job_steps", "stepped_times", "stepped_collective_time"]
 
 RING_KINDS = ("allreduce", "allgather", "reducescatter")
+SHARES = ("flow", "latency")
 #: Events simulated at most per call (a guard: 2-4 jobs of the SimGrid set need a few hundred).
 MAX_EVENTS = 200_000
 
@@ -91,11 +94,15 @@ def job_steps(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce",
 
 
 def stepped_times(fab: Fabric, jobs: Sequence[JobSteps], *, params: CollectiveParams | None = None,
-                  min_steps: int = 8) -> np.ndarray:
+                  min_steps: int = 8, share: str = "flow") -> np.ndarray:
     """Seconds per collective of each of ``jobs`` running back to back together (0 for a job with
     nothing to send, ``inf`` for one that cannot run). All jobs must be in the same routing mode
-    (all with ECMP salts or none)."""
+    (all with ECMP salts or none). ``share``: ``"flow"``, equal max-min shares per flow (the
+    model's rule); ``"latency"``, shares weighted by the inverse of each flow's path latency, as
+    SimGrid's CM02 model shares a link (docs/collective-model.md, "Two forms")."""
     params = params or CollectiveParams()
+    if share not in SHARES:
+        raise ConfigError(f"unknown share rule {share!r}", hint=f"one of {SHARES}")
     modes = {j.ecmp for j in jobs}
     if len(modes) > 1:
         raise ConfigError("stepped_times: some jobs are ECMP-hashed and some not",
@@ -113,15 +120,16 @@ def stepped_times(fab: Fabric, jobs: Sequence[JobSteps], *, params: CollectivePa
     lat = np.concatenate([j.lat_s for j in sel])
     owner = np.repeat(np.arange(len(sel)), [j.nflows for j in sel])
     ids, res = np.unique(res, return_inverse=True)  # the resources in use, numbered 0..
-    step = _simulate(flow, res, size, lat, owner, cap[ids] * 1e9, min_steps if len(sel) > 1 else 1)  # bytes/s
+    weight = 1.0 / np.maximum(lat, 1e-9) if share == "latency" else None
+    step = _simulate(flow, res, size, lat, owner, cap[ids] * 1e9, min_steps if len(sel) > 1 else 1, weight)
     out[live] = step * np.array([j.steps for j in sel])
     return out
 
 
 def _simulate(flow: np.ndarray, res: np.ndarray, size: np.ndarray, lat: np.ndarray, owner: np.ndarray,
-              cap: np.ndarray, min_steps: int) -> np.ndarray:
+              cap: np.ndarray, min_steps: int, weight: np.ndarray | None) -> np.ndarray:
     """Mean step time of each job (``owner`` of each flow) over a window where every job has made at
-    least ``min_steps`` steps; all jobs start their first step at time 0."""
+    least ``min_steps`` steps; all jobs start their first step at time 0. ``cap`` in bytes/s."""
     nf, nj = len(size), int(owner.max()) + 1
     now = 0.0
     start = lat.copy()  # when each flow begins to move bytes in its job's current step
@@ -134,7 +142,7 @@ def _simulate(flow: np.ndarray, res: np.ndarray, size: np.ndarray, lat: np.ndarr
         t_next, fin = np.inf, np.zeros(nf, bool)
         if moving.any():
             inc = moving[flow]
-            rate = flow_fair_rates(flow[inc], res[inc], nf, cap)
+            rate = flow_fair_rates(flow[inc], res[inc], nf, cap, weight)
             with np.errstate(divide="ignore"):
                 t_fin = np.where(moving, now + rem / np.where(moving, rate, 1.0), np.inf)
             t_next = float(t_fin.min())

@@ -81,22 +81,26 @@ def _fair(loads: list[np.ndarray], cap: np.ndarray,
     return x / u, by
 
 
-def flow_fair_rates(flow: np.ndarray, res: np.ndarray, nflows: int, cap: np.ndarray) -> np.ndarray:
+def flow_fair_rates(flow: np.ndarray, res: np.ndarray, nflows: int, cap: np.ndarray,
+                    weight: np.ndarray | None = None) -> np.ndarray:
     """Max-min fair rate (GB/s) of each of ``nflows`` individual flows: flow ``flow[k]`` crosses
     resource ``res[k]`` (ids into ``cap``, GB/s; a short ``cap`` of the resources in use is
     cheaper than the fabric's whole resource space). Progressive filling, vectorised over the
     incidence: every unfrozen flow's rate rises together until a resource is full, which freezes
     the flows on it (the network's per-flow share; the stepped collective form uses it per ring
-    step). A flow on no finite resource gets ``inf``."""
+    step). A flow on no finite resource gets ``inf``. ``weight`` (per flow): weighted max-min, each
+    unfrozen flow's rate rising in proportion to its weight (SimGrid's CM02 weighs a flow by the
+    inverse of its route latency); None: equal shares."""
     r = np.asarray(res, np.int64)
     left = np.asarray(cap, np.float64).copy()
     tol = 1e-9 * np.where(np.isfinite(left), left, 0.0)
     rate = np.zeros(nflows)
     free = np.bincount(flow, minlength=nflows) > 0
     rate[~free] = np.inf
+    w = np.ones(nflows) if weight is None else np.asarray(weight, np.float64)
     while free.any():
         on = free[flow]
-        cnt = np.bincount(r[on], minlength=len(left))
+        cnt = np.bincount(r[on], weights=w[flow[on]], minlength=len(left))
         live = np.flatnonzero(cnt)
         room = left[live] / cnt[live]
         first = int(np.argmin(room))
@@ -104,7 +108,7 @@ def flow_fair_rates(flow: np.ndarray, res: np.ndarray, nflows: int, cap: np.ndar
         if not np.isfinite(inc):
             rate[free] = np.inf
             break
-        rate[free] += inc
+        rate[free] += inc * w[free]
         left -= inc * cnt
         full = (left <= tol) & (cnt > 0)
         full[live[first]] = True  # the resource that set the increment is full whatever the rounding
