@@ -18,7 +18,7 @@ when its last flow has delivered; its next step starts then. A job's collective 
 number of steps × its mean step time over the simulated window (every job at least ``min_steps``
 steps; one step when the job is alone, all its steps being the same).
 
-Cost: under 1 ms per job alone, 13–78 ms for 2–4 concurrent jobs (docs/benchmarks.md, "Collective
+Cost: 13–78 ms of CPU for 2–4 concurrent jobs (docs/benchmarks.md, "Collective
 model: fluid and stepped forms against SimGrid"); the fluid form stays the one the simulator and
 the placer call (one fair-share solve per evaluation).
 """
@@ -168,16 +168,17 @@ def _simulate(flow: np.ndarray, res: np.ndarray, size: np.ndarray, lat: np.ndarr
 
 def stepped_collective_time(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce",
                             params: CollectiveParams | None = None, background: Sequence[JobSteps] = (),
-                            ecmp: int | None = None, min_steps: int = 8) -> CollectiveTime:
+                            ecmp: int | None = None, min_steps: int = 8, share: str = "flow") -> CollectiveTime:
     """Time of one ring collective on ``gpus`` in the stepped form, beside the ``background`` jobs'
-    rings (:func:`job_steps`, same routing mode) running back to back. ``bottleneck`` is the
-    resource kind the job's own step loads most (as the fluid form alone)."""
+    rings (:func:`job_steps`, same routing mode) running back to back (``min_steps``, ``share``: as
+    :func:`stepped_times`). ``bottleneck`` is the resource kind the job's own step loads most (as
+    the fluid form alone)."""
     params = params or CollectiveParams()
     me = job_steps(fab, gpus, size_bytes, kind=kind, params=params, ecmp=ecmp)
     if me.steps == 0:
         return (CollectiveTime(0.0, "none", np.inf, "none") if me.runs
                 else CollectiveTime(np.inf, "ring", 0.0, "nic", np.inf, 0.0))
-    secs = float(stepped_times(fab, [me, *background], params=params, min_steps=min_steps)[0])
+    secs = float(stepped_times(fab, [me, *background], params=params, min_steps=min_steps, share=share)[0])
     space = resources(fab, ecmp)
     load = np.bincount(me.res, weights=me.size[me.flow], minlength=space.size)
     nz = np.flatnonzero(load)

@@ -214,8 +214,8 @@ def test_simgrid_cm02_shares_a_link_by_inverse_route_latency():
     share of a link inversely proportional to its route latency (TCP's RTT unfairness). Two 100 MB
     transfers on one 100 MB/s link, routes of 2 µs and 4 µs: 2/3 and 1/3 of the link until the
     first ends (at 1.5 s), not 1/2 each (both at 2 s)."""
-    out = subprocess.run([sys.executable, "-m", "tests.placement.simgrid_flows"], input=json.dumps({"two_flows": 3e-6}),
-                         capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+    out = subprocess.run([sys.executable, "-m", "tests.placement.simgrid_flows"],
+                         input=json.dumps({"two_flows": 3e-6}), capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     done = json.loads(out.stdout)
     assert done["near"] == pytest.approx(1.5, rel=1e-3)

@@ -56,3 +56,14 @@ def test_sharing_slows_both_rings_and_one_gpu_or_no_network(fab):
         job_steps(fab, a, SIZE, kind="alltoall")
     with pytest.raises(ConfigError):
         stepped_times(fab, [job_steps(fab, a, SIZE, ecmp=1), job_steps(fab, b, SIZE)])
+
+
+def test_a_twin_ring_halves_every_share(fab):
+    """Beside an identical ring every flow gets half of each resource: the step's transfers take
+    twice as long, its latencies do not change."""
+    idx = fab.index
+    gpus = np.flatnonzero(np.isin(idx.gpu_host, [0, 9]) & (idx.gpu_local < 5))
+    alone = stepped_collective_time(fab, gpus, SIZE)
+    twin = stepped_collective_time(fab, gpus, SIZE, background=[job_steps(fab, gpus, SIZE)])
+    assert 2 * alone.seconds - alone.latency_s - 1e-12 <= twin.seconds <= 2 * alone.seconds + 1e-12
+    assert alone.bottleneck in ("nvlink", "nic")
