@@ -20,7 +20,8 @@ Why :func:`comm_lower_bound` is a lower bound. ``modelled_comm_ms`` of a placeme
    hold the request (per the solvers' host capacities).
 4. *Several domains* (``m ≥ 2``): a domain with ``k`` of the ring's GPUs sends ``B (k-1)/k`` over
    each GPU's NVLink port (``collective.ring_flows``), and its ``C`` channels leave through the
-   ``p ≤ min(k, P)`` NICs its GPUs bring (``P``: most NICs of any domain), channel ``c`` on NIC
+   ``p ≤ min(k, P)`` NICs its GPUs bring (``P``: most NICs of any domain; ``c_nic``: the largest
+   effective NIC capacity), channel ``c`` on NIC
    ``c mod p``, each channel carrying ``B / C``: the busiest NIC carries ``B/C · ⌈C/p⌉ ≥ B/p``. So
    every domain of the ring forces ``bw ≥ B · g(k)`` with ``g(k) = max((k-1)/(k c_nvl), 1/(min(k, P)
    c_nic))`` and ``bw ≥ B · max_d g(k_d)``. The smallest such max over placements is found by a
