@@ -241,5 +241,39 @@ def run(scenario: dict) -> dict:
     return {"seconds": out, "iterations": [len(r) for r in record]}
 
 
+def two_flows(extra_latency_s: float) -> dict:
+    """How CM02 shares one link (100 MB/s, 1 µs) between two 100 MB transfers whose routes differ
+    only in latency: the second crosses one more link of ``extra_latency_s`` (and huge bandwidth).
+    Returns each transfer's duration (s)."""
+    import simgrid as sg
+
+    e = sg.Engine(["two_flows", "--cfg=network/model:CM02", "--cfg=network/TCP-gamma:0",
+                   "--cfg=network/crosstraffic:0", "--log=root.thres:critical"])
+    zone = sg.NetZone.create_full_zone("two")
+    hosts = {n: zone.create_host(n, 1e9).seal() for n in "abcd"}
+
+    def link(name: str, bw: float, lat: float):
+        lk = zone.create_link(name, bw)
+        lk.set_latency(lat)
+        return lk.seal()
+
+    shared, near, far = link("shared", 100e6, 1e-6), link("near", 1e12, 1e-6), link("far", 1e12, extra_latency_s)
+    for (a, b), other in ((("a", "c"), near), (("b", "d"), far)):
+        zone.add_route(hosts[a].netpoint, hosts[b].netpoint, None, None,
+                       [sg.LinkInRoute(shared), sg.LinkInRoute(other)], False)
+    zone.seal()
+    out: dict[str, float] = {}
+
+    def send(name: str, a: str, b: str) -> None:
+        sg.Comm.sendto(hosts[a], hosts[b], 100_000_000)
+        out[name] = sg.Engine.clock
+
+    sg.Actor.create("near", hosts["a"], send, "near", "a", "c")
+    sg.Actor.create("far", hosts["b"], send, "far", "b", "d")
+    e.run()
+    return out
+
+
 if __name__ == "__main__":
-    json.dump(run(json.load(sys.stdin)), sys.stdout)
+    scenario = json.load(sys.stdin)
+    json.dump(two_flows(scenario["two_flows"]) if "two_flows" in scenario else run(scenario), sys.stdout)

@@ -1,4 +1,9 @@
-"""The fast collective model against SimGrid (a real flow-level simulator) on three fabrics.
+"""Both forms of the collective model against SimGrid (a real flow-level simulator) on three fabrics.
+
+The fluid form (``collective.collective_time(background=loads)``: one rate per job, time-averaged
+max-min shares; what the simulator and the placer use) and the stepped form
+(``collective_steps.stepped_times``: every ring step's flows with per-flow max-min shares and a
+barrier per step) are both compared with SimGrid on the same scenarios.
 
 Random placements of 2-3 concurrent jobs (ring all-reduce, 256 MiB, back to back) on the DGX
 H100 SuperPOD, the GB200 NVL72 fabric and the Lingjun Clos with 2:1 ToR oversubscription; the jobs
@@ -23,13 +28,15 @@ import numpy as np
 import pytest
 
 from fabric_hpc.placement.collective import collective_time, job_load
+from fabric_hpc.placement.collective_steps import job_steps, stepped_times
 from fabric_hpc.topology import build, import_lingjun, load_fabric
 from tests.real import require_real
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 256 * 2**20
-TARGET = 0.10  # the fast model within 10 % of SimGrid
-TARGET_ECMP = 0.15  # with ECMP-hashed routes (see test_ecmp_model_close_to_simgrid...)
+TARGET = 0.10  # the issue's target: the model within 10 % of SimGrid (both forms, spread uplinks;
+# the stepped form also with ECMP)
+TARGET_ECMP_FLUID = 0.15  # the fluid form with ECMP-hashed routes (see test_ecmp_model_close_to_simgrid...)
 
 
 def simgrid_available() -> bool:
@@ -105,6 +112,12 @@ def fast_times(fab, jobs: list[list[int]], salts: list[int] | None = None) -> li
             for j, g in enumerate(jobs)]
 
 
+def stepped(fab, jobs: list[list[int]], salts: list[int] | None = None, share: str = "flow") -> list[float]:
+    salts = salts or [None] * len(jobs)
+    steps = [job_steps(fab, g, SIZE, ecmp=s) for g, s in zip(jobs, salts, strict=True)]
+    return stepped_times(fab, steps, share=share).tolist()
+
+
 def simgrid_times(fab, jobs: list[list[int]], horizon: float, salts: list[int] | None = None) -> list[float]:
     scenario = {"spec": fab.spec.model_dump_json(), "jobs": jobs, "size": SIZE, "horizon_s": horizon,
                 "ecmp": salts}
@@ -114,48 +127,96 @@ def simgrid_times(fab, jobs: list[list[int]], horizon: float, salts: list[int] |
     return json.loads(out.stdout)["seconds"]
 
 
-def compare_with_simgrid(fab, *, ecmp: bool) -> tuple[list[float], int]:
-    """(relative errors of the fast model against SimGrid, jobs slower than a reference by > 5 %) on
-    the seeded scenarios; the reference is each job alone, or with ``ecmp`` the same jobs on perfectly
-    spread uplinks (then every job's flows are hashed onto single ports, in both models)."""
-    rng = np.random.default_rng(13)
-    errors, slower = [], 0
-    for trial in range(6):
-        jobs = crossing_jobs(fab) if trial == 0 else random_jobs(fab, rng)
+def compare_with_simgrid(fab, *, ecmp: bool, seed: int = 13,
+                         trials: int = 6) -> tuple[dict[str, list[float]], int]:
+    """(relative errors against SimGrid per form: "fluid", "stepped" and "stepped-latency" (the
+    stepped form with SimGrid's own latency-weighted shares); jobs slower than a reference by > 5 %
+    in the fluid form) on the seeded scenarios; the reference is each job alone, or with ``ecmp``
+    the same jobs on perfectly spread uplinks (then every job's flows are hashed onto single ports,
+    in both models). With the default seed the first scenario is :func:`crossing_jobs`, the rest
+    random; any other seed: all random."""
+    rng = np.random.default_rng(seed)
+    errors: dict[str, list[float]] = {"fluid": [], "stepped": [], "stepped-latency": []}
+    slower = 0
+    for trial in range(trials):
+        jobs = crossing_jobs(fab) if trial == 0 and seed == 13 else random_jobs(fab, rng)
         if len(jobs) < 2:
             continue
-        salts = [1000 * trial + j for j in range(len(jobs))] if ecmp else None
+        base = 1000 * trial + (0 if seed == 13 else 100_000 * seed)
+        salts = [base + j for j in range(len(jobs))] if ecmp else None
         fast = fast_times(fab, jobs, salts)
         ref = fast_times(fab, jobs) if ecmp else [collective_time(fab, g, SIZE, algo="ring").seconds for g in jobs]
         slower += sum(f > r * 1.05 for f, r in zip(fast, ref, strict=True))
         sim = simgrid_times(fab, jobs, horizon=2.5 * max(fast), salts=salts)
-        errors += [abs(f - s) / s for f, s in zip(fast, sim, strict=True)]
+        got = {"fluid": fast, "stepped": stepped(fab, jobs, salts),
+               "stepped-latency": stepped(fab, jobs, salts, "latency")}
+        for form, times in got.items():
+            errors[form] += [abs(f - s) / s for f, s in zip(times, sim, strict=True)]
     return errors, slower
+
+
+def _show(name: str, errors: dict[str, list[float]]) -> str:
+    return name + " " + "; ".join(f"{k} {np.round(v, 3).tolist()}" for k, v in errors.items())
 
 
 @pytest.mark.parametrize("name", list(FABRICS))
 def test_fast_model_within_10_percent_of_simgrid(name):
     errors, contended = compare_with_simgrid(FABRICS[name](), ecmp=False)
-    assert len(errors) >= 8
-    print(name, "errors", np.round(errors, 3).tolist(), "contended", contended)
-    assert max(errors) <= TARGET, f"{name}: errors {np.round(errors, 3).tolist()}"
+    assert len(errors["fluid"]) >= 8
+    print(_show(name, errors), "contended", contended)
+    assert max(errors["fluid"]) <= TARGET, _show(name, errors)
+    assert max(errors["stepped"]) <= TARGET, _show(name, errors)
     if name == "lingjun-2to1":
         assert contended >= 1  # the oversubscribed uplinks are shared in this set
 
 
 @pytest.mark.parametrize("name", list(FABRICS))
 def test_ecmp_model_close_to_simgrid_on_the_same_hashed_routes(name):
-    """ECMP: the same scenarios with every job's flows hashed onto single ports; the model's max-min
-    share on the picked ports against SimGrid on the same routes. On Lingjun the hash makes flows
-    collide (a ring slower than with perfectly spread uplinks) in this set. The issue's 10 % is
-    missed here on one SuperPOD job (12.5 %; docs/collective-model.md)."""
+    """ECMP: the same scenarios with every job's flows hashed onto single ports; both forms' max-min
+    shares on the picked ports against SimGrid on the same routes. On Lingjun the hash makes flows
+    collide (a ring slower than with perfectly spread uplinks) in this set. The stepped form meets
+    the issue's 10 %; the fluid form misses it on one SuperPOD job (12.5 %; docs/collective-model.md,
+    "Two forms") and is bounded at 15 % per job and 3 % on average."""
     errors, collided = compare_with_simgrid(FABRICS[name](), ecmp=True)
-    assert len(errors) >= 8
-    print(name, "ECMP errors", np.round(errors, 3).tolist(), "collided", collided)
-    # one-rate-per-job fluid model vs step-synchronised flows: where a slow job's flow bursts on a
+    assert len(errors["fluid"]) >= 8
+    print(_show(name, errors), "collided", collided)
+    assert max(errors["stepped"]) <= TARGET, _show(name, errors)
+    # one-rate-per-job fluid form vs step-synchronised flows: where a slow job's flow bursts on a
     # port shared with a fast job, SimGrid slows the fast job's whole step more than the average
     # share says (docs/collective-model.md): bounded at 15 % per job, 3 % on average
-    assert max(errors) <= TARGET_ECMP, f"{name}: errors {np.round(errors, 3).tolist()}"
-    assert float(np.mean(errors)) <= 0.03
+    assert max(errors["fluid"]) <= TARGET_ECMP_FLUID, _show(name, errors)
+    assert float(np.mean(errors["fluid"])) <= 0.03
     if name == "lingjun-2to1":
         assert collided >= 1
+
+
+@pytest.mark.parametrize("ecmp", [False, True])
+@pytest.mark.parametrize("name", list(FABRICS))
+def test_stepped_form_on_held_out_scenarios(name, ecmp):
+    """Scenarios drawn with another seed (not looked at while the stepped form was written).
+    Spread uplinks: the stepped form within 10 %. ECMP: one SuperPOD job is 12.2 % off with equal
+    per-flow shares, because SimGrid's CM02 shares a link in inverse proportion to each flow's route
+    latency (docs/collective-model.md, "Two forms"); with that rule on the same hashed links
+    (``share="latency"``) the stepped form is within 10 %, with equal shares within 15 %."""
+    errors, _ = compare_with_simgrid(FABRICS[name](), ecmp=ecmp, seed=29, trials=8)
+    assert len(errors["stepped"]) >= 10
+    print(_show(name, errors))
+    if not ecmp:
+        assert max(errors["stepped"]) <= TARGET, _show(name, errors)
+    else:
+        assert max(errors["stepped-latency"]) <= TARGET, _show(name, errors)
+        assert max(errors["stepped"]) <= TARGET_ECMP_FLUID, _show(name, errors)
+    assert max(errors["fluid"]) <= TARGET_ECMP_FLUID, _show(name, errors)
+
+
+def test_simgrid_cm02_shares_a_link_by_inverse_route_latency():
+    """Why equal per-flow shares miss one held-out SuperPOD ECMP job: SimGrid's CM02 gives a flow a
+    share of a link inversely proportional to its route latency (TCP's RTT unfairness). Two 100 MB
+    transfers on one 100 MB/s link, routes of 2 µs and 4 µs: 2/3 and 1/3 of the link until the
+    first ends (at 1.5 s), not 1/2 each (both at 2 s)."""
+    out = subprocess.run([sys.executable, "-m", "tests.placement.simgrid_flows"],
+                         input=json.dumps({"two_flows": 3e-6}), capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    done = json.loads(out.stdout)
+    assert done["near"] == pytest.approx(1.5, rel=1e-3)
+    assert done["far"] == pytest.approx(2.0, rel=1e-3)
