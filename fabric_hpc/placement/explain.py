@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fabric_hpc.placement.contract import PlacementInfeasible
+from fabric_hpc.placement.levels import domain_sums
 
 if TYPE_CHECKING:
     from fabric_hpc.placement.problem import Problem
@@ -21,8 +22,7 @@ def unit_name(p: Problem) -> str:
 
 
 def domain_capacity(p: Problem, level: int) -> np.ndarray:
-    lv = p.levels
-    return np.bincount(lv.host_dom[:, level], weights=p.cap, minlength=len(lv.dom_names[level])).astype(np.int64)
+    return domain_sums(p.levels, level, p.cap)
 
 
 def blocking_jobs(p: Problem, deficit_gpus: int, hosts: np.ndarray | None = None) -> int:

@@ -20,7 +20,7 @@ from fabric_hpc.errors import ConfigError, FabricError
 from fabric_hpc.hostlist import expand
 from fabric_hpc.placement.contract import Placement
 from fabric_hpc.placement.cost import CostWeights, evaluate, stranded
-from fabric_hpc.placement.levels import fabric_levels
+from fabric_hpc.placement.levels import domain_sums, fabric_levels, free_per_host
 from fabric_hpc.placement.request import Request
 from fabric_hpc.placement.verify import violations
 
@@ -48,11 +48,11 @@ class Problem:
         idx = fab.index
         nh, maxg = len(fab.hosts), int(lv.host_gpus.max(initial=0))
         free = state.free
-        self.free_all = np.bincount(idx.gpu_host, weights=free, minlength=nh).astype(np.int64)
-        self.host_ok = self._eligible_hosts()
+        self.free_all = free_per_host(lv, idx.gpu_host, free)
         static = _static(fab)
-        usable = free if self.host_ok.all() else free & self.host_ok[idx.gpu_host]
-        if static["dense"]:  # GPU i is local GPU i % maxg of host i // maxg: a reshape places them
+        self.host_ok, every_host = self._eligible_hosts(static)
+        usable = free if every_host else free & self.host_ok[idx.gpu_host]
+        if lv.dense_gpus:  # GPU i is local GPU i % maxg of host i // maxg: a reshape places them
             self.free_mat = usable.reshape(nh, maxg)
         else:
             self.free_mat = np.zeros((nh, max(maxg, 1)), bool)
@@ -93,7 +93,23 @@ class Problem:
         return self._background
 
     # -- candidates --------------------------------------------------------------------------
-    def _eligible_hosts(self) -> np.ndarray:
+    def _eligible_hosts(self, static: dict[str, Any]) -> tuple[np.ndarray, bool]:
+        """(bool mask of the hosts the request may use, whether that is every host): depends on
+        the fabric and the request's model, features, include and exclude only, so it is kept per
+        fabric (read-only, at most ``_ELIGIBLE_MAX`` distinct keys, then started afresh)."""
+        r = self.request
+        key = (r.gpu_model, tuple(r.features), r.include, r.exclude)
+        memo: dict[tuple, tuple[np.ndarray, bool]] = static["eligible"]
+        hit = memo.get(key)
+        if hit is None:
+            if len(memo) >= _ELIGIBLE_MAX:
+                memo.clear()
+            ok = self._eligible_mask()
+            ok.setflags(write=False)
+            hit = memo[key] = (ok, bool(ok.all()))
+        return hit
+
+    def _eligible_mask(self) -> np.ndarray:
         fab, r = self.fab, self.request
         ok = _type_ok(fab, r.gpu_model, tuple(r.features)) & (self.levels.host_gpus > 0)
         if r.include:
@@ -113,8 +129,7 @@ class Problem:
         out = []
         for j, tot in enumerate(_static(self.fab)["dom_tot"]):
             # chain level 0 is the hosts themselves (host_dom[:, 0] is the identity)
-            fr = (per_host_free if j == 0
-                  else np.bincount(lv.host_dom[:, j], weights=per_host_free, minlength=len(tot)))
+            fr = per_host_free if j == 0 else domain_sums(lv, j, per_host_free)
             out.append((tot == fr) & (tot > 0))
         return out
 
@@ -265,13 +280,14 @@ def _static(fab: Fabric) -> dict[str, Any]:
         numa = np.full((nh, max(maxg, 1)), -1, np.int64)
         numa[idx.gpu_host, idx.gpu_local] = idx.gpu_numa
         numa.setflags(write=False)
-        tots = [np.bincount(lv.host_dom[:, j], weights=lv.host_gpus, minlength=int(lv.host_dom[:, j].max()) + 1)
+        tots = [np.bincount(lv.host_dom[:, j], weights=lv.host_gpus,
+                            minlength=int(lv.host_dom[:, j].max()) + 1).astype(np.int64)
                 for j in range(len(lv.chain))]
-        seq = np.arange(len(fab.gpus))
-        dense = bool(maxg > 0 and nh * maxg == seq.size and np.array_equal(idx.gpu_host, seq // max(maxg, 1))
-                     and np.array_equal(idx.gpu_local, seq % max(maxg, 1)))
-        out = _STATIC[fab] = {"numa_mat": numa, "dom_tot": tots, "type_ok": {}, "dense": dense}
+        out = _STATIC[fab] = {"numa_mat": numa, "dom_tot": tots, "type_ok": {}, "eligible": {}}
     return out
+
+
+_ELIGIBLE_MAX = 1024  # distinct (model, features, include, exclude) kept per fabric
 
 
 def _type_ok(fab: Fabric, gpu_model: str | None, features: tuple[str, ...]) -> np.ndarray:
