@@ -147,8 +147,8 @@ def _attempt_fill(p: Problem, cap: np.ndarray) -> dict[int, int] | None:
 
 def _best_domain(p: Problem, cap: np.ndarray, level: int, need: int, anchor: int | None) -> int | None:
     lv = p.levels
-    caps = domain_sums(lv, level, cap)
-    fits = np.flatnonzero(caps >= need)
+    caps = cap if level == 0 else domain_sums(lv, level, cap)  # chain level 0: the hosts themselves
+    fits = (caps >= need).nonzero()[0]
     if not len(fits):
         return None
     if level == 0:
@@ -183,7 +183,7 @@ def _fill(p: Problem, cap: np.ndarray, members: np.ndarray, level: int, need: in
     pristine = p.pristine[level - 1][ids] if level - 1 < len(p.pristine) else np.zeros(len(ids), bool)
     rem = need
     while rem > 0:
-        avail = np.flatnonzero(ccap > 0)
+        avail = (ccap > 0).nonzero()[0]
         if not len(avail):
             raise _NoFit
         fit = avail[ccap[avail] >= rem]
@@ -205,8 +205,8 @@ def _fill_hosts(p: Problem, cap: np.ndarray, members: np.ndarray, need: int, out
     then first). Hosts taken whole leave the others' capacities unchanged, so one sort by
     (-capacity, cost, position) gives that sequence, and a host that holds the remainder is always
     at the front of what is left."""
-    ccap = cap[members].astype(np.int64)
-    avail = np.flatnonzero(ccap > 0)
+    ccap = cap[members].astype(np.int64, copy=False)  # indexing made a copy already
+    avail = (ccap > 0).nonzero()[0]
     whole = _take_cost(p, members[avail], ccap[avail])  # cost of taking a host's whole capacity
     order = avail[np.lexsort((whole, -ccap[avail]))]
     caps = ccap[order].tolist()

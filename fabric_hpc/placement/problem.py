@@ -37,7 +37,7 @@ class Problem:
     def __init__(self, fab: Fabric, state: ClusterState, request: Request,
                  weights: CostWeights | None = None) -> None:
         self.fab, self.state, self.request = fab, state, request
-        self.weights = weights or CostWeights()
+        self.weights = weights or _DEFAULT_WEIGHTS
         self.levels = lv = fabric_levels(fab)
         self.nodes_mode = request.nodes is not None
         self.units = request.units
@@ -127,10 +127,11 @@ class Problem:
         lv = self.levels
         per_host_free = self.free_all
         out = []
-        for j, tot in enumerate(_static(self.fab)["dom_tot"]):
+        static = _static(self.fab)
+        for j, (tot, some) in enumerate(zip(static["dom_tot"], static["dom_some"], strict=True)):
             # chain level 0 is the hosts themselves (host_dom[:, 0] is the identity)
             fr = per_host_free if j == 0 else domain_sums(lv, j, per_host_free)
-            out.append((tot == fr) & (tot > 0))
+            out.append((tot == fr) & some)
         return out
 
     def _gpus_per_node(self) -> int | None:
@@ -163,7 +164,14 @@ class Problem:
         """Fix the rail pattern (rail-aligned requests) and recompute capacities and costs."""
         self.pattern = pattern
         self.cap = self._capacity()
-        self.cand = np.flatnonzero(self.cap > 0)
+        self._cand: np.ndarray | None = None
+
+    @property
+    def cand(self) -> np.ndarray:
+        """Hosts with capacity under the current pattern (computed on first read: greedy never reads it)."""
+        if self._cand is None:
+            self._cand = np.flatnonzero(self.cap > 0)
+        return self._cand
 
     def _capacity(self) -> np.ndarray:
         r, lv = self.request, self.levels
@@ -194,7 +202,9 @@ class Problem:
 
     def _host_costs(self) -> np.ndarray:
         """[H, maxg+1]: cost of taking x GPUs from each host (frag increase + host term)."""
-        return _cost_cube(self.weights, self.free_mat.shape[1] + 1)[self.levels.host_gpus, self.free_all]
+        width = self.free_mat.shape[1] + 1  # cube[host_gpus, free_all], one row index per host into [g·w + free, x]
+        flat = _cost_cube(self.weights, width).reshape(width * width, width)
+        return flat.take(_static(self.fab)["cost_row"] + self.free_all, axis=0)
 
     def host_cost(self, hosts: np.ndarray) -> np.ndarray:
         """Nodes mode: cost of putting one rank (``gpn`` GPUs) on each host."""
@@ -240,7 +250,8 @@ class Problem:
         hosts, gpus = self.chosen_gpus(counts)
         self.verify(gpus)
         cost, breakdown, spans = evaluate(self, gpus)
-        return Placement(gpus=tuple(self.fab.gpus[i] for i in gpus), hosts=tuple(self.fab.hosts[h] for h in hosts),
+        return Placement(gpus=tuple(map(self.fab.gpus.__getitem__, gpus.tolist())),
+                         hosts=tuple(map(self.fab.hosts.__getitem__, hosts)),
                          solver=solver, cost=cost, breakdown=breakdown, domains=spans, optimal=optimal,
                          time_s=time.perf_counter() - t0, slices=self._slices(hosts), notes=notes,
                          stats=stats or {})
@@ -283,11 +294,13 @@ def _static(fab: Fabric) -> dict[str, Any]:
         tots = [np.bincount(lv.host_dom[:, j], weights=lv.host_gpus,
                             minlength=int(lv.host_dom[:, j].max()) + 1).astype(np.int64)
                 for j in range(len(lv.chain))]
-        out = _STATIC[fab] = {"numa_mat": numa, "dom_tot": tots, "type_ok": {}, "eligible": {}}
+        out = _STATIC[fab] = {"numa_mat": numa, "dom_tot": tots, "dom_some": [t > 0 for t in tots], "type_ok": {},
+                              "eligible": {}, "cost_row": lv.host_gpus * (max(maxg, 1) + 1)}
     return out
 
 
 _ELIGIBLE_MAX = 1024  # distinct (model, features, include, exclude) kept per fabric
+_DEFAULT_WEIGHTS = CostWeights()  # frozen: one shared instance
 
 
 def _type_ok(fab: Fabric, gpu_model: str | None, features: tuple[str, ...]) -> np.ndarray:

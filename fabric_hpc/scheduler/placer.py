@@ -148,7 +148,7 @@ class SolverPlacer:
             from fabric_hpc.placement.problem import Problem
 
             idx = greedy_gpus(Problem(state.fab, state, job.request))
-            return None if idx is None else tuple(state.fab.gpus[i] for i in idx)
+            return None if idx is None else tuple(map(state.fab.gpus.__getitem__, idx.tolist()))
 
         result = self._timed(solve)
         self._remember((*key, "fit"), result)
