@@ -49,8 +49,8 @@ def diagnose(p: Problem) -> None:
     r, lv = p.request, p.levels
     need = p.units
     gpus_needed = need * (p.gpn or 1)
-    eligible_gpus = int(lv.host_gpus[p.host_ok].sum())
-    if eligible_gpus < gpus_needed or (p.nodes_mode and int((lv.host_gpus[p.host_ok] >= p.gpn).sum()) < need):
+    eligible_gpus = p.eligible_gpus()
+    if eligible_gpus < gpus_needed or (p.nodes_mode and p.eligible_hosts_with(p.gpn) < need):
         raise _fail(p, f"the fabric has only {eligible_gpus} GPUs on {int(p.host_ok.sum())} hosts matching the "
                     f"request's model/features/include/exclude; {r.describe()} cannot ever fit",
                     "relax gpu_model, features, include or exclude", constraint="eligibility",

@@ -9,6 +9,7 @@ and the resolved constraint levels. :meth:`Problem.finish` turns a host → coun
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import time
 import weakref
@@ -50,7 +51,7 @@ class Problem:
         free = state.free
         self.free_all = free_per_host(lv, idx.gpu_host, free)
         static = _static(fab)
-        self.host_ok, every_host = self._eligible_hosts(static)
+        self.host_ok, every_host, self._sizes, self._eligible_gpus = self._eligible_hosts(static)
         usable = free if every_host else free & self.host_ok[idx.gpu_host]
         if lv.dense_gpus:  # GPU i is local GPU i % maxg of host i // maxg: a reshape places them
             self.free_mat = usable.reshape(nh, maxg)
@@ -93,20 +94,22 @@ class Problem:
         return self._background
 
     # -- candidates --------------------------------------------------------------------------
-    def _eligible_hosts(self, static: dict[str, Any]) -> tuple[np.ndarray, bool]:
-        """(bool mask of the hosts the request may use, whether that is every host): depends on
-        the fabric and the request's model, features, include and exclude only, so it is kept per
-        fabric (read-only, at most ``_ELIGIBLE_MAX`` distinct keys, then started afresh)."""
+    def _eligible_hosts(self, static: dict[str, Any]) -> tuple[np.ndarray, bool, list[int], int]:
+        """(bool mask of the hosts the request may use, whether that is every host, their GPU
+        counts sorted, their GPUs): depends on the fabric and the request's model, features, include and
+        exclude only, so it is kept per fabric (read-only, at most ``_ELIGIBLE_MAX`` distinct keys,
+        then started afresh)."""
         r = self.request
         key = (r.gpu_model, tuple(r.features), r.include, r.exclude)
-        memo: dict[tuple, tuple[np.ndarray, bool]] = static["eligible"]
+        memo: dict[tuple, tuple[np.ndarray, bool, list[int], int]] = static["eligible"]
         hit = memo.get(key)
         if hit is None:
             if len(memo) >= _ELIGIBLE_MAX:
                 memo.clear()
             ok = self._eligible_mask()
             ok.setflags(write=False)
-            hit = memo[key] = (ok, bool(ok.all()))
+            sizes = sorted(self.levels.host_gpus[ok].tolist())
+            hit = memo[key] = (ok, bool(ok.all()), sizes, sum(sizes))
         return hit
 
     def _eligible_mask(self) -> np.ndarray:
@@ -117,6 +120,14 @@ class Problem:
         if r.exclude:
             ok[[self._host(h) for h in expand(r.exclude)]] = False
         return ok
+
+    def eligible_gpus(self) -> int:
+        """GPUs on the hosts the request may use: ``host_gpus[host_ok].sum()``."""
+        return self._eligible_gpus
+
+    def eligible_hosts_with(self, gpus: int) -> int:
+        """How many hosts the request may use have at least ``gpus`` GPUs."""
+        return len(self._sizes) - bisect.bisect_left(self._sizes, gpus)
 
     def _host(self, name: str) -> int:
         if name not in self.fab.host_pos:

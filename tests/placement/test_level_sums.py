@@ -187,3 +187,14 @@ def test_host_cost_table_equals_cube_index(fabric: str, request: pytest.FixtureR
         width = p.free_mat.shape[1] + 1
         want = problem_mod._cost_cube(p.weights, width)[p.levels.host_gpus, p.free_all]
         assert np.array_equal(p.host_cost_table, want)
+
+
+def test_eligible_counts_equal_the_mask(small, mixed) -> None:
+    for fab in (small, mixed):
+        state = random_state(fab, 2)
+        for text in ("gpus=2", "gpus=2,include=n[1-6],exclude=n5", "gpus=2,exclude=n[1-8]", "gpus=2,features=nope"):
+            p = Problem(fab, state, parse_request(text))
+            sizes = p.levels.host_gpus[p.host_ok]
+            assert p.eligible_gpus() == int(sizes.sum())
+            for g in range(0, 6):
+                assert p.eligible_hosts_with(g) == int((sizes >= g).sum())
