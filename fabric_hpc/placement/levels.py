@@ -54,9 +54,10 @@ _CACHE: weakref.WeakKeyDictionary[Fabric, FabricLevels] = weakref.WeakKeyDiction
 
 
 def fabric_levels(fab: Fabric) -> FabricLevels:
-    if fab not in _CACHE:
-        _CACHE[fab] = _build(fab)
-    return _CACHE[fab]
+    hit = _CACHE.get(fab)  # one lookup on the hot path
+    if hit is None:
+        hit = _CACHE[fab] = _build(fab)
+    return hit
 
 
 def _candidates(fab: Fabric) -> list[tuple[str, np.ndarray, list[str]]]:
