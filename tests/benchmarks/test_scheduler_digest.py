@@ -34,3 +34,15 @@ def test_digest_repeats_and_sees_a_changed_record(monkeypatch: pytest.MonkeyPatc
                    {"preemptions": res.records[0].preemptions + 1}, {"domains": {"leaf": 99}}):
         changed = [dataclasses.replace(res.records[0], **change), *res.records[1:]]
         assert digest.record_digest(changed) != base
+
+
+def test_placement_calls_record_and_time(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.scheduler import placement_calls
+
+    out = tmp_path / "calls.npz"
+    placement_calls.record("3:1.5", 120, str(out))
+    counts = json.loads(capsys.readouterr().out)
+    assert counts["place"] > 0 and counts["may_fit"] > 0
+    first, again = placement_calls.timed(str(out), 1), placement_calls.timed(str(out), 1)
+    assert {k: v["calls"] for k, v in first.items()} == counts
+    assert {k: v["digest"] for k, v in first.items()} == {k: v["digest"] for k, v in again.items()}
