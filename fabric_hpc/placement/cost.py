@@ -158,15 +158,26 @@ def evaluate(problem: Problem, gpus: np.ndarray) -> tuple[float, dict[str, float
     doms = [list(set(col)) for col in lv.host_dom[hosts].T.tolist()]
     spans = {lv.chain[j]: len(doms[j]) for j in range(len(lv.chain))}
     span_cost = sum(w.span_weight(j) * spans[name] for j, name in enumerate(lv.chain))
-    free = problem.free_all[hosts]
-    frag = float((stranded(free - counts, lv.host_gpus[hosts], w) - stranded(free, lv.host_gpus[hosts], w)).sum())
-    broken = sum(int(problem.pristine[j][doms[j]].sum()) for j in range(1, len(lv.chain)))
+    frag = _frag_increase(problem.free_all[hosts], counts, lv.host_gpus[hosts], w, problem.free_mat.shape[1])
+    pristine = problem.pristine
+    broken = sum(sum(1 for d in doms[j] if pristine[j][d]) for j in range(1, len(lv.chain)))  # the few domains
     breakdown = {"comm_ms": t, "comm": t if w.comm > 0 else 0.0, "span": span_cost, "hosts": w.host * len(hosts),
                  "frag_gpus": frag, "frag": w.frag * frag, "pristine_broken": float(broken),
                  "pristine": w.pristine_break * broken}
     rest = breakdown["rest"] = span_cost + breakdown["hosts"] + breakdown["frag"] + breakdown["pristine"]
     total = lex_cost(breakdown["comm"], rest) if w.comm > 0 else rest
     return float(total), breakdown, spans
+
+
+def _frag_increase(free: np.ndarray, counts: np.ndarray, gpus: np.ndarray, w: CostWeights, widest: int) -> float:
+    """``Σ F(free - counts) - F(free)`` over hosts with ``gpus`` GPUs each (``widest``: the most any
+    host of the fabric has): the two :func:`stranded` calls in one table lookup each when every
+    index is inside the table (the values :func:`stranded` returns there), else those calls."""
+    after = free - counts
+    if widest < _TABLE_N and after.size and int(after.min()) >= 0:  # 0 <= after <= free <= gpus < table
+        tab = _stranded_table(w.job_sizes, w.job_size_probs)
+        return float((tab[gpus, after] - tab[gpus, free]).sum())
+    return float((stranded(after, gpus, w) - stranded(free, gpus, w)).sum())
 
 
 def fragmentation(fab_free: np.ndarray, problem: Problem) -> float:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fabric_hpc.placement.contract import PlacementInfeasible
+from fabric_hpc.placement.levels import domain_sums
 
 if TYPE_CHECKING:
     from fabric_hpc.placement.problem import Problem
@@ -21,8 +22,7 @@ def unit_name(p: Problem) -> str:
 
 
 def domain_capacity(p: Problem, level: int) -> np.ndarray:
-    lv = p.levels
-    return np.bincount(lv.host_dom[:, level], weights=p.cap, minlength=len(lv.dom_names[level])).astype(np.int64)
+    return domain_sums(p.levels, level, p.cap)
 
 
 def blocking_jobs(p: Problem, deficit_gpus: int, hosts: np.ndarray | None = None) -> int:
@@ -49,8 +49,8 @@ def diagnose(p: Problem) -> None:
     r, lv = p.request, p.levels
     need = p.units
     gpus_needed = need * (p.gpn or 1)
-    eligible_gpus = int(lv.host_gpus[p.host_ok].sum())
-    if eligible_gpus < gpus_needed or (p.nodes_mode and int((lv.host_gpus[p.host_ok] >= p.gpn).sum()) < need):
+    eligible_gpus = p.eligible_gpus()
+    if eligible_gpus < gpus_needed or (p.nodes_mode and p.eligible_hosts_with(p.gpn) < need):
         raise _fail(p, f"the fabric has only {eligible_gpus} GPUs on {int(p.host_ok.sum())} hosts matching the "
                     f"request's model/features/include/exclude; {r.describe()} cannot ever fit",
                     "relax gpu_model, features, include or exclude", constraint="eligibility",

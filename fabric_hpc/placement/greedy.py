@@ -19,6 +19,7 @@ import numpy as np
 
 from fabric_hpc.placement.contract import Placement, PlacementInfeasible, SolveOptions
 from fabric_hpc.placement.explain import diagnose, unit_name
+from fabric_hpc.placement.levels import domain_sums, run_starts
 from fabric_hpc.placement.problem import Problem
 
 if TYPE_CHECKING:
@@ -31,14 +32,16 @@ def greedy(p: Problem, options: SolveOptions | None = None) -> Placement:
     best: Placement | None = None
     best_pattern = p.pattern
     for pattern in (p.patterns[:4] or [p.pattern]):
-        p.set_pattern(pattern)
+        if pattern != p.pattern:  # capacities follow the pattern: the current one needs no recomputation
+            p.set_pattern(pattern)
         counts = greedy_counts(p)
         if counts is None:
             continue
         placed = p.finish(counts, "greedy", t0, optimal=None)
         if best is None or placed.cost < best.cost:
             best, best_pattern = placed, pattern
-    p.set_pattern(best_pattern)
+    if best_pattern != p.pattern:
+        p.set_pattern(best_pattern)
     if best is None:
         raise PlacementInfeasible(f"greedy found no placement for {p.request.describe()}: the constraints "
                                   "together cannot be met (each alone can)", explanation={
@@ -69,7 +72,7 @@ def greedy_counts(p: Problem) -> dict[int, int] | None:
         return _balanced(p, counts)
     if p.max_level is None:
         return None
-    caps = np.bincount(p.levels.host_dom[:, p.max_level], weights=p.cap)
+    caps = domain_sums(p.levels, p.max_level, p.cap)
     keep = np.argsort(-caps, kind="stable")[: p.request.max_domains]
     cap = np.where(np.isin(p.levels.host_dom[:, p.max_level], keep), p.cap, 0)
     counts = _attempt(p, cap)
@@ -144,8 +147,8 @@ def _attempt_fill(p: Problem, cap: np.ndarray) -> dict[int, int] | None:
 
 def _best_domain(p: Problem, cap: np.ndarray, level: int, need: int, anchor: int | None) -> int | None:
     lv = p.levels
-    caps = np.bincount(lv.host_dom[:, level], weights=cap, minlength=len(lv.dom_names[level])).astype(np.int64)
-    fits = np.flatnonzero(caps >= need)
+    caps = cap if level == 0 else domain_sums(lv, level, cap)  # chain level 0: the hosts themselves
+    fits = (caps >= need).nonzero()[0]
     if not len(fits):
         return None
     if level == 0:
@@ -174,12 +177,13 @@ def _fill(p: Problem, cap: np.ndarray, members: np.ndarray, level: int, need: in
     if level == 1:  # children are the hosts themselves (chain level 0 is the identity)
         _fill_hosts(p, cap, members, need, out)
         return
-    ids, inv, parts = _children(p, members, level)
-    ccap = np.bincount(inv, weights=cap[members], minlength=len(ids)).astype(np.int64)
+    ids, inv, parts, starts = _children(p, members, level)
+    ccap = (np.add.reduceat(cap[members], starts) if starts is not None
+            else np.bincount(inv, weights=cap[members], minlength=len(ids)).astype(np.int64))
     pristine = p.pristine[level - 1][ids] if level - 1 < len(p.pristine) else np.zeros(len(ids), bool)
     rem = need
     while rem > 0:
-        avail = np.flatnonzero(ccap > 0)
+        avail = (ccap > 0).nonzero()[0]
         if not len(avail):
             raise _NoFit
         fit = avail[ccap[avail] >= rem]
@@ -201,8 +205,8 @@ def _fill_hosts(p: Problem, cap: np.ndarray, members: np.ndarray, need: int, out
     then first). Hosts taken whole leave the others' capacities unchanged, so one sort by
     (-capacity, cost, position) gives that sequence, and a host that holds the remainder is always
     at the front of what is left."""
-    ccap = cap[members].astype(np.int64)
-    avail = np.flatnonzero(ccap > 0)
+    ccap = cap[members].astype(np.int64, copy=False)  # indexing made a copy already
+    avail = (ccap > 0).nonzero()[0]
     whole = _take_cost(p, members[avail], ccap[avail])  # cost of taking a host's whole capacity
     order = avail[np.lexsort((whole, -ccap[avail]))]
     caps = ccap[order].tolist()
@@ -251,9 +255,11 @@ def _domain_hosts(p: Problem, level: int, d: int) -> np.ndarray:
     return hit[0]
 
 
-def _children(p: Problem, members: np.ndarray, level: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """(child domain ids at ``level - 1``, each member's child position, members of each child)
-    of the host set ``members``: ``np.unique(..., return_inverse=True)`` and ``members[inv == k]``."""
+def _children(p: Problem, members: np.ndarray,
+              level: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray | None]:
+    """(child domain ids at ``level - 1``, each member's child position, members of each child,
+    where each child's members start in ``members`` when they are consecutive, else None) of the
+    host set ``members``: ``np.unique(..., return_inverse=True)`` and ``members[inv == k]``."""
     memo = _memo(p)
     key = (level, members.tobytes())
     hit = memo.get(key)
@@ -262,5 +268,5 @@ def _children(p: Problem, members: np.ndarray, level: int) -> tuple[np.ndarray, 
         parts = [members[inv == k] for k in range(len(ids))]
         for a in (ids, inv, *parts):
             a.setflags(write=False)
-        hit = memo[key] = (ids, inv, parts)
+        hit = memo[key] = (ids, inv, parts, run_starts(inv))
     return hit

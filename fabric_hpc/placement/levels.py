@@ -8,6 +8,13 @@ as aliases. ``host_dom[h, j]`` is a dense domain id of host ``h`` at chain level
 For the cost model each chain level ``j`` also gets a *tier*: the bandwidth and latency of a ring
 edge between two hosts that differ at level ``j`` but share level ``j+1`` (same local GPU index,
 so rail-matched), probed with ``fab.index.pair``; tier ``-1`` is two GPUs of one host.
+
+Two sums the placers take on every problem have fast forms here: :func:`free_per_host` (free GPUs
+per host; on a fabric whose GPU ``i`` is local GPU ``i % g`` of host ``i // g`` with ``g`` of 1, 2,
+4 or 8, one popcount per host of the free mask seen as ``g``-byte words) and :func:`domain_sums`
+(a per-host array summed per domain of a chain level; where the hosts of every domain are
+consecutive, ``np.add.reduceat`` over the domain boundaries). Both give the integers the plain
+``np.bincount`` forms give.
 """
 
 from __future__ import annotations
@@ -31,6 +38,11 @@ class FabricLevels:
     tier_lat: np.ndarray  # µs, same layout
     host_gpus: np.ndarray  # GPUs per host
     first_gpu: np.ndarray  # global index of each host's GPU 0 (-1: none)
+    #: GPUs per host when GPU i is local GPU i % g of host i // g on every host (else 0)
+    dense_gpus: int = 0
+    #: per chain level: where each domain's hosts start when every domain's hosts are consecutive
+    #: and in domain order (``np.add.reduceat`` boundaries), else None
+    dom_starts: tuple[np.ndarray | None, ...] = ()
 
     def level(self, name: str) -> int:
         if name not in self.alias:
@@ -42,9 +54,10 @@ _CACHE: weakref.WeakKeyDictionary[Fabric, FabricLevels] = weakref.WeakKeyDiction
 
 
 def fabric_levels(fab: Fabric) -> FabricLevels:
-    if fab not in _CACHE:
-        _CACHE[fab] = _build(fab)
-    return _CACHE[fab]
+    hit = _CACHE.get(fab)  # one lookup on the hot path
+    if hit is None:
+        hit = _CACHE[fab] = _build(fab)
+    return hit
 
 
 def _candidates(fab: Fabric) -> list[tuple[str, np.ndarray, list[str]]]:
@@ -93,7 +106,57 @@ def _build(fab: Fabric) -> FabricLevels:
         alias[name] = len(chain) - 1
     host_dom = np.stack(cols, axis=1).astype(np.int64)
     bw, lat = _tiers(fab, host_dom, first)
-    return FabricLevels(chain, host_dom, names, alias, bw, lat, host_gpus, first)
+    starts = tuple(run_starts(host_dom[:, j]) for j in range(host_dom.shape[1]))
+    return FabricLevels(chain, host_dom, names, alias, bw, lat, host_gpus, first, _dense(fab, host_gpus), starts)
+
+
+def _dense(fab: Fabric, host_gpus: np.ndarray) -> int:
+    """g when GPU i is local GPU i % g of host i // g (every host has g GPUs), else 0."""
+    idx, n = fab.index, len(fab.gpus)
+    g = int(host_gpus.max(initial=0))
+    if g == 0 or len(fab.hosts) * g != n:
+        return 0
+    seq = np.arange(n)
+    return g if np.array_equal(idx.gpu_host, seq // g) and np.array_equal(idx.gpu_local, seq % g) else 0
+
+
+def run_starts(dom: np.ndarray) -> np.ndarray | None:
+    """Where each id's run starts when the ids run 0, 0, 1, 1, 1, 2, … (every id from 0 up, each in
+    one consecutive run, in order), else None: the boundaries ``np.add.reduceat`` sums by."""
+    if dom.size == 0:
+        return None
+    step = np.diff(dom)
+    if dom[0] != 0 or ((step != 0) & (step != 1)).any():
+        return None
+    out = np.flatnonzero(np.concatenate(([True], step != 0)))
+    out.setflags(write=False)
+    return out
+
+
+_WORDS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+_POPCOUNT = getattr(np, "bitwise_count", None)  # numpy ≥ 2.0
+
+
+def free_per_host(lv: FabricLevels, gpu_host: np.ndarray, free: np.ndarray) -> np.ndarray:
+    """``np.bincount(gpu_host, weights=free, minlength=H)`` as int64: how many GPUs of each host
+    are set in the bool mask ``free`` over the fabric's GPUs."""
+    g = lv.dense_gpus
+    if g and free.dtype == np.bool_:
+        word = _WORDS.get(g)
+        if word is not None and _POPCOUNT is not None:  # each True byte is one set bit: a popcount per host
+            return _POPCOUNT(np.ascontiguousarray(free).view(word)).astype(np.int64)
+        return free.reshape(-1, g).sum(axis=1, dtype=np.int64)
+    return np.bincount(gpu_host, weights=free, minlength=lv.host_gpus.size).astype(np.int64)
+
+
+def domain_sums(lv: FabricLevels, level: int, per_host: np.ndarray) -> np.ndarray:
+    """``np.bincount(host_dom[:, level], weights=per_host, minlength=domains)`` as int64, for an
+    integer or bool ``per_host`` (one value per host)."""
+    starts = lv.dom_starts[level] if level < len(lv.dom_starts) else None
+    if starts is not None:
+        return np.add.reduceat(per_host.astype(np.int64, copy=False), starts)
+    return np.bincount(lv.host_dom[:, level], weights=per_host,
+                       minlength=len(lv.dom_names[level])).astype(np.int64)
 
 
 def _label(fab: Fabric, level: str, raw: int, labels: list[str] | None) -> str:

@@ -9,6 +9,7 @@ and the resolved constraint levels. :meth:`Problem.finish` turns a host → coun
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import time
 import weakref
@@ -20,7 +21,7 @@ from fabric_hpc.errors import ConfigError, FabricError
 from fabric_hpc.hostlist import expand
 from fabric_hpc.placement.contract import Placement
 from fabric_hpc.placement.cost import CostWeights, evaluate, stranded
-from fabric_hpc.placement.levels import fabric_levels
+from fabric_hpc.placement.levels import domain_sums, fabric_levels, free_per_host
 from fabric_hpc.placement.request import Request
 from fabric_hpc.placement.verify import violations
 
@@ -37,7 +38,7 @@ class Problem:
     def __init__(self, fab: Fabric, state: ClusterState, request: Request,
                  weights: CostWeights | None = None) -> None:
         self.fab, self.state, self.request = fab, state, request
-        self.weights = weights or CostWeights()
+        self.weights = weights or _DEFAULT_WEIGHTS
         self.levels = lv = fabric_levels(fab)
         self.nodes_mode = request.nodes is not None
         self.units = request.units
@@ -48,11 +49,11 @@ class Problem:
         idx = fab.index
         nh, maxg = len(fab.hosts), int(lv.host_gpus.max(initial=0))
         free = state.free
-        self.free_all = np.bincount(idx.gpu_host, weights=free, minlength=nh).astype(np.int64)
-        self.host_ok = self._eligible_hosts()
+        self.free_all = free_per_host(lv, idx.gpu_host, free)
         static = _static(fab)
-        usable = free if self.host_ok.all() else free & self.host_ok[idx.gpu_host]
-        if static["dense"]:  # GPU i is local GPU i % maxg of host i // maxg: a reshape places them
+        self.host_ok, every_host, self._sizes, self._eligible_gpus = self._eligible_hosts(static)
+        usable = free if every_host else free & self.host_ok[idx.gpu_host]
+        if lv.dense_gpus:  # GPU i is local GPU i % maxg of host i // maxg: a reshape places them
             self.free_mat = usable.reshape(nh, maxg)
         else:
             self.free_mat = np.zeros((nh, max(maxg, 1)), bool)
@@ -93,7 +94,25 @@ class Problem:
         return self._background
 
     # -- candidates --------------------------------------------------------------------------
-    def _eligible_hosts(self) -> np.ndarray:
+    def _eligible_hosts(self, static: dict[str, Any]) -> tuple[np.ndarray, bool, list[int], int]:
+        """(bool mask of the hosts the request may use, whether that is every host, their GPU
+        counts sorted, their GPUs): depends on the fabric and the request's model, features, include and
+        exclude only, so it is kept per fabric (read-only, at most ``_ELIGIBLE_MAX`` distinct keys,
+        then started afresh)."""
+        r = self.request
+        key = (r.gpu_model, tuple(r.features), r.include, r.exclude)
+        memo: dict[tuple, tuple[np.ndarray, bool, list[int], int]] = static["eligible"]
+        hit = memo.get(key)
+        if hit is None:
+            if len(memo) >= _ELIGIBLE_MAX:
+                memo.clear()
+            ok = self._eligible_mask()
+            ok.setflags(write=False)
+            sizes = sorted(self.levels.host_gpus[ok].tolist())
+            hit = memo[key] = (ok, bool(ok.all()), sizes, sum(sizes))
+        return hit
+
+    def _eligible_mask(self) -> np.ndarray:
         fab, r = self.fab, self.request
         ok = _type_ok(fab, r.gpu_model, tuple(r.features)) & (self.levels.host_gpus > 0)
         if r.include:
@@ -101,6 +120,14 @@ class Problem:
         if r.exclude:
             ok[[self._host(h) for h in expand(r.exclude)]] = False
         return ok
+
+    def eligible_gpus(self) -> int:
+        """GPUs on the hosts the request may use: ``host_gpus[host_ok].sum()``."""
+        return self._eligible_gpus
+
+    def eligible_hosts_with(self, gpus: int) -> int:
+        """How many hosts the request may use have at least ``gpus`` GPUs."""
+        return len(self._sizes) - bisect.bisect_left(self._sizes, gpus)
 
     def _host(self, name: str) -> int:
         if name not in self.fab.host_pos:
@@ -111,11 +138,11 @@ class Problem:
         lv = self.levels
         per_host_free = self.free_all
         out = []
-        for j, tot in enumerate(_static(self.fab)["dom_tot"]):
+        static = _static(self.fab)
+        for j, (tot, some) in enumerate(zip(static["dom_tot"], static["dom_some"], strict=True)):
             # chain level 0 is the hosts themselves (host_dom[:, 0] is the identity)
-            fr = (per_host_free if j == 0
-                  else np.bincount(lv.host_dom[:, j], weights=per_host_free, minlength=len(tot)))
-            out.append((tot == fr) & (tot > 0))
+            fr = per_host_free if j == 0 else domain_sums(lv, j, per_host_free)
+            out.append((tot == fr) & some)
         return out
 
     def _gpus_per_node(self) -> int | None:
@@ -148,7 +175,14 @@ class Problem:
         """Fix the rail pattern (rail-aligned requests) and recompute capacities and costs."""
         self.pattern = pattern
         self.cap = self._capacity()
-        self.cand = np.flatnonzero(self.cap > 0)
+        self._cand: np.ndarray | None = None
+
+    @property
+    def cand(self) -> np.ndarray:
+        """Hosts with capacity under the current pattern (computed on first read: greedy never reads it)."""
+        if self._cand is None:
+            self._cand = np.flatnonzero(self.cap > 0)
+        return self._cand
 
     def _capacity(self) -> np.ndarray:
         r, lv = self.request, self.levels
@@ -179,7 +213,9 @@ class Problem:
 
     def _host_costs(self) -> np.ndarray:
         """[H, maxg+1]: cost of taking x GPUs from each host (frag increase + host term)."""
-        return _cost_cube(self.weights, self.free_mat.shape[1] + 1)[self.levels.host_gpus, self.free_all]
+        width = self.free_mat.shape[1] + 1  # cube[host_gpus, free_all], one row index per host into [g·w + free, x]
+        flat = _cost_cube(self.weights, width).reshape(width * width, width)
+        return flat.take(_static(self.fab)["cost_row"] + self.free_all, axis=0)
 
     def host_cost(self, hosts: np.ndarray) -> np.ndarray:
         """Nodes mode: cost of putting one rank (``gpn`` GPUs) on each host."""
@@ -225,7 +261,8 @@ class Problem:
         hosts, gpus = self.chosen_gpus(counts)
         self.verify(gpus)
         cost, breakdown, spans = evaluate(self, gpus)
-        return Placement(gpus=tuple(self.fab.gpus[i] for i in gpus), hosts=tuple(self.fab.hosts[h] for h in hosts),
+        return Placement(gpus=tuple(map(self.fab.gpus.__getitem__, gpus.tolist())),
+                         hosts=tuple(map(self.fab.hosts.__getitem__, hosts)),
                          solver=solver, cost=cost, breakdown=breakdown, domains=spans, optimal=optimal,
                          time_s=time.perf_counter() - t0, slices=self._slices(hosts), notes=notes,
                          stats=stats or {})
@@ -265,13 +302,16 @@ def _static(fab: Fabric) -> dict[str, Any]:
         numa = np.full((nh, max(maxg, 1)), -1, np.int64)
         numa[idx.gpu_host, idx.gpu_local] = idx.gpu_numa
         numa.setflags(write=False)
-        tots = [np.bincount(lv.host_dom[:, j], weights=lv.host_gpus, minlength=int(lv.host_dom[:, j].max()) + 1)
+        tots = [np.bincount(lv.host_dom[:, j], weights=lv.host_gpus,
+                            minlength=int(lv.host_dom[:, j].max()) + 1).astype(np.int64)
                 for j in range(len(lv.chain))]
-        seq = np.arange(len(fab.gpus))
-        dense = bool(maxg > 0 and nh * maxg == seq.size and np.array_equal(idx.gpu_host, seq // max(maxg, 1))
-                     and np.array_equal(idx.gpu_local, seq % max(maxg, 1)))
-        out = _STATIC[fab] = {"numa_mat": numa, "dom_tot": tots, "type_ok": {}, "dense": dense}
+        out = _STATIC[fab] = {"numa_mat": numa, "dom_tot": tots, "dom_some": [t > 0 for t in tots], "type_ok": {},
+                              "eligible": {}, "cost_row": lv.host_gpus * (max(maxg, 1) + 1)}
     return out
+
+
+_ELIGIBLE_MAX = 1024  # distinct (model, features, include, exclude) kept per fabric
+_DEFAULT_WEIGHTS = CostWeights()  # frozen: one shared instance
 
 
 def _type_ok(fab: Fabric, gpu_model: str | None, features: tuple[str, ...]) -> np.ndarray:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fabric_hpc.placement import ClusterState, Placement, PlacementInfeasible, SolveOptions, place
-from fabric_hpc.placement.levels import FabricLevels, fabric_levels
+from fabric_hpc.placement.levels import FabricLevels, domain_sums, fabric_levels, free_per_host
 from fabric_hpc.placement.request import Request
 from fabric_hpc.scheduler.caches import offers
 from fabric_hpc.scheduler.contract import GpuFitter, Job, Placer
@@ -73,7 +73,8 @@ def may_fit(request: Request, free: np.ndarray, gpu_host: np.ndarray, host_gpus:
     domains = levels is not None and bool(request.max_domains) and request.max_domains_level in levels.alias
     if request.nodes is None and not request.whole_hosts and not domains:
         return True  # the per-host free counts sum to the free GPUs: the test above was all of it
-    per_host = np.bincount(gpu_host, weights=free, minlength=host_gpus.size)
+    per_host = (free_per_host(levels, gpu_host, free) if levels is not None
+                else np.bincount(gpu_host, weights=free, minlength=host_gpus.size).astype(np.int64))
     if request.nodes is not None:
         need = request.gpus_per_node
         if request.whole_hosts:
@@ -84,19 +85,18 @@ def may_fit(request: Request, free: np.ndarray, gpu_host: np.ndarray, host_gpus:
             ok = per_host >= (need or 1)
         if not domains:  # hosts that can take one rank
             return int(np.count_nonzero(ok)) >= request.nodes
-        units, want = ok.astype(float), float(request.nodes)
+        units, want = ok, request.nodes  # whole numbers throughout: the sums are exact
     elif request.whole_hosts:
-        units, want = np.where(per_host == host_gpus, per_host, 0.0), float(request.gpus or 0)
+        units, want = np.where(per_host == host_gpus, per_host, 0), request.gpus or 0
     else:
-        units, want = per_host, float(request.gpus or 0)
-    if float(units.sum()) < want:
+        units, want = per_host, request.gpus or 0
+    if int(units.sum()) < want:
         return False
     if not domains:
         return True
-    dom = levels.host_dom[:, levels.alias[request.max_domains_level]]
-    caps = np.bincount(dom, weights=units)
+    caps = domain_sums(levels, levels.alias[request.max_domains_level], units)
     best = np.sort(caps)[::-1][: request.max_domains]  # ranks in at most max_domains domains
-    return float(best.sum()) >= want
+    return int(best.sum()) >= want
 
 
 @dataclass
@@ -148,7 +148,7 @@ class SolverPlacer:
             from fabric_hpc.placement.problem import Problem
 
             idx = greedy_gpus(Problem(state.fab, state, job.request))
-            return None if idx is None else tuple(state.fab.gpus[i] for i in idx)
+            return None if idx is None else tuple(map(state.fab.gpus.__getitem__, idx.tolist()))
 
         result = self._timed(solve)
         self._remember((*key, "fit"), result)

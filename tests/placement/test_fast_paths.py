@@ -70,7 +70,7 @@ def _plain_domain_hosts(p: Problem, level: int, d: int) -> np.ndarray:
 
 def _plain_children(p: Problem, members: np.ndarray, level: int):
     ids, inv = np.unique(p.levels.host_dom[members, level - 1], return_inverse=True)
-    return ids, inv, [members[inv == k] for k in range(len(ids))]
+    return ids, inv, [members[inv == k] for k in range(len(ids))], None  # None: the plain bincount
 
 
 def _placements(fab, seeds: range, busy: float = 0.5, requests: list[str] = REQUESTS) -> list:
@@ -111,7 +111,7 @@ def _plain_fill(p: Problem, cap: np.ndarray, members: np.ndarray, level: int, ne
         ids, inv = members, None
         ccap = cap[members].astype(np.int64)
     else:
-        ids, inv, parts = greedy_mod._children(p, members, level)
+        ids, inv, parts, _ = greedy_mod._children(p, members, level)
         ccap = np.bincount(inv, weights=cap[members], minlength=len(ids)).astype(np.int64)
     pristine = p.pristine[level - 1][ids]
     rem = need
