@@ -116,7 +116,7 @@ class Contention:
     def start(self, job_id: str, job: Job, gpus: Iterable[int | str]) -> dict[str, float]:
         """``gpus``: GPU indices or names."""
         pos = self.fab.gpu_pos
-        g = np.unique(np.fromiter((x if isinstance(x, (int, np.integer)) else pos[x] for x in gpus), np.int64))
+        g = np.array(sorted({x if isinstance(x, (int, np.integer)) else pos[x] for x in gpus}), np.int64)  # = np.unique
         prof = CommProfile.of(job)
         if len(g) <= 1 or prof.fraction == 0:
             self._runs[job_id] = _Run(prof, 0.0, 0.0, 0.0, np.zeros(0, np.int64), np.zeros(0), math.inf)

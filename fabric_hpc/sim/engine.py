@@ -126,6 +126,8 @@ class Simulator:
         self._host_gpus = capacity
         #: per-host need (see ``_per_host_need``) -> how many pending jobs have it
         self._needs: dict[int, int] = {}
+        #: (GPUs, nodes, GPUs per node) of a request -> why it never fits (``_never_fits``)
+        self._fits: dict[tuple[int, int | None, int | None], str | None] = {}
         #: The cluster state at the busiest moment of the replay (for the topology report).
         self.peak_state: ClusterState | None = None
         self.peak_time = 0.0
@@ -168,8 +170,13 @@ class Simulator:
                          self.timeline, stats, self.state, self.peak_state, self.peak_time)
 
     def _never_fits(self, job: Job) -> str | None:
-        """Why ``job`` can never run on this fabric, even on an empty cluster (None if it can)."""
-        return never_fits(job, self._host_sizes, len(self.fab.gpus))
+        """Why ``job`` can never run on this fabric, even on an empty cluster (None if it can):
+        :func:`never_fits`, remembered per request shape (its only inputs besides the fabric)."""
+        r = job.request
+        key = (job.gpus, r.nodes, r.gpus_per_node)
+        if key not in self._fits:
+            self._fits[key] = never_fits(job, self._host_sizes, len(self.fab.gpus))
+        return self._fits[key]
 
     # -- events -------------------------------------------------------------------------------
     def _push(self, t: float, kind: int, job_id: str, token: int = 0) -> None:

@@ -43,3 +43,28 @@ def test_neighbours_equal_the_plain_loop_as_jobs_start_and_end():
             assert near == _plain_neighbours(c, [j])
             widest = max(widest, len(near))
     assert widest >= 3  # jobs did share links (the lookup was exercised beyond a job itself)
+
+
+def test_start_takes_names_indices_and_repeats_as_one_sorted_gpu_set():
+    fab = build(generators.superpod(sus=2, hosts_per_su=4))
+    picks = [3, 17, 9, 40, 9, 33]
+    plain, mixed = Contention(fab), Contention(fab)
+    a = plain.start("a", job("a", 2), sorted(set(picks)))
+    b = mixed.start("a", job("a", 2), [fab.gpus[g] if i % 2 else np.int64(g) for i, g in enumerate(picks)])
+    assert a == b
+    ra, rb = plain._runs["a"], mixed._runs["a"]
+    assert np.array_equal(ra.res, rb.res) and np.array_equal(ra.load, rb.load) and ra.rate == rb.rate
+
+
+def test_remembered_never_fits_equals_the_plain_check():
+    from fabric_hpc.scheduler import fabric_policy
+    from fabric_hpc.sim import Simulator
+    from fabric_hpc.sim.engine import never_fits
+
+    fab = build(generators.leaf_spine(hosts=4, hosts_per_leaf=2, gpus=4))
+    jobs = [job(f"j{i}", n, gpn=g) for i, (n, g) in enumerate([(1, 4), (2, 8), (5, 4), (4, 4), (1, 4), (5, 4), (9, 1)])]
+    sim = Simulator(fab, fabric_policy(placement="greedy"), jobs)
+    for _ in range(2):
+        for j in jobs:
+            assert sim._never_fits(j) == never_fits(j, sim._host_sizes, len(fab.gpus))
+    assert sum(sim._never_fits(j) is not None for j in jobs) == 4
