@@ -109,6 +109,8 @@ class Simulator:
         self.state = ClusterState(fab)
         self.records = {j.id: JobRecord(j) for j in self.jobs}
         self.pending: dict[str, PendingJob] = {}
+        #: ``list(self.pending.values())`` while the queue is unchanged (None: make it again); never changed
+        self._queue: list[PendingJob] | None = None
         self.running: dict[str, RunningJob] = {}
         self.segments: dict[str, _Segment] = {}
         self.now = -math.inf
@@ -194,6 +196,7 @@ class Simulator:
                 rec.status, rec.reason = "rejected", reason
                 return
             self.pending[job_id] = PendingJob(rec.job, queued_since=self.now)
+            self._queue = None
             self._need(rec.job, 1)
             return
         seg = self.segments.get(job_id)
@@ -221,10 +224,15 @@ class Simulator:
         if not backfill and self._wake_at is None:
             self._wake_at = self.cadence.next_backfill
             self._push(self._wake_at, _WAKE, "")
-        view = snapshot(self.now, self.pending, self.running, self.state, self.ledger.usage(), backfill=backfill)
+        if self._queue is None:
+            self._queue = list(self.pending.values())
+        view = snapshot(self.now, self.pending, self.running, self.state, self.ledger.usage(), backfill=backfill,
+                        queue=self._queue)
         decisions = self.policy.schedule(view)
         applied = apply_decisions(decisions, self.now, self.state, self.pending, self.running,
                                   requeue=self._requeue)
+        if applied.preempted or applied.started:
+            self._queue = None
         for run in applied.preempted:
             self._need(run.job, 1)
         for was, run in applied.started:
