@@ -39,6 +39,7 @@ from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement.ecmp import Ports, build_ports, flow_keys, route
 from fabric_hpc.placement.nvls import nvls_bytes
 from fabric_hpc.placement.fairshare import _fair, fair_rates, flow_unit  # noqa: F401 (fair_rates re-exported)
+from fabric_hpc.placement.ringmemo import Flows, RingShape, ring_memo  # noqa: F401 (Flows re-exported)
 from fabric_hpc.validation import StrictModel
 
 if TYPE_CHECKING:
@@ -161,21 +162,6 @@ def _build_net(fab: Fabric) -> Net:
 
 
 # -- flows -----------------------------------------------------------------------------------------
-@dataclass
-class Flows:
-    """Flows of one collective: ``res[k]`` is used by flow ``flow[k]``; each flow carries ``size[f]``
-    bytes; ``lat_us[f]`` is its path latency."""
-
-    flow: np.ndarray
-    res: np.ndarray
-    size: np.ndarray
-    lat_us: np.ndarray
-
-    @property
-    def count(self) -> int:
-        return len(self.size)
-
-
 def switch_hops(fab: Fabric, net: Net, src: np.ndarray, dst: np.ndarray, ecmp: tuple[int, np.ndarray] | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(levels climbed, up, down) of network flows src[i] -> dst[i]: ``up[i, lv]`` / ``down[i, lv]``
@@ -205,7 +191,21 @@ def _paths(fab: Fabric, net: Net, src: np.ndarray, dst: np.ndarray,
 
 
 def _domains(fab: Fabric, gpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """GPUs in ring order (domains in topology order, local index inside) and each one's domain rank."""
+    """GPUs in ring order (domains in topology order, local index inside) and each one's domain rank
+    (remembered per fabric, :mod:`~fabric_hpc.placement.ringmemo`; the arrays are read-only)."""
+    gpus = np.asarray(gpus)
+    return ring_memo(fab).get(("domains", gpus.dtype.str, gpus.tobytes()),
+                              lambda: _read_only(*_domains_plain(fab, gpus)))
+
+
+def _read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    for a in arrays:
+        a.setflags(write=False)
+    return arrays
+
+
+def _domains_plain(fab: Fabric, gpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_domains` computed (no memo)."""
     from fabric_hpc.placement.levels import fabric_levels
 
     idx = fab.index
@@ -223,11 +223,20 @@ def ring_flows(fab: Fabric, gpus: np.ndarray, per_rank_bytes: float, params: Col
                ordered: tuple[np.ndarray, np.ndarray] | None = None, ecmp: int | None = None) -> Flows:
     """Flows of a ring pass where every rank sends ``per_rank_bytes`` in total (``ordered``:
     :func:`_domains` of ``gpus`` when the caller has it; ``ecmp``: the job's flow-hash salt, None
-    for perfectly spread uplinks)."""
+    for perfectly spread uplinks). The ring's shape is remembered per fabric
+    (:mod:`~fabric_hpc.placement.ringmemo`): ``flow``, ``res`` and ``lat_us`` are read-only."""
+    gpus = np.asarray(gpus, np.int64)
+    key = ("ring", gpus.tobytes(), params.max_channels, ecmp)
+    return ring_memo(fab).get(key, lambda: ring_shape(fab, gpus, params, ordered, ecmp)).flows(per_rank_bytes)
+
+
+def ring_shape(fab: Fabric, gpus: np.ndarray, params: CollectiveParams,
+               ordered: tuple[np.ndarray, np.ndarray] | None = None, ecmp: int | None = None) -> RingShape:
+    """The :class:`RingShape` of :func:`ring_flows` computed (no memo)."""
     net = fabric_net(fab)
     g, dom = ordered if ordered is not None else _domains(fab, np.asarray(gpus, np.int64))
     m = int(dom[-1]) + 1 if len(g) else 0
-    flows, res, size, lat = [], [], [], []
+    flows, res, lat = [], [], []
     # NVLink: inside a domain of k GPUs each GPU sends (k-1)/k of its bytes over NVLink (all when m == 1)
     k = np.bincount(dom, minlength=m)[dom]
     share = np.where(k > 1, 1.0 if m == 1 else (k - 1) / k, 0.0)
@@ -235,17 +244,17 @@ def ring_flows(fab: Fabric, gpus: np.ndarray, per_rank_bytes: float, params: Col
     nf = int(on.sum())
     flows.append(np.arange(nf))
     res.append(net.nvl[g[on]])
-    size.append(per_rank_bytes * share[on])
     lat.append(np.full(nf, fab.index.nvlink_latency_us))
+    edges, chans = -1, 0
     if m >= 2:
         src, dst = _channel_edges(net, g, dom, m, params)
-        chans = len(src) // m
+        edges, chans = len(src), len(src) // m
         f, r, la = _paths(fab, net, src, dst, None if ecmp is None else (ecmp, np.tile(np.arange(chans), m)))
         flows.append(f + nf)
         res.append(r)
-        size.append(np.full(len(src), per_rank_bytes / chans))
         lat.append(la)
-    return Flows(np.concatenate(flows), np.concatenate(res), np.concatenate(size), np.concatenate(lat))
+    out = _read_only(np.concatenate(flows), np.concatenate(res), np.concatenate(lat), share[on])
+    return RingShape(*out, edges, chans)
 
 
 def _channel_edges(net: Net, g: np.ndarray, dom: np.ndarray, m: int,

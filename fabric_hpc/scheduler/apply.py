@@ -21,10 +21,13 @@ from fabric_hpc.scheduler.contract import Decisions, PendingJob, RunningJob, Sch
 
 def snapshot(now: float, pending: Mapping[str, PendingJob], running: Mapping[str, RunningJob],
              state: ClusterState, usage: Mapping[str, float] | None = None, *,
-             backfill: bool = True, shares: Mapping[str, float] | None = None) -> SchedulerInput:
-    """The input of one step: the pending and running jobs in the driver's order."""
-    return SchedulerInput(now, list(pending.values()), list(running.values()), state, dict(usage or {}),
-                          backfill=backfill, shares=None if shares is None else dict(shares))
+             backfill: bool = True, shares: Mapping[str, float] | None = None,
+             queue: list[PendingJob] | None = None) -> SchedulerInput:
+    """The input of one step: the pending and running jobs in the driver's order. ``queue``: a
+    list the driver already made of ``pending.values()`` (unchanged since), used as is; the
+    driver must not change it afterwards (the simulator keeps one while its queue is unchanged)."""
+    return SchedulerInput(now, list(pending.values()) if queue is None else queue, list(running.values()), state,
+                          dict(usage or {}), backfill=backfill, shares=None if shares is None else dict(shares))
 
 
 def requeue_plain(run: RunningJob, now: float) -> PendingJob:

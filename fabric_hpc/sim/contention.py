@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Iterable
+from itertools import repeat
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +47,7 @@ DEFAULT_COMM_FRACTION = 0.30
 DEFAULT_COMM_BYTES = 256 * 2**20
 #: A placement whose collective cannot run (a host without a NIC) counts as this much slower.
 MAX_COMM_RATIO = 100.0
+_NOBODY: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ class Contention:
     def start(self, job_id: str, job: Job, gpus: Iterable[int | str]) -> dict[str, float]:
         """``gpus``: GPU indices or names."""
         pos = self.fab.gpu_pos
-        g = np.unique(np.fromiter((x if isinstance(x, (int, np.integer)) else pos[x] for x in gpus), np.int64))
+        g = np.array(sorted({x if isinstance(x, (int, np.integer)) else pos[x] for x in gpus}), np.int64)  # = np.unique
         prof = CommProfile.of(job)
         if len(g) <= 1 or prof.fraction == 0:
             self._runs[job_id] = _Run(prof, 0.0, 0.0, 0.0, np.zeros(0, np.int64), np.zeros(0), math.inf)
@@ -191,9 +193,10 @@ class Contention:
 
     def _neighbours(self, ids: Iterable[str]) -> set[str]:
         out: set[str] = set()
+        get = self._users.get
         for j in ids:
-            for r in self._runs[j].res.tolist():
-                out |= self._users.get(r, set())
+            res = self._runs[j].res.tolist()
+            out.update(*map(get, res, repeat(_NOBODY, len(res))))
         return out
 
     def _recompute(self, targets: set[str]) -> dict[str, float]:

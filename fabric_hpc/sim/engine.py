@@ -109,6 +109,8 @@ class Simulator:
         self.state = ClusterState(fab)
         self.records = {j.id: JobRecord(j) for j in self.jobs}
         self.pending: dict[str, PendingJob] = {}
+        #: ``list(self.pending.values())`` while the queue is unchanged (None: make it again); never changed
+        self._queue: list[PendingJob] | None = None
         self.running: dict[str, RunningJob] = {}
         self.segments: dict[str, _Segment] = {}
         self.now = -math.inf
@@ -126,6 +128,8 @@ class Simulator:
         self._host_gpus = capacity
         #: per-host need (see ``_per_host_need``) -> how many pending jobs have it
         self._needs: dict[int, int] = {}
+        #: (GPUs, nodes, GPUs per node) of a request -> why it never fits (``_never_fits``)
+        self._fits: dict[tuple[int, int | None, int | None], str | None] = {}
         #: The cluster state at the busiest moment of the replay (for the topology report).
         self.peak_state: ClusterState | None = None
         self.peak_time = 0.0
@@ -168,8 +172,13 @@ class Simulator:
                          self.timeline, stats, self.state, self.peak_state, self.peak_time)
 
     def _never_fits(self, job: Job) -> str | None:
-        """Why ``job`` can never run on this fabric, even on an empty cluster (None if it can)."""
-        return never_fits(job, self._host_sizes, len(self.fab.gpus))
+        """Why ``job`` can never run on this fabric, even on an empty cluster (None if it can):
+        :func:`never_fits`, remembered per request shape (its only inputs besides the fabric)."""
+        r = job.request
+        key = (job.gpus, r.nodes, r.gpus_per_node)
+        if key not in self._fits:
+            self._fits[key] = never_fits(job, self._host_sizes, len(self.fab.gpus))
+        return self._fits[key]
 
     # -- events -------------------------------------------------------------------------------
     def _push(self, t: float, kind: int, job_id: str, token: int = 0) -> None:
@@ -187,6 +196,7 @@ class Simulator:
                 rec.status, rec.reason = "rejected", reason
                 return
             self.pending[job_id] = PendingJob(rec.job, queued_since=self.now)
+            self._queue = None
             self._need(rec.job, 1)
             return
         seg = self.segments.get(job_id)
@@ -214,10 +224,15 @@ class Simulator:
         if not backfill and self._wake_at is None:
             self._wake_at = self.cadence.next_backfill
             self._push(self._wake_at, _WAKE, "")
-        view = snapshot(self.now, self.pending, self.running, self.state, self.ledger.usage(), backfill=backfill)
+        if self._queue is None:
+            self._queue = list(self.pending.values())
+        view = snapshot(self.now, self.pending, self.running, self.state, self.ledger.usage(), backfill=backfill,
+                        queue=self._queue)
         decisions = self.policy.schedule(view)
         applied = apply_decisions(decisions, self.now, self.state, self.pending, self.running,
                                   requeue=self._requeue)
+        if applied.preempted or applied.started:
+            self._queue = None
         for run in applied.preempted:
             self._need(run.job, 1)
         for was, run in applied.started:
