@@ -23,12 +23,6 @@ def dgx4():
     return build(generators.superpod(sus=1, hosts_per_su=4))
 
 
-@pytest.fixture(scope="module")
-def racks():
-    """Two NVL72 racks: NVLink domains of 18 hosts."""
-    return build(generators.nvl72(racks=2))
-
-
 def _all_placements(p: Problem) -> list[float]:
     """modelled_comm_ms of every placement brute force finds (every host choice, every pattern)."""
     out = []
@@ -64,8 +58,8 @@ def test_bound_below_every_brute_force_placement(request, fixture, text, content
     assert checked >= 3
 
 
-@pytest.mark.parametrize("fixture,text", [("dgx4", "gpus=12"), ("dgx4", "gpus=20"), ("racks", "gpus=40"),
-                                          ("racks", "gpus=90"), ("tiny", "gpus=7")])
+@pytest.mark.parametrize("fixture,text", [("dgx4", "gpus=12"), ("dgx4", "gpus=20"), ("nvl", "gpus=40"),
+                                          ("nvl", "gpus=90"), ("tiny", "gpus=7")])
 def test_bound_below_random_gpu_sets(request, fixture, text):
     """Placements the picker would not make: random free GPUs within each host's capacity."""
     fab = request.getfixturevalue(fixture)
