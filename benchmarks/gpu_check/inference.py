@@ -1,4 +1,4 @@
-"""Parts ``baseline``, ``fabric_1rank``, ``fabric_2ranks`` and ``compile_decode``: the inference
+"""Parts ``baseline``, ``fabric_1rank``, ``fabric_2ranks`` and ``eager_decode``: the inference
 benchmark of ``benchmarks/inference_gpu`` cut into parts that each fit a time budget.
 
 ``baseline`` builds the random-weight model (``1b`` preset, bf16, on the GPU), saves it with
@@ -6,7 +6,9 @@ benchmark of ``benchmarks/inference_gpu`` cut into parts that each fit a time bu
 requests; ``--tiny``: 48) into ``WORK`` for the later parts, then times HF ``generate()`` static
 batching at batch 128 on the first 256 requests (a fixed subset: 2 full batches; ``--tiny``: batch
 8 on 16). The ``fabric_*`` parts run the harness (``run_job`` with the PyTorch engine) over the
-whole workload, each checked exactly-once with ``merge_job``. Every row carries useful output
+whole workload, each checked exactly-once with ``merge_job``, with the engine's decode pass as
+CUDA graphs (the default; how they were built is recorded as ``decode_graphs``); ``eager_decode``
+is the ablation: the same run with the eager decode pass. Every row carries useful output
 tokens/s, padding waste, NVML and GPM SM utilisation (``None`` where NVML is unavailable) and
 useful FLOP/s and bytes/s against the datasheet peaks.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -104,7 +107,7 @@ def _need_model(ctx: Ctx) -> Path:
     return spool
 
 
-def _single(rec: Recorder, ctx: Ctx, name: str, compile_decode: bool) -> None:
+def _single(rec: Recorder, ctx: Ctx, name: str, decode: str) -> None:
     from benchmarks.inference_gpu.__main__ import _fabric_single
     from benchmarks.inference_gpu.workload import UtilSampler
 
@@ -112,13 +115,40 @@ def _single(rec: Recorder, ctx: Ctx, name: str, compile_decode: bool) -> None:
     shutil.rmtree(ctx.work / name, ignore_errors=True)  # a rerun must not resume an earlier run
     sampler = UtilSampler(0)
     rec.set(phase="harness running")
-    with sampler:
-        snap = _fabric_single(ctx.work, spool, compile_decode, name=name)
-    rec.set(row=_harness_row(snap, sampler, ctx, _workload(ctx)))
+    events = _EventTap("infer.engine.decode_graphs")
+    with sampler, events:
+        snap = _fabric_single(ctx.work, spool, decode, name=name)
+    rec.set(row=_harness_row(snap, sampler, ctx, _workload(ctx)), decode=decode,
+            decode_graphs=events.got[-1] if events.got else None)
+
+
+class _EventTap(logging.Handler):
+    """Collects one structured event's payloads while in use (fabric_hpc.events)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(logging.INFO)
+        self.name_wanted, self.got = name, []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = getattr(record, "event", None)
+        if isinstance(event, dict) and event.get("event") == self.name_wanted:
+            self.got.append(event)
+
+    def __enter__(self) -> _EventTap:
+        log = logging.getLogger("fabric_hpc.events")
+        self._level = log.level
+        log.setLevel(logging.INFO)
+        log.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        log = logging.getLogger("fabric_hpc.events")
+        log.removeHandler(self)
+        log.setLevel(self._level)
 
 
 def fabric_1rank(rec: Recorder, ctx: Ctx) -> None:
-    _single(rec, ctx, "fabric-1", False)
+    _single(rec, ctx, "fabric-1", "graphs")
 
 
 #: Second try for Open MPI on a host with only a loopback interface or no CMA (the lent machine's
@@ -154,7 +184,7 @@ def fabric_2ranks(rec: Recorder, ctx: Ctx) -> None:
         shutil.rmtree(ctx.work / f"fabric-{ranks}", ignore_errors=True)  # never resume
         try:
             with sampler:
-                snap = _fabric_mpi(ctx.work, spool, ranks, False)
+                snap = _fabric_mpi(ctx.work, spool, ranks, "graphs")
             break
         except SystemExit as exc:  # _fabric_mpi's "mpiexec run failed" with the ranks' stderr
             if attempt == 2 or not str(exc).startswith("mpiexec run failed"):
@@ -168,20 +198,34 @@ def fabric_2ranks(rec: Recorder, ctx: Ctx) -> None:
     rec.set(row=_harness_row(snap, sampler, ctx, _workload(ctx)))
 
 
-def compile_decode(rec: Recorder, ctx: Ctx) -> None:
-    """torch.compile'd decode: a short warm-up run (compiles), then the whole workload."""
-    import time
+def eager_decode(rec: Recorder, ctx: Ctx) -> None:
+    """The ablation of ``fabric_1rank``: the same run with the eager decode pass; its outputs
+    compared with fabric_1rank's (greedy decoding: equal unless bf16 rounding flips a near-tie)."""
+    _single(rec, ctx, "fabric-eager", "eager")
+    rec.set(same_as_graphs=compare_outputs(ctx.work / "fabric-1", ctx.work / "fabric-eager"))
 
-    from benchmarks.inference_gpu.__main__ import _fabric_single
-    from benchmarks.inference_gpu.workload import write_spool
 
-    _need_model(ctx)
-    warm = _workload(ctx)[: int(ctx.size["compile_warmup_requests"])]
-    t0 = time.perf_counter()
-    shutil.rmtree(ctx.work / "fabric-compile-warm", ignore_errors=True)
-    _fabric_single(ctx.work, write_spool(warm, ctx.work / "spool-warm"), True, name="fabric-compile-warm")
-    rec.set(phase="compiled", warmup_requests=len(warm), warmup_s=time.perf_counter() - t0)
-    _single(rec, ctx, "fabric-compile", True)
+def compare_outputs(a: Path, b: Path) -> dict[str, Any] | None:
+    """How far two runs' ``results.jsonl`` agree: requests with identical tokens, and the mean
+    share of each output that is identical before the first difference."""
+    def load(d: Path) -> dict[str, list[int]]:
+        with (d / "results.jsonl").open(encoding="utf-8") as fh:
+            return {r["id"]: r["tokens"] for r in map(json.loads, fh)}
+
+    try:
+        x, y = load(a), load(b)
+    except (OSError, ValueError, KeyError):
+        return None
+    ids = sorted(set(x) & set(y))
+    if not ids:
+        return None
+    prefix = []
+    for i in ids:
+        p, q = x[i], y[i]
+        n = next((k for k, (s, t) in enumerate(zip(p, q)) if s != t), min(len(p), len(q)))
+        prefix.append(n / max(len(p), len(q), 1))
+    return {"requests": len(ids), "identical": sum(x[i] == y[i] for i in ids) / len(ids),
+            "mean_common_prefix": sum(prefix) / len(prefix)}
 
 
 def rows_for_table(parts: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
@@ -189,7 +233,7 @@ def rows_for_table(parts: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str
     names = (("baseline", "baseline generate() B={batch}"),
              ("fabric_1rank", "fabric harness + PyTorch engine, 1 rank"),
              ("fabric_2ranks", "fabric, 2 MPI ranks sharing one device"),
-             ("compile_decode", "fabric, 1 rank, torch.compile decode"))
+             ("eager_decode", "fabric, 1 rank, eager decode (ablation)"))
     rows = []
     for part, label in names:
         got = parts.get(part, {})

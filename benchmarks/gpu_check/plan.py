@@ -1,7 +1,8 @@
 """The GPU check's parts, their time budgets and the sizes of the full (H200) and tiny (CPU) runs.
 
 Budgets are ceilings for a lent H200 (see docs/benchmarks.md, "When a GPU is lent"): the fixed
-parts add up to 440 s, the optional ``compile_decode`` runs only when at least
+parts add up to 360 s, the optional ``eager_decode`` (the ablation of the engine's CUDA-graph
+decode) runs only when at least
 :data:`MIN_OPTIONAL_S` of :data:`TOTAL_BUDGET_S` (450 s) are left, so the whole check stays
 under 8 minutes. A part that reaches its budget is killed and reported as ``overran`` with
 what it had recorded so far; the parts after it still run.
@@ -25,10 +26,10 @@ PARTS: tuple[Part, ...] = (
     Part("discovery", 15, 60, "NVML + sysfs discovery recorded as a fixture; fabric model built from it"),
     Part("ceilings", 25, 60, "bf16 matmul, device-to-device and host<->device copy rates measured"),
     Part("baseline", 100, 90, "random-weight model saved + HF generate() static batches on a fixed subset"),
-    Part("fabric_1rank", 80, 90, "harness + PyTorch engine on 1 rank, whole workload, merge-checked"),
-    Part("fabric_2ranks", 100, 120, "the same on 2 MPI ranks sharing the GPU, merge-checked"),
-    Part("checkpoint", 120, 90, "state of device tensors: AsyncSaver, sync save, DCP async_save"),
-    Part("compile_decode", 180, 0, "harness on 1 rank with torch.compile'd decode (if time is left)",
+    Part("fabric_1rank", 60, 90, "harness + PyTorch engine (CUDA-graph decode) on 1 rank, merge-checked"),
+    Part("fabric_2ranks", 70, 120, "the same on 2 MPI ranks sharing the GPU, merge-checked"),
+    Part("checkpoint", 90, 90, "state of device tensors: AsyncSaver, sync save, DCP async_save"),
+    Part("eager_decode", 60, 90, "fabric_1rank with the eager decode pass (the ablation)",
          optional=True),
 )
 TOTAL_BUDGET_S = 450.0
@@ -39,10 +40,10 @@ KILL_GRACE_S = 5.0
 SIZES: dict[str, dict[str, float | int | str]] = {
     "full": {"preset": "1b", "dtype": "bfloat16", "requests": 1000, "baseline_batch": 128,
              "baseline_requests": 256, "ranks": 2, "ckpt_gib": 8.0, "matmul_n": 8192,
-             "copy_mib": 4096, "compile_warmup_requests": 64},
+             "copy_mib": 4096},
     "tiny": {"preset": "tiny", "dtype": "float32", "requests": 48, "baseline_batch": 8,
              "baseline_requests": 16, "ranks": 2, "ckpt_gib": 1.0, "matmul_n": 256,
-             "copy_mib": 64, "compile_warmup_requests": 8, "ckpt_tmpfs": 1},
+             "copy_mib": 64, "ckpt_tmpfs": 1},
 }
 
 

@@ -36,7 +36,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "fabric_2ranks": ("row", "ranks"),
     "checkpoint": ("device", "state_bytes", "tensors", "filesystem", "async_reserve_s",
                    "fabric_async", "fabric_sync", "dcp_async"),
-    "compile_decode": ("row", "warmup_s", "warmup_requests"),
+    "eager_decode": ("row", "decode"),
 }
 HARNESS_KEYS = ("exactly_once", "merged_items", "engine_busy_fraction")
 SAVE_KEYS = ("stall_s", "total_s", "gbps", "stall_of_sync")
@@ -69,7 +69,7 @@ def validate(doc: dict[str, Any]) -> list[str]:
         want = [k for k in REQUIRED.get(name, ()) if k not in result]
         errors += [f"{name}: missing {k!r}" for k in want]
         row = result.get("row", {}) if "row" in REQUIRED.get(name, ()) else {}
-        keys = ROW_KEYS + (HARNESS_KEYS if name.startswith(("fabric", "compile")) else ())
+        keys = ROW_KEYS + (HARNESS_KEYS if name.startswith(("fabric", "eager")) else ())
         errors += [f"{name}.row: missing {k!r}" for k in keys if row and k not in row]
         if name == "checkpoint":
             for m in ("fabric_async", "fabric_sync"):
@@ -202,6 +202,18 @@ def _inference_md(parts: dict[str, Any]) -> str:
                     f"exactly-once: 1 rank {one['exactly_once']}"
                     + (f", 2 ranks {two['exactly_once']}" if (two := results.get("fabric_2ranks", {})
                                                               .get("row")) else "") + ".")
+    graphs = results.get("fabric_1rank", {}).get("decode_graphs")
+    if graphs:
+        text.append(f"\nDecode pass of the 1-rank run: CUDA graphs {graphs.get('graphs')} captured "
+                    f"in {_f(graphs.get('capture_s'))} s (rows {graphs.get('row_buckets')}, context "
+                    f"{graphs.get('context_buckets')}); largest graph-vs-eager logit difference "
+                    f"{_f(graphs.get('max_rel_diff'))} of the logits' scale; fallback to eager: "
+                    f"{graphs.get('fallback') or 'no'}.")
+    same = results.get("eager_decode", {}).get("same_as_graphs")
+    if same:
+        text.append(f"Eager vs graph decode outputs: {_pct(same['identical'])} of "
+                    f"{same['requests']} requests identical, mean common prefix "
+                    f"{_pct(same['mean_common_prefix'])}.")
     return "\n".join(text)
 
 

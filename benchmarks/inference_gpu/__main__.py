@@ -36,6 +36,9 @@ from benchmarks.inference_gpu.workload import (
 )
 
 TITLE = "Inference on GPU"
+#: the PyTorch engine's decode pass -> its engine options
+DECODE_MODES = {"graphs": {"cuda_graphs": True}, "eager": {"cuda_graphs": False},
+                "compile": {"cuda_graphs": False, "compile_decode": True}}
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,7 +50,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--baseline-limit", type=int, default=0,
                    help="time the baseline on the first N requests only (0 = all)")
     p.add_argument("--ranks", type=int, default=2, help="MPI ranks sharing one device (0 = skip)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the engine's decode")
+    p.add_argument("--decode", choices=DECODE_MODES, default="graphs",
+                   help="the engine's decode pass: CUDA graphs (default; eager on the CPU), "
+                        "eager, or torch.compile")
     p.add_argument("--write", action="store_true", help="write docs/benchmarks.md in --tiny mode")
     p.add_argument("--no-write", action="store_true", help="never write docs/benchmarks.md")
     p.add_argument("--keep", help="work directory to keep (default: a temporary one)")
@@ -82,13 +87,13 @@ def _setup(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return {"model": model, "device": device, "spec": spec, "dtype": dtype, "gpu": gpu}
 
 
-def _fabric_single(work: Path, spool: Path, compile_decode: bool,
+def _fabric_single(work: Path, spool: Path, decode: str = "graphs",
                    name: str = "fabric-1") -> dict[str, Any]:
     from fabric_hpc.inference import merge_job, run_job
 
     out = work / name
     snap = run_job(work / "engine.json", str(spool), out,
-                   engine_options={"stop_at_eos": False, "compile_decode": compile_decode})
+                   engine_options={"stop_at_eos": False, **DECODE_MODES[decode]})
     merged = merge_job(out)
     return {**snap, "merged": merged}
 
@@ -106,7 +111,7 @@ def _worker(spec_path: str) -> None:
     build_engine(load_engine_config(job["engine_config"]), stop_at_eos=False).close()
     MPI.COMM_WORLD.Barrier()
     snap = run_job(job["engine_config"], job["spool"], job["out"],
-                   engine_options={"stop_at_eos": False, "compile_decode": job["compile"]})
+                   engine_options={"stop_at_eos": False, **DECODE_MODES[job["decode"]]})
     rank = snap["rank"]
     (Path(job["out"]) / f"bench-rank-{rank}.json").write_text(json.dumps(snap, default=str))
 
@@ -116,7 +121,7 @@ def mpiexec_path() -> str | None:
     return shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
 
 
-def _fabric_mpi(work: Path, spool: Path, ranks: int, compile_decode: bool) -> dict[str, Any]:
+def _fabric_mpi(work: Path, spool: Path, ranks: int, decode: str = "graphs") -> dict[str, Any]:
     from fabric_hpc.inference import merge_job
 
     mpiexec = mpiexec_path()
@@ -125,7 +130,7 @@ def _fabric_mpi(work: Path, spool: Path, ranks: int, compile_decode: bool) -> di
     out = work / f"fabric-{ranks}"
     job = work / "mpi-job.json"
     job.write_text(json.dumps({"engine_config": str(work / "engine.json"), "spool": str(spool),
-                               "out": str(out), "compile": compile_decode}))
+                               "out": str(out), "decode": decode}))
     cmd = [mpiexec, "-n", str(ranks), sys.executable, "-m", "benchmarks.inference_gpu",
            "--worker", str(job)]
     root = Path(__file__).resolve().parents[2]
@@ -241,14 +246,14 @@ def _run(args: argparse.Namespace, n: int, sizes: list[int], work: Path) -> int:
 
         torch.cuda.empty_cache()
     with sampler:
-        one = _fabric_single(work, spool, args.compile)
+        one = _fabric_single(work, spool, args.decode)
     one = {**one, **sampler.result(), "requests": one["items_done"]}
     _efficiency(one, ctx, reqs)
     rows.append(("fabric harness + PyTorch engine, 1 rank", one))
     print(f"fabric 1 rank: {one['output_tokens_per_s']:,.0f} useful output tok/s", flush=True)
     if args.ranks > 1:
         with sampler:
-            many = _fabric_mpi(work, spool, args.ranks, args.compile)
+            many = _fabric_mpi(work, spool, args.ranks, args.decode)
         if "skipped" not in many:
             many = {**many, **sampler.result()}
             _efficiency(many, ctx, reqs)
@@ -287,7 +292,7 @@ def _body(args: argparse.Namespace, ctx: dict[str, Any], reqs: list[Req],
                 f"{sum(r.out for r in reqs):,} output tokens"
                 f"{' (tiny workload)' if args.tiny else ' (ragged workload of issue 8)'}"
                 f"{'; baseline timed on the first %d' % args.baseline_limit if args.baseline_limit else ''}; "
-                f"torch.compile decode: {'on' if args.compile else 'off'}.\n")
+                f"decode pass: {args.decode}.\n")
     tail = [f"\nfabric / best baseline: **{fab['output_tokens_per_s'] / best:.2f}x** (target >= 10x "
             "on an H100); fabric padding waste "
             f"{fab['padding_waste'] * 100:.2f} % (target < 1 %); engine busy "

@@ -260,13 +260,17 @@ def _pick_device(local_rank: int, device: str | None) -> Any:
 
 
 def build_pytorch_engine(config: EngineConfig, *, local_rank: int = 0, device: str | None = None,
-                         stop_at_eos: bool = True, compile_decode: bool = False) -> TorchEngine:
+                         stop_at_eos: bool = True, compile_decode: bool = False,
+                         cuda_graphs: bool = True) -> TorchEngine:
     """The ``pytorch`` engine factory (see :func:`fabric_hpc.inference.engine.build_engine`).
 
     ``device``: ``cpu``/``cuda:N`` (default: GPU ``local_rank`` modulo the GPUs visible, so
     several ranks may share one GPU; CPU without CUDA). ``stop_at_eos``: finish a sequence at the
     model's EOS token (off for benchmarks that need exact output lengths). ``compile_decode``:
-    ``torch.compile`` the decode pass (meant for GPUs; compiling takes a while)."""
+    ``torch.compile`` the decode pass (meant for GPUs; compiling takes a while).
+    ``cuda_graphs``: on a CUDA device, replay captured decode passes (:mod:`.decode_graphs`;
+    checked against the eager pass when built, eager if capture fails); ignored on the CPU and
+    with ``compile_decode``."""
     import torch
 
     from fabric_hpc.inference.engines.torch_llama import KVCache, LlamaModel
@@ -312,7 +316,8 @@ def build_pytorch_engine(config: EngineConfig, *, local_rank: int = 0, device: s
                            source=f"checkpoint {build.checkpoint.path} step {build.checkpoint.step}")
     limits = EngineLimits(config.max_batch_size, config.max_num_tokens, config.max_input_len,
                           config.max_seq_len, config.max_batch_size * config.max_seq_len)
-    return TorchEngine(model, limits, stop_at_eos=stop_at_eos, compile_decode=compile_decode)
+    return TorchEngine(model, limits, stop_at_eos=stop_at_eos, compile_decode=compile_decode,
+                       cuda_graphs=cuda_graphs)
 
 
 class _Seq:
@@ -327,10 +332,12 @@ class TorchEngine:
 
     One ``step``: a decode pass for every sequence that was running before it (one token each),
     then a prefill pass per group added since the last step (its first token). Finished
-    sequences free their slot at once; new ones take the lowest free slots. Greedy decoding."""
+    sequences free their slot at once; new ones take the lowest free slots. Greedy decoding.
+    On CUDA the decode pass is a captured graph (``cuda_graphs``; ``graph_stats`` says how it
+    was built, or why the eager pass is used)."""
 
     def __init__(self, model: Any, limits: EngineLimits, *, stop_at_eos: bool = True,
-                 compile_decode: bool = False) -> None:
+                 compile_decode: bool = False, cuda_graphs: bool = True) -> None:
         import torch
 
         from fabric_hpc.inference.engines.torch_llama import KVCache
@@ -348,7 +355,20 @@ class TorchEngine:
         self._decode = model.decode
         if compile_decode:
             self._decode = torch.compile(model.decode, dynamic=True)
+        self._graphs: Any = None
+        self.graph_stats: dict[str, Any] | None = None
+        if cuda_graphs and not compile_decode and self.device.type == "cuda":
+            self._graphs = self._capture()
         self.steps = self.decode_rows = self.prefill_slots = 0
+
+    def _capture(self) -> Any:
+        from fabric_hpc.events import emit
+        from fabric_hpc.inference.engines.decode_graphs import DecodeGraphs
+
+        graphs = DecodeGraphs(self.model, self.cache, self._limits.max_batch_size)
+        self.graph_stats = graphs.stats()
+        emit("infer.engine.decode_graphs", device=str(self.device), **self.graph_stats)
+        return graphs if graphs.ready else None
 
     @property
     def limits(self) -> EngineLimits:
@@ -393,13 +413,15 @@ class TorchEngine:
             # the last generated token goes in at its position: prompt + generated - 1
             toks[s.slot], pos[s.slot] = s.tokens[-1], len(s.req.prompt) + len(s.tokens) - 1
         context = max(pos) + 1
-        context = min(-(-context // 64) * 64, self._limits.max_seq_len)  # fewer distinct shapes
-        t = torch.tensor(toks, dtype=torch.long).to(self.device, non_blocking=True)
-        p = torch.tensor(pos, dtype=torch.long).to(self.device, non_blocking=True)
-        logits = self._decode(t, p, self.cache, context)
-        self.decode_rows += rows
-        return running, logits.argmax(-1)[torch.tensor([s.slot for s in running],
-                                                       device=self.device)]
+        if self._graphs is not None:
+            logits = self._graphs.decode(toks, pos, context)
+        else:
+            context = min(-(-context // 64) * 64, self._limits.max_seq_len)  # fewer shapes
+            t = torch.tensor(toks, dtype=torch.long).to(self.device, non_blocking=True)
+            p = torch.tensor(pos, dtype=torch.long).to(self.device, non_blocking=True)
+            logits = self._decode(t, p, self.cache, context)
+        self.decode_rows += logits.shape[0]
+        return running, logits.argmax(-1)  # one token per slot row; running ones picked by slot
 
     def _prefill_pass(self, group: list[_Seq]) -> Any:
         torch = self.torch
@@ -429,7 +451,9 @@ class TorchEngine:
             groups, self._pending = self._pending, []
             pre = [self._prefill_pass(g) for g in groups]
             parts = ([dec] if dec is not None else []) + pre
-            new_tokens = torch.cat(parts).tolist()  # the step's one device->host sync
+            flat = torch.cat(parts).tolist()  # the step's one device->host sync
+        nrows = 0 if dec is None else dec.shape[0]
+        new_tokens = [flat[s.slot] for s in running] + flat[nrows:]
         seqs = running + [s for g in groups for s in g]
         done: list[EngineResult] = []
         for seq, tok in zip(seqs, new_tokens, strict=True):

@@ -109,8 +109,9 @@ class LlamaModel:
 
     # ------------------------------------------------------------------ building blocks
     def _rms(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.spec.rms_norm_eps)
+        # HF's LlamaRMSNorm: normalised in float32, cast back, then scaled (one fused op here:
+        # every op is a kernel launch, and launches bound a small model's step)
+        xf = F.rms_norm(x.float(), (x.shape[-1],), eps=self.spec.rms_norm_eps)
         return w * xf.to(x.dtype)
 
     @staticmethod
@@ -119,14 +120,14 @@ class LlamaModel:
         rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
         return x * cos + rotated * sin
 
-    def _qkv(self, layer: _Layer, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _qkv(self, layer: _Layer, x: torch.Tensor, cos: torch.Tensor,
+             sin: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """q and k with RoPE applied (in one pass over their heads), v; ``[..., heads, D]``."""
         s = self.spec
         qkv = F.linear(self._rms(x, layer.ln1), layer.wqkv)
-        q, k, v = qkv.split([s.num_heads * s.head_dim, s.num_kv_heads * s.head_dim,
-                             s.num_kv_heads * s.head_dim], dim=-1)
-        lead = x.shape[:-1]
-        return (q.view(*lead, s.num_heads, s.head_dim), k.view(*lead, s.num_kv_heads, s.head_dim),
-                v.view(*lead, s.num_kv_heads, s.head_dim))
+        qkv = qkv.view(*x.shape[:-1], s.num_heads + 2 * s.num_kv_heads, s.head_dim)
+        qk = self._rope(qkv[..., :s.num_heads + s.num_kv_heads, :], cos, sin)
+        return qk[..., :s.num_heads, :], qk[..., s.num_heads:, :], qkv[..., -s.num_kv_heads:, :]
 
     def _mlp(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
         gate, up = F.linear(self._rms(x, layer.ln2), layer.w_gate_up).chunk(2, dim=-1)
@@ -146,8 +147,7 @@ class LlamaModel:
         cos, sin = self.cos[:plen, None, :], self.sin[:plen, None, :]
         h = F.embedding(tokens, self.embed)
         for li, layer in enumerate(self.layers):
-            q, k, v = self._qkv(layer, h)                      # [n, P, heads, D]
-            q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
+            q, k, v = self._qkv(layer, h, cos, sin)            # [n, P, heads, D]
             k, v = k.transpose(1, 2), v.transpose(1, 2)          # [n, KVH, P, D]
             if cache is not None:
                 cache.k[li, slots, :, :plen] = k
@@ -175,8 +175,7 @@ class LlamaModel:
         mask = mask[:, None, None, :]                           # [S, 1, 1, L]
         h = F.embedding(tokens, self.embed)                      # [S, hidden]
         for li, layer in enumerate(self.layers):
-            q, k, v = self._qkv(layer, h)                        # [S, heads, D]
-            q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
+            q, k, v = self._qkv(layer, h, cos, sin)              # [S, heads, D]
             cache.k[li, idx, :, positions] = k                   # k: [S, KVH, D]
             cache.v[li, idx, :, positions] = v
             kk = cache.k[li, :rows, :, :context]                 # [S, KVH, L, D] (a view)
