@@ -115,24 +115,25 @@ def _single(rec: Recorder, ctx: Ctx, name: str, decode: str) -> None:
     shutil.rmtree(ctx.work / name, ignore_errors=True)  # a rerun must not resume an earlier run
     sampler = UtilSampler(0)
     rec.set(phase="harness running")
-    events = _EventTap("infer.engine.decode_graphs")
+    events = _EventTap("infer.engine.decode_graphs", "infer.engine.stats")
     with sampler, events:
         snap = _fabric_single(ctx.work, spool, decode, name=name)
     rec.set(row=_harness_row(snap, sampler, ctx, _workload(ctx)), decode=decode,
-            decode_graphs=events.got[-1] if events.got else None)
+            decode_graphs=events.got.get("infer.engine.decode_graphs"),
+            engine_stats=events.got.get("infer.engine.stats"))
 
 
 class _EventTap(logging.Handler):
-    """Collects one structured event's payloads while in use (fabric_hpc.events)."""
+    """The last payload of each named structured event while in use (fabric_hpc.events)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, *names: str) -> None:
         super().__init__(logging.INFO)
-        self.name_wanted, self.got = name, []
+        self.names, self.got = set(names), {}
 
     def emit(self, record: logging.LogRecord) -> None:
         event = getattr(record, "event", None)
-        if isinstance(event, dict) and event.get("event") == self.name_wanted:
-            self.got.append(event)
+        if isinstance(event, dict) and event.get("event") in self.names:
+            self.got[event["event"]] = event
 
     def __enter__(self) -> _EventTap:
         log = logging.getLogger("fabric_hpc.events")

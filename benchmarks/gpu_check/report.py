@@ -209,6 +209,13 @@ def _inference_md(parts: dict[str, Any]) -> str:
                     f"{graphs.get('context_buckets')}); largest graph-vs-eager logit difference "
                     f"{_f(graphs.get('max_rel_diff'))} of the logits' scale; fallback to eager: "
                     f"{graphs.get('fallback') or 'no'}.")
+    for part, label in (("fabric_1rank", "1 rank"), ("eager_decode", "eager ablation")):
+        st = results.get(part, {}).get("engine_stats")
+        if st:
+            h = st.get("host_s", {})
+            text.append(f"Engine host time, {label}: {st.get('steps')} steps; issuing decode "
+                        f"{_f(h.get('decode'))} s, issuing prefill {_f(h.get('prefill'))} s, "
+                        f"waiting for tokens {_f(h.get('wait'))} s.")
     same = results.get("eager_decode", {}).get("same_as_graphs")
     if same:
         text.append(f"Eager vs graph decode outputs: {_pct(same['identical'])} of "

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -360,6 +361,9 @@ class TorchEngine:
         if cuda_graphs and not compile_decode and self.device.type == "cuda":
             self._graphs = self._capture()
         self.steps = self.decode_rows = self.prefill_slots = 0
+        # host seconds spent issuing the decode and prefill passes, and waiting for the step's
+        # tokens (the GPU's share when launches are not the bottleneck)
+        self.host_s = {"decode": 0.0, "prefill": 0.0, "wait": 0.0}
 
     def _capture(self) -> Any:
         from fabric_hpc.events import emit
@@ -444,14 +448,21 @@ class TorchEngine:
             raise ConfigError("engine is closed")
         if not self._held:
             return []
-        torch = self.torch
+        torch, clock = self.torch, time.perf_counter
         with torch.inference_mode():
+            t0 = clock()
             # decode first: its spare rows may touch free/pending slots, which prefill overwrites
             running, dec = self._decode_pass()
+            t1 = clock()
             groups, self._pending = self._pending, []
             pre = [self._prefill_pass(g) for g in groups]
             parts = ([dec] if dec is not None else []) + pre
+            t2 = clock()
             flat = torch.cat(parts).tolist()  # the step's one device->host sync
+        host = self.host_s
+        host["decode"] += t1 - t0
+        host["prefill"] += t2 - t1
+        host["wait"] += clock() - t2
         nrows = 0 if dec is None else dec.shape[0]
         new_tokens = [flat[s.slot] for s in running] + flat[nrows:]
         seqs = running + [s for g in groups for s in g]
@@ -465,6 +476,11 @@ class TorchEngine:
         if self._closed:
             return
         self._closed = True
+        from fabric_hpc.events import emit
+
+        emit("infer.engine.stats", engine="pytorch", steps=self.steps, decode_rows=self.decode_rows,
+             prefill_slots=self.prefill_slots, cuda_graphs=self._graphs is not None,
+             host_s={k: round(v, 3) for k, v in self.host_s.items()})
         self._held.clear()
         self._pending.clear()
         self.cache = None  # type: ignore[assignment]

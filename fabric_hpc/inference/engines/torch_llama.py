@@ -152,9 +152,8 @@ class LlamaModel:
             if cache is not None:
                 cache.k[li, slots, :, :plen] = k
                 cache.v[li, slots, :, :plen] = v
-            kr = k.repeat_interleave(s.group, dim=1)
-            vr = v.repeat_interleave(s.group, dim=1)
-            att = F.scaled_dot_product_attention(q.transpose(1, 2), kr, vr, is_causal=True)
+            att = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, is_causal=True,
+                                                 enable_gqa=s.group > 1)  # K/V not repeated
             h = h + F.linear(att.transpose(1, 2).reshape(n, plen, -1), layer.wo)
             h = h + self._mlp(layer, h)
         if all_logits:
