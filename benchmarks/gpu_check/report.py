@@ -37,6 +37,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "checkpoint": ("device", "state_bytes", "tensors", "filesystem", "async_reserve_s",
                    "fabric_async", "fabric_sync", "dcp_async"),
     "eager_decode": ("row", "decode"),
+    "profile_steps": ("steps", "engine_host_s", "top_by_host", "top_by_device", "blocking"),
 }
 HARNESS_KEYS = ("exactly_once", "merged_items", "engine_busy_fraction")
 SAVE_KEYS = ("stall_s", "total_s", "gbps", "stall_of_sync")
@@ -114,7 +115,7 @@ def render(doc: dict[str, Any]) -> str:
         lines.append(f"| {name} | {e['status']}{err}{skip} | {e['elapsed_s']:.1f} ({e['budget_s']:g}) |")
     lines += ["", ("Targets (judged on the GPU run only): " if doc["mode"] == "tiny" else "Targets: ")
               + _targets_md(parts)]
-    for fn in (_discovery_md, _ceilings_md, _inference_md, _checkpoint_md):
+    for fn in (_discovery_md, _ceilings_md, _inference_md, _profile_md, _checkpoint_md):
         text = fn(parts)
         if text:
             lines += ["", text]
@@ -222,6 +223,12 @@ def _inference_md(parts: dict[str, Any]) -> str:
                     f"{same['requests']} requests identical, mean common prefix "
                     f"{_pct(same['mean_common_prefix'])}.")
     return "\n".join(text)
+
+
+def _profile_md(parts: dict[str, Any]) -> str:
+    from benchmarks.gpu_check.profile import profile_md
+
+    return profile_md(parts.get("profile_steps", {}).get("result", {}))
 
 
 def _checkpoint_md(parts: dict[str, Any]) -> str:
