@@ -138,7 +138,12 @@ def gpu_indices(text: str | None) -> tuple[int, ...]:
 
 
 def parse_state(text: str | list[str] | None) -> tuple[str, tuple[str, ...]]:
-    """``RUNNING`` / ``PENDING+REQUEUED`` / ``["PENDING"]`` -> (base state, flags). Unknown: ExternalError."""
+    """``RUNNING`` / ``PENDING+REQUEUED`` / ``["PENDING"]`` -> (base state, flags). Unknown: ExternalError.
+
+    A job whose teardown is under way is ``COMPLETING`` whatever its base state, as Slurm's own
+    ``scontrol show job`` text says: a requeued job is ``PENDING`` + ``COMPLETING`` in the JSON
+    answers until its epilog ends, and it still holds its nodes (and its old ``ReqNodeList`` and
+    begin time: it must not look like an eligible pending job then)."""
     parts = list(text) if isinstance(text, list) else str(text or "").split("+")
     parts = [p.strip().upper() for p in parts if p and p.strip()]
     if not parts or not all(_STATE.match(p) for p in parts):
@@ -147,7 +152,10 @@ def parse_state(text: str | list[str] | None) -> tuple[str, tuple[str, ...]]:
     if base not in JOB_STATES:
         raise ExternalError(f"Slurm answered an unknown job state {base!r}",
                             hint=f"known states: {', '.join(sorted(JOB_STATES))}")
-    return base, tuple(parts[1:])
+    flags = tuple(parts[1:])
+    if "COMPLETING" in flags and base != "COMPLETING":
+        return "COMPLETING", (base, *(f for f in flags if f != "COMPLETING"))
+    return base, flags
 
 
 def reason_words(reason: str | None) -> str:

@@ -144,7 +144,7 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
         if gpus:
             state.allocate(str(job.job_id), gpus)
             view.held[account_of(job)] = view.held.get(account_of(job), 0) + len(gpus)
-        if job.fabric_marked and job.gpus_per_node:
+        if job.fabric_marked and job.gpus_per_node and state.holds(str(job.job_id)):
             try:
                 sj = _sched_job(job, request_of(job), inputs)
             except ConfigError:
@@ -154,7 +154,8 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
                                            last_checkpoint=_last_checkpoint(job, inputs, start, now)))
     # GPUs that are going away: those of completing jobs, and those Slurm says are used but no
     # active job we saw holds (a requeued job's teardown, a race, or a hidden job)
-    releasing = {g for job in jobs if job.state == "COMPLETING" for g in state.job_gpus(str(job.job_id))}
+    releasing = {g for job in jobs if job.state == "COMPLETING" and state.holds(str(job.job_id))
+                 for g in state.job_gpus(str(job.job_id))}
     for node in nodes:
         if node.name in known:
             free = [g for g in _gpu_ids(fab, node.name, node.gpus_used) if state.owner[fab.gpu_pos[g]] == -1]

@@ -162,6 +162,26 @@ def test_a_pinned_job_keeps_hosts_that_are_being_released_for_a_grace_period():
     assert 9 in v.candidates and not v.pinned                           # a running job holds c's GPU
 
 
+def test_a_requeued_victim_in_teardown_does_not_take_back_its_hosts():
+    """25.11 answers a requeued victim as PENDING+COMPLETING with its old ReqNodeList and begin
+    time until its epilog ends; it must not reserve its old hosts ahead of the job it was
+    preempted for (which would then be re-placed and preempt a second victim: a CI flake)."""
+    from fabric_hpc.slurm.parse import parse_state
+
+    fab = build(generators.leaf_spine(2, hosts_per_leaf=2, gpus=8, cpus=8))
+    a, b = list(fab.hosts)[:2]
+    nodes = [Node(name=h, state="mixed", gpus=8, gpus_used=tuple(range(8))) for h in (a, b)]
+    state, flags = parse_state(["PENDING", "COMPLETING", "REQUEUED"])
+    jobs = [Job(job_id=5, name="victim", state=state, flags=flags, comment="fabric:tier=spot", nodes=2,
+                gpus_per_node=8, req_nodes=(a, b), submit_time=0.0, begin_time=20.0, node_list=(a, b)),
+            Job(job_id=9, name="high", state="PENDING", comment="fabric:tier=high", nodes=1,
+                gpus_per_node=8, req_nodes=(a,), submit_time=50.0, begin_time=90.0)]
+    v = build_view(fab, nodes, jobs, now=100.0)
+    assert v.pinned == {9: (a,)} and 9 not in v.candidates   # keeps the host its victim frees
+    assert 5 not in v.candidates and 5 not in v.pinned        # in teardown: neither placed nor pinned
+    assert not v.running                                       # holds no GPU the view could give
+
+
 def test_checkpoint_before_the_start_is_not_this_runs(tmp_path):
     fab = build(generators.leaf_spine(2, hosts_per_leaf=2, gpus=8, cpus=8))
     h = list(fab.hosts)[0]

@@ -59,6 +59,9 @@ def test_states_reasons_hosts():
     assert parse_state("PENDING") == ("PENDING", ())
     assert parse_state("COMPLETING+REQUEUED") == ("COMPLETING", ("REQUEUED",))
     assert parse_state(["RUNNING"]) == ("RUNNING", ())
+    # a requeued job in teardown (25.11's JSON): COMPLETING, as scontrol's text says
+    assert parse_state(["PENDING", "COMPLETING", "REQUEUED"]) == ("COMPLETING", ("PENDING", "REQUEUED"))
+    assert parse_state("PENDING+COMPLETING") == ("COMPLETING", ("PENDING",))
     for bad in ("", "WEIRD_STATE", "running now"):
         with pytest.raises(ExternalError):
             parse_state(bad)
