@@ -483,6 +483,7 @@ class TorchEngine:
              host_s={k: round(v, 3) for k, v in self.host_s.items()})
         self._held.clear()
         self._pending.clear()
+        self._graphs = None  # they hold the cache and their memory pool
         self.cache = None  # type: ignore[assignment]
         self.model = None
         if self.device.type == "cuda":
