@@ -24,6 +24,7 @@ from benchmarks.gpu_check.plan import PARTS, sizes
 RUNNERS = {"discovery": "device:discovery", "ceilings": "device:ceilings",
            "baseline": "inference:baseline", "fabric_1rank": "inference:fabric_1rank",
            "fabric_2ranks": "inference:fabric_2ranks", "eager_decode": "inference:eager_decode",
+           "fabric_4ranks": "inference:fabric_4ranks",
            "checkpoint": "checkpoint:checkpoint", "profile_steps": "profile:profile_steps"}
 
 

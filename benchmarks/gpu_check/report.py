@@ -34,6 +34,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "baseline": ("model", "workload", "subset", "row", "setup_s"),
     "fabric_1rank": ("row",),
     "fabric_2ranks": ("row", "ranks"),
+    "fabric_4ranks": ("row", "ranks"),
     "checkpoint": ("device", "state_bytes", "tensors", "filesystem", "async_reserve_s",
                    "fabric_async", "fabric_sync", "dcp_async"),
     "eager_decode": ("row", "decode"),
