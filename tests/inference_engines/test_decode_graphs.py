@@ -43,11 +43,11 @@ def test_graph_decode_gives_the_eager_tokens(engine_config: dict[str, Any],
     spare rows, tokens picked by slot): identical tokens."""
     _stand_in(monkeypatch)
     config = load_engine_config(engine_config)
-    reqs = [EngineRequest(r.id, [t % 1024 for t in r.prompt], r.max_new_tokens)
-            for r in make_requests(14, config_limits(config), seed=7, max_prompt=40, max_new=30)]
     got = {}
     for graphs in (False, True):
         engine = build_engine(config, device="cpu", stop_at_eos=False)
+        reqs = [EngineRequest(r.id, [t % 1024 for t in r.prompt], r.max_new_tokens)  # same seed
+                for r in make_requests(14, engine.limits, seed=7, max_prompt=40, max_new=30)]
         if graphs:
             engine._graphs = DecodeGraphs(engine.model, engine.cache, engine.limits.max_batch_size)
             assert engine._graphs.ready and engine._graphs.max_rel_diff == 0.0
@@ -61,13 +61,6 @@ def test_graph_decode_gives_the_eager_tokens(engine_config: dict[str, Any],
         engine.close()
         got[graphs] = out
     assert got[True] == got[False] and len(got[True]) == len(reqs)
-
-
-def config_limits(config: Any) -> Any:
-    from fabric_hpc.inference.engine import EngineLimits
-
-    return EngineLimits(config.max_batch_size, config.max_num_tokens, config.max_input_len,
-                        config.max_seq_len, config.max_batch_size * config.max_seq_len)
 
 
 def test_a_graph_that_differs_from_eager_falls_back(engine_config: dict[str, Any],
