@@ -51,32 +51,53 @@ def run_one(fab, gph: int, jobs: int, load: float, seed: int, ecmp: bool = False
                          max_duration_s=MAX_DURATION_S)
     bound = jct_lower_bound(work, len(fab.gpus))
     out: dict = {"bound": {"mean_s": bound.mean_s, "ideal_s": bound.ideal_s, "srpt_s": bound.srpt_s}}
-    for pol_name, make in (("slurm", slurm_policy), ("fabric", fabric_policy)):
-        for cont in (True, False):
-            t0 = time.perf_counter()
-            model = Contention(fab, contention=cont, ecmp=ecmp)
-            res = Simulator(fab, make(), work, slowdown=model).run()
-            s = summarize(res)
-            done = [r for r in res.records if r.status == "done"]
-            useful = sum(r.job.gpus * r.job.duration for r in done) / (len(fab.gpus) * max(s["makespan_s"], 1e-9))
-            gpus = {j.id: j.request.gpus or j.request.nodes * (j.request.gpus_per_node or gph) for j in work}
-            hit = sum(gpus[j] for j in model.contended)
-            out[f"{pol_name}/{'on' if cont else 'off'}"] = {
-                k: s[k] for k in ("mean_jct_s", "gpu_utilisation", "jain_accounts", "mean_stretch", "finished",
-                                  "mean_wait_s", "timeouts")} | {"wall_s": time.perf_counter() - t0, "ecmp": ecmp,
-                                                     "useful_utilisation": useful,
-                                                     "contended_jobs": len(model.contended) / len(work),
-                                                     "contended_gpus": hit / sum(gpus.values())}
+    runs = [("slurm", slurm_policy, True), ("slurm", slurm_policy, False), ("fabric", fabric_policy, True),
+            ("fabric", fabric_policy, False), ("nopre", _without_preemption, True)]
+    for pol_name, make, cont in runs:
+        t0 = time.perf_counter()
+        model = Contention(fab, contention=cont, ecmp=ecmp)
+        res = Simulator(fab, make(), work, slowdown=model).run()
+        s = summarize(res)
+        done = [r for r in res.records if r.status == "done"]
+        useful = sum(r.job.gpus * r.job.duration for r in done) / (len(fab.gpus) * max(s["makespan_s"], 1e-9))
+        gpus = {j.id: j.request.gpus or j.request.nodes * (j.request.gpus_per_node or gph) for j in work}
+        hit = sum(gpus[j] for j in model.contended)
+        keep = ("mean_jct_s", "gpu_utilisation", "jain_accounts", "mean_stretch", "finished", "mean_wait_s",
+                "timeouts", "preemptions")
+        out[f"{pol_name}/{'on' if cont else 'off'}"] = {k: s[k] for k in keep} | {
+            "wall_s": time.perf_counter() - t0, "ecmp": ecmp, "high_jct_s": _mean_jct(done, "high"),
+            "useful_utilisation": useful, "contended_jobs": len(model.contended) / len(work),
+            "contended_gpus": hit / sum(gpus.values())}
     return out
+
+
+def _without_preemption():
+    """fabric's policy with its spot preemption off: what preemption costs the mean JCT."""
+    return fabric_policy(preemption=False)
+
+
+def _mean_jct(done: list, tier: str) -> float:
+    jct = [r.end - r.job.submit for r in done if r.job.tier == tier]
+    return float(np.mean(jct)) if jct else 0.0
 
 
 def verdict(r: dict, mode: str) -> dict:
     s, f = r[f"slurm/{mode}"], r[f"fabric/{mode}"]
     red = 1 - f["mean_jct_s"] / s["mean_jct_s"] if s["mean_jct_s"] else 0.0
     cap = 1 - r["bound"]["mean_s"] / s["mean_jct_s"] if s["mean_jct_s"] else 0.0
-    return {"jct_reduction": red, "max_reduction": cap, "util_delta": f["gpu_utilisation"] - s["gpu_utilisation"],
+    n = r.get(f"nopre/{mode}")
+    nopre = 1 - n["mean_jct_s"] / s["mean_jct_s"] if n and s["mean_jct_s"] else None
+    return {"jct_reduction": red, "max_reduction": cap, "nopre_reduction": nopre, "util_delta": f["gpu_utilisation"] - s["gpu_utilisation"],
             "useful_delta": f["useful_utilisation"] - s["useful_utilisation"],
             "jain_delta": f["jain_accounts"] - s["jain_accounts"]}
+
+
+def _nopre_cells(r: dict, mode: str, v: dict) -> str:
+    s, f, n = r[f"slurm/{mode}"], r[f"fabric/{mode}"], r.get(f"nopre/{mode}")
+    if n is None:
+        return f"— | {s['high_jct_s'] / 3600:.2f} / {f['high_jct_s'] / 3600:.2f} / —"
+    return (f"{v['nopre_reduction']:+.1%} | {s['high_jct_s'] / 3600:.2f} / {f['high_jct_s'] / 3600:.2f} / "
+            f"{n['high_jct_s'] / 3600:.2f}")
 
 
 def render(results: dict, jobs: int) -> str:
@@ -90,12 +111,15 @@ def render(results: dict, jobs: int) -> str:
              "jobs ended at their walltime (excluded from JCT and Jain). Bound = a lower bound on the mean JCT "
              "of *any* policy that finishes every job (`fabric_hpc.sim.bounds`: the larger of the mean ideal "
              "duration and SRPT of the jobs' GPU-seconds on one machine of the cluster's GPUs); max reduction = "
-             "1 − bound / Slurm-like JCT, the most any policy could gain here.", "",
+             "1 − bound / Slurm-like JCT, the most any policy could gain here. w/o preemption = fabric's policy "
+             "with its spot preemption off (contention on only); high-tier JCT = mean JCT of the `high` jobs; "
+             "preemptions = gangs fabric requeued.", "",
              "| fabric | load | seed | contention | Slurm-like JCT (h) | fabric JCT (h) | JCT reduction | "
-             "bound (h) | max reduction | "
+             "bound (h) | max reduction | w/o preemption: JCT reduction | high-tier JCT (h) slurm / fabric / "
+             "w/o preemption | preemptions | "
              "stretch slurm / fabric | util slurm / fabric | useful util slurm / fabric | timeouts slurm / fabric | "
              "Jain slurm / fabric | contended jobs (GPUs) slurm / fabric |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     summary = []
     for fab_name, per in results.items():
         for key, r in per.items():
@@ -105,6 +129,7 @@ def render(results: dict, jobs: int) -> str:
                 lines.append(f"| {fab_name} | {load} | {seed} | {mode} | {s['mean_jct_s'] / 3600:.2f} | "
                              f"{f['mean_jct_s'] / 3600:.2f} | {v['jct_reduction']:+.1%} | "
                              f"{r['bound']['mean_s'] / 3600:.2f} | {v['max_reduction']:+.1%} | "
+                             f"{_nopre_cells(r, mode, v)} | {f['preemptions']} | "
                              f"{s['mean_stretch']:.3f} / {f['mean_stretch']:.3f} | "
                              f"{s['gpu_utilisation']:.3f} / {f['gpu_utilisation']:.3f} | "
                              f"{s['useful_utilisation']:.3f} / {f['useful_utilisation']:.3f} | "
@@ -117,14 +142,16 @@ def render(results: dict, jobs: int) -> str:
             summary.append((fab_name, mode, float(np.mean([v["jct_reduction"] for v in vs])),
                             min(v["jct_reduction"] for v in vs), min(v["util_delta"] for v in vs),
                             min(v["useful_delta"] for v in vs), min(v["jain_delta"] for v in vs),
-                            float(np.mean([v["max_reduction"] for v in vs]))))
+                            float(np.mean([v["max_reduction"] for v in vs])),
+                            float(np.mean([v["nopre_reduction"] for v in vs])) if mode == "on" else None))
     lines += ["", "Per fabric over the loads and seeds above (ceiling: the mean of the max reductions, above "
               "which no policy that finishes every job can get):", "",
               "| fabric | contention | mean JCT reduction | worst JCT reduction | worst Δ utilisation | "
-              "worst Δ useful utilisation | worst Δ Jain | ceiling |", "|---|---|---|---|---|---|---|---|"]
-    for fab_name, mode, mean, worst, du, dg, dj, cap in summary:
+              "worst Δ useful utilisation | worst Δ Jain | ceiling | mean JCT reduction w/o preemption |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for fab_name, mode, mean, worst, du, dg, dj, cap, nopre in summary:
         lines.append(f"| {fab_name} | {mode} | {mean:+.1%} | {worst:+.1%} | {du:+.3f} | {dg:+.3f} | {dj:+.3f} "
-                     f"| {cap:+.1%} |")
+                     f"| {cap:+.1%} | {'—' if nopre is None else f'{nopre:+.1%}'} |")
     for label, col in (("utilisation", 4), ("useful utilisation", 5)):
         met = [row[0] for row in summary if row[1] == "on" and row[2] >= 0.20 and row[col] >= -UTIL_TOL
                and row[6] >= -JAIN_TOL]
