@@ -10,7 +10,10 @@ all four combinations in one process. Routing: ECMP flow hashing (``Contention(e
 the Ethernet (RoCE) Lingjun fabric, perfectly spread uplinks on the InfiniBand fabrics (adaptive
 routing); ``--ecmp all`` / ``none`` overrides. "Contended" = jobs whose rate another job's traffic
 lowered at some point (contention on), as a share of jobs and of their GPUs (Crux's 36.3 % / 51 %).
-Writes the ``## Contention ablation`` section of docs/benchmarks.md.
+Beside them, per (fabric, load, seed): fabric's policy without spot preemption (contention on), and
+:func:`fabric_hpc.sim.bounds.jct_lower_bound` of the jobs — the ceiling on any policy's mean-JCT
+reduction against Slurm-like. Writes the ``## Contention ablation`` section of docs/benchmarks.md
+(``--section`` another).
 """
 
 from __future__ import annotations
