@@ -30,6 +30,11 @@ def group() -> None:
 @click.option("--compact-wait", "compact_wait_s", type=float, default=None,
               help="Seconds a multi-host gang waits for a compact placement before it may spread "
                    "(the fabric policy's compact_wait_s; default: the policy's).")
+@click.option("--preemption/--no-preemption", default=True, show_default=True,
+              help="The fabric policy's gang preemption of spot jobs for high-tier jobs.")
+@click.option("--preempt-benefit-ratio", "preempt_benefit_ratio", type=float, default=None,
+              help="Preempt only when the waiting avoided is at least this many times the GPU-hours the "
+                   "victims lose (default: the policy's 1.0; higher: fewer preemptions, lower mean JCT).")
 @click.option("--metrics-port", type=int, default=0, show_default=True, help="Prometheus port on 127.0.0.1 (0: off).")
 @click.option("--backend", type=click.Choice(["cli", "rest", "pyslurm"]), default="cli", show_default=True,
               help="How to talk to Slurm: its commands, slurmrestd, or pyslurm (Slurm 25.11; needs SLURM_CONF).")

@@ -30,6 +30,10 @@ def group() -> None:
 @click.option("--placement", default=None, help="Override the placer (greedy, cpsat, slurm-tree, slurm-block).")
 @click.option("--backfill", type=click.Choice(["easy", "conservative", "none"]), default=None,
               help="fabric policy only: backfill mode (default easy).")
+@click.option("--no-preemption", is_flag=True, help="fabric policy only: no gang preemption of spot jobs.")
+@click.option("--preempt-benefit-ratio", type=FiniteFloat(0, 1e6), default=None,
+              help="fabric policy only: preempt when the waiting avoided is at least this many times the "
+                   "victims' GPU-hours lost (default 1.0; higher: fewer preemptions).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Results directory.")
 @click.option("--time-scale", type=FiniteFloat(0, 1e6, lo_open=True), default=None,
               help="Multiply trace times (tiresias/openb/swf).")
@@ -43,7 +47,7 @@ def group() -> None:
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @json_option
 def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None, backfill: str | None,
-            out_dir: str, time_scale: float | None, limit: int | None, gpus_per_host: int | None, strict: bool,
+            no_preemption: bool, preempt_benefit_ratio: float | None, out_dir: str, time_scale: float | None, limit: int | None, gpus_per_host: int | None, strict: bool,
             no_topology_report: bool, progress: bool, as_json: bool) -> None:
     """Replay a workload through one policy."""
     import numpy as np
@@ -75,10 +79,16 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
     kwargs: dict = {}
     if placement:
         kwargs["placement"] = placement
-    if backfill:
+    fabric_only = {"backfill": backfill, "preemption": False if no_preemption else None,
+                   "preempt_benefit_ratio": preempt_benefit_ratio}
+    for key, value in fabric_only.items():
+        if value is None:
+            continue
         if policy != "fabric":
-            raise ConfigError("--backfill applies to --policy fabric only (the baseline is EASY, like Slurm)")
-        kwargs["backfill"] = backfill
+            flag = {"preemption": "--no-preemption"}.get(key, "--" + key.replace("_", "-"))
+            raise ConfigError(f"{flag} applies to --policy fabric only (the baseline is EASY backfill without "
+                              "preemption, like a default Slurm)")
+        kwargs[key] = value
     pol = make_policy(policy, **kwargs)
     res = Simulator(fab, pol, jobs, progress=progress and not as_json).run()
     data = write_results(res, out_dir, trace=name, topology_report=not no_topology_report,

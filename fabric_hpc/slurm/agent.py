@@ -75,6 +75,11 @@ class AgentConfig(StrictModel):
     #: The fabric policy's compact-or-wait admission: a multi-host gang that waited less than this
     #: starts only on a compact placement (like Slurm's ``--switches=K@time``); None: the policy default.
     compact_wait_s: float | None = Field(default=None, ge=0)
+    #: The fabric policy's gang preemption of spot jobs for high-tier jobs (docs/scheduler.md).
+    preemption: bool = True
+    #: Preempt only when the waiting avoided is at least this many times the GPU-hours the victims
+    #: lose; None: the policy default (1.0). Higher: fewer preemptions, a lower mean JCT.
+    preempt_benefit_ratio: float | None = Field(default=None, ge=0)
     #: Site mapping QOS/partition -> tier: ``qos:NAME=TIER`` / ``partition:NAME=TIER`` (see slurm/tiers.py).
     tier_map: list[str] = Field(default_factory=list)
     #: The TaskProlog's ``ckpt_root``: running jobs' last checkpoint times are read there (None: not read).
@@ -391,9 +396,11 @@ def bounded(text: str, limit: int = 500) -> str:
 def _policy_options(config: AgentConfig) -> dict[str, Any]:
     if config.policy != "fabric":
         return {}
-    opts: dict[str, Any] = {"placement": config.placement}
+    opts: dict[str, Any] = {"placement": config.placement, "preemption": config.preemption}
     if config.compact_wait_s is not None:
         opts["compact_wait_s"] = config.compact_wait_s
+    if config.preempt_benefit_ratio is not None:
+        opts["preempt_benefit_ratio"] = config.preempt_benefit_ratio
     return opts
 
 

@@ -60,6 +60,28 @@ def test_config_is_strict_and_every_key_is_documented(tmp_path: Path, capsys: py
         assert f"`{key}`" in docs, f"docs/deploy.md does not document {key}"
 
 
+def test_preemption_settings_reach_the_agents_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``preemption`` / ``preempt_benefit_ratio`` in [agent] build the fabric policy the agent runs; a
+    negative ratio is refused with the key named."""
+    from fabric_hpc.scheduler import make_policy
+    from fabric_hpc.slurm.agent import _policy_options
+    from fabric_hpc.slurm.deploy_config import agent_config
+
+    def policy(**agent: object):
+        config = agent_config(load_config(write_config(tmp_path / "agent.toml", **agent))[0].agent)
+        return make_policy(config.policy, **_policy_options(config))
+
+    default = policy()
+    assert default.preemption is not None and default.preempt_benefit_ratio == 1.0
+    assert policy(preemption=False).preemption is None
+    assert policy(preempt_benefit_ratio=4.0).preempt_benefit_ratio == 4.0
+    assert policy(policy="slurm", preemption=True).preemption is None  # the baseline never preempts
+    cfg = write_config(tmp_path / "bad.toml", preempt_benefit_ratio=-1)
+    assert fabric("agent", "check", "--config", str(cfg)) == 3
+    err = capsys.readouterr().err
+    assert "preempt_benefit_ratio" in err and "Traceback" not in err
+
+
 def test_install_dry_run_uninstall(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg, root = write_config(tmp_path / "agent.toml"), tmp_path / "root"
     assert fabric("slurm", "install", "--config", str(cfg), "--root", str(root), "--dry-run") == 0

@@ -32,3 +32,27 @@ def test_bad_input_exit_codes(tmp_path, capsys):
     assert main(["sim", "compare", str(tmp_path / "empty")]) == 3
     assert main(["sim", "run", "--trace", "synthetic:jobs=5", "--policy", "slurm", "--backfill", "none",
                  "--out", str(tmp_path / "o")]) == 3
+    for flags in (["--no-preemption"], ["--preempt-benefit-ratio", "2"]):
+        assert main(["sim", "run", "--trace", "synthetic:jobs=5", "--policy", "slurm", *flags,
+                     "--out", str(tmp_path / "o")]) == 3
+        assert f"{flags[0]} applies to --policy fabric only" in capsys.readouterr().err
+    assert main(["sim", "run", "--trace", "synthetic:jobs=5", "--preempt-benefit-ratio", "-1",
+                 "--out", str(tmp_path / "o")]) != 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_preemption_settings_reach_the_policy(tmp_path, capsys):
+    """A replay with spot and high gangs on a small fabric: fabric's default preempts; with
+    --no-preemption nothing is preempted; a very high benefit ratio preempts no more than the default."""
+    runs = {}
+    for name, flags in (("default", []), ("off", ["--no-preemption"]), ("ratio", ["--preempt-benefit-ratio", "1000"])):
+        code = main(["sim", "run", "--trace", "synthetic:jobs=300,load=1.4,seed=3,cluster_gpus=64",
+                     "--topology", "leaf-spine:hosts=8", *flags, "--out", str(tmp_path / name),
+                     "--no-progress", "--no-topology-report", "--json"])
+        assert code == 0
+        runs[name] = json.loads(capsys.readouterr().out)
+    assert runs["default"]["preemptions"] > 0
+    assert runs["off"]["preemptions"] == 0
+    assert runs["ratio"]["preemptions"] < runs["default"]["preemptions"]
+    config = json.loads((tmp_path / "ratio" / "results.json").read_text())["config"]
+    assert config["preempt_benefit_ratio"] == 1000.0
