@@ -90,7 +90,8 @@ def verdict(r: dict, mode: str) -> dict:
     cap = 1 - r["bound"]["mean_s"] / s["mean_jct_s"] if s["mean_jct_s"] else 0.0
     n = r.get(f"nopre/{mode}")
     nopre = 1 - n["mean_jct_s"] / s["mean_jct_s"] if n and s["mean_jct_s"] else None
-    return {"jct_reduction": red, "max_reduction": cap, "nopre_reduction": nopre, "util_delta": f["gpu_utilisation"] - s["gpu_utilisation"],
+    return {"jct_reduction": red, "max_reduction": cap, "nopre_reduction": nopre,
+            "util_delta": f["gpu_utilisation"] - s["gpu_utilisation"],
             "useful_delta": f["useful_utilisation"] - s["useful_utilisation"],
             "jain_delta": f["jain_accounts"] - s["jain_accounts"]}
 

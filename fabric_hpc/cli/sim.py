@@ -47,7 +47,8 @@ def group() -> None:
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @json_option
 def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None, backfill: str | None,
-            no_preemption: bool, preempt_benefit_ratio: float | None, out_dir: str, time_scale: float | None, limit: int | None, gpus_per_host: int | None, strict: bool,
+            no_preemption: bool, preempt_benefit_ratio: float | None, out_dir: str,
+            time_scale: float | None, limit: int | None, gpus_per_host: int | None, strict: bool,
             no_topology_report: bool, progress: bool, as_json: bool) -> None:
     """Replay a workload through one policy."""
     import numpy as np
@@ -86,8 +87,8 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
             continue
         if policy != "fabric":
             flag = {"preemption": "--no-preemption"}.get(key, "--" + key.replace("_", "-"))
-            raise ConfigError(f"{flag} applies to --policy fabric only (the baseline is EASY backfill without "
-                              "preemption, like a default Slurm)")
+            raise ConfigError(f"{flag} applies to --policy fabric only (the baseline is EASY backfill "
+                              "without preemption, like a default Slurm)")
         kwargs[key] = value
     pol = make_policy(policy, **kwargs)
     res = Simulator(fab, pol, jobs, progress=progress and not as_json).run()
