@@ -1,5 +1,6 @@
-"""Parts ``baseline``, ``fabric_1rank``, ``fabric_2ranks``, ``fabric_4ranks`` and ``eager_decode``: the inference
-benchmark of ``benchmarks/inference_gpu`` cut into parts that each fit a time budget.
+"""Parts ``baseline``, ``fabric_1rank``, ``fabric_2ranks``, ``fabric_4ranks``, ``sdpa_cudnn`` and
+``eager_decode``: the inference benchmark of ``benchmarks/inference_gpu`` cut into parts that
+each fit a time budget.
 
 ``baseline`` builds the random-weight model (``1b`` preset, bf16, on the GPU), saves it with
 ``save_pretrained``, prepares the PyTorch engine and writes the seeded ragged workload (1,000
@@ -8,7 +9,8 @@ batching at batch 128 on the first 256 requests (a fixed subset: 2 full batches;
 8 on 16). The ``fabric_*`` parts run the harness (``run_job`` with the PyTorch engine) over the
 whole workload, each checked exactly-once with ``merge_job``, with the engine's decode pass as
 CUDA graphs (the default; how they were built is recorded as ``decode_graphs``); ``eager_decode``
-is the ablation: the same run with the eager decode pass. Every row carries useful output
+is the ablation: the same run with the eager decode pass; ``sdpa_cudnn`` the same run with
+torch's cuDNN attention backend allowed. Every row carries useful output
 tokens/s, padding waste, NVML and GPM SM utilisation (``None`` where NVML is unavailable) and
 useful FLOP/s and bytes/s against the datasheet peaks.
 """
@@ -212,7 +214,14 @@ def eager_decode(rec: Recorder, ctx: Ctx) -> None:
     """The ablation of ``fabric_1rank``: the same run with the eager decode pass; its outputs
     compared with fabric_1rank's (greedy decoding: equal unless bf16 rounding flips a near-tie)."""
     _single(rec, ctx, "fabric-eager", "eager")
-    rec.set(same_as_graphs=compare_outputs(ctx.work / "fabric-1", ctx.work / "fabric-eager"))
+    rec.set(same_as_default=compare_outputs(ctx.work / "fabric-1", ctx.work / "fabric-eager"))
+
+
+def sdpa_cudnn(rec: Recorder, ctx: Ctx) -> None:
+    """The ablation of the engine's attention backends: ``fabric_1rank`` with torch's cuDNN
+    attention allowed (torch's own choice, which prefers it on Hopper with cuDNN >= 9.15)."""
+    _single(rec, ctx, "fabric-cudnn", "cudnn")
+    rec.set(same_as_default=compare_outputs(ctx.work / "fabric-1", ctx.work / "fabric-cudnn"))
 
 
 def compare_outputs(a: Path, b: Path) -> dict[str, Any] | None:
@@ -244,6 +253,7 @@ def rows_for_table(parts: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str
              ("fabric_1rank", "fabric harness + PyTorch engine, 1 rank"),
              ("fabric_2ranks", "fabric, 2 MPI ranks sharing one device"),
              ("fabric_4ranks", "fabric, 4 MPI ranks sharing one device"),
+             ("sdpa_cudnn", "fabric, 1 rank, cuDNN attention allowed (ablation)"),
              ("eager_decode", "fabric, 1 rank, eager decode (ablation)"))
     rows = []
     for part, label in names:

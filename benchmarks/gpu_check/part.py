@@ -25,7 +25,8 @@ RUNNERS = {"discovery": "device:discovery", "ceilings": "device:ceilings",
            "baseline": "inference:baseline", "fabric_1rank": "inference:fabric_1rank",
            "fabric_2ranks": "inference:fabric_2ranks", "eager_decode": "inference:eager_decode",
            "fabric_4ranks": "inference:fabric_4ranks",
-           "checkpoint": "checkpoint:checkpoint", "profile_steps": "profile:profile_steps"}
+           "checkpoint": "checkpoint:checkpoint", "profile_steps": "profile:profile_steps",
+           "prefill_probe": "prefill_probe:prefill_probe", "sdpa_cudnn": "inference:sdpa_cudnn"}
 
 
 class Recorder:

@@ -38,6 +38,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "checkpoint": ("device", "state_bytes", "tensors", "filesystem", "async_reserve_s",
                    "fabric_async", "fabric_sync", "dcp_async"),
     "eager_decode": ("row", "decode"),
+    "sdpa_cudnn": ("row", "decode"),
+    "prefill_probe": ("settings", "torch", "cudnn"),
     "profile_steps": ("steps", "engine_host_s", "top_by_host", "top_by_device", "blocking"),
 }
 HARNESS_KEYS = ("exactly_once", "merged_items", "engine_busy_fraction")
@@ -71,7 +73,7 @@ def validate(doc: dict[str, Any]) -> list[str]:
         want = [k for k in REQUIRED.get(name, ()) if k not in result]
         errors += [f"{name}: missing {k!r}" for k in want]
         row = result.get("row", {}) if "row" in REQUIRED.get(name, ()) else {}
-        keys = ROW_KEYS + (HARNESS_KEYS if name.startswith(("fabric", "eager")) else ())
+        keys = ROW_KEYS + (HARNESS_KEYS if name.startswith(("fabric", "eager", "sdpa")) else ())
         errors += [f"{name}.row: missing {k!r}" for k in keys if row and k not in row]
         if name == "checkpoint":
             for m in ("fabric_async", "fabric_sync"):
@@ -211,25 +213,30 @@ def _inference_md(parts: dict[str, Any]) -> str:
                     f"{graphs.get('context_buckets')}); largest graph-vs-eager logit difference "
                     f"{_f(graphs.get('max_rel_diff'))} of the logits' scale; fallback to eager: "
                     f"{graphs.get('fallback') or 'no'}.")
-    for part, label in (("fabric_1rank", "1 rank"), ("eager_decode", "eager ablation")):
+    for part, label in (("fabric_1rank", "1 rank"), ("sdpa_cudnn", "cuDNN attention allowed"),
+                        ("eager_decode", "eager ablation")):
         st = results.get(part, {}).get("engine_stats")
         if st:
             h = st.get("host_s", {})
             text.append(f"Engine host time, {label}: {st.get('steps')} steps; issuing decode "
                         f"{_f(h.get('decode'))} s, issuing prefill {_f(h.get('prefill'))} s, "
                         f"waiting for tokens {_f(h.get('wait'))} s.")
-    same = results.get("eager_decode", {}).get("same_as_graphs")
-    if same:
-        text.append(f"Eager vs graph decode outputs: {_pct(same['identical'])} of "
-                    f"{same['requests']} requests identical, mean common prefix "
-                    f"{_pct(same['mean_common_prefix'])}.")
+    for part, label in (("sdpa_cudnn", "With vs without cuDNN attention"),
+                        ("eager_decode", "Eager vs graph decode")):
+        same = results.get(part, {}).get("same_as_default")
+        if same:
+            text.append(f"{label} outputs: {_pct(same['identical'])} of {same['requests']} "
+                        f"requests identical, mean common prefix {_pct(same['mean_common_prefix'])}.")
     return "\n".join(text)
 
 
 def _profile_md(parts: dict[str, Any]) -> str:
+    from benchmarks.gpu_check.prefill_probe import probe_md
     from benchmarks.gpu_check.profile import profile_md
 
-    return profile_md(parts.get("profile_steps", {}).get("result", {}))
+    texts = (profile_md(parts.get("profile_steps", {}).get("result", {})),
+             probe_md(parts.get("prefill_probe", {}).get("result", {})))
+    return "\n\n".join(t for t in texts if t)
 
 
 def _checkpoint_md(parts: dict[str, Any]) -> str:

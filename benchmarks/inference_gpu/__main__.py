@@ -36,9 +36,11 @@ from benchmarks.inference_gpu.workload import (
 )
 
 TITLE = "Inference on GPU"
-#: the PyTorch engine's decode pass -> its engine options
+#: the PyTorch engine's passes -> its engine options ("cudnn": graph decode with torch's cuDNN
+#: attention backend allowed, the ablation of leaving it out)
 DECODE_MODES = {"graphs": {"cuda_graphs": True}, "eager": {"cuda_graphs": False},
-                "compile": {"cuda_graphs": False, "compile_decode": True}}
+                "compile": {"cuda_graphs": False, "compile_decode": True},
+                "cudnn": {"cuda_graphs": True, "sdpa_cudnn": True}}
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -52,7 +54,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ranks", type=int, default=2, help="MPI ranks sharing one device (0 = skip)")
     p.add_argument("--decode", choices=DECODE_MODES, default="graphs",
                    help="the engine's decode pass: CUDA graphs (default; eager on the CPU), "
-                        "eager, or torch.compile")
+                        "eager, torch.compile, or CUDA graphs with torch's cuDNN attention "
+                        "allowed (cudnn)")
     p.add_argument("--write", action="store_true", help="write docs/benchmarks.md in --tiny mode")
     p.add_argument("--no-write", action="store_true", help="never write docs/benchmarks.md")
     p.add_argument("--keep", help="work directory to keep (default: a temporary one)")

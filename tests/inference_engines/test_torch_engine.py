@@ -81,6 +81,36 @@ def test_continuous_batching_equals_alone(engine_config: dict[str, Any]) -> None
     assert steps < sum(r.max_new_tokens for r in reqs)  # sequences really were batched
 
 
+def test_attention_leaves_out_cudnn_unless_asked(preset_config: dict[str, Any]) -> None:
+    """Every pass runs with torch's cuDNN attention backend off (a cuDNN graph per new prefill
+    shape costs tens of ms of host time on Hopper), flash/efficient/math on; ``sdpa_cudnn``
+    leaves torch's own choice; the tokens do not depend on it here (the CPU has no cuDNN)."""
+    seen: dict[bool, set[tuple[str, bool, bool]]] = {}
+    tokens = {}
+    for allow in (False, True):
+        engine = build_engine(load_engine_config(preset_config), device="cpu", stop_at_eos=False,
+                              sdpa_cudnn=allow)
+        model = engine.model
+
+        def spy(name: str, fn: Any, allow: bool = allow) -> Any:
+            def call(*a: Any, **k: Any) -> Any:
+                seen.setdefault(allow, set()).add(
+                    (name, torch.backends.cuda.cudnn_sdp_enabled(),
+                     torch.backends.cuda.flash_sdp_enabled()))
+                return fn(*a, **k)
+            return call
+
+        model.prefill, engine._decode = spy("prefill", model.prefill), spy("decode", engine._decode)
+        engine.add([EngineRequest("a", [5, 6, 7, 8], 6), EngineRequest("b", [9, 10], 6)])
+        tokens[allow] = {r.id: r.tokens for r in drain(engine)}
+        engine.close()
+    assert seen[False] == {("prefill", False, True), ("decode", False, True)}
+    assert seen[True] == {("prefill", torch.backends.cuda.cudnn_sdp_enabled(), True),
+                          ("decode", torch.backends.cuda.cudnn_sdp_enabled(), True)}
+    assert torch.backends.cuda.cudnn_sdp_enabled()  # restored after each step
+    assert tokens[False] == tokens[True]
+
+
 def test_eos_stops_a_sequence(preset_config: dict[str, Any]) -> None:
     engine = build_engine(load_engine_config(preset_config), device="cpu")
     assert isinstance(engine, TorchEngine)

@@ -25,6 +25,7 @@ torch is imported only when an engine is built or an artefact with weights is pr
 
 from __future__ import annotations
 
+import functools
 import heapq
 import json
 import time
@@ -262,7 +263,7 @@ def _pick_device(local_rank: int, device: str | None) -> Any:
 
 def build_pytorch_engine(config: EngineConfig, *, local_rank: int = 0, device: str | None = None,
                          stop_at_eos: bool = True, compile_decode: bool = False,
-                         cuda_graphs: bool = True) -> TorchEngine:
+                         cuda_graphs: bool = True, sdpa_cudnn: bool = False) -> TorchEngine:
     """The ``pytorch`` engine factory (see :func:`fabric_hpc.inference.engine.build_engine`).
 
     ``device``: ``cpu``/``cuda:N`` (default: GPU ``local_rank`` modulo the GPUs visible, so
@@ -271,7 +272,9 @@ def build_pytorch_engine(config: EngineConfig, *, local_rank: int = 0, device: s
     ``torch.compile`` the decode pass (meant for GPUs; compiling takes a while).
     ``cuda_graphs``: on a CUDA device, replay captured decode passes (:mod:`.decode_graphs`;
     checked against the eager pass when built, eager if capture fails); ignored on the CPU and
-    with ``compile_decode``."""
+    with ``compile_decode``. ``sdpa_cudnn``: let torch's attention use its cuDNN backend (off by
+    default: torch >= 2.10 prefers it on Hopper and Blackwell once its cuDNN is >= 9.15, and it
+    builds a cuDNN graph for every new shape, while almost every prefill pass has a new one)."""
     import torch
 
     from fabric_hpc.inference.engines.torch_llama import KVCache, LlamaModel
@@ -318,7 +321,7 @@ def build_pytorch_engine(config: EngineConfig, *, local_rank: int = 0, device: s
     limits = EngineLimits(config.max_batch_size, config.max_num_tokens, config.max_input_len,
                           config.max_seq_len, config.max_batch_size * config.max_seq_len)
     return TorchEngine(model, limits, stop_at_eos=stop_at_eos, compile_decode=compile_decode,
-                       cuda_graphs=cuda_graphs)
+                       cuda_graphs=cuda_graphs, sdpa_cudnn=sdpa_cudnn)
 
 
 class _Seq:
@@ -335,11 +338,16 @@ class TorchEngine:
     then a prefill pass per group added since the last step (its first token). Finished
     sequences free their slot at once; new ones take the lowest free slots. Greedy decoding.
     On CUDA the decode pass is a captured graph (``cuda_graphs``; ``graph_stats`` says how it
-    was built, or why the eager pass is used)."""
+    was built, or why the eager pass is used). Attention never uses torch's cuDNN backend
+    unless ``sdpa_cudnn`` (see :func:`build_pytorch_engine`)."""
 
     def __init__(self, model: Any, limits: EngineLimits, *, stop_at_eos: bool = True,
-                 compile_decode: bool = False, cuda_graphs: bool = True) -> None:
+                 compile_decode: bool = False, cuda_graphs: bool = True,
+                 sdpa_cudnn: bool = False) -> None:
+        import contextlib
+
         import torch
+        from torch.nn.attention import SDPBackend, sdpa_kernel
 
         from fabric_hpc.inference.engines.torch_llama import KVCache
 
@@ -354,6 +362,10 @@ class TorchEngine:
         self._pending: list[list[_Seq]] = []
         self._closed = False
         self._decode = model.decode
+        # the backends every pass may use (applied around a whole step and the graph capture)
+        self._attention = (contextlib.nullcontext if sdpa_cudnn else functools.partial(
+            sdpa_kernel, [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                          SDPBackend.MATH]))
         if compile_decode:
             self._decode = torch.compile(model.decode, dynamic=True)
         self._graphs: Any = None
@@ -369,7 +381,8 @@ class TorchEngine:
         from fabric_hpc.events import emit
         from fabric_hpc.inference.engines.decode_graphs import DecodeGraphs
 
-        graphs = DecodeGraphs(self.model, self.cache, self._limits.max_batch_size)
+        with self._attention():
+            graphs = DecodeGraphs(self.model, self.cache, self._limits.max_batch_size)
         self.graph_stats = graphs.stats()
         emit("infer.engine.decode_graphs", device=str(self.device), **self.graph_stats)
         return graphs if graphs.ready else None
@@ -435,11 +448,14 @@ class TorchEngine:
         for i in range(0, len(group), chunk):
             part = group[i:i + chunk]
             plen = max(len(s.req.prompt) for s in part)
-            padded = [list(s.req.prompt) + [0] * (plen - len(s.req.prompt)) for s in part]
-            tokens = torch.tensor(padded, dtype=torch.long).to(self.device, non_blocking=True)
-            lengths = torch.tensor([len(s.req.prompt) for s in part]).to(self.device)
-            slots = torch.tensor([s.slot for s in part]).to(self.device)
-            outs.append(self.model.prefill(tokens, lengths, slots, self.cache).argmax(-1))
+            # one upload per pass, not waiting for the device: row = prompt, padding, length, slot
+            rows = [[*s.req.prompt, *[0] * (plen - len(s.req.prompt)), len(s.req.prompt), s.slot]
+                    for s in part]
+            host = torch.tensor(rows, dtype=torch.long)
+            dev = (host.pin_memory() if self.device.type == "cuda" else host).to(
+                self.device, non_blocking=True)
+            outs.append(self.model.prefill(dev[:, :plen], dev[:, plen], dev[:, plen + 1],
+                                           self.cache).argmax(-1))
             self.prefill_slots += plen * len(part)
         return torch.cat(outs)
 
@@ -449,7 +465,7 @@ class TorchEngine:
         if not self._held:
             return []
         torch, clock = self.torch, time.perf_counter
-        with torch.inference_mode():
+        with torch.inference_mode(), self._attention():
             t0 = clock()
             # decode first: its spare rows may touch free/pending slots, which prefill overwrites
             running, dec = self._decode_pass()
