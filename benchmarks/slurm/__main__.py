@@ -149,7 +149,10 @@ def scaled_preemption(reps: int, pending: int = 1000, sus: int = 64) -> str:
             s, q = scale_recording(json.loads(nodes.read_text()), squeue, fab.hosts, pending=pending,
                                    busy_fraction=1.0, running_comment="fabric:tier=spot",
                                    pending_comments=("fabric:tier=high", "fabric", "fabric", "fabric:tier=spot"))
-            agent = Agent(ReplayClient(s, q), fab, AgentConfig(state_dir=str(Path(tmp) / d.name)))
+            # ratio 1: these spot gangs carry no checkpoint, so at the default 5 no high gang's
+            # wait outweighs their lost work and the cycle would requeue nothing
+            agent = Agent(ReplayClient(s, q), fab, AgentConfig(state_dir=str(Path(tmp) / d.name),
+                                                               preempt_benefit_ratio=1.0))
             runs, cpu = [], []
             for k in range(reps):
                 c0 = time.process_time()

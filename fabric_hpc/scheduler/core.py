@@ -344,6 +344,7 @@ class Scheduler:
             earliest = self._earliest(job, view.now, plan)
             wait_h = (earliest[0] - view.now) / 3600 if earliest is not None else float("inf")
             if job.gpus * wait_h < self.preempt_benefit_ratio * lost:
+                plan.fails.add(key)  # the same victims again until the allocation changes
                 return None
         gone = {v.job_id for v in victims}
         for v in victims:

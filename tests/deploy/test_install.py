@@ -72,7 +72,7 @@ def test_preemption_settings_reach_the_agents_policy(tmp_path: Path, capsys: pyt
         return make_policy(config.policy, **_policy_options(config))
 
     default = policy()
-    assert default.preemption is not None and default.preempt_benefit_ratio == 1.0
+    assert default.preemption is not None and default.preempt_benefit_ratio == 5.0
     assert policy(preemption=False).preemption is None
     assert policy(preempt_benefit_ratio=4.0).preempt_benefit_ratio == 4.0
     assert policy(policy="slurm", preemption=True).preemption is None  # the baseline never preempts
