@@ -47,7 +47,10 @@ def test_agent_cycles_replay_through_the_simulator_step(fabric_cluster, agent, s
     usage = {"ledger": {"half_life_s": 7 * 86400.0, "t": None, "usage": {"physics": 3.0e6, "bio": 1.0e5}},
              "held": {}}
     (agent.state_dir / "usage.json").write_text(json.dumps(usage))
-    agent.extra = ("--record-cycles", "--backfill-interval", "2")
+    # ratio 1: the high gangs here wait behind 12 s spot gangs without checkpoints (all their work
+    # and the 300 s restore lost); the default ratio 5 would let most of them wait, and the test is
+    # about the twin, not the ratio
+    agent.extra = ("--record-cycles", "--backfill-interval", "2", "--preempt-benefit-ratio", "1")
     agent.start()
     spots = [fabric_cluster.sbatch("-N4", "--gres=gpu:8", "--requeue", "--account=bio", "--comment=fabric:tier=spot",
                                    wrap="sleep 12") for _ in range(4)]
@@ -70,7 +73,8 @@ def test_agent_cycles_replay_through_the_simulator_step(fabric_cluster, agent, s
     assert first["physics"] > first["bio"] > 0, "the agent used its (unequal) usage ledger"
     assert {p["job"]["account"] for r in records for p in r["input"]["pending"]} == {"physics", "bio"}
 
-    assert replay_cycles(records, slurm_fabric, make_policy("fabric", placement="greedy")) == []
+    assert replay_cycles(records, slurm_fabric, make_policy("fabric", placement="greedy",
+                                                            preempt_benefit_ratio=1.0)) == []
     print(f"twin: {len(records)} cycles, {len(started)} jobs started, victims {victims}")
 
     places = [e for e in read_json_lines(agent.state_dir / "decisions.jsonl") if e["event"] == "agent.place"]
