@@ -68,7 +68,7 @@ def run_one(fab, gph: int, jobs: int, load: float, seed: int, ecmp: bool = False
         keep = ("mean_jct_s", "gpu_utilisation", "jain_accounts", "mean_stretch", "finished", "mean_wait_s",
                 "timeouts", "preemptions")
         out[f"{pol_name}/{'on' if cont else 'off'}"] = {k: s[k] for k in keep} | {
-            "wall_s": time.perf_counter() - t0, "ecmp": ecmp, "high_jct_s": _mean_jct(done, "high"),
+            "wall_s": time.perf_counter() - t0, "ecmp": ecmp, "high_jct_s": tier_mean_jct(done, "high"),
             "useful_utilisation": useful, "contended_jobs": len(model.contended) / len(work),
             "contended_gpus": hit / sum(gpus.values())}
     return out
@@ -79,7 +79,7 @@ def _without_preemption():
     return fabric_policy(preemption=False)
 
 
-def _mean_jct(done: list, tier: str) -> float:
+def tier_mean_jct(done: list, tier: str) -> float:
     jct = [r.end - r.job.submit for r in done if r.job.tier == tier]
     return float(np.mean(jct)) if jct else 0.0
 

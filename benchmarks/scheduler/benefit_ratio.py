@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from benchmarks._report import write_section
-from benchmarks.scheduler.ablation import LOADS, MAX_DURATION_S, fabrics
+from benchmarks.scheduler.ablation import LOADS, MAX_DURATION_S, tier_mean_jct, fabrics
 from fabric_hpc.scheduler import fabric_policy, slurm_policy
 from fabric_hpc.sim import Contention, Simulator, gang_workload, summarize
 
@@ -31,8 +31,8 @@ SETS = (("NVL72", (1, 2)), ("SuperPOD", (1, 2)), ("SuperPOD", (3, 4)), ("Lingjun
 def _replay(fab, policy, work, ecmp: bool) -> dict:
     res = Simulator(fab, policy, work, slowdown=Contention(fab, contention=True, ecmp=ecmp)).run()
     s = summarize(res)
-    high = [r.end - r.job.submit for r in res.records if r.status == "done" and r.job.tier == "high"]
-    return {"jct": s["mean_jct_s"], "high": float(np.mean(high)) if high else 0.0,
+    done = [r for r in res.records if r.status == "done"]
+    return {"jct": s["mean_jct_s"], "high": tier_mean_jct(done, "high"),
             "pre": s["preemptions"], "util": s["gpu_utilisation"], "jain": s["jain_accounts"]}
 
 
