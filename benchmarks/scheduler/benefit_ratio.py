@@ -1,12 +1,13 @@
 """Preemption benefit ratio: ``.venv/bin/python -m benchmarks.scheduler.benefit_ratio [--jobs N]
-[--ratios 1 3 5] [--no-write]``.
+[--ratios 1 3 5] [--held-out 3 4] [--only-held-out] [--no-write]``.
 
 fabric's policy preempts spot gangs for a ``high`` gang only when gang GPUs × its wait without
 preemption (from walltime limits) ≥ ratio × the GPU-hours the victims lose
 (``preempt_benefit_ratio``, docs/scheduler.md). This replays the contention ablation's workloads
 (``benchmarks.scheduler.ablation``: synthetic gangs, contention on, ECMP on the Ethernet Lingjun
 fabric) with the Slurm-like baseline and fabric's policy at each ratio, on the three fabrics at
-offered loads 0.9 / 1.2 / 1.5, seeds 1 and 2, plus held-out seeds 3 and 4 on the SuperPOD, and
+offered loads 0.9 / 1.2 / 1.5, seeds 1 and 2, plus held-out seeds (``--held-out``, default 3 and 4)
+on the SuperPOD (``--only-held-out``: those alone), and
 reports per replay the mean-JCT reduction against Slurm-like, the ``high`` tier's mean JCT and the
 gangs requeued; per fabric and seed set the mean reduction. Writes ``## Preemption benefit ratio``
 of docs/benchmarks.md.
@@ -24,8 +25,8 @@ from benchmarks.scheduler.ablation import LOADS, MAX_DURATION_S, tier_mean_jct, 
 from fabric_hpc.scheduler import fabric_policy, slurm_policy
 from fabric_hpc.sim import Contention, Simulator, gang_workload, summarize
 
-#: (fabric name contains, seeds): the ablation's seeds on every fabric, held-out ones on the SuperPOD
-SETS = (("NVL72", (1, 2)), ("SuperPOD", (1, 2)), ("SuperPOD", (3, 4)), ("Lingjun", (1, 2)))
+#: (fabric name contains, seeds): the ablation's seeds on every fabric
+SETS = (("NVL72", (1, 2)), ("SuperPOD", (1, 2)), ("Lingjun", (1, 2)))
 
 
 def _replay(fab, policy, work, ecmp: bool) -> dict:
@@ -36,9 +37,9 @@ def _replay(fab, policy, work, ecmp: bool) -> dict:
             "pre": s["preemptions"], "util": s["gpu_utilisation"], "jain": s["jain_accounts"]}
 
 
-def run(jobs: int, ratios: list[float]) -> list[dict]:
+def run(jobs: int, ratios: list[float], sets=SETS) -> list[dict]:
     rows, fabs = [], fabrics()
-    for part, seeds in SETS:
+    for part, seeds in sets:
         name, (fab, gph, ether) = next((k, v) for k, v in fabs.items() if part in k)
         for load in LOADS:
             for seed in seeds:
@@ -69,7 +70,9 @@ def render(rows: list[dict], ratios: list[float], jobs: int) -> str:
             "|---|---|" + "---|" * len(ratios)]
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["fabric"], "1–2" if row["seed"] <= 2 else "3–4 (held out)"), []).append(row)
+        held = sorted({x["seed"] for x in rows if x["seed"] > 2})
+        seeds = "1–2" if row["seed"] <= 2 else ", ".join(map(str, held)) + " (held out)"
+        groups.setdefault((row["fabric"], seeds), []).append(row)
     for (name, seeds), rs in groups.items():
         cells = [f"{np.mean([red(x, r) for x in rs]):+.1%} ({sum(x[r]['pre'] for x in rs)})" for r in ratios]
         out.append(f"| {name} | {seeds} | " + " | ".join(cells) + " |")
@@ -80,15 +83,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--jobs", type=int, default=3000, help="jobs per replay")
     ap.add_argument("--ratios", type=float, nargs="+", default=[1.0, 3.0, 5.0])
+    ap.add_argument("--held-out", type=int, nargs="+", default=[3, 4], help="held-out seeds (> 2) on the SuperPOD")
+    ap.add_argument("--only-held-out", action="store_true", help="replay the held-out SuperPOD seeds only")
     ap.add_argument("--no-write", action="store_true", help="print, do not write docs/benchmarks.md")
     a = ap.parse_args()
+    if min(a.held_out) <= 2:
+        ap.error("--held-out seeds must be > 2 (1 and 2 are the ablation's)")
+    held = (("SuperPOD", tuple(a.held_out)),)
+    sets = held if a.only_held_out else SETS[:2] + held + SETS[2:]
     t0 = time.perf_counter()
-    body = render(run(a.jobs, a.ratios), a.ratios, a.jobs)
+    body = render(run(a.jobs, a.ratios, sets), a.ratios, a.jobs)
     body += f"\n\nWhole run: {time.perf_counter() - t0:.0f} s."
     print(body)
     if not a.no_write:
+        extra = "" if a.held_out == [3, 4] else " --held-out " + " ".join(map(str, a.held_out))
+        extra += " --only-held-out" if a.only_held_out else ""
         write_section("Preemption benefit ratio", body, command="python -m benchmarks.scheduler.benefit_ratio "
-                      f"--jobs {a.jobs} --ratios {' '.join(f'{r:g}' for r in a.ratios)}")
+                      f"--jobs {a.jobs} --ratios {' '.join(f'{r:g}' for r in a.ratios)}{extra}")
 
 
 if __name__ == "__main__":
