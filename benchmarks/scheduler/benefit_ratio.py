@@ -69,9 +69,9 @@ def render(rows: list[dict], ratios: list[float], jobs: int) -> str:
     out += ["", "| fabric | seeds | " + " | ".join(f"ratio {r:g}: mean JCT reduction (requeued)" for r in ratios) + " |",
             "|---|---|" + "---|" * len(ratios)]
     groups: dict[tuple[str, str], list[dict]] = {}
+    held = ", ".join(map(str, sorted({x["seed"] for x in rows if x["seed"] > 2}))) + " (held out)"
     for row in rows:
-        held = sorted({x["seed"] for x in rows if x["seed"] > 2})
-        seeds = "1–2" if row["seed"] <= 2 else ", ".join(map(str, held)) + " (held out)"
+        seeds = "1–2" if row["seed"] <= 2 else held
         groups.setdefault((row["fabric"], seeds), []).append(row)
     for (name, seeds), rs in groups.items():
         cells = [f"{np.mean([red(x, r) for x in rs]):+.1%} ({sum(x[r]['pre'] for x in rs)})" for r in ratios]
