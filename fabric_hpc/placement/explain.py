@@ -51,10 +51,20 @@ def diagnose(p: Problem) -> None:
     gpus_needed = need * (p.gpn or 1)
     eligible_gpus = p.eligible_gpus()
     if eligible_gpus < gpus_needed or (p.nodes_mode and p.eligible_hosts_with(p.gpn) < need):
-        raise _fail(p, f"the fabric has only {eligible_gpus} GPUs on {int(p.host_ok.sum())} hosts matching the "
-                    f"request's model/features/include/exclude; {r.describe()} cannot ever fit",
-                    "relax gpu_model, features, include or exclude", constraint="eligibility",
-                    needed=need, largest=eligible_gpus)
+        hosts = int(p.host_ok.sum())
+        if r.gpu_model or r.features or r.include or r.exclude:
+            types = p.fab.spec.host_types.values()
+            where = " matching the request's model/features/include/exclude"
+            hint = ("relax gpu_model, features, include or exclude (GPU models here: "
+                    f"{', '.join(sorted({t.gpu_model for t in types}))}; features: "
+                    f"{', '.join(sorted({f for t in types for f in t.features})) or 'none'})")
+        elif p.nodes_mode:  # the whole fabric is too small: only a smaller request can fit
+            where, hint = "", f"ask for at most {p.eligible_hosts_with(p.gpn)} nodes with {p.gpn} GPUs each"
+        else:
+            where, hint = "", f"ask for at most {eligible_gpus} GPUs"
+        raise _fail(p, f"the fabric has only {eligible_gpus} GPUs on {hosts} hosts{where}; "
+                    f"{r.describe()} cannot ever fit", hint, constraint="eligibility", needed=need,
+                    largest=eligible_gpus)
     if r.rail_aligned and p.gpn < p.free_mat.shape[1] and not p.patterns:
         raise _fail(p, "rail_aligned: no set of local GPU indices is free on any host", constraint="rail_aligned",
                     needed=need, largest=0)

@@ -34,6 +34,18 @@ def test_capacity_failure_counts_jobs():
     assert e.value.explanation["constraint"] == "capacity" and e.value.explanation["blocking_jobs"] == 1
 
 
+def test_a_request_too_big_for_the_fabric_says_what_would_fit():
+    fab = build(generators.nvl72(racks=1))  # 18 hosts x 4 GPUs
+    state = ClusterState(fab)
+    cases = {"gpus=100": "ask for at most 72 GPUs", "nodes=19,gpus=4": "ask for at most 18 nodes with 4 GPUs each",
+             # a filter that matches nothing: the hint names what the fabric has
+             "gpus=8,model=h100": "GPU models here: GB200; features: gb200, ib, nvl72"}
+    for request, hint in cases.items():
+        with pytest.raises(PlacementInfeasible) as e:
+            place(fab, state, request, solver="greedy")
+        assert e.value.explanation["constraint"] == "eligibility" and hint in e.value.hint, request
+
+
 @pytest.fixture()
 def files(tmp_path):
     topo = tmp_path / "pod.yaml"
