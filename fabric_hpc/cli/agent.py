@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from fabric_hpc.cli.output import json_option, render, table
+from fabric_hpc.cli.params import FiniteFloat
 
 
 @click.group("agent")
@@ -32,9 +33,9 @@ def group() -> None:
                    "(the fabric policy's compact_wait_s; default: the policy's).")
 @click.option("--preemption/--no-preemption", default=True, show_default=True,
               help="The fabric policy's gang preemption of spot jobs for high-tier jobs.")
-@click.option("--preempt-benefit-ratio", "preempt_benefit_ratio", type=float, default=None,
+@click.option("--preempt-benefit-ratio", "preempt_benefit_ratio", type=FiniteFloat(0, 1e6), default=None,
               help="Preempt only when the waiting avoided is at least this many times the GPU-hours the "
-                   "victims lose (default: the policy's 1.0; higher: fewer preemptions, lower mean JCT).")
+                   "victims lose (default: the policy's 5.0; higher: fewer preemptions, lower mean JCT).")
 @click.option("--metrics-port", type=int, default=0, show_default=True, help="Prometheus port on 127.0.0.1 (0: off).")
 @click.option("--backend", type=click.Choice(["cli", "rest", "pyslurm"]), default="cli", show_default=True,
               help="How to talk to Slurm: its commands, slurmrestd, or pyslurm (Slurm 25.11; needs SLURM_CONF).")
@@ -42,7 +43,8 @@ def group() -> None:
 @click.option("--slurm-conf", default=None, help="SLURM_CONF for the agent (default: Slurm's own).")
 @click.option("--job-submit", default=None, type=click.Path(dir_okay=False),
               help="The installed job_submit.lua: refuse to start when its protocol, state dir or fallback differ.")
-@click.option("--cycles", type=int, default=None, help="Stop after this many cycles (default: run until SIGTERM).")
+@click.option("--cycles", type=click.IntRange(min=1), default=None,
+              help="Stop after this many cycles (default: run until SIGTERM).")
 @click.option("--contact-timeout", "contact_timeout_s", type=float, default=10.0, show_default=True,
               help="Seconds Slurm may take to answer the first contact; no answer: exit 5 at once.")
 @click.option("--max-backoff", "max_backoff_s", type=float, default=10.0, show_default=True,
