@@ -21,7 +21,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 # A test runner that starts a cluster with one running job, prints its pids and waits.
 RUNNER = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
+    # Ctrl-C raises KeyboardInterrupt even when the test run itself was started with SIGINT ignored
+    # (a background job of a non-interactive shell, e.g. `make test &` in a script)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from fabric_hpc.testing import SlurmTestCluster, parse_key_values
     cluster = SlurmTestCluster(2, gpus_per_node=0, base_dir=sys.argv[1], prefix=sys.argv[2] or None).start()
     job = cluster.sbatch("-N1", wrap="sleep 300")
