@@ -37,6 +37,22 @@ def test_help_on_every_command(path):
     assert "Usage:" in result.output
 
 
+@pytest.mark.parametrize("path", [("sim", "run"), ("agent", "run")])
+def test_help_states_the_policy_default_benefit_ratio(path):
+    # the help text names the number; it went stale once when the policy's default changed
+    import inspect
+
+    from fabric_hpc.scheduler import fabric_policy
+
+    default = inspect.signature(fabric_policy).parameters["preempt_benefit_ratio"].default
+    cmd = cli
+    with click.Context(cli) as ctx:
+        for name in path:
+            cmd = cmd.get_command(ctx, name)
+    opt = next(o for o in cmd.params if o.name == "preempt_benefit_ratio")
+    assert f"default: the policy's {default:.1f}" in opt.help or f"default {default:.1f}" in opt.help
+
+
 def test_version():
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0
