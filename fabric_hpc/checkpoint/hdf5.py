@@ -4,7 +4,8 @@ Layout of the file: one dataset per tensor at its name (``model/layers/0/w``) ho
 bytes (bfloat16/float8 as their unsigned views) with attributes ``fabric_dtype``,
 ``fabric_chunk_shape`` and ``fabric_split``; the root attribute ``fabric_checkpoint`` is the
 manifest as JSON. Import re-saves with the same step, layout, chunk grid and metadata, so the
-chunk checksums come out identical.
+chunk checksums come out identical; it checks each chunk's bytes against the carried manifest's
+crc32c before writing anything, so a file damaged after export is refused, not re-checksummed.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import numpy as np
 
 from fabric_hpc.checkpoint import fsio
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError
-from fabric_hpc.checkpoint.format import Manifest, _entry_problems, check_name, stored_dtype
+from fabric_hpc.checkpoint.format import Manifest, TensorEntry, _entry_problems, check_name, stored_dtype
 from fabric_hpc.checkpoint.reader import open_checkpoint
 from fabric_hpc.checkpoint.restore import entry_nbytes
 from fabric_hpc.checkpoint.tensors import HostArray
-from fabric_hpc.checkpoint.writer import SaveResult, save
+from fabric_hpc.checkpoint.writer import SaveResult, grid_pieces, save
 
 ROOT_ATTR = "fabric_checkpoint"
 
@@ -82,10 +83,8 @@ def import_h5(h5_path: Path | str, root: Path | str, *, step: int | None = None)
         state, chunks, splits = {}, {}, {}
         for name, entry in manifest.tensors.items():
             check_name(name)
-            if name not in f or not isinstance(f[name], h5py.Dataset) or list(f[name].shape) != entry.shape:
-                raise CheckpointCorruptError(f"{h5_path}: dataset {name!r} is missing or not of shape {entry.shape}")
-            data = f[name][()]
-            data = np.asarray(data, dtype=stored_dtype(entry.dtype))
+            data = _read_dataset(f, name, entry, h5_path)
+            _check_chunks(name, data, entry, h5_path)
             state[name] = HostArray(data, entry.dtype)
             chunks[name] = entry.chunk_shape
             if entry.split:
@@ -96,13 +95,53 @@ def import_h5(h5_path: Path | str, root: Path | str, *, step: int | None = None)
                 _created_at=manifest.created_at)
 
 
-def _manifest(raw: str | bytes, h5_path: Path) -> Manifest:
-    from pydantic import ValidationError
+def _read_dataset(f, name: str, entry: TensorEntry, h5_path: Path) -> np.ndarray:
+    """The stored bytes of ``name`` as the manifest's stored dtype; damage in the file's own
+    structure (h5py raises KeyError/OSError/ValueError for it) is a corrupt-file error."""
+    import h5py
     try:
-        manifest = Manifest.model_validate(json.loads(raw))
-    except (ValueError, ValidationError, RecursionError, TypeError) as exc:
+        ds = f[name] if name in f else None
+        if not isinstance(ds, h5py.Dataset) or list(ds.shape) != entry.shape:
+            raise CheckpointCorruptError(f"{h5_path}: dataset {name!r} is missing or not of shape {entry.shape}",
+                                         hint="export the checkpoint again with `fabric ckpt export --h5`")
+        if ds.dtype.itemsize != np.dtype(stored_dtype(entry.dtype)).itemsize:
+            raise CheckpointCorruptError(f"{h5_path}: dataset {name!r} holds {ds.dtype}, not {entry.dtype}",
+                                         hint="export the checkpoint again with `fabric ckpt export --h5`")
+        return np.asarray(ds[()], dtype=stored_dtype(entry.dtype))
+    except (KeyError, OSError, ValueError, TypeError, RuntimeError) as exc:
+        raise CheckpointCorruptError(f"{h5_path}: dataset {name!r} cannot be read ({str(exc)[:200]})",
+                                     hint="the file is damaged: export the checkpoint again with "
+                                          "`fabric ckpt export --h5`") from None
+
+
+def _check_chunks(name: str, data: np.ndarray, entry: TensorEntry, h5_path: Path) -> None:
+    """Every chunk of ``data`` (cut on the manifest's grid, edges padded as the writer pads them)
+    has the crc32c the carried manifest records for it."""
+    want = {tuple(c.index): c.crc32c for c in entry.chunks}
+    pieces = grid_pieces(name, data, entry.chunk_shape)
+    if len(pieces) != len(want):
+        raise CheckpointCorruptError(f"{h5_path}: tensor {name!r} has {len(pieces)} chunks on its grid, "
+                                     f"the manifest lists {len(want)}")
+    for piece in pieces:
+        crc = fsio.crc32c(piece.data)
+        if piece.pad:
+            crc = fsio.crc32c(np.zeros(piece.pad, np.uint8), crc)
+        if want.get(tuple(piece.index)) != crc:
+            raise CheckpointCorruptError(
+                f"{h5_path}: tensor {name!r} chunk {piece.index} does not match the checksum exported with it "
+                "(the file was changed or damaged after export)",
+                hint="export the checkpoint again with `fabric ckpt export --h5`, or import another copy")
+
+
+def _manifest(raw: str | bytes, h5_path: Path) -> Manifest:
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.validation import parse_model
+    hint = "give a file written by `fabric ckpt export --h5`"
+    try:
+        manifest = parse_model(Manifest, json.loads(raw), source=f"{h5_path}: attribute {ROOT_ATTR}")
+    except (ValueError, RecursionError, TypeError, ConfigError) as exc:
         raise CheckpointCorruptError(f"{h5_path}: the {ROOT_ATTR} attribute is not a valid manifest: "
-                                     f"{str(exc)[:300]}") from None
+                                     f"{str(exc)[:500]}", hint=hint) from None
     problems = [p for name, e in manifest.tensors.items() for p in _entry_problems(name, e)]
     if problems:
         raise CheckpointCorruptError(f"{h5_path}: the manifest is inconsistent: " + "; ".join(problems[:5]),

@@ -88,7 +88,7 @@ def plan(state: Mapping[str, Any], rank: int, world: int,
             raise CheckpointError(f"{name}: chunk shape {chunks} does not fit shape {list(arr.shape)}")
         metas[name] = chunk_meta(name, list(arr.shape), logical, arr.dtype.name, chunks, split)
         if owner == rank:
-            pieces.extend(_grid_pieces(name, arr, chunks))
+            pieces.extend(grid_pieces(name, arr, chunks))
     return metas, pieces
 
 
@@ -112,7 +112,8 @@ def _plan_shard(name: str, shard: Shard) -> tuple[dict, _Piece | None]:
     return meta, _padded_piece(name, index, arr, chunks)
 
 
-def _grid_pieces(name: str, arr: np.ndarray, chunks: list[int]) -> list[_Piece]:
+def grid_pieces(name: str, arr: np.ndarray, chunks: list[int]) -> list[_Piece]:
+    """The chunk files of a whole tensor on the grid ``chunks`` (edge chunks padded as zarr stores them)."""
     if 0 in arr.shape:
         return []
     out = []

@@ -180,3 +180,22 @@ def test_hdf5_import_refuses_foreign_or_broken_files(tmp_path: Path) -> None:
         f.attrs["fabric_checkpoint"] = "{\"format\": 1}"
     with pytest.raises(CheckpointCorruptError, match="not a valid manifest"):
         import_h5(tmp_path / "broken.h5", tmp_path / "ck")
+
+
+def test_hdf5_import_refuses_data_changed_after_export(tmp_path: Path) -> None:
+    """A bit flipped in a dataset after export is caught by the exported chunk checksums before
+    anything is written (it must not be re-checksummed into a checkpoint that verifies)."""
+    import h5py
+
+    from fabric_hpc.checkpoint import CheckpointCorruptError
+    from fabric_hpc.checkpoint.hdf5 import export_h5, import_h5
+    w = np.arange(10 * 7, dtype=np.float32).reshape(10, 7)
+    save(tmp_path / "src", {"m": {"w": w, "b": np.ones(3, np.float32)}}, step=4, chunk_shapes={"m/w": [4, 7]})
+    export_h5(tmp_path / "src", tmp_path / "ok.h5")
+    import_h5(tmp_path / "ok.h5", tmp_path / "good")
+    assert verify(tmp_path / "good").ok
+    with h5py.File(tmp_path / "ok.h5", "r+") as f:
+        f["m/w"][9, 6] = -1.0  # the padded edge chunk [2, 0]
+    with pytest.raises(CheckpointCorruptError, match=r"'m/w' chunk \[2, 0\] does not match"):
+        import_h5(tmp_path / "ok.h5", tmp_path / "bad")
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").glob("step-*"))
