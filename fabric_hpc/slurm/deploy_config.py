@@ -16,17 +16,25 @@ from __future__ import annotations
 import os
 import sys
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import yaml
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.slurm.agent import AgentConfig
 from fabric_hpc.validation import StrictModel, parse_model
 
 DEFAULT_STATE_DIR = "/var/lib/fabric-agent"
+
+
+def _cluster_dir(value: str) -> str:
+    """A directory on the cluster: absolute and without ``..`` (``fabric slurm install --root R``
+    writes under R, so a ``..`` would leave it)."""
+    if not value.startswith("/") or ".." in PurePosixPath(value).parts or "\0" in value:
+        raise ValueError("must be an absolute path without '..' components")
+    return value
 
 
 class AgentSection(AgentConfig):
@@ -41,6 +49,8 @@ class AgentSection(AgentConfig):
     slurm_conf: str | None = Field(default=None, description="SLURM_CONF for the agent (default: Slurm's own).")
     job_submit: str | None = Field(default=None, description="The installed job_submit.lua: the agent refuses to "
                                    "start when its protocol, state_dir or fallback_s differ (install sets it).")
+
+    _state_dir = field_validator("state_dir")(_cluster_dir)
 
 
 class InstallSection(StrictModel):
@@ -70,6 +80,9 @@ class InstallSection(StrictModel):
     gres_device_dir: str = Field(default="/dev", description="gres.conf: File=<dir>/nvidiaN.")
     python: str = Field(default_factory=lambda: sys.executable, description="Interpreter that imports fabric_hpc "
                         "(the TaskProlog's first line and the unit's ExecStart); default: the one running install.")
+
+    _dirs = field_validator("slurm_conf_dir", "config_dir", "unit_dir", "ckpt_root", "topo_dir",
+                            "gres_device_dir")(_cluster_dir)
 
 
 class DeployConfig(StrictModel):

@@ -222,6 +222,8 @@ class Installer:
         self.manifest_path = self.state_dir / MANIFEST
 
     def at(self, path: str) -> Path:
+        if ".." in Path(path).parts:  # the config refuses these; nothing may land outside root
+            raise ConfigError(f"{path!r} leaves the install root", hint="give absolute paths without '..'")
         return self.root / path.lstrip("/")
 
     def manifest(self) -> dict:

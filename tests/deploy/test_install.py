@@ -72,7 +72,7 @@ def test_preemption_settings_reach_the_agents_policy(tmp_path: Path, capsys: pyt
         return make_policy(config.policy, **_policy_options(config))
 
     default = policy()
-    assert default.preemption is not None and default.preempt_benefit_ratio == 5.0
+    assert default.preemption is not None and default.preempt_benefit_ratio == 20.0
     assert policy(preemption=False).preemption is None
     assert policy(preempt_benefit_ratio=4.0).preempt_benefit_ratio == 4.0
     assert policy(policy="slurm", preemption=True).preemption is None  # the baseline never preempts
@@ -205,3 +205,18 @@ def test_agent_toml_writes_lists_as_toml_arrays() -> None:
     value = ["qos:urgent=high", 'partition:"odd"=spot']
     assert tomllib.loads(f"tier_map = {_toml_value(value)}")["tier_map"] == value
     assert tomllib.loads(f"tier_map = {_toml_value([])}")["tier_map"] == []
+
+
+def test_a_directory_with_dotdot_is_refused_and_nothing_is_written(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """``--root R`` prefixes every path, so ``/../../x`` would write outside R: refused at load,
+    naming each key, before any file is written."""
+    cfg = write_config(tmp_path / "trav.toml")
+    cfg.write_text(cfg.read_text().replace('"/var/lib/fabric-agent"', '"/../../escaped-state"')
+                   .replace('"/etc/slurm"', '"/etc/../../escaped"'))
+    root = tmp_path / "a" / "b" / "root"
+    root.mkdir(parents=True)
+    assert fabric("slurm", "install", "--config", str(cfg), "--root", str(root)) == 3
+    err = capsys.readouterr().err
+    assert "agent.state_dir" in err and "install.slurm_conf_dir" in err and "Traceback" not in err
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [cfg]
