@@ -125,7 +125,7 @@ def status_cmd(output: Path, as_json: bool) -> None:
     def human(c: Any) -> None:
         c.print(f"{st['output']}: engine {st['engine']}, {st['attempts']} attempt(s), "
                 f"{st['done']:,} items done, {st['dead_letter']} dead-lettered, "
-                f"merged: {'yes' if st['merged'] else 'no'}")
+                f"merged: {'yes' if st['merged'] else 'no'}, running: {'yes' if st['running'] else 'no'}")
         rows = [(rank, r.get("items_done"), f"{r.get('items_per_s') or 0:,.0f}",
                  f"{r.get('padding_waste') or 0:.2%}", f"{r.get('engine_busy_fraction') or 0:.0%}",
                  " ".join(f"{k}={v}" for k, v in (r.get("queue_depths") or {}).items()))

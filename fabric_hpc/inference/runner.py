@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
@@ -48,14 +49,48 @@ FAULT_ENV = "FABRIC_INFER_FAULT"  # test hook: "RANK:N" -> that rank fails after
 SNAPSHOT = "spool-snapshot.json"
 
 
+def _lock_output(out: Path) -> int:
+    """Exclusive ``flock`` on ``<output>/.run.lock`` held by rank 0 for the whole run (the kernel
+    drops it when the process dies): a second run on the same directory is refused, not interleaved."""
+    fd = os.open(out / ".run.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise ConfigError(f"another `fabric infer run` (pid {owner or '?'}) is writing to {out}",
+                          hint="wait for it to end (it resumes where it stops), or use another --output") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _run_holder(out: Path) -> int | None:
+    """pid of the run holding ``<output>/.run.lock`` (-1 when unreadable); None when no run holds it."""
+    try:
+        fd = os.open(out / ".run.lock", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else -1
+    finally:
+        os.close(fd)
+    return None
+
+
 def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
-             ) -> tuple[int, dict[str, Any] | None]:
-    """Rank 0 checks run.json, cleans orphans, opens an attempt and takes the spool snapshot;
-    every rank gets the attempt and the same snapshot."""
+             ) -> tuple[int, dict[str, Any] | None, int | None]:
+    """Rank 0 locks the output, checks run.json, cleans orphans, opens an attempt and takes the
+    spool snapshot; every rank gets the attempt and the same snapshot (rank 0 also the lock)."""
     state: dict[str, Any] = {}
+    lock = None
     if ctx.rank == 0:
         try:
             out.mkdir(parents=True, exist_ok=True)
+            lock = _lock_output(out)
             path = out / "run.json"
             if path.is_file():
                 old = read_json(path, what="run file", limit=16 << 20)
@@ -76,10 +111,12 @@ def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
             state["error"] = (type(exc).__name__, exc.message, exc.hint)
     state = ctx.bcast(state)
     if "error" in state:
+        if lock is not None:
+            os.close(lock)
         kind, message, hint = state["error"]
         cls = {"NotFoundError": NotFoundError, "ExternalError": ExternalError}.get(kind, ConfigError)
         raise cls(message, hint=hint)
-    return int(state["attempt"]), state.get("snapshot")
+    return int(state["attempt"]), state.get("snapshot"), lock
 
 
 def _items(ctx: MpiContext, snapshot: dict[str, Any] | None, out: Path, limits: EngineLimits,
@@ -104,9 +141,15 @@ def _items(ctx: MpiContext, snapshot: dict[str, Any] | None, out: Path, limits: 
 
 def _fault_hook(ctx: MpiContext, out: Path) -> Callable[[list[str]], None] | None:
     spec = os.environ.get(FAULT_ENV, "")
-    if not spec or int(spec.split(":")[0]) != ctx.rank:
+    if not spec:
         return None
-    limit, seen = int(spec.split(":")[1]), [0]
+    rank, _, count = spec.partition(":")
+    if not (rank.isdigit() and count.isdigit()):
+        raise ConfigError(f"{FAULT_ENV}={spec[:40]!r} is not RANK:N (a test hook: fail rank RANK after N items)",
+                          hint=f"unset {FAULT_ENV}")
+    if int(rank) != ctx.rank:
+        return None
+    limit, seen = int(count), [0]
 
     def hook(ids: list[str]) -> None:
         seen[0] += len(ids)
@@ -139,6 +182,7 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
     out = Path(output)
     opts = options or PipelineOptions(admit_batch=1 if source == "-" else 64)
     pipeline: Pipeline | None = None
+    lock: int | None = None
     try:
         config = load_engine_config(engine_config)
         engine = build_engine(config, local_rank=ctx.local_rank, **dict(engine_options or {}))
@@ -146,7 +190,7 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         run_doc = {"input": source if source == "-" else str(Path(source).resolve()),
                    "engine_config": config.model_dump(), "limits": asdict(limits),
                    "output_mode": output_mode}
-        attempt, snapshot = _prepare(ctx, out, run_doc, source)
+        attempt, snapshot, lock = _prepare(ctx, out, run_doc, source)
         # one view of finished work for every rank: read on rank 0 before any rank starts
         # (a rank reading later could see work another rank already committed and shard differently)
         done = ctx.bcast(committed_ids(out) if ctx.rank == 0 else None)
@@ -188,6 +232,9 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
             pipeline.shutdown()
         ctx.fatal(exc)
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)
 
 
 def _load_run(out: Path) -> dict[str, Any]:
@@ -223,13 +270,17 @@ def job_status(output: str | os.PathLike[str]) -> dict[str, Any]:
             "attempts": len(list(attempts.iterdir())) if attempts.is_dir() else 0,
             "done": len(committed_ids(out)),
             "dead_letter": len(read_json_lines(dead)) if dead.is_file() else 0,
-            "merged": (out / "results.jsonl").is_file(), "ranks": ranks}
+            "merged": (out / "results.jsonl").is_file(), "running": _run_holder(out) is not None,
+            "ranks": ranks}
 
 
 def merge_job(output: str | os.PathLike[str], source: str | None = None) -> dict[str, Any]:
     """Check output ids == accepted input ids exactly and write ``results.jsonl``."""
     out = Path(output)
     run = _load_run(out)
+    if (pid := _run_holder(out)) is not None:
+        raise ConfigError(f"a `fabric infer run` (pid {pid}) is still writing to {out}",
+                          hint="merge after it ends")
     source = source or run["input"]
     if source == "-":
         raise ConfigError("this run read stdin: merge needs the same input again",

@@ -77,6 +77,34 @@ def test_resume_refuses_a_different_engine_config(tmp_path: Path) -> None:
         run_job(other, str(spool), tmp_path / "out", engine_options={"clock": VirtualClock()})
 
 
+def test_a_second_run_on_a_busy_output_is_refused_and_touches_nothing(tmp_path: Path) -> None:
+    """While a run holds ``<output>/.run.lock`` another run (which would remove the first one's
+    unjournalled chunks as orphans) and a merge are refused; status says it is running."""
+    import fcntl
+    import os
+
+    items = random_items(40, seed=5)
+    spool = write_spool(tmp_path, items)
+    cfg, out = make_config(tmp_path), tmp_path / "out"
+    run_job(cfg, str(spool), out, engine_options={"clock": VirtualClock()})
+    assert not job_status(out)["running"]
+    before = sorted((p.relative_to(out), p.stat().st_mtime_ns) for p in out.rglob("*") if p.name != ".run.lock")
+    fd = os.open(out / ".run.lock", os.O_RDWR)  # another run holds the lock
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.pwrite(fd, b"4242\n", 0)
+        with pytest.raises(ConfigError, match=r"\(pid 4242\) is writing to"):
+            run_job(cfg, str(spool), out, engine_options={"clock": VirtualClock()})
+        with pytest.raises(ConfigError, match="still writing"):
+            merge_job(out)
+        assert job_status(out)["running"]
+    finally:
+        os.close(fd)
+    assert sorted((p.relative_to(out), p.stat().st_mtime_ns) for p in out.rglob("*") if p.name != ".run.lock") == before
+    merge_job(out)
+    assert {r["id"] for r in read_results(out)} == {it["id"] for it in items}
+
+
 class _SlowSink(ChunkSink):
     def commit(self) -> list[str]:
         time.sleep(0.01)
