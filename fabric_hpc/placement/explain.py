@@ -44,6 +44,49 @@ def _fail(p: Problem, message: str, hint: str | None = None, **facts: Any) -> Pl
     return PlacementInfeasible(message, explanation={"request": p.request.describe(), **facts}, hint=hint)
 
 
+def _smaller_nodes_hint(p: Problem) -> str:
+    hosts = p.eligible_hosts_with(p.gpn)
+    if hosts:
+        return f"ask for at most {hosts} nodes with {p.gpn} GPUs each"
+    most = int(p.levels.host_gpus[p.host_ok].max(initial=0))
+    return f"ask for at most {most} GPUs per node (the most any host here has)"
+
+
+def _whole_sizes_reach(sizes: np.ndarray, total: int) -> bool:
+    """Whether some set of hosts with these GPU counts holds exactly ``total`` GPUs (bounded
+    subset sum over the distinct sizes; ``total`` is at most the eligible GPUs, checked before)."""
+    reach = np.zeros(total + 1, bool)
+    reach[0] = True
+    for size, count in zip(*np.unique(sizes[sizes > 0], return_counts=True)):
+        k = 1
+        while count > 0:  # binary splitting: items of k, 2k, 4k, ... hosts
+            step = int(size) * min(k, count)
+            if step <= total:
+                reach[step:] |= reach[:total + 1 - step].copy()
+            count -= min(k, count)
+            k *= 2
+    return bool(reach[total])
+
+
+def _diagnose_whole_hosts(p: Problem) -> None:
+    """``whole_hosts`` gives hosts whole: a total must be a sum of host sizes, and a per-node
+    count must equal the hosts' size."""
+    r, sizes = p.request, p.levels.host_gpus[p.host_ok]
+    shown = ", ".join(map(str, sorted(set(sizes.tolist()))))
+    if p.nodes_mode and r.gpus_per_node is not None:
+        exact = int((sizes == r.gpus_per_node).sum())
+        if exact < p.units:
+            raise _fail(p, f"whole_hosts gives hosts whole, and {exact} eligible hosts have exactly "
+                        f"{r.gpus_per_node} GPUs (host sizes here: {shown}); {r.describe()} cannot ever fit",
+                        "drop gpus_per_node (each host then gives all its GPUs), or drop whole_hosts",
+                        constraint="whole_hosts", needed=p.units, largest=exact)
+    elif not p.nodes_mode and r.gpus is not None and not _whole_sizes_reach(sizes, r.gpus):
+        raise _fail(p, f"whole_hosts gives hosts whole (host sizes here: {shown}); no set of hosts holds "
+                    f"exactly {r.gpus} GPUs", f"ask for a total that whole hosts make up (e.g. a multiple "
+                    f"of {int(sizes.max(initial=1))}), or nodes=K,whole_hosts",
+                    constraint="whole_hosts", needed=r.gpus, largest=0)
+
+
 def diagnose(p: Problem) -> None:
     """Raise :class:`PlacementInfeasible` when a necessary condition fails; else return."""
     r, lv = p.request, p.levels
@@ -58,13 +101,17 @@ def diagnose(p: Problem) -> None:
             hint = ("relax gpu_model, features, include or exclude (GPU models here: "
                     f"{', '.join(sorted({t.gpu_model for t in types}))}; features: "
                     f"{', '.join(sorted({f for t in types for f in t.features})) or 'none'})")
+        elif eligible_gpus == 0:
+            where, hint = "", "give a fabric whose hosts have GPUs (a generator's gpus=N with N >= 1)"
         elif p.nodes_mode:  # the whole fabric is too small: only a smaller request can fit
-            where, hint = "", f"ask for at most {p.eligible_hosts_with(p.gpn)} nodes with {p.gpn} GPUs each"
+            where, hint = "", _smaller_nodes_hint(p)
         else:
             where, hint = "", f"ask for at most {eligible_gpus} GPUs"
         raise _fail(p, f"the fabric has only {eligible_gpus} GPUs on {hosts} hosts{where}; "
                     f"{r.describe()} cannot ever fit", hint, constraint="eligibility", needed=need,
-                    largest=eligible_gpus)
+                    largest=p.eligible_hosts_with(p.gpn) if p.nodes_mode else eligible_gpus)
+    if r.whole_hosts:
+        _diagnose_whole_hosts(p)
     if r.rail_aligned and p.gpn < p.free_mat.shape[1] and not p.patterns:
         raise _fail(p, "rail_aligned: no set of local GPU indices is free on any host", constraint="rail_aligned",
                     needed=need, largest=0)

@@ -64,7 +64,8 @@ def _candidates(fab: Fabric) -> list[tuple[str, np.ndarray, list[str]]]:
     nh = len(fab.hosts)
     idx = fab.index
     first = _first_gpu(fab)
-    nvl_raw = np.where(first >= 0, idx.gpu_nvl[np.maximum(first, 0)], -1 - np.arange(nh))
+    nvl_of_first = idx.gpu_nvl[np.maximum(first, 0)] if idx.gpu_nvl.size else np.full(nh, -1)
+    nvl_raw = np.where(first >= 0, nvl_of_first, -1 - np.arange(nh))
     cands: list[tuple[str, np.ndarray, list[str] | None]] = [("nvlink", nvl_raw, None)]
     if fab.rack_of:
         racks = [fab.rack_of.get(h, f"~{h}") for h in fab.hosts]

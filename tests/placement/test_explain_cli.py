@@ -39,11 +39,31 @@ def test_a_request_too_big_for_the_fabric_says_what_would_fit():
     state = ClusterState(fab)
     cases = {"gpus=100": "ask for at most 72 GPUs", "nodes=19,gpus=4": "ask for at most 18 nodes with 4 GPUs each",
              # a filter that matches nothing: the hint names what the fabric has
-             "gpus=8,model=h100": "GPU models here: GB200; features: gb200, ib, nvl72"}
+             "gpus=8,model=h100": "GPU models here: GB200; features: gb200, ib, nvl72",
+             # no host has that many GPUs: the per-node size is what to change
+             "nodes=2,gpus=5": "ask for at most 4 GPUs per node"}
     for request, hint in cases.items():
         with pytest.raises(PlacementInfeasible) as e:
             place(fab, state, request, solver="greedy")
         assert e.value.explanation["constraint"] == "eligibility" and hint in e.value.hint, request
+    with pytest.raises(PlacementInfeasible) as e:  # a fabric without GPUs (e.g. discovered on a CPU host)
+        empty = build(generators.leaf_spine(hosts=4, gpus=0))
+        place(empty, ClusterState(empty), "gpus=1")
+    assert "hosts have GPUs" in e.value.hint
+
+
+@pytest.mark.parametrize("solver", ["cpsat", "greedy", "slurm-tree", "slurm-block"])
+def test_whole_hosts_that_cannot_make_up_the_request_are_explained(solver):
+    """Hosts are given whole: a total that no set of hosts makes up, or a per-node count no host
+    has, can never fit (it was a 'breaks hard constraints' error, or 'wait for jobs to end' on an
+    empty cluster)."""
+    fab = build(generators.leaf_spine(hosts=4, hosts_per_leaf=2, gpus=8))
+    for request, hint in (("gpus=12,whole_hosts", "a multiple of 8"),
+                          ("nodes=2,gpus=4,whole_hosts", "drop gpus_per_node")):
+        with pytest.raises(PlacementInfeasible) as e:
+            place(fab, ClusterState(fab), request, solver=solver)
+        assert e.value.explanation["constraint"] == "whole_hosts" and hint in e.value.hint, request
+    assert len(place(fab, ClusterState(fab), "gpus=16,whole_hosts", solver=solver).gpus) == 16
 
 
 @pytest.fixture()
