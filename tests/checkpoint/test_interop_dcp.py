@@ -122,9 +122,16 @@ def test_direct_read_equals_dcp_load_and_damage_is_refused(tmp_path: Path, monke
         assert got[k].shape == t.shape and _bits(got[k]) == _bits(t)
     data = next(p for p in (tmp_path / "dcp").iterdir() if p.suffix == ".distcp")
     data.write_bytes(data.read_bytes()[:-100])
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match="truncated"):
         mod.import_dcp(tmp_path / "dcp", tmp_path / "broken", trust_pickle=True)
-    assert not (tmp_path / "broken").exists() or not list_checkpoints(tmp_path / "broken")
+    assert not (tmp_path / "broken").exists()
+    data.unlink()
+    with pytest.raises(CheckpointError, match=f"data file {data.name} named in .metadata is missing"):
+        mod.import_dcp(tmp_path / "dcp", tmp_path / "broken", trust_pickle=True)
+    (tmp_path / "dcp" / ".metadata").write_bytes(b"garbage\n")
+    with pytest.raises(CheckpointError, match="not a readable DCP metadata file"):
+        mod.import_dcp(tmp_path / "dcp", tmp_path / "broken", trust_pickle=True)
+    assert not (tmp_path / "broken").exists()
 
 
 def test_export_refuses_damaged_or_linked_chunks(tmp_path: Path) -> None:

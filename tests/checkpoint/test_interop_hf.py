@@ -99,7 +99,7 @@ def test_refusals_leave_nothing(tmp_path: Path) -> None:
         {"weight_map": {"a": "x.safetensors", "b": "x.safetensors", "c": "x.safetensors"}}))
     with pytest.raises(CheckpointCorruptError, match="names tensors no shard holds"):
         import_hf(src, tmp_path / "ck")
-    assert list_checkpoints(tmp_path / "ck") == [] and [p.name for p in (tmp_path / "ck").iterdir()] == [".lock"]
+    assert not (tmp_path / "ck").exists()  # the import created it, so a refusal removes it
     (src / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "../x.safetensors"}}))
     with pytest.raises(CheckpointCorruptError, match="plain .safetensors file"):
         import_hf(src, tmp_path / "ck")
@@ -107,6 +107,25 @@ def test_refusals_leave_nothing(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="same Hugging Face key"):
         export_hf(tmp_path / "c2", tmp_path / "o")
     assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o.tmp-*"))
+
+
+@pytest.mark.parametrize("damage", ["header-json", "header-length", "truncated", "offsets"])
+def test_a_malformed_safetensors_file_is_refused_by_name(tmp_path: Path, damage: str) -> None:
+    """safetensors' own errors become one CheckpointCorruptError naming the file; nothing is left."""
+    src = tmp_path / "hf"
+    src.mkdir()
+    save_file({"w": torch.ones(4, 4)}, str(src / "model.safetensors"))
+    raw = (src / "model.safetensors").read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = raw[8:8 + n]
+    bad = {"header-json": raw[:8] + b"{" + header[1:].replace(b'"', b"'", 1) + raw[8 + n:],
+           "header-length": (1 << 62).to_bytes(8, "little") + raw[8:],
+           "truncated": raw[:5],
+           "offsets": raw[:8] + header.replace(b"[0,64]", b"[0,99]") + raw[8 + n:]}[damage]
+    (src / "model.safetensors").write_bytes(bad)
+    with pytest.raises(CheckpointCorruptError, match="model.safetensors: not a readable safetensors file"):
+        import_hf(src, tmp_path / "ck")
+    assert not (tmp_path / "ck").exists()
 
 
 def test_transformers_model_round_trip_gives_identical_logits(tmp_path: Path) -> None:

@@ -64,7 +64,26 @@ def read_dcp_metadata(src: Path | str, *, trust_pickle: bool) -> Any:
     if not (src / METADATA).is_file():
         raise CheckpointNotFoundError(f"{src} is not a torch.distributed.checkpoint directory (no {METADATA})")
     from torch.distributed.checkpoint import FileSystemReader
-    return FileSystemReader(str(src)).read_metadata()
+    try:
+        md = FileSystemReader(str(src)).read_metadata()
+    except Exception as exc:  # anything unpickling a damaged file raises
+        raise CheckpointCorruptError(f"{src / METADATA}: not a readable DCP metadata file ({type(exc).__name__}: "
+                                     f"{str(exc)[:200]})", hint="the DCP directory is damaged") from None
+    _check_data_files(src, md)
+    return md
+
+
+def _check_data_files(src: Path, md: Any) -> None:
+    """Every data file the metadata names lies in ``src`` (no path leaving it) and exists."""
+    root = src.resolve()
+    for info in (getattr(md, "storage_data", None) or {}).values():
+        rel = getattr(info, "relative_path", None)
+        if not isinstance(rel, str) or not rel or not (root / rel).resolve().is_relative_to(root):
+            raise CheckpointCorruptError(f"{src / METADATA} names data file {rel!r}, which is not inside {src}",
+                                         hint="the DCP directory is damaged or not trustworthy")
+        if not (src / rel).is_file():
+            raise CheckpointCorruptError(f"{src}: data file {rel} named in {METADATA} is missing",
+                                         hint="copy the whole DCP directory (every .distcp file)")
 
 
 def detect_split(size: tuple[int, ...], chunks: list[Any]) -> SplitInfo | None:
@@ -107,7 +126,11 @@ def import_dcp(src: Path | str, root: Path | str, *, trust_pickle: bool = False,
                 sd = {batch[0]: value}
             else:  # DCP's own load: reassembles any layout (and undoes stream transforms)
                 sd = {k: torch.empty(tuple(tensors[k].size), dtype=tensors[k].properties.dtype) for k in batch}
-                dcp.load(sd, storage_reader=FileSystemReader(str(src)), no_dist=True)
+                try:
+                    dcp.load(sd, storage_reader=FileSystemReader(str(src)), no_dist=True)
+                except Exception as exc:  # what torch's reader raises on damaged data files
+                    raise CheckpointCorruptError(f"{src}: DCP's reader failed on {batch[:3]} ({type(exc).__name__}: "
+                                                 f"{str(exc)[:200]})", hint="the DCP directory is damaged") from None
             for k in batch:
                 out.add(names[k], sd[k], split=detect_split(tuple(tensors[k].size), tensors[k].chunks))
                 if progress:
@@ -156,6 +179,10 @@ def _read_direct(src: Path, fqn: str, tmd: Any, pairs: list[tuple[Any, Any]]) ->
     for chunk, info in pairs:
         fd = os.open(src / info.relative_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
+            if info.offset + info.length > os.fstat(fd).st_size:
+                raise CheckpointCorruptError(f"{src / info.relative_path}: {fqn} needs bytes up to "
+                                             f"{info.offset + info.length}, the file has {os.fstat(fd).st_size} "
+                                             "(truncated)", hint="copy the DCP directory again")
             try:
                 part = torch.load(_Slice(fd, info.offset, info.length), map_location="cpu", weights_only=True)
             except Exception as exc:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,19 @@ def _files(src: Path) -> tuple[Path, list[str], dict[str, str] | None]:
 
 
 
+@contextmanager
+def _unreadable_as_corrupt(path: Path) -> Iterator[None]:
+    """safetensors' own errors (bad header, dtype, shape or offsets; a truncated file) name the
+    file as not readable; every other error (fabric's, a full disk) passes through."""
+    from safetensors import SafetensorError
+    try:
+        yield
+    except SafetensorError as exc:
+        raise CheckpointCorruptError(f"{path}: not a readable safetensors file ({type(exc).__name__}: "
+                                     f"{str(exc)[:200]})",
+                                     hint="re-download or re-save the file; nothing was imported") from None
+
+
 def import_hf(src: Path | str, root: Path | str, *, step: int = 0, prefix: str | None = None,
               tags: list[str] | tuple[str, ...] = (), progress: Progress | None = None) -> SaveResult:
     """Import a safetensors model (``src``: directory or file) as checkpoint ``step`` under ``root``."""
@@ -91,7 +105,7 @@ def import_hf(src: Path | str, root: Path | str, *, step: int = 0, prefix: str |
             path = directory / fname
             if not path.is_file():
                 raise CheckpointNotFoundError(f"{path}: shard named in {INDEX} is missing")
-            with safe_open(str(path), framework="pt") as f:
+            with _unreadable_as_corrupt(path), safe_open(str(path), framework="pt") as f:
                 for key in f.keys():
                     if weight_map is not None and weight_map.get(key) != fname:
                         raise CheckpointCorruptError(f"{path}: tensor {key!r} is not mapped to this file in {INDEX}")

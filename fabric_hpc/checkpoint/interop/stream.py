@@ -53,6 +53,7 @@ class StreamWriter:
 
     def __enter__(self) -> StreamWriter:
         self._t0 = time.perf_counter()
+        self._made_root = not self.root.exists()
         tmp, self.cleaned = writer._begin(self.root, self.step)
         self.tmp = Path(tmp)
         return self
@@ -100,10 +101,19 @@ class StreamWriter:
             self.metas[name] = meta
             self.written[name] = [{"index": index, "nbytes": nbytes, "crc32c": crc}]
 
+    def _discard(self) -> None:
+        """Remove the temporary directory, and the root too when this writer created it and
+        nothing but its lock file is in it (a failed import leaves no trace)."""
+        assert self.tmp is not None
+        fsio.remove_tree(self.tmp)
+        if self._made_root and {e.name for e in self.root.iterdir()} <= {".lock"}:
+            (self.root / ".lock").unlink(missing_ok=True)
+            self.root.rmdir()
+
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         assert self.tmp is not None
         if exc_type is not None:
-            fsio.remove_tree(self.tmp)
+            self._discard()
             return
         try:
             fsio.fsync_paths([self.tmp / name / chunk_key(c["index"]) for name, cs in self.written.items() for c in cs]
@@ -111,7 +121,7 @@ class StreamWriter:
                                 if any(not any(c["index"]) for c in cs)])
             final = writer._commit(self.root, self.tmp, self.header, [(self.metas, self.written)])
         except BaseException:
-            fsio.remove_tree(self.tmp)
+            self._discard()
             raise
         nbytes = sum(c["nbytes"] for cs in self.written.values() for c in cs)
         self.result = writer.SaveResult(final, self.step, nbytes, time.perf_counter() - self._t0, self.cleaned)
