@@ -35,7 +35,7 @@ def group() -> None:
               help="The fabric policy's gang preemption of spot jobs for high-tier jobs.")
 @click.option("--preempt-benefit-ratio", "preempt_benefit_ratio", type=FiniteFloat(0, 1e6), default=None,
               help="Preempt only when the waiting avoided is at least this many times the GPU-hours the "
-                   "victims lose (default: the policy's 5.0; higher: fewer preemptions, lower mean JCT).")
+                   "victims lose (default: the policy's 20.0; higher: fewer preemptions, lower mean JCT).")
 @click.option("--metrics-port", type=int, default=0, show_default=True, help="Prometheus port on 127.0.0.1 (0: off).")
 @click.option("--backend", type=click.Choice(["cli", "rest", "pyslurm"]), default="cli", show_default=True,
               help="How to talk to Slurm: its commands, slurmrestd, or pyslurm (Slurm 25.11; needs SLURM_CONF).")

@@ -33,7 +33,7 @@ def group() -> None:
 @click.option("--no-preemption", is_flag=True, help="fabric policy only: no gang preemption of spot jobs.")
 @click.option("--preempt-benefit-ratio", type=FiniteFloat(0, 1e6), default=None,
               help="fabric policy only: preempt when the waiting avoided is at least this many times the "
-                   "victims' GPU-hours lost (default 5.0; higher: fewer preemptions).")
+                   "victims' GPU-hours lost (default 20.0; higher: fewer preemptions).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Results directory.")
 @click.option("--time-scale", type=FiniteFloat(0, 1e6, lo_open=True), default=None,
               help="Multiply trace times (tiresias/openb/swf).")

@@ -40,12 +40,12 @@ def fabric_policy(*, shares: Mapping[str, float] | None = None, placement: str =
                   backfill: str = "easy", max_job_test: int = 100, restore_s: float = 300.0,
                   cpsat_time_limit_s: float = 0.2, preemption: bool = True, weight_walltime: float = 60_000.0,
                   favor_small: bool = True, compact_wait_s: float | None = 900.0,
-                  preempt_benefit_ratio: float = 5.0, preempting_tiers: tuple[str, ...] = ("high",)) -> Scheduler:
+                  preempt_benefit_ratio: float = 20.0, preempting_tiers: tuple[str, ...] = ("high",)) -> Scheduler:
     """fabric: multifactor priority with fairshare, short-walltime and small-gang factors; backfill;
     topology-aware placement (greedy or cpsat) with compact-or-wait admission of multi-host gangs;
     gang-aware preemption of spot jobs when the waiting it saves (gang GPUs × hours to its earliest
-    start, from walltime limits) is at least ``preempt_benefit_ratio`` (5) times the GPU-hours it
-    destroys (docs/scheduler.md, "Gang-aware preemption", says why 5 and what it was measured against)."""
+    start, from walltime limits) is at least ``preempt_benefit_ratio`` (20) times the GPU-hours it
+    destroys (docs/scheduler.md, "Gang-aware preemption", says why 20 and what it was measured against)."""
     prio = MultifactorPriority(weight_fairshare=20_000.0, weight_size=2000.0, favor_small=favor_small,
                                weight_walltime=weight_walltime, fairshare=ClassicFairshare(dict(shares or {})))
     bf = {"easy": Backfill.easy, "conservative": Backfill.conservative, "none": Backfill.none}

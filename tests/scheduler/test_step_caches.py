@@ -55,7 +55,7 @@ def test_the_step_never_changes_the_input_state():
     state = ClusterState(FAB)
     running = [run_on(state, job("r", 2, wall=1000.0, tier="spot"), ["n1", "n2"])]
     before = state.owner.copy()
-    policy = fabric_policy(compact_wait_s=None)
+    policy = fabric_policy(compact_wait_s=None, preempt_benefit_ratio=1.0)  # the eviction below pays at 1
     for pending in (pend(job("big", 4, submit=0.0)),  # nothing starts
                     pend(job("small", 1, submit=0.0)),  # one start
                     pend(job("urgent", 4, submit=0.0, tier="high"))):  # an eviction, then a start

@@ -24,7 +24,7 @@ FAB = build(generators.superpod(sus=4))  # 1,024 GPUs
 
 
 #: these spot gangs carry no checkpoint (all 10 min of their work would be lost): at the default
-#: benefit ratio (5) no high gang's wait outweighs that and nothing is requeued, so the tests of the
+#: benefit ratio (20) no high gang's wait outweighs that and nothing is requeued, so the tests of the
 #: preemption path ask for ratio 1
 RATIO = 1.0
 
