@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.hostlist import compress
 from fabric_hpc.topology.spec import FabricSpec, HostType, check_spec
@@ -280,7 +282,13 @@ def import_node_list(csv_path: PathLike, *, kind: str = "auto", hosts_per_leaf: 
         if host in seen:
             raise ConfigError(f"{csv_path}:{line}: host {host!r} already listed at line {seen[host]}")
         seen[host] = line
-        ht = _node_host_type(model, gpus, cpus, memory, nic_gbps if hosts_per_leaf else None)
+        try:
+            ht = _node_host_type(model, gpus, cpus, memory, nic_gbps if hosts_per_leaf else None)
+        except ValidationError as exc:  # a number no host can have (e.g. 100,000 GPUs)
+            err = exc.errors(include_url=False)[0]
+            field = ".".join(map(str, err["loc"]))
+            raise ConfigError(f"{csv_path}:{line}: host {host!r}: {field} {err['msg'].lower()} "
+                              f"(got {err.get('input')!r})", hint="fix or drop that row") from None
         tname = f"{ht.features[0] if ht.features else 'cpu'}-{gpus}g-{cpus}c-{round(memory):d}g"
         types[tname] = ht
         members.setdefault(tname, []).append(host)

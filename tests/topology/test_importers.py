@@ -179,6 +179,10 @@ def test_bad_inputs_name_file_line_and_fix(tmp_path):
     bad_value.write_text("sn,cpu_milli,memory_mib,gpu,model\nn1,64000,1024,2,T4\nn2,64000,1024,two,T4\n")
     with pytest.raises(ConfigError, match=r"v\.csv:3: column 'gpu' must be an integer, got 'two'"):
         import_node_list(bad_value)
+    huge = tmp_path / "huge.csv"  # an integer no host type accepts: the row is named, no pydantic dump
+    huge.write_text("sn,cpu_milli,memory_mib,gpu,model\nn1,64000,1024,100000,T4\n")
+    with pytest.raises(ConfigError, match=r"huge\.csv:2: host 'n1': gpus .*1024 \(got 100000\)"):
+        import_node_list(huge)
     dup = tmp_path / "d.csv"
     dup.write_text("ip,DSW,PSW,ASW\nx,G1,P1,S1\nx,G1,P1,S2\n")
     with pytest.raises(ConfigError, match=r"d\.csv:3: host .* already listed at line 2"):
