@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fabric_hpc.errors import ConfigError
+
 _RATE = re.compile(r"([\d.]+)\s*Gb/sec")
 _MEMTOTAL = re.compile(r"MemTotal:\s*(\d+)\s*kB")
 #: PCIe GB/s per lane (one direction, after encoding) by link speed in GT/s.
@@ -36,15 +38,25 @@ def read_int(path: Path) -> int | None:
         return None
 
 
-def parse_cpulist(text: str | None) -> list[int]:
-    """``0-3,8,10-11`` → [0, 1, 2, 3, 8, 10, 11]."""
+#: more CPUs than any Linux kernel supports (NR_CPUS is at most 8192): a larger list is damage
+MAX_CPUS = 1 << 16
+_CPU_RANGE = re.compile(r"(\d{1,6})(?:-(\d{1,6}))?")
+
+
+def parse_cpulist(text: str | None, source: str = "cpu list") -> list[int]:
+    """``0-3,8,10-11`` → [0, 1, 2, 3, 8, 10, 11]; anything else (or a list of more than
+    :data:`MAX_CPUS` CPUs) is a ConfigError naming ``source``."""
     out: list[int] = []
     for part in (text or "").split(","):
         part = part.strip()
         if not part:
             continue
-        lo, _, hi = part.partition("-")
-        out.extend(range(int(lo), int(hi or lo) + 1))
+        m = _CPU_RANGE.fullmatch(part)
+        lo, hi = (int(m.group(1)), int(m.group(2) or m.group(1))) if m else (0, -1)
+        if not m or hi < lo or len(out) + hi - lo + 1 > MAX_CPUS:
+            raise ConfigError(f"{source}: {str(text)[:60]!r} is not a Linux CPU list (e.g. 0-3,8,10-11)",
+                              hint="check the --sysfs-root directory (a copy of /sys may be damaged)")
+        out.extend(range(lo, hi + 1))
     return out
 
 
@@ -118,7 +130,7 @@ def pcie_gbps(speed: str | None, width: int | None) -> float | None:
 
 def read_cpus(root: Path) -> dict[int, tuple[int, int]]:
     base = root / "sys/devices/system/cpu"
-    online = parse_cpulist(read_text(base / "online"))
+    online = parse_cpulist(read_text(base / "online"), str(base / "online"))
     if not online:
         online = sorted(int(p.name[3:]) for p in base.glob("cpu[0-9]*"))
     cpus = {}
@@ -135,7 +147,7 @@ def read_numa(root: Path, cpus: dict[int, tuple[int, int]], notes: list[str]) ->
     nodes: dict[int, dict[str, Any]] = {}
     for d in sorted(base.glob("node[0-9]*"), key=lambda p: int(p.name[4:])):
         m = _MEMTOTAL.search(read_text(d / "meminfo") or "")
-        nodes[int(d.name[4:])] = {"cpus": parse_cpulist(read_text(d / "cpulist")),
+        nodes[int(d.name[4:])] = {"cpus": parse_cpulist(read_text(d / "cpulist"), str(d / "cpulist")),
                                   "memory_kb": int(m.group(1)) if m else None}
     if not nodes:
         m = _MEMTOTAL.search(read_text(root / "proc/meminfo") or "")

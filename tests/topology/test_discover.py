@@ -175,6 +175,9 @@ def test_real_nvml_on_a_gpu_host(tmp_path):
 
 def test_helpers_and_bad_inputs(tmp_path):
     assert parse_cpulist("0-2,5,7-8") == [0, 1, 2, 5, 7, 8]
+    for bad in ("garbage", "3-1", "0-99999999999", "0-60000,0-60000"):  # damage; no huge list is built
+        with pytest.raises(ConfigError, match=r"node0/cpulist: .* is not a Linux CPU list"):
+            parse_cpulist(bad, "node0/cpulist")
     assert cpus_of_mask([0b101, 1]) == [0, 2, 64]
     assert pci_sysfs_id("00000000:9A:00.0") == "0000:9a:00.0"
     assert pcie_gbps("16.0 GT/s PCIe", 16) == 31.5 and pcie_gbps(None, 16) is None
