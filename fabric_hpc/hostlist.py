@@ -14,6 +14,10 @@ from collections.abc import Iterable
 from fabric_hpc.errors import ConfigError
 
 _BRACKET = re.compile(r"\[([^\[\]]*)\]")
+#: a host, switch, rack or feature name as Slurm's config files take it (no spaces, ``#``, ``=``,
+#: ``,``, quotes, slashes or control characters: they would end or comment out a config line)
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+NAME = re.compile(NAME_PATTERN)
 #: Most names one expression may expand to (counted before expanding; a fat tree with k=64 has
 #: 65,536 hosts). Pass ``budget=`` to :func:`expand` to change it for one call.
 MAX_NAMES = 100_000

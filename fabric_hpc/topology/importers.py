@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fabric_hpc.errors import ConfigError, NotFoundError
-from fabric_hpc.hostlist import compress
+from fabric_hpc.hostlist import NAME, compress
 from fabric_hpc.topology.spec import FabricSpec, HostType, check_spec
 
 PathLike = str | os.PathLike[str]
@@ -56,7 +56,6 @@ GPU_FACTS: dict[str, tuple[float, float, float, int]] = {
     "H800": (80, 64, 0, 0),
 }
 _UNKNOWN_GPU = (0.0, 32.0, 0.0, 0)
-_HOSTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 # -- CSV reading ---------------------------------------------------------------------------------
@@ -277,7 +276,7 @@ def import_node_list(csv_path: PathLike, *, kind: str = "auto", hosts_per_leaf: 
     seen: dict[str, int] = {}
     for line, row in _read_rows(csv_path, kind):
         host, model, gpus, cpus, memory = _NODE_READERS[kind](csv_path, line, row, memory_gb_per_cpu)
-        if not _HOSTNAME.match(host):
+        if not NAME.match(host):
             raise ConfigError(f"{csv_path}:{line}: host name {host!r} is not a valid host name")
         if host in seen:
             raise ConfigError(f"{csv_path}:{line}: host {host!r} already listed at line {seen[host]}")

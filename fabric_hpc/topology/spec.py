@@ -11,12 +11,12 @@ group, so a leaf group with one switch per NIC is rail-optimised. See ``docs/top
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.hostlist import expand
+from fabric_hpc.hostlist import NAME, NAME_PATTERN, expand
 from fabric_hpc.validation import Loc, StrictModel
 
 FORMAT_VERSION = 1
@@ -43,27 +43,27 @@ class HostType(StrictModel):
     nic_gbps: float = Field(ge=0)
     #: CPU socket (NUMA domain) of each GPU; default: GPUs split evenly over sockets in order.
     gpu_numa: list[int] | None = None
-    features: list[str] = Field(default_factory=list)
+    features: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(default_factory=list)
 
 
 class HostEntry(StrictModel):
     names: str = Field(min_length=1)
     type: str = Field(min_length=1)
-    rack: str | None = None
+    rack: str | None = Field(default=None, pattern=NAME_PATTERN)
 
 
 class NvlinkDomain(StrictModel):
     """GPUs of several hosts that share one NVLink fabric (a GB200 NVL72 rack: 18 hosts)."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(pattern=NAME_PATTERN)
     hosts: str = Field(min_length=1)
     gbps: float = Field(gt=0)
     nvswitches: int = Field(ge=1, le=256)
 
 
 class SwitchGroup(StrictModel):
-    name: str = Field(min_length=1)
-    level: str = Field(min_length=1)
+    name: str = Field(pattern=NAME_PATTERN)
+    level: str = Field(pattern=NAME_PATTERN)
     switches: int = Field(ge=1, le=4096)
     #: Only at the lowest level: the hosts under this group.
     hosts: str | None = None
@@ -75,13 +75,13 @@ class SwitchGroup(StrictModel):
 
 
 class Network(StrictModel):
-    levels: list[str] = Field(min_length=1, max_length=8)
+    levels: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(min_length=1, max_length=8)
     groups: list[SwitchGroup] = Field(min_length=1)
 
 
 class FabricSpec(StrictModel):
     fabric: Literal[1]
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, pattern=r"^[^\x00-\x1f\x7f]+$")  # printed in exports' comment lines
     description: str = ""
     host_types: dict[str, HostType] = Field(min_length=1)
     hosts: list[HostEntry] = Field(min_length=1)
@@ -127,7 +127,12 @@ class _Checker:
             if entry.type not in self.spec.host_types:
                 valid = ", ".join(sorted(self.spec.host_types))
                 self.fail(("hosts", i, "type"), f"unknown host type {entry.type!r} (defined: {valid})")
+            bad = None
             for name in self._expand(("hosts", i, "names"), entry.names):
+                if bad is None and not NAME.match(name):
+                    bad = name
+                    self.fail(("hosts", i, "names"), f"host name {name!r} is not a valid host name (letters, "
+                              "digits, '_', '.', '-'; no spaces, '#', '=', '/' or quotes)")
                 if name in host_type:
                     self.fail(("hosts", i, "names"), f"duplicate host name {name!r}: each host once")
                 host_type[name] = entry.type

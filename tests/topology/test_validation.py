@@ -52,6 +52,11 @@ def test_valid_file_loads(superpod_yaml):
     ("levels: [leaf, spine]", "levels: [leaf, leaf]", r"level names must be unique"),
     ("uplink_gbps: 1600.0}", "}", r"has a parent \('spine'\) but no uplink_gbps"),
     ("hosts: 'su01-h[01-32]', uplink", "hosts: 'su01-h[01-3', uplink", r"'\[' without '\]'"),
+    # names that would end or comment out a line of the Slurm config files exported from the fabric
+    ("- {names: 'su02-h[01-32]'", "- {names: 'h#x=y[01-32]'", r"host name 'h#x=y01' is not a valid host name"),
+    ("- {names: 'su02-h[01-32]'", "- {names: '../../etc[01-32]'", r"host name '../../etc01' is not a valid"),
+    ("name: su02-leaf", "name: 'su02 leaf'", r"network.groups.1.name: String should match pattern"),
+    ("features: [h100, nvlink, ib]", "features: [h100, 'nv link']", r"features.1: String should match pattern"),
 ])
 def test_rule(superpod_yaml, old, new, expect):
     _, edit = superpod_yaml
