@@ -45,6 +45,9 @@ def group(topology: str | None, state_path: str | None, request: str | None, sol
     state = ClusterState.load(fab, state_path) if state_path else ClusterState(fab)
     if commit_job and not state_path:
         raise ConfigError("--commit needs --state (the file to write the allocation to)")
+    if commit_job and state.holds(commit_job):  # allocate() would add to it: one job, two placements
+        raise ConfigError(f"job {commit_job!r} already holds {len(state.job_gpus(commit_job))} GPUs in {state_path}",
+                          hint="commit under a new job id, or remove that job from the state file first")
     from fabric_hpc.cli.output import print_json
     from fabric_hpc.placement import PlacementInfeasible
 

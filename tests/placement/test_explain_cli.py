@@ -84,6 +84,10 @@ def test_cli_json_and_commit(files, capsys):
     assert set(out["breakdown"]) >= {"comm_ms", "span", "frag", "pristine"}
     saved = json.loads(open(state).read())
     assert sorted(saved["jobs"]["job-new"]["gpus"]) == sorted(out["gpus"])
+    # committing again under the same id would give one job two placements: refused, file unchanged
+    before = open(state).read()
+    assert main(["place", "-t", topo, "-s", state, "-r", "nodes=2,gpus=8", "--commit", "job-new"]) == 3
+    assert "already holds 16 GPUs" in capsys.readouterr().err and open(state).read() == before
 
 
 def test_cli_table_infeasible_and_bad_request(files, capsys):
