@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fabric_hpc.checkpoint import fsio
-from fabric_hpc.checkpoint.errors import CheckpointNotFoundError
+from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError
 from fabric_hpc.checkpoint.format import MANIFEST
 
 LATEST = "latest"
@@ -87,10 +87,34 @@ def resolve(path: Path | str, step: int | None = None) -> CheckpointRef:
     for ref in refs:  # only a real step directory inside the root (list_checkpoints skips symlinks)
         if ref.path.name == latest:
             return ref
+    if latest is not None and os.path.lexists(path / latest):  # there, but not a committed checkpoint
+        raise CheckpointCorruptError(
+            f"{path}: latest names {latest}, which is damaged (no {MANIFEST}); not falling back silently",
+            hint=f"restore an older step explicitly (--step; steps: {[r.step for r in refs][-10:]}), "
+                 "after `fabric ckpt verify --all`", problems=[f"{latest}: {MANIFEST} is missing"])
     if not refs:
         raise CheckpointNotFoundError(f"no committed checkpoint in {path}",
                                       hint="save one first, or point at the right directory")
     return refs[-1]
+
+
+def root_problems(root: Path) -> list[str]:
+    """Damage of the root itself that per-step checks cannot see: a ``latest`` that is not a step
+    name or names a step that is missing or damaged, and step directories without a manifest
+    (a commit renames a complete directory into place, so these are not crash leftovers)."""
+    root = Path(root)
+    problems = []
+    if os.path.lexists(root / LATEST):
+        latest = read_latest(root)
+        if latest is None:
+            problems.append(f"{LATEST}: not a regular file naming a step-NNNNNNNNNN directory")
+        elif not os.path.lexists(root / latest):
+            problems.append(f"{LATEST}: names {latest}, which is missing (restores use the newest committed step)")
+    committed = {r.path.name for r in list_checkpoints(root)}
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if _STEP_DIR.match(entry.name) and entry.name not in committed:
+            problems.append(f"{entry.name}: not a committed checkpoint ({MANIFEST} missing, or not a directory)")
+    return problems
 
 
 @contextmanager

@@ -238,7 +238,18 @@ def check_header(step: Any, layout: Any, tags: Any, metadata: Any) -> None:
                                   hint="pass numbers, strings, lists and dicts (no tensors or objects)") from None
 
 
+def _inside_a_checkpoint(root: Path) -> Path | None:
+    """The committed checkpoint (a directory holding a manifest) that ``root`` is or lies in."""
+    for d in (root, *root.parents):
+        if (d / MANIFEST).is_file():
+            return d
+    return None
+
+
 def _begin(root: Path, step: int) -> tuple[str, list[str]]:
+    if (inside := _inside_a_checkpoint(Path(os.path.abspath(root)))) is not None:
+        raise CheckpointError(f"refusing to save into {root}: it is inside the committed checkpoint {inside}",
+                              hint="give a checkpoint root outside every step-N directory")
     fsio.make_dirs(root)
     with store.root_lock(root):
         cleaned = store.clean_leftovers(root)

@@ -99,9 +99,13 @@ def show_cmd(path: Path, step: int | None, as_json: bool) -> None:
 def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> None:
     """Check every chunk checksum and the metadata; exit 3 and name the damage if any."""
     from fabric_hpc.checkpoint import CheckpointCorruptError, open_checkpoint, verify
-    from fabric_hpc.checkpoint.store import list_checkpoints
+    from fabric_hpc.checkpoint.format import MANIFEST
+    from fabric_hpc.checkpoint.restore import VerifyReport
+    from fabric_hpc.checkpoint.store import list_checkpoints, root_problems
     refs = [r.step for r in list_checkpoints(path)] if all_steps else [step]
     reports = []
+    if not (path / MANIFEST).is_file() and (problems := root_problems(path)):  # a root: its own damage
+        reports.append(VerifyReport(path, -1, problems=problems))
     for s in refs:
         try:
             total = open_checkpoint(path, s).manifest.nbytes

@@ -63,6 +63,35 @@ def test_dangling_latest_falls_back_to_newest(tmp_path: Path) -> None:
     assert open_checkpoint(tmp_path).step == 1
 
 
+def test_damaged_latest_is_refused_not_rolled_back_and_the_root_reports_it(tmp_path: Path) -> None:
+    """``latest`` naming a step whose manifest is gone is damage (a commit renames a complete
+    directory into place): opening the root refuses instead of quietly using an older step, and
+    the root's own problems (that step, a pointer to nothing, a pointer that is not a step name)
+    are listed."""
+    from fabric_hpc.checkpoint.store import root_problems
+    for step in (1, 2):
+        save(tmp_path, _state(step), step=step)
+    assert root_problems(tmp_path) == []
+    (tmp_path / "step-0000000002" / "zarr.json").unlink()
+    with pytest.raises(CheckpointCorruptError, match="latest names step-0000000002, which is damaged"):
+        open_checkpoint(tmp_path)
+    assert open_checkpoint(tmp_path, 1).step == 1  # an explicit older step still restores
+    assert root_problems(tmp_path) == ["step-0000000002: not a committed checkpoint (zarr.json missing, "
+                                       "or not a directory)"]
+    (tmp_path / "latest").write_text("step-0000000009\n")
+    assert "latest: names step-0000000009, which is missing" in root_problems(tmp_path)[0]
+    (tmp_path / "latest").write_text("../../etc\n")
+    assert "latest: not a regular file" in root_problems(tmp_path)[0]
+
+
+def test_no_save_lands_inside_a_committed_checkpoint(tmp_path: Path) -> None:
+    save(tmp_path / "ck", _state(1), step=1)
+    inner = tmp_path / "ck" / "step-0000000001" / "a" / "new-root"
+    with pytest.raises(CheckpointError, match="inside the committed checkpoint"):
+        save(inner, _state(2), step=2)
+    assert not inner.exists() and verify(tmp_path / "ck").ok
+
+
 def _chunk(root: Path, name: str = "a/w") -> Path:
     return open_checkpoint(root).path / name / "c.0.0"
 
