@@ -93,13 +93,30 @@ def gen_leaf_spine(hosts: int, hosts_per_leaf: int, gpus: int, prefix: str, out:
 @click.argument("fabrics", nargs=-1, required=True)
 @json_option
 def validate(fabrics: tuple[str, ...], as_json: bool) -> None:
-    """Check fabric files fail-closed; exit 3 naming file, line and fix on the first bad one."""
-    results = []
+    """Check every fabric file fail-closed; exit 3 when any is bad, naming file, line and fix."""
+    from fabric_hpc.errors import FabricError
+    results, errors = [], []
     for ref in fabrics:
-        s = open_fabric(ref).summary()
+        try:
+            s = open_fabric(ref).summary()
+        except FabricError as exc:
+            errors.append(exc)
+            results.append({"fabric": ref, "ok": False, "error": exc.message, "hint": exc.hint})
+            continue
         results.append({"fabric": ref, "ok": True, "hosts": s["hosts"], "gpus": s["gpus"]})
-    render(as_json, results, lambda c: c.print(table(None, ["fabric", "status", "hosts", "gpus"],
-                                                     [(r["fabric"], "ok", r["hosts"], r["gpus"]) for r in results])))
+
+    def human(c) -> None:
+        c.print(table(None, ["fabric", "status", "hosts", "gpus"],
+                      [(r["fabric"], "ok" if r["ok"] else "invalid", r.get("hosts", "-"), r.get("gpus", "-"))
+                       for r in results]))
+        for exc in errors[:-1]:  # the last one is printed by the CLI's error handler, below
+            c.print(str(exc), markup=False)
+    render(as_json, results, human)
+    if errors:  # exit code of the first
+        last = errors[-1]
+        raise type(errors[0])(last.message if len(errors) == 1 else
+                              f"{len(errors)} of {len(fabrics)} fabric files are invalid; the last: {last.message}",
+                              hint=last.hint)
 
 
 @group.command("show")

@@ -38,6 +38,15 @@ def test_bad_input_exit_3_without_traceback(tmp_path, capsys):
     assert main(["topology", "validate", str(bad)]) == 3
     err = capsys.readouterr().err
     assert "unknown key 'bogus'" in err and "Traceback" not in err
+    # every file is checked, good ones too, and --json says which failed (it printed nothing)
+    good = tmp_path / "good.yaml"
+    assert main(["topology", "generate", "leaf-spine", "--hosts", "4", "-o", str(good)]) == 0
+    capsys.readouterr()
+    assert main(["topology", "validate", str(bad), str(good), str(tmp_path / "none.yaml"), "--json"]) == 3
+    out, err = capsys.readouterr()
+    assert [(r["fabric"], r["ok"]) for r in json.loads(out)] == [(str(bad), False), (str(good), True),
+                                                                 (str(tmp_path / "none.yaml"), False)]
+    assert "2 of 3 fabric files are invalid" in err
     assert main(["topology", "show", "superpod:sus=zero"]) == 3
     assert main(["topology", "show", "nowhere.yaml"]) == 3
     assert main(["topology", "export", "superpod:sus=1", "--format", "nccl-xml"]) == 3
