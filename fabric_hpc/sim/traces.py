@@ -114,6 +114,32 @@ def _csv(p: Path) -> _Csv:
     return _Csv(p)
 
 
+def _whole_row(p: Path, n: int, row: dict, need: set[str]) -> None:
+    """A row shorter than the header (csv gives None for the missing columns) names them."""
+    missing = sorted(k for k in need if row.get(k) is None)
+    if missing:
+        raise ConfigError(f"{p}:{n}: the row has fewer fields than the header (no {', '.join(missing)})",
+                          hint="fix or drop that row")
+
+
+def _unique(p: Path, n: int, seen: dict[str, int], job_id: str) -> None:
+    if job_id in seen:
+        raise ConfigError(f"{p}:{n}: job id {job_id!r} already at line {seen[job_id]}",
+                          hint="each job once; fix or drop the repeated row")
+    seen[job_id] = n
+
+
+def _gpus(p: Path, n: int, text: str | None) -> int:
+    """A row's GPU count: 0 (a CPU-only job, skipped by the caller) up to MAX_JOB_GPUS."""
+    try:
+        gpus = int(text or 0)
+    except ValueError:
+        raise ConfigError(f"{p}:{n}: num_gpu={text!r} is not a whole number") from None
+    if not 0 <= gpus <= MAX_JOB_GPUS:
+        raise ConfigError(f"{p}:{n}: num_gpu={gpus} is not in 0..{MAX_JOB_GPUS}", hint="fix or drop that row")
+    return gpus
+
+
 def _shift(jobs: list[Job]) -> list[Job]:
     if not jobs:
         return jobs
@@ -137,14 +163,16 @@ def read_tiresias(path: str | os.PathLike[str], *, gpus_per_host: int = 8, wallt
     need = {"job_id", "num_gpu", "submit_time", "duration"}
     if not need <= set(reader.fieldnames or ()):
         raise ConfigError(f"{p}: not a Tiresias trace (needs columns {sorted(need)})")
+    seen: dict[str, int] = {}
     for n, row in enumerate(reader, start=2):
+        _whole_row(p, n, row, need)
+        _unique(p, n, seen, row["job_id"])
+        gpus = _gpus(p, n, row["num_gpu"])
         try:
-            gpus, submit, dur = int(row["num_gpu"]), float(row["submit_time"]), float(row["duration"])
-        except (TypeError, ValueError) as exc:
+            submit, dur = float(row["submit_time"]), float(row["duration"])
+        except ValueError as exc:
             raise ConfigError(f"{p}:{n}: {exc}") from None
         _times(p, n, submit_time=submit, duration=dur)
-        if gpus > MAX_JOB_GPUS:
-            raise ConfigError(f"{p}:{n}: num_gpu={gpus} is more than {MAX_JOB_GPUS}")
         if gpus < 1:
             skipped += 1
             continue
@@ -181,15 +209,16 @@ def read_openb(path: str | os.PathLike[str], *, gpus_per_host: int = 8, walltime
     need = {"name", "num_gpu", "qos", "creation_time", "deletion_time"}
     if not need <= set(reader.fieldnames or ()):
         raise ConfigError(f"{p}: not an Alibaba openb pod list (needs columns {sorted(need)})")
+    seen: dict[str, int] = {}
     for n, row in enumerate(reader, start=2):
+        _whole_row(p, n, row, need)
+        _unique(p, n, seen, row["name"])
+        gpus = _gpus(p, n, row["num_gpu"])
         try:
-            gpus = int(row["num_gpu"] or 0)
             start, end = float(row["creation_time"]), float(row["deletion_time"] or "nan")
-        except (TypeError, ValueError) as exc:
+        except ValueError as exc:
             raise ConfigError(f"{p}:{n}: {exc}") from None
         _times(p, n, creation_time=start)
-        if gpus > MAX_JOB_GPUS:
-            raise ConfigError(f"{p}:{n}: num_gpu={gpus} is more than {MAX_JOB_GPUS}")
         if math.isfinite(end):
             _times(p, n, deletion_time=end)
         if gpus <= 0 or not math.isfinite(end) or end <= start:
@@ -213,7 +242,7 @@ def read_swf(path: str | os.PathLike[str], *, procs_per_gpu: int = 1, gpus_per_h
     time_scale, gpus_per_host = _scale(time_scale), _host_size(gpus_per_host)
     if not isinstance(procs_per_gpu, int) or procs_per_gpu < 1:
         raise ConfigError(f"procs_per_gpu={procs_per_gpu!r} must be a whole number ≥ 1")
-    jobs, skipped = [], 0
+    jobs, skipped, seen = [], 0, {}
     for n, line in enumerate(_lines(p), start=1):
         line = line.strip()
         if not line or line.startswith(";"):
@@ -227,6 +256,7 @@ def read_swf(path: str | os.PathLike[str], *, procs_per_gpu: int = 1, gpus_per_h
             user, group, queue = int(f[11]), int(f[12]), int(f[14])
         except ValueError as exc:
             raise ConfigError(f"{p}:{n}: {exc}") from None
+        _unique(p, n, seen, f"swf{num}")
         _times(p, n, submit=submit)
         for name, v in (("run_time", run), ("requested_time", req_time)):  # SWF: -1 means unknown
             if not math.isfinite(v) or v > MAX_TRACE_SECONDS:

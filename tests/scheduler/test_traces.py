@@ -94,6 +94,13 @@ def test_bad_inputs(tmp_path):
         read_sacct(p)
     with pytest.raises(ConfigError, match="bad parameter"):
         load_trace("synthetic:bogus=1")
+    head = "job_id,num_gpu,submit_time,iterations,model_name,duration,interval\n"
+    for body, needle in (("0,8,0,1,vgg19\n", r"t\.csv:2: the row has fewer fields .*no duration"),
+                         ("0,-4,0,1,vgg19,100,1\n", r"t\.csv:2: num_gpu=-4 is not in 0\.\."),
+                         ("0,1,0,1,vgg19,100,1\n0,2,5,1,vgg19,100,1\n", r"t\.csv:3: job id '0' already at line 2")):
+        (tmp_path / "t.csv").write_text(head + body)
+        with pytest.raises(ConfigError, match=needle):
+            read_tiresias(tmp_path / "t.csv")
 
 
 def test_synthetic_is_seeded_and_hits_its_load():
