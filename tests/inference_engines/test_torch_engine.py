@@ -195,3 +195,14 @@ def test_importing_the_harness_does_not_import_torch() -> None:
             "print('torch' in sys.modules, 'tensorrt_llm' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_a_kv_cache_larger_than_free_memory_is_refused_before_allocating(tmp_path: Path) -> None:
+    """On the CPU as on a GPU: weights + KV cache over the free memory is a named error (it was
+    torch's 'DefaultCPUAllocator: can't allocate memory' traceback, or the OOM killer)."""
+    from fabric_hpc.errors import ExternalError
+    cfg = prepare_pytorch_engine(tmp_path / "m", preset="tiny", dtype="float32",
+                                 **{**LIMITS, "max_batch_size": 10**9})
+    with pytest.raises(ExternalError, match=r"cpu: weights \+ KV cache need .* GiB free") as err:
+        build_engine(load_engine_config(cfg), device="cpu")
+    assert "max_batch_size" in err.value.hint

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from fabric_hpc.errors import ConfigError, ExternalError, NotFoundError
+from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.inference.engine import (
     EngineConfig,
     EngineLimits,
@@ -277,7 +277,7 @@ def build_pytorch_engine(config: EngineConfig, *, local_rank: int = 0, device: s
     builds a cuDNN graph for every new shape, while almost every prefill pass has a new one)."""
     import torch
 
-    from fabric_hpc.inference.engines.torch_llama import KVCache, LlamaModel
+    from fabric_hpc.inference.engines.torch_llama import LlamaModel, check_memory
 
     engine_dir = Path(config.engine_dir)
     build = read_build(engine_dir)
@@ -295,14 +295,7 @@ def build_pytorch_engine(config: EngineConfig, *, local_rank: int = 0, device: s
     dtype = getattr(torch, config.dtype)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-        need = KVCache.nbytes(spec, config.max_batch_size, config.max_seq_len,
-                              dtype.itemsize) + spec.param_count() * dtype.itemsize
-        free, _ = torch.cuda.mem_get_info(dev)
-        if need > free * 0.95:
-            raise ExternalError(f"{dev}: weights + KV cache need {need / 2**30:.1f} GiB, "
-                                f"{free / 2**30:.1f} GiB free",
-                                hint="lower max_batch_size or max_seq_len (fabric_engine.json "
-                                     "and the engine config)")
+    check_memory(spec, config.max_batch_size, config.max_seq_len, dtype, dev)
     if build.weights == "random":
         model = LlamaModel.random(spec, int(build.seed or 0), device=dev, dtype=dtype)
     elif build.weights == "safetensors":

@@ -15,6 +15,7 @@ the ``G`` query heads of one KV head are laid out as ``G`` query rows, so K/V ar
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -52,6 +53,20 @@ class KVCache:
     @staticmethod
     def nbytes(spec: LlamaSpec, slots: int, max_len: int, dtype_bytes: int) -> int:
         return 2 * spec.num_layers * slots * max_len * spec.num_kv_heads * spec.head_dim * dtype_bytes
+
+
+def check_memory(spec: LlamaSpec, slots: int, max_len: int, dtype: torch.dtype, device: torch.device) -> None:
+    """Refuse before allocating when weights + KV cache exceed 95 % of the device's free memory
+    (host RAM available for the CPU); the message gives both numbers and the knobs."""
+    from fabric_hpc.errors import ExternalError
+    need = KVCache.nbytes(spec, slots, max_len, dtype.itemsize) + spec.param_count() * dtype.itemsize
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if need > free * 0.95:
+        raise ExternalError(f"{device}: weights + KV cache need {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free",
+                            hint="lower max_batch_size or max_seq_len (fabric_engine.json and the engine config)")
 
 
 class LlamaModel:
