@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -114,6 +116,20 @@ def _parse_params(ref: str, text: str) -> dict[str, int | float | str]:
     return params
 
 
+def _check_types(name: str, func: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    """Each parameter has the kind of value its default (or annotation) says: a whole number, a
+    number or a name."""
+    import inspect
+    for key, value in kwargs.items():
+        param = inspect.signature(func).parameters[key]
+        kind = type(param.default).__name__ if param.default not in (None, inspect.Parameter.empty) \
+            else str(param.annotation)
+        want = "a whole number" if "int" in kind else "a number" if "float" in kind else None
+        if want and (isinstance(value, str) or (want == "a whole number" and not isinstance(value, int))):
+            raise ConfigError(f"generator {name!r}: {key}={value!r} must be {want}",
+                              hint=f"e.g. {name}:{key}={param.default if param.default not in (None, inspect.Parameter.empty) else 4}")
+
+
 def open_fabric(ref: str | os.PathLike[str] | None = None) -> Fabric:
     """A fabric from a YAML path or a generator reference (``superpod:sus=4``, ``nvl72:racks=2``,
     ``fat-tree:k=8``, ``leaf-spine:hosts=16``); ``None`` gives the built-in default cluster."""
@@ -123,9 +139,9 @@ def open_fabric(ref: str | os.PathLike[str] | None = None) -> Fabric:
 
     ref = DEFAULT_FABRIC if ref is None else ref
     text = os.fspath(ref)
-    if Path(text).exists() or text.endswith((".yaml", ".yml")) or "/" in text:
-        return load_fabric(text)
     name, _, params = text.partition(":")
+    if Path(text).exists() or (name not in GENERATORS and (text.endswith((".yaml", ".yml")) or "/" in text)):
+        return load_fabric(text)
     if name not in GENERATORS:
         raise NotFoundError(f"{text!r} is neither a fabric file nor a generator",
                             hint=f"give a YAML path or one of: {', '.join(GENERATORS)} (e.g. superpod:sus=4)")
@@ -136,6 +152,7 @@ def open_fabric(ref: str | os.PathLike[str] | None = None) -> Fabric:
     if unknown:
         raise ConfigError(f"generator {name!r} has no parameter {', '.join(unknown)}",
                           hint=f"valid parameters: {', '.join(valid)}")
+    _check_types(name, func, kwargs)
     from pydantic import ValidationError
 
     try:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fabric_hpc.errors import NotFoundError
+from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.topology import build, generators, open_fabric
 
 
@@ -169,3 +169,16 @@ def test_index_agrees_with_graph_paths(spec, data):
 
 def test_open_fabric_default_is_4su_superpod():
     assert open_fabric().summary()["gpus"] == 1024
+
+
+@pytest.mark.parametrize("ref, needle", [
+    ("superpod:sus=", r"sus='' must be a whole number"),
+    ("superpod:sus=0x10", r"sus='0x10' must be a whole number"),
+    ("superpod:sus=1.5", r"sus=1.5 must be a whole number"),
+    ("fat-tree:k=four", r"k='four' must be a whole number"),
+    # a '/' in a parameter is still a generator reference, refused by the name rule (not "no such file")
+    ("leaf-spine:hosts=4,prefix=../x", r"prefix='../x' must start with a letter"),
+])
+def test_generator_parameters_of_the_wrong_kind_are_named(ref, needle):
+    with pytest.raises(ConfigError, match=needle):
+        open_fabric(ref)
