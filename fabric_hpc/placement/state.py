@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,7 @@ class ClusterState:
             raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)} (valid keys: down, jobs, version)")
         state = cls(fab)
         state.set_down(_down_names(data.get("down", []), source))
-        jobs = data.get("jobs") or {}
+        jobs = data.get("jobs", {})
         if not isinstance(jobs, dict):
             raise ConfigError(f"{source}: 'jobs' must map job ids to {{\"gpus\": [...]}} or {{\"hosts\": \"...\"}}")
         for job, spec in jobs.items():
@@ -170,6 +171,10 @@ class ClusterState:
                 raise ConfigError(f"{source}: jobs.{job}.gpus must be a list of GPU ids",
                                   hint='e.g. "gpus": ["su01-h01/gpu0", "su01-h01/gpu1"]')
             gpus = spec["gpus"] if "gpus" in spec else [g for h in expand(spec["hosts"]) for g in state._gpus_of(h)]
+            if not gpus or len(set(gpus)) != len(gpus):
+                raise ConfigError(f"{source}: jobs.{job}: " + ("holds no GPUs" if not gpus else
+                                  f"lists GPU {Counter(gpus).most_common(1)[0][0]!r} twice"),
+                                  hint="list each GPU of a running job once; leave out jobs that hold none")
             try:
                 state.allocate(job, gpus, **{k: v for k, v in spec.items() if k not in ("gpus", "hosts")})
             except ConfigError as exc:

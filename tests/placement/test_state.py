@@ -40,6 +40,9 @@ def test_state_file_roundtrip(pod, tmp_path):
     ({"version": 1, "jobs": {"x": {"gpus": [], "hosts": "su01-h01"}}}, "exactly one"),
     ({"version": 1, "jobs": {"x": {"hosts": "su01-h01"}, "y": {"gpus": ["su01-h01/gpu0"]}}}, "not free"),
     ({"version": 1, "extra": 1}, "unknown key"),
+    ({"version": 1, "jobs": []}, "'jobs' must map job ids"),
+    ({"version": 1, "jobs": {"x": {"gpus": []}}}, "jobs.x: holds no GPUs"),
+    ({"version": 1, "jobs": {"x": {"gpus": ["su01-h01/gpu0", "su01-h01/gpu0"]}}}, "lists GPU 'su01-h01/gpu0' twice"),
 ])
 def test_bad_state_files(pod, data, words):
     with pytest.raises(ConfigError, match=words):
