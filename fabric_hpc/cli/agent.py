@@ -218,7 +218,9 @@ def status(state_dir: str, as_json: bool) -> None:
 
     def human(con) -> None:
         alive = f"running (pid {st['lock_holder']})" if st["running"] else "NOT running"
-        con.print(f"agent: {alive}; heartbeat {st['heartbeat_age_s']} s ago; cycles {st.get('cycles', 0)}; "
+        age = st["heartbeat_age_s"]
+        beat = "no heartbeat yet" if age is None else f"heartbeat {age} s ago"
+        con.print(f"agent: {alive}; {beat}; cycles {st.get('cycles', 0)}; "
                   f"last cycle {st.get('cycle_s', 0):.3f} s")
         waiting = st.get("waiting") or {}
         con.print(table("waiting jobs", ["job", "reason"], sorted(waiting.items())[:50]))
