@@ -111,6 +111,11 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int,
         f"{result['world_size']} rank(s), {result['resumed']:,} skipped as already done, "
         f"{result['dead_letter']} dead-lettered\nrank 0: {_progress_line(result)}\n"
         f"next: fabric infer merge {output}"))
+    if result["dead_letter"] and not result["items_done_all_ranks"] and not result["resumed"]:
+        from fabric_hpc.errors import ConfigError
+        raise ConfigError(f"every item of the input ({result['dead_letter']}) was dead-lettered: nothing ran",
+                          hint=f"each reason is in {output}/dead-letter.jsonl (often items longer than the "
+                               "engine's max_input_len or max_num_tokens)")
 
 
 @group.command("status")

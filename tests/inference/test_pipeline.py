@@ -192,6 +192,18 @@ def test_cli_run_status_merge(tmp_path: Path) -> None:
     assert r.exit_code == 0 and "exactly once" in r.output
 
 
+def test_cli_run_where_every_item_is_dead_lettered_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing ran (every item is malformed or too long for the engine): exit 3 naming the
+    dead-letter file, not a success."""
+    from fabric_hpc.cli.main import main
+
+    spool = write_spool(tmp_path, [], extra_lines=['{"id": 1}', "oops"])
+    assert main(["infer", "run", "--engine-config", str(make_config(tmp_path)), "--input", str(spool),
+                 "--output", str(tmp_path / "out"), "--no-progress"]) == 3
+    err = capsys.readouterr().err
+    assert "every item of the input (2) was dead-lettered" in err and "dead-letter.jsonl" in err
+
+
 def test_cli_bad_config_exit_code_3(tmp_path: Path) -> None:
     from fabric_hpc.cli.main import main
 
