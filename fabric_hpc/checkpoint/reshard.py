@@ -16,14 +16,18 @@ from fabric_hpc.checkpoint.tensors import HostArray, check_mesh
 from fabric_hpc.checkpoint.writer import SaveResult, save
 
 
+#: far more ranks than any job runs (a value beyond it is a typo, and each part is a chunk file)
+MAX_WORLD_SIZE = 1 << 20
+
+
 def reshard(path: Path | str, out_root: Path | str, world_size: int, *, step: int | None = None,
             mesh: tuple[int, ...] | None = None, progress: Callable[[int], None] | None = None) -> SaveResult:
     """Write checkpoint ``path`` to ``out_root`` with split tensors chunked for ``world_size``
     parts (one chunk file per rank), same step and metadata. A tensor split over as many
     dimensions as ``mesh`` has (product = ``world_size``) is laid out as blocks of that mesh;
     every other split tensor is split along its first split dimension. Holds one copy of the state."""
-    if world_size < 1:
-        raise CheckpointError(f"--to-world-size must be >= 1, got {world_size}")
+    if not 1 <= world_size <= MAX_WORLD_SIZE:
+        raise CheckpointError(f"--to-world-size must be in 1..{MAX_WORLD_SIZE:,}, got {world_size}")
     check_mesh(mesh, world_size)
     ckpt = open_checkpoint(path, step)
     state, splits = {}, {}

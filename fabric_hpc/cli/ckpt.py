@@ -124,7 +124,7 @@ def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> 
 
 @group.command("restore")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--to-world-size", "world_size", type=click.IntRange(min=1), required=True,
+@click.option("--to-world-size", "world_size", type=click.IntRange(min=1, max=1 << 20), required=True,
               help="Lay split tensors out for this many ranks.")
 @click.option("--mesh", "mesh", default=None, metavar="AxB",
               help="Lay tensors split over several dims out as blocks of this mesh (e.g. 2x4 for 8 ranks).")
