@@ -28,7 +28,7 @@ def _client(backend: str, rest_url: str | None) -> Any:
 
 
 @group.command("why")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=click.IntRange(min=1, max=2**32 - 1))
 @click.option("--state-dir", default="/var/lib/fabric-agent", show_default=True,
               help="The agent's state directory (its decision log explains placements).")
 @_backend
