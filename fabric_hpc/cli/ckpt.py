@@ -59,11 +59,20 @@ def list_cmd(directory: Path, as_json: bool) -> None:
         except CheckpointError as exc:
             rows.append({"step": ref.step, "path": str(ref.path), "latest": ref.path.name == latest,
                          "damaged": True, "error": exc.message})
-    render(as_json, rows, lambda c: c.print(table(
-        f"checkpoints in {directory}", ["step", "latest", "created", "world", "tensors", "size", "tags"],
-        [(r["step"], "*" if r["latest"] else "", r.get("created_at", f"DAMAGED: {r.get('error')}"), r.get("world_size"),
-          r.get("tensors"), _size(r["bytes"]) if "bytes" in r else "", ",".join(r.get("tags", [])))
-         for r in rows])))
+    from fabric_hpc.checkpoint.format import MANIFEST
+
+    def human(c) -> None:
+        if not rows:  # say why the table is empty: a step directory itself, or no checkpoint yet
+            inside = " (it is itself a checkpoint: `fabric ckpt show` it, or list its parent)" \
+                if (directory / MANIFEST).is_file() else ""
+            c.print(f"no committed checkpoint in {directory}{inside}")
+            return
+        c.print(table(
+            f"checkpoints in {directory}", ["step", "latest", "created", "world", "tensors", "size", "tags"],
+            [(r["step"], "*" if r["latest"] else "", r.get("created_at", f"DAMAGED: {r.get('error')}"),
+              r.get("world_size"), r.get("tensors"), _size(r["bytes"]) if "bytes" in r else "",
+              ",".join(r.get("tags", []))) for r in rows]))
+    render(as_json, rows, human)
 
 
 @group.command("show")
