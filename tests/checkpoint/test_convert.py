@@ -183,6 +183,15 @@ def test_recipe_is_strict(tmp_path: Path) -> None:
         convert(tmp_path / "ck", tmp_path / "o", {"fuse": [{"parts": ["w", "b"], "into": "wb"}]})
     with pytest.raises(CheckpointError, match="matches no tensor"):
         convert(tmp_path / "ck", tmp_path / "o", {"split": [{"fused": "layers.{i}.w", "parts": ["a", "b"]}]})
+    # a rule that does nothing is a wrong rule (a typo), and an empty output is never the intent
+    for recipe, needle in (({"drop": ["wx"]}, "drop 'wx' matches no tensor"),
+                           ({"cast": [{"match": "model\\..*", "to": "bfloat16"}]}, "cast 'model\\\\..*' matches no"),
+                           ({"rename": [{"pattern": "^enc", "replace": "dec"}]}, "rename '\\^enc' matches no tensor"),
+                           ({"drop": [".*"]}, "remove every tensor")):
+        with pytest.raises(CheckpointError, match=needle) as err:
+            convert(tmp_path / "ck", tmp_path / "o2", recipe)
+        assert "f8" in err.value.hint or "narrow" in err.value.hint, recipe  # the names the rules see
+        assert not (tmp_path / "o2").exists()
 
 
 def test_failing_midway_leaves_nothing_and_damage_is_caught(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from fabric_hpc.checkpoint.convert.recipe import (
@@ -181,6 +182,8 @@ class Planner:
     def _rename(self) -> None:
         for rule in self.recipe.rename:
             pattern = re.compile(rule.pattern)
+            if not any(pattern.search(name) for name in self.specs):
+                raise CheckpointError(f"rename {rule.pattern!r} matches no tensor", hint=_names_hint(self.specs))
             renamed: dict[str, Spec] = {}
             for name, spec in self.specs.items():
                 new = pattern.sub(rule.replace, name)
@@ -272,8 +275,14 @@ class Planner:
 
     def _drop(self) -> None:
         for pattern in self.recipe.drop:
-            for name in [n for n in self.specs if re.fullmatch(pattern, n)]:
+            names = [n for n in self.specs if re.fullmatch(pattern, n)]
+            if not names:
+                raise CheckpointError(f"drop {pattern!r} matches no tensor (after renames)", hint=_names_hint(self.specs))
+            for name in names:
                 del self.specs[name]
+        if self.recipe.drop and not self.specs:
+            raise CheckpointError("the recipe's drop patterns remove every tensor: the output would be empty",
+                                  hint="narrow the drop patterns (they match whole names)")
 
     def _cast(self) -> None:
         for name, spec in list(self.specs.items()):
@@ -290,6 +299,10 @@ class Planner:
             self.specs[name] = replace(spec, cast=rule, input_scale=self._input_scale(name, rule))
             if rule.to in FP8_DTYPES and scale_name(name) in self.specs:
                 raise CheckpointError(f"cast {name}: its scale {scale_name(name)!r} already exists")
+        unused = [c.match for c in self.recipe.cast if not any(re.fullmatch(c.match, n) for n in self.specs)]
+        if unused:
+            raise CheckpointError(f"cast {unused[0]!r} matches no tensor (after renames and drops)",
+                                  hint=_names_hint(self.specs))
         self._calibration_used()
 
     def _input_scale(self, name: str, rule: Cast) -> float | None:
@@ -400,3 +413,8 @@ def input_scale_name(name: str) -> str:
 def scale_name(name: str) -> str:
     """Where an fp8 weight's scale goes: ``...weight`` -> ``...weight_scale`` (vLLM's layout)."""
     return name + "_scale"
+
+
+def _names_hint(specs: Mapping[str, Spec]) -> str:
+    names = sorted(specs)
+    return f"patterns match whole tensor names, e.g. {', '.join(names[:3])}" + (" ..." if len(names) > 3 else "")
