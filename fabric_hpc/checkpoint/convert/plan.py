@@ -182,8 +182,6 @@ class Planner:
     def _rename(self) -> None:
         for rule in self.recipe.rename:
             pattern = re.compile(rule.pattern)
-            if not any(pattern.search(name) for name in self.specs):
-                raise CheckpointError(f"rename {rule.pattern!r} matches no tensor", hint=_names_hint(self.specs))
             renamed: dict[str, Spec] = {}
             for name, spec in self.specs.items():
                 new = pattern.sub(rule.replace, name)
@@ -275,10 +273,7 @@ class Planner:
 
     def _drop(self) -> None:
         for pattern in self.recipe.drop:
-            names = [n for n in self.specs if re.fullmatch(pattern, n)]
-            if not names:
-                raise CheckpointError(f"drop {pattern!r} matches no tensor (after renames)", hint=_names_hint(self.specs))
-            for name in names:
+            for name in [n for n in self.specs if re.fullmatch(pattern, n)]:  # "if present": none is fine
                 del self.specs[name]
         if self.recipe.drop and not self.specs:
             raise CheckpointError("the recipe's drop patterns remove every tensor: the output would be empty",
