@@ -106,6 +106,24 @@ def test_per_tensor_fp8_export_writes_vllm_fp8_config(hf_ckpt: Path, tmp_path: P
     assert cfg2["quantization_config"]["ignored_layers"] == ["model.embed_tokens", "model.lm_head"]
 
 
+def test_fp8_with_input_scales_on_nested_names(hf_ckpt: Path, tmp_path: Path) -> None:
+    """A checkpoint saved from a nested dict names weights ``a/b/weight``: the input scale goes
+    beside it (``a/b/input_scale``) and the export writes the same vLLM config as for dotted names
+    (both were refused: 'not a linear's `.weight`')."""
+    convert(hf_ckpt, tmp_path / "nested", {"rename": [{"pattern": r"\.", "replace": "/"}]})
+    rule = {"match": r"model/layers/\d+/(self_attn|mlp)/\w+_proj/weight", "to": "float8_e4m3fn",
+            "scale": "tensor", "input_scale": {"value": 0.5}}
+    convert(tmp_path / "nested", tmp_path / "q", {"cast": [rule, {"match": ".*", "to": "bfloat16"}]})
+    m = open_checkpoint(tmp_path / "q").manifest
+    assert "model/layers/0/self_attn/q_proj/input_scale" in m.tensors
+    facts = m.user_metadata["quantization"]
+    assert not facts["problems"] and facts["activation_scheme"] == "static" and len(facts["modules"]) == 14
+    _, cfg = _export(tmp_path / "q", tmp_path / "hf")
+    assert cfg["quantization_config"] == {"quant_method": "fp8", "activation_scheme": "static",
+                                          "ignored_layers": ["lm_head", "model.embed_tokens"]}
+    _check_tensors(tmp_path / "hf", cfg["quantization_config"])
+
+
 def test_per_channel_fp8_export_writes_fbgemm_config(hf_ckpt: Path, tmp_path: Path) -> None:
     convert(hf_ckpt, tmp_path / "q", _cast("channel"))
     _, cfg = _export(tmp_path / "q", tmp_path / "hf")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from fabric_hpc.checkpoint.convert.recipe import (
     FLOAT_DTYPES, FP8_DTYPES, AttentionTP, Cast, Heads, Recipe, fill, load_calibration, template,
 )
+from fabric_hpc.checkpoint.convert.quant import input_scale_name, weight_module
 from fabric_hpc.checkpoint.errors import CheckpointError
 from fabric_hpc.checkpoint.format import SplitInfo, check_name
 from fabric_hpc.checkpoint.reader import Checkpoint
@@ -305,10 +306,10 @@ class Planner:
         ``…input_scale``), from the rule's calibration file (amax / fp8 max) or explicit value."""
         if rule.input_scale is None:
             return None
-        if not name.endswith(".weight"):
+        module = weight_module(name)
+        if module is None:
             raise CheckpointError(f"cast {name}: an input_scale goes beside a linear's `.weight`",
                                   hint="limit the rule with input_scale to weight names (e.g. '.*proj\\.weight')")
-        module = name[:-len(".weight")]
         if input_scale_name(name) in self.specs:
             raise CheckpointError(f"cast {name}: {input_scale_name(name)!r} already exists",
                                   hint="drop the old input scales first, or leave input_scale out of the rule")
@@ -319,6 +320,8 @@ class Planner:
         if path not in self._calib:
             self._calib[path] = (load_calibration(path), set())
         amax, used = self._calib[path]
+        if module not in amax and module.replace("/", ".") in amax:  # nested names, HF-style keys
+            module = module.replace("/", ".")
         if module not in amax:
             raise CheckpointError(f"cast {name}: calibration file {path} has no activation abs-max for {module!r}",
                                   hint="the file maps module names (the weight name without `.weight`) to amax")
@@ -398,11 +401,6 @@ class Planner:
 
 
 FP8_MAX = {"float8_e4m3fn": 448.0, "float8_e5m2": 57344.0}  # torch.finfo(...).max
-
-
-def input_scale_name(name: str) -> str:
-    """Where a weight's static activation scale goes: ``x.weight`` -> ``x.input_scale`` (vLLM)."""
-    return name[:-len(".weight")] + ".input_scale"
 
 
 def scale_name(name: str) -> str:

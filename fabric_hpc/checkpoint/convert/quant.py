@@ -49,6 +49,23 @@ def _mixed(values: set[str]) -> str | None:
     return None if not values else values.pop() if len(values) == 1 else "mixed"
 
 
+def weight_module(name: str) -> str | None:
+    """A linear's module name from its weight's tensor name (``x.weight``, or ``x/weight`` in a
+    checkpoint saved from a nested dict), None for any other name."""
+    for suffix in (".weight", "/weight"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[:-len(suffix)]
+    return None
+
+
+def input_scale_name(name: str) -> str:
+    """Where a weight's static activation scale goes: ``x.weight`` -> ``x.input_scale`` (vLLM),
+    ``x/weight`` -> ``x/input_scale``."""
+    module = weight_module(name)
+    assert module is not None, name
+    return module + name[len(module)] + "input_scale"
+
+
 def fp8_facts(tensors: Mapping[str, tuple[str, list[int]]]) -> dict[str, Any] | None:
     """The fp8 facts of a checkpoint's tensors (``name -> (logical dtype, shape)``), or None when
     no tensor is fp8. ``problems`` lists what no serving layout can express."""
@@ -58,10 +75,10 @@ def fp8_facts(tensors: Mapping[str, tuple[str, list[int]]]) -> dict[str, Any] | 
     problems: list[str] = []
     modules, dtypes, scales, acts = [], set(), set(), set()
     for name in fp8:
-        if not name.endswith(".weight"):
+        module = weight_module(name)
+        if module is None:
             problems.append(f"{name}: an fp8 tensor that is not a linear's `.weight`")
             continue
-        module = name[:-len(".weight")]
         dt, shape = tensors[name]
         sdt, sshape = tensors.get(name + "_scale", (None, None))
         if sdt != "float32":
@@ -74,9 +91,9 @@ def fp8_facts(tensors: Mapping[str, tuple[str, list[int]]]) -> dict[str, Any] | 
         modules.append(module)
         dtypes.add(dt)
         scales.add(kind)
-        acts.add("static" if tensors.get(module + ".input_scale", ("",))[0] == "float32" else "dynamic")
-    kept = sorted(n[:-len(".weight")] for n, (dt, shape) in tensors.items()
-                  if n.endswith(".weight") and len(shape) == 2 and dt not in FP8_DTYPES)
+        acts.add("static" if tensors.get(input_scale_name(name), ("",))[0] == "float32" else "dynamic")
+    kept = sorted(m for n, (dt, shape) in tensors.items()
+                  if (m := weight_module(n)) is not None and len(shape) == 2 and dt not in FP8_DTYPES)
     return {"method": "fp8", "dtype": _mixed(dtypes), "weight_scale": _mixed(scales),
             "activation_scheme": _mixed(acts), "modules": modules, "not_converted": kept, "problems": problems}
 

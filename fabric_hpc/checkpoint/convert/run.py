@@ -28,7 +28,8 @@ import numpy as np
 
 from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.convert.cast import Caster, Workspace, anon
-from fabric_hpc.checkpoint.convert.plan import Planner, Spec, input_scale_name, scale_name
+from fabric_hpc.checkpoint.convert.plan import Planner, Spec, scale_name
+from fabric_hpc.checkpoint.convert.quant import input_scale_name
 from fabric_hpc.checkpoint.convert.quant import fp8_facts
 from fabric_hpc.checkpoint.convert.recipe import FP8_DTYPES, Recipe, load_recipe
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError

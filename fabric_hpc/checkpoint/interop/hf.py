@@ -193,8 +193,9 @@ def _quantization(user_metadata: dict[str, Any], keys: dict[str, str], extra: di
     facts = user_metadata.get("quantization")
     if not isinstance(facts, dict):
         return None
-    from fabric_hpc.checkpoint.convert.quant import hf_quantization_config, merge_config
-    modules = {n[:-len(".weight")]: k[:-len(".weight")] for n, k in keys.items() if n.endswith(".weight")}
+    from fabric_hpc.checkpoint.convert.quant import hf_quantization_config, merge_config, weight_module
+    modules = {m: k[:-len(".weight")] for n, k in keys.items()
+               if (m := weight_module(n)) is not None and k.endswith(".weight")}
     quant = hf_quantization_config(facts, modules)
     if "config.json" in extra:
         extra["config.json"] = merge_config(extra["config.json"], quant)
