@@ -189,6 +189,11 @@ def prepare_pytorch_engine(engine_dir: str | Path, *, dtype: str, max_batch_size
                               hint="save the model with save_pretrained(dir) (safetensors), or "
                                    "pass preset= for random weights")
         weights = {"weights": "safetensors"}
+    if (path / "config.json").is_file():  # refused here, not at the first run
+        spec = LlamaSpec.from_hf_config(_read_json(path / "config.json", "the model's Hugging Face config"))
+        if max_seq_len > spec.max_position_embeddings:
+            raise ConfigError(f"max_seq_len {max_seq_len} exceeds the model's max_position_embeddings "
+                              f"{spec.max_position_embeddings}", hint="ask for a shorter max_seq_len")
     doc = {"format": FORMAT, "dtype": dtype, "max_batch_size": max_batch_size,
            "max_input_len": max_input_len, "max_seq_len": max_seq_len,
            "max_num_tokens": max_num_tokens, "tensor_parallel_size": 1, **weights}
