@@ -38,7 +38,7 @@ def prepare_cmd(engine_dir: Path, checkpoint: Path, step: int | None, prefix: st
     import json
 
     from fabric_hpc.inference.engines import prepare_pytorch_engine
-    from fabric_hpc.inference.engines.pytorch import ENGINE_FILE
+    from fabric_hpc.inference.engines.artefact import ENGINE_FILE
 
     cfg = prepare_pytorch_engine(engine_dir, dtype=dtype, max_batch_size=max_batch_size,
                                  max_input_len=max_input_len, max_seq_len=max_seq_len,

@@ -1,0 +1,226 @@
+"""The PyTorch engine's artefact: ``fabric_engine.json`` beside a Hugging Face Llama
+``config.json`` (and weights, or a fabric checkpoint to serve): its schema, how it is prepared
+and how it is read. :mod:`.pytorch` builds engines from it.
+
+Artefact (``engine_dir``): a Hugging Face Llama model directory -- ``config.json`` plus
+``*.safetensors`` weights (as ``save_pretrained`` writes them) -- and ``fabric_engine.json``,
+the build limits the engine is prepared with (:func:`prepare_pytorch_engine` writes it)::
+
+    {"format": "fabric-pytorch-engine-1", "dtype": "bfloat16", "max_batch_size": 256,
+     "max_input_len": 1024, "max_seq_len": 1280, "max_num_tokens": 8192,
+     "tensor_parallel_size": 1, "weights": "safetensors"}      # or "weights": "random", "seed": 0
+
+or, serving a fabric checkpoint step directly (``config.json`` then comes from the checkpoint)::
+
+     "weights": "fabric-checkpoint",
+     "checkpoint": {"path": "/ckpts/run1", "step": 1200, "prefix": "model", "naming": "huggingface"}
+
+``fabric_engine.json`` is validated strictly (unknown or missing keys are errors). The nine-field
+engine config is checked against it: ``architecture`` against ``config.json``'s
+``architectures[0]``, the other six against ``fabric_engine.json``; a checkpoint's manifest is
+checked too (step present, names/shapes/dtypes fit ``config.json``: :mod:`.ckpt_weights`).
+``"weights": "random"`` builds seeded random weights of the ``config.json`` shape (benchmarks,
+tests; no download is possible on CI machines).
+
+torch is imported only when an engine is built or an artefact with weights is prepared.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from fabric_hpc.errors import ConfigError, NotFoundError
+from fabric_hpc.inference.engines.spec import ARCHITECTURE, PRESETS, LlamaSpec
+from fabric_hpc.validation import StrictModel, parse_model
+
+__all__ = ["ENGINE_FILE", "EngineBuild", "prepare_pytorch_engine", "read_pytorch_artefact"]
+
+ENGINE_FILE = "fabric_engine.json"
+FORMAT = "fabric-pytorch-engine-1"
+_LIMIT_KEYS = ("dtype", "max_batch_size", "max_input_len", "max_seq_len", "max_num_tokens",
+               "tensor_parallel_size")
+_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise NotFoundError(f"{path} does not exist ({what})",
+                            hint="prepare the directory with prepare_pytorch_engine(); see "
+                                 "docs/engines.md")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    return doc
+
+
+class CheckpointWeights(StrictModel):
+    """Where a ``fabric-checkpoint`` engine reads its weights (all four fields required)."""
+
+    path: str = Field(min_length=1)
+    step: int = Field(ge=0)
+    prefix: str
+    naming: Literal["huggingface", "megatron"]
+
+
+class EngineBuild(StrictModel):
+    """``fabric_engine.json``: the build limits and where the weights come from."""
+
+    format: Literal["fabric-pytorch-engine-1"]
+    dtype: Literal["float32", "float16", "bfloat16"]
+    max_batch_size: int = Field(ge=1)
+    max_input_len: int = Field(ge=1)
+    max_seq_len: int = Field(ge=2)
+    max_num_tokens: int = Field(ge=1)
+    tensor_parallel_size: int = Field(ge=1)
+    weights: Literal["safetensors", "random", "fabric-checkpoint"]
+    seed: int | None = None
+    preset: str | None = None
+    checkpoint: CheckpointWeights | None = None
+
+    @model_validator(mode="after")
+    def _weights_fields(self) -> EngineBuild:
+        if (self.weights == "fabric-checkpoint") != (self.checkpoint is not None):
+            raise ValueError("'checkpoint' is required with weights: fabric-checkpoint, and only there")
+        if (self.weights == "random") != (self.seed is not None) or \
+                (self.preset is not None and self.weights != "random"):
+            raise ValueError("'seed' (and optionally 'preset') go with weights: random, and only there")
+        return self
+
+
+def read_build(engine_dir: Path) -> EngineBuild:
+    """``fabric_engine.json`` of ``engine_dir``, validated strictly."""
+    path = Path(engine_dir) / ENGINE_FILE
+    return parse_model(EngineBuild, _read_json(path, "the engine's build limits"), source=str(path),
+                       hint="prepare the directory again with prepare_pytorch_engine(); see "
+                            "docs/engines.md")
+
+
+def _checkpoint_plan(engine_dir: Path, src: CheckpointWeights, spec: LlamaSpec) -> Any:
+    """Open the checkpoint ``src`` names (manifest only) and plan its weights for ``spec``;
+    the checkpoint's own config.json (when it carries one) must describe the same model."""
+    from fabric_hpc.checkpoint import open_checkpoint
+    from fabric_hpc.inference.engines.ckpt_weights import plan_weights
+
+    ckpt = open_checkpoint(engine_dir / src.path, src.step)
+    if ckpt.step != src.step:
+        raise ConfigError(f"{ckpt.path} is step {ckpt.step}, {ENGINE_FILE} says {src.step}")
+    carried = _carried_config(ckpt)
+    if carried is not None and LlamaSpec.from_hf_config(carried, source=f"{ckpt.path} config.json") != spec:
+        raise ConfigError(f"{engine_dir / 'config.json'} and the config.json carried by checkpoint "
+                          f"{ckpt.path} describe different models",
+                          hint="prepare the engine again from the checkpoint")
+    return plan_weights(ckpt, spec, prefix=src.prefix, naming=src.naming)
+
+
+def _carried_config(ckpt: Any) -> dict[str, Any] | None:
+    files = ckpt.manifest.user_metadata.get("hf_files")
+    doc = files.get("config.json") if isinstance(files, dict) else None
+    return doc if isinstance(doc, dict) else None
+
+
+def read_pytorch_artefact(engine_dir: Path) -> dict[str, Any]:
+    """The nine-field view of a PyTorch engine directory (see the module docstring); a
+    checkpoint it serves is checked against ``config.json`` from its manifest."""
+    engine_dir = Path(engine_dir)
+    if not engine_dir.is_dir():
+        raise NotFoundError(f"engine directory {engine_dir} does not exist",
+                            hint="engine_dir must point at a prepared model directory")
+    model = _read_json(engine_dir / "config.json", "the model's Hugging Face config")
+    build = read_build(engine_dir)
+    if build.weights == "fabric-checkpoint":
+        assert build.checkpoint is not None
+        _checkpoint_plan(engine_dir, build.checkpoint,
+                         LlamaSpec.from_hf_config(model, source=str(engine_dir / "config.json")))
+    archs = model.get("architectures") or [None]
+    return {"architecture": archs[0], **{k: getattr(build, k) for k in _LIMIT_KEYS}}
+
+
+def prepare_pytorch_engine(engine_dir: str | Path, *, dtype: str, max_batch_size: int,
+                           max_input_len: int, max_seq_len: int, max_num_tokens: int,
+                           preset: str | None = None, seed: int = 0,
+                           checkpoint: str | Path | None = None, step: int | None = None,
+                           prefix: str | None = None) -> dict[str, Any]:
+    """Write ``fabric_engine.json`` (and, with ``preset`` or ``checkpoint``, ``config.json``);
+    return the matching nine-field engine config.
+
+    Without ``preset``/``checkpoint`` the directory must already hold a Hugging Face Llama model
+    (``config.json`` + ``*.safetensors``, e.g. from ``save_pretrained``). ``checkpoint`` (a
+    fabric checkpoint root or step directory; ``step`` or latest, pinned here) serves that step
+    directly: ``config.json`` is the one the checkpoint carries (``fabric ckpt import-hf``, or
+    ``user_metadata.hf_files`` of a save), else one already in ``engine_dir``; ``prefix`` is the
+    subtree holding the model (default: top level, else ``model``)."""
+    path = Path(engine_dir)
+    if dtype not in _DTYPES:
+        raise ConfigError(f"dtype {dtype!r} is not supported by the PyTorch engine",
+                          hint=f"one of {sorted(_DTYPES)}")
+    if preset is not None and checkpoint is not None:
+        raise ConfigError("give a preset (random weights) or a checkpoint, not both")
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown model preset {preset!r}", hint=f"one of {sorted(PRESETS)}")
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "config.json").write_text(json.dumps(PRESETS[preset].hf_config(dtype), indent=2))
+        weights: dict[str, Any] = {"weights": "random", "seed": seed, "preset": preset}
+    elif checkpoint is not None:
+        weights = _prepare_checkpoint(path, Path(checkpoint), step, prefix)
+    else:
+        spec_doc = _read_json(path / "config.json", "the model's Hugging Face config")
+        LlamaSpec.from_hf_config(spec_doc, source=str(path / "config.json"))
+        if not sorted(path.glob("*.safetensors")):
+            raise ConfigError(f"{path} holds no *.safetensors weights",
+                              hint="save the model with save_pretrained(dir) (safetensors), or "
+                                   "pass preset= for random weights")
+        weights = {"weights": "safetensors"}
+    if (path / "config.json").is_file():  # refused here, not at the first run
+        spec = LlamaSpec.from_hf_config(_read_json(path / "config.json", "the model's Hugging Face config"))
+        if max_seq_len > spec.max_position_embeddings:
+            raise ConfigError(f"max_seq_len {max_seq_len} exceeds the model's max_position_embeddings "
+                              f"{spec.max_position_embeddings}", hint="ask for a shorter max_seq_len")
+    doc = {"format": FORMAT, "dtype": dtype, "max_batch_size": max_batch_size,
+           "max_input_len": max_input_len, "max_seq_len": max_seq_len,
+           "max_num_tokens": max_num_tokens, "tensor_parallel_size": 1, **weights}
+    parse_model(EngineBuild, doc, source=str(path / ENGINE_FILE))
+    tmp = path / (ENGINE_FILE + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    tmp.replace(path / ENGINE_FILE)
+    return {"engine": "pytorch", "engine_dir": str(path), "architecture": ARCHITECTURE,
+            "dtype": dtype, "max_batch_size": max_batch_size, "max_input_len": max_input_len,
+            "max_seq_len": max_seq_len, "max_num_tokens": max_num_tokens,
+            "tensor_parallel_size": 1}
+
+
+def _prepare_checkpoint(path: Path, checkpoint: Path, step: int | None,
+                        prefix: str | None) -> dict[str, Any]:
+    """The ``weights`` part of fabric_engine.json for a checkpoint step (checked now)."""
+    from fabric_hpc.checkpoint import open_checkpoint
+    from fabric_hpc.inference.engines.ckpt_weights import detect_naming, subtree_names
+
+    ckpt = open_checkpoint(checkpoint, step)
+    if not ckpt.path.name.startswith("step-"):
+        raise ConfigError(f"{ckpt.path} is not a committed step directory of a checkpoint root",
+                          hint="point at the checkpoint root (and --step) or at ROOT/step-NNNNNNNNNN")
+    config = _carried_config(ckpt)
+    path.mkdir(parents=True, exist_ok=True)
+    if config is not None:
+        (path / "config.json").write_text(json.dumps(config, indent=2))
+    elif not (path / "config.json").is_file():
+        raise ConfigError(f"checkpoint {ckpt.path} carries no config.json and {path} has none",
+                          hint="put the model's Hugging Face config.json into the engine directory, "
+                               "or save the checkpoint with metadata={'hf_files': {'config.json': ...}}")
+    spec = LlamaSpec.from_hf_config(_read_json(path / "config.json", "model config"),
+                                    source=str(path / "config.json"))
+    if prefix is None:  # top level, else the subtree `model` (a save of {"model": ...})
+        prefix = next((p for p in ("", "model") if detect_naming(subtree_names(ckpt, p))), "")
+    prefix = prefix.strip("/")
+    src = {"path": str(ckpt.path.parent.resolve()), "step": ckpt.step, "prefix": prefix,
+           "naming": detect_naming(subtree_names(ckpt, prefix)) or "huggingface"}
+    # names, shapes, dtypes: refused now, not later on every rank
+    _checkpoint_plan(path, CheckpointWeights(**src), spec)
+    return {"weights": "fabric-checkpoint", "checkpoint": src}
