@@ -152,12 +152,15 @@ def verify(path: Path | str, *, step: int | None = None, threads: int = 2,
         report.problems.append(f"{ref.path}: {MANIFEST} is missing")
         return report
     report.tensors = len(manifest.tensors)
-    report.problems.extend(_special_entries(ref.path))
+    special = _special_entries(ref.path)
+    report.problems.extend(special)
+    named = {p.split(": ", 1)[0] for p in special}  # already reported: not again as a bad chunk
     tasks = []
     for name, entry in manifest.tensors.items():
         report.problems.extend(_check_array_meta(ref.path, name, entry))
         for chunk in entry.chunks:
-            tasks.append((f"{name}/{chunk_key(chunk.index)}", chunk.nbytes, chunk.crc32c))
+            if f"{name}/{chunk_key(chunk.index)}" not in named:
+                tasks.append((f"{name}/{chunk_key(chunk.index)}", chunk.nbytes, chunk.crc32c))
 
     def check(task: tuple[str, int, int]) -> str | None:
         rel, nbytes, crc = task
@@ -168,8 +171,8 @@ def verify(path: Path | str, *, step: int | None = None, threads: int = 2,
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         report.problems.extend(p for p in pool.map(check, sorted(tasks, key=lambda t: -t[1])) if p)
-    report.chunks = len(tasks)
-    report.nbytes = sum(t[1] for t in tasks)
+    report.chunks = sum(len(e.chunks) for e in manifest.tensors.values())
+    report.nbytes = sum(c.nbytes for e in manifest.tensors.values() for c in e.chunks)
     return report
 
 

@@ -75,6 +75,10 @@ def resolve(path: Path | str, step: int | None = None) -> CheckpointRef:
     path = Path(path)
     if (path / MANIFEST).is_file() and step is None:
         m = _STEP_DIR.match(path.name)
+        if not m and (inside := next((d for d in path.parents if _STEP_DIR.match(d.name)
+                                      and (d / MANIFEST).is_file()), None)) is not None:
+            raise CheckpointNotFoundError(f"{path} is a group of tensors inside the checkpoint {inside}",
+                                          hint=f"give {inside} (or its root {inside.parent})")
         return CheckpointRef(path, int(m.group(1)) if m else -1)
     refs = list_checkpoints(path)
     if step is not None:

@@ -84,6 +84,18 @@ def test_damaged_latest_is_refused_not_rolled_back_and_the_root_reports_it(tmp_p
     assert "latest: not a regular file" in root_problems(tmp_path)[0]
 
 
+def test_a_group_inside_a_checkpoint_is_named_and_a_symlinked_chunk_reported_once(tmp_path: Path) -> None:
+    save(tmp_path, _state(1), step=1)
+    with pytest.raises(CheckpointNotFoundError, match=r"a/?\S* is a group of tensors inside the checkpoint"):
+        open_checkpoint(tmp_path / "step-0000000001" / "a")
+    chunk = _chunk(tmp_path)
+    os.replace(chunk, tmp_path / "elsewhere")
+    os.symlink(tmp_path / "elsewhere", chunk)
+    report = verify(tmp_path)
+    assert [p for p in report.problems if "a/w/c.0.0" in p] == report.problems, report.problems
+    assert len(report.problems) == 1 and "(not followed)" in report.problems[0] and report.chunks == 2
+
+
 def test_no_save_lands_inside_a_committed_checkpoint(tmp_path: Path) -> None:
     save(tmp_path / "ck", _state(1), step=1)
     inner = tmp_path / "ck" / "step-0000000001" / "a" / "new-root"
