@@ -113,8 +113,14 @@ def compare_cmd(dirs: tuple[str, ...], report_path: str | None, as_json: bool) -
     report = Path(report_path) if report_path else Path(dirs[0]).resolve().parent / "report.html"
     write_html(results, report, names=names)
     rows = comparison_rows(results)
-    render(as_json, {"columns": ["metric", *names], "rows": rows, "report": str(report)},
+    # a side-by-side means something only over the same jobs on the same cluster
+    warnings = [f"the runs replayed different {what}s: " + ", ".join(f"{n}: {v}" for n, v in zip(names, seen))
+                for what, seen in (("trace", [r.get("trace") for r in results]),
+                                   ("fabric", [(r.get("config") or {}).get("fabric") for r in results]))
+                if len(set(map(str, seen))) > 1]
+    render(as_json, {"columns": ["metric", *names], "rows": rows, "report": str(report), "warnings": warnings},
            lambda con: (con.print(table("policy comparison", ["metric", *names], rows)),
+                        [con.print(f"warning: {w}", markup=False) for w in warnings],
                         con.print(f"report: {report}")))
 
 

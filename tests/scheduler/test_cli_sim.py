@@ -21,8 +21,14 @@ def test_run_and_compare(tmp_path, capsys):
     code = main(["sim", "compare", str(tmp_path / "slurm"), str(tmp_path / "fabric"), "--json"])
     assert code == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["columns"] == ["metric", "slurm", "fabric"]
+    assert out["columns"] == ["metric", "slurm", "fabric"] and out["warnings"] == []
     assert Path(out["report"]).read_text().count("<img") == 3
+    # runs over different jobs are still shown side by side, with a warning saying so
+    assert main(["sim", "run", "--trace", "synthetic:jobs=20", "--topology", "leaf-spine:hosts=8",
+                 "--out", str(tmp_path / "other"), "--no-progress", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["sim", "compare", str(tmp_path / "slurm"), str(tmp_path / "other")]) == 0
+    assert "warning: the runs replayed different traces" in capsys.readouterr().out
 
 
 def test_bad_input_exit_codes(tmp_path, capsys):
