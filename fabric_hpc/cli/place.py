@@ -24,7 +24,8 @@ from fabric_hpc.errors import ConfigError
 @click.option("--solver", type=click.Choice(["cpsat", "greedy", "slurm-tree", "slurm-block"]), default="cpsat",
               show_default=True)
 @click.option("--time-limit", type=FiniteFloat(0, 3600, lo_open=True), default=1.0, show_default=True,
-              help="CP-SAT time limit (s), in (0, 3600].")
+              help="CP-SAT budget in (0, 3600]: deterministic time units (answers do not depend on the "
+                   "machine's load; one unit is about 1-2.5 s of CPU, docs/placement.md).")
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
               help="CP-SAT workers (1 is deterministic).")
 @click.option("--commit", "commit_job", help="Allocate the placement to this job id in --state.")
