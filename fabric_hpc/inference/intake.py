@@ -144,8 +144,12 @@ def spool_files(spool: str | os.PathLike[str]) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise NotFoundError(f"input spool {path} does not exist",
-                            hint="give a directory of *.jsonl files, a .jsonl file, or '-' for stdin")
+        hint = "give a directory of *.jsonl files, a .jsonl file, or '-' for stdin"
+        if path.exists():  # a FIFO, socket or device: never read as a spool (a FIFO could block forever)
+            from fabric_hpc.inputs import kind_of
+            raise ConfigError(f"input spool {path} is {kind_of(path.stat().st_mode)}, not a file or directory",
+                              hint=hint + " (pipe into --input - instead)")
+        raise NotFoundError(f"input spool {path} does not exist", hint=hint)
     return sorted(p for p in path.iterdir() if p.suffix == ".jsonl" and p.is_file())
 
 
