@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sys
@@ -41,6 +40,7 @@ from fabric_hpc.inference.journal import (
 from fabric_hpc.inference.mpi import MpiContext, PeerFailed, mpi_context, shard_longest_first
 from fabric_hpc.inference.pipeline import Pipeline, PipelineOptions
 from fabric_hpc.inference.telemetry import MetricsWriter
+from fabric_hpc.pidlock import PidLock
 from fabric_hpc.inputs import read_json
 
 __all__ = ["job_status", "merge_job", "run_job"]
@@ -49,40 +49,17 @@ FAULT_ENV = "FABRIC_INFER_FAULT"  # test hook: "RANK:N" -> that rank fails after
 SNAPSHOT = "spool-snapshot.json"
 
 
-def _lock_output(out: Path) -> int:
-    """Exclusive ``flock`` on ``<output>/.run.lock`` held by rank 0 for the whole run (the kernel
-    drops it when the process dies): a second run on the same directory is refused, not interleaved."""
-    fd = os.open(out / ".run.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        owner = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        os.close(fd)
-        raise ConfigError(f"another `fabric infer run` (pid {owner or '?'}) is writing to {out}",
-                          hint="wait for it to end (it resumes where it stops), or use another --output") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def _run_holder(out: Path) -> int | None:
-    """pid of the run holding ``<output>/.run.lock`` (-1 when unreadable); None when no run holds it."""
-    try:
-        fd = os.open(out / ".run.lock", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        return int(text) if text.isdigit() else -1
-    finally:
-        os.close(fd)
-    return None
+def _output_lock(out: Path) -> PidLock:
+    """Exclusive ``flock`` on ``<output>/.run.lock``, held by rank 0 for the whole run: a second
+    run on the same directory is refused, not interleaved (its orphan cleanup would remove the
+    first run's unjournalled chunks)."""
+    return PidLock(out / ".run.lock",
+                   busy=lambda owner: f"another `fabric infer run` (pid {owner}) is writing to {out}",
+                   hint="wait for it to end (it resumes where it stops), or use another --output")
 
 
 def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
-             ) -> tuple[int, dict[str, Any] | None, int | None]:
+             ) -> tuple[int, dict[str, Any] | None, PidLock | None]:
     """Rank 0 locks the output, checks run.json, cleans orphans, opens an attempt and takes the
     spool snapshot; every rank gets the attempt and the same snapshot (rank 0 also the lock)."""
     state: dict[str, Any] = {}
@@ -90,7 +67,8 @@ def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
     if ctx.rank == 0:
         try:
             out.mkdir(parents=True, exist_ok=True)
-            lock = _lock_output(out)
+            lock = _output_lock(out)
+            lock.acquire()
             path = out / "run.json"
             if path.is_file():
                 old = read_json(path, what="run file", limit=16 << 20)
@@ -112,7 +90,7 @@ def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
     state = ctx.bcast(state)
     if "error" in state:
         if lock is not None:
-            os.close(lock)
+            lock.release()
         kind, message, hint = state["error"]
         cls = {"NotFoundError": NotFoundError, "ExternalError": ExternalError}.get(kind, ConfigError)
         raise cls(message, hint=hint)
@@ -182,7 +160,7 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
     out = Path(output)
     opts = options or PipelineOptions(admit_batch=1 if source == "-" else 64)
     pipeline: Pipeline | None = None
-    lock: int | None = None
+    lock: PidLock | None = None
     try:
         config = load_engine_config(engine_config)
         engine = build_engine(config, local_rank=ctx.local_rank, **dict(engine_options or {}))
@@ -234,7 +212,7 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         raise
     finally:
         if lock is not None:
-            os.close(lock)
+            lock.release()
 
 
 def _load_run(out: Path) -> dict[str, Any]:
@@ -270,7 +248,7 @@ def job_status(output: str | os.PathLike[str]) -> dict[str, Any]:
             "attempts": len(list(attempts.iterdir())) if attempts.is_dir() else 0,
             "done": len(committed_ids(out)),
             "dead_letter": len(read_json_lines(dead)) if dead.is_file() else 0,
-            "merged": (out / "results.jsonl").is_file(), "running": _run_holder(out) is not None,
+            "merged": (out / "results.jsonl").is_file(), "running": _output_lock(out).holder() is not None,
             "ranks": ranks}
 
 
@@ -278,7 +256,7 @@ def merge_job(output: str | os.PathLike[str], source: str | None = None) -> dict
     """Check output ids == accepted input ids exactly and write ``results.jsonl``."""
     out = Path(output)
     run = _load_run(out)
-    if (pid := _run_holder(out)) is not None:
+    if (pid := _output_lock(out).holder()) is not None:
         raise ConfigError(f"a `fabric infer run` (pid {pid}) is still writing to {out}",
                           hint="merge after it ends")
     source = source or run["input"]

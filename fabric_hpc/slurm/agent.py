@@ -31,7 +31,6 @@ waits an exponential backoff (0.25 s doubling up to ``max_backoff_s``). SIGTERM/
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -46,6 +45,7 @@ from pydantic import Field
 
 from fabric_hpc.errors import ConfigError, ExternalError, FabricError
 from fabric_hpc.events import JsonLinesWriter, emit, make_event
+from fabric_hpc.pidlock import PidLock
 from fabric_hpc.scheduler import SchedulingPolicy, make_policy
 from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
 from fabric_hpc.slurm.contract import SlurmClient, SlurmError
@@ -107,44 +107,11 @@ class CycleResult:
     policy_s: float = 0.0
 
 
-class AgentLock:
+def agent_lock(state_dir: Path) -> PidLock:
     """Exclusive ``flock`` on ``<state_dir>/agent.lock`` holding the owner's pid."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / "agent.lock"
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            os.close(fd)
-            raise ConfigError(f"another fabric agent (pid {owner or '?'}) is active for {self.path.parent}",
-                              hint="one agent per cluster: stop the other one, or use another --state-dir") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def holder(self) -> int | None:
-        """pid of the live holder, None when free."""
-        if not self.path.exists():
-            return None
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            return int(text) if text.isdigit() else -1
-        finally:
-            os.close(fd)
-        return None
+    return PidLock(state_dir / "agent.lock", mode=0o644,
+                   busy=lambda owner: f"another fabric agent (pid {owner}) is active for {state_dir}",
+                   hint="one agent per cluster: stop the other one, or use another --state-dir")
 
 
 class Agent:
@@ -163,7 +130,7 @@ class Agent:
                                         self._note)
         self.cadence = Cadence(config.backfill_interval_s)
         self.audit = JsonLinesWriter(self.state_dir / "decisions.jsonl")
-        self.lock = AgentLock(self.state_dir)
+        self.lock = agent_lock(self.state_dir)
         self.metrics: Any = None
         self._stop = threading.Event()
         self._wake_mtime = 0.0
@@ -427,6 +394,6 @@ def read_status(state_dir: str | os.PathLike[str]) -> dict[str, Any]:
         status = json.loads((d / "status.json").read_text())
     beat = (d / "heartbeat").read_text().partition("\n")[0].strip() if (d / "heartbeat").exists() else ""
     status["heartbeat_age_s"] = round(time.time() - int(beat), 1) if beat.isdigit() else None
-    status["lock_holder"] = AgentLock(d).holder()
+    status["lock_holder"] = agent_lock(d).holder()
     status["running"] = status["lock_holder"] is not None
     return status

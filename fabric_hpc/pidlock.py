@@ -1,0 +1,55 @@
+"""An exclusive ``flock`` on a small file that holds the owner's pid.
+
+One live owner per file (the agent per state directory, an inference run per output directory);
+the kernel drops the lock when the process dies, so a crash never leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from fabric_hpc.errors import ConfigError
+
+
+class PidLock:
+    """``acquire`` takes the lock or raises :class:`~fabric_hpc.errors.ConfigError` with
+    ``busy(owner pid text)`` and ``hint``; ``holder`` says who holds it without taking it."""
+
+    def __init__(self, path: Path, *, busy: Callable[[str], str], hint: str, mode: int = 0o600) -> None:
+        self.path, self._busy, self._hint, self._mode = Path(path), busy, hint, mode
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, self._mode)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise ConfigError(self._busy(owner or "?"), hint=self._hint) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def holder(self) -> int | None:
+        """pid of the live holder (-1 when its pid is unreadable), None when nobody holds it."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else -1
+        finally:
+            os.close(fd)
+        return None
