@@ -91,7 +91,8 @@ def resolve(path: Path | str, step: int | None = None) -> CheckpointRef:
     for ref in refs:  # only a real step directory inside the root (list_checkpoints skips symlinks)
         if ref.path.name == latest:
             return ref
-    if latest is not None and os.path.lexists(path / latest):  # there, but not a committed checkpoint
+    latest_dir = path / latest if latest is not None else None
+    if latest_dir is not None and latest_dir.is_dir() and not latest_dir.is_symlink():  # not committed
         raise CheckpointCorruptError(
             f"{path}: latest names {latest}, which is damaged (no {MANIFEST}); not falling back silently",
             hint=f"restore an older step explicitly (--step; steps: {[r.step for r in refs][-10:]}), "

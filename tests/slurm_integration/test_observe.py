@@ -65,6 +65,9 @@ def test_status_metrics_and_why(fabric_cluster, agent):
 
 
 def test_spot_gangs_are_requeued_for_a_high_tier_gang(fabric_cluster, agent):
+    # the high gang's wait (2 hosts x 8 GPUs x 1 h: no time limit counts as 1 h) against a victim's
+    # loss (32 GPUs x (seconds run + 300 s restore)): worth it at ratio 1, not at the default 20
+    agent.extra = (*agent.extra, "--preempt-benefit-ratio", "1")
     agent.start()
     spots = [fabric_cluster.sbatch("-N4", "--gres=gpu:8", "--requeue", "--comment=fabric:tier=spot",
                                    wrap="sleep 120") for _ in range(4)]
