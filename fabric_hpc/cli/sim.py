@@ -61,10 +61,13 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
     fab = open_fabric(topology)
     sizes = np.bincount(fab.index.gpu_host, minlength=len(fab.hosts))
     opts: dict = {"time_scale": time_scale} if time_scale is not None else {}
+    largest = max(int(sizes.max(initial=0)), 1)
     if not trace.startswith("synthetic"):
-        opts["gpus_per_host"] = gpus_per_host or max(int(sizes.max(initial=0)), 1)
+        opts["gpus_per_host"] = gpus_per_host or largest
     elif gpus_per_host is not None:
         raise ConfigError("--gpus-per-host applies to trace files; give synthetic:gpus_per_host=N instead")
+    else:  # sized to this fabric unless the reference says otherwise
+        opts["fabric_defaults"] = {"cluster_gpus": max(len(fab.gpus), 1), "gpus_per_host": largest}
     jobs = load_trace(trace, **opts)
     name = getattr(jobs, "name", trace)
     if limit is not None:

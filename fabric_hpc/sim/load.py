@@ -9,6 +9,7 @@ Bundled: ``data/traces/tiresias_60_job.csv`` and ``data/traces/alibaba_openb_pod
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from pathlib import Path
 
 from fabric_hpc.errors import ConfigError
@@ -37,7 +38,9 @@ def _sniff(path: Path) -> str:
                       hint=f"prefix the path with the kind: {', '.join(READERS)} (e.g. openb:{path})")
 
 
-def _synthetic(params: str) -> Trace:
+def _synthetic(params: str, fabric_defaults: dict[str, int] | None = None) -> Trace:
+    """``fabric_defaults`` (``cluster_gpus``, ``gpus_per_host`` of the fabric replayed on) apply
+    where ``params`` do not set them, so ``load`` is the load on that fabric and gangs fit its hosts."""
     fields = {f.name: f for f in dataclasses.fields(GangWorkload)}
     kw: dict[str, object] = {}
     for part in filter(None, (p.strip() for p in params.split(","))):
@@ -53,15 +56,30 @@ def _synthetic(params: str) -> Trace:
                 raise ValueError
         except ValueError:
             raise ConfigError(f"synthetic: {key}={val!r} is not a number") from None
-    spec = GangWorkload(**kw)  # type: ignore[arg-type]
+    spec = GangWorkload(**{**(fabric_defaults or {}), **kw})  # type: ignore[arg-type]
     return Trace(gang_workload(spec), "synthetic:" + (params or "defaults"))
 
 
-def load_trace(ref: str, **options: object) -> Trace:
+def _flags(names) -> str:  # noqa: ANN001 - the CLI flags (and keyword names) of reader options
+    return ", ".join(f"--{n.replace('_', '-')}" for n in sorted(names))
+
+
+def load_trace(ref: str, *, fabric_defaults: dict[str, int] | None = None, **options: object) -> Trace:
+    """The jobs of ``ref``; ``options`` go to the file reader (``time_scale``, ``gpus_per_host``,
+    ...), and one it does not take is a ConfigError naming the kinds that do."""
     kind, sep, rest = ref.partition(":")
     if kind == "synthetic":
-        return _synthetic(rest)
-    if sep and kind in READERS:
-        return READERS[kind](rest, **options)  # type: ignore[operator]
-    path = _open(ref)
-    return READERS[_sniff(path)](path, **options)  # type: ignore[operator]
+        if options:
+            raise ConfigError(f"synthetic traces take no {_flags(options)}",
+                              hint="set the workload's own keys instead (e.g. synthetic:load=0.8,gpus_per_host=4)")
+        return _synthetic(rest, fabric_defaults)
+    path: str | Path = rest if sep and kind in READERS else _open(ref)
+    kind = kind if sep and kind in READERS else _sniff(Path(path))
+    reader = READERS[kind]
+    accepted = inspect.signature(reader).parameters
+    unknown = sorted(k for k in options if k not in accepted)
+    if unknown:
+        takers = [k for k, r in READERS.items() if all(o in inspect.signature(r).parameters for o in unknown)]
+        raise ConfigError(f"{kind} traces take no {_flags(unknown)}",
+                          hint=f"it applies to {', '.join(takers) or 'no'} traces")
+    return reader(path, **options)  # type: ignore[operator]

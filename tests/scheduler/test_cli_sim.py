@@ -62,3 +62,19 @@ def test_preemption_settings_reach_the_policy(tmp_path, capsys):
     assert runs["ratio"]["preemptions"] < runs["default"]["preemptions"]
     config = json.loads((tmp_path / "ratio" / "results.json").read_text())["config"]
     assert config["preempt_benefit_ratio"] == 1000.0
+
+
+def test_time_scale_only_where_a_trace_takes_it_and_synthetic_fits_the_fabric(tmp_path, capsys):
+    """--time-scale on a sacct log was a TypeError traceback and on synthetic silently ignored;
+    synthetic gangs were sized for 8-GPU hosts on any fabric (45 % never fit NVL72's 4-GPU hosts)."""
+    sacct = tmp_path / "sacct.txt"
+    sacct.write_text("JobID|Submit|Start|End|Elapsed|Timelimit|NNodes|AllocTRES|Partition|Account|State\n"
+                     "1|2024-01-01T00:00:00|2024-01-01T00:00:10|2024-01-01T01:00:00|00:59:50|02:00:00|1|"
+                     "gres/gpu=8|gpu|a|COMPLETED\n")
+    for ref in (f"sacct:{sacct}", "synthetic:jobs=5"):
+        assert main(["sim", "run", "--trace", ref, "--time-scale", "2", "--out", str(tmp_path / "o")]) == 3
+        err = capsys.readouterr().err
+        assert "take no --time-scale" in err and "Traceback" not in err
+    assert main(["sim", "run", "--trace", "synthetic:jobs=200,seed=1", "-t", "nvl72:racks=2",
+                 "--out", str(tmp_path / "n"), "--no-progress", "--json", "--strict"]) == 0
+    assert json.loads(capsys.readouterr().out)["rejected"] == 0
