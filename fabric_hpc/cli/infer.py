@@ -40,10 +40,16 @@ def prepare_cmd(engine_dir: Path, checkpoint: Path, step: int | None, prefix: st
     from fabric_hpc.inference.engines import prepare_pytorch_engine
     from fabric_hpc.inference.engines.artefact import ENGINE_FILE
 
+    import os
+
+    from fabric_hpc.inputs import output_path
+    config_out = output_path(config_out, what="engine config")  # checked before anything is written
     cfg = prepare_pytorch_engine(engine_dir, dtype=dtype, max_batch_size=max_batch_size,
                                  max_input_len=max_input_len, max_seq_len=max_seq_len,
                                  max_num_tokens=max_num_tokens, checkpoint=checkpoint, step=step,
                                  prefix=prefix)
+    # `infer run` reads engine_dir relative to the config file, wherever this command ran
+    cfg["engine_dir"] = os.path.relpath(engine_dir.resolve(), config_out.resolve().parent)
     config_out.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
     build = json.loads((engine_dir / ENGINE_FILE).read_text(encoding="utf-8"))
     render(as_json, {"engine_config": str(config_out), **build["checkpoint"]}, lambda c: c.print(

@@ -4,6 +4,8 @@ names mapped, damage and mismatches refused."""
 
 from __future__ import annotations
 
+import os
+
 import copy
 
 import json
@@ -164,3 +166,18 @@ def test_cli_prepare(hf_ckpt: Path, tmp_path: Path) -> None:
            "--dtype", "float32", *limits, "--config-out", str(tmp_path / "e2.json")]
     assert main(bad) == 3
     assert not (tmp_path / "e2.json").exists()
+    # run from another directory into a config elsewhere: engine_dir is written relative to the
+    # config file, which is how `infer run` reads it (it was written as typed, relative to the cwd)
+    (tmp_path / "cfgs").mkdir()
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert main(["infer", "prepare", "eng3", "--checkpoint", str(hf_ckpt), "--step", "7", "--dtype",
+                     "float32", *limits, "--config-out", "cfgs/e3.json"]) == 0
+    finally:
+        os.chdir(old)
+    assert load_engine_config(tmp_path / "cfgs" / "e3.json").engine_dir == str(tmp_path / "eng3")
+    # the config's directory is checked before the engine directory is written
+    assert main(["infer", "prepare", str(tmp_path / "eng4"), "--checkpoint", str(hf_ckpt), "--dtype", "float32",
+                 *limits, "--config-out", str(tmp_path / "nodir" / "e4.json")]) == 3
+    assert not (tmp_path / "eng4").exists()
