@@ -162,6 +162,15 @@ def set_latest(root: Path, name: str) -> None:
     fsio.atomic_replace(Path(root) / LATEST, (name + "\n").encode(), LATEST_TMP_PREFIX)
 
 
+def advance_latest(root: Path, name: str) -> None:
+    """Point ``latest`` at the just-committed ``name`` unless it already names a committed step
+    with a higher number (``latest`` is the highest step, as ``list`` and ``prune`` count it: an
+    import or save of an older step must not roll restores back). Call under :func:`root_lock`."""
+    current = read_latest(root)
+    if current is None or current < name or not (Path(root) / current / MANIFEST).is_file():
+        set_latest(root, name)
+
+
 @contextmanager
 def reading(ref: CheckpointRef) -> Iterator[None]:
     """Hold a shared flock on the checkpoint's manifest while reading, so prune skips it."""

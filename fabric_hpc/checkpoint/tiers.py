@@ -198,9 +198,7 @@ def drain(part: LocalPart, shared: Path | str) -> Path | None:
         fsio.fsync_dir(staging)
         os.rename(staging, final)
         fsio.fsync_dir(shared)
-        latest = store.read_latest(shared)
-        if latest is None or latest < final.name:
-            store.set_latest(shared, final.name)
+        store.advance_latest(shared, final.name)
         _remove_stale_drains(shared, part.step)
     emit("checkpoint.saved", path=str(final), step=part.step, bytes=manifest.nbytes, tier="shared",
          nodes=part.nodes)

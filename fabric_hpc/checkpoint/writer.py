@@ -322,7 +322,7 @@ def _commit(root: Path, tmp: Path, header: dict[str, Any], per_rank: list) -> Pa
             raise CheckpointError(f"checkpoint for step {step} appeared in {root} during the save")
         os.rename(tmp, final)
         fsio.fsync_dir(root)
-        store.set_latest(root, final.name)
+        store.advance_latest(root, final.name)
     return final
 
 

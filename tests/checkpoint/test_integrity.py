@@ -168,3 +168,13 @@ def test_garbage_manifest_is_reported_not_crashing(tmp_path: Path) -> None:
     assert not verify(res.path).ok
     with pytest.raises(CheckpointCorruptError, match="manifest is not valid"):
         restore(res.path)
+
+
+def test_saving_an_older_step_does_not_move_latest_back(tmp_path: Path) -> None:
+    """``latest`` is the highest committed step: importing or saving an older step must not make
+    every restore silently roll back to it."""
+    save(tmp_path, _state(1), step=100)
+    save(tmp_path, _state(2), step=50)
+    assert read_latest(tmp_path) == "step-0000000100" and open_checkpoint(tmp_path).step == 100
+    save(tmp_path, _state(3), step=200)
+    assert read_latest(tmp_path) == "step-0000000200"
