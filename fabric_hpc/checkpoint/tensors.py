@@ -61,7 +61,7 @@ def check_mesh(mesh: tuple[int, ...] | None, world_size: int) -> None:
     """A restore/reshard mesh must multiply to the world size."""
     if mesh is not None and (math.prod(mesh) != world_size or any(m < 1 for m in mesh)):
         raise CheckpointError(f"mesh {'x'.join(map(str, mesh))} does not multiply to world size {world_size}",
-                              hint="give one factor per split dimension, e.g. mesh (2, 4) for 8 ranks")
+                              hint="give one factor per split dimension, e.g. mesh (2, 4) for 8 ranks (--mesh 2x4)")
 
 
 def split_region(shape: tuple[int, ...], dims: tuple[int, ...], part: tuple[int, ...],

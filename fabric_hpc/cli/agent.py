@@ -57,7 +57,7 @@ def group() -> None:
                    "<ckpt-root>/<user>/<job name>, so preemption counts only work since it (default: not read).")
 @click.option("--backfill-interval", "backfill_interval_s", type=float, default=0.0, show_default=True,
               help="Backfill passes at most this often (s); main passes in between, like the simulator's "
-                   "--backfill-interval. 0: every cycle backfills.")
+                   "Simulator(backfill_interval_s=30). 0: every cycle backfills.")
 @click.option("--record-cycles", is_flag=True, default=False,
               help="Append each cycle's scheduler input and decisions to <state-dir>/cycles.jsonl (replayable).")
 @click.option("--usage-source", type=click.Choice(["auto", "slurm", "ledger"]), default="auto", show_default=True,

@@ -83,6 +83,9 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
     kwargs: dict = {}
     if placement:
         kwargs["placement"] = placement
+    if no_preemption and preempt_benefit_ratio is not None:
+        raise ConfigError("--no-preemption and --preempt-benefit-ratio contradict each other",
+                          hint="give one: no preemption at all, or preemption when it pays this much")
     fabric_only = {"backfill": backfill, "preemption": False if no_preemption else None,
                    "preempt_benefit_ratio": preempt_benefit_ratio}
     for key, value in fabric_only.items():
