@@ -40,8 +40,8 @@ from fabric_hpc.inference.journal import (
 from fabric_hpc.inference.mpi import MpiContext, PeerFailed, mpi_context, shard_longest_first
 from fabric_hpc.inference.pipeline import Pipeline, PipelineOptions
 from fabric_hpc.inference.telemetry import MetricsWriter
-from fabric_hpc.pidlock import PidLock
 from fabric_hpc.inputs import read_json
+from fabric_hpc.pidlock import PidLock
 
 __all__ = ["job_status", "merge_job", "run_job"]
 
