@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from collections import Counter
 from dataclasses import dataclass, field
@@ -106,11 +107,11 @@ def discover(*, root: str | os.PathLike[str] = "/", nvml: Any = None,
 
 
 def _short_hostname(name: str) -> str:
-    from fabric_hpc.hostlist import expand
+    from fabric_hpc.hostlist import NAME, expand
 
     short = name.split(".")[0] or "localhost"
     try:
-        ok = expand(short) == [short]
+        ok = expand(short) == [short] and NAME.match(short) is not None
     except ConfigError:
         ok = False
     if not ok:
@@ -285,7 +286,10 @@ def _model_name(name: str) -> str:
 
 
 def _slug(model: str) -> str:
-    return _model_name(model).split("-")[0].lower()
+    """The model's feature name (``H100-80GB-HBM3`` → ``h100``), reduced to what a Slurm feature
+    (and the fabric file's name rule) takes."""
+    slug = re.sub(r"[^a-z0-9_.-]", "", _model_name(model).split("-")[0].lower()).lstrip("_.-")
+    return slug or "gpu"
 
 
 def _any_ib(sysfs: SysfsFacts, chosen: list[str]) -> bool:
