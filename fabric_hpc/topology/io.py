@@ -120,14 +120,15 @@ def _check_types(name: str, func: Callable[..., Any], kwargs: dict[str, Any]) ->
     """Each parameter has the kind of value its default (or annotation) says: a whole number, a
     number or a name."""
     import inspect
+    params = inspect.signature(func).parameters
     for key, value in kwargs.items():
-        param = inspect.signature(func).parameters[key]
-        kind = type(param.default).__name__ if param.default not in (None, inspect.Parameter.empty) \
-            else str(param.annotation)
+        default = params[key].default
+        has_default = default not in (None, inspect.Parameter.empty)
+        kind = type(default).__name__ if has_default else str(params[key].annotation)
         want = "a whole number" if "int" in kind else "a number" if "float" in kind else None
         if want and (isinstance(value, str) or (want == "a whole number" and not isinstance(value, int))):
             raise ConfigError(f"generator {name!r}: {key}={value!r} must be {want}",
-                              hint=f"e.g. {name}:{key}={param.default if param.default not in (None, inspect.Parameter.empty) else 4}")
+                              hint=f"e.g. {name}:{key}={default if has_default else 4}")
 
 
 def open_fabric(ref: str | os.PathLike[str] | None = None) -> Fabric:
