@@ -48,11 +48,15 @@ def start_writeback(fd: int, offset: int, nbytes: int) -> None:
         _SYNC_FILE_RANGE(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE)
 
 
-def crc32c(data: np.ndarray, crc: int = 0) -> int:
-    """crc32c of a C-contiguous array's bytes, continuing from ``crc``."""
+def crc32c(data: np.ndarray, crc: int = 0, *, pad: int = 0) -> int:
+    """crc32c of a C-contiguous array's bytes (then ``pad`` zero bytes, as :func:`write_file`
+    writes them), continuing from ``crc``."""
     flat = data.reshape(-1).view(np.uint8)
     for lo in range(0, flat.size, BLOCK):
         crc = _crc32c.extend(crc, flat[lo:lo + BLOCK])
+    while pad > 0:
+        crc = _crc32c.extend(crc, _ZEROS[:min(pad, BLOCK)])
+        pad -= BLOCK
     return crc
 
 
