@@ -102,25 +102,6 @@ def output_path(path: str | os.PathLike[str], *, what: str = "output file") -> P
     return p
 
 
-def write_replace(path: Path, data: bytes, mode: int) -> Path:
-    """Write ``data`` beside ``path`` (a new temporary file, no symlink followed), give it ``mode``,
-    fsync, and rename it over ``path``: a reader sees the old file or the new one, never half, and
-    whatever entry was at ``path`` (file, symlink, FIFO) is replaced, never written through."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fchmod(fd, mode)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
-    return path
-
-
 def read_bytes(path: str | os.PathLike[str], *, what: str = "file", limit: int = MAX_FILE_BYTES,
                follow: bool = True, dir_fd: int | None = None) -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes. Opened with ``O_NONBLOCK`` (a

@@ -38,10 +38,10 @@ class Recorder:
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def set(self, **values: Any) -> None:
-        from fabric_hpc.inference.journal import atomic_write
+        from fabric_hpc.atomic import write_atomic
 
         self.data.update(values)
-        atomic_write(self.path, json.dumps(self.data, indent=1, default=str).encode())
+        write_atomic(self.path, json.dumps(self.data, indent=1, default=str).encode())
 
 
 @dataclass

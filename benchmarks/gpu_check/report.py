@@ -83,14 +83,14 @@ def validate(doc: dict[str, Any]) -> list[str]:
 
 
 def write_outputs(doc: dict[str, Any], out: Path, elapsed: float, final: bool = False) -> dict[str, Any]:
-    from fabric_hpc.inference.journal import atomic_write
+    from fabric_hpc.atomic import write_atomic
 
     doc["elapsed_s"] = elapsed
     doc["finished"] = _now() if final else None
     doc["schema_errors"] = validate(doc)
     doc["targets"] = targets(doc["parts"])
-    atomic_write(out / "gpu_check.json", json.dumps(doc, indent=1, default=str).encode())
-    atomic_write(out / "gpu_check.md", render(doc).encode())
+    write_atomic(out / "gpu_check.json", json.dumps(doc, indent=1, default=str).encode())
+    write_atomic(out / "gpu_check.md", render(doc).encode())
     return doc
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from google_crc32c import _crc32c  # C extension: accepts ndarrays, releases the GIL >= 1 MB
 
+from fabric_hpc.atomic import fsync_dir  # noqa: F401  (re-exported: the checkpoint code's fsync of directories)
 from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointIOError
 
 BLOCK = 64 << 20  # bytes per read; 16 MiB per write() (then writeback is started on it)
@@ -175,14 +176,6 @@ def read_into(fd: int, out: np.ndarray, offset: int) -> None:
         pos += n
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def fsync_paths(paths: list[Path], threads: int = 8) -> None:
     """fsync many files and directories concurrently (each fsync mostly waits on the device;
     issued together they share journal commits instead of paying one each in sequence)."""
@@ -223,14 +216,6 @@ def make_dirs(path: Path) -> None:
 def write_small(path: Path, data: bytes, *, fsync: bool = True) -> None:
     """A small metadata file (fsync'd unless the caller batches it into fsync_paths)."""
     write_file(path, data, fsync=fsync)
-
-
-def atomic_replace(path: Path, data: bytes, tmp_prefix: str) -> None:
-    """Replace ``path`` with ``data`` atomically and durably (temp file, fsync, rename, fsync dir)."""
-    tmp = path.parent / f"{tmp_prefix}{os.getpid()}-{os.urandom(4).hex()}"
-    write_file(tmp, data)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 def publish_dir(tmp: Path, out: Path) -> None:

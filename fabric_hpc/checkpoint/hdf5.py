@@ -11,12 +11,12 @@ crc32c before writing anything, so a file damaged after export is refused, not r
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from fabric_hpc.atomic import atomic_output
 from fabric_hpc.checkpoint import fsio
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError
 from fabric_hpc.checkpoint.format import Manifest, TensorEntry, _entry_problems, check_name, stored_dtype
@@ -35,9 +35,8 @@ def export_h5(path: Path | str, h5_path: Path | str, *, step: int | None = None,
     from fabric_hpc.inputs import output_path
     ckpt = open_checkpoint(path, step)
     h5_path = output_path(h5_path, what="HDF5 file")
-    tmp = h5_path.with_name(f".{h5_path.name}.tmp-{os.getpid()}")
     manifest = ckpt.manifest.model_dump(mode="json")
-    try:
+    with atomic_output(h5_path, mode=fsio.FILE_MODE) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs[ROOT_ATTR] = json.dumps(manifest)
             for name in ckpt.names:
@@ -51,14 +50,6 @@ def export_h5(path: Path | str, h5_path: Path | str, *, step: int | None = None,
                 ds.attrs["fabric_split"] = json.dumps(entry.split.model_dump() if entry.split else None)
                 if progress:
                     progress(entry_nbytes(ckpt, name))
-        os.chmod(tmp, fsio.FILE_MODE)
-        fd = os.open(tmp, os.O_RDONLY)
-        os.fsync(fd)
-        os.close(fd)
-        os.replace(tmp, h5_path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return h5_path
 
 

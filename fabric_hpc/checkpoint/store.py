@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from fabric_hpc.atomic import write_atomic
 from fabric_hpc.checkpoint import fsio
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError
 from fabric_hpc.checkpoint.format import MANIFEST
@@ -26,7 +27,7 @@ from fabric_hpc.checkpoint.format import MANIFEST
 LATEST = "latest"
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
-LATEST_TMP_PREFIX = ".latest-"
+LATEST_TMP_PREFIX = ".latest"  # write_atomic's ".latest.<pid>-<hex>.tmp"; older versions wrote ".latest-<pid>-<hex>"
 _STEP_DIR = re.compile(r"^step-(\d{10})$")
 
 
@@ -159,7 +160,7 @@ def clean_leftovers(root: Path) -> list[str]:
 
 
 def set_latest(root: Path, name: str) -> None:
-    fsio.atomic_replace(Path(root) / LATEST, (name + "\n").encode(), LATEST_TMP_PREFIX)
+    write_atomic(Path(root) / LATEST, name + "\n", mode=fsio.FILE_MODE)
 
 
 def advance_latest(root: Path, name: str) -> None:

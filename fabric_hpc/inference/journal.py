@@ -37,6 +37,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from fabric_hpc.atomic import atomic_output, fsync_dir, write_atomic
 from fabric_hpc.errors import ConfigError, ExternalError, NotFoundError
 from fabric_hpc.events import JsonLinesWriter, emit, read_json_lines
 from fabric_hpc.inference.engine import EngineResult
@@ -65,25 +66,6 @@ def private_files(mode: str = "private") -> Iterator[None]:
 
 class MergeError(ExternalError):
     """Output ids differ from input ids (missing or duplicated results). Exit code 5."""
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """temp file, fsync, rename, fsync directory."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def journal_records(out: Path) -> Iterator[dict[str, Any]]:
@@ -121,7 +103,7 @@ def _without(path: Path, drop: set[str], dest: Path) -> list[str]:
         if line.strip() and json.loads(line)["id"] not in drop:
             kept.append(line + b"\n")
             ids.append(json.loads(line)["id"])
-    atomic_write(dest, b"".join(kept))
+    write_atomic(dest, b"".join(kept))
     return ids
 
 
@@ -156,7 +138,7 @@ def dedupe_chunks(out: str | os.PathLike[str]) -> list[str]:
             ids = _without(cdir / rec["chunk"], dup, cdir / name)
             kept.append({**rec, "chunk": name, "n": len(ids), "ids": ids})
         if dirty:
-            atomic_write(jpath, b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n"
+            write_atomic(jpath, b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n"
                                          for r in kept))
     if removed:
         emit("infer.dedupe", removed=len(removed), ids=removed[:20], dir=str(out))
@@ -234,7 +216,7 @@ class ChunkSink:
         fh.close()
         self._file = None
         os.replace(self.out / "chunks" / (name + ".tmp"), self.out / "chunks" / name)
-        _fsync_dir(self.out / "chunks")
+        fsync_dir(self.out / "chunks")
         self.journal.write({"chunk": name, "n": len(self._ids), "ids": self._ids})
         ids, self._ids = self._ids, []
         self.seq += 1
@@ -280,12 +262,7 @@ def merge_outputs(out: str | os.PathLike[str], expected_ids: Iterable[str]) -> d
             f"{dup[:20]}, {len(extra)} unexpected {extra[:5]}",
             hint="rerun `fabric infer run` with the same --output: it finishes missing work and "
                  "keeps the first copy of each duplicated id")
-    tmp = out / "results.jsonl.tmp"
-    with open(tmp, "wb") as fh:
+    with atomic_output(out / "results.jsonl") as tmp, open(tmp, "wb") as fh:
         for path in chunks:
             fh.write(path.read_bytes())
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, out / "results.jsonl")
-    _fsync_dir(out)
     return {"results": str(out / "results.jsonl"), "items": len(expected), "chunks": len(chunks)}

@@ -28,9 +28,9 @@ from fabric_hpc.inference.intake import (
     spool_snapshot,
     stream_lines,
 )
+from fabric_hpc.atomic import write_atomic
 from fabric_hpc.inference.journal import (
     ChunkSink,
-    atomic_write,
     committed_ids,
     merge_outputs,
     next_attempt,
@@ -78,12 +78,12 @@ def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
                             f"{out} holds a run with a different {key}: cannot resume it",
                             hint="use a new --output directory, or the original settings")
             else:
-                atomic_write(path, json.dumps(run_doc, indent=2).encode())
+                write_atomic(path, json.dumps(run_doc, indent=2).encode())
             prepare_resume(out)
             (out / "dead-letter.jsonl").unlink(missing_ok=True)  # recomputed from the input
             if source != "-":
                 state["snapshot"] = spool_snapshot(run_doc["input"])
-                atomic_write(out / SNAPSHOT, json.dumps(state["snapshot"]).encode())
+                write_atomic(out / SNAPSHOT, json.dumps(state["snapshot"]).encode())
             state["attempt"] = next_attempt(out)
         except FabricError as exc:
             state["error"] = (type(exc).__name__, exc.message, exc.hint)

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.inference.engine import (
     EngineConfig,
@@ -196,9 +197,7 @@ def write_simulated_artefact(engine_dir: str | Path, *, limits: EngineLimits,
                       "best_batch_size": limits.best_batch_size, "cost_model": asdict(cost),
                       "seed": seed},
     }
-    tmp = path / "config.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
-    tmp.replace(path / "config.json")
+    write_atomic(path / "config.json", json.dumps(doc, indent=2))
     return {"engine": "simulated", "engine_dir": str(path), "architecture": architecture,
             "dtype": dtype, "max_batch_size": limits.max_batch_size,
             "max_input_len": limits.max_input_len, "max_seq_len": limits.max_seq_len,

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fabric_hpc.atomic import write_atomic
 from fabric_hpc.events import JsonLinesWriter, make_event
 
 __all__ = ["METRICS", "MetricsWriter", "NvmlSampler", "prometheus_text"]
@@ -126,9 +127,7 @@ class MetricsWriter:
         snap = {**snapshot, **self.nvml.sample(), "rank": self.rank}
         self.lines.write(make_event("infer.metrics", **snap))
         prom = self.dir / f"rank-{self.rank:05d}.prom"
-        tmp = prom.with_suffix(".prom.tmp")
-        tmp.write_bytes(prometheus_text(snap, rank=self.rank, gpu=self.gpu, job_id=self.job_id))
-        os.replace(tmp, prom)
+        write_atomic(prom, prometheus_text(snap, rank=self.rank, gpu=self.gpu, job_id=self.job_id), durable=False)
         return snap
 
     def close(self) -> None:

@@ -192,13 +192,12 @@ class ClusterState:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write atomically (temp file + rename)."""
+        from fabric_hpc.atomic import write_atomic
         from fabric_hpc.inputs import os_error, output_path
 
         p = output_path(path, what="cluster state file")
-        tmp = p.with_name(p.name + ".tmp")
         try:
-            tmp.write_text(json.dumps(self.to_dict(), indent=1))
-            os.replace(tmp, p)
+            write_atomic(p, json.dumps(self.to_dict(), indent=1))
         except OSError as exc:
             raise os_error(exc, "cluster state file", p) from None
 

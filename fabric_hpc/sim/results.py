@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.events import finite_json
 from fabric_hpc.sim.engine import SimResult
@@ -56,10 +57,8 @@ def write_results(result: SimResult, out_dir: str | os.PathLike[str], *, trace: 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = results_dict(result, trace=trace, config=config)
-    tmp = out / "results.json.tmp"
     # strict JSON: a NaN or infinite metric is stored as null
-    tmp.write_text(json.dumps(finite_json(data), allow_nan=False))
-    os.replace(tmp, out / "results.json")
+    write_atomic(out / "results.json", json.dumps(finite_json(data), allow_nan=False))
     result.state.save(out / "state.json")
     if topology_report:
         from fabric_hpc.topology import write_report

@@ -43,6 +43,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ConfigError, ExternalError, FabricError
 from fabric_hpc.events import JsonLinesWriter, emit, make_event
 from fabric_hpc.pidlock import PidLock
@@ -78,7 +79,7 @@ class AgentConfig(StrictModel):
     #: The fabric policy's gang preemption of spot jobs for high-tier jobs (docs/scheduler.md).
     preemption: bool = True
     #: Preempt only when the waiting avoided is at least this many times the GPU-hours the victims
-    #: lose; None: the policy default (1.0). Higher: fewer preemptions, a lower mean JCT.
+    #: lose; None: the policy default (20, `fabric_policy`). Higher: fewer preemptions.
     preempt_benefit_ratio: float | None = Field(default=None, ge=0)
     #: Site mapping QOS/partition -> tier: ``qos:NAME=TIER`` / ``partition:NAME=TIER`` (see slurm/tiers.py).
     tier_map: list[str] = Field(default_factory=list)
@@ -224,8 +225,9 @@ class Agent:
                   "requeued": res.requeued, "waiting": {str(k): v for k, v in res.waiting.items()},
                   "utilisation": view.state.utilisation(), "backend": self.client.backend,
                   "errors": self.errors, **self.usage_source.status()}
-        _atomic_write(self.state_dir / "status.json", json.dumps(status))
-        _atomic_write(self.state_dir / "heartbeat", heartbeat_text(time.time()))
+        # rewritten every cycle, read by `fabric agent status` and job_submit.lua: not fsync'd
+        write_atomic(self.state_dir / "status.json", json.dumps(status), mode=0o644, durable=False)
+        write_atomic(self.state_dir / "heartbeat", heartbeat_text(time.time()), mode=0o644, durable=False)
         if self.metrics is not None:
             self.metrics.observe(res, view)
             self.metrics.usage_from_slurm.set(1 if self.usage_source.active == "slurm" else 0)
@@ -369,13 +371,6 @@ def _policy_options(config: AgentConfig) -> dict[str, Any]:
     if config.preempt_benefit_ratio is not None:
         opts["preempt_benefit_ratio"] = config.preempt_benefit_ratio
     return opts
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def heartbeat_text(now: float) -> str:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from fabric_hpc import __version__
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.inputs import write_replace
+from fabric_hpc.atomic import write_atomic
 from fabric_hpc.slurm.deploy_config import DeployConfig
 from fabric_hpc.topology import Fabric
 
@@ -292,7 +292,7 @@ class Installer:
                 if entry["backup"] is None:  # the original (pre-fabric) file is what uninstall restores
                     entry["backup"] = str(backup)
                 actions.append(f"backup  {f.path} -> {backup.name}")
-            write_replace(target, data, f.mode)
+            write_atomic(target, data, mode=f.mode)
             man["files"][f.path] = {**entry, "sha256": sha256(data)}
             actions.append(f"wrote   {f.path}")
         self._save(man)
@@ -340,7 +340,7 @@ class Installer:
 
     def _save(self, man: dict) -> None:
         man["fabric_hpc"] = __version__
-        write_replace(self.manifest_path, (json.dumps(man, indent=2, sort_keys=True) + "\n").encode(), 0o640)
+        write_atomic(self.manifest_path, json.dumps(man, indent=2, sort_keys=True) + "\n", mode=0o640)
 
     # -- uninstall ----------------------------------------------------------------------------
     def uninstall(self, *, force: bool = False, purge_state: bool = False) -> list[str]:

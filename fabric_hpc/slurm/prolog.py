@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.inputs import write_replace
+from fabric_hpc.atomic import write_atomic
 from fabric_hpc.topology import Fabric
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -220,7 +220,7 @@ def write_topo(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], *, dir_
             return path
     except ConfigError:
         pass
-    return write_replace(path, data, 0o644)  # replaces whatever entry was there (file, symlink, FIFO)
+    return write_atomic(path, data, mode=0o644)  # replaces whatever entry was there (file, symlink, FIFO)
 
 
 def topo_file(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], user_topo_dir: str | None) -> Path:

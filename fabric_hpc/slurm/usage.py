@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from fabric_hpc.checkpoint.fsio import atomic_replace
+from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.scheduler import UsageLedger
 from fabric_hpc.scheduler.priority import DAY
@@ -65,7 +65,7 @@ class AgentUsage:
 
     def save(self) -> None:
         data = {"ledger": self.ledger.to_dict(), "held": self.held}
-        atomic_replace(self.path, json.dumps(data).encode(), f".{FILE}.")
+        write_atomic(self.path, json.dumps(data), mode=0o600)
 
 
 def _held_ok(held: object) -> bool:

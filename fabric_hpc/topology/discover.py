@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.events import emit
 from fabric_hpc.topology.discover_sysfs import SysfsFacts, cpus_of_mask, read_sysfs
@@ -66,9 +67,7 @@ class Discovery:
         side = Path(sidecar_path) if sidecar_path else yaml_path.with_name(yaml_path.stem + ".facts.json")
         for path, text in ((yaml_path, self.yaml()), (side, json.dumps(self.facts, indent=1) + "\n")):
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, path)
+            write_atomic(path, text)
         return yaml_path, side
 
 

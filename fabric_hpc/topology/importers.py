@@ -20,6 +20,7 @@ gaps is listed in ``docs/topology-sources.md`` and can be overridden by the argu
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from collections import Counter
@@ -29,6 +30,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.hostlist import NAME, compress
 from fabric_hpc.topology.spec import FabricSpec, HostType, check_spec
@@ -145,13 +147,11 @@ def write_host_map(rows: Iterable[tuple[str, str]], path: PathLike) -> Path:
     from fabric_hpc.inputs import output_path
 
     path = output_path(path, what="host map")
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["host", "ip"])
-        writer.writerows(rows)
-    os.replace(tmp, path)
-    return path
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["host", "ip"])
+    writer.writerows(rows)
+    return write_atomic(path, text.getvalue())
 
 
 def import_lingjun(csv_path: PathLike, *, host_type: HostType | None = None, prefix: str = "lj",

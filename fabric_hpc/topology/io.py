@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.inputs import check_path, load_yaml, os_error, output_path, read_text
 from fabric_hpc.topology.model import Fabric
@@ -80,10 +81,8 @@ def dump_spec(spec: FabricSpec) -> str:
 
 def save_spec(spec: FabricSpec, path: str | os.PathLike[str]) -> Path:
     path = output_path(path, what="fabric file")
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(dump_spec(spec), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, dump_spec(spec))
     except OSError as exc:
         raise os_error(exc, "fabric file", path) from None
     return path

@@ -31,6 +31,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from fabric_hpc.atomic import write_atomic
+
 FORMAT = "fabric-hpc/nvml-recording"
 VERSION = 1
 AFFINITY_WORDS = 16  # 1,024 CPUs
@@ -129,10 +131,7 @@ def save_recording(rec: dict[str, Any], path: str | os.PathLike[str], *, note: s
     out.setdefault("recorded", {"host": socket.gethostname(), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                 "note": note})
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, json.dumps(out, indent=1) + "\n")
 
 
 def load_recording(path: str | os.PathLike[str]) -> dict[str, Any]:

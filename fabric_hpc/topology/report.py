@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.topology.model import Fabric, gpu_numa_of, rail_of
 
@@ -258,9 +259,7 @@ def write_report(fab: Fabric, out_html: str | Path, *, occupancy: dict[str, str]
 def _write(path: Path, blob: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(blob)
-        tmp.replace(path)
+        write_atomic(path, blob)
     except OSError as exc:
         raise ConfigError(f"cannot write report {path}: {exc.strerror or exc}",
                           hint="choose a writable path") from exc

@@ -66,13 +66,13 @@ def test_kill_minus_9_at_random_points_never_tears_latest(tmp_path: Path) -> Non
             assert np.all(got["model"]["w"] == ck.step) and np.all(got["opt"]["m"] == ck.step)
             assert ck.step >= max(committed_before, default=0), "a committed checkpoint went backwards"
             committed_before.add(ck.step)
-        leftovers_seen += sum(1 for p in root.iterdir() if p.name.startswith((".tmp-", ".trash-", ".latest-"))) \
+        leftovers_seen += sum(1 for p in root.iterdir() if p.name.startswith((".tmp-", ".trash-", ".latest"))) \
             if root.exists() else 0
 
         # the next save (here: in the parent) cleans up whatever the crash left behind
         next_step = (max((r.step for r in refs), default=0) + 1000)
         res = save(root, _state(next_step), step=next_step)
-        assert not [p for p in root.iterdir() if p.name.startswith((".tmp-", ".trash-", ".latest-"))]
+        assert not [p for p in root.iterdir() if p.name.startswith((".tmp-", ".trash-", ".latest"))]
         assert read_latest(root) == res.path.name
         next_step += 1
     assert leftovers_seen > 0, "no kill landed mid-save: the test did not exercise anything"

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.inference.engines.spec import ARCHITECTURE, PRESETS, LlamaSpec
 from fabric_hpc.validation import StrictModel, parse_model
@@ -187,9 +188,7 @@ def prepare_pytorch_engine(engine_dir: str | Path, *, dtype: str, max_batch_size
            "max_input_len": max_input_len, "max_seq_len": max_seq_len,
            "max_num_tokens": max_num_tokens, "tensor_parallel_size": 1, **weights}
     parse_model(EngineBuild, doc, source=str(path / ENGINE_FILE))
-    tmp = path / (ENGINE_FILE + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
-    tmp.replace(path / ENGINE_FILE)
+    write_atomic(path / ENGINE_FILE, json.dumps(doc, indent=2))
     return {"engine": "pytorch", "engine_dir": str(path), "architecture": ARCHITECTURE,
             "dtype": dtype, "max_batch_size": max_batch_size, "max_input_len": max_input_len,
             "max_seq_len": max_seq_len, "max_num_tokens": max_num_tokens,
