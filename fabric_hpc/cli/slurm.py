@@ -184,6 +184,8 @@ def install(config_path: str, topology: str | None, root: str, dry_run: bool, fo
         click.echo(inst.diff(files) or "(nothing would change)\n", nl=False)
         for problem in inst.foreign(files):
             click.echo(f"would refuse without --force: {problem}")
+        for problem in inst.owner_problems():
+            click.echo(f"would fail: {problem}")
     else:
         for action in inst.install(files, force=force):
             click.echo(action)

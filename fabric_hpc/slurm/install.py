@@ -253,6 +253,15 @@ class Installer:
                 out.append(f"{f.path}: changed since fabric slurm install wrote it")
         return out
 
+    def owner_problems(self) -> list[str]:
+        """Why the state directory could not be given its owner (a missing user or group): what
+        install would refuse with, for ``--dry-run``."""
+        try:
+            self._owner()
+        except ConfigError as exc:
+            return [str(exc)]
+        return []
+
     def diff(self, files: list[Planned]) -> str:
         chunks = []
         for f in files:
