@@ -69,7 +69,7 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
     else:  # sized to this fabric unless the reference says otherwise
         opts["fabric_defaults"] = {"cluster_gpus": max(len(fab.gpus), 1), "gpus_per_host": largest}
     jobs = load_trace(trace, **opts)
-    name = getattr(jobs, "name", trace)
+    name = jobs.name or trace
     if limit is not None:
         jobs = list(jobs)[:limit]
     misfits = [(j.id, r) for j in jobs if (r := never_fits(j, sizes, len(fab.gpus))) is not None]

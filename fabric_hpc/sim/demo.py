@@ -54,7 +54,7 @@ def demo_compare(out_dir: str | os.PathLike[str], *, fabric: Fabric | None = Non
         from fabric_hpc.sim.load import load_trace
 
         jobs = load_trace(trace)
-        name = getattr(jobs, "name", trace)
+        name = jobs.name or trace
     else:
-        jobs, name = list(trace), getattr(trace, "name", "jobs") if isinstance(trace, Trace) else "jobs"
+        jobs, name = list(trace), (trace.name or "jobs") if isinstance(trace, Trace) else "jobs"
     return compare(fab, jobs, out_dir, policies=policies, trace_name=name, progress=progress)

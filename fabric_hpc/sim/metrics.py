@@ -111,7 +111,7 @@ def _reasons(rejected: list[Any]) -> dict[str, int]:
     """Why jobs were rejected (the five most common reasons, with counts)."""
     counts: dict[str, int] = {}
     for r in rejected:
-        key = getattr(r, "reason", None) or "cannot fit the fabric"
+        key = r.reason or "cannot fit the fabric"
         counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:5])
 

@@ -109,14 +109,10 @@ def _scripts(cfg: DeployConfig) -> dict[str, Planned]:
 
 
 def _topology_yaml(fmt: str, slurm_version: str | None) -> bool:
-    from fabric_hpc.topology import export
-
-    have = hasattr(export, "topology_yaml")
-    if fmt == "yaml" and not have:
-        raise ConfigError("this fabric-hpc cannot write topology.yaml", hint="set install.topology_format = \"conf\"")
+    """Whether to write topology.yaml (Slurm >= 25.05 reads it) rather than topology.conf."""
     if fmt != "auto":
         return fmt == "yaml"
-    return have and slurm_version is not None and _version_tuple(slurm_version) >= (25, 5)
+    return slurm_version is not None and _version_tuple(slurm_version) >= (25, 5)
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
