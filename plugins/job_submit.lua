@@ -77,12 +77,14 @@ local function hostlist_count(expr)
 end
 
 local function gpus_per_node(tres)
-  -- "gres:gpu:8", "gres/gpu:8", "gres:gpu:h100:8", "gpu:4" (several items separated by commas)
+  -- "gres:gpu:8", "gres/gpu:8", "gres:gpu:h100:8", "gpu:4" (several items separated by commas);
+  -- nil when a GPU item cannot be read. Other GRES (gpumem, shard, ...) are not GPUs.
   if tres == nil then return 0 end
+  if #tres > MAX_GRES then return nil end
   local total = 0
   for item in string.gmatch(tres, "[^,]+") do
     local rest = string.gsub(item, "^gres[:/]", "")
-    if string.match(rest, "^gpu") then
+    if rest == "gpu" or string.sub(rest, 1, 4) == "gpu:" then
       local n = string.match(rest, ":(%d+)$")
       if n == nil and (rest == "gpu" or string.match(rest, "^gpu:[%a][%w_.-]*$")) then n = "1" end
       if n == nil or #n > 6 then return nil end
@@ -165,15 +167,16 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
     return reject(string.format("--comment is %d characters; fabric reads at most %d", #comment, MAX_COMMENT))
   end
   local tres = job_desc.tres_per_node
+  local nodes = job_desc.min_nodes
+  if nodes == nil or nodes == NO_VAL or nodes == 0 then nodes = 1 end
+  local gpn = gpus_per_node(tres)
+  local gang = nodes >= 2 and gpn ~= nil and gpn >= 1
+  -- a job that is neither asked for fabric nor a readable GPU gang is Slurm's alone: untouched
+  if not asked and not (gang and comment == "") then return slurm.SUCCESS end
   if tres ~= nil and #tres > MAX_GRES then
     return reject(string.format("the GPU request is %d characters; at most %d", #tres, MAX_GRES))
   end
-  local nodes = job_desc.min_nodes
-  if nodes == nil or nodes == NO_VAL or nodes == 0 then nodes = 1 end
-  local gpn = gpus_per_node(job_desc.tres_per_node)
   if gpn == nil then return reject("cannot read the GPU request '" .. show(tres) .. "'") end
-  local gang = nodes >= 2 and gpn >= 1
-  if not asked and not (gang and comment == "") then return slurm.SUCCESS end
   if gpn == 0 then
     return reject("fabric placement is for GPU jobs: add --gres=gpu:N (or --gpus-per-node=N)")
   end
@@ -202,6 +205,17 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
 end
 
 function slurm_job_modify(job_desc, job_rec, part_list, modify_uid)
+  -- a comment changed to fabric[:OPTIONS] after submit is held to the submit-time rules; the
+  -- agent re-reads every comment anyway (it trusts nothing from Slurm)
+  local comment = job_desc.comment
+  if comment == nil or not (comment == "fabric" or string.sub(comment, 1, 7) == "fabric:") then
+    return slurm.SUCCESS
+  end
+  if #comment > MAX_COMMENT then
+    return reject(string.format("--comment is %d characters; fabric reads at most %d", #comment, MAX_COMMENT))
+  end
+  local err = check_options(string.sub(comment, 8))
+  if err ~= nil then return reject("Comment=" .. show(comment) .. ": " .. err) end
   return slurm.SUCCESS
 end
 

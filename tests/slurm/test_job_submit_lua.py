@@ -98,13 +98,53 @@ def test_hostile_comment_is_rejected_with_a_message(tmp_path: Path, comment: str
 
 
 def test_hostile_gres_text(tmp_path: Path) -> None:
-    rows = run_cases(tmp_path, [gang(tres_per_node="gres:gpu:%d%s"),
-                                gang(tres_per_node="gres:gpu:99999999999999999999"),
-                                gang(tres_per_node="gres:gpu:1," * 200)])
+    rows = run_cases(tmp_path, [gang("fabric", tres_per_node="gres:gpu:%d%s"),
+                                gang("fabric", tres_per_node="gres:gpu:99999999999999999999"),
+                                gang("fabric", tres_per_node="gres:gpu:1," * 200)])
     assert [r[0] for r in rows] == ["-1", "-1", "-1"], rows
     assert "cannot read the GPU request 'gres:gpu:%d%s'" in rows[0][2]
     assert "cannot read the GPU request" in rows[1][2]
     assert "at most 256" in rows[2][2]
+
+
+def test_jobs_not_for_fabric_are_left_to_slurm_whatever_their_gres(tmp_path: Path) -> None:
+    """Only a job that asks for fabric (or a readable GPU gang) is validated: other GRES, unreadable
+    or long GPU text on a job without the comment is Slurm's to accept or reject, untouched."""
+    cases = [{"min_nodes": 1, "tres_per_node": "gres/gpu:1," * 40},        # long, single node
+             {"min_nodes": 1, "tres_per_node": "gres/gpumem:10G"},         # not a GPU count
+             gang(tres_per_node="gres/gpumem:40960"),                      # -N2, no GPUs asked
+             {"min_nodes": 1, "tres_per_node": "gres/gpu:2k"},              # Slurm's suffixes
+             gang(tres_per_node="gres:gpu:%d%s"),                          # unreadable: not our gang
+             {"min_nodes": 1, "tres_per_node": "gres/shard:4,gres/gpu:1"}]
+    rows = run_cases(tmp_path, cases)
+    assert rows == [("0", "nil", "")] * len(cases), rows  # SUCCESS, comment unset, no message
+    [(rc, comment, _)] = run_cases(tmp_path, [gang(tres_per_node="gres/gpumem:8G,gres/gpu:h100:4")])
+    assert (rc, comment) == ("0", "fabric")  # the GPU item of a mixed request still makes a gang
+
+
+def test_a_comment_changed_to_fabric_is_validated_on_modify(tmp_path: Path) -> None:
+    require_real("lua", LUA is not None, "lua5.4 is not installed (Debian: lua5.4)")
+    plugin = tmp_path / "job_submit.lua"
+    plugin.write_text(render_job_submit(state_dir=str(tmp_path / "agent")))
+    script = tmp_path / "modify.lua"
+    script.write_text(f"PLUGIN = {lua_string(str(plugin))}\n" + r"""
+local msgs = {}
+slurm = {SUCCESS = 0, ERROR = -1}
+function slurm.log_user(fmt, ...) table.insert(msgs, string.format(fmt, ...)) end
+function slurm.log_info(fmt, ...) string.format(fmt, ...) end
+dofile(PLUGIN)
+for _, c in ipairs({"fabric:within=%s", "fabric:include=n[1-100001]", "fabric:within=leaf", "a note", "nofabric"}) do
+  msgs = {}
+  io.write(slurm_job_modify({comment = c}, {}, {}, 1000), "\t", table.concat(msgs, "|"), "\n")
+end
+io.write(slurm_job_modify({}, {}, {}, 1000), "\n")
+""")
+    proc = subprocess.run([LUA, str(script)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split("\t") for line in proc.stdout.splitlines()]
+    assert [r[0] for r in rows] == ["-1", "-1", "0", "0", "0", "0"], rows
+    assert "Comment=fabric:within=%s: option within needs a name" in rows[0][1]
+    assert "stands for more than 100000 names" in rows[1][1]
 
 
 def test_valid_jobs_still_pass(tmp_path: Path) -> None:
