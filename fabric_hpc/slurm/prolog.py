@@ -3,7 +3,8 @@
 The TaskProlog exports, per task:
 
 * ``CUDA_VISIBLE_DEVICES``: the task's GPUs ordered by NUMA node, then rail, then index, so that
-  rank-local GPU 0 sits next to the CPUs and NIC it is bound to.
+  rank-local GPU 0 sits next to the CPUs and NIC it is bound to (under ``ConstrainDevices=yes``
+  the visible ids are the task's own, paired with the host's in ``SLURM_STEP_GPUS``/``SLURM_JOB_GPUS``).
 * ``NCCL_TOPO_FILE``: the NCCL topology XML of this host generated from the fabric model
   (:func:`fabric_hpc.topology.export.nccl_topo_xml`) -- only a file that passes
   :func:`check_topo_file`.
@@ -81,13 +82,34 @@ def load_prolog_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     return cfg
 
 
-def ordered_gpus(fab: Fabric, host: str, visible: list[int]) -> list[int]:
-    """Visible GPU indices sorted by (NUMA node, rail, index) of the fabric model."""
+def ordered_gpus(fab: Fabric, host: str, visible: list[int], physical: list[int] | None = None) -> list[int]:
+    """Visible GPU ids sorted by (NUMA node, rail, index) of the fabric model. ``physical``: the
+    host's GPU index of each visible id, in step with it (None: the ids are the host's indices)."""
     gpus = fab.host_gpus(host)
-    info = {i: fab.gpu(gpus[i]) for i in visible if 0 <= i < len(gpus)}
+    phys = dict(zip(visible, physical if physical is not None else visible, strict=True))
+    info = {i: fab.gpu(gpus[p]) for i, p in phys.items() if 0 <= p < len(gpus)}
     if len(info) != len(visible):
-        raise ConfigError(f"{host}: CUDA_VISIBLE_DEVICES {visible} names GPUs the fabric model does not have")
-    return sorted(visible, key=lambda i: (info[i].numa, info[i].rail, i))
+        raise ConfigError(f"{host}: GPUs {sorted(phys.values())} are not all GPUs of the fabric model's host")
+    return sorted(visible, key=lambda i: (info[i].numa, info[i].rail, phys[i]))
+
+
+def _id_list(raw: str | None) -> list[int]:
+    """A Slurm GPU id list (``0,5``): at most 1,024 small integers; anything else is skipped."""
+    return [int(x) for x in (raw or "").split(",")[:1024] if x.strip().isdigit() and len(x.strip()) < 6]
+
+
+def physical_gpus(env: Mapping[str, str]) -> tuple[list[int], list[int]]:
+    """(the task's ``CUDA_VISIBLE_DEVICES`` ids, the host's GPU index of each). With
+    ``ConstrainDevices=yes`` Slurm numbers the visible GPUs from 0 inside the task's cgroup and
+    gives their host indices, in the same order, in ``SLURM_STEP_GPUS`` (``SLURM_JOB_GPUS`` in the
+    batch step); without it the two lists are equal. A global list of another length cannot be
+    paired: the visible ids are then taken as host indices."""
+    visible = _id_list(env.get("CUDA_VISIBLE_DEVICES"))
+    for name in ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS"):
+        global_ids = _id_list(env.get(name))
+        if global_ids:
+            return visible, (global_ids if len(global_ids) == len(visible) else visible)
+    return visible, visible
 
 
 def job_host(fab: Fabric, env: Mapping[str, str]) -> str:
@@ -105,12 +127,12 @@ def task_exports(fab: Fabric, env: Mapping[str, str], *, topo_dir: str | os.Path
     host = job_host(fab, env)
     out: dict[str, str] = {}
     notes = notes if notes is not None else []
-    raw = env.get("CUDA_VISIBLE_DEVICES", "")
-    visible = [int(x) for x in raw.split(",")[:1024] if x.strip().isdigit() and len(x.strip()) < 6]
+    visible, physical = physical_gpus(env)
     if visible:
-        order = ordered_gpus(fab, host, visible)
+        order = ordered_gpus(fab, host, visible, physical)
         out["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, order))
-        numa = [fab.gpu(fab.host_gpus(host)[i]).numa for i in order]
+        host_index = dict(zip(visible, physical, strict=True))
+        numa = [fab.gpu(fab.host_gpus(host)[host_index[i]]).numa for i in order]
         out["FABRIC_NUMA_NODES"] = ",".join(str(n) for n in sorted(set(numa)))
         out["FABRIC_CPU_BIND"] = "map_ldom:" + ",".join(map(str, numa))
     for name, get in (("NCCL_TOPO_FILE", lambda: topo_file(fab, host, topo_dir, user_topo_dir)),

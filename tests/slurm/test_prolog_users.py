@@ -237,6 +237,30 @@ def test_checkpoint_dir_planted_by_another_user_is_refused(site: dict) -> None:
     assert "FABRIC_CKPT_DIR" not in res["exports"], res
 
 
+def test_constrained_devices_are_mapped_to_the_hosts_gpus(tmp_path: Path) -> None:
+    """Under ConstrainDevices=yes a task holding host GPUs 7,5,6,4 sees CUDA_VISIBLE_DEVICES=0..3
+    and the host indices in SLURM_STEP_GPUS (SLURM_JOB_GPUS in the batch step): the hints follow
+    the host's GPUs (NUMA 1), the exported ids stay the task's own."""
+    from fabric_hpc.slurm.prolog import task_exports
+    from fabric_hpc.topology import open_fabric
+
+    fab = open_fabric("superpod:sus=1")  # su01-h01: GPUs 0-3 on NUMA 0, 4-7 on NUMA 1, rail = index
+    base = {"SLURMD_NODENAME": "su01-h01", "SLURM_JOB_NAME": "t"}
+
+    def hints(**env: str) -> tuple[str, str, str]:
+        out = task_exports(fab, {**base, **env}, topo_dir=tmp_path / "nccl", ckpt_root=tmp_path / "ckpt")
+        return out["CUDA_VISIBLE_DEVICES"], out["FABRIC_NUMA_NODES"], out["FABRIC_CPU_BIND"]
+
+    local = hints(CUDA_VISIBLE_DEVICES="0,1,2,3", SLURM_STEP_GPUS="4,5,6,7")
+    assert local == ("0,1,2,3", "1", "map_ldom:1,1,1,1")
+    assert hints(CUDA_VISIBLE_DEVICES="0,1,2,3", SLURM_JOB_GPUS="4,5,6,7") == local       # batch step
+    assert hints(CUDA_VISIBLE_DEVICES="1,0", SLURM_STEP_GPUS="5,0") == ("0,1", "0,1", "map_ldom:0,1")
+    assert hints(CUDA_VISIBLE_DEVICES="7,6,5,4") == ("4,5,6,7", "1", "map_ldom:1,1,1,1")  # no cgroup: global ids
+    assert hints(CUDA_VISIBLE_DEVICES="4,6", SLURM_STEP_GPUS="4,6") == ("4,6", "1", "map_ldom:1,1")  # equal: global
+    # a global list that cannot be paired (another length) is not guessed at
+    assert hints(CUDA_VISIBLE_DEVICES="0,1", SLURM_STEP_GPUS="4,5,6") == ("0,1", "0", "map_ldom:0,0")
+
+
 def test_safe_component_unit() -> None:
     from fabric_hpc.slurm.prolog import safe_component
 
