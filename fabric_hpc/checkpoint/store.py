@@ -31,6 +31,11 @@ LATEST_TMP_PREFIX = ".latest"  # write_atomic's ".latest.<pid>-<hex>.tmp"; older
 _STEP_DIR = re.compile(r"^step-(\d{10})$")
 
 
+#: the largest step a directory name holds (``step-`` and ten digits: what readers, the Slurm
+#: agent's checkpoint-time reader and the tiers look for)
+MAX_STEP = 10**10 - 1
+
+
 def step_dir_name(step: int) -> str:
     return f"step-{step:010d}"
 

@@ -228,8 +228,12 @@ def check_header(step: Any, layout: Any, tags: Any, metadata: Any) -> None:
     import json
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise CheckpointError(f"step must be a non-negative integer, got {step!r}")
-    if not all(isinstance(t, str) for t in tags):
-        raise CheckpointError(f"tags must be strings, got {list(tags)!r}")
+    if step > store.MAX_STEP:
+        raise CheckpointError(f"step {step} has more than 10 digits: checkpoint directories are step-NNNNNNNNNN",
+                              hint=f"use a step of at most {store.MAX_STEP} (a counter, not a timestamp in ms)")
+    if isinstance(tags, (str, bytes)) or not all(isinstance(t, str) for t in tags):
+        raise CheckpointError(f"tags must be a list of strings, got {tags!r}",
+                              hint="e.g. tags=['best'] (a single string is not a list of tags)")
     for what, value in (("layout", layout), ("metadata", metadata)):
         try:
             json.dumps(dict(value or {}), allow_nan=False)

@@ -157,8 +157,10 @@ def test_mixed_split_layouts_in_one_process(tmp_path: Path) -> None:
 @pytest.mark.parametrize("kwargs,needle", [
     ({"metadata": {"x": np.zeros(2)}}, "metadata must be a JSON object"),
     ({"layout": {"tp": float("nan")}}, "layout must be a JSON object"),
-    ({"tags": ["ok", 3]}, "tags must be strings"),
+    ({"tags": ["ok", 3]}, "tags must be a list of strings"),
+    ({"tags": "best"}, "a single string is not a list of tags"),
     ({"step": -1}, "non-negative"),
+    ({"step": 10**10}, "more than 10 digits"),
 ])
 def test_bad_manifest_fields_fail_before_writing(tmp_path: Path, kwargs: dict, needle: str) -> None:
     args = {"step": 1, **kwargs}
