@@ -147,7 +147,14 @@ def check(config_path: str, as_json: bool) -> None:
     from fabric_hpc.errors import FabricError
     from fabric_hpc.slurm.deploy_config import load_config
 
-    cfg = load_config(config_path)[0]
+    try:
+        cfg = load_config(config_path)[0]
+    except FabricError as exc:
+        if not as_json:
+            raise
+        render(True, {"ok": False, "checks": [{"check": "config", "ok": False, "detail": str(exc),
+                                                "exit_code": exc.exit_code}]}, lambda con: None)
+        click.get_current_context().exit(exc.exit_code)
     a = cfg.agent
     results: list[dict[str, Any]] = [{"check": "config", "ok": True, "detail": f"{config_path}: valid"}]
     fab: Any = None
@@ -182,6 +189,9 @@ def _state_dir_ok(state_dir: str) -> str:
 
     from fabric_hpc.errors import ConfigError
 
+    if os.path.lexists(state_dir) and not os.path.isdir(state_dir):
+        raise ConfigError(f"state dir {state_dir} exists but is not a directory",
+                          hint="remove it, or set agent.state_dir to a directory (fabric slurm install creates it)")
     st = os.stat(state_dir) if os.path.isdir(state_dir) else None
     if st is None:
         raise ConfigError(f"no state dir {state_dir}", hint="fabric slurm install creates it")

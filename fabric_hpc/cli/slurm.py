@@ -80,9 +80,10 @@ def nodes(backend: str, rest_url: str | None, as_json: bool) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write here (default: stdout).")
 def plugin_config(state_dir: str, fallback_s: int, max_gpus_per_node: int, output: str | None) -> None:
     """Print plugins/job_submit.lua with these settings (install it next to slurm.conf)."""
-    from fabric_hpc.slurm.plugins import render_job_submit
+    from fabric_hpc.slurm.plugins import cluster_path, render_job_submit
 
-    text = render_job_submit(state_dir=state_dir, fallback_s=fallback_s, max_gpus_per_node=max_gpus_per_node)
+    text = render_job_submit(state_dir=cluster_path(state_dir, what="--state-dir"), fallback_s=fallback_s,
+                             max_gpus_per_node=max_gpus_per_node)
     if output:
         Path(output).write_text(text)
     else:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ConfigError, ExternalError, FabricError
@@ -67,8 +67,8 @@ class AgentConfig(StrictModel):
     interval_s: float = Field(default=2.0, gt=0)
     #: Seconds a deferred job waits for the agent before Slurm takes it (must match job_submit.lua).
     fallback_s: int = Field(default=60, ge=5)
-    policy: str = "fabric"
-    placement: str = "greedy"
+    policy: Literal["fabric", "slurm"] = "fabric"
+    placement: Literal["greedy", "cpsat"] = "greedy"
     metrics_port: int = Field(default=0, ge=0, le=65535)  # 0: no metrics endpoint
     max_backoff_s: float = Field(default=10.0, gt=0)
     #: Seconds the first contact with Slurm (at start) may take before the agent gives up (exit 5).
@@ -94,6 +94,19 @@ class AgentConfig(StrictModel):
     #: Fairshare usage: ``slurm`` (sshare: Slurm's accounting), ``ledger`` (the agent's usage.json) or
     #: ``auto`` (slurm when AccountingStorageType is slurmdbd); see slurm/usage_source.py.
     usage_source: Literal["auto", "slurm", "ledger"] = "auto"
+
+    @field_validator("tier_map")
+    @classmethod
+    def _tier_map(cls, entries: list[str]) -> list[str]:
+        TierMap.parse(entries)  # a bad entry is refused here (ConfigError is a ValueError), not at start
+        return entries
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir(cls, value: str) -> str:
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError(f"state_dir {value!r} holds control characters")
+        return value
 
 
 @dataclass

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import tomllib
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal
 
 import yaml
@@ -24,17 +24,14 @@ from pydantic import Field, field_validator
 
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.slurm.agent import AgentConfig
+from fabric_hpc.slurm.plugins import cluster_path
 from fabric_hpc.validation import StrictModel, parse_model
 
 DEFAULT_STATE_DIR = "/var/lib/fabric-agent"
 
 
 def _cluster_dir(value: str) -> str:
-    """A directory on the cluster: absolute and without ``..`` (``fabric slurm install --root R``
-    writes under R, so a ``..`` would leave it)."""
-    if not value.startswith("/") or ".." in PurePosixPath(value).parts or "\0" in value:
-        raise ValueError("must be an absolute path without '..' components")
-    return value
+    return cluster_path(value, what="directory")
 
 
 class AgentSection(AgentConfig):

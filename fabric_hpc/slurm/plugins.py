@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from importlib import resources
 from importlib.resources.abc import Traversable
+from pathlib import PurePosixPath
 
 from fabric_hpc.errors import ConfigError, NotFoundError
 
@@ -24,6 +25,18 @@ def plugin_path(name: str) -> Traversable:
         raise NotFoundError(f"no plugin file {name} in {PLUGIN_PACKAGE}",
                             hint="reinstall fabric-hpc (the wheel ships the Slurm plugin files)")
     return path
+
+
+def cluster_path(value: str, *, what: str = "path") -> str:
+    """A file or directory on the cluster's nodes: absolute, no ``..`` component (``fabric slurm
+    install --root R`` writes under R), no control character (it goes into Lua, systemd units and
+    tables). ConfigError (a ValueError, so also a pydantic field error) otherwise."""
+    if not isinstance(value, str) or not value.startswith("/") or ".." in PurePosixPath(value).parts:
+        raise ConfigError(f"{what} {value!r} must be an absolute path without '..' components",
+                          hint="e.g. /var/lib/fabric-agent")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ConfigError(f"{what} {value!r} holds control characters", hint="use a plain path")
+    return value
 
 
 def lua_string(value: str, *, what: str = "value") -> str:

@@ -82,6 +82,46 @@ def test_preemption_settings_reach_the_agents_policy(tmp_path: Path, capsys: pyt
     assert "preempt_benefit_ratio" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("agent,needle", [
+    ({"policy": "FABRIC"}, "agent.policy"),
+    ({"placement": "magic"}, "agent.placement"),
+    ({"tier_map": ["qos:urgent=superhigh"]}, "unknown tier 'superhigh'"),
+    ({"tier_map": ["partition:=spot"]}, "is not KIND:NAME=TIER"),
+    ({"tier_map": ["qos:a=high", "qos:a=spot"]}, "mapped twice"),
+    ({"state_dir": "/var/lib/fabric\nagent"}, "control characters"),
+])
+def test_check_refuses_what_run_would_refuse(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             agent: dict, needle: str) -> None:
+    """``agent check`` validates every value ``agent run`` would refuse (policy, placement, the tier
+    map, the state dir); with --json the refusal is JSON on stdout too."""
+    cfg = write_config(tmp_path / "agent.toml", **{k: v for k, v in agent.items() if k != "state_dir"})
+    if "state_dir" in agent:
+        cfg.write_text(cfg.read_text().replace('state_dir = "/var/lib/fabric-agent"',
+                                               f"state_dir = {json.dumps(agent['state_dir'])}"))
+    assert fabric("agent", "check", "--config", str(cfg)) == 3
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err, err
+    assert fabric("agent", "check", "--config", str(cfg), "--json") == 3
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] is False and doc["checks"][0]["check"] == "config" and needle in doc["checks"][0]["detail"]
+
+
+def test_check_says_a_state_dir_that_is_a_file_is_not_a_directory(tmp_path: Path) -> None:
+    from fabric_hpc.cli.agent import _state_dir_ok
+    from fabric_hpc.errors import ConfigError
+
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ConfigError, match="exists but is not a directory"):
+        _state_dir_ok(str(tmp_path / "afile"))
+    with pytest.raises(ConfigError, match="no state dir"):
+        _state_dir_ok(str(tmp_path / "missing"))
+
+
+def test_plugin_config_refuses_a_relative_state_dir(capsys: pytest.CaptureFixture[str]) -> None:
+    assert fabric("slurm", "plugin-config", "--state-dir", "relative/dir") == 3
+    assert "must be an absolute path" in capsys.readouterr().err
+
+
 def test_install_dry_run_uninstall(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg, root = write_config(tmp_path / "agent.toml"), tmp_path / "root"
     assert fabric("slurm", "install", "--config", str(cfg), "--root", str(root), "--dry-run") == 0
