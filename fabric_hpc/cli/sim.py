@@ -72,7 +72,7 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
     name = jobs.name or trace
     if limit is not None:
         jobs = list(jobs)[:limit]
-    misfits = [(j.id, r) for j in jobs if (r := never_fits(j, sizes, len(fab.gpus))) is not None]
+    misfits = [(j.id, r) for j in jobs if (r := never_fits(j, fab, sizes)) is not None]
     if misfits:
         msg = (f"{len(misfits)} of {len(jobs)} job(s) can never fit {fab.name} "
                f"(e.g. {misfits[0][0]}: {misfits[0][1]})")

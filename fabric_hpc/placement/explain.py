@@ -6,6 +6,7 @@ domain; the largest free block is 48 in r003; at least 3 jobs would have to end"
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,6 +16,8 @@ from fabric_hpc.placement.levels import domain_sums
 
 if TYPE_CHECKING:
     from fabric_hpc.placement.problem import Problem
+    from fabric_hpc.placement.request import Request
+    from fabric_hpc.topology import Fabric
 
 
 def unit_name(p: Problem) -> str:
@@ -79,16 +82,64 @@ def _diagnose_whole_hosts(p: Problem) -> None:
             raise _fail(p, f"whole_hosts gives hosts whole, and {exact} eligible hosts have exactly "
                         f"{r.gpus_per_node} GPUs (host sizes here: {shown}); {r.describe()} cannot ever fit",
                         "drop gpus_per_node (each host then gives all its GPUs), or drop whole_hosts",
-                        constraint="whole_hosts", needed=p.units, largest=exact)
+                        constraint="whole_hosts", needed=p.units, largest=exact, never=True)
     elif not p.nodes_mode and r.gpus is not None and not _whole_sizes_reach(sizes, r.gpus):
         raise _fail(p, f"whole_hosts gives hosts whole (host sizes here: {shown}); no set of hosts holds "
                     f"exactly {r.gpus} GPUs", f"ask for a total that whole hosts make up (e.g. a multiple "
                     f"of {int(sizes.max(initial=1))}), or nodes=K,whole_hosts",
-                    constraint="whole_hosts", needed=r.gpus, largest=0)
+                    constraint="whole_hosts", needed=r.gpus, largest=0, never=True)
+
+
+#: what a request can relax, by the constraint of its failure on an idle fabric
+_RELAX = {"numa_local": "numa_local", "rail_aligned": "rail_aligned", "within": "within",
+          "max_domains": "max_domains", "slices": "slices", "whole_hosts": "whole_hosts"}
+_NEVER: weakref.WeakKeyDictionary[Fabric, dict[str, PlacementInfeasible | None]] = weakref.WeakKeyDictionary()
 
 
 def diagnose(p: Problem) -> None:
-    """Raise :class:`PlacementInfeasible` when a necessary condition fails; else return."""
+    """Raise :class:`PlacementInfeasible` when a necessary condition fails; else return. A failure
+    that would also happen with every GPU of the fabric free says so ("cannot ever fit", with
+    ``explanation["never"] = True``) instead of suggesting to wait."""
+    try:
+        _necessary(p)
+    except PlacementInfeasible as exc:
+        if exc.explanation.get("never"):
+            raise
+        never = never_fits(p.fab, p.request)
+        raise (never or exc) from None
+
+
+def never_fits(fab: Fabric, request: Request) -> PlacementInfeasible | None:
+    """Why ``request`` cannot be placed on ``fab`` even with every GPU free, else None (necessary
+    conditions only: None does not promise a placement). Remembered per fabric and request."""
+    from fabric_hpc.placement.problem import Problem
+    from fabric_hpc.placement.state import ClusterState
+
+    memo = _NEVER.setdefault(fab, {})
+    key = request.model_dump_json()
+    if key not in memo:
+        if len(memo) > 4096:
+            memo.clear()
+        idle = Problem(fab, ClusterState(fab), request)
+        try:
+            _necessary(idle)
+            memo[key] = None
+        except PlacementInfeasible as exc:
+            memo[key] = exc if exc.explanation.get("never") else _never(idle, exc)
+    return memo[key]
+
+
+def _never(p: Problem, exc: PlacementInfeasible) -> PlacementInfeasible:
+    """``exc`` (found on an idle fabric) worded as a permanent failure."""
+    r = p.request
+    relax = [name for key, name in _RELAX.items() if getattr(r, key)]
+    hint = (f"relax {', '.join(relax)}" if relax else "ask for fewer GPUs") + " (docs/placement.md)"
+    message = f"{r.describe()} cannot ever fit this fabric, even with every GPU free: {exc.message}"
+    return PlacementInfeasible(message, explanation={**exc.explanation, "never": True}, hint=hint)
+
+
+def _necessary(p: Problem) -> None:
+    """The necessary conditions of :func:`diagnose` on ``p``'s state."""
     r, lv = p.request, p.levels
     need = p.units
     gpus_needed = need * (p.gpn or 1)
@@ -108,7 +159,7 @@ def diagnose(p: Problem) -> None:
         else:
             where, hint = "", f"ask for at most {eligible_gpus} GPUs"
         raise _fail(p, f"the fabric has only {eligible_gpus} GPUs on {hosts} hosts{where}; "
-                    f"{r.describe()} cannot ever fit", hint, constraint="eligibility", needed=need,
+                    f"{r.describe()} cannot ever fit", hint, constraint="eligibility", needed=need, never=True,
                     largest=p.eligible_hosts_with(p.gpn) if p.nodes_mode else eligible_gpus)
     if r.whole_hosts:
         _diagnose_whole_hosts(p)

@@ -31,6 +31,7 @@ from fabric_hpc.placement import ClusterState
 from fabric_hpc.scheduler.contract import Job, PendingJob, PlacerStats, RunningJob, SchedulingPolicy
 from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
 from fabric_hpc.scheduler.core import Scheduler
+from fabric_hpc.scheduler.placer import request_key
 from fabric_hpc.scheduler.priority import UsageLedger
 from fabric_hpc.sim.contention import Contention
 from fabric_hpc.topology import Fabric
@@ -128,8 +129,8 @@ class Simulator:
         self._host_gpus = capacity
         #: per-host need (see ``_per_host_need``) -> how many pending jobs have it
         self._needs: dict[int, int] = {}
-        #: (GPUs, nodes, GPUs per node) of a request -> why it never fits (``_never_fits``)
-        self._fits: dict[tuple[int, int | None, int | None], str | None] = {}
+        #: request (its key) -> why it never fits (``_never_fits``)
+        self._fits: dict[str, str | None] = {}
         #: The cluster state at the busiest moment of the replay (for the topology report).
         self.peak_state: ClusterState | None = None
         self.peak_time = 0.0
@@ -173,11 +174,10 @@ class Simulator:
 
     def _never_fits(self, job: Job) -> str | None:
         """Why ``job`` can never run on this fabric, even on an empty cluster (None if it can):
-        :func:`never_fits`, remembered per request shape (its only inputs besides the fabric)."""
-        r = job.request
-        key = (job.gpus, r.nodes, r.gpus_per_node)
+        :func:`never_fits`, remembered per request (its only input besides the fabric)."""
+        key = request_key(job.request)
         if key not in self._fits:
-            self._fits[key] = never_fits(job, self._host_sizes, len(self.fab.gpus))
+            self._fits[key] = never_fits(job, self.fab, self._host_sizes)
         return self._fits[key]
 
     # -- events -------------------------------------------------------------------------------
@@ -328,19 +328,27 @@ class Simulator:
         return float(per_host[per_host < need].sum() / len(self.fab.gpus))
 
 
-def never_fits(job: Job, host_sizes: np.ndarray, total_gpus: int) -> str | None:
-    """Why ``job`` can never run on hosts of ``host_sizes`` GPUs (None if it fits an empty cluster)."""
+def never_fits(job: Job, fab: Fabric, host_sizes: np.ndarray | None = None) -> str | None:
+    """Why ``job`` can never run on ``fab`` (None if it may fit an empty cluster): its size against
+    the hosts' GPU counts (``host_sizes``, computed when None), then the placement's necessary
+    conditions with every GPU free (numa_local, within, rail_aligned, ...:
+    :func:`fabric_hpc.placement.explain.never_fits`)."""
+    from fabric_hpc.placement.explain import never_fits as placement_never_fits
+
     r = job.request
+    sizes = np.bincount(fab.index.gpu_host, minlength=len(fab.hosts)) if host_sizes is None else host_sizes
+    total_gpus = len(fab.gpus)
     if job.gpus > total_gpus:
         return f"needs {job.gpus} GPUs, the fabric has {total_gpus}"
     if r.nodes is not None and r.gpus_per_node is not None:
-        big = int((host_sizes >= r.gpus_per_node).sum())
+        big = int((sizes >= r.gpus_per_node).sum())
         if big < r.nodes:
-            largest = int(host_sizes.max(initial=0))
+            largest = int(sizes.max(initial=0))
             if r.gpus_per_node > largest:
                 return f"needs {r.gpus_per_node} GPUs per host, the largest host has {largest}"
             return f"needs {r.nodes} hosts with {r.gpus_per_node} GPUs, the fabric has {big}"
-    return None
+    found = placement_never_fits(fab, r)
+    return None if found is None else found.message
 
 
 def _per_host_need(job: Job, host_gpus: int) -> int:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.events import emit
 from fabric_hpc.placement import ClusterState
+from fabric_hpc.placement.explain import never_fits
 from fabric_hpc.placement.request import Request, request_fields
 from fabric_hpc.validation import parse_model
 from fabric_hpc.scheduler import TIERS, PendingJob, RunningJob
@@ -178,6 +179,9 @@ def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: In
             continue
         try:
             request = request_of(job)
+            never = never_fits(fab, request)  # e.g. numa_local on hosts whose NUMA nodes are smaller
+            if never is not None:
+                raise ConfigError(f"job {job.job_id}: {never.message}", hint=never.hint)
         except ConfigError as exc:
             if job.begin_time is None or job.begin_time > now:  # not yet handed to Slurm
                 view.invalid[job.job_id] = exc.message

@@ -97,7 +97,9 @@ def test_cli_table_infeasible_and_bad_request(files, capsys):
     assert main(["place", "-t", topo, "-s", state, "-r", "nodes=5,gpus=8,within=leaf", "--json"]) == 4
     captured = capsys.readouterr()
     assert json.loads(captured.out)["explanation"]["constraint"] == "within"
-    assert "largest free block is 4 in su02-leaf" in captured.err
+    assert json.loads(captured.out)["explanation"]["never"] is True  # a leaf has 4 hosts: never, not "wait"
+    assert "cannot ever fit this fabric, even with every GPU free" in captured.err
+    assert "largest free block is 4 in su01-leaf" in captured.err and "relax within" in captured.err
     assert main(["place", "-t", topo, "-r", "nodes=3,gpu=8"]) == 3
     assert "unknown key 'gpu'" in capsys.readouterr().err
 
@@ -107,3 +109,26 @@ def test_cli_takes_generator_reference(capsys):
     placed = json.loads(capsys.readouterr().out)
     assert len(placed["hosts"]) == 2 and placed["domains"]["leaf"] == 1
     assert main(["place", "-t", "superpod:sus=0", "-r", "nodes=2,gpus=8"]) == 3
+
+
+def test_never_fits_tells_permanent_from_waiting():
+    """A failure on an idle fabric is "never" (relax the constraint), a failure only on a busy state
+    is "wait"; the answer is remembered per fabric and request."""
+    from fabric_hpc.placement import ClusterState, PlacementInfeasible, Request, place
+    from fabric_hpc.placement.explain import never_fits
+    from fabric_hpc.topology import open_fabric
+
+    fab = open_fabric("superpod:sus=1")
+    numa = Request(nodes=2, gpus_per_node=8, numa_local=True)
+    found = never_fits(fab, numa)
+    assert found is not None and found.explanation["never"] and "relax numa_local" in found.hint
+    assert never_fits(fab, numa) is found
+    every_host = Request(nodes=len(fab.hosts), gpus_per_node=8)
+    assert never_fits(fab, every_host) is None
+    busy = ClusterState(fab)
+    busy.allocate("other", fab.host_gpus(list(fab.hosts)[0]))
+    with pytest.raises(PlacementInfeasible) as waiting:
+        place(fab, busy, every_host, solver="greedy")
+    assert not waiting.value.explanation.get("never") and "wait" in waiting.value.hint
+    with pytest.raises(PlacementInfeasible, match="cannot ever fit this fabric, even with every GPU free"):
+        place(fab, busy, numa, solver="greedy")

@@ -66,7 +66,7 @@ def test_remembered_never_fits_equals_the_plain_check():
     sim = Simulator(fab, fabric_policy(placement="greedy"), jobs)
     for _ in range(2):
         for j in jobs:
-            assert sim._never_fits(j) == never_fits(j, sim._host_sizes, len(fab.gpus))
+            assert sim._never_fits(j) == never_fits(j, fab)
     assert sum(sim._never_fits(j) is not None for j in jobs) == 4
 
 
@@ -99,3 +99,21 @@ def test_kept_queue_list_is_the_pending_jobs_at_every_step():
     policy.sim = sim
     res = sim.run()
     assert res.stats["steps"] > 100 and policy.reused > 10  # the list was kept across unchanged steps
+
+
+def test_a_constraint_no_idle_state_satisfies_is_rejected_not_left_pending():
+    """numa_local over 8 GPUs per host on a DGX (4 GPUs per NUMA node) can never start: the replay
+    rejects it with the placement's reason instead of leaving it pending to the end."""
+    from dataclasses import replace
+
+    from fabric_hpc.placement import Request
+    from fabric_hpc.scheduler import fabric_policy
+    from fabric_hpc.sim import Simulator
+
+    fab = build(generators.superpod(sus=1))
+    never = replace(job("never", 2), request=Request(nodes=2, gpus_per_node=8, numa_local=True))
+    fits = replace(job("fits", 2, gpn=4, dur=50.0), request=Request(nodes=2, gpus_per_node=4, numa_local=True))
+    res = Simulator(fab, fabric_policy(placement="greedy"), [never, fits]).run()
+    by_id = {r.job.id: r for r in res.records}
+    assert by_id["never"].status == "rejected" and "cannot ever fit" in by_id["never"].reason
+    assert "numa_local" in by_id["never"].reason and by_id["fits"].status == "done"

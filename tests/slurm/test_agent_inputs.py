@@ -162,6 +162,19 @@ def test_a_pinned_job_keeps_hosts_that_are_being_released_for_a_grace_period():
     assert 9 in v.candidates and not v.pinned                           # a running job holds c's GPU
 
 
+def test_a_request_that_can_never_fit_is_handed_to_slurm_not_deferred_forever():
+    """``numa_local`` with 8 GPUs per node on hosts with 4 GPUs per NUMA node fits no state: the
+    view lists it as invalid (the agent hands it to Slurm, event agent.handoff), not a candidate."""
+    fab = build(generators.superpod(sus=1))
+    jobs = [Job(job_id=3, name="numa", state="PENDING", comment="fabric:numa_local", nodes=2, gpus_per_node=8,
+                submit_time=0.0, begin_time=160.0),
+            Job(job_id=4, name="fine", state="PENDING", comment="fabric:numa_local", nodes=2, gpus_per_node=4,
+                submit_time=0.0, begin_time=160.0)]
+    v = build_view(fab, [Node(name=h, state="idle", gpus=8) for h in fab.hosts], jobs, now=100.0)
+    assert list(v.invalid) == [3] and "cannot ever fit this fabric" in v.invalid[3] and "numa_local" in v.invalid[3]
+    assert list(v.candidates) == [4]
+
+
 def test_a_requeued_victim_in_teardown_does_not_take_back_its_hosts():
     """25.11 answers a requeued victim as PENDING+COMPLETING with its old ReqNodeList and begin
     time until its epilog ends; it must not reserve its old hosts ahead of the job it was
