@@ -102,6 +102,32 @@ def output_path(path: str | os.PathLike[str], *, what: str = "output file") -> P
     return p
 
 
+def distinct_outputs(outputs: dict[str, Any], inputs: dict[str, Any] | None = None) -> None:
+    """ConfigError when two outputs name the same file, or an output is one of the inputs (it
+    would be overwritten before, or instead of, being read). Keys are the option names shown;
+    None values are skipped; an input that is not an existing file (a generator reference) is too."""
+    def ident(path: Any) -> tuple[int, int] | str:
+        try:
+            st = os.stat(path)
+            return (st.st_dev, st.st_ino)
+        except OSError:
+            return os.path.realpath(path)
+
+    seen: dict[tuple[int, int] | str, str] = {}
+    for name, path in (inputs or {}).items():
+        if path is not None and os.path.isfile(path):
+            seen[ident(path)] = f"the input {name} {os.fspath(path)!r}"
+    for name, path in outputs.items():
+        if path is None:
+            continue
+        key = ident(path)
+        if key in seen:
+            raise ConfigError(f"{name} {os.fspath(path)!r} is {seen[key]}: it would be overwritten",
+                              hint=f"give {name} another file name")
+        seen[key] = f"also {name.split()[0]}'s output"
+    return None
+
+
 def read_bytes(path: str | os.PathLike[str], *, what: str = "file", limit: int = MAX_FILE_BYTES,
                follow: bool = True, dir_fd: int | None = None) -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes. Opened with ``O_NONBLOCK`` (a

@@ -101,9 +101,9 @@ def topo_files(topology: str, topo_dir: str, hosts: tuple[str, ...], as_json: bo
     Prolog plugins/prolog.py do it per node): the TaskProlog exports only files it trusts."""
     from fabric_hpc.errors import ConfigError
     from fabric_hpc.slurm.prolog import write_topo
-    from fabric_hpc.topology import load_fabric
+    from fabric_hpc.topology import open_fabric
 
-    fab = load_fabric(topology)
+    fab = open_fabric(topology)  # a file or a generator reference, as every command takes
     unknown = [h for h in hosts if h not in fab.host_pos]
     if unknown:
         raise ConfigError(f"hosts {unknown[:5]} are not in the fabric model {fab.name!r}")

@@ -203,8 +203,10 @@ def export(fabric: str | None, fmt: str, host: str | None, device_dir: str, bloc
 def report(fabric: str | None, out_html: str, state_path: str | None, png: str | None, svg: str | None,
            title: str | None, as_json: bool) -> None:
     """Write a self-contained HTML report (and PNG/SVG) of the fabric and the jobs on it."""
+    from fabric_hpc.inputs import distinct_outputs
     from fabric_hpc.topology.report import write_report
 
+    distinct_outputs({"--out": out_html, "--png": png, "--svg": svg}, {"FABRIC": fabric, "--state": state_path})
     fab = open_fabric(fabric)
     occupancy = None
     if state_path:
@@ -230,8 +232,10 @@ def report(fabric: str | None, out_html: str, state_path: str | None, png: str |
 @_out
 def import_(csv_path: str, kind: str, hosts_per_leaf: int | None, host_map: str | None, out: str | None) -> None:
     """Import real cluster data (Alibaba Lingjun Clos, Alibaba node lists) as a fabric file."""
+    from fabric_hpc.inputs import distinct_outputs
     from fabric_hpc.topology.importers import detect_kind, import_csv
 
+    distinct_outputs({"--out": out, "--host-map": host_map}, {"CSV_PATH": csv_path})
     real_kind = detect_kind(csv_path) if kind == "auto" else kind
     options: dict = {}
     if hosts_per_leaf is not None:

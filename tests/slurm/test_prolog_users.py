@@ -280,3 +280,11 @@ def test_topo_files_cli_writes_root_owned_files(site: dict) -> None:
     assert stat.S_IMODE(f.stat().st_mode) == 0o644 and f.stat().st_uid == 0
     write_cfg(site, topo_dir=str(d))
     assert task_prolog(site, site["users"][0])["exports"]["NCCL_TOPO_FILE"] == str(f)
+
+
+def test_topo_files_takes_a_generator_reference(tmp_path: Path) -> None:
+    from fabric_hpc.cli.main import main
+
+    assert main(["slurm", "topo-files", "--topology", "superpod:sus=1", "--dir", str(tmp_path / "n"),
+                 "--host", "su01-h01"]) == 0
+    assert (tmp_path / "n" / "nccl-topo-su01-h01.xml").read_text().lstrip().startswith("<system")

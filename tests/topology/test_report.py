@@ -196,3 +196,23 @@ def test_superpod64_size_and_time(tmp_path):
     assert s.html_bytes < 400_000, s.html_bytes
     _png_size(ARTIFACTS / "static-superpod-64su.png")
     _svg_root(ARTIFACTS / "static-superpod-64su.svg")
+
+
+def test_an_output_that_is_an_input_or_another_output_is_refused(tmp_path, capsys):
+    """``--out`` on the fabric file itself, or ``--png`` on ``--out``, would overwrite it: refused
+    before anything is written (also for topology import's --out/--host-map over the CSV)."""
+    from fabric_hpc.cli.main import main
+    from fabric_hpc.topology import save_spec
+
+    spec = tmp_path / "ft.yaml"
+    save_spec(generators.fat_tree(k=4), spec)
+    before = spec.read_bytes()
+    assert main(["topology", "report", str(spec), "--out", str(spec)]) == 3
+    assert "is the input FABRIC" in capsys.readouterr().err and spec.read_bytes() == before
+    out = tmp_path / "b.html"
+    assert main(["topology", "report", str(spec), "--out", str(out), "--png", str(out)]) == 3
+    assert "--png" in capsys.readouterr().err and not out.exists()
+    csv = tmp_path / "nodes.csv"
+    csv.write_text("x\n")
+    assert main(["topology", "import", str(csv), "--out", str(csv)]) == 3
+    assert "is the input CSV_PATH" in capsys.readouterr().err and csv.read_text() == "x\n"
