@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from fabric_hpc.cli.output import console, json_option, render, table
+from fabric_hpc.cli.params import OutputDir
 
 
 def _size(n: int) -> str:
@@ -137,7 +138,7 @@ def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> 
               help="Lay split tensors out for this many ranks.")
 @click.option("--mesh", "mesh", default=None, metavar="AxB",
               help="Lay tensors split over several dims out as blocks of this mesh (e.g. 2x4 for 8 ranks).")
-@click.option("--out", "out", type=click.Path(path_type=Path), required=True,
+@click.option("--out", "out", type=OutputDir(), required=True,
               help="Checkpoint root to write the resharded checkpoint into.")
 @step_option
 @json_option
@@ -210,7 +211,7 @@ def export_cmd(path: Path, h5: Path, step: int | None, as_json: bool) -> None:
 
 @group.command("import")
 @click.option("--h5", "h5", type=click.Path(path_type=Path), required=True, help="HDF5 file to read.")
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory", type=OutputDir())
 @json_option
 def import_cmd(h5: Path, directory: Path, as_json: bool) -> None:
     """Import an exported HDF5 file as a checkpoint under DIRECTORY."""

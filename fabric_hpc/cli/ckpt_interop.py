@@ -12,6 +12,7 @@ import click
 
 from fabric_hpc.checkpoint.store import MAX_STEP
 from fabric_hpc.cli.output import json_option, render
+from fabric_hpc.cli.params import OutputDir
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}
@@ -47,7 +48,7 @@ def register(group: click.Group) -> None:
 
 @click.command("import-hf")
 @click.argument("src", type=click.Path(path_type=Path))
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out", type=OutputDir())
 @click.option("--step", type=click.IntRange(0, MAX_STEP), default=0, show_default=True, help="Step of the new checkpoint.")
 @click.option("--prefix", default=None, help="Put the tensors under this group (e.g. 'model').")
 @json_option
@@ -62,7 +63,7 @@ def import_hf_cmd(src: Path, out: Path, step: int, prefix: str | None, as_json: 
 
 @click.command("export-hf")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out", type=OutputDir())
 @_step_opt("Step to export (default: latest; PATH may also be a step directory).")
 @click.option("--max-shard-size", "max_shard", default="5GB", show_default=True,
               help="Largest safetensors file (5GB, 500MiB, bytes); a larger tensor gets a file of its own.")
@@ -97,7 +98,7 @@ def export_hf_cmd(path: Path, out: Path, step: int | None, max_shard: str, prefi
 
 @click.command("import-dcp")
 @click.argument("src", type=click.Path(path_type=Path))
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out", type=OutputDir())
 @click.option("--trust-pickle", is_flag=True,
               help="Required: DCP's .metadata is a pickle (unpickling untrusted files can run code).")
 @click.option("--step", type=click.IntRange(0, MAX_STEP), default=0, show_default=True, help="Step of the new checkpoint.")
@@ -120,7 +121,7 @@ def import_dcp_cmd(src: Path, out: Path, trust_pickle: bool, step: int, prefix: 
 
 @click.command("export-dcp")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out", type=OutputDir())
 @_step_opt("Step to export (default: latest; PATH may also be a step directory).")
 @click.option("--prefix", default=None, help="Export only this subtree (stripped from the keys).")
 @json_option
@@ -137,7 +138,7 @@ def export_dcp_cmd(path: Path, out: Path, step: int | None, prefix: str | None, 
 
 @click.command("convert")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out", type=OutputDir())
 @click.option("--recipe", "recipe", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="YAML/JSON recipe: rename, fuse_qkv, split_qkv, fuse, split, cast, tp, drop.")
 @_step_opt("Step to convert (default: latest).")

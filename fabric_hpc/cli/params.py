@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import click
@@ -34,3 +35,24 @@ class FiniteFloat(click.ParamType):
             rng = self._range()
             self.fail(f"{value!r} must be a finite number{' ' + rng if rng else ''}", param, ctx)
         return x
+
+
+class OutputDir(click.ParamType):
+    """A directory to write into: it may be created, but its parent must already be a directory
+    (nothing is created on a typo), and the path itself must be absent or a directory."""
+
+    name = "directory"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
+        from fabric_hpc.errors import ConfigError, NotFoundError  # exit code 3, as output_path's
+
+        path = Path(value)
+        what = param.opts[0] if isinstance(param, click.Option) else param.human_readable_name if param else "output"
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{what} {str(value)!r} exists and is not a directory",
+                              hint="give a new or existing directory")
+        parent = path.absolute().parent
+        if not parent.is_dir():
+            raise NotFoundError(f"{what} {str(value)!r}: the directory {str(parent)!r} does not exist",
+                                hint=f"create it first (mkdir -p {parent})")
+        return path

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from fabric_hpc.cli.output import json_option, render, table
-from fabric_hpc.cli.params import FiniteFloat
+from fabric_hpc.cli.params import FiniteFloat, OutputDir
 from fabric_hpc.errors import ConfigError
 
 
@@ -34,7 +34,7 @@ def group() -> None:
 @click.option("--preempt-benefit-ratio", type=FiniteFloat(0, 1e6), default=None,
               help="fabric policy only: preempt when the waiting avoided is at least this many times the "
                    "victims' GPU-hours lost (default 20.0; higher: fewer preemptions).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Results directory.")
+@click.option("--out", "out_dir", required=True, type=OutputDir(), help="Results directory.")
 @click.option("--time-scale", type=FiniteFloat(0, 1e6, lo_open=True), default=None,
               help="Multiply trace times (tiresias/openb/swf).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Replay only the first N jobs.")

@@ -1,0 +1,27 @@
+"""Click parameter types of fabric_hpc/cli/params.py, through the real CLI."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.parametrize("argv", [
+    ["ckpt", "restore", "CK", "--to-world-size", "2", "--out", "{missing}/x"],
+    ["ckpt", "convert", "CK", "{missing}/x", "--recipe", "R"],
+    ["ckpt", "import", "--h5", "F.h5", "{missing}/x"],
+    ["ckpt", "export-hf", "CK", "{missing}/x"],
+    ["sim", "run", "--trace", "synthetic:jobs=5", "-t", "superpod:sus=1", "--out", "{missing}/x"],
+])
+def test_an_output_directory_is_created_only_inside_an_existing_one(tmp_path, capsys, argv):
+    """An output directory may be new, but its parent must exist (nothing created on a typo): one
+    line, exit 3, nothing written."""
+    from fabric_hpc.cli.main import main
+
+    args = [a.replace("{missing}", str(tmp_path / "no" / "such")) for a in argv]
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "mkdir -p" in err and "Traceback" not in err
+    assert not (tmp_path / "no").exists()
+    (tmp_path / "afile").write_text("")
+    assert main([a.replace("{missing}/x", str(tmp_path / "afile")) for a in argv]) == 3
+    assert "exists and is not a directory" in capsys.readouterr().err
