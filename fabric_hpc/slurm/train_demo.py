@@ -15,20 +15,20 @@ import signal
 import sys
 import time
 
-import numpy as np
-
 
 def main(argv: list[str] | None = None) -> int:
+    signalled: list[int] = []  # first: a SIGUSR1 during the imports below must not kill the rank
+    signal.signal(signal.SIGUSR1, lambda s, _f: signalled.append(s))
     ap = argparse.ArgumentParser(prog="train_demo")
     ap.add_argument("--ckpt-dir", required=True)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--step-seconds", type=float, default=0.1)
     args = ap.parse_args(argv)
+    import numpy as np
+
     from fabric_hpc.checkpoint import list_checkpoints, restore, save
 
     rank = int(os.environ.get("SLURM_PROCID", "0"))
-    signalled: list[int] = []
-    signal.signal(signal.SIGUSR1, lambda s, _f: signalled.append(s))
     os.makedirs(args.ckpt_dir, exist_ok=True)
     step, w = 0, np.zeros(16, dtype=np.float32)
     if list_checkpoints(args.ckpt_dir):

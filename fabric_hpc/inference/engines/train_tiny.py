@@ -53,6 +53,8 @@ def train_step(params: dict, spec: object, step: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    signalled: list[int] = []  # first: a SIGUSR1 during the imports below must not kill the rank
+    signal.signal(signal.SIGUSR1, lambda s, _f: signalled.append(s))
     ap = argparse.ArgumentParser(prog="train_tiny")
     ap.add_argument("--ckpt-dir", required=True)
     ap.add_argument("--steps", type=int, default=20)
@@ -66,8 +68,6 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     rank = int(os.environ.get("SLURM_PROCID", "0"))
-    signalled: list[int] = []
-    signal.signal(signal.SIGUSR1, lambda s, _f: signalled.append(s))
     spec = PRESETS["tiny"]
     os.makedirs(args.ckpt_dir, exist_ok=True)
     step = 0
