@@ -170,13 +170,21 @@ class ClusterState:
                                        and all(isinstance(g, str) for g in spec["gpus"])):
                 raise ConfigError(f"{source}: jobs.{job}.gpus must be a list of GPU ids",
                                   hint='e.g. "gpus": ["su01-h01/gpu0", "su01-h01/gpu1"]')
+            if "hosts" in spec and not isinstance(spec["hosts"], str):
+                raise ConfigError(f"{source}: jobs.{job}.hosts must be a host-list string, got {type(spec['hosts']).__name__}",
+                                  hint='e.g. "hosts": "su01-h[02-05]" (or list GPU ids in "gpus")')
+            meta = {k: v for k, v in spec.items() if k not in ("gpus", "hosts")}
+            odd = sorted(k for k, v in meta.items() if not isinstance(v, (str, int, float, bool)) or v is None)
+            if odd:
+                raise ConfigError(f"{source}: jobs.{job}: metadata {odd} must be plain values (string, number, true/false)",
+                                  hint='e.g. "tier": "normal"')
             gpus = spec["gpus"] if "gpus" in spec else [g for h in expand(spec["hosts"]) for g in state._gpus_of(h)]
             if not gpus or len(set(gpus)) != len(gpus):
                 raise ConfigError(f"{source}: jobs.{job}: " + ("holds no GPUs" if not gpus else
                                   f"lists GPU {Counter(gpus).most_common(1)[0][0]!r} twice"),
                                   hint="list each GPU of a running job once; leave out jobs that hold none")
             try:
-                state.allocate(job, gpus, **{k: v for k, v in spec.items() if k not in ("gpus", "hosts")})
+                state.allocate(job, gpus, **meta)
             except ConfigError as exc:
                 raise ConfigError(f"{source}: jobs.{job}: {exc.message}") from None
         return state

@@ -43,6 +43,8 @@ def test_state_file_roundtrip(pod, tmp_path):
     ({"version": 1, "jobs": []}, "'jobs' must map job ids"),
     ({"version": 1, "jobs": {"x": {"gpus": []}}}, "jobs.x: holds no GPUs"),
     ({"version": 1, "jobs": {"x": {"gpus": ["su01-h01/gpu0", "su01-h01/gpu0"]}}}, "lists GPU 'su01-h01/gpu0' twice"),
+    ({"version": 1, "jobs": {"x": {"hosts": ["su01-h01"]}}}, "jobs.x.hosts must be a host-list string, got list"),
+    ({"version": 1, "jobs": {"x": {"hosts": "su01-h01", "tier": ["x"]}}}, r"metadata \['tier'\] must be plain values"),
 ])
 def test_bad_state_files(pod, data, words):
     with pytest.raises(ConfigError, match=words):
