@@ -15,7 +15,7 @@ import numpy as np
 from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
 from fabric_hpc.checkpoint.format import (
-    MANIFEST, VIEW_DTYPES, Manifest, TensorEntry, chunk_key, parse_manifest, stored_dtype,
+    MANIFEST, NATIVE_DTYPES, VIEW_DTYPES, Manifest, TensorEntry, chunk_key, parse_manifest, stored_dtype,
 )
 from fabric_hpc.inputs import kind_of
 from fabric_hpc.checkpoint.tensors import as_tuple, empty_like_target, is_torch, split_region, target_view
@@ -56,17 +56,24 @@ class Checkpoint:
         (a preallocated array/tensor) or a new array; ``dtype`` casts on the way."""
         entry = self.entry(name)
         region = region or tuple((0, s) for s in entry.shape)
+        if not _is_region(region):
+            raise CheckpointError(f"{name}: region must be ((lo, hi), ...) whole numbers per dimension, got {region!r}",
+                                  hint="e.g. region=((0, 2), (0, 8)) for the first two rows of an 8-column tensor")
         shape = tuple(hi - lo for lo, hi in region)
         if len(region) != len(entry.shape) or any(
                 not 0 <= lo <= hi <= s for (lo, hi), s in zip(region, entry.shape)):
             raise CheckpointError(f"{name}: region {region} is outside shape {entry.shape}")
         self.check_on_disk(entry, region)
         if out is None:
-            want = dtype or entry.dtype
+            want = check_dtype(dtype) if dtype is not None else entry.dtype
             out = empty_like_target(shape, want, torch_out=as_torch or want in VIEW_DTYPES)
         view, logical = target_view(out)
         if tuple(view.shape) != shape:
             raise CheckpointError(f"{name}: target shape {tuple(view.shape)} != region shape {shape}")
+        if _truncates(entry.dtype, logical):
+            raise CheckpointError(f"{name}: the target's dtype {logical} would truncate the stored {entry.dtype}",
+                                  hint=f"give a target of a {entry.dtype}-like kind, or read without a target "
+                                       f"and convert the values yourself")
         if logical == entry.dtype:
             self._read_region(entry, region, view)
         else:
@@ -203,6 +210,29 @@ def _corrupt(entry: TensorEntry, index: Any, why: str) -> CheckpointCorruptError
     where = f"{entry.path}/{chunk_key(list(index))}"
     return CheckpointCorruptError(f"damaged chunk {where}: {why}", problems=[f"{where}: {why}"],
                                   hint="run `fabric ckpt verify` and restore an older step")
+
+
+def check_dtype(name: Any) -> str:
+    """``name`` if it is a dtype a checkpoint can hold (a CheckpointError listing them otherwise)."""
+    if not isinstance(name, str) or (name not in NATIVE_DTYPES and name not in VIEW_DTYPES):
+        raise CheckpointError(f"unknown dtype {name!r}", hint=f"dtypes: {', '.join(NATIVE_DTYPES + tuple(VIEW_DTYPES))}")
+    return name
+
+
+def _kind(dtype: str) -> str:
+    return "f" if dtype in VIEW_DTYPES else np.dtype(dtype).kind
+
+
+def _truncates(stored: str, target: str) -> bool:
+    """Whether filling a ``target`` array from ``stored`` values drops their kind: floats into
+    integers or bools, complex into reals (precision casts, float64 -> bfloat16, are allowed)."""
+    return (_kind(stored) in "fc" and _kind(target) in "iub") or (_kind(stored) == "c" and _kind(target) != "c")
+
+
+def _is_region(region: Any) -> bool:
+    return isinstance(region, (tuple, list)) and all(
+        isinstance(r, (tuple, list)) and len(r) == 2 and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+                                                              for x in r) for r in region)
 
 
 def _cast_into(src: np.ndarray, src_dtype: str, out: Any, out_dtype: str) -> None:

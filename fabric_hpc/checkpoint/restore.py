@@ -16,7 +16,7 @@ from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError
 from fabric_hpc.checkpoint.format import (
     MANIFEST, TensorEntry, array_metadata, chunk_key, flatten, parse_manifest, unflatten,
 )
-from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint, read_manifest
+from fabric_hpc.checkpoint.reader import Checkpoint, check_dtype, open_checkpoint, read_manifest
 from fabric_hpc.checkpoint.tensors import check_mesh
 from fabric_hpc.events import emit
 
@@ -38,6 +38,11 @@ def restore(path: Path | str, *, step: int | None = None, names: list[str] | Non
     targets (nested dicts of arrays/tensors) that are filled in place and returned; ``dtype``
     casts everything read.
     """
+    if into is not None and not isinstance(into, Mapping):
+        raise CheckpointError(f"into must be nested dicts of arrays/tensors, got {type(into).__name__}",
+                              hint="e.g. into={'model': {'w': np.empty(...)}} (the names the checkpoint holds)")
+    if dtype is not None:
+        check_dtype(dtype)
     for attempt in range(3):
         try:
             return _restore_once(path, step, names, _Parts(rank, world_size, mesh), into, dtype,

@@ -53,6 +53,9 @@ def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False,
     its manifest) is skipped; deletion renames into a trash name first, so a new reader never
     sees a half-deleted checkpoint. ``upto_step`` protects newer checkpoints (e.g. a local tier's
     checkpoints that are not drained yet) while still counting them as the newest."""
+    if not isinstance(policy, RetentionPolicy):
+        raise CheckpointError(f"policy must be a RetentionPolicy, got {type(policy).__name__}",
+                              hint="e.g. prune(root, RetentionPolicy(keep_last=3))")
     root = Path(root)
     refs = store.list_checkpoints(root)
     tagged = {r.step for r in refs if _tags(r)}

@@ -254,6 +254,9 @@ def _begin(root: Path, step: int) -> tuple[str, list[str]]:
     if (inside := _inside_a_checkpoint(Path(os.path.abspath(root)))) is not None:
         raise CheckpointError(f"refusing to save into {root}: it is inside the committed checkpoint {inside}",
                               hint="give a checkpoint root outside every step-N directory")
+    if os.path.lexists(root) and not os.path.isdir(root):
+        raise CheckpointError(f"checkpoint root {root} exists and is not a directory",
+                              hint="give a directory (new or holding checkpoints) as the checkpoint root")
     fsio.make_dirs(root)
     with store.root_lock(root):
         cleaned = store.clean_leftovers(root)

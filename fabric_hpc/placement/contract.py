@@ -32,6 +32,32 @@ class SolveOptions:
     #: Relative gap at which CP-SAT may stop (0 = prove optimality).
     relative_gap: float = 0.0
 
+    def __post_init__(self) -> None:
+        import math
+
+        from fabric_hpc.errors import ConfigError
+
+        checks = {"time_limit_s": (self.time_limit_s, 0.0, 1e6, False), "workers": (self.workers, 1, 1024, True),
+                  "seed": (self.seed, 0, 2**31 - 1, True), "host_item_limit": (self.host_item_limit, 1, 10**7, True),
+                  "relative_gap": (self.relative_gap, 0.0, 1.0, False)}
+        for name, (value, lo, hi, whole) in checks.items():
+            number = isinstance(value, int) if whole else isinstance(value, (int, float))
+            if isinstance(value, bool) or not number or not math.isfinite(value) or not lo <= value <= hi \
+                    or (name == "time_limit_s" and value <= 0):
+                kind = "a whole number" if whole else "a finite number"
+                raise ConfigError(f"SolveOptions.{name} must be {kind} in {lo}..{hi}"
+                                  f"{' (above 0)' if name == 'time_limit_s' else ''}, got {value!r}")
+
+    @classmethod
+    def of(cls, fields: Any) -> SolveOptions:
+        """From a mapping of its fields (an unknown name is a ConfigError naming the valid ones)."""
+        from fabric_hpc.errors import ConfigError
+
+        unknown = sorted(set(fields) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"unknown solver option(s) {unknown}", hint=f"valid: {', '.join(cls.__dataclass_fields__)}")
+        return cls(**fields)
+
 
 @dataclass(frozen=True)
 class Placement:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.events import emit
@@ -13,6 +14,7 @@ from fabric_hpc.placement.problem import Problem
 from fabric_hpc.placement.request import Request, parse_request
 from fabric_hpc.placement.state import ClusterState
 from fabric_hpc.topology import Fabric
+from fabric_hpc.validation import parse_model
 
 
 #: solver name -> (module, function); a module is imported on first use (cpsat pulls in OR-Tools)
@@ -35,15 +37,30 @@ def _solver(name: str) -> Callable[[Problem, SolveOptions], Placement]:
 SOLVERS = tuple(_WHERE)
 
 
-def place(fab: Fabric, state: ClusterState, request: Request | str, *, solver: str = "cpsat",
-          options: SolveOptions | None = None, weights: CostWeights | None = None) -> Placement:
+def _mapping(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{what} must be a mapping of its fields or its own type, got {type(value).__name__}")
+    return value
+
+
+def place(fab: Fabric, state: ClusterState, request: Request | str | Mapping[str, Any], *, solver: str = "cpsat",
+          options: SolveOptions | Mapping[str, Any] | None = None,
+          weights: CostWeights | Mapping[str, Any] | None = None) -> Placement:
     """Choose GPUs for a gang. Does not change ``state`` (call ``state.allocate`` to commit).
+    ``request``, ``options`` and ``weights`` may also be given as mappings of their fields.
 
     Raises :class:`PlacementInfeasible` (exit code 4) with a structured ``explanation`` when the
     request cannot be placed now, :class:`~fabric_hpc.errors.ConfigError` when it is invalid.
     """
-    if isinstance(request, str):
-        request = parse_request(request)
+    if not isinstance(request, Request):
+        request = parse_request(request if isinstance(request, str) else _mapping(request, "request"))
+    if state.fab is not fab and list(state.fab.gpus) != list(fab.gpus):
+        raise ConfigError(f"the cluster state is of fabric {state.fab.name!r}, not {fab.name!r}",
+                          hint="build it from the same fabric: ClusterState(fab) or ClusterState.load(fab, path)")
+    if options is not None and not isinstance(options, SolveOptions):
+        options = SolveOptions.of(_mapping(options, "options"))
+    if weights is not None and not isinstance(weights, CostWeights):
+        weights = parse_model(CostWeights, _mapping(weights, "weights"), source="weights")
     fn = _solver(solver)
     problem = Problem(fab, state, request, weights)
     try:

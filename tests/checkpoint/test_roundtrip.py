@@ -201,3 +201,27 @@ def test_hdf5_import_refuses_data_changed_after_export(tmp_path: Path) -> None:
     with pytest.raises(CheckpointCorruptError, match=r"'m/w' chunk \[2, 0\] does not match"):
         import_h5(tmp_path / "ok.h5", tmp_path / "bad")
     assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").glob("step-*"))
+
+
+def test_library_misuse_is_a_checkpoint_error_not_a_raw_exception(tmp_path: Path) -> None:
+    """Wrong types and values reach the public API from user code: each is a CheckpointError
+    naming the problem, never a TypeError/IndexError from deep inside (or a silent truncation)."""
+    from fabric_hpc.checkpoint import RetentionPolicy, open_checkpoint, prune, restore
+
+    save(tmp_path / "ck", {"w": np.arange(4, dtype=np.float32), "n": np.arange(3)}, step=1)
+    cases = [
+        (lambda: restore(tmp_path / "ck", dtype="bogus"), "unknown dtype 'bogus'"),
+        (lambda: restore(tmp_path / "ck", into=[1]), "into must be nested dicts"),
+        (lambda: restore(tmp_path / "ck", into={"w": np.empty(4, np.int32)}), "would truncate the stored float32"),
+        (lambda: open_checkpoint(tmp_path / "ck").read("w", region=(slice(0, 2),)), "region must be"),
+        (lambda: prune(tmp_path / "ck", {"keep_last": 1}), "policy must be a RetentionPolicy"),
+    ]
+    (tmp_path / "afile").write_text("")
+    cases.append((lambda: save(tmp_path / "afile", {"w": np.zeros(2)}, step=1), "exists and is not a directory"))
+    for call, needle in cases:
+        with pytest.raises(CheckpointError, match=needle):
+            call()
+    # precision casts and integer -> float targets stay allowed
+    got = restore(tmp_path / "ck", into={"w": np.empty(4, np.float64), "n": np.empty(3, np.float32)})
+    assert got["w"].tolist() == [0, 1, 2, 3] and got["n"].tolist() == [0, 1, 2]
+    assert prune(tmp_path / "ck", RetentionPolicy(keep_last=1)) is not None

@@ -132,3 +132,23 @@ def test_never_fits_tells_permanent_from_waiting():
     assert not waiting.value.explanation.get("never") and "wait" in waiting.value.hint
     with pytest.raises(PlacementInfeasible, match="cannot ever fit this fabric, even with every GPU free"):
         place(fab, busy, numa, solver="greedy")
+
+
+def test_place_takes_mappings_and_refuses_misuse_with_config_errors():
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.topology import open_fabric
+
+    fab = open_fabric("superpod:sus=1")
+    st = ClusterState(fab)
+    placed = place(fab, st, {"nodes": 2, "gpus_per_node": 8}, solver="greedy", options={"time_limit_s": 0.5},
+                   weights={})
+    assert len(placed.hosts) == 2
+    for kwargs, needle in [({"options": {"workers": 0}}, "workers must be a whole number"),
+                           ({"options": {"time_limit_s": float("nan")}}, "time_limit_s must be a finite number"),
+                           ({"options": {"bogus": 1}}, "unknown solver option"),
+                           ({"weights": {"span": -5}}, "span"),
+                           ({"options": [1]}, "options must be a mapping")]:
+        with pytest.raises(ConfigError, match=needle):
+            place(fab, st, "nodes=2,gpus=8", solver="greedy", **kwargs)
+    with pytest.raises(ConfigError, match="the cluster state is of fabric"):
+        place(fab, ClusterState(open_fabric("superpod:sus=2")), "nodes=2,gpus=8", solver="greedy")
