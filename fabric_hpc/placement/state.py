@@ -128,7 +128,8 @@ class ClusterState:
         return int(mask.sum())
 
     def set_down(self, names: Iterable[str], down: bool = True) -> None:
-        """Mark hosts or GPU ids down (or back up: free)."""
+        """Mark hosts or GPU ids down (or back up: free); one name may be given as a string."""
+        names = [names] if isinstance(names, str) else names
         idx = self._indices(g for n in names for g in self._gpus_of(n))
         if down:
             self.owner[idx] = DOWN
@@ -230,6 +231,8 @@ class ClusterState:
     def _indices(self, gpus: Iterable[str | int]) -> np.ndarray:
         if isinstance(gpus, np.ndarray) and gpus.dtype.kind in "iu":  # already indices
             return gpus.astype(np.int64).ravel()
+        if isinstance(gpus, (str, int, np.integer)):  # one GPU, not its characters
+            gpus = [gpus]
         return np.fromiter((g if isinstance(g, (int, np.integer)) else self._gpu_index(g) for g in gpus),
                            dtype=np.int64)
 

@@ -7,6 +7,10 @@ Public surface::
     fab.distance("su01-h01/gpu0", "su02-h05/gpu0")   # hops, bandwidth, latency in O(1)
 """
 
+from collections.abc import Mapping
+from typing import Any
+
+from fabric_hpc.errors import ConfigError
 from fabric_hpc.topology import generators
 from fabric_hpc.topology.index import Distance, FabricIndex
 from fabric_hpc.topology.io import DEFAULT_FABRIC, dump_spec, load_fabric, open_fabric, parse_spec, save_spec
@@ -17,8 +21,16 @@ from fabric_hpc.topology.report import ReportSummary, write_report
 from fabric_hpc.topology.spec import FabricSpec, HostType
 
 
-def build(spec: FabricSpec) -> Fabric:
-    """Validate a spec and build its fabric (graph and index)."""
+def build(spec: FabricSpec | Mapping[str, Any]) -> Fabric:
+    """Validate a spec (a :class:`FabricSpec`, or a mapping of the fabric file's keys) and build
+    its fabric (graph and index)."""
+    if not isinstance(spec, FabricSpec):
+        from fabric_hpc.validation import parse_model
+
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"build() takes a FabricSpec or a mapping of the fabric file's keys, got "
+                              f"{type(spec).__name__}", hint="for a file or a generator reference use open_fabric()")
+        spec = parse_model(FabricSpec, dict(spec), source="<spec>", hint="see docs/topology.md for the format")
     return Fabric(spec)
 
 

@@ -40,6 +40,30 @@ def _require(cond: bool, message: str) -> None:
         raise ConfigError(message, hint="see docs/topology.md for the generators' parameters and ranges")
 
 
+def _typed(fn):
+    """Refuse arguments of the wrong type (``superpod("4")``) with a ConfigError naming them, before
+    the range checks compare them: ints where the signature says int, numbers where it says float."""
+    import functools
+    import inspect
+    import math
+
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def checked(*args, **kwargs):
+        for name, value in sig.bind(*args, **kwargs).arguments.items():
+            want = sig.parameters[name].annotation
+            ok = (isinstance(value, int) if want == "int" else
+                  isinstance(value, (int, float)) and math.isfinite(value) if want == "float" else True)
+            if not ok or isinstance(value, bool):
+                raise ConfigError(f"{fn.__name__}: {name} must be {'a whole number' if want == 'int' else 'a finite number'}, "
+                                  f"got {value!r}", hint="see docs/topology.md for the generators' parameters and ranges")
+        return fn(*args, **kwargs)
+
+    return checked
+
+
+@_typed
 def superpod(sus: int = 4, *, sus_per_spine_group: int = 4, hosts_per_su: int = 32) -> FabricSpec:
     """A DGX H100 SuperPOD of ``sus`` scalable units (rail-optimised, full bisection)."""
     _require(1 <= sus <= 256, f"superpod: sus={sus} must be in 1..256")
@@ -71,6 +95,7 @@ def superpod(sus: int = 4, *, sus_per_spine_group: int = 4, hosts_per_su: int = 
                  {"dgx-h100": DGX_H100}, hosts, levels, groups)
 
 
+@_typed
 def nvl72(racks: int = 8, *, racks_per_su: int = 8) -> FabricSpec:
     """GB200 NVL72 racks: each rack one 72-GPU NVLink domain of 18 hosts."""
     _require(1 <= racks <= 512, f"nvl72: racks={racks} must be in 1..512")
@@ -92,6 +117,7 @@ def nvl72(racks: int = 8, *, racks_per_su: int = 8) -> FabricSpec:
                  {"gb200": GB200_TRAY}, hosts, ["leaf", "spine"], groups, domains)
 
 
+@_typed
 def fat_tree(k: int = 8, *, gpus_per_host: int = 8, nic_gbps: float = NIC_400G_GBPS) -> FabricSpec:
     """A k-ary fat tree with k³/4 hosts (DGX-like hosts with one NIC, full bisection)."""
     _require(k >= 2 and k % 2 == 0 and k <= 64, f"fat_tree: k={k} must be an even number in 2..64")
@@ -120,6 +146,7 @@ def fat_tree(k: int = 8, *, gpus_per_host: int = 8, nic_gbps: float = NIC_400G_G
                  ["edge", "aggregation", "core"], groups)
 
 
+@_typed
 def leaf_spine(hosts: int = 16, *, hosts_per_leaf: int = 4, gpus: int = 8, cpus: int = 8,
                memory_gb: float = 16.0, prefix: str = "n") -> FabricSpec:
     """A small leaf/spine tree with hosts ``<prefix>1..<prefix>N`` (one NIC each)."""

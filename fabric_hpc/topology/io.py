@@ -138,6 +138,9 @@ def open_fabric(ref: str | os.PathLike[str] | None = None) -> Fabric:
     from fabric_hpc.topology.generators import GENERATORS
 
     ref = DEFAULT_FABRIC if ref is None else ref
+    if not isinstance(ref, (str, os.PathLike)) or not os.fspath(ref):
+        raise ConfigError(f"a fabric is a YAML path or a generator reference, got {ref!r}",
+                          hint="e.g. open_fabric('superpod:sus=4') or open_fabric('topology/my-cluster.yaml')")
     text = os.fspath(ref)
     name, _, params = text.partition(":")
     if Path(text).exists() or (name not in GENERATORS and (text.endswith((".yaml", ".yml")) or "/" in text)):

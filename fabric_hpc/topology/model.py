@@ -18,7 +18,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from fabric_hpc.errors import NotFoundError
+from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.topology.index import Distance, FabricIndex
 from fabric_hpc.topology.spec import FabricSpec, HostType, check_spec
 
@@ -64,6 +64,9 @@ class Fabric:
     """A built fabric: ``graph`` (networkx), ``index`` (coordinates) and the source ``spec``."""
 
     def __init__(self, spec: FabricSpec, *, source: str = "<fabric>") -> None:
+        if not isinstance(spec, FabricSpec):
+            raise ConfigError(f"Fabric() takes a FabricSpec, got {type(spec).__name__}",
+                              hint="open_fabric('superpod:sus=4' or a YAML path), or build(spec or mapping)")
         self.spec = spec
         self.host_type_of = check_spec(spec, source=source)
         self.hosts: list[str] = list(self.host_type_of)

@@ -104,6 +104,8 @@ def state_codes(fab: Fabric, occupancy: dict[str, str] | None) -> tuple[np.ndarr
     if not isinstance(occupancy, dict):
         raise ConfigError(f"occupancy must map GPU ids or hosts to a state, not {type(occupancy).__name__}")
     for key, value in occupancy.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"occupancy key {key!r}: expected a GPU id or a host name (a string)")
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"occupancy[{key!r}] = {value!r}: expected 'free', 'down' or a job id")
     jobs = sorted({v for v in occupancy.values() if v not in ("free", "down")}, key=_natural_key)

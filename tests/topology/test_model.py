@@ -182,3 +182,27 @@ def test_open_fabric_default_is_4su_superpod():
 def test_generator_parameters_of_the_wrong_kind_are_named(ref, needle):
     with pytest.raises(ConfigError, match=needle):
         open_fabric(ref)
+
+
+def test_api_misuse_is_a_config_error():
+    """Wrong types from user code get a ConfigError naming the fix, not a TypeError/AttributeError."""
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.placement import ClusterState
+    from fabric_hpc.topology import Fabric, build, generators, open_fabric, write_report
+
+    for call, needle in [(lambda: generators.superpod("4"), "sus must be a whole number"),
+                         (lambda: generators.fat_tree(k=4, nic_gbps=float("nan")), "nic_gbps must be a finite number"),
+                         (lambda: build(5), "takes a FabricSpec or a mapping"),
+                         (lambda: build({"bogus": 1}), "bogus"),
+                         (lambda: Fabric("superpod:sus=1"), "takes a FabricSpec"),
+                         (lambda: open_fabric(5), "a YAML path or a generator reference"),
+                         (lambda: open_fabric(""), "a YAML path or a generator reference"),
+                         (lambda: write_report(open_fabric("superpod:sus=1"), "/tmp/x.html", occupancy={5: "j"}),
+                          "occupancy key 5")]:
+        with pytest.raises(ConfigError, match=needle):
+            call()
+    fab = build(generators.superpod(sus=1).model_dump(mode="json"))  # a mapping of the file's keys builds too
+    st = ClusterState(fab)
+    st.allocate("j", "su01-h01/gpu0")  # one GPU id, not its characters
+    st.set_down("su01-h02")
+    assert st.job_gpus("j") == ["su01-h01/gpu0"] and int((st.free == 0).sum()) == 9
