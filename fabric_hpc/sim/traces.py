@@ -61,7 +61,8 @@ def gang_request(gpus: int, gpus_per_host: int = 8) -> Request:
 def _open(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     if not p.exists():
-        raise NotFoundError(f"no trace file {p}", hint="bundled traces are in data/traces/")
+        raise NotFoundError(f"no trace file {p}", hint="give the path of a trace file (the source tree has samples in "
+                                                       "data/traces/), or synthetic:jobs=N for a generated workload")
     return check_path(p, what="trace file")
 
 

@@ -62,7 +62,8 @@ def load_fabric(path: str | os.PathLike[str]) -> Fabric:
     path = Path(path)
     if not path.exists():
         raise NotFoundError(f"fabric file {str(path)!r} does not exist",
-                            hint="give a path to a topology YAML file, e.g. topology/dgx-h100-superpod-4su.yaml")
+                            hint="give the path of a fabric YAML file (docs/topology.md), or a generator "
+                                 "reference such as superpod:sus=4 (`fabric topology generate` writes a file)")
     check_path(path, what="fabric file")
     spec, lines = parse_spec(read_text(path, what="fabric file", limit=MAX_FABRIC_BYTES), source=str(path))
     from fabric_hpc.topology.spec import check_spec
