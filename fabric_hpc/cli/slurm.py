@@ -90,6 +90,34 @@ def plugin_config(state_dir: str, fallback_s: int, max_gpus_per_node: int, outpu
         click.echo(text, nl=False)
 
 
+@group.command("jobscripts")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite a script of the same name that differs.")
+@json_option
+def jobscripts(directory: Path, force: bool, as_json: bool) -> None:
+    """Copy the sbatch scripts (train_gang, infer_batch, ckpt_restore) shipped in the wheel into
+    DIRECTORY (which must exist); a different file of the same name is kept unless --force."""
+    from importlib import resources
+
+    from fabric_hpc.atomic import write_atomic
+    from fabric_hpc.errors import ConfigError, NotFoundError
+
+    if not directory.is_dir():
+        raise NotFoundError(f"{directory} is not a directory", hint=f"create it first (mkdir -p {directory})")
+    shipped = resources.files("fabric_hpc").joinpath("jobscripts")
+    scripts = sorted((f for f in shipped.iterdir() if f.name.endswith(".sbatch")) if shipped.is_dir() else (),
+                     key=lambda f: f.name)
+    if not scripts:
+        raise NotFoundError("this fabric-hpc has no job scripts", hint="reinstall fabric-hpc from its wheel")
+    texts = {f.name: f.read_bytes() for f in scripts}
+    clash = [n for n, data in texts.items() if (directory / n).exists() and (directory / n).read_bytes() != data]
+    if clash and not force:
+        raise ConfigError(f"{', '.join(clash)} in {directory} differ from this version's", hint="--force overwrites them")
+    written = [str(write_atomic(directory / name, data, mode=0o755)) for name, data in texts.items()]
+    render(as_json, {"dir": str(directory), "files": written}, lambda con: con.print(
+        "\n".join(written) + "\nsubmit with e.g. sbatch " + str(directory / "train_gang.sbatch")))
+
+
 @group.command("topo-files")
 @click.option("--topology", required=True, type=click.Path(dir_okay=False), help="The fabric model.")
 @click.option("--dir", "topo_dir", default="/var/lib/fabric-hpc/nccl", show_default=True,

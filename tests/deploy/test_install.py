@@ -122,6 +122,19 @@ def test_plugin_config_refuses_a_relative_state_dir(capsys: pytest.CaptureFixtur
     assert "must be an absolute path" in capsys.readouterr().err
 
 
+def test_jobscripts_are_copied_and_a_changed_copy_is_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert fabric("slurm", "jobscripts", str(tmp_path), "--json") == 0
+    files = json.loads(capsys.readouterr().out)["files"]
+    assert [Path(f).name for f in files] == ["ckpt_restore.sbatch", "infer_batch.sbatch", "train_gang.sbatch"]
+    mine = tmp_path / "train_gang.sbatch"
+    assert mine.read_bytes() == (REPO / "jobscripts" / "train_gang.sbatch").read_bytes() and os.access(mine, os.X_OK)
+    mine.write_text("#!/bin/bash\n# my edits\n")
+    assert fabric("slurm", "jobscripts", str(tmp_path)) == 3
+    assert "differ from this version's" in capsys.readouterr().err and "my edits" in mine.read_text()
+    assert fabric("slurm", "jobscripts", str(tmp_path), "--force") == 0 and "my edits" not in mine.read_text()
+    assert fabric("slurm", "jobscripts", str(tmp_path / "missing")) == 3
+
+
 def test_install_dry_run_uninstall(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg, root = write_config(tmp_path / "agent.toml"), tmp_path / "root"
     assert fabric("slurm", "install", "--config", str(cfg), "--root", str(root), "--dry-run") == 0

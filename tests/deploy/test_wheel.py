@@ -13,7 +13,8 @@ from tests.deploy.wheel_env import WheelEnv
 def test_wheel_and_sdist_ship_the_slurm_files(wheel_env: WheelEnv) -> None:
     names = set(zipfile.ZipFile(wheel_env.wheel).namelist())
     assert {"fabric_hpc/slurm_plugins/job_submit.lua", "fabric_hpc/slurm_plugins/task_prolog.py",
-            "fabric_hpc/topology/report_assets/report.html"} <= names
+            "fabric_hpc/topology/report_assets/report.html", "fabric_hpc/jobscripts/train_gang.sbatch",
+            "fabric_hpc/jobscripts/infer_batch.sbatch", "fabric_hpc/jobscripts/ckpt_restore.sbatch"} <= names
     assert not [n for n in names if n.startswith(("benchmarks/", "tests/", "plugins/"))]
     with tarfile.open(wheel_env.sdist) as tar:
         members = {m.name.split("/", 1)[1] for m in tar.getmembers() if "/" in m.name}
@@ -48,5 +49,9 @@ def test_every_group_help_and_a_real_command(wheel_env: WheelEnv) -> None:
     lua = wheel_env.fabric("slurm", "plugin-config", "--state-dir", "/srv/fabric", "--fallback-s", "30").stdout
     assert 'local STATE_DIR = "/srv/fabric"' in lua and "local FALLBACK_S = 30" in lua
     assert "Usage: fabric agent run" in wheel_env.fabric("agent", "run", "--help").stdout
+    (cwd / "js").mkdir()
+    wheel_env.fabric("slurm", "jobscripts", str(cwd / "js"))
+    assert sorted(p.name for p in (cwd / "js").iterdir()) == ["ckpt_restore.sbatch", "infer_batch.sbatch",
+                                                              "train_gang.sbatch"]
     status = wheel_env.fabric("agent", "status", "--state-dir", str(cwd / "nostate"), check=False)
     assert status.returncode == 3 and "Traceback" not in status.stderr
