@@ -94,7 +94,7 @@ def compare(name: str, fab_ref: str, jobs: list, extra: dict[str, object] | None
 def verdicts(c: dict) -> dict:
     s, f = c["policies"]["slurm"], c["policies"]["fabric"]
     jct = 1 - f["mean_jct_s"] / s["mean_jct_s"] if s["mean_jct_s"] else 0.0
-    dom = (s["mean_domains_spanned"] / f["mean_domains_spanned"]) if f["mean_domains_spanned"] else None
+    dom = (s["mean_domains_spanned"] / f["mean_domains_spanned"]) if f["mean_domains_spanned"] and s["mean_domains_spanned"] else None
     return {"jct_reduction": jct, "jct_ok": jct >= 0.20, "p99_wait_ratio": f["p99_wait_s"] / max(s["p99_wait_s"], 1e-9),
             "p99_ok": f["p99_wait_s"] < s["p99_wait_s"], "domains_ratio": dom,
             "domains_ok": dom is not None and dom >= 1.5, "jain_delta": f["jain_accounts"] - s["jain_accounts"],
@@ -203,7 +203,8 @@ def render_comps(comps: list[dict], quick: bool, *, walls: bool) -> str:
                   "|---|" + "---|" * len(names)]
         for key, label, scale in rows:
             lines.append(f"| {label} | " + " | ".join(
-                str(pol[n][key]) if isinstance(pol[n][key], int) else f"{pol[n][key] * scale:.3g}"
+                "–" if pol[n][key] is None else str(pol[n][key]) if isinstance(pol[n][key], int)
+                else f"{pol[n][key] * scale:.3g}"
                 for n in names) + " |")
         lines += ["", f"Targets: mean JCT ≥ 20 % lower: {v['jct_reduction']:+.1%} → {_yn(v['jct_ok'])}; "
                   f"p99 queueing delay lower: ×{v['p99_wait_ratio']:.2f} → {_yn(v['p99_ok'])}; "

@@ -144,4 +144,4 @@ def demo_cmd(out_dir: str, as_json: bool) -> None:
 
 
 def _fmt(v: object) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+    return "–" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)

@@ -91,9 +91,10 @@ def summarize(result: SimResult) -> dict[str, Any]:
         "gpu_utilisation": util,
         "fragmentation": float(np.mean(tl["frag"])) if tl["frag"] else 0.0,
         "multi_host_gangs": len(multi),
-        "mean_domains_spanned": float(np.mean([r.domains.get(level, 1) for r in multi])) if multi else 0.0,
+        # undefined without multi-host gangs: None (null in JSON, "–" in reports), not a 0 that reads as a value
+        "mean_domains_spanned": float(np.mean([r.domains.get(level, 1) for r in multi])) if multi else None,
         "domain_level": level,
-        "mean_hosts_spanned": float(np.mean([r.hosts for r in multi])) if multi else 0.0,
+        "mean_hosts_spanned": float(np.mean([r.hosts for r in multi])) if multi else None,
         "mean_stretch": float(np.mean([r.stretch for r in recs])) if recs else 1.0,
         "jain_accounts": jain([1.0 / float(np.mean(v)) for v in by_acct.values()]),
         "preemptions": int(sum(r.preemptions for r in result.records)),

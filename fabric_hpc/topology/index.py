@@ -124,7 +124,8 @@ class FabricIndex:
             same_switch = self.gpu_leaf_switch[a] == self.gpu_leaf_switch[b]
             lv = max(lv, 0 if same_switch else 1)
             level = self.levels[min(lv, len(self.levels) - 1)] if lv < len(self.levels) else "disconnected"
-        return Distance(int(hops), float(bw), float(lat), level)
+        # float32 tables: rounded to what they hold (3.8 µs, not 3.8000000715255737)
+        return Distance(int(hops), round(float(bw), 3), round(float(lat), 4), level)
 
     def rollup(self, free: np.ndarray) -> dict[str, np.ndarray]:
         """Free-GPU counts per host, NVLink domain and network group, from a bool mask [G]."""

@@ -90,6 +90,9 @@ def test_metrics_on_a_known_schedule():
     s = summarize(Simulator(fab, _fifo(), jobs).run())
     assert s["mean_jct_s"] == 150 and s["p50_wait_s"] == 50 and s["gpu_utilisation"] == 1.0
     assert s["mean_bounded_slowdown"] == 1.5
+    single = summarize(Simulator(fab, _fifo(), [job("j3", 1, submit=0, wall=100)]).run())
+    assert single["multi_host_gangs"] == 0  # spans are undefined, not 0
+    assert single["mean_domains_spanned"] is None and single["mean_hosts_spanned"] is None
 
 
 def test_demo_compare_plumbing(tmp_path):
