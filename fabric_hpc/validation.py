@@ -88,7 +88,10 @@ def _describe(model: type[BaseModel], err: dict[str, Any]) -> tuple[Loc, str]:
         return loc, f"unknown key {loc[-1]!r} at {path} (valid keys: {valid})"
     if kind == "missing":
         return loc, f"missing required field {path}"
-    return loc, f"{path}: {err['msg']} (got {err.get('input')!r})"
+    msg = err["msg"].removeprefix("Value error, ")  # our own validators' words, without pydantic's prefix
+    if not loc:  # a check of the whole model: its message says what is wrong
+        return loc, msg
+    return loc, f"{path}: {msg} (got {err.get('input')!r})"
 
 
 def parse_model(

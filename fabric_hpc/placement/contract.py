@@ -27,7 +27,7 @@ class SolveOptions:
     #: CP-SAT search workers. 1 by default: deterministic and leaves the other core to the scheduler.
     workers: int = 1
     seed: int = 0
-    #: Above this many candidate hosts CP-SAT decides per domain first (hierarchical decomposition).
+    #: Above this many candidate hosts CP-SAT decides per domain first (hierarchical decomposition; 0: always).
     host_item_limit: int = 192
     #: Relative gap at which CP-SAT may stop (0 = prove optimality).
     relative_gap: float = 0.0
@@ -38,15 +38,13 @@ class SolveOptions:
         from fabric_hpc.errors import ConfigError
 
         checks = {"time_limit_s": (self.time_limit_s, 0.0, 1e6, False), "workers": (self.workers, 1, 1024, True),
-                  "seed": (self.seed, 0, 2**31 - 1, True), "host_item_limit": (self.host_item_limit, 1, 10**7, True),
+                  "seed": (self.seed, 0, 2**31 - 1, True), "host_item_limit": (self.host_item_limit, 0, 10**7, True),
                   "relative_gap": (self.relative_gap, 0.0, 1.0, False)}
         for name, (value, lo, hi, whole) in checks.items():
             number = isinstance(value, int) if whole else isinstance(value, (int, float))
-            if isinstance(value, bool) or not number or not math.isfinite(value) or not lo <= value <= hi \
-                    or (name == "time_limit_s" and value <= 0):
+            if isinstance(value, bool) or not number or not math.isfinite(value) or not lo <= value <= hi:
                 kind = "a whole number" if whole else "a finite number"
-                raise ConfigError(f"SolveOptions.{name} must be {kind} in {lo}..{hi}"
-                                  f"{' (above 0)' if name == 'time_limit_s' else ''}, got {value!r}")
+                raise ConfigError(f"SolveOptions.{name} must be {kind} in {lo}..{hi}, got {value!r}")
 
     @classmethod
     def of(cls, fields: Any) -> SolveOptions:

@@ -128,8 +128,12 @@ def request_fields(text: str, *, source: str = "--request") -> dict[str, Any]:
         if key not in Request.model_fields:
             problems.append(f"{source}: unknown key {key!r} (valid keys: {', '.join(valid)})")
             continue
-        if key in data or (key in _REPEAT_GUARD and _REPEAT_GUARD[key] in seen):
+        if key in data:
             problems.append(f"{source}: {part.partition('=')[0].strip()!r} is given more than once")
+            continue
+        if key in _REPEAT_GUARD and _REPEAT_GUARD[key] in seen:
+            problems.append(f"{source}: gpus and gpus_per_node are both given: with nodes, gpus already means "
+                            f"GPUs per node (nodes=2,gpus=8); without nodes it is a total (gpus=16)")
             continue
         seen.add(key)
         try:

@@ -11,9 +11,9 @@ group, so a leaf group with one switch per NIC is rail-optimised. See ``docs/top
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.hostlist import NAME, NAME_PATTERN, expand
@@ -81,6 +81,14 @@ class Network(StrictModel):
 
 class FabricSpec(StrictModel):
     fabric: Literal[1]
+
+    @field_validator("fabric", mode="before")
+    @classmethod
+    def _format_number(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # True == 1 in Python: a YAML `fabric: true` is not format 1
+            raise ValueError("the format is the number 1 (fabric: 1), not true/false")
+        return value
+
     name: str = Field(min_length=1, pattern=r"^[^\x00-\x1f\x7f]+$")  # printed in exports' comment lines
     description: str = ""
     host_types: dict[str, HostType] = Field(min_length=1)

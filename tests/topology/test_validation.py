@@ -87,6 +87,7 @@ def test_missing_file():
     ("fabric: 1\nname: a\nname: b\n", r"line 3: duplicate key 'name' \(first at line 2\)"),
     ("fabric: 1\n  name: [x\n", r"<string>:2: not valid YAML"),
     ("- just\n- a list\n", r"expected a mapping"),
+    ("fabric: true\nname: a\n", r"the format is the number 1 \(fabric: 1\), not true/false"),
 ])
 def test_malformed_yaml(text, expect):
     with pytest.raises(ConfigError, match=expect):
