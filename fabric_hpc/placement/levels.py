@@ -105,6 +105,11 @@ def _build(fab: Fabric) -> FabricLevels:
         cols.append(dense)
         names.append([_label(fab, name, int(u), labels) for u in uniq])
         alias[name] = len(chain) - 1
+    net = fab.spec.network
+    if net is not None and "leaf" not in alias and net.levels[0] in alias:
+        # Slurm's --switches counts the lowest switches, whatever a fabric calls them: the default
+        # max_domains_level ("leaf", switches=K) then works on a fat-tree's "edge" level too
+        alias["leaf"] = alias[net.levels[0]]
     host_dom = np.stack(cols, axis=1).astype(np.int64)
     bw, lat = _tiers(fab, host_dom, first)
     starts = tuple(run_starts(host_dom[:, j]) for j in range(host_dom.shape[1]))

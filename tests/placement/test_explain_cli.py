@@ -152,3 +152,13 @@ def test_place_takes_mappings_and_refuses_misuse_with_config_errors():
             place(fab, st, "nodes=2,gpus=8", solver="greedy", **kwargs)
     with pytest.raises(ConfigError, match="the cluster state is of fabric"):
         place(fab, ClusterState(open_fabric("superpod:sus=2")), "nodes=2,gpus=8", solver="greedy")
+
+
+def test_switches_counts_the_lowest_switches_of_any_fabric():
+    """``switches=K`` (max_domains at the default level "leaf") works on a fat-tree, whose lowest
+    switch level is called "edge": Slurm's --switches counts the lowest switches."""
+    from fabric_hpc.topology import open_fabric
+
+    fab = open_fabric("fat-tree:k=4")
+    placed = place(fab, ClusterState(fab), "nodes=2,gpus=4,switches=1", solver="greedy")
+    assert placed.domains["edge"] == 1
