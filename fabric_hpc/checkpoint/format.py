@@ -129,7 +129,12 @@ def check_name(name: str) -> list[str]:
 
 
 def flatten(state: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Nested dicts -> ("a/b/c", leaf) pairs in sorted, stable order."""
+    """Nested dicts -> ("a/b/c", leaf) pairs in sorted, stable order (an int key becomes its
+    string: optimizer states keyed by parameter index restore with "0", "1", ...)."""
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"the state {'under ' + repr(prefix) + ' ' if prefix else ''}must be nested dicts "
+                              f"of arrays/tensors, got {type(state).__name__}",
+                              hint="e.g. {'model': model.state_dict(), 'optim': {...}}; put a list's items under keys")
     for key in sorted(state, key=str):
         if not isinstance(key, (str, int)):
             raise CheckpointError(f"state key {key!r} under {prefix or '<root>'!r} is not a string")

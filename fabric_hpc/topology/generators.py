@@ -150,7 +150,9 @@ def fat_tree(k: int = 8, *, gpus_per_host: int = 8, nic_gbps: float = NIC_400G_G
 def leaf_spine(hosts: int = 16, *, hosts_per_leaf: int = 4, gpus: int = 8, cpus: int = 8,
                memory_gb: float = 16.0, prefix: str = "n") -> FabricSpec:
     """A small leaf/spine tree with hosts ``<prefix>1..<prefix>N`` (one NIC each)."""
-    _require(1 <= hosts <= 4096 and 1 <= hosts_per_leaf <= hosts, "leaf_spine: need 1 ≤ hosts_per_leaf ≤ hosts")
+    _require(1 <= hosts <= 4096, f"leaf_spine: hosts={hosts} must be in 1..4096")
+    _require(1 <= hosts_per_leaf <= hosts, f"leaf_spine: hosts_per_leaf={hosts_per_leaf} must be in 1..hosts={hosts} "
+                                           f"(give hosts_per_leaf=N with N ≤ hosts; the default is 4)")
     _require(cpus % 2 == 0 and 2 <= cpus <= 4096, f"leaf_spine: cpus={cpus} must be even, 2..4096 (two sockets)")
     _require(0 <= gpus <= 64, f"leaf_spine: gpus={gpus} must be in 0..64")
     _require(0 < memory_gb <= 1_000_000, f"leaf_spine: memory_gb={memory_gb} must be in (0, 1000000]")

@@ -216,6 +216,7 @@ def test_library_misuse_is_a_checkpoint_error_not_a_raw_exception(tmp_path: Path
         (lambda: open_checkpoint(tmp_path / "ck").read("w", region=(slice(0, 2),)), "region must be"),
         (lambda: prune(tmp_path / "ck", {"keep_last": 1}), "policy must be a RetentionPolicy"),
     ]
+    cases.append((lambda: save(tmp_path / "ck2", [np.zeros(2)], step=1), "must be nested dicts of arrays/tensors, got list"))
     (tmp_path / "afile").write_text("")
     cases.append((lambda: save(tmp_path / "afile", {"w": np.zeros(2)}, step=1), "exists and is not a directory"))
     for call, needle in cases:
