@@ -15,12 +15,17 @@ from fabric_hpc.errors import (
     NotFoundError,
 )
 
+#: The built-in default cluster (``open_fabric(None)``, ``make demo``): a generator reference, kept
+#: here so that the CLI can name it without importing the topology package.
+DEFAULT_FABRIC = "superpod:sus=4"
+
 try:
     __version__ = version("fabric-hpc")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "DEFAULT_FABRIC",
     "ConfigError",
     "ExternalError",
     "FabricError",

@@ -10,8 +10,7 @@ import click
 
 from fabric_hpc.cli.output import json_option, render, table
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.topology import dump_spec, generators, open_fabric, save_spec
-from fabric_hpc.topology.io import DEFAULT_FABRIC
+from fabric_hpc import DEFAULT_FABRIC
 
 FABRIC_HELP = f"Fabric YAML file or generator reference (default: {DEFAULT_FABRIC})."
 
@@ -36,6 +35,8 @@ def _write_or_print(text: str, out: str | None) -> None:
 
 
 def _emit_spec(spec, out: str | None) -> None:
+    from fabric_hpc.topology import dump_spec, save_spec
+
     if out and out != "-":
         click.echo(f"wrote {save_spec(spec, out)}", err=True)
     else:
@@ -57,6 +58,8 @@ _out = click.option("-o", "--out", default=None, help="Output file (default: std
 @_out
 def gen_superpod(sus: int, hosts_per_su: int, out: str | None) -> None:
     """DGX H100 SuperPOD: rail-optimised SUs of 32 hosts, spine (and core above 4 SUs)."""
+    from fabric_hpc.topology import generators
+
     _emit_spec(generators.superpod(sus, hosts_per_su=hosts_per_su), out)
 
 
@@ -65,6 +68,8 @@ def gen_superpod(sus: int, hosts_per_su: int, out: str | None) -> None:
 @_out
 def gen_nvl72(racks: int, out: str | None) -> None:
     """GB200 NVL72 racks: 18 hosts × 4 GPUs per rack-wide NVLink domain."""
+    from fabric_hpc.topology import generators
+
     _emit_spec(generators.nvl72(racks), out)
 
 
@@ -74,6 +79,8 @@ def gen_nvl72(racks: int, out: str | None) -> None:
 @_out
 def gen_fat_tree(k: int, gpus: int, out: str | None) -> None:
     """A k-ary fat tree (k³/4 hosts), full bisection."""
+    from fabric_hpc.topology import generators
+
     _emit_spec(generators.fat_tree(k, gpus_per_host=gpus), out)
 
 
@@ -85,6 +92,8 @@ def gen_fat_tree(k: int, gpus: int, out: str | None) -> None:
 @_out
 def gen_leaf_spine(hosts: int, hosts_per_leaf: int, gpus: int, prefix: str, out: str | None) -> None:
     """A small leaf/spine tree with hosts n1..nN (the live Slurm test cluster's shape)."""
+    from fabric_hpc.topology import generators
+
     _emit_spec(generators.leaf_spine(hosts, hosts_per_leaf=hosts_per_leaf, gpus=gpus, prefix=prefix), out)
 
 
@@ -94,6 +103,7 @@ def gen_leaf_spine(hosts: int, hosts_per_leaf: int, gpus: int, prefix: str, out:
 @json_option
 def validate(fabrics: tuple[str, ...], as_json: bool) -> None:
     """Check every fabric file fail-closed; exit 3 when any is bad, naming file, line and fix."""
+    from fabric_hpc.topology import open_fabric
     from fabric_hpc.errors import FabricError
     results, errors = [], []
     for ref in fabrics:
@@ -126,6 +136,8 @@ def validate(fabrics: tuple[str, ...], as_json: bool) -> None:
 @json_option
 def show(fabric: str | None, host: str | None, distance: tuple[str, str] | None, as_json: bool) -> None:
     """Summarise a fabric, one host, or the distance between two GPUs."""
+    from fabric_hpc.topology import open_fabric
+
     fab = open_fabric(fabric)
     if distance:
         d = fab.distance(*distance)
@@ -173,6 +185,7 @@ def export(fabric: str | None, fmt: str, host: str | None, device_dir: str, bloc
            default_topology: str, out: str | None) -> None:
     """Write Slurm topology.conf (tree/block), topology.yaml (Slurm >= 25.05), slurm.conf node lines,
     gres.conf or NCCL XML."""
+    from fabric_hpc.topology import open_fabric
     from fabric_hpc.topology import export as ex
 
     fab = open_fabric(fabric)
@@ -203,6 +216,7 @@ def export(fabric: str | None, fmt: str, host: str | None, device_dir: str, bloc
 def report(fabric: str | None, out_html: str, state_path: str | None, png: str | None, svg: str | None,
            title: str | None, as_json: bool) -> None:
     """Write a self-contained HTML report (and PNG/SVG) of the fabric and the jobs on it."""
+    from fabric_hpc.topology import open_fabric
     from fabric_hpc.inputs import distinct_outputs
     from fabric_hpc.topology.report import write_report
 

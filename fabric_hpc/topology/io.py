@@ -89,7 +89,7 @@ def save_spec(spec: FabricSpec, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-DEFAULT_FABRIC = "superpod:sus=4"
+from fabric_hpc import DEFAULT_FABRIC  # noqa: E402  (re-exported: fabric_hpc.topology.DEFAULT_FABRIC)
 
 
 def _parse_params(ref: str, text: str) -> dict[str, int | float | str]:
