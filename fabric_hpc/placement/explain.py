@@ -93,7 +93,9 @@ def _diagnose_whole_hosts(p: Problem) -> None:
 #: what a request can relax, by the constraint of its failure on an idle fabric
 _RELAX = {"numa_local": "numa_local", "rail_aligned": "rail_aligned", "within": "within",
           "max_domains": "max_domains", "slices": "slices", "whole_hosts": "whole_hosts"}
-_NEVER: weakref.WeakKeyDictionary[Fabric, dict[str, PlacementInfeasible | None]] = weakref.WeakKeyDictionary()
+#: per fabric: request JSON -> answer, and id(request) -> (request, answer) (the hot path: a
+#: placement that fails asks again for the same request object)
+_NEVER: weakref.WeakKeyDictionary[Fabric, tuple[dict[str, Any], dict[int, Any]]] = weakref.WeakKeyDictionary()
 
 
 def diagnose(p: Problem) -> None:
@@ -115,18 +117,27 @@ def never_fits(fab: Fabric, request: Request) -> PlacementInfeasible | None:
     from fabric_hpc.placement.problem import Problem
     from fabric_hpc.placement.state import ClusterState
 
-    memo = _NEVER.setdefault(fab, {})
+    memo = _NEVER.get(fab)
+    if memo is None:
+        memo = _NEVER[fab] = ({}, {})
+    by_text, by_id = memo
+    hit = by_id.get(id(request))
+    if hit is not None and hit[0] is request:
+        return hit[1]
     key = request.model_dump_json()
-    if key not in memo:
-        if len(memo) > 4096:
-            memo.clear()
+    if key not in by_text:
+        if len(by_text) > 4096:
+            by_text.clear()
         idle = Problem(fab, ClusterState(fab), request)
         try:
             _necessary(idle)
-            memo[key] = None
+            by_text[key] = None
         except PlacementInfeasible as exc:
-            memo[key] = exc if exc.explanation.get("never") else _never(idle, exc)
-    return memo[key]
+            by_text[key] = exc if exc.explanation.get("never") else _never(idle, exc)
+    if len(by_id) > 65536:
+        by_id.clear()
+    by_id[id(request)] = (request, by_text[key])  # holds the request: its id is not reused meanwhile
+    return by_text[key]
 
 
 def _never(p: Problem, exc: PlacementInfeasible) -> PlacementInfeasible:

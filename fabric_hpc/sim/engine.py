@@ -129,8 +129,9 @@ class Simulator:
         self._host_gpus = capacity
         #: per-host need (see ``_per_host_need``) -> how many pending jobs have it
         self._needs: dict[int, int] = {}
-        #: request (its key) -> why it never fits (``_never_fits``)
-        self._fits: dict[str, str | None] = {}
+        #: request -> why it never fits (``_never_fits``): keyed by its size when it sets nothing
+        #: else (most jobs: no JSON key to build), else by :func:`request_key`
+        self._fits: dict[tuple[int, int | None, int | None] | str, str | None] = {}
         #: The cluster state at the busiest moment of the replay (for the topology report).
         self.peak_state: ClusterState | None = None
         self.peak_time = 0.0
@@ -175,7 +176,8 @@ class Simulator:
     def _never_fits(self, job: Job) -> str | None:
         """Why ``job`` can never run on this fabric, even on an empty cluster (None if it can):
         :func:`never_fits`, remembered per request (its only input besides the fabric)."""
-        key = request_key(job.request)
+        r = job.request
+        key = (job.gpus, r.nodes, r.gpus_per_node) if r.model_fields_set <= _SIZE_FIELDS else request_key(r)
         if key not in self._fits:
             self._fits[key] = never_fits(job, self.fab, self._host_sizes)
         return self._fits[key]
@@ -326,6 +328,9 @@ class Simulator:
         need = min(self._needs)
         per_host = np.bincount(self.fab.index.gpu_host, weights=self.state.free, minlength=len(self.fab.hosts))
         return float(per_host[per_host < need].sum() / len(self.fab.gpus))
+
+
+_SIZE_FIELDS = frozenset({"nodes", "gpus_per_node", "gpus"})
 
 
 def never_fits(job: Job, fab: Fabric, host_sizes: np.ndarray | None = None) -> str | None:
