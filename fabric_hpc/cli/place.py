@@ -43,8 +43,8 @@ def group(topology: str | None, state_path: str | None, request: str | None, sol
     from fabric_hpc.topology import open_fabric
 
     fab = open_fabric(topology)
-    state = ClusterState.load(fab, state_path) if state_path else ClusterState(fab)
-    if commit_job and not state_path:
+    state = ClusterState.load(fab, state_path) if state_path is not None else ClusterState(fab)
+    if commit_job and state_path is None:
         raise ConfigError("--commit needs --state (the file to write the allocation to)")
     if commit_job and state.holds(commit_job):  # allocate() would add to it: one job, two placements
         raise ConfigError(f"job {commit_job!r} already holds {len(state.job_gpus(commit_job))} GPUs in {state_path}",

@@ -223,7 +223,7 @@ def report(fabric: str | None, out_html: str, state_path: str | None, png: str |
     distinct_outputs({"--out": out_html, "--png": png, "--svg": svg}, {"FABRIC": fabric, "--state": state_path})
     fab = open_fabric(fabric)
     occupancy = None
-    if state_path:
+    if state_path is not None:
         from fabric_hpc.placement import ClusterState
 
         occupancy = ClusterState.load(fab, state_path).occupancy()

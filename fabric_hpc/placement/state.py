@@ -194,6 +194,8 @@ class ClusterState:
     def load(cls, fab: Fabric, path: str | os.PathLike[str]) -> ClusterState:
         from fabric_hpc.inputs import read_json
 
+        if not os.fspath(path):
+            raise ConfigError("the cluster state file name is empty", hint="give a file (see docs/placement.md) or omit --state")
         p = Path(path)
         if not p.exists():
             raise NotFoundError(f"no cluster state file {p}", hint="write one (see docs/placement.md) or omit --state")

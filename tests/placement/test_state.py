@@ -54,3 +54,5 @@ def test_bad_state_files(pod, data, words):
 def test_missing_file(pod, tmp_path):
     with pytest.raises(NotFoundError):
         ClusterState.load(pod, tmp_path / "absent.json")
+    with pytest.raises(ConfigError, match="file name is empty"):  # `-s ''` is not "no state"
+        ClusterState.load(pod, "")
