@@ -50,7 +50,7 @@ from fabric_hpc.pidlock import PidLock
 from fabric_hpc.scheduler import SchedulingPolicy, make_policy
 from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
 from fabric_hpc.slurm.contract import SlurmClient, SlurmError
-from fabric_hpc.slurm.plugins import PROTOCOL_VERSION
+from fabric_hpc.slurm.plugins import PROTOCOL_VERSION, control_chars
 from fabric_hpc.slurm.sdnotify import notify
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.slurm.usage import AgentUsage
@@ -104,7 +104,7 @@ class AgentConfig(StrictModel):
     @field_validator("state_dir")
     @classmethod
     def _state_dir(cls, value: str) -> str:
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        if control_chars(value):
             raise ValueError(f"state_dir {value!r} holds control characters")
         return value
 

@@ -27,6 +27,11 @@ def plugin_path(name: str) -> Traversable:
     return path
 
 
+def control_chars(value: str) -> list[str]:
+    """The control characters (C0 and DEL) in ``value``, each once, as ``repr``s."""
+    return sorted({repr(ch) for ch in value if ord(ch) < 32 or ord(ch) == 127})
+
+
 def cluster_path(value: str, *, what: str = "path") -> str:
     """A file or directory on the cluster's nodes: absolute, no ``..`` component (``fabric slurm
     install --root R`` writes under R), no control character (it goes into Lua, systemd units and
@@ -34,7 +39,7 @@ def cluster_path(value: str, *, what: str = "path") -> str:
     if not isinstance(value, str) or not value.startswith("/") or ".." in PurePosixPath(value).parts:
         raise ConfigError(f"{what} {value!r} must be an absolute path without '..' components",
                           hint="e.g. /var/lib/fabric-agent")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if control_chars(value):
         raise ConfigError(f"{what} {value!r} holds control characters", hint="use a plain path")
     return value
 
@@ -48,7 +53,7 @@ def lua_string(value: str, *, what: str = "value") -> str:
     """
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{what} must be a non-empty string")
-    bad = sorted({repr(ch) for ch in value if ord(ch) < 32 or ord(ch) == 127})
+    bad = control_chars(value)
     if bad:
         raise ConfigError(f"{what} {value!r} holds control characters {', '.join(bad)}",
                           hint="use a plain path without newlines, tabs or NUL")
