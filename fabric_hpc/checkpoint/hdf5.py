@@ -36,7 +36,7 @@ def export_h5(path: Path | str, h5_path: Path | str, *, step: int | None = None,
     ckpt = open_checkpoint(path, step)
     h5_path = output_path(h5_path, what="HDF5 file")
     manifest = ckpt.manifest.model_dump(mode="json")
-    with atomic_output(h5_path, mode=fsio.FILE_MODE) as tmp:
+    with ckpt, atomic_output(h5_path, mode=fsio.FILE_MODE) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs[ROOT_ATTR] = json.dumps(manifest)
             for name in ckpt.names:

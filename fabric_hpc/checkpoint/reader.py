@@ -32,6 +32,27 @@ class Checkpoint:
         self.ref = ref
         self.path = ref.path
         self.manifest = manifest
+        self._held: Any = None
+
+    def __enter__(self) -> Checkpoint:
+        """``with open_checkpoint(...) as ck:`` holds the readers' shared lock (prune skips the
+        checkpoint meanwhile), as ``restore()`` and the exports do while they read."""
+        held = store.reading(self.ref)
+        held.__enter__()
+        self._held = held
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.__exit__(*exc)
+
+    def _check_still_there(self) -> None:
+        """A missing chunk of a checkpoint whose directory is gone was pruned, not damaged."""
+        if not os.path.isdir(self.path):
+            raise CheckpointNotFoundError(
+                f"checkpoint {self.path} was removed while it was being read (pruned?)",
+                hint="read inside `with open_checkpoint(...) as ck:` (prune then skips it), or open the newest again")
 
     @property
     def step(self) -> int:
@@ -112,6 +133,7 @@ class Checkpoint:
             try:
                 st = os.stat(path, follow_symlinks=False)
             except FileNotFoundError:
+                self._check_still_there()
                 raise _corrupt(entry, index, "chunk file is missing") from None
             if not stat.S_ISREG(st.st_mode) or chunk is None or st.st_size != chunk.nbytes:
                 why = f"is {kind_of(st.st_mode)}, not a regular file" if not stat.S_ISREG(st.st_mode) else \
@@ -151,6 +173,10 @@ def _read_chunk(step_dir: Path, nbytes: int, crc: int, entry: TensorEntry, index
     try:
         fd = fsio.open_in(step_dir, f"{entry.path}/{chunk_key(list(index))}")
     except FileNotFoundError:
+        if not os.path.isdir(step_dir):
+            raise CheckpointNotFoundError(f"checkpoint {step_dir} was removed while it was being read (pruned?)",
+                                          hint="read inside `with open_checkpoint(...) as ck:` (prune then skips "
+                                               "it), or open the newest again") from None
         raise _corrupt(entry, index, "chunk file is missing") from None
     except fsio.UnsafeFileError as exc:
         raise _corrupt(entry, index, exc.strerror) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fabric_hpc.checkpoint import fsio, store
@@ -15,8 +15,10 @@ from fabric_hpc.events import emit
 
 @dataclass(frozen=True)
 class RetentionPolicy:
-    """Keep the last ``keep_last``, every step divisible by ``keep_every``, and (by default)
-    every tagged checkpoint. The one ``latest`` points to is always kept."""
+    """Keep the last ``keep_last`` readable checkpoints, every step divisible by ``keep_every``,
+    and (by default) every tagged checkpoint. The one ``latest`` points to is always kept, and so
+    is a damaged one (its manifest unreadable): it does not count towards ``keep_last``, and it is
+    left for ``fabric ckpt verify`` and the admin, never deleted unseen."""
 
     keep_last: int = 3
     keep_every: int | None = None
@@ -29,9 +31,10 @@ class RetentionPolicy:
         if self.keep_every is not None and self.keep_every < 1:
             raise CheckpointError(f"keep_every must be >= 1, got {self.keep_every}")
 
-    def keep(self, refs: list[store.CheckpointRef], tagged: set[int], latest: str | None) -> set[int]:
+    def keep(self, refs: list[store.CheckpointRef], tagged: set[int], latest: str | None,
+             damaged: frozenset[int] = frozenset()) -> set[int]:
         steps = [r.step for r in refs]
-        kept = set(steps[-self.keep_last:])
+        kept = set([s for s in steps if s not in damaged][-self.keep_last:]) | set(damaged)
         if self.keep_every:
             kept |= {s for s in steps if s % self.keep_every == 0}
         if self.keep_tagged:
@@ -45,6 +48,7 @@ class PruneResult:
     removed: list[int]
     kept: list[int]
     busy: list[int]  # would be removed, but a reader holds them; retried on the next prune
+    damaged: list[int] = field(default_factory=list)  # kept: their manifest cannot be read
 
 
 def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False,
@@ -58,8 +62,9 @@ def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False,
                               hint="e.g. prune(root, RetentionPolicy(keep_last=3))")
     root = Path(root)
     refs = store.list_checkpoints(root)
-    tagged = {r.step for r in refs if _tags(r)}
-    kept = policy.keep(refs, tagged, store.read_latest(root))
+    tags = {r.step: _tags(r) for r in refs}
+    damaged = frozenset(step for step, t in tags.items() if t is None)
+    kept = policy.keep(refs, {step for step, t in tags.items() if t}, store.read_latest(root), damaged)
     removed, busy = [], []
     with store.root_lock(root):
         for ref in refs:
@@ -74,16 +79,19 @@ def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False,
     if removed and not dry_run:
         fsio.fsync_dir(root)
         emit("checkpoint.pruned", root=str(root), removed=removed, busy=busy)
-    return PruneResult(removed, sorted(kept), busy)
+    if damaged:
+        emit("checkpoint.prune_damaged", root=str(root), steps=sorted(damaged))
+    return PruneResult(removed, sorted(kept), busy, sorted(damaged))
 
 
-def _tags(ref: store.CheckpointRef) -> list[str]:
+def _tags(ref: store.CheckpointRef) -> list[str] | None:
+    """The checkpoint's tags, or None when its manifest cannot be read (damaged)."""
     import json
     try:
         doc = json.loads(fsio.read_in(ref.path, MANIFEST, 512 << 20))
-        return list(doc["attributes"][ATTR].get("tags") or [])
+        return [str(t) for t in (doc["attributes"][ATTR].get("tags") or [])]
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
-        return []
+        return None
 
 
 def remove_if_idle(root: Path, ref: store.CheckpointRef) -> bool:

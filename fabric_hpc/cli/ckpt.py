@@ -188,10 +188,12 @@ def prune_cmd(directory: Path, keep_last: int, keep_every: int | None, keep_tagg
     """Delete old checkpoints (never latest; checkpoints being read are skipped)."""
     from fabric_hpc.checkpoint import RetentionPolicy, prune
     res = prune(directory, RetentionPolicy(keep_last, keep_every, keep_tagged), dry_run=dry_run)
-    data = {"removed": res.removed, "kept": res.kept, "busy": res.busy, "dry_run": dry_run}
+    data = {"removed": res.removed, "kept": res.kept, "busy": res.busy, "damaged": res.damaged, "dry_run": dry_run}
     render(as_json, data, lambda c: c.print(
         f"{'would remove' if dry_run else 'removed'} {res.removed or 'nothing'}; kept {res.kept}"
-        + (f"; busy (being read, retry later) {res.busy}" if res.busy else "")))
+        + (f"; busy (being read, retry later) {res.busy}" if res.busy else "")
+        + (f"; DAMAGED, kept and not counted in --keep-last (see fabric ckpt verify): {res.damaged}"
+           if res.damaged else "")))
 
 
 @group.command("export")

@@ -178,3 +178,31 @@ def test_saving_an_older_step_does_not_move_latest_back(tmp_path: Path) -> None:
     assert read_latest(tmp_path) == "step-0000000100" and open_checkpoint(tmp_path).step == 100
     save(tmp_path, _state(3), step=200)
     assert read_latest(tmp_path) == "step-0000000200"
+
+
+def test_prune_never_counts_or_deletes_a_damaged_checkpoint(tmp_path: Path) -> None:
+    """A newest step whose manifest is torn is not one of the "last N": prune keeps the newest
+    readable ones too (it used to delete every good checkpoint and keep only the damaged one)."""
+    from fabric_hpc.checkpoint import RetentionPolicy, prune, restore
+
+    for step in (1, 2, 3):
+        save(tmp_path, {"w": np.full(4, step, np.float32)}, step=step)
+    manifest = tmp_path / "step-0000000003" / "zarr.json"
+    manifest.write_bytes(manifest.read_bytes()[:100])
+    res = prune(tmp_path, RetentionPolicy(keep_last=1, keep_tagged=False))
+    assert res.removed == [1] and res.kept == [2, 3] and res.damaged == [3]
+    assert restore(tmp_path, step=2)["w"].tolist() == [2.0] * 4
+
+
+def test_a_held_checkpoint_is_skipped_by_prune_and_an_unheld_one_says_it_was_pruned(tmp_path: Path) -> None:
+    from fabric_hpc.checkpoint import CheckpointNotFoundError, RetentionPolicy, open_checkpoint, prune
+
+    for step in (1, 2):
+        save(tmp_path, {"w": np.full(4, step, np.float32)}, step=step)
+    with open_checkpoint(tmp_path, 1) as ck:
+        assert prune(tmp_path, RetentionPolicy(keep_last=1)).busy == [1]
+        assert ck.read("w").tolist() == [1.0] * 4
+    loose = open_checkpoint(tmp_path, 1)  # not held: prune may take it
+    assert prune(tmp_path, RetentionPolicy(keep_last=1)).removed == [1]
+    with pytest.raises(CheckpointNotFoundError, match="was removed while it was being read"):
+        loose.read("w")
