@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from fabric_hpc.cli.output import console, json_option, render, table
+from fabric_hpc.cli.params import OutputDir
+from fabric_hpc.errors import ConfigError
 
 
 @click.group("infer")
@@ -75,7 +77,7 @@ def _progress_line(snap: dict[str, Any]) -> str:
               help="Engine config (JSON or YAML) with the nine required fields.")
 @click.option("--input", "source", required=True,
               help="Spool directory of *.jsonl work items, one .jsonl file, or '-' for stdin.")
-@click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--output", required=True, type=OutputDir(),
               help="Output directory (journal, chunks, metrics); rerun with it to resume.")
 @click.option("--chunk-size", default=512, show_default=True, type=click.IntRange(1),
               help="Results per atomically committed chunk.")
@@ -94,6 +96,11 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int,
     from fabric_hpc.inference.pipeline import PipelineOptions
     from fabric_hpc.inference.runner import run_job
 
+    if source != "-":
+        src, out = Path(source).resolve(), output.resolve()
+        if src == out or out in src.parents or src in out.parents:
+            raise ConfigError(f"--output {str(output)!r} and --input {source!r} overlap: results would be read "
+                              f"back as work items", hint="give an output directory outside the input (and not above it)")
     opts = PipelineOptions(chunk_size=chunk_size, admit_batch=1 if source == "-" else 64)
     show = sys.stderr.isatty() if progress is None else progress
     live = Live(Text("starting"), console=console(stderr=True), transient=True) if show else None
@@ -118,7 +125,6 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int,
         f"{result['dead_letter']} dead-lettered\nrank 0: {_progress_line(result)}\n"
         f"next: fabric infer merge {output}"))
     if result["dead_letter"] and not result["items_done_all_ranks"] and not result["resumed"]:
-        from fabric_hpc.errors import ConfigError
         raise ConfigError(f"every item of the input ({result['dead_letter']}) was dead-lettered: nothing ran",
                           hint=f"each reason is in {output}/dead-letter.jsonl (often items longer than the "
                                "engine's max_input_len or max_num_tokens)")

@@ -112,11 +112,14 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
 @json_option
 def compare_cmd(dirs: tuple[str, ...], report_path: str | None, as_json: bool) -> None:
     """Compare result directories side by side (table + HTML report)."""
+    from fabric_hpc.inputs import distinct_outputs, output_path
     from fabric_hpc.sim import comparison_rows, load_results, write_html
 
     results = [load_results(d) for d in dirs]
     names = [Path(d).name or d for d in dirs]
-    report = Path(report_path) if report_path else Path(dirs[0]).resolve().parent / "report.html"
+    report = output_path(report_path if report_path else Path(dirs[0]).resolve().parent / "report.html",
+                         what="--report")
+    distinct_outputs({"--report": report}, {f"{d}/{f}": Path(d) / f for d in dirs for f in ("results.json", "state.json")})
     write_html(results, report, names=names)
     rows = comparison_rows(results)
     # a side-by-side means something only over the same jobs on the same cluster

@@ -93,7 +93,19 @@ def committed_ids(out: str | os.PathLike[str]) -> set[str]:
 
 
 def _chunk_ids(path: Path) -> list[str]:
-    return [json.loads(line)["id"] for line in path.read_bytes().splitlines() if line.strip()]
+    """The ids of a committed chunk's results; a line that is not a result is a MergeError naming
+    the chunk and the line (a committed chunk was written whole and fsync'd: it was damaged since)."""
+    ids = []
+    for n, line in enumerate(path.read_bytes().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            ids.append(str(json.loads(line)["id"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MergeError(f"chunk {path.name} line {n} is not a result ({type(exc).__name__}): the chunk was "
+                             f"damaged after it was committed",
+                             hint="restore the output directory from a copy, or rerun into a new --output") from None
+    return ids
 
 
 def _without(path: Path, drop: set[str], dest: Path) -> list[str]:

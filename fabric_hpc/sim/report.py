@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from fabric_hpc.atomic import write_atomic
+
 ROWS = [("mean_jct_s", "mean JCT (h)", 1 / 3600), ("p50_jct_s", "p50 JCT (h)", 1 / 3600),
         ("p99_jct_s", "p99 JCT (h)", 1 / 3600), ("mean_wait_s", "mean queueing delay (h)", 1 / 3600),
         ("p99_wait_s", "p99 queueing delay (h)", 1 / 3600), ("mean_bounded_slowdown", "mean bounded slowdown", 1),
@@ -106,5 +108,4 @@ td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child{{
 </body></html>"""
     out = Path(out_html)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page)
-    return out
+    return write_atomic(out, page)

@@ -81,4 +81,35 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     data = read_json(p, what="simulation results file")
     if not isinstance(data, dict) or data.get("version") != RESULTS_VERSION or "summary" not in data:
         raise ConfigError(f"{p}: not a version-{RESULTS_VERSION} simulation results file")
+    problem = _shape_problem(data)
+    if problem:
+        raise ConfigError(f"{p}: {problem}", hint="rerun `fabric sim run --out DIR` (results files are written by it)")
     return data
+
+
+def _numbers(value: Any, *, limit: float = 1e15) -> bool:
+    return isinstance(value, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                           and abs(x) <= limit for x in value)
+
+
+def _shape_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with the parts of a results file that compare and the report read (None: fine)."""
+    from fabric_hpc.sim.report import ROWS
+
+    summary, tl, tiers = data["summary"], data.get("timeline"), data.get("wait_by_tier", {})
+    if not isinstance(summary, dict):
+        return "summary is not a mapping"
+    if not isinstance(summary.get("gpus"), int) or isinstance(summary.get("gpus"), bool) or summary["gpus"] < 1:
+        return "summary.gpus is not a positive whole number"
+    for key, _, _ in ROWS:
+        v = summary.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or abs(v) > 1e15):
+            return f"summary.{key} is not a number: {str(v)[:40]!r}"
+    if not isinstance(tl, dict) or not all(_numbers(tl.get(k)) for k in ("t", "busy", "queue")) \
+            or not len(tl["t"]) == len(tl["busy"]) == len(tl["queue"]):
+        return "timeline is not three equally long lists t, busy, queue of numbers"
+    if not _numbers(data.get("jct", [])):
+        return "jct is not a list of numbers"
+    if not isinstance(tiers, dict) or not all(isinstance(k, str) and _numbers(v) for k, v in tiers.items()):
+        return "wait_by_tier is not a mapping of tiers to lists of numbers"
+    return None

@@ -122,3 +122,31 @@ def test_dedupe_rewrites_a_partly_duplicated_chunk(tmp_path: Path) -> None:
     assert tokens["x3"] == [3, 4] and tokens["x4"] == [104]   # the first copy kept
     assert sorted(p.name for p in (tmp_path / "chunks").iterdir()) == [
         "a000001-r00000-c0000000.jsonl", "a000002-r00001-c0000000-d1.jsonl"]
+
+
+@pytest.mark.parametrize("tail", [b'{"id":"b1","tokens":[1', b"\xff\xfe\n", b'{"no_id": 1}\n'])
+def test_merge_names_a_damaged_chunk_line(tmp_path: Path, tail: bytes) -> None:
+    """A committed chunk damaged afterwards (a torn or non-UTF-8 line) is a MergeError naming the
+    chunk and line, not a JSONDecodeError traceback."""
+    _sink(tmp_path, 8).close()
+    chunk = sorted((tmp_path / "chunks").iterdir())[0]
+    chunk.write_bytes(chunk.read_bytes() + tail)
+    with pytest.raises(MergeError, match=rf"chunk {chunk.name} line 5 is not a result"):
+        merge_outputs(tmp_path, [f"x{i}" for i in range(8)])
+
+
+def test_run_refuses_an_output_that_overlaps_the_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fabric_hpc.cli.main import main
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "a.jsonl").write_text('{"id": "a", "prompt": [1, 2], "max_new_tokens": 2}\n')
+    cfg = tmp_path / "engine.json"
+    cfg.write_text("{}")
+    for output in (spool, spool / "out", tmp_path):
+        assert main(["infer", "run", "--engine-config", str(cfg), "--input", str(spool), "--output", str(output)]) == 3
+        assert "overlap" in capsys.readouterr().err
+    assert main(["infer", "run", "--engine-config", str(cfg), "--input", str(spool),
+                 "--output", str(tmp_path / "no" / "out")]) == 3
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "no").exists()
+    assert sorted(p.name for p in spool.iterdir()) == ["a.jsonl"]

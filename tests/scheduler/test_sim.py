@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from fabric_hpc.errors import ConfigError
 from fabric_hpc.scheduler import (Backfill, GangPreemption, MultifactorPriority, Scheduler, SolverPlacer,
                                   fabric_policy, slurm_policy)
 from fabric_hpc.sim import Contention, Simulator, gang_workload, load_results, summarize, write_html, write_results
@@ -82,6 +83,21 @@ def test_results_files_and_report(tmp_path):
     assert "data:image/png;base64" in html and "mean JCT" in html
     s = outs[0]["summary"]
     assert s["finished"] == 60 and 0 < s["gpu_utilisation"] <= 1 and s["jain_accounts"] <= 1
+    # compare refuses a report over its own inputs, and hand-edited files with the wrong shapes
+    from fabric_hpc.cli.main import main
+
+    dirs = [str(tmp_path / "slurm"), str(tmp_path / "fabric")]
+    before = (tmp_path / "fabric" / "results.json").read_bytes()
+    assert main(["sim", "compare", *dirs, "--report", str(tmp_path / "fabric" / "results.json")]) == 3
+    assert (tmp_path / "fabric" / "results.json").read_bytes() == before
+    assert main(["sim", "compare", *dirs, "--report", str(tmp_path / "no" / "r.html")]) == 3
+    assert not (tmp_path / "no").exists()
+    good = json.loads(before)
+    for edit in ({"jct": "x"}, {"summary": [1, 2]}, {"timeline": None}, {"wait_by_tier": {"normal": "x"}},
+                 {"summary": {**good["summary"], "mean_jct_s": "fast"}}):
+        (tmp_path / "fabric" / "results.json").write_text(json.dumps({**good, **edit}))
+        with pytest.raises(ConfigError, match="results.json: "):
+            load_results(tmp_path / "fabric")
 
 
 def test_metrics_on_a_known_schedule():
