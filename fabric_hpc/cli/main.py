@@ -78,17 +78,42 @@ def cli(verbose: int, quiet: bool) -> None:
     configure_logging(-1 if quiet else verbose)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (Slurm's signal at a time limit or scancel): unwound like Ctrl-C, so every command
+    cleans up as it does for an interrupt (temporary files removed, locks released), then exits 143
+    with one line instead of dying at once."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point: run the CLI and map errors to exit codes (never a traceback
     for a user mistake)."""
+    import signal
+    import threading
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)  # the agent installs its own while it runs
+    try:
+        return _run(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     try:
         result = cli.main(args=list(argv) if argv is not None else None, prog_name="fabric",
                           standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        code = 130
+    except click.exceptions.Abort as exc:  # click's wrapping of a KeyboardInterrupt inside a command
+        terminated = isinstance(exc.__cause__ or exc.__context__, Terminated)
+        click.echo("terminated (SIGTERM)" if terminated else "aborted", err=True)
+        code = 143 if terminated else 130
     except click.ClickException as exc:
         exc.show()
         code = exc.exit_code if exc.exit_code else EXIT_USAGE
@@ -103,9 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         err = os_error(exc)
         click.echo(f"error: {err}", err=True)
         code = err.exit_code
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        code = 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        click.echo("terminated (SIGTERM)" if terminated else "interrupted", err=True)
+        code = 143 if terminated else 130
     else:
         code = result if isinstance(result, int) else 0
     return code

@@ -294,3 +294,38 @@ def test_poisoned_items_never_stop_the_run(tmp_path: Path) -> None:
     res = run_job(make_config(tmp_path), str(spool), tmp_path / "out",
                   engine_options={"clock": VirtualClock()})
     assert res["items_done"] == 0 and res["resumed"] == 50 and res["dead_letter"] == 3
+
+
+def test_sigterm_commits_the_finished_work_and_exits_143(tmp_path: Path) -> None:
+    """Slurm ends a job at its time limit with SIGTERM: the CLI unwinds as for Ctrl-C (no
+    traceback, locks released), says so and exits 143; a rerun resumes from the committed chunks
+    (an open chunk is not committed: resume removes it) and merges exactly once."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.inference.builders import CostModel
+
+    items = random_items(3000, seed=9, max_new=20)
+    spool = write_spool(tmp_path, items)
+    slow = CostModel(base_s=2e-3, prefill_s_per_token=1e-7, decode_s_per_seq=2e-6, ctx_s_per_token=0.0)
+    cfg = make_config(tmp_path, cost=slow)
+    out = tmp_path / "out"
+    argv = [sys.executable, "-c", "import sys; from fabric_hpc.cli.main import main; sys.exit(main())",
+            "infer", "run", "--engine-config", str(cfg), "--input", str(spool), "--output", str(out),
+            "--chunk-size", "16", "--no-progress"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list((out / "chunks").glob("*.jsonl")):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "terminated (SIGTERM)" in err and "Traceback" not in err, err[-2000:]
+    runner = CliRunner()
+    r = runner.invoke(cli, ["infer", "run", "--engine-config", str(cfg), "--input", str(spool),
+                            "--output", str(out), "--json", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["resumed"] > 0
+    assert runner.invoke(cli, ["infer", "merge", str(out)]).exit_code == 0
