@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +25,7 @@ def _size(n: int) -> str:
 @contextmanager
 def _progress(label: str, total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
     """A rich progress bar on stderr (bytes done / total); silent with --json or no terminal."""
-    if not enabled or total <= 0:
+    if not enabled or total <= 0 or not sys.stderr.isatty():  # no bar, and no blank line, in a job's log
         yield lambda n: None
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
@@ -186,7 +187,10 @@ def _mesh(text: str | None) -> tuple[int, ...] | None:
 def prune_cmd(directory: Path, keep_last: int, keep_every: int | None, keep_tagged: bool,
               dry_run: bool, as_json: bool) -> None:
     """Delete old checkpoints (never latest; checkpoints being read are skipped)."""
-    from fabric_hpc.checkpoint import RetentionPolicy, prune
+    from fabric_hpc.checkpoint import CheckpointNotFoundError, RetentionPolicy, list_checkpoints, prune
+    if not list_checkpoints(directory):
+        raise CheckpointNotFoundError(f"{directory} holds no committed checkpoint: nothing to prune",
+                                      hint="give a checkpoint root (the directory holding step-NNNNNNNNNN directories)")
     res = prune(directory, RetentionPolicy(keep_last, keep_every, keep_tagged), dry_run=dry_run)
     data = {"removed": res.removed, "kept": res.kept, "busy": res.busy, "damaged": res.damaged, "dry_run": dry_run}
     render(as_json, data, lambda c: c.print(

@@ -120,3 +120,10 @@ def test_shard_that_does_not_fit_its_mesh_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"must have shape \[2, 2\]"):
         save(tmp_path, {"x": Shard(x[:2, :3], (4, 6), dim=(0, 1), part=(0, 0), parts=(2, 3))}, step=1)
     assert list_checkpoints(tmp_path) == []
+
+
+def test_prune_of_a_directory_without_checkpoints_says_so(tmp_path, capsys):
+    from fabric_hpc.cli.main import main
+
+    assert main(["ckpt", "prune", str(tmp_path), "--keep-last", "1"]) == 3
+    assert "holds no committed checkpoint" in capsys.readouterr().err
