@@ -248,8 +248,19 @@ def job_status(output: str | os.PathLike[str]) -> dict[str, Any]:
             "attempts": len(list(attempts.iterdir())) if attempts.is_dir() else 0,
             "done": len(committed_ids(out)),
             "dead_letter": len(read_json_lines(dead)) if dead.is_file() else 0,
-            "merged": (out / "results.jsonl").is_file(), "running": _output_lock(out).holder() is not None,
+            "merged": _merged(out), "running": _output_lock(out).holder() is not None,
             "ranks": ranks}
+
+
+def _merged(out: Path) -> bool:
+    """Whether ``results.jsonl`` holds every committed chunk: written after the newest one (a
+    later attempt's chunks make an older merge stale)."""
+    results = out / "results.jsonl"
+    if not results.is_file():
+        return False
+    chunks = out / "chunks"
+    newest = max((p.stat().st_mtime_ns for p in chunks.glob("*.jsonl")), default=0) if chunks.is_dir() else 0
+    return results.stat().st_mtime_ns >= newest
 
 
 def merge_job(output: str | os.PathLike[str], source: str | None = None) -> dict[str, Any]:

@@ -48,6 +48,16 @@ def test_run_merge_results_equal_reference(tmp_path: Path) -> None:
     assert got == reference_tokens(items)
     st = job_status(tmp_path / "out")
     assert st["done"] == 300 and st["dead_letter"] == 1 and st["merged"]
+    # a later attempt adds work: the earlier merge no longer holds every result
+    more = random_items(20, seed=2)
+    for item in more:
+        item["id"] = "late-" + str(item["id"])
+    (spool / "late.jsonl").write_text("".join(json.dumps(i) + "\n" for i in more))
+    run_job(cfg, str(spool), tmp_path / "out", engine_options={"clock": VirtualClock()},
+            options=PipelineOptions(chunk_size=32))
+    assert job_status(tmp_path / "out")["merged"] is False
+    merge_job(tmp_path / "out")
+    assert job_status(tmp_path / "out")["merged"] is True
 
 
 def test_rerun_skips_finished_and_partial_output_resumes(tmp_path: Path) -> None:
