@@ -252,7 +252,10 @@ def read_items(lines: Iterable[tuple[str, int, bytes | str]], *, limits: EngineL
         try:
             item = parse_item(raw, limits)
             if item.id in seen:
-                raise IntakeRejection(f"duplicate id {item.id[:100]!r} (first occurrence kept)")
+                raise IntakeRejection(
+                    f"duplicate id {item.id[:100]!r} (a result for it was committed by an earlier attempt and "
+                    f"is kept; no copy of it in the input runs again)" if item.id in skip else
+                    f"duplicate id {item.id[:100]!r} (first occurrence kept)")
         except IntakeRejection as exc:
             if dead_letter is not None:
                 dead_letter.reject(source, n, str(exc), raw)

@@ -70,6 +70,21 @@ def test_skip_set_is_silent(tmp_path: Path) -> None:
     assert [it.id for it in items] == ["g0", "g2"] and dead.count == 0
 
 
+def test_a_duplicate_of_an_id_done_earlier_does_not_claim_its_first_copy_was_kept(tmp_path: Path) -> None:
+    """A later spool file repeating an id finished by an earlier attempt: neither copy runs, and
+    the dead letter says the earlier attempt's result is kept (not "first occurrence kept", which
+    named the wrong line)."""
+    item = {"prompt": [1], "max_new_tokens": 1}
+    lines = [("b.jsonl", 1, json.dumps({"id": "i5", **item})), ("items.jsonl", 6, json.dumps({"id": "i5", **item})),
+             ("items.jsonl", 7, json.dumps({"id": "j", **item})), ("items.jsonl", 8, json.dumps({"id": "j", **item}))]
+    dead = DeadLetter(tmp_path / "dead.jsonl")
+    items = list(read_items(lines, limits=SMALL, dead_letter=dead, skip={"i5"}))
+    dead.close()
+    assert [it.id for it in items] == ["j"]
+    reasons = [r["reason"] for r in read_json_lines(tmp_path / "dead.jsonl")]
+    assert "committed by an earlier attempt and is kept" in reasons[0] and "first occurrence kept" in reasons[1]
+
+
 def test_spool_reads_only_jsonl_in_name_order(tmp_path: Path) -> None:
     (tmp_path / "b.jsonl").write_text('{"x":1}\n\n{"x":2}\n')
     (tmp_path / "a.jsonl").write_text('{"x":0}\n')
