@@ -269,11 +269,13 @@ def merge_outputs(out: str | os.PathLike[str], expected_ids: Iterable[str]) -> d
     missing = sorted(expected - counts.keys())
     extra = sorted(counts.keys() - expected)
     if dup or missing or extra:
+        hint = ("rerun `fabric infer run` with the same --output: it finishes missing work and keeps the first "
+                "copy of each duplicated id" if missing or dup else
+                "the input no longer holds these ids (a spool file removed or changed since they ran): merge "
+                "against the input they came from (--input), or put those work items back; a rerun cannot help")
         raise MergeError(
             f"output ids != input ids: {len(missing)} missing {missing[:5]}, {len(dup)} duplicated "
-            f"{dup[:20]}, {len(extra)} unexpected {extra[:5]}",
-            hint="rerun `fabric infer run` with the same --output: it finishes missing work and "
-                 "keeps the first copy of each duplicated id")
+            f"{dup[:20]}, {len(extra)} unexpected {extra[:5]}", hint=hint)
     with atomic_output(out / "results.jsonl") as tmp, open(tmp, "wb") as fh:
         for path in chunks:
             fh.write(path.read_bytes())

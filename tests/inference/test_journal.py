@@ -70,8 +70,9 @@ def test_merge_fails_loudly_on_duplicate(tmp_path: Path) -> None:
 
 def test_merge_fails_on_unexpected_and_tampered(tmp_path: Path) -> None:
     _sink(tmp_path, 8).close()
-    with pytest.raises(MergeError, match="1 unexpected"):
+    with pytest.raises(MergeError, match="1 unexpected") as only_extra:
         merge_outputs(tmp_path, [f"x{i}" for i in range(7)])
+    assert "a rerun cannot help" in only_extra.value.hint  # the input lost ids: rerunning loops
     chunk = sorted((tmp_path / "chunks").iterdir())[0]
     chunk.write_text(chunk.read_text().splitlines()[0] + "\n")   # lines lost from a chunk
     with pytest.raises(MergeError, match="does not hold the ids"):
