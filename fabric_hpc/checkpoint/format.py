@@ -242,14 +242,18 @@ def parse_manifest(raw: bytes, source: str) -> Manifest:
     from pydantic import ValidationError
     try:
         try:
-            doc = json.loads(raw)
+            doc = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"not UTF-8 (byte offset {exc.start})") from None
         except RecursionError:
             raise ValueError("nested too deeply") from None
         if not isinstance(doc, dict) or doc.get("node_type") != "group" or ATTR not in doc.get("attributes", {}):
             raise ValueError(f"not a fabric checkpoint (root zarr.json has no {ATTR!r} attribute)")
         manifest = Manifest.model_validate(doc["attributes"][ATTR])
     except (ValueError, ValidationError) as exc:
-        raise CheckpointCorruptError(f"{source}: manifest is not valid: {str(exc)[:400]}",
+        why = ("; ".join(f"{'.'.join(map(str, e['loc'])) or 'manifest'}: {e['msg']}" for e in exc.errors()[:5])
+               if isinstance(exc, ValidationError) else str(exc))  # one line, no pydantic URLs
+        raise CheckpointCorruptError(f"{source}: manifest is not valid: {why[:400]}",
                                      problems=[f"{source}: invalid manifest"],
                                      hint="run `fabric ckpt verify` and restore an older step") from exc
     if manifest.format_version > FORMAT_VERSION:

@@ -206,3 +206,21 @@ def test_a_held_checkpoint_is_skipped_by_prune_and_an_unheld_one_says_it_was_pru
     assert prune(tmp_path, RetentionPolicy(keep_last=1)).removed == [1]
     with pytest.raises(CheckpointNotFoundError, match="was removed while it was being read"):
         loose.read("w")
+
+
+def test_a_damaged_manifest_is_named_in_one_line(tmp_path: Path) -> None:
+    from fabric_hpc.checkpoint import CheckpointCorruptError, open_checkpoint
+
+    save(tmp_path, {"w": np.zeros(2, np.float32)}, step=1)
+    manifest = tmp_path / "step-0000000001" / "zarr.json"
+    good = manifest.read_text()
+    doc = json.loads(good)
+    doc["attributes"]["fabric_checkpoint"]["step"] = float("nan")
+    manifest.write_text(json.dumps(doc))
+    with pytest.raises(CheckpointCorruptError) as nan:
+        open_checkpoint(tmp_path, 1)
+    assert "step" in str(nan.value) and "errors.pydantic.dev" not in str(nan.value)
+    assert "\n" not in nan.value.message
+    manifest.write_bytes(b"\xff\xfe" + good.encode())
+    with pytest.raises(CheckpointCorruptError, match=r"not UTF-8 \(byte offset 0\)"):
+        open_checkpoint(tmp_path, 1)
