@@ -52,7 +52,9 @@ def prepare_cmd(engine_dir: Path, checkpoint: Path, step: int | None, prefix: st
                                  prefix=prefix)
     # `infer run` reads engine_dir relative to the config file, wherever this command ran
     cfg["engine_dir"] = os.path.relpath(engine_dir.resolve(), config_out.resolve().parent)
-    config_out.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    from fabric_hpc.atomic import write_atomic
+
+    write_atomic(config_out, json.dumps(cfg, indent=2) + "\n")
     build = json.loads((engine_dir / ENGINE_FILE).read_text(encoding="utf-8"))
     render(as_json, {"engine_config": str(config_out), **build["checkpoint"]}, lambda c: c.print(
         f"{engine_dir}: serves {build['checkpoint']['path']} step {build['checkpoint']['step']} "

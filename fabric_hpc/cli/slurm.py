@@ -85,7 +85,10 @@ def plugin_config(state_dir: str, fallback_s: int, max_gpus_per_node: int, outpu
     text = render_job_submit(state_dir=cluster_path(state_dir, what="--state-dir"), fallback_s=fallback_s,
                              max_gpus_per_node=max_gpus_per_node)
     if output:
-        Path(output).write_text(text)
+        from fabric_hpc.atomic import write_atomic
+        from fabric_hpc.inputs import output_path
+
+        write_atomic(output_path(output, what="--output"), text)  # slurmctld never reads half a plugin
     else:
         click.echo(text, nl=False)
 

@@ -24,11 +24,12 @@ def _write_or_print(text: str, out: str | None) -> None:
     if out is None or out == "-":
         click.echo(text, nl=False)
         return
+    from fabric_hpc.atomic import write_atomic
     from fabric_hpc.inputs import os_error, output_path
 
     path = output_path(out, what="--out")
     try:
-        path.write_text(text, encoding="utf-8")
+        write_atomic(path, text)
     except OSError as exc:
         raise os_error(exc, "--out", path) from None
     click.echo(f"wrote {path}", err=True)

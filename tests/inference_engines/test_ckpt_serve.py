@@ -181,3 +181,20 @@ def test_cli_prepare(hf_ckpt: Path, tmp_path: Path) -> None:
     assert main(["infer", "prepare", str(tmp_path / "eng4"), "--checkpoint", str(hf_ckpt), "--dtype", "float32",
                  *limits, "--config-out", str(tmp_path / "nodir" / "e4.json")]) == 3
     assert not (tmp_path / "eng4").exists()
+
+
+def test_a_failed_prepare_leaves_no_directory_it_created(tmp_path: Path) -> None:
+    """The checkpoint carries no config.json: prepare fails, and the engine directory it made for
+    the answer is gone again (a half-prepared directory used to stay behind)."""
+    import numpy as np
+
+    save(tmp_path / "ck", {"w": np.zeros(2, np.float32)}, step=1)
+    with pytest.raises(ConfigError, match="carries no config.json"):
+        prepare_pytorch_engine(tmp_path / "engine", dtype="float32", max_batch_size=2, max_input_len=8,
+                               max_seq_len=16, max_num_tokens=32, checkpoint=tmp_path / "ck")
+    assert not (tmp_path / "engine").exists()
+    (tmp_path / "mine").mkdir()  # a directory the user made is kept
+    with pytest.raises(ConfigError):
+        prepare_pytorch_engine(tmp_path / "mine", dtype="float32", max_batch_size=2, max_input_len=8,
+                               max_seq_len=16, max_num_tokens=32, checkpoint=tmp_path / "ck")
+    assert (tmp_path / "mine").is_dir()

@@ -28,6 +28,8 @@ torch is imported only when an engine is built or an artefact with weights is pr
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -156,8 +158,24 @@ def prepare_pytorch_engine(engine_dir: str | Path, *, dtype: str, max_batch_size
     fabric checkpoint root or step directory; ``step`` or latest, pinned here) serves that step
     directly: ``config.json`` is the one the checkpoint carries (``fabric ckpt import-hf``, or
     ``user_metadata.hf_files`` of a save), else one already in ``engine_dir``; ``prefix`` is the
-    subtree holding the model (default: top level, else ``model``)."""
+    subtree holding the model (default: top level, else ``model``). A directory this call created
+    is removed again when it fails (nothing half-prepared is left behind)."""
     path = Path(engine_dir)
+    created = not os.path.lexists(path)
+    try:
+        return _prepare_pytorch_engine(path, dtype=dtype, max_batch_size=max_batch_size,
+                                       max_input_len=max_input_len, max_seq_len=max_seq_len,
+                                       max_num_tokens=max_num_tokens, preset=preset, seed=seed,
+                                       checkpoint=checkpoint, step=step, prefix=prefix)
+    except BaseException:
+        if created and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def _prepare_pytorch_engine(path: Path, *, dtype: str, max_batch_size: int, max_input_len: int, max_seq_len: int,
+                            max_num_tokens: int, preset: str | None, seed: int, checkpoint: str | Path | None,
+                            step: int | None, prefix: str | None) -> dict[str, Any]:
     if dtype not in _DTYPES:
         raise ConfigError(f"dtype {dtype!r} is not supported by the PyTorch engine",
                           hint=f"one of {sorted(_DTYPES)}")
@@ -167,7 +185,7 @@ def prepare_pytorch_engine(engine_dir: str | Path, *, dtype: str, max_batch_size
         if preset not in PRESETS:
             raise ConfigError(f"unknown model preset {preset!r}", hint=f"one of {sorted(PRESETS)}")
         path.mkdir(parents=True, exist_ok=True)
-        (path / "config.json").write_text(json.dumps(PRESETS[preset].hf_config(dtype), indent=2))
+        write_atomic(path / "config.json", json.dumps(PRESETS[preset].hf_config(dtype), indent=2))
         weights: dict[str, Any] = {"weights": "random", "seed": seed, "preset": preset}
     elif checkpoint is not None:
         weights = _prepare_checkpoint(path, Path(checkpoint), step, prefix)
@@ -208,7 +226,7 @@ def _prepare_checkpoint(path: Path, checkpoint: Path, step: int | None,
     config = _carried_config(ckpt)
     path.mkdir(parents=True, exist_ok=True)
     if config is not None:
-        (path / "config.json").write_text(json.dumps(config, indent=2))
+        write_atomic(path / "config.json", json.dumps(config, indent=2))
     elif not (path / "config.json").is_file():
         raise ConfigError(f"checkpoint {ckpt.path} carries no config.json and {path} has none",
                           hint="put the model's Hugging Face config.json into the engine directory, "
