@@ -8,6 +8,8 @@ comparison.
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import click
@@ -117,6 +119,8 @@ def compare_cmd(dirs: tuple[str, ...], report_path: str | None, as_json: bool) -
 
     results = [load_results(d) for d in dirs]
     names = [Path(d).name or d for d in dirs]
+    if len(set(names)) < len(names):  # a/run and b/run: name the columns by their paths
+        names = [os.path.normpath(d) for d in dirs]
     report = output_path(report_path if report_path else Path(dirs[0]).resolve().parent / "report.html",
                          what="--report")
     distinct_outputs({"--report": report}, {f"{d}/{f}": Path(d) / f for d in dirs for f in ("results.json", "state.json")})

@@ -69,7 +69,7 @@ def test_same_inputs_same_outputs(tmp_path):
     assert a == b
 
 
-def test_results_files_and_report(tmp_path):
+def test_results_files_and_report(tmp_path, capsys):
     fab = fabric(8, 4)
     jobs = gang_workload(jobs=60, cluster_gpus=64, seed=2, size_mix={1: 0.5, 8: 0.3, 16: 0.2})
     outs = []
@@ -92,6 +92,16 @@ def test_results_files_and_report(tmp_path):
     assert (tmp_path / "fabric" / "results.json").read_bytes() == before
     assert main(["sim", "compare", *dirs, "--report", str(tmp_path / "no" / "r.html")]) == 3
     assert not (tmp_path / "no").exists()
+    # two runs in directories of the same name get their paths as column names
+    import shutil
+
+    for parent in ("a", "b"):
+        shutil.copytree(tmp_path / "slurm", tmp_path / parent / "run")
+    capsys.readouterr()
+    assert main(["sim", "compare", str(tmp_path / "a" / "run"), str(tmp_path / "b" / "run"), "--json",
+                 "--report", str(tmp_path / "r.html")]) == 0
+    columns = json.loads(capsys.readouterr().out)["columns"]
+    assert columns == ["metric", str(tmp_path / "a" / "run"), str(tmp_path / "b" / "run")]
     good = json.loads(before)
     for edit in ({"jct": "x"}, {"summary": [1, 2]}, {"timeline": None}, {"wait_by_tier": {"normal": "x"}},
                  {"summary": {**good["summary"], "mean_jct_s": "fast"}}):
