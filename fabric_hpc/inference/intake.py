@@ -92,8 +92,14 @@ def _check(obj: Any) -> WorkItem:
     return WorkItem(rid, prompt, new, prio, klass)
 
 
+class _Overlong(bytes):
+    """The start of a line longer than MAX_LINE_BYTES (what the dead letter keeps of it)."""
+
+
 def parse_item(line: str | bytes, limits: EngineLimits | None = None) -> WorkItem:
     """Parse one line into a :class:`WorkItem` or raise :class:`IntakeRejection` with a reason."""
+    if isinstance(line, _Overlong):  # whatever its first bytes parse as
+        raise IntakeRejection(f"line longer than {MAX_LINE_BYTES} bytes (the limit of one work item)")
     try:
         obj = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -204,7 +210,7 @@ def _limited_lines(fh: IO[bytes], size: int | None) -> Iterator[bytes]:
                     left -= len(more)
                 if more.endswith(b"\n"):
                     break
-            line = line[:MAX_LINE_BYTES]
+            line = _Overlong(line[:4096])
         yield line
 
 

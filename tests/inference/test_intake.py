@@ -128,11 +128,15 @@ def test_over_long_line_is_cut_and_rejected(tmp_path: Path, monkeypatch: pytest.
 
     monkeypatch.setattr(intake, "MAX_LINE_BYTES", 64)
     ok = json.dumps({"id": "ok", "prompt": [1], "max_new_tokens": 1})
+    padded = json.dumps({"id": "pad", "prompt": [1], "max_new_tokens": 1}) + " " * 200  # valid in its first 64 bytes
     (tmp_path / "a.jsonl").write_text('{"id": "long", "prompt": [' + "1, " * 100 + '1], '
-                                      '"max_new_tokens": 1}\n' + ok + "\n")
-    dead = DeadLetter(None)
+                                      '"max_new_tokens": 1}\n' + ok + "\n" + padded + "\n")
+    dead = DeadLetter(tmp_path / "dead.jsonl")
     items = list(read_items(spool_lines(tmp_path), limits=SMALL, dead_letter=dead))
-    assert [it.id for it in items] == ["ok"] and dead.count == 1
+    dead.close()
+    assert [it.id for it in items] == ["ok"] and dead.count == 2
+    reasons = [r["reason"] for r in read_json_lines(tmp_path / "dead.jsonl")]
+    assert reasons == ["line longer than 64 bytes (the limit of one work item)"] * 2
 
 
 def test_snapshot_reads_recorded_files_and_sizes_only(tmp_path: Path) -> None:
