@@ -28,14 +28,15 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str, *, mode: int |
                  durable: bool = True) -> Path:
     """Replace ``path`` with ``data`` (``str`` is written as UTF-8). ``mode``: the file's
     permissions (None: 0o666 less the umask, as ``open`` would give)."""
-    blob = data.encode("utf-8") if isinstance(data, str) else data
-    with _temp(Path(path), mode) as (tmp, fd):
-        view = memoryview(blob)
-        while view:
-            view = view[os.write(fd, view):]
-        if durable:
-            os.fsync(fd)
-    return _publish(tmp, Path(path), durable)
+    view = memoryview(data.encode("utf-8") if isinstance(data, str) else data)
+    with atomic_output(path, mode=mode, durable=durable) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+    return Path(path)
 
 
 @contextmanager
@@ -44,8 +45,7 @@ def atomic_output(path: str | os.PathLike[str], *, mode: int | None = None,
     """Yield the path of a new, empty temporary file beside ``path`` to write by any means; on a
     normal exit it replaces ``path`` (fsync'd when ``durable``), on an exception it is removed."""
     target = Path(path)
-    with _temp(target, mode) as (tmp, _):
-        pass
+    tmp = _create(target, mode)
     try:
         yield tmp
         if durable:
@@ -54,10 +54,12 @@ def atomic_output(path: str | os.PathLike[str], *, mode: int | None = None,
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _publish(tmp, target, durable)
+        os.replace(tmp, target)
     except BaseException:
         _unlink(tmp)
         raise
+    if durable:
+        fsync_dir(target.parent)
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -69,31 +71,20 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-@contextmanager
-def _temp(target: Path, mode: int | None) -> Iterator[tuple[Path, int]]:
-    """A new temporary file beside ``target``, open for writing; removed if the body raises."""
+def _create(target: Path, mode: int | None) -> Path:
+    """A new, empty temporary file beside ``target`` (never an existing entry, never through a
+    symlink), given ``mode`` (None: 0o666 less the umask)."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, _FLAGS, 0o600 if mode is not None else 0o666)
     try:
         if mode is not None:
             os.fchmod(fd, mode)
-        yield tmp, fd
     except BaseException:
         os.close(fd)
         _unlink(tmp)
         raise
     os.close(fd)
-
-
-def _publish(tmp: Path, target: Path, durable: bool) -> Path:
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        _unlink(tmp)
-        raise
-    if durable:
-        fsync_dir(target.parent)
-    return target
+    return tmp
 
 
 def _unlink(tmp: Path) -> None:

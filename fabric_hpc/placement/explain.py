@@ -90,9 +90,8 @@ def _diagnose_whole_hosts(p: Problem) -> None:
                     constraint="whole_hosts", needed=r.gpus, largest=0, never=True)
 
 
-#: what a request can relax, by the constraint of its failure on an idle fabric
-_RELAX = {"numa_local": "numa_local", "rail_aligned": "rail_aligned", "within": "within",
-          "max_domains": "max_domains", "slices": "slices", "whole_hosts": "whole_hosts"}
+#: the request's constraints a permanent failure suggests relaxing (those it sets)
+_RELAX = ("numa_local", "rail_aligned", "within", "max_domains", "slices", "whole_hosts")
 #: per fabric: request JSON -> answer, and id(request) -> (request, answer) (the hot path: a
 #: placement that fails asks again for the same request object)
 _NEVER: weakref.WeakKeyDictionary[Fabric, tuple[dict[str, Any], dict[int, Any]]] = weakref.WeakKeyDictionary()
@@ -143,7 +142,7 @@ def never_fits(fab: Fabric, request: Request) -> PlacementInfeasible | None:
 def _never(p: Problem, exc: PlacementInfeasible) -> PlacementInfeasible:
     """``exc`` (found on an idle fabric) worded as a permanent failure."""
     r = p.request
-    relax = [name for key, name in _RELAX.items() if getattr(r, key)]
+    relax = [name for name in _RELAX if getattr(r, name)]
     hint = (f"relax {', '.join(relax)}" if relax else "ask for fewer GPUs") + " (docs/placement.md)"
     message = f"{r.describe()} cannot ever fit this fabric, even with every GPU free: {exc.message}"
     return PlacementInfeasible(message, explanation={**exc.explanation, "never": True}, hint=hint)
