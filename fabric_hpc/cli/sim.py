@@ -115,7 +115,7 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
 def compare_cmd(dirs: tuple[str, ...], report_path: str | None, as_json: bool) -> None:
     """Compare result directories side by side (table + HTML report)."""
     from fabric_hpc.inputs import distinct_outputs, output_path
-    from fabric_hpc.sim import comparison_rows, load_results, write_html
+    from fabric_hpc.sim import comparison_metrics, comparison_rows, load_results, write_html
 
     results = [load_results(d) for d in dirs]
     names = [Path(d).name or d for d in dirs]
@@ -131,7 +131,8 @@ def compare_cmd(dirs: tuple[str, ...], report_path: str | None, as_json: bool) -
                 for what, seen in (("trace", [r.get("trace") for r in results]),
                                    ("fabric", [(r.get("config") or {}).get("fabric") for r in results]))
                 if len(set(map(str, seen))) > 1]
-    render(as_json, {"columns": ["metric", *names], "rows": rows, "report": str(report), "warnings": warnings},
+    render(as_json, {"columns": ["metric", *names], "rows": rows, "metrics": comparison_metrics(results),
+                     "runs": names, "report": str(report), "warnings": warnings},
            lambda con: (con.print(table("policy comparison", ["metric", *names], rows)),
                         [con.print(f"warning: {w}", markup=False) for w in warnings],
                         con.print(f"report: {report}")))

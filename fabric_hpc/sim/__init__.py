@@ -13,7 +13,7 @@ See docs/scheduler.md.
 from fabric_hpc.sim.engine import JobRecord, SimResult, Simulator
 from fabric_hpc.sim.load import KINDS, load_trace
 from fabric_hpc.sim.metrics import jain, summarize
-from fabric_hpc.sim.report import comparison_rows, write_html
+from fabric_hpc.sim.report import comparison_metrics, comparison_rows, write_html
 from fabric_hpc.sim.results import load_results, results_dict, write_results
 from fabric_hpc.sim.contention import CommProfile, Contention
 from fabric_hpc.sim.slurmlog import read_jobcomp, read_sacct
@@ -21,5 +21,5 @@ from fabric_hpc.sim.synthetic import GangWorkload, gang_workload
 from fabric_hpc.sim.traces import Trace, read_openb, read_swf, read_tiresias
 
 __all__ = ["KINDS", "CommProfile", "Contention", "GangWorkload", "JobRecord", "SimResult", "Simulator", "Trace",
-           "comparison_rows", "gang_workload", "jain", "load_results", "load_trace", "read_jobcomp", "read_openb",
+           "comparison_metrics", "comparison_rows", "gang_workload", "jain", "load_results", "load_trace", "read_jobcomp", "read_openb",
            "read_sacct", "read_swf", "read_tiresias", "results_dict", "summarize", "write_html", "write_results"]

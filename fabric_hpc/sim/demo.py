@@ -9,7 +9,7 @@ from typing import Any
 from fabric_hpc.scheduler.contract import Job
 from fabric_hpc.scheduler.policies import make_policy
 from fabric_hpc.sim.engine import Simulator
-from fabric_hpc.sim.report import comparison_rows, write_html
+from fabric_hpc.sim.report import comparison_metrics, comparison_rows, write_html
 from fabric_hpc.sim.results import write_results
 from fabric_hpc.sim.synthetic import GangWorkload, gang_workload
 from fabric_hpc.sim.traces import Trace
@@ -35,6 +35,7 @@ def compare(fab: Fabric, jobs: list[Job], out_dir: str | os.PathLike[str], *, po
     report = write_html(results, out / "report.html", names=names, links=links,
                         title=f"fabric-hpc scheduler comparison on {fab.name}")
     return {"policies": names, "columns": ["metric", *names], "rows": comparison_rows(results),
+            "metrics": comparison_metrics(results),
             "summaries": {n: r["summary"] for n, r in zip(names, results, strict=True)},
             "report": str(report), "out_dir": str(out)}
 

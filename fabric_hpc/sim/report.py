@@ -42,6 +42,12 @@ def comparison_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     return out
 
 
+def comparison_metrics(results: list[dict[str, Any]]) -> dict[str, list[float | int | None]]:
+    """The compared metrics as numbers for machines (``--json``): ``{summary key: [value per run]}``,
+    in the summary's own units (seconds, fractions, counts); ``None`` where a run has no value."""
+    return {key: [r["summary"].get(key) for r in results] for key, _, _ in ROWS}
+
+
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")

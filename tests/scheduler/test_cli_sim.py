@@ -22,6 +22,11 @@ def test_run_and_compare(tmp_path, capsys):
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert out["columns"] == ["metric", "slurm", "fabric"] and out["warnings"] == []
+    # numbers for machines: the summaries' own values, unformatted, one per run
+    summaries = [json.loads((tmp_path / p / "results.json").read_text())["summary"] for p in ("slurm", "fabric")]
+    assert out["runs"] == ["slurm", "fabric"]
+    assert out["metrics"]["mean_jct_s"] == [s["mean_jct_s"] for s in summaries]
+    assert out["metrics"]["finished"] == [60, 60]
     assert Path(out["report"]).read_text().count("<img") == 3
     # runs over different jobs are still shown side by side, with a warning saying so
     assert main(["sim", "run", "--trace", "synthetic:jobs=20", "--topology", "leaf-spine:hosts=8",
