@@ -121,11 +121,18 @@ def root_problems(root: Path) -> list[str]:
             problems.append(f"{LATEST}: not a regular file naming a step-NNNNNNNNNN directory")
         elif not os.path.lexists(root / latest):
             problems.append(f"{LATEST}: names {latest}, which is missing (restores use the newest committed step)")
-    committed = {r.path.name for r in list_checkpoints(root)}
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if _STEP_DIR.match(entry.name) and entry.name not in committed:
-            problems.append(f"{entry.name}: not a committed checkpoint ({MANIFEST} missing, or not a directory)")
+    for ref in uncommitted_steps(root):
+        problems.append(f"{ref.path.name}: not a committed checkpoint ({MANIFEST} missing, or not a directory)")
     return problems
+
+
+def uncommitted_steps(root: Path) -> list[CheckpointRef]:
+    """Entries named like a step that are not committed checkpoints (no manifest, or not a
+    directory), oldest first: a commit renames a complete directory into place, so these were
+    copied partially or damaged, never left by a crash."""
+    committed = {r.path.name for r in list_checkpoints(root)}
+    return sorted((CheckpointRef(Path(e.path), int(m.group(1))) for e in os.scandir(root)
+                   if (m := _STEP_DIR.match(e.name)) and e.name not in committed), key=lambda r: r.step)
 
 
 @contextmanager

@@ -49,7 +49,8 @@ def group() -> None:
 def list_cmd(directory: Path, as_json: bool) -> None:
     """List the committed checkpoints under DIRECTORY (newest last)."""
     from fabric_hpc.checkpoint import CheckpointError, open_checkpoint
-    from fabric_hpc.checkpoint.store import list_checkpoints, read_latest
+    from fabric_hpc.checkpoint.format import MANIFEST
+    from fabric_hpc.checkpoint.store import list_checkpoints, read_latest, uncommitted_steps
     latest = read_latest(directory)
     rows = []
     for ref in list_checkpoints(directory):
@@ -61,7 +62,10 @@ def list_cmd(directory: Path, as_json: bool) -> None:
         except CheckpointError as exc:
             rows.append({"step": ref.step, "path": str(ref.path), "latest": ref.path.name == latest,
                          "damaged": True, "error": exc.message})
-    from fabric_hpc.checkpoint.format import MANIFEST
+    for ref in uncommitted_steps(directory):  # shown, not hidden: a partial copy or a damaged step
+        rows.append({"step": ref.step, "path": str(ref.path), "latest": ref.path.name == latest, "damaged": True,
+                     "error": f"not a committed checkpoint ({MANIFEST} missing, or not a directory)"})
+    rows.sort(key=lambda r: r["step"])
 
     def human(c) -> None:
         if not rows:  # say why the table is empty: a step directory itself, or no checkpoint yet

@@ -42,6 +42,16 @@ def test_list_show_verify(root: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert code == 0 and all(r["ok"] for r in json.loads(out))
 
 
+def test_list_shows_a_step_directory_without_manifest(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (root / "step-0000000002" / "zarr.json").unlink()  # a partial copy: listed as damaged, not hidden
+    code, out, _ = _run(capsys, "ckpt", "list", str(root), "--json")
+    rows = json.loads(out)
+    assert code == 0 and [r["step"] for r in rows] == [1, 2, 3]
+    assert rows[1]["damaged"] and "zarr.json missing" in rows[1]["error"] and "damaged" not in rows[0]
+    code, out, _ = _run(capsys, "ckpt", "list", str(root))
+    assert code == 0 and "DAMAGED" in out
+
+
 def test_verify_damaged_exits_3_naming_the_chunk(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     chunk = open_checkpoint(root).path / "model" / "w" / "c.0.0"
     chunk.write_bytes(b"\0" * chunk.stat().st_size)
