@@ -24,6 +24,24 @@ from fabric_hpc.slurm.parse import gpu_count, gpu_indices, hosts, job_node_gres,
 Runner = Callable[[Sequence[str], str | None], str]
 
 
+_UNREACHABLE = ("Could not establish a configuration source", "Unable to contact slurm controller",
+                "Unable to establish secure connection", "Zero Bytes were transmitted")
+
+
+def _failure_hint(msg: str) -> str | None:
+    """A fix for the failures a command gives when it cannot reach slurmctld at all."""
+    if any(s in msg for s in _UNREACHABLE):
+        return ("the Slurm commands cannot reach slurmctld: run this where `scontrol ping` answers, or point "
+                "SLURM_CONF at the cluster's slurm.conf (or use --backend rest with slurmrestd)")
+    return None
+
+
+def _tail(msg: str, lines: int = 12) -> str:
+    """The last lines of a command's error output (the fatal line is last)."""
+    parts = msg.splitlines()
+    return msg if len(parts) <= lines else "\n".join(["...", *parts[-lines:]])
+
+
 class CliClient(SlurmClient):
     """Talks to Slurm through its commands. ``env`` (e.g. with ``SLURM_CONF``) goes to every call."""
 
@@ -53,7 +71,7 @@ class CliClient(SlurmClient):
             msg = (proc.stderr or proc.stdout).strip()
             if "Invalid job id" in msg:
                 raise NotFoundError(f"Slurm knows no job ({shlex.join(argv)}): {msg}")
-            raise SlurmError(f"`{shlex.join(argv)}` exited {proc.returncode}: {msg}")
+            raise SlurmError(f"`{shlex.join(argv)}` exited {proc.returncode}: {_tail(msg)}", hint=_failure_hint(msg))
         if self.recorder is not None:
             self.recorder(argv, proc.stdout)
         return proc.stdout

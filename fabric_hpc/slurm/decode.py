@@ -256,8 +256,25 @@ def answer(data: Any, what: str) -> Mapping[str, Any]:
     data = record(data, f"{what} answer")
     errors = data.get("errors") or []
     if errors:
-        raise SlurmError(f"{what} reported errors: {errors}")
+        raise SlurmError(f"{what} reported errors: {_error_text(errors)}",
+                         hint="is slurmctld up and reachable from here? (`scontrol ping`)")
     return data
+
+
+def _error_text(errors: Any) -> str:
+    """Slurm's ``errors`` list in words: each entry's description and error, at most three, cut short."""
+    if not isinstance(errors, list):
+        return repr(errors)[:200]
+    parts = []
+    for e in errors[:3]:
+        if isinstance(e, Mapping):
+            words = [str(e[k]) for k in ("description", "error") if isinstance(e.get(k), (str, int)) and e.get(k) != ""]
+            source = f" (in {e['source']})" if isinstance(e.get("source"), str) else ""
+            parts.append((": ".join(words) or repr(dict(e)))[:200] + source[:80])
+        else:
+            parts.append(repr(e)[:200])
+    more = f"; and {len(errors) - 3} more" if len(errors) > 3 else ""
+    return "; ".join(parts) + more
 
 
 def _items(data: Mapping[str, Any], key: str, what: str) -> list[Any]:
