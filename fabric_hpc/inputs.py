@@ -23,6 +23,7 @@ import json
 import math
 import os
 import stat
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -210,11 +211,24 @@ def load_json(text: str | bytes, source: str, *, max_depth: int = MAX_DEPTH) -> 
     def no_constant(name: str) -> Any:
         raise ConfigError(f"{source}: {name} is not a valid JSON number", hint="write a finite number")
 
+    def one_of_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) != len(pairs):  # json.loads keeps the last silently: a second entry would hide the first
+            twice = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+            raise ConfigError(f"{source}: key {twice[:80]!r} appears twice in one object",
+                              hint="keep one entry per key (JSON keeps only the last)")
+        return obj
+
     try:
-        doc = json.loads(text, parse_constant=no_constant)
+        doc = json.loads(text, parse_constant=no_constant, object_pairs_hook=one_of_each)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{source}:{exc.lineno}: not valid JSON: {exc.msg}",
                           hint="check the file's syntax (e.g. python -m json.tool FILE)") from None
+    except ConfigError:
+        raise
+    except ValueError:  # a number of more than 4,300 digits (Python's int conversion limit)
+        raise ConfigError(f"{source}: not valid JSON: a number has more than 4,300 digits",
+                          hint="write numbers of ordinary size") from None
     except RecursionError:
         raise _too_deep(source, max_depth) from None
     if depth_of(doc, max_depth) > max_depth:

@@ -9,6 +9,9 @@ file. The placement benchmark is not part of the installed package: run
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import click
 
 from fabric_hpc.cli.output import json_option, render, table
@@ -39,19 +42,55 @@ def group(topology: str | None, state_path: str | None, request: str | None, sol
     if not topology or not request:
         raise ConfigError("fabric place needs --topology and --request",
                           hint="fabric place -t topology/superpod.yaml -r 'nodes=4,gpus=8,within=leaf'")
-    from fabric_hpc.placement import ClusterState, SolveOptions, place
     from fabric_hpc.topology import open_fabric
 
     fab = open_fabric(topology)
+    if commit_job is not None:
+        if not commit_job.strip() or any(ord(c) < 32 or ord(c) == 127 for c in commit_job):
+            raise ConfigError(f"--commit {commit_job!r}: a job id must be non-empty, without control characters")
+        if state_path is None:
+            raise ConfigError("--commit needs --state (the file to write the allocation to)")
+        with _state_lock(state_path):  # read, place and write as one step: parallel commits never share a GPU
+            placement = _place(fab, state_path, request, solver, time_limit, workers, commit_job, as_json)
+    else:
+        placement = _place(fab, state_path, request, solver, time_limit, workers, None, as_json)
+    render(as_json, placement.to_dict(), lambda con: _human(con, placement))
+
+
+@contextmanager
+def _state_lock(state_path: str) -> Iterator[None]:
+    """Exclusive lock beside the state file (``.NAME.lock``, its link followed) while it is committed to."""
+    import os
+    from pathlib import Path
+
+    from fabric_hpc.pidlock import PidLock
+
+    real = Path(os.path.realpath(state_path))
+    lock = PidLock(real.parent / f".{real.name}.lock", mode=0o644,
+                   busy=lambda pid: f"another `fabric place --commit` (pid {pid}) has held {real} for 60 s",
+                   hint="wait for it to finish, or stop it")
+    try:
+        lock.acquire(wait_s=60)
+    except OSError as exc:
+        from fabric_hpc.inputs import os_error
+
+        raise os_error(exc, "cluster state lock", lock.path) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _place(fab, state_path: str | None, request: str, solver: str, time_limit: float, workers: int,
+           commit_job: str | None, as_json: bool):
+    """Load the state, place, and (``commit_job``) write the allocation back."""
+    from fabric_hpc.cli.output import print_json
+    from fabric_hpc.placement import ClusterState, PlacementInfeasible, SolveOptions, place
+
     state = ClusterState.load(fab, state_path) if state_path is not None else ClusterState(fab)
-    if commit_job and state_path is None:
-        raise ConfigError("--commit needs --state (the file to write the allocation to)")
     if commit_job and state.holds(commit_job):  # allocate() would add to it: one job, two placements
         raise ConfigError(f"job {commit_job!r} already holds {len(state.job_gpus(commit_job))} GPUs in {state_path}",
                           hint="commit under a new job id, or remove that job from the state file first")
-    from fabric_hpc.cli.output import print_json
-    from fabric_hpc.placement import PlacementInfeasible
-
     try:
         placement = place(fab, state, request, solver=solver,
                           options=SolveOptions(time_limit_s=time_limit, workers=workers))
@@ -62,7 +101,7 @@ def group(topology: str | None, state_path: str | None, request: str | None, sol
     if commit_job:
         state.allocate(commit_job, placement.gpus)
         state.save(state_path)
-    render(as_json, placement.to_dict(), lambda con: _human(con, placement))
+    return placement
 
 
 def _human(con, placement) -> None:

@@ -105,7 +105,11 @@ class ClusterState:
     # -- updates ---------------------------------------------------------------------------
     def allocate(self, job: str, gpus: Iterable[str | int], **meta: Any) -> None:
         """Give GPUs (ids or indices) to ``job``; every GPU must be free (all or nothing)."""
+        if not isinstance(job, str) or not job:
+            raise ConfigError(f"a job id must be a non-empty string, got {job!r}")
         idx = self._indices(gpus)
+        if not idx.size:
+            raise ConfigError(f"job {job!r}: no GPUs to allocate", hint="give the GPU ids (or indices) the job holds")
         busy = idx[self.owner[idx] != FREE]
         if busy.size:
             taken = ", ".join(f"{self.fab.gpus[i]} ({self._owner_name(i)})" for i in busy[:5])
@@ -132,6 +136,11 @@ class ClusterState:
         names = [names] if isinstance(names, str) else names
         idx = self._indices(g for n in names for g in self._gpus_of(n))
         if down:
+            held = idx[self.owner[idx] >= 0]
+            if held.size:  # a job keeps what it holds until it is released: down is for free GPUs
+                jobs = sorted({self._owner_name(i) for i in held})
+                raise ConfigError(f"cannot mark {held.size} GPU(s) down: held by job(s) {', '.join(jobs[:5])}",
+                                  hint="release those jobs first (their GPUs are theirs until they end)")
             self.owner[idx] = DOWN
         else:
             self.owner[idx[self.owner[idx] == DOWN]] = FREE
@@ -153,7 +162,7 @@ class ClusterState:
 
     @classmethod
     def from_dict(cls, fab: Fabric, data: Any, *, source: str = "<state>") -> ClusterState:
-        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+        if not isinstance(data, dict) or type(data.get("version")) is not int or data["version"] != STATE_VERSION:
             raise ConfigError(f"{source}: not a version-{STATE_VERSION} cluster state file",
                               hint='expected {"version": 1, "jobs": {...}, "down": [...]}')
         unknown = set(data) - {"version", "jobs", "down"}
@@ -202,11 +211,11 @@ class ClusterState:
         return cls.from_dict(fab, read_json(p, what="cluster state file"), source=str(p))
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write atomically (temp file + rename)."""
+        """Write atomically (temp file + rename); a symlink's target is written, the link kept."""
         from fabric_hpc.atomic import write_atomic
         from fabric_hpc.inputs import os_error, output_path
 
-        p = output_path(path, what="cluster state file")
+        p = output_path(os.path.realpath(path), what="cluster state file")
         try:
             write_atomic(p, json.dumps(self.to_dict(), indent=1))
         except OSError as exc:
@@ -232,11 +241,17 @@ class ClusterState:
 
     def _indices(self, gpus: Iterable[str | int]) -> np.ndarray:
         if isinstance(gpus, np.ndarray) and gpus.dtype.kind in "iu":  # already indices
-            return gpus.astype(np.int64).ravel()
-        if isinstance(gpus, (str, int, np.integer)):  # one GPU, not its characters
-            gpus = [gpus]
-        return np.fromiter((g if isinstance(g, (int, np.integer)) else self._gpu_index(g) for g in gpus),
-                           dtype=np.int64)
+            idx = gpus.astype(np.int64).ravel()
+        else:
+            if isinstance(gpus, (str, int, np.integer)):  # one GPU, not its characters
+                gpus = [gpus]
+            idx = np.fromiter((g if isinstance(g, (int, np.integer)) else self._gpu_index(g) for g in gpus),
+                              dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self.fab.gpus)):
+            bad = int(idx[(idx < 0) | (idx >= len(self.fab.gpus))][0])
+            raise NotFoundError(f"no GPU index {bad} in fabric {self.fab.name!r} (it has {len(self.fab.gpus)} GPUs: "
+                                f"0..{len(self.fab.gpus) - 1})")
+        return idx
 
     def _gpu_index(self, gpu: str) -> int:
         if gpu not in self.fab.gpu_pos:

@@ -162,3 +162,46 @@ def test_switches_counts_the_lowest_switches_of_any_fabric():
     fab = open_fabric("fat-tree:k=4")
     placed = place(fab, ClusterState(fab), "nodes=2,gpus=4,switches=1", solver="greedy")
     assert placed.domains["edge"] == 1
+
+
+def test_parallel_commits_never_share_a_gpu(tmp_path):
+    """Eight `fabric place --commit` processes on one state file: eight jobs, disjoint GPUs."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    state = tmp_path / "state.json"
+    state.write_text('{"version": 1, "jobs": {}}')
+    procs = [subprocess.Popen([sys.executable, "-m", "fabric_hpc.cli", "place", "-t", "leaf-spine:hosts=4",
+                               "-s", str(state), "-r", "gpus=1", "--commit", f"job{i}", "--json"],
+                              cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(8)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, [o[1][-300:] for o in outs]
+    saved = json.loads(state.read_text())["jobs"]
+    assert sorted(saved) == [f"job{i}" for i in range(8)]
+    gpus = [g for j in saved.values() for g in j["gpus"]]
+    assert len(set(gpus)) == 8
+
+
+def test_commit_mistakes_change_nothing(files, tmp_path, capsys):
+    topo, state = files
+    before = open(state).read()
+    assert main(["place", "-t", topo, "-s", state, "-r", "gpus=1", "--commit", ""]) == 3
+    assert "job id must be non-empty" in capsys.readouterr().err and open(state).read() == before
+    dup = tmp_path / "dup.json"  # a job id twice: JSON would keep the last one and free the first's GPUs
+    dup.write_text('{"version": 1, "jobs": {"j1": {"gpus": ["h01/gpu0"]}, "j1": {"gpus": ["h01/gpu1"]}}}')
+    assert main(["place", "-t", topo, "-s", str(dup), "-r", "gpus=1", "--commit", "j3"]) == 3
+    assert "key 'j1' appears twice" in capsys.readouterr().err
+    odd = tmp_path / "odd.json"
+    odd.write_text('{"version": true, "jobs": {}}')
+    assert main(["place", "-t", topo, "-s", str(odd), "-r", "gpus=1"]) == 3
+    capsys.readouterr()
+
+
+def test_commit_through_a_symlink_writes_its_target(files, tmp_path, capsys):
+    topo, state = files
+    link = tmp_path / "link.json"
+    link.symlink_to(state)
+    assert main(["place", "-t", topo, "-s", str(link), "-r", "gpus=1", "--commit", "j7"]) == 0
+    assert link.is_symlink() and "j7" in json.loads(open(state).read())["jobs"]

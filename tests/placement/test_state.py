@@ -56,3 +56,21 @@ def test_missing_file(pod, tmp_path):
         ClusterState.load(pod, tmp_path / "absent.json")
     with pytest.raises(ConfigError, match="file name is empty"):  # `-s ''` is not "no state"
         ClusterState.load(pod, "")
+
+
+def test_api_misuse_is_refused_and_changes_nothing(pod):
+    s = ClusterState(pod)
+    s.allocate("a", ["su01-h01/gpu0"])
+    before = s.owner.copy()
+    for gpus, err in (([-1], NotFoundError), ([len(pod.gpus)], NotFoundError), ([], ConfigError),
+                      (np.array([0, -3]), NotFoundError)):
+        with pytest.raises(err):
+            s.allocate("b", gpus)
+    with pytest.raises(ConfigError, match="non-empty"):
+        s.allocate("", [5])
+    with pytest.raises(ConfigError, match="held by job"):  # a job keeps its GPUs until released
+        s.set_down("su01-h01")
+    assert np.array_equal(s.owner, before) and not s.holds("b")
+    s.release("a")
+    s.set_down("su01-h01")
+    assert s.occupancy()["su01-h01/gpu0"] == "down"
