@@ -295,7 +295,11 @@ def _model(p: Problem, items: Items, warm: Placement | None):
     m = cp_model.CpModel()
     lv, w = p.levels, p.weights
     n_items = len(items.cap)
-    c = [m.NewIntVar(0, int(items.cap[i]), f"c{i}") for i in range(n_items)]
+    if p.request.whole_hosts and not p.nodes_mode:  # whole hosts only: an item's count is a sum of them
+        c = [m.NewIntVarFromDomain(cp_model.Domain.FromValues(_whole_counts(p, items, i)), f"c{i}")
+             for i in range(n_items)]
+    else:
+        c = [m.NewIntVar(0, int(items.cap[i]), f"c{i}") for i in range(n_items)]
     u = [m.NewBoolVar(f"u{i}") for i in range(n_items)]
     obj = []
     for i in range(n_items):
@@ -327,6 +331,15 @@ def _model(p: Problem, items: Items, warm: Placement | None):
     if warm is not None:
         _hint(m, p, items, c, u, warm)
     return m, c, t, objective
+
+
+def _whole_counts(p: Problem, items: Items, i: int) -> list[int]:
+    """GPU counts item ``i`` may give under whole_hosts in total mode: 0 or its host's GPUs (a host
+    item); 0 or its first k hosts whole, in the fill order :func:`_decode` follows (a domain item)."""
+    if items.level == 0:
+        return [0, int(items.cap[i])]
+    cum = np.cumsum(p.cap[items.members[i]])
+    return [0, *(int(v) for v in cum[cum <= items.cap[i]])]
 
 
 def _hosts_expr(m, p: Problem, items: Items, c, u):

@@ -120,15 +120,8 @@ def _attempt(p: Problem, cap: np.ndarray) -> dict[int, int] | None:
 def _attempt_fill(p: Problem, cap: np.ndarray) -> dict[int, int] | None:
     out: dict[int, int] = {}
     if p.slice_level is not None:
-        anchor = None
-        for _ in range(p.request.slices):
-            d = _best_domain(p, cap, p.slice_level, p.slice_size, anchor)
-            if d is None:
-                return None
-            if anchor is None:
-                anchor = d
-            members = _domain_hosts(p, p.slice_level, d)
-            _fill(p, cap, members, p.slice_level, p.slice_size, out)
+        if not _fill_slices(p, cap, out):
+            return None
     else:
         top = len(p.levels.chain) if p.within is None else p.within
         for level in range(top + 1):
@@ -145,10 +138,44 @@ def _attempt_fill(p: Problem, cap: np.ndarray) -> dict[int, int] | None:
     return {h: c * (p.gpn or 1) if p.nodes_mode else c for h, c in out.items()}
 
 
+def _fill_slices(p: Problem, cap: np.ndarray, out: dict[int, int]) -> bool:
+    """Place the slices one by one (near the first), all inside one ``within`` domain when the
+    request has one: the best-fitting domain that holds every slice. False when none does."""
+    if p.within is None:
+        return _slices_in(p, cap, out)
+    dom = p.levels.host_dom[:, p.within]
+    caps = domain_sums(p.levels, p.within, cap) if p.within else cap
+    for d in np.argsort(caps, kind="stable"):  # smallest domains that might hold the gang first
+        if caps[d] < p.units:
+            continue
+        trial_cap, trial = np.where(dom == d, cap, 0), {}
+        try:
+            if _slices_in(p, trial_cap, trial):
+                cap[dom == d] = trial_cap[dom == d]
+                out.update(trial)
+                return True
+        except _NoFit:
+            continue
+    return False
+
+
+def _slices_in(p: Problem, cap: np.ndarray, out: dict[int, int]) -> bool:
+    anchor = None
+    for _ in range(p.request.slices):
+        d = _best_domain(p, cap, p.slice_level, p.slice_size, anchor)
+        if d is None:
+            return False
+        if anchor is None:
+            anchor = d
+        _fill(p, cap, _domain_hosts(p, p.slice_level, d), p.slice_level, p.slice_size, out)
+    return True
+
+
 def _best_domain(p: Problem, cap: np.ndarray, level: int, need: int, anchor: int | None) -> int | None:
     lv = p.levels
     caps = cap if level == 0 else domain_sums(lv, level, cap)  # chain level 0: the hosts themselves
-    fits = (caps >= need).nonzero()[0]
+    exact = level == 0 and p.request.whole_hosts and not p.nodes_mode  # a whole host is all or nothing
+    fits = ((caps == need) if exact else (caps >= need)).nonzero()[0]
     if not len(fits):
         return None
     if level == 0:
@@ -205,6 +232,9 @@ def _fill_hosts(p: Problem, cap: np.ndarray, members: np.ndarray, need: int, out
     then first). Hosts taken whole leave the others' capacities unchanged, so one sort by
     (-capacity, cost, position) gives that sequence, and a host that holds the remainder is always
     at the front of what is left."""
+    if p.request.whole_hosts and not p.nodes_mode:
+        _fill_whole_hosts(p, cap, members, need, out)
+        return
     ccap = cap[members].astype(np.int64, copy=False)  # indexing made a copy already
     avail = (ccap > 0).nonzero()[0]
     whole = _take_cost(p, members[avail], ccap[avail])  # cost of taking a host's whole capacity
@@ -226,6 +256,30 @@ def _fill_hosts(p: Problem, cap: np.ndarray, members: np.ndarray, need: int, out
         out[h] = out.get(h, 0) + take
         cap[h] -= take
         rem -= take
+
+
+def _fill_whole_hosts(p: Problem, cap: np.ndarray, members: np.ndarray, need: int, out: dict[int, int]) -> None:
+    """:func:`_fill_hosts` for whole hosts of unequal sizes: the cheapest host of exactly ``need``
+    GPUs, else the largest hosts that do not overshoot (ties: cheaper, then first)."""
+    ccap = cap[members].astype(np.int64, copy=False)
+    avail = (ccap > 0).nonzero()[0]
+    cost = _take_cost(p, members[avail], ccap[avail])
+    exact = ccap[avail] == need
+    order = avail[np.flatnonzero(exact)[np.argsort(cost[exact], kind="stable")]] if exact.any() \
+        else avail[np.lexsort((cost, -ccap[avail]))]
+    rem, picked = need, []
+    for k in order.tolist():
+        if ccap[k] <= rem:
+            picked.append(k)
+            rem -= int(ccap[k])
+            if not rem:
+                break
+    if rem:
+        raise _NoFit
+    for k in picked:
+        h = int(members[k])
+        out[h] = out.get(h, 0) + int(ccap[k])
+        cap[h] = 0
 
 
 # -- per-fabric invariants of the fill ------------------------------------------------------------

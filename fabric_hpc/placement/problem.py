@@ -189,6 +189,8 @@ class Problem:
         rows = self._free_rows
         full = rows == lv.host_gpus
         numa_best = self._numa_best() if r.numa_local else None
+        if r.whole_hosts and r.numa_local:  # a whole host is NUMA-local only when one socket holds its GPUs
+            full = full & (numa_best >= lv.host_gpus)
         if self.nodes_mode:
             g = self.gpn
             if r.whole_hosts:

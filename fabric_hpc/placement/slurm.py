@@ -46,19 +46,26 @@ def _fail(p: Problem, solver: str, why: str) -> PlacementInfeasible:
 def _domains_then(p: Problem, cap: np.ndarray, run) -> dict[int, int] | None:
     """Run ``run(cap)`` on each allowed domain (within / slices), first success wins."""
     if p.slice_level is not None:
-        out: dict[int, int] = {}
-        cap = cap.copy()
-        for _ in range(p.request.slices):
-            got = _first_domain(p, cap, p.slice_level, p.slice_size, run)
-            if got is None:
-                return None
-            for h, c in got.items():
-                out[h] = out.get(h, 0) + c
-                cap[h] -= c
-        return out
+        if p.within is None:
+            return _slices(p, cap, run)
+        return _first_domain(p, cap, p.within, p.units, lambda c, _: _slices(p, c, run))
     if p.within is not None:
         return _first_domain(p, cap, p.within, p.units, run)
     return run(cap, p.units)
+
+
+def _slices(p: Problem, cap: np.ndarray, run) -> dict[int, int] | None:
+    """Each slice by ``run`` in the first domain of the slice level that holds it."""
+    out: dict[int, int] = {}
+    cap = cap.copy()
+    for _ in range(p.request.slices):
+        got = _first_domain(p, cap, p.slice_level, p.slice_size, run)
+        if got is None:
+            return None
+        for h, c in got.items():
+            out[h] = out.get(h, 0) + c
+            cap[h] -= c
+    return out
 
 
 def _first_domain(p: Problem, cap: np.ndarray, level: int, need: int, run) -> dict[int, int] | None:
@@ -134,7 +141,9 @@ class _Tree:
                 return None
             used.append(best)
             for h in np.flatnonzero((lv.host_dom[:, self.leaf] == best) & (cap > 0)):
-                take = int(min(cap[h], rem))
+                take = _take(self.p, int(cap[h]), rem)
+                if not take:
+                    continue
                 out[int(h)] = take
                 cap[h] -= take
                 rem -= take
@@ -180,6 +189,14 @@ def slurm_tree(p: Problem, options: SolveOptions | None = None) -> Placement:
     return _finish(p, _domains_then(p, p.cap, tree.run), "slurm-tree", t0)
 
 
+def _take(p: Problem, cap: int, rem: int) -> int:
+    """GPUs to take from a host with ``cap`` free when ``rem`` are still needed: a whole host
+    (whole_hosts) only when it does not overshoot, so the gang is exactly its GPU count."""
+    if p.request.whole_hosts and not p.nodes_mode:
+        return cap if cap <= rem else 0
+    return min(cap, rem)
+
+
 # -- topology/block ----------------------------------------------------------------------------
 def _block_run(p: Problem, cap: np.ndarray, need: int) -> dict[int, int] | None:
     lv = p.levels
@@ -209,7 +226,9 @@ def _block_run(p: Problem, cap: np.ndarray, need: int) -> dict[int, int] | None:
         if bc[pick] <= 0:
             return None
         for h in np.flatnonzero((base == members[pick]) & (cap > 0)):
-            take = int(min(cap[h], rem))
+            take = _take(p, int(cap[h]), rem)
+            if not take:
+                continue
             out[int(h)] = take
             cap[h] -= take
             rem -= take

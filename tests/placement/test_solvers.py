@@ -175,3 +175,35 @@ def test_greedy_placement_does_not_import_ortools():
             "print('ortools' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "True"]
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    """Two 4-GPU hosts on one leaf, two 8-GPU hosts on another (a GB200-tray-and-DGX-like mix)."""
+    from fabric_hpc.topology import build
+
+    small = {"gpus": 4, "gpu_model": "GB200", "gpu_memory_gb": 186, "sockets": 2, "cores_per_socket": 72,
+             "memory_gb": 960, "nvlink_gbps": 1800, "nvswitches": 2, "pcie_gbps": 64, "nics": 4, "nic_gbps": 50}
+    big = {**small, "gpus": 8, "gpu_model": "H100-SXM5-80GB", "nvlink_gbps": 900, "nics": 8}
+    return build({"fabric": 1, "name": "mixed", "host_types": {"gb": small, "dgx": big},
+                  "hosts": [{"names": "g[1-2]", "type": "gb"}, {"names": "d[1-2]", "type": "dgx"}],
+                  "network": {"levels": ["leaf", "spine"], "groups": [
+                      {"name": "l1", "level": "leaf", "switches": 4, "hosts": "g[1-2]", "uplink_gbps": 800},
+                      {"name": "l2", "level": "leaf", "switches": 8, "hosts": "d[1-2]", "uplink_gbps": 800},
+                      {"name": "sp", "level": "spine", "switches": 4, "children": ["l1", "l2"]}]}})
+
+
+@pytest.mark.parametrize("extra", ["", ",whole_hosts", ",numa_local", ",whole_hosts,numa_local", ",within=leaf",
+                                   ",slices=2,slice_level=host,within=leaf", ",slices=2,slice_level=leaf"])
+def test_mixed_host_sizes_and_combined_constraints_against_brute_force(mixed, extra):
+    """Whole hosts of unequal sizes, whole hosts with NUMA locality, slices inside `within`: every
+    solver returns a valid placement or says it cannot (each used to break its own constraints)."""
+    for seed in range(4):
+        state = random_state(mixed, seed, busy=0.15)
+        for n in (2, 4, 6, 8, 9, 12, 16):
+            text = f"gpus={n}{extra}"
+            try:
+                parse_request(text)
+            except ConfigError:
+                continue
+            _check(mixed, state, text)
