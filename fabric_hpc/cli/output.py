@@ -25,8 +25,9 @@ json_option = click.option(
 
 
 def console(stderr: bool = False) -> Console:
-    """A rich console on stdout (or stderr), plain when not a terminal."""
-    return Console(file=sys.stderr if stderr else sys.stdout, highlight=False, soft_wrap=True)
+    """A rich console on stdout (or stderr), plain when not a terminal. Markup is off: names
+    and messages come from files and Slurm, and ``[/bold]`` in a fabric's name is text."""
+    return Console(file=sys.stderr if stderr else sys.stdout, highlight=False, soft_wrap=True, markup=False)
 
 
 def dumps_json(data: Any) -> tuple[str, list[str]]:

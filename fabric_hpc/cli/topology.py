@@ -7,6 +7,7 @@ Every command that takes a fabric accepts a YAML path or a generator reference s
 from __future__ import annotations
 
 import click
+from rich.text import Text
 
 from fabric_hpc.cli.output import json_option, render, table
 from fabric_hpc.errors import ConfigError
@@ -152,8 +153,8 @@ def show(fabric: str | None, host: str | None, distance: tuple[str, str] | None,
                 "gpus": [g.__dict__ for g in gpus]}
 
         def human(c):
-            c.print(f"[bold]{host}[/] type={data['type']}  domains: "
-                    + " < ".join(f"{lv}:{name}" for lv, name in data["domains"]))
+            c.print(Text(host, style="bold") + Text(f" type={data['type']}  domains: "
+                    + " < ".join(f"{lv}:{name}" for lv, name in data["domains"])))
             c.print(table(None, ["gpu", "model", "numa", "rail", "nvlink domain"],
                           [(g.id, g.model, g.numa, g.rail, g.nvlink_domain) for g in gpus]))
         render(as_json, data, human)
@@ -161,7 +162,8 @@ def show(fabric: str | None, host: str | None, distance: tuple[str, str] | None,
     s = fab.summary()
 
     def human_summary(c):
-        c.print(f"[bold]{s['name']}[/]: {s['hosts']} hosts, {s['gpus']} GPUs, levels {' < '.join(s['levels'])}")
+        c.print(Text(s["name"], style="bold") + Text(f": {s['hosts']} hosts, {s['gpus']} GPUs, "
+                                                    f"levels {' < '.join(s['levels'])}"))
         c.print(table(None, ["level", "groups"], list(s["groups_per_level"].items())))
         c.print(table(None, ["vertex kind", "count"], list(s["vertices"].items())))
         c.print(table(None, ["GPU model", "GPUs"], list(s["gpu_models"].items())))

@@ -99,6 +99,11 @@ class FabricSpec(StrictModel):
 
 Locate = Callable[[Loc], int | None]
 
+#: The largest fabric modelled (a graph of every host, GPU and NIC: ~8 KiB each when built).
+MAX_GPUS = 131_072
+MAX_ENDPOINTS = 600_000
+MAX_PROBLEMS = 20  # lines of one validation error
+
 
 class _Checker:
     """Semantic rules the schema cannot express; every message names the place and the fix."""
@@ -115,11 +120,15 @@ class _Checker:
     def run(self) -> dict[str, str]:
         host_type = self._hosts()
         self._host_types()
-        self._nvlink_domains(host_type)
-        if self.spec.network is not None:
-            self._network(host_type)
+        if not self.problems:  # with the hosts wrong, every link to them would be one more line
+            self._nvlink_domains(host_type)
+            if self.spec.network is not None:
+                self._network(host_type)
         if self.problems:
-            raise ConfigError("\n".join(self.problems), hint="see docs/topology.md for the format")
+            shown = self.problems[:MAX_PROBLEMS]
+            more = len(self.problems) - len(shown)
+            raise ConfigError("\n".join(shown + ([f"... and {more} more"] if more else [])),
+                              hint="see docs/topology.md for the format")
         return host_type
 
     def _expand(self, loc: Loc, expr: str) -> list[str]:
@@ -131,12 +140,22 @@ class _Checker:
 
     def _hosts(self) -> dict[str, str]:
         host_type: dict[str, str] = {}
+        gpus = ends = 0
         for i, entry in enumerate(self.spec.hosts):
             if entry.type not in self.spec.host_types:
                 valid = ", ".join(sorted(self.spec.host_types))
                 self.fail(("hosts", i, "type"), f"unknown host type {entry.type!r} (defined: {valid})")
+            names = self._expand(("hosts", i, "names"), entry.names)
+            ht = self.spec.host_types.get(entry.type)
+            if ht is not None:  # sized before anything is built: a short file must not make a huge graph
+                gpus += len(names) * ht.gpus
+                ends += len(names) * (1 + ht.gpus + ht.nics)
+            if gpus > MAX_GPUS or ends > MAX_ENDPOINTS:
+                self.fail(("hosts", i, "names"), f"the fabric would have {gpus:,} GPUs and {ends:,} hosts, GPUs and "
+                          f"NICs by here; at most {MAX_GPUS:,} GPUs and {MAX_ENDPOINTS:,} in all are modelled")
+                break
             bad = None
-            for name in self._expand(("hosts", i, "names"), entry.names):
+            for name in names:
                 if bad is None and not NAME.match(name):
                     bad = name
                     self.fail(("hosts", i, "names"), f"host name {name!r} is not a valid host name (letters, "

@@ -107,3 +107,15 @@ def test_export_topology_yaml_and_block_size(tmp_path, capsys):
     assert main(["topology", "export", "leaf-spine:hosts=11", "--format", "topology-block",
                  "--block-size", "3"]) == 0
     assert "BlockSizes=3,6" in capsys.readouterr().out
+
+
+def test_show_prints_markup_in_names_as_text(tmp_path, capsys):
+    """A fabric named like rich markup is printed as written (it crashed `topology show`)."""
+    from fabric_hpc.topology import dump_spec, generators
+
+    spec = generators.leaf_spine(hosts=2, hosts_per_leaf=2, gpus=2)
+    text = dump_spec(spec).replace(f"name: {spec.name}", 'name: "[/bold] x [red]y[/red]"', 1)
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    assert main(["topology", "show", str(path)]) == 0
+    assert "[/bold] x [red]y[/red]: 2 hosts" in capsys.readouterr().out
