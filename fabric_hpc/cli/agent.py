@@ -240,12 +240,16 @@ def status(state_dir: str, as_json: bool) -> None:
 
 def _check_state_files(state_dir: str) -> None:
     """The agent's files are checked before they are read: regular files, JSON object, bounded."""
+    import os
     from pathlib import Path
 
     from fabric_hpc.errors import ConfigError
     from fabric_hpc.inputs import check_path, read_bytes, read_json
 
     d = check_path(state_dir, kind="dir", what="agent state directory")
+    if not os.access(d, os.R_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        raise ConfigError(f"agent state directory {d} is not readable by this user",
+                          hint="run as root or as the agent's service user (the directory is 0750 service_user:slurm)")
     if (d / "status.json").exists():
         if not isinstance(read_json(d / "status.json", what="agent status file", limit=64 << 20), dict):
             raise ConfigError(f"{d / 'status.json'}: not a JSON object",

@@ -21,9 +21,13 @@ def last_decisions(state_dir: str | Path | None, job_id: int) -> dict[str, dict[
     """The agent's latest audit entries about one job, by kind (place, waiting, requeue, handoff)."""
     out: dict[str, dict[str, Any]] = {}
     path = Path(state_dir) / "decisions.jsonl" if state_dir else None
-    if path is None or not path.exists():
-        return out
-    for e in read_json_lines(path):
+    try:
+        if path is None or not path.exists():
+            return out
+        entries = read_json_lines(path)
+    except PermissionError:  # the state dir is the service user's (0750): Slurm's side is still told
+        return {"unreadable": {"path": str(path)}}
+    for e in entries:
         kind = e.get("event", "").removeprefix("agent.")
         if e.get("job") == job_id or e.get("for_job") == job_id:
             out[kind] = e
@@ -47,11 +51,16 @@ def explain(client: SlurmClient, job_id: int, *, state_dir: str | Path | None = 
                      f"(solver {place.get('solver')}, cost {place.get('cost', 0):.2f}; spans {doms or 'n/a'})"
                      + ("" if same or not job.node_list else f", but Slurm ran it on {compress(list(job.node_list))}")
                      + ".")
+    elif "unreadable" in dec:
+        pass  # said below
     elif job.fabric_marked:
         lines.append("The fabric agent did not place it: Slurm's own scheduler did (the agent was down or the "
                      "deferral ran out).")
     else:
         lines.append("It is not marked for fabric placement; Slurm's own scheduler placed it.")
+    if "unreadable" in dec:
+        lines.append(f"The agent's audit log ({dec['unreadable']['path']}) is not readable by this user "
+                     "(run as root or as the agent's service user to see its decisions).")
     if "requeue" in dec and dec["requeue"].get("job") == job_id:
         r = dec["requeue"]
         lines.append(f"It was requeued at {_when(r['ts'])} to make room for job {r['for_job']} "
