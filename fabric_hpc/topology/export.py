@@ -22,7 +22,8 @@ from pathlib import Path
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.hostlist import compress
-from fabric_hpc.topology.model import Fabric, gpu_numa_of
+from fabric_hpc.topology.model import Fabric, gpu_numa_of, rail_of
+from fabric_hpc.topology.spec import HostType
 
 MAX_BLOCK_LEVELS = 16  # Slurm: a BlockSizes level above base × 2^15 is invalid
 TOPOLOGY_KINDS = ("tree", "block", "flat")
@@ -238,35 +239,90 @@ def gres_conf(fabric: Fabric, *, device_dir: str = "/dev") -> str:
 
 
 def nccl_topo_xml(fabric: Fabric, host: str) -> str:
-    """An NCCL topology file (``NCCL_TOPO_FILE``) for one host: CPUs, PCIe, GPUs, NVLink, NICs."""
+    """An NCCL topology file (``NCCL_TOPO_FILE``) for one host: CPUs, PCIe switches, GPUs, NVLink, NICs.
+
+    Each CPU (NUMA node) holds one PCIe switch per NIC; under it, a PCI device per GPU that uses
+    that NIC and one for the NIC itself, as NCCL reads DGX/HGX hosts (a ``pci`` element holds
+    one ``gpu`` or one ``nic``, or child ``pci`` elements). GPUs without a NIC get a switch of
+    their own; NICs without a GPU share the switch of the rail before them.
+    """
     ht = fabric.host_type(host)
-    numa = gpu_numa_of(ht)
     system = ET.Element("system", version="1")
     cpus = [ET.SubElement(system, "cpu", numaid=str(s), arch="x86_64") for s in range(ht.sockets)]
-    graph = fabric.graph
-    for i, gpu in enumerate(fabric.host_gpus(host)):
-        pci = ET.SubElement(cpus[numa[i]], "pci", busid=_busid(i), class_="0x060400",
-                            link_speed="32.0 GT/s PCIe", link_width="16")
-        g = ET.SubElement(pci, "gpu", dev=str(i), sm="90", rank=str(i), gdr="1")
-        links = gpu_links(fabric, host)[i]
-        if ht.nvswitches or fabric.nvl_domain_of_host.get(host):
-            count = max((c for c in links if c > 0), default=0)
-            if count:
-                ET.SubElement(g, "nvlink", target="ffffffff:ff:00.0", count=str(count), tclass="0x068000")
-        else:
-            for j, c in enumerate(links):
-                if c > 0:
-                    ET.SubElement(g, "nvlink", target=_busid(j), count=str(c), tclass="0x030200")
-        for nic in graph.neighbors(gpu):
-            if graph.nodes[nic]["kind"] == "nic":
-                n = graph.nodes[nic]["index"]
-                nic_el = ET.SubElement(pci, "nic")
-                ET.SubElement(nic_el, "net", name=f"mlx5_{n}", dev=str(n), speed=str(int(ht.nic_gbps * 8000)),
-                              port="1", gdr="1")
+    ids = _BusIds()
+    gpu_busid: dict[int, str] = {}
+    gpu_elements: dict[int, ET.Element] = {}
+    for sock, gpus, nics in pci_switches(ht):
+        switch = _pci(cpus[sock], ids, "0x060400")
+        for i in gpus:
+            dev = _pci(switch, ids, "0x030200")
+            gpu_busid[i] = dev.get("busid")
+            gpu_elements[i] = ET.SubElement(dev, "gpu", dev=str(i), sm="90", rank=str(i), gdr="1")
+        for n in nics:
+            nic = ET.SubElement(_pci(switch, ids, "0x020700"), "nic")
+            ET.SubElement(nic, "net", name=f"mlx5_{n}", dev=str(n), speed=str(int(ht.nic_gbps * 8000)),
+                          port="1", gdr="1")
+    _nccl_nvlinks(fabric, host, gpu_elements, gpu_busid)
     ET.indent(system)
     xml = ET.tostring(system, encoding="unicode").replace("class_=", "class=")
     return xml + "\n"
 
 
-def _busid(i: int) -> str:
-    return f"0000:{0x18 + 0x10 * i:02x}:00.0"
+def _nccl_nvlinks(fabric: Fabric, host: str, gpus: dict[int, ET.Element], busid: dict[int, str]) -> None:
+    """``nvlink`` children: one to the NVSwitch fabric, or one per directly linked peer GPU."""
+    ht = fabric.host_type(host)
+    links = gpu_links(fabric, host)
+    switched = bool(ht.nvswitches or fabric.nvl_domain_of_host.get(host))
+    for i, g in sorted(gpus.items()):
+        if switched:
+            count = max((c for c in links[i] if c > 0), default=0)
+            if count:
+                ET.SubElement(g, "nvlink", target="ffffffff:ff:00.0", count=str(count), tclass="0x068000")
+            continue
+        for j, c in enumerate(links[i]):
+            if c > 0:
+                ET.SubElement(g, "nvlink", target=busid[j], count=str(c), tclass="0x030200")
+
+
+def pci_switches(ht: HostType) -> list[tuple[int, list[int], list[int]]]:
+    """(CPU socket, GPUs, NICs) per PCIe switch of a host type, in bus order.
+
+    GPU ``i`` sits under the switch of its NIC (rail ``i*nics//gpus``); GPUs of one rail on
+    different sockets get a switch per socket (the NIC under the first). A NIC no GPU uses (more
+    NICs than GPUs) joins the switch of the nearest rail below it; every GPU and NIC appears once.
+    """
+    numa = gpu_numa_of(ht)
+    if not ht.gpus:
+        return [(0, [], [n]) for n in range(ht.nics)]
+    switches: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
+    for i in range(ht.gpus):
+        rail = rail_of(ht, i) if ht.nics else -1 - i  # no NICs: a switch per GPU
+        switches.setdefault((rail, numa[i]), ([], []))[0].append(i)
+    first = {}
+    for key in switches:
+        first.setdefault(key[0], key)
+    for n in range(ht.nics):
+        owner = max(r for r in first if r <= n)
+        switches[first[owner]][1].append(n)
+    return [(sock, gpus, nics) for (_, sock), (gpus, nics) in switches.items()]
+
+
+def _pci(parent: ET.Element, ids: _BusIds, pci_class: str) -> ET.Element:
+    return ET.SubElement(parent, "pci", busid=ids.next(), class_=pci_class,
+                         link_speed="32.0 GT/s PCIe", link_width="16")
+
+
+class _BusIds:
+    """Unique, valid PCI bus ids ``DDDD:BB:00.0`` (4 + 2 hex digits) in order: buses 0x18..0xff of
+    domain 0000, then of domain 0001, …, for any number of devices a host type can declare."""
+
+    FIRST_BUS = 0x18
+    PER_DOMAIN = 0x100 - FIRST_BUS
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def next(self) -> str:
+        domain, bus = divmod(self.count, self.PER_DOMAIN)
+        self.count += 1
+        return f"{domain:04x}:{self.FIRST_BUS + bus:02x}:00.0"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -72,6 +73,69 @@ def test_nccl_xml_is_well_formed():
     assert len(gpus) == 8 and len(nets) == 8
     assert [c.get("numaid") for c in root.findall("cpu")] == ["0", "1"]
     assert all(g.find("nvlink").get("count") == "18" for g in gpus)
+
+
+# -- NCCL XML: what NCCL's topology parser (src/graph/topo.cc) reads ------------------------------
+BUSID = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:00\.0$")
+
+
+def _one_host(**update) -> object:
+    """A one-host fabric of a DGX H100 host type with ``update`` applied."""
+    ht = generators.DGX_H100.model_copy(update={"gpu_numa": None, **update})
+    return build({"fabric": 1, "name": "one", "host_types": {"t": ht.model_dump()},
+                  "hosts": [{"names": "a1", "type": "t"}]})
+
+
+def _nccl_tree(fab, host="a1") -> ET.Element:
+    root = ET.fromstring(ex.nccl_topo_xml(fab, host))
+    for pci in root.iter("pci"):  # NCCL: a pci holds one gpu, or one nic, or child pci devices
+        kids = [c.tag for c in pci]
+        assert kids in (["gpu"], ["nic"]) or (kids and set(kids) == {"pci"}), kids
+        want = {"gpu": "0x03", "nic": "0x02"}.get(kids[0], "0x060400")
+        assert pci.get("class").startswith(want)
+    return root
+
+
+def _switch_of(root: ET.Element) -> dict[str, ET.Element]:
+    """``gpu<dev>`` / ``mlx5_<n>`` → the PCIe switch (the ``pci`` under a ``cpu``) holding it."""
+    out: dict[str, ET.Element] = {}
+    for cpu in root.findall("cpu"):
+        for switch in cpu.findall("pci"):
+            for gpu in switch.iter("gpu"):
+                assert f"gpu{gpu.get('dev')}" not in out
+                out[f"gpu{gpu.get('dev')}"] = switch
+            for net in switch.iter("net"):
+                assert net.get("name") not in out, f"{net.get('name')} appears twice"
+                out[net.get("name")] = switch
+    return out
+
+
+@pytest.mark.parametrize(("gpus", "nics"), [(8, 8), (16, 8), (16, 1), (64, 64), (1024, 64), (1024, 0), (0, 64)])
+def test_nccl_bus_ids_are_valid_and_unique(gpus, nics):
+    fab = _one_host(gpus=gpus, nics=nics, nvswitches=4 if gpus > 1 else 0, nvlink_gbps=900 if gpus > 1 else 0)
+    root = _nccl_tree(fab)
+    ids = [p.get("busid") for p in root.iter("pci")]
+    assert all(BUSID.match(b) for b in ids), [b for b in ids if not BUSID.match(b)][:3]
+    assert len(ids) == len(set(ids))
+    assert len(root.findall(".//gpu")) == gpus and len(root.findall(".//net")) == nics
+
+
+def test_nccl_nics_shared_by_gpus_appear_once_under_their_switch():
+    root = _nccl_tree(_one_host(nics=4))  # GPUs 2k and 2k+1 share mlx5_k
+    switch = _switch_of(root)
+    assert sorted(n.get("name") for n in root.iter("net")) == [f"mlx5_{n}" for n in range(4)]
+    for i in range(8):
+        assert switch[f"gpu{i}"] is switch[f"mlx5_{i // 2}"]
+    assert len({id(s) for s in switch.values()}) == 4
+
+
+def test_nccl_nics_beyond_the_gpus_are_kept():
+    root = _nccl_tree(_one_host(gpus=2, nics=4, gpu_numa=[0, 1]))  # GPU 0 → NIC 0, GPU 1 → NIC 2
+    switch = _switch_of(root)
+    assert sorted(switch) == ["gpu0", "gpu1", "mlx5_0", "mlx5_1", "mlx5_2", "mlx5_3"]
+    assert switch["mlx5_1"] is switch["gpu0"] and switch["mlx5_3"] is switch["gpu1"]
+    cpu1 = root.findall("cpu")[1]
+    assert {n.get("name") for n in cpu1.iter("net")} == {"mlx5_2", "mlx5_3"}
 
 
 # -- topology/block follows Slurm's BlockSizes rules; topology.yaml; --segment ---------------------
