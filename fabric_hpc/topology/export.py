@@ -28,7 +28,55 @@ from fabric_hpc.topology.spec import HostType
 MAX_BLOCK_LEVELS = 16  # Slurm: a BlockSizes level above base × 2^15 is invalid
 TOPOLOGY_KINDS = ("tree", "block", "flat")
 
-NVLINK_GBPS_PER_LINK = 50.0  # NVLink4: 18 links × 50 GB/s = 900 GB/s per H100
+#: GB/s per NVLink link (both directions): NVLink2/3/4 50 (V100 6 × 50 = 300, A100 12 × 50 = 600,
+#: H100 18 × 50 = 900); NVLink5 (Blackwell) 100 (B200/GB200 18 × 100 = 1800). nvidia-smi topo: NV18.
+NVLINK_GBPS_PER_LINK = 50.0
+NVLINK5_GBPS_PER_LINK = 100.0
+DEFAULT_SM = "90"
+DEFAULT_ARCH = "x86_64"
+
+# GPU model name → (compute capability as NCCL's sm, GB/s per NVLink link, a Grace (arm64) superchip)
+_GPU_GENERATIONS = {
+    "gb300": ("103", NVLINK5_GBPS_PER_LINK, True), "b300": ("103", NVLINK5_GBPS_PER_LINK, False),
+    "gb200": ("100", NVLINK5_GBPS_PER_LINK, True), "b200": ("100", NVLINK5_GBPS_PER_LINK, False),
+    "b100": ("100", NVLINK5_GBPS_PER_LINK, False), "gh200": ("90", NVLINK_GBPS_PER_LINK, True),
+    "h200": ("90", NVLINK_GBPS_PER_LINK, False), "h100": ("90", NVLINK_GBPS_PER_LINK, False),
+    "h800": ("90", NVLINK_GBPS_PER_LINK, False), "h20": ("90", NVLINK_GBPS_PER_LINK, False),
+    "a100": ("80", NVLINK_GBPS_PER_LINK, False), "a800": ("80", NVLINK_GBPS_PER_LINK, False),
+    "v100": ("70", NVLINK_GBPS_PER_LINK, False),
+}
+_GPU_NAME = re.compile(r"(?<![a-z0-9])(" + "|".join(sorted(_GPU_GENERATIONS, key=len, reverse=True))
+                       + r")(?![0-9])")
+_ARCH_FEATURES = {"grace": "arm64", "arm64": "arm64", "aarch64": "arm64", "x86_64": "x86_64",
+                  "ppc64": "ppc64", "ppc64le": "ppc64"}
+
+
+def _generation(gpu_model: str) -> tuple[str, float, bool] | None:
+    match = _GPU_NAME.search(gpu_model.lower())
+    return _GPU_GENERATIONS[match.group(1)] if match else None
+
+
+def gpu_sm(gpu_model: str) -> str:
+    """NCCL's ``sm`` (compute capability × 10) of a GPU model: B200/GB200 100, H100 90, A100 80;
+    ``DEFAULT_SM`` for a model this table does not know."""
+    gen = _generation(gpu_model)
+    return gen[0] if gen else DEFAULT_SM
+
+
+def nvlink_gbps_per_link(gpu_model: str) -> float:
+    """GB/s of one NVLink link of a GPU model: 100 for NVLink5 (Blackwell), else 50."""
+    gen = _generation(gpu_model)
+    return gen[1] if gen else NVLINK_GBPS_PER_LINK
+
+
+def cpu_arch(ht: HostType) -> str:
+    """NCCL's CPU ``arch``: a host feature naming it (``grace``/``arm64``/``aarch64``, ``x86_64``,
+    ``ppc64``), else ``arm64`` for Grace superchips (GB200, GB300, GH200), else ``x86_64``."""
+    for feature in ht.features:
+        if feature.lower() in _ARCH_FEATURES:
+            return _ARCH_FEATURES[feature.lower()]
+    gen = _generation(ht.gpu_model)
+    return "arm64" if gen and gen[2] else DEFAULT_ARCH
 
 
 def gres_type(gpu_model: str) -> str:
@@ -206,6 +254,7 @@ def gpu_links(fabric: Fabric, host: str) -> list[list[int]]:
     gpus = fabric.host_gpus(host)
     ids = [fabric.gpu_pos[g] for g in gpus]
     idx = fabric.index
+    per_link = nvlink_gbps_per_link(fabric.host_type(host).gpu_model)
     out = []
     for a in ids:
         row = []
@@ -213,7 +262,7 @@ def gpu_links(fabric: Fabric, host: str) -> list[list[int]]:
             if a == b:
                 row.append(-1)
             elif idx.gpu_nvl[a] == idx.gpu_nvl[b]:
-                row.append(max(1, round(float(idx.nvl_gbps[idx.gpu_nvl[a]]) / NVLINK_GBPS_PER_LINK)))
+                row.append(max(1, round(float(idx.nvl_gbps[idx.gpu_nvl[a]]) / per_link)))
             else:
                 row.append(0)
         out.append(row)
@@ -248,7 +297,8 @@ def nccl_topo_xml(fabric: Fabric, host: str) -> str:
     """
     ht = fabric.host_type(host)
     system = ET.Element("system", version="1")
-    cpus = [ET.SubElement(system, "cpu", numaid=str(s), arch="x86_64") for s in range(ht.sockets)]
+    arch, sm = cpu_arch(ht), gpu_sm(ht.gpu_model)
+    cpus = [ET.SubElement(system, "cpu", numaid=str(s), arch=arch) for s in range(ht.sockets)]
     ids = _BusIds()
     gpu_busid: dict[int, str] = {}
     gpu_elements: dict[int, ET.Element] = {}
@@ -257,7 +307,7 @@ def nccl_topo_xml(fabric: Fabric, host: str) -> str:
         for i in gpus:
             dev = _pci(switch, ids, "0x030200")
             gpu_busid[i] = dev.get("busid")
-            gpu_elements[i] = ET.SubElement(dev, "gpu", dev=str(i), sm="90", rank=str(i), gdr="1")
+            gpu_elements[i] = ET.SubElement(dev, "gpu", dev=str(i), sm=sm, rank=str(i), gdr="1")
         for n in nics:
             nic = ET.SubElement(_pci(switch, ids, "0x020700"), "nic")
             ET.SubElement(nic, "net", name=f"mlx5_{n}", dev=str(n), speed=str(int(ht.nic_gbps * 8000)),

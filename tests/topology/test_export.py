@@ -215,3 +215,28 @@ def test_slices_of_the_block_level_map_to_segment():
     assert ex.block_level(nvl) == "nvlink"
     assert ex.segment_args(nvl, Request(nodes=36, gpus_per_node=4, slices=2, slice_level="nvlink")) == [
         "--segment=18"]
+
+
+@pytest.mark.parametrize(("model", "features", "sm", "arch"), [
+    ("GB200", [], "100", "arm64"), ("B200-SXM-180GB", [], "100", "x86_64"), ("H100-SXM5-80GB", [], "90", "x86_64"),
+    ("H200", [], "90", "x86_64"), ("H800", [], "90", "x86_64"), ("GH200", [], "90", "arm64"),
+    ("A100-SXM4-80GB", [], "80", "x86_64"), ("Mystery-9000", [], "90", "x86_64"),
+    ("Mystery-9000", ["grace"], "90", "arm64"), ("H100-SXM5-80GB", ["aarch64"], "90", "arm64"),
+])
+def test_nccl_sm_and_arch_follow_the_gpu_model_and_host(model, features, sm, arch):
+    root = _nccl_tree(_one_host(gpu_model=model, features=features))
+    assert {c.get("arch") for c in root.findall("cpu")} == {arch}
+    assert {g.get("sm") for g in root.iter("gpu")} == {sm}
+
+
+def test_nvlink5_counts_18_links_in_nccl_xml_and_gres():
+    """B200/GB200: 18 NVLink5 links of 100 GB/s = 1800 GB/s (nvidia-smi topo: NV18), like H100's
+    18 NVLink4 links of 50 GB/s."""
+    nvl = build(generators.nvl72(1))
+    root = _nccl_tree(nvl, "r001-h01")
+    assert [g.find("nvlink").get("count") for g in root.iter("gpu")] == ["18"] * 4
+    assert ex.gpu_links(nvl, "r001-h01")[0] == [-1, 18, 18, 18]
+    assert "Links=18,-1,18,18" in ex.gres_conf(nvl)
+    b200 = _one_host(gpu_model="B200-SXM-180GB", nvlink_gbps=1800, nvswitches=2)
+    assert ex.gpu_links(b200, "a1")[0] == [-1] + [18] * 7
+    assert ex.gpu_links(_one_host(), "a1")[0] == [-1] + [18] * 7  # H100: 900 / 50
