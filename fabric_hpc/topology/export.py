@@ -250,7 +250,10 @@ def slurm_nodes_conf(fabric: Fabric) -> str:
 
 
 def gpu_links(fabric: Fabric, host: str) -> list[list[int]]:
-    """Slurm ``Links=`` matrix for a host: -1 on the diagonal, NVLink count between GPU pairs."""
+    """Slurm ``Links=`` matrix for a host: -1 on the diagonal, NVLink count between GPU pairs.
+
+    Through NVSwitches every pair gets the GPU's links; in a direct mesh (no NVSwitch) a pair gets
+    its share, NVLink / (GPUs - 1) / link GB/s, at least 1 (the model links every pair)."""
     gpus = fabric.host_gpus(host)
     ids = [fabric.gpu_pos[g] for g in gpus]
     idx = fabric.index
@@ -262,7 +265,7 @@ def gpu_links(fabric: Fabric, host: str) -> list[list[int]]:
             if a == b:
                 row.append(-1)
             elif idx.gpu_nvl[a] == idx.gpu_nvl[b]:
-                row.append(max(1, round(float(idx.nvl_gbps[idx.gpu_nvl[a]]) / per_link)))
+                row.append(max(1, round(float(idx.nvl_pair_gbps[idx.gpu_nvl[a]]) / per_link)))
             else:
                 row.append(0)
         out.append(row)

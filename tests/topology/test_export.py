@@ -240,3 +240,36 @@ def test_nvlink5_counts_18_links_in_nccl_xml_and_gres():
     b200 = _one_host(gpu_model="B200-SXM-180GB", nvlink_gbps=1800, nvswitches=2)
     assert ex.gpu_links(b200, "a1")[0] == [-1] + [18] * 7
     assert ex.gpu_links(_one_host(), "a1")[0] == [-1] + [18] * 7  # H100: 900 / 50
+
+
+# -- hosts whose GPUs are linked directly (nvswitches: 0): a pair gets its share of the NVLink ----
+MESH = Path(__file__).parent / "fixtures" / "nvlink-mesh.yaml"
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    from fabric_hpc.topology import load_fabric
+
+    return load_fabric(MESH)
+
+
+def test_mesh_distance_is_the_direct_link_not_the_gpu_total(mesh):
+    edge = mesh.graph.edges["a1/gpu0", "a1/gpu4"]
+    assert edge["kind"] == "nvlink" and edge["bandwidth_gbps"] == pytest.approx(300 / 7)
+    d = mesh.distance("a1/gpu0", "a1/gpu4")
+    assert (d.hops, d.level) == (1, "nvlink") and d.bandwidth_gbps == pytest.approx(300 / 7, abs=1e-3)
+    assert mesh.distance("b1/gpu1", "b1/gpu3").bandwidth_gbps == pytest.approx(200.0)
+    sw = build(generators.superpod(1))  # through NVSwitches a pair still gets the GPU's full 900
+    assert sw.distance("su01-h01/gpu0", "su01-h01/gpu4").bandwidth_gbps == 900.0
+
+
+def test_mesh_gres_links_are_per_peer(mesh):
+    a1, b1 = ex.gpu_links(mesh, "a1"), ex.gpu_links(mesh, "b1")
+    assert a1[0] == [-1] + [1] * 7  # 300/7 GB/s ≈ 0.86 of a 50 GB/s link: 1 link each (not 6)
+    assert b1[2] == [4, 4, -1, 4]  # HGX A100 4-GPU: 12 links, 4 to each peer
+    assert "Links=4,4,-1,4" in ex.gres_conf(mesh)
+    root = _nccl_tree(mesh, "b1")
+    busid = {g.get("dev"): p.get("busid") for p in root.iter("pci") for g in p.findall("gpu")}
+    gpu0 = next(g for g in root.iter("gpu") if g.get("dev") == "0")
+    assert [(n.get("target"), n.get("count")) for n in gpu0.findall("nvlink")] == [
+        (busid["1"], "4"), (busid["2"], "4"), (busid["3"], "4")]
