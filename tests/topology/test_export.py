@@ -273,3 +273,35 @@ def test_mesh_gres_links_are_per_peer(mesh):
     gpu0 = next(g for g in root.iter("gpu") if g.get("dev") == "0")
     assert [(n.get("target"), n.get("count")) for n in gpu0.findall("nvlink")] == [
         (busid["1"], "4"), (busid["2"], "4"), (busid["3"], "4")]
+
+
+# -- topology/block: hosts in no NVLink domain would be in no block ------------------------------
+@pytest.fixture(scope="module")
+def rack_and_dgx():
+    """One NVL72 rack (an NVLink domain of 18 hosts) plus two DGX H100 hosts in no such domain."""
+    spec = generators.nvl72(1).model_dump(mode="json", exclude_defaults=True)
+    spec["host_types"]["dgx"] = generators.DGX_H100.model_dump(mode="json")
+    spec["hosts"].append({"names": "dgx[1-2]", "type": "dgx"})
+    spec["network"]["groups"][0]["hosts"] += ",dgx[1-2]"
+    return build({"fabric": 1, **spec})
+
+
+def test_block_refuses_hosts_in_no_nvlink_domain(rack_and_dgx):
+    assert ex.hosts_outside_blocks(rack_and_dgx) == ["dgx1", "dgx2"]
+    with pytest.raises(ConfigError, match=r"2 host\(s\) are in no NVLink domain .*: dgx\[1-2\]") as info:
+        ex.topology_conf(rack_and_dgx, "block")
+    assert "topology-yaml" in info.value.hint and "Topology=block" in info.value.hint
+    with pytest.raises(ConfigError, match="cluster_default block"):
+        ex.topology_yaml(rack_and_dgx, default="block")
+
+
+def test_topology_yaml_names_the_hosts_its_block_topology_leaves_out(rack_and_dgx):
+    import yaml
+
+    text = ex.topology_yaml(rack_and_dgx)  # default tree: every host is in the tree
+    assert "# block: dgx[1-2] in no NVLink domain, so in no block" in text
+    entries = yaml.safe_load(text)
+    assert next(e for e in entries if e["topology"] == "block")["block"]["blocks"] == [
+        {"block": "r001", "nodes": "r001-h[01-18]"}]
+    assert "dgx[1-2]" in next(e for e in entries if e["topology"] == "tree")["tree"]["switches"][0]["nodes"]
+    assert "# block:" not in ex.topology_yaml(build(generators.nvl72(2)))
