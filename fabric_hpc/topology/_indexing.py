@@ -31,6 +31,7 @@ def make_index(fab: Fabric) -> tuple[FabricIndex, list[str], dict[str, int]]:
     nvl_names: list[str] = []
     nvl_ids: dict[str, int] = {}
     nvl_gbps: list[float] = []
+    nvl_pair: list[float] = []  # between two GPUs of the domain (a direct mesh: one link's share)
     domain_gbps = {d.name: d.gbps for d in fab.spec.nvlink_domains}
     level_pos = {lv: i for i, lv in enumerate(levels)}
     switch_ids = fab.switch_ids
@@ -52,6 +53,8 @@ def make_index(fab: Fabric) -> tuple[FabricIndex, list[str], dict[str, int]]:
                 nvl_ids[dom] = len(nvl_names)
                 nvl_names.append(dom)
                 nvl_gbps.append(domain_gbps[dom] if shared else (ht.nvlink_gbps or ht.pcie_gbps))
+                mesh = not shared and ht.nvlink_gbps > 0 and ht.nvswitches == 0 and ht.gpus > 1
+                nvl_pair.append(nvl_gbps[-1] / (ht.gpus - 1) if mesh else nvl_gbps[-1])
             rail = rail_of(ht, i)
             gpu_host[g], gpu_local[g], gpu_numa[g], gpu_rail[g] = h, i, numa[i], rail
             gpu_nvl[g] = nvl_ids[dom]
@@ -65,6 +68,7 @@ def make_index(fab: Fabric) -> tuple[FabricIndex, list[str], dict[str, int]]:
                         gpu_rail=gpu_rail, gpu_nvl=gpu_nvl, gpu_leaf_switch=gpu_leaf, gpu_nic_gbps=gpu_nic,
                         host_path=host_path, host_pcie_gbps=host_pcie,
                         nvl_gbps=np.asarray(nvl_gbps, np.float32),
+                        nvl_pair_gbps=np.asarray(nvl_pair, np.float32),
                         group_share_gbps=share, group_latency_us=latency)
     return index, nvl_names, group_ids
 

@@ -6,7 +6,8 @@ agree; bandwidth and hop count follow from that level alone. All queries take sc
 arrays of GPU ids (vectorised), so placement can score thousands of pairs at once.
 
 Model (documented in docs/topology.md):
-- same NVLink domain: 1 hop (NVSwitch), bandwidth = the domain's per-GPU NVLink bandwidth;
+- same NVLink domain: 1 hop (NVSwitch), bandwidth = the domain's per-GPU NVLink bandwidth, or in a
+  host whose GPUs are linked directly (no NVSwitch) the direct link's: NVLink / (GPUs - 1);
 - same host, no shared NVLink: PCIe through the CPU (1 hop same socket, 2 across sockets);
 - same leaf switch (same rail): 1 switch hop, bandwidth = min of the two NICs;
 - otherwise up to the lowest common level L (1-based): 2L+1 switch hops (leaf-spine-leaf = 3),
@@ -49,6 +50,13 @@ class FabricIndex:
     group_latency_us: np.ndarray  # float32 [groups]
     nvlink_latency_us: float = 0.5
     pcie_latency_us: float = 1.0
+    #: float32 [D]: NVLink bandwidth between two GPUs of the domain: ``nvl_gbps`` through NVSwitches,
+    #: one GPU's share to each peer in a direct mesh (``nvl_gbps / (GPUs - 1)``); default nvl_gbps
+    nvl_pair_gbps: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.nvl_pair_gbps is None:
+            self.nvl_pair_gbps = self.nvl_gbps
 
     @property
     def num_gpus(self) -> int:
@@ -76,7 +84,7 @@ class FabricIndex:
         net = (self.gpu_host[a] != self.gpu_host[b]) & ~same_nvl
 
         hops[same_nvl] = HOP_NVLINK
-        bw[same_nvl] = self.nvl_gbps[self.gpu_nvl[a[same_nvl]]]
+        bw[same_nvl] = self.nvl_pair_gbps[self.gpu_nvl[a[same_nvl]]]
         lat[same_nvl] = self.nvlink_latency_us
 
         cross_socket = self.gpu_numa[a] != self.gpu_numa[b]

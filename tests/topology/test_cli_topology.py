@@ -119,3 +119,13 @@ def test_show_prints_markup_in_names_as_text(tmp_path, capsys):
     path.write_text(text)
     assert main(["topology", "show", str(path)]) == 0
     assert "[/bold] x [red]y[/red]: 2 hosts" in capsys.readouterr().out
+
+
+def test_show_distance_in_a_direct_nvlink_mesh(capsys):
+    """No NVSwitch: two GPUs share one direct link (300/7 GB/s), not the GPU's whole 300 GB/s."""
+    from pathlib import Path
+
+    mesh = str(Path(__file__).parent / "fixtures" / "nvlink-mesh.yaml")
+    assert main(["topology", "show", mesh, "--distance", "a1/gpu0", "a1/gpu4", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert (d["level"], d["hops"], d["bandwidth_gbps"]) == ("nvlink", 1, 42.857)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -72,6 +73,69 @@ def test_nccl_xml_is_well_formed():
     assert len(gpus) == 8 and len(nets) == 8
     assert [c.get("numaid") for c in root.findall("cpu")] == ["0", "1"]
     assert all(g.find("nvlink").get("count") == "18" for g in gpus)
+
+
+# -- NCCL XML: what NCCL's topology parser (src/graph/topo.cc) reads ------------------------------
+BUSID = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:00\.0$")
+
+
+def _one_host(**update) -> object:
+    """A one-host fabric of a DGX H100 host type with ``update`` applied."""
+    ht = generators.DGX_H100.model_copy(update={"gpu_numa": None, **update})
+    return build({"fabric": 1, "name": "one", "host_types": {"t": ht.model_dump()},
+                  "hosts": [{"names": "a1", "type": "t"}]})
+
+
+def _nccl_tree(fab, host="a1") -> ET.Element:
+    root = ET.fromstring(ex.nccl_topo_xml(fab, host))
+    for pci in root.iter("pci"):  # NCCL: a pci holds one gpu, or one nic, or child pci devices
+        kids = [c.tag for c in pci]
+        assert kids in (["gpu"], ["nic"]) or (kids and set(kids) == {"pci"}), kids
+        want = {"gpu": "0x03", "nic": "0x02"}.get(kids[0], "0x060400")
+        assert pci.get("class").startswith(want)
+    return root
+
+
+def _switch_of(root: ET.Element) -> dict[str, ET.Element]:
+    """``gpu<dev>`` / ``mlx5_<n>`` → the PCIe switch (the ``pci`` under a ``cpu``) holding it."""
+    out: dict[str, ET.Element] = {}
+    for cpu in root.findall("cpu"):
+        for switch in cpu.findall("pci"):
+            for gpu in switch.iter("gpu"):
+                assert f"gpu{gpu.get('dev')}" not in out
+                out[f"gpu{gpu.get('dev')}"] = switch
+            for net in switch.iter("net"):
+                assert net.get("name") not in out, f"{net.get('name')} appears twice"
+                out[net.get("name")] = switch
+    return out
+
+
+@pytest.mark.parametrize(("gpus", "nics"), [(8, 8), (16, 8), (16, 1), (64, 64), (1024, 64), (1024, 0), (0, 64)])
+def test_nccl_bus_ids_are_valid_and_unique(gpus, nics):
+    fab = _one_host(gpus=gpus, nics=nics, nvswitches=4 if gpus > 1 else 0, nvlink_gbps=900 if gpus > 1 else 0)
+    root = _nccl_tree(fab)
+    ids = [p.get("busid") for p in root.iter("pci")]
+    assert all(BUSID.match(b) for b in ids), [b for b in ids if not BUSID.match(b)][:3]
+    assert len(ids) == len(set(ids))
+    assert len(root.findall(".//gpu")) == gpus and len(root.findall(".//net")) == nics
+
+
+def test_nccl_nics_shared_by_gpus_appear_once_under_their_switch():
+    root = _nccl_tree(_one_host(nics=4))  # GPUs 2k and 2k+1 share mlx5_k
+    switch = _switch_of(root)
+    assert sorted(n.get("name") for n in root.iter("net")) == [f"mlx5_{n}" for n in range(4)]
+    for i in range(8):
+        assert switch[f"gpu{i}"] is switch[f"mlx5_{i // 2}"]
+    assert len({id(s) for s in switch.values()}) == 4
+
+
+def test_nccl_nics_beyond_the_gpus_are_kept():
+    root = _nccl_tree(_one_host(gpus=2, nics=4, gpu_numa=[0, 1]))  # GPU 0 → NIC 0, GPU 1 → NIC 2
+    switch = _switch_of(root)
+    assert sorted(switch) == ["gpu0", "gpu1", "mlx5_0", "mlx5_1", "mlx5_2", "mlx5_3"]
+    assert switch["mlx5_1"] is switch["gpu0"] and switch["mlx5_3"] is switch["gpu1"]
+    cpu1 = root.findall("cpu")[1]
+    assert {n.get("name") for n in cpu1.iter("net")} == {"mlx5_2", "mlx5_3"}
 
 
 # -- topology/block follows Slurm's BlockSizes rules; topology.yaml; --segment ---------------------
@@ -151,3 +215,93 @@ def test_slices_of_the_block_level_map_to_segment():
     assert ex.block_level(nvl) == "nvlink"
     assert ex.segment_args(nvl, Request(nodes=36, gpus_per_node=4, slices=2, slice_level="nvlink")) == [
         "--segment=18"]
+
+
+@pytest.mark.parametrize(("model", "features", "sm", "arch"), [
+    ("GB200", [], "100", "arm64"), ("B200-SXM-180GB", [], "100", "x86_64"), ("H100-SXM5-80GB", [], "90", "x86_64"),
+    ("H200", [], "90", "x86_64"), ("H800", [], "90", "x86_64"), ("GH200", [], "90", "arm64"),
+    ("A100-SXM4-80GB", [], "80", "x86_64"), ("Mystery-9000", [], "90", "x86_64"),
+    ("Mystery-9000", ["grace"], "90", "arm64"), ("H100-SXM5-80GB", ["aarch64"], "90", "arm64"),
+])
+def test_nccl_sm_and_arch_follow_the_gpu_model_and_host(model, features, sm, arch):
+    root = _nccl_tree(_one_host(gpu_model=model, features=features))
+    assert {c.get("arch") for c in root.findall("cpu")} == {arch}
+    assert {g.get("sm") for g in root.iter("gpu")} == {sm}
+
+
+def test_nvlink5_counts_18_links_in_nccl_xml_and_gres():
+    """B200/GB200: 18 NVLink5 links of 100 GB/s = 1800 GB/s (nvidia-smi topo: NV18), like H100's
+    18 NVLink4 links of 50 GB/s."""
+    nvl = build(generators.nvl72(1))
+    root = _nccl_tree(nvl, "r001-h01")
+    assert [g.find("nvlink").get("count") for g in root.iter("gpu")] == ["18"] * 4
+    assert ex.gpu_links(nvl, "r001-h01")[0] == [-1, 18, 18, 18]
+    assert "Links=18,-1,18,18" in ex.gres_conf(nvl)
+    b200 = _one_host(gpu_model="B200-SXM-180GB", nvlink_gbps=1800, nvswitches=2)
+    assert ex.gpu_links(b200, "a1")[0] == [-1] + [18] * 7
+    assert ex.gpu_links(_one_host(), "a1")[0] == [-1] + [18] * 7  # H100: 900 / 50
+
+
+# -- hosts whose GPUs are linked directly (nvswitches: 0): a pair gets its share of the NVLink ----
+MESH = Path(__file__).parent / "fixtures" / "nvlink-mesh.yaml"
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    from fabric_hpc.topology import load_fabric
+
+    return load_fabric(MESH)
+
+
+def test_mesh_distance_is_the_direct_link_not_the_gpu_total(mesh):
+    edge = mesh.graph.edges["a1/gpu0", "a1/gpu4"]
+    assert edge["kind"] == "nvlink" and edge["bandwidth_gbps"] == pytest.approx(300 / 7)
+    d = mesh.distance("a1/gpu0", "a1/gpu4")
+    assert (d.hops, d.level) == (1, "nvlink") and d.bandwidth_gbps == pytest.approx(300 / 7, abs=1e-3)
+    assert mesh.distance("b1/gpu1", "b1/gpu3").bandwidth_gbps == pytest.approx(200.0)
+    sw = build(generators.superpod(1))  # through NVSwitches a pair still gets the GPU's full 900
+    assert sw.distance("su01-h01/gpu0", "su01-h01/gpu4").bandwidth_gbps == 900.0
+
+
+def test_mesh_gres_links_are_per_peer(mesh):
+    a1, b1 = ex.gpu_links(mesh, "a1"), ex.gpu_links(mesh, "b1")
+    assert a1[0] == [-1] + [1] * 7  # 300/7 GB/s ≈ 0.86 of a 50 GB/s link: 1 link each (not 6)
+    assert b1[2] == [4, 4, -1, 4]  # HGX A100 4-GPU: 12 links, 4 to each peer
+    assert "Links=4,4,-1,4" in ex.gres_conf(mesh)
+    root = _nccl_tree(mesh, "b1")
+    busid = {g.get("dev"): p.get("busid") for p in root.iter("pci") for g in p.findall("gpu")}
+    gpu0 = next(g for g in root.iter("gpu") if g.get("dev") == "0")
+    assert [(n.get("target"), n.get("count")) for n in gpu0.findall("nvlink")] == [
+        (busid["1"], "4"), (busid["2"], "4"), (busid["3"], "4")]
+
+
+# -- topology/block: hosts in no NVLink domain would be in no block ------------------------------
+@pytest.fixture(scope="module")
+def rack_and_dgx():
+    """One NVL72 rack (an NVLink domain of 18 hosts) plus two DGX H100 hosts in no such domain."""
+    spec = generators.nvl72(1).model_dump(mode="json", exclude_defaults=True)
+    spec["host_types"]["dgx"] = generators.DGX_H100.model_dump(mode="json")
+    spec["hosts"].append({"names": "dgx[1-2]", "type": "dgx"})
+    spec["network"]["groups"][0]["hosts"] += ",dgx[1-2]"
+    return build({"fabric": 1, **spec})
+
+
+def test_block_refuses_hosts_in_no_nvlink_domain(rack_and_dgx):
+    assert ex.hosts_outside_blocks(rack_and_dgx) == ["dgx1", "dgx2"]
+    with pytest.raises(ConfigError, match=r"2 host\(s\) are in no NVLink domain .*: dgx\[1-2\]") as info:
+        ex.topology_conf(rack_and_dgx, "block")
+    assert "topology-yaml" in info.value.hint and "Topology=block" in info.value.hint
+    with pytest.raises(ConfigError, match="cluster_default block"):
+        ex.topology_yaml(rack_and_dgx, default="block")
+
+
+def test_topology_yaml_names_the_hosts_its_block_topology_leaves_out(rack_and_dgx):
+    import yaml
+
+    text = ex.topology_yaml(rack_and_dgx)  # default tree: every host is in the tree
+    assert "# block: dgx[1-2] in no NVLink domain, so in no block" in text
+    entries = yaml.safe_load(text)
+    assert next(e for e in entries if e["topology"] == "block")["block"]["blocks"] == [
+        {"block": "r001", "nodes": "r001-h[01-18]"}]
+    assert "dgx[1-2]" in next(e for e in entries if e["topology"] == "tree")["tree"]["switches"][0]["nodes"]
+    assert "# block:" not in ex.topology_yaml(build(generators.nvl72(2)))
