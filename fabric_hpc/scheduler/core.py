@@ -159,8 +159,12 @@ class Scheduler:
     def __post_init__(self) -> None:
         #: everything remembered between steps (bounded; decisions never depend on it)
         self.caches = StepCaches()
+        self._fab: object = None  # the fabric the caches are about
 
     def schedule(self, view: SchedulerInput) -> Decisions:
+        if view.state.fab is not self._fab:  # one policy object reused on another fabric
+            self.caches.clear()
+            self._fab = view.state.fab
         ids, prio, submit = self._priorities(view)
         out = Decisions()
         plan = _Plan(view.state, timeline=lambda: self._running_ends(view))

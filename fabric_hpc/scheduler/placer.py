@@ -114,6 +114,7 @@ class SolverPlacer:
     def __post_init__(self) -> None:
         self.name = self.solver
         self._memo: OrderedDict[tuple, object] = OrderedDict()  # Placement, GPU names or None
+        self._fab: object = None  # the fabric the memo is about (a policy may be reused on another)
 
     def place(self, job: Job, state: ClusterState) -> Placement | None:
         self.calls += 1
@@ -156,6 +157,9 @@ class SolverPlacer:
 
     def _key(self, job: Job, state: ClusterState) -> tuple | None:
         """The memo key, or None when the counts alone rule a placement out."""
+        if state.fab is not self._fab:  # the same free mask means other GPUs on another fabric
+            self._memo.clear()
+            self._fab = state.fab
         free = state.free
         lv = fabric_levels(state.fab)
         if not may_fit(job.request, free, state.fab.index.gpu_host, lv.host_gpus, lv):

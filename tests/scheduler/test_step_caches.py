@@ -63,3 +63,20 @@ def test_the_step_never_changes_the_input_state():
         assert (state.owner == before).all()
         assert len(out.start) == (pending[0].job.id != "big")
     assert [p.job_id for p in out.preempt] == ["r"]
+
+
+def test_one_policy_reused_on_another_fabric_decides_as_a_fresh_one():
+    """The placer's memo and the step caches are about one fabric: a policy object replayed on a
+    second fabric gave placements of the first (a 128-GPU gang on 4 leaves of a fabric whose leaves
+    hold 16 GPUs)."""
+    from fabric_hpc.scheduler import fabric_policy
+    from fabric_hpc.sim import Simulator, load_trace
+    from fabric_hpc.sim.metrics import job_rows
+    from fabric_hpc.topology import open_fabric
+
+    a = open_fabric("leaf-spine:hosts=16,hosts_per_leaf=4")
+    b = open_fabric("leaf-spine:hosts=16,hosts_per_leaf=2")
+    jobs = [j for j in load_trace("synthetic:jobs=300,load=1.5,seed=21,cluster_gpus=128") if j.gpus <= 128]
+    pol = fabric_policy()
+    Simulator(a, pol, jobs).run()
+    assert job_rows(Simulator(b, pol, jobs).run()) == job_rows(Simulator(b, fabric_policy(), jobs).run())
