@@ -22,7 +22,7 @@ reservation). With ``preempt_benefit_ratio`` preemption happens only when the wa
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -394,8 +394,9 @@ class Scheduler:
     def _search_earliest(self, job: Job, now: float, plan: _Plan) -> tuple[float, tuple[str, ...]] | None:
         ends = sorted(plan.ends, key=_TIME)
         at = list(map(_TIME, ends))
-        # the release and reservation-end times after now, each once, in order
-        times = sorted(set(at[bisect_right(at, now):]).union(e for _, e, _ in plan.resv if e > now))
+        # the release and reservation-end times from now on, each once, in order (a job past its
+        # walltime releases "now": its GPUs are the first a reservation may count on)
+        times = sorted(set(at[bisect_left(at, now):]).union(e for _, e, _ in plan.resv if e > now))
         if not times:
             return None
         freed = plan.state.free.copy()

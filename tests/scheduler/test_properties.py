@@ -212,3 +212,25 @@ def test_one_step_never_starts_and_evicts_the_same_gang(running, pending, order)
     evicted = {v.job_id for v in d.preempt}
     assert evicted <= {g.job.id for g in gangs}
     assert evicted.isdisjoint(j.id for j, _ in d.start)
+
+
+def test_a_job_past_its_walltime_still_gives_the_top_job_its_reservation():
+    """On a live cluster a job may run past its time limit (OverTimeLimit, UNLIMITED read as 1 h):
+    its GPUs are released "now" for the reservation search; without them the top job had no
+    reservation and a 10-hour job was backfilled onto its GPUs."""
+    from fabric_hpc.placement import ClusterState
+    from fabric_hpc.placement.request import Request
+    from fabric_hpc.scheduler import Job, PendingJob, RunningJob, SchedulerInput, slurm_policy
+    from fabric_hpc.topology import open_fabric
+
+    fab = open_fabric("leaf-spine:hosts=4,hosts_per_leaf=2")
+    nodes = lambda n: Request(nodes=n, gpus_per_node=8)  # noqa: E731
+    for now in (50.0, 200.0):  # before and after the running job's walltime end (100)
+        state = ClusterState(fab)
+        state.allocate("r1", fab.gpus[:24])
+        running = [RunningJob(Job("r1", nodes(3), 0.0, 100.0), tuple(fab.gpus[:24]), 0.0)]
+        pending = [PendingJob(Job("A", nodes(4), 0.0, 3600.0, tier="high")),
+                   PendingJob(Job("B", nodes(1), 0.0, 36000.0))]
+        d = slurm_policy().schedule(SchedulerInput(now, pending, running, state))
+        assert [j.id for j, _ in d.start] == [] and not d.backfilled, now
+        assert d.reservations["A"].start == max(now, 100.0)
