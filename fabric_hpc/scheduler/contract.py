@@ -19,6 +19,9 @@ two stock configurations. Times are seconds (floats) on the driver's clock; usag
 
 from __future__ import annotations
 
+import math
+import numbers
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -54,6 +57,12 @@ DEFAULT_TIERS: dict[str, Tier] = {
 }
 
 
+#: (field, check, words) for a Job's numbers: each must also be finite (NaN loops a replay forever)
+_JOB_NUMBERS = (("submit", lambda v: True, "a finite number"), ("walltime", lambda v: v > 0, "a finite number > 0"),
+                ("duration", lambda v: v >= 0, "a finite number >= 0 (or None)"),
+                ("checkpoint_interval", lambda v: v > 0, "a finite number > 0 (or None)"))
+
+
 @dataclass(frozen=True)
 class Job:
     """One gang job. ``request`` is the placement request (``nodes × gpus_per_node`` or ``gpus``)."""
@@ -75,10 +84,17 @@ class Job:
     meta: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
-        if self.walltime <= 0:
-            raise ConfigError(f"job {self.id}: walltime must be > 0 (got {self.walltime})")
-        if self.duration is not None and self.duration < 0:
-            raise ConfigError(f"job {self.id}: duration must be >= 0 (got {self.duration})")
+        if not isinstance(self.id, str) or not self.id:
+            raise ConfigError(f"a job id must be a non-empty string, got {self.id!r}")
+        if not isinstance(self.request, Request):
+            raise ConfigError(f"job {self.id}: request must be a placement Request (parse_request('gpus=8')), "
+                              f"got {type(self.request).__name__}")
+        for name, ok, rule in _JOB_NUMBERS:
+            v = getattr(self, name)
+            if v is None and name in ("duration", "checkpoint_interval"):
+                continue
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or not ok(v):
+                raise ConfigError(f"job {self.id}: {name} must be {rule} (got {v!r})")
 
     @cached_property
     def gpus(self) -> int:

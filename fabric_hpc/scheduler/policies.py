@@ -15,6 +15,7 @@ too slow to replay tens of thousands of jobs on 2 cores); ``placement="cpsat"`` 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -32,6 +33,7 @@ POLICIES = ("slurm", "fabric")
 def slurm_policy(*, shares: Mapping[str, float] | None = None, placement: str = "slurm-tree",
                  max_job_test: int = 100) -> Scheduler:
     """Slurm-like baseline: multifactor priority + EASY backfill + the tree plugin's placement."""
+    _check_args(shares=shares, max_job_test=max_job_test)
     prio = MultifactorPriority(fairshare=ClassicFairshare(dict(shares or {})))
     return Scheduler("slurm", prio, SolverPlacer(placement), Backfill.easy(max_job_test))
 
@@ -46,6 +48,9 @@ def fabric_policy(*, shares: Mapping[str, float] | None = None, placement: str =
     gang-aware preemption of spot jobs when the waiting it saves (gang GPUs × hours to its earliest
     start, from walltime limits) is at least ``preempt_benefit_ratio`` (20) times the GPU-hours it
     destroys (docs/scheduler.md, "Gang-aware preemption", says why 20 and what it was measured against)."""
+    _check_args(shares=shares, max_job_test=max_job_test, restore_s=restore_s, cpsat_time_limit_s=cpsat_time_limit_s,
+                weight_walltime=weight_walltime, compact_wait_s=compact_wait_s,
+                preempt_benefit_ratio=preempt_benefit_ratio, preempting_tiers=preempting_tiers)
     prio = MultifactorPriority(weight_fairshare=20_000.0, weight_size=2000.0, favor_small=favor_small,
                                weight_walltime=weight_walltime, fairshare=ClassicFairshare(dict(shares or {})))
     bf = {"easy": Backfill.easy, "conservative": Backfill.conservative, "none": Backfill.none}
@@ -59,9 +64,35 @@ def fabric_policy(*, shares: Mapping[str, float] | None = None, placement: str =
                      compact_wait_s=compact_wait_s, preempt_benefit_ratio=preempt_benefit_ratio)
 
 
+def _check_args(**args) -> None:
+    """The stock policies' parameters: a NaN or a negative value would quietly change every
+    decision (or, with ``max_job_test=0``, start nothing), so each is refused by name."""
+    def number(name: str, v, low: float, strict: bool = False) -> None:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                or (v <= low if strict else v < low):
+            raise ConfigError(f"{name} must be a finite number {'>' if strict else '>='} {low:g}, got {v!r}")
+
+    mjt = args.pop("max_job_test")
+    if isinstance(mjt, bool) or not isinstance(mjt, int) or mjt < 1:
+        raise ConfigError(f"max_job_test must be a whole number >= 1, got {mjt!r}",
+                          hint="how many pending jobs a step examines (Slurm's bf_max_job_test)")
+    for account, share in dict(args.pop("shares") or {}).items():
+        number(f"shares[{account!r}]", share, 0.0)
+    tiers = args.pop("preempting_tiers", ())
+    if isinstance(tiers, str) or not all(isinstance(t, str) for t in tiers):
+        raise ConfigError(f"preempting_tiers must be a list of tier names, got {tiers!r}", hint='e.g. ("high",)')
+    for name, v in args.items():
+        if v is not None or name != "compact_wait_s":
+            number(name, v, 0.0, strict=name == "cpsat_time_limit_s")
+
+
 def make_policy(name: str, **kwargs) -> SchedulingPolicy:
     if name == "slurm":
-        return slurm_policy(**{k: v for k, v in kwargs.items() if k in ("shares", "placement", "max_job_test")})
+        other = sorted(set(kwargs) - {"shares", "placement", "max_job_test"})
+        if other:
+            raise ConfigError(f"the slurm policy takes no {', '.join(other)} (fabric's policy options)",
+                              hint="use them with policy fabric, or leave them out")
+        return slurm_policy(**kwargs)
     if name == "fabric":
         return fabric_policy(**kwargs)
     raise ConfigError(f"unknown policy {name!r}", hint=f"policies: {', '.join(POLICIES)}")

@@ -69,7 +69,7 @@ def test_replay_without_shortcuts_makes_the_same_decisions(monkeypatch, fab_ref,
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from([0.0, -0.0, 1.0, 2.5, 1e5]), st.sampled_from([0.0, 3.0, 7.0]),
                           st.integers(0, 50)), min_size=0, max_size=40),
-       st.sampled_from([0, 1, 5, 100]))
+       st.sampled_from([1, 2, 5, 100]))
 def test_examined_order_equals_the_python_sort(rows, limit):
     pol = fabric_policy(max_job_test=limit)
     ids = [f"j{r[2]:02d}-{k:02d}" for k, r in enumerate(rows)]  # id order is not position order

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zlib
 
 import numpy as np
@@ -234,3 +235,40 @@ def test_a_job_past_its_walltime_still_gives_the_top_job_its_reservation():
         d = slurm_policy().schedule(SchedulerInput(now, pending, running, state))
         assert [j.id for j, _ in d.start] == [] and not d.backfilled, now
         assert d.reservations["A"].start == max(now, 100.0)
+
+
+@pytest.mark.parametrize("make, kwargs, needle", [
+    ("fabric", {"max_job_test": 0}, "max_job_test must be a whole number >= 1"),
+    ("slurm", {"max_job_test": 1.5}, "max_job_test"),
+    ("fabric", {"weight_walltime": float("nan")}, "weight_walltime must be a finite number"),
+    ("fabric", {"shares": {"llm": -1}}, "shares['llm']"),
+    ("fabric", {"compact_wait_s": -5}, "compact_wait_s"),
+    ("fabric", {"preempt_benefit_ratio": float("nan")}, "preempt_benefit_ratio"),
+    ("fabric", {"restore_s": -300}, "restore_s"),
+    ("fabric", {"cpsat_time_limit_s": 0}, "cpsat_time_limit_s must be a finite number > 0"),
+    ("fabric", {"preempting_tiers": "high"}, "preempting_tiers must be a list"),
+    ("slurm", {"backfill": "none"}, "the slurm policy takes no backfill"),
+])
+def test_policy_parameters_are_checked_by_name(make, kwargs, needle):
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.scheduler.policies import make_policy
+
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        make_policy(make, **kwargs)
+
+
+@pytest.mark.parametrize("field, value", [("submit", float("nan")), ("walltime", float("inf")), ("walltime", 0),
+                                          ("duration", float("nan")), ("duration", -1),
+                                          ("checkpoint_interval", -1000), ("checkpoint_interval", float("nan")),
+                                          ("walltime", "100"), ("id", 7), ("id", "")])
+def test_job_numbers_are_finite_and_in_range(field, value):
+    """A NaN submit or duration looped the simulator forever; a negative checkpoint interval gave
+    negative GPU-hours lost."""
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.placement.request import Request
+    from fabric_hpc.scheduler import Job
+
+    args = {"id": "a", "request": Request(gpus=1), "submit": 0.0, "walltime": 100.0, "duration": 10.0}
+    with pytest.raises(ConfigError, match=re.escape(field) if field != "id" else "job id"):
+        Job(**{**args, field: value})
+    assert Job(**args, checkpoint_interval=None).walltime == 100.0
