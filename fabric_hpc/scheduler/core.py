@@ -487,6 +487,9 @@ def compact_job(job: Job, fab) -> Job:
     if len(lv.chain) < 2:
         return job
     level = lv.chain[1]
-    per_dom = np.bincount(lv.host_dom[:, 1], weights=lv.host_gpus)
-    k = max(1, int(np.ceil(job.gpus / max(per_dom.max(initial=1), 1))))
+    if job.gpus:
+        need, per_dom = job.gpus, np.bincount(lv.host_dom[:, 1], weights=lv.host_gpus)
+    else:  # whole hosts of any size (no gpus_per_node): sized in hosts with GPUs
+        need, per_dom = job.request.nodes or 1, np.bincount(lv.host_dom[:, 1], weights=lv.host_gpus > 0)
+    k = max(1, int(np.ceil(need / max(per_dom.max(initial=1), 1))))
     return replace(job, request=job.request.model_copy(update={"max_domains": k, "max_domains_level": level}))

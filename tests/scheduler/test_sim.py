@@ -132,3 +132,17 @@ def test_demo_compare_plumbing(tmp_path):
     assert out["summaries"]["fabric"]["finished"] == 40
     html = (tmp_path / "report.html").read_text()
     assert "slurm/topology.html" in html and (tmp_path / "fabric" / "topology.html").exists()
+
+
+def test_whole_host_gang_without_gpu_count_starts():
+    """`nodes=4,whole_hosts` (no gpus_per_node) on an idle fabric: the compact-wait constraint was
+    sized from 0 GPUs (one leaf of two hosts) and the gang never started."""
+    from fabric_hpc.placement.request import Request
+    from fabric_hpc.scheduler import Job, fabric_policy
+    from fabric_hpc.sim import Simulator
+    from fabric_hpc.topology import open_fabric
+
+    fab = open_fabric("leaf-spine:hosts=4,hosts_per_leaf=2")
+    res = Simulator(fab, fabric_policy(), [Job("x", Request(nodes=4, whole_hosts=True), 0.0, 1000.0, duration=50)]).run()
+    (rec,) = res.records
+    assert rec.status == "done" and rec.first_start == 0.0 and rec.hosts == 4
