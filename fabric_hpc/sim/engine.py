@@ -50,6 +50,7 @@ class JobRecord:
     stretch: float = 1.0
     domains: dict[str, int] = field(default_factory=dict)
     hosts: int = 0
+    gpus: int = 0  # GPUs the gang held (a whole-host request without a GPU count has job.gpus 0)
     backfilled: bool = False
     run_time: float = 0.0  # wall time spent running (all segments)
     reason: str | None = None  # why a rejected job can never fit the fabric
@@ -270,6 +271,7 @@ class Simulator:
         if rec.first_start is None:
             rec.first_start, rec.stretch = self.now, stretch
             rec.domains, rec.hosts, rec.backfilled = dict(placement.domains), len(placement.hosts), backfilled
+            rec.gpus = len(placement.gpus)
         rec.status = "running"
         self._push(seg.end, _END, job.id, seg.token)
 

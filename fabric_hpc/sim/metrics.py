@@ -81,7 +81,7 @@ def summarize(result: SimResult) -> dict[str, Any]:
     return {
         "policy": result.policy, "fabric": result.fabric, "gpus": result.gpus, "jobs": len(result.records),
         "finished": len(recs), "timeouts": len(killed),
-        "timeout_gpu_hours": float(sum(r.job.gpus * r.run_time for r in killed) / 3600.0),
+        "timeout_gpu_hours": float(sum((r.gpus or r.job.gpus) * r.run_time for r in killed) / 3600.0),
         "rejected": len(rejected), "rejected_reasons": _reasons(rejected),
         "unfinished": sum(r.end is None and r.status != "rejected" for r in result.records),
         "mean_jct_s": float(jct.mean()) if jct.size else 0.0, "p50_jct_s": _pct(jct, 50), "p99_jct_s": _pct(jct, 99),
@@ -138,7 +138,7 @@ def _time_weighted(t: list[float], v: list[float]) -> float:
 
 def job_rows(result: SimResult) -> list[dict[str, Any]]:
     """Per-job outcome rows (for results.json)."""
-    return [{"id": r.job.id, "account": r.job.account, "tier": r.job.tier, "gpus": r.job.gpus,
+    return [{"id": r.job.id, "account": r.job.account, "tier": r.job.tier, "gpus": r.gpus or r.job.gpus,
              "submit": r.job.submit, "start": r.first_start, "end": r.end, "status": r.status,
              "hosts": r.hosts, "domains": r.domains, "stretch": round(r.stretch, 4),
              "preemptions": r.preemptions, "gpu_hours_lost": round(r.gpu_hours_lost, 4),

@@ -145,4 +145,7 @@ def test_whole_host_gang_without_gpu_count_starts():
     fab = open_fabric("leaf-spine:hosts=4,hosts_per_leaf=2")
     res = Simulator(fab, fabric_policy(), [Job("x", Request(nodes=4, whole_hosts=True), 0.0, 1000.0, duration=50)]).run()
     (rec,) = res.records
-    assert rec.status == "done" and rec.first_start == 0.0 and rec.hosts == 4
+    assert rec.status == "done" and rec.first_start == 0.0 and rec.hosts == 4 and rec.gpus == 32
+    from fabric_hpc.sim.metrics import job_rows
+
+    assert job_rows(res)[0]["gpus"] == 32  # what it held, not the request's unknown 0
