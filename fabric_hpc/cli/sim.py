@@ -64,7 +64,7 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
     sizes = np.bincount(fab.index.gpu_host, minlength=len(fab.hosts))
     opts: dict = {"time_scale": time_scale} if time_scale is not None else {}
     largest = max(int(sizes.max(initial=0)), 1)
-    if not trace.startswith("synthetic"):
+    if trace.partition(":")[0] != "synthetic":  # as load_trace tells them apart (synthetic_jobs.csv is a file)
         opts["gpus_per_host"] = gpus_per_host or largest
     elif gpus_per_host is not None:
         raise ConfigError("--gpus-per-host applies to trace files; give synthetic:gpus_per_host=N instead")
