@@ -85,14 +85,15 @@ def test_time_scale_only_where_a_trace_takes_it_and_synthetic_fits_the_fabric(tm
     assert json.loads(capsys.readouterr().out)["rejected"] == 0
 
 
-def test_a_trace_file_named_synthetic_is_a_file(tmp_path, capsys):
+def test_a_trace_file_named_synthetic_is_a_file(tmp_path, capsys, monkeypatch):
     """`synthetic_jobs.csv` was taken for a synthetic workload: its 8-GPU gangs were sized to 8-GPU
     hosts and all rejected on a 4-GPU-host fabric, and --gpus-per-host was refused."""
     import shutil
 
     trace = tmp_path / "synthetic_jobs.csv"
     shutil.copy(TIRESIAS, trace)
-    code = main(["sim", "run", "--trace", f"tiresias:{trace}", "--topology", "leaf-spine:hosts=8",
+    monkeypatch.chdir(tmp_path)
+    code = main(["sim", "run", "--trace", "synthetic_jobs.csv", "--topology", "leaf-spine:hosts=8",
                  "--gpus-per-host", "8", "--out", str(tmp_path / "o"), "--no-progress", "--json",
                  "--no-topology-report"])
     assert code == 0 and json.loads(capsys.readouterr().out)["finished"] == 60
