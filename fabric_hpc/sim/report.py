@@ -104,7 +104,7 @@ def write_html(results: list[dict[str, Any]], out_html: str | os.PathLike[str], 
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child{{text-align:left}}</style></head>
-<body><h1>{html.escape(title)}</h1><p>Workload: {traces}. Fabric: {html.escape(results[0]['summary']['fabric'])}
+<body><h1>{html.escape(title)}</h1><p>Workload: {traces}. Fabric: {html.escape(str(results[0]['summary'].get('fabric', '?')))}
 ({results[0]['summary']['gpus']} GPUs). Metric definitions: docs/scheduler.md.</p>
 <table><tr><th>metric</th>{head}</tr>{body}</table>
 <h2>Utilisation and queue over time</h2><img src="{imgs['timeline']}">

@@ -101,6 +101,9 @@ def _shape_problem(data: dict[str, Any]) -> str | None:
         return "summary is not a mapping"
     if not isinstance(summary.get("gpus"), int) or isinstance(summary.get("gpus"), bool) or summary["gpus"] < 1:
         return "summary.gpus is not a positive whole number"
+    for key in ("fabric", "policy"):
+        if not isinstance(summary.get(key, ""), str):
+            return f"summary.{key} is not a name: {str(summary[key])[:40]!r}"
     for key, _, _ in ROWS:
         v = summary.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or abs(v) > 1e15):

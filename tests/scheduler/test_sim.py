@@ -104,7 +104,7 @@ def test_results_files_and_report(tmp_path, capsys):
     assert columns == ["metric", str(tmp_path / "a" / "run"), str(tmp_path / "b" / "run")]
     good = json.loads(before)
     for edit in ({"jct": "x"}, {"summary": [1, 2]}, {"timeline": None}, {"wait_by_tier": {"normal": "x"}},
-                 {"summary": {**good["summary"], "mean_jct_s": "fast"}}):
+                 {"summary": {**good["summary"], "mean_jct_s": "fast"}}, {"summary": {**good["summary"], "fabric": 7}}):
         (tmp_path / "fabric" / "results.json").write_text(json.dumps({**good, **edit}))
         with pytest.raises(ConfigError, match="results.json: "):
             load_results(tmp_path / "fabric")
