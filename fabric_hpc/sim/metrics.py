@@ -77,7 +77,8 @@ def summarize(result: SimResult) -> dict[str, Any]:
         tiers.setdefault(r.job.tier, []).append(float(w))
     rejected = [r for r in result.records if r.status == "rejected"]
     tl = result.timeline
-    util = _time_weighted(tl["t"], tl["busy"]) / max(result.gpus, 1)
+    last_end = max((r.end for r in ended), default=None)  # utilisation up to the last job end, not the
+    util = _time_weighted(tl["t"], tl["busy"], until=last_end) / max(result.gpus, 1)  # last wake-up or rejection
     return {
         "policy": result.policy, "fabric": result.fabric, "gpus": result.gpus, "jobs": len(result.records),
         "finished": len(recs), "timeouts": len(killed),
@@ -128,12 +129,15 @@ def _note(total: int, done: int, killed: int, rejected: list[Any]) -> str:
     return "; ".join(parts)
 
 
-def _time_weighted(t: list[float], v: list[float]) -> float:
+def _time_weighted(t: list[float], v: list[float], *, until: float | None = None) -> float:
+    """Mean of the step function ``v`` (value ``v[i]`` from ``t[i]`` to ``t[i+1]``) from ``t[0]`` to
+    ``until`` (default: the last time)."""
     if len(t) < 2:
         return float(v[0]) if v else 0.0
     ta, va = np.asarray(t, float), np.asarray(v, float)
-    dt = np.diff(ta)
-    return float((va[:-1] * dt).sum() / max(ta[-1] - ta[0], 1e-9))
+    end = ta[-1] if until is None else min(max(until, ta[0]), ta[-1])
+    dt = np.diff(np.minimum(ta, end))
+    return float((va[:-1] * dt).sum() / max(end - ta[0], 1e-9))
 
 
 def job_rows(result: SimResult) -> list[dict[str, Any]]:

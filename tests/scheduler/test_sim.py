@@ -149,3 +149,18 @@ def test_whole_host_gang_without_gpu_count_starts():
     from fabric_hpc.sim.metrics import job_rows
 
     assert job_rows(res)[0]["gpus"] == 32  # what it held, not the request's unknown 0
+
+
+def test_utilisation_runs_to_the_last_job_end():
+    """32 GPUs busy for 50 s and 8 for 1 s of 51 s: 0.985, not diluted by a backfill wake-up at 60 s
+    or by a job arriving at 10,000 s that can never fit."""
+    from fabric_hpc.placement.request import Request
+    from fabric_hpc.scheduler import Job, fabric_policy
+    from fabric_hpc.sim import Simulator, summarize
+    from fabric_hpc.topology import open_fabric
+
+    fab = open_fabric("leaf-spine:hosts=4,hosts_per_leaf=2")
+    jobs = [Job("a", Request(gpus=32), 0.0, 100.0, duration=50.0), Job("b", Request(gpus=8), 5.0, 100.0, duration=1.0),
+            Job("big", Request(gpus=64), 10_000.0, 100.0, duration=1.0)]
+    s = summarize(Simulator(fab, fabric_policy(), jobs).run())
+    assert s["rejected"] == 1 and s["gpu_utilisation"] == pytest.approx((32 * 50 + 8 * 1) / (32 * 51))
