@@ -41,9 +41,11 @@ def results_dict(result: SimResult, *, trace: str = "", config: dict[str, Any] |
     summary = summarize(result)
     tl = result.timeline
     t, busy, queue = _thin(tl["t"], tl["busy"], tl["queue"])
-    done = [r for r in result.records if r.end is not None]
+    # the same jobs as the summary's figures: JCT over jobs that completed their work (not those
+    # ended at their walltime), waits over every job that started
+    done = [r for r in result.records if r.end is not None and r.first_start is not None and r.status == "done"]
     wait_by_tier: dict[str, list[float]] = {}
-    for r in done:
+    for r in result.records:
         if r.first_start is not None:
             wait_by_tier.setdefault(r.job.tier, []).append(r.first_start - r.job.submit)
     return {"version": RESULTS_VERSION, "summary": summary, "trace": trace, "config": config or {},

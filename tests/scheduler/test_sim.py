@@ -164,3 +164,17 @@ def test_utilisation_runs_to_the_last_job_end():
             Job("big", Request(gpus=64), 10_000.0, 100.0, duration=1.0)]
     s = summarize(Simulator(fab, fabric_policy(), jobs).run())
     assert s["rejected"] == 1 and s["gpu_utilisation"] == pytest.approx((32 * 50 + 8 * 1) / (32 * 51))
+
+
+def test_results_jct_is_over_the_jobs_the_summary_counts(tmp_path):
+    """A job ended at its walltime is not in the summary's JCT, nor in results.json's JCT list."""
+    from fabric_hpc.placement.request import Request
+    from fabric_hpc.scheduler import Job, fabric_policy
+    from fabric_hpc.sim import Simulator, write_results
+    from fabric_hpc.topology import open_fabric
+
+    fab = open_fabric("leaf-spine:hosts=4,hosts_per_leaf=2")
+    jobs = [Job("a", Request(gpus=8), 0.0, 100.0, duration=10.0), Job("t", Request(gpus=8), 0.0, 100.0, duration=500.0)]
+    data = write_results(Simulator(fab, fabric_policy(), jobs).run(), tmp_path / "r")
+    assert data["summary"]["timeouts"] == 1 and data["jct"] == [10.0]
+    assert data["summary"]["mean_jct_s"] == pytest.approx(sum(data["jct"]) / len(data["jct"]))
