@@ -40,8 +40,8 @@ class UsageLedger:
     """
 
     def __init__(self, half_life_s: float = 7 * DAY) -> None:
-        if half_life_s <= 0:
-            raise ConfigError(f"fairshare half-life must be > 0 s (got {half_life_s})")
+        if not _nonneg(half_life_s) or half_life_s <= 0:
+            raise ConfigError(f"fairshare half-life must be a finite number > 0 s (got {half_life_s!r})")
         self.half_life_s = half_life_s
         self._lam = math.log(2) / half_life_s
         self._usage: dict[str, float] = {}
@@ -49,6 +49,9 @@ class UsageLedger:
 
     def advance(self, now: float, gpus_by_account: Mapping[str, int]) -> None:
         """Decay to ``now`` and charge each account ``gpus`` GPU-seconds per second since the last call."""
+        if not _nonneg(now) or not all(isinstance(a, str) and _nonneg(g) for a, g in gpus_by_account.items()):
+            raise ConfigError(f"usage ledger: advance needs a finite time >= 0 and GPU counts >= 0 per account "
+                              f"(got {now!r}, {dict(list(gpus_by_account.items())[:3])!r})")
         if self._t is None:
             self._t = now
             return
@@ -67,6 +70,9 @@ class UsageLedger:
         self._t = now
 
     def charge(self, account: str, gpu_seconds: float) -> None:
+        if not isinstance(account, str) or not _nonneg(gpu_seconds):
+            raise ConfigError(f"usage ledger: charge needs an account name and GPU-seconds >= 0 (got {account!r}, "
+                              f"{gpu_seconds!r})")
         self._usage[account] = self._usage.get(account, 0.0) + gpu_seconds
 
     def usage(self) -> dict[str, float]:
@@ -84,6 +90,9 @@ class UsageLedger:
     @classmethod
     def from_dict(cls, data: Mapping[str, object], *, source: str = "usage ledger") -> UsageLedger:
         """A ledger from :meth:`to_dict`'s data; ConfigError naming ``source`` when it is malformed."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source}: not a usage ledger (a JSON object with half_life_s, t, usage)",
+                              hint="remove the file to start the usage from zero")
         usage, t, half = data.get("usage"), data.get("t"), data.get("half_life_s")
         ok = isinstance(usage, Mapping) and all(isinstance(k, str) and _nonneg(v) for k, v in usage.items()) \
             and (t is None or _nonneg(t)) and _nonneg(half) and set(data) == {"half_life_s", "t", "usage"}

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement import ClusterState
-from fabric_hpc.scheduler import ClassicFairshare, MultifactorPriority, PendingJob, SchedulerInput
+from fabric_hpc.scheduler import ClassicFairshare, MultifactorPriority, PendingJob, SchedulerInput, UsageLedger
 
 from .helpers import fabric, job
 
@@ -94,3 +94,15 @@ def test_step_shares_replace_the_configured_ones_for_that_step():
     assert ranked["b1"] > ranked["a1"]
     plain = prio.priorities(configured)  # configured shares: a has 3, b the default 1
     assert plain["a1"] > plain["b1"]
+
+
+@pytest.mark.parametrize("call", [
+    lambda: UsageLedger(float("nan")), lambda: UsageLedger(float("inf")), lambda: UsageLedger(0),
+    lambda: UsageLedger().advance(float("nan"), {}), lambda: UsageLedger().advance(1.0, {"a": -3}),
+    lambda: UsageLedger().charge("a", -5), lambda: UsageLedger().charge("a", float("nan")),
+    lambda: UsageLedger.from_dict([]),
+])
+def test_ledger_refuses_values_that_would_poison_fairshare(call):
+    """A NaN once in the ledger stays forever (every account's usage NaN); negative usage is credit."""
+    with pytest.raises(ConfigError):
+        call()
