@@ -17,7 +17,8 @@
   by multi-host gangs (at their first start).
 * Jain's index across accounts of ``1 / mean slowdown`` (slowdown = JCT / ideal run time), the
   fairness of the service each account got: 1 = every account slowed down equally.
-* preemptions and GPU-hours lost to them (work since the last checkpoint + restore).
+* preemptions and GPU-hours lost to them (work since the last checkpoint; the restore after the
+  requeue is paid in the job's next run segment, so it shows in its JCT, not here).
 """
 
 from __future__ import annotations
