@@ -95,7 +95,10 @@ class Simulator:
                  max_events: int | None = None) -> None:
         ids = [j.id for j in jobs]
         if len(set(ids)) != len(ids):
-            raise ConfigError("simulator: job ids must be unique")
+            from collections import Counter
+
+            twice = next(i for i, n in Counter(ids).items() if n > 1)
+            raise ConfigError(f"simulator: job id {twice[:60]!r} is given more than once", hint="give each job its own id")
         self.fab, self.policy = fab, policy
         self.jobs = sorted(jobs, key=lambda j: (j.submit, j.id))
         self.slowdown = slowdown or Contention(fab)

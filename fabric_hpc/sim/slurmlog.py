@@ -182,12 +182,17 @@ def _jobcomp_rows(p: Path) -> Iterator[tuple[int, dict[str, str]]]:
 
 def _trace(p: Path, rows: Iterator[tuple[int, dict[str, str]]], source: str, **opts: Any) -> Trace:
     """The trace of the jobs of ``rows``; a bad row's error names the file and line."""
-    jobs, skipped = [], 0
+    jobs, skipped, seen = [], 0, {}
     for n, fields in rows:
         try:
             job = _job(fields, f"{p.name}:{n}", **opts)
         except ConfigError as exc:
             raise ConfigError(f"{p}:{n}: {exc.message}", hint=exc.hint) from None
+        jid = fields.get("jobid", "")
+        if jid in seen:
+            raise ConfigError(f"{p}:{n}: job {jid[:40]!r} appears again (first at line {seen[jid]})",
+                              hint="keep one line per job (sacct without --duplicates)")
+        seen[jid] = n
         if job is None:
             skipped += 1
         else:

@@ -142,3 +142,11 @@ def test_a_bad_sacct_row_is_named_by_its_line_in_the_file(tmp_path):
     p.write_text("\n".join([header, "", rows[0], "", "104|x"]) + "\n")
     with pytest.raises(ConfigError, match=r"sacct.txt:5: 2 fields"):
         read_sacct(p)
+
+
+def test_a_job_given_twice_names_both_lines(tmp_path):
+    header, *rows = SACCT.strip().splitlines()
+    p = tmp_path / "sacct.txt"
+    p.write_text("\n".join([header, rows[0], rows[2], rows[0]]) + "\n")
+    with pytest.raises(ConfigError, match=r"sacct.txt:4: job '100' appears again \(first at line 2\)"):
+        read_sacct(p)
