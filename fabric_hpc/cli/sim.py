@@ -72,6 +72,11 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
         opts["fabric_defaults"] = {"cluster_gpus": max(len(fab.gpus), 1), "gpus_per_host": largest}
     jobs = load_trace(trace, **opts)
     name = jobs.name or trace
+    if jobs.skipped:  # rows that are not GPU jobs (CPU-only pods, no duration, steps): said, not hidden
+        click.echo(f"note: {jobs.skipped} row(s) of {name} are not GPU jobs and were skipped", err=True)
+    if not len(jobs):
+        raise ConfigError(f"{name} holds no GPU job to replay" + (f" ({jobs.skipped} row(s) skipped)" if jobs.skipped else ""),
+                          hint="check the trace's GPU and duration columns (docs/scheduler.md, traces)")
     if limit is not None:
         jobs = list(jobs)[:limit]
     misfits = [(j.id, r) for j in jobs if (r := never_fits(j, fab, sizes)) is not None]
