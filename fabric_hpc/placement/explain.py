@@ -42,6 +42,22 @@ def blocking_jobs(p: Problem, deficit_gpus: int, hosts: np.ndarray | None = None
     return min(k, int((sizes > 0).sum()))
 
 
+def gpu_deficit(p: Problem, short: int, hosts: np.ndarray | None = None) -> int:
+    """GPUs that must be freed for ``short`` more units: GPUs in total mode; in nodes mode, the
+    fewest GPUs that make ``short`` more hosts (of ``hosts``, default all) hold ``gpn`` free ones
+    (a partly used host needs only what it lacks)."""
+    if short <= 0:
+        return 0
+    if not p.nodes_mode:
+        return short
+    lv = p.levels
+    cand = np.flatnonzero(p.host_ok & (lv.host_gpus >= p.gpn) & (p.cap == 0))
+    if hosts is not None:
+        cand = np.intersect1d(cand, hosts)
+    lack = np.sort(p.gpn - np.minimum(p.free_all[cand], p.gpn))
+    return int(lack[:short].sum()) if lack.size >= short else short * p.gpn
+
+
 def _fail(p: Problem, message: str, hint: str | None = None, **facts: Any) -> PlacementInfeasible:
     facts.setdefault("unit", unit_name(p))
     return PlacementInfeasible(message, explanation={"request": p.request.describe(), **facts}, hint=hint)
@@ -178,8 +194,7 @@ def _necessary(p: Problem) -> None:
                     needed=need, largest=0)
     total = int(p.cap.sum())
     if total < need:
-        deficit = (need - total) * (p.gpn or 1)
-        jobs = blocking_jobs(p, deficit)
+        jobs = blocking_jobs(p, gpu_deficit(p, need - total))
         raise _fail(p, f"needs {need} {unit_name(p)}; only {total} are free"
                     + (f"; at least {jobs} running job(s) would have to end" if jobs else ""),
                     "wait for jobs to end, or ask for fewer GPUs", constraint="capacity", needed=need,
@@ -211,7 +226,7 @@ def _check_domains(p: Problem, level: int, limit: int, what: str, need: int, nam
     top = int(order[0])
     where = lv.dom_names[level][top]
     members = np.flatnonzero(lv.host_dom[:, level] == top)
-    jobs = blocking_jobs(p, (need - int(caps[top])) * (p.gpn or 1), members) if limit == 1 else 0
+    jobs = blocking_jobs(p, gpu_deficit(p, need - int(caps[top]), members), members) if limit == 1 else 0
     scope = f"one {name}" if limit == 1 else f"at most {limit} of {name}s"
     msg = (f"needs {need} {unit_name(p)} in {scope}; the largest free block is {int(caps[top])} in {where}"
            if limit == 1 else f"needs {need} {unit_name(p)} in {scope}; the best {limit} hold {best}")

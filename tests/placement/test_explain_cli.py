@@ -205,3 +205,16 @@ def test_commit_through_a_symlink_writes_its_target(files, tmp_path, capsys):
     link.symlink_to(state)
     assert main(["place", "-t", topo, "-s", str(link), "-r", "gpus=1", "--commit", "j7"]) == 0
     assert link.is_symlink() and "j7" in json.loads(open(state).read())["jobs"]
+
+
+def test_blocking_jobs_is_a_lower_bound_on_partly_used_hosts():
+    """Two hosts each lack 2 GPUs for nodes=3,gpus=8: ending j1, j2 and big (3 jobs) is enough, so
+    "at least N" must not say more (it said 5: a whole host's 8 GPUs per missing host)."""
+    fab = build(generators.leaf_spine(hosts=4, hosts_per_leaf=2, gpus=8))
+    state = ClusterState(fab)
+    for job, gpus in (("j1", ["n1/gpu0"]), ("j2", ["n2/gpu0"]), ("j3", ["n3/gpu0"]), ("j4", ["n3/gpu1"]),
+                      ("big", ["n1/gpu1", "n2/gpu1", "n3/gpu2"])):
+        state.allocate(job, gpus)
+    with pytest.raises(PlacementInfeasible) as e:
+        place(fab, state, "nodes=3,gpus=8", solver="greedy")
+    assert 1 <= e.value.explanation["blocking_jobs"] <= 3
