@@ -20,7 +20,7 @@ import numpy as np
 
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.topology.index import Distance, FabricIndex
-from fabric_hpc.topology.spec import FabricSpec, HostType, check_spec
+from fabric_hpc.topology.spec import FabricSpec, HostType, check_spec, switch_names
 
 KINDS = ("host", "gpu", "nvswitch", "nvldomain", "socket", "nic", "switch")
 
@@ -54,10 +54,6 @@ def gpu_numa_of(ht: HostType) -> list[int]:
 
 def rail_of(ht: HostType, gpu: int) -> int:
     return gpu * ht.nics // ht.gpus if ht.nics and ht.gpus else -1
-
-
-def switch_names(name: str, count: int) -> list[str]:
-    return [name] if count == 1 else [f"{name}-{i}" for i in range(count)]
 
 
 class Fabric:

@@ -99,6 +99,11 @@ class FabricSpec(StrictModel):
 
 Locate = Callable[[Loc], int | None]
 
+
+def switch_names(name: str, count: int) -> list[str]:
+    """The graph's names of a group's switches: the group's name, or ``NAME-0`` .. ``NAME-(n-1)``."""
+    return [name] if count == 1 else [f"{name}-{i}" for i in range(count)]
+
 #: The largest fabric modelled (a graph of every host, GPU and NIC: ~8 KiB each when built).
 MAX_GPUS = 131_072
 MAX_ENDPOINTS = 600_000
@@ -236,6 +241,23 @@ class _Checker:
             self.fail(("network", "groups"),
                       f"{len(tops)} groups have no parent ({', '.join(g.name for g in tops[:5])}); "
                       "the network must be one tree: add a top-level group over them")
+        self._switch_names(host_type)
+
+    def _switch_names(self, host_type: dict[str, str]) -> None:
+        """Each switch's graph name is its own: a group `l1-0` beside `l1` with 8 switches (named
+        `l1-0` .. `l1-7`), or a group named like a host, would merge two vertices of the graph."""
+        net = self.spec.network
+        assert net is not None
+        owner: dict[str, str] = {}
+        for i, g in enumerate(net.groups):
+            for sw in switch_names(g.name, g.switches):
+                other = f"host {sw!r}" if sw in host_type else f"a switch of group {owner[sw]!r}" \
+                    if owner.get(sw, g.name) != g.name else None
+                if other:
+                    self.fail(("network", "groups", i, "name"), f"switch {sw!r} of group {g.name!r} has the name "
+                              f"of {other}; rename the group (a group of n > 1 switches names them NAME-0 .. NAME-(n-1))")
+                    return
+                owner[sw] = g.name
 
     def _group_links(self, i: int, g: SwitchGroup, groups: dict[str, int], parent: dict[str, str],
                      level_of: dict[str, int]) -> None:

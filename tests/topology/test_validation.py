@@ -139,3 +139,22 @@ def test_a_long_list_of_problems_is_cut_short():
         check_spec(parse_spec(text)[0], source="many.yaml")
     lines = info.value.message.splitlines()
     assert len(lines) == MAX_PROBLEMS + 1 and re.fullmatch(r"\.\.\. and \d+ more", lines[-1])
+
+
+@pytest.mark.parametrize("groups, needle", [
+    ("    - {name: l1, level: leaf, switches: 8, hosts: 'a[1-2]', uplink_gbps: 800}\n"
+     "    - {name: l1-0, level: leaf, switches: 1, hosts: 'a[3-4]', uplink_gbps: 800}\n"
+     "    - {name: sp, level: spine, switches: 4, children: [l1, l1-0]}\n", "of a switch of group 'l1'"),
+    ("    - {name: a1, level: leaf, switches: 1, hosts: 'a[1-2]', uplink_gbps: 800}\n"
+     "    - {name: l2, level: leaf, switches: 8, hosts: 'a[3-4]', uplink_gbps: 800}\n"
+     "    - {name: sp, level: spine, switches: 4, children: [a1, l2]}\n", "of host 'a1'"),
+])
+def test_switch_names_are_unique_in_the_graph(groups, needle):
+    """Two vertices with one name merged: distances of 1 hop across leaves, a host lost, an IndexError."""
+    from fabric_hpc.topology.spec import check_spec
+
+    text = ("fabric: 1\nname: x\nhost_types:\n  t: {gpus: 8, gpu_model: X, gpu_memory_gb: 1, sockets: 2, "
+            "cores_per_socket: 8, memory_gb: 1, nvlink_gbps: 900, nvswitches: 4, pcie_gbps: 64, nics: 8, nic_gbps: 50}\n"
+            "hosts:\n  - {names: 'a[1-4]', type: t}\nnetwork:\n  levels: [leaf, spine]\n  groups:\n" + groups)
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        check_spec(parse_spec(text)[0], source="x.yaml")
