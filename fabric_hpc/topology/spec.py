@@ -129,6 +129,8 @@ class _Checker:
             self._nvlink_domains(host_type)
             if self.spec.network is not None:
                 self._network(host_type)
+        if not self.problems:
+            self._nesting()
         if self.problems:
             shown = self.problems[:MAX_PROBLEMS]
             more = len(self.problems) - len(shown)
@@ -258,6 +260,29 @@ class _Checker:
                               f"of {other}; rename the group (a group of n > 1 switches names them NAME-0 .. NAME-(n-1))")
                     return
                 owner[sw] = g.name
+
+    def _nesting(self) -> None:
+        """NVLink domain ⊆ rack ⊆ lowest switch group: placement reasons about domains inside
+        domains, so a rack or NVLink domain split over two leaf groups is refused here."""
+        spec = self.spec
+        rack = {h: e.rack for e in spec.hosts if e.rack for h in expand(e.names)}
+        leaf: dict[str, str] = {}
+        if spec.network is not None:
+            for g in spec.network.groups:
+                if g.level == spec.network.levels[0] and g.hosts:
+                    leaf.update(dict.fromkeys(expand(g.hosts), g.name))
+        outer = (("rack", rack), (f"{spec.network.levels[0]} group" if spec.network else "", leaf))
+        inner = [(("nvlink_domains", i, "hosts"), f"NVLink domain {d.name!r}", expand(d.hosts))
+                 for i, d in enumerate(spec.nvlink_domains)]
+        inner += [(("hosts",), f"rack {r!r}", [h for h, x in rack.items() if x == r]) for r in sorted(set(rack.values()))]
+        for loc, what, hosts in inner:
+            for kind, of in outer:
+                if kind == "rack" and what.startswith("rack"):
+                    continue
+                seen = sorted({str(of.get(h)) for h in hosts})
+                if len(seen) > 1:
+                    self.fail(loc, f"{what} spans {len(seen)} {kind}s ({', '.join(seen[:4])}): domains must nest "
+                              f"(NVLink domain inside a rack inside one {kind}); regroup the hosts")
 
     def _group_links(self, i: int, g: SwitchGroup, groups: dict[str, int], parent: dict[str, str],
                      level_of: dict[str, int]) -> None:

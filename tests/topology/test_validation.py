@@ -158,3 +158,26 @@ def test_switch_names_are_unique_in_the_graph(groups, needle):
             "hosts:\n  - {names: 'a[1-4]', type: t}\nnetwork:\n  levels: [leaf, spine]\n  groups:\n" + groups)
     with pytest.raises(ConfigError, match=re.escape(needle)):
         check_spec(parse_spec(text)[0], source="x.yaml")
+
+
+@pytest.mark.parametrize("extra, needle", [
+    ("nvlink_domains:\n  - {name: d1, hosts: 'a[1,3]', gbps: 1800, nvswitches: 18}\n"
+     "  - {name: d2, hosts: 'a[2,4]', gbps: 1800, nvswitches: 18}\n", "NVLink domain 'd1' spans 2 leaf groups"),
+    ("", "rack 'r1' spans 2 leaf groups"),
+])
+def test_domains_must_nest(extra, needle):
+    """A rack or NVLink domain split over two leaf groups passed validation, then every solver broke
+    its own `within=leaf` constraint."""
+    from fabric_hpc.topology.spec import check_spec
+
+    nvs = 0 if extra else 4
+    text = ("fabric: 1\nname: x\nhost_types:\n  t: {gpus: 8, gpu_model: X, gpu_memory_gb: 1, sockets: 2, "
+            f"cores_per_socket: 8, memory_gb: 1, nvlink_gbps: 900, nvswitches: {nvs}, pcie_gbps: 64, nics: 8, "
+            "nic_gbps: 50}\nhosts:\n" + ("  - {names: 'a[1-4]', type: t}\n" if extra else
+                                         "  - {names: 'a[1,3]', type: t, rack: r1}\n  - {names: 'a[2,4]', type: t, rack: r2}\n")
+            + extra + "network:\n  levels: [leaf, spine]\n  groups:\n"
+            "    - {name: l1, level: leaf, switches: 8, hosts: 'a[1-2]', uplink_gbps: 800}\n"
+            "    - {name: l2, level: leaf, switches: 8, hosts: 'a[3-4]', uplink_gbps: 800}\n"
+            "    - {name: sp, level: spine, switches: 4, children: [l1, l2]}\n")
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        check_spec(parse_spec(text)[0], source="x.yaml")
