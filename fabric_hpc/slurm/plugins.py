@@ -106,9 +106,34 @@ def render_script(name: str, *, config: str, python: str) -> str:
 
 
 def lua_settings(text: str) -> dict[str, str]:
-    """The ``-- fabric: KEY`` settings of a job_submit.lua (protocol absent: a plugin older than protocol 1)."""
-    found = re.findall(r'^local \w+ = "?([^"\n]*?)"?\s+-- fabric: (\w+)', text, flags=re.M)
-    return {key: value for value, key in found}
+    """The ``-- fabric: KEY`` settings of a job_submit.lua, string literals decoded as Lua reads them
+    (protocol absent: a plugin older than protocol 1)."""
+    found = re.findall(r'^local \w+ = ("(?:[^"\\\n]|\\.)*"|[^\s"]+)\s+-- fabric: (\w+)', text, flags=re.M)
+    return {key: _lua_literal(value) if value.startswith('"') else value for value, key in found}
+
+
+_LUA_ESCAPES = {"n": b"\n", "t": b"\t", "r": b"\r", "a": b"\a", "b": b"\b", "f": b"\f", "v": b"\v",
+                "\\": b"\\", '"': b'"', "'": b"'"}
+
+
+def _lua_literal(quoted: str) -> str:
+    """The string a double-quoted Lua literal stands for (the escapes :func:`lua_string` writes:
+    ``\\"``, ``\\\\``, ``\\ddd``; and Lua's single-letter ones)."""
+    out, body, i = bytearray(), quoted[1:-1], 0
+    while i < len(body):
+        ch = body[i]
+        if ch != "\\":
+            out += ch.encode("utf-8", "surrogateescape")
+            i += 1
+            continue
+        digits = re.match(r"\d{1,3}", body[i + 1:])
+        if digits:
+            out.append(min(int(digits.group()), 255))
+            i += 1 + len(digits.group())
+        else:
+            out += _LUA_ESCAPES.get(body[i + 1:i + 2], body[i + 1:i + 2].encode())
+            i += 2
+    return out.decode("utf-8", "surrogateescape")
 
 
 def check_plugin(text: str, *, state_dir: str, fallback_s: int, source: str) -> None:

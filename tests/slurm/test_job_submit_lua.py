@@ -214,3 +214,17 @@ def test_jobs_are_deferred_only_for_a_fresh_heartbeat_of_our_protocol(tmp_path: 
     assert (rc, comment) == ("0", "fabric")
     assert (state / "wake").exists() is deferred
     assert said in msgs and (msgs == "") is deferred
+
+
+@pytest.mark.parametrize("state_dir", ["/var/lib/fäbric", '/srv/a"b\\c', "/srv/状态"])
+def test_the_agent_reads_the_state_dir_the_plugin_reads(state_dir: str) -> None:
+    """plugin-config writes the state dir as an escaped Lua literal: the agent's plugin check decodes
+    it as lua5.4 does (it compared the escaped text and refused its own plugin for /var/lib/fäbric)."""
+    require_real("lua", LUA is not None, "lua5.4 is not installed (Debian: lua5.4)")
+    from fabric_hpc.slurm.plugins import check_plugin, lua_settings, render_job_submit
+
+    text = render_job_submit(state_dir=state_dir)
+    line = next(ln for ln in text.splitlines() if ln.endswith("-- fabric: state_dir"))
+    lua = subprocess.run([LUA, "-e", line.split("--")[0] + " io.write(STATE_DIR)"], capture_output=True, check=True)
+    assert lua.stdout.decode() == state_dir == lua_settings(text)["state_dir"]
+    check_plugin(text, state_dir=state_dir, fallback_s=60, source="job_submit.lua")
