@@ -85,8 +85,11 @@ def gang_workload(spec: GangWorkload | None = None, **overrides) -> list[Job]:
     if spec is None:
         spec = GangWorkload(**overrides)
     rng = np.random.default_rng(spec.seed)
-    sizes_k = np.array(list(spec.size_mix), np.int64)
-    probs = np.array(list(spec.size_mix.values()), float)
+    # gangs larger than the cluster could never run: they are left out of the mix, so ``load`` is
+    # the load of jobs that fit (as documented), not diluted by rejections
+    mix = {k: v for k, v in spec.size_mix.items() if k <= spec.cluster_gpus} or {min(spec.size_mix): 1.0}
+    sizes_k = np.array(list(mix), np.int64)
+    probs = np.array(list(mix.values()), float)
     sizes = rng.choice(sizes_k, size=spec.jobs, p=probs / probs.sum())
     dur = np.exp(rng.normal(math.log(spec.median_duration_s), spec.sigma, spec.jobs)) * sizes ** spec.size_duration_exp
     dur = np.clip(np.round(dur), 60, spec.max_duration_s)
