@@ -150,3 +150,13 @@ def test_a_job_given_twice_names_both_lines(tmp_path):
     p.write_text("\n".join([header, rows[0], rows[2], rows[0]]) + "\n")
     with pytest.raises(ConfigError, match=r"sacct.txt:4: job '100' appears again \(first at line 2\)"):
         read_sacct(p)
+
+
+def test_synthetic_gangs_fit_the_cluster_they_are_sized_for():
+    from fabric_hpc.sim import load_trace
+
+    jobs = load_trace("synthetic:jobs=2000,load=1.0,seed=1,cluster_gpus=64")
+    assert max(j.gpus for j in jobs) <= 64 and {j.gpus for j in jobs} >= {1, 8, 64}
+    work = sum(j.gpus * j.duration for j in jobs)
+    span = max(j.submit for j in jobs) - min(j.submit for j in jobs)
+    assert 0.85 < work / (64 * span) < 1.15  # the offered load is the load asked for
