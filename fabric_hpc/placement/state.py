@@ -169,7 +169,10 @@ class ClusterState:
         if unknown:
             raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)} (valid keys: down, jobs, version)")
         state = cls(fab)
-        state.set_down(_down_names(data.get("down", []), source))
+        try:
+            state.set_down(_down_names(data.get("down", []), source))
+        except ConfigError as exc:  # NotFoundError too: say which file holds the bad name
+            raise type(exc)(f"{source}: down: {exc.message}", hint=exc.hint) from None
         jobs = data.get("jobs", {})
         if not isinstance(jobs, dict):
             raise ConfigError(f"{source}: 'jobs' must map job ids to {{\"gpus\": [...]}} or {{\"hosts\": \"...\"}}")
@@ -188,7 +191,10 @@ class ClusterState:
             if odd:
                 raise ConfigError(f"{source}: jobs.{job}: metadata {odd} must be plain values (string, number, true/false)",
                                   hint='e.g. "tier": "normal"')
-            gpus = spec["gpus"] if "gpus" in spec else [g for h in expand(spec["hosts"]) for g in state._gpus_of(h)]
+            try:
+                gpus = spec["gpus"] if "gpus" in spec else [g for h in expand(spec["hosts"]) for g in state._gpus_of(h)]
+            except ConfigError as exc:
+                raise type(exc)(f"{source}: jobs.{job}.hosts: {exc.message}", hint=exc.hint) from None
             if not gpus or len(set(gpus)) != len(gpus):
                 raise ConfigError(f"{source}: jobs.{job}: " + ("holds no GPUs" if not gpus else
                                   f"lists GPU {Counter(gpus).most_common(1)[0][0]!r} twice"),

@@ -74,3 +74,16 @@ def test_api_misuse_is_refused_and_changes_nothing(pod):
     s.release("a")
     s.set_down("su01-h01")
     assert s.occupancy()["su01-h01/gpu0"] == "down"
+
+
+@pytest.mark.parametrize("doc, needle", [
+    ({"version": 1, "jobs": {}, "down": ["zz1"]}, "state.json: down: 'zz1' is neither a host nor a GPU"),
+    ({"version": 1, "jobs": {"j": {"hosts": ""}}}, "state.json: jobs.j.hosts: "),
+    ({"version": 1, "jobs": {"j": {"hosts": "nope[1-2]"}}}, "state.json: jobs.j.hosts: 'nope1'"),
+])
+def test_state_file_errors_name_the_file_and_the_entry(pod, tmp_path, doc, needle):
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError) as e:
+        ClusterState.load(pod, path)
+    assert needle in e.value.message
