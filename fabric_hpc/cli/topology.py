@@ -88,7 +88,8 @@ def gen_fat_tree(k: int, gpus: int, out: str | None) -> None:
 
 @generate.command("leaf-spine")
 @click.option("--hosts", default=16, show_default=True, type=click.IntRange(1, 4096))
-@click.option("--hosts-per-leaf", default=4, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--hosts-per-leaf", default=None, type=click.IntRange(1, 4096),
+              help="Hosts under each leaf switch (default 4, or all hosts when there are fewer).")
 @click.option("--gpus", default=8, show_default=True, type=click.IntRange(0, 64))
 @click.option("--prefix", default="n", show_default=True)
 @_out

@@ -147,12 +147,15 @@ def fat_tree(k: int = 8, *, gpus_per_host: int = 8, nic_gbps: float = NIC_400G_G
 
 
 @_typed
-def leaf_spine(hosts: int = 16, *, hosts_per_leaf: int = 4, gpus: int = 8, cpus: int = 8,
+def leaf_spine(hosts: int = 16, *, hosts_per_leaf: int | None = None, gpus: int = 8, cpus: int = 8,
                memory_gb: float = 16.0, prefix: str = "n") -> FabricSpec:
-    """A small leaf/spine tree with hosts ``<prefix>1..<prefix>N`` (one NIC each)."""
+    """A small leaf/spine tree with hosts ``<prefix>1..<prefix>N`` (one NIC each); ``hosts_per_leaf``
+    defaults to 4 (all of them when there are fewer)."""
     _require(1 <= hosts <= 4096, f"leaf_spine: hosts={hosts} must be in 1..4096")
+    if hosts_per_leaf is None:
+        hosts_per_leaf = min(4, hosts)
     _require(1 <= hosts_per_leaf <= hosts, f"leaf_spine: hosts_per_leaf={hosts_per_leaf} must be in 1..hosts={hosts} "
-                                           f"(give hosts_per_leaf=N with N ≤ hosts; the default is 4)")
+                                           f"(give hosts_per_leaf=N with N ≤ hosts)")
     _require(cpus % 2 == 0 and 2 <= cpus <= 4096, f"leaf_spine: cpus={cpus} must be even, 2..4096 (two sockets)")
     _require(0 <= gpus <= 64, f"leaf_spine: gpus={gpus} must be in 0..64")
     _require(0 < memory_gb <= 1_000_000, f"leaf_spine: memory_gb={memory_gb} must be in (0, 1000000]")

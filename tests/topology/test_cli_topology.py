@@ -129,3 +129,11 @@ def test_show_distance_in_a_direct_nvlink_mesh(capsys):
     assert main(["topology", "show", mesh, "--distance", "a1/gpu0", "a1/gpu4", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert (d["level"], d["hops"], d["bandwidth_gbps"]) == ("nvlink", 1, 42.857)
+
+
+def test_leaf_spine_with_fewer_hosts_than_a_leaf_holds(capsys):
+    """`leaf-spine:hosts=3` failed on its own default hosts_per_leaf=4."""
+    assert main(["topology", "show", "leaf-spine:hosts=3", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["hosts"] == 3 and s["groups_per_level"]["leaf"] == 1
+    assert main(["topology", "generate", "leaf-spine", "--hosts", "3"]) == 0
