@@ -204,8 +204,11 @@ def read_sysfs(root: str | Path = "/") -> SysfsFacts:
     root = Path(root)
     notes: list[str] = []
     cpus = read_cpus(root)
-    if not cpus:
-        notes.append(f"no CPUs under {root / 'sys/devices/system/cpu'}; is this a sysfs tree?")
+    if not cpus:  # every Linux host lists its CPUs there: anything else is not a sysfs tree
+        from fabric_hpc.errors import NotFoundError
+
+        raise NotFoundError(f"no CPUs under {root / 'sys/devices/system/cpu'}: {root} is not the root of a sysfs tree",
+                            hint="give --sysfs-root the directory that holds sys/ (default /)")
     numa = read_numa(root, cpus, notes)
     return SysfsFacts(root=root, cpus=cpus, numa=numa, hcas=read_hcas(root), net=read_net(root), notes=notes)
 

@@ -190,3 +190,10 @@ def test_helpers_and_bad_inputs(tmp_path):
         discover(root=DGX_ROOT, use_nvml=False, hostname="bad[1")
     d = discover(root=DGX_ROOT, use_nvml=False, hostname="h")
     assert "disabled by the caller" in d.notes[0]
+
+
+def test_a_root_without_sysfs_is_refused(tmp_path):
+    """It was exit 0 with a made-up host (1 core, 1 GB) and a note."""
+    from fabric_hpc.cli.main import main
+
+    assert main(["topology", "discover", "--no-nvml", "--sysfs-root", str(tmp_path)]) == 3
