@@ -13,6 +13,7 @@ import numpy as np
 
 from fabric_hpc.placement.contract import PlacementInfeasible
 from fabric_hpc.placement.levels import domain_sums
+from fabric_hpc.placement.state import DOWN
 
 if TYPE_CHECKING:
     from fabric_hpc.placement.problem import Problem
@@ -195,10 +196,13 @@ def _necessary(p: Problem) -> None:
     total = int(p.cap.sum())
     if total < need:
         jobs = blocking_jobs(p, gpu_deficit(p, need - total))
+        down = int((p.state.owner[p.host_ok[p.fab.index.gpu_host]] == DOWN).sum())
+        fixes = (["wait for jobs to end"] if jobs else []) + \
+            ([f"bring back the {down} GPU(s) that are down"] if down else []) + ["ask for fewer GPUs"]
         raise _fail(p, f"needs {need} {unit_name(p)}; only {total} are free"
-                    + (f"; at least {jobs} running job(s) would have to end" if jobs else ""),
-                    "wait for jobs to end, or ask for fewer GPUs", constraint="capacity", needed=need,
-                    largest=total, blocking_jobs=jobs)
+                    + (f"; at least {jobs} running job(s) would have to end" if jobs else "")
+                    + (f"; {down} GPU(s) are down" if down else ""), ", or ".join(fixes),
+                    constraint="capacity", needed=need, largest=total, blocking_jobs=jobs, down_gpus=down)
     for level, limit, what, name in ((p.within, 1, "within", r.within),
                                      (p.max_level, r.max_domains, "max_domains", r.max_domains_level)):
         if level is not None:

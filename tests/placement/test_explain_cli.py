@@ -218,3 +218,13 @@ def test_blocking_jobs_is_a_lower_bound_on_partly_used_hosts():
     with pytest.raises(PlacementInfeasible) as e:
         place(fab, state, "nodes=3,gpus=8", solver="greedy")
     assert 1 <= e.value.explanation["blocking_jobs"] <= 3
+
+
+def test_capacity_short_because_gpus_are_down_says_so():
+    fab = build(generators.leaf_spine(hosts=4, hosts_per_leaf=2, gpus=8))
+    state = ClusterState(fab)
+    state.set_down(["n1"])
+    with pytest.raises(PlacementInfeasible) as e:
+        place(fab, state, "gpus=32", solver="greedy")
+    assert "8 GPU(s) are down" in e.value.message and "wait for jobs" not in e.value.hint
+    assert e.value.hint.startswith("bring back the 8 GPU(s) that are down") and e.value.explanation["down_gpus"] == 8
