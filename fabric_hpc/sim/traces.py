@@ -182,19 +182,30 @@ def read_tiresias(path: str | os.PathLike[str], *, gpus_per_host: int = 8, wallt
         jobs.append(Job(id=f"t{row['job_id']}", request=gang_request(gpus, gpus_per_host),
                         submit=submit * time_scale, walltime=max(dur * time_scale * walltime_factor, 60.0),
                         duration=dur * time_scale, account=model.rstrip("0123456789") or "default",
-                        meta={**_profile(row, sens), "model": model}))
+                        meta={**_profile(row, sens, where=f"{p}:{n}"), "model": model}))
     return Trace(_shift(jobs), f"tiresias:{p.name}", skipped)
 
 
-def _profile(row: dict, scale: float = 1.0) -> dict[str, float]:
-    """A job's communication profile: the trace's ``comm_fraction`` / ``comm_bytes`` columns when it
-    has them, else the default fraction × ``scale`` (sim.contention)."""
+def _profile(row: dict, scale: float = 1.0, *, where: str = "") -> dict[str, float]:
+    """A job's communication profile: the trace's ``comm_fraction`` (0..1) / ``comm_bytes`` (> 0)
+    columns when it has them, checked here (not when the job first starts, mid-replay), else the
+    default fraction × ``scale`` (sim.contention)."""
     from fabric_hpc.sim.contention import DEFAULT_COMM_FRACTION
 
     out = {"comm_fraction": round(min(DEFAULT_COMM_FRACTION * scale, 1.0), 4)}
-    for key in ("comm_fraction", "comm_bytes"):
-        if row.get(key) not in (None, ""):
-            out[key] = row[key]
+    for key, ok, rule in (("comm_fraction", lambda v: 0.0 <= v <= 1.0, "a number in 0..1"),
+                          ("comm_bytes", lambda v: 0.0 < v < 1e18, "a number of bytes > 0")):
+        text = row.get(key)
+        if text in (None, ""):
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and ok(value)):
+            raise ConfigError(f"{where}: {key} {str(text)[:40]!r} is not {rule}", hint="fix the column, or leave it empty "
+                              "for the default profile (docs/scheduler.md, communication profile)")
+        out[key] = value
     return out
 
 
@@ -231,7 +242,7 @@ def read_openb(path: str | os.PathLike[str], *, gpus_per_host: int = 8, walltime
         dur = (end - start) * time_scale
         jobs.append(Job(id=row["name"], request=gang_request(gpus, gpus_per_host), submit=start * time_scale,
                         walltime=max(dur * walltime_factor, 60.0), duration=dur, tier=OPENB_TIERS[qos],
-                        account=qos, meta=_profile(row)))
+                        account=qos, meta=_profile(row, where=f"{p}:{n}")))
         if limit and len(jobs) >= limit:
             break
     return Trace(_shift(jobs), f"openb:{p.name}", skipped)

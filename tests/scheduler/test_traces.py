@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,15 @@ def test_synthetic_gangs_fit_the_cluster_they_are_sized_for():
     work = sum(j.gpus * j.duration for j in jobs)
     span = max(j.submit for j in jobs) - min(j.submit for j in jobs)
     assert 0.85 < work / (64 * span) < 1.15  # the offered load is the load asked for
+
+
+@pytest.mark.parametrize("value", ["1.5", "abc", "-0.1", "nan"])
+def test_a_bad_communication_profile_is_named_by_its_line_at_reading(tmp_path, value):
+    """It was found only when the job first started, mid-replay, named by its prefixed id."""
+    from fabric_hpc.sim import load_trace
+
+    p = tmp_path / "t.csv"
+    p.write_text("job_id,num_gpu,submit_time,iterations,model_name,duration,interval,comm_fraction\n"
+                 "1,4,0,1,x,10,1,0.2\n" f"2,4,5,1,x,10,1,{value}\n")
+    with pytest.raises(ConfigError, match=rf"t.csv:3: comm_fraction '{re.escape(value)}' is not a number in 0..1"):
+        load_trace(f"tiresias:{p}")
