@@ -8,6 +8,8 @@ can act on. The CLI maps the classes to exit codes in one place (``EXIT_CODES`` 
 
 from __future__ import annotations
 
+from typing import Any
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -30,6 +32,10 @@ class FabricError(Exception):
         if self.hint:
             return f"{self.message}\n  fix: {self.hint}"
         return self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error for machines (``--json``): message, hint, exit code and any structured facts."""
+        return {"error": self.message, "hint": self.hint, "exit_code": self.exit_code}
 
 
 class ConfigError(FabricError, ValueError):

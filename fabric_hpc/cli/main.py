@@ -17,6 +17,7 @@ Errors are mapped to exit codes in one place, :func:`main`:
 from __future__ import annotations
 
 import importlib
+import itertools
 import logging
 import sys
 from collections.abc import Sequence
@@ -104,7 +105,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _json_error(argv: Sequence[str] | None, exc: FabricError, code: int) -> None:
+    """With ``--json``, the error as a JSON document on stdout too (unless the command already wrote
+    its own), so a script reading stdout always gets JSON."""
+    from fabric_hpc.cli.output import JSON_WRITTEN, print_json
+
+    args = list(argv) if argv is not None else sys.argv[1:]
+    if "--json" in args and not JSON_WRITTEN[0]:
+        print_json({**exc.to_dict(), "exit_code": code})
+
+
 def _run(argv: Sequence[str] | None) -> int:
+    output = sys.modules.get("fabric_hpc.cli.output")  # not imported here: --help stays light
+    if output is not None:
+        output.JSON_WRITTEN[0] = False
     try:
         result = cli.main(args=list(argv) if argv is not None else None, prog_name="fabric",
                           standalone_mode=False)
@@ -117,9 +131,12 @@ def _run(argv: Sequence[str] | None) -> int:
     except click.ClickException as exc:
         exc.show()
         code = exc.exit_code if exc.exit_code else EXIT_USAGE
+        words = list(itertools.takewhile(lambda a: not a.startswith("-"), argv if argv is not None else sys.argv[1:]))
+        _json_error(argv, FabricError(exc.format_message(), hint=" ".join(["fabric", *words[:2], "--help"])), code)
     except FabricError as exc:
         click.echo(f"error: {exc}", err=True)
         code = exc.exit_code
+        _json_error(argv, exc, code)
     except OSError as exc:  # a user path the command did not check itself: still one clear line
         if isinstance(exc, BrokenPipeError):
             return EXIT_FAILURE

@@ -40,9 +40,14 @@ def dumps_json(data: Any) -> tuple[str, list[str]]:
     return json.dumps(clean, indent=2, sort_keys=False, allow_nan=False), undefined
 
 
+#: Whether this invocation wrote a JSON document to stdout (the error handler then adds none).
+JSON_WRITTEN = [False]
+
+
 def print_json(data: Any) -> None:
     text, undefined = dumps_json(data)
     click.echo(text)
+    JSON_WRITTEN[0] = True
     if undefined:
         shown = ", ".join(undefined[:10]) + (" ..." if len(undefined) > 10 else "")
         click.echo(f"note: {len(undefined)} value(s) undefined (NaN or infinite), written as null: "

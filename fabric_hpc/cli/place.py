@@ -51,9 +51,9 @@ def group(topology: str | None, state_path: str | None, request: str | None, sol
         if state_path is None:
             raise ConfigError("--commit needs --state (the file to write the allocation to)")
         with _state_lock(state_path):  # read, place and write as one step: parallel commits never share a GPU
-            placement = _place(fab, state_path, request, solver, time_limit, workers, commit_job, as_json)
+            placement = _place(fab, state_path, request, solver, time_limit, workers, commit_job)
     else:
-        placement = _place(fab, state_path, request, solver, time_limit, workers, None, as_json)
+        placement = _place(fab, state_path, request, solver, time_limit, workers, None)
     render(as_json, placement.to_dict(), lambda con: _human(con, placement))
 
 
@@ -82,22 +82,15 @@ def _state_lock(state_path: str) -> Iterator[None]:
 
 
 def _place(fab, state_path: str | None, request: str, solver: str, time_limit: float, workers: int,
-           commit_job: str | None, as_json: bool):
+           commit_job: str | None):
     """Load the state, place, and (``commit_job``) write the allocation back."""
-    from fabric_hpc.cli.output import print_json
-    from fabric_hpc.placement import ClusterState, PlacementInfeasible, SolveOptions, place
+    from fabric_hpc.placement import ClusterState, SolveOptions, place
 
     state = ClusterState.load(fab, state_path) if state_path is not None else ClusterState(fab)
     if commit_job and state.holds(commit_job):  # allocate() would add to it: one job, two placements
         raise ConfigError(f"job {commit_job!r} already holds {len(state.job_gpus(commit_job))} GPUs in {state_path}",
                           hint="commit under a new job id, or remove that job from the state file first")
-    try:
-        placement = place(fab, state, request, solver=solver,
-                          options=SolveOptions(time_limit_s=time_limit, workers=workers))
-    except PlacementInfeasible as exc:
-        if as_json:
-            print_json({"error": exc.message, "hint": exc.hint, "explanation": exc.explanation})
-        raise
+    placement = place(fab, state, request, solver=solver, options=SolveOptions(time_limit_s=time_limit, workers=workers))
     if commit_job:
         state.allocate(commit_job, placement.gpus)
         state.save(state_path)

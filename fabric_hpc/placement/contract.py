@@ -93,6 +93,9 @@ class PlacementInfeasible(InfeasibleError):
         super().__init__(message, hint=hint)
         self.explanation = explanation
 
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "explanation": self.explanation}
+
 
 class Solver(Protocol):
     def __call__(self, problem: Problem, options: SolveOptions) -> Placement: ...

@@ -62,3 +62,23 @@ def test_sim_run_json_and_results_file_are_strict(tmp_path, capsys, monkeypatch)
     assert stored["summary"]["mean_jct_s"] is None and stored["summary"]["p99_wait_s"] is None
     assert printed["mean_jct_s"] is None and printed["undefined"] == ["mean_jct_s", "p99_wait_s"]
     assert "2 value(s) undefined" in cap.err
+
+
+def test_with_json_an_error_is_json_on_stdout_too(capsys):
+    """A script reading stdout gets a JSON document for failures as well: a bad request (3), an
+    infeasible placement (4, with its explanation), a usage error (2); never two documents."""
+    import json
+
+    from fabric_hpc.cli.main import main
+
+    assert main(["place", "-t", "superpod:sus=1", "-r", "gpus=0", "--json"]) == 3
+    out = json.loads(capsys.readouterr().out)
+    assert out["exit_code"] == 3 and "gpus" in out["error"] and out["hint"]
+    assert main(["place", "-t", "superpod:sus=1", "-r", "nodes=99,gpus=8", "--json"]) == 4
+    out = json.loads(capsys.readouterr().out)
+    assert out["exit_code"] == 4 and out["explanation"]["constraint"] == "eligibility"
+    assert main(["place", "--bogus", "--json"]) == 2
+    out = json.loads(capsys.readouterr().out)
+    assert out["exit_code"] == 2 and out["hint"] == "fabric place --help"
+    assert main(["topology", "validate", "/nonexistent.yaml", "--json"]) == 3
+    assert isinstance(json.loads(capsys.readouterr().out), list)  # its own report, not a second document
