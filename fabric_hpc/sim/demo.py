@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from fabric_hpc.scheduler.contract import Job
 from fabric_hpc.scheduler.policies import make_policy
@@ -17,6 +20,13 @@ from fabric_hpc.topology import Fabric
 
 #: The bundled demo workload: 1,200 gangs (1-128 GPUs) at offered load 1.5 on the 1,024-GPU SuperPOD.
 DEMO_WORKLOAD = GangWorkload(jobs=1200, cluster_gpus=1024, load=1.5, seed=7)
+
+
+def demo_workload(fab: Fabric) -> GangWorkload:
+    """The demo's workload sized to ``fab``: its GPU count and its largest host (the default
+    SuperPOD gets :data:`DEMO_WORKLOAD` itself)."""
+    sizes = np.bincount(fab.index.gpu_host, minlength=len(fab.hosts))
+    return replace(DEMO_WORKLOAD, cluster_gpus=max(len(fab.gpus), 1), gpus_per_host=max(int(sizes.max(initial=0)), 1))
 
 
 def compare(fab: Fabric, jobs: list[Job], out_dir: str | os.PathLike[str], *, policies=("slurm", "fabric"),
@@ -49,8 +59,9 @@ def demo_compare(out_dir: str | os.PathLike[str], *, fabric: Fabric | None = Non
 
     fab = fabric or open_fabric()
     if trace is None:
-        jobs: list[Job] = gang_workload(DEMO_WORKLOAD)
-        name = f"synthetic gang workload ({DEMO_WORKLOAD.jobs} jobs, load {DEMO_WORKLOAD.load}, seed {DEMO_WORKLOAD.seed})"
+        spec = DEMO_WORKLOAD if fabric is None else demo_workload(fab)
+        jobs: list[Job] = gang_workload(spec)
+        name = f"synthetic gang workload ({spec.jobs} jobs, load {spec.load}, seed {spec.seed})"
     elif isinstance(trace, str):
         from fabric_hpc.sim.load import load_trace
 

@@ -178,3 +178,21 @@ def test_results_jct_is_over_the_jobs_the_summary_counts(tmp_path):
     data = write_results(Simulator(fab, fabric_policy(), jobs).run(), tmp_path / "r")
     assert data["summary"]["timeouts"] == 1 and data["jct"] == [10.0]
     assert data["summary"]["mean_jct_s"] == pytest.approx(sum(data["jct"]) / len(data["jct"]))
+
+
+def test_the_demo_workload_is_sized_to_the_fabric_it_is_given():
+    """demo_compare(fabric=NVL72) rejected 553 of 1,200 jobs: 8-GPU hosts on 4-GPU trays."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from fabric_hpc.sim.demo import DEMO_WORKLOAD, demo_workload
+    from fabric_hpc.sim.engine import never_fits
+    from fabric_hpc.topology import open_fabric
+
+    fab = open_fabric("nvl72:racks=2")
+    spec = demo_workload(fab)
+    assert (spec.cluster_gpus, spec.gpus_per_host) == (144, 4)
+    sizes = np.bincount(fab.index.gpu_host)
+    assert not [j for j in gang_workload(replace(spec, jobs=300)) if never_fits(j, fab, sizes) is not None]
+    assert demo_workload(open_fabric()) == DEMO_WORKLOAD  # the default cluster's demo is unchanged
