@@ -34,6 +34,8 @@ def _sniff(path: Path) -> str:
         return "sacct"
     if first.startswith(";") or (first and first.split()[0].isdigit()):
         return "swf"
+    if not first:
+        raise ConfigError(f"{path}: the trace file is empty", hint="give a trace with a header and jobs (docs/scheduler.md)")
     raise ConfigError(f"{path}: cannot tell the trace format from its first line",
                       hint=f"prefix the path with the kind: {', '.join(READERS)} (e.g. openb:{path})")
 

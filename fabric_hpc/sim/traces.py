@@ -96,6 +96,9 @@ class _Csv:
     def __init__(self, p: Path) -> None:
         self.p, self.reader = p, csv.DictReader(_lines(p))
         self.fieldnames = self._guard(lambda: self.reader.fieldnames)
+        if not self.fieldnames:  # None for no line at all, [] for blank lines
+            raise ConfigError(f"{p}: the trace file is empty or does not start with its header line",
+                              hint="give a trace with a header and jobs (docs/scheduler.md)")
 
     def _guard(self, get):  # noqa: ANN001, ANN202
         try:

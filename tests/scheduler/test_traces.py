@@ -173,3 +173,13 @@ def test_a_bad_communication_profile_is_named_by_its_line_at_reading(tmp_path, v
                  "1,4,0,1,x,10,1,0.2\n" f"2,4,5,1,x,10,1,{value}\n")
     with pytest.raises(ConfigError, match=rf"t.csv:3: comm_fraction '{re.escape(value)}' is not a number in 0..1"):
         load_trace(f"tiresias:{p}")
+
+
+@pytest.mark.parametrize("kind", ["", "tiresias:", "openb:"])
+def test_an_empty_trace_file_is_named_empty(tmp_path, kind):
+    from fabric_hpc.sim import load_trace
+
+    p = tmp_path / "t.csv"
+    p.write_text("\n\n")
+    with pytest.raises(ConfigError, match="the trace file is empty"):
+        load_trace(f"{kind}{p}")
