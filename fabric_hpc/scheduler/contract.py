@@ -254,6 +254,15 @@ class GpuFitter(Protocol):
 
 
 @runtime_checkable
+class HoldsJobs(Protocol):
+    """A policy that may hold a startable job for a while (e.g. a gang waiting for a compact
+    placement): ``hold_until(job)`` is when that hold ends (None: never held). A driver that steps
+    only on events wakes the policy then, as Slurm's scheduler and the agent run on a timer."""
+
+    def hold_until(self, job: Job) -> float | None: ...
+
+
+@runtime_checkable
 class PlacerStats(Protocol):
     """A placer that counts its work (reported by the simulator's ``stats``)."""
 

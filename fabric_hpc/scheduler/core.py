@@ -418,6 +418,10 @@ class Scheduler:
                 return t, tuple(gpus)
         return None
 
+    def hold_until(self, job: Job) -> float | None:
+        """When the compact-placement hold of ``job`` ends (None: it is never held)."""
+        return job.submit + self.compact_wait_s if self._holds(job, job.submit) else None
+
     def _holds(self, job: Job, now: float) -> bool:
         """Whether ``job`` may still wait for a compact placement (see ``compact_wait_s``)."""
         r = job.request

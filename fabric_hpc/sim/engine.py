@@ -28,15 +28,16 @@ import numpy as np
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement import ClusterState
-from fabric_hpc.scheduler.contract import Job, PendingJob, PlacerStats, RunningJob, SchedulingPolicy
 from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
+from fabric_hpc.scheduler.caches import offers
+from fabric_hpc.scheduler.contract import HoldsJobs, Job, PendingJob, PlacerStats, RunningJob, SchedulingPolicy
 from fabric_hpc.scheduler.core import Scheduler
 from fabric_hpc.scheduler.placer import request_key
 from fabric_hpc.scheduler.priority import UsageLedger
 from fabric_hpc.sim.contention import Contention
 from fabric_hpc.topology import Fabric
 
-_END, _ARRIVE, _WAKE = 0, 1, 2
+_END, _ARRIVE, _WAKE, _HOLD_ENDS = 0, 1, 2, 3
 
 
 @dataclass
@@ -111,6 +112,8 @@ class Simulator:
         self.backfill_interval_s = backfill_interval_s
         self.cadence = Cadence(backfill_interval_s)
         self._wake_at: float | None = None
+        #: the policy may hold a gang (compact wait): the simulator steps again when the hold ends
+        self._holding = offers(policy, HoldsJobs)
         self.state = ClusterState(fab)
         self.records = {j.id: JobRecord(j) for j in self.jobs}
         self.pending: dict[str, PendingJob] = {}
@@ -154,11 +157,12 @@ class Simulator:
                     raise AssertionError(f"time ran backwards: {t} < {self.now}")
                 self.now = t
                 self.ledger.advance(t, self._by_account)  # charge the interval that just ended
+                step = False
                 while self._heap and self._heap[0][0] == t:
                     _, kind, _, job_id, token = heapq.heappop(self._heap)
                     self.events += 1
-                    self._handle(kind, job_id, token)
-                if self.pending:
+                    step = self._handle(kind, job_id, token) or step
+                if self.pending and step:
                     self._step()
                 self._sample()
                 if bar:
@@ -191,24 +195,32 @@ class Simulator:
         self._seq += 1
         heapq.heappush(self._heap, (t, kind, self._seq, job_id, token))
 
-    def _handle(self, kind: int, job_id: str, token: int) -> None:
+    def _handle(self, kind: int, job_id: str, token: int) -> bool:
+        """Apply one event; whether it calls for a scheduling step (the end of a hold of a job that
+        has started meanwhile does not)."""
         if kind == _WAKE:
             self._wake_at = None
-            return
+            return True
+        if kind == _HOLD_ENDS:  # the policy held this gang for a compact placement until now
+            return job_id in self.pending
         rec = self.records[job_id]
         if kind == _ARRIVE:
             reason = self._never_fits(rec.job)
             if reason is not None:
                 rec.status, rec.reason = "rejected", reason
-                return
+                return True
             self.pending[job_id] = PendingJob(rec.job, queued_since=self.now)
             self._queue = None
             self._need(rec.job, 1)
-            return
+            until = self.policy.hold_until(rec.job) if self._holding else None
+            if until is not None and until > self.now:
+                self._push(until, _HOLD_ENDS, job_id)
+            return True
         seg = self.segments.get(job_id)
         if seg is None or seg.token != token:
-            return  # a stale end of a preempted segment
+            return True  # a stale end of a preempted segment
         self._finish(job_id, "timeout" if seg.timeout else "done")
+        return True
 
     def _finish(self, job_id: str, status: str) -> None:
         rec = self.records[job_id]

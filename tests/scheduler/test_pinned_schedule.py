@@ -6,7 +6,8 @@ code before the placement fast paths (stranded-GPU table, per-problem host-cost 
 pair memo, ...) and re-recorded when the simulator's slowdown became the collective model with
 contention (issue 13 step 5: run times, hence every later decision, changed on purpose), and
 for the fabric cases when its preemption benefit ratio became 5, then 20 (fewer preemptions, on purpose:
-docs/scheduler.md, "Gang-aware preemption"). A change that alters decisions on purpose must re-record them (run this file's
+docs/scheduler.md, "Gang-aware preemption"), and when the simulator began to step when a gang's
+compact-placement hold ends (2026-12-05: a held gang no longer waits for the next unrelated event). A change that alters decisions on purpose must re-record them (run this file's
 ``_digest`` and paste the new value) and say so; an optimisation must leave them unchanged.
 """
 
@@ -29,6 +30,9 @@ class _Recording:
         self.inner, self.name, self.placer = inner, inner.name, getattr(inner, "placer", None)
         self.log: list[list] = []
 
+    def hold_until(self, job):  # the simulator wakes the policy when a compact-placement hold ends
+        return self.inner.hold_until(job)
+
     def schedule(self, view):
         d = self.inner.schedule(view)
         self.log += [[view.now, j.id, sorted(p.gpus)] for j, p in d.start]
@@ -47,11 +51,11 @@ def _digest(policy, fab_ref: str, jobs: int, load: float, **kw) -> tuple[str, in
 
 CASES = {
     "fabric-superpod": (fabric_policy, "superpod:sus=2", 250, 1.5, {},
-                        "806e55b1cdbe2294d15b7d7f4449f32aee066e6de12f371a9cafddbe8f9fdccb", 254),
+                        "5ee5ee928a7eb069500d6a0818c6fdc2fd69f909fa8bbec473c4a211d1e71f4f", 254),
     "slurm-superpod": (slurm_policy, "superpod:sus=2", 250, 1.5, {},
                        "cfb2ec9c4d6baf0638cdf2c9028a1a6f063513d69ee382f7df5def707efd224a", 250),
     "fabric-nvl72": (fabric_policy, "nvl72:racks=2", 200, 1.3, {"gpus_per_host": 4},
-                     "d9fc486494358101a75d0cccb3473cb9645c7f3d2529fe2597ea89f2678e0e7a", 200),
+                     "9b78f17775235252b65ac87575d2281032f180ec752e72c07dab8ae854ba3e90", 202),
 }
 
 

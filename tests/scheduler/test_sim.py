@@ -196,3 +196,22 @@ def test_the_demo_workload_is_sized_to_the_fabric_it_is_given():
     sizes = np.bincount(fab.index.gpu_host)
     assert not [j for j in gang_workload(replace(spec, jobs=300)) if never_fits(j, fab, sizes) is not None]
     assert demo_workload(open_fabric()) == DEMO_WORKLOAD  # the default cluster's demo is unchanged
+
+
+def test_a_gang_held_for_a_compact_placement_starts_when_the_hold_ends():
+    """Two leaves each hold one long job: a 16-GPU gang could start across leaves at once but is
+    held for a compact placement (900 s); with no other event it waited for the next job end
+    (10,000 s) instead of starting when the hold ended."""
+    from fabric_hpc.placement.request import Request
+    from fabric_hpc.scheduler import Job, fabric_policy
+    from fabric_hpc.sim import Simulator
+    from fabric_hpc.topology import open_fabric
+
+    fab = open_fabric("leaf-spine:hosts=4,hosts_per_leaf=2")
+    long = [Job(n, Request(nodes=1, gpus_per_node=8), float(t), 20_000.0, duration=10_000.0)
+            for n, t in (("a", 0), ("b", 2))]
+    short = [Job(n, Request(nodes=1, gpus_per_node=8), float(t), 100.0, duration=10.0) for n, t in (("x", 1), ("y", 3))]
+    gang = Job("c", Request(nodes=2, gpus_per_node=8), 20.0, 1000.0, duration=100.0)
+    res = Simulator(fab, fabric_policy(compact_wait_s=900.0), [*long, *short, gang]).run()
+    rec = next(r for r in res.records if r.job.id == "c")
+    assert rec.first_start == 920.0 and rec.status == "done"
