@@ -114,30 +114,31 @@ def parse_and_check(text: str):
     return Fabric(spec)
 
 
-def test_a_short_file_cannot_ask_for_a_huge_graph():
-    """349 bytes asked for 100,000 hosts of 1,024 GPUs: refused by size, before anything is built,
-    with one line (not one "dangling link" line per host)."""
-    text = ("fabric: 1\nname: bomb\nhost_types:\n  t: {gpus: 1024, gpu_model: X, gpu_memory_gb: 1, sockets: 64, "
-            "cores_per_socket: 1, memory_gb: 1, nvlink_gbps: 0, nvswitches: 0, pcie_gbps: 1, nics: 64, nic_gbps: 1}\n"
-            "hosts:\n  - {names: 'a[1-100000]', type: t}\nnetwork:\n  levels: [leaf]\n  groups:\n"
-            "    - {name: l, level: leaf, switches: 4096, hosts: 'a[1-100000]'}\n")
+def _refusal(host: str, hosts: str, leaf: str) -> str:
+    """check_spec's error for one host type, one host list and a one-level network of ``leaf``."""
     from fabric_hpc.topology.spec import check_spec
 
+    text = (f"fabric: 1\nname: x\nhost_types:\n  t: {{{host}, gpu_model: X, gpu_memory_gb: 1, cores_per_socket: 1, "
+            f"memory_gb: 1, nvlink_gbps: 0, nvswitches: 0, pcie_gbps: 1, nic_gbps: 1}}\nhosts:\n"
+            f"  - {{names: '{hosts}', type: t}}\nnetwork:\n  levels: [leaf]\n  groups:\n    - {{{leaf}}}\n")
     with pytest.raises(ConfigError) as info:
-        check_spec(parse_spec(text)[0], source="bomb.yaml")
-    assert "at most 131,072 GPUs" in info.value.message and info.value.message.count("\n") == 0
+        check_spec(parse_spec(text)[0], source="x.yaml")
+    return info.value.message
+
+
+def test_a_short_file_cannot_ask_for_a_huge_graph():
+    """A few hundred bytes asked for 100,000 hosts of 1,024 GPUs: refused by size, before anything
+    is built, with one line (not one "dangling link" line per host)."""
+    message = _refusal("gpus: 1024, sockets: 64, nics: 64", "a[1-100000]",
+                       "name: l, level: leaf, switches: 4096, hosts: 'a[1-100000]'")
+    assert "at most 131,072 GPUs" in message and message.count("\n") == 0
 
 
 def test_a_long_list_of_problems_is_cut_short():
-    from fabric_hpc.topology.spec import MAX_PROBLEMS, check_spec
+    from fabric_hpc.topology.spec import MAX_PROBLEMS
 
-    text = ("fabric: 1\nname: x\nhost_types:\n  t: {gpus: 1, gpu_model: X, gpu_memory_gb: 1, sockets: 1, "
-            "cores_per_socket: 1, memory_gb: 1, nvlink_gbps: 0, nvswitches: 0, pcie_gbps: 1, nics: 1, nic_gbps: 1}\n"
-            "hosts:\n  - {names: 'a[1-9]', type: t}\nnetwork:\n  levels: [leaf]\n  groups:\n"
-            "    - {name: l, level: leaf, switches: 1, hosts: 'b[1-50]'}\n")
-    with pytest.raises(ConfigError) as info:
-        check_spec(parse_spec(text)[0], source="many.yaml")
-    lines = info.value.message.splitlines()
+    lines = _refusal("gpus: 1, sockets: 1, nics: 1", "a[1-9]", "name: l, level: leaf, switches: 1, hosts: 'b[1-50]'"
+                     ).splitlines()
     assert len(lines) == MAX_PROBLEMS + 1 and re.fullmatch(r"\.\.\. and \d+ more", lines[-1])
 
 
