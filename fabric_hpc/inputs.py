@@ -83,12 +83,18 @@ def output_path(path: str | os.PathLike[str], *, what: str = "output file") -> P
     """A file path to write: its directory must exist (nothing is created on a typo), and the
     path itself must be absent or a regular file (never a directory, FIFO or device)."""
     text = os.fspath(path)
+    if not text:
+        raise ConfigError(f"{what} is an empty name", hint="give a file name")
     p = Path(text)
     if text.endswith("/") or p.is_dir():
         raise ConfigError(f"{what} {text!r} is a directory, a file name was expected",
                           hint=f"give a file name, e.g. {os.path.join(text, 'out')}")
     parent = p.parent
     if not parent.is_dir():
+        above = next((a for a in (parent, *parent.parents) if os.path.lexists(a)), None)
+        if above is not None and not above.is_dir():  # a file (or a dangling link) where a directory is needed
+            raise ConfigError(f"{what} {text!r}: {str(above)!r} is not a directory",
+                              hint="give a path whose directories exist")
         raise NotFoundError(f"{what} {text!r}: the directory {str(parent)!r} does not exist",
                             hint=f"create it first (mkdir -p {parent})")
     try:

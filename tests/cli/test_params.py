@@ -25,3 +25,13 @@ def test_an_output_directory_is_created_only_inside_an_existing_one(tmp_path, ca
     (tmp_path / "afile").write_text("")
     assert main([a.replace("{missing}/x", str(tmp_path / "afile")) for a in argv]) == 3
     assert "exists and is not a directory" in capsys.readouterr().err
+
+
+def test_an_output_file_below_a_file_names_the_file(tmp_path, capsys):
+    """`-o report.yaml/x` where report.yaml is a file suggested `mkdir -p report.yaml`."""
+    from fabric_hpc.cli.main import main
+
+    (tmp_path / "afile").write_text("")
+    assert main(["topology", "report", "superpod:sus=1", "--out", str(tmp_path / "afile" / "r.html")]) == 3
+    err = capsys.readouterr().err
+    assert f"'{tmp_path / 'afile'}' is not a directory" in err and "mkdir" not in err
