@@ -30,7 +30,7 @@ from typing import Any
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.scheduler.contract import Job
-from fabric_hpc.sim.traces import Trace, _lines, _open, _shift, gang_request
+from fabric_hpc.sim.traces import MAX_TRACE_SECONDS, Trace, _lines, _open, _shift, gang_request
 
 DEFAULT_TIER_MAP = {"high": "high", "urgent": "high", "spot": "spot", "preempt": "spot", "preemptible": "spot",
                     "low": "spot", "scavenger": "spot"}
@@ -91,8 +91,14 @@ def _job(fields: dict[str, str], where: str, *, gpus_per_node: int, gpus_per_hos
     submit, start, end = (parse_time(get(k, "") or "") for k in ("submit", "start", "end"))
     if submit is None or start is None or end is None or end < start:
         return None
+    for name, t in (("Submit", submit), ("Start", start), ("End", end)):
+        if not 0 <= t <= MAX_TRACE_SECONDS:  # seconds since 1970, as the other traces: 0..10^10
+            raise ConfigError(f"{name} {get(name.lower())!r} is outside 1970..2286 (0..{MAX_TRACE_SECONDS:.0e} s)")
     dur = end - start
     limit = parse_duration(get("timelimit", "") or "")
+    if limit is not None and limit > MAX_TRACE_SECONDS:
+        raise ConfigError(f"Timelimit {get('timelimit')!r} is longer than {MAX_TRACE_SECONDS:.0e} s",
+                          hint="write UNLIMITED for no limit")
     nnodes = (get("nnodes") or "0").strip()
     if not (nnodes.isascii() and nnodes.isdigit()) or len(nnodes) > 9:
         raise ConfigError(f"node count {nnodes!r} is not a whole number")

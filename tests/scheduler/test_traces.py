@@ -183,3 +183,14 @@ def test_an_empty_trace_file_is_named_empty(tmp_path, kind):
     p.write_text("\n\n")
     with pytest.raises(ConfigError, match="the trace file is empty"):
         load_trace(f"{kind}{p}")
+
+
+@pytest.mark.parametrize("old, new, needle", [
+    ("2026-10-01T00:00:00|2026-10-01T00:10:00", "0001-01-01T00:00:00|2026-10-01T00:10:00", "Submit '0001-01-01T00:00:00' is outside"),
+    ("|04:00:00|", "|999999999-00:00:00|", "Timelimit '999999999-00:00:00' is longer"),
+])
+def test_sacct_times_are_in_range(tmp_path, old, new, needle):
+    p = tmp_path / "sacct.txt"
+    p.write_text(SACCT.replace(old, new, 1))
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        read_sacct(p)
