@@ -202,7 +202,7 @@ class Simulator:
             self._wake_at = None
             return True
         if kind == _HOLD_ENDS:  # the policy held this gang for a compact placement until now
-            return job_id in self.pending
+            return job_id in self.pending and self._wake_for_hold()
         rec = self.records[job_id]
         if kind == _ARRIVE:
             reason = self._never_fits(rec.job)
@@ -221,6 +221,18 @@ class Simulator:
             return True  # a stale end of a preempted segment
         self._finish(job_id, "timeout" if seg.timeout else "done")
         return True
+
+    def _wake_for_hold(self) -> bool:
+        """A held gang is examined by the next scheduler pass, as Slurm's timer-driven backfill would:
+        now if a backfill pass is due, else at the next one (unless a wake-up is set already); an
+        event before then steps anyway. Whether to step now."""
+        due = self.cadence.next_backfill
+        if due <= self.now:
+            return True
+        if self._wake_at is None:
+            self._wake_at = due
+            self._push(due, _WAKE, "")
+        return False
 
     def _finish(self, job_id: str, status: str) -> None:
         rec = self.records[job_id]
