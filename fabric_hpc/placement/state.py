@@ -32,6 +32,9 @@ STATE_VERSION = 1
 class ClusterState:
     """Owner of every GPU of a fabric: ``FREE`` (-1), ``DOWN`` (-2) or a job number (≥ 0)."""
 
+    #: hosts without GPUs marked down (they own no entry of ``owner``; kept for the state file)
+    _down_hosts: frozenset[str] = frozenset()
+
     def __init__(self, fab: Fabric) -> None:
         self.fab = fab
         self.owner = np.full(len(fab.gpus), FREE, dtype=np.int32)
@@ -99,6 +102,7 @@ class ClusterState:
         other = ClusterState.__new__(ClusterState)
         other.fab, other.owner = self.fab, self.owner.copy()
         other._job_ids, other._job_num = list(self._job_ids), dict(self._job_num)
+        other._down_hosts = self._down_hosts
         other.job_meta = {k: dict(v) for k, v in self.job_meta.items()}
         return other
 
@@ -133,7 +137,10 @@ class ClusterState:
 
     def set_down(self, names: Iterable[str], down: bool = True) -> None:
         """Mark hosts or GPU ids down (or back up: free); one name may be given as a string."""
-        names = [names] if isinstance(names, str) else names
+        names = [names] if isinstance(names, str) else list(names)
+        bare = {n for n in names if n in self.fab.host_pos and not self.fab.host_gpus(n)}
+        if bare:
+            self._down_hosts = self._down_hosts | bare if down else self._down_hosts - bare
         idx = self._indices(g for n in names for g in self._gpus_of(n))
         if down:
             held = idx[self.owner[idx] >= 0]
@@ -156,6 +163,7 @@ class ClusterState:
         hosts_down = [h for h in self.fab.hosts if self.fab.host_gpus(h)
                       and all(self.owner[self.fab.gpu_pos[g]] == DOWN for g in self.fab.host_gpus(h))]
         whole = set(hosts_down)
+        hosts_down += sorted(self._down_hosts)
         down = ([compress(hosts_down)] if hosts_down else []) + [
             self.fab.gpus[i] for i in down_idx if self.fab.gpu(int(i)).host not in whole]
         return {"version": STATE_VERSION, "jobs": jobs, "down": down}

@@ -87,3 +87,26 @@ def test_state_file_errors_name_the_file_and_the_entry(pod, tmp_path, doc, needl
     with pytest.raises(ConfigError) as e:
         ClusterState.load(pod, path)
     assert needle in e.value.message
+
+
+def test_a_down_host_without_gpus_survives_a_commit(tmp_path):
+    """A CPU-only host in `down` was dropped when the state was written back."""
+    from fabric_hpc.topology import build, generators
+
+    fab = build({"fabric": 1, "name": "mix", "host_types": {
+        "g": {"gpus": 8, "gpu_model": "H100", "gpu_memory_gb": 80, "sockets": 2, "cores_per_socket": 8,
+              "memory_gb": 64, "nvlink_gbps": 900, "nvswitches": 4, "pcie_gbps": 64, "nics": 1, "nic_gbps": 50},
+        "c": {"gpus": 0, "gpu_model": "none", "gpu_memory_gb": 0, "sockets": 2, "cores_per_socket": 8,
+              "memory_gb": 64, "nvlink_gbps": 0, "nvswitches": 0, "pcie_gbps": 64, "nics": 1, "nic_gbps": 50}},
+        "hosts": [{"names": "g[1-2]", "type": "g"}, {"names": "c[1-2]", "type": "c"}],
+        "network": {"levels": ["leaf"], "groups": [{"name": "l", "level": "leaf", "switches": 1,
+                                                     "hosts": "g[1-2],c[1-2]"}]}})
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"version": 1, "jobs": {}, "down": ["c1", "g2"]}))
+    state = ClusterState.load(fab, path)
+    state.allocate("j", ["g1/gpu0"])
+    state.copy().save(path)
+    assert json.loads(path.read_text())["down"] == ["g2,c1"]
+    again = ClusterState.load(fab, path)
+    again.set_down("c1", down=False)
+    assert "c1" not in json.dumps(again.to_dict()["down"])
