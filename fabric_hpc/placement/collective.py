@@ -259,9 +259,12 @@ def ring_shape(fab: Fabric, gpus: np.ndarray, params: CollectiveParams,
 
 def _channel_edges(net: Net, g: np.ndarray, dom: np.ndarray, m: int,
                    params: CollectiveParams) -> tuple[np.ndarray, np.ndarray]:
-    """Inter-domain ring edges, C channels × m domains: (source GPU, destination GPU). Channel c
-    leaves domain d from its (c mod NICs_d)-th NIC and enters the next domain on the same rail
-    when that domain has it, else on its (c mod NICs)-th NIC."""
+    """Inter-domain ring edges, C channels × m domains: (source GPU, destination GPU). C is the
+    fewest NICs a domain brings (at most ``max_channels``): NCCL aligns every rank on the smallest
+    channel count any rank's graph search found (src/init.cc, AllGather3: ``nChannels =
+    std::min(...)`` over the ranks), so a domain with more NICs leaves the extra ones idle. Channel
+    c leaves domain d from its c-th NIC and enters the next domain on the same rail when that
+    domain has it, else on its c-th NIC."""
     key = net.nic_key[g]
     has = key >= 0
     width = int(key.max(initial=0)) + 1
@@ -271,7 +274,7 @@ def _channel_edges(net: Net, g: np.ndarray, dom: np.ndarray, m: int,
     per = np.bincount(rdom, minlength=m)
     if (per == 0).any():
         raise NoNetwork("a placement's NVLink domain has no NIC to reach the others")
-    chans = int(min(per.max(), params.max_channels))
+    chans = int(min(per.min(), params.max_channels))
     start = np.r_[0, np.cumsum(per)[:-1]]
     d = np.repeat(np.arange(m), chans)
     cc = np.tile(np.arange(chans), m)

@@ -39,6 +39,19 @@ def test_one_gpu_host_limits_the_ring_to_one_nic(sp):
     assert 7.0 < t_split.seconds / t_whole.seconds < 8.5
 
 
+
+def test_the_ring_has_as_many_channels_as_the_fewest_nics_a_domain_brings(sp):
+    """8+7 GPUs: NCCL aligns every rank on the smallest channel count (src/init.cc, AllGather3), so
+    the ring has 7 channels, one per NIC: the same NIC-bound bandwidth as 7+7, not an 8th channel
+    doubling up on one NIC of the 7-GPU host (the rule until 2026-12-05: 1.75x slower)."""
+    uneven = gpus_of(sp, 0, range(8)) + gpus_of(sp, 1, range(7))
+    even = gpus_of(sp, 0, range(7)) + gpus_of(sp, 1, range(7))
+    t_uneven = collective_time(sp, uneven, GIB, algo="ring")
+    t_even = collective_time(sp, even, GIB, algo="ring")
+    assert t_uneven.bottleneck == t_even.bottleneck == "nic"
+    # per-rank bytes 2(n-1)/n·S: 28/15 vs 26/14 of S over the same 7 NICs
+    assert t_uneven.busbw_gbps == pytest.approx(t_even.busbw_gbps, rel=0.01)
+
 def test_inside_one_host_nvlink_is_the_bottleneck(sp):
     t = collective_time(sp, gpus_of(sp, 0, range(8)), 8 * GIB, algo="ring")
     p = CollectiveParams()
