@@ -300,7 +300,9 @@ def _channel_edges(net: Net, g: np.ndarray, dom: np.ndarray, m: int,
 
 def alltoall_flows(fab: Fabric, gpus: np.ndarray, per_rank_bytes: float, ecmp: int | None = None) -> Flows:
     """All-to-all: every rank sends ``per_rank_bytes / n`` to every other rank. Between domains the
-    bytes travel rail-matched (PXN), spread over the source domain's NICs."""
+    bytes travel rail-matched (PXN): a GPU hands the bytes for a rank on another rail over NVLink
+    to the GPU of its own domain on that rail, whose NIC sends them (its own NIC when the domain has
+    no GPU on that rail)."""
     net = fabric_net(fab)
     g, dom = _domains(fab, np.asarray(gpus, np.int64))
     n = len(g)
@@ -308,27 +310,44 @@ def alltoall_flows(fab: Fabric, gpus: np.ndarray, per_rank_bytes: float, ecmp: i
     k = np.bincount(dom, minlength=m)
     chunk = per_rank_bytes / max(n, 1)
     on = k[dom] > 1
-    nf = int(on.sum())
-    flows, res = [np.arange(nf)], [net.nvl[g[on]]]
-    size = [chunk * (k[dom][on] - 1)]
-    lat = [np.full(nf, fab.index.nvlink_latency_us)]
+    size_nvl = chunk * (k[dom] - 1).astype(np.float64)
+    flows, res, size, lat = [], [], [], []
     if m >= 2:
         has = net.nic_key[g] >= 0
         a, b = np.meshgrid(np.flatnonzero(has), np.flatnonzero(has), indexing="ij")
         a, b = a.ravel(), b.ravel()
         cross = dom[a] != dom[b]
         a, b = a[cross], b[cross]
-        # each source GPU's bytes to domain dom[b] leave on the NIC of the GPU on b's rail in its
-        # own domain when there is one (PXN), else on its own NIC
-        src = g[a]
-        f, r, la = _paths(fab, net, src, g[b], None if ecmp is None else (ecmp, np.zeros(len(src), np.int64)))
-        flows.append(f + nf)
-        res.append(r)
+        proxy = _pxn_proxy(net, g, dom, has, a, b)
         # a source without a NIC of its own sends through a peer's NIC; count its bytes there too
         nic_count = np.bincount(dom[has], minlength=m)
-        size.append(np.full(len(a), chunk) * (k[dom[a]] / np.maximum(nic_count[dom[a]], 1)))
+        bytes_ab = chunk * (k[dom[a]] / np.maximum(nic_count[dom[a]], 1))
+        np.add.at(size_nvl, a, np.where(proxy != a, bytes_ab, 0.0))  # the NVLink hop to the proxy
+        f, r, la = _paths(fab, net, g[proxy], g[b], None if ecmp is None else (ecmp, np.zeros(len(a), np.int64)))
+        flows.append(f)
+        res.append(r)
+        size.append(bytes_ab)
         lat.append(la)
+    nf = int(on.sum())
+    flows = [np.arange(nf)] + [f + nf for f in flows]
+    res = [net.nvl[g[on]], *res]
+    size = [size_nvl[on], *size]
+    lat = [np.full(nf, fab.index.nvlink_latency_us), *lat]
     return Flows(np.concatenate(flows), np.concatenate(res), np.concatenate(size), np.concatenate(lat))
+
+
+def _pxn_proxy(net: Net, g: np.ndarray, dom: np.ndarray, has: np.ndarray, a: np.ndarray,
+               b: np.ndarray) -> np.ndarray:
+    """Position (in ``g``) of the GPU whose NIC sends a's bytes to b: the first GPU of a's domain on
+    b's rail when there is one (NCCL's PXN), else a itself."""
+    pos = np.flatnonzero(has)
+    key = dom[pos] * 64 + np.clip(net.rail[g[pos]], 0, 63)
+    order = np.argsort(key, kind="stable")
+    srt = key[order]
+    want = dom[a] * 64 + np.clip(net.rail[g[b]], 0, 63)
+    i = np.minimum(np.searchsorted(srt, want), max(len(srt) - 1, 0))
+    found = (srt[i] == want) & (net.rail[g[b]] >= 0)
+    return np.where(found, pos[order[i]], a)
 
 
 # -- rates and times --------------------------------------------------------------------------------

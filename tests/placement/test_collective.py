@@ -175,3 +175,19 @@ def test_nvls_only_inside_one_sharp_domain(sp, nvl):
     assert collective_time(a100, gpus_of(a100, 0, range(8)), GIB).algo != "nvls"
     with pytest.raises(ConfigError):
         collective_time(a100, gpus_of(a100, 0, range(8)), GIB, algo="nvls")
+
+
+def test_alltoall_is_rail_matched_pxn(sp):
+    """All-to-all between two DGX of one SU: every byte bound for another host is handed over NVLink
+    to the GPU on the destination's rail and leaves on its NIC (NCCL's PXN), so on a rail-optimised
+    SU nothing climbs above the leaf switches (it put 3.8 of 4.3 GB there when each GPU used its own
+    NIC), and the NVLink hop is counted."""
+    g = gpus_of(sp, 0, range(8)) + gpus_of(sp, 1, range(8))
+    net = fabric_net(sp)
+    load = job_load(sp, g, GIB, kind="alltoall")
+    assert load[net.kind == 2].sum() == 0.0  # no switch uplink/downlink bytes
+    assert load[net.kind == 1].sum() > 0
+    # each GPU sends 8 chunks to the other host: 1 on its own rail, 7 through a peer over NVLink
+    chunk = GIB / 16
+    assert load[net.nvl[g[0]]] == pytest.approx(chunk * 7 + chunk * 7)
+    assert collective_time(sp, g, GIB, kind="alltoall").bottleneck in ("nic", "nvlink")
