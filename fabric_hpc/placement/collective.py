@@ -264,7 +264,9 @@ def _channel_edges(net: Net, g: np.ndarray, dom: np.ndarray, m: int,
     channel count any rank's graph search found (src/init.cc, AllGather3: ``nChannels =
     std::min(...)`` over the ranks), so a domain with more NICs leaves the extra ones idle. Channel
     c leaves domain d from its c-th NIC and enters the next domain on the same rail when that
-    domain has it, else on its c-th NIC."""
+    domain has a NIC there, else on the first of its NICs no other channel enters: every channel
+    has its own NIC on each side (NCCL's per-node search gives each channel its own NIC), so no
+    NIC receives two channels where the rails of two domains differ."""
     key = net.nic_key[g]
     has = key >= 0
     width = int(key.max(initial=0)) + 1
@@ -294,8 +296,34 @@ def _channel_edges(net: Net, g: np.ndarray, dom: np.ndarray, m: int,
     lo = np.searchsorted(srt, want, side="left")
     cnt = np.searchsorted(srt, want, side="right") - lo
     pick = order[np.minimum(lo + q[sidx] % np.maximum(cnt, 1), len(srt) - 1)]
-    dst = np.where(cnt > 0, reps[pick], dst)
-    return src, dst
+    pos = _distinct_entries(d, pick - start[nxt], cnt > 0, per[nxt], m, chans)
+    return src, reps[start[nxt] + pos]
+
+
+def _distinct_entries(d: np.ndarray, pos: np.ndarray, matched: np.ndarray, per_next: np.ndarray, m: int,
+                      chans: int) -> np.ndarray:
+    """Entry NIC (position among the next domain's NICs) of every channel: its rail-matched one
+    when no earlier channel of the block took it, else the r-th NIC no matched channel enters
+    (r: its rank among the block's other channels). Blocks (one per source domain d) are the
+    ``chans`` consecutive edges entering one domain; ``chans ≤ per_next``, so every block fits."""
+    width = int(per_next.max(initial=1))
+    claim = d * width + np.where(matched, pos, 0)
+    _, first = np.unique(np.where(matched, claim, -1 - np.arange(len(d))), return_index=True)
+    keep = np.zeros(len(d), bool)
+    keep[first] = True
+    matched = matched & keep
+    if matched.all():
+        return pos
+    used = np.zeros((m, width), bool)
+    used[d[matched], pos[matched]] = True
+    free = ~used & (np.arange(width)[None, :] < per_next.reshape(m, chans)[:, :1])
+    free_rank = np.cumsum(free, axis=1) - 1
+    unm = ~matched
+    rank = np.cumsum(unm.reshape(m, chans), axis=1).ravel() - 1
+    e = np.flatnonzero(unm)
+    out = pos.copy()
+    out[e] = np.argmax((free_rank[d[e]] == rank[e][:, None]) & free[d[e]], axis=1)
+    return out
 
 
 def alltoall_flows(fab: Fabric, gpus: np.ndarray, per_rank_bytes: float, ecmp: int | None = None) -> Flows:

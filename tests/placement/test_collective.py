@@ -52,6 +52,18 @@ def test_the_ring_has_as_many_channels_as_the_fewest_nics_a_domain_brings(sp):
     # per-rank bytes 2(n-1)/n·S: 28/15 vs 26/14 of S over the same 7 NICs
     assert t_uneven.busbw_gbps == pytest.approx(t_even.busbw_gbps, rel=0.01)
 
+
+def test_no_nic_receives_two_channels_where_rails_differ(sp):
+    """4+4 GPUs on rails {3,4,5,7} and {4,5,6,7}: the channel leaving on rail 3 finds no rail-3 NIC
+    on the other host and enters on the one NIC no other channel enters (rail 6), not on a NIC that
+    already receives a rail-matched channel (which halved the ring's bandwidth: 2x slower)."""
+    mixed = gpus_of(sp, 0, [3, 4, 5, 7]) + gpus_of(sp, 1, [4, 5, 6, 7])
+    matched = gpus_of(sp, 0, [4, 5, 6, 7]) + gpus_of(sp, 1, [4, 5, 6, 7])
+    t_mixed = collective_time(sp, mixed, GIB, algo="ring")
+    t_matched = collective_time(sp, matched, GIB, algo="ring")
+    assert t_mixed.bottleneck == "nic"
+    assert t_mixed.busbw_gbps == pytest.approx(t_matched.busbw_gbps, rel=0.02)
+
 def test_inside_one_host_nvlink_is_the_bottleneck(sp):
     t = collective_time(sp, gpus_of(sp, 0, range(8)), 8 * GIB, algo="ring")
     p = CollectiveParams()
