@@ -200,3 +200,25 @@ def test_domains_must_nest(extra, needle):
             "    - {name: sp, level: spine, switches: 4, children: [l1, l2]}\n")
     with pytest.raises(ConfigError, match=re.escape(needle)):
         check_spec(parse_spec(text)[0], source="x.yaml")
+
+
+def test_checks_run_in_stages(tmp_path):
+    """docs/topology.md: the first stage with problems ends the check (schema, then hosts and host
+    types, then NVLink domains and the network); fixing one batch shows the next."""
+    from fabric_hpc.topology import dump_spec, generators
+
+    text = dump_spec(generators.superpod(2))
+    edits = {"schema": ("switches: 16", "switches: -1"),
+             "host type": ("    nic_gbps: 50.0", "    nic_gbps: 0.0"),
+             "network": ("children: [su01-leaf, su02-leaf]", "children: [su01-leaf, su09-leaf]")}
+    needles = {"schema": "greater than or equal to 1", "host type": "NICs declared but nic_gbps is 0",
+               "network": "unknown group 'su09-leaf'"}
+    path = tmp_path / "staged.yaml"
+    for stage in list(edits):  # a problem in each stage; fix the batch shown and run again
+        edited = text
+        for old, new in edits.values():
+            edited = edited.replace(old, new, 1)
+        path.write_text(edited)
+        message = _error(str(path))
+        assert [s for s, needle in needles.items() if needle in message] == [stage], message
+        del edits[stage]
