@@ -3,7 +3,8 @@
 Every configuration object in fabric-hpc is a :class:`StrictModel`: frozen, strictly typed,
 unknown keys rejected, required fields without defaults. :func:`parse_model` turns pydantic's
 errors into one :class:`~fabric_hpc.errors.ConfigError` whose lines name the source (file and,
-where known, line), the field, the problem and the valid choices.
+where known, line), the field, the problem and the valid choices; at most :data:`MAX_PROBLEMS`
+lines, then how many more.
 """
 
 from __future__ import annotations
@@ -18,6 +19,16 @@ from fabric_hpc.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 Loc = tuple[str | int, ...]
+
+#: Problems listed in one validation error; the rest are counted ("... and N more").
+MAX_PROBLEMS = 20
+
+
+def list_problems(problems: Sequence[str]) -> str:
+    """The first :data:`MAX_PROBLEMS` problems, one a line, then ``... and N more`` if there are more."""
+    shown = list(problems[:MAX_PROBLEMS])
+    more = len(problems) - len(shown)
+    return "\n".join(shown + ([f"... and {more} more"] if more else []))
 
 
 class StrictModel(BaseModel):
@@ -102,7 +113,8 @@ def parse_model(
     locate: Callable[[Loc], int | None] | None = None,
     hint: str | None = None,
 ) -> M:
-    """Validate ``data`` into ``model`` or raise one ConfigError naming every problem.
+    """Validate ``data`` into ``model`` or raise one ConfigError naming its problems (the first
+    :data:`MAX_PROBLEMS`, then how many more).
 
     ``source`` names where the data came from (a file path, "--request"); ``locate`` maps an
     error location to a 1-based line number in that source when it is known.
@@ -121,4 +133,4 @@ def parse_model(
             line = locate(loc) if locate else None
             where = f"{source}:{line}" if line else source
             lines.append(f"{where}: {text}")
-        raise ConfigError("\n".join(lines), hint=hint) from None
+        raise ConfigError(list_problems(lines), hint=hint) from None

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.hostlist import NAME, NAME_PATTERN, expand
-from fabric_hpc.validation import Loc, StrictModel
+from fabric_hpc.validation import Loc, StrictModel, list_problems
 
 FORMAT_VERSION = 1
 PositiveInt = int
@@ -107,7 +107,6 @@ def switch_names(name: str, count: int) -> list[str]:
 #: The largest fabric modelled (a graph of every host, GPU and NIC: ~8 KiB each when built).
 MAX_GPUS = 131_072
 MAX_ENDPOINTS = 600_000
-MAX_PROBLEMS = 20  # lines of one validation error
 
 
 class _Checker:
@@ -132,10 +131,7 @@ class _Checker:
         if not self.problems:
             self._nesting()
         if self.problems:
-            shown = self.problems[:MAX_PROBLEMS]
-            more = len(self.problems) - len(shown)
-            raise ConfigError("\n".join(shown + ([f"... and {more} more"] if more else [])),
-                              hint="see docs/topology.md for the format")
+            raise ConfigError(list_problems(self.problems), hint="see docs/topology.md for the format")
         return host_type
 
     def _expand(self, loc: Loc, expr: str) -> list[str]:

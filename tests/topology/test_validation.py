@@ -135,11 +135,29 @@ def test_a_short_file_cannot_ask_for_a_huge_graph():
 
 
 def test_a_long_list_of_problems_is_cut_short():
-    from fabric_hpc.topology.spec import MAX_PROBLEMS
+    from fabric_hpc.validation import MAX_PROBLEMS
 
     lines = _refusal("gpus: 1, sockets: 1, nics: 1", "a[1-9]", "name: l, level: leaf, switches: 1, hosts: 'b[1-50]'"
                      ).splitlines()
     assert len(lines) == MAX_PROBLEMS + 1 and re.fullmatch(r"\.\.\. and \d+ more", lines[-1])
+
+
+def test_a_long_list_of_schema_problems_is_cut_short():
+    """30 host types of 11 wrong fields each printed 330 lines: the schema check lists as many
+    problems as the later checks do, then how many more."""
+    from fabric_hpc.validation import MAX_PROBLEMS
+
+    bad = ("{gpus: x, gpu_model: X, gpu_memory_gb: x, sockets: x, cores_per_socket: x, memory_gb: x, "
+           "nvlink_gbps: x, nvswitches: x, pcie_gbps: x, nics: x, nic_gbps: x}")
+    text = ("fabric: 1\nname: x\nhost_types:\n" + "".join(f"  t{i}: {bad}\n" for i in range(30))
+            + "hosts:\n  - {names: a1, type: t0}\n")
+    with pytest.raises(ConfigError) as info:
+        parse_spec(text)
+    lines = info.value.message.splitlines()
+    assert len(lines) == MAX_PROBLEMS + 1, lines
+    assert lines[0].startswith("<string>:4: host_types.t0.gpus:")
+    assert lines[-1] == f"... and {30 * 10 - MAX_PROBLEMS} more"
+    assert info.value.hint and "docs/topology.md" in info.value.hint
 
 
 @pytest.mark.parametrize("groups, needle", [
@@ -182,3 +200,25 @@ def test_domains_must_nest(extra, needle):
             "    - {name: sp, level: spine, switches: 4, children: [l1, l2]}\n")
     with pytest.raises(ConfigError, match=re.escape(needle)):
         check_spec(parse_spec(text)[0], source="x.yaml")
+
+
+def test_checks_run_in_stages(tmp_path):
+    """docs/topology.md: the first stage with problems ends the check (schema, then hosts and host
+    types, then NVLink domains and the network); fixing one batch shows the next."""
+    from fabric_hpc.topology import dump_spec, generators
+
+    text = dump_spec(generators.superpod(2))
+    edits = {"schema": ("switches: 16", "switches: -1"),
+             "host type": ("    nic_gbps: 50.0", "    nic_gbps: 0.0"),
+             "network": ("children: [su01-leaf, su02-leaf]", "children: [su01-leaf, su09-leaf]")}
+    needles = {"schema": "greater than or equal to 1", "host type": "NICs declared but nic_gbps is 0",
+               "network": "unknown group 'su09-leaf'"}
+    path = tmp_path / "staged.yaml"
+    for stage in list(edits):  # a problem in each stage; fix the batch shown and run again
+        edited = text
+        for old, new in edits.values():
+            edited = edited.replace(old, new, 1)
+        path.write_text(edited)
+        message = _error(str(path))
+        assert [s for s, needle in needles.items() if needle in message] == [stage], message
+        del edits[stage]
