@@ -117,6 +117,36 @@ class JsonLinesWriter:
         self.close()
 
 
+def cut_torn_tail(path: str | os.PathLike[str]) -> int:
+    """Truncate a JSON-lines file after its last newline; return the bytes cut (0 if none or no file).
+
+    Every write of :class:`JsonLinesWriter` ends with a newline, so bytes after the last one are
+    a write cut short (a full disk, a crash). Appending after them would glue the next record onto
+    the fragment and damage the file in the middle; call this before reopening a file to append,
+    while no other process writes to it."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return 0
+    try:
+        size = os.fstat(fd).st_size
+        keep, block = size, 1 << 16
+        while keep > 0:  # scan back from the end for the last newline
+            start = max(0, keep - block)
+            data = os.pread(fd, keep - start, start)
+            nl = data.rfind(b"\n")
+            if nl >= 0:
+                keep = start + nl + 1
+                break
+            keep = start
+        if keep < size:
+            os.ftruncate(fd, keep)
+            os.fsync(fd)
+        return size - keep
+    finally:
+        os.close(fd)
+
+
 def read_json_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read a JSON-lines file; a torn last line (crash mid-write) is ignored, others must parse."""
     from fabric_hpc.errors import ConfigError

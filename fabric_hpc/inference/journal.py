@@ -39,7 +39,7 @@ from typing import Any
 
 from fabric_hpc.atomic import atomic_output, fsync_dir, write_atomic
 from fabric_hpc.errors import ConfigError, ExternalError, NotFoundError
-from fabric_hpc.events import JsonLinesWriter, emit, read_json_lines
+from fabric_hpc.events import JsonLinesWriter, cut_torn_tail, emit, read_json_lines
 from fabric_hpc.inference.engine import EngineResult
 
 __all__ = ["OUTPUT_MODES", "ChunkSink", "MergeError", "committed_ids", "dedupe_chunks",
@@ -157,11 +157,20 @@ def dedupe_chunks(out: str | os.PathLike[str]) -> list[str]:
     return removed
 
 
+def _cut_torn_tails(out: Path) -> None:
+    """Cut the torn last line (a write cut short by a full disk or a crash) off every journal and
+    metrics file, so the new attempt's records start on a line of their own."""
+    for path in (*sorted(out.glob("journal/rank-*.jsonl")), *sorted(out.glob("metrics/rank-*.jsonl"))):
+        if cut := cut_torn_tail(path):
+            emit("infer.torn_tail_cut", file=str(path), bytes=cut)
+
+
 def prepare_resume(out: str | os.PathLike[str]) -> int:
-    """Keep the first copy of any duplicated id (:func:`dedupe_chunks`), then delete temp files
-    and chunks no journal record names; return how many files were removed.
-    Call on one rank, before any rank of the new attempt writes."""
+    """Cut torn last lines off the journals, keep the first copy of any duplicated id
+    (:func:`dedupe_chunks`), then delete temp files and chunks no journal record names; return
+    how many files were removed. Call on one rank, before any rank of the new attempt writes."""
     out = Path(out)
+    _cut_torn_tails(out)
     cdir = out / "chunks"
     if not cdir.is_dir():
         return 0

@@ -1,0 +1,34 @@
+"""Output directories damaged between attempts (a full disk, a lost file, a typo) recover on rerun."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fabric_hpc.inference import PipelineOptions, VirtualClock, job_status, merge_job, run_job
+
+from .builders import make_config, random_items, read_results, write_spool
+
+
+def _run(cfg: Path, spool: Path, out: Path, chunk_size: int = 8) -> dict:
+    return run_job(cfg, str(spool), out, engine_options={"clock": VirtualClock()},
+                   options=PipelineOptions(chunk_size=chunk_size))
+
+
+def test_a_torn_journal_tail_is_cut_before_the_rerun_appends(tmp_path: Path) -> None:
+    """A write cut short (full disk) leaves a partial last journal record; the rerun cuts it off
+    instead of gluing its first record onto it, so status and merge keep working."""
+    items = random_items(40, seed=3)
+    spool, cfg, out = write_spool(tmp_path, items[:20], files=1), make_config(tmp_path), tmp_path / "out"
+    _run(cfg, spool, out)
+    journal = out / "journal" / "rank-00000.jsonl"
+    with journal.open("a") as fh:
+        fh.write('{"chunk":"a000001-r00000-c0000009.jsonl","n":4,"ids":["i1')
+    metrics = out / "metrics" / "rank-00000.jsonl"
+    with metrics.open("a") as fh:
+        fh.write('{"ts":1')
+    (spool / "more.jsonl").write_text("".join(__import__("json").dumps(i) + "\n" for i in items[20:]))
+    assert _run(cfg, spool, out)["items_done"] == 20
+    assert journal.read_bytes().endswith(b"\n") and metrics.read_bytes().endswith(b"\n")
+    assert job_status(out)["done"] == 40
+    merge_job(out)
+    assert {r["id"] for r in read_results(out)} == {i["id"] for i in items}
