@@ -66,6 +66,15 @@ class IntakeRejection(ValueError):
     """A line that cannot become a work item; ``reason`` goes to the dead-letter file."""
 
 
+def _check_utf8(key: str, text: str) -> None:
+    """JSON's ``\\ud800`` escapes can spell a lone surrogate, which no UTF-8 file can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise IntakeRejection(f"{key} is not valid Unicode: a lone surrogate {text[exc.start]!r} at "
+                              f"character {exc.start} (an escape like \\ud800 without its pair)") from None
+
+
 def _check(obj: Any) -> WorkItem:
     if not isinstance(obj, dict):
         raise IntakeRejection(f"expected a JSON object, got {type(obj).__name__}")
@@ -78,6 +87,7 @@ def _check(obj: Any) -> WorkItem:
     rid, prompt, new = obj["id"], obj["prompt"], obj["max_new_tokens"]
     if not isinstance(rid, str) or not rid or len(rid) > 512 or "\n" in rid:
         raise IntakeRejection("id must be a non-empty string (at most 512 chars, no newline)")
+    _check_utf8("id", rid)
     if not isinstance(prompt, list) or not prompt:
         raise IntakeRejection("prompt must be a non-empty list of token ids")
     if not all(type(t) is int and 0 <= t < MAX_INT for t in prompt):
@@ -89,6 +99,7 @@ def _check(obj: Any) -> WorkItem:
         raise IntakeRejection(f"priority must be an integer in -{MAX_INT}..{MAX_INT}")
     if not isinstance(klass, str) or len(klass) > 512:
         raise IntakeRejection("class must be a string (at most 512 chars)")
+    _check_utf8("class", klass)
     return WorkItem(rid, prompt, new, prio, klass)
 
 

@@ -1,0 +1,41 @@
+"""Failures a user meets say what went wrong and how to fix it: no tracebacks, no bare reprs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fabric_hpc.errors import ExternalError
+from fabric_hpc.events import read_json_lines
+from fabric_hpc.inference import ChunkSink, Pipeline, SimulatedEngine, VirtualClock, merge_job, run_job
+
+from .builders import SMALL, make_config, random_items, read_results, work_items, write_spool
+
+
+def test_an_id_with_a_lone_surrogate_is_dead_lettered_and_the_rest_runs(tmp_path: Path) -> None:
+    """``"b\\ud800"`` is valid JSON but no UTF-8 string: it used to crash every run (the engine
+    encodes ids) with a UnicodeEncodeError traceback."""
+    items = random_items(10, seed=4)
+    spool = write_spool(tmp_path, items, files=1,
+                        extra_lines=['{"id": "b\\ud800", "prompt": [1, 2], "max_new_tokens": 2}'])
+    out = tmp_path / "out"
+    res = run_job(make_config(tmp_path), str(spool), out, engine_options={"clock": VirtualClock()})
+    assert res["items_done"] == 10 and res["dead_letter"] == 1
+    (reason,) = [r["reason"] for r in read_json_lines(out / "dead-letter.jsonl")]
+    assert "lone surrogate" in reason
+    merge_job(out)
+    assert {r["id"] for r in read_results(out)} == {i["id"] for i in items}
+
+
+def test_an_engine_error_becomes_a_fabric_error_naming_it(tmp_path: Path) -> None:
+    class Picky(SimulatedEngine):
+        def step(self):  # type: ignore[no-untyped-def]
+            raise ValueError("bad token id 99999")
+
+    sink = ChunkSink(tmp_path, rank=0, attempt=1, chunk_size=8)
+    pipe = Pipeline(Picky(SMALL, clock=VirtualClock()), iter(work_items([(8, 3)] * 20)), sink)
+    with pytest.raises(ExternalError, match="pipeline failed: ValueError: bad token id 99999") as info:
+        pipe.run()
+    assert "rerun with the same --output" in (info.value.hint or "")
