@@ -32,3 +32,17 @@ def test_a_torn_journal_tail_is_cut_before_the_rerun_appends(tmp_path: Path) -> 
     assert job_status(out)["done"] == 40
     merge_job(out)
     assert {r["id"] for r in read_results(out)} == {i["id"] for i in items}
+
+
+def test_a_lost_chunk_is_recomputed_by_the_rerun_and_merge_then_succeeds(tmp_path: Path) -> None:
+    items = random_items(40, seed=6)
+    spool, cfg, out = write_spool(tmp_path, items), make_config(tmp_path), tmp_path / "out"
+    _run(cfg, spool, out)
+    lost = sorted((out / "chunks").glob("*.jsonl"))[1]
+    lost_ids = {__import__("json").loads(x)["id"] for x in lost.read_text().splitlines()}
+    lost.unlink()
+    res = _run(cfg, spool, out)
+    assert res["items_done"] == len(lost_ids) == 8 and res["resumed"] == 32
+    assert lost.name not in (out / "journal" / "rank-00000.jsonl").read_text()
+    merge_job(out)
+    assert sorted(r["id"] for r in read_results(out)) == sorted(i["id"] for i in items)
