@@ -34,7 +34,7 @@ from fabric_hpc.events import JsonLinesWriter, make_event
 from fabric_hpc.inference.engine import EngineLimits
 
 __all__ = ["DeadLetter", "IntakeRejection", "WorkItem", "parse_item", "read_items",
-           "load_snapshot", "snapshot_lines", "spool_files", "spool_lines", "spool_snapshot", "stream_lines"]
+           "checked_snapshot", "load_snapshot", "snapshot_lines", "spool_files", "spool_lines", "spool_snapshot", "stream_lines"]
 
 _KEYS = frozenset({"id", "prompt", "max_new_tokens", "priority", "class"})
 MAX_INT = 2**31
@@ -182,6 +182,21 @@ def spool_snapshot(spool: str | os.PathLike[str]) -> dict[str, Any]:
             continue
         files.append({"name": p.name, "size": st.st_size, "ino": st.st_ino})
     return {"spool": str(path), "single_file": path.is_file(), "files": files}
+
+
+def checked_snapshot(spool: str | os.PathLike[str]) -> dict[str, Any]:
+    """:func:`spool_snapshot` for a run: a spool without a single ``*.jsonl`` file is a
+    ConfigError naming the files it ignored (a batch job with no input is a mistake)."""
+    snap = spool_snapshot(spool)
+    if not snap["files"]:
+        path = Path(spool)
+        names = sorted(p.name for p in path.iterdir())
+        seen = (f"it holds only {', '.join(repr(n) for n in names[:8])}{' ...' if len(names) > 8 else ''}, "
+                f"which are ignored") if names else "it is empty"
+        raise ConfigError(f"input spool {path} has no *.jsonl file to read: {seen}",
+                          hint="only complete files named *.jsonl (lower case) are read: producers write "
+                               "NAME.tmp and rename it to NAME.jsonl; check --input")
+    return snap
 
 
 def load_snapshot(path: Path) -> dict[str, Any]:

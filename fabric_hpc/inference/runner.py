@@ -21,11 +21,11 @@ from fabric_hpc.inference.engine import EngineLimits, build_engine, load_engine_
 from fabric_hpc.inference.intake import (
     DeadLetter,
     WorkItem,
+    checked_snapshot,
     load_snapshot,
     read_items,
     snapshot_lines,
     spool_lines,
-    spool_snapshot,
     stream_lines,
 )
 from fabric_hpc.atomic import write_atomic
@@ -58,6 +58,22 @@ def _output_lock(out: Path) -> PidLock:
                    hint="wait for it to end (it resumes where it stops), or use another --output")
 
 
+def _check_same_run(path: Path, run_doc: dict[str, Any]) -> None:
+    """ConfigError naming the old and new values when ``path`` (run.json) holds another run."""
+    old = read_json(path, what="run file", limit=16 << 20)
+    for key in ("input", "engine_config", "limits"):
+        before = old.get(key) if isinstance(old, dict) else None
+        if before == run_doc[key]:
+            continue
+        if isinstance(before, dict):
+            changed = sorted(k for k in before.keys() | run_doc[key].keys() if before.get(k) != run_doc[key].get(k))
+            diff = ", ".join(f"{k}: {before.get(k)!r} then, {run_doc[key].get(k)!r} now" for k in changed[:5])
+        else:
+            diff = f"{before!r} then, {run_doc[key]!r} now"
+        raise ConfigError(f"{path.parent} holds a run with a different {key} ({diff[:600]}): cannot resume it",
+                          hint=f"use a new --output directory, or the original {key}")
+
+
 def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
              ) -> tuple[int, dict[str, Any] | None, PidLock | None]:
     """Rank 0 locks the output, checks run.json, cleans orphans, opens an attempt and takes the
@@ -66,23 +82,19 @@ def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
     lock = None
     if ctx.rank == 0:
         try:
+            if source != "-":  # a wrong --input fails before the output directory is touched
+                state["snapshot"] = checked_snapshot(run_doc["input"])
             out.mkdir(parents=True, exist_ok=True)
             lock = _output_lock(out)
             lock.acquire()
             path = out / "run.json"
             if path.is_file():
-                old = read_json(path, what="run file", limit=16 << 20)
-                for key in ("input", "engine_config", "limits"):
-                    if not isinstance(old, dict) or old.get(key) != run_doc[key]:
-                        raise ConfigError(
-                            f"{out} holds a run with a different {key}: cannot resume it",
-                            hint="use a new --output directory, or the original settings")
+                _check_same_run(path, run_doc)
             else:
                 write_atomic(path, json.dumps(run_doc, indent=2).encode())
             prepare_resume(out)
             (out / "dead-letter.jsonl").unlink(missing_ok=True)  # recomputed from the input
             if source != "-":
-                state["snapshot"] = spool_snapshot(run_doc["input"])
                 write_atomic(out / SNAPSHOT, json.dumps(state["snapshot"]).encode())
             state["attempt"] = next_attempt(out)
         except FabricError as exc:

@@ -46,3 +46,36 @@ def test_a_lost_chunk_is_recomputed_by_the_rerun_and_merge_then_succeeds(tmp_pat
     assert lost.name not in (out / "journal" / "rank-00000.jsonl").read_text()
     merge_job(out)
     assert sorted(r["id"] for r in read_results(out)) == sorted(i["id"] for i in items)
+
+
+def test_a_mistyped_input_leaves_the_output_free_for_the_right_one(tmp_path: Path) -> None:
+    """The input is checked before run.json is written: a typo used to tie the output to it."""
+    import pytest
+
+    from fabric_hpc.errors import ConfigError, NotFoundError
+
+    spool, cfg, out = write_spool(tmp_path, random_items(12)), make_config(tmp_path), tmp_path / "out"
+    with pytest.raises(NotFoundError, match="does not exist"):
+        _run(cfg, tmp_path / "spoool", out)
+    assert not (out / "run.json").exists()
+    assert _run(cfg, spool, out)["items_done"] == 12
+    other = write_spool(tmp_path / "b", random_items(3))
+    with pytest.raises(ConfigError, match=rf"different input \('{spool}' then, '{other}' now\)"):
+        _run(cfg, other, out)
+
+
+def test_a_spool_without_jsonl_files_is_an_error_naming_what_it_ignored(tmp_path: Path) -> None:
+    import pytest
+
+    from fabric_hpc.errors import ConfigError
+
+    spool, cfg = tmp_path / "spool", make_config(tmp_path)
+    spool.mkdir()
+    with pytest.raises(ConfigError, match="has no \\*.jsonl file to read: it is empty"):
+        _run(cfg, spool, tmp_path / "out")
+    for name in ("a.jsonl.tmp", "b.json", "c.JSONL"):
+        (spool / name).write_text('{"id": "x", "prompt": [1], "max_new_tokens": 1}\n')
+    with pytest.raises(ConfigError, match="only 'a.jsonl.tmp', 'b.json', 'c.JSONL', which are ignored") as info:
+        _run(cfg, spool, tmp_path / "out")
+    assert "rename it to NAME.jsonl" in (info.value.hint or "")
+    assert not (tmp_path / "out" / "run.json").exists()
