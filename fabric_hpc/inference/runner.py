@@ -39,7 +39,7 @@ from fabric_hpc.inference.journal import (
 )
 from fabric_hpc.inference.mpi import MpiContext, PeerFailed, mpi_context, shard_longest_first
 from fabric_hpc.inference.pipeline import Pipeline, PipelineOptions
-from fabric_hpc.inference.telemetry import MetricsWriter
+from fabric_hpc.inference.telemetry import MetricsWriter, job_totals
 from fabric_hpc.inputs import read_json
 from fabric_hpc.pidlock import PidLock
 
@@ -154,7 +154,10 @@ def run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: s
             engine_options: Mapping[str, Any] | None = None,
             progress: Callable[[dict[str, Any]], None] | None = None,
             metrics_interval: float = 1.0, output_mode: str = "private") -> dict[str, Any]:
-    """Run (or resume) a job on this rank; return this rank's final snapshot plus totals.
+    """Run (or resume) a job on this rank; return the whole job's totals on every rank
+    (:func:`~fabric_hpc.inference.telemetry.job_totals`: counts summed over ranks, rates over the
+    slowest rank's wall time), ``ranks`` (every rank's final snapshot, in
+    rank order), ``attempt``, ``resumed``, ``dead_letter`` (rank 0) and this ``rank``.
     ``output_mode="private"`` creates every output file 0600 and directory 0700 whatever the
     umask; ``"umask"`` follows the process umask."""
     with private_files(output_mode):
@@ -206,10 +209,11 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         sink.close()
         dead.close()
         engine.close()
-        total = ctx.allreduce_sum(pipeline.acked)
+        ranks = ctx.allgather(snap)
         ctx.barrier()
-        return {**snap, "rank": ctx.rank, "world_size": ctx.size, "attempt": attempt,
-                "resumed": len(done), "items_done_all_ranks": total,
+        job = job_totals(ranks)
+        return {**job, "ranks": ranks, "rank": ctx.rank, "world_size": ctx.size,
+                "attempt": attempt, "resumed": len(done), "items_done_all_ranks": job["items_done"],
                 "dead_letter": dead.count if ctx.rank == 0 else None}
     except PeerFailed as exc:
         if pipeline is not None:

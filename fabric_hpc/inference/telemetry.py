@@ -17,7 +17,7 @@ from typing import Any
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.events import JsonLinesWriter, make_event
 
-__all__ = ["METRICS", "MetricsWriter", "NvmlSampler", "prometheus_text"]
+__all__ = ["METRICS", "MetricsWriter", "NvmlSampler", "job_totals", "prometheus_text"]
 
 # snapshot key -> (Prometheus name, type, help, scale). Names follow Prometheus conventions (counters
 # ``_total``, ratios ``_ratio``, per-second rates ``_per_second``); the two GPU gauges carry the DCGM
@@ -40,6 +40,24 @@ METRICS: dict[str, tuple[str, str, str, float]] = {
 }
 #: the other series: queue depth per stage and the token budget in flight
 QUEUE_DEPTH, BUDGET = "fabric_infer_queue_depth", "fabric_infer_budget_in_flight_tokens"
+
+
+_SUMMED = ("items_in", "items_done", "input_tokens", "output_tokens", "engine_steps")
+
+
+def job_totals(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
+    """The whole job from every rank's final snapshot: counts summed, ``wall_s`` the slowest
+    rank's, rates = totals / that wall time, ``padding_waste`` and ``engine_busy_fraction`` the
+    mean over ranks."""
+    job: dict[str, Any] = {k: sum(s.get(k) or 0 for s in snapshots) for k in _SUMMED}
+    wall = max((s.get("wall_s") or 0.0 for s in snapshots), default=0.0)
+    job["wall_s"] = wall
+    for rate, total in (("items_per_s", "items_done"), ("input_tokens_per_s", "input_tokens"),
+                        ("output_tokens_per_s", "output_tokens")):
+        job[rate] = job[total] / wall if wall else 0.0
+    for key in ("padding_waste", "engine_busy_fraction"):
+        job[key] = sum(s.get(key) or 0.0 for s in snapshots) / max(len(snapshots), 1)
+    return job
 
 
 class NvmlSampler:
