@@ -94,6 +94,8 @@ def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
                 write_atomic(path, json.dumps(run_doc, indent=2).encode())
             prepare_resume(out)
             (out / "dead-letter.jsonl").unlink(missing_ok=True)  # recomputed from the input
+            for prom in out.glob("metrics/rank-*.prom"):  # an earlier attempt's ranks: not exported as current
+                prom.unlink()
             if source != "-":
                 write_atomic(out / SNAPSHOT, json.dumps(state["snapshot"]).encode())
             state["attempt"] = next_attempt(out)
@@ -190,7 +192,7 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         items, dead = _items(ctx, snapshot, out, limits, done)
         sink = ChunkSink(out, rank=ctx.rank, attempt=attempt, chunk_size=opts.chunk_size)
         pipeline = Pipeline(engine, items, sink, opts, on_ack=_fault_hook(ctx, out))
-        metrics = MetricsWriter(out, ctx.rank, gpu_index=ctx.local_rank)
+        metrics = MetricsWriter(out, ctx.rank, gpu_index=ctx.local_rank, attempt=attempt)
         emit("infer.start", rank=ctx.rank, size=ctx.size, attempt=attempt, resumed=len(done))
         last = [0.0]
 
@@ -250,18 +252,21 @@ def job_status(output: str | os.PathLike[str]) -> dict[str, Any]:
     """Progress of a run from its output directory (works while it runs)."""
     out = Path(output)
     run = _load_run(out)
+    attempts = out / "attempts"
+    latest = max((int(p.name) for p in attempts.iterdir() if p.name.isdigit()), default=0) \
+        if attempts.is_dir() else 0
     ranks = {}
     for path in sorted((out / "metrics").glob("rank-*.jsonl")):
         lines = read_json_lines(path)
-        if lines:
-            last = lines[-1]
-            ranks[path.stem] = {k: last.get(k) for k in (
-                "ts", "items_done", "items_per_s", "output_tokens_per_s", "padding_waste",
+        # a rank of an earlier attempt (more ranks then) is not shown as the latest attempt's
+        if lines and lines[-1].get("attempt") in (latest, None):
+            ranks[path.stem] = {k: lines[-1].get(k) for k in (
+                "ts", "attempt", "items_done", "items_per_s", "output_tokens_per_s", "padding_waste",
                 "engine_busy_fraction", "queue_depths", "gpu_util")}
     dead = out / "dead-letter.jsonl"
-    attempts = out / "attempts"
     return {"output": str(out), "input": run["input"], "engine": run["engine_config"]["engine"],
             "attempts": len(list(attempts.iterdir())) if attempts.is_dir() else 0,
+            "latest_attempt": latest,
             "done": len(committed_ids(out)),
             "dead_letter": len(read_json_lines(dead)) if dead.is_file() else 0,
             "merged": _merged(out), "running": _output_lock(out).holder() is not None,

@@ -134,15 +134,16 @@ def prometheus_text(snapshot: dict[str, Any], *, rank: int, gpu: int | None = No
 class MetricsWriter:
     """Writes snapshots for one rank under ``DIR/metrics``."""
 
-    def __init__(self, out: str | os.PathLike[str], rank: int, *, gpu_index: int = 0) -> None:
+    def __init__(self, out: str | os.PathLike[str], rank: int, *, gpu_index: int = 0,
+                 attempt: int | None = None) -> None:
         self.dir = Path(out) / "metrics"
-        self.rank, self.gpu = rank, gpu_index
+        self.rank, self.gpu, self.attempt = rank, gpu_index, attempt
         self.job_id = os.environ.get("SLURM_JOB_ID") or None  # label only under Slurm (bounded: docs/metrics.md)
         self.lines = JsonLinesWriter(self.dir / f"rank-{rank:05d}.jsonl", fsync=False)
         self.nvml = NvmlSampler(gpu_index)
 
     def write(self, snapshot: dict[str, Any]) -> dict[str, Any]:
-        snap = {**snapshot, **self.nvml.sample(), "rank": self.rank}
+        snap = {**snapshot, **self.nvml.sample(), "rank": self.rank, "attempt": self.attempt}
         self.lines.write(make_event("infer.metrics", **snap))
         prom = self.dir / f"rank-{self.rank:05d}.prom"
         write_atomic(prom, prometheus_text(snap, rank=self.rank, gpu=self.gpu, job_id=self.job_id), durable=False)

@@ -79,3 +79,23 @@ def test_a_spool_without_jsonl_files_is_an_error_naming_what_it_ignored(tmp_path
         _run(cfg, spool, tmp_path / "out")
     assert "rename it to NAME.jsonl" in (info.value.hint or "")
     assert not (tmp_path / "out" / "run.json").exists()
+
+
+def test_status_shows_only_the_latest_attempts_ranks(tmp_path: Path) -> None:
+    """After a 2-rank attempt and a 1-rank rerun, rank 1's last record (and its .prom file) is
+    the earlier attempt's: status does not list it as the latest, and it is no longer exported."""
+    import json
+
+    items = random_items(30, seed=8)
+    spool, cfg, out = write_spool(tmp_path, items[:20]), make_config(tmp_path), tmp_path / "out"
+    _run(cfg, spool, out)
+    mdir = out / "metrics"  # what a second rank of attempt 1 left behind
+    last = json.loads((mdir / "rank-00000.jsonl").read_text().splitlines()[-1])
+    (mdir / "rank-00001.jsonl").write_text(json.dumps({**last, "rank": 1, "attempt": 1}) + "\n")
+    (mdir / "rank-00001.prom").write_text((mdir / "rank-00000.prom").read_text())
+    (spool / "more.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items[20:]))
+    _run(cfg, spool, out)
+    st = job_status(out)
+    assert list(st["ranks"]) == ["rank-00000"] and st["latest_attempt"] == 2
+    assert st["ranks"]["rank-00000"]["attempt"] == 2 and st["ranks"]["rank-00000"]["items_done"] == 10
+    assert sorted(p.name for p in mdir.glob("*.prom")) == ["rank-00000.prom"]
