@@ -9,12 +9,14 @@ shows them on stderr); daemons and harnesses that must keep an audit trail use
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,18 @@ class JsonLinesFormatter(logging.Formatter):
         return to_json(event)
 
 
+@contextlib.contextmanager
+def naming_file(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Re-raise an OSError that names no file (a write or fsync on an open file: a full disk
+    says only ``No space left on device``) as the same error naming ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, os.fspath(path)) from exc
+
+
 class JsonLinesWriter:
     """Append-only JSON-lines file, each line flushed and (optionally) fsync'd before returning.
 
@@ -100,7 +114,7 @@ class JsonLinesWriter:
     def write_many(self, events: list[dict[str, Any]]) -> None:
         """Append ``events`` in order with one flush and (optionally) one fsync: all are on disk on return."""
         text = "".join(to_json(e) + "\n" for e in events)
-        with self._lock:
+        with self._lock, naming_file(self.path):
             self._file.write(text)
             self._file.flush()
             if self._fsync:

@@ -39,7 +39,7 @@ from typing import Any
 
 from fabric_hpc.atomic import atomic_output, fsync_dir, write_atomic
 from fabric_hpc.errors import ConfigError, ExternalError, NotFoundError
-from fabric_hpc.events import JsonLinesWriter, cut_torn_tail, emit, read_json_lines
+from fabric_hpc.events import JsonLinesWriter, cut_torn_tail, emit, naming_file, read_json_lines
 from fabric_hpc.inference.engine import EngineResult
 
 __all__ = ["OUTPUT_MODES", "ChunkSink", "MergeError", "committed_ids", "dedupe_chunks", "drop_lost_chunks",
@@ -245,9 +245,10 @@ class ChunkSink:
         committed. Nothing counts as done until :meth:`commit`."""
         if self._file is None:
             self._file = open(self.out / "chunks" / (self._name() + ".tmp"), "wb")  # noqa: SIM115
-        self._file.write(json.dumps({"id": result.id, "tokens": result.tokens,
-                                     "finish_reason": result.finish_reason},
-                                    separators=(",", ":")).encode() + b"\n")
+        with naming_file(self._file.name):
+            self._file.write(json.dumps({"id": result.id, "tokens": result.tokens,
+                                         "finish_reason": result.finish_reason},
+                                        separators=(",", ":")).encode() + b"\n")
         self._ids.append(result.id)
         return len(self._ids) >= self.chunk_size
 
@@ -257,9 +258,10 @@ class ChunkSink:
         if not self._ids:
             return []
         name, fh = self._name(), self._file
-        fh.flush()
-        os.fsync(fh.fileno())
-        fh.close()
+        with naming_file(self.out / "chunks" / (name + ".tmp")):
+            fh.flush()
+            os.fsync(fh.fileno())
+            fh.close()
         self._file = None
         os.replace(self.out / "chunks" / (name + ".tmp"), self.out / "chunks" / name)
         fsync_dir(self.out / "chunks")

@@ -201,6 +201,9 @@ class Pipeline:
                     sink.commit()  # type: ignore[union-attr]
                     acked, held, last = held, [], time.monotonic()
                     self._ack(acked)
+        except BaseException:
+            held = []  # the sink (or an ack) failed here: a second commit would only fail again
+            raise
         finally:
             if held and sink is not None:  # flush the journal on the way out, even on teardown
                 sink.commit()

@@ -39,3 +39,30 @@ def test_an_engine_error_becomes_a_fabric_error_naming_it(tmp_path: Path) -> Non
     with pytest.raises(ExternalError, match="pipeline failed: ValueError: bad token id 99999") as info:
         pipe.run()
     assert "rerun with the same --output" in (info.value.hint or "")
+
+
+def test_a_full_disk_names_the_file_and_the_rerun_recovers(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC while journalling said only `error: path: No space left on device`."""
+    import errno
+    import os
+
+    from fabric_hpc.cli.main import main
+
+    spool, cfg, out = write_spool(tmp_path, random_items(30, seed=2)), make_config(tmp_path), tmp_path / "out"
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("journal/rank-00000.jsonl"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    argv = ["infer", "run", "--engine-config", str(cfg), "--input", str(spool), "--output", str(out),
+            "--no-progress", "--chunk-size", "8"]
+    monkeypatch.setattr(os, "fsync", fsync)
+    assert main(argv) == 5
+    err = capsys.readouterr().err
+    assert f"cannot write file '{out / 'journal' / 'rank-00000.jsonl'}': the disk is full" in err
+    assert "free space" in err and "Traceback" not in err
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert main(argv) == 0 and main(["infer", "merge", str(out)]) == 0
