@@ -66,3 +66,24 @@ def test_a_full_disk_names_the_file_and_the_rerun_recovers(tmp_path: Path, capsy
     assert "free space" in err and "Traceback" not in err
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert main(argv) == 0 and main(["infer", "merge", str(out)]) == 0
+
+
+def test_pytorch_engine_api_returns_an_absolute_engine_dir_and_vocab_errors_have_a_fix(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`infer run` reads engine_dir relative to the config file: a relative one returned by the
+    Python API broke as soon as the config was saved elsewhere (docs/engines.md's example)."""
+    pytest.importorskip("torch")
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.inference import EngineRequest, build_engine, load_engine_config
+    from fabric_hpc.inference.engines import prepare_pytorch_engine
+
+    monkeypatch.chdir(tmp_path)
+    cfg = prepare_pytorch_engine("models/tiny", preset="tiny", dtype="float32", max_batch_size=2,
+                                 max_input_len=8, max_seq_len=16, max_num_tokens=16)
+    assert cfg["engine_dir"] == str((tmp_path / "models" / "tiny").resolve())
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "engine.json").write_text(json.dumps(cfg))
+    engine = build_engine(load_engine_config(tmp_path / "configs" / "engine.json"), device="cpu")
+    with pytest.raises(ConfigError, match="outside the vocabulary") as info:
+        engine.add([EngineRequest("v", [1, 10**6], 2)])
+    assert "tokenizer" in (info.value.hint or "")
