@@ -122,6 +122,9 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int,
             live.stop()
     if result["rank"] != 0:
         return
+    # the whole job at the top (not rank 0's rates beside job totals); each rank under "ranks"
+    result = {**result["job"], **{k: result[k] for k in (
+        "world_size", "attempt", "resumed", "items_done_all_ranks", "dead_letter", "ranks")}}
     render(as_json, result, lambda c: c.print(
         f"attempt {result['attempt']}: {result['items_done_all_ranks']:,} items done on "
         f"{result['world_size']} rank(s), {result['resumed']:,} skipped as already done, "

@@ -156,9 +156,9 @@ def run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: s
             engine_options: Mapping[str, Any] | None = None,
             progress: Callable[[dict[str, Any]], None] | None = None,
             metrics_interval: float = 1.0, output_mode: str = "private") -> dict[str, Any]:
-    """Run (or resume) a job on this rank; return the whole job's totals on every rank
-    (:func:`~fabric_hpc.inference.telemetry.job_totals`: counts summed over ranks, rates over the
-    slowest rank's wall time), ``ranks`` (every rank's final snapshot, in
+    """Run (or resume) a job on this rank; return this rank's final snapshot, ``job`` (the whole
+    job's totals, on every rank: :func:`~fabric_hpc.inference.telemetry.job_totals`, counts summed
+    over ranks, rates over the slowest rank's wall time), ``ranks`` (every rank's final snapshot, in
     rank order), ``attempt``, ``resumed``, ``dead_letter`` (rank 0) and this ``rank``.
     ``output_mode="private"`` creates every output file 0600 and directory 0700 whatever the
     umask; ``"umask"`` follows the process umask."""
@@ -214,7 +214,7 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         ranks = ctx.allgather(snap)
         ctx.barrier()
         job = job_totals(ranks)
-        return {**job, "ranks": ranks, "rank": ctx.rank, "world_size": ctx.size,
+        return {**snap, "job": job, "ranks": ranks, "rank": ctx.rank, "world_size": ctx.size,
                 "attempt": attempt, "resumed": len(done), "items_done_all_ranks": job["items_done"],
                 "dead_letter": dead.count if ctx.rank == 0 else None}
     except PeerFailed as exc:
