@@ -129,7 +129,8 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int,
         f"attempt {result['attempt']}: {result['items_done_all_ranks']:,} items done on "
         f"{result['world_size']} rank(s), {result['resumed']:,} skipped as already done, "
         f"{result['dead_letter']} dead-lettered\njob: {_progress_line(result)}\n"
-        f"next: fabric infer merge {output}"))
+        f"next: fabric infer merge {output}" + (" --input FILE  (FILE: the lines that were piped in; merge "
+                                                 "checks the results against them)" if source == "-" else "")))
     if result["dead_letter"] and not result["items_done_all_ranks"] and not result["resumed"]:
         raise ConfigError(f"every item of the input ({result['dead_letter']}) was dead-lettered: nothing ran",
                           hint=f"each reason is in {output}/dead-letter.jsonl (often items longer than the "

@@ -87,3 +87,17 @@ def test_pytorch_engine_api_returns_an_absolute_engine_dir_and_vocab_errors_have
     with pytest.raises(ConfigError, match="outside the vocabulary") as info:
         engine.add([EngineRequest("v", [1, 10**6], 2)])
     assert "tokenizer" in (info.value.hint or "")
+
+
+def test_after_a_stdin_run_the_next_step_names_merge_input(tmp_path: Path) -> None:
+    """`next: fabric infer merge DIR` after `--input -` failed: merge needs the input again."""
+    from click.testing import CliRunner
+
+    from fabric_hpc.cli.main import cli
+
+    data = "".join(json.dumps(i) + "\n" for i in random_items(5, seed=1))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["infer", "run", "--engine-config", str(make_config(tmp_path)), "--input", "-",
+                                 "--output", str(out), "--no-progress"], input=data)
+    assert r.exit_code == 0, r.output
+    assert f"next: fabric infer merge {out} --input FILE" in r.output
