@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator, Set
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,17 @@ def _check(obj: Any) -> WorkItem:
     return WorkItem(rid, prompt, new, prio, klass)
 
 
+def _one_of_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook``: a key given twice is refused (``json`` keeps the last silently).
+    The rule of ``fabric_hpc.inputs.load_json``, without its whole-document depth walk, which
+    would triple the cost of parsing an item with a long prompt."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        twice = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+        raise IntakeRejection(f"key {twice[:80]!r} appears twice in one object (JSON would keep only the last)")
+    return obj
+
+
 class _Overlong(bytes):
     """The start of a line longer than MAX_LINE_BYTES (what the dead letter keeps of it)."""
 
@@ -112,8 +124,10 @@ def parse_item(line: str | bytes, limits: EngineLimits | None = None) -> WorkIte
     if isinstance(line, _Overlong):  # whatever its first bytes parse as
         raise IntakeRejection(f"line longer than {MAX_LINE_BYTES} bytes (the limit of one work item)")
     try:
-        obj = json.loads(line)
+        obj = json.loads(line, object_pairs_hook=_one_of_each)
     except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, IntakeRejection):
+            raise
         raise IntakeRejection(f"not valid JSON ({exc})") from None
     item = _check(obj)
     if limits is not None:
