@@ -35,15 +35,3 @@ def test_an_output_file_below_a_file_names_the_file(tmp_path, capsys):
     assert main(["topology", "report", "superpod:sus=1", "--out", str(tmp_path / "afile" / "r.html")]) == 3
     err = capsys.readouterr().err
     assert f"'{tmp_path / 'afile'}' is not a directory" in err and "mkdir" not in err
-
-
-def test_an_output_directory_below_a_file_names_the_file(tmp_path, capsys):
-    """`infer run --output spool/a.jsonl/x` said the directory a.jsonl does not exist and
-    suggested `mkdir -p` on a path that is a file."""
-    from fabric_hpc.cli.main import main
-
-    (tmp_path / "a.jsonl").write_text("")
-    assert main(["infer", "run", "--engine-config", str(tmp_path / "cfg.json"), "--input", str(tmp_path),
-                 "--output", str(tmp_path / "a.jsonl" / "x")]) == 3
-    err = capsys.readouterr().err
-    assert f"'{tmp_path / 'a.jsonl'}' is not a directory" in err and "mkdir" not in err

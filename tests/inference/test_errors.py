@@ -101,3 +101,15 @@ def test_after_a_stdin_run_the_next_step_names_merge_input(tmp_path: Path) -> No
                                  "--output", str(out), "--no-progress"], input=data)
     assert r.exit_code == 0, r.output
     assert f"next: fabric infer merge {out} --input FILE" in r.output
+
+
+def test_an_output_directory_below_a_file_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`infer run --output spool/a.jsonl/x` said the directory a.jsonl does not exist and
+    suggested `mkdir -p` on a path that is a file."""
+    from fabric_hpc.cli.main import main
+
+    (tmp_path / "a.jsonl").write_text("")
+    assert main(["infer", "run", "--engine-config", str(tmp_path / "cfg.json"), "--input", str(tmp_path),
+                 "--output", str(tmp_path / "a.jsonl" / "x")]) == 3
+    err = capsys.readouterr().err
+    assert f"'{tmp_path / 'a.jsonl'}' is not a directory" in err and "mkdir" not in err
