@@ -9,12 +9,14 @@ shows them on stderr); daemons and harnesses that must keep an audit trail use
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,18 @@ class JsonLinesFormatter(logging.Formatter):
         return to_json(event)
 
 
+@contextlib.contextmanager
+def naming_file(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Re-raise an OSError that names no file (a write or fsync on an open file: a full disk
+    says only ``No space left on device``) as the same error naming ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, os.fspath(path)) from exc
+
+
 class JsonLinesWriter:
     """Append-only JSON-lines file, each line flushed and (optionally) fsync'd before returning.
 
@@ -100,7 +114,7 @@ class JsonLinesWriter:
     def write_many(self, events: list[dict[str, Any]]) -> None:
         """Append ``events`` in order with one flush and (optionally) one fsync: all are on disk on return."""
         text = "".join(to_json(e) + "\n" for e in events)
-        with self._lock:
+        with self._lock, naming_file(self.path):
             self._file.write(text)
             self._file.flush()
             if self._fsync:
@@ -115,6 +129,36 @@ class JsonLinesWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def cut_torn_tail(path: str | os.PathLike[str]) -> int:
+    """Truncate a JSON-lines file after its last newline; return the bytes cut (0 if none or no file).
+
+    Every write of :class:`JsonLinesWriter` ends with a newline, so bytes after the last one are
+    a write cut short (a full disk, a crash). Appending after them would glue the next record onto
+    the fragment and damage the file in the middle; call this before reopening a file to append,
+    while no other process writes to it."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return 0
+    try:
+        size = os.fstat(fd).st_size
+        keep, block = size, 1 << 16
+        while keep > 0:  # scan back from the end for the last newline
+            start = max(0, keep - block)
+            data = os.pread(fd, keep - start, start)
+            nl = data.rfind(b"\n")
+            if nl >= 0:
+                keep = start + nl + 1
+                break
+            keep = start
+        if keep < size:
+            os.ftruncate(fd, keep)
+            os.fsync(fd)
+        return size - keep
+    finally:
+        os.close(fd)
 
 
 def read_json_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

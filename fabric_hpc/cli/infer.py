@@ -62,15 +62,16 @@ def prepare_cmd(engine_dir: Path, checkpoint: Path, step: int | None, prefix: st
 
 
 def _progress_line(snap: dict[str, Any]) -> str:
-    q = snap.get("queue_depths") or {}
-    util = snap.get("gpu_util")
-    return (f"done {snap.get('items_done', 0):,} (+{snap.get('resumed', 0):,} resumed)  "
+    """One rank's live snapshot, or the job's totals (no GPU or queue fields: they are per rank)."""
+    line = (f"done {snap.get('items_done', 0):,} (+{snap.get('resumed', 0):,} resumed)  "
             f"{snap.get('items_per_s', 0):,.0f} items/s  "
             f"{snap.get('output_tokens_per_s', 0):,.0f} out tok/s  "
-            f"pad {snap.get('padding_waste', 0):.2%}  busy {snap.get('engine_busy_fraction', 0):.0%}  "
-            f"gpu {'-' if util is None else f'{util:.0f}%'}  "
-            f"lanes {q.get('lanes', 0)} engine {q.get('engine_active', 0)} "
-            f"done_q {q.get('done_q', 0)}")
+            f"pad {snap.get('padding_waste', 0):.2%}  busy {snap.get('engine_busy_fraction', 0):.0%}")
+    if "queue_depths" not in snap:
+        return line
+    q, util = snap["queue_depths"] or {}, snap.get("gpu_util")
+    return (f"{line}  gpu {'-' if util is None else f'{util:.0f}%'}  "
+            f"lanes {q.get('lanes', 0)} engine {q.get('engine_active', 0)} done_q {q.get('done_q', 0)}")
 
 
 @group.command("run")
@@ -121,11 +122,15 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int,
             live.stop()
     if result["rank"] != 0:
         return
+    # the whole job at the top (not rank 0's rates beside job totals); each rank under "ranks"
+    result = {**result["job"], **{k: result[k] for k in (
+        "world_size", "attempt", "resumed", "items_done_all_ranks", "dead_letter", "ranks")}}
     render(as_json, result, lambda c: c.print(
         f"attempt {result['attempt']}: {result['items_done_all_ranks']:,} items done on "
         f"{result['world_size']} rank(s), {result['resumed']:,} skipped as already done, "
-        f"{result['dead_letter']} dead-lettered\nrank 0: {_progress_line(result)}\n"
-        f"next: fabric infer merge {output}"))
+        f"{result['dead_letter']} dead-lettered\njob: {_progress_line(result)}\n"
+        f"next: fabric infer merge {output}" + (" --input FILE  (FILE: the lines that were piped in; merge "
+                                                 "checks the results against them)" if source == "-" else "")))
     if result["dead_letter"] and not result["items_done_all_ranks"] and not result["resumed"]:
         raise ConfigError(f"every item of the input ({result['dead_letter']}) was dead-lettered: nothing ran",
                           hint=f"each reason is in {output}/dead-letter.jsonl (often items longer than the "

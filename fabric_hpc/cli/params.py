@@ -44,15 +44,15 @@ class OutputDir(click.ParamType):
     name = "directory"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
-        from fabric_hpc.errors import ConfigError, NotFoundError  # exit code 3, as output_path's
+        from fabric_hpc.errors import ConfigError  # exit code 3, as output_path's
+        from fabric_hpc.inputs import output_path
 
         path = Path(value)
         what = param.opts[0] if isinstance(param, click.Option) else param.human_readable_name if param else "output"
         if path.exists() and not path.is_dir():
             raise ConfigError(f"{what} {str(value)!r} exists and is not a directory",
                               hint="give a new or existing directory")
-        parent = path.absolute().parent
-        if not parent.is_dir():
-            raise NotFoundError(f"{what} {str(value)!r}: the directory {str(parent)!r} does not exist",
-                                hint=f"create it first (mkdir -p {parent})")
+        if not path.absolute().parent.is_dir():
+            # output_path's message: a file where a directory is needed, or the missing directory
+            output_path(path.absolute(), what=what)
         return path

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator, Set
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from fabric_hpc.events import JsonLinesWriter, make_event
 from fabric_hpc.inference.engine import EngineLimits
 
 __all__ = ["DeadLetter", "IntakeRejection", "WorkItem", "parse_item", "read_items",
-           "load_snapshot", "snapshot_lines", "spool_files", "spool_lines", "spool_snapshot", "stream_lines"]
+           "checked_snapshot", "load_snapshot", "snapshot_lines", "spool_files", "spool_lines", "spool_snapshot", "stream_lines"]
 
 _KEYS = frozenset({"id", "prompt", "max_new_tokens", "priority", "class"})
 MAX_INT = 2**31
@@ -66,6 +67,15 @@ class IntakeRejection(ValueError):
     """A line that cannot become a work item; ``reason`` goes to the dead-letter file."""
 
 
+def _check_utf8(key: str, text: str) -> None:
+    """JSON's ``\\ud800`` escapes can spell a lone surrogate, which no UTF-8 file can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise IntakeRejection(f"{key} is not valid Unicode: a lone surrogate {text[exc.start]!r} at "
+                              f"character {exc.start} (an escape like \\ud800 without its pair)") from None
+
+
 def _check(obj: Any) -> WorkItem:
     if not isinstance(obj, dict):
         raise IntakeRejection(f"expected a JSON object, got {type(obj).__name__}")
@@ -78,6 +88,7 @@ def _check(obj: Any) -> WorkItem:
     rid, prompt, new = obj["id"], obj["prompt"], obj["max_new_tokens"]
     if not isinstance(rid, str) or not rid or len(rid) > 512 or "\n" in rid:
         raise IntakeRejection("id must be a non-empty string (at most 512 chars, no newline)")
+    _check_utf8("id", rid)
     if not isinstance(prompt, list) or not prompt:
         raise IntakeRejection("prompt must be a non-empty list of token ids")
     if not all(type(t) is int and 0 <= t < MAX_INT for t in prompt):
@@ -89,7 +100,19 @@ def _check(obj: Any) -> WorkItem:
         raise IntakeRejection(f"priority must be an integer in -{MAX_INT}..{MAX_INT}")
     if not isinstance(klass, str) or len(klass) > 512:
         raise IntakeRejection("class must be a string (at most 512 chars)")
+    _check_utf8("class", klass)
     return WorkItem(rid, prompt, new, prio, klass)
+
+
+def _one_of_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook``: a key given twice is refused (``json`` keeps the last silently).
+    The rule of ``fabric_hpc.inputs.load_json``, without its whole-document depth walk, which
+    would triple the cost of parsing an item with a long prompt."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        twice = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+        raise IntakeRejection(f"key {twice[:80]!r} appears twice in one object (JSON would keep only the last)")
+    return obj
 
 
 class _Overlong(bytes):
@@ -101,8 +124,10 @@ def parse_item(line: str | bytes, limits: EngineLimits | None = None) -> WorkIte
     if isinstance(line, _Overlong):  # whatever its first bytes parse as
         raise IntakeRejection(f"line longer than {MAX_LINE_BYTES} bytes (the limit of one work item)")
     try:
-        obj = json.loads(line)
+        obj = json.loads(line, object_pairs_hook=_one_of_each)
     except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, IntakeRejection):
+            raise
         raise IntakeRejection(f"not valid JSON ({exc})") from None
     item = _check(obj)
     if limits is not None:
@@ -171,6 +196,21 @@ def spool_snapshot(spool: str | os.PathLike[str]) -> dict[str, Any]:
             continue
         files.append({"name": p.name, "size": st.st_size, "ino": st.st_ino})
     return {"spool": str(path), "single_file": path.is_file(), "files": files}
+
+
+def checked_snapshot(spool: str | os.PathLike[str]) -> dict[str, Any]:
+    """:func:`spool_snapshot` for a run: a spool without a single ``*.jsonl`` file is a
+    ConfigError naming the files it ignored (a batch job with no input is a mistake)."""
+    snap = spool_snapshot(spool)
+    if not snap["files"]:
+        path = Path(spool)
+        names = sorted(p.name for p in path.iterdir())
+        seen = (f"it holds only {', '.join(repr(n) for n in names[:8])}{' ...' if len(names) > 8 else ''}, "
+                f"which are ignored") if names else "it is empty"
+        raise ConfigError(f"input spool {path} has no *.jsonl file to read: {seen}",
+                          hint="only complete files named *.jsonl (lower case) are read: producers write "
+                               "NAME.tmp and rename it to NAME.jsonl; check --input")
+    return snap
 
 
 def load_snapshot(path: Path) -> dict[str, Any]:

@@ -39,10 +39,10 @@ from typing import Any
 
 from fabric_hpc.atomic import atomic_output, fsync_dir, write_atomic
 from fabric_hpc.errors import ConfigError, ExternalError, NotFoundError
-from fabric_hpc.events import JsonLinesWriter, emit, read_json_lines
+from fabric_hpc.events import JsonLinesWriter, cut_torn_tail, emit, naming_file, read_json_lines
 from fabric_hpc.inference.engine import EngineResult
 
-__all__ = ["OUTPUT_MODES", "ChunkSink", "MergeError", "committed_ids", "dedupe_chunks",
+__all__ = ["OUTPUT_MODES", "ChunkSink", "MergeError", "committed_ids", "dedupe_chunks", "drop_lost_chunks",
            "journal_records", "merge_outputs", "next_attempt", "prepare_resume", "private_files"]
 
 OUTPUT_MODES = ("private", "umask")
@@ -119,6 +119,30 @@ def _without(path: Path, drop: set[str], dest: Path) -> list[str]:
     return ids
 
 
+def _write_journal(path: Path, records: list[dict[str, Any]]) -> None:
+    """Replace a journal file atomically (fsync'd) with ``records``."""
+    write_atomic(path, b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records))
+
+
+def drop_lost_chunks(out: str | os.PathLike[str]) -> list[str]:
+    """Remove the journal records whose chunk file is gone (deleted or lost since it was
+    committed), so their ids count as not done and the new attempt recomputes them; return
+    the chunk names dropped. Without this, merge would demand the lost chunk forever."""
+    out = Path(out)
+    for _ in journal_records(out):  # every record checked (a damaged one is a ConfigError) first
+        pass
+    lost: list[str] = []
+    for jpath in sorted((out / "journal").glob("rank-*.jsonl")):
+        records = read_json_lines(jpath)
+        gone = [r["chunk"] for r in records if not (out / "chunks" / r["chunk"]).is_file()]
+        if gone:
+            lost.extend(gone)
+            _write_journal(jpath, [r for r in records if r["chunk"] not in gone])
+    if lost:
+        emit("infer.lost_chunks", chunks=lost[:20], count=len(lost), dir=str(out))
+    return lost
+
+
 def dedupe_chunks(out: str | os.PathLike[str]) -> list[str]:
     """Keep the first journalled copy of every id and rewrite later chunks without it.
 
@@ -150,21 +174,31 @@ def dedupe_chunks(out: str | os.PathLike[str]) -> list[str]:
             ids = _without(cdir / rec["chunk"], dup, cdir / name)
             kept.append({**rec, "chunk": name, "n": len(ids), "ids": ids})
         if dirty:
-            write_atomic(jpath, b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n"
-                                         for r in kept))
+            _write_journal(jpath, kept)
     if removed:
         emit("infer.dedupe", removed=len(removed), ids=removed[:20], dir=str(out))
     return removed
 
 
+def _cut_torn_tails(out: Path) -> None:
+    """Cut the torn last line (a write cut short by a full disk or a crash) off every journal and
+    metrics file, so the new attempt's records start on a line of their own."""
+    for path in (*sorted(out.glob("journal/rank-*.jsonl")), *sorted(out.glob("metrics/rank-*.jsonl"))):
+        if cut := cut_torn_tail(path):
+            emit("infer.torn_tail_cut", file=str(path), bytes=cut)
+
+
 def prepare_resume(out: str | os.PathLike[str]) -> int:
-    """Keep the first copy of any duplicated id (:func:`dedupe_chunks`), then delete temp files
-    and chunks no journal record names; return how many files were removed.
-    Call on one rank, before any rank of the new attempt writes."""
+    """Cut torn last lines off the journals, forget chunks that are gone
+    (:func:`drop_lost_chunks`), keep the first copy of any duplicated id
+    (:func:`dedupe_chunks`), then delete temp files and chunks no journal record names; return
+    how many files were removed. Call on one rank, before any rank of the new attempt writes."""
     out = Path(out)
+    _cut_torn_tails(out)
     cdir = out / "chunks"
     if not cdir.is_dir():
         return 0
+    drop_lost_chunks(out)
     dedupe_chunks(out)
     named = {rec["chunk"] for rec in journal_records(out)}
     removed = 0
@@ -211,9 +245,10 @@ class ChunkSink:
         committed. Nothing counts as done until :meth:`commit`."""
         if self._file is None:
             self._file = open(self.out / "chunks" / (self._name() + ".tmp"), "wb")  # noqa: SIM115
-        self._file.write(json.dumps({"id": result.id, "tokens": result.tokens,
-                                     "finish_reason": result.finish_reason},
-                                    separators=(",", ":")).encode() + b"\n")
+        with naming_file(self._file.name):
+            self._file.write(json.dumps({"id": result.id, "tokens": result.tokens,
+                                         "finish_reason": result.finish_reason},
+                                        separators=(",", ":")).encode() + b"\n")
         self._ids.append(result.id)
         return len(self._ids) >= self.chunk_size
 
@@ -223,9 +258,10 @@ class ChunkSink:
         if not self._ids:
             return []
         name, fh = self._name(), self._file
-        fh.flush()
-        os.fsync(fh.fileno())
-        fh.close()
+        with naming_file(self.out / "chunks" / (name + ".tmp")):
+            fh.flush()
+            os.fsync(fh.fileno())
+            fh.close()
         self._file = None
         os.replace(self.out / "chunks" / (name + ".tmp"), self.out / "chunks" / name)
         fsync_dir(self.out / "chunks")

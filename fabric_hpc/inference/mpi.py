@@ -82,6 +82,10 @@ class MpiContext:
         if self.comm is not None:
             self.comm.Barrier()
 
+    def allgather(self, value: Any) -> list[Any]:
+        """Every rank's ``value``, in rank order, on every rank."""
+        return self.comm.allgather(value) if self.comm is not None else [value]
+
     def allreduce_sum(self, value: int) -> int:
         return self.comm.allreduce(value) if self.comm is not None else value
 

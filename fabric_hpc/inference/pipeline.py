@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from fabric_hpc.errors import ExternalError
+from fabric_hpc.errors import ExternalError, FabricError
 from fabric_hpc.inference.admission import TokenBudget, budget_for
 from fabric_hpc.inference.engine import Engine, EngineResult
 from fabric_hpc.inference.intake import WorkItem
@@ -201,6 +201,9 @@ class Pipeline:
                     sink.commit()  # type: ignore[union-attr]
                     acked, held, last = held, [], time.monotonic()
                     self._ack(acked)
+        except BaseException:
+            held = []  # the sink (or an ack) failed here: a second commit would only fail again
+            raise
         finally:
             if held and sink is not None:  # flush the journal on the way out, even on teardown
                 sink.commit()
@@ -247,9 +250,11 @@ class Pipeline:
         self._restore_switch()
         if self.errors:
             exc = self.errors[0]
-            if isinstance(exc, ExternalError | ValueError):
-                raise exc
-            raise ExternalError(f"inference pipeline failed: {exc!r}") from exc
+            if isinstance(exc, FabricError | OSError) or not isinstance(exc, Exception):
+                raise exc  # already says what and where (an OSError names its file)
+            raise ExternalError(f"inference pipeline failed: {type(exc).__name__}: {str(exc)[:500]}",
+                                hint="the engine or a stage of the harness raised it; finished chunks are kept: "
+                                     "fix the cause and rerun with the same --output to resume") from exc
 
     def run(self, tick: Callable[[], None] | None = None) -> dict[str, Any]:
         self.start()

@@ -21,11 +21,11 @@ from fabric_hpc.inference.engine import EngineLimits, build_engine, load_engine_
 from fabric_hpc.inference.intake import (
     DeadLetter,
     WorkItem,
+    checked_snapshot,
     load_snapshot,
     read_items,
     snapshot_lines,
     spool_lines,
-    spool_snapshot,
     stream_lines,
 )
 from fabric_hpc.atomic import write_atomic
@@ -39,7 +39,7 @@ from fabric_hpc.inference.journal import (
 )
 from fabric_hpc.inference.mpi import MpiContext, PeerFailed, mpi_context, shard_longest_first
 from fabric_hpc.inference.pipeline import Pipeline, PipelineOptions
-from fabric_hpc.inference.telemetry import MetricsWriter
+from fabric_hpc.inference.telemetry import MetricsWriter, job_totals
 from fabric_hpc.inputs import read_json
 from fabric_hpc.pidlock import PidLock
 
@@ -58,6 +58,22 @@ def _output_lock(out: Path) -> PidLock:
                    hint="wait for it to end (it resumes where it stops), or use another --output")
 
 
+def _check_same_run(path: Path, run_doc: dict[str, Any]) -> None:
+    """ConfigError naming the old and new values when ``path`` (run.json) holds another run."""
+    old = read_json(path, what="run file", limit=16 << 20)
+    for key in ("input", "engine_config", "limits"):
+        before = old.get(key) if isinstance(old, dict) else None
+        if before == run_doc[key]:
+            continue
+        if isinstance(before, dict):
+            changed = sorted(k for k in before.keys() | run_doc[key].keys() if before.get(k) != run_doc[key].get(k))
+            diff = ", ".join(f"{k}: {before.get(k)!r} then, {run_doc[key].get(k)!r} now" for k in changed[:5])
+        else:
+            diff = f"{before!r} then, {run_doc[key]!r} now"
+        raise ConfigError(f"{path.parent} holds a run with a different {key} ({diff[:600]}): cannot resume it",
+                          hint=f"use a new --output directory, or the original {key}")
+
+
 def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
              ) -> tuple[int, dict[str, Any] | None, PidLock | None]:
     """Rank 0 locks the output, checks run.json, cleans orphans, opens an attempt and takes the
@@ -66,23 +82,21 @@ def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
     lock = None
     if ctx.rank == 0:
         try:
+            if source != "-":  # a wrong --input fails before the output directory is touched
+                state["snapshot"] = checked_snapshot(run_doc["input"])
             out.mkdir(parents=True, exist_ok=True)
             lock = _output_lock(out)
             lock.acquire()
             path = out / "run.json"
             if path.is_file():
-                old = read_json(path, what="run file", limit=16 << 20)
-                for key in ("input", "engine_config", "limits"):
-                    if not isinstance(old, dict) or old.get(key) != run_doc[key]:
-                        raise ConfigError(
-                            f"{out} holds a run with a different {key}: cannot resume it",
-                            hint="use a new --output directory, or the original settings")
+                _check_same_run(path, run_doc)
             else:
                 write_atomic(path, json.dumps(run_doc, indent=2).encode())
             prepare_resume(out)
             (out / "dead-letter.jsonl").unlink(missing_ok=True)  # recomputed from the input
+            for prom in out.glob("metrics/rank-*.prom"):  # an earlier attempt's ranks: not exported as current
+                prom.unlink()
             if source != "-":
-                state["snapshot"] = spool_snapshot(run_doc["input"])
                 write_atomic(out / SNAPSHOT, json.dumps(state["snapshot"]).encode())
             state["attempt"] = next_attempt(out)
         except FabricError as exc:
@@ -142,7 +156,10 @@ def run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: s
             engine_options: Mapping[str, Any] | None = None,
             progress: Callable[[dict[str, Any]], None] | None = None,
             metrics_interval: float = 1.0, output_mode: str = "private") -> dict[str, Any]:
-    """Run (or resume) a job on this rank; return this rank's final snapshot plus totals.
+    """Run (or resume) a job on this rank; return this rank's final snapshot, ``job`` (the whole
+    job's totals, on every rank: :func:`~fabric_hpc.inference.telemetry.job_totals`, counts summed
+    over ranks, rates over the slowest rank's wall time), ``ranks`` (every rank's final snapshot, in
+    rank order), ``attempt``, ``resumed``, ``dead_letter`` (rank 0) and this ``rank``.
     ``output_mode="private"`` creates every output file 0600 and directory 0700 whatever the
     umask; ``"umask"`` follows the process umask."""
     with private_files(output_mode):
@@ -175,7 +192,7 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         items, dead = _items(ctx, snapshot, out, limits, done)
         sink = ChunkSink(out, rank=ctx.rank, attempt=attempt, chunk_size=opts.chunk_size)
         pipeline = Pipeline(engine, items, sink, opts, on_ack=_fault_hook(ctx, out))
-        metrics = MetricsWriter(out, ctx.rank, gpu_index=ctx.local_rank)
+        metrics = MetricsWriter(out, ctx.rank, gpu_index=ctx.local_rank, attempt=attempt)
         emit("infer.start", rank=ctx.rank, size=ctx.size, attempt=attempt, resumed=len(done))
         last = [0.0]
 
@@ -194,10 +211,11 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         sink.close()
         dead.close()
         engine.close()
-        total = ctx.allreduce_sum(pipeline.acked)
+        ranks = ctx.allgather(snap)
         ctx.barrier()
-        return {**snap, "rank": ctx.rank, "world_size": ctx.size, "attempt": attempt,
-                "resumed": len(done), "items_done_all_ranks": total,
+        job = job_totals(ranks)
+        return {**snap, "job": job, "ranks": ranks, "rank": ctx.rank, "world_size": ctx.size,
+                "attempt": attempt, "resumed": len(done), "items_done_all_ranks": job["items_done"],
                 "dead_letter": dead.count if ctx.rank == 0 else None}
     except PeerFailed as exc:
         if pipeline is not None:
@@ -234,18 +252,21 @@ def job_status(output: str | os.PathLike[str]) -> dict[str, Any]:
     """Progress of a run from its output directory (works while it runs)."""
     out = Path(output)
     run = _load_run(out)
+    attempts = out / "attempts"
+    latest = max((int(p.name) for p in attempts.iterdir() if p.name.isdigit()), default=0) \
+        if attempts.is_dir() else 0
     ranks = {}
     for path in sorted((out / "metrics").glob("rank-*.jsonl")):
         lines = read_json_lines(path)
-        if lines:
-            last = lines[-1]
-            ranks[path.stem] = {k: last.get(k) for k in (
-                "ts", "items_done", "items_per_s", "output_tokens_per_s", "padding_waste",
+        # a rank of an earlier attempt (more ranks then) is not shown as the latest attempt's
+        if lines and lines[-1].get("attempt") in (latest, None):
+            ranks[path.stem] = {k: lines[-1].get(k) for k in (
+                "ts", "attempt", "items_done", "items_per_s", "output_tokens_per_s", "padding_waste",
                 "engine_busy_fraction", "queue_depths", "gpu_util")}
     dead = out / "dead-letter.jsonl"
-    attempts = out / "attempts"
     return {"output": str(out), "input": run["input"], "engine": run["engine_config"]["engine"],
             "attempts": len(list(attempts.iterdir())) if attempts.is_dir() else 0,
+            "latest_attempt": latest,
             "done": len(committed_ids(out)),
             "dead_letter": len(read_json_lines(dead)) if dead.is_file() else 0,
             "merged": _merged(out), "running": _output_lock(out).holder() is not None,

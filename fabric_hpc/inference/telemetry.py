@@ -17,7 +17,7 @@ from typing import Any
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.events import JsonLinesWriter, make_event
 
-__all__ = ["METRICS", "MetricsWriter", "NvmlSampler", "prometheus_text"]
+__all__ = ["METRICS", "MetricsWriter", "NvmlSampler", "job_totals", "prometheus_text"]
 
 # snapshot key -> (Prometheus name, type, help, scale). Names follow Prometheus conventions (counters
 # ``_total``, ratios ``_ratio``, per-second rates ``_per_second``); the two GPU gauges carry the DCGM
@@ -40,6 +40,24 @@ METRICS: dict[str, tuple[str, str, str, float]] = {
 }
 #: the other series: queue depth per stage and the token budget in flight
 QUEUE_DEPTH, BUDGET = "fabric_infer_queue_depth", "fabric_infer_budget_in_flight_tokens"
+
+
+_SUMMED = ("items_in", "items_done", "input_tokens", "output_tokens", "engine_steps")
+
+
+def job_totals(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
+    """The whole job from every rank's final snapshot: counts summed, ``wall_s`` the slowest
+    rank's, rates = totals / that wall time, ``padding_waste`` and ``engine_busy_fraction`` the
+    mean over ranks."""
+    job: dict[str, Any] = {k: sum(s.get(k) or 0 for s in snapshots) for k in _SUMMED}
+    wall = max((s.get("wall_s") or 0.0 for s in snapshots), default=0.0)
+    job["wall_s"] = wall
+    for rate, total in (("items_per_s", "items_done"), ("input_tokens_per_s", "input_tokens"),
+                        ("output_tokens_per_s", "output_tokens")):
+        job[rate] = job[total] / wall if wall else 0.0
+    for key in ("padding_waste", "engine_busy_fraction"):
+        job[key] = sum(s.get(key) or 0.0 for s in snapshots) / max(len(snapshots), 1)
+    return job
 
 
 class NvmlSampler:
@@ -116,15 +134,16 @@ def prometheus_text(snapshot: dict[str, Any], *, rank: int, gpu: int | None = No
 class MetricsWriter:
     """Writes snapshots for one rank under ``DIR/metrics``."""
 
-    def __init__(self, out: str | os.PathLike[str], rank: int, *, gpu_index: int = 0) -> None:
+    def __init__(self, out: str | os.PathLike[str], rank: int, *, gpu_index: int = 0,
+                 attempt: int | None = None) -> None:
         self.dir = Path(out) / "metrics"
-        self.rank, self.gpu = rank, gpu_index
+        self.rank, self.gpu, self.attempt = rank, gpu_index, attempt
         self.job_id = os.environ.get("SLURM_JOB_ID") or None  # label only under Slurm (bounded: docs/metrics.md)
         self.lines = JsonLinesWriter(self.dir / f"rank-{rank:05d}.jsonl", fsync=False)
         self.nvml = NvmlSampler(gpu_index)
 
     def write(self, snapshot: dict[str, Any]) -> dict[str, Any]:
-        snap = {**snapshot, **self.nvml.sample(), "rank": self.rank}
+        snap = {**snapshot, **self.nvml.sample(), "rank": self.rank, "attempt": self.attempt}
         self.lines.write(make_event("infer.metrics", **snap))
         prom = self.dir / f"rank-{self.rank:05d}.prom"
         write_atomic(prom, prometheus_text(snap, rank=self.rank, gpu=self.gpu, job_id=self.job_id), durable=False)

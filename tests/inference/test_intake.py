@@ -30,6 +30,9 @@ BAD = [
     ('{"id": "a", "prompt": [1], "max_new_tokens": 0}', "max_new_tokens must be"),
     ('{"id": "a", "prompt": [1], "max_new_tokens": 2, "priority": "high"}', "priority"),
     ('{"id": "a", "prompt": [1], "max_new_tokens": 2, "class": 3}', "class must be"),
+    ('{"id": "a", "prompt": [1], "max_new_tokens": 2, "id": "b"}', "key 'id' appears twice in one object"),
+    ('{"id": "b\\ud800", "prompt": [1], "max_new_tokens": 2}', "id is not valid Unicode: a lone surrogate"),
+    ('{"id": "b", "prompt": [1], "max_new_tokens": 2, "class": "\\udc00x"}', "class is not valid Unicode"),
     (json.dumps({"id": "a", "prompt": [1] * 129, "max_new_tokens": 2}), "max_input_len"),
     (json.dumps({"id": "a", "prompt": [1] * 100, "max_new_tokens": 100}), "max_seq_len"),
 ]

@@ -151,3 +151,16 @@ def test_run_refuses_an_output_that_overlaps_the_input(tmp_path: Path, capsys: p
                  "--output", str(tmp_path / "no" / "out")]) == 3
     assert "does not exist" in capsys.readouterr().err and not (tmp_path / "no").exists()
     assert sorted(p.name for p in spool.iterdir()) == ["a.jsonl"]
+
+
+def test_cut_torn_tail_keeps_whole_lines_only(tmp_path: Path) -> None:
+    from fabric_hpc.events import cut_torn_tail
+
+    path = tmp_path / "j.jsonl"
+    assert cut_torn_tail(path) == 0                       # no file: nothing to do
+    path.write_bytes(b'{"a":1}\n{"b":2}\n')
+    assert cut_torn_tail(path) == 0 and path.read_bytes() == b'{"a":1}\n{"b":2}\n'
+    path.write_bytes(b'{"a":1}\n{"b":')
+    assert cut_torn_tail(path) == 5 and path.read_bytes() == b'{"a":1}\n'
+    path.write_bytes(b"x" * 70000)                        # no newline at all: a single torn record
+    assert cut_torn_tail(path) == 70000 and path.read_bytes() == b""

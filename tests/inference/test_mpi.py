@@ -109,7 +109,11 @@ def test_three_ranks_shard_longest_first_and_merge(job: dict) -> None:
     out = job["tmp"] / "three"
     code, stdout, err = finish(launch(job, out, 3))
     assert code == 0, err[-2000:]
-    assert json.loads(stdout)["items_done_all_ranks"] == 240
+    res = json.loads(stdout)
+    assert res["items_done_all_ranks"] == res["items_done"] == 240  # job-level, not rank 0's
+    assert [r["rank"] for r in res["ranks"]] == [0, 1, 2]
+    assert res["output_tokens"] == sum(r["output_tokens"] for r in res["ranks"])
+    assert res["items_per_s"] == pytest.approx(240 / max(r["wall_s"] for r in res["ranks"]))
     check_exactly_once(job, out)
     cost = {it["id"]: len(it["prompt"]) + it["max_new_tokens"] for it in job["items"]}
     loads = []

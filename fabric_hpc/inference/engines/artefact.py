@@ -207,7 +207,7 @@ def _prepare_pytorch_engine(path: Path, *, dtype: str, max_batch_size: int, max_
            "max_num_tokens": max_num_tokens, "tensor_parallel_size": 1, **weights}
     parse_model(EngineBuild, doc, source=str(path / ENGINE_FILE))
     write_atomic(path / ENGINE_FILE, json.dumps(doc, indent=2))
-    return {"engine": "pytorch", "engine_dir": str(path), "architecture": ARCHITECTURE,
+    return {"engine": "pytorch", "engine_dir": str(path.resolve()), "architecture": ARCHITECTURE,
             "dtype": dtype, "max_batch_size": max_batch_size, "max_input_len": max_input_len,
             "max_seq_len": max_seq_len, "max_num_tokens": max_num_tokens,
             "tensor_parallel_size": 1}

@@ -202,7 +202,10 @@ class TorchEngine:
         for r in requests:
             if any(not 0 <= t < self.model.spec.vocab_size for t in r.prompt):
                 raise ConfigError(f"engine.add: request {r.id!r} has token ids outside the "
-                                  f"vocabulary (0..{self.model.spec.vocab_size - 1})")
+                                  f"vocabulary (0..{self.model.spec.vocab_size - 1})",
+                                  hint="tokenise prompts with this model's own tokenizer (ids below its "
+                                       f"vocab_size {self.model.spec.vocab_size}); fix or remove that item "
+                                       "and rerun with the same --output")
         group = []
         for r in requests:
             seq = _Seq(r, heapq.heappop(self._free))
