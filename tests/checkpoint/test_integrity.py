@@ -224,3 +224,20 @@ def test_a_damaged_manifest_is_named_in_one_line(tmp_path: Path) -> None:
     manifest.write_bytes(b"\xff\xfe" + good.encode())
     with pytest.raises(CheckpointCorruptError, match=r"not UTF-8 \(byte offset 0\)"):
         open_checkpoint(tmp_path, 1)
+
+
+@pytest.mark.parametrize("damage", [{"format_version": "one"}, {"tensors": {"w": {"path": "w"}}}])
+def test_prune_keeps_a_step_whose_manifest_is_json_but_not_a_manifest(tmp_path: Path, damage: dict) -> None:
+    """Valid JSON that does not validate as a manifest is damage too: not counted among the
+    newest N, kept, and listed as damaged (prune used to delete every restorable step)."""
+    from fabric_hpc.checkpoint import RetentionPolicy, prune
+
+    for step in (10, 20, 30):
+        save(tmp_path, {"w": np.full(4, step, np.float32)}, step=step)
+    manifest = tmp_path / "step-0000000030" / "zarr.json"
+    doc = json.loads(manifest.read_text())
+    doc["attributes"]["fabric_checkpoint"].update(damage)
+    manifest.write_text(json.dumps(doc))
+    res = prune(tmp_path, RetentionPolicy(keep_last=1, keep_tagged=False))
+    assert res.removed == [10] and res.kept == [20, 30] and res.damaged == [30]
+    assert restore(tmp_path, step=20)["w"].tolist() == [20.0] * 4
