@@ -131,6 +131,30 @@ def test_tiers_drain_and_restore_from_newest(tmp_path: Path) -> None:
     assert ref.step == 9 and restore(ref.path)["a"][0] == 9
 
 
+def test_tiers_refuse_a_step_already_on_the_shared_tier(tmp_path: Path) -> None:
+    """A re-run step (after a rollback) is an error, as for a plain save: it used to be kept
+    only locally, never drained, and pruned later while the shared tier kept the old values."""
+    from fabric_hpc.checkpoint.tiers import drain, save_local
+
+    local, shared = tmp_path / "local", tmp_path / "shared"
+    with TieredStore(local, shared, local_retention=RetentionPolicy(keep_last=2)) as tiers:
+        for step in (100, 200, 300):
+            tiers.save({"w": np.full(4, step, np.float32)}, step=step)
+        tiers.flush()
+        with pytest.raises(CheckpointError, match="step 200 already exists in the shared tier") as info:
+            tiers.save({"w": np.full(4, 999, np.float32)}, step=200)
+        assert info.value.hint
+        tiers.save({"w": np.full(4, 250, np.float32)}, step=250)
+        tiers.flush()
+    assert read_latest(local) == "step-0000000300"  # an older step never moves latest back
+    assert restore(shared, step=200)["w"].tolist() == [200.0] * 4
+    # the same step committed on the shared tier by someone else meanwhile: drain refuses
+    _, part = save_local(tmp_path / "other", {"w": np.full(4, 7, np.float32)}, step=300)
+    with pytest.raises(CheckpointError, match="was not drained"):
+        drain(part, shared)
+    assert restore(shared, step=300)["w"].tolist() == [300.0] * 4
+
+
 def test_async_saves_into_tiers_and_a_restart_drains_what_was_left(tmp_path: Path) -> None:
     local, shared = tmp_path / "local", tmp_path / "shared"
     save(local, {"a": np.full(3, 4)}, step=4)  # committed locally, never drained (job killed)
