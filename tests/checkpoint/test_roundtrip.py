@@ -203,6 +203,26 @@ def test_hdf5_import_refuses_data_changed_after_export(tmp_path: Path) -> None:
     assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").glob("step-*"))
 
 
+def test_restore_dtype_casts_floats_only_and_integer_targets_never_wrap(tmp_path: Path) -> None:
+    """dtype= casts the floating tensors only (a step of 16777217 stays exact, a mask stays
+    bool); an integer target too narrow for the stored values is refused, not wrapped."""
+    step = torch.tensor(16777217)
+    save(tmp_path, {"w": torch.ones(2, dtype=torch.bfloat16), "step": step, "mask": torch.tensor([True, False]),
+                    "i": np.array([300, -1, 2**40], np.int64)}, step=1)
+    got = restore(tmp_path, dtype="float32")
+    assert got["w"].dtype == np.float32 and got["step"].dtype == np.int64 and int(got["step"]) == 16777217
+    assert got["mask"].dtype == np.bool_ and got["i"].tolist() == [300, -1, 2**40]
+    with pytest.raises(CheckpointError, match="casts floating tensors only, got int8") as info:
+        restore(tmp_path, names=["i"], dtype="int8")
+    assert info.value.hint
+    for target in (np.zeros(3, np.int8), np.zeros(3, np.int32), np.zeros(3, np.uint64), np.zeros(3, bool),
+                   torch.zeros(3, dtype=torch.int16)):
+        with pytest.raises(CheckpointError, match="i: the target's dtype .* cannot hold every stored int64"):
+            restore(tmp_path, into={"i": target})
+    wide = np.zeros(3, np.int64)
+    assert restore(tmp_path, into={"i": wide})["i"] is wide and wide.tolist() == [300, -1, 2**40]
+
+
 def test_library_misuse_is_a_checkpoint_error_not_a_raw_exception(tmp_path: Path) -> None:
     """Wrong types and values reach the public API from user code: each is a CheckpointError
     naming the problem, never a TypeError/IndexError from deep inside (or a silent truncation)."""
@@ -212,7 +232,7 @@ def test_library_misuse_is_a_checkpoint_error_not_a_raw_exception(tmp_path: Path
     cases = [
         (lambda: restore(tmp_path / "ck", dtype="bogus"), "unknown dtype 'bogus'"),
         (lambda: restore(tmp_path / "ck", into=[1]), "into must be nested dicts"),
-        (lambda: restore(tmp_path / "ck", into={"w": np.empty(4, np.int32)}), "would truncate the stored float32"),
+        (lambda: restore(tmp_path / "ck", into={"w": np.empty(4, np.int32)}), "cannot hold every stored float32"),
         (lambda: open_checkpoint(tmp_path / "ck").read("w", region=(slice(0, 2),)), "region must be"),
         (lambda: prune(tmp_path / "ck", {"keep_last": 1}), "policy must be a RetentionPolicy"),
     ]
