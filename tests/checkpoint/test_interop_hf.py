@@ -109,6 +109,20 @@ def test_refusals_leave_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o.tmp-*"))
 
 
+def test_export_of_a_manifest_declaring_a_huge_tensor_is_refused_before_allocating(tmp_path: Path) -> None:
+    """The chunk files are checked against the manifest before the tensor is allocated (it was
+    a MemoryError traceback)."""
+    save(tmp_path / "ck", {"w": np.arange(4, dtype=np.float32), "ok": np.ones(2)}, step=1)
+    manifest = tmp_path / "ck" / "step-0000000001" / "zarr.json"
+    doc = json.loads(manifest.read_text())
+    entry = doc["attributes"]["fabric_checkpoint"]["tensors"]["w"]
+    entry["shape"], entry["chunk_shape"], entry["chunks"][0]["nbytes"] = [2**38], [2**38], 2**40
+    manifest.write_text(json.dumps(doc))
+    with pytest.raises(CheckpointCorruptError, match=r"damaged chunk w/c.0: chunk file has 16 bytes"):
+        export_hf(tmp_path / "ck", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("damage", ["header-json", "header-length", "truncated", "offsets"])
 def test_a_malformed_safetensors_file_is_refused_by_name(tmp_path: Path, damage: str) -> None:
     """safetensors' own errors become one CheckpointCorruptError naming the file; nothing is left."""

@@ -135,6 +135,7 @@ def read_stored(ckpt: Checkpoint, name: str,
     checked for every chunk read whole. Call inside ``store.reading(ckpt.ref)``."""
     entry = ckpt.entry(name)
     region = region or tuple((0, s) for s in entry.shape)
+    ckpt.check_on_disk(entry, region)  # a manifest declaring a huge tensor fails here, not in np.empty
     data = np.empty(tuple(hi - lo for lo, hi in region), stored_dtype(entry.dtype))
     ckpt._read_region(entry, region, data)
     return HostArray(data, entry.dtype)
