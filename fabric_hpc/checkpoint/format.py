@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -260,10 +260,23 @@ def parse_manifest(raw: bytes, source: str) -> Manifest:
         raise CheckpointError(f"{source}: format version {manifest.format_version} is newer than "
                               f"this fabric-hpc understands ({FORMAT_VERSION})", hint="upgrade fabric-hpc")
     problems = [p for name, e in manifest.tensors.items() for p in _entry_problems(name, e)]
+    problems += tensor_group_clashes(manifest.tensors)
     if problems:
         raise CheckpointCorruptError(f"{source}: manifest is inconsistent: " + "; ".join(problems[:5]),
-                                     problems=problems)
+                                     problems=problems, hint="run `fabric ckpt verify` and restore an older step")
     return manifest
+
+
+def tensor_group_clashes(names: Iterable[str]) -> list[str]:
+    """A name that is both a tensor and a group of other tensors ("a" and "a/b"): on disk one
+    directory cannot be both, and a restore could not nest them."""
+    names = set(names)
+    out = []
+    for name in sorted(names):
+        parts = name.split("/")
+        out += [f"{parent!r} is both a tensor and a group of {name!r}"
+                for parent in ("/".join(parts[:i]) for i in range(1, len(parts))) if parent in names]
+    return out
 
 
 def _entry_problems(name: str, e: TensorEntry) -> list[str]:

@@ -27,6 +27,7 @@ from fabric_hpc.checkpoint.errors import CheckpointError
 from fabric_hpc.checkpoint.format import (
     FORMAT_NAME, MANIFEST, ChunkEntry, Manifest, SplitInfo, TensorEntry,
     array_metadata, chunk_key, dumps, manifest_document, flatten, grid_shape, group_metadata, required_version,
+    tensor_group_clashes,
 )
 from fabric_hpc.checkpoint.tensors import Shard, host_view
 from fabric_hpc.events import emit
@@ -343,13 +344,8 @@ def _merge(per_rank: list[tuple[dict, dict]]) -> dict[str, TensorEntry]:
                                       f"{meta} vs {metas[name]}")
         for name, entries in written.items():
             chunks.setdefault(name, []).extend(entries)
-    names = set(metas)
-    for name in names:
-        parent = name.rsplit("/", 1)[0] if "/" in name else None
-        while parent:
-            if parent in names:
-                raise CheckpointError(f"{parent!r} is both a tensor and a group of {name!r}")
-            parent = parent.rsplit("/", 1)[0] if "/" in parent else None
+    if clashes := tensor_group_clashes(metas):
+        raise CheckpointError(clashes[0], hint="give the tensor and the group different names")
     out = {}
     for name in sorted(metas):
         entries = sorted(chunks.get(name, []), key=lambda c: c["index"])

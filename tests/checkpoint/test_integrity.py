@@ -241,3 +241,27 @@ def test_prune_keeps_a_step_whose_manifest_is_json_but_not_a_manifest(tmp_path: 
     res = prune(tmp_path, RetentionPolicy(keep_last=1, keep_tagged=False))
     assert res.removed == [10] and res.kept == [20, 30] and res.damaged == [30]
     assert restore(tmp_path, step=20)["w"].tolist() == [20.0] * 4
+
+
+def test_a_manifest_naming_a_tensor_that_is_also_a_group_is_damage(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """'model' a tensor and 'model/w' a tensor under it: verify names it, restore refuses (it
+    was a bare IndexError, and the CLI restore exited 0 dropping model/w)."""
+    import shutil
+
+    from fabric_hpc.cli.main import main
+
+    save(tmp_path, {"model": {"w": np.arange(3.0)}, "other": np.float64(5)}, step=1)
+    step_dir = tmp_path / "step-0000000001"
+    os.rename(step_dir / "other" / "c", step_dir / "model" / "c")
+    doc = json.loads((step_dir / "zarr.json").read_text())
+    tensors = doc["attributes"]["fabric_checkpoint"]["tensors"]
+    tensors["model"] = {**tensors.pop("other"), "path": "model"}
+    (step_dir / "zarr.json").write_text(json.dumps(doc))
+    shutil.rmtree(step_dir / "other")
+    needle = "'model' is both a tensor and a group of 'model/w'"
+    assert any(needle in p for p in verify(tmp_path).problems)
+    with pytest.raises(CheckpointCorruptError, match=needle):
+        restore(tmp_path)
+    assert main(["ckpt", "restore", str(tmp_path), "--to-world-size", "1", "--out", str(tmp_path / "o")]) == 3
+    assert needle in capsys.readouterr().err
