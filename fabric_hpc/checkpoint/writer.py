@@ -79,7 +79,7 @@ def plan(state: Mapping[str, Any], rank: int, world: int,
             continue
         owner = replicated % world
         replicated += 1
-        arr, logical = host_view(value)
+        arr, logical = host_view(value, name)
         split = (splits or {}).get(name)
         if split is not None and split.problems(arr.ndim):
             raise CheckpointError(f"{name}: {split.problems(arr.ndim)[0]}")
@@ -94,7 +94,7 @@ def plan(state: Mapping[str, Any], rank: int, world: int,
 
 
 def _plan_shard(name: str, shard: Shard) -> tuple[dict, _Piece | None]:
-    arr, logical = host_view(shard.data)
+    arr, logical = host_view(shard.data, name)
     shape = list(shard.global_shape)
     region = shard.region()
     want = [hi - lo for lo, hi in region]

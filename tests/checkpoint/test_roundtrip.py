@@ -95,6 +95,26 @@ def test_names_cannot_escape_or_collide(tmp_path: Path, bad: str) -> None:
     assert not any(p.name.startswith("step-") for p in tmp_path.iterdir())
 
 
+def test_conj_and_neg_views_are_saved_as_their_values(tmp_path: Path) -> None:
+    z = torch.tensor([1 + 2j, 3 - 1j], dtype=torch.complex64).conj()
+    n = torch._neg_view(torch.tensor([1.0, 2.0]))
+    save(tmp_path, {"z": z, "n": n}, step=1)
+    got = restore(tmp_path)
+    assert got["z"].tolist() == [1 - 2j, 3 + 1j] and got["n"].tolist() == [-1.0, -2.0]
+
+
+@pytest.mark.parametrize("value, needle", [
+    (lambda: torch.eye(3).to_sparse(), "tensor 'x/s' has layout sparse_coo"),
+    (lambda: torch.eye(3).to_sparse_csr(), "tensor 'x/s' has layout sparse_csr"),
+    (lambda: torch.empty(3, device="meta"), "tensor 'x/s' is on the meta device"),
+    (lambda: torch.nested.nested_tensor([torch.ones(2), torch.ones(3)]), "tensor 'x/s' is a nested tensor"),
+])
+def test_tensors_without_dense_bytes_are_refused_by_name(tmp_path: Path, value, needle: str) -> None:
+    with pytest.raises(CheckpointError, match=needle) as info:
+        save(tmp_path, {"x": {"s": value()}}, step=1)
+    assert info.value.hint
+
+
 def test_tensor_and_group_with_same_name_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="both a tensor and a group"):
         save(tmp_path, {"a": np.zeros(2), "a/b": np.zeros(2)}, step=1)
