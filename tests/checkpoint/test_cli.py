@@ -137,3 +137,16 @@ def test_prune_of_a_directory_without_checkpoints_says_so(tmp_path, capsys):
 
     assert main(["ckpt", "prune", str(tmp_path), "--keep-last", "1"]) == 3
     assert "holds no committed checkpoint" in capsys.readouterr().err
+
+
+def test_verify_all_that_checks_nothing_says_so(root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--all over an empty directory or a step directory exits 3 naming why (it exited 0 with no
+    output); --step with --all is a usage error."""
+    (tmp_path / "empty").mkdir()
+    code, _, err = _run(capsys, "ckpt", "verify", str(tmp_path / "empty"), "--all")
+    assert code == 3 and "no committed checkpoint" in err and "fix:" in err
+    code, _, err = _run(capsys, "ckpt", "verify", str(root / "step-0000000002"), "--all")
+    assert code == 3 and "it is a checkpoint itself" in err and "drop --all" in err
+    code, _, err = _run(capsys, "ckpt", "verify", str(root), "--all", "--step", "2")
+    assert code == 2 and "--step and --all cannot be combined" in err
+    assert _run(capsys, "ckpt", "verify", str(root), "--all")[0] == 0
