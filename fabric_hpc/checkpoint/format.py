@@ -130,7 +130,25 @@ def check_name(name: str) -> list[str]:
 
 def flatten(state: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     """Nested dicts -> ("a/b/c", leaf) pairs in sorted, stable order (an int key becomes its
-    string: optimizer states keyed by parameter index restore with "0", "1", ...)."""
+    string: optimizer states keyed by parameter index restore with "0", "1", ...). A key holding
+    '/' nests like a dict ("a/b" names what {"a": {"b": ...}} does); two entries that end up with
+    the same name are refused, naming both."""
+    seen: dict[str, tuple] = {}
+    for name, keys, value in _walk(state, prefix, ()):
+        if name in seen:
+            raise CheckpointError(f"state entries {_key_path(seen[name])} and {_key_path(keys)} both flatten to "
+                                  f"the tensor name {name!r}",
+                                  hint="rename one: int keys become strings (0 and '0' clash) and a '/' in a "
+                                       "key nests it ('a/b' is the name of {'a': {'b': ...}})")
+        seen[name] = keys
+        yield name, value
+
+
+def _key_path(keys: tuple) -> str:
+    return "".join(f"[{k!r}]" for k in keys)
+
+
+def _walk(state: Mapping[str, Any], prefix: str, keys: tuple) -> Iterator[tuple[str, tuple, Any]]:
     if not isinstance(state, Mapping):
         raise CheckpointError(f"the state {'under ' + repr(prefix) + ' ' if prefix else ''}must be nested dicts "
                               f"of arrays/tensors, got {type(state).__name__}",
@@ -141,10 +159,10 @@ def flatten(state: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, A
         name = f"{prefix}/{key}" if prefix else str(key)
         value = state[key]
         if isinstance(value, Mapping):
-            yield from flatten(value, name)
+            yield from _walk(value, name, (*keys, key))
         else:
             check_name(name)
-            yield name, value
+            yield name, (*keys, key), value
 
 
 def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:

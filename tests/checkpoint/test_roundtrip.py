@@ -115,6 +115,19 @@ def test_tensors_without_dense_bytes_are_refused_by_name(tmp_path: Path, value, 
     assert info.value.hint
 
 
+@pytest.mark.parametrize("state, needle", [
+    ({0: np.ones(1), "0": np.zeros(1)}, r"state entries \[0\] and \['0'\] both flatten to the tensor name '0'"),
+    ({"a/b": np.ones(1), "a": {"b": np.zeros(1)}},
+     r"state entries \['a'\]\['b'\] and \['a/b'\] both flatten to the tensor name 'a/b'"),
+])
+def test_two_entries_with_the_same_flattened_name_are_refused_by_key(tmp_path: Path, state: dict,
+                                                                     needle: str) -> None:
+    """It was "File exists ... retry" from deep inside the writer, a wrong fix."""
+    with pytest.raises(CheckpointError, match=needle) as info:
+        save(tmp_path, state, step=1)
+    assert "rename one" in info.value.hint and not list(tmp_path.glob(".tmp-*"))
+
+
 def test_tensor_and_group_with_same_name_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="both a tensor and a group"):
         save(tmp_path, {"a": np.zeros(2), "a/b": np.zeros(2)}, step=1)
