@@ -199,7 +199,13 @@ def _check_array_meta(root: Path, name: str, entry: Any) -> list[str]:
         return [f"{name}/zarr.json: not a JSON object"]
     want = array_metadata(entry)
     problems = [f"{name}/zarr.json: {k} is {doc.get(k)!r}, manifest says {want[k]!r}"
-                for k in ("shape", "data_type", "chunk_grid", "codecs") if doc.get(k) != want[k]]
+                for k in ("shape", "data_type", "chunk_grid", "chunk_key_encoding", "codecs", "node_type",
+                          "zarr_format") if doc.get(k) != want[k]]
+    attrs = doc.get("attributes")
+    fabric = attrs.get("fabric") if isinstance(attrs, dict) else None  # other attributes are the user's
+    if fabric != want["attributes"]["fabric"]:
+        problems.append(f"{name}/zarr.json: attributes.fabric is {fabric!r}, manifest says "
+                        f"{want['attributes']['fabric']!r}")
     expected = {chunk_key(c.index) for c in entry.chunks}
     found = {e.name for e in os.scandir(root / name) if e.name == "c" or e.name.startswith("c.")}
     problems += [f"{name}/{k}: chunk file not in the manifest" for k in sorted(found - expected)]

@@ -149,6 +149,32 @@ def test_verify_detects_manifest_that_does_not_match_arrays(tmp_path: Path) -> N
     assert "b/c.1: chunk file not in the manifest" in problems[-1] or any("b/c.1" in p for p in problems)
 
 
+@pytest.mark.parametrize("field, change, needle", [
+    ("chunk_key_encoding", {"name": "default", "configuration": {"separator": "/"}},
+     "a/w/zarr.json: chunk_key_encoding is {'name': 'default', 'configuration': {'separator': '/'}}"),
+    ("attributes", {"fabric": {"dtype": "int32", "name": "a/w"}},
+     "a/w/zarr.json: attributes.fabric is {'dtype': 'int32', 'name': 'a/w'}, manifest says "
+     "{'dtype': 'float32', 'name': 'a/w'}"),
+])
+def test_verify_detects_array_metadata_that_breaks_plain_zarr_reads(tmp_path: Path, field: str, change: dict,
+                                                                   needle: str) -> None:
+    res = save(tmp_path, _state(), step=1)
+    meta = res.path / "a" / "w" / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc[field] = change
+    meta.write_text(json.dumps(doc))
+    assert any(needle in p for p in verify(tmp_path).problems)
+
+
+def test_verify_leaves_the_users_own_array_attributes_alone(tmp_path: Path) -> None:
+    res = save(tmp_path, _state(), step=1)
+    meta = res.path / "a" / "w" / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc["attributes"]["note"] = "added by hand"
+    meta.write_text(json.dumps(doc))
+    assert verify(tmp_path).ok
+
+
 def test_tampered_manifest_cannot_escape_directory(tmp_path: Path) -> None:
     res = save(tmp_path, _state(), step=1)
     root_meta = res.path / "zarr.json"
