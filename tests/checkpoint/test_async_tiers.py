@@ -199,3 +199,28 @@ def test_preemption_signal_triggers_final_save(tmp_path: Path) -> None:
     finally:
         handler.uninstall()
     assert open_checkpoint(tmp_path).manifest.tags == ["preempted"]
+
+
+def test_a_failed_requeue_is_an_error_after_the_save(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused `scontrol requeue` was ignored, a missing scontrol a bare FileNotFoundError."""
+    from fabric_hpc.errors import ExternalError
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    handler = PreemptionHandler()
+    calls = iter(range(1, 10))
+    saver = lambda: save(tmp_path / "ck", {"a": np.ones(2)}, step=next(calls))  # noqa: E731
+    with pytest.raises(ExternalError, match="cannot requeue job 42: scontrol is not on PATH") as info:
+        handler.save_and_requeue(saver)
+    assert "the checkpoint is saved" in info.value.hint
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text("#!/bin/sh\necho 'Requested operation is presently disabled' >&2\nexit 1\n")
+    scontrol.chmod(0o755)
+    with pytest.raises(ExternalError, match="scontrol requeue failed: Requested operation is presently disabled"):
+        handler.save_and_requeue(saver)
+    scontrol.write_text("#!/bin/sh\nexit 0\n")
+    assert handler.save_and_requeue(saver) is True
+    assert handler.save_and_requeue(saver, requeue=False) is False
+    assert [r.step for r in list_checkpoints(tmp_path / "ck")] == [1, 2, 3, 4]
