@@ -62,7 +62,8 @@ def import_h5(h5_path: Path | str, root: Path | str, *, step: int | None = None)
     from fabric_hpc.inputs import check_path
     h5_path = Path(h5_path)
     if not h5_path.exists():
-        raise CheckpointNotFoundError(f"no HDF5 file at {h5_path}")
+        raise CheckpointNotFoundError(f"no HDF5 file at {h5_path}",
+                                      hint="check the path; write one with `fabric ckpt export CKPT --h5 FILE`")
     check_path(h5_path, what="HDF5 file")
     try:
         f = h5py.File(h5_path, "r")

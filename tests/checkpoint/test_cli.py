@@ -166,3 +166,8 @@ def test_import_hf_with_a_bad_prefix_blames_the_prefix(tmp_path: Path, capsys) -
     save_file({"w": torch.ones(2)}, str(tmp_path / "hf" / "model.safetensors"))
     code, _, err = _run(capsys, "ckpt", "import-hf", str(tmp_path / "hf"), str(tmp_path / "ck"), "--prefix", "../evil")
     assert code == 3 and "prefix '../evil' is not a valid tensor name" in err and "key" not in err.split("fix:")[0]
+
+
+def test_import_of_a_missing_h5_file_gives_the_fix(tmp_path: Path, capsys) -> None:
+    code, _, err = _run(capsys, "ckpt", "import", "--h5", str(tmp_path / "nofile.h5"), str(tmp_path / "ck"))
+    assert code == 3 and "no HDF5 file at" in err and "fix:" in err
