@@ -25,7 +25,7 @@ import numpy as np
 from fabric_hpc.checkpoint.contracts import Communicator
 from fabric_hpc.checkpoint.errors import CheckpointBusyError, CheckpointError
 from fabric_hpc.checkpoint.format import flatten, unflatten
-from fabric_hpc.checkpoint.tensors import HostArray, Shard, host_view, is_torch
+from fabric_hpc.checkpoint.tensors import HostArray, Shard, check_storable, host_view, is_torch
 from fabric_hpc.checkpoint.writer import SaveResult, save
 
 
@@ -107,7 +107,7 @@ class AsyncSaver:
             raise CheckpointError("this AsyncSaver is closed")
         t0 = time.perf_counter()
         flat = list(flatten(state))
-        views = [(name, value, _source(value)) for name, value in flat]
+        views = [(name, value, _source(value, name)) for name, value in flat]
         nbytes = sum(_aligned(v[2][0].nbytes) for v in views)
         if self.max_staging_bytes is not None and nbytes > self.max_staging_bytes:
             raise CheckpointError(
@@ -195,14 +195,15 @@ def _aligned(n: int) -> int:
     return (n + 63) // 64 * 64
 
 
-def _source(value: Any) -> tuple[Any, str]:
+def _source(value: Any, name: str) -> tuple[Any, str]:
     """What to copy from: a torch tensor stays a tensor (device-to-host copy by torch), the rest
     become host numpy views in storage form."""
     data = value.data if isinstance(value, Shard) else value
-    if is_torch(data) and data.device.type != "cpu":
+    if is_torch(data) and data.device.type not in ("cpu", "meta"):
+        check_storable(data, name)
         from fabric_hpc.checkpoint.format import dtype_name, stored_dtype
         return _DeviceSource(data, stored_dtype(dtype_name(data))), dtype_name(data)
-    return host_view(data)
+    return host_view(data, name)
 
 
 class _DeviceSource:
@@ -220,6 +221,6 @@ def _copy(dst: np.ndarray, src: Any) -> None:
     if isinstance(src, _DeviceSource):
         import torch
         out = torch.from_numpy(dst.reshape(-1).view(np.uint8))
-        out.copy_(src.tensor.contiguous().reshape(-1).view(torch.uint8))
+        out.copy_(src.tensor.resolve_conj().resolve_neg().contiguous().reshape(-1).view(torch.uint8))
         return
     np.copyto(dst, src)

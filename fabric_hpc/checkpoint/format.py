@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -130,7 +130,25 @@ def check_name(name: str) -> list[str]:
 
 def flatten(state: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     """Nested dicts -> ("a/b/c", leaf) pairs in sorted, stable order (an int key becomes its
-    string: optimizer states keyed by parameter index restore with "0", "1", ...)."""
+    string: optimizer states keyed by parameter index restore with "0", "1", ...). A key holding
+    '/' nests like a dict ("a/b" names what {"a": {"b": ...}} does); two entries that end up with
+    the same name are refused, naming both."""
+    seen: dict[str, tuple] = {}
+    for name, keys, value in _walk(state, prefix, ()):
+        if name in seen:
+            raise CheckpointError(f"state entries {_key_path(seen[name])} and {_key_path(keys)} both flatten to "
+                                  f"the tensor name {name!r}",
+                                  hint="rename one: int keys become strings (0 and '0' clash) and a '/' in a "
+                                       "key nests it ('a/b' is the name of {'a': {'b': ...}})")
+        seen[name] = keys
+        yield name, value
+
+
+def _key_path(keys: tuple) -> str:
+    return "".join(f"[{k!r}]" for k in keys)
+
+
+def _walk(state: Mapping[str, Any], prefix: str, keys: tuple) -> Iterator[tuple[str, tuple, Any]]:
     if not isinstance(state, Mapping):
         raise CheckpointError(f"the state {'under ' + repr(prefix) + ' ' if prefix else ''}must be nested dicts "
                               f"of arrays/tensors, got {type(state).__name__}",
@@ -141,10 +159,10 @@ def flatten(state: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, A
         name = f"{prefix}/{key}" if prefix else str(key)
         value = state[key]
         if isinstance(value, Mapping):
-            yield from flatten(value, name)
+            yield from _walk(value, name, (*keys, key))
         else:
             check_name(name)
-            yield name, value
+            yield name, (*keys, key), value
 
 
 def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
@@ -260,10 +278,23 @@ def parse_manifest(raw: bytes, source: str) -> Manifest:
         raise CheckpointError(f"{source}: format version {manifest.format_version} is newer than "
                               f"this fabric-hpc understands ({FORMAT_VERSION})", hint="upgrade fabric-hpc")
     problems = [p for name, e in manifest.tensors.items() for p in _entry_problems(name, e)]
+    problems += tensor_group_clashes(manifest.tensors)
     if problems:
         raise CheckpointCorruptError(f"{source}: manifest is inconsistent: " + "; ".join(problems[:5]),
-                                     problems=problems)
+                                     problems=problems, hint="run `fabric ckpt verify` and restore an older step")
     return manifest
+
+
+def tensor_group_clashes(names: Iterable[str]) -> list[str]:
+    """A name that is both a tensor and a group of other tensors ("a" and "a/b"): on disk one
+    directory cannot be both, and a restore could not nest them."""
+    names = set(names)
+    out = []
+    for name in sorted(names):
+        parts = name.split("/")
+        out += [f"{parent!r} is both a tensor and a group of {name!r}"
+                for parent in ("/".join(parts[:i]) for i in range(1, len(parts))) if parent in names]
+    return out
 
 
 def _entry_problems(name: str, e: TensorEntry) -> list[str]:

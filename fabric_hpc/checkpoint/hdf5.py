@@ -11,6 +11,7 @@ crc32c before writing anything, so a file damaged after export is refused, not r
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,6 +37,8 @@ def export_h5(path: Path | str, h5_path: Path | str, *, step: int | None = None,
     ckpt = open_checkpoint(path, step)
     h5_path = output_path(h5_path, what="HDF5 file")
     manifest = ckpt.manifest.model_dump(mode="json")
+    # atomic_output's temporary file is ".NAME.PID-HEX.tmp": remove those killed exports left
+    fsio.remove_stale_temps(h5_path, rf"\.{re.escape(h5_path.name)}\.(?P<pid>\d+)-[0-9a-f]{{8}}\.tmp")
     with ckpt, atomic_output(h5_path, mode=fsio.FILE_MODE) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs[ROOT_ATTR] = json.dumps(manifest)
@@ -59,7 +62,8 @@ def import_h5(h5_path: Path | str, root: Path | str, *, step: int | None = None)
     from fabric_hpc.inputs import check_path
     h5_path = Path(h5_path)
     if not h5_path.exists():
-        raise CheckpointNotFoundError(f"no HDF5 file at {h5_path}")
+        raise CheckpointNotFoundError(f"no HDF5 file at {h5_path}",
+                                      hint="check the path; write one with `fabric ckpt export CKPT --h5 FILE`")
     check_path(h5_path, what="HDF5 file")
     try:
         f = h5py.File(h5_path, "r")

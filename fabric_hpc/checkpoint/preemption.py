@@ -7,8 +7,8 @@ a signal handler) and the job can requeue itself.
     for step in ...:
         train_step()
         if handler.requested:
-            save(ckpt_dir, state, step=step, tags=["preempted"])
-            handler.exit_for_requeue()
+            handler.save_and_requeue(lambda: save(ckpt_dir, state, step=step, tags=["preempted"]))
+            break
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
+from fabric_hpc.errors import ExternalError
 from fabric_hpc.events import emit
 
-REQUEUE_EXIT = 0
+#: seconds ``scontrol requeue`` may take before the requeue counts as failed
+REQUEUE_TIMEOUT = 30
 
 
 class PreemptionHandler:
@@ -58,12 +60,32 @@ class PreemptionHandler:
             signal.signal(self.signum, self._previous)  # type: ignore[arg-type]
             self._previous = None
 
-    def save_and_requeue(self, save_fn: Callable[[], object], *, requeue: bool = True) -> None:
+    def save_and_requeue(self, save_fn: Callable[[], object], *, requeue: bool = True) -> bool:
         """Run the final save, then ask Slurm to requeue this job (``scontrol requeue``) when
-        running under Slurm."""
+        running under Slurm. Returns whether the job was requeued (False: ``requeue=False`` or
+        not under Slurm). A requeue that fails (scontrol missing, timing out or refusing) raises
+        an :class:`~fabric_hpc.errors.ExternalError` after the save has completed."""
         result = save_fn()
-        emit("checkpoint.preempted_save", result=str(result), job=os.environ.get("SLURM_JOB_ID"))
         job = os.environ.get("SLURM_JOB_ID")
-        if requeue and job:
-            import subprocess
-            subprocess.run(["scontrol", "requeue", job], check=False, timeout=30)
+        emit("checkpoint.preempted_save", result=str(result), job=job)
+        if not (requeue and job):
+            return False
+        _requeue(job)
+        return True
+
+
+def _requeue(job: str) -> None:
+    import subprocess
+    hint = "the checkpoint is saved: resubmit the job by hand (sbatch), or check `scontrol requeue` " \
+           "(the job needs --requeue, or JobRequeue=1 in slurm.conf)"
+    try:
+        done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, check=False,
+                              timeout=REQUEUE_TIMEOUT)
+    except FileNotFoundError:
+        raise ExternalError(f"cannot requeue job {job}: scontrol is not on PATH", hint=hint) from None
+    except subprocess.TimeoutExpired:
+        raise ExternalError(f"cannot requeue job {job}: scontrol requeue took over {REQUEUE_TIMEOUT} s",
+                            hint=hint) from None
+    if done.returncode != 0:
+        why = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        raise ExternalError(f"cannot requeue job {job}: scontrol requeue failed: {why[0]}", hint=hint)

@@ -92,9 +92,10 @@ class Checkpoint:
         if tuple(view.shape) != shape:
             raise CheckpointError(f"{name}: target shape {tuple(view.shape)} != region shape {shape}")
         if _truncates(entry.dtype, logical):
-            raise CheckpointError(f"{name}: the target's dtype {logical} would truncate the stored {entry.dtype}",
-                                  hint=f"give a target of a {entry.dtype}-like kind, or read without a target "
-                                       f"and convert the values yourself")
+            raise CheckpointError(f"{name}: the target's dtype {logical} cannot hold every stored {entry.dtype} "
+                                  f"value (it would truncate or wrap them)",
+                                  hint=f"give a target of dtype {entry.dtype} (or a wider one of its kind), or "
+                                       f"read without a target and convert the values yourself")
         if logical == entry.dtype:
             self._read_region(entry, region, view)
         else:
@@ -245,14 +246,18 @@ def check_dtype(name: Any) -> str:
     return name
 
 
-def _kind(dtype: str) -> str:
+def dtype_kind(dtype: str) -> str:
+    """numpy's kind letter of a logical dtype ("f" for bfloat16 and fp8 too)."""
     return "f" if dtype in VIEW_DTYPES else np.dtype(dtype).kind
 
 
 def _truncates(stored: str, target: str) -> bool:
-    """Whether filling a ``target`` array from ``stored`` values drops their kind: floats into
-    integers or bools, complex into reals (precision casts, float64 -> bfloat16, are allowed)."""
-    return (_kind(stored) in "fc" and _kind(target) in "iub") or (_kind(stored) == "c" and _kind(target) != "c")
+    """Whether filling a ``target`` array from ``stored`` values drops their kind or wraps them:
+    floats into integers or bools, complex into reals, integers into a narrower integer or
+    bool (precision casts, float64 -> bfloat16 or int64 -> float64, are allowed)."""
+    s, t = dtype_kind(stored), dtype_kind(target)
+    return (s in "fc" and t in "iub") or (s == "c" and t != "c") or \
+        (s in "iu" and t in "iub" and not np.can_cast(np.dtype(stored), np.dtype(target), "safe"))
 
 
 def _is_region(region: Any) -> bool:

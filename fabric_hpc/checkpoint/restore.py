@@ -16,7 +16,7 @@ from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError
 from fabric_hpc.checkpoint.format import (
     MANIFEST, TensorEntry, array_metadata, chunk_key, flatten, parse_manifest, unflatten,
 )
-from fabric_hpc.checkpoint.reader import Checkpoint, check_dtype, open_checkpoint, read_manifest
+from fabric_hpc.checkpoint.reader import Checkpoint, check_dtype, dtype_kind, open_checkpoint, read_manifest
 from fabric_hpc.checkpoint.tensors import check_mesh
 from fabric_hpc.events import emit
 
@@ -36,13 +36,16 @@ def restore(path: Path | str, *, step: int | None = None, names: list[str] | Non
     ``torch.distributed.DeviceMesh``. ``names``
     selects tensors (partial restore; a prefix selects a subtree); ``into`` gives preallocated
     targets (nested dicts of arrays/tensors) that are filled in place and returned; ``dtype``
-    casts everything read.
+    (a floating dtype) casts the floating tensors read: integer and bool tensors (steps, ids,
+    masks) are never cast. A target whose integer dtype cannot hold the stored one is refused.
     """
     if into is not None and not isinstance(into, Mapping):
         raise CheckpointError(f"into must be nested dicts of arrays/tensors, got {type(into).__name__}",
                               hint="e.g. into={'model': {'w': np.empty(...)}} (the names the checkpoint holds)")
-    if dtype is not None:
-        check_dtype(dtype)
+    if dtype is not None and dtype_kind(check_dtype(dtype)) != "f":
+        raise CheckpointError(f"restore's dtype casts floating tensors only, got {dtype}",
+                              hint="give a floating dtype (e.g. float32, bfloat16); integer and bool tensors "
+                                   "are restored as stored")
     for attempt in range(3):
         try:
             return _restore_once(path, step, names, _Parts(rank, world_size, mesh), into, dtype,
@@ -85,7 +88,8 @@ def _restore_once(path: Path | str, step: int | None, names: list[str] | None, p
 
         def one(name: str) -> tuple[str, Any]:
             entry = ckpt.entry(name)
-            kw = {"out": targets.get(name), "dtype": None if name in targets else dtype,
+            cast = dtype if name not in targets and dtype_kind(entry.dtype) == "f" else None
+            kw = {"out": targets.get(name), "dtype": cast,
                   "as_torch": as_torch}
             value = parts.read(ckpt, name, entry, **kw)
             if progress:
@@ -195,7 +199,13 @@ def _check_array_meta(root: Path, name: str, entry: Any) -> list[str]:
         return [f"{name}/zarr.json: not a JSON object"]
     want = array_metadata(entry)
     problems = [f"{name}/zarr.json: {k} is {doc.get(k)!r}, manifest says {want[k]!r}"
-                for k in ("shape", "data_type", "chunk_grid", "codecs") if doc.get(k) != want[k]]
+                for k in ("shape", "data_type", "chunk_grid", "chunk_key_encoding", "codecs", "node_type",
+                          "zarr_format") if doc.get(k) != want[k]]
+    attrs = doc.get("attributes")
+    fabric = attrs.get("fabric") if isinstance(attrs, dict) else None  # other attributes are the user's
+    if fabric != want["attributes"]["fabric"]:
+        problems.append(f"{name}/zarr.json: attributes.fabric is {fabric!r}, manifest says "
+                        f"{want['attributes']['fabric']!r}")
     expected = {chunk_key(c.index) for c in entry.chunks}
     found = {e.name for e in os.scandir(root / name) if e.name == "c" or e.name.startswith("c.")}
     problems += [f"{name}/{k}: chunk file not in the manifest" for k in sorted(found - expected)]

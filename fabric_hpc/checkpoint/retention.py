@@ -9,7 +9,9 @@ from pathlib import Path
 
 from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.errors import CheckpointError
-from fabric_hpc.checkpoint.format import ATTR, MANIFEST
+from fabric_hpc.checkpoint.format import MANIFEST, parse_manifest
+from fabric_hpc.checkpoint.reader import read_manifest
+from fabric_hpc.errors import FabricError
 from fabric_hpc.events import emit
 
 
@@ -85,12 +87,11 @@ def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False,
 
 
 def _tags(ref: store.CheckpointRef) -> list[str] | None:
-    """The checkpoint's tags, or None when its manifest cannot be read (damaged)."""
-    import json
+    """The checkpoint's tags, or None when its manifest cannot be read or is not a valid
+    manifest (damaged, or of a newer format: either way not one this code can restore)."""
     try:
-        doc = json.loads(fsio.read_in(ref.path, MANIFEST, 512 << 20))
-        return [str(t) for t in (doc["attributes"][ATTR].get("tags") or [])]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return list(parse_manifest(read_manifest(ref.path), str(ref.path / MANIFEST)).tags)
+    except (OSError, FabricError):
         return None
 
 

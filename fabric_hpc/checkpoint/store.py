@@ -79,6 +79,12 @@ def resolve(path: Path | str, step: int | None = None) -> CheckpointRef:
     """A checkpoint directory itself, or under a root: ``step`` or else ``latest`` (falling back
     to the newest committed one when the pointer is missing or dangling)."""
     path = Path(path)
+    if step is not None and (m := _STEP_DIR.match(path.name)) and (path / MANIFEST).is_file():
+        if int(m.group(1)) == step:
+            return CheckpointRef(path, step)
+        raise CheckpointNotFoundError(f"{path} is the checkpoint of step {int(m.group(1))}, not a root of "
+                                      f"checkpoints: it has no step {step}",
+                                      hint=f"give its root {path.parent} with --step, or {path} without --step")
     if (path / MANIFEST).is_file() and step is None:
         m = _STEP_DIR.match(path.name)
         if not m and (inside := next((d for d in path.parents if _STEP_DIR.match(d.name)

@@ -99,18 +99,21 @@ def is_torch(obj: Any) -> bool:
     return tensor is not None and isinstance(obj, tensor)
 
 
-def host_view(obj: Any) -> tuple[np.ndarray, str]:
+def host_view(obj: Any, name: str = "") -> tuple[np.ndarray, str]:
     """A C-contiguous little-endian numpy view (copy only when needed) of the bytes to store,
-    and the logical dtype name. bfloat16/float8 become unsigned views of the same width."""
+    and the logical dtype name. bfloat16/float8 become unsigned views of the same width.
+    ``name`` (the tensor's) is named in the errors."""
     if isinstance(obj, HostArray):
         return obj.data, obj.dtype
+    if is_torch(obj):
+        check_storable(obj, name)
     logical = dtype_name(obj)
     target = stored_dtype(logical)
     if is_torch(obj):
         t = obj.detach()
         if t.device.type != "cpu":
             t = t.cpu()
-        t = t.contiguous()
+        t = t.resolve_conj().resolve_neg().contiguous()  # numpy() refuses the lazy conj/neg bits
         if logical in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
             import torch
             t = t.view(torch.int16 if target.itemsize == 2 else torch.uint8)
@@ -126,6 +129,22 @@ def host_view(obj: Any) -> tuple[np.ndarray, str]:
         raise CheckpointError(f"cannot save a {type(obj).__name__}",
                               hint="checkpoint values must be numpy arrays, torch tensors or nested dicts of them")
     return arr, logical
+
+
+def check_storable(t: Any, name: str) -> None:
+    """Refuse torch tensors that have no dense bytes to store (sparse, nested, meta)."""
+    import torch
+    what = f"tensor {name!r}" if name else "a tensor"
+    if t.is_nested:
+        raise CheckpointError(f"{what} is a nested tensor, which a checkpoint cannot store",
+                              hint="save its components (t.unbind()) under separate keys")
+    if t.layout != torch.strided:
+        raise CheckpointError(f"{what} has layout {str(t.layout).removeprefix('torch.')}; only dense tensors "
+                              "can be saved", hint="save t.to_dense(), or its indices and values as separate tensors")
+    if t.device.type == "meta":
+        raise CheckpointError(f"{what} is on the meta device (it has no data)",
+                              hint="materialise it (e.g. module.to_empty(device='cpu'), then load or "
+                                   "initialise the weights) before saving")
 
 
 def empty_like_target(shape: tuple[int, ...], logical: str, *, torch_out: bool) -> Any:

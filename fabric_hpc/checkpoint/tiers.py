@@ -44,11 +44,13 @@ from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.contracts import Communicator, SingleProcess
 from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointNotFoundError
 from fabric_hpc.checkpoint.format import MANIFEST, Manifest, chunk_key, parse_manifest
+from fabric_hpc.checkpoint.reader import read_manifest
 from fabric_hpc.checkpoint.retention import RetentionPolicy, prune, remove_if_idle
 from fabric_hpc.checkpoint.writer import (
     DEFAULT_THREADS, SaveResult, build_manifest, check_header, collective, gather_or_raise, plan,
     save_header, write_metadata, write_pieces,
 )
+from fabric_hpc.errors import FabricError
 from fabric_hpc.events import emit
 
 PART_PREFIX = "part-"
@@ -76,11 +78,12 @@ class LocalPart:
 def save_local(local: Path | str, state: Mapping[str, Any], *, step: int, comm: Communicator | None = None,
                node: str | None = None, layout: Mapping[str, Any] | None = None,
                tags: list[str] | tuple[str, ...] = (), metadata: Mapping[str, Any] | None = None,
-               threads: int = DEFAULT_THREADS) -> tuple[SaveResult, LocalPart | None]:
+               threads: int = DEFAULT_THREADS, shared: Path | str | None = None) -> tuple[SaveResult, LocalPart | None]:
     """Collective: every rank writes its pieces of ``state`` under its node's ``local`` root;
     each node's first rank commits what the node holds (see the module doc). Returns the
     save's result, and this node's part on the node's first rank (which drains it; None on
-    the other ranks)."""
+    the other ranks). A step already committed in ``local`` (or in ``shared``, when given) is
+    refused, as a plain save of an existing step is."""
     comm = comm or SingleProcess()
     rank, world = comm.Get_rank(), comm.Get_size()
     check_header(step, layout, tags, metadata)
@@ -90,7 +93,7 @@ def save_local(local: Path | str, state: Mapping[str, Any], *, step: int, comm: 
     token = comm.bcast(os.urandom(6).hex() if rank == 0 else None, root=0)
     part = LocalPart(Path(local) / store.step_dir_name(step), step, token, order.index(keys[rank]), len(order))
     tmp = Path(local) / f"{store.TMP_PREFIX}{store.step_dir_name(step)}-{token}"
-    gather_or_raise(comm, lambda: _begin_local(Path(local), step, tmp) if leader else None)
+    gather_or_raise(comm, lambda: _begin_local(Path(local), step, tmp, shared) if leader else None)
     try:
         def work() -> tuple[dict, dict]:
             metas, pieces = plan(state, rank, world)
@@ -120,7 +123,11 @@ def node_keys(comm: Communicator, node: str | None) -> tuple[list[str], bool]:
     return keys, keys.index(keys[comm.Get_rank()]) == comm.Get_rank()
 
 
-def _begin_local(local: Path, step: int, tmp: Path) -> None:
+def _begin_local(local: Path, step: int, tmp: Path, shared: Path | str | None) -> None:
+    if shared is not None and (Path(shared) / store.step_dir_name(step)).exists():
+        raise CheckpointError(f"checkpoint for step {step} already exists in the shared tier "
+                              f"{Path(shared) / store.step_dir_name(step)}",
+                              hint="save under a new step, or prune/delete the old one first")
     fsio.make_dirs(local)
     with store.root_lock(local):
         store.clean_leftovers(local)
@@ -154,7 +161,7 @@ def _finish_local(tmp: Path, part: LocalPart, manifest: Manifest, held: list[lis
         os.rename(tmp, final)
         fsio.fsync_dir(local)
         if part.complete:
-            store.set_latest(local, final.name)
+            store.advance_latest(local, final.name)
 
 
 def local_parts(local: Path | str) -> list[LocalPart]:
@@ -171,13 +178,15 @@ def local_parts(local: Path | str) -> list[LocalPart]:
 def drain(part: LocalPart, shared: Path | str) -> Path | None:
     """Copy this node's files of ``part`` into the shared staging directory, mark the node
     done, and commit ``step-N`` if every node is done. Returns the committed path (also when
-    it already existed), or None while other nodes are still draining."""
+    it already existed with this very manifest: a retried drain), or None while other nodes are
+    still draining. A different checkpoint already committed for the step is an error: the
+    part is not drained (and so never pruned from the local tier)."""
     shared = Path(shared)
     fsio.make_dirs(shared)
     final = shared / store.step_dir_name(part.step)
-    if final.exists():
-        return final
     manifest = parse_manifest((part.path / MANIFEST).read_bytes(), str(part.path / MANIFEST))
+    if final.exists():
+        return _same_checkpoint(final, part, manifest)
     if part.complete:
         held = [[name, c.index] for name, e in manifest.tensors.items() for c in e.chunks]
     else:
@@ -202,6 +211,19 @@ def drain(part: LocalPart, shared: Path | str) -> Path | None:
         _remove_stale_drains(shared, part.step)
     emit("checkpoint.saved", path=str(final), step=part.step, bytes=manifest.nbytes, tier="shared",
          nodes=part.nodes)
+    return final
+
+
+def _same_checkpoint(final: Path, part: LocalPart, manifest: Manifest) -> Path:
+    """``final`` when it is the checkpoint ``part`` belongs to (an earlier drain committed it)."""
+    try:
+        committed = parse_manifest(read_manifest(final), str(final / MANIFEST))
+    except FabricError:
+        committed = None
+    if committed != manifest:
+        raise CheckpointError(f"checkpoint for step {part.step} already exists in the shared tier {final}; "
+                              f"the local one at {part.path} was not drained",
+                              hint="save under a new step, or prune/delete the shared one, then drain again")
     return final
 
 
@@ -291,7 +313,8 @@ class TieredStore:
 
     def save(self, state: Mapping[str, Any], *, step: int, **kw: Any) -> SaveResult:
         """Save to the local tier (collective with ``comm``); the drain follows in the background."""
-        res, part = save_local(self.local, state, step=step, comm=self.comm, node=self.node, **kw)
+        res, part = save_local(self.local, state, step=step, comm=self.comm, node=self.node,
+                               shared=self.shared, **kw)
         if part is not None:
             self._queue.put(part)
         return res

@@ -27,6 +27,7 @@ from fabric_hpc.checkpoint.errors import CheckpointError
 from fabric_hpc.checkpoint.format import (
     FORMAT_NAME, MANIFEST, ChunkEntry, Manifest, SplitInfo, TensorEntry,
     array_metadata, chunk_key, dumps, manifest_document, flatten, grid_shape, group_metadata, required_version,
+    tensor_group_clashes,
 )
 from fabric_hpc.checkpoint.tensors import Shard, host_view
 from fabric_hpc.events import emit
@@ -78,7 +79,7 @@ def plan(state: Mapping[str, Any], rank: int, world: int,
             continue
         owner = replicated % world
         replicated += 1
-        arr, logical = host_view(value)
+        arr, logical = host_view(value, name)
         split = (splits or {}).get(name)
         if split is not None and split.problems(arr.ndim):
             raise CheckpointError(f"{name}: {split.problems(arr.ndim)[0]}")
@@ -93,7 +94,7 @@ def plan(state: Mapping[str, Any], rank: int, world: int,
 
 
 def _plan_shard(name: str, shard: Shard) -> tuple[dict, _Piece | None]:
-    arr, logical = host_view(shard.data)
+    arr, logical = host_view(shard.data, name)
     shape = list(shard.global_shape)
     region = shard.region()
     want = [hi - lo for lo, hi in region]
@@ -343,13 +344,8 @@ def _merge(per_rank: list[tuple[dict, dict]]) -> dict[str, TensorEntry]:
                                       f"{meta} vs {metas[name]}")
         for name, entries in written.items():
             chunks.setdefault(name, []).extend(entries)
-    names = set(metas)
-    for name in names:
-        parent = name.rsplit("/", 1)[0] if "/" in name else None
-        while parent:
-            if parent in names:
-                raise CheckpointError(f"{parent!r} is both a tensor and a group of {name!r}")
-            parent = parent.rsplit("/", 1)[0] if "/" in parent else None
+    if clashes := tensor_group_clashes(metas):
+        raise CheckpointError(clashes[0], hint="give the tensor and the group different names")
     out = {}
     for name in sorted(metas):
         entries = sorted(chunks.get(name, []), key=lambda c: c["index"])

@@ -117,10 +117,14 @@ def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> 
     from fabric_hpc.checkpoint.format import MANIFEST
     from fabric_hpc.checkpoint.restore import VerifyReport
     from fabric_hpc.checkpoint.store import list_checkpoints, root_problems
+    if all_steps and step is not None:
+        raise click.UsageError("--step and --all cannot be combined: --all verifies every step")
     refs = [r.step for r in list_checkpoints(path)] if all_steps else [step]
     reports = []
     if not (path / MANIFEST).is_file() and (problems := root_problems(path)):  # a root: its own damage
         reports.append(VerifyReport(path, -1, problems=problems))
+    if not refs and not reports:
+        _nothing_to_verify(path)
     for s in refs:
         try:
             total = open_checkpoint(path, s).manifest.nbytes
@@ -135,6 +139,18 @@ def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> 
     if bad:
         raise CheckpointCorruptError(f"{len(bad)} checkpoint(s) damaged: " + ", ".join(str(r.path) for r in bad),
                                      hint="restore an older step (`fabric ckpt list`), or re-save")
+
+
+def _nothing_to_verify(path: Path) -> None:
+    """--all found no committed checkpoint under ``path``: say so (exit 3), never a silent OK."""
+    from fabric_hpc.checkpoint import CheckpointNotFoundError
+    from fabric_hpc.checkpoint.format import MANIFEST
+    if (path / MANIFEST).is_file():
+        raise CheckpointNotFoundError(f"no committed checkpoint in {path}: it is a checkpoint itself, not a root "
+                                      "of checkpoints", hint=f"drop --all to verify it, or give its root "
+                                                             f"{path.parent} with --all")
+    raise CheckpointNotFoundError(f"no committed checkpoint in {path}",
+                                  hint="save one first, or point at the right directory")
 
 
 @group.command("restore")

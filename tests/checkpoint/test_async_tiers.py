@@ -131,6 +131,30 @@ def test_tiers_drain_and_restore_from_newest(tmp_path: Path) -> None:
     assert ref.step == 9 and restore(ref.path)["a"][0] == 9
 
 
+def test_tiers_refuse_a_step_already_on_the_shared_tier(tmp_path: Path) -> None:
+    """A re-run step (after a rollback) is an error, as for a plain save: it used to be kept
+    only locally, never drained, and pruned later while the shared tier kept the old values."""
+    from fabric_hpc.checkpoint.tiers import drain, save_local
+
+    local, shared = tmp_path / "local", tmp_path / "shared"
+    with TieredStore(local, shared, local_retention=RetentionPolicy(keep_last=2)) as tiers:
+        for step in (100, 200, 300):
+            tiers.save({"w": np.full(4, step, np.float32)}, step=step)
+        tiers.flush()
+        with pytest.raises(CheckpointError, match="step 200 already exists in the shared tier") as info:
+            tiers.save({"w": np.full(4, 999, np.float32)}, step=200)
+        assert info.value.hint
+        tiers.save({"w": np.full(4, 250, np.float32)}, step=250)
+        tiers.flush()
+    assert read_latest(local) == "step-0000000300"  # an older step never moves latest back
+    assert restore(shared, step=200)["w"].tolist() == [200.0] * 4
+    # the same step committed on the shared tier by someone else meanwhile: drain refuses
+    _, part = save_local(tmp_path / "other", {"w": np.full(4, 7, np.float32)}, step=300)
+    with pytest.raises(CheckpointError, match="was not drained"):
+        drain(part, shared)
+    assert restore(shared, step=300)["w"].tolist() == [300.0] * 4
+
+
 def test_async_saves_into_tiers_and_a_restart_drains_what_was_left(tmp_path: Path) -> None:
     local, shared = tmp_path / "local", tmp_path / "shared"
     save(local, {"a": np.full(3, 4)}, step=4)  # committed locally, never drained (job killed)
@@ -175,3 +199,28 @@ def test_preemption_signal_triggers_final_save(tmp_path: Path) -> None:
     finally:
         handler.uninstall()
     assert open_checkpoint(tmp_path).manifest.tags == ["preempted"]
+
+
+def test_a_failed_requeue_is_an_error_after_the_save(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused `scontrol requeue` was ignored, a missing scontrol a bare FileNotFoundError."""
+    from fabric_hpc.errors import ExternalError
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    handler = PreemptionHandler()
+    calls = iter(range(1, 10))
+    saver = lambda: save(tmp_path / "ck", {"a": np.ones(2)}, step=next(calls))  # noqa: E731
+    with pytest.raises(ExternalError, match="cannot requeue job 42: scontrol is not on PATH") as info:
+        handler.save_and_requeue(saver)
+    assert "the checkpoint is saved" in info.value.hint
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text("#!/bin/sh\necho 'Requested operation is presently disabled' >&2\nexit 1\n")
+    scontrol.chmod(0o755)
+    with pytest.raises(ExternalError, match="scontrol requeue failed: Requested operation is presently disabled"):
+        handler.save_and_requeue(saver)
+    scontrol.write_text("#!/bin/sh\nexit 0\n")
+    assert handler.save_and_requeue(saver) is True
+    assert handler.save_and_requeue(saver, requeue=False) is False
+    assert [r.step for r in list_checkpoints(tmp_path / "ck")] == [1, 2, 3, 4]

@@ -137,3 +137,37 @@ def test_prune_of_a_directory_without_checkpoints_says_so(tmp_path, capsys):
 
     assert main(["ckpt", "prune", str(tmp_path), "--keep-last", "1"]) == 3
     assert "holds no committed checkpoint" in capsys.readouterr().err
+
+
+def test_verify_all_that_checks_nothing_says_so(root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--all over an empty directory or a step directory exits 3 naming why (it exited 0 with no
+    output); --step with --all is a usage error."""
+    (tmp_path / "empty").mkdir()
+    code, _, err = _run(capsys, "ckpt", "verify", str(tmp_path / "empty"), "--all")
+    assert code == 3 and "no committed checkpoint" in err and "fix:" in err
+    code, _, err = _run(capsys, "ckpt", "verify", str(root / "step-0000000002"), "--all")
+    assert code == 3 and "it is a checkpoint itself" in err and "drop --all" in err
+    code, _, err = _run(capsys, "ckpt", "verify", str(root), "--all", "--step", "2")
+    assert code == 2 and "--step and --all cannot be combined" in err
+    assert _run(capsys, "ckpt", "verify", str(root), "--all")[0] == 0
+
+
+def test_show_of_a_step_directory_with_another_step_names_the_fix(root: Path, capsys) -> None:
+    """It said "steps present: []"."""
+    code, _, err = _run(capsys, "ckpt", "show", str(root / "step-0000000003"), "--step", "2")
+    assert code == 3 and "is the checkpoint of step 3, not a root" in err and f"give its root {root}" in err
+    assert _run(capsys, "ckpt", "show", str(root / "step-0000000003"), "--step", "3")[0] == 0
+
+
+def test_import_hf_with_a_bad_prefix_blames_the_prefix(tmp_path: Path, capsys) -> None:
+    import torch
+    from safetensors.torch import save_file
+    (tmp_path / "hf").mkdir()
+    save_file({"w": torch.ones(2)}, str(tmp_path / "hf" / "model.safetensors"))
+    code, _, err = _run(capsys, "ckpt", "import-hf", str(tmp_path / "hf"), str(tmp_path / "ck"), "--prefix", "../evil")
+    assert code == 3 and "prefix '../evil' is not a valid tensor name" in err and "key" not in err.split("fix:")[0]
+
+
+def test_import_of_a_missing_h5_file_gives_the_fix(tmp_path: Path, capsys) -> None:
+    code, _, err = _run(capsys, "ckpt", "import", "--h5", str(tmp_path / "nofile.h5"), str(tmp_path / "ck"))
+    assert code == 3 and "no HDF5 file at" in err and "fix:" in err

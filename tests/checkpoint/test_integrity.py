@@ -149,6 +149,32 @@ def test_verify_detects_manifest_that_does_not_match_arrays(tmp_path: Path) -> N
     assert "b/c.1: chunk file not in the manifest" in problems[-1] or any("b/c.1" in p for p in problems)
 
 
+@pytest.mark.parametrize("field, change, needle", [
+    ("chunk_key_encoding", {"name": "default", "configuration": {"separator": "/"}},
+     "a/w/zarr.json: chunk_key_encoding is {'name': 'default', 'configuration': {'separator': '/'}}"),
+    ("attributes", {"fabric": {"dtype": "int32", "name": "a/w"}},
+     "a/w/zarr.json: attributes.fabric is {'dtype': 'int32', 'name': 'a/w'}, manifest says "
+     "{'dtype': 'float32', 'name': 'a/w'}"),
+])
+def test_verify_detects_array_metadata_that_breaks_plain_zarr_reads(tmp_path: Path, field: str, change: dict,
+                                                                   needle: str) -> None:
+    res = save(tmp_path, _state(), step=1)
+    meta = res.path / "a" / "w" / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc[field] = change
+    meta.write_text(json.dumps(doc))
+    assert any(needle in p for p in verify(tmp_path).problems)
+
+
+def test_verify_leaves_the_users_own_array_attributes_alone(tmp_path: Path) -> None:
+    res = save(tmp_path, _state(), step=1)
+    meta = res.path / "a" / "w" / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc["attributes"]["note"] = "added by hand"
+    meta.write_text(json.dumps(doc))
+    assert verify(tmp_path).ok
+
+
 def test_tampered_manifest_cannot_escape_directory(tmp_path: Path) -> None:
     res = save(tmp_path, _state(), step=1)
     root_meta = res.path / "zarr.json"
@@ -224,3 +250,44 @@ def test_a_damaged_manifest_is_named_in_one_line(tmp_path: Path) -> None:
     manifest.write_bytes(b"\xff\xfe" + good.encode())
     with pytest.raises(CheckpointCorruptError, match=r"not UTF-8 \(byte offset 0\)"):
         open_checkpoint(tmp_path, 1)
+
+
+@pytest.mark.parametrize("damage", [{"format_version": "one"}, {"tensors": {"w": {"path": "w"}}}])
+def test_prune_keeps_a_step_whose_manifest_is_json_but_not_a_manifest(tmp_path: Path, damage: dict) -> None:
+    """Valid JSON that does not validate as a manifest is damage too: not counted among the
+    newest N, kept, and listed as damaged (prune used to delete every restorable step)."""
+    from fabric_hpc.checkpoint import RetentionPolicy, prune
+
+    for step in (10, 20, 30):
+        save(tmp_path, {"w": np.full(4, step, np.float32)}, step=step)
+    manifest = tmp_path / "step-0000000030" / "zarr.json"
+    doc = json.loads(manifest.read_text())
+    doc["attributes"]["fabric_checkpoint"].update(damage)
+    manifest.write_text(json.dumps(doc))
+    res = prune(tmp_path, RetentionPolicy(keep_last=1, keep_tagged=False))
+    assert res.removed == [10] and res.kept == [20, 30] and res.damaged == [30]
+    assert restore(tmp_path, step=20)["w"].tolist() == [20.0] * 4
+
+
+def test_a_manifest_naming_a_tensor_that_is_also_a_group_is_damage(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """'model' a tensor and 'model/w' a tensor under it: verify names it, restore refuses (it
+    was a bare IndexError, and the CLI restore exited 0 dropping model/w)."""
+    import shutil
+
+    from fabric_hpc.cli.main import main
+
+    save(tmp_path, {"model": {"w": np.arange(3.0)}, "other": np.float64(5)}, step=1)
+    step_dir = tmp_path / "step-0000000001"
+    os.rename(step_dir / "other" / "c", step_dir / "model" / "c")
+    doc = json.loads((step_dir / "zarr.json").read_text())
+    tensors = doc["attributes"]["fabric_checkpoint"]["tensors"]
+    tensors["model"] = {**tensors.pop("other"), "path": "model"}
+    (step_dir / "zarr.json").write_text(json.dumps(doc))
+    shutil.rmtree(step_dir / "other")
+    needle = "'model' is both a tensor and a group of 'model/w'"
+    assert any(needle in p for p in verify(tmp_path).problems)
+    with pytest.raises(CheckpointCorruptError, match=needle):
+        restore(tmp_path)
+    assert main(["ckpt", "restore", str(tmp_path), "--to-world-size", "1", "--out", str(tmp_path / "o")]) == 3
+    assert needle in capsys.readouterr().err

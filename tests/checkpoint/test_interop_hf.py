@@ -109,6 +109,20 @@ def test_refusals_leave_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o.tmp-*"))
 
 
+def test_export_of_a_manifest_declaring_a_huge_tensor_is_refused_before_allocating(tmp_path: Path) -> None:
+    """The chunk files are checked against the manifest before the tensor is allocated (it was
+    a MemoryError traceback)."""
+    save(tmp_path / "ck", {"w": np.arange(4, dtype=np.float32), "ok": np.ones(2)}, step=1)
+    manifest = tmp_path / "ck" / "step-0000000001" / "zarr.json"
+    doc = json.loads(manifest.read_text())
+    entry = doc["attributes"]["fabric_checkpoint"]["tensors"]["w"]
+    entry["shape"], entry["chunk_shape"], entry["chunks"][0]["nbytes"] = [2**38], [2**38], 2**40
+    manifest.write_text(json.dumps(doc))
+    with pytest.raises(CheckpointCorruptError, match=r"damaged chunk w/c.0: chunk file has 16 bytes"):
+        export_hf(tmp_path / "ck", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("damage", ["header-json", "header-length", "truncated", "offsets"])
 def test_a_malformed_safetensors_file_is_refused_by_name(tmp_path: Path, damage: str) -> None:
     """safetensors' own errors become one CheckpointCorruptError naming the file; nothing is left."""
@@ -157,3 +171,28 @@ def test_cli_import_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(["ckpt", "export-hf", str(tmp_path / "ck"), str(tmp_path / "out")]) == 3
     assert "already exists" in capsys.readouterr().err
     assert main(["ckpt", "export-hf", str(tmp_path / "ck"), str(tmp_path / "o2"), "--max-shard-size", "5XB"]) == 2
+
+
+def test_an_export_removes_the_temporaries_killed_exports_to_it_left(tmp_path: Path) -> None:
+    """Only its own naming pattern, for the same destination, of processes no longer running."""
+    import os
+    import subprocess
+    import sys
+
+    from fabric_hpc.checkpoint.hdf5 import export_h5
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    live = os.getppid()
+    save(tmp_path / "ck", {"w": np.arange(4, dtype=np.float32)}, step=1)
+    stale = [f".out.tmp-{dead}-0badc0de", f".x.h5.{dead}-0badc0de.tmp"]
+    kept = [f".out.tmp-{live}-0badc0de", f".x.h5.{live}-0badc0de.tmp", f".other.tmp-{dead}-0badc0de",
+            f".x.h5.{dead}-0badc0de.tmp.keep", f"out.tmp-{dead}-0badc0de"]
+    (tmp_path / stale[0]).mkdir()
+    (tmp_path / stale[0] / "model.safetensors").write_bytes(b"x" * 100)
+    for name in stale[1:] + kept:
+        (tmp_path / name).write_bytes(b"x")
+    export_hf(tmp_path / "ck", tmp_path / "out")
+    export_h5(tmp_path / "ck", tmp_path / "x.h5")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["ck", "out", "x.h5", *kept])

@@ -95,6 +95,39 @@ def test_names_cannot_escape_or_collide(tmp_path: Path, bad: str) -> None:
     assert not any(p.name.startswith("step-") for p in tmp_path.iterdir())
 
 
+def test_conj_and_neg_views_are_saved_as_their_values(tmp_path: Path) -> None:
+    z = torch.tensor([1 + 2j, 3 - 1j], dtype=torch.complex64).conj()
+    n = torch._neg_view(torch.tensor([1.0, 2.0]))
+    save(tmp_path, {"z": z, "n": n}, step=1)
+    got = restore(tmp_path)
+    assert got["z"].tolist() == [1 - 2j, 3 + 1j] and got["n"].tolist() == [-1.0, -2.0]
+
+
+@pytest.mark.parametrize("value, needle", [
+    (lambda: torch.eye(3).to_sparse(), "tensor 'x/s' has layout sparse_coo"),
+    (lambda: torch.eye(3).to_sparse_csr(), "tensor 'x/s' has layout sparse_csr"),
+    (lambda: torch.empty(3, device="meta"), "tensor 'x/s' is on the meta device"),
+    (lambda: torch.nested.nested_tensor([torch.ones(2), torch.ones(3)]), "tensor 'x/s' is a nested tensor"),
+])
+def test_tensors_without_dense_bytes_are_refused_by_name(tmp_path: Path, value, needle: str) -> None:
+    with pytest.raises(CheckpointError, match=needle) as info:
+        save(tmp_path, {"x": {"s": value()}}, step=1)
+    assert info.value.hint
+
+
+@pytest.mark.parametrize("state, needle", [
+    ({0: np.ones(1), "0": np.zeros(1)}, r"state entries \[0\] and \['0'\] both flatten to the tensor name '0'"),
+    ({"a/b": np.ones(1), "a": {"b": np.zeros(1)}},
+     r"state entries \['a'\]\['b'\] and \['a/b'\] both flatten to the tensor name 'a/b'"),
+])
+def test_two_entries_with_the_same_flattened_name_are_refused_by_key(tmp_path: Path, state: dict,
+                                                                     needle: str) -> None:
+    """It was "File exists ... retry" from deep inside the writer, a wrong fix."""
+    with pytest.raises(CheckpointError, match=needle) as info:
+        save(tmp_path, state, step=1)
+    assert "rename one" in info.value.hint and not list(tmp_path.glob(".tmp-*"))
+
+
 def test_tensor_and_group_with_same_name_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="both a tensor and a group"):
         save(tmp_path, {"a": np.zeros(2), "a/b": np.zeros(2)}, step=1)
@@ -203,6 +236,26 @@ def test_hdf5_import_refuses_data_changed_after_export(tmp_path: Path) -> None:
     assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").glob("step-*"))
 
 
+def test_restore_dtype_casts_floats_only_and_integer_targets_never_wrap(tmp_path: Path) -> None:
+    """dtype= casts the floating tensors only (a step of 16777217 stays exact, a mask stays
+    bool); an integer target too narrow for the stored values is refused, not wrapped."""
+    step = torch.tensor(16777217)
+    save(tmp_path, {"w": torch.ones(2, dtype=torch.bfloat16), "step": step, "mask": torch.tensor([True, False]),
+                    "i": np.array([300, -1, 2**40], np.int64)}, step=1)
+    got = restore(tmp_path, dtype="float32")
+    assert got["w"].dtype == np.float32 and got["step"].dtype == np.int64 and int(got["step"]) == 16777217
+    assert got["mask"].dtype == np.bool_ and got["i"].tolist() == [300, -1, 2**40]
+    with pytest.raises(CheckpointError, match="casts floating tensors only, got int8") as info:
+        restore(tmp_path, names=["i"], dtype="int8")
+    assert info.value.hint
+    for target in (np.zeros(3, np.int8), np.zeros(3, np.int32), np.zeros(3, np.uint64), np.zeros(3, bool),
+                   torch.zeros(3, dtype=torch.int16)):
+        with pytest.raises(CheckpointError, match="i: the target's dtype .* cannot hold every stored int64"):
+            restore(tmp_path, into={"i": target})
+    wide = np.zeros(3, np.int64)
+    assert restore(tmp_path, into={"i": wide})["i"] is wide and wide.tolist() == [300, -1, 2**40]
+
+
 def test_library_misuse_is_a_checkpoint_error_not_a_raw_exception(tmp_path: Path) -> None:
     """Wrong types and values reach the public API from user code: each is a CheckpointError
     naming the problem, never a TypeError/IndexError from deep inside (or a silent truncation)."""
@@ -212,7 +265,7 @@ def test_library_misuse_is_a_checkpoint_error_not_a_raw_exception(tmp_path: Path
     cases = [
         (lambda: restore(tmp_path / "ck", dtype="bogus"), "unknown dtype 'bogus'"),
         (lambda: restore(tmp_path / "ck", into=[1]), "into must be nested dicts"),
-        (lambda: restore(tmp_path / "ck", into={"w": np.empty(4, np.int32)}), "would truncate the stored float32"),
+        (lambda: restore(tmp_path / "ck", into={"w": np.empty(4, np.int32)}), "cannot hold every stored float32"),
         (lambda: open_checkpoint(tmp_path / "ck").read("w", region=(slice(0, 2),)), "region must be"),
         (lambda: prune(tmp_path / "ck", {"keep_last": 1}), "policy must be a RetentionPolicy"),
     ]

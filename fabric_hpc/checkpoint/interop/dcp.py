@@ -269,8 +269,8 @@ def export_dcp(path: Path | str, out: Path | str, *, step: int | None = None, pr
         raise CheckpointError(f"no tensors under prefix {prefix!r}" if not keys else
                               "two tensor names map to the same DCP key (after '/' -> '.')",
                               hint="export one subtree with --prefix")
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
     fsio.make_dirs(out.parent)
+    tmp = fsio.export_tmp_dir(out)
     fsio.make_dir(tmp)
     try:
         with _quiet(), store.reading(ckpt.ref), ThreadPoolExecutor(max_workers=2) as pool:

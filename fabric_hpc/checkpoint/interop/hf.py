@@ -165,8 +165,8 @@ def export_hf(path: Path | str, out: Path | str, *, step: int | None = None, pre
         [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
     extra = _carried(ckpt.manifest.user_metadata, config)
     quant = _quantization(ckpt.manifest.user_metadata, keys, extra) if quantization_config else None
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
     fsio.make_dirs(out.parent)
+    tmp = fsio.export_tmp_dir(out)
     fsio.make_dir(tmp)
     try:
         with store.reading(ckpt.ref):

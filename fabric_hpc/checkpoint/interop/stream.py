@@ -135,6 +135,7 @@ def read_stored(ckpt: Checkpoint, name: str,
     checked for every chunk read whole. Call inside ``store.reading(ckpt.ref)``."""
     entry = ckpt.entry(name)
     region = region or tuple((0, s) for s in entry.shape)
+    ckpt.check_on_disk(entry, region)  # a manifest declaring a huge tensor fails here, not in np.empty
     data = np.empty(tuple(hi - lo for lo, hi in region), stored_dtype(entry.dtype))
     ckpt._read_region(entry, region, data)
     return HostArray(data, entry.dtype)
@@ -143,6 +144,13 @@ def read_stored(ckpt: Checkpoint, name: str,
 def imported_name(key: str, prefix: str | None, *, source: str) -> str:
     """The checkpoint name of an imported tensor ``key`` (under ``prefix``), checked like a saved one."""
     name = f"{prefix.strip('/')}/{key}" if prefix else key
+    if prefix:
+        try:
+            check_name(prefix.strip("/"))
+        except CheckpointError as exc:
+            raise CheckpointError(f"prefix {prefix!r} is not a valid tensor name: {exc.message}",
+                                  hint="give a prefix of parts made of letters, digits, '_', '.', '-' joined "
+                                       "by '/' (e.g. model)") from None
     try:
         check_name(name)
     except CheckpointError as exc:
