@@ -244,11 +244,15 @@ def check_header(step: Any, layout: Any, tags: Any, metadata: Any) -> None:
 
 
 def _inside_a_checkpoint(root: Path) -> Path | None:
-    """The committed checkpoint (a directory holding a manifest) that ``root`` is or lies in."""
+    """The committed checkpoint that ``root`` is or lies in: the outermost of the nested Zarr groups
+    (directories holding a ``zarr.json``) around it — ``step-N``, not its ``model`` group."""
+    found = None
     for d in (root, *root.parents):
         if (d / MANIFEST).is_file():
-            return d
-    return None
+            found = d
+        elif found is not None:
+            break
+    return found
 
 
 def _begin(root: Path, step: int) -> tuple[str, list[str]]:

@@ -99,8 +99,9 @@ def test_a_group_inside_a_checkpoint_is_named_and_a_symlinked_chunk_reported_onc
 def test_no_save_lands_inside_a_committed_checkpoint(tmp_path: Path) -> None:
     save(tmp_path / "ck", _state(1), step=1)
     inner = tmp_path / "ck" / "step-0000000001" / "a" / "new-root"
-    with pytest.raises(CheckpointError, match="inside the committed checkpoint"):
+    with pytest.raises(CheckpointError, match="inside the committed checkpoint") as err:
         save(inner, _state(2), step=2)
+    assert str(err.value).splitlines()[0].endswith("step-0000000001")  # the checkpoint, not its inner group "a"
     assert not inner.exists() and verify(tmp_path / "ck").ok
 
 
