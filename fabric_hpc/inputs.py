@@ -209,6 +209,12 @@ def _too_deep(source: str, limit: int) -> ConfigError:
                        hint="flatten the document; fabric-hpc documents need only a few levels")
 
 
+def key_given_twice(pairs: list[tuple[str, Any]]) -> str:
+    """The first key that appears more than once among one JSON object's ``pairs`` (an
+    ``object_pairs_hook`` calls this once ``dict(pairs)`` came out shorter than ``pairs``)."""
+    return next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+
+
 def load_json(text: str | bytes, source: str, *, max_depth: int = MAX_DEPTH) -> Any:
     """Parse JSON; a ConfigError names the line for bad syntax, too-deep nesting or NaN/Infinity."""
     if isinstance(text, bytes):
@@ -220,8 +226,7 @@ def load_json(text: str | bytes, source: str, *, max_depth: int = MAX_DEPTH) -> 
     def one_of_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         obj = dict(pairs)
         if len(obj) != len(pairs):  # json.loads keeps the last silently: a second entry would hide the first
-            twice = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
-            raise ConfigError(f"{source}: key {twice[:80]!r} appears twice in one object",
+            raise ConfigError(f"{source}: key {key_given_twice(pairs)[:80]!r} appears twice in one object",
                               hint="keep one entry per key (JSON keeps only the last)")
         return obj
 

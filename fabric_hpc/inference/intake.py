@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
 from collections.abc import Iterable, Iterator, Set
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import IO, Any
 from fabric_hpc.errors import ConfigError, ExternalError, NotFoundError
 from fabric_hpc.events import JsonLinesWriter, make_event
 from fabric_hpc.inference.engine import EngineLimits
+from fabric_hpc.inputs import key_given_twice
 
 __all__ = ["DeadLetter", "IntakeRejection", "WorkItem", "parse_item", "read_items",
            "checked_snapshot", "load_snapshot", "snapshot_lines", "spool_files", "spool_lines", "spool_snapshot", "stream_lines"]
@@ -110,7 +110,7 @@ def _one_of_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     would triple the cost of parsing an item with a long prompt."""
     obj = dict(pairs)
     if len(obj) != len(pairs):
-        twice = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+        twice = key_given_twice(pairs)
         raise IntakeRejection(f"key {twice[:80]!r} appears twice in one object (JSON would keep only the last)")
     return obj
 
