@@ -1,6 +1,6 @@
 """The one way fabric-hpc replaces a file: readers see the old content or the new, never half.
 
-A new temporary file is created beside the target (``.<name>.<pid>-<random>.tmp``, ``O_EXCL`` and
+A new temporary file is created beside the target (``.<name>.<host>-<pid>-<random>.tmp``, ``O_EXCL`` and
 ``O_NOFOLLOW``: never an existing file, never through a symlink), written, given its mode, fsync'd,
 renamed over the target (whatever entry was there — file, symlink, FIFO — is replaced, never written
 through), and the directory fsync'd; on any error the temporary file is removed and the target is
@@ -10,18 +10,26 @@ crash costs nothing: heartbeats, metrics snapshots).
     write_atomic(path, data, mode=0o644)            # bytes or str
     with atomic_output(path) as tmp:                # for writers that open the file themselves (h5py)
         write_somehow(tmp)
+
+Writers that build a whole directory beside its final place (exports) take its name from
+:func:`temp_sibling`; :func:`remove_stale_siblings` removes what killed writers on this host left.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_output", "fsync_dir", "write_atomic"]
+__all__ = ["atomic_output", "fsync_dir", "remove_stale_siblings", "temp_sibling", "write_atomic"]
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+#: This host in temporary names (a shared filesystem: a PID means something only on its own host).
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0])[:32] or "host"
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes | str, *, mode: int | None = None,
@@ -74,7 +82,7 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
 def _create(target: Path, mode: int | None) -> Path:
     """A new, empty temporary file beside ``target`` (never an existing entry, never through a
     symlink), given ``mode`` (None: 0o666 less the umask)."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
+    tmp = temp_sibling(target)
     fd = os.open(tmp, _FLAGS, 0o600 if mode is not None else 0o666)
     try:
         if mode is not None:
@@ -92,3 +100,45 @@ def _unlink(tmp: Path) -> None:
         os.unlink(tmp)
     except FileNotFoundError:
         pass
+
+
+def temp_sibling(target: str | os.PathLike[str]) -> Path:
+    """A new hidden name beside ``target`` for its content in the making:
+    ``.<name>.<host>-<pid>-<random>.tmp``."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.{_HOST}-{os.getpid()}-{os.urandom(4).hex()}.tmp")
+
+
+def remove_stale_siblings(target: str | os.PathLike[str]) -> list[str]:
+    """Remove the :func:`temp_sibling` files and directories of ``target`` that processes of this
+    host left and that no longer run (a killed writer); another host's are left alone. Returns the
+    names removed."""
+    target = Path(target)
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.{re.escape(_HOST)}-(?P<pid>\d+)-[0-9a-f]{{8}}\.tmp")
+    removed = []
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = pattern.fullmatch(entry.name)
+        if m is None or _pid_alive(int(m.group("pid"))):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            _unlink(Path(entry.path))
+        removed.append(entry.name)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or not a pid we can ask about): leave it
+    return True

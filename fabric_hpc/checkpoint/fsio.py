@@ -7,7 +7,6 @@ import ctypes
 import ctypes.util
 import errno
 import os
-import re
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from google_crc32c import _crc32c  # C extension: accepts ndarrays, releases the GIL >= 1 MB
 
 from fabric_hpc.atomic import fsync_dir  # noqa: F401  (re-exported: the checkpoint code's fsync of directories)
+from fabric_hpc.atomic import remove_stale_siblings, temp_sibling
 from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointIOError
 
 BLOCK = 64 << 20  # bytes per read; 16 MiB per write() (then writeback is started on it)
@@ -229,42 +229,9 @@ def publish_dir(tmp: Path, out: Path) -> None:
 
 def export_tmp_dir(out: Path) -> Path:
     """The hidden staging directory an export builds ``out`` in (published by :func:`publish_dir`),
-    after removing the ones killed exports to ``out`` left behind."""
-    remove_stale_temps(out, rf"\.{re.escape(out.name)}\.tmp-(?P<pid>\d+)-[0-9a-f]{{8}}")
-    return out.parent / f".{out.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
-
-
-def remove_stale_temps(out: Path, pattern: str) -> list[str]:
-    """Remove the siblings of ``out`` whose whole name matches ``pattern`` (a regex with a
-    ``pid`` group: the temporary files and directories an export to ``out`` writes) and whose
-    process no longer runs on this host. Returns the names removed."""
-    removed = []
-    try:
-        entries = list(os.scandir(out.parent))
-    except OSError:
-        return removed
-    for entry in entries:
-        m = re.fullmatch(pattern, entry.name)
-        if m is None or _pid_alive(int(m.group("pid"))):
-            continue
-        if entry.is_dir(follow_symlinks=False):
-            remove_tree(Path(entry.path))
-        else:
-            Path(entry.path).unlink(missing_ok=True)
-        removed.append(entry.name)
-    return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True  # another user's process (or not a pid we can ask about): leave it
-    return True
+    after removing the ones killed exports to ``out`` on this host left behind."""
+    remove_stale_siblings(out)
+    return temp_sibling(out)
 
 
 def remove_tree(path: Path) -> None:

@@ -11,13 +11,12 @@ crc32c before writing anything, so a file damaged after export is refused, not r
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from fabric_hpc.atomic import atomic_output
+from fabric_hpc.atomic import atomic_output, remove_stale_siblings
 from fabric_hpc.checkpoint import fsio
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError
 from fabric_hpc.checkpoint.format import Manifest, TensorEntry, _entry_problems, check_name, stored_dtype
@@ -37,8 +36,7 @@ def export_h5(path: Path | str, h5_path: Path | str, *, step: int | None = None,
     ckpt = open_checkpoint(path, step)
     h5_path = output_path(h5_path, what="HDF5 file")
     manifest = ckpt.manifest.model_dump(mode="json")
-    # atomic_output's temporary file is ".NAME.PID-HEX.tmp": remove those killed exports left
-    fsio.remove_stale_temps(h5_path, rf"\.{re.escape(h5_path.name)}\.(?P<pid>\d+)-[0-9a-f]{{8}}\.tmp")
+    remove_stale_siblings(h5_path)  # atomic_output's temporary files that killed exports left
     with ckpt, atomic_output(h5_path, mode=fsio.FILE_MODE) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs[ROOT_ATTR] = json.dumps(manifest)

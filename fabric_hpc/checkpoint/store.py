@@ -27,7 +27,7 @@ from fabric_hpc.checkpoint.format import MANIFEST
 LATEST = "latest"
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
-LATEST_TMP_PREFIX = ".latest"  # write_atomic's ".latest.<pid>-<hex>.tmp"; older versions wrote ".latest-<pid>-<hex>"
+LATEST_TMP_PREFIX = ".latest"  # write_atomic's ".latest.<host>-<pid>-<hex>.tmp"; older versions ".latest-<pid>-<hex>"
 _STEP_DIR = re.compile(r"^step-(\d{10})$")
 
 

@@ -144,7 +144,7 @@ def test_export_refuses_damaged_or_linked_chunks(tmp_path: Path) -> None:
     chunk.write_bytes(good[:50] + bytes([good[50] ^ 1]) + good[51:])
     with pytest.raises(CheckpointCorruptError, match="w/c.0.0"):
         export_dcp(tmp_path / "ck", tmp_path / "out")
-    assert not (tmp_path / "out").exists() and not list((tmp_path).glob(".out.tmp-*"))
+    assert not (tmp_path / "out").exists() and not list((tmp_path).glob(".out.*.tmp"))
     (tmp_path / "elsewhere").write_bytes(good)
     chunk.unlink()
     chunk.symlink_to(tmp_path / "elsewhere")

@@ -106,7 +106,7 @@ def test_refusals_leave_nothing(tmp_path: Path) -> None:
     save(tmp_path / "c2", {"a": {"b": np.ones(2)}, "a.b": np.ones(2)}, step=0)
     with pytest.raises(CheckpointError, match="same Hugging Face key"):
         export_hf(tmp_path / "c2", tmp_path / "o")
-    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o.tmp-*"))
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o.*.tmp"))
 
 
 def test_export_of_a_manifest_declaring_a_huge_tensor_is_refused_before_allocating(tmp_path: Path) -> None:
@@ -181,13 +181,17 @@ def test_an_export_removes_the_temporaries_killed_exports_to_it_left(tmp_path: P
 
     from fabric_hpc.checkpoint.hdf5 import export_h5
 
+    from fabric_hpc.atomic import _HOST
+
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True).stdout.strip()
     live = os.getppid()
     save(tmp_path / "ck", {"w": np.arange(4, dtype=np.float32)}, step=1)
-    stale = [f".out.tmp-{dead}-0badc0de", f".x.h5.{dead}-0badc0de.tmp"]
-    kept = [f".out.tmp-{live}-0badc0de", f".x.h5.{live}-0badc0de.tmp", f".other.tmp-{dead}-0badc0de",
-            f".x.h5.{dead}-0badc0de.tmp.keep", f"out.tmp-{dead}-0badc0de"]
+    here = f"{_HOST}-{dead}-0badc0de.tmp"
+    stale = [f".out.{here}", f".x.h5.{here}"]
+    kept = [f".out.{_HOST}-{live}-0badc0de.tmp", f".x.h5.{_HOST}-{live}-0badc0de.tmp", f".other.{here}",
+            f".x.h5.{here}.keep", f"out.{here}",
+            f".out.other-node-{dead}-0badc0de.tmp"]  # another host's: its PID means nothing here
     (tmp_path / stale[0]).mkdir()
     (tmp_path / stale[0] / "model.safetensors").write_bytes(b"x" * 100)
     for name in stale[1:] + kept:
