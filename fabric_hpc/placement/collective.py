@@ -16,8 +16,8 @@ else it crosses rails through the switch above. Every flow of a ring carries the
 per-rank bytes ``2(n-1)/n·S`` (all-reduce) or ``(n-1)/n·S`` (all-gather / reduce-scatter), so the
 bandwidth term is ``max_r bytes_r / cap_r`` and, with other jobs on shared resources, each job's
 flows get their max-min fair share (:func:`fair_rates`: progressive filling, one rate per job).
-All-to-all sends ``S/n`` to every other rank (PXN: over NVLink to the GPU on the destination's
-rail, then rail-matched). Tree all-reduce has the ring's bottleneck bandwidth for ``2·S`` bytes per
+All-to-all sends ``S/n`` to every other rank (PXN: over NVLink to the GPU of the sender's host on the
+destination's rail, then rail-matched; :mod:`~fabric_hpc.placement.alltoall`). Tree all-reduce has the ring's bottleneck bandwidth for ``2·S`` bytes per
 rank and ``2·(⌈log2 domains⌉ + GPUs per domain - 1)`` latency steps. NVLink SHARP (``nvls``, one
 NVLink domain whose NVSwitches reduce: :mod:`fabric_hpc.placement.nvls`) sends each byte up to the
 switch once and receives its sum once, at its own calibrated efficiency, in 2 latency steps
@@ -28,19 +28,19 @@ nccl-tests figures in docs/collective-model.md.
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import Field
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.placement.ecmp import Ports, build_ports, flow_keys, route
+from fabric_hpc.placement.alltoall import MAX_PAIRS, alltoall_flows  # noqa: F401 (alltoall_flows re-exported)
+from fabric_hpc.placement.ecmp import Ports
+from fabric_hpc.placement.netmodel import (CollectiveParams, Net, NoNetwork, _domains, _paths,  # noqa: F401
+                                          _read_only, fabric_net, fabric_ports, resources, switch_hops)
 from fabric_hpc.placement.nvls import nvls_bytes
 from fabric_hpc.placement.fairshare import _fair, fair_rates, flow_unit  # noqa: F401 (fair_rates re-exported)
 from fabric_hpc.placement.ringmemo import Flows, RingShape, ring_memo  # noqa: F401 (Flows re-exported)
-from fabric_hpc.validation import StrictModel
 
 if TYPE_CHECKING:
     from fabric_hpc.topology import Fabric
@@ -48,175 +48,7 @@ if TYPE_CHECKING:
 KINDS = ("allreduce", "allgather", "reducescatter", "alltoall")
 
 
-class NoNetwork(ValueError):
-    """Internal: some NVLink domain of the placement has no NIC (the collective cannot run)."""
 ALGOS = ("auto", "ring", "tree", "nvls")
-
-
-class CollectiveParams(StrictModel):
-    """Calibrated constants (sources in docs/collective-model.md)."""
-
-    #: Share of the NVLink line rate NCCL reaches (370 of 450 GB/s on H100: nccl-tests#212).
-    nvlink_eff: float = Field(default=0.82, gt=0, le=1)
-    #: Share of a NIC's line rate (46-48 of 50 GB/s for NDR 400G: nccl-tests#290).
-    net_eff: float = Field(default=0.94, gt=0, le=1)
-    #: NVLink SHARP all-reduce: the share of one direction of a GPU's NVLink that its all-reduce
-    #: bytes reach (algbw ≈ 275 of 450 GB/s on 8 H100: nccl-tests#212, nccl#1455).
-    nvls_eff_nvlink4: float = Field(default=0.61, gt=0, le=1)
-    #: The same on NVLink5 (GB200 NVL72 rack, 72 GPUs: busbw 841 GB/s, coreweave/nccl-tests#43).
-    nvls_eff_nvlink5: float = Field(default=0.47, gt=0, le=1)
-    #: NCCL's default ceiling on channels (rings) per communicator.
-    max_channels: int = Field(default=32, ge=1)
-
-
-@dataclass(frozen=True)
-class Net:
-    """Resources of one fabric: capacity (GB/s, line rate) and each GPU's resource ids."""
-
-    cap: np.ndarray  # [R]
-    kind: np.ndarray  # [R] 0 NVLink port, 1 NIC, 2 switch uplink/downlink
-    nvl: np.ndarray  # [G] NVLink port of each GPU
-    nic_tx: np.ndarray  # [G] NIC (tx) each GPU uses (-1: none)
-    nic_rx: np.ndarray  # [G]
-    nic_key: np.ndarray  # [G] global NIC number (-1: none)
-    rail: np.ndarray  # [G] NIC index inside the host (-1: none)
-    up: np.ndarray  # [G, L] uplink resource per network level below the meeting level (-1: none)
-    down: np.ndarray  # [G, L]
-
-    @property
-    def size(self) -> int:
-        return len(self.cap)
-
-
-_NETS: weakref.WeakKeyDictionary[Fabric, Net] = weakref.WeakKeyDictionary()
-
-
-def fabric_net(fab: Fabric) -> Net:
-    """The resources of ``fab`` (built once per fabric)."""
-    net = _NETS.get(fab)
-    if net is None:
-        net = _NETS[fab] = _build_net(fab)
-    return net
-
-
-_PORTS: weakref.WeakKeyDictionary[Fabric, Ports] = weakref.WeakKeyDictionary()
-
-
-def fabric_ports(fab: Fabric) -> Ports:
-    """The resources of ``fab`` with its switch uplinks split into ECMP ports (built once)."""
-    ports = _PORTS.get(fab)
-    if ports is None:
-        ports = _PORTS[fab] = build_ports(fab, fabric_net(fab))
-    return ports
-
-
-def resources(fab: Fabric, ecmp: int | None) -> Net | Ports:
-    """The resource space of a collective: ECMP ports when a flow-hash salt is given, else the Net."""
-    return fabric_net(fab) if ecmp is None else fabric_ports(fab)
-
-
-def _build_net(fab: Fabric) -> Net:
-    idx = fab.index
-    ng = len(fab.gpus)
-    caps: list[np.ndarray] = []
-    nvl_cap = np.where(idx.gpu_nvl >= 0, idx.nvl_gbps[idx.gpu_nvl].astype(np.float64) / 2, 0.0)
-    caps.append(nvl_cap)
-    nvl = np.arange(ng)
-    nics = np.array([fab.host_type(h).nics for h in fab.hosts], np.int64)
-    off = np.r_[0, np.cumsum(nics)]
-    rail = idx.gpu_rail.astype(np.int64)
-    nic_key = np.where(rail >= 0, off[idx.gpu_host] + rail, -1)
-    nic_gbps = np.repeat([fab.host_type(h).nic_gbps for h in fab.hosts], nics).astype(np.float64)
-    base = ng
-    nic_tx = np.where(nic_key >= 0, base + nic_key, -1)
-    nic_rx = np.where(nic_key >= 0, base + off[-1] + nic_key, -1)
-    caps += [nic_gbps, nic_gbps]
-    base += 2 * int(off[-1])
-    nl = idx.host_path.shape[1]
-    up = np.full((ng, nl), -1, np.int64)
-    down = np.full((ng, nl), -1, np.int64)
-    specs = {g.name: g for g in fab.spec.network.groups} if fab.spec.network else {}
-    groups = list(fab.groups)
-    # leaf level: one resource per switch (a NIC reaches one switch)
-    sw_cap = np.zeros(max(len(fab.switch_ids), 1))
-    for g in groups:
-        for s in fab.groups[g].switches:
-            sw_cap[fab.switch_ids[s]] = specs[g].uplink_gbps or np.inf
-    leaf = idx.gpu_leaf_switch.astype(np.int64)
-    up[:, 0] = np.where(leaf >= 0, base + leaf, -1)
-    down[:, 0] = np.where(leaf >= 0, base + len(sw_cap) + leaf, -1)
-    caps += [sw_cap, sw_cap]
-    base += 2 * len(sw_cap)
-    # higher levels: one resource per group (its switches' uplinks together)
-    g_cap = np.array([(specs[g].uplink_gbps or np.inf) * specs[g].switches for g in groups] or [np.inf])
-    path = idx.host_path[idx.gpu_host].astype(np.int64)  # [G, L]
-    for lv in range(1, nl):
-        up[:, lv] = np.where(path[:, lv] >= 0, base + path[:, lv], -1)
-        down[:, lv] = np.where(path[:, lv] >= 0, base + len(g_cap) + path[:, lv], -1)
-    caps += [g_cap, g_cap]
-    cap = np.concatenate(caps)
-    kind = np.full(len(cap), 2, np.int8)
-    kind[:ng] = 0
-    kind[ng:ng + 2 * int(off[-1])] = 1
-    return Net(cap, kind, nvl, nic_tx, nic_rx, nic_key, rail, up, down)
-
-
-# -- flows -----------------------------------------------------------------------------------------
-def switch_hops(fab: Fabric, net: Net, src: np.ndarray, dst: np.ndarray, ecmp: tuple[int, np.ndarray] | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(levels climbed, up, down) of network flows src[i] -> dst[i]: ``up[i, lv]`` / ``down[i, lv]``
-    the switch resource (or, with ``ecmp``, the hashed port) crossed at level lv, -1 none."""
-    idx = fab.index
-    level = idx.meet_level(src, dst)
-    same_sw = (idx.gpu_leaf_switch[src] == idx.gpu_leaf_switch[dst]) & (idx.gpu_leaf_switch[src] >= 0)
-    level = np.where(same_sw, 0, np.maximum(level, 1))
-    use = np.arange(net.up.shape[1])[None, :] < level[:, None]
-    up, down = np.where(use, net.up[src], -1), np.where(use, net.down[dst], -1)
-    if ecmp is not None:
-        up, down = route(fabric_ports(fab), up, down, level, flow_keys(src, dst, ecmp[0], ecmp[1]))
-    return level, up, down
-
-
-def _paths(fab: Fabric, net: Net, src: np.ndarray, dst: np.ndarray,
-           ecmp: tuple[int, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(flow index, resource) pairs and latency (µs) of network flows src[i] -> dst[i] (GPU indices).
-    ``ecmp``: (job salt, channel of each flow): each switch hop takes one hashed port (ecmp.route)."""
-    _, up, down = switch_hops(fab, net, src, dst, ecmp)
-    res = np.concatenate([net.nic_tx[src][:, None], net.nic_rx[dst][:, None], up, down], axis=1)
-    flow = np.repeat(np.arange(len(src)), res.shape[1])
-    res = res.ravel()
-    ok = res >= 0
-    _, _, lat = fab.index.pair(src, dst)
-    return flow[ok], res[ok], lat
-
-
-def _domains(fab: Fabric, gpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """GPUs in ring order (domains in topology order, local index inside) and each one's domain rank
-    (remembered per fabric, :mod:`~fabric_hpc.placement.ringmemo`; the arrays are read-only)."""
-    gpus = np.asarray(gpus)
-    return ring_memo(fab).get(("domains", gpus.dtype.str, gpus.tobytes()),
-                              lambda: _read_only(*_domains_plain(fab, gpus)))
-
-
-def _read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-    for a in arrays:
-        a.setflags(write=False)
-    return arrays
-
-
-def _domains_plain(fab: Fabric, gpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_domains` computed (no memo)."""
-    from fabric_hpc.placement.levels import fabric_levels
-
-    idx = fab.index
-    lv = fabric_levels(fab)
-    host = idx.gpu_host[gpus]
-    keys = [idx.gpu_local[gpus], host, *[lv.host_dom[host, j] for j in range(lv.host_dom.shape[1])][::-1]]
-    order = np.lexsort((keys[0], keys[1], *keys[2:][::-1]))  # top level first, then host, local index
-    g = gpus[order]
-    nvl = idx.gpu_nvl[g]
-    change = np.r_[True, nvl[1:] != nvl[:-1]]
-    return g, np.cumsum(change) - 1
 
 
 def ring_flows(fab: Fabric, gpus: np.ndarray, per_rank_bytes: float, params: CollectiveParams,
@@ -326,59 +158,15 @@ def _distinct_entries(d: np.ndarray, pos: np.ndarray, matched: np.ndarray, per_n
     return out
 
 
-def alltoall_flows(fab: Fabric, gpus: np.ndarray, per_rank_bytes: float, ecmp: int | None = None) -> Flows:
-    """All-to-all: every rank sends ``per_rank_bytes / n`` to every other rank. Between domains the
-    bytes travel rail-matched (PXN): a GPU hands the bytes for a rank on another rail over NVLink
-    to the GPU of its own domain on that rail, whose NIC sends them (its own NIC when the domain has
-    no GPU on that rail)."""
-    net = fabric_net(fab)
-    g, dom = _domains(fab, np.asarray(gpus, np.int64))
-    n = len(g)
-    m = int(dom[-1]) + 1 if n else 0
-    k = np.bincount(dom, minlength=m)
-    chunk = per_rank_bytes / max(n, 1)
-    on = k[dom] > 1
-    size_nvl = chunk * (k[dom] - 1).astype(np.float64)
-    flows, res, size, lat = [], [], [], []
-    if m >= 2:
-        has = net.nic_key[g] >= 0
-        a, b = np.meshgrid(np.flatnonzero(has), np.flatnonzero(has), indexing="ij")
-        a, b = a.ravel(), b.ravel()
-        cross = dom[a] != dom[b]
-        a, b = a[cross], b[cross]
-        proxy = _pxn_proxy(net, g, dom, has, a, b)
-        # a source without a NIC of its own sends through a peer's NIC; count its bytes there too
-        nic_count = np.bincount(dom[has], minlength=m)
-        bytes_ab = chunk * (k[dom[a]] / np.maximum(nic_count[dom[a]], 1))
-        np.add.at(size_nvl, a, np.where(proxy != a, bytes_ab, 0.0))  # the NVLink hop to the proxy
-        f, r, la = _paths(fab, net, g[proxy], g[b], None if ecmp is None else (ecmp, np.zeros(len(a), np.int64)))
-        flows.append(f)
-        res.append(r)
-        size.append(bytes_ab)
-        lat.append(la)
-    nf = int(on.sum())
-    flows = [np.arange(nf)] + [f + nf for f in flows]
-    res = [net.nvl[g[on]], *res]
-    size = [size_nvl[on], *size]
-    lat = [np.full(nf, fab.index.nvlink_latency_us), *lat]
-    return Flows(np.concatenate(flows), np.concatenate(res), np.concatenate(size), np.concatenate(lat))
-
-
-def _pxn_proxy(net: Net, g: np.ndarray, dom: np.ndarray, has: np.ndarray, a: np.ndarray,
-               b: np.ndarray) -> np.ndarray:
-    """Position (in ``g``) of the GPU whose NIC sends a's bytes to b: the first GPU of a's domain on
-    b's rail when there is one (NCCL's PXN), else a itself."""
-    pos = np.flatnonzero(has)
-    key = dom[pos] * 64 + np.clip(net.rail[g[pos]], 0, 63)
-    order = np.argsort(key, kind="stable")
-    srt = key[order]
-    want = dom[a] * 64 + np.clip(net.rail[g[b]], 0, 63)
-    i = np.minimum(np.searchsorted(srt, want), max(len(srt) - 1, 0))
-    found = (srt[i] == want) & (net.rail[g[b]] >= 0)
-    return np.where(found, pos[order[i]], a)
-
-
 # -- rates and times --------------------------------------------------------------------------------
+def _alltoall(fab: Fabric, gpus: np.ndarray, size: float, ecmp: int | None) -> Flows:
+    if len(gpus) * (len(gpus) - 1) > MAX_PAIRS:
+        raise ConfigError(f"an all-to-all over {len(gpus)} GPUs is beyond this model (every ordered pair is a "
+                          f"flow: at most {MAX_PAIRS:,} pairs, 4,096 GPUs)",
+                          hint="model a smaller group (e.g. one expert-parallel group) or use kind='allgather'")
+    return alltoall_flows(fab, gpus, size, ecmp)
+
+
 def effective_cap(net: Net | Ports, params: CollectiveParams) -> np.ndarray:
     """Capacity NCCL reaches on each resource (GB/s): line rate × calibrated efficiency (read-only)."""
     key = (id(net), params.nvlink_eff, params.net_eff)
@@ -411,6 +199,35 @@ def steps_and_bytes(kind: str, algo: str, n: int, m: int, kmax: int, size: float
     return (n - 1) / n * size, n - 1  # all-to-all: n-1 pieces of size/n
 
 
+def check_call(fab: Fabric, gpus, size_bytes: float, kind: str, ecmp: int | None = None,
+               params: CollectiveParams | None = None) -> tuple[np.ndarray, CollectiveParams]:
+    """The sorted, distinct GPU indices of a collective call and its params, or a ConfigError
+    naming the bad argument: indices must be integers of ``fab`` (no wrap-around of -1, no
+    truncated floats), the size a finite number of bytes ≥ 0, ``kind`` one of :data:`KINDS`."""
+    if kind not in KINDS:
+        raise ConfigError(f"unknown collective {kind!r}", hint=f"kinds: {KINDS}")
+    if params is not None and not isinstance(params, CollectiveParams):
+        raise ConfigError(f"params must be a CollectiveParams, not {type(params).__name__}",
+                          hint="pass CollectiveParams(**fields) (or None for the calibrated defaults)")
+    if isinstance(size_bytes, bool) or not isinstance(size_bytes, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(size_bytes) or size_bytes < 0:
+        raise ConfigError(f"collective size must be a finite number of bytes ≥ 0, not {size_bytes!r}",
+                          hint="give the message size in bytes, e.g. 2**28 for 256 MiB")
+    if ecmp is not None and (isinstance(ecmp, bool) or not isinstance(ecmp, (int, np.integer))):
+        raise ConfigError(f"ecmp must be an integer flow-hash salt or None, not {ecmp!r}",
+                          hint="pass the job's salt (any int), or None for perfectly spread uplinks")
+    arr = np.asarray(gpus)
+    if arr.size and (arr.ndim != 1 or arr.dtype.kind not in "iu"):
+        raise ConfigError("gpus must be a flat list of GPU indices (integers)",
+                          hint="pass fabric GPU indices, e.g. [fab.gpus.index('host/gpu0'), ...]")
+    idx = np.unique(arr.astype(np.int64))
+    if idx.size and (idx[0] < 0 or idx[-1] >= len(fab.gpus)):
+        bad = int(idx[0] if idx[0] < 0 else idx[-1])
+        raise ConfigError(f"GPU index {bad} is not a GPU of fabric {fab.name!r} (0..{len(fab.gpus) - 1})",
+                          hint="pass indices into fab.gpus")
+    return idx, params or CollectiveParams()
+
+
 @dataclass(frozen=True)
 class CollectiveTime:
     seconds: float
@@ -430,22 +247,21 @@ def collective_time(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allred
     None: every switch's uplinks shared perfectly. ``algo="auto"`` takes the fastest of ring, tree
     and (with ``nvls``, inside one NVLink domain with SHARP hardware) NVLink SHARP; the simulator
     passes ``nvls=False`` (its choice stays ring or tree, as :func:`allreduce_and_load`)."""
-    params = params or CollectiveParams()
-    if kind not in KINDS or algo not in ALGOS:
-        raise ConfigError(f"unknown collective {kind!r}/{algo!r}",
-                          hint=f"kinds: {KINDS}; algorithms: {ALGOS}")
-    gpus = np.unique(np.asarray(gpus, np.int64))
+    if algo not in ALGOS:
+        raise ConfigError(f"unknown collective algorithm {algo!r}", hint=f"algorithms: {ALGOS}")
+    gpus, params = check_call(fab, gpus, size_bytes, kind, ecmp, params)
+    if algo in ("tree", "nvls") and kind != "allreduce":
+        raise ConfigError(f"{algo!r} is an all-reduce algorithm in this model, not one for {kind!r}",
+                          hint="use algo='ring' or 'auto' for this collective")
+    if algo == "auto":
+        algos = (["ring", "tree", "nvls"] if nvls else ["ring", "tree"]) if kind == "allreduce" else ["ring"]
+    else:
+        algos = [algo]
+    _check_background(fab, background, ecmp)
     n = len(gpus)
     if n <= 1:
         return CollectiveTime(0.0, "none", np.inf, "none")
     net = fabric_net(fab)
-    if algo == "auto":
-        algos = (["ring", "tree", "nvls"] if nvls else ["ring", "tree"]) if kind == "allreduce" else ["ring"]
-    elif algo == "nvls" and kind != "allreduce":
-        raise ConfigError(f"NVLink SHARP (nvls) is an all-reduce algorithm, not one for {kind!r}",
-                          hint="use algo='ring' or 'auto' for this collective")
-    else:
-        algos = [algo]
     best: CollectiveTime | None = None
     for a in algos:
         try:
@@ -463,6 +279,17 @@ def collective_time(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allred
     return best  # type: ignore[return-value]
 
 
+def _check_background(fab: Fabric, background: list[np.ndarray] | None, ecmp: int | None) -> None:
+    size = resources(fab, ecmp).size
+    for load in background or []:
+        arr = np.asarray(load)
+        if arr.shape != (size,) or not np.isfinite(arr).all() or (arr < 0).any():
+            mode = "ECMP ports" if ecmp is not None else "spread uplinks"
+            raise ConfigError(f"a background load must be job_load's bytes per resource of this fabric ({size} "
+                              f"finite values ≥ 0 for {mode}), not an array of shape {arr.shape}",
+                              hint="build it with job_load(fab, gpus, size, ecmp=...) in the same ECMP mode")
+
+
 def _one(fab: Fabric, net: Net, gpus: np.ndarray, size: float, kind: str, algo: str, params: CollectiveParams,
          background: list[np.ndarray] | None, ecmp: int | None = None) -> CollectiveTime | None:
     _, dom = _domains(fab, gpus)
@@ -474,7 +301,7 @@ def _one(fab: Fabric, net: Net, gpus: np.ndarray, size: float, kind: str, algo: 
             return None
     else:
         per_rank, steps = steps_and_bytes(kind, algo, n, m, kmax, size)
-    flows = (alltoall_flows(fab, gpus, size, ecmp) if kind == "alltoall"
+    flows = (_alltoall(fab, gpus, size, ecmp) if kind == "alltoall"
              else ring_flows(fab, gpus, per_rank, params, ecmp=ecmp))
     space = resources(fab, ecmp)
     load = load_of(flows, space.size)
@@ -495,15 +322,17 @@ def job_load(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce",
              params: CollectiveParams | None = None, ecmp: int | None = None) -> np.ndarray:
     """Bytes per resource of one ring collective of a running job (a background load for others;
     ``ecmp`` as in :func:`collective_time`)."""
-    params = params or CollectiveParams()
-    gpus = np.unique(np.asarray(gpus, np.int64))
+    gpus, params = check_call(fab, gpus, size_bytes, kind, ecmp, params)
     space = resources(fab, ecmp)
     if len(gpus) <= 1:
         return np.zeros(space.size)
     _, dom = _domains(fab, gpus)
     per_rank, _ = steps_and_bytes(kind, "ring", len(gpus), int(dom[-1]) + 1, 1, size_bytes)
-    flows = (alltoall_flows(fab, gpus, size_bytes, ecmp) if kind == "alltoall"
-             else ring_flows(fab, gpus, per_rank, params, ecmp=ecmp))
+    try:
+        flows = (_alltoall(fab, gpus, size_bytes, ecmp) if kind == "alltoall"
+                 else ring_flows(fab, gpus, per_rank, params, ecmp=ecmp))
+    except NoNetwork:  # a collective that cannot run (a domain without a NIC) loads nothing
+        return np.zeros(space.size)
     return load_of(flows, space.size)
 
 
@@ -511,8 +340,7 @@ def allreduce_and_load(fab: Fabric, gpus, size_bytes: float, *, params: Collecti
                        ecmp: int | None = None) -> tuple[CollectiveTime, np.ndarray]:
     """``collective_time(kind="allreduce", algo="auto", nvls=False)`` alone and ``job_load`` of the same GPUs,
     building the ring's flows once (both are linear in the bytes; the simulator calls this per job)."""
-    params = params or CollectiveParams()
-    gpus = np.unique(np.asarray(gpus, np.int64))
+    gpus, params = check_call(fab, gpus, size_bytes, "allreduce", ecmp, params)
     net = resources(fab, ecmp)
     n = len(gpus)
     if n <= 1:

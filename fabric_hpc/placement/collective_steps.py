@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.placement.collective import (CollectiveParams, CollectiveTime, NoNetwork, _domains,
+from fabric_hpc.placement.collective import (CollectiveParams, CollectiveTime, NoNetwork, _domains, check_call,
                                              effective_cap, resources, ring_flows, steps_and_bytes)
 from fabric_hpc.placement.fairshare import flow_fair_rates
 
@@ -44,6 +44,8 @@ RING_KINDS = ("allreduce", "allgather", "reducescatter")
 SHARES = ("flow", "latency")
 #: Events simulated at most per call (a guard: 2-4 jobs of the SimGrid set need a few hundred).
 MAX_EVENTS = 200_000
+#: Ring steps each job runs back to back at most (``min_steps``; more never changes the steady state).
+MAX_STEPS = 10_000
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,7 @@ def job_steps(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce",
     if kind not in RING_KINDS:
         raise ConfigError(f"the stepped form models ring collectives, not {kind!r}",
                           hint=f"kinds: {RING_KINDS}; use collective.collective_time for all-to-all")
-    params = params or CollectiveParams()
-    gpus = np.unique(np.asarray(gpus, np.int64))
+    gpus, params = check_call(fab, gpus, size_bytes, kind, ecmp, params)
     n = len(gpus)
     if n <= 1:
         return _empty(ecmp is not None, True)
@@ -103,6 +104,9 @@ def stepped_times(fab: Fabric, jobs: Sequence[JobSteps], *, params: CollectivePa
     params = params or CollectiveParams()
     if share not in SHARES:
         raise ConfigError(f"unknown share rule {share!r}", hint=f"one of {SHARES}")
+    if isinstance(min_steps, bool) or not isinstance(min_steps, (int, np.integer)) or not 1 <= min_steps <= MAX_STEPS:
+        raise ConfigError(f"min_steps must be a whole number of ring steps in 1..{MAX_STEPS}, not {min_steps!r}",
+                          hint="the default 8 is enough for the jobs to reach their steady state")
     modes = {j.ecmp for j in jobs}
     if len(modes) > 1:
         raise ConfigError("stepped_times: some jobs are ECMP-hashed and some not",
@@ -178,14 +182,17 @@ def stepped_collective_time(fab: Fabric, gpus, size_bytes: float, *, kind: str =
     if me.steps == 0:
         return (CollectiveTime(0.0, "none", np.inf, "none") if me.runs
                 else CollectiveTime(np.inf, "ring", 0.0, "nic", np.inf, 0.0))
+    if size_bytes == 0:  # nothing to send: each step is its latency (as the fluid form)
+        lat = float(me.lat_s.max()) * me.steps
+        return CollectiveTime(lat, "ring", 0.0, "none", 0.0, lat)
     secs = float(stepped_times(fab, [me, *background], params=params, min_steps=min_steps, share=share)[0])
     space = resources(fab, ecmp)
     load = np.bincount(me.res, weights=me.size[me.flow], minlength=space.size)
     nz = np.flatnonzero(load)
-    worst = nz[int(np.argmax(load[nz] / effective_cap(space, params)[nz]))]
+    worst = nz[int(np.argmax(load[nz] / effective_cap(space, params)[nz]))] if nz.size else -1
     n = len(np.unique(np.asarray(gpus)))
     lat = float(me.lat_s.max()) * me.steps
     factor = 2.0 * (n - 1) / n if kind == "allreduce" else (n - 1) / n
     busbw = factor * size_bytes / secs / 1e9 if secs > 0 else np.inf
-    return CollectiveTime(secs, "ring", float(busbw), ("nvlink", "nic", "uplink")[int(space.kind[worst])],
-                          secs - lat, lat)
+    where = ("nvlink", "nic", "uplink")[int(space.kind[worst])] if worst >= 0 else "none"  # size 0: latency only
+    return CollectiveTime(secs, "ring", float(busbw), where, secs - lat, lat)

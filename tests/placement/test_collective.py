@@ -203,3 +203,59 @@ def test_alltoall_is_rail_matched_pxn(sp):
     chunk = GIB / 16
     assert load[net.nvl[g[0]]] == pytest.approx(chunk * 7 + chunk * 7)
     assert collective_time(sp, g, GIB, kind="alltoall").bottleneck in ("nic", "nvlink")
+
+
+def test_alltoall_across_nvl72_racks_uses_every_nic(nvl):
+    """Two full racks: each GPU's bytes for the other rack leave on its own tray's NIC of the
+    destination's rail (PXN inside a node), so all 144 NICs carry the same load and the time is the
+    rack's bytes over its 72 NICs; it went through one tray's 4 NICs (18x slower) when the proxy
+    was the first GPU of the whole NVLink domain on that rail."""
+    net = fabric_net(nvl)
+    load = job_load(nvl, range(144), GIB, kind="alltoall")
+    tx = load[np.unique(net.nic_tx[:144])]
+    assert tx.min() == pytest.approx(tx.max()) and tx.min() > 0
+    t = collective_time(nvl, range(144), GIB, kind="alltoall")
+    rack_bytes = 72 * GIB * 72 / 144  # each GPU sends half its buffer to the other rack
+    nic = float(nvl.index.gpu_nic_gbps[0]) * 1e9 * CollectiveParams().net_eff
+    assert t.bandwidth_s == pytest.approx(rack_bytes / (72 * nic), rel=0.01)
+
+
+def test_collective_arguments_are_checked(sp):
+    from fabric_hpc.placement.collective_steps import stepped_collective_time
+
+    for gpus in ([-1, 0], [0.5, 1.7], [[0, 1]], [True, False], [0, 10**6]):
+        with pytest.raises(ConfigError):
+            collective_time(sp, gpus, GIB)
+    for size in (-5, float("nan"), float("inf"), "1G", True):
+        with pytest.raises(ConfigError):
+            collective_time(sp, [0, 9], size)
+        with pytest.raises(ConfigError):
+            job_load(sp, [0, 9], size)
+    with pytest.raises(ConfigError):
+        job_load(sp, [0, 9], GIB, kind="bogus")
+    with pytest.raises(ConfigError):
+        collective_time(sp, [0, 9], GIB, kind="allgather", algo="tree")  # tree is all-reduce only
+    with pytest.raises(ConfigError):
+        collective_time(sp, [0, 9], GIB, background=[np.array([1.0, 2.0])])
+    with pytest.raises(ConfigError):
+        collective_time(sp, [0, 9], GIB, params={"net_eff": 0.9})
+    for steps in (0, -5, 10**9):
+        with pytest.raises(ConfigError):
+            stepped_collective_time(sp, [0, 9], GIB, min_steps=steps)
+    zero = collective_time(sp, range(16), 0, algo="ring")
+    assert zero.bandwidth_s == 0.0 and zero.seconds == zero.latency_s > 0
+    assert stepped_collective_time(sp, range(16), 0).seconds == pytest.approx(zero.seconds)
+
+
+def test_hosts_without_a_nic_run_no_collective_across_them():
+    """No NIC, no network: a ring or an all-to-all across two hosts cannot run (inf), and
+    job_load says it loads nothing (it raised the internal NoNetwork)."""
+    spec = generators.leaf_spine(hosts=2, hosts_per_leaf=2, gpus=4).model_dump()
+    spec.pop("network")
+    for ht in spec["host_types"].values():
+        ht["nics"] = 0
+    fab = build(spec)
+    assert collective_time(fab, range(8), GIB).seconds == np.inf
+    assert collective_time(fab, range(8), GIB, kind="alltoall").seconds == np.inf
+    assert not job_load(fab, range(8), GIB).any()
+    assert collective_time(fab, range(4), GIB, kind="alltoall").seconds < np.inf  # inside one host

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fabric_hpc.placement.collective import (CollectiveParams, NoNetwork, _channel_edges, _domains,
-                                             _domains_plain, _paths, allreduce_and_load, collective_time,
-                                             fabric_net, ring_flows)
+from fabric_hpc.placement.collective import (CollectiveParams, NoNetwork, _channel_edges, _domains, _paths,
+                                             allreduce_and_load, collective_time, fabric_net, ring_flows)
+from fabric_hpc.placement.netmodel import _domains_plain
 from fabric_hpc.placement.ringmemo import Flows, RingMemo, ring_memo
 from fabric_hpc.topology import build, generators
 
