@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fabric_hpc.placement.netmodel import Net, NoNetwork, _domains, _paths, fabric_net
+from fabric_hpc.placement.netmodel import Net, NoNetwork, _domains, _paths, fabric_net, mesh_factor
 from fabric_hpc.placement.ringmemo import Flows
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def alltoall_flows(fab: Fabric, gpus: np.ndarray, per_rank_bytes: float, ecmp: i
     k = np.bincount(dom, minlength=m)
     chunk = per_rank_bytes / max(n, 1)
     on = k[dom] > 1
-    size_nvl = chunk * (k[dom] - 1).astype(np.float64)
+    size_nvl = chunk * (k[dom] - 1).astype(np.float64) * mesh_factor(fab, g, k[dom])
     flows, res, size, lat = [], [], [], []
     if m >= 2:
         has = net.nic_key[g] >= 0

@@ -37,7 +37,8 @@ from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement.alltoall import MAX_PAIRS, alltoall_flows  # noqa: F401 (alltoall_flows re-exported)
 from fabric_hpc.placement.ecmp import Ports
 from fabric_hpc.placement.netmodel import (CollectiveParams, Net, NoNetwork, _domains, _paths,  # noqa: F401
-                                          _read_only, fabric_net, fabric_ports, resources, switch_hops)
+                                          _read_only, fabric_net, fabric_ports, mesh_factor, resources,
+                                          switch_hops)
 from fabric_hpc.placement.nvls import nvls_bytes
 from fabric_hpc.placement.fairshare import _fair, fair_rates, flow_unit  # noqa: F401 (fair_rates re-exported)
 from fabric_hpc.placement.ringmemo import Flows, RingShape, ring_memo  # noqa: F401 (Flows re-exported)
@@ -71,7 +72,7 @@ def ring_shape(fab: Fabric, gpus: np.ndarray, params: CollectiveParams,
     flows, res, lat = [], [], []
     # NVLink: inside a domain of k GPUs each GPU sends (k-1)/k of its bytes over NVLink (all when m == 1)
     k = np.bincount(dom, minlength=m)[dom]
-    share = np.where(k > 1, 1.0 if m == 1 else (k - 1) / k, 0.0)
+    share = np.where(k > 1, 1.0 if m == 1 else (k - 1) / k, 0.0) * mesh_factor(fab, g, k)
     on = share > 0
     nf = int(on.sum())
     flows.append(np.arange(nf))

@@ -189,3 +189,16 @@ def _domains_plain(fab: Fabric, gpus: np.ndarray) -> tuple[np.ndarray, np.ndarra
     nvl = idx.gpu_nvl[g]
     change = np.r_[True, nvl[1:] != nvl[:-1]]
     return g, np.cumsum(change) - 1
+
+
+def mesh_factor(fab: Fabric, g: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Per GPU: its NVLink port's capacity over what a collective among ``k`` GPUs of its domain can
+    use (1 on an NVSwitch). In a direct NVLink mesh (no NVSwitch) a GPU reaches each peer over its
+    own links only, ``nvlink / (G-1)``, so ``k`` GPUs of a ``G``-GPU mesh use ``(k-1)/(G-1)`` of it:
+    the factor is ``(G-1)/(k-1)`` (2 of 4 A100s: 3x slower than all 4)."""
+    idx = fab.index
+    d = idx.gpu_nvl[g]
+    full = idx.nvl_gbps[d].astype(np.float64)
+    pair = idx.nvl_pair_gbps[d].astype(np.float64)
+    usable = np.minimum(full, pair * np.maximum(k - 1, 1))
+    return np.where((d >= 0) & (usable > 0), full / np.where(usable > 0, usable, 1.0), 1.0)

@@ -259,3 +259,19 @@ def test_hosts_without_a_nic_run_no_collective_across_them():
     assert collective_time(fab, range(8), GIB, kind="alltoall").seconds == np.inf
     assert not job_load(fab, range(8), GIB).any()
     assert collective_time(fab, range(4), GIB, kind="alltoall").seconds < np.inf  # inside one host
+
+
+def test_a_direct_nvlink_mesh_gives_two_gpus_only_their_pair_links():
+    """4 A100-class GPUs in a direct NVLink mesh (600 GB/s each, no NVSwitch): two of them reach
+    each other over 1/3 of their NVLink (200 GB/s), so their ring is 3x slower per byte than all
+    four's, which uses every link; on an NVSwitch host both get the whole NVLink."""
+    spec = generators.leaf_spine(hosts=2, hosts_per_leaf=2, gpus=4).model_dump()
+    for ht in spec["host_types"].values():
+        ht.update(nvlink_gbps=600.0, nvswitches=0, gpu_model="A100-SXM4-80GB")
+    mesh = build(spec)
+    p = CollectiveParams()
+    two, four = (collective_time(mesh, g, GIB, algo="ring") for g in ([0, 1], range(4)))
+    assert two.busbw_gbps == pytest.approx(100 * p.nvlink_eff, rel=0.01)
+    assert four.busbw_gbps == pytest.approx(300 * p.nvlink_eff, rel=0.01)
+    switched = build(generators.leaf_spine(hosts=2, hosts_per_leaf=2, gpus=4))
+    assert collective_time(switched, [0, 1], GIB, algo="ring").busbw_gbps == pytest.approx(450 * p.nvlink_eff, rel=0.01)
