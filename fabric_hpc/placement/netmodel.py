@@ -54,6 +54,9 @@ class Net:
     rail: np.ndarray  # [G] NIC index inside the host (-1: none)
     up: np.ndarray  # [G, L] uplink resource per network level below the meeting level (-1: none)
     down: np.ndarray  # [G, L]
+    #: [G] the domain a ring groups each GPU in: its NVLink domain, or its host for a host without
+    #: NVLink (PCIe-only: its GPUs reach each other over PCIe, whose rate their ``nvl`` port has)
+    ring_dom: np.ndarray
 
     @property
     def size(self) -> int:
@@ -91,7 +94,10 @@ def _build_net(fab: Fabric) -> Net:
     idx = fab.index
     ng = len(fab.gpus)
     caps: list[np.ndarray] = []
-    nvl_cap = np.where(idx.gpu_nvl >= 0, idx.nvl_gbps[idx.gpu_nvl].astype(np.float64) / 2, 0.0)
+    # NVLink figures are both directions together, PCIe's one direction (a PCIe-only GPU's port)
+    pcie_only = np.array([fab.host_type(h).nvlink_gbps <= 0 and h not in fab.nvl_domain_of_host
+                          for h in fab.hosts], bool)[idx.gpu_host]
+    nvl_cap = np.where(idx.gpu_nvl >= 0, idx.nvl_gbps[idx.gpu_nvl].astype(np.float64) / np.where(pcie_only, 1, 2), 0.0)
     caps.append(nvl_cap)
     nvl = np.arange(ng)
     nics = np.array([fab.host_type(h).nics for h in fab.hosts], np.int64)
@@ -130,7 +136,16 @@ def _build_net(fab: Fabric) -> Net:
     kind = np.full(len(cap), 2, np.int8)
     kind[:ng] = 0
     kind[ng:ng + 2 * int(off[-1])] = 1
-    return Net(cap, kind, nvl, nic_tx, nic_rx, nic_key, rail, up, down)
+    return Net(cap, kind, nvl, nic_tx, nic_rx, nic_key, rail, up, down, _ring_domains(fab, pcie_only))
+
+
+def _ring_domains(fab: Fabric, pcie_only: np.ndarray) -> np.ndarray:
+    """:attr:`Net.ring_dom`: ``gpu_nvl``, except that the GPUs of a PCIe-only host (each its own
+    NVLink domain in the index) share the id of the host's first GPU."""
+    idx = fab.index
+    first = np.full(len(fab.hosts), np.iinfo(np.int64).max)
+    np.minimum.at(first, idx.gpu_host, idx.gpu_nvl.astype(np.int64))
+    return np.where(pcie_only, first[idx.gpu_host], idx.gpu_nvl).astype(np.int64)
 
 
 # -- flows -----------------------------------------------------------------------------------------
@@ -186,7 +201,7 @@ def _domains_plain(fab: Fabric, gpus: np.ndarray) -> tuple[np.ndarray, np.ndarra
     keys = [idx.gpu_local[gpus], host, *[lv.host_dom[host, j] for j in range(lv.host_dom.shape[1])][::-1]]
     order = np.lexsort((keys[0], keys[1], *keys[2:][::-1]))  # top level first, then host, local index
     g = gpus[order]
-    nvl = idx.gpu_nvl[g]
+    nvl = fabric_net(fab).ring_dom[g]
     change = np.r_[True, nvl[1:] != nvl[:-1]]
     return g, np.cumsum(change) - 1
 

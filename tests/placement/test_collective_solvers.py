@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fabric_hpc.placement import ClusterState, CostWeights, PlacementInfeasible, SolveOptions, place
+from fabric_hpc.placement.collective import CollectiveParams, collective_time
 from fabric_hpc.placement.cost import evaluate
 from fabric_hpc.placement.problem import Problem
 from fabric_hpc.placement.request import parse_request
@@ -167,3 +168,38 @@ def test_cpsat_reaches_the_brute_force_optimum_on_partly_busy_hosts(seed):
             continue
         optimum = brute_force(Problem(fab, state, parse_request(f"gpus={gpus}")))
         assert placed.cost == pytest.approx(optimum, abs=1e-9), gpus
+
+
+def _pcie_fabric(hosts: int = 3, gpus: int = 4):
+    """Hosts without NVLink (L40S-like: PCIe Gen5 x16, one 400G NIC each), 2 per leaf."""
+    spec = generators.leaf_spine(hosts=hosts, hosts_per_leaf=2, gpus=gpus).model_dump()
+    for ht in spec["host_types"].values():
+        ht.update(nvlink_gbps=0.0, nvswitches=0, gpu_model="L40S", pcie_gbps=64.0, nics=1)
+    return build(spec)
+
+
+def test_pcie_only_hosts_ring_inside_a_host_over_pcie():
+    """The GPUs of a PCIe-only host reach each other over PCIe (one direction of its link per GPU),
+    not through the host's NIC: 4 GPUs of one host are faster than 2+2 over two hosts sharing one NIC
+    each (it was the reverse: every GPU was a domain of its own and the host's one NIC carried the
+    whole ring), and cpsat keeps such a gang on one host."""
+    fab = _pcie_fabric()
+    p = CollectiveParams()
+    one = collective_time(fab, [0, 1, 2, 3], 2**28, algo="ring")
+    two = collective_time(fab, [0, 1, 4, 5], 2**28, algo="ring")
+    assert one.busbw_gbps == pytest.approx(64 * p.nvlink_eff, rel=0.01) and one.seconds < two.seconds
+    placed = place(fab, ClusterState(fab), "gpus=4")
+    assert len(placed.hosts) == 1
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2])
+def test_cpsat_reaches_the_brute_force_optimum_on_pcie_only_hosts(seed):
+    fab = _pcie_fabric()
+    state = ClusterState(fab) if seed is None else random_state(fab, seed, busy=0.3)
+    for gpus in range(2, 9):
+        try:
+            placed = place(fab, state, f"gpus={gpus}")
+        except PlacementInfeasible:
+            continue
+        optimum = brute_force(Problem(fab, state, parse_request(f"gpus={gpus}")))
+        assert placed.cost == pytest.approx(optimum, abs=1e-9), (seed, gpus)
