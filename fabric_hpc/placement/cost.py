@@ -119,26 +119,47 @@ def lex_key(breakdown: dict[str, float]) -> tuple[float, float]:
 def modelled_comm_ms(problem: Problem, gpus: np.ndarray) -> float:
     """Ring all-reduce time (ms; bandwidth and latency parts each floored to whole µs) of
     ``message_mb`` on ``gpus`` by the collective model, beside the running jobs' traffic when
-    ``contention`` is on."""
+    ``contention`` is on; with ``tp`` > 1 the slowest of the data-parallel rings (:func:`dp_rings_time`)."""
     if len(gpus) < 2:
         return 0.0
-    from fabric_hpc.placement.collective import collective_time
-
     background = problem.background()
     memo = _COMM.setdefault(problem.fab, {})
-    key = (problem.weights.message_mb, np.asarray(gpus, np.int64).tobytes())
+    key = (problem.weights.message_mb, problem.tp, np.asarray(gpus, np.int64).tobytes())
     if background is None and key in memo:
         return memo[key]
-    t = collective_time(problem.fab, gpus, problem.weights.message_mb * 2**20, kind="allreduce", algo="ring",
-                        background=background)
-    if not math.isfinite(t.seconds):  # a host without a NIC in a multi-host placement
+    bw, lat = dp_rings_time(problem.fab, gpus, problem.weights.message_mb * 2**20, problem.tp, background)
+    if not math.isfinite(bw):  # a host without a NIC in a multi-host placement
         return NO_NETWORK_MS
-    out = (math.floor(t.bandwidth_s * 1e6 + 1e-6) + math.floor(t.latency_s * 1e6 + 1e-6)) * COMM_QUANTUM_MS
+    out = (math.floor(bw * 1e6 + 1e-6) + math.floor(lat * 1e6 + 1e-6)) * COMM_QUANTUM_MS
     if background is None:
         if len(memo) > _COMM_MAX:
             memo.clear()
         memo[key] = out
     return out
+
+
+def dp_rings_time(fab: Fabric, gpus: np.ndarray, size: float, tp: int,
+                  background: list[np.ndarray] | None) -> tuple[float, float]:
+    """(bandwidth s, latency s) of the data-parallel all-reduce of ``size`` bytes on ``gpus``. With
+    tensor-parallel groups of ``tp`` (consecutive GPUs in ring order, each inside an NVLink domain)
+    every TP rank holds ``1/tp`` of the parameters and reduces them in a ring of its own over one GPU
+    of each group: ``tp`` rings of ``size/tp`` at once, sharing the fabric max-min fairly; the
+    slowest sets the time. ``tp=1``: one ring over all GPUs."""
+    from fabric_hpc.placement.collective import _domains, collective_time, job_load
+
+    if tp <= 1:
+        t = collective_time(fab, gpus, size, kind="allreduce", algo="ring", background=background)
+        return t.bandwidth_s, t.latency_s
+    g, _ = _domains(fab, np.unique(np.asarray(gpus, np.int64)))
+    rings = [g[r::tp] for r in range(tp)]
+    loads = [job_load(fab, ring, size / tp) for ring in rings]
+    worst = (0.0, 0.0)
+    for r, ring in enumerate(rings):
+        others = loads[:r] + loads[r + 1:] + list(background or [])
+        t = collective_time(fab, ring, size / tp, kind="allreduce", algo="ring", background=others)
+        if t.seconds > sum(worst):
+            worst = (t.bandwidth_s, t.latency_s)
+    return worst
 
 
 #: modelled_comm_ms without contention, per fabric and (message size, sorted GPU indices)

@@ -384,7 +384,7 @@ def _constraints(m, p: Problem, items: Items, c, spans) -> None:
         sl = p.slice_level
         for d in np.unique(items.dom[:, sl]):
             members = [c[i] for i in np.flatnonzero(items.dom[:, sl] == d)]
-            z = m.NewIntVar(0, int(r.slices), f"z{sl}_{d}")
+            z = m.NewIntVar(0, int(p.slices), f"z{sl}_{d}")
             m.Add(sum(members) == p.slice_size * z)
 
 

@@ -27,14 +27,17 @@ if TYPE_CHECKING:
 
 
 def comm_lower_bound(m, p: Problem, items, c, u, spans: dict, ys: dict):
-    """A linear expression of T (µs) for the collective of ``p`` on CP-SAT items (0: none)."""
-    n = p.units * (p.gpn or 1)
+    """A linear expression of T (µs) for the collective of ``p`` on CP-SAT items (0: none). With
+    tensor-parallel groups of ``K = p.tp`` the bound is of one data-parallel ring (``n/K`` ranks,
+    ``1/K`` of the bytes, ``k/K`` of a domain's ``k`` GPUs): the slowest of the K rings is no faster."""
+    tp = p.tp
+    n = p.units * (p.gpn or 1) // tp
     if n < 2 or p.weights.comm <= 0:
         return 0
     prm = CollectiveParams()
     lv, fab = p.levels, p.fab
     cand_gpus = np.flatnonzero(np.isin(fab.index.gpu_host, p.cand))
-    per_rank = 2.0 * (n - 1) / n * p.weights.message_mb * 2**20
+    per_rank = 2.0 * (n - 1) / n * p.weights.message_mb * 2**20 / tp
     nvl = float(fabric_net(fab).cap[cand_gpus].max()) * prm.nvlink_eff
     nic = float(fab.index.gpu_nic_gbps[cand_gpus].max()) * prm.net_eff
 
@@ -50,19 +53,23 @@ def comm_lower_bound(m, p: Problem, items, c, u, spans: dict, ys: dict):
     m.Add(t_bw >= one).OnlyEnforceIf(s_nvl.Not())
     used, count = _nvl_domains(p, items, c, u, ys, j_nvl)
     hi = max(int(p.units * (p.gpn or 1)), 1)
+
+    def ring(k: int) -> int:  # GPUs of one data-parallel ring among a domain's k
+        return max(k // tp, 1)
+
     if used:
         mn, kx = m.NewIntVar(1, hi, "mn"), m.NewIntVar(1, hi, "kx")
         for y, g in zip(used, count, strict=True):
             m.Add(mn <= g + hi * (1 - y))
             m.Add(kx >= g - hi * (1 - y))
         t_nic = m.NewIntVar(0, big, "t_nic")
-        m.AddElement(mn, [big] + [us(nic * min(k, prm.max_channels)) for k in range(1, hi + 1)], t_nic)
+        m.AddElement(mn, [big] + [us(nic * min(ring(k), prm.max_channels)) for k in range(1, hi + 1)], t_nic)
         t_nvl = m.NewIntVar(0, big, "t_nvl")
-        m.AddElement(kx, [0] + [us(nvl, (k - 1) / k) for k in range(1, hi + 1)], t_nvl)
+        m.AddElement(kx, [0] + [us(nvl, (ring(k) - 1) / ring(k)) for k in range(1, hi + 1)], t_nvl)
         m.Add(t_bw >= t_nic).OnlyEnforceIf(s_nvl)
         m.Add(t_bw >= t_nvl).OnlyEnforceIf(s_nvl)
     else:  # NVLink domains below the items (hosts inside domain items, total-GPU mode): channel bound maxg
-        m.Add(t_bw >= us(nic * min(maxg, prm.max_channels))).OnlyEnforceIf(s_nvl)
+        m.Add(t_bw >= us(nic * min(ring(maxg), prm.max_channels))).OnlyEnforceIf(s_nvl)
     _uplinks(m, p, items, u, ys, spans, t_bw, us, prm)
     steps = 2 * (n - 1)
     lat = [int(math.floor(steps * x + 1e-6)) for x in _level_latency(p)]  # floors telescope exactly

@@ -210,10 +210,11 @@ def _necessary(p: Problem) -> None:
     if p.slice_level is not None:
         caps = domain_capacity(p, p.slice_level)
         fit = int((caps // p.slice_size).sum())
-        if fit < r.slices:
-            raise _fail(p, f"needs {r.slices} slices of {p.slice_size} {unit_name(p)}, each in one "
-                        f"{_display(r.slice_level)}; only {fit} such slices are free", constraint="slices",
-                        needed=int(r.slices), largest=fit, level=lv.chain[p.slice_level])
+        if fit < p.slices:
+            what = "tensor-parallel groups" if r.tp else "slices"
+            raise _fail(p, f"needs {p.slices} {what} of {p.slice_size} {unit_name(p)}, each in one "
+                        f"{_display(r.slice_level or 'nvlink')}; only {fit} such are free", constraint="slices",
+                        needed=int(p.slices), largest=fit, level=lv.chain[p.slice_level])
 
 
 def _display(level: str | None) -> str:

@@ -161,7 +161,7 @@ def _fill_slices(p: Problem, cap: np.ndarray, out: dict[int, int]) -> bool:
 
 def _slices_in(p: Problem, cap: np.ndarray, out: dict[int, int]) -> bool:
     anchor = None
-    for _ in range(p.request.slices):
+    for _ in range(p.slices):
         d = _best_domain(p, cap, p.slice_level, p.slice_size, anchor)
         if d is None:
             return False

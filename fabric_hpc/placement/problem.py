@@ -44,8 +44,10 @@ class Problem:
         self.units = request.units
         self.within = lv.level(request.within) if request.within else None
         self.max_level = lv.level(request.max_domains_level) if request.max_domains else None
-        self.slice_level = lv.level(request.slice_level) if request.slice_level else None
-        self.slice_size = self.units // request.slices if request.slices else None
+        self.slices, slice_level = request.tp_slices() or (request.slices, request.slice_level)
+        self.slice_level = lv.level(slice_level) if slice_level else None
+        self.slice_size = self.units // self.slices if self.slices else None
+        self.tp = request.tp or 1  # tensor-parallel group size (cost.modelled_comm_ms)
         idx = fab.index
         nh, maxg = len(fab.hosts), int(lv.host_gpus.max(initial=0))
         free = state.free

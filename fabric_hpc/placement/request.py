@@ -41,6 +41,10 @@ class Request(StrictModel):
     #: The gang is ``slices`` equal sub-gangs, each inside one domain of ``slice_level``.
     slices: int | None = Field(default=None, ge=1)
     slice_level: str | None = None
+    #: Tensor-parallel group size: the gang's GPUs form groups of ``tp`` (in ring order), each inside
+    #: one NVLink domain (slices of ``tp`` GPUs at the ``nvlink`` level), and its modelled collective is
+    #: the data-parallel all-reduce: ``tp`` concurrent rings, one per TP rank, of ``1/tp`` of the bytes.
+    tp: int | None = Field(default=None, ge=1, le=1024)
 
     @model_validator(mode="after")
     def _consistent(self) -> Request:
@@ -58,9 +62,36 @@ class Request(StrictModel):
         if self.slices is not None and (self.nodes is None) != (self.gpus is None) and self.units % self.slices:
             problems.append(f"{self.units} {'hosts' if self.nodes else 'GPUs'} do not split into "
                             f"{self.slices} equal slices")
+        problems += self._tp_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _tp_problems(self) -> list[str]:
+        if self.tp is None:
+            return []
+        if self.slices is not None:
+            return ["tp sets the slices itself (groups of tp GPUs inside NVLink domains): give tp or slices"]
+        gpn = self.gpus_per_node
+        total = self.gpus if self.nodes is None else (self.nodes * gpn if gpn else None)
+        if total is None:
+            return ["tp needs a GPU count: gpus=N, or nodes with gpus_per_node"]
+        if total % self.tp:
+            return [f"{total} GPUs do not split into tensor-parallel groups of {self.tp}"]
+        if gpn and gpn % self.tp and self.tp % gpn:
+            return [f"a group of tp={self.tp} GPUs must fill whole hosts of {gpn} GPUs or fit inside one "
+                    "(tp a multiple or a divisor of gpus_per_node)"]
+        return []
+
+    def tp_slices(self) -> tuple[int, str] | None:
+        """(slices, level) that keep every tensor-parallel group inside one NVLink domain, None when
+        nothing needs keeping (no ``tp``, ``tp=1``, or hosts that each hold whole groups)."""
+        if not self.tp or self.tp == 1:
+            return None
+        if self.nodes is None:
+            return int(self.gpus) // self.tp, "nvlink"  # type: ignore[arg-type]
+        gpn = int(self.gpus_per_node)  # type: ignore[arg-type]
+        return None if gpn >= self.tp else (self.nodes // (self.tp // gpn), "nvlink")
 
     @property
     def units(self) -> int:
@@ -82,7 +113,7 @@ _ALIASES = {"exclusive": "whole_hosts", "switches": "max_domains", "model": "gpu
 #: ``gpus`` and ``gpus_per_node`` name one value in the string form (``nodes=2,gpus=8``).
 _REPEAT_GUARD = {"gpus": "gpus_per_node", "gpus_per_node": "gpus"}
 MAX_REQUEST_CHARS = 4096
-_INTS = ("nodes", "gpus_per_node", "gpus", "max_domains", "slices")
+_INTS = ("nodes", "gpus_per_node", "gpus", "max_domains", "slices", "tp")
 _BOOLS = ("whole_hosts", "numa_local", "rail_aligned")
 
 

@@ -58,7 +58,7 @@ def _slices(p: Problem, cap: np.ndarray, run) -> dict[int, int] | None:
     """Each slice by ``run`` in the first domain of the slice level that holds it."""
     out: dict[int, int] = {}
     cap = cap.copy()
-    for _ in range(p.request.slices):
+    for _ in range(p.slices):
         got = _first_domain(p, cap, p.slice_level, p.slice_size, run)
         if got is None:
             return None

@@ -55,5 +55,5 @@ def _domain_checks(p: Problem, hosts: np.ndarray, counts: np.ndarray) -> list[st
         units = np.ones_like(counts) if p.nodes_mode else counts
         per = np.bincount(lv.host_dom[hosts, p.slice_level], weights=units)
         if (per.astype(np.int64) % p.slice_size).any():
-            out.append(f"slices: a {r.slice_level} holds a partial slice of {p.slice_size}")
+            out.append(f"slices: a {r.slice_level or 'nvlink'} holds a partial slice of {p.slice_size}")
     return out

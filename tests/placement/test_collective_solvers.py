@@ -203,3 +203,32 @@ def test_cpsat_reaches_the_brute_force_optimum_on_pcie_only_hosts(seed):
             continue
         optimum = brute_force(Problem(fab, state, parse_request(f"gpus={gpus}")))
         assert placed.cost == pytest.approx(optimum, abs=1e-9), (seed, gpus)
+
+
+def test_tp_data_parallel_rings():
+    """tp=8 on two DGX: 8 data-parallel rings of 2 GPUs (one per host, rail-matched), each with 1/8
+    of the bytes: the bandwidth time is 2(n-1)/n = 1 over 1.875 of one 16-GPU ring's."""
+    from fabric_hpc.placement.cost import dp_rings_time
+
+    fab = build(generators.superpod(sus=1, hosts_per_su=2))
+    one, _ = dp_rings_time(fab, np.arange(16), 2**28, 1, None)
+    eight, _ = dp_rings_time(fab, np.arange(16), 2**28, 8, None)
+    assert eight / one == pytest.approx(1 / 1.875, rel=0.01)
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2])
+def test_cpsat_with_tp_reaches_the_brute_force_optimum(seed):
+    """CP-SAT's collective bound for tp (one data-parallel ring: n/K ranks, 1/K of the bytes, k/K of
+    a domain's k GPUs) stays below every placement's time, and its answer is brute force's."""
+    fab = build(generators.superpod(sus=2, hosts_per_su=2))
+    state = ClusterState(fab) if seed is None else random_state(fab, seed, busy=0.3)
+    checked = 0
+    for text in ("gpus=8,tp=4", "gpus=12,tp=4", "gpus=16,tp=8", "gpus=8,tp=2", "nodes=2,gpus=8,tp=4"):
+        try:
+            placed = place(fab, state, text)
+        except PlacementInfeasible:
+            continue
+        optimum = brute_force(Problem(fab, state, parse_request(text)))
+        assert placed.cost == pytest.approx(optimum, abs=1e-9), (seed, text)
+        checked += 1
+    assert checked >= 3

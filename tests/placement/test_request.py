@@ -32,6 +32,11 @@ def test_unknown_key_lists_valid_keys():
     ("gpus=8,rail_aligned", "rail_aligned needs nodes"),
     ("nodes=2,gpus=8,slices=2", "go together"),
     ("within", "needs a value"),
+    ("gpus=12,tp=8", "tensor-parallel groups of 8"),
+    ("gpus=16,tp=8,slices=2,slice_level=host", "give tp or slices"),
+    ("nodes=2,gpus=6,tp=4", "fill whole hosts"),
+    ("nodes=2,whole_hosts,tp=4", "tp needs a GPU count"),
+    ("gpus=16,tp=0", "greater than or equal to 1"),
 ])
 def test_bad_values_say_what_is_wrong(text, words):
     with pytest.raises(ConfigError) as e:
@@ -44,3 +49,12 @@ def test_mapping_form_is_strict():
     with pytest.raises(ConfigError, match="unknown key"):
         parse_request({"gpus": 3, "colour": "red"})
     assert Request(nodes=2, whole_hosts=True).gpus_per_node is None
+
+
+def test_tp_keeps_each_group_in_one_nvlink_domain():
+    """tp=K is slices of K GPUs at the nvlink level (total mode), of K/gpn hosts (nodes mode when a
+    group spans hosts), and nothing when every host holds whole groups."""
+    assert parse_request("gpus=32,tp=8").tp_slices() == (4, "nvlink")
+    assert parse_request("nodes=4,gpus=4,tp=8").tp_slices() == (2, "nvlink")
+    assert parse_request("nodes=4,gpus=8,tp=4").tp_slices() is None
+    assert parse_request("gpus=32,tp=1").tp_slices() is None

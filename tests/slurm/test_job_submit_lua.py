@@ -147,6 +147,12 @@ io.write(slurm_job_modify({}, {}, {}, 1000), "\n")
     assert "stands for more than 100000 names" in rows[1][1]
 
 
+def test_tensor_parallel_groups_pass_as_an_option(tmp_path: Path) -> None:
+    rows = run_cases(tmp_path, [gang("fabric:tp=8,within=leaf"), gang("fabric:tp=eight")])
+    assert [r[0] for r in rows] == ["0", "-1"], rows
+    assert "positive whole number" in rows[1][2], rows[1]
+
+
 def test_valid_jobs_still_pass(tmp_path: Path) -> None:
     rows = run_cases(tmp_path, [gang(), gang("fabric:include=n[1-4];m[2-3],within=leaf"),
                                 gang("nofabric"), {"min_nodes": 1, "comment": "just a note %d"},
