@@ -18,9 +18,26 @@ def test_an_early_sigusr1_is_kept_not_fatal(tmp_path, module):
     for a checkpoint instead of killing the rank with the default action."""
     proc = subprocess.Popen([sys.executable, "-m", module, "--ckpt-dir", str(tmp_path / "ck"), "--steps", "100000",
                              "--step-seconds", "0.01"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.3)  # the interpreter is up; numpy/torch/fabric_hpc still importing (or just done)
+    _wait_for_handler(proc.pid, signal.SIGUSR1)  # numpy/torch/fabric_hpc still importing (or just done)
     proc.send_signal(signal.SIGUSR1)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, (proc.returncode, err[-2000:])
     report = json.loads(out.strip().splitlines()[-1])
     assert report["signalled"] is True and report["step"] < 100000
+
+
+def _wait_for_handler(pid: int, sig: int, timeout_s: float = 60.0) -> None:
+    """Until process ``pid`` catches ``sig`` (Linux: its SigCgt mask in /proc): the interpreter's own
+    start-up comes before any handler a program can install, and on a loaded machine it took more
+    than the fixed 0.3 s this test slept (the signal then killed the rank before its handler)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            status = open(f"/proc/{pid}/status").read()
+        except FileNotFoundError:
+            return  # it exited: the assertions say how
+        caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+        if caught >> (sig - 1) & 1:
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"process {pid} installed no handler for signal {sig} within {timeout_s:g} s")
