@@ -108,7 +108,7 @@ def _diagnose_whole_hosts(p: Problem) -> None:
 
 
 #: the request's constraints a permanent failure suggests relaxing (those it sets)
-_RELAX = ("numa_local", "rail_aligned", "within", "max_domains", "slices", "whole_hosts")
+_RELAX = ("numa_local", "rail_aligned", "within", "max_domains", "slices", "tp", "whole_hosts")
 #: per fabric: request JSON -> answer, and id(request) -> (request, answer) (the hot path: a
 #: placement that fails asks again for the same request object)
 _NEVER: weakref.WeakKeyDictionary[Fabric, tuple[dict[str, Any], dict[int, Any]]] = weakref.WeakKeyDictionary()

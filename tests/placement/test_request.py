@@ -58,3 +58,14 @@ def test_tp_keeps_each_group_in_one_nvlink_domain():
     assert parse_request("nodes=4,gpus=4,tp=8").tp_slices() == (2, "nvlink")
     assert parse_request("nodes=4,gpus=8,tp=4").tp_slices() is None
     assert parse_request("gpus=32,tp=1").tp_slices() is None
+
+
+def test_tp_larger_than_any_nvlink_domain_is_never_placeable():
+    from fabric_hpc.placement import ClusterState, PlacementInfeasible, place
+    from fabric_hpc.topology import build, generators
+
+    fab = build(generators.superpod(sus=1, hosts_per_su=2))
+    with pytest.raises(PlacementInfeasible) as e:
+        place(fab, ClusterState(fab), "gpus=16,tp=16")
+    assert "cannot ever fit" in str(e.value) and "tensor-parallel groups of 16" in str(e.value)
+    assert "relax tp" in e.value.hint
