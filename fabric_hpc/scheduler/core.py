@@ -418,7 +418,8 @@ class Scheduler:
             return None
         freed = plan.state.free.copy()
         total_free = int(freed.sum())
-        need = job.gpus
+        need, fab = job.gpus, plan.state.fab
+        lv = fabric_levels(fab)
         k = 0
         for t in times:
             j = bisect_right(at, t, k)  # the releases up to t, in one assignment
@@ -428,6 +429,9 @@ class Scheduler:
                 total_free += idx.size
                 k = j
             if total_free < need:  # cheap necessary condition before any placement
+                continue
+            # the placer's own necessary check, on a superset of the GPUs it would get (monotone)
+            if not may_fit(job.request, freed, fab.index.gpu_host, lv.host_gpus, lv):
                 continue
             avail = freed & ~plan.blocked(t, t + job.walltime)
             gpus = fit_gpus(self.placer, job, ClusterState.from_free_mask(plan.state.fab, avail))
