@@ -137,7 +137,7 @@ class GangPreemption:
         fab = state.fab
         lv = fabric_levels(fab)
         gpu_host = fab.index.gpu_host
-        if rejects is not None and rejects(_least_loss(job, state, None, c, lv, gpu_host)):
+        if rejects is not None and _refused(job, state, None, c, lv, gpu_host, rejects):
             return TOO_COSTLY  # every set, in any domain, costs at least this
         free = state.free
         freeable = free.copy()  # free once every candidate is evicted: a superset of any trial's free GPUs
@@ -230,8 +230,8 @@ class GangPreemption:
         held = np.bincount(c.of[inside[c.gpu]], minlength=len(c.runs))  # each candidate's GPUs inside
         touching = np.flatnonzero(held)
         free_in = int(np.count_nonzero(state.free & inside))
-        if rejects is not None and touching.size and rejects(
-                _least_loss(job, state, inside, c, fabric_levels(state.fab), state.fab.index.gpu_host)):
+        if rejects is not None and touching.size and _refused(
+                job, state, inside, c, fabric_levels(state.fab), state.fab.index.gpu_host, rejects):
             return TOO_COSTLY
         touching = touching[np.lexsort((-c.size[touching], c.cost[touching] / held[touching]))].tolist()
 
@@ -263,12 +263,13 @@ class GangPreemption:
         return (float(c.cost[chosen].sum()), len(chosen)), chosen, inside
 
 
-def _least_loss(job: Job, state: ClusterState, inside: np.ndarray | None, c: _Candidates, lv: FabricLevels,
-                gpu_host: np.ndarray) -> float:
-    """At most the summed cost of any victim set :meth:`GangPreemption._in_domain` may find in the
-    domain ``inside`` (None: the whole fabric) for ``job`` (inf: none), less a margin far above the
-    float sums' rounding. A set holds at least one candidate touching the domain, frees there the
-    GPUs the job lacks and, for a ``nodes`` request, makes enough hosts able to take a rank."""
+def _refused(job: Job, state: ClusterState, inside: np.ndarray | None, c: _Candidates, lv: FabricLevels,
+             gpu_host: np.ndarray, rejects: Callable[[float], bool]) -> bool:
+    """Whether ``rejects`` refuses a lower bound on the summed cost of any victim set
+    :meth:`GangPreemption._in_domain` may find in the domain ``inside`` (None: the whole fabric) for
+    ``job`` (inf: none can be found); the bounds less a margin far above the float sums' rounding.
+    A set holds at least one candidate touching the domain, frees there the GPUs the job lacks and,
+    for a ``nodes`` request, makes enough hosts able to take a rank (the dearer bound, tried last)."""
     at = c.gpu if inside is None else c.gpu[inside[c.gpu]]  # the candidates' GPUs inside
     of = c.of if inside is None else c.of[inside[c.gpu]]
     free = state.free if inside is None else state.free & inside
@@ -276,9 +277,10 @@ def _least_loss(job: Job, state: ClusterState, inside: np.ndarray | None, c: _Ca
     touching = np.flatnonzero(held)
     bound = max(float(c.cost[touching].min()),
                 _cover(c.cost[touching], held[touching], job.gpus - int(np.count_nonzero(free))))
-    if job.request.nodes is not None:
-        bound = max(bound, _hosts_loss(job.request, free, at, of, c, lv, gpu_host))
-    return bound * (1 - 1e-9)
+    if rejects(bound * (1 - 1e-9)):
+        return True
+    return job.request.nodes is not None and rejects(_hosts_loss(job.request, free, at, of, c, lv, gpu_host)
+                                                     * (1 - 1e-9))
 
 
 def _hosts_loss(r, free: np.ndarray, at: np.ndarray, of: np.ndarray, c: _Candidates, lv: FabricLevels,
