@@ -25,7 +25,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from operator import attrgetter, itemgetter
 from typing import ClassVar
 
@@ -334,11 +334,11 @@ class Scheduler:
             plan.fails.add(key)
             return None
         sub = SchedulerInput(view.now, view.pending, running, state, view.usage, shares=view.shares)
-        ratio, wait_h = self.preempt_benefit_ratio, None
+        ratio = self.preempt_benefit_ratio
+        wait_h = cache(partial(self._wait_h, job, view.now, plan))  # a search: only when first asked
         if ratio > 0 and offers(self.preemption, CostAwarePreemption):  # may skip sets that cannot pay off
-            wait_h = self._wait_h(job, view.now, plan)
             found = self.preemption.victims_within(  # type: ignore[union-attr]
-                job, sub, state, self.placer, lambda lost: job.gpus * wait_h < ratio * lost)
+                job, sub, state, self.placer, lambda lost: job.gpus * wait_h() < ratio * lost)
             if found is TOO_COSTLY:  # None or a refused set: the job waits either way (see below)
                 plan.fails.add(key)
                 return None
@@ -355,7 +355,7 @@ class Scheduler:
                 return None
         if ratio > 0:
             lost = sum(v.gpu_hours_lost for v in victims)
-            if job.gpus * (self._wait_h(job, view.now, plan) if wait_h is None else wait_h) < ratio * lost:
+            if job.gpus * wait_h() < ratio * lost:
                 plan.fails.add(key)  # the same victims again until the allocation changes
                 return None
         self._evict(victims, plan, running)

@@ -137,13 +137,13 @@ class GangPreemption:
         fab = state.fab
         lv = fabric_levels(fab)
         gpu_host = fab.index.gpu_host
-        if rejects is not None and _refused(job, state, None, c, lv, gpu_host, rejects):
-            return TOO_COSTLY  # every set, in any domain, costs at least this
         free = state.free
         freeable = free.copy()  # free once every candidate is evicted: a superset of any trial's free GPUs
         freeable[c.gpu] = True
         if not may_fit(job.request, freeable, gpu_host, lv.host_gpus, lv):
             return None  # every trial would fail this necessary check: no victim set can work
+        if rejects is not None and _refused(job, state, None, c, lv, gpu_host, rejects):
+            return TOO_COSTLY  # every set, in any domain, costs at least this
         need = max(job.gpus, 1)
         best: tuple[tuple[float, int], list[int], np.ndarray] | None = None
         skipped: list[np.ndarray] = []  # too costly domains left unsearched at levels where none was found
@@ -230,9 +230,12 @@ class GangPreemption:
         held = np.bincount(c.of[inside[c.gpu]], minlength=len(c.runs))  # each candidate's GPUs inside
         touching = np.flatnonzero(held)
         free_in = int(np.count_nonzero(state.free & inside))
-        if rejects is not None and touching.size and _refused(
-                job, state, inside, c, fabric_levels(state.fab), state.fab.index.gpu_host, rejects):
-            return TOO_COSTLY
+        short = job.gpus - free_in  # GPUs the victims must free before a placer call can succeed
+        if rejects is not None and touching.size:  # (rejects may be dear: asked only before a search)
+            if short > 0 and int(held.sum()) < short:
+                return None  # as below: no prefix frees enough
+            if _refused(job, state, inside, c, fabric_levels(state.fab), state.fab.index.gpu_host, rejects):
+                return TOO_COSTLY
         touching = touching[np.lexsort((-c.size[touching], c.cost[touching] / held[touching]))].tolist()
 
         def fits(chosen: list[int]) -> bool:  # fewer free GPUs than the gang needs: no placer call
@@ -240,7 +243,6 @@ class GangPreemption:
                 return False
             return fit_gpus(placer, job, _trial(state, inside, c, chosen)) is not None
 
-        short = job.gpus - free_in  # GPUs the victims must free before a placer call can succeed
         first = 0
         if short > 0:  # the shortest prefix that frees enough GPUs (every shorter one fails the count)
             enough = np.flatnonzero(np.cumsum(held[touching]) >= short)
