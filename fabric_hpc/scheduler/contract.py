@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -251,6 +251,23 @@ class GpuFitter(Protocol):
     ``place`` would choose): used by reservation and preemption probes."""
 
     def fit(self, job: Job, state: ClusterState) -> tuple[str, ...] | None: ...
+
+
+#: What :meth:`CostAwarePreemption.victims_within` answers when its search stopped early (see there).
+TOO_COSTLY = "too costly"
+
+
+@runtime_checkable
+class CostAwarePreemption(Protocol):
+    """A preemption policy that can stop its search once no answer could be accepted:
+    ``victims_within(job, view, state, placer, rejects)`` answers as ``victims`` or, instead,
+    :data:`TOO_COSTLY` when ``victims`` would answer None or a victim set whose summed
+    ``gpu_hours_lost`` (in victim order) ``rejects`` (a test true from some loss up) refuses.
+    The scheduler uses it with ``preempt_benefit_ratio`` (both answers leave the job waiting)."""
+
+    def victims_within(self, job: Job, view: SchedulerInput, state: ClusterState, placer: Placer,
+                       rejects: Callable[[float], bool]
+                       ) -> tuple[list[Preemption], Placement] | str | None: ...
 
 
 @runtime_checkable

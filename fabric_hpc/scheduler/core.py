@@ -25,7 +25,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from operator import attrgetter, itemgetter
 from typing import ClassVar
 
@@ -34,9 +34,10 @@ import numpy as np
 from fabric_hpc.placement import ClusterState, Placement
 from fabric_hpc.placement.levels import fabric_levels
 from fabric_hpc.scheduler.caches import StepCaches, offers
-from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, BackfillPolicy, Decisions, Job, Placer, PreemptionPolicy,
-                                           PriorityPolicy, RankedPriority, Reservation, SchedulerInput, Tier)
-from fabric_hpc.scheduler.placer import fit_gpus, masked_state, may_fit, request_key
+from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, TOO_COSTLY, BackfillPolicy, CostAwarePreemption,
+                                           Decisions, Job, Placer, PreemptionPolicy, PriorityPolicy,
+                                           RankedPriority, Reservation, SchedulerInput, Tier)
+from fabric_hpc.scheduler.placer import compact_job, fit_gpus, masked_state, may_fit, request_key
 
 _JOB_ID = attrgetter("job.id")
 _END, _FIRST_GPU, _RELEASE = itemgetter(1), itemgetter(3), itemgetter(4)  # fields of a _running_ends entry
@@ -333,7 +334,16 @@ class Scheduler:
             plan.fails.add(key)
             return None
         sub = SchedulerInput(view.now, view.pending, running, state, view.usage, shares=view.shares)
-        found = self.preemption.victims(job, sub, state, self.placer)  # type: ignore[union-attr]
+        ratio = self.preempt_benefit_ratio
+        wait_h = cache(partial(self._wait_h, job, view.now, plan))  # a search: only when first asked
+        if ratio > 0 and offers(self.preemption, CostAwarePreemption):  # may skip sets that cannot pay off
+            found = self.preemption.victims_within(  # type: ignore[union-attr]
+                job, sub, state, self.placer, lambda lost: job.gpus * wait_h() < ratio * lost)
+            if found is TOO_COSTLY:  # None or a refused set: the job waits either way (see below)
+                plan.fails.add(key)
+                return None
+        else:
+            found = self.preemption.victims(job, sub, state, self.placer)  # type: ignore[union-attr]
         if found is None:
             plan.fails.add(key)
             self.caches.no_victims.put(seen, True)
@@ -343,13 +353,22 @@ class Scheduler:
             pos = plan.state.fab.gpu_pos
             if blocked[[pos[g] for g in placement.gpus]].any():
                 return None
-        if self.preempt_benefit_ratio > 0:
+        if ratio > 0:
             lost = sum(v.gpu_hours_lost for v in victims)
-            earliest = self._earliest(job, view.now, plan)
-            wait_h = (earliest[0] - view.now) / 3600 if earliest is not None else float("inf")
-            if job.gpus * wait_h < self.preempt_benefit_ratio * lost:
+            if job.gpus * wait_h() < ratio * lost:
                 plan.fails.add(key)  # the same victims again until the allocation changes
                 return None
+        self._evict(victims, plan, running)
+        out.preempt.extend(victims)
+        return placement
+
+    def _wait_h(self, job: Job, now: float, plan: _Plan) -> float:
+        """Hours from ``now`` to the earliest start of ``job`` without preemption (inf: none)."""
+        earliest = self._earliest(job, now, plan)
+        return (earliest[0] - now) / 3600 if earliest is not None else float("inf")
+
+    def _evict(self, victims: list, plan: _Plan, running: list) -> None:
+        """Release the victims' GPUs in the step's state and drop them from ``running`` and the timeline."""
         gone = {v.job_id for v in victims}
         for v in victims:
             plan.own().release(v.job_id)
@@ -361,8 +380,6 @@ class Scheduler:
         keep = np.flatnonzero((first < 0) | (plan.state.owner[first] >= 0)).tolist()
         ends[:] = [ends[k] for k in keep]
         firsts[:] = [firsts[k] for k in keep]
-        out.preempt.extend(victims)
-        return placement
 
     def _reserve(self, job: Job, now: float, plan: _Plan) -> Reservation | None:
         """Earliest start with running jobs ended at walltime and earlier reservations kept."""
@@ -401,7 +418,8 @@ class Scheduler:
             return None
         freed = plan.state.free.copy()
         total_free = int(freed.sum())
-        need = job.gpus
+        need, fab = job.gpus, plan.state.fab
+        lv = fabric_levels(fab)
         k = 0
         for t in times:
             j = bisect_right(at, t, k)  # the releases up to t, in one assignment
@@ -411,6 +429,9 @@ class Scheduler:
                 total_free += idx.size
                 k = j
             if total_free < need:  # cheap necessary condition before any placement
+                continue
+            # the placer's own necessary check, on a superset of the GPUs it would get (monotone)
+            if not may_fit(job.request, freed, fab.index.gpu_host, lv.host_gpus, lv):
                 continue
             avail = freed & ~plan.blocked(t, t + job.walltime)
             gpus = fit_gpus(self.placer, job, ClusterState.from_free_mask(plan.state.fab, avail))
@@ -478,22 +499,3 @@ class LazyDict(MutableMapping):
 
     def __repr__(self) -> str:
         return repr(self._dict())
-
-
-def compact_job(job: Job, fab) -> Job:
-    """``job`` constrained to the fewest domains of the lowest multi-host level that can hold it
-    (``max_domains`` at that level, like Slurm's ``--switches``)."""
-    from dataclasses import replace
-
-    from fabric_hpc.placement.levels import fabric_levels
-
-    lv = fabric_levels(fab)
-    if len(lv.chain) < 2:
-        return job
-    level = lv.chain[1]
-    if job.gpus:
-        need, per_dom = job.gpus, np.bincount(lv.host_dom[:, 1], weights=lv.host_gpus)
-    else:  # whole hosts of any size (no gpus_per_node): sized in hosts with GPUs
-        need, per_dom = job.request.nodes or 1, np.bincount(lv.host_dom[:, 1], weights=lv.host_gpus > 0)
-    k = max(1, int(np.ceil(need / max(per_dom.max(initial=1), 1))))
-    return replace(job, request=job.request.model_copy(update={"max_domains": k, "max_domains_level": level}))

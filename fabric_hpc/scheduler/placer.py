@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -76,13 +76,7 @@ def may_fit(request: Request, free: np.ndarray, gpu_host: np.ndarray, host_gpus:
     per_host = (free_per_host(levels, gpu_host, free) if levels is not None
                 else np.bincount(gpu_host, weights=free, minlength=host_gpus.size).astype(np.int64))
     if request.nodes is not None:
-        need = request.gpus_per_node
-        if request.whole_hosts:
-            ok = (per_host == host_gpus) & (host_gpus > 0)
-            if need is not None:
-                ok &= host_gpus == need
-        else:
-            ok = per_host >= (need or 1)
+        ok = rank_hosts(request, per_host, host_gpus)
         if not domains:  # hosts that can take one rank
             return int(np.count_nonzero(ok)) >= request.nodes
         units, want = ok, request.nodes  # whole numbers throughout: the sums are exact
@@ -97,6 +91,32 @@ def may_fit(request: Request, free: np.ndarray, gpu_host: np.ndarray, host_gpus:
     caps = domain_sums(levels, levels.alias[request.max_domains_level], units)
     best = np.sort(caps)[::-1][: request.max_domains]  # ranks in at most max_domains domains
     return int(best.sum()) >= want
+
+
+def rank_hosts(request: Request, per_host: np.ndarray, host_gpus: np.ndarray) -> np.ndarray:
+    """The hosts that can take one rank of a ``nodes`` request with ``per_host`` GPUs free (bool per host)."""
+    need = request.gpus_per_node
+    if request.whole_hosts:
+        ok = (per_host == host_gpus) & (host_gpus > 0)
+        if need is not None:
+            ok &= host_gpus == need
+        return ok
+    return per_host >= (need or 1)
+
+
+def compact_job(job: Job, fab) -> Job:
+    """``job`` constrained to the fewest domains of the lowest multi-host level that can hold it
+    (``max_domains`` at that level, like Slurm's ``--switches``)."""
+    lv = fabric_levels(fab)
+    if len(lv.chain) < 2:
+        return job
+    level = lv.chain[1]
+    if job.gpus:
+        need, per_dom = job.gpus, np.bincount(lv.host_dom[:, 1], weights=lv.host_gpus)
+    else:  # whole hosts of any size (no gpus_per_node): sized in hosts with GPUs
+        need, per_dom = job.request.nodes or 1, np.bincount(lv.host_dom[:, 1], weights=lv.host_gpus > 0)
+    k = max(1, int(np.ceil(need / max(per_dom.max(initial=1), 1))))
+    return replace(job, request=job.request.model_copy(update={"max_domains": k, "max_domains_level": level}))
 
 
 @dataclass

@@ -15,6 +15,11 @@ For a blocked job of a tier that may preempt, :class:`GangPreemption`:
 Every returned placement was produced by the same placer on the state with exactly those victims
 released, so the eviction always frees a valid placement.
 
+With a test that refuses costly sets (the scheduler's ``preempt_benefit_ratio``),
+:meth:`GangPreemption.victims_within` skips the search of domains where a lower bound on every set's
+cost (GPUs and hosts it must free, cheapest candidates first) is already refused, and answers
+:data:`~fabric_hpc.scheduler.contract.TOO_COSTLY` where the plain answer would be None or refused.
+
 Speed (thousands of candidates, a hundred blocked jobs per step): the candidates of a call are
 arrays; each running gang's GPU positions and cost are remembered across the calls of a step
 (:class:`_GangIndex`); victim prefixes that free too few GPUs skip the placer. The choices are those
@@ -23,17 +28,18 @@ of the plain implementation (tests/scheduler/test_preempt_oracle.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
 import numpy as np
 
 from fabric_hpc.placement import ClusterState, Placement
-from fabric_hpc.placement.levels import FabricLevels, fabric_levels
+from fabric_hpc.placement.levels import FabricLevels, fabric_levels, free_per_host
 from fabric_hpc.placement.state import FREE
-from fabric_hpc.scheduler.contract import DEFAULT_TIERS, Job, Placer, Preemption, RunningJob, SchedulerInput, Tier
-from fabric_hpc.scheduler.placer import BLOCKED, fit_gpus, may_fit
+from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, TOO_COSTLY, Job, Placer, Preemption, RunningJob,
+                                           SchedulerInput, Tier)
+from fabric_hpc.scheduler.placer import BLOCKED, fit_gpus, may_fit, rank_hosts
 
 
 def gpu_hours_lost(r: RunningJob, now: float, restore_s: float = 0.0) -> float:
@@ -115,6 +121,16 @@ class GangPreemption:
 
     def victims(self, job: Job, view: SchedulerInput, state: ClusterState,
                 placer: Placer) -> tuple[list[Preemption], Placement] | None:
+        return self._search(job, view, state, placer, None)  # type: ignore[return-value]
+
+    def victims_within(self, job: Job, view: SchedulerInput, state: ClusterState, placer: Placer,
+                       rejects: Callable[[float], bool]) -> tuple[list[Preemption], Placement] | str | None:
+        """:meth:`victims`, or :data:`TOO_COSTLY` without the search of domains where every victim
+        set costs at least a lower bound that ``rejects`` refuses (see ``CostAwarePreemption``)."""
+        return self._search(job, view, state, placer, rejects)
+
+    def _search(self, job: Job, view: SchedulerInput, state: ClusterState, placer: Placer,
+                rejects: Callable[[float], bool] | None) -> tuple[list[Preemption], Placement] | str | None:
         c = self._candidates(job, view, state)
         if c is None:
             return None
@@ -126,8 +142,11 @@ class GangPreemption:
         freeable[c.gpu] = True
         if not may_fit(job.request, freeable, gpu_host, lv.host_gpus, lv):
             return None  # every trial would fail this necessary check: no victim set can work
+        if rejects is not None and _refused(job, state, None, c, lv, gpu_host, rejects):
+            return TOO_COSTLY  # every set, in any domain, costs at least this
         need = max(job.gpus, 1)
         best: tuple[tuple[float, int], list[int], np.ndarray] | None = None
+        skipped: list[np.ndarray] = []  # too costly domains left unsearched at levels where none was found
         for dom_of_gpu, ndom, largest in self._levels(lv, gpu_host):
             if largest < need:  # no domain of this level has that many GPUs at all
                 continue
@@ -137,22 +156,44 @@ class GangPreemption:
             if doms.size == 0:
                 continue
             doms = doms[np.argsort(-(free_d[doms]), kind="stable")][: self.max_domains]
+            here: list[np.ndarray] = []
             for d in doms:
                 inside = dom_of_gpu == d
                 if not may_fit(job.request, freeable & inside, gpu_host, lv.host_gpus, lv):
                     continue  # as above, within the domain: _in_domain would find nothing
-                got = self._in_domain(job, state, placer, inside, c)
-                if got is not None and (best is None or got[0] < best[0]):
+                got = self._in_domain(job, state, placer, inside, c, rejects)
+                if got is TOO_COSTLY:
+                    here.append(inside)
+                elif got is not None and (best is None or got[0] < best[0]):
                     best = got
             if best is not None:
                 break
-        if best is None:
-            return None
+            skipped += here
+        if rejects is not None:
+            best = self._settle(job, state, placer, c, best, skipped, rejects)
+        if best is None or best is TOO_COSTLY:
+            return best
         _, chosen, inside = best
         placement = placer.place(job, _trial(state, inside, c, chosen))
         if placement is None:  # the placer answered differently on the same state: not deterministic
             return None
         return ([Preemption(c.runs[i].job.id, job.id, float(c.cost[i])) for i in chosen], placement)
+
+    def _settle(self, job: Job, state: ClusterState, placer: Placer, c: _Candidates, best, skipped: list,
+                rejects: Callable[[float], bool]):
+        """The plain search's answer, or TOO_COSTLY where it would be None or a refused set, after
+        domains were skipped as too costly. A set found that ``rejects`` accepts costs less than the
+        bound of any domain skipped at its level, which would not have won there; a domain skipped
+        at a lower level (where nothing else was found) would have ended the search there with a
+        refused set if it holds any, so those are searched then (rare: an accepted set)."""
+        if best is None:  # nothing outside the skipped domains: None, or a refused set
+            return TOO_COSTLY if skipped else None
+        if rejects(sum(float(c.cost[i]) for i in best[1])):  # the sum the scheduler makes of the victims
+            return TOO_COSTLY  # and any set of a skipped domain of a lower level: refused too
+        for inside in skipped:
+            if self._in_domain(job, state, placer, inside, c) is not None:
+                return TOO_COSTLY
+        return best
 
     def _levels(self, lv: FabricLevels, gpu_host: np.ndarray) -> list[tuple[np.ndarray, int, int]]:
         """(domain of each GPU, number of domains, GPUs of the largest domain) per level, lowest
@@ -178,24 +219,30 @@ class GangPreemption:
         return _Candidates(runs, idx, np.concatenate(idx), np.repeat(np.arange(len(idx)), size), size,
                            np.array(cost, float))
 
-    def _in_domain(self, job: Job, state: ClusterState, placer: Placer, inside: np.ndarray,
-                   c: _Candidates) -> tuple[tuple[float, int], list[int], np.ndarray] | None:
-        """(cost, victims, the domain's mask) of the cheapest victim set found inside one domain.
+    def _in_domain(self, job: Job, state: ClusterState, placer: Placer, inside: np.ndarray, c: _Candidates,
+                   rejects: Callable[[float], bool] | None = None):
+        """(cost, victims, the domain's mask) of the cheapest victim set found inside one domain, or
+        None; TOO_COSTLY, without a placer call, when ``rejects`` refuses a bound on every set's cost.
 
         Candidates touching the domain are added cheapest per GPU freed inside first (ties: larger
         gang first, then candidate order) until the placer fits the job; prefixes with too few GPUs
         for the job are skipped without a placer call."""
         held = np.bincount(c.of[inside[c.gpu]], minlength=len(c.runs))  # each candidate's GPUs inside
         touching = np.flatnonzero(held)
-        touching = touching[np.lexsort((-c.size[touching], c.cost[touching] / held[touching]))].tolist()
         free_in = int(np.count_nonzero(state.free & inside))
+        short = job.gpus - free_in  # GPUs the victims must free before a placer call can succeed
+        if rejects is not None and touching.size:  # (rejects may be dear: asked only before a search)
+            if short > 0 and int(held.sum()) < short:
+                return None  # as below: no prefix frees enough
+            if _refused(job, state, inside, c, fabric_levels(state.fab), state.fab.index.gpu_host, rejects):
+                return TOO_COSTLY
+        touching = touching[np.lexsort((-c.size[touching], c.cost[touching] / held[touching]))].tolist()
 
         def fits(chosen: list[int]) -> bool:  # fewer free GPUs than the gang needs: no placer call
             if free_in + int(held[chosen].sum()) < job.gpus:
                 return False
             return fit_gpus(placer, job, _trial(state, inside, c, chosen)) is not None
 
-        short = job.gpus - free_in  # GPUs the victims must free before a placer call can succeed
         first = 0
         if short > 0:  # the shortest prefix that frees enough GPUs (every shorter one fails the count)
             enough = np.flatnonzero(np.cumsum(held[touching]) >= short)
@@ -216,6 +263,73 @@ class GangPreemption:
             if rest and fits(rest):
                 chosen = rest
         return (float(c.cost[chosen].sum()), len(chosen)), chosen, inside
+
+
+def _refused(job: Job, state: ClusterState, inside: np.ndarray | None, c: _Candidates, lv: FabricLevels,
+             gpu_host: np.ndarray, rejects: Callable[[float], bool]) -> bool:
+    """Whether ``rejects`` refuses a lower bound on the summed cost of any victim set
+    :meth:`GangPreemption._in_domain` may find in the domain ``inside`` (None: the whole fabric) for
+    ``job`` (inf: none can be found); the bounds less a margin far above the float sums' rounding.
+    A set holds at least one candidate touching the domain, frees there the GPUs the job lacks and,
+    for a ``nodes`` request, makes enough hosts able to take a rank (the dearer bound, tried last)."""
+    at = c.gpu if inside is None else c.gpu[inside[c.gpu]]  # the candidates' GPUs inside
+    of = c.of if inside is None else c.of[inside[c.gpu]]
+    free = state.free if inside is None else state.free & inside
+    held = np.bincount(of, minlength=len(c.runs))
+    touching = np.flatnonzero(held)
+    bound = max(float(c.cost[touching].min()),
+                _cover(c.cost[touching], held[touching], job.gpus - int(np.count_nonzero(free))))
+    if rejects(bound * (1 - 1e-9)):
+        return True
+    return job.request.nodes is not None and rejects(_hosts_loss(job.request, free, at, of, c, lv, gpu_host)
+                                                     * (1 - 1e-9))
+
+
+def _hosts_loss(r, free: np.ndarray, at: np.ndarray, of: np.ndarray, c: _Candidates, lv: FabricLevels,
+                gpu_host: np.ndarray) -> float:
+    """A lower bound on the cost of victims that leave ``r.nodes`` hosts able to take a rank of
+    ``r`` (``may_fit``'s necessary condition; ``at``, ``of``: the candidates' GPUs in the domain and
+    their candidates). Each candidate's cost is split evenly over the hosts it touches that cannot
+    take a rank yet; such a host turns only when its victims free the GPUs it lacks — then all of
+    its occupants when it lacks all of them (their shares' sum), else at least one (the least share)."""
+    per_host = free_per_host(lv, gpu_host, free)
+    ok = rank_hosts(r, per_host, lv.host_gpus)
+    short = r.nodes - int(np.count_nonzero(ok))
+    if short <= 0:
+        return 0.0
+    hosts = gpu_host[at]
+    on = ~ok[hosts]  # candidate GPUs on hosts that cannot take a rank yet
+    nh = ok.size
+    pairs = np.unique(of[on] * nh + hosts[on])  # (candidate, such host), once each
+    who, where = pairs // nh, pairs % nh
+    share = c.cost[who] / np.bincount(who, minlength=len(c.runs))[who]
+    lacks = (lv.host_gpus if r.whole_hosts else (r.gpus_per_node or 1)) - per_host
+    held = np.bincount(hosts[on], minlength=nh)  # candidate GPUs per host
+    all_of = np.bincount(where, weights=share, minlength=nh)
+    least = np.full(nh, np.inf)
+    np.minimum.at(least, where, share)
+    can = ~ok & (held >= lacks) & (held > 0)  # the hosts victims can turn
+    if r.whole_hosts and r.gpus_per_node is not None:
+        can &= lv.host_gpus == r.gpus_per_node
+    cost = np.where(lacks >= lv.host_gpus - per_host, all_of, least)[can]  # lacks all occupied GPUs: all_of
+    if cost.size < short:
+        return float("inf")
+    return float(np.partition(cost, short - 1)[:short].sum())
+
+
+def _cover(cost: np.ndarray, units: np.ndarray, short: int) -> float:
+    """The least cost of a fractional cover of ``short`` units by items of ``units`` (> 0) each, the
+    cheapest per unit first (0: nothing to cover; inf: they cannot)."""
+    if short <= 0:
+        return 0.0
+    per = cost / units
+    order = np.argsort(per, kind="stable")
+    covered = np.cumsum(units[order])
+    k = int(np.searchsorted(covered, short))  # the first prefix that covers ``short``
+    if k == order.size:
+        return float("inf")
+    below = int(covered[k - 1]) if k else 0
+    return float(cost[order[:k]].sum() + per[order[k]] * (short - below))
 
 
 def _trial(state: ClusterState, inside: np.ndarray, c: _Candidates, chosen: list[int]) -> ClusterState:
