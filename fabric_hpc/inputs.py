@@ -60,6 +60,10 @@ def os_error(exc: OSError, what: str = "path", path: Any = None) -> FabricError:
         return ConfigError(f"{where}: already exists", hint="choose a new path or remove the old one")
     if exc.errno in (errno.ELOOP, errno.ENAMETOOLONG, errno.EINVAL):
         return ConfigError(f"{where}: {reason}", hint="give a plain path")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        target = f"file {os.fspath(name)!r}" if name is not None else "a file (the system did not say which)"
+        return ExternalError(f"cannot write {target}: the disk is full ({reason})",
+                             hint="free space on that filesystem (or quota), then run the command again")
     return ExternalError(f"{where}: {reason}", hint="check permissions and free space on that filesystem")
 
 

@@ -140,16 +140,9 @@ def _run(argv: Sequence[str] | None) -> int:
     except OSError as exc:  # a user path the command did not check itself: still one clear line
         if isinstance(exc, BrokenPipeError):
             return EXIT_FAILURE
-        import errno
-
-        from fabric_hpc.errors import ExternalError
         from fabric_hpc.inputs import os_error
 
         err = os_error(exc)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            where = f"file {exc.filename!r}" if exc.filename is not None else "a file (the system did not say which)"
-            err = ExternalError(f"cannot write {where}: the disk is full ({exc.strerror})",
-                                hint="free space on that filesystem (or quota), then run the command again")
         click.echo(f"error: {err}", err=True)
         code = err.exit_code
         _json_error(argv, err, code)
