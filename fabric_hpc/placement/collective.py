@@ -338,9 +338,11 @@ def job_load(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce",
 
 
 def allreduce_and_load(fab: Fabric, gpus, size_bytes: float, *, params: CollectiveParams | None = None,
-                       ecmp: int | None = None) -> tuple[CollectiveTime, np.ndarray]:
+                       ecmp: int | None = None, algos: tuple[str, ...] = ("ring", "tree"),
+                       ) -> tuple[CollectiveTime, np.ndarray]:
     """``collective_time(kind="allreduce", algo="auto", nvls=False)`` alone and ``job_load`` of the same GPUs,
-    building the ring's flows once (both are linear in the bytes; the simulator calls this per job)."""
+    building the ring's flows once (both are linear in the bytes; the simulator calls this per job).
+    ``algos``: the algorithms "auto" picks from (``("ring",)``: the ring alone)."""
     gpus, params = check_call(fab, gpus, size_bytes, "allreduce", ecmp, params)
     net = resources(fab, ecmp)
     n = len(gpus)
@@ -358,7 +360,7 @@ def allreduce_and_load(fab: Fabric, gpus, size_bytes: float, *, params: Collecti
     ratio = unit[nz] / 1e9 / cap[nz]
     worst = int(np.argmax(ratio))
     best: CollectiveTime | None = None
-    for algo in ("ring", "tree"):
+    for algo in algos:
         per_rank, steps = steps_and_bytes("allreduce", algo, n, m, kmax, size_bytes)
         bw = per_rank * float(ratio[worst])
         lat = float(flows.lat_us.max(initial=0.0)) * 1e-6 * steps
@@ -370,3 +372,32 @@ def allreduce_and_load(fab: Fabric, gpus, size_bytes: float, *, params: Collecti
             best = t
     ring_bytes, _ = steps_and_bytes("allreduce", "ring", n, m, kmax, size_bytes)
     return best, unit * ring_bytes  # type: ignore[return-value]
+
+
+def dp_allreduce_and_load(fab: Fabric, gpus, size_bytes: float, tp: int, *,
+                          params: CollectiveParams | None = None, ecmp: int | None = None,
+                          ) -> tuple[float, float, np.ndarray]:
+    """(bandwidth s, latency s, load) of a job's data-parallel all-reduce alone, for the simulator.
+
+    ``tp`` <= 1: :func:`allreduce_and_load` (ring or tree, the faster). With tensor-parallel groups
+    of ``tp`` (consecutive GPUs in ring order, as ``placement.cost.dp_rings_time`` has them) the
+    job runs ``tp`` rings of ``size_bytes / tp`` at once, one over each TP rank's GPUs; their loads
+    add up and the bandwidth part is that sum's bottleneck (every ring progressing at one rate:
+    the same rings as the placement cost's, whose max-min share gives the slowest ring at most
+    this time). A ring that cannot run (a host without a NIC) makes the job's time infinite."""
+    if tp <= 1:
+        t, load = allreduce_and_load(fab, gpus, size_bytes, params=params, ecmp=ecmp)
+        return t.bandwidth_s, t.latency_s, load
+    gpus, params = check_call(fab, gpus, size_bytes, "allreduce", ecmp, params)
+    g, _ = _domains(fab, gpus)
+    load, lat = np.zeros(resources(fab, ecmp).size), 0.0
+    for r in range(tp):
+        t, ring_load = allreduce_and_load(fab, g[r::tp], size_bytes / tp, params=params, ecmp=ecmp,
+                                          algos=("ring",))
+        if not np.isfinite(t.seconds):
+            return np.inf, 0.0, np.zeros_like(load)
+        load += ring_load
+        lat = max(lat, t.latency_s)
+    cap = effective_cap(resources(fab, ecmp), params)
+    nz = np.flatnonzero(load)
+    return float((load[nz] / 1e9 / cap[nz]).max(initial=0.0)), lat, load

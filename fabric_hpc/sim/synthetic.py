@@ -54,6 +54,9 @@ class GangWorkload:
     checkpoint_interval_s: float = 1800.0
     #: Communication heaviness per job: its ``comm_fraction`` is the default (sim.contention) × U(lo, hi).
     comm_sensitivity: tuple[float, float] = (0.5, 1.5)
+    #: Tensor-parallel group size of every job whose GPU count it divides (and whose hosts' GPUs it
+    #: divides or is a multiple of): its request carries ``tp`` (docs/placement.md). 1: none.
+    tp: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -61,7 +64,7 @@ class GangWorkload:
         from fabric_hpc.inputs import finite
 
         for name, lo, hi in (("jobs", 1, MAX_JOBS), ("cluster_gpus", 1, 10_000_000), ("gpus_per_host", 1, 1024),
-                             ("seed", 0, 2**63 - 1)):
+                             ("tp", 1, 1024), ("seed", 0, 2**63 - 1)):
             v = getattr(self, name)
             if not isinstance(v, int) or not lo <= v <= hi:
                 raise ConfigError(f"synthetic: {name}={v!r} must be a whole number in {lo}..{hi:,}",
@@ -106,7 +109,9 @@ def gang_workload(spec: GangWorkload | None = None, **overrides) -> list[Job]:
     g = spec.gpus_per_host
     for i in range(spec.jobs):
         n = int(sizes[i])
-        req = (Request(nodes=1, gpus_per_node=n) if n <= g else Request(nodes=math.ceil(n / g), gpus_per_node=g))
+        nodes, gpn = (1, n) if n <= g else (math.ceil(n / g), g)
+        tp = spec.tp if spec.tp > 1 and not (nodes * gpn) % spec.tp and not (gpn % spec.tp and spec.tp % gpn) else None
+        req = Request(nodes=nodes, gpus_per_node=gpn, tp=tp)
         jobs.append(Job(id=f"g{i:06d}", request=req, submit=float(submit[i]), walltime=float(wall[i]),
                         account=str(accts[i]), user=f"u{i % 23}", tier=str(tiers[i]), duration=float(dur[i]),
                         checkpoint_interval=spec.checkpoint_interval_s if n > 1 else None,

@@ -19,11 +19,15 @@ import re
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.hostlist import compress
 from fabric_hpc.topology.model import Fabric, gpu_numa_of, rail_of
 from fabric_hpc.topology.spec import HostType
+
+if TYPE_CHECKING:
+    from fabric_hpc.placement.request import Request
 
 MAX_BLOCK_LEVELS = 16  # Slurm: a BlockSizes level above base × 2^15 is invalid
 TOPOLOGY_KINDS = ("tree", "block", "flat")
@@ -232,21 +236,24 @@ def topology_yaml(fabric: Fabric, *, default: str = "tree", block_size: int | No
     return head + yaml.safe_dump(entries, sort_keys=False, default_flow_style=False)
 
 
-def segment_args(fabric: Fabric, request: object) -> list[str]:
+def segment_args(fabric: Fabric, request: Request) -> list[str]:
     """``sbatch`` options that make Slurm alone keep a fabric request's slices in blocks.
 
     A request of ``nodes`` hosts in ``slices`` slices of the block level (:func:`block_level`)
-    becomes ``--segment=<nodes / slices>`` under topology/block (Slurm >= 24.05); requests without
-    slices need nothing; slices of another level have no Slurm equivalent (ConfigError).
+    becomes ``--segment=<nodes / slices>`` under topology/block (Slurm >= 24.05); so do the slices
+    that ``tp`` groups wider than a host need (``Request.tp_slices``: ``tp / gpus_per_node`` hosts
+    per segment, in one NVLink domain). Requests without slices need nothing; slices of another
+    level, or of GPUs, have no Slurm equivalent (ConfigError).
     """
-    slices, level, nodes = (getattr(request, k, None) for k in ("slices", "slice_level", "nodes"))
-    if slices is None:
+    sliced = (request.slices, request.slice_level) if request.slices is not None else request.tp_slices()
+    if sliced is None:
         return []
-    wanted = block_level(fabric)
+    (slices, level), nodes, wanted = sliced, request.nodes, block_level(fabric)
     if level != wanted or nodes is None:
-        raise ConfigError(f"slices of {level!r} ({'hosts' if nodes else 'GPUs'}) have no Slurm --segment "
+        what = f"tp={request.tp} groups" if request.tp else f"slices of {level!r}"
+        raise ConfigError(f"{what} ({'hosts' if nodes else 'GPUs'}) have no Slurm --segment "
                           f"equivalent: the blocks of this fabric are its {wanted!r} domains",
-                          hint=f"use nodes=N with slice_level={wanted}, "
+                          hint=f"use nodes=N,gpus_per_node=G with slice_level={wanted} (or tp), "
                                "or leave the slices to the fabric agent")
     return [f"--segment={int(nodes) // int(slices)}"]
 

@@ -8,8 +8,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fabric_hpc.errors import ConfigError
+from fabric_hpc.placement.request import Request
+from fabric_hpc.scheduler.contract import Job
 from fabric_hpc.scheduler import Backfill, MultifactorPriority, Scheduler, SolverPlacer
 from fabric_hpc.sim import CommProfile, Contention, Simulator, gang_workload
+from fabric_hpc.sim.contention import DEFAULT_COMM_BYTES
 from fabric_hpc.topology import build, generators
 from tests.scheduler.helpers import job
 
@@ -167,9 +170,9 @@ def test_the_reduced_solve_gives_the_full_max_min_share():
 class _NoRingMemo(Contention):
     """Contention without its per-GPU-set ring memo (every start recomputes the ring)."""
 
-    def _ring(self, g, size, salt):
+    def _ring(self, g, size, salt, tp):
         self._rings.clear()
-        return super()._ring(g, size, salt)
+        return super()._ring(g, size, salt, tp)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -190,3 +193,40 @@ def test_ring_memo_gives_the_stretches_of_a_fresh_computation(ops, ecmp):
         assert memo.start(jid, job(jid, len(gpus)), gpus) == fresh.start(jid, job(jid, len(gpus)), gpus)
         running.append(jid)
     assert len(memo._rings) > 0
+
+
+def _tp_job(jid: str, nodes: int, tp: int | None, gpn: int = 8) -> Job:
+    return Job(id=jid, request=Request(nodes=nodes, gpus_per_node=gpn, tp=tp), submit=0.0, walltime=100.0,
+               duration=100.0, meta={"comm_fraction": 1.0})
+
+
+@pytest.mark.parametrize("tp", [None, 2, 4, 8])
+@pytest.mark.parametrize("hosts", [("n1", "n3"), ("n1", "n3", "n5"), ("n2", "n4", "n6", "n8")])
+def test_a_tp_jobs_slowdown_is_the_placement_models_data_parallel_rings(tp, hosts):
+    """Alone, a job's stretch is its modelled data-parallel all-reduce (``tp`` rings of 1/tp of the
+    bytes, ``placement.cost.dp_rings_time``: what the placer minimises) on its hosts over the same
+    on compact hosts, so the simulator slows a tp job by the model the placer used."""
+    from fabric_hpc.placement.cost import dp_rings_time
+
+    fab = _oversubscribed(hosts=8, per_leaf=2, ratio=3.0)
+    size = DEFAULT_COMM_BYTES
+    spread = sum(dp_rings_time(fab, np.array(_gpus(fab, *hosts)), size, tp or 1, None))
+    compact = sum(dp_rings_time(fab, np.arange(8 * len(hosts)), size, tp or 1, None))
+    c = Contention(fab)
+    stretch = c.start("a", _tp_job("a", len(hosts), tp), _gpus(fab, *hosts))["a"]
+    assert stretch == pytest.approx(spread / compact, rel=1e-6)
+    assert stretch >= 1.0
+
+
+def test_tp_groups_cut_a_jobs_network_time_and_tp_jobs_contend():
+    """Two hosts, tp=8: eight rings of two GPUs and 1/8 of the bytes put ~half the bytes on each NIC
+    that one 16-GPU ring does; two tp jobs on the same uplinks slow each other down."""
+    fab = _oversubscribed(hosts=4, per_leaf=2, ratio=2.0)
+    c = Contention(fab)
+    c.start("ring", _tp_job("ring", 2, None), _gpus(fab, "n1", "n3"))
+    c.start("tp", _tp_job("tp", 2, 8), _gpus(fab, "n2", "n4"))
+    assert c._runs["tp"].bw == pytest.approx(c._runs["ring"].bw * 8 / 15, rel=0.05)  # (2·1/2·S/8)/(2·15/16·S/8)
+    c.end("ring")
+    alone = c.stretch("tp")
+    both = c.start("tp2", _tp_job("tp2", 2, 8), _gpus(fab, "n1", "n3"))
+    assert both["tp"] > alone * 1.1 and both["tp2"] == pytest.approx(both["tp"])

@@ -194,3 +194,16 @@ def test_sacct_times_are_in_range(tmp_path, old, new, needle):
     p.write_text(SACCT.replace(old, new, 1))
     with pytest.raises(ConfigError, match=re.escape(needle)):
         read_sacct(p)
+
+
+def test_synthetic_tp_marks_the_gangs_it_divides_and_leaves_the_draws_alone():
+    from fabric_hpc.sim import load_trace
+
+    plain, tp = load_trace("synthetic:jobs=300,seed=5"), load_trace("synthetic:jobs=300,seed=5,tp=8")
+    assert [(j.id, j.gpus, j.submit, j.duration) for j in plain] == [(j.id, j.gpus, j.submit, j.duration) for j in tp]
+    assert {j.request.tp for j in tp if j.gpus % 8 == 0} == {8}
+    assert {j.request.tp for j in tp if j.gpus % 8} == {None} and {j.request.tp for j in plain} == {None}
+    trays = load_trace("synthetic:jobs=300,seed=5,tp=8,gpus_per_host=4")  # NVL72 trays: groups of two hosts
+    assert {j.request.tp_slices()[1] for j in trays if j.request.tp} == {"nvlink"}
+    with pytest.raises(ConfigError, match="tp=0 must be a whole number in 1..1,024"):
+        load_trace("synthetic:tp=0")

@@ -217,6 +217,19 @@ def test_slices_of_the_block_level_map_to_segment():
         "--segment=18"]
 
 
+def test_tp_groups_wider_than_a_host_map_to_segment():
+    """tp=8 on NVL72's 4-GPU trays: each group is two trays in one rack, so Slurm alone must keep
+    segments of two hosts in a block; groups inside one host need nothing."""
+    from fabric_hpc.placement.request import Request
+
+    nvl = build(generators.nvl72(2))
+    assert ex.segment_args(nvl, Request(nodes=8, gpus_per_node=4, tp=8)) == ["--segment=2"]
+    assert ex.segment_args(nvl, Request(nodes=36, gpus_per_node=4, tp=72)) == ["--segment=18"]
+    assert ex.segment_args(nvl, Request(nodes=8, gpus_per_node=4, tp=4)) == []
+    with pytest.raises(ConfigError, match="tp=8 groups .GPUs. have no Slurm --segment"):
+        ex.segment_args(nvl, Request(gpus=32, tp=8))
+
+
 @pytest.mark.parametrize(("model", "features", "sm", "arch"), [
     ("GB200", [], "100", "arm64"), ("B200-SXM-180GB", [], "100", "x86_64"), ("H100-SXM5-80GB", [], "90", "x86_64"),
     ("H200", [], "90", "x86_64"), ("H800", [], "90", "x86_64"), ("GH200", [], "90", "arm64"),
