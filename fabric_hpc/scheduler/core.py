@@ -31,6 +31,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement import ClusterState, Placement
 from fabric_hpc.placement.levels import fabric_levels
 from fabric_hpc.scheduler.caches import StepCaches, offers
@@ -312,6 +313,10 @@ class Scheduler:
         return self.placer.place(job, masked_state(plan.state, blocked))
 
     def _commit(self, job: Job, placement: Placement, now: float, plan: _Plan, out: Decisions) -> None:
+        if plan.state.holds(job.id):  # an O(1) check where it matters: the gang would start twice
+            raise ConfigError(f"job {job.id!r} is in the step's input twice (pending twice, or pending and "
+                              "running)", hint="give each job once: build the input with scheduler.snapshot "
+                                               "from pending and running jobs keyed by id")
         pos = plan.state.fab.gpu_pos
         idx = np.fromiter(map(pos.__getitem__, placement.gpus), np.int64, count=len(placement.gpus))
         plan.own().allocate(job.id, idx)

@@ -94,3 +94,20 @@ def test_slurm_tree_baseline_and_greedy_both_place_whole_gangs():
         out = _fifo(Backfill.easy(), solver).schedule(SchedulerInput(0, pend(job("B", 4), job("C", 2)), [], st))
         assert [len(p.gpus) for _, p in out.start] == [32, 16]
         assert len({g for _, p in out.start for g in p.gpus}) == 48
+
+
+def test_a_job_given_twice_is_refused_not_started_twice():
+    """A hand-built input with one job pending twice (or pending and running) started that gang
+    twice, on two sets of GPUs; it is now a ConfigError naming the job."""
+    import pytest
+
+    from fabric_hpc.errors import ConfigError
+
+    fab = fabric(4, 2)
+    st = ClusterState(fab)
+    a = job("A", 1)
+    with pytest.raises(ConfigError, match="job 'A' is in the step's input twice"):
+        _fifo(Backfill.easy()).schedule(SchedulerInput(0, pend(a, a), [], st))
+    running = [run_on(st, job("B", 1), ["n1"])]
+    with pytest.raises(ConfigError, match="job 'B' is in the step's input twice"):
+        _fifo(Backfill.easy()).schedule(SchedulerInput(0, pend(job("B", 1)), running, st))
