@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from fabric_hpc.errors import ConfigError, FabricError
+from fabric_hpc.errors import ConfigError, ExternalError, FabricError
+from fabric_hpc.inputs import os_error
 from fabric_hpc.hostlist import compress
 from fabric_hpc.placement.state import DOWN, FREE, ClusterState
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient
@@ -91,9 +92,11 @@ def read_agent_log(state_dir: str | Path) -> AgentLog:
             blob = fh.read(MAX_AUDIT_BYTES)
     except FileNotFoundError:
         return log
+    except PermissionError as exc:  # exit 5, as a permission error on any path (README)
+        raise ExternalError(f"cannot read the agent's audit log {path}: {exc.strerror or exc}",
+                            hint="run the report as a user who may read the agent's state directory") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read the agent's audit log {path}: {exc.strerror or exc}",
-                          hint="run the report as a user who may read the agent's state directory") from None
+        raise os_error(exc, "the agent's audit log", path) from None
     lines = blob.split(b"\n")
     if size > MAX_AUDIT_BYTES:
         log.truncated, lines = True, lines[1:]  # the first line is cut

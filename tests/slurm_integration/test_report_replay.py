@@ -166,6 +166,30 @@ def test_audit_log_is_untrusted(tmp_path, monkeypatch):
     assert report.read_agent_log(tmp_path).placed == {}  # a directory without a log: nothing to say
 
 
+def test_an_unreadable_audit_log_exits_as_any_other_path(tmp_path, monkeypatch):
+    """A directory where the log belongs is a wrong path (3); no permission is an external error
+    (5), as everywhere else (README); it was 3."""
+    from fabric_hpc.errors import ExternalError
+
+    bad = tmp_path / "dir"
+    (bad / "decisions.jsonl").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="audit log .*is a directory") as info:
+        report.read_agent_log(bad)
+    assert info.value.exit_code == 3
+    audit_log(tmp_path / "agent", ['{"ts": 1, "event": "agent.place", "job": 4, "hosts": ["n1"]}'])
+    real_open = open
+
+    def denied(path, *a, **k):  # root reads any file: the refusal a non-root reader gets
+        if str(path).endswith("decisions.jsonl"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr("builtins.open", denied)
+    with pytest.raises(ExternalError, match="cannot read the agent's audit log .*Permission denied") as info:
+        report.read_agent_log(tmp_path / "agent")
+    assert info.value.exit_code == 5
+
+
 def test_watch_rewrites_until_stopped_and_survives_errors(fab, tmp_path):
     from fabric_hpc.slurm.contract import SlurmError
 
