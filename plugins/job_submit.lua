@@ -28,7 +28,7 @@ local PROTOCOL = 1                          -- fabric: protocol (agent and plugi
 
 local OPTION_KEYS = {within = "word", switches = "int", numa_local = "bool", rail_aligned = "bool",
                      exclude = "hostlist", include = "hostlist", slices = "int", slice_level = "word",
-                     tp = "int", tier = "word"}
+                     tp = "int", pp = "int", tier = "word"}
 local NO_VAL = 4294967294
 local MAX_COMMENT = 1024          -- characters of --comment fabric reads at all
 local MAX_GRES = 256              -- characters of the GPU request text

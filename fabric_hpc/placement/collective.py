@@ -374,30 +374,41 @@ def allreduce_and_load(fab: Fabric, gpus, size_bytes: float, *, params: Collecti
     return best, unit * ring_bytes  # type: ignore[return-value]
 
 
-def dp_allreduce_and_load(fab: Fabric, gpus, size_bytes: float, tp: int, *,
+def dp_rings(fab: Fabric, gpus: np.ndarray, tp: int = 1, pp: int = 1) -> list[np.ndarray]:
+    """The data-parallel rings of a job on sorted GPU indices ``gpus`` (each of two GPUs or more):
+    in ring order (:func:`_domains`) the GPUs form ``pp`` consecutive pipeline stages of equal size,
+    each of consecutive tensor-parallel groups of ``tp``; TP rank ``r`` of a stage reduces with
+    TP rank ``r`` of the stage's other groups. ``tp = pp = 1``: one ring over all GPUs."""
+    g, _ = _domains(fab, gpus)
+    stage = len(g) // max(pp, 1)
+    return [ring for s in range(max(pp, 1)) for r in range(max(tp, 1))
+            if len(ring := g[s * stage:(s + 1) * stage][r::max(tp, 1)]) > 1]
+
+
+def dp_allreduce_and_load(fab: Fabric, gpus, size_bytes: float, tp: int = 1, pp: int = 1, *,
                           params: CollectiveParams | None = None, ecmp: int | None = None,
                           ) -> tuple[float, float, np.ndarray]:
     """(bandwidth s, latency s, load) of a job's data-parallel all-reduce alone, for the simulator.
 
-    ``tp`` <= 1: :func:`allreduce_and_load` (ring or tree, the faster). With tensor-parallel groups
-    of ``tp`` (consecutive GPUs in ring order, as ``placement.cost.dp_rings_time`` has them) the
-    job runs ``tp`` rings of ``size_bytes / tp`` at once, one over each TP rank's GPUs; their loads
-    add up and the bandwidth part is that sum's bottleneck (every ring progressing at one rate:
-    the same rings as the placement cost's, whose max-min share gives the slowest ring at most
-    this time). A ring that cannot run (a host without a NIC) makes the job's time infinite."""
-    if tp <= 1:
+    ``tp = pp = 1``: :func:`allreduce_and_load` (ring or tree, the faster). With tensor-parallel
+    groups or pipeline stages the job runs the :func:`dp_rings` at once, each of
+    ``size_bytes / (tp·pp)``; their loads add up and the bandwidth part is that sum's bottleneck
+    (every ring progressing at one rate, which is when the last of them ends if the links stay busy;
+    ``placement.cost.dp_rings_time`` takes the slowest ring's max-min share, which is no shorter). A
+    ring that cannot run (a host without a NIC) makes the job's time infinite."""
+    if tp <= 1 and pp <= 1:
         t, load = allreduce_and_load(fab, gpus, size_bytes, params=params, ecmp=ecmp)
         return t.bandwidth_s, t.latency_s, load
     gpus, params = check_call(fab, gpus, size_bytes, "allreduce", ecmp, params)
-    g, _ = _domains(fab, gpus)
-    load, lat = np.zeros(resources(fab, ecmp).size), 0.0
-    for r in range(tp):
-        t, ring_load = allreduce_and_load(fab, g[r::tp], size_bytes / tp, params=params, ecmp=ecmp,
+    net = resources(fab, ecmp)
+    load, lat = np.zeros(net.size), 0.0
+    for ring in dp_rings(fab, gpus, tp, pp):
+        t, ring_load = allreduce_and_load(fab, ring, size_bytes / (tp * pp), params=params, ecmp=ecmp,
                                           algos=("ring",))
         if not np.isfinite(t.seconds):
             return np.inf, 0.0, np.zeros_like(load)
         load += ring_load
         lat = max(lat, t.latency_s)
-    cap = effective_cap(resources(fab, ecmp), params)
+    cap = effective_cap(net, params)
     nz = np.flatnonzero(load)
     return float((load[nz] / 1e9 / cap[nz]).max(initial=0.0)), lat, load

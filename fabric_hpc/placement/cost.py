@@ -119,15 +119,17 @@ def lex_key(breakdown: dict[str, float]) -> tuple[float, float]:
 def modelled_comm_ms(problem: Problem, gpus: np.ndarray) -> float:
     """Ring all-reduce time (ms; bandwidth and latency parts each floored to whole µs) of
     ``message_mb`` on ``gpus`` by the collective model, beside the running jobs' traffic when
-    ``contention`` is on; with ``tp`` > 1 the slowest of the data-parallel rings (:func:`dp_rings_time`)."""
+    ``contention`` is on; with ``tp`` or ``pp`` > 1 the slowest of the data-parallel rings
+    (:func:`dp_rings_time`)."""
     if len(gpus) < 2:
         return 0.0
     background = problem.background()
     memo = _COMM.setdefault(problem.fab, {})
-    key = (problem.weights.message_mb, problem.tp, np.asarray(gpus, np.int64).tobytes())
+    key = (problem.weights.message_mb, problem.tp, problem.pp, np.asarray(gpus, np.int64).tobytes())
     if background is None and key in memo:
         return memo[key]
-    bw, lat = dp_rings_time(problem.fab, gpus, problem.weights.message_mb * 2**20, problem.tp, background)
+    bw, lat = dp_rings_time(problem.fab, gpus, problem.weights.message_mb * 2**20, problem.tp, background,
+                            problem.pp)
     if not math.isfinite(bw):  # a host without a NIC in a multi-host placement
         return NO_NETWORK_MS
     out = (math.floor(bw * 1e6 + 1e-6) + math.floor(lat * 1e6 + 1e-6)) * COMM_QUANTUM_MS
@@ -139,24 +141,25 @@ def modelled_comm_ms(problem: Problem, gpus: np.ndarray) -> float:
 
 
 def dp_rings_time(fab: Fabric, gpus: np.ndarray, size: float, tp: int,
-                  background: list[np.ndarray] | None) -> tuple[float, float]:
+                  background: list[np.ndarray] | None, pp: int = 1) -> tuple[float, float]:
     """(bandwidth s, latency s) of the data-parallel all-reduce of ``size`` bytes on ``gpus``. With
     tensor-parallel groups of ``tp`` (consecutive GPUs in ring order, each inside an NVLink domain)
     every TP rank holds ``1/tp`` of the parameters and reduces them in a ring of its own over one GPU
-    of each group: ``tp`` rings of ``size/tp`` at once, sharing the fabric max-min fairly; the
-    slowest sets the time. ``tp=1``: one ring over all GPUs."""
-    from fabric_hpc.placement.collective import _domains, collective_time, job_load
+    of each group: ``tp`` rings of ``size/tp`` at once. With ``pp`` pipeline stages (consecutive
+    blocks of the GPUs in ring order) each stage reduces its ``1/pp`` of the parameters over its own
+    GPUs: ``tp·pp`` rings of ``size/(tp·pp)``. The rings share the fabric max-min fairly; the
+    slowest sets the time. ``tp = pp = 1``: one ring over all GPUs."""
+    from fabric_hpc.placement.collective import collective_time, dp_rings, job_load
 
-    if tp <= 1:
+    if tp <= 1 and pp <= 1:
         t = collective_time(fab, gpus, size, kind="allreduce", algo="ring", background=background)
         return t.bandwidth_s, t.latency_s
-    g, _ = _domains(fab, np.unique(np.asarray(gpus, np.int64)))
-    rings = [g[r::tp] for r in range(tp)]
-    loads = [job_load(fab, ring, size / tp) for ring in rings]
+    part, rings = size / (tp * pp), dp_rings(fab, np.unique(np.asarray(gpus, np.int64)), tp, pp)
+    loads = [job_load(fab, ring, part) for ring in rings]
     worst = (0.0, 0.0)
     for r, ring in enumerate(rings):
         others = loads[:r] + loads[r + 1:] + list(background or [])
-        t = collective_time(fab, ring, size / tp, kind="allreduce", algo="ring", background=others)
+        t = collective_time(fab, ring, part, kind="allreduce", algo="ring", background=others)
         if t.seconds > sum(worst):
             worst = (t.bandwidth_s, t.latency_s)
     return worst

@@ -11,6 +11,13 @@ placement whose exact collective time equals its ``T`` at the optimum is proven 
 - a used domain ``d`` of a network level spanned twice or more: the ring leaves it once, so
   ``T_bw ≥ B / (its uplinks · η_net)`` (oversubscribed ToRs bind here; other jobs only slow it);
 - ``T_lat = 2(n-1) · L(top level crossed)``: the fabric's rail-matched probe latency per level.
+
+With ``pp`` pipeline stages each of the ``tp·pp`` data-parallel rings lies in one stage, which may
+sit in fewer domains than the job: a network term of a level then holds only when no stage fits in
+one domain of that level (``ns`` stage GPUs > the most GPUs any such domain has), so that every
+stage crosses it. The channel bound stays valid then: the stage holding the fewest-GPU domain gets
+at most its ``mn`` GPUs there. The NVLink-share term (``kx``) is dropped for ``pp`` > 1 (a domain's
+GPUs may be split between stages).
 """
 
 from __future__ import annotations
@@ -30,14 +37,15 @@ def comm_lower_bound(m, p: Problem, items, c, u, spans: dict, ys: dict):
     """A linear expression of T (µs) for the collective of ``p`` on CP-SAT items (0: none). With
     tensor-parallel groups of ``K = p.tp`` the bound is of one data-parallel ring (``n/K`` ranks,
     ``1/K`` of the bytes, ``k/K`` of a domain's ``k`` GPUs): the slowest of the K rings is no faster."""
-    tp = p.tp
-    n = p.units * (p.gpn or 1) // tp
+    tp, pp = p.tp, p.pp
+    n = p.units * (p.gpn or 1) // (tp * pp)
     if n < 2 or p.weights.comm <= 0:
         return 0
     prm = CollectiveParams()
     lv, fab = p.levels, p.fab
     cand_gpus = np.flatnonzero(np.isin(fab.index.gpu_host, p.cand))
-    per_rank = 2.0 * (n - 1) / n * p.weights.message_mb * 2**20 / tp
+    per_rank = 2.0 * (n - 1) / n * p.weights.message_mb * 2**20 / (tp * pp)
+    crosses = _stages_cross(p)
     nvl = float(fabric_net(fab).cap[cand_gpus].max()) * prm.nvlink_eff
     nic = float(fab.index.gpu_nic_gbps[cand_gpus].max()) * prm.net_eff
 
@@ -66,17 +74,19 @@ def comm_lower_bound(m, p: Problem, items, c, u, spans: dict, ys: dict):
         m.AddElement(mn, [big] + [us(nic * min(ring(k), prm.max_channels)) for k in range(1, hi + 1)], t_nic)
         t_nvl = m.NewIntVar(0, big, "t_nvl")
         m.AddElement(kx, [0] + [us(nvl, (ring(k) - 1) / ring(k)) for k in range(1, hi + 1)], t_nvl)
-        m.Add(t_bw >= t_nic).OnlyEnforceIf(s_nvl)
-        m.Add(t_bw >= t_nvl).OnlyEnforceIf(s_nvl)
-    else:  # NVLink domains below the items (hosts inside domain items, total-GPU mode): channel bound maxg
+        if crosses[j_nvl]:
+            m.Add(t_bw >= t_nic).OnlyEnforceIf(s_nvl)
+        if pp == 1:
+            m.Add(t_bw >= t_nvl).OnlyEnforceIf(s_nvl)
+    elif crosses[j_nvl]:  # NVLink domains below the items (hosts inside domain items, total-GPU mode): maxg
         m.Add(t_bw >= us(nic * min(ring(maxg), prm.max_channels))).OnlyEnforceIf(s_nvl)
-    _uplinks(m, p, items, u, ys, spans, t_bw, us, prm)
+    _uplinks(m, p, items, u, ys, spans, t_bw, us, prm, crosses)
     steps = 2 * (n - 1)
     lat = [int(math.floor(steps * x + 1e-6)) for x in _level_latency(p)]  # floors telescope exactly
     terms = [lat[0]]
     for j in range(len(lv.chain)):
         delta = lat[j + 1] - lat[j]
-        if delta > 0:
+        if delta > 0 and crosses[j]:
             terms.append(delta * _spans_two(m, spans, j, f"s_lat{j}"))
     return t_bw + sum(terms)
 
@@ -106,12 +116,24 @@ def _nvl_domains(p: Problem, items, c, u, ys: dict, j_nvl: int) -> tuple[list, l
     return [], []
 
 
-def _uplinks(m, p: Problem, items, u, ys: dict, spans: dict, t_bw, us, prm: CollectiveParams) -> None:
+def _stages_cross(p: Problem) -> list[bool]:
+    """Per chain level: whether every pipeline stage's rings must cross its domains (always, for
+    ``pp`` = 1: the one stage is the job, and each term is enforced only when the job spans)."""
+    lv = p.levels
+    if p.pp == 1:
+        return [True] * len(lv.chain)
+    stage = p.units * (p.gpn or 1) // p.pp
+    return [stage > int(np.bincount(lv.host_dom[:, j], weights=lv.host_gpus).max(initial=0))
+            for j in range(len(lv.chain))]
+
+
+def _uplinks(m, p: Problem, items, u, ys: dict, spans: dict, t_bw, us, prm: CollectiveParams,
+             crosses: list[bool]) -> None:
     fab, lv = p.fab, p.levels
     specs = {gr.name: gr for gr in fab.spec.network.groups} if fab.spec.network else {}
     names = list(fab.groups)
     for j, name in enumerate(lv.chain):
-        if name not in fab.levels:
+        if name not in fab.levels or not crosses[j]:
             continue
         if j == items.level:  # the items are this level's domains
             used = [(int(items.dom[i, j]), u[i]) for i in range(len(u))]

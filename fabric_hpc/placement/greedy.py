@@ -6,6 +6,8 @@
    child with the most capacity (fewest children spanned), and recurse.
 3. On hosts, take the cheapest by the cost model's per-host term (fragmentation increase).
 Slices are placed one by one the same way, preferring the parent domain of the first slice.
+With pipeline stages (``pp``) the fill is also tried with each stage as such a slice
+(:meth:`Problem.staged`), and the cheaper placement on the cost model is returned.
 ``max_domains`` that the fill breaks is retried on the K largest domains of that level.
 """
 
@@ -42,6 +44,11 @@ def greedy(p: Problem, options: SolveOptions | None = None) -> Placement:
             best, best_pattern = placed, pattern
     if best_pattern != p.pattern:
         p.set_pattern(best_pattern)
+    for staged in p.staged():  # pipeline stages: also each stage inside one domain, the cheapest wins
+        counts = greedy_counts(staged)
+        placed = staged.finish(counts, "greedy", t0, optimal=None) if counts is not None else None
+        if placed is not None and (best is None or placed.cost < best.cost):
+            best = placed
     if best is None:
         raise PlacementInfeasible(f"greedy found no placement for {p.request.describe()}: the constraints "
                                   "together cannot be met (each alone can)", explanation={

@@ -36,7 +36,9 @@ class PlacementBug(FabricError):
 
 class Problem:
     def __init__(self, fab: Fabric, state: ClusterState, request: Request,
-                 weights: CostWeights | None = None) -> None:
+                 weights: CostWeights | None = None, *, slices: tuple[int, str] | None = None) -> None:
+        """``slices``: (count, level) to keep instead of the request's (the pipeline stages that
+        :func:`~fabric_hpc.placement.greedy.greedy` also tries: :meth:`staged`)."""
         self.fab, self.state, self.request = fab, state, request
         self.weights = weights or _DEFAULT_WEIGHTS
         self.levels = lv = fabric_levels(fab)
@@ -44,10 +46,11 @@ class Problem:
         self.units = request.units
         self.within = lv.level(request.within) if request.within else None
         self.max_level = lv.level(request.max_domains_level) if request.max_domains else None
-        self.slices, slice_level = request.tp_slices() or (request.slices, request.slice_level)
+        self.slices, slice_level = slices or request.tp_slices() or (request.slices, request.slice_level)
         self.slice_level = lv.level(slice_level) if slice_level else None
         self.slice_size = self.units // self.slices if self.slices else None
         self.tp = request.tp or 1  # tensor-parallel group size (cost.modelled_comm_ms)
+        self.pp = request.pp or 1  # pipeline-parallel stages (cost.modelled_comm_ms)
         idx = fab.index
         nh, maxg = len(fab.hosts), int(lv.host_gpus.max(initial=0))
         free = state.free
@@ -71,6 +74,20 @@ class Problem:
         self.pattern: tuple[int, ...] | None = None
         self.patterns = self._patterns()
         self.set_pattern(self.patterns[0] if self.patterns else None)
+
+    def staged(self) -> list[Problem]:
+        """This problem with each pipeline stage (``pp`` > 1) kept inside one domain, once per level
+        whose domains can hold a stage (lowest first), so that every stage's data-parallel rings stay
+        inside a domain; empty when there is nothing to try (no ``pp``, slices already kept)."""
+        if self.pp <= 1 or self.slices is not None or self.units % self.pp:
+            return []
+        stage, lv, out = self.units // self.pp * (self.gpn or 1), self.levels, []
+        for j in range(len(lv.chain)):
+            if np.bincount(lv.host_dom[:, j], weights=lv.host_gpus).max(initial=0) >= stage:
+                other = Problem(self.fab, self.state, self.request, self.weights, slices=(self.pp, lv.chain[j]))
+                other._background = self._background
+                out.append(other)
+        return out
 
     def fresh(self) -> Problem:
         """The same problem as no solver has touched it yet (first rail pattern), sharing the

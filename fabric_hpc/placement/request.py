@@ -45,6 +45,10 @@ class Request(StrictModel):
     #: one NVLink domain (slices of ``tp`` GPUs at the ``nvlink`` level), and its modelled collective is
     #: the data-parallel all-reduce: ``tp`` concurrent rings, one per TP rank, of ``1/tp`` of the bytes.
     tp: int | None = Field(default=None, ge=1, le=1024)
+    #: Pipeline-parallel stages: the gang's GPUs, in ring order, form ``pp`` consecutive stages of
+    #: equal size, and each stage all-reduces its own ``1/pp`` of the bytes over its data-parallel
+    #: ranks (with ``tp``: ``tp`` rings per stage). Places nothing by itself; it changes the cost.
+    pp: int | None = Field(default=None, ge=1, le=1024)
 
     @model_validator(mode="after")
     def _consistent(self) -> Request:
@@ -62,7 +66,7 @@ class Request(StrictModel):
         if self.slices is not None and (self.nodes is None) != (self.gpus is None) and self.units % self.slices:
             problems.append(f"{self.units} {'hosts' if self.nodes else 'GPUs'} do not split into "
                             f"{self.slices} equal slices")
-        problems += self._tp_problems()
+        problems += self._tp_problems() + self._pp_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -81,6 +85,18 @@ class Request(StrictModel):
         if gpn and gpn % self.tp and self.tp % gpn:
             return [f"a group of tp={self.tp} GPUs must fill whole hosts of {gpn} GPUs or fit inside one "
                     "(tp a multiple or a divisor of gpus_per_node)"]
+        return []
+
+    def _pp_problems(self) -> list[str]:
+        if self.pp is None:
+            return []
+        gpn = self.gpus_per_node
+        total = self.gpus if self.nodes is None else (self.nodes * gpn if gpn else None)
+        if total is None:
+            return ["pp needs a GPU count: gpus=N, or nodes with gpus_per_node"]
+        if total % (self.pp * (self.tp or 1)):
+            return [f"{total} GPUs do not split into {self.pp} pipeline stages"
+                    + (f" of whole tensor-parallel groups of {self.tp}" if self.tp else "")]
         return []
 
     def tp_slices(self) -> tuple[int, str] | None:
@@ -113,7 +129,7 @@ _ALIASES = {"exclusive": "whole_hosts", "switches": "max_domains", "model": "gpu
 #: ``gpus`` and ``gpus_per_node`` name one value in the string form (``nodes=2,gpus=8``).
 _REPEAT_GUARD = {"gpus": "gpus_per_node", "gpus_per_node": "gpus"}
 MAX_REQUEST_CHARS = 4096
-_INTS = ("nodes", "gpus_per_node", "gpus", "max_domains", "slices", "tp")
+_INTS = ("nodes", "gpus_per_node", "gpus", "max_domains", "slices", "tp", "pp")
 _BOOLS = ("whole_hosts", "numa_local", "rail_aligned")
 
 

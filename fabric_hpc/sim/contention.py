@@ -15,8 +15,9 @@ job's traffic (max-min fair share, :func:`fabric_hpc.placement.fairshare.fair_ra
 and the job's remaining work runs ``stretch`` times slower. ``t`` is the model's time alone
 (``collective_time``: ring or tree, whichever is faster) with its bandwidth part divided by the
 job's fair-share slow-down on the network (its ring's rate alone / its rate among the others).
-A job with tensor-parallel groups (``request.tp`` = K) all-reduces in K data-parallel rings of
-``S/K`` at once (:func:`~fabric_hpc.placement.collective.dp_allreduce_and_load`), counted as one job.
+A job with tensor-parallel groups (``request.tp`` = K) and pipeline stages (``request.pp`` = P)
+all-reduces in K·P data-parallel rings of ``S/(K·P)`` at once
+(:func:`~fabric_hpc.placement.collective.dp_allreduce_and_load`), counted as one job.
 
 When a job starts or ends only the jobs that share a network resource (NIC, switch uplink or
 downlink of finite capacity) with it can change rate; their rates are recomputed from the fair
@@ -104,10 +105,10 @@ class Contention:
         net = self._space = resources(fab, 0 if ecmp else None)
         self._cap = effective_cap(net, self.params)
         self._shared = (net.kind != 0) & np.isfinite(self._cap)  # NVLink ports are never shared
-        self._ideal: dict[tuple[int, float, int], float] = {}
+        self._ideal: dict[tuple[int, float, int, int], float] = {}
         #: (ideal, bandwidth, latency) seconds of one-NVLink-domain placements by shape
-        self._alone: dict[tuple[int, float, float, int], tuple[float, float, float]] = {}
-        self._rings: dict[tuple[bytes, float, int | None, int], tuple] = {}  # see ``_ring``
+        self._alone: dict[tuple[int, float, float, int, int], tuple[float, float, float]] = {}
+        self._rings: dict[tuple[bytes, float, int | None, int, int], tuple] = {}  # see ``_ring``
         self._runs: dict[str, _Run] = {}
         self._users: dict[int, set[str]] = {}  # resource -> running jobs that load it
         self._demand = np.zeros(net.size)  # GB/s each resource would carry with every job at its rate alone
@@ -119,19 +120,19 @@ class Contention:
         """``gpus``: GPU indices or names."""
         pos = self.fab.gpu_pos
         g = np.array(sorted({x if isinstance(x, (int, np.integer)) else pos[x] for x in gpus}), np.int64)  # = np.unique
-        prof, tp = CommProfile.of(job), job.request.tp or 1
+        prof, tp, pp = CommProfile.of(job), job.request.tp or 1, job.request.pp or 1
         if len(g) <= 1 or prof.fraction == 0:
             self._runs[job_id] = _Run(prof, 0.0, 0.0, 0.0, np.zeros(0, np.int64), np.zeros(0), math.inf)
             return {job_id: 1.0}
         nvl = self.fab.index.gpu_nvl[g]
         one = bool(nvl[0] >= 0 and (nvl == nvl[0]).all())  # one NVLink domain: no network, no neighbours
-        key = (len(g), prof.bytes, float(self.fab.index.nvl_gbps[nvl[0]]), tp) if one else None
+        key = (len(g), prof.bytes, float(self.fab.index.nvl_gbps[nvl[0]]), tp, pp) if one else None
         if key is not None and key in self._alone:
             run = self._runs[job_id] = _Run(prof, *self._alone[key], np.zeros(0, np.int64), np.zeros(0), math.inf)
             run.stretch = self._stretch(run, run.rate)
             return {job_id: run.stretch}
         salt = zlib.crc32(job_id.encode()) if self.ecmp else None
-        run = _Run(prof, self._ideal_time(len(g), prof.bytes, tp), *self._ring(g, prof.bytes, salt, tp))
+        run = _Run(prof, self._ideal_time(len(g), prof.bytes, tp, pp), *self._ring(g, prof.bytes, salt, tp, pp))
         self._runs[job_id] = run
         run.stretch = self._stretch(run, run.rate)
         res = run.res
@@ -161,15 +162,15 @@ class Contention:
         return self._recompute(near)
 
     # -- internals ----------------------------------------------------------------------------------
-    def _ring(self, g: np.ndarray, size: float, salt: int | None, tp: int) -> tuple:
+    def _ring(self, g: np.ndarray, size: float, salt: int | None, tp: int, pp: int) -> tuple:
         """(bandwidth s, latency s, shared resources, their loads, rate alone, flow unit) of the
-        data-parallel all-reduce (``tp`` rings with tensor-parallel groups) on GPU indices ``g``
+        data-parallel all-reduce (``tp·pp`` rings with tensor-parallel groups and pipeline stages) on GPU indices ``g``
         (sorted, unique) alone: a pure function of its arguments, remembered (gangs often start
         again on GPUs a finished gang used; the arrays are never written to)."""
-        key = (g.tobytes(), size, salt, tp)
+        key = (g.tobytes(), size, salt, tp, pp)
         hit = self._rings.get(key)
         if hit is None:
-            bw, lat, load = dp_allreduce_and_load(self.fab, g, size, tp, params=self.params, ecmp=salt)
+            bw, lat, load = dp_allreduce_and_load(self.fab, g, size, tp, pp, params=self.params, ecmp=salt)
             res = np.flatnonzero((load > 0) & self._shared)
             rate = 1.0 / float((load[res] / 1e9 / self._cap[res]).max()) if res.size else math.inf
             if len(self._rings) >= 4096:
@@ -178,12 +179,12 @@ class Contention:
                                       flow_unit(load, self._space))
         return hit
 
-    def _ideal_time(self, n: int, size: float, tp: int) -> float:
+    def _ideal_time(self, n: int, size: float, tp: int, pp: int) -> float:
         """The collective on ``n`` GPUs placed compactly (the first ``n`` in topology order), alone."""
-        key = (n, size, tp)
+        key = (n, size, tp, pp)
         if key not in self._ideal:
-            if tp > 1:
-                bw, lat, _ = dp_allreduce_and_load(self.fab, np.arange(n), size, tp, params=self.params)
+            if tp > 1 or pp > 1:
+                bw, lat, _ = dp_allreduce_and_load(self.fab, np.arange(n), size, tp, pp, params=self.params)
                 self._ideal[key] = bw + lat
             else:
                 self._ideal[key] = collective_time(self.fab, np.arange(n), size, params=self.params,

@@ -57,6 +57,8 @@ class GangWorkload:
     #: Tensor-parallel group size of every job whose GPU count it divides (and whose hosts' GPUs it
     #: divides or is a multiple of): its request carries ``tp`` (docs/placement.md). 1: none.
     tp: int = 1
+    #: Pipeline-parallel stages of every job whose GPU count ``tp·pp`` divides (``request.pp``). 1: none.
+    pp: int = 1
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -64,7 +66,7 @@ class GangWorkload:
         from fabric_hpc.inputs import finite
 
         for name, lo, hi in (("jobs", 1, MAX_JOBS), ("cluster_gpus", 1, 10_000_000), ("gpus_per_host", 1, 1024),
-                             ("tp", 1, 1024), ("seed", 0, 2**63 - 1)):
+                             ("tp", 1, 1024), ("pp", 1, 1024), ("seed", 0, 2**63 - 1)):
             v = getattr(self, name)
             if not isinstance(v, int) or not lo <= v <= hi:
                 raise ConfigError(f"synthetic: {name}={v!r} must be a whole number in {lo}..{hi:,}",
@@ -111,7 +113,8 @@ def gang_workload(spec: GangWorkload | None = None, **overrides) -> list[Job]:
         n = int(sizes[i])
         nodes, gpn = (1, n) if n <= g else (math.ceil(n / g), g)
         tp = spec.tp if spec.tp > 1 and not (nodes * gpn) % spec.tp and not (gpn % spec.tp and spec.tp % gpn) else None
-        req = Request(nodes=nodes, gpus_per_node=gpn, tp=tp)
+        pp = spec.pp if spec.pp > 1 and not (nodes * gpn) % (spec.pp * (tp or 1)) else None
+        req = Request(nodes=nodes, gpus_per_node=gpn, tp=tp, pp=pp)
         jobs.append(Job(id=f"g{i:06d}", request=req, submit=float(submit[i]), walltime=float(wall[i]),
                         account=str(accts[i]), user=f"u{i % 23}", tier=str(tiers[i]), duration=float(dur[i]),
                         checkpoint_interval=spec.checkpoint_interval_s if n > 1 else None,

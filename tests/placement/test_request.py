@@ -37,6 +37,10 @@ def test_unknown_key_lists_valid_keys():
     ("nodes=2,gpus=6,tp=4", "fill whole hosts"),
     ("nodes=2,whole_hosts,tp=4", "tp needs a GPU count"),
     ("gpus=16,tp=0", "greater than or equal to 1"),
+    ("gpus=12,pp=5", "do not split into 5 pipeline stages"),
+    ("gpus=16,tp=4,pp=3", "3 pipeline stages of whole tensor-parallel groups of 4"),
+    ("nodes=2,whole_hosts,pp=2", "pp needs a GPU count"),
+    ("gpus=16,pp=0", "greater than or equal to 1"),
 ])
 def test_bad_values_say_what_is_wrong(text, words):
     with pytest.raises(ConfigError) as e:
@@ -69,3 +73,9 @@ def test_tp_larger_than_any_nvlink_domain_is_never_placeable():
         place(fab, ClusterState(fab), "gpus=16,tp=16")
     assert "cannot ever fit" in str(e.value) and "tensor-parallel groups of 16" in str(e.value)
     assert "relax tp" in e.value.hint
+
+
+def test_pp_with_slices_or_tp_is_one_request():
+    r = parse_request("nodes=4,gpus=8,tp=8,pp=2")
+    assert (r.tp, r.pp, r.tp_slices()) == (8, 2, None)
+    assert parse_request("gpus=16,pp=2,slices=2,slice_level=host").pp == 2

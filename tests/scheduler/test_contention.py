@@ -170,9 +170,9 @@ def test_the_reduced_solve_gives_the_full_max_min_share():
 class _NoRingMemo(Contention):
     """Contention without its per-GPU-set ring memo (every start recomputes the ring)."""
 
-    def _ring(self, g, size, salt, tp):
+    def _ring(self, g, size, salt, tp, pp):
         self._rings.clear()
-        return super()._ring(g, size, salt, tp)
+        return super()._ring(g, size, salt, tp, pp)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -195,25 +195,25 @@ def test_ring_memo_gives_the_stretches_of_a_fresh_computation(ops, ecmp):
     assert len(memo._rings) > 0
 
 
-def _tp_job(jid: str, nodes: int, tp: int | None, gpn: int = 8) -> Job:
-    return Job(id=jid, request=Request(nodes=nodes, gpus_per_node=gpn, tp=tp), submit=0.0, walltime=100.0,
+def _tp_job(jid: str, nodes: int, tp: int | None, gpn: int = 8, pp: int | None = None) -> Job:
+    return Job(id=jid, request=Request(nodes=nodes, gpus_per_node=gpn, tp=tp, pp=pp), submit=0.0, walltime=100.0,
                duration=100.0, meta={"comm_fraction": 1.0})
 
 
-@pytest.mark.parametrize("tp", [None, 2, 4, 8])
-@pytest.mark.parametrize("hosts", [("n1", "n3"), ("n1", "n3", "n5"), ("n2", "n4", "n6", "n8")])
-def test_a_tp_jobs_slowdown_is_the_placement_models_data_parallel_rings(tp, hosts):
-    """Alone, a job's stretch is its modelled data-parallel all-reduce (``tp`` rings of 1/tp of the
-    bytes, ``placement.cost.dp_rings_time``: what the placer minimises) on its hosts over the same
-    on compact hosts, so the simulator slows a tp job by the model the placer used."""
+@pytest.mark.parametrize(("tp", "pp"), [(None, None), (2, None), (4, None), (8, None), (None, 2), (4, 2)])
+@pytest.mark.parametrize("hosts", [("n1", "n3"), ("n1", "n3", "n5", "n7"), ("n2", "n4", "n6", "n8")])
+def test_a_tp_jobs_slowdown_is_the_placement_models_data_parallel_rings(tp, pp, hosts):
+    """Alone, a job's stretch is its modelled data-parallel all-reduce (``tp·pp`` rings of 1/(tp·pp)
+    of the bytes, ``placement.cost.dp_rings_time``: what the placer minimises) on its hosts over the
+    same on compact hosts, so the simulator slows a tp/pp job by the model the placer used."""
     from fabric_hpc.placement.cost import dp_rings_time
 
     fab = _oversubscribed(hosts=8, per_leaf=2, ratio=3.0)
     size = DEFAULT_COMM_BYTES
-    spread = sum(dp_rings_time(fab, np.array(_gpus(fab, *hosts)), size, tp or 1, None))
-    compact = sum(dp_rings_time(fab, np.arange(8 * len(hosts)), size, tp or 1, None))
+    spread = sum(dp_rings_time(fab, np.array(_gpus(fab, *hosts)), size, tp or 1, None, pp or 1))
+    compact = sum(dp_rings_time(fab, np.arange(8 * len(hosts)), size, tp or 1, None, pp or 1))
     c = Contention(fab)
-    stretch = c.start("a", _tp_job("a", len(hosts), tp), _gpus(fab, *hosts))["a"]
+    stretch = c.start("a", _tp_job("a", len(hosts), tp, pp=pp), _gpus(fab, *hosts))["a"]
     assert stretch == pytest.approx(spread / compact, rel=1e-6)
     assert stretch >= 1.0
 

@@ -207,3 +207,6 @@ def test_synthetic_tp_marks_the_gangs_it_divides_and_leaves_the_draws_alone():
     assert {j.request.tp_slices()[1] for j in trays if j.request.tp} == {"nvlink"}
     with pytest.raises(ConfigError, match="tp=0 must be a whole number in 1..1,024"):
         load_trace("synthetic:tp=0")
+    staged = load_trace("synthetic:jobs=300,seed=5,tp=8,pp=2")
+    assert {(j.request.tp, j.request.pp) for j in staged if j.gpus % 16 == 0} == {(8, 2)}
+    assert all((j.request.pp == 2) == (j.gpus % (2 * (j.request.tp or 1)) == 0) for j in staged)

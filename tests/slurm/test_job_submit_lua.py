@@ -147,10 +147,11 @@ io.write(slurm_job_modify({}, {}, {}, 1000), "\n")
     assert "stands for more than 100000 names" in rows[1][1]
 
 
-def test_tensor_parallel_groups_pass_as_an_option(tmp_path: Path) -> None:
-    rows = run_cases(tmp_path, [gang("fabric:tp=8,within=leaf"), gang("fabric:tp=eight")])
-    assert [r[0] for r in rows] == ["0", "-1"], rows
-    assert "positive whole number" in rows[1][2], rows[1]
+def test_tensor_and_pipeline_parallel_groups_pass_as_options(tmp_path: Path) -> None:
+    rows = run_cases(tmp_path, [gang("fabric:tp=8,within=leaf"), gang("fabric:tp=eight"),
+                                gang("fabric:tp=4,pp=2"), gang("fabric:pp=0")])
+    assert [r[0] for r in rows] == ["0", "-1", "0", "-1"], rows
+    assert "positive whole number" in rows[1][2] and "positive whole number" in rows[3][2], rows
 
 
 def test_valid_jobs_still_pass(tmp_path: Path) -> None:
