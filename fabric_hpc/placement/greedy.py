@@ -60,9 +60,10 @@ def greedy(p: Problem, options: SolveOptions | None = None) -> Placement:
 def greedy_gpus(p: Problem) -> np.ndarray | None:
     """The GPU indices :func:`greedy` would choose, or None where it would raise; without the
     cost evaluation and checks of a full :class:`Placement` when there is a single rail pattern
-    to try (with several, the cheapest wins, so this runs :func:`greedy`)."""
+    to try and no pipeline stages (with several candidates the cheapest wins, so this runs
+    :func:`greedy`)."""
     try:
-        if len(p.patterns) > 1:
+        if len(p.patterns) > 1 or p.pp > 1:
             pos = p.fab.gpu_pos
             return np.array(sorted(pos[g] for g in greedy(p).gpus), np.int64)
         diagnose(p)

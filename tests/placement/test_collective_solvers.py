@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from fabric_hpc.placement import ClusterState, CostWeights, PlacementInfeasible, SolveOptions, place
 from fabric_hpc.placement.collective import CollectiveParams, collective_time
 from fabric_hpc.placement.cost import evaluate
+from fabric_hpc.placement.greedy import greedy_gpus
 from fabric_hpc.placement.problem import Problem
 from fabric_hpc.placement.request import parse_request
 from fabric_hpc.topology import build, generators, import_lingjun
@@ -260,6 +261,9 @@ def test_pp_stages_fitting_a_host_reach_the_brute_force_optimum():
         optimum = brute_force(Problem(fab, state, parse_request(text)))
         for solver in ("cpsat", "greedy"):
             assert place(fab, state, text, solver=solver).cost == pytest.approx(optimum, abs=1e-9), (text, solver)
+        # the simulator's placer path (GPU indices without a Placement) tries the stages too
+        picked = greedy_gpus(Problem(fab, state, parse_request(text)))
+        assert evaluate(Problem(fab, state, parse_request(text)), picked)[0] == pytest.approx(optimum, abs=1e-9)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
