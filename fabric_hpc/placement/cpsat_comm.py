@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fabric_hpc.placement.collective import CollectiveParams, fabric_net
+from fabric_hpc.placement.levels import largest_domain_gpus
 
 if TYPE_CHECKING:
     from fabric_hpc.placement.problem import Problem
@@ -35,8 +36,9 @@ if TYPE_CHECKING:
 
 def comm_lower_bound(m, p: Problem, items, c, u, spans: dict, ys: dict):
     """A linear expression of T (µs) for the collective of ``p`` on CP-SAT items (0: none). With
-    tensor-parallel groups of ``K = p.tp`` the bound is of one data-parallel ring (``n/K`` ranks,
-    ``1/K`` of the bytes, ``k/K`` of a domain's ``k`` GPUs): the slowest of the K rings is no faster."""
+    tensor-parallel groups of ``K = p.tp`` and ``P = p.pp`` pipeline stages the bound is of one
+    data-parallel ring (``n/(K·P)`` ranks, ``1/(K·P)`` of the bytes, at most ``k/K`` of a domain's
+    ``k`` GPUs): the slowest of the K·P rings is no faster (stages: the module doc)."""
     tp, pp = p.tp, p.pp
     n = p.units * (p.gpn or 1) // (tp * pp)
     if n < 2 or p.weights.comm <= 0:
@@ -123,8 +125,7 @@ def _stages_cross(p: Problem) -> list[bool]:
     if p.pp == 1:
         return [True] * len(lv.chain)
     stage = p.units * (p.gpn or 1) // p.pp
-    return [stage > int(np.bincount(lv.host_dom[:, j], weights=lv.host_gpus).max(initial=0))
-            for j in range(len(lv.chain))]
+    return [stage > largest_domain_gpus(lv, j) for j in range(len(lv.chain))]
 
 
 def _uplinks(m, p: Problem, items, u, ys: dict, spans: dict, t_bw, us, prm: CollectiveParams,

@@ -165,6 +165,11 @@ def domain_sums(lv: FabricLevels, level: int, per_host: np.ndarray) -> np.ndarra
                        minlength=len(lv.dom_names[level])).astype(np.int64)
 
 
+def largest_domain_gpus(lv: FabricLevels, level: int) -> int:
+    """The most GPUs any one domain of chain level ``level`` has."""
+    return int(domain_sums(lv, level, lv.host_gpus).max(initial=0))
+
+
 def _label(fab: Fabric, level: str, raw: int, labels: list[str] | None) -> str:
     if raw < 0:
         return fab.hosts[-1 - raw]

@@ -21,7 +21,7 @@ from fabric_hpc.errors import ConfigError, FabricError
 from fabric_hpc.hostlist import expand
 from fabric_hpc.placement.contract import Placement
 from fabric_hpc.placement.cost import CostWeights, evaluate, stranded
-from fabric_hpc.placement.levels import domain_sums, fabric_levels, free_per_host
+from fabric_hpc.placement.levels import domain_sums, fabric_levels, free_per_host, largest_domain_gpus
 from fabric_hpc.placement.request import Request
 from fabric_hpc.placement.verify import violations
 
@@ -83,7 +83,7 @@ class Problem:
             return []
         stage, lv, out = self.units // self.pp * (self.gpn or 1), self.levels, []
         for j in range(len(lv.chain)):
-            if np.bincount(lv.host_dom[:, j], weights=lv.host_gpus).max(initial=0) >= stage:
+            if largest_domain_gpus(lv, j) >= stage:
                 other = Problem(self.fab, self.state, self.request, self.weights, slices=(self.pp, lv.chain[j]))
                 other._background = self._background
                 out.append(other)
