@@ -17,8 +17,8 @@ per-rank bytes ``2(n-1)/n·S`` (all-reduce) or ``(n-1)/n·S`` (all-gather / redu
 bandwidth term is ``max_r bytes_r / cap_r`` and, with other jobs on shared resources, each job's
 flows get their max-min fair share (:func:`fair_rates`: progressive filling, one rate per job).
 All-to-all sends ``S/n`` to every other rank (PXN: over NVLink to the GPU of the sender's host on the
-destination's rail, then rail-matched; :mod:`~fabric_hpc.placement.alltoall`). Tree all-reduce has the ring's bottleneck bandwidth for ``2·S`` bytes per
-rank and ``2·(⌈log2 domains⌉ + GPUs per domain - 1)`` latency steps. NVLink SHARP (``nvls``, one
+destination's rail, then rail-matched; :mod:`~fabric_hpc.placement.alltoall`). Tree all-reduce sends ``2·S`` bytes per
+rank over the ring's resources (on the network only ``S`` when it spans two domains: :func:`tree_share`) and ``2·(⌈log2 domains⌉ + GPUs per domain - 1)`` latency steps. NVLink SHARP (``nvls``, one
 NVLink domain whose NVSwitches reduce: :mod:`fabric_hpc.placement.nvls`) sends each byte up to the
 switch once and receives its sum once, at its own calibrated efficiency, in 2 latency steps
 (NVLS-Tree across domains is not modelled). ``algo="auto"`` takes the fastest, as NCCL's tuner
@@ -200,6 +200,16 @@ def steps_and_bytes(kind: str, algo: str, n: int, m: int, kmax: int, size: float
     return (n - 1) / n * size, n - 1  # all-to-all: n-1 pieces of size/n
 
 
+def tree_share(kind: np.ndarray, m: int) -> np.ndarray:
+    """Per resource of ``kind``: the tree all-reduce's bytes there over its ``2·S`` per rank. Over
+    two NVLink domains the tree sends half as much on the network as inside a domain (NCCL's
+    developer: "with Tree, on 2 nodes, ... we have 2x less traffic on the network than on the
+    intra-node connections ... the Tree performance can go up to ~2x the network speed",
+    https://github.com/NVIDIA/nccl/issues/946), so there network resources carry ``S``; over more
+    domains every resource carries ``2·S`` (https://github.com/NVIDIA/nccl/issues/457)."""
+    return np.where((kind != 0) & (m == 2), 0.5, 1.0)
+
+
 def check_call(fab: Fabric, gpus, size_bytes: float, kind: str, ecmp: int | None = None,
                params: CollectiveParams | None = None) -> tuple[np.ndarray, CollectiveParams]:
     """The sorted, distinct GPU indices of a collective call and its params, or a ConfigError
@@ -306,6 +316,8 @@ def _one(fab: Fabric, net: Net, gpus: np.ndarray, size: float, kind: str, algo: 
              else ring_flows(fab, gpus, per_rank, params, ecmp=ecmp))
     space = resources(fab, ecmp)
     load = load_of(flows, space.size)
+    if algo == "tree":
+        load = load * tree_share(space.kind, m)
     cap = effective_cap(space, params)
     every = [load, *(background or [])]
     xs, by = _fair(every, cap, np.array([flow_unit(ld, space) for ld in every]))
@@ -358,11 +370,12 @@ def allreduce_and_load(fab: Fabric, gpus, size_bytes: float, *, params: Collecti
     cap = effective_cap(net, params)
     nz = np.flatnonzero(unit)
     ratio = unit[nz] / 1e9 / cap[nz]
-    worst = int(np.argmax(ratio))
     best: CollectiveTime | None = None
     for algo in algos:
         per_rank, steps = steps_and_bytes("allreduce", algo, n, m, kmax, size_bytes)
-        bw = per_rank * float(ratio[worst])
+        share = ratio * tree_share(net.kind[nz], m) if algo == "tree" else ratio
+        worst = int(np.argmax(share))
+        bw = per_rank * float(share[worst])
         lat = float(flows.lat_us.max(initial=0.0)) * 1e-6 * steps
         secs = bw + lat
         where = ("nvlink", "nic", "uplink")[int(net.kind[nz[worst]])]

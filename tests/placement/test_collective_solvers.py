@@ -283,3 +283,21 @@ def test_cpsat_with_pp_is_never_slower_and_never_claims_a_false_optimum(seed, te
     if out["cpsat"].optimal:
         optimum = brute_force(Problem(fab, state, parse_request(text)))
         assert out["cpsat"].cost == pytest.approx(optimum, abs=1e-9)
+
+
+def test_tree_over_two_domains_halves_the_network_bytes():
+    """NCCL's tree over two nodes sends half as much on the network as inside a node, so where the
+    NICs are the bottleneck it reaches up to ~2x the ring (https://github.com/NVIDIA/nccl/issues/946):
+    4+4 GB200 GPUs over two trays' NICs is 2(n-1)/n = 1.75x the ring's busbw; over three trays the
+    tree sends 2S everywhere and the ring is faster again."""
+    from fabric_hpc.topology import load_fabric
+
+    nvl = load_fabric("topology/gb200-nvl72-8r.yaml")
+    two = np.r_[np.arange(4), 72 + np.arange(4)]
+    ring = collective_time(nvl, two, 2**33, algo="ring")
+    tree = collective_time(nvl, two, 2**33, algo="tree")
+    assert tree.bottleneck == ring.bottleneck == "nic"
+    assert tree.busbw_gbps / ring.busbw_gbps == pytest.approx(1.75, rel=0.02)
+    assert collective_time(nvl, two, 2**33).algo == "tree"
+    three = np.r_[two, 144 + np.arange(4)]
+    assert collective_time(nvl, three, 2**33).algo == "ring"

@@ -7,7 +7,8 @@ pair memo, ...) and re-recorded when the simulator's slowdown became the collect
 contention (issue 13 step 5: run times, hence every later decision, changed on purpose), and
 for the fabric cases when its preemption benefit ratio became 5, then 20 (fewer preemptions, on purpose:
 docs/scheduler.md, "Gang-aware preemption"), and when the simulator began to step when a gang's
-compact-placement hold ends (2026-12-05: a held gang no longer waits for the next unrelated event). A change that alters decisions on purpose must re-record them (run this file's
+compact-placement hold ends (2026-12-05: a held gang no longer waits for the next unrelated event), and when NCCL's tree all-reduce over two NVLink domains began to send half its bytes on the
+network (2026-12-05: gangs on two hosts with few NICs run faster, so run times changed). A change that alters decisions on purpose must re-record them (run this file's
 ``_digest`` and paste the new value) and say so; an optimisation must leave them unchanged.
 """
 
@@ -51,11 +52,11 @@ def _digest(policy, fab_ref: str, jobs: int, load: float, **kw) -> tuple[str, in
 
 CASES = {
     "fabric-superpod": (fabric_policy, "superpod:sus=2", 250, 1.5, {},
-                        "5ee5ee928a7eb069500d6a0818c6fdc2fd69f909fa8bbec473c4a211d1e71f4f", 254),
+                        "1abc3c459d62a11225f8f535d243b4912e41344e42a5f7f684231f73faff4e6e", 254),
     "slurm-superpod": (slurm_policy, "superpod:sus=2", 250, 1.5, {},
-                       "cfb2ec9c4d6baf0638cdf2c9028a1a6f063513d69ee382f7df5def707efd224a", 250),
+                       "f793861e86b7e461f15b8a70600e1686c6833f2da2bf572dbe1bbc95a4dc7768", 250),
     "fabric-nvl72": (fabric_policy, "nvl72:racks=2", 200, 1.3, {"gpus_per_host": 4},
-                     "9b78f17775235252b65ac87575d2281032f180ec752e72c07dab8ae854ba3e90", 202),
+                     "956226779a81b5b3b72bdfebf2b76c6f02283cc81a072a52b7178a59dee0c71c", 202),
 }
 
 
