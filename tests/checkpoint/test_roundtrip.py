@@ -192,6 +192,7 @@ def test_mixed_split_layouts_in_one_process(tmp_path: Path) -> None:
     ({"layout": {"tp": float("nan")}}, "layout must be a JSON object"),
     ({"tags": ["ok", 3]}, "tags must be a list of strings"),
     ({"tags": "best"}, "a single string is not a list of tags"),
+    ({"tags": 5}, "tags must be a list of strings"),
     ({"step": -1}, "non-negative"),
     ({"step": 10**10}, "more than 10 digits"),
 ])
@@ -200,6 +201,11 @@ def test_bad_manifest_fields_fail_before_writing(tmp_path: Path, kwargs: dict, n
     with pytest.raises(CheckpointError, match=needle):
         save(tmp_path, {"a": np.zeros(2)}, **args)
     assert not any(p.name.startswith(("step-", ".tmp-")) for p in tmp_path.iterdir()) if tmp_path.exists() else True
+
+
+def test_tags_none_means_no_tags_like_layout_and_metadata_none(tmp_path: Path) -> None:
+    res = save(tmp_path, {"a": np.zeros(2)}, step=1, tags=None, layout=None, metadata=None)
+    assert open_checkpoint(res.path).manifest.tags == []
 
 
 def test_hdf5_import_refuses_foreign_or_broken_files(tmp_path: Path) -> None:
