@@ -262,6 +262,15 @@ def test_restore_dtype_casts_floats_only_and_integer_targets_never_wrap(tmp_path
     assert restore(tmp_path, into={"i": wide})["i"] is wide and wide.tolist() == [300, -1, 2**40]
 
 
+@pytest.mark.parametrize("fp8", ["float8_e4m3fn", "float8_e5m2"])
+def test_restore_refuses_an_fp8_dtype_instead_of_saturating(tmp_path: Path, fp8: str) -> None:
+    """restore(dtype='float8_e4m3fn') cast 1e6 to 448 silently: a cast without scales is refused."""
+    save(tmp_path, {"w": np.array([1e6, 1.0], np.float32)}, step=1)
+    with pytest.raises(CheckpointError, match=f"cannot cast to {fp8}.*saturates") as info:
+        restore(tmp_path, dtype=fp8, as_torch=True)
+    assert "bfloat16" in info.value.hint
+
+
 def test_library_misuse_is_a_checkpoint_error_not_a_raw_exception(tmp_path: Path) -> None:
     """Wrong types and values reach the public API from user code: each is a CheckpointError
     naming the problem, never a TypeError/IndexError from deep inside (or a silent truncation)."""
