@@ -198,3 +198,29 @@ def test_a_failed_prepare_leaves_no_directory_it_created(tmp_path: Path) -> None
         prepare_pytorch_engine(tmp_path / "mine", dtype="float32", max_batch_size=2, max_input_len=8,
                                max_seq_len=16, max_num_tokens=32, checkpoint=tmp_path / "ck")
     assert (tmp_path / "mine").is_dir()
+
+
+def test_fp8_checkpoint_is_refused_naming_the_dtype_and_its_source(hf_ckpt: Path, tmp_path: Path) -> None:
+    """An fp8 checkpoint (from convert) listed its *_scale tensors as "not a weight of this model" and
+    advised a bfloat16 cast, which convert refuses for fp8 sources: it now names the fp8 dtype and
+    the checkpoint it was converted from."""
+    fp8 = tmp_path / "fp8"
+    convert(hf_ckpt, fp8, {"cast": [{"match": r".*_proj\.weight", "to": "float8_e4m3fn", "scale": "tensor"}]})
+    with pytest.raises(ConfigError, match=r"holds float8_e4m3fn weights .*cannot dequantise") as info:
+        prepare_pytorch_engine(tmp_path / "eng", dtype="bfloat16", checkpoint=fp8, **LIMITS)
+    assert "not a weight of this model" not in info.value.message and "_scale" not in info.value.message
+    assert "step-0000000007 step 7" in info.value.hint and "cast" not in info.value.hint
+    assert not (tmp_path / "eng").exists()
+
+
+def test_a_prefix_without_llama_names_is_refused_without_mentioning_a_prior_prepare(tmp_path: Path) -> None:
+    """--prefix picking a subtree of other names said "the engine was prepared for huggingface"
+    although nothing had been prepared yet."""
+    save(tmp_path / "ck", {"model": {"model.embed_tokens.weight": torch.zeros(4, 2)},
+                           "optim": {"m": torch.zeros(3)}}, step=1,
+         metadata={"hf_files": {"config.json": TINY.hf_config()}})
+    with pytest.raises(ConfigError, match=r"prefix 'optim'\): tensor names are neither Hugging Face nor "
+                                          r"Megatron-core Llama names \(e.g. m\)") as info:
+        prepare_pytorch_engine(tmp_path / "eng", dtype="float32", checkpoint=tmp_path / "ck", prefix="optim",
+                               **LIMITS)
+    assert "prepared for" not in info.value.message and "--prefix" in info.value.hint
