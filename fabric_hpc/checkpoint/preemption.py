@@ -1,9 +1,20 @@
-"""Slurm preemption: ``sbatch --signal=B:USR1@120`` sends SIGUSR1 to the batch shell 120 s
-before the time limit (or on preemption with a grace time). :class:`PreemptionHandler` turns
-the signal into a flag the training loop polls, so the final save runs in the loop (not inside
-a signal handler) and the job can requeue itself.
+"""Slurm preemption and time limits: the training loop is told to save, and the final save runs
+in the loop (not inside a signal handler) before the job ends or requeues itself.
 
-    handler = PreemptionHandler.install()
+Two signals mean "save now" (see Slurm 25.11 ``sbatch(1)`` ``--signal`` and ``slurm.conf(5)``
+``GraceTime``, ``KillWait``, ``PreemptParameters``):
+
+* SIGUSR1 -- ``sbatch --signal=B:USR1@120`` sends it to the batch shell 120 s before the job's
+  *time limit* only (the batch script forwards it to the ranks); on preemption it is sent only
+  with ``PreemptParameters=send_user_signal``.
+* SIGTERM -- what a *preemption* sends by default: the job's tasks get SIGCONT and SIGTERM at
+  once, and SIGKILL when the partition's ``GraceTime`` (then ``KillWait``, default 30 s) has run
+  out; the time limit and ``scancel`` also send SIGTERM, then SIGKILL after KillWait. GraceTime +
+  KillWait must cover one save.
+
+:class:`PreemptionHandler` catches both by default and records which arrived::
+
+    handler = PreemptionHandler.install()      # SIGUSR1 and SIGTERM
     for step in ...:
         train_step()
         if handler.requested:
@@ -16,34 +27,45 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from fabric_hpc.errors import ExternalError
 from fabric_hpc.events import emit
+
+#: the signals that ask for a final save: Slurm's user signal before the time limit, and the
+#: SIGTERM a preemption (and the time limit, scancel, a shutdown) sends
+PREEMPT_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 
 #: seconds ``scontrol requeue`` may take before the requeue counts as failed
 REQUEUE_TIMEOUT = 30
 
 
 class PreemptionHandler:
-    """Records that a preemption signal arrived; optionally calls ``on_signal`` (cheap work only)."""
+    """Records that a preemption signal arrived (``signum``: one signal or several, default
+    SIGUSR1 and SIGTERM); optionally calls ``on_signal`` (cheap work only)."""
 
-    def __init__(self, signum: int = signal.SIGUSR1, on_signal: Callable[[int], None] | None = None):
-        self.signum = signum
+    def __init__(self, signum: int | Sequence[int] = PREEMPT_SIGNALS,
+                 on_signal: Callable[[int], None] | None = None):
+        self.signums = (signum,) if isinstance(signum, int) else tuple(signum)
+        self.signum = self.signums[0]
         self.on_signal = on_signal
+        self.received: int | None = None  # the first signal that arrived
         self._event = threading.Event()
-        self._previous: object = None
+        self._previous: dict[int, object] = {}
 
     @classmethod
-    def install(cls, signum: int = signal.SIGUSR1, on_signal: Callable[[int], None] | None = None
-                ) -> PreemptionHandler:
+    def install(cls, signum: int | Sequence[int] = PREEMPT_SIGNALS,
+                on_signal: Callable[[int], None] | None = None) -> PreemptionHandler:
         """Install in the main thread (Python only runs signal handlers there)."""
         handler = cls(signum, on_signal)
-        handler._previous = signal.signal(signum, handler._handle)
+        for sig in handler.signums:
+            handler._previous[sig] = signal.signal(sig, handler._handle)
         return handler
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is None:
+            self.received = signum
         self._event.set()
         if self.on_signal is not None:
             self.on_signal(signum)
@@ -56,9 +78,10 @@ class PreemptionHandler:
         return self._event.wait(timeout)
 
     def uninstall(self) -> None:
-        if self._previous is not None:
-            signal.signal(self.signum, self._previous)  # type: ignore[arg-type]
-            self._previous = None
+        for sig, previous in self._previous.items():
+            if previous is not None:  # None: a handler not installed from Python, nothing to put back
+                signal.signal(sig, previous)  # type: ignore[arg-type]
+        self._previous = {}
 
     def save_and_requeue(self, save_fn: Callable[[], object], *, requeue: bool = True) -> bool:
         """Run the final save, then ask Slurm to requeue this job (``scontrol requeue``) when
@@ -67,7 +90,8 @@ class PreemptionHandler:
         an :class:`~fabric_hpc.errors.ExternalError` after the save has completed."""
         result = save_fn()
         job = os.environ.get("SLURM_JOB_ID")
-        emit("checkpoint.preempted_save", result=str(result), job=job)
+        emit("checkpoint.preempted_save", result=str(result), job=job,
+             signal=signal.Signals(self.received).name if self.received else None)
         if not (requeue and job):
             return False
         _requeue(job)

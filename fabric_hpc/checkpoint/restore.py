@@ -36,8 +36,8 @@ def restore(path: Path | str, *, step: int | None = None, names: list[str] | Non
     ``torch.distributed.DeviceMesh``. ``names``
     selects tensors (partial restore; a prefix selects a subtree); ``into`` gives preallocated
     targets (nested dicts of arrays/tensors) that are filled in place and returned; ``dtype``
-    (a floating dtype) casts the floating tensors read: integer and bool tensors (steps, ids,
-    masks) are never cast. A target whose integer dtype cannot hold the stored one is refused.
+    (a floating dtype, not fp8: a cast without scales saturates) casts the floating tensors read:
+    integer and bool tensors (steps, ids, masks) are never cast. A target whose integer dtype cannot hold the stored one is refused.
     """
     if into is not None and not isinstance(into, Mapping):
         raise CheckpointError(f"into must be nested dicts of arrays/tensors, got {type(into).__name__}",
@@ -46,6 +46,11 @@ def restore(path: Path | str, *, step: int | None = None, names: list[str] | Non
         raise CheckpointError(f"restore's dtype casts floating tensors only, got {dtype}",
                               hint="give a floating dtype (e.g. float32, bfloat16); integer and bool tensors "
                                    "are restored as stored")
+    if dtype in ("float8_e4m3fn", "float8_e5m2"):  # a plain cast has no scale: 1e6 would become 448
+        raise CheckpointError(f"restore cannot cast to {dtype}: a cast without per-tensor scales saturates "
+                              f"(float8_e4m3fn holds at most 448)",
+                              hint="restore as bfloat16 or float32; make an fp8 checkpoint with scales with "
+                                   "`fabric ckpt convert` (a recipe casting to fp8)")
     for attempt in range(3):
         try:
             return _restore_once(path, step, names, _Parts(rank, world_size, mesh), into, dtype,
@@ -207,7 +212,9 @@ def _check_array_meta(root: Path, name: str, entry: Any) -> list[str]:
         problems.append(f"{name}/zarr.json: attributes.fabric is {fabric!r}, manifest says "
                         f"{want['attributes']['fabric']!r}")
     expected = {chunk_key(c.index) for c in entry.chunks}
-    found = {e.name for e in os.scandir(root / name) if e.name == "c" or e.name.startswith("c.")}
+    # regular files only: a symlink, FIFO, socket or device is listed once, by _special_entries
+    found = {e.name for e in os.scandir(root / name)
+             if (e.name == "c" or e.name.startswith("c.")) and e.is_file(follow_symlinks=False)}
     problems += [f"{name}/{k}: chunk file not in the manifest" for k in sorted(found - expected)]
     return problems
 

@@ -19,7 +19,8 @@ from fabric_hpc.events import emit
 class RetentionPolicy:
     """Keep the last ``keep_last`` readable checkpoints, every step divisible by ``keep_every``,
     and (by default) every tagged checkpoint. The one ``latest`` points to is always kept, and so
-    is a damaged one (its manifest unreadable): it does not count towards ``keep_last``, and it is
+    is a damaged one (its manifest unreadable, or a step directory with no manifest): it does not
+    count towards ``keep_last``, is listed in :attr:`PruneResult.damaged`, and it is
     left for ``fabric ckpt verify`` and the admin, never deleted unseen."""
 
     keep_last: int = 3
@@ -50,7 +51,7 @@ class PruneResult:
     removed: list[int]
     kept: list[int]
     busy: list[int]  # would be removed, but a reader holds them; retried on the next prune
-    damaged: list[int] = field(default_factory=list)  # kept: their manifest cannot be read
+    damaged: list[int] = field(default_factory=list)  # kept: their manifest cannot be read, or is missing
 
 
 def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False,
@@ -65,7 +66,9 @@ def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False,
     root = Path(root)
     refs = store.list_checkpoints(root)
     tags = {r.step: _tags(r) for r in refs}
-    damaged = frozenset(step for step, t in tags.items() if t is None)
+    # damaged: a manifest that cannot be read, or a step directory with none at all (a partial copy)
+    damaged = frozenset(step for step, t in tags.items() if t is None) \
+        | {r.step for r in store.uncommitted_steps(root)}
     kept = policy.keep(refs, {step for step, t in tags.items() if t}, store.read_latest(root), damaged)
     removed, busy = [], []
     with store.root_lock(root):

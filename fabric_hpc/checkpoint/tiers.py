@@ -77,7 +77,7 @@ class LocalPart:
 
 def save_local(local: Path | str, state: Mapping[str, Any], *, step: int, comm: Communicator | None = None,
                node: str | None = None, layout: Mapping[str, Any] | None = None,
-               tags: list[str] | tuple[str, ...] = (), metadata: Mapping[str, Any] | None = None,
+               tags: list[str] | tuple[str, ...] | None = (), metadata: Mapping[str, Any] | None = None,
                threads: int = DEFAULT_THREADS, shared: Path | str | None = None) -> tuple[SaveResult, LocalPart | None]:
     """Collective: every rank writes its pieces of ``state`` under its node's ``local`` root;
     each node's first rank commits what the node holds (see the module doc). Returns the

@@ -179,7 +179,7 @@ def _entry_kwargs(meta: dict) -> dict:
 
 def save(directory: Path | str, state: Mapping[str, Any], *, step: int,
          comm: Communicator | None = None, layout: Mapping[str, Any] | None = None,
-         tags: list[str] | tuple[str, ...] = (), metadata: Mapping[str, Any] | None = None,
+         tags: list[str] | tuple[str, ...] | None = (), metadata: Mapping[str, Any] | None = None,
          chunk_shapes: Mapping[str, list[int]] | None = None,
          splits: Mapping[str, SplitInfo] | None = None, record_world_size: int | None = None,
          threads: int = DEFAULT_THREADS, _after_chunks: Any = None,
@@ -232,7 +232,9 @@ def check_header(step: Any, layout: Any, tags: Any, metadata: Any) -> None:
     if step > store.MAX_STEP:
         raise CheckpointError(f"step {step} has more than 10 digits: checkpoint directories are step-NNNNNNNNNN",
                               hint=f"use a step of at most {store.MAX_STEP} (a counter, not a timestamp in ms)")
-    if isinstance(tags, (str, bytes)) or not all(isinstance(t, str) for t in tags):
+    tags = () if tags is None else tags  # None means no tags, as layout=None and metadata=None do
+    if isinstance(tags, (str, bytes)) or not isinstance(tags, (list, tuple)) \
+            or not all(isinstance(t, str) for t in tags):
         raise CheckpointError(f"tags must be a list of strings, got {tags!r}",
                               hint="e.g. tags=['best'] (a single string is not a list of tags)")
     for what, value in (("layout", layout), ("metadata", metadata)):
@@ -319,7 +321,7 @@ def build_manifest(header: dict[str, Any], per_rank: list) -> Manifest:
 
 def save_header(step: int, world: int, layout: Mapping[str, Any] | None, tags: Any,
                 metadata: Mapping[str, Any] | None, created_at: str | None = None) -> dict[str, Any]:
-    return {"step": step, "world_size": world, "layout": dict(layout or {}), "tags": list(tags),
+    return {"step": step, "world_size": world, "layout": dict(layout or {}), "tags": list(tags or ()),
             "user_metadata": dict(metadata or {}),
             "created_at": created_at or datetime.now(UTC).isoformat(timespec="seconds")}
 

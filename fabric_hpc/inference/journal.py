@@ -2,7 +2,7 @@
 
 Output directory layout::
 
-    DIR/run.json                        job identity: input, engine config, limits (rank 0)
+    DIR/run.json                        job identity: input, engine config, limits, weights (rank 0)
     DIR/spool-snapshot.json             the spool files (name, size, inode) of the last attempt
     DIR/attempts/NNNNNN                 one marker per run attempt
     DIR/chunks/aNNNNNN-rRRRRR-cCCCCCC.jsonl   results, one {"id","tokens","finish_reason"} a line

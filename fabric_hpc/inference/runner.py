@@ -40,6 +40,7 @@ from fabric_hpc.inference.journal import (
 from fabric_hpc.inference.mpi import MpiContext, PeerFailed, mpi_context, shard_longest_first
 from fabric_hpc.inference.pipeline import Pipeline, PipelineOptions
 from fabric_hpc.inference.telemetry import MetricsWriter, job_totals
+from fabric_hpc.inference.weights import describe_weights, weights_identity
 from fabric_hpc.inputs import read_json
 from fabric_hpc.pidlock import PidLock
 
@@ -72,6 +73,20 @@ def _check_same_run(path: Path, run_doc: dict[str, Any]) -> None:
             diff = f"{before!r} then, {run_doc[key]!r} now"
         raise ConfigError(f"{path.parent} holds a run with a different {key} ({diff[:600]}): cannot resume it",
                           hint=f"use a new --output directory, or the original {key}")
+    _check_same_weights(path, old, run_doc)
+
+
+def _check_same_weights(path: Path, old: Any, run_doc: dict[str, Any]) -> None:
+    """After the input, engine config and limits: a re-prepared engine (a newer checkpoint step)
+    keeps those, so only its weights' identity tells the runs apart. A run.json
+    written before identities were recorded has none and cannot be checked."""
+    if not isinstance(old, dict) or "weights" not in old or old["weights"] == run_doc["weights"]:
+        return
+    raise ConfigError(f"{path.parent} holds a run that served {describe_weights(old['weights'])}; the engine "
+                      f"now serves {describe_weights(run_doc['weights'])}: cannot resume it (its results "
+                      f"would mix two models)",
+                      hint="use a new --output directory for the new weights, or serve the weights the run "
+                           "started with (pin the step: `fabric infer prepare --step N`, CKPT_STEP=N)")
 
 
 def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
@@ -84,6 +99,8 @@ def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
         try:
             if source != "-":  # a wrong --input fails before the output directory is touched
                 state["snapshot"] = checked_snapshot(run_doc["input"])
+            engine = run_doc["engine_config"]
+            run_doc = {**run_doc, "weights": weights_identity(engine["engine"], engine["engine_dir"])}
             out.mkdir(parents=True, exist_ok=True)
             lock = _output_lock(out)
             lock.acquire()

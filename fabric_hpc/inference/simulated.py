@@ -8,9 +8,10 @@ It lets CI test saturation logic deterministically: no GPU, no sleep (with a
 with P the padded prompt tokens prefilled in this step (each ``add`` group is padded to its
 longest prompt, like a padded prefill kernel), D the sequences decoding one token, C the context
 tokens (KV entries) those decode steps read. :data:`H100_1B` derives the constants from
-published H100 SXM figures for the ~1 B-parameter Llama-style model of issue 8 (hidden 2048, 16
-layers, 4 KV heads of 128, bf16): see ``docs/inference.md`` for the arithmetic. They are an
-estimate from datasheet peaks and stated efficiencies, not a measurement.
+published H100 SXM figures for the 0.85 B-parameter Llama-style model of issue 8 (the PyTorch
+engine's ``1b`` preset: hidden 2048, 16 layers, 4 KV heads of 128, bf16): see
+``docs/inference.md`` for the arithmetic. They are an estimate from datasheet peaks and stated
+efficiencies, not a measurement.
 
 Artefact: ``engine_dir/config.json`` in TensorRT-LLM's layout (``pretrained_config`` +
 ``build_config``) plus a ``simulated`` section (KV capacity, cost model, vocabulary, seed);
@@ -61,9 +62,10 @@ class CostModel:
                 + self.decode_s_per_seq * decode_seqs + self.ctx_s_per_token * context_tokens)
 
 
-# 1.1e9 params * 2 bytes = 2.2 GB of weights read once per step at 3.35 TB/s = 0.66 ms, plus
-# ~0.34 ms of launch/sync overhead per step; 2 * 1.1e9 FLOP per token at 50 % of the 989 TFLOP/s
-# dense bf16 peak = 4.4 us per prefill token and per decode sequence; KV read per context token
+# The `1b` preset has 852,559,872 = 0.85e9 params (docs/engines.md): * 2 bytes = 1.7 GB of weights
+# read once per step at 3.35 TB/s = 0.51 ms, plus ~0.49 ms of launch/sync overhead per step;
+# 2 * 0.85e9 FLOP per token at 39 % of the 989 TFLOP/s dense bf16 peak = 4.4 us per prefill token
+# and per decode sequence (first derived from 1.1e9 params at 50 %; kept); KV read per context token
 # = 16 layers * 2 (K,V) * 4 heads * 128 * 2 bytes = 32 KiB at 3.35 TB/s = 9.8 ns.
 H100_1B = CostModel(base_s=1.0e-3, prefill_s_per_token=4.4e-6, decode_s_per_seq=4.4e-6,
                     ctx_s_per_token=9.8e-9)

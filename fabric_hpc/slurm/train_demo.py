@@ -2,7 +2,8 @@
 
 ``python -m fabric_hpc.slurm.train_demo --ckpt-dir D --steps N``: restores the latest checkpoint
 under D (``fabric_hpc.checkpoint``), runs numpy steps, and on SIGUSR1 (Slurm's ``--signal=B:USR1@T``,
-forwarded by the batch script) or at the end saves a checkpoint of its step and weights. Rank 0
+forwarded by the batch script), on SIGTERM (a preemption) or at the end saves a checkpoint of its
+step and weights. Rank 0
 (``SLURM_PROCID``) writes; the other ranks compute the same steps. Prints one JSON line.
 """
 
@@ -17,8 +18,9 @@ import time
 
 
 def main(argv: list[str] | None = None) -> int:
-    signalled: list[int] = []  # first: a SIGUSR1 during the imports below must not kill the rank
-    signal.signal(signal.SIGUSR1, lambda s, _f: signalled.append(s))
+    signalled: list[int] = []  # first: a signal during the imports below must not kill the rank
+    for sig in (signal.SIGUSR1, signal.SIGTERM):  # before the time limit; a preemption (Slurm's default)
+        signal.signal(sig, lambda s, _f: signalled.append(s))
     ap = argparse.ArgumentParser(prog="train_demo")
     ap.add_argument("--ckpt-dir", required=True)
     ap.add_argument("--steps", type=int, default=20)
@@ -46,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         save(args.ckpt_dir, {"model": {"w": w, "step": np.array(step, dtype=np.int64)}}, step=step)
         saved = step
     print(json.dumps({"rank": rank, "restored_step": restored, "step": step, "saved": saved,
-                      "signalled": bool(signalled), "w0": float(w[0]),
+                      "signalled": bool(signalled),
+                      "signal": signal.Signals(signalled[0]).name if signalled else None,
+                      "w0": float(w[0]),
                       "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                       "nccl_topo_file": os.environ.get("NCCL_TOPO_FILE"),
                       "ckpt_dir_env": os.environ.get("FABRIC_CKPT_DIR")}), flush=True)

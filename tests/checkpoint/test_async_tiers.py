@@ -201,6 +201,26 @@ def test_preemption_signal_triggers_final_save(tmp_path: Path) -> None:
     assert open_checkpoint(tmp_path).manifest.tags == ["preempted"]
 
 
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM])
+def test_preemption_sigterm_asks_for_the_save_too(tmp_path: Path, sig: int) -> None:
+    """Slurm preempts with SIGTERM (SIGUSR1 via --signal comes before the time limit only, or with
+    PreemptParameters=send_user_signal): the handler caught SIGUSR1 only, so a preemption's SIGTERM
+    killed the rank without a save."""
+    handler = PreemptionHandler.install()
+    try:
+        os.kill(os.getpid(), sig)
+        assert handler.wait(5) and handler.received == sig
+        handler.save_and_requeue(lambda: save(tmp_path, {"a": np.ones(2)}, step=1), requeue=False)
+    finally:
+        handler.uninstall()
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and open_checkpoint(tmp_path).step == 1
+    only = PreemptionHandler.install(signal.SIGUSR1)  # one signal, as before
+    try:
+        assert only.signums == (signal.SIGUSR1,) and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    finally:
+        only.uninstall()
+
+
 def test_a_failed_requeue_is_an_error_after_the_save(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A refused `scontrol requeue` was ignored, a missing scontrol a bare FileNotFoundError."""
     from fabric_hpc.errors import ExternalError

@@ -52,6 +52,18 @@ def test_list_shows_a_step_directory_without_manifest(root: Path, capsys: pytest
     assert code == 0 and "DAMAGED" in out
 
 
+def test_prune_lists_a_step_directory_without_manifest_as_damaged(root: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A step directory with no manifest (a partial copy) was kept but listed nowhere ("damaged": [])."""
+    (root / "step-0000000002" / "zarr.json").unlink()
+    code, out, _ = _run(capsys, "ckpt", "prune", str(root), "--keep-last", "1", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["damaged"] == [2] and 2 in data["kept"] and data["removed"] == []
+    assert (root / "step-0000000002").is_dir()
+    code, out, _ = _run(capsys, "ckpt", "prune", str(root), "--keep-last", "1")
+    assert code == 0 and "DAMAGED" in out and "[2]" in out
+
+
 def test_verify_damaged_exits_3_naming_the_chunk(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     chunk = open_checkpoint(root).path / "model" / "w" / "c.0.0"
     chunk.write_bytes(b"\0" * chunk.stat().st_size)

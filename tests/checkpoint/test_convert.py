@@ -236,3 +236,20 @@ def test_cli_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["ckpt", "convert", str(tmp_path / "ck"), str(tmp_path / "o2"), "--recipe",
                  str(tmp_path / "bad.yaml")]) == 3
     assert "unknown key 'per'" in capsys.readouterr().err and not (tmp_path / "o2").exists()
+
+
+def test_the_docs_fuse_and_split_rules_run_as_written(tmp_path: Path) -> None:
+    """docs/checkpoint.md's recipe example had `split: parts: [gate, up]`, which names outputs
+    'gate' and 'up' (parts are full output-name templates): it failed with "produces 'gate' twice"."""
+    import yaml
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "checkpoint.md").read_text()
+    example = yaml.safe_load(doc[doc.index("```yaml\npipeline:") + len("```yaml\n"):].split("```", 1)[0])
+    gate_up = {f"model.layers.{i}.mlp.gate_up_proj.weight": np.arange(24, dtype=np.float32).reshape(6, 4) + i
+               for i in (0, 1)}
+    save(tmp_path / "fused", gate_up, step=1)
+    convert(tmp_path / "fused", tmp_path / "split", {"split": example["split"]})
+    parts = restore(tmp_path / "split")
+    assert sorted(parts) == [f"model.layers.{i}.mlp.{p}_proj.weight" for i in (0, 1) for p in ("gate", "up")]
+    convert(tmp_path / "split", tmp_path / "fused2", {"fuse": example["fuse"]})
+    back = restore(tmp_path / "fused2")
+    assert all(np.array_equal(back[n], w) for n, w in gate_up.items()) and sorted(back) == sorted(gate_up)

@@ -96,6 +96,19 @@ def test_a_group_inside_a_checkpoint_is_named_and_a_symlinked_chunk_reported_onc
     assert len(report.problems) == 1 and "(not followed)" in report.problems[0] and report.chunks == 2
 
 
+def test_a_fifo_or_symlink_the_manifest_does_not_name_is_reported_once(tmp_path: Path) -> None:
+    """An extra c.7 FIFO was listed twice: as a FIFO and as "chunk file not in the manifest"."""
+    save(tmp_path, _state(1), step=1)
+    tensor_dir = _chunk(tmp_path).parent
+    os.mkfifo(tensor_dir / "c.7.0")
+    os.symlink(tmp_path / "elsewhere", tensor_dir / "c.8.0")
+    (tensor_dir / "c.9.0").write_bytes(b"x")  # a stray regular file is still unexpected
+    report = verify(tmp_path)
+    assert sorted(report.problems) == ["a/w/c.7.0: is a FIFO (not followed)",
+                                       "a/w/c.8.0: is a symlink (not followed)",
+                                       "a/w/c.9.0: chunk file not in the manifest"], report.problems
+
+
 def test_no_save_lands_inside_a_committed_checkpoint(tmp_path: Path) -> None:
     save(tmp_path / "ck", _state(1), step=1)
     inner = tmp_path / "ck" / "step-0000000001" / "a" / "new-root"

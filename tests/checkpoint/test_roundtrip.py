@@ -192,6 +192,7 @@ def test_mixed_split_layouts_in_one_process(tmp_path: Path) -> None:
     ({"layout": {"tp": float("nan")}}, "layout must be a JSON object"),
     ({"tags": ["ok", 3]}, "tags must be a list of strings"),
     ({"tags": "best"}, "a single string is not a list of tags"),
+    ({"tags": 5}, "tags must be a list of strings"),
     ({"step": -1}, "non-negative"),
     ({"step": 10**10}, "more than 10 digits"),
 ])
@@ -200,6 +201,11 @@ def test_bad_manifest_fields_fail_before_writing(tmp_path: Path, kwargs: dict, n
     with pytest.raises(CheckpointError, match=needle):
         save(tmp_path, {"a": np.zeros(2)}, **args)
     assert not any(p.name.startswith(("step-", ".tmp-")) for p in tmp_path.iterdir()) if tmp_path.exists() else True
+
+
+def test_tags_none_means_no_tags_like_layout_and_metadata_none(tmp_path: Path) -> None:
+    res = save(tmp_path, {"a": np.zeros(2)}, step=1, tags=None, layout=None, metadata=None)
+    assert open_checkpoint(res.path).manifest.tags == []
 
 
 def test_hdf5_import_refuses_foreign_or_broken_files(tmp_path: Path) -> None:
@@ -254,6 +260,15 @@ def test_restore_dtype_casts_floats_only_and_integer_targets_never_wrap(tmp_path
             restore(tmp_path, into={"i": target})
     wide = np.zeros(3, np.int64)
     assert restore(tmp_path, into={"i": wide})["i"] is wide and wide.tolist() == [300, -1, 2**40]
+
+
+@pytest.mark.parametrize("fp8", ["float8_e4m3fn", "float8_e5m2"])
+def test_restore_refuses_an_fp8_dtype_instead_of_saturating(tmp_path: Path, fp8: str) -> None:
+    """restore(dtype='float8_e4m3fn') cast 1e6 to 448 silently: a cast without scales is refused."""
+    save(tmp_path, {"w": np.array([1e6, 1.0], np.float32)}, step=1)
+    with pytest.raises(CheckpointError, match=f"cannot cast to {fp8}.*saturates") as info:
+        restore(tmp_path, dtype=fp8, as_torch=True)
+    assert "bfloat16" in info.value.hint
 
 
 def test_library_misuse_is_a_checkpoint_error_not_a_raw_exception(tmp_path: Path) -> None:

@@ -87,6 +87,31 @@ def test_resume_refuses_a_different_engine_config(tmp_path: Path) -> None:
         run_job(other, str(spool), tmp_path / "out", engine_options={"clock": VirtualClock()})
 
 
+def test_resume_refuses_other_weights_behind_the_same_engine_config(tmp_path: Path) -> None:
+    """run.json recorded only the config fields: an engine directory re-prepared with other weights
+    (same config, same limits) resumed the same output and mixed two models' results."""
+    from fabric_hpc.inference.simulated import write_simulated_artefact
+
+    from .builders import FAST
+
+    spool = write_spool(tmp_path, random_items(20))
+    cfg, out = make_config(tmp_path), tmp_path / "out"
+    run_job(cfg, str(spool), out, engine_options={"clock": VirtualClock()})
+    assert json.loads((out / "run.json").read_text())["weights"]["kind"] == "files"
+    write_simulated_artefact(tmp_path / "engine", limits=SMALL, cost=FAST)  # rewritten, same bytes: resumes
+    assert run_job(cfg, str(spool), out, engine_options={"clock": VirtualClock()})["resumed"] == 20
+    write_simulated_artefact(tmp_path / "engine", limits=SMALL, cost=FAST, seed=1)  # other "weights"
+    with pytest.raises(ConfigError, match=r"served engine files sha256 \w{12}; the engine now serves engine "
+                                          r"files sha256 \w{12}: cannot resume") as info:
+        run_job(cfg, str(spool), out, engine_options={"clock": VirtualClock()})
+    assert "new --output" in info.value.hint and "--step" in info.value.hint
+    assert len(list((out / "attempts").iterdir())) == 2  # the refused run opened no attempt
+    doc = json.loads((out / "run.json").read_text())
+    del doc["weights"]  # a run.json written before weights were recorded: resumes, unchecked
+    (out / "run.json").write_text(json.dumps(doc))
+    assert run_job(cfg, str(spool), out, engine_options={"clock": VirtualClock()})["resumed"] == 20
+
+
 def test_a_second_run_on_a_busy_output_is_refused_and_touches_nothing(tmp_path: Path) -> None:
     """While a run holds ``<output>/.run.lock`` another run (which would remove the first one's
     unjournalled chunks as orphans) and a merge are refused; status says it is running."""

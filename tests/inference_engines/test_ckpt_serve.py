@@ -198,3 +198,64 @@ def test_a_failed_prepare_leaves_no_directory_it_created(tmp_path: Path) -> None
         prepare_pytorch_engine(tmp_path / "mine", dtype="float32", max_batch_size=2, max_input_len=8,
                                max_seq_len=16, max_num_tokens=32, checkpoint=tmp_path / "ck")
     assert (tmp_path / "mine").is_dir()
+
+
+def test_fp8_checkpoint_is_refused_naming_the_dtype_and_its_source(hf_ckpt: Path, tmp_path: Path) -> None:
+    """An fp8 checkpoint (from convert) listed its *_scale tensors as "not a weight of this model" and
+    advised a bfloat16 cast, which convert refuses for fp8 sources: it now names the fp8 dtype and
+    the checkpoint it was converted from."""
+    fp8 = tmp_path / "fp8"
+    convert(hf_ckpt, fp8, {"cast": [{"match": r".*_proj\.weight", "to": "float8_e4m3fn", "scale": "tensor"}]})
+    with pytest.raises(ConfigError, match=r"holds float8_e4m3fn weights .*cannot dequantise") as info:
+        prepare_pytorch_engine(tmp_path / "eng", dtype="bfloat16", checkpoint=fp8, **LIMITS)
+    assert "not a weight of this model" not in info.value.message and "_scale" not in info.value.message
+    assert "step-0000000007 step 7" in info.value.hint and "cast" not in info.value.hint
+    assert not (tmp_path / "eng").exists()
+
+
+def test_a_prefix_without_llama_names_is_refused_without_mentioning_a_prior_prepare(tmp_path: Path) -> None:
+    """--prefix picking a subtree of other names said "the engine was prepared for huggingface"
+    although nothing had been prepared yet."""
+    save(tmp_path / "ck", {"model": {"model.embed_tokens.weight": torch.zeros(4, 2)},
+                           "optim": {"m": torch.zeros(3)}}, step=1,
+         metadata={"hf_files": {"config.json": TINY.hf_config()}})
+    with pytest.raises(ConfigError, match=r"prefix 'optim'\): tensor names are neither Hugging Face nor "
+                                          r"Megatron-core Llama names \(e.g. m\)") as info:
+        prepare_pytorch_engine(tmp_path / "eng", dtype="float32", checkpoint=tmp_path / "ck", prefix="optim",
+                               **LIMITS)
+    assert "prepared for" not in info.value.message and "--prefix" in info.value.hint
+
+
+def test_a_resume_after_a_newer_step_was_prepared_is_refused(hf_dir: Path, hf_model: Any, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The audit's repro: prepare (step 0), run 10 items, import other weights as step 1, add input,
+    prepare again (latest: step 1), run: it resumed with step 1's weights and merge said ok. Now the
+    run names both checkpoints and exits 3; pinning step 0 again resumes."""
+    from fabric_hpc.cli.main import main
+
+    ck, spool = tmp_path / "ck", tmp_path / "spool"
+    import_hf(hf_dir, ck, step=0)
+    other = tmp_path / "hf-other"
+    copy.deepcopy(hf_model).half().float().save_pretrained(other)  # rounded: other weights, same shapes
+    spool.mkdir()
+    items = [{"id": f"a{k}", "prompt": [k + 1, 5, 9], "max_new_tokens": 2} for k in range(12)]
+    (spool / "p0.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items[:10]))
+    limits = ["--max-batch-size", "8", "--max-input-len", "48", "--max-seq-len", "96", "--max-num-tokens", "256"]
+
+    def prepare(*step: str) -> int:
+        return main(["infer", "prepare", str(tmp_path / "eng"), "--checkpoint", str(ck), *step, "--dtype", "float32",
+                     *limits, "--config-out", str(tmp_path / "engine.json")])
+
+    run = ["infer", "run", "--engine-config", str(tmp_path / "engine.json"), "--input", str(spool),
+           "--output", str(tmp_path / "out"), "--no-progress"]
+    assert prepare() == 0 and main(run) == 0
+    import_hf(other, ck, step=1)
+    (spool / "p1.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items[10:]))
+    assert prepare() == 0  # the latest step: 1
+    capsys.readouterr()
+    assert main(run) == 3
+    err = capsys.readouterr().err
+    assert f"served checkpoint {ck.resolve()} step 0; the engine now serves checkpoint {ck.resolve()} step 1" in err
+    assert "Traceback" not in err and "--step N" in err
+    assert prepare("--step", "0") == 0 and main(run) == 0
+    assert main(["infer", "merge", str(tmp_path / "out")]) == 0

@@ -77,3 +77,17 @@ def test_random_weights_are_seeded() -> None:
     c = LlamaModel.random(spec, 2, device=cpu, dtype=torch.float32)
     assert torch.equal(a.embed, b.embed) and not torch.equal(a.embed, c.embed)
     assert torch.equal(a.layers[0].wqkv, b.layers[0].wqkv)
+
+
+def test_the_1b_preset_has_the_parameter_count_the_docs_give() -> None:
+    """docs/inference.md and simulated.py's cost model used 1.1e9 parameters for the `1b` preset,
+    docs/engines.md 0.85 B: the preset's config has 852,559,872 (counted, as transformers does)."""
+    import math
+
+    from fabric_hpc.inference.engines.spec import PRESETS, hf_weight_names
+
+    assert sum(math.prod(shape) for shape in hf_weight_names(PRESETS["1b"]).values()) == 852_559_872
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    assert "0.85 B parameters" in (docs / "engines.md").read_text()
+    inference = (docs / "inference.md").read_text()
+    assert "852,559,872 = 0.85 × 10⁹ parameters" in inference and "2 × 1.1 × 10⁹ FLOP" not in inference

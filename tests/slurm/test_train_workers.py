@@ -1,4 +1,4 @@
-"""The jobscripts' training workers survive a SIGUSR1 that arrives while they are still starting."""
+"""The jobscripts' training workers save on a SIGUSR1 or SIGTERM, even one that arrives while they are still starting."""
 
 from __future__ import annotations
 
@@ -11,19 +11,22 @@ import time
 import pytest
 
 
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM])
 @pytest.mark.parametrize("module", ["fabric_hpc.slurm.train_demo", "fabric_hpc.inference.engines.train_tiny"])
-def test_an_early_sigusr1_is_kept_not_fatal(tmp_path, module):
-    """Slurm's --signal=B:USR1 may come right after the start (a short time limit, a preemption):
-    the worker installs its handler before its imports (torch takes seconds), so the signal asks
-    for a checkpoint instead of killing the rank with the default action."""
+def test_an_early_sigusr1_is_kept_not_fatal(tmp_path, module, sig):
+    """Slurm's --signal=B:USR1 may come right after the start (a short time limit), and a
+    preemption sends SIGTERM (not SIGUSR1, unless PreemptParameters=send_user_signal): the worker
+    installs its handlers before its imports (torch takes seconds), so either signal asks for a
+    checkpoint instead of killing the rank with the default action (SIGTERM did kill it)."""
     proc = subprocess.Popen([sys.executable, "-m", module, "--ckpt-dir", str(tmp_path / "ck"), "--steps", "100000",
                              "--step-seconds", "0.01"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_handler(proc.pid, signal.SIGUSR1)  # numpy/torch/fabric_hpc still importing (or just done)
-    proc.send_signal(signal.SIGUSR1)
+    _wait_for_handler(proc.pid, sig)  # numpy/torch/fabric_hpc still importing (or just done)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, (proc.returncode, err[-2000:])
     report = json.loads(out.strip().splitlines()[-1])
-    assert report["signalled"] is True and report["step"] < 100000
+    assert report["signalled"] is True and report["signal"] == signal.Signals(sig).name
+    assert report["step"] < 100000 and report["saved"] == (report["step"] or None)  # no step run: nothing to save
 
 
 def _wait_for_handler(pid: int, sig: int, timeout_s: float = 60.0) -> None:

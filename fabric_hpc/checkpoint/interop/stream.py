@@ -39,7 +39,7 @@ class StreamWriter:
     """
 
     def __init__(self, root: Path | str, *, step: int, layout: Mapping[str, Any] | None = None,
-                 tags: list[str] | tuple[str, ...] = (), metadata: Mapping[str, Any] | None = None,
+                 tags: list[str] | tuple[str, ...] | None = (), metadata: Mapping[str, Any] | None = None,
                  world_size: int = 1, threads: int = writer.DEFAULT_THREADS) -> None:
         writer.check_header(step, layout, tags, metadata)
         self.root, self.step, self.threads = Path(root), step, threads

@@ -236,8 +236,15 @@ def _prepare_checkpoint(path: Path, checkpoint: Path, step: int | None,
     if prefix is None:  # top level, else the subtree `model` (a save of {"model": ...})
         prefix = next((p for p in ("", "model") if detect_naming(subtree_names(ckpt, p))), "")
     prefix = prefix.strip("/")
+    names = subtree_names(ckpt, prefix)
+    naming = detect_naming(names)
+    if names and naming is None:  # none: plan_weights says the prefix holds no tensors
+        raise ConfigError(f"checkpoint {ckpt.path} (prefix {prefix!r}): tensor names are neither Hugging Face nor "
+                          f"Megatron-core Llama names (e.g. {sorted(names)[0]})",
+                          hint="give --prefix (prefix=) the subtree holding the model (`fabric ckpt show` lists the "
+                               "names), or convert it to Hugging Face names (`fabric ckpt convert`)")
     src = {"path": str(ckpt.path.parent.resolve()), "step": ckpt.step, "prefix": prefix,
-           "naming": detect_naming(subtree_names(ckpt, prefix)) or "huggingface"}
+           "naming": naming or "huggingface"}
     # names, shapes, dtypes: refused now, not later on every rank
     _checkpoint_plan(path, CheckpointWeights(**src), spec)
     return {"weights": "fabric-checkpoint", "checkpoint": src}

@@ -31,6 +31,7 @@ __all__ = ["NAMINGS", "WeightPlan", "detect_naming", "load_weights", "plan_weigh
 
 NAMINGS = ("huggingface", "megatron")
 _FLOATS = ("float32", "float16", "bfloat16")
+_FP8 = ("float8_e4m3fn", "float8_e5m2")
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ def plan_weights(ckpt: Any, spec: Any, *, prefix: str, naming: str) -> WeightPla
     if not sub.names:
         raise ConfigError(f"checkpoint {where} holds no tensors below the prefix",
                           hint="list the names with `fabric ckpt show` and set the prefix")
+    _refuse_fp8(sub, where)
     found = detect_naming(sub.names)
     if found != naming:
         raise ConfigError(f"checkpoint {where}: tensor names are {found or 'neither Hugging Face nor Megatron-core Llama'} "
@@ -109,10 +111,25 @@ def plan_weights(ckpt: Any, spec: Any, *, prefix: str, naming: str) -> WeightPla
     if problems:
         shown = problems[:8] + ([f"... and {len(problems) - 8} more"] if len(problems) > 8 else [])
         raise ConfigError(f"checkpoint {where} does not match config.json:\n  " + "\n  ".join(shown),
-                          hint="serve the checkpoint its config.json describes; fp8 checkpoints "
-                               "need dequantising first (convert with cast to bfloat16)")
+                          hint="serve the checkpoint its config.json describes")
     return WeightPlan(ckpt.path, ckpt.step,
                       {n: [(sub.pre + s, lo, hi) for s, lo, hi in segs] for n, segs in rows.items()})
+
+
+def _refuse_fp8(sub: _Subtree, where: str) -> None:
+    """fp8 weights (with their ``*_scale`` tensors, from ``fabric ckpt convert``): the engine
+    serves float32/float16/bfloat16 and fabric cannot dequantise them (convert refuses fp8
+    sources), so the one fix is the checkpoint they were converted from."""
+    fp8 = sorted(n for n in sub.names if sub.entry(n).dtype in _FP8)
+    if not fp8:
+        return
+    dtypes = ", ".join(sorted({sub.entry(n).dtype for n in fp8}))
+    origin = sub.ckpt.manifest.user_metadata.get("converted_from")
+    source = (f"{origin.get('path')} step {origin.get('step')}" if isinstance(origin, dict)
+              else "the bfloat16/float32 checkpoint it was converted from")
+    raise ConfigError(f"checkpoint {where} holds {dtypes} weights ({len(fp8)} tensors, e.g. {fp8[0]}): "
+                      f"the PyTorch engine serves {', '.join(_FLOATS)} and fabric cannot dequantise fp8",
+                      hint=f"serve {source} instead (fp8 checkpoints are for vLLM: `fabric ckpt export-hf`)")
 
 
 def _plan_rows(sub: _Subtree, spec: Any, naming: str) -> dict[str, list[tuple[str, int, int]]]:

@@ -6,8 +6,8 @@ engine can serve (``fabric infer prepare --checkpoint``).
 ``python -m fabric_hpc.inference.engines.train_tiny --ckpt-dir D --steps N``: builds the
 ``tiny`` preset's Llama (seeded), restores the latest checkpoint under D, runs plain SGD steps
 on a next-token task (counting sequences, drawn from a generator seeded by the step, so a
-resumed run continues exactly) through the engine's own forward pass, and on SIGUSR1 or at the
-end saves ``{"model": Hugging Face tensors, "trainer": {"step"}}`` with the model's
+resumed run continues exactly) through the engine's own forward pass, and on SIGUSR1, on SIGTERM
+(a preemption) or at the end saves ``{"model": Hugging Face tensors, "trainer": {"step"}}`` with the model's
 ``config.json`` in ``user_metadata.hf_files``. Rank 0 (``SLURM_PROCID``) writes; other ranks
 compute the same steps (a data-parallel stand-in without communication). Prints one JSON line.
 """
@@ -53,8 +53,9 @@ def train_step(params: dict, spec: object, step: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    signalled: list[int] = []  # first: a SIGUSR1 during the imports below must not kill the rank
-    signal.signal(signal.SIGUSR1, lambda s, _f: signalled.append(s))
+    signalled: list[int] = []  # first: a signal during the imports below must not kill the rank
+    for sig in (signal.SIGUSR1, signal.SIGTERM):  # before the time limit; a preemption (Slurm's default)
+        signal.signal(sig, lambda s, _f: signalled.append(s))
     ap = argparse.ArgumentParser(prog="train_tiny")
     ap.add_argument("--ckpt-dir", required=True)
     ap.add_argument("--steps", type=int, default=20)
@@ -93,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
                        "trained_by": "fabric_hpc.inference.engines.train_tiny"})
         saved = step
     print(json.dumps({"rank": rank, "restored_step": restored, "step": step, "saved": saved,
-                      "signalled": bool(signalled), "first_loss": losses[0] if losses else None,
+                      "signalled": bool(signalled),
+                      "signal": signal.Signals(signalled[0]).name if signalled else None,
+                      "first_loss": losses[0] if losses else None,
                       "last_loss": losses[-1] if losses else None,
                       "ckpt_dir_env": os.environ.get("FABRIC_CKPT_DIR")}), flush=True)
     return 0
