@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import colorsys
 import html
-import io
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -248,6 +247,8 @@ def write_report(fab: Fabric, out_html: str | Path, *, occupancy: dict[str, str]
     out = Path(out_html)
     _write(out, page.encode("utf-8"))
     if png is not None or svg is not None:
+        from fabric_hpc.topology.report_static import write_static
+
         write_static(fab, codes, jobs, stats, title, png=png, svg=svg)
     free, down = int((codes == FREE).sum()), int((codes == DOWN).sum())
     return ReportSummary(fabric=fab.name, hosts=len(fab.hosts), gpus=len(fab.gpus), free=free,
@@ -267,121 +268,9 @@ def _write(path: Path, blob: bytes) -> None:
                           hint="choose a writable path") from exc
 
 
-# -- static picture (matplotlib) ----------------------------------------------------------------
-_MAX_ROWS = 96
+def __getattr__(name: str) -> Any:  # the static picture lives in report_static (imported on use)
+    if name == "write_static":
+        from fabric_hpc.topology import report_static
 
-
-def _static_rows(fab: Fabric) -> tuple[list[str], list[list[str]], list[str]]:
-    """Rows of the static picture: leaf groups (or the level above when there are too many).
-
-    Returns row names, the hosts of each row, and the parent label of each row.
-    """
-    if not fab.groups:
-        return ["all hosts"], [list(fab.hosts)], [""]
-    for lv in fab.levels:
-        rows = [g for g in fab.groups.values() if g.level == lv]
-        if len(rows) <= _MAX_ROWS or lv == fab.levels[-1]:
-            break
-
-    def hosts_of(name: str) -> list[str]:
-        g = fab.groups[name]
-        kids = [c.name for c in fab.groups.values() if c.parent == name]
-        return list(g.hosts) + [h for k in kids for h in hosts_of(k)]
-
-    return [g.name for g in rows], [hosts_of(g.name) for g in rows], [g.parent or "" for g in rows]
-
-
-def write_static(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, JobStats], title: str,
-                 *, png: str | Path | None = None, svg: str | Path | None = None) -> None:
-    """Aggregated picture: per group a utilisation bar and a per-GPU heat strip, and a legend."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.colors import ListedColormap
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
-    names, row_hosts, parents = _static_rows(fab)
-    colors = [FREE_COLOR, DOWN_COLOR] + [stats[j].color for j in jobs]
-    width = max(max((sum(len(fab.host_gpus(h)) for h in hs) for hs in row_hosts), default=1), 1)
-    grid = np.full((len(names), width), np.nan)
-    for r, hosts in enumerate(row_hosts):
-        ids = [fab.gpu_pos[g] for h in hosts for g in fab.host_gpus(h)]
-        grid[r, :len(ids)] = codes[ids]
-    legend_rows = -(-(min(len(jobs), 14) + 2 + (len(jobs) > 14)) // 5)
-    bottom, top = 0.75 + 0.2 * legend_rows, 0.85
-    height = bottom + top + 0.2 * max(len(names), 3)
-    fig = Figure(figsize=(13, height), dpi=110)
-    FigureCanvasAgg(fig)
-    gs = fig.add_gridspec(1, 2, width_ratios=[1, 2.4], left=0.14, right=0.99, wspace=0.03,
-                          top=1 - top / height, bottom=bottom / height)
-    bars, heat = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
-    y = np.arange(len(names))
-    left = np.zeros(len(names))
-    seen = np.maximum(np.sum(~np.isnan(grid), axis=1), 1)
-    for code in [*range(2, len(colors)), DOWN, FREE]:  # jobs, then down, free last (as on the page)
-        frac = np.sum(grid == code, axis=1) / seen
-        if frac.any():
-            bars.barh(y, frac, left=left, color=colors[code], height=0.8, edgecolor="none",
-                      hatch="////" if code == DOWN else None)
-            left += frac
-    bars.set_xlim(0, 1)
-    bars.set_ylim(len(names) - 0.5, -0.5)
-    labels = [f"{p} ▸ {n}" if p and (r == 0 or parents[r - 1] != p) else n
-              for r, (n, p) in enumerate(zip(names, parents, strict=True))]
-    bars.set_yticks(y, labels, fontsize=7 if len(names) > 24 else 8)
-    bars.set_xticks([0, 0.5, 1], ["0", "50%", "100%"], fontsize=7)
-    bars.set_xlabel("GPUs by state", fontsize=8)
-    heat.imshow(np.ma.masked_invalid(grid), aspect="auto", interpolation="nearest",
-                cmap=ListedColormap(colors), vmin=-0.5, vmax=len(colors) - 0.5)
-    heat.set_yticks([])
-    _host_ticks(fab, heat, row_hosts)
-    _separate_parents(bars, heat, parents)
-    _static_titles(fig, fab, codes, jobs, stats, title, colors, Patch)
-    for path, fmt in ((png, "png"), (svg, "svg")):
-        if path is not None:
-            blob = io.BytesIO()
-            fig.savefig(blob, format=fmt)
-            _write(Path(path), blob.getvalue())
-
-
-def _host_ticks(fab: Fabric, heat: Any, row_hosts: list[list[str]]) -> None:
-    """Host boundaries on the heat strip when every host has the same number of GPUs."""
-    per = {len(fab.host_gpus(h)) for hs in row_hosts for h in hs}
-    most = max((len(hs) for hs in row_hosts), default=0)
-    if len(per) != 1 or not most or (g := per.pop()) == 0:
-        heat.set_xlabel("GPUs of each group, in host order (one column per GPU)", fontsize=8)
-        heat.tick_params(axis="x", labelsize=7)
-        return
-    if most <= 160:
-        for b in range(1, most):
-            heat.axvline(b * g - 0.5, color="white", linewidth=0.6)
-    step = max(1, -(-most // 16))
-    hosts = list(range(0, most, step))
-    heat.set_xticks([h * g + (g - 1) / 2 for h in hosts], [str(h + 1) for h in hosts], fontsize=7)
-    heat.set_xlabel(f"host within the group (each host: its {g} GPUs, left to right)", fontsize=8)
-
-
-def _separate_parents(bars: Any, heat: Any, parents: list[str]) -> None:
-    for r in range(1, len(parents)):
-        if parents[r] != parents[r - 1]:
-            for ax in (bars, heat):
-                ax.axhline(r - 0.5, color="#333333", linewidth=1.2)
-
-
-def _static_titles(fig: Any, fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, JobStats],
-                   title: str, colors: list[str], patch: Any) -> None:
-    free, down = int((codes == FREE).sum()), int((codes == DOWN).sum())
-    alloc = len(codes) - free - down
-    h = fig.get_figheight()
-    fig.text(0.01, 1 - 0.12 / h, title, fontsize=12, fontweight="bold", va="top")
-    fig.text(0.01, 1 - 0.42 / h,
-             f"{fab.spec.description or fab.name} — {len(fab.hosts):,} hosts, {len(fab.gpus):,} GPUs: "
-             f"{free:,} free, {alloc:,} allocated ({len(jobs)} jobs), {down:,} down", fontsize=9, va="top")
-    handles = [patch(facecolor=FREE_COLOR, label=f"free ({free:,})"),
-               patch(facecolor=DOWN_COLOR, hatch="////", label=f"down ({down:,})")]
-    shown = jobs[:14]
-    handles += [patch(facecolor=stats[j].color, label=f"{j} ({stats[j].gpus} GPUs, "
-                      f"{stats[j].nvlink_domains} NVL dom.)") for j in shown]
-    if len(jobs) > len(shown):
-        handles.append(patch(facecolor="white", label=f"… {len(jobs) - len(shown)} more jobs"))
-    fig.legend(handles=handles, loc="lower left", ncol=min(len(handles), 5), fontsize=7, frameon=False,
-               bbox_to_anchor=(0.01, 0.02 / h))
+        return report_static.write_static
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
