@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from fabric_hpc.atomic import write_atomic
+from fabric_hpc.topology.report_static import mpl_text
 
 ROWS = [("mean_jct_s", "mean JCT (h)", 1 / 3600), ("p50_jct_s", "p50 JCT (h)", 1 / 3600),
         ("p99_jct_s", "p99 JCT (h)", 1 / 3600), ("mean_wait_s", "mean queueing delay (h)", 1 / 3600),
@@ -61,6 +62,12 @@ def plots(results: list[dict[str, Any]], names: list[str]) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
+    with matplotlib.rc_context({"text.usetex": False}):  # run names are never handed to LaTeX
+        return _plots(results, [mpl_text(n) for n in names])
+
+
+def _plots(results: list[dict[str, Any]], names: list[str]) -> dict[str, str]:
+    """The three pictures; ``names`` are already safe for matplotlib (:func:`mpl_text`)."""
     import matplotlib.pyplot as plt
 
     out = {}
@@ -86,7 +93,7 @@ def plots(results: list[dict[str, Any]], names: list[str]) -> dict[str, str]:
     for i, (r, n) in enumerate(zip(results, names, strict=True)):
         vals = [np.mean(r["wait_by_tier"].get(t, [0])) / 3600 for t in tiers]
         ax.bar(np.arange(len(tiers)) + i * width, vals, width, label=n)
-    ax.set_xticks(np.arange(len(tiers)) + width * (len(results) - 1) / 2, tiers)
+    ax.set_xticks(np.arange(len(tiers)) + width * (len(results) - 1) / 2, [mpl_text(t) for t in tiers])
     ax.set_ylabel("mean queueing delay (h)"), ax.legend(), ax.grid(alpha=.3, axis="y")
     out["tiers"] = _png(fig)
     return out

@@ -231,8 +231,9 @@ def write_report(fab: Fabric, out_html: str | Path, *, occupancy: dict[str, str]
     """Write the self-contained HTML report (and optionally a static PNG and/or SVG).
 
     ``occupancy`` maps GPU ids or host names to ``"free"``, ``"down"`` or a job id (None: all free).
-    ``cluster``: the live-cluster section of ``fabric slurm report``. Every file is written to a
-    temporary name and renamed, so a reader never sees a partial page or picture.
+    ``cluster``: the live-cluster section of ``fabric slurm report``. The pictures are drawn in
+    memory first; then every file is written to a temporary name and renamed, so a reader never
+    sees a partial page or picture, and an error leaves no file.
     Returns the counts the page shows. Raises ConfigError/NotFoundError for bad occupancy.
     """
     from fabric_hpc.inputs import output_path
@@ -245,11 +246,15 @@ def write_report(fab: Fabric, out_html: str | Path, *, occupancy: dict[str, str]
     title = title or f"Fabric {fab.name}"
     page = render_html(report_data(fab, codes, jobs, stats, title, cluster))
     out = Path(out_html)
-    _write(out, page.encode("utf-8"))
-    if png is not None or svg is not None:
-        from fabric_hpc.topology.report_static import write_static
+    images = {fmt: Path(p) for fmt, p in (("png", png), ("svg", svg)) if p is not None}
+    blobs: dict[str, bytes] = {}
+    if images:  # drawn before anything is written: a picture that fails leaves no page behind
+        from fabric_hpc.topology.report_static import static_images
 
-        write_static(fab, codes, jobs, stats, title, png=png, svg=svg)
+        blobs = static_images(fab, codes, jobs, stats, title, tuple(images))
+    _write(out, page.encode("utf-8"))
+    for fmt, blob in blobs.items():
+        _write(images[fmt], blob)
     free, down = int((codes == FREE).sum()), int((codes == DOWN).sum())
     return ReportSummary(fabric=fab.name, hosts=len(fab.hosts), gpus=len(fab.gpus), free=free,
                          allocated=len(fab.gpus) - free - down, down=down, jobs=stats, html=str(out),

@@ -17,6 +17,33 @@ from fabric_hpc.topology.report import DOWN, DOWN_COLOR, FREE, FREE_COLOR, JobSt
 
 # -- static picture (matplotlib) ----------------------------------------------------------------
 _MAX_ROWS = 96
+_ZWSP = "\u200b"
+
+
+def mpl_text(text: object) -> str:
+    """Any text (job ids, titles, names) as matplotlib draws it literally.
+
+    ``$`` is escaped, so no user text is parsed as maths (an unbalanced ``$\\frac$`` would fail
+    the whole picture); a leading ``_`` gets a zero-width space in front, so a legend keeps it.
+    Every string that reaches matplotlib goes through here.
+    """
+    out = str(text).replace("$", "\\$")
+    return _ZWSP + out if out.startswith("_") else out
+
+
+def static_images(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, JobStats], title: str,
+                  formats: tuple[str, ...]) -> dict[str, bytes]:
+    """The static picture in each format (``png``, ``svg``), in memory: nothing is written."""
+    import matplotlib
+
+    with matplotlib.rc_context({"text.usetex": False}):  # user text is never handed to LaTeX
+        fig = _figure(fab, codes, jobs, stats, title)
+        out = {}
+        for fmt in formats:
+            blob = io.BytesIO()
+            fig.savefig(blob, format=fmt)
+            out[fmt] = blob.getvalue()
+    return out
 
 
 def _static_rows(fab: Fabric) -> tuple[list[str], list[list[str]], list[str]]:
@@ -41,7 +68,14 @@ def _static_rows(fab: Fabric) -> tuple[list[str], list[list[str]], list[str]]:
 
 def write_static(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, JobStats], title: str,
                  *, png: str | Path | None = None, svg: str | Path | None = None) -> None:
-    """Aggregated picture: per group a utilisation bar and a per-GPU heat strip, and a legend."""
+    """Aggregated picture: per group a utilisation bar and a per-GPU heat strip, and a legend.
+    Both pictures are drawn before either file is written."""
+    paths = {fmt: Path(p) for fmt, p in (("png", png), ("svg", svg)) if p is not None}
+    for fmt, blob in static_images(fab, codes, jobs, stats, title, tuple(paths)).items():
+        _write(paths[fmt], blob)
+
+
+def _figure(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, JobStats], title: str) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
@@ -73,7 +107,7 @@ def write_static(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[st
             left += frac
     bars.set_xlim(0, 1)
     bars.set_ylim(len(names) - 0.5, -0.5)
-    labels = [f"{p} ▸ {n}" if p and (r == 0 or parents[r - 1] != p) else n
+    labels = [mpl_text(f"{p} ▸ {n}") if p and (r == 0 or parents[r - 1] != p) else mpl_text(n)
               for r, (n, p) in enumerate(zip(names, parents, strict=True))]
     bars.set_yticks(y, labels, fontsize=7 if len(names) > 24 else 8)
     bars.set_xticks([0, 0.5, 1], ["0", "50%", "100%"], fontsize=7)
@@ -84,11 +118,7 @@ def write_static(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[st
     _host_ticks(fab, heat, row_hosts)
     _separate_parents(bars, heat, parents)
     _static_titles(fig, fab, codes, jobs, stats, title, colors, Patch)
-    for path, fmt in ((png, "png"), (svg, "svg")):
-        if path is not None:
-            blob = io.BytesIO()
-            fig.savefig(blob, format=fmt)
-            _write(Path(path), blob.getvalue())
+    return fig
 
 
 def _host_ticks(fab: Fabric, heat: Any, row_hosts: list[list[str]]) -> None:
@@ -120,15 +150,15 @@ def _static_titles(fig: Any, fab: Fabric, codes: np.ndarray, jobs: list[str], st
     free, down = int((codes == FREE).sum()), int((codes == DOWN).sum())
     alloc = len(codes) - free - down
     h = fig.get_figheight()
-    fig.text(0.01, 1 - 0.12 / h, title, fontsize=12, fontweight="bold", va="top")
+    fig.text(0.01, 1 - 0.12 / h, mpl_text(title), fontsize=12, fontweight="bold", va="top")
     fig.text(0.01, 1 - 0.42 / h,
-             f"{fab.spec.description or fab.name} — {len(fab.hosts):,} hosts, {len(fab.gpus):,} GPUs: "
-             f"{free:,} free, {alloc:,} allocated ({len(jobs)} jobs), {down:,} down", fontsize=9, va="top")
+             mpl_text(f"{fab.spec.description or fab.name} — {len(fab.hosts):,} hosts, {len(fab.gpus):,} GPUs: "
+             f"{free:,} free, {alloc:,} allocated ({len(jobs)} jobs), {down:,} down"), fontsize=9, va="top")
     handles = [patch(facecolor=FREE_COLOR, label=f"free ({free:,})"),
                patch(facecolor=DOWN_COLOR, hatch="////", label=f"down ({down:,})")]
     shown = jobs[:14]
-    handles += [patch(facecolor=stats[j].color, label=f"{j} ({stats[j].gpus} GPUs, "
-                      f"{stats[j].nvlink_domains} NVL dom.)") for j in shown]
+    handles += [patch(facecolor=stats[j].color, label=mpl_text(f"{j} ({stats[j].gpus} GPUs, "
+                      f"{stats[j].nvlink_domains} NVL dom.)")) for j in shown]
     if len(jobs) > len(shown):
         handles.append(patch(facecolor="white", label=f"… {len(jobs) - len(shown)} more jobs"))
     fig.legend(handles=handles, loc="lower left", ncol=min(len(handles), 5), fontsize=7, frameon=False,

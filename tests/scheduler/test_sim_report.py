@@ -1,0 +1,50 @@
+"""``fabric sim compare``'s HTML report: run names drawn literally, the page says what differs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fabric_hpc.cli.main import main
+from fabric_hpc.sim import report as sim_report
+
+TIRESIAS = str(Path(__file__).resolve().parents[2] / "data" / "traces" / "tiresias_60_job.csv")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two replays of the same trace (slurm, fabric) on leaf-spine:hosts=8, one on hosts=4."""
+    root = tmp_path_factory.mktemp("runs")
+    for name, policy, hosts in (("slurm", "slurm", 8), ("fabric", "fabric", 8), ("small", "fabric", 4)):
+        assert main(["sim", "run", "--trace", f"tiresias:{TIRESIAS}", "--topology", f"leaf-spine:hosts={hosts}",
+                     "--policy", policy, "--out", str(root / name), "--no-progress", "--json"]) == 0
+    return root
+
+
+def _copy(runs: Path, tmp_path: Path, src: str, name: str) -> str:
+    shutil.copytree(runs / src, tmp_path / name)
+    return str(tmp_path / name)
+
+
+def test_math_and_underscore_run_names_reach_every_legend(runs, tmp_path, capsys, monkeypatch):
+    legends: list[list[tuple[str, bool]]] = []
+    real = sim_report._png
+
+    def spy(fig):
+        for ax in fig.axes:
+            if ax.get_legend():
+                legends.append([t._preprocess_math(t.get_text()) for t in ax.get_legend().get_texts()])
+        return real(fig)
+
+    monkeypatch.setattr(sim_report, "_png", spy)
+    a, b = _copy(runs, tmp_path, "slurm", "$\\frac$"), _copy(runs, tmp_path, "fabric", "_fabric")
+    code = main(["sim", "compare", a, b, "--report", str(tmp_path / "r.html"), "--json"])
+    cap = capsys.readouterr()
+    assert code == 0 and "Traceback" not in cap.err, cap.err
+    assert len(legends) == 3
+    for legend in legends:
+        assert [(s.lstrip("\u200b"), m) for s, m in legend] == [("$\\frac$", False), ("_fabric", False)]
+    assert json.loads(cap.out)["runs"] == ["$\\frac$", "_fabric"]

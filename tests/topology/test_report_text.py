@@ -1,0 +1,63 @@
+"""User text in the topology report: drawn literally in the static picture (no maths, no lost
+legend entries), and no file written when a picture fails."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fabric_hpc.cli.main import main
+from fabric_hpc.topology import open_fabric
+from fabric_hpc.topology import report_static
+from fabric_hpc.topology.report import state_codes, _job_stats, write_report
+
+
+def _drawn(text) -> tuple[str, bool]:
+    """What matplotlib draws for a Text artist: (string, parsed as maths)."""
+    return text._preprocess_math(text.get_text())
+
+
+def _figure(fab, occ, title="t"):
+    codes, jobs = state_codes(fab, occ)
+    return report_static._figure(fab, codes, jobs, _job_stats(fab, codes, jobs), title)
+
+
+def _state(path, jobs: dict[str, str]) -> str:
+    path.write_text(json.dumps({"version": 1, "jobs": {j: {"hosts": h} for j, h in jobs.items()}}))
+    return str(path)
+
+
+@pytest.mark.parametrize("job", ["$\\frac$", "a $5 and $6 b", "_fabric", "x\\$y"])
+def test_dollar_and_underscore_job_ids_are_drawn_literally(job):
+    fab = open_fabric("leaf-spine:hosts=2")
+    fig = _figure(fab, {"n1": job}, title=f"title {job}")
+    labels = [_drawn(t) for t in fig.legends[0].get_texts()]
+    assert (f"{job} (8 GPUs, 1 NVL dom.)", False) in [(s.lstrip("\u200b"), m) for s, m in labels]
+    assert (f"title {job}", False) in [_drawn(t) for t in fig.texts]
+
+
+def test_cli_math_in_state_title_and_description_writes_every_file(tmp_path, capsys):
+    from fabric_hpc.topology import dump_spec, generators
+
+    fabric = tmp_path / "f.yaml"
+    fabric.write_text(dump_spec(generators.leaf_spine(hosts=2)).replace("description: 2 hosts", "description: $\\frac$ 2"))
+    state = _state(tmp_path / "math.json", {"$\\frac$": "n1", "a $5 and $6 b": "n2"})
+    out, png, svg = tmp_path / "m.html", tmp_path / "m.png", tmp_path / "m.svg"
+    code = main(["topology", "report", str(fabric), "--state", state, "--out", str(out), "--png", str(png),
+                 "--svg", str(svg), "--title", "$\\frac$", "--json"])
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    assert "Traceback" not in cap.err and json.loads(cap.out)["jobs"].keys() == {"$\\frac$", "a $5 and $6 b"}
+    assert out.exists() and png.read_bytes()[:4] == b"\x89PNG" and svg.stat().st_size > 1000
+
+
+def test_a_failing_picture_leaves_no_page(tmp_path, monkeypatch):
+    def boom(*_a, **_k):
+        raise ValueError("drawing failed")
+
+    monkeypatch.setattr(report_static, "static_images", boom)
+    monkeypatch.setattr(report_static, "_figure", boom)
+    with pytest.raises(ValueError):
+        write_report(open_fabric("leaf-spine:hosts=2"), tmp_path / "r.html", png=tmp_path / "r.png")
+    assert not (tmp_path / "r.html").exists() and not (tmp_path / "r.png").exists()
