@@ -101,8 +101,9 @@ def _figure(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, Jo
     seen = np.maximum(np.sum(~np.isnan(grid), axis=1), 1)
     for code in [*range(2, len(colors)), DOWN, FREE]:  # jobs, then down, free last (as on the page)
         frac = np.sum(grid == code, axis=1) / seen
-        if frac.any():
-            bars.barh(y, frac, left=left, color=colors[code], height=0.8, edgecolor="none",
+        nz = frac > 0  # only the rows this state has: a busy fabric has ~30,000 empty (row, job) pairs
+        if nz.any():
+            bars.barh(y[nz], frac[nz], left=left[nz], color=colors[code], height=0.8, edgecolor="none",
                       hatch="////" if code == DOWN else None)
             left += frac
     bars.set_xlim(0, 1)

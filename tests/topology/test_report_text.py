@@ -61,3 +61,21 @@ def test_a_failing_picture_leaves_no_page(tmp_path, monkeypatch):
     with pytest.raises(ValueError):
         write_report(open_fabric("leaf-spine:hosts=2"), tmp_path / "r.html", png=tmp_path / "r.png")
     assert not (tmp_path / "r.html").exists() and not (tmp_path / "r.png").exists()
+
+
+def test_static_bars_are_drawn_only_where_a_state_has_gpus():
+    """One bar per (row, state) that holds GPUs: many jobs on a big fabric draw no empty bars."""
+    import numpy as np
+
+    from fabric_hpc.topology import build, generators
+
+    fab = build(generators.superpod(4))
+    occ = {h: f"job-{i}" for i, h in enumerate(fab.hosts[:60])}
+    occ.update({"su04-h01": "down", "su04-h02": "down"})
+    fig = _figure(fab, occ)
+    bars = fig.axes[0]
+    codes, _ = state_codes(fab, occ)
+    names, row_hosts, _ = report_static._static_rows(fab)
+    expected = sum(np.unique(codes[[fab.gpu_pos[g] for h in hs for g in fab.host_gpus(h)]]).size for hs in row_hosts)
+    assert len(names) == 4 and len(bars.patches) == expected == 3 + 60 + 1  # free in SU 2-4 (SU 1 is full), a job per host, down
+    assert all(p.get_width() > 0 for p in bars.patches)
