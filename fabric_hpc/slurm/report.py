@@ -61,6 +61,7 @@ class AgentLog:
 class ClusterReport:
     occupancy: dict[str, str]
     data: dict[str, Any]
+    state: ClusterState | None = None  # what the page draws (owners by number, not by name)
 
 
 def _when(ts: float) -> str:
@@ -173,7 +174,7 @@ def build(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float, agent:
             "health": health(fab, state, running, pending),
             "warnings": warnings, "running": running, "pending": pending,
             "nodes": [{"node": n.name, "state": n.state, "flags": list(n.flags)} for n in unusable]}
-    return ClusterReport(occupancy=state.occupancy(), data=data)
+    return ClusterReport(occupancy=state.occupancy(), data=data, state=state)
 
 
 def _allocate(fab: Fabric, state: ClusterState, job: Job, warnings: list[str]) -> list[int]:
@@ -278,7 +279,7 @@ def write(client: SlurmClient, fab: Fabric, out_html: str | Path, *, png: str | 
     nodes, jobs = client.nodes(), client.jobs()
     agent = read_agent_log(state_dir) if state_dir is not None else None
     rep = build(fab, nodes, jobs, now=time.time() if now is None else now, agent=agent, backend=client.backend)
-    summary = write_report(fab, out_html, occupancy=rep.occupancy, png=png, cluster=rep.data,
+    summary = write_report(fab, out_html, state=rep.state, png=png, cluster=rep.data,
                            title=title or f"Cluster {fab.name} (Slurm)")
     colors = {j: s.color for j, s in summary.jobs.items()}
     d = rep.data

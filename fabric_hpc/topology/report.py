@@ -28,13 +28,16 @@ import re
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.topology.model import Fabric, gpu_numa_of, rail_of
+
+if TYPE_CHECKING:
+    from fabric_hpc.placement.state import ClusterState
 
 FREE, DOWN = 0, 1  # state codes; job j has code 2 + j
 FREE_COLOR = "#dde3ea"
@@ -119,6 +122,23 @@ def state_codes(fab: Fabric, occupancy: dict[str, str] | None) -> tuple[np.ndarr
         else:
             raise NotFoundError(f"occupancy names {key!r}, which is neither a GPU nor a host of {fab.name!r}",
                                 hint=f"use GPU ids like {fab.gpus[0] if fab.gpus else 'host/gpu0'} or host names")
+    return codes, jobs
+
+
+def codes_of_state(state: ClusterState) -> tuple[np.ndarray, list[str]]:
+    """Per-GPU state codes and job order of a :class:`ClusterState`: its owners are numbers, so a
+    job named ``free`` or ``down`` stays a job (an occupancy dict cannot tell them apart)."""
+    from fabric_hpc.placement.state import DOWN as STATE_DOWN
+
+    nums = state.job_numbers()
+    jobs = sorted(nums, key=_natural_key)
+    lut = np.zeros(state.known_jobs or 1, np.int32)
+    for i, job in enumerate(jobs):
+        lut[nums[job]] = 2 + i
+    owner = state.owner
+    codes = np.where(owner == STATE_DOWN, DOWN, FREE).astype(np.int32)
+    held = owner >= 0
+    codes[held] = lut[owner[held]]
     return codes, jobs
 
 
@@ -227,10 +247,13 @@ def render_html(data: dict[str, Any]) -> str:
 
 def write_report(fab: Fabric, out_html: str | Path, *, occupancy: dict[str, str] | None = None,
                  title: str | None = None, png: str | Path | None = None,
-                 svg: str | Path | None = None, cluster: dict[str, Any] | None = None) -> ReportSummary:
+                 svg: str | Path | None = None, cluster: dict[str, Any] | None = None,
+                 state: ClusterState | None = None) -> ReportSummary:
     """Write the self-contained HTML report (and optionally a static PNG and/or SVG).
 
     ``occupancy`` maps GPU ids or host names to ``"free"``, ``"down"`` or a job id (None: all free).
+    ``state`` (a :class:`~fabric_hpc.placement.state.ClusterState`, instead of ``occupancy``): the
+    owners by number, so no job id is mistaken for a state (a job named ``free`` stays a job).
     ``cluster``: the live-cluster section of ``fabric slurm report``. The pictures are drawn in
     memory first; then every file is written to a temporary name and renamed, so a reader never
     sees a partial page or picture, and an error leaves no file.
@@ -241,7 +264,9 @@ def write_report(fab: Fabric, out_html: str | Path, *, occupancy: dict[str, str]
     for target in (out_html, png, svg):  # checked before any work: nothing is created on a typo
         if target is not None:
             output_path(target, what="report file")
-    codes, jobs = state_codes(fab, occupancy)
+    if state is not None and occupancy is not None:
+        raise ConfigError("give the occupancy or a cluster state, not both")
+    codes, jobs = codes_of_state(state) if state is not None else state_codes(fab, occupancy)
     stats = _job_stats(fab, codes, jobs)
     title = title or f"Fabric {fab.name}"
     page = render_html(report_data(fab, codes, jobs, stats, title, cluster))

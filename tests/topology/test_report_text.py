@@ -79,3 +79,31 @@ def test_static_bars_are_drawn_only_where_a_state_has_gpus():
     expected = sum(np.unique(codes[[fab.gpu_pos[g] for h in hs for g in fab.host_gpus(h)]]).size for hs in row_hosts)
     assert len(names) == 4 and len(bars.patches) == expected == 3 + 60 + 1  # free in SU 2-4 (SU 1 is full), a job per host, down
     assert all(p.get_width() > 0 for p in bars.patches)
+
+
+def test_jobs_named_free_or_down_stay_jobs(tmp_path, capsys):
+    """The CLI hands the report the cluster state (owners by number), not names that clash with
+    the states "free" and "down"."""
+    state = _state(tmp_path / "s9.json", {"free": "n1", "down": "n2"})
+    code = main(["topology", "report", "leaf-spine:hosts=2", "--state", state, "--out", str(tmp_path / "r.html"),
+                 "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert (out["free"], out["allocated"], out["down"]) == (0, 16, 0)
+    assert {j: s["gpus"] for j, s in out["jobs"].items()} == {"free": 8, "down": 8}
+
+
+def test_codes_of_state_matches_occupancy_for_ordinary_ids():
+    from fabric_hpc.placement import ClusterState
+    from fabric_hpc.topology.report import codes_of_state
+
+    fab = open_fabric("leaf-spine:hosts=4")
+    st = ClusterState(fab)
+    st.allocate("job-10", fab.host_gpus("n1"))
+    st.allocate("job-9", fab.host_gpus("n2")[:3])
+    st.allocate("gone", fab.host_gpus("n4"))
+    st.release("gone")
+    st.set_down(["n3/gpu1"])
+    codes, jobs = codes_of_state(st)
+    ref_codes, ref_jobs = state_codes(fab, st.occupancy())
+    assert jobs == ref_jobs == ["job-9", "job-10"] and codes.tolist() == ref_codes.tolist()
