@@ -48,3 +48,16 @@ def test_math_and_underscore_run_names_reach_every_legend(runs, tmp_path, capsys
     for legend in legends:
         assert [(s.lstrip("\u200b"), m) for s, m in legend] == [("$\\frac$", False), ("_fabric", False)]
     assert json.loads(cap.out)["runs"] == ["$\\frac$", "_fabric"]
+
+
+def test_runs_on_different_fabrics_say_so_on_the_page(runs, tmp_path, capsys):
+    out = tmp_path / "mixed.html"
+    assert main(["sim", "compare", str(runs / "slurm"), str(runs / "small"), "--report", str(out), "--json"]) == 0
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    assert len(warnings) == 1 and "different fabrics" in warnings[0]
+    page = out.read_text()
+    assert f"warning: {warnings[0]}" in page
+    assert "Fabric: leaf-spine-8" not in page and "Fabrics differ" in page
+    assert "<tr><td>fabric</td><td>leaf-spine-8</td><td>leaf-spine-4</td></tr>" in page
+    assert "<tr><td>GPUs</td><td>64</td><td>32</td></tr>" in page
+    assert page.count("<tr><td>trace</td>") == 1
