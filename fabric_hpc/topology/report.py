@@ -42,10 +42,13 @@ if TYPE_CHECKING:
 FREE, DOWN = 0, 1  # state codes; job j has code 2 + j
 FREE_COLOR = "#dde3ea"
 DOWN_COLOR = "#d32f2f"
-#: Distinct job colours (no reds: red means down). More jobs get golden-angle hues.
-JOB_PALETTE = ("#1f77b4", "#ff9f1c", "#2ca02c", "#9467bd", "#17becf", "#8c564b", "#e377c2", "#bcbd22",
-               "#3949ab", "#00897b", "#6d4c41", "#7cb342", "#5e35b1", "#0277bd", "#f9a825", "#4e342e",
-               "#26a69a", "#ab47bc", "#827717", "#546e7a")
+#: Job colours: Kenneth L. Kelly's "Twenty-two colors of maximum contrast" (Color Engineering 3(6),
+#: 1965), in his order (the first n are the most distinct n), as the sRGB values commonly given for
+#: his ISCC-NBS colours; left out: white (looks free), vivid red and reddish orange (look down).
+#: Closest pair: CIE76 dE 15 (the earlier palette had pairs at 5). More jobs get golden-angle hues.
+JOB_PALETTE = ("#f3c300", "#875692", "#f38400", "#a1caf1", "#c2b280", "#848482", "#008856", "#e68fac",
+               "#0067a5", "#f99379", "#604e97", "#f6a600", "#b3446c", "#dcd300", "#882d17", "#8db600",
+               "#654522", "#2b3d26", "#222222")
 _ASSETS = "report_assets"
 
 

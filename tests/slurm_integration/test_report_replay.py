@@ -18,6 +18,7 @@ from fabric_hpc.slurm import report
 from fabric_hpc.slurm.contract import Node
 from fabric_hpc.slurm.replay import ReplayClient
 from fabric_hpc.topology import build, generators
+from fabric_hpc.topology.report import JOB_PALETTE
 from tests.slurm_integration.test_agent_replay import HERE, VERSIONS, recorded
 from tests.topology.test_report_browser import driver  # noqa: F401 (fixture)
 
@@ -86,7 +87,7 @@ def test_page_from_recorded_answer(fab, version, tmp_path):
     out = report.write(client(version), fab, tmp_path / "c.html", now=NOW)
     page = (tmp_path / "c.html").read_text()
     assert '"cluster":{"generated":"2026-12-03 16:03:20 UTC"' in page
-    assert {r["job"]: r["color"] for r in out["running"]} == {"1": "#1f77b4", "2": "#ff9f1c"}
+    assert {r["job"]: r["color"] for r in out["running"]} == {"1": JOB_PALETTE[0], "2": JOB_PALETTE[1]}
     assert out["allocated"] == 14 and out["down"] == 0 and out["warnings"] == []
 
 
