@@ -50,6 +50,7 @@ JOB_PALETTE = ("#f3c300", "#875692", "#f38400", "#a1caf1", "#c2b280", "#848482",
                "#0067a5", "#f99379", "#604e97", "#f6a600", "#b3446c", "#dcd300", "#882d17", "#8db600",
                "#654522", "#2b3d26", "#222222")
 _ASSETS = "report_assets"
+MAX_JOB_ID = 256  # characters; the page cuts long names with an ellipsis, the picture at 40
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def state_codes(fab: Fabric, occupancy: dict[str, str] | None) -> tuple[np.ndarr
             raise ConfigError(f"occupancy key {key!r}: expected a GPU id or a host name (a string)")
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"occupancy[{key!r}] = {value!r}: expected 'free', 'down' or a job id")
-    jobs = sorted({v for v in occupancy.values() if v not in ("free", "down")}, key=_natural_key)
+    jobs = _check_ids(sorted({v for v in occupancy.values() if v not in ("free", "down")}, key=_natural_key))
     code_of = {"free": FREE, "down": DOWN, **{j: 2 + i for i, j in enumerate(jobs)}}
     ordered = sorted(occupancy.items(), key=lambda kv: "/" in kv[0])  # hosts first, GPUs override
     for key, value in ordered:
@@ -128,13 +129,21 @@ def state_codes(fab: Fabric, occupancy: dict[str, str] | None) -> tuple[np.ndarr
     return codes, jobs
 
 
+def _check_ids(jobs: list[str]) -> list[str]:
+    long = [j for j in jobs if len(j) > MAX_JOB_ID]
+    if long:
+        raise ConfigError(f"job id {long[0][:40]!r}… is {len(long[0]):,} characters long (at most {MAX_JOB_ID})",
+                          hint="use shorter job ids; put long descriptions elsewhere")
+    return jobs
+
+
 def codes_of_state(state: ClusterState) -> tuple[np.ndarray, list[str]]:
     """Per-GPU state codes and job order of a :class:`ClusterState`: its owners are numbers, so a
     job named ``free`` or ``down`` stays a job (an occupancy dict cannot tell them apart)."""
     from fabric_hpc.placement.state import DOWN as STATE_DOWN
 
     nums = state.job_numbers()
-    jobs = sorted(nums, key=_natural_key)
+    jobs = _check_ids(sorted(nums, key=_natural_key))
     lut = np.zeros(state.known_jobs or 1, np.int32)
     for i, job in enumerate(jobs):
         lut[nums[job]] = 2 + i

@@ -18,16 +18,20 @@ from fabric_hpc.topology.report import DOWN, DOWN_COLOR, FREE, FREE_COLOR, JobSt
 # -- static picture (matplotlib) ----------------------------------------------------------------
 _MAX_ROWS = 96
 _ZWSP = "\u200b"
+LABEL_CHARS = 40  # a job id or group name in the picture is cut to this (the page has it whole)
 
 
-def mpl_text(text: object) -> str:
-    """Any text (job ids, titles, names) as matplotlib draws it literally.
+def mpl_text(text: object, limit: int | None = None) -> str:
+    """Any text (job ids, titles, names) as matplotlib draws it literally, cut to ``limit`` characters.
 
     ``$`` is escaped, so no user text is parsed as maths (an unbalanced ``$\\frac$`` would fail
     the whole picture); a leading ``_`` gets a zero-width space in front, so a legend keeps it.
     Every string that reaches matplotlib goes through here.
     """
-    out = str(text).replace("$", "\\$")
+    out = str(text)
+    if limit is not None and len(out) > limit:
+        out = out[:limit - 1] + "…"
+    out = out.replace("$", "\\$")
     return _ZWSP + out if out.startswith("_") else out
 
 
@@ -88,7 +92,9 @@ def _figure(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, Jo
     for r, hosts in enumerate(row_hosts):
         ids = [fab.gpu_pos[g] for h in hosts for g in fab.host_gpus(h)]
         grid[r, :len(ids)] = codes[ids]
-    legend_rows = -(-(min(len(jobs), 14) + 2 + (len(jobs) > 14)) // 5)
+    legend = _legend_entries(codes, jobs, stats)
+    ncol = _legend_cols([label for label, _, _ in legend])
+    legend_rows = -(-len(legend) // ncol)
     bottom, top = 0.75 + 0.2 * legend_rows, 0.85
     height = bottom + top + 0.2 * max(len(names), 3)
     fig = Figure(figsize=(13, height), dpi=110)
@@ -108,7 +114,8 @@ def _figure(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, Jo
             left += frac
     bars.set_xlim(0, 1)
     bars.set_ylim(len(names) - 0.5, -0.5)
-    labels = [mpl_text(f"{p} ▸ {n}") if p and (r == 0 or parents[r - 1] != p) else mpl_text(n)
+    labels = [mpl_text(p, LABEL_CHARS) + " ▸ " + mpl_text(n, LABEL_CHARS) if p and (r == 0 or parents[r - 1] != p)
+              else mpl_text(n, LABEL_CHARS)
               for r, (n, p) in enumerate(zip(names, parents, strict=True))]
     bars.set_yticks(y, labels, fontsize=7 if len(names) > 24 else 8)
     bars.set_xticks([0, 0.5, 1], ["0", "50%", "100%"], fontsize=7)
@@ -118,7 +125,10 @@ def _figure(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, Jo
     heat.set_yticks([])
     _host_ticks(fab, heat, row_hosts)
     _separate_parents(bars, heat, parents)
-    _static_titles(fig, fab, codes, jobs, stats, title, colors, Patch)
+    _static_titles(fig, fab, codes, len(jobs), title)
+    h = fig.get_figheight()
+    fig.legend(handles=[Patch(facecolor=c, hatch=hatch, label=label) for label, c, hatch in legend], loc="lower left",
+               ncol=ncol, fontsize=7, frameon=False, bbox_to_anchor=(0.01, 0.02 / h))
     return fig
 
 
@@ -146,21 +156,31 @@ def _separate_parents(bars: Any, heat: Any, parents: list[str]) -> None:
                 ax.axhline(r - 0.5, color="#333333", linewidth=1.2)
 
 
-def _static_titles(fig: Any, fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, JobStats],
-                   title: str, colors: list[str], patch: Any) -> None:
+def _static_titles(fig: Any, fab: Fabric, codes: np.ndarray, njobs: int, title: str) -> None:
     free, down = int((codes == FREE).sum()), int((codes == DOWN).sum())
     alloc = len(codes) - free - down
     h = fig.get_figheight()
-    fig.text(0.01, 1 - 0.12 / h, mpl_text(title), fontsize=12, fontweight="bold", va="top")
+    fig.text(0.01, 1 - 0.12 / h, mpl_text(title, 150), fontsize=12, fontweight="bold", va="top")
     fig.text(0.01, 1 - 0.42 / h,
-             mpl_text(f"{fab.spec.description or fab.name} — {len(fab.hosts):,} hosts, {len(fab.gpus):,} GPUs: "
-             f"{free:,} free, {alloc:,} allocated ({len(jobs)} jobs), {down:,} down"), fontsize=9, va="top")
-    handles = [patch(facecolor=FREE_COLOR, label=f"free ({free:,})"),
-               patch(facecolor=DOWN_COLOR, hatch="////", label=f"down ({down:,})")]
-    shown = jobs[:14]
-    handles += [patch(facecolor=stats[j].color, label=mpl_text(f"{j} ({stats[j].gpus} GPUs, "
-                      f"{stats[j].nvlink_domains} NVL dom.)")) for j in shown]
-    if len(jobs) > len(shown):
-        handles.append(patch(facecolor="white", label=f"… {len(jobs) - len(shown)} more jobs"))
-    fig.legend(handles=handles, loc="lower left", ncol=min(len(handles), 5), fontsize=7, frameon=False,
-               bbox_to_anchor=(0.01, 0.02 / h))
+             mpl_text(fab.spec.description or fab.name, 100) + f" — {len(fab.hosts):,} hosts, {len(fab.gpus):,} GPUs: "
+             f"{free:,} free, {alloc:,} allocated ({njobs} jobs), {down:,} down", fontsize=9, va="top")
+
+
+_LEGEND_JOBS = 14
+
+
+def _legend_entries(codes: np.ndarray, jobs: list[str], stats: dict[str, JobStats]) -> list[tuple[str, str, str | None]]:
+    """(label, colour, hatch) of each legend entry: free, down, up to 14 jobs, and how many more."""
+    free, down = int((codes == FREE).sum()), int((codes == DOWN).sum())
+    out = [(f"free ({free:,})", FREE_COLOR, None), (f"down ({down:,})", DOWN_COLOR, "////")]
+    out += [(mpl_text(j, LABEL_CHARS) + f" ({stats[j].gpus} GPUs, {stats[j].nvlink_domains} NVL dom.)",
+             stats[j].color, None) for j in jobs[:_LEGEND_JOBS]]
+    if len(jobs) > _LEGEND_JOBS:
+        out.append((f"… {len(jobs) - _LEGEND_JOBS} more jobs", "white", None))
+    return out
+
+
+def _legend_cols(labels: list[str]) -> int:
+    """Columns that fit the 13-inch figure: about 4 pt per character at 7 pt, 30 pt for the patch."""
+    longest = max(len(label) for label in labels)
+    return max(1, min(5, len(labels), int(13 * 72 * 0.97 // (longest * 4 + 30))))

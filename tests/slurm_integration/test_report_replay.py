@@ -231,6 +231,26 @@ def test_page_job_focus_from_both_tables(fab, tmp_path, driver):  # noqa: F811
     assert "focus" in driver.find_element("css selector", '#running-jobs tr[data-job="12"]').get_attribute("class")
 
 
+@pytest.mark.browser
+def test_page_long_job_names_stay_in_their_column(fab, tmp_path, driver):  # noqa: F811
+    """Names as long as the report keeps (200 characters) are cut with an ellipsis: the running and
+    pending tables fit their panels, the whole name is the cell's title."""
+    from fabric_hpc.slurm.contract import Job
+    from tests.topology.test_report_browser import _open
+
+    name = "n" * 300
+    nodes = [Node(name=h, state="mixed", gpus=8) for h in fab.hosts]
+    jobs = [Job(job_id=11, name=name, user="u" * 64, state="RUNNING", node_list=("n1",), gpus={"n1": (0, 1)}),
+            Job(job_id=12, name=name, state="PENDING", nodes=2, gpus_per_node=8)]
+    out = tmp_path / "c.html"
+    report.write(ReplayClientFor(nodes, jobs), fab, out, now=NOW)
+    assert _open(driver, out) == []
+    for table in ("running-jobs", "pending-jobs"):
+        box = driver.find_element("css selector", f"#{table}").find_element("xpath", "..")
+        assert driver.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", box), table
+        assert driver.find_element("css selector", f"#{table} .nm[title^=nnn]").get_attribute("title") == name[:200]
+
+
 class ReplayClientFor(ReplayClient):
     """A client answering with given records (the page test needs no JSON shapes)."""
 

@@ -203,3 +203,16 @@ def test_nvl72_page_shows_domains_and_rails(driver, tmp_path):
     assert "GB200" in details and "r002" in details and "down" in details
     _shoot(driver, "nvl72-2r")
     assert [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")] == []
+
+
+def test_long_job_ids_are_cut_with_the_whole_name_on_hover(driver, tmp_path):
+    """A 256-character job id keeps the jobs table inside its panel; its title holds the whole id."""
+    fab = build(generators.leaf_spine(hosts=4))
+    long_id = "j" * 256  # the longest id the report takes
+    write_report(fab, tmp_path / "r.html", occupancy={"n1": long_id, "n2": "short"})
+    assert _open(driver, tmp_path / "r.html") == []
+    scroll = driver.find_element("css selector", "#jobs .scroll")
+    assert driver.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", scroll)
+    cell = driver.find_element("css selector", f'#jobs tr[data-job="{long_id}"] .nm')
+    assert cell.get_attribute("title") == long_id
+    assert driver.execute_script("return arguments[0].scrollWidth > arguments[0].clientWidth", cell)  # cut

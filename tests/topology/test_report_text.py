@@ -107,3 +107,24 @@ def test_codes_of_state_matches_occupancy_for_ordinary_ids():
     codes, jobs = codes_of_state(st)
     ref_codes, ref_jobs = state_codes(fab, st.occupancy())
     assert jobs == ref_jobs == ["job-9", "job-10"] and codes.tolist() == ref_codes.tolist()
+
+
+def test_a_huge_job_id_is_one_line_exit_3_and_nothing_is_written(tmp_path, capsys):
+    state = _state(tmp_path / "long.json", {"j" * 20_000: "n1"})
+    out = tmp_path / "r.html"
+    assert main(["topology", "report", "leaf-spine:hosts=2", "--state", state, "--out", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert "20,000 characters long (at most 256)" in err and "Traceback" not in err and not out.exists()
+
+
+def test_long_names_are_cut_in_the_picture_and_the_legend_fits():
+    fab = open_fabric("leaf-spine:hosts=16")
+    occ = {h: f"{i:02d}" + "x" * 254 for i, h in enumerate(fab.hosts)}
+    fig = _figure(fab, occ)
+    fig.canvas.draw()
+    legend = fig.legends[0]
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert len(texts) == 2 + 14 + 1 and all(len(t) < 70 for t in texts)
+    assert texts[2].startswith("00xxx") and "…" in texts[2]
+    box = legend.get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.x1 and box.y0 >= 0

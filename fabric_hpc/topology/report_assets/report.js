@@ -38,6 +38,9 @@
       return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
     });
   }
+  function nm(s) {  // a name cell: cut with an ellipsis when long, the whole name on hover
+    return '<span class="nm" title="' + esc(s) + '">' + esc(s) + "</span>";
+  }
   function fmt(n) { return Number(n).toLocaleString("en-US"); }
   function color(code) { return code === FREE ? D.colors.free : code === DOWN ? D.colors.down : D.jobs[code - 2].color; }
   function stateName(code) { return code === FREE ? "free" : code === DOWN ? "down" : D.jobs[code - 2].id; }
@@ -113,7 +116,7 @@
     if (!NJ) { document.getElementById("jobs").innerHTML = '<p class="muted">No jobs: every GPU is free or down.</p>'; return; }
     var body = D.jobs.map(function (j, i) {
       return '<tr class="job-row' + (focus === i + 2 ? " focus" : "") + '" data-job="' + esc(j.id) + '" data-code="' + (i + 2) +
-        '"><td>' + sq(i + 2) + esc(j.id) + "</td><td>" + j.gpus + "</td><td>" + j.hosts + "</td><td>" +
+        '"><td>' + sq(i + 2) + nm(j.id) + "</td><td>" + j.gpus + "</td><td>" + j.hosts + "</td><td>" +
         j.nvlink_domains + "</td><td>" + j.leaf_groups + "</td></tr>";
     }).join("");
     document.getElementById("jobs").innerHTML = '<div class="scroll"><table><thead><tr><th>job</th><th>GPUs</th>' +
@@ -386,9 +389,9 @@
     var run = C.running.map(function (r) {
       var code = codeOf(r.job);
       return '<tr class="run-row' + (focus === code ? " focus" : "") + '" data-job="' + esc(r.job) + '" data-code="' + code +
-        '" data-color="' + (code >= 2 ? D.jobs[code - 2].color : "") + '"><td>' + (code >= 2 ? sq(code) : "") + esc(r.job) +
-        "</td><td>" + esc(r.name) + "</td><td>" + esc(r.user) + "</td><td>" + esc(r.tier) + (r.fabric ? " · fabric" : "") +
-        "</td><td>" + esc(r.hostlist) + "</td><td>" + r.gpus + "</td><td>" + spanText(r) + "</td><td>" +
+        '" data-color="' + (code >= 2 ? D.jobs[code - 2].color : "") + '"><td>' + (code >= 2 ? sq(code) : "") + nm(r.job) +
+        "</td><td>" + nm(r.name) + "</td><td>" + nm(r.user) + "</td><td>" + nm(r.tier) + (r.fabric ? " · fabric" : "") +
+        "</td><td>" + nm(r.hostlist) + "</td><td>" + r.gpus + "</td><td>" + spanText(r) + "</td><td>" +
         (r.cost ? r.cost.total.toFixed(2) + " (" + r.cost.comm_ms.toFixed(2) + " ms)" : "–") + "</td><td>" +
         decisionText(r.decision) + "</td></tr>";
     });
@@ -397,8 +400,8 @@
         C.agent_log ? "agent decision" : "agent decision (no --state-dir)"], run) +
       '<p class="muted">Click a job to highlight its GPUs.</p>' : '<p class="muted">No running jobs.</p>') + "</div>");
     var pend = C.pending.map(function (p) {
-      return '<tr class="pend-row" data-job="' + esc(p.job) + '"><td>' + esc(p.job) + "</td><td>" + esc(p.name) + "</td><td>" +
-        esc(p.user) + "</td><td>" + esc(p.tier) + (p.fabric ? " · fabric" : "") + "</td><td>" + p.nodes + " × " + p.gpus_per_node +
+      return '<tr class="pend-row" data-job="' + esc(p.job) + '"><td>' + nm(p.job) + "</td><td>" + nm(p.name) + "</td><td>" +
+        nm(p.user) + "</td><td>" + nm(p.tier) + (p.fabric ? " · fabric" : "") + "</td><td>" + p.nodes + " × " + p.gpus_per_node +
         '</td><td class="slurm-reason" title="' + esc(p.slurm_reason_words) + '">' + esc(p.slurm_reason) + "</td><td>" +
         (p.agent_reason ? esc(p.agent_reason) + ' <span class="muted">' + esc(p.agent_reason_time || "") + "</span>" :
           p.pinned ? "pinned to " + esc(p.pinned) : '<span class="muted">–</span>') + "</td><td>" +
