@@ -242,6 +242,14 @@ def report_data(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str
             "jobs": [{"id": j, **asdict(stats[j])} for j in jobs], "cluster": cluster}
 
 
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """Bidi controls shown as ``[U+202E]``: a name cannot reorder itself or the text after it."""
+    return _BIDI.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
+
+
 def _asset(name: str) -> str:
     return resources.files("fabric_hpc.topology").joinpath(_ASSETS, name).read_text(encoding="utf-8")
 
@@ -251,7 +259,7 @@ def render_html(data: dict[str, Any]) -> str:
     # "<" only occurs inside JSON strings: as \u003c no "</script" or "<!--" can end or confuse the block
     payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
     page = _asset("report.html")
-    for key, value in (("__TITLE__", html.escape(data["title"])), ("/*__CSS__*/", _asset("report.css")),
+    for key, value in (("__TITLE__", html.escape(visible(data["title"]))), ("/*__CSS__*/", _asset("report.css")),
                        ("/*__JS__*/", _asset("report.js")), ("__DATA__", payload)):
         page = page.replace(key, value, 1)
     return page

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from fabric_hpc.topology.model import Fabric
-from fabric_hpc.topology.report import DOWN, DOWN_COLOR, FREE, FREE_COLOR, JobStats, _write
+from fabric_hpc.topology.report import DOWN, DOWN_COLOR, FREE, FREE_COLOR, JobStats, _write, visible
 
 # -- static picture (matplotlib) ----------------------------------------------------------------
 _MAX_ROWS = 96
@@ -24,11 +24,11 @@ LABEL_CHARS = 40  # a job id or group name in the picture is cut to this (the pa
 def mpl_text(text: object, limit: int | None = None) -> str:
     """Any text (job ids, titles, names) as matplotlib draws it literally, cut to ``limit`` characters.
 
-    ``$`` is escaped, so no user text is parsed as maths (an unbalanced ``$\\frac$`` would fail
+    Bidi controls are shown as ``[U+202E]``; ``$`` is escaped, so no user text is parsed as maths (an unbalanced ``$\\frac$`` would fail
     the whole picture); a leading ``_`` gets a zero-width space in front, so a legend keeps it.
     Every string that reaches matplotlib goes through here.
     """
-    out = str(text)
+    out = visible(str(text))  # as on the page: bidi controls shown, never applied
     if limit is not None and len(out) > limit:
         out = out[:limit - 1] + "…"
     out = out.replace("$", "\\$")

@@ -216,3 +216,14 @@ def test_long_job_ids_are_cut_with_the_whole_name_on_hover(driver, tmp_path):
     cell = driver.find_element("css selector", f'#jobs tr[data-job="{long_id}"] .nm')
     assert cell.get_attribute("title") == long_id
     assert driver.execute_script("return arguments[0].scrollWidth > arguments[0].clientWidth", cell)  # cut
+
+
+def test_bidi_controls_in_names_are_shown_not_applied(driver, tmp_path):
+    """U+202E would show job "job\u202eevil" as "joblive" and reverse the subtitle after the
+    description: the page shows the control as [U+202E] instead."""
+    fab = build(generators.leaf_spine(hosts=2).model_copy(update={"description": "pod \u202eA"}))
+    write_report(fab, tmp_path / "r.html", occupancy={"n1": "job\u202eevil"}, title="t\u202ex")
+    assert _open(driver, tmp_path / "r.html") == []
+    assert driver.find_element("css selector", "#jobs tr.job-row .nm").text == "job[U+202E]evil"
+    assert driver.find_element("id", "subtitle").text == "pod [U+202E]A · switch levels: leaf → spine"
+    assert driver.find_element("id", "title").text == "t[U+202E]x" and driver.title == "t[U+202E]x"

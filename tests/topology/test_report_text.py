@@ -128,3 +128,7 @@ def test_long_names_are_cut_in_the_picture_and_the_legend_fits():
     assert texts[2].startswith("00xxx") and "…" in texts[2]
     box = legend.get_window_extent()
     assert box.x0 >= 0 and box.x1 <= fig.bbox.x1 and box.y0 >= 0
+
+
+def test_bidi_controls_are_shown_in_the_picture():
+    assert report_static.mpl_text("job\u202eevil\u2066") == "job[U+202E]evil[U+2066]"

@@ -33,8 +33,14 @@
   for (var k = 0; k < S.length; k++) total[S[k]]++;
 
   // -- helpers -----------------------------------------------------------------------------
+  // bidi controls (U+202E …) in a name would reorder it ("job\u202eevil" shows as "joblive") or the
+  // text after it: they are shown as [U+202E]
+  var BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+  function show(s) {
+    return String(s).replace(BIDI, function (c) { return "[U+" + c.charCodeAt(0).toString(16).toUpperCase() + "]"; });
+  }
   function esc(s) {
-    return String(s).replace(/[&<>"']/g, function (c) {
+    return show(s).replace(/[&<>"']/g, function (c) {
       return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
     });
   }
@@ -84,9 +90,9 @@
 
   // -- header, legend, jobs ------------------------------------------------------------------
   function renderHeader() {
-    document.getElementById("title").textContent = D.title;
-    document.getElementById("subtitle").textContent = (D.description || D.name) +
-      (D.levels.length ? " · switch levels: " + D.levels.join(" → ") : "");
+    document.getElementById("title").textContent = show(D.title);
+    document.getElementById("subtitle").innerHTML = "<bdi>" + esc(D.description || D.name) + "</bdi>" +
+      (D.levels.length ? " · switch levels: " + D.levels.map(esc).join(" → ") : "");
     var alloc = S.length - total[FREE] - total[DOWN];
     var shared = D.nvl.filter(function (d) { return d.shared; }).length;
     var cards = [["hosts", "Hosts", H], ["gpus", "GPUs", S.length], ["free", "Free", total[FREE]],
