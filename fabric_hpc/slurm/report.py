@@ -291,10 +291,11 @@ def write(client: SlurmClient, fab: Fabric, out_html: str | Path, *, png: str | 
 
 
 def watch(once: Callable[[], Any], interval_s: float, *, on_error: Callable[[FabricError], None],
-          stop: threading.Event | None = None, signals: bool = True) -> int:
+          stop: threading.Event | None = None, signals: bool = True, first_wait: bool = False) -> int:
     """Call ``once`` every ``interval_s`` until SIGINT/SIGTERM (or ``stop``); returns the cycles run.
 
     A failed cycle (Slurm down, a bad answer) goes to ``on_error`` and the last good page stays.
+    ``first_wait``: wait one interval before the first call (the caller has just made one).
     """
     stop = stop or threading.Event()
     old = {}
@@ -303,6 +304,8 @@ def watch(once: Callable[[], Any], interval_s: float, *, on_error: Callable[[Fab
             old[sig] = signal.signal(sig, lambda *_: stop.set())
     cycles = 0
     try:
+        if first_wait:
+            stop.wait(interval_s)
         while not stop.is_set():
             try:
                 once()

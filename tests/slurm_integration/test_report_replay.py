@@ -263,3 +263,36 @@ class ReplayClientFor(ReplayClient):
 
     def jobs(self):
         return self._j
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_cli_watch_says_what_each_cycle_wrote(fab, tmp_path, monkeypatch, capsys, as_json):
+    """``--watch`` prints a summary line per cycle (``--json``: one JSON document per line)."""
+    import threading
+
+    from fabric_hpc.cli import slurm as cli_slurm
+    from fabric_hpc.cli.main import main
+    from fabric_hpc.topology import save_spec
+
+    spec = tmp_path / "fab.yaml"
+    save_spec(generators.leaf_spine(16, hosts_per_leaf=4, gpus=8, cpus=8), spec)
+    monkeypatch.setattr(cli_slurm, "_client", lambda *a: client(VERSIONS[-1]))
+    real, stop, calls = report.watch, threading.Event(), []
+
+    def two_more(once, interval_s, **kw):
+        def counted():
+            once()
+            calls.append(1)
+            if len(calls) == 2:
+                stop.set()
+        return real(counted, 0.01, **{**kw, "stop": stop, "signals": False})
+
+    monkeypatch.setattr(report, "watch", two_more)
+    args = ["slurm", "report", "--topology", str(spec), "--out", str(tmp_path / "c.html"), "--watch", "1"]
+    assert main(args + (["--json"] if as_json else [])) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3, lines
+    if as_json:
+        assert all(json.loads(line)["html"] == str(tmp_path / "c.html") for line in lines)
+    else:
+        assert all(line.startswith(f"wrote {tmp_path / 'c.html'}") for line in lines)
