@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -61,3 +62,18 @@ def test_runs_on_different_fabrics_say_so_on_the_page(runs, tmp_path, capsys):
     assert "<tr><td>fabric</td><td>leaf-spine-8</td><td>leaf-spine-4</td></tr>" in page
     assert "<tr><td>GPUs</td><td>64</td><td>32</td></tr>" in page
     assert page.count("<tr><td>trace</td>") == 1
+
+
+def test_page_links_each_runs_topology_report_and_warns_of_a_run_given_twice(runs, tmp_path, capsys):
+    out = tmp_path / "sub" / "r.html"
+    out.parent.mkdir()
+    slurm, fabric = str(runs / "slurm"), str(runs / "fabric")
+    assert main(["sim", "compare", slurm, fabric, slurm, "--report", str(out), "--json"]) == 0
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    assert warnings == [f"the same run directory was given 2 times: {slurm}, {slurm}"]
+    page = out.read_text()
+    assert f"warning: {warnings[0]}" in page
+    for name in ("slurm", "fabric"):
+        href = Path(os.path.relpath(runs / name / "topology.html", out.parent)).as_posix()
+        assert page.count(f'<a href="{href}">') == 1  # the run given twice is linked once
+        assert (out.parent / href).is_file()
