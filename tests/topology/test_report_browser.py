@@ -227,3 +227,19 @@ def test_bidi_controls_in_names_are_shown_not_applied(driver, tmp_path):
     assert driver.find_element("css selector", "#jobs tr.job-row .nm").text == "job[U+202E]evil"
     assert driver.find_element("id", "subtitle").text == "pod [U+202E]A · switch levels: leaf → spine"
     assert driver.find_element("id", "title").text == "t[U+202E]x" and driver.title == "t[U+202E]x"
+
+
+@pytest.mark.parametrize("ref, boxes", [("leaf-spine:hosts=4096,hosts_per_leaf=1", 1),
+                                        ("leaf-spine:hosts=96,hosts_per_leaf=4", 1 + 24)])
+def test_a_root_with_more_child_boxes_than_the_budget_opens_collapsed(driver, tmp_path, ref, boxes):
+    """4,096 one-host leaves: the page opens on the root's mini map, not 4,096 leaf boxes (also
+    after Collapse all); 24 leaves still open on their boxes."""
+    from fabric_hpc.topology import open_fabric
+
+    write_report(open_fabric(ref), tmp_path / "r.html")
+    assert _open(driver, tmp_path / "r.html") == []
+    assert len(driver.find_elements("css selector", ".group")) == boxes
+    driver.find_element("id", "collapse-all").click()
+    assert len(driver.find_elements("css selector", ".group")) == boxes
+    if boxes == 1:
+        assert driver.find_elements("css selector", ".group > .gbody > canvas.mini")

@@ -146,9 +146,11 @@
       next.forEach(function (i) { open[i] = true; });
       level = next;
     }
-    if (D.roots.length === 1 && !G[D.roots[0]].c.length && hostsUnder(D.roots[0]).length > HOST_BUDGET) {
-      open[D.roots[0]] = false;
-    }
+    D.roots.forEach(function (r) { open[r] = rootOpens(r); });
+  }
+  function rootOpens(r) {  // a root opens unless that alone draws too much: > 24 child boxes or > 320 hosts
+    if (G[r].c.length) return G[r].c.length <= CARD_BUDGET;
+    return D.roots.length > 1 || hostsUnder(r).length <= HOST_BUDGET;
   }
   function gpuCell(k, rail) {
     var s = S[k], cls = "gpu" + (s === DOWN ? " dn" : "") + (focus >= 0 && s !== focus ? " dim" : "");
@@ -340,7 +342,11 @@
     focus = focus === +row.dataset.code ? -1 : +row.dataset.code;
     renderJobs(); renderTree(); syncRunRows();
   });
-  function setAll(value) { G.forEach(function (_, i) { open[i] = value; }); D.roots.forEach(function (r) { open[r] = true; }); renderTree(); }
+  function setAll(value) {
+    G.forEach(function (_, i) { open[i] = value; });
+    D.roots.forEach(function (r) { open[r] = value || rootOpens(r); });
+    renderTree();
+  }
   document.getElementById("expand-all").addEventListener("click", function () { setAll(true); });
   document.getElementById("collapse-all").addEventListener("click", function () { setAll(false); });
   document.getElementById("search").addEventListener("keydown", function (ev) {
