@@ -233,9 +233,12 @@ def report(fabric: str | None, out_html: str, state_path: str | None, png: str |
         state = ClusterState.load(fab, state_path)
     summary = write_report(fab, out_html, state=state, title=title, png=png, svg=svg)
     data = summary.to_dict()
+    from fabric_hpc.topology.report import plural
+
     render(as_json, data, lambda c: c.print(
-        f"wrote {data['html']} ({data['html_bytes'] / 1024:.0f} KiB): {data['hosts']} hosts, {data['gpus']} GPUs, "
-        f"{data['free']} free, {data['allocated']} allocated, {data['down']} down, {len(data['jobs'])} jobs"
+        f"wrote {data['html']} ({data['html_bytes'] / 1024:.0f} KiB): {plural(data['hosts'], 'host')}, "
+        f"{plural(data['gpus'], 'GPU')}, {data['free']} free, {data['allocated']} allocated, {data['down']} down, "
+        f"{plural(len(data['jobs']), 'job')}"
         + "".join(f"; wrote {p}" for p in (data.get("png"), data.get("svg")) if p)))
 
 

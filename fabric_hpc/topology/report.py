@@ -129,6 +129,11 @@ def state_codes(fab: Fabric, occupancy: dict[str, str] | None) -> tuple[np.ndarr
     return codes, jobs
 
 
+def plural(n: int, word: str) -> str:
+    """``1 host``, ``2 hosts``, ``1,024 GPUs``."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def _check_ids(jobs: list[str]) -> list[str]:
     long = [j for j in jobs if len(j) > MAX_JOB_ID]
     if long:

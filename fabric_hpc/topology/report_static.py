@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from fabric_hpc.topology.model import Fabric
-from fabric_hpc.topology.report import DOWN, DOWN_COLOR, FREE, FREE_COLOR, JobStats, _write, visible
+from fabric_hpc.topology.report import DOWN, DOWN_COLOR, FREE, FREE_COLOR, JobStats, _write, plural, visible
 
 # -- static picture (matplotlib) ----------------------------------------------------------------
 _MAX_ROWS = 96
@@ -162,8 +162,8 @@ def _static_titles(fig: Any, fab: Fabric, codes: np.ndarray, njobs: int, title: 
     h = fig.get_figheight()
     fig.text(0.01, 1 - 0.12 / h, mpl_text(title, 150), fontsize=12, fontweight="bold", va="top")
     fig.text(0.01, 1 - 0.42 / h,
-             mpl_text(fab.spec.description or fab.name, 100) + f" — {len(fab.hosts):,} hosts, {len(fab.gpus):,} GPUs: "
-             f"{free:,} free, {alloc:,} allocated ({njobs} jobs), {down:,} down", fontsize=9, va="top")
+             mpl_text(fab.spec.description or fab.name, 100) + f" — {plural(len(fab.hosts), 'host')}, "
+             f"{plural(len(fab.gpus), 'GPU')}: {free:,} free, {alloc:,} allocated ({plural(njobs, 'job')}), {down:,} down", fontsize=9, va="top")
 
 
 _LEGEND_JOBS = 14
@@ -173,10 +173,10 @@ def _legend_entries(codes: np.ndarray, jobs: list[str], stats: dict[str, JobStat
     """(label, colour, hatch) of each legend entry: free, down, up to 14 jobs, and how many more."""
     free, down = int((codes == FREE).sum()), int((codes == DOWN).sum())
     out = [(f"free ({free:,})", FREE_COLOR, None), (f"down ({down:,})", DOWN_COLOR, "////")]
-    out += [(mpl_text(j, LABEL_CHARS) + f" ({stats[j].gpus} GPUs, {stats[j].nvlink_domains} NVL dom.)",
+    out += [(mpl_text(j, LABEL_CHARS) + f" ({plural(stats[j].gpus, 'GPU')}, {stats[j].nvlink_domains} NVL dom.)",
              stats[j].color, None) for j in jobs[:_LEGEND_JOBS]]
     if len(jobs) > _LEGEND_JOBS:
-        out.append((f"… {len(jobs) - _LEGEND_JOBS} more jobs", "white", None))
+        out.append((f"… {plural(len(jobs) - _LEGEND_JOBS, 'more job')}", "white", None))
     return out
 
 

@@ -243,3 +243,12 @@ def test_a_root_with_more_child_boxes_than_the_budget_opens_collapsed(driver, tm
     assert len(driver.find_elements("css selector", ".group")) == boxes
     if boxes == 1:
         assert driver.find_elements("css selector", ".group > .gbody > canvas.mini")
+
+
+def test_group_headers_say_1_host_1_gpu(driver, tmp_path):
+    from fabric_hpc.topology import open_fabric
+
+    write_report(open_fabric("leaf-spine:hosts=1,gpus=1"), tmp_path / "r.html")
+    assert _open(driver, tmp_path / "r.html") == []
+    metas = [m.text for m in driver.find_elements("css selector", ".ghead .meta")]
+    assert metas and all("1 host · 1 GPU" in m for m in metas), metas

@@ -132,3 +132,14 @@ def test_long_names_are_cut_in_the_picture_and_the_legend_fits():
 
 def test_bidi_controls_are_shown_in_the_picture():
     assert report_static.mpl_text("job\u202eevil\u2066") == "job[U+202E]evil[U+2066]"
+
+
+def test_counts_of_one_are_singular(tmp_path, capsys):
+    """"1 host, 1 GPU", not "1 hosts, 1 GPUs": the CLI line and the picture."""
+    state = _state(tmp_path / "one.json", {"solo": "n1"})
+    assert main(["topology", "report", "leaf-spine:hosts=1,gpus=1", "--state", state,
+                 "--out", str(tmp_path / "r.html")]) == 0
+    assert ": 1 host, 1 GPU, 0 free, 1 allocated, 0 down, 1 job" in capsys.readouterr().out
+    fig = _figure(open_fabric("leaf-spine:hosts=1,gpus=1"), {"n1": "solo"})
+    assert any(" — 1 host, 1 GPU: 0 free, 1 allocated (1 job), 0 down" in t.get_text() for t in fig.texts)
+    assert "solo (1 GPU, 1 NVL dom.)" in [t.get_text() for t in fig.legends[0].get_texts()]

@@ -48,6 +48,7 @@
     return '<span class="nm" title="' + esc(s) + '">' + esc(s) + "</span>";
   }
   function fmt(n) { return Number(n).toLocaleString("en-US"); }
+  function pl(n, word) { return fmt(n) + " " + word + (n === 1 ? "" : "s"); }  // 1 host, 2 hosts
   function color(code) { return code === FREE ? D.colors.free : code === DOWN ? D.colors.down : D.jobs[code - 2].color; }
   function stateName(code) { return code === FREE ? "free" : code === DOWN ? "down" : D.jobs[code - 2].id; }
   function sum(c) { var t = 0; for (var i = 0; i < c.length; i++) t += c[i]; return t; }
@@ -74,7 +75,7 @@
     if (c[DOWN]) order.push(DOWN);
     order.forEach(function (s) {
       out += '<i class="' + (s === DOWN ? "dn" : "") + '" style="width:' + (100 * c[s] / t).toFixed(3) +
-        "%;background:" + color(s) + '" title="' + esc(stateName(s) + ": " + c[s] + " GPUs") + '"></i>';
+        "%;background:" + color(s) + '" title="' + esc(stateName(s) + ": " + pl(c[s], "GPU")) + '"></i>';
     });
     return '<div class="bar">' + out + "</div>";
   }
@@ -85,7 +86,7 @@
     var more = rows.length > limit ? rows.length - limit : 0;
     var out = [FREE, DOWN].concat(rows.slice(0, limit)).filter(function (s) { return c[s] || s === FREE; })
       .map(function (s) { return sq(s) + esc(stateName(s)) + " " + fmt(c[s]); }).join("<br>");
-    return out + (more ? "<br>… " + more + " more jobs" : "");
+    return out + (more ? "<br>… " + more + " more job" + (more === 1 ? "" : "s") : "");
   }
 
   // -- header, legend, jobs ------------------------------------------------------------------
@@ -186,7 +187,7 @@
       var c = new Int32Array(NS), n = 0;
       b.hosts.forEach(function (x) { hostCounts(x, c); n += start[x + 1] - start[x]; });
       doms += '<div class="nvl" data-nvl="' + esc(D.nvl[b.d].n) + '"><div class="nvlh">NVLink domain <b>' + esc(D.nvl[b.d].n) +
-        "</b> · " + b.hosts.length + " hosts · " + n + " GPUs · " + D.nvl[b.d].gbps + " GB/s per GPU · " + c[FREE] +
+        "</b> · " + pl(b.hosts.length, "host") + " · " + pl(n, "GPU") + " · " + D.nvl[b.d].gbps + " GB/s per GPU · " + c[FREE] +
         ' free</div><div class="hosts">' + hosts + "</div></div>";
     });
     return out + (doms ? '<div class="nvls">' + doms + "</div>" : "");
@@ -196,7 +197,7 @@
     var alloc = ng - c[FREE] - c[DOWN];
     var head = '<div class="ghead" data-gi="' + i + '"><span class="caret">' + (isOpen ? "▾" : "▸") + '</span><span class="lvl">' +
       esc(g.l) + "</span><b>" + esc(g.n) + '</b><span class="meta">' + (g.s ? g.s + " switch" + (g.s > 1 ? "es" : "") + " · " : "") +
-      (g.c.length ? g.c.length + " group" + (g.c.length > 1 ? "s" : "") + " · " : "") + fmt(nh) + " hosts · " + fmt(ng) + ' GPUs</span><span class="util">' +
+      (g.c.length ? g.c.length + " group" + (g.c.length > 1 ? "s" : "") + " · " : "") + pl(nh, "host") + " · " + pl(ng, "GPU") + '</span><span class="util">' +
       (100 * alloc / (ng || 1)).toFixed(0) + "% used · <b>" + fmt(c[FREE]) + "</b> free" +
       (c[DOWN] ? ' · <span class="dn">' + fmt(c[DOWN]) + " down</span>" : "") + "</span></div>";
     var body;
