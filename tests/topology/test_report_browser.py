@@ -252,3 +252,24 @@ def test_group_headers_say_1_host_1_gpu(driver, tmp_path):
     assert _open(driver, tmp_path / "r.html") == []
     metas = [m.text for m in driver.find_elements("css selector", ".ghead .meta")]
     assert metas and all("1 host · 1 GPU" in m for m in metas), metas
+
+
+@pytest.mark.parametrize("ref, search, sample, host", [
+    ("leaf-spine:hosts=4", "e.g. n3 or n3/gpu7)", "leaf1 leaf switch", "host = its own NVLink domain (NVSwitch)"),
+    ("nvl72:racks=1", "e.g. r001-h10 or r001-h10/gpu3)", None, "host"),
+])
+def test_legend_and_search_use_this_fabrics_names(driver, tmp_path, ref, search, sample, host):
+    """No fixed su02-h07 / leaf-3 examples: the fabric's own host and switch names, and the
+    own-NVLink-domain line only where a host is its own domain."""
+    from fabric_hpc.topology import open_fabric
+
+    write_report(open_fabric(ref), tmp_path / "r.html")
+    assert _open(driver, tmp_path / "r.html") == []
+    assert search in driver.find_element("id", "search").get_attribute("placeholder")
+    legend = driver.find_element("id", "legend").text
+    assert "su02" not in legend and "leaf-3" not in legend
+    lines = legend.splitlines()
+    assert host in lines
+    if sample:  # the switch name is its own line (an inline box)
+        name, words = sample.split(" ", 1)
+        assert name in lines and words + "; hover to see its GPUs" in legend

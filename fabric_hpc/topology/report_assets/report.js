@@ -112,11 +112,30 @@
     var rows = ['<div class="lg">' + sq(FREE) + "free GPU<b>" + fmt(total[FREE]) + "</b></div>",
       '<div class="lg">' + sq(DOWN) + "down GPU<b>" + fmt(total[DOWN]) + "</b></div>",
       '<div class="lg">' + sq(2 < NS ? 2 : FREE) + "allocated: one colour per job (table below)</div>",
-      '<div class="lg"><i class="box"></i>host' + (anyShared ? "" : " = its own NVLink domain (NVSwitch)") + "</div>"];
+      '<div class="lg"><i class="box"></i>host' + ownDomain() + "</div>"];
     if (anyShared) rows.push('<div class="lg"><i class="box nvlbox"></i>multi-host NVLink domain (e.g. NVL72 rack)</div>');
-    rows.push('<div class="lg"><i class="box dash"></i>host without NVLink (PCIe only)</div>');
-    rows.push('<div class="lg"><span class="sw">leaf-3 · rail 3</span>&nbsp;switch of a rail; hover to see its GPUs</div>');
+    if (D.hostNvl.some(function (d) { return d < 0; })) rows.push('<div class="lg"><i class="box dash"></i>host without NVLink (PCIe only)</div>');
+    var g = G.findIndex(function (x) { return x.s > 0; });
+    if (g >= 0) {  // a switch of this fabric as the sample
+      var k = G[g].s > 1 ? 1 : 0;
+      rows.push('<div class="lg"><span class="sw">' + esc(switchName(g, k)) + (G[g].s > 1 ? " · rail " + k : "") +
+        "</span>&nbsp;" + (G[g].s > 1 ? "switch of a rail" : "leaf switch") + "; hover to see its GPUs</div>");
+    }
     document.getElementById("legend").innerHTML = rows.join("");
+  }
+  function ownDomain() {  // what a plain host box means: its own NVLink domain, by NVSwitch or NVLink mesh
+    var sw = 0, mesh = 0;
+    D.hostNvl.forEach(function (d, x) {
+      if (d >= 0 && !D.nvl[d].shared) { if (D.hostTypes[D.hostType[x]].nvsw > 0) sw++; else mesh++; }
+    });
+    if (!sw && !mesh) return "";
+    return " = its own NVLink domain (" + (sw && mesh ? "NVSwitch or NVLink mesh" : sw ? "NVSwitch" : "NVLink mesh") + ")";
+  }
+  function examples() {  // the search box's example: a host of this fabric and one of its GPUs
+    if (!H) return;
+    var x = Math.min(H - 1, Math.floor(H / 2)), n = start[x + 1] - start[x];
+    document.getElementById("search").placeholder = "Find host or GPU (e.g. " + show(D.hosts[x]) +
+      (n ? " or " + show(D.hosts[x]) + "/gpu" + (n - 1) : "") + ") and press Enter";
   }
   var focus = -1;
   function renderJobs() {
@@ -442,7 +461,7 @@
     document.querySelectorAll("#cluster tr.run-row").forEach(function (r) { r.classList.toggle("focus", +r.dataset.code === focus); });
   }
 
-  renderHeader(); renderLegend(); renderJobs(); initialOpen(); renderTree();
+  renderHeader(); renderLegend(); examples(); renderJobs(); initialOpen(); renderTree();
   if (D.cluster) renderCluster();
   document.body.dataset.ready = "1";
 })();
