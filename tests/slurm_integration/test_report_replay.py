@@ -296,3 +296,20 @@ def test_cli_watch_says_what_each_cycle_wrote(fab, tmp_path, monkeypatch, capsys
         assert all(json.loads(line)["html"] == str(tmp_path / "c.html") for line in lines)
     else:
         assert all(line.startswith(f"wrote {tmp_path / 'c.html'}") for line in lines)
+
+
+@pytest.mark.browser
+def test_page_waits_are_days_and_hours(fab, tmp_path, driver):  # noqa: F811
+    """150,050 s waited reads "1 d 17 h" (the seconds on hover), not "150,050 s"."""
+    from fabric_hpc.slurm.contract import Job
+    from tests.topology.test_report_browser import _open
+
+    nodes = [Node(name=h, state="idle", gpus=8) for h in fab.hosts]
+    jobs = [Job(job_id=21, name="a", state="PENDING", nodes=1, gpus_per_node=8, submit_time=NOW - 150_050),
+            Job(job_id=22, name="b", state="PENDING", nodes=1, gpus_per_node=8, submit_time=NOW - 725)]
+    out = tmp_path / "c.html"
+    report.write(ReplayClientFor(nodes, jobs), fab, out, now=NOW)
+    assert _open(driver, out) == []
+    cells = [r.find_elements("css selector", "td")[-1] for r in driver.find_elements("css selector", "#pending-jobs tr.pend-row")]
+    assert [c.text for c in cells] == ["1 d 17 h", "12 min 5 s"]
+    assert cells[0].find_element("css selector", "span").get_attribute("title") == "150,050 s"

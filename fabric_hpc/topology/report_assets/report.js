@@ -386,6 +386,14 @@
   });
 
   // -- live cluster (fabric slurm report) ------------------------------------------------------
+  function span(sec) {  // 45 s, 12 min 5 s, 3 h 20 min, 1 d 17 h: the two largest units
+    var t = Math.round(sec), u = [["d", 86400], ["h", 3600], ["min", 60], ["s", 1]], out = [];
+    for (var i = 0; i < u.length && out.length < 2; i++) {
+      var n = Math.floor(t / u[i][1]);
+      if (n || out.length) { if (n) out.push(n + " " + u[i][0]); else out.push(""); t -= n * u[i][1]; }
+    }
+    return out.filter(Boolean).join(" ") || "0 s";
+  }
   function pct(x) { return (100 * x).toFixed(1) + "%"; }
   function codeOf(id) { for (var i = 0; i < NJ; i++) if (D.jobs[i].id === id) return i + 2; return -1; }
   function spanText(r) {
@@ -437,7 +445,7 @@
         '</td><td class="slurm-reason" title="' + esc(p.slurm_reason_words) + '">' + esc(p.slurm_reason) + "</td><td>" +
         (p.agent_reason ? esc(p.agent_reason) + ' <span class="muted">' + esc(p.agent_reason_time || "") + "</span>" :
           p.pinned ? "pinned to " + esc(p.pinned) : '<span class="muted">–</span>') + "</td><td>" +
-        (p.waiting_s === null ? "–" : fmt(Math.round(p.waiting_s)) + " s") + "</td></tr>";
+        (p.waiting_s === null ? "–" : '<span title="' + fmt(Math.round(p.waiting_s)) + ' s">' + span(p.waiting_s) + "</span>") + "</td></tr>";
     });
     out.push('<div class="panel"><h2>Pending jobs (' + C.pending.length + ")</h2>" + (pend.length ? table("pending-jobs",
       ["job", "name", "user", "tier", "nodes × GPUs", "Slurm's reason", "agent's reason", "waiting"], pend) :
