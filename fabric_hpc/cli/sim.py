@@ -121,6 +121,7 @@ def compare_cmd(dirs: tuple[str, ...], report_path: str | None, as_json: bool) -
     """Compare result directories side by side (table + HTML report)."""
     from fabric_hpc.inputs import distinct_outputs, output_path
     from fabric_hpc.sim import comparison_metrics, comparison_rows, load_results, write_html
+    from fabric_hpc.sim.report import comparison_warnings
 
     results = [load_results(d) for d in dirs]
     names = [Path(d).name or d for d in dirs]
@@ -129,18 +130,33 @@ def compare_cmd(dirs: tuple[str, ...], report_path: str | None, as_json: bool) -
     report = output_path(report_path if report_path else Path(dirs[0]).resolve().parent / "report.html",
                          what="--report")
     distinct_outputs({"--report": report}, {f"{d}/{f}": Path(d) / f for d in dirs for f in ("results.json", "state.json")})
-    write_html(results, report, names=names)
+    warnings = _duplicates(dirs) + comparison_warnings(results, names)  # on the terminal and on the page
+    write_html(results, report, names=names, warnings=warnings, links=_topology_links(dirs, names, report))
     rows = comparison_rows(results)
-    # a side-by-side means something only over the same jobs on the same cluster
-    warnings = [f"the runs replayed different {what}s: " + ", ".join(f"{n}: {v}" for n, v in zip(names, seen))
-                for what, seen in (("trace", [r.get("trace") for r in results]),
-                                   ("fabric", [(r.get("config") or {}).get("fabric") for r in results]))
-                if len(set(map(str, seen))) > 1]
     render(as_json, {"columns": ["metric", *names], "rows": rows, "metrics": comparison_metrics(results),
                      "runs": names, "report": str(report), "warnings": warnings},
            lambda con: (con.print(table("policy comparison", ["metric", *names], rows)),
                         [con.print(f"warning: {w}", markup=False) for w in warnings],
                         con.print(f"report: {report}")))
+
+
+def _duplicates(dirs: tuple[str, ...]) -> list[str]:
+    """One warning per run directory given more than once (by its real path)."""
+    seen: dict[str, list[str]] = {}
+    for d in dirs:
+        seen.setdefault(os.path.realpath(d), []).append(d)
+    return [f"the same run directory was given {len(given)} times: {', '.join(given)}"
+            for given in seen.values() if len(given) > 1]
+
+
+def _topology_links(dirs: tuple[str, ...], names: list[str], report: Path) -> dict[str, str]:
+    """Each run's topology report that exists, relative to the comparison page."""
+    out = {}
+    for d, n in zip(dirs, names, strict=True):
+        page = Path(d) / "topology.html"
+        if page.is_file() and n not in out:
+            out[n] = Path(os.path.relpath(page.resolve(), report.resolve().parent)).as_posix()
+    return out
 
 
 @group.command("demo")

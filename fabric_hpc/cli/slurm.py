@@ -171,9 +171,24 @@ def report(topology: str, out_html: str, png: str | None, state_dir: str | None,
         out = once()
         render(as_json, out, lambda con: con.print(rep.summary_line(out)))
         return
-    once()  # the first page (or the error) before the loop: a wrong flag fails at once
+
+    def cycle() -> None:  # each cycle says what it wrote: a summary line, or one JSON line with --json
+        out = once()
+        click.echo(_json_line(out) if as_json else rep.summary_line(out))
+
+    cycle()  # the first page (or the error) before the loop: a wrong flag fails at once
     err = console(stderr=True)
-    rep.watch(once, watch_s, on_error=lambda exc: err.print(f"error: {exc.message} (keeping the last page)"))
+    rep.watch(cycle, watch_s, on_error=lambda exc: err.print(f"error: {exc.message} (keeping the last page)"),
+              first_wait=True)
+
+
+def _json_line(data: Any) -> str:
+    import json
+
+    from fabric_hpc.cli.output import JSON_WRITTEN, dumps_json
+
+    JSON_WRITTEN[0] = True
+    return json.dumps(json.loads(dumps_json(data)[0]), separators=(",", ":"))
 
 
 _config = click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),

@@ -226,16 +226,19 @@ def report(fabric: str | None, out_html: str, state_path: str | None, png: str |
 
     distinct_outputs({"--out": out_html, "--png": png, "--svg": svg}, {"FABRIC": fabric, "--state": state_path})
     fab = open_fabric(fabric)
-    occupancy = None
-    if state_path is not None:
+    state = None
+    if state_path is not None:  # passed as a state, not strings: a job named "free" stays a job
         from fabric_hpc.placement import ClusterState
 
-        occupancy = ClusterState.load(fab, state_path).occupancy()
-    summary = write_report(fab, out_html, occupancy=occupancy, title=title, png=png, svg=svg)
+        state = ClusterState.load(fab, state_path)
+    summary = write_report(fab, out_html, state=state, title=title, png=png, svg=svg)
     data = summary.to_dict()
+    from fabric_hpc.topology.report import plural
+
     render(as_json, data, lambda c: c.print(
-        f"wrote {data['html']} ({data['html_bytes'] / 1024:.0f} KiB): {data['hosts']} hosts, {data['gpus']} GPUs, "
-        f"{data['free']} free, {data['allocated']} allocated, {data['down']} down, {len(data['jobs'])} jobs"
+        f"wrote {data['html']} ({data['html_bytes'] / 1024:.0f} KiB): {plural(data['hosts'], 'host')}, "
+        f"{plural(data['gpus'], 'GPU')}, {data['free']} free, {data['allocated']} allocated, {data['down']} down, "
+        f"{plural(len(data['jobs']), 'job')}"
         + "".join(f"; wrote {p}" for p in (data.get("png"), data.get("svg")) if p)))
 
 

@@ -68,6 +68,10 @@ class ClusterState:
         """Whether ``job`` holds GPUs in this state."""
         return job in self._job_num
 
+    def job_numbers(self) -> dict[str, int]:
+        """Job id → its number in ``owner``, for every job holding GPUs now (any id, even "free")."""
+        return dict(self._job_num)
+
     @property
     def held_jobs(self) -> int:
         """Jobs holding GPUs now."""

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from fabric_hpc.atomic import write_atomic
+from fabric_hpc.topology.report_static import mpl_text
 
 ROWS = [("mean_jct_s", "mean JCT (h)", 1 / 3600), ("p50_jct_s", "p50 JCT (h)", 1 / 3600),
         ("p99_jct_s", "p99 JCT (h)", 1 / 3600), ("mean_wait_s", "mean queueing delay (h)", 1 / 3600),
@@ -61,6 +62,12 @@ def plots(results: list[dict[str, Any]], names: list[str]) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
+    with matplotlib.rc_context({"text.usetex": False}):  # run names are never handed to LaTeX
+        return _plots(results, [mpl_text(n) for n in names])
+
+
+def _plots(results: list[dict[str, Any]], names: list[str]) -> dict[str, str]:
+    """The three pictures; ``names`` are already safe for matplotlib (:func:`mpl_text`)."""
     import matplotlib.pyplot as plt
 
     out = {}
@@ -86,26 +93,59 @@ def plots(results: list[dict[str, Any]], names: list[str]) -> dict[str, str]:
     for i, (r, n) in enumerate(zip(results, names, strict=True)):
         vals = [np.mean(r["wait_by_tier"].get(t, [0])) / 3600 for t in tiers]
         ax.bar(np.arange(len(tiers)) + i * width, vals, width, label=n)
-    ax.set_xticks(np.arange(len(tiers)) + width * (len(results) - 1) / 2, tiers)
+    ax.set_xticks(np.arange(len(tiers)) + width * (len(results) - 1) / 2, [mpl_text(t) for t in tiers])
     ax.set_ylabel("mean queueing delay (h)"), ax.legend(), ax.grid(alpha=.3, axis="y")
     out["tiers"] = _png(fig)
     return out
 
 
+def run_fabric(r: dict[str, Any]) -> str:
+    """The fabric a run replayed on (its config, else its summary)."""
+    return str((r.get("config") or {}).get("fabric") or r["summary"].get("fabric", "?"))
+
+
+def comparison_warnings(results: list[dict[str, Any]], names: list[str]) -> list[str]:
+    """A side-by-side means something only over the same jobs on the same cluster: what differs."""
+    out = []
+    for what, seen in (("trace", [str(r.get("trace")) for r in results]), ("fabric", [run_fabric(r) for r in results])):
+        if len(set(seen)) > 1:
+            out.append(f"the runs replayed different {what}s: " + ", ".join(f"{n}: {v}" for n, v in zip(names, seen)))
+    return out
+
+
+def _setup_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+    """The rows that say what each run replayed: trace, fabric, GPUs."""
+    return [["trace", *(str(r.get("trace", "")) for r in results)], ["fabric", *(run_fabric(r) for r in results)],
+            ["GPUs", *(str(r["summary"]["gpus"]) for r in results)]]
+
+
+def _intro(results: list[dict[str, Any]], warnings: list[str]) -> str:
+    traces = sorted({str(r.get("trace", "")) for r in results})
+    fabrics = sorted({(run_fabric(r), r["summary"]["gpus"]) for r in results})
+    work = f"Workload: {html.escape(traces[0])}." if len(traces) == 1 else "Workloads differ (table)."
+    fab = (f"Fabric: {html.escape(fabrics[0][0])} ({fabrics[0][1]} GPUs)." if len(fabrics) == 1
+           else "Fabrics differ (table).")
+    warn = "".join(f"<li>warning: {html.escape(w)}</li>" for w in warnings)
+    return (f'<ul class="warn">{warn}</ul>' if warn else "") + f"<p>{work} {fab} Metric definitions: docs/scheduler.md.</p>"
+
+
 def write_html(results: list[dict[str, Any]], out_html: str | os.PathLike[str], *, names: list[str] | None = None,
-               title: str = "Scheduler comparison", links: dict[str, str] | None = None) -> Path:
+               title: str = "Scheduler comparison", links: dict[str, str] | None = None,
+               warnings: list[str] | None = None) -> Path:
+    """The page: what each run replayed, the warnings (default: :func:`comparison_warnings`), the
+    metrics table and the plots, and ``links`` (label → URL) to each run's topology report."""
     names = names or [r["summary"]["policy"] for r in results]
+    warnings = comparison_warnings(results, names) if warnings is None else warnings
     imgs = plots(results, names)
     head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                   for row in comparison_rows(results))
-    traces = ", ".join(sorted({html.escape(str(r.get("trace", ""))) for r in results}))
+                   for row in _setup_rows(results) + comparison_rows(results))
     link_html = "".join(f'<li><a href="{html.escape(u)}">{html.escape(k)}</a></li>' for k, u in (links or {}).items())
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child{{text-align:left}}</style></head>
-<body><h1>{html.escape(title)}</h1><p>Workload: {traces}. Fabric: {html.escape(str(results[0]['summary'].get('fabric', '?')))}
-({results[0]['summary']['gpus']} GPUs). Metric definitions: docs/scheduler.md.</p>
+td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child{{text-align:left}}
+.warn{{color:#8a4b00;background:#fff4e5;border:1px solid #ffb74d;padding:6px 10px 6px 2em}}</style></head>
+<body><h1>{html.escape(title)}</h1>{_intro(results, warnings)}
 <table><tr><th>metric</th>{head}</tr>{body}</table>
 <h2>Utilisation and queue over time</h2><img src="{imgs['timeline']}">
 <h2>Job completion time CDF</h2><img src="{imgs['cdf']}">

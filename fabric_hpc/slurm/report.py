@@ -61,6 +61,7 @@ class AgentLog:
 class ClusterReport:
     occupancy: dict[str, str]
     data: dict[str, Any]
+    state: ClusterState | None = None  # what the page draws (owners by number, not by name)
 
 
 def _when(ts: float) -> str:
@@ -173,7 +174,7 @@ def build(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float, agent:
             "health": health(fab, state, running, pending),
             "warnings": warnings, "running": running, "pending": pending,
             "nodes": [{"node": n.name, "state": n.state, "flags": list(n.flags)} for n in unusable]}
-    return ClusterReport(occupancy=state.occupancy(), data=data)
+    return ClusterReport(occupancy=state.occupancy(), data=data, state=state)
 
 
 def _allocate(fab: Fabric, state: ClusterState, job: Job, warnings: list[str]) -> list[int]:
@@ -278,7 +279,7 @@ def write(client: SlurmClient, fab: Fabric, out_html: str | Path, *, png: str | 
     nodes, jobs = client.nodes(), client.jobs()
     agent = read_agent_log(state_dir) if state_dir is not None else None
     rep = build(fab, nodes, jobs, now=time.time() if now is None else now, agent=agent, backend=client.backend)
-    summary = write_report(fab, out_html, occupancy=rep.occupancy, png=png, cluster=rep.data,
+    summary = write_report(fab, out_html, state=rep.state, png=png, cluster=rep.data,
                            title=title or f"Cluster {fab.name} (Slurm)")
     colors = {j: s.color for j, s in summary.jobs.items()}
     d = rep.data
@@ -290,10 +291,11 @@ def write(client: SlurmClient, fab: Fabric, out_html: str | Path, *, png: str | 
 
 
 def watch(once: Callable[[], Any], interval_s: float, *, on_error: Callable[[FabricError], None],
-          stop: threading.Event | None = None, signals: bool = True) -> int:
+          stop: threading.Event | None = None, signals: bool = True, first_wait: bool = False) -> int:
     """Call ``once`` every ``interval_s`` until SIGINT/SIGTERM (or ``stop``); returns the cycles run.
 
     A failed cycle (Slurm down, a bad answer) goes to ``on_error`` and the last good page stays.
+    ``first_wait``: wait one interval before the first call (the caller has just made one).
     """
     stop = stop or threading.Event()
     old = {}
@@ -302,6 +304,8 @@ def watch(once: Callable[[], Any], interval_s: float, *, on_error: Callable[[Fab
             old[sig] = signal.signal(sig, lambda *_: stop.set())
     cycles = 0
     try:
+        if first_wait:
+            stop.wait(interval_s)
         while not stop.is_set():
             try:
                 once()

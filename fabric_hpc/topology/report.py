@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import colorsys
 import html
-import io
 import json
 import re
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,14 +36,21 @@ from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.topology.model import Fabric, gpu_numa_of, rail_of
 
+if TYPE_CHECKING:
+    from fabric_hpc.placement.state import ClusterState
+
 FREE, DOWN = 0, 1  # state codes; job j has code 2 + j
 FREE_COLOR = "#dde3ea"
 DOWN_COLOR = "#d32f2f"
-#: Distinct job colours (no reds: red means down). More jobs get golden-angle hues.
-JOB_PALETTE = ("#1f77b4", "#ff9f1c", "#2ca02c", "#9467bd", "#17becf", "#8c564b", "#e377c2", "#bcbd22",
-               "#3949ab", "#00897b", "#6d4c41", "#7cb342", "#5e35b1", "#0277bd", "#f9a825", "#4e342e",
-               "#26a69a", "#ab47bc", "#827717", "#546e7a")
+#: Job colours: Kenneth L. Kelly's "Twenty-two colors of maximum contrast" (Color Engineering 3(6),
+#: 1965), in his order (the first n are the most distinct n), as the sRGB values commonly given for
+#: his ISCC-NBS colours; left out: white (looks free), vivid red and reddish orange (look down).
+#: Closest pair: CIE76 dE 15 (the earlier palette had pairs at 5). More jobs get golden-angle hues.
+JOB_PALETTE = ("#f3c300", "#875692", "#f38400", "#a1caf1", "#c2b280", "#848482", "#008856", "#e68fac",
+               "#0067a5", "#f99379", "#604e97", "#f6a600", "#b3446c", "#dcd300", "#882d17", "#8db600",
+               "#654522", "#2b3d26", "#222222")
 _ASSETS = "report_assets"
+MAX_JOB_ID = 256  # characters; the page cuts long names with an ellipsis, the picture at 40
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,7 @@ def state_codes(fab: Fabric, occupancy: dict[str, str] | None) -> tuple[np.ndarr
             raise ConfigError(f"occupancy key {key!r}: expected a GPU id or a host name (a string)")
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"occupancy[{key!r}] = {value!r}: expected 'free', 'down' or a job id")
-    jobs = sorted({v for v in occupancy.values() if v not in ("free", "down")}, key=_natural_key)
+    jobs = _check_ids(sorted({v for v in occupancy.values() if v not in ("free", "down")}, key=_natural_key))
     code_of = {"free": FREE, "down": DOWN, **{j: 2 + i for i, j in enumerate(jobs)}}
     ordered = sorted(occupancy.items(), key=lambda kv: "/" in kv[0])  # hosts first, GPUs override
     for key, value in ordered:
@@ -120,6 +126,36 @@ def state_codes(fab: Fabric, occupancy: dict[str, str] | None) -> tuple[np.ndarr
         else:
             raise NotFoundError(f"occupancy names {key!r}, which is neither a GPU nor a host of {fab.name!r}",
                                 hint=f"use GPU ids like {fab.gpus[0] if fab.gpus else 'host/gpu0'} or host names")
+    return codes, jobs
+
+
+def plural(n: int, word: str) -> str:
+    """``1 host``, ``2 hosts``, ``1,024 GPUs``."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _check_ids(jobs: list[str]) -> list[str]:
+    long = [j for j in jobs if len(j) > MAX_JOB_ID]
+    if long:
+        raise ConfigError(f"job id {long[0][:40]!r}… is {len(long[0]):,} characters long (at most {MAX_JOB_ID})",
+                          hint="use shorter job ids; put long descriptions elsewhere")
+    return jobs
+
+
+def codes_of_state(state: ClusterState) -> tuple[np.ndarray, list[str]]:
+    """Per-GPU state codes and job order of a :class:`ClusterState`: its owners are numbers, so a
+    job named ``free`` or ``down`` stays a job (an occupancy dict cannot tell them apart)."""
+    from fabric_hpc.placement.state import DOWN as STATE_DOWN
+
+    nums = state.job_numbers()
+    jobs = _check_ids(sorted(nums, key=_natural_key))
+    lut = np.zeros(state.known_jobs or 1, np.int32)
+    for i, job in enumerate(jobs):
+        lut[nums[job]] = 2 + i
+    owner = state.owner
+    codes = np.where(owner == STATE_DOWN, DOWN, FREE).astype(np.int32)
+    held = owner >= 0
+    codes[held] = lut[owner[held]]
     return codes, jobs
 
 
@@ -211,6 +247,14 @@ def report_data(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str
             "jobs": [{"id": j, **asdict(stats[j])} for j in jobs], "cluster": cluster}
 
 
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """Bidi controls shown as ``[U+202E]``: a name cannot reorder itself or the text after it."""
+    return _BIDI.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
+
+
 def _asset(name: str) -> str:
     return resources.files("fabric_hpc.topology").joinpath(_ASSETS, name).read_text(encoding="utf-8")
 
@@ -220,7 +264,7 @@ def render_html(data: dict[str, Any]) -> str:
     # "<" only occurs inside JSON strings: as \u003c no "</script" or "<!--" can end or confuse the block
     payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
     page = _asset("report.html")
-    for key, value in (("__TITLE__", html.escape(data["title"])), ("/*__CSS__*/", _asset("report.css")),
+    for key, value in (("__TITLE__", html.escape(visible(data["title"]))), ("/*__CSS__*/", _asset("report.css")),
                        ("/*__JS__*/", _asset("report.js")), ("__DATA__", payload)):
         page = page.replace(key, value, 1)
     return page
@@ -228,12 +272,16 @@ def render_html(data: dict[str, Any]) -> str:
 
 def write_report(fab: Fabric, out_html: str | Path, *, occupancy: dict[str, str] | None = None,
                  title: str | None = None, png: str | Path | None = None,
-                 svg: str | Path | None = None, cluster: dict[str, Any] | None = None) -> ReportSummary:
+                 svg: str | Path | None = None, cluster: dict[str, Any] | None = None,
+                 state: ClusterState | None = None) -> ReportSummary:
     """Write the self-contained HTML report (and optionally a static PNG and/or SVG).
 
     ``occupancy`` maps GPU ids or host names to ``"free"``, ``"down"`` or a job id (None: all free).
-    ``cluster``: the live-cluster section of ``fabric slurm report``. Every file is written to a
-    temporary name and renamed, so a reader never sees a partial page or picture.
+    ``state`` (a :class:`~fabric_hpc.placement.state.ClusterState`, instead of ``occupancy``): the
+    owners by number, so no job id is mistaken for a state (a job named ``free`` stays a job).
+    ``cluster``: the live-cluster section of ``fabric slurm report``. The pictures are drawn in
+    memory first; then every file is written to a temporary name and renamed, so a reader never
+    sees a partial page or picture, and an error leaves no file.
     Returns the counts the page shows. Raises ConfigError/NotFoundError for bad occupancy.
     """
     from fabric_hpc.inputs import output_path
@@ -241,14 +289,22 @@ def write_report(fab: Fabric, out_html: str | Path, *, occupancy: dict[str, str]
     for target in (out_html, png, svg):  # checked before any work: nothing is created on a typo
         if target is not None:
             output_path(target, what="report file")
-    codes, jobs = state_codes(fab, occupancy)
+    if state is not None and occupancy is not None:
+        raise ConfigError("give the occupancy or a cluster state, not both")
+    codes, jobs = codes_of_state(state) if state is not None else state_codes(fab, occupancy)
     stats = _job_stats(fab, codes, jobs)
     title = title or f"Fabric {fab.name}"
     page = render_html(report_data(fab, codes, jobs, stats, title, cluster))
     out = Path(out_html)
+    images = {fmt: Path(p) for fmt, p in (("png", png), ("svg", svg)) if p is not None}
+    blobs: dict[str, bytes] = {}
+    if images:  # drawn before anything is written: a picture that fails leaves no page behind
+        from fabric_hpc.topology.report_static import static_images
+
+        blobs = static_images(fab, codes, jobs, stats, title, tuple(images))
     _write(out, page.encode("utf-8"))
-    if png is not None or svg is not None:
-        write_static(fab, codes, jobs, stats, title, png=png, svg=svg)
+    for fmt, blob in blobs.items():
+        _write(images[fmt], blob)
     free, down = int((codes == FREE).sum()), int((codes == DOWN).sum())
     return ReportSummary(fabric=fab.name, hosts=len(fab.hosts), gpus=len(fab.gpus), free=free,
                          allocated=len(fab.gpus) - free - down, down=down, jobs=stats, html=str(out),
@@ -267,121 +323,9 @@ def _write(path: Path, blob: bytes) -> None:
                           hint="choose a writable path") from exc
 
 
-# -- static picture (matplotlib) ----------------------------------------------------------------
-_MAX_ROWS = 96
+def __getattr__(name: str) -> Any:  # the static picture lives in report_static (imported on use)
+    if name == "write_static":
+        from fabric_hpc.topology import report_static
 
-
-def _static_rows(fab: Fabric) -> tuple[list[str], list[list[str]], list[str]]:
-    """Rows of the static picture: leaf groups (or the level above when there are too many).
-
-    Returns row names, the hosts of each row, and the parent label of each row.
-    """
-    if not fab.groups:
-        return ["all hosts"], [list(fab.hosts)], [""]
-    for lv in fab.levels:
-        rows = [g for g in fab.groups.values() if g.level == lv]
-        if len(rows) <= _MAX_ROWS or lv == fab.levels[-1]:
-            break
-
-    def hosts_of(name: str) -> list[str]:
-        g = fab.groups[name]
-        kids = [c.name for c in fab.groups.values() if c.parent == name]
-        return list(g.hosts) + [h for k in kids for h in hosts_of(k)]
-
-    return [g.name for g in rows], [hosts_of(g.name) for g in rows], [g.parent or "" for g in rows]
-
-
-def write_static(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, JobStats], title: str,
-                 *, png: str | Path | None = None, svg: str | Path | None = None) -> None:
-    """Aggregated picture: per group a utilisation bar and a per-GPU heat strip, and a legend."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.colors import ListedColormap
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
-    names, row_hosts, parents = _static_rows(fab)
-    colors = [FREE_COLOR, DOWN_COLOR] + [stats[j].color for j in jobs]
-    width = max(max((sum(len(fab.host_gpus(h)) for h in hs) for hs in row_hosts), default=1), 1)
-    grid = np.full((len(names), width), np.nan)
-    for r, hosts in enumerate(row_hosts):
-        ids = [fab.gpu_pos[g] for h in hosts for g in fab.host_gpus(h)]
-        grid[r, :len(ids)] = codes[ids]
-    legend_rows = -(-(min(len(jobs), 14) + 2 + (len(jobs) > 14)) // 5)
-    bottom, top = 0.75 + 0.2 * legend_rows, 0.85
-    height = bottom + top + 0.2 * max(len(names), 3)
-    fig = Figure(figsize=(13, height), dpi=110)
-    FigureCanvasAgg(fig)
-    gs = fig.add_gridspec(1, 2, width_ratios=[1, 2.4], left=0.14, right=0.99, wspace=0.03,
-                          top=1 - top / height, bottom=bottom / height)
-    bars, heat = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
-    y = np.arange(len(names))
-    left = np.zeros(len(names))
-    seen = np.maximum(np.sum(~np.isnan(grid), axis=1), 1)
-    for code in [*range(2, len(colors)), DOWN, FREE]:  # jobs, then down, free last (as on the page)
-        frac = np.sum(grid == code, axis=1) / seen
-        if frac.any():
-            bars.barh(y, frac, left=left, color=colors[code], height=0.8, edgecolor="none",
-                      hatch="////" if code == DOWN else None)
-            left += frac
-    bars.set_xlim(0, 1)
-    bars.set_ylim(len(names) - 0.5, -0.5)
-    labels = [f"{p} ▸ {n}" if p and (r == 0 or parents[r - 1] != p) else n
-              for r, (n, p) in enumerate(zip(names, parents, strict=True))]
-    bars.set_yticks(y, labels, fontsize=7 if len(names) > 24 else 8)
-    bars.set_xticks([0, 0.5, 1], ["0", "50%", "100%"], fontsize=7)
-    bars.set_xlabel("GPUs by state", fontsize=8)
-    heat.imshow(np.ma.masked_invalid(grid), aspect="auto", interpolation="nearest",
-                cmap=ListedColormap(colors), vmin=-0.5, vmax=len(colors) - 0.5)
-    heat.set_yticks([])
-    _host_ticks(fab, heat, row_hosts)
-    _separate_parents(bars, heat, parents)
-    _static_titles(fig, fab, codes, jobs, stats, title, colors, Patch)
-    for path, fmt in ((png, "png"), (svg, "svg")):
-        if path is not None:
-            blob = io.BytesIO()
-            fig.savefig(blob, format=fmt)
-            _write(Path(path), blob.getvalue())
-
-
-def _host_ticks(fab: Fabric, heat: Any, row_hosts: list[list[str]]) -> None:
-    """Host boundaries on the heat strip when every host has the same number of GPUs."""
-    per = {len(fab.host_gpus(h)) for hs in row_hosts for h in hs}
-    most = max((len(hs) for hs in row_hosts), default=0)
-    if len(per) != 1 or not most or (g := per.pop()) == 0:
-        heat.set_xlabel("GPUs of each group, in host order (one column per GPU)", fontsize=8)
-        heat.tick_params(axis="x", labelsize=7)
-        return
-    if most <= 160:
-        for b in range(1, most):
-            heat.axvline(b * g - 0.5, color="white", linewidth=0.6)
-    step = max(1, -(-most // 16))
-    hosts = list(range(0, most, step))
-    heat.set_xticks([h * g + (g - 1) / 2 for h in hosts], [str(h + 1) for h in hosts], fontsize=7)
-    heat.set_xlabel(f"host within the group (each host: its {g} GPUs, left to right)", fontsize=8)
-
-
-def _separate_parents(bars: Any, heat: Any, parents: list[str]) -> None:
-    for r in range(1, len(parents)):
-        if parents[r] != parents[r - 1]:
-            for ax in (bars, heat):
-                ax.axhline(r - 0.5, color="#333333", linewidth=1.2)
-
-
-def _static_titles(fig: Any, fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, JobStats],
-                   title: str, colors: list[str], patch: Any) -> None:
-    free, down = int((codes == FREE).sum()), int((codes == DOWN).sum())
-    alloc = len(codes) - free - down
-    h = fig.get_figheight()
-    fig.text(0.01, 1 - 0.12 / h, title, fontsize=12, fontweight="bold", va="top")
-    fig.text(0.01, 1 - 0.42 / h,
-             f"{fab.spec.description or fab.name} — {len(fab.hosts):,} hosts, {len(fab.gpus):,} GPUs: "
-             f"{free:,} free, {alloc:,} allocated ({len(jobs)} jobs), {down:,} down", fontsize=9, va="top")
-    handles = [patch(facecolor=FREE_COLOR, label=f"free ({free:,})"),
-               patch(facecolor=DOWN_COLOR, hatch="////", label=f"down ({down:,})")]
-    shown = jobs[:14]
-    handles += [patch(facecolor=stats[j].color, label=f"{j} ({stats[j].gpus} GPUs, "
-                      f"{stats[j].nvlink_domains} NVL dom.)") for j in shown]
-    if len(jobs) > len(shown):
-        handles.append(patch(facecolor="white", label=f"… {len(jobs) - len(shown)} more jobs"))
-    fig.legend(handles=handles, loc="lower left", ncol=min(len(handles), 5), fontsize=7, frameon=False,
-               bbox_to_anchor=(0.01, 0.02 / h))
+        return report_static.write_static
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,6 +18,7 @@ from fabric_hpc.slurm import report
 from fabric_hpc.slurm.contract import Node
 from fabric_hpc.slurm.replay import ReplayClient
 from fabric_hpc.topology import build, generators
+from fabric_hpc.topology.report import JOB_PALETTE
 from tests.slurm_integration.test_agent_replay import HERE, VERSIONS, recorded
 from tests.topology.test_report_browser import driver  # noqa: F401 (fixture)
 
@@ -86,7 +87,7 @@ def test_page_from_recorded_answer(fab, version, tmp_path):
     out = report.write(client(version), fab, tmp_path / "c.html", now=NOW)
     page = (tmp_path / "c.html").read_text()
     assert '"cluster":{"generated":"2026-12-03 16:03:20 UTC"' in page
-    assert {r["job"]: r["color"] for r in out["running"]} == {"1": "#1f77b4", "2": "#ff9f1c"}
+    assert {r["job"]: r["color"] for r in out["running"]} == {"1": JOB_PALETTE[0], "2": JOB_PALETTE[1]}
     assert out["allocated"] == 14 and out["down"] == 0 and out["warnings"] == []
 
 
@@ -230,6 +231,26 @@ def test_page_job_focus_from_both_tables(fab, tmp_path, driver):  # noqa: F811
     assert "focus" in driver.find_element("css selector", '#running-jobs tr[data-job="12"]').get_attribute("class")
 
 
+@pytest.mark.browser
+def test_page_long_job_names_stay_in_their_column(fab, tmp_path, driver):  # noqa: F811
+    """Names as long as the report keeps (200 characters) are cut with an ellipsis: the running and
+    pending tables fit their panels, the whole name is the cell's title."""
+    from fabric_hpc.slurm.contract import Job
+    from tests.topology.test_report_browser import _open
+
+    name = "n" * 300
+    nodes = [Node(name=h, state="mixed", gpus=8) for h in fab.hosts]
+    jobs = [Job(job_id=11, name=name, user="u" * 64, state="RUNNING", node_list=("n1",), gpus={"n1": (0, 1)}),
+            Job(job_id=12, name=name, state="PENDING", nodes=2, gpus_per_node=8)]
+    out = tmp_path / "c.html"
+    report.write(ReplayClientFor(nodes, jobs), fab, out, now=NOW)
+    assert _open(driver, out) == []
+    for table in ("running-jobs", "pending-jobs"):
+        box = driver.find_element("css selector", f"#{table}").find_element("xpath", "..")
+        assert driver.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", box), table
+        assert driver.find_element("css selector", f"#{table} .nm[title^=nnn]").get_attribute("title") == name[:200]
+
+
 class ReplayClientFor(ReplayClient):
     """A client answering with given records (the page test needs no JSON shapes)."""
 
@@ -242,3 +263,53 @@ class ReplayClientFor(ReplayClient):
 
     def jobs(self):
         return self._j
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_cli_watch_says_what_each_cycle_wrote(fab, tmp_path, monkeypatch, capsys, as_json):
+    """``--watch`` prints a summary line per cycle (``--json``: one JSON document per line)."""
+    import threading
+
+    from fabric_hpc.cli import slurm as cli_slurm
+    from fabric_hpc.cli.main import main
+    from fabric_hpc.topology import save_spec
+
+    spec = tmp_path / "fab.yaml"
+    save_spec(generators.leaf_spine(16, hosts_per_leaf=4, gpus=8, cpus=8), spec)
+    monkeypatch.setattr(cli_slurm, "_client", lambda *a: client(VERSIONS[-1]))
+    real, stop, calls = report.watch, threading.Event(), []
+
+    def two_more(once, interval_s, **kw):
+        def counted():
+            once()
+            calls.append(1)
+            if len(calls) == 2:
+                stop.set()
+        return real(counted, 0.01, **{**kw, "stop": stop, "signals": False})
+
+    monkeypatch.setattr(report, "watch", two_more)
+    args = ["slurm", "report", "--topology", str(spec), "--out", str(tmp_path / "c.html"), "--watch", "1"]
+    assert main(args + (["--json"] if as_json else [])) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3, lines
+    if as_json:
+        assert all(json.loads(line)["html"] == str(tmp_path / "c.html") for line in lines)
+    else:
+        assert all(line.startswith(f"wrote {tmp_path / 'c.html'}") for line in lines)
+
+
+@pytest.mark.browser
+def test_page_waits_are_days_and_hours(fab, tmp_path, driver):  # noqa: F811
+    """150,050 s waited reads "1 d 17 h" (the seconds on hover), not "150,050 s"."""
+    from fabric_hpc.slurm.contract import Job
+    from tests.topology.test_report_browser import _open
+
+    nodes = [Node(name=h, state="idle", gpus=8) for h in fab.hosts]
+    jobs = [Job(job_id=21, name="a", state="PENDING", nodes=1, gpus_per_node=8, submit_time=NOW - 150_050),
+            Job(job_id=22, name="b", state="PENDING", nodes=1, gpus_per_node=8, submit_time=NOW - 725)]
+    out = tmp_path / "c.html"
+    report.write(ReplayClientFor(nodes, jobs), fab, out, now=NOW)
+    assert _open(driver, out) == []
+    cells = [r.find_elements("css selector", "td")[-1] for r in driver.find_elements("css selector", "#pending-jobs tr.pend-row")]
+    assert [c.text for c in cells] == ["1 d 17 h", "12 min 5 s"]
+    assert cells[0].find_element("css selector", "span").get_attribute("title") == "150,050 s"

@@ -138,6 +138,30 @@ def test_job_colours_are_distinct_and_never_red():
         assert not (r > 180 and g < 90 and b < 90), c  # down is red
 
 
+def _lab(colour: str) -> tuple[float, float, float]:
+    """sRGB hex → CIELAB (D65)."""
+    rgb = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (((c + 0.055) / 1.055) ** 2.4 if c > 0.04045 else c / 12.92 for c in rgb)
+    xyz = ((0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047, 0.2126 * r + 0.7152 * g + 0.0722 * b,
+           (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883)
+    fx, fy, fz = (t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116 for t in xyz)
+    return 116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)
+
+
+def test_job_palette_colours_are_far_apart_and_from_free_and_down():
+    """Kelly's colours: every pair at least CIE76 dE 15 apart, each 20 from free grey and down red."""
+    from itertools import combinations
+
+    from fabric_hpc.topology.report import DOWN_COLOR, FREE_COLOR
+
+    def de(a: str, b: str) -> float:
+        return sum((x - y) ** 2 for x, y in zip(_lab(a), _lab(b))) ** 0.5
+
+    assert len(JOB_PALETTE) >= 19
+    assert min(de(a, b) for a, b in combinations(JOB_PALETTE, 2)) >= 15
+    assert min(de(c, s) for c in JOB_PALETTE for s in (FREE_COLOR, DOWN_COLOR)) >= 20
+
+
 def test_nvl72_job_stays_in_one_domain(tmp_path):
     fab = build(generators.nvl72(racks=2))
     s = write_report(fab, tmp_path / "r.html", occupancy=nvl72_occupancy())

@@ -203,3 +203,73 @@ def test_nvl72_page_shows_domains_and_rails(driver, tmp_path):
     assert "GB200" in details and "r002" in details and "down" in details
     _shoot(driver, "nvl72-2r")
     assert [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")] == []
+
+
+def test_long_job_ids_are_cut_with_the_whole_name_on_hover(driver, tmp_path):
+    """A 256-character job id keeps the jobs table inside its panel; its title holds the whole id."""
+    fab = build(generators.leaf_spine(hosts=4))
+    long_id = "j" * 256  # the longest id the report takes
+    write_report(fab, tmp_path / "r.html", occupancy={"n1": long_id, "n2": "short"})
+    assert _open(driver, tmp_path / "r.html") == []
+    scroll = driver.find_element("css selector", "#jobs .scroll")
+    assert driver.execute_script("return arguments[0].scrollWidth <= arguments[0].clientWidth", scroll)
+    cell = driver.find_element("css selector", f'#jobs tr[data-job="{long_id}"] .nm')
+    assert cell.get_attribute("title") == long_id
+    assert driver.execute_script("return arguments[0].scrollWidth > arguments[0].clientWidth", cell)  # cut
+
+
+def test_bidi_controls_in_names_are_shown_not_applied(driver, tmp_path):
+    """U+202E would show job "job\u202eevil" as "joblive" and reverse the subtitle after the
+    description: the page shows the control as [U+202E] instead."""
+    fab = build(generators.leaf_spine(hosts=2).model_copy(update={"description": "pod \u202eA"}))
+    write_report(fab, tmp_path / "r.html", occupancy={"n1": "job\u202eevil"}, title="t\u202ex")
+    assert _open(driver, tmp_path / "r.html") == []
+    assert driver.find_element("css selector", "#jobs tr.job-row .nm").text == "job[U+202E]evil"
+    assert driver.find_element("id", "subtitle").text == "pod [U+202E]A · switch levels: leaf → spine"
+    assert driver.find_element("id", "title").text == "t[U+202E]x" and driver.title == "t[U+202E]x"
+
+
+@pytest.mark.parametrize("ref, boxes", [("leaf-spine:hosts=4096,hosts_per_leaf=1", 1),
+                                        ("leaf-spine:hosts=96,hosts_per_leaf=4", 1 + 24)])
+def test_a_root_with_more_child_boxes_than_the_budget_opens_collapsed(driver, tmp_path, ref, boxes):
+    """4,096 one-host leaves: the page opens on the root's mini map, not 4,096 leaf boxes (also
+    after Collapse all); 24 leaves still open on their boxes."""
+    from fabric_hpc.topology import open_fabric
+
+    write_report(open_fabric(ref), tmp_path / "r.html")
+    assert _open(driver, tmp_path / "r.html") == []
+    assert len(driver.find_elements("css selector", ".group")) == boxes
+    driver.find_element("id", "collapse-all").click()
+    assert len(driver.find_elements("css selector", ".group")) == boxes
+    if boxes == 1:
+        assert driver.find_elements("css selector", ".group > .gbody > canvas.mini")
+
+
+def test_group_headers_say_1_host_1_gpu(driver, tmp_path):
+    from fabric_hpc.topology import open_fabric
+
+    write_report(open_fabric("leaf-spine:hosts=1,gpus=1"), tmp_path / "r.html")
+    assert _open(driver, tmp_path / "r.html") == []
+    metas = [m.text for m in driver.find_elements("css selector", ".ghead .meta")]
+    assert metas and all("1 host · 1 GPU" in m for m in metas), metas
+
+
+@pytest.mark.parametrize("ref, search, sample, host", [
+    ("leaf-spine:hosts=4", "e.g. n3 or n3/gpu7)", "leaf1 leaf switch", "host = its own NVLink domain (NVSwitch)"),
+    ("nvl72:racks=1", "e.g. r001-h10 or r001-h10/gpu3)", None, "host"),
+])
+def test_legend_and_search_use_this_fabrics_names(driver, tmp_path, ref, search, sample, host):
+    """No fixed su02-h07 / leaf-3 examples: the fabric's own host and switch names, and the
+    own-NVLink-domain line only where a host is its own domain."""
+    from fabric_hpc.topology import open_fabric
+
+    write_report(open_fabric(ref), tmp_path / "r.html")
+    assert _open(driver, tmp_path / "r.html") == []
+    assert search in driver.find_element("id", "search").get_attribute("placeholder")
+    legend = driver.find_element("id", "legend").text
+    assert "su02" not in legend and "leaf-3" not in legend
+    lines = legend.splitlines()
+    assert host in lines
+    if sample:  # the switch name is its own line (an inline box)
+        name, words = sample.split(" ", 1)
+        assert name in lines and words + "; hover to see its GPUs" in legend

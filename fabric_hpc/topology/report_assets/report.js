@@ -33,12 +33,22 @@
   for (var k = 0; k < S.length; k++) total[S[k]]++;
 
   // -- helpers -----------------------------------------------------------------------------
+  // bidi controls (U+202E …) in a name would reorder it ("job\u202eevil" shows as "joblive") or the
+  // text after it: they are shown as [U+202E]
+  var BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+  function show(s) {
+    return String(s).replace(BIDI, function (c) { return "[U+" + c.charCodeAt(0).toString(16).toUpperCase() + "]"; });
+  }
   function esc(s) {
-    return String(s).replace(/[&<>"']/g, function (c) {
+    return show(s).replace(/[&<>"']/g, function (c) {
       return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
     });
   }
+  function nm(s) {  // a name cell: cut with an ellipsis when long, the whole name on hover
+    return '<span class="nm" title="' + esc(s) + '">' + esc(s) + "</span>";
+  }
   function fmt(n) { return Number(n).toLocaleString("en-US"); }
+  function pl(n, word) { return fmt(n) + " " + word + (n === 1 ? "" : "s"); }  // 1 host, 2 hosts
   function color(code) { return code === FREE ? D.colors.free : code === DOWN ? D.colors.down : D.jobs[code - 2].color; }
   function stateName(code) { return code === FREE ? "free" : code === DOWN ? "down" : D.jobs[code - 2].id; }
   function sum(c) { var t = 0; for (var i = 0; i < c.length; i++) t += c[i]; return t; }
@@ -65,7 +75,7 @@
     if (c[DOWN]) order.push(DOWN);
     order.forEach(function (s) {
       out += '<i class="' + (s === DOWN ? "dn" : "") + '" style="width:' + (100 * c[s] / t).toFixed(3) +
-        "%;background:" + color(s) + '" title="' + esc(stateName(s) + ": " + c[s] + " GPUs") + '"></i>';
+        "%;background:" + color(s) + '" title="' + esc(stateName(s) + ": " + pl(c[s], "GPU")) + '"></i>';
     });
     return '<div class="bar">' + out + "</div>";
   }
@@ -76,14 +86,14 @@
     var more = rows.length > limit ? rows.length - limit : 0;
     var out = [FREE, DOWN].concat(rows.slice(0, limit)).filter(function (s) { return c[s] || s === FREE; })
       .map(function (s) { return sq(s) + esc(stateName(s)) + " " + fmt(c[s]); }).join("<br>");
-    return out + (more ? "<br>… " + more + " more jobs" : "");
+    return out + (more ? "<br>… " + more + " more job" + (more === 1 ? "" : "s") : "");
   }
 
   // -- header, legend, jobs ------------------------------------------------------------------
   function renderHeader() {
-    document.getElementById("title").textContent = D.title;
-    document.getElementById("subtitle").textContent = (D.description || D.name) +
-      (D.levels.length ? " · switch levels: " + D.levels.join(" → ") : "");
+    document.getElementById("title").textContent = show(D.title);
+    document.getElementById("subtitle").innerHTML = "<bdi>" + esc(D.description || D.name) + "</bdi>" +
+      (D.levels.length ? " · switch levels: " + D.levels.map(esc).join(" → ") : "");
     var alloc = S.length - total[FREE] - total[DOWN];
     var shared = D.nvl.filter(function (d) { return d.shared; }).length;
     var cards = [["hosts", "Hosts", H], ["gpus", "GPUs", S.length], ["free", "Free", total[FREE]],
@@ -102,18 +112,37 @@
     var rows = ['<div class="lg">' + sq(FREE) + "free GPU<b>" + fmt(total[FREE]) + "</b></div>",
       '<div class="lg">' + sq(DOWN) + "down GPU<b>" + fmt(total[DOWN]) + "</b></div>",
       '<div class="lg">' + sq(2 < NS ? 2 : FREE) + "allocated: one colour per job (table below)</div>",
-      '<div class="lg"><i class="box"></i>host' + (anyShared ? "" : " = its own NVLink domain (NVSwitch)") + "</div>"];
+      '<div class="lg"><i class="box"></i>host' + ownDomain() + "</div>"];
     if (anyShared) rows.push('<div class="lg"><i class="box nvlbox"></i>multi-host NVLink domain (e.g. NVL72 rack)</div>');
-    rows.push('<div class="lg"><i class="box dash"></i>host without NVLink (PCIe only)</div>');
-    rows.push('<div class="lg"><span class="sw">leaf-3 · rail 3</span>&nbsp;switch of a rail; hover to see its GPUs</div>');
+    if (D.hostNvl.some(function (d) { return d < 0; })) rows.push('<div class="lg"><i class="box dash"></i>host without NVLink (PCIe only)</div>');
+    var g = G.findIndex(function (x) { return x.s > 0; });
+    if (g >= 0) {  // a switch of this fabric as the sample
+      var k = G[g].s > 1 ? 1 : 0;
+      rows.push('<div class="lg"><span class="sw">' + esc(switchName(g, k)) + (G[g].s > 1 ? " · rail " + k : "") +
+        "</span>&nbsp;" + (G[g].s > 1 ? "switch of a rail" : "leaf switch") + "; hover to see its GPUs</div>");
+    }
     document.getElementById("legend").innerHTML = rows.join("");
+  }
+  function ownDomain() {  // what a plain host box means: its own NVLink domain, by NVSwitch or NVLink mesh
+    var sw = 0, mesh = 0;
+    D.hostNvl.forEach(function (d, x) {
+      if (d >= 0 && !D.nvl[d].shared) { if (D.hostTypes[D.hostType[x]].nvsw > 0) sw++; else mesh++; }
+    });
+    if (!sw && !mesh) return "";
+    return " = its own NVLink domain (" + (sw && mesh ? "NVSwitch or NVLink mesh" : sw ? "NVSwitch" : "NVLink mesh") + ")";
+  }
+  function examples() {  // the search box's example: a host of this fabric and one of its GPUs
+    if (!H) return;
+    var x = Math.min(H - 1, Math.floor(H / 2)), n = start[x + 1] - start[x];
+    document.getElementById("search").placeholder = "Find host or GPU (e.g. " + show(D.hosts[x]) +
+      (n ? " or " + show(D.hosts[x]) + "/gpu" + (n - 1) : "") + ") and press Enter";
   }
   var focus = -1;
   function renderJobs() {
     if (!NJ) { document.getElementById("jobs").innerHTML = '<p class="muted">No jobs: every GPU is free or down.</p>'; return; }
     var body = D.jobs.map(function (j, i) {
       return '<tr class="job-row' + (focus === i + 2 ? " focus" : "") + '" data-job="' + esc(j.id) + '" data-code="' + (i + 2) +
-        '"><td>' + sq(i + 2) + esc(j.id) + "</td><td>" + j.gpus + "</td><td>" + j.hosts + "</td><td>" +
+        '"><td>' + sq(i + 2) + nm(j.id) + "</td><td>" + j.gpus + "</td><td>" + j.hosts + "</td><td>" +
         j.nvlink_domains + "</td><td>" + j.leaf_groups + "</td></tr>";
     }).join("");
     document.getElementById("jobs").innerHTML = '<div class="scroll"><table><thead><tr><th>job</th><th>GPUs</th>' +
@@ -137,9 +166,11 @@
       next.forEach(function (i) { open[i] = true; });
       level = next;
     }
-    if (D.roots.length === 1 && !G[D.roots[0]].c.length && hostsUnder(D.roots[0]).length > HOST_BUDGET) {
-      open[D.roots[0]] = false;
-    }
+    D.roots.forEach(function (r) { open[r] = rootOpens(r); });
+  }
+  function rootOpens(r) {  // a root opens unless that alone draws too much: > 24 child boxes or > 320 hosts
+    if (G[r].c.length) return G[r].c.length <= CARD_BUDGET;
+    return D.roots.length > 1 || hostsUnder(r).length <= HOST_BUDGET;
   }
   function gpuCell(k, rail) {
     var s = S[k], cls = "gpu" + (s === DOWN ? " dn" : "") + (focus >= 0 && s !== focus ? " dim" : "");
@@ -175,7 +206,7 @@
       var c = new Int32Array(NS), n = 0;
       b.hosts.forEach(function (x) { hostCounts(x, c); n += start[x + 1] - start[x]; });
       doms += '<div class="nvl" data-nvl="' + esc(D.nvl[b.d].n) + '"><div class="nvlh">NVLink domain <b>' + esc(D.nvl[b.d].n) +
-        "</b> · " + b.hosts.length + " hosts · " + n + " GPUs · " + D.nvl[b.d].gbps + " GB/s per GPU · " + c[FREE] +
+        "</b> · " + pl(b.hosts.length, "host") + " · " + pl(n, "GPU") + " · " + D.nvl[b.d].gbps + " GB/s per GPU · " + c[FREE] +
         ' free</div><div class="hosts">' + hosts + "</div></div>";
     });
     return out + (doms ? '<div class="nvls">' + doms + "</div>" : "");
@@ -185,7 +216,7 @@
     var alloc = ng - c[FREE] - c[DOWN];
     var head = '<div class="ghead" data-gi="' + i + '"><span class="caret">' + (isOpen ? "▾" : "▸") + '</span><span class="lvl">' +
       esc(g.l) + "</span><b>" + esc(g.n) + '</b><span class="meta">' + (g.s ? g.s + " switch" + (g.s > 1 ? "es" : "") + " · " : "") +
-      (g.c.length ? g.c.length + " group" + (g.c.length > 1 ? "s" : "") + " · " : "") + fmt(nh) + " hosts · " + fmt(ng) + ' GPUs</span><span class="util">' +
+      (g.c.length ? g.c.length + " group" + (g.c.length > 1 ? "s" : "") + " · " : "") + pl(nh, "host") + " · " + pl(ng, "GPU") + '</span><span class="util">' +
       (100 * alloc / (ng || 1)).toFixed(0) + "% used · <b>" + fmt(c[FREE]) + "</b> free" +
       (c[DOWN] ? ' · <span class="dn">' + fmt(c[DOWN]) + " down</span>" : "") + "</span></div>";
     var body;
@@ -331,7 +362,11 @@
     focus = focus === +row.dataset.code ? -1 : +row.dataset.code;
     renderJobs(); renderTree(); syncRunRows();
   });
-  function setAll(value) { G.forEach(function (_, i) { open[i] = value; }); D.roots.forEach(function (r) { open[r] = true; }); renderTree(); }
+  function setAll(value) {
+    G.forEach(function (_, i) { open[i] = value; });
+    D.roots.forEach(function (r) { open[r] = value || rootOpens(r); });
+    renderTree();
+  }
   document.getElementById("expand-all").addEventListener("click", function () { setAll(true); });
   document.getElementById("collapse-all").addEventListener("click", function () { setAll(false); });
   document.getElementById("search").addEventListener("keydown", function (ev) {
@@ -351,6 +386,14 @@
   });
 
   // -- live cluster (fabric slurm report) ------------------------------------------------------
+  function span(sec) {  // 45 s, 12 min 5 s, 3 h 20 min, 1 d 17 h: the two largest units
+    var t = Math.round(sec), u = [["d", 86400], ["h", 3600], ["min", 60], ["s", 1]], out = [];
+    for (var i = 0; i < u.length && out.length < 2; i++) {
+      var n = Math.floor(t / u[i][1]);
+      if (n || out.length) { if (n) out.push(n + " " + u[i][0]); else out.push(""); t -= n * u[i][1]; }
+    }
+    return out.filter(Boolean).join(" ") || "0 s";
+  }
   function pct(x) { return (100 * x).toFixed(1) + "%"; }
   function codeOf(id) { for (var i = 0; i < NJ; i++) if (D.jobs[i].id === id) return i + 2; return -1; }
   function spanText(r) {
@@ -386,9 +429,9 @@
     var run = C.running.map(function (r) {
       var code = codeOf(r.job);
       return '<tr class="run-row' + (focus === code ? " focus" : "") + '" data-job="' + esc(r.job) + '" data-code="' + code +
-        '" data-color="' + (code >= 2 ? D.jobs[code - 2].color : "") + '"><td>' + (code >= 2 ? sq(code) : "") + esc(r.job) +
-        "</td><td>" + esc(r.name) + "</td><td>" + esc(r.user) + "</td><td>" + esc(r.tier) + (r.fabric ? " · fabric" : "") +
-        "</td><td>" + esc(r.hostlist) + "</td><td>" + r.gpus + "</td><td>" + spanText(r) + "</td><td>" +
+        '" data-color="' + (code >= 2 ? D.jobs[code - 2].color : "") + '"><td>' + (code >= 2 ? sq(code) : "") + nm(r.job) +
+        "</td><td>" + nm(r.name) + "</td><td>" + nm(r.user) + "</td><td>" + nm(r.tier) + (r.fabric ? " · fabric" : "") +
+        "</td><td>" + nm(r.hostlist) + "</td><td>" + r.gpus + "</td><td>" + spanText(r) + "</td><td>" +
         (r.cost ? r.cost.total.toFixed(2) + " (" + r.cost.comm_ms.toFixed(2) + " ms)" : "–") + "</td><td>" +
         decisionText(r.decision) + "</td></tr>";
     });
@@ -397,12 +440,12 @@
         C.agent_log ? "agent decision" : "agent decision (no --state-dir)"], run) +
       '<p class="muted">Click a job to highlight its GPUs.</p>' : '<p class="muted">No running jobs.</p>') + "</div>");
     var pend = C.pending.map(function (p) {
-      return '<tr class="pend-row" data-job="' + esc(p.job) + '"><td>' + esc(p.job) + "</td><td>" + esc(p.name) + "</td><td>" +
-        esc(p.user) + "</td><td>" + esc(p.tier) + (p.fabric ? " · fabric" : "") + "</td><td>" + p.nodes + " × " + p.gpus_per_node +
+      return '<tr class="pend-row" data-job="' + esc(p.job) + '"><td>' + nm(p.job) + "</td><td>" + nm(p.name) + "</td><td>" +
+        nm(p.user) + "</td><td>" + nm(p.tier) + (p.fabric ? " · fabric" : "") + "</td><td>" + p.nodes + " × " + p.gpus_per_node +
         '</td><td class="slurm-reason" title="' + esc(p.slurm_reason_words) + '">' + esc(p.slurm_reason) + "</td><td>" +
         (p.agent_reason ? esc(p.agent_reason) + ' <span class="muted">' + esc(p.agent_reason_time || "") + "</span>" :
           p.pinned ? "pinned to " + esc(p.pinned) : '<span class="muted">–</span>') + "</td><td>" +
-        (p.waiting_s === null ? "–" : fmt(Math.round(p.waiting_s)) + " s") + "</td></tr>";
+        (p.waiting_s === null ? "–" : '<span title="' + fmt(Math.round(p.waiting_s)) + ' s">' + span(p.waiting_s) + "</span>") + "</td></tr>";
     });
     out.push('<div class="panel"><h2>Pending jobs (' + C.pending.length + ")</h2>" + (pend.length ? table("pending-jobs",
       ["job", "name", "user", "tier", "nodes × GPUs", "Slurm's reason", "agent's reason", "waiting"], pend) :
@@ -426,7 +469,7 @@
     document.querySelectorAll("#cluster tr.run-row").forEach(function (r) { r.classList.toggle("focus", +r.dataset.code === focus); });
   }
 
-  renderHeader(); renderLegend(); renderJobs(); initialOpen(); renderTree();
+  renderHeader(); renderLegend(); examples(); renderJobs(); initialOpen(); renderTree();
   if (D.cluster) renderCluster();
   document.body.dataset.ready = "1";
 })();
