@@ -67,7 +67,7 @@ def write_results(result: SimResult, out_dir: str | os.PathLike[str], *, trace: 
 
         snap = result.peak_state or result.state
         when = f"busiest moment (t = {result.peak_time / 3600:.2f} h)" if result.peak_state else "end of replay"
-        write_report(result.state.fab, out / "topology.html", occupancy=snap.occupancy(),
+        write_report(result.state.fab, out / "topology.html", state=snap,
                      title=f"{result.fabric} under policy {result.policy}: {when}")
     return data
 

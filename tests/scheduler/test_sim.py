@@ -215,3 +215,19 @@ def test_a_gang_held_for_a_compact_placement_starts_when_the_hold_ends():
     res = Simulator(fab, fabric_policy(compact_wait_s=900.0), [*long, *short, gang]).run()
     rec = next(r for r in res.records if r.job.id == "c")
     assert rec.first_start == 920.0 and rec.status == "done"
+
+
+def test_the_run_report_keeps_jobs_named_free_or_down(tmp_path):
+    """``fabric sim run``'s topology report gets the cluster state, not owner names: simulated jobs
+    named ``free`` and ``down`` are jobs on the page (they were drawn as free and down GPUs)."""
+    import re
+
+    from fabric_hpc.placement.request import Request
+    from fabric_hpc.scheduler.contract import Job
+
+    jobs = [Job(id=n, request=Request(nodes=1, gpus_per_node=8), submit=0.0, walltime=100.0, duration=100.0)
+            for n in ("free", "down")]
+    write_results(Simulator(fabric(2, 2), fabric_policy(), jobs).run(), tmp_path, topology_report=True)
+    page = (tmp_path / "topology.html").read_text()
+    data = json.loads(re.search(r'id="fabric-data">(.*?)</script>', page, re.S).group(1))
+    assert {j["id"]: j["gpus"] for j in data["jobs"]} == {"free": 8, "down": 8}
