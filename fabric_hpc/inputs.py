@@ -89,6 +89,9 @@ def output_path(path: str | os.PathLike[str], *, what: str = "output file") -> P
     text = os.fspath(path)
     if not text:
         raise ConfigError(f"{what} is an empty name", hint="give a file name")
+    if text == "-":  # not stdout: the writers make files (atomically), so '-' would be a file named -
+        raise ConfigError(f"{what} '-': this output is a file, not standard output",
+                          hint="give a file name (./- if a file named '-' is really wanted)")
     p = Path(text)
     if text.endswith("/") or p.is_dir():
         raise ConfigError(f"{what} {text!r} is a directory, a file name was expected",

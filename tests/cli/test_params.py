@@ -35,3 +35,14 @@ def test_an_output_file_below_a_file_names_the_file(tmp_path, capsys):
     assert main(["topology", "report", "superpod:sus=1", "--out", str(tmp_path / "afile" / "r.html")]) == 3
     err = capsys.readouterr().err
     assert f"'{tmp_path / 'afile'}' is not a directory" in err and "mkdir" not in err
+
+
+def test_an_output_named_dash_is_not_taken_for_stdout(tmp_path, capsys, monkeypatch):
+    """`--out -` wrote a file named '-' in the working directory; it is refused, naming the fix."""
+    from fabric_hpc.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["topology", "report", "superpod:sus=1", "--out", "-"]) == 3
+    err = capsys.readouterr().err
+    assert "is a file, not standard output" in err and "./-" in err
+    assert not (tmp_path / "-").exists()
