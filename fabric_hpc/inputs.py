@@ -130,7 +130,8 @@ def distinct_outputs(outputs: dict[str, Any], inputs: dict[str, Any] | None = No
     seen: dict[tuple[int, int] | str, str] = {}
     for name, path in (inputs or {}).items():
         if path is not None and os.path.isfile(path):
-            seen[ident(path)] = f"the input {name} {os.fspath(path)!r}"
+            shown = "" if name == os.fspath(path) else f" {os.fspath(path)!r}"  # a name that is the path, once
+            seen[ident(path)] = f"the input {name}{shown}"
     for name, path in outputs.items():
         if path is None:
             continue

@@ -90,6 +90,8 @@ def test_results_files_and_report(tmp_path, capsys):
     before = (tmp_path / "fabric" / "results.json").read_bytes()
     assert main(["sim", "compare", *dirs, "--report", str(tmp_path / "fabric" / "results.json")]) == 3
     assert (tmp_path / "fabric" / "results.json").read_bytes() == before
+    err = capsys.readouterr().err  # the input's path once (it was given twice: as its name and its path)
+    assert err.count(str(tmp_path / "fabric" / "results.json")) == 2 and "is the input" in err
     assert main(["sim", "compare", *dirs, "--report", str(tmp_path / "no" / "r.html")]) == 3
     assert not (tmp_path / "no").exists()
     # two runs in directories of the same name get their paths as column names
