@@ -60,6 +60,9 @@ def group() -> None:
                    "Simulator(backfill_interval_s=30). 0: every cycle backfills.")
 @click.option("--record-cycles", is_flag=True, default=False,
               help="Append each cycle's scheduler input and decisions to <state-dir>/cycles.jsonl (replayable).")
+@click.option("--pin-timeout", "pin_timeout_s", type=FiniteFloat(0.001, 1e9), default=60.0, show_default=True,
+              help="Seconds a pinned job may stay pending on free GPUs before the pin is stale: re-placed "
+                   "elsewhere, and handed to Slurm after 3 stale pins.")
 @click.option("--usage-source", type=click.Choice(["auto", "slurm", "ledger"]), default="auto", show_default=True,
               help="Fairshare usage: Slurm's accounting (sshare), the agent's ledger (<state-dir>/usage.json), or "
                    "auto: sshare when AccountingStorageType is slurmdbd. A failed sshare falls back to the ledger.")

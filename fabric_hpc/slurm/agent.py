@@ -484,7 +484,7 @@ def model_overlap(fab: Fabric, slurm_nodes: list[str]) -> str:
     if not both:
         raise ConfigError(f"none of Slurm's {len(names)} nodes is a host of the fabric model ({len(hosts)} hosts)",
                           hint="the fabric model's host names must be Slurm's NodeNames")
-    text = f"{len(names)} Slurm nodes, {len(both)} in the fabric model"
+    text = f"{len(names)} nodes, {len(both)} in the fabric model"
     if missing := len(hosts - names):
         text += f"; {missing} of the model's {len(hosts)} hosts are not in Slurm (never used)"
     return text
