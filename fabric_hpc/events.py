@@ -97,13 +97,13 @@ def naming_file(path: str | os.PathLike[str]) -> Iterator[None]:
 class JsonLinesWriter:
     """Append-only JSON-lines file, each line flushed and (optionally) fsync'd before returning.
 
-    Thread-safe. Files are created 0600: audit logs can name users' jobs.
+    Thread-safe. Files are created 0600 (``mode``): audit logs can name users' jobs.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True, mode: int = 0o600) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, mode)
         self._file = os.fdopen(fd, "a", encoding="utf-8")
         self._fsync = fsync
         self._lock = threading.Lock()

@@ -94,9 +94,32 @@ local function gpus_per_node(tres)
   return total
 end
 
-local function check_options(opts)
-  -- "within=leaf,switches=1,numa_local": returns nil or an error message
+local TIERS = {high = true, normal = true, spot = true}
+
+local function check_combination(seen, total_gpus)
+  -- what the agent would otherwise hand to Slurm (dropping the options): nil or an error message
+  if seen.tier ~= nil and not TIERS[seen.tier] then
+    return "option tier must be high, normal or spot, got '" .. show(seen.tier) .. "'"
+  end
+  if (seen.slices == nil) ~= (seen.slice_level == nil) then
+    return "options slices and slice_level go together (e.g. slices=2,slice_level=leaf)"
+  end
+  if total_gpus ~= nil and total_gpus > 0 then
+    local tp, pp = tonumber(seen.tp or "1"), tonumber(seen.pp or "1")
+    for _, g in ipairs({{"tp", tp}, {"pp", pp}, {"tp x pp", tp * pp}}) do
+      if total_gpus % g[2] ~= 0 then
+        return string.format("%s = %d does not divide the job's %d GPUs", g[1], g[2], total_gpus)
+      end
+    end
+  end
+  return nil
+end
+
+local function check_options(opts, total_gpus)
+  -- "within=leaf,switches=1,numa_local": returns nil or an error message; total_gpus: -N x GPUs
+  -- per node when known (tp/pp must divide it)
   if opts == "" then return nil end
+  local seen = {}
   for part in string.gmatch(opts, "[^,]+") do
     local key, value = string.match(part, "^([%a_]+)=(.*)$")
     if key == nil then key, value = string.match(part, "^([%a_]+)$"), "true" end
@@ -108,6 +131,8 @@ local function check_options(opts)
       table.sort(valid)
       return "unknown option '" .. show(key) .. "' (valid: " .. table.concat(valid, ", ") .. ")"
     end
+    if seen[key] ~= nil then return "option " .. key .. " given twice" end
+    seen[key] = value
     if kind == "int" and not (string.match(value, "^[1-9]%d*$") and #value <= 9) then
       return "option " .. key .. " needs a positive whole number, got '" .. show(value) .. "'"
     end
@@ -129,7 +154,7 @@ local function check_options(opts)
       end
     end
   end
-  return nil
+  return check_combination(seen, total_gpus)
 end
 
 local function agent_alive()
@@ -190,7 +215,7 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
     return reject("fabric chooses the nodes; use --comment=fabric:include=HOSTS instead of -w")
   end
   local opts = asked and string.sub(comment, 8) or ""
-  local err = check_options(opts)
+  local err = check_options(opts, nodes * gpn)
   if err ~= nil then return reject("--comment=" .. show(comment) .. ": " .. err) end
   job_desc.comment = asked and comment or "fabric"
   local alive, why = agent_alive()
@@ -204,18 +229,26 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
   return slurm.SUCCESS
 end
 
+local function refuse_modify(msg)
+  -- slurm.log_user is not supported in job_modify (slurmctld logs an error and the user sees only
+  -- "Unspecified error"): the reason goes to slurmctld's log, where the admin finds it
+  slurm.log_info("fabric job_submit: modify rejected: %s", msg)
+  return slurm.ERROR
+end
+
 function slurm_job_modify(job_desc, job_rec, part_list, modify_uid)
   -- a comment changed to fabric[:OPTIONS] after submit is held to the submit-time rules; the
-  -- agent re-reads every comment anyway (it trusts nothing from Slurm)
+  -- agent re-reads every comment anyway (it trusts nothing from Slurm). The user sees Slurm's
+  -- "Unspecified error"; the reason is in slurmctld's log (see docs/slurm.md).
   local comment = job_desc.comment
   if comment == nil or not (comment == "fabric" or string.sub(comment, 1, 7) == "fabric:") then
     return slurm.SUCCESS
   end
   if #comment > MAX_COMMENT then
-    return reject(string.format("--comment is %d characters; fabric reads at most %d", #comment, MAX_COMMENT))
+    return refuse_modify(string.format("--comment is %d characters; fabric reads at most %d", #comment, MAX_COMMENT))
   end
   local err = check_options(string.sub(comment, 8))
-  if err ~= nil then return reject("Comment=" .. show(comment) .. ": " .. err) end
+  if err ~= nil then return refuse_modify("Comment=" .. show(comment) .. ": " .. err) end
   return slurm.SUCCESS
 end
 

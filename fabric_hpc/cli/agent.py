@@ -60,6 +60,9 @@ def group() -> None:
                    "Simulator(backfill_interval_s=30). 0: every cycle backfills.")
 @click.option("--record-cycles", is_flag=True, default=False,
               help="Append each cycle's scheduler input and decisions to <state-dir>/cycles.jsonl (replayable).")
+@click.option("--pin-timeout", "pin_timeout_s", type=FiniteFloat(0.001, 1e9), default=60.0, show_default=True,
+              help="Seconds a pinned job may stay pending on free GPUs before the pin is stale: re-placed "
+                   "elsewhere, and handed to Slurm after 3 stale pins.")
 @click.option("--usage-source", type=click.Choice(["auto", "slurm", "ledger"]), default="auto", show_default=True,
               help="Fairshare usage: Slurm's accounting (sshare), the agent's ledger (<state-dir>/usage.json), or "
                    "auto: sshare when AccountingStorageType is slurmdbd. A failed sshare falls back to the ledger.")
@@ -174,6 +177,7 @@ def check(config_path: str, as_json: bool) -> None:
     step("state dir", lambda: _state_dir_ok(a.state_dir))
     step("plugin", lambda: _check_plugin(a) or "no agent.job_submit named: not checked")
     step("slurm", lambda: _slurm_ok(a, fab))
+    step("privilege", lambda: _privilege_ok(a, cfg.install.service_user))
     failed = [r for r in results if not r["ok"]]
     render(as_json, {"ok": not failed, "checks": results}, lambda con: con.print(table(
         "fabric agent check", ["check", "result", "detail"],
@@ -203,39 +207,52 @@ def _state_dir_ok(state_dir: str) -> str:
 
 
 def _slurm_ok(section: Any, fab: Any) -> str:
-    from fabric_hpc.errors import ConfigError
-    from fabric_hpc.slurm.agent import first_contact
+    from fabric_hpc.slurm.agent import first_contact, model_overlap
 
-    client = _client(section)
-    first_contact(client, section.contact_timeout_s)
-    names = {n.name for n in client.nodes()}
-    if fab is not None and not names & set(fab.hosts):
-        raise ConfigError(f"none of Slurm's {len(names)} nodes is a host of the fabric model",
-                          hint="the fabric model's host names must be Slurm's NodeNames")
-    known = len(names & set(fab.hosts)) if fab is not None else "?"
-    return f"{section.backend} backend answers: {len(names)} nodes, {known} in the fabric model"
+    names = first_contact(_client(section), section.contact_timeout_s) or []
+    overlap = model_overlap(fab, names) if fab is not None else f"{len(names)} Slurm nodes"
+    return f"{section.backend} backend answers: {overlap}"
+
+
+def _privilege_ok(section: Any, service_user: str | None) -> str:
+    """The user the agent runs as (install.service_user; unset: SlurmUser, else root) may modify other users' jobs."""
+    from fabric_hpc.slurm.privilege import check_privilege
+    from fabric_hpc.slurm.usage_source import command_runner
+
+    run = command_runner(_client(section))
+    return check_privilege(run, service_user)
 
 
 @group.command("status")
 @click.option("--state-dir", default="/var/lib/fabric-agent", show_default=True)
 @json_option
 def status(state_dir: str, as_json: bool) -> None:
-    """Is the agent running, when did it last cycle, what is waiting."""
+    """Is the agent running, when did it last cycle, what is waiting.
+
+    Exit 0 when it runs and its heartbeat is younger than its fallback_s; 5 when it does not run or
+    its heartbeat is older (its cycles fail, or it hangs): Slurm then places the new jobs itself."""
     from fabric_hpc.slurm.agent import read_status
 
     _check_state_files(state_dir)
     st = read_status(state_dir)
+    age, limit = st["heartbeat_age_s"], st.get("fallback_s", 60)
+    st["healthy"] = bool(st["running"] and age is not None and age <= limit)
 
     def human(con) -> None:
         alive = f"running (pid {st['lock_holder']})" if st["running"] else "NOT running"
-        age = st["heartbeat_age_s"]
-        beat = "no heartbeat yet" if age is None else f"heartbeat {age} s ago"
+        beat = "no heartbeat yet" if age is None else f"heartbeat {age} s ago" + (
+            f" (older than fallback_s {limit} s)" if age > limit else "")
         con.print(f"agent: {alive}; {beat}; cycles {st.get('cycles', 0)}; "
-                  f"last cycle {st.get('cycle_s', 0):.3f} s")
+                  f"last cycle {st.get('cycle_s', 0):.3f} s; failed cycles {st.get('errors', 0)}, "
+                  f"failed actions {st.get('failed_actions', 0)}")
+        if st.get("last_error") or st.get("last_action_error"):
+            con.print(f"last error: {st.get('last_error') or st.get('last_action_error')}")
         waiting = st.get("waiting") or {}
         con.print(table("waiting jobs", ["job", "reason"], sorted(waiting.items())[:50]))
 
     render(as_json, st, human)
+    if not st["healthy"]:
+        click.get_current_context().exit(5)
 
 
 def _check_state_files(state_dir: str) -> None:

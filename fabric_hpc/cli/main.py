@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import click
 
 from fabric_hpc import __version__
-from fabric_hpc.errors import EXIT_FAILURE, EXIT_USAGE, FabricError
+from fabric_hpc.errors import EXIT_OK, EXIT_USAGE, FabricError
 from fabric_hpc.events import JsonLinesFormatter
 
 # name -> (module, one-line help). Add a line here when a subsystem gains a command group.
@@ -115,6 +115,20 @@ def _json_error(argv: Sequence[str] | None, exc: FabricError, code: int) -> None
         print_json({**exc.to_dict(), "exit_code": code})
 
 
+def _closed_pipe() -> int:
+    """Exit 0 quietly after the reader of stdout went away: stdout is pointed at /dev/null so the
+    interpreter's final flush cannot fail again ("Exception ignored ... BrokenPipeError")."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return EXIT_OK
+
+
 def _run(argv: Sequence[str] | None) -> int:
     output = sys.modules.get("fabric_hpc.cli.output")  # not imported here: --help stays light
     if output is not None:
@@ -124,6 +138,10 @@ def _run(argv: Sequence[str] | None) -> int:
                           standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
+    except SystemExit as exc:  # rich's console ends a write to a closed pipe with SystemExit(1)
+        if isinstance(exc.__context__, BrokenPipeError):
+            return _closed_pipe()
+        raise
     except click.exceptions.Abort as exc:  # click's wrapping of a KeyboardInterrupt inside a command
         terminated = isinstance(exc.__cause__ or exc.__context__, Terminated)
         click.echo("terminated (SIGTERM)" if terminated else "aborted", err=True)
@@ -138,8 +156,8 @@ def _run(argv: Sequence[str] | None) -> int:
         code = exc.exit_code
         _json_error(argv, exc, code)
     except OSError as exc:  # a user path the command did not check itself: still one clear line
-        if isinstance(exc, BrokenPipeError):
-            return EXIT_FAILURE
+        if isinstance(exc, BrokenPipeError):  # `fabric ... | head`: the reader is done, nothing to say
+            return _closed_pipe()
         from fabric_hpc.inputs import os_error
 
         err = os_error(exc)

@@ -220,10 +220,10 @@ def install(config_path: str, topology: str | None, root: str, dry_run: bool, fo
 
     slurm.conf is never edited: the lines to add are printed at the end.
     """
-    from fabric_hpc.slurm.deploy_config import load_config
+    from fabric_hpc.slurm.deploy_config import load_config, with_service_user
     from fabric_hpc.slurm.install import Installer, detect_slurm_version, plan
 
-    cfg, _ = load_config(config_path)
+    cfg = with_service_user(load_config(config_path)[0])
     fab = _fabric(topology or cfg.agent.topology)
     files, lines = plan(cfg, fab, slurm_version=cfg.install.slurm_version or detect_slurm_version())
     inst = Installer(cfg, root=root)
@@ -251,10 +251,10 @@ def install(config_path: str, topology: str | None, root: str, dry_run: bool, fo
 @click.option("--purge-state", is_flag=True, help="Also remove the state directory (the agent's decision log).")
 def uninstall(config_path: str, root: str, force: bool, purge_state: bool) -> None:
     """Remove exactly what `fabric slurm install` wrote (its manifest in the state dir), restoring backups."""
-    from fabric_hpc.slurm.deploy_config import load_config
+    from fabric_hpc.slurm.deploy_config import load_config, with_service_user
     from fabric_hpc.slurm.install import Installer
 
-    cfg, _ = load_config(config_path)
+    cfg = with_service_user(load_config(config_path)[0])
     for action in Installer(cfg, root=root).uninstall(force=force, purge_state=purge_state):
         click.echo(action)
     click.echo("Remove the fabric lines from slurm.conf (JobSubmitPlugins=lua, TaskProlog=…) yourself.")

@@ -49,13 +49,14 @@ from fabric_hpc.events import JsonLinesWriter, emit, make_event
 from fabric_hpc.pidlock import PidLock
 from fabric_hpc.scheduler import SchedulingPolicy, make_policy
 from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
+from fabric_hpc.slurm.actions import Actions, AgentPrivilegeError
 from fabric_hpc.slurm.contract import SlurmClient, SlurmError
 from fabric_hpc.slurm.plugins import PROTOCOL_VERSION, control_chars
 from fabric_hpc.slurm.sdnotify import notify
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.slurm.usage import AgentUsage
 from fabric_hpc.slurm.usage_source import UsageSource, command_runner
-from fabric_hpc.slurm.view import Inputs, View, build_view
+from fabric_hpc.slurm.view import Inputs, PinRules, View, build_view
 from fabric_hpc.topology import Fabric
 from fabric_hpc.validation import StrictModel
 
@@ -94,6 +95,9 @@ class AgentConfig(StrictModel):
     #: Fairshare usage: ``slurm`` (sshare: Slurm's accounting), ``ledger`` (the agent's usage.json) or
     #: ``auto`` (slurm when AccountingStorageType is slurmdbd); see slurm/usage_source.py.
     usage_source: Literal["auto", "slurm", "ledger"] = "auto"
+    #: Seconds a pinned job may stay pending on free GPUs before its pin counts as stale: the agent
+    #: re-places it elsewhere, and hands it to Slurm after a few stale or failed pins (slurm/actions.py).
+    pin_timeout_s: float = Field(default=60.0, gt=0)
 
     @field_validator("tier_map")
     @classmethod
@@ -135,7 +139,7 @@ class Agent:
                  policy: SchedulingPolicy | None = None) -> None:
         self.client, self.fab, self.config = client, fab, config
         self.state_dir = Path(config.state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        check_state_dir(self.state_dir)
         self.policy = policy or make_policy(config.policy, **_policy_options(config))
         self.inputs = Inputs(tiers=TierMap.parse(config.tier_map), ckpt_root=config.ckpt_root)
         self.usage = AgentUsage(self.state_dir)
@@ -143,13 +147,16 @@ class Agent:
         self.usage_source = UsageSource(config.usage_source, self.usage, command_runner(client),
                                         self._note)
         self.cadence = Cadence(config.backfill_interval_s)
-        self.audit = JsonLinesWriter(self.state_dir / "decisions.jsonl")
+        self.audit = JsonLinesWriter(self.state_dir / "decisions.jsonl", mode=0o640)  # read by `fabric slurm why`
+        self.actions = Actions(client, self._note)
         self.lock = agent_lock(self.state_dir)
         self.metrics: Any = None
         self._stop = threading.Event()
         self._wake_mtime = 0.0
         self.cycles = 0
         self.errors = 0  # cycles that failed since the start
+        self.last_error: str | None = None  # the last failed cycle's or action's error
+        self._status: dict[str, Any] = {"cycles": 0}
 
     # -- one cycle ---------------------------------------------------------------------------
     def cycle(self, now: float | None = None) -> CycleResult:
@@ -157,7 +164,11 @@ class Agent:
         now = time.time() if now is None else now
         nodes, jobs = self.client.nodes(), self.client.jobs()
         t_read = time.perf_counter()
-        view = build_view(self.fab, nodes, jobs, now=now, inputs=self.inputs)
+        pins = PinRules(self.config.pin_timeout_s, self.actions.handed_off, self.actions.avoid)
+        view = build_view(self.fab, nodes, jobs, now=now, inputs=self.inputs, pins=pins)
+        self.actions.forget(j.job_id for j in jobs if j.pending)
+        self.actions.stale(view.stale)
+        view.drop(self.actions.handed_off)  # handed over just now (a third stale pin)
         usage = self.usage_source.usage(now, view.held)
         res = CycleResult(pending=len(view.candidates))
         pending = {p.job.id: p for p in view.pending}
@@ -175,20 +186,16 @@ class Agent:
         res.started = [self._pin_entry(view, int(job.id), placement) for job, placement in decisions.start]
         started = {s["job"] for s in res.started}
         for job_id, job in view.candidates.items():
-            if job_id in started:
+            if job_id in started or job_id in self.actions.handed_off:
                 continue
             res.waiting[job_id] = decisions.reasons.get(str(job_id), "Resources")
             if job.begin_time is None or job.begin_time - now < self.config.fallback_s / 2:
                 res.deferred.append(job_id)
-        self._write_ahead(view, decisions, res)
-        for job_id in view.invalid:  # fabric cannot place it: Slurm's own scheduler will
-            self.client.update(job_id, StartTime="now")
-        for job_id in res.requeued:
-            self.client.requeue(job_id)
-        for entry in res.started:
-            self.client.place(entry["job"], entry["hosts"])
-        if res.deferred:  # renew the fallback timer of jobs still waiting (batched)
-            self.client.defer_many(res.deferred, self.config.fallback_s)
+        self._write_ahead(decisions, res)
+        self.actions.apply(res.requeued, res.started, view.invalid, res.deferred, self.config.fallback_s)
+        if self._notes:  # what the actions added: failures, hand-overs (a second write only then)
+            events, self._notes = self._notes, []
+            self.audit.write_many(events)
         res.read_s, res.seconds = t_read - t0, time.perf_counter() - t0
         self._finish(res, view)
         return res
@@ -202,17 +209,19 @@ class Agent:
         return {"job": job_id, "hosts": hosts, "gpus": list(placement.gpus), "cost": placement.cost,
                 "domains": placement.domains, "solver": placement.solver, "breakdown": placement.breakdown}
 
-    def _write_ahead(self, view: View, decisions: Any, res: CycleResult) -> None:
-        """Every decision of the cycle on disk (one write, one fsync) before any is sent to Slurm."""
+    def _write_ahead(self, decisions: Any, res: CycleResult) -> None:
+        """Every decision of the cycle on disk (one write, one fsync) before any is sent to Slurm, and
+        on the event stream (``-v``). Hand-overs are recorded when done (:meth:`Actions.apply`)."""
         events, self._notes = self._notes, []
-        events += [make_event("agent.handoff", job=job_id, reason=why) for job_id, why in view.invalid.items()]
-        events += [make_event("agent.requeue", job=int(p.job_id), for_job=int(p.for_job),
-                              gpu_hours_lost=p.gpu_hours_lost) for p in decisions.preempt]
-        events += [make_event("agent.place", **entry) for entry in res.started]
+        fresh = [make_event("agent.requeue", job=int(p.job_id), for_job=int(p.for_job),
+                            gpu_hours_lost=p.gpu_hours_lost) for p in decisions.preempt]
+        fresh += [make_event("agent.place", **entry) for entry in res.started]
         if res.waiting:
-            events.append(make_event("agent.waiting", jobs={str(k): v for k, v in sorted(res.waiting.items())}))
-        if events:
-            self.audit.write_many(events)
+            fresh.append(make_event("agent.waiting", jobs={str(k): v for k, v in sorted(res.waiting.items())}))
+        for event in fresh:
+            emit(event["event"], **{k: v for k, v in event.items() if k not in ("event", "ts")})
+        if events or fresh:
+            self.audit.write_many(events + fresh)
 
     def _record(self, step_in: Any, decisions: Any) -> None:
         from fabric_hpc.scheduler.record import decisions_digest, input_to_dict
@@ -222,7 +231,9 @@ class Agent:
             fh.write(line + "\n")
 
     def _log(self, what: str, **fields: Any) -> None:
+        """An ``agent.<what>`` record written now (audit log) and sent to the event stream."""
         self.audit.write(make_event(f"agent.{what}", **fields))
+        emit(f"agent.{what}", **fields)
 
     def _note(self, what: str, **fields: Any) -> None:
         """An ``agent.<what>`` record for the event stream now and the audit log with the cycle's
@@ -232,14 +243,13 @@ class Agent:
 
     def _finish(self, res: CycleResult, view: View) -> None:
         self.cycles += 1
-        status = {"pid": os.getpid(), "ts": time.time(), "cycles": self.cycles, "cycle_s": res.seconds,
-                  "read_s": res.read_s, "policy_s": res.policy_s, "pending": res.pending,
-                  "pinned": len(view.pinned), "started": [s["job"] for s in res.started],
-                  "requeued": res.requeued, "waiting": {str(k): v for k, v in res.waiting.items()},
-                  "utilisation": view.state.utilisation(), "backend": self.client.backend,
-                  "errors": self.errors, **self.usage_source.status()}
-        # rewritten every cycle, read by `fabric agent status` and job_submit.lua: not fsync'd
-        write_atomic(self.state_dir / "status.json", json.dumps(status), mode=0o644, durable=False)
+        self._status = {"pid": os.getpid(), "ts": time.time(), "cycles": self.cycles, "cycle_s": res.seconds,
+                        "read_s": res.read_s, "policy_s": res.policy_s, "pending": res.pending,
+                        "pinned": len(view.pinned), "started": [s["job"] for s in res.started],
+                        "requeued": res.requeued, "waiting": {str(k): v for k, v in res.waiting.items()},
+                        "utilisation": view.state.utilisation(), "backend": self.client.backend,
+                        "missing_hosts": len(view.missing), **self.usage_source.status()}
+        self._write_status()
         write_atomic(self.state_dir / "heartbeat", heartbeat_text(time.time()), mode=0o644, durable=False)
         if self.metrics is not None:
             self.metrics.observe(res, view)
@@ -248,6 +258,14 @@ class Agent:
         notify(f"STATUS=cycle {self.cycles}: {res.pending} pending, {len(res.started)} started, "
                f"{len(res.requeued)} requeued")
 
+    def _write_status(self, **extra: Any) -> None:
+        """``status.json`` (read by `fabric agent status`), after every cycle, good or failed: the last
+        good cycle's numbers, the failed cycles and actions, the last error. Not fsync'd."""
+        status = {**self._status, "pid": os.getpid(), "ts": time.time(), "fallback_s": self.config.fallback_s,
+                  "errors": self.errors, "failed_actions": self.actions.failed_total,
+                  "last_error": self.last_error, "last_action_error": self.actions.last_error, **extra}
+        write_atomic(self.state_dir / "status.json", json.dumps(status), mode=0o644, durable=False)
+
     # -- the daemon loop ---------------------------------------------------------------------
     def run(self, *, max_cycles: int | None = None) -> None:
         """Cycle until stopped (SIGTERM/SIGINT or ``stop()``); a failed cycle backs off and the loop goes on.
@@ -255,20 +273,24 @@ class Agent:
         Fatal (raised): the lock is held by another agent, or Slurm does not answer the first contact.
         """
         self.lock.acquire()
+        started = False
         try:
-            self.first_contact()
-            if self._stop.is_set():  # SIGTERM while waiting for Slurm
+            names = self.first_contact()
+            if names is None:  # SIGTERM while waiting for Slurm
                 return
+            model_overlap(self.fab, names)  # no host in common: nothing could ever be placed (exit 3)
             if self.config.metrics_port:
                 from fabric_hpc.slurm.metrics import AgentMetrics
 
                 self.metrics = AgentMetrics(self.config.metrics_port, backend=self.client.backend)
             self._log("start", pid=os.getpid(), config=self.config.model_dump())
+            started = True
             notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=Slurm answered; placing gangs")
             self._loop(max_cycles)
         finally:
             notify("STOPPING=1")
-            self._log("stop", pid=os.getpid(), cycles=self.cycles, errors=self.errors)
+            released = self.release_pins() if started else []
+            self._log("stop", pid=os.getpid(), cycles=self.cycles, errors=self.errors, released=released)
             self.lock.release()
             self.audit.close()
             if self.metrics is not None:
@@ -280,6 +302,8 @@ class Agent:
             try:
                 self.cycle()
                 backoff = 0.0
+            except AgentPrivilegeError:
+                raise  # the agent may not modify jobs: every cycle would fail the same way
             except Exception as exc:  # noqa: BLE001 - the loop must outlive any answer (module docstring)
                 backoff = min(self.config.max_backoff_s, max(0.25, backoff * 2))
                 self._error(exc, backoff)
@@ -290,6 +314,7 @@ class Agent:
     def _error(self, exc: Exception, retry_in_s: float) -> None:
         """One failed cycle: the ``agent.error`` event (audit log and event stream) and the counters."""
         self.errors += 1
+        self.last_error = bounded(error_text(exc), 300)
         fields: dict[str, Any] = {"kind": type(exc).__name__, "error": bounded(error_text(exc)),
                                   "retry_in_s": retry_in_s, "errors": self.errors}
         if not isinstance(exc, FabricError):  # not a deliberate error: say where it came from
@@ -303,10 +328,33 @@ class Agent:
         emit("agent.error", **fields)
         if self.metrics is not None:
             self.metrics.errors.inc()
+        try:
+            self._write_status()
+        except OSError:
+            pass  # the error is logged above; the next cycle writes it again
 
-    def first_contact(self) -> None:
-        """Read the nodes once within ``contact_timeout_s`` (:func:`first_contact`); SIGTERM stops the wait."""
-        first_contact(self.client, self.config.contact_timeout_s, self._stop)
+    def release_pins(self) -> list[int]:
+        """At stop: clear the ``ReqNodeList`` of every job the agent pinned that has not started, so
+        Slurm's own scheduler may place it anywhere (a stopped agent strands nothing). Best effort:
+        Slurm may be down too; a killed agent cannot do this (the next agent re-places stale pins)."""
+        released = []
+        try:
+            jobs = self.client.jobs()
+        except Exception:  # noqa: BLE001 - stopping anyway
+            return released
+        for job in jobs:
+            if job.pending and job.fabric_marked and job.req_nodes:
+                try:
+                    self.client.update(job.job_id, ReqNodeList="")
+                    released.append(job.job_id)
+                except Exception:  # noqa: BLE001 - one job's refusal does not keep the others pinned
+                    continue
+        return released
+
+    def first_contact(self) -> list[str] | None:
+        """Slurm's node names, read once within ``contact_timeout_s`` (:func:`first_contact`); SIGTERM
+        stops the wait (None)."""
+        return first_contact(self.client, self.config.contact_timeout_s, self._stop)
 
     def stop(self, *_: object) -> None:
         self._stop.set()
@@ -330,8 +378,8 @@ class Agent:
             self._stop.wait(0.05)
 
 
-def first_contact(client: SlurmClient, timeout_s: float, stop: threading.Event | None = None) -> int | None:
-    """The number of nodes Slurm reports, read within ``timeout_s``; SlurmError (exit 5) when it does not answer.
+def first_contact(client: SlurmClient, timeout_s: float, stop: threading.Event | None = None) -> list[str] | None:
+    """The names of the nodes Slurm reports, read within ``timeout_s``; SlurmError (exit 5) when it does not answer.
 
     The read runs in a helper thread so a call that blocks (an unreachable controller) cannot hold
     the caller up; ``stop`` set during the wait ends it at once (None returned).
@@ -341,7 +389,7 @@ def first_contact(client: SlurmClient, timeout_s: float, stop: threading.Event |
 
     def read() -> None:
         try:
-            outcome["nodes"] = len(client.nodes())
+            outcome["nodes"] = [n.name for n in client.nodes()]
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             outcome["error"] = exc
 
@@ -360,7 +408,7 @@ def first_contact(client: SlurmClient, timeout_s: float, stop: threading.Event |
         exc = outcome["error"]
         raise SlurmError(f"first contact with Slurm failed ({where}): {bounded(error_text(exc), 300)}",
                          hint=getattr(exc, "hint", None) or "is slurmctld up? (scontrol ping)") from None
-    return int(outcome["nodes"])
+    return list(outcome["nodes"])
 
 
 def error_text(exc: BaseException) -> str:
@@ -405,3 +453,38 @@ def read_status(state_dir: str | os.PathLike[str]) -> dict[str, Any]:
     status["lock_holder"] = agent_lock(d).holder()
     status["running"] = status["lock_holder"] is not None
     return status
+
+
+def check_state_dir(path: Path) -> None:
+    """The agent's state directory, checked before anything is written there (exit 3 when wrong):
+    a missing one is created only inside an existing directory (``fabric slurm install`` makes the
+    whole path, owned by the service user)."""
+    if path.is_dir():
+        return
+    hint = "fabric slurm install creates it (owned by the service user); or pass an existing --state-dir"
+    if os.path.lexists(path):
+        raise ConfigError(f"state dir {path} is not a directory", hint=f"remove it, or choose another path; {hint}")
+    if not path.parent.is_dir():
+        raise ConfigError(f"no state dir {path}, and its parent {path.parent} does not exist either", hint=hint)
+    try:
+        path.mkdir(mode=0o750)
+    except FileExistsError:
+        pass  # created meanwhile
+    except OSError as exc:
+        raise ConfigError(f"cannot create state dir {path}: {exc.strerror}", hint=hint) from None
+
+
+def model_overlap(fab: Fabric, slurm_nodes: list[str]) -> str:
+    """How the fabric model's hosts and Slurm's nodes overlap, in words; ConfigError (exit 3) when not at all.
+
+    Model hosts Slurm does not list are unusable (down) for the agent; Slurm nodes outside the
+    model are Slurm's alone."""
+    names, hosts = set(slurm_nodes), set(fab.host_pos)
+    both = names & hosts
+    if not both:
+        raise ConfigError(f"none of Slurm's {len(names)} nodes is a host of the fabric model ({len(hosts)} hosts)",
+                          hint="the fabric model's host names must be Slurm's NodeNames")
+    text = f"{len(names)} nodes, {len(both)} in the fabric model"
+    if missing := len(hosts - names):
+        text += f"; {missing} of the model's {len(hosts)} hosts are not in Slurm (never used)"
+    return text

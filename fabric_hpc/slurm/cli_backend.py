@@ -190,6 +190,7 @@ def _job_from_scontrol(line: str) -> Job:
                user=kv.get("UserId", "").split("(")[0], partition=kv.get("Partition", ""),
                account=_set(kv.get("Account")), qos=_set(kv.get("QOS")), nodes=int(nodes) if _digits(nodes) else 1,
                gpus_per_node=gpu_count(kv.get("TresPerNode")), gpu_type=_gpu_type(kv.get("TresPerNode")),
+               cpus=int(c) if _digits(c := kv.get("NumCPUs", "0").split("-")[0]) else 0,
                node_list=node_list, req_nodes=hosts(kv.get("ReqNodeList")),
                gpus={n: gpu_indices(g) for n, g in per_node.items() if gpu_count(g)},
                submit_time=_epoch(kv.get("SubmitTime")) or 0.0, begin_time=_epoch(kv.get("EligibleTime")),
@@ -208,7 +209,8 @@ def _node_from_scontrol(line: str) -> Node:
     state, *flags = kv.get("State", "UNKNOWN").split("+")
     gres, used = kv.get("Gres"), kv.get("GresUsed")
     return Node(name=kv["NodeName"], state=state.lower().rstrip("*"), flags=tuple(flags),
-                cpus=_int(kv, "CPUTot", f"node {kv['NodeName']}"), gpus=gpu_count(gres), gpu_type=_gpu_type(gres),
+                cpus=_int(kv, "CPUTot", f"node {kv['NodeName']}"), cpus_alloc=_int(kv, "CPUAlloc", f"node {kv['NodeName']}"),
+                gpus=gpu_count(gres), gpu_type=_gpu_type(gres),
                 gpus_used=gpu_indices(used) if gpu_count(used) else (),
                 partitions=tuple(p for p in kv.get("Partitions", "").split(",") if p),
                 features=tuple(f for f in kv.get("ActiveFeatures", "").split(",") if f and f != "(null)"))

@@ -24,6 +24,7 @@ class Node:
     state: str                      # base state, lower case: idle, mixed, allocated, down, drained, ...
     flags: tuple[str, ...] = ()     # DRAIN, NOT_RESPONDING, ...
     cpus: int = 0
+    cpus_alloc: int = 0             # CPUs allocated to jobs
     gpus: int = 0
     gpu_type: str | None = None
     gpus_used: tuple[int, ...] = ()  # allocated GPU indices
@@ -50,6 +51,7 @@ class Job:
     qos: str = ""                               # QOS name ('' when the answer has none)
     nodes: int = 1                              # -N (minimum node count)
     gpus_per_node: int = 0
+    cpus: int = 0                               # CPUs of the whole job (pending: the minimum asked; 0: unknown)
     gpu_type: str | None = None
     node_list: tuple[str, ...] = ()             # allocated nodes (running jobs)
     req_nodes: tuple[str, ...] = ()             # ReqNodeList
@@ -130,6 +132,10 @@ class SlurmClient(abc.ABC):
         from fabric_hpc.hostlist import compress
 
         self.update(job_id, ReqNodeList=compress(list(hosts)), StartTime="now")
+
+    def unpin(self, job_id: int) -> None:
+        """Clear a pending job's ``ReqNodeList`` (Slurm may then place it on any nodes)."""
+        self.update(job_id, ReqNodeList="")
 
     def defer(self, job_id: int, seconds: int) -> None:
         """Keep a pending job ineligible for ``seconds`` more (the fallback timer, renewed)."""

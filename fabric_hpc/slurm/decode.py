@@ -175,6 +175,7 @@ def node(d: Any) -> Node:
     gres, used = text(d, "gres", what), text(d, "gres_used", what)
     feats = words(d, "active_features", what) or words(d, "features", what)
     return Node(name=name, state=base.lower(), flags=flags, cpus=integer(d, "cpus", what),
+                cpus_alloc=integer(d, "alloc_cpus", what),
                 gpus=parsed(what, gpu_count, gres), gpu_type=gpu_type(gres, what),
                 gpus_used=parsed(what, gpu_indices, used) if parsed(what, gpu_count, used) else (),
                 partitions=words(d, "partitions", what), features=feats)
@@ -212,6 +213,7 @@ def job(d: Any) -> Job:
                partition=text(d, "partition", what), account=text(d, "account", what),
                qos=text(d, "qos", what), nodes=integer(d, "node_count", what, default=1) or 1,
                gpus_per_node=parsed(what, gpu_count, tres), gpu_type=gpu_type(tres, what), node_list=node_list,
+               cpus=integer(d, "cpus", what),
                req_nodes=parsed(what, hosts, text(d, "required_nodes", what)),
                gpus=_job_gpus(d, what, node_list), submit_time=epoch(d, "submit_time", what) or 0.0,
                begin_time=epoch(d, "eligible_time", what), start_time=epoch(d, "start_time", what),

@@ -8,7 +8,7 @@ here and in docs/deploy.md::
     state_dir = "/var/lib/fabric-agent"
     [install]                                 # where `fabric slurm install` puts Slurm's files
     slurm_conf_dir = "/etc/slurm"
-    service_user = "fabric"
+    service_user = "slurm"                    # default: SlurmUser (scontrol show config), else root
 """
 
 from __future__ import annotations
@@ -58,8 +58,10 @@ class InstallSection(StrictModel):
     config_dir: str = Field(default="/etc/fabric-hpc", description="task_prolog.py, prolog.json, the fabric "
                             "model (topology.yaml) and this file (agent.toml / agent.yaml).")
     unit_dir: str = Field(default="/etc/systemd/system", description="Where fabric-agent.service goes.")
-    service_user: str = Field(default="fabric", description="Unprivileged user the agent runs as; owns state_dir "
-                              "(create it first: useradd --system --no-create-home fabric).")
+    service_user: str | None = Field(default=None, description="User the agent runs as; owns state_dir. It must "
+                                     "be allowed to modify other users' jobs: SlurmUser, root, or a Slurm operator "
+                                     "(sacctmgr modify user NAME set AdminLevel=Operator; needs slurmdbd). "
+                                     "Default: the cluster's SlurmUser (scontrol show config), else root.")
     slurm_group: str = Field(default="slurm", description="Group of SlurmUser: may read the heartbeat and "
                              "write the wake file (job_submit.lua runs inside slurmctld).")
     topology_format: Literal["auto", "conf", "yaml"] = Field(
@@ -115,3 +117,13 @@ def load_config(path: str | os.PathLike[str]) -> tuple[DeployConfig, str]:
 def agent_config(section: AgentSection) -> AgentConfig:
     """The :class:`AgentConfig` part of ``[agent]``."""
     return AgentConfig(**{k: getattr(section, k) for k in AgentConfig.model_fields})
+
+
+def with_service_user(cfg: DeployConfig, env: dict[str, str] | None = None) -> DeployConfig:
+    """``cfg`` with ``install.service_user`` set: as given, else the cluster's SlurmUser, else root."""
+    if cfg.install.service_user:
+        return cfg
+    from fabric_hpc.slurm.privilege import detect_slurm_user
+
+    user = detect_slurm_user(env) or "root"
+    return cfg.model_copy(update={"install": cfg.install.model_copy(update={"service_user": user})})

@@ -69,7 +69,12 @@ class AgentMetrics:
         self.usage_from_slurm = gauge("fabric_agent_usage_from_slurm")
         Gauge("fabric_agent_info", doc("fabric_agent_info"), ["version", "backend", "protocol"],
               registry=reg).labels(__version__, backend, str(PROTOCOL_VERSION)).set(1)
-        self.server, self.thread = start_http_server(port, addr=addr, registry=reg)
+        try:
+            self.server, self.thread = start_http_server(port, addr=addr, registry=reg)
+        except OSError as exc:  # EADDRINUSE above all: name the port, not a path
+            raise ConfigError(f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}",
+                              hint="choose another metrics_port (--metrics-port), or stop what listens there "
+                                   f"(ss -ltnp 'sport = :{port}')") from None
 
     def observe(self, res: Any, view: Any) -> None:
         self.cycle_seconds.observe(res.seconds)

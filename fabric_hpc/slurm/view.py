@@ -5,17 +5,26 @@ rebuilds the same view (no hidden state). GPU occupancy comes from Slurm's alloc
 a fabric job already pinned by the agent (``ReqNodeList`` set and eligible) but not yet started
 holds the lowest free GPUs of its hosts (Slurm's own choice), so it is never placed twice. While
 the GPUs it waits for are still being released (a requeued victim's teardown, a completing job),
-it keeps its hosts for :data:`PIN_GRACE_S`, so a preemption is not repeated for it.
+it keeps its hosts for :data:`PIN_GRACE_S`, so a preemption is not repeated for it. A pin whose
+GPUs are free but that Slurm has not started within ``pin_timeout_s`` (something the agent does
+not see is missing: memory, a license, a feature) is *stale*: the job is placed again, avoiding
+those hosts (``avoid``), and handed to Slurm after a few stale pins (:mod:`fabric_hpc.slurm.actions`).
+
+Hosts of the fabric model that Slurm does not list are down (never placed on). A pending job is
+placed only on hosts with enough free CPUs for its share (its CPUs over its nodes, as Slurm says).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.events import emit
+from fabric_hpc.hostlist import compress, expand
 from fabric_hpc.placement import ClusterState
 from fabric_hpc.placement.explain import never_fits
 from fabric_hpc.placement.request import Request, request_fields
@@ -48,8 +57,18 @@ class View:
     #: Fabric jobs that cannot be placed by fabric (job id -> why): handed to Slurm.
     invalid: dict[int, str] = field(default_factory=dict)
     unknown_nodes: list[str] = field(default_factory=list)
+    #: Hosts of the fabric model that Slurm does not list: down for the agent.
+    missing: list[str] = field(default_factory=list)
+    #: Pins Slurm did not start within ``pin_timeout_s`` although their GPUs were free (job -> hosts).
+    stale: dict[int, tuple[str, ...]] = field(default_factory=dict)
     #: GPUs held per Slurm account by every running job (fabric-marked or not): the fairshare charge.
     held: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, job_ids: Collection[int]) -> None:
+        """Take jobs out of the policy's pending list (handed to Slurm)."""
+        if gone := job_ids & self.candidates.keys():
+            self.candidates = {j: job for j, job in self.candidates.items() if j not in gone}
+            self.pending = [p for p in self.pending if int(p.job.id) not in gone]
 
 
 @dataclass(frozen=True)
@@ -128,15 +147,28 @@ def _gpu_ids(fab: Fabric, host: str, indices: tuple[int, ...]) -> list[str]:
     return [gpus[i] for i in indices if i < len(gpus)]
 
 
+@dataclass(frozen=True)
+class PinRules:
+    """What the agent remembers between cycles about pins (:class:`~fabric_hpc.slurm.actions.Actions`)."""
+
+    timeout_s: float = 60.0
+    #: Jobs handed to Slurm after failed or stale pins: not placed again.
+    skip: Collection[int] = ()
+    #: Hosts of a job's stale pins: it is placed elsewhere.
+    avoid: Mapping[int, Collection[str]] = field(default_factory=dict)
+
+
 def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
-               inputs: Inputs | None = None) -> View:
+               inputs: Inputs | None = None, pins: PinRules | None = None) -> View:
     """The cluster state and the policy's pending/running lists for one cycle."""
     inputs = inputs or Inputs()
     state = ClusterState(fab)
     view = View(state=state)
     known = set(fab.host_pos)
+    listed = {n.name for n in nodes}
     view.unknown_nodes = [n.name for n in nodes if n.name not in known]
-    state.set_down([n.name for n in nodes if n.name in known and not n.usable])
+    view.missing = [h for h in fab.host_pos if h not in listed]
+    state.set_down([n.name for n in nodes if n.name in known and not n.usable] + view.missing)
     for job in jobs:
         if not job.active or not job.gpus:
             continue
@@ -163,25 +195,41 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
             if free:
                 state.allocate(UNATTRIBUTED, free)
                 releasing.update(free)
-    _pending(fab, view, [j for j in jobs if j.pending and j.fabric_marked], now, inputs, releasing)
+    pins = pins or PinRules()
+    pending = [j for j in jobs if j.pending and j.fabric_marked and j.job_id not in pins.skip]
+    free_cpus = {n.name: n.cpus - n.cpus_alloc for n in nodes if n.name in known and n.cpus}
+    _pending(fab, view, pending, now, inputs, releasing, pins, free_cpus)
     return view
 
 
+def _pinned(fab: Fabric, view: View, job: Job, now: float, releasing: set[str], timeout_s: float) -> bool:
+    """A pinned job keeps its hosts (True), or is placed again (False; a stale pin is noted)."""
+    age = now - (job.begin_time or now)
+    want, waits = _pin_gpus(fab, view.state, job, releasing if age <= PIN_GRACE_S else set())
+    if want is None:
+        return False  # its GPUs were taken meanwhile
+    if age > timeout_s and not waits:
+        view.stale[job.job_id] = job.req_nodes
+        return False
+    if want:
+        view.state.allocate(str(job.job_id), want)
+    view.pinned[job.job_id] = job.req_nodes
+    return True
+
+
 def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: Inputs,
-             releasing: set[str]) -> None:
-    state = view.state
+             releasing: set[str], pins: PinRules, free_cpus: dict[str, int]) -> None:
     for job in sorted(pending, key=lambda j: (j.submit_time, j.job_id)):
         eligible = job.begin_time is not None and job.begin_time <= now + 0.5
-        waiting = releasing if eligible and job.begin_time is not None and now - job.begin_time <= PIN_GRACE_S \
-            else set()
-        if job.req_nodes and eligible and _reserve(fab, state, job, waiting):
-            view.pinned[job.job_id] = job.req_nodes
+        if job.req_nodes and eligible and _pinned(fab, view, job, now, releasing, pins.timeout_s):
             continue
         try:
             request = request_of(job)
             never = never_fits(fab, request)  # e.g. numa_local on hosts whose NUMA nodes are smaller
             if never is not None:
                 raise ConfigError(f"job {job.job_id}: {never.message}", hint=never.hint)
+            avoid = {*pins.avoid.get(job.job_id, ()), *view.stale.get(job.job_id, ())}
+            request = _avoiding(request, job, avoid, free_cpus)
         except ConfigError as exc:
             if job.begin_time is None or job.begin_time > now:  # not yet handed to Slurm
                 view.invalid[job.job_id] = exc.message
@@ -192,21 +240,34 @@ def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: In
         emit("agent.invalid_requests", jobs=sorted(view.invalid))
 
 
-def _reserve(fab: Fabric, state: ClusterState, job: Job, releasing: set[str]) -> bool:
-    """Hold the lowest free GPUs of a pinned job's hosts; False when they are not free (re-place it).
+def _pin_gpus(fab: Fabric, state: ClusterState, job: Job, releasing: set[str]) -> tuple[list[str] | None, bool]:
+    """(the lowest free GPUs of a pinned job's hosts, whether it waits for GPUs being released);
+    None when they are not free (re-place it).
 
     GPUs in ``releasing`` (held by jobs that are going away) count as coming: the job keeps its
     hosts, holding the free ones now."""
     want: list[str] = []
+    waits = False
     for host in job.req_nodes:
         if host not in fab.host_pos:
-            return False
+            return None, False
         gpus = fab.host_gpus(host)
         free = [g for g in gpus if state.owner[fab.gpu_pos[g]] == -1]
         coming = sum(g in releasing for g in gpus)
         if len(free) + coming < job.gpus_per_node:
-            return False
+            return None, False
+        waits = waits or len(free) < job.gpus_per_node
         want.extend(free[: job.gpus_per_node])
-    if want:
-        state.allocate(str(job.job_id), want)
-    return True
+    return want, waits
+
+
+def _avoiding(request: Request, job: Job, avoid: Collection[str], free_cpus: dict[str, int]) -> Request:
+    """The request with the hosts it must not get added to its ``exclude``: those of its stale pins and
+    those without its share of CPUs free."""
+    need = math.ceil(job.cpus / max(job.nodes, 1)) if job.cpus else 0
+    lacking = {h for h, free in free_cpus.items() if free < need}
+    given = set(expand(request.exclude)) if request.exclude else set()
+    extra = (lacking | set(avoid)) - given
+    if not extra:
+        return request
+    return request.model_copy(update={"exclude": compress(sorted(extra | given))})

@@ -53,6 +53,8 @@ def explain(client: SlurmClient, job_id: int, *, state_dir: str | Path | None = 
                      + ".")
     elif "unreadable" in dec:
         pass  # said below
+    elif "handoff" in dec:
+        lines.append(_handoff_line(dec["handoff"]))
     elif job.fabric_marked:
         lines.append("The fabric agent did not place it: Slurm's own scheduler did (the agent was down or the "
                      "deferral ran out).")
@@ -67,6 +69,11 @@ def explain(client: SlurmClient, job_id: int, *, state_dir: str | Path | None = 
                      f"({r.get('gpu_hours_lost', 0):.2f} GPU-hours since its last checkpoint).")
     return {"job": job_id, "state": job.state, "reason": job.reason, "nodes": list(job.node_list),
             "decisions": dec, "text": " ".join(lines)}
+
+
+def _handoff_line(h: dict[str, Any]) -> str:
+    return (f"The fabric agent handed it to Slurm's own scheduler at {_when(h['ts'])}: {h.get('reason', '?')} "
+            "(Slurm places it without its fabric: options).")
 
 
 def _headline(job: Job) -> str:
@@ -86,7 +93,12 @@ def _pending_lines(job: Job, dec: dict[str, dict[str, Any]]) -> list[str]:
     elif job.fabric_marked and job.begin_time and job.begin_time > time.time():
         out.append(f"It waits for the fabric agent; if the agent does not place it, Slurm takes it over at "
                    f"{_when(job.begin_time)}.")
-    if "waiting" in dec:
+    if "handoff" in dec:
+        out.append(_handoff_line(dec["handoff"]))
+    elif "waiting" in dec:
         out.append(f"At {_when(dec['waiting']['ts'])} the agent's policy said: "
                    f"{reason_words(dec['waiting']['reason'])}.")
+    if "failed" in dec and dec["failed"]["ts"] >= dec.get("place", {}).get("ts", 0):
+        f = dec["failed"]
+        out.append(f"At {_when(f['ts'])} Slurm refused the agent's {f.get('action')}: {f.get('error')}.")
     return out

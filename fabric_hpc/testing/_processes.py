@@ -50,9 +50,20 @@ def environ_values(key: str) -> dict[int, str]:
     return found
 
 
-def processes_with_env(key: str, value: str) -> set[int]:
-    """Pids (not ours) whose environment has exactly ``key=value``: slurmstepd and job processes."""
-    return {pid for pid, found in environ_values(key).items() if found == value}
+#: In the environment of every daemon a test cluster starts (and so of its slurmstepd).
+DAEMON_MARK = "FABRIC_TEST_SLURM_DAEMON"
+
+
+def processes_with_env(key: str, value: str, *, any_of: tuple[str, ...] = ()) -> set[int]:
+    """Pids (not ours) whose environment has exactly ``key=value`` (and, when ``any_of`` is given, one
+    of those keys too: a shell that merely exported ``SLURM_CONF`` is not a job process)."""
+    found = {pid for pid, v in environ_values(key).items() if v == value}
+    if not any_of:
+        return found
+    marked: set[int] = set()
+    for other in any_of:
+        marked |= set(environ_values(other))
+    return found & marked
 
 
 def working_dirs() -> dict[int, Path]:
@@ -92,8 +103,10 @@ def orphans(marker: str) -> set[int]:
     configuration is alive any more.
     """
     groups: dict[str, set[int]] = {}
+    marked = set(environ_values("SLURM_JOB_ID")) | set(environ_values(DAEMON_MARK))
     for pid, conf in environ_values("SLURM_CONF").items():
-        groups.setdefault(conf, set()).add(pid)
+        if pid in marked:  # a job process or a daemon's; not a shell that exported SLURM_CONF
+            groups.setdefault(conf, set()).add(pid)
     cache: dict[Path, str | None] = {}
     for pid, cwd in working_dirs().items():
         conf = _conf_above(cwd, cache) if cwd.is_absolute() else None

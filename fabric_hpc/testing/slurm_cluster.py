@@ -31,6 +31,7 @@ from fabric_hpc.testing import _slurm_config as conf
 from fabric_hpc.testing._installs import SlurmInstall
 from fabric_hpc.testing._slurm_client import INSTALL_HINT, SlurmClient
 from fabric_hpc.testing._processes import (
+    DAEMON_MARK,
     alive,
     descendants,
     orphans,
@@ -319,7 +320,9 @@ class SlurmTestCluster(SlurmClient, _accounting.AccountingMixin):
         """
         own = {p.pid for p in self._procs.values() if p.poll() is None}
         own |= {child for pid in own for child in descendants(pid)}
-        strays = processes_with_env("SLURM_CONF", str(self.conf_path)) | processes_in_dir(self.base_dir)
+        # job processes (SLURM_JOB_ID) and slurmstepd (our daemons' mark), never a shell that exported SLURM_CONF
+        strays = processes_with_env("SLURM_CONF", str(self.conf_path), any_of=("SLURM_JOB_ID", DAEMON_MARK))
+        strays |= processes_in_dir(self.base_dir)
         strays |= {child for pid in strays for child in descendants(pid)}
         return {pid for pid in own | strays if alive(pid)}
 
@@ -409,7 +412,7 @@ class SlurmTestCluster(SlurmClient, _accounting.AccountingMixin):
     def _spawn(self, name: str, argv: list[str], *, user: str | None = None, cwd: Path | None = None) -> None:
         with open(self.log_dir / f"{name}.out", "ab") as out:
             self._procs[name] = subprocess.Popen(
-                argv, env=self.env, cwd=cwd or self.base_dir, stdin=subprocess.DEVNULL, stdout=out,
+                argv, env={**self.env, DAEMON_MARK: "1"}, cwd=cwd or self.base_dir, stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent, user=user)
 
     def _check_alive(self) -> None:

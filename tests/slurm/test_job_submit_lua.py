@@ -128,15 +128,17 @@ def test_a_comment_changed_to_fabric_is_validated_on_modify(tmp_path: Path) -> N
     plugin.write_text(render_job_submit(state_dir=str(tmp_path / "agent")))
     script = tmp_path / "modify.lua"
     script.write_text(f"PLUGIN = {lua_string(str(plugin))}\n" + r"""
-local msgs = {}
+local msgs, users = {}, 0
 slurm = {SUCCESS = 0, ERROR = -1}
-function slurm.log_user(fmt, ...) table.insert(msgs, string.format(fmt, ...)) end
-function slurm.log_info(fmt, ...) string.format(fmt, ...) end
+-- slurmctld does not support log_user in job_modify ("Unspecified error" for the user): never call it there
+function slurm.log_user(fmt, ...) users = users + 1 end
+function slurm.log_info(fmt, ...) table.insert(msgs, string.format(fmt, ...)) end
 dofile(PLUGIN)
 for _, c in ipairs({"fabric:within=%s", "fabric:include=n[1-100001]", "fabric:within=leaf", "a note", "nofabric"}) do
   msgs = {}
   io.write(slurm_job_modify({comment = c}, {}, {}, 1000), "\t", table.concat(msgs, "|"), "\n")
 end
+if users > 0 then io.write("log_user called\n") end
 io.write(slurm_job_modify({}, {}, {}, 1000), "\n")
 """)
     proc = subprocess.run([LUA, str(script)], capture_output=True, text=True, timeout=60)
@@ -235,3 +237,18 @@ def test_the_agent_reads_the_state_dir_the_plugin_reads(state_dir: str) -> None:
     lua = subprocess.run([LUA, "-e", line.split("--")[0] + " io.write(STATE_DIR)"], capture_output=True, check=True)
     assert lua.stdout.decode() == state_dir == lua_settings(text)["state_dir"]
     check_plugin(text, state_dir=state_dir, fallback_s=60, source="job_submit.lua")
+
+
+def test_options_the_agent_would_drop_are_rejected_at_submit(tmp_path: Path) -> None:
+    """What the agent would hand to Slurm (dropping every fabric: option) is refused at submit instead."""
+    rows = run_cases(tmp_path, [gang("fabric:tier=high,tier=spot"), gang("fabric:within=leaf,within=spine"),
+                                gang("fabric:tier=gold"), gang("fabric:slices=2"), gang("fabric:slice_level=leaf"),
+                                gang("fabric:tp=3"), gang("fabric:tp=8,pp=3"), gang("fabric:pp=32"),
+                                gang("fabric:tp=8,pp=2,slices=2,slice_level=leaf,tier=spot")])
+    said = [r[2] for r in rows]
+    assert [r[0] for r in rows] == ["-1"] * 8 + ["0"], rows
+    assert "option tier given twice" in said[0] and "option within given twice" in said[1]
+    assert "tier must be high, normal or spot" in said[2]
+    assert "slices and slice_level go together" in said[3] and "go together" in said[4]
+    assert "tp = 3 does not divide the job's 16 GPUs" in said[5]
+    assert "pp = 3 does not divide" in said[6] and "pp = 32 does not divide" in said[7]

@@ -149,3 +149,22 @@ def test_stop_leaves_no_process_of_the_cluster(require_slurm, tmp_path):
     assert cluster.pids() == set()
     assert _wait_gone(before) == set()
     assert _cluster_processes(cluster.base_dir) == set()
+
+
+def test_stop_spares_a_shell_that_exported_the_clusters_slurm_conf(require_slurm, tmp_path):
+    """docs/testing.md tells users to `export SLURM_CONF=...` in another shell: stop() must not kill it
+    (only job processes, with SLURM_JOB_ID, and the daemons' own slurmstepd are the cluster's)."""
+    import subprocess
+
+    cluster = SlurmTestCluster(1, gpus_per_node=1, base_dir=tmp_path / "c", prefix=require_slurm.prefix)
+    cluster.start()
+    bystander = subprocess.Popen(["sleep", "300"], env={**os.environ, "SLURM_CONF": str(cluster.conf_path)},
+                                 cwd=tmp_path)
+    try:
+        assert bystander.pid not in cluster.pids()
+    finally:
+        cluster.stop()
+        alive = bystander.poll() is None
+        bystander.kill()
+        bystander.wait()
+    assert alive, "stop() killed a process that only had the cluster's SLURM_CONF in its environment"

@@ -1,0 +1,120 @@
+"""The agent's actions on Slurm, one job at a time: a failed one is logged and the others go on.
+
+Order within a cycle (:meth:`Actions.apply`): requeue the spot victims (and clear their old pins),
+pin the started jobs, then hand over to Slurm the jobs fabric cannot place, but only in a cycle
+that pinned nothing (a handed-over job is eligible at once, so Slurm could give it the hosts just
+pinned); postponed hand-overs happen in the next cycle without pins, or when their deferral ends.
+
+A refused action (``SlurmError``) becomes an ``agent.failed`` record (audit log and event stream)
+naming the action, the job and Slurm's message; the other actions of the cycle still run. A job
+whose pin fails :data:`MAX_PIN_FAILURES` cycles in a row (or whose pin went stale, see
+:mod:`fabric_hpc.slurm.view`) is handed to Slurm: its ``ReqNodeList`` is cleared and it is eligible
+at once; the agent no longer places it. These counters live in memory: a restarted agent tries again.
+
+Slurm refusing the agent itself (``Invalid user id``, ``Access/permission denied``: the agent runs
+as a user that may not modify other users' jobs) is fatal: :class:`AgentPrivilegeError`, exit 3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from fabric_hpc.errors import ConfigError, NotFoundError
+from fabric_hpc.slurm.contract import SlurmClient, SlurmError
+
+#: Failed pins (or stale ones) in a row after which a job is handed to Slurm.
+MAX_PIN_FAILURES = 3
+#: Slurm's answers when the caller may not modify a job (22.05 to 25.11).
+DENIED = ("invalid user id", "access denied", "access/permission denied", "permission denied")
+PRIVILEGE_HINT = ("run the agent as SlurmUser or root, or make its user a Slurm operator "
+                  "(sacctmgr modify user NAME set AdminLevel=Operator; needs slurmdbd); docs/deploy.md")
+
+
+class AgentPrivilegeError(ConfigError):
+    """Slurm does not let the agent's user modify jobs: fatal, exit 3."""
+
+
+def denied(message: str) -> bool:
+    """Slurm's message says the caller lacks the privilege (not that the request was wrong)."""
+    low = message.lower()
+    return any(d in low for d in DENIED)
+
+
+class Actions:
+    """Applies one cycle's actions; ``note(what, **fields)`` records an ``agent.<what>`` event."""
+
+    def __init__(self, client: SlurmClient, note: Callable[..., None]) -> None:
+        self.client, self.note = client, note
+        self.failures: dict[int, int] = {}        # job -> failed or stale pins in a row
+        self.handed_off: set[int] = set()          # handed to Slurm after failures: not placed again
+        self.to_hand: dict[int, str] = {}          # job -> why: to hand over at the next cycle without pins
+        self.avoid: dict[int, set[str]] = {}       # job -> hosts of its stale pins (re-placed elsewhere)
+        self.stale_count: dict[int, int] = {}      # job -> stale pins so far
+        self.failed_total = 0
+        self.last_error: str | None = None
+
+    def apply(self, requeued: list[int], started: list[dict[str, Any]], invalid: dict[int, str],
+              deferred: list[int], fallback_s: int) -> None:
+        """Requeues, pins, hand-overs (none in a cycle that pinned), then the deferrals (one batch)."""
+        for job_id in requeued:
+            if self._do("requeue", job_id, self.client.requeue, job_id):
+                # a requeued job keeps its ReqNodeList: clear it, so it is placed afresh
+                self._do("unpin", job_id, self.client.update, job_id, ReqNodeList="")
+        pinned = 0
+        for entry in started:
+            job_id = entry["job"]
+            if self._do("place", job_id, self.client.place, job_id, entry["hosts"]):
+                self.failures.pop(job_id, None)
+                pinned += 1
+                continue
+            n = self.failures[job_id] = self.failures.get(job_id, 0) + 1
+            if n >= MAX_PIN_FAILURES:
+                self.hand_over(job_id, f"pinning it failed {n} times in a row: {self.last_error}")
+        handoffs = {**invalid, **self.to_hand}
+        if pinned == 0:
+            for job_id, why in handoffs.items():
+                if self._do("handoff", job_id, self.client.update, job_id, ReqNodeList="", StartTime="now"):
+                    self.to_hand.pop(job_id, None)
+                    self.note("handoff", job=job_id, reason=why)
+        waiting = [j for j in deferred if j not in handoffs]
+        if waiting:
+            self._do("defer", None, self.client.defer_many, waiting, fallback_s)
+
+    def hand_over(self, job_id: int, why: str) -> None:
+        """Give a job to Slurm (at the next cycle without pins) and stop placing it."""
+        self.handed_off.add(job_id)
+        self.to_hand[job_id] = why
+
+    def stale(self, stale: dict[int, tuple[str, ...]]) -> None:
+        """Pins Slurm did not start in time: re-placed away from those hosts, handed over after a few."""
+        for job_id, hosts in stale.items():
+            self.avoid.setdefault(job_id, set()).update(hosts)
+            n = self.stale_count[job_id] = self.stale_count.get(job_id, 0) + 1
+            self.note("stale_pin", job=job_id, hosts=list(hosts), count=n)
+            if n >= MAX_PIN_FAILURES:
+                self.hand_over(job_id, f"Slurm did not start it on the hosts the agent pinned, {n} times")
+
+    def forget(self, pending: Iterable[int]) -> None:
+        """Drop the memory of jobs that are no longer pending (bounded memory)."""
+        keep = set(pending)
+        for table in (self.failures, self.avoid, self.stale_count, self.to_hand):
+            for job_id in [j for j in table if j not in keep]:
+                del table[job_id]
+        self.handed_off &= keep
+
+    def _do(self, action: str, job_id: int | None, fn: Callable[..., None], *args: Any, **kw: Any) -> bool:
+        try:
+            fn(*args, **kw)
+            return True
+        except NotFoundError:  # the job ended or was cancelled meanwhile: nothing to do
+            return False
+        except SlurmError as exc:
+            text = " ".join(exc.message.split())
+            if denied(text):
+                raise AgentPrivilegeError(f"Slurm refused the agent's {action} of job {job_id}: {text[-200:]}",
+                                          hint=PRIVILEGE_HINT) from None
+            self.failed_total += 1
+            self.last_error = text[-300:]
+            self.note("failed", action=action, job=job_id, error=self.last_error)
+            return False
