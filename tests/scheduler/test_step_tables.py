@@ -18,12 +18,8 @@ from hypothesis import strategies as st
 
 from fabric_hpc.placement import ClusterState
 from fabric_hpc.scheduler import ClassicFairshare, MultifactorPriority, PendingJob, SchedulerInput, fabric_policy
-<<<<<<< HEAD
 from fabric_hpc.scheduler.core import LazyDict
 from fabric_hpc.scheduler.caches import _diff
-=======
-from fabric_hpc.scheduler.caches import LazyDict, _diff
->>>>>>> d64fe8b (docs/benchmarks: the priority index of a long queue (sim-speed2): 50k replay at 2027:1.5 ~6 % cheaper, digests unchanged, < 60 s still missed; what did not help)
 
 from .helpers import fabric, job, pend, run_on
 from .test_priority import scalar
