@@ -186,16 +186,15 @@ class Scheduler:
         reservations = self.backfill.reservations if view.backfill else 0
         now, fab, wait = view.now, view.state.fab, self.compact_wait_s
         blocked_before = skip = False  # skip: the fast path below is on and no reservation is left
-        skipped: list[Job] = []
         for pending in examined:
             job = pending.job
             if blocked_before:
                 if reservations == 0:
                     break
                 # fast path, the outcome of the full walk below: the job is too big for the free
-                # GPUs, may not preempt, and no reservation is left to give, so it only gets a reason
+                # GPUs, may not preempt, and no reservation is left to give, so its reason is the
+                # default one ("Priority", also for a held job: no placement exists, compact or not)
                 if skip and job.gpus > plan.free_n and job.tier not in victims_for:
-                    skipped.append(job)
                     continue
             # ``now - submit < wait``: the first test of ``_holds``, without the calls
             hold = self._compact_hold(job, now, fab) if wait is not None and now - job.submit < wait else None
@@ -210,7 +209,9 @@ class Scheduler:
                     out.backfilled.add(job.id)
                 continue
             if hold is not None:  # waits for a compact placement, holds nothing meanwhile
-                out.reasons[job.id] = "Topology"
+                # "Topology" only while its GPUs are free in number: else no placement exists at all
+                out.reasons[job.id] = ("Topology" if job.gpus <= plan.free_n
+                                       else "Priority" if blocked_before else "Resources")
                 continue
             if len(out.reservations) < reservations:
                 resv = self._reserve(job, view.now, plan)
@@ -219,18 +220,7 @@ class Scheduler:
             out.reasons[job.id] = "Priority" if blocked_before else "Resources"
             blocked_before = True
             skip = self.fast_walk and len(out.reservations) >= reservations
-        self._skipped_reasons(skipped, now, out)
         return blocked_before
-
-    def _skipped_reasons(self, skipped: list[Job], now: float, out: Decisions) -> None:
-        """Reasons of fast-path jobs: "Topology" while held for a compact placement, else "Priority"
-        (they come after a blocked job: the default :meth:`schedule` gives, so not stored)."""
-        if self.compact_wait_s is None:
-            return
-        wait = self.compact_wait_s
-        for job in skipped:
-            if now - job.submit < wait and self._holds(job, now):  # the first test: a cheap pre-filter
-                out.reasons[job.id] = "Topology"
 
     def _priorities(self, view: SchedulerInput) -> tuple[list[str], np.ndarray, np.ndarray]:
         """(ids, priorities, submit times) of ``view.pending`` as arrays: from the priority policy's

@@ -111,3 +111,31 @@ def test_a_job_given_twice_is_refused_not_started_twice():
     running = [run_on(st, job("B", 1), ["n1"])]
     with pytest.raises(ConfigError, match="job 'B' is in the step's input twice"):
         _fifo(Backfill.easy()).schedule(SchedulerInput(0, pend(job("B", 1)), running, st))
+
+
+def test_a_held_gang_says_topology_only_while_its_gpus_are_free():
+    """A gang held for a compact placement said "Topology" also on a full cluster, where no
+    placement exists at all; now "Resources" there (the admin's `fabric slurm why` read it as a
+    topology problem). With the GPUs free but scattered it is still "Topology". The fast walk and
+    the full walk give the same reasons."""
+    import pytest
+
+    from fabric_hpc.scheduler import core
+
+    fab = fabric(4, 2)  # leaf1: n1 n2, leaf2: n3 n4
+    policy = Scheduler("fifo", MultifactorPriority(weight_fairshare=0, weight_size=0, weight_tier=0,
+                                                   weight_age=1000), SolverPlacer("greedy"), Backfill.easy(),
+                       compact_wait_s=900.0)
+    st = ClusterState(fab)
+    running = [run_on(st, job("A", 3, wall=100), ["n1", "n2", "n3"])]
+    full = policy.schedule(SchedulerInput(10, pend(job("G", 2, submit=5)), running, st))
+    assert full.reasons["G"] == "Resources"
+    st2 = ClusterState(fab)
+    running2 = [run_on(st2, job("B", 1, wall=100), ["n1"]), run_on(st2, job("C", 1, wall=100), ["n4"])]
+    scattered = policy.schedule(SchedulerInput(10, pend(job("G", 2, submit=5)), running2, st2))
+    assert scattered.reasons["G"] == "Topology"  # n2 + n3: a placement, across leaves
+    queue = pend(job("X", 4, submit=1), job("Y", 2, submit=2), job("G", 2, submit=5))
+    fast = dict(policy.schedule(SchedulerInput(10, queue, running, st)).reasons)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(core.Scheduler, "fast_walk", False)
+        assert dict(policy.schedule(SchedulerInput(10, queue, running, st)).reasons) == fast
