@@ -98,7 +98,8 @@
     var shared = D.nvl.filter(function (d) { return d.shared; }).length;
     var cards = [["hosts", "Hosts", H], ["gpus", "GPUs", S.length], ["free", "Free", total[FREE]],
       ["allocated", "Allocated", alloc], ["down", "Down", total[DOWN]], ["jobs", "Jobs", NJ],
-      ["nvl", shared ? "NVL72 domains" : "NVLink domains", D.nvl.length]];
+      ["nvl", shared ? "NVL72 domains" : D.nvl.length ? "NVLink domains (one per host)" : "NVLink domains",
+       D.nvl.length]];
     document.getElementById("counts").innerHTML = cards.map(function (c) {
       var cls = c[0] === "free" ? "free" : c[0] === "allocated" ? "alloc" : c[0] === "down" ? "down" : "";
       return '<div class="card ' + cls + '"><b id="count-' + c[0] + '">' + fmt(c[2]) + "</b><span>" + c[1] + "</span></div>";
