@@ -67,3 +67,22 @@ def test_unknown_command_is_usage_error(capsys):
 def test_unknown_option_is_usage_error(capsys):
     assert main(["--no-such-option"]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_agent_status_exits_5_when_the_agent_is_not_running(tmp_path, capsys):
+    """`fabric agent status` printed "agent: NOT running" and exited 0; a monitoring check could not
+    tell. Now 5 (Slurm places new jobs itself then), also with --json (healthy: false)."""
+    import json as _json
+    import time
+
+    from fabric_hpc.cli.main import main
+
+    state = tmp_path / "agent"
+    state.mkdir()
+    (state / "status.json").write_text(_json.dumps({"cycles": 3, "errors": 2, "last_error": "Slurm said no",
+                                                    "fallback_s": 60, "ts": time.time()}))
+    assert main(["agent", "status", "--state-dir", str(state)]) == 5
+    out = capsys.readouterr().out
+    assert "NOT running" in out and "failed cycles 2" in out and "Slurm said no" in out
+    assert main(["agent", "status", "--state-dir", str(state), "--json"]) == 5
+    assert _json.loads(capsys.readouterr().out)["healthy"] is False
