@@ -239,3 +239,31 @@ def test_a_closed_stdout_pipe_exits_0_quietly() -> None:
                           " exit ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and proc.stderr == "", proc
+
+
+def test_agent_check_privilege_names_who_may_modify_jobs() -> None:
+    """root, the SlurmUser and a Slurm operator may run the agent; anyone else is a ConfigError
+    naming SlurmUser and the user's AdminLevel (`scontrol show config` / `sacctmgr` answers as Slurm
+    prints them; without slurmdbd sacctmgr fails and there are no operators)."""
+    from fabric_hpc.slurm.privilege import check_privilege, slurm_user_from
+
+    config = "Configuration data as of 2026-12-05T10:00:00\nSlurmUser               = slurm(64030)\nSlurmdUser = root(0)\n"
+    assert slurm_user_from(config) == "slurm"
+
+    def run(levels: dict[str, str]):
+        def answer(argv: Sequence[str]) -> str:
+            if argv[0] == "scontrol":
+                return config
+            if argv[4] not in levels:
+                raise SlurmError("sacctmgr: error: Problem talking to the database: Connection refused")
+            return levels[argv[4]] + "\n"
+        return answer
+
+    assert check_privilege(run({}), "root") == "runs as root"
+    assert check_privilege(run({}), "slurm") == "runs as SlurmUser (slurm)"
+    assert check_privilege(run({"ops": "Operator"}), "ops") == "ops is a Slurm operator"
+    with pytest.raises(ConfigError, match="fabric may not modify other users' jobs .SlurmUser is slurm, "
+                                          "fabric's AdminLevel is none"):
+        check_privilege(run({}), "fabric")
+    with pytest.raises(ConfigError, match="AdminLevel is None"):
+        check_privilege(run({"fabric": "None"}), "fabric")
