@@ -267,3 +267,28 @@ def test_agent_check_privilege_names_who_may_modify_jobs() -> None:
         check_privilege(run({}), "fabric")
     with pytest.raises(ConfigError, match="AdminLevel is None"):
         check_privilege(run({"fabric": "None"}), "fabric")
+
+
+def test_why_shows_the_reason_of_a_hand_over(tmp_path: Path) -> None:
+    """`fabric slurm why` said "the agent was down or the deferral ran out" for a job the agent had
+    handed to Slurm because of its options; it now gives the agent's reason, pending or running."""
+    from fabric_hpc.events import JsonLinesWriter, make_event
+    from fabric_hpc.slurm.why import explain
+
+    audit = JsonLinesWriter(tmp_path / "decisions.jsonl")
+    audit.write(make_event("agent.handoff", job=26, reason="unknown level 'rack'"))
+    audit.close()
+
+    class _One:
+        def __init__(self, job: Job) -> None:
+            self._job = job
+
+        def job(self, job_id: int) -> Job:
+            return self._job
+
+    for state, nodes in (("PENDING", ()), ("RUNNING", ("n9", "n10"))):
+        job = Job(job_id=26, name="g", state=state, comment="fabric:within=rack", nodes=2, gpus_per_node=8,
+                  node_list=nodes)
+        text = explain(_One(job), 26, state_dir=tmp_path)["text"]  # type: ignore[arg-type]
+        assert "handed it to Slurm's own scheduler" in text and "unknown level 'rack'" in text, text
+        assert "the agent was down" not in text
