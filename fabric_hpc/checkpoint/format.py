@@ -36,6 +36,8 @@ NATIVE_DTYPES = (
 )
 # dtypes zarr cannot store: kept as an unsigned view of the same width (lossless)
 VIEW_DTYPES = {"bfloat16": "uint16", "float8_e4m3fn": "uint8", "float8_e5m2": "uint8"}
+#: the fp8 dtypes (stored as uint8 views; meaningful only with their scales)
+FP8_DTYPES = ("float8_e4m3fn", "float8_e5m2")
 
 
 class ChunkEntry(StrictModel):

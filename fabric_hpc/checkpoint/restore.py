@@ -14,7 +14,7 @@ import numpy as np
 from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
 from fabric_hpc.checkpoint.format import (
-    MANIFEST, TensorEntry, array_metadata, chunk_key, flatten, parse_manifest, unflatten,
+    FP8_DTYPES, MANIFEST, TensorEntry, array_metadata, chunk_key, flatten, parse_manifest, unflatten,
 )
 from fabric_hpc.checkpoint.reader import Checkpoint, check_dtype, dtype_kind, open_checkpoint, read_manifest
 from fabric_hpc.checkpoint.tensors import check_mesh
@@ -46,7 +46,7 @@ def restore(path: Path | str, *, step: int | None = None, names: list[str] | Non
         raise CheckpointError(f"restore's dtype casts floating tensors only, got {dtype}",
                               hint="give a floating dtype (e.g. float32, bfloat16); integer and bool tensors "
                                    "are restored as stored")
-    if dtype in ("float8_e4m3fn", "float8_e5m2"):  # a plain cast has no scale: 1e6 would become 448
+    if dtype in FP8_DTYPES:  # a plain cast has no scale: 1e6 would become 448
         raise CheckpointError(f"restore cannot cast to {dtype}: a cast without per-tensor scales saturates "
                               f"(float8_e4m3fn holds at most 448)",
                               hint="restore as bfloat16 or float32; make an fp8 checkpoint with scales with "

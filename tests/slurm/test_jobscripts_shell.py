@@ -4,6 +4,7 @@ on every machine (tests/slurm_integration/test_jobscripts.py runs them on a live
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -85,10 +86,8 @@ def test_train_gang_forwards_the_time_limit_and_the_preemption_signal(tmp_path: 
     finally:  # the stub srun of a failed run would go on forever
         pid = (tmp_path / "log.pid").read_text().strip() if (tmp_path / "log.pid").is_file() else ""
         if pid.isdigit():
-            try:
+            with contextlib.suppress(ProcessLookupError):  # it may have ended already
                 os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if proc.poll() is None:
             proc.kill()
     name = signal.Signals(sig).name.removeprefix("SIG")

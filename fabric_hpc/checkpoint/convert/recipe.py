@@ -32,10 +32,10 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointNotFoundError
+from fabric_hpc.checkpoint.format import FP8_DTYPES
 from fabric_hpc.validation import StrictModel, parse_model
 
 FLOAT_DTYPES = ("float32", "float16", "bfloat16")
-FP8_DTYPES = ("float8_e4m3fn", "float8_e5m2")
 
 
 def _regex(value: str) -> str:
