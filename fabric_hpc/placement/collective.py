@@ -398,6 +398,39 @@ def dp_rings(fab: Fabric, gpus: np.ndarray, tp: int = 1, pp: int = 1) -> list[np
             if len(ring := g[s * stage:(s + 1) * stage][r::max(tp, 1)]) > 1]
 
 
+def concurrent_rings(fab: Fabric, rings: list[np.ndarray], size_bytes: float,
+                     background: list[np.ndarray] | None = None,
+                     params: CollectiveParams | None = None) -> list[tuple[float, float]]:
+    """(bandwidth s, latency s) of each ring all-reduce of ``size_bytes`` on ``rings`` (sorted GPU
+    indices, two or more each), all running at once beside ``background`` and sharing max-min
+    fairly: one progressive filling over every ring, the shares ``collective_time(ring, algo="ring",
+    background=the other rings' job_load + background)`` gives each (max-min fair shares are
+    unique), in one pass instead of one per ring. A ring that cannot run (a host without a NIC)
+    gets an infinite time and loads nothing."""
+    params = params or CollectiveParams()
+    _check_background(fab, background, None)
+    space = resources(fab, None)
+    loads, lats, dead = [], [], []
+    for ring in rings:
+        g, dom = _domains(fab, ring)
+        per_rank, steps = steps_and_bytes("allreduce", "ring", len(ring), int(dom[-1]) + 1,
+                                          int(np.bincount(dom).max()), size_bytes)
+        try:
+            flows = ring_flows(fab, ring, per_rank, params, ordered=(g, dom))
+        except NoNetwork:
+            loads.append(np.zeros(space.size))
+            lats.append(0.0)
+            dead.append(True)
+            continue
+        loads.append(load_of(flows, space.size))
+        lats.append(float(flows.lat_us.max(initial=0.0)) * 1e-6 * steps)
+        dead.append(False)
+    every = loads + list(background or [])
+    xs, _ = _fair(every, effective_cap(space, params), np.array([flow_unit(ld, space) for ld in every]))
+    return [(np.inf, 0.0) if d else (1.0 / x if x > 0 else np.inf, lat)
+            for x, lat, d in zip(xs[:len(rings)], lats, dead, strict=True)]
+
+
 def dp_allreduce_and_load(fab: Fabric, gpus, size_bytes: float, tp: int = 1, pp: int = 1, *,
                           params: CollectiveParams | None = None, ecmp: int | None = None,
                           ) -> tuple[float, float, np.ndarray]:

@@ -149,20 +149,13 @@ def dp_rings_time(fab: Fabric, gpus: np.ndarray, size: float, tp: int,
     blocks of the GPUs in ring order) each stage reduces its ``1/pp`` of the parameters over its own
     GPUs: ``tp·pp`` rings of ``size/(tp·pp)``. The rings share the fabric max-min fairly; the
     slowest sets the time. ``tp = pp = 1``: one ring over all GPUs."""
-    from fabric_hpc.placement.collective import collective_time, dp_rings, job_load
+    from fabric_hpc.placement.collective import collective_time, concurrent_rings, dp_rings
 
     if tp <= 1 and pp <= 1:
         t = collective_time(fab, gpus, size, kind="allreduce", algo="ring", background=background)
         return t.bandwidth_s, t.latency_s
-    part, rings = size / (tp * pp), dp_rings(fab, np.unique(np.asarray(gpus, np.int64)), tp, pp)
-    loads = [job_load(fab, ring, part) for ring in rings]
-    worst = (0.0, 0.0)
-    for r, ring in enumerate(rings):
-        others = loads[:r] + loads[r + 1:] + list(background or [])
-        t = collective_time(fab, ring, part, kind="allreduce", algo="ring", background=others)
-        if t.seconds > sum(worst):
-            worst = (t.bandwidth_s, t.latency_s)
-    return worst
+    rings = dp_rings(fab, np.unique(np.asarray(gpus, np.int64)), tp, pp)
+    return max(concurrent_rings(fab, rings, size / (tp * pp), background), key=sum, default=(0.0, 0.0))
 
 
 #: modelled_comm_ms without contention, per fabric and (message size, sorted GPU indices)

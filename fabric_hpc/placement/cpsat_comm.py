@@ -12,17 +12,25 @@ placement whose exact collective time equals its ``T`` at the optimum is proven 
   ``T_bw ≥ B / (its uplinks · η_net)`` (oversubscribed ToRs bind here; other jobs only slow it);
 - ``T_lat = 2(n-1) · L(top level crossed)``: the fabric's rail-matched probe latency per level.
 
-With ``pp`` pipeline stages each of the ``tp·pp`` data-parallel rings lies in one stage, which may
-sit in fewer domains than the job: a network term of a level then holds only when no stage fits in
-one domain of that level (``ns`` stage GPUs > the most GPUs any such domain has), so that every
-stage crosses it. The channel bound stays valid then: the stage holding the fewest-GPU domain gets
-at most its ``mn`` GPUs there. The NVLink-share term (``kx``) is dropped for ``pp`` > 1 (a domain's
-GPUs may be split between stages).
+With ``pp`` pipeline stages each of the ``tp·pp`` data-parallel rings lies in one stage of ``ns``
+GPUs, consecutive in ring order, which lists every domain's GPUs together (the top level first).
+With a level's domain counts in ring order and prefix sums ``P = ns·q + ρ``, a stage crosses the
+boundary after a domain exactly when ``ρ > 0``, and the stage holding that boundary has at most
+``min(ρ, ns-ρ)`` GPUs on its smaller side, so at most that many in one NVLink domain. CP-SAT reads
+this where its variables give the level's counts (``β ≥ [ρ > 0]``: minimising T sets it exactly);
+a level no stage fits in one domain of (``ns`` > the most GPUs any such domain has) is crossed by
+every stage. The time is that of the slowest stage, so each bandwidth term is paired with the
+latency of a stage that pays it (a stage crossing level ``j`` crosses every level below it): the
+stage crossing the highest level (its latency, and the channel bound of ``ns/2`` GPUs); the stage
+at an unaligned boundary of level ``j`` (the latency up to ``j``, its smaller side's NICs, and the
+uplinks of the domains beside that boundary). The NVLink-share term (``kx``) is dropped for
+``pp`` > 1 (a domain's GPUs may be split between stages).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,63 +42,190 @@ if TYPE_CHECKING:
     from fabric_hpc.placement.problem import Problem
 
 
+@dataclass(frozen=True)
+class _Scale:
+    """One problem's constants: a data-parallel ring's bytes per rank, as whole µs at a bandwidth."""
+
+    per_rank: float
+    nvl: float  # GB/s of the fastest candidate GPU's NVLink, times its efficiency
+    nic: float  # GB/s of the fastest candidate NIC, times the network's efficiency
+    channels: int
+    tp: int
+    lat: list[int]  # µs of the ring's steps: inside a domain, then crossing chain level 0, 1, ...
+
+    def us(self, gbps: float, share: float = 1.0) -> int:
+        return int(math.floor(self.per_rank * share / (gbps * 1e9) * 1e6 + 1e-6)) if gbps > 0 else 0
+
+    def ring(self, k: int) -> int:
+        """GPUs of one data-parallel ring among a domain's ``k`` (the fewest any ring gets)."""
+        return max(k // self.tp, 1)
+
+    def nic_us(self, k: int) -> int:
+        """A ring through the NICs of ``k`` GPUs of one NVLink domain (NCCL's channel bound)."""
+        return self.us(self.nic * min(self.ring(k), self.channels))
+
+
 def comm_lower_bound(m, p: Problem, items, c, u, spans: dict, ys: dict):
     """A linear expression of T (µs) for the collective of ``p`` on CP-SAT items (0: none). With
     tensor-parallel groups of ``K = p.tp`` and ``P = p.pp`` pipeline stages the bound is of one
     data-parallel ring (``n/(K·P)`` ranks, ``1/(K·P)`` of the bytes, at most ``k/K`` of a domain's
     ``k`` GPUs): the slowest of the K·P rings is no faster (stages: the module doc)."""
-    tp, pp = p.tp, p.pp
-    n = p.units * (p.gpn or 1) // (tp * pp)
+    n = p.units * (p.gpn or 1) // (p.tp * p.pp)
     if n < 2 or p.weights.comm <= 0:
         return 0
-    prm = CollectiveParams()
-    lv, fab = p.levels, p.fab
-    cand_gpus = np.flatnonzero(np.isin(fab.index.gpu_host, p.cand))
-    per_rank = 2.0 * (n - 1) / n * p.weights.message_mb * 2**20 / (tp * pp)
+    k = _scale(p, n)
     crosses = _stages_cross(p)
-    nvl = float(fabric_net(fab).cap[cand_gpus].max()) * prm.nvlink_eff
-    nic = float(fab.index.gpu_nic_gbps[cand_gpus].max()) * prm.net_eff
+    t_bw = _bandwidth(m, p, items, c, u, spans, ys, k, crosses)
+    terms = [k.lat[0]]
+    for j in range(len(p.levels.chain)):
+        delta = k.lat[j + 1] - k.lat[j]
+        if delta > 0 and crosses[j]:
+            terms.append(delta * _spans_two(m, spans, j, f"s_lat{j}"))
+    if p.pp == 1:
+        return t_bw + sum(terms)
+    return _staged(m, p, items, c, u, ys, k, crosses, t_bw, sum(terms))
 
-    def us(gbps: float, share: float = 1.0) -> int:
-        return int(math.floor(per_rank * share / (gbps * 1e9) * 1e6 + 1e-6)) if gbps > 0 else 0
 
-    one = us(nvl)
+def _scale(p: Problem, n: int) -> _Scale:
+    prm = CollectiveParams()
+    fab = p.fab
+    cand_gpus = np.flatnonzero(np.isin(fab.index.gpu_host, p.cand))
+    per_rank = 2.0 * (n - 1) / n * p.weights.message_mb * 2**20 / (p.tp * p.pp)
+    steps = 2 * (n - 1)
+    return _Scale(per_rank, float(fabric_net(fab).cap[cand_gpus].max()) * prm.nvlink_eff,
+                  float(fab.index.gpu_nic_gbps[cand_gpus].max()) * prm.net_eff, prm.max_channels, p.tp,
+                  [int(math.floor(steps * x + 1e-6)) for x in _level_latency(p)])  # floors telescope exactly
+
+
+def _bandwidth(m, p: Problem, items, c, u, spans: dict, ys: dict, k: _Scale, crosses: list[bool]):
+    """T_bw: the terms every stage pays (all of them with one stage; the module doc)."""
+    lv = p.levels
+    one = k.us(k.nvl)
     maxg = int(lv.host_gpus.max(initial=1))
     j_nvl = lv.alias.get("nvlink", 0)
-    big = max(one, us(nic)) + 1
+    big = max(one, k.us(k.nic)) + 1
     t_bw = m.NewIntVar(0, big, "t_bw")
     s_nvl = _spans_two(m, spans, j_nvl, "s_nvl")
     m.Add(t_bw >= one).OnlyEnforceIf(s_nvl.Not())
-    used, count = _nvl_domains(p, items, c, u, ys, j_nvl)
+    doms = _domain_counts(p, items, c, u, ys, j_nvl)
     hi = max(int(p.units * (p.gpn or 1)), 1)
-
-    def ring(k: int) -> int:  # GPUs of one data-parallel ring among a domain's k
-        return max(k // tp, 1)
-
-    if used:
+    if doms:
         mn, kx = m.NewIntVar(1, hi, "mn"), m.NewIntVar(1, hi, "kx")
-        for y, g in zip(used, count, strict=True):
+        for _, y, g in doms:
             m.Add(mn <= g + hi * (1 - y))
             m.Add(kx >= g - hi * (1 - y))
         t_nic = m.NewIntVar(0, big, "t_nic")
-        m.AddElement(mn, [big] + [us(nic * min(ring(k), prm.max_channels)) for k in range(1, hi + 1)], t_nic)
+        m.AddElement(mn, [big] + [k.nic_us(x) for x in range(1, hi + 1)], t_nic)
         t_nvl = m.NewIntVar(0, big, "t_nvl")
-        m.AddElement(kx, [0] + [us(nvl, (ring(k) - 1) / ring(k)) for k in range(1, hi + 1)], t_nvl)
+        m.AddElement(kx, [0] + [k.us(k.nvl, (k.ring(x) - 1) / k.ring(x)) for x in range(1, hi + 1)], t_nvl)
         if crosses[j_nvl]:
             m.Add(t_bw >= t_nic).OnlyEnforceIf(s_nvl)
-        if pp == 1:
+        if p.pp == 1:
             m.Add(t_bw >= t_nvl).OnlyEnforceIf(s_nvl)
     elif crosses[j_nvl]:  # NVLink domains below the items (hosts inside domain items, total-GPU mode): maxg
-        m.Add(t_bw >= us(nic * min(ring(maxg), prm.max_channels))).OnlyEnforceIf(s_nvl)
-    _uplinks(m, p, items, u, ys, spans, t_bw, us, prm, crosses)
-    steps = 2 * (n - 1)
-    lat = [int(math.floor(steps * x + 1e-6)) for x in _level_latency(p)]  # floors telescope exactly
-    terms = [lat[0]]
+        m.Add(t_bw >= k.nic_us(maxg)).OnlyEnforceIf(s_nvl)
+    _uplinks(m, p, items, u, ys, spans, t_bw, k, crosses)
+    return t_bw
+
+
+def _staged(m, p: Problem, items, c, u, ys: dict, k: _Scale, crosses: list[bool], t_bw, lat_all):
+    """T of the slowest pipeline stage where CP-SAT's domain counts say which stages cross which
+    levels (the module doc); ``t_bw + lat_all`` (the terms every stage pays) where they do not."""
+    lv = p.levels
+    ns = p.units * (p.gpn or 1) // p.pp
+    dyn: dict[int, _Crossing] = {}
     for j in range(len(lv.chain)):
-        delta = lat[j + 1] - lat[j]
-        if delta > 0 and crosses[j]:
-            terms.append(delta * _spans_two(m, spans, j, f"s_lat{j}"))
-    return t_bw + sum(terms)
+        doms = [] if crosses[j] else _domain_counts(p, items, c, u, ys, j)
+        if len(doms) > 1:
+            dyn[j] = _crossing(m, p, doms, ns, j)
+    if not dyn:
+        return t_bw + lat_all
+    upto, acc = {}, 0
+    for j in sorted(dyn):  # a stage crossing level j crosses every level below it
+        acc += k.lat[j + 1] - k.lat[j]
+        upto[j] = acc
+    ups = {(j, d): _uplink_us(p, j, d, k) for j, cr in dyn.items() for d, *_ in cr.touch if d is not None}
+    big = max([k.us(k.nvl), k.nic_us(1), *ups.values()]) + k.lat[-1] + 1
+    t = m.NewIntVar(0, big, "t_stage")
+    m.Add(t >= t_bw + lat_all)
+    j_nvl = lv.alias.get("nvlink", 0)
+    half = k.nic_us(max(ns // 2, 1))  # a crossing stage has at most ns/2 GPUs on its smallest side
+    gen = half * dyn[j_nvl].x if j_nvl in dyn else (half if crosses[j_nvl] else 0)
+    m.Add(t >= lat_all + sum((k.lat[j + 1] - k.lat[j]) * cr.x for j, cr in dyn.items()) + gen)
+    for j, cr in dyn.items():  # a crossing stage leaves a domain it touches through the uplinks
+        for d, y, before, after in cr.touch:
+            up = ups.get((j, d), 0)
+            for side in (before, after):
+                if up > 0 and side is not None:
+                    m.Add(t >= lat_all + (up + upto[j]) * (side + y - 1))
+    if j_nvl in dyn:
+        cr = dyn[j_nvl]
+        m.Add(t >= k.us(k.nvl) + lat_all).OnlyEnforceIf(cr.x.Not())  # every ring inside one domain
+        mp = m.NewIntVar(1, max(ns // 2, 1), "mp")  # a crossing stage's fewest GPUs in one domain
+        for caps, b in cr.caps:
+            for cap in caps:
+                m.Add(mp <= cap + ns * (1 - b))
+        t_mp = m.NewIntVar(0, big, "t_mp")
+        m.AddElement(mp, [half] + [k.nic_us(x) for x in range(1, max(ns // 2, 1) + 1)], t_mp)
+        m.Add(t >= lat_all + upto[j_nvl] + t_mp).OnlyEnforceIf(cr.x)
+    return t
+
+
+@dataclass
+class _Crossing:
+    """Where stages cross one level's domains: ``x`` = some stage does; ``touch`` = (domain, used,
+    boolean before, boolean after) per domain: the boundary before / after it is inside a stage;
+    ``caps`` = (upper bounds, boolean): while the boolean holds, some crossing stage has at most each
+    bound's GPUs in one of its domains."""
+
+    x: object
+    touch: list[tuple] = field(default_factory=list)
+    caps: list[tuple] = field(default_factory=list)
+
+
+def _crossing(m, p: Problem, doms: list, ns: int, j: int) -> _Crossing:
+    """Domains in ring order with prefix sums ``P = ns·q + ρ`` at each boundary: ``β = [ρ > 0]``
+    (``ρ ≤ (ns-1)·β``, ``x ≥ β``; minimising T sets them exactly), and the stage holding that
+    boundary has at most ``min(ρ, ns-ρ)`` GPUs on its smaller side of it. Hosts inside domain items
+    (nodes mode: ids unknown, each ``gpn`` GPUs): a host whose count is not a multiple of ``ns``."""
+    hi = p.units * (p.gpn or 1)
+    cr = _Crossing(m.NewBoolVar(f"x{j}"))
+    if doms[0][0] is None:
+        for i, (_, y, g) in enumerate(doms):
+            r = m.NewIntVar(0, ns - 1, f"r{j}_{i}")
+            m.Add(g == ns * m.NewIntVar(0, hi // ns, f"q{j}_{i}") + r)
+            b = _positive(m, r, ns, cr.x, f"b{j}_{i}")
+            cr.caps.append(([g], b))
+        return cr
+    order = sorted(range(len(doms)), key=lambda i: _ring_key(p, j, doms[i][0]))
+    prefix, betas = 0, []
+    for pos, i in enumerate(order[:-1]):
+        nxt = m.NewIntVar(0, hi, f"P{j}_{pos}")
+        m.Add(nxt == prefix + doms[i][2])
+        prefix = nxt
+        rho = m.NewIntVar(0, ns - 1, f"rho{j}_{pos}")
+        m.Add(prefix == ns * m.NewIntVar(0, hi // ns, f"Q{j}_{pos}") + rho)
+        beta = _positive(m, rho, ns, cr.x, f"beta{j}_{pos}")
+        cr.caps.append(([rho, ns - rho], beta))
+        betas.append(beta)
+    for pos, i in enumerate(order):
+        d, y, _ = doms[i]
+        cr.touch.append((d, y, betas[pos - 1] if pos else None, betas[pos] if pos < len(betas) else None))
+    return cr
+
+
+def _positive(m, r, ns: int, x, name: str):
+    """A boolean at least [r > 0] (0 ≤ r < ns), and ``x`` at least it."""
+    b = m.NewBoolVar(name)
+    m.Add(r <= (ns - 1) * b)
+    m.Add(x >= b)
+    return b
+
+
+def _ring_key(p: Problem, j: int, d: int) -> tuple[int, ...]:
+    """Where domain ``d`` of chain level ``j`` comes in ring order (the top level first)."""
+    host = int(np.argmax(p.levels.host_dom[:, j] == d))
+    return tuple(int(v) for v in p.levels.host_dom[host, j:][::-1])
 
 
 def _spans_two(m, spans: dict, j: int, name: str):
@@ -104,18 +239,18 @@ def _spans_two(m, spans: dict, j: int, name: str):
     return s
 
 
-def _nvl_domains(p: Problem, items, c, u, ys: dict, j_nvl: int) -> tuple[list, list]:
-    """(used boolean, GPU count expression) per NVLink domain, where the items resolve them."""
+def _domain_counts(p: Problem, items, c, u, ys: dict, j: int) -> list[tuple]:
+    """(domain id or None, used boolean, GPU count expression) per domain of chain level ``j``, where
+    the items resolve them ([] where they do not)."""
     g = p.gpn or 1
-    if j_nvl == items.level:
-        return list(u), [ci * g for ci in c]
-    if j_nvl > items.level and j_nvl in ys:
-        doms = items.dom[:, j_nvl]
-        return ([ys[j_nvl][int(d)] for d in ys[j_nvl]],
-                [sum(c[i] for i in np.flatnonzero(doms == d)) * g for d in ys[j_nvl]])
-    if p.nodes_mode:  # domains below the items: every host of a nodes request gets gpn GPUs
-        return list(u), [g * ui for ui in u]
-    return [], []
+    if j == items.level:
+        return [(int(items.dom[i, j]), u[i], c[i] * g) for i in range(len(c))]
+    if j > items.level and j in ys:
+        doms = items.dom[:, j]
+        return [(int(d), y, sum(c[i] for i in np.flatnonzero(doms == d)) * g) for d, y in ys[j].items()]
+    if p.nodes_mode:  # hosts inside domain items: every host of a nodes request gets gpn GPUs
+        return [(None, ui, g * ui) for ui in u]
+    return []
 
 
 def _stages_cross(p: Problem) -> list[bool]:
@@ -128,13 +263,10 @@ def _stages_cross(p: Problem) -> list[bool]:
     return [stage > largest_domain_gpus(lv, j) for j in range(len(lv.chain))]
 
 
-def _uplinks(m, p: Problem, items, u, ys: dict, spans: dict, t_bw, us, prm: CollectiveParams,
-             crosses: list[bool]) -> None:
-    fab, lv = p.fab, p.levels
-    specs = {gr.name: gr for gr in fab.spec.network.groups} if fab.spec.network else {}
-    names = list(fab.groups)
+def _uplinks(m, p: Problem, items, u, ys: dict, spans: dict, t_bw, k: _Scale, crosses: list[bool]) -> None:
+    lv = p.levels
     for j, name in enumerate(lv.chain):
-        if name not in fab.levels or not crosses[j]:
+        if name not in p.fab.levels or not crosses[j]:
             continue
         if j == items.level:  # the items are this level's domains
             used = [(int(items.dom[i, j]), u[i]) for i in range(len(u))]
@@ -142,20 +274,37 @@ def _uplinks(m, p: Problem, items, u, ys: dict, spans: dict, t_bw, us, prm: Coll
             used = list(ys[j].items())
         else:
             continue
-        col = fab.levels.index(name)
         s = None
         for d, y in used:
-            host = int(np.argmax(lv.host_dom[:, j] == d))
-            gid = int(fab.index.host_path[host, col])
-            spec = specs.get(names[gid]) if gid >= 0 else None
-            if spec is None or spec.uplink_gbps is None:
-                continue
-            bound = us(spec.switches * spec.uplink_gbps * prm.net_eff)
+            bound = _uplink_us(p, j, d, k)
             if bound <= 0:
                 continue
             if s is None:
                 s = _spans_two(m, spans, j, f"s_up{j}")
             m.Add(t_bw >= bound * (y + s - 1))
+
+
+def _uplink_us(p: Problem, j: int, d: int, k: _Scale) -> int:
+    """A ring leaving domain ``d`` of chain level ``j`` through all its uplinks (0: no uplink figure)."""
+    fab, lv = p.fab, p.levels
+    name = lv.chain[j]
+    if name not in fab.levels:
+        return 0
+    spec = _group_specs(fab).get(_group_of(p, j, d))
+    if spec is None or spec.uplink_gbps is None:
+        return 0
+    return k.us(spec.switches * spec.uplink_gbps * CollectiveParams().net_eff)
+
+
+def _group_specs(fab) -> dict:
+    return {gr.name: gr for gr in fab.spec.network.groups} if fab.spec.network else {}
+
+
+def _group_of(p: Problem, j: int, d: int) -> str | None:
+    fab, lv = p.fab, p.levels
+    host = int(np.argmax(lv.host_dom[:, j] == d))
+    gid = int(fab.index.host_path[host, fab.levels.index(lv.chain[j])])
+    return list(fab.groups)[gid] if gid >= 0 else None
 
 
 def _level_latency(p: Problem) -> list[float]:

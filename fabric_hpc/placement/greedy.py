@@ -136,7 +136,7 @@ def _attempt_fill(p: Problem, cap: np.ndarray) -> dict[int, int] | None:
             if level == len(p.levels.chain):
                 members = np.arange(len(cap))
                 break
-            d = _best_domain(p, cap, level, p.units, None)
+            d = _best_domain(p, cap, level, p.units)
             if d is not None:
                 members = _domain_hosts(p, level, d)
                 break
@@ -168,18 +168,45 @@ def _fill_slices(p: Problem, cap: np.ndarray, out: dict[int, int]) -> bool:
 
 
 def _slices_in(p: Problem, cap: np.ndarray, out: dict[int, int]) -> bool:
-    anchor = None
-    for _ in range(p.slices):
-        d = _best_domain(p, cap, p.slice_level, p.slice_size, anchor)
+    used: list[int] = []
+    for k in range(p.slices):
+        d = _slice_domain(p, cap, (p.slices - k) * p.slice_size, used)
         if d is None:
             return False
-        if anchor is None:
-            anchor = d
+        if d not in used:
+            used.append(d)
         _fill(p, cap, _domain_hosts(p, p.slice_level, d), p.slice_level, p.slice_size, out)
     return True
 
 
-def _best_domain(p: Problem, cap: np.ndarray, level: int, need: int, anchor: int | None) -> int | None:
+def _slice_domain(p: Problem, cap: np.ndarray, rest: int, used: list[int]) -> int | None:
+    """The domain of the next slice, spanning as few domains as the free GPUs allow: one already
+    used first, then one that holds every remaining slice (``rest`` GPUs; the best fit among them,
+    so the last new domain is the tightest), else the roomiest (it holds the most of them); near
+    the first domain (same parent) before far; then unbroken pristine domains last (hosts: the
+    cheapest take)."""
+    lv, level, size = p.levels, p.slice_level, p.slice_size
+    caps = cap if level == 0 else domain_sums(lv, level, cap)  # chain level 0: the hosts themselves
+    exact = level == 0 and p.request.whole_hosts and not p.nodes_mode  # a whole host is all or nothing
+    fits = ((caps == size) if exact else (caps >= size)).nonzero()[0]
+    if not len(fits):
+        return None
+    again, whole = np.isin(fits, used), caps[fits] >= rest
+    away = np.zeros(len(fits), bool)
+    if used and level + 1 < len(lv.chain):
+        parent = lv.host_dom[np.argmax(lv.host_dom[:, level] == used[0]), level + 1]
+        first_host = np.array([np.argmax(lv.host_dom[:, level] == d) for d in fits])
+        away = lv.host_dom[first_host, level + 1] != parent
+    if level == 0:  # the cheapest take among hosts that hold the rest, else the roomiest
+        ties: tuple = (_take_cost(p, fits, size), np.where(whole, 0, -caps[fits]))
+    else:
+        ties = (p.pristine[level][fits], np.where(whole, caps[fits], -caps[fits]))
+    return int(fits[np.lexsort((*ties, away, ~whole, ~again))[0]])
+
+
+def _best_domain(p: Problem, cap: np.ndarray, level: int, need: int) -> int | None:
+    """The best-fitting domain of chain ``level`` that holds ``need`` units (unbroken pristine
+    domains last; hosts: the cheapest take)."""
     lv = p.levels
     caps = cap if level == 0 else domain_sums(lv, level, cap)  # chain level 0: the hosts themselves
     exact = level == 0 and p.request.whole_hosts and not p.nodes_mode  # a whole host is all or nothing
@@ -188,13 +215,7 @@ def _best_domain(p: Problem, cap: np.ndarray, level: int, need: int, anchor: int
         return None
     if level == 0:
         return int(fits[np.argmin(_take_cost(p, fits, need))])
-    away = np.zeros(len(fits), bool)
-    if anchor is not None and level + 1 < len(lv.chain):
-        parent = lv.host_dom[np.argmax(lv.host_dom[:, level] == anchor), level + 1]
-        first_host = np.array([np.argmax(lv.host_dom[:, level] == d) for d in fits])
-        away = lv.host_dom[first_host, level + 1] != parent
-    order = np.lexsort((caps[fits], p.pristine[level][fits], away))
-    return int(fits[order[0]])
+    return int(fits[np.lexsort((caps[fits], p.pristine[level][fits]))[0]])
 
 
 def _take_cost(p: Problem, hosts: np.ndarray, take: int | np.ndarray) -> np.ndarray:

@@ -20,3 +20,25 @@ def test_allreduce_and_load_matches_the_separate_calls(ref):
         assert t.seconds == pytest.approx(want.seconds, rel=1e-12)
         assert (t.algo, t.bottleneck) == (want.algo, want.bottleneck)
         np.testing.assert_allclose(load, job_load(fab, g, 2**28), rtol=1e-12)
+
+
+def test_concurrent_rings_equal_one_fair_share_per_ring():
+    """``concurrent_rings`` (one progressive filling over all the rings) gives each ring what
+    ``collective_time(ring, algo="ring", background=the others' job_load + background)`` gives
+    (max-min fair shares are unique)."""
+    from fabric_hpc.placement.collective import concurrent_rings, dp_rings
+
+    rng = np.random.default_rng(5)
+    for spec in ("superpod:sus=2", "nvl72:racks=2"):
+        fab = open_fabric(spec)
+        for _ in range(6):
+            gpus = np.sort(rng.choice(len(fab.gpus), size=32, replace=False))
+            rings = dp_rings(fab, gpus, 4, 2)
+            other = np.sort(rng.choice(np.setdiff1d(np.arange(len(fab.gpus)), gpus), size=16, replace=False))
+            bg = [job_load(fab, other, 2**27)]
+            got = concurrent_rings(fab, rings, 2**27, bg)
+            for r, ring in enumerate(rings):
+                others = [job_load(fab, x, 2**27) for i, x in enumerate(rings) if i != r] + bg
+                t = collective_time(fab, ring, 2**27, algo="ring", background=others)
+                assert got[r][0] == pytest.approx(t.bandwidth_s, rel=1e-12)
+                assert got[r][1] == pytest.approx(t.latency_s, rel=1e-12)
