@@ -185,6 +185,16 @@ def run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: s
                         metrics_interval=metrics_interval, output_mode=output_mode)
 
 
+def _summary(ctx, snap: dict[str, Any], attempt: int, resumed: int, dead_letter: int) -> dict[str, Any]:
+    """This rank's result with every rank's snapshot and the job's totals (a collective: all ranks)."""
+    ranks = ctx.allgather(snap)
+    ctx.barrier()
+    job = job_totals(ranks)
+    return {**snap, "job": job, "ranks": ranks, "rank": ctx.rank, "world_size": ctx.size,
+            "attempt": attempt, "resumed": resumed, "items_done_all_ranks": job["items_done"],
+            "dead_letter": dead_letter if ctx.rank == 0 else None}
+
+
 def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: str,
              output: str | os.PathLike[str], *, options: PipelineOptions | None,
              engine_options: Mapping[str, Any] | None,
@@ -224,16 +234,9 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         pipeline.start()
         pipeline.join(tick, interval=0.1)
         snap = metrics.write(pipeline.snapshot())
-        metrics.close()
-        sink.close()
-        dead.close()
-        engine.close()
-        ranks = ctx.allgather(snap)
-        ctx.barrier()
-        job = job_totals(ranks)
-        return {**snap, "job": job, "ranks": ranks, "rank": ctx.rank, "world_size": ctx.size,
-                "attempt": attempt, "resumed": len(done), "items_done_all_ranks": job["items_done"],
-                "dead_letter": dead.count if ctx.rank == 0 else None}
+        for part in (metrics, sink, dead, engine):
+            part.close()
+        return _summary(ctx, snap, attempt, len(done), dead.count)
     except PeerFailed as exc:
         if pipeline is not None:
             pipeline.shutdown()
