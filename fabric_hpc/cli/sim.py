@@ -26,7 +26,9 @@ def group() -> None:
 
 @group.command("run")
 @click.option("--trace", required=True, help="KIND:FILE (tiresias, openb, swf, sacct, jobcomp) or "
-              "synthetic[:jobs=N,load=X,seed=S]; a bare file is recognised by its first line.")
+              "synthetic[:jobs=N,load=X,seed=S,tp=K,pp=P,gpus_per_host=G] (tp: tensor-parallel groups of "
+              "K GPUs, each in one NVLink domain; pp: P pipeline stages; docs/scheduler.md); a bare file "
+              "is recognised by its first line.")
 @click.option("--topology", "-t", default=None, help="Fabric YAML or generator (superpod:sus=4); default: SuperPOD 4 SU.")
 @click.option("--policy", type=click.Choice(["slurm", "fabric"]), default="fabric", show_default=True)
 @click.option("--placement", default=None, help="Override the placer (greedy, cpsat, slurm-tree, slurm-block).")
@@ -69,7 +71,9 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
     elif gpus_per_host is not None:
         raise ConfigError("--gpus-per-host applies to trace files; give synthetic:gpus_per_host=N instead")
     else:  # sized to this fabric unless the reference says otherwise
-        opts["fabric_defaults"] = {"cluster_gpus": max(len(fab.gpus), 1), "gpus_per_host": largest}
+        from fabric_hpc.sim.synthetic import fabric_sizes
+
+        opts["fabric_defaults"] = fabric_sizes(fab)
     jobs = load_trace(trace, **opts)
     name = jobs.name or trace
     if jobs.skipped:  # rows that are not GPU jobs (CPU-only pods, no duration, steps): said, not hidden

@@ -120,3 +120,16 @@ def test_the_run_table_formats_per_tier_waits(tmp_path, capsys):
     assert code == 0
     row = next(line for line in out.splitlines() if "mean_wait_by_tier_s" in line)
     assert "{" not in row and "high 14.94" in row
+
+
+def test_synthetic_tp_is_refused_where_no_gang_can_keep_its_groups(tmp_path, capsys):
+    """synthetic tp=16 on DGX hosts made every multi-host gang a job that can never run (61 of 200
+    rejected); it is refused naming the NVLink domain, and tp=16 on NVL72 racks runs every job."""
+    code = main(["sim", "run", "--trace", "synthetic:jobs=200,tp=16,seed=1", "-t", "superpod:sus=1",
+                 "--out", str(tmp_path / "d"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 3 and "Traceback" not in err
+    assert "tp=16" in err and "every NVLink domain of the fabric is a single host" in err and "use tp <= 8" in err
+    assert main(["sim", "run", "--trace", "synthetic:jobs=200,tp=16,seed=1", "-t", "nvl72:racks=2", "--strict",
+                 "--out", str(tmp_path / "n"), "--no-progress", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rejected"] == 0
