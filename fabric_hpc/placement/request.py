@@ -126,8 +126,8 @@ def _size_missing(key: str, r: Request) -> str:
     """Why ``tp``/``pp`` cannot be checked: the request gives no GPU count (nodes with whole_hosts
     alone leaves it to the hosts the placer picks), and what to add."""
     if r.nodes is not None and r.whole_hosts:
-        return (f"{key} with nodes and whole_hosts needs gpus_per_node too (the GPUs of each whole host, "
-                f"G: nodes={r.nodes},gpus_per_node=G,whole_hosts,{key}={getattr(r, key)})")
+        return (f"{key} with nodes and whole_hosts needs gpus_per_node too (G = the GPUs of each whole host: "
+                f"nodes={r.nodes},gpus_per_node=G,whole_hosts,{key}={getattr(r, key)})")
     return f"{key} needs a GPU count: gpus=N, or nodes with gpus_per_node"
 
 

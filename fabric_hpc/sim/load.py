@@ -40,6 +40,9 @@ def _sniff(path: Path) -> str:
                       hint=f"prefix the path with the kind: {', '.join(READERS)} (e.g. openb:{path})")
 
 
+_EXAMPLES = {"tp": 8, "pp": 2}  # a whole-number key's example where its default (1: none) says little
+
+
 def _synthetic(params: str, fabric_defaults: dict[str, object] | None = None) -> Trace:
     """``fabric_defaults`` (``cluster_gpus``, ``gpus_per_host``, ``nvlink_hosts`` of the fabric
     replayed on: :func:`~fabric_hpc.sim.synthetic.fabric_sizes`) apply where ``params`` do not set
@@ -60,7 +63,7 @@ def _synthetic(params: str, fabric_defaults: dict[str, object] | None = None) ->
         except ValueError:
             if fields[key].type == "int":
                 raise ConfigError(f"synthetic: {key}={val!r} must be a whole number",
-                                  hint=f"e.g. synthetic:{key}={fields[key].default}") from None
+                                  hint=f"e.g. synthetic:{key}={_EXAMPLES.get(key, fields[key].default)}") from None
             raise ConfigError(f"synthetic: {key}={val!r} is not a number") from None
     spec = GangWorkload(**{**(fabric_defaults or {}), **kw})  # type: ignore[arg-type]
     return Trace(gang_workload(spec), "synthetic:" + (params or "defaults"))
