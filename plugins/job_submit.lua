@@ -29,6 +29,8 @@ local PROTOCOL = 1                          -- fabric: protocol (agent and plugi
 local OPTION_KEYS = {within = "word", switches = "int", numa_local = "bool", rail_aligned = "bool",
                      exclude = "hostlist", include = "hostlist", slices = "int", slice_level = "word",
                      tp = "int", pp = "int", tier = "word"}
+-- the most a whole-number option may be (le= of fabric_hpc.placement.request.Request's field)
+local INT_MAX = {tp = 1024, pp = 1024}
 local NO_VAL = 4294967294
 local MAX_COMMENT = 1024          -- characters of --comment fabric reads at all
 local MAX_GRES = 256              -- characters of the GPU request text
@@ -40,6 +42,12 @@ local function show(text)
   local s = string.gsub(tostring(text), "%c", "?")
   if #s > SHOW_CHARS then s = string.sub(s, 1, SHOW_CHARS) .. "..." end
   return s
+end
+
+local function grouped(n)
+  -- 1024 -> "1,024" (thousands separated as the agent's messages write them)
+  local s = string.reverse(string.gsub(string.reverse(tostring(n)), "(%d%d%d)", "%1,"))
+  return (string.gsub(s, "^,", ""))
 end
 
 local function hostlist_count(expr)
@@ -96,7 +104,35 @@ end
 
 local TIERS = {high = true, normal = true, spot = true}
 
-local function check_combination(seen, total_gpus)
+local function parallel_problems(seen, nodes, gpn)
+  -- tp/pp/slices against the job's size, in the words and order of fabric_hpc/placement/request.py
+  -- (Request._consistent): nodes and gpn are nil when not known (job_modify), then only what needs
+  -- no size is checked
+  local out = {}
+  local slices, tp, pp = tonumber(seen.slices), tonumber(seen.tp), tonumber(seen.pp)
+  local total = (nodes ~= nil and gpn ~= nil and gpn > 0) and nodes * gpn or nil
+  if slices ~= nil and nodes ~= nil and nodes % slices ~= 0 then
+    table.insert(out, string.format("%d hosts do not split into %d equal slices", nodes, slices))
+  end
+  if tp ~= nil then
+    if slices ~= nil then
+      table.insert(out, "tp sets the slices itself (groups of tp GPUs inside NVLink domains): give tp or slices")
+    elseif total ~= nil and total % tp ~= 0 then
+      table.insert(out, string.format("%d GPUs do not split into tensor-parallel groups of %d", total, tp))
+    elseif total ~= nil and gpn % tp ~= 0 and tp % gpn ~= 0 then
+      table.insert(out, string.format("a group of tp=%d GPUs must fill whole hosts of %d GPUs or fit inside one " ..
+                                      "(tp a multiple or a divisor of gpus_per_node)", tp, gpn))
+    end
+  end
+  if pp ~= nil and total ~= nil and total % (pp * (tp or 1)) ~= 0 then
+    local whole = tp ~= nil and string.format(" of whole tensor-parallel groups of %d", tp) or ""
+    table.insert(out, string.format("%d GPUs do not split into %d pipeline stages%s", total, pp, whole))
+  end
+  if #out == 0 then return nil end
+  return table.concat(out, "; ")
+end
+
+local function check_combination(seen, nodes, gpn)
   -- what the agent would otherwise hand to Slurm (dropping the options): nil or an error message
   if seen.tier ~= nil and not TIERS[seen.tier] then
     return "option tier must be high, normal or spot, got '" .. show(seen.tier) .. "'"
@@ -104,20 +140,12 @@ local function check_combination(seen, total_gpus)
   if (seen.slices == nil) ~= (seen.slice_level == nil) then
     return "options slices and slice_level go together (e.g. slices=2,slice_level=leaf)"
   end
-  if total_gpus ~= nil and total_gpus > 0 then
-    local tp, pp = tonumber(seen.tp or "1"), tonumber(seen.pp or "1")
-    for _, g in ipairs({{"tp", tp}, {"pp", pp}, {"tp x pp", tp * pp}}) do
-      if total_gpus % g[2] ~= 0 then
-        return string.format("%s = %d does not divide the job's %d GPUs", g[1], g[2], total_gpus)
-      end
-    end
-  end
-  return nil
+  return parallel_problems(seen, nodes, gpn)
 end
 
-local function check_options(opts, total_gpus)
-  -- "within=leaf,switches=1,numa_local": returns nil or an error message; total_gpus: -N x GPUs
-  -- per node when known (tp/pp must divide it)
+local function check_options(opts, nodes, gpn)
+  -- "within=leaf,switches=1,numa_local": returns nil or an error message; nodes (-N) and gpn (GPUs
+  -- per node) when known: tp/pp/slices must split them as the agent's request validation requires
   if opts == "" then return nil end
   local seen = {}
   for part in string.gmatch(opts, "[^,]+") do
@@ -133,8 +161,12 @@ local function check_options(opts, total_gpus)
     end
     if seen[key] ~= nil then return "option " .. key .. " given twice" end
     seen[key] = value
-    if kind == "int" and not (string.match(value, "^[1-9]%d*$") and #value <= 9) then
-      return "option " .. key .. " needs a positive whole number, got '" .. show(value) .. "'"
+    if kind == "int" then
+      local most = INT_MAX[key]
+      if not (string.match(value, "^[1-9]%d*$") and #value <= 9) or (most and tonumber(value) > most) then
+        return "option " .. key .. " needs a positive whole number" ..
+               (most and " (1 to " .. grouped(most) .. ")" or "") .. ", got '" .. show(value) .. "'"
+      end
     end
     if kind == "bool" and not (value == "true" or value == "false" or value == "1" or value == "0") then
       return "option " .. key .. " needs true or false, got '" .. show(value) .. "'"
@@ -154,7 +186,7 @@ local function check_options(opts, total_gpus)
       end
     end
   end
-  return check_combination(seen, total_gpus)
+  return check_combination(seen, nodes, gpn)
 end
 
 local function agent_alive()
@@ -215,7 +247,7 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
     return reject("fabric chooses the nodes; use --comment=fabric:include=HOSTS instead of -w")
   end
   local opts = asked and string.sub(comment, 8) or ""
-  local err = check_options(opts, nodes * gpn)
+  local err = check_options(opts, nodes, gpn)
   if err ~= nil then return reject("--comment=" .. show(comment) .. ": " .. err) end
   job_desc.comment = asked and comment or "fabric"
   local alive, why = agent_alive()

@@ -11,12 +11,18 @@ from __future__ import annotations
 import os
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from fabric_hpc.cli.output import json_option, render, table
 from fabric_hpc.cli.params import FiniteFloat, OutputDir
 from fabric_hpc.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from fabric_hpc.topology import Fabric
 
 
 @click.group()
@@ -26,7 +32,9 @@ def group() -> None:
 
 @group.command("run")
 @click.option("--trace", required=True, help="KIND:FILE (tiresias, openb, swf, sacct, jobcomp) or "
-              "synthetic[:jobs=N,load=X,seed=S]; a bare file is recognised by its first line.")
+              "synthetic[:jobs=N,load=X,seed=S,tp=K,pp=P,gpus_per_host=G] (tp: tensor-parallel groups of "
+              "K GPUs, each in one NVLink domain; pp: P pipeline stages; docs/scheduler.md); a bare file "
+              "is recognised by its first line.")
 @click.option("--topology", "-t", default=None, help="Fabric YAML or generator (superpod:sus=4); default: SuperPOD 4 SU.")
 @click.option("--policy", type=click.Choice(["slurm", "fabric"]), default="fabric", show_default=True)
 @click.option("--placement", default=None, help="Override the placer (greedy, cpsat, slurm-tree, slurm-block).")
@@ -62,15 +70,7 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
 
     fab = open_fabric(topology)
     sizes = np.bincount(fab.index.gpu_host, minlength=len(fab.hosts))
-    opts: dict = {"time_scale": time_scale} if time_scale is not None else {}
-    largest = max(int(sizes.max(initial=0)), 1)
-    if trace.partition(":")[0] != "synthetic":  # as load_trace tells them apart (synthetic_jobs.csv is a file)
-        opts["gpus_per_host"] = gpus_per_host or largest
-    elif gpus_per_host is not None:
-        raise ConfigError("--gpus-per-host applies to trace files; give synthetic:gpus_per_host=N instead")
-    else:  # sized to this fabric unless the reference says otherwise
-        opts["fabric_defaults"] = {"cluster_gpus": max(len(fab.gpus), 1), "gpus_per_host": largest}
-    jobs = load_trace(trace, **opts)
+    jobs = load_trace(trace, **_trace_options(trace, fab, sizes, time_scale, gpus_per_host))
     name = jobs.name or trace
     if jobs.skipped:  # rows that are not GPU jobs (CPU-only pods, no duration, steps): said, not hidden
         click.echo(f"note: {jobs.skipped} row(s) of {name} are not GPU jobs and were skipped", err=True)
@@ -138,6 +138,22 @@ def compare_cmd(dirs: tuple[str, ...], report_path: str | None, as_json: bool) -
            lambda con: (con.print(table("policy comparison", ["metric", *names], rows)),
                         [con.print(f"warning: {w}", markup=False) for w in warnings],
                         con.print(f"report: {report}")))
+
+
+def _trace_options(trace: str, fab: Fabric, sizes: np.ndarray, time_scale: float | None,
+                   gpus_per_host: int | None) -> dict:
+    """``load_trace``'s options: trace files are cut into hosts of ``--gpus-per-host`` (default the
+    fabric's largest host); a synthetic workload is sized to the fabric (GPUs, hosts, NVLink domains)."""
+    opts: dict = {"time_scale": time_scale} if time_scale is not None else {}
+    if trace.partition(":")[0] != "synthetic":  # as load_trace tells them apart (synthetic_jobs.csv is a file)
+        opts["gpus_per_host"] = gpus_per_host or max(int(sizes.max(initial=0)), 1)
+    elif gpus_per_host is not None:
+        raise ConfigError("--gpus-per-host applies to trace files; give synthetic:gpus_per_host=N instead")
+    else:  # sized to this fabric unless the reference says otherwise
+        from fabric_hpc.sim.synthetic import fabric_sizes
+
+        opts["fabric_defaults"] = fabric_sizes(fab)
+    return opts
 
 
 def _duplicates(dirs: tuple[str, ...]) -> list[str]:

@@ -167,7 +167,7 @@ def _never(p: Problem, exc: PlacementInfeasible) -> PlacementInfeasible:
 
 def _necessary(p: Problem) -> None:
     """The necessary conditions of :func:`diagnose` on ``p``'s state."""
-    r, lv = p.request, p.levels
+    r = p.request
     need = p.units
     gpus_needed = need * (p.gpn or 1)
     eligible_gpus = p.eligible_gpus()
@@ -208,13 +208,7 @@ def _necessary(p: Problem) -> None:
         if level is not None:
             _check_domains(p, level, int(limit), what, need, _display(name))
     if p.slice_level is not None:
-        caps = domain_capacity(p, p.slice_level)
-        fit = int((caps // p.slice_size).sum())
-        if fit < p.slices:
-            what = "tensor-parallel groups" if r.tp else "slices"
-            raise _fail(p, f"needs {p.slices} {what} of {p.slice_size} {unit_name(p)}, each in one "
-                        f"{_display(r.slice_level or 'nvlink')}; only {fit} such are free", constraint="slices",
-                        needed=int(p.slices), largest=fit, level=lv.chain[p.slice_level])
+        _check_slices(p)
 
 
 def _display(level: str | None) -> str:
@@ -239,3 +233,88 @@ def _check_domains(p: Problem, level: int, limit: int, what: str, need: int, nam
         msg += f"; at least {jobs} job(s) there would have to end first"
     raise _fail(p, msg, f"wait, or relax {what}", constraint=what, needed=need, largest=best if limit > 1
                 else int(caps[top]), where=where, level=lv.chain[level], blocking_jobs=jobs)
+
+
+
+def _groups(p: Problem, n: int) -> str:
+    """``n`` slices in words: "1 tensor-parallel group", "4 slices"."""
+    what = "tensor-parallel group" if p.request.tp else "slice"
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _slice_domain(p: Problem, level: int) -> str:
+    """The slice level in words, saying when it is the host ("NVLink domain (a host here)")."""
+    name = _display(p.request.slice_level or "nvlink")
+    return name + (" (a host here)" if p.levels.chain[level] == "host" and name != "host" else "")
+
+
+def _numa_most(p: Problem) -> np.ndarray:
+    """Per host: the most GPUs that one NUMA node holds (a GPU's NUMA node is static)."""
+    numa = p.numa_mat
+    sockets = int(numa.max(initial=0)) + 1
+    return np.stack([(numa == s).sum(axis=1) for s in range(sockets)], axis=1).max(axis=1)
+
+
+def _idle_caps(p: Problem, level: int, numa: bool) -> np.ndarray:
+    """Per domain of ``level``: the units it could give with every GPU free (an upper bound when
+    rail_aligned also applies); ``numa``: each host only the GPUs of one NUMA node."""
+    r, gpus = p.request, p.levels.host_gpus
+    most = _numa_most(p) if numa else gpus
+    if p.nodes_mode:
+        ok = (gpus == p.gpn) & (most >= gpus) if r.whole_hosts else most >= p.gpn
+        per_host = (ok & p.host_ok).astype(np.int64)
+    elif r.whole_hosts:
+        per_host = np.where(p.host_ok & (most >= gpus), gpus, 0)
+    else:
+        per_host = np.where(p.host_ok, most, 0)
+    return domain_sums(p.levels, level, per_host)
+
+
+def _check_slices(p: Problem) -> None:
+    """Each slice (tp group) needs ``slice_size`` units in one domain of the slice level: the
+    permanent reason when an idle fabric could not hold them either, else the largest free block,
+    the domain where one more slice is nearest and how many jobs there would have to end."""
+    lv, level, size, need = p.levels, int(p.slice_level), int(p.slice_size), int(p.slices)  # type: ignore[arg-type]
+    caps = domain_capacity(p, level)
+    fit = int((caps // size).sum())
+    if fit >= need:
+        return
+    room = _idle_caps(p, level, p.request.numa_local) // size
+    if int(room.sum()) < need:
+        raise _never_slices(p, level, size, need)
+    top = int(np.argmax(caps))
+    short = np.where(room > caps // size, size - caps % size, size + 1)  # units one more slice lacks there
+    near = int(np.argmin(short))
+    members = np.flatnonzero(lv.host_dom[:, level] == near)
+    jobs = blocking_jobs(p, gpu_deficit(p, int(short[near]), members), members)
+    names, unit, dom = lv.dom_names[level], unit_name(p), _slice_domain(p, level)
+    block = f"the largest free block is {int(caps[top])} in {names[top]}"
+    if need == 1:
+        msg = f"needs {_groups(p, 1)} of {size} {unit} in one {dom}; {block}"
+        msg += f"; at least {jobs} job(s) there would have to end first" if jobs else ""
+    else:
+        msg = f"needs {_groups(p, need)} of {size} {unit}, each in one {dom}; only {fit} fit now ({block})"
+        msg += f"; at least {jobs} job(s) in {names[near]} would have to end for one more" if jobs else ""
+    hint = "wait, or use a smaller tp" if p.request.tp else "wait, or relax slices"
+    raise _fail(p, msg, hint, constraint="slices", needed=need, largest=fit, where=names[top],
+                free_block=int(caps[top]), level=lv.chain[level], blocking_jobs=jobs)
+
+
+def _never_slices(p: Problem, level: int, size: int, need: int) -> PlacementInfeasible:
+    """The permanent failure of ``need`` slices of ``size`` units that an idle fabric cannot hold:
+    numa_local (a NUMA node holds too few GPUs), or the domains' size or number."""
+    r = p.request
+    caps = _idle_caps(p, level, r.numa_local)
+    fit, largest = int((caps // size).sum()), int(caps.max(initial=0))
+    dom, unit, what = _slice_domain(p, level), unit_name(p), "tensor-parallel group" if r.tp else "slice"
+    held = (f"a {what} needs {size} {unit} in one {dom}, and one holds at most {largest}" if largest < size
+            else f"the {dom}s hold only {fit} {what}(s) of {size} {unit} in all, not {need}")
+    fix = f"use a tp of at most {largest * (p.gpn or 1)} GPUs" if r.tp else "use more, smaller slices"
+    facts = {"needed": need, "largest": fit, "level": p.levels.chain[level], "never": True}
+    if r.numa_local and int((_idle_caps(p, level, False) // size).sum()) >= need:
+        most = int(_numa_most(p)[p.host_ok].max(initial=0))
+        return _fail(p, f"numa_local: each host gives only the GPUs of one NUMA node (at most {most} here); "
+                     f"{held}; {r.describe()} cannot ever fit", f"drop numa_local, or {fix}",
+                     constraint="numa_local", **facts)
+    return _fail(p, f"{held}; {r.describe()} cannot ever fit", f"{fix} (docs/placement.md)", constraint="slices",
+                 **facts)

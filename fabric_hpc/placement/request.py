@@ -79,7 +79,7 @@ class Request(StrictModel):
         gpn = self.gpus_per_node
         total = self.gpus if self.nodes is None else (self.nodes * gpn if gpn else None)
         if total is None:
-            return ["tp needs a GPU count: gpus=N, or nodes with gpus_per_node"]
+            return [_size_missing("tp", self)]
         if total % self.tp:
             return [f"{total} GPUs do not split into tensor-parallel groups of {self.tp}"]
         if gpn and gpn % self.tp and self.tp % gpn:
@@ -93,7 +93,7 @@ class Request(StrictModel):
         gpn = self.gpus_per_node
         total = self.gpus if self.nodes is None else (self.nodes * gpn if gpn else None)
         if total is None:
-            return ["pp needs a GPU count: gpus=N, or nodes with gpus_per_node"]
+            return [_size_missing("pp", self)]
         if total % (self.pp * (self.tp or 1)):
             return [f"{total} GPUs do not split into {self.pp} pipeline stages"
                     + (f" of whole tensor-parallel groups of {self.tp}" if self.tp else "")]
@@ -120,6 +120,15 @@ class Request(StrictModel):
         extra = [f"{k}={v}" for k, v in self.model_dump(exclude_defaults=True).items()
                  if k not in ("nodes", "gpus_per_node", "gpus")]
         return what + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _size_missing(key: str, r: Request) -> str:
+    """Why ``tp``/``pp`` cannot be checked: the request gives no GPU count (nodes with whole_hosts
+    alone leaves it to the hosts the placer picks), and what to add."""
+    if r.nodes is not None and r.whole_hosts:
+        return (f"{key} with nodes and whole_hosts needs gpus_per_node too (G = the GPUs of each whole host: "
+                f"nodes={r.nodes},gpus_per_node=G,whole_hosts,{key}={getattr(r, key)})")
+    return f"{key} needs a GPU count: gpus=N, or nodes with gpus_per_node"
 
 
 _BOOL = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
@@ -204,9 +213,19 @@ def _convert(key: str, value: str | None) -> Any:
     if value is None or value == "":
         raise ValueError("needs a value (key=value)")
     if key in _INTS:
-        if not (value.isascii() and value.isdigit()) or len(value) > 12:
-            raise ValueError(f"expected a positive whole number, got {value!r}")
-        return int(value)
+        lo, hi = _int_bounds(key)
+        number = int(value) if value.isascii() and value.isdigit() and len(value) <= 12 else None
+        if number is None or number < lo or (hi is not None and number > hi):
+            raise ValueError(f"expected a positive whole number{f' ({lo} to {hi:,})' if hi else ''}, got {value!r}")
+        return number
     if key == "features":
         return tuple(f.strip() for f in value.replace("+", "&").split("&") if f.strip())
     return value
+
+
+def _int_bounds(key: str) -> tuple[int, int | None]:
+    """(least, most) a whole-number key takes (the field's ``ge``/``le``; most None: no bound)."""
+    lo, hi = 1, None
+    for m in Request.model_fields[key].metadata:
+        lo, hi = getattr(m, "ge", lo), getattr(m, "le", hi)
+    return lo, hi

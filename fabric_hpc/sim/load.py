@@ -40,9 +40,13 @@ def _sniff(path: Path) -> str:
                       hint=f"prefix the path with the kind: {', '.join(READERS)} (e.g. openb:{path})")
 
 
-def _synthetic(params: str, fabric_defaults: dict[str, int] | None = None) -> Trace:
-    """``fabric_defaults`` (``cluster_gpus``, ``gpus_per_host`` of the fabric replayed on) apply
-    where ``params`` do not set them, so ``load`` is the load on that fabric and gangs fit its hosts."""
+_EXAMPLES = {"tp": 8, "pp": 2}  # a whole-number key's example where its default (1: none) says little
+
+
+def _synthetic(params: str, fabric_defaults: dict[str, object] | None = None) -> Trace:
+    """``fabric_defaults`` (``cluster_gpus``, ``gpus_per_host``, ``nvlink_hosts`` of the fabric
+    replayed on: :func:`~fabric_hpc.sim.synthetic.fabric_sizes`) apply where ``params`` do not set
+    them, so ``load`` is the load on that fabric and gangs (and their tp groups) fit it."""
     fields = {f.name: f for f in dataclasses.fields(GangWorkload)}
     kw: dict[str, object] = {}
     for part in filter(None, (p.strip() for p in params.split(","))):
@@ -57,6 +61,9 @@ def _synthetic(params: str, fabric_defaults: dict[str, int] | None = None) -> Tr
             if len(val) > 40:
                 raise ValueError
         except ValueError:
+            if fields[key].type == "int":
+                raise ConfigError(f"synthetic: {key}={val!r} must be a whole number",
+                                  hint=f"e.g. synthetic:{key}={_EXAMPLES.get(key, fields[key].default)}") from None
             raise ConfigError(f"synthetic: {key}={val!r} is not a number") from None
     spec = GangWorkload(**{**(fabric_defaults or {}), **kw})  # type: ignore[arg-type]
     return Trace(gang_workload(spec), "synthetic:" + (params or "defaults"))
@@ -66,7 +73,7 @@ def _flags(names) -> str:  # noqa: ANN001 - the CLI flags (and keyword names) of
     return ", ".join(f"--{n.replace('_', '-')}" for n in sorted(names))
 
 
-def load_trace(ref: str, *, fabric_defaults: dict[str, int] | None = None, **options: object) -> Trace:
+def load_trace(ref: str, *, fabric_defaults: dict[str, object] | None = None, **options: object) -> Trace:
     """The jobs of ``ref``; ``options`` go to the file reader (``time_scale``, ``gpus_per_host``,
     ...), and one it does not take is a ConfigError naming the kinds that do."""
     kind, sep, rest = ref.partition(":")

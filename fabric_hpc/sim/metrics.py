@@ -147,4 +147,10 @@ def job_rows(result: SimResult) -> list[dict[str, Any]]:
              "submit": r.job.submit, "start": r.first_start, "end": r.end, "status": r.status,
              "hosts": r.hosts, "domains": r.domains, "stretch": round(r.stretch, 4),
              "preemptions": r.preemptions, "gpu_hours_lost": round(r.gpu_hours_lost, 4),
-             "backfilled": r.backfilled, **({"reason": r.reason} if r.reason else {})} for r in result.records]
+             "backfilled": r.backfilled, **_parallel(r.job.request),
+             **({"reason": r.reason} if r.reason else {})} for r in result.records]
+
+
+def _parallel(request: Any) -> dict[str, int]:
+    """A job row's ``tp`` and ``pp`` (tensor-parallel group size, pipeline stages) where the request sets them."""
+    return {k: v for k in ("tp", "pp") if (v := getattr(request, k)) is not None}

@@ -28,7 +28,8 @@ ROWS = [("mean_jct_s", "mean JCT (h)", 1 / 3600), ("p50_jct_s", "p50 JCT (h)", 1
         ("mean_stretch", "mean communication stretch", 1), ("jain_accounts", "Jain's index across accounts", 1),
         ("preemptions", "preemptions", 1), ("gpu_hours_lost", "GPU-hours lost to preemption", 1),
         ("backfilled", "jobs backfilled", 1), ("timeouts", "jobs ended at walltime", 1),
-        ("finished", "jobs finished", 1), ("sim_wall_s", "simulation wall time (s)", 1)]
+        ("finished", "jobs finished", 1), ("rejected", "jobs rejected (can never fit)", 1),
+        ("sim_wall_s", "simulation wall time (s)", 1)]
 
 
 def comparison_rows(results: list[dict[str, Any]]) -> list[list[str]]:
@@ -110,6 +111,11 @@ def comparison_warnings(results: list[dict[str, Any]], names: list[str]) -> list
     for what, seen in (("trace", [str(r.get("trace")) for r in results]), ("fabric", [run_fabric(r) for r in results])):
         if len(set(seen)) > 1:
             out.append(f"the runs replayed different {what}s: " + ", ".join(f"{n}: {v}" for n, v in zip(names, seen)))
+    rejected = [r["summary"].get("rejected") for r in results]
+    if len({x for x in rejected if x is not None}) > 1:
+        out.append("the runs rejected different numbers of jobs (" + ", ".join(
+            f"{n}: {'?' if x is None else x}" for n, x in zip(names, rejected)) + "): their JCT, waits and "
+            "slowdowns cover different jobs")
     return out
 
 

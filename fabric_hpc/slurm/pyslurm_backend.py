@@ -196,7 +196,7 @@ _SBATCH = {"-N": "nodes", "--nodes": "nodes", "-n": "ntasks", "--ntasks": "ntask
            "--exclude": "excluded_nodes", "-p": "partitions", "--partition": "partitions",
            "-o": "standard_output", "--output": "standard_output", "-e": "standard_error",
            "--error": "standard_error", "-D": "working_directory", "--chdir": "working_directory",
-           "--signal": "signal", "--mem": "memory_per_node"}
+           "--signal": "signal", "--mem": "memory_per_node", "--segment": "segment_size"}
 _FLAGS = {"-H": ("priority", 0), "--hold": ("priority", 0), "--exclusive": ("resource_sharing", "exclusive")}
 
 
@@ -235,6 +235,10 @@ def _option_value(opt: str, value: str) -> Any:
         return value.removeprefix("gres:")
     if opt == "--gpus-per-node":
         return value if value.startswith("gpu:") else f"gpu:{value}"
+    if opt == "--segment":  # JobSubmitDescription.segment_size (topology/block, pyslurm 24.05+)
+        from fabric_hpc.slurm.rest_backend import segment_size
+
+        return segment_size(value)
     if opt in ("-t", "--time", "-n", "--ntasks", "--ntasks-per-node", "-c", "--cpus-per-task") and value.isdigit():
         return int(value)  # counts and minutes (pyslurm refuses a digits-only text for a time)
     if opt == "--signal":  # [B|R:]SIG[@seconds] -> pyslurm's dict

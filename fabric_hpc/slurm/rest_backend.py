@@ -295,7 +295,7 @@ _ARG_KEYS = {"-N": "nodes", "--nodes": "nodes", "-J": "name", "--job-name": "nam
              "--gres": "gres", "--gpus-per-node": "gpus_per_node", "-t": "time_limit", "--time": "time_limit",
              "--begin": "begin_time", "-w": "nodelist", "--nodelist": "nodelist", "-p": "partition",
              "--partition": "partition", "-o": "standard_output", "--output": "standard_output",
-             "--signal": "signal"}
+             "--signal": "signal", "--segment": "segment_size"}
 
 
 def sbatch_options(args: Sequence[str]) -> dict[str, Any]:
@@ -325,7 +325,19 @@ def sbatch_args_to_job(args: Sequence[str]) -> dict[str, Any]:
     job = sbatch_options(args)
     if "gres" in job:
         job["gres"] = job["gres"].removeprefix("gres:")
+    if "segment_size" in job:  # topology/block's --segment came with Slurm 24.05 (v0.0.41's job_desc_msg)
+        raise ConfigError(f"--segment={job['segment_size']}: slurmrestd's {LEGACY} API (Slurm 22.05) has no segment "
+                          "size", hint="submit through the cli backend (--backend cli), or a slurmrestd of "
+                                       "Slurm 24.05+ started with -s openapi/slurmctld")
     return job
+
+
+def segment_size(value: str) -> int:
+    """``--segment``'s value: hosts per segment, a whole number Slurm keeps in 16 bits."""
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 65533:
+        raise ConfigError(f"--segment={value}: expected a whole number of hosts from 1 to 65533",
+                          hint="e.g. --segment=18 (fabric_hpc.topology.export.segment_args gives it)")
+    return int(value)
 
 
 def _tres(gres: str) -> str:
@@ -351,6 +363,8 @@ def sbatch_args_to_job_desc(args: Sequence[str]) -> dict[str, Any]:
             desc["required_nodes"] = list(_hosts(value))
         elif key == "signal":
             desc.update(_signal(value))
+        elif key == "segment_size":  # job_desc_msg's segment_size (uint16, v0.0.41+)
+            desc["segment_size"] = segment_size(value)
         else:  # nodes (sbatch's "N" / "min-max" text), name, comment, partition, standard_output, hold
             desc[key] = value
     if tres:

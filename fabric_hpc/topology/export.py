@@ -239,23 +239,58 @@ def topology_yaml(fabric: Fabric, *, default: str = "tree", block_size: int | No
 def segment_args(fabric: Fabric, request: Request) -> list[str]:
     """``sbatch`` options that make Slurm alone keep a fabric request's slices in blocks.
 
-    A request of ``nodes`` hosts in ``slices`` slices of the block level (:func:`block_level`)
-    becomes ``--segment=<nodes / slices>`` under topology/block (Slurm >= 24.05); so do the slices
-    that ``tp`` groups wider than a host need (``Request.tp_slices``: ``tp / gpus_per_node`` hosts
-    per segment, in one NVLink domain). Requests without slices need nothing; slices of another
-    level, or of GPUs, have no Slurm equivalent (ConfigError).
+    A request of ``nodes`` hosts in ``slices`` slices of the block level (:func:`block_level`, or a
+    level name that is the same level on this fabric, e.g. ``rack`` on an NVL72) becomes
+    ``--segment=<nodes / slices>`` under topology/block (Slurm >= 24.05); so do the slices that
+    ``tp`` groups wider than a host need (``Request.tp_slices``: ``tp / gpus_per_node`` hosts per
+    segment, in one NVLink domain). Requests without slices need nothing; slices of another level,
+    of GPUs, or larger than the smallest block (Slurm would split them over blocks) are a ConfigError.
     """
     sliced = (request.slices, request.slice_level) if request.slices is not None else request.tp_slices()
     if sliced is None:
         return []
     (slices, level), nodes, wanted = sliced, request.nodes, block_level(fabric)
-    if level != wanted or nodes is None:
+    if not _same_level(fabric, level, wanted) or nodes is None:
         what = f"tp={request.tp} groups" if request.tp else f"slices of {level!r}"
         raise ConfigError(f"{what} ({'hosts' if nodes else 'GPUs'}) have no Slurm --segment "
                           f"equivalent: the blocks of this fabric are its {wanted!r} domains",
                           hint=f"use nodes=N,gpus_per_node=G with slice_level={wanted} (or tp), "
                                "or leave the slices to the fabric agent")
-    return [f"--segment={int(nodes) // int(slices)}"]
+    segment = int(nodes) // int(slices)
+    sizes = {len(hosts) for _, hosts in block_members(fabric) if hosts}
+    if segment > min(sizes):
+        raise _segment_too_big(request, segment, sizes, wanted)
+    return [f"--segment={segment}"]
+
+
+def _same_level(fabric: Fabric, level: str, wanted: str) -> bool:
+    """Whether ``level`` names the same domains as ``wanted`` on this fabric (aliases included:
+    ``rack`` is ``nvlink`` on an NVL72, where each rack is one NVLink domain)."""
+    if level == wanted:
+        return True
+    from fabric_hpc.placement.levels import fabric_levels
+
+    alias = fabric_levels(fabric).alias
+    return level in alias and alias[level] == alias.get(wanted)
+
+
+def _segment_too_big(request: Request, segment: int, sizes: set[int], level: str) -> ConfigError:
+    """The refusal of a segment larger than the smallest block (Slurm's base block), with the
+    request that fits."""
+    nodes, gpn, smallest = int(request.nodes or 0), int(request.gpus_per_node or 1), min(sizes)
+    if request.slices is None:  # tp groups of tp / gpus_per_node hosts
+        what = f"a tp={request.tp} group over {gpn} GPUs per host spans {segment} hosts"
+        hint = (f"use a tp of at most {smallest * gpn} GPUs, or more GPUs per node (a group may span at "
+                f"most {smallest} hosts)")
+    else:
+        what = f"a slice of nodes={nodes} / slices={request.slices} is {segment} hosts"
+        more = next((k for k in range(int(request.slices) + 1, nodes + 1) if not nodes % k and nodes // k <= smallest),
+                    None)
+        hint = f"use slices={more} ({nodes // more} hosts each)" if more else f"use at most {smallest} hosts per slice"
+    held = f"hold {smallest} hosts each" if len(sizes) == 1 else f"hold {smallest} hosts or more"
+    return ConfigError(f"{what}, more than one block of this fabric (its {level!r} domains {held}): "
+                       f"--segment={segment} could not keep it in one block",
+                       hint=hint)
 
 
 def slurm_node_fields(fabric: Fabric, host: str) -> dict[str, str]:

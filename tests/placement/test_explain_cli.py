@@ -228,3 +228,63 @@ def test_capacity_short_because_gpus_are_down_says_so():
         place(fab, state, "gpus=32", solver="greedy")
     assert "8 GPU(s) are down" in e.value.message and "wait for jobs" not in e.value.hint
     assert e.value.hint.startswith("bring back the 8 GPU(s) that are down") and e.value.explanation["down_gpus"] == 8
+
+
+def _nvl72_busy(tmp_path):
+    state = tmp_path / "s2.json"
+    state.write_text(json.dumps({"version": 1, "jobs": {"a": {"gpus": ["r001-h01/gpu0"]},
+                                                        "b": {"gpus": ["r002-h05/gpu3", "r002-h06/gpu0"]}}}))
+    return str(state)
+
+
+@pytest.mark.parametrize("solver", ["cpsat", "greedy", "slurm-tree", "slurm-block"])
+def test_tp_groups_that_do_not_fit_now_name_the_block_and_the_jobs(tmp_path, capsys, solver):
+    """tp=72 on two NVL72 racks each with a job on it said "needs 1 tensor-parallel groups ...; only
+    0 such are free" and no hint, where within=nvlink names the largest free block, its domain, the
+    jobs there and a hint: tp says as much (and in the singular)."""
+    state = _nvl72_busy(tmp_path)
+    assert main(["place", "-t", "nvl72:racks=2", "-s", state, "-r", "gpus=72,tp=72", "--json",
+                 "--solver", solver]) == 4
+    out = json.loads(capsys.readouterr().out)
+    assert out["error"] == ("needs 1 tensor-parallel group of 72 GPUs in one NVLink domain; the largest free "
+                            "block is 71 in r001; at least 1 job(s) there would have to end first")
+    assert out["hint"] == "wait, or use a smaller tp"
+    ex = out["explanation"]
+    assert (ex["where"], ex["free_block"], ex["blocking_jobs"], ex["level"]) == ("r001", 71, 1, "nvlink")
+    assert "never" not in ex
+
+
+def test_many_tp_groups_say_how_many_fit_and_where_one_more_is_nearest(tmp_path):
+    from fabric_hpc.topology import open_fabric
+
+    fab = open_fabric("nvl72:racks=2")
+    state = ClusterState.load(fab, _nvl72_busy(tmp_path))
+    with pytest.raises(PlacementInfeasible) as e:  # 71 and 70 free: 8 + 8 groups of 8, 17 needed
+        place(fab, state, "gpus=136,tp=8", solver="greedy")
+    assert str(e.value).startswith("needs 17 tensor-parallel groups of 8 GPUs, each in one NVLink domain; only 16 "
+                                   "fit now (the largest free block is 71 in r001); at least 1 job(s) in r001 "
+                                   "would have to end for one more")
+    pod = build(generators.superpod(sus=3, hosts_per_su=4))
+    busy = ClusterState(pod)
+    busy.allocate("a", ["su01-h01/gpu0"])
+    busy.allocate("b", ["su02-h01/gpu0", "su02-h02/gpu0"])
+    with pytest.raises(PlacementInfeasible) as e:
+        place(pod, busy, "gpus=64,slices=2,slice_level=leaf", solver="greedy")
+    assert e.value.message == ("needs 2 slices of 32 GPUs, each in one leaf group; only 1 fit now (the largest free "
+                            "block is 32 in su03-leaf); at least 1 job(s) in su01-leaf would have to end for one more")
+    assert e.value.hint == "wait, or relax slices"
+
+
+@pytest.mark.parametrize("solver", ["cpsat", "greedy"])
+def test_tp_with_numa_local_blames_the_numa_node_not_the_groups(solver):
+    """gpus=16,tp=8,numa_local on a DGX blamed the tp groups on an empty cluster: the cause is that
+    one NUMA node holds 4 of a host's 8 GPUs, and a group of 8 must sit in one host."""
+    fab = build(generators.superpod(sus=1, hosts_per_su=4))
+    with pytest.raises(PlacementInfeasible) as e:
+        place(fab, ClusterState(fab), "gpus=16,tp=8,numa_local", solver=solver)
+    assert str(e.value).startswith("numa_local: each host gives only the GPUs of one NUMA node (at most 4 here); "
+                                   "a tensor-parallel group needs 8 GPUs in one NVLink domain (a host here), "
+                                   "and one holds at most 4")
+    assert "cannot ever fit" in str(e.value) and e.value.hint == "drop numa_local, or use a tp of at most 4 GPUs"
+    assert e.value.explanation["constraint"] == "numa_local" and e.value.explanation["never"] is True
+    assert len(place(fab, ClusterState(fab), "gpus=16,tp=4,numa_local", solver=solver).gpus) == 16

@@ -35,12 +35,17 @@ def test_unknown_key_lists_valid_keys():
     ("gpus=12,tp=8", "tensor-parallel groups of 8"),
     ("gpus=16,tp=8,slices=2,slice_level=host", "give tp or slices"),
     ("nodes=2,gpus=6,tp=4", "fill whole hosts"),
-    ("nodes=2,whole_hosts,tp=4", "tp needs a GPU count"),
-    ("gpus=16,tp=0", "greater than or equal to 1"),
+    ("nodes=2,whole_hosts,tp=4", "tp with nodes and whole_hosts needs gpus_per_node too"),
+    ("gpus=16,tp=0", "tp: expected a positive whole number (1 to 1,024), got '0'"),
+    ("gpus=16,tp=-8", "tp: expected a positive whole number (1 to 1,024), got '-8'"),
+    ("gpus=16,tp=2000", "tp: expected a positive whole number (1 to 1,024), got '2000'"),
+    ("gpus=16,tp=2.5", "tp: expected a positive whole number (1 to 1,024), got '2.5'"),
+    ("gpus=8,slices=0,slice_level=host", "slices: expected a positive whole number, got '0'"),
     ("gpus=12,pp=5", "do not split into 5 pipeline stages"),
     ("gpus=16,tp=4,pp=3", "3 pipeline stages of whole tensor-parallel groups of 4"),
-    ("nodes=2,whole_hosts,pp=2", "pp needs a GPU count"),
-    ("gpus=16,pp=0", "greater than or equal to 1"),
+    ("nodes=2,whole_hosts,pp=2", "pp with nodes and whole_hosts needs gpus_per_node too"),
+    ("gpus=16,pp=0", "pp: expected a positive whole number (1 to 1,024), got '0'"),
+    ("gpus=16,pp=", "pp: needs a value"),
 ])
 def test_bad_values_say_what_is_wrong(text, words):
     with pytest.raises(ConfigError) as e:
@@ -71,8 +76,10 @@ def test_tp_larger_than_any_nvlink_domain_is_never_placeable():
     fab = build(generators.superpod(sus=1, hosts_per_su=2))
     with pytest.raises(PlacementInfeasible) as e:
         place(fab, ClusterState(fab), "gpus=16,tp=16")
-    assert "cannot ever fit" in str(e.value) and "tensor-parallel groups of 16" in str(e.value)
-    assert "relax tp" in e.value.hint
+    assert "cannot ever fit" in str(e.value)
+    assert "a tensor-parallel group needs 16 GPUs in one NVLink domain (a host here), and one holds at most 8" \
+        in str(e.value)
+    assert "use a tp of at most 8 GPUs" in e.value.hint
 
 
 def test_pp_with_slices_or_tp_is_one_request():

@@ -120,3 +120,46 @@ def test_the_run_table_formats_per_tier_waits(tmp_path, capsys):
     assert code == 0
     row = next(line for line in out.splitlines() if "mean_wait_by_tier_s" in line)
     assert "{" not in row and "high 14.94" in row
+
+
+def test_synthetic_tp_is_refused_where_no_gang_can_keep_its_groups(tmp_path, capsys):
+    """synthetic tp=16 on DGX hosts made every multi-host gang a job that can never run (61 of 200
+    rejected); it is refused naming the NVLink domain, and tp=16 on NVL72 racks runs every job."""
+    code = main(["sim", "run", "--trace", "synthetic:jobs=200,tp=16,seed=1", "-t", "superpod:sus=1",
+                 "--out", str(tmp_path / "d"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 3 and "Traceback" not in err
+    assert "tp=16" in err and "every NVLink domain of the fabric is a single host" in err and "use tp <= 8" in err
+    assert main(["sim", "run", "--trace", "synthetic:jobs=200,tp=16,seed=1", "-t", "nvl72:racks=2", "--strict",
+                 "--out", str(tmp_path / "n"), "--no-progress", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rejected"] == 0
+
+
+def test_compare_shows_rejected_jobs_and_warns_when_they_differ(tmp_path, capsys):
+    """A run that rejected 61 jobs showed a much lower mean JCT with only "jobs finished" hinting at
+    it: compare has a rejected row and warns; per-job rows record tp/pp."""
+    args = ["--no-progress", "--json", "--no-topology-report"]
+    assert main(["sim", "run", "--trace", "synthetic:jobs=40,seed=2,tp=8,pp=2,cluster_gpus=256", "-t", "superpod:sus=1",
+                 "--out", str(tmp_path / "fits"), *args]) == 0
+    assert main(["sim", "run", "--trace", "synthetic:jobs=40,seed=2,tp=8,pp=2,cluster_gpus=256", "-t", "superpod:sus=1,hosts_per_su=4",
+                 "--out", str(tmp_path / "small"), *args]) == 0
+    capsys.readouterr()
+    rows = json.loads((tmp_path / "fits" / "results.json").read_text())["jobs"]
+    assert {r.get("tp") for r in rows if r["gpus"] % 8 == 0} == {8} and all("tp" not in r for r in rows if r["gpus"] < 8)
+    assert {r.get("pp") for r in rows if r["gpus"] % 16 == 0} == {2}
+    small = json.loads((tmp_path / "small" / "results.json").read_text())["summary"]["rejected"]
+    assert small > 0
+    assert main(["sim", "compare", str(tmp_path / "fits"), str(tmp_path / "small"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert ["jobs rejected (can never fit)", "0", str(small)] in out["rows"]
+    assert out["metrics"]["rejected"] == [0, small]
+    assert any(w.startswith(f"the runs rejected different numbers of jobs (fits: 0, small: {small})")
+               for w in out["warnings"])
+    assert main(["sim", "compare", str(tmp_path / "fits"), str(tmp_path / "small")]) == 0
+    assert "warning: the runs rejected different numbers of jobs" in capsys.readouterr().out
+
+
+def test_run_help_names_the_synthetic_parallel_keys(capsys):
+    assert main(["sim", "run", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "tp=K" in text and "pp=P" in text and "NVLink domain" in text

@@ -210,3 +210,60 @@ def test_synthetic_tp_marks_the_gangs_it_divides_and_leaves_the_draws_alone():
     staged = load_trace("synthetic:jobs=300,seed=5,tp=8,pp=2")
     assert {(j.request.tp, j.request.pp) for j in staged if j.gpus % 16 == 0} == {(8, 2)}
     assert all((j.request.pp == 2) == (j.gpus % (2 * (j.request.tp or 1)) == 0) for j in staged)
+
+
+def _sized(topology: str) -> dict:
+    from fabric_hpc.sim.synthetic import fabric_sizes
+    from fabric_hpc.topology import open_fabric
+
+    return fabric_sizes(open_fabric(topology))
+
+
+@pytest.mark.parametrize("params, topology", [("tp=16", "superpod:sus=1"), ("tp=8,gpus_per_host=4", "superpod:sus=1"),
+                                              ("tp=144", "nvl72:racks=4")])
+def test_synthetic_tp_wider_than_an_nvlink_domain_is_refused(params, topology):
+    """A tp group must sit in one NVLink domain: a tp no gang could keep there (16 on DGX hosts of 8,
+    8 over hosts of 4 on DGX, 144 over 18-host NVL72 racks) is refused, not turned into rejected jobs."""
+    from fabric_hpc.sim import load_trace
+
+    with pytest.raises(ConfigError, match="no gang could keep a group in one NVLink domain") as e:
+        load_trace(f"synthetic:jobs=50,seed=1,{params}", fabric_defaults=_sized(topology))
+    assert "use tp <=" in e.value.hint
+
+
+@pytest.mark.parametrize("params, topology", [("tp=16", "nvl72:racks=2"), ("tp=64", "nvl72:racks=4"),
+                                              ("tp=8", "superpod:sus=1"), ("tp=8,pp=4", "nvl72:racks=2"),
+                                              ("pp=4", "superpod:sus=1")])
+def test_synthetic_tp_and_pp_jobs_all_fit_the_fabric(params, topology):
+    """Every job of a synthetic tp/pp workload sized to a fabric can run on it (docs: no synthetic job
+    is rejected for size), and the gangs that can keep their groups do carry tp."""
+    from fabric_hpc.sim import load_trace
+    from fabric_hpc.sim.engine import never_fits
+    from fabric_hpc.topology import open_fabric
+
+    fab = open_fabric(topology)
+    jobs = list(load_trace(f"synthetic:jobs=300,seed=1,{params}", fabric_defaults=_sized(topology)))
+    assert [(j.id, never_fits(j, fab)) for j in jobs if never_fits(j, fab)] == []
+    assert any(j.request.tp or j.request.pp for j in jobs)
+
+
+def test_synthetic_tp_goes_only_to_gangs_whose_groups_the_domains_hold():
+    """NVLink domains of 6, 6 and 4 hosts hold three groups of 4 hosts (tp=16 over hosts of 4): a
+    32-GPU gang (two groups) gets tp, a 64-GPU one (four groups) does not (it still runs, without tp)."""
+    from fabric_hpc.sim.synthetic import GangWorkload, gang_workload
+
+    spec = GangWorkload(jobs=60, cluster_gpus=64, gpus_per_host=4, nvlink_hosts=(6, 6, 4), tp=16,
+                        size_mix={32: 0.5, 64: 0.5})
+    got = {(j.gpus, j.request.tp) for j in gang_workload(spec)}
+    assert got == {(32, 16), (64, None)}
+
+
+@pytest.mark.parametrize("params, needle", [("tp=2.5", "tp='2.5' must be a whole number"),
+                                            ("tp=3", "tp=3 divides no gang size of the mix"),
+                                            ("tp=12", "tp=12 is neither a divisor nor a multiple of gpus_per_host=8"),
+                                            ("pp=3", "pp=3: no gang size of the mix")])
+def test_synthetic_parallel_keys_say_what_is_wrong(params, needle):
+    from fabric_hpc.sim import load_trace
+
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        load_trace(f"synthetic:jobs=20,{params}")

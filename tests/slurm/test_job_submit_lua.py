@@ -244,11 +244,47 @@ def test_options_the_agent_would_drop_are_rejected_at_submit(tmp_path: Path) -> 
     rows = run_cases(tmp_path, [gang("fabric:tier=high,tier=spot"), gang("fabric:within=leaf,within=spine"),
                                 gang("fabric:tier=gold"), gang("fabric:slices=2"), gang("fabric:slice_level=leaf"),
                                 gang("fabric:tp=3"), gang("fabric:tp=8,pp=3"), gang("fabric:pp=32"),
-                                gang("fabric:tp=8,pp=2,slices=2,slice_level=leaf,tier=spot")])
+                                gang("fabric:tp=8,pp=2,tier=spot")])
     said = [r[2] for r in rows]
     assert [r[0] for r in rows] == ["-1"] * 8 + ["0"], rows
     assert "option tier given twice" in said[0] and "option within given twice" in said[1]
     assert "tier must be high, normal or spot" in said[2]
     assert "slices and slice_level go together" in said[3] and "go together" in said[4]
-    assert "tp = 3 does not divide the job's 16 GPUs" in said[5]
-    assert "pp = 3 does not divide" in said[6] and "pp = 32 does not divide" in said[7]
+    assert "16 GPUs do not split into tensor-parallel groups of 3" in said[5]
+    assert "16 GPUs do not split into 3 pipeline stages of whole tensor-parallel groups of 8" in said[6]
+    assert "16 GPUs do not split into 32 pipeline stages" in said[7]
+
+
+#: (-N, GPUs per node, fabric options): tp/pp/slices the agent's request validation refuses or takes
+PARALLEL = [(4, 6, "tp=4"), (2, 8, "tp=8,slices=2,slice_level=leaf"), (2, 8, "tp=3"), (2, 8, "tp=8,pp=3"),
+            (2, 8, "pp=32"), (3, 8, "slices=2,slice_level=leaf"), (2, 6, "tp=4,pp=4"), (1, 8, "tp=8,pp=2"),
+            (2, 8, "tp=16"), (2, 4, "tp=8,pp=2"), (4, 8, "tp=4,pp=8"), (2, 8, "tp=8,pp=2,slices=2,slice_level=leaf"),
+            (2, 8, "slices=2,slice_level=leaf,pp=4")]
+
+
+def test_tp_pp_and_slices_are_judged_as_the_agent_judges_them(tmp_path: Path) -> None:
+    """The plugin let through tp comments the agent's parser refuses (-N4 --gpus-per-node=6 with tp=4;
+    tp with slices), so those jobs went to Slurm without fabric placement: each case here is run
+    through the real plugin and the agent's real request validation, which must agree, word for word."""
+    from fabric_hpc.slurm.view import _request
+
+    rows = run_cases(tmp_path, [{"min_nodes": n, "tres_per_node": f"gres:gpu:{g}", "comment": f"fabric:{o}"}
+                                for n, g, o in PARALLEL])
+    for (n, g, opts), (rc, _, said) in zip(PARALLEL, rows, strict=True):
+        try:
+            _request(n, g, opts)
+            agent = None
+        except ConfigError as exc:
+            agent = exc.message.removeprefix("--comment: ")
+        assert (rc == "-1") == (agent is not None), (n, g, opts, rc, said, agent)
+        if agent is not None:
+            assert said == f"fabric: --comment=fabric:{opts}: {agent}", (n, g, opts)
+
+
+def test_tp_and_pp_bounds_are_the_agents(tmp_path: Path) -> None:
+    rows = run_cases(tmp_path, [gang("fabric:tp=2048"), gang("fabric:pp=1025"), gang("fabric:tp=0"),
+                                {"min_nodes": 256, "tres_per_node": "gres:gpu:8", "comment": "fabric:tp=1024"}])
+    assert [r[0] for r in rows] == ["-1", "-1", "-1", "0"], rows
+    assert "option tp needs a positive whole number (1 to 1,024), got '2048'" in rows[0][2]
+    assert "option pp needs a positive whole number (1 to 1,024), got '1025'" in rows[1][2]
+    assert "option tp needs a positive whole number (1 to 1,024), got '0'" in rows[2][2]

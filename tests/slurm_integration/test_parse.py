@@ -338,3 +338,16 @@ def test_sbatch_options_in_both_dialects():
     assert [minutes(t) for t in ("30", "5:30", "1:00:00", "2-00", "1-01:01:00")] == [30, 6, 60, 2880, 1501]
     with pytest.raises(ConfigError, match="--exclusive"):
         sbatch_args_to_job_desc(["--exclusive"])
+
+
+def test_segment_reaches_slurmrestd_as_segment_size():
+    """export.segment_args's --segment was refused by the rest backend: it is job_desc_msg's
+    segment_size (data_parser v0.0.41+, Slurm 24.05+); v0.0.38 (22.05) has none, said so."""
+    assert sbatch_args_to_job_desc(["-N", "36", "--segment=18"]) == {"nodes": "36", "segment_size": 18}
+    assert sbatch_args_to_job_desc(["--segment", "2"]) == {"segment_size": 2}
+    with pytest.raises(ConfigError, match="v0.0.38 API .Slurm 22.05. has no segment size") as e:
+        sbatch_args_to_job(["-N", "36", "--segment=18"])
+    assert "cli backend" in e.value.hint
+    for bad in ("0", "x", "-2", "70000"):
+        with pytest.raises(ConfigError, match="expected a whole number of hosts"):
+            sbatch_args_to_job_desc([f"--segment={bad}"])

@@ -16,11 +16,14 @@ def test_submit_description_translates_sbatch_options() -> None:
         "nodes": "2", "gres_per_node": "gpu:3", "priority": 0, "comment": "fabric", "ntasks": 2}
     assert submit_description(["--gpus-per-node=4", "-t", "5", "--exclusive", "-n", "1"]) == {
         "gres_per_node": "gpu:4", "time_limit": 5, "resource_sharing": "exclusive", "ntasks": 1}
+    # export.segment_args's --segment: JobSubmitDescription.segment_size (pyslurm 25.11)
+    assert submit_description(["-N", "36", "--segment=18"]) == {"nodes": "36", "segment_size": 18, "ntasks": 36}
     assert submit_description(["--signal=B:USR1@120"])["signal"] == {
         "signal": signal.SIGUSR1.value, "time": 120, "batch_only": True, "allow_reservation_overlap": False}
 
 
-@pytest.mark.parametrize("args", [["--array=1-3"], ["-N"], ["--signal=B:NOPE@1"], ["--signal=X:USR1"]])
+@pytest.mark.parametrize("args", [["--array=1-3"], ["-N"], ["--signal=B:NOPE@1"], ["--signal=X:USR1"],
+                                  ["--segment=0"], ["--segment=two"]])
 def test_submit_description_refuses_what_it_cannot_translate(args: list[str]) -> None:
     with pytest.raises(ConfigError):
         submit_description(args)

@@ -230,6 +230,38 @@ def test_tp_groups_wider_than_a_host_map_to_segment():
         ex.segment_args(nvl, Request(gpus=32, tp=8))
 
 
+@pytest.mark.parametrize(("fabric", "request_text", "needle", "hint"), [
+    (("nvl72", 4), "nodes=36,gpus=2,tp=72", "a tp=72 group over 2 GPUs per host spans 36 hosts", "tp of at most 36"),
+    (("nvl72", 4), "nodes=36,gpus=4,tp=144", "a tp=144 group over 4 GPUs per host spans 36 hosts", "tp of at most 72"),
+    (("nvl72", 4), "nodes=36,gpus=4,slices=1,slice_level=nvlink", "a slice of nodes=36 / slices=1 is 36 hosts",
+     "use slices=2 (18 hosts each)"),
+    (("superpod", 2), "nodes=64,gpus=8,slices=1,slice_level=leaf", "a slice of nodes=64 / slices=1 is 64 hosts",
+     "use slices=2 (32 hosts each)"),
+])
+def test_a_segment_larger_than_a_block_is_refused(fabric, request_text, needle, hint):
+    """--segment=36 on 18-host NVL72 blocks (or 64 on 32-host leaves) cannot keep a group or slice in
+    one block: refused naming the block size and what fits, instead of an option Slurm spreads."""
+    from fabric_hpc.placement.request import parse_request
+
+    name, size = fabric
+    fab = build(generators.nvl72(size) if name == "nvl72" else generators.superpod(sus=size))
+    with pytest.raises(ConfigError) as e:
+        ex.segment_args(fab, parse_request(request_text))
+    assert needle in e.value.message and "could not keep it in one block" in e.value.message
+    assert "hosts each" in e.value.message and hint in e.value.hint
+
+
+def test_alias_levels_of_the_block_level_map_to_segment():
+    """On an NVL72 the rack is the NVLink domain (docs: an alias): slices of racks are blocks too."""
+    from fabric_hpc.placement.request import parse_request
+
+    nvl = build(generators.nvl72(4))
+    assert ex.segment_args(nvl, parse_request("nodes=36,gpus=4,slices=2,slice_level=rack")) == ["--segment=18"]
+    pod = build(generators.superpod(sus=2))
+    with pytest.raises(ConfigError, match="no Slurm --segment equivalent"):  # a host is not a leaf here
+        ex.segment_args(pod, parse_request("nodes=8,gpus=8,slices=2,slice_level=host"))
+
+
 @pytest.mark.parametrize(("model", "features", "sm", "arch"), [
     ("GB200", [], "100", "arm64"), ("B200-SXM-180GB", [], "100", "x86_64"), ("H100-SXM5-80GB", [], "90", "x86_64"),
     ("H200", [], "90", "x86_64"), ("H800", [], "90", "x86_64"), ("GH200", [], "90", "arm64"),
