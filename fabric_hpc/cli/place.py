@@ -54,7 +54,11 @@ def group(topology: str | None, state_path: str | None, request: str | None, sol
             placement = _place(fab, state_path, request, solver, time_limit, workers, commit_job)
     else:
         placement = _place(fab, state_path, request, solver, time_limit, workers, None)
-    render(as_json, placement.to_dict(), lambda con: _human(con, placement))
+    from fabric_hpc.placement.request import parse_request
+
+    stages = _stages(fab, placement, parse_request(request).pp or 1)
+    doc = placement.to_dict() | ({"pipeline_stages": stages} if stages else {})
+    render(as_json, doc, lambda con: _human(con, placement, stages))
 
 
 @contextmanager
@@ -97,7 +101,19 @@ def _place(fab, state_path: str | None, request: str, solver: str, time_limit: f
     return placement
 
 
-def _human(con, placement) -> None:
+def _stages(fab, placement, pp: int) -> list[list[str]]:
+    """Each pipeline stage's GPUs in ring order (``pp`` > 1; else none)."""
+    if pp <= 1:
+        return []
+    import numpy as np
+
+    from fabric_hpc.placement.collective import pipeline_stages
+
+    idx = np.array(sorted(fab.gpu_pos[g] for g in placement.gpus), np.int64)
+    return [[fab.gpus[int(i)] for i in stage] for stage in pipeline_stages(fab, idx, pp)]
+
+
+def _human(con, placement, stages: list[list[str]]) -> None:
     from fabric_hpc.hostlist import compress
 
     status = {True: "optimal", False: "not proven optimal", None: "heuristic"}[placement.optimal]
@@ -109,5 +125,10 @@ def _human(con, placement) -> None:
     con.print(table("domains spanned", ["level", "domains"], list(placement.domains.items())))
     for s, members in enumerate(placement.slices):
         con.print(f"slice {s}: {compress(members)}")
+    for s, stage in enumerate(stages):
+        per_host: dict[str, int] = {}
+        for g in stage:
+            per_host[g.split("/")[0]] = per_host.get(g.split("/")[0], 0) + 1
+        con.print(f"pipeline stage {s}: " + ", ".join(f"{h} ({k} GPUs)" for h, k in per_host.items()))
     for note in placement.notes:
         con.print(f"note: {note}")

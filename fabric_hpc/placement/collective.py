@@ -392,10 +392,17 @@ def dp_rings(fab: Fabric, gpus: np.ndarray, tp: int = 1, pp: int = 1) -> list[np
     in ring order (:func:`_domains`) the GPUs form ``pp`` consecutive pipeline stages of equal size,
     each of consecutive tensor-parallel groups of ``tp``; TP rank ``r`` of a stage reduces with
     TP rank ``r`` of the stage's other groups. ``tp = pp = 1``: one ring over all GPUs."""
+    return [ring for st in pipeline_stages(fab, gpus, pp) for r in range(max(tp, 1))
+            if len(ring := st[r::max(tp, 1)]) > 1]
+
+
+def pipeline_stages(fab: Fabric, gpus: np.ndarray, pp: int) -> list[np.ndarray]:
+    """The ``pp`` pipeline stages of a job on sorted GPU indices ``gpus``: consecutive blocks of
+    equal size in ring order (:func:`_domains`: the top level's domains first, then each level's
+    below, the host, the local index). ``pp = 1``: one stage of every GPU."""
     g, _ = _domains(fab, gpus)
     stage = len(g) // max(pp, 1)
-    return [ring for s in range(max(pp, 1)) for r in range(max(tp, 1))
-            if len(ring := g[s * stage:(s + 1) * stage][r::max(tp, 1)]) > 1]
+    return [g[s * stage:(s + 1) * stage] for s in range(max(pp, 1))]
 
 
 def concurrent_rings(fab: Fabric, rings: list[np.ndarray], size_bytes: float,

@@ -121,3 +121,13 @@ def test_domain_items_keep_the_bound_below_their_answer():
                 seen += 1
             assert placed.breakdown["comm_ms"] <= place(fab, state, text, solver="greedy").breakdown["comm_ms"]
     assert seen >= 4
+
+
+def test_cpsat_keeps_enough_interchangeable_hosts_for_one_stage_each():
+    """Total-GPU requests keep ceil(units / cap) hosts of each interchangeable class: 3 for
+    ``gpus=20`` on an empty SU, too few for 4 stages of 5. With ``pp`` it keeps ``pp·ceil(stage /
+    cap)``, so CP-SAT finds 5+5+5+5 itself and proves it optimal (before: greedy's answer won)."""
+    fab = build(generators.superpod(sus=1, hosts_per_su=8))
+    placed = place(fab, random_state(fab, 0, busy=0.0), "gpus=20,pp=4", solver="cpsat")
+    assert placed.optimal and not placed.notes
+    assert sorted(sum(g.startswith(h + "/") for g in placed.gpus) for h in placed.hosts) == [5] * 4

@@ -288,3 +288,16 @@ def test_tp_with_numa_local_blames_the_numa_node_not_the_groups(solver):
     assert "cannot ever fit" in str(e.value) and e.value.hint == "drop numa_local, or use a tp of at most 4 GPUs"
     assert e.value.explanation["constraint"] == "numa_local" and e.value.explanation["never"] is True
     assert len(place(fab, ClusterState(fab), "gpus=16,tp=4,numa_local", solver=solver).gpus) == 16
+
+
+def test_cli_shows_the_pipeline_stages(capsys):
+    """``pp=P``: the table and the JSON name each stage's GPUs in ring order (one host each here)."""
+    assert main(["place", "-t", "superpod:sus=1", "-r", "gpus=20,pp=4", "--json"]) == 0
+    stages = json.loads(capsys.readouterr().out)["pipeline_stages"]
+    assert [len(s) for s in stages] == [5, 5, 5, 5]
+    assert [len({g.split("/")[0] for g in s}) for s in stages] == [1, 1, 1, 1]
+    assert main(["place", "-t", "superpod:sus=1", "-r", "gpus=20,pp=4"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("pipeline stage ") == 4 and "(5 GPUs)" in out
+    assert main(["place", "-t", "superpod:sus=1", "-r", "gpus=20", "--json"]) == 0
+    assert "pipeline_stages" not in json.loads(capsys.readouterr().out)
