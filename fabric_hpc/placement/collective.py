@@ -447,7 +447,8 @@ def dp_allreduce_and_load(fab: Fabric, gpus, size_bytes: float, tp: int = 1, pp:
     groups or pipeline stages the job runs the :func:`dp_rings` at once, each of
     ``size_bytes / (tp·pp)``; their loads add up and the bandwidth part is that sum's bottleneck
     (every ring progressing at one rate, which is when the last of them ends if the links stay busy;
-    ``placement.cost.dp_rings_time`` takes the slowest ring's max-min share, which is no shorter). A
+    ``placement.cost.dp_rings_time`` takes the slowest ring's max-min share, no shorter, with that
+    ring's own latency, where this adds the largest ring latency). A
     ring that cannot run (a host without a NIC) makes the job's time infinite."""
     if tp <= 1 and pp <= 1:
         t, load = allreduce_and_load(fab, gpus, size_bytes, params=params, ecmp=ecmp)

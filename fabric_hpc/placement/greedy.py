@@ -22,7 +22,7 @@ import numpy as np
 from fabric_hpc.placement.contract import Placement, PlacementInfeasible, SolveOptions
 from fabric_hpc.placement.explain import diagnose, unit_name
 from fabric_hpc.placement.levels import domain_sums, run_starts
-from fabric_hpc.placement.problem import Problem
+from fabric_hpc.placement.problem import PlacementBug, Problem
 
 if TYPE_CHECKING:
     from fabric_hpc.topology import Fabric
@@ -46,7 +46,10 @@ def greedy(p: Problem, options: SolveOptions | None = None) -> Placement:
         p.set_pattern(best_pattern)
     for staged in p.staged():  # pipeline stages: also each stage inside one domain, the cheapest wins
         counts = greedy_counts(staged)
-        placed = staged.finish(counts, "greedy", t0, optimal=None) if counts is not None else None
+        try:  # checked against the request itself (its tp groups), and reported with its own slices
+            placed = p.finish(counts, "greedy", t0, optimal=None) if counts is not None else None
+        except PlacementBug:
+            continue
         if placed is not None and (best is None or placed.cost < best.cost):
             best = placed
     if best is None:

@@ -78,11 +78,14 @@ class Problem:
     def staged(self) -> list[Problem]:
         """This problem with each pipeline stage (``pp`` > 1) kept inside one domain, once per level
         whose domains can hold a stage (lowest first), so that every stage's data-parallel rings stay
-        inside a domain; empty when there is nothing to try (no ``pp``, slices already kept)."""
-        if self.pp <= 1 or self.slices is not None or self.units % self.pp:
+        inside a domain; empty when there is nothing to try (no ``pp``, the request's own slices).
+        With ``tp`` groups to keep, only levels up to the NVLink domain: a stage inside one holds
+        its whole groups there (``tp·pp`` divides the GPUs)."""
+        tp_only = self.request.slices is None and self.request.tp_slices() is not None
+        if self.pp <= 1 or (self.slices is not None and not tp_only) or self.units % self.pp:
             return []
         stage, lv, out = self.units // self.pp * (self.gpn or 1), self.levels, []
-        for j in range(len(lv.chain)):
+        for j in range(lv.alias.get("nvlink", 0) + 1 if tp_only else len(lv.chain)):
             if largest_domain_gpus(lv, j) >= stage:
                 other = Problem(self.fab, self.state, self.request, self.weights, slices=(self.pp, lv.chain[j]))
                 other._background = self._background

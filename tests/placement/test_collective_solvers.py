@@ -341,3 +341,17 @@ def test_greedy_tp_groups_span_few_domains_on_busy_states():
                 doms.append(g.domains[level] - base[0].domains[level])
     assert len(ratios) >= 30
     assert max(ratios) < 2.0 and float(np.mean(doms)) <= 0
+
+
+def test_greedy_tries_stages_inside_hosts_with_tp_groups():
+    """``gpus=24,tp=2,pp=4``: the tp groups set slices, and greedy tried no stage slices (8+8+8, 0.966
+    ms, where 6+6+6+6 is 0.123). Now stages inside one NVLink domain are tried too (each holds its
+    whole groups); the answer is checked against the request itself and reports its own slices."""
+    from fabric_hpc.topology import open_fabric
+
+    fab = open_fabric("superpod:sus=4")
+    state = ClusterState(fab)
+    placed = place(fab, state, "gpus=24,tp=2,pp=4", solver="greedy")
+    assert sorted(sum(g.startswith(h + "/") for g in placed.gpus) for h in placed.hosts) == [6] * 4
+    assert placed.breakdown["comm_ms"] == place(fab, state, "gpus=24,tp=2,pp=4", solver="cpsat").breakdown["comm_ms"]
+    assert place(fab, state, "gpus=20,pp=4", solver="greedy").slices == ()  # the request has none
