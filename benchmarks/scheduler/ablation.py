@@ -35,6 +35,7 @@ from benchmarks._report import write_section
 from fabric_hpc.scheduler import fabric_policy, slurm_policy
 from fabric_hpc.sim import Contention, Simulator, gang_workload, summarize
 from fabric_hpc.sim.bounds import jct_lower_bound
+from fabric_hpc.sim.synthetic import fabric_sizes
 from fabric_hpc.topology import build, import_lingjun, open_fabric
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,8 +58,9 @@ def fabrics() -> dict[str, tuple[object, int, bool]]:
 
 def run_one(fab, gph: int, jobs: int, load: float, seed: int, ecmp: bool = False, tp: int = 1,
             pp: int = 1) -> dict:
+    extra = {"tp": tp, "pp": pp, "nvlink_hosts": fabric_sizes(fab)["nvlink_hosts"]} if tp > 1 or pp > 1 else {}
     work = gang_workload(jobs=jobs, cluster_gpus=len(fab.gpus), gpus_per_host=gph, load=load, seed=seed,
-                         max_duration_s=MAX_DURATION_S, tp=tp, pp=pp)
+                         max_duration_s=MAX_DURATION_S, **extra)
     bound = jct_lower_bound(work, len(fab.gpus))
     out: dict = {"bound": {"mean_s": bound.mean_s, "ideal_s": bound.ideal_s, "srpt_s": bound.srpt_s}}
     if tp > 1 or pp > 1:
