@@ -188,6 +188,14 @@ def table_tppp(name: str, rows: list[dict], misses: list[dict]) -> list[str]:
                    f"{max(x['ratio'] for x in r):.2f} | {at_best}/{len(r)} | "
                    f"{np.percentile(lat_ms, 50):.0f} | "
                    f"{np.percentile(lat_ms, 99):.0f} | {failed} |")
+    tree = {(x["seed"], x["text"]): x["comm"] for x in rows if x["solver"] == "slurm-tree"}
+    for s in ("cpsat", "greedy"):
+        own = {(x["seed"], x["text"]): x["comm"] for x in rows if x["solver"] == s}
+        gain = [tree[k] / own[k] for k in own if own[k] > 0]
+        if gain:
+            out.append(f"| {name} | slurm-tree / {s} (mean of ratios) | {len(gain)} | | | {np.mean(gain):.2f} | | | "
+                       f"{s} faster on {sum(g > 1 + 1e-9 for g in gain)}, slower on "
+                       f"{sum(g < 1 - 1e-9 for g in gain)} | | | |")
     return out
 
 
