@@ -193,7 +193,8 @@ def table_tppp(name: str, rows: list[dict], misses: list[dict]) -> list[str]:
         own = {(x["seed"], x["text"]): x["comm"] for x in rows if x["solver"] == s}
         gain = [tree[k] / own[k] for k in own if own[k] > 0]
         if gain:
-            out.append(f"| {name} | slurm-tree / {s} (mean of ratios) | {len(gain)} | | | {np.mean(gain):.2f} | | | "
+            out.append(f"| {name} | slurm-tree / {s} (mean of ratios) | {len(gain)} | | | "
+                       f"{np.mean(gain):.2f} | | | "
                        f"{s} faster on {sum(g > 1 + 1e-9 for g in gain)}, slower on "
                        f"{sum(g < 1 - 1e-9 for g in gain)} | | | |")
     return out

@@ -58,7 +58,8 @@ def fabrics() -> dict[str, tuple[object, int, bool]]:
 
 def run_one(fab, gph: int, jobs: int, load: float, seed: int, ecmp: bool = False, tp: int = 1,
             pp: int = 1) -> dict:
-    extra = {"tp": tp, "pp": pp, "nvlink_hosts": fabric_sizes(fab)["nvlink_hosts"]} if tp > 1 or pp > 1 else {}
+    extra = ({"tp": tp, "pp": pp, "nvlink_hosts": fabric_sizes(fab)["nvlink_hosts"]}
+             if tp > 1 or pp > 1 else {})
     work = gang_workload(jobs=jobs, cluster_gpus=len(fab.gpus), gpus_per_host=gph, load=load, seed=seed,
                          max_duration_s=MAX_DURATION_S, **extra)
     bound = jct_lower_bound(work, len(fab.gpus))
@@ -130,9 +131,11 @@ def workload_line(results: dict) -> str:
             continue
         rej = sum(r[k]["rejected"] for r in per.values() for k in r if "/" in k)
         unf = sum(r[k]["unfinished"] for r in per.values() for k in r if "/" in k)
-        share = [f"{min(x[k] for x in w):.0%}–{max(x[k] for x in w):.0%}" for k in ("tp_gpu_share", "pp_gpu_share")]
+        share = [f"{min(x[k] for x in w):.0%}–{max(x[k] for x in w):.0%}"
+                 for k in ("tp_gpu_share", "pp_gpu_share")]
         out.append(f"{fab_name}: tp={w[0]['tp']}, pp={w[0]['pp']}: tp on {min(x['tp_jobs'] for x in w)}–"
-                   f"{max(x['tp_jobs'] for x in w)} of {w[0]['jobs']} jobs ({share[0]} of the GPUs requested), "
+                   f"{max(x['tp_jobs'] for x in w)} of {w[0]['jobs']} jobs "
+                   f"({share[0]} of the GPUs requested), "
                    f"pp on {min(x['pp_jobs'] for x in w)}–{max(x['pp_jobs'] for x in w)} ({share[1]}); "
                    f"rejected {rej}, unfinished {unf} over all its simulations")
     return ("Tensor/pipeline parallelism per fabric (`gang_workload(tp=, pp=)`): " + "; ".join(out) + ".\n\n"
@@ -140,8 +143,7 @@ def workload_line(results: dict) -> str:
 
 
 def render(results: dict, jobs: int) -> str:
-    lines = [workload_line(results) +
-             f"Synthetic gangs (`gang_workload`, {jobs} jobs per replay, sized to each fabric's GPUs, durations "
+    lines = [workload_line(results) + f"Synthetic gangs (`gang_workload`, {jobs} jobs per replay, sized to each fabric's GPUs, durations "
              f"capped at {MAX_DURATION_S / 3600:.0f} h), "
              "default communication profile scaled per job by U(0.5, 1.5) (docs/scheduler.md, \"Slowdown\"). "
              "JCT reduction = 1 − fabric / Slurm-like mean JCT, both under the same slowdown; Δ utilisation and "
