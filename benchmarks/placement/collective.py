@@ -9,12 +9,20 @@ ratio to the best of the four solvers on each instance (the best placement found
 optimum only where cpsat says ``optimal``), what limits each solver's rings, and cpsat's CPU and
 wall time at 16,384 GPUs (``--latency``: only that, on 3 states). Prints Markdown;
 the run recorded in docs/collective-model.md is the one to compare against.
+
+``--mix tppp``: the same fabrics and busy states with Megatron-shaped tensor- and pipeline-parallel
+gangs instead (``TPPP_REQUESTS``: GPUs = tp·pp·dp, ``tp=8`` on 8-GPU DGX/H800 hosts, ``tp=4`` on
+NVL72 trays or wider in-rack groups, ``pp`` 2/4/8). ``comm_ms`` is then the data-parallel
+all-reduce of the ``tp·pp`` concurrent rings (docs/placement.md, ``tp`` and ``pp``); the table
+adds the ratio to slurm-tree, each solver's placement wall time (p50/p99, every instance it
+was asked) and what it could not place, and no 16k latency run.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -29,6 +37,20 @@ REQUESTS = {"dgx": ["nodes=2,gpus=8", "nodes=4,gpus=8", "nodes=8,gpus=8", "gpus=
             # gangs larger than one Lingjun ToR (8 hosts × 8 GPUs): every placement spans ToRs
             "cross-tor": ["nodes=12,gpus=8", "nodes=16,gpus=8", "nodes=32,gpus=8", "gpus=96", "gpus=200",
                           "gpus=300"]}
+#: Tensor/pipeline-parallel gangs (``--mix tppp``), Megatron-shaped: GPUs = tp · pp · dp.
+TPPP_REQUESTS = {
+    # DGX H100 / Lingjun H800 hosts of 8 GPUs: tp=8 fills a host (the NVLink domain); tp=4 half of one
+    "dgx": ["nodes=4,gpus=8,tp=8,pp=2", "nodes=6,gpus=8,tp=8,pp=2", "nodes=8,gpus=8,tp=8,pp=2",
+            "nodes=8,gpus=8,tp=8,pp=4", "nodes=16,gpus=8,tp=8,pp=8", "gpus=32,tp=4,pp=2", "gpus=48,tp=4,pp=4",
+            "gpus=96,tp=8,pp=4"],
+    # GB200 NVL72: 4-GPU trays, the rack is the NVLink domain (tp may span trays, up to 72)
+    "nvl72": ["nodes=8,gpus=4,tp=4,pp=2", "nodes=16,gpus=4,tp=4,pp=4", "nodes=30,gpus=4,tp=4,pp=2",
+              "gpus=64,tp=16,pp=2", "gpus=96,tp=8,pp=2", "gpus=128,tp=8,pp=4", "gpus=144,tp=36,pp=2"],
+    # larger than one Lingjun ToR (64 GPUs)
+    "cross-tor": ["nodes=12,gpus=8,tp=8,pp=2", "nodes=16,gpus=8,tp=8,pp=4", "nodes=32,gpus=8,tp=8,pp=4",
+                  "nodes=32,gpus=8,tp=8,pp=8", "gpus=192,tp=8,pp=8", "gpus=200,tp=4,pp=2",
+                  "gpus=288,tp=4,pp=8"]}
+MIXES = {"plain": REQUESTS, "tppp": TPPP_REQUESTS}
 #: replay's default occupancy (78 %) and its fill level with no job ended (held-out busy states)
 DEFAULT, BUSY = 0.78, 0.95
 
@@ -52,29 +74,64 @@ def _bottleneck(fab, state, text: str, weights, p) -> str:
 
     prob = Problem(fab, state, parse_request(text), weights)
     gpus = np.array([fab.gpu_pos[g] for g in p.gpus])
+    if prob.tp > 1 or prob.pp > 1:
+        return _dp_bottleneck(fab, gpus, weights.message_mb * 2**20, prob.tp, prob.pp, prob.background())
     return collective_time(fab, gpus, weights.message_mb * 2**20, kind="allreduce", algo="ring",
                            background=prob.background()).bottleneck
 
 
-def run(fab, requests, seeds, weights, target: float = DEFAULT) -> list[dict]:
+def _dp_bottleneck(fab, gpus: np.ndarray, size: float, tp: int, pp: int, background) -> str:
+    """What limits the slowest of a tp/pp job's data-parallel rings (``cost.dp_rings_time``): that
+    ring's max-min share beside the job's other rings and the running jobs; "none" if no ring
+    (dp = 1: nothing to all-reduce across GPUs)."""
+    from fabric_hpc.placement.collective import collective_time, concurrent_rings, dp_rings, job_load
+
+    rings = dp_rings(fab, np.unique(gpus), tp, pp)
+    if not rings:
+        return "none"
+    share = size / (tp * pp)
+    times = concurrent_rings(fab, rings, share, background)
+    slow = int(np.argmax([sum(t) for t in times]))
+    others = [job_load(fab, r, share) for i, r in enumerate(rings) if i != slow]
+    return collective_time(fab, rings[slow], share, kind="allreduce", algo="ring",
+                           background=others + list(background or [])).bottleneck
+
+
+def run(fab, requests, seeds, weights, target: float = DEFAULT, misses: list | None = None) -> list[dict]:
+    """Rows of the multi-host instances every solver placed; ``misses`` (if given) collects
+    (seed, request, solver, wall s, reason) of every placement that failed, and
+    (seed, request, "*", times, "single-host") of instances every solver put on one host."""
     rows = []
     for seed in seeds:
         state = replay(fab, seed, target=target)
         for text in requests:
-            got = {}
+            got, wall = {}, {}
             for solver in SOLVERS:
                 t0 = time.perf_counter()
                 try:
                     p = place(fab, state, text, solver=solver, options=OPTS, weights=weights)
-                except PlacementInfeasible:
+                except PlacementInfeasible as e:
+                    wall[solver] = time.perf_counter() - t0
+                    if misses is not None:
+                        misses.append({"seed": seed, "text": text, "solver": solver, "latency": wall[solver],
+                                       "why": str(e).splitlines()[0][:160], "util": state.utilisation()})
                     continue
                 got[solver] = (p.breakdown["comm_ms"], time.perf_counter() - t0, p.optimal, len(p.hosts),
                                _bottleneck(fab, state, text, weights, p), p.domains)
             if len(got) == len(SOLVERS) and max(v[3] for v in got.values()) > 1:
                 best = min(v[0] for v in got.values())
+                tree = got["slurm-tree"][0]
                 rows += [{"seed": seed, "text": text, "solver": s, "comm": v[0], "latency": v[1],
                           "optimal": v[2], "ratio": v[0] / best if best > 0 else 1.0, "bottleneck": v[4],
+                          "tree_ratio": v[0] / tree if tree > 0 else 1.0,
                           "domains": v[5], "util": state.utilisation()} for s, v in got.items()]
+            elif len(got) == len(SOLVERS) and misses is not None:
+                misses.append({"seed": seed, "text": text, "solver": "*", "why": "single-host",
+                               "latency": {s: v[1] for s, v in got.items()}, "util": state.utilisation()})
+            if misses is not None and len(got) < len(SOLVERS):  # the placed ones' wall time still counts
+                misses += [{"seed": seed, "text": text, "solver": s, "latency": v[1], "comm": v[0],
+                            "why": "placed (others did not)", "util": state.utilisation()}
+                           for s, v in got.items()]
     return rows
 
 
@@ -106,6 +163,85 @@ def bottlenecks(name: str, rows: list[dict]) -> str:
             parts.append(f"{s}: bottleneck {kinds}, mean level-1 domains {np.mean(first):.2f}")
     util = np.mean([x["util"] for x in rows]) if rows else float("nan")
     return f"- {name} (states {util:.0%} busy): " + "; ".join(parts)
+
+
+def table_tppp(name: str, rows: list[dict], misses: list[dict]) -> list[str]:
+    """Per solver on the instances every solver placed on several hosts: mean / p99 comm, the mean
+    ratio to slurm-tree and to the best of the four, how often it is the best; wall time of every
+    placement it was asked for (placed, infeasible or single-host alike) and how many it failed."""
+    out = []
+    for s in SOLVERS:
+        r = [x for x in rows if x["solver"] == s]
+        lat = [x["latency"] for x in r]
+        lat += [m["latency"] for m in misses if m["solver"] == s]
+        lat += [m["latency"][s] for m in misses if m["solver"] == "*" and s in m["latency"]]
+        failed = sum(m["solver"] == s and m.get("comm") is None for m in misses)
+        lat_ms = np.array(lat) * 1000 if lat else np.array([np.nan])
+        if not r:
+            out.append(f"| {name} | {s} | 0 | | | | | | | {np.percentile(lat_ms, 50):.0f} | "
+                       f"{np.percentile(lat_ms, 99):.0f} | {failed} |")
+            continue
+        comm = np.array([x["comm"] for x in r])
+        at_best = sum(x["ratio"] <= 1 + 1e-9 for x in r)
+        out.append(f"| {name} | {s} | {len(r)} | {comm.mean():.3f} | {np.percentile(comm, 99):.3f} | "
+                   f"{np.mean([x['tree_ratio'] for x in r]):.2f} | {np.mean([x['ratio'] for x in r]):.2f} | "
+                   f"{max(x['ratio'] for x in r):.2f} | {at_best}/{len(r)} | "
+                   f"{np.percentile(lat_ms, 50):.0f} | "
+                   f"{np.percentile(lat_ms, 99):.0f} | {failed} |")
+    tree = {(x["seed"], x["text"]): x["comm"] for x in rows if x["solver"] == "slurm-tree"}
+    for s in ("cpsat", "greedy"):
+        own = {(x["seed"], x["text"]): x["comm"] for x in rows if x["solver"] == s}
+        gain = [tree[k] / own[k] for k in own if own[k] > 0]
+        if gain:
+            out.append(f"| {name} | slurm-tree / {s} (mean of ratios) | {len(gain)} | | | "
+                       f"{np.mean(gain):.2f} | | | "
+                       f"{s} faster on {sum(g > 1 + 1e-9 for g in gain)}, slower on "
+                       f"{sum(g < 1 - 1e-9 for g in gain)} | | | |")
+    return out
+
+
+def left_out(name: str, misses: list[dict]) -> str:
+    """The instances not in the table: every solver on one host, or some solver could not place."""
+    single = sorted({f"{m['text']} (seed {m['seed']})" for m in misses if m["solver"] == "*"})
+    failed: dict[str, list[str]] = {}
+    for m in misses:
+        if m["solver"] not in ("*",) and m.get("comm") is None:
+            failed.setdefault(f"{m['text']} (seed {m['seed']})", []).append(m["solver"])
+    parts = []
+    if single:
+        parts.append("single-host for every solver: " + ", ".join(single))
+    if failed:
+        parts.append("not placed: " + "; ".join(f"{k} by {', '.join(v)}" for k, v in failed.items()))
+    return f"- {name}: " + ("; ".join(parts) if parts else "none left out")
+
+
+def main_tppp(quick: bool = False, dump: str | None = None) -> str:
+    """``--mix tppp``: the tp/pp request mix on the same fabrics and busy states."""
+    import json
+
+    warm = build(generators.superpod(sus=1))
+    place(warm, replay(warm, 1), "gpus=9")  # imports, outside the timings
+    t0 = time.perf_counter()
+    seeds = (1,) if quick else (1, 2)
+    lines = ["| fabric | solver | instances | mean comm (ms) | p99 comm (ms) | mean ratio to slurm-tree | "
+             "mean ratio to best | worst ratio to best | at best | wall p50 (ms) | wall p99 (ms) | "
+             "not placed |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    notes, gaps, raw = [], [], {}
+    for name, (fab, kind, weights, target) in fabrics(quick).items():
+        misses: list[dict] = []
+        rows = run(fab, TPPP_REQUESTS[kind], seeds, weights, target, misses=misses)
+        lines += table_tppp(name, rows, misses)
+        notes.append(bottlenecks(name, rows))
+        gaps.append(left_out(name, misses))
+        raw[name] = {"rows": rows, "misses": misses}
+        print(name, "done", f"{time.perf_counter() - t0:.0f} s", flush=True)
+    if dump:
+        Path(dump).write_text(json.dumps(raw, indent=1,
+                                         default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+    return "\n".join(lines + ["", "Bottlenecks (slowest data-parallel ring):"] + notes
+                     + ["", "Left out of the table:"] + gaps
+                     + ["", f"Whole run: {time.perf_counter() - t0:.0f} s."])
 
 
 LATENCY_REQUESTS = ("nodes=2,gpus=8", "nodes=8,gpus=8", "nodes=32,gpus=8", "nodes=128,gpus=8", "gpus=24",
@@ -155,8 +291,13 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--latency", action="store_true", help="only cpsat's latency at 16k GPUs (seeds 1-3)")
+    ap.add_argument("--mix", choices=tuple(MIXES), default="plain",
+                    help="request mix: plain data-parallel gangs, or tp/pp (Megatron-shaped) gangs")
+    ap.add_argument("--json", help="--mix tppp: also write every instance's numbers here")
     args = ap.parse_args()
-    if args.latency:
+    if args.mix == "tppp":
+        print(main_tppp(args.quick, args.json))
+    elif args.latency:
         place(build(generators.superpod(sus=1)), replay(build(generators.superpod(sus=1)), 1), "gpus=9")
         print(latency_16k(args.quick, seeds=(1, 2, 3)))
     else:

@@ -14,6 +14,12 @@ Beside them, per (fabric, load, seed): fabric's policy without spot preemption (
 :func:`fabric_hpc.sim.bounds.jct_lower_bound` of the jobs — the ceiling on any policy's mean-JCT
 reduction against Slurm-like. Writes the ``## Contention ablation`` section of docs/benchmarks.md
 (``--section`` another).
+
+``--tp K|host`` and ``--pp P`` give the synthetic gangs tensor-parallel groups and pipeline stages
+(``GangWorkload.tp``/``pp``: only the jobs whose sizes they divide, docs/scheduler.md); ``host``
+= each fabric's GPUs per host (8 on the DGX and Lingjun hosts, 4 on an NVL72 tray). The rows then
+say how many jobs carry tp / pp and how many were rejected or left unfinished, and the section
+written by default is ``Contention ablation with tp/pp gangs``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from benchmarks._report import write_section
 from fabric_hpc.scheduler import fabric_policy, slurm_policy
 from fabric_hpc.sim import Contention, Simulator, gang_workload, summarize
 from fabric_hpc.sim.bounds import jct_lower_bound
+from fabric_hpc.sim.synthetic import fabric_sizes
 from fabric_hpc.topology import build, import_lingjun, open_fabric
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,11 +56,22 @@ def fabrics() -> dict[str, tuple[object, int, bool]]:
             "Lingjun Clos, ToRs 2:1": (lingjun, 8, True)}
 
 
-def run_one(fab, gph: int, jobs: int, load: float, seed: int, ecmp: bool = False) -> dict:
+def run_one(fab, gph: int, jobs: int, load: float, seed: int, ecmp: bool = False, tp: int = 1,
+            pp: int = 1) -> dict:
+    extra = ({"tp": tp, "pp": pp, "nvlink_hosts": fabric_sizes(fab)["nvlink_hosts"]}
+             if tp > 1 or pp > 1 else {})
     work = gang_workload(jobs=jobs, cluster_gpus=len(fab.gpus), gpus_per_host=gph, load=load, seed=seed,
-                         max_duration_s=MAX_DURATION_S)
+                         max_duration_s=MAX_DURATION_S, **extra)
     bound = jct_lower_bound(work, len(fab.gpus))
     out: dict = {"bound": {"mean_s": bound.mean_s, "ideal_s": bound.ideal_s, "srpt_s": bound.srpt_s}}
+    if tp > 1 or pp > 1:
+        size = {j.id: j.request.gpus or j.request.nodes * (j.request.gpus_per_node or gph) for j in work}
+        total = sum(size.values())
+        out["workload"] = {"tp": tp, "pp": pp, "jobs": len(work),
+                           "tp_jobs": sum(j.request.tp is not None for j in work),
+                           "pp_jobs": sum(j.request.pp is not None for j in work),
+                           "tp_gpu_share": sum(size[j.id] for j in work if j.request.tp) / total,
+                           "pp_gpu_share": sum(size[j.id] for j in work if j.request.pp) / total}
     runs = [("slurm", slurm_policy, True), ("slurm", slurm_policy, False), ("fabric", fabric_policy, True),
             ("fabric", fabric_policy, False), ("nopre", _without_preemption, True)]
     for pol_name, make, cont in runs:
@@ -66,7 +84,7 @@ def run_one(fab, gph: int, jobs: int, load: float, seed: int, ecmp: bool = False
         gpus = {j.id: j.request.gpus or j.request.nodes * (j.request.gpus_per_node or gph) for j in work}
         hit = sum(gpus[j] for j in model.contended)
         keep = ("mean_jct_s", "gpu_utilisation", "jain_accounts", "mean_stretch", "finished", "mean_wait_s",
-                "timeouts", "preemptions")
+                "timeouts", "preemptions", "rejected", "rejected_reasons", "unfinished")
         out[f"{pol_name}/{'on' if cont else 'off'}"] = {k: s[k] for k in keep} | {
             "wall_s": time.perf_counter() - t0, "ecmp": ecmp, "high_jct_s": tier_mean_jct(done, "high"),
             "useful_utilisation": useful, "contended_jobs": len(model.contended) / len(work),
@@ -104,8 +122,28 @@ def _nopre_cells(r: dict, mode: str, v: dict) -> str:
             f"{n['high_jct_s'] / 3600:.2f}")
 
 
+def workload_line(results: dict) -> str:
+    """What the tp/pp options did to the gangs, and what never ran (tp/pp runs only)."""
+    out = []
+    for fab_name, per in results.items():
+        w = [r["workload"] for r in per.values() if "workload" in r]
+        if not w:
+            continue
+        rej = sum(r[k]["rejected"] for r in per.values() for k in r if "/" in k)
+        unf = sum(r[k]["unfinished"] for r in per.values() for k in r if "/" in k)
+        share = [f"{min(x[k] for x in w):.0%}–{max(x[k] for x in w):.0%}"
+                 for k in ("tp_gpu_share", "pp_gpu_share")]
+        out.append(f"{fab_name}: tp={w[0]['tp']}, pp={w[0]['pp']}: tp on {min(x['tp_jobs'] for x in w)}–"
+                   f"{max(x['tp_jobs'] for x in w)} of {w[0]['jobs']} jobs "
+                   f"({share[0]} of the GPUs requested), "
+                   f"pp on {min(x['pp_jobs'] for x in w)}–{max(x['pp_jobs'] for x in w)} ({share[1]}); "
+                   f"rejected {rej}, unfinished {unf} over all its simulations")
+    return ("Tensor/pipeline parallelism per fabric (`gang_workload(tp=, pp=)`): " + "; ".join(out) + ".\n\n"
+            if out else "")
+
+
 def render(results: dict, jobs: int) -> str:
-    lines = [f"Synthetic gangs (`gang_workload`, {jobs} jobs per replay, sized to each fabric's GPUs, durations "
+    lines = [workload_line(results) + f"Synthetic gangs (`gang_workload`, {jobs} jobs per replay, sized to each fabric's GPUs, durations "
              f"capped at {MAX_DURATION_S / 3600:.0f} h), "
              "default communication profile scaled per job by U(0.5, 1.5) (docs/scheduler.md, \"Slowdown\"). "
              "JCT reduction = 1 − fabric / Slurm-like mean JCT, both under the same slowdown; Δ utilisation and "
@@ -175,10 +213,18 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the raw numbers here")
     ap.add_argument("--only", help="only the fabrics whose name contains this (e.g. Lingjun)")
     ap.add_argument("--loads", type=float, nargs="+", default=list(LOADS), help="offered loads")
-    ap.add_argument("--section", default="Contention ablation", help="docs/benchmarks.md section title")
+    ap.add_argument("--section", help="docs/benchmarks.md section title (default: Contention ablation, or "
+                    "Contention ablation with tp/pp gangs with --tp/--pp)")
+    ap.add_argument("--tp", default="1", help="tensor-parallel group size of the gangs it divides: a number, "
+                    "or 'host' for each fabric's GPUs per host")
+    ap.add_argument("--pp", type=int, default=1, help="pipeline stages of the gangs tp·pp divides")
     ap.add_argument("--ecmp", choices=("ethernet", "all", "none"), default="ethernet",
                     help="ECMP flow hashing on the Ethernet fabric (Lingjun), every fabric, or none")
     a = ap.parse_args()
+    if a.tp != "host" and not a.tp.isdigit():
+        ap.error("--tp takes a number or 'host'")
+    a.section = a.section or ("Contention ablation" if a.tp == "1" and a.pp == 1
+                              else "Contention ablation with tp/pp gangs")
     t0 = time.perf_counter()
     results: dict = {}
     for name, (fab, gph, ether) in fabrics().items():
@@ -188,7 +234,8 @@ def main() -> None:
         for load in a.loads:
             for seed in SEEDS:
                 ecmp = a.ecmp == "all" or (a.ecmp == "ethernet" and ether)
-                results[name][f"{load}/{seed}"] = run_one(fab, gph, a.jobs, load, seed, ecmp)
+                tp = gph if a.tp == "host" else int(a.tp)
+                results[name][f"{load}/{seed}"] = run_one(fab, gph, a.jobs, load, seed, ecmp, tp, a.pp)
                 print(name, load, seed, json.dumps(results[name][f"{load}/{seed}"]), flush=True)
     body = render(results, a.jobs) + f"\n\nWhole run: {time.perf_counter() - t0:.0f} s on the shared machine."
     print(body)
@@ -199,7 +246,9 @@ def main() -> None:
                                                           if list(a.loads) != list(LOADS) else "")
         if a.ecmp != "ethernet":
             flags += f" --ecmp {a.ecmp}"
-        if a.section != "Contention ablation":
+        if a.tp != "1" or a.pp != 1:
+            flags += f" --tp {a.tp} --pp {a.pp}"
+        if a.section not in ("Contention ablation", "Contention ablation with tp/pp gangs"):
             flags += f" --section '{a.section}'"
         write_section(a.section, body, command=f"python -m benchmarks.scheduler.ablation --jobs {a.jobs}{flags}")
 
