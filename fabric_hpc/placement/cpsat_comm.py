@@ -136,7 +136,7 @@ def _staged(m, p: Problem, items, c, u, ys: dict, k: _Scale, crosses: list[bool]
     dyn: dict[int, _Crossing] = {}
     for j in range(len(lv.chain)):
         doms = [] if crosses[j] else _domain_counts(p, items, c, u, ys, j)
-        if len(doms) > 1:
+        if len(doms) > 1 or (doms and doms[0][0] is None):  # hosts inside one domain item may cross too
             dyn[j] = _crossing(m, p, doms, ns, j)
     if not dyn:
         return t_bw + lat_all
