@@ -39,7 +39,6 @@ from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, TOO_COSTLY, BackfillPo
                                            Decisions, Job, Placer, PreemptionPolicy, PriorityPolicy,
                                            RankedPriority, Reservation, SchedulerInput, Tier)
 from fabric_hpc.scheduler.placer import compact_job, fit_gpus, masked_state, may_fit, request_key
-from fabric_hpc.scheduler.plan import Plan as _Plan
 
 _JOB_ID = attrgetter("job.id")
 _END, _FIRST_GPU, _RELEASE = itemgetter(1), itemgetter(3), itemgetter(4)  # fields of a _running_ends entry
@@ -73,6 +72,73 @@ class Backfill:
 
 
 @dataclass
+class _Plan:
+    """Working data of one step: the state being filled and the timeline of GPU releases."""
+
+    #: the input's state until the step first changes it (:meth:`own`), then the step's copy
+    state: ClusterState
+    #: computes (walltime end, GPU indices) and the first GPU index (-1: none) of each running job;
+    #: called on first use of :attr:`ends` / :attr:`firsts` (steps that place everything, or stop at
+    #: a job without searching a reservation, never need the timeline)
+    timeline: Callable[[], tuple[list[tuple[float, np.ndarray]], list[int]]] | None = None
+    resv: list[tuple[float, float, np.ndarray]] = field(default_factory=list)  # (start, end, bool mask)
+    #: (what, request key, tier, reservations overlapping) that found nothing on the current free
+    #: GPUs; emptied whenever GPUs are taken or freed (see :class:`Placer`: answers depend only on
+    #: the request and the state).
+    fails: set[tuple[str, str, str, tuple[int, ...]]] = field(default_factory=set)
+    free_n: int = 0  # free GPUs in ``state``
+    owned: bool = False  # whether ``state`` is the step's own copy
+    _ends: list[tuple[float, np.ndarray]] = field(default_factory=list)
+    _firsts: list[int] = field(default_factory=list)
+
+    @property
+    def ends(self) -> list[tuple[float, np.ndarray]]:
+        """(walltime end, GPU indices): the running jobs, then the jobs started in this step."""
+        self._load()
+        return self._ends
+
+    @property
+    def firsts(self) -> list[int]:
+        """First GPU index of each :attr:`ends` entry (-1: none), in step with it: with the owner
+        array it identifies which GPUs each release time frees (the memo key of ``_earliest``)."""
+        self._load()
+        return self._firsts
+
+    def own(self) -> ClusterState:
+        """The state to change: copied on first use (a step that starts and evicts nothing, most
+        steps of a long queue, copies nothing)."""
+        if not self.owned:
+            self.state, self.owned = self.state.copy(), True
+        return self.state
+
+    def add_end(self, end: float, idx: np.ndarray) -> None:
+        """A job started in this step: it releases ``idx`` at ``end`` (the timeline stays unread)."""
+        self._ends.append((end, idx))
+        self._firsts.append(int(idx[0]) if idx.size else -1)
+
+    def _load(self) -> None:
+        if self.timeline is not None:
+            ends, firsts = self.timeline()
+            self.timeline = None
+            self._ends[:0], self._firsts[:0] = ends, firsts  # running jobs before this step's starts
+
+    def fail_key(self, what: str, job: Job, t0: float, t1: float) -> tuple[str, str, str, tuple[int, ...]]:
+        resv = self.resv
+        if len(resv) > 1:
+            overlap = tuple(n for n, (s, e, _) in enumerate(resv) if s < t1 and t0 < e)
+        else:  # none or one (EASY): the same tuple without a generator
+            overlap = (0,) if resv and resv[0][0] < t1 and t0 < resv[0][1] else ()
+        return what, request_key(job.request), job.tier if what == "preempt" else "", overlap
+
+    def blocked(self, t0: float, t1: float) -> np.ndarray:
+        mask = np.zeros(self.state.owner.size, bool)
+        for s, e, m in self.resv:
+            if s < t1 and t0 < e:
+                mask |= m
+        return mask
+
+
+@dataclass
 class Scheduler:
     """A :class:`~fabric_hpc.scheduler.contract.SchedulingPolicy` composed of strategy objects."""
 
@@ -91,8 +157,6 @@ class Scheduler:
     #: Skip, after a blocked job, the jobs the walk could only give a reason (see ``_walk``). A
     #: speed switch (the tests turn it off to check that the decisions do not change).
     fast_walk: ClassVar[bool] = True
-    #: Search the first reservation of a step only when read (see ``_reserve``); a speed switch too.
-    lazy_reservation: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         #: everything remembered between steps (bounded; decisions never depend on it)
@@ -113,10 +177,6 @@ class Scheduler:
         out.priorities = LazyDict(lambda: dict(zip(ids, prio.tolist())))  # type: ignore[assignment]
         out.reasons = LazyDict(partial(_all_reasons, ids, "Priority" if blocked_before else "Resources",
                                        out.reasons, [j.id for j, _ in out.start]))  # type: ignore[assignment]
-        if plan.later is not None:  # searched when first read, on the step's state as the walk left it
-            if not plan.owned:  # the driver's state changes once it applies the decisions
-                plan.state, plan.owned = plan.state.copy(), True
-            out.reservations = LazyDict(partial(_late_reservations, plan, out.reservations))  # type: ignore[assignment]
         return out
 
     def _walk(self, examined: list, view: SchedulerInput, plan: _Plan, out: Decisions) -> bool:
@@ -153,12 +213,13 @@ class Scheduler:
                 out.reasons[job.id] = ("Topology" if job.gpus <= plan.free_n
                                        else "Priority" if blocked_before else "Resources")
                 continue
-            given = len(out.reservations) + (plan.later is not None)  # a deferred one exists
-            if given < reservations:
-                given += self._reserve(job, view.now, plan, out.reservations)
+            if len(out.reservations) < reservations:
+                resv = self._reserve(job, view.now, plan)
+                if resv is not None:
+                    out.reservations[job.id] = resv
             out.reasons[job.id] = "Priority" if blocked_before else "Resources"
             blocked_before = True
-            skip = self.fast_walk and given >= reservations
+            skip = self.fast_walk and len(out.reservations) >= reservations
         return blocked_before
 
     def _priorities(self, view: SchedulerInput) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -223,8 +284,6 @@ class Scheduler:
     # -- pieces -----------------------------------------------------------------------------
     def _try_now(self, job: Job, now: float, plan: _Plan) -> Placement | None:
         if job.gpus > plan.free_n:  # may_fit's first test, without building a key
-            return None
-        if plan.later is not None and not self._may_fit_free(job, plan):  # no GPUs for it, reserved or not
             return None
         key = plan.fail_key("now", job, now, now + job.walltime)
         if key in plan.fails:
@@ -317,43 +376,17 @@ class Scheduler:
         ends[:] = [ends[k] for k in keep]
         firsts[:] = [firsts[k] for k in keep]
 
-    def _reserve(self, job: Job, now: float, plan: _Plan, into: dict[str, Reservation]) -> bool:
-        """Give ``job`` a reservation (in ``into``); whether it got one. The first reservation of a
-        step is searched only when something reads it (a later job that may use free GPUs or
-        preempt, a second reservation, the driver), once it is known to exist (:meth:`_exists`)."""
-        if self.lazy_reservation and plan.later is None and not plan.resv and self._exists(job, now, plan):
-            plan.later = partial(self._reserve_now, job, now, plan, into)
-            return True
-        return self._reserve_now(job, now, plan, into)
-
-    def _reserve_now(self, job: Job, now: float, plan: _Plan, into: dict[str, Reservation], memo: bool = True) -> bool:
+    def _reserve(self, job: Job, now: float, plan: _Plan) -> Reservation | None:
         """Earliest start with running jobs ended at walltime and earlier reservations kept."""
-        found = self._earliest(job, now, plan) if memo else self._search_earliest(job, now, plan)
+        found = self._earliest(job, now, plan)
         if found is None:
-            return False
+            return None
         t, gpus = found
         pos = plan.state.fab.gpu_pos
         mask = np.zeros(plan.state.owner.size, bool)
         mask[list(map(pos.__getitem__, gpus))] = True
         plan.resv.append((t, t + job.walltime, mask))
-        into[job.id] = Reservation(job.id, t, t + job.walltime, tuple(gpus))
-        return True
-
-    def _exists(self, job: Job, now: float, plan: _Plan) -> bool:
-        """Whether the search for the first reservation finds one: it ends, at the last release
-        time, with every running job's GPUs free and none reserved, so it finds one exactly when
-        the placer fits the job there (the same call, remembered by the placer)."""
-        ends = plan.ends
-        if not ends:
-            return False
-        freed = plan.state.free.copy()
-        freed[np.concatenate([idx for _, idx in ends])] = True
-        return fit_gpus(self.placer, job, ClusterState.from_free_mask(plan.state.fab, freed)) is not None
-
-    def _may_fit_free(self, job: Job, plan: _Plan) -> bool:
-        """``may_fit`` on every free GPU: where it fails, no GPUs outside reservations fit either."""
-        lv = fabric_levels(plan.state.fab)
-        return may_fit(job.request, plan.state.free, plan.state.fab.index.gpu_host, lv.host_gpus, lv)
+        return Reservation(job.id, t, t + job.walltime, tuple(gpus))
 
     def _earliest(self, job: Job, now: float, plan: _Plan) -> tuple[float, tuple[str, ...]] | None:
         """Remembered across steps while the allocation and the release times are unchanged (the
@@ -430,15 +463,6 @@ def _all_reasons(ids, default: str, examined: dict[str, str], started: list[str]
     for job_id in started:
         del reasons[job_id]
     return reasons
-
-
-def _late_reservations(plan: _Plan, given: dict[str, Reservation]) -> dict[str, Reservation]:
-    """``given`` with the step's deferred first reservation (searched now, without the memo: the
-    scheduler may have moved to another fabric since)."""
-    later, plan.later = plan.later, None
-    if later is not None:
-        later(False)
-    return given
 
 
 class LazyDict(MutableMapping):
