@@ -94,16 +94,9 @@ def _diff(prev: list, new: list) -> tuple[list[int], int] | None:
     """``new`` as ``prev`` minus some entries plus a tail: (positions in ``prev`` that are gone,
     where the tail starts in ``new``), or None when that takes more than ``_DIFF_LIMIT`` removals.
 
-    Entries are compared with ``==`` on whole lists or slices (identity first, in C): equal
-    entries have equal rows, so the result is exact whatever the lists hold; only its speed
-    assumes the driver's usual change (a queue that loses started jobs and gains new ones at its
-    end), which :func:`_probed` finds without slicing the runs that did not change."""
-    found = _probed(prev, new)
-    return found if found is not None else _sliced(prev, new)
-
-
-def _sliced(prev: list, new: list) -> tuple[list[int], int] | None:
-    """:func:`_diff` by comparisons of list slices (halving to each departure)."""
+    Entries are compared with ``==`` on list slices (identity first, in C): equal entries have
+    equal rows, so the result is exact whatever the lists hold; only its speed assumes the
+    driver's usual change (a queue that loses started jobs and gains new ones at its end)."""
     i = j = 0
     gone: list[int] = []
     while i < len(prev):
@@ -134,41 +127,6 @@ def _diff_into(prev: list, new: list) -> tuple[list[int], int] | None:
             del prev[g]
         prev.extend(new[diff[1]:])
     return diff
-
-
-def _probed(prev: list, new: list) -> tuple[list[int], int] | None:
-    """:func:`_diff`'s answer for the usual change, found by single-entry identity probes (a
-    bisection for each departure, assuming the entries before it are the same objects) and then
-    checked by one comparison of the whole lists in C (identity first, no slices of the matching
-    runs); None when the check fails (the caller then compares slices), so never a wrong answer."""
-    i = j = 0
-    gone: list[int] = []
-    n_prev, n_new = len(prev), len(new)
-    while i < n_prev:
-        n = min(n_prev - i, n_new - j)
-        if n and prev[i + n - 1] is new[j + n - 1]:
-            m = n
-        else:  # the first k in [0, n) where the run of identical entries stops
-            lo, hi = 0, n
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if prev[i + mid] is new[j + mid]:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            m = lo
-        i, j = i + m, j + m
-        if i == n_prev:
-            break
-        if len(gone) == _DIFF_LIMIT:
-            return None
-        gone.append(i)
-        i += 1
-    kept = list(prev)
-    for g in reversed(gone):
-        del kept[g]
-    kept += new[j:]
-    return (gone, j) if kept == new else None
 
 
 def _common_prefix(a: list, i: int, b: list, j: int, n: int) -> int:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from fabric_hpc.placement import ClusterState
 from fabric_hpc.scheduler import ClassicFairshare, MultifactorPriority, PendingJob, SchedulerInput, fabric_policy
 from fabric_hpc.scheduler.core import LazyDict
-from fabric_hpc.scheduler.caches import _diff, _probed, _sliced
+from fabric_hpc.scheduler.caches import _diff
 
 from .helpers import fabric, job, pend, run_on
 from .test_priority import scalar
@@ -36,30 +36,6 @@ def test_diff_is_exact_or_gives_up(prev, new):
     gone, tail = got
     assert gone == sorted(set(gone)) and all(0 <= g < len(prev) for g in gone)
     assert [x for k, x in enumerate(prev) if k not in set(gone)] == new[:tail]
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.integers(0, 6), max_size=30), st.lists(st.integers(0, 6), max_size=30))
-def test_probed_diff_is_exact_or_gives_up(prev, new):
-    # small ints are shared objects: identity probes meet equal entries in odd places
-    got = _probed(prev, new)
-    if got is None:
-        return
-    gone, tail = got
-    assert gone == sorted(set(gone)) and all(0 <= g < len(prev) for g in gone)
-    assert [x for k, x in enumerate(prev) if k not in set(gone)] == new[:tail]
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.integers(0, 300), st.lists(st.integers(0, 299), max_size=6), st.integers(0, 5))
-def test_probed_diff_finds_the_usual_change(n, leave, arrive):
-    prev = [object() for _ in range(n)]
-    gone = sorted({k for k in leave if k < n})
-    new = [x for k, x in enumerate(prev) if k not in gone] + [object() for _ in range(arrive)]
-    got = _probed(prev, new)
-    assert got is not None
-    assert [x for k, x in enumerate(prev) if k not in set(got[0])] == new[:got[1]]
-    assert _sliced(prev, new) == got  # the slice comparisons find the same departures
 
 
 def test_diff_of_the_usual_step_finds_the_departures():
