@@ -173,10 +173,10 @@ class MultifactorPriority:
         ids, prio, _ = self.ranked(view)
         return dict(zip(ids, prio.tolist()))
 
-    def ranked(self, view: SchedulerInput) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def ranked(self, view: SchedulerInput) -> tuple[Sequence[str], np.ndarray, np.ndarray]:
         """(job ids, priorities, submit times) of ``view.pending`` in its order, as arrays (the ids
-        an object array of str): what :meth:`priorities` returns, for a scheduler that sorts them
-        without a dict round trip. The per-job columns come from a table kept between calls, so a
+        a sequence of str, gathered from the table when first read): what :meth:`priorities`
+        returns, for a scheduler that sorts them without a dict round trip. The per-job columns come from a table kept between calls, so a
         step costs a few numpy passes over the queue, not Python work per pending job."""
         if not view.pending:
             return np.empty(0, object), np.empty(0), np.empty(0)
@@ -227,15 +227,42 @@ class MultifactorPriority:
 _Terms = Callable[[Job, int], tuple[float, float, float]]
 
 
+class _Ids(Sequence):
+    """The pending jobs' ids in queue order: the table's id column at ``rows``, gathered when first
+    read (the column's rows below the table's length are never written again, so reading later
+    gives what reading now would). A scheduler that reads no id (the simulator's steps without a
+    full tie) then pays no copy of an object array per step."""
+
+    __slots__ = ("_column", "_rows", "_ids")
+
+    def __init__(self, column: np.ndarray, rows: np.ndarray) -> None:
+        self._column, self._rows, self._ids = column, rows, None
+
+    def _array(self) -> np.ndarray:
+        if self._ids is None:
+            self._ids = self._column[self._rows]
+        return self._ids
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, k):
+        return self._array()[k]
+
+    def __iter__(self):
+        return iter(self._array())
+
+
 @dataclass(frozen=True)
 class _Queue:
-    """The pending jobs' columns in queue order: ids (object array), ``num`` (rows: submit time,
-    walltime, size and tier terms), account indices, and pending jobs per account index."""
+    """The pending jobs' columns in queue order: table rows, ``num`` (rows: submit time, walltime,
+    size and tier terms), account indices, pending jobs per account index, and the ids (lazy)."""
 
-    ids: np.ndarray
+    rows: np.ndarray
     num: np.ndarray
     account: np.ndarray
     count: np.ndarray
+    ids: _Ids
 
     def accounts(self, names: list[str]) -> set[str]:
         return {names[a] for a in np.flatnonzero(self.count)}
@@ -275,7 +302,8 @@ class _StaticTable:
         #: the last call's pending jobs (a private list) and columns: most steps differ from the one
         #: before by a few jobs that started and a few that arrived (see :func:`~fabric_hpc.scheduler.caches._diff`)
         self._prev: list[PendingJob] = []
-        self._q = _Queue(np.empty(0, object), np.empty((4, 0)), np.empty(0, np.int64), np.zeros(0, np.int64))
+        no_rows = np.empty(0, np.int64)
+        self._q = _Queue(no_rows, np.empty((4, 0)), no_rows, np.zeros(0, np.int64), _Ids(np.empty(0, object), no_rows))
         for name, dtype in self._COLUMNS:  # columns with spare capacity; rows [0, len(pending)) are set
             setattr(self, name, np.empty(256, dtype))
 
@@ -293,14 +321,15 @@ class _StaticTable:
             q = self._q
             add = self._gather(self._lookup(new[tail:], total, terms))
             count = np.bincount(q.account[gone], minlength=len(self.accounts)) if gone else 0
-            self._q = _Queue(_cut(q.ids, gone, add.ids), _cut(q.num, gone, add.num),
-                             _cut(q.account, gone, add.account), _pad(q.count, len(self.accounts)) - count + add.count)
+            rows = _cut(q.rows, gone, add.rows)
+            self._q = _Queue(rows, _cut(q.num, gone, add.num), _cut(q.account, gone, add.account),
+                             _pad(q.count, len(self.accounts)) - count + add.count, _Ids(self.ids, rows))
         return self._q
 
     def _gather(self, rows: np.ndarray) -> _Queue:
         account = self.account[rows]
         num = np.stack((self.submit[rows], self.walltime[rows], self.size[rows], self.tier[rows]))
-        return _Queue(self.ids[rows], num, account, np.bincount(account, minlength=len(self.accounts)))
+        return _Queue(rows, num, account, np.bincount(account, minlength=len(self.accounts)), _Ids(self.ids, rows))
 
     def _lookup(self, pending: Sequence[PendingJob], total: int, terms: _Terms) -> np.ndarray:
         try:

@@ -63,6 +63,7 @@ def test_rows_by_diff_equal_a_fresh_lookup(history, first):
 
     queue = [fresh() for _ in range(first)]
     rng = np.random.default_rng(first)
+    unread: list = []
     for step, (op, arg) in enumerate(history):
         if op == "start" and queue:
             for k in sorted(set(rng.integers(0, len(queue), 1 + arg % 3).tolist()), reverse=True):
@@ -80,8 +81,11 @@ def test_rows_by_diff_equal_a_fresh_lookup(history, first):
         view = SchedulerInput(float(step * 100), list(queue), [], ClusterState(FAB), {"a": 5.0 * step})
         assert prio.priorities(view) == scalar(prio, view)
         ids, _, submit = prio.ranked(view)
-        assert list(ids) == [p.job.id for p in queue]
+        unread.append((prio.ranked(view)[0], [p.job.id for p in queue]))  # read after later steps
+        assert list(ids) == [p.job.id for p in queue] and len(ids) == len(queue)
         assert submit.tolist() == [p.job.submit for p in queue]
+    for ids, expected in unread:  # the ids are gathered when first read: the table's rows stayed as they were
+        assert len(ids) == len(expected) and list(ids) == expected
 
 
 def test_lazy_decisions_read_like_the_dicts():
@@ -99,3 +103,12 @@ def test_lazy_decisions_read_like_the_dicts():
     assert lazy == {"x": 1, "y": 2} and lazy.get("z") is None and len(lazy) == 2
     del lazy["x"]
     assert list(lazy) == ["y"]
+
+
+def test_unread_ids_survive_the_table_growing():
+    prio = MultifactorPriority()
+    first = [PendingJob(job(f"a{k}", 1, submit=float(k))) for k in range(300)]  # past the 256 rows at start
+    ids, _, _ = prio.ranked(SchedulerInput(1e4, first, [], ClusterState(FAB), {}))
+    more = first[5:] + [PendingJob(job(f"b{k}", 1, submit=float(k))) for k in range(700)]  # grows again
+    later, _, _ = prio.ranked(SchedulerInput(2e4, more, [], ClusterState(FAB), {}))
+    assert list(ids) == [p.job.id for p in first] and list(later) == [p.job.id for p in more]
