@@ -176,8 +176,9 @@ class MultifactorPriority:
     def ranked(self, view: SchedulerInput) -> tuple[Sequence[str], np.ndarray, np.ndarray]:
         """(job ids, priorities, submit times) of ``view.pending`` in its order, as arrays (the ids
         a sequence of str, gathered from the table when first read): what :meth:`priorities`
-        returns, for a scheduler that sorts them without a dict round trip. The per-job columns come from a table kept between calls, so a
-        step costs a few numpy passes over the queue, not Python work per pending job."""
+        returns, for a scheduler that sorts them without a dict round trip. The per-job columns
+        come from a table kept between calls, so a step costs a few numpy passes over the queue,
+        not Python work per pending job."""
         if not view.pending:
             return np.empty(0, object), np.empty(0), np.empty(0)
         total = max(int(view.state.fab.index.gpu_host.size), 1)

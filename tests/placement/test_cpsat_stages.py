@@ -46,8 +46,8 @@ def _bound_at(p: Problem, items, counts: dict[int, int]) -> int | None:
                                           ("dgx4", "gpus=12,pp=2"), ("dgx4", "gpus=16,tp=2,pp=2"),
                                           ("dgx4", "gpus=20,pp=4"), ("small", "nodes=3,gpus=2,pp=2"),
                                           ("small", "nodes=4,gpus=3,pp=3"), ("tiny", "gpus=8,pp=2"),
-                                          ("small", "gpus=12,pp=3"), ("nvl", "gpus=80,pp=2"), ("nvl", "gpus=60,pp=3"),
-                                          ("nvl", "gpus=64,tp=4,pp=4")])
+                                          ("small", "gpus=12,pp=3"), ("nvl", "gpus=80,pp=2"),
+                                          ("nvl", "gpus=60,pp=3"), ("nvl", "gpus=64,tp=4,pp=4")])
 def test_stage_bound_is_below_every_placement(request, fixture, text):
     """The oracle: for sampled placements of every host choice, CP-SAT's T with its counts fixed to
     that placement is at most the exact modelled collective (whole µs) of that placement."""
@@ -70,8 +70,10 @@ def test_stage_bound_is_below_every_placement(request, fixture, text):
             checked += 1
             tight += bound >= 0.5 * exact
     assert checked >= 10
-    if fixture in ("dgx4", "nvl"):  # not vacuous: with a NIC per GPU the bound is mostly within 2x (one
-        assert tight >= checked // 2  # NIC per host is shared by all the stages' rings, which it does not count)
+    # not vacuous: with a NIC per GPU the bound is mostly within 2x (one NIC per host is shared
+    # by all the stages' rings, which it does not count)
+    if fixture in ("dgx4", "nvl"):
+        assert tight >= checked // 2
 
 
 def _sampled(p: Problem, rng: np.random.Generator) -> list[dict[int, int]]:
@@ -119,7 +121,8 @@ def test_domain_items_keep_the_bound_below_their_answer():
             if "comm_us_bound" in placed.stats and not placed.notes:  # CP-SAT's own answer
                 assert placed.stats["comm_us_bound"] <= round(placed.breakdown["comm_ms"] * 1000)
                 seen += 1
-            assert placed.breakdown["comm_ms"] <= place(fab, state, text, solver="greedy").breakdown["comm_ms"]
+            greedy = place(fab, state, text, solver="greedy")
+            assert placed.breakdown["comm_ms"] <= greedy.breakdown["comm_ms"]
     assert seen >= 4
 
 
