@@ -104,6 +104,21 @@ end
 
 local TIERS = {high = true, normal = true, spot = true}
 
+
+-- What would split (the agent's request check says the same): the values of key that divide units
+-- (the GPUs, or the tp groups for pp; at most eight, up to 1024) and the nearest GPU count k divides.
+local function what_divides(units, k, key, total)
+  local fits = {}
+  for d = 2, math.min(units, 1024) do
+    if units % d == 0 then table.insert(fits, tostring(d)) end
+    if #fits == 8 then break end
+  end
+  local nearest = math.ceil(total / k) * k
+  if #fits > 0 then
+    return string.format(" (use %s = %s, or %d GPUs)", key, table.concat(fits, ", "), nearest)
+  end
+  return string.format(" (use %d GPUs)", nearest)
+end
 local function parallel_problems(seen, nodes, gpn)
   -- tp/pp/slices against the job's size, in the words and order of fabric_hpc/placement/request.py
   -- (Request._consistent): nodes and gpn are nil when not known (job_modify), then only what needs
@@ -118,7 +133,8 @@ local function parallel_problems(seen, nodes, gpn)
     if slices ~= nil then
       table.insert(out, "tp sets the slices itself (groups of tp GPUs inside NVLink domains): give tp or slices")
     elseif total ~= nil and total % tp ~= 0 then
-      table.insert(out, string.format("%d GPUs do not split into tensor-parallel groups of %d", total, tp))
+      table.insert(out, string.format("%d GPUs do not split into tensor-parallel groups of %d%s", total, tp,
+                                      what_divides(total, tp, "tp", total)))
     elseif total ~= nil and gpn % tp ~= 0 and tp % gpn ~= 0 then
       table.insert(out, string.format("a group of tp=%d GPUs must fill whole hosts of %d GPUs or fit inside one " ..
                                       "(tp a multiple or a divisor of gpus_per_node)", tp, gpn))
@@ -126,7 +142,9 @@ local function parallel_problems(seen, nodes, gpn)
   end
   if pp ~= nil and total ~= nil and total % (pp * (tp or 1)) ~= 0 then
     local whole = tp ~= nil and string.format(" of whole tensor-parallel groups of %d", tp) or ""
-    table.insert(out, string.format("%d GPUs do not split into %d pipeline stages%s", total, pp, whole))
+    local groups = (total % (tp or 1) == 0) and math.floor(total / (tp or 1)) or 0
+    table.insert(out, string.format("%d GPUs do not split into %d pipeline stages%s%s", total, pp, whole,
+                                    what_divides(groups, pp * (tp or 1), "pp", total)))
   end
   if #out == 0 then return nil end
   return table.concat(out, "; ")

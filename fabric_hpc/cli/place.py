@@ -129,6 +129,6 @@ def _human(con, placement, stages: list[list[str]]) -> None:
         per_host: dict[str, int] = {}
         for g in stage:
             per_host[g.split("/")[0]] = per_host.get(g.split("/")[0], 0) + 1
-        con.print(f"pipeline stage {s}: " + ", ".join(f"{h} ({k} GPUs)" for h, k in per_host.items()))
+        con.print(f"pipeline stage {s}: " + ", ".join(f"{h} ({k} GPU{'s' * (k != 1)})" for h, k in per_host.items()))
     for note in placement.notes:
         con.print(f"note: {note}")

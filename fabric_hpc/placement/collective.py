@@ -387,22 +387,44 @@ def allreduce_and_load(fab: Fabric, gpus, size_bytes: float, *, params: Collecti
     return best, unit * ring_bytes  # type: ignore[return-value]
 
 
-def dp_rings(fab: Fabric, gpus: np.ndarray, tp: int = 1, pp: int = 1) -> list[np.ndarray]:
-    """The data-parallel rings of a job on sorted GPU indices ``gpus`` (each of two GPUs or more):
-    in ring order (:func:`_domains`) the GPUs form ``pp`` consecutive pipeline stages of equal size,
-    each of consecutive tensor-parallel groups of ``tp``; TP rank ``r`` of a stage reduces with
-    TP rank ``r`` of the stage's other groups. ``tp = pp = 1``: one ring over all GPUs."""
-    return [ring for st in pipeline_stages(fab, gpus, pp) for r in range(max(tp, 1))
-            if len(ring := st[r::max(tp, 1)]) > 1]
+def check_groups(fab: Fabric, gpus, tp: int = 1, pp: int = 1) -> np.ndarray:
+    """The sorted GPU indices of a job of ``tp``-GPU tensor-parallel groups in ``pp`` pipeline
+    stages, or a ConfigError naming the problem: indices as :func:`check_call` takes them, each
+    once, at least one GPU, and ``tp`` and ``pp`` whole numbers ≥ 1 whose product divides them."""
+    for name, v in (("tp", tp), ("pp", pp)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ConfigError(f"{name} must be a whole number ≥ 1, not {v!r}", hint=f"e.g. {name}=2, or 1 for none")
+    idx, _ = check_call(fab, gpus, 0, "allreduce")
+    if idx.size != np.asarray(gpus).size:
+        raise ConfigError("gpus names a GPU more than once", hint="pass each GPU index once")
+    if not idx.size:
+        raise ConfigError("no GPUs given", hint="pass the job's GPU indices into fab.gpus")
+    if idx.size % (tp * pp):
+        raise ConfigError(f"{idx.size} GPU(s) do not split into pp={pp} stages of tp={tp} groups",
+                          hint=f"pass a multiple of tp·pp = {tp * pp} GPUs")
+    return idx
 
 
-def pipeline_stages(fab: Fabric, gpus: np.ndarray, pp: int) -> list[np.ndarray]:
-    """The ``pp`` pipeline stages of a job on sorted GPU indices ``gpus``: consecutive blocks of
-    equal size in ring order (:func:`_domains`: the top level's domains first, then each level's
-    below, the host, the local index). ``pp = 1``: one stage of every GPU."""
+def dp_rings(fab: Fabric, gpus, tp: int = 1, pp: int = 1) -> list[np.ndarray]:
+    """The data-parallel rings (two GPUs or more each) of a job on GPU indices ``gpus``: in ring
+    order (:func:`_domains`) the GPUs form ``pp`` consecutive pipeline stages of equal size, each of
+    consecutive tensor-parallel groups of ``tp``; TP rank ``r`` of a stage reduces with TP rank
+    ``r`` of the stage's other groups. ``tp = pp = 1``: one ring over all GPUs (:func:`check_groups`)."""
+    stages = _stage_blocks(fab, check_groups(fab, gpus, tp, pp), pp)
+    return [ring for st in stages for r in range(tp) if len(ring := st[r::tp]) > 1]
+
+
+def pipeline_stages(fab: Fabric, gpus, pp: int) -> list[np.ndarray]:
+    """The ``pp`` pipeline stages of a job on GPU indices ``gpus``: consecutive blocks of equal size
+    in ring order (:func:`_domains`: the top level's domains first, then each level's below, the
+    host, the local index). ``pp = 1``: one stage of every GPU (:func:`check_groups`)."""
+    return _stage_blocks(fab, check_groups(fab, gpus, 1, pp), pp)
+
+
+def _stage_blocks(fab: Fabric, gpus: np.ndarray, pp: int) -> list[np.ndarray]:
     g, _ = _domains(fab, gpus)
-    stage = len(g) // max(pp, 1)
-    return [g[s * stage:(s + 1) * stage] for s in range(max(pp, 1))]
+    stage = len(g) // pp
+    return [g[s * stage:(s + 1) * stage] for s in range(pp)]
 
 
 def concurrent_rings(fab: Fabric, rings: list[np.ndarray], size_bytes: float,
@@ -414,11 +436,14 @@ def concurrent_rings(fab: Fabric, rings: list[np.ndarray], size_bytes: float,
     background=the other rings' job_load + background)`` gives each (max-min fair shares are
     unique), in one pass instead of one per ring. A ring that cannot run (a host without a NIC)
     gets an infinite time and loads nothing."""
-    params = params or CollectiveParams()
+    _, params = check_call(fab, [], size_bytes, "allreduce", None, params)
     _check_background(fab, background, None)
     space = resources(fab, None)
     loads, lats, dead = [], [], []
     for ring in rings:
+        ring = check_groups(fab, ring)
+        if len(ring) < 2:
+            raise ConfigError(f"a ring needs two GPUs or more, not {len(ring)}", hint="leave one-GPU rings out")
         g, dom = _domains(fab, ring)
         per_rank, steps = steps_and_bytes("allreduce", "ring", len(ring), int(dom[-1]) + 1,
                                           int(np.bincount(dom).max()), size_bytes)
@@ -453,7 +478,7 @@ def dp_allreduce_and_load(fab: Fabric, gpus, size_bytes: float, tp: int = 1, pp:
     if tp <= 1 and pp <= 1:
         t, load = allreduce_and_load(fab, gpus, size_bytes, params=params, ecmp=ecmp)
         return t.bandwidth_s, t.latency_s, load
-    gpus, params = check_call(fab, gpus, size_bytes, "allreduce", ecmp, params)
+    _, params = check_call(fab, [], size_bytes, "allreduce", ecmp, params)
     net = resources(fab, ecmp)
     load, lat = np.zeros(net.size), 0.0
     for ring in dp_rings(fab, gpus, tp, pp):

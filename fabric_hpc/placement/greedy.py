@@ -172,8 +172,14 @@ def _fill_slices(p: Problem, cap: np.ndarray, out: dict[int, int]) -> bool:
 
 def _slices_in(p: Problem, cap: np.ndarray, out: dict[int, int]) -> bool:
     used: list[int] = []
+    lv, level = p.levels, p.slice_level
+    parent = None  # each domain's parent one level up (a host of it, read once, not per slice)
+    if level + 1 < len(lv.chain):
+        ids, first = np.unique(lv.host_dom[:, level], return_index=True)
+        parent = np.full(int(ids.max(initial=-1)) + 1, -1, np.int64)
+        parent[ids] = lv.host_dom[first, level + 1]
     for k in range(p.slices):
-        d = _slice_domain(p, cap, (p.slices - k) * p.slice_size, used)
+        d = _slice_domain(p, cap, (p.slices - k) * p.slice_size, used, parent)
         if d is None:
             return False
         if d not in used:
@@ -182,7 +188,8 @@ def _slices_in(p: Problem, cap: np.ndarray, out: dict[int, int]) -> bool:
     return True
 
 
-def _slice_domain(p: Problem, cap: np.ndarray, rest: int, used: list[int]) -> int | None:
+def _slice_domain(p: Problem, cap: np.ndarray, rest: int, used: list[int],
+                  parent: np.ndarray | None) -> int | None:
     """The domain of the next slice, spanning as few domains as the free GPUs allow: one already
     used first, then one that holds every remaining slice (``rest`` GPUs; the best fit among them,
     so the last new domain is the tightest), else the roomiest (it holds the most of them); near
@@ -195,11 +202,7 @@ def _slice_domain(p: Problem, cap: np.ndarray, rest: int, used: list[int]) -> in
     if not len(fits):
         return None
     again, whole = np.isin(fits, used), caps[fits] >= rest
-    away = np.zeros(len(fits), bool)
-    if used and level + 1 < len(lv.chain):
-        parent = lv.host_dom[np.argmax(lv.host_dom[:, level] == used[0]), level + 1]
-        first_host = np.array([np.argmax(lv.host_dom[:, level] == d) for d in fits])
-        away = lv.host_dom[first_host, level + 1] != parent
+    away = parent[fits] != parent[used[0]] if used and parent is not None else np.zeros(len(fits), bool)
     if level == 0:  # the cheapest take among hosts that hold the rest, else the roomiest
         ties: tuple = (_take_cost(p, fits, size), np.where(whole, 0, -caps[fits]))
     else:

@@ -81,7 +81,8 @@ class Request(StrictModel):
         if total is None:
             return [_size_missing("tp", self)]
         if total % self.tp:
-            return [f"{total} GPUs do not split into tensor-parallel groups of {self.tp}"]
+            return [f"{total} GPUs do not split into tensor-parallel groups of {self.tp}"
+                    + _what_divides(total, self.tp, "tp")]
         if gpn and gpn % self.tp and self.tp % gpn:
             return [f"a group of tp={self.tp} GPUs must fill whole hosts of {gpn} GPUs or fit inside one "
                     "(tp a multiple or a divisor of gpus_per_node)"]
@@ -96,7 +97,9 @@ class Request(StrictModel):
             return [_size_missing("pp", self)]
         if total % (self.pp * (self.tp or 1)):
             return [f"{total} GPUs do not split into {self.pp} pipeline stages"
-                    + (f" of whole tensor-parallel groups of {self.tp}" if self.tp else "")]
+                    + (f" of whole tensor-parallel groups of {self.tp}" if self.tp else "")
+                    + _what_divides(total // (self.tp or 1) if not total % (self.tp or 1) else 0,
+                                    self.pp * (self.tp or 1), "pp", total)]
         return []
 
     def tp_slices(self) -> tuple[int, str] | None:
@@ -229,3 +232,13 @@ def _int_bounds(key: str) -> tuple[int, int | None]:
     for m in Request.model_fields[key].metadata:
         lo, hi = getattr(m, "ge", lo), getattr(m, "le", hi)
     return lo, hi
+
+
+def _what_divides(units: int, k: int, key: str, total: int | None = None) -> str:
+    """What would split: the values of ``key`` that divide ``units`` (the GPUs, or the tp groups for
+    pp), and the nearest GPU count that ``k`` divides."""
+    total = total if total is not None else units
+    fits = [d for d in range(2, min(units, 1024) + 1) if not units % d][:8]
+    nearest = -(-total // k) * k
+    return (f" (use {key} = {', '.join(map(str, fits))}, or {nearest} GPUs)" if fits
+            else f" (use {nearest} GPUs)")

@@ -34,6 +34,7 @@ import numpy as np
 
 from fabric_hpc.placement.contract import Placement, PlacementInfeasible, SolveOptions
 from fabric_hpc.placement.explain import diagnose, unit_name
+from fabric_hpc.placement.levels import domain_sums
 from fabric_hpc.placement.problem import Problem
 
 
@@ -69,8 +70,11 @@ def _slices(p: Problem, cap: np.ndarray, run) -> dict[int, int] | None:
 
 
 def _first_domain(p: Problem, cap: np.ndarray, level: int, need: int, run) -> dict[int, int] | None:
+    """``run`` in the first domain of ``level``, in index order, where it finds ``need`` units (the
+    domains with fewer free units are skipped unseen: ``run`` cannot find more than there is)."""
     dom = p.levels.host_dom[:, level]
-    for d in range(len(p.levels.dom_names[level])):
+    caps = cap if level == 0 else domain_sums(p.levels, level, cap)
+    for d in np.flatnonzero(caps >= need).tolist():
         got = run(np.where(dom == d, cap, 0), need)
         if got is not None:
             return got

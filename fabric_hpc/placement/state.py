@@ -255,7 +255,8 @@ class ClusterState:
         if name in self.fab.gpu_pos:
             return [name]
         raise NotFoundError(f"{name!r} is neither a host nor a GPU of fabric {self.fab.name!r}",
-                            hint="hosts look like su01-h01, GPUs like su01-h01/gpu0")
+                            hint=f"hosts look like {self.fab.hosts[0]}, GPUs like {self.fab.gpus[0]}"
+                            if self.fab.gpus else "this fabric has no GPUs")
 
     def _indices(self, gpus: Iterable[str | int]) -> np.ndarray:
         if isinstance(gpus, np.ndarray) and gpus.dtype.kind in "iu":  # already indices

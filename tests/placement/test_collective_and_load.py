@@ -42,3 +42,27 @@ def test_concurrent_rings_equal_one_fair_share_per_ring():
                 t = collective_time(fab, ring, 2**27, algo="ring", background=others)
                 assert got[r][0] == pytest.approx(t.bandwidth_s, rel=1e-12)
                 assert got[r][1] == pytest.approx(t.latency_s, rel=1e-12)
+
+
+@pytest.mark.parametrize("call", [
+    lambda C, fab, g: C.pipeline_stages(fab, g, 3),  # 16 GPUs in 3 stages: a GPU would be dropped
+    lambda C, fab, g: C.pipeline_stages(fab, g, 32),  # empty stages
+    lambda C, fab, g: C.pipeline_stages(fab, g, 0),
+    lambda C, fab, g: C.pipeline_stages(fab, [-1, 0, 1, 2], 2),  # -1 wrapped to the last GPU
+    lambda C, fab, g: C.pipeline_stages(fab, [0, 0, 1, 1], 2),
+    lambda C, fab, g: C.pipeline_stages(fab, [0, 99_999], 2),  # was a raw IndexError
+    lambda C, fab, g: C.dp_rings(fab, g, 3, 1),  # uneven rings of 6/5/5
+    lambda C, fab, g: C.concurrent_rings(fab, [np.array([], int)], 1e9),  # was ZeroDivisionError
+    lambda C, fab, g: C.concurrent_rings(fab, [g], float("nan")),  # was an infinite time
+    lambda C, fab, g: C.dp_allreduce_and_load(fab, [0, 0, 8, 8], 1e9, 2, 1),  # was (0.0, 0.0)
+    lambda C, fab, g: C.dp_allreduce_and_load(fab, g, 1e9, 1, 3),
+])
+def test_parallel_entry_points_refuse_bad_arguments(call):
+    """The tp/pp entry points check their arguments as ``collective_time`` does: a ConfigError
+    naming the problem, never a silently dropped GPU, a wrapped index or a zero time."""
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.placement import collective as C
+
+    fab = open_fabric("superpod:sus=1")
+    with pytest.raises(ConfigError):
+        call(C, fab, np.arange(16))

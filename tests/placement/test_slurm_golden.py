@@ -64,3 +64,18 @@ def test_block_smallest_level_that_fits():
     assert {h[:4] for h in placed.hosts} == {"r001"}  # best-fit base block
     placed = place(fab, state, "nodes=20,gpus=4", solver="slurm-block")
     assert {h[:4] for h in placed.hosts} == {"r003", "r004"} or {h[:4] for h in placed.hosts} <= {"r001", "r002"}
+
+
+def test_slices_look_only_at_domains_that_can_hold_them(monkeypatch):
+    """slurm-tree places each tp group (a slice) in the first domain that holds it; domains with too
+    few free GPUs are skipped without running the algorithm on them (it cannot find more than
+    there is). 64 groups of 8 on an empty 8-SU pod: 64 runs, where scanning from the first host
+    for every group took 2,080 (and 131k runs, ~70 s, for 512 groups at 16k GPUs)."""
+    from fabric_hpc.placement import slurm
+
+    calls = []
+    real = slurm._Tree.run
+    monkeypatch.setattr(slurm._Tree, "run", lambda self, cap, need: calls.append(need) or real(self, cap, need))
+    fab = build(generators.superpod(sus=8))
+    placed = place(fab, ClusterState(fab), "gpus=512,tp=8", solver="slurm-tree")
+    assert len(placed.hosts) == 64 and len(calls) == 64
