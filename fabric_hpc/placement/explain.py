@@ -235,7 +235,6 @@ def _check_domains(p: Problem, level: int, limit: int, what: str, need: int, nam
                 else int(caps[top]), where=where, level=lv.chain[level], blocking_jobs=jobs)
 
 
-
 def _groups(p: Problem, n: int) -> str:
     """``n`` slices in words: "1 tensor-parallel group", "4 slices"."""
     what = "tensor-parallel group" if p.request.tp else "slice"
