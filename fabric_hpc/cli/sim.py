@@ -189,7 +189,7 @@ def demo_cmd(out_dir: str, as_json: bool) -> None:
 
 
 def _fmt(v: object) -> str:
-    """A summary value for the table: floats to 4 significant digits, mappings as ``k v, ...``."""
+    """A summary value for the table: floats to 4 significant digits, mappings as ``k: v, ...``."""
     if isinstance(v, dict):
         return ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items()) or "–"
     return "–" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
