@@ -84,7 +84,8 @@ def _dp_bottleneck(fab, gpus: np.ndarray, size: float, tp: int, pp: int, backgro
     """What limits the slowest of a tp/pp job's data-parallel rings (``cost.dp_rings_time``): that
     ring's max-min share beside the job's other rings and the running jobs; "none" if no ring
     (dp = 1: nothing to all-reduce across GPUs)."""
-    from fabric_hpc.placement.collective import collective_time, concurrent_rings, dp_rings, job_load
+    from fabric_hpc.placement.collective import collective_time, job_load
+    from fabric_hpc.placement.parallel import concurrent_rings, dp_rings
 
     rings = dp_rings(fab, np.unique(gpus), tp, pp)
     if not rings:

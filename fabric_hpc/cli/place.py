@@ -107,7 +107,7 @@ def _stages(fab, placement, pp: int) -> list[list[str]]:
         return []
     import numpy as np
 
-    from fabric_hpc.placement.collective import pipeline_stages
+    from fabric_hpc.placement.parallel import pipeline_stages
 
     idx = np.array(sorted(fab.gpu_pos[g] for g in placement.gpus), np.int64)
     return [[fab.gpus[int(i)] for i in stage] for stage in pipeline_stages(fab, idx, pp)]

@@ -149,7 +149,8 @@ def dp_rings_time(fab: Fabric, gpus: np.ndarray, size: float, tp: int,
     blocks of the GPUs in ring order) each stage reduces its ``1/pp`` of the parameters over its own
     GPUs: ``tp·pp`` rings of ``size/(tp·pp)``. The rings share the fabric max-min fairly; the
     slowest sets the time. ``tp = pp = 1``: one ring over all GPUs."""
-    from fabric_hpc.placement.collective import collective_time, concurrent_rings, dp_rings
+    from fabric_hpc.placement.collective import collective_time
+    from fabric_hpc.placement.parallel import concurrent_rings, dp_rings
 
     if tp <= 1 and pp <= 1:
         t = collective_time(fab, gpus, size, kind="allreduce", algo="ring", background=background)

@@ -17,7 +17,17 @@ and the job's remaining work runs ``stretch`` times slower. ``t`` is the model's
 job's fair-share slow-down on the network (its ring's rate alone / its rate among the others).
 A job with tensor-parallel groups (``request.tp`` = K) and pipeline stages (``request.pp`` = P)
 all-reduces in K·P data-parallel rings of ``S/(K·P)`` at once
-(:func:`~fabric_hpc.placement.collective.dp_allreduce_and_load`), counted as one job.
+(:func:`~fabric_hpc.placement.parallel.dp_allreduce_and_load`), counted as one job, and its
+communication has three parts with shares ``s_tp``, ``s_pp`` and ``1 - s_tp - s_pp`` (profile keys
+``comm_tp_share`` / ``comm_pp_share``; defaults from MegaScale's per-dimension overlap ablation,
+:data:`EXPOSED_PERCENT`)::
+
+    stretch = (1 - f) + f · ((1 - s_tp - s_pp) · t / t_ideal + s_tp · r_tp + s_pp · r_pp)
+
+``r_tp``: the TP groups' all-reduce of one micro-batch's activations (:data:`TP_BYTES`, all groups
+at once) on the job's GPUs over the same on the compact placement; ``r_pp``: the same for the
+stage-to-stage sends (``TP_BYTES / K`` per pair, Megatron's scatter/gather). Both alone on the
+fabric with spread uplinks, fixed for the run: only the data-parallel part contends with other jobs.
 
 When a job starts or ends only the jobs that share a network resource (NIC, switch uplink or
 downlink of finite capacity) with it can change rate; their rates are recomputed from the fair
@@ -37,8 +47,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.placement.collective import (CollectiveParams, collective_time, dp_allreduce_and_load,
-                                             effective_cap, resources)
+from fabric_hpc.placement.collective import CollectiveParams, collective_time, effective_cap, resources
+from fabric_hpc.placement.parallel import dp_allreduce_and_load, slowest_alone, stage_pairs, tp_groups
 from fabric_hpc.placement.fairshare import fair_rates, flow_unit
 from fabric_hpc.scheduler.contract import Job
 from fabric_hpc.topology import Fabric
@@ -50,30 +60,53 @@ DEFAULT_COMM_FRACTION = 0.30
 DEFAULT_COMM_BYTES = 256 * 2**20
 #: A placement whose collective cannot run (a host without a NIC) counts as this much slower.
 MAX_COMM_RATIO = 100.0
+#: Step time saved by overlapping each dimension's communication in MegaScale's ablation (Jiang
+#: et al., NSDI'24, arXiv:2402.15627, Table 3: 175B model, TP = 8, PP = 8, 256 GPUs; MFU 53.3 ->
+#: 55.5 % with TP overlap, -> 58.0 % with PP overlap, -> 59.5 % with DP overlap, so the step took
+#: 1 - 53.3/55.5 = 3.96 %, 4.31 % and 2.52 % less): the exposed communication of each dimension,
+#: in percent of the step. A tp / pp job's default shares of its communication time are these
+#: weights over the dimensions it has (docs/scheduler.md, "Tensor- and pipeline-parallel jobs").
+EXPOSED_PERCENT = {"tp": 3.96, "pp": 4.31, "dp": 2.52}
+#: One tensor-parallel all-reduce: the activations of one micro-batch, ``b·s·h`` values in bf16
+#: (GPT-3 175B: b = 1, s = 2048, h = 12288, Narayanan et al., SC'21); a stage boundary sends ``1/tp``
+#: of it per TP rank. Only the ratio to the ideal placement's time is used, so the size matters
+#: only through the latency's share.
+TP_BYTES = 1 * 2048 * 12288 * 2
 _NOBODY: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
 class CommProfile:
-    """What share of a job's step is communication and how many bytes a step all-reduces."""
+    """What share of a job's step is communication, how many bytes a step all-reduces, and which
+    shares of the communication (at the ideal placement) are tensor-parallel all-reduces and
+    pipeline point-to-point sends; the data-parallel all-reduce has the rest."""
 
     fraction: float = DEFAULT_COMM_FRACTION
     bytes: float = DEFAULT_COMM_BYTES
+    tp_share: float = 0.0
+    pp_share: float = 0.0
 
     @classmethod
     def of(cls, job: Job) -> CommProfile:
-        """The job's profile from ``meta`` (``comm_fraction``, ``comm_bytes``), else the defaults."""
+        """The job's profile from ``meta`` (``comm_fraction``, ``comm_bytes``, ``comm_tp_share``,
+        ``comm_pp_share``), else the defaults (the shares: only for a request with ``tp`` / ``pp``)."""
         meta = job.meta or {}
-        f, b = meta.get("comm_fraction", DEFAULT_COMM_FRACTION), meta.get("comm_bytes", DEFAULT_COMM_BYTES)
+        tp, pp = (job.request.tp or 1) > 1, (job.request.pp or 1) > 1
+        keys = ("comm_fraction", "comm_bytes", "comm_tp_share", "comm_pp_share")
+        w = {"dp": EXPOSED_PERCENT["dp"], "tp": EXPOSED_PERCENT["tp"] * tp, "pp": EXPOSED_PERCENT["pp"] * pp}
+        total = sum(w.values())
+        dflt = (DEFAULT_COMM_FRACTION, DEFAULT_COMM_BYTES, w["tp"] / total, w["pp"] / total)
         try:
-            f, b = float(f), float(b)
+            f, b, st, sp = (float(meta.get(k, d)) for k, d in zip(keys, dflt, strict=True))
         except (TypeError, ValueError):
-            f = b = math.nan
-        if not (0.0 <= f <= 1.0 and b > 0 and math.isfinite(b)):
-            raise ConfigError(f"job {job.id}: comm_fraction={meta.get('comm_fraction')!r}, "
-                              f"comm_bytes={meta.get('comm_bytes')!r} out of range",
-                              hint="comm_fraction in 0..1, comm_bytes > 0")
-        return cls(f, b)
+            f = b = st = sp = math.nan
+        if not (0.0 <= f <= 1.0 and 0 < b < math.inf and 0.0 <= st and 0.0 <= sp and st + sp <= 1.0
+                and (tp or st == 0) and (pp or sp == 0)):
+            given = ", ".join(f"{k}={meta.get(k)!r}" for k in keys if k in meta)
+            raise ConfigError(f"job {job.id}: communication profile out of range ({given or 'defaults'})",
+                              hint="comm_fraction in 0..1, comm_bytes > 0; comm_tp_share / comm_pp_share ≥ 0 "
+                                   "with a sum ≤ 1, and only for a request with tp / pp")
+        return cls(f, b, st, sp)
 
 
 @dataclass
@@ -87,6 +120,7 @@ class _Run:
     rate: float  # its ring's rate alone (collectives/s over ``res``)
     unit: float = 1.0  # bytes of one of its network flows per collective (per-flow fair share)
     stretch: float = 1.0
+    groups: float = 0.0  # tp_share · TP slow-down + pp_share · point-to-point slow-down (alone, fixed)
 
 
 class Contention:
@@ -106,9 +140,10 @@ class Contention:
         self._cap = effective_cap(net, self.params)
         self._shared = (net.kind != 0) & np.isfinite(self._cap)  # NVLink ports are never shared
         self._ideal: dict[tuple[int, float, int, int], float] = {}
-        #: (ideal, bandwidth, latency) seconds of one-NVLink-domain placements by shape
-        self._alone: dict[tuple[int, float, float, int, int], tuple[float, float, float]] = {}
-        self._rings: dict[tuple[bytes, float, int | None, int, int], tuple] = {}  # see ``_ring``
+        self._group_ideal: dict[tuple[int, int, int], tuple[float, float]] = {}
+        #: (ideal, bandwidth, latency) seconds and group slow-downs of one-NVLink-domain placements by shape
+        self._alone: dict[tuple[int, float, float, int, int], tuple[float, float, float, tuple]] = {}
+        self._rings: dict[tuple, tuple] = {}  # see ``_ring`` and ``_group_slowdowns``
         self._runs: dict[str, _Run] = {}
         self._users: dict[int, set[str]] = {}  # resource -> running jobs that load it
         self._demand = np.zeros(net.size)  # GB/s each resource would carry with every job at its rate alone
@@ -128,16 +163,20 @@ class Contention:
         one = bool(nvl[0] >= 0 and (nvl == nvl[0]).all())  # one NVLink domain: no network, no neighbours
         key = (len(g), prof.bytes, float(self.fab.index.nvl_gbps[nvl[0]]), tp, pp) if one else None
         if key is not None and key in self._alone:
-            run = self._runs[job_id] = _Run(prof, *self._alone[key], np.zeros(0, np.int64), np.zeros(0), math.inf)
+            ideal, bw, lat, slow = self._alone[key]
+            run = self._runs[job_id] = _Run(prof, ideal, bw, lat, np.zeros(0, np.int64), np.zeros(0), math.inf)
+            run.groups = prof.tp_share * slow[0] + prof.pp_share * slow[1]
             run.stretch = self._stretch(run, run.rate)
             return {job_id: run.stretch}
         salt = zlib.crc32(job_id.encode()) if self.ecmp else None
         run = _Run(prof, self._ideal_time(len(g), prof.bytes, tp, pp), *self._ring(g, prof.bytes, salt, tp, pp))
         self._runs[job_id] = run
+        slow = self._group_slowdowns(g, tp, pp)
+        run.groups = prof.tp_share * slow[0] + prof.pp_share * slow[1]
         run.stretch = self._stretch(run, run.rate)
         res = run.res
         if key is not None and not res.size:
-            self._alone[key] = (run.ideal, run.bw, run.lat)
+            self._alone[key] = (run.ideal, run.bw, run.lat, slow)
         if not self.contention or not res.size:
             return {job_id: run.stretch}
         for r in res.tolist():
@@ -191,13 +230,37 @@ class Contention:
                                                    nvls=False).seconds
         return self._ideal[key]
 
+    def _group_slowdowns(self, g: np.ndarray, tp: int, pp: int) -> tuple[float, float]:
+        """(the TP groups' all-reduce, the stage-to-stage sends) on GPU indices ``g`` over the same
+        on the compact placement, each alone on the fabric (:func:`slowest_alone`: every group or
+        pair at once); 1.0 where the job has none. Remembered with the rings."""
+        if tp <= 1 and pp <= 1:
+            return (1.0, 1.0)
+        key = ("groups", g.tobytes(), tp, pp)
+        hit = self._rings.get(key)
+        if hit is None:
+            ideal = self._group_ideal.get((len(g), tp, pp))
+            if ideal is None:
+                ideal = self._group_ideal[(len(g), tp, pp)] = self._group_times(np.arange(len(g)), tp, pp)
+            hit = self._rings[key] = tuple(_ratio(t, i) for t, i in zip(self._group_times(g, tp, pp), ideal))
+        return hit
+
+    def _group_times(self, g: np.ndarray, tp: int, pp: int) -> tuple[float, float]:
+        tp_t = slowest_alone(self.fab, tp_groups(self.fab, g, tp, pp), TP_BYTES, self.params) if tp > 1 else 0.0
+        pp_t = slowest_alone(self.fab, stage_pairs(self.fab, g, tp, pp), TP_BYTES / tp, self.params) if pp > 1 else 0.0
+        return tp_t, pp_t
+
     def _stretch(self, run: _Run, rate: float) -> float:
+        prof = run.profile
         if run.ideal <= 0:
-            return 1.0
-        slow = run.rate / rate if math.isfinite(run.rate) and rate > 0 else 1.0
-        t = run.bw * slow + run.lat
-        ratio = min(t / run.ideal, MAX_COMM_RATIO) if math.isfinite(t) else MAX_COMM_RATIO
-        return max(1.0, (1.0 - run.profile.fraction) + run.profile.fraction * ratio)
+            if not run.groups:
+                return 1.0
+            ratio = 1.0  # every data-parallel ring has one GPU: nothing to all-reduce
+        else:
+            slow = run.rate / rate if math.isfinite(run.rate) and rate > 0 else 1.0
+            ratio = _ratio(run.bw * slow + run.lat, run.ideal)
+        comm = (1.0 - prof.tp_share - prof.pp_share) * ratio + run.groups
+        return max(1.0, (1.0 - prof.fraction) + prof.fraction * comm)
 
     def _neighbours(self, ids: Iterable[str]) -> set[str]:
         out: set[str] = set()
@@ -252,3 +315,11 @@ class Contention:
         if abs(s - run.stretch) > 1e-12:
             run.stretch = s
             changed[job_id] = s
+
+
+def _ratio(t: float, ideal: float) -> float:
+    """``t / ideal`` capped at :data:`MAX_COMM_RATIO` (a collective that cannot run: the cap);
+    1.0 when the ideal takes no time."""
+    if ideal <= 0:
+        return 1.0
+    return min(t / ideal, MAX_COMM_RATIO) if math.isfinite(t) else MAX_COMM_RATIO

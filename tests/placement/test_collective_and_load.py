@@ -26,7 +26,7 @@ def test_concurrent_rings_equal_one_fair_share_per_ring():
     """``concurrent_rings`` (one progressive filling over all the rings) gives each ring what
     ``collective_time(ring, algo="ring", background=the others' job_load + background)`` gives
     (max-min fair shares are unique)."""
-    from fabric_hpc.placement.collective import concurrent_rings, dp_rings
+    from fabric_hpc.placement.parallel import concurrent_rings, dp_rings
 
     rng = np.random.default_rng(5)
     for spec in ("superpod:sus=2", "nvl72:racks=2"):

@@ -195,9 +195,9 @@ def test_ring_memo_gives_the_stretches_of_a_fresh_computation(ops, ecmp):
     assert len(memo._rings) > 0
 
 
-def _tp_job(jid: str, nodes: int, tp: int | None, gpn: int = 8, pp: int | None = None) -> Job:
+def _tp_job(jid: str, nodes: int, tp: int | None, gpn: int = 8, pp: int | None = None, **meta: float) -> Job:
     return Job(id=jid, request=Request(nodes=nodes, gpus_per_node=gpn, tp=tp, pp=pp), submit=0.0, walltime=100.0,
-               duration=100.0, meta={"comm_fraction": 1.0})
+               duration=100.0, meta={"comm_fraction": 1.0, **meta})
 
 
 @pytest.mark.parametrize(("tp", "pp"), [(None, None), (2, None), (4, None), (8, None), (None, 2), (4, 2)])
@@ -205,7 +205,8 @@ def _tp_job(jid: str, nodes: int, tp: int | None, gpn: int = 8, pp: int | None =
 def test_a_tp_jobs_slowdown_is_the_placement_models_data_parallel_rings(tp, pp, hosts):
     """Alone, a job's stretch is its modelled data-parallel all-reduce (``tp·pp`` rings of 1/(tp·pp)
     of the bytes, ``placement.cost.dp_rings_time``: what the placer minimises) on its hosts over the
-    same on compact hosts, so the simulator slows a tp/pp job by the model the placer used."""
+    same on compact hosts, so the simulator slows a tp/pp job by the model the placer used (with the
+    TP and point-to-point shares set to 0: the data-parallel part alone)."""
     from fabric_hpc.placement.cost import dp_rings_time
 
     fab = _oversubscribed(hosts=8, per_leaf=2, ratio=3.0)
@@ -213,7 +214,8 @@ def test_a_tp_jobs_slowdown_is_the_placement_models_data_parallel_rings(tp, pp, 
     spread = sum(dp_rings_time(fab, np.array(_gpus(fab, *hosts)), size, tp or 1, None, pp or 1))
     compact = sum(dp_rings_time(fab, np.arange(8 * len(hosts)), size, tp or 1, None, pp or 1))
     c = Contention(fab)
-    stretch = c.start("a", _tp_job("a", len(hosts), tp, pp=pp), _gpus(fab, *hosts))["a"]
+    dp_only = {"comm_tp_share": 0.0, "comm_pp_share": 0.0}  # the data-parallel part alone
+    stretch = c.start("a", _tp_job("a", len(hosts), tp, pp=pp, **dp_only), _gpus(fab, *hosts))["a"]
     assert stretch == pytest.approx(spread / compact, rel=1e-6)
     assert stretch >= 1.0
 
@@ -232,3 +234,43 @@ def test_tp_groups_cut_a_jobs_network_time_and_tp_jobs_contend():
     alone = c.stretch("tp")
     both = c.start("tp2", _tp_job("tp2", 2, 8), _gpus(fab, "n1", "n3"))
     assert both["tp"] > alone * 1.1 and both["tp2"] == pytest.approx(both["tp"])
+
+
+def test_split_tp_groups_and_far_stage_boundaries_slow_a_job_by_their_shares():
+    """A TP group split over two hosts all-reduces over their NICs instead of NVLink, and a stage
+    boundary that crosses an oversubscribed uplink sends slower than one inside a leaf: each slows
+    the job by its share of the communication time; the data-parallel share keeps its own ratio."""
+    from fabric_hpc.placement.parallel import slowest_alone, stage_pairs, tp_groups
+    from fabric_hpc.sim.contention import TP_BYTES
+
+    fab = _oversubscribed(hosts=4, per_leaf=2, ratio=4.0)  # leaf1: n1 n2, leaf2: n3 n4
+    halves = [g for h in ("n1", "n2") for g in _gpus(fab, h)[:4]]  # 4 + 4: every TP group of 8 is split
+    shares = {"comm_tp_share": 0.5, "comm_pp_share": 0.0}
+    c = Contention(fab, contention=False)
+    whole = c.start("whole", _tp_job("whole", 1, 8, **shares), _gpus(fab, "n1"))["whole"]
+    split = c.start("split", _tp_job("split", 2, 8, gpn=4, **shares), halves)["split"]
+    assert whole == pytest.approx(1.0)
+    r_tp = (slowest_alone(fab, tp_groups(fab, np.array(halves), 8), TP_BYTES)
+            / slowest_alone(fab, tp_groups(fab, np.arange(8), 8), TP_BYTES))
+    assert r_tp > 2.0  # two hosts' NICs instead of NVLink
+    r_dp = 1.0  # tp = 8 over 8 GPUs: one-GPU data-parallel rings, nothing to all-reduce
+    assert split == pytest.approx(0.5 * r_dp + 0.5 * r_tp, rel=1e-9)
+
+    pp = {"comm_tp_share": 0.0, "comm_pp_share": 0.4}
+    near = c.start("near", _tp_job("near", 2, None, pp=2, **pp), _gpus(fab, "n1", "n2"))["near"]
+    far = c.start("far", _tp_job("far", 2, None, pp=2, **pp), _gpus(fab, "n2", "n3"))["far"]
+    send = [slowest_alone(fab, stage_pairs(fab, np.array(_gpus(fab, *h)), 1, 2), TP_BYTES)
+            for h in (("n1", "n2"), ("n2", "n3"))]
+    assert send[1] > send[0] * 1.5  # the far boundary's 8 pairs share the leaf's 4:1 uplinks
+    assert far > near
+    assert far - near == pytest.approx(0.4 * (send[1] - send[0]) / send[0], rel=1e-6)
+
+
+@pytest.mark.parametrize("meta", [{"comm_tp_share": 0.3}, {"comm_pp_share": -0.1},
+                                  {"comm_tp_share": 0.7, "comm_pp_share": 0.6}, {"comm_pp_share": "x"}])
+def test_group_shares_out_of_range_or_without_groups_are_refused(meta):
+    """A TP share for a job without tp (the first case: tp=None) or shares outside 0..1 in sum."""
+    bad = Job(id="b", request=Request(nodes=2, gpus_per_node=8, tp=None if "comm_tp_share" in meta and len(meta) == 1
+                                      else 8, pp=2), submit=0.0, walltime=1.0, duration=1.0, meta=meta)
+    with pytest.raises(ConfigError, match="communication profile"):
+        CommProfile.of(bad)
