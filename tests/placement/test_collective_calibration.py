@@ -50,6 +50,20 @@ def nvl():
     return load_fabric("topology/gb200-nvl72-8r.yaml")
 
 
+def nvl_racks(racks: int):
+    """GB200 NVL72 racks, one 400G NIC per GPU (4 per tray), 8 racks per SU (NVIDIA's SuperPOD RA)."""
+    return lambda: build(generators.nvl72(racks=racks, racks_per_su=8))
+
+
+def b200():
+    """HGX B200-like hosts: 8 NICs of 400G (assumed; CoreWeave's `b200-8x` manifest lists 8 IB devices)."""
+    return dgx(8, 50.0, 1800.0, "B200-SXM-180GB")
+
+
+CW_README = ("https://github.com/coreweave/nccl-tests/blob/bee97e71ff87d859aa9db4f5e7e3eaaa00733159/README.md"
+             "#expected-performance")
+
+
 #: (name, fabric, GPUs, algorithm, published busbw GB/s, source, known miss)
 POINTS = [
     ("DGX H100, 8 GPUs, ring (NCCL_ALGO=RING)", sp, lambda f: host_gpus(f, [0]), "ring", 370.0,
@@ -76,6 +90,13 @@ POINTS = [
     ("GB200, 2 trays x 4 GPUs, over InfiniBand", nvl, lambda f: np.r_[np.arange(4), 72 + np.arange(4)],
      "ring", 85.0,
      "https://www.lixueduan.com/posts/ai/13-gb200-mnnvl-nccl-test", True),
+    ("H100, 2 hosts x 8 GPUs, 8 x 400G IB each, default", sp, lambda f: host_gpus(f, [0, 1]), "auto", 440.58,
+     "https://github.com/coreweave/nccl-tests/pull/92", False),
+    ("B200, 2 hosts x 8 GPUs, 8 x 400G IB each (NIC speed assumed), default", b200,
+     lambda f: host_gpus(f, [0, 1]), "auto", 690.07, "https://github.com/coreweave/nccl-tests/pull/92", False),
+    ("GB200 NVL72, 2 racks (144 GPUs)", nvl_racks(2), lambda f: np.arange(144), "auto", 793.06, CW_README, False),
+    ("GB200 NVL72, 20 racks (1440 GPUs)", nvl_racks(20), lambda f: np.arange(1440), "auto", 381.48, CW_README,
+     True),
 ]
 
 
