@@ -11,8 +11,7 @@ from fabric_hpc.slurm.rest_backend import _messages
 
 
 @pytest.mark.parametrize("args", [["-N", "8", "--segment=4"], ["-N8", "--segment", "4"],
-                                  ["--nodes=8", "--segment=4"], ["--nodes", "8", "--segment", "4", "-H"],
-                                  ])
+                                  ["--nodes=8", "--segment=4"], ["--nodes", "8", "--segment", "4", "-H"]])
 def test_every_spelling_of_nodes_and_segment_is_read(args: list[str]) -> None:
     assert check_segment(args) == 4
 
