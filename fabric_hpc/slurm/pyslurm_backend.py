@@ -25,12 +25,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fabric_hpc.errors import ConfigError, NotFoundError
+from fabric_hpc.slurm.cli_backend import check_segment, refusal_hint, segment_size, segment_update
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
 from fabric_hpc.slurm.parse import ACTIVE_STATES, gpu_indices, hosts, parse_gres, parse_state
 
 #: The slurm.conf libslurm was initialised with in this process (None: pyslurm not loaded here).
 _BOUND_CONF: str | None = None
 ESLURM_INVALID_JOB_ID = 2017
+#: Slurm's errnos of a controller it could not reach or talk to (slurm_errno.h: 1000-1999 message and
+#: communication errors, 5000-5999 socket errors); other errnos are slurmctld refusing the request
+_UNREACHABLE_ERRNOS = (range(1000, 2000), range(5000, 6000))
 INSTALL_HINT = ("pip install pyslurm==25.11.* (builds against Slurm 25.11's headers: SLURM_INCLUDE_DIR, "
                 "SLURM_LIB_DIR), or `make pyslurm`; or use --backend cli")
 
@@ -235,9 +239,7 @@ def _option_value(opt: str, value: str) -> Any:
         return value.removeprefix("gres:")
     if opt == "--gpus-per-node":
         return value if value.startswith("gpu:") else f"gpu:{value}"
-    if opt == "--segment":  # JobSubmitDescription.segment_size (topology/block, pyslurm 24.05+)
-        from fabric_hpc.slurm.rest_backend import segment_size
-
+    if opt == "--segment":  # JobSubmitDescription.segment_size, an int (submission.pyx: u16(segment_size))
         return segment_size(value)
     if opt in ("-t", "--time", "-n", "--ntasks", "--ntasks-per-node", "-c", "--cpus-per-task") and value.isdigit():
         return int(value)  # counts and minutes (pyslurm refuses a digits-only text for a time)
@@ -267,9 +269,13 @@ class PyslurmClient(SlurmClient):
         try:
             return call()
         except self.ps.RPCError as exc:
-            if job_id is not None and getattr(exc, "errno", None) == ESLURM_INVALID_JOB_ID:
+            errno = getattr(exc, "errno", None)
+            if job_id is not None and errno == ESLURM_INVALID_JOB_ID:
                 raise NotFoundError(f"Slurm knows no job {job_id} ({what}): {exc}") from None
-            raise SlurmError(f"pyslurm {what} failed: {exc}", hint="is slurmctld up? (scontrol ping)") from None
+            unreachable = (not isinstance(errno, int) or errno <= 0
+                           or any(errno in r for r in _UNREACHABLE_ERRNOS))
+            raise SlurmError(f"pyslurm {what} failed: {exc}",  # a refusal is Slurm's answer, not an outage
+                             hint="is slurmctld up? (scontrol ping)" if unreachable else None) from None
         except (ValueError, TypeError) as exc:  # pyslurm refusing a value before the RPC
             raise SlurmError(f"pyslurm {what}: {exc}") from None
 
@@ -292,9 +298,16 @@ class PyslurmClient(SlurmClient):
     # -- actions ----------------------------------------------------------------------------
     def submit(self, script: str, args: Sequence[str] = (), *, cwd: str | None = None) -> int:
         props = submit_description(args)
+        check_segment(args)  # also the node count: a held job Slurm would accept and never run
         props.setdefault("working_directory", cwd or os.getcwd())
         desc = self._rpc("job description", lambda: self.ps.JobSubmitDescription(script=script, **props))
-        job_id = self._rpc("submit", desc.submit)
+        try:
+            job_id = self._rpc("submit", desc.submit)
+        except SlurmError as exc:
+            hint = refusal_hint(exc.message, args)
+            if hint is None:
+                raise
+            raise SlurmError(exc.message, hint=hint) from None
         if isinstance(job_id, bool) or not isinstance(job_id, int) or job_id <= 0:
             raise SlurmError(f"pyslurm submit answered {job_id!r} instead of a job id")
         return job_id
@@ -302,6 +315,7 @@ class PyslurmClient(SlurmClient):
     def update(self, job_id: int, **fields: str) -> None:
         if not fields:
             return
+        segment_update(job_id, fields)  # Job.modify's segment_size would be ignored without a warning
         unknown = sorted(set(fields) - set(_UPDATE_KEYS))
         if unknown:
             raise ConfigError(f"the pyslurm backend cannot update {', '.join(unknown)}",

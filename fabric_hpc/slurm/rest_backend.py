@@ -26,7 +26,7 @@ from typing import Any
 
 from fabric_hpc.errors import ConfigError, FabricError, NotFoundError
 from fabric_hpc.slurm import decode
-from fabric_hpc.slurm.cli_backend import CliClient
+from fabric_hpc.slurm.cli_backend import CliClient, check_segment, refusal_hint, segment_size, segment_update
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
 
 LEGACY = "v0.0.38"
@@ -186,13 +186,21 @@ class RestClient(SlurmClient):
         else:
             body = {"job": {"script": script, "environment": [f"PATH={path}"], "current_working_directory": cwd,
                             **sbatch_args_to_job_desc(args)}}
-        data = self._call("POST", "/job/submit", body)
+        check_segment(args)  # also the node count: a held job Slurm would accept and never run
+        try:
+            data = self._call("POST", "/job/submit", body)
+        except SlurmError as exc:
+            hint = refusal_hint(exc.message, args)
+            if hint is None:
+                raise
+            raise SlurmError(exc.message, hint=hint) from None
         job_id = decode.integer(data, "job_id", "slurmrestd POST /job/submit", default=-1)
         if job_id < 0:
             raise SlurmError(f"slurmrestd submit answered no job id: {sorted(map(str, data))}")
         return job_id
 
     def update(self, job_id: int, **fields: str) -> None:
+        segment_update(job_id, fields)  # job_desc_msg's segment_size would be ignored without a warning
         body: dict[str, Any] = {}
         for key, value in fields.items():
             if key not in _UPDATE_KEYS:
@@ -255,10 +263,17 @@ def _hosts(value: str) -> list[str]:
 
 
 def _messages(items: list[Any]) -> str:
+    """Slurm's messages: ``description`` (what failed, e.g. ``Batch job submission failed``) and, when
+    it says something else, ``error`` (Slurm's reason, e.g. ``Requested topology configuration is not
+    available``: v0.0.42+ error entries carry both)."""
     out = []
     for e in items:
         if isinstance(e, dict):
-            out.append(str(e.get("description") or e.get("error") or e))
+            description, reason = str(e.get("description") or ""), str(e.get("error") or "")
+            if description and reason and reason not in description:
+                out.append(f"{description}: {reason}")
+            else:
+                out.append(description or reason or str(e))
         else:
             out.append(str(e))
     return "; ".join(out)
@@ -330,14 +345,6 @@ def sbatch_args_to_job(args: Sequence[str]) -> dict[str, Any]:
                           "size", hint="submit through the cli backend (--backend cli), or a slurmrestd of "
                                        "Slurm 24.05+ started with -s openapi/slurmctld")
     return job
-
-
-def segment_size(value: str) -> int:
-    """``--segment``'s value: hosts per segment, a whole number Slurm keeps in 16 bits."""
-    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 65533:
-        raise ConfigError(f"--segment={value}: expected a whole number of hosts from 1 to 65533",
-                          hint="e.g. --segment=18 (fabric_hpc.topology.export.segment_args gives it)")
-    return int(value)
 
 
 def _tres(gres: str) -> str:
