@@ -25,7 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fabric_hpc.errors import ConfigError, NotFoundError
-from fabric_hpc.slurm.cli_backend import check_segment, refusal_hint, segment_size, segment_update
+from fabric_hpc.slurm import segment
+from fabric_hpc.slurm.segment import segment_size
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
 from fabric_hpc.slurm.parse import ACTIVE_STATES, gpu_indices, hosts, parse_gres, parse_state
 
@@ -298,16 +299,10 @@ class PyslurmClient(SlurmClient):
     # -- actions ----------------------------------------------------------------------------
     def submit(self, script: str, args: Sequence[str] = (), *, cwd: str | None = None) -> int:
         props = submit_description(args)
-        check_segment(args)  # also the node count: a held job Slurm would accept and never run
         props.setdefault("working_directory", cwd or os.getcwd())
         desc = self._rpc("job description", lambda: self.ps.JobSubmitDescription(script=script, **props))
-        try:
+        with segment.submission(args):  # also the node count: a held job Slurm would accept and never run
             job_id = self._rpc("submit", desc.submit)
-        except SlurmError as exc:
-            hint = refusal_hint(exc.message, args)
-            if hint is None:
-                raise
-            raise SlurmError(exc.message, hint=hint) from None
         if isinstance(job_id, bool) or not isinstance(job_id, int) or job_id <= 0:
             raise SlurmError(f"pyslurm submit answered {job_id!r} instead of a job id")
         return job_id
@@ -315,7 +310,7 @@ class PyslurmClient(SlurmClient):
     def update(self, job_id: int, **fields: str) -> None:
         if not fields:
             return
-        segment_update(job_id, fields)  # Job.modify's segment_size would be ignored without a warning
+        segment.refuse_update(job_id, fields)  # Job.modify's segment_size would be ignored without a warning
         unknown = sorted(set(fields) - set(_UPDATE_KEYS))
         if unknown:
             raise ConfigError(f"the pyslurm backend cannot update {', '.join(unknown)}",

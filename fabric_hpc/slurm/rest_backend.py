@@ -26,7 +26,9 @@ from typing import Any
 
 from fabric_hpc.errors import ConfigError, FabricError, NotFoundError
 from fabric_hpc.slurm import decode
-from fabric_hpc.slurm.cli_backend import CliClient, check_segment, refusal_hint, segment_size, segment_update
+from fabric_hpc.slurm import segment
+from fabric_hpc.slurm.cli_backend import CliClient
+from fabric_hpc.slurm.segment import segment_size
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
 
 LEGACY = "v0.0.38"
@@ -186,21 +188,15 @@ class RestClient(SlurmClient):
         else:
             body = {"job": {"script": script, "environment": [f"PATH={path}"], "current_working_directory": cwd,
                             **sbatch_args_to_job_desc(args)}}
-        check_segment(args)  # also the node count: a held job Slurm would accept and never run
-        try:
+        with segment.submission(args):  # also the node count: a held job Slurm would accept and never run
             data = self._call("POST", "/job/submit", body)
-        except SlurmError as exc:
-            hint = refusal_hint(exc.message, args)
-            if hint is None:
-                raise
-            raise SlurmError(exc.message, hint=hint) from None
         job_id = decode.integer(data, "job_id", "slurmrestd POST /job/submit", default=-1)
         if job_id < 0:
             raise SlurmError(f"slurmrestd submit answered no job id: {sorted(map(str, data))}")
         return job_id
 
     def update(self, job_id: int, **fields: str) -> None:
-        segment_update(job_id, fields)  # job_desc_msg's segment_size would be ignored without a warning
+        segment.refuse_update(job_id, fields)  # job_desc_msg's segment_size would be ignored without a warning
         body: dict[str, Any] = {}
         for key, value in fields.items():
             if key not in _UPDATE_KEYS:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.slurm.cli_backend import (SEGMENT_RULE, TOPO_REFUSAL, check_segment, refusal_hint,
-                                          segment_update)
+from fabric_hpc.slurm.segment import SEGMENT_RULE, TOPO_REFUSAL, check_segment, refusal_hint, refuse_update
 from fabric_hpc.slurm.rest_backend import _messages
 
 
@@ -41,8 +40,8 @@ def test_the_hint_is_for_a_topology_refusal_of_a_segment_only() -> None:
 def test_an_update_of_the_segment_size_is_refused_in_any_spelling() -> None:
     for key in ("SegmentSize", "segmentsize", "segment_size", "Segment"):
         with pytest.raises(ConfigError, match="only when the job is submitted"):
-            segment_update(7, {key: "2"})
-    segment_update(7, {"TimeLimit": "10", "Comment": "segment"})
+            refuse_update(7, {key: "2"})
+    refuse_update(7, {"TimeLimit": "10", "Comment": "segment"})
 
 
 def test_slurmrestd_errors_name_slurms_reason() -> None:

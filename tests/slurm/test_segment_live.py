@@ -34,7 +34,7 @@ import pytest
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.slurm import SlurmClient, SlurmError, open_client
-from fabric_hpc.slurm.cli_backend import SEGMENT_RULE
+from fabric_hpc.slurm.segment import SEGMENT_RULE
 from fabric_hpc.slurm.rest_backend import _vtuple
 from fabric_hpc.topology import build, generators
 from tests.real import require_real
