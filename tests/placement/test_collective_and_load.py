@@ -56,12 +56,16 @@ def test_concurrent_rings_equal_one_fair_share_per_ring():
     lambda C, fab, g: C.concurrent_rings(fab, [g], float("nan")),  # was an infinite time
     lambda C, fab, g: C.dp_allreduce_and_load(fab, [0, 0, 8, 8], 1e9, 2, 1),  # was (0.0, 0.0)
     lambda C, fab, g: C.dp_allreduce_and_load(fab, g, 1e9, 1, 3),
+    lambda C, fab, g: C.tp_groups(fab, g, 3),
+    lambda C, fab, g: C.stage_pairs(fab, g, 2, 3),
+    lambda C, fab, g: C.slowest_alone(fab, [np.array([5])], 1e9),  # a one-GPU group
+    lambda C, fab, g: C.slowest_alone(fab, [g], -1.0),
 ])
 def test_parallel_entry_points_refuse_bad_arguments(call):
     """The tp/pp entry points check their arguments as ``collective_time`` does: a ConfigError
     naming the problem, never a silently dropped GPU, a wrapped index or a zero time."""
     from fabric_hpc.errors import ConfigError
-    from fabric_hpc.placement import collective as C
+    from fabric_hpc.placement import parallel as C
 
     fab = open_fabric("superpod:sus=1")
     with pytest.raises(ConfigError):
