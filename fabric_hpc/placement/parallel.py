@@ -18,7 +18,7 @@ from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement.collective import (CollectiveParams, allreduce_and_load, check_call, effective_cap,
                                              load_of, ring_flows, steps_and_bytes, _check_background)
 from fabric_hpc.placement.fairshare import _fair, flow_unit
-from fabric_hpc.placement.netmodel import NoNetwork, _domains, resources
+from fabric_hpc.placement.netmodel import NoNetwork, _domains, _paths, resources
 
 if TYPE_CHECKING:
     from fabric_hpc.topology import Fabric
@@ -79,8 +79,50 @@ def slowest_alone(fab: Fabric, groups: list[np.ndarray], size_bytes: float,
     """Seconds until the last of ``groups`` (sorted GPU indices, two or more each) has all-reduced
     ``size_bytes`` when all of them run at once and alone on the fabric (:func:`concurrent_rings`;
     a pair's all-reduce of ``B`` sends ``B`` each way, as a stage boundary's forward activations and
-    backward gradients do in 1F1B's steady state). No groups: 0; one that cannot run: infinite."""
-    return max((bw + lat for bw, lat in concurrent_rings(fab, groups, size_bytes, params=params)), default=0.0)
+    backward gradients do in 1F1B's steady state). No groups: 0; one that cannot run: infinite.
+
+    A group inside one NVLink domain loads only its own GPUs' NVLink ports, which no other group
+    uses (the groups are disjoint), so it takes its time alone, the same for every group of its
+    size on a domain of the same bandwidths: one ring per such shape, and the fair share only over
+    the groups that cross domains."""
+    idx = fab.index
+    inside: dict[tuple, np.ndarray] = {}
+    across = []
+    for g in groups:
+        d = idx.gpu_nvl[np.asarray(g, np.int64)]
+        if d.size and d[0] >= 0 and (d == d[0]).all():
+            inside.setdefault((len(g), float(idx.nvl_gbps[d[0]]), float(idx.nvl_pair_gbps[d[0]])), g)
+        else:
+            across.append(g)
+    net = resources(fab, None)
+    pairs = np.array(across, np.int64).reshape(-1, 2) if all(len(g) == 2 for g in across) else None
+    if pairs is not None and (net.ring_dom[pairs[:, 0]] != net.ring_dom[pairs[:, 1]]).all():
+        times = _sends_at_once(fab, pairs, size_bytes, params)
+    else:
+        times = concurrent_rings(fab, across, size_bytes, params=params) if across else []
+    if inside or not across:  # also checks the arguments when every group is inside a domain
+        times += [concurrent_rings(fab, [g], size_bytes, params=params)[0] for g in inside.values()]
+    return max((bw + lat for bw, lat in times), default=0.0)
+
+
+def _sends_at_once(fab: Fabric, pairs: np.ndarray, size_bytes: float,
+                   params: CollectiveParams | None) -> list[tuple[float, float]]:
+    """:func:`concurrent_rings` of two-GPU rings whose GPUs are in different ring domains, built in
+    one pass (a ring shape per pair would be built and remembered otherwise): each GPU sends
+    ``size_bytes`` to the other through its own NIC (one channel: each side brings one NIC), two
+    latency steps. A pair with a GPU without a NIC cannot run: an infinite time."""
+    _, params = check_call(fab, pairs.ravel(), size_bytes, "allreduce", None, params)
+    net = resources(fab, None)
+    live = (net.nic_key[pairs[:, 0]] >= 0) & (net.nic_key[pairs[:, 1]] >= 0)
+    ok = pairs[live]
+    k = len(ok)
+    flow, res, lat = _paths(fab, net, np.r_[ok[:, 0], ok[:, 1]], np.r_[ok[:, 1], ok[:, 0]])
+    loads = np.zeros((k, net.size))
+    np.add.at(loads, (flow % k, res), size_bytes)
+    xs, _ = _fair(list(loads), effective_cap(net, params), np.full(k, float(size_bytes) if size_bytes > 0 else 1.0))
+    steps_lat = np.maximum(lat[:k], lat[k:]) * 1e-6 * 2
+    out = iter([(1.0 / x if x > 0 else np.inf, float(la)) for x, la in zip(xs, steps_lat)])
+    return [next(out) if up else (np.inf, 0.0) for up in live]
 
 
 def _stage_blocks(fab: Fabric, gpus: np.ndarray, pp: int) -> list[np.ndarray]:

@@ -47,3 +47,18 @@ def test_slowest_alone_is_the_slowest_concurrent_ring(fab):
 def test_bad_layouts_are_refused(fab, tp, pp, match):
     with pytest.raises(ConfigError, match=match):
         stage_pairs(fab, np.arange(16), tp, pp)
+
+
+@pytest.mark.parametrize("spec", ["superpod:sus=1", "nvl72:racks=2"])
+def test_slowest_alone_equals_one_fair_share_over_every_group(spec):
+    """Groups inside one NVLink domain taken alone (one per shape) give the same time as the fair
+    share over all of them at once, on random placements where some groups cross domains."""
+    from fabric_hpc.topology import open_fabric
+
+    fab = open_fabric(spec)
+    rng = np.random.default_rng(7)
+    for _ in range(12):
+        gpus = np.sort(rng.choice(len(fab.gpus), size=32, replace=False))
+        for groups in (tp_groups(fab, gpus, 4, 2), stage_pairs(fab, gpus, 4, 2), tp_groups(fab, gpus, 2)):
+            every = max(bw + lat for bw, lat in concurrent_rings(fab, groups, 48 * 2**20))
+            assert slowest_alone(fab, groups, 48 * 2**20) == pytest.approx(every, rel=1e-9)
