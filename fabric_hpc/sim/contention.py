@@ -20,14 +20,18 @@ all-reduces in K·P data-parallel rings of ``S/(K·P)`` at once
 (:func:`~fabric_hpc.placement.parallel.dp_allreduce_and_load`), counted as one job, and its
 communication has three parts with shares ``s_tp``, ``s_pp`` and ``1 - s_tp - s_pp`` (profile keys
 ``comm_tp_share`` / ``comm_pp_share``; defaults from MegaScale's per-dimension overlap ablation,
-:data:`EXPOSED_PERCENT`)::
+:data:`EXPOSED_PERCENT`), as measured with TP inside NVLink domains and stage sends across the
+network::
 
-    stretch = (1 - f) + f · ((1 - s_tp - s_pp) · t / t_ideal + s_tp · r_tp + s_pp · r_pp)
+    comm(P) = (1 - s_tp - s_pp) · t / t_ideal + s_tp · r_tp + s_pp · e(P) / e_ref
+    stretch = ((1 - f) + f · comm(placement)) / ((1 - f) + f · comm(compact))
 
 ``r_tp``: the TP groups' all-reduce of one micro-batch's activations (:data:`TP_BYTES`, all groups
-at once) on the job's GPUs over the same on the compact placement; ``r_pp``: the same for the
-stage-to-stage sends (``TP_BYTES / K`` per pair, Megatron's scatter/gather). Both alone on the
-fabric with spread uplinks, fixed for the run: only the data-parallel part contends with other jobs.
+at once) on the job's GPUs over the same on the compact placement; ``e``: the stage-to-stage sends
+(``TP_BYTES / K`` per pair, Megatron's scatter/gather), ``e_ref`` one such pair between two NVLink
+domains through its own NICs. Both alone on the fabric with spread uplinks, fixed for the run:
+only the data-parallel part contends with other jobs (docs/scheduler.md, "Tensor- and
+pipeline-parallel jobs").
 
 When a job starts or ends only the jobs that share a network resource (NIC, switch uplink or
 downlink of finite capacity) with it can change rate; their rates are recomputed from the fair
@@ -120,7 +124,8 @@ class _Run:
     rate: float  # its ring's rate alone (collectives/s over ``res``)
     unit: float = 1.0  # bytes of one of its network flows per collective (per-flow fair share)
     stretch: float = 1.0
-    groups: float = 0.0  # tp_share · TP slow-down + pp_share · point-to-point slow-down (alone, fixed)
+    groups: float = 0.0  # tp_share · TP slow-down + pp_share · sends over the reference send (alone, fixed)
+    norm: float = 1.0  # the step at the compact placement over the reference one (``_groups_and_norm``)
 
 
 class Contention:
@@ -165,14 +170,14 @@ class Contention:
         if key is not None and key in self._alone:
             ideal, bw, lat, slow = self._alone[key]
             run = self._runs[job_id] = _Run(prof, ideal, bw, lat, np.zeros(0, np.int64), np.zeros(0), math.inf)
-            run.groups = prof.tp_share * slow[0] + prof.pp_share * slow[1]
+            run.groups, run.norm = _groups_and_norm(prof, slow)
             run.stretch = self._stretch(run, run.rate)
             return {job_id: run.stretch}
         salt = zlib.crc32(job_id.encode()) if self.ecmp else None
         run = _Run(prof, self._ideal_time(len(g), prof.bytes, tp, pp), *self._ring(g, prof.bytes, salt, tp, pp))
         self._runs[job_id] = run
         slow = self._group_slowdowns(g, tp, pp)
-        run.groups = prof.tp_share * slow[0] + prof.pp_share * slow[1]
+        run.groups, run.norm = _groups_and_norm(prof, slow)
         run.stretch = self._stretch(run, run.rate)
         res = run.res
         if key is not None and not res.size:
@@ -230,25 +235,40 @@ class Contention:
                                                    nvls=False).seconds
         return self._ideal[key]
 
-    def _group_slowdowns(self, g: np.ndarray, tp: int, pp: int) -> tuple[float, float]:
-        """(the TP groups' all-reduce, the stage-to-stage sends) on GPU indices ``g`` over the same
-        on the compact placement, each alone on the fabric (:func:`slowest_alone`: every group or
-        pair at once); 1.0 where the job has none. Remembered with the rings."""
+    def _group_slowdowns(self, g: np.ndarray, tp: int, pp: int) -> tuple[float, float, float]:
+        """(the TP groups' all-reduce on GPU indices ``g`` over the same on the compact placement;
+        the stage-to-stage sends on ``g`` over the reference send; the compact placement's sends over
+        the reference send), each alone on the fabric (:func:`slowest_alone`: every group or pair at
+        once); 1.0 where the job has none. Remembered with the rings."""
         if tp <= 1 and pp <= 1:
-            return (1.0, 1.0)
+            return (1.0, 1.0, 1.0)
         key = ("groups", g.tobytes(), tp, pp)
         hit = self._rings.get(key)
         if hit is None:
             ideal = self._group_ideal.get((len(g), tp, pp))
             if ideal is None:
-                ideal = self._group_ideal[(len(g), tp, pp)] = self._group_times(np.arange(len(g)), tp, pp)
-            hit = self._rings[key] = tuple(_ratio(t, i) for t, i in zip(self._group_times(g, tp, pp), ideal))
+                tp_i, pp_i = self._group_times(np.arange(len(g)), tp, pp)
+                ref = self._send_reference(tp) if pp > 1 else 0.0
+                ideal = self._group_ideal[(len(g), tp, pp)] = (tp_i, ref, _ratio(pp_i, ref))
+            tp_t, pp_t = self._group_times(g, tp, pp)
+            hit = self._rings[key] = (_ratio(tp_t, ideal[0]), _ratio(pp_t, ideal[1]), ideal[2])
         return hit
 
     def _group_times(self, g: np.ndarray, tp: int, pp: int) -> tuple[float, float]:
         tp_t = slowest_alone(self.fab, tp_groups(self.fab, g, tp, pp), TP_BYTES, self.params) if tp > 1 else 0.0
         pp_t = slowest_alone(self.fab, stage_pairs(self.fab, g, tp, pp), TP_BYTES / tp, self.params) if pp > 1 else 0.0
         return tp_t, pp_t
+
+    def _send_reference(self, tp: int) -> float:
+        """A stage boundary's send as the published shares saw it: between two NVLink domains, each
+        GPU through its own NIC (the first GPU with a NIC and the first of another domain, alone).
+        0.0 (ratios of 1) on a fabric with one domain or no NICs."""
+        net = self._space
+        has = np.flatnonzero(net.nic_key >= 0)
+        other = has[net.ring_dom[has] != net.ring_dom[has[0]]] if has.size else has
+        if not other.size:
+            return 0.0
+        return slowest_alone(self.fab, [np.array([has[0], other[0]])], TP_BYTES / tp, self.params)
 
     def _stretch(self, run: _Run, rate: float) -> float:
         prof = run.profile
@@ -260,7 +280,7 @@ class Contention:
             slow = run.rate / rate if math.isfinite(run.rate) and rate > 0 else 1.0
             ratio = _ratio(run.bw * slow + run.lat, run.ideal)
         comm = (1.0 - prof.tp_share - prof.pp_share) * ratio + run.groups
-        return max(1.0, (1.0 - prof.fraction) + prof.fraction * comm)
+        return max(1.0, ((1.0 - prof.fraction) + prof.fraction * comm) / run.norm)
 
     def _neighbours(self, ids: Iterable[str]) -> set[str]:
         out: set[str] = set()
@@ -323,3 +343,15 @@ def _ratio(t: float, ideal: float) -> float:
     if ideal <= 0:
         return 1.0
     return min(t / ideal, MAX_COMM_RATIO) if math.isfinite(t) else MAX_COMM_RATIO
+
+
+def _groups_and_norm(prof: CommProfile, slow: tuple[float, float, float]) -> tuple[float, float]:
+    """A tp/pp job's fixed communication terms from :meth:`Contention._group_slowdowns`: the TP and
+    send parts of its communication at its placement, and its step at the compact placement, both
+    in units of the step where the shares were measured (the sends crossing the network). 1.0 (no
+    division) for a job without sends or whose compact sends already cross the network."""
+    r_tp, r_pp, compact = slow
+    groups = prof.tp_share * r_tp + prof.pp_share * r_pp
+    if not prof.pp_share or compact == 1.0:
+        return groups, 1.0
+    return groups, (1.0 - prof.fraction) + prof.fraction * (1.0 - prof.pp_share + prof.pp_share * compact)

@@ -261,9 +261,34 @@ def test_split_tp_groups_and_far_stage_boundaries_slow_a_job_by_their_shares():
     far = c.start("far", _tp_job("far", 2, None, pp=2, **pp), _gpus(fab, "n2", "n3"))["far"]
     send = [slowest_alone(fab, stage_pairs(fab, np.array(_gpus(fab, *h)), 1, 2), TP_BYTES)
             for h in (("n1", "n2"), ("n2", "n3"))]
+    ref = slowest_alone(fab, [np.array([0, 8])], TP_BYTES)  # one pair, each GPU through its own NIC
     assert send[1] > send[0] * 1.5  # the far boundary's 8 pairs share the leaf's 4:1 uplinks
-    assert far > near
-    assert far - near == pytest.approx(0.4 * (send[1] - send[0]) / send[0], rel=1e-6)
+    assert near == pytest.approx(1.0)  # the compact placement itself (dp rings: one host per stage)
+    assert far == pytest.approx((0.6 + 0.4 * send[1] / ref) / (0.6 + 0.4 * send[0] / ref), rel=1e-9)
+
+
+def test_stage_sends_are_weighed_where_the_shares_were_measured():
+    """The published shares saw stage boundaries cross the network. A job whose compact stages are
+    all inside one NVL72 rack sends over NVLink there, so its step at the compact placement has
+    less communication than the reference step, and a placement whose boundary crosses racks (each
+    pair through its own NIC, as in the reference) costs the difference, not the shares × NVLink's
+    bandwidth over a NIC's."""
+    from fabric_hpc.topology import open_fabric
+    from fabric_hpc.sim.contention import EXPOSED_PERCENT
+
+    fab = open_fabric("nvl72:racks=2")
+    c = Contention(fab, contention=False)
+    job = Job(id="p", request=Request(gpus=8, pp=2), submit=0.0, walltime=1.0, duration=1.0)
+    crossing = np.r_[np.arange(4), 72 + np.arange(4)]  # stage 0 in rack 0, stage 1 in rack 1
+    stretch = c.start("p", job, crossing)["p"]
+    f, s = 0.3, EXPOSED_PERCENT["pp"] / (EXPOSED_PERCENT["pp"] + EXPOSED_PERCENT["dp"])
+    q = c._group_slowdowns(np.arange(8), 1, 2)[2]  # compact sends over the reference send
+    assert q < 0.2  # NVLink against one NIC
+    run = c._runs["p"]
+    r_dp = (run.bw + run.lat) / run.ideal  # alone: its data-parallel rings on the compact's
+    want = ((1 - f) + f * ((1 - s) * r_dp + s * 1.0)) / ((1 - f) + f * (1 - s + s * q))
+    assert stretch == pytest.approx(want, rel=1e-6)
+    assert stretch < 1.0 + f * (1 - s) * r_dp + f * s  # never the shares × (NVLink / NIC)
 
 
 @pytest.mark.parametrize("meta", [{"comm_tp_share": 0.3}, {"comm_pp_share": -0.1},
