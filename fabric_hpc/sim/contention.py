@@ -263,7 +263,7 @@ class Contention:
         """A stage boundary's send as the published shares saw it: between two NVLink domains, each
         GPU through its own NIC (the first GPU with a NIC and the first of another domain, alone).
         0.0 (ratios of 1) on a fabric with one domain or no NICs."""
-        net = self._space
+        net = resources(self.fab, None)  # the NICs and ring domains (``_space`` is ECMP's ports with ``ecmp``)
         has = np.flatnonzero(net.nic_key >= 0)
         other = has[net.ring_dom[has] != net.ring_dom[has[0]]] if has.size else has
         if not other.size:

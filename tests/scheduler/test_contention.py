@@ -277,8 +277,9 @@ def test_stage_sends_are_weighed_where_the_shares_were_measured():
     from fabric_hpc.sim.contention import EXPOSED_PERCENT
 
     fab = open_fabric("nvl72:racks=2")
-    c = Contention(fab, contention=False)
     job = Job(id="p", request=Request(gpus=8, pp=2), submit=0.0, walltime=1.0, duration=1.0)
+    ecmp = Contention(fab, ecmp=True).start("p", job, np.r_[np.arange(4), 72 + np.arange(4)])["p"]
+    c = Contention(fab, contention=False)
     crossing = np.r_[np.arange(4), 72 + np.arange(4)]  # stage 0 in rack 0, stage 1 in rack 1
     stretch = c.start("p", job, crossing)["p"]
     f, s = 0.3, EXPOSED_PERCENT["pp"] / (EXPOSED_PERCENT["pp"] + EXPOSED_PERCENT["dp"])
@@ -288,7 +289,8 @@ def test_stage_sends_are_weighed_where_the_shares_were_measured():
     r_dp = (run.bw + run.lat) / run.ideal  # alone: its data-parallel rings on the compact's
     want = ((1 - f) + f * ((1 - s) * r_dp + s * 1.0)) / ((1 - f) + f * (1 - s + s * q))
     assert stretch == pytest.approx(want, rel=1e-6)
-    assert stretch < 1.0 + f * (1 - s) * r_dp + f * s  # never the shares × (NVLink / NIC)
+    assert stretch < 1.0 + f * (1 - s) * r_dp + f * s
+    assert ecmp == pytest.approx(stretch, rel=0.05)  # ECMP routing: the same sends (spread uplinks)  # never the shares × (NVLink / NIC)
 
 
 @pytest.mark.parametrize("meta", [{"comm_tp_share": 0.3}, {"comm_pp_share": -0.1},
