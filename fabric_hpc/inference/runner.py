@@ -241,7 +241,7 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         if pipeline is not None:
             pipeline.shutdown()
         emit("infer.peer_failed", rank=ctx.rank, error=str(exc))
-        ctx.acknowledge()
+        ctx.acknowledge(exc)
         raise
     except BaseException as exc:
         if pipeline is not None:

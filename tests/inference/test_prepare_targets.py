@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from fabric_hpc.checkpoint import save
 from fabric_hpc.cli.main import main
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.inference.engines.spec import PRESETS, hf_weight_names
+from fabric_hpc.inference.engines.spec import PRESETS
+
+from .builders import tiny_checkpoint
 
 LIMITS = ["--dtype", "float32", "--max-batch-size", "8", "--max-input-len", "64", "--max-seq-len", "128",
           "--max-num-tokens", "512"]
@@ -21,10 +21,7 @@ LIMITS = ["--dtype", "float32", "--max-batch-size", "8", "--max-input-len", "64"
 @pytest.fixture
 def ckpt(tmp_path: Path) -> Path:
     """A tiny Llama checkpoint (step 0) carrying its Hugging Face config.json."""
-    spec = PRESETS["tiny"]
-    state = {n: np.zeros(s, np.float32) for n, s in hf_weight_names(spec).items()}
-    save(tmp_path / "ck", state, step=0, metadata={"hf_files": {"config.json": spec.hf_config()}})
-    return tmp_path / "ck"
+    return tiny_checkpoint(tmp_path / "ck")
 
 
 def prepare(engine_dir: Path, ckpt: Path, config_out: Path, *extra: str) -> int:
@@ -94,10 +91,9 @@ def test_an_existing_config_needs_force_and_a_prepared_directory_is_refreshed(
 def test_a_config_json_put_there_for_a_checkpoint_without_one_is_kept(tmp_path: Path) -> None:
     """The documented way to serve a checkpoint that carries no config.json: put the model's
     config.json into ENGINE_DIR first. That directory is not empty, and still accepted."""
-    spec = PRESETS["tiny"]
-    save(tmp_path / "bare", {n: np.zeros(s, np.float32) for n, s in hf_weight_names(spec).items()}, step=3)
+    tiny_checkpoint(tmp_path / "bare", step=3, carry_config=False)
     (tmp_path / "eng").mkdir()
-    (tmp_path / "eng" / "config.json").write_text(json.dumps(spec.hf_config()))
+    (tmp_path / "eng" / "config.json").write_text(json.dumps(PRESETS["tiny"].hf_config()))
     assert prepare(tmp_path / "eng", tmp_path / "bare", tmp_path / "engine.json") == 0
     assert json.loads((tmp_path / "eng" / "fabric_engine.json").read_text())["checkpoint"]["step"] == 3
 
