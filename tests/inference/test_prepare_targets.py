@@ -74,16 +74,17 @@ def test_nothing_is_written_inside_a_checkpoint(tmp_path: Path, ckpt: Path,
     assert sorted(p.name for p in step.iterdir()) == files
 
 
-def test_an_existing_config_needs_force_and_a_prepared_directory_is_refreshed(
+def test_a_foreign_config_needs_force_and_prepares_own_output_is_refreshed(
         tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]) -> None:
     eng, cfg = tmp_path / "eng", tmp_path / "engine.json"
     assert prepare(eng, ckpt, cfg) == 0
     first = cfg.read_text()
-    assert prepare(eng, ckpt, cfg) == 3
+    assert prepare(eng, ckpt, cfg) == 0  # its own config for the same ENGINE_DIR: refreshed (a new step)
+    assert prepare(tmp_path / "other", ckpt, cfg) == 3  # but not for another engine directory
     err = capsys.readouterr().err
-    assert "already exists" in err and "--force" in err
-    cfg.write_text("mine")
-    assert prepare(eng, ckpt, cfg) == 3 and cfg.read_text() == "mine"
+    assert "already exists and is not one prepare wrote" in err and "--force" in err
+    cfg.write_text('{"engine": "pytorch"}')
+    assert prepare(eng, ckpt, cfg) == 3 and cfg.read_text() == '{"engine": "pytorch"}'
     assert prepare(eng, ckpt, cfg, "--force") == 0  # eng holds fabric_engine.json: refreshed
     assert cfg.read_text() == first
 
@@ -111,3 +112,30 @@ def test_the_python_api_refuses_the_same_targets(tmp_path: Path, ckpt: Path) -> 
     assert (tmp_path / "mine" / "fabric_engine.json").read_text() == "{}"
     prepare_pytorch_engine(tmp_path / "eng", preset="tiny", **kw)
     prepare_pytorch_engine(tmp_path / "eng", preset="tiny", seed=1, **kw)  # its own: refreshed
+
+
+@pytest.mark.parametrize(("input_len", "seq_len", "num_tokens", "message", "fix"), [
+    (200, 128, 16, "max_input_len 200 is larger than max_seq_len 128", "raise max_seq_len to at least 200"),
+    (100, 128, 16, "max_num_tokens 16 is smaller than max_input_len 100", "raise max_num_tokens to at least 100"),
+])
+def test_inconsistent_limits_are_refused_at_prepare(tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str],
+                                                    input_len: int, seq_len: int, num_tokens: int, message: str,
+                                                    fix: str) -> None:
+    """--max-input-len 200 --max-seq-len 128 --max-num-tokens 16 was prepared (exit 0), then
+    `infer run` dead-lettered 30 of 40 prompts. The rules are trtllm-build's without chunked
+    context: max_input_len <= max_seq_len, max_num_tokens >= max_input_len."""
+    args = ["infer", "prepare", str(tmp_path / "eng"), "--checkpoint", str(ckpt), "--dtype", "float32",
+            "--max-batch-size", "8", "--max-input-len", str(input_len), "--max-seq-len", str(seq_len),
+            "--max-num-tokens", str(num_tokens), "--config-out", str(tmp_path / "engine.json")]
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert message in err and fix in err
+    assert not (tmp_path / "eng").exists() and not (tmp_path / "engine.json").exists()
+
+
+def test_limits_at_the_edges_are_accepted(tmp_path: Path) -> None:
+    from fabric_hpc.inference.engines import prepare_pytorch_engine
+
+    # equal lengths, and max_num_tokens above max_batch_size * max_seq_len (trtllm-build clamps it)
+    prepare_pytorch_engine(tmp_path / "eng", preset="tiny", dtype="float32", max_batch_size=2, max_input_len=16,
+                           max_seq_len=16, max_num_tokens=1024)

@@ -128,6 +128,25 @@ def _carried_config(ckpt: Any) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
+def check_limits(*, max_input_len: int, max_seq_len: int, max_num_tokens: int) -> None:
+    """The build limits' rules, as ``trtllm-build`` has them without chunked context (this engine
+    and the harness never split a prompt): ``max_input_len <= max_seq_len`` (TensorRT-LLM asserts
+    it) and ``max_num_tokens >= max_input_len`` (TensorRT-LLM raises max_num_tokens to
+    max_input_len with a warning; refused here, so no item is dead-lettered for it at run time).
+    ``max_num_tokens`` above ``max_batch_size * max_seq_len`` is allowed (it is never reached)."""
+    if max_input_len > max_seq_len:
+        raise ConfigError(f"max_input_len {max_input_len} is larger than max_seq_len {max_seq_len} "
+                          f"(prompt + generated tokens): prompts that long could never run",
+                          hint=f"raise max_seq_len to at least {max_input_len} (plus the tokens to "
+                               f"generate), or lower max_input_len")
+    if max_num_tokens < max_input_len:
+        raise ConfigError(f"max_num_tokens {max_num_tokens} is smaller than max_input_len {max_input_len}: "
+                          f"a prompt's prefill must fit in one batch (no chunked context), so prompts longer "
+                          f"than {max_num_tokens} tokens would be dead-lettered",
+                          hint=f"raise max_num_tokens to at least {max_input_len}, or lower max_input_len "
+                               f"to {max_num_tokens}")
+
+
 def refuse_inside_checkpoint(path: str | os.PathLike[str], what: str) -> None:
     """ConfigError when ``path`` is, or lies inside, a committed checkpoint step directory (a
     file written there would change, or break, the checkpoint: ``fabric ckpt verify`` says
@@ -244,6 +263,7 @@ def _prepare_pytorch_engine(path: Path, *, dtype: str, max_batch_size: int, max_
     if dtype not in _DTYPES:
         raise ConfigError(f"dtype {dtype!r} is not supported by the PyTorch engine",
                           hint=f"one of {sorted(_DTYPES)}")
+    check_limits(max_input_len=max_input_len, max_seq_len=max_seq_len, max_num_tokens=max_num_tokens)
     if preset is not None and checkpoint is not None:
         raise ConfigError("give a preset (random weights) or a checkpoint, not both")
     if preset is not None and preset not in PRESETS:
