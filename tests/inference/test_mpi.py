@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.mpi, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
 MPIEXEC, FABRIC = BIN / "mpiexec", BIN / "fabric"
+REPO = Path(__file__).resolve().parents[2]  # the ranks import this checkout, not where fabric was installed from
 LIMITS = EngineLimits(max_batch_size=16, max_num_tokens=1024, max_input_len=128, max_seq_len=192,
                       kv_capacity_tokens=2048)
 SLOW = CostModel(base_s=6e-3, prefill_s_per_token=1e-7, decode_s_per_seq=2e-6, ctx_s_per_token=0.0)
@@ -44,7 +45,9 @@ def launch(job: dict, out: Path, n: int, env: dict | None = None, cfg: Path | No
            str(cfg or job["cfg"]), "--input", str(job["spool"]), "--output", str(out), "--chunk-size", "8",
            "--no-progress", "--json"]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), **(env or {})},
+                            start_new_session=True)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
