@@ -31,21 +31,33 @@ def group() -> None:
 @click.option("--max-seq-len", type=click.IntRange(2), required=True)
 @click.option("--max-num-tokens", type=click.IntRange(1), required=True)
 @click.option("--config-out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the nine-field engine config (JSON) for `fabric infer run`.")
+              help="Where to write the nine-field engine config (JSON) for `fabric infer run` "
+                   "(an existing file is replaced only if prepare wrote it for ENGINE_DIR, or with --force).")
+@click.option("--force", is_flag=True, default=False,
+              help="Replace an existing --config-out file whatever it holds (ENGINE_DIR is refreshed only "
+                   "if an earlier prepare wrote it; a checkpoint is never written to).")
 @json_option
 def prepare_cmd(engine_dir: Path, checkpoint: Path, step: int | None, prefix: str | None, dtype: str,
                 max_batch_size: int, max_input_len: int, max_seq_len: int, max_num_tokens: int,
-                config_out: Path, as_json: bool) -> None:
-    """Prepare a PyTorch engine directory that serves a fabric checkpoint step directly."""
+                config_out: Path, force: bool, as_json: bool) -> None:
+    """Prepare a PyTorch engine directory that serves a fabric checkpoint step directly.
+
+    ENGINE_DIR must be new, empty, or one an earlier prepare wrote (it holds fabric_engine.json;
+    then it is refreshed); neither it nor --config-out may lie inside a checkpoint."""
     import json
-
-    from fabric_hpc.inference.engines import prepare_pytorch_engine
-    from fabric_hpc.inference.engines.artefact import ENGINE_FILE
-
     import os
 
+    from fabric_hpc.inference.engines import prepare_pytorch_engine
+    from fabric_hpc.inference.engines.artefact import ENGINE_FILE, refuse_inside_checkpoint
     from fabric_hpc.inputs import output_path
-    config_out = output_path(config_out, what="engine config")  # checked before anything is written
+
+    # checked before anything is written
+    config_out = output_path(config_out, what="engine config")
+    refuse_inside_checkpoint(config_out, "the engine config")
+    if os.path.lexists(config_out) and not force and not _prepared_for(config_out, engine_dir):
+        raise ConfigError(f"engine config {str(config_out)!r} already exists and is not one prepare wrote "
+                          f"for {str(engine_dir)!r}: not replacing it",
+                          hint="give a new --config-out file, or add --force to replace it")
     cfg = prepare_pytorch_engine(engine_dir, dtype=dtype, max_batch_size=max_batch_size,
                                  max_input_len=max_input_len, max_seq_len=max_seq_len,
                                  max_num_tokens=max_num_tokens, checkpoint=checkpoint, step=step,
@@ -59,6 +71,22 @@ def prepare_cmd(engine_dir: Path, checkpoint: Path, step: int | None, prefix: st
     render(as_json, {"engine_config": str(config_out), **build["checkpoint"]}, lambda c: c.print(
         f"{engine_dir}: serves {build['checkpoint']['path']} step {build['checkpoint']['step']} "
         f"({build['checkpoint']['naming']} names); engine config -> {config_out}"))
+
+
+def _prepared_for(config_out: Path, engine_dir: Path) -> bool:
+    """Whether ``config_out`` is an engine config an earlier prepare wrote for ``engine_dir`` (a
+    pytorch config whose engine_dir, relative to the file, is that directory): refreshed freely."""
+    import json
+
+    try:
+        if config_out.is_symlink() or config_out.stat().st_size > 1 << 20:
+            return False
+        doc = json.loads(config_out.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(doc, dict) or doc.get("engine") != "pytorch" or not isinstance(doc.get("engine_dir"), str):
+        return False
+    return (config_out.parent / doc["engine_dir"]).resolve() == engine_dir.resolve()
 
 
 def _progress_line(snap: dict[str, Any]) -> str:

@@ -308,4 +308,26 @@ def build_engine(config: EngineConfig, **options: Any) -> Engine:
         raise EngineConfigError(
             f"engine {config.engine!r} cannot run here: its runtime is not installed",
             hint="tensorrt_llm must import on this node (a site install); see docs/inference.md")
+    check_options(config.engine, factory, options)
     return factory(config, **options)
+
+
+def check_options(kind: str, factory: Callable[..., Any], options: Mapping[str, Any]) -> None:
+    """ConfigError for an option ``factory`` does not take (with the valid ones and a did-you-mean),
+    and for a non-bool value of an option annotated ``bool`` (``"no"`` is not false)."""
+    import difflib
+    import inspect
+
+    every = list(inspect.signature(factory).parameters.values())[1:]  # after the config
+    params = {p.name: p for p in every if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in every)
+    valid = sorted(n for n in params if n != "local_rank")
+    for name, value in options.items():
+        if name not in params and not takes_any:
+            close = difflib.get_close_matches(str(name), valid, n=1)
+            raise ConfigError(f"engine option {name!r} is not an option of the {kind} engine"
+                              + (f" (did you mean {close[0]!r}?)" if close else ""),
+                              hint=f"its options: {', '.join(valid) or 'none'} (docs/engines.md)")
+        if name in params and params[name].annotation in (bool, "bool") and not isinstance(value, bool):
+            raise ConfigError(f"engine option {name!r} of the {kind} engine must be true or false, "
+                              f"not {value!r}", hint=f"pass {name}=True or {name}=False")

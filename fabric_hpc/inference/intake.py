@@ -115,6 +115,20 @@ def _one_of_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+def _utf8(raw: bytes) -> str:
+    """A line's text: work items are UTF-8 (a UTF-8 byte-order mark is allowed). json.loads would
+    guess UTF-16/32 from a BOM or NUL bytes and fail with a codec error that names neither."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise IntakeRejection("not UTF-8 (starts with a UTF-16 byte-order mark): save the file as UTF-8")
+    if b"\x00" in raw:
+        raise IntakeRejection("not UTF-8 text (it holds NUL bytes: UTF-16 or UTF-32?): save the file as UTF-8")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise IntakeRejection(f"not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}: "
+                              f"{exc.reason}): save the file as UTF-8") from None
+
+
 class _Overlong(bytes):
     """The start of a line longer than MAX_LINE_BYTES (what the dead letter keeps of it)."""
 
@@ -123,6 +137,8 @@ def parse_item(line: str | bytes, limits: EngineLimits | None = None) -> WorkIte
     """Parse one line into a :class:`WorkItem` or raise :class:`IntakeRejection` with a reason."""
     if isinstance(line, _Overlong):  # whatever its first bytes parse as
         raise IntakeRejection(f"line longer than {MAX_LINE_BYTES} bytes (the limit of one work item)")
+    if isinstance(line, bytes):
+        line = _utf8(line)
     try:
         obj = json.loads(line, object_pairs_hook=_one_of_each)
     except (ValueError, UnicodeDecodeError) as exc:

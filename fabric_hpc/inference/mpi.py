@@ -9,11 +9,15 @@ first, each given to the least-loaded rank (greedy LPT, ties to the lower rank).
 dropped: the assignment is a partition of the remaining ids.
 
 Teardown: a rank whose run fails stops its intake, lets its writer commit and journal what it
-holds, sends ``FATAL`` to every other rank, waits (at most ``ACK_WAIT_S``) for their ``ACK`` --
-each peer stops intake and flushes its journal before acknowledging -- and then calls
-``MPI_Abort``, which ends every rank with a non-zero exit. Peers poll for ``FATAL`` from the
-main thread every 0.1 s. A rank killed outright (``kill -9``) is detected by the launcher, which
-kills the rest; journals are safe either way and a rerun resumes.
+holds, prints its error once (``error: rank N: ...``), sends ``FATAL`` (with its exit code) to
+every other rank, waits (at most ``ACK_WAIT_S``) for their ``ACK`` -- each peer stops intake and
+flushes its journal before acknowledging; a peer that failed itself meanwhile (its own ``FATAL``)
+counts as acknowledged -- and then calls ``MPI_Abort(code)`` with the CLI's exit code for the
+error (3 bad input, 5 external failure, ...; README.md), which ends every rank and is what
+``mpiexec`` returns. (Ranks that exit by themselves instead race the launcher: hydra kills the
+others on the first non-zero exit and may then report their signal.) Peers poll for ``FATAL``
+from the main thread every 0.1 s. A rank killed outright (``kill -9``) is detected by the
+launcher, which kills the rest; journals are safe either way and a rerun resumes.
 
 Transport under ``srun --mpi=pmi2``: MPI carries only control messages here, so MPICH is steered
 to its OFI netmod over TCP (``MPIR_CVAR_CH4_NETMOD=ofi``, ``FI_PROVIDER=tcp``, each only when
@@ -32,10 +36,10 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from fabric_hpc.errors import ExternalError
+from fabric_hpc.errors import EXIT_EXTERNAL, ExternalError, exit_code_for
 from fabric_hpc.events import emit
 
-__all__ = ["ACK_WAIT_S", "MpiContext", "PeerFailed", "mpi_context", "shard_longest_first"]
+__all__ = ["ACK_WAIT_S", "MpiContext", "PeerFailed", "exit_code_of", "mpi_context", "shard_longest_first"]
 
 TAG_FATAL, TAG_ACK = 7701, 7702
 ACK_WAIT_S = 2.5
@@ -44,7 +48,30 @@ _LAUNCH_VARS = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "HY
 
 
 class PeerFailed(ExternalError):
-    """Another rank reported a fatal error; this rank is tearing down."""
+    """Another rank (``source``) reported a fatal error; this rank is tearing down and exits with
+    that rank's exit code."""
+
+    def __init__(self, message: str, *, source: int, code: int = EXIT_EXTERNAL) -> None:
+        super().__init__(message)
+        self.source = source
+        self.exit_code = code
+
+
+def exit_code_of(exc: BaseException) -> int:
+    """The exit code the CLI gives ``exc`` (``fabric_hpc.cli.main``): a FabricError's own, 130 for
+    an interrupt, 143 for SIGTERM, else 1."""
+    if isinstance(exc, KeyboardInterrupt):
+        return 143 if type(exc).__name__ == "Terminated" else 130
+    return exit_code_for(exc)
+
+
+def _exit(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def shard_longest_first(items: Iterable[tuple[str, int]], size: int) -> list[set[str]]:
@@ -98,37 +125,48 @@ class MpiContext:
         status = MPI.Status()
         if self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_FATAL, status=status):
             src = status.Get_source()
-            reason = self.comm.recv(source=src, tag=TAG_FATAL)
-            raise PeerFailed(f"rank {src} failed: {reason}")
+            code, reason = self.comm.recv(source=src, tag=TAG_FATAL)
+            raise PeerFailed(f"rank {src} failed: {reason}", source=src, code=code)
 
-    def acknowledge(self, failed_rank: int | None = None) -> None:
-        """After a peer's FATAL: tell it this rank has flushed, then wait to be aborted."""
+    def acknowledge(self, failed: PeerFailed) -> None:
+        """After a peer's FATAL (this rank's journal flushed): ACK it, then exit with its code."""
         if self.comm is None:
             return
-        self._reqs = [self.comm.isend(self.rank, dest=r, tag=TAG_ACK)
-                      for r in range(self.size) if r != self.rank]
+        self._reqs = [self.comm.isend(self.rank, dest=failed.source, tag=TAG_ACK)]
         time.sleep(ACK_WAIT_S + 5.0)  # MPI_Abort from the failing rank ends this process
-        os._exit(1)
+        _exit(failed.exit_code)
 
-    def fatal(self, exc: BaseException, code: int = 1) -> None:
-        """Ordered teardown after a local failure (journal already flushed): FATAL, ACKs, Abort."""
+    def fatal(self, exc: BaseException) -> None:
+        """Ordered teardown after a local failure (journal already flushed): the error printed
+        once, FATAL to every peer, their ACKs, exit with the CLI's code (see the module docstring).
+        Returns only when not under MPI (the caller raises)."""
         if self.comm is None:
             return
-        from mpi4py import MPI
-
-        emit("infer.fatal", rank=self.rank, error=str(exc).splitlines()[0][:500])
-        self._reqs = [self.comm.isend(str(exc)[:500], dest=r, tag=TAG_FATAL)
-                      for r in range(self.size) if r != self.rank]
-        acks, deadline = set(), time.monotonic() + ACK_WAIT_S
-        while len(acks) < self.size - 1 and time.monotonic() < deadline:
-            status = MPI.Status()
-            if self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_ACK, status=status):
-                acks.add(self.comm.recv(source=status.Get_source(), tag=TAG_ACK))
-            else:
-                time.sleep(0.01)
+        code = exit_code_of(exc)
+        emit("infer.fatal", rank=self.rank, error=str(exc).splitlines()[0][:500], exit_code=code)
         sys.stderr.write(f"error: rank {self.rank}: {exc}\n")
         sys.stderr.flush()
+        self._reqs = [self.comm.isend((code, str(exc)[:500]), dest=r, tag=TAG_FATAL)
+                      for r in range(self.size) if r != self.rank]
+        self._answered(time.monotonic() + ACK_WAIT_S)
         self.comm.Abort(code)
+        _exit(code)  # MPICH's MPI_Abort may return before the launcher kills this process
+
+    def _answered(self, deadline: float) -> bool:
+        """Whether every peer sent ACK (or its own FATAL: it failed too) before ``deadline``."""
+        from mpi4py import MPI
+
+        waiting = set(range(self.size)) - {self.rank}
+        while waiting and time.monotonic() < deadline:
+            status = MPI.Status()
+            for tag in (TAG_ACK, TAG_FATAL):
+                if self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=tag, status=status):
+                    self.comm.recv(source=status.Get_source(), tag=tag)
+                    waiting.discard(status.Get_source())
+                    break
+            else:
+                time.sleep(0.01)
+        return not waiting
 
 
 def under_mpi() -> bool:

@@ -207,6 +207,9 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
     lock: PidLock | None = None
     try:
         config = load_engine_config(engine_config)
+        if engine_options is not None and "local_rank" in engine_options:
+            raise ConfigError("engine option 'local_rank' is set by the harness (this rank's GPU on its node)",
+                              hint="leave it out; choose a GPU with device= (PyTorch) or CUDA_VISIBLE_DEVICES")
         engine = build_engine(config, local_rank=ctx.local_rank, **dict(engine_options or {}))
         limits = engine.limits
         run_doc = {"input": source if source == "-" else str(Path(source).resolve()),
@@ -241,7 +244,7 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         if pipeline is not None:
             pipeline.shutdown()
         emit("infer.peer_failed", rank=ctx.rank, error=str(exc))
-        ctx.acknowledge()
+        ctx.acknowledge(exc)
         raise
     except BaseException as exc:
         if pipeline is not None:

@@ -68,3 +68,18 @@ def read_results(out: Path) -> list[dict[str, Any]]:
 
 def work_items(specs: list[tuple[int, int]], prefix: str = "w") -> list[WorkItem]:
     return [WorkItem(f"{prefix}{k}", [7] * plen, new) for k, (plen, new) in enumerate(specs)]
+
+
+def tiny_checkpoint(root: Path, step: int = 0, *, carry_config: bool = True) -> Path:
+    """A fabric checkpoint of the ``tiny`` Llama preset (zero weights) at ``root/step-N``, carrying
+    its Hugging Face config.json unless ``carry_config`` is false; returns ``root``."""
+    import numpy as np
+
+    from fabric_hpc.checkpoint import save
+    from fabric_hpc.inference.engines.spec import PRESETS, hf_weight_names
+
+    spec = PRESETS["tiny"]
+    state = {n: np.zeros(s, np.float32) for n, s in hf_weight_names(spec).items()}
+    save(root, state, step=step,
+         metadata={"hf_files": {"config.json": spec.hf_config()}} if carry_config else None)
+    return root

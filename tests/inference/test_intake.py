@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,22 @@ BAD = [
     (json.dumps({"id": "a", "prompt": [1] * 129, "max_new_tokens": 2}), "max_input_len"),
     (json.dumps({"id": "a", "prompt": [1] * 100, "max_new_tokens": 100}), "max_seq_len"),
 ]
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    ('{"id": "a", "prompt": [1], "max_new_tokens": 2}'.encode("utf-16"),
+     "not UTF-8 (starts with a UTF-16 byte-order mark)"),
+    ('{"id": "a", "prompt": [1], "max_new_tokens": 2}'.encode("utf-16-be"), "not UTF-8 text (it holds NUL bytes"),
+    (b'{"id": "caf\xe9", "prompt": [1], "max_new_tokens": 2}', "not UTF-8 (byte 0xe9 at offset 11"),
+])
+def test_a_line_that_is_not_utf8_says_so(raw: bytes, reason: str) -> None:
+    """A UTF-16 line (BOM) was dead-lettered as "'utf-16-le' codec can't decode"."""
+    with pytest.raises(IntakeRejection, match=re.escape(reason)):
+        parse_item(raw, SMALL)
+
+
+def test_a_utf8_bom_is_accepted() -> None:
+    assert parse_item(b'\xef\xbb\xbf{"id": "a", "prompt": [1], "max_new_tokens": 2}', SMALL).id == "a"
 
 
 @pytest.mark.parametrize("line,reason", BAD)

@@ -24,6 +24,7 @@ pytestmark = [pytest.mark.mpi, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
 MPIEXEC, FABRIC = BIN / "mpiexec", BIN / "fabric"
+REPO = Path(__file__).resolve().parents[2]  # the ranks import this checkout, not where fabric was installed from
 LIMITS = EngineLimits(max_batch_size=16, max_num_tokens=1024, max_input_len=128, max_seq_len=192,
                       kv_capacity_tokens=2048)
 SLOW = CostModel(base_s=6e-3, prefill_s_per_token=1e-7, decode_s_per_seq=2e-6, ctx_s_per_token=0.0)
@@ -39,12 +40,14 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> dict:
             "cfg": make_config(tmp, LIMITS, SLOW), "ref": reference_tokens(items, LIMITS)}
 
 
-def launch(job: dict, out: Path, n: int, env: dict | None = None) -> subprocess.Popen:
+def launch(job: dict, out: Path, n: int, env: dict | None = None, cfg: Path | None = None) -> subprocess.Popen:
     cmd = [str(MPIEXEC), "-n", str(n), str(FABRIC), "infer", "run", "--engine-config",
-           str(job["cfg"]), "--input", str(job["spool"]), "--output", str(out), "--chunk-size", "8",
+           str(cfg or job["cfg"]), "--input", str(job["spool"]), "--output", str(out), "--chunk-size", "8",
            "--no-progress", "--json"]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), **(env or {})},
+                            start_new_session=True)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
@@ -130,10 +133,11 @@ def test_fatal_error_tears_down_every_rank_within_5s_then_resume(job: dict) -> N
     proc = launch(job, out, 3, env={"FABRIC_INFER_FAULT": "1:24"})
     code, _, err = finish(proc)
     ended = time.time()
-    assert code != 0
+    assert code == 5, err[-2000:]  # the pipeline's ExternalError: the CLI's code, not MPI_Abort's 1
     fault_at = float((out / "fault-rank-1").read_text())
     assert ended - fault_at < 5.0, f"teardown took {ended - fault_at:.2f} s"
-    assert "injected fault" in err
+    assert err.count("injected fault") == 1 and err.count("error: rank 1: ") == 1, err[-2000:]
+    assert "error: rank 0" not in err and "error: rank 2" not in err  # the peers only acknowledged
     # every rank is gone within 5 s of the fault (mpiexec may return while ranks still exit)
     while processes_mentioning(str(out)) and time.time() < fault_at + 5.0:
         time.sleep(0.05)
@@ -179,3 +183,38 @@ def test_kill9_random_rank_at_random_points_exactly_once(job: dict) -> None:
         assert code == 0, f"trial {trial}: rerun failed: {err[-2000:]}"
         check_exactly_once(job, out)
     assert partial >= 10, f"only {partial} of 20 kills landed mid-run"
+
+
+def errors_by_rank(err: str, n: int) -> list[int]:
+    return [err.count(f"error: rank {r}: ") for r in range(n)]
+
+
+def test_bad_input_exits_3_under_mpi_and_each_rank_prints_it_once(job: dict) -> None:
+    """Under mpiexec every failure exited 1 (MPI_Abort(1)) and each rank printed its error 2-3
+    times: infer_batch.sbatch could not tell bad input (3) from an external failure (5)."""
+    cfg = json.loads(job["cfg"].read_text())
+    bad = job["tmp"] / "missing-engine.json"
+    bad.write_text(json.dumps({**cfg, "engine_dir": str(job["tmp"] / "no-such-engine")}))
+    t0 = time.monotonic()
+    code, _, err = finish(launch(job, job["tmp"] / "bad-input", 2, cfg=bad))
+    assert code == 3, err[-2000:]
+    assert errors_by_rank(err, 2) == [1, 1] and err.count("no-such-engine") == 2, err
+    assert err.count("error:") == 2 and "Traceback" not in err
+    assert time.monotonic() - t0 < 5.0  # every rank failed: each counts the others' FATAL as answered
+
+
+def test_a_damaged_checkpoint_exits_3_under_mpi(job: dict) -> None:
+    pytest.importorskip("torch")
+    from fabric_hpc.inference.engines import prepare_pytorch_engine
+
+    from .builders import tiny_checkpoint
+
+    root = tiny_checkpoint(job["tmp"] / "ck-damaged")
+    cfg = prepare_pytorch_engine(job["tmp"] / "eng-damaged", dtype="float32", checkpoint=root,
+                                 max_batch_size=4, max_input_len=128, max_seq_len=192, max_num_tokens=512)
+    (job["tmp"] / "damaged.json").write_text(json.dumps(cfg))
+    chunk = next((root / "step-0000000000" / "model.norm.weight").glob("c*"))
+    chunk.write_bytes(b"XXXX" + chunk.read_bytes()[4:])
+    code, _, err = finish(launch(job, job["tmp"] / "damaged-out", 2, cfg=job["tmp"] / "damaged.json"))
+    assert code == 3, err[-2000:]
+    assert errors_by_rank(err, 2) == [1, 1] and err.count("damaged chunk model.norm.weight") == 2, err

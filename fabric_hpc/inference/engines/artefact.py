@@ -128,6 +128,90 @@ def _carried_config(ckpt: Any) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
+def check_limits(*, max_input_len: int, max_seq_len: int, max_num_tokens: int) -> None:
+    """The build limits' rules, as ``trtllm-build`` has them without chunked context (this engine
+    and the harness never split a prompt): ``max_input_len <= max_seq_len`` (TensorRT-LLM asserts
+    it) and ``max_num_tokens >= max_input_len`` (TensorRT-LLM raises max_num_tokens to
+    max_input_len with a warning; refused here, so no item is dead-lettered for it at run time).
+    ``max_num_tokens`` above ``max_batch_size * max_seq_len`` is allowed (it is never reached)."""
+    if max_input_len > max_seq_len:
+        raise ConfigError(f"max_input_len {max_input_len} is larger than max_seq_len {max_seq_len} "
+                          f"(prompt + generated tokens): prompts that long could never run",
+                          hint=f"raise max_seq_len to at least {max_input_len} (plus the tokens to "
+                               f"generate), or lower max_input_len")
+    if max_num_tokens < max_input_len:
+        raise ConfigError(f"max_num_tokens {max_num_tokens} is smaller than max_input_len {max_input_len}: "
+                          f"a prompt's prefill must fit in one batch (no chunked context), so prompts longer "
+                          f"than {max_num_tokens} tokens would be dead-lettered",
+                          hint=f"raise max_num_tokens to at least {max_input_len}, or lower max_input_len "
+                               f"to {max_num_tokens}")
+
+
+def refuse_inside_checkpoint(path: str | os.PathLike[str], what: str) -> None:
+    """ConfigError when ``path`` is, or lies inside, a committed checkpoint step directory (a
+    file written there would change, or break, the checkpoint: ``fabric ckpt verify`` says
+    DAMAGED). Symlinks are resolved too."""
+    from fabric_hpc.checkpoint.writer import _inside_a_checkpoint
+
+    for p in {Path(os.path.abspath(path)), Path(path).resolve()}:
+        if (inside := _inside_a_checkpoint(p)) is not None:
+            raise ConfigError(f"refusing to write {what} {str(path)!r}: it is inside the checkpoint {inside}",
+                              hint="give a path outside every checkpoint step directory (e.g. beside the "
+                                   "checkpoint root); the checkpoint is only read")
+
+
+def _owned_build(path: Path) -> dict[str, Any] | None:
+    """The ``fabric_engine.json`` an earlier prepare wrote in ``path`` (None if there is none);
+    ConfigError when a file of that name is there but was not written by a prepare."""
+    file = path / ENGINE_FILE
+    if not os.path.lexists(file):
+        return None
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8")) if file.is_file() and not file.is_symlink() else None
+    except (OSError, ValueError):
+        doc = None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ConfigError(f"{file} exists and was not written by prepare (not a {FORMAT} file): not replacing it",
+                          hint="give a new or empty ENGINE_DIR, or remove that file if it is not needed")
+    return doc
+
+
+def _check_engine_dir(path: Path, *, writes_config: bool) -> bool:
+    """Refuse an ``engine_dir`` inside a checkpoint, not a directory, or (when this prepare writes
+    ``config.json``) non-empty and not prepared before. True when ``config.json`` there is one a
+    prepare wrote (a preset or a checkpoint's), so it may be replaced."""
+    refuse_inside_checkpoint(path, "the engine directory")
+    if os.path.lexists(path) and not path.is_dir():
+        raise ConfigError(f"engine directory {str(path)!r} exists and is not a directory",
+                          hint="give a new directory (or one an earlier prepare wrote)")
+    if not path.is_dir():
+        return True
+    build = _owned_build(path)
+    if build is not None:
+        return build.get("weights") != "safetensors"
+    if writes_config and set(os.listdir(path)) - {"config.json"}:
+        raise ConfigError(f"engine directory {str(path)!r} is not empty and was not written by prepare "
+                          f"(no {ENGINE_FILE}): not writing into it",
+                          hint="give a new or empty directory (prepare creates it); a directory an earlier "
+                               "prepare wrote is refreshed")
+    return False
+
+
+def _write_config(path: Path, doc: dict[str, Any], owned: bool) -> None:
+    """Write ``config.json`` unless that would replace a different one prepare did not write."""
+    target = path / "config.json"
+    if not owned and target.is_file():
+        try:
+            same = json.loads(target.read_text(encoding="utf-8")) == doc
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            raise ConfigError(f"{target} exists and was not written by prepare: not replacing it with "
+                              f"the model config this prepare writes",
+                              hint="give a new or empty ENGINE_DIR (prepare creates it)")
+    write_atomic(target, json.dumps(doc, indent=2))
+
+
 def read_pytorch_artefact(engine_dir: Path) -> dict[str, Any]:
     """The nine-field view of a PyTorch engine directory (see the module docstring); a
     checkpoint it serves is checked against ``config.json`` from its manifest."""
@@ -179,16 +263,18 @@ def _prepare_pytorch_engine(path: Path, *, dtype: str, max_batch_size: int, max_
     if dtype not in _DTYPES:
         raise ConfigError(f"dtype {dtype!r} is not supported by the PyTorch engine",
                           hint=f"one of {sorted(_DTYPES)}")
+    check_limits(max_input_len=max_input_len, max_seq_len=max_seq_len, max_num_tokens=max_num_tokens)
     if preset is not None and checkpoint is not None:
         raise ConfigError("give a preset (random weights) or a checkpoint, not both")
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"unknown model preset {preset!r}", hint=f"one of {sorted(PRESETS)}")
+    owned = _check_engine_dir(path, writes_config=preset is not None or checkpoint is not None)
     if preset is not None:
-        if preset not in PRESETS:
-            raise ConfigError(f"unknown model preset {preset!r}", hint=f"one of {sorted(PRESETS)}")
         path.mkdir(parents=True, exist_ok=True)
-        write_atomic(path / "config.json", json.dumps(PRESETS[preset].hf_config(dtype), indent=2))
+        _write_config(path, PRESETS[preset].hf_config(dtype), owned)
         weights: dict[str, Any] = {"weights": "random", "seed": seed, "preset": preset}
     elif checkpoint is not None:
-        weights = _prepare_checkpoint(path, Path(checkpoint), step, prefix)
+        weights = _prepare_checkpoint(path, Path(checkpoint), step, prefix, owned)
     else:
         spec_doc = _read_json(path / "config.json", "the model's Hugging Face config")
         LlamaSpec.from_hf_config(spec_doc, source=str(path / "config.json"))
@@ -214,7 +300,7 @@ def _prepare_pytorch_engine(path: Path, *, dtype: str, max_batch_size: int, max_
 
 
 def _prepare_checkpoint(path: Path, checkpoint: Path, step: int | None,
-                        prefix: str | None) -> dict[str, Any]:
+                        prefix: str | None, owned: bool) -> dict[str, Any]:
     """The ``weights`` part of fabric_engine.json for a checkpoint step (checked now)."""
     from fabric_hpc.checkpoint import open_checkpoint
     from fabric_hpc.inference.engines.ckpt_weights import detect_naming, subtree_names
@@ -226,7 +312,7 @@ def _prepare_checkpoint(path: Path, checkpoint: Path, step: int | None,
     config = _carried_config(ckpt)
     path.mkdir(parents=True, exist_ok=True)
     if config is not None:
-        write_atomic(path / "config.json", json.dumps(config, indent=2))
+        _write_config(path, config, owned)
     elif not (path / "config.json").is_file():
         raise ConfigError(f"checkpoint {ckpt.path} carries no config.json and {path} has none",
                           hint="put the model's Hugging Face config.json into the engine directory, "

@@ -60,13 +60,35 @@ def _load_tensors(engine_dir: Path, device: Any) -> dict[str, Any]:
 
 
 def _pick_device(local_rank: int, device: str | None) -> Any:
+    """``device`` checked (cpu, cuda, cuda:N), ``cuda`` meaning GPU ``local_rank`` modulo those
+    visible; without ``device`` that GPU, else the CPU."""
     import torch
 
-    if device:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device) if isinstance(device, str) else None
+    except (RuntimeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"engine option device={device!r} is not a device the PyTorch engine runs on",
+                          hint="device='cpu', 'cuda' (GPU local_rank modulo those visible) or 'cuda:N'")
+    if dev.type == "cpu":
+        return dev
+    if not torch.cuda.is_available():
+        why = "CPU-only torch" if torch.version.cuda is None else "no GPU visible to this CUDA build of torch"
+        raise ConfigError(f"engine option device={device!r}: CUDA is not available on this node ({why})",
+                          hint="use device='cpu' (or leave device out), or run on a GPU node with a CUDA "
+                               "build of torch")
+    count = torch.cuda.device_count()
+    if dev.index is None:
+        return torch.device("cuda", local_rank % count)
+    if dev.index >= count:
+        raise ConfigError(f"engine option device={device!r}: this node shows {count} GPU(s) (cuda:0..cuda:{count - 1})",
+                          hint="pick a visible GPU, or leave device out (GPU local_rank modulo those visible)")
+    return dev
 
 
 def build_pytorch_engine(config: EngineConfig, *, local_rank: int = 0, device: str | None = None,
