@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
+
+import numpy as np
 
 
 _OFFERS: dict[tuple[type, type], bool] = {}
@@ -64,9 +66,8 @@ class Memo:
 class StepCaches:
     """The scheduler's memory between steps (see module doc)."""
 
-    #: id(RunningJob) -> (the job object, walltime end, GPU indices, first GPU, (end, indices)); the
-    #: entry holds the object, so its ``id`` is not reused while cached. Trimmed to the running set.
-    ends: Memo = field(default_factory=lambda: Memo(1 << 20))
+    #: the running jobs' releases in time order (as big as the running list)
+    releases: Releases = field(default_factory=lambda: Releases())
     #: job id -> (job object, fabric, the job with its compact-placement constraint)
     compact: Memo = field(default_factory=lambda: Memo(100_001))
     #: (request, owners, release times, first GPUs) -> earliest (time, GPUs) or None
@@ -77,12 +78,13 @@ class StepCaches:
     running_tiers: Tally = field(default_factory=lambda: Tally(attrgetter("job.tier")))
 
     def sizes(self) -> dict[str, int]:
-        return {"ends": len(self.ends), "compact": len(self.compact), "starts": len(self.starts),
+        return {"releases": len(self.releases), "compact": len(self.compact), "starts": len(self.starts),
                 "no_victims": len(self.no_victims)}
 
     def clear(self) -> None:
-        for memo in (self.ends, self.compact, self.starts, self.no_victims):
+        for memo in (self.compact, self.starts, self.no_victims):
             memo.data.clear()
+        self.releases = Releases()
         self.running_tiers = Tally(self.running_tiers.key)
 
 
@@ -177,3 +179,53 @@ class Tally:
             counts[k] = counts.get(k, 0) + 1
             prev.append(item)
         return counts
+
+
+_END = itemgetter(0)
+
+
+class Releases:
+    """The running jobs' GPU releases at their walltime ends, in time order (the timeline a
+    reservation search walks), kept from call to call by the running list's difference from the
+    last call's (:func:`_diff`): an unchanged list (most steps of a long queue) costs one list
+    comparison in C, and one that lost and gained a few gangs computes only the new gangs' entries
+    and one sort. Each entry: (walltime end, first GPU index or -1, GPU indices); a pure function
+    of the RunningJob and the fabric, so the timeline equals a fresh computation."""
+
+    def __init__(self) -> None:
+        self._prev: list = []  # the last running list (a private copy)
+        self._rows: list[tuple[float, int, np.ndarray]] = []  # its entries, in its order
+        self._pos: dict[str, int] | None = None  # the fabric's GPU positions the entries use
+        self._sorted: tuple[list[float], list[int], list[np.ndarray]] = ([], [], [])
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def update(self, running: list, pos: dict[str, int]) -> tuple[list[float], list[int], list[np.ndarray]]:
+        """(walltime ends ascending, first GPU indices, GPU indices) of ``running`` on the fabric
+        whose ``gpu_pos`` is ``pos``: new lists, which the caller may change."""
+        if pos is not self._pos:
+            self._prev, self._rows, self._pos = [], [], pos
+        diff = _diff(self._prev, running) if self._prev else None
+        if diff is None:
+            self._prev, self._rows = list(running), [_release(r, pos) for r in running]
+            self._sort()
+        elif diff[0] or diff[1] < len(running):
+            gone, tail = diff
+            for g in reversed(gone):
+                del self._prev[g], self._rows[g]
+            self._prev.extend(running[tail:])
+            self._rows.extend(_release(r, pos) for r in running[tail:])
+            self._sort()
+        at, firsts, idx = self._sorted
+        return list(at), list(firsts), list(idx)
+
+    def _sort(self) -> None:
+        rows = sorted(self._rows, key=_END)  # stable: equal ends keep the running list's order
+        self._sorted = ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+
+
+def _release(run: Any, pos: dict[str, int]) -> tuple[float, int, np.ndarray]:
+    """(walltime end, first GPU index or -1, GPU indices) of a RunningJob."""
+    idx = np.fromiter(map(pos.__getitem__, run.gpus), np.int64, len(run.gpus))
+    return run.walltime_end, int(idx[0]) if idx.size else -1, idx

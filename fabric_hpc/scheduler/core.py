@@ -26,7 +26,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from functools import cache, partial
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import ClassVar
 
 import numpy as np
@@ -41,8 +41,6 @@ from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, TOO_COSTLY, BackfillPo
 from fabric_hpc.scheduler.placer import compact_job, fit_gpus, masked_state, may_fit, request_key
 
 _JOB_ID = attrgetter("job.id")
-_END, _FIRST_GPU, _RELEASE = itemgetter(1), itemgetter(3), itemgetter(4)  # fields of a _running_ends entry
-_TIME = itemgetter(0)  # of a (time, GPU indices) release
 
 
 @dataclass(frozen=True)
@@ -77,10 +75,11 @@ class _Plan:
 
     #: the input's state until the step first changes it (:meth:`own`), then the step's copy
     state: ClusterState
-    #: computes (walltime end, GPU indices) and the first GPU index (-1: none) of each running job;
-    #: called on first use of :attr:`ends` / :attr:`firsts` (steps that place everything, or stop at
-    #: a job without searching a reservation, never need the timeline)
-    timeline: Callable[[], tuple[list[tuple[float, np.ndarray]], list[int]]] | None = None
+    #: gives the running jobs' (walltime ends ascending, first GPU indices, GPU indices)
+    #: (:class:`~fabric_hpc.scheduler.caches.Releases`); called on first use of :attr:`at` /
+    #: :attr:`idx` / :attr:`firsts` (steps that place everything, or stop at a job without
+    #: searching a reservation, never need the timeline)
+    timeline: Callable[[], tuple[list[float], list[int], list[np.ndarray]]] | None = None
     resv: list[tuple[float, float, np.ndarray]] = field(default_factory=list)  # (start, end, bool mask)
     #: (what, request key, tier, reservations overlapping) that found nothing on the current free
     #: GPUs; emptied whenever GPUs are taken or freed (see :class:`Placer`: answers depend only on
@@ -88,18 +87,28 @@ class _Plan:
     fails: set[tuple[str, str, str, tuple[int, ...]]] = field(default_factory=set)
     free_n: int = 0  # free GPUs in ``state``
     owned: bool = False  # whether ``state`` is the step's own copy
-    _ends: list[tuple[float, np.ndarray]] = field(default_factory=list)
+    #: this step's starts as (walltime end, first GPU, GPU indices) until the timeline is loaded
+    _added: list[tuple[float, int, np.ndarray]] = field(default_factory=list)
+    _at: list[float] = field(default_factory=list)
     _firsts: list[int] = field(default_factory=list)
+    _idx: list[np.ndarray] = field(default_factory=list)
 
     @property
-    def ends(self) -> list[tuple[float, np.ndarray]]:
-        """(walltime end, GPU indices): the running jobs, then the jobs started in this step."""
+    def at(self) -> list[float]:
+        """When each gang still holding GPUs releases them (its walltime end), ascending: the running
+        jobs and the jobs started in this step."""
         self._load()
-        return self._ends
+        return self._at
+
+    @property
+    def idx(self) -> list[np.ndarray]:
+        """The GPU indices each :attr:`at` entry releases."""
+        self._load()
+        return self._idx
 
     @property
     def firsts(self) -> list[int]:
-        """First GPU index of each :attr:`ends` entry (-1: none), in step with it: with the owner
+        """First GPU index of each :attr:`at` entry (-1: none), in step with it: with the owner
         array it identifies which GPUs each release time frees (the memo key of ``_earliest``)."""
         self._load()
         return self._firsts
@@ -113,14 +122,24 @@ class _Plan:
 
     def add_end(self, end: float, idx: np.ndarray) -> None:
         """A job started in this step: it releases ``idx`` at ``end`` (the timeline stays unread)."""
-        self._ends.append((end, idx))
-        self._firsts.append(int(idx[0]) if idx.size else -1)
+        self._added.append((end, int(idx[0]) if idx.size else -1, idx))
+        if self.timeline is None:
+            self._insert()
 
     def _load(self) -> None:
         if self.timeline is not None:
-            ends, firsts = self.timeline()
+            self._at, self._firsts, self._idx = self.timeline()
             self.timeline = None
-            self._ends[:0], self._firsts[:0] = ends, firsts  # running jobs before this step's starts
+            self._insert()
+
+    def _insert(self) -> None:
+        """Put this step's starts into the loaded timeline, in time order (after equal times)."""
+        for end, first, idx in self._added:
+            k = bisect_right(self._at, end)
+            self._at.insert(k, end)
+            self._firsts.insert(k, first)
+            self._idx.insert(k, idx)
+        self._added.clear()
 
     def fail_key(self, what: str, job: Job, t0: float, t1: float) -> tuple[str, str, str, tuple[int, ...]]:
         resv = self.resv
@@ -169,7 +188,8 @@ class Scheduler:
             self._fab = view.state.fab
         ids, prio, submit = self._priorities(view)
         out = Decisions()
-        plan = _Plan(view.state, timeline=lambda: self._running_ends(view))
+        plan = _Plan(view.state, timeline=lambda: self.caches.releases.update(
+            view.running if isinstance(view.running, list) else list(view.running), view.state.fab.gpu_pos))
         plan.free_n = int(np.count_nonzero(plan.state.free))
         blocked_before = self._walk(self._examined(view.pending, ids, prio, submit), view, plan, out)
         # every pending job's priority and reason, built when first read (a driver that reads
@@ -248,27 +268,6 @@ class Scheduler:
             keys = sorted(zip(a.tolist(), b.tolist(), [ids[k] for k in n], n))
             return [pending[k[3]] for k in keys[:limit]]
         return list(map(pending.__getitem__, pos[:limit].tolist()))
-
-    def _running_ends(self, view: SchedulerInput) -> tuple[list[tuple[float, np.ndarray]], list[int]]:
-        """(walltime end, GPU indices) of each running job and its first GPU index (-1: none),
-        remembered per RunningJob object (the entry holds the object, so its ``id`` is not reused
-        while cached)."""
-        now, running = view.now, view.running
-        memo = self.caches.ends
-        vals = list(map(memo.data.get, map(id, running)))
-        if None in vals:
-            pos = view.state.fab.gpu_pos
-            for k, r in enumerate(running):
-                if vals[k] is None:
-                    idx = np.fromiter((pos[g] for g in r.gpus), np.int64, count=len(r.gpus))
-                    end = r.walltime_end
-                    vals[k] = memo.put(id(r), (r, end, idx, int(idx[0]) if idx.size else -1, (end, idx)))
-        if len(memo) > 2 * len(vals) + 256:
-            memo.keep({id(v[0]): v for v in vals})
-        firsts = list(map(_FIRST_GPU, vals))
-        if vals and min(map(_END, vals)) <= now:  # a job past its walltime: its release is "now"
-            return [(e if e > now else now, idx) for _, e, idx, _, _ in vals], firsts
-        return list(map(_RELEASE, vals)), firsts
 
     def _victim_tiers(self, running: list) -> set[str]:
         """Tiers that may preempt at least one running gang (none without a preemption policy)."""
@@ -370,11 +369,12 @@ class Scheduler:
         plan.fails.clear()
         plan.free_n = int(np.count_nonzero(plan.state.free))
         running[:] = [r for r in running if r.job.id not in gone]
-        ends, firsts = plan.ends, plan.firsts  # releases of GPUs still held (firsts: in step with ends)
+        at, firsts, idx = plan.at, plan.firsts, plan.idx  # releases of GPUs still held (in step)
         first = np.array(firsts, np.int64)
         keep = np.flatnonzero((first < 0) | (plan.state.owner[first] >= 0)).tolist()
-        ends[:] = [ends[k] for k in keep]
+        at[:] = [at[k] for k in keep]
         firsts[:] = [firsts[k] for k in keep]
+        idx[:] = [idx[k] for k in keep]
 
     def _reserve(self, job: Job, now: float, plan: _Plan) -> Reservation | None:
         """Earliest start with running jobs ended at walltime and earlier reservations kept."""
@@ -394,21 +394,24 @@ class Scheduler:
         which only selects the reservations a start overlaps)."""
         if plan.resv:
             return self._search_earliest(job, now, plan)
-        es = list(map(_TIME, plan.ends))
-        if es and min(es) <= now:  # release times already passed: keyed as None (independent of now)
-            es = [e if e > now else None for e in es]
-        key = (request_key(job.request), plan.state.owner.tobytes(), tuple(es), tuple(plan.firsts))
+        at = plan.at
+        passed = bisect_right(at, now)  # release times already passed: keyed as None (independent of now)
+        es = (None,) * passed + tuple(at[passed:]) if passed else tuple(at)
+        key = (request_key(job.request), plan.state.owner.tobytes(), es, tuple(plan.firsts))
         starts = self.caches.starts
         if key not in starts:
             return starts.put(key, self._search_earliest(job, now, plan))
         return starts.get(key)
 
     def _search_earliest(self, job: Job, now: float, plan: _Plan) -> tuple[float, tuple[str, ...]] | None:
-        ends = sorted(plan.ends, key=_TIME)
-        at = list(map(_TIME, ends))
+        at, released = plan.at, plan.idx  # in time order
         # the release and reservation-end times from now on, each once, in order (a job past its
         # walltime releases "now": its GPUs are the first a reservation may count on)
-        times = sorted(set(at[bisect_left(at, now):]).union(e for _, e, _ in plan.resv if e > now))
+        lo = bisect_left(at, now)
+        due = set(at[lo:]).union(e for _, e, _ in plan.resv if e > now)
+        if lo:
+            due.add(now)
+        times = sorted(due)
         if not times:
             return None
         freed = plan.state.free.copy()
@@ -419,7 +422,7 @@ class Scheduler:
         for t in times:
             j = bisect_right(at, t, k)  # the releases up to t, in one assignment
             if j > k:
-                idx = np.concatenate([i for _, i in ends[k:j]])
+                idx = np.concatenate(released[k:j]) if j - k > 1 else released[k]
                 freed[idx] = True
                 total_free += idx.size
                 k = j

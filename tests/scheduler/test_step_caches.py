@@ -3,6 +3,8 @@
 * :class:`~fabric_hpc.scheduler.caches.Tally` (the running jobs' tiers and accounts, kept by the
   difference from the last list) counts like a fresh count over the list, on random histories of
   removals, appends, reorders and equal copies;
+* :class:`~fabric_hpc.scheduler.caches.Releases` (the running jobs' releases in time order, kept
+  the same way) equals a fresh sort of the list's releases on such histories;
 * the step changes a copy of the cluster state made only when it starts or evicts a gang: the
   input's state is never changed, whether the step starts, evicts or does nothing.
 """
@@ -19,7 +21,8 @@ from hypothesis import strategies as st
 
 from fabric_hpc.placement import ClusterState
 from fabric_hpc.scheduler import SchedulerInput, fabric_policy
-from fabric_hpc.scheduler.caches import Tally
+from fabric_hpc.scheduler import RunningJob
+from fabric_hpc.scheduler.caches import Releases, Tally
 
 from .helpers import fabric, job, pend, run_on
 
@@ -49,6 +52,39 @@ def test_tally_counts_like_a_fresh_count(history):
         elif op == "clear":
             items = []
         assert tally.update(list(items)) == Counter(p.job.tier for p in items)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(OPS, st.integers(0, 50)), max_size=40))
+def test_releases_equal_a_fresh_sort(history):
+    releases = Releases()
+    rng = np.random.default_rng(len(history))
+    gpus, pos = FAB.gpus, FAB.gpu_pos
+    items, made = [], 0
+    for op, arg in history:
+        if op == "drop" and items:
+            for k in sorted(set(rng.integers(0, len(items), 1 + arg % 3).tolist()), reverse=True):
+                del items[k]
+        elif op == "append":
+            for _ in range(1 + arg % 4):
+                made += 1
+                held = tuple(gpus[k] for k in rng.choice(len(gpus), (made + arg) % 5, replace=False))
+                # few distinct ends: ties keep the list's order
+                items.append(RunningJob(job(f"j{made}", 1, wall=100.0 * (1 + arg % 3)), held, float(made % 4)))
+        elif op == "shuffle":
+            items = [items[k] for k in rng.permutation(len(items))]
+        elif op == "copy" and items:
+            k = arg % len(items)
+            items[k] = replace(items[k])
+        elif op == "clear":
+            items = []
+        at, firsts, idx = releases.update(list(items), pos)
+        fresh = sorted(items, key=lambda r: r.walltime_end)
+        assert at == [r.walltime_end for r in fresh]
+        assert [i.tolist() for i in idx] == [[pos[g] for g in r.gpus] for r in fresh]
+        assert firsts == [pos[r.gpus[0]] if r.gpus else -1 for r in fresh]
+        at.clear()  # the caller's lists are its own
+        assert releases.update(list(items), pos)[0] == [r.walltime_end for r in fresh]
 
 
 def test_the_step_never_changes_the_input_state():
