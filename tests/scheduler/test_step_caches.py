@@ -30,54 +30,53 @@ FAB = fabric(hosts=4)
 OPS = st.sampled_from(["drop", "append", "shuffle", "copy", "clear"])
 
 
+def _histories(new):
+    """A hypothesis-driven list history: yields the list after each operation (drop, append via
+    ``new(made, arg, rng)``, shuffle, copy of an item, clear)."""
+    def run(history):
+        rng = np.random.default_rng(len(history))
+        items, made = [], 0
+        for op, arg in history:
+            if op == "drop" and items:
+                for k in sorted(set(rng.integers(0, len(items), 1 + arg % 3).tolist()), reverse=True):
+                    del items[k]
+            elif op == "append":
+                for _ in range(1 + arg % 4):
+                    made += 1
+                    items.append(new(made, arg, rng))
+            elif op == "shuffle":
+                items = [items[k] for k in rng.permutation(len(items))]
+            elif op == "copy" and items:
+                k = arg % len(items)
+                items[k] = replace(items[k])
+            elif op == "clear":
+                items = []
+            yield items
+    return run
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(OPS, st.integers(0, 50)), max_size=40))
 def test_tally_counts_like_a_fresh_count(history):
     tally = Tally(attrgetter("job.tier"))
-    rng = np.random.default_rng(len(history))
-    items, made = [], 0
-    for op, arg in history:
-        if op == "drop" and items:
-            for k in sorted(set(rng.integers(0, len(items), 1 + arg % 3).tolist()), reverse=True):
-                del items[k]
-        elif op == "append":
-            for _ in range(1 + arg % 4):
-                made += 1
-                items.append(pend(job(f"j{made}", 1, tier=("high", "normal", "spot")[(made + arg) % 3]))[0])
-        elif op == "shuffle":
-            items = [items[k] for k in rng.permutation(len(items))]
-        elif op == "copy" and items:
-            k = arg % len(items)
-            items[k] = replace(items[k])
-        elif op == "clear":
-            items = []
+    tiers = ("high", "normal", "spot")
+    for items in _histories(lambda made, arg, _: pend(job(f"j{made}", 1, tier=tiers[(made + arg) % 3]))[0])(history):
         assert tally.update(list(items)) == Counter(p.job.tier for p in items)
+
+
+def _running(made, arg, rng):
+    gpus = FAB.gpus
+    held = tuple(gpus[k] for k in rng.choice(len(gpus), (made + arg) % 5, replace=False))
+    # few distinct ends: ties keep the list's order
+    return RunningJob(job(f"j{made}", 1, wall=100.0 * (1 + arg % 3)), held, float(made % 4))
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(OPS, st.integers(0, 50)), max_size=40))
 def test_releases_equal_a_fresh_sort(history):
     releases = Releases()
-    rng = np.random.default_rng(len(history))
-    gpus, pos = FAB.gpus, FAB.gpu_pos
-    items, made = [], 0
-    for op, arg in history:
-        if op == "drop" and items:
-            for k in sorted(set(rng.integers(0, len(items), 1 + arg % 3).tolist()), reverse=True):
-                del items[k]
-        elif op == "append":
-            for _ in range(1 + arg % 4):
-                made += 1
-                held = tuple(gpus[k] for k in rng.choice(len(gpus), (made + arg) % 5, replace=False))
-                # few distinct ends: ties keep the list's order
-                items.append(RunningJob(job(f"j{made}", 1, wall=100.0 * (1 + arg % 3)), held, float(made % 4)))
-        elif op == "shuffle":
-            items = [items[k] for k in rng.permutation(len(items))]
-        elif op == "copy" and items:
-            k = arg % len(items)
-            items[k] = replace(items[k])
-        elif op == "clear":
-            items = []
+    pos = FAB.gpu_pos
+    for items in _histories(_running)(history):
         at, firsts, idx = releases.update(list(items), pos)
         fresh = sorted(items, key=lambda r: r.walltime_end)
         assert at == [r.walltime_end for r in fresh]

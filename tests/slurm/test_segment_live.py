@@ -69,15 +69,10 @@ def block_cluster(slurm_cluster_factory: Any) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def restd(block_cluster: Any) -> Iterator[Any]:
-    from tests.slurm_integration.restd import Restd
+    from tests.slurm_integration.restd import running_restd
 
-    require_real("slurm", shutil.which("slurmrestd", path=block_cluster.env["PATH"]) is not None,
-                 "slurmrestd is not installed next to this Slurm")
-    server = Restd(block_cluster).start()
-    try:
+    with running_restd(block_cluster) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +109,18 @@ class Restd:
                 self.proc.wait()
             self.proc = None
         self.sock.unlink(missing_ok=True)
+
+
+@contextmanager
+def running_restd(cluster: Any) -> Iterator[Restd]:
+    """slurmrestd beside ``cluster`` for a fixture's lifetime (a real component: missing fails the
+    run under ``FABRIC_REQUIRE_REAL``, else skips)."""
+    from tests.real import require_real
+
+    require_real("slurm", shutil.which("slurmrestd", path=cluster.env["PATH"]) is not None,
+                 "slurmrestd is not installed next to this Slurm (Debian: slurmrestd)")
+    server = Restd(cluster).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -17,8 +17,7 @@ import pytest
 from fabric_hpc.errors import NotFoundError
 from fabric_hpc.slurm import SlurmClient, SlurmError, open_client
 from fabric_hpc.slurm.rest_backend import CURRENT_MIN, RestClient, _vtuple
-from tests.real import require_real
-from tests.slurm_integration.restd import Restd, jwt_settings, public_dir, token
+from tests.slurm_integration.restd import Restd, jwt_settings, public_dir, running_restd, token
 
 SCRIPT = "#!/bin/sh\nsleep {s}\n"
 
@@ -39,13 +38,8 @@ def contract_cluster(slurm_cluster_factory: Any, slurm_fabric: Any) -> Iterator[
 def restd(contract_cluster: Any) -> Iterator[Restd]:
     """slurmrestd as a site runs it: as ``daemon``, ``rest_auth/jwt``, openapi/slurmctld (23.11+) or
     openapi/v0.0.38 (22.05), on a unix socket."""
-    require_real("slurm", shutil.which("slurmrestd", path=contract_cluster.env["PATH"]) is not None,
-                 "slurmrestd is not installed (Debian: slurmrestd)")
-    server = Restd(contract_cluster).start()
-    try:
+    with running_restd(contract_cluster) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _rest(request: pytest.FixtureRequest, cluster: Any) -> SlurmClient:
