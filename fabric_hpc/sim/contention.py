@@ -82,8 +82,8 @@ _NOBODY: frozenset[str] = frozenset()
 @dataclass(frozen=True)
 class CommProfile:
     """What share of a job's step is communication, how many bytes a step all-reduces, and which
-    shares of the communication (at the ideal placement) are tensor-parallel all-reduces and
-    pipeline point-to-point sends; the data-parallel all-reduce has the rest."""
+    shares of the communication are tensor-parallel all-reduces and pipeline point-to-point sends
+    (as measured with the sends across the network); the data-parallel all-reduce has the rest."""
 
     fraction: float = DEFAULT_COMM_FRACTION
     bytes: float = DEFAULT_COMM_BYTES
@@ -145,7 +145,8 @@ class Contention:
         self._cap = effective_cap(net, self.params)
         self._shared = (net.kind != 0) & np.isfinite(self._cap)  # NVLink ports are never shared
         self._ideal: dict[tuple[int, float, int, int], float] = {}
-        self._group_ideal: dict[tuple[int, int, int], tuple[float, float]] = {}
+        #: (TP time, reference send, compact sends over the reference) of the compact placement by shape
+        self._group_ideal: dict[tuple[int, int, int], tuple[float, float, float]] = {}
         #: (ideal, bandwidth, latency) seconds and group slow-downs of one-NVLink-domain placements by shape
         self._alone: dict[tuple[int, float, float, int, int], tuple[float, float, float, tuple]] = {}
         self._rings: dict[tuple, tuple] = {}  # see ``_ring`` and ``_group_slowdowns``
