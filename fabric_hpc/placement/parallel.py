@@ -94,12 +94,14 @@ def slowest_alone(fab: Fabric, groups: list[np.ndarray], size_bytes: float,
             inside.setdefault((len(g), float(idx.nvl_gbps[d[0]]), float(idx.nvl_pair_gbps[d[0]])), g)
         else:
             across.append(g)
-    net = resources(fab, None)
-    pairs = np.array(across, np.int64).reshape(-1, 2) if all(len(g) == 2 for g in across) else None
-    if pairs is not None and (net.ring_dom[pairs[:, 0]] != net.ring_dom[pairs[:, 1]]).all():
-        times = _sends_at_once(fab, pairs, size_bytes, params)
-    else:
-        times = concurrent_rings(fab, across, size_bytes, params=params) if across else []
+    times: list[tuple[float, float]] = []
+    if across:
+        ring_dom = resources(fab, None).ring_dom
+        pairs = np.array(across, np.int64).reshape(-1, 2) if all(len(g) == 2 for g in across) else None
+        if pairs is not None and (ring_dom[pairs[:, 0]] != ring_dom[pairs[:, 1]]).all():
+            times = _sends_at_once(fab, pairs, size_bytes, params)
+        else:
+            times = concurrent_rings(fab, across, size_bytes, params=params)
     if inside or not across:  # also checks the arguments when every group is inside a domain
         times += [concurrent_rings(fab, [g], size_bytes, params=params)[0] for g in inside.values()]
     return max((bw + lat for bw, lat in times), default=0.0)
@@ -116,6 +118,8 @@ def _sends_at_once(fab: Fabric, pairs: np.ndarray, size_bytes: float,
     live = (net.nic_key[pairs[:, 0]] >= 0) & (net.nic_key[pairs[:, 1]] >= 0)
     ok = pairs[live]
     k = len(ok)
+    if not k:
+        return [(np.inf, 0.0)] * len(pairs)
     flow, res, lat = _paths(fab, net, np.r_[ok[:, 0], ok[:, 1]], np.r_[ok[:, 1], ok[:, 0]])
     loads = np.zeros((k, net.size))
     np.add.at(loads, (flow % k, res), size_bytes)
