@@ -84,7 +84,40 @@ def tiered_main(cmd, root) -> None:
     assert_same(_nest(want), _nest(got))
 
 
+def tiered_agree_main(root, rounds) -> None:
+    """docs/checkpoint.md's Tiers example as written, one node per rank, ``rounds`` times: every
+    rank must restore the newest step (3), never an older one its node saw first."""
+    import os
+
+    from fabric_hpc.checkpoint import RetentionPolicy
+    from fabric_hpc.checkpoint.tiers import TieredStore
+    comm = MPI.COMM_WORLD
+    r, n = comm.Get_rank(), comm.Get_size()
+    whole = np.arange(40 * 8, dtype=np.float32).reshape(40, 8)
+    rows = whole[r * (40 // n):(r + 1) * (40 // n)]
+    for i in range(rounds):
+        local = f"{root}/{i}/local{r}/ckpts"
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        with TieredStore(local, f"{root}/{i}/shared", comm=comm, node=f"node{r}",
+                         local_retention=RetentionPolicy(keep_last=2)) as tiers:
+            for step in (1, 2, 3):
+                tiers.save({"w": Shard(rows + step, global_shape=(40, 8), dim=0, part=r, parts=n)}, step=step)
+            tiers.flush()
+        ref = tiers.newest()
+        mine = restore(ref.path, rank=r, world_size=n)
+        steps = comm.allgather(ref.step)
+        if steps != [3] * n or not np.array_equal(mine["w"], rows + 3):
+            print(f"round {i}: ranks restored steps {steps}", flush=True)
+            comm.Abort(1)  # fail at once rather than leave the other rank waiting in a collective
+
+
 def main() -> None:
+    if sys.argv[1] == "tiered-agree":
+        tiered_agree_main(sys.argv[2], int(sys.argv[3]))
+        MPI.COMM_WORLD.Barrier()
+        if MPI.COMM_WORLD.Get_rank() == 0:
+            print(f"OK tiered-agree world={MPI.COMM_WORLD.Get_size()}")
+        return
     if sys.argv[1].startswith("tiered"):
         tiered_main(sys.argv[1], sys.argv[2])
         MPI.COMM_WORLD.Barrier()
