@@ -222,16 +222,18 @@ def prune_cmd(directory: Path, keep_last: int, keep_every: int | None, keep_tagg
 
 @group.command("export")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--h5", "h5", type=click.Path(path_type=Path), required=True, help="HDF5 file to write.")
+@click.option("--h5", "h5", type=click.Path(path_type=Path), required=True,
+              help="HDF5 file to write (outside every checkpoint directory).")
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
 @step_option
 @json_option
-def export_cmd(path: Path, h5: Path, step: int | None, as_json: bool) -> None:
-    """Export a checkpoint to one HDF5 file."""
+def export_cmd(path: Path, h5: Path, force: bool, step: int | None, as_json: bool) -> None:
+    """Export a checkpoint to one HDF5 file (an existing FILE only with --force)."""
     from fabric_hpc.checkpoint import open_checkpoint
     from fabric_hpc.checkpoint.hdf5 import export_h5
     total = open_checkpoint(path, step).manifest.nbytes
     with _progress("export", total, not as_json) as tick:
-        out = export_h5(path, h5, step=step, progress=tick)
+        out = export_h5(path, h5, step=step, progress=tick, overwrite=force)
     render(as_json, {"h5": str(out)}, lambda c: c.print(f"wrote {out}"))
 
 
