@@ -171,9 +171,10 @@ def restore_cmd(path: Path, world_size: int, mesh: str | None, out: Path, step: 
     with _progress("reshard", total, not as_json) as tick:
         res = reshard(path, out, world_size, step=step, mesh=_mesh(mesh), progress=tick)
     data = {"path": str(res.path), "step": res.step, "world_size": world_size, "bytes": res.nbytes,
-            "seconds": round(res.seconds, 3)}
-    render(as_json, data, lambda c: c.print(f"wrote {res.path} for world size {world_size} "
-                                            f"({_size(res.nbytes)})"))
+            "seconds": round(res.seconds, 3), "existing": res.existing}
+    render(as_json, data, lambda c: c.print(
+        f"{res.path} already holds this reshard for world size {world_size} (verified): nothing written"
+        if res.existing else f"wrote {res.path} for world size {world_size} ({_size(res.nbytes)})"))
 
 
 def _split_text(split: dict | None) -> str:
