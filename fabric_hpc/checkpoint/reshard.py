@@ -39,6 +39,7 @@ def reshard(path: Path | str, out_root: Path | str, world_size: int, *, step: in
     check_mesh(mesh, world_size)
     t0 = time.perf_counter()
     ckpt = open_checkpoint(path, step)
+    _check_mesh_fits(ckpt.manifest, mesh)
     state, splits = {}, {}
     with reading(ckpt.ref):
         for name in ckpt.names:
@@ -59,6 +60,23 @@ def reshard(path: Path | str, out_root: Path | str, world_size: int, *, step: in
                           existing=True)
     return save(out_root, unflatten(state), step=m.step, layout=layout,
                 tags=m.tags, metadata=m.user_metadata, splits=splits, record_world_size=world_size)
+
+
+def _check_mesh_fits(m: Manifest, mesh: tuple[int, ...] | None) -> None:
+    """A mesh that fits no split tensor (one factor per split dimension) would be ignored, every
+    tensor split along its first dimension instead: refused, naming the split dims there are."""
+    if mesh is None:
+        return
+    dims = {name: e.split.dims for name, e in m.tensors.items() if e.split is not None}
+    if dims and not any(len(d) == len(mesh) for d in dims.values()):
+        shown = ", ".join(f"{n} over dims {d}" for n, d in list(dims.items())[:3])
+        counts = sorted({len(d) for d in dims.values()})
+        want = " or ".join(str(c) for c in sorted({len(d) for d in dims.values()}))
+        raise CheckpointError(
+            f"--mesh {'x'.join(map(str, mesh))} has {len(mesh)} dimensions, but no tensor of this checkpoint is "
+            f"split over {len(mesh)} dimensions ({shown}): the mesh would be ignored",
+            hint=f"give one mesh factor per split dimension ({want} here, multiplying to the world size), "
+                 "or drop --mesh to split along the first split dimension")
 
 
 def _read_whole(ckpt: Checkpoint, name: str) -> np.ndarray:
