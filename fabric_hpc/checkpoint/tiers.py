@@ -194,7 +194,10 @@ def drain(part: LocalPart, shared: Path | str) -> Path | None:
     staging = shared / f"{DRAIN_PREFIX}{store.step_dir_name(part.step)}-{part.token}"
     _copy_chunks(part.path, staging, held)
     fsio.write_small(staging / f".node-{part.node}", b"")
-    fsio.fsync_dir(staging)
+    try:
+        fsio.fsync_dir(staging)
+    except FileNotFoundError:  # the last node saw this marker and committed the step meanwhile (renamed staging)
+        pass
     with store.root_lock(shared):
         if final.exists() or not staging.exists():
             return final if final.exists() else None

@@ -86,29 +86,41 @@ def tiered_main(cmd, root) -> None:
 
 def tiered_agree_main(root, rounds) -> None:
     """docs/checkpoint.md's Tiers example as written, one node per rank, ``rounds`` times: every
-    rank must restore the newest step (3), never an older one its node saw first."""
+    rank must restore the newest step (3), never an older one its node saw first. Any failure
+    aborts every rank at once (never one rank left waiting in a collective)."""
+    import traceback
+    comm = MPI.COMM_WORLD
+    r, n = comm.Get_rank(), comm.Get_size()
+    rows = np.arange(40 * 8, dtype=np.float32).reshape(40, 8)[r * (40 // n):(r + 1) * (40 // n)]
+    for i in range(rounds):
+        try:
+            step = _docs_tiers_example(comm, f"{root}/{i}", rows)
+            steps = comm.allgather(step)
+            assert steps == [3] * n, f"round {i}: ranks restored steps {steps}"
+        except Exception:  # noqa: BLE001
+            traceback.print_exc()
+            sys.stderr.flush()
+            comm.Abort(1)
+
+
+def _docs_tiers_example(comm, root, rows) -> int:
+    """The example: save 3 steps through TieredStore, flush, restore newest(); the step restored."""
     import os
 
     from fabric_hpc.checkpoint import RetentionPolicy
     from fabric_hpc.checkpoint.tiers import TieredStore
-    comm = MPI.COMM_WORLD
     r, n = comm.Get_rank(), comm.Get_size()
-    whole = np.arange(40 * 8, dtype=np.float32).reshape(40, 8)
-    rows = whole[r * (40 // n):(r + 1) * (40 // n)]
-    for i in range(rounds):
-        local = f"{root}/{i}/local{r}/ckpts"
-        os.makedirs(os.path.dirname(local), exist_ok=True)
-        with TieredStore(local, f"{root}/{i}/shared", comm=comm, node=f"node{r}",
-                         local_retention=RetentionPolicy(keep_last=2)) as tiers:
-            for step in (1, 2, 3):
-                tiers.save({"w": Shard(rows + step, global_shape=(40, 8), dim=0, part=r, parts=n)}, step=step)
-            tiers.flush()
-        ref = tiers.newest()
-        mine = restore(ref.path, rank=r, world_size=n)
-        steps = comm.allgather(ref.step)
-        if steps != [3] * n or not np.array_equal(mine["w"], rows + 3):
-            print(f"round {i}: ranks restored steps {steps}", flush=True)
-            comm.Abort(1)  # fail at once rather than leave the other rank waiting in a collective
+    local = f"{root}/local{r}/ckpts"
+    os.makedirs(os.path.dirname(local), exist_ok=True)
+    with TieredStore(local, f"{root}/shared", comm=comm, node=f"node{r}",
+                     local_retention=RetentionPolicy(keep_last=2)) as tiers:
+        for step in (1, 2, 3):
+            tiers.save({"w": Shard(rows + step, global_shape=(40, 8), dim=0, part=r, parts=n)}, step=step)
+        tiers.flush()
+    ref = tiers.newest()
+    mine = restore(ref.path, rank=r, world_size=n)
+    assert np.array_equal(mine["w"], rows + ref.step), f"rank {r}: step {ref.step} values differ"
+    return ref.step
 
 
 def main() -> None:

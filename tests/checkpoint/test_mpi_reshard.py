@@ -99,5 +99,5 @@ def test_tiers_docs_pattern_restores_the_same_step_on_every_rank(tmp_path: Path)
     """The Tiers example of docs/checkpoint.md (one node per rank): after ``flush()``, ``newest()``
     must name the newest step on every rank. Before the fix ``flush()`` returned once this node's
     own drain was done, and a rank could restore step 2 while the other restored step 3."""
-    assert "OK tiered-agree world=2" in _mpi(2, "tiered-agree", str(tmp_path), "8")
+    assert "OK tiered-agree world=2" in _mpi(2, "tiered-agree", str(tmp_path), "30")
 
