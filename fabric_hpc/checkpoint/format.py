@@ -274,7 +274,7 @@ def parse_manifest(raw: bytes, source: str) -> Manifest:
         why = ("; ".join(f"{'.'.join(map(str, e['loc'])) or 'manifest'}: {e['msg']}" for e in exc.errors()[:5])
                if isinstance(exc, ValidationError) else str(exc))  # one line, no pydantic URLs
         raise CheckpointCorruptError(f"{source}: manifest is not valid: {why[:400]}",
-                                     problems=[f"{source}: invalid manifest"],
+                                     problems=[f"{source}: manifest is not valid: {why[:400]}"],
                                      hint="run `fabric ckpt verify` and restore an older step") from exc
     if manifest.format_version > FORMAT_VERSION:
         raise CheckpointError(f"{source}: format version {manifest.format_version} is newer than "

@@ -11,6 +11,7 @@ crc32c before writing anything, so a file damaged after export is refused, not r
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from fabric_hpc.atomic import atomic_output, remove_stale_siblings
 from fabric_hpc.checkpoint import fsio
-from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError
+from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
 from fabric_hpc.checkpoint.format import Manifest, TensorEntry, _entry_problems, check_name, stored_dtype
 from fabric_hpc.checkpoint.reader import open_checkpoint
 from fabric_hpc.checkpoint.restore import entry_nbytes
@@ -29,12 +30,15 @@ ROOT_ATTR = "fabric_checkpoint"
 
 
 def export_h5(path: Path | str, h5_path: Path | str, *, step: int | None = None,
-              progress: Callable[[int], None] | None = None) -> Path:
-    """Write the checkpoint to ``h5_path`` (atomically: temp file, fsync, rename)."""
+              progress: Callable[[int], None] | None = None, overwrite: bool = False) -> Path:
+    """Write the checkpoint to ``h5_path`` (atomically: temp file, fsync, rename). An existing
+    file is refused unless ``overwrite``; a path inside a checkpoint (a step directory, a Zarr
+    group, or a checkpoint root such as the one exported) is always refused."""
     import h5py
     from fabric_hpc.inputs import output_path
     ckpt = open_checkpoint(path, step)
     h5_path = output_path(h5_path, what="HDF5 file")
+    check_export_target(h5_path, overwrite=overwrite, roots=(Path(path), ckpt.path.parent))
     manifest = ckpt.manifest.model_dump(mode="json")
     remove_stale_siblings(h5_path)  # atomic_output's temporary files that killed exports left
     with ckpt, atomic_output(h5_path, mode=fsio.FILE_MODE) as tmp:
@@ -52,6 +56,32 @@ def export_h5(path: Path | str, h5_path: Path | str, *, step: int | None = None,
                 if progress:
                     progress(entry_nbytes(ckpt, name))
     return h5_path
+
+
+def check_export_target(target: Path, *, overwrite: bool, roots: tuple[Path, ...] = ()) -> None:
+    """CheckpointError when ``target`` lies inside a checkpoint or a checkpoint root (writing
+    there could replace a chunk file or leave junk in a step), or exists and not ``overwrite``."""
+    from fabric_hpc.checkpoint.format import MANIFEST
+    from fabric_hpc.checkpoint.store import read_latest
+    parent = target.parent.resolve()
+    given = {r.resolve() for r in roots}
+    for d in (parent, *parent.parents):
+        if (d / MANIFEST).is_file() or d in given or read_latest(d) is not None or _holds_steps(d):
+            raise CheckpointError(f"HDF5 file {str(target)!r} is inside the checkpoint directory {str(d)!r}: "
+                                  "writing there could damage a checkpoint",
+                                  hint="write the HDF5 file outside every checkpoint directory, "
+                                       f"e.g. {d.parent / (d.name + '.h5')}")
+    if os.path.lexists(target) and not overwrite:
+        raise CheckpointError(f"HDF5 file {str(target)!r} already exists",
+                              hint="pass --force (export_h5(..., overwrite=True)) to replace it, or give a new file name")
+
+
+def _holds_steps(d: Path) -> bool:
+    from fabric_hpc.checkpoint.store import list_checkpoints
+    try:
+        return bool(list_checkpoints(d))
+    except (OSError, CheckpointNotFoundError):
+        return False
 
 
 def import_h5(h5_path: Path | str, root: Path | str, *, step: int | None = None) -> SaveResult:

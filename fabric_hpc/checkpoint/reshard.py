@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from fabric_hpc.checkpoint.errors import CheckpointError
-from fabric_hpc.checkpoint.format import SplitInfo, stored_dtype, unflatten
-from fabric_hpc.checkpoint.reader import open_checkpoint
+from fabric_hpc.checkpoint.format import Manifest, SplitInfo, stored_dtype, unflatten
+from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint
 from fabric_hpc.checkpoint.restore import entry_nbytes
-from fabric_hpc.checkpoint.store import reading
+from fabric_hpc.checkpoint.store import reading, step_dir_name
 from fabric_hpc.checkpoint.tensors import HostArray, check_mesh
+from fabric_hpc.errors import FabricError
 from fabric_hpc.checkpoint.writer import SaveResult, save
 
 
@@ -25,19 +28,23 @@ def reshard(path: Path | str, out_root: Path | str, world_size: int, *, step: in
     """Write checkpoint ``path`` to ``out_root`` with split tensors chunked for ``world_size``
     parts (one chunk file per rank), same step and metadata. A tensor split over as many
     dimensions as ``mesh`` has (product = ``world_size``) is laid out as blocks of that mesh;
-    every other split tensor is split along its first split dimension. Holds one copy of the state."""
+    every other split tensor is split along its first split dimension. Holds one copy of the state.
+
+    Rerun-safe (a requeued job): when ``out_root`` already holds the step, it is compared with
+    what this reshard would write (metadata, split layout, every tensor's bytes, its chunk
+    checksums verified); the same reshard is kept as is (``SaveResult.existing``), anything else
+    is refused with a CheckpointError naming the difference."""
     if not 1 <= world_size <= MAX_WORLD_SIZE:
         raise CheckpointError(f"--to-world-size must be in 1..{MAX_WORLD_SIZE:,}, got {world_size}")
     check_mesh(mesh, world_size)
+    t0 = time.perf_counter()
     ckpt = open_checkpoint(path, step)
+    _check_mesh_fits(ckpt.manifest, mesh)
     state, splits = {}, {}
     with reading(ckpt.ref):
         for name in ckpt.names:
             entry = ckpt.entry(name)
-            ckpt.check_on_disk(entry)  # sizes on disk match before allocating
-            data = np.empty(entry.shape, stored_dtype(entry.dtype))
-            ckpt._read_region(entry, tuple((0, s) for s in entry.shape), data)
-            state[name] = HostArray(data, entry.dtype)
+            state[name] = HostArray(_read_whole(ckpt, name), entry.dtype)
             if entry.split is not None:
                 dims = entry.split.dims
                 splits[name] = SplitInfo.of(dims, mesh) if mesh is not None and len(mesh) == len(dims) \
@@ -45,5 +52,64 @@ def reshard(path: Path | str, out_root: Path | str, world_size: int, *, step: in
             if progress:
                 progress(entry_nbytes(ckpt, name))
     m = ckpt.manifest
-    return save(out_root, unflatten(state), step=m.step, layout={**m.layout, "resharded_from": m.world_size},
+    layout = {**m.layout, "resharded_from": m.world_size}
+    dest = Path(out_root) / step_dir_name(m.step)
+    if os.path.lexists(dest):
+        _check_same_reshard(dest, state, splits, m, layout, world_size)
+        return SaveResult(dest, m.step, open_checkpoint(dest).manifest.nbytes, time.perf_counter() - t0,
+                          existing=True)
+    return save(out_root, unflatten(state), step=m.step, layout=layout,
                 tags=m.tags, metadata=m.user_metadata, splits=splits, record_world_size=world_size)
+
+
+def _check_mesh_fits(m: Manifest, mesh: tuple[int, ...] | None) -> None:
+    """A mesh that fits no split tensor (one factor per split dimension) would be ignored, every
+    tensor split along its first dimension instead: refused, naming the split dims there are."""
+    if mesh is None:
+        return
+    dims = {name: e.split.dims for name, e in m.tensors.items() if e.split is not None}
+    if dims and not any(len(d) == len(mesh) for d in dims.values()):
+        shown = ", ".join(f"{n} over dims {d}" for n, d in list(dims.items())[:3])
+        counts = sorted({len(d) for d in dims.values()})
+        want = " or ".join(str(c) for c in sorted({len(d) for d in dims.values()}))
+        raise CheckpointError(
+            f"--mesh {'x'.join(map(str, mesh))} has {len(mesh)} dimensions, but no tensor of this checkpoint is "
+            f"split over {len(mesh)} dimensions ({shown}): the mesh would be ignored",
+            hint=f"give one mesh factor per split dimension ({want} here, multiplying to the world size), "
+                 "or drop --mesh to split along the first split dimension")
+
+
+def _read_whole(ckpt: Checkpoint, name: str) -> np.ndarray:
+    """Tensor ``name`` in its stored dtype, every chunk read whole (so its crc32c is checked)."""
+    entry = ckpt.entry(name)
+    ckpt.check_on_disk(entry)  # sizes on disk match before allocating
+    data = np.empty(entry.shape, stored_dtype(entry.dtype))
+    ckpt._read_region(entry, tuple((0, s) for s in entry.shape), data)
+    return data
+
+
+def _check_same_reshard(dest: Path, state: dict[str, HostArray], splits: dict[str, SplitInfo],
+                        src: Manifest, layout: dict, world_size: int) -> None:
+    """CheckpointError unless ``dest`` is exactly the reshard of ``src`` for ``world_size``."""
+    def refuse(why: str) -> CheckpointError:
+        return CheckpointError(f"{dest.parent} already holds step {src.step}, which is not this reshard ({why})",
+                               hint=f"write it to a new --out directory (or delete {dest} if it is not needed)")
+    try:
+        with open_checkpoint(dest) as ck:
+            m = ck.manifest
+            header = [("world size", m.world_size, world_size), ("layout", m.layout, layout),
+                      ("tags", m.tags, src.tags), ("metadata", m.user_metadata, src.user_metadata),
+                      ("tensors", sorted(m.tensors), sorted(state))]
+            for what, got, want in header:
+                if got != want:
+                    raise refuse(f"its {what} {got!r} differs from {want!r}")
+            for name, data in state.items():
+                entry = ck.entry(name)
+                if entry.dtype != data.dtype or entry.shape != list(data.shape) or entry.split != splits.get(name):
+                    raise refuse(f"tensor {name!r} is {entry.dtype} {entry.shape} split {entry.split}")
+                if not np.array_equal(_read_whole(ck, name).view(np.uint8), data.data.view(np.uint8)):
+                    raise refuse(f"tensor {name!r} holds other values")
+    except FabricError as exc:
+        if exc.message.startswith(f"{dest.parent} already holds"):
+            raise
+        raise refuse(f"it cannot be read: {exc.message}") from None

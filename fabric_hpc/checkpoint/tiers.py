@@ -42,7 +42,7 @@ from typing import Any
 
 from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.contracts import Communicator, SingleProcess
-from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointNotFoundError
+from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointIOError, CheckpointNotFoundError
 from fabric_hpc.checkpoint.format import MANIFEST, Manifest, chunk_key, parse_manifest
 from fabric_hpc.checkpoint.reader import read_manifest
 from fabric_hpc.checkpoint.retention import RetentionPolicy, prune, remove_if_idle
@@ -194,7 +194,10 @@ def drain(part: LocalPart, shared: Path | str) -> Path | None:
     staging = shared / f"{DRAIN_PREFIX}{store.step_dir_name(part.step)}-{part.token}"
     _copy_chunks(part.path, staging, held)
     fsio.write_small(staging / f".node-{part.node}", b"")
-    fsio.fsync_dir(staging)
+    try:
+        fsio.fsync_dir(staging)
+    except FileNotFoundError:  # the last node saw this marker and committed the step meanwhile (renamed staging)
+        pass
     with store.root_lock(shared):
         if final.exists() or not staging.exists():
             return final if final.exists() else None
@@ -274,6 +277,32 @@ def _remove_stale_drains(shared: Path, step: int) -> None:
             fsio.remove_tree(Path(entry.path))
 
 
+def wait_committed(shared: Path, step: int, deadline: float | None, timeout: float | None) -> Path:
+    """Poll until ``SHARED/step-N`` is committed (its manifest visible from this node)."""
+    final = shared / store.step_dir_name(step) / MANIFEST
+    pause = 0.01
+    while not final.exists():
+        if deadline is not None and time.monotonic() >= deadline:
+            raise CheckpointIOError(
+                f"step {step} is not committed on the shared tier {shared} after {timeout:g} s"
+                f"{_missing_nodes(shared, step)}",
+                hint="a node that failed or died never commits the step: check every node's "
+                     "flush() error (the shared tier keeps the previous step); or pass a longer flush(timeout=...)")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+    return final.parent
+
+
+def _missing_nodes(shared: Path, step: int) -> str:
+    """``: node(s) ... have not drained`` from the staging directory's markers, when it exists."""
+    for entry in os.scandir(shared) if shared.is_dir() else []:
+        m = _DRAIN_DIR.match(entry.name)
+        if m and int(m.group(1)) == step:
+            done = sorted(int(n.name[len(".node-"):]) for n in Path(entry.path).glob(".node-*"))
+            return f" (nodes with their part drained: {done or 'none'}; staging in {entry.path})"
+    return " (no node has drained it yet)"
+
+
 def newest_complete(*roots: Path | str) -> store.CheckpointRef:
     """The newest committed checkpoint across tiers (first root wins a tie: the fast one)."""
     best: store.CheckpointRef | None = None
@@ -303,6 +332,7 @@ class TieredStore:
         self.comm, self.node = comm, node
         self.local_retention = local_retention
         self.errors: list[BaseException] = []
+        self._pending: list[int] = []  # steps saved through this store, not yet seen committed on shared
         self._queue: queue.Queue[LocalPart | None] = queue.Queue()
         self._leader = node_keys(comm or SingleProcess(), node)[1]
         if resume and self._leader:
@@ -315,6 +345,7 @@ class TieredStore:
         """Save to the local tier (collective with ``comm``); the drain follows in the background."""
         res, part = save_local(self.local, state, step=step, comm=self.comm, node=self.node,
                                shared=self.shared, **kw)
+        self._pending.append(step)
         if part is not None:
             self._queue.put(part)
         return res
@@ -356,14 +387,25 @@ class TieredStore:
                 if p.step <= drained and p.step not in keep:
                     remove_if_idle(self.local, store.CheckpointRef(p.path, p.step))
 
-    def flush(self) -> None:
-        """Wait until everything queued has been drained by this node; raise the first error."""
+    def flush(self, timeout: float | None = 1800.0) -> None:
+        """Wait until this node has drained everything queued and every step saved through this
+        store is committed on the shared tier and visible from this rank (the commit happens when
+        the last node finishes its drain). Call it on every rank: afterwards ``newest()`` gives
+        every rank the same step. Raises this node's first drain error, or
+        :class:`CheckpointIOError` when a step is not committed within ``timeout`` seconds
+        (None: wait forever), naming the nodes that have not drained it."""
         self._queue.join()
         if self.errors:
             raise self.errors[0]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._pending:
+            step = self._pending[0]
+            wait_committed(self.shared, step, deadline, timeout)
+            self._pending.pop(0)
 
     def newest(self) -> store.CheckpointRef:
-        """The newest complete checkpoint this node can restore from (local tier wins a tie)."""
+        """The newest complete checkpoint this node can restore from (local tier wins a tie).
+        After ``flush()`` on every rank, every rank gets the same step."""
         return newest_complete(self.local, self.shared)
 
     def close(self) -> None:

@@ -44,6 +44,7 @@ class SaveResult:
     nbytes: int
     seconds: float
     cleaned: list[str] = field(default_factory=list)
+    existing: bool = False  # nothing written: the same checkpoint was already there (a rerun reshard)
 
     @property
     def gbps(self) -> float:

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from fabric_hpc.cli.output import console, json_option, render, table
+from fabric_hpc.cli.ckpt_interop import STEP_TYPE
 from fabric_hpc.cli.params import OutputDir
 
 
@@ -35,7 +36,7 @@ def _progress(label: str, total: int, enabled: bool) -> Iterator[Callable[[int],
         yield lambda n: bar.advance(task, n)
 
 
-step_option = click.option("--step", type=int, default=None, help="Step to use (default: latest).")
+step_option = click.option("--step", type=STEP_TYPE, default=None, help="Step to use (default: latest).")
 
 
 @click.group("ckpt")
@@ -73,12 +74,32 @@ def list_cmd(directory: Path, as_json: bool) -> None:
                 if (directory / MANIFEST).is_file() else ""
             c.print(f"no committed checkpoint in {directory}{inside}")
             return
-        c.print(table(
+        t = table(
             f"checkpoints in {directory}", ["step", "latest", "created", "world", "tensors", "size", "tags"],
             [(r["step"], "*" if r["latest"] else "", r.get("created_at", f"DAMAGED: {r.get('error')}"),
               r.get("world_size"), r.get("tensors"), _size(r["bytes"]) if "bytes" in r else "",
-              ",".join(r.get("tags", []))) for r in rows]))
+              ",".join(r.get("tags", []))) for r in rows])
+        # a timestamp is never cut in two (other columns give way); a DAMAGED message still folds
+        t.columns[2].min_width = max((len(r["created_at"]) for r in rows if "created_at" in r), default=None)
+        _fit_last_column(c, t)
+        c.print(t)
     render(as_json, rows, human)
+
+
+def _fit_last_column(c: Any, t: Any) -> None:
+    """Narrow the table's last column (tags, folded) so the table fits the console, if it can."""
+    import io
+
+    from rich.console import Console
+    last = t.columns[-1]
+    for _ in range(3):
+        probe = Console(width=c.width, file=io.StringIO(), markup=False, highlight=False, soft_wrap=True)
+        probe.print(t)
+        over = max(map(len, probe.file.getvalue().splitlines()), default=0) - c.width
+        widest = max((len(str(x)) for x in [last.header, *last._cells]), default=6)
+        if over <= 0 or (last.max_width or widest) <= 6:
+            return
+        last.max_width = max(6, (last.max_width or widest) - over)
 
 
 @group.command("show")
@@ -171,9 +192,10 @@ def restore_cmd(path: Path, world_size: int, mesh: str | None, out: Path, step: 
     with _progress("reshard", total, not as_json) as tick:
         res = reshard(path, out, world_size, step=step, mesh=_mesh(mesh), progress=tick)
     data = {"path": str(res.path), "step": res.step, "world_size": world_size, "bytes": res.nbytes,
-            "seconds": round(res.seconds, 3)}
-    render(as_json, data, lambda c: c.print(f"wrote {res.path} for world size {world_size} "
-                                            f"({_size(res.nbytes)})"))
+            "seconds": round(res.seconds, 3), "existing": res.existing}
+    render(as_json, data, lambda c: c.print(
+        f"{res.path} already holds this reshard for world size {world_size} (verified): nothing written"
+        if res.existing else f"wrote {res.path} for world size {world_size} ({_size(res.nbytes)})"))
 
 
 def _split_text(split: dict | None) -> str:
@@ -222,16 +244,18 @@ def prune_cmd(directory: Path, keep_last: int, keep_every: int | None, keep_tagg
 
 @group.command("export")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--h5", "h5", type=click.Path(path_type=Path), required=True, help="HDF5 file to write.")
+@click.option("--h5", "h5", type=click.Path(path_type=Path), required=True,
+              help="HDF5 file to write (outside every checkpoint directory).")
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
 @step_option
 @json_option
-def export_cmd(path: Path, h5: Path, step: int | None, as_json: bool) -> None:
-    """Export a checkpoint to one HDF5 file."""
+def export_cmd(path: Path, h5: Path, force: bool, step: int | None, as_json: bool) -> None:
+    """Export a checkpoint to one HDF5 file (an existing FILE only with --force)."""
     from fabric_hpc.checkpoint import open_checkpoint
     from fabric_hpc.checkpoint.hdf5 import export_h5
     total = open_checkpoint(path, step).manifest.nbytes
     with _progress("export", total, not as_json) as tick:
-        out = export_h5(path, h5, step=step, progress=tick)
+        out = export_h5(path, h5, step=step, progress=tick, overwrite=force)
     render(as_json, {"h5": str(out)}, lambda c: c.print(f"wrote {out}"))
 
 

@@ -37,8 +37,12 @@ def _files_size(src: Path, pattern: str) -> int:
     return sum(p.stat().st_size for p in src.glob(pattern)) if src.is_dir() else 0
 
 
+#: every ckpt command's --step/--out-step: what a step directory name can hold
+STEP_TYPE = click.IntRange(0, MAX_STEP)
+
+
 def _step_opt(default_help: str) -> click.Option:
-    return click.option("--step", type=click.IntRange(0, MAX_STEP), default=None, help=default_help)
+    return click.option("--step", type=STEP_TYPE, default=None, help=default_help)
 
 
 def register(group: click.Group) -> None:
@@ -49,7 +53,7 @@ def register(group: click.Group) -> None:
 @click.command("import-hf")
 @click.argument("src", type=click.Path(path_type=Path))
 @click.argument("out", type=OutputDir())
-@click.option("--step", type=click.IntRange(0, MAX_STEP), default=0, show_default=True, help="Step of the new checkpoint.")
+@click.option("--step", type=STEP_TYPE, default=0, show_default=True, help="Step of the new checkpoint.")
 @click.option("--prefix", default=None, help="Put the tensors under this group (e.g. 'model').")
 @json_option
 def import_hf_cmd(src: Path, out: Path, step: int, prefix: str | None, as_json: bool) -> None:
@@ -101,7 +105,7 @@ def export_hf_cmd(path: Path, out: Path, step: int | None, max_shard: str, prefi
 @click.argument("out", type=OutputDir())
 @click.option("--trust-pickle", is_flag=True,
               help="Required: DCP's .metadata is a pickle (unpickling untrusted files can run code).")
-@click.option("--step", type=click.IntRange(0, MAX_STEP), default=0, show_default=True, help="Step of the new checkpoint.")
+@click.option("--step", type=STEP_TYPE, default=0, show_default=True, help="Step of the new checkpoint.")
 @click.option("--prefix", default=None, help="Put the tensors under this group (e.g. 'model').")
 @click.option("--skip-objects", is_flag=True, help="Import only the tensors (skip pickled Python objects).")
 @json_option
@@ -140,9 +144,9 @@ def export_dcp_cmd(path: Path, out: Path, step: int | None, prefix: str | None, 
 @click.argument("path", type=click.Path(path_type=Path))
 @click.argument("out", type=OutputDir())
 @click.option("--recipe", "recipe", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              help="YAML/JSON recipe: rename, fuse_qkv, split_qkv, fuse, split, cast, tp, drop.")
+              help="YAML/JSON recipe: rename, pipeline, transpose, fuse_qkv, split_qkv, fuse, split, cast, tp, drop.")
 @_step_opt("Step to convert (default: latest).")
-@click.option("--out-step", type=click.IntRange(0, MAX_STEP), default=None, help="Step of the result (default: the same).")
+@click.option("--out-step", type=STEP_TYPE, default=None, help="Step of the result (default: the same).")
 @click.option("--workers", type=click.IntRange(min=1, max=64), default=None,
               help="Tensors converted in parallel (default 4), within 1.1x the largest tensor's memory.")
 @json_option

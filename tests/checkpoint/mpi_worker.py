@@ -84,7 +84,52 @@ def tiered_main(cmd, root) -> None:
     assert_same(_nest(want), _nest(got))
 
 
+def tiered_agree_main(root, rounds) -> None:
+    """docs/checkpoint.md's Tiers example as written, one node per rank, ``rounds`` times: every
+    rank must restore the newest step (3), never an older one its node saw first. Any failure
+    aborts every rank at once (never one rank left waiting in a collective)."""
+    import traceback
+    comm = MPI.COMM_WORLD
+    r, n = comm.Get_rank(), comm.Get_size()
+    rows = np.arange(40 * 8, dtype=np.float32).reshape(40, 8)[r * (40 // n):(r + 1) * (40 // n)]
+    for i in range(rounds):
+        try:
+            step = _docs_tiers_example(comm, f"{root}/{i}", rows)
+            steps = comm.allgather(step)
+            assert steps == [3] * n, f"round {i}: ranks restored steps {steps}"
+        except Exception:  # noqa: BLE001
+            traceback.print_exc()
+            sys.stderr.flush()
+            comm.Abort(1)
+
+
+def _docs_tiers_example(comm, root, rows) -> int:
+    """The example: save 3 steps through TieredStore, flush, restore newest(); the step restored."""
+    import os
+
+    from fabric_hpc.checkpoint import RetentionPolicy
+    from fabric_hpc.checkpoint.tiers import TieredStore
+    r, n = comm.Get_rank(), comm.Get_size()
+    local = f"{root}/local{r}/ckpts"
+    os.makedirs(os.path.dirname(local), exist_ok=True)
+    with TieredStore(local, f"{root}/shared", comm=comm, node=f"node{r}",
+                     local_retention=RetentionPolicy(keep_last=2)) as tiers:
+        for step in (1, 2, 3):
+            tiers.save({"w": Shard(rows + step, global_shape=(40, 8), dim=0, part=r, parts=n)}, step=step)
+        tiers.flush()
+    ref = tiers.newest()
+    mine = restore(ref.path, rank=r, world_size=n)
+    assert np.array_equal(mine["w"], rows + ref.step), f"rank {r}: step {ref.step} values differ"
+    return ref.step
+
+
 def main() -> None:
+    if sys.argv[1] == "tiered-agree":
+        tiered_agree_main(sys.argv[2], int(sys.argv[3]))
+        MPI.COMM_WORLD.Barrier()
+        if MPI.COMM_WORLD.Get_rank() == 0:
+            print(f"OK tiered-agree world={MPI.COMM_WORLD.Get_size()}")
+        return
     if sys.argv[1].startswith("tiered"):
         tiered_main(sys.argv[1], sys.argv[2])
         MPI.COMM_WORLD.Barrier()

@@ -244,3 +244,18 @@ def test_a_failed_requeue_is_an_error_after_the_save(tmp_path: Path, monkeypatch
     assert handler.save_and_requeue(saver) is True
     assert handler.save_and_requeue(saver, requeue=False) is False
     assert [r.step for r in list_checkpoints(tmp_path / "ck")] == [1, 2, 3, 4]
+
+
+def test_flush_times_out_naming_the_nodes_that_drained(tmp_path: Path) -> None:
+    """A step whose commit never comes (a node died before its drain) stops flush's wait with a
+    CheckpointIOError naming the nodes that did drain, not a hang."""
+    import time
+
+    from fabric_hpc.checkpoint.errors import CheckpointIOError
+    from fabric_hpc.checkpoint.tiers import wait_committed
+    staging = tmp_path / ".drain-step-0000000007-abc123"
+    staging.mkdir()
+    (staging / ".node-0").write_bytes(b"")
+    with pytest.raises(CheckpointIOError, match=r"step 7 is not committed .* after 0.2 s .*drained: \[0\]") as info:
+        wait_committed(tmp_path, 7, time.monotonic() + 0.2, 0.2)
+    assert "flush(timeout=" in (info.value.hint or "")

@@ -183,3 +183,24 @@ def test_import_hf_with_a_bad_prefix_blames_the_prefix(tmp_path: Path, capsys) -
 def test_import_of_a_missing_h5_file_gives_the_fix(tmp_path: Path, capsys) -> None:
     code, _, err = _run(capsys, "ckpt", "import", "--h5", str(tmp_path / "nofile.h5"), str(tmp_path / "ck"))
     assert code == 3 and "no HDF5 file at" in err and "fix:" in err
+
+
+def test_export_h5_refuses_an_existing_file_without_force_and_any_path_in_a_checkpoint(
+        root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An existing FILE needs --force; a FILE inside the checkpoint (a chunk file of the step being
+    exported: the probe's DAMAGED case), a step directory or the checkpoint root is always refused."""
+    from fabric_hpc.checkpoint import verify
+    chunk = root / "step-0000000003" / "model" / "w" / "c.0.0"
+    before = chunk.read_bytes()
+    for target in (chunk, root / "step-0000000003" / "x.h5", root / "x.h5", root / "step-0000000002" / "model" / "y.h5"):
+        for force in ((), ("--force",)):
+            code, _, err = _run(capsys, "ckpt", "export", str(root), "--h5", str(target), *force)
+            assert code == 3 and "inside the checkpoint directory" in err and "fix: write the HDF5 file outside" in err
+            assert "Traceback" not in err
+    assert chunk.read_bytes() == before and verify(root).ok and not (root / "x.h5").exists()
+    other = tmp_path / "keep.h5"
+    other.write_bytes(b"precious")
+    code, _, err = _run(capsys, "ckpt", "export", str(root), "--h5", str(other))
+    assert code == 3 and "already exists" in err and "--force" in err and other.read_bytes() == b"precious"
+    code, _, _ = _run(capsys, "ckpt", "export", str(root), "--h5", str(other), "--force")
+    assert code == 0 and other.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"

@@ -305,3 +305,23 @@ def test_a_manifest_naming_a_tensor_that_is_also_a_group_is_damage(tmp_path: Pat
         restore(tmp_path)
     assert main(["ckpt", "restore", str(tmp_path), "--to-world-size", "1", "--out", str(tmp_path / "o")]) == 3
     assert needle in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flip", ["inside", "outside"])
+def test_a_partial_restore_checks_the_crc_of_every_chunk_it_touches(tmp_path: Path, flip: str) -> None:
+    """Saved in 3 parts, restored on 6 ranks: rank 1 reads the second half of chunk 0 only. A bit
+    flipped in that chunk (in the rows rank 1 keeps, or in the rows it does not) is refused, not
+    returned as wrong values; the other chunks still restore."""
+    from fabric_hpc.checkpoint.format import SplitInfo
+    whole = np.arange(4099 * 16, dtype=np.float32).reshape(4099, 16)
+    save(tmp_path, {"w": whole}, step=10, splits={"w": SplitInfo(dim=0, parts=3)})  # as 3 ranks save it
+    entry = open_checkpoint(tmp_path).entry("w")
+    assert entry.chunk_shape == [1367, 16] and len(entry.chunks) == 3
+    row = 1000 if flip == "inside" else 10  # rank 1 of 6 keeps rows 684..1367 of chunk 0
+    path = tmp_path / "step-0000000010" / "w" / "c.0.0"
+    data = bytearray(path.read_bytes())
+    data[row * 16 * 4] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointCorruptError, match=r"damaged chunk w/c.0.0: crc32c"):
+        restore(tmp_path, rank=1, world_size=6)
+    assert np.array_equal(restore(tmp_path, rank=3, world_size=6)["w"], whole[2052:2736])  # chunk 1 only

@@ -93,3 +93,11 @@ def test_multi_node_commit_waits_for_every_node_and_cleans_dead_drains(tmp_path:
     assert [p.name for p in shared.iterdir() if p.name.startswith(".drain-")] == []  # step 1's staging removed
     assert drain(n1[2], shared) == final  # a repeated drain is a no-op
     assert restore(shared)["optim"]["step"] == 42
+
+
+def test_tiers_docs_pattern_restores_the_same_step_on_every_rank(tmp_path: Path) -> None:
+    """The Tiers example of docs/checkpoint.md (one node per rank): after ``flush()``, ``newest()``
+    must name the newest step on every rank. Before the fix ``flush()`` returned once this node's
+    own drain was done, and a rank could restore step 2 while the other restored step 3."""
+    assert "OK tiered-agree world=2" in _mpi(2, "tiered-agree", str(tmp_path), "30")
+

@@ -223,9 +223,33 @@ def load_recipe(source: Recipe | Mapping[str, Any] | str | Path) -> Recipe:
             raise CheckpointError(f"{path}: not valid {path.suffix[1:] or 'JSON'} ({exc})") from None
         name = str(path)
         source = _calibration_paths(source, path.parent)
-    return parse_model(Recipe, source, source=name,
-                       hint="recipe keys: rename, pipeline, transpose, fuse_qkv, split_qkv, fuse, split, cast, tp, drop "
-                            "(see docs/checkpoint.md#convert)")
+    keys = "recipe keys: rename, pipeline, transpose, fuse_qkv, split_qkv, fuse, split, cast, tp, drop " \
+           "(see docs/checkpoint.md#convert)"
+    bad = bad_regexes(source)
+    hint = keys if not bad else "correct the regular expression" + ("s " if len(bad) > 1 else " ") + "; ".join(
+        f"{loc} {pattern!r} ({why})" for loc, pattern, why in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+    return parse_model(Recipe, source, source=name, hint=hint)
+
+
+#: recipe keys holding one regex, and keys holding a list of them (see the models above)
+_REGEX_KEYS, _REGEX_LIST_KEYS = ("pattern", "match"), ("column", "row", "vocab", "first", "last", "drop", "transpose")
+
+
+def bad_regexes(source: Any, loc: str = "") -> list[tuple[str, str, str]]:
+    """(location, pattern, error) of every regex field of a raw recipe that does not compile."""
+    out: list[tuple[str, str, str]] = []
+    items = source.items() if isinstance(source, Mapping) else enumerate(source) if isinstance(source, list) else ()
+    for key, value in items:
+        where = f"{loc}.{key}" if loc else str(key)
+        tail = str(key) if isinstance(key, str) else loc.rsplit(".", 1)[-1]
+        if isinstance(value, str) and (key in _REGEX_KEYS or (isinstance(key, int) and tail in _REGEX_LIST_KEYS)):
+            try:
+                re.compile(value)
+            except re.error as exc:
+                out.append((where, value, str(exc)))
+        elif isinstance(value, (Mapping, list)):
+            out.extend(bad_regexes(value, where))
+    return out
 
 
 def _calibration_paths(source: Any, base: Path) -> Any:
