@@ -61,12 +61,14 @@ def export_h5(path: Path | str, h5_path: Path | str, *, step: int | None = None,
 def check_export_target(target: Path, *, overwrite: bool, roots: tuple[Path, ...] = ()) -> None:
     """CheckpointError when ``target`` lies inside a checkpoint or a checkpoint root (writing
     there could replace a chunk file or leave junk in a step), or exists and not ``overwrite``."""
-    from fabric_hpc.checkpoint.format import MANIFEST
     from fabric_hpc.checkpoint.store import read_latest
+    from fabric_hpc.checkpoint.writer import inside_a_checkpoint
+
     parent = target.parent.resolve()
     given = {r.resolve() for r in roots}
+    step = inside_a_checkpoint(parent)
     for d in (parent, *parent.parents):
-        if (d / MANIFEST).is_file() or d in given or read_latest(d) is not None or _holds_steps(d):
+        if d == step or d in given or read_latest(d) is not None or _holds_steps(d):
             raise CheckpointError(f"HDF5 file {str(target)!r} is inside the checkpoint directory {str(d)!r}: "
                                   "writing there could damage a checkpoint",
                                   hint="write the HDF5 file outside every checkpoint directory, "

@@ -246,7 +246,7 @@ def check_header(step: Any, layout: Any, tags: Any, metadata: Any) -> None:
                                   hint="pass numbers, strings, lists and dicts (no tensors or objects)") from None
 
 
-def _inside_a_checkpoint(root: Path) -> Path | None:
+def inside_a_checkpoint(root: Path) -> Path | None:
     """The committed checkpoint that ``root`` is or lies in: the outermost of the nested Zarr groups
     (directories holding a ``zarr.json``) around it — ``step-N``, not its ``model`` group."""
     found = None
@@ -259,7 +259,7 @@ def _inside_a_checkpoint(root: Path) -> Path | None:
 
 
 def _begin(root: Path, step: int) -> tuple[str, list[str]]:
-    if (inside := _inside_a_checkpoint(Path(os.path.abspath(root)))) is not None:
+    if (inside := inside_a_checkpoint(Path(os.path.abspath(root)))) is not None:
         raise CheckpointError(f"refusing to save into {root}: it is inside the committed checkpoint {inside}",
                               hint="give a checkpoint root outside every step-N directory")
     if os.path.lexists(root) and not os.path.isdir(root):

@@ -151,10 +151,10 @@ def refuse_inside_checkpoint(path: str | os.PathLike[str], what: str) -> None:
     """ConfigError when ``path`` is, or lies inside, a committed checkpoint step directory (a
     file written there would change, or break, the checkpoint: ``fabric ckpt verify`` says
     DAMAGED). Symlinks are resolved too."""
-    from fabric_hpc.checkpoint.writer import _inside_a_checkpoint
+    from fabric_hpc.checkpoint.writer import inside_a_checkpoint
 
     for p in {Path(os.path.abspath(path)), Path(path).resolve()}:
-        if (inside := _inside_a_checkpoint(p)) is not None:
+        if (inside := inside_a_checkpoint(p)) is not None:
             raise ConfigError(f"refusing to write {what} {str(path)!r}: it is inside the checkpoint {inside}",
                               hint="give a path outside every checkpoint step directory (e.g. beside the "
                                    "checkpoint root); the checkpoint is only read")
