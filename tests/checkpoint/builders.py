@@ -38,3 +38,12 @@ def assert_same(a, b) -> None:
         return
     assert a.dtype == b.dtype and a.shape == b.shape, (a.dtype, b.dtype, a.shape, b.shape)
     assert a.tobytes() == b.tobytes()
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """``fabric ARGS`` through ``main()``: (exit code, stdout, stderr)."""
+    from fabric_hpc.cli.main import main
+
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err

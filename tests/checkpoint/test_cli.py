@@ -10,12 +10,10 @@ import pytest
 
 from fabric_hpc.checkpoint import Shard, list_checkpoints, open_checkpoint, restore, save
 from fabric_hpc.cli.main import main
+from tests.checkpoint.builders import run_cli
 
 
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+_run = run_cli  # (exit code, stdout, stderr) of fabric ARGS
 
 
 @pytest.fixture

@@ -12,15 +12,12 @@ import numpy as np
 import pytest
 
 from fabric_hpc.checkpoint import Shard, open_checkpoint, save
-from fabric_hpc.cli.main import main
+from tests.checkpoint.builders import run_cli
 
 STEP_COMMANDS = ["show", "verify", "restore", "export", "export-hf", "export-dcp", "convert", "import-hf", "import-dcp"]
 
 
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out = capsys.readouterr()
-    return code, out.out, out.err
+_run = run_cli  # (exit code, stdout, stderr) of fabric ARGS
 
 
 @pytest.fixture
