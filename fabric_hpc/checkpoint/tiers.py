@@ -278,10 +278,14 @@ def _remove_stale_drains(shared: Path, step: int) -> None:
 
 
 def wait_committed(shared: Path, step: int, deadline: float | None, timeout: float | None) -> Path:
-    """Poll until ``SHARED/step-N`` is committed (its manifest visible from this node)."""
+    """Poll until ``SHARED/step-N`` is committed (its manifest visible from this node), or a newer
+    step is (a prune of the shared tier may have removed step N once step N+1 committed)."""
     final = shared / store.step_dir_name(step) / MANIFEST
     pause = 0.01
     while not final.exists():
+        newer = _newest_step(shared)
+        if newer is not None and newer > step:
+            return shared / store.step_dir_name(newer)
         if deadline is not None and time.monotonic() >= deadline:
             raise CheckpointIOError(
                 f"step {step} is not committed on the shared tier {shared} after {timeout:g} s"
@@ -291,6 +295,13 @@ def wait_committed(shared: Path, step: int, deadline: float | None, timeout: flo
         time.sleep(pause)
         pause = min(pause * 2, 0.5)
     return final.parent
+
+
+def _newest_step(shared: Path) -> int | None:
+    try:
+        return newest_complete(shared).step
+    except CheckpointNotFoundError:
+        return None
 
 
 def _missing_nodes(shared: Path, step: int) -> str:

@@ -259,3 +259,13 @@ def test_flush_times_out_naming_the_nodes_that_drained(tmp_path: Path) -> None:
     with pytest.raises(CheckpointIOError, match=r"step 7 is not committed .* after 0.2 s .*drained: \[0\]") as info:
         wait_committed(tmp_path, 7, time.monotonic() + 0.2, 0.2)
     assert "flush(timeout=" in (info.value.hint or "")
+
+
+def test_flush_is_satisfied_by_a_newer_committed_step(tmp_path: Path) -> None:
+    """A step pruned from the shared tier after a newer one committed does not make a slow rank's
+    flush wait for ever: the newer commit answers it (every rank's newest() is then that step)."""
+    import time
+
+    from fabric_hpc.checkpoint.tiers import wait_committed
+    save(tmp_path, {"w": np.zeros(2)}, step=9)
+    assert wait_committed(tmp_path, 7, time.monotonic() + 5.0, 5.0) == tmp_path / "step-0000000009"
