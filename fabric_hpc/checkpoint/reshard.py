@@ -70,7 +70,6 @@ def _check_mesh_fits(m: Manifest, mesh: tuple[int, ...] | None) -> None:
     dims = {name: e.split.dims for name, e in m.tensors.items() if e.split is not None}
     if dims and not any(len(d) == len(mesh) for d in dims.values()):
         shown = ", ".join(f"{n} over dims {d}" for n, d in list(dims.items())[:3])
-        counts = sorted({len(d) for d in dims.values()})
         want = " or ".join(str(c) for c in sorted({len(d) for d in dims.values()}))
         raise CheckpointError(
             f"--mesh {'x'.join(map(str, mesh))} has {len(mesh)} dimensions, but no tensor of this checkpoint is "
@@ -91,25 +90,30 @@ def _read_whole(ckpt: Checkpoint, name: str) -> np.ndarray:
 def _check_same_reshard(dest: Path, state: dict[str, HostArray], splits: dict[str, SplitInfo],
                         src: Manifest, layout: dict, world_size: int) -> None:
     """CheckpointError unless ``dest`` is exactly the reshard of ``src`` for ``world_size``."""
-    def refuse(why: str) -> CheckpointError:
-        return CheckpointError(f"{dest.parent} already holds step {src.step}, which is not this reshard ({why})",
-                               hint=f"write it to a new --out directory (or delete {dest} if it is not needed)")
     try:
-        with open_checkpoint(dest) as ck:
-            m = ck.manifest
-            header = [("world size", m.world_size, world_size), ("layout", m.layout, layout),
-                      ("tags", m.tags, src.tags), ("metadata", m.user_metadata, src.user_metadata),
-                      ("tensors", sorted(m.tensors), sorted(state))]
-            for what, got, want in header:
-                if got != want:
-                    raise refuse(f"its {what} {got!r} differs from {want!r}")
-            for name, data in state.items():
-                entry = ck.entry(name)
-                if entry.dtype != data.dtype or entry.shape != list(data.shape) or entry.split != splits.get(name):
-                    raise refuse(f"tensor {name!r} is {entry.dtype} {entry.shape} split {entry.split}")
-                if not np.array_equal(_read_whole(ck, name).view(np.uint8), data.data.view(np.uint8)):
-                    raise refuse(f"tensor {name!r} holds other values")
+        why = _reshard_difference(dest, state, splits, src, layout, world_size)
     except FabricError as exc:
-        if exc.message.startswith(f"{dest.parent} already holds"):
-            raise
-        raise refuse(f"it cannot be read: {exc.message}") from None
+        why = f"it cannot be read: {exc.message}"
+    if why is not None:
+        raise CheckpointError(f"{dest.parent} already holds step {src.step}, which is not this reshard ({why})",
+                              hint=f"write it to a new --out directory (or delete {dest} if it is not needed)")
+
+
+def _reshard_difference(dest: Path, state: dict[str, HostArray], splits: dict[str, SplitInfo],
+                        src: Manifest, layout: dict, world_size: int) -> str | None:
+    """What differs between ``dest`` and the reshard (None: nothing; chunk checksums verified)."""
+    with open_checkpoint(dest) as ck:
+        m = ck.manifest
+        header = [("world size", m.world_size, world_size), ("layout", m.layout, layout),
+                  ("tags", m.tags, src.tags), ("metadata", m.user_metadata, src.user_metadata),
+                  ("tensors", sorted(m.tensors), sorted(state))]
+        for what, got, want in header:
+            if got != want:
+                return f"its {what} {got!r} differs from {want!r}"
+        for name, data in state.items():
+            entry = ck.entry(name)
+            if entry.dtype != data.dtype or entry.shape != list(data.shape) or entry.split != splits.get(name):
+                return f"tensor {name!r} is {entry.dtype} {entry.shape} split {entry.split}"
+            if not np.array_equal(_read_whole(ck, name).view(np.uint8), data.data.view(np.uint8)):
+                return f"tensor {name!r} holds other values"
+    return None
