@@ -56,9 +56,11 @@ def group(topology: str | None, state_path: str | None, request: str | None, sol
         placement = _place(fab, state_path, request, solver, time_limit, workers, None)
     from fabric_hpc.placement.request import parse_request
 
-    stages = _stages(fab, placement, parse_request(request).pp or 1)
-    doc = placement.to_dict() | ({"pipeline_stages": stages} if stages else {})
-    render(as_json, doc, lambda con: _human(con, placement, stages))
+    req = parse_request(request)
+    stages = _stages(fab, placement, req.pp or 1)
+    sends = _stage_sends_ms(fab, placement, req.tp or 1, req.pp or 1)
+    doc = placement.to_dict() | ({"pipeline_stages": stages, "stage_sends_ms": sends} if stages else {})
+    render(as_json, doc, lambda con: _human(con, placement, stages, sends))
 
 
 @contextmanager
@@ -113,7 +115,21 @@ def _stages(fab, placement, pp: int) -> list[list[str]]:
     return [[fab.gpus[int(i)] for i in stage] for stage in pipeline_stages(fab, idx, pp)]
 
 
-def _human(con, placement, stages: list[list[str]]) -> None:
+def _stage_sends_ms(fab, placement, tp: int, pp: int) -> float | None:
+    """Milliseconds for every stage boundary's pairs to exchange one micro-batch's activations at
+    once (``ACTIVATION_BYTES / tp`` each way per pair, alone on the fabric): the simulator's
+    stage-to-stage term (docs/scheduler.md). Not in the placement cost. None without stages."""
+    if pp <= 1:
+        return None
+    import numpy as np
+
+    from fabric_hpc.placement.parallel import ACTIVATION_BYTES, slowest_alone, stage_pairs
+
+    idx = np.array(sorted(fab.gpu_pos[g] for g in placement.gpus), np.int64)
+    return round(1000 * slowest_alone(fab, stage_pairs(fab, idx, tp, pp), ACTIVATION_BYTES / tp), 4)
+
+
+def _human(con, placement, stages: list[list[str]], sends: float | None = None) -> None:
     from fabric_hpc.hostlist import compress
 
     status = {True: "optimal", False: "not proven optimal", None: "heuristic"}[placement.optimal]
@@ -130,5 +146,8 @@ def _human(con, placement, stages: list[list[str]]) -> None:
         for g in stage:
             per_host[g.split("/")[0]] = per_host.get(g.split("/")[0], 0) + 1
         con.print(f"pipeline stage {s}: " + ", ".join(f"{h} ({k} GPU{'s' * (k != 1)})" for h, k in per_host.items()))
+    if sends is not None:
+        con.print(f"stage-to-stage sends: {sends:.3f} ms per micro-batch (48 MiB of activations / tp per pair, "
+                  "both ways, every boundary at once; not in the cost)")
     for note in placement.notes:
         con.print(f"note: {note}")

@@ -23,6 +23,11 @@ from fabric_hpc.placement.netmodel import NoNetwork, _domains, _paths, resources
 if TYPE_CHECKING:
     from fabric_hpc.topology import Fabric
 
+#: One micro-batch's activations, ``b·s·h`` values in bf16 (GPT-3 175B: b = 1, s = 2048, h = 12288;
+#: Narayanan et al., SC'21, §3.2): what one tensor-parallel all-reduce carries and what a stage
+#: boundary sends (``1/tp`` of it per TP rank, §4.1).
+ACTIVATION_BYTES = 1 * 2048 * 12288 * 2
+
 
 def check_groups(fab: Fabric, gpus, tp: int = 1, pp: int = 1) -> np.ndarray:
     """The sorted GPU indices of a job of ``tp``-GPU tensor-parallel groups in ``pp`` pipeline

@@ -52,7 +52,8 @@ import numpy as np
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement.collective import CollectiveParams, collective_time, effective_cap, resources
-from fabric_hpc.placement.parallel import dp_allreduce_and_load, slowest_alone, stage_pairs, tp_groups
+from fabric_hpc.placement.parallel import (ACTIVATION_BYTES, dp_allreduce_and_load, slowest_alone, stage_pairs,
+                                           tp_groups)
 from fabric_hpc.placement.fairshare import fair_rates, flow_unit
 from fabric_hpc.scheduler.contract import Job
 from fabric_hpc.topology import Fabric
@@ -71,11 +72,10 @@ MAX_COMM_RATIO = 100.0
 #: in percent of the step. A tp / pp job's default shares of its communication time are these
 #: weights over the dimensions it has (docs/scheduler.md, "Tensor- and pipeline-parallel jobs").
 EXPOSED_PERCENT = {"tp": 3.96, "pp": 4.31, "dp": 2.52}
-#: One tensor-parallel all-reduce: the activations of one micro-batch, ``b·s·h`` values in bf16
-#: (GPT-3 175B: b = 1, s = 2048, h = 12288, Narayanan et al., SC'21); a stage boundary sends ``1/tp``
-#: of it per TP rank. Only the ratio to the ideal placement's time is used, so the size matters
-#: only through the latency's share.
-TP_BYTES = 1 * 2048 * 12288 * 2
+#: One tensor-parallel all-reduce (:data:`~fabric_hpc.placement.parallel.ACTIVATION_BYTES`); a
+#: stage boundary sends ``1/tp`` of it per TP rank. Only the ratio to the ideal placement's time is
+#: used, so the size matters only through the latency's share.
+TP_BYTES = ACTIVATION_BYTES
 _NOBODY: frozenset[str] = frozenset()
 
 

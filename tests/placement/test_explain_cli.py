@@ -293,11 +293,13 @@ def test_tp_with_numa_local_blames_the_numa_node_not_the_groups(solver):
 def test_cli_shows_the_pipeline_stages(capsys):
     """``pp=P``: the table and the JSON name each stage's GPUs in ring order (one host each here)."""
     assert main(["place", "-t", "superpod:sus=1", "-r", "gpus=20,pp=4", "--json"]) == 0
-    stages = json.loads(capsys.readouterr().out)["pipeline_stages"]
+    doc = json.loads(capsys.readouterr().out)
+    stages = doc["pipeline_stages"]
     assert [len(s) for s in stages] == [5, 5, 5, 5]
+    assert doc["stage_sends_ms"] > 0  # each boundary crosses hosts: through the NICs
     assert [len({g.split("/")[0] for g in s}) for s in stages] == [1, 1, 1, 1]
     assert main(["place", "-t", "superpod:sus=1", "-r", "gpus=20,pp=4"]) == 0
     out = capsys.readouterr().out
-    assert out.count("pipeline stage ") == 4 and "(5 GPUs)" in out
+    assert out.count("pipeline stage ") == 4 and "(5 GPUs)" in out and "stage-to-stage sends: " in out
     assert main(["place", "-t", "superpod:sus=1", "-r", "gpus=20", "--json"]) == 0
-    assert "pipeline_stages" not in json.loads(capsys.readouterr().out)
+    assert not {"pipeline_stages", "stage_sends_ms"} & set(json.loads(capsys.readouterr().out))
