@@ -118,7 +118,8 @@ def _stages(fab, placement, pp: int) -> list[list[str]]:
 def _stage_sends_ms(fab, placement, tp: int, pp: int) -> float | None:
     """Milliseconds for every stage boundary's pairs to exchange one micro-batch's activations at
     once (``ACTIVATION_BYTES / tp`` each way per pair, alone on the fabric): the simulator's
-    stage-to-stage term (docs/scheduler.md). Not in the placement cost. None without stages."""
+    stage-to-stage term (docs/scheduler.md). Not in the placement cost. None without stages; -1
+    when a boundary cannot send (hosts without a NIC: JSON has no infinity)."""
     if pp <= 1:
         return None
     import numpy as np
@@ -126,7 +127,8 @@ def _stage_sends_ms(fab, placement, tp: int, pp: int) -> float | None:
     from fabric_hpc.placement.parallel import ACTIVATION_BYTES, slowest_alone, stage_pairs
 
     idx = np.array(sorted(fab.gpu_pos[g] for g in placement.gpus), np.int64)
-    return round(1000 * slowest_alone(fab, stage_pairs(fab, idx, tp, pp), ACTIVATION_BYTES / tp), 4)
+    ms = 1000 * slowest_alone(fab, stage_pairs(fab, idx, tp, pp), ACTIVATION_BYTES / tp)
+    return round(ms, 4) if np.isfinite(ms) else -1.0  # -1: a boundary between hosts without a NIC
 
 
 def _human(con, placement, stages: list[list[str]], sends: float | None = None) -> None:
@@ -146,7 +148,9 @@ def _human(con, placement, stages: list[list[str]], sends: float | None = None) 
         for g in stage:
             per_host[g.split("/")[0]] = per_host.get(g.split("/")[0], 0) + 1
         con.print(f"pipeline stage {s}: " + ", ".join(f"{h} ({k} GPU{'s' * (k != 1)})" for h, k in per_host.items()))
-    if sends is not None:
+    if sends is not None and sends < 0:
+        con.print("stage-to-stage sends: cannot run (a stage boundary between hosts without a NIC)")
+    elif sends is not None:
         con.print(f"stage-to-stage sends: {sends:.3f} ms per micro-batch (48 MiB of activations / tp per pair, "
                   "both ways, every boundary at once; not in the cost)")
     for note in placement.notes:
