@@ -25,7 +25,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -50,21 +49,15 @@ BACKENDS = ("cli", "rest", "pyslurm")
 @pytest.fixture(scope="module")
 def block_cluster(slurm_cluster_factory: Any) -> Iterator[Any]:
     """A topology/block cluster with JWT (for slurmrestd), two blockers leaving leaf2 and leaf3 whole."""
-    from tests.slurm_integration.restd import jwt_settings, public_dir
+    from tests.slurm_integration.restd import jwt_cluster
 
-    base = public_dir("fabric-segment-")
     fabric = build(generators.leaf_spine(16, hosts_per_leaf=4, gpus=1, cpus=2))
-    cluster = slurm_cluster_factory(fabric, topology_plugin="block", base_dir=base / "cluster",
-                                    settings=jwt_settings(base))
-    try:
+    with jwt_cluster(slurm_cluster_factory, fabric, "fabric-segment-", topology_plugin="block") as cluster:
         assert "BlockSizes=4,8,16" in (cluster.etc_dir / "topology.conf").read_text()
         for node in ("n1", "n13"):
             cluster.wait_job(cluster.sbatch("-N1", "-w", node, "--exclusive", wrap="sleep 600"), ["RUNNING"],
                              timeout=30)
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

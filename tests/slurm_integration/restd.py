@@ -124,3 +124,16 @@ def running_restd(cluster: Any) -> Iterator[Restd]:
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def jwt_cluster(factory: Any, fabric: Any, prefix: str = "fabric-restd-", **options: Any) -> Iterator[Any]:
+    """A live cluster from ``factory`` with JWT next to munge, its files readable by slurmrestd's
+    user (:func:`public_dir`), stopped and removed afterwards."""
+    base = public_dir(prefix)
+    cluster = factory(fabric, base_dir=base / "cluster", settings=jwt_settings(base), **options)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)

@@ -7,7 +7,6 @@ the REST client negotiates its API version from the server's OpenAPI spec.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 from fabric_hpc.errors import NotFoundError
 from fabric_hpc.slurm import SlurmClient, SlurmError, open_client
 from fabric_hpc.slurm.rest_backend import CURRENT_MIN, RestClient, _vtuple
-from tests.slurm_integration.restd import Restd, jwt_settings, public_dir, running_restd, token
+from tests.slurm_integration.restd import Restd, jwt_cluster, running_restd, token
 
 SCRIPT = "#!/bin/sh\nsleep {s}\n"
 
@@ -25,13 +24,8 @@ SCRIPT = "#!/bin/sh\nsleep {s}\n"
 @pytest.fixture(scope="module")
 def contract_cluster(slurm_cluster_factory: Any, slurm_fabric: Any) -> Iterator[Any]:
     """The 16-host cluster with JWT next to munge, its files readable by slurmrestd's user."""
-    base = public_dir()
-    cluster = slurm_cluster_factory(slurm_fabric, base_dir=base / "cluster", settings=jwt_settings(base))
-    try:
+    with jwt_cluster(slurm_cluster_factory, slurm_fabric) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
