@@ -12,12 +12,21 @@ Teardown: a rank whose run fails stops its intake, lets its writer commit and jo
 holds, prints its error once (``error: rank N: ...``), sends ``FATAL`` (with its exit code) to
 every other rank, waits (at most ``ACK_WAIT_S``) for their ``ACK`` -- each peer stops intake and
 flushes its journal before acknowledging; a peer that failed itself meanwhile (its own ``FATAL``)
-counts as acknowledged -- and then calls ``MPI_Abort(code)`` with the CLI's exit code for the
-error (3 bad input, 5 external failure, ...; README.md), which ends every rank and is what
-``mpiexec`` returns. (Ranks that exit by themselves instead race the launcher: hydra kills the
-others on the first non-zero exit and may then report their signal.) Peers poll for ``FATAL``
-from the main thread every 0.1 s. A rank killed outright (``kill -9``) is detected by the
-launcher, which kills the rest; journals are safe either way and a rerun resumes.
+counts as acknowledged. The exit code is the CLI's for the error (3 bad input, 5 external
+failure, ...; README.md), and the launcher must return it:
+
+- under ``mpiexec`` (hydra) the failing rank then calls ``MPI_Abort(code)``, which ends every rank
+  and is what ``mpiexec`` returns (ranks that exit by themselves race hydra, which kills the
+  others on the first non-zero exit and may then report their signal);
+- under ``srun`` every rank exits by itself with the code: each peer once its ``ACK`` was received
+  (a synchronous send), the failing rank once every peer answered. ``MPI_Abort`` there makes
+  slurmstepd SIGKILL the other tasks, and srun returns the highest task status, 137. (With
+  ``--kill-on-bad-exit`` / ``KillOnBadExit=1`` srun still kills the ranks that exit last, so it
+  may report 137; the code is in every rank's ``infer.fatal`` event and error line.) A peer that
+  does not answer within ``ACK_WAIT_S`` gets ``MPI_Abort`` under either launcher.
+
+Peers poll for ``FATAL`` from the main thread every 0.1 s. A rank killed outright (``kill -9``) is
+detected by the launcher, which kills the rest; journals are safe either way and a rerun resumes.
 
 Transport under ``srun --mpi=pmi2``: MPI carries only control messages here, so MPICH is steered
 to its OFI netmod over TCP (``MPIR_CVAR_CH4_NETMOD=ofi``, ``FI_PROVIDER=tcp``, each only when
@@ -43,7 +52,7 @@ __all__ = ["ACK_WAIT_S", "MpiContext", "PeerFailed", "exit_code_of", "mpi_contex
 
 TAG_FATAL, TAG_ACK = 7701, 7702
 ACK_WAIT_S = 2.5
-_LAUNCH_VARS = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "HYDRA_CONTROL_FD",
+_LAUNCH_VARS = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "HYDI_CONTROL_FD",
                 "MPI_LOCALRANKID")
 
 
@@ -116,6 +125,17 @@ class MpiContext:
     def allreduce_sum(self, value: int) -> int:
         return self.comm.allreduce(value) if self.comm is not None else value
 
+    def rendezvous(self) -> None:
+        """Wait until every rank got here, answering a peer's FATAL meanwhile (raises
+        :class:`PeerFailed`): call before a blocking collective that a failed rank never reaches,
+        where a waiting rank could neither acknowledge nor exit with the failing rank's code."""
+        if self.comm is None:
+            return
+        req = self.comm.Ibarrier()
+        while not req.Test():
+            self.poll()
+            time.sleep(0.01)
+
     def poll(self) -> None:
         """Raise :class:`PeerFailed` if another rank sent FATAL (call from the main thread)."""
         if self.comm is None:
@@ -132,8 +152,14 @@ class MpiContext:
         """After a peer's FATAL (this rank's journal flushed): ACK it, then exit with its code."""
         if self.comm is None:
             return
-        self._reqs = [self.comm.isend(self.rank, dest=failed.source, tag=TAG_ACK)]
-        time.sleep(ACK_WAIT_S + 5.0)  # MPI_Abort from the failing rank ends this process
+        req = self.comm.issend(self.rank, dest=failed.source, tag=TAG_ACK)  # completes once received
+        if by_srun(os.environ):  # the failing rank exits by itself too (module docstring)
+            deadline = time.monotonic() + ACK_WAIT_S
+            while not req.Test() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        else:
+            self._reqs = [req]
+            time.sleep(ACK_WAIT_S + 5.0)  # MPI_Abort from the failing rank ends this process
         _exit(failed.exit_code)
 
     def fatal(self, exc: BaseException) -> None:
@@ -148,7 +174,8 @@ class MpiContext:
         sys.stderr.flush()
         self._reqs = [self.comm.isend((code, str(exc)[:500]), dest=r, tag=TAG_FATAL)
                       for r in range(self.size) if r != self.rank]
-        self._answered(time.monotonic() + ACK_WAIT_S)
+        if self._answered(time.monotonic() + ACK_WAIT_S) and by_srun(os.environ):
+            _exit(code)  # every peer exits with ``code`` too: srun returns it (module docstring)
         self.comm.Abort(code)
         _exit(code)  # MPICH's MPI_Abort may return before the launcher kills this process
 
@@ -173,9 +200,15 @@ def under_mpi() -> bool:
     return any(v in os.environ for v in _LAUNCH_VARS)
 
 
+def by_srun(env: Mapping[str, str]) -> bool:
+    """Whether the ranks were launched by ``srun --mpi=pmi2`` (Slurm's PMI server), not by hydra
+    (``mpiexec``, also when it runs inside a Slurm job: it sets ``HYDI_CONTROL_FD``)."""
+    return "PMI_FD" in env and "SLURM_STEP_ID" in env and "HYDI_CONTROL_FD" not in env
+
+
 def slurm_pmi_defaults(env: Mapping[str, str]) -> dict[str, str]:
     """The transport settings to add under Slurm's PMI server (see the module docstring)."""
-    if not ("PMI_FD" in env and "SLURM_STEP_ID" in env):
+    if not by_srun(env):
         return {}
     wanted = {"MPIR_CVAR_CH4_NETMOD": "ofi", "FI_PROVIDER": "tcp"}
     return {k: v for k, v in wanted.items() if k not in env}

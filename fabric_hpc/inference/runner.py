@@ -212,6 +212,7 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
                               hint="leave it out; choose a GPU with device= (PyTorch) or CUDA_VISIBLE_DEVICES")
         engine = build_engine(config, local_rank=ctx.local_rank, **dict(engine_options or {}))
         limits = engine.limits
+        ctx.rendezvous()  # an engine that failed on one rank: the others answer, not wait in a bcast
         run_doc = {"input": source if source == "-" else str(Path(source).resolve()),
                    "engine_config": config.model_dump(), "limits": asdict(limits),
                    "output_mode": output_mode}
@@ -239,6 +240,7 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         snap = metrics.write(pipeline.snapshot())
         for part in (metrics, sink, dead, engine):
             part.close()
+        ctx.rendezvous()  # a rank that finished first answers a late failure, not waits in allgather
         return _summary(ctx, snap, attempt, len(done), dead.count)
     except PeerFailed as exc:
         if pipeline is not None:

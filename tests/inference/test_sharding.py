@@ -63,4 +63,6 @@ def test_slurm_pmi_defaults_only_under_srun_and_never_override():
     srun = {"PMI_FD": "5", "SLURM_STEP_ID": "0", "PMI_RANK": "0"}
     assert slurm_pmi_defaults(srun) == {"MPIR_CVAR_CH4_NETMOD": "ofi", "FI_PROVIDER": "tcp"}
     assert slurm_pmi_defaults({**srun, "FI_PROVIDER": "verbs"}) == {"MPIR_CVAR_CH4_NETMOD": "ofi"}
-    assert slurm_pmi_defaults({"PMI_RANK": "0", "HYDRA_CONTROL_FD": "7"}) == {}  # mpiexec: untouched
+    assert slurm_pmi_defaults({"PMI_RANK": "0", "HYDI_CONTROL_FD": "7"}) == {}  # mpiexec: untouched
+    # mpiexec inside a Slurm step (hydra's own PMI server): untouched too
+    assert slurm_pmi_defaults({**srun, "HYDI_CONTROL_FD": "7"}) == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -85,6 +86,36 @@ def test_srun_pmi2_runs_mpi4py_across_two_nodes(slurm_cluster):
     assert [r[:2] for r in rows] == [["0", "2"], ["1", "2"]]  # one world of two ranks
     assert len({r[2] for r in rows}) == 2  # on two emulated nodes
     assert {r[3] for r in rows} == {"3"}  # a collective went through
+
+
+@pytest.mark.mpi
+def test_srun_keeps_the_cli_exit_code_and_prints_each_ranks_error_once(slurm_cluster, tmp_path):
+    """Under ``srun --mpi=pmi2`` (as infer_batch.sbatch launches it) srun returns the CLI's exit
+    code as mpiexec does: 3 for bad input, 5 for a rank's external failure (MPI_Abort there made
+    slurmstepd kill the other task, and srun returned 137); each rank prints its error once."""
+    from tests.inference.builders import make_config, random_items, write_spool
+
+    fabric = os.path.join(os.path.dirname(sys.executable), "fabric")
+    require_real("mpi", os.path.exists(fabric), f"{fabric} is missing (pip install -e .)")
+    cfg = json.loads(make_config(tmp_path).read_text())
+    bad = tmp_path / "missing-engine.json"
+    bad.write_text(json.dumps({**cfg, "engine_dir": str(tmp_path / "no-such-engine")}))
+    spool = write_spool(tmp_path, random_items(24, seed=3))
+
+    def srun(config, out: str, export: str = "ALL"):
+        return slurm_cluster.run(["srun", "--mpi=pmi2", f"--export={export}", "-N2", "-n2", fabric, "infer",
+                                  "run", "--engine-config", str(config), "--input", str(spool), "--output",
+                                  str(tmp_path / out), "--no-progress"], check=False, timeout=120)
+
+    both = srun(bad, "out-bad")  # both ranks fail
+    assert both.returncode == 3, both.stderr[-2000:]
+    assert [both.stderr.count(f"error: rank {r}: ") for r in (0, 1)] == [1, 1], both.stderr
+    assert both.stderr.count("no-such-engine") == 2 and "Traceback" not in both.stderr
+    # one rank fails (the runner's test hook), its peer acknowledges and exits with its code
+    one = srun(tmp_path / "engine.json", "out-fault", "ALL,FABRIC_INFER_FAULT=1:4")
+    assert one.returncode == 5, one.stderr[-2000:]
+    assert "error: rank 1: " in one.stderr and "error: rank 0" not in one.stderr, one.stderr
+    assert "Killed" not in one.stderr and "Traceback" not in one.stderr
 
 
 @pytest.mark.slow
