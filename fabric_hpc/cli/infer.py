@@ -144,7 +144,7 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int,
         live.start()
     try:
         result = run_job(engine_config, source, output, options=opts, progress=on_progress,
-                         output_mode=output_mode)
+                         output_mode=output_mode, last_words=_json_last_words if as_json else None)
     finally:
         if live is not None:
             live.stop()
@@ -163,6 +163,17 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int,
         raise ConfigError(f"every item of the input ({result['dead_letter']}) was dead-lettered: nothing ran",
                           hint=f"each reason is in {output}/dead-letter.jsonl (often items longer than the "
                                "engine's max_input_len or max_num_tokens)")
+
+
+def _json_last_words(rank: int, exc: BaseException, code: int) -> None:
+    """Under MPI with ``--json``: rank 0's error document on stdout before the teardown ends it
+    (as the CLI writes one for a single-rank failure), so a script reading stdout gets JSON."""
+    if rank == 0:
+        from fabric_hpc.cli.output import print_json
+        from fabric_hpc.errors import FabricError
+
+        err = exc if isinstance(exc, FabricError) else FabricError(str(exc) or type(exc).__name__)
+        print_json({**err.to_dict(), "exit_code": code})
 
 
 @group.command("status")

@@ -42,7 +42,7 @@ import heapq
 import os
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from fabric_hpc.errors import EXIT_EXTERNAL, ExternalError, exit_code_for
@@ -110,6 +110,9 @@ class MpiContext:
         self.rank = comm.Get_rank() if comm is not None else 0
         self.size = comm.Get_size() if comm is not None else 1
         self.local_rank = _local_rank() if comm is not None else 0
+        #: called as ``last_words(rank, error, exit_code)`` before a teardown ends this rank's
+        #: process (the CLI's ``--json`` error document); its own failure never stops the teardown
+        self.last_words: Callable[[int, BaseException, int], None] | None = None
 
     def bcast(self, value: Any) -> Any:
         return self.comm.bcast(value, root=0) if self.comm is not None else value
@@ -153,6 +156,7 @@ class MpiContext:
         if self.comm is None:
             return
         req = self.comm.issend(self.rank, dest=failed.source, tag=TAG_ACK)  # completes once received
+        self._say(failed, failed.exit_code)
         if by_srun(os.environ):  # the failing rank exits by itself too (module docstring)
             deadline = time.monotonic() + ACK_WAIT_S
             while not req.Test() and time.monotonic() < deadline:
@@ -172,12 +176,20 @@ class MpiContext:
         emit("infer.fatal", rank=self.rank, error=str(exc).splitlines()[0][:500], exit_code=code)
         sys.stderr.write(f"error: rank {self.rank}: {exc}\n")
         sys.stderr.flush()
+        self._say(exc, code)
         self._reqs = [self.comm.isend((code, str(exc)[:500]), dest=r, tag=TAG_FATAL)
                       for r in range(self.size) if r != self.rank]
         if self._answered(time.monotonic() + ACK_WAIT_S) and by_srun(os.environ):
             _exit(code)  # every peer exits with ``code`` too: srun returns it (module docstring)
         self.comm.Abort(code)
         _exit(code)  # MPICH's MPI_Abort may return before the launcher kills this process
+
+    def _say(self, exc: BaseException, code: int) -> None:
+        if self.last_words is not None:
+            try:
+                self.last_words(self.rank, exc, code)
+            except Exception:  # noqa: BLE001 - the teardown must go on (stdout closed, ...)
+                pass
 
     def _answered(self, deadline: float) -> bool:
         """Whether every peer sent ACK (or its own FATAL: it failed too) before ``deadline``."""

@@ -172,17 +172,19 @@ def run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: s
             output: str | os.PathLike[str], *, options: PipelineOptions | None = None,
             engine_options: Mapping[str, Any] | None = None,
             progress: Callable[[dict[str, Any]], None] | None = None,
-            metrics_interval: float = 1.0, output_mode: str = "private") -> dict[str, Any]:
+            metrics_interval: float = 1.0, output_mode: str = "private",
+            last_words: Callable[[int, BaseException, int], None] | None = None) -> dict[str, Any]:
     """Run (or resume) a job on this rank; return this rank's final snapshot, ``job`` (the whole
     job's totals, on every rank: :func:`~fabric_hpc.inference.telemetry.job_totals`, counts summed
     over ranks, rates over the slowest rank's wall time), ``ranks`` (every rank's final snapshot, in
     rank order), ``attempt``, ``resumed``, ``dead_letter`` (rank 0) and this ``rank``.
     ``output_mode="private"`` creates every output file 0600 and directory 0700 whatever the
-    umask; ``"umask"`` follows the process umask."""
+    umask; ``"umask"`` follows the process umask. Under MPI a failure ends the process in the ranks'
+    ordered teardown instead of raising; ``last_words(rank, error, exit_code)`` is called first."""
     with private_files(output_mode):
         return _run_job(engine_config, source, output, options=options,
                         engine_options=engine_options, progress=progress,
-                        metrics_interval=metrics_interval, output_mode=output_mode)
+                        metrics_interval=metrics_interval, output_mode=output_mode, last_words=last_words)
 
 
 def _summary(ctx, snap: dict[str, Any], attempt: int, resumed: int, dead_letter: int) -> dict[str, Any]:
@@ -199,8 +201,10 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
              output: str | os.PathLike[str], *, options: PipelineOptions | None,
              engine_options: Mapping[str, Any] | None,
              progress: Callable[[dict[str, Any]], None] | None,
-             metrics_interval: float, output_mode: str) -> dict[str, Any]:
+             metrics_interval: float, output_mode: str,
+             last_words: Callable[[int, BaseException, int], None] | None) -> dict[str, Any]:
     ctx = mpi_context()
+    ctx.last_words = last_words
     out = Path(output)
     opts = options or PipelineOptions(admit_batch=1 if source == "-" else 64)
     pipeline: Pipeline | None = None

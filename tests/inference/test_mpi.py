@@ -131,9 +131,11 @@ def test_three_ranks_shard_longest_first_and_merge(job: dict) -> None:
 def test_fatal_error_tears_down_every_rank_within_5s_then_resume(job: dict) -> None:
     out = job["tmp"] / "fatal"
     proc = launch(job, out, 3, env={"FABRIC_INFER_FAULT": "1:24"})
-    code, _, err = finish(proc)
+    code, stdout, err = finish(proc)
     ended = time.time()
     assert code == 5, err[-2000:]  # the pipeline's ExternalError: the CLI's code, not MPI_Abort's 1
+    doc = json.loads(stdout)  # rank 0 only acknowledged: its document names the failed rank
+    assert doc["exit_code"] == 5 and doc["error"].startswith("rank 1 failed: "), stdout
     fault_at = float((out / "fault-rank-1").read_text())
     assert ended - fault_at < 5.0, f"teardown took {ended - fault_at:.2f} s"
     assert err.count("injected fault") == 1 and err.count("error: rank 1: ") == 1, err[-2000:]
@@ -196,8 +198,10 @@ def test_bad_input_exits_3_under_mpi_and_each_rank_prints_it_once(job: dict) -> 
     bad = job["tmp"] / "missing-engine.json"
     bad.write_text(json.dumps({**cfg, "engine_dir": str(job["tmp"] / "no-such-engine")}))
     t0 = time.monotonic()
-    code, _, err = finish(launch(job, job["tmp"] / "bad-input", 2, cfg=bad))
+    code, out, err = finish(launch(job, job["tmp"] / "bad-input", 2, cfg=bad))
     assert code == 3, err[-2000:]
+    doc = json.loads(out)  # --json: one error document on stdout (rank 0's), as without MPI
+    assert doc["exit_code"] == 3 and "no-such-engine" in doc["error"] and doc["hint"], out
     assert errors_by_rank(err, 2) == [1, 1] and err.count("no-such-engine") == 2, err
     assert err.count("error:") == 2 and "Traceback" not in err
     assert time.monotonic() - t0 < 5.0  # every rank failed: each counts the others' FATAL as answered
