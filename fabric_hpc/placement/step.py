@@ -109,3 +109,24 @@ def reference_times(fab: Fabric, n: int, tp: int, pp: int,
     tp_i, pp_i = group_times(fab, np.arange(n), tp, pp, params)
     ref = send_reference(fab, tp, params) if pp > 1 else 0.0
     return tp_i, ref, ratio(pp_i, ref)
+
+
+def tp_floor(fab: Fabric, hosts: np.ndarray, tp: int, params: CollectiveParams | None = None) -> float:
+    """The least time :func:`group_times` gives the TP groups of ``tp`` GPUs on any placement on
+    ``hosts`` (host indices) that keeps every group inside one NVLink domain (the placer's hard
+    constraint): :func:`~fabric_hpc.placement.parallel.slowest_alone` times such groups by their
+    domain's shape (GPUs, NVLink and pair bandwidth), one group per shape, so this is one group on
+    the fastest shape among the hosts' domains with room for one. Infinite when a host has a GPU
+    outside every NVLink domain or no domain has room (nothing is bounded then)."""
+    idx = fab.index
+    gpus = np.flatnonzero(np.isin(idx.gpu_host, hosts))
+    dom = idx.gpu_nvl[gpus]
+    if tp <= 1 or not gpus.size or (dom < 0).any():
+        return 0.0 if tp <= 1 else math.inf
+    size = np.bincount(idx.gpu_nvl[idx.gpu_nvl >= 0])
+    shapes: dict[tuple, np.ndarray] = {}
+    for d in np.unique(dom).tolist():
+        if size[d] >= tp:
+            shapes.setdefault((float(idx.nvl_gbps[d]), float(idx.nvl_pair_gbps[d])),
+                              np.flatnonzero(idx.gpu_nvl == d)[:tp])
+    return min((slowest_alone(fab, [g], TP_BYTES, params) for g in shapes.values()), default=math.inf)
