@@ -12,8 +12,11 @@ the run recorded in docs/collective-model.md is the one to compare against.
 
 ``--mix tppp``: the same fabrics and busy states with Megatron-shaped tensor- and pipeline-parallel
 gangs instead (``TPPP_REQUESTS``: GPUs = tp·pp·dp, ``tp=8`` on 8-GPU DGX/H800 hosts, ``tp=4`` on
-NVL72 trays or wider in-rack groups, ``pp`` 2/4/8). ``comm_ms`` is then the data-parallel
-all-reduce of the ``tp·pp`` concurrent rings (docs/placement.md, ``tp`` and ``pp``); the table
+NVL72 trays or wider in-rack groups, ``pp`` 2/4/8). ``comm_ms`` is then the step's communication
+of the step model: the data-parallel all-reduce of the ``tp·pp`` concurrent rings, the TP groups'
+all-reduces and the stage-to-stage sends, in the data-parallel all-reduce's ms (docs/placement.md,
+"Tensor- and pipeline-parallel requests"; the run recorded in docs/benchmarks.md predates that and
+has the data-parallel part alone); the table
 adds the ratio to slurm-tree, each solver's placement wall time (p50/p99, every instance it
 was asked) and what it could not place, and no 16k latency run.
 """

@@ -117,9 +117,10 @@ def _stages(fab, placement, pp: int) -> list[list[str]]:
 
 def _stage_sends_ms(fab, placement, tp: int, pp: int) -> float | None:
     """Milliseconds for every stage boundary's pairs to exchange one micro-batch's activations at
-    once (``ACTIVATION_BYTES / tp`` each way per pair, alone on the fabric): the simulator's
-    stage-to-stage term (docs/scheduler.md). Not in the placement cost. None without stages; -1
-    when a boundary cannot send (hosts without a NIC: JSON has no infinity)."""
+    once (``ACTIVATION_BYTES / tp`` each way per pair, alone on the fabric): ``e(P)`` of the step
+    model (:mod:`fabric_hpc.placement.step`), which the cost weighs as ``comm_pp``
+    (docs/placement.md). None without stages; -1 when a boundary cannot send (hosts without a
+    NIC: JSON has no infinity)."""
     if pp <= 1:
         return None
     import numpy as np
@@ -152,6 +153,6 @@ def _human(con, placement, stages: list[list[str]], sends: float | None = None) 
         con.print("stage-to-stage sends: cannot run (a stage boundary between hosts without a NIC)")
     elif sends is not None:
         con.print(f"stage-to-stage sends: {sends:.3f} ms per micro-batch (48 MiB of activations / tp per pair, "
-                  "both ways, every boundary at once; not in the cost)")
+                  "both ways, every boundary at once; in the cost as comm_pp, by the sends' share of a step)")
     for note in placement.notes:
         con.print(f"note: {note}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -130,14 +131,20 @@ def modelled_comm_ms(problem: Problem, gpus: np.ndarray) -> float:
         return memo[key]
     bw, lat = dp_rings_time(problem.fab, gpus, problem.weights.message_mb * 2**20, problem.tp, background,
                             problem.pp)
-    if not math.isfinite(bw):  # a host without a NIC in a multi-host placement
-        return NO_NETWORK_MS
-    out = (math.floor(bw * 1e6 + 1e-6) + math.floor(lat * 1e6 + 1e-6)) * COMM_QUANTUM_MS
+    out = _whole_us(bw, lat)
     if background is None:
         if len(memo) > _COMM_MAX:
             memo.clear()
         memo[key] = out
     return out
+
+
+def _whole_us(bw: float, lat: float) -> float:
+    """ms of a collective's bandwidth and latency parts (s), each floored to whole µs;
+    :data:`NO_NETWORK_MS` when it cannot run (a host without a NIC in a multi-host placement)."""
+    if not math.isfinite(bw):
+        return NO_NETWORK_MS
+    return (math.floor(bw * 1e6 + 1e-6) + math.floor(lat * 1e6 + 1e-6)) * COMM_QUANTUM_MS
 
 
 def dp_rings_time(fab: Fabric, gpus: np.ndarray, size: float, tp: int,
@@ -164,6 +171,102 @@ _COMM: weakref.WeakKeyDictionary[Fabric, dict[tuple, float]] = weakref.WeakKeyDi
 _COMM_MAX = 100_000
 
 
+@dataclass(frozen=True)
+class StepReference:
+    """A tp/pp request's constants for :func:`step_parts` (they depend on the fabric and the request's
+    GPU count, ``tp``, ``pp`` and ``message_mb``, never on the state or the placement)."""
+
+    s_tp: float  # default shares of the communication (:func:`~fabric_hpc.placement.step.default_shares`)
+    s_pp: float
+    dp_ms: float  # the data-parallel all-reduce on the compact placement (the first n GPUs), alone, whole µs
+    tp_s: float  # the TP groups' all-reduce on the compact placement, alone (s)
+    send_s: float  # e_ref: one stage-to-stage pair through its own NICs (s; 0 on a one-domain fabric)
+    unit_ms: float  # ms of the step's communication per unit of the simulator's comm(P)
+
+
+def step_reference(fab: Fabric, n: int, tp: int, pp: int, message_mb: float) -> StepReference:
+    """The :class:`StepReference` of a request of ``n`` GPUs (remembered per fabric). ``unit_ms`` is
+    ``t_dp(compact) / s_dp``, so that :func:`step_parts`' data-parallel part is the all-reduce's own
+    time; where the job has no data-parallel all-reduce (``n = tp·pp``: one-GPU rings), ``e_ref / s_pp``
+    (the sends' part is then their own time) or else ``t_tp(compact) / s_tp``."""
+    from fabric_hpc.placement.step import default_shares, reference_times
+
+    memo = _REF.setdefault(fab, {})
+    key = (n, tp, pp, message_mb)
+    hit = memo.get(key)
+    if hit is None:
+        s_tp, s_pp = default_shares(tp > 1, pp > 1)
+        s_dp = 1.0 - s_tp - s_pp
+        dp_ms = _whole_us(*dp_rings_time(fab, np.arange(n), message_mb * 2**20, tp, None, pp))
+        tp_s, send_s, _ = reference_times(fab, n, tp, pp)
+        if 0 < dp_ms < NO_NETWORK_MS:
+            unit = dp_ms / s_dp
+        elif s_pp > 0 and 0 < send_s < math.inf:
+            unit = send_s * 1e3 / s_pp
+        elif s_tp > 0 and 0 < tp_s < math.inf:
+            unit = tp_s * 1e3 / s_tp
+        else:
+            unit = 0.0
+        hit = memo[key] = StepReference(s_tp, s_pp, dp_ms, tp_s, send_s, unit)
+    return hit
+
+
+def step_parts(problem: Problem, gpus: np.ndarray, dp_ms: float) -> dict[str, float]:
+    """A tp/pp request's communication per step on ``gpus`` in the data-parallel all-reduce's
+    milliseconds (docs/placement.md, "Cost model"); empty for a request without ``tp`` or ``pp``::
+
+        comm_dp = t_dp(P)                         (``dp_ms``: :func:`modelled_comm_ms`)
+        comm_tp = unit · s_tp · r_tp(P)           (``unit``: :attr:`StepReference.unit_ms`)
+        comm_pp = unit · s_pp · e(P) / e_ref
+        comm_ms = comm_dp + comm_tp + comm_pp = unit · comm(P)
+
+    ``comm(P)`` is the simulator's (:mod:`fabric_hpc.placement.step`) with this cost's data-parallel
+    time, and ``unit`` is a constant of the request, so ``comm_ms`` orders placements as ``comm(P)``
+    does. The TP and send parts are each floored to whole µs; one that cannot run (a host without a
+    NIC) is :data:`NO_NETWORK_MS`, as the data-parallel part is."""
+    tp, pp = problem.tp, problem.pp
+    if tp <= 1 and pp <= 1:
+        return {}
+    from fabric_hpc.placement.step import group_times, ratio
+
+    g = np.asarray(gpus, np.int64)
+    ref = step_reference(problem.fab, len(g), tp, pp, problem.weights.message_mb)
+    memo = _GROUPS.setdefault(problem.fab, {})
+    key = (tp, pp, g.tobytes())
+    times = memo.get(key)
+    if times is None:
+        if len(memo) > _COMM_MAX:
+            memo.clear()
+        times = memo[key] = group_times(problem.fab, g, tp, pp)
+    parts = ((ref.s_tp, times[0], ref.tp_s), (ref.s_pp, times[1], ref.send_s))
+    comm_tp, comm_pp = (_floor_ms(ref.unit_ms * share * ratio(t, ideal)) if math.isfinite(t)
+                        else NO_NETWORK_MS for share, t, ideal in parts)
+    return {"comm_dp": dp_ms, "comm_tp": comm_tp, "comm_pp": comm_pp}
+
+
+def least_tp_part(problem: Problem, n: int) -> float:
+    """A lower bound of :func:`step_parts`' ``comm_tp`` over every placement of ``n`` GPUs for
+    ``problem``'s request on its eligible hosts (:func:`~fabric_hpc.placement.step.tp_floor`); 0.0
+    without ``tp``."""
+    if problem.tp <= 1:
+        return 0.0
+    from fabric_hpc.placement.step import ratio, tp_floor
+
+    ref = step_reference(problem.fab, n, problem.tp, problem.pp, problem.weights.message_mb)
+    floor = tp_floor(problem.fab, np.flatnonzero(problem.host_ok), problem.tp)
+    return _floor_ms(ref.unit_ms * ref.s_tp * ratio(floor, ref.tp_s)) if math.isfinite(floor) else 0.0
+
+
+def _floor_ms(ms: float) -> float:
+    return math.floor(ms * 1e3 + 1e-6) * COMM_QUANTUM_MS
+
+
+#: step_reference per fabric and (n, tp, pp, message_mb)
+_REF: weakref.WeakKeyDictionary[Fabric, dict[tuple, StepReference]] = weakref.WeakKeyDictionary()
+#: step_parts' (TP groups' time, sends' time) per fabric and (tp, pp, sorted GPU indices)
+_GROUPS: weakref.WeakKeyDictionary[Fabric, dict[tuple, tuple]] = weakref.WeakKeyDictionary()
+
+
 def evaluate(problem: Problem, gpus: np.ndarray) -> tuple[float, dict[str, float], dict[str, int]]:
     """(total cost, breakdown by term, domains spanned per chain level) of a set of GPU indices."""
     w = problem.weights
@@ -172,6 +275,9 @@ def evaluate(problem: Problem, gpus: np.ndarray) -> tuple[float, dict[str, float
     idx = problem.fab.index
     hosts, counts = host_counts(idx.gpu_host[gpus])
     t = modelled_comm_ms(problem, gpus)
+    parts = step_parts(problem, gpus, t)
+    if parts:  # tp / pp: the step's communication in the data-parallel all-reduce's ms
+        t = round(sum(parts.values()) / COMM_QUANTUM_MS) * COMM_QUANTUM_MS
     # distinct domains per chain level (a set per column of the few hosts' domain ids)
     doms = [list(set(col)) for col in lv.host_dom[hosts].T.tolist()]
     spans = {lv.chain[j]: len(doms[j]) for j in range(len(lv.chain))}
@@ -179,9 +285,9 @@ def evaluate(problem: Problem, gpus: np.ndarray) -> tuple[float, dict[str, float
     frag = _frag_increase(problem.free_all[hosts], counts, lv.host_gpus[hosts], w, problem.free_mat.shape[1])
     pristine = problem.pristine
     broken = sum(sum(1 for d in doms[j] if pristine[j][d]) for j in range(1, len(lv.chain)))  # the few domains
-    breakdown = {"comm_ms": t, "comm": t if w.comm > 0 else 0.0, "span": span_cost, "hosts": w.host * len(hosts),
-                 "frag_gpus": frag, "frag": w.frag * frag, "pristine_broken": float(broken),
-                 "pristine": w.pristine_break * broken}
+    breakdown = {"comm_ms": t, **parts, "comm": t if w.comm > 0 else 0.0, "span": span_cost,
+                 "hosts": w.host * len(hosts), "frag_gpus": frag, "frag": w.frag * frag,
+                 "pristine_broken": float(broken), "pristine": w.pristine_break * broken}
     rest = breakdown["rest"] = span_cost + breakdown["hosts"] + breakdown["frag"] + breakdown["pristine"]
     total = lex_cost(breakdown["comm"], rest) if w.comm > 0 else rest
     return float(total), breakdown, spans

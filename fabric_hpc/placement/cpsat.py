@@ -28,7 +28,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from fabric_hpc.placement.contract import Placement, PlacementInfeasible, SolveOptions
-from fabric_hpc.placement.cost import lex_key
+from fabric_hpc.placement.cost import least_tp_part, lex_key
 from fabric_hpc.placement.cpsat_comm import comm_lower_bound
 from fabric_hpc.placement.explain import diagnose, unit_name
 from fabric_hpc.placement.greedy import greedy
@@ -87,14 +87,37 @@ def cpsat(p: Problem, options: SolveOptions | None = None) -> Placement:
     if len(p.patterns) > 1:
         notes.append(f"rail pattern {p.pattern} chosen by greedy among {len(p.patterns)}")
     placed = p.finish(counts, "cpsat", t0, optimal=None, notes=tuple(notes), stats=stats)
-    # proven: CP-SAT optimal on its model and the model's collective bound is tight here (every
-    # other placement's exact cost is at least its bound, which is at least this optimum)
-    tight = round(placed.breakdown["comm_ms"] * 1000) == t_lin or p.weights.comm <= 0
+    solved = status == cp_model.OPTIMAL and phases["proven"] and exact and len(p.patterns) <= 1
+    return _best_of(p, _claim(p, placed, solved, t_lin, stats), warm, options, t0, stats)
+
+
+def _claim(p: Problem, placed: Placement, solved: bool, t_lin: int, stats: dict) -> Placement:
+    """``placed`` with ``optimal`` set: CP-SAT proved the optimum of its model (``solved``) and the
+    model's collective bound ``t_lin`` (µs) is tight here (every other placement's exact cost is at
+    least its bound, which is at least this optimum). With ``tp`` / ``pp`` the bound is of the
+    data-parallel part only (``stats["comm_dp_optimal"]``), and the answer is proven only where its
+    TP and send parts are the least any placement has (:func:`_groups_least`), else noted."""
     from dataclasses import replace
 
-    placed = replace(placed, optimal=status == cp_model.OPTIMAL and phases["proven"] and exact
-                     and len(p.patterns) <= 1 and tight)
-    return _best_of(p, placed, warm, options, t0, stats)
+    bd = placed.breakdown
+    proven = solved and (round(bd.get("comm_dp", bd["comm_ms"]) * 1000) == t_lin or p.weights.comm <= 0)
+    notes = placed.notes
+    if "comm_dp" in bd and p.weights.comm > 0:
+        stats["comm_dp_optimal"] = proven
+        if proven and not _groups_least(p, placed):
+            proven = False
+            notes += ("optimal on the data-parallel all-reduce, then the placement terms; not proven with "
+                      "the stage-to-stage sends and TP all-reduces (comm_pp, comm_tp), which CP-SAT's "
+                      "model leaves out",)
+    return replace(placed, optimal=proven, notes=notes)
+
+
+def _groups_least(p: Problem, placed: Placement) -> bool:
+    """Whether ``placed``'s TP and send parts (``comm_tp``, ``comm_pp``) are the least any placement
+    of the request can have, so that the optimum of CP-SAT's model (the data-parallel part, then the
+    placement terms) is the full cost's: the TP part at :func:`~fabric_hpc.placement.cost.least_tp_part`
+    and no stages (no bound of the sends is known, so a ``pp`` answer is never proven)."""
+    return p.pp <= 1 and placed.breakdown["comm_tp"] <= least_tp_part(p, len(placed.gpus))
 
 
 def _new_solver(options: SolveOptions, budget: float) -> cp_model.CpSolver:

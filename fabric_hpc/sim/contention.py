@@ -31,7 +31,8 @@ at once) on the job's GPUs over the same on the compact placement; ``e``: the st
 (``TP_BYTES / K`` per pair, Megatron's scatter/gather), ``e_ref`` one such pair between two NVLink
 domains through its own NICs. Both alone on the fabric with spread uplinks, fixed for the run:
 only the data-parallel part contends with other jobs (docs/scheduler.md, "Tensor- and
-pipeline-parallel jobs").
+pipeline-parallel jobs"). ``comm``, the shares and the TP / send times are
+:mod:`fabric_hpc.placement.step`, which the placement cost uses too (one model).
 
 When a job starts or ends only the jobs that share a network resource (NIC, switch uplink or
 downlink of finite capacity) with it can change rate; their rates are recomputed from the fair
@@ -52,8 +53,10 @@ import numpy as np
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement.collective import CollectiveParams, collective_time, effective_cap, resources
-from fabric_hpc.placement.parallel import (ACTIVATION_BYTES, dp_allreduce_and_load, slowest_alone, stage_pairs,
-                                           tp_groups)
+from fabric_hpc.placement.parallel import dp_allreduce_and_load
+from fabric_hpc.placement.step import (EXPOSED_PERCENT, MAX_COMM_RATIO, TP_BYTES,  # noqa: F401 (re-exported)
+                                       default_shares, group_term, group_times, reference_times, step_comm)
+from fabric_hpc.placement.step import ratio as _ratio
 from fabric_hpc.placement.fairshare import fair_rates, flow_unit
 from fabric_hpc.scheduler.contract import Job
 from fabric_hpc.topology import Fabric
@@ -63,19 +66,9 @@ from fabric_hpc.topology import Fabric
 DEFAULT_COMM_FRACTION = 0.30
 #: Default bytes all-reduced per step (the placement cost's modelled collective, docs/placement.md).
 DEFAULT_COMM_BYTES = 256 * 2**20
-#: A placement whose collective cannot run (a host without a NIC) counts as this much slower.
-MAX_COMM_RATIO = 100.0
-#: Step time saved by overlapping each dimension's communication in MegaScale's ablation (Jiang
-#: et al., NSDI'24, arXiv:2402.15627, Table 3: 175B model, TP = 8, PP = 8, 256 GPUs; MFU 53.3 ->
-#: 55.5 % with TP overlap, -> 58.0 % with PP overlap, -> 59.5 % with DP overlap, so the step took
-#: 1 - 53.3/55.5 = 3.96 %, 4.31 % and 2.52 % less): the exposed communication of each dimension,
-#: in percent of the step. A tp / pp job's default shares of its communication time are these
-#: weights over the dimensions it has (docs/scheduler.md, "Tensor- and pipeline-parallel jobs").
-EXPOSED_PERCENT = {"tp": 3.96, "pp": 4.31, "dp": 2.52}
-#: One tensor-parallel all-reduce (:data:`~fabric_hpc.placement.parallel.ACTIVATION_BYTES`); a
-#: stage boundary sends ``1/tp`` of it per TP rank. Only the ratio to the ideal placement's time is
-#: used, so the size matters only through the latency's share.
-TP_BYTES = ACTIVATION_BYTES
+#: EXPOSED_PERCENT (the default shares), TP_BYTES and MAX_COMM_RATIO (a placement whose collective cannot
+#: run counts as this much slower) live in :mod:`fabric_hpc.placement.step`, the step model the placement
+#: cost shares; imported here.
 _NOBODY: frozenset[str] = frozenset()
 
 
@@ -97,9 +90,7 @@ class CommProfile:
         meta = job.meta or {}
         tp, pp = (job.request.tp or 1) > 1, (job.request.pp or 1) > 1
         keys = ("comm_fraction", "comm_bytes", "comm_tp_share", "comm_pp_share")
-        w = {"dp": EXPOSED_PERCENT["dp"], "tp": EXPOSED_PERCENT["tp"] * tp, "pp": EXPOSED_PERCENT["pp"] * pp}
-        total = sum(w.values())
-        dflt = (DEFAULT_COMM_FRACTION, DEFAULT_COMM_BYTES, w["tp"] / total, w["pp"] / total)
+        dflt = (DEFAULT_COMM_FRACTION, DEFAULT_COMM_BYTES, *default_shares(tp, pp))
         try:
             f, b, st, sp = (float(meta.get(k, d)) for k, d in zip(keys, dflt, strict=True))
         except (TypeError, ValueError):
@@ -239,8 +230,9 @@ class Contention:
     def _group_slowdowns(self, g: np.ndarray, tp: int, pp: int) -> tuple[float, float, float]:
         """(the TP groups' all-reduce on GPU indices ``g`` over the same on the compact placement;
         the stage-to-stage sends on ``g`` over the reference send; the compact placement's sends over
-        the reference send), each alone on the fabric (:func:`slowest_alone`: every group or pair at
-        once); 1.0 where the job has none. Remembered with the rings."""
+        the reference send), each alone on the fabric (:func:`~fabric_hpc.placement.step.group_times`,
+        :func:`~fabric_hpc.placement.step.reference_times`: every group or pair at once); 1.0 where the
+        job has none. Remembered with the rings."""
         if tp <= 1 and pp <= 1:
             return (1.0, 1.0, 1.0)
         key = ("groups", g.tobytes(), tp, pp)
@@ -248,28 +240,11 @@ class Contention:
         if hit is None:
             ideal = self._group_ideal.get((len(g), tp, pp))
             if ideal is None:
-                tp_i, pp_i = self._group_times(np.arange(len(g)), tp, pp)
-                ref = self._send_reference(tp) if pp > 1 else 0.0
-                ideal = self._group_ideal[(len(g), tp, pp)] = (tp_i, ref, _ratio(pp_i, ref))
-            tp_t, pp_t = self._group_times(g, tp, pp)
+                ideal = reference_times(self.fab, len(g), tp, pp, self.params)
+                self._group_ideal[(len(g), tp, pp)] = ideal
+            tp_t, pp_t = group_times(self.fab, g, tp, pp, self.params)
             hit = self._rings[key] = (_ratio(tp_t, ideal[0]), _ratio(pp_t, ideal[1]), ideal[2])
         return hit
-
-    def _group_times(self, g: np.ndarray, tp: int, pp: int) -> tuple[float, float]:
-        tp_t = slowest_alone(self.fab, tp_groups(self.fab, g, tp, pp), TP_BYTES, self.params) if tp > 1 else 0.0
-        pp_t = slowest_alone(self.fab, stage_pairs(self.fab, g, tp, pp), TP_BYTES / tp, self.params) if pp > 1 else 0.0
-        return tp_t, pp_t
-
-    def _send_reference(self, tp: int) -> float:
-        """A stage boundary's send as the published shares saw it: between two NVLink domains, each
-        GPU through its own NIC (the first GPU with a NIC and the first of another domain, alone).
-        0.0 (ratios of 1) on a fabric with one domain or no NICs."""
-        net = resources(self.fab, None)  # the NICs and ring domains (``_space`` is ECMP's ports with ``ecmp``)
-        has = np.flatnonzero(net.nic_key >= 0)
-        other = has[net.ring_dom[has] != net.ring_dom[has[0]]] if has.size else has
-        if not other.size:
-            return 0.0
-        return slowest_alone(self.fab, [np.array([has[0], other[0]])], TP_BYTES / tp, self.params)
 
     def _stretch(self, run: _Run, rate: float) -> float:
         prof = run.profile
@@ -280,7 +255,7 @@ class Contention:
         else:
             slow = run.rate / rate if math.isfinite(run.rate) and rate > 0 else 1.0
             ratio = _ratio(run.bw * slow + run.lat, run.ideal)
-        comm = (1.0 - prof.tp_share - prof.pp_share) * ratio + run.groups
+        comm = step_comm(prof.tp_share, prof.pp_share, ratio, run.groups)
         return max(1.0, ((1.0 - prof.fraction) + prof.fraction * comm) / run.norm)
 
     def _neighbours(self, ids: Iterable[str]) -> set[str]:
@@ -338,21 +313,13 @@ class Contention:
             changed[job_id] = s
 
 
-def _ratio(t: float, ideal: float) -> float:
-    """``t / ideal`` capped at :data:`MAX_COMM_RATIO` (a collective that cannot run: the cap);
-    1.0 when the ideal takes no time."""
-    if ideal <= 0:
-        return 1.0
-    return min(t / ideal, MAX_COMM_RATIO) if math.isfinite(t) else MAX_COMM_RATIO
-
-
 def _groups_and_norm(prof: CommProfile, slow: tuple[float, float, float]) -> tuple[float, float]:
     """A tp/pp job's fixed communication terms from :meth:`Contention._group_slowdowns`: the TP and
     send parts of its communication at its placement, and its step at the compact placement, both
     in units of the step where the shares were measured (the sends crossing the network). 1.0 (no
     division) for a job without sends or whose compact sends already cross the network."""
     r_tp, r_pp, compact = slow
-    groups = prof.tp_share * r_tp + prof.pp_share * r_pp
+    groups = group_term(prof.tp_share, prof.pp_share, r_tp, r_pp)
     if not prof.pp_share or compact == 1.0:
         return groups, 1.0
     return groups, (1.0 - prof.fraction) + prof.fraction * (1.0 - prof.pp_share + prof.pp_share * compact)

@@ -50,7 +50,8 @@ def _bound_at(p: Problem, items, counts: dict[int, int]) -> int | None:
                                           ("nvl", "gpus=60,pp=3"), ("nvl", "gpus=64,tp=4,pp=4")])
 def test_stage_bound_is_below_every_placement(request, fixture, text):
     """The oracle: for sampled placements of every host choice, CP-SAT's T with its counts fixed to
-    that placement is at most the exact modelled collective (whole µs) of that placement."""
+    that placement is at most the exact modelled data-parallel all-reduce (whole µs) of that
+    placement (``comm_dp``: the part of ``comm_ms`` CP-SAT's model bounds)."""
     fab = request.getfixturevalue(fixture)
     rng = np.random.default_rng(3)
     checked = tight = 0
@@ -60,7 +61,7 @@ def test_stage_bound_is_below_every_placement(request, fixture, text):
         choices = _sampled(p, rng) if fixture == "nvl" else list(_choices(p))
         for idx in rng.permutation(len(choices))[:60]:
             try:
-                exact = round(p.finish(choices[idx], "brute", 0.0, optimal=True).breakdown["comm_ms"] * 1000)
+                exact = round(p.finish(choices[idx], "brute", 0.0, optimal=True).breakdown["comm_dp"] * 1000)
             except PlacementBug:
                 continue
             bound = _bound_at(p, items, choices[idx])
@@ -97,12 +98,27 @@ def _sampled(p: Problem, rng: np.random.Generator) -> list[dict[int, int]]:
                                                   ("gpus=12,pp=2", 0, 1.624), ("gpus=16,pp=2", 0, 1.302)])
 def test_cpsat_places_stages_at_brute_force_optimum(dgx4, text, seed, optimum_ms):
     """Busy 30 %: before stage boundaries were in the model CP-SAT kept greedy's 2.55, 3.21, 4.80
-    and 2.55 ms here (the stages' smallest side on one host limited each ring to 2 NICs)."""
+    and 2.55 ms of data-parallel all-reduce here (the stages' smallest side on one host limited each
+    ring to 2 NICs). ``optimum_ms``: brute force's least ``comm_dp``; the answer (the portfolio's,
+    on the full cost with the stage sends) is brute force's optimum of the full cost too."""
     state = random_state(dgx4, seed, busy=0.3)
     placed = place(dgx4, state, text, solver="cpsat")
-    assert placed.breakdown["comm_ms"] == pytest.approx(optimum_ms, abs=1e-9)
+    p = Problem(dgx4, state, parse_request(text))
+    least_dp = min(p.finish(c, "brute", 0.0, optimal=True).breakdown["comm_dp"] for c in _valid(p))
+    assert least_dp == pytest.approx(optimum_ms, abs=1e-9)
+    assert placed.breakdown["comm_dp"] == pytest.approx(optimum_ms, abs=1e-9)
     assert placed.cost == pytest.approx(brute_force(Problem(dgx4, state, parse_request(text))), abs=1e-9)
-    assert greedy(Problem(dgx4, state, parse_request(text)), SolveOptions()).breakdown["comm_ms"] > optimum_ms
+    plain = greedy(Problem(dgx4, state, parse_request(text)), SolveOptions())
+    assert plain.breakdown["comm_dp"] > optimum_ms and plain.cost > placed.cost
+
+
+def _valid(p: Problem):
+    for counts in _choices(p):
+        try:
+            p.finish(counts, "brute", 0.0, optimal=True)
+        except PlacementBug:
+            continue
+        yield counts
 
 
 def test_domain_items_keep_the_bound_below_their_answer():
@@ -118,8 +134,8 @@ def test_domain_items_keep_the_bound_below_their_answer():
             p = Problem(fab, state, parse_request(text))
             assert C.build_items(p, opts).level == 1
             placed = place(fab, state, text, solver="cpsat", options=opts)
-            if "comm_us_bound" in placed.stats and not placed.notes:  # CP-SAT's own answer
-                assert placed.stats["comm_us_bound"] <= round(placed.breakdown["comm_ms"] * 1000)
+            if "comm_us_bound" in placed.stats and not any("cheaper" in n for n in placed.notes):  # CP-SAT's own
+                assert placed.stats["comm_us_bound"] <= round(placed.breakdown["comm_dp"] * 1000)
                 seen += 1
             greedy = place(fab, state, text, solver="greedy")
             assert placed.breakdown["comm_ms"] <= greedy.breakdown["comm_ms"]
@@ -129,8 +145,11 @@ def test_domain_items_keep_the_bound_below_their_answer():
 def test_cpsat_keeps_enough_interchangeable_hosts_for_one_stage_each():
     """Total-GPU requests keep ceil(units / cap) hosts of each interchangeable class: 3 for
     ``gpus=20`` on an empty SU, too few for 4 stages of 5. With ``pp`` it keeps ``pp·ceil(stage /
-    cap)``, so CP-SAT finds 5+5+5+5 itself and proves it optimal (before: greedy's answer won)."""
+    cap)``, so CP-SAT finds 5+5+5+5 itself and proves it optimal on its model, the data-parallel
+    all-reduce then the placement terms (before: greedy's answer won). The stage sends are not in
+    that model, so the answer is not claimed optimal on the full cost, and the note says why."""
     fab = build(generators.superpod(sus=1, hosts_per_su=8))
     placed = place(fab, random_state(fab, 0, busy=0.0), "gpus=20,pp=4", solver="cpsat")
-    assert placed.optimal and not placed.notes
+    assert placed.stats["comm_dp_optimal"] and placed.optimal is False
+    assert len(placed.notes) == 1 and "not proven with the stage-to-stage sends" in placed.notes[0]
     assert sorted(sum(g.startswith(h + "/") for g in placed.gpus) for h in placed.hosts) == [5] * 4

@@ -291,15 +291,30 @@ def test_tp_with_numa_local_blames_the_numa_node_not_the_groups(solver):
 
 
 def test_cli_shows_the_pipeline_stages(capsys):
-    """``pp=P``: the table and the JSON name each stage's GPUs in ring order (one host each here)."""
+    """``pp=P``: the table and the JSON name each stage's GPUs in ring order (one host each here),
+    the sends' own time (``stage_sends_ms``) and the cost's parts: ``comm_ms`` is ``comm_dp +
+    comm_tp + comm_pp``, the sends weighed by their share of a step in the data-parallel
+    all-reduce's milliseconds (docs/placement.md)."""
+    from fabric_hpc.placement.cost import step_reference
+    from fabric_hpc.topology import open_fabric
+
     assert main(["place", "-t", "superpod:sus=1", "-r", "gpus=20,pp=4", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     stages = doc["pipeline_stages"]
     assert [len(s) for s in stages] == [5, 5, 5, 5]
     assert doc["stage_sends_ms"] > 0  # each boundary crosses hosts: through the NICs
     assert [len({g.split("/")[0] for g in s}) for s in stages] == [1, 1, 1, 1]
+    bd = doc["breakdown"]
+    assert bd["comm_ms"] == pytest.approx(bd["comm_dp"] + bd["comm_tp"] + bd["comm_pp"], abs=1e-9)
+    assert bd["comm_tp"] == 0 and bd["comm_pp"] > bd["comm_dp"] > 0
+    ref = step_reference(open_fabric("superpod:sus=1"), 20, 1, 4, 256.0)
+    want = ref.unit_ms * ref.s_pp * doc["stage_sends_ms"] / (1e3 * ref.send_s)
+    assert bd["comm_pp"] == pytest.approx(want, abs=2e-3)
     assert main(["place", "-t", "superpod:sus=1", "-r", "gpus=20,pp=4"]) == 0
     out = capsys.readouterr().out
     assert out.count("pipeline stage ") == 4 and "(5 GPUs)" in out and "stage-to-stage sends: " in out
+    assert "in the cost as comm_pp" in out and all(k in out for k in ("comm_dp", "comm_tp", "comm_pp"))
     assert main(["place", "-t", "superpod:sus=1", "-r", "gpus=20", "--json"]) == 0
-    assert not {"pipeline_stages", "stage_sends_ms"} & set(json.loads(capsys.readouterr().out))
+    doc = json.loads(capsys.readouterr().out)
+    assert not {"pipeline_stages", "stage_sends_ms"} & set(doc)
+    assert not {"comm_dp", "comm_tp", "comm_pp"} & set(doc["breakdown"])

@@ -1,0 +1,132 @@
+"""A training step's communication: one model for the placement cost and the simulator.
+
+A job with tensor-parallel groups (``tp``) or pipeline stages (``pp``) communicates in three ways
+per step: its data-parallel all-reduce (``tp·pp`` rings, :func:`~fabric_hpc.placement.parallel.dp_rings`),
+its TP groups' all-reduces of activations, and the point-to-point sends between adjacent stages.
+Their shares ``s_tp``, ``s_pp`` and ``s_dp = 1 - s_tp - s_pp`` of the communication time are those
+of the step where they were measured (MegaScale: TP inside NVLink domains, stage boundaries across
+the network; :data:`EXPOSED_PERCENT`), and each part is stretched by its own ratio::
+
+    comm(P) = s_dp · t_dp(P) / t_dp(compact) + s_tp · r_tp(P) + s_pp · e(P) / e_ref
+
+- ``t_dp``: the data-parallel all-reduce on the placement ``P``; ``compact``: the job's GPU count
+  as the first GPUs of the empty fabric in topology order;
+- ``r_tp``: every TP group all-reducing one micro-batch's activations (:data:`TP_BYTES`) at once,
+  alone on the fabric, over the same on the compact placement (:func:`group_times`);
+- ``e``: every stage-to-stage pair exchanging ``TP_BYTES / tp`` each way at once, alone
+  (:func:`group_times`); ``e_ref``: one such pair between two NVLink domains, each GPU through its
+  own NIC (:func:`send_reference`), the send the published shares saw.
+
+The simulator (:mod:`fabric_hpc.sim.contention`) turns ``comm`` into a job's stretch; the placement
+cost (:func:`fabric_hpc.placement.cost.step_parts`) takes ``comm`` in the data-parallel
+all-reduce's milliseconds, so both rank placements of a job alike (docs/scheduler.md, "Tensor- and
+pipeline-parallel jobs"; docs/placement.md, "Cost model").
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from fabric_hpc.placement.collective import CollectiveParams, resources
+from fabric_hpc.placement.parallel import ACTIVATION_BYTES, slowest_alone, stage_pairs, tp_groups
+
+if TYPE_CHECKING:
+    from fabric_hpc.topology import Fabric
+
+#: Step time saved by overlapping each dimension's communication in MegaScale's ablation (Jiang
+#: et al., NSDI'24, arXiv:2402.15627, Table 3: 175B model, TP = 8, PP = 8, 256 GPUs; MFU 53.3 ->
+#: 55.5 % with TP overlap, -> 58.0 % with PP overlap, -> 59.5 % with DP overlap, so the step took
+#: 1 - 53.3/55.5 = 3.96 %, 4.31 % and 2.52 % less): the exposed communication of each dimension,
+#: in percent of the step. A tp / pp job's default shares of its communication time are these
+#: weights over the dimensions it has (:func:`default_shares`).
+EXPOSED_PERCENT = {"tp": 3.96, "pp": 4.31, "dp": 2.52}
+#: One tensor-parallel all-reduce (:data:`~fabric_hpc.placement.parallel.ACTIVATION_BYTES`); a
+#: stage boundary sends ``1/tp`` of it per TP rank. Only ratios of times are used, so the size
+#: matters only through the latency's share.
+TP_BYTES = ACTIVATION_BYTES
+#: A part whose time is this many times its reference or more (or cannot run) counts as this.
+MAX_COMM_RATIO = 100.0
+
+
+def default_shares(tp: bool, pp: bool) -> tuple[float, float]:
+    """(``s_tp``, ``s_pp``) of a job with tensor-parallel groups (``tp``) and/or pipeline stages
+    (``pp``): :data:`EXPOSED_PERCENT` over the dimensions it has (data-parallel always); (0, 0)
+    for a job with neither."""
+    w = {"dp": EXPOSED_PERCENT["dp"], "tp": EXPOSED_PERCENT["tp"] * tp, "pp": EXPOSED_PERCENT["pp"] * pp}
+    total = sum(w.values())
+    return w["tp"] / total, w["pp"] / total
+
+
+def ratio(t: float, ideal: float) -> float:
+    """``t / ideal`` capped at :data:`MAX_COMM_RATIO` (a part that cannot run: the cap); 1.0 when
+    the ideal takes no time."""
+    if ideal <= 0:
+        return 1.0
+    return min(t / ideal, MAX_COMM_RATIO) if math.isfinite(t) else MAX_COMM_RATIO
+
+
+def group_term(s_tp: float, s_pp: float, r_tp: float, r_pp: float) -> float:
+    """The TP and send parts of ``comm(P)``: ``s_tp · r_tp + s_pp · r_pp``."""
+    return s_tp * r_tp + s_pp * r_pp
+
+
+def step_comm(s_tp: float, s_pp: float, dp_ratio: float, groups: float) -> float:
+    """``comm(P)``: the data-parallel part ``(1 - s_tp - s_pp) · dp_ratio`` plus :func:`group_term`."""
+    return (1.0 - s_tp - s_pp) * dp_ratio + groups
+
+
+def group_times(fab: Fabric, gpus: np.ndarray, tp: int, pp: int,
+                params: CollectiveParams | None = None) -> tuple[float, float]:
+    """(seconds of the TP groups' all-reduce of :data:`TP_BYTES`, seconds of the stage-to-stage
+    sends of ``TP_BYTES / tp`` each way), each with every group or pair at once and alone on the
+    fabric (:func:`~fabric_hpc.placement.parallel.slowest_alone`; spread uplinks); 0.0 for a
+    dimension the job lacks, infinite where a part cannot run (a host without a NIC)."""
+    tp_t = slowest_alone(fab, tp_groups(fab, gpus, tp, pp), TP_BYTES, params) if tp > 1 else 0.0
+    pp_t = slowest_alone(fab, stage_pairs(fab, gpus, tp, pp), TP_BYTES / tp, params) if pp > 1 else 0.0
+    return tp_t, pp_t
+
+
+def send_reference(fab: Fabric, tp: int, params: CollectiveParams | None = None) -> float:
+    """``e_ref``: a stage boundary's send as the published shares saw it, between two NVLink
+    domains, each GPU through its own NIC (the first GPU with a NIC and the first of another
+    domain, alone). 0.0 (ratios of 1) on a fabric with one domain or no NICs."""
+    net = resources(fab, None)  # the NICs and ring domains (spread uplinks)
+    has = np.flatnonzero(net.nic_key >= 0)
+    other = has[net.ring_dom[has] != net.ring_dom[has[0]]] if has.size else has
+    if not other.size:
+        return 0.0
+    return slowest_alone(fab, [np.array([has[0], other[0]])], TP_BYTES / tp, params)
+
+
+def reference_times(fab: Fabric, n: int, tp: int, pp: int,
+                    params: CollectiveParams | None = None) -> tuple[float, float, float]:
+    """A job shape's constants: (seconds of the TP groups' all-reduce on the compact placement,
+    ``e_ref`` (:func:`send_reference`; 0.0 without stages), the compact placement's sends over
+    ``e_ref`` (:func:`ratio`)); the compact placement is the first ``n`` GPUs of the fabric."""
+    tp_i, pp_i = group_times(fab, np.arange(n), tp, pp, params)
+    ref = send_reference(fab, tp, params) if pp > 1 else 0.0
+    return tp_i, ref, ratio(pp_i, ref)
+
+
+def tp_floor(fab: Fabric, hosts: np.ndarray, tp: int, params: CollectiveParams | None = None) -> float:
+    """The least time :func:`group_times` gives the TP groups of ``tp`` GPUs on any placement on
+    ``hosts`` (host indices) that keeps every group inside one NVLink domain (the placer's hard
+    constraint): :func:`~fabric_hpc.placement.parallel.slowest_alone` times such groups by their
+    domain's shape (GPUs, NVLink and pair bandwidth), one group per shape, so this is one group on
+    the fastest shape among the hosts' domains with room for one. Infinite when a host has a GPU
+    outside every NVLink domain or no domain has room (nothing is bounded then)."""
+    idx = fab.index
+    gpus = np.flatnonzero(np.isin(idx.gpu_host, hosts))
+    dom = idx.gpu_nvl[gpus]
+    if tp <= 1 or not gpus.size or (dom < 0).any():
+        return 0.0 if tp <= 1 else math.inf
+    size = np.bincount(idx.gpu_nvl[idx.gpu_nvl >= 0])
+    shapes: dict[tuple, np.ndarray] = {}
+    for d in np.unique(dom).tolist():
+        if size[d] >= tp:
+            shapes.setdefault((float(idx.nvl_gbps[d]), float(idx.nvl_pair_gbps[d])),
+                              np.flatnonzero(idx.gpu_nvl == d)[:tp])
+    return min((slowest_alone(fab, [g], TP_BYTES, params) for g in shapes.values()), default=math.inf)
