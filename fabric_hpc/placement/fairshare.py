@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from fabric_hpc.placement.collective import Net
     from fabric_hpc.placement.ecmp import Ports
 
-__all__ = ["fair_rates", "flow_fair_rates", "flow_unit"]
+__all__ = ["fair_rates", "flow_fair_rates", "flow_unit", "sparse_fair"]
 
 
 def fair_rates(loads: list[np.ndarray], cap: np.ndarray, unit: np.ndarray | None = None) -> np.ndarray:
@@ -45,27 +45,44 @@ _NIC_SPAN: dict[int, tuple[Net | Ports, int, int]] = {}
 
 def _fair(loads: list[np.ndarray], cap: np.ndarray,
           unit: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(rates, the resource that froze each job, -1 for none)."""
-    if not loads:
+    """(rates, the resource that froze each job, -1 for none) of dense per-job loads
+    (:func:`sparse_fair` over their non-zero entries)."""
+    nzs = [np.flatnonzero(ld) for ld in loads]
+    job = np.repeat(np.arange(len(loads)), [len(nz) for nz in nzs])
+    res = np.concatenate(nzs)
+    amount = np.concatenate([ld[nz] for ld, nz in zip(loads, nzs, strict=True)])
+    return sparse_fair(job, res, amount, cap, len(loads), unit)
+
+
+def sparse_fair(job: np.ndarray, res: np.ndarray, amount: np.ndarray, cap: np.ndarray, njobs: int,
+                unit: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fair_rates` over an incidence list (job ``job[i]`` puts ``amount[i]`` bytes per
+    collective on resource ``res[i]``; an entry per job and resource), so that memory grows with
+    the entries, not with jobs × the fabric's resources (a stage boundary of 65,000 pairs on a
+    256-SU fabric would need ~100 GiB dense). Returns (rates, the resource that froze each job, -1
+    for none; the lowest-numbered where several filled at once)."""
+    if not njobs:
         return np.zeros(0), np.zeros(0, np.int64)
-    if len(loads) == 1:  # alone: the most loaded resource decides (what the filling below gives)
-        nz = np.flatnonzero(loads[0])
-        if not nz.size:
+    u = np.ones(njobs) if unit is None else np.asarray(unit, np.float64)
+    keep = amount > 0
+    job, res, amount = job[keep], res[keep], amount[keep]
+    rid, r = np.unique(res, return_inverse=True)
+    if njobs == 1:  # alone: the most loaded resource decides (what the filling gives)
+        if not rid.size:
             return np.array([np.inf]), np.array([-1])
-        ratio = loads[0][nz] / 1e9 / cap[nz]
-        r = int(np.argmax(ratio))
-        return np.array([1.0 / ratio[r]]), np.array([nz[r]])
-    A = np.stack(loads, axis=1)  # [R, J] bytes per collective
-    rid = np.flatnonzero(A.any(axis=1))
-    u = np.ones(A.shape[1]) if unit is None else np.asarray(unit, np.float64)
-    A, c = A[rid] / (1e9 * u), cap[rid].astype(np.float64)  # fill per-flow bandwidth when ``unit``
-    nj = A.shape[1]
-    x = np.zeros(nj)
-    by = np.full(nj, -1, np.int64)
-    active = np.ones(nj, bool)
+        ratio = np.bincount(r, weights=amount, minlength=len(rid)) / 1e9 / cap[rid]
+        k = int(np.argmax(ratio))
+        return np.array([1.0 / ratio[k]]), np.array([rid[k]])
+    a = amount / (1e9 * u[job])  # fill per-flow bandwidth when ``unit``
+    c = cap[rid].astype(np.float64)
+    x = np.zeros(njobs)
+    by = np.full(njobs, -1, np.int64)
+    active = np.ones(njobs, bool)
     left = c.copy()
+    none = len(rid)
     while active.any():
-        demand = A[:, active].sum(axis=1)
+        on = active[job]
+        demand = np.bincount(r[on], weights=a[on], minlength=len(rid))
         live = demand > 0
         if not live.any():
             x[active] = np.inf
@@ -74,10 +91,12 @@ def _fair(loads: list[np.ndarray], cap: np.ndarray,
         x[active] += step
         left = left - step * demand
         full = live & (left <= 1e-9 * c)
-        for r in np.flatnonzero(full):
-            newly = active & (A[r] > 0)
-            by[newly] = rid[r]
-            active &= ~newly
+        hit = on & full[r]
+        first = np.full(njobs, none, np.int64)
+        np.minimum.at(first, job[hit], r[hit])
+        newly = first < none
+        by[newly] = rid[first[newly]]
+        active &= ~newly
     return x / u, by
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement.collective import (CollectiveParams, allreduce_and_load, check_call, effective_cap,
                                              load_of, ring_flows, steps_and_bytes, _check_background)
-from fabric_hpc.placement.fairshare import _fair, flow_unit
+from fabric_hpc.placement.fairshare import flow_unit, sparse_fair
 from fabric_hpc.placement.netmodel import NoNetwork, _domains, _paths, resources
 
 if TYPE_CHECKING:
@@ -126,9 +126,8 @@ def _sends_at_once(fab: Fabric, pairs: np.ndarray, size_bytes: float,
     if not k:
         return [(np.inf, 0.0)] * len(pairs)
     flow, res, lat = _paths(fab, net, np.r_[ok[:, 0], ok[:, 1]], np.r_[ok[:, 1], ok[:, 0]])
-    loads = np.zeros((k, net.size))
-    np.add.at(loads, (flow % k, res), size_bytes)
-    xs, _ = _fair(list(loads), effective_cap(net, params), np.full(k, float(size_bytes) if size_bytes > 0 else 1.0))
+    xs, _ = sparse_fair(flow % k, res, np.full(len(res), float(size_bytes)), effective_cap(net, params), k,
+                        np.full(k, float(size_bytes) if size_bytes > 0 else 1.0))
     steps_lat = np.maximum(lat[:k], lat[k:]) * 1e-6 * 2
     out = iter([(1.0 / x if x > 0 else np.inf, float(la)) for x, la in zip(xs, steps_lat)])
     return [next(out) if up else (np.inf, 0.0) for up in live]
@@ -163,17 +162,27 @@ def concurrent_rings(fab: Fabric, rings: list[np.ndarray], size_bytes: float,
         try:
             flows = ring_flows(fab, ring, per_rank, params, ordered=(g, dom))
         except NoNetwork:
-            loads.append(np.zeros(space.size))
+            loads.append((np.zeros(0, np.int64), np.zeros(0), 1.0))
             lats.append(0.0)
             dead.append(True)
             continue
-        loads.append(load_of(flows, space.size))
+        loads.append(_sparse(load_of(flows, space.size), space))  # many rings: never rings × resources dense
         lats.append(float(flows.lat_us.max(initial=0.0)) * 1e-6 * steps)
         dead.append(False)
-    every = loads + list(background or [])
-    xs, _ = _fair(every, effective_cap(space, params), np.array([flow_unit(ld, space) for ld in every]))
+    every = loads + [_sparse(ld, space) for ld in background or []]
+    if not loads:
+        return []
+    job = np.repeat(np.arange(len(every)), [len(nz) for nz, _, _ in every])
+    xs, _ = sparse_fair(job, np.concatenate([nz for nz, _, _ in every]), np.concatenate([v for _, v, _ in every]),
+                        effective_cap(space, params), len(every), np.array([u for _, _, u in every]))
     return [(np.inf, 0.0) if d else (1.0 / x if x > 0 else np.inf, lat)
             for x, lat, d in zip(xs[:len(rings)], lats, dead, strict=True)]
+
+
+def _sparse(load: np.ndarray, space) -> tuple[np.ndarray, np.ndarray, float]:
+    """(resources, bytes on each, flow unit) of a dense load."""
+    nz = np.flatnonzero(load)
+    return nz, load[nz], flow_unit(load, space)
 
 
 def dp_allreduce_and_load(fab: Fabric, gpus, size_bytes: float, tp: int = 1, pp: int = 1, *,
