@@ -53,7 +53,7 @@ def parse_duration(text: str) -> float | None:
     text = text.strip()
     if text in _UNSET or text.upper() in ("UNLIMITED", "PARTITION_LIMIT", "INFINITE"):
         return None
-    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
+    m = re.fullmatch(r"(?:([0-9]{1,9})-)?([0-9]{1,12})(?::([0-9]{1,12}))?(?::([0-9]{1,12}))?", text)
     if not m:
         raise ConfigError(f"bad Slurm duration {text!r}", hint="expected [D-]HH:MM:SS or minutes")
     days, a, b, c = (int(x) if x else None for x in m.groups())
@@ -66,15 +66,26 @@ def parse_duration(text: str) -> float | None:
     return a * 60.0  # bare number: minutes
 
 
+def whole_number(text: str, what: str) -> int:
+    """A count written in a Slurm log: ASCII digits only (``int`` would take ``'٣'`` and choke on
+    ``'²'``, which ``str.isdigit`` accepts), at most 9 of them."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
+        raise ConfigError(f"{what} {text[:40]!r} is not a whole number",
+                          hint="a count is written in the digits 0-9 (at most 9 of them); fix or drop that line")
+    return int(text)
+
+
 def tres_gpus(tres: str) -> int | None:
-    """GPUs in a TRES string: ``gres/gpu=N``, else the sum of ``gres/gpu:<type>=N``; None if absent."""
+    """GPUs in a TRES string: ``gres/gpu=N``, else the sum of ``gres/gpu:<type>=N``; None if absent.
+    A GPU count that is not a whole number is a ConfigError (not a silent fallback to whole nodes)."""
     plain, typed = None, []
     for part in tres.split(","):
         key, _, val = part.strip().partition("=")
-        if key == "gres/gpu" and val.isdigit():
-            plain = int(val)
-        elif key.startswith("gres/gpu:") and val.isdigit():
-            typed.append(int(val))
+        if key == "gres/gpu":
+            plain = whole_number(val, "gres/gpu")
+        elif key.startswith("gres/gpu:"):
+            typed.append(whole_number(val, key[:60]))
     return plain if plain is not None else (sum(typed) if typed else None)
 
 
@@ -99,10 +110,7 @@ def _job(fields: dict[str, str], where: str, *, gpus_per_node: int, gpus_per_hos
     if limit is not None and limit > MAX_TRACE_SECONDS:
         raise ConfigError(f"Timelimit {get('timelimit')!r} is longer than {MAX_TRACE_SECONDS:.0e} s",
                           hint="write UNLIMITED for no limit")
-    nnodes = (get("nnodes") or "0").strip()
-    if not (nnodes.isascii() and nnodes.isdigit()) or len(nnodes) > 9:
-        raise ConfigError(f"node count {nnodes!r} is not a whole number")
-    nodes = int(nnodes)
+    nodes = whole_number(get("nnodes") or "0", "node count")
     gpus = tres_gpus(get("tres", "") or "")
     if gpus is None:
         gpus = nodes * gpus_per_node

@@ -85,7 +85,7 @@ class ReportSummary:
 
 # -- occupancy -----------------------------------------------------------------------------------
 def _natural_key(text: str) -> list[Any]:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+    return [int(t) if t.isascii() and t.isdigit() else t for t in re.split(r"(\d+)", text, flags=re.ASCII)]
 
 
 def job_color(j: int) -> str:

@@ -267,3 +267,68 @@ def test_synthetic_parallel_keys_say_what_is_wrong(params, needle):
 
     with pytest.raises(ConfigError, match=re.escape(needle)):
         load_trace(f"synthetic:jobs=20,{params}")
+
+
+@pytest.mark.parametrize("tres", ["cpu=8,gres/gpu=²,node=1", "cpu=8,gres/gpu:h100=²", "gres/gpu=٣", "gres/gpu=9" * 5000])
+def test_a_gpu_count_that_is_not_ascii_digits_is_named_not_a_traceback(tmp_path, tres):
+    """``str.isdigit`` took '²' (int() then raised ValueError: a traceback) and '٣' (read as 3)."""
+    p = tmp_path / "sacct.txt"
+    p.write_text(SACCT.replace("cpu=64,gres/gpu=32,node=4", tres, 1))
+    with pytest.raises(ConfigError, match=r"sacct\.txt:2: gres/gpu(:h100)? '.{1,40}' is not a whole number") as exc:
+        read_sacct(p)
+    assert exc.value.hint
+    jc = tmp_path / "jobcomp.log"
+    jc.write_text("JobId=7 UserId=a(1) JobState=COMPLETED Partition=gpu TimeLimit=60 StartTime=2026-10-01T00:10:00 "
+                  f"EndTime=2026-10-01T00:20:00 NodeCnt=1 Tres={tres} Account=x QOS=normal "
+                  "SubmitTime=2026-10-01T00:00:00\n")
+    with pytest.raises(ConfigError, match=r"jobcomp\.log:1: gres/gpu(:h100)? .* is not a whole number"):
+        load_trace(f"jobcomp:{jc}")
+
+
+@pytest.mark.parametrize("reader, body, needle", [
+    ("tiresias", "0,²,0,1,vgg19,100,1\n", r"t\.csv:2: num_gpu='²' is not a whole number"),
+    ("tiresias", "0,٣,0,1,vgg19,100,1\n", r"t\.csv:2: num_gpu='٣' is not a whole number"),
+    ("tiresias", "0,1_0,0,1,vgg19,100,1\n", r"t\.csv:2: num_gpu='1_0' is not a whole number"),
+    ("tiresias", "0,2,٣,1,vgg19,100,1\n", r"t\.csv:2: submit_time='٣' is not a number"),
+    ("tiresias", "0,2,0,1,vgg19,1_00,1\n", r"t\.csv:2: duration='1_00' is not a number"),
+])
+def test_trace_numbers_are_ascii(tmp_path, reader, body, needle):
+    (tmp_path / "t.csv").write_text("job_id,num_gpu,submit_time,iterations,model_name,duration,interval\n" + body)
+    with pytest.raises(ConfigError, match=needle) as exc:
+        load_trace(f"{reader}:{tmp_path / 't.csv'}")
+    assert "\n  fix: " in str(exc.value)
+
+
+def test_swf_and_openb_numbers_are_ascii_and_named(tmp_path):
+    p = tmp_path / "x.swf"
+    p.write_text("1 0 5 3600 ١٦ -1 -1 16 7200 -1 1 3 7 -1 1 -1 -1 -1\n")
+    with pytest.raises(ConfigError, match=r"x\.swf:1: allocated processors='١٦' is not a whole number"):
+        read_swf(p)
+    p.write_text("1 0 5 ３６００ 16 -1 -1 16 7200 -1 1 3 7 -1 1 -1 -1 -1\n")
+    with pytest.raises(ConfigError, match=r"x\.swf:1: run time='３６００' is not a number"):
+        read_swf(p)
+    o = tmp_path / "o.csv"
+    o.write_text("name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,"
+                 "scheduled_time\np0,1000,1024,²,1000,,LS,Running,0,100,0\n")
+    with pytest.raises(ConfigError, match=r"o\.csv:2: num_gpu='²' is not a whole number"):
+        read_openb(o)
+
+
+def test_a_slurm_duration_or_node_count_in_other_digits_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="bad Slurm duration"):
+        parse_duration("٣٠")
+    with pytest.raises(ConfigError, match="bad Slurm duration"):
+        parse_duration("9" * 5000)
+    p = tmp_path / "sacct.txt"
+    p.write_text(SACCT.replace("|04:00:00|4|", "|04:00:00|²|", 1))
+    with pytest.raises(ConfigError, match=r"sacct\.txt:2: node count '²' is not a whole number"):
+        read_sacct(p)
+
+
+def test_a_tiresias_row_longer_than_its_header_is_refused_with_its_line(tmp_path):
+    """csv.DictReader kept the extra fields under the key None: the row was read with shifted columns unseen."""
+    p = tmp_path / "t.csv"
+    p.write_text("job_id,num_gpu,submit_time,iterations,model_name,duration,interval\n"
+                 "0,1,0,1,vgg19,100,1\n1,2,0,1,vgg19,100,1,7\n")
+    with pytest.raises(ConfigError, match=r"t\.csv:3: the row has 8 fields, the header 7"):
+        read_tiresias(p)
