@@ -189,9 +189,11 @@ def export(fabric: str | None, fmt: str, host: str | None, device_dir: str, bloc
            default_topology: str, out: str | None) -> None:
     """Write Slurm topology.conf (tree/block), topology.yaml (Slurm >= 25.05), slurm.conf node lines,
     gres.conf or NCCL XML."""
+    from fabric_hpc.inputs import distinct_outputs
     from fabric_hpc.topology import open_fabric
     from fabric_hpc.topology import export as ex
 
+    distinct_outputs({"--out": None if out == "-" else out}, {"FABRIC": fabric})  # before reading: no overwrite
     fab = open_fabric(fabric)
     if fmt == "nccl-xml":
         if not host:

@@ -137,3 +137,16 @@ def test_leaf_spine_with_fewer_hosts_than_a_leaf_holds(capsys):
     s = json.loads(capsys.readouterr().out)
     assert s["hosts"] == 3 and s["groups_per_level"]["leaf"] == 1
     assert main(["topology", "generate", "leaf-spine", "--hosts", "3"]) == 0
+
+
+def test_export_refuses_to_overwrite_its_input_fabric(tmp_path, capsys):
+    """`export v2.yaml --format topology-tree -o v2.yaml` replaced the fabric by a topology.conf."""
+    fabric = tmp_path / "v2.yaml"
+    assert main(["topology", "generate", "leaf-spine", "--hosts", "4", "-o", str(fabric)]) == 0
+    before = fabric.read_text()
+    capsys.readouterr()
+    for out in (str(fabric), str(tmp_path / "." / "v2.yaml")):
+        assert main(["topology", "export", str(fabric), "--format", "topology-tree", "-o", out]) == 3
+        err = capsys.readouterr().err
+        assert "--out" in err and "is the input FABRIC" in err and "fix: give --out another file name" in err
+    assert fabric.read_text() == before
