@@ -73,6 +73,14 @@ def _flags(names) -> str:  # noqa: ANN001 - the CLI flags (and keyword names) of
     return ", ".join(f"--{n.replace('_', '-')}" for n in sorted(names))
 
 
+def trace_path(ref: str) -> str | None:
+    """The file a trace reference reads (``KIND:PATH`` or a bare path); None for a synthetic workload."""
+    kind, sep, rest = ref.partition(":")
+    if kind == "synthetic":
+        return None
+    return rest if sep and kind in READERS else ref
+
+
 def load_trace(ref: str, *, fabric_defaults: dict[str, object] | None = None, **options: object) -> Trace:
     """The jobs of ``ref``; ``options`` go to the file reader (``time_scale``, ``gpus_per_host``,
     ...), and one it does not take is a ConfigError naming the kinds that do."""

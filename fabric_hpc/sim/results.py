@@ -27,6 +27,8 @@ from fabric_hpc.sim.metrics import job_rows, summarize
 
 RESULTS_VERSION = 1
 MAX_POINTS = 4000
+#: The files ``fabric sim run`` writes into its results directory (topology.html unless told not to).
+RUN_FILES = ("results.json", "state.json", "topology.html")
 
 
 def _thin(t: list[float], *series: list[float]) -> tuple[list[float], ...]:

@@ -164,3 +164,31 @@ def test_run_help_names_the_synthetic_parallel_keys(capsys):
     assert main(["sim", "run", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "tp=K" in text and "pp=P" in text and "NVLink domain" in text
+
+
+def test_run_refuses_an_out_whose_files_are_its_inputs(tmp_path, capsys):
+    """`--trace tiresias:tr/results.json -t tr/state.json --out tr` overwrote both inputs."""
+    run = tmp_path / "tr"
+    assert main(["sim", "run", "--trace", f"tiresias:{TIRESIAS}", "-t", "leaf-spine:hosts=8", "--out", str(run),
+                 "--no-progress", "--json"]) == 0
+    capsys.readouterr()
+    before = {f: (run / f).read_bytes() for f in ("results.json", "state.json", "topology.html")}
+    for argv in (["--trace", f"tiresias:{run / 'results.json'}", "-t", str(run / "state.json")],
+                 ["--trace", str(run / "state.json")],  # a bare path
+                 ["--trace", f"tiresias:{TIRESIAS}", "-t", str(run / "topology.html")]):
+        assert main(["sim", "run", *argv, "--out", str(run), "--no-progress"]) == 3
+        err = capsys.readouterr().err
+        assert "it would be overwritten" in err and "fix: give --out another directory" in err
+    assert {f: (run / f).read_bytes() for f in before} == before
+
+
+def test_compare_refuses_a_report_over_any_file_a_run_wrote(tmp_path, capsys):
+    run = tmp_path / "cA"
+    assert main(["sim", "run", "--trace", "synthetic:jobs=10", "-t", "leaf-spine:hosts=4", "--out", str(run),
+                 "--no-progress", "--json"]) == 0
+    capsys.readouterr()
+    for name in ("topology.html", "state.json", "results.json"):
+        before = (run / name).read_bytes()
+        assert main(["sim", "compare", str(run), "--report", str(run / name)]) == 3
+        assert "it would be overwritten" in capsys.readouterr().err
+        assert (run / name).read_bytes() == before
