@@ -332,3 +332,51 @@ def test_a_tiresias_row_longer_than_its_header_is_refused_with_its_line(tmp_path
                  "0,1,0,1,vgg19,100,1\n1,2,0,1,vgg19,100,1,7\n")
     with pytest.raises(ConfigError, match=r"t\.csv:3: the row has 8 fields, the header 7"):
         read_tiresias(p)
+
+
+def _jobcomp_line(jid, state, submit, start, end, tres="cpu=8,gres/gpu=8,node=1", limit="60"):
+    return (f"JobId={jid} UserId=alice(1000) GroupId=alice(1000) Name=train JobState={state} Partition=gpu "
+            f"TimeLimit={limit} StartTime={start} EndTime={end} NodeList=n1 NodeCnt=1 ProcCnt=8 WorkDir=/tmp "
+            f"ReservationName= Tres={tres} Account=llm QOS=normal WcKey= Cluster=c SubmitTime={submit} "
+            f"EligibleTime={submit} DerivedExitCode=0:0 ExitCode=0:0\n")
+
+
+def test_jobcomp_requeued_job_is_one_job_from_its_records(tmp_path):
+    """Slurm writes a jobcomp record at every requeue (job_completion_logger(job, true) in job_mgr.c):
+    two lines of JobId=7 were refused as 'appears again ... (sacct without --duplicates)'."""
+    from fabric_hpc.sim import read_jobcomp
+
+    p = tmp_path / "jobcomp.log"
+    p.write_text(_jobcomp_line(6, "COMPLETED", "2026-10-01T00:00:00", "2026-10-01T00:00:00", "2026-10-01T00:01:00")
+                 + _jobcomp_line(7, "REQUEUED", "2026-10-01T00:00:10", "2026-10-01T00:01:00", "2026-10-01T00:11:00")
+                 + _jobcomp_line(7, "NODE_FAIL", "2026-10-01T00:11:00", "2026-10-01T00:12:00", "2026-10-01T00:13:00")
+                 + _jobcomp_line(7, "COMPLETED", "2026-10-01T00:13:01", "2026-10-01T00:20:00", "2026-10-01T00:50:00",
+                                 tres="cpu=16,gres/gpu=16,node=2", limit="120")
+                 + _jobcomp_line(8, "REQUEUED", "2026-10-01T00:30:00", "2026-10-01T00:31:00", "2026-10-01T00:32:00"))
+    t = read_jobcomp(p)
+    by = {j.id: j for j in t}
+    assert set(by) == {"slurm6", "slurm7"} and t.skipped == 1  # job 8 is pending again when the log ends
+    j = by["slurm7"]
+    # the first record's submit (shifted: job 6 at 0), the last record's run, GPUs, limit and state
+    assert (j.submit, j.duration, j.gpus, j.walltime) == (10, 1800, 16, 7200)
+    assert j.meta["state"] == "COMPLETED" and j.meta["requeues"] == 2 and j.meta["source"] == "jobcomp.log:4"
+    assert "requeues" not in by["slurm6"].meta
+
+
+@pytest.mark.parametrize("second, needle", [
+    (_jobcomp_line(7, "COMPLETED", "2026-10-01T00:00:00", "2026-10-01T00:01:00", "2026-10-01T00:11:00"),
+     r"jobcomp\.log:2: JobId=7 is the same record as line 1"),
+    (_jobcomp_line(7, "COMPLETED", "2026-10-01T00:05:00", "2026-10-01T00:05:00", "2026-10-01T00:30:00"),
+     r"jobcomp\.log:2: JobId=7 starts at 2026-10-01T00:05:00, before its record at line 1 ended"),
+    (_jobcomp_line(7, "COMPLETED", "2026-09-30T00:00:00", "2026-10-01T00:12:00", "2026-10-01T00:30:00"),
+     r"jobcomp\.log:2: JobId=7 was submitted at 2026-09-30T00:00:00, before its record at line 1"),
+])
+def test_jobcomp_records_of_one_id_that_are_not_requeues_are_refused(tmp_path, second, needle):
+    from fabric_hpc.sim import read_jobcomp
+
+    p = tmp_path / "jobcomp.log"
+    p.write_text(_jobcomp_line(7, "COMPLETED", "2026-10-01T00:00:00", "2026-10-01T00:01:00", "2026-10-01T00:11:00")
+                 + second)
+    with pytest.raises(ConfigError, match=needle) as exc:
+        read_jobcomp(p)
+    assert "jobcomp logs" in exc.value.hint and "sacct" not in exc.value.hint
