@@ -222,3 +222,38 @@ def test_checks_run_in_stages(tmp_path):
         message = _error(str(path))
         assert [s for s, needle in needles.items() if needle in message] == [stage], message
         del edits[stage]
+
+
+_HT = r"host_types\.dgx-h100\."
+
+
+@pytest.mark.parametrize("old, new, expect", [
+    ("    memory_gb: 2048.0", "    memory_gb: 1.0e+300", _HT + r"memory_gb: Input should be less than or equal to 1000000"),
+    ("    memory_gb: 2048.0", "    memory_gb: 0.0001", _HT + r"memory_gb: is less than 1 MiB .*RealMemory"),
+    ("    nvlink_gbps: 900.0", "    nvlink_gbps: 1.0e+30", _HT + r"nvlink_gbps: Input should be less than or equal to 100000"),
+    ("    nic_gbps: 50.0", "    nic_gbps: 1.0e+308", _HT + r"nic_gbps: Input should be less than or equal to 100000"),
+    ("    pcie_gbps: 64.0", "    pcie_gbps: 1.0e+300", _HT + r"pcie_gbps: Input should be less than or equal to 100000"),
+    ("    gpu_memory_gb: 80.0", "    gpu_memory_gb: 1.0e+300", _HT + r"gpu_memory_gb: Input should be less than or equal to 100000"),
+    ("uplink_gbps: 1600.0", "uplink_gbps: 1.0e+308", r"network\.groups\.0\.uplink_gbps: Input should be less than or equal to 100000000"),
+])
+def test_host_and_link_sizes_have_finite_upper_bounds(superpod_yaml, old, new, expect):
+    """Unbounded, they exported RealMemory of 300 digits, gres.conf Links=-1,6666..., a numpy overflow."""
+    _, edit = superpod_yaml
+    assert re.search(r"edited\.yaml:\d+: " + expect, _error(edit(old, new)))
+
+
+def test_the_largest_accepted_sizes_export_numbers_slurm_parses(superpod_yaml):
+    from fabric_hpc.topology import export as ex
+
+    _, edit = superpod_yaml
+    path = superpod_yaml[0]
+    text = path.read_text()
+    for old, new in (("memory_gb: 2048.0", "memory_gb: 1000000.0"), ("nvlink_gbps: 900.0", "nvlink_gbps: 100000.0"),
+                     ("nic_gbps: 50.0", "nic_gbps: 100000.0"), ("pcie_gbps: 64.0", "pcie_gbps: 100000.0")):
+        text = text.replace(old, new)
+    path.write_text(text)
+    fab = load_fabric(str(path))
+    assert "RealMemory=1024000000 " in ex.slurm_nodes_conf(fab)
+    assert re.search(r"Links=-1,2000,2000,", ex.gres_conf(fab))
+    tiny = edit("    memory_gb: 2048.0", "    memory_gb: 0.001")  # 1.024 MiB: RealMemory=1
+    assert "RealMemory=1 " in ex.slurm_nodes_conf(load_fabric(tiny))
