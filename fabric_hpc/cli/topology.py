@@ -206,7 +206,7 @@ def export(fabric: str | None, fmt: str, host: str | None, device_dir: str, bloc
     elif fmt == "slurm-nodes":
         text = ex.slurm_nodes_conf(fab)
     else:
-        text = ex.gres_conf(fab, device_dir=device_dir)
+        text = ex.gres_conf(fab, device_dir=ex.check_device_dir(device_dir))
     _write_or_print(text, out)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from fabric_hpc.cli.main import main
 
 
@@ -150,3 +152,24 @@ def test_export_refuses_to_overwrite_its_input_fabric(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "--out" in err and "is the input FABRIC" in err and "fix: give --out another file name" in err
     assert fabric.read_text() == before
+
+
+@pytest.mark.parametrize("device_dir, needle", [
+    ("/a\nNodeName=evil", "holds '\\n', '='"), ("/a b", "holds ' '"), ("/a#b", "holds '#'"), ("/a,b", "holds ','"),
+    ("/dev/x[1-2]", "holds '[', ']'"), ("/a\tb", "holds '\\t'"), ("", "is not an absolute path"),
+    ("dev", "is not an absolute path"), ("./dev", "is not an absolute path"),
+])
+def test_export_gres_refuses_a_device_dir_gres_conf_would_misread(tmp_path, capsys, device_dir, needle):
+    """`--device-dir $'/a\\nNodeName=evil'` injected a line into gres.conf; spaces, '#' and relative paths passed."""
+    out = tmp_path / "gres.conf"
+    assert main(["topology", "export", "leaf-spine:hosts=2", "--format", "gres", "--device-dir", device_dir,
+                 "-o", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert f"device directory {device_dir!r} {needle}" in err and "fix: give --device-dir the absolute" in err
+    assert not out.exists()
+
+
+def test_export_gres_takes_plain_absolute_device_dirs(capsys):
+    for device_dir in ("/dev", "/dev/", "/run/nvidia-devices_1.x"):
+        assert main(["topology", "export", "leaf-spine:hosts=2", "--format", "gres", "--device-dir", device_dir]) == 0
+        assert f"File={device_dir.rstrip('/')}/nvidia0 " in capsys.readouterr().out
