@@ -8,8 +8,8 @@ comparison.
 
 from __future__ import annotations
 
+import math
 import os
-
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,6 +70,9 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
 
     _outputs_are_not_inputs(out_dir, trace, topology, topology_report=not no_topology_report)
     fab = open_fabric(topology)
+    if not len(fab.gpus):
+        raise ConfigError(f"fabric {fab.name!r} has no GPUs: no job of a trace could ever run on it",
+                          hint="give --topology a fabric whose host types have gpus > 0")
     sizes = np.bincount(fab.index.gpu_host, minlength=len(fab.hosts))
     jobs = load_trace(trace, **_trace_options(trace, fab, sizes, time_scale, gpus_per_host))
     name = jobs.name or trace
@@ -209,4 +212,6 @@ def _fmt(v: object) -> str:
     """A summary value for the table: floats to 4 significant digits, mappings as ``k: v, ...``."""
     if isinstance(v, dict):
         return ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items()) or "–"
-    return "–" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):  # undefined (over no jobs)
+        return "–"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
