@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.hostlist import NAME, NAME_PATTERN, expand
+from fabric_hpc.hostlist import NAME, NAME_PATTERN, expand, slurm_renames
 from fabric_hpc.validation import Loc, StrictModel, list_problems
 
 FORMAT_VERSION = 1
@@ -122,6 +122,8 @@ class FabricSpec(StrictModel):
 
 
 Locate = Callable[[Loc], int | None]
+_RENAMED = ("{what} {name!r} ends in a number past 2^64 - 2: Slurm reads it as a 64-bit number and would "
+            "name it differently (scontrol show hostnames); use a number of at most 18 digits")
 
 
 def switch_names(name: str, count: int) -> list[str]:
@@ -187,6 +189,9 @@ class _Checker:
                     bad = name
                     self.fail(("hosts", i, "names"), f"host name {name!r} is not a valid host name (letters, "
                               "digits, '_', '.', '-'; no spaces, '#', '=', '/' or quotes)")
+                elif bad is None and slurm_renames(name):
+                    bad = name
+                    self.fail(("hosts", i, "names"), _RENAMED.format(what="host name", name=name[:60]))
                 if name in host_type:
                     self.fail(("hosts", i, "names"), f"duplicate host name {name!r}: each host once")
                 host_type[name] = entry.type
@@ -236,6 +241,8 @@ class _Checker:
         placed: dict[str, str] = {}
         for i, g in enumerate(net.groups):
             loc = ("network", "groups", i)
+            if slurm_renames(g.name):
+                self.fail(loc + ("name",), _RENAMED.format(what="group name", name=g.name[:60]))
             if g.name in groups:
                 self.fail(loc + ("name",), f"duplicate group name {g.name!r}")
             groups[g.name] = i

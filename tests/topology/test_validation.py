@@ -57,6 +57,11 @@ def test_valid_file_loads(superpod_yaml):
     ("- {names: 'su02-h[01-32]'", "- {names: '../../etc[01-32]'", r"host name '../../etc01' is not a valid"),
     ("name: su02-leaf", "name: 'su02 leaf'", r"network.groups.1.name: String should match pattern"),
     ("features: [h100, nvlink, ib]", "features: [h100, 'nv link']", r"features.1: String should match pattern"),
+    # names Slurm would read back as other names (a number past 2^64 - 2: strtoul saturates)
+    ("- {names: 'su02-h[01-32]'", "- {names: 'su02-h[01-31],big18446744073709551616'",
+     r"host name 'big18446744073709551616' ends in a number past 2\^64 - 2"),
+    ("name: su02-leaf", "name: sw18446744073709551616", r"network.groups.1.name: group name 'sw18446744073709551616' "
+                                                          r"ends in a number past 2\^64 - 2"),
 ])
 def test_rule(superpod_yaml, old, new, expect):
     _, edit = superpod_yaml
