@@ -141,6 +141,9 @@ def show(fabric: str | None, host: str | None, distance: tuple[str, str] | None,
     """Summarise a fabric, one host, or the distance between two GPUs."""
     from fabric_hpc.topology import open_fabric
 
+    if distance and host:
+        raise ConfigError("--distance and --host show different things; give one of them",
+                          hint="--host H for one host's GPUs, or --distance H/gpuA H/gpuB between two GPUs")
     fab = open_fabric(fabric)
     if distance:
         d = fab.distance(*distance)
@@ -238,8 +241,8 @@ def report(fabric: str | None, out_html: str, state_path: str | None, png: str |
     from fabric_hpc.topology.report import plural
 
     render(as_json, data, lambda c: c.print(
-        f"wrote {data['html']} ({data['html_bytes'] / 1024:.0f} KiB): {plural(data['hosts'], 'host')}, "
-        f"{plural(data['gpus'], 'GPU')}, {data['free']} free, {data['allocated']} allocated, {data['down']} down, "
+        f"wrote {data['html']} ({data['html_bytes'] / 1024:,.0f} KiB): {plural(data['hosts'], 'host')}, "
+        f"{plural(data['gpus'], 'GPU')}, {data['free']:,} free, {data['allocated']:,} allocated, {data['down']:,} down, "
         f"{plural(len(data['jobs']), 'job')}"
         + "".join(f"; wrote {p}" for p in (data.get("png"), data.get("svg")) if p)))
 
@@ -280,8 +283,15 @@ def import_(csv_path: str, kind: str, hosts_per_leaf: int | None, host_map: str 
 @json_option
 def discover_cmd(out: str | None, sysfs_root: str, no_nvml: bool, record: str | None, as_json: bool) -> None:
     """Discover this host: GPUs and NVLink (NVML), CPUs, NUMA, HCAs and NICs (sysfs)."""
-    from fabric_hpc.topology.discover import discover, record_nvml, save_recording
+    from fabric_hpc.topology.discover import discover, facts_path, record_nvml, save_recording
 
+    if out:  # checked before anything is discovered or recorded
+        from fabric_hpc.inputs import distinct_outputs, output_path
+
+        side = facts_path(out)
+        output_path(out, what="--out")
+        output_path(side, what="--out's facts file")
+        distinct_outputs({"--out": out, "--out's facts file": side, "--record": record})
     if record:
         click.echo(f"wrote {save_recording(record_nvml(), record)}", err=True)
     found = discover(root=sysfs_root, use_nvml=not no_nvml)

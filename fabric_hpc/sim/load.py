@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 from pathlib import Path
 
 from fabric_hpc.errors import ConfigError
@@ -32,7 +33,7 @@ def _sniff(path: Path) -> str:
         return "jobcomp"
     if "|" in first and "jobid" in first.lower():
         return "sacct"
-    if first.startswith(";") or (first and first.split()[0].isdigit()):
+    if first.startswith(";") or (first and first.split()[0].isascii() and first.split()[0].isdigit()):
         return "swf"
     if not first:
         raise ConfigError(f"{path}: the trace file is empty", hint="give a trace with a header and jobs (docs/scheduler.md)")
@@ -90,8 +91,17 @@ def load_trace(ref: str, *, fabric_defaults: dict[str, object] | None = None, **
             raise ConfigError(f"synthetic traces take no {_flags(options)}",
                               hint="set the workload's own keys instead (e.g. synthetic:load=0.8,gpus_per_host=4)")
         return _synthetic(rest, fabric_defaults)
-    path: str | Path = rest if sep and kind in READERS else _open(ref)
-    kind = kind if sep and kind in READERS else _sniff(Path(path))
+    path: str | Path
+    if sep and kind in READERS:
+        if not rest.strip():
+            raise ConfigError(f"trace {ref!r} names no file after '{kind}:'", hint=f"give it as {kind}:PATH")
+        path = rest
+    else:
+        if sep and re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", kind) and not Path(ref).exists():  # KIND:PATH, a typo
+            raise ConfigError(f"unknown trace kind {kind!r} in {ref[:80]!r}",
+                              hint=f"kinds: {', '.join(KINDS)} (KIND:PATH, synthetic[:key=value,...]), or a bare path")
+        path = _open(ref)
+        kind = _sniff(path)
     reader = READERS[kind]
     accepted = inspect.signature(reader).parameters
     unknown = sorted(k for k in options if k not in accepted)

@@ -130,11 +130,13 @@ def _reasons(rejected: list[Any]) -> dict[str, int]:
 
 def _note(total: int, done: int, killed: int, rejected: list[Any]) -> str:
     """What the JCT/slowdown figures cover, in words (shown with the summary)."""
-    parts = [f"JCT and slowdown over the {done} of {total} jobs that completed"]
+    parts = [f"JCT and slowdown over the {done} of {total} job{'' if total == 1 else 's'} that completed"]
     if killed:
-        parts.append(f"{killed} ended at their walltime (timeouts, reported on their own)")
+        its, s = ("its", "") if killed == 1 else ("their", "s")
+        parts.append(f"{killed} ended at {its} walltime (timeout{s}, reported on {its} own)")
     if rejected:
-        parts.append(f"{len(rejected)} can never fit this fabric and are counted as rejected "
+        one = len(rejected) == 1
+        parts.append(f"{len(rejected)} can never fit this fabric and {'is' if one else 'are'} counted as rejected "
                      f"(--strict refuses such a trace)")
     return "; ".join(parts)
 

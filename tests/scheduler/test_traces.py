@@ -380,3 +380,40 @@ def test_jobcomp_records_of_one_id_that_are_not_requeues_are_refused(tmp_path, s
     with pytest.raises(ConfigError, match=needle) as exc:
         read_jobcomp(p)
     assert "jobcomp logs" in exc.value.hint and "sacct" not in exc.value.hint
+
+
+@pytest.mark.parametrize("ref, needle, fix", [
+    ("bogus:x.csv", "unknown trace kind 'bogus' in 'bogus:x.csv'", "kinds: tiresias, openb, swf, sacct, jobcomp, synthetic"),
+    ("tiresias:", "trace 'tiresias:' names no file after 'tiresias:'", "give it as tiresias:PATH"),
+    ("jobcomp: ", "trace 'jobcomp: ' names no file after 'jobcomp:'", "give it as jobcomp:PATH"),
+])
+def test_a_trace_reference_with_a_bad_kind_or_no_file_says_so(ref, needle, fix):
+    with pytest.raises(ConfigError) as exc:
+        load_trace(ref)
+    assert exc.value.message == needle and fix in exc.value.hint
+
+
+def test_a_bare_path_with_a_colon_is_still_a_path(tmp_path):
+    p = tmp_path / "a:b.csv"
+    p.write_text((DATA / "tiresias_60_job.csv").read_text())
+    assert len(load_trace(str(p))) == 60
+    with pytest.raises(NotFoundError, match="no trace file"):
+        load_trace(str(tmp_path / "x:y.csv"))
+
+
+def test_rejection_reasons_and_the_note_count_in_the_singular_too():
+    from fabric_hpc.sim.engine import never_fits
+    from fabric_hpc.sim.metrics import _note
+    from fabric_hpc.sim.traces import gang_request
+    from fabric_hpc.scheduler.contract import Job
+    from fabric_hpc.topology import build, generators
+
+    fab = build(generators.leaf_spine(1, gpus=1))
+    job = Job(id="j", request=gang_request(2, 8), submit=0, walltime=60, duration=10)
+    assert never_fits(job, fab) == "needs 2 GPUs, the fabric has 1"
+    job = Job(id="j", request=gang_request(1, 8), submit=0, walltime=60, duration=10)
+    assert never_fits(job, build(generators.leaf_spine(1, gpus=0))) == "needs 1 GPU, the fabric has 0"
+    assert _note(1, 0, 1, [object()]) == ("JCT and slowdown over the 0 of 1 job that completed; 1 ended at its "
+                                          "walltime (timeout, reported on its own); 1 can never fit this fabric and "
+                                          "is counted as rejected (--strict refuses such a trace)")
+    assert "2 ended at their walltime (timeouts," in _note(3, 1, 2, [])
