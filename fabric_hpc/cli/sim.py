@@ -156,8 +156,8 @@ def _outputs_are_not_inputs(out_dir: str, trace: str, topology: str | None, *, t
         distinct_outputs({f"--out {f}": Path(out_dir) / f for f in written},
                          {"--trace": trace_path(trace), "--topology": topology})
     except ConfigError as exc:
-        raise ConfigError(exc.message, hint=f"give --out another directory (a run writes {', '.join(written)} "
-                                            "there)") from None
+        raise ConfigError(exc.message, hint=f"give --out another directory (a run writes "
+                                            f"{', '.join(written)} there)") from None
 
 
 def _trace_options(trace: str, fab: Fabric, sizes: np.ndarray, time_scale: float | None,

@@ -196,7 +196,8 @@ def export(fabric: str | None, fmt: str, host: str | None, device_dir: str, bloc
     from fabric_hpc.topology import open_fabric
     from fabric_hpc.topology import export as ex
 
-    distinct_outputs({"--out": None if out == "-" else out}, {"FABRIC": fabric})  # before reading: no overwrite
+    # before reading: an --out that is the fabric would replace it
+    distinct_outputs({"--out": None if out == "-" else out}, {"FABRIC": fabric})
     fab = open_fabric(fabric)
     if fmt == "nccl-xml":
         if not host:
@@ -242,7 +243,8 @@ def report(fabric: str | None, out_html: str, state_path: str | None, png: str |
 
     render(as_json, data, lambda c: c.print(
         f"wrote {data['html']} ({data['html_bytes'] / 1024:,.0f} KiB): {plural(data['hosts'], 'host')}, "
-        f"{plural(data['gpus'], 'GPU')}, {data['free']:,} free, {data['allocated']:,} allocated, {data['down']:,} down, "
+        f"{plural(data['gpus'], 'GPU')}, {data['free']:,} free, {data['allocated']:,} allocated, "
+        f"{data['down']:,} down, "
         f"{plural(len(data['jobs']), 'job')}"
         + "".join(f"; wrote {p}" for p in (data.get("png"), data.get("svg")) if p)))
 

@@ -97,9 +97,10 @@ def load_trace(ref: str, *, fabric_defaults: dict[str, object] | None = None, **
             raise ConfigError(f"trace {ref!r} names no file after '{kind}:'", hint=f"give it as {kind}:PATH")
         path = rest
     else:
-        if sep and re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", kind) and not Path(ref).exists():  # KIND:PATH, a typo
+        if sep and re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", kind) and not Path(ref).exists():  # a typo
             raise ConfigError(f"unknown trace kind {kind!r} in {ref[:80]!r}",
-                              hint=f"kinds: {', '.join(KINDS)} (KIND:PATH, synthetic[:key=value,...]), or a bare path")
+                              hint=f"kinds: {', '.join(KINDS)} (KIND:PATH, synthetic[:key=value,...]), "
+                                   "or a bare path")
         path = _open(ref)
         kind = _sniff(path)
     reader = READERS[kind]

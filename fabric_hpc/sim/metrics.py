@@ -112,7 +112,8 @@ def summarize(result: SimResult) -> dict[str, Any]:
         "gpu_hours_lost": float(sum(r.gpu_hours_lost for r in result.records)),
         "backfilled": int(sum(r.backfilled for r in recs)),
         "mean_wait_by_tier_s": {k: float(np.mean(v)) for k, v in sorted(tiers.items())},
-        "makespan_s": (float(max(r.end for r in ended) - min(r.job.submit for r in ended)) if ended else math.nan),
+        "makespan_s": (float(max(r.end for r in ended) - min(r.job.submit for r in ended)) if ended
+                       else math.nan),
         "note": _note(len(result.records), len(recs), len(killed), rejected),
         "sim_wall_s": result.stats.get("wall_s"), "events": result.stats.get("events"),
         "steps": result.stats.get("steps"),
@@ -136,8 +137,8 @@ def _note(total: int, done: int, killed: int, rejected: list[Any]) -> str:
         parts.append(f"{killed} ended at {its} walltime (timeout{s}, reported on {its} own)")
     if rejected:
         one = len(rejected) == 1
-        parts.append(f"{len(rejected)} can never fit this fabric and {'is' if one else 'are'} counted as rejected "
-                     f"(--strict refuses such a trace)")
+        parts.append(f"{len(rejected)} can never fit this fabric and {'is' if one else 'are'} counted as "
+                     "rejected (--strict refuses such a trace)")
     return "; ".join(parts)
 
 

@@ -37,7 +37,7 @@ from fabric_hpc.sim.traces import MAX_TRACE_SECONDS, Trace, _lines, _open, _shif
 
 DEFAULT_TIER_MAP = {"high": "high", "urgent": "high", "spot": "spot", "preempt": "spot", "preemptible": "spot",
                     "low": "spot", "scavenger": "spot"}
-_UNSET = {"", "Unknown", "unknown", "None", "N/A"}  # jobcomp/filetxt writes "unknown" for a missing submit time
+_UNSET = {"", "Unknown", "unknown", "None", "N/A"}  # jobcomp/filetxt writes "unknown" for no submit time
 #: Job states of a jobcomp record after which Slurm runs the job again (it is pending when the log ends).
 REQUEUE_STATES = {"REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"}
 
@@ -77,7 +77,8 @@ def whole_number(text: str, what: str) -> int:
     text = text.strip()
     if not (text.isascii() and text.isdigit()) or len(text) > 9:
         raise ConfigError(f"{what} {text[:40]!r} is not a whole number",
-                          hint="a count is written in the digits 0-9 (at most 9 of them); fix or drop that line")
+                          hint="a count is written in the digits 0-9 (at most 9 of them); fix or drop "
+                               "that line")
     return int(text)
 
 
@@ -200,7 +201,10 @@ def _jobcomp_rows(p: Path) -> Iterator[tuple[int, dict[str, str]]]:
         yield n, fields
 
 
-def _requeues_merged(p: Path, rows: Iterator[tuple[int, dict[str, str]]]) -> Iterator[tuple[int, dict[str, str]]]:
+Rows = Iterator[tuple[int, dict[str, str]]]
+
+
+def _requeues_merged(p: Path, rows: Rows) -> Rows:
     """One row per JobId. Slurm writes a jobcomp record at every requeue (``job_completion_logger``
     from the requeue paths of slurmctld/job_mgr.c: state REQUEUED, PREEMPTED, NODE_FAIL, ...) and
     one when the job ends, so a job run k times has k records, in log order. The job is its last
@@ -210,7 +214,8 @@ def _requeues_merged(p: Path, rows: Iterator[tuple[int, dict[str, str]]]) -> Ite
     (a log given twice), or a run that starts before the previous record ended or a submit time
     that goes back (a job id reused after a state reset, logs concatenated out of order)."""
     first: dict[str, tuple[int, str]] = {}  # id -> (first line, first known submit time)
-    last: dict[str, tuple[int, dict[str, str], dict[str, float | None], int]] = {}  # line, record, times, runs
+    # id -> (line, record, its times, runs so far)
+    last: dict[str, tuple[int, dict[str, str], dict[str, float | None], int]] = {}
     for n, fields in rows:
         times = {k: _time_at(p, n, fields, k) for k in ("submit", "start", "end")}
         jid = fields["jobid"]
@@ -242,15 +247,17 @@ def _successive(p: Path, n: int, jid: str, prev_n: int, prev: dict[str, str], pr
     hint = ("keep each record once (concatenate rotated jobcomp logs once each, oldest first); a job id "
             "reused after a slurmctld state reset is another job: give its log on its own")
     if fields == prev:
-        raise ConfigError(f"{p}:{n}: JobId={jid[:40]} is the same record as line {prev_n} (the log, or part of "
-                          "it, given twice?)", hint=hint)
+        raise ConfigError(f"{p}:{n}: JobId={jid[:40]} is the same record as line {prev_n} (the log, or "
+                          "part of it, given twice?)", hint=hint)
     start, end, submit, prev_submit = times["start"], prev_t["end"], times["submit"], prev_t["submit"]
     if start is not None and end is not None and start < end:
-        raise ConfigError(f"{p}:{n}: JobId={jid[:40]} starts at {fields.get('start')}, before its record at line "
-                          f"{prev_n} ended ({prev.get('end')}): not a requeue of the same job", hint=hint)
+        raise ConfigError(f"{p}:{n}: JobId={jid[:40]} starts at {fields.get('start')}, before its record at "
+                          f"line {prev_n} ended ({prev.get('end')}): not a requeue of the same job",
+                          hint=hint)
     if submit is not None and prev_submit is not None and submit < prev_submit:
-        raise ConfigError(f"{p}:{n}: JobId={jid[:40]} was submitted at {fields.get('submit')}, before its record "
-                          f"at line {prev_n} ({prev.get('submit')}): not a requeue of the same job", hint=hint)
+        raise ConfigError(f"{p}:{n}: JobId={jid[:40]} was submitted at {fields.get('submit')}, before its "
+                          f"record at line {prev_n} ({prev.get('submit')}): not a requeue of the same job",
+                          hint=hint)
 
 
 def _trace(p: Path, rows: Iterator[tuple[int, dict[str, str]]], source: str, **opts: Any) -> Trace:

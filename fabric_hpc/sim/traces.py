@@ -123,7 +123,8 @@ def _whole_row(p: Path, n: int, row: dict, need: set[str]) -> None:
     one (csv keeps the extra fields under the key None) is refused: its columns cannot be trusted."""
     extra = row.get(None)
     if extra:
-        raise ConfigError(f"{p}:{n}: the row has {len(row) - 1 + len(extra)} fields, the header {len(row) - 1}",
+        fields, header = len(row) - 1 + len(extra), len(row) - 1
+        raise ConfigError(f"{p}:{n}: the row has {fields} fields, the header {header}",
                           hint="fix or drop that row (a comma inside a field needs quotes)")
     missing = sorted(k for k in need if row.get(k) is None)
     if missing:
@@ -158,7 +159,8 @@ def _number(p: Path, n: int, name: str, text: str | None) -> float:
         return float(value)
     except ValueError:
         raise ConfigError(f"{p}:{n}: {name}={str(text)[:40]!r} is not a number",
-                          hint=f"write {name} as a decimal number (e.g. 3600 or 3.6e3), or drop that row") from None
+                          hint=f"write {name} as a decimal number (e.g. 3600 or 3.6e3), or drop that row"
+                          ) from None
 
 
 def _gpus(p: Path, n: int, text: str | None) -> int:
@@ -197,7 +199,8 @@ def read_tiresias(path: str | os.PathLike[str], *, gpus_per_host: int = 8, wallt
         _whole_row(p, n, row, need)
         _unique(p, n, seen, row["job_id"])
         gpus = _gpus(p, n, row["num_gpu"])
-        submit, dur = _number(p, n, "submit_time", row["submit_time"]), _number(p, n, "duration", row["duration"])
+        submit = _number(p, n, "submit_time", row["submit_time"])
+        dur = _number(p, n, "duration", row["duration"])
         _times(p, n, submit_time=submit, duration=dur)
         if gpus < 1:
             skipped += 1
@@ -252,7 +255,8 @@ def read_openb(path: str | os.PathLike[str], *, gpus_per_host: int = 8, walltime
         _unique(p, n, seen, row["name"])
         gpus = _gpus(p, n, row["num_gpu"])
         start = _number(p, n, "creation_time", row["creation_time"])
-        end = _number(p, n, "deletion_time", row["deletion_time"]) if row["deletion_time"].strip() else math.nan
+        deleted = row["deletion_time"]
+        end = _number(p, n, "deletion_time", deleted) if deleted.strip() else math.nan
         _times(p, n, creation_time=start)
         if math.isfinite(end):
             _times(p, n, deletion_time=end)
@@ -271,6 +275,12 @@ def read_openb(path: str | os.PathLike[str], *, gpus_per_host: int = 8, walltime
     return Trace(_shift(jobs), f"openb:{p.name}", skipped)
 
 
+#: (field index, name) of the SWF fields read as whole numbers, and as numbers.
+_SWF_INTEGERS = ((0, "job number"), (4, "allocated processors"), (7, "requested processors"), (11, "user"),
+                 (12, "group"), (14, "queue"))
+_SWF_NUMBERS = ((1, "submit time"), (3, "run time"), (8, "requested time"))
+
+
 def read_swf(path: str | os.PathLike[str], *, procs_per_gpu: int = 1, gpus_per_host: int = 8,
              queue_tiers: dict[int, str] | None = None, time_scale: float = 1.0) -> Trace:
     p = _open(path)
@@ -286,11 +296,8 @@ def read_swf(path: str | os.PathLike[str], *, procs_per_gpu: int = 1, gpus_per_h
         if len(f) < 18:
             raise ConfigError(f"{p}:{n}: an SWF line has 18 fields, this one {len(f)}")
         num, alloc, req_procs, user, group, queue = (
-            _integer(p, n, name, f[i]) for i, name in ((0, "job number"), (4, "allocated processors"),
-                                                       (7, "requested processors"), (11, "user"), (12, "group"),
-                                                       (14, "queue")))
-        submit, run, req_time = (_number(p, n, name, f[i]) for i, name in ((1, "submit time"), (3, "run time"),
-                                                                           (8, "requested time")))
+            _integer(p, n, name, f[i]) for i, name in _SWF_INTEGERS)
+        submit, run, req_time = (_number(p, n, name, f[i]) for i, name in _SWF_NUMBERS)
         _unique(p, n, seen, f"swf{num}")
         _times(p, n, submit=submit)
         for name, v in (("run_time", run), ("requested_time", req_time)):  # SWF: -1 means unknown

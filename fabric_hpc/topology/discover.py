@@ -62,7 +62,7 @@ class Discovery:
 
     def write(self, yaml_path: str | os.PathLike[str],
               sidecar_path: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
-        """Write the fragment and its sidecar (default :func:`facts_path`: ``<stem>.facts.json`` beside it)."""
+        """Write the fragment and its sidecar (default :func:`facts_path`: ``<stem>.facts.json``)."""
         yaml_path = Path(yaml_path)
         side = Path(sidecar_path) if sidecar_path else facts_path(yaml_path)
         for path, text in ((yaml_path, self.yaml()), (side, json.dumps(self.facts, indent=1) + "\n")):
@@ -78,8 +78,9 @@ def facts_path(yaml_path: str | os.PathLike[str]) -> Path:
     path = Path(yaml_path)
     if path.name.lower().endswith(".json"):
         base = path.name[:-len(".json")].removesuffix(".facts") or "host"
-        raise ConfigError(f"{os.fspath(path)!r}: the host's fragment is YAML, not JSON (its facts are written beside "
-                          "it, to <name>.facts.json)", hint=f"give the fragment's file, e.g. -o {path.with_name(base)}.yaml")
+        raise ConfigError(f"{os.fspath(path)!r}: the host's fragment is YAML, not JSON (its facts are "
+                          "written beside it, to <name>.facts.json)",
+                          hint=f"give the fragment's file, e.g. -o {path.with_name(base)}.yaml")
     return path.with_name(path.stem.removesuffix(".facts") + ".facts.json")
 
 

@@ -228,8 +228,8 @@ def topology_yaml(fabric: Fabric, *, default: str = "tree", block_size: int | No
         blocks = block_members(fabric)
         counts = [n for n in (len(h) for _, h in blocks) if n > 0]
         if block_size is None and default != "block" and counts and min(counts) != max(counts):
-            left_out = (f"# block: left out: blocks of unequal sizes ({_size_counts(counts)} hosts) need a base "
-                        f"block size; export with --block-size N (N <= {min(counts)}) to write it\n")
+            left_out = (f"# block: left out: blocks of unequal sizes ({_size_counts(counts)} hosts) need a "
+                        f"base block size; export with --block-size N (N <= {min(counts)}) to write it\n")
         else:
             sizes = block_sizes([len(h) for _, h in blocks], block_size)
             entries.append({"topology": "block", "block": {
@@ -367,10 +367,11 @@ def check_device_dir(device_dir: str) -> str:
     absolute path without white space, control characters, or ``# , = [ ] " '``; else a ConfigError."""
     bad = sorted({c for c in device_dir if c.isspace() or not c.isprintable() or c in _DEVICE_DIR_SYNTAX})
     if not device_dir.startswith("/") or bad:
-        why = (f"holds {', '.join(repr(c) for c in bad)}, which gres.conf would read as syntax (a line break, "
-               "a comment, a list of files or another key)") if bad else "is not an absolute path"
+        why = (f"holds {', '.join(repr(c) for c in bad)}, which gres.conf would read as syntax (a line "
+               "break, a comment, a list of files or another key)") if bad else "is not an absolute path"
         raise ConfigError(f"device directory {device_dir[:80]!r} {why}",
-                          hint="give --device-dir the absolute directory of the nvidiaN device files, e.g. /dev")
+                          hint="give --device-dir the absolute directory of the nvidiaN device files, "
+                               "e.g. /dev")
     return device_dir
 
 

@@ -124,7 +124,8 @@ def detect_kind(path: PathLike) -> str:
 
 # -- Lingjun three-tier Clos ---------------------------------------------------------------------
 def _natural(text: str) -> tuple[Any, ...]:
-    return tuple(int(p) if p.isascii() and p.isdigit() else p for p in re.split(r"(\d+)", text, flags=re.ASCII))
+    parts = re.split(r"(\d+)", text, flags=re.ASCII)
+    return tuple(int(p) if p.isascii() and p.isdigit() else p for p in parts)
 
 
 def lingjun_host_map(csv_path: PathLike, *, prefix: str = "lj") -> list[tuple[str, str]]:
@@ -207,8 +208,8 @@ def _switch_name(path: PathLike, line: int, column: str, name: str,
                           hint=f"rename that switch in column {column} (e.g. {_plain(name)!r})")
     first, at = spelled.setdefault((column, under, name.lower()), (name, line))
     if first != name:
-        raise ConfigError(f"{path}:{line}: {column} switch {name!r} differs from {first!r} (line {at}) only in "
-                          "case; the fabric's switch names are lower case, so they would be one switch",
+        raise ConfigError(f"{path}:{line}: {column} switch {name!r} differs from {first!r} (line {at}) only "
+                          "in case; the fabric's switch names are lower case, so they would be one switch",
                           hint=f"spell one switch one way in column {column}, or give the two distinct names")
 
 
