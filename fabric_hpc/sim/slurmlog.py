@@ -19,7 +19,8 @@ Mapping (both readers):
 * steps (``123.batch``, ``123.0``) are skipped; array and het job ids (``12_3``, ``7+1``) are kept as ids;
 * a job listed twice in sacct output is refused (sacct without ``--duplicates``); a jobcomp log has one
   record per requeue and one at the end: they are one job (``_requeues_merged``: the last record,
-  the first submit time); a job whose last record is ``REQUEUED`` is skipped (pending again).
+  the first submit time); a job whose (last) record is ``REQUEUED``, ``REQUEUE_HOLD`` or
+  ``REQUEUE_FED`` is skipped and counted (it is pending again: its final run is not in the log).
 """
 
 from __future__ import annotations
