@@ -417,3 +417,10 @@ def test_rejection_reasons_and_the_note_count_in_the_singular_too():
                                           "walltime (timeout, reported on its own); 1 can never fit this fabric and "
                                           "is counted as rejected (--strict refuses such a trace)")
     assert "2 ended at their walltime (timeouts," in _note(3, 1, 2, [])
+
+
+def test_a_sacct_row_in_a_requeue_state_is_skipped_as_pending(tmp_path):
+    p = tmp_path / "sacct.txt"
+    p.write_text(SACCT.replace("|gpu|high|COMPLETED", "|gpu|high|REQUEUED", 1))
+    t = read_sacct(p)
+    assert "slurm100" not in {j.id for j in t} and t.skipped == 2
