@@ -21,7 +21,27 @@ NAME = re.compile(NAME_PATTERN)
 #: Most names one expression may expand to (counted before expanding; a fat tree with k=64 has
 #: 65,536 hosts). Pass ``budget=`` to :func:`expand` to change it for one call.
 MAX_NAMES = 100_000
-_TAIL_NUMBER = re.compile(r"^(.*?)(\d+)$")
+#: Most digits of a number in a range (zero padding included). Slurm's hostlist.c reads a name's
+#: number with strtoul (unsigned long: 64 bits, saturating at 2^64 - 1, and a range ending there
+#: counts as empty), so 18 digits (< 10^18) is always safe; names with wider numbers stay literal.
+MAX_DIGITS = 18
+_TAIL_NUMBER = re.compile(r"^(.*?)([0-9]+)$")
+
+
+#: Largest trailing number of a name that Slurm reads back unchanged: strtoul saturates larger ones
+#: at 2^64 - 1 (``scontrol show hostnames big18446744073709551616`` prints ...551615), which a
+#: range reads as empty.
+SLURM_MAX_NUMBER = 2**64 - 2
+
+
+def slurm_renames(name: str) -> bool:
+    """Whether Slurm would read ``name`` back as another name: its trailing number is past
+    :data:`SLURM_MAX_NUMBER`."""
+    m = _TAIL_NUMBER.match(name)
+    if m is None:
+        return False
+    digits = m.group(2).lstrip("0")
+    return len(digits) > 20 or (bool(digits) and int(digits) > SLURM_MAX_NUMBER)
 
 
 def _split_top_level(expr: str) -> list[str]:
@@ -44,7 +64,7 @@ def _split_top_level(expr: str) -> list[str]:
 
 
 def _number(text: str) -> bool:
-    return text.isascii() and text.isdigit() and len(text) <= 18
+    return text.isascii() and text.isdigit() and len(text) <= MAX_DIGITS
 
 
 def _range_items(expr: str, body: str) -> list[tuple[int, int, int]]:
@@ -130,12 +150,16 @@ def expand(expr: str, *, budget: int = MAX_NAMES) -> list[str]:
 
 
 def compress(names: Iterable[str]) -> str:
-    """The shortest Slurm expression for ``names`` (order of first appearance of each prefix)."""
+    """The shortest Slurm expression for ``names`` (order of first appearance of each prefix).
+
+    Only names with a prefix and a number of at most :data:`MAX_DIGITS` digits go into ranges:
+    ``[1-2]`` has no name before '[' (fabric's parser refuses it), and a wider number could be read
+    back by Slurm as another one (see ``MAX_DIGITS``). Other names are written as they are."""
     groups: dict[tuple[str, int], list[int]] = defaultdict(list)
     order: list[tuple[str, int] | str] = []
     for name in names:
         m = _TAIL_NUMBER.match(name)
-        if m is None:
+        if m is None or not m.group(1) or len(m.group(2)) > MAX_DIGITS:
             order.append(name)
             continue
         prefix, digits = m.groups()

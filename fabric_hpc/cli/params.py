@@ -47,8 +47,11 @@ class OutputDir(click.ParamType):
         from fabric_hpc.errors import ConfigError  # exit code 3, as output_path's
         from fabric_hpc.inputs import output_path
 
-        path = Path(value)
         what = param.opts[0] if isinstance(param, click.Option) else param.human_readable_name if param else "output"
+        if not str(value):  # Path("") is ".": the files would land in the current directory
+            raise ConfigError(f"{what} is an empty name",
+                              hint="give a directory name (. for the current one)")
+        path = Path(value)
         if path.exists() and not path.is_dir():
             raise ConfigError(f"{what} {str(value)!r} exists and is not a directory",
                               hint="give a new or existing directory")

@@ -8,8 +8,8 @@ comparison.
 
 from __future__ import annotations
 
+import math
 import os
-
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,7 +68,11 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
     from fabric_hpc.sim.engine import never_fits
     from fabric_hpc.topology import open_fabric
 
+    _outputs_are_not_inputs(out_dir, trace, topology, topology_report=not no_topology_report)
     fab = open_fabric(topology)
+    if not len(fab.gpus):
+        raise ConfigError(f"fabric {fab.name!r} has no GPUs: no job of a trace could ever run on it",
+                          hint="give --topology a fabric whose host types have gpus > 0")
     sizes = np.bincount(fab.index.gpu_host, minlength=len(fab.hosts))
     jobs = load_trace(trace, **_trace_options(trace, fab, sizes, time_scale, gpus_per_host))
     name = jobs.name or trace
@@ -122,6 +126,7 @@ def compare_cmd(dirs: tuple[str, ...], report_path: str | None, as_json: bool) -
     from fabric_hpc.inputs import distinct_outputs, output_path
     from fabric_hpc.sim import comparison_metrics, comparison_rows, load_results, write_html
     from fabric_hpc.sim.report import comparison_warnings
+    from fabric_hpc.sim.results import RUN_FILES
 
     results = [load_results(d) for d in dirs]
     names = [Path(d).name or d for d in dirs]
@@ -129,7 +134,7 @@ def compare_cmd(dirs: tuple[str, ...], report_path: str | None, as_json: bool) -
         names = [os.path.normpath(d) for d in dirs]
     report = output_path(report_path if report_path else Path(dirs[0]).resolve().parent / "report.html",
                          what="--report")
-    distinct_outputs({"--report": report}, {f"{d}/{f}": Path(d) / f for d in dirs for f in ("results.json", "state.json")})
+    distinct_outputs({"--report": report}, {f"{d}/{f}": Path(d) / f for d in dirs for f in RUN_FILES})
     warnings = _duplicates(dirs) + comparison_warnings(results, names)  # on the terminal and on the page
     write_html(results, report, names=names, warnings=warnings, links=_topology_links(dirs, names, report))
     rows = comparison_rows(results)
@@ -138,6 +143,21 @@ def compare_cmd(dirs: tuple[str, ...], report_path: str | None, as_json: bool) -
            lambda con: (con.print(table("policy comparison", ["metric", *names], rows)),
                         [con.print(f"warning: {w}", markup=False) for w in warnings],
                         con.print(f"report: {report}")))
+
+
+def _outputs_are_not_inputs(out_dir: str, trace: str, topology: str | None, *, topology_report: bool) -> None:
+    """Refuse, before the replay, an --out whose files would overwrite the trace or the fabric read."""
+    from fabric_hpc.inputs import distinct_outputs
+    from fabric_hpc.sim.load import trace_path
+    from fabric_hpc.sim.results import RUN_FILES
+
+    written = RUN_FILES if topology_report else tuple(f for f in RUN_FILES if f != "topology.html")
+    try:
+        distinct_outputs({f"--out {f}": Path(out_dir) / f for f in written},
+                         {"--trace": trace_path(trace), "--topology": topology})
+    except ConfigError as exc:
+        raise ConfigError(exc.message, hint=f"give --out another directory (a run writes "
+                                            f"{', '.join(written)} there)") from None
 
 
 def _trace_options(trace: str, fab: Fabric, sizes: np.ndarray, time_scale: float | None,
@@ -192,4 +212,6 @@ def _fmt(v: object) -> str:
     """A summary value for the table: floats to 4 significant digits, mappings as ``k: v, ...``."""
     if isinstance(v, dict):
         return ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items()) or "–"
-    return "–" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):  # undefined (over no jobs)
+        return "–"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

@@ -141,6 +141,9 @@ def show(fabric: str | None, host: str | None, distance: tuple[str, str] | None,
     """Summarise a fabric, one host, or the distance between two GPUs."""
     from fabric_hpc.topology import open_fabric
 
+    if distance and host:
+        raise ConfigError("--distance and --host show different things; give one of them",
+                          hint="--host H for one host's GPUs, or --distance H/gpuA H/gpuB between two GPUs")
     fab = open_fabric(fabric)
     if distance:
         d = fab.distance(*distance)
@@ -189,9 +192,12 @@ def export(fabric: str | None, fmt: str, host: str | None, device_dir: str, bloc
            default_topology: str, out: str | None) -> None:
     """Write Slurm topology.conf (tree/block), topology.yaml (Slurm >= 25.05), slurm.conf node lines,
     gres.conf or NCCL XML."""
+    from fabric_hpc.inputs import distinct_outputs
     from fabric_hpc.topology import open_fabric
     from fabric_hpc.topology import export as ex
 
+    # before reading: an --out that is the fabric would replace it
+    distinct_outputs({"--out": None if out == "-" else out}, {"FABRIC": fabric})
     fab = open_fabric(fabric)
     if fmt == "nccl-xml":
         if not host:
@@ -204,7 +210,7 @@ def export(fabric: str | None, fmt: str, host: str | None, device_dir: str, bloc
     elif fmt == "slurm-nodes":
         text = ex.slurm_nodes_conf(fab)
     else:
-        text = ex.gres_conf(fab, device_dir=device_dir)
+        text = ex.gres_conf(fab, device_dir=ex.check_device_dir(device_dir))
     _write_or_print(text, out)
 
 
@@ -236,8 +242,9 @@ def report(fabric: str | None, out_html: str, state_path: str | None, png: str |
     from fabric_hpc.topology.report import plural
 
     render(as_json, data, lambda c: c.print(
-        f"wrote {data['html']} ({data['html_bytes'] / 1024:.0f} KiB): {plural(data['hosts'], 'host')}, "
-        f"{plural(data['gpus'], 'GPU')}, {data['free']} free, {data['allocated']} allocated, {data['down']} down, "
+        f"wrote {data['html']} ({data['html_bytes'] / 1024:,.0f} KiB): {plural(data['hosts'], 'host')}, "
+        f"{plural(data['gpus'], 'GPU')}, {data['free']:,} free, {data['allocated']:,} allocated, "
+        f"{data['down']:,} down, "
         f"{plural(len(data['jobs']), 'job')}"
         + "".join(f"; wrote {p}" for p in (data.get("png"), data.get("svg")) if p)))
 
@@ -278,8 +285,15 @@ def import_(csv_path: str, kind: str, hosts_per_leaf: int | None, host_map: str 
 @json_option
 def discover_cmd(out: str | None, sysfs_root: str, no_nvml: bool, record: str | None, as_json: bool) -> None:
     """Discover this host: GPUs and NVLink (NVML), CPUs, NUMA, HCAs and NICs (sysfs)."""
-    from fabric_hpc.topology.discover import discover, record_nvml, save_recording
+    from fabric_hpc.topology.discover import discover, facts_path, record_nvml, save_recording
 
+    if out:  # checked before anything is discovered or recorded
+        from fabric_hpc.inputs import distinct_outputs, output_path
+
+        side = facts_path(out)
+        output_path(out, what="--out")
+        output_path(side, what="--out's facts file")
+        distinct_outputs({"--out": out, "--out's facts file": side, "--record": record})
     if record:
         click.echo(f"wrote {save_recording(record_nvml(), record)}", err=True)
     found = discover(root=sysfs_root, use_nvml=not no_nvml)

@@ -373,16 +373,21 @@ def never_fits(job: Job, fab: Fabric, host_sizes: np.ndarray | None = None) -> s
     sizes = np.bincount(fab.index.gpu_host, minlength=len(fab.hosts)) if host_sizes is None else host_sizes
     total_gpus = len(fab.gpus)
     if job.gpus > total_gpus:
-        return f"needs {job.gpus} GPUs, the fabric has {total_gpus}"
+        return f"needs {_n(job.gpus, 'GPU')}, the fabric has {total_gpus}"
     if r.nodes is not None and r.gpus_per_node is not None:
         big = int((sizes >= r.gpus_per_node).sum())
         if big < r.nodes:
             largest = int(sizes.max(initial=0))
             if r.gpus_per_node > largest:
-                return f"needs {r.gpus_per_node} GPUs per host, the largest host has {largest}"
-            return f"needs {r.nodes} hosts with {r.gpus_per_node} GPUs, the fabric has {big}"
+                return f"needs {_n(r.gpus_per_node, 'GPU')} per host, the largest host has {largest}"
+            return f"needs {_n(r.nodes, 'host')} with {_n(r.gpus_per_node, 'GPU')}, the fabric has {big}"
     found = placement_never_fits(fab, r)
     return None if found is None else found.message
+
+
+def _n(count: int, word: str) -> str:
+    """``1 GPU``, ``2 GPUs``."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _per_host_need(job: Job, host_gpus: int) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 from pathlib import Path
 
 from fabric_hpc.errors import ConfigError
@@ -32,7 +33,7 @@ def _sniff(path: Path) -> str:
         return "jobcomp"
     if "|" in first and "jobid" in first.lower():
         return "sacct"
-    if first.startswith(";") or (first and first.split()[0].isdigit()):
+    if first.startswith(";") or (first and first.split()[0].isascii() and first.split()[0].isdigit()):
         return "swf"
     if not first:
         raise ConfigError(f"{path}: the trace file is empty", hint="give a trace with a header and jobs (docs/scheduler.md)")
@@ -73,6 +74,14 @@ def _flags(names) -> str:  # noqa: ANN001 - the CLI flags (and keyword names) of
     return ", ".join(f"--{n.replace('_', '-')}" for n in sorted(names))
 
 
+def trace_path(ref: str) -> str | None:
+    """The file a trace reference reads (``KIND:PATH`` or a bare path); None for a synthetic workload."""
+    kind, sep, rest = ref.partition(":")
+    if kind == "synthetic":
+        return None
+    return rest if sep and kind in READERS else ref
+
+
 def load_trace(ref: str, *, fabric_defaults: dict[str, object] | None = None, **options: object) -> Trace:
     """The jobs of ``ref``; ``options`` go to the file reader (``time_scale``, ``gpus_per_host``,
     ...), and one it does not take is a ConfigError naming the kinds that do."""
@@ -82,8 +91,18 @@ def load_trace(ref: str, *, fabric_defaults: dict[str, object] | None = None, **
             raise ConfigError(f"synthetic traces take no {_flags(options)}",
                               hint="set the workload's own keys instead (e.g. synthetic:load=0.8,gpus_per_host=4)")
         return _synthetic(rest, fabric_defaults)
-    path: str | Path = rest if sep and kind in READERS else _open(ref)
-    kind = kind if sep and kind in READERS else _sniff(Path(path))
+    path: str | Path
+    if sep and kind in READERS:
+        if not rest.strip():
+            raise ConfigError(f"trace {ref!r} names no file after '{kind}:'", hint=f"give it as {kind}:PATH")
+        path = rest
+    else:
+        if sep and re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", kind) and not Path(ref).exists():  # a typo
+            raise ConfigError(f"unknown trace kind {kind!r} in {ref[:80]!r}",
+                              hint=f"kinds: {', '.join(KINDS)} (KIND:PATH, synthetic[:key=value,...]), "
+                                   "or a bare path")
+        path = _open(ref)
+        kind = _sniff(path)
     reader = READERS[kind]
     accepted = inspect.signature(reader).parameters
     unknown = sorted(k for k in options if k not in accepted)

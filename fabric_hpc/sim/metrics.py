@@ -17,12 +17,16 @@
   by multi-host gangs (at their first start).
 * Jain's index across accounts of ``1 / mean slowdown`` (slowdown = JCT / ideal run time), the
   fairness of the service each account got: 1 = every account slowed down equally.
+* a figure over no jobs (JCT, slowdown, stretch and Jain's index when no job completed, waits when
+  none started, the makespan when none ended) is NaN: ``null`` in JSON and results.json, its key
+  listed under ``undefined``; "–" in tables. Never a 0 (or 1) that reads as a measured value.
 * preemptions and GPU-hours lost to them (work since the last checkpoint; the restore after the
   requeue is paid in the job's next run segment, so it shows in its JCT, not here).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -40,7 +44,12 @@ def jain(values: list[float]) -> float:
 
 
 def _pct(x: np.ndarray, q: float) -> float:
-    return float(np.percentile(x, q)) if x.size else 0.0
+    return float(np.percentile(x, q)) if x.size else math.nan
+
+
+def _mean(x: Any) -> float:
+    """The mean, NaN (undefined: null in JSON, listed under ``undefined``) for no values."""
+    return float(np.mean(x)) if len(x) else math.nan
 
 
 def network_level(result: SimResult) -> str:
@@ -86,10 +95,10 @@ def summarize(result: SimResult) -> dict[str, Any]:
         "timeout_gpu_hours": float(sum((r.gpus or r.job.gpus) * r.run_time for r in killed) / 3600.0),
         "rejected": len(rejected), "rejected_reasons": _reasons(rejected),
         "unfinished": sum(r.end is None and r.status != "rejected" for r in result.records),
-        "mean_jct_s": float(jct.mean()) if jct.size else 0.0, "p50_jct_s": _pct(jct, 50), "p99_jct_s": _pct(jct, 99),
-        "mean_wait_s": float(wait.mean()) if wait.size else 0.0, "p50_wait_s": _pct(wait, 50),
-        "p99_wait_s": _pct(wait, 99), "max_wait_s": float(wait.max()) if wait.size else 0.0,
-        "mean_bounded_slowdown": float(bsld.mean()) if bsld.size else 0.0,
+        "mean_jct_s": _mean(jct), "p50_jct_s": _pct(jct, 50), "p99_jct_s": _pct(jct, 99),
+        "mean_wait_s": _mean(wait), "p50_wait_s": _pct(wait, 50),
+        "p99_wait_s": _pct(wait, 99), "max_wait_s": _pct(wait, 100),
+        "mean_bounded_slowdown": _mean(bsld),
         "gpu_utilisation": util,
         "fragmentation": float(np.mean(tl["frag"])) if tl["frag"] else 0.0,
         "multi_host_gangs": len(multi),
@@ -97,13 +106,14 @@ def summarize(result: SimResult) -> dict[str, Any]:
         "mean_domains_spanned": float(np.mean([r.domains.get(level, 1) for r in multi])) if multi else None,
         "domain_level": level,
         "mean_hosts_spanned": float(np.mean([r.hosts for r in multi])) if multi else None,
-        "mean_stretch": float(np.mean([r.stretch for r in recs])) if recs else 1.0,
-        "jain_accounts": jain([1.0 / float(np.mean(v)) for v in by_acct.values()]),
+        "mean_stretch": _mean([r.stretch for r in recs]),
+        "jain_accounts": jain([1.0 / float(np.mean(v)) for v in by_acct.values()]) if by_acct else math.nan,
         "preemptions": int(sum(r.preemptions for r in result.records)),
         "gpu_hours_lost": float(sum(r.gpu_hours_lost for r in result.records)),
         "backfilled": int(sum(r.backfilled for r in recs)),
         "mean_wait_by_tier_s": {k: float(np.mean(v)) for k, v in sorted(tiers.items())},
-        "makespan_s": (float(max(r.end for r in ended) - min(r.job.submit for r in ended)) if ended else 0.0),
+        "makespan_s": (float(max(r.end for r in ended) - min(r.job.submit for r in ended)) if ended
+                       else math.nan),
         "note": _note(len(result.records), len(recs), len(killed), rejected),
         "sim_wall_s": result.stats.get("wall_s"), "events": result.stats.get("events"),
         "steps": result.stats.get("steps"),
@@ -121,12 +131,14 @@ def _reasons(rejected: list[Any]) -> dict[str, int]:
 
 def _note(total: int, done: int, killed: int, rejected: list[Any]) -> str:
     """What the JCT/slowdown figures cover, in words (shown with the summary)."""
-    parts = [f"JCT and slowdown over the {done} of {total} jobs that completed"]
+    parts = [f"JCT and slowdown over the {done} of {total} job{'' if total == 1 else 's'} that completed"]
     if killed:
-        parts.append(f"{killed} ended at their walltime (timeouts, reported on their own)")
+        its, s = ("its", "") if killed == 1 else ("their", "s")
+        parts.append(f"{killed} ended at {its} walltime (timeout{s}, reported on {its} own)")
     if rejected:
-        parts.append(f"{len(rejected)} can never fit this fabric and are counted as rejected "
-                     f"(--strict refuses such a trace)")
+        one = len(rejected) == 1
+        parts.append(f"{len(rejected)} can never fit this fabric and {'is' if one else 'are'} counted as "
+                     "rejected (--strict refuses such a trace)")
     return "; ".join(parts)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,8 @@ def comparison_rows(results: list[dict[str, Any]]) -> list[list[str]]:
         vals = []
         for r in results:
             v = r["summary"].get(key)
-            vals.append("–" if v is None else f"{v * scale:.3f}" if isinstance(v, float) else str(v))
+            undefined = v is None or (isinstance(v, float) and not math.isfinite(v))  # NaN: over no jobs
+            vals.append("–" if undefined else f"{v * scale:.3f}" if isinstance(v, float) else str(v))
         out.append([label, *vals])
     return out
 
@@ -86,7 +88,9 @@ def _plots(results: list[dict[str, Any]], names: list[str]) -> dict[str, str]:
         if jct.size:
             ax.plot(np.sort(jct), np.arange(1, jct.size + 1) / jct.size, label=n)
     ax.set_xscale("log"), ax.set_xlabel("job completion time (h, log)"), ax.set_ylabel("fraction of jobs")
-    ax.legend(), ax.grid(alpha=.3)
+    if ax.lines:  # no run completed a job: no curve, no legend (matplotlib would warn)
+        ax.legend()
+    ax.grid(alpha=.3)
     out["cdf"] = _png(fig)
     fig, ax = plt.subplots(figsize=(6, 4))
     tiers = sorted({t for r in results for t in r["wait_by_tier"]})

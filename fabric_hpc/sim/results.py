@@ -27,6 +27,8 @@ from fabric_hpc.sim.metrics import job_rows, summarize
 
 RESULTS_VERSION = 1
 MAX_POINTS = 4000
+#: The files ``fabric sim run`` writes into its results directory (topology.html unless told not to).
+RUN_FILES = ("results.json", "state.json", "topology.html")
 
 
 def _thin(t: list[float], *series: list[float]) -> tuple[list[float], ...]:
@@ -59,8 +61,12 @@ def write_results(result: SimResult, out_dir: str | os.PathLike[str], *, trace: 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = results_dict(result, trace=trace, config=config)
-    # strict JSON: a NaN or infinite metric is stored as null
-    write_atomic(out / "results.json", json.dumps(finite_json(data), allow_nan=False))
+    # strict JSON: a NaN or infinite metric is stored as null, its path listed under "undefined"
+    undefined: list[str] = []
+    clean = finite_json(data, "", undefined)
+    if undefined:
+        clean["undefined"] = undefined
+    write_atomic(out / "results.json", json.dumps(clean, allow_nan=False))
     result.state.save(out / "state.json")
     if topology_report:
         from fabric_hpc.topology import write_report

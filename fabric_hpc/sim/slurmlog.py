@@ -16,7 +16,11 @@ Mapping (both readers):
   ``AccountingStorageTRES=gres/gpu`` Slurm 22.05 does not log GPU counts in jobcomp);
 * tier: the first of ``QOS``, ``Partition`` found in ``tier_map`` (default: high→high,
   spot/preempt/low/scavenger→spot), else ``normal``; account = ``Account`` (or ``default``).
-* steps (``123.batch``, ``123.0``) are skipped; array and het job ids (``12_3``, ``7+1``) are kept as ids.
+* steps (``123.batch``, ``123.0``) are skipped; array and het job ids (``12_3``, ``7+1``) are kept as ids;
+* a job listed twice in sacct output is refused (sacct without ``--duplicates``); a jobcomp log has one
+  record per requeue and one at the end: they are one job (``_requeues_merged``: the last record,
+  the first submit time); a job whose (last) record is ``REQUEUED``, ``REQUEUE_HOLD`` or
+  ``REQUEUE_FED`` is skipped and counted (it is pending again: its final run is not in the log).
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ from fabric_hpc.sim.traces import MAX_TRACE_SECONDS, Trace, _lines, _open, _shif
 
 DEFAULT_TIER_MAP = {"high": "high", "urgent": "high", "spot": "spot", "preempt": "spot", "preemptible": "spot",
                     "low": "spot", "scavenger": "spot"}
-_UNSET = {"", "Unknown", "None", "N/A"}
+_UNSET = {"", "Unknown", "unknown", "None", "N/A"}  # jobcomp/filetxt writes "unknown" for no submit time
+#: Job states of a jobcomp record after which Slurm runs the job again (it is pending when the log ends).
+REQUEUE_STATES = {"REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"}
 
 
 def parse_time(text: str) -> float | None:
@@ -53,7 +59,7 @@ def parse_duration(text: str) -> float | None:
     text = text.strip()
     if text in _UNSET or text.upper() in ("UNLIMITED", "PARTITION_LIMIT", "INFINITE"):
         return None
-    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
+    m = re.fullmatch(r"(?:([0-9]{1,9})-)?([0-9]{1,12})(?::([0-9]{1,12}))?(?::([0-9]{1,12}))?", text)
     if not m:
         raise ConfigError(f"bad Slurm duration {text!r}", hint="expected [D-]HH:MM:SS or minutes")
     days, a, b, c = (int(x) if x else None for x in m.groups())
@@ -66,15 +72,27 @@ def parse_duration(text: str) -> float | None:
     return a * 60.0  # bare number: minutes
 
 
+def whole_number(text: str, what: str) -> int:
+    """A count written in a Slurm log: ASCII digits only (``int`` would take ``'٣'`` and choke on
+    ``'²'``, which ``str.isdigit`` accepts), at most 9 of them."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
+        raise ConfigError(f"{what} {text[:40]!r} is not a whole number",
+                          hint="a count is written in the digits 0-9 (at most 9 of them); fix or drop "
+                               "that line")
+    return int(text)
+
+
 def tres_gpus(tres: str) -> int | None:
-    """GPUs in a TRES string: ``gres/gpu=N``, else the sum of ``gres/gpu:<type>=N``; None if absent."""
+    """GPUs in a TRES string: ``gres/gpu=N``, else the sum of ``gres/gpu:<type>=N``; None if absent.
+    A GPU count that is not a whole number is a ConfigError (not a silent fallback to whole nodes)."""
     plain, typed = None, []
     for part in tres.split(","):
         key, _, val = part.strip().partition("=")
-        if key == "gres/gpu" and val.isdigit():
-            plain = int(val)
-        elif key.startswith("gres/gpu:") and val.isdigit():
-            typed.append(int(val))
+        if key == "gres/gpu":
+            plain = whole_number(val, "gres/gpu")
+        elif key.startswith("gres/gpu:"):
+            typed.append(whole_number(val, key[:60]))
     return plain if plain is not None else (sum(typed) if typed else None)
 
 
@@ -89,8 +107,8 @@ def _job(fields: dict[str, str], where: str, *, gpus_per_node: int, gpus_per_hos
          unlimited_factor: float, tier_map: dict[str, str]) -> Job | None:
     get = fields.get
     submit, start, end = (parse_time(get(k, "") or "") for k in ("submit", "start", "end"))
-    if submit is None or start is None or end is None or end < start:
-        return None
+    if submit is None or start is None or end is None or end < start or get("state") in REQUEUE_STATES:
+        return None  # never started, still running, or requeued and not run again within the log
     for name, t in (("Submit", submit), ("Start", start), ("End", end)):
         if not 0 <= t <= MAX_TRACE_SECONDS:  # seconds since 1970, as the other traces: 0..10^10
             raise ConfigError(f"{name} {get(name.lower())!r} is outside 1970..2286 (0..{MAX_TRACE_SECONDS:.0e} s)")
@@ -99,10 +117,7 @@ def _job(fields: dict[str, str], where: str, *, gpus_per_node: int, gpus_per_hos
     if limit is not None and limit > MAX_TRACE_SECONDS:
         raise ConfigError(f"Timelimit {get('timelimit')!r} is longer than {MAX_TRACE_SECONDS:.0e} s",
                           hint="write UNLIMITED for no limit")
-    nnodes = (get("nnodes") or "0").strip()
-    if not (nnodes.isascii() and nnodes.isdigit()) or len(nnodes) > 9:
-        raise ConfigError(f"node count {nnodes!r} is not a whole number")
-    nodes = int(nnodes)
+    nodes = whole_number(get("nnodes") or "0", "node count")
     gpus = tres_gpus(get("tres", "") or "")
     if gpus is None:
         gpus = nodes * gpus_per_node
@@ -117,8 +132,8 @@ def _job(fields: dict[str, str], where: str, *, gpus_per_node: int, gpus_per_hos
     return Job(id=f"slurm{get('jobid')}", request=req, submit=submit, walltime=wall, duration=dur,
                account=get("account") or "default", user=(get("user") or "user").split("(")[0],
                tier=_tier(tier_map, get("qos") or "", get("partition") or ""),
-               meta={"source": where,
-                     "state": get("state") or ""})
+               meta={"source": where, "state": get("state") or "",
+                     **({"requeues": int(get("requeues") or 0)} if get("requeues") else {})})
 
 
 _SACCT_KEYS = {"jobid": "jobid", "submit": "submit", "start": "start", "end": "end", "timelimit": "timelimit",
@@ -164,9 +179,10 @@ _JOBCOMP = {"jobid": "jobid", "submittime": "submit", "starttime": "start", "end
 
 def read_jobcomp(path: str | os.PathLike[str], *, gpus_per_node: int = 8, gpus_per_host: int = 8,
                  unlimited_factor: float = 2.0, tier_map: dict[str, str] | None = None) -> Trace:
-    """Slurm's ``jobcomp/filetxt`` log: one ``Key=Value Key=Value ...`` line per finished job."""
+    """Slurm's ``jobcomp/filetxt`` log: one ``Key=Value Key=Value ...`` line per finished job, and one
+    more per requeue (see :func:`_requeues_merged`: the records of one JobId are one job)."""
     p = _open(path)
-    return _trace(p, _jobcomp_rows(p), f"jobcomp:{p.name}", gpus_per_node=gpus_per_node,
+    return _trace(p, _requeues_merged(p, _jobcomp_rows(p)), f"jobcomp:{p.name}", gpus_per_node=gpus_per_node,
                   gpus_per_host=gpus_per_host, unlimited_factor=unlimited_factor,
                   tier_map=tier_map or DEFAULT_TIER_MAP)
 
@@ -184,6 +200,65 @@ def _jobcomp_rows(p: Path) -> Iterator[tuple[int, dict[str, str]]]:
         if "jobid" not in fields:
             raise ConfigError(f"{p}:{n}: not a jobcomp/filetxt line (no JobId=)")
         yield n, fields
+
+
+Rows = Iterator[tuple[int, dict[str, str]]]
+
+
+def _requeues_merged(p: Path, rows: Rows) -> Rows:
+    """One row per JobId. Slurm writes a jobcomp record at every requeue (``job_completion_logger``
+    from the requeue paths of slurmctld/job_mgr.c: state REQUEUED, PREEMPTED, NODE_FAIL, ...) and
+    one when the job ends, so a job run k times has k records, in log order. The job is its last
+    record (its final run: start, end, state, TRES, limit) with the *first* record's submit time
+    (when the user asked; Slurm resets the submit time at each requeue), and ``requeues`` = k - 1.
+    Records of one id that cannot be successive runs of one job are refused: the same record twice
+    (a log given twice), or a run that starts before the previous record ended or a submit time
+    that goes back (a job id reused after a state reset, logs concatenated out of order)."""
+    first: dict[str, tuple[int, str]] = {}  # id -> (first line, first known submit time)
+    # id -> (line, record, its times, runs so far)
+    last: dict[str, tuple[int, dict[str, str], dict[str, float | None], int]] = {}
+    for n, fields in rows:
+        times = {k: _time_at(p, n, fields, k) for k in ("submit", "start", "end")}
+        jid = fields["jobid"]
+        line, submit = first.get(jid, (n, ""))
+        if not submit and times["submit"] is not None:
+            submit = fields["submit"]
+        first[jid] = (line, submit)
+        runs = 0
+        if jid in last:
+            prev_n, prev, prev_t, runs = last[jid]
+            _successive(p, n, jid, prev_n, prev, prev_t, fields, times)
+        last[jid] = (n, fields, times, runs + 1)
+    for jid, (_, submit) in sorted(first.items(), key=lambda kv: kv[1][0]):
+        n, fields, _, runs = last[jid]
+        yield n, {**fields, "submit": submit or fields.get("submit", ""),
+                  **({"requeues": str(runs - 1)} if runs > 1 else {})}
+
+
+def _time_at(p: Path, n: int, fields: dict[str, str], key: str) -> float | None:
+    try:
+        return parse_time(fields.get(key, "") or "")
+    except ConfigError as exc:
+        raise ConfigError(f"{p}:{n}: {exc.message}", hint=exc.hint) from None
+
+
+def _successive(p: Path, n: int, jid: str, prev_n: int, prev: dict[str, str], prev_t: dict[str, float | None],
+                fields: dict[str, str], times: dict[str, float | None]) -> None:
+    """Refuse a record of ``jid`` at line ``n`` that is not a later run of the job recorded at ``prev_n``."""
+    hint = ("keep each record once (concatenate rotated jobcomp logs once each, oldest first); a job id "
+            "reused after a slurmctld state reset is another job: give its log on its own")
+    if fields == prev:
+        raise ConfigError(f"{p}:{n}: JobId={jid[:40]} is the same record as line {prev_n} (the log, or "
+                          "part of it, given twice?)", hint=hint)
+    start, end, submit, prev_submit = times["start"], prev_t["end"], times["submit"], prev_t["submit"]
+    if start is not None and end is not None and start < end:
+        raise ConfigError(f"{p}:{n}: JobId={jid[:40]} starts at {fields.get('start')}, before its record at "
+                          f"line {prev_n} ended ({prev.get('end')}): not a requeue of the same job",
+                          hint=hint)
+    if submit is not None and prev_submit is not None and submit < prev_submit:
+        raise ConfigError(f"{p}:{n}: JobId={jid[:40]} was submitted at {fields.get('submit')}, before its "
+                          f"record at line {prev_n} ({prev.get('submit')}): not a requeue of the same job",
+                          hint=hint)
 
 
 def _trace(p: Path, rows: Iterator[tuple[int, dict[str, str]]], source: str, **opts: Any) -> Trace:

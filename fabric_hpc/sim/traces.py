@@ -119,7 +119,13 @@ def _csv(p: Path) -> _Csv:
 
 
 def _whole_row(p: Path, n: int, row: dict, need: set[str]) -> None:
-    """A row shorter than the header (csv gives None for the missing columns) names them."""
+    """A row shorter than the header (csv gives None for the missing columns) names them; a longer
+    one (csv keeps the extra fields under the key None) is refused: its columns cannot be trusted."""
+    extra = row.get(None)
+    if extra:
+        fields, header = len(row) - 1 + len(extra), len(row) - 1
+        raise ConfigError(f"{p}:{n}: the row has {fields} fields, the header {header}",
+                          hint="fix or drop that row (a comma inside a field needs quotes)")
     missing = sorted(k for k in need if row.get(k) is None)
     if missing:
         raise ConfigError(f"{p}:{n}: the row has fewer fields than the header (no {', '.join(missing)})",
@@ -133,12 +139,33 @@ def _unique(p: Path, n: int, seen: dict[str, int], job_id: str) -> None:
     seen[job_id] = n
 
 
+def _integer(p: Path, n: int, name: str, text: str | None) -> int:
+    """A whole number of a trace row: ASCII digits with an optional '-' (``int`` alone would take
+    ``'٣'``, ``'1_0'`` or ``' 3'``; ``str.isdigit`` takes ``'²'``, which ``int`` refuses)."""
+    value = (text or "").strip()
+    digits = value[1:] if value.startswith("-") else value
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
+        raise ConfigError(f"{p}:{n}: {name}={str(text)[:40]!r} is not a whole number",
+                          hint=f"write {name} in the digits 0-9 (e.g. 8), or drop that row")
+    return int(value)
+
+
+def _number(p: Path, n: int, name: str, text: str | None) -> float:
+    """A number of a trace row, written in ASCII (``float`` alone would take ``'٣'`` or ``'1_0'``)."""
+    value = (text or "").strip()
+    try:
+        if not value.isascii() or "_" in value:
+            raise ValueError
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"{p}:{n}: {name}={str(text)[:40]!r} is not a number",
+                          hint=f"write {name} as a decimal number (e.g. 3600 or 3.6e3), or drop that row"
+                          ) from None
+
+
 def _gpus(p: Path, n: int, text: str | None) -> int:
     """A row's GPU count: 0 (a CPU-only job, skipped by the caller) up to MAX_JOB_GPUS."""
-    try:
-        gpus = int(text or 0)
-    except ValueError:
-        raise ConfigError(f"{p}:{n}: num_gpu={text!r} is not a whole number") from None
+    gpus = _integer(p, n, "num_gpu", text or "0")
     if not 0 <= gpus <= MAX_JOB_GPUS:
         raise ConfigError(f"{p}:{n}: num_gpu={gpus} is not in 0..{MAX_JOB_GPUS}", hint="fix or drop that row")
     return gpus
@@ -172,10 +199,8 @@ def read_tiresias(path: str | os.PathLike[str], *, gpus_per_host: int = 8, wallt
         _whole_row(p, n, row, need)
         _unique(p, n, seen, row["job_id"])
         gpus = _gpus(p, n, row["num_gpu"])
-        try:
-            submit, dur = float(row["submit_time"]), float(row["duration"])
-        except ValueError as exc:
-            raise ConfigError(f"{p}:{n}: {exc}") from None
+        submit = _number(p, n, "submit_time", row["submit_time"])
+        dur = _number(p, n, "duration", row["duration"])
         _times(p, n, submit_time=submit, duration=dur)
         if gpus < 1:
             skipped += 1
@@ -202,7 +227,7 @@ def _profile(row: dict, scale: float = 1.0, *, where: str = "") -> dict[str, flo
         if text in (None, ""):
             continue
         try:
-            value = float(text)
+            value = float(text) if str(text).isascii() and "_" not in str(text) else math.nan
         except ValueError:
             value = math.nan
         if not (math.isfinite(value) and ok(value)):
@@ -229,10 +254,9 @@ def read_openb(path: str | os.PathLike[str], *, gpus_per_host: int = 8, walltime
         _whole_row(p, n, row, need)
         _unique(p, n, seen, row["name"])
         gpus = _gpus(p, n, row["num_gpu"])
-        try:
-            start, end = float(row["creation_time"]), float(row["deletion_time"] or "nan")
-        except ValueError as exc:
-            raise ConfigError(f"{p}:{n}: {exc}") from None
+        start = _number(p, n, "creation_time", row["creation_time"])
+        deleted = row["deletion_time"]
+        end = _number(p, n, "deletion_time", deleted) if deleted.strip() else math.nan
         _times(p, n, creation_time=start)
         if math.isfinite(end):
             _times(p, n, deletion_time=end)
@@ -251,6 +275,12 @@ def read_openb(path: str | os.PathLike[str], *, gpus_per_host: int = 8, walltime
     return Trace(_shift(jobs), f"openb:{p.name}", skipped)
 
 
+#: (field index, name) of the SWF fields read as whole numbers, and as numbers.
+_SWF_INTEGERS = ((0, "job number"), (4, "allocated processors"), (7, "requested processors"), (11, "user"),
+                 (12, "group"), (14, "queue"))
+_SWF_NUMBERS = ((1, "submit time"), (3, "run time"), (8, "requested time"))
+
+
 def read_swf(path: str | os.PathLike[str], *, procs_per_gpu: int = 1, gpus_per_host: int = 8,
              queue_tiers: dict[int, str] | None = None, time_scale: float = 1.0) -> Trace:
     p = _open(path)
@@ -265,12 +295,9 @@ def read_swf(path: str | os.PathLike[str], *, procs_per_gpu: int = 1, gpus_per_h
         f = line.split()
         if len(f) < 18:
             raise ConfigError(f"{p}:{n}: an SWF line has 18 fields, this one {len(f)}")
-        try:
-            num, submit, run, alloc, req_procs, req_time = (int(f[0]), float(f[1]), float(f[3]), int(f[4]),
-                                                           int(f[7]), float(f[8]))
-            user, group, queue = int(f[11]), int(f[12]), int(f[14])
-        except ValueError as exc:
-            raise ConfigError(f"{p}:{n}: {exc}") from None
+        num, alloc, req_procs, user, group, queue = (
+            _integer(p, n, name, f[i]) for i, name in _SWF_INTEGERS)
+        submit, run, req_time = (_number(p, n, name, f[i]) for i, name in _SWF_NUMBERS)
         _unique(p, n, seen, f"swf{num}")
         _times(p, n, submit=submit)
         for name, v in (("run_time", run), ("requested_time", req_time)):  # SWF: -1 means unknown

@@ -43,7 +43,7 @@ NVLINK_LINK_GBPS = {1: 40.0, 2: 50.0, 3: 50.0, 4: 50.0, 5: 50.0, 6: 50.0, 7: 100
 REMOTE_GPU, REMOTE_SWITCH = 0, 2
 DEFAULT_PCIE_GBPS = 32.0  # PCIe Gen4 x16, when sysfs does not say
 
-__all__ = ["Discovery", "discover", "discover_host", "record_nvml", "save_recording"]
+__all__ = ["Discovery", "discover", "discover_host", "facts_path", "record_nvml", "save_recording"]
 
 
 @dataclass
@@ -62,13 +62,26 @@ class Discovery:
 
     def write(self, yaml_path: str | os.PathLike[str],
               sidecar_path: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
-        """Write the fragment and its sidecar (default ``<yaml stem>.facts.json`` beside it)."""
+        """Write the fragment and its sidecar (default :func:`facts_path`: ``<stem>.facts.json``)."""
         yaml_path = Path(yaml_path)
-        side = Path(sidecar_path) if sidecar_path else yaml_path.with_name(yaml_path.stem + ".facts.json")
+        side = Path(sidecar_path) if sidecar_path else facts_path(yaml_path)
         for path, text in ((yaml_path, self.yaml()), (side, json.dumps(self.facts, indent=1) + "\n")):
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(path, text)
         return yaml_path, side
+
+
+def facts_path(yaml_path: str | os.PathLike[str]) -> Path:
+    """The sidecar of a host's fragment: ``myhost.yaml`` (or ``myhost``, ``myhost.facts.yaml``) →
+    ``myhost.facts.json``. A ``.json`` name is a ConfigError: the fragment is YAML, and its facts
+    would have gone to ``<name>.facts.facts.json``."""
+    path = Path(yaml_path)
+    if path.name.lower().endswith(".json"):
+        base = path.name[:-len(".json")].removesuffix(".facts") or "host"
+        raise ConfigError(f"{os.fspath(path)!r}: the host's fragment is YAML, not JSON (its facts are "
+                          "written beside it, to <name>.facts.json)",
+                          hint=f"give the fragment's file, e.g. -o {path.with_name(base)}.yaml")
+    return path.with_name(path.stem.removesuffix(".facts") + ".facts.json")
 
 
 def discover_host(**kwargs: Any) -> FabricSpec:

@@ -124,7 +124,8 @@ def detect_kind(path: PathLike) -> str:
 
 # -- Lingjun three-tier Clos ---------------------------------------------------------------------
 def _natural(text: str) -> tuple[Any, ...]:
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text))
+    parts = re.split(r"(\d+)", text, flags=re.ASCII)
+    return tuple(int(p) if p.isascii() and p.isdigit() else p for p in parts)
 
 
 def lingjun_host_map(csv_path: PathLike, *, prefix: str = "lj") -> list[tuple[str, str]]:
@@ -167,6 +168,7 @@ def import_lingjun(csv_path: PathLike, *, host_type: HostType | None = None, pre
     rows = _read_rows(csv_path, "lingjun")
     names = lingjun_host_map(csv_path, prefix=prefix)
     tors: dict[tuple[str, str], list[str]] = {}
+    spelled: dict[tuple[str, str, str], tuple[str, int]] = {}
     psw_of_dsw: dict[str, list[str]] = {}
     dsw_of_psw: dict[str, str] = {}
     for (line, row), (host, _) in zip(rows, names, strict=True):
@@ -174,6 +176,8 @@ def import_lingjun(csv_path: PathLike, *, host_type: HostType | None = None, pre
         if not (dsw and psw and row["ASW"]):
             raise ConfigError(f"{csv_path}:{line}: empty switch name",
                               hint="every row names DSW, PSW and ASW")
+        for column, under in (("DSW", ""), ("PSW", ""), ("ASW", psw.lower())):  # ASW names repeat under PSWs
+            _switch_name(csv_path, line, column, row[column], spelled, under)
         if dsw_of_psw.setdefault(psw, dsw) != dsw:
             raise ConfigError(f"{csv_path}:{line}: PSW {psw} is under DSW {dsw_of_psw[psw]} and {dsw}",
                               hint="the importer expects a tree: one core switch above each PSW")
@@ -192,6 +196,26 @@ def import_lingjun(csv_path: PathLike, *, host_type: HostType | None = None, pre
                     "host_types": {"lingjun-host": ht.model_dump()},
                     "hosts": [{"names": compress(h for h, _ in names), "type": "lingjun-host"}],
                     "network": {"levels": levels, "groups": groups}}, str(csv_path))
+
+
+def _switch_name(path: PathLike, line: int, column: str, name: str,
+                 spelled: dict[tuple[str, str, str], tuple[str, int]], under: str) -> None:
+    """A switch name of the data becomes a group name (lower case) of the fabric and a SwitchName of
+    Slurm's topology.conf: it must be a valid name, and not another switch's name in other case."""
+    if not NAME.match(name):
+        raise ConfigError(f"{path}:{line}: {column} switch name {name[:60]!r} is not a valid switch name "
+                          "(letters, digits, '_', '.', '-'; no spaces, '#', '=', ',', '/' or quotes)",
+                          hint=f"rename that switch in column {column} (e.g. {_plain(name)!r})")
+    first, at = spelled.setdefault((column, under, name.lower()), (name, line))
+    if first != name:
+        raise ConfigError(f"{path}:{line}: {column} switch {name!r} differs from {first!r} (line {at}) only "
+                          "in case; the fabric's switch names are lower case, so they would be one switch",
+                          hint=f"spell one switch one way in column {column}, or give the two distinct names")
+
+
+def _plain(name: str) -> str:
+    """``name`` with every run of characters a switch name cannot hold replaced by '-'."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-_.") or "S1"
 
 
 def _clos_groups(tors: dict[tuple[str, str], list[str]], psw_of_dsw: dict[str, list[str]],
@@ -328,7 +352,12 @@ def import_csv(csv_path: PathLike, *, kind: str = "auto", **options: Any) -> Fab
 
 
 def _finish(data: dict[str, Any], source: str) -> FabricSpec:
-    spec = FabricSpec.model_validate(data)
+    """The validated spec of imported data; a value the schema refuses (a name built from the data,
+    an option out of range) is a ConfigError naming it, never pydantic's own report."""
+    from fabric_hpc.validation import parse_model
+
+    spec = parse_model(FabricSpec, data, source=source,
+                       hint="fix that value in the data, or the import option it came from")
     check_spec(spec, source=source)
     return spec
 

@@ -85,7 +85,7 @@ class ReportSummary:
 
 # -- occupancy -----------------------------------------------------------------------------------
 def _natural_key(text: str) -> list[Any]:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+    return [int(t) if t.isascii() and t.isdigit() else t for t in re.split(r"(\d+)", text, flags=re.ASCII)]
 
 
 def job_color(j: int) -> str:
@@ -315,12 +315,15 @@ def write_report(fab: Fabric, out_html: str | Path, *, occupancy: dict[str, str]
 
 
 def _write(path: Path, blob: bytes) -> None:
+    """Write one file of the report; an OSError is exit 5 for the disk or permissions, 3 for a
+    wrong path (``inputs.os_error``)."""
+    from fabric_hpc.inputs import os_error
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, blob)
     except OSError as exc:
-        raise ConfigError(f"cannot write report {path}: {exc.strerror or exc}",
-                          hint="choose a writable path") from exc
+        raise os_error(exc, "report file", path) from None
 
 
 def __getattr__(name: str) -> Any:  # the static picture lives in report_static (imported on use)

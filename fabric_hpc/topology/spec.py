@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.hostlist import NAME, NAME_PATTERN, expand
+from fabric_hpc.hostlist import NAME, NAME_PATTERN, expand, slurm_renames
 from fabric_hpc.validation import Loc, StrictModel, list_problems
 
 FORMAT_VERSION = 1
@@ -24,26 +24,48 @@ PositiveInt = int
 Name = str
 
 
+#: Upper bounds of a host type's sizes: generous for hardware to come (each is 50 to 1,000 times
+#: today's largest), and small enough that every export stays a number Slurm and NCCL parse
+#: (RealMemory in MiB, gres.conf Links= counts, NCCL's NIC speed in Mb/s) and sums stay finite.
+MAX_MEMORY_GB = 1_000_000  # 1 PB per host (the largest today: 32 TB)
+MAX_GPU_MEMORY_GB = 100_000  # per GPU (B300: 288 GB)
+MAX_LINK_GBPS = 100_000  # NVLink per GPU (NVLink5: 1,800 GB/s), PCIe (x16 Gen6: 128), a NIC (800 Gb/s: 100)
+MAX_UPLINK_GBPS = 100_000_000  # a switch's total uplink (the Lingjun aggregation switches: 144,800)
+MAX_LATENCY_US = 1_000_000  # one second per switch hop
+
+
 class HostType(StrictModel):
     """What one host (one Slurm node) contains."""
 
     gpus: int = Field(ge=0, le=1024)
     gpu_model: str = Field(min_length=1)
-    gpu_memory_gb: float = Field(ge=0)
+    #: GB per GPU, at most 100,000 (see MAX_GPU_MEMORY_GB).
+    gpu_memory_gb: float = Field(ge=0, le=MAX_GPU_MEMORY_GB)
     sockets: int = Field(ge=1, le=64)
     cores_per_socket: int = Field(ge=1, le=4096)
     threads_per_core: int = Field(default=1, ge=1, le=8)
-    memory_gb: float = Field(gt=0)
-    #: NVLink bandwidth per GPU inside the host (GB/s); 0 when GPUs talk over PCIe only.
-    nvlink_gbps: float = Field(ge=0)
+    #: Host memory in GB: at least 1 MiB (Slurm's RealMemory is whole MiB), at most 1,000,000.
+    memory_gb: float = Field(gt=0, le=MAX_MEMORY_GB)
+    #: NVLink bandwidth per GPU inside the host (GB/s); 0 when GPUs talk over PCIe only; ≤ 100,000.
+    nvlink_gbps: float = Field(ge=0, le=MAX_LINK_GBPS)
     #: NVSwitch chips in the host; 0 with direct NVLink, PCIe only, or a multi-host domain.
     nvswitches: int = Field(ge=0, le=64)
-    pcie_gbps: float = Field(gt=0)
+    #: PCIe bandwidth per GPU (GB/s), ≤ 100,000.
+    pcie_gbps: float = Field(gt=0, le=MAX_LINK_GBPS)
     nics: int = Field(ge=0, le=64)
-    nic_gbps: float = Field(ge=0)
+    #: Bandwidth per NIC (GB/s: 400 Gb/s is 50), ≤ 100,000.
+    nic_gbps: float = Field(ge=0, le=MAX_LINK_GBPS)
     #: CPU socket (NUMA domain) of each GPU; default: GPUs split evenly over sockets in order.
     gpu_numa: list[int] | None = None
     features: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(default_factory=list)
+
+    @field_validator("memory_gb")
+    @classmethod
+    def _whole_mib(cls, value: float) -> float:
+        if int(value * 1024) < 1:  # slurm.conf's RealMemory would be 0
+            raise ValueError("is less than 1 MiB (Slurm's RealMemory counts whole MiB: it would be 0); "
+                             "give the host's memory in GB, e.g. 512")
+        return value
 
 
 class HostEntry(StrictModel):
@@ -57,7 +79,8 @@ class NvlinkDomain(StrictModel):
 
     name: str = Field(pattern=NAME_PATTERN)
     hosts: str = Field(min_length=1)
-    gbps: float = Field(gt=0)
+    #: NVLink bandwidth per GPU in the domain (GB/s; GB200: 1,800), ≤ 100,000.
+    gbps: float = Field(gt=0, le=MAX_LINK_GBPS)
     nvswitches: int = Field(ge=1, le=256)
 
 
@@ -69,9 +92,10 @@ class SwitchGroup(StrictModel):
     hosts: str | None = None
     #: Above the lowest level: names of the groups one level down.
     children: list[str] = Field(default_factory=list)
-    #: Total uplink bandwidth of EACH switch toward its parent group (GB/s); none at the top.
-    uplink_gbps: float | None = Field(default=None, gt=0)
-    latency_us: float = Field(default=0.6, ge=0)
+    #: Total uplink bandwidth of EACH switch toward its parent group (GB/s; ≤ 10^8); none at the top.
+    uplink_gbps: float | None = Field(default=None, gt=0, le=MAX_UPLINK_GBPS)
+    #: Latency of one hop through a switch of this group (µs), ≤ 1,000,000.
+    latency_us: float = Field(default=0.6, ge=0, le=MAX_LATENCY_US)
 
 
 class Network(StrictModel):
@@ -98,6 +122,8 @@ class FabricSpec(StrictModel):
 
 
 Locate = Callable[[Loc], int | None]
+_RENAMED = ("{what} {name!r} ends in a number past 2^64 - 2: Slurm reads it as a 64-bit number and would "
+            "name it differently (scontrol show hostnames); use a number of at most 18 digits")
 
 
 def switch_names(name: str, count: int) -> list[str]:
@@ -163,6 +189,9 @@ class _Checker:
                     bad = name
                     self.fail(("hosts", i, "names"), f"host name {name!r} is not a valid host name (letters, "
                               "digits, '_', '.', '-'; no spaces, '#', '=', '/' or quotes)")
+                elif bad is None and slurm_renames(name):
+                    bad = name
+                    self.fail(("hosts", i, "names"), _RENAMED.format(what="host name", name=name[:60]))
                 if name in host_type:
                     self.fail(("hosts", i, "names"), f"duplicate host name {name!r}: each host once")
                 host_type[name] = entry.type
@@ -212,6 +241,8 @@ class _Checker:
         placed: dict[str, str] = {}
         for i, g in enumerate(net.groups):
             loc = ("network", "groups", i)
+            if slurm_renames(g.name):
+                self.fail(loc + ("name",), _RENAMED.format(what="group name", name=g.name[:60]))
             if g.name in groups:
                 self.fail(loc + ("name",), f"duplicate group name {g.name!r}")
             groups[g.name] = i

@@ -46,3 +46,18 @@ def test_an_output_named_dash_is_not_taken_for_stdout(tmp_path, capsys, monkeypa
     err = capsys.readouterr().err
     assert "is a file, not standard output" in err and "./-" in err
     assert not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["sim", "run", "--trace", "synthetic:jobs=5", "-t", "leaf-spine:hosts=2", "--no-progress", "--out", ""],
+    ["ckpt", "export-hf", "CK", ""],
+])
+def test_an_empty_output_directory_name_is_refused(tmp_path, capsys, monkeypatch, argv):
+    """`sim run --out ''` wrote results.json, state.json and topology.html into the current directory."""
+    from fabric_hpc.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert "is an empty name" in err and "fix: give a directory name" in err
+    assert list(tmp_path.iterdir()) == []

@@ -164,3 +164,70 @@ def test_run_help_names_the_synthetic_parallel_keys(capsys):
     assert main(["sim", "run", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "tp=K" in text and "pp=P" in text and "NVLink domain" in text
+
+
+def test_run_refuses_an_out_whose_files_are_its_inputs(tmp_path, capsys):
+    """`--trace tiresias:tr/results.json -t tr/state.json --out tr` overwrote both inputs."""
+    run = tmp_path / "tr"
+    assert main(["sim", "run", "--trace", f"tiresias:{TIRESIAS}", "-t", "leaf-spine:hosts=8", "--out", str(run),
+                 "--no-progress", "--json"]) == 0
+    capsys.readouterr()
+    before = {f: (run / f).read_bytes() for f in ("results.json", "state.json", "topology.html")}
+    for argv in (["--trace", f"tiresias:{run / 'results.json'}", "-t", str(run / "state.json")],
+                 ["--trace", str(run / "state.json")],  # a bare path
+                 ["--trace", f"tiresias:{TIRESIAS}", "-t", str(run / "topology.html")]):
+        assert main(["sim", "run", *argv, "--out", str(run), "--no-progress"]) == 3
+        err = capsys.readouterr().err
+        assert "it would be overwritten" in err and "fix: give --out another directory" in err
+    assert {f: (run / f).read_bytes() for f in before} == before
+
+
+def test_compare_refuses_a_report_over_any_file_a_run_wrote(tmp_path, capsys):
+    run = tmp_path / "cA"
+    assert main(["sim", "run", "--trace", "synthetic:jobs=10", "-t", "leaf-spine:hosts=4", "--out", str(run),
+                 "--no-progress", "--json"]) == 0
+    capsys.readouterr()
+    for name in ("topology.html", "state.json", "results.json"):
+        before = (run / name).read_bytes()
+        assert main(["sim", "compare", str(run), "--report", str(run / name)]) == 3
+        assert "it would be overwritten" in capsys.readouterr().err
+        assert (run / name).read_bytes() == before
+
+
+_UNDEFINED = ["mean_jct_s", "p50_jct_s", "p99_jct_s", "mean_wait_s", "p50_wait_s", "p99_wait_s", "max_wait_s",
+              "mean_bounded_slowdown", "mean_stretch", "jain_accounts", "makespan_s"]
+
+
+def test_figures_over_no_jobs_are_null_and_listed_as_undefined(tmp_path, capsys):
+    """No job completed (every job can never fit): mean JCT, p99, slowdown read 0.0 and Jain 1.0."""
+    trace = tmp_path / "big.csv"
+    trace.write_text("job_id,num_gpu,submit_time,iterations,model_name,duration,interval\n"
+                     "1,64,0,1,vgg,100,1\n2,64,10,1,vgg,100,1\n")
+    assert main(["sim", "run", "--trace", f"tiresias:{trace}", "-t", "leaf-spine:hosts=2", "--out",
+                 str(tmp_path / "o"), "--no-progress", "--json"]) == 0
+    cap = capsys.readouterr()
+    printed = json.loads(cap.out)
+    assert printed["finished"] == 0 and printed["rejected"] == 2
+    assert all(printed[k] is None for k in _UNDEFINED) and printed["undefined"] == _UNDEFINED
+    assert f"{len(_UNDEFINED)} value(s) undefined" in cap.err
+    stored = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert all(stored["summary"][k] is None for k in _UNDEFINED)
+    assert stored["undefined"] == [f"summary.{k}" for k in _UNDEFINED]
+    assert main(["sim", "run", "--trace", f"tiresias:{trace}", "-t", "leaf-spine:hosts=2", "--out",
+                 str(tmp_path / "h"), "--no-progress"]) == 0  # the table shows "–", not nan or 0
+    table = capsys.readouterr().out
+    assert "nan" not in table and all(line.rstrip(" │").endswith("–") for line in table.splitlines()
+                                      if line.startswith("│ mean_jct_s") or line.startswith("│ jain_accounts"))
+    assert main(["sim", "compare", str(tmp_path / "o"), str(tmp_path / "h"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"]["mean_jct_s"] == [None, None]
+
+
+def test_run_refuses_a_fabric_without_gpus_up_front(tmp_path, capsys):
+    fabric = tmp_path / "g0.yaml"
+    assert main(["topology", "generate", "leaf-spine", "--hosts", "2", "--gpus", "0", "-o", str(fabric)]) == 0
+    capsys.readouterr()
+    assert main(["sim", "run", "--trace", "synthetic:jobs=3", "-t", str(fabric), "--out", str(tmp_path / "o"),
+                 "--no-progress"]) == 3
+    err = capsys.readouterr().err
+    assert "has no GPUs: no job of a trace could ever run on it" in err and "fix: give --topology" in err
+    assert not (tmp_path / "o").exists()

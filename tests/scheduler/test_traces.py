@@ -267,3 +267,160 @@ def test_synthetic_parallel_keys_say_what_is_wrong(params, needle):
 
     with pytest.raises(ConfigError, match=re.escape(needle)):
         load_trace(f"synthetic:jobs=20,{params}")
+
+
+@pytest.mark.parametrize("tres", ["cpu=8,gres/gpu=²,node=1", "cpu=8,gres/gpu:h100=²", "gres/gpu=٣", "gres/gpu=9" * 5000])
+def test_a_gpu_count_that_is_not_ascii_digits_is_named_not_a_traceback(tmp_path, tres):
+    """``str.isdigit`` took '²' (int() then raised ValueError: a traceback) and '٣' (read as 3)."""
+    p = tmp_path / "sacct.txt"
+    p.write_text(SACCT.replace("cpu=64,gres/gpu=32,node=4", tres, 1))
+    with pytest.raises(ConfigError, match=r"sacct\.txt:2: gres/gpu(:h100)? '.{1,40}' is not a whole number") as exc:
+        read_sacct(p)
+    assert exc.value.hint
+    jc = tmp_path / "jobcomp.log"
+    jc.write_text("JobId=7 UserId=a(1) JobState=COMPLETED Partition=gpu TimeLimit=60 StartTime=2026-10-01T00:10:00 "
+                  f"EndTime=2026-10-01T00:20:00 NodeCnt=1 Tres={tres} Account=x QOS=normal "
+                  "SubmitTime=2026-10-01T00:00:00\n")
+    with pytest.raises(ConfigError, match=r"jobcomp\.log:1: gres/gpu(:h100)? .* is not a whole number"):
+        load_trace(f"jobcomp:{jc}")
+
+
+@pytest.mark.parametrize("reader, body, needle", [
+    ("tiresias", "0,²,0,1,vgg19,100,1\n", r"t\.csv:2: num_gpu='²' is not a whole number"),
+    ("tiresias", "0,٣,0,1,vgg19,100,1\n", r"t\.csv:2: num_gpu='٣' is not a whole number"),
+    ("tiresias", "0,1_0,0,1,vgg19,100,1\n", r"t\.csv:2: num_gpu='1_0' is not a whole number"),
+    ("tiresias", "0,2,٣,1,vgg19,100,1\n", r"t\.csv:2: submit_time='٣' is not a number"),
+    ("tiresias", "0,2,0,1,vgg19,1_00,1\n", r"t\.csv:2: duration='1_00' is not a number"),
+])
+def test_trace_numbers_are_ascii(tmp_path, reader, body, needle):
+    (tmp_path / "t.csv").write_text("job_id,num_gpu,submit_time,iterations,model_name,duration,interval\n" + body)
+    with pytest.raises(ConfigError, match=needle) as exc:
+        load_trace(f"{reader}:{tmp_path / 't.csv'}")
+    assert "\n  fix: " in str(exc.value)
+
+
+def test_swf_and_openb_numbers_are_ascii_and_named(tmp_path):
+    p = tmp_path / "x.swf"
+    p.write_text("1 0 5 3600 ١٦ -1 -1 16 7200 -1 1 3 7 -1 1 -1 -1 -1\n")
+    with pytest.raises(ConfigError, match=r"x\.swf:1: allocated processors='١٦' is not a whole number"):
+        read_swf(p)
+    p.write_text("1 0 5 ３６００ 16 -1 -1 16 7200 -1 1 3 7 -1 1 -1 -1 -1\n")
+    with pytest.raises(ConfigError, match=r"x\.swf:1: run time='３６００' is not a number"):
+        read_swf(p)
+    o = tmp_path / "o.csv"
+    o.write_text("name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,"
+                 "scheduled_time\np0,1000,1024,²,1000,,LS,Running,0,100,0\n")
+    with pytest.raises(ConfigError, match=r"o\.csv:2: num_gpu='²' is not a whole number"):
+        read_openb(o)
+
+
+def test_a_slurm_duration_or_node_count_in_other_digits_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="bad Slurm duration"):
+        parse_duration("٣٠")
+    with pytest.raises(ConfigError, match="bad Slurm duration"):
+        parse_duration("9" * 5000)
+    p = tmp_path / "sacct.txt"
+    p.write_text(SACCT.replace("|04:00:00|4|", "|04:00:00|²|", 1))
+    with pytest.raises(ConfigError, match=r"sacct\.txt:2: node count '²' is not a whole number"):
+        read_sacct(p)
+
+
+def test_a_tiresias_row_longer_than_its_header_is_refused_with_its_line(tmp_path):
+    """csv.DictReader kept the extra fields under the key None: the row was read with shifted columns unseen."""
+    p = tmp_path / "t.csv"
+    p.write_text("job_id,num_gpu,submit_time,iterations,model_name,duration,interval\n"
+                 "0,1,0,1,vgg19,100,1\n1,2,0,1,vgg19,100,1,7\n")
+    with pytest.raises(ConfigError, match=r"t\.csv:3: the row has 8 fields, the header 7"):
+        read_tiresias(p)
+
+
+def _jobcomp_line(jid, state, submit, start, end, tres="cpu=8,gres/gpu=8,node=1", limit="60"):
+    return (f"JobId={jid} UserId=alice(1000) GroupId=alice(1000) Name=train JobState={state} Partition=gpu "
+            f"TimeLimit={limit} StartTime={start} EndTime={end} NodeList=n1 NodeCnt=1 ProcCnt=8 WorkDir=/tmp "
+            f"ReservationName= Tres={tres} Account=llm QOS=normal WcKey= Cluster=c SubmitTime={submit} "
+            f"EligibleTime={submit} DerivedExitCode=0:0 ExitCode=0:0\n")
+
+
+def test_jobcomp_requeued_job_is_one_job_from_its_records(tmp_path):
+    """Slurm writes a jobcomp record at every requeue (job_completion_logger(job, true) in job_mgr.c):
+    two lines of JobId=7 were refused as 'appears again ... (sacct without --duplicates)'."""
+    from fabric_hpc.sim import read_jobcomp
+
+    p = tmp_path / "jobcomp.log"
+    p.write_text(_jobcomp_line(6, "COMPLETED", "2026-10-01T00:00:00", "2026-10-01T00:00:00", "2026-10-01T00:01:00")
+                 + _jobcomp_line(7, "REQUEUED", "2026-10-01T00:00:10", "2026-10-01T00:01:00", "2026-10-01T00:11:00")
+                 + _jobcomp_line(7, "NODE_FAIL", "2026-10-01T00:11:00", "2026-10-01T00:12:00", "2026-10-01T00:13:00")
+                 + _jobcomp_line(7, "COMPLETED", "2026-10-01T00:13:01", "2026-10-01T00:20:00", "2026-10-01T00:50:00",
+                                 tres="cpu=16,gres/gpu=16,node=2", limit="120")
+                 + _jobcomp_line(8, "REQUEUED", "2026-10-01T00:30:00", "2026-10-01T00:31:00", "2026-10-01T00:32:00"))
+    t = read_jobcomp(p)
+    by = {j.id: j for j in t}
+    assert set(by) == {"slurm6", "slurm7"} and t.skipped == 1  # job 8 is pending again when the log ends
+    j = by["slurm7"]
+    # the first record's submit (shifted: job 6 at 0), the last record's run, GPUs, limit and state
+    assert (j.submit, j.duration, j.gpus, j.walltime) == (10, 1800, 16, 7200)
+    assert j.meta["state"] == "COMPLETED" and j.meta["requeues"] == 2 and j.meta["source"] == "jobcomp.log:4"
+    assert "requeues" not in by["slurm6"].meta
+
+
+@pytest.mark.parametrize("second, needle", [
+    (_jobcomp_line(7, "COMPLETED", "2026-10-01T00:00:00", "2026-10-01T00:01:00", "2026-10-01T00:11:00"),
+     r"jobcomp\.log:2: JobId=7 is the same record as line 1"),
+    (_jobcomp_line(7, "COMPLETED", "2026-10-01T00:05:00", "2026-10-01T00:05:00", "2026-10-01T00:30:00"),
+     r"jobcomp\.log:2: JobId=7 starts at 2026-10-01T00:05:00, before its record at line 1 ended"),
+    (_jobcomp_line(7, "COMPLETED", "2026-09-30T00:00:00", "2026-10-01T00:12:00", "2026-10-01T00:30:00"),
+     r"jobcomp\.log:2: JobId=7 was submitted at 2026-09-30T00:00:00, before its record at line 1"),
+])
+def test_jobcomp_records_of_one_id_that_are_not_requeues_are_refused(tmp_path, second, needle):
+    from fabric_hpc.sim import read_jobcomp
+
+    p = tmp_path / "jobcomp.log"
+    p.write_text(_jobcomp_line(7, "COMPLETED", "2026-10-01T00:00:00", "2026-10-01T00:01:00", "2026-10-01T00:11:00")
+                 + second)
+    with pytest.raises(ConfigError, match=needle) as exc:
+        read_jobcomp(p)
+    assert "jobcomp logs" in exc.value.hint and "sacct" not in exc.value.hint
+
+
+@pytest.mark.parametrize("ref, needle, fix", [
+    ("bogus:x.csv", "unknown trace kind 'bogus' in 'bogus:x.csv'", "kinds: tiresias, openb, swf, sacct, jobcomp, synthetic"),
+    ("tiresias:", "trace 'tiresias:' names no file after 'tiresias:'", "give it as tiresias:PATH"),
+    ("jobcomp: ", "trace 'jobcomp: ' names no file after 'jobcomp:'", "give it as jobcomp:PATH"),
+])
+def test_a_trace_reference_with_a_bad_kind_or_no_file_says_so(ref, needle, fix):
+    with pytest.raises(ConfigError) as exc:
+        load_trace(ref)
+    assert exc.value.message == needle and fix in exc.value.hint
+
+
+def test_a_bare_path_with_a_colon_is_still_a_path(tmp_path):
+    p = tmp_path / "a:b.csv"
+    p.write_text((DATA / "tiresias_60_job.csv").read_text())
+    assert len(load_trace(str(p))) == 60
+    with pytest.raises(NotFoundError, match="no trace file"):
+        load_trace(str(tmp_path / "x:y.csv"))
+
+
+def test_rejection_reasons_and_the_note_count_in_the_singular_too():
+    from fabric_hpc.sim.engine import never_fits
+    from fabric_hpc.sim.metrics import _note
+    from fabric_hpc.sim.traces import gang_request
+    from fabric_hpc.scheduler.contract import Job
+    from fabric_hpc.topology import build, generators
+
+    fab = build(generators.leaf_spine(1, gpus=1))
+    job = Job(id="j", request=gang_request(2, 8), submit=0, walltime=60, duration=10)
+    assert never_fits(job, fab) == "needs 2 GPUs, the fabric has 1"
+    job = Job(id="j", request=gang_request(1, 8), submit=0, walltime=60, duration=10)
+    assert never_fits(job, build(generators.leaf_spine(1, gpus=0))) == "needs 1 GPU, the fabric has 0"
+    assert _note(1, 0, 1, [object()]) == ("JCT and slowdown over the 0 of 1 job that completed; 1 ended at its "
+                                          "walltime (timeout, reported on its own); 1 can never fit this fabric and "
+                                          "is counted as rejected (--strict refuses such a trace)")
+    assert "2 ended at their walltime (timeouts," in _note(3, 1, 2, [])
+
+
+def test_a_sacct_row_in_a_requeue_state_is_skipped_as_pending(tmp_path):
+    p = tmp_path / "sacct.txt"
+    p.write_text(SACCT.replace("|gpu|high|COMPLETED", "|gpu|high|REQUEUED", 1))
+    t = read_sacct(p)
+    assert "slurm100" not in {j.id for j in t} and t.skipped == 2

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from fabric_hpc.cli.main import main
 
 
@@ -137,3 +139,66 @@ def test_leaf_spine_with_fewer_hosts_than_a_leaf_holds(capsys):
     s = json.loads(capsys.readouterr().out)
     assert s["hosts"] == 3 and s["groups_per_level"]["leaf"] == 1
     assert main(["topology", "generate", "leaf-spine", "--hosts", "3"]) == 0
+
+
+def test_export_refuses_to_overwrite_its_input_fabric(tmp_path, capsys):
+    """`export v2.yaml --format topology-tree -o v2.yaml` replaced the fabric by a topology.conf."""
+    fabric = tmp_path / "v2.yaml"
+    assert main(["topology", "generate", "leaf-spine", "--hosts", "4", "-o", str(fabric)]) == 0
+    before = fabric.read_text()
+    capsys.readouterr()
+    for out in (str(fabric), str(tmp_path / "." / "v2.yaml")):
+        assert main(["topology", "export", str(fabric), "--format", "topology-tree", "-o", out]) == 3
+        err = capsys.readouterr().err
+        assert "--out" in err and "is the input FABRIC" in err and "fix: give --out another file name" in err
+    assert fabric.read_text() == before
+
+
+@pytest.mark.parametrize("device_dir, needle", [
+    ("/a\nNodeName=evil", "holds '\\n', '='"), ("/a b", "holds ' '"), ("/a#b", "holds '#'"), ("/a,b", "holds ','"),
+    ("/dev/x[1-2]", "holds '[', ']'"), ("/a\tb", "holds '\\t'"), ("", "is not an absolute path"),
+    ("dev", "is not an absolute path"), ("./dev", "is not an absolute path"),
+])
+def test_export_gres_refuses_a_device_dir_gres_conf_would_misread(tmp_path, capsys, device_dir, needle):
+    """`--device-dir $'/a\\nNodeName=evil'` injected a line into gres.conf; spaces, '#' and relative paths passed."""
+    out = tmp_path / "gres.conf"
+    assert main(["topology", "export", "leaf-spine:hosts=2", "--format", "gres", "--device-dir", device_dir,
+                 "-o", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert f"device directory {device_dir!r} {needle}" in err and "fix: give --device-dir the absolute" in err
+    assert not out.exists()
+
+
+def test_export_gres_takes_plain_absolute_device_dirs(capsys):
+    for device_dir in ("/dev", "/dev/", "/run/nvidia-devices_1.x"):
+        assert main(["topology", "export", "leaf-spine:hosts=2", "--format", "gres", "--device-dir", device_dir]) == 0
+        assert f"File={device_dir.rstrip('/')}/nvidia0 " in capsys.readouterr().out
+
+
+def test_discover_out_names_its_yaml_and_facts_files(tmp_path, capsys):
+    """`discover -o x.facts.json` wrote YAML into x.facts.json and the facts into x.facts.facts.json."""
+    assert main(["topology", "discover", "--no-nvml", "-o", str(tmp_path / "x.facts.json")]) == 3
+    err = capsys.readouterr().err
+    assert "the host's fragment is YAML, not JSON" in err and f"fix: give the fragment's file, e.g. -o {tmp_path / 'x'}.yaml" in err
+    assert list(tmp_path.iterdir()) == []
+    assert main(["topology", "discover", "--no-nvml", "-o", str(tmp_path / "x.facts.yaml")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.facts.json", "x.facts.yaml"]
+    assert json.loads((tmp_path / "x.facts.json").read_text())["host"]
+    capsys.readouterr()
+    assert main(["topology", "discover", "--no-nvml", "-o", str(tmp_path / "no" / "x.yaml")]) == 3
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "no").exists()
+    assert main(["topology", "discover", "--no-nvml", "-o", str(tmp_path / "h.yaml"),
+                 "--record", str(tmp_path / "h.facts.json")]) == 3
+    assert "it would be overwritten" in capsys.readouterr().err
+
+
+def test_show_refuses_distance_with_host(capsys):
+    assert main(["topology", "show", "leaf-spine:hosts=2", "--distance", "n1/gpu0", "n2/gpu0", "--host", "n1"]) == 3
+    err = capsys.readouterr().err
+    assert "--distance and --host show different things" in err and "fix:" in err
+
+
+def test_report_counts_are_formatted_alike(tmp_path, capsys):
+    """It said "16,384 GPUs, 16384 free"."""
+    assert main(["topology", "report", "superpod:sus=4", "--out", str(tmp_path / "r.html")]) == 0
+    assert "1,024 GPUs, 1,024 free, 0 allocated, 0 down, 0 jobs" in capsys.readouterr().out

@@ -164,6 +164,32 @@ def test_unequal_blocks_are_refused_with_a_fix():
         ex.topology_conf(fab, "block", block_size=4)
 
 
+def test_topology_yaml_with_the_tree_default_leaves_unequal_blocks_out_and_says_so(capsys):
+    """`export --format topology-yaml` (default tree) was refused for leaves of unequal sizes: the
+    tree an admin asked for is written, the block topology left out with a comment naming the fix."""
+    import yaml
+
+    from fabric_hpc.cli.main import main
+
+    fab = build(generators.leaf_spine(11, hosts_per_leaf=4))  # blocks of 4, 4 and 3 hosts
+    text = ex.topology_yaml(fab)
+    assert ("# block: left out: blocks of unequal sizes (1 × 3, 2 × 4 hosts) need a base block size; "
+            "export with --block-size N (N <= 3) to write it\n") in text
+    entries = yaml.safe_load(text)
+    assert [(e["topology"], e["cluster_default"]) for e in entries] == [("tree", True), ("flat", False)]
+    assert entries[0]["tree"]["switches"][2] == {"switch": "leaf3", "nodes": "n[9-11]"}
+    for default in ("tree", "flat"):
+        assert main(["topology", "export", "leaf-spine:hosts=11", "--format", "topology-yaml",
+                     "--default-topology", default]) == 0
+        assert "# block: left out" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match=r"unequal sizes \(1 × 3, 2 × 4 hosts\)"):  # the block default needs it
+        ex.topology_yaml(fab, default="block")
+    block = yaml.safe_load(ex.topology_yaml(fab, block_size=3))[1]  # a base given: the block topology is written
+    assert block["topology"] == "block" and block["block"]["block_sizes"] == [3, 6]
+    with pytest.raises(ConfigError, match="larger than the smallest block"):
+        ex.topology_yaml(fab, block_size=4)
+
+
 def test_block_sizes_rule_matches_slurm():
     """Every exported value is base × 2^k (what slurmctld checks), whatever the block count."""
     for count in range(1, 40):

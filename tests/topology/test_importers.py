@@ -201,3 +201,35 @@ def test_several_core_switches_get_a_root(tmp_path):
     fab = build(import_lingjun(path))
     assert fab.levels == ["tor", "aggregation", "core", "root"]
     assert fab.distance("lj0001/gpu0", "lj0003/gpu0").level == "root"
+
+
+@pytest.mark.parametrize("asw, shown", [("S 14", "'S 14'"), ("S#14", "'S#14'"), ("S=1", "'S=1'"),
+                                         ("Sé", "'Sé'")])
+def test_a_lingjun_switch_name_no_config_file_can_hold_is_named_by_its_line(tmp_path, capsys, asw, shown):
+    """It was a pydantic ValidationError traceback (the name became a group name of the spec)."""
+    from fabric_hpc.cli.main import main
+
+    path = tmp_path / "lj.csv"
+    path.write_text(f"ip,DSW,PSW,ASW\naa,G6,P10,S1\nbb,G6,P10,{asw}\n")
+    assert main(["topology", "import", str(path), "-o", str(tmp_path / "x.yaml")]) == 3
+    err = capsys.readouterr().err
+    assert f"lj.csv:3: ASW switch name {shown} is not a valid switch name" in err
+    assert "fix: rename that switch in column ASW" in err and "Traceback" not in err
+    assert not (tmp_path / "x.yaml").exists()
+
+
+def test_lingjun_switches_differing_only_in_case_are_refused_with_both_lines(tmp_path):
+    path = tmp_path / "lj.csv"
+    path.write_text("ip,DSW,PSW,ASW\naa,G6,P10,S1\nbb,G6,p10,S2\n")
+    with pytest.raises(ConfigError, match=r"lj\.csv:3: PSW switch 'p10' differs from 'P10' \(line 2\) only in case"):
+        import_lingjun(path)
+    path.write_text("ip,DSW,PSW,ASW\naa,G6,P10,S1\nbb,G6,P11,s1\n")  # the same ASW name under two PSWs: fine
+    assert len(build(import_lingjun(path)).hosts) == 2
+
+
+def test_an_importer_value_the_schema_refuses_is_a_config_error_not_a_pydantic_dump(tmp_path):
+    path = tmp_path / "lj.csv"
+    path.write_text("ip,DSW,PSW,ASW\naa,G6,P10,S1\n")
+    with pytest.raises(ConfigError, match=r"lj\.csv: name: String should have at least 1 character") as exc:
+        import_lingjun(path, name="")
+    assert "ValidationError" not in str(exc.value) and exc.value.hint

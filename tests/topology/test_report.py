@@ -240,3 +240,24 @@ def test_an_output_that_is_an_input_or_another_output_is_refused(tmp_path, capsy
     csv.write_text("x\n")
     assert main(["topology", "import", str(csv), "--out", str(csv)]) == 3
     assert "is the input CSV_PATH" in capsys.readouterr().err and csv.read_text() == "x\n"
+
+
+@pytest.mark.parametrize("err, needle", [
+    (PermissionError(13, "Permission denied"), "report file '{path}': Permission denied"),
+    (OSError(28, "No space left on device"), "cannot write file '{path}': the disk is full"),
+    (OSError(30, "Read-only file system"), "report file '{path}': Read-only file system"),
+])
+def test_a_disk_or_permission_error_writing_the_report_is_exit_5(tmp_path, capsys, monkeypatch, err, needle):
+    """`topology report base.yaml --out /sys/x.html` was exit 3 ("choose a writable path"): the path
+    is fine, the system refused the write (inputs.os_error: 5 for the disk or permissions)."""
+    from fabric_hpc.cli.main import main
+    from fabric_hpc.topology import report as report_module
+
+    def refuse(path, blob):  # noqa: ARG001
+        raise err
+
+    monkeypatch.setattr(report_module, "write_atomic", refuse)
+    out = tmp_path / "r.html"
+    assert main(["topology", "report", "leaf-spine:hosts=2", "--out", str(out)]) == 5
+    text = capsys.readouterr().err
+    assert needle.format(path=out) in text and "fix:" in text and "choose a writable path" not in text

@@ -57,6 +57,11 @@ def test_valid_file_loads(superpod_yaml):
     ("- {names: 'su02-h[01-32]'", "- {names: '../../etc[01-32]'", r"host name '../../etc01' is not a valid"),
     ("name: su02-leaf", "name: 'su02 leaf'", r"network.groups.1.name: String should match pattern"),
     ("features: [h100, nvlink, ib]", "features: [h100, 'nv link']", r"features.1: String should match pattern"),
+    # names Slurm would read back as other names (a number past 2^64 - 2: strtoul saturates)
+    ("- {names: 'su02-h[01-32]'", "- {names: 'su02-h[01-31],big18446744073709551616'",
+     r"host name 'big18446744073709551616' ends in a number past 2\^64 - 2"),
+    ("name: su02-leaf", "name: sw18446744073709551616", r"network.groups.1.name: group name 'sw18446744073709551616' "
+                                                          r"ends in a number past 2\^64 - 2"),
 ])
 def test_rule(superpod_yaml, old, new, expect):
     _, edit = superpod_yaml
@@ -222,3 +227,38 @@ def test_checks_run_in_stages(tmp_path):
         message = _error(str(path))
         assert [s for s, needle in needles.items() if needle in message] == [stage], message
         del edits[stage]
+
+
+_HT = r"host_types\.dgx-h100\."
+
+
+@pytest.mark.parametrize("old, new, expect", [
+    ("    memory_gb: 2048.0", "    memory_gb: 1.0e+300", _HT + r"memory_gb: Input should be less than or equal to 1000000"),
+    ("    memory_gb: 2048.0", "    memory_gb: 0.0001", _HT + r"memory_gb: is less than 1 MiB .*RealMemory"),
+    ("    nvlink_gbps: 900.0", "    nvlink_gbps: 1.0e+30", _HT + r"nvlink_gbps: Input should be less than or equal to 100000"),
+    ("    nic_gbps: 50.0", "    nic_gbps: 1.0e+308", _HT + r"nic_gbps: Input should be less than or equal to 100000"),
+    ("    pcie_gbps: 64.0", "    pcie_gbps: 1.0e+300", _HT + r"pcie_gbps: Input should be less than or equal to 100000"),
+    ("    gpu_memory_gb: 80.0", "    gpu_memory_gb: 1.0e+300", _HT + r"gpu_memory_gb: Input should be less than or equal to 100000"),
+    ("uplink_gbps: 1600.0", "uplink_gbps: 1.0e+308", r"network\.groups\.0\.uplink_gbps: Input should be less than or equal to 100000000"),
+])
+def test_host_and_link_sizes_have_finite_upper_bounds(superpod_yaml, old, new, expect):
+    """Unbounded, they exported RealMemory of 300 digits, gres.conf Links=-1,6666..., a numpy overflow."""
+    _, edit = superpod_yaml
+    assert re.search(r"edited\.yaml:\d+: " + expect, _error(edit(old, new)))
+
+
+def test_the_largest_accepted_sizes_export_numbers_slurm_parses(superpod_yaml):
+    from fabric_hpc.topology import export as ex
+
+    _, edit = superpod_yaml
+    path = superpod_yaml[0]
+    text = path.read_text()
+    for old, new in (("memory_gb: 2048.0", "memory_gb: 1000000.0"), ("nvlink_gbps: 900.0", "nvlink_gbps: 100000.0"),
+                     ("nic_gbps: 50.0", "nic_gbps: 100000.0"), ("pcie_gbps: 64.0", "pcie_gbps: 100000.0")):
+        text = text.replace(old, new)
+    path.write_text(text)
+    fab = load_fabric(str(path))
+    assert "RealMemory=1024000000 " in ex.slurm_nodes_conf(fab)
+    assert re.search(r"Links=-1,2000,2000,", ex.gres_conf(fab))
+    tiny = edit("    memory_gb: 2048.0", "    memory_gb: 0.001")  # 1.024 MiB: RealMemory=1
+    assert "RealMemory=1 " in ex.slurm_nodes_conf(load_fabric(tiny))
