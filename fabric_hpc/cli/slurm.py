@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from fabric_hpc.cli.output import json_option, render, table
+from fabric_hpc.slurm.limits import FALLBACK_S, MAX_GPUS_PER_NODE
 
 _backend = click.option("--backend", type=click.Choice(["cli", "rest", "pyslurm"]), default="cli", show_default=True,
                         help="How to talk to Slurm.")
@@ -74,9 +75,9 @@ def nodes(backend: str, rest_url: str | None, as_json: bool) -> None:
 
 @group.command("plugin-config")
 @click.option("--state-dir", default="/var/lib/fabric-agent", show_default=True)
-@click.option("--fallback-s", type=int, default=60, show_default=True,
+@click.option("--fallback-s", type=click.IntRange(*FALLBACK_S), default=60, show_default=True,
               help="Seconds a deferred job waits for the agent before Slurm takes it.")
-@click.option("--max-gpus-per-node", type=int, default=8, show_default=True)
+@click.option("--max-gpus-per-node", type=click.IntRange(*MAX_GPUS_PER_NODE), default=8, show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write here (default: stdout).")
 def plugin_config(state_dir: str, fallback_s: int, max_gpus_per_node: int, output: str | None) -> None:
     """Print plugins/job_submit.lua with these settings (install it next to slurm.conf)."""

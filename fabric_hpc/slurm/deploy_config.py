@@ -24,6 +24,7 @@ from pydantic import Field, field_validator
 
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.slurm.agent import AgentConfig
+from fabric_hpc.slurm.limits import MAX_GPUS_PER_NODE, check_int
 from fabric_hpc.slurm.plugins import cluster_path
 from fabric_hpc.validation import StrictModel, parse_model
 
@@ -70,7 +71,7 @@ class InstallSection(StrictModel):
     topology_plugin: Literal["tree", "block"] = Field(default="tree", description="topology/tree or topology/block.")
     slurm_version: str | None = Field(default=None, description="Slurm version (e.g. 25.11); default: "
                                       "`scontrol --version`.")
-    max_gpus_per_node: int | None = Field(default=None, ge=1, description="job_submit.lua's limit per node; "
+    max_gpus_per_node: int | None = Field(default=None, description="job_submit.lua's limit per node (1..1024); "
                                           "default: the most GPUs a host of the fabric model has.")
     ckpt_root: str = Field(default="/shared/checkpoints", description="TaskProlog: FABRIC_CKPT_DIR is "
                            "<ckpt_root>/<user>/<job name>.")
@@ -79,6 +80,11 @@ class InstallSection(StrictModel):
     gres_device_dir: str = Field(default="/dev", description="gres.conf: File=<dir>/nvidiaN.")
     python: str = Field(default_factory=lambda: sys.executable, description="Interpreter that imports fabric_hpc "
                         "(the TaskProlog's first line and the unit's ExecStart); default: the one running install.")
+
+    @field_validator("max_gpus_per_node")
+    @classmethod
+    def _max_gpus(cls, value: int | None) -> int | None:
+        return None if value is None else check_int("max_gpus_per_node", value, MAX_GPUS_PER_NODE)
 
     _dirs = field_validator("slurm_conf_dir", "config_dir", "unit_dir", "ckpt_root", "topo_dir",
                             "gres_device_dir")(_cluster_dir)

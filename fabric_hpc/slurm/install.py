@@ -34,6 +34,7 @@ from fabric_hpc import __version__
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.slurm.deploy_config import DeployConfig
+from fabric_hpc.slurm.limits import MAX_GPUS_PER_NODE
 from fabric_hpc.topology import Fabric
 
 MANIFEST = "install-manifest.json"
@@ -65,6 +66,10 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None) -> tuple[
     if gpus < 1:
         raise ConfigError(f"fabric model {fab.name!r} has no GPUs: nothing for the agent to place",
                           hint="give the cluster's model (--topology FILE); `discover` sees only this host")
+    if gpus > MAX_GPUS_PER_NODE[1]:
+        raise ConfigError(f"fabric model {fab.name!r} has hosts of {gpus} GPUs; job_submit.lua's max_gpus_per_node "
+                          f"must be in {MAX_GPUS_PER_NODE[0]}..{MAX_GPUS_PER_NODE[1]}",
+                          hint=f"set install.max_gpus_per_node (at most {MAX_GPUS_PER_NODE[1]})")
     lua = render_job_submit(state_dir=a.state_dir, fallback_s=a.fallback_s, max_gpus_per_node=gpus)
     prolog_json = json.dumps({"topology": str(cd / "topology.yaml"), "topo_dir": i.topo_dir,
                               "ckpt_root": i.ckpt_root}, indent=2) + "\n"

@@ -12,6 +12,7 @@ from importlib.resources.abc import Traversable
 from pathlib import PurePosixPath
 
 from fabric_hpc.errors import ConfigError, NotFoundError
+from fabric_hpc.slurm.limits import FALLBACK_S, MAX_GPUS_PER_NODE, check_int
 
 PLUGIN_PACKAGE = "fabric_hpc.slurm_plugins"
 #: Version of the contract between job_submit.lua and the agent (comment marking, deferral, the
@@ -72,8 +73,13 @@ def lua_string(value: str, *, what: str = "value") -> str:
 def render_job_submit(*, state_dir: str, fallback_s: int = 60, max_gpus_per_node: int = 8) -> str:
     """``plugins/job_submit.lua`` with its three settings replaced (each written as a Lua literal)."""
     literal = lua_string(state_dir, what="state dir")
-    if not 5 <= fallback_s <= 86400 or not 1 <= max_gpus_per_node <= 1024:
-        raise ConfigError("fallback_s must be in 5..86400 and max_gpus_per_node in 1..1024")
+    for name, value, bounds in (("fallback_s", fallback_s, FALLBACK_S),
+                                ("max_gpus_per_node", max_gpus_per_node, MAX_GPUS_PER_NODE)):
+        try:
+            check_int(name, value, bounds)
+        except ValueError as exc:
+            raise ConfigError(f"job_submit.lua: {exc}", hint=f"give {name} a value in {bounds[0]}..{bounds[1]}"
+                              ) from None
     text = plugin_path("job_submit.lua").read_text()
     subs = {"state_dir": f"local STATE_DIR = {literal}",
             "fallback_s": f"local FALLBACK_S = {int(fallback_s)}",

@@ -1,0 +1,69 @@
+"""The agent config file and the values in it: one set of numeric bounds, the file read through the
+input boundary (fabric_hpc/inputs.py), paths safe for the unit, Lua and prolog.json they land in."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.slurm.plugins import render_job_submit
+from tests.deploy.test_install import fabric, write_config
+
+
+def _run_err(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = fabric(*args)
+    return code, capsys.readouterr().err
+
+
+# -- item: one set of bounds ------------------------------------------------------------------------
+@pytest.mark.parametrize("key,value,needle", [
+    ("fallback_s", 1_000_000_000, "fallback_s must be in 5..86400"),
+    ("fallback_s", 4, "fallback_s must be in 5..86400"),
+    ("interval_s", 1e300, "interval_s must be > 0 and ≤ 86400"),
+    ("contact_timeout_s", 1e12, "contact_timeout_s must be > 0 and ≤ 86400"),
+    ("max_backoff_s", 0, "max_backoff_s must be > 0 and ≤ 86400"),
+    ("pin_timeout_s", 1e9, "pin_timeout_s must be > 0 and ≤ 86400"),
+    ("compact_wait_s", 1e300, "compact_wait_s must be 0..604800"),
+])
+def test_agent_settings_out_of_bounds_are_refused_naming_file_key_and_range(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, value: float, needle: str) -> None:
+    cfg = write_config(tmp_path / "agent.toml", **{key: value})
+    if key == "fallback_s":  # write_config sets 30
+        cfg.write_text(cfg.read_text().replace("fallback_s = 30\n", ""))
+    for args in (("agent", "check", "--config", str(cfg)),
+                 ("slurm", "install", "--config", str(cfg), "--root", str(tmp_path / "root"))):
+        code, err = _run_err(capsys, *args)
+        assert code == 3, err
+        assert str(cfg) in err and f"agent.{key}" in err and needle in err and "Traceback" not in err, err
+    assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize("flag,value,needle", [
+    ("--fallback", "1000000000", "5<=x<=86400"),
+    ("--interval", "1e300", "> 0 and ≤ 86400"),
+    ("--contact-timeout", "1e12", "> 0 and ≤ 86400"),
+    ("--pin-timeout", "1e9", "> 0 and ≤ 86400"),
+])
+def test_agent_run_options_have_the_same_bounds(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                flag: str, value: str, needle: str) -> None:
+    code, err = _run_err(capsys, "agent", "run", "--topology", "superpod:sus=1", "--state-dir", str(tmp_path),
+                         flag, value, "--cycles", "1")
+    assert code == 2 and flag in err and needle in err, err
+
+
+def test_plugin_bounds_name_the_key_and_the_fix(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as exc:
+        render_job_submit(state_dir="/srv/fabric", fallback_s=1_000_000_000)
+    assert "fallback_s must be in 5..86400" in str(exc.value) and "fix: give fallback_s" in str(exc.value)
+    with pytest.raises(ConfigError, match=r"max_gpus_per_node must be in 1\.\.1024"):
+        render_job_submit(state_dir="/srv/fabric", max_gpus_per_node=2048)
+    code, err = _run_err(capsys, "slurm", "plugin-config", "--state-dir", "/srv/f", "--fallback-s", "3")
+    assert code == 2 and "--fallback-s" in err and "5<=x<=86400" in err, err
+    cfg = write_config(tmp_path / "agent.toml")
+    cfg.write_text(cfg.read_text() + "max_gpus_per_node = 2048\n")
+    code, err = _run_err(capsys, "slurm", "install", "--config", str(cfg), "--root", str(tmp_path / "root"))
+    assert code == 3 and "install.max_gpus_per_node" in err and "1..1024" in err, err
