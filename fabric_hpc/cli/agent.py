@@ -122,26 +122,38 @@ def _client(section: Any) -> Any:
 
 
 def _open_fabric(ref: str) -> Any:
+    from fabric_hpc.errors import ConfigError
     from fabric_hpc.topology import open_fabric
 
+    if ref == "discover":  # this host alone: the agent places on the whole cluster
+        raise ConfigError("topology 'discover' is for `fabric slurm install` only: it reads this host's GPUs, and the "
+                          "agent needs the whole cluster's fabric model",
+                          hint="give the model's file: the config install wrote names <config_dir>/topology.yaml "
+                               "(or write one: fabric topology discover -o FILE on each host type, or a generator "
+                               "reference such as superpod:sus=4)")
     return open_fabric(ref)
 
 
-def _check_plugin(section: Any) -> str | None:
-    """The installed job_submit.lua agrees with this agent (protocol, state dir, fallback); None: none named."""
-    from pathlib import Path
+#: Largest job_submit.lua read for the plugin check (bytes); the shipped one is about 20 KB.
+MAX_PLUGIN_BYTES = 1 << 20
 
+
+def _check_plugin(section: Any) -> str | None:
+    """The installed job_submit.lua agrees with this agent (protocol, state dir, fallback); None: none named.
+    Read through the input boundary: a regular UTF-8 file of at most MAX_PLUGIN_BYTES."""
     from fabric_hpc.errors import NotFoundError
+    from fabric_hpc.inputs import read_text
     from fabric_hpc.slurm.plugins import PROTOCOL_VERSION, check_plugin
 
     if not section.job_submit:
         return None
-    path = Path(section.job_submit)
-    if not path.is_file():
+    path = section.job_submit
+    try:
+        text = read_text(path, what="job_submit.lua (agent.job_submit)", limit=MAX_PLUGIN_BYTES)
+    except NotFoundError:
         raise NotFoundError(f"no job_submit.lua at {path} (agent.job_submit)",
-                            hint="fabric slurm install --config FILE writes it")
-    check_plugin(path.read_text(errors="replace"), state_dir=section.state_dir, fallback_s=section.fallback_s,
-                 source=str(path))
+                            hint="fabric slurm install --config FILE writes it") from None
+    check_plugin(text, state_dir=section.state_dir, fallback_s=section.fallback_s, source=str(path))
     return f"{path}: protocol {PROTOCOL_VERSION}, state dir and fallback agree"
 
 

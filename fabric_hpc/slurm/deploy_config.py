@@ -19,7 +19,6 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import Field, field_validator
 
 from fabric_hpc.errors import ConfigError, NotFoundError
@@ -97,25 +96,35 @@ class DeployConfig(StrictModel):
     install: InstallSection = InstallSection()
 
 
+#: Largest agent config file read (bytes): a few kilobytes in practice.
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def load_config(path: str | os.PathLike[str]) -> tuple[DeployConfig, str]:
-    """The validated file and its text; TOML (``.toml``) or YAML (``.yaml``/``.yml``)."""
+    """The validated file and its text; TOML (``.toml``) or YAML (``.yaml``/``.yml``), read through the
+    input boundary (:mod:`fabric_hpc.inputs`): a regular file of at most :data:`MAX_CONFIG_BYTES`
+    (a FIFO or a device is refused before it is opened for reading), UTF-8, YAML without anchors,
+    aliases or duplicate keys (TOML refuses duplicates itself)."""
+    from fabric_hpc.inputs import load_yaml, read_text
+
     p = Path(path)
+    if p.suffix not in (".toml", ".yaml", ".yml"):
+        raise ConfigError(f"{p}: unknown config format {p.suffix or '(no suffix)'}",
+                          hint="name it agent.toml or agent.yaml")
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        text = read_text(p, what="agent config file", limit=MAX_CONFIG_BYTES)
+    except NotFoundError:
         raise NotFoundError(f"no agent config file {p}", hint="write one (docs/deploy.md) or drop --config") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {p}: {exc.strerror}") from None
-    try:
-        if p.suffix == ".toml":
+    if p.suffix == ".toml":
+        try:
             data = tomllib.loads(text)
-        elif p.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
-        else:
-            raise ConfigError(f"{p}: unknown config format {p.suffix or '(no suffix)'}",
-                              hint="name it agent.toml or agent.yaml")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{p}: not valid {p.suffix[1:].upper()}: {' '.join(str(exc).split())}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML: {' '.join(str(exc).split())}") from None
+    else:
+        data = load_yaml(text, str(p))[0]
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{p}: the config is a {type(data).__name__}, not a mapping of sections",
+                          hint="start with an `agent:` section (docs/deploy.md)")
     return parse_model(DeployConfig, data if data is not None else {}, source=str(p),
                        hint="every key: docs/deploy.md (agent config file)"), text
 

@@ -145,8 +145,11 @@ def _lua_literal(quoted: str) -> str:
 def check_plugin(text: str, *, state_dir: str, fallback_s: int, source: str) -> None:
     """ConfigError when job_submit.lua and the agent disagree (protocol version, state dir, fallback)."""
     found = lua_settings(text)
-    proto = found.get("protocol", "0")
     fix = "reinstall the plugin with this fabric-hpc: fabric slurm install --config FILE"
+    if not found:  # not even a plugin older than protocol 1 (those have the state_dir and fallback_s lines)
+        raise ConfigError(f"{source} is not a fabric job_submit plugin (it has no '-- fabric: KEY' setting lines)",
+                          hint=f"point agent.job_submit (--job-submit) at fabric's job_submit.lua, or {fix}")
+    proto = found.get("protocol", "0")
     if proto != str(PROTOCOL_VERSION):
         raise ConfigError(f"{source} speaks fabric protocol {proto}, this agent speaks {PROTOCOL_VERSION}", hint=fix)
     if found.get("state_dir") != state_dir:

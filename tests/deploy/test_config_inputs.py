@@ -67,3 +67,70 @@ def test_plugin_bounds_name_the_key_and_the_fix(capsys: pytest.CaptureFixture[st
     cfg.write_text(cfg.read_text() + "max_gpus_per_node = 2048\n")
     code, err = _run_err(capsys, "slurm", "install", "--config", str(cfg), "--root", str(tmp_path / "root"))
     assert code == 3 and "install.max_gpus_per_node" in err and "1..1024" in err, err
+
+
+# -- item: the config file and job_submit.lua through the input boundary ----------------------------
+def _cli(*args: str, timeout: float = 60) -> tuple[int, str]:
+    """The CLI as a process (a FIFO that blocks would hang the test run, not only this test)."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-m", "fabric_hpc.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)})
+    return proc.returncode, proc.stderr
+
+
+def test_a_fifo_a_device_or_a_huge_config_is_refused_before_reading(tmp_path: Path) -> None:
+    fifo = tmp_path / "f.toml"
+    os.mkfifo(fifo)
+    code, err = _cli("agent", "check", "--config", str(fifo))
+    assert code == 3 and "agent config file" in err and "is a FIFO, not a regular file" in err, err
+    zero = tmp_path / "zero.toml"
+    zero.symlink_to("/dev/zero")
+    code, err = _cli("agent", "check", "--config", str(zero))
+    assert code == 3 and "is a character device" in err, err
+    big = write_config(tmp_path / "big.toml")
+    big.write_text(big.read_text() + "#" * (2 << 20) + "\n")
+    code, err = _cli("agent", "check", "--config", str(big))
+    assert code == 3 and "more than the limit" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("name,content,needle", [
+    ("latin1.toml", b'[agent]\ntopology = "caf\xe9"\n', "not UTF-8 text (byte 0xe9"),
+    ("dup.yaml", b"agent:\n  topology: superpod:sus=1\n  topology: superpod:sus=2\n", "duplicate key 'topology'"),
+    ("alias.yaml", b"agent: &a\n  topology: superpod:sus=1\ninstall: *a\n", "anchors and aliases"),
+    ("list.yaml", b"- agent\n", "not a mapping of sections"),
+])
+def test_bad_config_text_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str,
+                                           content: bytes, needle: str) -> None:
+    (tmp_path / name).write_bytes(content)
+    code, err = _run_err(capsys, "agent", "check", "--config", str(tmp_path / name))
+    assert code == 3 and needle in err and "Traceback" not in err, err
+
+
+def test_job_submit_that_is_a_fifo_or_not_a_plugin_says_so(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    fifo = tmp_path / "js.lua"
+    os.mkfifo(fifo)
+    base = ("agent", "run", "--topology", "superpod:sus=1", "--state-dir", str(state), "--cycles", "1")
+    code, err = _cli(*base, "--job-submit", str(fifo))
+    assert code == 3 and "is a FIFO, not a regular file" in err and "no job_submit.lua" not in err, err
+    garbage = tmp_path / "garbage.lua"
+    garbage.write_text("x\n")
+    code, err = _cli(*base, "--job-submit", str(garbage))
+    assert code == 3 and "is not a fabric job_submit plugin" in err and "protocol 0" not in err, err
+    code, err = _cli(*base, "--job-submit", str(tmp_path / "absent.lua"))
+    assert code == 3 and "no job_submit.lua at" in err and "fabric slurm install" in err, err
+
+
+def test_discover_is_install_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run_err(capsys, "agent", "run", "--topology", "discover", "--state-dir", str(tmp_path),
+                         "--cycles", "1")
+    assert code == 3 and "'discover' is for `fabric slurm install` only" in err and "topology.yaml" in err, err
+    cfg = write_config(tmp_path / "agent.toml")
+    cfg.write_text(cfg.read_text().replace('"superpod:sus=1"', '"discover"'))
+    assert fabric("agent", "check", "--config", str(cfg), "--json") != 0
+    checks = {c["check"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert "install only" in checks["fabric model"]["detail"] or "install` only" in checks["fabric model"]["detail"]
