@@ -52,7 +52,7 @@ from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
 from fabric_hpc.slurm import limits
 from fabric_hpc.slurm.actions import Actions, AgentPrivilegeError
 from fabric_hpc.slurm.contract import SlurmClient, SlurmError
-from fabric_hpc.slurm.plugins import PROTOCOL_VERSION, control_chars
+from fabric_hpc.slurm.plugins import PROTOCOL_VERSION, cluster_path, control_chars
 from fabric_hpc.slurm.sdnotify import notify
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.slurm.usage import AgentUsage
@@ -122,6 +122,11 @@ class AgentConfig(StrictModel):
         if control_chars(value):
             raise ValueError(f"state_dir {value!r} holds control characters")
         return value
+
+    @field_validator("ckpt_root")
+    @classmethod
+    def _ckpt_root(cls, value: str | None) -> str | None:  # the TaskProlog's root: absolute on every node
+        return None if value is None else cluster_path(value, what="ckpt_root")
 
 
 @dataclass

@@ -19,12 +19,12 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.slurm.agent import AgentConfig
 from fabric_hpc.slurm.limits import MAX_GPUS_PER_NODE, check_int
-from fabric_hpc.slurm.plugins import cluster_path
+from fabric_hpc.slurm.plugins import account_name, cluster_path, plain_text
 from fabric_hpc.validation import StrictModel, parse_model
 
 DEFAULT_STATE_DIR = "/var/lib/fabric-agent"
@@ -48,6 +48,16 @@ class AgentSection(AgentConfig):
                                    "start when its protocol, state_dir or fallback_s differ (install sets it).")
 
     _state_dir = field_validator("state_dir")(_cluster_dir)
+
+    @field_validator("slurm_conf")
+    @classmethod
+    def _slurm_conf(cls, value: str | None) -> str | None:  # the unit's Environment=SLURM_CONF=
+        return None if value is None else cluster_path(value, what="slurm_conf")
+
+    @field_validator("topology", "rest_url", "job_submit")
+    @classmethod
+    def _one_line(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else plain_text(value, what=str(info.field_name))
 
 
 class InstallSection(StrictModel):
@@ -84,6 +94,20 @@ class InstallSection(StrictModel):
     @classmethod
     def _max_gpus(cls, value: int | None) -> int | None:
         return None if value is None else check_int("max_gpus_per_node", value, MAX_GPUS_PER_NODE)
+
+    @field_validator("python")
+    @classmethod
+    def _python(cls, value: str) -> str:  # the TaskProlog's #! line and the unit's ExecStart
+        cluster_path(value, what="python")
+        if any(c.isspace() for c in value):
+            raise ConfigError(f"python {value!r} holds a space: a #! line cannot name it",
+                              hint="link the interpreter from a path without spaces")
+        return value
+
+    @field_validator("service_user", "slurm_group")
+    @classmethod
+    def _account(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else account_name(value, what=str(info.field_name))
 
     _dirs = field_validator("slurm_conf_dir", "config_dir", "unit_dir", "ckpt_root", "topo_dir",
                             "gres_device_dir")(_cluster_dir)

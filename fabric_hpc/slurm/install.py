@@ -159,13 +159,33 @@ def agent_toml(cfg: DeployConfig) -> str:
     return "\n".join(out) + "\n"
 
 
+#: Characters systemd.syntax(7) gives a meaning in a unit's values: word separators, quotes and their
+#: escapes, % specifiers and $ variables (ExecStart). The unit writes values verbatim, so they are refused.
+UNIT_SPECIAL = frozenset("\"'\\%$;")
+
+
+def unit_safe(values: dict[str, str | None]) -> None:
+    """ConfigError naming the first value (by its config key) that cannot be written verbatim into a
+    unit line: a control character (a newline would add a line, e.g. ``ExecStartPre=+…`` run as root),
+    whitespace, or a character of :data:`UNIT_SPECIAL`; the paths must also be absolute."""
+    for key, value in values.items():
+        if value is None:
+            continue
+        bad = sorted({repr(c) for c in value if c.isspace() or c in UNIT_SPECIAL or ord(c) < 32 or ord(c) == 127})
+        if bad:
+            raise ConfigError(f"{key} {value!r} cannot go into the systemd unit: it holds {', '.join(bad)}",
+                              hint=f"give {key} a value without spaces, quotes, backslashes, ';', '%' or '$'")
+        if key.split(".")[1] not in ("service_user", "slurm_group") and not value.startswith("/"):
+            raise ConfigError(f"{key} {value!r}: the unit needs an absolute path", hint=f"give {key} as /...")
+
+
 def unit_text(cfg: DeployConfig) -> str:
     """The agent's systemd unit: a notify service (ready once Slurm answered), restarted on failure,
     unprivileged and read-only but its state."""
     a, i = cfg.agent, cfg.install
-    for value in (i.python, a.state_dir, i.config_dir):
-        if not value.startswith("/") or any(c.isspace() or c in "\"'\\%$" for c in value):
-            raise ConfigError(f"{value!r}: the unit needs plain absolute paths (no spaces, quotes, % or $)")
+    unit_safe({"install.python": i.python, "agent.state_dir": a.state_dir, "install.config_dir": i.config_dir,
+               "agent.slurm_conf": a.slurm_conf, "install.service_user": i.service_user,
+               "install.slurm_group": i.slurm_group})
     env = f"Environment=SLURM_CONF={a.slurm_conf}\n" if a.slurm_conf else ""
     return f"""[Unit]
 Description=fabric-hpc placement agent for Slurm

@@ -45,6 +45,27 @@ def cluster_path(value: str, *, what: str = "path") -> str:
     return value
 
 
+def plain_text(value: str, *, what: str = "value") -> str:
+    """``value`` when it holds no control character (a newline would start a new line in the unit,
+    Lua or TOML it is written into); ConfigError (a ValueError) otherwise."""
+    if control_chars(value):
+        raise ConfigError(f"{what} {value!r} holds control characters {', '.join(control_chars(value))}",
+                          hint="write it on one line, without tabs or other control characters")
+    return value
+
+
+#: A user or group name the unit's User=/Group= lines (and chown) take: POSIX-like, plus '@' (sssd).
+ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,255}")
+
+
+def account_name(value: str, *, what: str = "name") -> str:
+    """A user or group name (``slurm``, ``fabric-agent``, ``ann@example.org``); ConfigError otherwise."""
+    if not ACCOUNT_NAME.fullmatch(value):
+        raise ConfigError(f"{what} {value!r} is not a user or group name",
+                          hint="letters, digits and _ . @ - only, not starting with . @ or -")
+    return value
+
+
 def lua_string(value: str, *, what: str = "value") -> str:
     """``value`` as a double-quoted Lua string literal that reads back as exactly ``value``.
 

@@ -134,3 +134,58 @@ def test_discover_is_install_only(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert fabric("agent", "check", "--config", str(cfg), "--json") != 0
     checks = {c["check"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
     assert "install only" in checks["fabric model"]["detail"] or "install` only" in checks["fabric model"]["detail"]
+
+
+# -- item: every path value checked at load; the unit takes only values it can hold verbatim ---------
+INJECT = "/etc/slurm/slurm.conf\nExecStartPre=+/bin/touch /tmp/pwn"
+
+
+@pytest.mark.parametrize("section,key,value,needle", [
+    ("agent", "slurm_conf", INJECT, "control characters"),
+    ("agent", "slurm_conf", "etc/slurm.conf", "must be an absolute path"),
+    ("agent", "ckpt_root", "/shared/a\nb", "control characters"),
+    ("agent", "ckpt_root", "shared", "must be an absolute path"),
+    ("agent", "job_submit", "/etc/slurm/job_submit.lua\nx", "control characters"),
+    ("agent", "topology", "superpod:sus=1\n", "control characters"),
+    ("agent", "rest_url", "http://127.0.0.1:6820\r\nX: y", "control characters"),
+    ("install", "python", "/opt/my venv/bin/python", "holds a space"),
+    ("install", "python", "venv/bin/python", "must be an absolute path"),
+    ("install", "service_user", "ro ot", "is not a user or group name"),
+    ("install", "slurm_group", "slurm\nUser=root", "is not a user or group name"),
+])
+def test_paths_and_names_are_checked_at_load(tmp_path: Path, capsys: pytest.CaptureFixture[str], section: str,
+                                             key: str, value: str, needle: str) -> None:
+    """`agent check` (and install, before writing anything) refuse what would inject lines or not
+    name a path on every node, naming the key."""
+    cfg = write_config(tmp_path / "agent.toml")
+    text = "\n".join(ln for ln in cfg.read_text().splitlines() if not ln.startswith(f"{key} =")) + "\n"
+    line = f"{key} = {json.dumps(value)}\n"
+    text = text.replace("[install]\n", line + "[install]\n") if section == "agent" else text + line
+    cfg.write_text(text)
+    code, err = _run_err(capsys, "agent", "check", "--config", str(cfg))
+    assert code == 3 and f"{section}.{key}" in err and needle in err and "Traceback" not in err, err
+    code, err = _run_err(capsys, "slurm", "install", "--config", str(cfg), "--root", str(tmp_path / "root"))
+    assert code == 3 and f"{section}.{key}" in err, err
+    assert not (tmp_path / "root").exists()
+
+
+def test_unit_text_refuses_what_a_unit_line_cannot_hold(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """unit_text itself refuses (a config built without validation), and a value that is a fine path
+    but not a verbatim unit word (a space) is refused by install naming its key."""
+    from fabric_hpc.slurm.deploy_config import load_config
+    from fabric_hpc.slurm.install import unit_text
+
+    cfg = load_config(write_config(tmp_path / "agent.toml"))[0]
+    assert "ExecStart=/usr/bin/python3 -m fabric_hpc.cli" in unit_text(cfg)
+    for key, value in (("slurm_conf", INJECT), ("slurm_conf", "/etc/slurm%i/slurm.conf"),
+                       ("state_dir", "/var/lib/a b"), ("state_dir", "/var/lib/$HOME")):
+        bad = cfg.model_copy(update={"agent": cfg.agent.model_copy(update={key: value})})
+        with pytest.raises(ConfigError, match=f"agent.{key} .* cannot go into the systemd unit"):
+            unit_text(bad)
+    bad = cfg.model_copy(update={"install": cfg.install.model_copy(update={"service_user": "root\nX=1"})})
+    with pytest.raises(ConfigError, match="install.service_user"):
+        unit_text(bad)
+    spaced = write_config(tmp_path / "spaced.toml", slurm_conf="/etc/my slurm/slurm.conf")
+    code, err = _run_err(capsys, "slurm", "install", "--config", str(spaced), "--root", str(tmp_path / "root"))
+    assert code == 3 and "agent.slurm_conf '/etc/my slurm/slurm.conf' cannot go into the systemd unit" in err, err
+    assert not (tmp_path / "root").exists()
