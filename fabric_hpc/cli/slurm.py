@@ -249,9 +249,10 @@ def install(config_path: str, topology: str | None, root: str, dry_run: bool, fo
 @_config
 @_root
 @click.option("--force", is_flag=True, help="Also remove files changed since install.")
-@click.option("--purge-state", is_flag=True, help="Also remove the state directory (the agent's decision log).")
+@click.option("--purge-state", is_flag=True, help="Also remove the agent's files in the state directory (its decision "
+              "log), and the directory when nothing else is in it.")
 def uninstall(config_path: str, root: str, force: bool, purge_state: bool) -> None:
-    """Remove exactly what `fabric slurm install` wrote (its manifest in the state dir), restoring backups."""
+    """Remove exactly what `fabric slurm install` wrote (its manifest in config_dir), restoring backups."""
     from fabric_hpc.slurm.deploy_config import load_config, with_service_user
     from fabric_hpc.slurm.install import Installer
 

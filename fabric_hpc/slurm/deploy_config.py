@@ -14,12 +14,13 @@ here and in docs/deploy.md::
 from __future__ import annotations
 
 import os
+import posixpath
 import sys
 import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.slurm.agent import AgentConfig
@@ -47,7 +48,14 @@ class AgentSection(AgentConfig):
     job_submit: str | None = Field(default=None, description="The installed job_submit.lua: the agent refuses to "
                                    "start when its protocol, state_dir or fallback_s differ (install sets it).")
 
-    _state_dir = field_validator("state_dir")(_cluster_dir)
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir(cls, value: str) -> str:
+        cluster_path(value, what="directory")
+        if posixpath.normpath(value) in ("/", "//"):
+            raise ConfigError(f"state_dir {value!r} is the root directory",
+                              hint=f"give the agent a directory of its own, e.g. {DEFAULT_STATE_DIR}")
+        return value
 
     @field_validator("slurm_conf")
     @classmethod
@@ -118,6 +126,30 @@ class DeployConfig(StrictModel):
 
     agent: AgentSection
     install: InstallSection = InstallSection()
+
+    @model_validator(mode="after")
+    def _own_state_dir(self) -> DeployConfig:
+        """The state dir is fabric's alone: install gives it to the service user (chown, chmod 0750) and
+        ``--purge-state`` empties it, so it may not be, hold or sit in a directory of Slurm or of install."""
+        from fabric_hpc.slurm.manifest import inside, norm
+
+        state = norm(self.agent.state_dir)
+        if state == "/":
+            raise ValueError("agent.state_dir '/' is the root directory: the agent needs a directory of its own "
+                             f"(e.g. {DEFAULT_STATE_DIR})")
+        others = {f"install.{k}": getattr(self.install, k) for k in
+                  ("slurm_conf_dir", "config_dir", "unit_dir", "topo_dir", "ckpt_root", "gres_device_dir")}
+        if self.agent.ckpt_root:
+            others["agent.ckpt_root"] = self.agent.ckpt_root
+        if self.agent.slurm_conf:
+            others["the directory of agent.slurm_conf"] = posixpath.dirname(self.agent.slurm_conf)
+        for key, other in others.items():
+            other = norm(other)
+            if inside(state, other) or inside(other, state):
+                how = "is" if state == other else "is inside" if inside(state, other) else "holds"
+                raise ValueError(f"agent.state_dir {self.agent.state_dir!r} {how} {key} {other!r}: the agent "
+                                 f"needs a directory of its own (e.g. {DEFAULT_STATE_DIR})")
+        return self
 
 
 #: Largest agent config file read (bytes): a few kilobytes in practice.

@@ -152,7 +152,7 @@ def test_install_dry_run_uninstall(tmp_path: Path, capsys: pytest.CaptureFixture
     assert written <= tree(root)
     state = root / "var/lib/fabric-agent"
     assert (state.stat().st_mode & 0o777, (state / "wake").stat().st_mode & 0o777) == (0o750, 0o660)
-    manifest = json.loads((state / MANIFEST).read_text())
+    manifest = json.loads((root / "etc/fabric-hpc" / MANIFEST).read_text())  # root's directory, not the state dir
     assert set(manifest["files"]) == {"/" + w for w in written}
     lua = (root / "etc/slurm/job_submit.lua").read_text()
     assert lua.startswith("-- Written by `fabric slurm install`")
