@@ -40,8 +40,8 @@ from fabric_hpc.atomic import write_atomic
 from fabric_hpc.slurm.deploy_config import DeployConfig
 from fabric_hpc.slurm.limits import MAX_GPUS_PER_NODE
 from fabric_hpc.slurm.unit import _toml_value, agent_toml, unit_safe, unit_text  # noqa: F401 (re-exported)
-from fabric_hpc.slurm.manifest import (BACKUP_SUFFIX, MANIFEST, UNIT_NAME, check_manifest, read_manifest,
-                                      unknown_state_entries)
+from fabric_hpc.slurm.manifest import (BACKUP_SUFFIX, MANIFEST, UNIT_NAME, check_manifest, free_name,
+                                      read_manifest, unknown_state_entries)
 from fabric_hpc.slurm.manifest import purge_state as purge_state_dir
 from fabric_hpc.topology import Fabric
 
@@ -254,7 +254,7 @@ class Installer:
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.exists() and (f.path not in man["files"] or
                                     man["files"][f.path]["sha256"] != sha256(target.read_bytes())):
-                backup = _free_name(Path(str(target) + BACKUP_SUFFIX))
+                backup = free_name(Path(str(target) + BACKUP_SUFFIX))
                 shutil.copy2(target, backup)
                 if entry["backup"] is None:  # the original (pre-fabric) file is what uninstall restores
                     entry["backup"] = str(backup)
@@ -385,13 +385,6 @@ def _missing_parents(path: Path, root: Path) -> list[Path]:
         out.append(p)
         p = p.parent
     return out
-
-
-def _free_name(path: Path) -> Path:
-    n, candidate = 1, path
-    while candidate.exists():
-        candidate, n = path.with_name(f"{path.name}.{n}"), n + 1
-    return candidate
 
 
 def _chown(path: Path, uid: int, gid: int) -> None:

@@ -79,6 +79,14 @@ def managed_dirs(cfg: Any) -> list[str]:
     return [norm(d) for d in (i.slurm_conf_dir, i.config_dir, i.unit_dir, cfg.agent.state_dir)]
 
 
+def free_name(path: Path) -> Path:
+    """``path``, or ``path.1``, ``path.2``, ... the first that does not exist (a backup never replaces one)."""
+    n, candidate = 1, path
+    while os.path.lexists(candidate):
+        candidate, n = path.with_name(f"{path.name}.{n}"), n + 1
+    return candidate
+
+
 def is_state_entry(name: str) -> bool:
     """A name the agent or install writes in the state dir (or a temporary file of one of those)."""
     temp = _TEMP.fullmatch(name)
