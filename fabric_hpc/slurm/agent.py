@@ -134,6 +134,7 @@ class CycleResult:
     started: list[dict[str, Any]] = field(default_factory=list)
     requeued: list[int] = field(default_factory=list)
     deferred: list[int] = field(default_factory=list)
+    unpinned: list[int] = field(default_factory=list)  # held jobs whose earlier pin is cleared
     waiting: dict[int, str] = field(default_factory=dict)
     pending: int = 0
     seconds: float = 0.0
@@ -207,14 +208,25 @@ class Agent:
             res.waiting[job_id] = decisions.reasons.get(str(job_id), "Resources")
             if job.begin_time is None or job.begin_time - now < self.config.fallback_s / 2:
                 res.deferred.append(job_id)
+        self._held(view, res, now)
         self._write_ahead(decisions, res)
-        self.actions.apply(res.requeued, res.started, view.invalid, res.deferred, self.config.fallback_s)
+        self.actions.apply(res.requeued, res.started, view.invalid, res.deferred, self.config.fallback_s,
+                           unpin=res.unpinned)
         if self._notes:  # what the actions added: failures, hand-overs (a second write only then)
             events, self._notes = self._notes, []
             self.audit.write_many(events)
         res.read_s, res.seconds = t_read - t0, time.perf_counter() - t0
         self._finish(res, view)
         return res
+
+    def _held(self, view: View, res: CycleResult, now: float) -> None:
+        """Held jobs are not placed; their deferral is kept up (a released job comes back to the agent,
+        not straight to Slurm), and a pin set before the hold is cleared (with the deferral, one update)."""
+        for job_id, job in view.on_hold.items():
+            if job.req_nodes:
+                res.unpinned.append(job_id)
+            elif job.begin_time is None or job.begin_time - now < self.config.fallback_s / 2:
+                res.deferred.append(job_id)
 
     def _pin_entry(self, view: View, job_id: int, placement: Any) -> dict[str, Any]:
         """The ``agent.place`` record of a start (checked: exactly ``-N`` hosts)."""
@@ -232,6 +244,7 @@ class Agent:
         fresh = [make_event("agent.requeue", job=int(p.job_id), for_job=int(p.for_job),
                             gpu_hours_lost=p.gpu_hours_lost) for p in decisions.preempt]
         fresh += [make_event("agent.place", **entry) for entry in res.started]
+        fresh += [make_event("agent.unpin", job=job_id, reason="held") for job_id in res.unpinned]
         if res.waiting:
             fresh.append(make_event("agent.waiting", jobs={str(k): v for k, v in sorted(res.waiting.items())}))
         for event in fresh:
