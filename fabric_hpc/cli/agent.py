@@ -30,7 +30,8 @@ def group() -> None:
               help="Fabric model (YAML) whose hosts are the Slurm nodes (required without --config).")
 @click.option("--state-dir", default="/var/lib/fabric-agent", show_default=True,
               help="Lock, heartbeat, status and the decision log live here (the plugin reads the heartbeat).")
-@click.option("--interval", "interval_s", type=_bounded("interval_s"), default=2.0, show_default=True, help="Seconds between cycles.")
+@click.option("--interval", "interval_s", type=_bounded("interval_s"), default=2.0, show_default=True,
+              help="Seconds between cycles.")
 @click.option("--fallback", "fallback_s", type=click.IntRange(*FALLBACK_S), default=60, show_default=True,
               help="Deferral per cycle; must match job_submit.lua's FALLBACK_S.")
 @click.option("--policy", default="fabric", show_default=True, type=click.Choice(["fabric", "slurm"]))
@@ -40,7 +41,8 @@ def group() -> None:
                    "(the fabric policy's compact_wait_s; default: the policy's).")
 @click.option("--preemption/--no-preemption", default=True, show_default=True,
               help="The fabric policy's gang preemption of spot jobs for high-tier jobs.")
-@click.option("--preempt-benefit-ratio", "preempt_benefit_ratio", type=_bounded("preempt_benefit_ratio"), default=None,
+@click.option("--preempt-benefit-ratio", "preempt_benefit_ratio", type=_bounded("preempt_benefit_ratio"),
+              default=None,
               help="Preempt only when the waiting avoided is at least this many times the GPU-hours the "
                    "victims lose (default: the policy's 20.0; higher: fewer preemptions, lower mean JCT).")
 @click.option("--metrics-port", type=int, default=0, show_default=True, help="Prometheus port on 127.0.0.1 (0: off).")
@@ -52,9 +54,11 @@ def group() -> None:
               help="The installed job_submit.lua: refuse to start when its protocol, state dir or fallback differ.")
 @click.option("--cycles", type=click.IntRange(min=1), default=None,
               help="Stop after this many cycles (default: run until SIGTERM).")
-@click.option("--contact-timeout", "contact_timeout_s", type=_bounded("contact_timeout_s"), default=10.0, show_default=True,
+@click.option("--contact-timeout", "contact_timeout_s", type=_bounded("contact_timeout_s"), default=10.0,
+              show_default=True,
               help="Seconds Slurm may take to answer the first contact; no answer: exit 5 at once.")
-@click.option("--max-backoff", "max_backoff_s", type=_bounded("max_backoff_s"), default=10.0, show_default=True,
+@click.option("--max-backoff", "max_backoff_s", type=_bounded("max_backoff_s"), default=10.0,
+              show_default=True,
               help="Longest wait after a failed cycle (the wait doubles from 0.25 s up to this).")
 @click.option("--tier-map", "tier_map", multiple=True, metavar="KIND:NAME=TIER",
               help="Map a Slurm QOS or partition to a tier (high, normal, spot): qos:urgent=high, "
@@ -62,12 +66,14 @@ def group() -> None:
 @click.option("--ckpt-root", "ckpt_root", default=None,
               help="The TaskProlog's ckpt_root: each running job's last checkpoint time is read from "
                    "<ckpt-root>/<user>/<job name>, so preemption counts only work since it (default: not read).")
-@click.option("--backfill-interval", "backfill_interval_s", type=_bounded("backfill_interval_s"), default=0.0, show_default=True,
+@click.option("--backfill-interval", "backfill_interval_s", type=_bounded("backfill_interval_s"), default=0.0,
+              show_default=True,
               help="Backfill passes at most this often (s); main passes in between, like the simulator's "
                    "Simulator(backfill_interval_s=30). 0: every cycle backfills.")
 @click.option("--record-cycles", is_flag=True, default=False,
               help="Append each cycle's scheduler input and decisions to <state-dir>/cycles.jsonl (replayable).")
-@click.option("--pin-timeout", "pin_timeout_s", type=_bounded("pin_timeout_s"), default=60.0, show_default=True,
+@click.option("--pin-timeout", "pin_timeout_s", type=_bounded("pin_timeout_s"), default=60.0,
+              show_default=True,
               help="Seconds a pinned job may stay pending on free GPUs before the pin is stale: re-placed "
                    "elsewhere, and handed to Slurm after 3 stale pins.")
 @click.option("--usage-source", type=click.Choice(["auto", "slurm", "ledger"]), default="auto", show_default=True,
@@ -126,11 +132,11 @@ def _open_fabric(ref: str) -> Any:
     from fabric_hpc.topology import open_fabric
 
     if ref == "discover":  # this host alone: the agent places on the whole cluster
-        raise ConfigError("topology 'discover' is for `fabric slurm install` only: it reads this host's GPUs, and the "
-                          "agent needs the whole cluster's fabric model",
-                          hint="give the model's file: the config install wrote names <config_dir>/topology.yaml "
-                               "(or write one: fabric topology discover -o FILE on each host type, or a generator "
-                               "reference such as superpod:sus=4)")
+        raise ConfigError("topology 'discover' is for `fabric slurm install` only: it reads this host's "
+                          "GPUs, and the agent needs the whole cluster's fabric model",
+                          hint="give the model's file: the config install wrote names "
+                               "<config_dir>/topology.yaml (or write one: fabric topology discover -o FILE "
+                               "on each host type, or a generator reference such as superpod:sus=4)")
     return open_fabric(ref)
 
 

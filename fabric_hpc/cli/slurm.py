@@ -133,7 +133,8 @@ def jobscripts(directory: Path, force: bool, as_json: bool) -> None:
                str(write_atomic(directory / name, data, mode=0o755)) for name, data in texts.items()]
     lines = [f"backup  {name} -> {backup}" for name, backup in backups.items()] + written
     render(as_json, {"dir": str(directory), "files": written, "backups": list(backups.values())},
-           lambda con: con.print("\n".join(lines) + "\nsubmit with e.g. sbatch " + str(directory / "train_gang.sbatch")))
+           lambda con: con.print("\n".join(lines) + "\nsubmit with e.g. sbatch "
+                                 + str(directory / "train_gang.sbatch")))
 
 
 @group.command("topo-files")
@@ -263,8 +264,8 @@ def install(config_path: str, topology: str | None, root: str, dry_run: bool, fo
 @_config
 @_root
 @click.option("--force", is_flag=True, help="Also remove files changed since install.")
-@click.option("--purge-state", is_flag=True, help="Also remove the agent's files in the state directory (its decision "
-              "log), and the directory when nothing else is in it.")
+@click.option("--purge-state", is_flag=True, help="Also remove the agent's files in the state directory "
+              "(its decision log), and the directory when nothing else is in it.")
 def uninstall(config_path: str, root: str, force: bool, purge_state: bool) -> None:
     """Remove exactly what `fabric slurm install` wrote (its manifest in config_dir), restoring backups."""
     from fabric_hpc.slurm.deploy_config import load_config, with_service_user

@@ -18,7 +18,7 @@ class SlurmError(ExternalError):
     """Slurm refused a request or answered something fabric cannot trust (exit code 5)."""
 
 
-#: The pending reasons of a held job: ``sbatch -H`` / ``scontrol hold`` (``uhold``), or an administrator's hold.
+#: The pending reasons of a held job: ``sbatch -H`` / ``scontrol hold`` (``uhold``), or an admin's hold.
 HELD_REASONS = frozenset({"JobHeldUser", "JobHeldAdmin"})
 
 

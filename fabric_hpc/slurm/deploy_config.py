@@ -23,7 +23,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from fabric_hpc.errors import ConfigError, NotFoundError
-from fabric_hpc.slurm.agent import AgentConfig
+from fabric_hpc.slurm.agent_config import AgentConfig
 from fabric_hpc.slurm.limits import MAX_GPUS_PER_NODE, check_int
 from fabric_hpc.slurm.plugins import account_name, cluster_path, plain_text
 from fabric_hpc.validation import StrictModel, parse_model
@@ -88,7 +88,8 @@ class InstallSection(StrictModel):
     topology_plugin: Literal["tree", "block"] = Field(default="tree", description="topology/tree or topology/block.")
     slurm_version: str | None = Field(default=None, description="Slurm version (e.g. 25.11); default: "
                                       "`scontrol --version`.")
-    max_gpus_per_node: int | None = Field(default=None, description="job_submit.lua's limit per node (1..1024); "
+    max_gpus_per_node: int | None = Field(default=None, description="job_submit.lua's limit per node "
+                                          "(1..1024); "
                                           "default: the most GPUs a host of the fabric model has.")
     ckpt_root: str = Field(default="/shared/checkpoints", description="TaskProlog: FABRIC_CKPT_DIR is "
                            "<ckpt_root>/<user>/<job name>.")
@@ -135,8 +136,8 @@ class DeployConfig(StrictModel):
 
         state = norm(self.agent.state_dir)
         if state == "/":
-            raise ValueError("agent.state_dir '/' is the root directory: the agent needs a directory of its own "
-                             f"(e.g. {DEFAULT_STATE_DIR})")
+            raise ValueError("agent.state_dir '/' is the root directory: the agent needs a directory of its "
+                             f"own (e.g. {DEFAULT_STATE_DIR})")
         others = {f"install.{k}": getattr(self.install, k) for k in
                   ("slurm_conf_dir", "config_dir", "unit_dir", "topo_dir", "ckpt_root", "gres_device_dir")}
         if self.agent.ckpt_root:

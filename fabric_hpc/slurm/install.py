@@ -73,15 +73,16 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None) -> tuple[
         raise ConfigError(f"fabric model {fab.name!r} has no GPUs: nothing for the agent to place",
                           hint="give the cluster's model (--topology FILE); `discover` sees only this host")
     if gpus > MAX_GPUS_PER_NODE[1]:
-        raise ConfigError(f"fabric model {fab.name!r} has hosts of {gpus} GPUs; job_submit.lua's max_gpus_per_node "
-                          f"must be in {MAX_GPUS_PER_NODE[0]}..{MAX_GPUS_PER_NODE[1]}",
+        raise ConfigError(f"fabric model {fab.name!r} has hosts of {gpus} GPUs; job_submit.lua's "
+                          f"max_gpus_per_node must be in {MAX_GPUS_PER_NODE[0]}..{MAX_GPUS_PER_NODE[1]}",
                           hint=f"set install.max_gpus_per_node (at most {MAX_GPUS_PER_NODE[1]})")
     lua = render_job_submit(state_dir=a.state_dir, fallback_s=a.fallback_s, max_gpus_per_node=gpus)
     prolog_json = json.dumps({"topology": str(cd / "topology.yaml"), "topo_dir": i.topo_dir,
                               "ckpt_root": i.ckpt_root}, indent=2) + "\n"
     use_yaml = _topology_yaml(i.topology_format, slurm_version)
     if use_yaml:
-        topo = Planned(str(sc / "topology.yaml"), _header("#") + export.topology_yaml(fab, default=i.topology_plugin),
+        topo = Planned(str(sc / "topology.yaml"),
+                       _header("#") + export.topology_yaml(fab, default=i.topology_plugin),
                        what="Slurm's topology.yaml (install.slurm_conf_dir)")
     else:
         topo = Planned(str(sc / "topology.conf"), _header("#") + export.topology_conf(fab, i.topology_plugin))
@@ -116,8 +117,8 @@ def _one_file_per_path(files: list[Planned]) -> None:
         if first is not f:
             names = " and ".join(x.what or Path(x.path).name for x in (first, f))
             raise ConfigError(f"install would write {f.path} twice: {names}",
-                              hint="give install.slurm_conf_dir and install.config_dir different directories, or "
-                                   "set install.topology_format = \"conf\"")
+                              hint="give install.slurm_conf_dir and install.config_dir different "
+                                   "directories, or set install.topology_format = \"conf\"")
 
 
 def _scripts(cfg: DeployConfig) -> dict[str, Planned]:
@@ -184,7 +185,8 @@ class Installer:
         return None
 
     def manifest(self) -> dict:
-        """The manifest of the last install (checked: :func:`~fabric_hpc.slurm.manifest.check_manifest`), or an empty one."""
+        """The manifest of the last install (checked: :func:`~fabric_hpc.slurm.manifest.check_manifest`),
+        or an empty one."""
         path = self._found_manifest()
         if path is None:
             return {"fabric_hpc": __version__, "files": {}, "dirs": []}
@@ -271,8 +273,8 @@ class Installer:
         if unknown:
             raise ConfigError(f"state dir {self.cfg.agent.state_dir} holds files fabric did not create: "
                               f"{', '.join(unknown[:10])}{' …' if len(unknown) > 10 else ''}",
-                              hint="give agent.state_dir a new or empty directory of its own "
-                                   "(install gives it to the service user, uninstall --purge-state empties it)")
+                              hint="give agent.state_dir a new or empty directory of its own (install "
+                                   "gives it to the service user, uninstall --purge-state empties it)")
 
     def _owner(self) -> tuple[int, int]:
         i = self.cfg.install

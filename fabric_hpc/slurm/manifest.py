@@ -70,7 +70,8 @@ def inside(path: str, parent: str) -> bool:
 
 def install_paths(install: Any) -> set[str]:
     """Every file path (on the cluster, without --root) install may write for this [install] section."""
-    return {norm(f"{getattr(install, key)}/{name}") for key, names in INSTALLED_NAMES.items() for name in names}
+    return {norm(f"{getattr(install, key)}/{name}")
+            for key, names in INSTALLED_NAMES.items() for name in names}
 
 
 def managed_dirs(cfg: Any) -> list[str]:
@@ -80,7 +81,7 @@ def managed_dirs(cfg: Any) -> list[str]:
 
 
 def free_name(path: Path) -> Path:
-    """``path``, or ``path.1``, ``path.2``, ... the first that does not exist (a backup never replaces one)."""
+    """``path``, or ``path.1``, ``path.2``, ...: the first that does not exist (no backup replaces one)."""
     n, candidate = 1, path
     while os.path.lexists(candidate):
         candidate, n = path.with_name(f"{path.name}.{n}"), n + 1
@@ -99,7 +100,8 @@ def unknown_state_entries(state_dir: Path) -> list[str]:
         names = os.listdir(state_dir)
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if not (is_state_entry(n) and stat.S_ISREG(os.lstat(state_dir / n).st_mode)))
+    return sorted(n for n in names
+                  if not (is_state_entry(n) and stat.S_ISREG(os.lstat(state_dir / n).st_mode)))
 
 
 def purge_state(state_dir: Path, shown: str) -> list[str]:
@@ -129,11 +131,12 @@ def read_manifest(path: Path) -> Manifest:
 
     st = os.lstat(path)
     if not stat.S_ISREG(st.st_mode) or st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
-        raise ConfigError(f"{path}: not trusted (a symlink, another user's file, or writable by group or others)",
-                          hint="restore the manifest install wrote (root-owned, mode 0640), or remove fabric's "
-                               "files by hand (docs/deploy.md lists them)")
-    data = load_json(read_bytes(path, what="install manifest", limit=MAX_MANIFEST_BYTES, follow=False), str(path))
-    return parse_model(Manifest, data, source=str(path), hint="the manifest was edited: restore the one install wrote")
+        raise ConfigError(f"{path}: not trusted (a symlink, another user's file, or writable by group or "
+                          "others)", hint="restore the manifest install wrote (root-owned, mode 0640), or "
+                                          "remove fabric's files by hand (docs/deploy.md lists them)")
+    raw = read_bytes(path, what="install manifest", limit=MAX_MANIFEST_BYTES, follow=False)
+    return parse_model(Manifest, load_json(raw, str(path)), source=str(path),
+                       hint="the manifest was edited: restore the one install wrote")
 
 
 def manifest_problems(man: Manifest, cfg: Any, root: Path) -> list[str]:
@@ -148,7 +151,7 @@ def manifest_problems(man: Manifest, cfg: Any, root: Path) -> list[str]:
         target = str(root / path.lstrip("/"))
         if entry.backup is not None and not re.fullmatch(re.escape(target + BACKUP_SUFFIX) + r"(\.\d{1,6})?",
                                                          entry.backup):
-            problems.append(f"backup {entry.backup!r} of {path} is not the {BACKUP_SUFFIX} file install makes")
+            problems.append(f"backup {entry.backup!r} of {path} is not the {BACKUP_SUFFIX} file of install")
     wake = norm(f"{cfg.agent.state_dir}/wake")
     for entry in man.dirs:
         if entry != norm(entry) or not inside(entry, top) or entry == top:
@@ -166,6 +169,7 @@ def check_manifest(man: Manifest, cfg: Any, root: Path, source: Path) -> Manifes
     if problems:
         raise ConfigError(f"{source}: refusing to trust this install manifest (nothing was removed):\n  "
                           + "\n  ".join(problems[:20]),
-                          hint="give the same config and --root as at install; a manifest listing other paths "
-                               "was edited: restore it, or remove fabric's files by hand (docs/deploy.md)")
+                          hint="give the same config and --root as at install; a manifest listing other "
+                               "paths was edited: restore it, or remove fabric's files by hand "
+                               "(docs/deploy.md)")
     return man

@@ -99,8 +99,8 @@ def render_job_submit(*, state_dir: str, fallback_s: int = 60, max_gpus_per_node
         try:
             check_int(name, value, bounds)
         except ValueError as exc:
-            raise ConfigError(f"job_submit.lua: {exc}", hint=f"give {name} a value in {bounds[0]}..{bounds[1]}"
-                              ) from None
+            raise ConfigError(f"job_submit.lua: {exc}",
+                              hint=f"give {name} a value in {bounds[0]}..{bounds[1]}") from None
     text = plugin_path("job_submit.lua").read_text()
     subs = {"state_dir": f"local STATE_DIR = {literal}",
             "fallback_s": f"local FALLBACK_S = {int(fallback_s)}",
@@ -168,7 +168,7 @@ def check_plugin(text: str, *, state_dir: str, fallback_s: int, source: str) -> 
     found = lua_settings(text)
     fix = "reinstall the plugin with this fabric-hpc: fabric slurm install --config FILE"
     if not found:  # not even a plugin older than protocol 1 (those have the state_dir and fallback_s lines)
-        raise ConfigError(f"{source} is not a fabric job_submit plugin (it has no '-- fabric: KEY' setting lines)",
+        raise ConfigError(f"{source} is not a fabric job_submit plugin (no '-- fabric: KEY' setting lines)",
                           hint=f"point agent.job_submit (--job-submit) at fabric's job_submit.lua, or {fix}")
     proto = found.get("protocol", "0")
     if proto != str(PROTOCOL_VERSION):

@@ -44,7 +44,8 @@ def unit_safe(values: dict[str, str | None]) -> None:
     for key, value in values.items():
         if value is None:
             continue
-        bad = sorted({repr(c) for c in value if c.isspace() or c in UNIT_SPECIAL or ord(c) < 32 or ord(c) == 127})
+        bad = sorted({repr(c) for c in value
+                      if c.isspace() or c in UNIT_SPECIAL or ord(c) < 32 or ord(c) == 127})
         if bad:
             raise ConfigError(f"{key} {value!r} cannot go into the systemd unit: it holds {', '.join(bad)}",
                               hint=f"give {key} a value without spaces, quotes, backslashes, ';', '%' or '$'")

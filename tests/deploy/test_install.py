@@ -134,7 +134,7 @@ def test_jobscripts_are_copied_and_a_changed_copy_is_kept(tmp_path: Path, capsys
     assert fabric("slurm", "jobscripts", str(tmp_path), "--force") == 0 and "my edits" not in mine.read_text()
     assert "backup  train_gang.sbatch -> " in capsys.readouterr().out
     assert (tmp_path / "train_gang.sbatch.fabric-backup").read_text() == "#!/bin/bash\n# my edits\n"
-    assert fabric("slurm", "jobscripts", str(tmp_path / "missing" / "jobs")) == 3  # only the last part is made
+    assert fabric("slurm", "jobscripts", str(tmp_path / "missing" / "jobs")) == 3  # only the last part made
     assert "does not exist" in capsys.readouterr().err and not (tmp_path / "missing").exists()
 
 
@@ -176,7 +176,7 @@ def test_install_dry_run_uninstall(tmp_path: Path, capsys: pytest.CaptureFixture
     assert written <= tree(root)
     state = root / "var/lib/fabric-agent"
     assert (state.stat().st_mode & 0o777, (state / "wake").stat().st_mode & 0o777) == (0o750, 0o660)
-    manifest = json.loads((root / "etc/fabric-hpc" / MANIFEST).read_text())  # root's directory, not the state dir
+    manifest = json.loads((root / "etc/fabric-hpc" / MANIFEST).read_text())  # root's dir, not the state dir
     assert set(manifest["files"]) == {"/" + w for w in written}
     lua = (root / "etc/slurm/job_submit.lua").read_text()
     assert lua.startswith("-- Written by `fabric slurm install`")

@@ -41,7 +41,8 @@ def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-@pytest.mark.parametrize("case", ["victim-in-dirs", "foreign-file", "backup-elsewhere", "unknown-key", "dotdot"])
+@pytest.mark.parametrize("case", ["victim-in-dirs", "foreign-file", "backup-elsewhere", "unknown-key",
+                                  "dotdot"])
 def test_uninstall_refuses_a_manifest_listing_what_install_never_writes(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str) -> None:
     cfg, root = _install(tmp_path, capsys)
@@ -57,8 +58,8 @@ def test_uninstall_refuses_a_manifest_listing_what_install_never_writes(
         elif case == "foreign-file":
             import hashlib
 
-            man["files"]["/etc/slurm/slurm.conf"] = {"sha256": hashlib.sha256(slurm_conf.read_bytes()).hexdigest(),
-                                                     "backup": None}
+            digest = hashlib.sha256(slurm_conf.read_bytes()).hexdigest()
+            man["files"]["/etc/slurm/slurm.conf"] = {"sha256": digest, "backup": None}
         elif case == "backup-elsewhere":
             man["files"][gres]["backup"] = str(victim)
         elif case == "unknown-key":
@@ -129,7 +130,8 @@ def test_a_state_dir_that_is_not_fabrics_own_is_refused(tmp_path: Path, capsys: 
     assert _files(root) == before and (root / "etc/slurm").stat().st_mode & 0o777 != 0o750
 
 
-def test_a_state_dir_holding_other_files_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_state_dir_holding_other_files_is_refused(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
     cfg, root = write_config(tmp_path / "agent.toml"), tmp_path / "root"
     state = root / "var/lib/fabric-agent"
     state.mkdir(parents=True)
@@ -147,7 +149,8 @@ def test_a_state_dir_holding_other_files_is_refused(tmp_path: Path, capsys: pyte
     assert state.stat().st_mode & 0o777 == 0o755  # not taken over
 
 
-def test_purge_state_removes_only_the_agents_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_purge_state_removes_only_the_agents_files(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
     cfg, root = _install(tmp_path, capsys)
     state = root / "var/lib/fabric-agent"
     for name in ("decisions.jsonl", "status.json", "heartbeat", "usage.json", "agent.lock", "cycles.jsonl",
@@ -161,7 +164,8 @@ def test_purge_state_removes_only_the_agents_files(tmp_path: Path, capsys: pytes
 
 
 # -- one file per path; a rerun writes nothing ------------------------------------------------------
-def test_two_planned_files_on_one_path_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_two_planned_files_on_one_path_are_refused(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
     cfg, root = write_config(tmp_path / "agent.toml"), tmp_path / "root"
     cfg.write_text(cfg.read_text().replace('config_dir = "/etc/fabric-hpc"', 'config_dir = "/etc/slurm"')
                    + 'topology_format = "yaml"\n')
@@ -173,7 +177,8 @@ def test_two_planned_files_on_one_path_are_refused(tmp_path: Path, capsys: pytes
     assert not root.exists()
 
 
-def test_a_rerun_with_nothing_changed_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_rerun_with_nothing_changed_writes_nothing(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
     cfg, root = _install(tmp_path, capsys)
 
     def stamp() -> dict[str, tuple[int, int, int, int]]:

@@ -104,11 +104,12 @@ def test_a_missing_fabric_command_is_named_up_front(tmp_path: Path, script: str)
     (bin_dir / "srun").write_text(_LOGGER)
     (bin_dir / "srun").chmod(0o755)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "STUB_LOG": str(tmp_path / "log"), "CKPT": "ck",
-           "ENGINE_CONFIG": str(tmp_path / "e.json"), "INPUT": "spool", "OUTPUT": "out", "HOME": str(tmp_path)}
+           "ENGINE_CONFIG": str(tmp_path / "e.json"), "INPUT": "spool", "OUTPUT": "out",
+           "HOME": str(tmp_path)}
     if script == "train_gang":
         env["FABRIC_PYTHON"] = str(tmp_path / "no-such-python")
-    proc = subprocess.run(["bash", str(REPO / "jobscripts" / f"{script}.sbatch")], capture_output=True, text=True,
-                          env=env, timeout=60)
+    proc = subprocess.run(["bash", str(REPO / "jobscripts" / f"{script}.sbatch")], capture_output=True,
+                          text=True, env=env, timeout=60)
     assert proc.returncode == 127, proc.stderr
     assert "is not a command here" in proc.stderr and "FABRIC_PYTHON" in proc.stderr, proc.stderr
     assert ("set FABRIC to the fabric command" in proc.stderr) == (script != "train_gang")

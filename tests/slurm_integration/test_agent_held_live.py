@@ -37,7 +37,7 @@ def test_a_held_gang_leaves_the_free_hosts_to_the_next_gang(fabric_cluster, agen
     busy = c.sbatch("-N14", "--gres=gpu:8", "--comment=fabric", wrap="sleep 300")
     c.wait_job(busy, states=("RUNNING",), timeout=30)
     held = c.sbatch("-H", "-N2", "--gres=gpu:8", "--comment=fabric", wrap="sleep 300")
-    agent.wait_cycles(agent.cycles() + 3)  # the agent has seen the held gang (before: pinned it to the 2 free hosts)
+    agent.wait_cycles(agent.cycles() + 3)  # the agent saw the held gang (before: pinned it to the free hosts)
     second = c.sbatch("-N2", "--gres=gpu:8", "--comment=fabric", wrap="sleep 300")
     info = c.wait_job(second, states=("RUNNING",), timeout=30)
     free = set(expand(info["NodeList"]))
@@ -53,7 +53,7 @@ def test_a_pinned_gang_that_is_held_is_unpinned_and_placed_once_released(fabric_
     c = fabric_cluster
     jid = c.sbatch("-H", "-N2", "--gres=gpu:8", "--comment=fabric", wrap="sleep 300")
     pin = compress(list(slurm_fabric.hosts[:2]))
-    c.run(["scontrol", "update", f"JobId={jid}", f"ReqNodeList={pin}"])  # the pin the agent set before the hold
+    c.run(["scontrol", "update", f"JobId={jid}", f"ReqNodeList={pin}"])  # as the agent's pin before the hold
     assert c.job(jid)["ReqNodeList"] not in ("(null)", "")
     agent.start()
     _until(lambda: c.job(jid)["ReqNodeList"] in ("(null)", ""), "the held job's pin was not cleared", agent)
