@@ -78,4 +78,4 @@ class AgentConfig(StrictModel):
     @field_validator("ckpt_root")
     @classmethod
     def _ckpt_root(cls, value: str | None) -> str | None:  # the TaskProlog's root: absolute on every node
-        return None if value is None else cluster_path(value, what="ckpt_root")
+        return None if value is None else cluster_path(value, what="ckpt_root", example="/shared/checkpoints")

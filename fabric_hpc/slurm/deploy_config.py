@@ -60,7 +60,8 @@ class AgentSection(AgentConfig):
     @field_validator("slurm_conf")
     @classmethod
     def _slurm_conf(cls, value: str | None) -> str | None:  # the unit's Environment=SLURM_CONF=
-        return None if value is None else cluster_path(value, what="slurm_conf")
+        return None if value is None else cluster_path(value, what="slurm_conf",
+                                                       example="/etc/slurm/slurm.conf")
 
     @field_validator("topology", "rest_url", "job_submit")
     @classmethod
@@ -107,7 +108,7 @@ class InstallSection(StrictModel):
     @field_validator("python")
     @classmethod
     def _python(cls, value: str) -> str:  # the TaskProlog's #! line and the unit's ExecStart
-        cluster_path(value, what="python")
+        cluster_path(value, what="python", example="/opt/fabric-hpc/bin/python")
         if any(c.isspace() for c in value):
             raise ConfigError(f"python {value!r} holds a space: a #! line cannot name it",
                               hint="link the interpreter from a path without spaces")

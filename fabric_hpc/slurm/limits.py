@@ -30,10 +30,11 @@ def range_text(lo: float, hi: float, lo_open: bool = False) -> str:
 
 
 def check_int(name: str, value: int, bounds: tuple[int, int]) -> int:
-    """``value`` when inside ``bounds``; a ValueError naming ``name`` and the range otherwise."""
+    """``value`` when inside ``bounds``; a ValueError naming ``name`` and the range otherwise (the
+    caller names the value: pydantic adds it, as ``(got …)``)."""
     lo, hi = bounds
     if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in {lo}..{hi} (got {value})")
+        raise ValueError(f"{name} must be in {lo}..{hi}")
     return value
 
 
@@ -41,5 +42,5 @@ def check_float(name: str, value: float) -> float:
     """``value`` when inside :data:`FLOATS`'s range of ``name``; a ValueError naming both otherwise."""
     lo, hi, lo_open = FLOATS[name]
     if (value <= lo if lo_open else value < lo) or value > hi:
-        raise ValueError(f"{name} must be {range_text(lo, hi, lo_open)} (got {value:g})")
+        raise ValueError(f"{name} must be {range_text(lo, hi, lo_open)}")
     return value

@@ -33,13 +33,13 @@ def control_chars(value: str) -> list[str]:
     return sorted({repr(ch) for ch in value if ord(ch) < 32 or ord(ch) == 127})
 
 
-def cluster_path(value: str, *, what: str = "path") -> str:
+def cluster_path(value: str, *, what: str = "path", example: str = "/var/lib/fabric-agent") -> str:
     """A file or directory on the cluster's nodes: absolute, no ``..`` component (``fabric slurm
     install --root R`` writes under R), no control character (it goes into Lua, systemd units and
     tables). ConfigError (a ValueError, so also a pydantic field error) otherwise."""
     if not isinstance(value, str) or not value.startswith("/") or ".." in PurePosixPath(value).parts:
         raise ConfigError(f"{what} {value!r} must be an absolute path without '..' components",
-                          hint="e.g. /var/lib/fabric-agent")
+                          hint=f"e.g. {example}")
     if control_chars(value):
         raise ConfigError(f"{what} {value!r} holds control characters", hint="use a plain path")
     return value
@@ -99,7 +99,7 @@ def render_job_submit(*, state_dir: str, fallback_s: int = 60, max_gpus_per_node
         try:
             check_int(name, value, bounds)
         except ValueError as exc:
-            raise ConfigError(f"job_submit.lua: {exc}",
+            raise ConfigError(f"job_submit.lua: {exc} (got {value})",
                               hint=f"give {name} a value in {bounds[0]}..{bounds[1]}") from None
     text = plugin_path("job_submit.lua").read_text()
     subs = {"state_dir": f"local STATE_DIR = {literal}",
