@@ -39,10 +39,10 @@ from fabric_hpc.errors import ConfigError
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.slurm.deploy_config import DeployConfig
 from fabric_hpc.slurm.limits import MAX_GPUS_PER_NODE
-from fabric_hpc.slurm.unit import _toml_value, agent_toml, unit_safe, unit_text  # noqa: F401 (re-exported)
 from fabric_hpc.slurm.manifest import (BACKUP_SUFFIX, MANIFEST, UNIT_NAME, check_manifest, free_name,
                                       read_manifest, unknown_state_entries)
 from fabric_hpc.slurm.manifest import purge_state as purge_state_dir
+from fabric_hpc.slurm.unit import _toml_value, agent_toml, unit_safe, unit_text  # noqa: F401 (re-exported)
 from fabric_hpc.topology import Fabric
 
 HEADER = "Written by `fabric slurm install` (fabric-hpc {v}); `fabric slurm uninstall` removes it. Edit the agent " \
