@@ -294,6 +294,9 @@ def test_safe_component_keeps_safe_names_and_never_merges_two() -> None:
     for comp in out:
         assert re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.+-]{0,63}", comp), comp
     assert safe_component(".hidden") != "_hidden" and safe_component("a b;$(id)") != "a_b___id_"
+    # user names keep the earlier mapping (their directories stay; another uid's directory is refused)
+    assert [safe_component(u, tag=False) for u in ("ann@example.org", ".x", "probe", "é")] == [
+        "ann_example.org", "_x", "probe", "__"]
 
 
 def test_topo_files_cli_writes_root_owned_files(site: dict) -> None:
