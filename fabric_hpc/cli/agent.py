@@ -8,6 +8,13 @@ import click
 
 from fabric_hpc.cli.output import json_option, render, table
 from fabric_hpc.cli.params import FiniteFloat
+from fabric_hpc.slurm.limits import FALLBACK_S, FLOATS
+
+
+def _bounded(name: str) -> FiniteFloat:
+    """The CLI type of an agent setting: the bounds AgentConfig checks (fabric_hpc/slurm/limits.py)."""
+    lo, hi, lo_open = FLOATS[name]
+    return FiniteFloat(lo, hi, lo_open=lo_open)
 
 
 @click.group("agent")
@@ -23,17 +30,19 @@ def group() -> None:
               help="Fabric model (YAML) whose hosts are the Slurm nodes (required without --config).")
 @click.option("--state-dir", default="/var/lib/fabric-agent", show_default=True,
               help="Lock, heartbeat, status and the decision log live here (the plugin reads the heartbeat).")
-@click.option("--interval", "interval_s", type=float, default=2.0, show_default=True, help="Seconds between cycles.")
-@click.option("--fallback", "fallback_s", type=int, default=60, show_default=True,
+@click.option("--interval", "interval_s", type=_bounded("interval_s"), default=2.0, show_default=True,
+              help="Seconds between cycles.")
+@click.option("--fallback", "fallback_s", type=click.IntRange(*FALLBACK_S), default=60, show_default=True,
               help="Deferral per cycle; must match job_submit.lua's FALLBACK_S.")
 @click.option("--policy", default="fabric", show_default=True, type=click.Choice(["fabric", "slurm"]))
 @click.option("--placement", default="greedy", show_default=True, type=click.Choice(["greedy", "cpsat"]))
-@click.option("--compact-wait", "compact_wait_s", type=float, default=None,
+@click.option("--compact-wait", "compact_wait_s", type=_bounded("compact_wait_s"), default=None,
               help="Seconds a multi-host gang waits for a compact placement before it may spread "
                    "(the fabric policy's compact_wait_s; default: the policy's).")
 @click.option("--preemption/--no-preemption", default=True, show_default=True,
               help="The fabric policy's gang preemption of spot jobs for high-tier jobs.")
-@click.option("--preempt-benefit-ratio", "preempt_benefit_ratio", type=FiniteFloat(0, 1e6), default=None,
+@click.option("--preempt-benefit-ratio", "preempt_benefit_ratio", type=_bounded("preempt_benefit_ratio"),
+              default=None,
               help="Preempt only when the waiting avoided is at least this many times the GPU-hours the "
                    "victims lose (default: the policy's 20.0; higher: fewer preemptions, lower mean JCT).")
 @click.option("--metrics-port", type=int, default=0, show_default=True, help="Prometheus port on 127.0.0.1 (0: off).")
@@ -45,9 +54,11 @@ def group() -> None:
               help="The installed job_submit.lua: refuse to start when its protocol, state dir or fallback differ.")
 @click.option("--cycles", type=click.IntRange(min=1), default=None,
               help="Stop after this many cycles (default: run until SIGTERM).")
-@click.option("--contact-timeout", "contact_timeout_s", type=float, default=10.0, show_default=True,
+@click.option("--contact-timeout", "contact_timeout_s", type=_bounded("contact_timeout_s"), default=10.0,
+              show_default=True,
               help="Seconds Slurm may take to answer the first contact; no answer: exit 5 at once.")
-@click.option("--max-backoff", "max_backoff_s", type=float, default=10.0, show_default=True,
+@click.option("--max-backoff", "max_backoff_s", type=_bounded("max_backoff_s"), default=10.0,
+              show_default=True,
               help="Longest wait after a failed cycle (the wait doubles from 0.25 s up to this).")
 @click.option("--tier-map", "tier_map", multiple=True, metavar="KIND:NAME=TIER",
               help="Map a Slurm QOS or partition to a tier (high, normal, spot): qos:urgent=high, "
@@ -55,12 +66,14 @@ def group() -> None:
 @click.option("--ckpt-root", "ckpt_root", default=None,
               help="The TaskProlog's ckpt_root: each running job's last checkpoint time is read from "
                    "<ckpt-root>/<user>/<job name>, so preemption counts only work since it (default: not read).")
-@click.option("--backfill-interval", "backfill_interval_s", type=float, default=0.0, show_default=True,
+@click.option("--backfill-interval", "backfill_interval_s", type=_bounded("backfill_interval_s"), default=0.0,
+              show_default=True,
               help="Backfill passes at most this often (s); main passes in between, like the simulator's "
                    "Simulator(backfill_interval_s=30). 0: every cycle backfills.")
 @click.option("--record-cycles", is_flag=True, default=False,
               help="Append each cycle's scheduler input and decisions to <state-dir>/cycles.jsonl (replayable).")
-@click.option("--pin-timeout", "pin_timeout_s", type=FiniteFloat(0.001, 1e9), default=60.0, show_default=True,
+@click.option("--pin-timeout", "pin_timeout_s", type=_bounded("pin_timeout_s"), default=60.0,
+              show_default=True,
               help="Seconds a pinned job may stay pending on free GPUs before the pin is stale: re-placed "
                    "elsewhere, and handed to Slurm after 3 stale pins.")
 @click.option("--usage-source", type=click.Choice(["auto", "slurm", "ledger"]), default="auto", show_default=True,
@@ -115,26 +128,38 @@ def _client(section: Any) -> Any:
 
 
 def _open_fabric(ref: str) -> Any:
+    from fabric_hpc.errors import ConfigError
     from fabric_hpc.topology import open_fabric
 
+    if ref == "discover":  # this host alone: the agent places on the whole cluster
+        raise ConfigError("topology 'discover' is for `fabric slurm install` only: it reads this host's "
+                          "GPUs, and the agent needs the whole cluster's fabric model",
+                          hint="give the model's file: the config install wrote names "
+                               "<config_dir>/topology.yaml (or write one: fabric topology discover -o FILE "
+                               "on each host type, or a generator reference such as superpod:sus=4)")
     return open_fabric(ref)
 
 
-def _check_plugin(section: Any) -> str | None:
-    """The installed job_submit.lua agrees with this agent (protocol, state dir, fallback); None: none named."""
-    from pathlib import Path
+#: Largest job_submit.lua read for the plugin check (bytes); the shipped one is about 20 KB.
+MAX_PLUGIN_BYTES = 1 << 20
 
+
+def _check_plugin(section: Any) -> str | None:
+    """The installed job_submit.lua agrees with this agent (protocol, state dir, fallback); None: none named.
+    Read through the input boundary: a regular UTF-8 file of at most MAX_PLUGIN_BYTES."""
     from fabric_hpc.errors import NotFoundError
+    from fabric_hpc.inputs import read_text
     from fabric_hpc.slurm.plugins import PROTOCOL_VERSION, check_plugin
 
     if not section.job_submit:
         return None
-    path = Path(section.job_submit)
-    if not path.is_file():
+    path = section.job_submit
+    try:
+        text = read_text(path, what="job_submit.lua (agent.job_submit)", limit=MAX_PLUGIN_BYTES)
+    except NotFoundError:
         raise NotFoundError(f"no job_submit.lua at {path} (agent.job_submit)",
-                            hint="fabric slurm install --config FILE writes it")
-    check_plugin(path.read_text(errors="replace"), state_dir=section.state_dir, fallback_s=section.fallback_s,
-                 source=str(path))
+                            hint="fabric slurm install --config FILE writes it") from None
+    check_plugin(text, state_dir=section.state_dir, fallback_s=section.fallback_s, source=str(path))
     return f"{path}: protocol {PROTOCOL_VERSION}, state dir and fallback agree"
 
 

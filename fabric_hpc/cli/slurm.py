@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from fabric_hpc.cli.output import json_option, render, table
+from fabric_hpc.cli.params import OutputDir
+from fabric_hpc.slurm.limits import FALLBACK_S, MAX_GPUS_PER_NODE
 
 _backend = click.option("--backend", type=click.Choice(["cli", "rest", "pyslurm"]), default="cli", show_default=True,
                         help="How to talk to Slurm.")
@@ -74,9 +76,9 @@ def nodes(backend: str, rest_url: str | None, as_json: bool) -> None:
 
 @group.command("plugin-config")
 @click.option("--state-dir", default="/var/lib/fabric-agent", show_default=True)
-@click.option("--fallback-s", type=int, default=60, show_default=True,
+@click.option("--fallback-s", type=click.IntRange(*FALLBACK_S), default=60, show_default=True,
               help="Seconds a deferred job waits for the agent before Slurm takes it.")
-@click.option("--max-gpus-per-node", type=int, default=8, show_default=True)
+@click.option("--max-gpus-per-node", type=click.IntRange(*MAX_GPUS_PER_NODE), default=8, show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write here (default: stdout).")
 def plugin_config(state_dir: str, fallback_s: int, max_gpus_per_node: int, output: str | None) -> None:
     """Print plugins/job_submit.lua with these settings (install it next to slurm.conf)."""
@@ -94,31 +96,45 @@ def plugin_config(state_dir: str, fallback_s: int, max_gpus_per_node: int, outpu
 
 
 @group.command("jobscripts")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--force", is_flag=True, help="Overwrite a script of the same name that differs.")
+@click.argument("directory", type=OutputDir())
+@click.option("--force", is_flag=True, help="Overwrite a script of the same name that differs (kept as "
+              "NAME.fabric-backup, as install does).")
 @json_option
 def jobscripts(directory: Path, force: bool, as_json: bool) -> None:
     """Copy the sbatch scripts (train_gang, infer_batch, ckpt_restore) shipped in the wheel into
-    DIRECTORY (which must exist); a different file of the same name is kept unless --force."""
+    DIRECTORY (created when only it is missing); a different file of the same name is kept unless
+    --force, which first copies it to NAME.fabric-backup."""
+    import shutil
     from importlib import resources
 
     from fabric_hpc.atomic import write_atomic
     from fabric_hpc.errors import ConfigError, NotFoundError
+    from fabric_hpc.inputs import os_error
+    from fabric_hpc.slurm.manifest import BACKUP_SUFFIX, free_name
 
-    if not directory.is_dir():
-        raise NotFoundError(f"{directory} is not a directory", hint=f"create it first (mkdir -p {directory})")
     shipped = resources.files("fabric_hpc").joinpath("jobscripts")
     scripts = sorted((f for f in shipped.iterdir() if f.name.endswith(".sbatch")) if shipped.is_dir() else (),
                      key=lambda f: f.name)
     if not scripts:
         raise NotFoundError("this fabric-hpc has no job scripts", hint="reinstall fabric-hpc from its wheel")
+    try:
+        directory.mkdir(exist_ok=True)  # a new directory in an existing one (OutputDir checked the parent)
+    except OSError as exc:
+        raise os_error(exc, "directory", directory) from None
     texts = {f.name: f.read_bytes() for f in scripts}
     clash = [n for n, data in texts.items() if (directory / n).exists() and (directory / n).read_bytes() != data]
     if clash and not force:
-        raise ConfigError(f"{', '.join(clash)} in {directory} differ from this version's", hint="--force overwrites them")
-    written = [str(write_atomic(directory / name, data, mode=0o755)) for name, data in texts.items()]
-    render(as_json, {"dir": str(directory), "files": written}, lambda con: con.print(
-        "\n".join(written) + "\nsubmit with e.g. sbatch " + str(directory / "train_gang.sbatch")))
+        raise ConfigError(f"{', '.join(clash)} in {directory} differ from this version's",
+                          hint=f"--force overwrites them, keeping each as NAME{BACKUP_SUFFIX}")
+    backups = {name: str(free_name(directory / (name + BACKUP_SUFFIX))) for name in clash}
+    for name, backup in backups.items():
+        shutil.copy2(directory / name, backup)
+    written = [str(directory / name) if (directory / name).exists() and name not in clash else
+               str(write_atomic(directory / name, data, mode=0o755)) for name, data in texts.items()]
+    lines = [f"backup  {name} -> {backup}" for name, backup in backups.items()] + written
+    render(as_json, {"dir": str(directory), "files": written, "backups": list(backups.values())},
+           lambda con: con.print("\n".join(lines) + "\nsubmit with e.g. sbatch "
+                                 + str(directory / "train_gang.sbatch")))
 
 
 @group.command("topo-files")
@@ -248,9 +264,10 @@ def install(config_path: str, topology: str | None, root: str, dry_run: bool, fo
 @_config
 @_root
 @click.option("--force", is_flag=True, help="Also remove files changed since install.")
-@click.option("--purge-state", is_flag=True, help="Also remove the state directory (the agent's decision log).")
+@click.option("--purge-state", is_flag=True, help="Also remove the agent's files in the state directory "
+              "(its decision log), and the directory when nothing else is in it.")
 def uninstall(config_path: str, root: str, force: bool, purge_state: bool) -> None:
-    """Remove exactly what `fabric slurm install` wrote (its manifest in the state dir), restoring backups."""
+    """Remove exactly what `fabric slurm install` wrote (its manifest in config_dir), restoring backups."""
     from fabric_hpc.slurm.deploy_config import load_config, with_service_user
     from fabric_hpc.slurm.install import Installer
 

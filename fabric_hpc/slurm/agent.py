@@ -39,9 +39,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import Field, field_validator
+from typing import Any
 
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ConfigError, ExternalError, FabricError
@@ -50,67 +48,15 @@ from fabric_hpc.pidlock import PidLock
 from fabric_hpc.scheduler import SchedulingPolicy, make_policy
 from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
 from fabric_hpc.slurm.actions import Actions, AgentPrivilegeError
+from fabric_hpc.slurm.agent_config import AgentConfig  # noqa: F401 (where callers import it from)
 from fabric_hpc.slurm.contract import SlurmClient, SlurmError
-from fabric_hpc.slurm.plugins import PROTOCOL_VERSION, control_chars
+from fabric_hpc.slurm.plugins import PROTOCOL_VERSION
 from fabric_hpc.slurm.sdnotify import notify
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.slurm.usage import AgentUsage
 from fabric_hpc.slurm.usage_source import UsageSource, command_runner
 from fabric_hpc.slurm.view import Inputs, PinRules, View, build_view
 from fabric_hpc.topology import Fabric
-from fabric_hpc.validation import StrictModel
-
-
-class AgentConfig(StrictModel):
-    """Settings of ``fabric agent run`` (every field has a CLI flag of the same name)."""
-
-    state_dir: str
-    interval_s: float = Field(default=2.0, gt=0)
-    #: Seconds a deferred job waits for the agent before Slurm takes it (must match job_submit.lua).
-    fallback_s: int = Field(default=60, ge=5)
-    policy: Literal["fabric", "slurm"] = "fabric"
-    placement: Literal["greedy", "cpsat"] = "greedy"
-    metrics_port: int = Field(default=0, ge=0, le=65535)  # 0: no metrics endpoint
-    max_backoff_s: float = Field(default=10.0, gt=0)
-    #: Seconds the first contact with Slurm (at start) may take before the agent gives up (exit 5).
-    contact_timeout_s: float = Field(default=10.0, gt=0)
-    #: The fabric policy's compact-or-wait admission: a multi-host gang that waited less than this
-    #: starts only on a compact placement (like Slurm's ``--switches=K@time``); None: the policy default.
-    compact_wait_s: float | None = Field(default=None, ge=0)
-    #: The fabric policy's gang preemption of spot jobs for high-tier jobs (docs/scheduler.md).
-    preemption: bool = True
-    #: Preempt only when the waiting avoided is at least this many times the GPU-hours the victims
-    #: lose; None: the policy default (20, `fabric_policy`). Higher: fewer preemptions.
-    preempt_benefit_ratio: float | None = Field(default=None, ge=0)
-    #: Site mapping QOS/partition -> tier: ``qos:NAME=TIER`` / ``partition:NAME=TIER`` (see slurm/tiers.py).
-    tier_map: list[str] = Field(default_factory=list)
-    #: The TaskProlog's ``ckpt_root``: running jobs' last checkpoint times are read there (None: not read).
-    ckpt_root: str | None = None
-    #: Backfill passes at most this often (s), main passes in the cycles between (the simulator's
-    #: ``backfill_interval_s``). 0: every cycle is a backfill pass (the cycles are already periodic).
-    backfill_interval_s: float = Field(default=0.0, ge=0)
-    #: Append each cycle's scheduler input and decisions to ``<state_dir>/cycles.jsonl`` (for
-    #: replaying them through the simulator's step: ``fabric_hpc.scheduler.record``).
-    record_cycles: bool = False
-    #: Fairshare usage: ``slurm`` (sshare: Slurm's accounting), ``ledger`` (the agent's usage.json) or
-    #: ``auto`` (slurm when AccountingStorageType is slurmdbd); see slurm/usage_source.py.
-    usage_source: Literal["auto", "slurm", "ledger"] = "auto"
-    #: Seconds a pinned job may stay pending on free GPUs before its pin counts as stale: the agent
-    #: re-places it elsewhere, and hands it to Slurm after a few stale or failed pins (slurm/actions.py).
-    pin_timeout_s: float = Field(default=60.0, gt=0)
-
-    @field_validator("tier_map")
-    @classmethod
-    def _tier_map(cls, entries: list[str]) -> list[str]:
-        TierMap.parse(entries)  # a bad entry is refused here (ConfigError is a ValueError), not at start
-        return entries
-
-    @field_validator("state_dir")
-    @classmethod
-    def _state_dir(cls, value: str) -> str:
-        if control_chars(value):
-            raise ValueError(f"state_dir {value!r} holds control characters")
-        return value
 
 
 @dataclass
@@ -118,6 +64,7 @@ class CycleResult:
     started: list[dict[str, Any]] = field(default_factory=list)
     requeued: list[int] = field(default_factory=list)
     deferred: list[int] = field(default_factory=list)
+    unpinned: list[int] = field(default_factory=list)  # held jobs whose earlier pin is cleared
     waiting: dict[int, str] = field(default_factory=dict)
     pending: int = 0
     seconds: float = 0.0
@@ -191,14 +138,25 @@ class Agent:
             res.waiting[job_id] = decisions.reasons.get(str(job_id), "Resources")
             if job.begin_time is None or job.begin_time - now < self.config.fallback_s / 2:
                 res.deferred.append(job_id)
+        self._held(view, res, now)
         self._write_ahead(decisions, res)
-        self.actions.apply(res.requeued, res.started, view.invalid, res.deferred, self.config.fallback_s)
+        self.actions.apply(res.requeued, res.started, view.invalid, res.deferred, self.config.fallback_s,
+                           unpin=res.unpinned)
         if self._notes:  # what the actions added: failures, hand-overs (a second write only then)
             events, self._notes = self._notes, []
             self.audit.write_many(events)
         res.read_s, res.seconds = t_read - t0, time.perf_counter() - t0
         self._finish(res, view)
         return res
+
+    def _held(self, view: View, res: CycleResult, now: float) -> None:
+        """Held jobs are not placed; their deferral is kept up (a released job comes back to the agent,
+        not straight to Slurm), and a pin set before the hold is cleared (with the deferral, one update)."""
+        for job_id, job in view.on_hold.items():
+            if job.req_nodes:
+                res.unpinned.append(job_id)
+            elif job.begin_time is None or job.begin_time - now < self.config.fallback_s / 2:
+                res.deferred.append(job_id)
 
     def _pin_entry(self, view: View, job_id: int, placement: Any) -> dict[str, Any]:
         """The ``agent.place`` record of a start (checked: exactly ``-N`` hosts)."""
@@ -216,6 +174,7 @@ class Agent:
         fresh = [make_event("agent.requeue", job=int(p.job_id), for_job=int(p.for_job),
                             gpu_hours_lost=p.gpu_hours_lost) for p in decisions.preempt]
         fresh += [make_event("agent.place", **entry) for entry in res.started]
+        fresh += [make_event("agent.unpin", job=job_id, reason="held") for job_id in res.unpinned]
         if res.waiting:
             fresh.append(make_event("agent.waiting", jobs={str(k): v for k, v in sorted(res.waiting.items())}))
         for event in fresh:

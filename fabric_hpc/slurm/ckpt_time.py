@@ -28,7 +28,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEX
 
 def job_checkpoint_dir(ckpt_root: str | os.PathLike[str], user: str, job_name: str) -> Path:
     """``<ckpt_root>/<user>/<job name>`` with the TaskProlog's naming (one safe component each)."""
-    return Path(ckpt_root) / safe_component(user) / safe_component(job_name or "job")
+    return Path(ckpt_root) / safe_component(user, tag=False) / safe_component(job_name or "job")
 
 
 def last_checkpoint_time(ckpt_root: str | os.PathLike[str], user: str, job_name: str,
@@ -37,7 +37,7 @@ def last_checkpoint_time(ckpt_root: str | os.PathLike[str], user: str, job_name:
     if not user:
         return None
     root = os.path.realpath(ckpt_root)  # the admin's root may be a symlink; below it nothing may be
-    parts = [safe_component(user), safe_component(job_name or "job")]
+    parts = [safe_component(user, tag=False), safe_component(job_name or "job")]
     fds: list[int] = []
     try:
         fds.append(os.open(root, _DIR_FLAGS))

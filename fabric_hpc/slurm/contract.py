@@ -18,6 +18,10 @@ class SlurmError(ExternalError):
     """Slurm refused a request or answered something fabric cannot trust (exit code 5)."""
 
 
+#: The pending reasons of a held job: ``sbatch -H`` / ``scontrol hold`` (``uhold``), or an admin's hold.
+HELD_REASONS = frozenset({"JobHeldUser", "JobHeldAdmin"})
+
+
 @dataclass(frozen=True)
 class Node:
     name: str
@@ -61,7 +65,7 @@ class Job:
     start_time: float | None = None
     flags: tuple[str, ...] = ()
     time_limit_min: int | None = None
-    priority: int = 0
+    priority: int | None = None                 # Slurm's priority; 0: held (None: the answer had none)
 
     @property
     def fabric_marked(self) -> bool:
@@ -76,6 +80,13 @@ class Job:
     @property
     def pending(self) -> bool:
         return self.state == "PENDING"
+
+    @property
+    def held(self) -> bool:
+        """Pending and held: Slurm starts it only once it is released (``scontrol release``). Slurm
+        keeps priority 0 for held jobs alone (``sbatch -H``, ``scontrol hold``, a requeue-hold, a
+        failed launch); the reason (JobHeldUser, JobHeldAdmin) counts too where no priority was read."""
+        return self.pending and (self.priority == 0 or self.reason in HELD_REASONS)
 
     @property
     def active(self) -> bool:

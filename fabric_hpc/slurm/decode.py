@@ -217,7 +217,8 @@ def job(d: Any) -> Job:
                req_nodes=parsed(what, hosts, text(d, "required_nodes", what)),
                gpus=_job_gpus(d, what, node_list), submit_time=epoch(d, "submit_time", what) or 0.0,
                begin_time=epoch(d, "eligible_time", what), start_time=epoch(d, "start_time", what),
-               time_limit_min=None if limit is None else int(limit), priority=integer(d, "priority", what))
+               time_limit_min=None if limit is None else int(limit),
+               priority=None if (prio := number(d, "priority", what)) is None else int(prio))
 
 
 @contextlib.contextmanager

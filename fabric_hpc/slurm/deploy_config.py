@@ -14,17 +14,18 @@ here and in docs/deploy.md::
 from __future__ import annotations
 
 import os
+import posixpath
 import sys
 import tomllib
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from fabric_hpc.errors import ConfigError, NotFoundError
-from fabric_hpc.slurm.agent import AgentConfig
-from fabric_hpc.slurm.plugins import cluster_path
+from fabric_hpc.slurm.agent_config import AgentConfig
+from fabric_hpc.slurm.limits import MAX_GPUS_PER_NODE, check_int
+from fabric_hpc.slurm.plugins import account_name, cluster_path, plain_text
 from fabric_hpc.validation import StrictModel, parse_model
 
 DEFAULT_STATE_DIR = "/var/lib/fabric-agent"
@@ -47,7 +48,25 @@ class AgentSection(AgentConfig):
     job_submit: str | None = Field(default=None, description="The installed job_submit.lua: the agent refuses to "
                                    "start when its protocol, state_dir or fallback_s differ (install sets it).")
 
-    _state_dir = field_validator("state_dir")(_cluster_dir)
+    @field_validator("state_dir")
+    @classmethod
+    def _state_dir(cls, value: str) -> str:
+        cluster_path(value, what="directory")
+        if posixpath.normpath(value) in ("/", "//"):
+            raise ConfigError(f"state_dir {value!r} is the root directory",
+                              hint=f"give the agent a directory of its own, e.g. {DEFAULT_STATE_DIR}")
+        return value
+
+    @field_validator("slurm_conf")
+    @classmethod
+    def _slurm_conf(cls, value: str | None) -> str | None:  # the unit's Environment=SLURM_CONF=
+        return None if value is None else cluster_path(value, what="slurm_conf",
+                                                       example="/etc/slurm/slurm.conf")
+
+    @field_validator("topology", "rest_url", "job_submit")
+    @classmethod
+    def _one_line(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else plain_text(value, what=str(info.field_name))
 
 
 class InstallSection(StrictModel):
@@ -70,7 +89,8 @@ class InstallSection(StrictModel):
     topology_plugin: Literal["tree", "block"] = Field(default="tree", description="topology/tree or topology/block.")
     slurm_version: str | None = Field(default=None, description="Slurm version (e.g. 25.11); default: "
                                       "`scontrol --version`.")
-    max_gpus_per_node: int | None = Field(default=None, ge=1, description="job_submit.lua's limit per node; "
+    max_gpus_per_node: int | None = Field(default=None, description="job_submit.lua's limit per node "
+                                          "(1..1024); "
                                           "default: the most GPUs a host of the fabric model has.")
     ckpt_root: str = Field(default="/shared/checkpoints", description="TaskProlog: FABRIC_CKPT_DIR is "
                            "<ckpt_root>/<user>/<job name>.")
@@ -79,6 +99,25 @@ class InstallSection(StrictModel):
     gres_device_dir: str = Field(default="/dev", description="gres.conf: File=<dir>/nvidiaN.")
     python: str = Field(default_factory=lambda: sys.executable, description="Interpreter that imports fabric_hpc "
                         "(the TaskProlog's first line and the unit's ExecStart); default: the one running install.")
+
+    @field_validator("max_gpus_per_node")
+    @classmethod
+    def _max_gpus(cls, value: int | None) -> int | None:
+        return None if value is None else check_int("max_gpus_per_node", value, MAX_GPUS_PER_NODE)
+
+    @field_validator("python")
+    @classmethod
+    def _python(cls, value: str) -> str:  # the TaskProlog's #! line and the unit's ExecStart
+        cluster_path(value, what="python", example="/opt/fabric-hpc/bin/python")
+        if any(c.isspace() for c in value):
+            raise ConfigError(f"python {value!r} holds a space: a #! line cannot name it",
+                              hint="link the interpreter from a path without spaces")
+        return value
+
+    @field_validator("service_user", "slurm_group")
+    @classmethod
+    def _account(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else account_name(value, what=str(info.field_name))
 
     _dirs = field_validator("slurm_conf_dir", "config_dir", "unit_dir", "ckpt_root", "topo_dir",
                             "gres_device_dir")(_cluster_dir)
@@ -90,26 +129,60 @@ class DeployConfig(StrictModel):
     agent: AgentSection
     install: InstallSection = InstallSection()
 
+    @model_validator(mode="after")
+    def _own_state_dir(self) -> DeployConfig:
+        """The state dir is fabric's alone: install gives it to the service user (chown, chmod 0750) and
+        ``--purge-state`` empties it, so it may not be, hold or sit in a directory of Slurm or of install."""
+        from fabric_hpc.slurm.manifest import inside, norm
+
+        state = norm(self.agent.state_dir)
+        if state == "/":
+            raise ValueError("agent.state_dir '/' is the root directory: the agent needs a directory of its "
+                             f"own (e.g. {DEFAULT_STATE_DIR})")
+        others = {f"install.{k}": getattr(self.install, k) for k in
+                  ("slurm_conf_dir", "config_dir", "unit_dir", "topo_dir", "ckpt_root", "gres_device_dir")}
+        if self.agent.ckpt_root:
+            others["agent.ckpt_root"] = self.agent.ckpt_root
+        if self.agent.slurm_conf:
+            others["the directory of agent.slurm_conf"] = posixpath.dirname(self.agent.slurm_conf)
+        for key, other in others.items():
+            other = norm(other)
+            if inside(state, other) or inside(other, state):
+                how = "is" if state == other else "is inside" if inside(state, other) else "holds"
+                raise ValueError(f"agent.state_dir {self.agent.state_dir!r} {how} {key} {other!r}: the agent "
+                                 f"needs a directory of its own (e.g. {DEFAULT_STATE_DIR})")
+        return self
+
+
+#: Largest agent config file read (bytes): a few kilobytes in practice.
+MAX_CONFIG_BYTES = 1 << 20
+
 
 def load_config(path: str | os.PathLike[str]) -> tuple[DeployConfig, str]:
-    """The validated file and its text; TOML (``.toml``) or YAML (``.yaml``/``.yml``)."""
+    """The validated file and its text; TOML (``.toml``) or YAML (``.yaml``/``.yml``), read through the
+    input boundary (:mod:`fabric_hpc.inputs`): a regular file of at most :data:`MAX_CONFIG_BYTES`
+    (a FIFO or a device is refused before it is opened for reading), UTF-8, YAML without anchors,
+    aliases or duplicate keys (TOML refuses duplicates itself)."""
+    from fabric_hpc.inputs import load_yaml, read_text
+
     p = Path(path)
+    if p.suffix not in (".toml", ".yaml", ".yml"):
+        raise ConfigError(f"{p}: unknown config format {p.suffix or '(no suffix)'}",
+                          hint="name it agent.toml or agent.yaml")
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
+        text = read_text(p, what="agent config file", limit=MAX_CONFIG_BYTES)
+    except NotFoundError:
         raise NotFoundError(f"no agent config file {p}", hint="write one (docs/deploy.md) or drop --config") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {p}: {exc.strerror}") from None
-    try:
-        if p.suffix == ".toml":
+    if p.suffix == ".toml":
+        try:
             data = tomllib.loads(text)
-        elif p.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
-        else:
-            raise ConfigError(f"{p}: unknown config format {p.suffix or '(no suffix)'}",
-                              hint="name it agent.toml or agent.yaml")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{p}: not valid {p.suffix[1:].upper()}: {' '.join(str(exc).split())}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML: {' '.join(str(exc).split())}") from None
+    else:
+        data = load_yaml(text, str(p))[0]
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{p}: the config is a {type(data).__name__}, not a mapping of sections",
+                          hint="start with an `agent:` section (docs/deploy.md)")
     return parse_model(DeployConfig, data if data is not None else {}, source=str(p),
                        hint="every key: docs/deploy.md (agent config file)"), text
 

@@ -10,9 +10,12 @@ What is written (paths from the agent config file's ``[install]`` section, docs/
 * the state directory, owned by ``service_user`` (group ``slurm_group``), and its ``wake`` file.
 
 Rules: every file written carries a header comment (JSON cannot: the manifest covers it) and is
-listed with its sha256 in ``<state_dir>/install-manifest.json``. A file that exists and is not
+listed with its sha256 in ``<config_dir>/install-manifest.json`` (root's directory; uninstall trusts
+only what install could have written: :mod:`fabric_hpc.slurm.manifest`). A file that exists and is not
 ours (or that was changed since we wrote it) is never overwritten without ``--force``; with it,
-the file is first copied to ``<file>.fabric-backup``, which ``uninstall`` puts back. slurm.conf is
+the file is first copied to ``<file>.fabric-backup``, which ``uninstall`` puts back. Two files of
+the plan on one path (Slurm's topology.yaml and the fabric model when slurm_conf_dir is config_dir)
+are refused; a file already as planned is not rewritten. slurm.conf is
 never edited: the lines the admin must add are printed. ``root`` prefixes every path (like
 DESTDIR) so the same plan can be written into a staging tree or a test directory.
 """
@@ -26,6 +29,7 @@ import json
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +38,13 @@ from fabric_hpc import __version__
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.slurm.deploy_config import DeployConfig
+from fabric_hpc.slurm.limits import MAX_GPUS_PER_NODE
+from fabric_hpc.slurm.manifest import (BACKUP_SUFFIX, MANIFEST, UNIT_NAME, check_manifest, free_name,
+                                      read_manifest, unknown_state_entries)
+from fabric_hpc.slurm.manifest import purge_state as purge_state_dir
+from fabric_hpc.slurm.unit import _toml_value, agent_toml, unit_safe, unit_text  # noqa: F401 (re-exported)
 from fabric_hpc.topology import Fabric
 
-MANIFEST = "install-manifest.json"
-UNIT_NAME = "fabric-agent.service"
-BACKUP_SUFFIX = ".fabric-backup"
 HEADER = "Written by `fabric slurm install` (fabric-hpc {v}); `fabric slurm uninstall` removes it. Edit the agent " \
          "config and reinstall instead of editing this file."
 
@@ -48,6 +54,7 @@ class Planned:
     path: str   # where the file lives on the cluster (without root)
     text: str
     mode: int = 0o644
+    what: str = ""  # in words, for a refusal ("Slurm's topology.yaml")
 
 
 def _header(comment: str) -> str:
@@ -65,12 +72,18 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None) -> tuple[
     if gpus < 1:
         raise ConfigError(f"fabric model {fab.name!r} has no GPUs: nothing for the agent to place",
                           hint="give the cluster's model (--topology FILE); `discover` sees only this host")
+    if gpus > MAX_GPUS_PER_NODE[1]:
+        raise ConfigError(f"fabric model {fab.name!r} has hosts of {gpus} GPUs; job_submit.lua's "
+                          f"max_gpus_per_node must be in {MAX_GPUS_PER_NODE[0]}..{MAX_GPUS_PER_NODE[1]}",
+                          hint=f"set install.max_gpus_per_node (at most {MAX_GPUS_PER_NODE[1]})")
     lua = render_job_submit(state_dir=a.state_dir, fallback_s=a.fallback_s, max_gpus_per_node=gpus)
     prolog_json = json.dumps({"topology": str(cd / "topology.yaml"), "topo_dir": i.topo_dir,
                               "ckpt_root": i.ckpt_root}, indent=2) + "\n"
     use_yaml = _topology_yaml(i.topology_format, slurm_version)
     if use_yaml:
-        topo = Planned(str(sc / "topology.yaml"), _header("#") + export.topology_yaml(fab, default=i.topology_plugin))
+        topo = Planned(str(sc / "topology.yaml"),
+                       _header("#") + export.topology_yaml(fab, default=i.topology_plugin),
+                       what="Slurm's topology.yaml (install.slurm_conf_dir)")
     else:
         topo = Planned(str(sc / "topology.conf"), _header("#") + export.topology_conf(fab, i.topology_plugin))
     scripts = _scripts(cfg)
@@ -80,10 +93,12 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None) -> tuple[
         Planned(str(sc / "gres.conf"), _header("#") + export.gres_conf(fab, device_dir=i.gres_device_dir)),
         *scripts.values(),
         Planned(str(cd / "prolog.json"), prolog_json),
-        Planned(str(cd / "topology.yaml"), _header("#") + dump_spec(fab.spec)),
+        Planned(str(cd / "topology.yaml"), _header("#") + dump_spec(fab.spec),
+                what="the fabric model (install.config_dir)"),
         Planned(str(cd / "agent.toml"), _header("#") + agent_toml(cfg)),
         Planned(str(Path(i.unit_dir) / UNIT_NAME), _header("#") + unit_text(cfg)),
     ]
+    _one_file_per_path(files)
     lines = ["JobSubmitPlugins=lua", *(f"{key}={f.path}" for key, f in scripts.items()), "GresTypes=gpu"]
     if use_yaml:
         lines.append(f"# {topo.path} (Slurm 25.05+) is read first: TopologyPlugin and topology.conf are then ignored")
@@ -91,6 +106,19 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None) -> tuple[
         lines.append(f"TopologyPlugin=topology/{i.topology_plugin}")
     lines += ["# node lines (must agree with the fabric model):"] + export.slurm_nodes_conf(fab).splitlines()
     return files, lines
+
+
+def _one_file_per_path(files: list[Planned]) -> None:
+    """ConfigError when two planned files share a path: the second would overwrite the first, and
+    every rerun would write both again."""
+    seen: dict[str, Planned] = {}
+    for f in files:
+        first = seen.setdefault(os.path.normpath(f.path), f)
+        if first is not f:
+            names = " and ".join(x.what or Path(x.path).name for x in (first, f))
+            raise ConfigError(f"install would write {f.path} twice: {names}",
+                              hint="give install.slurm_conf_dir and install.config_dir different "
+                                   "directories, or set install.topology_format = \"conf\"")
 
 
 def _scripts(cfg: DeployConfig) -> dict[str, Planned]:
@@ -132,104 +160,38 @@ def detect_slurm_version(env: dict[str, str] | None = None) -> str | None:
     return out.stdout.split()[-1] if out.returncode == 0 and out.stdout.split() else None
 
 
-def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))  # a JSON string is a TOML basic string
-
-
-def agent_toml(cfg: DeployConfig) -> str:
-    """The installed config: every setting written out; the agent reads the installed fabric model and plugin."""
-    i = cfg.install
-    agent = cfg.agent.model_copy(update={"topology": str(Path(i.config_dir) / "topology.yaml"),
-                                         "job_submit": str(Path(i.slurm_conf_dir) / "job_submit.lua")})
-    out = ["# fabric agent config (docs/deploy.md lists every key)", "[agent]"]
-    out += [f"{k} = {_toml_value(v)}" for k, v in agent.model_dump().items() if v is not None]
-    out += ["", "[install]"]
-    out += [f"{k} = {_toml_value(v)}" for k, v in i.model_dump().items() if v is not None]
-    return "\n".join(out) + "\n"
-
-
-def unit_text(cfg: DeployConfig) -> str:
-    """The agent's systemd unit: a notify service (ready once Slurm answered), restarted on failure,
-    unprivileged and read-only but its state."""
-    a, i = cfg.agent, cfg.install
-    for value in (i.python, a.state_dir, i.config_dir):
-        if not value.startswith("/") or any(c.isspace() or c in "\"'\\%$" for c in value):
-            raise ConfigError(f"{value!r}: the unit needs plain absolute paths (no spaces, quotes, % or $)")
-    env = f"Environment=SLURM_CONF={a.slurm_conf}\n" if a.slurm_conf else ""
-    return f"""[Unit]
-Description=fabric-hpc placement agent for Slurm
-Documentation=https://github.com/fabric-hpc/fabric-hpc/blob/main/docs/deploy.md
-Wants=network-online.target
-After=network-online.target munge.service slurmctld.service
-
-[Service]
-Type=notify
-NotifyAccess=main
-TimeoutStartSec={int(a.contact_timeout_s) + 30}
-User={i.service_user}
-Group={i.slurm_group}
-{env}ExecStart={i.python} -m fabric_hpc.cli agent run --config {Path(i.config_dir) / 'agent.toml'}
-Restart=on-failure
-RestartSec=5
-TimeoutStopSec=30
-KillSignal=SIGTERM
-UMask=0027
-NoNewPrivileges=yes
-PrivateTmp=yes
-PrivateDevices=yes
-ProtectSystem=strict
-ProtectHome=read-only
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectControlGroups=yes
-ProtectClock=yes
-ProtectHostname=yes
-RestrictSUIDSGID=yes
-RestrictRealtime=yes
-RestrictNamespaces=yes
-LockPersonality=yes
-MemoryDenyWriteExecute=no
-SystemCallArchitectures=native
-CapabilityBoundingSet=
-ReadWritePaths={a.state_dir}
-
-[Install]
-WantedBy=multi-user.target
-"""
-
-
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
 class Installer:
-    """Writes a plan under ``root``, keeps the manifest, and undoes it."""
+    """Writes a plan under ``root``, keeps the manifest (:mod:`fabric_hpc.slurm.manifest`), and undoes it."""
 
     def __init__(self, cfg: DeployConfig, *, root: str | os.PathLike[str] = "/") -> None:
         self.cfg, self.root = cfg, Path(root)
         self.state_dir = self.at(cfg.agent.state_dir)
-        self.manifest_path = self.state_dir / MANIFEST
+        self.manifest_path = self.at(cfg.install.config_dir) / MANIFEST  # root's directory, not the agent's
+        self.legacy_manifest = self.state_dir / MANIFEST  # where installs before this one kept it
 
     def at(self, path: str) -> Path:
         if ".." in Path(path).parts:  # the config refuses these; nothing may land outside root
             raise ConfigError(f"{path!r} leaves the install root", hint="give absolute paths without '..'")
         return self.root / path.lstrip("/")
 
+    def _found_manifest(self) -> Path | None:
+        for path in (self.manifest_path, self.legacy_manifest):
+            if os.path.lexists(path):
+                return path
+        return None
+
     def manifest(self) -> dict:
-        try:
-            return json.loads(self.manifest_path.read_text())
-        except FileNotFoundError:
+        """The manifest of the last install (checked: :func:`~fabric_hpc.slurm.manifest.check_manifest`),
+        or an empty one."""
+        path = self._found_manifest()
+        if path is None:
             return {"fabric_hpc": __version__, "files": {}, "dirs": []}
-        except ValueError as exc:
-            raise ConfigError(f"{self.manifest_path} is not valid JSON ({exc})",
-                              hint="restore it from backup, or remove the files by hand") from None
+        man = check_manifest(read_manifest(path), self.cfg, self.root, path)
+        return man.model_dump()
 
     # -- what would change --------------------------------------------------------------------
     def foreign(self, files: list[Planned]) -> list[str]:
@@ -250,10 +212,11 @@ class Installer:
         return out
 
     def owner_problems(self) -> list[str]:
-        """Why the state directory could not be given its owner (a missing user or group): what
-        install would refuse with, for ``--dry-run``."""
+        """Why install would refuse before writing (a missing user or group, a state dir holding
+        files that are not fabric's): for ``--dry-run``."""
         try:
             self._owner()
+            self._check_state_dir()
         except ConfigError as exc:
             return [str(exc)]
         return []
@@ -269,12 +232,14 @@ class Installer:
 
     # -- install ------------------------------------------------------------------------------
     def install(self, files: list[Planned], *, force: bool = False) -> list[str]:
-        """Write the plan; returns one line per action. Refuses (ConfigError) before writing anything."""
+        """Write the plan; returns one line per action. Refuses (ConfigError) before writing anything.
+        A file already as planned is left alone (a rerun with nothing changed writes nothing)."""
         refused = self.foreign(files)
         if refused and not force:
             raise ConfigError("will not overwrite:\n  " + "\n  ".join(refused),
                               hint="look at `fabric slurm install --dry-run`; --force keeps a .fabric-backup copy")
         uid, gid = self._owner()
+        self._check_state_dir()
         man, actions = self.manifest(), []
         created = self._state_dir(uid, gid, force=force, actions=actions)
         man["dirs"] = sorted(set(man["dirs"]) | set(created))
@@ -283,16 +248,15 @@ class Installer:
             data = f.text.encode()
             entry = man["files"].get(f.path, {"backup": None})
             if target.exists() and sha256(target.read_bytes()) == sha256(data):
-                os.chmod(target, f.mode)
+                _chmod(target, f.mode)
                 man["files"][f.path] = {**entry, "sha256": sha256(data)}
                 actions.append(f"unchanged {f.path}")
                 continue
-            for d in _missing_parents(target, self.root):
-                man["dirs"].append(str(d))
+            man["dirs"] = sorted(set(man["dirs"]) | {str(d) for d in _missing_parents(target, self.root)})
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.exists() and (f.path not in man["files"] or
                                     man["files"][f.path]["sha256"] != sha256(target.read_bytes())):
-                backup = _free_name(Path(str(target) + BACKUP_SUFFIX))
+                backup = free_name(Path(str(target) + BACKUP_SUFFIX))
                 shutil.copy2(target, backup)
                 if entry["backup"] is None:  # the original (pre-fabric) file is what uninstall restores
                     entry["backup"] = str(backup)
@@ -302,6 +266,15 @@ class Installer:
             actions.append(f"wrote   {f.path}")
         self._save(man)
         return actions
+
+    def _check_state_dir(self) -> None:
+        """An existing state dir holds only what fabric writes there (install takes it over: owner, mode)."""
+        unknown = unknown_state_entries(self.state_dir) if self.state_dir.is_dir() else []
+        if unknown:
+            raise ConfigError(f"state dir {self.cfg.agent.state_dir} holds files fabric did not create: "
+                              f"{', '.join(unknown[:10])}{' …' if len(unknown) > 10 else ''}",
+                              hint="give agent.state_dir a new or empty directory of its own (install "
+                                   "gives it to the service user, uninstall --purge-state empties it)")
 
     def _owner(self) -> tuple[int, int]:
         i = self.cfg.install
@@ -332,27 +305,39 @@ class Installer:
             raise ConfigError(f"state dir {self.cfg.agent.state_dir}: " + "; ".join(wrong),
                               hint="fix it (chown/chmod) or pass --force to have install set it")
         _chown(d, uid, gid)
-        os.chmod(d, 0o750)
+        _chmod(d, 0o750)
         wake = d / "wake"
         if not wake.exists():
             wake.touch()
             created.append(str(wake))
         _chown(wake, uid, gid)
-        os.chmod(wake, 0o660)
+        _chmod(wake, 0o660)
         actions.append(f"state   {self.cfg.agent.state_dir} ({self.cfg.install.service_user}:"
                        f"{self.cfg.install.slurm_group} 0750, wake 0660)")
         return created
 
     def _save(self, man: dict) -> None:
+        """The manifest, in config_dir (root's); rewritten only when it changed; an older install's
+        manifest in the state dir is removed once this one is written."""
         man["fabric_hpc"] = __version__
-        write_atomic(self.manifest_path, json.dumps(man, indent=2, sort_keys=True) + "\n", mode=0o640)
+        text = json.dumps(man, indent=2, sort_keys=True) + "\n"
+        try:
+            same = self.manifest_path.read_text() == text
+        except (OSError, UnicodeDecodeError):
+            same = False
+        if not same:
+            write_atomic(self.manifest_path, text, mode=0o640)
+        if self.legacy_manifest != self.manifest_path:
+            self.legacy_manifest.unlink(missing_ok=True)
 
     # -- uninstall ----------------------------------------------------------------------------
     def uninstall(self, *, force: bool = False, purge_state: bool = False) -> list[str]:
-        """Remove exactly what install wrote (restoring backups); refuses files changed since, unless --force."""
-        if not self.manifest_path.exists():
+        """Remove exactly what install wrote (restoring backups); refuses files changed since, unless
+        --force, and a manifest that lists anything install does not write (nothing is removed then)."""
+        found = self._found_manifest()
+        if found is None:
             raise ConfigError(f"nothing installed: no {self.manifest_path}",
-                              hint="give the same config (state_dir) and --root as at install")
+                              hint="give the same config (config_dir) and --root as at install")
         man, actions = self.manifest(), []
         changed = [p for p, e in man["files"].items()
                    if self.at(p).exists() and sha256(self.at(p).read_bytes()) != e["sha256"]]
@@ -363,22 +348,36 @@ class Installer:
             target = self.at(path)
             target.unlink(missing_ok=True)
             actions.append(f"removed {path}")
-            if entry.get("backup") and Path(entry["backup"]).exists():
-                os.replace(entry["backup"], target)
-                actions.append(f"restored {path} from {Path(entry['backup']).name}")
-        self.manifest_path.unlink()
-        if purge_state:
-            shutil.rmtree(self.state_dir, ignore_errors=True)
-            actions.append(f"purged  {self.cfg.agent.state_dir}")
+            backup = entry.get("backup")
+            if backup and os.path.lexists(backup):
+                if not stat.S_ISREG(os.lstat(backup).st_mode):
+                    actions.append(f"kept    {backup} (not a regular file: not restored)")
+                    continue
+                os.replace(backup, target)
+                actions.append(f"restored {path} from {Path(backup).name}")
+        for path in {found, self.manifest_path, self.legacy_manifest}:
+            path.unlink(missing_ok=True)
+        if purge_state and self.state_dir.is_dir():
+            actions += purge_state_dir(self.state_dir, self.cfg.agent.state_dir)
         for d in sorted(set(man["dirs"]), key=len, reverse=True):  # deepest first; only empty ones go
             p = Path(d)
-            if p.is_file():
+            if p.name == "wake" and p.parent == self.state_dir and _is_file(p):
                 p.unlink()
-            elif p.is_dir() and not any(p.iterdir()):
+            elif p.is_dir() and not p.is_symlink() and not any(p.iterdir()):
                 p.rmdir()
         if self.state_dir.exists():
             actions.append(f"kept    {self.cfg.agent.state_dir} (the agent's logs; --purge-state removes it)")
         return actions
+
+
+def _is_file(path: Path) -> bool:
+    return os.path.lexists(path) and stat.S_ISREG(os.lstat(path).st_mode)
+
+
+def _chmod(path: Path, mode: int) -> None:
+    """chmod only when the mode differs (a rerun that changes nothing touches nothing)."""
+    if stat.S_IMODE(os.stat(path).st_mode) != mode:
+        os.chmod(path, mode)
 
 
 def _missing_parents(path: Path, root: Path) -> list[Path]:
@@ -388,13 +387,6 @@ def _missing_parents(path: Path, root: Path) -> list[Path]:
         out.append(p)
         p = p.parent
     return out
-
-
-def _free_name(path: Path) -> Path:
-    n, candidate = 1, path
-    while candidate.exists():
-        candidate, n = path.with_name(f"{path.name}.{n}"), n + 1
-    return candidate
 
 
 def _chown(path: Path, uid: int, gid: int) -> None:

@@ -12,6 +12,7 @@ from importlib.resources.abc import Traversable
 from pathlib import PurePosixPath
 
 from fabric_hpc.errors import ConfigError, NotFoundError
+from fabric_hpc.slurm.limits import FALLBACK_S, MAX_GPUS_PER_NODE, check_int
 
 PLUGIN_PACKAGE = "fabric_hpc.slurm_plugins"
 #: Version of the contract between job_submit.lua and the agent (comment marking, deferral, the
@@ -32,15 +33,36 @@ def control_chars(value: str) -> list[str]:
     return sorted({repr(ch) for ch in value if ord(ch) < 32 or ord(ch) == 127})
 
 
-def cluster_path(value: str, *, what: str = "path") -> str:
+def cluster_path(value: str, *, what: str = "path", example: str = "/var/lib/fabric-agent") -> str:
     """A file or directory on the cluster's nodes: absolute, no ``..`` component (``fabric slurm
     install --root R`` writes under R), no control character (it goes into Lua, systemd units and
     tables). ConfigError (a ValueError, so also a pydantic field error) otherwise."""
     if not isinstance(value, str) or not value.startswith("/") or ".." in PurePosixPath(value).parts:
         raise ConfigError(f"{what} {value!r} must be an absolute path without '..' components",
-                          hint="e.g. /var/lib/fabric-agent")
+                          hint=f"e.g. {example}")
     if control_chars(value):
         raise ConfigError(f"{what} {value!r} holds control characters", hint="use a plain path")
+    return value
+
+
+def plain_text(value: str, *, what: str = "value") -> str:
+    """``value`` when it holds no control character (a newline would start a new line in the unit,
+    Lua or TOML it is written into); ConfigError (a ValueError) otherwise."""
+    if control_chars(value):
+        raise ConfigError(f"{what} {value!r} holds control characters {', '.join(control_chars(value))}",
+                          hint="write it on one line, without tabs or other control characters")
+    return value
+
+
+#: A user or group name the unit's User=/Group= lines (and chown) take: POSIX-like, plus '@' (sssd).
+ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,255}")
+
+
+def account_name(value: str, *, what: str = "name") -> str:
+    """A user or group name (``slurm``, ``fabric-agent``, ``ann@example.org``); ConfigError otherwise."""
+    if not ACCOUNT_NAME.fullmatch(value):
+        raise ConfigError(f"{what} {value!r} is not a user or group name",
+                          hint="letters, digits and _ . @ - only, not starting with . @ or -")
     return value
 
 
@@ -72,8 +94,13 @@ def lua_string(value: str, *, what: str = "value") -> str:
 def render_job_submit(*, state_dir: str, fallback_s: int = 60, max_gpus_per_node: int = 8) -> str:
     """``plugins/job_submit.lua`` with its three settings replaced (each written as a Lua literal)."""
     literal = lua_string(state_dir, what="state dir")
-    if not 5 <= fallback_s <= 86400 or not 1 <= max_gpus_per_node <= 1024:
-        raise ConfigError("fallback_s must be in 5..86400 and max_gpus_per_node in 1..1024")
+    for name, value, bounds in (("fallback_s", fallback_s, FALLBACK_S),
+                                ("max_gpus_per_node", max_gpus_per_node, MAX_GPUS_PER_NODE)):
+        try:
+            check_int(name, value, bounds)
+        except ValueError as exc:
+            raise ConfigError(f"job_submit.lua: {exc} (got {value})",
+                              hint=f"give {name} a value in {bounds[0]}..{bounds[1]}") from None
     text = plugin_path("job_submit.lua").read_text()
     subs = {"state_dir": f"local STATE_DIR = {literal}",
             "fallback_s": f"local FALLBACK_S = {int(fallback_s)}",
@@ -139,8 +166,11 @@ def _lua_literal(quoted: str) -> str:
 def check_plugin(text: str, *, state_dir: str, fallback_s: int, source: str) -> None:
     """ConfigError when job_submit.lua and the agent disagree (protocol version, state dir, fallback)."""
     found = lua_settings(text)
-    proto = found.get("protocol", "0")
     fix = "reinstall the plugin with this fabric-hpc: fabric slurm install --config FILE"
+    if not found:  # not even a plugin older than protocol 1 (those have the state_dir and fallback_s lines)
+        raise ConfigError(f"{source} is not a fabric job_submit plugin (no '-- fabric: KEY' setting lines)",
+                          hint=f"point agent.job_submit (--job-submit) at fabric's job_submit.lua, or {fix}")
+    proto = found.get("protocol", "0")
     if proto != str(PROTOCOL_VERSION):
         raise ConfigError(f"{source} speaks fabric protocol {proto}, this agent speaks {PROTOCOL_VERSION}", hint=fix)
     if found.get("state_dir") != state_dir:

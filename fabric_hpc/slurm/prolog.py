@@ -17,7 +17,8 @@ environment (job name, comment, every ``SLURM_*`` value) is the user's to choose
 
 * The user is the process's real uid (``pwd``), never an environment value; the user and job
   name become single safe path components (:func:`safe_component`: ``[A-Za-z0-9_.-]``, never
-  ``.``/``..`` or hidden, at most 64 characters) and the checkpoint directory must resolve
+  ``.``/``..`` or hidden, at most 64 characters; a name that needs changing gets a hash of itself,
+  so distinct names never share a directory) and the checkpoint directory must resolve
   (``realpath``) to ``<root>/<user>/<name>`` exactly, through directories of that user.
 * Topology files are written by root: the slurmd ``Prolog`` (``plugins/prolog.py``) or
   ``fabric slurm topo-files`` at install, into ``topo_dir``, a root-owned directory nobody else
@@ -50,13 +51,27 @@ MAX_COMPONENT = 64
 MAX_TOPO_BYTES = 4 << 20
 
 
-def safe_component(value: str | bytes | None, default: str = "job") -> str:
-    """``value`` as one safe path component: ``[A-Za-z0-9_.-]`` only (anything else ``_``), no
-    leading dot (so never ``.``, ``..`` or hidden), non-empty, at most ``MAX_COMPONENT`` chars
-    (a longer value keeps its first 55 and a hash of the whole)."""
+def safe_component(value: str | bytes | None, default: str = "job", *, tag: bool = True) -> str:
+    """``value`` as one safe path component: ``[A-Za-z0-9_.-]``, no leading dot (so never ``.``, ``..``
+    or hidden), non-empty, at most ``MAX_COMPONENT`` characters.
+
+    A value that already is one is kept as it is (checkpoint directories of existing jobs do not
+    move). Any other value gets its unsafe characters (and a leading dot) as ``_`` plus ``+`` and
+    16 hex digits of the SHA-256 of the original bytes: ``+`` never occurs in a kept value, so two
+    different names never share a component (``.hidden`` -> ``_hidden+…``, not ``_hidden``). A safe
+    value over 64 characters keeps its first 55, ``-`` and 8 hex digits of its SHA-256 (as before).
+
+    ``tag=False`` (the user name: :func:`job_user`) keeps the earlier mapping, ``_`` only, so the
+    directories of users such as ``ann@example.org`` do not move; two users who map to one name
+    cannot share it anyway (the directory must be the job's uid's, :func:`checkpoint_dir`)."""
     raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else (value or b"")
-    text = _UNSAFE.sub("_", raw.decode("ascii", "replace"))
-    text = re.sub(r"^\.", "_", text) or default
+    if not raw:
+        return default
+    text = raw.decode("ascii", "replace")
+    if (_UNSAFE.search(text) or text.startswith(".")) and tag:
+        cleaned = re.sub(r"^\.", "_", _UNSAFE.sub("_", text))
+        return f"{cleaned[:MAX_COMPONENT - 17]}+{hashlib.sha256(raw).hexdigest()[:16]}"
+    text = re.sub(r"^\.", "_", _UNSAFE.sub("_", text))
     if len(text) > MAX_COMPONENT:
         text = text[:MAX_COMPONENT - 9] + "-" + hashlib.sha256(raw).hexdigest()[:8]
     return text
@@ -148,7 +163,7 @@ def job_user() -> str:
     """The job's user: the real uid of this process (the TaskProlog runs as the job's user)."""
     uid = os.getuid()
     try:
-        return safe_component(pwd.getpwuid(uid).pw_name, default=f"uid{uid}")
+        return safe_component(pwd.getpwuid(uid).pw_name, default=f"uid{uid}", tag=False)
     except KeyError:
         return f"uid{uid}"
 

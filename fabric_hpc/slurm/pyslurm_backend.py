@@ -177,7 +177,7 @@ def job_from_pyslurm(j: Any) -> Job:
                node_list=node_list, req_nodes=hosts(_field(j, "required_nodes", str, what, optional=True)),
                gpus=gpus, submit_time=float(_field(j, "submit_time", int, what, optional=True) or 0),
                begin_time=float(begin) if begin else None, start_time=float(start) if start else None,
-               time_limit_min=limit, priority=_field(j, "priority", int, what, optional=True) or 0)
+               time_limit_min=limit, priority=_field(j, "priority", int, what, optional=True))
 
 
 def _state(j: Any, what: str) -> tuple[str, tuple[str, ...]]:

@@ -132,7 +132,31 @@ def test_jobscripts_are_copied_and_a_changed_copy_is_kept(tmp_path: Path, capsys
     assert fabric("slurm", "jobscripts", str(tmp_path)) == 3
     assert "differ from this version's" in capsys.readouterr().err and "my edits" in mine.read_text()
     assert fabric("slurm", "jobscripts", str(tmp_path), "--force") == 0 and "my edits" not in mine.read_text()
-    assert fabric("slurm", "jobscripts", str(tmp_path / "missing")) == 3
+    assert "backup  train_gang.sbatch -> " in capsys.readouterr().out
+    assert (tmp_path / "train_gang.sbatch.fabric-backup").read_text() == "#!/bin/bash\n# my edits\n"
+    assert fabric("slurm", "jobscripts", str(tmp_path / "missing" / "jobs")) == 3  # only the last part made
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "missing").exists()
+
+
+def test_jobscripts_creates_a_new_directory_and_force_keeps_every_edited_copy(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's `fabric slurm jobscripts ~/jobs`: a missing directory whose parent exists is
+    created; --force keeps each edited script as .fabric-backup (then .fabric-backup.1), as install does."""
+    jobs = tmp_path / "jobs"
+    assert fabric("slurm", "jobscripts", str(jobs), "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["backups"] == [] and sorted(p.name for p in jobs.iterdir()) == [
+        "ckpt_restore.sbatch", "infer_batch.sbatch", "train_gang.sbatch"]
+    script = jobs / "infer_batch.sbatch"
+    for n, edit in enumerate(("# first edit\n", "# second edit\n")):
+        script.write_text(edit)
+        assert fabric("slurm", "jobscripts", str(jobs), "--force", "--json") == 0
+        backup = jobs / ("infer_batch.sbatch.fabric-backup" + ("" if n == 0 else ".1"))
+        assert json.loads(capsys.readouterr().out)["backups"] == [str(backup)] and backup.read_text() == edit
+    assert script.read_bytes() == (REPO / "jobscripts" / "infer_batch.sbatch").read_bytes()
+    (tmp_path / "afile").write_text("")
+    assert fabric("slurm", "jobscripts", str(tmp_path / "afile")) == 3
+    assert "is not a directory" in capsys.readouterr().err
 
 
 def test_install_dry_run_uninstall(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -152,7 +176,7 @@ def test_install_dry_run_uninstall(tmp_path: Path, capsys: pytest.CaptureFixture
     assert written <= tree(root)
     state = root / "var/lib/fabric-agent"
     assert (state.stat().st_mode & 0o777, (state / "wake").stat().st_mode & 0o777) == (0o750, 0o660)
-    manifest = json.loads((state / MANIFEST).read_text())
+    manifest = json.loads((root / "etc/fabric-hpc" / MANIFEST).read_text())  # root's dir, not the state dir
     assert set(manifest["files"]) == {"/" + w for w in written}
     lua = (root / "etc/slurm/job_submit.lua").read_text()
     assert lua.startswith("-- Written by `fabric slurm install`")

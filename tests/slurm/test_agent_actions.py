@@ -292,3 +292,58 @@ def test_why_shows_the_reason_of_a_hand_over(tmp_path: Path) -> None:
         text = explain(_One(job), 26, state_dir=tmp_path)["text"]  # type: ignore[arg-type]
         assert "handed it to Slurm's own scheduler" in text and "unknown level 'rack'" in text, text
         assert "the agent was down" not in text
+
+
+def _held(job_id: int, **kw) -> Job:
+    return gang(job_id, priority=0, reason="JobHeldUser", **kw)
+
+
+def test_held_job_is_not_placed_and_keeps_no_gpus(tmp_path: Path) -> None:
+    """A held gang (sbatch -H) submitted first was pinned to the only free hosts and kept their GPUs,
+    so the next gang waited on idle nodes. Held jobs are skipped now, and only their deferral is kept
+    up (released, the job still comes to the agent)."""
+    client = Fake([_held(1, nodes=16), gang(2, nodes=16, priority=4294901757)])
+    a = agent(tmp_path, client)
+    res = a.cycle(now=1000.0)
+    assert [s["job"] for s in res.started] == [2] and 1 not in res.waiting and res.pending == 1
+    pins = {c[1] for c in client.calls if c[2].get("ReqNodeList")}
+    assert pins == {2}
+    assert ("update", 1, {"StartTime": "now+60"}) in client.calls  # deferred, not pinned
+
+
+def test_a_pinned_job_that_is_held_is_unpinned(tmp_path: Path) -> None:
+    """Pinned by the agent, then held before Slurm started it: its ReqNodeList is cleared (fabric jobs
+    have no -w of their own) and its deferral renewed in one update; its hosts go to the next gang."""
+    now = time.time()
+    client = Fake([_held(1, req_nodes=("n1", "n2"), begin_time=now - 1), gang(2, nodes=16)])
+    a = agent(tmp_path, client)
+    res = a.cycle(now=now)
+    assert res.unpinned == [1] and [s["job"] for s in res.started] == [2]
+    assert client.calls[0] == ("update", 1, {"ReqNodeList": "", "StartTime": "now+60"})
+    unpin = [e for e in events(tmp_path) if e["event"] == "agent.unpin"]
+    assert [(e["job"], e["reason"]) for e in unpin] == [(1, "held")]
+
+
+@pytest.mark.parametrize("fields,held", [
+    ({"priority": 0, "reason": "JobHeldUser"}, True),
+    ({"priority": 0, "reason": "JobHeldAdmin"}, True),
+    ({"priority": 0, "reason": "launch failed requeued held"}, True),
+    ({"priority": None, "reason": "JobHeldAdmin"}, True),
+    ({"priority": None, "reason": "BeginTime"}, False),
+    ({"priority": 7, "reason": "Resources"}, False),
+    ({"priority": 0, "reason": "None", "state": "RUNNING"}, False),
+])
+def test_job_held(fields: dict, held: bool) -> None:
+    assert replace(gang(1), **fields).held is held
+
+
+def test_the_backends_leave_an_unread_priority_unknown() -> None:
+    from fabric_hpc.slurm import decode
+    from fabric_hpc.slurm.cli_backend import job_from_scontrol
+
+    line = "JobId=7 JobName=x JobState=PENDING Reason=BeginTime NumNodes=2 TresPerNode=gres/gpu:8"
+    assert job_from_scontrol(line).priority is None and not job_from_scontrol(line).held
+    assert job_from_scontrol(line + " Priority=0").held
+    rec = {"job_id": 7, "job_state": ["PENDING"], "state_reason": "BeginTime"}
+    assert decode.job(rec).priority is None
+    assert decode.job({**rec, "priority": {"set": True, "infinite": False, "number": 0}}).held

@@ -93,3 +93,33 @@ def test_train_gang_forwards_the_time_limit_and_the_preemption_signal(tmp_path: 
     name = signal.Signals(sig).name.removeprefix("SIG")
     assert f"srun got {name}" in (tmp_path / "log").read_text()
     assert f"SIG{name}: asking the ranks" in (tmp_path / "out").read_text()
+
+
+@pytest.mark.parametrize("script", ["ckpt_restore", "infer_batch", "train_gang"])
+def test_a_missing_fabric_command_is_named_up_front(tmp_path: Path, script: str) -> None:
+    """Without `fabric` on PATH (FABRIC unset) ckpt_restore and infer_batch failed with a bare 127 at
+    their first command; now each script checks its command first and names the variable to set."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text(_LOGGER)
+    (bin_dir / "srun").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "STUB_LOG": str(tmp_path / "log"), "CKPT": "ck",
+           "ENGINE_CONFIG": str(tmp_path / "e.json"), "INPUT": "spool", "OUTPUT": "out",
+           "HOME": str(tmp_path)}
+    if script == "train_gang":
+        env["FABRIC_PYTHON"] = str(tmp_path / "no-such-python")
+    proc = subprocess.run(["bash", str(REPO / "jobscripts" / f"{script}.sbatch")], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert proc.returncode == 127, proc.stderr
+    assert "is not a command here" in proc.stderr and "FABRIC_PYTHON" in proc.stderr, proc.stderr
+    assert ("set FABRIC to the fabric command" in proc.stderr) == (script != "train_gang")
+    assert not (tmp_path / "log").exists()  # nothing ran
+    if script != "train_gang":  # FABRIC_PYTHON, as train_gang.sbatch takes it, works for the others too
+        py = bin_dir / "py"
+        py.write_text(_LOGGER)
+        py.chmod(0o755)
+        proc = subprocess.run(["bash", str(REPO / "jobscripts" / f"{script}.sbatch")], capture_output=True,
+                              text=True, env={**env, "FABRIC_PYTHON": str(py)}, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        first = (tmp_path / "log").read_text().splitlines()[0]
+        assert first.startswith("py -m fabric_hpc.cli ") or first.startswith("srun --mpi=pmi2 "), first

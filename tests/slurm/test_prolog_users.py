@@ -218,7 +218,7 @@ def test_hostile_job_names_stay_inside_the_users_directory(site: dict, name: str
     assert Path(ck).parent == own and os.path.realpath(ck).startswith(str(own) + "/"), res
     comp = Path(ck).name
     assert comp not in (".", "..") and not comp.startswith(".") and len(comp) <= 64
-    assert all(ch.isalnum() or ch in "_.-" for ch in comp)
+    assert all(ch.isalnum() or ch in "_.-+" for ch in comp)  # '+' and a hash: a name that had to change
     assert res["raw"].count("\n") == len(res["raw"].splitlines())   # one line per export
 
 
@@ -262,12 +262,41 @@ def test_constrained_devices_are_mapped_to_the_hosts_gpus(tmp_path: Path) -> Non
 
 
 def test_safe_component_unit() -> None:
+    import hashlib
+
     from fabric_hpc.slurm.prolog import safe_component
 
+    def tag(v: str) -> str:
+        return "+" + hashlib.sha256(v.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
     assert [safe_component(v) for v in ("..", ".", "", "probe", "a/b", "\udcff")] == [
-        "_.", "_", "job", "probe", "a_b", "_"]
+        "_." + tag(".."), "_" + tag("."), "job", "probe", "a_b" + tag("a/b"), "_" + tag("\udcff")]
     long = safe_component("y" * 300)
     assert len(long) == 64 and long != safe_component("y" * 301)
+
+
+def test_safe_component_keeps_safe_names_and_never_merges_two() -> None:
+    """Names that are already one safe component keep their directory (as before); every other name
+    is told apart from them and from each other (`-J .hidden` and `-J _hidden` were one directory)."""
+    import hashlib
+    import re
+
+    from fabric_hpc.slurm.prolog import safe_component
+
+    safe = ["probe", "train_gang", "a-b.c", "_hidden", "a_b___id_", "run.2024-01-01", "x" * 64, "_.", "_"]
+    assert [safe_component(v) for v in safe] == safe
+    assert safe_component("y" * 300) == "y" * 55 + "-" + hashlib.sha256(b"y" * 300).hexdigest()[:8]  # kept
+    unsafe = [".hidden", "a b;$(id)", "..", ".", "a/b", "a b", "a\tb", "a\nb", "é", "\udcff", "../../etc",
+              "%s%d", "z" * 70 + " ", "z" * 70 + "!", ".x" * 40, "x+y", "a_b+0000000000000000"]
+    names = safe + unsafe + ["y" * 300, "y" * 301]
+    out = [safe_component(v) for v in names]
+    assert len(set(out)) == len(names), [o for o in out if out.count(o) > 1]
+    for comp in out:
+        assert re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.+-]{0,63}", comp), comp
+    assert safe_component(".hidden") != "_hidden" and safe_component("a b;$(id)") != "a_b___id_"
+    # user names keep the earlier mapping (their directories stay; another uid's directory is refused)
+    assert [safe_component(u, tag=False) for u in ("ann@example.org", ".x", "probe", "é")] == [
+        "ann_example.org", "_x", "probe", "__"]
 
 
 def test_topo_files_cli_writes_root_owned_files(site: dict) -> None:

@@ -101,9 +101,13 @@ def test_defer_and_hold(client: SlurmClient, contract_cluster: Any) -> None:
     # submitted held: an idle cluster may otherwise start the job before hold() reaches it
     jid = client.submit(SCRIPT.format(s=1), ["-N", "1", "--gres=gpu:1", "-H"], cwd=str(contract_cluster.work_dir))
     client.hold(jid)  # holding a held job is fine
+    assert client.job(jid).held and client.job(jid).priority == 0  # every backend reads the hold
     client.defer(jid, 300)
     job = client.job(jid)
     assert job.state == "PENDING" and job.begin_time is not None and job.begin_time > time.time() + 200
+    assert job.held  # a deferral (the agent renews a held job's) keeps the hold
+    client.release(jid)
+    assert not client.job(jid).held and client.job(jid).priority  # released: a priority again
     client.cancel(jid)
 
 

@@ -208,6 +208,8 @@ def test_golden_jobs(version):
     assert begin.begin_time and begin.begin_time > begin.submit_time + 3000 and begin.gpus == {}
     assert (held.reason, held.time_limit_min, held.priority, held.begin_time) == ("JobHeldUser", 30, 0, None)
     assert (res.reason, res.nodes, res.gpus_per_node, res.node_list) == ("Resources", 16, 8, ())
+    assert [j.held for j in (begin, held, res, placed)] == [False, True, False, False]  # held: priority 0
+    assert begin.priority and res.priority  # read from every answer (none is the unknown None)
     one = decode.jobs_answer(_load(version, "rest-job.json"), "GET /job")
     assert one == [placed]
 
