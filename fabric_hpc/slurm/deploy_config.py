@@ -122,6 +122,13 @@ class InstallSection(StrictModel):
     _dirs = field_validator("slurm_conf_dir", "config_dir", "unit_dir", "ckpt_root", "topo_dir",
                             "gres_device_dir")(_cluster_dir)
 
+    @field_validator("gres_device_dir")
+    @classmethod
+    def _device_dir(cls, value: str) -> str:  # gres.conf's File=<dir>/nvidiaN must read back as one file
+        from fabric_hpc.topology.export import check_device_dir
+
+        return check_device_dir(value)
+
 
 class DeployConfig(StrictModel):
     """The whole file."""

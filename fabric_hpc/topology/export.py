@@ -370,8 +370,8 @@ def check_device_dir(device_dir: str) -> str:
         why = (f"holds {', '.join(repr(c) for c in bad)}, which gres.conf would read as syntax (a line "
                "break, a comment, a list of files or another key)") if bad else "is not an absolute path"
         raise ConfigError(f"device directory {device_dir[:80]!r} {why}",
-                          hint="give --device-dir the absolute directory of the nvidiaN device files, "
-                               "e.g. /dev")
+                          hint="give the absolute directory of the nvidiaN device files, e.g. /dev "
+                               "(--device-dir; install.gres_device_dir in the agent config)")
     return device_dir
 
 

@@ -154,6 +154,8 @@ INJECT = "/etc/slurm/slurm.conf\nExecStartPre=+/bin/touch /tmp/pwn"
     ("install", "python", "venv/bin/python", "must be an absolute path"),
     ("install", "service_user", "ro ot", "is not a user or group name"),
     ("install", "slurm_group", "slurm\nUser=root", "is not a user or group name"),
+    ("install", "gres_device_dir", "/dev/my gpus", "which gres.conf would read as syntax"),
+    ("install", "gres_device_dir", "/dev#x", "which gres.conf would read as syntax"),
 ])
 def test_paths_and_names_are_checked_at_load(tmp_path: Path, capsys: pytest.CaptureFixture[str], section: str,
                                              key: str, value: str, needle: str) -> None:

@@ -165,7 +165,7 @@ def test_export_gres_refuses_a_device_dir_gres_conf_would_misread(tmp_path, caps
     assert main(["topology", "export", "leaf-spine:hosts=2", "--format", "gres", "--device-dir", device_dir,
                  "-o", str(out)]) == 3
     err = capsys.readouterr().err
-    assert f"device directory {device_dir!r} {needle}" in err and "fix: give --device-dir the absolute" in err
+    assert f"device directory {device_dir!r} {needle}" in err and "fix: give the absolute directory of the nvidiaN" in err
     assert not out.exists()
 
 
