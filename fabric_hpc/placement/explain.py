@@ -22,7 +22,11 @@ if TYPE_CHECKING:
 
 
 def unit_name(p: Problem) -> str:
-    return f"hosts with {p.gpn} free GPUs" if p.nodes_mode else "GPUs"
+    """What the request counts: hosts (nodes mode), GPUs of entirely free hosts (``whole_hosts``),
+    or GPUs."""
+    if p.nodes_mode:
+        return f"hosts with {p.gpn} free GPUs"
+    return "GPUs on entirely free hosts" if p.request.whole_hosts else "GPUs"
 
 
 def domain_capacity(p: Problem, level: int) -> np.ndarray:
@@ -44,19 +48,39 @@ def blocking_jobs(p: Problem, deficit_gpus: int, hosts: np.ndarray | None = None
 
 
 def gpu_deficit(p: Problem, short: int, hosts: np.ndarray | None = None) -> int:
-    """GPUs that must be freed for ``short`` more units: GPUs in total mode; in nodes mode, the
-    fewest GPUs that make ``short`` more hosts (of ``hosts``, default all) hold ``gpn`` free ones
-    (a partly used host needs only what it lacks)."""
+    """GPUs that must be freed for ``short`` more units, at least: GPUs in total mode; in nodes
+    mode, the fewest GPUs that make ``short`` more hosts (of ``hosts``, default all) hold ``gpn``
+    free ones (a partly used host needs only what it lacks); with ``whole_hosts`` in total mode,
+    the fewest GPUs that make enough more hosts entirely free to hold ``short`` more GPUs (a host
+    running one 1-GPU job lacks 1 GPU, not its size)."""
     if short <= 0:
         return 0
-    if not p.nodes_mode:
+    if not p.nodes_mode and not p.request.whole_hosts:
         return short
     lv = p.levels
-    cand = np.flatnonzero(p.host_ok & (lv.host_gpus >= p.gpn) & (p.cap == 0))
+    if p.nodes_mode:
+        cand = np.flatnonzero(p.host_ok & (lv.host_gpus >= p.gpn) & (p.cap == 0))
+        if hosts is not None:
+            cand = np.intersect1d(cand, hosts)
+        lack = np.sort(p.gpn - np.minimum(p.free_all[cand], p.gpn))
+        return int(lack[:short].sum()) if lack.size >= short else short * p.gpn
+    cand = np.flatnonzero(_could_free_whole(p) & (p.cap == 0))
     if hosts is not None:
         cand = np.intersect1d(cand, hosts)
-    lack = np.sort(p.gpn - np.minimum(p.free_all[cand], p.gpn))
-    return int(lack[:short].sum()) if lack.size >= short else short * p.gpn
+    sizes = np.sort(lv.host_gpus[cand])[::-1]
+    k = int(np.searchsorted(np.cumsum(sizes), short)) + 1  # at least this many more hosts
+    if k > sizes.size:
+        return short
+    return int(np.sort(lv.host_gpus[cand] - p.free_all[cand])[:k].sum())
+
+
+def _could_free_whole(p: Problem) -> np.ndarray:
+    """Per host: whether it would count for ``whole_hosts`` once its jobs end (eligible, with GPUs,
+    none down, and with ``numa_local`` all on one NUMA node)."""
+    lv, idx = p.levels, p.fab.index
+    down = np.bincount(idx.gpu_host[p.state.owner == DOWN], minlength=len(lv.host_gpus))
+    ok = p.host_ok & (lv.host_gpus > 0) & (down == 0)
+    return ok & (_numa_most(p) >= lv.host_gpus) if p.request.numa_local else ok
 
 
 def _fail(p: Problem, message: str, hint: str | None = None, **facts: Any) -> PlacementInfeasible:
@@ -199,7 +223,7 @@ def _necessary(p: Problem) -> None:
         down = int((p.state.owner[p.host_ok[p.fab.index.gpu_host]] == DOWN).sum())
         fixes = (["wait for jobs to end"] if jobs else []) + \
             ([f"bring back the {down} GPU(s) that are down"] if down else []) + ["ask for fewer GPUs"]
-        raise _fail(p, f"needs {need} {unit_name(p)}; only {total} are free"
+        raise _fail(p, _short_of(p, need, total)
                     + (f"; at least {jobs} running job(s) would have to end" if jobs else "")
                     + (f"; {down} GPU(s) are down" if down else ""), ", or ".join(fixes),
                     constraint="capacity", needed=need, largest=total, blocking_jobs=jobs, down_gpus=down)
@@ -209,6 +233,16 @@ def _necessary(p: Problem) -> None:
             _check_domains(p, level, int(limit), what, need, _display(name))
     if p.slice_level is not None:
         _check_slices(p)
+
+
+def _short_of(p: Problem, need: int, total: int) -> str:
+    """"needs 16 GPUs; only 8 are free", in the request's units; for ``whole_hosts`` the GPUs on
+    entirely free hosts, and all the free ones beside."""
+    if p.nodes_mode or not p.request.whole_hosts:
+        return f"needs {need} {unit_name(p)}; only {total} are free"
+    free = int(p.free_all[p.host_ok].sum())
+    return (f"needs {need} GPUs on whole hosts; only {total} GPUs are on entirely free hosts"
+            + (f" ({free} are free in all)" if free > total else ""))
 
 
 def _display(level: str | None) -> str:
