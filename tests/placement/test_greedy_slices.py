@@ -66,7 +66,8 @@ def _requests(levels: list[str]) -> list[str]:
             out.append(f"gpus={gpus},slices={slices},slice_level={level}")
         out.append(f"gpus={gpus},slices={slices},slice_level={levels[0]},whole_hosts")
         out.append(f"gpus={gpus},slices={slices},slice_level={levels[-1]},within={levels[-1]}")
-    out += ["gpus=32,tp=4", "gpus=48,tp=8", "gpus=64,tp=2,pp=2", "gpus=24,slices=2,slice_level=host,numa_local",
+    out += ["gpus=32,tp=4", "gpus=48,tp=8", "gpus=64,tp=2,pp=2",
+            "gpus=24,slices=2,slice_level=host,numa_local",
             "nodes=4,gpus=8,slices=4,slice_level=host", "nodes=6,gpus=4,slices=2,slice_level=" + levels[-1],
             "nodes=4,slices=2,slice_level=" + levels[1] + ",whole_hosts", "nodes=8,gpus=2,tp=4"]
     return out
