@@ -80,7 +80,7 @@ def job_steps(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce",
     if kind not in RING_KINDS:
         raise ConfigError(f"the stepped form models ring collectives, not {kind!r}",
                           hint=f"kinds: {RING_KINDS}; use collective.collective_time for all-to-all")
-    gpus, params = check_call(fab, gpus, size_bytes, kind, ecmp, params)
+    gpus, params = check_call(fab, gpus, size_bytes, kind, ecmp, params, distinct=True)
     n = len(gpus)
     if n <= 1:
         return _empty(ecmp is not None, True)

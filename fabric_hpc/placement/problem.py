@@ -13,6 +13,7 @@ import bisect
 import itertools
 import time
 import weakref
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,8 +23,10 @@ from fabric_hpc.hostlist import expand
 from fabric_hpc.placement.contract import Placement
 from fabric_hpc.placement.cost import CostWeights, evaluate, stranded
 from fabric_hpc.placement.levels import domain_sums, fabric_levels, free_per_host, largest_domain_gpus
-from fabric_hpc.placement.request import Request
+from fabric_hpc.placement.request import Request, parse_request
+from fabric_hpc.placement.state import check_fabric, check_state
 from fabric_hpc.placement.verify import violations
+from fabric_hpc.validation import parse_model
 
 if TYPE_CHECKING:
     from fabric_hpc.placement.state import ClusterState
@@ -35,10 +38,31 @@ class PlacementBug(FabricError):
 
 
 class Problem:
-    def __init__(self, fab: Fabric, state: ClusterState, request: Request,
+    """One placement problem (fabric, state, request, weights) as the arrays every solver reads:
+    candidate hosts and their capacity ``cap`` (hosts in nodes mode, GPUs in total mode), the
+    per-host cost table, the domain levels, pristine domains and the resolved constraint levels.
+    Build one to solve the same request with several solvers (``SOLVERS``: ``solver(problem,
+    options)``); :func:`~fabric_hpc.placement.place` builds it for one call. It never changes the
+    state."""
+
+    def __init__(self, fab: Fabric, state: ClusterState, request: Request | str | Mapping[str, Any],
                  weights: CostWeights | None = None, *, slices: tuple[int, str] | None = None) -> None:
-        """``slices``: (count, level) to keep instead of the request's (the pipeline stages that
-        :func:`~fabric_hpc.placement.greedy.greedy` also tries: :meth:`staged`)."""
+        """``request``: a :class:`Request` or its string / mapping form (:func:`parse_request`);
+        ``weights``: :class:`CostWeights` or a mapping of its fields, None for the defaults. ``slices``: (count, level) to keep instead of the
+        request's (the pipeline stages that :func:`~fabric_hpc.placement.greedy.greedy` also
+        tries: :meth:`staged`). A wrong argument is a ConfigError naming it."""
+        check_fabric(fab, "Problem()")
+        check_state(state, fab, "Problem()")
+        if not isinstance(request, Request):
+            if not isinstance(request, (str, Mapping)):
+                raise ConfigError(f"Problem(): request must be a Request, its string or a mapping, "
+                                  f"not {type(request).__name__}", hint="e.g. 'nodes=4,gpus=8,within=leaf'")
+            request = parse_request(request, source="request")
+        if weights is not None and not isinstance(weights, CostWeights):
+            if not isinstance(weights, Mapping):
+                raise ConfigError(f"Problem(): weights must be CostWeights, a mapping of its fields or None, "
+                                  f"not {type(weights).__name__}", hint="CostWeights(**fields), or None for the defaults")
+            weights = parse_model(CostWeights, weights, source="weights")
         self.fab, self.state, self.request = fab, state, request
         self.weights = weights or _DEFAULT_WEIGHTS
         self.levels = lv = fabric_levels(fab)

@@ -8,16 +8,21 @@ that names it and lists the valid keys.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.validation import StrictModel, parse_model
+from fabric_hpc.placement.checked import CheckedModel
+from fabric_hpc.validation import parse_model
 
 
-class Request(StrictModel):
-    """A gang: ``nodes`` hosts × ``gpus_per_node`` GPUs, or ``gpus`` GPUs in total."""
+class Request(CheckedModel):
+    """A gang: ``nodes`` hosts × ``gpus_per_node`` GPUs, or ``gpus`` GPUs in total. A bad field or
+    combination is a ConfigError, also when constructed directly (``Request(gpus=-3)``)."""
+
+    _hint: ClassVar[str] = ("e.g. Request(gpus=16) or Request(nodes=4, gpus_per_node=8); every key is in "
+                            "docs/placement.md (Requests)")
 
     nodes: int | None = Field(default=None, ge=1, le=100_000)
     gpus_per_node: int | None = Field(default=None, ge=1, le=1024)

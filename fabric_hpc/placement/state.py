@@ -36,6 +36,8 @@ class ClusterState:
     _down_hosts: frozenset[str] = frozenset()
 
     def __init__(self, fab: Fabric) -> None:
+        """Every GPU of ``fab`` free (``load`` / ``from_dict`` read a state file)."""
+        check_fabric(fab, "ClusterState(fab)")
         self.fab = fab
         self.owner = np.full(len(fab.gpus), FREE, dtype=np.int32)
         self._job_ids: list[str] = []
@@ -118,6 +120,11 @@ class ClusterState:
         idx = self._indices(gpus)
         if not idx.size:
             raise ConfigError(f"job {job!r}: no GPUs to allocate", hint="give the GPU ids (or indices) the job holds")
+        distinct, counts = np.unique(idx, return_counts=True)
+        if distinct.size != idx.size:  # a state file with the same list is refused too (from_dict)
+            twice = self.fab.gpus[int(distinct[np.argmax(counts > 1)])]
+            raise ConfigError(f"job {job!r}: lists GPU {twice!r} twice",
+                              hint="list each GPU of a running job once")
         busy = idx[self.owner[idx] != FREE]
         if busy.size:
             taken = ", ".join(f"{self.fab.gpus[i]} ({self._owner_name(i)})" for i in busy[:5])
@@ -276,6 +283,25 @@ class ClusterState:
         if gpu not in self.fab.gpu_pos:
             raise NotFoundError(f"no GPU {gpu!r} in fabric {self.fab.name!r}", hint="GPU ids look like <host>/gpu<i>")
         return self.fab.gpu_pos[gpu]
+
+
+def check_fabric(fab: Any, what: str) -> None:
+    """A ConfigError naming ``what`` unless ``fab`` is a :class:`~fabric_hpc.topology.Fabric`."""
+    if not isinstance(fab, Fabric):
+        raise ConfigError(f"{what}: fab must be a Fabric, not {type(fab).__name__}",
+                          hint="open one: fabric_hpc.topology.open_fabric('topology/dgx-h100-superpod-4su.yaml') "
+                               "or open_fabric('superpod:sus=4')")
+
+
+def check_state(state: Any, fab: Fabric, what: str) -> None:
+    """A ConfigError naming ``what`` unless ``state`` is a :class:`ClusterState` of ``fab`` (the
+    same fabric object, or one with the same GPUs)."""
+    if not isinstance(state, ClusterState):
+        raise ConfigError(f"{what}: state must be a ClusterState, not {type(state).__name__}",
+                          hint="ClusterState(fab) (every GPU free) or ClusterState.load(fab, path)")
+    if state.fab is not fab and list(state.fab.gpus) != list(fab.gpus):
+        raise ConfigError(f"the cluster state is of fabric {state.fab.name!r}, not {fab.name!r}",
+                          hint="build it from the same fabric: ClusterState(fab) or ClusterState.load(fab, path)")
 
 
 def _down_names(down: Any, source: str) -> list[str]:
