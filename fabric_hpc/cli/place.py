@@ -17,6 +17,9 @@ import click
 from fabric_hpc.cli.output import json_option, render, table
 from fabric_hpc.cli.params import FiniteFloat
 from fabric_hpc.errors import ConfigError
+from fabric_hpc.placement.contract import SOLVE_OPTION_BOUNDS
+
+_TIME, _WORKERS = SOLVE_OPTION_BOUNDS["time_limit_s"], SOLVE_OPTION_BOUNDS["workers"]  # the API's bounds
 
 
 @click.command()
@@ -26,10 +29,10 @@ from fabric_hpc.errors import ConfigError
 @click.option("--request", "-r", "request", help="e.g. 'nodes=4,gpus=8,within=leaf' (see docs/placement.md).")
 @click.option("--solver", type=click.Choice(["cpsat", "greedy", "slurm-tree", "slurm-block"]), default="cpsat",
               show_default=True)
-@click.option("--time-limit", type=FiniteFloat(0, 3600, lo_open=True), default=1.0, show_default=True,
-              help="CP-SAT budget in (0, 3600]: deterministic time units (answers do not depend on the "
+@click.option("--time-limit", type=FiniteFloat(*_TIME[:2], lo_open=True), default=1.0, show_default=True,
+              help=f"CP-SAT budget in (0, {_TIME[1]:g}]: deterministic time units (answers do not depend on the "
                    "machine's load; one unit is about 1-2.5 s of CPU, docs/placement.md).")
-@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+@click.option("--workers", type=click.IntRange(*_WORKERS[:2]), default=1, show_default=True,
               help="CP-SAT workers (1 is deterministic).")
 @click.option("--commit", "commit_job", help="Allocate the placement to this job id in --state.")
 @json_option
