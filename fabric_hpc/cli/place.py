@@ -44,15 +44,19 @@ def group(topology: str | None, state_path: str | None, request: str | None, sol
     """
     if not topology or not request:
         raise ConfigError("fabric place needs --topology and --request",
-                          hint="fabric place -t topology/superpod.yaml -r 'nodes=4,gpus=8,within=leaf'")
+                          hint="e.g. fabric place -t topology/dgx-h100-superpod-4su.yaml "
+                               "-r 'nodes=4,gpus=8,within=leaf' (or a generator: -t superpod:sus=4)")
     from fabric_hpc.topology import open_fabric
 
     fab = open_fabric(topology)
     if commit_job is not None:
         if not commit_job.strip() or any(ord(c) < 32 or ord(c) == 127 for c in commit_job):
-            raise ConfigError(f"--commit {commit_job!r}: a job id must be non-empty, without control characters")
+            raise ConfigError(f"--commit {commit_job!r}: a job id must be non-empty, without control "
+                              "characters", hint="name the job the placement is for, e.g. --commit job-42")
         if state_path is None:
-            raise ConfigError("--commit needs --state (the file to write the allocation to)")
+            raise ConfigError("--commit needs --state (the file to write the allocation to)",
+                              hint="add -s state.json (a missing file is not created: "
+                                   "write {\"version\": 1} to start one)")
         with _state_lock(state_path):  # read, place and write as one step: parallel commits never share a GPU
             placement = _place(fab, state_path, request, solver, time_limit, workers, commit_job)
     else:

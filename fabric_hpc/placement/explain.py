@@ -183,7 +183,10 @@ def never_fits(fab: Fabric, request: Request) -> PlacementInfeasible | None:
 def _never(p: Problem, exc: PlacementInfeasible) -> PlacementInfeasible:
     """``exc`` (found on an idle fabric) worded as a permanent failure."""
     r = p.request
-    relax = [name for name in _RELAX if getattr(r, name)]
+    binding = exc.explanation.get("constraint")
+    binding = "tp" if binding == "slices" and r.tp else binding  # tp groups are slices of the NVLink level
+    relax = ([binding] if binding in _RELAX and getattr(r, binding)
+             else [name for name in _RELAX if getattr(r, name)])
     hint = (f"relax {', '.join(relax)}" if relax else "ask for fewer GPUs") + " (docs/placement.md)"
     message = f"{r.describe()} cannot ever fit this fabric, even with every GPU free: {exc.message}"
     return PlacementInfeasible(message, explanation={**exc.explanation, "never": True}, hint=hint)
@@ -330,7 +333,14 @@ def _check_slices(p: Problem) -> None:
         msg += f"; at least {jobs} job(s) in {names[near]} would have to end for one more" if jobs else ""
     hint = "wait, or use a smaller tp" if p.request.tp else "wait, or relax slices"
     raise _fail(p, msg, hint, constraint="slices", needed=need, largest=fit, where=names[top],
-                free_block=int(caps[top]), level=lv.chain[level], blocking_jobs=jobs)
+                free_block=int(caps[top]), level=lv.chain[level], blocking_jobs=jobs,
+                unit=_slice_unit(p, size))
+
+
+def _slice_unit(p: Problem, size: int) -> str:
+    """What a slice failure counts (its ``needed`` and ``largest``): "tensor-parallel groups of 8
+    GPUs", "slices of 2 hosts with 8 free GPUs"."""
+    return f"{'tensor-parallel group' if p.request.tp else 'slice'}s of {size} {unit_name(p)}"
 
 
 def _never_slices(p: Problem, level: int, size: int, need: int) -> PlacementInfeasible:
@@ -340,10 +350,12 @@ def _never_slices(p: Problem, level: int, size: int, need: int) -> PlacementInfe
     caps = _idle_caps(p, level, r.numa_local)
     fit, largest = int((caps // size).sum()), int(caps.max(initial=0))
     dom, unit, what = _slice_domain(p, level), unit_name(p), "tensor-parallel group" if r.tp else "slice"
-    held = (f"a {what} needs {size} {unit} in one {dom}, and one holds at most {largest}" if largest < size
+    most_of = f"{largest} such host{'s' * (largest != 1)}" if p.nodes_mode else f"{largest} GPUs"
+    held = (f"a {what} needs {size} {unit} in one {dom}, and one holds at most {most_of}" if largest < size
             else f"the {dom}s hold only {fit} {what}(s) of {size} {unit} in all, not {need}")
     fix = f"use a tp of at most {largest * (p.gpn or 1)} GPUs" if r.tp else "use more, smaller slices"
-    facts = {"needed": need, "largest": fit, "level": p.levels.chain[level], "never": True}
+    facts = {"needed": need, "largest": fit, "level": p.levels.chain[level], "never": True,
+             "unit": _slice_unit(p, size)}
     if r.numa_local and int((_idle_caps(p, level, False) // size).sum()) >= need:
         most = int(_numa_most(p)[p.host_ok].max(initial=0))
         return _fail(p, f"numa_local: each host gives only the GPUs of one NUMA node (at most {most} here); "

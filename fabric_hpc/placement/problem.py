@@ -177,7 +177,11 @@ class Problem:
 
     def _host(self, name: str) -> int:
         if name not in self.fab.host_pos:
-            raise ConfigError(f"request names host {name!r}, which is not in fabric {self.fab.name!r}")
+            hosts = self.fab.hosts
+            raise ConfigError(f"request names host {name!r}, which is not in fabric {self.fab.name!r}",
+                              hint=f"include/exclude take host lists of this fabric, e.g. {hosts[0]} or "
+                                   f"{_range_example(hosts)} ({len(hosts)} hosts: {hosts[0]} .. {hosts[-1]})"
+                              if hosts else "this fabric has no hosts")
         return self.fab.host_pos[name]
 
     def _pristine(self, free: np.ndarray) -> list[np.ndarray]:
@@ -356,6 +360,13 @@ def _static(fab: Fabric) -> dict[str, Any]:
         out = _STATIC[fab] = {"numa_mat": numa, "dom_tot": tots, "dom_some": [t > 0 for t in tots], "type_ok": {},
                               "eligible": {}, "cost_row": lv.host_gpus * (max(maxg, 1) + 1)}
     return out
+
+
+def _range_example(hosts: list[str]) -> str:
+    """A host-list expression for the first few hosts (``su01-h[01-04]``), or the first host."""
+    from fabric_hpc.hostlist import compress
+
+    return compress(hosts[: min(4, len(hosts))])
 
 
 _ELIGIBLE_MAX = 1024  # distinct (model, features, include, exclude) kept per fabric

@@ -87,7 +87,7 @@ class Request(CheckedModel):
             return [_size_missing("tp", self)]
         if total % self.tp:
             return [f"{total} GPUs do not split into tensor-parallel groups of {self.tp}"
-                    + _what_divides(total, self.tp, "tp")]
+                    + _what_divides(total, self.tp, "tp", self.tp)]
         if gpn and gpn % self.tp and self.tp % gpn:
             return [f"a group of tp={self.tp} GPUs must fill whole hosts of {gpn} GPUs or fit inside one "
                     "(tp a multiple or a divisor of gpus_per_node)"]
@@ -104,7 +104,7 @@ class Request(CheckedModel):
             return [f"{total} GPUs do not split into {self.pp} pipeline stages"
                     + (f" of whole tensor-parallel groups of {self.tp}" if self.tp else "")
                     + _what_divides(total // (self.tp or 1) if not total % (self.tp or 1) else 0,
-                                    self.pp * (self.tp or 1), "pp", total)]
+                                    self.pp * (self.tp or 1), "pp", self.pp, total)]
         return []
 
     def tp_slices(self) -> tuple[int, str] | None:
@@ -125,7 +125,8 @@ class Request(CheckedModel):
     def describe(self) -> str:
         what = (f"{self.nodes} host(s) × {self.gpus_per_node or 'all'} GPU(s)" if self.nodes
                 else f"{self.gpus} GPU(s)")
-        extra = [f"{k}={v}" for k, v in self.model_dump(exclude_defaults=True).items()
+        extra = [f"{k}={'&'.join(v) if isinstance(v, tuple) else v}"  # features as the string form has them
+                 for k, v in self.model_dump(exclude_defaults=True).items()
                  if k not in ("nodes", "gpus_per_node", "gpus")]
         return what + (f" ({', '.join(extra)})" if extra else "")
 
@@ -239,11 +240,13 @@ def _int_bounds(key: str) -> tuple[int, int | None]:
     return lo, hi
 
 
-def _what_divides(units: int, k: int, key: str, total: int | None = None) -> str:
+def _what_divides(units: int, k: int, key: str, value: int, total: int | None = None) -> str:
     """What would split: the values of ``key`` that divide ``units`` (the GPUs, or the tp groups for
-    pp), and the nearest GPU count that ``k`` divides."""
+    pp), or the nearest GPU count that keeps ``key=value`` (``k`` GPUs per step)."""
     total = total if total is not None else units
     fits = [d for d in range(2, min(units, 1024) + 1) if not units % d][:8]
-    nearest = -(-total // k) * k
-    return (f" (use {key} = {', '.join(map(str, fits))}, or {nearest} GPUs)" if fits
-            else f" (use {nearest} GPUs)")
+    keep = f"{-(-total // k) * k} GPUs for {key}={value}"
+    if not fits:
+        return f" (use {keep})"
+    values = ", ".join(map(str, fits[:-1])) + " or " if len(fits) > 1 else ""
+    return f" (use {key} = {values}{fits[-1]}; or {keep})"
