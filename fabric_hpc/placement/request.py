@@ -225,7 +225,9 @@ def _convert(key: str, value: str | None) -> Any:
         lo, hi = _int_bounds(key)
         number = int(value) if value.isascii() and value.isdigit() and len(value) <= 12 else None
         if number is None or number < lo or (hi is not None and number > hi):
-            raise ValueError(f"expected a positive whole number{f' ({lo} to {hi:,})' if hi else ''}, got {value!r}")
+            digits = " in ASCII digits 0-9" if not value.isascii() and value.isdigit() else ""
+            raise ValueError(f"expected a positive whole number{f' ({lo} to {hi:,})' if hi else ''}{digits}, "
+                             f"got {value!r}")
         return number
     if key == "features":
         return tuple(f.strip() for f in value.replace("+", "&").split("&") if f.strip())
