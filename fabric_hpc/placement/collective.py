@@ -44,7 +44,12 @@ from fabric_hpc.placement.fairshare import _fair, fair_rates, flow_unit  # noqa:
 from fabric_hpc.placement.ringmemo import Flows, RingShape, ring_memo  # noqa: F401 (Flows re-exported)
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from fabric_hpc.topology import Fabric
+
+    #: GPU indices into ``fab.gpus`` (a list or an integer array), each at most once
+    GpuIndices = Sequence[int] | np.ndarray
 
 KINDS = ("allreduce", "allgather", "reducescatter", "alltoall")
 
@@ -214,7 +219,7 @@ def tree_share(kind: np.ndarray, m: int) -> np.ndarray:
 MAX_COLLECTIVE_BYTES = 2**50
 
 
-def check_call(fab: Fabric, gpus, size_bytes: float, kind: str, ecmp: int | None = None,
+def check_call(fab: Fabric, gpus: GpuIndices, size_bytes: float, kind: str, ecmp: int | None = None,
                params: CollectiveParams | None = None, *,
                distinct: bool = False) -> tuple[np.ndarray, CollectiveParams]:
     """The sorted, distinct GPU indices of a collective call and its params, or a ConfigError
@@ -269,9 +274,10 @@ class CollectiveTime:
     latency_s: float = 0.0  # the latency part (steps × the worst path latency)
 
 
-def collective_time(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce", algo: str = "auto",
-                    params: CollectiveParams | None = None, background: list[np.ndarray] | None = None,
-                    ecmp: int | None = None, nvls: bool = True) -> CollectiveTime:
+def collective_time(fab: Fabric, gpus: GpuIndices, size_bytes: float, *, kind: str = "allreduce",
+                    algo: str = "auto", params: CollectiveParams | None = None,
+                    background: list[np.ndarray] | None = None, ecmp: int | None = None,
+                    nvls: bool = True) -> CollectiveTime:
     """Time of one collective of ``size_bytes`` on GPU indices ``gpus``, alone or beside the
     ``background`` loads of other running collectives (:func:`job_load`, same ``ecmp`` mode),
     sharing max-min fairly. ``ecmp``: the job's flow-hash salt (ECMP routing, module ecmp);
@@ -351,7 +357,7 @@ def _one(fab: Fabric, net: Net, gpus: np.ndarray, size: float, kind: str, algo: 
     return CollectiveTime(float(secs), algo, float(busbw), where, float(bw_time), float(lat))
 
 
-def job_load(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce",
+def job_load(fab: Fabric, gpus: GpuIndices, size_bytes: float, *, kind: str = "allreduce",
              params: CollectiveParams | None = None, ecmp: int | None = None) -> np.ndarray:
     """Bytes per resource of one ring collective of a running job (a background load for others;
     ``ecmp`` as in :func:`collective_time`)."""
@@ -369,7 +375,8 @@ def job_load(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce",
     return load_of(flows, space.size)
 
 
-def allreduce_and_load(fab: Fabric, gpus, size_bytes: float, *, params: CollectiveParams | None = None,
+def allreduce_and_load(fab: Fabric, gpus: GpuIndices, size_bytes: float, *,
+                       params: CollectiveParams | None = None,
                        ecmp: int | None = None, algos: tuple[str, ...] = ("ring", "tree"),
                        ) -> tuple[CollectiveTime, np.ndarray]:
     """``collective_time(kind="allreduce", algo="auto", nvls=False)`` alone and ``job_load`` of the same GPUs,

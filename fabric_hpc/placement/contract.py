@@ -91,6 +91,7 @@ class Placement:
     stats: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types (lists, not tuples): what ``fabric place --json`` prints."""
         d = asdict(self)
         d["gpus"], d["hosts"] = list(self.gpus), list(self.hosts)
         d["slices"] = [list(s) for s in self.slices]
@@ -110,6 +111,7 @@ class PlacementInfeasible(InfeasibleError):
         self.explanation = explanation
 
     def to_dict(self) -> dict[str, Any]:
+        """The error for machines (``--json``): message, hint, exit code and the ``explanation``."""
         return {**super().to_dict(), "explanation": self.explanation}
 
 

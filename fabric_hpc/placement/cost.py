@@ -66,6 +66,8 @@ class CostWeights(CheckedModel):
         return self
 
     def span_weight(self, chain_level: int) -> float:
+        """The weight of one more domain at ``chain_level``: 0 for hosts, else
+        ``span · span_growth^(level-1)``."""
         return 0.0 if chain_level == 0 else self.span * self.span_growth ** (chain_level - 1)
 
 

@@ -310,6 +310,9 @@ class Problem:
 
     def finish(self, counts: dict[int, int], solver: str, t0: float, *, optimal: bool | None,
                notes: tuple[str, ...] = (), stats: dict | None = None) -> Placement:
+        """The :class:`Placement` of a host → GPU count choice (``counts``): GPUs picked on each host,
+        hard constraints verified (:class:`PlacementBug` if one breaks), cost evaluated; ``t0``: the
+        solver's start (``time.perf_counter``) for ``time_s``."""
         hosts, gpus = self.chosen_gpus(counts)
         self.verify(gpus)
         cost, breakdown, spans = evaluate(self, gpus)

@@ -123,6 +123,7 @@ class Request(CheckedModel):
         return int(self.nodes if self.nodes is not None else self.gpus)  # type: ignore[arg-type]
 
     def describe(self) -> str:
+        """The request in words for messages: "2 host(s) × 8 GPU(s) (tp=16)", "8 GPU(s) (features=a&b)"."""
         what = (f"{self.nodes} host(s) × {self.gpus_per_node or 'all'} GPU(s)" if self.nodes
                 else f"{self.gpus} GPU(s)")
         extra = [f"{k}={'&'.join(v) if isinstance(v, tuple) else v}"  # features as the string form has them

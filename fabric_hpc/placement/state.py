@@ -87,9 +87,11 @@ class ClusterState:
 
     @property
     def jobs(self) -> dict[str, list[str]]:
+        """Job id → its GPU ids, for every job holding GPUs now."""
         return {j: self.job_gpus(j) for j in self._job_num}
 
     def job_gpus(self, job: str) -> list[str]:
+        """The GPU ids ``job`` holds, in fabric order (a NotFoundError when it holds none)."""
         num = self._num(job)
         return [self.fab.gpus[i] for i in np.flatnonzero(self.owner == num)]
 
@@ -105,6 +107,7 @@ class ClusterState:
         return float((self.owner >= 0).sum() / up) if up else 0.0
 
     def copy(self) -> ClusterState:
+        """An independent copy (owners, job ids, metadata): changing one never changes the other."""
         other = ClusterState.__new__(ClusterState)
         other.fab, other.owner = self.fab, self.owner.copy()
         other._job_ids, other._job_num = list(self._job_ids), dict(self._job_num)
@@ -166,6 +169,8 @@ class ClusterState:
 
     # -- file format -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The state file's document (docs/placement.md, "Cluster state file"): each job's GPU ids
+        and metadata; down hosts as one host list, other down GPUs by id. ``from_dict`` reads it back."""
         from fabric_hpc.hostlist import compress
 
         jobs: dict[str, Any] = {}
@@ -252,6 +257,8 @@ class ClusterState:
 
     @classmethod
     def load(cls, fab: Fabric, path: str | os.PathLike[str]) -> ClusterState:
+        """Read a state file of ``fab`` (:meth:`from_dict`); a missing file is a NotFoundError, a bad
+        one a ConfigError naming the file and the entry."""
         from fabric_hpc.inputs import read_json
 
         if not os.fspath(path):
