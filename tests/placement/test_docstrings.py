@@ -46,7 +46,8 @@ def test_demo_compare_is_annotated():
     assert inspect.signature(scheduler.demo_compare).return_annotation is not inspect.Signature.empty
 
 
-@pytest.mark.parametrize("fn", [collective.collective_time, collective.job_load, collective.allreduce_and_load,
-                                collective_steps.job_steps, collective_steps.stepped_collective_time])
+@pytest.mark.parametrize("fn", [collective.collective_time, collective.job_load,
+                                collective.allreduce_and_load, collective_steps.job_steps,
+                                collective_steps.stepped_collective_time])
 def test_collective_entry_points_annotate_gpus(fn):
     assert inspect.signature(fn).parameters["gpus"].annotation == "GpuIndices"
