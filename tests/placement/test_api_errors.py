@@ -38,6 +38,9 @@ def test_models_built_directly_raise_config_errors_with_a_fix(make, words):
 def test_the_models_still_validate_and_parse_as_before():
     assert Request(gpus=8).units == 8 and CostWeights(span=1).span == 1.0
     assert Request.model_validate_json('{"gpus": 4}').gpus == 4
+    # JSON arrays are tuples in pydantic's JSON mode (the scheduler's recorded steps read requests so;
+    # a custom __init__ broke that)
+    assert Request.model_validate_json('{"gpus": 4, "features": ["a"]}').features == ("a",)
     with pytest.raises(ValidationError):  # pydantic's own entry points keep pydantic's error
         Request.model_validate({"gpus": 0})
 
