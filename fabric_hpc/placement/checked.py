@@ -25,7 +25,7 @@ class _CheckedCall(type(StrictModel)):  # type: ignore[misc]  # pydantic's model
         except ValidationError:
             if args:  # BaseModel takes keywords only: let pydantic say so
                 raise
-            parse_model(cls, data, source=cls.__name__, hint=cls._hint)  # the same data: raises its ConfigError
+            parse_model(cls, data, source=cls.__name__, hint=cls._hint)  # raises its ConfigError
             raise
 
 
