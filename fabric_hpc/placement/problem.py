@@ -41,9 +41,9 @@ class Problem:
     """One placement problem (fabric, state, request, weights) as the arrays every solver reads:
     candidate hosts and their capacity ``cap`` (hosts in nodes mode, GPUs in total mode), the
     per-host cost table, the domain levels, pristine domains and the resolved constraint levels.
-    Build one to solve the same request with several solvers (``SOLVERS``: ``solver(problem,
-    options)``); :func:`~fabric_hpc.placement.place` builds it for one call. It never changes the
-    state."""
+    Build one to call solver functions on it directly (``greedy(problem, options)``, ``cpsat(...)``:
+    docs/placement.md, "Solvers"); :func:`~fabric_hpc.placement.place` builds one per call. It never
+    changes the state."""
 
     def __init__(self, fab: Fabric, state: ClusterState, request: Request | str | Mapping[str, Any],
                  weights: CostWeights | None = None, *, slices: tuple[int, str] | None = None) -> None:
