@@ -17,6 +17,9 @@ import click
 from fabric_hpc.cli.output import json_option, render, table
 from fabric_hpc.cli.params import FiniteFloat
 from fabric_hpc.errors import ConfigError
+from fabric_hpc.placement.contract import SOLVE_OPTION_BOUNDS
+
+_TIME, _WORKERS = SOLVE_OPTION_BOUNDS["time_limit_s"], SOLVE_OPTION_BOUNDS["workers"]  # the API's bounds
 
 
 @click.command()
@@ -26,10 +29,10 @@ from fabric_hpc.errors import ConfigError
 @click.option("--request", "-r", "request", help="e.g. 'nodes=4,gpus=8,within=leaf' (see docs/placement.md).")
 @click.option("--solver", type=click.Choice(["cpsat", "greedy", "slurm-tree", "slurm-block"]), default="cpsat",
               show_default=True)
-@click.option("--time-limit", type=FiniteFloat(0, 3600, lo_open=True), default=1.0, show_default=True,
-              help="CP-SAT budget in (0, 3600]: deterministic time units (answers do not depend on the "
+@click.option("--time-limit", type=FiniteFloat(*_TIME[:2], lo_open=True), default=1.0, show_default=True,
+              help=f"CP-SAT budget in (0, {_TIME[1]:g}]: deterministic time units (answers do not depend on the "
                    "machine's load; one unit is about 1-2.5 s of CPU, docs/placement.md).")
-@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+@click.option("--workers", type=click.IntRange(*_WORKERS[:2]), default=1, show_default=True,
               help="CP-SAT workers (1 is deterministic).")
 @click.option("--commit", "commit_job", help="Allocate the placement to this job id in --state.")
 @json_option
@@ -41,15 +44,19 @@ def group(topology: str | None, state_path: str | None, request: str | None, sol
     """
     if not topology or not request:
         raise ConfigError("fabric place needs --topology and --request",
-                          hint="fabric place -t topology/superpod.yaml -r 'nodes=4,gpus=8,within=leaf'")
+                          hint="e.g. fabric place -t topology/dgx-h100-superpod-4su.yaml "
+                               "-r 'nodes=4,gpus=8,within=leaf' (or a generator: -t superpod:sus=4)")
     from fabric_hpc.topology import open_fabric
 
     fab = open_fabric(topology)
     if commit_job is not None:
         if not commit_job.strip() or any(ord(c) < 32 or ord(c) == 127 for c in commit_job):
-            raise ConfigError(f"--commit {commit_job!r}: a job id must be non-empty, without control characters")
+            raise ConfigError(f"--commit {commit_job!r}: a job id must be non-empty, without control "
+                              "characters", hint="name the job the placement is for, e.g. --commit job-42")
         if state_path is None:
-            raise ConfigError("--commit needs --state (the file to write the allocation to)")
+            raise ConfigError("--commit needs --state (the file to write the allocation to)",
+                              hint="add -s state.json (a missing file is not created: "
+                                   "write {\"version\": 1} to start one)")
         with _state_lock(state_path):  # read, place and write as one step: parallel commits never share a GPU
             placement = _place(fab, state_path, request, solver, time_limit, workers, commit_job)
     else:

@@ -44,7 +44,12 @@ from fabric_hpc.placement.fairshare import _fair, fair_rates, flow_unit  # noqa:
 from fabric_hpc.placement.ringmemo import Flows, RingShape, ring_memo  # noqa: F401 (Flows re-exported)
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from fabric_hpc.topology import Fabric
+
+    #: GPU indices into ``fab.gpus`` (a list or an integer array), each at most once
+    GpuIndices = Sequence[int] | np.ndarray
 
 KINDS = ("allreduce", "allgather", "reducescatter", "alltoall")
 
@@ -210,19 +215,26 @@ def tree_share(kind: np.ndarray, m: int) -> np.ndarray:
     return np.where((kind != 0) & (m == 2), 0.5, 1.0)
 
 
-def check_call(fab: Fabric, gpus, size_bytes: float, kind: str, ecmp: int | None = None,
-               params: CollectiveParams | None = None) -> tuple[np.ndarray, CollectiveParams]:
+#: The largest collective a call may describe: 1 PiB (``CostWeights.message_mb`` stays below it).
+MAX_COLLECTIVE_BYTES = 2**50
+
+
+def check_call(fab: Fabric, gpus: GpuIndices, size_bytes: float, kind: str, ecmp: int | None = None,
+               params: CollectiveParams | None = None, *,
+               distinct: bool = False) -> tuple[np.ndarray, CollectiveParams]:
     """The sorted, distinct GPU indices of a collective call and its params, or a ConfigError
     naming the bad argument: indices must be integers of ``fab`` (no wrap-around of -1, no
-    truncated floats), the size a finite number of bytes ≥ 0, ``kind`` one of :data:`KINDS`."""
+    truncated floats), the size a number of bytes in 0..:data:`MAX_COLLECTIVE_BYTES`, ``kind`` one
+    of :data:`KINDS`. ``distinct``: a GPU given twice is a ConfigError naming it (the public entry
+    points: one rank per GPU), else the repeats are merged (stage-to-stage pairs share GPUs)."""
     if kind not in KINDS:
         raise ConfigError(f"unknown collective {kind!r}", hint=f"kinds: {KINDS}")
     if params is not None and not isinstance(params, CollectiveParams):
         raise ConfigError(f"params must be a CollectiveParams, not {type(params).__name__}",
                           hint="pass CollectiveParams(**fields) (or None for the calibrated defaults)")
-    if isinstance(size_bytes, bool) or not isinstance(size_bytes, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(size_bytes) or size_bytes < 0:
-        raise ConfigError(f"collective size must be a finite number of bytes ≥ 0, not {size_bytes!r}",
+    if not _size_ok(size_bytes):
+        raise ConfigError("collective size must be a number of bytes in 0..2**50 (1 PiB), "
+                          f"not {repr(size_bytes)[:40]}",
                           hint="give the message size in bytes, e.g. 2**28 for 256 MiB")
     if ecmp is not None and (isinstance(ecmp, bool) or not isinstance(ecmp, (int, np.integer))):
         raise ConfigError(f"ecmp must be an integer flow-hash salt or None, not {ecmp!r}",
@@ -236,7 +248,20 @@ def check_call(fab: Fabric, gpus, size_bytes: float, kind: str, ecmp: int | None
         bad = int(idx[0] if idx[0] < 0 else idx[-1])
         raise ConfigError(f"GPU index {bad} is not a GPU of fabric {fab.name!r} (0..{len(fab.gpus) - 1})",
                           hint="pass indices into fab.gpus")
+    if distinct and idx.size != arr.size:
+        twice = int(idx[np.bincount(np.searchsorted(idx, arr.astype(np.int64))).argmax()])
+        raise ConfigError(f"GPU index {twice} ({fab.gpus[twice]}) is given more than once",
+                          hint="list each GPU of the collective once (one rank per GPU)")
     return idx, params or CollectiveParams()
+
+
+def _size_ok(size: object) -> bool:
+    """A number of bytes in 0..MAX_COLLECTIVE_BYTES (a Python int of any size, without overflow)."""
+    if isinstance(size, bool) or not isinstance(size, (int, float, np.integer, np.floating)):
+        return False
+    if isinstance(size, (float, np.floating)) and not np.isfinite(size):
+        return False
+    return 0 <= size <= MAX_COLLECTIVE_BYTES
 
 
 @dataclass(frozen=True)
@@ -249,9 +274,10 @@ class CollectiveTime:
     latency_s: float = 0.0  # the latency part (steps × the worst path latency)
 
 
-def collective_time(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce", algo: str = "auto",
-                    params: CollectiveParams | None = None, background: list[np.ndarray] | None = None,
-                    ecmp: int | None = None, nvls: bool = True) -> CollectiveTime:
+def collective_time(fab: Fabric, gpus: GpuIndices, size_bytes: float, *, kind: str = "allreduce",
+                    algo: str = "auto", params: CollectiveParams | None = None,
+                    background: list[np.ndarray] | None = None, ecmp: int | None = None,
+                    nvls: bool = True) -> CollectiveTime:
     """Time of one collective of ``size_bytes`` on GPU indices ``gpus``, alone or beside the
     ``background`` loads of other running collectives (:func:`job_load`, same ``ecmp`` mode),
     sharing max-min fairly. ``ecmp``: the job's flow-hash salt (ECMP routing, module ecmp);
@@ -260,7 +286,7 @@ def collective_time(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allred
     passes ``nvls=False`` (its choice stays ring or tree, as :func:`allreduce_and_load`)."""
     if algo not in ALGOS:
         raise ConfigError(f"unknown collective algorithm {algo!r}", hint=f"algorithms: {ALGOS}")
-    gpus, params = check_call(fab, gpus, size_bytes, kind, ecmp, params)
+    gpus, params = check_call(fab, gpus, size_bytes, kind, ecmp, params, distinct=True)
     if algo in ("tree", "nvls") and kind != "allreduce":
         raise ConfigError(f"{algo!r} is an all-reduce algorithm in this model, not one for {kind!r}",
                           hint="use algo='ring' or 'auto' for this collective")
@@ -331,11 +357,11 @@ def _one(fab: Fabric, net: Net, gpus: np.ndarray, size: float, kind: str, algo: 
     return CollectiveTime(float(secs), algo, float(busbw), where, float(bw_time), float(lat))
 
 
-def job_load(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce",
+def job_load(fab: Fabric, gpus: GpuIndices, size_bytes: float, *, kind: str = "allreduce",
              params: CollectiveParams | None = None, ecmp: int | None = None) -> np.ndarray:
     """Bytes per resource of one ring collective of a running job (a background load for others;
     ``ecmp`` as in :func:`collective_time`)."""
-    gpus, params = check_call(fab, gpus, size_bytes, kind, ecmp, params)
+    gpus, params = check_call(fab, gpus, size_bytes, kind, ecmp, params, distinct=True)
     space = resources(fab, ecmp)
     if len(gpus) <= 1:
         return np.zeros(space.size)
@@ -349,13 +375,14 @@ def job_load(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce",
     return load_of(flows, space.size)
 
 
-def allreduce_and_load(fab: Fabric, gpus, size_bytes: float, *, params: CollectiveParams | None = None,
+def allreduce_and_load(fab: Fabric, gpus: GpuIndices, size_bytes: float, *,
+                       params: CollectiveParams | None = None,
                        ecmp: int | None = None, algos: tuple[str, ...] = ("ring", "tree"),
                        ) -> tuple[CollectiveTime, np.ndarray]:
     """``collective_time(kind="allreduce", algo="auto", nvls=False)`` alone and ``job_load`` of the same GPUs,
     building the ring's flows once (both are linear in the bytes; the simulator calls this per job).
     ``algos``: the algorithms "auto" picks from (``("ring",)``: the ring alone)."""
-    gpus, params = check_call(fab, gpus, size_bytes, "allreduce", ecmp, params)
+    gpus, params = check_call(fab, gpus, size_bytes, "allreduce", ecmp, params, distinct=True)
     net = resources(fab, ecmp)
     n = len(gpus)
     if n <= 1:

@@ -36,6 +36,7 @@ from fabric_hpc.placement.collective import (CollectiveParams, CollectiveTime, N
 from fabric_hpc.placement.fairshare import flow_fair_rates
 
 if TYPE_CHECKING:
+    from fabric_hpc.placement.collective import GpuIndices
     from fabric_hpc.topology import Fabric
 
 __all__ = ["JobSteps", "job_steps", "stepped_times", "stepped_collective_time"]
@@ -73,14 +74,14 @@ def _empty(ecmp: bool, runs: bool) -> JobSteps:
     return JobSteps(0, z, z, np.zeros(0), np.zeros(0), ecmp, runs)
 
 
-def job_steps(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce",
+def job_steps(fab: Fabric, gpus: GpuIndices, size_bytes: float, *, kind: str = "allreduce",
               params: CollectiveParams | None = None, ecmp: int | None = None) -> JobSteps:
     """The ring step of a collective of ``size_bytes`` on GPU indices ``gpus`` (``kind`` and
     ``size_bytes`` as :func:`collective.collective_time`; ``ecmp``: the job's flow-hash salt)."""
     if kind not in RING_KINDS:
         raise ConfigError(f"the stepped form models ring collectives, not {kind!r}",
                           hint=f"kinds: {RING_KINDS}; use collective.collective_time for all-to-all")
-    gpus, params = check_call(fab, gpus, size_bytes, kind, ecmp, params)
+    gpus, params = check_call(fab, gpus, size_bytes, kind, ecmp, params, distinct=True)
     n = len(gpus)
     if n <= 1:
         return _empty(ecmp is not None, True)
@@ -170,7 +171,7 @@ def _simulate(flow: np.ndarray, res: np.ndarray, size: np.ndarray, lat: np.ndarr
     return end / np.maximum(count, 1)
 
 
-def stepped_collective_time(fab: Fabric, gpus, size_bytes: float, *, kind: str = "allreduce",
+def stepped_collective_time(fab: Fabric, gpus: GpuIndices, size_bytes: float, *, kind: str = "allreduce",
                             params: CollectiveParams | None = None, background: Sequence[JobSteps] = (),
                             ecmp: int | None = None, min_steps: int = 8, share: str = "flow") -> CollectiveTime:
     """Time of one ring collective on ``gpus`` in the stepped form, beside the ``background`` jobs'

@@ -17,17 +17,27 @@ if TYPE_CHECKING:
     from fabric_hpc.placement.problem import Problem
 
 
+#: The one set of bounds of :class:`SolveOptions` (``fabric place`` takes its flags with the same):
+#: name -> (least, most, whole number, least excluded).
+SOLVE_OPTION_BOUNDS: dict[str, tuple[float, float, bool, bool]] = {
+    "time_limit_s": (0.0, 3600.0, False, True), "workers": (1, 256, True, False),
+    "seed": (0, 2**31 - 1, True, False), "host_item_limit": (0, 10**7, True, False),
+    "relative_gap": (0.0, 1.0, False, False)}
+
+
 @dataclass(frozen=True)
 class SolveOptions:
-    """Knobs shared by the solvers (CP-SAT uses all of them, the heuristics ignore most)."""
+    """Knobs shared by the solvers (CP-SAT uses all of them, the heuristics ignore most). A value
+    outside :data:`SOLVE_OPTION_BOUNDS` is a ConfigError naming the field and its range."""
 
-    #: CP-SAT's deterministic time limit (a work count, about seconds on an idle core; the answer does
-    #: not depend on machine load); after it the best feasible answer is returned, marked not optimal.
+    #: CP-SAT's deterministic time limit in (0, 3600] (a work count, about seconds on an idle core; the
+    #: answer does not depend on machine load); after it the best feasible answer is returned, not optimal.
     time_limit_s: float = 1.0
-    #: CP-SAT search workers. 1 by default: deterministic and leaves the other core to the scheduler.
+    #: CP-SAT search workers (1..256). 1 by default: deterministic and leaves the other core to the scheduler.
     workers: int = 1
     seed: int = 0
-    #: Above this many candidate hosts CP-SAT decides per domain first (hierarchical decomposition; 0: always).
+    #: Above this many candidate hosts CP-SAT decides per domain first (hierarchical decomposition;
+    #: 0: always, a mode of its own, not "no limit").
     host_item_limit: int = 192
     #: Relative gap at which CP-SAT may stop (0 = prove optimality).
     relative_gap: float = 0.0
@@ -37,14 +47,15 @@ class SolveOptions:
 
         from fabric_hpc.errors import ConfigError
 
-        checks = {"time_limit_s": (self.time_limit_s, 0.0, 1e6, False), "workers": (self.workers, 1, 1024, True),
-                  "seed": (self.seed, 0, 2**31 - 1, True), "host_item_limit": (self.host_item_limit, 0, 10**7, True),
-                  "relative_gap": (self.relative_gap, 0.0, 1.0, False)}
-        for name, (value, lo, hi, whole) in checks.items():
+        for name, (lo, hi, whole, lo_open) in SOLVE_OPTION_BOUNDS.items():
+            value = getattr(self, name)
             number = isinstance(value, int) if whole else isinstance(value, (int, float))
-            if isinstance(value, bool) or not number or not math.isfinite(value) or not lo <= value <= hi:
+            if isinstance(value, bool) or not number or not math.isfinite(value) or not lo <= value <= hi \
+                    or (lo_open and value == lo):
                 kind = "a whole number" if whole else "a finite number"
-                raise ConfigError(f"SolveOptions.{name} must be {kind} in {lo}..{hi}, got {value!r}")
+                span = f"{'(' if lo_open else '['}{_number(lo)}, {_number(hi)}]"
+                raise ConfigError(f"SolveOptions.{name} must be {kind} in {span}, got {value!r}",
+                                  hint=f"e.g. SolveOptions({name}={getattr(SolveOptions, name)!r})")
 
     @classmethod
     def of(cls, fields: Any) -> SolveOptions:
@@ -55,6 +66,11 @@ class SolveOptions:
         if unknown:
             raise ConfigError(f"unknown solver option(s) {unknown}", hint=f"valid: {', '.join(cls.__dataclass_fields__)}")
         return cls(**fields)
+
+
+def _number(x: float) -> str:
+    """3600.0 -> "3,600", 0.5 -> "0.5"."""
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
 
 
 @dataclass(frozen=True)
@@ -75,6 +91,7 @@ class Placement:
     stats: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types (lists, not tuples): what ``fabric place --json`` prints."""
         d = asdict(self)
         d["gpus"], d["hosts"] = list(self.gpus), list(self.hosts)
         d["slices"] = [list(s) for s in self.slices]
@@ -94,6 +111,7 @@ class PlacementInfeasible(InfeasibleError):
         self.explanation = explanation
 
     def to_dict(self) -> dict[str, Any]:
+        """The error for machines (``--json``): message, hint, exit code and the ``explanation``."""
         return {**super().to_dict(), "explanation": self.explanation}
 
 

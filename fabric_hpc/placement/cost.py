@@ -22,24 +22,29 @@ from __future__ import annotations
 import math
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from fabric_hpc.validation import StrictModel
+from fabric_hpc.placement.checked import CheckedModel
 
 if TYPE_CHECKING:
     from fabric_hpc.placement.problem import Problem
     from fabric_hpc.topology import Fabric
 
 
-class CostWeights(StrictModel):
-    """Weights of the cost terms; the unit is "ms of all-reduce time" (see docs/placement.md)."""
+class CostWeights(CheckedModel):
+    """Weights of the cost terms; the unit is "ms of all-reduce time" (see docs/placement.md). A bad
+    weight is a ConfigError, also when constructed directly (``CostWeights(span=-1)``)."""
+
+    _hint: ClassVar[str] = ("weights are finite numbers >= 0 (message_mb in (0, 2**30], span_growth >= 1); "
+                            "docs/placement.md, Cost model")
 
     #: > 0: the modelled collective time comes first (lexicographic); 0: placement terms only.
     comm: float = Field(default=1.0, ge=0)
-    message_mb: float = Field(default=256.0, gt=0)
+    #: MiB all-reduced (at most 2**30: 1 PiB, the collective model's bound).
+    message_mb: float = Field(default=256.0, gt=0, le=2**30)
     #: Count the traffic of the jobs already running (max-min fair share of shared links).
     contention: bool = False
     #: Weight of one more domain at chain level 1, 2, 3…; level i gets span * span_growth**(i-1).
@@ -51,7 +56,18 @@ class CostWeights(StrictModel):
     job_sizes: tuple[int, ...] = (1, 2, 4, 8)
     job_size_probs: tuple[float, ...] = (0.2, 0.2, 0.2, 0.4)
 
+    @model_validator(mode="after")
+    def _job_mix(self) -> CostWeights:
+        if len(self.job_sizes) != len(self.job_size_probs):
+            raise ValueError(f"job_sizes ({len(self.job_sizes)}) and job_size_probs "
+                             f"({len(self.job_size_probs)}) must have the same length: one probability per job size")
+        if any(k < 1 for k in self.job_sizes) or any(q < 0 for q in self.job_size_probs):
+            raise ValueError("job_sizes must be whole numbers >= 1 and job_size_probs numbers >= 0")
+        return self
+
     def span_weight(self, chain_level: int) -> float:
+        """The weight of one more domain at ``chain_level``: 0 for hosts, else
+        ``span · span_growth^(level-1)``."""
         return 0.0 if chain_level == 0 else self.span * self.span_growth ** (chain_level - 1)
 
 

@@ -22,7 +22,11 @@ if TYPE_CHECKING:
 
 
 def unit_name(p: Problem) -> str:
-    return f"hosts with {p.gpn} free GPUs" if p.nodes_mode else "GPUs"
+    """What the request counts: hosts (nodes mode), GPUs of entirely free hosts (``whole_hosts``),
+    or GPUs."""
+    if p.nodes_mode:
+        return f"hosts with {p.gpn} free GPUs"
+    return "GPUs on entirely free hosts" if p.request.whole_hosts else "GPUs"
 
 
 def domain_capacity(p: Problem, level: int) -> np.ndarray:
@@ -44,19 +48,39 @@ def blocking_jobs(p: Problem, deficit_gpus: int, hosts: np.ndarray | None = None
 
 
 def gpu_deficit(p: Problem, short: int, hosts: np.ndarray | None = None) -> int:
-    """GPUs that must be freed for ``short`` more units: GPUs in total mode; in nodes mode, the
-    fewest GPUs that make ``short`` more hosts (of ``hosts``, default all) hold ``gpn`` free ones
-    (a partly used host needs only what it lacks)."""
+    """GPUs that must be freed for ``short`` more units, at least: GPUs in total mode; in nodes
+    mode, the fewest GPUs that make ``short`` more hosts (of ``hosts``, default all) hold ``gpn``
+    free ones (a partly used host needs only what it lacks); with ``whole_hosts`` in total mode,
+    the fewest GPUs that make enough more hosts entirely free to hold ``short`` more GPUs (a host
+    running one 1-GPU job lacks 1 GPU, not its size)."""
     if short <= 0:
         return 0
-    if not p.nodes_mode:
+    if not p.nodes_mode and not p.request.whole_hosts:
         return short
     lv = p.levels
-    cand = np.flatnonzero(p.host_ok & (lv.host_gpus >= p.gpn) & (p.cap == 0))
+    if p.nodes_mode:
+        cand = np.flatnonzero(p.host_ok & (lv.host_gpus >= p.gpn) & (p.cap == 0))
+        if hosts is not None:
+            cand = np.intersect1d(cand, hosts)
+        lack = np.sort(p.gpn - np.minimum(p.free_all[cand], p.gpn))
+        return int(lack[:short].sum()) if lack.size >= short else short * p.gpn
+    cand = np.flatnonzero(_could_free_whole(p) & (p.cap == 0))
     if hosts is not None:
         cand = np.intersect1d(cand, hosts)
-    lack = np.sort(p.gpn - np.minimum(p.free_all[cand], p.gpn))
-    return int(lack[:short].sum()) if lack.size >= short else short * p.gpn
+    sizes = np.sort(lv.host_gpus[cand])[::-1]
+    k = int(np.searchsorted(np.cumsum(sizes), short)) + 1  # at least this many more hosts
+    if k > sizes.size:
+        return short
+    return int(np.sort(lv.host_gpus[cand] - p.free_all[cand])[:k].sum())
+
+
+def _could_free_whole(p: Problem) -> np.ndarray:
+    """Per host: whether it would count for ``whole_hosts`` once its jobs end (eligible, with GPUs,
+    none down, and with ``numa_local`` all on one NUMA node)."""
+    lv, idx = p.levels, p.fab.index
+    down = np.bincount(idx.gpu_host[p.state.owner == DOWN], minlength=len(lv.host_gpus))
+    ok = p.host_ok & (lv.host_gpus > 0) & (down == 0)
+    return ok & (_numa_most(p) >= lv.host_gpus) if p.request.numa_local else ok
 
 
 def _fail(p: Problem, message: str, hint: str | None = None, **facts: Any) -> PlacementInfeasible:
@@ -159,7 +183,10 @@ def never_fits(fab: Fabric, request: Request) -> PlacementInfeasible | None:
 def _never(p: Problem, exc: PlacementInfeasible) -> PlacementInfeasible:
     """``exc`` (found on an idle fabric) worded as a permanent failure."""
     r = p.request
-    relax = [name for name in _RELAX if getattr(r, name)]
+    binding = exc.explanation.get("constraint")
+    binding = "tp" if binding == "slices" and r.tp else binding  # tp groups are slices of the NVLink level
+    relax = ([binding] if binding in _RELAX and getattr(r, binding)
+             else [name for name in _RELAX if getattr(r, name)])
     hint = (f"relax {', '.join(relax)}" if relax else "ask for fewer GPUs") + " (docs/placement.md)"
     message = f"{r.describe()} cannot ever fit this fabric, even with every GPU free: {exc.message}"
     return PlacementInfeasible(message, explanation={**exc.explanation, "never": True}, hint=hint)
@@ -199,7 +226,7 @@ def _necessary(p: Problem) -> None:
         down = int((p.state.owner[p.host_ok[p.fab.index.gpu_host]] == DOWN).sum())
         fixes = (["wait for jobs to end"] if jobs else []) + \
             ([f"bring back the {down} GPU(s) that are down"] if down else []) + ["ask for fewer GPUs"]
-        raise _fail(p, f"needs {need} {unit_name(p)}; only {total} are free"
+        raise _fail(p, _short_of(p, need, total)
                     + (f"; at least {jobs} running job(s) would have to end" if jobs else "")
                     + (f"; {down} GPU(s) are down" if down else ""), ", or ".join(fixes),
                     constraint="capacity", needed=need, largest=total, blocking_jobs=jobs, down_gpus=down)
@@ -209,6 +236,16 @@ def _necessary(p: Problem) -> None:
             _check_domains(p, level, int(limit), what, need, _display(name))
     if p.slice_level is not None:
         _check_slices(p)
+
+
+def _short_of(p: Problem, need: int, total: int) -> str:
+    """"needs 16 GPUs; only 8 are free", in the request's units; for ``whole_hosts`` the GPUs on
+    entirely free hosts, and all the free ones beside."""
+    if p.nodes_mode or not p.request.whole_hosts:
+        return f"needs {need} {unit_name(p)}; only {total} are free"
+    free = int(p.free_all[p.host_ok].sum())
+    return (f"needs {need} GPUs on whole hosts; only {total} GPUs are on entirely free hosts"
+            + (f" ({free} are free in all)" if free > total else ""))
 
 
 def _display(level: str | None) -> str:
@@ -296,7 +333,14 @@ def _check_slices(p: Problem) -> None:
         msg += f"; at least {jobs} job(s) in {names[near]} would have to end for one more" if jobs else ""
     hint = "wait, or use a smaller tp" if p.request.tp else "wait, or relax slices"
     raise _fail(p, msg, hint, constraint="slices", needed=need, largest=fit, where=names[top],
-                free_block=int(caps[top]), level=lv.chain[level], blocking_jobs=jobs)
+                free_block=int(caps[top]), level=lv.chain[level], blocking_jobs=jobs,
+                unit=_slice_unit(p, size))
+
+
+def _slice_unit(p: Problem, size: int) -> str:
+    """What a slice failure counts (its ``needed`` and ``largest``): "tensor-parallel groups of 8
+    GPUs", "slices of 2 hosts with 8 free GPUs"."""
+    return f"{'tensor-parallel group' if p.request.tp else 'slice'}s of {size} {unit_name(p)}"
 
 
 def _never_slices(p: Problem, level: int, size: int, need: int) -> PlacementInfeasible:
@@ -306,10 +350,12 @@ def _never_slices(p: Problem, level: int, size: int, need: int) -> PlacementInfe
     caps = _idle_caps(p, level, r.numa_local)
     fit, largest = int((caps // size).sum()), int(caps.max(initial=0))
     dom, unit, what = _slice_domain(p, level), unit_name(p), "tensor-parallel group" if r.tp else "slice"
-    held = (f"a {what} needs {size} {unit} in one {dom}, and one holds at most {largest}" if largest < size
+    most_of = f"{largest} such host{'s' * (largest != 1)}" if p.nodes_mode else f"{largest} GPUs"
+    held = (f"a {what} needs {size} {unit} in one {dom}, and one holds at most {most_of}" if largest < size
             else f"the {dom}s hold only {fit} {what}(s) of {size} {unit} in all, not {need}")
     fix = f"use a tp of at most {largest * (p.gpn or 1)} GPUs" if r.tp else "use more, smaller slices"
-    facts = {"needed": need, "largest": fit, "level": p.levels.chain[level], "never": True}
+    facts = {"needed": need, "largest": fit, "level": p.levels.chain[level], "never": True,
+             "unit": _slice_unit(p, size)}
     if r.numa_local and int((_idle_caps(p, level, False) // size).sum()) >= need:
         most = int(_numa_most(p)[p.host_ok].max(initial=0))
         return _fail(p, f"numa_local: each host gives only the GPUs of one NUMA node (at most {most} here); "

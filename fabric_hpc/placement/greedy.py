@@ -5,7 +5,8 @@
 2. Fill it top-down: at each level take the best-fit child that holds the remainder, or else the
    child with the most capacity (fewest children spanned), and recurse.
 3. On hosts, take the cheapest by the cost model's per-host term (fragmentation increase).
-Slices are placed one by one the same way, preferring the parent domain of the first slice.
+Slices go domain by domain (a domain, once chosen, takes every slice it holds), preferring the
+parent domain of the first slice.
 With pipeline stages (``pp``) the fill is also tried with each stage as such a slice
 (:meth:`Problem.staged`), and the cheaper placement on the cost model is returned.
 ``max_domains`` that the fill breaks is retried on the K largest domains of that level.
@@ -171,43 +172,80 @@ def _fill_slices(p: Problem, cap: np.ndarray, out: dict[int, int]) -> bool:
 
 
 def _slices_in(p: Problem, cap: np.ndarray, out: dict[int, int]) -> bool:
-    used: list[int] = []
-    lv, level = p.levels, p.slice_level
-    parent = None  # each domain's parent one level up (a host of it, read once, not per slice)
-    if level + 1 < len(lv.chain):
-        ids, first = np.unique(lv.host_dom[:, level], return_index=True)
-        parent = np.full(int(ids.max(initial=-1)) + 1, -1, np.int64)
-        parent[ids] = lv.host_dom[first, level + 1]
-    for k in range(p.slices):
-        d = _slice_domain(p, cap, (p.slices - k) * p.slice_size, used, parent)
-        if d is None:
-            return False
-        if d not in used:
-            used.append(d)
-        _fill(p, cap, _domain_hosts(p, p.slice_level, d), p.slice_level, p.slice_size, out)
-    return True
-
-
-def _slice_domain(p: Problem, cap: np.ndarray, rest: int, used: list[int],
-                  parent: np.ndarray | None) -> int | None:
-    """The domain of the next slice, spanning as few domains as the free GPUs allow: one already
-    used first, then one that holds every remaining slice (``rest`` GPUs; the best fit among them,
-    so the last new domain is the tightest), else the roomiest (it holds the most of them); near
-    the first domain (same parent) before far; then unbroken pristine domains last (hosts: the
-    cheapest take)."""
+    """Place the slices, spanning as few domains of the slice level as the free GPUs allow. Slice
+    by slice the rule is: a domain already used first, then one that holds every remaining slice
+    (the best fit among them, so the last new domain is the tightest), else the roomiest (it holds
+    the most of them); near the first domain (same parent) before far; then (hosts) the cheapest
+    take / (domains) unbroken pristine domains last, then the first. A used domain is taken again
+    while it holds a slice, so each domain, once chosen, takes every slice it holds and is never
+    chosen again, and the others keep their capacities meanwhile: one choice per domain gives the
+    same sequence, in work that grows with the domains used rather than slices × domains (the
+    slice-by-slice loop is the oracle of tests/placement/test_greedy_slices.py)."""
     lv, level, size = p.levels, p.slice_level, p.slice_size
     caps = cap if level == 0 else domain_sums(lv, level, cap)  # chain level 0: the hosts themselves
     exact = level == 0 and p.request.whole_hosts and not p.nodes_mode  # a whole host is all or nothing
-    fits = ((caps == size) if exact else (caps >= size)).nonzero()[0]
-    if not len(fits):
-        return None
-    again, whole = np.isin(fits, used), caps[fits] >= rest
-    away = parent[fits] != parent[used[0]] if used and parent is not None else np.zeros(len(fits), bool)
-    if level == 0:  # the cheapest take among hosts that hold the rest, else the roomiest
-        ties: tuple = (_take_cost(p, fits, size), np.where(whole, 0, -caps[fits]))
-    else:
-        ties = (p.pristine[level][fits], np.where(whole, caps[fits], -caps[fits]))
-    return int(fits[np.lexsort((*ties, away, ~whole, ~again))[0]])
+    cand = ((caps == size) if exact else (caps >= size)).nonzero()[0]
+    if not len(cand):
+        return False
+    room = caps[cand].astype(np.int64)  # a copy: ``cap`` changes as slices are taken
+    tie = _take_cost(p, cand, size) if level == 0 else p.pristine[level][cand]
+    best_fit = np.zeros(len(cand), np.int64) if level == 0 else room  # among domains that hold the rest
+    away: np.ndarray | None = None  # known once the first domain is
+    order = np.lexsort((tie, -room))  # nothing used yet: the roomiest first (ties: cheaper, then first)
+    most, i, left = _suffix_max(room[order]), 0, int(p.slices)
+    while left:
+        if i == len(order):
+            return False
+        rest = left * size
+        if most[i] >= rest:  # domains that hold every remaining slice: near first, then the best fit
+            whole = np.sort(order[i:])
+            whole = whole[room[whole] >= rest]
+            near = np.zeros(len(whole), bool) if away is None else away[whole]
+            k = int(whole[np.lexsort((tie[whole], best_fit[whole], near))[0]])
+            _take_slices(p, cap, int(cand[k]), left, out)
+            return True
+        k = int(order[i])
+        take = int(room[k]) // size  # fewer than ``left``: it does not hold the rest
+        _take_slices(p, cap, int(cand[k]), take, out)
+        left -= take
+        i += 1
+        if away is None:  # the first domain: near it (same parent) before far from now on
+            away = _away(p, cand, k)
+            order = np.sort(order[1:])
+            order = order[np.lexsort((tie[order], -room[order], away[order]))]
+            most, i = _suffix_max(room[order]), 0
+    return True
+
+
+def _away(p: Problem, cand: np.ndarray, k: int) -> np.ndarray:
+    """Which domains ``cand`` of the slice level have another parent (one level up) than ``cand[k]``
+    (all False at the top level)."""
+    lv, level = p.levels, p.slice_level
+    if level + 1 >= len(lv.chain):
+        return np.zeros(len(cand), bool)
+    if level == 0:
+        parent = lv.host_dom[cand, 1]
+    else:  # a domain's parent: that of any of its hosts (the first)
+        ids, first = np.unique(lv.host_dom[:, level], return_index=True)
+        parent = lv.host_dom[first[np.searchsorted(ids, cand)], level + 1]
+    return parent != parent[k]
+
+
+def _suffix_max(values: np.ndarray) -> np.ndarray:
+    """``out[i] = values[i:].max()``."""
+    return np.maximum.accumulate(values[::-1])[::-1] if len(values) else values
+
+
+def _take_slices(p: Problem, cap: np.ndarray, d: int, count: int, out: dict[int, int]) -> None:
+    """Take ``count`` slices, one after the other, from domain ``d`` of the slice level."""
+    size = p.slice_size
+    if p.slice_level == 0:  # a host: the slices are just its GPUs (or the host itself in nodes mode)
+        out[d] = out.get(d, 0) + count * size
+        cap[d] -= count * size
+        return
+    members = _domain_hosts(p, p.slice_level, d)
+    for _ in range(count):
+        _fill(p, cap, members, p.slice_level, size, out)
 
 
 def _best_domain(p: Problem, cap: np.ndarray, level: int, need: int) -> int | None:

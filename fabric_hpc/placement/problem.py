@@ -13,6 +13,7 @@ import bisect
 import itertools
 import time
 import weakref
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,8 +23,10 @@ from fabric_hpc.hostlist import expand
 from fabric_hpc.placement.contract import Placement
 from fabric_hpc.placement.cost import CostWeights, evaluate, stranded
 from fabric_hpc.placement.levels import domain_sums, fabric_levels, free_per_host, largest_domain_gpus
-from fabric_hpc.placement.request import Request
+from fabric_hpc.placement.request import Request, parse_request
+from fabric_hpc.placement.state import check_fabric, check_state
 from fabric_hpc.placement.verify import violations
+from fabric_hpc.validation import parse_model
 
 if TYPE_CHECKING:
     from fabric_hpc.placement.state import ClusterState
@@ -35,10 +38,31 @@ class PlacementBug(FabricError):
 
 
 class Problem:
-    def __init__(self, fab: Fabric, state: ClusterState, request: Request,
+    """One placement problem (fabric, state, request, weights) as the arrays every solver reads:
+    candidate hosts and their capacity ``cap`` (hosts in nodes mode, GPUs in total mode), the
+    per-host cost table, the domain levels, pristine domains and the resolved constraint levels.
+    Build one to call solver functions on it directly (``greedy(problem, options)``, ``cpsat(...)``:
+    docs/placement.md, "Solvers"); :func:`~fabric_hpc.placement.place` builds one per call. It never
+    changes the state."""
+
+    def __init__(self, fab: Fabric, state: ClusterState, request: Request | str | Mapping[str, Any],
                  weights: CostWeights | None = None, *, slices: tuple[int, str] | None = None) -> None:
-        """``slices``: (count, level) to keep instead of the request's (the pipeline stages that
-        :func:`~fabric_hpc.placement.greedy.greedy` also tries: :meth:`staged`)."""
+        """``request``: a :class:`Request` or its string / mapping form (:func:`parse_request`);
+        ``weights``: :class:`CostWeights` or a mapping of its fields, None for the defaults. ``slices``: (count, level) to keep instead of the
+        request's (the pipeline stages that :func:`~fabric_hpc.placement.greedy.greedy` also
+        tries: :meth:`staged`). A wrong argument is a ConfigError naming it."""
+        check_fabric(fab, "Problem()")
+        check_state(state, fab, "Problem()")
+        if not isinstance(request, Request):
+            if not isinstance(request, (str, Mapping)):
+                raise ConfigError(f"Problem(): request must be a Request, its string or a mapping, "
+                                  f"not {type(request).__name__}", hint="e.g. 'nodes=4,gpus=8,within=leaf'")
+            request = parse_request(request, source="request")
+        if weights is not None and not isinstance(weights, CostWeights):
+            if not isinstance(weights, Mapping):
+                raise ConfigError(f"Problem(): weights must be CostWeights, a mapping of its fields or None, "
+                                  f"not {type(weights).__name__}", hint="CostWeights(**fields), or None for the defaults")
+            weights = parse_model(CostWeights, weights, source="weights")
         self.fab, self.state, self.request = fab, state, request
         self.weights = weights or _DEFAULT_WEIGHTS
         self.levels = lv = fabric_levels(fab)
@@ -153,7 +177,11 @@ class Problem:
 
     def _host(self, name: str) -> int:
         if name not in self.fab.host_pos:
-            raise ConfigError(f"request names host {name!r}, which is not in fabric {self.fab.name!r}")
+            hosts = self.fab.hosts
+            raise ConfigError(f"request names host {name!r}, which is not in fabric {self.fab.name!r}",
+                              hint=f"include/exclude take host lists of this fabric, e.g. {hosts[0]} or "
+                                   f"{_range_example(hosts)} ({len(hosts)} hosts: {hosts[0]} .. {hosts[-1]})"
+                              if hosts else "this fabric has no hosts")
         return self.fab.host_pos[name]
 
     def _pristine(self, free: np.ndarray) -> list[np.ndarray]:
@@ -282,6 +310,9 @@ class Problem:
 
     def finish(self, counts: dict[int, int], solver: str, t0: float, *, optimal: bool | None,
                notes: tuple[str, ...] = (), stats: dict | None = None) -> Placement:
+        """The :class:`Placement` of a host → GPU count choice (``counts``): GPUs picked on each host,
+        hard constraints verified (:class:`PlacementBug` if one breaks), cost evaluated; ``t0``: the
+        solver's start (``time.perf_counter``) for ``time_s``."""
         hosts, gpus = self.chosen_gpus(counts)
         self.verify(gpus)
         cost, breakdown, spans = evaluate(self, gpus)
@@ -332,6 +363,13 @@ def _static(fab: Fabric) -> dict[str, Any]:
         out = _STATIC[fab] = {"numa_mat": numa, "dom_tot": tots, "dom_some": [t > 0 for t in tots], "type_ok": {},
                               "eligible": {}, "cost_row": lv.host_gpus * (max(maxg, 1) + 1)}
     return out
+
+
+def _range_example(hosts: list[str]) -> str:
+    """A host-list expression for the first few hosts (``su01-h[01-04]``), or the first host."""
+    from fabric_hpc.hostlist import compress
+
+    return compress(hosts[: min(4, len(hosts))])
 
 
 _ELIGIBLE_MAX = 1024  # distinct (model, features, include, exclude) kept per fabric

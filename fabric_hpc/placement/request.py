@@ -8,16 +8,21 @@ that names it and lists the valid keys.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.validation import StrictModel, parse_model
+from fabric_hpc.placement.checked import CheckedModel
+from fabric_hpc.validation import parse_model
 
 
-class Request(StrictModel):
-    """A gang: ``nodes`` hosts × ``gpus_per_node`` GPUs, or ``gpus`` GPUs in total."""
+class Request(CheckedModel):
+    """A gang: ``nodes`` hosts × ``gpus_per_node`` GPUs, or ``gpus`` GPUs in total. A bad field or
+    combination is a ConfigError, also when constructed directly (``Request(gpus=-3)``)."""
+
+    _hint: ClassVar[str] = ("e.g. Request(gpus=16) or Request(nodes=4, gpus_per_node=8); every key is in "
+                            "docs/placement.md (Requests)")
 
     nodes: int | None = Field(default=None, ge=1, le=100_000)
     gpus_per_node: int | None = Field(default=None, ge=1, le=1024)
@@ -82,7 +87,7 @@ class Request(StrictModel):
             return [_size_missing("tp", self)]
         if total % self.tp:
             return [f"{total} GPUs do not split into tensor-parallel groups of {self.tp}"
-                    + _what_divides(total, self.tp, "tp")]
+                    + _what_divides(total, self.tp, "tp", self.tp)]
         if gpn and gpn % self.tp and self.tp % gpn:
             return [f"a group of tp={self.tp} GPUs must fill whole hosts of {gpn} GPUs or fit inside one "
                     "(tp a multiple or a divisor of gpus_per_node)"]
@@ -99,7 +104,7 @@ class Request(StrictModel):
             return [f"{total} GPUs do not split into {self.pp} pipeline stages"
                     + (f" of whole tensor-parallel groups of {self.tp}" if self.tp else "")
                     + _what_divides(total // (self.tp or 1) if not total % (self.tp or 1) else 0,
-                                    self.pp * (self.tp or 1), "pp", total)]
+                                    self.pp * (self.tp or 1), "pp", self.pp, total)]
         return []
 
     def tp_slices(self) -> tuple[int, str] | None:
@@ -118,9 +123,11 @@ class Request(StrictModel):
         return int(self.nodes if self.nodes is not None else self.gpus)  # type: ignore[arg-type]
 
     def describe(self) -> str:
+        """The request in words for messages: "2 host(s) × 8 GPU(s) (tp=16)", "8 GPU(s) (features=a&b)"."""
         what = (f"{self.nodes} host(s) × {self.gpus_per_node or 'all'} GPU(s)" if self.nodes
                 else f"{self.gpus} GPU(s)")
-        extra = [f"{k}={v}" for k, v in self.model_dump(exclude_defaults=True).items()
+        extra = [f"{k}={'&'.join(v) if isinstance(v, tuple) else v}"  # features as the string form has them
+                 for k, v in self.model_dump(exclude_defaults=True).items()
                  if k not in ("nodes", "gpus_per_node", "gpus")]
         return what + (f" ({', '.join(extra)})" if extra else "")
 
@@ -219,7 +226,9 @@ def _convert(key: str, value: str | None) -> Any:
         lo, hi = _int_bounds(key)
         number = int(value) if value.isascii() and value.isdigit() and len(value) <= 12 else None
         if number is None or number < lo or (hi is not None and number > hi):
-            raise ValueError(f"expected a positive whole number{f' ({lo} to {hi:,})' if hi else ''}, got {value!r}")
+            digits = " in ASCII digits 0-9" if not value.isascii() and value.isdigit() else ""
+            raise ValueError(f"expected a positive whole number{f' ({lo} to {hi:,})' if hi else ''}{digits}, "
+                             f"got {value!r}")
         return number
     if key == "features":
         return tuple(f.strip() for f in value.replace("+", "&").split("&") if f.strip())
@@ -234,11 +243,13 @@ def _int_bounds(key: str) -> tuple[int, int | None]:
     return lo, hi
 
 
-def _what_divides(units: int, k: int, key: str, total: int | None = None) -> str:
+def _what_divides(units: int, k: int, key: str, value: int, total: int | None = None) -> str:
     """What would split: the values of ``key`` that divide ``units`` (the GPUs, or the tp groups for
-    pp), and the nearest GPU count that ``k`` divides."""
+    pp), or the nearest GPU count that keeps ``key=value`` (``k`` GPUs per step)."""
     total = total if total is not None else units
     fits = [d for d in range(2, min(units, 1024) + 1) if not units % d][:8]
-    nearest = -(-total // k) * k
-    return (f" (use {key} = {', '.join(map(str, fits))}, or {nearest} GPUs)" if fits
-            else f" (use {nearest} GPUs)")
+    keep = f"{-(-total // k) * k} GPUs for {key}={value}"
+    if not fits:
+        return f" (use {keep})"
+    values = ", ".join(map(str, fits[:-1])) + " or " if len(fits) > 1 else ""
+    return f" (use {key} = {values}{fits[-1]}; or {keep})"

@@ -12,7 +12,7 @@ from fabric_hpc.placement.contract import Placement, PlacementInfeasible, SolveO
 from fabric_hpc.placement.cost import CostWeights
 from fabric_hpc.placement.problem import Problem
 from fabric_hpc.placement.request import Request, parse_request
-from fabric_hpc.placement.state import ClusterState
+from fabric_hpc.placement.state import ClusterState, check_fabric, check_state
 from fabric_hpc.topology import Fabric
 from fabric_hpc.validation import parse_model
 
@@ -54,9 +54,8 @@ def place(fab: Fabric, state: ClusterState, request: Request | str | Mapping[str
     """
     if not isinstance(request, Request):
         request = parse_request(request if isinstance(request, str) else _mapping(request, "request"))
-    if state.fab is not fab and list(state.fab.gpus) != list(fab.gpus):
-        raise ConfigError(f"the cluster state is of fabric {state.fab.name!r}, not {fab.name!r}",
-                          hint="build it from the same fabric: ClusterState(fab) or ClusterState.load(fab, path)")
+    check_fabric(fab, "place()")
+    check_state(state, fab, "place()")
     if options is not None and not isinstance(options, SolveOptions):
         options = SolveOptions.of(_mapping(options, "options"))
     if weights is not None and not isinstance(weights, CostWeights):

@@ -36,6 +36,8 @@ class ClusterState:
     _down_hosts: frozenset[str] = frozenset()
 
     def __init__(self, fab: Fabric) -> None:
+        """Every GPU of ``fab`` free (``load`` / ``from_dict`` read a state file)."""
+        check_fabric(fab, "ClusterState(fab)")
         self.fab = fab
         self.owner = np.full(len(fab.gpus), FREE, dtype=np.int32)
         self._job_ids: list[str] = []
@@ -85,9 +87,11 @@ class ClusterState:
 
     @property
     def jobs(self) -> dict[str, list[str]]:
+        """Job id → its GPU ids, for every job holding GPUs now."""
         return {j: self.job_gpus(j) for j in self._job_num}
 
     def job_gpus(self, job: str) -> list[str]:
+        """The GPU ids ``job`` holds, in fabric order (a NotFoundError when it holds none)."""
         num = self._num(job)
         return [self.fab.gpus[i] for i in np.flatnonzero(self.owner == num)]
 
@@ -103,6 +107,7 @@ class ClusterState:
         return float((self.owner >= 0).sum() / up) if up else 0.0
 
     def copy(self) -> ClusterState:
+        """An independent copy (owners, job ids, metadata): changing one never changes the other."""
         other = ClusterState.__new__(ClusterState)
         other.fab, other.owner = self.fab, self.owner.copy()
         other._job_ids, other._job_num = list(self._job_ids), dict(self._job_num)
@@ -114,10 +119,16 @@ class ClusterState:
     def allocate(self, job: str, gpus: Iterable[str | int], **meta: Any) -> None:
         """Give GPUs (ids or indices) to ``job``; every GPU must be free (all or nothing)."""
         if not isinstance(job, str) or not job:
-            raise ConfigError(f"a job id must be a non-empty string, got {job!r}")
+            raise ConfigError(f"a job id must be a non-empty string, got {job!r}",
+                              hint='name the job, e.g. "job-42"')
         idx = self._indices(gpus)
         if not idx.size:
             raise ConfigError(f"job {job!r}: no GPUs to allocate", hint="give the GPU ids (or indices) the job holds")
+        distinct, counts = np.unique(idx, return_counts=True)
+        if distinct.size != idx.size:  # a state file with the same list is refused too (from_dict)
+            twice = self.fab.gpus[int(distinct[np.argmax(counts > 1)])]
+            raise ConfigError(f"job {job!r}: lists GPU {twice!r} twice",
+                              hint="list each GPU of a running job once")
         busy = idx[self.owner[idx] != FREE]
         if busy.size:
             taken = ", ".join(f"{self.fab.gpus[i]} ({self._owner_name(i)})" for i in busy[:5])
@@ -158,6 +169,8 @@ class ClusterState:
 
     # -- file format -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The state file's document (docs/placement.md, "Cluster state file"): each job's GPU ids
+        and metadata; down hosts as one host list, other down GPUs by id. ``from_dict`` reads it back."""
         from fabric_hpc.hostlist import compress
 
         jobs: dict[str, Any] = {}
@@ -174,51 +187,78 @@ class ClusterState:
 
     @classmethod
     def from_dict(cls, fab: Fabric, data: Any, *, source: str = "<state>") -> ClusterState:
+        """The state a parsed state file describes (docs/placement.md, "Cluster state file"); a bad
+        entry is a ConfigError naming ``source``, the entry and the fix."""
         if not isinstance(data, dict) or type(data.get("version")) is not int or data["version"] != STATE_VERSION:
             raise ConfigError(f"{source}: not a version-{STATE_VERSION} cluster state file",
                               hint='expected {"version": 1, "jobs": {...}, "down": [...]}')
         unknown = set(data) - {"version", "jobs", "down"}
         if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)} (valid keys: down, jobs, version)")
+            raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)} (valid keys: down, jobs, version)",
+                              hint="remove them (docs/placement.md, Cluster state file)")
         state = cls(fab)
         try:
-            state.set_down(_down_names(data.get("down", []), source))
+            state.set_down(_down_names(data.get("down", [])))
         except ConfigError as exc:  # NotFoundError too: say which file holds the bad name
             raise type(exc)(f"{source}: down: {exc.message}", hint=exc.hint) from None
         jobs = data.get("jobs", {})
         if not isinstance(jobs, dict):
-            raise ConfigError(f"{source}: 'jobs' must map job ids to {{\"gpus\": [...]}} or {{\"hosts\": \"...\"}}")
+            raise ConfigError(f"{source}: 'jobs' must map job ids to {{\"gpus\": [...]}} or "
+                              f"{{\"hosts\": \"...\"}}, not a {type(jobs).__name__}",
+                              hint=f'e.g. "jobs": {{"job-17": {_EXAMPLE_JOB}}}')
         for job, spec in jobs.items():
-            if not isinstance(spec, dict) or ("gpus" in spec) == ("hosts" in spec):
-                raise ConfigError(f"{source}: jobs.{job}: give exactly one of 'gpus' (GPU ids) or 'hosts'")
-            if "gpus" in spec and not (isinstance(spec["gpus"], list)
-                                       and all(isinstance(g, str) for g in spec["gpus"])):
-                raise ConfigError(f"{source}: jobs.{job}.gpus must be a list of GPU ids",
-                                  hint='e.g. "gpus": ["su01-h01/gpu0", "su01-h01/gpu1"]')
-            if "hosts" in spec and not isinstance(spec["hosts"], str):
-                raise ConfigError(f"{source}: jobs.{job}.hosts must be a host-list string, got {type(spec['hosts']).__name__}",
-                                  hint='e.g. "hosts": "su01-h[02-05]" (or list GPU ids in "gpus")')
-            meta = {k: v for k, v in spec.items() if k not in ("gpus", "hosts")}
-            odd = sorted(k for k, v in meta.items() if not isinstance(v, (str, int, float, bool)) or v is None)
-            if odd:
-                raise ConfigError(f"{source}: jobs.{job}: metadata {odd} must be plain values (string, number, true/false)",
-                                  hint='e.g. "tier": "normal"')
-            try:
-                gpus = spec["gpus"] if "gpus" in spec else [g for h in expand(spec["hosts"]) for g in state._gpus_of(h)]
-            except ConfigError as exc:
-                raise type(exc)(f"{source}: jobs.{job}.hosts: {exc.message}", hint=exc.hint) from None
-            if not gpus or len(set(gpus)) != len(gpus):
-                raise ConfigError(f"{source}: jobs.{job}: " + ("holds no GPUs" if not gpus else
-                                  f"lists GPU {Counter(gpus).most_common(1)[0][0]!r} twice"),
-                                  hint="list each GPU of a running job once; leave out jobs that hold none")
+            gpus, meta = state._job_entry(job, spec, source)
             try:
                 state.allocate(job, gpus, **meta)
             except ConfigError as exc:
-                raise ConfigError(f"{source}: jobs.{job}: {exc.message}") from None
+                raise type(exc)(f"{source}: jobs.{job}: {exc.message}",
+                                hint=state._claimed_fix(job, gpus) or exc.hint) from None
         return state
+
+    def _job_entry(self, job: str, spec: Any, source: str) -> tuple[list[str], dict[str, Any]]:
+        """(GPU ids, metadata) of one ``jobs`` entry of a state file, or a ConfigError with the fix."""
+        where = f"{source}: jobs.{job}"
+        if not isinstance(spec, dict) or ("gpus" in spec) == ("hosts" in spec):
+            raise ConfigError(f"{where}: give exactly one of 'gpus' (GPU ids) or 'hosts'",
+                              hint=f'e.g. "{job or "job-17"}": {_EXAMPLE_JOB} '
+                                   '(or {"hosts": "su01-h[02-05]"})')
+        listed = spec.get("gpus")
+        if "gpus" in spec and not (isinstance(listed, list) and all(isinstance(g, str) for g in listed)):
+            raise ConfigError(f"{where}.gpus must be a list of GPU ids", hint=f'e.g. {_EXAMPLE_JOB[1:-1]}')
+        if "hosts" in spec and not isinstance(spec["hosts"], str):
+            raise ConfigError(f"{where}.hosts must be a host-list string, got {type(spec['hosts']).__name__}",
+                              hint='e.g. "hosts": "su01-h[02-05]" (or list GPU ids in "gpus")')
+        meta = {k: v for k, v in spec.items() if k not in ("gpus", "hosts")}
+        odd = sorted(k for k, v in meta.items() if not isinstance(v, (str, int, float, bool)) or v is None)
+        if odd:
+            raise ConfigError(f"{where}: metadata {odd} must be plain values (string, number, true/false)",
+                              hint='e.g. "tier": "normal"')
+        try:
+            gpus = listed if "gpus" in spec else [g for h in expand(spec["hosts"]) for g in self._gpus_of(h)]
+        except ConfigError as exc:
+            raise type(exc)(f"{where}.hosts: {exc.message}", hint=exc.hint) from None
+        if not gpus or len(set(gpus)) != len(gpus):
+            raise ConfigError(f"{where}: " + ("holds no GPUs" if not gpus else
+                              f"lists GPU {Counter(gpus).most_common(1)[0][0]!r} twice"),
+                              hint="list each GPU of a running job once; leave out jobs that hold none")
+        return gpus, meta
+
+    def _claimed_fix(self, job: str, gpus: list[str]) -> str | None:
+        """The fix when a state file gives ``job`` a GPU that is down or another job's (else None)."""
+        for g in gpus:
+            i = self.fab.gpu_pos.get(g)
+            if i is None or self.owner[i] == FREE:
+                continue
+            other = self._owner_name(i)
+            if other == "down":
+                return f"a down GPU holds no job: remove {g} from jobs.{job} or from 'down'"
+            return f"a GPU belongs to one job: remove {g} from jobs.{job} or from jobs.{other}"
+        return None
 
     @classmethod
     def load(cls, fab: Fabric, path: str | os.PathLike[str]) -> ClusterState:
+        """Read a state file of ``fab`` (:meth:`from_dict`); a missing file is a NotFoundError, a bad
+        one a ConfigError naming the file and the entry."""
         from fabric_hpc.inputs import read_json
 
         if not os.fspath(path):
@@ -274,13 +314,53 @@ class ClusterState:
 
     def _gpu_index(self, gpu: str) -> int:
         if gpu not in self.fab.gpu_pos:
-            raise NotFoundError(f"no GPU {gpu!r} in fabric {self.fab.name!r}", hint="GPU ids look like <host>/gpu<i>")
+            fab = self.fab
+            hint = (f"GPU ids are <host>/gpu<i>, e.g. {fab.gpus[0]}; hosts here: {fab.hosts[0]} .. "
+                    f"{fab.hosts[-1]} ({len(fab.hosts)})" if fab.gpus else "this fabric has no GPUs")
+            raise NotFoundError(f"no GPU {gpu!r} in fabric {fab.name!r}", hint=hint)
         return self.fab.gpu_pos[gpu]
 
 
-def _down_names(down: Any, source: str) -> list[str]:
+_JSON_TYPES = {"str": "string", "int": "number", "float": "number", "dict": "mapping", "bool": "true/false",
+               "NoneType": "null"}
+
+
+def _kind(value: Any) -> str:
+    """"a string ('su01-h01')", "a list holding number 3", ... for error messages."""
+    def name(v: Any) -> str:
+        return _JSON_TYPES.get(type(v).__name__, type(v).__name__)
+    if isinstance(value, list):
+        odd = next((v for v in value if not isinstance(v, str)), None)
+        return f"a list holding {name(odd)} {odd!r:.40}" if odd is not None else "a list"
+    return f"a {name(value)} ({value!r:.40})"
+
+
+_EXAMPLE_JOB = '{"gpus": ["su01-h01/gpu0", "su01-h01/gpu1"]}'
+
+
+def check_fabric(fab: Any, what: str) -> None:
+    """A ConfigError naming ``what`` unless ``fab`` is a :class:`~fabric_hpc.topology.Fabric`."""
+    if not isinstance(fab, Fabric):
+        raise ConfigError(f"{what}: fab must be a Fabric, not {type(fab).__name__}",
+                          hint="open one: fabric_hpc.topology.open_fabric('topology/dgx-h100-superpod-4su.yaml') "
+                               "or open_fabric('superpod:sus=4')")
+
+
+def check_state(state: Any, fab: Fabric, what: str) -> None:
+    """A ConfigError naming ``what`` unless ``state`` is a :class:`ClusterState` of ``fab`` (the
+    same fabric object, or one with the same GPUs)."""
+    if not isinstance(state, ClusterState):
+        raise ConfigError(f"{what}: state must be a ClusterState, not {type(state).__name__}",
+                          hint="ClusterState(fab) (every GPU free) or ClusterState.load(fab, path)")
+    if state.fab is not fab and list(state.fab.gpus) != list(fab.gpus):
+        raise ConfigError(f"the cluster state is of fabric {state.fab.name!r}, not {fab.name!r}",
+                          hint="build it from the same fabric: ClusterState(fab) or ClusterState.load(fab, path)")
+
+
+def _down_names(down: Any) -> list[str]:
     if not isinstance(down, list) or not all(isinstance(d, str) for d in down):
-        raise ConfigError(f"{source}: 'down' must be a list of host names, host lists or GPU ids")
+        raise ConfigError(f"'down' must be a list of host names, host lists or GPU ids, not {_kind(down)}",
+                          hint='e.g. "down": ["su02-h07", "su03-h[01-02]", "su04-h01/gpu3"]')
     out: list[str] = []
     for d in down:
         out.extend([d] if "/" in d else expand(d))

@@ -11,6 +11,11 @@ The contract (dataclasses and Protocols) is :mod:`fabric_hpc.scheduler.contract`
 that replays traces with the same code is :mod:`fabric_hpc.sim`. See docs/scheduler.md.
 """
 
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
 from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, TIERS, AccountFairshare, BackfillPolicy, Decisions, FairsharePolicy, Job,
                                            GpuFitter, PendingJob, Placer, PlacerStats, Preemption,
                                            PreemptionPolicy, PriorityPolicy, RankedPriority,
@@ -21,9 +26,16 @@ from fabric_hpc.scheduler.policies import POLICIES, fabric_policy, make_policy, 
 from fabric_hpc.scheduler.preempt import GangPreemption, gpu_hours_lost
 from fabric_hpc.scheduler.priority import ClassicFairshare, MultifactorPriority, UsageLedger
 
+if TYPE_CHECKING:
+    from fabric_hpc.topology import Fabric
 
-def demo_compare(out_dir, *, fabric=None, trace=None, policies=("slurm", "fabric"), progress=False):
-    """Replay a bundled gang workload on the default SuperPOD with each policy; write the HTML report.
+
+def demo_compare(out_dir: str | os.PathLike[str], *, fabric: Fabric | None = None,
+                 trace: str | list[Job] | None = None, policies: tuple[str, ...] = ("slurm", "fabric"),
+                 progress: bool = False) -> dict[str, Any]:
+    """Replay a bundled gang workload on the default SuperPOD (or ``fabric``; ``trace``: a trace file
+    or jobs instead) with each of ``policies``; write the HTML report into ``out_dir`` and return the
+    comparison table (``rows``: [metric, one value per policy]).
 
     See :func:`fabric_hpc.sim.demo.demo_compare`.
     """

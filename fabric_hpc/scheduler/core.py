@@ -183,6 +183,12 @@ class Scheduler:
         self._fab: object = None  # the fabric the caches are about
 
     def schedule(self, view: SchedulerInput) -> Decisions:
+        """One scheduling step: rank the first ``max_job_test`` pending jobs by priority; start each
+        gang the placer fits now (all its GPUs or nothing; multi-host gangs may wait for a compact
+        placement, ``compact_wait_s``), else preempt spot gangs for it where the tiers allow, else
+        reserve for it (up to the backfill's reservations) and let later jobs backfill around them.
+        ``view.state`` is not changed (the step fills its own copy); the :class:`Decisions` say what
+        to start, preempt and reserve, and why every other pending job waits."""
         if view.state.fab is not self._fab:  # one policy object reused on another fabric
             self.caches.clear()
             self._fab = view.state.fab

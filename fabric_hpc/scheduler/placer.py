@@ -18,7 +18,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from fabric_hpc.placement import ClusterState, Placement, PlacementInfeasible, SolveOptions, place
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.placement import SOLVERS, ClusterState, Placement, PlacementInfeasible, SolveOptions, place
 from fabric_hpc.placement.levels import FabricLevels, domain_sums, fabric_levels, free_per_host
 from fabric_hpc.placement.request import Request
 from fabric_hpc.scheduler.caches import offers
@@ -132,6 +133,11 @@ class SolverPlacer:
     solver_s: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.solver not in SOLVERS:  # not on first use, deep inside a replay
+            raise ConfigError(f"SolverPlacer: unknown solver {self.solver!r}", hint=f"solvers: {', '.join(SOLVERS)}")
+        if not isinstance(self.options, SolveOptions):
+            raise ConfigError(f"SolverPlacer: options must be SolveOptions, not {type(self.options).__name__}",
+                              hint="e.g. SolveOptions(time_limit_s=0.5)")
         self.name = self.solver
         self._memo: OrderedDict[tuple, object] = OrderedDict()  # Placement, GPU names or None
         self._fab: object = None  # the fabric the memo is about (a policy may be reused on another)

@@ -87,6 +87,9 @@ def _check_args(**args) -> None:
 
 
 def make_policy(name: str, **kwargs) -> SchedulingPolicy:
+    """The policy called ``name`` (:data:`POLICIES`): ``"slurm"`` is :func:`slurm_policy` (taking
+    ``shares``, ``placement`` and ``max_job_test`` only), ``"fabric"`` is :func:`fabric_policy`;
+    ``kwargs`` go to it. An unknown name or option is a ConfigError naming the valid ones."""
     if name == "slurm":
         other = sorted(set(kwargs) - {"shares", "placement", "max_job_test"})
         if other:

@@ -86,3 +86,21 @@ def test_pp_with_slices_or_tp_is_one_request():
     r = parse_request("nodes=4,gpus=8,tp=8,pp=2")
     assert (r.tp, r.pp, r.tp_slices()) == (8, 2, None)
     assert parse_request("gpus=16,pp=2,slices=2,slice_level=host").pp == 2
+
+
+def test_docs_name_every_accepted_key_and_alias():
+    """``gpus_per_host`` was accepted but not in docs/placement.md's request table."""
+    from pathlib import Path
+
+    from fabric_hpc.placement.request import _ALIASES
+
+    docs = (Path(__file__).parents[2] / "docs" / "placement.md").read_text()
+    table = docs.split("## Requests")[1].split("## Cluster state file")[0]
+    missing = [k for k in sorted(set(Request.model_fields) | set(_ALIASES)) if f"`{k}`" not in table]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("text", ["gpus=８", "nodes=２,gpus=8", "gpus=16,tp=８"])
+def test_numbers_are_ascii_digits_and_the_error_says_so(text):
+    with pytest.raises(ConfigError, match="in ASCII digits 0-9, got"):
+        parse_request(text)
