@@ -19,6 +19,8 @@ than greedy's, slurm-tree's or slurm-block's on the exact cost.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import math
 import time
 from dataclasses import dataclass
@@ -418,11 +420,12 @@ def _constraints(m, p: Problem, items: Items, c, spans) -> None:
 def _hint(m, p: Problem, items: Items, c, u, warm: Placement) -> None:
     host_of = {h: i for i, hs in enumerate(items.members) for h in hs.tolist()}
     per_item = np.zeros(len(items.cap), np.int64)
+    gpus_on = Counter(p.fab.index.gpu_host[p.fab.gpu_pos[g]] for g in warm.gpus)  # host index -> GPUs
     for h in warm.hosts:
         i = host_of.get(p.fab.host_pos[h])
         if i is None:
             return
-        per_item[i] += 1 if p.nodes_mode else sum(1 for g in warm.gpus if g.startswith(h + "/"))
+        per_item[i] += 1 if p.nodes_mode else gpus_on[p.fab.host_pos[h]]
     for i in range(len(items.cap)):
         m.AddHint(c[i], int(min(per_item[i], items.cap[i])))
         m.AddHint(u[i], int(per_item[i] > 0))

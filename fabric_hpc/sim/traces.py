@@ -47,13 +47,11 @@ class Trace(list):
 
 def gang_request(gpus: int, gpus_per_host: int = 8) -> Request:
     """One host for ≤ ``gpus_per_host`` GPUs, else full hosts (``nodes × gpus_per_host``)."""
-    from pydantic import ValidationError
-
     try:
         if gpus <= gpus_per_host:
             return Request(nodes=1, gpus_per_node=gpus)
         return Request(nodes=math.ceil(gpus / gpus_per_host), gpus_per_node=gpus_per_host)
-    except ValidationError:
+    except ConfigError:  # Request's own wording names its fields, not the trace's job
         raise ConfigError(f"a job of {gpus} GPUs on hosts of {gpus_per_host} GPUs is not a valid gang",
                           hint="GPUs and GPUs per host must be whole numbers ≥ 1") from None
 
