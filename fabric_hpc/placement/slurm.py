@@ -56,17 +56,28 @@ def _domains_then(p: Problem, cap: np.ndarray, run) -> dict[int, int] | None:
 
 
 def _slices(p: Problem, cap: np.ndarray, run) -> dict[int, int] | None:
-    """Each slice by ``run`` in the first domain of the slice level that holds it."""
+    """Each slice by ``run`` in the first domain of the slice level that holds it. Taking a slice
+    changes only its own domain, so the domains before it still hold none: the first domain keeps
+    every slice ``run`` finds in it, then the next one (one pass, not one over all domains per
+    slice; ``run`` depends only on the capacities it is given)."""
     out: dict[int, int] = {}
     cap = cap.copy()
-    for _ in range(p.slices):
-        got = _first_domain(p, cap, p.slice_level, p.slice_size, run)
-        if got is None:
-            return None
-        for h, c in got.items():
-            out[h] = out.get(h, 0) + c
-            cap[h] -= c
-    return out
+    left, level, need = p.slices, p.slice_level, p.slice_size
+    dom = p.levels.host_dom[:, level]
+    caps = cap if level == 0 else domain_sums(p.levels, level, cap)
+    for d in np.flatnonzero(caps >= need).tolist():
+        mine = dom == d
+        while left:
+            got = run(np.where(mine, cap, 0), need)
+            if got is None:
+                break
+            for h, c in got.items():
+                out[h] = out.get(h, 0) + c
+                cap[h] -= c
+            left -= 1
+        if not left:
+            return out
+    return None if left else out
 
 
 def _first_domain(p: Problem, cap: np.ndarray, level: int, need: int, run) -> dict[int, int] | None:

@@ -104,14 +104,21 @@ def test_slices_domain_by_domain_equal_slice_by_slice(name: str, monkeypatch: py
     assert sum(len(x[2]) > 1 for x in placed) >= 40  # ... spanning several slice domains
 
 
+def _timed(fab, state, text: str) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    pl = place(fab, state, text, solver="greedy")
+    return time.perf_counter() - t0, pl
+
+
 def test_many_slices_take_time_by_domains_not_slices() -> None:
     """32,768 one-GPU slices on the hosts of a 128-SU SuperPOD (4,096 hosts): the former loop
-    looked at every host for every slice (about 4 s here; 16 s for 65,536 slices on 256 SUs)."""
+    looked at every host for every slice (about 4 s here, ~80x the same GPUs without slices; 16 s
+    for 65,536 slices on 256 SUs). Compared with a plain request measured in the same run."""
     fab = build(generators.superpod(sus=128))
     state = ClusterState(fab)
     place(fab, state, "gpus=8", solver="greedy")  # per-fabric tables built outside the timing
+    plain = min(_timed(fab, state, "gpus=32768")[0] for _ in range(2))
     for text in ("gpus=32768,slices=32768,slice_level=host", "gpus=32768,tp=8"):
-        t0 = time.perf_counter()
-        pl = place(fab, state, text, solver="greedy")
-        assert time.perf_counter() - t0 < 1.5, text
+        took, pl = _timed(fab, state, text)
+        assert took < 10 * plain + 0.05, (text, took, plain)
         assert len(pl.hosts) == 4096
