@@ -67,7 +67,7 @@ def _slices(p: Problem, cap: np.ndarray, run) -> dict[int, int] | None:
     caps = cap if level == 0 else domain_sums(p.levels, level, cap)
     for d in np.flatnonzero(caps >= need).tolist():
         mine = dom == d
-        while left:
+        while left and cap[mine].sum() >= need:  # fewer free units: skipped unseen, as _first_domain does
             got = run(np.where(mine, cap, 0), need)
             if got is None:
                 break
