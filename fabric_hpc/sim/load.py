@@ -58,9 +58,9 @@ def _synthetic(params: str, fabric_defaults: dict[str, object] | None = None) ->
             raise ConfigError(f"synthetic: bad parameter {part!r}",
                               hint=f"scalar keys: {', '.join(k for k, f in fields.items() if f.type in ('int', 'float'))}")
         try:
-            kw[key] = int(val) if fields[key].type == "int" else float(val)
-            if len(val) > 40:
+            if len(val) > 40 or not val.isascii() or "_" in val:  # int() also reads '５' and '1_0'
                 raise ValueError
+            kw[key] = int(val) if fields[key].type == "int" else float(val)
         except ValueError:
             if fields[key].type == "int":
                 raise ConfigError(f"synthetic: {key}={val!r} must be a whole number",

@@ -104,9 +104,13 @@ def _parse_params(ref: str, text: str) -> dict[str, int | float | str]:
             raise ConfigError(f"fabric reference {ref!r}: {key!r} is given more than once",
                               hint="give each parameter once")
         try:
+            if not value.isascii() or "_" in value:  # int() also reads '１' and '1_0': kept as text (refused)
+                raise ValueError
             params[key] = int(value) if len(value) <= 12 else float(value)
         except ValueError:
             try:
+                if not value.isascii() or "_" in value:
+                    raise ValueError
                 params[key] = float(value)
             except ValueError:
                 params[key] = value

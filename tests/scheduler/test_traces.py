@@ -259,6 +259,8 @@ def test_synthetic_tp_goes_only_to_gangs_whose_groups_the_domains_hold():
 
 
 @pytest.mark.parametrize("params, needle", [("tp=2.5", "tp='2.5' must be a whole number"),
+                                            ("seed=５", "seed='５' must be a whole number"),
+                                            ("load=1_0", "load='1_0' is not a number"),
                                             ("tp=3", "tp=3 divides no gang size of the mix"),
                                             ("tp=12", "tp=12 is neither a divisor nor a multiple of gpus_per_host=8"),
                                             ("pp=3", "pp=3: no gang size of the mix")])

@@ -174,6 +174,8 @@ def test_open_fabric_default_is_4su_superpod():
 @pytest.mark.parametrize("ref, needle", [
     ("superpod:sus=", r"sus='' must be a whole number"),
     ("superpod:sus=0x10", r"sus='0x10' must be a whole number"),
+    ("superpod:sus=１", r"sus='１' must be a whole number"),  # int() reads full-width digits
+    ("superpod:sus=1_0", r"sus='1_0' must be a whole number"),
     ("superpod:sus=1.5", r"sus=1.5 must be a whole number"),
     ("fat-tree:k=four", r"k='four' must be a whole number"),
     # a '/' in a parameter is still a generator reference, refused by the name rule (not "no such file")
