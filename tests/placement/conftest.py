@@ -9,6 +9,16 @@ from fabric_hpc.placement import ClusterState
 from fabric_hpc.topology import build, generators
 
 
+def fabric_without_nics(hosts: int = 3, gpus: int = 2):
+    """A leaf-spine fabric whose hosts have no NIC and no network (GPUs joined inside a host only)."""
+    spec = generators.leaf_spine(hosts=hosts, hosts_per_leaf=hosts, gpus=gpus)
+    data = spec.model_dump()
+    for ht in data["host_types"].values():
+        ht.update(nics=0, nic_gbps=0.0)
+    data["network"] = None
+    return build(type(spec).model_validate(data))
+
+
 def random_state(fab, seed: int, busy: float = 0.5) -> ClusterState:
     """Every GPU busy with probability ``busy`` (one job per host), a host down now and then."""
     rng = np.random.default_rng(seed)

@@ -9,6 +9,7 @@ from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement.collective import (CollectiveParams, collective_time, fabric_net, fair_rates,
                                              job_load)
 from fabric_hpc.topology import build, generators, load_fabric
+from tests.placement.conftest import fabric_without_nics
 
 GIB = 2**30
 
@@ -154,12 +155,7 @@ def test_net_resources_follow_the_graph(sp, nvl):
 
 
 def test_hosts_without_a_nic_cannot_be_joined():
-    spec = generators.leaf_spine(hosts=2, hosts_per_leaf=2, gpus=2)
-    data = spec.model_dump()
-    for ht in data["host_types"].values():
-        ht.update(nics=0, nic_gbps=0.0)
-    data["network"] = None
-    fab = build(type(spec).model_validate(data))
+    fab = fabric_without_nics(hosts=2)
     assert collective_time(fab, [0, 1], GIB).seconds < np.inf  # inside one host: NVLink
     assert collective_time(fab, [0, 2], GIB).seconds == np.inf
 

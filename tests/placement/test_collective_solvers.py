@@ -16,7 +16,7 @@ from fabric_hpc.placement.greedy import greedy_gpus
 from fabric_hpc.placement.problem import Problem
 from fabric_hpc.placement.request import parse_request
 from fabric_hpc.topology import build, generators, import_lingjun
-from tests.placement.conftest import random_state
+from tests.placement.conftest import fabric_without_nics, random_state
 from tests.placement.brute import brute_force
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -129,12 +129,7 @@ def test_cpsat_is_deterministic_under_a_work_limit(pod4):
 def test_hosts_without_network_still_place():
     """A fabric whose hosts have no NIC: a gang that must span hosts is placed (modelled as the
     slowest possible collective), one that fits a host stays inside it."""
-    spec = generators.leaf_spine(hosts=3, hosts_per_leaf=3, gpus=2)
-    data = spec.model_dump()
-    for ht in data["host_types"].values():
-        ht.update(nics=0, nic_gbps=0.0)
-    data["network"] = None
-    fab = build(type(spec).model_validate(data))
+    fab = fabric_without_nics(hosts=3)
     for solver in ("cpsat", "greedy"):  # (slurm-tree needs switches to place across hosts)
         assert len(place(fab, ClusterState(fab), "gpus=2", solver=solver).hosts) == 1
         assert len(place(fab, ClusterState(fab), "gpus=3", solver=solver).gpus) == 3

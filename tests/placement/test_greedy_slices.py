@@ -73,16 +73,18 @@ def _requests(levels: list[str]) -> list[str]:
     return out
 
 
-def _placements(fab, requests: list[str]) -> list:
+def _placements(fab, requests: list[str], solvers: tuple[str, ...] = ("greedy",)) -> list:
+    """(GPUs, cost, slices) or the failure of every request by every solver on five random states."""
     out = []
     for seed, busy in ((0, 0.0), (1, 0.2), (2, 0.35), (3, 0.5), (4, 0.7)):
         state = random_state(fab, seed, busy=busy)
         for req in map(parse_request, requests):
-            try:
-                pl = place(fab, state, req, solver="greedy")
-                out.append((pl.gpus, pl.cost, pl.slices))
-            except PlacementInfeasible as exc:
-                out.append(exc.message)
+            for solver in solvers:
+                try:
+                    pl = place(fab, state, req, solver=solver)
+                    out.append((pl.gpus, pl.cost, pl.slices))
+                except PlacementInfeasible as exc:
+                    out.append(exc.message)
     return out
 
 

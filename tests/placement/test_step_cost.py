@@ -17,7 +17,7 @@ from fabric_hpc.placement.step import TP_BYTES, default_shares, ratio, step_comm
 from fabric_hpc.scheduler.contract import Job
 from fabric_hpc.sim.contention import Contention
 from fabric_hpc.topology import build, generators
-from tests.placement.conftest import random_state
+from tests.placement.conftest import fabric_without_nics, random_state
 
 PLAIN_KEYS = ["comm_ms", "comm", "span", "hosts", "frag_gpus", "frag", "pristine_broken", "pristine", "rest"]
 
@@ -187,12 +187,7 @@ def test_without_data_parallel_rings_the_sends_part_is_their_own_time(pod):
 def test_a_stage_boundary_that_cannot_send_is_the_worst_cost():
     """Hosts without a NIC: ``gpus=4,pp=2`` on hosts of 2 GPUs reduces each stage inside a host but
     cannot send between stages, which counts as the data-parallel all-reduce that cannot run does."""
-    spec = generators.leaf_spine(hosts=3, hosts_per_leaf=3, gpus=2)
-    data = spec.model_dump()
-    for ht in data["host_types"].values():
-        ht.update(nics=0, nic_gbps=0.0)
-    data["network"] = None
-    fab = build(type(spec).model_validate(data))
+    fab = fabric_without_nics(hosts=3)
     placed = place(fab, ClusterState(fab), "gpus=4,pp=2", solver="greedy")
     assert placed.breakdown["comm_dp"] < NO_NETWORK_MS <= placed.breakdown["comm_pp"]
 
