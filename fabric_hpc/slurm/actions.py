@@ -1,10 +1,10 @@
 """The agent's actions on Slurm, one job at a time: a failed one is logged and the others go on.
 
 Order within a cycle (:meth:`Actions.apply`): clear the pins of jobs held since (``scontrol
-hold``), requeue the spot victims (and clear their old pins), pin the started jobs, then hand over
-to Slurm the jobs fabric cannot place, but only in a cycle that pinned nothing (a handed-over job
-is eligible at once, so Slurm could give it the hosts just pinned); postponed hand-overs happen in
-the next cycle without pins, or when their deferral ends.
+hold``) or waiting on a dependency since, requeue the spot victims (and clear their old pins), pin
+the started jobs, then hand over to Slurm the jobs fabric cannot place, but only in a cycle that
+pinned nothing (a handed-over job is eligible at once, so Slurm could give it the hosts just
+pinned); postponed hand-overs happen in the next cycle without pins, or when their deferral ends.
 
 A refused action (``SlurmError``) becomes an ``agent.failed`` record (audit log and event stream)
 naming the action, the job and Slurm's message; the other actions of the cycle still run. A job
@@ -58,8 +58,9 @@ class Actions:
     def apply(self, requeued: list[int], started: list[dict[str, Any]], invalid: dict[int, str],
               deferred: list[int], fallback_s: int, *, unpin: Iterable[int] = ()) -> None:
         """Requeues, pins, hand-overs (none in a cycle that pinned), then the deferrals (one batch).
-        ``unpin``: held jobs the agent pinned before the hold: their ReqNodeList is cleared (fabric jobs
-        have no -w of their own: job_submit.lua refuses one) and their deferral renewed."""
+        ``unpin``: jobs the agent pinned before they were held or got a dependency (``Job.blocked``):
+        their ReqNodeList is cleared (fabric jobs have no -w of their own: job_submit.lua refuses one) and
+        their deferral renewed."""
         for job_id in unpin:
             self._do("unpin", job_id, self.client.update, job_id, ReqNodeList="",
                      StartTime=f"now+{int(fallback_s)}")

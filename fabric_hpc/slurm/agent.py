@@ -64,7 +64,7 @@ class CycleResult:
     started: list[dict[str, Any]] = field(default_factory=list)
     requeued: list[int] = field(default_factory=list)
     deferred: list[int] = field(default_factory=list)
-    unpinned: list[int] = field(default_factory=list)  # held jobs whose earlier pin is cleared
+    unpinned: dict[int, str] = field(default_factory=dict)  # blocked job -> held/dependency: pin cleared
     waiting: dict[int, str] = field(default_factory=dict)
     pending: int = 0
     seconds: float = 0.0
@@ -138,7 +138,7 @@ class Agent:
             res.waiting[job_id] = decisions.reasons.get(str(job_id), "Resources")
             if job.begin_time is None or job.begin_time - now < self.config.fallback_s / 2:
                 res.deferred.append(job_id)
-        self._held(view, res, now)
+        self._blocked(view, res, now)
         self._write_ahead(decisions, res)
         self.actions.apply(res.requeued, res.started, view.invalid, res.deferred, self.config.fallback_s,
                            unpin=res.unpinned)
@@ -149,12 +149,13 @@ class Agent:
         self._finish(res, view)
         return res
 
-    def _held(self, view: View, res: CycleResult, now: float) -> None:
-        """Held jobs are not placed; their deferral is kept up (a released job comes back to the agent,
-        not straight to Slurm), and a pin set before the hold is cleared (with the deferral, one update)."""
-        for job_id, job in view.on_hold.items():
+    def _blocked(self, view: View, res: CycleResult, now: float) -> None:
+        """Held jobs and jobs waiting on a dependency are not placed; their deferral is kept up (released,
+        or its dependency satisfied, the job comes back to the agent, not straight to Slurm), and a pin
+        set before is cleared (with the deferral, one update)."""
+        for job_id, job in view.blocked.items():
             if job.req_nodes:
-                res.unpinned.append(job_id)
+                res.unpinned[job_id] = job.blocked or "held"
             elif job.begin_time is None or job.begin_time - now < self.config.fallback_s / 2:
                 res.deferred.append(job_id)
 
@@ -174,7 +175,7 @@ class Agent:
         fresh = [make_event("agent.requeue", job=int(p.job_id), for_job=int(p.for_job),
                             gpu_hours_lost=p.gpu_hours_lost) for p in decisions.preempt]
         fresh += [make_event("agent.place", **entry) for entry in res.started]
-        fresh += [make_event("agent.unpin", job=job_id, reason="held") for job_id in res.unpinned]
+        fresh += [make_event("agent.unpin", job=job_id, reason=why) for job_id, why in res.unpinned.items()]
         if res.waiting:
             fresh.append(make_event("agent.waiting", jobs={str(k): v for k, v in sorted(res.waiting.items())}))
         for event in fresh:

@@ -197,7 +197,8 @@ def _job_from_scontrol(line: str) -> Job:
                gpus={n: gpu_indices(g) for n, g in per_node.items() if gpu_count(g)},
                submit_time=_epoch(kv.get("SubmitTime")) or 0.0, begin_time=_epoch(kv.get("EligibleTime")),
                start_time=_epoch(kv.get("StartTime")),
-               priority=_int(kv, "Priority", f"job {kv['JobId']}") if "Priority" in kv else None)
+               priority=_int(kv, "Priority", f"job {kv['JobId']}") if "Priority" in kv else None,
+               dependency=_set(kv.get("Dependency")))
 
 
 def _set(value: str | None) -> str:

@@ -20,6 +20,14 @@ class SlurmError(ExternalError):
 
 #: The pending reasons of a held job: ``sbatch -H`` / ``scontrol hold`` (``uhold``), or an admin's hold.
 HELD_REASONS = frozenset({"JobHeldUser", "JobHeldAdmin"})
+#: The pending reasons of a job waiting on its dependency (``sbatch --dependency``): ``Dependency`` while one
+#: is unfulfilled (Slurm tests dependencies before the begin time, so a deferred job shows it too), and
+#: ``DependencyNeverSatisfied`` once one failed (the job stays pending unless ``kill_invalid_depend``).
+#: Any update of the job (the agent's deferral too) resets the reason to ``None`` until Slurm's next
+#: scheduling pass, so :attr:`Job.dependent` reads the job's dependency text as well.
+DEPENDENCY_REASONS = frozenset({"Dependency", "DependencyNeverSatisfied"})
+#: Pending reasons under which Slurm starts a job on no hosts at all: held, or waiting on a dependency.
+BLOCKED_REASONS = HELD_REASONS | DEPENDENCY_REASONS
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class Job:
     flags: tuple[str, ...] = ()
     time_limit_min: int | None = None
     priority: int | None = None                 # Slurm's priority; 0: held (None: the answer had none)
+    dependency: str = ""                        # Slurm's text, afterok:12(unfulfilled); '' once satisfied
 
     @property
     def fabric_marked(self) -> bool:
@@ -87,6 +96,22 @@ class Job:
         keeps priority 0 for held jobs alone (``sbatch -H``, ``scontrol hold``, a requeue-hold, a
         failed launch); the reason (JobHeldUser, JobHeldAdmin) counts too where no priority was read."""
         return self.pending and (self.priority == 0 or self.reason in HELD_REASONS)
+
+    @property
+    def dependent(self) -> bool:
+        """Pending on a dependency not yet satisfied: Slurm starts it then only, whatever hosts are free.
+        Its reason (``Dependency``, ``DependencyNeverSatisfied``), or its dependency text, which Slurm empties
+        once the dependency is satisfied: the reason alone reads ``None`` after any update of the job
+        (``scontrol update``, the agent's deferral) until Slurm's next scheduling pass sets it again."""
+        return self.pending and (self.reason in DEPENDENCY_REASONS or bool(self.dependency))
+
+    @property
+    def blocked(self) -> str | None:
+        """Why Slurm will not start this pending job now on any hosts: ``held`` (:attr:`held`; a held job
+        with a dependency shows the hold), ``dependency`` (:attr:`dependent`); None when nothing blocks it."""
+        if self.held:
+            return "held"
+        return "dependency" if self.dependent else None
 
     @property
     def active(self) -> bool:

@@ -218,7 +218,8 @@ def job(d: Any) -> Job:
                gpus=_job_gpus(d, what, node_list), submit_time=epoch(d, "submit_time", what) or 0.0,
                begin_time=epoch(d, "eligible_time", what), start_time=epoch(d, "start_time", what),
                time_limit_min=None if limit is None else int(limit),
-               priority=None if (prio := number(d, "priority", what)) is None else int(prio))
+               priority=None if (prio := number(d, "priority", what)) is None else int(prio),
+               dependency=text(d, "dependency", what))
 
 
 @contextlib.contextmanager

@@ -177,7 +177,21 @@ def job_from_pyslurm(j: Any) -> Job:
                node_list=node_list, req_nodes=hosts(_field(j, "required_nodes", str, what, optional=True)),
                gpus=gpus, submit_time=float(_field(j, "submit_time", int, what, optional=True) or 0),
                begin_time=float(begin) if begin else None, start_time=float(start) if start else None,
-               time_limit_min=limit, priority=_field(j, "priority", int, what, optional=True))
+               time_limit_min=limit, priority=_field(j, "priority", int, what, optional=True),
+               dependency=_dependency(j, what))
+
+
+def _dependency(j: Any, what: str) -> str:
+    """pyslurm's ``dependencies`` dict as Slurm's text (``afterok:12(unfulfilled)``; '' when none). pyslurm
+    splits the text but keeps each job's state suffix; of a known kind it drops only a suffixed
+    ``singleton``, so a dict with nothing read still means a dependency (``singleton``)."""
+    deps = _field(j, "dependencies", dict, what, optional=True)
+    if not deps:
+        return ""
+    parts = [f"{kind}:{':'.join(map(str, jobs))}" for kind, jobs in deps.items()
+             if isinstance(jobs, list) and jobs]
+    parts += ["singleton"] if deps.get("singleton") is True else []
+    return ("?" if deps.get("satisfy") == "any" else ",").join(parts) or "singleton"
 
 
 def _state(j: Any, what: str) -> tuple[str, tuple[str, ...]]:

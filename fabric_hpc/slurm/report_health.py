@@ -23,9 +23,10 @@ import numpy as np
 from fabric_hpc.errors import FabricError
 from fabric_hpc.placement.levels import fabric_levels
 from fabric_hpc.placement.state import FREE, ClusterState
+from fabric_hpc.slurm.contract import BLOCKED_REASONS
 from fabric_hpc.topology import Fabric
 
-NOT_WAITING = frozenset({"JobHeldUser", "JobHeldAdmin", "Dependency", "DependencyNeverSatisfied"})
+NOT_WAITING = BLOCKED_REASONS  # held or waiting on a dependency: not waiting for GPUs
 
 
 def domain_bounds(fab: Fabric, gpus: np.ndarray) -> tuple[dict[str, int], dict[str, int]]:

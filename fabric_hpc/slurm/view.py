@@ -12,9 +12,11 @@ those hosts (``avoid``), and handed to Slurm after a few stale pins (:mod:`fabri
 
 Hosts of the fabric model that Slurm does not list are down (never placed on). A pending job is
 placed only on hosts with enough free CPUs for its share (its CPUs over its nodes, as Slurm says).
-A held job (``sbatch -H``, ``scontrol hold``: :attr:`~fabric_hpc.slurm.contract.Job.held`) is not placed
-and holds no GPUs, even when pinned: it is listed in ``on_hold``, and the agent clears a pin it set
-before the hold (the job may wait for days; other gangs take those hosts meanwhile).
+A job Slurm will not start on any hosts (:attr:`~fabric_hpc.slurm.contract.Job.blocked`): held
+(``sbatch -H``, ``scontrol hold``) or waiting on a dependency (``sbatch --dependency``, reason
+``Dependency`` or ``DependencyNeverSatisfied``), is not placed and holds no GPUs, even when pinned: it is
+listed in ``blocked``, and the agent clears a pin it set before (the job may wait for days; other gangs
+take those hosts meanwhile).
 """
 
 from __future__ import annotations
@@ -66,8 +68,9 @@ class View:
     stale: dict[int, tuple[str, ...]] = field(default_factory=dict)
     #: GPUs held per Slurm account by every running job (fabric-marked or not): the fairshare charge.
     held: dict[str, int] = field(default_factory=dict)
-    #: Held pending fabric jobs (job id -> Slurm job): not placed, no GPUs kept for them.
-    on_hold: dict[int, Job] = field(default_factory=dict)
+    #: Pending fabric jobs held or waiting on a dependency (job id -> Slurm job; ``Job.blocked`` says
+    #: which): not placed, no GPUs kept for them.
+    blocked: dict[int, Job] = field(default_factory=dict)
 
     def drop(self, job_ids: Collection[int]) -> None:
         """Take jobs out of the policy's pending list (handed to Slurm)."""
@@ -202,8 +205,8 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
                 releasing.update(free)
     pins = pins or PinRules()
     pending = [j for j in jobs if j.pending and j.fabric_marked and j.job_id not in pins.skip]
-    view.on_hold = {j.job_id: j for j in pending if j.held}
-    pending = [j for j in pending if not j.held]
+    view.blocked = {j.job_id: j for j in pending if j.blocked}
+    pending = [j for j in pending if not j.blocked]
     free_cpus = {n.name: n.cpus - n.cpus_alloc for n in nodes if n.name in known and n.cpus}
     _pending(fab, view, pending, now, inputs, releasing, pins, free_cpus)
     return view

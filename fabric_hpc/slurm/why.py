@@ -85,9 +85,33 @@ def _headline(job: Job) -> str:
     return f"Job {job.job_id} ({what}) is {job.state.lower()}."
 
 
+def _blocked_line(job: Job) -> str:
+    """Why the agent leaves a held or dependent fabric job alone, and when it takes it up again."""
+    if job.blocked == "held":
+        why, then = "while it is held", "once it is released, it comes back to the agent"
+    elif job.reason == "DependencyNeverSatisfied":
+        why = "as its dependency can never be satisfied"
+        then = (f"it comes back to the agent only if its dependency is changed (scontrol update "
+                f"JobId={job.job_id} Dependency=...)")
+    else:
+        why = "while its dependency is unfulfilled"
+        then = "once it is satisfied, the job comes back to the agent"
+    return (f"The fabric agent neither places it nor keeps GPUs for it {why}; it keeps the job deferred, "
+            f"so {then}.")
+
+
 def _pending_lines(job: Job, dec: dict[str, dict[str, Any]]) -> list[str]:
     out = []
-    if job.req_nodes:
+    blocked = bool(job.blocked and job.fabric_marked and "handoff" not in dec)
+    if blocked:
+        out.append(_blocked_line(job))
+        if job.req_nodes:
+            out.append(f"The agent pinned it to {compress(list(job.req_nodes))} before; it clears that pin "
+                       "at its next cycle.")
+        elif "unpin" in dec:
+            out.append(f"At {_when(dec['unpin']['ts'])} the agent cleared the pin it had set "
+                       f"({dec['unpin'].get('reason')}).")
+    elif job.req_nodes:
         out.append(f"The fabric agent pinned it to {compress(list(job.req_nodes))}; Slurm starts it as soon as "
                    f"those GPUs are free.")
     elif job.fabric_marked and job.begin_time and job.begin_time > time.time():
@@ -95,7 +119,7 @@ def _pending_lines(job: Job, dec: dict[str, dict[str, Any]]) -> list[str]:
                    f"{_when(job.begin_time)}.")
     if "handoff" in dec:
         out.append(_handoff_line(dec["handoff"]))
-    elif "waiting" in dec:
+    elif "waiting" in dec and not blocked:  # the policy has not seen it since
         out.append(f"At {_when(dec['waiting']['ts'])} the agent's policy said: "
                    f"{reason_words(dec['waiting']['reason'])}.")
     if "failed" in dec and dec["failed"]["ts"] >= dec.get("place", {}).get("ts", 0):

@@ -318,7 +318,7 @@ def test_a_pinned_job_that_is_held_is_unpinned(tmp_path: Path) -> None:
     client = Fake([_held(1, req_nodes=("n1", "n2"), begin_time=now - 1), gang(2, nodes=16)])
     a = agent(tmp_path, client)
     res = a.cycle(now=now)
-    assert res.unpinned == [1] and [s["job"] for s in res.started] == [2]
+    assert res.unpinned == {1: "held"} and [s["job"] for s in res.started] == [2]
     assert client.calls[0] == ("update", 1, {"ReqNodeList": "", "StartTime": "now+60"})
     unpin = [e for e in events(tmp_path) if e["event"] == "agent.unpin"]
     assert [(e["job"], e["reason"]) for e in unpin] == [(1, "held")]
@@ -347,3 +347,117 @@ def test_the_backends_leave_an_unread_priority_unknown() -> None:
     rec = {"job_id": 7, "job_state": ["PENDING"], "state_reason": "BeginTime"}
     assert decode.job(rec).priority is None
     assert decode.job({**rec, "priority": {"set": True, "infinite": False, "number": 0}}).held
+
+
+@pytest.mark.parametrize("reason", ["Dependency", "DependencyNeverSatisfied"])
+def test_a_job_waiting_on_a_dependency_is_not_placed_and_keeps_no_gpus(tmp_path: Path, reason: str) -> None:
+    """A gang submitted with --dependency=afterok:N while N runs (reason Dependency, also once deferred:
+    Slurm tests dependencies before the begin time) was pinned and kept the only free hosts, which Slurm
+    would not give it. It is skipped as a held job is; its deferral is renewed, so once the dependency is
+    satisfied it comes back to the agent."""
+    client = Fake([gang(1, nodes=16, reason=reason, priority=4294901758),
+                   gang(2, nodes=16, priority=4294901757)])
+    a = agent(tmp_path, client)
+    res = a.cycle(now=1000.0)
+    assert [s["job"] for s in res.started] == [2] and 1 not in res.waiting and res.pending == 1
+    assert {c[1] for c in client.calls if c[2].get("ReqNodeList")} == {2}
+    assert ("update", 1, {"StartTime": "now+60"}) in client.calls  # deferred, not pinned
+
+
+def test_a_pinned_job_given_a_dependency_is_unpinned(tmp_path: Path) -> None:
+    """Pinned, then given a dependency (scontrol update Dependency=...) before Slurm started it: the pin is
+    cleared and the deferral renewed, recorded as agent.unpin with reason dependency; once the dependency
+    is satisfied (reason cleared) the agent places it again."""
+    now = time.time()
+    dep = gang(1, req_nodes=("n1", "n2"), begin_time=now - 1, reason="Dependency", priority=9)
+    client = Fake([dep, gang(2, nodes=16)], keep_pins=False)
+    a = agent(tmp_path, client)
+    res = a.cycle(now=now)
+    assert res.unpinned == {1: "dependency"} and [s["job"] for s in res.started] == [2]
+    assert client.calls[0] == ("update", 1, {"ReqNodeList": "", "StartTime": "now+60"})
+    unpin = [e for e in events(tmp_path) if e["event"] == "agent.unpin"]
+    assert [(e["job"], e["reason"]) for e in unpin] == [(1, "dependency")]
+    client._jobs = [replace(dep, req_nodes=(), begin_time=now + 60, reason="BeginTime")]  # satisfied
+    res = a.cycle(now=now + 1)
+    assert [s["job"] for s in res.started] == [1] and not res.unpinned
+
+
+@pytest.mark.parametrize("fields,blocked", [
+    ({"priority": 0, "reason": "JobHeldUser"}, "held"),
+    ({"priority": 0, "reason": "Dependency"}, "held"),  # held with a dependency: Slurm shows the hold
+    ({"priority": 5, "reason": "Dependency"}, "dependency"),
+    ({"priority": 5, "reason": "DependencyNeverSatisfied"}, "dependency"),
+    ({"priority": None, "reason": "Dependency"}, "dependency"),
+    ({"priority": 5, "reason": "BeginTime"}, None),
+    ({"priority": 5, "reason": "Resources"}, None),
+    ({"priority": 5, "reason": "Dependency", "state": "RUNNING"}, None),
+    # updated (the agent's deferral): reason None until Slurm's next pass, the dependency text still there
+    ({"priority": 5, "reason": "None", "dependency": "afterok:6(unfulfilled)"}, "dependency"),
+    ({"priority": 5, "reason": "None", "dependency": ""}, None),  # satisfied: Slurm empties the text
+])
+def test_job_blocked(fields: dict, blocked: str | None) -> None:
+    job = replace(gang(1), **fields)
+    assert job.blocked == blocked
+    says = fields["reason"].startswith("Dependency") or bool(job.dependency)
+    assert job.dependent is (job.pending and says)
+
+
+def test_the_backends_read_the_dependency_reason_alike() -> None:
+    """Slurm's reason string as it is, from scontrol's Reason= (followed by Dependency=...), REST's
+    state_reason and pyslurm's state_reason (live: test_client_contract.py::test_dependency_is_read)."""
+    from fabric_hpc.slurm import decode
+    from fabric_hpc.slurm.cli_backend import job_from_scontrol
+
+    line = ("JobId=7 JobName=x JobState=PENDING Reason=Dependency Dependency=afterok:6(unfulfilled) "
+            "Priority=4294901757 NumNodes=2 TresPerNode=gres/gpu:8")
+    job = job_from_scontrol(line)
+    assert (job.reason, job.dependency, job.blocked) == ("Dependency", "afterok:6(unfulfilled)", "dependency")
+    none = line.replace("Dependency=afterok:6(unfulfilled)", "Dependency=(null)")
+    assert job_from_scontrol(none).dependency == ""
+    rec = {"job_id": 7, "job_state": ["PENDING"], "state_reason": "DependencyNeverSatisfied",
+           "dependency": "afterok:6(failed)"}
+    assert (decode.job(rec).dependency, decode.job(rec).blocked) == ("afterok:6(failed)", "dependency")
+    assert decode.job({**rec, "state_reason": "None", "dependency": ""}).blocked is None
+
+
+@pytest.mark.parametrize("deps,text", [
+    (None, ""),
+    ({"afterany": [], "afterok": ["6(unfulfilled)"], "singleton": False, "satisfy": "all"},
+     "afterok:6(unfulfilled)"),
+    ({"afterany": ["5(unfulfilled)"], "afterok": ["6(failed)"], "singleton": False, "satisfy": "any"},
+     "afterany:5(unfulfilled)?afterok:6(failed)"),
+    ({"afterok": [], "singleton": False, "satisfy": "all"}, "singleton"),  # singleton(unfulfilled): dropped
+])
+def test_pyslurm_dependencies_back_as_slurm_text(deps: dict | None, text: str) -> None:
+    from types import SimpleNamespace
+
+    from fabric_hpc.slurm.pyslurm_backend import _dependency
+
+    assert _dependency(SimpleNamespace(dependencies=deps), "pyslurm job 7") == text
+
+
+@pytest.mark.parametrize("reason,says", [
+    ("Dependency", "while its dependency is unfulfilled"),
+    ("DependencyNeverSatisfied", "only if its dependency is changed (scontrol update JobId=26 "
+                                 "Dependency=...)"),
+    ("JobHeldUser", "once it is released"),
+])
+def test_why_explains_a_blocked_fabric_job(tmp_path: Path, reason: str, says: str) -> None:
+    """`fabric slurm why` for a held or dependent fabric job: Slurm's reason, that the agent keeps no GPUs
+    for it and when it comes back; not "Slurm takes it over at" its deferral, nor an older policy reason."""
+    from fabric_hpc.events import JsonLinesWriter, make_event
+    from fabric_hpc.slurm.why import explain
+
+    audit = JsonLinesWriter(tmp_path / "decisions.jsonl")
+    audit.write(make_event("agent.waiting", jobs={"26": "Resources"}))
+    audit.write(make_event("agent.unpin", job=26, reason="dependency"))
+    job = gang(26, reason=reason, priority=0 if reason == "JobHeldUser" else 9, begin_time=time.time() + 60)
+
+    class _One:
+        def job(self, job_id: int) -> Job:
+            return job
+
+    text = explain(_One(), 26, state_dir=tmp_path)["text"]  # type: ignore[arg-type]
+    assert "neither places it nor keeps GPUs for it" in text and says in text, text
+    assert "cleared the pin it had set (dependency)" in text, text
+    assert "takes it over" not in text and "policy said" not in text, text

@@ -111,6 +111,40 @@ def test_defer_and_hold(client: SlurmClient, contract_cluster: Any) -> None:
     client.cancel(jid)
 
 
+def _reason(client: SlurmClient, jid: int, reasons: set[str], timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while (job := client.job(jid)).reason not in reasons:
+        assert time.monotonic() < deadline, f"job {jid}: reason {job.reason}, not {sorted(reasons)}"
+        time.sleep(0.2)
+    return job
+
+
+def test_dependency_is_read(client: SlurmClient, contract_cluster: Any) -> None:
+    """Every backend gives a job waiting on a dependency as Slurm says it, alike: the reason (Dependency,
+    DependencyNeverSatisfied) and the dependency text (Job.dependent, Job.blocked). A deferral resets the
+    reason to None until Slurm's next scheduling pass; the text stays until the dependency is satisfied."""
+    first = contract_cluster.sbatch("-N1", "--gres=gpu:1", "-H", wrap="true")  # held: it does not end
+    ok = contract_cluster.sbatch("-N1", "--gres=gpu:1", f"--dependency=afterok:{first}", wrap="true")
+    any_ = contract_cluster.sbatch("-N1", "--gres=gpu:1", f"--dependency=afterany:{first}", wrap="true")
+    for jid, kind in ((ok, "afterok"), (any_, "afterany")):
+        job = _reason(client, jid, {"Dependency"})
+        assert (job.state, job.dependency) == ("PENDING", f"{kind}:{first}(unfulfilled)"), job
+        assert not job.held
+        assert job.dependent and job.blocked == "dependency"
+        client.defer(jid, 300)
+        job = client.job(jid)
+        assert job.begin_time is not None and job.begin_time > time.time() + 200
+        assert job.dependency == f"{kind}:{first}(unfulfilled)" and job.blocked == "dependency", job
+    client.cancel(first)  # afterok can never be satisfied now; afterany is
+    job = _reason(client, ok, {"DependencyNeverSatisfied"})
+    assert job.dependency == f"afterok:{first}(failed)" and job.blocked == "dependency", job
+    deadline = time.monotonic() + 30
+    while (job := client.job(any_)).dependency:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    assert job.state == "PENDING" and job.reason != "Dependency" and job.blocked is None, job  # deferred
+
+
 def test_unknown_job_is_not_found(client: SlurmClient) -> None:
     with pytest.raises(NotFoundError):
         client.job(9_999_999)
