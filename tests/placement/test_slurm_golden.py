@@ -67,10 +67,11 @@ def test_block_smallest_level_that_fits():
 
 
 def test_slices_look_only_at_domains_that_can_hold_them(monkeypatch):
-    """slurm-tree places each tp group (a slice) in the first domain that holds it; domains with too
-    few free GPUs are skipped without running the algorithm on them (it cannot find more than
-    there is). 64 groups of 8 on an empty 8-SU pod: 64 runs, where scanning from the first host
-    for every group took 2,080 (and 131k runs, ~70 s, for 512 groups at 16k GPUs)."""
+    """slurm-tree places each slice in the first domain that holds it; domains with too few free
+    GPUs are skipped without running the algorithm on them (it cannot find more than there is).
+    Scanning from the first host for every one of 64 tp groups took 2,080 runs (and 131k runs,
+    ~70 s, for 512 groups at 16k GPUs); a host's slices are now counted without a run, and 16
+    slices of 32 GPUs at the leaf level take one run each."""
     from fabric_hpc.placement import slurm
 
     calls = []
@@ -78,4 +79,6 @@ def test_slices_look_only_at_domains_that_can_hold_them(monkeypatch):
     monkeypatch.setattr(slurm._Tree, "run", lambda self, cap, need: calls.append(need) or real(self, cap, need))
     fab = build(generators.superpod(sus=8))
     placed = place(fab, ClusterState(fab), "gpus=512,tp=8", solver="slurm-tree")
-    assert len(placed.hosts) == 64 and len(calls) == 64
+    assert len(placed.hosts) == 64 and not calls
+    placed = place(fab, ClusterState(fab), "gpus=512,slices=16,slice_level=leaf", solver="slurm-tree")
+    assert len(placed.hosts) == 64 and len(calls) == 16
