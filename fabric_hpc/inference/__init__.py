@@ -13,6 +13,7 @@ from fabric_hpc.inference.engine import (
     EngineLimits,
     EngineRequest,
     EngineResult,
+    KnowsVocabulary,
     build_engine,
     load_engine_config,
     register_engine,
@@ -34,7 +35,7 @@ from fabric_hpc.inference.simulated import (
 
 __all__ = [
     "H100_1B", "ZERO_COST", "ChunkSink", "CostModel", "DeadLetter", "Engine", "EngineConfig",
-    "EngineConfigError", "EngineLimits", "EngineRequest", "EngineResult", "MergeError",
+    "EngineConfigError", "EngineLimits", "EngineRequest", "EngineResult", "KnowsVocabulary", "MergeError",
     "Pipeline", "PipelineOptions", "Scheduler", "ShapeLanes", "SimulatedEngine", "TokenBudget",
     "VirtualClock", "WorkItem", "budget_for", "build_engine", "committed_ids",
     "job_status", "load_engine_config", "merge_job", "merge_outputs", "parse_item", "read_items",

@@ -141,6 +141,17 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class KnowsVocabulary(Protocol):
+    """An engine with a vocabulary: prompt token ids must be below ``vocab_size`` (the PyTorch
+    engine refuses others at ``add``; the simulated engine draws its tokens from it). The harness
+    sends an item with another id to the dead letters at intake, like an item too long for
+    ``limits``, instead of failing the whole run when the engine refuses it."""
+
+    @property
+    def vocab_size(self) -> int: ...
+
+
 def check_add(limits: EngineLimits, requests: Sequence[EngineRequest], held: Collection[str], *,
               closed: bool, reserved_tokens: int | None = None) -> None:
     """Contract rule 1 for ``Engine.add``: raise :class:`ConfigError` (so the engine adds nothing)

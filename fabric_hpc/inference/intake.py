@@ -133,8 +133,9 @@ class _Overlong(bytes):
     """The start of a line longer than MAX_LINE_BYTES (what the dead letter keeps of it)."""
 
 
-def parse_item(line: str | bytes, limits: EngineLimits | None = None) -> WorkItem:
-    """Parse one line into a :class:`WorkItem` or raise :class:`IntakeRejection` with a reason."""
+def parse_item(line: str | bytes, limits: EngineLimits | None = None, vocab_size: int | None = None) -> WorkItem:
+    """Parse one line into a :class:`WorkItem` or raise :class:`IntakeRejection` with a reason
+    (``vocab_size``: the engine's, where it refuses prompt token ids at or above it)."""
     if isinstance(line, _Overlong):  # whatever its first bytes parse as
         raise IntakeRejection(f"line longer than {MAX_LINE_BYTES} bytes (the limit of one work item)")
     if isinstance(line, bytes):
@@ -157,6 +158,11 @@ def parse_item(line: str | bytes, limits: EngineLimits | None = None) -> WorkIte
             raise IntakeRejection(f"item needs {item.length} prefill / {item.cost} KV tokens; the "
                                   f"engine allows {limits.max_num_tokens} / "
                                   f"{limits.kv_capacity_tokens}")
+    if vocab_size is not None:
+        bad = next((t for t in item.prompt if not 0 <= t < vocab_size), None)
+        if bad is not None:
+            raise IntakeRejection(f"prompt token id {bad} is outside the engine's vocabulary (0..{vocab_size - 1}): "
+                                  "tokenise with the served model's own tokenizer")
     return item
 
 
@@ -305,14 +311,14 @@ def stream_lines(stream: IO[bytes] | IO[str], source: str = "<stdin>"
 
 
 def read_items(lines: Iterable[tuple[str, int, bytes | str]], *, limits: EngineLimits | None,
-               dead_letter: DeadLetter | None, skip: Set[str] = frozenset()
+               dead_letter: DeadLetter | None, skip: Set[str] = frozenset(), vocab_size: int | None = None
                ) -> Iterator[WorkItem]:
     """Valid, first-seen items from ``lines`` whose ids are not in ``skip`` (finished in an
-    earlier attempt); the rest go to ``dead_letter`` with the reason."""
+    earlier attempt); the rest go to ``dead_letter`` with the reason (:func:`parse_item`)."""
     seen: set[str] = set()
     for source, n, raw in lines:
         try:
-            item = parse_item(raw, limits)
+            item = parse_item(raw, limits, vocab_size)
             if item.id in seen:
                 raise IntakeRejection(
                     f"duplicate id {item.id[:100]!r} (a result for it was committed by an earlier attempt and "

@@ -17,7 +17,7 @@ from typing import Any
 
 from fabric_hpc.errors import ConfigError, ExternalError, FabricError, NotFoundError
 from fabric_hpc.events import emit, read_json_lines
-from fabric_hpc.inference.engine import EngineLimits, build_engine, load_engine_config
+from fabric_hpc.inference.engine import EngineLimits, KnowsVocabulary, build_engine, load_engine_config
 from fabric_hpc.inference.intake import (
     DeadLetter,
     WorkItem,
@@ -129,22 +129,23 @@ def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
 
 
 def _items(ctx: MpiContext, snapshot: dict[str, Any] | None, out: Path, limits: EngineLimits,
-           done: set[str]) -> tuple[Iterator[WorkItem], DeadLetter]:
+           done: set[str], vocab: int | None) -> tuple[Iterator[WorkItem], DeadLetter]:
     dead = DeadLetter(out / "dead-letter.jsonl" if ctx.rank == 0 else None)
     if snapshot is None:
         if ctx.size > 1:
             raise ConfigError("stdin input needs a single rank", hint="use a spool directory")
         return read_items(stream_lines(sys.stdin.buffer), limits=limits, dead_letter=dead,
-                          skip=done), dead
+                          skip=done, vocab_size=vocab), dead
     if ctx.size == 1:
-        return read_items(snapshot_lines(snapshot), limits=limits, dead_letter=dead, skip=done), dead
+        return read_items(snapshot_lines(snapshot), limits=limits, dead_letter=dead, skip=done,
+                          vocab_size=vocab), dead
     # every rank reads the same snapshot (same files, same byte counts), so all compute the
     # same shards however the spool changes meanwhile
     costs = [(it.id, it.cost) for it in read_items(snapshot_lines(snapshot), limits=limits,
-                                                   dead_letter=dead, skip=done)]
+                                                   dead_letter=dead, skip=done, vocab_size=vocab)]
     mine = shard_longest_first(costs, ctx.size)[ctx.rank]
     del costs
-    gen = read_items(snapshot_lines(snapshot), limits=limits, dead_letter=None, skip=done)
+    gen = read_items(snapshot_lines(snapshot), limits=limits, dead_letter=None, skip=done, vocab_size=vocab)
     return (it for it in gen if it.id in mine), dead
 
 
@@ -217,14 +218,15 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         engine = build_engine(config, local_rank=ctx.local_rank, **dict(engine_options or {}))
         limits = engine.limits
         ctx.rendezvous()  # an engine that failed on one rank: the others answer, not wait in a bcast
+        vocab = int(engine.vocab_size) if isinstance(engine, KnowsVocabulary) else None
         run_doc = {"input": source if source == "-" else str(Path(source).resolve()),
                    "engine_config": config.model_dump(), "limits": asdict(limits),
-                   "output_mode": output_mode}
+                   "output_mode": output_mode, "vocab_size": vocab}
         attempt, snapshot, lock = _prepare(ctx, out, run_doc, source)
         # one view of finished work for every rank: read on rank 0 before any rank starts
         # (a rank reading later could see work another rank already committed and shard differently)
         done = ctx.bcast(committed_ids(out) if ctx.rank == 0 else None)
-        items, dead = _items(ctx, snapshot, out, limits, done)
+        items, dead = _items(ctx, snapshot, out, limits, done, vocab)
         sink = ChunkSink(out, rank=ctx.rank, attempt=attempt, chunk_size=opts.chunk_size)
         pipeline = Pipeline(engine, items, sink, opts, on_ack=_fault_hook(ctx, out))
         metrics = MetricsWriter(out, ctx.rank, gpu_index=ctx.local_rank, attempt=attempt)
@@ -334,7 +336,11 @@ def merge_job(output: str | os.PathLike[str], source: str | None = None) -> dict
         lines = snapshot_lines(load_snapshot(snap_path))
     else:
         lines = spool_lines(source)
-    expected = [it.id for it in read_items(lines, limits=limits, dead_letter=None)]
+    vocab = run.get("vocab_size")  # absent in a run.json written before intake knew it
+    if vocab is not None and not (type(vocab) is int and vocab > 0):
+        raise ConfigError(f"{out}/run.json: bad vocab_size {vocab!r}",
+                          hint="the output directory is damaged; rerun into a new --output directory")
+    expected = [it.id for it in read_items(lines, limits=limits, dead_letter=None, vocab_size=vocab)]
     with private_files(run.get("output_mode", "private")):
         result = merge_outputs(out, expected)
     emit("infer.merged", **result)

@@ -66,3 +66,25 @@ def test_rerun_resumes_without_recomputing(tmp_path: Path) -> None:
     with pytest.raises(EngineConfigError, match="max_seq_len: config says 31"):
         run_job({**cfg, "max_seq_len": 31}, str(spool), tmp_path / "out",
                 engine_options={"device": "cpu"})
+
+
+def test_an_item_outside_the_vocabulary_is_a_dead_letter_not_a_failed_run(tmp_path: Path) -> None:
+    """The PyTorch engine refuses prompt token ids at or above its vocab_size at ``add``: one such
+    item used to fail the whole run (exit 3 on every rerun too). Intake now knows the engine's
+    vocabulary (``KnowsVocabulary``) and dead-letters it like an item too long; merge expects the
+    same accepted ids (run.json records the vocabulary)."""
+    cfg = prepare_pytorch_engine(tmp_path / "model", preset="tiny", dtype="float32", max_batch_size=4,
+                                 max_input_len=16, max_seq_len=32, max_num_tokens=64)
+    (tmp_path / "engine.json").write_text(json.dumps(cfg))
+    items = [{"id": f"i{k}", "prompt": [3 + k, 5], "max_new_tokens": 2} for k in range(6)]
+    items.insert(3, {"id": "oov", "prompt": [7, 1024], "max_new_tokens": 2})  # tiny's vocab: 0..1023
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "a.jsonl").write_text("".join(json.dumps(it) + "\n" for it in items))
+    snap = run_job(tmp_path / "engine.json", str(spool), tmp_path / "out", engine_options={"device": "cpu"})
+    assert snap["items_done"] == 6
+    dead = [json.loads(line) for line in (tmp_path / "out" / "dead-letter.jsonl").read_text().splitlines()]
+    assert len(dead) == 1 and dead[0]["line"] == 4
+    assert "token id 1024 is outside the engine's vocabulary (0..1023)" in dead[0]["reason"]
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["vocab_size"] == 1024
+    assert merge_job(tmp_path / "out")["items"] == 6

@@ -214,6 +214,11 @@ class TorchEngine:
     def limits(self) -> EngineLimits:
         return self._limits
 
+    @property
+    def vocab_size(self) -> int:
+        """Prompt token ids must be below it (:class:`~fabric_hpc.inference.engine.KnowsVocabulary`)."""
+        return int(self.model.spec.vocab_size)
+
     def active(self) -> int:
         return len(self._held)
 
