@@ -133,7 +133,8 @@ class _Overlong(bytes):
     """The start of a line longer than MAX_LINE_BYTES (what the dead letter keeps of it)."""
 
 
-def parse_item(line: str | bytes, limits: EngineLimits | None = None, vocab_size: int | None = None) -> WorkItem:
+def parse_item(line: str | bytes, limits: EngineLimits | None = None,
+               vocab_size: int | None = None) -> WorkItem:
     """Parse one line into a :class:`WorkItem` or raise :class:`IntakeRejection` with a reason
     (``vocab_size``: the engine's, where it refuses prompt token ids at or above it)."""
     if isinstance(line, _Overlong):  # whatever its first bytes parse as
@@ -161,8 +162,8 @@ def parse_item(line: str | bytes, limits: EngineLimits | None = None, vocab_size
     if vocab_size is not None:
         bad = next((t for t in item.prompt if not 0 <= t < vocab_size), None)
         if bad is not None:
-            raise IntakeRejection(f"prompt token id {bad} is outside the engine's vocabulary (0..{vocab_size - 1}): "
-                                  "tokenise with the served model's own tokenizer")
+            raise IntakeRejection(f"prompt token id {bad} is outside the engine's vocabulary "
+                                  f"(0..{vocab_size - 1}): tokenise with the served model's own tokenizer")
     return item
 
 

@@ -173,8 +173,9 @@ def concurrent_rings(fab: Fabric, rings: list[np.ndarray], size_bytes: float,
     if not loads:
         return []
     job = np.repeat(np.arange(len(every)), [len(nz) for nz, _, _ in every])
-    xs, _ = sparse_fair(job, np.concatenate([nz for nz, _, _ in every]), np.concatenate([v for _, v, _ in every]),
-                        effective_cap(space, params), len(every), np.array([u for _, _, u in every]))
+    res = np.concatenate([nz for nz, _, _ in every])
+    xs, _ = sparse_fair(job, res, np.concatenate([v for _, v, _ in every]), effective_cap(space, params),
+                        len(every), np.array([u for _, _, u in every]))
     return [(np.inf, 0.0) if d else (1.0 / x if x > 0 else np.inf, lat)
             for x, lat, d in zip(xs[:len(rings)], lats, dead, strict=True)]
 

@@ -48,9 +48,10 @@ class Problem:
     def __init__(self, fab: Fabric, state: ClusterState, request: Request | str | Mapping[str, Any],
                  weights: CostWeights | None = None, *, slices: tuple[int, str] | None = None) -> None:
         """``request``: a :class:`Request` or its string / mapping form (:func:`parse_request`);
-        ``weights``: :class:`CostWeights` or a mapping of its fields, None for the defaults. ``slices``: (count, level) to keep instead of the
-        request's (the pipeline stages that :func:`~fabric_hpc.placement.greedy.greedy` also
-        tries: :meth:`staged`). A wrong argument is a ConfigError naming it."""
+        ``weights``: :class:`CostWeights` or a mapping of its fields, None for the defaults.
+        ``slices``: (count, level) to keep instead of the request's (the pipeline stages that
+        :func:`~fabric_hpc.placement.greedy.greedy` also tries: :meth:`staged`). A wrong argument
+        is a ConfigError naming it."""
         check_fabric(fab, "Problem()")
         check_state(state, fab, "Problem()")
         if not isinstance(request, Request):
@@ -61,7 +62,8 @@ class Problem:
         if weights is not None and not isinstance(weights, CostWeights):
             if not isinstance(weights, Mapping):
                 raise ConfigError(f"Problem(): weights must be CostWeights, a mapping of its fields or None, "
-                                  f"not {type(weights).__name__}", hint="CostWeights(**fields), or None for the defaults")
+                                  f"not {type(weights).__name__}",
+                                  hint="CostWeights(**fields), or None for the defaults")
             weights = parse_model(CostWeights, weights, source="weights")
         self.fab, self.state, self.request = fab, state, request
         self.weights = weights or _DEFAULT_WEIGHTS

@@ -134,7 +134,8 @@ class SolverPlacer:
 
     def __post_init__(self) -> None:
         if self.solver not in SOLVERS:  # not on first use, deep inside a replay
-            raise ConfigError(f"SolverPlacer: unknown solver {self.solver!r}", hint=f"solvers: {', '.join(SOLVERS)}")
+            raise ConfigError(f"SolverPlacer: unknown solver {self.solver!r}",
+                              hint=f"solvers: {', '.join(SOLVERS)}")
         if not isinstance(self.options, SolveOptions):
             raise ConfigError(f"SolverPlacer: options must be SolveOptions, not {type(self.options).__name__}",
                               hint="e.g. SolveOptions(time_limit_s=0.5)")

@@ -21,7 +21,8 @@ def _toml_value(value: object) -> str:
 
 
 def agent_toml(cfg: DeployConfig) -> str:
-    """The installed config: every setting written out; the agent reads the installed fabric model and plugin."""
+    """The installed config: every setting written out; the agent reads the installed fabric model
+    and plugin."""
     i = cfg.install
     agent = cfg.agent.model_copy(update={"topology": str(Path(i.config_dir) / "topology.yaml"),
                                          "job_submit": str(Path(i.slurm_conf_dir) / "job_submit.lua")})
