@@ -64,6 +64,14 @@ CW_README = ("https://github.com/coreweave/nccl-tests/blob/bee97e71ff87d859aa9db
              "#expected-performance")
 
 
+NCCL_1801 = "https://github.com/NVIDIA/nccl/issues/1801"
+
+
+def _tray_per_rack(f) -> np.ndarray:
+    """The first tray (4 GPUs) of each rack: the issue's partitions of one tray per rack, NVLS off."""
+    return np.concatenate([np.arange(4) + 72 * r for r in range(3)])
+
+
 #: (name, fabric, GPUs, algorithm, published busbw GB/s, source, known miss)
 POINTS = [
     ("DGX H100, 8 GPUs, ring (NCCL_ALGO=RING)", sp, lambda f: host_gpus(f, [0]), "ring", 370.0,
@@ -97,6 +105,10 @@ POINTS = [
     ("GB200 NVL72, 2 racks (144 GPUs)", nvl_racks(2), lambda f: np.arange(144), "auto", 793.06, CW_README, False),
     ("GB200 NVL72, 20 racks (1440 GPUs)", nvl_racks(20), lambda f: np.arange(1440), "auto", 381.48, CW_README,
      True),
+    ("GB200, 3 racks x one tray of 4 GPUs over IB, NCCL_ALGO=RING", nvl_racks(3), _tray_per_rack, "ring", 196.7,
+     NCCL_1801, False),
+    ("GB200, 3 racks x one tray of 4 GPUs over IB, NCCL_ALGO=TREE", nvl_racks(3), _tray_per_rack, "tree", 234.4,
+     NCCL_1801, True),
 ]
 
 
