@@ -105,19 +105,22 @@ end
 local TIERS = {high = true, normal = true, spot = true}
 
 
--- What would split (the agent's request check says the same): the values of key that divide units
--- (the GPUs, or the tp groups for pp; at most eight, up to 1024) and the nearest GPU count k divides.
-local function what_divides(units, k, key, total)
+-- What would split (the agent's request check says the same, word for word: request.py's
+-- _what_divides): the values of key that divide units (the GPUs, or the tp groups for pp; at most
+-- eight, up to 1024), or the nearest GPU count k divides that keeps key=value.
+local function what_divides(units, k, key, value, total)
   local fits = {}
   for d = 2, math.min(units, 1024) do
     if units % d == 0 then table.insert(fits, tostring(d)) end
     if #fits == 8 then break end
   end
-  local nearest = math.ceil(total / k) * k
-  if #fits > 0 then
-    return string.format(" (use %s = %s, or %d GPUs)", key, table.concat(fits, ", "), nearest)
+  local keep = string.format("%d GPUs for %s=%d", math.ceil(total / k) * k, key, value)
+  if #fits == 0 then
+    return string.format(" (use %s)", keep)
   end
-  return string.format(" (use %d GPUs)", nearest)
+  local last = table.remove(fits)
+  local values = #fits > 0 and (table.concat(fits, ", ") .. " or ") or ""
+  return string.format(" (use %s = %s%s; or %s)", key, values, last, keep)
 end
 local function parallel_problems(seen, nodes, gpn)
   -- tp/pp/slices against the job's size, in the words and order of fabric_hpc/placement/request.py
@@ -134,7 +137,7 @@ local function parallel_problems(seen, nodes, gpn)
       table.insert(out, "tp sets the slices itself (groups of tp GPUs inside NVLink domains): give tp or slices")
     elseif total ~= nil and total % tp ~= 0 then
       table.insert(out, string.format("%d GPUs do not split into tensor-parallel groups of %d%s", total, tp,
-                                      what_divides(total, tp, "tp", total)))
+                                      what_divides(total, tp, "tp", tp, total)))
     elseif total ~= nil and gpn % tp ~= 0 and tp % gpn ~= 0 then
       table.insert(out, string.format("a group of tp=%d GPUs must fill whole hosts of %d GPUs or fit inside one " ..
                                       "(tp a multiple or a divisor of gpus_per_node)", tp, gpn))
@@ -144,7 +147,7 @@ local function parallel_problems(seen, nodes, gpn)
     local whole = tp ~= nil and string.format(" of whole tensor-parallel groups of %d", tp) or ""
     local groups = (total % (tp or 1) == 0) and math.floor(total / (tp or 1)) or 0
     table.insert(out, string.format("%d GPUs do not split into %d pipeline stages%s%s", total, pp, whole,
-                                    what_divides(groups, pp * (tp or 1), "pp", total)))
+                                    what_divides(groups, pp * (tp or 1), "pp", pp, total)))
   end
   if #out == 0 then return nil end
   return table.concat(out, "; ")
