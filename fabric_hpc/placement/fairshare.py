@@ -47,6 +47,8 @@ def _fair(loads: list[np.ndarray], cap: np.ndarray,
           unit: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(rates, the resource that froze each job, -1 for none) of dense per-job loads
     (:func:`sparse_fair` over their non-zero entries)."""
+    if not loads:
+        return np.zeros(0), np.zeros(0, np.int64)
     nzs = [np.flatnonzero(ld) for ld in loads]
     job = np.repeat(np.arange(len(loads)), [len(nz) for nz in nzs])
     res = np.concatenate(nzs)

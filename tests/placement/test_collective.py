@@ -112,6 +112,7 @@ def test_contention_slows_a_job_down_on_a_shared_nic():
 
 
 def test_fair_rates_progressive_filling():
+    assert fair_rates([], np.array([10.0])).size == 0  # no jobs: no rates (not a concatenate error)
     cap = np.array([10.0, 10.0])
     # job 0 uses both resources, job 1 only the first: 5/5 on resource 0, job 0 frozen at 5
     loads = [np.array([1e9, 1e9]), np.array([1e9, 0.0])]
