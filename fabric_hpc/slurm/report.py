@@ -265,6 +265,7 @@ def _pending(job: Job, agent: AgentLog | None, now: float) -> dict[str, Any]:
     return {"job": str(job.job_id), "name": job.name[:200], "user": job.user[:64], "tier": tier,
             "nodes": job.nodes, "gpus_per_node": job.gpus_per_node, "fabric": job.fabric_marked,
             "slurm_reason": job.reason[:100], "slurm_reason_words": reason_words(job.reason)[:300],
+            "blocked": job.blocked,
             "agent_reason": why["reason"] if why else None, "agent_reason_time": why.get("time") if why else None,
             "pinned": compress(list(job.req_nodes)) if job.fabric_marked and job.req_nodes else None,
             "waiting_s": round(max(waited, 0.0), 1) if waited is not None else None}

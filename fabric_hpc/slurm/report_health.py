@@ -23,11 +23,7 @@ import numpy as np
 from fabric_hpc.errors import FabricError
 from fabric_hpc.placement.levels import fabric_levels
 from fabric_hpc.placement.state import FREE, ClusterState
-from fabric_hpc.slurm.contract import BLOCKED_REASONS
 from fabric_hpc.topology import Fabric
-
-NOT_WAITING = BLOCKED_REASONS  # held or waiting on a dependency: not waiting for GPUs
-
 
 def domain_bounds(fab: Fabric, gpus: np.ndarray) -> tuple[dict[str, int], dict[str, int]]:
     """(domains spanned per chain level, the fewest possible per level above the host)."""
@@ -65,7 +61,10 @@ def modelled_cost(fab: Fabric, state: ClusterState, job: str, gpus: list[int]) -
 
 
 def waiting(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [p for p in pending if p["gpus_per_node"] > 0 and p["slurm_reason"] not in NOT_WAITING
+    """The pending gangs waiting for GPUs: not held, not waiting on a dependency (``blocked``, read from
+    the job's priority and dependency text too, since Slurm resets the reason after every update), and
+    not deferred by their own ``--begin``."""
+    return [p for p in pending if p["gpus_per_node"] > 0 and not p["blocked"]
             and (p["fabric"] or p["slurm_reason"] != "BeginTime")]
 
 
