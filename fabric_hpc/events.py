@@ -97,16 +97,38 @@ def naming_file(path: str | os.PathLike[str]) -> Iterator[None]:
 class JsonLinesWriter:
     """Append-only JSON-lines file, each line flushed and (optionally) fsync'd before returning.
 
-    Thread-safe. Files are created 0600 (``mode``): audit logs can name users' jobs.
+    Thread-safe. Files are created 0600 (``mode``): audit logs can name users' jobs. With
+    ``max_bytes``, a write that would take the file past it first renames the file to ``<name>.1``
+    (replacing the one before) and starts a new one: at most about twice ``max_bytes`` on disk.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True, mode: int = 0o600) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True, mode: int = 0o600,
+                 max_bytes: int | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, mode)
-        self._file = os.fdopen(fd, "a", encoding="utf-8")
-        self._fsync = fsync
+        self._mode, self._fsync, self._max = mode, fsync, max_bytes
+        self._file = self._open()
         self._lock = threading.Lock()
+
+    def _open(self) -> Any:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, self._mode)
+        return os.fdopen(fd, "a", encoding="utf-8")
+
+    @property
+    def rotated(self) -> Path:
+        """Where the previous file goes when this one is full (``max_bytes``)."""
+        return self.path.with_name(self.path.name + ".1")
+
+    def _rotate_for(self, size: int) -> None:
+        if self._max is None:
+            return
+        now = os.fstat(self._file.fileno()).st_size  # every write is flushed: the size on disk
+        if now > 0 and now + size > self._max:
+            self._file.close()
+            try:
+                os.replace(self.path, self.rotated)
+            finally:  # renamed or not, later writes go to an open file
+                self._file = self._open()
 
     def write(self, event: dict[str, Any]) -> None:
         self.write_many([event])
@@ -115,6 +137,7 @@ class JsonLinesWriter:
         """Append ``events`` in order with one flush and (optionally) one fsync: all are on disk on return."""
         text = "".join(to_json(e) + "\n" for e in events)
         with self._lock, naming_file(self.path):
+            self._rotate_for(len(text.encode()))
             self._file.write(text)
             self._file.flush()
             if self._fsync:

@@ -43,12 +43,13 @@ from typing import Any
 
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ConfigError, ExternalError, FabricError
-from fabric_hpc.events import JsonLinesWriter, emit, make_event
+from fabric_hpc.events import emit, make_event
 from fabric_hpc.pidlock import PidLock
 from fabric_hpc.scheduler import SchedulingPolicy, make_policy
 from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
 from fabric_hpc.slurm.actions import Actions, AgentPrivilegeError
 from fabric_hpc.slurm.agent_config import AgentConfig  # noqa: F401 (where callers import it from)
+from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer
 from fabric_hpc.slurm.contract import SlurmClient, SlurmError
 from fabric_hpc.slurm.plugins import PROTOCOL_VERSION
 from fabric_hpc.slurm.sdnotify import notify
@@ -94,7 +95,9 @@ class Agent:
         self.usage_source = UsageSource(config.usage_source, self.usage, command_runner(client),
                                         self._note)
         self.cadence = Cadence(config.backfill_interval_s)
-        self.audit = JsonLinesWriter(self.state_dir / "decisions.jsonl", mode=0o640)  # read by `fabric slurm why`
+        self.audit = audit_writer(self.state_dir)  # read by `fabric slurm why` and `fabric slurm report`
+        self.waiting_log = WaitingLog()
+        self.cycles_log = cycles_writer(self.state_dir) if config.record_cycles else None
         self.actions = Actions(client, self._note)
         self.lock = agent_lock(self.state_dir)
         self.metrics: Any = None
@@ -139,7 +142,7 @@ class Agent:
             if job.begin_time is None or job.begin_time - now < self.config.fallback_s / 2:
                 res.deferred.append(job_id)
         self._blocked(view, res, now)
-        self._write_ahead(decisions, res)
+        self._write_ahead(decisions, res, now)
         self.actions.apply(res.requeued, res.started, view.invalid, res.deferred, self.config.fallback_s,
                            unpin=res.unpinned)
         if self._notes:  # what the actions added: failures, hand-overs (a second write only then)
@@ -168,15 +171,16 @@ class Agent:
         return {"job": job_id, "hosts": hosts, "gpus": list(placement.gpus), "cost": placement.cost,
                 "domains": placement.domains, "solver": placement.solver, "breakdown": placement.breakdown}
 
-    def _write_ahead(self, decisions: Any, res: CycleResult) -> None:
+    def _write_ahead(self, decisions: Any, res: CycleResult, now: float) -> None:
         """Every decision of the cycle on disk (one write, one fsync) before any is sent to Slurm, and
-        on the event stream (``-v``). Hand-overs are recorded when done (:meth:`Actions.apply`)."""
+        on the event stream (``-v``). Hand-overs are recorded when done (:meth:`Actions.apply`); the
+        waiting reasons when they change (:class:`~fabric_hpc.slurm.audit.WaitingLog`)."""
         events, self._notes = self._notes, []
         fresh = [make_event("agent.requeue", job=int(p.job_id), for_job=int(p.for_job),
                             gpu_hours_lost=p.gpu_hours_lost) for p in decisions.preempt]
         fresh += [make_event("agent.place", **entry) for entry in res.started]
         fresh += [make_event("agent.unpin", job=job_id, reason=why) for job_id, why in res.unpinned.items()]
-        if res.waiting:
+        if res.waiting and self.waiting_log.due(res.waiting, now):
             fresh.append(make_event("agent.waiting", jobs={str(k): v for k, v in sorted(res.waiting.items())}))
         for event in fresh:
             emit(event["event"], **{k: v for k, v in event.items() if k not in ("event", "ts")})
@@ -186,9 +190,8 @@ class Agent:
     def _record(self, step_in: Any, decisions: Any) -> None:
         from fabric_hpc.scheduler.record import decisions_digest, input_to_dict
 
-        line = json.dumps({"input": input_to_dict(step_in), "decisions": decisions_digest(decisions)})
-        with open(self.state_dir / "cycles.jsonl", "a") as fh:
-            fh.write(line + "\n")
+        if self.cycles_log is not None:
+            self.cycles_log.write({"input": input_to_dict(step_in), "decisions": decisions_digest(decisions)})
 
     def _log(self, what: str, **fields: Any) -> None:
         """An ``agent.<what>`` record written now (audit log) and sent to the event stream."""

@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import Field
 
 from fabric_hpc.errors import ConfigError
+from fabric_hpc.slurm.audit import AUDIT_LOG, CYCLES_LOG, rotated_names
 from fabric_hpc.validation import StrictModel, parse_model
 
 MANIFEST = "install-manifest.json"
@@ -42,8 +43,8 @@ INSTALLED_NAMES = {
     "unit_dir": (UNIT_NAME,),
 }
 #: What the agent and install write in the state directory (fabric_hpc/slurm/agent.py, usage.py).
-STATE_FILES = frozenset({"agent.lock", "heartbeat", "wake", "status.json", "decisions.jsonl", "usage.json",
-                         "cycles.jsonl", MANIFEST})
+STATE_FILES = frozenset({"agent.lock", "heartbeat", "wake", "status.json", AUDIT_LOG, "usage.json",
+                         CYCLES_LOG, *rotated_names(), MANIFEST})
 _TEMP = re.compile(r"\.(?P<name>[^/]+)\.[^/]*-\d+-[0-9a-f]{8}\.tmp")  # fabric_hpc.atomic.temp_sibling
 
 

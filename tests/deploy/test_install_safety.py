@@ -153,7 +153,8 @@ def test_purge_state_removes_only_the_agents_files(tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     cfg, root = _install(tmp_path, capsys)
     state = root / "var/lib/fabric-agent"
-    for name in ("decisions.jsonl", "status.json", "heartbeat", "usage.json", "agent.lock", "cycles.jsonl",
+    for name in ("decisions.jsonl", "decisions.jsonl.1", "status.json", "heartbeat", "usage.json", "agent.lock",
+                 "cycles.jsonl", "cycles.jsonl.1",
                  ".status.json.host-12-0123abcd.tmp"):
         (state / name).write_text("x\n")
     (state / "slurm.conf").write_text("ClusterName=test\n")  # someone else's file, put there later

@@ -1,0 +1,53 @@
+"""The agent's logs stay bounded: ``decisions.jsonl`` (and ``cycles.jsonl``) rotate to ``<name>.1`` at a
+size, and unchanged waiting reasons are not written every cycle (a queue of 60 gangs at a 1 s interval
+wrote ~86 MB a day before)."""
+
+from __future__ import annotations
+
+from fabric_hpc.events import JsonLinesWriter, make_event, read_json_lines
+from fabric_hpc.slurm import audit
+from fabric_hpc.slurm.agent import Agent, AgentConfig
+from fabric_hpc.slurm.replay import ReplayClient, scale_recording
+from fabric_hpc.topology import build, generators
+from tests.slurm_integration.test_agent_replay import VERSIONS, recorded
+
+
+def test_a_full_log_is_rotated_once_and_nothing_is_lost_or_split(tmp_path):
+    path = tmp_path / "log.jsonl"
+    with JsonLinesWriter(path, max_bytes=1000) as w:
+        for i in range(40):
+            w.write_many([make_event("e", i=i, pad="x" * 40)] * 2)
+    now, old = read_json_lines(path), read_json_lines(tmp_path / "log.jsonl.1")
+    assert path.stat().st_size <= 1000 and (tmp_path / "log.jsonl.1").stat().st_size <= 1000
+    ids = [e["i"] for e in old + now]
+    assert ids == sorted(ids) and ids[-1] == 39 and len(ids) % 2 == 0  # a write is never split
+    assert not (tmp_path / "log.jsonl.2").exists()
+
+
+def test_a_write_larger_than_the_bound_still_lands(tmp_path):
+    with JsonLinesWriter(tmp_path / "l.jsonl", max_bytes=50) as w:
+        w.write(make_event("big", pad="y" * 200))
+        w.write(make_event("next"))
+    assert [e["event"] for e in read_json_lines(tmp_path / "l.jsonl")] == ["next"]
+    assert [e["event"] for e in read_json_lines(tmp_path / "l.jsonl.1")] == ["big"]
+
+
+def _waiting_records(state_dir) -> list[dict]:
+    return [e for e in read_json_lines(state_dir / audit.AUDIT_LOG) if e["event"] == "agent.waiting"]
+
+
+def test_unchanged_waiting_reasons_are_written_on_change_or_after_the_refresh(tmp_path):
+    fab = build(generators.leaf_spine(16, hosts_per_leaf=4, gpus=8, cpus=8))
+    nodes, jobs = scale_recording(*recorded(VERSIONS[-1]), fab.hosts, pending=30, busy_fraction=0.9)
+    agent = Agent(ReplayClient(nodes, jobs), fab,
+                  AgentConfig(state_dir=str(tmp_path), usage_source="ledger", record_cycles=True))
+    t0 = 1796313800.0
+    first = agent.cycle(now=t0)
+    assert first.waiting and len(_waiting_records(tmp_path)) == 1
+    for k in range(1, 5):  # the same answers: the same reasons, nothing more to say
+        assert agent.cycle(now=t0 + 30 * k).waiting == first.waiting
+    assert len(_waiting_records(tmp_path)) == 1
+    agent.cycle(now=t0 + audit.WAITING_REFRESH_S + 1)
+    records = _waiting_records(tmp_path)
+    assert len(records) == 2 and records[1]["jobs"] == records[0]["jobs"]
+    assert len(read_json_lines(tmp_path / audit.CYCLES_LOG)) == 6  # every cycle recorded (replayable)
