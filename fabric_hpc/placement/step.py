@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fabric_hpc.placement.collective import (CollectiveParams, NoNetwork, _domains, resources,
+from fabric_hpc.placement.collective import (CollectiveParams, NoNetwork, _domains, effective_cap, resources,
                                              ring_flows, steps_and_bytes)
+from fabric_hpc.placement.fairshare import flow_unit, sparse_fair
 from fabric_hpc.placement.netmodel import _paths, fabric_net
 from fabric_hpc.placement.parallel import ACTIVATION_BYTES, slowest_alone, stage_pairs, tp_groups
 
@@ -81,15 +82,56 @@ def step_comm(s_tp: float, s_pp: float, dp_ratio: float, groups: float) -> float
     return (1.0 - s_tp - s_pp) * dp_ratio + groups
 
 
-def group_times(fab: Fabric, gpus: np.ndarray, tp: int, pp: int,
-                params: CollectiveParams | None = None) -> tuple[float, float]:
+def group_times(fab: Fabric, gpus: np.ndarray, tp: int, pp: int, params: CollectiveParams | None = None,
+                background: list[np.ndarray] | None = None) -> tuple[float, float]:
     """(seconds of the TP groups' all-reduce of :data:`TP_BYTES`, seconds of the stage-to-stage
     sends of ``TP_BYTES / tp`` each way), each with every group or pair at once and alone on the
     fabric (:func:`~fabric_hpc.placement.parallel.slowest_alone`; spread uplinks); 0.0 for a
-    dimension the job lacks, infinite where a part cannot run (a host without a NIC)."""
+    dimension the job lacks, infinite where a part cannot run (a host without a NIC).
+
+    ``background`` (running jobs' loads, as ``collective_time`` takes them): each part's network
+    traffic (:func:`network_parts`) shares the fabric max-min fairly with them, and its time grows
+    by ``1/x - 1/x_alone`` (its pass rate beside them and alone): the time alone plus its bandwidth
+    part there × (slow-down − 1), the simulator's rule (:mod:`fabric_hpc.sim.contention`)."""
     tp_t = slowest_alone(fab, tp_groups(fab, gpus, tp, pp), TP_BYTES, params) if tp > 1 else 0.0
     pp_t = slowest_alone(fab, stage_pairs(fab, gpus, tp, pp), TP_BYTES / tp, params) if pp > 1 else 0.0
+    if background and math.isfinite(tp_t + pp_t):
+        extra = {"tp": 0.0, "pp": 0.0}
+        for part in network_parts(fab, np.asarray(gpus, np.int64), tp, pp, params):
+            extra[part.kind] += _extra_beside(fab, part, background, params or CollectiveParams())
+        tp_t, pp_t = tp_t + extra["tp"], pp_t + extra["pp"]
     return tp_t, pp_t
+
+
+def _extra_beside(fab: Fabric, part: NetPart, background: list[np.ndarray], params: CollectiveParams) -> float:
+    """Seconds a part's pass takes longer beside ``background`` than alone: one max-min filling
+    over the part and the background jobs (sparse: their non-zero entries only)."""
+    space = resources(fab, None)
+    cap = effective_cap(space, params)
+    job, res, amount, units = _background_incidence(fab, background)
+    n = len(units)
+    xs, _ = sparse_fair(np.r_[np.zeros(len(part.res), np.int64), job + 1], np.r_[part.res, res],
+                        np.r_[part.load, amount], cap, n + 1, np.r_[part.unit, units])
+    alone = part.bandwidth_s(cap)
+    return max(1.0 / xs[0] - alone, 0.0) if xs[0] > 0 else math.inf
+
+
+def _background_incidence(fab: Fabric, background: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """(job, resource, bytes) entries and flow units of dense background loads, remembered for the
+    last list seen (a problem's background is one list, asked once per evaluated placement)."""
+    hit = _BACKGROUND.get("last")
+    if hit is not None and hit[0] is background:
+        return hit[1]
+    space = resources(fab, None)
+    nzs = [np.flatnonzero(ld) for ld in background]
+    out = (np.repeat(np.arange(len(nzs)), [len(nz) for nz in nzs]), np.concatenate(nzs),
+           np.concatenate([ld[nz] for ld, nz in zip(background, nzs, strict=True)]),
+           np.array([flow_unit(ld, space) for ld in background]))
+    _BACKGROUND["last"] = (background, out)
+    return out
+
+
+_BACKGROUND: dict[str, tuple[list[np.ndarray], tuple[np.ndarray, ...]]] = {}
 
 
 def send_reference(fab: Fabric, tp: int, params: CollectiveParams | None = None) -> float:
