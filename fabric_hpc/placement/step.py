@@ -17,6 +17,12 @@ the network; :data:`EXPOSED_PERCENT`), and each part is stretched by its own rat
   (:func:`group_times`); ``e_ref``: one such pair between two NVLink domains, each GPU through its
   own NIC (:func:`send_reference`), the send the published shares saw.
 
+With contention, the TP groups and sends that leave an NVLink domain (:func:`network_parts`) share
+the network max-min fairly with other jobs' traffic and take longer by their bandwidth time there ×
+(slow-down − 1): the simulator makes each a fair-share entity beside the data-parallel rings, the
+placement cost passes the running jobs' loads to :func:`group_times` (docs/collective-model.md,
+"TP all-reduces and stage sends between jobs").
+
 The simulator (:mod:`fabric_hpc.sim.contention`) turns ``comm`` into a job's stretch; the placement
 cost (:func:`fabric_hpc.placement.cost.step_parts`) takes ``comm`` in the data-parallel
 all-reduce's milliseconds, so both rank placements of a job alike (docs/scheduler.md, "Tensor- and
