@@ -239,7 +239,10 @@ def step_parts(problem: Problem, gpus: np.ndarray, dp_ms: float) -> dict[str, fl
     ``comm(P)`` is the simulator's (:mod:`fabric_hpc.placement.step`) with this cost's data-parallel
     time, and ``unit`` is a constant of the request, so ``comm_ms`` orders placements as ``comm(P)``
     does. The TP and send parts are each floored to whole µs; one that cannot run (a host without a
-    NIC) is :data:`NO_NETWORK_MS`, as the data-parallel part is."""
+    NIC) is :data:`NO_NETWORK_MS`, as the data-parallel part is. With ``contention`` on, the TP groups
+    that leave an NVLink domain and the sends that do share the fabric with the running jobs' traffic
+    (``problem.background()``, the loads the data-parallel part sees;
+    :func:`~fabric_hpc.placement.step.group_times`)."""
     tp, pp = problem.tp, problem.pp
     if tp <= 1 and pp <= 1:
         return {}
@@ -247,13 +250,16 @@ def step_parts(problem: Problem, gpus: np.ndarray, dp_ms: float) -> dict[str, fl
 
     g = np.asarray(gpus, np.int64)
     ref = step_reference(problem.fab, len(g), tp, pp, problem.weights.message_mb)
+    background = problem.background()
     memo = _GROUPS.setdefault(problem.fab, {})
     key = (tp, pp, g.tobytes())
-    times = memo.get(key)
+    times = memo.get(key) if not background else None
     if times is None:
-        if len(memo) > _COMM_MAX:
-            memo.clear()
-        times = memo[key] = group_times(problem.fab, g, tp, pp)
+        times = group_times(problem.fab, g, tp, pp, background=background)
+        if not background:
+            if len(memo) > _COMM_MAX:
+                memo.clear()
+            memo[key] = times
     parts = ((ref.s_tp, times[0], ref.tp_s), (ref.s_pp, times[1], ref.send_s))
     comm_tp, comm_pp = (_floor_ms(ref.unit_ms * share * ratio(t, ideal)) if math.isfinite(t)
                         else NO_NETWORK_MS for share, t, ideal in parts)

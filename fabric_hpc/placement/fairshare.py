@@ -34,7 +34,7 @@ def flow_unit(load: np.ndarray, space: Net | Ports) -> float:
     hit = _NIC_SPAN.get(id(space))
     if hit is None or hit[0] is not space:
         nic = np.flatnonzero(space.kind == 1)  # one contiguous block (tx, then rx) in both spaces
-        hit = _NIC_SPAN[id(space)] = (space, int(nic.min(initial=0)), int(nic.max(initial=-1)) + 1)
+        hit = _NIC_SPAN[id(space)] = (space, int(nic[0]) if nic.size else 0, int(nic.max(initial=-1)) + 1)
     seg = load[hit[1]:hit[2]]
     on = seg[seg > 0]
     return float(on.min()) if on.size else 1.0

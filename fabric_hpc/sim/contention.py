@@ -29,9 +29,14 @@ network::
 ``r_tp``: the TP groups' all-reduce of one micro-batch's activations (:data:`TP_BYTES`, all groups
 at once) on the job's GPUs over the same on the compact placement; ``e``: the stage-to-stage sends
 (``TP_BYTES / K`` per pair, Megatron's scatter/gather), ``e_ref`` one such pair between two NVLink
-domains through its own NICs. Both alone on the fabric with spread uplinks, fixed for the run:
-only the data-parallel part contends with other jobs (docs/scheduler.md, "Tensor- and
-pipeline-parallel jobs"). ``comm``, the shares and the TP / send times are
+domains through its own NICs. Both alone on the fabric with spread uplinks. With contention on,
+the TP groups that leave an NVLink domain and the sends that do are fair-share entities of their
+own beside the data-parallel rings (:func:`~fabric_hpc.placement.step.network_parts`): each part's
+time is its time alone plus its bandwidth time there × (its rate alone / its shared rate − 1), its
+rate alone being the share it gets beside the job's own other parts (so a job alone keeps its
+stretch alone). Every part of every job counts as sending all the time, as the rings always did
+(docs/collective-model.md, "Contention"; docs/scheduler.md, "Tensor- and pipeline-parallel
+jobs"). ``comm``, the shares and the TP / send times are
 :mod:`fabric_hpc.placement.step`, which the placement cost uses too (one model).
 
 When a job starts or ends only the jobs that share a network resource (NIC, switch uplink or
@@ -55,9 +60,10 @@ from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement.collective import CollectiveParams, collective_time, effective_cap, resources
 from fabric_hpc.placement.parallel import dp_allreduce_and_load
 from fabric_hpc.placement.step import (EXPOSED_PERCENT, MAX_COMM_RATIO, TP_BYTES,  # noqa: F401 (re-exported)
-                                       default_shares, group_term, group_times, reference_times, step_comm)
+                                       default_shares, group_term, group_times, network_parts,
+                                       reference_times, step_comm)
 from fabric_hpc.placement.step import ratio as _ratio
-from fabric_hpc.placement.fairshare import fair_rates, flow_unit
+from fabric_hpc.placement.fairshare import flow_unit, sparse_fair
 from fabric_hpc.scheduler.contract import Job
 from fabric_hpc.topology import Fabric
 
@@ -105,6 +111,19 @@ class CommProfile:
 
 
 @dataclass
+class _Part:
+    """A tp/pp job's TP all-reduces or stage sends on shared network resources (one fair-share
+    entity beside its data-parallel rings, :func:`~fabric_hpc.placement.step.network_parts`)."""
+
+    kind: str  # "tp" or "pp"
+    res: np.ndarray
+    load: np.ndarray
+    rate: float  # passes/s alone on the fabric (beside the job's own other parts)
+    unit: float
+    bw: float  # s: one pass's time on those resources alone (its bandwidth part there)
+
+
+@dataclass
 class _Run:
     profile: CommProfile
     ideal: float  # modelled collective time at the compact placement, alone (s)
@@ -117,6 +136,13 @@ class _Run:
     stretch: float = 1.0
     groups: float = 0.0  # tp_share · TP slow-down + pp_share · sends over the reference send (alone, fixed)
     norm: float = 1.0  # the step at the compact placement over the reference one (``_groups_and_norm``)
+    times: tuple = (0.0, 0.0, 0.0, 0.0, 1.0)  # ``Contention._group_times``: TP / send times alone, references
+    parts: tuple[_Part, ...] = ()  # its TP / send traffic on shared network resources (contention on)
+    users: np.ndarray | None = None  # every shared resource it loads (None: ``res``)
+
+    @property
+    def every_res(self) -> np.ndarray:
+        return self.res if self.users is None else self.users
 
 
 class Contention:
@@ -160,37 +186,40 @@ class Contention:
         one = bool(nvl[0] >= 0 and (nvl == nvl[0]).all())  # one NVLink domain: no network, no neighbours
         key = (len(g), prof.bytes, float(self.fab.index.nvl_gbps[nvl[0]]), tp, pp) if one else None
         if key is not None and key in self._alone:
-            ideal, bw, lat, slow = self._alone[key]
+            ideal, bw, lat, times = self._alone[key]
             run = self._runs[job_id] = _Run(prof, ideal, bw, lat, np.zeros(0, np.int64), np.zeros(0), math.inf)
-            run.groups, run.norm = _groups_and_norm(prof, slow)
+            run.times = times
+            run.groups, run.norm = _groups_and_norm(prof, times)
             run.stretch = self._stretch(run, run.rate)
             return {job_id: run.stretch}
         salt = zlib.crc32(job_id.encode()) if self.ecmp else None
         run = _Run(prof, self._ideal_time(len(g), prof.bytes, tp, pp), *self._ring(g, prof.bytes, salt, tp, pp))
         self._runs[job_id] = run
-        slow = self._group_slowdowns(g, tp, pp)
-        run.groups, run.norm = _groups_and_norm(prof, slow)
+        run.times = self._group_times(g, tp, pp)
+        run.groups, run.norm = _groups_and_norm(prof, run.times)
         run.stretch = self._stretch(run, run.rate)
-        res = run.res
-        if key is not None and not res.size:
-            self._alone[key] = (run.ideal, run.bw, run.lat, slow)
+        if key is not None and not run.res.size:
+            self._alone[key] = (run.ideal, run.bw, run.lat, run.times)
+        if self.contention and (tp > 1 or pp > 1) and (prof.tp_share or prof.pp_share):
+            self._add_parts(run, g, salt, tp, pp)
+        res = run.every_res
         if not self.contention or not res.size:
             return {job_id: run.stretch}
         for r in res.tolist():
             self._users.setdefault(r, set()).add(job_id)
-        self._demand[res] += run.load / 1e9 * run.rate
+        self._add_demand(run, 1.0)
         changed = self._recompute(self._neighbours([job_id]) | {job_id})
         changed[job_id] = run.stretch
         return changed
 
     def end(self, job_id: str) -> dict[str, float]:
-        if not self.contention or not self._runs[job_id].res.size:
+        if not self.contention or not self._runs[job_id].every_res.size:
             del self._runs[job_id]
             return {}
         near = self._neighbours([job_id]) - {job_id}
         run = self._runs.pop(job_id)
-        self._demand[run.res] -= run.load / 1e9 * run.rate
-        for r in run.res.tolist():
+        self._add_demand(run, -1.0)
+        for r in run.every_res.tolist():
             users = self._users[r]
             users.discard(job_id)
             if not users:
@@ -230,11 +259,18 @@ class Contention:
     def _group_slowdowns(self, g: np.ndarray, tp: int, pp: int) -> tuple[float, float, float]:
         """(the TP groups' all-reduce on GPU indices ``g`` over the same on the compact placement;
         the stage-to-stage sends on ``g`` over the reference send; the compact placement's sends over
-        the reference send), each alone on the fabric (:func:`~fabric_hpc.placement.step.group_times`,
-        :func:`~fabric_hpc.placement.step.reference_times`: every group or pair at once); 1.0 where the
-        job has none. Remembered with the rings."""
+        the reference send), each alone on the fabric (:meth:`_group_times`); 1.0 where the job has none."""
+        tp_t, tp_i, pp_t, ref, compact = self._group_times(g, tp, pp)
+        return _ratio(tp_t, tp_i), _ratio(pp_t, ref), compact
+
+    def _group_times(self, g: np.ndarray, tp: int, pp: int) -> tuple[float, float, float, float, float]:
+        """(seconds of the TP groups' all-reduce on GPU indices ``g``, the same on the compact
+        placement, seconds of the stage-to-stage sends on ``g``, the reference send ``e_ref``, the
+        compact placement's sends over ``e_ref``), each alone on the fabric
+        (:func:`~fabric_hpc.placement.step.group_times`, :func:`~fabric_hpc.placement.step.reference_times`:
+        every group or pair at once); zeros and 1.0 where the job has none. Remembered with the rings."""
         if tp <= 1 and pp <= 1:
-            return (1.0, 1.0, 1.0)
+            return (0.0, 0.0, 0.0, 0.0, 1.0)
         key = ("groups", g.tobytes(), tp, pp)
         hit = self._rings.get(key)
         if hit is None:
@@ -243,37 +279,99 @@ class Contention:
                 ideal = reference_times(self.fab, len(g), tp, pp, self.params)
                 self._group_ideal[(len(g), tp, pp)] = ideal
             tp_t, pp_t = group_times(self.fab, g, tp, pp, self.params)
-            hit = self._rings[key] = (_ratio(tp_t, ideal[0]), _ratio(pp_t, ideal[1]), ideal[2])
+            hit = self._rings[key] = (tp_t, ideal[0], pp_t, ideal[1], ideal[2])
         return hit
 
-    def _stretch(self, run: _Run, rate: float) -> float:
+    def _add_parts(self, run: _Run, g: np.ndarray, salt: int | None, tp: int, pp: int) -> None:
+        """Give a tp/pp job's run its TP / send traffic on shared resources (remembered with the
+        rings) and the rates of all its entities alone: where its own parts would together overfill a
+        resource, their max-min shares among themselves (the baseline other jobs slow it from)."""
+        key = ("parts", g.tobytes(), salt, tp, pp)
+        hit = self._rings.get(key)
+        if hit is None:
+            if len(self._rings) >= 4096:
+                self._rings.clear()
+            found = network_parts(self.fab, g, tp, pp, self.params, salt)
+            hit = self._rings[key] = tuple(self._part(p) for p in found if self._shared[p.res].any())
+        if not hit:
+            return
+        parts = [_Part(*p) for p in hit]
+        ents = [(run.res, run.load, run.unit)] if run.res.size else []
+        ents += [(p.res, p.load, p.unit) for p in parts]
+        res = np.concatenate([e[0] for e in ents])
+        rates = np.array(([run.rate] if run.res.size else []) + [p.rate for p in parts])
+        demand = np.bincount(res, weights=np.concatenate([e[1] * x / 1e9 for e, x in zip(ents, rates)]),
+                             minlength=len(self._cap))
+        if (demand[res] > self._cap[res] * (1 + 1e-9)).any():
+            job = np.repeat(np.arange(len(ents)), [len(e[0]) for e in ents])
+            rates, _ = sparse_fair(job, res, np.concatenate([e[1] for e in ents]), self._cap, len(ents),
+                                   np.array([e[2] for e in ents]))
+            if run.res.size:
+                run.rate = float(rates[0])
+            for p, x in zip(parts, rates[-len(parts):], strict=True):
+                p.rate = float(x)
+        run.parts = tuple(parts)
+        run.users = np.unique(res)
+
+    def _part(self, p) -> tuple:
+        """The fields of a :class:`_Part` of a :class:`~fabric_hpc.placement.step.NetPart`, kept to
+        the shared resources."""
+        keep = self._shared[p.res]
+        res, load = p.res[keep], p.load[keep]
+        bw = float((load / 1e9 / self._cap[res]).max())
+        return (p.kind, res, load, 1.0 / bw if bw > 0 else math.inf, p.unit, bw)
+
+    def _add_demand(self, run: _Run, sign: float) -> None:
+        self._demand[run.res] += sign * (run.load / 1e9 * run.rate)
+        for p in run.parts:
+            self._demand[p.res] += sign * (p.load / 1e9 * p.rate)
+
+    def _stretch(self, run: _Run, rate: float, part_rates: list[float] | None = None) -> float:
+        """The run's stretch with its data-parallel rings at ``rate`` and its TP / send parts at
+        ``part_rates`` (None: each at its rate alone)."""
         prof = run.profile
+        groups = run.groups if part_rates is None else self._groups_now(run, part_rates)
         if run.ideal <= 0:
-            if not run.groups:
+            if not groups:
                 return 1.0
             ratio = 1.0  # every data-parallel ring has one GPU: nothing to all-reduce
         else:
             slow = run.rate / rate if math.isfinite(run.rate) and rate > 0 else 1.0
             ratio = _ratio(run.bw * slow + run.lat, run.ideal)
-        comm = step_comm(prof.tp_share, prof.pp_share, ratio, run.groups)
+        comm = step_comm(prof.tp_share, prof.pp_share, ratio, groups)
         return max(1.0, ((1.0 - prof.fraction) + prof.fraction * comm) / run.norm)
+
+    @staticmethod
+    def _groups_now(run: _Run, part_rates: list[float]) -> float:
+        """:func:`~fabric_hpc.placement.step.group_term` with each part's time alone plus its bandwidth
+        part there times (its rate alone / its rate now − 1): the time other jobs' traffic adds."""
+        tp_t, tp_i, pp_t, ref, _ = run.times
+        extra = {"tp": 0.0, "pp": 0.0}
+        for p, x in zip(run.parts, part_rates, strict=True):
+            slow = p.rate / x if x > 0 else math.inf
+            if slow > 1.0:
+                extra[p.kind] += p.bw * (slow - 1.0)
+        return group_term(run.profile.tp_share, run.profile.pp_share, _ratio(tp_t + extra["tp"], tp_i),
+                          _ratio(pp_t + extra["pp"], ref))
 
     def _neighbours(self, ids: Iterable[str]) -> set[str]:
         out: set[str] = set()
         get = self._users.get
         for j in ids:
-            res = self._runs[j].res.tolist()
+            res = self._runs[j].every_res.tolist()
             out.update(*map(get, res, repeat(_NOBODY, len(res))))
         return out
 
     def _recompute(self, targets: set[str]) -> dict[str, float]:
-        """New stretches of ``targets`` from the fair share among them and their neighbours."""
+        """New stretches of ``targets`` from the fair share among them and their neighbours: one
+        entity per job's data-parallel rings and per TP / send part (:meth:`_add_parts`)."""
         changed: dict[str, float] = {}
         hard = set()
         for j in sorted(targets):  # a job whose links all have room for everyone's rate alone runs at its own
             run = self._runs[j]
-            if (self._demand[run.res] <= self._cap[run.res] * (1 + 1e-9)).all():
-                self._set(j, run, run.rate, changed)
+            res = run.every_res
+            if (self._demand[res] <= self._cap[res] * (1 + 1e-9)).all():
+                self._set(j, run, run.rate, None, changed)
             else:
                 hard.add(j)
         if not hard:
@@ -281,44 +379,59 @@ class Contention:
         targets = hard
         group = sorted(targets | self._neighbours(targets))
         runs = [self._runs[j] for j in group]
-        res = np.unique(np.concatenate([r.res for r in runs]))
-        # only over-demanded links can bind (every rate is at most the job's rate alone); each job's
-        # own bottleneck becomes a private link of capacity its rate alone
+        # entities: (run, part index or -1, resources, loads, rate alone, flow unit); a data-parallel
+        # part on no shared resource (rate alone infinite) is left out and keeps its rate
+        ents = [(i, -1, r.res, r.load, r.rate, r.unit) for i, r in enumerate(runs) if r.res.size]
+        ents += [(i, k, p.res, p.load, p.rate, p.unit)
+                 for i, r in enumerate(runs) for k, p in enumerate(r.parts)]
+        ents.sort(key=lambda e: (e[0], e[1]))
+        res = np.unique(np.concatenate([e[2] for e in ents]))
+        # only over-demanded links can bind (every rate is at most the entity's rate alone); each
+        # entity's own bottleneck becomes a private link of capacity its rate alone
         sat = res[self._demand[res] > self._cap[res] * (1 + 1e-9)]
-        alone = np.array([r.rate for r in runs])
-        if not sat.size:
-            rates = alone
-        else:
-            k = len(sat)
-            cap = np.concatenate([self._cap[sat], alone])
-            loads = []
-            for i, r in enumerate(runs):
-                v = np.zeros(k + len(runs))
-                on = np.isin(r.res, sat)
-                v[np.searchsorted(sat, r.res[on])] = r.load[on]
-                v[k + i] = 1e9  # one collective per second per unit of its rate alone
-                loads.append(v)
-            rates = fair_rates(loads, cap, np.array([r.unit for r in runs]))
-        for j, run, x in zip(group, runs, rates, strict=True):
+        alone = np.array([e[4] for e in ents])
+        rates = alone if not sat.size else self._fill(ents, sat, alone)
+        got: dict[tuple[int, int], float] = {(e[0], e[1]): float(x) for e, x in zip(ents, rates, strict=True)}
+        for i, (j, run) in enumerate(zip(group, runs, strict=True)):
             if j in targets:
-                self._set(j, run, float(x), changed)
+                parts = [got[(i, k)] for k in range(len(run.parts))] if run.parts else None
+                self._set(j, run, got.get((i, -1), run.rate), parts, changed)
         return changed
 
-    def _set(self, job_id: str, run: _Run, rate: float, changed: dict[str, float]) -> None:
-        if rate < run.rate * (1 - 1e-6):
+    def _fill(self, ents: list[tuple], sat: np.ndarray, alone: np.ndarray) -> np.ndarray:
+        """Max-min fair rates of ``ents`` over the saturated resources ``sat`` and a private link
+        each at its rate alone (:func:`~fabric_hpc.placement.fairshare.sparse_fair`, sparse)."""
+        k, n = len(sat), len(ents)
+        job, col, amount = [], [], []
+        for i, e in enumerate(ents):
+            on = np.isin(e[2], sat)
+            m = int(on.sum())
+            job.append(np.full(m + 1, i, np.int64))
+            col.append(np.r_[np.searchsorted(sat, e[2][on]), k + i])
+            amount.append(np.r_[e[3][on], 1e9])  # one pass per second per unit of its rate alone
+        cap = np.concatenate([self._cap[sat], alone])
+        rates, _ = sparse_fair(np.concatenate(job), np.concatenate(col), np.concatenate(amount), cap, n,
+                               np.array([e[5] for e in ents]))
+        return rates
+
+    def _set(self, job_id: str, run: _Run, rate: float, part_rates: list[float] | None,
+             changed: dict[str, float]) -> None:
+        parts = zip(run.parts, part_rates or ())
+        if rate < run.rate * (1 - 1e-6) or any(x < p.rate * (1 - 1e-6) for p, x in parts):
             self.contended.add(job_id)
-        s = self._stretch(run, rate)
+        s = self._stretch(run, rate, part_rates)
         if abs(s - run.stretch) > 1e-12:
             run.stretch = s
             changed[job_id] = s
 
 
-def _groups_and_norm(prof: CommProfile, slow: tuple[float, float, float]) -> tuple[float, float]:
-    """A tp/pp job's fixed communication terms from :meth:`Contention._group_slowdowns`: the TP and
+def _groups_and_norm(prof: CommProfile, times: tuple[float, ...]) -> tuple[float, float]:
+    """A tp/pp job's communication terms alone from :meth:`Contention._group_times`: the TP and
     send parts of its communication at its placement, and its step at the compact placement, both
     in units of the step where the shares were measured (the sends crossing the network). 1.0 (no
     division) for a job without sends or whose compact sends already cross the network."""
-    r_tp, r_pp, compact = slow
+    tp_t, tp_i, pp_t, ref, compact = times
+    r_tp, r_pp = _ratio(tp_t, tp_i), _ratio(pp_t, ref)
     groups = group_term(prof.tp_share, prof.pp_share, r_tp, r_pp)
     if not prof.pp_share or compact == 1.0:
         return groups, 1.0
