@@ -1,0 +1,124 @@
+"""Defects a Slurm admin's first run found, on real files, sockets and processes (no Slurm needed here;
+the live halves are in tests/slurm_integration/test_rest_token_live.py and test_admin_probe_live.py)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.slurm.contract import SlurmError
+from fabric_hpc.slurm.rest_backend import JWT_HINT, RestClient, header_value
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTk5OTk5OTksInN1biI6InJvb3QifQ.Zm9vYmFyYmF6cXV4cXV1eE55Zms0"
+
+
+class EchoServer:
+    """Answers every request on a unix socket with ``status`` and a text body that quotes the request
+    (as an error page of a proxy in front of slurmrestd may)."""
+
+    def __init__(self, path: Path, status: str) -> None:
+        self.path, self.status = path, status
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        self.sock.listen(8)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                body = b"bad request: " + b" | ".join(reversed(conn.recv(65536).split(b"\r\n")))
+                conn.sendall(b"HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                             b"Connection: close\r\n\r\n%s" % (self.status.encode(), len(body), body))
+
+
+@pytest.fixture(params=["401 Unauthorized", "502 Bad Gateway"])
+def echo(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[EchoServer]:
+    srv = EchoServer(tmp_path / "restd.sock", request.param)
+    yield srv
+    srv.sock.close()
+
+
+def _leaks(text: str) -> list[str]:
+    return [part for part in (JWT, *JWT.split(".")) if len(part) >= 8 and part in text]
+
+
+# -- 1: a token is stripped, checked, and never shown --------------------------------------------
+@pytest.mark.parametrize("pasted", [JWT + "\n", JWT + "\r\n", "  " + JWT + "\t\n"])
+def test_surrounding_whitespace_of_a_pasted_token_is_stripped(pasted: str, tmp_path: Path) -> None:
+    assert header_value(pasted, "SLURM_JWT", secret=True) == JWT
+    assert RestClient(f"unix:{tmp_path}/s", env={"SLURM_JWT": pasted}).token == JWT
+
+
+@pytest.mark.parametrize("bad", [JWT[:20] + "\n" + JWT[20:], JWT + "\x00", JWT.replace(".", "\r.", 1),
+                                 JWT + "\x7f", JWT[:10] + "é" + JWT[10:]])
+def test_a_token_with_a_character_inside_http_refuses_is_refused_without_showing_it(bad: str,
+                                                                                  tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^SLURM_JWT holds a (control|non-ASCII) character") as info:
+        RestClient(f"unix:{tmp_path}/s", env={"SLURM_JWT": bad})
+    shown = str(info.value) + repr(info.value) + repr(info.value.to_dict())
+    assert not _leaks(shown) and info.value.hint and "scontrol token" in info.value.hint
+
+
+def test_a_user_name_with_a_newline_is_refused_not_a_traceback(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="user name"):
+        RestClient(f"unix:{tmp_path}/s", env={"SLURM_JWT": JWT, "USER": "root\nX-Evil: 1"})
+
+
+def test_an_answer_quoting_the_request_never_shows_the_token(echo: EchoServer) -> None:
+    client = RestClient(f"unix:{echo.path}", token=JWT, api="v0.0.44")
+    with pytest.raises(SlurmError) as info:
+        client.jobs()
+    text = str(info.value)
+    assert "without JSON" in text and "<token>" in text and not _leaks(text)
+    assert (info.value.hint == JWT_HINT) == echo.status.startswith("401")
+
+
+def test_a_header_value_http_refuses_is_an_error_without_its_text(echo: EchoServer) -> None:
+    """Set after the checks (a caller's own code): http.client's ValueError would quote the value."""
+    client = RestClient(f"unix:{echo.path}", token=JWT, api="v0.0.44")
+    client.token = JWT + "\n"
+    with pytest.raises(ConfigError, match="a request header holds a character HTTP does not allow") as info:
+        client.jobs()
+    assert not _leaks(str(info.value) + repr(info.value))
+
+
+# -- 2: an authentication answer is a token problem -----------------------------------------------
+@pytest.mark.parametrize("status, errors", [
+    (511, [{"description": "Unable to query jobs", "error": "Protocol authentication error"}]),
+    (401, []), (500, [{"error": "Authentication failure"}])])
+def test_an_authentication_answer_gets_the_jwt_fix(status: int, errors: list[dict[str, str]]) -> None:
+    from fabric_hpc.slurm.rest_backend import checked
+
+    with pytest.raises(SlurmError) as info:
+        checked(status, {"errors": errors, "warnings": []}, "slurmrestd GET /jobs/")
+    assert info.value.hint == JWT_HINT
+
+
+def test_a_refused_token_on_22_05_gets_the_jwt_fix() -> None:
+    """22.05's slurmrestd answers a token slurmctld refuses with HTTP 500, errno -1, "Unspecified error"."""
+    from fabric_hpc.slurm.rest_backend import checked
+
+    for entry in ({"error": "Unspecified error", "errno": -1},
+                  {"description": "Failed while looking for jobs", "error_number": -1,
+                   "error": "Unspecified error"}):
+        with pytest.raises(SlurmError) as info:
+            checked(500, {"errors": [entry], "nodes": []}, "slurmrestd GET /nodes")
+        assert info.value.hint and info.value.hint.startswith(JWT_HINT) and "22.05" in info.value.hint
+
+
+def test_other_failures_keep_no_jwt_fix() -> None:
+    from fabric_hpc.slurm.rest_backend import checked
+
+    with pytest.raises(SlurmError) as info:
+        checked(500, {"errors": [{"error": "Unable to contact slurm controller"}]}, "slurmrestd GET /jobs/")
+    assert info.value.hint is None
+
