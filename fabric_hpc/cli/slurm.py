@@ -274,4 +274,5 @@ def uninstall(config_path: str, root: str, force: bool, purge_state: bool) -> No
     cfg = with_service_user(load_config(config_path)[0])
     for action in Installer(cfg, root=root).uninstall(force=force, purge_state=purge_state):
         click.echo(action)
-    click.echo("Remove the fabric lines from slurm.conf (JobSubmitPlugins=lua, TaskProlog=…) yourself.")
+    click.echo("Remove the fabric lines from slurm.conf (JobSubmitPlugins=lua, TaskProlog=…) yourself, then "
+               "run `scontrol reconfigure` (slurmctld keeps what it loaded until then).")

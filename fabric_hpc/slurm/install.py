@@ -31,6 +31,7 @@ import pwd
 import shutil
 import stat
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -344,8 +345,10 @@ class Installer:
         if changed and not force:
             raise ConfigError("changed since install (not removed):\n  " + "\n  ".join(changed),
                               hint="--force removes them anyway")
+        restored = set()
         for path, entry in sorted(man["files"].items()):
             target = self.at(path)
+            ours = _mtime_ns(target)
             target.unlink(missing_ok=True)
             actions.append(f"removed {path}")
             backup = entry.get("backup")
@@ -354,7 +357,10 @@ class Installer:
                     actions.append(f"kept    {backup} (not a regular file: not restored)")
                     continue
                 os.replace(backup, target)
+                _newer_than(target, ours)
+                restored.add(path)
                 actions.append(f"restored {path} from {Path(backup).name}")
+        actions += self._reload_notes(man["files"], restored)
         for path in {found, self.manifest_path, self.legacy_manifest}:
             path.unlink(missing_ok=True)
         if purge_state and self.state_dir.is_dir():
@@ -368,6 +374,34 @@ class Installer:
         if self.state_dir.exists():
             actions.append(f"kept    {self.cfg.agent.state_dir} (the agent's logs; --purge-state removes it)")
         return actions
+
+
+    def _reload_notes(self, files: dict, restored: set[str]) -> list[str]:
+        """What slurmctld does next: it reloads job_submit.lua only when the file's mtime is newer than
+        the one it loaded, and keeps the loaded script while the file is missing."""
+        lua = str(Path(self.cfg.install.slurm_conf_dir) / "job_submit.lua")
+        if lua not in files:
+            return []
+        if lua in restored:
+            return [f"note    slurmctld loads the restored {lua} at the next submission (it was given a "
+                    "fresh mtime); `scontrol reconfigure` loads it now"]
+        return [f"note    slurmctld keeps running fabric's job_submit.lua (removed from {lua}) until you "
+                "remove JobSubmitPlugins=lua from slurm.conf and run `scontrol reconfigure`"]
+
+
+def _mtime_ns(path: Path) -> int:
+    try:
+        return os.lstat(path).st_mtime_ns
+    except OSError:
+        return 0
+
+
+def _newer_than(path: Path, mtime_ns: int) -> None:
+    """Give ``path`` an mtime of now, and in a later second than ``mtime_ns`` (slurmctld compares whole
+    seconds, and reloads job_submit.lua only for a newer one): a restored backup keeps its old mtime."""
+    second = 1_000_000_000
+    now = time.time_ns()
+    os.utime(path, ns=(now, max(now, (mtime_ns // second + 1) * second)))
 
 
 def _is_file(path: Path) -> bool:

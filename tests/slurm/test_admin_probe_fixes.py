@@ -122,3 +122,56 @@ def test_other_failures_keep_no_jwt_fix() -> None:
         checked(500, {"errors": [{"error": "Unable to contact slurm controller"}]}, "slurmrestd GET /jobs/")
     assert info.value.hint is None
 
+
+# -- 3: uninstall and slurmctld's cached job_submit.lua -------------------------------------------
+def _site_config(base: Path, **install: str) -> Path:
+    import grp
+    import json
+    import os
+    import pwd
+
+    user, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+    lines = ["[agent]", 'topology = "leaf-spine:hosts=4,hosts_per_leaf=2,gpus=8,cpus=8"',
+             f'state_dir = "{install.pop("state_dir", f"{base}/var/lib/fabric-agent")}"', "[install]",
+             f'slurm_conf_dir = "{base}/etc/slurm"', f'config_dir = "{base}/etc/fabric-hpc"',
+             f'unit_dir = "{base}/etc/systemd/system"', f'service_user = "{user}"', f'slurm_group = "{group}"',
+             'python = "/usr/bin/python3"', 'slurm_version = "22.05"', f'topo_dir = "{base}/nccl"',
+             *(f"{k} = {json.dumps(v)}" for k, v in install.items())]
+    path = base / "agent.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_restored_job_submit_lua_is_newer_than_fabrics(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """slurmctld reloads the plugin only for a later mtime second, even when uninstall follows at once."""
+    import os
+
+    from fabric_hpc.cli.main import main
+
+    lua = tmp_path / "etc/slurm/job_submit.lua"
+    lua.parent.mkdir(parents=True)
+    lua.write_text("-- the site's plugin\n")
+    os.utime(lua, (1_000_000_000, 1_000_000_000))  # written long ago
+    cfg = _site_config(tmp_path)
+    assert main(["slurm", "install", "--config", str(cfg), "--force"]) == 0
+    fabric_mtime = lua.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["slurm", "uninstall", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert lua.read_text() == "-- the site's plugin\n"
+    assert lua.stat().st_mtime_ns // 10**9 > fabric_mtime // 10**9
+    assert f"slurmctld loads the restored {lua}" in out
+
+
+def test_uninstall_says_a_removed_job_submit_lua_needs_a_reconfigure(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from fabric_hpc.cli.main import main
+
+    cfg = _site_config(tmp_path)
+    assert main(["slurm", "install", "--config", str(cfg)]) == 0
+    capsys.readouterr()
+    assert main(["slurm", "uninstall", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert not (tmp_path / "etc/slurm/job_submit.lua").exists()
+    assert "slurmctld keeps running fabric's job_submit.lua" in out and "`scontrol reconfigure`" in out

@@ -1,0 +1,90 @@
+"""Defects a Slurm admin's first run found, on the live test cluster (both tiers)."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = "leaf-spine:hosts=16,hosts_per_leaf=4,gpus=8,cpus=8"  # the hosts of the slurm_fabric fixture
+#: the site's own job_submit.lua, which `install --force` backs up and `uninstall` restores
+SITE_LUA = """
+function slurm_job_submit(job_desc, part_list, submit_uid)
+  slurm.log_user("%s", "site plugin: accepted")
+  return slurm.SUCCESS
+end
+function slurm_job_modify(job_desc, job_rec, part_list, modify_uid)
+  return slurm.SUCCESS
+end
+return slurm.SUCCESS
+"""
+
+
+@pytest.fixture(scope="module")
+def site_cluster(slurm_cluster_factory: Any, slurm_fabric: Any) -> Iterator[Any]:
+    """A cluster running the site's job_submit.lua."""
+    yield slurm_cluster_factory(slurm_fabric, settings={"JobSubmitPlugins": "lua"},
+                                config_files={"job_submit.lua": SITE_LUA})
+
+
+def _config(base: Path, cluster: Any) -> Path:
+    user, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+    path = base / "agent.toml"
+    path.write_text(f"""[agent]
+topology = "{MODEL}"
+state_dir = "{base}/var/lib/fabric-agent"
+fallback_s = 20
+
+[install]
+slurm_conf_dir = "{cluster.etc_dir}"
+config_dir = "{base}/etc/fabric-hpc"
+unit_dir = "{base}/etc/systemd/system"
+service_user = "{user}"
+slurm_group = "{group}"
+python = "{sys.executable}"
+topo_dir = "{base}/nccl"
+topology_format = "conf"
+slurm_version = "22.05"
+""")
+    return path
+
+
+def _fabric(cluster: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fabric_hpc.cli", *args], text=True, capture_output=True,
+                          timeout=120, env={**cluster.env, "PYTHONPATH": str(REPO)})
+
+
+def _submit(cluster: Any) -> str:
+    """What sbatch says for a fabric job that names its nodes (fabric's plugin refuses it)."""
+    argv = ["sbatch", "--comment=fabric", "-N1", "--gres=gpu:1", "-w", "n1", "-H", "--wrap", "true"]
+    proc = cluster.run(argv, check=False, cwd=cluster.work_dir)
+    if proc.returncode == 0:
+        cluster.run(["scancel", proc.stdout.strip().split()[-1]], check=False)
+    return proc.stdout + proc.stderr
+
+
+def test_uninstall_puts_the_sites_job_submit_lua_back_into_slurmctld(site_cluster: Any,
+                                                                    tmp_path: Path) -> None:
+    """install --force (backs the site's plugin up), submit: fabric's plugin answers; uninstall, submit
+    again: the site's plugin answers, fabric's words are gone (the restored file has a fresh mtime)."""
+    assert "site plugin: accepted" in _submit(site_cluster)
+    cfg = _config(tmp_path, site_cluster)
+    installed = _fabric(site_cluster, "slurm", "install", "--config", str(cfg), "--force")
+    assert installed.returncode == 0, installed.stderr
+    said = _submit(site_cluster)
+    assert "fabric chooses the nodes" in said and "site plugin" not in said, said
+    removed = _fabric(site_cluster, "slurm", "uninstall", "--config", str(cfg))
+    assert removed.returncode == 0, removed.stderr
+    lua = site_cluster.etc_dir / "job_submit.lua"
+    assert lua.read_text() == SITE_LUA
+    said = _submit(site_cluster)
+    assert "site plugin: accepted" in said and "fabric" not in said, said
+    assert f"slurmctld loads the restored {lua}" in removed.stdout and "scontrol reconfigure" in removed.stdout
