@@ -88,3 +88,29 @@ def test_uninstall_puts_the_sites_job_submit_lua_back_into_slurmctld(site_cluste
     said = _submit(site_cluster)
     assert "site plugin: accepted" in said and "fabric" not in said, said
     assert f"slurmctld loads the restored {lua}" in removed.stdout and "scontrol reconfigure" in removed.stdout
+
+
+# -- 4: `fabric slurm why` without the agent's decision log ---------------------------------------
+def test_why_without_the_decision_log_makes_no_claim_about_who_placed_a_job(
+        fabric_cluster: Any, agent: Any, tmp_path: Path) -> None:
+    agent.start()
+    job = fabric_cluster.sbatch("-N2", "--gres=gpu:8", wrap="sleep 30")
+    fabric_cluster.wait_job(job, states=("RUNNING",), timeout=60)
+    told = _fabric(fabric_cluster, "slurm", "why", str(job), "--state-dir", str(agent.state_dir))
+    assert told.returncode == 0 and "The fabric agent chose n" in told.stdout, told
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for wrong in (empty, tmp_path / "absent"):
+        proc = _fabric(fabric_cluster, "slurm", "why", str(job), "--state-dir", str(wrong))
+        assert proc.returncode == 3, proc
+        assert "fix: --state-dir: the agent's state directory" in proc.stderr
+        assert "Slurm's own" not in proc.stdout
+    if not os.path.lexists("/var/lib/fabric-agent"):  # the default, absent on this machine
+        proc = _fabric(fabric_cluster, "slurm", "why", str(job), "--json")
+        assert proc.returncode == 0, proc.stderr
+        import json
+
+        out = json.loads(proc.stdout)
+        assert out["decisions"] == {"missing": {"path": "/var/lib/fabric-agent/decisions.jsonl"}}
+        assert "cannot be told: no decision log at /var/lib/fabric-agent/decisions.jsonl" in out["text"]
+        assert "Slurm's own scheduler did" not in out["text"]
