@@ -18,6 +18,7 @@ from typing import Any
 
 from fabric_hpc.errors import NotFoundError
 from fabric_hpc.slurm import decode, segment
+from fabric_hpc.slurm.client import check_slurm_conf
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
 from fabric_hpc.slurm.parse import gpu_count, gpu_indices, hosts, job_node_gres, parse_key_values, parse_state
 
@@ -56,8 +57,9 @@ class CliClient(SlurmClient):
 
     def run(self, argv: Sequence[str], stdin: str | None = None, *, cwd: str | None = None) -> str:
         """stdout of a Slurm command run with this client's environment; SlurmError naming the
-        command when it is missing, times out or fails."""
+        command when it is missing, times out or fails, or when SLURM_CONF names no readable file."""
         argv = [str(a) for a in argv]
+        check_slurm_conf(self.env.get("SLURM_CONF"), f"{argv[0]} cannot read the cluster's configuration")
         try:
             proc = subprocess.run(argv, env=self.env, input=stdin, text=True, capture_output=True,
                                   timeout=self.timeout, check=False, cwd=cwd)

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.slurm.contract import SlurmClient
+from fabric_hpc.slurm.contract import SlurmClient, SlurmError
 
 BACKENDS = ("cli", "rest", "pyslurm")
+
+
+def check_slurm_conf(conf: str | None, reader: str) -> None:
+    """SlurmError when ``conf`` (a ``SLURM_CONF`` value; None or empty: not set) names no readable file:
+    checked before Slurm is asked, as the Slurm commands then wait for a configuration source and
+    libslurm ends the process. ``reader`` says what cannot work (``pyslurm cannot be loaded``)."""
+    if conf and (not os.path.isfile(conf) or not os.access(conf, os.R_OK)):
+        raise SlurmError(f"SLURM_CONF={conf} is not a readable file: {reader}",
+                         hint="point SLURM_CONF at the cluster's slurm.conf")
 
 
 def check_rest_url(url: str) -> None:

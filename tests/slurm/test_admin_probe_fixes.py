@@ -175,3 +175,39 @@ def test_uninstall_says_a_removed_job_submit_lua_needs_a_reconfigure(tmp_path: P
     out = capsys.readouterr().out
     assert not (tmp_path / "etc/slurm/job_submit.lua").exists()
     assert "slurmctld keeps running fabric's job_submit.lua" in out and "`scontrol reconfigure`" in out
+
+
+# -- 5: a SLURM_CONF that names no readable file is said at once, in one set of words ----------------
+@pytest.mark.parametrize("command", [["slurm", "jobs"], ["slurm", "nodes"], ["slurm", "why", "1"]])
+def test_the_cli_backend_refuses_a_slurm_conf_that_is_no_readable_file(command: list[str],
+                                                                      tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    for conf in ("/nonexistent/slurm.conf", str(tmp_path)):  # missing; a directory
+        env = {**os.environ, "PYTHONPATH": str(repo), "SLURM_CONF": conf}
+        proc = subprocess.run([sys.executable, "-m", "fabric_hpc.cli", *command], env=env, text=True,
+                              capture_output=True, timeout=25)  # Slurm's own wait for a config is 30 s
+        assert proc.returncode == 5, proc.stderr
+        assert f"SLURM_CONF={conf} is not a readable file:" in proc.stderr
+        assert "fix: point SLURM_CONF at the cluster's slurm.conf" in proc.stderr
+        assert "did not answer" not in proc.stderr
+
+
+def test_every_backend_uses_the_same_slurm_conf_words(tmp_path: Path) -> None:
+    from fabric_hpc.slurm.cli_backend import CliClient
+    from fabric_hpc.slurm.pyslurm_backend import load_pyslurm
+
+    conf = str(tmp_path / "missing.conf")
+    said = []
+    for call in (lambda: CliClient({"SLURM_CONF": conf, "PATH": "/usr/bin:/bin"}).requeue(5),
+                 lambda: RestClient(f"unix:{tmp_path}/s", env={"SLURM_CONF": conf, "PATH": "/usr/bin:/bin"},
+                                    token=JWT).requeue(5),  # the rest backend's requeue runs scontrol
+                 lambda: load_pyslurm(conf)):
+        with pytest.raises(SlurmError) as info:
+            call()
+        said.append((info.value.message.partition(": ")[0], info.value.hint))
+    words = (f"SLURM_CONF={conf} is not a readable file", "point SLURM_CONF at the cluster's slurm.conf")
+    assert said == [words] * 3
