@@ -134,7 +134,8 @@ def _site_config(base: Path, **install: str) -> Path:
     lines = ["[agent]", 'topology = "leaf-spine:hosts=4,hosts_per_leaf=2,gpus=8,cpus=8"',
              f'state_dir = "{install.pop("state_dir", f"{base}/var/lib/fabric-agent")}"', "[install]",
              f'slurm_conf_dir = "{base}/etc/slurm"', f'config_dir = "{base}/etc/fabric-hpc"',
-             f'unit_dir = "{base}/etc/systemd/system"', f'service_user = "{user}"', f'slurm_group = "{group}"',
+             f'unit_dir = "{base}/etc/systemd/system"', f'service_user = "{user}"',
+             f'slurm_group = "{group}"',
              'python = "/usr/bin/python3"', 'slurm_version = "22.05"', f'topo_dir = "{base}/nccl"',
              *(f"{k} = {json.dumps(v)}" for k, v in install.items())]
     path = base / "agent.toml"
@@ -164,8 +165,8 @@ def test_a_restored_job_submit_lua_is_newer_than_fabrics(tmp_path: Path,
     assert f"slurmctld loads the restored {lua}" in out
 
 
-def test_uninstall_says_a_removed_job_submit_lua_needs_a_reconfigure(tmp_path: Path,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_uninstall_says_a_removed_job_submit_lua_needs_a_reconfigure(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from fabric_hpc.cli.main import main
 
     cfg = _site_config(tmp_path)
@@ -211,3 +212,69 @@ def test_every_backend_uses_the_same_slurm_conf_words(tmp_path: Path) -> None:
         said.append((info.value.message.partition(": ")[0], info.value.hint))
     words = (f"SLURM_CONF={conf} is not a readable file", "point SLURM_CONF at the cluster's slurm.conf")
     assert said == [words] * 3
+
+
+# -- 6: a symlinked state dir; uninstall checks every path before it removes anything ------------
+def _tree(base: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(base)): (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
+            for p in sorted(base.rglob("*"))}
+
+
+def test_install_refuses_a_symlinked_state_dir_before_writing_anything(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fabric_hpc.cli.main import main
+
+    real = tmp_path / "elsewhere"
+    real.mkdir()
+    (tmp_path / "var/lib").mkdir(parents=True)
+    (tmp_path / "var/lib/fabric-agent").symlink_to(real)
+    cfg = _site_config(tmp_path)
+    before = _tree(tmp_path)
+    for dry in ([], ["--dry-run"]):
+        code = main(["slurm", "install", "--config", str(cfg), *dry])
+        err, out = capsys.readouterr()[::-1]
+        said = err if not dry else out
+        assert f"state dir {tmp_path}/var/lib/fabric-agent is a symlink (to {real})" in said, said
+        assert code == (3 if not dry else 0)
+        assert _tree(tmp_path) == before
+
+
+def test_uninstall_purge_state_through_a_symlink_removes_nothing(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """An install made before the check followed the symlink: --purge-state now refuses before removing
+    anything (it removed every file and the manifest, then failed on rmdir of the symlink)."""
+    from fabric_hpc.cli.main import main
+
+    cfg = _site_config(tmp_path)
+    assert main(["slurm", "install", "--config", str(cfg)]) == 0
+    state = tmp_path / "var/lib/fabric-agent"
+    (state / "decisions.jsonl").write_text("{}\n")
+    state.rename(tmp_path / "elsewhere")
+    state.symlink_to(tmp_path / "elsewhere")
+    before = _tree(tmp_path)
+    capsys.readouterr()
+    assert main(["slurm", "uninstall", "--config", str(cfg), "--purge-state"]) == 3
+    err = capsys.readouterr().err
+    assert "nothing was removed" in err and "is a symlink" in err and "fix: " in err, err
+    assert _tree(tmp_path) == before
+    assert main(["slurm", "uninstall", "--config", str(cfg)]) == 0  # the rest goes; the state dir is left
+    left = _tree(tmp_path)
+    assert not (tmp_path / "etc/fabric-hpc/install-manifest.json").exists()
+    assert "etc/slurm/job_submit.lua" not in left
+    assert {"elsewhere/wake", "elsewhere/decisions.jsonl"} <= set(left) and state.is_symlink()
+
+
+def test_uninstall_checks_every_listed_path_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fabric_hpc.cli.main import main
+
+    cfg = _site_config(tmp_path)
+    assert main(["slurm", "install", "--config", str(cfg)]) == 0
+    unit = tmp_path / "etc/systemd/system/fabric-agent.service"
+    unit.unlink()
+    unit.mkdir()  # the last file uninstall would reach (sorted paths)
+    before = _tree(tmp_path)
+    capsys.readouterr()
+    assert main(["slurm", "uninstall", "--config", str(cfg), "--force"]) == 3
+    err = capsys.readouterr().err
+    assert "fabric-agent.service: a directory now" in err and "nothing was removed" in err
+    assert _tree(tmp_path) == before
