@@ -49,6 +49,7 @@ from fabric_hpc.topology import Fabric
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 MAX_COMPONENT = 64
 MAX_TOPO_BYTES = 4 << 20
+MAX_CONFIG_BYTES = 1 << 20  # prolog.json is a few hundred bytes
 
 
 def safe_component(value: str | bytes | None, default: str = "job", *, tag: bool = True) -> str:
@@ -82,11 +83,12 @@ _CONFIG_KEYS = {"topology": True, "topo_dir": True, "ckpt_root": True, "user_top
 
 def load_prolog_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON settings shared by the Prolog and the TaskProlog: ``topology``, ``topo_dir``,
-    ``ckpt_root`` (required) and ``user_topo_dir`` (optional, ``{uid}`` is replaced)."""
-    import json
+    ``ckpt_root`` (required) and ``user_topo_dir`` (optional, ``{uid}`` is replaced). Read through the
+    input boundary (:mod:`fabric_hpc.inputs`): a regular UTF-8 file of at most 1 MiB (a FIFO or device,
+    which ``FABRIC_PROLOG_CONFIG`` may name, is refused before it is read), strict JSON."""
+    from fabric_hpc.inputs import load_json, read_bytes
 
-    with open(path, encoding="utf-8") as fh:
-        cfg = json.loads(fh.read(1 << 20))
+    cfg = load_json(read_bytes(path, what="prolog config", limit=MAX_CONFIG_BYTES), os.fspath(path))
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: expected a JSON object")
     unknown = sorted(set(cfg) - set(_CONFIG_KEYS))

@@ -278,3 +278,34 @@ def test_uninstall_checks_every_listed_path_first(tmp_path: Path, capsys: pytest
     err = capsys.readouterr().err
     assert "fabric-agent.service: a directory now" in err and "nothing was removed" in err
     assert _tree(tmp_path) == before
+
+
+# -- 7: FABRIC_PROLOG_CONFIG is read through the input boundary ------------------------------------
+@pytest.mark.parametrize("plugin, kind", [*(("task_prolog.py", k) for k in ("fifo", "/dev/zero", "big",
+                                                                           "dup")), ("prolog.py", "fifo")])
+def test_the_prologs_refuse_a_config_that_is_no_small_regular_json_file(plugin: str, kind: str,
+                                                                         tmp_path: Path) -> None:
+    """The plugins, run as Slurm runs them: a FIFO hung the TaskProlog until killed, /dev/zero was read."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    path = tmp_path / "prolog.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "big":
+        path.write_text('{"topology": "' + "x" * (2 << 20) + '"}')
+    elif kind == "dup":
+        path.write_text('{"topology": "/a", "topology": "/b", "topo_dir": "/t", "ckpt_root": "/c"}')
+    config = "/dev/zero" if kind == "/dev/zero" else str(path)
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(repo), "FABRIC_PROLOG_CONFIG": config,
+           "SLURM_JOB_ID": "7", "SLURMD_NODENAME": "n1", "SLURM_JOB_USER": "root", "SLURM_JOB_UID": "0"}
+    proc = subprocess.run([sys.executable, str(repo / "plugins" / plugin)], env=env, text=True,
+                          capture_output=True, timeout=60)
+    said = proc.stdout + proc.stderr
+    expected = {"fifo": "is a FIFO, not a regular file", "big": "more than the limit of 1,048,576",
+                "/dev/zero": "is a character device, not a regular file",
+                "dup": "key 'topology' appears twice"}[kind]
+    assert proc.returncode == 0 and expected in said, said
+    assert "export " not in proc.stdout
