@@ -174,7 +174,9 @@ def topo_files(topology: str, topo_dir: str, hosts: tuple[str, ...], as_json: bo
     fab = open_fabric(topology)  # a file or a generator reference, as every command takes
     unknown = [h for h in hosts if h not in fab.host_pos]
     if unknown:
-        raise ConfigError(f"hosts {unknown[:5]} are not in the fabric model {fab.name!r}")
+        raise ConfigError(f"hosts {unknown[:5]} are not in the fabric model {fab.name!r}",
+                          hint=f"--host takes the model's host names ({', '.join(list(fab.hosts)[:3])}, ...; "
+                               f"fabric topology show {topology}), or leave it out for every host")
     paths = [str(write_topo(fab, h, topo_dir)) for h in (hosts or fab.hosts)]
     render(as_json, {"dir": topo_dir, "files": paths}, lambda con: con.print(
         f"{len(paths)} topology file(s) in {topo_dir}" + ("" if os.geteuid() == 0 else

@@ -11,6 +11,11 @@ from fabric_hpc.slurm.contract import SlurmClient, SlurmError
 BACKENDS = ("cli", "rest", "pyslurm")
 
 
+#: the fix for a job id Slurm does not know (``fabric slurm why 99``), whichever backend asked
+UNKNOWN_JOB_HINT = ("check the id with squeue -j ID: Slurm forgets a job MinJobAge seconds (300 by default) "
+                    "after it ends; sacct -j ID shows older ones")
+
+
 def check_slurm_conf(conf: str | None, reader: str) -> None:
     """SlurmError when ``conf`` (a ``SLURM_CONF`` value; None or empty: not set) names no readable file:
     checked before Slurm is asked, as the Slurm commands then wait for a configuration source and
@@ -43,6 +48,10 @@ def check_rest_url(url: str) -> None:
 def open_client(backend: str = "cli", *, env: Mapping[str, str] | None = None, url: str | None = None,
                 token: str | None = None, timeout: float = 30.0) -> SlurmClient:
     """A :class:`SlurmClient`: ``cli`` (default), ``rest`` (needs ``url``) or ``pyslurm``."""
+    if url and backend != "rest":
+        raise ConfigError(f"--rest-url is for --backend rest, not --backend {backend} (it would be ignored)",
+                          hint="add --backend rest, or leave --rest-url out (agent config: backend = "
+                               "\"rest\" or no rest_url)")
     if backend == "cli":
         from fabric_hpc.slurm.cli_backend import CliClient
 

@@ -194,14 +194,19 @@ def _trusted_dir(path: Path, uid: int) -> None:
     directory above it is owned by root or ``uid`` and writable by others only when sticky."""
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise ConfigError(f"{path} is not a directory (a symlink or another kind of file)")
+        raise ConfigError(f"{path} is not a directory (a symlink or another kind of file)",
+                          hint="give the real directory, not a symlink to it (--dir of fabric slurm "
+                               "topo-files, topo_dir of prolog.json)")
     if st.st_uid not in (0, uid) or st.st_mode & 0o022:
         raise ConfigError(f"{path} is owned by uid {st.st_uid} with mode {stat.S_IMODE(st.st_mode):o}: "
-                          "only root or the job's user may write it")
+                          "only root or the job's user may write it",
+                          hint=f"chown root {path} && chmod go-w {path}, or use a directory only root writes")
     for parent in Path(os.path.realpath(path)).parents:
         pst = os.stat(parent)
         if pst.st_uid not in (0, uid) or (pst.st_mode & 0o022 and not pst.st_mode & stat.S_ISVTX):
-            raise ConfigError(f"{parent} (above {path}) is writable by other users")
+            raise ConfigError(f"{parent} (above {path}) is writable by other users",
+                              hint=f"chmod go-w {parent} (or +t, as /tmp has), or use a directory whose "
+                                   "parents only root writes")
 
 
 def check_topo_file(path: str | os.PathLike[str], uid: int | None = None) -> bytes:

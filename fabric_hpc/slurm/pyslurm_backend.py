@@ -26,7 +26,7 @@ from typing import Any
 
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.slurm import segment
-from fabric_hpc.slurm.client import check_slurm_conf
+from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, check_slurm_conf
 from fabric_hpc.slurm.segment import segment_size
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
 from fabric_hpc.slurm.parse import ACTIVE_STATES, gpu_indices, hosts, parse_gres, parse_state
@@ -285,7 +285,8 @@ class PyslurmClient(SlurmClient):
         except self.ps.RPCError as exc:
             errno = getattr(exc, "errno", None)
             if job_id is not None and errno == ESLURM_INVALID_JOB_ID:
-                raise NotFoundError(f"Slurm knows no job {job_id} ({what}): {exc}") from None
+                raise NotFoundError(f"Slurm knows no job {job_id} ({what}): {exc}",
+                                    hint=UNKNOWN_JOB_HINT) from None
             unreachable = (not isinstance(errno, int) or errno <= 0
                            or any(errno in r for r in _UNREACHABLE_ERRNOS))
             raise SlurmError(f"pyslurm {what} failed: {exc}",  # a refusal is Slurm's answer, not an outage

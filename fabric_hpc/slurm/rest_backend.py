@@ -30,6 +30,7 @@ from fabric_hpc.errors import ConfigError, FabricError, NotFoundError
 from fabric_hpc.slurm import decode
 from fabric_hpc.slurm import segment
 from fabric_hpc.slurm.cli_backend import CliClient
+from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT
 from fabric_hpc.slurm.segment import segment_size
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
 
@@ -201,7 +202,7 @@ class RestClient(SlurmClient):
     def job(self, job_id: int) -> Job:
         jobs = decode.jobs_answer(self._call("GET", f"/job/{int(job_id)}"), f"slurmrestd GET /job/{job_id}")
         if not jobs:
-            raise NotFoundError(f"Slurm knows no job {job_id}")
+            raise NotFoundError(f"Slurm knows no job {job_id}", hint=UNKNOWN_JOB_HINT)
         return jobs[0]
 
     # -- actions -----------------------------------------------------------------------------
@@ -265,7 +266,8 @@ def checked(status: int, data: Any, what: str) -> Mapping[str, Any]:
                 if not (isinstance(w, dict) and str(w.get("description", "")).endswith(_BENIGN_TEXT))]
     codes = {e.get(k) for e in errors if isinstance(e, dict) for k in ("error_code", "error_number", "errno")}
     if status == 404 or codes & _NOT_FOUND:
-        raise NotFoundError(f"{what}: not found ({_messages(errors) or status})")
+        raise NotFoundError(f"{what}: not found ({_messages(errors) or status})",
+                            hint=UNKNOWN_JOB_HINT if codes & _NOT_FOUND else None)
     if status >= 400 or errors:
         text = _messages(errors)
         raise SlurmError(f"{what} answered HTTP {status}: {text}", hint=_auth_hint(status, text, codes))

@@ -309,3 +309,48 @@ def test_the_prologs_refuse_a_config_that_is_no_small_regular_json_file(plugin: 
                 "dup": "key 'topology' appears twice"}[kind]
     assert proc.returncode == 0 and expected in said, said
     assert "export " not in proc.stdout
+
+
+# -- 8: CLI gaps: --rest-url without the rest backend, fix lines of topo-files -------------------
+@pytest.mark.parametrize("backend", ["cli", "pyslurm"])
+def test_rest_url_without_the_rest_backend_is_refused(backend: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from fabric_hpc.cli.main import main
+
+    assert main(["slurm", "jobs", "--backend", backend, "--rest-url", "unix:/run/slurmrestd.sock"]) == 3
+    err = capsys.readouterr().err
+    assert f"--rest-url is for --backend rest, not --backend {backend}" in err
+    assert "fix: add --backend rest" in err
+
+
+def _topo_files(directory: Path, *extra: str) -> tuple[int, str]:
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    argv = [sys.executable, "-m", "fabric_hpc.cli", "slurm", "topo-files", "--topology",
+            "leaf-spine:hosts=2,hosts_per_leaf=2,gpus=8,cpus=8", "--dir", str(directory), *extra]
+    proc = subprocess.run(argv, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo)}, text=True,
+                          capture_output=True, timeout=120)
+    return proc.returncode, proc.stderr
+
+
+def test_topo_files_refusals_carry_a_fix(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir(mode=0o755)
+    (tmp_path / "link").symlink_to(real)
+    code, err = _topo_files(tmp_path / "link")
+    assert code == 3 and "is not a directory (a symlink" in err and "fix: give the real directory" in err, err
+    real.chmod(0o777)
+    code, err = _topo_files(real)
+    assert code == 3 and "only root or the job's user may write it" in err, err
+    assert f"fix: chown root {real}" in err
+    real.chmod(0o755)
+    code, err = _topo_files(real, "--host", "nosuch")
+    assert code == 3 and "are not in the fabric model" in err
+    assert "fix: --host takes the model's host names" in err
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # writable by all, not sticky
+    code, err = _topo_files(shared / "nccl")
+    assert code == 3 and "is writable by other users" in err and f"fix: chmod go-w {shared}" in err, err

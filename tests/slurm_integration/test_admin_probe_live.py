@@ -115,3 +115,23 @@ def test_why_without_the_decision_log_makes_no_claim_about_who_placed_a_job(
         assert out["decisions"] == {"missing": {"path": "/var/lib/fabric-agent/decisions.jsonl"}}
         assert "cannot be told: no decision log at /var/lib/fabric-agent/decisions.jsonl" in out["text"]
         assert "Slurm's own scheduler did" not in out["text"]
+
+
+# -- 8: CLI gaps on the live cluster -----------------------------------------------------------
+def test_why_of_a_job_slurm_does_not_know_says_how_to_find_it(fabric_cluster: Any) -> None:
+    for job in ("99999", "1"):  # never submitted; an id this cluster may have forgotten (MinJobAge)
+        if job == "1" and fabric_cluster.run(["squeue", "-h", "-j", "1"], check=False).returncode == 0:
+            continue
+        proc = _fabric(fabric_cluster, "slurm", "why", job)
+        assert proc.returncode == 3 and "Slurm knows no job" in proc.stderr, proc
+        assert "fix: check the id with squeue -j ID" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_agent_run_resolves_a_relative_state_dir_against_the_cwd(
+        fabric_cluster: Any, fabric_topology_file: Path, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "fabric_hpc.cli", "agent", "run", "--state-dir", "st2",
+                           "--topology", str(fabric_topology_file), "--cycles", "1", "--interval", "0.5"],
+                          text=True, capture_output=True, timeout=120, cwd=tmp_path,
+                          env={**fabric_cluster.env, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "st2" / "status.json").is_file() and (tmp_path / "st2" / "heartbeat").is_file()
