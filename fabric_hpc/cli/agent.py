@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -97,6 +98,10 @@ def run(ctx: click.Context, config_path: str | None, cycles: int | None, **flags
     agent.run(max_cycles=cycles)
 
 
+#: the flags naming a path that the agent's settings need absolute (a config file's must already be)
+_CWD_PATHS = ("state_dir", "slurm_conf", "ckpt_root", "job_submit")
+
+
 def settings(ctx: click.Context, config_path: str | None, flags: dict[str, Any]) -> Any:
     """The [agent] settings: the config file's, then every flag given on the command line on top."""
     from click.core import ParameterSource
@@ -110,6 +115,9 @@ def settings(ctx: click.Context, config_path: str | None, flags: dict[str, Any])
         base = load_config(config_path)[0].agent.model_dump()
     given = {k: v for k, v in flags.items()
              if not config_path or ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
+    for key in _CWD_PATHS:  # a path typed on the command line is the shell's: relative to the cwd
+        if isinstance(given.get(key), str) and given[key] and not given[key].startswith("/"):
+            given[key] = os.path.abspath(given[key])
     merged = {k: v for k, v in {**base, **given}.items() if v is not None}  # None: the setting's default
     if not merged.get("topology"):
         raise ConfigError("fabric agent run needs --topology or --config",
@@ -118,8 +126,6 @@ def settings(ctx: click.Context, config_path: str | None, flags: dict[str, Any])
 
 
 def _client(section: Any) -> Any:
-    import os
-
     from fabric_hpc.slurm import open_client
 
     if section.slurm_conf:
@@ -213,7 +219,6 @@ def check(config_path: str, as_json: bool) -> None:
 
 
 def _state_dir_ok(state_dir: str) -> str:
-    import os
     import stat
 
     from fabric_hpc.errors import ConfigError
@@ -282,7 +287,6 @@ def status(state_dir: str, as_json: bool) -> None:
 
 def _check_state_files(state_dir: str) -> None:
     """The agent's files are checked before they are read: regular files, JSON object, bounded."""
-    import os
     from pathlib import Path
 
     from fabric_hpc.errors import ConfigError

@@ -31,17 +31,38 @@ def _client(backend: str, rest_url: str | None) -> Any:
 
 @group.command("why")
 @click.argument("job_id", type=click.IntRange(min=1, max=2**32 - 1))
-@click.option("--state-dir", default="/var/lib/fabric-agent", show_default=True,
-              help="The agent's state directory (its decision log explains placements).")
+@click.option("--state-dir", default=None,
+              help="The agent's state directory (its decision log explains placements) "
+                   "[default: /var/lib/fabric-agent].")
 @_backend
 @_rest_url
 @json_option
-def why(job_id: int, state_dir: str, backend: str, rest_url: str | None, as_json: bool) -> None:
+def why(job_id: int, state_dir: str | None, backend: str, rest_url: str | None, as_json: bool) -> None:
     """Explain in plain words why JOB_ID is pending, or why it runs where it runs."""
     from fabric_hpc.slurm.why import explain
 
-    out = explain(_client(backend, rest_url), job_id, state_dir=state_dir if Path(state_dir).is_dir() else None)
+    if state_dir is not None:
+        _agent_state_dir(state_dir)
+    out = explain(_client(backend, rest_url), job_id, state_dir=state_dir or "/var/lib/fabric-agent")
     render(as_json, out, lambda con: con.print(out["text"]))
+
+
+def _agent_state_dir(state_dir: str) -> None:
+    """NotFoundError unless ``state_dir`` is an agent's state directory (a decision log or a status file
+    in it): a wrong --state-dir would make every placement look like Slurm's own."""
+    from fabric_hpc.errors import NotFoundError
+
+    hint = ("--state-dir: the agent's state directory (agent.state_dir of its config; fabric agent status "
+            "--state-dir DIR checks it)")
+    base = Path(state_dir)
+    try:
+        if not base.is_dir():
+            raise NotFoundError(f"--state-dir {state_dir}: no such directory", hint=hint)
+        if not any((base / name).is_file() for name in ("decisions.jsonl", "status.json", "heartbeat")):
+            raise NotFoundError(f"--state-dir {state_dir} is not a fabric agent's state directory: no "
+                                "decisions.jsonl, status.json or heartbeat in it", hint=hint)
+    except PermissionError:
+        return  # the service user's directory: explain() says the log is unreadable
 
 
 @group.command("jobs")
@@ -153,7 +174,9 @@ def topo_files(topology: str, topo_dir: str, hosts: tuple[str, ...], as_json: bo
     fab = open_fabric(topology)  # a file or a generator reference, as every command takes
     unknown = [h for h in hosts if h not in fab.host_pos]
     if unknown:
-        raise ConfigError(f"hosts {unknown[:5]} are not in the fabric model {fab.name!r}")
+        raise ConfigError(f"hosts {unknown[:5]} are not in the fabric model {fab.name!r}",
+                          hint=f"--host takes the model's host names ({', '.join(list(fab.hosts)[:3])}, ...; "
+                               f"fabric topology show {topology}), or leave it out for every host")
     paths = [str(write_topo(fab, h, topo_dir)) for h in (hosts or fab.hosts)]
     render(as_json, {"dir": topo_dir, "files": paths}, lambda con: con.print(
         f"{len(paths)} topology file(s) in {topo_dir}" + ("" if os.geteuid() == 0 else
@@ -274,4 +297,5 @@ def uninstall(config_path: str, root: str, force: bool, purge_state: bool) -> No
     cfg = with_service_user(load_config(config_path)[0])
     for action in Installer(cfg, root=root).uninstall(force=force, purge_state=purge_state):
         click.echo(action)
-    click.echo("Remove the fabric lines from slurm.conf (JobSubmitPlugins=lua, TaskProlog=…) yourself.")
+    click.echo("Remove the fabric lines from slurm.conf (JobSubmitPlugins=lua, TaskProlog=…) yourself, then "
+               "run `scontrol reconfigure` (slurmctld keeps what it loaded until then).")

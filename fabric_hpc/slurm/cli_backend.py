@@ -18,6 +18,7 @@ from typing import Any
 
 from fabric_hpc.errors import NotFoundError
 from fabric_hpc.slurm import decode, segment
+from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, check_slurm_conf
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
 from fabric_hpc.slurm.parse import gpu_count, gpu_indices, hosts, job_node_gres, parse_key_values, parse_state
 
@@ -56,8 +57,9 @@ class CliClient(SlurmClient):
 
     def run(self, argv: Sequence[str], stdin: str | None = None, *, cwd: str | None = None) -> str:
         """stdout of a Slurm command run with this client's environment; SlurmError naming the
-        command when it is missing, times out or fails."""
+        command when it is missing, times out or fails, or when SLURM_CONF names no readable file."""
         argv = [str(a) for a in argv]
+        check_slurm_conf(self.env.get("SLURM_CONF"), f"{argv[0]} cannot read the cluster's configuration")
         try:
             proc = subprocess.run(argv, env=self.env, input=stdin, text=True, capture_output=True,
                                   timeout=self.timeout, check=False, cwd=cwd)
@@ -70,7 +72,7 @@ class CliClient(SlurmClient):
         if proc.returncode != 0:
             msg = (proc.stderr or proc.stdout).strip()
             if "Invalid job id" in msg:
-                raise NotFoundError(f"Slurm knows no job ({shlex.join(argv)}): {msg}")
+                raise NotFoundError(f"Slurm knows no job ({shlex.join(argv)}): {msg}", hint=UNKNOWN_JOB_HINT)
             raise SlurmError(f"`{shlex.join(argv)}` exited {proc.returncode}: {_tail(msg)}", hint=_failure_hint(msg))
         if self.recorder is not None:
             self.recorder(argv, proc.stdout)
@@ -101,7 +103,7 @@ class CliClient(SlurmClient):
     def job(self, job_id: int) -> Job:
         out = self.run(["scontrol", "show", "job", "-d", "-o", str(int(job_id))]).strip()
         if not out:
-            raise NotFoundError(f"Slurm knows no job {job_id}")
+            raise NotFoundError(f"Slurm knows no job {job_id}", hint=UNKNOWN_JOB_HINT)
         return job_from_scontrol(out.splitlines()[0])
 
     def node_lines(self) -> list[Node]:

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.slurm.contract import SlurmClient
+from fabric_hpc.slurm.contract import SlurmClient, SlurmError
 
 BACKENDS = ("cli", "rest", "pyslurm")
+
+
+#: the fix for a job id Slurm does not know (``fabric slurm why 99``), whichever backend asked
+UNKNOWN_JOB_HINT = ("check the id with squeue -j ID: Slurm forgets a job MinJobAge seconds (300 by default) "
+                    "after it ends; sacct -j ID shows older ones")
+
+
+def check_slurm_conf(conf: str | None, reader: str) -> None:
+    """SlurmError when ``conf`` (a ``SLURM_CONF`` value; None or empty: not set) names no readable file:
+    checked before Slurm is asked, as the Slurm commands then wait for a configuration source and
+    libslurm ends the process. ``reader`` says what cannot work (``pyslurm cannot be loaded``)."""
+    if conf and (not os.path.isfile(conf) or not os.access(conf, os.R_OK)):
+        raise SlurmError(f"SLURM_CONF={conf} is not a readable file: {reader}",
+                         hint="point SLURM_CONF at the cluster's slurm.conf")
 
 
 def check_rest_url(url: str) -> None:
@@ -33,6 +48,10 @@ def check_rest_url(url: str) -> None:
 def open_client(backend: str = "cli", *, env: Mapping[str, str] | None = None, url: str | None = None,
                 token: str | None = None, timeout: float = 30.0) -> SlurmClient:
     """A :class:`SlurmClient`: ``cli`` (default), ``rest`` (needs ``url``) or ``pyslurm``."""
+    if url and backend != "rest":
+        raise ConfigError(f"--rest-url is for --backend rest, not --backend {backend} (it would be ignored)",
+                          hint="add --backend rest, or leave --rest-url out (agent config: backend = "
+                               "\"rest\" or no rest_url)")
     if backend == "cli":
         from fabric_hpc.slurm.cli_backend import CliClient
 

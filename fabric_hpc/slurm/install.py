@@ -31,6 +31,7 @@ import pwd
 import shutil
 import stat
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -268,7 +269,16 @@ class Installer:
         return actions
 
     def _check_state_dir(self) -> None:
-        """An existing state dir holds only what fabric writes there (install takes it over: owner, mode)."""
+        """The state dir is a real directory (not a symlink, which install and uninstall would follow)
+        or is missing, and holds only what fabric writes there (install takes it over: owner, mode)."""
+        shown = self.cfg.agent.state_dir
+        if self.state_dir.is_symlink():
+            raise ConfigError(f"state dir {shown} is a symlink (to {os.readlink(self.state_dir)}): install "
+                              "would give the directory it points to to the service user",
+                              hint="set agent.state_dir to the real directory, or remove the symlink")
+        if os.path.lexists(self.state_dir) and not self.state_dir.is_dir():
+            raise ConfigError(f"state dir {shown} exists and is not a directory",
+                              hint="remove it, or set agent.state_dir to a new or empty directory")
         unknown = unknown_state_entries(self.state_dir) if self.state_dir.is_dir() else []
         if unknown:
             raise ConfigError(f"state dir {self.cfg.agent.state_dir} holds files fabric did not create: "
@@ -339,13 +349,21 @@ class Installer:
             raise ConfigError(f"nothing installed: no {self.manifest_path}",
                               hint="give the same config (config_dir) and --root as at install")
         man, actions = self.manifest(), []
+        problems = self._removal_problems(man, purge_state=purge_state)
+        if problems:
+            raise ConfigError("uninstall cannot remove what install wrote (nothing was removed):\n  "
+                              + "\n  ".join(problems[:20]),
+                              hint="fix these paths (or remove fabric's files by hand: docs/deploy.md lists "
+                                   "them), then run uninstall again")
         changed = [p for p, e in man["files"].items()
                    if self.at(p).exists() and sha256(self.at(p).read_bytes()) != e["sha256"]]
         if changed and not force:
             raise ConfigError("changed since install (not removed):\n  " + "\n  ".join(changed),
                               hint="--force removes them anyway")
+        restored = set()
         for path, entry in sorted(man["files"].items()):
             target = self.at(path)
+            ours = _mtime_ns(target)
             target.unlink(missing_ok=True)
             actions.append(f"removed {path}")
             backup = entry.get("backup")
@@ -354,20 +372,74 @@ class Installer:
                     actions.append(f"kept    {backup} (not a regular file: not restored)")
                     continue
                 os.replace(backup, target)
+                _newer_than(target, ours)
+                restored.add(path)
                 actions.append(f"restored {path} from {Path(backup).name}")
+        actions += self._reload_notes(man["files"], restored)
         for path in {found, self.manifest_path, self.legacy_manifest}:
             path.unlink(missing_ok=True)
         if purge_state and self.state_dir.is_dir():
             actions += purge_state_dir(self.state_dir, self.cfg.agent.state_dir)
+        linked = self.state_dir.is_symlink()  # an install before this check followed it: never again
         for d in sorted(set(man["dirs"]), key=len, reverse=True):  # deepest first; only empty ones go
             p = Path(d)
-            if p.name == "wake" and p.parent == self.state_dir and _is_file(p):
+            if p.name == "wake" and p.parent == self.state_dir and _is_file(p) and not linked:
                 p.unlink()
             elif p.is_dir() and not p.is_symlink() and not any(p.iterdir()):
                 p.rmdir()
         if self.state_dir.exists():
             actions.append(f"kept    {self.cfg.agent.state_dir} (the agent's logs; --purge-state removes it)")
         return actions
+
+
+    def _removal_problems(self, man: dict, *, purge_state: bool) -> list[str]:
+        """What would stop uninstall halfway (a listed file that is a directory now, a path through a
+        file, a symlinked state dir to purge): all checked before anything is removed."""
+        out = []
+        for path in sorted(man["files"]):
+            try:
+                st = os.lstat(self.at(path))
+            except FileNotFoundError:
+                continue
+            except OSError as exc:  # ENOTDIR: a part of the path is a file now
+                out.append(f"{path}: {exc.strerror}")
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                out.append(f"{path}: a directory now, not the file install wrote")
+        if purge_state and self.state_dir.is_symlink():
+            out.append(f"state dir {self.cfg.agent.state_dir} is a symlink (to {os.readlink(self.state_dir)})"
+                       ": --purge-state removes nothing through it (uninstall without --purge-state, then "
+                       "remove the agent's files by hand)")
+        elif purge_state and os.path.lexists(self.state_dir) and not self.state_dir.is_dir():
+            out.append(f"state dir {self.cfg.agent.state_dir} is not a directory")
+        return out
+
+    def _reload_notes(self, files: dict, restored: set[str]) -> list[str]:
+        """What slurmctld does next: it reloads job_submit.lua only when the file's mtime is newer than
+        the one it loaded, and keeps the loaded script while the file is missing."""
+        lua = str(Path(self.cfg.install.slurm_conf_dir) / "job_submit.lua")
+        if lua not in files:
+            return []
+        if lua in restored:
+            return [f"note    slurmctld loads the restored {lua} at the next submission (it was given a "
+                    "fresh mtime); `scontrol reconfigure` loads it now"]
+        return [f"note    slurmctld keeps running fabric's job_submit.lua (removed from {lua}) until you "
+                "remove JobSubmitPlugins=lua from slurm.conf and run `scontrol reconfigure`"]
+
+
+def _mtime_ns(path: Path) -> int:
+    try:
+        return os.lstat(path).st_mtime_ns
+    except OSError:
+        return 0
+
+
+def _newer_than(path: Path, mtime_ns: int) -> None:
+    """Give ``path`` an mtime of now, and in a later second than ``mtime_ns`` (slurmctld compares whole
+    seconds, and reloads job_submit.lua only for a newer one): a restored backup keeps its old mtime."""
+    second = 1_000_000_000
+    now = time.time_ns()
+    os.utime(path, ns=(now, max(now, (mtime_ns // second + 1) * second)))
 
 
 def _is_file(path: Path) -> bool:

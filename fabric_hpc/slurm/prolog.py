@@ -49,6 +49,7 @@ from fabric_hpc.topology import Fabric
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 MAX_COMPONENT = 64
 MAX_TOPO_BYTES = 4 << 20
+MAX_CONFIG_BYTES = 1 << 20  # prolog.json is a few hundred bytes
 
 
 def safe_component(value: str | bytes | None, default: str = "job", *, tag: bool = True) -> str:
@@ -82,11 +83,12 @@ _CONFIG_KEYS = {"topology": True, "topo_dir": True, "ckpt_root": True, "user_top
 
 def load_prolog_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON settings shared by the Prolog and the TaskProlog: ``topology``, ``topo_dir``,
-    ``ckpt_root`` (required) and ``user_topo_dir`` (optional, ``{uid}`` is replaced)."""
-    import json
+    ``ckpt_root`` (required) and ``user_topo_dir`` (optional, ``{uid}`` is replaced). Read through the
+    input boundary (:mod:`fabric_hpc.inputs`): a regular UTF-8 file of at most 1 MiB (a FIFO or device,
+    which ``FABRIC_PROLOG_CONFIG`` may name, is refused before it is read), strict JSON."""
+    from fabric_hpc.inputs import load_json, read_bytes
 
-    with open(path, encoding="utf-8") as fh:
-        cfg = json.loads(fh.read(1 << 20))
+    cfg = load_json(read_bytes(path, what="prolog config", limit=MAX_CONFIG_BYTES), os.fspath(path))
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: expected a JSON object")
     unknown = sorted(set(cfg) - set(_CONFIG_KEYS))
@@ -192,14 +194,19 @@ def _trusted_dir(path: Path, uid: int) -> None:
     directory above it is owned by root or ``uid`` and writable by others only when sticky."""
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise ConfigError(f"{path} is not a directory (a symlink or another kind of file)")
+        raise ConfigError(f"{path} is not a directory (a symlink or another kind of file)",
+                          hint="give the real directory, not a symlink to it (--dir of fabric slurm "
+                               "topo-files, topo_dir of prolog.json)")
     if st.st_uid not in (0, uid) or st.st_mode & 0o022:
         raise ConfigError(f"{path} is owned by uid {st.st_uid} with mode {stat.S_IMODE(st.st_mode):o}: "
-                          "only root or the job's user may write it")
+                          "only root or the job's user may write it",
+                          hint=f"chown root {path} && chmod go-w {path}, or use a directory only root writes")
     for parent in Path(os.path.realpath(path)).parents:
         pst = os.stat(parent)
         if pst.st_uid not in (0, uid) or (pst.st_mode & 0o022 and not pst.st_mode & stat.S_ISVTX):
-            raise ConfigError(f"{parent} (above {path}) is writable by other users")
+            raise ConfigError(f"{parent} (above {path}) is writable by other users",
+                              hint=f"chmod go-w {parent} (or +t, as /tmp has), or use a directory whose "
+                                   "parents only root writes")
 
 
 def check_topo_file(path: str | os.PathLike[str], uid: int | None = None) -> bytes:

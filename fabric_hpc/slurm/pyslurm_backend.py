@@ -26,6 +26,7 @@ from typing import Any
 
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.slurm import segment
+from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, check_slurm_conf
 from fabric_hpc.slurm.segment import segment_size
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
 from fabric_hpc.slurm.parse import ACTIVE_STATES, gpu_indices, hosts, parse_gres, parse_state
@@ -48,9 +49,7 @@ def load_pyslurm(conf: str | None = None) -> Any:
         raise SlurmError("the pyslurm backend needs SLURM_CONF set to the cluster's slurm.conf "
                          "(without it libslurm ends the process on import)",
                          hint="export SLURM_CONF=/etc/slurm/slurm.conf")
-    if not os.path.isfile(conf) or not os.access(conf, os.R_OK):
-        raise SlurmError(f"SLURM_CONF={conf} is not a readable file: pyslurm cannot be loaded",
-                         hint="point SLURM_CONF at the cluster's slurm.conf")
+    check_slurm_conf(conf, "pyslurm cannot be loaded")
     real = os.path.realpath(conf)
     if _BOUND_CONF is not None and _BOUND_CONF != real:
         raise SlurmError(f"pyslurm in this process is bound to {_BOUND_CONF}; it cannot also talk to {real} "
@@ -286,7 +285,8 @@ class PyslurmClient(SlurmClient):
         except self.ps.RPCError as exc:
             errno = getattr(exc, "errno", None)
             if job_id is not None and errno == ESLURM_INVALID_JOB_ID:
-                raise NotFoundError(f"Slurm knows no job {job_id} ({what}): {exc}") from None
+                raise NotFoundError(f"Slurm knows no job {job_id} ({what}): {exc}",
+                                    hint=UNKNOWN_JOB_HINT) from None
             unreachable = (not isinstance(errno, int) or errno <= 0
                            or any(errno in r for r in _UNREACHABLE_ERRNOS))
             raise SlurmError(f"pyslurm {what} failed: {exc}",  # a refusal is Slurm's answer, not an outage

@@ -4,7 +4,9 @@ Two dialects: ``v0.0.38`` (Slurm 22.05, ``slurmrestd -s openapi/v0.0.38``) and `
 (Slurm 23.11+, ``-s openapi/slurmctld``; tested with v0.0.42–v0.0.44 of Slurm 25.11). The client
 reads the server's ``/openapi/v3`` once and picks the newest version it speaks (or ``api=`` forces
 one). Authentication is JWT (``X-SLURM-USER-NAME`` / ``X-SLURM-USER-TOKEN``; the token from the
-``token`` argument or ``SLURM_JWT``, as ``scontrol token`` prints it). Answers are decoded by
+``token`` argument or ``SLURM_JWT``, as ``scontrol token`` prints it; surrounding whitespace, such
+as the newline a pasted token carries, is stripped, any other control character refused). No message,
+event or exception of this module shows the token or any header value. Answers are decoded by
 :mod:`fabric_hpc.slurm.decode`.
 
 Every entry in an answer's ``errors`` or ``warnings`` (for example ``Ignoring unknown field``,
@@ -28,6 +30,7 @@ from fabric_hpc.errors import ConfigError, FabricError, NotFoundError
 from fabric_hpc.slurm import decode
 from fabric_hpc.slurm import segment
 from fabric_hpc.slurm.cli_backend import CliClient
+from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT
 from fabric_hpc.slurm.segment import segment_size
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
 
@@ -46,6 +49,10 @@ _NOT_FOUND = {2017}  # "Invalid job id specified"
 #: a read whose connection the server dropped is tried again after these pauses (s): slurmrestd
 #: closes or resets a connection now and then (restarts, a busy 22.05 under load); writes never are
 _READ_RETRY_S = (0.2, 0.6)
+#: the fix for an answer that says the request was not authenticated (401, 403, 511 or Slurm's words)
+JWT_HINT = ("a JWT is missing, expired or not this cluster's? export SLURM_JWT from `scontrol token` "
+            "(lifespan=SECONDS for a service), on one line")
+_AUTH_STATUS = {401, 403, 511}
 #: the transport failures a retry may cure (a refused or missing socket is not one: nobody listens)
 _DROPPED = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)  # RemoteDisconnected is a reset
 
@@ -90,8 +97,9 @@ class RestClient(SlurmClient):
                  env: Mapping[str, str] | None = None, api: str | None = None) -> None:
         environ = env if env is not None else os.environ
         self.url, self.timeout, self.api = url, timeout, api
-        self.token = token or environ.get("SLURM_JWT")
-        self.user = user or environ.get("USER") or "root"
+        self.token = header_value(token or environ.get("SLURM_JWT"), "SLURM_JWT" if not token else "the JWT",
+                                  secret=True)
+        self.user = header_value(user or environ.get("USER") or "root", "the user name (USER)") or "root"
         self._cli = CliClient(env, timeout=timeout)  # only for requeue (no endpoint in any version)
 
     # -- transport ---------------------------------------------------------------------------
@@ -117,9 +125,9 @@ class RestClient(SlurmClient):
         try:
             return status, decode.parse_json(raw)
         except (json.JSONDecodeError, RecursionError):
-            hint = "a JWT is missing or expired? (scontrol token)" if status in (401, 403) else None
-            raise SlurmError(f"slurmrestd: {method} {path} answered HTTP {status} without JSON: {raw[:160]!r}",
-                             hint=hint) from None
+            hint = JWT_HINT if status in _AUTH_STATUS else None
+            raise SlurmError(f"slurmrestd: {method} {path} answered HTTP {status} without JSON: "
+                             f"{self._redact(raw)[:160]!r}", hint=hint) from None
 
     def _exchange(self, method: str, path: str, body: Any) -> tuple[int, str]:
         """One HTTP exchange on a fresh connection: (status, body text)."""
@@ -132,12 +140,24 @@ class RestClient(SlurmClient):
             conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
             resp = conn.getresponse()
             return resp.status, resp.read().decode("utf-8", "replace")
+        except ValueError:  # http.client's text names the header value (the token): never shown
+            raise ConfigError(f"slurmrestd {method} {path}: a request header holds a character HTTP does "
+                              "not allow", hint="SLURM_JWT and USER: one line of printable ASCII each") from None
         finally:
             conn.close()
 
     def _failed(self, method: str, path: str, exc: Exception) -> SlurmError:
-        return SlurmError(f"slurmrestd at {self.url}: {method} {path} failed: {exc or type(exc).__name__}",
+        text = self._redact(str(exc) or type(exc).__name__)
+        return SlurmError(f"slurmrestd at {self.url}: {method} {path} failed: {text}",
                           hint="is slurmrestd running? (docs/slurm.md: REST setup)")
+
+    def _redact(self, text: str) -> str:
+        """``text`` with the token (whole, or its signature) replaced: an answer may quote what was sent."""
+        if self.token:
+            for secret in (self.token, self.token.rpartition(".")[2]):
+                if len(secret) >= 8:
+                    text = text.replace(secret, "<token>")
+        return text
 
     @property
     def version(self) -> str:
@@ -157,7 +177,13 @@ class RestClient(SlurmClient):
 
     def _call(self, method: str, path: str, body: Any = None) -> Mapping[str, Any]:
         status, data = self._request(method, f"/slurm/{self.version}{path}", body)
-        return checked(status, data, f"slurmrestd {method} {path}")
+        try:
+            return checked(status, data, f"slurmrestd {method} {path}")
+        except FabricError as exc:
+            message = self._redact(exc.message)
+            if message != exc.message:
+                raise type(exc)(message, hint=exc.hint) from None
+            raise
 
     # -- reads -------------------------------------------------------------------------------
     @decode.gc_paused()
@@ -176,7 +202,7 @@ class RestClient(SlurmClient):
     def job(self, job_id: int) -> Job:
         jobs = decode.jobs_answer(self._call("GET", f"/job/{int(job_id)}"), f"slurmrestd GET /job/{job_id}")
         if not jobs:
-            raise NotFoundError(f"Slurm knows no job {job_id}")
+            raise NotFoundError(f"Slurm knows no job {job_id}", hint=UNKNOWN_JOB_HINT)
         return jobs[0]
 
     # -- actions -----------------------------------------------------------------------------
@@ -238,15 +264,46 @@ def checked(status: int, data: Any, what: str) -> Mapping[str, Any]:
     errors = [e for e in errors if not (isinstance(e, dict) and e.get("error_code") in _BENIGN)]
     warnings = [w for w in warnings
                 if not (isinstance(w, dict) and str(w.get("description", "")).endswith(_BENIGN_TEXT))]
-    codes = {e.get(k) for e in errors if isinstance(e, dict) for k in ("error_code", "error_number")}
+    codes = {e.get(k) for e in errors if isinstance(e, dict) for k in ("error_code", "error_number", "errno")}
     if status == 404 or codes & _NOT_FOUND:
-        raise NotFoundError(f"{what}: not found ({_messages(errors) or status})")
+        raise NotFoundError(f"{what}: not found ({_messages(errors) or status})",
+                            hint=UNKNOWN_JOB_HINT if codes & _NOT_FOUND else None)
     if status >= 400 or errors:
-        raise SlurmError(f"{what} answered HTTP {status}: {_messages(errors)}")
+        text = _messages(errors)
+        raise SlurmError(f"{what} answered HTTP {status}: {text}", hint=_auth_hint(status, text, codes))
     if warnings:  # e.g. "Ignoring unknown field": Slurm did not do all that was asked
         raise SlurmError(f"{what}: slurmrestd warned, so the request was not applied as asked: "
                          f"{_messages(warnings)}", hint="a field this slurmrestd does not know? (docs/slurm.md)")
     return data
+
+
+def _auth_hint(status: int, text: str, codes: set[Any]) -> str | None:
+    """The JWT fix for an answer that says the request was not authenticated: HTTP 401/403/511 or
+    "authentication" in Slurm's words (23.11+), or 22.05's bare "Unspecified error" (errno -1), which
+    its slurmrestd answers when slurmctld refuses the token."""
+    if status in _AUTH_STATUS or "authentication" in text.lower():
+        return JWT_HINT
+    if status == 500 and -1 in codes and "Unspecified error" in text:
+        return JWT_HINT + " (Slurm 22.05 answers a refused token so; otherwise see slurmctld's log)"
+    return None
+
+
+def header_value(value: str | None, what: str, *, secret: bool = False) -> str | None:
+    """``value`` as an HTTP header value: surrounding whitespace stripped (a pasted ``scontrol token``
+    line ends in a newline); ConfigError for a control or non-ASCII character left inside. The message
+    names the position, never the value (it may be a secret)."""
+    if value is None:
+        return None
+    text = value.strip()
+    for i, ch in enumerate(text):
+        if ord(ch) < 0x20 or ord(ch) == 0x7F or not ch.isascii():
+            kind = "a control character" if ch.isascii() else "a non-ASCII character"
+            fix = ("set it to the token alone, on one line: export $(scontrol token lifespan=SECONDS)"
+                   if secret else "set it to a plain user name")
+            shown = "" if secret else f" {text!r}"
+            raise ConfigError(f"{what}{shown} holds {kind} (U+{ord(ch):04X} at position {i + 1} of "
+                              f"{len(text)}); it is not sent", hint=fix)
+    return text or None
 
 
 def _hosts(value: str) -> list[str]:

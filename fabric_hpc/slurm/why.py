@@ -18,12 +18,14 @@ def _when(ts: float) -> str:
 
 
 def last_decisions(state_dir: str | Path | None, job_id: int) -> dict[str, dict[str, Any]]:
-    """The agent's latest audit entries about one job, by kind (place, waiting, requeue, handoff)."""
+    """The agent's latest audit entries about one job, by kind (place, waiting, requeue, handoff);
+    ``{"missing": {"path": ...}}`` when there is no decision log to read (no state dir given, or none
+    there), ``{"unreadable": ...}`` when this user may not read it."""
     out: dict[str, dict[str, Any]] = {}
     path = Path(state_dir) / "decisions.jsonl" if state_dir else None
     try:
-        if path is None or not path.exists():
-            return out
+        if path is None or not path.is_file():
+            return {"missing": {"path": None if path is None else str(path)}}
         entries = read_json_lines(path)
     except PermissionError:  # the state dir is the service user's (0750): Slurm's side is still told
         return {"unreadable": {"path": str(path)}}
@@ -51,8 +53,8 @@ def explain(client: SlurmClient, job_id: int, *, state_dir: str | Path | None = 
                      f"(solver {place.get('solver')}, cost {place.get('cost', 0):.2f}; spans {doms or 'n/a'})"
                      + ("" if same or not job.node_list else f", but Slurm ran it on {compress(list(job.node_list))}")
                      + ".")
-    elif "unreadable" in dec:
-        pass  # said below
+    elif "unreadable" in dec or ("missing" in dec and job.fabric_marked):
+        pass  # said below: without the agent's log, who placed it cannot be told
     elif "handoff" in dec:
         lines.append(_handoff_line(dec["handoff"]))
     elif job.fabric_marked:
@@ -63,6 +65,11 @@ def explain(client: SlurmClient, job_id: int, *, state_dir: str | Path | None = 
     if "unreadable" in dec:
         lines.append(f"The agent's audit log ({dec['unreadable']['path']}) is not readable by this user "
                      "(run as root or as the agent's service user to see its decisions).")
+    if "missing" in dec and job.fabric_marked:
+        log = dec["missing"]["path"]
+        where = f"no decision log at {log}" if log else "no state dir given"
+        lines.append(f"What the fabric agent decided for it cannot be told: {where} (give the agent's state "
+                     "directory: --state-dir, agent.state_dir of its config).")
     if "requeue" in dec and dec["requeue"].get("job") == job_id:
         r = dec["requeue"]
         lines.append(f"It was requeued at {_when(r['ts'])} to make room for job {r['for_job']} "
