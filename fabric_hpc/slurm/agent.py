@@ -44,6 +44,7 @@ from typing import Any
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ConfigError, ExternalError, FabricError
 from fabric_hpc.events import emit, make_event
+from fabric_hpc.inputs import os_error
 from fabric_hpc.pidlock import PidLock
 from fabric_hpc.scheduler import SchedulingPolicy, make_policy
 from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
@@ -433,8 +434,9 @@ def check_state_dir(path: Path) -> None:
         path.mkdir(mode=0o750)
     except FileExistsError:
         pass  # created meanwhile
-    except OSError as exc:
-        raise ConfigError(f"cannot create state dir {path}: {exc.strerror}", hint=hint) from None
+    except OSError as exc:  # a read-only or full filesystem, no permission: the system's, exit 5
+        error = os_error(exc, "state dir", path)
+        raise type(error)(f"cannot create state dir {path}: {exc.strerror or exc}", hint=hint) from None
 
 
 def model_overlap(fab: Fabric, slurm_nodes: list[str]) -> str:

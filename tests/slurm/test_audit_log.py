@@ -4,6 +4,8 @@ wrote ~86 MB a day before)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fabric_hpc.events import JsonLinesWriter, make_event, read_json_lines
 from fabric_hpc.slurm import audit
 from fabric_hpc.slurm.agent import Agent, AgentConfig
@@ -51,3 +53,15 @@ def test_unchanged_waiting_reasons_are_written_on_change_or_after_the_refresh(tm
     records = _waiting_records(tmp_path)
     assert len(records) == 2 and records[1]["jobs"] == records[0]["jobs"]
     assert len(read_json_lines(tmp_path / audit.CYCLES_LOG)) == 6  # every cycle recorded (replayable)
+
+
+def test_a_state_dir_the_system_refuses_is_an_external_failure():
+    """/sys takes no new directory (EPERM, as a read-only filesystem's EROFS): exit 5, not 3."""
+    import pytest
+
+    from fabric_hpc.errors import ExternalError
+    from fabric_hpc.slurm.agent import check_state_dir
+
+    with pytest.raises(ExternalError, match="cannot create state dir /sys/fabric-agent-state") as err:
+        check_state_dir(Path("/sys/fabric-agent-state"))
+    assert err.value.exit_code == 5 and "fabric slurm install" in err.value.hint
