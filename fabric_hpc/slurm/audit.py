@@ -9,14 +9,24 @@ they change and otherwise at most every :data:`WAITING_REFRESH_S`.
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from fabric_hpc.errors import ConfigError
 from fabric_hpc.events import JsonLinesWriter
 
 AUDIT_LOG = "decisions.jsonl"
 CYCLES_LOG = "cycles.jsonl"
 #: A log's size before it is rotated to ``<name>.1``: at most about twice this on disk per log.
 LOG_MAX_BYTES = 64 << 20
+#: What readers take from the logs' end (``decisions.jsonl``, then ``.1`` when that is shorter).
+TAIL_BYTES = 8 << 20
+MAX_LINE = 64 << 10
 #: Unchanged waiting reasons are written again after this long (readers of the log's tail find them).
 WAITING_REFRESH_S = 600.0
 
@@ -49,3 +59,65 @@ class WaitingLog:
             return False
         self._last, self._at = dict(waiting), now
         return True
+
+
+@dataclass
+class AuditTail:
+    """The audit log's last records, oldest first: each a JSON object with a string ``event`` and
+    a numeric ``ts``; ``damaged`` counts other lines (a torn last line is a write in progress, not
+    damage); ``truncated`` says older records were not read."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    damaged: int = 0
+    truncated: bool = False
+
+
+def read_tail(state_dir: Path, limit: int = TAIL_BYTES) -> AuditTail:
+    """The last ``limit`` bytes of the audit log, reaching into the rotated ``.1`` when the current
+    file is shorter. FileNotFoundError when there is no log; other OSErrors are the caller's."""
+    path = state_dir / AUDIT_LOG
+    blob, size = _tail(path, limit)
+    older = b""
+    if size < limit:
+        try:
+            older, old_size = _tail(path.with_name(AUDIT_LOG + ".1"), limit - size)
+            size += old_size
+        except FileNotFoundError:
+            pass
+    tail = AuditTail(truncated=size > limit)
+    lines = (older + blob).split(b"\n")
+    if tail.truncated:
+        lines = lines[1:]  # the first line is cut
+    for i, line in enumerate(lines):
+        if line.strip():
+            entry = _entry(line)
+            if entry is None:
+                tail.damaged += i < len(lines) - 1
+            else:
+                tail.entries.append(entry)
+    return tail
+
+
+def _tail(path: Path, limit: int) -> tuple[bytes, int]:
+    """(the last ``limit`` bytes of ``path``, its size); a regular file only, never a FIFO."""
+    with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK | os.O_NOFOLLOW)) as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise ConfigError(f"the agent's audit log {path} is not a regular file",
+                              hint="the agent writes it as a plain file: remove what is there")
+        size = fh.seek(0, 2)
+        fh.seek(max(0, size - limit))
+        return fh.read(limit), size
+
+
+def _entry(line: bytes) -> dict[str, Any] | None:
+    if len(line) > MAX_LINE:
+        return None
+    try:
+        entry = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    ts = entry.get("ts") if isinstance(entry, dict) else None
+    if not isinstance(entry, dict) or not isinstance(entry.get("event"), str) \
+            or isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
+        return None
+    return entry

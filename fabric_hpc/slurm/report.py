@@ -19,7 +19,6 @@ on the page, never silently dropped.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import signal
 import threading
 import time
@@ -34,6 +33,7 @@ from fabric_hpc.errors import ConfigError, ExternalError, FabricError
 from fabric_hpc.inputs import os_error
 from fabric_hpc.hostlist import compress
 from fabric_hpc.placement.state import DOWN, FREE, ClusterState
+from fabric_hpc.slurm.audit import AUDIT_LOG, TAIL_BYTES, read_tail
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient
 from fabric_hpc.slurm.parse import reason_words
 from fabric_hpc.slurm.report_health import domain_bounds, health, modelled_cost
@@ -41,8 +41,7 @@ from fabric_hpc.slurm.view import UNATTRIBUTED, split_options
 from fabric_hpc.topology import Fabric
 
 #: The audit log is read from its end, at most this many bytes (older decisions are not shown).
-MAX_AUDIT_BYTES = 8 << 20
-MAX_AUDIT_LINE = 64 << 10
+MAX_AUDIT_BYTES = TAIL_BYTES
 _MAX_SHOWN = 12  # names listed in one warning
 
 
@@ -84,44 +83,20 @@ def read_agent_log(state_dir: str | Path) -> AgentLog:
     d = Path(state_dir)
     if not d.is_dir():
         raise ConfigError(f"no agent state directory {d}", hint="pass the --state-dir the agent runs with, or omit it")
-    log = AgentLog()
-    path = d / "decisions.jsonl"
+    path = d / AUDIT_LOG
     try:
-        with open(path, "rb") as fh:
-            size = fh.seek(0, 2)
-            fh.seek(max(0, size - MAX_AUDIT_BYTES))
-            blob = fh.read(MAX_AUDIT_BYTES)
+        tail = read_tail(d, MAX_AUDIT_BYTES)
     except FileNotFoundError:
-        return log
+        return AgentLog()
     except PermissionError as exc:  # exit 5, as a permission error on any path (README)
         raise ExternalError(f"cannot read the agent's audit log {path}: {exc.strerror or exc}",
                             hint="run the report as a user who may read the agent's state directory") from None
     except OSError as exc:
         raise os_error(exc, "the agent's audit log", path) from None
-    lines = blob.split(b"\n")
-    if size > MAX_AUDIT_BYTES:
-        log.truncated, lines = True, lines[1:]  # the first line is cut
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        entry = _entry(line)
-        if entry is None:
-            log.damaged += i < len(lines) - 1  # a torn last line is a write in progress, not damage
-            continue
+    log = AgentLog(damaged=tail.damaged, truncated=tail.truncated)
+    for entry in tail.entries:
         _take(log, entry)
     return log
-
-
-def _entry(line: bytes) -> dict[str, Any] | None:
-    if len(line) > MAX_AUDIT_LINE:
-        return None
-    try:
-        entry = json.loads(line)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(entry, dict) or not isinstance(entry.get("event"), str) or _num(entry.get("ts")) is None:
-        return None
-    return entry
 
 
 def _take(log: AgentLog, e: dict[str, Any]) -> None:

@@ -7,8 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fabric_hpc.events import read_json_lines
 from fabric_hpc.hostlist import compress
+from fabric_hpc.inputs import os_error
+from fabric_hpc.slurm.audit import AUDIT_LOG, read_tail
 from fabric_hpc.slurm.contract import Job, SlurmClient
 from fabric_hpc.slurm.parse import reason_words
 
@@ -22,13 +23,17 @@ def last_decisions(state_dir: str | Path | None, job_id: int) -> dict[str, dict[
     ``{"missing": {"path": ...}}`` when there is no decision log to read (no state dir given, or none
     there), ``{"unreadable": ...}`` when this user may not read it."""
     out: dict[str, dict[str, Any]] = {}
-    path = Path(state_dir) / "decisions.jsonl" if state_dir else None
+    path = Path(state_dir) / AUDIT_LOG if state_dir else None
     try:
         if path is None or not path.is_file():
             return {"missing": {"path": None if path is None else str(path)}}
-        entries = read_json_lines(path)
+        entries = read_tail(path.parent).entries  # the log's end, into the rotated one (audit.py)
     except PermissionError:  # the state dir is the service user's (0750): Slurm's side is still told
         return {"unreadable": {"path": str(path)}}
+    except FileNotFoundError:  # removed meanwhile
+        return {"missing": {"path": str(path)}}
+    except OSError as exc:
+        raise os_error(exc, "the agent's audit log", path) from None
     for e in entries:
         kind = e.get("event", "").removeprefix("agent.")
         if e.get("job") == job_id or e.get("for_job") == job_id:

@@ -65,3 +65,27 @@ def test_a_state_dir_the_system_refuses_is_an_external_failure():
     with pytest.raises(ExternalError, match="cannot create state dir /sys/fabric-agent-state") as err:
         check_state_dir(Path("/sys/fabric-agent-state"))
     assert err.value.exit_code == 5 and "fabric slurm install" in err.value.hint
+
+
+def test_readers_find_decisions_in_the_rotated_log_and_refuse_a_fifo(tmp_path):
+    import os
+
+    import pytest
+
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.slurm import report
+    from fabric_hpc.slurm.why import last_decisions
+
+    (tmp_path / "decisions.jsonl.1").write_text(
+        '{"ts": 1, "event": "agent.place", "job": 5, "hosts": ["n1"]}\n')
+    (tmp_path / "decisions.jsonl").write_text('{"ts": 2, "event": "agent.waiting", "jobs": {"6": "Compact"}}\n')
+    log = report.read_agent_log(tmp_path)
+    assert set(log.placed) == {5} and log.waiting[6]["reason"] == "Compact" and not log.truncated
+    assert last_decisions(tmp_path, 5)["place"]["hosts"] == ["n1"]
+    tail = audit.read_tail(tmp_path, limit=70)  # the current file whole, a cut line of the old one dropped
+    assert [e["event"] for e in tail.entries] == ["agent.waiting"] and tail.truncated
+    fifo = tmp_path / "f"
+    fifo.mkdir()
+    os.mkfifo(fifo / "decisions.jsonl")
+    with pytest.raises(ConfigError, match="is not a regular file"):  # at once: never blocks on a FIFO
+        report.read_agent_log(fifo)
