@@ -39,6 +39,7 @@ def reshard(path: Path | str, out_root: Path | str, world_size: int, *, step: in
     check_mesh(mesh, world_size)
     t0 = time.perf_counter()
     ckpt = open_checkpoint(path, step)
+    check_out_apart(path, out_root)
     _check_mesh_fits(ckpt.manifest, mesh)
     state, splits = {}, {}
     with reading(ckpt.ref):
@@ -60,6 +61,23 @@ def reshard(path: Path | str, out_root: Path | str, world_size: int, *, step: in
                           existing=True)
     return save(out_root, unflatten(state), step=m.step, layout=layout,
                 tags=m.tags, metadata=m.user_metadata, splits=splits, record_world_size=world_size)
+
+
+def check_out_apart(source: Path | str, out_root: Path | str) -> None:
+    """CheckpointError when ``out_root`` is the checkpoint being read, lies inside it, or holds it
+    (compared after resolving symlinks): a reshard written there would meet the source's own step
+    and could only be refused with advice to delete the one copy."""
+    src, out = Path(os.path.realpath(source)), Path(os.path.realpath(out_root))
+    if out == src:
+        why = "is the checkpoint being read"
+    elif src in out.parents:
+        why = f"is inside the checkpoint being read ({source})"
+    elif out in src.parents:
+        why = f"holds the checkpoint being read ({source})"
+    else:
+        return
+    raise CheckpointError(f"--out {out_root} {why}; the reshard would be written over its source",
+                          hint="give another directory as --out (a new checkpoint root)")
 
 
 def _check_mesh_fits(m: Manifest, mesh: tuple[int, ...] | None) -> None:
