@@ -12,7 +12,7 @@ import numpy as np
 from fabric_hpc.checkpoint.errors import CheckpointError
 from fabric_hpc.checkpoint.format import Manifest, SplitInfo, stored_dtype, unflatten
 from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint
-from fabric_hpc.checkpoint.restore import entry_nbytes
+from fabric_hpc.checkpoint.restore import entry_nbytes, require_readable
 from fabric_hpc.checkpoint.store import reading, step_dir_name
 from fabric_hpc.checkpoint.tensors import HostArray, check_mesh
 from fabric_hpc.errors import FabricError
@@ -43,6 +43,7 @@ def reshard(path: Path | str, out_root: Path | str, world_size: int, *, step: in
     _check_mesh_fits(ckpt.manifest, mesh)
     state, splits = {}, {}
     with reading(ckpt.ref):
+        require_readable(ckpt)
         for name in ckpt.names:
             entry = ckpt.entry(name)
             state[name] = HostArray(_read_whole(ckpt, name), entry.dtype)

@@ -93,26 +93,67 @@ def resolve(path: Path | str, step: int | None = None) -> CheckpointRef:
                                           hint=f"give {inside} (or its root {inside.parent})")
         return CheckpointRef(path, int(m.group(1)) if m else -1)
     refs = list_checkpoints(path)
+    steps = [r.step for r in refs][-10:]
     if step is not None:
         for ref in refs:
             if ref.step == step:
                 return ref
+        if os.path.lexists(path / step_dir_name(step)):
+            raise CheckpointCorruptError(
+                f"{path}: {step_dir_name(step)} is {why_uncommitted(path / step_dir_name(step))}",
+                hint=_uncommitted_fix(path / step_dir_name(step), steps),
+                problems=[f"{step_dir_name(step)}: {why_uncommitted(path / step_dir_name(step))}"])
         raise CheckpointNotFoundError(f"no checkpoint for step {step} in {path}",
-                                      hint=f"steps present: {[r.step for r in refs][-10:]}")
+                                      hint=f"steps present: {steps}")
     latest = read_latest(path)
     for ref in refs:  # only a real step directory inside the root (list_checkpoints skips symlinks)
         if ref.path.name == latest:
             return ref
-    latest_dir = path / latest if latest is not None else None
-    if latest_dir is not None and latest_dir.is_dir() and not latest_dir.is_symlink():  # not committed
-        raise CheckpointCorruptError(
-            f"{path}: latest names {latest}, which is damaged (no {MANIFEST}); not falling back silently",
-            hint=f"restore an older step explicitly (--step; steps: {[r.step for r in refs][-10:]}), "
-                 "after `fabric ckpt verify --all`", problems=[f"{latest}: {MANIFEST} is missing"])
+    _refuse_damaged_latest(path, latest, steps)
     if not refs:
         raise CheckpointNotFoundError(f"no committed checkpoint in {path}",
                                       hint="save one first, or point at the right directory")
     return refs[-1]
+
+
+def _refuse_damaged_latest(root: Path, latest: str | None, steps: list[int]) -> None:
+    """CheckpointCorruptError when ``latest`` is damaged (not a regular file naming a step) or
+    names an entry that is not a committed checkpoint (no manifest, a symlink, not a directory):
+    restoring the newest committed step instead would be a silent rollback. A ``latest`` naming
+    a step that is gone (pruned by hand) is not damage: the caller falls back to the newest."""
+    if latest is None and os.path.lexists(root / LATEST):
+        problem = f"{LATEST}: {LATEST_DAMAGED}"
+        raise CheckpointCorruptError(
+            f"{root}: {problem}; not falling back silently",
+            hint=f"give --step explicitly (steps: {steps}), or rewrite it (e.g. `echo step-NNNNNNNNNN > "
+                 f"{root / LATEST}` naming the step to resume from), after `fabric ckpt verify --all`",
+            problems=[problem])
+    if latest is not None and os.path.lexists(root / latest):  # there, but not a committed checkpoint
+        why = why_uncommitted(root / latest)
+        damaged = "damaged (no zarr.json)" if why.startswith("not a committed") and (root / latest).is_dir() \
+            else why
+        raise CheckpointCorruptError(
+            f"{root}: latest names {latest}, which is {damaged}; not falling back silently",
+            hint=_uncommitted_fix(root / latest, steps), problems=[f"{latest}: {why}"])
+
+
+#: what :func:`root_problems` and a refused restore say about a ``latest`` that cannot be read
+LATEST_DAMAGED = "not a regular file naming a step-NNNNNNNNNN directory"
+
+
+def why_uncommitted(entry: Path) -> str:
+    """Why an entry named like a step is not a committed checkpoint (the one wording of list,
+    verify and restore)."""
+    if entry.is_symlink():
+        return "a symlink (not followed): a step directory must be a real directory inside the root"
+    return f"not a committed checkpoint ({MANIFEST} missing, or not a directory)"
+
+
+def _uncommitted_fix(entry: Path, steps: list[int]) -> str:
+    if entry.is_symlink():
+        return (f"put the directory itself at {entry} (remove the link, then move the directory it points to "
+                f"there), or restore another step with --step (steps: {steps})")
+    return f"restore an older step explicitly (--step; steps: {steps}), after `fabric ckpt verify --all`"
 
 
 def root_problems(root: Path) -> list[str]:
@@ -124,11 +165,11 @@ def root_problems(root: Path) -> list[str]:
     if os.path.lexists(root / LATEST):
         latest = read_latest(root)
         if latest is None:
-            problems.append(f"{LATEST}: not a regular file naming a step-NNNNNNNNNN directory")
+            problems.append(f"{LATEST}: {LATEST_DAMAGED}")
         elif not os.path.lexists(root / latest):
             problems.append(f"{LATEST}: names {latest}, which is missing (restores use the newest committed step)")
     for ref in uncommitted_steps(root):
-        problems.append(f"{ref.path.name}: not a committed checkpoint ({MANIFEST} missing, or not a directory)")
+        problems.append(f"{ref.path.name}: {why_uncommitted(ref.path)}")
     return problems
 
 

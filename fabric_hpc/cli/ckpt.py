@@ -51,7 +51,7 @@ def list_cmd(directory: Path, as_json: bool) -> None:
     """List the committed checkpoints under DIRECTORY (newest last)."""
     from fabric_hpc.checkpoint import CheckpointError, open_checkpoint
     from fabric_hpc.checkpoint.format import MANIFEST
-    from fabric_hpc.checkpoint.store import list_checkpoints, read_latest, uncommitted_steps
+    from fabric_hpc.checkpoint.store import list_checkpoints, read_latest, uncommitted_steps, why_uncommitted
     latest = read_latest(directory)
     rows = []
     for ref in list_checkpoints(directory):
@@ -63,9 +63,9 @@ def list_cmd(directory: Path, as_json: bool) -> None:
         except CheckpointError as exc:
             rows.append({"step": ref.step, "path": str(ref.path), "latest": ref.path.name == latest,
                          "damaged": True, "error": exc.message})
-    for ref in uncommitted_steps(directory):  # shown, not hidden: a partial copy or a damaged step
+    for ref in uncommitted_steps(directory):  # shown, not hidden: a partial copy, a symlink, a damaged step
         rows.append({"step": ref.step, "path": str(ref.path), "latest": ref.path.name == latest, "damaged": True,
-                     "error": f"not a committed checkpoint ({MANIFEST} missing, or not a directory)"})
+                     "error": why_uncommitted(ref.path)})
     rows.sort(key=lambda r: r["step"])
 
     def human(c) -> None:
@@ -147,6 +147,8 @@ def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> 
     if not refs and not reports:
         _nothing_to_verify(path)
     for s in refs:
+        if s is None and reports and _latest_refused(path):  # the root's report above names the damage
+            continue
         try:
             total = open_checkpoint(path, s).manifest.nbytes
         except CheckpointCorruptError:
@@ -160,6 +162,17 @@ def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> 
     if bad:
         raise CheckpointCorruptError(f"{len(bad)} checkpoint(s) damaged: " + ", ".join(str(r.path) for r in bad),
                                      hint="restore an older step (`fabric ckpt list`), or re-save")
+
+
+def _latest_refused(root: Path) -> bool:
+    """Whether opening ``root`` without --step is refused (a damaged ``latest``)."""
+    from fabric_hpc.checkpoint import CheckpointCorruptError
+    from fabric_hpc.checkpoint.store import resolve
+    try:
+        resolve(root)
+    except CheckpointCorruptError:
+        return True
+    return False
 
 
 def _nothing_to_verify(path: Path) -> None:

@@ -20,7 +20,8 @@ STEP = "step-0000000200"
 def ck3(tmp_path: Path) -> Path:
     """Step 200 saved by 3 ranks (a reshard of a one-rank save), layout {"tp": 3}."""
     w = np.arange(60, dtype=np.float32).reshape(12, 5)
-    save(tmp_path / "src", {"model": {"w": Shard.of(w, 0, 0, 1)}, "b": np.ones(3)}, step=200, layout={"tp": 3})
+    state = {"model": {"w": Shard.of(w, 0, 0, 1)}, "b": np.ones(3)}
+    save(tmp_path / "src", state, step=200, layout={"tp": 3})
     reshard(tmp_path / "src", tmp_path / "ck3", 3)
     return tmp_path / "ck3"
 
@@ -43,3 +44,56 @@ def test_restore_out_overlapping_the_source_is_refused_up_front(ck3: Path, tmp_p
     assert "the checkpoint being read" in err and "fix: give another directory as --out" in err
     assert "delete" not in err and "differs" not in err
     assert _tree(ck3) == before
+
+
+def test_restore_refuses_what_verify_calls_damaged(ck3: Path, tmp_path: Path, capsys) -> None:
+    """An array's zarr.json deleted: verify said DAMAGED (3), restore went ahead (0)."""
+    from fabric_hpc.checkpoint import CheckpointCorruptError, restore
+    (ck3 / STEP / "model" / "w" / "zarr.json").unlink()
+    code, _, _ = run_cli(capsys, "ckpt", "verify", str(ck3))
+    assert code == 3
+    code, _, err = run_cli(capsys, "ckpt", "restore", str(ck3), "--to-world-size", "2",
+                           "--out", str(tmp_path / "o"))
+    assert code == 3 and "model/w/zarr.json: missing" in err and not (tmp_path / "o").exists()
+    with pytest.raises(CheckpointCorruptError, match="model/w/zarr.json: missing"):
+        restore(ck3)
+    os.mkfifo(ck3 / STEP / "b" / "stray")  # a FIFO no manifest names: verify lists it, so restore refuses
+    with pytest.raises(CheckpointCorruptError, match="b/stray: is a FIFO"):
+        restore(ck3, names=["b"])
+
+
+def test_a_damaged_latest_is_refused_by_restore_and_reported_once_by_verify(ck3: Path, tmp_path: Path,
+                                                                             capsys) -> None:
+    (ck3 / "latest").write_text("../../etc\n")
+    code, out, _ = run_cli(capsys, "ckpt", "verify", str(ck3), "--json")
+    reports = json.loads(out)
+    assert code == 3 and len(reports) == 1 and "latest: not a regular file" in reports[0]["problems"][0]
+    code, _, err = run_cli(capsys, "ckpt", "restore", str(ck3), "--to-world-size", "2",
+                           "--out", str(tmp_path / "o"))
+    assert code == 3 and "not falling back silently" in err and "fix: give --step explicitly" in err
+    code, _, err = run_cli(capsys, "ckpt", "restore", str(ck3), "--step", "200", "--to-world-size", "2",
+                           "--out", str(tmp_path / "o"))
+    assert code == 0, err  # an explicit step still restores
+
+
+def test_a_symlinked_step_is_refused_the_same_way_by_list_verify_and_restore(ck3: Path, tmp_path: Path,
+                                                                           capsys) -> None:
+    """latest -> a symlinked step-999: list starred it, restore used 200, restore --step 999 said 'no
+    checkpoint for step 999'."""
+    import shutil
+    shutil.copytree(ck3 / STEP, tmp_path / "elsewhere")
+    doc = json.loads((tmp_path / "elsewhere" / "zarr.json").read_text())
+    doc["attributes"]["fabric_checkpoint"]["step"] = 999
+    (tmp_path / "elsewhere" / "zarr.json").write_text(json.dumps(doc))
+    os.symlink(tmp_path / "elsewhere", ck3 / "step-0000000999")
+    (ck3 / "latest").write_text("step-0000000999\n")
+    code, out, _ = run_cli(capsys, "ckpt", "list", str(ck3), "--json")
+    row = json.loads(out)[-1]
+    assert code == 0 and row["step"] == 999 and row["damaged"] and "a symlink (not followed)" in row["error"]
+    code, out, _ = run_cli(capsys, "ckpt", "verify", str(ck3), "--json")
+    assert code == 3 and "step-0000000999: a symlink (not followed)" in json.loads(out)[0]["problems"][0]
+    for extra in ([], ["--step", "999"]):
+        code, _, err = run_cli(capsys, "ckpt", "restore", str(ck3), *extra, "--to-world-size", "2",
+                               "--out", str(tmp_path / "o"))
+        assert code == 3 and "step-0000000999" in err and "is a symlink (not followed)" in err, err
+        assert "fix: put the directory itself at" in err and not (tmp_path / "o").exists()
