@@ -22,18 +22,13 @@ from pathlib import Path
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.checkpoint import fsio
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError
-from fabric_hpc.checkpoint.format import MANIFEST
+from fabric_hpc.checkpoint.format import MANIFEST, MAX_STEP
 
 LATEST = "latest"
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
 LATEST_TMP_PREFIX = ".latest"  # write_atomic's ".latest.<host>-<pid>-<hex>.tmp"; older versions ".latest-<pid>-<hex>"
 _STEP_DIR = re.compile(r"^step-(\d{10})$")
-
-
-#: the largest step a directory name holds (``step-`` and ten digits: what readers, the Slurm
-#: agent's checkpoint-time reader and the tiers look for)
-MAX_STEP = 10**10 - 1
 
 
 def step_dir_name(step: int) -> str:

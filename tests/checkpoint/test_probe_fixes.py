@@ -97,3 +97,36 @@ def test_a_symlinked_step_is_refused_the_same_way_by_list_verify_and_restore(ck3
                                "--out", str(tmp_path / "o"))
         assert code == 3 and "step-0000000999" in err and "is a symlink (not followed)" in err, err
         assert "fix: put the directory itself at" in err and not (tmp_path / "o").exists()
+
+
+def _edit_manifest(step_dir: Path, **fields: object) -> None:
+    doc = json.loads((step_dir / "zarr.json").read_text())
+    doc["attributes"]["fabric_checkpoint"].update(fields)
+    (step_dir / "zarr.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize(("field", "value", "needle"), [
+    ("format_version", 0, "format_version: 0 is not a format version (versions start at 1"),
+    ("world_size", 0, "world_size: world size 0: a checkpoint is saved by at least one rank"),
+    ("step", -1, "step: step -1 is outside 0..9999999999"),
+    ("nbytes", -5, "nbytes: size -5 is negative"),
+])
+def test_impossible_manifest_values_are_damage(ck3: Path, tmp_path: Path, capsys, field: str, value: int,
+                                               needle: str) -> None:
+    """format_version 0 or world_size 0 got OK from verify, and restore went ahead."""
+    _edit_manifest(ck3 / STEP, **{field: value})
+    code, out, _ = run_cli(capsys, "ckpt", "verify", str(ck3), "--step", "200", "--json")
+    problems = json.loads(out)[0]["problems"]
+    assert code == 3 and any(needle in p for p in problems), problems
+    assert "Value error" not in problems[0]
+    code, _, err = run_cli(capsys, "ckpt", "restore", str(ck3), "--step", "200", "--to-world-size", "2",
+                           "--out", str(tmp_path / "o"))
+    assert code == 3 and needle in err and "fix: run `fabric ckpt verify` and restore an older step" in err
+
+
+def test_a_crc_that_is_not_32_bits_is_damage(ck3: Path) -> None:
+    from fabric_hpc.checkpoint import verify
+    doc = json.loads((ck3 / STEP / "zarr.json").read_text())
+    doc["attributes"]["fabric_checkpoint"]["tensors"]["b"]["chunks"][0]["crc32c"] = -1
+    (ck3 / STEP / "zarr.json").write_text(json.dumps(doc))
+    assert any("crc32c -1 is not an unsigned 32-bit value" in p for p in verify(ck3).problems)
