@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import field_validator
 
-from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError
+from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNewerFormatError
 from fabric_hpc.validation import StrictModel
 
 FORMAT_NAME = "fabric-checkpoint"
@@ -320,7 +320,7 @@ def parse_manifest(raw: bytes, source: str) -> Manifest:
                                      problems=[f"{source}: manifest is not valid: {why[:400]}"],
                                      hint="run `fabric ckpt verify` and restore an older step") from exc
     if manifest.format_version > FORMAT_VERSION:
-        raise CheckpointError(f"{source}: format version {manifest.format_version} is newer than "
+        raise CheckpointNewerFormatError(f"{source}: format version {manifest.format_version} is newer than "
                               f"this fabric-hpc understands ({FORMAT_VERSION})", hint="upgrade fabric-hpc")
     problems = [p for name, e in manifest.tensors.items() for p in _entry_problems(name, e)]
     problems += tensor_group_clashes(manifest.tensors)

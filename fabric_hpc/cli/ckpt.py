@@ -50,6 +50,7 @@ def group() -> None:
 def list_cmd(directory: Path, as_json: bool) -> None:
     """List the committed checkpoints under DIRECTORY (newest last)."""
     from fabric_hpc.checkpoint import CheckpointError, open_checkpoint
+    from fabric_hpc.checkpoint.errors import CheckpointNewerFormatError
     from fabric_hpc.checkpoint.format import MANIFEST
     from fabric_hpc.checkpoint.store import list_checkpoints, read_latest, uncommitted_steps, why_uncommitted
     latest = read_latest(directory)
@@ -60,6 +61,9 @@ def list_cmd(directory: Path, as_json: bool) -> None:
             rows.append({"step": ref.step, "path": str(ref.path), "latest": ref.path.name == latest,
                          "created_at": m.created_at, "world_size": m.world_size, "tensors": len(m.tensors),
                          "bytes": m.nbytes, "tags": m.tags})
+        except CheckpointNewerFormatError as exc:  # not damage: upgrade fabric-hpc to read it
+            rows.append({"step": ref.step, "path": str(ref.path), "latest": ref.path.name == latest,
+                         "newer_format": True, "error": f"{exc.message} (fix: {exc.hint})"})
         except CheckpointError as exc:
             rows.append({"step": ref.step, "path": str(ref.path), "latest": ref.path.name == latest,
                          "damaged": True, "error": exc.message})
@@ -76,7 +80,7 @@ def list_cmd(directory: Path, as_json: bool) -> None:
             return
         t = table(
             f"checkpoints in {directory}", ["step", "latest", "created", "world", "tensors", "size", "tags"],
-            [(r["step"], "*" if r["latest"] else "", r.get("created_at", f"DAMAGED: {r.get('error')}"),
+            [(r["step"], "*" if r["latest"] else "", r.get("created_at", f"{_label(r)}: {r.get('error')}"),
               r.get("world_size"), r.get("tensors"), _size(r["bytes"]) if "bytes" in r else "",
               ",".join(r.get("tags", []))) for r in rows])
         # a timestamp is never cut in two (other columns give way); a DAMAGED message still folds
@@ -84,6 +88,10 @@ def list_cmd(directory: Path, as_json: bool) -> None:
         _fit_last_column(c, t)
         c.print(t)
     render(as_json, rows, human)
+
+
+def _label(row: dict[str, Any]) -> str:
+    return "NEWER FORMAT" if row.get("newer_format") else "DAMAGED"
 
 
 def _fit_last_column(c: Any, t: Any) -> None:
@@ -247,12 +255,15 @@ def prune_cmd(directory: Path, keep_last: int, keep_every: int | None, keep_tagg
         raise CheckpointNotFoundError(f"{directory} holds no committed checkpoint: nothing to prune",
                                       hint="give a checkpoint root (the directory holding step-NNNNNNNNNN directories)")
     res = prune(directory, RetentionPolicy(keep_last, keep_every, keep_tagged), dry_run=dry_run)
-    data = {"removed": res.removed, "kept": res.kept, "busy": res.busy, "damaged": res.damaged, "dry_run": dry_run}
+    data = {"removed": res.removed, "kept": res.kept, "busy": res.busy, "damaged": res.damaged,
+            "newer_format": res.newer, "dry_run": dry_run}
     render(as_json, data, lambda c: c.print(
         f"{'would remove' if dry_run else 'removed'} {res.removed or 'nothing'}; kept {res.kept}"
         + (f"; busy (being read, retry later) {res.busy}" if res.busy else "")
         + (f"; DAMAGED, kept and not counted in --keep-last (see fabric ckpt verify): {res.damaged}"
-           if res.damaged else "")))
+           if res.damaged else "")
+        + (f"; NEWER FORMAT (written by a newer fabric-hpc; upgrade to read it), kept and not counted in "
+           f"--keep-last: {res.newer}" if res.newer else "")))
 
 
 @group.command("export")

@@ -130,3 +130,21 @@ def test_a_crc_that_is_not_32_bits_is_damage(ck3: Path) -> None:
     doc["attributes"]["fabric_checkpoint"]["tensors"]["b"]["chunks"][0]["crc32c"] = -1
     (ck3 / STEP / "zarr.json").write_text(json.dumps(doc))
     assert any("crc32c -1 is not an unsigned 32-bit value" in p for p in verify(ck3).problems)
+
+
+def test_a_newer_format_is_labelled_so_by_list_and_prune_and_never_pruned(tmp_path: Path, capsys) -> None:
+    """list and prune called a format_version 3 checkpoint DAMAGED (verify said: upgrade)."""
+    for step in (1, 2, 3):
+        save(tmp_path / "ck", {"b": np.full(3, step)}, step=step)
+    _edit_manifest(tmp_path / "ck" / "step-0000000001", format_version=3)
+    code, out, _ = run_cli(capsys, "ckpt", "list", str(tmp_path / "ck"), "--json")
+    row = json.loads(out)[0]
+    assert code == 0 and row["newer_format"] and "damaged" not in row and "upgrade fabric-hpc" in row["error"]
+    code, out, _ = run_cli(capsys, "ckpt", "list", str(tmp_path / "ck"))
+    assert code == 0 and "NEWER FORMAT" in out and "DAMAGED" not in out
+    code, out, _ = run_cli(capsys, "ckpt", "prune", str(tmp_path / "ck"), "--keep-last", "1", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["newer_format"] == [1] and data["damaged"] == [] and data["removed"] == [2]
+    assert (tmp_path / "ck" / "step-0000000001").is_dir()
+    code, out, _ = run_cli(capsys, "ckpt", "prune", str(tmp_path / "ck"), "--keep-last", "1")
+    assert code == 0 and "NEWER FORMAT" in out and "DAMAGED" not in out
