@@ -313,8 +313,8 @@ def parse_manifest(raw: bytes, source: str) -> Manifest:
             raise ValueError(f"not a fabric checkpoint (root zarr.json has no {ATTR!r} attribute)")
         manifest = Manifest.model_validate(doc["attributes"][ATTR])
     except (ValueError, ValidationError) as exc:
-        why = ("; ".join(f"{'.'.join(map(str, e['loc'])) or 'manifest'}: {e['msg'].removeprefix('Value error, ')}"
-                         for e in exc.errors()[:5])
+        why = ("; ".join(f"{'.'.join(map(str, e['loc'])) or 'manifest'}: "
+                         f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors()[:5])
                if isinstance(exc, ValidationError) else str(exc))  # one line, no pydantic URLs
         raise CheckpointCorruptError(f"{source}: manifest is not valid: {why[:400]}",
                                      problems=[f"{source}: manifest is not valid: {why[:400]}"],

@@ -13,7 +13,7 @@ from fabric_hpc.checkpoint.errors import CheckpointError
 from fabric_hpc.checkpoint.format import Manifest, SplitInfo, stored_dtype, unflatten
 from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint
 from fabric_hpc.checkpoint.restore import entry_nbytes, require_readable
-from fabric_hpc.checkpoint.store import reading, step_dir_name
+from fabric_hpc.checkpoint.store import reading, removed_on_failure, step_dir_name
 from fabric_hpc.checkpoint.tensors import HostArray, check_mesh
 from fabric_hpc.errors import FabricError
 from fabric_hpc.checkpoint.writer import SaveResult, save
@@ -60,8 +60,9 @@ def reshard(path: Path | str, out_root: Path | str, world_size: int, *, step: in
         _check_same_reshard(dest, state, splits, m, layout, world_size)
         return SaveResult(dest, m.step, open_checkpoint(dest).manifest.nbytes, time.perf_counter() - t0,
                           existing=True)
-    return save(out_root, unflatten(state), step=m.step, layout=layout,
-                tags=m.tags, metadata=m.user_metadata, splits=splits, record_world_size=world_size)
+    with removed_on_failure(out_root):
+        return save(out_root, unflatten(state), step=m.step, layout=layout,
+                    tags=m.tags, metadata=m.user_metadata, splits=splits, record_world_size=world_size)
 
 
 def check_out_apart(source: Path | str, out_root: Path | str) -> None:

@@ -178,6 +178,33 @@ def uncommitted_steps(root: Path) -> list[CheckpointRef]:
 
 
 @contextmanager
+def removed_on_failure(root: Path | str) -> Iterator[None]:
+    """When ``root`` does not exist yet and the body fails (ENOSPC, a read-only mount), remove the
+    directory it created if nothing but the save lock is left in it (a failed save removes its
+    temporary directory itself): a failed command leaves no empty checkpoint root behind."""
+    root = Path(root)
+    created = not os.path.lexists(root)
+    try:
+        yield
+    except BaseException:
+        if created and root.is_dir() and not root.is_symlink():
+            _remove_if_only_lock(root)
+        raise
+
+
+def _remove_if_only_lock(root: Path) -> None:
+    """Remove ``root`` if it holds only an idle ``.lock`` (held exclusively while removing, so a
+    save that started meanwhile keeps its root)."""
+    try:
+        with root_lock(root, blocking=False) as held:
+            if held and set(os.listdir(root)) == {".lock"}:
+                os.unlink(root / ".lock")
+                root.rmdir()
+    except OSError:
+        pass  # another process is using it, or the filesystem refuses: leave it
+
+
+@contextmanager
 def root_lock(root: Path, *, blocking: bool = True) -> Iterator[bool]:
     """Exclusive flock on ``ROOT/.lock`` for the committer (save, prune). Yields whether held."""
     fd = os.open(Path(root) / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, fsio.FILE_MODE)

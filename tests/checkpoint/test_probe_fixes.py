@@ -148,3 +148,79 @@ def test_a_newer_format_is_labelled_so_by_list_and_prune_and_never_pruned(tmp_pa
     assert (tmp_path / "ck" / "step-0000000001").is_dir()
     code, out, _ = run_cli(capsys, "ckpt", "prune", str(tmp_path / "ck"), "--keep-last", "1")
     assert code == 0 and "NEWER FORMAT" in out and "DAMAGED" not in out
+
+
+def _unshare() -> list[str]:
+    """A command prefix that runs in a private mount namespace (to mount a tiny or read-only
+    tmpfs), or a skip where this machine allows none."""
+    import subprocess
+    for cmd in (["unshare", "-m"], ["unshare", "-Urm"]):
+        try:
+            if subprocess.run([*cmd, "true"], capture_output=True, timeout=30).returncode == 0:
+                return cmd
+        except (OSError, subprocess.TimeoutExpired):
+            break
+    pytest.skip("no private mount namespace here (unshare -m): cannot mount a small tmpfs")
+
+
+def _fabric_on_tmpfs(mnt: Path, opts: str, *args: str) -> tuple[int, str, list[str]]:
+    """``fabric ARGS`` with a fresh tmpfs (mount options ``opts``) on ``mnt``: (exit code, stderr,
+    what was left on the tmpfs)."""
+    import shlex
+    import subprocess
+    import sys
+    repo = Path(__file__).resolve().parents[2]
+    script = (f"mount -t tmpfs -o {opts} tmpfs {shlex.quote(str(mnt))} && "
+              f"{shlex.quote(sys.executable)} -m fabric_hpc.cli {' '.join(map(shlex.quote, args))}; rc=$?; "
+              f"find {shlex.quote(str(mnt))} -mindepth 1 >&2; exit $rc")
+    proc = subprocess.run([*_unshare(), "sh", "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(repo), "COLUMNS": "200"})
+    lines = proc.stderr.splitlines()
+    left = [ln for ln in lines if ln.startswith(str(mnt))]
+    return proc.returncode, "\n".join(ln for ln in lines if ln not in left), left
+
+
+@pytest.fixture
+def big(tmp_path: Path) -> Path:
+    save(tmp_path / "big", {"w": np.ones((256, 1024), np.float32)}, step=1)  # 1 MiB
+    return tmp_path / "big"
+
+
+def test_export_h5_on_a_full_disk_names_the_file_and_the_cause_in_one_line(big: Path, tmp_path: Path) -> None:
+    """ENOSPC during export --h5 said 'cannot write a file (the system did not say which)', then
+    h5py's dump naming the temporary file."""
+    (tmp_path / "mnt").mkdir()
+    code, err, left = _fabric_on_tmpfs(tmp_path / "mnt", "size=256k", "ckpt", "export", str(big),
+                                       "--h5", str(tmp_path / "mnt" / "big.h5"))
+    assert code == 5 and left == []
+    assert err.splitlines() == [f"error: cannot write file '{tmp_path}/mnt/big.h5': the disk is full "
+                                "(No space left on device)",
+                                "  fix: free space on that filesystem (or quota), then run the command again"], err
+
+
+def test_restore_on_a_full_disk_leaves_no_new_out_directory(big: Path, tmp_path: Path) -> None:
+    """After ENOSPC the new --out directory stayed, holding only .lock."""
+    (tmp_path / "mnt").mkdir()
+    code, err, left = _fabric_on_tmpfs(tmp_path / "mnt", "size=256k", "ckpt", "restore", str(big),
+                                       "--to-world-size", "2", "--out", str(tmp_path / "mnt" / "out"))
+    assert code == 5 and "No space left on device" in err and "fix: free disk space" in err
+    assert left == []
+
+
+def test_restore_and_export_onto_a_read_only_mount_give_a_fix(big: Path, tmp_path: Path) -> None:
+    (tmp_path / "mnt").mkdir()
+    code, err, _ = _fabric_on_tmpfs(tmp_path / "mnt", "ro", "ckpt", "restore", str(big),
+                                    "--to-world-size", "2", "--out", str(tmp_path / "mnt" / "out"))
+    assert code == 5 and "Read-only file system" in err and "fix: that filesystem is mounted read-only" in err
+    code, err, _ = _fabric_on_tmpfs(tmp_path / "mnt", "ro", "ckpt", "export", str(big),
+                                    "--h5", str(tmp_path / "mnt" / "x.h5"))
+    assert code == 5 and f"'{tmp_path}/mnt/x.h5': Read-only file system" in err and ".tmp" not in err
+    assert "fix: that filesystem is mounted read-only" in err
+
+
+def test_export_h5_into_proc_names_the_target_and_the_real_cause(big: Path, capsys) -> None:
+    """It said "path '/proc/.x.h5.<host>-<pid>-<hex>.tmp': does not exist / fix: check the path"."""
+    code, _, err = run_cli(capsys, "ckpt", "export", str(big), "--h5", "/proc/x.h5")
+    assert code == 5 and "'/proc/x.h5': /proc does not accept new files" in err, err
+    assert ".tmp" not in err and "does not exist" not in err and "fix: give a path on a filesystem" in err
+    assert not [n for n in os.listdir("/proc") if n.startswith(".x.h5")]
