@@ -10,6 +10,7 @@ from pathlib import Path
 from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointNewerFormatError
 from fabric_hpc.checkpoint.format import MANIFEST, parse_manifest
+from fabric_hpc.checkpoint.pins import read_pins
 from fabric_hpc.checkpoint.reader import read_manifest
 from fabric_hpc.errors import FabricError
 from fabric_hpc.events import emit
@@ -23,7 +24,8 @@ class RetentionPolicy:
     count towards ``keep_last``, is listed in :attr:`PruneResult.damaged`, and it is
     left for ``fabric ckpt verify`` and the admin, never deleted unseen. A checkpoint a newer
     fabric-hpc wrote (its format version unknown here) is kept the same way, listed in
-    :attr:`PruneResult.newer`: this code cannot tell its tags."""
+    :attr:`PruneResult.newer`: this code cannot tell its tags. A step pinned by an inference
+    engine (``ROOT/.pins``, :mod:`.pins`) is kept too (:attr:`PruneResult.pinned`)."""
 
     keep_last: int = 3
     keep_every: int | None = None
@@ -55,6 +57,8 @@ class PruneResult:
     busy: list[int]  # would be removed, but a reader holds them; retried on the next prune
     damaged: list[int] = field(default_factory=list)  # kept: their manifest cannot be read, or is missing
     newer: list[int] = field(default_factory=list)  # kept: written by a newer fabric-hpc (format_version)
+    pinned: dict[int, str] = field(default_factory=dict)  # kept: step -> who pinned it (ROOT/.pins, pins.py)
+    pin_problems: list[str] = field(default_factory=list)  # pin files that cannot be read (they protect nothing)
 
 
 def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False,
@@ -75,6 +79,9 @@ def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False,
         | {r.step for r in store.uncommitted_steps(root)}
     tagged = {step for step, t in tags.items() if isinstance(t, list) and t}
     kept = policy.keep(refs, tagged, store.read_latest(root), damaged | newer)
+    pins, pin_problems = read_pins(root)
+    pinned = sorted({p.step for p in pins} & {r.step for r in refs})
+    kept |= set(pinned)
     removed, busy = [], []
     with store.root_lock(root):
         for ref in refs:
@@ -91,7 +98,9 @@ def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False,
         emit("checkpoint.pruned", root=str(root), removed=removed, busy=busy)
     if damaged:
         emit("checkpoint.prune_damaged", root=str(root), steps=sorted(damaged))
-    return PruneResult(removed, sorted(kept), busy, sorted(damaged), sorted(newer))
+    return PruneResult(removed, sorted(kept), busy, sorted(damaged), sorted(newer),
+                       {p.step: f"{p.by} {p.target}".strip() or p.path.name for p in pins if p.step in pinned},
+                       pin_problems)
 
 
 NEWER, DAMAGED = "newer", "damaged"

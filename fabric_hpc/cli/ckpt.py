@@ -251,14 +251,21 @@ def prune_cmd(directory: Path, keep_last: int, keep_every: int | None, keep_tagg
               dry_run: bool, as_json: bool) -> None:
     """Delete old checkpoints (never latest; checkpoints being read are skipped)."""
     from fabric_hpc.checkpoint import CheckpointNotFoundError, RetentionPolicy, list_checkpoints, prune
+    from fabric_hpc.checkpoint.store import step_dir_name
     if not list_checkpoints(directory):
         raise CheckpointNotFoundError(f"{directory} holds no committed checkpoint: nothing to prune",
                                       hint="give a checkpoint root (the directory holding step-NNNNNNNNNN directories)")
     res = prune(directory, RetentionPolicy(keep_last, keep_every, keep_tagged), dry_run=dry_run)
     data = {"removed": res.removed, "kept": res.kept, "busy": res.busy, "damaged": res.damaged,
-            "newer_format": res.newer, "dry_run": dry_run}
+            "newer_format": res.newer, "pinned": {str(k): v for k, v in res.pinned.items()},
+            "pin_problems": res.pin_problems, "dry_run": dry_run,
+            "removed_paths": [str(directory / step_dir_name(s)) for s in res.removed]}
     render(as_json, data, lambda c: c.print(
-        f"{'would remove' if dry_run else 'removed'} {res.removed or 'nothing'}; kept {res.kept}"
+        f"{'would remove' if dry_run else 'removed'} "
+        + (", ".join(f"step {s} ({directory / step_dir_name(s)})" for s in res.removed) or "nothing")
+        + f"; kept {res.kept}"
+        + "".join(f"; step {s} pinned by {who}" for s, who in res.pinned.items())
+        + (f"; pin files that protect nothing (unreadable): {res.pin_problems}" if res.pin_problems else "")
         + (f"; busy (being read, retry later) {res.busy}" if res.busy else "")
         + (f"; DAMAGED, kept and not counted in --keep-last (see fabric ckpt verify): {res.damaged}"
            if res.damaged else "")

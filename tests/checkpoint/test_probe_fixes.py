@@ -193,9 +193,9 @@ def test_export_h5_on_a_full_disk_names_the_file_and_the_cause_in_one_line(big: 
     code, err, left = _fabric_on_tmpfs(tmp_path / "mnt", "size=256k", "ckpt", "export", str(big),
                                        "--h5", str(tmp_path / "mnt" / "big.h5"))
     assert code == 5 and left == []
-    assert err.splitlines() == [f"error: cannot write file '{tmp_path}/mnt/big.h5': the disk is full "
-                                "(No space left on device)",
-                                "  fix: free space on that filesystem (or quota), then run the command again"], err
+    assert err.splitlines() == [
+        f"error: cannot write file '{tmp_path}/mnt/big.h5': the disk is full (No space left on device)",
+        "  fix: free space on that filesystem (or quota), then run the command again"], err
 
 
 def test_restore_on_a_full_disk_leaves_no_new_out_directory(big: Path, tmp_path: Path) -> None:
@@ -224,3 +224,25 @@ def test_export_h5_into_proc_names_the_target_and_the_real_cause(big: Path, caps
     assert code == 5 and "'/proc/x.h5': /proc does not accept new files" in err, err
     assert ".tmp" not in err and "does not exist" not in err and "fix: give a path on a filesystem" in err
     assert not [n for n in os.listdir("/proc") if n.startswith(".x.h5")]
+
+
+def test_prune_keeps_a_step_an_engine_pinned_and_names_what_it_removed(tmp_path: Path, capsys) -> None:
+    """prune --keep-last 1 deleted the step `fabric infer prepare` served; the engine then failed
+    with 'no checkpoint for step 12'."""
+    from fabric_hpc.checkpoint.pins import pin_step, unpin
+    root = tmp_path / "ck"
+    for step in (12, 24, 36, 48):
+        save(root, {"b": np.full(3, step)}, step=step)
+    pin = pin_step(root, 12, key="engine-a", by="fabric infer prepare", target="/engines/a")
+    assert pin == root / ".pins" / "engine-a.json" and json.loads(pin.read_text())["step"] == 12
+    (root / ".pins" / "junk.json").write_text("{not json")
+    code, out, _ = run_cli(capsys, "ckpt", "prune", str(root), "--keep-last", "2", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["removed"] == [24] and data["pinned"] == {"12": "fabric infer prepare /engines/a"}
+    assert data["removed_paths"] == [str(root / "step-0000000024")] and 12 in data["kept"]
+    assert len(data["pin_problems"]) == 1 and ".pins/junk.json: not a pin" in data["pin_problems"][0]
+    assert (root / "step-0000000012").is_dir() and not (root / "step-0000000024").exists()
+    assert unpin(root, "engine-a") and not unpin(root, "engine-a")
+    code, out, _ = run_cli(capsys, "ckpt", "prune", str(root), "--keep-last", "1")
+    assert code == 0 and f"removed step 12 ({root / 'step-0000000012'}), step 36" in out, out
+    assert "junk.json" in out
