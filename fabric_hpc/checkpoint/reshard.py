@@ -30,6 +30,11 @@ def reshard(path: Path | str, out_root: Path | str, world_size: int, *, step: in
     dimensions as ``mesh`` has (product = ``world_size``) is laid out as blocks of that mesh;
     every other split tensor is split along its first split dimension. Holds one copy of the state.
 
+    The manifest's ``layout`` is kept as the source's plus ``resharded_from`` (its world size):
+    its keys describe the tensors' content (e.g. ``tp`` rows ordered for that many ranks by
+    ``convert``), which rechunking does not change; ``world_size`` and each tensor's ``split``
+    describe the new chunking.
+
     Rerun-safe (a requeued job): when ``out_root`` already holds the step, it is compared with
     what this reshard would write (metadata, split layout, every tensor's bytes, its chunk
     checksums verified); the same reshard is kept as is (``SaveResult.existing``), anything else

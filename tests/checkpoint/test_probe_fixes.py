@@ -246,3 +246,17 @@ def test_prune_keeps_a_step_an_engine_pinned_and_names_what_it_removed(tmp_path:
     code, out, _ = run_cli(capsys, "ckpt", "prune", str(root), "--keep-last", "1")
     assert code == 0 and f"removed step 12 ({root / 'step-0000000012'}), step 36" in out, out
     assert "junk.json" in out
+
+
+def test_reshard_layout_keeps_the_content_layout_and_records_the_source_world_size(ck3: Path,
+                                                                                    tmp_path: Path) -> None:
+    """Documents what {'tp': 3, 'resharded_from': 3} means after a reshard to 1,000,000 ranks
+    (docs/checkpoint.md): tp is the content's layout (unchanged), world_size and split are the
+    chunking. This passed before the fix too: the fix is the documentation."""
+    from fabric_hpc.checkpoint import open_checkpoint
+    res = reshard(ck3, tmp_path / "r", 7)
+    m = open_checkpoint(res.path).manifest
+    assert m.layout == {"tp": 3, "resharded_from": 3} and m.world_size == 7
+    assert m.tensors["model/w"].split.mesh == [7]
+    again = open_checkpoint(reshard(res.path.parent, tmp_path / "r2", 2).path).manifest
+    assert again.layout == {"tp": 3, "resharded_from": 7} and again.world_size == 2
