@@ -58,7 +58,7 @@ class PruneResult:
     damaged: list[int] = field(default_factory=list)  # kept: their manifest cannot be read, or is missing
     newer: list[int] = field(default_factory=list)  # kept: written by a newer fabric-hpc (format_version)
     pinned: dict[int, str] = field(default_factory=dict)  # kept: step -> who pinned it (ROOT/.pins, pins.py)
-    pin_problems: list[str] = field(default_factory=list)  # pin files that cannot be read (they protect nothing)
+    pin_problems: list[str] = field(default_factory=list)  # unreadable pin files (they protect nothing)
 
 
 def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False,
@@ -98,9 +98,8 @@ def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False,
         emit("checkpoint.pruned", root=str(root), removed=removed, busy=busy)
     if damaged:
         emit("checkpoint.prune_damaged", root=str(root), steps=sorted(damaged))
-    return PruneResult(removed, sorted(kept), busy, sorted(damaged), sorted(newer),
-                       {p.step: f"{p.by} {p.target}".strip() or p.path.name for p in pins if p.step in pinned},
-                       pin_problems)
+    holders = {p.step: f"{p.by} {p.target}".strip() or p.path.name for p in pins if p.step in pinned}
+    return PruneResult(removed, sorted(kept), busy, sorted(damaged), sorted(newer), holders, pin_problems)
 
 
 NEWER, DAMAGED = "newer", "damaged"
