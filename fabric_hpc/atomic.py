@@ -17,6 +17,7 @@ Writers that build a whole directory beside its final place (exports) take its n
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -25,7 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_output", "fsync_dir", "remove_stale_siblings", "temp_sibling", "write_atomic"]
+__all__ = ["CannotCreateError", "atomic_output", "fsync_dir", "remove_stale_siblings", "temp_sibling",
+           "write_atomic"]
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 #: This host in temporary names (a shared filesystem: a PID means something only on its own host).
@@ -53,7 +55,10 @@ def atomic_output(path: str | os.PathLike[str], *, mode: int | None = None,
     """Yield the path of a new, empty temporary file beside ``path`` to write by any means; on a
     normal exit it replaces ``path`` (fsync'd when ``durable``), on an exception it is removed."""
     target = Path(path)
-    tmp = _create(target, mode)
+    try:
+        tmp = _create(target, mode)
+    except OSError as exc:
+        raise _about_target(exc, target, None) from exc
     try:
         yield tmp
         if durable:
@@ -63,11 +68,41 @@ def atomic_output(path: str | os.PathLike[str], *, mode: int | None = None,
             finally:
                 os.close(fd)
         os.replace(tmp, target)
+    except OSError as exc:
+        _unlink(tmp)
+        raise _about_target(exc, target, tmp) from exc
     except BaseException:
         _unlink(tmp)
         raise
     if durable:
         fsync_dir(target.parent)
+
+
+#: errors of writing the temporary file that a library may raise without a file name (h5py)
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS)
+
+
+class CannotCreateError(OSError):
+    """A directory that exists refused a new file with ENOENT (``/proc``, ``/sys``: filesystems
+    that do not hold files): an OSError (errno ENOENT) that is not a FileNotFoundError, so it is
+    not reported as a missing path."""
+
+
+def _about_target(exc: OSError, target: Path, tmp: Path | None) -> OSError:
+    """``exc`` about the temporary file, said about ``target`` (what the caller asked to write),
+    with the system's one-line reason: a library's multi-line message (h5py's write failure
+    carries the temporary name, a timestamp and buffer addresses) becomes ``strerror(errno)``.
+    An error about another file (one the body read), or without a file name and not one of
+    writing, is returned as it is."""
+    named = os.fspath(exc.filename) if exc.filename is not None else None
+    ours = tmp is None or named in (os.fspath(target), os.fspath(tmp)) or \
+        (named is None and exc.errno in _WRITE_ERRNOS)  # tmp None: creating the temporary file failed
+    if exc.errno is None or not ours:
+        return exc
+    if tmp is None and exc.errno == errno.ENOENT and target.parent.is_dir():
+        return CannotCreateError(exc.errno, f"{target.parent} does not accept new files (creating one there "
+                                            f"failed: {os.strerror(exc.errno)})", os.fspath(target))
+    return OSError(exc.errno, os.strerror(exc.errno), os.fspath(target))  # its subclass for the errno
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:

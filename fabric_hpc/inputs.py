@@ -48,7 +48,9 @@ def os_error(exc: OSError, what: str = "path", path: Any = None) -> FabricError:
     """The FabricError for an OSError on a user path: 3 when the path is wrong, 5 otherwise."""
     name = path if path is not None else exc.filename
     where = f"{what} {os.fspath(name)!r}" if name is not None else what
-    reason = exc.strerror or str(exc)
+    # one line: a library's OSError (h5py) can carry a multi-line dump with its own details
+    reason = (exc.strerror or str(exc)).strip().splitlines()[0][:300] if (exc.strerror or str(exc)).strip() \
+        else os.strerror(exc.errno or 0)
     if isinstance(exc, FileNotFoundError):
         return NotFoundError(f"{where}: does not exist", hint="check the path")
     if isinstance(exc, IsADirectoryError):
@@ -62,9 +64,14 @@ def os_error(exc: OSError, what: str = "path", path: Any = None) -> FabricError:
         return ConfigError(f"{where}: {reason}", hint="give a plain path")
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         target = f"file {os.fspath(name)!r}" if name is not None else "a file (the system did not say which)"
-        return ExternalError(f"cannot write {target}: the disk is full ({reason})",
+        return ExternalError(f"cannot write {target}: the disk is full ({os.strerror(exc.errno)})",
                              hint="free space on that filesystem (or quota), then run the command again")
-    return ExternalError(f"{where}: {reason}", hint="check permissions and free space on that filesystem")
+    hint = {errno.EROFS: "that filesystem is mounted read-only: give a path on a writable one",
+            errno.EACCES: "check the owner and permissions of the path and its directory",
+            errno.EPERM: "check the owner and permissions of the path and its directory",
+            errno.ENOENT: "give a path on a filesystem that holds files (not /proc or /sys)"}
+    return ExternalError(f"{where}: {reason}",
+                         hint=hint.get(exc.errno or 0, "check permissions and free space on that filesystem"))
 
 
 def check_path(path: str | os.PathLike[str], *, kind: str = "file", what: str = "file") -> Path:

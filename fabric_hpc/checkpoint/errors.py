@@ -23,6 +23,11 @@ class CheckpointCorruptError(CheckpointError):
         self.problems = list(problems or [])
 
 
+class CheckpointNewerFormatError(CheckpointError):
+    """A checkpoint written by a newer fabric-hpc (a ``format_version`` above the one this code
+    reads): not damage. ``list`` and ``prune`` label it NEWER FORMAT and prune keeps it."""
+
+
 class CheckpointBusyError(ConfigError):
     """A save is in flight and the policy is ``fail``, or a checkpoint is being read."""
 

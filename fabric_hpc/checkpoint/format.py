@@ -14,8 +14,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import field_validator
 
-from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError
+from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNewerFormatError
 from fabric_hpc.validation import StrictModel
 
 FORMAT_NAME = "fabric-checkpoint"
@@ -28,6 +29,9 @@ _PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
 MAX_NDIM = 32
 MAX_DIM = 1 << 40
 MAX_CHUNKS = 10_000_000
+#: the largest step a directory name holds (``step-`` and ten digits: what readers, the Slurm
+#: agent's checkpoint-time reader and the tiers look for)
+MAX_STEP = 10**10 - 1
 
 # numpy-native dtypes stored as themselves (zarr v3 core data types)
 NATIVE_DTYPES = (
@@ -46,6 +50,13 @@ class ChunkEntry(StrictModel):
     index: list[int]
     nbytes: int
     crc32c: int
+
+    @field_validator("crc32c")
+    @classmethod
+    def _crc_is_32_bits(cls, v: int) -> int:
+        if not 0 <= v < 1 << 32:
+            raise ValueError(f"crc32c {v} is not an unsigned 32-bit value")
+        return v
 
 
 class SplitInfo(StrictModel):
@@ -102,7 +113,9 @@ class TensorEntry(StrictModel):
 
 
 class Manifest(StrictModel):
-    """The checkpoint's manifest (root ``zarr.json``, attribute ``fabric_checkpoint``)."""
+    """The checkpoint's manifest (root ``zarr.json``, attribute ``fabric_checkpoint``). Values no
+    writer can produce (format version 0, world size 0, a negative step or size) are refused here,
+    so verify calls such a manifest damaged and no restore uses it."""
 
     format: Literal["fabric-checkpoint"]
     format_version: int
@@ -114,6 +127,35 @@ class Manifest(StrictModel):
     user_metadata: dict[str, Any] = {}
     nbytes: int
     tensors: dict[str, TensorEntry]
+
+    @field_validator("format_version")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        if v < 1:  # a newer version than this code reads is refused by parse_manifest (upgrade)
+            raise ValueError(f"{v} is not a format version (versions start at 1; this fabric-hpc reads "
+                             f"1..{FORMAT_VERSION})")
+        return v
+
+    @field_validator("step")
+    @classmethod
+    def _step_in_range(cls, v: int) -> int:
+        if not 0 <= v <= MAX_STEP:
+            raise ValueError(f"step {v} is outside 0..{MAX_STEP} (what a step-NNNNNNNNNN name holds)")
+        return v
+
+    @field_validator("world_size")
+    @classmethod
+    def _some_ranks(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"world size {v}: a checkpoint is saved by at least one rank")
+        return v
+
+    @field_validator("nbytes")
+    @classmethod
+    def _size(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError(f"size {v} is negative")
+        return v
 
 
 def check_name(name: str) -> list[str]:
@@ -271,13 +313,14 @@ def parse_manifest(raw: bytes, source: str) -> Manifest:
             raise ValueError(f"not a fabric checkpoint (root zarr.json has no {ATTR!r} attribute)")
         manifest = Manifest.model_validate(doc["attributes"][ATTR])
     except (ValueError, ValidationError) as exc:
-        why = ("; ".join(f"{'.'.join(map(str, e['loc'])) or 'manifest'}: {e['msg']}" for e in exc.errors()[:5])
+        why = ("; ".join(f"{'.'.join(map(str, e['loc'])) or 'manifest'}: "
+                         f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors()[:5])
                if isinstance(exc, ValidationError) else str(exc))  # one line, no pydantic URLs
         raise CheckpointCorruptError(f"{source}: manifest is not valid: {why[:400]}",
                                      problems=[f"{source}: manifest is not valid: {why[:400]}"],
                                      hint="run `fabric ckpt verify` and restore an older step") from exc
     if manifest.format_version > FORMAT_VERSION:
-        raise CheckpointError(f"{source}: format version {manifest.format_version} is newer than "
+        raise CheckpointNewerFormatError(f"{source}: format version {manifest.format_version} is newer than "
                               f"this fabric-hpc understands ({FORMAT_VERSION})", hint="upgrade fabric-hpc")
     problems = [p for name, e in manifest.tensors.items() for p in _entry_problems(name, e)]
     problems += tensor_group_clashes(manifest.tensors)

@@ -243,6 +243,10 @@ def _io_error(what: str, path: Path, exc: OSError) -> CheckpointIOError | Checkp
         return CheckpointError(f"cannot {what} {path}: {exc.strerror}",
                                hint="check the path: a part of it is missing or is a file")
     hint = {errno.ENOSPC: "free disk space or prune old checkpoints (`fabric ckpt prune`)",
+            errno.EDQUOT: "free space within your quota or prune old checkpoints (`fabric ckpt prune`)",
             errno.EACCES: "check the directory's owner and permissions",
+            errno.EPERM: "check the directory's owner and permissions",
+            errno.EROFS: "that filesystem is mounted read-only: write to a directory on a writable one",
             errno.EEXIST: "another save uses the same temporary name; retry"}.get(exc.errno or 0)
-    return CheckpointIOError(f"cannot {what} {path}: {exc.strerror}", hint=hint)
+    return CheckpointIOError(f"cannot {what} {path}: {exc.strerror}",
+                             hint=hint or "check the filesystem: free space, permissions, mount options")

@@ -23,6 +23,7 @@ from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError
 from fabric_hpc.checkpoint.format import Manifest, TensorEntry, _entry_problems, check_name, stored_dtype
 from fabric_hpc.checkpoint.reader import open_checkpoint
 from fabric_hpc.checkpoint.restore import entry_nbytes
+from fabric_hpc.checkpoint.store import removed_on_failure
 from fabric_hpc.checkpoint.tensors import HostArray
 from fabric_hpc.checkpoint.writer import SaveResult, grid_pieces, save
 
@@ -114,10 +115,11 @@ def import_h5(h5_path: Path | str, root: Path | str, *, step: int | None = None)
             chunks[name] = entry.chunk_shape
             if entry.split:
                 splits[name] = entry.split
-    return save(root, _nest(state), step=manifest.step if step is None else step,
-                layout=manifest.layout, tags=manifest.tags, metadata=manifest.user_metadata,
-                chunk_shapes=chunks, splits=splits, record_world_size=manifest.world_size,
-                _created_at=manifest.created_at)
+    with removed_on_failure(root):
+        return save(root, _nest(state), step=manifest.step if step is None else step,
+                    layout=manifest.layout, tags=manifest.tags, metadata=manifest.user_metadata,
+                    chunk_shapes=chunks, splits=splits, record_world_size=manifest.world_size,
+                    _created_at=manifest.created_at)
 
 
 def _read_dataset(f, name: str, entry: TensorEntry, h5_path: Path) -> np.ndarray:

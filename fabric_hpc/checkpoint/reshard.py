@@ -12,8 +12,8 @@ import numpy as np
 from fabric_hpc.checkpoint.errors import CheckpointError
 from fabric_hpc.checkpoint.format import Manifest, SplitInfo, stored_dtype, unflatten
 from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint
-from fabric_hpc.checkpoint.restore import entry_nbytes
-from fabric_hpc.checkpoint.store import reading, step_dir_name
+from fabric_hpc.checkpoint.restore import entry_nbytes, require_readable
+from fabric_hpc.checkpoint.store import reading, removed_on_failure, step_dir_name
 from fabric_hpc.checkpoint.tensors import HostArray, check_mesh
 from fabric_hpc.errors import FabricError
 from fabric_hpc.checkpoint.writer import SaveResult, save
@@ -30,6 +30,11 @@ def reshard(path: Path | str, out_root: Path | str, world_size: int, *, step: in
     dimensions as ``mesh`` has (product = ``world_size``) is laid out as blocks of that mesh;
     every other split tensor is split along its first split dimension. Holds one copy of the state.
 
+    The manifest's ``layout`` is kept as the source's plus ``resharded_from`` (its world size):
+    its keys describe the tensors' content (e.g. ``tp`` rows ordered for that many ranks by
+    ``convert``), which rechunking does not change; ``world_size`` and each tensor's ``split``
+    describe the new chunking.
+
     Rerun-safe (a requeued job): when ``out_root`` already holds the step, it is compared with
     what this reshard would write (metadata, split layout, every tensor's bytes, its chunk
     checksums verified); the same reshard is kept as is (``SaveResult.existing``), anything else
@@ -39,9 +44,11 @@ def reshard(path: Path | str, out_root: Path | str, world_size: int, *, step: in
     check_mesh(mesh, world_size)
     t0 = time.perf_counter()
     ckpt = open_checkpoint(path, step)
+    check_out_apart(path, out_root)
     _check_mesh_fits(ckpt.manifest, mesh)
     state, splits = {}, {}
     with reading(ckpt.ref):
+        require_readable(ckpt)
         for name in ckpt.names:
             entry = ckpt.entry(name)
             state[name] = HostArray(_read_whole(ckpt, name), entry.dtype)
@@ -58,8 +65,26 @@ def reshard(path: Path | str, out_root: Path | str, world_size: int, *, step: in
         _check_same_reshard(dest, state, splits, m, layout, world_size)
         return SaveResult(dest, m.step, open_checkpoint(dest).manifest.nbytes, time.perf_counter() - t0,
                           existing=True)
-    return save(out_root, unflatten(state), step=m.step, layout=layout,
-                tags=m.tags, metadata=m.user_metadata, splits=splits, record_world_size=world_size)
+    with removed_on_failure(out_root):
+        return save(out_root, unflatten(state), step=m.step, layout=layout,
+                    tags=m.tags, metadata=m.user_metadata, splits=splits, record_world_size=world_size)
+
+
+def check_out_apart(source: Path | str, out_root: Path | str) -> None:
+    """CheckpointError when ``out_root`` is the checkpoint being read, lies inside it, or holds it
+    (compared after resolving symlinks): a reshard written there would meet the source's own step
+    and could only be refused with advice to delete the one copy."""
+    src, out = Path(os.path.realpath(source)), Path(os.path.realpath(out_root))
+    if out == src:
+        why = "is the checkpoint being read"
+    elif src in out.parents:
+        why = f"is inside the checkpoint being read ({source})"
+    elif out in src.parents:
+        why = f"holds the checkpoint being read ({source})"
+    else:
+        return
+    raise CheckpointError(f"--out {out_root} {why}; the reshard would be written over its source",
+                          hint="give another directory as --out (a new checkpoint root)")
 
 
 def _check_mesh_fits(m: Manifest, mesh: tuple[int, ...] | None) -> None:

@@ -14,7 +14,8 @@ import numpy as np
 from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
 from fabric_hpc.checkpoint.format import (
-    FP8_DTYPES, MANIFEST, TensorEntry, array_metadata, chunk_key, flatten, parse_manifest, unflatten,
+    FP8_DTYPES, MANIFEST, Manifest, TensorEntry, array_metadata, chunk_key, flatten, parse_manifest,
+    unflatten,
 )
 from fabric_hpc.checkpoint.reader import Checkpoint, check_dtype, dtype_kind, open_checkpoint, read_manifest
 from fabric_hpc.checkpoint.tensors import check_mesh
@@ -90,6 +91,7 @@ def _restore_once(path: Path | str, step: int | None, names: list[str] | None, p
     wanted = _select(ckpt, names, targets)
     out: dict[str, Any] = {}
     with store.reading(ckpt.ref):
+        require_readable(ckpt)
 
         def one(name: str) -> tuple[str, Any]:
             entry = ckpt.entry(name)
@@ -155,7 +157,10 @@ def verify(path: Path | str, *, step: int | None = None, threads: int = 2,
            progress: Progress | None = None) -> VerifyReport:
     """Check every chunk's size and crc32c, every zarr.json against the manifest, and that no
     chunk file is missing or unexpected. Never raises for damage: it is listed in the report."""
-    ref = store.resolve(path, step)
+    try:
+        ref = store.resolve(path, step)
+    except CheckpointCorruptError as exc:  # a damaged `latest`, or a step that is not committed
+        return VerifyReport(Path(path), -1, problems=[exc.message])
     report = VerifyReport(ref.path, ref.step)
     try:
         manifest = parse_manifest(read_manifest(ref.path), str(ref.path / MANIFEST))
@@ -166,12 +171,11 @@ def verify(path: Path | str, *, step: int | None = None, threads: int = 2,
         report.problems.append(f"{ref.path}: {MANIFEST} is missing")
         return report
     report.tensors = len(manifest.tensors)
-    special = _special_entries(ref.path)
-    report.problems.extend(special)
+    special, meta = structure_problems(ref.path, manifest)
+    report.problems.extend(special + meta)
     named = {p.split(": ", 1)[0] for p in special}  # already reported: not again as a bad chunk
     tasks = []
     for name, entry in manifest.tensors.items():
-        report.problems.extend(_check_array_meta(ref.path, name, entry))
         for chunk in entry.chunks:
             if f"{name}/{chunk_key(chunk.index)}" not in named:
                 tasks.append((f"{name}/{chunk_key(chunk.index)}", chunk.nbytes, chunk.crc32c))
@@ -188,6 +192,23 @@ def verify(path: Path | str, *, step: int | None = None, threads: int = 2,
     report.chunks = sum(len(e.chunks) for e in manifest.tensors.values())
     report.nbytes = sum(c.nbytes for e in manifest.tensors.values() for c in e.chunks)
     return report
+
+
+def structure_problems(step_dir: Path, manifest: Manifest) -> tuple[list[str], list[str]]:
+    """What :func:`verify` checks besides the chunk bytes: (symlinks, FIFOs, sockets and devices
+    under the step directory; each array's ``zarr.json`` against the manifest and unexpected
+    chunk files). The one check of "is this step readable" that verify and the restores share."""
+    meta = [p for name, entry in manifest.tensors.items() for p in _check_array_meta(step_dir, name, entry)]
+    return _special_entries(step_dir), meta
+
+
+def require_readable(ckpt: Checkpoint) -> None:
+    """CheckpointCorruptError unless ``ckpt`` passes :func:`verify`'s structural checks (the chunk
+    bytes, sizes and CRC-32C, are checked as each chunk is read). Restore and reshard call it
+    while holding the readers' lock, so what verify calls DAMAGED is never restored."""
+    special, meta = structure_problems(ckpt.path, ckpt.manifest)
+    if special or meta:
+        require_intact(VerifyReport(ckpt.path, ckpt.step, problems=special + meta))
 
 
 def _check_array_meta(root: Path, name: str, entry: Any) -> list[str]:
@@ -272,4 +293,5 @@ def require_intact(report: VerifyReport) -> None:
             problems=report.problems, hint="restore an older step (`fabric ckpt list`)")
 
 
-__all__ = ["VerifyReport", "restore", "verify", "require_intact", "CheckpointError"]
+__all__ = ["VerifyReport", "restore", "verify", "require_intact", "require_readable", "structure_problems",
+           "CheckpointError"]

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fabric_hpc.checkpoint import fsio, store
-from fabric_hpc.checkpoint.errors import CheckpointError
+from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointNewerFormatError
 from fabric_hpc.checkpoint.format import MANIFEST, parse_manifest
+from fabric_hpc.checkpoint.pins import read_pins
 from fabric_hpc.checkpoint.reader import read_manifest
 from fabric_hpc.errors import FabricError
 from fabric_hpc.events import emit
@@ -21,7 +22,10 @@ class RetentionPolicy:
     and (by default) every tagged checkpoint. The one ``latest`` points to is always kept, and so
     is a damaged one (its manifest unreadable, or a step directory with no manifest): it does not
     count towards ``keep_last``, is listed in :attr:`PruneResult.damaged`, and it is
-    left for ``fabric ckpt verify`` and the admin, never deleted unseen."""
+    left for ``fabric ckpt verify`` and the admin, never deleted unseen. A checkpoint a newer
+    fabric-hpc wrote (its format version unknown here) is kept the same way, listed in
+    :attr:`PruneResult.newer`: this code cannot tell its tags. A step pinned by an inference
+    engine (``ROOT/.pins``, :mod:`.pins`) is kept too (:attr:`PruneResult.pinned`)."""
 
     keep_last: int = 3
     keep_every: int | None = None
@@ -52,6 +56,9 @@ class PruneResult:
     kept: list[int]
     busy: list[int]  # would be removed, but a reader holds them; retried on the next prune
     damaged: list[int] = field(default_factory=list)  # kept: their manifest cannot be read, or is missing
+    newer: list[int] = field(default_factory=list)  # kept: written by a newer fabric-hpc (format_version)
+    pinned: dict[int, str] = field(default_factory=dict)  # kept: step -> who pinned it (ROOT/.pins, pins.py)
+    pin_problems: list[str] = field(default_factory=list)  # unreadable pin files (they protect nothing)
 
 
 def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False,
@@ -66,10 +73,15 @@ def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False,
     root = Path(root)
     refs = store.list_checkpoints(root)
     tags = {r.step: _tags(r) for r in refs}
+    newer = frozenset(step for step, t in tags.items() if t == NEWER)
     # damaged: a manifest that cannot be read, or a step directory with none at all (a partial copy)
-    damaged = frozenset(step for step, t in tags.items() if t is None) \
+    damaged = frozenset(step for step, t in tags.items() if t == DAMAGED) \
         | {r.step for r in store.uncommitted_steps(root)}
-    kept = policy.keep(refs, {step for step, t in tags.items() if t}, store.read_latest(root), damaged)
+    tagged = {step for step, t in tags.items() if isinstance(t, list) and t}
+    kept = policy.keep(refs, tagged, store.read_latest(root), damaged | newer)
+    pins, pin_problems = read_pins(root)
+    pinned = sorted({p.step for p in pins} & {r.step for r in refs})
+    kept |= set(pinned)
     removed, busy = [], []
     with store.root_lock(root):
         for ref in refs:
@@ -86,16 +98,22 @@ def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False,
         emit("checkpoint.pruned", root=str(root), removed=removed, busy=busy)
     if damaged:
         emit("checkpoint.prune_damaged", root=str(root), steps=sorted(damaged))
-    return PruneResult(removed, sorted(kept), busy, sorted(damaged))
+    holders = {p.step: f"{p.by} {p.target}".strip() or p.path.name for p in pins if p.step in pinned}
+    return PruneResult(removed, sorted(kept), busy, sorted(damaged), sorted(newer), holders, pin_problems)
 
 
-def _tags(ref: store.CheckpointRef) -> list[str] | None:
-    """The checkpoint's tags, or None when its manifest cannot be read or is not a valid
-    manifest (damaged, or of a newer format: either way not one this code can restore)."""
+NEWER, DAMAGED = "newer", "damaged"
+
+
+def _tags(ref: store.CheckpointRef) -> list[str] | str:
+    """The checkpoint's tags; :data:`NEWER` when a newer fabric-hpc wrote it (kept, never called
+    damaged); :data:`DAMAGED` when its manifest cannot be read or is not a valid manifest."""
     try:
         return list(parse_manifest(read_manifest(ref.path), str(ref.path / MANIFEST)).tags)
+    except CheckpointNewerFormatError:
+        return NEWER
     except (OSError, FabricError):
-        return None
+        return DAMAGED
 
 
 def remove_if_idle(root: Path, ref: store.CheckpointRef) -> bool:

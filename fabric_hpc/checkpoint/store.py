@@ -22,18 +22,13 @@ from pathlib import Path
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.checkpoint import fsio
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError
-from fabric_hpc.checkpoint.format import MANIFEST
+from fabric_hpc.checkpoint.format import MANIFEST, MAX_STEP
 
 LATEST = "latest"
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
 LATEST_TMP_PREFIX = ".latest"  # write_atomic's ".latest.<host>-<pid>-<hex>.tmp"; older versions ".latest-<pid>-<hex>"
 _STEP_DIR = re.compile(r"^step-(\d{10})$")
-
-
-#: the largest step a directory name holds (``step-`` and ten digits: what readers, the Slurm
-#: agent's checkpoint-time reader and the tiers look for)
-MAX_STEP = 10**10 - 1
 
 
 def step_dir_name(step: int) -> str:
@@ -93,26 +88,67 @@ def resolve(path: Path | str, step: int | None = None) -> CheckpointRef:
                                           hint=f"give {inside} (or its root {inside.parent})")
         return CheckpointRef(path, int(m.group(1)) if m else -1)
     refs = list_checkpoints(path)
+    steps = [r.step for r in refs][-10:]
     if step is not None:
         for ref in refs:
             if ref.step == step:
                 return ref
+        if os.path.lexists(path / step_dir_name(step)):
+            raise CheckpointCorruptError(
+                f"{path}: {step_dir_name(step)} is {why_uncommitted(path / step_dir_name(step))}",
+                hint=_uncommitted_fix(path / step_dir_name(step), steps),
+                problems=[f"{step_dir_name(step)}: {why_uncommitted(path / step_dir_name(step))}"])
         raise CheckpointNotFoundError(f"no checkpoint for step {step} in {path}",
-                                      hint=f"steps present: {[r.step for r in refs][-10:]}")
+                                      hint=f"steps present: {steps}")
     latest = read_latest(path)
     for ref in refs:  # only a real step directory inside the root (list_checkpoints skips symlinks)
         if ref.path.name == latest:
             return ref
-    latest_dir = path / latest if latest is not None else None
-    if latest_dir is not None and latest_dir.is_dir() and not latest_dir.is_symlink():  # not committed
-        raise CheckpointCorruptError(
-            f"{path}: latest names {latest}, which is damaged (no {MANIFEST}); not falling back silently",
-            hint=f"restore an older step explicitly (--step; steps: {[r.step for r in refs][-10:]}), "
-                 "after `fabric ckpt verify --all`", problems=[f"{latest}: {MANIFEST} is missing"])
+    _refuse_damaged_latest(path, latest, steps)
     if not refs:
         raise CheckpointNotFoundError(f"no committed checkpoint in {path}",
                                       hint="save one first, or point at the right directory")
     return refs[-1]
+
+
+def _refuse_damaged_latest(root: Path, latest: str | None, steps: list[int]) -> None:
+    """CheckpointCorruptError when ``latest`` is damaged (not a regular file naming a step) or
+    names an entry that is not a committed checkpoint (no manifest, a symlink, not a directory):
+    restoring the newest committed step instead would be a silent rollback. A ``latest`` naming
+    a step that is gone (pruned by hand) is not damage: the caller falls back to the newest."""
+    if latest is None and os.path.lexists(root / LATEST):
+        problem = f"{LATEST}: {LATEST_DAMAGED}"
+        raise CheckpointCorruptError(
+            f"{root}: {problem}; not falling back silently",
+            hint=f"give --step explicitly (steps: {steps}), or rewrite it (e.g. `echo step-NNNNNNNNNN > "
+                 f"{root / LATEST}` naming the step to resume from), after `fabric ckpt verify --all`",
+            problems=[problem])
+    if latest is not None and os.path.lexists(root / latest):  # there, but not a committed checkpoint
+        why = why_uncommitted(root / latest)
+        damaged = "damaged (no zarr.json)" if why.startswith("not a committed") and (root / latest).is_dir() \
+            else why
+        raise CheckpointCorruptError(
+            f"{root}: latest names {latest}, which is {damaged}; not falling back silently",
+            hint=_uncommitted_fix(root / latest, steps), problems=[f"{latest}: {why}"])
+
+
+#: what :func:`root_problems` and a refused restore say about a ``latest`` that cannot be read
+LATEST_DAMAGED = "not a regular file naming a step-NNNNNNNNNN directory"
+
+
+def why_uncommitted(entry: Path) -> str:
+    """Why an entry named like a step is not a committed checkpoint (the one wording of list,
+    verify and restore)."""
+    if entry.is_symlink():
+        return "a symlink (not followed): a step directory must be a real directory inside the root"
+    return f"not a committed checkpoint ({MANIFEST} missing, or not a directory)"
+
+
+def _uncommitted_fix(entry: Path, steps: list[int]) -> str:
+    if entry.is_symlink():
+        return (f"put the directory itself at {entry} (remove the link, then move the directory it points to "
+                f"there), or restore another step with --step (steps: {steps})")
+    return f"restore an older step explicitly (--step; steps: {steps}), after `fabric ckpt verify --all`"
 
 
 def root_problems(root: Path) -> list[str]:
@@ -124,11 +160,11 @@ def root_problems(root: Path) -> list[str]:
     if os.path.lexists(root / LATEST):
         latest = read_latest(root)
         if latest is None:
-            problems.append(f"{LATEST}: not a regular file naming a step-NNNNNNNNNN directory")
+            problems.append(f"{LATEST}: {LATEST_DAMAGED}")
         elif not os.path.lexists(root / latest):
             problems.append(f"{LATEST}: names {latest}, which is missing (restores use the newest committed step)")
     for ref in uncommitted_steps(root):
-        problems.append(f"{ref.path.name}: not a committed checkpoint ({MANIFEST} missing, or not a directory)")
+        problems.append(f"{ref.path.name}: {why_uncommitted(ref.path)}")
     return problems
 
 
@@ -139,6 +175,33 @@ def uncommitted_steps(root: Path) -> list[CheckpointRef]:
     committed = {r.path.name for r in list_checkpoints(root)}
     return sorted((CheckpointRef(Path(e.path), int(m.group(1))) for e in os.scandir(root)
                    if (m := _STEP_DIR.match(e.name)) and e.name not in committed), key=lambda r: r.step)
+
+
+@contextmanager
+def removed_on_failure(root: Path | str) -> Iterator[None]:
+    """When ``root`` does not exist yet and the body fails (ENOSPC, a read-only mount), remove the
+    directory it created if nothing but the save lock is left in it (a failed save removes its
+    temporary directory itself): a failed command leaves no empty checkpoint root behind."""
+    root = Path(root)
+    created = not os.path.lexists(root)
+    try:
+        yield
+    except BaseException:
+        if created and root.is_dir() and not root.is_symlink():
+            _remove_if_only_lock(root)
+        raise
+
+
+def _remove_if_only_lock(root: Path) -> None:
+    """Remove ``root`` if it holds only an idle ``.lock`` (held exclusively while removing, so a
+    save that started meanwhile keeps its root)."""
+    try:
+        with root_lock(root, blocking=False) as held:
+            if held and set(os.listdir(root)) == {".lock"}:
+                os.unlink(root / ".lock")
+                root.rmdir()
+    except OSError:
+        pass  # another process is using it, or the filesystem refuses: leave it
 
 
 @contextmanager

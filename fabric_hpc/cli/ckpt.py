@@ -50,8 +50,9 @@ def group() -> None:
 def list_cmd(directory: Path, as_json: bool) -> None:
     """List the committed checkpoints under DIRECTORY (newest last)."""
     from fabric_hpc.checkpoint import CheckpointError, open_checkpoint
+    from fabric_hpc.checkpoint.errors import CheckpointNewerFormatError
     from fabric_hpc.checkpoint.format import MANIFEST
-    from fabric_hpc.checkpoint.store import list_checkpoints, read_latest, uncommitted_steps
+    from fabric_hpc.checkpoint.store import list_checkpoints, read_latest, uncommitted_steps, why_uncommitted
     latest = read_latest(directory)
     rows = []
     for ref in list_checkpoints(directory):
@@ -60,12 +61,15 @@ def list_cmd(directory: Path, as_json: bool) -> None:
             rows.append({"step": ref.step, "path": str(ref.path), "latest": ref.path.name == latest,
                          "created_at": m.created_at, "world_size": m.world_size, "tensors": len(m.tensors),
                          "bytes": m.nbytes, "tags": m.tags})
+        except CheckpointNewerFormatError as exc:  # not damage: upgrade fabric-hpc to read it
+            rows.append({"step": ref.step, "path": str(ref.path), "latest": ref.path.name == latest,
+                         "newer_format": True, "error": f"{exc.message} (fix: {exc.hint})"})
         except CheckpointError as exc:
             rows.append({"step": ref.step, "path": str(ref.path), "latest": ref.path.name == latest,
                          "damaged": True, "error": exc.message})
-    for ref in uncommitted_steps(directory):  # shown, not hidden: a partial copy or a damaged step
+    for ref in uncommitted_steps(directory):  # shown, not hidden: a partial copy, a symlink, a damaged step
         rows.append({"step": ref.step, "path": str(ref.path), "latest": ref.path.name == latest, "damaged": True,
-                     "error": f"not a committed checkpoint ({MANIFEST} missing, or not a directory)"})
+                     "error": why_uncommitted(ref.path)})
     rows.sort(key=lambda r: r["step"])
 
     def human(c) -> None:
@@ -76,7 +80,7 @@ def list_cmd(directory: Path, as_json: bool) -> None:
             return
         t = table(
             f"checkpoints in {directory}", ["step", "latest", "created", "world", "tensors", "size", "tags"],
-            [(r["step"], "*" if r["latest"] else "", r.get("created_at", f"DAMAGED: {r.get('error')}"),
+            [(r["step"], "*" if r["latest"] else "", r.get("created_at", f"{_label(r)}: {r.get('error')}"),
               r.get("world_size"), r.get("tensors"), _size(r["bytes"]) if "bytes" in r else "",
               ",".join(r.get("tags", []))) for r in rows])
         # a timestamp is never cut in two (other columns give way); a DAMAGED message still folds
@@ -84,6 +88,10 @@ def list_cmd(directory: Path, as_json: bool) -> None:
         _fit_last_column(c, t)
         c.print(t)
     render(as_json, rows, human)
+
+
+def _label(row: dict[str, Any]) -> str:
+    return "NEWER FORMAT" if row.get("newer_format") else "DAMAGED"
 
 
 def _fit_last_column(c: Any, t: Any) -> None:
@@ -147,6 +155,8 @@ def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> 
     if not refs and not reports:
         _nothing_to_verify(path)
     for s in refs:
+        if s is None and reports and _latest_refused(path):  # the root's report above names the damage
+            continue
         try:
             total = open_checkpoint(path, s).manifest.nbytes
         except CheckpointCorruptError:
@@ -160,6 +170,17 @@ def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> 
     if bad:
         raise CheckpointCorruptError(f"{len(bad)} checkpoint(s) damaged: " + ", ".join(str(r.path) for r in bad),
                                      hint="restore an older step (`fabric ckpt list`), or re-save")
+
+
+def _latest_refused(root: Path) -> bool:
+    """Whether opening ``root`` without --step is refused (a damaged ``latest``)."""
+    from fabric_hpc.checkpoint import CheckpointCorruptError
+    from fabric_hpc.checkpoint.store import resolve
+    try:
+        resolve(root)
+    except CheckpointCorruptError:
+        return True
+    return False
 
 
 def _nothing_to_verify(path: Path) -> None:
@@ -230,16 +251,26 @@ def prune_cmd(directory: Path, keep_last: int, keep_every: int | None, keep_tagg
               dry_run: bool, as_json: bool) -> None:
     """Delete old checkpoints (never latest; checkpoints being read are skipped)."""
     from fabric_hpc.checkpoint import CheckpointNotFoundError, RetentionPolicy, list_checkpoints, prune
+    from fabric_hpc.checkpoint.store import step_dir_name
     if not list_checkpoints(directory):
         raise CheckpointNotFoundError(f"{directory} holds no committed checkpoint: nothing to prune",
                                       hint="give a checkpoint root (the directory holding step-NNNNNNNNNN directories)")
     res = prune(directory, RetentionPolicy(keep_last, keep_every, keep_tagged), dry_run=dry_run)
-    data = {"removed": res.removed, "kept": res.kept, "busy": res.busy, "damaged": res.damaged, "dry_run": dry_run}
+    data = {"removed": res.removed, "kept": res.kept, "busy": res.busy, "damaged": res.damaged,
+            "newer_format": res.newer, "pinned": {str(k): v for k, v in res.pinned.items()},
+            "pin_problems": res.pin_problems, "dry_run": dry_run,
+            "removed_paths": [str(directory / step_dir_name(s)) for s in res.removed]}
     render(as_json, data, lambda c: c.print(
-        f"{'would remove' if dry_run else 'removed'} {res.removed or 'nothing'}; kept {res.kept}"
+        f"{'would remove' if dry_run else 'removed'} "
+        + (", ".join(f"step {s} ({directory / step_dir_name(s)})" for s in res.removed) or "nothing")
+        + f"; kept {res.kept}"
+        + "".join(f"; step {s} pinned by {who}" for s, who in res.pinned.items())
+        + (f"; pin files that protect nothing (unreadable): {res.pin_problems}" if res.pin_problems else "")
         + (f"; busy (being read, retry later) {res.busy}" if res.busy else "")
         + (f"; DAMAGED, kept and not counted in --keep-last (see fabric ckpt verify): {res.damaged}"
-           if res.damaged else "")))
+           if res.damaged else "")
+        + (f"; NEWER FORMAT (written by a newer fabric-hpc; upgrade to read it), kept and not counted in "
+           f"--keep-last: {res.newer}" if res.newer else "")))
 
 
 @group.command("export")
