@@ -237,10 +237,15 @@ def _state_dir_ok(state_dir: str) -> str:
 
 
 def _slurm_ok(section: Any, fab: Any) -> str:
-    from fabric_hpc.slurm.agent import first_contact, model_overlap
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.slurm.agent import first_contact, gpu_mismatch, model_overlap
 
-    names = first_contact(_client(section), section.contact_timeout_s) or []
+    nodes = first_contact(_client(section), section.contact_timeout_s) or []
+    names = [n.name for n in nodes]
     overlap = model_overlap(fab, names) if fab is not None else f"{len(names)} Slurm nodes"
+    if fab is not None and (mismatch := gpu_mismatch(fab, nodes)):
+        raise ConfigError(mismatch, hint="the model must describe the nodes Slurm schedules: regenerate the "
+                          "topology file (fabric topology discover on the node) or fix the node's Gres")
     return f"{section.backend} backend answers: {overlap}"
 
 

@@ -51,7 +51,7 @@ from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
 from fabric_hpc.slurm.actions import Actions, AgentPrivilegeError
 from fabric_hpc.slurm.agent_config import AgentConfig  # noqa: F401 (where callers import it from)
 from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer
-from fabric_hpc.slurm.contract import SlurmClient, SlurmError
+from fabric_hpc.slurm.contract import Node, SlurmClient, SlurmError
 from fabric_hpc.slurm.plugins import PROTOCOL_VERSION
 from fabric_hpc.slurm.sdnotify import notify
 from fabric_hpc.slurm.tiers import TierMap
@@ -239,10 +239,12 @@ class Agent:
         self.lock.acquire()
         started = False
         try:
-            names = self.first_contact()
-            if names is None:  # SIGTERM while waiting for Slurm
+            nodes = self.first_contact()
+            if nodes is None:  # SIGTERM while waiting for Slurm
                 return
-            model_overlap(self.fab, names)  # no host in common: nothing could ever be placed (exit 3)
+            model_overlap(self.fab, [n.name for n in nodes])  # no host in common: nothing could be placed (exit 3)
+            if mismatch := gpu_mismatch(self.fab, nodes):
+                self._log("model_mismatch", detail=mismatch)  # `fabric agent check` fails on it (exit 3)
             if self.config.metrics_port:
                 from fabric_hpc.slurm.metrics import AgentMetrics
 
@@ -315,8 +317,8 @@ class Agent:
                     continue
         return released
 
-    def first_contact(self) -> list[str] | None:
-        """Slurm's node names, read once within ``contact_timeout_s`` (:func:`first_contact`); SIGTERM
+    def first_contact(self) -> list[Node] | None:
+        """Slurm's nodes, read once within ``contact_timeout_s`` (:func:`first_contact`); SIGTERM
         stops the wait (None)."""
         return first_contact(self.client, self.config.contact_timeout_s, self._stop)
 
@@ -342,8 +344,8 @@ class Agent:
             self._stop.wait(0.05)
 
 
-def first_contact(client: SlurmClient, timeout_s: float, stop: threading.Event | None = None) -> list[str] | None:
-    """The names of the nodes Slurm reports, read within ``timeout_s``; SlurmError (exit 5) when it does not answer.
+def first_contact(client: SlurmClient, timeout_s: float, stop: threading.Event | None = None) -> list[Node] | None:
+    """The nodes Slurm reports, read within ``timeout_s``; SlurmError (exit 5) when it does not answer.
 
     The read runs in a helper thread so a call that blocks (an unreachable controller) cannot hold
     the caller up; ``stop`` set during the wait ends it at once (None returned).
@@ -353,7 +355,7 @@ def first_contact(client: SlurmClient, timeout_s: float, stop: threading.Event |
 
     def read() -> None:
         try:
-            outcome["nodes"] = [n.name for n in client.nodes()]
+            outcome["nodes"] = client.nodes()
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             outcome["error"] = exc
 
@@ -373,6 +375,18 @@ def first_contact(client: SlurmClient, timeout_s: float, stop: threading.Event |
         raise SlurmError(f"first contact with Slurm failed ({where}): {bounded(error_text(exc), 300)}",
                          hint=getattr(exc, "hint", None) or "is slurmctld up? (scontrol ping)") from None
     return list(outcome["nodes"])
+
+
+def gpu_mismatch(fab: Fabric, nodes: list[Node]) -> str | None:
+    """Where Slurm's GPU count of a node (its GRES) differs from the fabric model's host, in words;
+    None when they agree. The agent places on the model's GPUs, so such a node is planned wrongly."""
+    wrong = [(n.name, n.gpus, len(fab.host_gpus(n.name))) for n in nodes
+             if n.name in fab.host_pos and n.gpus != len(fab.host_gpus(n.name))]
+    if not wrong:
+        return None
+    shown = ", ".join(f"{name} (Slurm {s}, model {m})" for name, s, m in wrong[:5])
+    more = f" and {len(wrong) - 5} more" if len(wrong) > 5 else ""
+    return f"{len(wrong)} node(s) have another GPU count in Slurm than in the fabric model: {shown}{more}"
 
 
 def error_text(exc: BaseException) -> str:

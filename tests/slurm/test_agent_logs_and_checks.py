@@ -1,9 +1,11 @@
 """The agent's logs stay bounded: ``decisions.jsonl`` (and ``cycles.jsonl``) rotate to ``<name>.1`` at a
 size, and unchanged waiting reasons are not written every cycle (a queue of 60 gangs at a 1 s interval
-wrote ~86 MB a day before)."""
+wrote ~86 MB a day before); readers reach into the rotated log. Also what an admin probe found about the
+agent's checks: a state dir the system refuses, a model whose GPU counts differ from Slurm's."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from fabric_hpc.events import JsonLinesWriter, make_event, read_json_lines
@@ -89,3 +91,23 @@ def test_readers_find_decisions_in_the_rotated_log_and_refuse_a_fifo(tmp_path):
     os.mkfifo(fifo / "decisions.jsonl")
     with pytest.raises(ConfigError, match="is not a regular file"):  # at once: never blocks on a FIFO
         report.read_agent_log(fifo)
+
+
+def test_a_model_with_other_gpu_counts_than_slurm_is_named(tmp_path):
+    """Slurm's nodes have 8 GPUs (the recorded answers), this model 4: `fabric agent check` fails
+    on these words and `agent run` logs them (admin probe: every check said ok)."""
+    from fabric_hpc.slurm.agent import gpu_mismatch
+
+    nodes, _ = recorded(VERSIONS[-1])
+    slurm_nodes = ReplayClient(json.dumps(nodes), json.dumps({"jobs": []})).nodes()
+    four = build(generators.leaf_spine(16, hosts_per_leaf=4, gpus=4, cpus=8))
+    eight = build(generators.leaf_spine(16, hosts_per_leaf=4, gpus=8, cpus=8))
+    text = gpu_mismatch(four, slurm_nodes)
+    assert text.startswith(f"{len(slurm_nodes)} node(s) have another GPU count in Slurm than in the fabric model")
+    assert "(Slurm 8, model 4)" in text and text.endswith(f"and {len(slurm_nodes) - 5} more")
+    assert gpu_mismatch(eight, slurm_nodes) is None
+    agent = Agent(ReplayClient(json.dumps(nodes), json.dumps({"jobs": []})), four,
+                  AgentConfig(state_dir=str(tmp_path), usage_source="ledger"))
+    agent.run(max_cycles=1)  # it runs (placing on the model's GPUs) and says so in its log
+    logged = [e for e in read_json_lines(tmp_path / audit.AUDIT_LOG) if e["event"] == "agent.model_mismatch"]
+    assert [e["detail"] for e in logged] == [text]
