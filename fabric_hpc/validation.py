@@ -102,7 +102,14 @@ def _describe(model: type[BaseModel], err: dict[str, Any]) -> tuple[Loc, str]:
     msg = err["msg"].removeprefix("Value error, ")  # our own validators' words, without pydantic's prefix
     if not loc:  # a check of the whole model: its message says what is wrong
         return loc, msg
-    return loc, f"{path}: {msg} (got {err.get('input')!r})"
+    return loc, f"{path}: {msg} (got {err.get('input')!r}){_unit(model, loc)}"
+
+
+def _unit(model: type[BaseModel], loc: Loc) -> str:
+    """``; <key> is <its description>`` for a field that declares one (units: ``GB/s per NIC``)."""
+    owner = _model_at(model, loc[:-1]) if len(loc) > 1 else model
+    field = owner.model_fields.get(loc[-1]) if owner is not None and isinstance(loc[-1], str) else None
+    return f"; {loc[-1]} is {field.description}" if field is not None and field.description else ""
 
 
 def parse_model(

@@ -40,21 +40,22 @@ class HostType(StrictModel):
     gpus: int = Field(ge=0, le=1024)
     gpu_model: str = Field(min_length=1)
     #: GB per GPU, at most 100,000 (see MAX_GPU_MEMORY_GB).
-    gpu_memory_gb: float = Field(ge=0, le=MAX_GPU_MEMORY_GB)
+    gpu_memory_gb: float = Field(ge=0, le=MAX_GPU_MEMORY_GB, description="GB per GPU (H100: 80)")
     sockets: int = Field(ge=1, le=64)
     cores_per_socket: int = Field(ge=1, le=4096)
     threads_per_core: int = Field(default=1, ge=1, le=8)
     #: Host memory in GB: at least 1 MiB (Slurm's RealMemory is whole MiB), at most 1,000,000.
-    memory_gb: float = Field(gt=0, le=MAX_MEMORY_GB)
+    memory_gb: float = Field(gt=0, le=MAX_MEMORY_GB, description="the host's memory in GB (2 TB: 2048)")
     #: NVLink bandwidth per GPU inside the host (GB/s); 0 when GPUs talk over PCIe only; ≤ 100,000.
-    nvlink_gbps: float = Field(ge=0, le=MAX_LINK_GBPS)
+    nvlink_gbps: float = Field(ge=0, le=MAX_LINK_GBPS, description="GB/s per GPU (NVLink4: 900)")
     #: NVSwitch chips in the host; 0 with direct NVLink, PCIe only, or a multi-host domain.
     nvswitches: int = Field(ge=0, le=64)
     #: PCIe bandwidth per GPU (GB/s), ≤ 100,000.
-    pcie_gbps: float = Field(gt=0, le=MAX_LINK_GBPS)
+    pcie_gbps: float = Field(gt=0, le=MAX_LINK_GBPS, description="GB/s per GPU (PCIe Gen5 x16: 64)")
     nics: int = Field(ge=0, le=64)
     #: Bandwidth per NIC (GB/s: 400 Gb/s is 50), ≤ 100,000.
-    nic_gbps: float = Field(ge=0, le=MAX_LINK_GBPS)
+    nic_gbps: float = Field(ge=0, le=MAX_LINK_GBPS,
+                            description="GB/s per NIC, bytes not bits (400 Gb/s is 50)")
     #: CPU socket (NUMA domain) of each GPU; default: GPUs split evenly over sockets in order.
     gpu_numa: list[int] | None = None
     features: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(default_factory=list)

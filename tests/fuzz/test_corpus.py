@@ -235,23 +235,29 @@ def test_restore_never_reads_outside(tmp_path):
         open_checkpoint(tmp_path / "ck").read("w")
 
 
-def test_latest_outside_root_is_ignored(tmp_path):
-    from fabric_hpc.checkpoint import resolve
+def test_latest_outside_root_is_refused_not_followed(tmp_path):
+    """A ``latest`` naming a step symlinked out of the root is damage: refused, never read, and not
+    replaced silently by an older step (restore and verify agree; a probe found them differ)."""
+    from fabric_hpc.checkpoint import CheckpointCorruptError, resolve
 
     _save(tmp_path / "ck", 1)
     other = _save(tmp_path / "other", 5)
     (tmp_path / "ck" / "step-0000000005").symlink_to(other)
     (tmp_path / "ck" / "latest").write_text("step-0000000005\n")
-    assert resolve(tmp_path / "ck").step == 1
+    with pytest.raises(CheckpointCorruptError, match="symlink .*not falling back silently"):
+        resolve(tmp_path / "ck")
+    assert resolve(tmp_path / "ck", 1).step == 1  # an explicit older step is still there
 
 
-def test_latest_fifo_does_not_block(tmp_path):
-    from fabric_hpc.checkpoint import resolve
+def test_latest_fifo_does_not_block_and_is_refused(tmp_path):
+    from fabric_hpc.checkpoint import CheckpointCorruptError, resolve
 
     _save(tmp_path / "ck", 2)
     (tmp_path / "ck" / "latest").unlink()
     os.mkfifo(tmp_path / "ck" / "latest")
-    assert resolve(tmp_path / "ck").step == 2
+    with pytest.raises(CheckpointCorruptError, match="latest: not a regular file"):
+        resolve(tmp_path / "ck")
+    assert resolve(tmp_path / "ck", 2).step == 2
 
 
 def test_ckpt_list_shows_damaged_step_and_the_rest(tmp_path, capsys):
