@@ -74,6 +74,25 @@ def exit_code_of(exc: BaseException) -> int:
     return exit_code_for(exc)
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (at most 500 characters), or its type's name when the
+    message is empty (``Terminated()``, ``KeyboardInterrupt()``, ``MemoryError()``)."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:500]
+
+
+def _hold_sigterm() -> None:
+    """Ignore SIGTERM for the rest of this process (a teardown that always ends in :func:`_exit`,
+    within ``ACK_WAIT_S`` and a few seconds): a second signal -- scancel signals every rank, hydra
+    forwards its own -- must not unwind the teardown half-way and leave the rank alive (a Python
+    exit runs MPI_Finalize, which waits for peers that never come)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _exit(code: int) -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -155,16 +174,19 @@ class MpiContext:
         """After a peer's FATAL (this rank's journal flushed): ACK it, then exit with its code."""
         if self.comm is None:
             return
-        req = self.comm.issend(self.rank, dest=failed.source, tag=TAG_ACK)  # completes once received
-        self._say(failed, failed.exit_code)
-        if by_srun(os.environ):  # the failing rank exits by itself too (module docstring)
-            deadline = time.monotonic() + ACK_WAIT_S
-            while not req.Test() and time.monotonic() < deadline:
-                time.sleep(0.01)
-        else:
-            self._reqs = [req]
-            time.sleep(ACK_WAIT_S + 5.0)  # MPI_Abort from the failing rank ends this process
-        _exit(failed.exit_code)
+        _hold_sigterm()
+        try:
+            req = self.comm.issend(self.rank, dest=failed.source, tag=TAG_ACK)  # completes once received
+            self._say(failed, failed.exit_code)
+            if by_srun(os.environ):  # the failing rank exits by itself too (module docstring)
+                deadline = time.monotonic() + ACK_WAIT_S
+                while not req.Test() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            else:
+                self._reqs = [req]
+                time.sleep(ACK_WAIT_S + 5.0)  # MPI_Abort from the failing rank ends this process
+        finally:
+            _exit(failed.exit_code)  # whatever failed above: this rank never outlives the teardown
 
     def fatal(self, exc: BaseException) -> None:
         """Ordered teardown after a local failure (journal already flushed): the error printed
@@ -172,17 +194,22 @@ class MpiContext:
         Returns only when not under MPI (the caller raises)."""
         if self.comm is None:
             return
+        _hold_sigterm()
         code = exit_code_of(exc)
-        emit("infer.fatal", rank=self.rank, error=str(exc).splitlines()[0][:500], exit_code=code)
-        sys.stderr.write(f"error: rank {self.rank}: {exc}\n")
-        sys.stderr.flush()
-        self._say(exc, code)
-        self._reqs = [self.comm.isend((code, str(exc)[:500]), dest=r, tag=TAG_FATAL)
-                      for r in range(self.size) if r != self.rank]
-        if self._answered(time.monotonic() + ACK_WAIT_S) and by_srun(os.environ):
-            _exit(code)  # every peer exits with ``code`` too: srun returns it (module docstring)
-        self.comm.Abort(code)
-        _exit(code)  # MPICH's MPI_Abort may return before the launcher kills this process
+        try:
+            message = str(exc).strip() or first_line(exc)
+            emit("infer.fatal", rank=self.rank, error=first_line(exc), exit_code=code)
+            sys.stderr.write(f"error: rank {self.rank}: {message}\n")
+            sys.stderr.flush()
+            self._say(exc, code)
+            self._reqs = [self.comm.isend((code, message[:500]), dest=r, tag=TAG_FATAL)
+                          for r in range(self.size) if r != self.rank]
+            if self._answered(time.monotonic() + ACK_WAIT_S) and by_srun(os.environ):
+                _exit(code)  # every peer exits with ``code`` too: srun returns it (module docstring)
+            self.comm.Abort(code)
+        finally:
+            _exit(code)  # MPICH's MPI_Abort may return before the launcher kills this process; and
+            # whatever failed above, this rank never outlives its teardown
 
     def _say(self, exc: BaseException, code: int) -> None:
         if self.last_words is not None:
