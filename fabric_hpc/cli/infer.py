@@ -153,16 +153,17 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int,
     # the whole job at the top (not rank 0's rates beside job totals); each rank under "ranks"
     result = {**result["job"], **{k: result[k] for k in (
         "world_size", "attempt", "resumed", "items_done_all_ranks", "dead_letter", "ranks")}}
+    if result["dead_letter"] and not result["items_done_all_ranks"] and not result["resumed"]:
+        # an error alone: not a summary that says "next: fabric infer merge" before it
+        raise ConfigError(f"every item of the input ({result['dead_letter']}) was dead-lettered: nothing ran",
+                          hint=f"each reason is in {output}/dead-letter.jsonl (often items longer than the "
+                               "engine's max_input_len or max_num_tokens)")
     render(as_json, result, lambda c: c.print(
         f"attempt {result['attempt']}: {result['items_done_all_ranks']:,} items done on "
         f"{result['world_size']} rank(s), {result['resumed']:,} skipped as already done, "
         f"{result['dead_letter']} dead-lettered\njob: {_progress_line(result)}\n"
         f"next: fabric infer merge {output}" + (" --input FILE  (FILE: the lines that were piped in; merge "
                                                  "checks the results against them)" if source == "-" else "")))
-    if result["dead_letter"] and not result["items_done_all_ranks"] and not result["resumed"]:
-        raise ConfigError(f"every item of the input ({result['dead_letter']}) was dead-lettered: nothing ran",
-                          hint=f"each reason is in {output}/dead-letter.jsonl (often items longer than the "
-                               "engine's max_input_len or max_num_tokens)")
 
 
 def _json_last_words(rank: int, exc: BaseException, code: int) -> None:
