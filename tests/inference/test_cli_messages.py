@@ -30,3 +30,15 @@ def test_all_items_dead_lettered_is_an_error_alone(tmp_path: Path) -> None:
     assert proc.returncode == 3, proc.stderr
     assert "dead-lettered: nothing ran" in proc.stderr
     assert "next:" not in proc.stdout + proc.stderr, proc.stdout
+
+
+def test_an_unprepared_pytorch_engine_names_the_cli_command(tmp_path: Path) -> None:
+    """Before: the hint named only prepare_pytorch_engine(), a function a CLI user cannot call."""
+    cfg = json.loads(make_config(tmp_path).read_text())
+    (tmp_path / "empty").mkdir()
+    path = tmp_path / "pt.json"
+    path.write_text(json.dumps({**cfg, "engine": "pytorch", "engine_dir": str(tmp_path / "empty")}))
+    proc = _fabric("infer", "run", "--engine-config", str(path), "--input", str(tmp_path), "--output",
+                   str(tmp_path.parent / f"{tmp_path.name}-out"), "--no-progress")
+    assert proc.returncode == 3 and "does not exist" in proc.stderr, proc.stderr
+    assert "fabric infer prepare" in proc.stderr and "prepare_pytorch_engine()" in proc.stderr, proc.stderr
