@@ -152,7 +152,12 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int,
         return
     # the whole job at the top (not rank 0's rates beside job totals); each rank under "ranks"
     result = {**result["job"], **{k: result[k] for k in (
-        "world_size", "attempt", "resumed", "items_done_all_ranks", "dead_letter", "ranks")}}
+        "world_size", "attempt", "resumed", "items_done_all_ranks", "dead_letter", "ignored_inputs",
+        "ranks")}}
+    if ignored := result["ignored_inputs"]:
+        click.echo(f"note: {len(ignored)} spool entries named like work were not read: "
+                   f"{', '.join(ignored[:8])}{' ...' if len(ignored) > 8 else ''} "
+                   "(only regular files named *.jsonl are)", err=True)
     if result["dead_letter"] and not result["items_done_all_ranks"] and not result["resumed"]:
         # an error alone: not a summary that says "next: fabric infer merge" before it
         raise ConfigError(f"every item of the input ({result['dead_letter']}) was dead-lettered: nothing ran",

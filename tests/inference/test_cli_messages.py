@@ -42,3 +42,28 @@ def test_an_unprepared_pytorch_engine_names_the_cli_command(tmp_path: Path) -> N
                    str(tmp_path.parent / f"{tmp_path.name}-out"), "--no-progress")
     assert proc.returncode == 3 and "does not exist" in proc.stderr, proc.stderr
     assert "fabric infer prepare" in proc.stderr and "prepare_pytorch_engine()" in proc.stderr, proc.stderr
+
+
+def test_spool_entries_named_like_work_but_not_read_are_each_reported(tmp_path: Path) -> None:
+    """Before: A.JSONL was named (in the empty-spool error) but a FIFO or a directory named x.jsonl
+    was skipped without a note, and in a spool with work none of them was mentioned."""
+    cfg = make_config(tmp_path)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "dir.jsonl").mkdir()
+    os.mkfifo(spool / "fifo.jsonl")
+    (spool / "B.JSONL").write_text(json.dumps({"id": "b", "prompt": [1, 2], "max_new_tokens": 2}) + "\n")
+    proc = _fabric("infer", "run", "--engine-config", str(cfg), "--input", str(spool), "--output",
+                   str(tmp_path / "out0"), "--no-progress")  # nothing to read: the error says why, per entry
+    assert proc.returncode == 3, proc.stderr
+    for why in ("'B.JSONL' (the suffix is not lower-case .jsonl)",
+                "'dir.jsonl' (a directory, not a regular file)", "'fifo.jsonl' (a FIFO, not a regular file)"):
+        assert why in proc.stderr, proc.stderr
+    (spool / "a.jsonl").write_text(json.dumps({"id": "a", "prompt": [1, 2], "max_new_tokens": 2}) + "\n")
+    proc = _fabric("infer", "run", "--engine-config", str(cfg), "--input", str(spool), "--output",
+                   str(tmp_path / "out1"), "--no-progress")  # work to do: a note, once, naming all three
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and "3 spool entries" in notes[0], proc.stderr
+    for name in ("'B.JSONL' (the suffix", "'dir.jsonl' (a directory", "'fifo.jsonl' (a FIFO"):
+        assert name in notes[0], notes
