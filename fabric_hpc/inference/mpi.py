@@ -9,7 +9,9 @@ first, each given to the least-loaded rank (greedy LPT, ties to the lower rank).
 dropped: the assignment is a partition of the remaining ids.
 
 Teardown: a rank whose run fails stops its intake, lets its writer commit and journal what it
-holds, prints its error once (``error: rank N: ...``), sends ``FATAL`` (with its exit code) to
+holds, prints its error once (``error: rank N: ...``; a rank > 0 first waits up to
+``SAME_ERROR_WAIT_S`` for rank 0's FATAL and prints nothing when rank 0 failed with the same
+message: an error every rank meets is printed once, by rank 0), sends ``FATAL`` (with its exit code) to
 every other rank, waits (at most ``ACK_WAIT_S``) for their ``ACK`` -- each peer stops intake and
 flushes its journal before acknowledging; a peer that failed itself meanwhile (its own ``FATAL``)
 counts as acknowledged. The exit code is the CLI's for the error (3 bad input, 5 external
@@ -52,6 +54,7 @@ __all__ = ["ACK_WAIT_S", "MpiContext", "PeerFailed", "exit_code_of", "mpi_contex
 
 TAG_FATAL, TAG_ACK = 7701, 7702
 ACK_WAIT_S = 2.5
+SAME_ERROR_WAIT_S = 0.5  # a failing rank > 0 waits this long for rank 0's FATAL before it prints
 _LAUNCH_VARS = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "HYDI_CONTROL_FD",
                 "MPI_LOCALRANKID")
 
@@ -199,12 +202,15 @@ class MpiContext:
         try:
             message = str(exc).strip() or first_line(exc)
             emit("infer.fatal", rank=self.rank, error=first_line(exc), exit_code=code)
-            sys.stderr.write(f"error: rank {self.rank}: {message}\n")
-            sys.stderr.flush()
+            rank0 = None if self.rank == 0 else self._fatal_of_rank0(time.monotonic() + SAME_ERROR_WAIT_S)
+            if rank0 != message[:500]:  # rank 0 printed this very error (a config every rank reads): once
+                sys.stderr.write(f"error: rank {self.rank}: {message}\n")
+                sys.stderr.flush()
             self._say(exc, code)
             self._reqs = [self.comm.isend((code, message[:500]), dest=r, tag=TAG_FATAL)
                           for r in range(self.size) if r != self.rank]
-            if self._answered(time.monotonic() + ACK_WAIT_S) and by_srun(os.environ):
+            if self._answered(time.monotonic() + ACK_WAIT_S, set() if rank0 is None else {0}) \
+                    and by_srun(os.environ):
                 _exit(code)  # every peer exits with ``code`` too: srun returns it (module docstring)
             self.comm.Abort(code)
         finally:
@@ -218,11 +224,25 @@ class MpiContext:
             except Exception:  # noqa: BLE001 - the teardown must go on (stdout closed, ...)
                 pass
 
-    def _answered(self, deadline: float) -> bool:
-        """Whether every peer sent ACK (or its own FATAL: it failed too) before ``deadline``."""
+    def _fatal_of_rank0(self, deadline: float) -> str | None:
+        """Rank 0's FATAL reason if it arrives before ``deadline`` (received: rank 0 has answered).
+        Rank 0 prints its error before it sends FATAL, so a peer that failed the same way stays
+        silent; a peer sends its own FATAL only after this, so no MPI_Abort ends it before it printed."""
         from mpi4py import MPI
 
-        waiting = set(range(self.size)) - {self.rank}
+        while True:
+            if self.comm.Iprobe(source=0, tag=TAG_FATAL, status=MPI.Status()):
+                return str(self.comm.recv(source=0, tag=TAG_FATAL)[1])
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.01)
+
+    def _answered(self, deadline: float, already: set[int]) -> bool:
+        """Whether every peer sent ACK (or its own FATAL: it failed too) before ``deadline``
+        (``already``: those that did before)."""
+        from mpi4py import MPI
+
+        waiting = set(range(self.size)) - {self.rank} - already
         while waiting and time.monotonic() < deadline:
             status = MPI.Status()
             for tag in (TAG_ACK, TAG_FATAL):

@@ -136,3 +136,13 @@ def test_scancel_ends_every_rank_without_a_traceback(cluster, work):
         time.sleep(0.1)
     assert not (_rank_pid(jid, 0) or _rank_pid(jid, 1)), "a rank outlived scancel"
     _resume_and_merge(cluster, work)
+
+
+def test_a_config_error_is_printed_once_and_exits_3(cluster, work):
+    """Before: each rank printed the same error and the job log held a --json document per run."""
+    cfg = json.loads((work["tmp"] / "engine.json").read_text())
+    (work["tmp"] / "engine.json").write_text(json.dumps({**cfg, "engine_dir": str(work["tmp"] / "gone")}))
+    info, out = _ended(cluster, _submit(cluster, work), ("FAILED",), 60)
+    assert info["ExitCode"] == "3:0", out  # srun --kill-on-bad-exit=1 keeps the CLI's code
+    assert out.count("error: rank ") == 1 and out.count("error: rank 0: ") == 1, out
+    assert "srun exit 3" in out and "{" not in out, out  # no JSON document in the job log
