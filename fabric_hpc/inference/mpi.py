@@ -22,13 +22,17 @@ failure, ...; README.md), and the launcher must return it:
   others on the first non-zero exit and may then report their signal);
 - under ``srun`` every rank exits by itself with the code: each peer once its ``ACK`` was received
   (a synchronous send), the failing rank once every peer answered. ``MPI_Abort`` there makes
-  slurmstepd SIGKILL the other tasks, and srun returns the highest task status, 137. (With
-  ``--kill-on-bad-exit`` / ``KillOnBadExit=1`` srun still kills the ranks that exit last, so it
-  may report 137; the code is in every rank's ``infer.fatal`` event and error line.) A peer that
-  does not answer within ``ACK_WAIT_S`` gets ``MPI_Abort`` under either launcher.
+  slurmstepd SIGKILL the other tasks, and srun returns the highest task status, 137. With
+  ``--kill-on-bad-exit=1`` (infer_batch.sbatch) srun still returns the code, measured on Slurm
+  22.05 and 25.11: it signals the ranks left after the first non-zero exit, but each is then in
+  its teardown, which ignores SIGTERM and exits with the code. A peer that does not answer within
+  ``ACK_WAIT_S`` gets ``MPI_Abort`` under either launcher.
 
-Peers poll for ``FATAL`` from the main thread every 0.1 s. A rank killed outright (``kill -9``) is
-detected by the launcher, which kills the rest; journals are safe either way and a rerun resumes.
+Peers poll for ``FATAL`` from the main thread every 0.1 s. A rank killed outright (``kill -9``, the
+OOM killer) or one that exits before ``MPI_Init`` cannot tell the others, and the rendezvous has
+no deadline (the last one waits for the slowest rank's share): ``mpiexec`` ends the rest, ``srun``
+only with ``--kill-on-bad-exit=1`` (then 137, or 143 for an exit before ``MPI_Init``; docs/inference.md,
+"When a rank fails"). Journals are safe either way and a rerun resumes.
 
 Transport under ``srun --mpi=pmi2``: MPI carries only control messages here, so MPICH is steered
 to its OFI netmod over TCP (``MPIR_CVAR_CH4_NETMOD=ofi``, ``FI_PROVIDER=tcp``, each only when
