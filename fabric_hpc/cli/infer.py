@@ -130,8 +130,12 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int,
     if source != "-":
         src, out = Path(source).resolve(), output.resolve()
         if src == out or out in src.parents or src in out.parents:
-            raise ConfigError(f"--output {str(output)!r} and --input {source!r} overlap: results would be read "
-                              f"back as work items", hint="give an output directory outside the input (and not above it)")
+            err = ConfigError(f"--output {str(output)!r} and --input {source!r} overlap: results would be "
+                              f"read back as work items",
+                              hint="give an output directory outside the input (and not above it)")
+            if _launch_rank() != 0:  # every rank meets it before MPI starts: rank 0 alone says it
+                raise SystemExit(err.exit_code)
+            raise err
     opts = PipelineOptions(chunk_size=chunk_size, admit_batch=1 if source == "-" else 64)
     show = sys.stderr.isatty() if progress is None else progress
     live = Live(Text("starting"), console=console(stderr=True), transient=True) if show else None
@@ -152,17 +156,34 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int,
         return
     # the whole job at the top (not rank 0's rates beside job totals); each rank under "ranks"
     result = {**result["job"], **{k: result[k] for k in (
-        "world_size", "attempt", "resumed", "items_done_all_ranks", "dead_letter", "ranks")}}
+        "world_size", "attempt", "resumed", "items_done_all_ranks", "dead_letter", "ignored_inputs",
+        "ranks")}}
+    if ignored := result["ignored_inputs"]:
+        click.echo(f"note: {len(ignored)} spool entries named like work were not read: "
+                   f"{', '.join(ignored[:8])}{' ...' if len(ignored) > 8 else ''} "
+                   "(only regular files named *.jsonl are)", err=True)
+    if result["dead_letter"] and not result["items_done_all_ranks"] and not result["resumed"]:
+        # an error alone: not a summary that says "next: fabric infer merge" before it
+        raise ConfigError(f"every item of the input ({result['dead_letter']}) was dead-lettered: nothing ran",
+                          hint=f"each reason is in {output}/dead-letter.jsonl (often items longer than the "
+                               "engine's max_input_len or max_num_tokens)")
     render(as_json, result, lambda c: c.print(
         f"attempt {result['attempt']}: {result['items_done_all_ranks']:,} items done on "
         f"{result['world_size']} rank(s), {result['resumed']:,} skipped as already done, "
         f"{result['dead_letter']} dead-lettered\njob: {_progress_line(result)}\n"
         f"next: fabric infer merge {output}" + (" --input FILE  (FILE: the lines that were piped in; merge "
                                                  "checks the results against them)" if source == "-" else "")))
-    if result["dead_letter"] and not result["items_done_all_ranks"] and not result["resumed"]:
-        raise ConfigError(f"every item of the input ({result['dead_letter']}) was dead-lettered: nothing ran",
-                          hint=f"each reason is in {output}/dead-letter.jsonl (often items longer than the "
-                               "engine's max_input_len or max_num_tokens)")
+
+
+def _launch_rank() -> int:
+    """This process's rank as the MPI launcher (mpiexec, srun) set it, read before MPI starts; 0
+    when not launched so."""
+    import os
+
+    for var in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
 
 
 def _json_last_words(rank: int, exc: BaseException, code: int) -> None:

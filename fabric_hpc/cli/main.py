@@ -86,7 +86,7 @@ class Terminated(KeyboardInterrupt):
 
 
 def _terminate(signum: int, frame: object) -> None:
-    raise Terminated()
+    raise Terminated("terminated (SIGTERM)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

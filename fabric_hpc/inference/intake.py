@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterable, Iterator, Set
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,6 +208,32 @@ def spool_files(spool: str | os.PathLike[str]) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.suffix == ".jsonl" and p.is_file())
 
 
+def ignored_entries(spool: str | os.PathLike[str]) -> list[str]:
+    """The entries of a spool directory named like work (``*.jsonl`` in any case) that are not read,
+    each with why: ``'A.JSONL' (the suffix is not lower-case .jsonl)``, ``'f.jsonl' (a FIFO, not a
+    regular file)``; none for a single file."""
+    from fabric_hpc.inputs import kind_of
+
+    path = Path(spool)
+    if not path.is_dir():
+        return []
+    out = []
+    for p in sorted(path.iterdir()):
+        if p.suffix.lower() != ".jsonl":
+            continue
+        if p.suffix != ".jsonl":
+            out.append(f"{p.name!r} (the suffix is not lower-case .jsonl)")
+            continue
+        try:
+            mode = p.stat().st_mode
+        except OSError:  # a dangling link, or gone meanwhile
+            out.append(f"{p.name!r} (cannot be read: a dangling link?)")
+            continue
+        if not stat.S_ISREG(mode):
+            out.append(f"{p.name!r} ({kind_of(mode)}, not a regular file)")
+    return out
+
+
 def spool_snapshot(spool: str | os.PathLike[str]) -> dict[str, Any]:
     """The spool as it is now: ``{"spool", "files": [{"name", "size", "ino"}]}`` in name order
     (a file that vanishes while listing is left out)."""
@@ -230,6 +257,8 @@ def checked_snapshot(spool: str | os.PathLike[str]) -> dict[str, Any]:
         names = sorted(p.name for p in path.iterdir())
         seen = (f"it holds only {', '.join(repr(n) for n in names[:8])}{' ...' if len(names) > 8 else ''}, "
                 f"which are ignored") if names else "it is empty"
+        if ignored := ignored_entries(path):
+            seen += f"; named like work but not read: {', '.join(ignored[:8])}"
         raise ConfigError(f"input spool {path} has no *.jsonl file to read: {seen}",
                           hint="only complete files named *.jsonl (lower case) are read: producers write "
                                "NAME.tmp and rename it to NAME.jsonl; check --input")

@@ -9,7 +9,9 @@ first, each given to the least-loaded rank (greedy LPT, ties to the lower rank).
 dropped: the assignment is a partition of the remaining ids.
 
 Teardown: a rank whose run fails stops its intake, lets its writer commit and journal what it
-holds, prints its error once (``error: rank N: ...``), sends ``FATAL`` (with its exit code) to
+holds, prints its error once (``error: rank N: ...``; a rank > 0 first waits up to
+``SAME_ERROR_WAIT_S`` for rank 0's FATAL and prints nothing when rank 0 failed with the same
+message: an error every rank meets is printed once, by rank 0), sends ``FATAL`` (with its exit code) to
 every other rank, waits (at most ``ACK_WAIT_S``) for their ``ACK`` -- each peer stops intake and
 flushes its journal before acknowledging; a peer that failed itself meanwhile (its own ``FATAL``)
 counts as acknowledged. The exit code is the CLI's for the error (3 bad input, 5 external
@@ -20,13 +22,17 @@ failure, ...; README.md), and the launcher must return it:
   others on the first non-zero exit and may then report their signal);
 - under ``srun`` every rank exits by itself with the code: each peer once its ``ACK`` was received
   (a synchronous send), the failing rank once every peer answered. ``MPI_Abort`` there makes
-  slurmstepd SIGKILL the other tasks, and srun returns the highest task status, 137. (With
-  ``--kill-on-bad-exit`` / ``KillOnBadExit=1`` srun still kills the ranks that exit last, so it
-  may report 137; the code is in every rank's ``infer.fatal`` event and error line.) A peer that
-  does not answer within ``ACK_WAIT_S`` gets ``MPI_Abort`` under either launcher.
+  slurmstepd SIGKILL the other tasks, and srun returns the highest task status, 137. With
+  ``--kill-on-bad-exit=1`` (infer_batch.sbatch) srun still returns the code, measured on Slurm
+  22.05 and 25.11: it signals the ranks left after the first non-zero exit, but each is then in
+  its teardown, which ignores SIGTERM and exits with the code. A peer that does not answer within
+  ``ACK_WAIT_S`` gets ``MPI_Abort`` under either launcher.
 
-Peers poll for ``FATAL`` from the main thread every 0.1 s. A rank killed outright (``kill -9``) is
-detected by the launcher, which kills the rest; journals are safe either way and a rerun resumes.
+Peers poll for ``FATAL`` from the main thread every 0.1 s. A rank killed outright (``kill -9``, the
+OOM killer) or one that exits before ``MPI_Init`` cannot tell the others, and the rendezvous has
+no deadline (the last one waits for the slowest rank's share): ``mpiexec`` ends the rest, ``srun``
+only with ``--kill-on-bad-exit=1`` (then 137, or 143 for an exit before ``MPI_Init``; docs/inference.md,
+"When a rank fails"). Journals are safe either way and a rerun resumes.
 
 Transport under ``srun --mpi=pmi2``: MPI carries only control messages here, so MPICH is steered
 to its OFI netmod over TCP (``MPIR_CVAR_CH4_NETMOD=ofi``, ``FI_PROVIDER=tcp``, each only when
@@ -52,6 +58,7 @@ __all__ = ["ACK_WAIT_S", "MpiContext", "PeerFailed", "exit_code_of", "mpi_contex
 
 TAG_FATAL, TAG_ACK = 7701, 7702
 ACK_WAIT_S = 2.5
+SAME_ERROR_WAIT_S = 0.5  # a failing rank > 0 waits this long for rank 0's FATAL before it prints
 _LAUNCH_VARS = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "HYDI_CONTROL_FD",
                 "MPI_LOCALRANKID")
 
@@ -72,6 +79,25 @@ def exit_code_of(exc: BaseException) -> int:
     if isinstance(exc, KeyboardInterrupt):
         return 143 if type(exc).__name__ == "Terminated" else 130
     return exit_code_for(exc)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (at most 500 characters), or its type's name when the
+    message is empty (``Terminated()``, ``KeyboardInterrupt()``, ``MemoryError()``)."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:500]
+
+
+def _hold_sigterm() -> None:
+    """Ignore SIGTERM for the rest of this process (a teardown that always ends in :func:`_exit`,
+    within ``ACK_WAIT_S`` and a few seconds): a second signal -- scancel signals every rank, hydra
+    forwards its own -- must not unwind the teardown half-way and leave the rank alive (a Python
+    exit runs MPI_Finalize, which waits for peers that never come)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _exit(code: int) -> None:
@@ -155,16 +181,19 @@ class MpiContext:
         """After a peer's FATAL (this rank's journal flushed): ACK it, then exit with its code."""
         if self.comm is None:
             return
-        req = self.comm.issend(self.rank, dest=failed.source, tag=TAG_ACK)  # completes once received
-        self._say(failed, failed.exit_code)
-        if by_srun(os.environ):  # the failing rank exits by itself too (module docstring)
-            deadline = time.monotonic() + ACK_WAIT_S
-            while not req.Test() and time.monotonic() < deadline:
-                time.sleep(0.01)
-        else:
-            self._reqs = [req]
-            time.sleep(ACK_WAIT_S + 5.0)  # MPI_Abort from the failing rank ends this process
-        _exit(failed.exit_code)
+        _hold_sigterm()
+        try:
+            req = self.comm.issend(self.rank, dest=failed.source, tag=TAG_ACK)  # completes once received
+            self._say(failed, failed.exit_code)
+            if by_srun(os.environ):  # the failing rank exits by itself too (module docstring)
+                deadline = time.monotonic() + ACK_WAIT_S
+                while not req.Test() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            else:
+                self._reqs = [req]
+                time.sleep(ACK_WAIT_S + 5.0)  # MPI_Abort from the failing rank ends this process
+        finally:
+            _exit(failed.exit_code)  # whatever failed above: this rank never outlives the teardown
 
     def fatal(self, exc: BaseException) -> None:
         """Ordered teardown after a local failure (journal already flushed): the error printed
@@ -172,17 +201,25 @@ class MpiContext:
         Returns only when not under MPI (the caller raises)."""
         if self.comm is None:
             return
+        _hold_sigterm()
         code = exit_code_of(exc)
-        emit("infer.fatal", rank=self.rank, error=str(exc).splitlines()[0][:500], exit_code=code)
-        sys.stderr.write(f"error: rank {self.rank}: {exc}\n")
-        sys.stderr.flush()
-        self._say(exc, code)
-        self._reqs = [self.comm.isend((code, str(exc)[:500]), dest=r, tag=TAG_FATAL)
-                      for r in range(self.size) if r != self.rank]
-        if self._answered(time.monotonic() + ACK_WAIT_S) and by_srun(os.environ):
-            _exit(code)  # every peer exits with ``code`` too: srun returns it (module docstring)
-        self.comm.Abort(code)
-        _exit(code)  # MPICH's MPI_Abort may return before the launcher kills this process
+        try:
+            message = str(exc).strip() or first_line(exc)
+            emit("infer.fatal", rank=self.rank, error=first_line(exc), exit_code=code)
+            rank0 = None if self.rank == 0 else self._fatal_of_rank0(time.monotonic() + SAME_ERROR_WAIT_S)
+            if rank0 != message[:500]:  # rank 0 printed this very error (a config every rank reads): once
+                sys.stderr.write(f"error: rank {self.rank}: {message}\n")
+                sys.stderr.flush()
+            self._say(exc, code)
+            self._reqs = [self.comm.isend((code, message[:500]), dest=r, tag=TAG_FATAL)
+                          for r in range(self.size) if r != self.rank]
+            if self._answered(time.monotonic() + ACK_WAIT_S, set() if rank0 is None else {0}) \
+                    and by_srun(os.environ):
+                _exit(code)  # every peer exits with ``code`` too: srun returns it (module docstring)
+            self.comm.Abort(code)
+        finally:
+            _exit(code)  # MPICH's MPI_Abort may return before the launcher kills this process; and
+            # whatever failed above, this rank never outlives its teardown
 
     def _say(self, exc: BaseException, code: int) -> None:
         if self.last_words is not None:
@@ -191,11 +228,25 @@ class MpiContext:
             except Exception:  # noqa: BLE001 - the teardown must go on (stdout closed, ...)
                 pass
 
-    def _answered(self, deadline: float) -> bool:
-        """Whether every peer sent ACK (or its own FATAL: it failed too) before ``deadline``."""
+    def _fatal_of_rank0(self, deadline: float) -> str | None:
+        """Rank 0's FATAL reason if it arrives before ``deadline`` (received: rank 0 has answered).
+        Rank 0 prints its error before it sends FATAL, so a peer that failed the same way stays
+        silent; a peer sends its own FATAL only after this, so no MPI_Abort ends it before it printed."""
         from mpi4py import MPI
 
-        waiting = set(range(self.size)) - {self.rank}
+        while True:
+            if self.comm.Iprobe(source=0, tag=TAG_FATAL, status=MPI.Status()):
+                return str(self.comm.recv(source=0, tag=TAG_FATAL)[1])
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.01)
+
+    def _answered(self, deadline: float, already: set[int]) -> bool:
+        """Whether every peer sent ACK (or its own FATAL: it failed too) before ``deadline``
+        (``already``: those that did before)."""
+        from mpi4py import MPI
+
+        waiting = set(range(self.size)) - {self.rank} - already
         while waiting and time.monotonic() < deadline:
             status = MPI.Status()
             for tag in (TAG_ACK, TAG_FATAL):

@@ -22,6 +22,7 @@ from fabric_hpc.inference.intake import (
     DeadLetter,
     WorkItem,
     checked_snapshot,
+    ignored_entries,
     load_snapshot,
     read_items,
     snapshot_lines,
@@ -90,15 +91,19 @@ def _check_same_weights(path: Path, old: Any, run_doc: dict[str, Any]) -> None:
 
 
 def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
-             ) -> tuple[int, dict[str, Any] | None, PidLock | None]:
+             ) -> tuple[int, dict[str, Any] | None, PidLock | None, list[str]]:
     """Rank 0 locks the output, checks run.json, cleans orphans, opens an attempt and takes the
-    spool snapshot; every rank gets the attempt and the same snapshot (rank 0 also the lock)."""
+    spool snapshot; every rank gets the attempt and the same snapshot (rank 0 also the lock, and the
+    spool's entries named like work that are not read: :func:`ignored_entries`)."""
     state: dict[str, Any] = {}
     lock = None
     if ctx.rank == 0:
         try:
             if source != "-":  # a wrong --input fails before the output directory is touched
                 state["snapshot"] = checked_snapshot(run_doc["input"])
+                state["ignored"] = ignored_entries(run_doc["input"])
+                if state["ignored"]:
+                    emit("infer.spool_ignored", entries=state["ignored"])
             engine = run_doc["engine_config"]
             run_doc = {**run_doc, "weights": weights_identity(engine["engine"], engine["engine_dir"])}
             out.mkdir(parents=True, exist_ok=True)
@@ -125,7 +130,7 @@ def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
         kind, message, hint = state["error"]
         cls = {"NotFoundError": NotFoundError, "ExternalError": ExternalError}.get(kind, ConfigError)
         raise cls(message, hint=hint)
-    return int(state["attempt"]), state.get("snapshot"), lock
+    return int(state["attempt"]), state.get("snapshot"), lock, state.get("ignored", [])
 
 
 def _items(ctx: MpiContext, snapshot: dict[str, Any] | None, out: Path, limits: EngineLimits,
@@ -178,7 +183,8 @@ def run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: s
     """Run (or resume) a job on this rank; return this rank's final snapshot, ``job`` (the whole
     job's totals, on every rank: :func:`~fabric_hpc.inference.telemetry.job_totals`, counts summed
     over ranks, rates over the slowest rank's wall time), ``ranks`` (every rank's final snapshot, in
-    rank order), ``attempt``, ``resumed``, ``dead_letter`` (rank 0) and this ``rank``.
+    rank order), ``attempt``, ``resumed``, ``dead_letter`` (rank 0), ``ignored_inputs`` (rank 0: the
+    spool's entries named like work that were not read, each with why) and this ``rank``.
     ``output_mode="private"`` creates every output file 0600 and directory 0700 whatever the
     umask; ``"umask"`` follows the process umask. Under MPI a failure ends the process in the ranks'
     ordered teardown instead of raising; ``last_words(rank, error, exit_code)`` is called first."""
@@ -222,7 +228,7 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         run_doc = {"input": source if source == "-" else str(Path(source).resolve()),
                    "engine_config": config.model_dump(), "limits": asdict(limits),
                    "output_mode": output_mode, "vocab_size": vocab}
-        attempt, snapshot, lock = _prepare(ctx, out, run_doc, source)
+        attempt, snapshot, lock, ignored = _prepare(ctx, out, run_doc, source)
         # one view of finished work for every rank: read on rank 0 before any rank starts
         # (a rank reading later could see work another rank already committed and shard differently)
         done = ctx.bcast(committed_ids(out) if ctx.rank == 0 else None)
@@ -247,7 +253,7 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         for part in (metrics, sink, dead, engine):
             part.close()
         ctx.rendezvous()  # a rank that finished first answers a late failure, not waits in allgather
-        return _summary(ctx, snap, attempt, len(done), dead.count)
+        return {**_summary(ctx, snap, attempt, len(done), dead.count), "ignored_inputs": ignored}
     except PeerFailed as exc:
         if pipeline is not None:
             pipeline.shutdown()

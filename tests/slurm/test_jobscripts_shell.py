@@ -58,7 +58,7 @@ def test_infer_batch_prepares_once_and_a_rerun_keeps_the_pinned_step(tmp_path: P
     newer step resumed OUTPUT with the newer weights. A rerun now keeps ENGINE_CONFIG."""
     env = _stubs(tmp_path)
     first = _infer_batch(tmp_path, env)
-    assert [line.split()[:3] for line in first] == [["fabric", "infer", "prepare"], ["srun", "--mpi=pmi2", "fabric"],
+    assert [line.split()[:3] for line in first] == [["fabric", "infer", "prepare"], ["srun", "--mpi=pmi2", "--kill-on-bad-exit=1"],
                                                      ["fabric", "infer", "merge"]]
     assert "--step" not in first[0]
     rerun = _infer_batch(tmp_path, env)

@@ -52,7 +52,8 @@ _DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise NotFoundError(f"{path} does not exist ({what})",
-                            hint="prepare the directory with prepare_pytorch_engine(); see "
+                            hint="prepare the directory: `fabric infer prepare ENGINE_DIR --checkpoint CKPT "
+                                 "...` from the command line, prepare_pytorch_engine() from Python; see "
                                  "docs/engines.md")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
