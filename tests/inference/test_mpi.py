@@ -191,7 +191,7 @@ def errors_by_rank(err: str, n: int) -> list[int]:
     return [err.count(f"error: rank {r}: ") for r in range(n)]
 
 
-def test_bad_input_exits_3_under_mpi_and_each_rank_prints_it_once(job: dict) -> None:
+def test_bad_input_exits_3_under_mpi_and_is_printed_once(job: dict) -> None:
     """Under mpiexec every failure exited 1 (MPI_Abort(1)) and each rank printed its error 2-3
     times: infer_batch.sbatch could not tell bad input (3) from an external failure (5)."""
     cfg = json.loads(job["cfg"].read_text())
@@ -202,8 +202,8 @@ def test_bad_input_exits_3_under_mpi_and_each_rank_prints_it_once(job: dict) -> 
     assert code == 3, err[-2000:]
     doc = json.loads(out)  # --json: one error document on stdout (rank 0's), as without MPI
     assert doc["exit_code"] == 3 and "no-such-engine" in doc["error"] and doc["hint"], out
-    assert errors_by_rank(err, 2) == [1, 1] and err.count("no-such-engine") == 2, err
-    assert err.count("error:") == 2 and "Traceback" not in err
+    assert errors_by_rank(err, 2) == [1, 0] and err.count("no-such-engine") == 1, err  # once, rank 0's
+    assert err.count("error:") == 1 and "Traceback" not in err
     assert time.monotonic() - t0 < 5.0  # every rank failed: each counts the others' FATAL as answered
 
 
@@ -221,4 +221,4 @@ def test_a_damaged_checkpoint_exits_3_under_mpi(job: dict) -> None:
     chunk.write_bytes(b"XXXX" + chunk.read_bytes()[4:])
     code, _, err = finish(launch(job, job["tmp"] / "damaged-out", 2, cfg=job["tmp"] / "damaged.json"))
     assert code == 3, err[-2000:]
-    assert errors_by_rank(err, 2) == [1, 1] and err.count("damaged chunk model.norm.weight") == 2, err
+    assert errors_by_rank(err, 2) == [1, 0] and err.count("damaged chunk model.norm.weight") == 1, err
