@@ -35,7 +35,8 @@ def group() -> None:
                    "(an existing file is replaced only if prepare wrote it for ENGINE_DIR, or with --force).")
 @click.option("--force", is_flag=True, default=False,
               help="Replace an existing --config-out file whatever it holds (ENGINE_DIR is refreshed only "
-                   "if an earlier prepare wrote it; a checkpoint is never written to).")
+                   "if an earlier prepare wrote it; a checkpoint's tensors are never written to, its root "
+                   "gets a pin of the step, ROOT/.pins/, so that fabric ckpt prune keeps it).")
 @json_option
 def prepare_cmd(engine_dir: Path, checkpoint: Path, step: int | None, prefix: str | None, dtype: str,
                 max_batch_size: int, max_input_len: int, max_seq_len: int, max_num_tokens: int,

@@ -110,9 +110,16 @@ def _checkpoint_plan(engine_dir: Path, src: CheckpointWeights, spec: LlamaSpec) 
     """Open the checkpoint ``src`` names (manifest only) and plan its weights for ``spec``;
     the checkpoint's own config.json (when it carries one) must describe the same model."""
     from fabric_hpc.checkpoint import open_checkpoint
+    from fabric_hpc.checkpoint.errors import CheckpointNotFoundError
     from fabric_hpc.inference.engines.ckpt_weights import plan_weights
 
-    ckpt = open_checkpoint(engine_dir / src.path, src.step)
+    try:
+        ckpt = open_checkpoint(engine_dir / src.path, src.step)
+    except CheckpointNotFoundError as exc:  # pruned since (a pin keeps it: _pin)
+        raise CheckpointNotFoundError(
+            f"checkpoint step {src.step} that {engine_dir} was prepared from is gone ({exc.message})",
+            hint=f"prepare the engine again: fabric infer prepare {engine_dir} --checkpoint {src.path} "
+                 "[--step N] ... (into a new OUTPUT: items done so far used the old weights)") from None
     if ckpt.step != src.step:
         raise ConfigError(f"{ckpt.path} is step {ckpt.step}, {ENGINE_FILE} says {src.step}")
     carried = _carried_config(ckpt)
@@ -294,10 +301,30 @@ def _prepare_pytorch_engine(path: Path, *, dtype: str, max_batch_size: int, max_
            "max_num_tokens": max_num_tokens, "tensor_parallel_size": 1, **weights}
     parse_model(EngineBuild, doc, source=str(path / ENGINE_FILE))
     write_atomic(path / ENGINE_FILE, json.dumps(doc, indent=2))
+    if weights.get("weights") == "fabric-checkpoint":
+        _pin(path, weights["checkpoint"])
     return {"engine": "pytorch", "engine_dir": str(path.resolve()), "architecture": ARCHITECTURE,
             "dtype": dtype, "max_batch_size": max_batch_size, "max_input_len": max_input_len,
             "max_seq_len": max_seq_len, "max_num_tokens": max_num_tokens,
             "tensor_parallel_size": 1}
+
+
+def _pin(engine_dir: Path, src: dict[str, Any]) -> None:
+    """Pin the step in its checkpoint root, so ``fabric ckpt prune`` keeps it (docs/checkpoint.md);
+    one pin per engine directory (a new prepare moves it). A root this user may not write gets no
+    pin: said as an ``infer.pin_failed`` event, and prepare goes on (the step is read, not changed)."""
+    import hashlib
+
+    from fabric_hpc.checkpoint.errors import CheckpointError
+    from fabric_hpc.checkpoint.pins import pin_step
+    from fabric_hpc.events import emit
+
+    target = str(engine_dir.resolve())
+    try:
+        pin_step(src["path"], src["step"], key=hashlib.sha256(target.encode()).hexdigest()[:16],
+                 by="fabric infer prepare", target=target)
+    except (OSError, CheckpointError) as exc:
+        emit("infer.pin_failed", root=src["path"], step=src["step"], error=str(exc)[:300])
 
 
 def _prepare_checkpoint(path: Path, checkpoint: Path, step: int | None,
