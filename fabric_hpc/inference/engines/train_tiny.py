@@ -8,8 +8,9 @@ engine can serve (``fabric infer prepare --checkpoint``).
 on a next-token task (counting sequences, drawn from a generator seeded by the step, so a
 resumed run continues exactly) through the engine's own forward pass, and on SIGUSR1, on SIGTERM
 (a preemption) or at the end saves ``{"model": Hugging Face tensors, "trainer": {"step"}}`` with the model's
-``config.json`` in ``user_metadata.hf_files``. Rank 0 (``SLURM_PROCID``) writes; other ranks
-compute the same steps (a data-parallel stand-in without communication). Prints one JSON line.
+``config.json`` in ``user_metadata.hf_files``. Rank 0 (``SLURM_PROCID``) locks D and
+writes; other ranks compute the same steps (a data-parallel stand-in without communication).
+Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -53,27 +54,32 @@ def train_step(params: dict, spec: object, step: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    signalled: list[int] = []  # first: a signal during the imports below must not kill the rank
-    for sig in (signal.SIGUSR1, signal.SIGTERM):  # before the time limit; a preemption (Slurm's default)
-        signal.signal(sig, lambda s, _f: signalled.append(s))
-    ap = argparse.ArgumentParser(prog="train_tiny")
-    ap.add_argument("--ckpt-dir", required=True)
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--step-seconds", type=float, default=0.0)
+    from fabric_hpc.slurm import trainer
+
+    signalled = trainer.catch_early()  # first: a signal during the imports below must not kill the rank
+    ap = trainer.parser("train_tiny", step_seconds=0.0)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    return trainer.run("train_tiny", lambda: _train(args, signalled))
+
+
+def _train(args: argparse.Namespace, signalled: list[int]) -> int:
     import torch
 
-    from fabric_hpc.checkpoint import list_checkpoints, restore, save
+    from fabric_hpc.checkpoint import list_checkpoints, save
     from fabric_hpc.inference.engines.spec import PRESETS
+    from fabric_hpc.slurm import trainer
 
     torch.set_num_threads(1)
-    rank = int(os.environ.get("SLURM_PROCID", "0"))
+    rank = trainer.env_rank()
     spec = PRESETS["tiny"]
-    os.makedirs(args.ckpt_dir, exist_ok=True)
+    ckpt_dir = trainer.prepare_dir(args.ckpt_dir)
+    if rank == 0:
+        trainer.lock_dir(ckpt_dir)
     step = 0
-    if list_checkpoints(args.ckpt_dir):
-        state = restore(args.ckpt_dir, as_torch=True)
+    if list_checkpoints(ckpt_dir):
+        at = trainer.resume_step(ckpt_dir, args.restore_step)
+        state = trainer.restore_state(ckpt_dir, at, as_torch=True)
         params = {k: v.float() for k, v in state["model"].items()}
         step = int(state["trainer"]["step"].item())
     else:
@@ -88,10 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(args.step_seconds)
     saved = None
     if rank == 0 and step > restored:
-        save(args.ckpt_dir, {"model": {k: v.detach() for k, v in params.items()},
-                             "trainer": {"step": torch.tensor(step)}}, step=step,
+        save(ckpt_dir, {"model": {k: v.detach() for k, v in params.items()},
+                        "trainer": {"step": torch.tensor(step)}}, step=step,
              metadata={"hf_files": {"config.json": spec.hf_config("float32")},
-                       "trained_by": "fabric_hpc.inference.engines.train_tiny"})
+                       "trained_by": "fabric_hpc.inference.engines.train_tiny", **trainer.run_metadata()})
         saved = step
     print(json.dumps({"rank": rank, "restored_step": restored, "step": step, "saved": saved,
                       "signalled": bool(signalled),
