@@ -35,6 +35,17 @@ def catch_early() -> list[int]:
     return early
 
 
+def install_handler(early: list[int]) -> Any:
+    """The library's PreemptionHandler in place of :func:`catch_early`'s recorder; a signal
+    that arrived in between is raised again, so the handler records it."""
+    from fabric_hpc.checkpoint.preemption import PreemptionHandler
+
+    handler = PreemptionHandler.install()
+    for sig in early[:1]:
+        signal.raise_signal(sig)
+    return handler
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -132,6 +143,26 @@ def resume_step(ckpt_dir: Path, restore_step: int | None) -> int | None:
     return restore_step
 
 
+def finish(handler: Any, *, rank: int, unfinished: bool, save: Callable[[], object],
+           report: Callable[[bool], None]) -> bool:
+    """End a run: rank 0 saves (``save``), ``report(requeueing)`` prints the run's line, and on
+    SIGUSR1 (the time limit) before the last step the job is requeued to resume from that save
+    (``save_and_requeue``). A SIGTERM (a preemption, scancel) saves without requeueing: Slurm
+    requeues a preempted job itself where PreemptMode=REQUEUE, and a scancel must end the job."""
+    requeue = rank == 0 and unfinished and handler.received == signal.SIGUSR1
+    requeueing = requeue and bool(os.environ.get("SLURM_JOB_ID"))
+
+    def save_and_report() -> object:
+        result = save() if rank == 0 else None
+        report(requeueing)  # before the requeue: scontrol requeue ends this job's steps
+        return result
+
+    if not handler.requested:
+        save_and_report()
+        return False
+    return bool(handler.save_and_requeue(save_and_report, requeue=requeue))
+
+
 def run(prog: str, body: Callable[[], int]) -> int:
     """``body()``'s exit status; a FabricError or OSError is one error line and its exit code."""
     from fabric_hpc.errors import exit_code_for
@@ -165,3 +196,6 @@ def run_metadata() -> dict[str, Any]:
     """The metadata a run saves with each step (the job that saved it, see :func:`resume_step`)."""
     return {"job": os.environ.get("SLURM_JOB_ID")}
 
+
+def signal_name(handler: Any) -> str | None:
+    return signal.Signals(handler.received).name if handler.received else None

@@ -119,7 +119,7 @@ def test_a_second_run_in_a_directory_in_use_refuses_at_its_start(tmp_path: Path)
         first.send_signal(signal.SIGTERM)
         out, err = first.communicate(timeout=60)
     report = json.loads(out.strip().splitlines()[-1])
-    assert first.returncode == 0 and report["signal"] == "SIGTERM", err
+    assert first.returncode == 0 and report["signal"] == "SIGTERM" and report["requeueing"] is False, err
     assert report["saved"] == report["step"] > 0
     after = _report(_train(DEMO, ck, "--steps", str(report["step"] + 1)))  # its lock went with it
     assert (after["restored_step"], after["saved"]) == (report["step"], report["step"] + 1)
