@@ -64,7 +64,8 @@ def _train(args: argparse.Namespace, early: list[int]) -> int:
                           "nccl_topo_file": os.environ.get("NCCL_TOPO_FILE"),
                           "ckpt_dir_env": os.environ.get("FABRIC_CKPT_DIR")}), flush=True)
 
-    trainer.finish(handler, rank=rank, unfinished=step < steps, save=save_step, report=report)
+    trainer.finish(handler, rank=rank, unfinished=step < steps, progressed=step > restored,
+                   save=save_step, report=report)
     return 0
 
 

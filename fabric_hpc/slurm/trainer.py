@@ -143,14 +143,23 @@ def resume_step(ckpt_dir: Path, restore_step: int | None) -> int | None:
     return restore_step
 
 
-def finish(handler: Any, *, rank: int, unfinished: bool, save: Callable[[], object],
+def finish(handler: Any, *, rank: int, unfinished: bool, progressed: bool, save: Callable[[], object],
            report: Callable[[bool], None]) -> bool:
     """End a run: rank 0 saves (``save``), ``report(requeueing)`` prints the run's line, and on
     SIGUSR1 (the time limit) before the last step the job is requeued to resume from that save
     (``save_and_requeue``). A SIGTERM (a preemption, scancel) saves without requeueing: Slurm
-    requeues a preempted job itself where PreemptMode=REQUEUE, and a scancel must end the job."""
+    requeues a preempted job itself where PreemptMode=REQUEUE, and a scancel must end the job.
+    A SIGUSR1 before the run's first step (``progressed`` False) is a ConfigError, not a requeue:
+    a time limit within the signal's lead time would requeue the job forever without a step."""
+    under_slurm = bool(os.environ.get("SLURM_JOB_ID"))
     requeue = rank == 0 and unfinished and handler.received == signal.SIGUSR1
-    requeueing = requeue and bool(os.environ.get("SLURM_JOB_ID"))
+    if requeue and under_slurm and not progressed:
+        report(False)
+        raise ConfigError("SIGUSR1 (the time limit's signal) came before this run's first step: not "
+                          "requeued, a requeued run would get the same",
+                          hint="give the job a time limit (sbatch --time) well over the --signal lead time "
+                               "(train_gang.sbatch: --signal=B:USR1@120, 2 minutes) plus the start-up")
+    requeueing = requeue and under_slurm
 
     def save_and_report() -> object:
         result = save() if rank == 0 else None

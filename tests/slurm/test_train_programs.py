@@ -123,3 +123,20 @@ def test_a_second_run_in_a_directory_in_use_refuses_at_its_start(tmp_path: Path)
     assert report["saved"] == report["step"] > 0
     after = _report(_train(DEMO, ck, "--steps", str(report["step"] + 1)))  # its lock went with it
     assert (after["restored_step"], after["saved"]) == (report["step"], report["step"] + 1)
+
+
+def test_a_time_limit_signal_before_the_first_step_is_an_error_not_a_requeue(tmp_path: Path) -> None:
+    """A SIGUSR1 before the run's first step (a --time within --signal's 120 s lead) would requeue the
+    job, and the requeued run would get the signal before its first step again: forever, no progress.
+    It ends with an error naming the time limit instead (scontrol is never reached)."""
+    from tests.slurm.test_train_workers import _wait_for_handler
+
+    proc = subprocess.Popen([sys.executable, "-m", DEMO, "--ckpt-dir", str(tmp_path / "ck"), "--steps",
+                             "100"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env(SLURM_JOB_ID="61", PATH="/nonexistent"))  # no scontrol either
+    _wait_for_handler(proc.pid, signal.SIGUSR1)  # the early handler, installed before the imports
+    proc.send_signal(signal.SIGUSR1)
+    out, err = proc.communicate(timeout=120)
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    _one_error(done, 3, "before this run's first step", "--time")
+    assert json.loads(out.strip().splitlines()[-1])["requeueing"] is False

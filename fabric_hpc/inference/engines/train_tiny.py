@@ -112,7 +112,8 @@ def _train(args: argparse.Namespace, early: list[int]) -> int:
                           "last_loss": losses[-1] if losses else None,
                           "ckpt_dir_env": os.environ.get("FABRIC_CKPT_DIR")}), flush=True)
 
-    trainer.finish(handler, rank=rank, unfinished=step < args.steps, save=save_step, report=report)
+    trainer.finish(handler, rank=rank, unfinished=step < args.steps, progressed=step > restored,
+                   save=save_step, report=report)
     return 0
 
 
