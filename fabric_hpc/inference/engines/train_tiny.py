@@ -8,8 +8,10 @@ engine can serve (``fabric infer prepare --checkpoint``).
 on a next-token task (counting sequences, drawn from a generator seeded by the step, so a
 resumed run continues exactly) through the engine's own forward pass, and on SIGUSR1, on SIGTERM
 (a preemption) or at the end saves ``{"model": Hugging Face tensors, "trainer": {"step"}}`` with the model's
-``config.json`` in ``user_metadata.hf_files``. Rank 0 (``SLURM_PROCID``) writes; other ranks
-compute the same steps (a data-parallel stand-in without communication). Prints one JSON line.
+``config.json`` in ``user_metadata.hf_files``; on SIGUSR1 before the last step it then
+requeues the job (``fabric_hpc.slurm.trainer.finish``). Rank 0 (``SLURM_PROCID``) locks D and
+writes; other ranks compute the same steps (a data-parallel stand-in without communication).
+Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 
@@ -53,27 +54,33 @@ def train_step(params: dict, spec: object, step: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    signalled: list[int] = []  # first: a signal during the imports below must not kill the rank
-    for sig in (signal.SIGUSR1, signal.SIGTERM):  # before the time limit; a preemption (Slurm's default)
-        signal.signal(sig, lambda s, _f: signalled.append(s))
-    ap = argparse.ArgumentParser(prog="train_tiny")
-    ap.add_argument("--ckpt-dir", required=True)
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--step-seconds", type=float, default=0.0)
+    from fabric_hpc.slurm import trainer
+
+    early = trainer.catch_early()  # first: a signal during the imports below must not kill the rank
+    ap = trainer.parser("train_tiny", step_seconds=0.0)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    return trainer.run("train_tiny", lambda: _train(args, early))
+
+
+def _train(args: argparse.Namespace, early: list[int]) -> int:
     import torch
 
-    from fabric_hpc.checkpoint import list_checkpoints, restore, save
+    from fabric_hpc.checkpoint import list_checkpoints, save
     from fabric_hpc.inference.engines.spec import PRESETS
+    from fabric_hpc.slurm import trainer
 
+    handler = trainer.install_handler(early)
     torch.set_num_threads(1)
-    rank = int(os.environ.get("SLURM_PROCID", "0"))
+    rank = trainer.env_rank()
     spec = PRESETS["tiny"]
-    os.makedirs(args.ckpt_dir, exist_ok=True)
+    ckpt_dir = trainer.prepare_dir(args.ckpt_dir)
+    if rank == 0:
+        trainer.lock_dir(ckpt_dir)
     step = 0
-    if list_checkpoints(args.ckpt_dir):
-        state = restore(args.ckpt_dir, as_torch=True)
+    if list_checkpoints(ckpt_dir):
+        at = trainer.resume_step(ckpt_dir, args.restore_step)
+        state = trainer.restore_state(ckpt_dir, at, as_torch=True)
         params = {k: v.float() for k, v in state["model"].items()}
         step = int(state["trainer"]["step"].item())
     else:
@@ -82,23 +89,31 @@ def main(argv: list[str] | None = None) -> int:
         p.requires_grad_(True)
     restored, losses = step, []
     print(f"train_tiny: rank {rank} started at step {step}", flush=True)
-    while step < args.steps and not signalled:
+    while step < args.steps and not handler.requested:
         losses.append(train_step(params, spec, step))
         step += 1
         time.sleep(args.step_seconds)
-    saved = None
-    if rank == 0 and step > restored:
-        save(args.ckpt_dir, {"model": {k: v.detach() for k, v in params.items()},
-                             "trainer": {"step": torch.tensor(step)}}, step=step,
-             metadata={"hf_files": {"config.json": spec.hf_config("float32")},
-                       "trained_by": "fabric_hpc.inference.engines.train_tiny"})
-        saved = step
-    print(json.dumps({"rank": rank, "restored_step": restored, "step": step, "saved": saved,
-                      "signalled": bool(signalled),
-                      "signal": signal.Signals(signalled[0]).name if signalled else None,
-                      "first_loss": losses[0] if losses else None,
-                      "last_loss": losses[-1] if losses else None,
-                      "ckpt_dir_env": os.environ.get("FABRIC_CKPT_DIR")}), flush=True)
+    saved = step if rank == 0 and step > restored else None
+
+    def save_step() -> object:
+        if saved is None:
+            return None
+        return save(ckpt_dir, {"model": {k: v.detach() for k, v in params.items()},
+                               "trainer": {"step": torch.tensor(step)}}, step=step,
+                    metadata={"hf_files": {"config.json": spec.hf_config("float32")},
+                              "trained_by": "fabric_hpc.inference.engines.train_tiny",
+                              **trainer.run_metadata()})
+
+    def report(requeueing: bool) -> None:
+        print(json.dumps({"rank": rank, "restored_step": restored, "step": step, "saved": saved,
+                          "signalled": handler.requested, "requeueing": requeueing,
+                          "signal": trainer.signal_name(handler),
+                          "first_loss": losses[0] if losses else None,
+                          "last_loss": losses[-1] if losses else None,
+                          "ckpt_dir_env": os.environ.get("FABRIC_CKPT_DIR")}), flush=True)
+
+    trainer.finish(handler, rank=rank, unfinished=step < args.steps, progressed=step > restored,
+                   save=save_step, report=report)
     return 0
 
 

@@ -1,0 +1,210 @@
+"""What the job scripts' training programs share (``fabric_hpc.slurm.train_demo``,
+``fabric_hpc.inference.engines.train_tiny``): the command line, the checks of every value from
+the environment, the run lock on the checkpoint directory, which step to resume from, and the
+end of a run (save, then requeue through :meth:`PreemptionHandler.save_and_requeue`).
+
+A program calls :func:`catch_early` first (a signal during its imports must not kill the rank),
+then :func:`run` with its body; a :class:`~fabric_hpc.errors.FabricError` (or an ``OSError`` on
+the checkpoint directory) ends it with one ``<prog>: error: ...`` line (and its ``fix:``) and the
+CLI's exit code (README.md: 2 usage, 3 bad input, 5 external system), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fabric_hpc.errors import ConfigError, FabricError
+
+#: the file in the checkpoint directory that rank 0 of a run holds (flock) while it trains
+RUN_LOCK = ".train.lock"
+
+
+def catch_early() -> list[int]:
+    """Record SIGUSR1 and SIGTERM from now on (before the heavy imports): the list of signals."""
+    early: list[int] = []
+    for sig in (signal.SIGUSR1, signal.SIGTERM):
+        signal.signal(sig, lambda s, _f: early.append(s))
+    return early
+
+
+def install_handler(early: list[int]) -> Any:
+    """The library's PreemptionHandler in place of :func:`catch_early`'s recorder; a signal
+    that arrived in between is raised again, so the handler records it."""
+    from fabric_hpc.checkpoint.preemption import PreemptionHandler
+
+    handler = PreemptionHandler.install()
+    for sig in early[:1]:
+        signal.raise_signal(sig)
+    return handler
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative: give 0 or more")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not 0 or more seconds")
+    return value
+
+
+def parser(prog: str, step_seconds: float) -> argparse.ArgumentParser:
+    """The command line of every training program (a usage error exits 2, naming the flag)."""
+    ap = argparse.ArgumentParser(prog=prog)
+    ap.add_argument("--ckpt-dir", required=True)
+    ap.add_argument("--steps", type=_count, default=20)
+    ap.add_argument("--step-seconds", type=_seconds, default=step_seconds)
+    ap.add_argument("--restore-step", type=_count, default=None,
+                    help="resume from this step instead of the newest (train_gang.sbatch: RESTORE_STEP)")
+    return ap
+
+
+def env_rank() -> int:
+    """This rank (``SLURM_PROCID``, 0 when unset), checked."""
+    text = os.environ.get("SLURM_PROCID", "0")
+    if not text.isdigit():
+        raise ConfigError(f"SLURM_PROCID={text!r} is not a rank (a whole number, 0 or more)",
+                          hint="run the program under srun, or unset SLURM_PROCID")
+    return int(text)
+
+
+def prepare_dir(path: str) -> Path:
+    """The checkpoint directory, created when missing; a file there is a ConfigError naming it."""
+    from fabric_hpc.inputs import os_error
+
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"--ckpt-dir {str(p)!r} is a file, a checkpoint directory was expected",
+                          hint="give a directory (train_gang.sbatch: FABRIC_CKPT_DIR, or the job name)")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise os_error(exc, "--ckpt-dir (the checkpoint directory)", p) from None
+    return p
+
+
+def lock_dir(ckpt_dir: Path) -> int:
+    """Rank 0's lock on ``ckpt_dir`` for the whole run (the fd; closed at exit): a second run in
+    the same directory refuses at its start instead of colliding on a step later."""
+    import fcntl
+
+    from fabric_hpc.checkpoint import CheckpointBusyError
+
+    fd = os.open(ckpt_dir / RUN_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise CheckpointBusyError(
+            f"checkpoint directory {ckpt_dir} is in use by another training run ({holder})",
+            hint="give this run its own directory (train_gang.sbatch: a distinct sbatch --job-name), "
+                 "or submit it with --dependency=afterany:<that job> to resume after it") from None
+    job = os.environ.get("SLURM_JOB_ID", "?")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"job {job}, pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    return fd
+
+
+def resume_step(ckpt_dir: Path, restore_step: int | None) -> int | None:
+    """The step to restore: None for the newest (``latest``); with ``restore_step`` that step,
+    unless this job (``SLURM_JOB_ID``, a requeued run) has saved a newer one: then that one."""
+    from fabric_hpc.checkpoint import CheckpointNotFoundError, list_checkpoints, open_checkpoint
+
+    if restore_step is None:
+        return None
+    steps = [r.step for r in list_checkpoints(ckpt_dir)]
+    if restore_step not in steps:
+        raise CheckpointNotFoundError(
+            f"--restore-step (RESTORE_STEP) {restore_step}: no checkpoint of that step in {ckpt_dir} (steps: "
+            f"{', '.join(map(str, steps[-10:])) or 'none'})", hint="give a step `fabric ckpt list` shows")
+    job = os.environ.get("SLURM_JOB_ID")
+    for step in sorted((s for s in steps if s > restore_step), reverse=True):
+        if job and open_checkpoint(ckpt_dir, step).manifest.user_metadata.get("job") == job:
+            return step
+    return restore_step
+
+
+def finish(handler: Any, *, rank: int, unfinished: bool, progressed: bool, save: Callable[[], object],
+           report: Callable[[bool], None]) -> bool:
+    """End a run: rank 0 saves (``save``), ``report(requeueing)`` prints the run's line, and on
+    SIGUSR1 (the time limit) before the last step the job is requeued to resume from that save
+    (``save_and_requeue``). A SIGTERM (a preemption, scancel) saves without requeueing: Slurm
+    requeues a preempted job itself where PreemptMode=REQUEUE, and a scancel must end the job.
+    A SIGUSR1 before the run's first step (``progressed`` False) is a ConfigError, not a requeue:
+    a time limit within the signal's lead time would requeue the job forever without a step."""
+    under_slurm = bool(os.environ.get("SLURM_JOB_ID"))
+    requeue = rank == 0 and unfinished and handler.received == signal.SIGUSR1
+    if requeue and under_slurm and not progressed:
+        report(False)
+        raise ConfigError("SIGUSR1 (the time limit's signal) came before this run's first step: not "
+                          "requeued, a requeued run would get the same",
+                          hint="give the job a time limit (sbatch --time) well over the --signal lead time "
+                               "(train_gang.sbatch: --signal=B:USR1@120, 2 minutes) plus the start-up")
+    requeueing = requeue and under_slurm
+
+    def save_and_report() -> object:
+        result = save() if rank == 0 else None
+        report(requeueing)  # before the requeue: scontrol requeue ends this job's steps
+        return result
+
+    if not handler.requested:
+        save_and_report()
+        return False
+    return bool(handler.save_and_requeue(save_and_report, requeue=requeue))
+
+
+def run(prog: str, body: Callable[[], int]) -> int:
+    """``body()``'s exit status; a FabricError or OSError is one error line and its exit code."""
+    from fabric_hpc.errors import exit_code_for
+    from fabric_hpc.inputs import os_error
+
+    try:
+        return body()
+    except FabricError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
+        return exit_code_for(exc)
+    except OSError as exc:
+        err = os_error(exc)
+        print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
+        return err.exit_code
+
+
+def restore_state(ckpt_dir: Path, step: int | None, **kw: Any) -> dict[str, Any]:
+    """``restore(ckpt_dir, step=step)``; a damaged checkpoint's fix names RESTORE_STEP."""
+    from fabric_hpc.checkpoint import CheckpointCorruptError, restore
+
+    try:
+        return restore(ckpt_dir, step=step, **kw)
+    except CheckpointCorruptError as exc:
+        raise CheckpointCorruptError(
+            exc.message, problems=exc.problems,
+            hint=f"run `fabric ckpt verify {ckpt_dir}` and resume from an older good step: "
+                 "train_gang.sbatch RESTORE_STEP=<step> (--restore-step)") from None
+
+
+def run_metadata() -> dict[str, Any]:
+    """The metadata a run saves with each step (the job that saved it, see :func:`resume_step`)."""
+    return {"job": os.environ.get("SLURM_JOB_ID")}
+
+
+def signal_name(handler: Any) -> str | None:
+    return signal.Signals(handler.received).name if handler.received else None
