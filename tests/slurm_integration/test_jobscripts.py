@@ -91,11 +91,18 @@ def test_train_gang_saves_on_usr1_and_restores(prolog_cluster):
         time.sleep(0.2)
     time.sleep(1.0)  # some steps
     c.run(["scancel", "--batch", "--signal=USR1", str(jid)])  # what --signal=B:USR1@120 delivers
-    out = c.job_output(jid, c.wait_job(jid, timeout=60))
+    # rank 0 saves and requeues the unfinished job (test_train_requeue_live.py follows the requeued
+    # run); it is cancelled while pending: the second job below resumes from the save instead
+    deadline = time.monotonic() + 60
+    while c.job(jid).get("Restarts") != "1" or len(_json_lines(c.job_output(jid))) < 2:
+        assert time.monotonic() < deadline, (c.job(jid), c.job_output(jid))
+        time.sleep(0.2)
+    c.run(["scancel", str(jid)])
+    out = c.job_output(jid, c.wait_job(jid, states=("CANCELLED",), timeout=60))
     ranks = _json_lines(out)
     assert "SIGUSR1" in out and len(ranks) == 2, out
     rank0 = next(r for r in ranks if r["rank"] == 0)
-    assert rank0["signalled"] and 0 < rank0["saved"] < 400
+    assert rank0["signalled"] and rank0["requeueing"] and 0 < rank0["saved"] < 400
     ckpt = Path(rank0["ckpt_dir_env"])
     assert ckpt == c.base_dir / "ckpt" / "root" / "train_gang"
     # a new run of the same job restores the latest checkpoint and carries on
