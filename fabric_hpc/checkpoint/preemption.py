@@ -20,6 +20,9 @@ Two signals mean "save now" (see Slurm 25.11 ``sbatch(1)`` ``--signal`` and ``sl
         if handler.requested:
             handler.save_and_requeue(lambda: save(ckpt_dir, state, step=step, tags=["preempted"]))
             break
+
+``save_and_requeue`` requeues after SIGUSR1 (the time limit is near) and not after SIGTERM
+(``scancel``, a preemption: Slurm decides), unless told otherwise (``requeue=``).
 """
 
 from __future__ import annotations
@@ -83,11 +86,17 @@ class PreemptionHandler:
                 signal.signal(sig, previous)  # type: ignore[arg-type]
         self._previous = {}
 
-    def save_and_requeue(self, save_fn: Callable[[], object], *, requeue: bool = True) -> bool:
+    def save_and_requeue(self, save_fn: Callable[[], object], *, requeue: bool | None = None) -> bool:
         """Run the final save, then ask Slurm to requeue this job (``scontrol requeue``) when
-        running under Slurm. Returns whether the job was requeued (False: ``requeue=False`` or
-        not under Slurm). A requeue that fails (scontrol missing, timing out or refusing) raises
-        an :class:`~fabric_hpc.errors.ExternalError` after the save has completed."""
+        running under Slurm. ``requeue=None`` (the default) requeues unless the signal that arrived
+        is SIGTERM: that one also comes from ``scancel`` and the end of the time limit, and Slurm
+        requeues a cancelled job that is still completing (seen on 25.11), while a preemption that
+        should requeue does so itself (``PreemptMode=REQUEUE``). Returns whether the job was
+        requeued (False: not asked, or not under Slurm). A requeue that fails (scontrol missing,
+        timing out or refusing) raises an :class:`~fabric_hpc.errors.ExternalError` after the
+        save has completed."""
+        if requeue is None:
+            requeue = self.received != signal.SIGTERM
         result = save_fn()
         job = os.environ.get("SLURM_JOB_ID")
         emit("checkpoint.preempted_save", result=str(result), job=job,

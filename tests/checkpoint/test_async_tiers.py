@@ -269,3 +269,26 @@ def test_flush_is_satisfied_by_a_newer_committed_step(tmp_path: Path) -> None:
     from fabric_hpc.checkpoint.tiers import wait_committed
     save(tmp_path, {"w": np.zeros(2)}, step=9)
     assert wait_committed(tmp_path, 7, time.monotonic() + 5.0, 5.0) == tmp_path / "step-0000000009"
+
+
+@pytest.mark.parametrize(("sig", "requeued"), [(signal.SIGUSR1, True), (signal.SIGTERM, False)])
+def test_a_sigterm_save_does_not_requeue_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    sig: int, requeued: bool) -> None:
+    """scancel sends SIGTERM, and Slurm requeues a cancelled job that is still completing: the
+    default requeued it, bringing a cancelled job back (train fixes, seen on 25.11)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/calls\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    handler = PreemptionHandler.install()
+    try:
+        os.kill(os.getpid(), sig)
+        assert handler.wait(5)
+        assert handler.save_and_requeue(lambda: save(tmp_path / "ck", {"a": np.ones(2)}, step=1)) is requeued
+        assert handler.save_and_requeue(lambda: None, requeue=True) is True  # asked: requeued
+    finally:
+        handler.uninstall()
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls == ["requeue 42"] * (1 + requeued)
