@@ -301,7 +301,8 @@ def import_node_list(csv_path: PathLike, *, kind: str = "auto", hosts_per_leaf: 
     for line, row in _read_rows(csv_path, kind):
         host, model, gpus, cpus, memory = _NODE_READERS[kind](csv_path, line, row, memory_gb_per_cpu)
         if not NAME.match(host):
-            raise ConfigError(f"{csv_path}:{line}: host name {host!r} is not a valid host name")
+            raise ConfigError(f"{csv_path}:{line}: host name {host!r} is not a valid host name",
+                              hint="ASCII letters, digits, '_', '.', '-' only (a Slurm NodeName)")
         if host in seen:
             raise ConfigError(f"{csv_path}:{line}: host {host!r} already listed at line {seen[host]}")
         seen[host] = line

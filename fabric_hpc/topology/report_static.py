@@ -146,7 +146,8 @@ def _host_ticks(fab: Fabric, heat: Any, row_hosts: list[list[str]]) -> None:
     step = max(1, -(-most // 16))
     hosts = list(range(0, most, step))
     heat.set_xticks([h * g + (g - 1) / 2 for h in hosts], [str(h + 1) for h in hosts], fontsize=7)
-    heat.set_xlabel(f"host within the group (each host: its {g} GPUs, left to right)", fontsize=8)
+    its = "its GPU" if g == 1 else f"its {g} GPUs, left to right"
+    heat.set_xlabel(f"host within the group (each host: {its})", fontsize=8)
 
 
 def _separate_parents(bars: Any, heat: Any, parents: list[str]) -> None:

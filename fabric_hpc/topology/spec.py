@@ -188,8 +188,8 @@ class _Checker:
             for name in names:
                 if bad is None and not NAME.match(name):
                     bad = name
-                    self.fail(("hosts", i, "names"), f"host name {name!r} is not a valid host name (letters, "
-                              "digits, '_', '.', '-'; no spaces, '#', '=', '/' or quotes)")
+                    self.fail(("hosts", i, "names"), f"host name {name!r} is not a valid host name (ASCII "
+                              "letters, digits, '_', '.', '-'; no spaces, '#', '=', '/' or quotes)")
                 elif bad is None and slurm_renames(name):
                     bad = name
                     self.fail(("hosts", i, "names"), _RENAMED.format(what="host name", name=name[:60]))
