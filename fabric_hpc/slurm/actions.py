@@ -10,7 +10,8 @@ A refused action (``SlurmError``) becomes an ``agent.failed`` record (audit log 
 naming the action, the job and Slurm's message; the other actions of the cycle still run. A job
 whose pin fails :data:`MAX_PIN_FAILURES` cycles in a row (or whose pin went stale, see
 :mod:`fabric_hpc.slurm.view`) is handed to Slurm: its ``ReqNodeList`` is cleared and it is eligible
-at once; the agent no longer places it. These counters live in memory: a restarted agent tries again.
+at once; the agent no longer places it; so is a job whose pin Slurm rejected (``BadConstraints``),
+at once. These counters live in memory: a restarted agent tries again.
 
 Slurm refusing the agent itself (``Invalid user id``, ``Access/permission denied``: the agent runs
 as a user that may not modify other users' jobs) is fatal: :class:`AgentPrivilegeError`, exit 3.
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from fabric_hpc.errors import ConfigError, NotFoundError
+from fabric_hpc.hostlist import compress
 from fabric_hpc.slurm.contract import SlurmClient, SlurmError
 
 #: Failed pins (or stale ones) in a row after which a job is handed to Slurm.
@@ -101,6 +103,14 @@ class Actions:
             self.note("stale_pin", job=job_id, hosts=list(hosts), count=n)
             if n >= MAX_PIN_FAILURES:
                 self.hand_over(job_id, f"Slurm did not start it on the hosts the agent pinned, {n} times")
+
+    def rejected(self, rejected: dict[int, tuple[str, ...]]) -> None:
+        """Pins Slurm rejected (``BadConstraints``: it never starts the job on those hosts): each job is
+        handed to Slurm once (its pin cleared, eligible now), never pinned again by this agent."""
+        for job_id, hosts in rejected.items():
+            if job_id not in self.handed_off:
+                self.hand_over(job_id, f"Slurm rejected the pin to {compress(list(hosts))} (BadConstraints: "
+                                       "those nodes cannot satisfy the job, e.g. its GPU type or a constraint)")
 
     def forget(self, pending: Iterable[int]) -> None:
         """Drop the memory of jobs that are no longer pending (bounded memory)."""

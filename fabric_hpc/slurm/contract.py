@@ -28,6 +28,17 @@ HELD_REASONS = frozenset({"JobHeldUser", "JobHeldAdmin"})
 DEPENDENCY_REASONS = frozenset({"Dependency", "DependencyNeverSatisfied"})
 #: Pending reasons under which Slurm starts a job on no hosts at all: held, or waiting on a dependency.
 BLOCKED_REASONS = HELD_REASONS | DEPENDENCY_REASONS
+#: Pending reasons that come with priority 0 but are no hold. Slurm 25.11 keeps priority 0 under a few
+#: reasons only (job_scheduler.c, node_scheduler.c, job_mgr.c; any other reason of a priority-0 job
+#: becomes ``JobHeldAdmin``). All but one make Slurm start the job on no hosts until something changes
+#: (job_independent(): the holds ``JobHeldAdmin``, ``JobHeldUser``, ``JobHoldMaxRequeue``,
+#: ``ReservationDeleted``, ``ReservationInvalid``, and ``InvalidAccount``, ``InvalidQOS``,
+#: ``BurstBufferOperation``): the agent reads them as held. ``BadConstraints`` is the exception: no
+#: nodes satisfy the job as it stands (e.g. a ``ReqNodeList`` whose nodes lack its GRES type), and Slurm
+#: re-evaluates it at the job's next update (job_mgr.c: "removing the bad constraints to reevaluate").
+UNHELD_ZERO_PRIORITY_REASONS = frozenset({"BadConstraints"})
+#: The pending reason of a job no nodes can satisfy (see :data:`UNHELD_ZERO_PRIORITY_REASONS`).
+BAD_CONSTRAINTS = "BadConstraints"
 
 
 @dataclass(frozen=True)
@@ -73,7 +84,7 @@ class Job:
     start_time: float | None = None
     flags: tuple[str, ...] = ()
     time_limit_min: int | None = None
-    priority: int | None = None                 # Slurm's priority; 0: held (None: the answer had none)
+    priority: int | None = None                 # Slurm's priority; 0: held, but see held (None: the answer had none)
     dependency: str = ""                        # Slurm's text, afterok:12(unfulfilled); '' once satisfied
 
     @property
@@ -92,10 +103,15 @@ class Job:
 
     @property
     def held(self) -> bool:
-        """Pending and held: Slurm starts it only once it is released (``scontrol release``). Slurm
-        keeps priority 0 for held jobs alone (``sbatch -H``, ``scontrol hold``, a requeue-hold, a
-        failed launch); the reason (JobHeldUser, JobHeldAdmin) counts too where no priority was read."""
-        return self.pending and (self.priority == 0 or self.reason in HELD_REASONS)
+        """Pending and held: Slurm starts it only once it is released (``scontrol release``). Priority 0
+        is a hold (``sbatch -H``, ``scontrol hold``, a requeue-hold, a failed launch) unless the reason
+        is one Slurm zeroes the priority for without a hold (:data:`UNHELD_ZERO_PRIORITY_REASONS`:
+        ``BadConstraints``); the reason (JobHeldUser, JobHeldAdmin) counts too where no priority was read."""
+        if not self.pending:
+            return False
+        if self.reason in HELD_REASONS:
+            return True
+        return self.priority == 0 and self.reason not in UNHELD_ZERO_PRIORITY_REASONS
 
     @property
     def dependent(self) -> bool:

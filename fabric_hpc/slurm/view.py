@@ -9,6 +9,13 @@ it keeps its hosts for :data:`PIN_GRACE_S`, so a preemption is not repeated for 
 GPUs are free but that Slurm has not started within ``pin_timeout_s`` (something the agent does
 not see is missing: memory, a license, a feature) is *stale*: the job is placed again, avoiding
 those hosts (``avoid``), and handed to Slurm after a few stale pins (:mod:`fabric_hpc.slurm.actions`).
+A pin Slurm rejects (reason ``BadConstraints``: no nodes of it satisfy the job, priority 0 without a
+hold) is listed in ``rejected``; the agent hands that job to Slurm once.
+
+A job that names a GPU type (``--gres=gpu:a100:1``, ``--gpus-per-node=a100:1``) is placed only on hosts
+whose GPUs Slurm types so: Slurm's own node answer (``Gres=gpu:a100:2``) compared exactly, case
+included, as Slurm compares GRES types (gres.c: ``gres_build_id``). Other hosts join its ``exclude``;
+when no host of the fabric model has that type, the job is handed to Slurm with the reason.
 
 Hosts of the fabric model that Slurm does not list are down (never placed on). A pending job is
 placed only on hosts with enough free CPUs for its share (its CPUs over its nodes, as Slurm says).
@@ -37,7 +44,7 @@ from fabric_hpc.validation import parse_model
 from fabric_hpc.scheduler import TIERS, PendingJob, RunningJob
 from fabric_hpc.scheduler import Job as SchedJob
 from fabric_hpc.slurm.ckpt_time import last_checkpoint_time
-from fabric_hpc.slurm.contract import Job, Node
+from fabric_hpc.slurm.contract import BAD_CONSTRAINTS, Job, Node
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.topology import Fabric
 
@@ -71,6 +78,8 @@ class View:
     #: Pending fabric jobs held or waiting on a dependency (job id -> Slurm job; ``Job.blocked`` says
     #: which): not placed, no GPUs kept for them.
     blocked: dict[int, Job] = field(default_factory=dict)
+    #: Pins Slurm rejected (reason BadConstraints) (job id -> hosts): handed to Slurm, not pinned again.
+    rejected: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
     def drop(self, job_ids: Collection[int]) -> None:
         """Take jobs out of the policy's pending list (handed to Slurm)."""
@@ -208,8 +217,37 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
     view.blocked = {j.job_id: j for j in pending if j.blocked}
     pending = [j for j in pending if not j.blocked]
     free_cpus = {n.name: n.cpus - n.cpus_alloc for n in nodes if n.name in known and n.cpus}
-    _pending(fab, view, pending, now, inputs, releasing, pins, free_cpus)
+    gpu_types = {n.name: n.gpu_type for n in nodes if n.name in known}
+    _pending(fab, view, pending, now, inputs, releasing, pins, Hosts(free_cpus, gpu_types))
     return view
+
+
+@dataclass(frozen=True)
+class Hosts:
+    """What Slurm says of the fabric's hosts that filters where a pending job may go."""
+
+    free_cpus: dict[str, int]
+    #: Slurm's GRES type of each host's GPUs (None: untyped, or several types).
+    gpu_types: dict[str, str | None]
+
+
+def wrong_gpu_type(job: Job, gpu_types: Mapping[str, str | None]) -> set[str]:
+    """The hosts a job that names a GPU type may not get: those whose GPUs Slurm types otherwise
+    (compared exactly, as Slurm does); ConfigError when that leaves no host of the fabric model."""
+    want = job.gpu_type
+    if not want:
+        return set()
+    wrong = {h for h, t in gpu_types.items() if t != want}
+    if len(wrong) < len(gpu_types):
+        return wrong
+    have: dict[str, list[str]] = {}
+    for host, t in gpu_types.items():
+        have.setdefault(t or "none", []).append(host)
+    where = "; ".join(f"{t} on {compress(sorted(hs))}" for t, hs in sorted(have.items()))
+    raise ConfigError(f"asks for GPUs of type {want!r}, but Slurm gives that type to no host of the fabric model "
+                      f"(GPU types there: {where or 'no hosts'}); handed to Slurm, which places it by type",
+                      hint="Slurm matches GRES types exactly, case included (Gres=gpu:TYPE:N in slurm.conf); "
+                           "'none' means Slurm declares those GPUs without a type (or with several)")
 
 
 def _pinned(fab: Fabric, view: View, job: Job, now: float, releasing: set[str], timeout_s: float) -> bool:
@@ -228,8 +266,11 @@ def _pinned(fab: Fabric, view: View, job: Job, now: float, releasing: set[str], 
 
 
 def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: Inputs,
-             releasing: set[str], pins: PinRules, free_cpus: dict[str, int]) -> None:
+             releasing: set[str], pins: PinRules, hosts: Hosts) -> None:
     for job in sorted(pending, key=lambda j: (j.submit_time, j.job_id)):
+        if job.req_nodes and job.reason == BAD_CONSTRAINTS:
+            view.rejected[job.job_id] = job.req_nodes  # Slurm will never start it there
+            continue
         eligible = job.begin_time is not None and job.begin_time <= now + 0.5
         if job.req_nodes and eligible and _pinned(fab, view, job, now, releasing, pins.timeout_s):
             continue
@@ -238,11 +279,13 @@ def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: In
             never = never_fits(fab, request)  # e.g. numa_local on hosts whose NUMA nodes are smaller
             if never is not None:
                 raise ConfigError(f"job {job.job_id}: {never.message}", hint=never.hint)
-            avoid = {*pins.avoid.get(job.job_id, ()), *view.stale.get(job.job_id, ())}
-            request = _avoiding(request, job, avoid, free_cpus)
+            avoid = {*pins.avoid.get(job.job_id, ()), *view.stale.get(job.job_id, ()),
+                     *wrong_gpu_type(job, hosts.gpu_types)}
+            request = _avoiding(request, job, avoid, hosts.free_cpus)
         except ConfigError as exc:
             if job.begin_time is None or job.begin_time > now:  # not yet handed to Slurm
-                view.invalid[job.job_id] = exc.message
+                text = exc.message
+                view.invalid[job.job_id] = text if text.startswith("job ") else f"job {job.job_id} {text}"
             continue
         view.candidates[job.job_id] = job
         view.pending.append(PendingJob(job=_sched_job(job, request, inputs), queued_since=job.submit_time))
@@ -272,8 +315,8 @@ def _pin_gpus(fab: Fabric, state: ClusterState, job: Job, releasing: set[str]) -
 
 
 def _avoiding(request: Request, job: Job, avoid: Collection[str], free_cpus: dict[str, int]) -> Request:
-    """The request with the hosts it must not get added to its ``exclude``: those of its stale pins and
-    those without its share of CPUs free."""
+    """The request with the hosts it must not get added to its ``exclude``: those of its stale pins, of
+    another GPU type, and those without its share of CPUs free."""
     need = math.ceil(job.cpus / max(job.nodes, 1)) if job.cpus else 0
     lacking = {h for h, free in free_cpus.items() if free < need}
     given = set(expand(request.exclude)) if request.exclude else set()

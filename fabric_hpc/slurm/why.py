@@ -10,7 +10,7 @@ from typing import Any
 from fabric_hpc.hostlist import compress
 from fabric_hpc.inputs import os_error
 from fabric_hpc.slurm.audit import AUDIT_LOG, read_tail
-from fabric_hpc.slurm.contract import Job, SlurmClient
+from fabric_hpc.slurm.contract import BAD_CONSTRAINTS, Job, SlurmClient
 from fabric_hpc.slurm.parse import reason_words
 
 
@@ -123,6 +123,10 @@ def _pending_lines(job: Job, dec: dict[str, dict[str, Any]]) -> list[str]:
         elif "unpin" in dec:
             out.append(f"At {_when(dec['unpin']['ts'])} the agent cleared the pin it had set "
                        f"({dec['unpin'].get('reason')}).")
+    elif job.req_nodes and job.reason == BAD_CONSTRAINTS:
+        out.append(f"Slurm will not start it on {compress(list(job.req_nodes))}, the hosts it is pinned to: those "
+                   "nodes cannot satisfy the job (its GPU type, or a constraint the agent does not see); the "
+                   "agent hands it to Slurm's own scheduler, which places it anywhere it fits.")
     elif job.req_nodes:
         out.append(f"The fabric agent pinned it to {compress(list(job.req_nodes))}; Slurm starts it as soon as "
                    f"those GPUs are free.")
