@@ -7,6 +7,8 @@ What it does at submit time:
     for it (--comment=fabric or --comment=fabric:OPTIONS) for fabric placement: the comment becomes
     "fabric[:OPTIONS]". --comment=nofabric opts a gang job out.
   * validates fabric jobs and rejects invalid ones with a message the user sees (slurm.log_user).
+  * adds the hosts of an exclude= option to the job's own exclude list (-x), so Slurm never starts the
+    job there, whoever starts it (include= has no Slurm equivalent: only the agent honours it).
   * defers a marked job instead of holding it: its begin time is set FALLBACK_S seconds ahead. The
     agent pins it (ReqNodeList) and makes it eligible at once (StartTime=now); while it cannot place
     it, it renews the deferral. If the agent dies, the begin time simply passes and Slurm's own
@@ -165,9 +167,10 @@ local function check_combination(seen, nodes, gpn)
 end
 
 local function check_options(opts, nodes, gpn)
-  -- "within=leaf,switches=1,numa_local": returns nil or an error message; nodes (-N) and gpn (GPUs
-  -- per node) when known: tp/pp/slices must split them as the agent's request validation requires
-  if opts == "" then return nil end
+  -- "within=leaf,switches=1,numa_local": returns an error message, or nil and the options by key;
+  -- nodes (-N) and gpn (GPUs per node) when known: tp/pp/slices must split them as the agent's
+  -- request validation requires
+  if opts == "" then return nil, {} end
   local seen = {}
   for part in string.gmatch(opts, "[^,]+") do
     local key, value = string.match(part, "^([%a_]+)=(.*)$")
@@ -207,7 +210,17 @@ local function check_options(opts, nodes, gpn)
       end
     end
   end
-  return check_combination(seen, nodes, gpn)
+  return check_combination(seen, nodes, gpn), seen
+end
+
+local function exclude_in_slurm(job_desc, seen)
+  -- exclude=HOSTS becomes Slurm's own --exclude too (added to any -x): whoever starts the job (the
+  -- agent's pin, Slurm after a hand-over, after the deferral ran out, or with the agent down) never
+  -- starts it on those hosts. Items are separated by ',' as Slurm writes host lists.
+  if seen.exclude == nil then return end
+  local hosts = (string.gsub(seen.exclude, ";", ","))
+  if job_desc.exc_nodes ~= nil and job_desc.exc_nodes ~= "" then hosts = job_desc.exc_nodes .. "," .. hosts end
+  job_desc.exc_nodes = hosts
 end
 
 local function agent_alive()
@@ -268,8 +281,9 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
     return reject("fabric chooses the nodes; use --comment=fabric:include=HOSTS instead of -w")
   end
   local opts = asked and string.sub(comment, 8) or ""
-  local err = check_options(opts, nodes, gpn)
+  local err, seen = check_options(opts, nodes, gpn)
   if err ~= nil then return reject("--comment=" .. show(comment) .. ": " .. err) end
+  exclude_in_slurm(job_desc, seen)
   job_desc.comment = asked and comment or "fabric"
   local alive, why = agent_alive()
   if alive then

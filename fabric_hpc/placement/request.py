@@ -1,7 +1,10 @@
 """What a gang asks for: :class:`Request` (a StrictModel) and its CLI string form.
 
 ``nodes=4,gpus=8,within=leaf`` means 4 hosts × 8 GPUs inside one leaf group. Without ``nodes``,
-``gpus=N`` is N GPUs in total on as few hosts as the cost model likes. Every key is documented in
+``gpus=N`` is N GPUs in total on as few hosts as the cost model likes. Inside a host list
+(``include=``, ``exclude=``) ``;`` separates items as ``,`` does (``exclude=n[9-15];n1``): a comma
+outside brackets ends the option, so ``--comment=fabric:…`` (and job_submit.lua, which splits options
+on every comma) needs ``;``; commas inside brackets stay (``exclude=gpu[001-010,015];rack1-n01``). Every key is documented in
 ``docs/placement.md``; an unknown key or a bad value is a :class:`~fabric_hpc.errors.ConfigError`
 that names it and lists the valid keys.
 """
@@ -150,19 +153,23 @@ _REPEAT_GUARD = {"gpus": "gpus_per_node", "gpus_per_node": "gpus"}
 MAX_REQUEST_CHARS = 4096
 _INTS = ("nodes", "gpus_per_node", "gpus", "max_domains", "slices", "tp", "pp")
 _BOOLS = ("whole_hosts", "numa_local", "rail_aligned")
+_HOSTLISTS = ("include", "exclude")
 
 
 def _split(text: str) -> list[str]:
     """Split on commas outside brackets (host lists keep their ``[1,3]``)."""
+    return [p.strip() for p in _split_items(text) if p.strip()]
+
+
+def _split_items(text: str) -> list[str]:
+    """The items of ``text`` between commas outside brackets, empty ones kept."""
     parts, depth, start = [], 0, 0
     for i, ch in enumerate(text):
-        depth += ch == "["
-        depth -= ch == "]"
+        depth += (ch == "[") - (ch == "]")
         if ch == "," and depth == 0:
             parts.append(text[start:i])
             start = i + 1
-    parts.append(text[start:])
-    return [p.strip() for p in parts if p.strip()]
+    return [*parts, text[start:]]
 
 
 def parse_request(text: str | dict[str, Any], *, source: str = "--request") -> Request:
@@ -232,7 +239,26 @@ def _convert(key: str, value: str | None) -> Any:
         return number
     if key == "features":
         return tuple(f.strip() for f in value.replace("+", "&").split("&") if f.strip())
+    if key in _HOSTLISTS:
+        return _hostlist(value)
     return value
+
+
+def _hostlist(value: str) -> str:
+    """A host list with ``;`` between items (the form a ``--comment`` needs) as Slurm writes it (``,``),
+    checked: a malformed list or one of more than MAX_NAMES names is a ValueError naming the problem."""
+    from fabric_hpc.hostlist import MAX_NAMES, count
+
+    text = value.replace(";", ",")
+    try:
+        if any(not item.strip() for item in _split_items(text)):
+            raise ConfigError(f"host list {value!r}: empty item")
+        names = count(text)
+    except ConfigError as exc:
+        raise ValueError(exc.message.replace(repr(text), repr(value))) from None
+    if names > MAX_NAMES:
+        raise ValueError(f"host list {value!r} stands for more than {MAX_NAMES:,} names")
+    return text
 
 
 def _int_bounds(key: str) -> tuple[int, int | None]:

@@ -112,7 +112,7 @@ def split_options(job: Job, tiers: TierMap | None = None) -> tuple[str, str]:
         if key == "tier":
             tier = value
         else:
-            opts.append(f"{key}={value.replace(';', ',')}" if value else key)
+            opts.append(part.strip())  # host lists keep their ';' (request_fields reads it)
     return ",".join(opts), (tiers or TierMap()).tier(job.qos, job.partition, tier or None)
 
 

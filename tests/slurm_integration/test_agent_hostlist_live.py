@@ -1,0 +1,54 @@
+"""The documented ``;`` host-list form on a live Slurm: ``--comment=fabric:exclude=n[9-15];n1`` is read
+by the agent as one option (before: "unknown key 'n1'", handed to Slurm without its options, which ran
+it on n[9-10]), and Slurm itself keeps the job off those hosts (job_submit.lua adds them to its -x),
+also when the agent is down."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from fabric_hpc.hostlist import expand
+from tests.slurm_integration.conftest import FALLBACK_S
+from tests.slurm_integration.test_agent_held_live import _decisions
+
+pytestmark = [pytest.mark.slurm]
+EXCLUDED = {"n1", *(f"n{i}" for i in range(9, 16))}
+COMMENT = "--comment=fabric:exclude=n[9-15];n1"
+
+
+def _busy(c) -> int:
+    """n[2-8] and n16 busy: the job's only allowed hosts."""
+    jid = c.sbatch("-N8", "-w", "n[2-8],n16", "--gres=gpu:8", "--comment=nofabric", wrap="sleep 300")
+    c.wait_job(jid, states=("RUNNING",), timeout=30)
+    return jid
+
+
+def test_an_excluded_host_list_with_semicolons_is_honoured(fabric_cluster, agent):
+    c = fabric_cluster
+    agent.start()
+    busy = _busy(c)
+    jid = c.sbatch("-N2", "--gres=gpu:8", COMMENT, wrap="sleep 300")
+    agent.wait_cycles(agent.cycles() + 6)
+    info = c.job(jid)
+    assert info["JobState"] == "PENDING", info  # before: RUNNING on n[9-10]
+    assert set(expand(info["ExcNodeList"])) == EXCLUDED, info
+    assert not _decisions(agent, "agent.handoff", jid), agent.log()
+    c.run(["scancel", str(busy)])
+    info = c.wait_job(jid, states=("RUNNING",), timeout=30)
+    assert not set(expand(info["NodeList"])) & EXCLUDED
+    placed = _decisions(agent, "agent.place", jid)
+    assert placed and set(placed[-1]["hosts"]) == set(expand(info["NodeList"])), agent.log()
+
+
+def test_slurm_keeps_the_exclusion_without_the_agent(fabric_cluster, agent):
+    c = fabric_cluster
+    busy = _busy(c)
+    jid = c.sbatch("-N2", "--gres=gpu:8", COMMENT, wrap="sleep 300")  # the agent is not running
+    time.sleep(FALLBACK_S + 3)  # any deferral has run out: Slurm's own scheduler has the job
+    info = c.job(jid)
+    assert info["JobState"] == "PENDING" and set(expand(info["ExcNodeList"])) == EXCLUDED, info
+    c.run(["scancel", str(busy)])
+    info = c.wait_job(jid, states=("RUNNING",), timeout=30)
+    assert not set(expand(info["NodeList"])) & EXCLUDED
