@@ -52,3 +52,10 @@ def test_slurm_keeps_the_exclusion_without_the_agent(fabric_cluster, agent):
     c.run(["scancel", str(busy)])
     info = c.wait_job(jid, states=("RUNNING",), timeout=30)
     assert not set(expand(info["NodeList"])) & EXCLUDED
+
+
+def test_an_unknown_excluded_host_fails_the_submission_as_x_does(fabric_cluster):
+    c = fabric_cluster
+    for how in (["-x", "nosuch1"], ["--comment=fabric:exclude=nosuch1;n2"]):
+        out = c.run(["sbatch", "-N2", "--gres=gpu:8", *how, "--wrap", "true"], check=False)
+        assert out.returncode != 0 and "Invalid node name" in out.stderr, (how, out.stderr)
