@@ -109,7 +109,7 @@ def _take(log: AgentLog, e: dict[str, Any]) -> None:
                                "time": _when(ts), "hosts": [str(h) for h in hosts][:4096]
                                if isinstance(hosts, list) else []}
         else:
-            log.handoff[job] = {"reason": str(e.get("reason", ""))[:300], "ts": ts}
+            log.handoff[job] = {"reason": str(e.get("reason", ""))[:300], "ts": ts, "time": _when(ts)}
     elif kind == "waiting" and isinstance(e.get("jobs"), dict):
         for key, why in e["jobs"].items():
             if isinstance(key, str) and key.isdigit() and len(key) < 20:
@@ -219,16 +219,26 @@ def _running(fab: Fabric, state: ClusterState, job: Job, gpus: list[int], agent:
     else:  # a job without GPUs (or whose indices Slurm did not report): where it runs, nothing more
         hosts, spans, bounds = [h for h in job.node_list if h in fab.host_pos], {}, {}
     _, tier = split_options(job)
-    decision = None
-    if agent is not None and job.job_id in agent.placed:
-        decision = dict(agent.placed[job.job_id])
-        decision["same_hosts"] = sorted(decision["hosts"]) == sorted(hosts)
+    decision = _decision(agent, job.job_id, hosts)
     return {"job": str(job.job_id), "name": job.name[:200], "user": job.user[:64], "partition": job.partition[:64],
             "tier": tier, "state": job.state, "fabric": job.fabric_marked, "hosts": hosts,
             "hostlist": compress(hosts), "gpus": len(gpus), "spans": spans, "min_spans": bounds,
             "spread": len(hosts) > 1 and any(spans[k] > bounds[k] for k in bounds),
             "cost": modelled_cost(fab, state, str(job.job_id), gpus) if gpus else None,
             "started": _when(job.start_time) if job.start_time else None, "decision": decision}
+
+
+def _decision(agent: AgentLog | None, job_id: int, hosts: list[str]) -> dict[str, Any] | None:
+    """The agent's latest decision about a running job: its pin (``hosts``, ``same_hosts``: Slurm ran
+    it there) or, when later, its hand-over to Slurm (``handoff``: the reason); None: neither."""
+    if agent is None:
+        return None
+    placed, handoff = agent.placed.get(job_id), agent.handoff.get(job_id)
+    if handoff is not None and (placed is None or handoff["ts"] >= placed["ts"]):
+        return {"handoff": handoff["reason"], "ts": handoff["ts"], "time": handoff["time"]}
+    if placed is None:
+        return None
+    return {**placed, "same_hosts": sorted(placed["hosts"]) == sorted(hosts)}
 
 
 def _pending(job: Job, agent: AgentLog | None, now: float) -> dict[str, Any]:

@@ -405,6 +405,7 @@
   }
   function decisionText(d) {
     if (!d) return '<span class="muted">–</span>';
+    if (d.handoff !== undefined) return "handed to Slurm: " + esc(d.handoff) + '<br><span class="muted">' + esc(d.time) + "</span>";
     return esc(d.solver) + (d.cost === null ? "" : ", cost " + d.cost.toFixed(2)) + "<br>" + esc(d.time) +
       (d.same_hosts ? "" : '<br><span class="spread">Slurm ran it elsewhere</span>');
   }
