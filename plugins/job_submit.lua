@@ -109,14 +109,23 @@ local TIERS = {high = true, normal = true, spot = true}
 
 -- What would split (the agent's request check says the same, word for word: request.py's
 -- _what_divides): the values of key that divide units (the GPUs, or the tp groups for pp; at most
--- eight, up to 1024), or the nearest GPU count k divides that keeps key=value.
-local function what_divides(units, k, key, value, total)
+-- eight, up to 1024; for tp only those that fit inside a host of gpn GPUs or fill whole hosts), or the
+-- nearest request that keeps key=value (k GPUs per step): nodes of G GPUs, G at most gpn with tp
+-- (when given) fitting it, the node count rounded up to what k divides.
+local function gcd(a, b)
+  while b ~= 0 do a, b = b, a % b end
+  return a
+end
+local function what_divides(units, k, key, value, nodes, gpn, tp)
   local fits = {}
   for d = 2, math.min(units, 1024) do
-    if units % d == 0 then table.insert(fits, tostring(d)) end
+    if units % d == 0 and (key ~= "tp" or gpn % d == 0 or d % gpn == 0) then table.insert(fits, tostring(d)) end
     if #fits == 8 then break end
   end
-  local keep = string.format("%d GPUs for %s=%d", math.ceil(total / k) * k, key, value)
+  local g = gpn
+  while g > 1 and tp ~= nil and g % tp ~= 0 and tp % g ~= 0 do g = g - 1 end
+  local step = math.floor(k / gcd(g, k))
+  local keep = string.format("%d nodes of %d GPUs for %s=%d", math.ceil(nodes / step) * step, g, key, value)
   if #fits == 0 then
     return string.format(" (use %s)", keep)
   end
@@ -139,7 +148,7 @@ local function parallel_problems(seen, nodes, gpn)
       table.insert(out, "tp sets the slices itself (groups of tp GPUs inside NVLink domains): give tp or slices")
     elseif total ~= nil and total % tp ~= 0 then
       table.insert(out, string.format("%d GPUs do not split into tensor-parallel groups of %d%s", total, tp,
-                                      what_divides(total, tp, "tp", tp, total)))
+                                      what_divides(total, tp, "tp", tp, nodes, gpn, tp)))
     elseif total ~= nil and gpn % tp ~= 0 and tp % gpn ~= 0 then
       table.insert(out, string.format("a group of tp=%d GPUs must fill whole hosts of %d GPUs or fit inside one " ..
                                       "(tp a multiple or a divisor of gpus_per_node)", tp, gpn))
@@ -149,7 +158,7 @@ local function parallel_problems(seen, nodes, gpn)
     local whole = tp ~= nil and string.format(" of whole tensor-parallel groups of %d", tp) or ""
     local groups = (total % (tp or 1) == 0) and math.floor(total / (tp or 1)) or 0
     table.insert(out, string.format("%d GPUs do not split into %d pipeline stages%s%s", total, pp, whole,
-                                    what_divides(groups, pp * (tp or 1), "pp", pp, total)))
+                                    what_divides(groups, pp * (tp or 1), "pp", pp, nodes, gpn, tp)))
   end
   if #out == 0 then return nil end
   return table.concat(out, "; ")

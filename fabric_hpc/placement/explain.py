@@ -96,6 +96,20 @@ def _smaller_nodes_hint(p: Problem) -> str:
     return f"ask for at most {most} GPUs per node (the most any host here has)"
 
 
+def _too_small(p: Problem, eligible_gpus: int, gpus_needed: int, hosts: int, where: str) -> str:
+    """What of the fabric is too small for a request that can never fit: its GPUs, or (``-N`` nodes
+    × G GPUs where the GPUs would do) its hosts with G GPUs: the words match the hint's fix."""
+    if not p.nodes_mode or eligible_gpus < gpus_needed:
+        return f"the fabric has only {eligible_gpus} GPUs on {hosts} hosts{where}"
+    have = p.eligible_hosts_with(p.gpn)
+    if have == hosts:
+        return f"the fabric has only {hosts} hosts{where}"
+    if have:
+        return f"only {have} of the fabric's {hosts} hosts{where} have {p.gpn} GPUs or more"
+    most = int(p.levels.host_gpus[p.host_ok].max(initial=0))
+    return f"no host of the fabric{where} has {p.gpn} GPUs (the most on one host is {most})"
+
+
 def _whole_sizes_reach(sizes: np.ndarray, total: int) -> bool:
     """Whether some set of hosts with these GPU counts holds exactly ``total`` GPUs (bounded
     subset sum over the distinct sizes; ``total`` is at most the eligible GPUs, checked before)."""
@@ -212,7 +226,7 @@ def _necessary(p: Problem) -> None:
             where, hint = "", _smaller_nodes_hint(p)
         else:
             where, hint = "", f"ask for at most {eligible_gpus} GPUs"
-        raise _fail(p, f"the fabric has only {eligible_gpus} GPUs on {hosts} hosts{where}; "
+        raise _fail(p, f"{_too_small(p, eligible_gpus, gpus_needed, hosts, where)}; "
                     f"{r.describe()} cannot ever fit", hint, constraint="eligibility", needed=need, never=True,
                     largest=p.eligible_hosts_with(p.gpn) if p.nodes_mode else eligible_gpus)
     if r.whole_hosts:

@@ -11,6 +11,7 @@ that names it and lists the valid keys.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
@@ -90,7 +91,7 @@ class Request(CheckedModel):
             return [_size_missing("tp", self)]
         if total % self.tp:
             return [f"{total} GPUs do not split into tensor-parallel groups of {self.tp}"
-                    + _what_divides(total, self.tp, "tp", self.tp)]
+                    + _what_divides(total, self.tp, "tp", self.tp, shape=self._shape())]
         if gpn and gpn % self.tp and self.tp % gpn:
             return [f"a group of tp={self.tp} GPUs must fill whole hosts of {gpn} GPUs or fit inside one "
                     "(tp a multiple or a divisor of gpus_per_node)"]
@@ -107,8 +108,14 @@ class Request(CheckedModel):
             return [f"{total} GPUs do not split into {self.pp} pipeline stages"
                     + (f" of whole tensor-parallel groups of {self.tp}" if self.tp else "")
                     + _what_divides(total // (self.tp or 1) if not total % (self.tp or 1) else 0,
-                                    self.pp * (self.tp or 1), "pp", self.pp, total)]
+                                    self.pp * (self.tp or 1), "pp", self.pp, total, shape=self._shape())]
         return []
+
+    def _shape(self) -> tuple[int, int, int | None] | None:
+        """(nodes, GPUs per node, tp) of a nodes × GPUs request, None for a total: what a hint may change."""
+        if self.nodes is None or not self.gpus_per_node:
+            return None
+        return self.nodes, self.gpus_per_node, self.tp
 
     def tp_slices(self) -> tuple[int, str] | None:
         """(slices, level) that keep every tensor-parallel group inside one NVLink domain, None when
@@ -269,12 +276,25 @@ def _int_bounds(key: str) -> tuple[int, int | None]:
     return lo, hi
 
 
-def _what_divides(units: int, k: int, key: str, value: int, total: int | None = None) -> str:
+def _what_divides(units: int, k: int, key: str, value: int, total: int | None = None,
+                  shape: tuple[int, int, int | None] | None = None) -> str:
     """What would split: the values of ``key`` that divide ``units`` (the GPUs, or the tp groups for
-    pp), or the nearest GPU count that keeps ``key=value`` (``k`` GPUs per step)."""
+    pp; with ``shape`` = (nodes, GPUs per node, tp), tp values that fit a host or fill whole hosts
+    only), or the nearest request that keeps ``key=value`` (``k`` GPUs per step): a GPU count, or
+    with ``shape`` nodes of G GPUs (G at most the GPUs per node asked, tp fitting it). job_submit.lua's
+    what_divides says the same, word for word."""
     total = total if total is not None else units
-    fits = [d for d in range(2, min(units, 1024) + 1) if not units % d][:8]
-    keep = f"{-(-total // k) * k} GPUs for {key}={value}"
+    fits = [d for d in range(2, min(units, 1024) + 1) if not units % d]
+    if shape is not None and key == "tp":
+        fits = [d for d in fits if not shape[1] % d or not d % shape[1]]
+    fits = fits[:8]
+    if shape is None:
+        keep = f"{-(-total // k) * k} GPUs for {key}={value}"
+    else:
+        nodes, gpn, tp = shape
+        g = next(g for g in range(gpn, 0, -1) if not tp or not g % tp or not tp % g)
+        step = k // math.gcd(g, k)
+        keep = f"{-(-nodes // step) * step} nodes of {g} GPUs for {key}={value}"
     if not fits:
         return f" (use {keep})"
     values = ", ".join(map(str, fits[:-1])) + " or " if len(fits) > 1 else ""

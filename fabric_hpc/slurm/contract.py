@@ -74,6 +74,7 @@ class Job:
     qos: str = ""                               # QOS name ('' when the answer has none)
     nodes: int = 1                              # -N (minimum node count)
     gpus_per_node: int = 0
+    gpus_per_job: int = 0                       # --gpus=N (TresPerJob; 0: none, or not read by the backend)
     cpus: int = 0                               # CPUs of the whole job (pending: the minimum asked; 0: unknown)
     gpu_type: str | None = None
     node_list: tuple[str, ...] = ()             # allocated nodes (running jobs)

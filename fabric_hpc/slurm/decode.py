@@ -213,6 +213,7 @@ def job(d: Any) -> Job:
                partition=text(d, "partition", what), account=text(d, "account", what),
                qos=text(d, "qos", what), nodes=integer(d, "node_count", what, default=1) or 1,
                gpus_per_node=parsed(what, gpu_count, tres), gpu_type=gpu_type(tres, what), node_list=node_list,
+               gpus_per_job=parsed(what, gpu_count, text(d, "tres_per_job", what)),
                cpus=integer(d, "cpus", what),
                req_nodes=parsed(what, hosts, text(d, "required_nodes", what)),
                gpus=_job_gpus(d, what, node_list), submit_time=epoch(d, "submit_time", what) or 0.0,

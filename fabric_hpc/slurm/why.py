@@ -88,8 +88,16 @@ def _handoff_line(h: dict[str, Any]) -> str:
             "(Slurm places it without its fabric: options).")
 
 
+def _size(job: Job) -> str:
+    """The job's size as asked: -N × --gpus-per-node, -N with --gpus in all, or the GPUs Slurm gave it."""
+    if job.gpus_per_node:
+        return f"{job.nodes} node(s) × {job.gpus_per_node} GPU(s)"
+    gpus = job.gpus_per_job or sum(len(idx) for idx in job.gpus.values())
+    return f"{job.nodes} node(s), {gpus} GPU(s) in all" if gpus else f"{job.nodes} node(s)"
+
+
 def _headline(job: Job) -> str:
-    what = f"{job.nodes} node(s) × {job.gpus_per_node} GPU(s)" if job.gpus_per_node else f"{job.nodes} node(s)"
+    what = _size(job)
     if job.pending:
         return f"Job {job.job_id} ({what}) is pending: {reason_words(job.reason)}."
     if job.node_list:
