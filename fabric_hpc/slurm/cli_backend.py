@@ -194,6 +194,7 @@ def _job_from_scontrol(line: str) -> Job:
                user=kv.get("UserId", "").split("(")[0], partition=kv.get("Partition", ""),
                account=_set(kv.get("Account")), qos=_set(kv.get("QOS")), nodes=int(nodes) if _digits(nodes) else 1,
                gpus_per_node=gpu_count(kv.get("TresPerNode")), gpu_type=_gpu_type(kv.get("TresPerNode")),
+               gpus_per_job=gpu_count(kv.get("TresPerJob")),
                cpus=int(c) if _digits(c := kv.get("NumCPUs", "0").split("-")[0]) else 0,
                node_list=node_list, req_nodes=hosts(kv.get("ReqNodeList")),
                gpus={n: gpu_indices(g) for n, g in per_node.items() if gpu_count(g)},

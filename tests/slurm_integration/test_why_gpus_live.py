@@ -1,6 +1,6 @@
 """``fabric slurm why`` names the GPUs of a job that asks for them in all (``-N2 --gpus=16``); before,
 the headline said "2 node(s)" and nothing of its GPUs. A running job's are the GPUs Slurm gave it; a
-pending job's are Slurm's ``tres_per_job``, read from the JSON answers on both tiers."""
+pending job's are Slurm's ``tres_per_job`` (``TresPerJob`` in scontrol's text), on both tiers."""
 
 from __future__ import annotations
 
@@ -30,11 +30,8 @@ def test_why_names_the_gpus_of_a_gpus_in_all_job(fabric_cluster, tmp_path):
         jobs = {j.job_id: j for j in client.jobs()}  # squeue --json: tres_per_job
         assert (jobs[held].gpus_per_node, jobs[held].gpus_per_job) == (0, 16)
 
-        class Listed(CliClient):  # the job as the JSON answer has it (CliClient.job reads scontrol's text)
-            def job(self, job_id: int):
-                return jobs[job_id]
-
-        text = explain(Listed(c.env), held)["text"]
+        assert client.job(held).gpus_per_job == 16  # scontrol's text: TresPerJob
+        text = explain(client, held)["text"]
         assert text.startswith(f"Job {held} (2 node(s), 16 GPU(s) in all) is pending"), text
     finally:
         c.run(["scancel", str(held), str(running)], check=False)
