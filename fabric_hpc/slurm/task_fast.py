@@ -124,7 +124,8 @@ def host_name(env: Mapping[str, str]) -> str:
     return env.get("SLURMD_NODENAME") or env.get("SLURM_TOPOLOGY_ADDR", "").rsplit(".", 1)[-1]
 
 
-def gpu_exports(table: Sequence[Sequence[int]], visible: list[int], physical: list[int]) -> dict[str, str] | None:
+def gpu_exports(table: Sequence[Sequence[int]], visible: list[int],
+                physical: list[int]) -> dict[str, str] | None:
     """CUDA_VISIBLE_DEVICES sorted by (NUMA node, rail, host index) and the CPU binding hints, from
     ``table`` (``[numa, rail]`` of each host GPU); None when a GPU is not one of ``table``'s."""
     if not visible:

@@ -66,8 +66,9 @@ def site(request: pytest.FixtureRequest) -> Iterator[dict]:
     hosts = fab.hosts[:2]
     for host in hosts:
         prepare_node(base / "prolog.json", {"SLURMD_NODENAME": host})
-    yield {"kind": request.param, "base": base, "cfg": cfg, "fab": fab, "hosts": hosts, "config": base / "prolog.json"}
-    subprocess.run(["rm", "-rf", str(base)], check=True)
+    yield {"kind": request.param, "base": base, "cfg": cfg, "fab": fab, "hosts": hosts,
+           "config": base / "prolog.json"}
+    shutil.rmtree(base)
 
 
 def _full(site: dict, env: dict) -> tuple[dict, list]:
@@ -116,7 +117,7 @@ def test_a_gpu_outside_the_host_or_an_unknown_host_takes_the_full_path(site: dic
     n = len(site["fab"].host_gpus(host))
     for env in ({"SLURMD_NODENAME": host, "CUDA_VISIBLE_DEVICES": f"0,{n}"},
                 {"SLURMD_NODENAME": host, "CUDA_VISIBLE_DEVICES": "0,0"},
-                {"SLURMD_NODENAME": site["fab"].hosts[-1], "CUDA_VISIBLE_DEVICES": "0"},  # no Prolog ran there
+                {"SLURMD_NODENAME": site["fab"].hosts[-1], "CUDA_VISIBLE_DEVICES": "0"},  # no Prolog there
                 {"SLURMD_NODENAME": "nohost", "CUDA_VISIBLE_DEVICES": "0"}):
         assert task_fast.fast_exports(site["config"], env) is None, env
 
@@ -158,9 +159,9 @@ def _tamper(site: dict, how: str) -> None:
         hints.write_bytes(b"\xff{")
 
 
-@pytest.mark.parametrize("how", ["missing", "stale-config", "stale-fabric", "topo-file-changed", "world-writable",
-                                 "not-root", "symlink", "dir-writable", "extra-key", "bad-gpus", "bad-format",
-                                 "huge", "not-json"])
+@pytest.mark.parametrize("how", ["missing", "stale-config", "stale-fabric", "topo-file-changed",
+                                 "world-writable", "not-root", "symlink", "dir-writable", "extra-key",
+                                 "bad-gpus", "bad-format", "huge", "not-json"])
 @pytest.mark.parametrize("site", ["superpod"], indirect=True)
 def test_a_missing_stale_or_untrusted_hints_file_takes_the_full_path(site: dict, how: str) -> None:
     env = {"SLURMD_NODENAME": site["hosts"][0], "CUDA_VISIBLE_DEVICES": "1,0", "SLURM_JOB_NAME": "t"}
@@ -176,13 +177,15 @@ def _plugin(site: dict, wrap: list[str] | None = None, **env: str) -> tuple[str,
     """plugins/task_prolog.py's output and the CPU seconds (user + system) it took (``wrap``: e.g.
     setpriv, to run it as a user)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run([*(wrap or []), sys.executable, str(PLUGIN)], capture_output=True, text=True, check=True, timeout=120,
-                          cwd=site["base"], env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
-                                                 "FABRIC_PROLOG_CONFIG": str(site["config"]), **env})
+    full = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "FABRIC_PROLOG_CONFIG": str(site["config"]),
+            **env}
+    proc = subprocess.run([*(wrap or []), sys.executable, str(PLUGIN)], capture_output=True, text=True,
+                          check=True, timeout=120, cwd=site["base"], env=full)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return proc.stdout, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+@pytest.mark.slow
 def test_the_plugin_takes_the_fast_path_and_prints_what_the_full_path_prints(site: dict) -> None:
     env = {"SLURMD_NODENAME": site["hosts"][1], "CUDA_VISIBLE_DEVICES": "3,0,2", "SLURM_JOB_NAME": "a b"}
     fast, _ = _plugin(site, **env)
@@ -192,16 +195,19 @@ def test_the_plugin_takes_the_fast_path_and_prints_what_the_full_path_prints(sit
     assert _plugin(site, **env)[0] == full
 
 
+@pytest.mark.slow
 def test_the_fast_path_imports_only_the_standard_library(site: dict) -> None:
     code = ("import runpy, sys; out = runpy.run_path(sys.argv[1])['fast'](); "
             "print(out is not None, sorted(m for m in sys.modules if m.split('.')[0] in "
             "('fabric_hpc', 'networkx', 'numpy', 'yaml', 'pydantic', 'xml')))")
-    proc = subprocess.run([sys.executable, "-c", code, str(PLUGIN)], capture_output=True, text=True, check=True,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "SLURMD_NODENAME": site["hosts"][0],
-                               "FABRIC_PROLOG_CONFIG": str(site["config"]), "CUDA_VISIBLE_DEVICES": "0"})
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "SLURMD_NODENAME": site["hosts"][0],
+           "FABRIC_PROLOG_CONFIG": str(site["config"]), "CUDA_VISIBLE_DEVICES": "0"}
+    proc = subprocess.run([sys.executable, "-c", code, str(PLUGIN)], capture_output=True, text=True,
+                          check=True, env=env)
     assert proc.stdout.strip() == "True []", proc
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("site", ["superpod"], indirect=True)
 def test_the_fast_path_is_several_times_cheaper_in_cpu_time(site: dict) -> None:
     env = {"SLURMD_NODENAME": site["hosts"][0], "CUDA_VISIBLE_DEVICES": "0,1,2,3", "SLURM_JOB_NAME": "t"}
@@ -212,9 +218,11 @@ def test_the_fast_path_is_several_times_cheaper_in_cpu_time(site: dict) -> None:
     assert full / fast >= 4, (fast, full)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("site", ["pcie"], indirect=True)
 def test_each_user_gets_from_the_fast_path_what_the_full_path_gives(site: dict) -> None:
-    require_real("slurm", shutil.which("setpriv") is not None, "setpriv (util-linux) runs the TaskProlog as users")
+    require_real("slurm", shutil.which("setpriv") is not None,
+                 "setpriv (util-linux) runs the TaskProlog as each user")
     from tests.slurm.test_prolog_users import USERS, _user
 
     seen = set()
