@@ -12,6 +12,10 @@ The TaskProlog exports, per task:
 * ``FABRIC_CKPT_DIR``: the job's checkpoint directory, ``<root>/<user>/<job name>`` (stable across
   requeues and resubmissions, so a restarted job finds its checkpoints).
 
+The root Prolog (:func:`prepare_node`) also writes the host's hints file, from which the TaskProlog
+gives the same exports without loading the fabric model (:mod:`fabric_hpc.slurm.task_fast`, where
+the rules below live: the standard library only).
+
 Many users, one cluster: the TaskProlog runs as the job's user, and everything in its
 environment (job name, comment, every ``SLURM_*`` value) is the user's to choose. So:
 
