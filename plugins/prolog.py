@@ -25,7 +25,7 @@ def main() -> int:
         prepare_node(os.environ.get("FABRIC_PROLOG_CONFIG", CONFIG), os.environ)
     except Exception as exc:  # noqa: BLE001 - never drain a node over a hint
         text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
-        sys.stderr.write(f"fabric prolog: no topology file written ({text[:300]})\n")
+        sys.stderr.write(f"fabric prolog: topology or hints file not written ({text[:300]})\n")
     return 0
 
 
