@@ -4,8 +4,10 @@ before a job's first task.
 
 Writes this node's NCCL topology XML (from the fabric model) into ``topo_dir`` of CONFIG -- a
 directory owned by root that no one else can write (created 0755 when missing) -- atomically, mode
-0644, and only when the file there is missing, untrusted or out of date. The TaskProlog, running as
-the job's user, exports that file after checking it (fabric_hpc/slurm/prolog.py). Always exits 0:
+0644, and only when the file there is missing, untrusted or out of date; and next to it the
+TaskProlog's hints file (task-hints-<host>.json: fabric_hpc/slurm/task_fast.py), from which the
+TaskProlog gives its exports without loading the fabric model. The TaskProlog, running as the
+job's user, exports that file after checking it (fabric_hpc/slurm/prolog.py). Always exits 0:
 a failing Prolog would drain the node; a problem is written to slurmd's log (stderr) instead.
 The interpreter on the first line must be one that imports fabric_hpc.
 """
@@ -18,15 +20,12 @@ CONFIG = "/etc/fabric-hpc/prolog.json"  # fabric: config
 
 def main() -> int:
     try:
-        from fabric_hpc.slurm.prolog import job_host, load_prolog_config, write_topo
-        from fabric_hpc.topology import load_fabric
+        from fabric_hpc.slurm.prolog import prepare_node
 
-        cfg = load_prolog_config(os.environ.get("FABRIC_PROLOG_CONFIG", CONFIG))
-        fab = load_fabric(cfg["topology"])
-        write_topo(fab, job_host(fab, os.environ), cfg["topo_dir"], dir_mode=0o755)
+        prepare_node(os.environ.get("FABRIC_PROLOG_CONFIG", CONFIG), os.environ)
     except Exception as exc:  # noqa: BLE001 - never drain a node over a hint
         text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
-        sys.stderr.write(f"fabric prolog: no topology file written ({text[:300]})\n")
+        sys.stderr.write(f"fabric prolog: topology or hints file not written ({text[:300]})\n")
     return 0
 
 

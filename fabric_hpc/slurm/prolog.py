@@ -12,6 +12,10 @@ The TaskProlog exports, per task:
 * ``FABRIC_CKPT_DIR``: the job's checkpoint directory, ``<root>/<user>/<job name>`` (stable across
   requeues and resubmissions, so a restarted job finds its checkpoints).
 
+The root Prolog (:func:`prepare_node`) also writes the host's hints file, from which the TaskProlog
+gives the same exports without loading the fabric model (:mod:`fabric_hpc.slurm.task_fast`, where
+the rules below live: the standard library only).
+
 Many users, one cluster: the TaskProlog runs as the job's user, and everything in its
 environment (job name, comment, every ``SLURM_*`` value) is the user's to choose. So:
 
@@ -33,49 +37,44 @@ environment (job name, comment, every ``SLURM_*`` value) is the user's to choose
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import pwd
-import re
-import stat
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from fabric_hpc.errors import ConfigError
 from fabric_hpc.atomic import write_atomic
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.slurm import task_fast
+from fabric_hpc.slurm.task_fast import (  # the rules live there (stdlib only, the TaskProlog's fast path)
+    HINTS_FORMAT,
+    MAX_COMPONENT,
+    MAX_CONFIG_BYTES,
+    MAX_TOPO_BYTES,
+    export_lines,
+    hints_path,
+    job_user,
+    physical_gpus,
+    safe_component,
+    topo_path,
+)
 from fabric_hpc.topology import Fabric
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
-MAX_COMPONENT = 64
-MAX_TOPO_BYTES = 4 << 20
-MAX_CONFIG_BYTES = 1 << 20  # prolog.json is a few hundred bytes
+__all__ = ["MAX_COMPONENT", "MAX_CONFIG_BYTES", "MAX_TOPO_BYTES", "check_topo_file", "checkpoint_dir",
+           "export_lines", "job_host", "job_user", "load_prolog_config", "ordered_gpus", "physical_gpus",
+           "prepare_node", "safe_component", "task_exports", "topo_file", "topo_path", "write_task_hints",
+           "write_topo"]
+
+_T = TypeVar("_T")
 
 
-def safe_component(value: str | bytes | None, default: str = "job", *, tag: bool = True) -> str:
-    """``value`` as one safe path component: ``[A-Za-z0-9_.-]``, no leading dot (so never ``.``, ``..``
-    or hidden), non-empty, at most ``MAX_COMPONENT`` characters.
-
-    A value that already is one is kept as it is (checkpoint directories of existing jobs do not
-    move). Any other value gets its unsafe characters (and a leading dot) as ``_`` plus ``+`` and
-    16 hex digits of the SHA-256 of the original bytes: ``+`` never occurs in a kept value, so two
-    different names never share a component (``.hidden`` -> ``_hidden+…``, not ``_hidden``). A safe
-    value over 64 characters keeps its first 55, ``-`` and 8 hex digits of its SHA-256 (as before).
-
-    ``tag=False`` (the user name: :func:`job_user`) keeps the earlier mapping, ``_`` only, so the
-    directories of users such as ``ann@example.org`` do not move; two users who map to one name
-    cannot share it anyway (the directory must be the job's uid's, :func:`checkpoint_dir`)."""
-    raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else (value or b"")
-    if not raw:
-        return default
-    text = raw.decode("ascii", "replace")
-    if (_UNSAFE.search(text) or text.startswith(".")) and tag:
-        cleaned = re.sub(r"^\.", "_", _UNSAFE.sub("_", text))
-        return f"{cleaned[:MAX_COMPONENT - 17]}+{hashlib.sha256(raw).hexdigest()[:16]}"
-    text = re.sub(r"^\.", "_", _UNSAFE.sub("_", text))
-    if len(text) > MAX_COMPONENT:
-        text = text[:MAX_COMPONENT - 9] + "-" + hashlib.sha256(raw).hexdigest()[:8]
-    return text
+def _checked(fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)``, its :class:`task_fast.Refused` raised as a ConfigError."""
+    try:
+        return fn(*args)
+    except task_fast.Refused as exc:
+        raise ConfigError(exc.message, hint=exc.hint) from None
 
 
 _CONFIG_KEYS = {"topology": True, "topo_dir": True, "ckpt_root": True, "user_topo_dir": False}
@@ -99,38 +98,27 @@ def load_prolog_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     return cfg
 
 
+def _gpu_table(fab: Fabric, host: str) -> list[list[int]]:
+    """``[numa, rail]`` of each GPU of ``host``, by host index (what the TaskProlog's hints file holds)."""
+    return [[fab.gpu(g).numa, fab.gpu(g).rail] for g in fab.host_gpus(host)]
+
+
+def _gpu_hints(fab: Fabric, host: str, visible: list[int], physical: list[int]) -> dict[str, str]:
+    out = task_fast.gpu_exports(_gpu_table(fab, host), visible, physical)
+    if out is None:
+        raise ConfigError(f"{host}: GPUs {sorted(set(physical))} are not all GPUs of the fabric model's host")
+    return out
+
+
 def ordered_gpus(fab: Fabric, host: str, visible: list[int], physical: list[int] | None = None) -> list[int]:
     """Visible GPU ids sorted by (NUMA node, rail, index) of the fabric model. ``physical``: the
     host's GPU index of each visible id, in step with it (None: the ids are the host's indices)."""
-    gpus = fab.host_gpus(host)
-    phys = dict(zip(visible, physical if physical is not None else visible, strict=True))
-    info = {i: fab.gpu(gpus[p]) for i, p in phys.items() if 0 <= p < len(gpus)}
-    if len(info) != len(visible):
-        raise ConfigError(f"{host}: GPUs {sorted(phys.values())} are not all GPUs of the fabric model's host")
-    return sorted(visible, key=lambda i: (info[i].numa, info[i].rail, phys[i]))
-
-
-def _id_list(raw: str | None) -> list[int]:
-    """A Slurm GPU id list (``0,5``): at most 1,024 small integers; anything else is skipped."""
-    return [int(x) for x in (raw or "").split(",")[:1024] if x.strip().isdigit() and len(x.strip()) < 6]
-
-
-def physical_gpus(env: Mapping[str, str]) -> tuple[list[int], list[int]]:
-    """(the task's ``CUDA_VISIBLE_DEVICES`` ids, the host's GPU index of each). With
-    ``ConstrainDevices=yes`` Slurm numbers the visible GPUs from 0 inside the task's cgroup and
-    gives their host indices, in the same order, in ``SLURM_STEP_GPUS`` (``SLURM_JOB_GPUS`` in the
-    batch step); without it the two lists are equal. A global list of another length cannot be
-    paired: the visible ids are then taken as host indices."""
-    visible = _id_list(env.get("CUDA_VISIBLE_DEVICES"))
-    for name in ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS"):
-        global_ids = _id_list(env.get(name))
-        if global_ids:
-            return visible, (global_ids if len(global_ids) == len(visible) else visible)
-    return visible, visible
+    out = _gpu_hints(fab, host, visible, physical if physical is not None else visible)
+    return [int(i) for i in out["CUDA_VISIBLE_DEVICES"].split(",")] if out else []
 
 
 def job_host(fab: Fabric, env: Mapping[str, str]) -> str:
-    host = env.get("SLURMD_NODENAME") or env.get("SLURM_TOPOLOGY_ADDR", "").rsplit(".", 1)[-1]
+    host = task_fast.host_name(env)
     if host not in fab.host_pos:
         raise ConfigError(f"node {host[:80]!r} is not a host of the fabric model {fab.name!r}")
     return host
@@ -144,14 +132,7 @@ def task_exports(fab: Fabric, env: Mapping[str, str], *, topo_dir: str | os.Path
     host = job_host(fab, env)
     out: dict[str, str] = {}
     notes = notes if notes is not None else []
-    visible, physical = physical_gpus(env)
-    if visible:
-        order = ordered_gpus(fab, host, visible, physical)
-        out["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, order))
-        host_index = dict(zip(visible, physical, strict=True))
-        numa = [fab.gpu(fab.host_gpus(host)[host_index[i]]).numa for i in order]
-        out["FABRIC_NUMA_NODES"] = ",".join(str(n) for n in sorted(set(numa)))
-        out["FABRIC_CPU_BIND"] = "map_ldom:" + ",".join(map(str, numa))
+    out.update(_gpu_hints(fab, host, *physical_gpus(env)))
     for name, get in (("NCCL_TOPO_FILE", lambda: topo_file(fab, host, topo_dir, user_topo_dir)),
                       ("FABRIC_CKPT_DIR", lambda: checkpoint_dir(ckpt_root, env))):
         try:
@@ -161,76 +142,22 @@ def task_exports(fab: Fabric, env: Mapping[str, str], *, topo_dir: str | os.Path
     return out
 
 
-def job_user() -> str:
-    """The job's user: the real uid of this process (the TaskProlog runs as the job's user)."""
-    uid = os.getuid()
-    try:
-        return safe_component(pwd.getpwuid(uid).pw_name, default=f"uid{uid}", tag=False)
-    except KeyError:
-        return f"uid{uid}"
-
-
 def checkpoint_dir(ckpt_root: str | os.PathLike[str], env: Mapping[str, str]) -> Path:
     """``<root>/<user>/<job name>``, checked to stay inside the user's own directory."""
-    root = Path(os.path.realpath(ckpt_root))
-    user_dir = root / job_user()
-    name = safe_component(env.get("SLURM_JOB_NAME") or env.get("SLURM_JOB_ID") or "job")
-    path = user_dir / name
-    for p in (user_dir, path):
-        try:
-            st = os.lstat(p)
-        except FileNotFoundError:
-            break
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-            raise ConfigError(f"{p} exists but is not a directory of uid {os.getuid()} "
-                              f"(a symlink or someone else's)", hint="remove it or ask the admin")
-    if os.path.realpath(path) != str(path):
-        raise ConfigError(f"checkpoint directory {path} resolves outside {user_dir}")
-    return path
+    return _checked(task_fast.checkpoint_dir, ckpt_root, env)
 
 
 def _trusted_dir(path: Path, uid: int) -> None:
     """``path`` is a real directory owned by root or ``uid`` and writable by no one else; every
     directory above it is owned by root or ``uid`` and writable by others only when sticky."""
-    st = os.lstat(path)
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise ConfigError(f"{path} is not a directory (a symlink or another kind of file)",
-                          hint="give the real directory, not a symlink to it (--dir of fabric slurm "
-                               "topo-files, topo_dir of prolog.json)")
-    if st.st_uid not in (0, uid) or st.st_mode & 0o022:
-        raise ConfigError(f"{path} is owned by uid {st.st_uid} with mode {stat.S_IMODE(st.st_mode):o}: "
-                          "only root or the job's user may write it",
-                          hint=f"chown root {path} && chmod go-w {path}, or use a directory only root writes")
-    for parent in Path(os.path.realpath(path)).parents:
-        pst = os.stat(parent)
-        if pst.st_uid not in (0, uid) or (pst.st_mode & 0o022 and not pst.st_mode & stat.S_ISVTX):
-            raise ConfigError(f"{parent} (above {path}) is writable by other users",
-                              hint=f"chmod go-w {parent} (or +t, as /tmp has), or use a directory whose "
-                                   "parents only root writes")
+    _checked(task_fast.trusted_dir, path, uid)
 
 
 def check_topo_file(path: str | os.PathLike[str], uid: int | None = None) -> bytes:
     """The bytes of a topology file that may be exported to a job of ``uid`` (default: this
     process's); a ConfigError saying why not otherwise."""
     uid = os.getuid() if uid is None else uid
-    path = Path(path)
-    _trusted_dir(path.parent, uid)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot open it safely ({exc.strerror}: a symlink or missing)") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{path} is not a regular file")
-        if st.st_uid not in (0, uid) or st.st_mode & 0o022:
-            raise ConfigError(f"{path} is owned by uid {st.st_uid} with mode {stat.S_IMODE(st.st_mode):o}: "
-                              "not trusted (owner root or the job's user, not group/other-writable)")
-        if st.st_size > MAX_TOPO_BYTES:
-            raise ConfigError(f"{path} is larger than {MAX_TOPO_BYTES} bytes")
-        data = os.read(fd, MAX_TOPO_BYTES + 1)
-    finally:
-        os.close(fd)
+    data = _checked(task_fast.read_trusted, Path(path), uid, MAX_TOPO_BYTES)[0]
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise ConfigError(f"{path}: a DOCTYPE or entity has no place in an NCCL topology file")
     try:
@@ -240,10 +167,6 @@ def check_topo_file(path: str | os.PathLike[str], uid: int | None = None) -> byt
     if root.tag != "system":
         raise ConfigError(f"{path} is not an NCCL topology file (root element <{root.tag}>)")
     return data
-
-
-def topo_path(topo_dir: str | os.PathLike[str], host: str) -> Path:
-    return Path(topo_dir) / f"nccl-topo-{safe_component(host, default='host')}.xml"
 
 
 def write_topo(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], *, dir_mode: int = 0o755) -> Path:
@@ -284,10 +207,37 @@ def topo_file(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], user_top
     return own
 
 
-def export_lines(exports: Mapping[str, str], notes: Sequence[str] = ()) -> str:
-    """``export NAME=value`` lines (Slurm reads these from TaskProlog's standard output), then a
-    ``print`` line per note. A value with a control character is never exported."""
-    lines = [f"export {k}={v}\n" for k, v in exports.items()
-             if re.fullmatch(r"[A-Z_][A-Z0-9_]*", k) and not re.search(r"[\x00-\x1f\x7f]", v)]
-    lines += [f"print fabric task_prolog: {re.sub(r'[^ -~]', '?', n)[:300]}\n" for n in notes]
-    return "".join(lines)
+def write_task_hints(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], digest: str) -> Path:
+    """Write (atomically, mode 0644) the TaskProlog's hints file for ``host`` next to its topology
+    file in ``topo_dir`` (see :mod:`fabric_hpc.slurm.task_fast`); ``digest``: of the sources the
+    fabric was loaded from (:func:`task_fast.read_sources`, taken before loading them). Rewritten
+    only when different."""
+    topo = check_topo_file(topo_path(topo_dir, host))
+    data = json.dumps({"format": HINTS_FORMAT, "host": host, "digest": digest,
+                       "topo_sha256": hashlib.sha256(topo).hexdigest(), "gpus": _gpu_table(fab, host)},
+                      separators=(",", ":")).encode()
+    path = hints_path(topo_dir, host)
+    try:
+        if _checked(task_fast.read_trusted, path, os.getuid(), task_fast.MAX_HINTS_BYTES)[0] == data:
+            return path
+    except (ConfigError, OSError):
+        pass
+    return write_atomic(path, data, mode=0o644)
+
+
+def prepare_node(config_path: str | os.PathLike[str], env: Mapping[str, str]) -> Path:
+    """What the root Prolog does on a node: write the host's NCCL topology file and the TaskProlog's
+    hints file (only when this process is root: a hints file is trusted only when root's)."""
+    from fabric_hpc.topology import load_fabric
+
+    try:
+        digest: str | None = task_fast.read_sources(config_path)[1]  # before loading: see read_sources
+    except (task_fast.Refused, OSError, ValueError):
+        digest = None  # load_prolog_config says what is wrong
+    cfg = load_prolog_config(config_path)
+    fab = load_fabric(cfg["topology"])
+    host = job_host(fab, env)
+    path = write_topo(fab, host, cfg["topo_dir"], dir_mode=0o755)
+    if digest is not None and os.getuid() == 0:
+        write_task_hints(fab, host, cfg["topo_dir"], digest)
+    return path
