@@ -80,7 +80,10 @@ class _Plan:
     #: :attr:`idx` / :attr:`firsts` (steps that place everything, or stop at a job without
     #: searching a reservation, never need the timeline)
     timeline: Callable[[], tuple[list[float], list[int], list[np.ndarray]]] | None = None
-    resv: list[tuple[float, float, np.ndarray]] = field(default_factory=list)  # (start, end, bool mask)
+    _resv: list[tuple[float, float, np.ndarray]] = field(default_factory=list)  # (start, end, bool mask)
+    #: a reservation whose search waits until something reads :attr:`resv`: (job, now, the search
+    #: giving a Reservation or None, the dict it goes into); see ``Scheduler.defer_reservations``
+    deferred: tuple[Job, float, Callable, dict] | None = None
     #: (what, request key, tier, reservations overlapping) that found nothing on the current free
     #: GPUs; emptied whenever GPUs are taken or freed (see :class:`Placer`: answers depend only on
     #: the request and the state).
@@ -92,6 +95,27 @@ class _Plan:
     _at: list[float] = field(default_factory=list)
     _firsts: list[int] = field(default_factory=list)
     _idx: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def resv(self) -> list[tuple[float, float, np.ndarray]]:
+        """The reservations made so far as (start, end, bool mask of their GPUs); a deferred one is
+        searched for first (its search reads this plan as it is now: nothing changed it since)."""
+        if self.deferred is not None:
+            job, now, search, into = self.deferred
+            self.deferred = None
+            found = search(job, now, self)
+            if found is not None:
+                into[job.id] = found
+        return self._resv
+
+    def detached(self) -> _Plan:
+        """This plan's reservation inputs, kept after the step (the driver may change the input's
+        state): a copy of the owners and the loaded timeline; for a deferred search read later."""
+        state = ClusterState.from_free_mask(self.state.fab, self.state.free)
+        state.owner = self.state.owner.copy()
+        self._load()
+        return _Plan(state, None, list(self._resv), deferred=self.deferred, _at=self._at, _firsts=self._firsts,
+                     _idx=self._idx)
 
     @property
     def at(self) -> list[float]:
@@ -176,6 +200,9 @@ class Scheduler:
     #: Skip, after a blocked job, the jobs the walk could only give a reason (see ``_walk``). A
     #: speed switch (the tests turn it off to check that the decisions do not change).
     fast_walk: ClassVar[bool] = True
+    #: Search the last reservation a pass may give only when a later job or the driver reads it,
+    #: where its existence is known without it (see ``_will_find``). A speed switch, as above.
+    defer_reservations: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         #: everything remembered between steps (bounded; decisions never depend on it)
@@ -198,6 +225,8 @@ class Scheduler:
             view.running if isinstance(view.running, list) else list(view.running), view.state.fab.gpu_pos))
         plan.free_n = int(np.count_nonzero(plan.state.free))
         blocked_before = self._walk(self._examined(view.pending, ids, prio, submit), view, plan, out)
+        if plan.deferred is not None:  # no decision needed that search: made if the driver reads it
+            out.reservations = LazyDict(partial(_late_reservations, plan.detached()))  # type: ignore[assignment]
         # every pending job's priority and reason, built when first read (a driver that reads
         # neither, like the simulator, then pays nothing per pending job)
         out.priorities = LazyDict(lambda: dict(zip(ids, prio.tolist())))  # type: ignore[assignment]
@@ -239,13 +268,18 @@ class Scheduler:
                 out.reasons[job.id] = ("Topology" if job.gpus <= plan.free_n
                                        else "Priority" if blocked_before else "Resources")
                 continue
-            if len(out.reservations) < reservations:
-                resv = self._reserve(job, view.now, plan)
-                if resv is not None:
-                    out.reservations[job.id] = resv
+            if len(out.reservations) + (plan.deferred is not None) < reservations:
+                if (self.defer_reservations and not plan._resv and reservations - len(out.reservations) == 1
+                        and self._will_find(job, view, plan)):
+                    # the last reservation allowed, and it exists: searched only when something reads it
+                    plan.deferred = (job, now, self._reserve, out.reservations)
+                else:
+                    resv = self._reserve(job, view.now, plan)
+                    if resv is not None:
+                        out.reservations[job.id] = resv
             out.reasons[job.id] = "Priority" if blocked_before else "Resources"
             blocked_before = True
-            skip = self.fast_walk and len(out.reservations) >= reservations
+            skip = self.fast_walk and len(out.reservations) + (plan.deferred is not None) >= reservations
         return blocked_before
 
     def _priorities(self, view: SchedulerInput) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -290,6 +324,14 @@ class Scheduler:
     def _try_now(self, job: Job, now: float, plan: _Plan) -> Placement | None:
         if job.gpus > plan.free_n:  # may_fit's first test, without building a key
             return None
+        if plan.deferred is not None:  # a job that cannot fit the free GPUs needs no reservation searched
+            free_key = ("free", request_key(job.request))
+            if free_key in plan.fails:
+                return None
+            lv = fabric_levels(plan.state.fab)
+            if not may_fit(job.request, plan.state.free, plan.state.fab.index.gpu_host, lv.host_gpus, lv):
+                plan.fails.add(free_key)  # (emptied, as the others, when GPUs are taken or freed)
+                return None
         key = plan.fail_key("now", job, now, now + job.walltime)
         if key in plan.fails:
             return None
@@ -394,6 +436,22 @@ class Scheduler:
         plan.resv.append((t, t + job.walltime, mask))
         return Reservation(job.id, t, t + job.walltime, tuple(gpus))
 
+    def _will_find(self, job: Job, view: SchedulerInput, plan: _Plan) -> bool:
+        """Whether the reservation search for ``job`` finds a start, known without it: the search ends
+        at the last release time with every running (and started) gang's GPUs released and no other
+        reservation held; where the placer fits the job on those GPUs, the search stops there if not
+        earlier. (False: the search is needed to know.)"""
+        if not plan.at:  # no release time at all
+            return False
+        freed = view.state.free | self.caches.releases.held()  # free now, or held by a running gang
+        key = (request_key(job.request), np.packbits(freed).tobytes())
+        fits = self.caches.fits_freed
+        hit = fits.get(key)
+        if hit is None:
+            hit = fits.put(key, fit_gpus(self.placer, job, ClusterState.from_free_mask(view.state.fab, freed))
+                           is not None)
+        return hit
+
     def _earliest(self, job: Job, now: float, plan: _Plan) -> tuple[float, tuple[str, ...]] | None:
         """Remembered across steps while the allocation and the release times are unchanged (the
         answer depends on nothing else when no reservation is held yet: not on the walltime either,
@@ -463,6 +521,14 @@ class Scheduler:
         held = compact_job(job, fab)
         self.caches.compact.put(job.id, (job, fab, held))
         return held
+
+
+def _late_reservations(plan: _Plan) -> dict[str, Reservation]:
+    """The step's reservations with the deferred one searched (on the plan kept after the step)."""
+    assert plan.deferred is not None
+    into = plan.deferred[3]
+    plan.resv  # noqa: B018 (searches)
+    return into
 
 
 def _all_reasons(ids, default: str, examined: dict[str, str], started: list[str]) -> dict[str, str]:
