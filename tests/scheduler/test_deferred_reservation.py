@@ -24,8 +24,9 @@ SHAPES = [(1, 1), (1, 2), (1, 4), (1, 8), (2, 8), (3, 8), (4, 4), (6, 8)]
 
 running_st = st.lists(st.tuples(st.integers(0, 7), st.sampled_from([1, 2, 4, 8]), st.integers(1, 40),
                                 st.sampled_from(["normal", "spot"])), max_size=10)
-pending_st = st.lists(st.tuples(st.sampled_from(SHAPES), st.integers(1, 40), st.sampled_from(["high", "normal", "spot"]),
-                                st.integers(0, 500)), min_size=1, max_size=14)
+pending_st = st.lists(st.tuples(st.sampled_from(SHAPES), st.integers(1, 40),
+                                st.sampled_from(["high", "normal", "spot"]), st.integers(0, 500)),
+                      min_size=1, max_size=14)
 
 
 def _input(running_spec, pending_spec, now: float) -> SchedulerInput:
@@ -46,8 +47,9 @@ def _input(running_spec, pending_spec, now: float) -> SchedulerInput:
 def _decide(view: SchedulerInput, defer: bool, monkeypatch) -> tuple:
     monkeypatch.setattr(core.Scheduler, "defer_reservations", defer)
     out = fabric_policy(compact_wait_s=None).schedule(view)
-    return ([(j.id, p.gpus) for j, p in out.start], [(v.job_id, v.for_job) for v in out.preempt], sorted(out.backfilled),
-            dict(out.reasons), {k: (r.start, r.end, r.gpus) for k, r in out.reservations.items()})
+    return ([(j.id, p.gpus) for j, p in out.start], [(v.job_id, v.for_job) for v in out.preempt],
+            sorted(out.backfilled), dict(out.reasons),
+            {k: (r.start, r.end, r.gpus) for k, r in out.reservations.items()})
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -59,8 +61,9 @@ def test_deferred_reservation_decides_as_the_plain_search(monkeypatch, running, 
 
 def test_a_deferred_reservation_read_after_the_driver_moved_on():
     # the top job (16 GPUs) waits for the running 8-GPU gangs; nothing else fits: its search is deferred
-    view = _input([(h, 8, 10 + h, "normal") for h in range(7)], [((2, 8), 5, "high", 0), ((2, 8), 5, "normal", 1)],
-                  now=0.0)
+    running = [(h, 8, 10 + h, "normal") for h in range(7)]
+    pending = [((2, 8), 5, "high", 0), ((2, 8), 5, "normal", 1)]
+    view = _input(running, pending, now=0.0)
     policy = fabric_policy(compact_wait_s=None)
     out = policy.schedule(view)
     assert out.start == [] and isinstance(out.reservations, core.LazyDict)
@@ -68,8 +71,7 @@ def test_a_deferred_reservation_read_after_the_driver_moved_on():
         view.state.release(run.job.id)
     plain = fabric_policy(compact_wait_s=None)
     plain.defer_reservations = False
-    want = plain.schedule(_input([(h, 8, 10 + h, "normal") for h in range(7)],
-                                 [((2, 8), 5, "high", 0), ((2, 8), 5, "normal", 1)], now=0.0))
+    want = plain.schedule(_input(running, pending, now=0.0))
     assert {k: (r.start, r.gpus) for k, r in out.reservations.items()} == \
         {k: (r.start, r.gpus) for k, r in want.reservations.items()}
     assert list(out.reservations) == ["p0"] and out.reservations["p0"].start == 1000.0
@@ -78,8 +80,8 @@ def test_a_deferred_reservation_read_after_the_driver_moved_on():
 @pytest.mark.parametrize("defer", [True, False])
 def test_decisions_apply_the_same_with_and_without_deferral(monkeypatch, defer):
     # one job needs every host (a reservation at the last release); the small one starts beside the gangs
-    view = _input([(0, 8, 5, "spot"), (1, 4, 9, "normal")], [((8, 8), 3, "normal", 0), ((1, 4), 1, "normal", 2)],
-                  now=10.0)
+    view = _input([(0, 8, 5, "spot"), (1, 4, 9, "normal")],
+                  [((8, 8), 3, "normal", 0), ((1, 4), 1, "normal", 2)], now=10.0)
     monkeypatch.setattr(core.Scheduler, "defer_reservations", defer)
     out = fabric_policy(compact_wait_s=None).schedule(view)
     pending = {p.job.id: p for p in view.pending}
