@@ -34,6 +34,8 @@ class ClusterState:
 
     #: hosts without GPUs marked down (they own no entry of ``owner``; kept for the state file)
     _down_hosts: frozenset[str] = frozenset()
+    #: whether ``_job_ids`` / ``_job_num`` may be shared with a copy (copied before the first change)
+    _shared: bool = False
 
     def __init__(self, fab: Fabric) -> None:
         """Every GPU of ``fab`` free (``load`` / ``from_dict`` read a state file)."""
@@ -110,7 +112,8 @@ class ClusterState:
         """An independent copy (owners, job ids, metadata): changing one never changes the other."""
         other = ClusterState.__new__(ClusterState)
         other.fab, other.owner = self.fab, self.owner.copy()
-        other._job_ids, other._job_num = list(self._job_ids), dict(self._job_num)
+        other._job_ids, other._job_num = self._job_ids, self._job_num  # copied on first change
+        other._shared = self._shared = True
         other._down_hosts = self._down_hosts
         other.job_meta = {k: dict(v) for k, v in self.job_meta.items()}
         return other
@@ -135,6 +138,7 @@ class ClusterState:
             raise ConfigError(f"job {job!r}: {busy.size} GPU(s) are not free: {taken}",
                               hint="release the other job or choose free GPUs")
         if job not in self._job_num:
+            self._own_jobs()
             self._job_num[job] = len(self._job_ids)
             self._job_ids.append(job)
         self.owner[idx] = self._job_num[job]
@@ -146,6 +150,7 @@ class ClusterState:
         num = self._num(job)
         mask = self.owner == num
         self.owner[mask] = FREE
+        self._own_jobs()
         del self._job_num[job]
         self.job_meta.pop(job, None)
         return int(mask.sum())
@@ -280,6 +285,11 @@ class ClusterState:
             raise os_error(exc, "cluster state file", p) from None
 
     # -- helpers ---------------------------------------------------------------------------
+    def _own_jobs(self) -> None:
+        """Before changing the job numbers: this state's own copy of them (see :meth:`copy`)."""
+        if self._shared:
+            self._job_ids, self._job_num, self._shared = list(self._job_ids), dict(self._job_num), False
+
     def _num(self, job: str) -> int:
         if job not in self._job_num:
             raise NotFoundError(f"no job {job!r} in the cluster state")

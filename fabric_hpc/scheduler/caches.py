@@ -74,15 +74,17 @@ class StepCaches:
     starts: Memo = field(default_factory=lambda: Memo(1025))
     #: (request, tier, owners, running ids) for which no victim set frees a placement
     no_victims: Memo = field(default_factory=lambda: Memo(4097))
+    #: (request, GPUs free or held by running gangs) -> whether the placer fits the request there
+    fits_freed: Memo = field(default_factory=lambda: Memo(1025))
     #: the running jobs' tiers (a list of the last step's running jobs and a count per tier)
     running_tiers: Tally = field(default_factory=lambda: Tally(attrgetter("job.tier")))
 
     def sizes(self) -> dict[str, int]:
         return {"releases": len(self.releases), "compact": len(self.compact), "starts": len(self.starts),
-                "no_victims": len(self.no_victims)}
+                "no_victims": len(self.no_victims), "fits_freed": len(self.fits_freed)}
 
     def clear(self) -> None:
-        for memo in (self.compact, self.starts, self.no_victims):
+        for memo in (self.compact, self.starts, self.no_victims, self.fits_freed):
             memo.data.clear()
         self.releases = Releases()
         self.running_tiers = Tally(self.running_tiers.key)
@@ -197,6 +199,8 @@ class Releases:
         self._rows: list[tuple[float, int, np.ndarray]] = []  # its entries, in its order
         self._pos: dict[str, int] | None = None  # the fabric's GPU positions the entries use
         self._sorted: tuple[list[float], list[int], list[np.ndarray]] = ([], [], [])
+        self._count = np.zeros(0, np.int32)  # per GPU: running gangs holding it
+        self._held: np.ndarray | None = None  # ``_count > 0`` (None: compute again)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -209,16 +213,32 @@ class Releases:
         diff = _diff(self._prev, running) if self._prev else None
         if diff is None:
             self._prev, self._rows = list(running), [_release(r, pos) for r in running]
+            self._count = np.zeros(len(pos), np.int32)
+            self._hold(self._rows, 1)
             self._sort()
         elif diff[0] or diff[1] < len(running):
             gone, tail = diff
+            self._hold([self._rows[g] for g in gone], -1)
             for g in reversed(gone):
                 del self._prev[g], self._rows[g]
             self._prev.extend(running[tail:])
-            self._rows.extend(_release(r, pos) for r in running[tail:])
+            new = [_release(r, pos) for r in running[tail:]]
+            self._rows.extend(new)
+            self._hold(new, 1)
             self._sort()
         at, firsts, idx = self._sorted
         return list(at), list(firsts), list(idx)
+
+    def held(self) -> np.ndarray:
+        """Bool mask over the fabric's GPUs: held by a gang of the last :meth:`update`'s running list."""
+        if self._held is None:
+            self._held = self._count > 0
+        return self._held
+
+    def _hold(self, rows: list[tuple[float, int, np.ndarray]], by: int) -> None:
+        if rows:
+            np.add.at(self._count, np.concatenate([r[2] for r in rows]), by)
+            self._held = None
 
     def _sort(self) -> None:
         rows = sorted(self._rows, key=_END)  # stable: equal ends keep the running list's order

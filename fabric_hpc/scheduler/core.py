@@ -39,6 +39,7 @@ from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, TOO_COSTLY, BackfillPo
                                            Decisions, Job, Placer, PreemptionPolicy, PriorityPolicy,
                                            RankedPriority, Reservation, SchedulerInput, Tier)
 from fabric_hpc.scheduler.placer import compact_job, fit_gpus, masked_state, may_fit, request_key
+from fabric_hpc.scheduler.plan import Plan as _Plan, late_reservations
 
 _JOB_ID = attrgetter("job.id")
 
@@ -70,94 +71,6 @@ class Backfill:
 
 
 @dataclass
-class _Plan:
-    """Working data of one step: the state being filled and the timeline of GPU releases."""
-
-    #: the input's state until the step first changes it (:meth:`own`), then the step's copy
-    state: ClusterState
-    #: gives the running jobs' (walltime ends ascending, first GPU indices, GPU indices)
-    #: (:class:`~fabric_hpc.scheduler.caches.Releases`); called on first use of :attr:`at` /
-    #: :attr:`idx` / :attr:`firsts` (steps that place everything, or stop at a job without
-    #: searching a reservation, never need the timeline)
-    timeline: Callable[[], tuple[list[float], list[int], list[np.ndarray]]] | None = None
-    resv: list[tuple[float, float, np.ndarray]] = field(default_factory=list)  # (start, end, bool mask)
-    #: (what, request key, tier, reservations overlapping) that found nothing on the current free
-    #: GPUs; emptied whenever GPUs are taken or freed (see :class:`Placer`: answers depend only on
-    #: the request and the state).
-    fails: set[tuple[str, str, str, tuple[int, ...]]] = field(default_factory=set)
-    free_n: int = 0  # free GPUs in ``state``
-    owned: bool = False  # whether ``state`` is the step's own copy
-    #: this step's starts as (walltime end, first GPU, GPU indices) until the timeline is loaded
-    _added: list[tuple[float, int, np.ndarray]] = field(default_factory=list)
-    _at: list[float] = field(default_factory=list)
-    _firsts: list[int] = field(default_factory=list)
-    _idx: list[np.ndarray] = field(default_factory=list)
-
-    @property
-    def at(self) -> list[float]:
-        """When each gang still holding GPUs releases them (its walltime end), ascending: the running
-        jobs and the jobs started in this step."""
-        self._load()
-        return self._at
-
-    @property
-    def idx(self) -> list[np.ndarray]:
-        """The GPU indices each :attr:`at` entry releases."""
-        self._load()
-        return self._idx
-
-    @property
-    def firsts(self) -> list[int]:
-        """First GPU index of each :attr:`at` entry (-1: none), in step with it: with the owner
-        array it identifies which GPUs each release time frees (the memo key of ``_earliest``)."""
-        self._load()
-        return self._firsts
-
-    def own(self) -> ClusterState:
-        """The state to change: copied on first use (a step that starts and evicts nothing, most
-        steps of a long queue, copies nothing)."""
-        if not self.owned:
-            self.state, self.owned = self.state.copy(), True
-        return self.state
-
-    def add_end(self, end: float, idx: np.ndarray) -> None:
-        """A job started in this step: it releases ``idx`` at ``end`` (the timeline stays unread)."""
-        self._added.append((end, int(idx[0]) if idx.size else -1, idx))
-        if self.timeline is None:
-            self._insert()
-
-    def _load(self) -> None:
-        if self.timeline is not None:
-            self._at, self._firsts, self._idx = self.timeline()
-            self.timeline = None
-            self._insert()
-
-    def _insert(self) -> None:
-        """Put this step's starts into the loaded timeline, in time order (after equal times)."""
-        for end, first, idx in self._added:
-            k = bisect_right(self._at, end)
-            self._at.insert(k, end)
-            self._firsts.insert(k, first)
-            self._idx.insert(k, idx)
-        self._added.clear()
-
-    def fail_key(self, what: str, job: Job, t0: float, t1: float) -> tuple[str, str, str, tuple[int, ...]]:
-        resv = self.resv
-        if len(resv) > 1:
-            overlap = tuple(n for n, (s, e, _) in enumerate(resv) if s < t1 and t0 < e)
-        else:  # none or one (EASY): the same tuple without a generator
-            overlap = (0,) if resv and resv[0][0] < t1 and t0 < resv[0][1] else ()
-        return what, request_key(job.request), job.tier if what == "preempt" else "", overlap
-
-    def blocked(self, t0: float, t1: float) -> np.ndarray:
-        mask = np.zeros(self.state.owner.size, bool)
-        for s, e, m in self.resv:
-            if s < t1 and t0 < e:
-                mask |= m
-        return mask
-
-
-@dataclass
 class Scheduler:
     """A :class:`~fabric_hpc.scheduler.contract.SchedulingPolicy` composed of strategy objects."""
 
@@ -176,6 +89,9 @@ class Scheduler:
     #: Skip, after a blocked job, the jobs the walk could only give a reason (see ``_walk``). A
     #: speed switch (the tests turn it off to check that the decisions do not change).
     fast_walk: ClassVar[bool] = True
+    #: Search the last reservation a pass may give only when a later job or the driver reads it,
+    #: where its existence is known without it (see ``_will_find``). A speed switch, as above.
+    defer_reservations: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         #: everything remembered between steps (bounded; decisions never depend on it)
@@ -198,6 +114,8 @@ class Scheduler:
             view.running if isinstance(view.running, list) else list(view.running), view.state.fab.gpu_pos))
         plan.free_n = int(np.count_nonzero(plan.state.free))
         blocked_before = self._walk(self._examined(view.pending, ids, prio, submit), view, plan, out)
+        if plan.deferred is not None:  # no decision needed that search: made if the driver reads it
+            out.reservations = LazyDict(partial(late_reservations, plan.detached()))  # type: ignore[arg-type]
         # every pending job's priority and reason, built when first read (a driver that reads
         # neither, like the simulator, then pays nothing per pending job)
         out.priorities = LazyDict(lambda: dict(zip(ids, prio.tolist())))  # type: ignore[assignment]
@@ -239,13 +157,18 @@ class Scheduler:
                 out.reasons[job.id] = ("Topology" if job.gpus <= plan.free_n
                                        else "Priority" if blocked_before else "Resources")
                 continue
-            if len(out.reservations) < reservations:
-                resv = self._reserve(job, view.now, plan)
-                if resv is not None:
-                    out.reservations[job.id] = resv
+            if len(out.reservations) + (plan.deferred is not None) < reservations:
+                if (self.defer_reservations and not plan._resv and reservations - len(out.reservations) == 1
+                        and self._will_find(job, view, plan)):
+                    # the last reservation allowed, and it exists: searched only when something reads it
+                    plan.deferred = (job, now, self._reserve, out.reservations)
+                else:
+                    resv = self._reserve(job, view.now, plan)
+                    if resv is not None:
+                        out.reservations[job.id] = resv
             out.reasons[job.id] = "Priority" if blocked_before else "Resources"
             blocked_before = True
-            skip = self.fast_walk and len(out.reservations) >= reservations
+            skip = self.fast_walk and len(out.reservations) + (plan.deferred is not None) >= reservations
         return blocked_before
 
     def _priorities(self, view: SchedulerInput) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -290,6 +213,14 @@ class Scheduler:
     def _try_now(self, job: Job, now: float, plan: _Plan) -> Placement | None:
         if job.gpus > plan.free_n:  # may_fit's first test, without building a key
             return None
+        if plan.deferred is not None:  # a job that cannot fit the free GPUs needs no reservation searched
+            free_key = ("free", request_key(job.request))
+            if free_key in plan.fails:
+                return None
+            lv = fabric_levels(plan.state.fab)
+            if not may_fit(job.request, plan.state.free, plan.state.fab.index.gpu_host, lv.host_gpus, lv):
+                plan.fails.add(free_key)  # (emptied, as the others, when GPUs are taken or freed)
+                return None
         key = plan.fail_key("now", job, now, now + job.walltime)
         if key in plan.fails:
             return None
@@ -393,6 +324,22 @@ class Scheduler:
         mask[list(map(pos.__getitem__, gpus))] = True
         plan.resv.append((t, t + job.walltime, mask))
         return Reservation(job.id, t, t + job.walltime, tuple(gpus))
+
+    def _will_find(self, job: Job, view: SchedulerInput, plan: _Plan) -> bool:
+        """Whether the reservation search for ``job`` finds a start, known without it: the search ends
+        at the last release time with every running (and started) gang's GPUs released and no other
+        reservation held; where the placer fits the job on those GPUs, the search stops there if not
+        earlier. (False: the search is needed to know.)"""
+        if not plan.at:  # no release time at all
+            return False
+        freed = view.state.free | self.caches.releases.held()  # free now, or held by a running gang
+        key = (request_key(job.request), np.packbits(freed).tobytes())
+        fits = self.caches.fits_freed
+        hit = fits.get(key)
+        if hit is None:
+            hit = fits.put(key, fit_gpus(self.placer, job, ClusterState.from_free_mask(view.state.fab, freed))
+                           is not None)
+        return hit
 
     def _earliest(self, job: Job, now: float, plan: _Plan) -> tuple[float, tuple[str, ...]] | None:
         """Remembered across steps while the allocation and the release times are unchanged (the

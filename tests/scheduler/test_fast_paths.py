@@ -60,6 +60,7 @@ def test_replay_without_shortcuts_makes_the_same_decisions(monkeypatch, fab_ref,
     plain = fabric_policy()
     plain.priority = _DictOnly(plain.priority)
     monkeypatch.setattr(core.Scheduler, "fast_walk", False)
+    monkeypatch.setattr(core.Scheduler, "defer_reservations", False)
     monkeypatch.setattr(preempt, "may_fit", lambda *a, **k: True)
     # no memo of earliest starts either (its key: request, walltime, owners, release times, first GPUs)
     monkeypatch.setattr(core.Scheduler, "_earliest", lambda self, job, now, plan: self._search_earliest(job, now, plan))

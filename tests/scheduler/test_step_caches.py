@@ -115,3 +115,20 @@ def test_one_policy_reused_on_another_fabric_decides_as_a_fresh_one():
     pol = fabric_policy()
     Simulator(a, pol, jobs).run()
     assert job_rows(Simulator(b, pol, jobs).run()) == job_rows(Simulator(b, fabric_policy(), jobs).run())
+
+
+def test_state_copies_share_job_numbers_until_one_changes():
+    # ClusterState.copy shares the job-number maps until the first change of either side
+    fab = fabric(hosts=2)
+    a = ClusterState(fab)
+    a.allocate("x", [0, 1])
+    b = a.copy()
+    c = b.copy()
+    b.allocate("y", [2])
+    a.release("x")
+    c.allocate("z", [3])
+    assert (a.holds("x"), a.holds("y"), a.holds("z")) == (False, False, False)
+    assert (b.holds("x"), b.holds("y"), b.holds("z")) == (True, True, False)
+    assert (c.holds("x"), c.holds("y"), c.holds("z")) == (True, False, True)
+    assert b.job_gpus("y") == [fab.gpus[2]] and c.job_gpus("z") == [fab.gpus[3]]
+    assert c.job_gpus("x") == [fab.gpus[0], fab.gpus[1]] and a.known_jobs == 1 and c.known_jobs == 2
