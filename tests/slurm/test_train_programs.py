@@ -72,14 +72,17 @@ def test_a_damaged_newest_step_is_one_error_and_restore_step_resumes(tmp_path: P
     _one_error(_train(module, ck, "--restore-step", "7"), 3, "--restore-step (RESTORE_STEP) 7", "2, 3, 4, 5")
 
 
-@pytest.mark.parametrize("module", [DEMO, TINY])
-@pytest.mark.parametrize(("args", "env", "code", "words"), [
-    (["--step-seconds", "-1"], {}, 2, ["--step-seconds", "-1 is not 0 or more seconds"]),
-    (["--step-seconds", "nan"], {}, 2, ["--step-seconds"]),
-    (["--steps", "-5"], {}, 2, ["--steps", "negative"]),
-    (["--steps", "ten"], {}, 2, ["--steps", "whole number"]),
-    ([], {"SLURM_PROCID": "abc"}, 3, ["SLURM_PROCID='abc'"]),
-    ([], {"SLURM_PROCID": "-1"}, 3, ["SLURM_PROCID='-1'"]),
+@pytest.mark.parametrize(("module", "args", "env", "code", "words"), [
+    (DEMO, ["--step-seconds", "-1"], {}, 2, ["--step-seconds", "-1 is not 0 or more seconds"]),
+    (DEMO, ["--step-seconds", "nan"], {}, 2, ["--step-seconds"]),
+    (DEMO, ["--steps", "-5"], {}, 2, ["--steps", "negative"]),
+    (DEMO, ["--steps", "ten"], {}, 2, ["--steps", "whole number"]),
+    (DEMO, [], {"SLURM_PROCID": "abc"}, 3, ["SLURM_PROCID='abc'"]),
+    (DEMO, [], {"SLURM_PROCID": "-1"}, 3, ["SLURM_PROCID='-1'"]),
+    # train_tiny reads its flags and variables through the same trainer.py: one case each kind
+    # (each of its runs imports torch)
+    (TINY, ["--step-seconds", "-1"], {}, 2, ["--step-seconds", "-1 is not 0 or more seconds"]),
+    (TINY, [], {"SLURM_PROCID": "abc"}, 3, ["SLURM_PROCID='abc'"]),
 ])
 def test_bad_values_name_the_flag_or_variable(tmp_path: Path, module: str, args: list[str],
                                               env: dict[str, str], code: int, words: list[str]) -> None:
