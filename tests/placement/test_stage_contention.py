@@ -174,22 +174,13 @@ def _model(c: Contention, ids: list[str], gpus: list[np.ndarray]) -> list[float]
     ring's (``algo="ring"``: SimGrid runs NCCL's ring schedule; the simulator may take the tree)."""
     from fabric_hpc.placement.collective import collective_time
 
-    ents = []
-    for j in ids:
-        r = c._runs[j]
-        if r.res.size:
-            ents.append((j, -1, r.res, r.load, r.rate, r.unit))
-        ents += [(j, k, p.res, p.load, p.rate, p.unit) for k, p in enumerate(r.parts)]
-    cap = np.r_[c._cap, [e[4] for e in ents]]
-    priv = len(c._cap) + np.arange(len(ents))
-    rates, _ = sparse_fair(np.concatenate([np.full(len(e[2]) + 1, i) for i, e in enumerate(ents)]),
-                           np.concatenate([np.r_[e[2], priv[i]] for i, e in enumerate(ents)]),
-                           np.concatenate([np.r_[e[3], 1e9] for e in ents]), cap, len(ents),
-                           np.array([e[5] for e in ents]))
+    from tests.scheduler.test_stage_contention import full_fair_share
+
+    got = full_fair_share(c, ids)
     out = []
     for j, g in zip(ids, gpus, strict=True):
         r = c._runs[j]
-        x = {e[1]: float(v) for e, v in zip(ents, rates, strict=True) if e[0] == j}
+        x = {k: v for (job_id, k), v in got.items() if job_id == j}
         if r.parts:  # the sends: time alone + bandwidth part × (slow-down − 1)
             p = r.parts[0]
             out.append(r.times[2] + p.bw * (p.rate / x[0] - 1.0))

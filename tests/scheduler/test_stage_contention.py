@@ -141,6 +141,25 @@ def test_the_contended_stretch_never_beats_the_one_alone(ops, ecmp):
             assert on.stretch(jid) == off.stretch(jid)
 
 
+def full_fair_share(c: Contention, ids: list[str]) -> dict[tuple[str, int], float]:
+    """The rate of every network part of the jobs ``ids`` ((job, -1): its data-parallel rings; (job,
+    k): its k-th TP/send part) in one max-min filling over every part of every job, each capped at
+    its rate alone: what ``Contention`` solves on the saturated links only."""
+    ents = []
+    for j in ids:
+        r = c._runs[j]
+        if r.res.size:
+            ents.append((j, -1, r.res, r.load, r.rate, r.unit))
+        ents += [(j, k, p.res, p.load, p.rate, p.unit) for k, p in enumerate(r.parts)]
+    cap = np.r_[c._cap, [e[4] for e in ents]]
+    priv = len(c._cap) + np.arange(len(ents))
+    job_i = np.concatenate([np.full(len(e[2]) + 1, i) for i, e in enumerate(ents)])
+    res = np.concatenate([np.r_[e[2], priv[i]] for i, e in enumerate(ents)])
+    amount = np.concatenate([np.r_[e[3], 1e9] for e in ents])
+    rates, _ = sparse_fair(job_i, res, amount, cap, len(ents), np.array([e[5] for e in ents]))
+    return {(e[0], e[1]): float(x) for e, x in zip(ents, rates, strict=True)}
+
+
 def test_the_shared_rates_are_the_full_max_min_share_over_every_part():
     """Four jobs (two pipelines, a data-parallel ring, a cross-host TP job) on one neighbourhood:
     each part's rate in the simulator is the max-min share of one filling over every part of every
@@ -152,19 +171,7 @@ def test_the_shared_rates_are_the_full_max_min_share_over_every_part():
                   ("n7", "n8"))}
     for j, (spec, hosts) in jobs.items():
         c.start(j, spec, _gpus(fab, *hosts))
-    ents = []
-    for j in jobs:
-        r = c._runs[j]
-        if r.res.size:
-            ents.append((j, -1, r.res, r.load, r.rate, r.unit))
-        ents += [(j, k, p.res, p.load, p.rate, p.unit) for k, p in enumerate(r.parts)]
-    cap = np.r_[c._cap, [e[4] for e in ents]]
-    priv = len(c._cap) + np.arange(len(ents))
-    job_i = np.concatenate([np.full(len(e[2]) + 1, i) for i, e in enumerate(ents)])
-    res = np.concatenate([np.r_[e[2], priv[i]] for i, e in enumerate(ents)])
-    amount = np.concatenate([np.r_[e[3], 1e9] for e in ents])
-    rates, _ = sparse_fair(job_i, res, amount, cap, len(ents), np.array([e[5] for e in ents]))
-    got = {(e[0], e[1]): float(x) for e, x in zip(ents, rates, strict=True)}
+    got = full_fair_share(c, list(jobs))
     for j in jobs:
         run = c._runs[j]
         parts = [got[(j, k)] for k in range(len(run.parts))] if run.parts else None
