@@ -16,7 +16,6 @@ from fabric_hpc.placement import ClusterState
 from fabric_hpc.placement.cost import CostWeights, evaluate
 from fabric_hpc.placement.problem import Problem
 from fabric_hpc.placement.request import parse_request
-from fabric_hpc.placement.fairshare import sparse_fair
 from fabric_hpc.placement.parallel import stage_pairs
 from fabric_hpc.placement.request import Request
 from fabric_hpc.placement.step import TP_BYTES, group_times, network_parts
