@@ -29,8 +29,8 @@ from tests.slurm_integration.workload import watch
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 # a spot gang holds its 4 hosts for 12 s; its rerun after a preemption (Slurm sets SLURM_RESTART_COUNT)
-# takes 2 s: time scaling of the tail, where the requeued gangs run last (the agent sees no job's sleep,
-# only its walltime, so its decisions are those of 12 s reruns)
+# takes 2 s: time scaling of the tail, where the requeued gangs run last. The agent sees a job's
+# walltime, never its sleep: a shorter rerun only frees its hosts sooner, and every cycle is replayed.
 SPOT_WRAP = 'if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then sleep 2; else sleep 12; fi'
 
 
