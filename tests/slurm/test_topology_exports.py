@@ -7,6 +7,7 @@ they exist only on the tiers that have that Slurm (the tree export runs on every
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -37,6 +38,16 @@ def _blockers(cluster: Any, *nodes: str) -> list[int]:
     return jobs
 
 
+def _release(cluster: Any, blockers: list[int], timeout: float = 30) -> None:
+    """Cancel the blockers and wait until they have left the queue: a slurmd still ending a job holds
+    its SIGTERM for 5 s, after which stop() SIGKILLs it (5 s per stop spent waiting)."""
+    cluster.run(["scancel", *map(str, blockers)])
+    deadline = time.monotonic() + timeout
+    while cluster.run(["squeue", "-h", "-o", "%i"]).stdout.strip():
+        assert time.monotonic() < deadline, cluster.run(["squeue"]).stdout
+        time.sleep(0.1)
+
+
 def _blocks_of(hosts: set[str]) -> list[str]:
     return sorted(name for name, members in BLOCKS.items() if hosts & members)
 
@@ -48,7 +59,7 @@ def test_tree_export_keeps_a_gang_under_one_leaf(slurm_cluster_factory, fabric):
         blockers = _blockers(cluster, "n1", "n6")
         hosts = _hosts(cluster, "-N4", "--exclusive", "--switches=1")
         assert len(hosts) == 4 and len(_blocks_of(hosts)) == 1, hosts
-        cluster.run(["scancel", *map(str, blockers)])
+        _release(cluster, blockers)
     finally:
         cluster.stop()
 
@@ -67,7 +78,7 @@ def test_block_export_gangs_stay_in_blocks_and_segments(slurm_cluster_factory, f
         # 8 hosts as two segments of 4: each segment a whole block (leaf2 + leaf3: the only ones free)
         eight = _hosts(cluster, "-N8", "--exclusive", "--segment=4")
         assert _blocks_of(eight) == ["leaf2", "leaf3"] and len(eight) == 8, eight
-        cluster.run(["scancel", *map(str, blockers)])
+        _release(cluster, blockers)
     finally:
         cluster.stop()
 
@@ -87,6 +98,6 @@ def test_topology_yaml_chooses_a_topology_per_partition(slurm_cluster_factory, f
         assert _blocks_of(in_block) == ["leaf2", "leaf3"], in_block
         in_tree = _hosts(cluster, "-p", "tree", "-N3", "--exclusive", "--switches=1")
         assert len(_blocks_of(in_tree)) == 1, in_tree
-        cluster.run(["scancel", *map(str, blockers)])
+        _release(cluster, blockers)
     finally:
         cluster.stop()

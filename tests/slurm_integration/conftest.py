@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -80,27 +81,39 @@ def fabric_topology_file(slurm_fabric: Any, tmp_path_factory: pytest.TempPathFac
     return path
 
 
-@pytest.fixture(scope="session")
-def fabric_cluster(slurm_cluster_factory: Callable[..., Any], slurm_fabric: Any) -> Any:
-    """16 hosts × 8 GPUs from the fabric model, with fabric's job_submit.lua (fallback FALLBACK_S s)."""
+def start_fabric_cluster(factory: Callable[..., Any], fabric: Any, **settings: str) -> Any:
+    """A cluster of ``fabric`` with fabric's job_submit.lua (fallback FALLBACK_S s) and ``settings``."""
     from fabric_hpc.slurm.plugins import render_job_submit
 
     lua = render_job_submit(state_dir="{base_dir}/agent", fallback_s=FALLBACK_S, max_gpus_per_node=8)
-    cluster = slurm_cluster_factory(slurm_fabric, settings={"JobSubmitPlugins": "lua"},
-                                    config_files={"job_submit.lua": lua})
+    cluster = factory(fabric, settings={"JobSubmitPlugins": "lua", **settings},
+                      config_files={"job_submit.lua": lua})
     (cluster.base_dir / "agent").mkdir(exist_ok=True)
     return cluster
 
 
-@pytest.fixture()
-def agent(fabric_cluster: Any, fabric_topology_file: Path) -> Iterator[AgentProcess]:
-    a = AgentProcess(fabric_cluster, fabric_topology_file, fabric_cluster.base_dir / "agent")
+@pytest.fixture(scope="session")
+def fabric_cluster(slurm_cluster_factory: Callable[..., Any], slurm_fabric: Any) -> Any:
+    """16 hosts × 8 GPUs from the fabric model, with fabric's job_submit.lua (fallback FALLBACK_S s)."""
+    return start_fabric_cluster(slurm_cluster_factory, slurm_fabric)
+
+
+@contextlib.contextmanager
+def agent_on(cluster: Any, topology: Path) -> Iterator[AgentProcess]:
+    """An (unstarted) agent of ``cluster``; afterwards it is stopped and the cluster's jobs cancelled."""
+    a = AgentProcess(cluster, topology, cluster.base_dir / "agent")
     try:
         yield a
     finally:
         a.stop()
-        fabric_cluster.run(["scancel", "--user", str(os.getuid())], check=False)
-        _wait_idle(fabric_cluster)
+        cluster.run(["scancel", "--user", str(os.getuid())], check=False)
+        _wait_idle(cluster)
+
+
+@pytest.fixture()
+def agent(fabric_cluster: Any, fabric_topology_file: Path) -> Iterator[AgentProcess]:
+    with agent_on(fabric_cluster, fabric_topology_file) as a:
+        yield a
 
 
 def _wait_idle(cluster: Any, timeout: float = 30.0) -> None:

@@ -135,5 +135,17 @@ def jwt_cluster(factory: Any, fabric: Any, prefix: str = "fabric-restd-", **opti
     try:
         yield cluster
     finally:
+        drain(cluster)
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def drain(cluster: Any, timeout: float = 30.0) -> None:
+    """Cancel every job of ``cluster`` and wait (at most ``timeout``) until the queue is empty: stopped
+    while it still ends a job, a slurmd holds its SIGTERM and stop() waits 5 s before SIGKILL."""
+    jobs = cluster.run(["squeue", "-h", "-o", "%i"], check=False).stdout.split()
+    if jobs:
+        cluster.run(["scancel", *jobs], check=False)
+    deadline = time.monotonic() + timeout
+    while cluster.run(["squeue", "-h", "-o", "%i"], check=False).stdout.strip() and time.monotonic() < deadline:
+        time.sleep(0.1)

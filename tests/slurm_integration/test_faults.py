@@ -8,7 +8,7 @@ import time
 import pytest
 
 from fabric_hpc.events import read_json_lines
-from tests.slurm_integration.conftest import FALLBACK_S
+from tests.slurm_integration.conftest import FALLBACK_S, agent_on, start_fabric_cluster
 from tests.slurm_integration.workload import Spec, run_sequence, watch
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -59,24 +59,39 @@ def test_slurmctld_restart_agent_carries_on(fabric_cluster, agent):
     assert {j for j in obs.job_ids} <= {e["job"] for e in _places(agent)}
 
 
-def test_agent_down_longer_than_fallback(fabric_cluster, agent):
+@pytest.fixture(scope="module")
+def prompt_cluster(slurm_cluster_factory, slurm_fabric):
+    """fabric_cluster's setup with Slurm's main scheduling pass every second (default: 60 s). A job whose
+    deferral ran out starts at the next such pass (backfill does not start it), so on fabric_cluster it
+    waited up to a minute more: Slurm's timing, not the fallback's."""
+    return start_fabric_cluster(slurm_cluster_factory, slurm_fabric, SchedulerParameters="sched_interval=1")
+
+
+@pytest.fixture()
+def prompt_agent(prompt_cluster, fabric_topology_file):
+    with agent_on(prompt_cluster, fabric_topology_file) as a:
+        yield a
+
+
+def test_agent_down_longer_than_fallback(prompt_cluster, prompt_agent):
+    cluster, agent = prompt_cluster, prompt_agent
     agent.start()
     agent.stop()  # heartbeat still fresh: new jobs are deferred, and nobody will pin them
     t0 = time.time()
-    jid = fabric_cluster.sbatch("-N2", "--gres=gpu:8", wrap="sleep 1")
-    assert fabric_cluster.job(jid)["Reason"] == "BeginTime"
-    info = fabric_cluster.wait_job(jid, timeout=FALLBACK_S + 30)
+    jid = cluster.sbatch("-N2", "--gres=gpu:8", wrap="sleep 1")
+    assert cluster.job(jid)["Reason"] == "BeginTime"
+    info = cluster.wait_job(jid, timeout=FALLBACK_S + 30)
     assert info["JobState"] == "COMPLETED"
     assert jid not in {e["job"] for e in _places(agent)}
     assert time.time() - t0 <= FALLBACK_S + 30
     # heartbeat now stale: jobs are not deferred at all, and the user is told why
     while time.time() - int((agent.state_dir / "heartbeat").read_text().split()[0]) <= FALLBACK_S:
         time.sleep(0.5)
-    proc = fabric_cluster.run(["sbatch", "--parsable", "-N2", "--gres=gpu:8", "--wrap", "sleep 1"])
+    proc = cluster.run(["sbatch", "--parsable", "-N2", "--gres=gpu:8", "--wrap", "sleep 1"])
     assert "placement agent is not running" in proc.stderr
     jid2 = int(proc.stdout.strip())
-    assert fabric_cluster.job(jid2)["Reason"] != "BeginTime"
-    fabric_cluster.wait_job(jid2, timeout=30)
+    assert cluster.job(jid2)["Reason"] != "BeginTime"
+    cluster.wait_job(jid2, timeout=30)
 
 
 def test_second_agent_is_refused(fabric_cluster, agent, fabric_topology_file):

@@ -5,18 +5,18 @@ from __future__ import annotations
 import pytest
 
 from fabric_hpc.events import read_json_lines
-from tests.slurm_integration.workload import mean_leaves, mixed_sequence, run_sequence
+from tests.slurm_integration.workload import mean_leaves, mixed_sequence, run_sequences
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
 def test_fifty_jobs_fabric_vs_slurm_alone(slurm_cluster, fabric_cluster, agent, slurm_fabric):
     seq = mixed_sequence(50)
-    # Slurm alone (its topology/tree plugin, the same topology.conf), same sequence, same run
-    alone = run_sequence(slurm_cluster, seq)
+    # Slurm alone (its topology/tree plugin, the same topology.conf) and fabric: the same sequence,
+    # side by side on two clusters of the same fabric (submitted job by job in turn, watched together)
     agent.extra = ("--compact-wait", "30")
     agent.start()
-    fab = run_sequence(fabric_cluster, seq)
+    alone, fab = run_sequences([(slurm_cluster, seq), (fabric_cluster, seq)])
 
     for obs in (alone, fab):
         assert obs.double_booked == []
