@@ -243,7 +243,7 @@ class Agent:
             nodes = self.first_contact()
             if nodes is None:  # SIGTERM while waiting for Slurm
                 return
-            model_overlap(self.fab, [n.name for n in nodes])  # no host in common: nothing could be placed (exit 3)
+            model_overlap(self.fab, [n.name for n in nodes])  # no host in common: nothing to place (exit 3)
             if mismatch := gpu_mismatch(self.fab, nodes):
                 self._log("model_mismatch", detail=mismatch)  # `fabric agent check` fails on it (exit 3)
             if self.config.metrics_port:
@@ -345,7 +345,8 @@ class Agent:
             self._stop.wait(0.05)
 
 
-def first_contact(client: SlurmClient, timeout_s: float, stop: threading.Event | None = None) -> list[Node] | None:
+def first_contact(client: SlurmClient, timeout_s: float,
+                  stop: threading.Event | None = None) -> list[Node] | None:
     """The nodes Slurm reports, read within ``timeout_s``; SlurmError (exit 5) when it does not answer.
 
     The read runs in a helper thread so a call that blocks (an unreachable controller) cannot hold

@@ -80,7 +80,8 @@ def test_readers_find_decisions_in_the_rotated_log_and_refuse_a_fifo(tmp_path):
 
     (tmp_path / "decisions.jsonl.1").write_text(
         '{"ts": 1, "event": "agent.place", "job": 5, "hosts": ["n1"]}\n')
-    (tmp_path / "decisions.jsonl").write_text('{"ts": 2, "event": "agent.waiting", "jobs": {"6": "Compact"}}\n')
+    (tmp_path / "decisions.jsonl").write_text(
+        '{"ts": 2, "event": "agent.waiting", "jobs": {"6": "Compact"}}\n')
     log = report.read_agent_log(tmp_path)
     assert set(log.placed) == {5} and log.waiting[6]["reason"] == "Compact" and not log.truncated
     assert last_decisions(tmp_path, 5)["place"]["hosts"] == ["n1"]
@@ -103,7 +104,8 @@ def test_a_model_with_other_gpu_counts_than_slurm_is_named(tmp_path):
     four = build(generators.leaf_spine(16, hosts_per_leaf=4, gpus=4, cpus=8))
     eight = build(generators.leaf_spine(16, hosts_per_leaf=4, gpus=8, cpus=8))
     text = gpu_mismatch(four, slurm_nodes)
-    assert text.startswith(f"{len(slurm_nodes)} node(s) have another GPU count in Slurm than in the fabric model")
+    assert text.startswith(f"{len(slurm_nodes)} node(s) have another GPU count in Slurm than in the "
+                           "fabric model")
     assert "(Slurm 8, model 4)" in text and text.endswith(f"and {len(slurm_nodes) - 5} more")
     assert gpu_mismatch(eight, slurm_nodes) is None
     agent = Agent(ReplayClient(json.dumps(nodes), json.dumps({"jobs": []})), four,
