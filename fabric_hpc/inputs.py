@@ -49,8 +49,8 @@ def os_error(exc: OSError, what: str = "path", path: Any = None) -> FabricError:
     name = path if path is not None else exc.filename
     where = f"{what} {os.fspath(name)!r}" if name is not None else what
     # one line: a library's OSError (h5py) can carry a multi-line dump with its own details
-    reason = (exc.strerror or str(exc)).strip().splitlines()[0][:300] if (exc.strerror or str(exc)).strip() \
-        else os.strerror(exc.errno or 0)
+    text = (exc.strerror or str(exc)).strip()
+    reason = text.splitlines()[0][:300] if text else os.strerror(exc.errno or 0)
     if isinstance(exc, FileNotFoundError):
         return NotFoundError(f"{where}: does not exist", hint="check the path")
     if isinstance(exc, IsADirectoryError):

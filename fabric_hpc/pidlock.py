@@ -19,8 +19,10 @@ class PidLock:
     """``acquire`` takes the lock or raises :class:`~fabric_hpc.errors.ConfigError` with
     ``busy(owner pid text)`` and ``hint``; ``holder`` says who holds it without taking it."""
 
-    def __init__(self, path: Path, *, busy: Callable[[str], str], hint: str, mode: int = 0o600) -> None:
+    def __init__(self, path: Path, *, busy: Callable[[str], str], hint: str, mode: int = 0o600,
+                 note: str = "") -> None:
         self.path, self._busy, self._hint, self._mode = Path(path), busy, hint, mode
+        self._note = note  # written after the pid on the owner's line (who it is, for ``busy``)
         self._fd: int | None = None
 
     def acquire(self, wait_s: float = 0.0) -> None:
@@ -35,11 +37,11 @@ class PidLock:
                 if time.monotonic() < deadline:
                     time.sleep(0.02)
                     continue
-                owner = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                owner = os.pread(fd, 256, 0).decode(errors="replace").strip()
                 os.close(fd)
                 raise ConfigError(self._busy(owner or "?"), hint=self._hint) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.pwrite(fd, f"{os.getpid()}{' ' + self._note if self._note else ''}\n".encode(), 0)
         self._fd = fd
 
     def release(self) -> None:
@@ -56,7 +58,7 @@ class PidLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip().split(" ")[0]
             return int(text) if text.isdigit() else -1
         finally:
             os.close(fd)

@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from fabric_hpc.errors import ConfigError, FabricError
+from fabric_hpc.pidlock import PidLock
 
 #: the file in the checkpoint directory that rank 0 of a run holds (flock) while it trains
 RUN_LOCK = ".train.lock"
+_HELD: list[PidLock] = []  # the run's lock, held until the process ends
 
 
 def catch_early() -> list[int]:
@@ -101,27 +103,30 @@ def prepare_dir(path: str) -> Path:
     return p
 
 
-def lock_dir(ckpt_dir: Path) -> int:
-    """Rank 0's lock on ``ckpt_dir`` for the whole run (the fd; closed at exit): a second run in
-    the same directory refuses at its start instead of colliding on a step later."""
-    import fcntl
-
+def lock_dir(ckpt_dir: Path) -> PidLock:
+    """Rank 0's lock on ``ckpt_dir`` for the whole run (released when the process ends): a second
+    run in the same directory refuses at its start instead of colliding on a step later."""
     from fabric_hpc.checkpoint import CheckpointBusyError
 
-    fd = os.open(ckpt_dir / RUN_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    job, host = os.environ.get("SLURM_JOB_ID", "?"), socket.gethostname()
+    lock = PidLock(ckpt_dir / RUN_LOCK, mode=0o644, note=f"job {job} on {host}",
+                   busy=lambda owner: f"checkpoint directory {ckpt_dir} is in use by another training run "
+                                      f"({_holder(owner)})",
+                   hint="give this run its own directory (train_gang.sbatch: a distinct sbatch --job-name), "
+                        "or submit it with --dependency=afterany:<that job> to resume after it")
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-        os.close(fd)
-        raise CheckpointBusyError(
-            f"checkpoint directory {ckpt_dir} is in use by another training run ({holder})",
-            hint="give this run its own directory (train_gang.sbatch: a distinct sbatch --job-name), "
-                 "or submit it with --dependency=afterany:<that job> to resume after it") from None
-    job = os.environ.get("SLURM_JOB_ID", "?")
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"job {job}, pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-    return fd
+        lock.acquire()
+    except ConfigError as exc:
+        raise CheckpointBusyError(exc.message, hint=exc.hint) from None
+    _HELD.append(lock)
+    return lock
+
+
+def _holder(owner: str) -> str:
+    """``job J, pid P on HOST`` from the lock file's ``P job J on HOST``."""
+    pid, _, rest = owner.partition(" ")
+    job, _, host = rest.partition(" on ")
+    return f"{job}, pid {pid} on {host}" if job and host else (owner or "another process")
 
 
 def resume_step(ckpt_dir: Path, restore_step: int | None) -> int | None:
