@@ -27,7 +27,7 @@ from typing import Any
 
 from fabric_hpc.errors import ExternalError
 from fabric_hpc.slurm.contract import Job, Node, SlurmError
-from fabric_hpc.slurm.parse import gpu_count, gpu_indices, hosts, parse_gres, parse_state
+from fabric_hpc.slurm.parse import gpu_count, gpu_indices, gpu_types, hosts, parse_gres, parse_state
 
 _NUMBER_KEYS = frozenset({"set", "infinite", "number"})
 _WORD = re.compile(r"^[A-Za-z_]+$")
@@ -144,8 +144,7 @@ def parsed(what: str, fn: Any, *args: Any) -> Any:
 
 
 def _gpu_type(gres: str | None) -> str | None:
-    types = {g.type for g in parse_gres(gres) if g.name == "gpu" and g.type}
-    return types.pop() if len(types) == 1 else None
+    return gpu_types(parse_gres(gres))
 
 
 def _state_of(parts: str | None) -> tuple[str, tuple[str, ...]]:

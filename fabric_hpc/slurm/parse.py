@@ -122,6 +122,13 @@ def gpu_count(text: str | None) -> int:
     return sum(g.count for g in parse_gres(text) if g.name == "gpu")
 
 
+def gpu_types(items: list[Gres]) -> str | None:
+    """The GPU type(s) GRES items name: ``a100``; several sorted and joined by commas (``a100,h100``:
+    a host that has both, or a job that asks for both); None when no GPU item names a type."""
+    types = sorted({g.type for g in items if g.name == "gpu" and g.type})
+    return ",".join(types) if types else None
+
+
 def gpu_indices(text: str | None) -> tuple[int, ...]:
     """Allocated GPU indices of one node (``gpu:h100:3(IDX:0-2)`` -> (0, 1, 2))."""
     out: list[int] = []

@@ -29,7 +29,8 @@ from fabric_hpc.slurm import segment
 from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, check_slurm_conf
 from fabric_hpc.slurm.segment import segment_size
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
-from fabric_hpc.slurm.parse import ACTIVE_STATES, gpu_indices, hosts, parse_gres, parse_state
+from fabric_hpc.slurm.parse import (ACTIVE_STATES, gpu_indices, gpu_types, hosts, parse_gres,
+                                     parse_state)
 
 #: The slurm.conf libslurm was initialised with in this process (None: pyslurm not loaded here).
 _BOUND_CONF: str | None = None
@@ -94,15 +95,14 @@ def _gres_text(gres: Mapping[Any, Any], field: str, what: str) -> str:
 
 
 def _gpus(gres: Mapping[Any, Any], field: str, what: str) -> tuple[int, str | None]:
-    """(GPU count, GPU type when exactly one) of a GRES dict."""
+    """(GPU count, GPU type(s): :func:`~fabric_hpc.slurm.parse.gpu_types`) of a GRES dict."""
     try:
         items = [g for g in parse_gres(_gres_text(gres, field, what)) if g.name == "gpu"]
     except SlurmError:
         raise
     except Exception as exc:  # ExternalError of the parser: name the field
         raise SlurmError(f"{what}: field {field!r}: {_text(exc)}") from None
-    types = {g.type for g in items if g.type}
-    return sum(g.count for g in items), types.pop() if len(types) == 1 else None
+    return sum(g.count for g in items), gpu_types(items)
 
 
 def layout_gpus(layout: Any, what: str) -> dict[str, tuple[int, ...]]:

@@ -227,24 +227,25 @@ class Hosts:
     """What Slurm says of the fabric's hosts that filters where a pending job may go."""
 
     free_cpus: dict[str, int]
-    #: Slurm's GRES type of each host's GPUs (None: untyped, or several types).
+    #: Slurm's GRES type(s) of each host's GPUs (None: untyped; several: ``a100,h100``).
     gpu_types: dict[str, str | None]
 
 
 def wrong_gpu_type(job: Job, gpu_types: Mapping[str, str | None]) -> set[str]:
-    """The hosts a job that names a GPU type may not get: those whose GPUs Slurm types otherwise
-    (compared exactly, as Slurm does); ConfigError when that leaves no host of the fabric model."""
-    want = job.gpu_type
-    if not want:
+    """The hosts a job that names GPU types may not get: those without every type it names (compared
+    exactly, as Slurm does); ConfigError when that leaves no host of the fabric model."""
+    if not job.gpu_type:
         return set()
-    wrong = {h for h, t in gpu_types.items() if t != want}
+    want = set(job.gpu_type.split(","))
+    wrong = {h for h, t in gpu_types.items() if not t or not want <= set(t.split(","))}
     if len(wrong) < len(gpu_types):
         return wrong
     have: dict[str, list[str]] = {}
     for host, t in gpu_types.items():
         have.setdefault(t or "none", []).append(host)
     where = "; ".join(f"{t} on {compress(sorted(hs))}" for t, hs in sorted(have.items()))
-    raise ConfigError(f"asks for GPUs of type {want!r}, but Slurm gives that type to no host of the fabric model "
+    what = f"of type {job.gpu_type!r}" if len(want) == 1 else f"of types {job.gpu_type!r} on each host"
+    raise ConfigError(f"asks for GPUs {what}, but Slurm gives that to no host of the fabric model "
                       f"(GPU types there: {where or 'no hosts'}); handed to Slurm, which places it by type",
                       hint="Slurm matches GRES types exactly, case included (Gres=gpu:TYPE:N in slurm.conf); "
                            "'none' means Slurm declares those GPUs without a type (or with several)")

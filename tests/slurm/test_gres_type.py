@@ -154,3 +154,19 @@ def _expand(expr: str | None) -> set[str]:
     from fabric_hpc.hostlist import expand
 
     return set(expand(expr)) if expr else set()
+
+
+def test_several_types_on_a_host_or_in_a_job(fab):
+    """A host with two GPU types (``Gres=gpu:a100:2,gpu:h100:2``) may take a job of either type; a job
+    that names two types goes only to hosts that have both; before, both read as untyped (None), so
+    the job was unfiltered and the mixed host was excluded for every typed job."""
+    from fabric_hpc.slurm.decode import gpu_type
+
+    assert gpu_type("gpu:h100:2,gpu:a100:2(S:0-1)") == "a100,h100" and gpu_type("gpu:2") is None
+    mixed = {**TYPES, "n3": "a100,h100"}
+    view = build_view(fab, _nodes(mixed), [_gang(1, "a100"), _gang(2, "a100,h100", submit_time=101.0)],
+                      now=200.0)
+    req = {int(p.job.id): _expand(p.job.request.exclude) for p in view.pending}
+    assert req == {1: {"n1", "n2"}, 2: {"n1", "n2", "n4", "n5"}}
+    view = build_view(fab, _nodes(TYPES), [_gang(3, "a100,h100")], now=200.0)
+    assert not view.pending and "of types 'a100,h100' on each host" in view.invalid[3]
