@@ -61,9 +61,12 @@ def load_fabric(path: str | os.PathLike[str]) -> Fabric:
     """Load and fully validate a fabric file into a :class:`Fabric`."""
     path = Path(path)
     if not path.exists():
+        from fabric_hpc.topology.shipped import shipped_hint
+
         raise NotFoundError(f"fabric file {str(path)!r} does not exist",
                             hint="give the path of a fabric YAML file (docs/topology.md), or a generator "
-                                 "reference such as superpod:sus=4 (`fabric topology generate` writes a file)")
+                                 "reference such as superpod:sus=4 (`fabric topology generate` writes a file)"
+                                 + shipped_hint())
     check_path(path, what="fabric file")
     spec, lines = parse_spec(read_text(path, what="fabric file", limit=MAX_FABRIC_BYTES), source=str(path))
     from fabric_hpc.topology.spec import check_spec
@@ -148,11 +151,20 @@ def open_fabric(ref: str | os.PathLike[str] | None = None) -> Fabric:
                           hint="e.g. open_fabric('superpod:sus=4') or open_fabric('topology/my-cluster.yaml')")
     text = os.fspath(ref)
     name, _, params = text.partition(":")
+    if not Path(text).exists() and ":" not in text:
+        from fabric_hpc.topology.shipped import shipped_fabric
+
+        shipped = shipped_fabric(text)  # a fabric file of the wheel, by name
+        if shipped is not None:
+            return load_fabric(shipped)
     if Path(text).exists() or (name not in GENERATORS and (text.endswith((".yaml", ".yml")) or "/" in text)):
         return load_fabric(text)
     if name not in GENERATORS:
+        from fabric_hpc.topology.shipped import shipped_hint
+
         raise NotFoundError(f"{text!r} is neither a fabric file nor a generator",
-                            hint=f"give a YAML path or one of: {', '.join(GENERATORS)} (e.g. superpod:sus=4)")
+                            hint=f"give a YAML path or one of: {', '.join(GENERATORS)} (e.g. superpod:sus=4)"
+                                 + shipped_hint())
     func = GENERATORS[name]
     kwargs = _parse_params(text, params)
     valid = [p for p in inspect.signature(func).parameters]

@@ -14,7 +14,8 @@ def test_wheel_and_sdist_ship_the_slurm_files(wheel_env: WheelEnv) -> None:
     names = set(zipfile.ZipFile(wheel_env.wheel).namelist())
     assert {"fabric_hpc/slurm_plugins/job_submit.lua", "fabric_hpc/slurm_plugins/task_prolog.py",
             "fabric_hpc/topology/report_assets/report.html", "fabric_hpc/jobscripts/train_gang.sbatch",
-            "fabric_hpc/jobscripts/infer_batch.sbatch", "fabric_hpc/jobscripts/ckpt_restore.sbatch"} <= names
+            "fabric_hpc/jobscripts/infer_batch.sbatch", "fabric_hpc/jobscripts/ckpt_restore.sbatch",
+            "fabric_hpc/fabrics/gb200-nvl72-8r.yaml", "fabric_hpc/fabrics/alibaba-lingjun-2023.yaml"} <= names
     assert not [n for n in names if n.startswith(("benchmarks/", "tests/", "plugins/"))]
     with tarfile.open(wheel_env.sdist) as tar:
         members = {m.name.split("/", 1)[1] for m in tar.getmembers() if "/" in m.name}
@@ -34,6 +35,9 @@ def test_every_group_help_and_a_real_command(wheel_env: WheelEnv) -> None:
     cwd = wheel_env.cwd
     show = json.loads(wheel_env.fabric("topology", "show", "superpod:sus=1", "--json").stdout)
     assert show["hosts"] == 32
+    # a fabric file of the wheel, by name (README's examples, with no checkout)
+    shipped = json.loads(wheel_env.fabric("topology", "show", "gb200-nvl72-8r", "--json").stdout)
+    assert shipped["gpus"] == 576
     placed = json.loads(wheel_env.fabric("place", "-t", "superpod:sus=1", "-r", "nodes=2,gpus=8,within=leaf",
                                          "--solver", "greedy", "--json").stdout)
     assert len(placed["hosts"]) == 2 and len(placed["gpus"]) == 16

@@ -32,3 +32,22 @@ def test_shipped_file_loads(path):
 ])
 def test_shipped_file_is_current(name, spec):
     assert load_fabric(ROOT / "topology" / name).spec == spec(), f"regenerate topology/{name} (docs/topology.md)"
+
+
+def test_shipped_files_open_by_name_where_no_such_file_is(tmp_path, monkeypatch):
+    """An installed wheel has no topology/ directory: the README's fabrics open by name (with or
+    without .yaml); a file of that name in the working directory still wins, and a path with a
+    directory is never redirected."""
+    from fabric_hpc.errors import NotFoundError
+    from fabric_hpc.topology import open_fabric
+    from fabric_hpc.topology.shipped import shipped_fabrics
+
+    assert set(shipped_fabrics()) == {p.stem for p in SHIPPED}
+    monkeypatch.chdir(tmp_path)
+    assert len(open_fabric("gb200-nvl72-8r").gpus) == 576
+    assert len(open_fabric("gb200-nvl72-8r.yaml").gpus) == 576
+    (tmp_path / "gb200-nvl72-8r.yaml").write_text((ROOT / "topology" / "leaf-spine-16.yaml").read_text())
+    assert len(open_fabric("gb200-nvl72-8r.yaml").gpus) == len(load_fabric(ROOT / "topology/leaf-spine-16.yaml").gpus)
+    with pytest.raises(NotFoundError) as exc:
+        open_fabric("topology/fat-tree-k8.yaml")
+    assert "shipped with fabric-hpc, by name: " in exc.value.hint and "fat-tree-k8" in exc.value.hint
