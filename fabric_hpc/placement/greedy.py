@@ -8,7 +8,9 @@
 Slices go domain by domain (a domain, once chosen, takes every slice it holds), preferring the
 parent domain of the first slice.
 With pipeline stages (``pp``) the fill is also tried with each stage as such a slice
-(:meth:`Problem.staged`), and the cheaper placement on the cost model is returned.
+(:meth:`Problem.staged`), and the cheaper placement on the cost model is returned. With
+``contention`` on, the fill is also tried without the hosts behind the running jobs' busiest links
+(:func:`~fabric_hpc.placement.busy.avoiding_caps`), and again the cheapest on the cost model wins.
 ``max_domains`` that the fill breaks is retried on the K largest domains of that level.
 """
 
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fabric_hpc.placement.busy import avoiding_caps
 from fabric_hpc.placement.contract import Placement, PlacementInfeasible, SolveOptions
 from fabric_hpc.placement.explain import diagnose, unit_name
 from fabric_hpc.placement.levels import domain_sums, run_starts
@@ -45,6 +48,11 @@ def greedy(p: Problem, options: SolveOptions | None = None) -> Placement:
             best, best_pattern = placed, pattern
     if best_pattern != p.pattern:
         p.set_pattern(best_pattern)
+    for cap in avoiding_caps(p):  # contention on: also around the running jobs' busiest links
+        counts = greedy_counts(p, cap)
+        placed = p.finish(counts, "greedy", t0, optimal=None) if counts is not None else None
+        if placed is not None and (best is None or placed.cost < best.cost):
+            best = placed
     for staged in p.staged():  # pipeline stages: also each stage inside one domain, the cheapest wins
         counts = greedy_counts(staged)
         try:  # checked against the request itself (its tp groups), and reported with its own slices
@@ -64,10 +72,10 @@ def greedy(p: Problem, options: SolveOptions | None = None) -> Placement:
 def greedy_gpus(p: Problem) -> np.ndarray | None:
     """The GPU indices :func:`greedy` would choose, or None where it would raise; without the
     cost evaluation and checks of a full :class:`Placement` when there is a single rail pattern
-    to try and no pipeline stages (with several candidates the cheapest wins, so this runs
-    :func:`greedy`)."""
+    to try, no pipeline stages and no background traffic to avoid (with several candidates the
+    cheapest wins, so this runs :func:`greedy`)."""
     try:
-        if len(p.patterns) > 1 or p.pp > 1:
+        if len(p.patterns) > 1 or p.pp > 1 or p.background():
             pos = p.fab.gpu_pos
             return np.array(sorted(pos[g] for g in greedy(p).gpus), np.int64)
         diagnose(p)
@@ -77,16 +85,18 @@ def greedy_gpus(p: Problem) -> np.ndarray | None:
     return None if counts is None else p.chosen_gpus(counts)[1]
 
 
-def greedy_counts(p: Problem) -> dict[int, int] | None:
-    """host index -> GPUs, or None when the heuristic cannot satisfy the constraints."""
-    counts = _attempt(p, p.cap.copy())
+def greedy_counts(p: Problem, base: np.ndarray | None = None) -> dict[int, int] | None:
+    """host index -> GPUs, or None when the heuristic cannot satisfy the constraints; ``base``: the
+    hosts' capacities to fill from (``p.cap`` when None, e.g. fewer hosts: :func:`avoiding_caps`)."""
+    base = p.cap if base is None else base
+    counts = _attempt(p, base.copy())
     if counts is not None and _within_limit(p, counts):
         return _balanced(p, counts)
     if p.max_level is None:
         return None
-    caps = domain_sums(p.levels, p.max_level, p.cap)
+    caps = domain_sums(p.levels, p.max_level, base)
     keep = np.argsort(-caps, kind="stable")[: p.request.max_domains]
-    cap = np.where(np.isin(p.levels.host_dom[:, p.max_level], keep), p.cap, 0)
+    cap = np.where(np.isin(p.levels.host_dom[:, p.max_level], keep), base, 0)
     counts = _attempt(p, cap)
     return _balanced(p, counts) if counts is not None and _within_limit(p, counts) else None
 
