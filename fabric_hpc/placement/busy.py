@@ -5,19 +5,23 @@ greedy fill chooses domains by capacity alone. :func:`host_busy` condenses the b
 number per host: the most time any network resource on its way out (its NICs, its switch groups'
 uplinks and downlinks at every level) spends on the running jobs' collectives, ``Σ bytes / capacity``.
 :func:`avoiding_caps` turns it into a few capacity vectors that leave the busiest hosts out, for
-greedy to fill as extra candidates; the full cost model picks among them, so a candidate is only
-kept where its modelled collective (beside the running jobs) is faster, or as fast and cheaper.
+greedy to fill as extra candidates where the running jobs' traffic slows its plain fill
+(:func:`slowed`); the full cost model picks among them, so a candidate is only kept where its
+modelled collective (beside the running jobs) is faster, or as fast and cheaper.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fabric_hpc.placement.cost import evaluate
 from fabric_hpc.placement.netmodel import fabric_net
 
 if TYPE_CHECKING:
+    from fabric_hpc.placement.contract import Placement
     from fabric_hpc.placement.problem import Problem
 
 #: At most this many extra greedy candidates (busiest-host thresholds) per problem.
@@ -62,3 +66,15 @@ def avoiding_caps(p: Problem) -> list[np.ndarray]:
         if int(kept.sum()) >= p.units and not any(np.array_equal(kept, c) for c in out):
             out.append(kept)
     return out
+
+
+def slowed(p: Problem, placed: Placement) -> bool:
+    """Whether the running jobs' traffic makes ``placed``'s modelled collective (``comm_ms``) slower
+    than it is alone on the fabric (False without contention)."""
+    if not p.background():
+        return False
+    alone = copy.copy(p)  # the same arrays, without the background (evaluate reads only these)
+    alone.weights = p.weights.model_copy(update={"contention": False})
+    alone._background = None
+    gpus = np.array(sorted(p.fab.gpu_pos[g] for g in placed.gpus), np.int64)
+    return placed.breakdown["comm_ms"] > evaluate(alone, gpus)[1]["comm_ms"]

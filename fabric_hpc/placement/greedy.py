@@ -9,8 +9,9 @@ Slices go domain by domain (a domain, once chosen, takes every slice it holds), 
 parent domain of the first slice.
 With pipeline stages (``pp``) the fill is also tried with each stage as such a slice
 (:meth:`Problem.staged`), and the cheaper placement on the cost model is returned. With
-``contention`` on, the fill is also tried without the hosts behind the running jobs' busiest links
-(:func:`~fabric_hpc.placement.busy.avoiding_caps`), and again the cheapest on the cost model wins.
+``contention`` on, where the running jobs' traffic slows the fill, it is also tried without the hosts
+behind their busiest links (:func:`~fabric_hpc.placement.busy.avoiding_caps`), and again the cheapest
+on the cost model wins.
 ``max_domains`` that the fill breaks is retried on the K largest domains of that level.
 """
 
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fabric_hpc.placement.busy import avoiding_caps
+from fabric_hpc.placement.busy import avoiding_caps, slowed
 from fabric_hpc.placement.contract import Placement, PlacementInfeasible, SolveOptions
 from fabric_hpc.placement.explain import diagnose, unit_name
 from fabric_hpc.placement.levels import domain_sums, run_starts
@@ -37,6 +38,7 @@ def greedy(p: Problem, options: SolveOptions | None = None) -> Placement:
     diagnose(p)
     best: Placement | None = None
     best_pattern = p.pattern
+    best_counts: dict[int, int] | None = None
     for pattern in (p.patterns[:4] or [p.pattern]):
         if pattern != p.pattern:  # capacities follow the pattern: the current one needs no recomputation
             p.set_pattern(pattern)
@@ -45,14 +47,11 @@ def greedy(p: Problem, options: SolveOptions | None = None) -> Placement:
             continue
         placed = p.finish(counts, "greedy", t0, optimal=None)
         if best is None or placed.cost < best.cost:
-            best, best_pattern = placed, pattern
+            best, best_pattern, best_counts = placed, pattern, counts
     if best_pattern != p.pattern:
         p.set_pattern(best_pattern)
-    for cap in avoiding_caps(p):  # contention on: also around the running jobs' busiest links
-        counts = greedy_counts(p, cap)
-        placed = p.finish(counts, "greedy", t0, optimal=None) if counts is not None else None
-        if placed is not None and (best is None or placed.cost < best.cost):
-            best = placed
+    if best is not None and slowed(p, best):  # contention on: also around the running jobs' busiest links
+        best = _around_busy(p, best, best_counts, t0)
     for staged in p.staged():  # pipeline stages: also each stage inside one domain, the cheapest wins
         counts = greedy_counts(staged)
         try:  # checked against the request itself (its tp groups), and reported with its own slices
@@ -66,6 +65,21 @@ def greedy(p: Problem, options: SolveOptions | None = None) -> Placement:
                                   "together cannot be met (each alone can)", explanation={
                                       "constraint": "combination", "solver": "greedy", "unit": unit_name(p)},
                                   hint="try solver cpsat, which searches exhaustively")
+    return best
+
+
+def _around_busy(p: Problem, best: Placement, best_counts: dict[int, int] | None, t0: float) -> Placement:
+    """``best``, or the cheapest fill on :func:`avoiding_caps` where that is cheaper on the full cost
+    (fills equal to one already evaluated are not evaluated again)."""
+    seen = [best_counts]
+    for cap in avoiding_caps(p):
+        counts = greedy_counts(p, cap)
+        if counts is None or counts in seen:
+            continue
+        seen.append(counts)
+        placed = p.finish(counts, "greedy", t0, optimal=None)
+        if placed.cost < best.cost:
+            best = placed
     return best
 
 
