@@ -59,7 +59,8 @@ def avoiding_caps(p: Problem) -> list[np.ndarray]:
     levels = np.unique(busy[(cap > 0) & (busy > 0)])
     if not len(levels):
         return []
-    picks = np.unique(np.linspace(0, len(levels) - 1, min(MAX_AVOIDING, len(levels))).round().astype(np.int64))
+    spread = np.linspace(0, len(levels) - 1, min(MAX_AVOIDING, len(levels)))
+    picks = np.unique(spread.round().astype(np.int64))
     out = []
     for t in levels[picks].tolist():
         kept = np.where(busy >= t, 0, cap)
