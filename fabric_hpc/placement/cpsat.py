@@ -14,7 +14,9 @@ integers. The collective comes first (lexicographic), solved in two phases: its 
 the whole cost with the bound fixed (``_solve_lex``). Greedy's answer is the hint; one worker, a
 fixed seed and a deterministic work budget (the answer does not depend on machine load); at the
 limit the best feasible answer is returned with ``optimal=False``. The final answer is never worse
-than greedy's, slurm-tree's or slurm-block's on the exact cost.
+than greedy's, slurm-tree's or slurm-block's on the exact cost. The model has no term for the running
+jobs' traffic (``contention``); greedy's answer, which then also fills around it
+(:mod:`~fabric_hpc.placement.busy`), is the hint and in that comparison.
 """
 
 from __future__ import annotations

@@ -8,7 +8,10 @@
 Slices go domain by domain (a domain, once chosen, takes every slice it holds), preferring the
 parent domain of the first slice.
 With pipeline stages (``pp``) the fill is also tried with each stage as such a slice
-(:meth:`Problem.staged`), and the cheaper placement on the cost model is returned.
+(:meth:`Problem.staged`), and the cheaper placement on the cost model is returned. With
+``contention`` on, where the running jobs' traffic slows the fill, it is also tried without the hosts
+behind their busiest links (:func:`~fabric_hpc.placement.busy.avoiding_caps`), and again the cheapest
+on the cost model wins.
 ``max_domains`` that the fill breaks is retried on the K largest domains of that level.
 """
 
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fabric_hpc.placement.busy import avoiding_caps, slowed
 from fabric_hpc.placement.contract import Placement, PlacementInfeasible, SolveOptions
 from fabric_hpc.placement.explain import diagnose, unit_name
 from fabric_hpc.placement.levels import domain_sums, run_starts
@@ -34,6 +38,7 @@ def greedy(p: Problem, options: SolveOptions | None = None) -> Placement:
     diagnose(p)
     best: Placement | None = None
     best_pattern = p.pattern
+    best_counts: dict[int, int] | None = None
     for pattern in (p.patterns[:4] or [p.pattern]):
         if pattern != p.pattern:  # capacities follow the pattern: the current one needs no recomputation
             p.set_pattern(pattern)
@@ -42,9 +47,11 @@ def greedy(p: Problem, options: SolveOptions | None = None) -> Placement:
             continue
         placed = p.finish(counts, "greedy", t0, optimal=None)
         if best is None or placed.cost < best.cost:
-            best, best_pattern = placed, pattern
+            best, best_pattern, best_counts = placed, pattern, counts
     if best_pattern != p.pattern:
         p.set_pattern(best_pattern)
+    if best is not None and slowed(p, best):  # contention on: also around the running jobs' busiest links
+        best = _around_busy(p, best, best_counts, t0)
     for staged in p.staged():  # pipeline stages: also each stage inside one domain, the cheapest wins
         counts = greedy_counts(staged)
         try:  # checked against the request itself (its tp groups), and reported with its own slices
@@ -61,13 +68,28 @@ def greedy(p: Problem, options: SolveOptions | None = None) -> Placement:
     return best
 
 
+def _around_busy(p: Problem, best: Placement, best_counts: dict[int, int] | None, t0: float) -> Placement:
+    """``best``, or the cheapest fill on :func:`avoiding_caps` where that is cheaper on the full cost
+    (fills equal to one already evaluated are not evaluated again)."""
+    seen = [best_counts]
+    for cap in avoiding_caps(p):
+        counts = greedy_counts(p, cap)
+        if counts is None or counts in seen:
+            continue
+        seen.append(counts)
+        placed = p.finish(counts, "greedy", t0, optimal=None)
+        if placed.cost < best.cost:
+            best = placed
+    return best
+
+
 def greedy_gpus(p: Problem) -> np.ndarray | None:
     """The GPU indices :func:`greedy` would choose, or None where it would raise; without the
     cost evaluation and checks of a full :class:`Placement` when there is a single rail pattern
-    to try and no pipeline stages (with several candidates the cheapest wins, so this runs
-    :func:`greedy`)."""
+    to try, no pipeline stages and no background traffic to avoid (with several candidates the
+    cheapest wins, so this runs :func:`greedy`)."""
     try:
-        if len(p.patterns) > 1 or p.pp > 1:
+        if len(p.patterns) > 1 or p.pp > 1 or p.background():
             pos = p.fab.gpu_pos
             return np.array(sorted(pos[g] for g in greedy(p).gpus), np.int64)
         diagnose(p)
@@ -77,16 +99,18 @@ def greedy_gpus(p: Problem) -> np.ndarray | None:
     return None if counts is None else p.chosen_gpus(counts)[1]
 
 
-def greedy_counts(p: Problem) -> dict[int, int] | None:
-    """host index -> GPUs, or None when the heuristic cannot satisfy the constraints."""
-    counts = _attempt(p, p.cap.copy())
+def greedy_counts(p: Problem, base: np.ndarray | None = None) -> dict[int, int] | None:
+    """host index -> GPUs, or None when the heuristic cannot satisfy the constraints; ``base``: the
+    hosts' capacities to fill from (``p.cap`` when None, e.g. fewer hosts: :func:`avoiding_caps`)."""
+    base = p.cap if base is None else base
+    counts = _attempt(p, base.copy())
     if counts is not None and _within_limit(p, counts):
         return _balanced(p, counts)
     if p.max_level is None:
         return None
-    caps = domain_sums(p.levels, p.max_level, p.cap)
+    caps = domain_sums(p.levels, p.max_level, base)
     keep = np.argsort(-caps, kind="stable")[: p.request.max_domains]
-    cap = np.where(np.isin(p.levels.host_dom[:, p.max_level], keep), p.cap, 0)
+    cap = np.where(np.isin(p.levels.host_dom[:, p.max_level], keep), base, 0)
     counts = _attempt(p, cap)
     return _balanced(p, counts) if counts is not None and _within_limit(p, counts) else None
 
