@@ -82,15 +82,19 @@ def trace_path(ref: str) -> str | None:
     return rest if sep and kind in READERS else ref
 
 
-def load_trace(ref: str, *, fabric_defaults: dict[str, object] | None = None, **options: object) -> Trace:
+def load_trace(ref: str, *, fabric_defaults: dict[str, object] | None = None, limit: int | None = None,
+               **options: object) -> Trace:
     """The jobs of ``ref``; ``options`` go to the file reader (``time_scale``, ``gpus_per_host``,
-    ...), and one it does not take is a ConfigError naming the kinds that do."""
+    ...), and one it does not take is a ConfigError naming the kinds that do. ``limit``: only the
+    N earliest jobs by submit time; a file reader still checks every row but keeps only N jobs
+    (memory O(N), not O(file)), so a bad row anywhere is still an error."""
     kind, sep, rest = ref.partition(":")
     if kind == "synthetic":
         if options:
             raise ConfigError(f"synthetic traces take no {_flags(options)}",
                               hint="set the workload's own keys instead (e.g. synthetic:load=0.8,gpus_per_host=4)")
-        return _synthetic(rest, fabric_defaults)
+        trace = _synthetic(rest, fabric_defaults)
+        return trace if limit is None else Trace(list(trace)[:limit], trace.name)
     path: str | Path
     if sep and kind in READERS:
         if not rest.strip():
@@ -110,4 +114,6 @@ def load_trace(ref: str, *, fabric_defaults: dict[str, object] | None = None, **
         takers = [k for k, r in READERS.items() if all(o in inspect.signature(r).parameters for o in unknown)]
         raise ConfigError(f"{kind} traces take no {_flags(unknown)}",
                           hint=f"it applies to {', '.join(takers) or 'no'} traces")
+    if limit is not None:
+        options["limit"] = limit
     return reader(path, **options)  # type: ignore[operator]

@@ -9,7 +9,8 @@ So an admin can ask "how would fabric have scheduled my cluster's last month?"::
 Mapping (both readers):
 
 * submit = ``Submit``/``SubmitTime``; duration = ``End − Start`` (jobs that never started or are
-  still running are skipped and counted); walltime = ``Timelimit``/``TimeLimit`` (``UNLIMITED`` or
+  still running are skipped and counted; Start before Submit or End before Start by more than
+  :data:`CLOCK_SKEW_S` is a ConfigError); walltime = ``Timelimit``/``TimeLimit`` (``UNLIMITED`` or
   ``Partition_Limit``: ``unlimited_factor`` × duration);
 * GPUs: ``gres/gpu=N`` (or ``gres/gpu:<type>=N``) in ``AllocTRES``/``Tres`` when present, else
   ``NNodes``/``NodeCnt`` × ``gpus_per_node`` (whole nodes: without slurmdbd and
@@ -34,13 +35,18 @@ from typing import Any
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.scheduler.contract import Job
-from fabric_hpc.sim.traces import MAX_TRACE_SECONDS, Trace, _lines, _open, _shift, gang_request
+from fabric_hpc.sim.rows import NO_SUBMIT, NOT_FINISHED, NOT_GPU, Keep
+from fabric_hpc.sim.traces import MAX_JOB_GPUS, MAX_TRACE_SECONDS, Trace, _lines, _open, _shift, gang_request
 
 DEFAULT_TIER_MAP = {"high": "high", "urgent": "high", "spot": "spot", "preempt": "spot", "preemptible": "spot",
                     "low": "spot", "scavenger": "spot"}
 _UNSET = {"", "Unknown", "unknown", "None", "N/A"}  # jobcomp/filetxt writes "unknown" for no submit time
 #: Job states of a jobcomp record after which Slurm runs the job again (it is pending when the log ends).
 REQUEUE_STATES = {"REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"}
+#: Seconds a Start may precede its Submit, or an End its Start, and be read as the same instant:
+#: slurmctld stamps all three from one clock, but a log merged from a backup controller (another
+#: host) can be a few seconds apart. Beyond this a row is an error, never a guess.
+CLOCK_SKEW_S = 60.0
 
 
 def parse_time(text: str) -> float | None:
@@ -104,14 +110,18 @@ def _tier(tier_map: dict[str, str], *names: str) -> str:
 
 
 def _job(fields: dict[str, str], where: str, *, gpus_per_node: int, gpus_per_host: int,
-         unlimited_factor: float, tier_map: dict[str, str]) -> Job | None:
+         unlimited_factor: float, tier_map: dict[str, str]) -> Job | str:
+    """The Job of one record, or the reason (sim.rows) it is skipped."""
     get = fields.get
     submit, start, end = (parse_time(get(k, "") or "") for k in ("submit", "start", "end"))
-    if submit is None or start is None or end is None or end < start or get("state") in REQUEUE_STATES:
-        return None  # never started, still running, or requeued and not run again within the log
+    if start is None or end is None or get("state") in REQUEUE_STATES:
+        return NOT_FINISHED  # never started, still running, or requeued and not run again within the log
     for name, t in (("Submit", submit), ("Start", start), ("End", end)):
-        if not 0 <= t <= MAX_TRACE_SECONDS:  # seconds since 1970, as the other traces: 0..10^10
+        if t is not None and not 0 <= t <= MAX_TRACE_SECONDS:  # seconds since 1970, as the other traces
             raise ConfigError(f"{name} {get(name.lower())!r} is outside 1970..2286 (0..{MAX_TRACE_SECONDS:.0e} s)")
+    if submit is None:
+        return NO_SUBMIT  # jobcomp/filetxt writes SubmitTime=unknown when slurmctld had none
+    start, end = _in_order(get, submit, start, end)
     dur = end - start
     limit = parse_duration(get("timelimit", "") or "")
     if limit is not None and limit > MAX_TRACE_SECONDS:
@@ -119,13 +129,17 @@ def _job(fields: dict[str, str], where: str, *, gpus_per_node: int, gpus_per_hos
                           hint="write UNLIMITED for no limit")
     nodes = whole_number(get("nnodes") or "0", "node count")
     gpus = tres_gpus(get("tres", "") or "")
+    source = "its TRES"
     if gpus is None:
-        gpus = nodes * gpus_per_node
+        gpus, source = nodes * gpus_per_node, f"{nodes:,} node(s) × {gpus_per_node}"
     if gpus <= 0:
-        return None
+        return NOT_GPU
+    if gpus > MAX_JOB_GPUS:
+        raise ConfigError(f"the job asks {gpus:,} GPUs (from {source}), more than the {MAX_JOB_GPUS:,} a "
+                          "trace job may hold", hint="fix or drop that row")
     wall = max(limit if limit is not None else dur * unlimited_factor, dur, 1.0)
     req = gang_request(gpus, gpus_per_host)
-    if nodes > 1 and gpus % nodes == 0 and gpus // nodes <= gpus_per_host:
+    if 1 < nodes <= 100_000 and gpus % nodes == 0 and gpus // nodes <= gpus_per_host:
         from fabric_hpc.placement.request import Request
 
         req = Request(nodes=nodes, gpus_per_node=gpus // nodes)
@@ -136,35 +150,56 @@ def _job(fields: dict[str, str], where: str, *, gpus_per_node: int, gpus_per_hos
                      **({"requeues": int(get("requeues") or 0)} if get("requeues") else {})})
 
 
+def _in_order(get: Any, submit: float, start: float, end: float) -> tuple[float, float]:
+    """(start, end) of a record whose Submit ≤ Start ≤ End, up to CLOCK_SKEW_S (then clamped);
+    a larger step back is a ConfigError (a run cannot start before it was asked for or end before
+    it started: the row is damaged or its clock jumped)."""
+    steps = (((submit, "Submit", "submit"), (start, "Start", "start"), "start", "submitted"),
+             ((start, "Start", "start"), (end, "End", "end"), "end", "started"))
+    for (a, a_name, a_key), (b, b_name, b_key), verb, done in steps:
+        if b < a - CLOCK_SKEW_S:
+            raise ConfigError(f"{b_name} {get(b_key)} is {a - b:,.0f} s before {a_name} {get(a_key)}",
+                              hint=f"fix or drop that row: a job cannot {verb} before it was {done} (up to "
+                                   f"{CLOCK_SKEW_S:.0f} s of clock skew is read as the same instant)")
+    start = max(start, submit)
+    return start, max(end, start)
+
+
 _SACCT_KEYS = {"jobid": "jobid", "submit": "submit", "start": "start", "end": "end", "timelimit": "timelimit",
                "nnodes": "nnodes", "alloctres": "tres", "reqtres": "reqtres", "account": "account", "user": "user",
                "partition": "partition", "qos": "qos", "state": "state"}
 
 
 def read_sacct(path: str | os.PathLike[str], *, gpus_per_node: int = 8, gpus_per_host: int = 8,
-               unlimited_factor: float = 2.0, tier_map: dict[str, str] | None = None) -> Trace:
-    """``sacct --parsable2`` output (a header line, ``|``-separated; see the module doc for the fields)."""
+               unlimited_factor: float = 2.0, tier_map: dict[str, str] | None = None,
+               limit: int | None = None) -> Trace:
+    """``sacct --parsable2`` output (a header line, ``|``-separated; see the module doc for the fields);
+    ``limit``: only the N earliest jobs (every row is still checked)."""
     p = _open(path)
-    return _trace(p, _sacct_rows(p), f"sacct:{p.name}", gpus_per_node=gpus_per_node, gpus_per_host=gpus_per_host,
-                  unlimited_factor=unlimited_factor, tier_map=tier_map or DEFAULT_TIER_MAP)
+    return _trace(p, _sacct_rows(p), f"sacct:{p.name}", limit, gpus_per_node=gpus_per_node,
+                  gpus_per_host=gpus_per_host, unlimited_factor=unlimited_factor,
+                  tier_map=tier_map or DEFAULT_TIER_MAP)
 
 
 def _sacct_rows(p: Path) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, fields) of each job line (job steps left out)."""
-    lines = [(n, ln) for n, ln in enumerate(_lines(p), start=1) if ln.strip()]
-    if not lines or "|" not in lines[0][1] or "jobid" not in lines[0][1].lower():
+    lines = ((n, ln) for n, ln in enumerate(_lines(p), start=1) if ln.strip())
+    _, first = next(lines, (0, ""))
+    if "|" not in first or "jobid" not in first.lower():
         raise ConfigError(f"{p}: not sacct --parsable2 output (no JobID|... header line)",
                           hint="run sacct with --parsable2 and without --noheader")
-    header = [_SACCT_KEYS.get(h.strip().lower(), h.strip().lower()) for h in lines[0][1].split("|")]
+    header = [_SACCT_KEYS.get(h.strip().lower(), h.strip().lower()) for h in first.split("|")]
     missing = {"jobid", "submit", "start", "end"} - set(header)
     if missing:
         raise ConfigError(f"{p}: sacct output lacks field(s) {sorted(missing)}",
                           hint="--format=JobID,Submit,Start,End,Timelimit,NNodes,AllocTRES,Account,User,Partition,QOS")
-    for n, line in lines[1:]:
+    for n, line in lines:
         vals = line.split("|")
-        if len(vals) < len(header):
-            raise ConfigError(f"{p}:{n}: {len(vals)} fields, the header has {len(header)}")
-        fields = dict(zip(header, vals, strict=False))
+        if len(vals) != len(header):
+            raise ConfigError(f"{p}:{n}: {len(vals)} fields, the header has {len(header)}",
+                              hint="fix or drop that line (a '|' inside a field, e.g. a job name, shifts the "
+                                   "fields: leave JobName out of --format)")
+        fields = dict(zip(header, vals, strict=True))
         if "." in fields["jobid"]:
             continue  # a job step
         if not fields.get("tres") and fields.get("reqtres"):
@@ -177,13 +212,19 @@ _JOBCOMP = {"jobid": "jobid", "submittime": "submit", "starttime": "start", "end
             "partition": "partition", "qos": "qos", "jobstate": "state"}
 
 
+#: Fields every jobcomp/filetxt record has (slurm's jobcomp_filetxt.c writes them all on one line).
+_JOBCOMP_NEEDED = {"state": "JobState=", "start": "StartTime=", "end": "EndTime=", "nnodes": "NodeCnt=",
+                   "submit": "SubmitTime="}
+
+
 def read_jobcomp(path: str | os.PathLike[str], *, gpus_per_node: int = 8, gpus_per_host: int = 8,
-                 unlimited_factor: float = 2.0, tier_map: dict[str, str] | None = None) -> Trace:
+                 unlimited_factor: float = 2.0, tier_map: dict[str, str] | None = None,
+                 limit: int | None = None) -> Trace:
     """Slurm's ``jobcomp/filetxt`` log: one ``Key=Value Key=Value ...`` line per finished job, and one
     more per requeue (see :func:`_requeues_merged`: the records of one JobId are one job)."""
     p = _open(path)
-    return _trace(p, _requeues_merged(p, _jobcomp_rows(p)), f"jobcomp:{p.name}", gpus_per_node=gpus_per_node,
-                  gpus_per_host=gpus_per_host, unlimited_factor=unlimited_factor,
+    return _trace(p, _requeues_merged(p, _jobcomp_rows(p)), f"jobcomp:{p.name}", limit,
+                  gpus_per_node=gpus_per_node, gpus_per_host=gpus_per_host, unlimited_factor=unlimited_factor,
                   tier_map=tier_map or DEFAULT_TIER_MAP)
 
 
@@ -199,6 +240,12 @@ def _jobcomp_rows(p: Path) -> Iterator[tuple[int, dict[str, str]]]:
                 fields[k] = val
         if "jobid" not in fields:
             raise ConfigError(f"{p}:{n}: not a jobcomp/filetxt line (no JobId=)")
+        lacking = [name for key, name in _JOBCOMP_NEEDED.items() if key not in fields]
+        if lacking:
+            raise ConfigError(f"{p}:{n}: the jobcomp record of JobId={fields['jobid'][:40]} has no "
+                              f"{', '.join(lacking)} (a truncated line?)",
+                              hint="fix or drop that line; jobcomp/filetxt writes JobState, StartTime, "
+                                   "EndTime, NodeCnt and SubmitTime in every record")
         yield n, fields
 
 
@@ -261,9 +308,10 @@ def _successive(p: Path, n: int, jid: str, prev_n: int, prev: dict[str, str], pr
                           hint=hint)
 
 
-def _trace(p: Path, rows: Iterator[tuple[int, dict[str, str]]], source: str, **opts: Any) -> Trace:
+def _trace(p: Path, rows: Iterator[tuple[int, dict[str, str]]], source: str, limit: int | None,
+           **opts: Any) -> Trace:
     """The trace of the jobs of ``rows``; a bad row's error names the file and line."""
-    jobs, skipped, seen = [], 0, {}
+    keep, seen = Keep(limit), {}
     for n, fields in rows:
         try:
             job = _job(fields, f"{p.name}:{n}", **opts)
@@ -274,8 +322,8 @@ def _trace(p: Path, rows: Iterator[tuple[int, dict[str, str]]], source: str, **o
             raise ConfigError(f"{p}:{n}: job {jid[:40]!r} appears again (first at line {seen[jid]})",
                               hint="keep one line per job (sacct without --duplicates)")
         seen[jid] = n
-        if job is None:
-            skipped += 1
-        else:
-            jobs.append(job)
-    return Trace(_shift(jobs), source, skipped)
+        if isinstance(job, str):
+            keep.skip(job)
+        elif keep.wants(job.submit, job.id):
+            keep.add(job.submit, job.id, job)
+    return Trace(_shift(keep.jobs()), source, keep.skipped_by)

@@ -1,8 +1,9 @@
 """Trace readers: Tiresias CSV, Alibaba openb CSV, the Standard Workload Format, and a dispatcher.
 
 Every reader returns ``list[Job]`` with submit times shifted so the first job arrives at 0. Rows
-that cannot become a GPU job (no GPUs, no duration) are skipped and counted in the ``skipped``
-attribute of the returned :class:`Trace` list; malformed files raise ConfigError with the line.
+that cannot become a GPU job (no GPUs, not finished, no run time) are skipped and counted per reason
+in ``skipped_by`` of the returned :class:`Trace` list; malformed files raise ConfigError with the
+line. Files are read one line at a time; ``limit=N`` keeps only the N earliest jobs (sim.rows).
 
 * **Tiresias** (``job_id,num_gpu,submit_time,iterations,model_name,duration,interval``, from the
   Tiresias NSDI'19 simulator): GPUs > ``gpus_per_host`` become ``nodes × gpus_per_host`` gangs;
@@ -21,14 +22,18 @@ attribute of the returned :class:`Trace` list; malformed files raise ConfigError
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from fabric_hpc.errors import ConfigError, NotFoundError
-from fabric_hpc.inputs import check_path, finite, read_text
+from fabric_hpc.inputs import check_path, finite
 from fabric_hpc.placement.request import Request
 from fabric_hpc.scheduler.contract import Job
+from fabric_hpc.sim.rows import NO_RUN_TIME, NOT_FINISHED, NOT_GPU, Ids, Keep, lines
 
 
 #: Largest submit time or duration a trace may give (about 317 years, in seconds).
@@ -38,15 +43,28 @@ MAX_JOB_GPUS = 1_000_000
 
 
 class Trace(list):
-    """A list of jobs with ``name`` and ``skipped`` (rows that were not GPU jobs)."""
+    """A list of jobs with ``name`` and the rows skipped: ``skipped_by`` (reason → rows, the reasons
+    of :mod:`fabric_hpc.sim.rows`) and ``skipped`` (their total)."""
 
-    def __init__(self, jobs: list[Job], name: str, skipped: int = 0) -> None:
+    def __init__(self, jobs: list[Job], name: str, skipped: int | dict[str, int] = 0) -> None:
         super().__init__(jobs)
-        self.name, self.skipped = name, skipped
+        self.name = name
+        if not isinstance(skipped, dict):
+            skipped = {NOT_GPU: skipped} if skipped else {}
+        self.skipped_by = dict(skipped)
+        self.skipped = sum(self.skipped_by.values())
+
+    def notes(self) -> list[str]:
+        """One line per reason rows were skipped, e.g. ``3 row(s) of sacct:x.txt are jobs that had not
+        finished (...) and were skipped``."""
+        return [f"{k} row(s) of {self.name} {reason} and were skipped"
+                for reason, k in self.skipped_by.items()]
 
 
+@functools.lru_cache(maxsize=4096)
 def gang_request(gpus: int, gpus_per_host: int = 8) -> Request:
-    """One host for ≤ ``gpus_per_host`` GPUs, else full hosts (``nodes × gpus_per_host``)."""
+    """One host for ≤ ``gpus_per_host`` GPUs, else full hosts (``nodes × gpus_per_host``); cached:
+    a Request is frozen, so the jobs of one size share it."""
     try:
         if gpus <= gpus_per_host:
             return Request(nodes=1, gpus_per_node=gpus)
@@ -64,9 +82,9 @@ def _open(path: str | os.PathLike[str]) -> Path:
     return check_path(p, what="trace file")
 
 
-def _lines(p: Path) -> list[str]:
-    """The lines of a trace file (size-limited, UTF-8 checked: see fabric_hpc.inputs)."""
-    return read_text(p, what="trace file").splitlines()
+def _lines(p: Path) -> Iterator[str]:
+    """The lines of a trace file, read one at a time (size-limited, UTF-8 checked: see sim.rows)."""
+    return lines(p)
 
 
 def _times(p: Path, n: int, **values: float) -> None:
@@ -88,53 +106,60 @@ def _host_size(gpus_per_host: int) -> int:
     return gpus_per_host
 
 
-class _Csv:
-    """csv.DictReader over a checked file whose csv.Error (a huge field...) is a ConfigError."""
+class _Table:
+    """The rows of a CSV trace as lists, checked against its header (one line at a time: a row
+    shorter than the header that lacks a needed column, or longer than it, is an error naming it)."""
 
-    def __init__(self, p: Path) -> None:
-        self.p, self.reader = p, csv.DictReader(_lines(p))
-        self.fieldnames = self._guard(lambda: self.reader.fieldnames)
-        if not self.fieldnames:  # None for no line at all, [] for blank lines
+    def __init__(self, p: Path, need: set[str], what: str) -> None:
+        self.p, self.reader = p, csv.reader(_lines(p))
+        try:
+            header = next((r for r in self.reader if r), None)
+        except csv.Error as exc:
+            raise self._error(exc) from None
+        if not header:
             raise ConfigError(f"{p}: the trace file is empty or does not start with its header line",
                               hint="give a trace with a header and jobs (docs/scheduler.md)")
+        self.width, self.col = len(header), {}
+        for i, name in enumerate(header):
+            self.col.setdefault(name.strip(), i)
+        missing = sorted(need - set(self.col))
+        if missing:
+            raise ConfigError(f"{p}: not {what} (no column {', '.join(missing)}; it needs "
+                              f"{', '.join(sorted(need))})",
+                              hint=f"the first line must be the header naming the columns; {what} is "
+                                   "described in docs/scheduler.md (Workloads)")
+        self.need = max(self.col[k] for k in need)
+        #: The trace has a communication profile column (comm_fraction / comm_bytes).
+        self.profiled = "comm_fraction" in self.col or "comm_bytes" in self.col
 
-    def _guard(self, get):  # noqa: ANN001, ANN202
-        try:
-            return get()
-        except csv.Error as exc:
-            raise ConfigError(f"{self.p}:{self.reader.line_num}: not valid CSV ({exc})") from None
+    def _error(self, exc: csv.Error) -> ConfigError:
+        return ConfigError(f"{self.p}:{self.reader.line_num}: not valid CSV ({exc})",
+                           hint="fix that line (a field over 131,072 characters, or a stray quote)")
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self) -> Iterator[tuple[int, list[str]]]:
+        rows = iter(self.reader)
         while True:
-            row = self._guard(lambda: next(self.reader, None))
+            try:
+                row = next(rows, None)
+            except csv.Error as exc:
+                raise self._error(exc) from None
             if row is None:
                 return
-            yield row
+            if not row:
+                continue
+            n = self.reader.line_num
+            if len(row) > self.width:
+                raise ConfigError(f"{self.p}:{n}: the row has {len(row)} fields, the header {self.width}",
+                                  hint="fix or drop that row (a comma inside a field needs quotes)")
+            if len(row) <= self.need:
+                names = sorted(k for k, i in self.col.items() if i >= len(row))
+                raise ConfigError(f"{self.p}:{n}: the row has fewer fields than the header "
+                                  f"(no {', '.join(names)})", hint="fix or drop that row")
+            yield n, row
 
-
-def _csv(p: Path) -> _Csv:
-    return _Csv(p)
-
-
-def _whole_row(p: Path, n: int, row: dict, need: set[str]) -> None:
-    """A row shorter than the header (csv gives None for the missing columns) names them; a longer
-    one (csv keeps the extra fields under the key None) is refused: its columns cannot be trusted."""
-    extra = row.get(None)
-    if extra:
-        fields, header = len(row) - 1 + len(extra), len(row) - 1
-        raise ConfigError(f"{p}:{n}: the row has {fields} fields, the header {header}",
-                          hint="fix or drop that row (a comma inside a field needs quotes)")
-    missing = sorted(k for k in need if row.get(k) is None)
-    if missing:
-        raise ConfigError(f"{p}:{n}: the row has fewer fields than the header (no {', '.join(missing)})",
-                          hint="fix or drop that row")
-
-
-def _unique(p: Path, n: int, seen: dict[str, int], job_id: str) -> None:
-    if job_id in seen:
-        raise ConfigError(f"{p}:{n}: job id {job_id!r} already at line {seen[job_id]}",
-                          hint="each job once; fix or drop the repeated row")
-    seen[job_id] = n
+    def get(self, row: list[str], name: str) -> str | None:
+        i = self.col.get(name)
+        return row[i] if i is not None and i < len(row) else None
 
 
 def _integer(p: Path, n: int, name: str, text: str | None) -> int:
@@ -169,6 +194,20 @@ def _gpus(p: Path, n: int, text: str | None) -> int:
     return gpus
 
 
+def _built(keep: Keep) -> list[Job]:
+    """The Jobs of the rows ``keep`` holds (payload: request, walltime, duration, account, user, tier,
+    meta), sorted by (submit, id) with submit times shifted so the first is 0; each Job is built
+    once, and each row's tuple let go as its Job is made."""
+    rows = keep.rows()
+    t0 = rows[0][0] if rows else 0.0
+    jobs = []
+    for i, (submit, job_id, (request, walltime, duration, account, user, tier, meta)) in enumerate(rows):
+        rows[i] = None
+        jobs.append(Job(id=job_id, request=request, submit=submit - t0, walltime=walltime, duration=duration,
+                        account=account, user=user, tier=tier, meta=meta))
+    return jobs
+
+
 def _shift(jobs: list[Job]) -> list[Job]:
     if not jobs:
         return jobs
@@ -184,44 +223,52 @@ _SENS = {"vgg": 1.5, "alexnet": 1.5, "inception": 0.8, "resnet": 0.7, "googlenet
 
 
 def read_tiresias(path: str | os.PathLike[str], *, gpus_per_host: int = 8, walltime_factor: float = 2.0,
-                  time_scale: float = 1.0) -> Trace:
+                  time_scale: float = 1.0, limit: int | None = None) -> Trace:
+    """The jobs of a Tiresias CSV; ``limit``: only the N earliest (every row is still checked)."""
     p = _open(path)
     time_scale, gpus_per_host = _scale(time_scale), _host_size(gpus_per_host)
-    jobs, skipped = [], 0
-    reader = _csv(p)
     need = {"job_id", "num_gpu", "submit_time", "duration"}
-    if not need <= set(reader.fieldnames or ()):
-        raise ConfigError(f"{p}: not a Tiresias trace (needs columns {sorted(need)})")
-    seen: dict[str, int] = {}
-    for n, row in enumerate(reader, start=2):
-        _whole_row(p, n, row, need)
-        _unique(p, n, seen, row["job_id"])
-        gpus = _gpus(p, n, row["num_gpu"])
-        submit = _number(p, n, "submit_time", row["submit_time"])
-        dur = _number(p, n, "duration", row["duration"])
+    table, keep, ids = _Table(p, need, "a Tiresias trace"), Keep(limit), Ids(p)
+    i_id, i_gpu, i_sub, i_dur = (table.col[k] for k in ("job_id", "num_gpu", "submit_time", "duration"))
+    for n, row in table:
+        ids.add(row[i_id])
+        gpus = _gpus(p, n, row[i_gpu])
+        submit = _number(p, n, "submit_time", row[i_sub])
+        dur = _number(p, n, "duration", row[i_dur])
         _times(p, n, submit_time=submit, duration=dur)
+        profile = _profile(table, row, p, n) if table.profiled else {}
         if gpus < 1:
-            skipped += 1
+            keep.skip(NOT_GPU)
             continue
-        model = (row.get("model_name") or "").lower()
+        jid = f"t{row[i_id]}"
+        if not keep.wants(submit * time_scale, jid):
+            continue
+        model = (table.get(row, "model_name") or "").lower()
         sens = next((v for k, v in _SENS.items() if model.startswith(k)), 1.0)
-        jobs.append(Job(id=f"t{row['job_id']}", request=gang_request(gpus, gpus_per_host),
-                        submit=submit * time_scale, walltime=max(dur * time_scale * walltime_factor, 60.0),
-                        duration=dur * time_scale, account=model.rstrip("0123456789") or "default",
-                        meta={**_profile(row, sens, where=f"{p}:{n}"), "model": model}))
-    return Trace(_shift(jobs), f"tiresias:{p.name}", skipped)
+        keep.add(submit * time_scale, jid, (
+            gang_request(gpus, gpus_per_host), max(dur * time_scale * walltime_factor, 60.0), dur * time_scale,
+            sys.intern(model.rstrip("0123456789") or "default"), "user", "normal",
+            {"comm_fraction": _fraction(sens), **profile, "model": sys.intern(model)}))
+    ids.check(lambda: ((n, row[i_id]) for n, row in _Table(p, need, "a Tiresias trace")))
+    return Trace(_built(keep), f"tiresias:{p.name}", keep.skipped_by)
 
 
-def _profile(row: dict, scale: float = 1.0, *, where: str = "") -> dict[str, float]:
-    """A job's communication profile: the trace's ``comm_fraction`` (0..1) / ``comm_bytes`` (> 0)
-    columns when it has them, checked here (not when the job first starts, mid-replay), else the
-    default fraction × ``scale`` (sim.contention)."""
+@functools.lru_cache(maxsize=64)
+def _fraction(scale: float) -> float:
+    """The default communication fraction (sim.contention) × a model's ``scale``."""
     from fabric_hpc.sim.contention import DEFAULT_COMM_FRACTION
 
-    out = {"comm_fraction": round(min(DEFAULT_COMM_FRACTION * scale, 1.0), 4)}
+    return round(min(DEFAULT_COMM_FRACTION * scale, 1.0), 4)
+
+
+def _profile(table: _Table, row: list[str], p: Path, n: int) -> dict[str, float]:
+    """The trace's ``comm_fraction`` (0..1) / ``comm_bytes`` (> 0) columns of a row when it has them,
+    checked here (not when the job first starts, mid-replay); the caller adds the default fraction
+    (sim.contention) where the row gives none."""
+    out: dict[str, float] = {}
     for key, ok, rule in (("comm_fraction", lambda v: 0.0 <= v <= 1.0, "a number in 0..1"),
                           ("comm_bytes", lambda v: 0.0 < v < 1e18, "a number of bytes > 0")):
-        text = row.get(key)
+        text = table.get(row, key)
         if text in (None, ""):
             continue
         try:
@@ -229,7 +276,7 @@ def _profile(row: dict, scale: float = 1.0, *, where: str = "") -> dict[str, flo
         except ValueError:
             value = math.nan
         if not (math.isfinite(value) and ok(value)):
-            raise ConfigError(f"{where}: {key} {str(text)[:40]!r} is not {rule}", hint="fix the column, or leave it empty "
+            raise ConfigError(f"{p}:{n}: {key} {str(text)[:40]!r} is not {rule}", hint="fix the column, or leave it empty "
                               "for the default profile (docs/scheduler.md, communication profile)")
         out[key] = value
     return out
@@ -240,37 +287,53 @@ OPENB_TIERS = {"LS": "high", "Guaranteed": "high", "Burstable": "normal", "BE": 
 
 def read_openb(path: str | os.PathLike[str], *, gpus_per_host: int = 8, walltime_factor: float = 2.0,
                time_scale: float = 1.0, limit: int | None = None) -> Trace:
+    """The GPU pods of an openb pod list; ``limit``: only the N earliest (every row is still checked)."""
     p = _open(path)
     time_scale, gpus_per_host = _scale(time_scale), _host_size(gpus_per_host)
-    jobs, skipped = [], 0
-    reader = _csv(p)
     need = {"name", "num_gpu", "qos", "creation_time", "deletion_time"}
-    if not need <= set(reader.fieldnames or ()):
-        raise ConfigError(f"{p}: not an Alibaba openb pod list (needs columns {sorted(need)})")
-    seen: dict[str, int] = {}
-    for n, row in enumerate(reader, start=2):
-        _whole_row(p, n, row, need)
-        _unique(p, n, seen, row["name"])
-        gpus = _gpus(p, n, row["num_gpu"])
-        start = _number(p, n, "creation_time", row["creation_time"])
-        deleted = row["deletion_time"]
-        end = _number(p, n, "deletion_time", deleted) if deleted.strip() else math.nan
+    table, keep, ids = _Table(p, need, "an Alibaba openb pod list"), Keep(limit), Ids(p)
+    i_name, i_gpu, i_qos, i_new, i_del = (table.col[k] for k in ("name", "num_gpu", "qos", "creation_time",
+                                                                "deletion_time"))
+    for n, row in table:
+        ids.add(row[i_name])
+        gpus = _gpus(p, n, row[i_gpu])
+        _milli(p, n, table.get(row, "gpu_milli"))
+        start = _number(p, n, "creation_time", row[i_new])
         _times(p, n, creation_time=start)
-        if math.isfinite(end):
+        end = _number(p, n, "deletion_time", row[i_del]) if row[i_del].strip() else None
+        if end is not None:
             _times(p, n, deletion_time=end)
-        if gpus <= 0 or not math.isfinite(end) or end <= start:
-            skipped += 1
+            if end < start:
+                raise ConfigError(f"{p}:{n}: deletion_time={end:g} is before creation_time={start:g}",
+                                  hint="fix the row (a pod is deleted after it is created), or drop it")
+        profile = _profile(table, row, p, n) if table.profiled else {}
+        if gpus <= 0 or end is None or end == start:
+            keep.skip(NOT_GPU if gpus <= 0 else NOT_FINISHED if end is None else NO_RUN_TIME)
             continue
-        qos = row["qos"]
+        qos = row[i_qos]
         if qos not in OPENB_TIERS:
-            raise ConfigError(f"{p}:{n}: unknown qos {qos!r}", hint=f"known: {', '.join(OPENB_TIERS)}")
+            raise ConfigError(f"{p}:{n}: unknown qos {qos[:40]!r}",
+                              hint=f"write one of {', '.join(OPENB_TIERS)} (LS/Guaranteed → high, "
+                                   "Burstable → normal, BE → spot), or drop that row")
+        if not keep.wants(start * time_scale, row[i_name]):
+            continue
         dur = (end - start) * time_scale
-        jobs.append(Job(id=row["name"], request=gang_request(gpus, gpus_per_host), submit=start * time_scale,
-                        walltime=max(dur * walltime_factor, 60.0), duration=dur, tier=OPENB_TIERS[qos],
-                        account=qos, meta=_profile(row, where=f"{p}:{n}")))
-        if limit and len(jobs) >= limit:
-            break
-    return Trace(_shift(jobs), f"openb:{p.name}", skipped)
+        keep.add(start * time_scale, row[i_name], (
+            gang_request(gpus, gpus_per_host), max(dur * walltime_factor, 60.0), dur, sys.intern(qos), "user",
+            OPENB_TIERS[qos], {"comm_fraction": _fraction(1.0), **profile}))
+    ids.check(lambda: ((n, row[i_name]) for n, row in _Table(p, need, "an Alibaba openb pod list")))
+    return Trace(_built(keep), f"openb:{p.name}", keep.skipped_by)
+
+
+def _milli(p: Path, n: int, text: str | None) -> None:
+    """openb's ``gpu_milli``: the share of each GPU a pod asks, 0..1000 (1000: a whole GPU)."""
+    if text is None or not text.strip():
+        return
+    milli = _number(p, n, "gpu_milli", text)
+    if not 0 <= milli <= 1000:
+        raise ConfigError(f"{p}:{n}: gpu_milli={milli:g} is not in 0..1000",
+                          hint="gpu_milli is the share of each GPU in thousandths (1000: a whole GPU; "
+                               "num_gpu says how many); fix or drop that row")
 
 
 #: (field index, name) of the SWF fields read as whole numbers, and as numbers.
@@ -280,23 +343,19 @@ _SWF_NUMBERS = ((1, "submit time"), (3, "run time"), (8, "requested time"))
 
 
 def read_swf(path: str | os.PathLike[str], *, procs_per_gpu: int = 1, gpus_per_host: int = 8,
-             queue_tiers: dict[int, str] | None = None, time_scale: float = 1.0) -> Trace:
+             queue_tiers: dict[int, str] | None = None, time_scale: float = 1.0,
+             limit: int | None = None) -> Trace:
+    """The jobs of an SWF file; ``limit``: only the N earliest (every line is still checked)."""
     p = _open(path)
     time_scale, gpus_per_host = _scale(time_scale), _host_size(gpus_per_host)
     if not isinstance(procs_per_gpu, int) or procs_per_gpu < 1:
         raise ConfigError(f"procs_per_gpu={procs_per_gpu!r} must be a whole number ≥ 1")
-    jobs, skipped, seen = [], 0, {}
-    for n, line in enumerate(_lines(p), start=1):
-        line = line.strip()
-        if not line or line.startswith(";"):
-            continue
-        f = line.split()
-        if len(f) < 18:
-            raise ConfigError(f"{p}:{n}: an SWF line has 18 fields, this one {len(f)}")
+    keep, ids = Keep(limit), Ids(p)
+    for n, f in _swf_lines(p):
         num, alloc, req_procs, user, group, queue = (
             _integer(p, n, name, f[i]) for i, name in _SWF_INTEGERS)
         submit, run, req_time = (_number(p, n, name, f[i]) for i, name in _SWF_NUMBERS)
-        _unique(p, n, seen, f"swf{num}")
+        ids.add(f"swf{num}")
         _times(p, n, submit=submit)
         for name, v in (("run_time", run), ("requested_time", req_time)):  # SWF: -1 means unknown
             if not math.isfinite(v) or v > MAX_TRACE_SECONDS:
@@ -304,14 +363,32 @@ def read_swf(path: str | os.PathLike[str], *, procs_per_gpu: int = 1, gpus_per_h
                                   hint="fix or drop that row; SWF writes -1 for an unknown time")
         procs = alloc if alloc > 0 else req_procs
         if procs > MAX_JOB_GPUS * procs_per_gpu:
-            raise ConfigError(f"{p}:{n}: {procs} processors is more than {MAX_JOB_GPUS} GPUs")
+            raise ConfigError(f"{p}:{n}: {procs} processors is more than {MAX_JOB_GPUS:,} GPUs "
+                              f"(at {procs_per_gpu} processor(s) per GPU)",
+                              hint="fix or drop that line, or give the processors per GPU (--procs-per-gpu)")
         if procs <= 0 or run < 0:
-            skipped += 1
+            keep.skip(NOT_GPU if procs <= 0 else NO_RUN_TIME)
+            continue
+        if not keep.wants(submit * time_scale, f"swf{num}"):
             continue
         gpus = max(1, math.ceil(procs / procs_per_gpu))
         wall = req_time if req_time > 0 else run * 2
-        jobs.append(Job(id=f"swf{num}", request=gang_request(gpus, gpus_per_host), submit=submit * time_scale,
-                        walltime=max(wall, run, 1.0) * time_scale, duration=run * time_scale,
-                        account=f"g{group}", user=f"u{user}",
-                        tier=(queue_tiers or {}).get(queue, "normal")))
-    return Trace(_shift(jobs), f"swf:{p.name}", skipped)
+        keep.add(submit * time_scale, f"swf{num}", (
+            gang_request(gpus, gpus_per_host), max(wall, run, 1.0) * time_scale, run * time_scale,
+            sys.intern(f"g{group}"), sys.intern(f"u{user}"), (queue_tiers or {}).get(queue, "normal"), {}))
+    ids.check(lambda: ((n, f"swf{_integer(p, n, 'job number', f[0])}") for n, f in _swf_lines(p)))
+    return Trace(_built(keep), f"swf:{p.name}", keep.skipped_by)
+
+
+def _swf_lines(p: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each job line of an SWF file: exactly 18 fields (comments skipped)."""
+    for n, line in enumerate(_lines(p), start=1):
+        line = line.strip()
+        if not line or line.startswith(";"):
+            continue
+        f = line.split()
+        if len(f) != 18:
+            raise ConfigError(f"{p}:{n}: an SWF line has 18 fields, this one {len(f)}",
+                              hint="fix or drop that line (SWF: 18 whitespace-separated numbers, -1 for "
+                                   "unknown; comments start with ';')")
+        yield n, f

@@ -1,0 +1,132 @@
+"""Plumbing shared by the trace readers: a file read one line at a time, the N earliest jobs kept,
+job ids checked for repeats in 8 bytes a row, and the reasons rows were skipped.
+
+Memory: a reader holds one line at a time, the jobs it keeps, and 8 bytes per row for the
+repeated-id check, so ``limit=N`` costs O(N) jobs whatever the file's size (at most
+:data:`~fabric_hpc.inputs.MAX_FILE_BYTES`). The whole file is still read and every row checked:
+the N jobs kept are the N earliest by submit time of the whole trace (a file need not be sorted),
+and a bad row after them is still an error.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import stat
+from array import array
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.inputs import MAX_FILE_BYTES, kind_of, os_error
+
+#: Reasons a row is skipped (``Trace.skipped_by`` keys); each is said in its own note.
+NOT_GPU = "are not GPU jobs (no GPUs asked)"
+NOT_FINISHED = ("are jobs that had not finished (no end time: pending, running, or requeued when the "
+                "log ended)")
+NO_RUN_TIME = "have no run time (unknown, or 0 s)"
+NO_SUBMIT = "have no submit time (Unknown)"
+
+
+def lines(p: Path, what: str = "trace file") -> Iterator[str]:
+    """The lines of ``p`` one at a time, without their line end (``\\n`` or ``\\r\\n``); a UTF-8
+    byte order mark (Excel's "CSV UTF-8") on the first line is dropped. The file must be a regular
+    file of at most MAX_FILE_BYTES; a line that is not UTF-8 is a ConfigError naming it."""
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise os_error(exc, what, p) from None
+    with os.fdopen(fd, "rb", buffering=1 << 20) as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{what} {str(p)!r} is {kind_of(st.st_mode)}, not a regular file",
+                              hint="give the path of a file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise ConfigError(f"{what} {str(p)!r} has {st.st_size:,} bytes, more than the limit of "
+                              f"{MAX_FILE_BYTES:,}", hint="split it, or check that it is the right file")
+        total = 0
+        try:
+            for n, raw in enumerate(f, start=1):
+                total += len(raw)
+                if total > MAX_FILE_BYTES:
+                    raise ConfigError(f"{what} {str(p)!r} grew past the limit of {MAX_FILE_BYTES:,} bytes")
+                yield _decode(p, n, raw, total - len(raw)).rstrip("\r\n")
+        except OSError as exc:
+            raise os_error(exc, what, p) from None
+
+
+def _decode(p: Path, n: int, raw: bytes, offset: int) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}:{n}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset "
+                          f"{offset + exc.start})", hint="save the file as UTF-8") from None
+    return text[1:] if n == 1 and text.startswith("\ufeff") else text
+
+
+class Ids:
+    """Job ids seen so far, 8 bytes each (their hashes); :meth:`check` finds a repeated id at the end
+    and, only then, reads the ids again (``again``: (line, id) pairs) to name both lines."""
+
+    def __init__(self, p: Path) -> None:
+        self.p, self.hashes = p, array("q")
+
+    def add(self, job_id: str) -> None:
+        self.hashes.append(hash(job_id))
+
+    def check(self, again: Callable[[], Iterator[tuple[int, str]]]) -> None:
+        import numpy as np
+
+        h = np.sort(np.frombuffer(self.hashes, dtype=np.int64))
+        twice = set(h[1:][h[1:] == h[:-1]].tolist())
+        if not twice:
+            return
+        first: dict[str, int] = {}
+        for n, job_id in again():
+            if hash(job_id) not in twice:
+                continue
+            if job_id in first:
+                raise ConfigError(f"{self.p}:{n}: job id {job_id[:40]!r} already at line {first[job_id]}",
+                                  hint="each job once; fix or drop the repeated row")
+            first[job_id] = n
+
+
+class Keep:
+    """The jobs a reader keeps: all of them, or with ``limit`` only the ``limit`` earliest by
+    (submit, id), the order a trace's jobs are sorted in, in O(limit) memory.
+    :meth:`wants` says whether a row could be kept (so its Job is built only then)."""
+
+    def __init__(self, limit: int | None) -> None:
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ConfigError(f"limit={limit!r} must be a whole number >= 1", hint="e.g. --limit 1000")
+        self.limit, self.items, self.worst = limit, [], None  # type: ignore[var-annotated]
+        self.skipped_by: dict[str, int] = {}
+
+    def skip(self, reason: str) -> None:
+        self.skipped_by[reason] = self.skipped_by.get(reason, 0) + 1
+
+    def wants(self, submit: float, job_id: str) -> bool:
+        return self.worst is None or (submit, job_id) < self.worst
+
+    def add(self, submit: float, job_id: str, job: Any) -> None:
+        self.items.append((submit, job_id, job))
+        if self.limit is not None and len(self.items) >= 2 * self.limit + 1024:
+            self._prune()
+
+    def _prune(self) -> None:
+        self.items = heapq.nsmallest(self.limit, self.items, key=lambda t: (t[0], t[1]))
+        if len(self.items) >= (self.limit or 0):
+            self.worst = self.items[-1][:2]
+
+    def rows(self) -> list[Any]:
+        """The (submit, id, payload) rows kept, sorted by (submit, id); the Keep lets go of them."""
+        if self.limit is not None:
+            self._prune()
+        rows, self.items = self.items, []
+        rows.sort(key=lambda t: (t[0], t[1]))
+        return rows
+
+    def jobs(self) -> list[Any]:
+        """The payloads kept, sorted by (submit, id)."""
+        return [job for _, _, job in self.rows()]
