@@ -74,7 +74,8 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
         raise ConfigError(f"fabric {fab.name!r} has no GPUs: no job of a trace could ever run on it",
                           hint="give --topology a fabric whose host types have gpus > 0")
     sizes = np.bincount(fab.index.gpu_host, minlength=len(fab.hosts))
-    jobs = load_trace(trace, **_trace_options(trace, fab, sizes, time_scale, gpus_per_host))
+    options = _trace_options(trace, fab, sizes, time_scale, gpus_per_host)
+    jobs = load_trace(trace, **options)
     name = jobs.name or trace
     if jobs.skipped:  # rows that are not GPU jobs (CPU-only pods, no duration, steps): said, not hidden
         click.echo(f"note: {jobs.skipped} row(s) of {name} are not GPU jobs and were skipped", err=True)
@@ -109,8 +110,11 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
         kwargs[key] = value
     pol = make_policy(policy, **kwargs)
     res = Simulator(fab, pol, jobs, progress=progress and not as_json).run()
+    # everything that changes the workload or the model besides the policy, so compare can warn
+    workload = {"time_scale": time_scale or 1.0, "limit": limit,
+                "gpus_per_host": options.get("gpus_per_host")}
     data = write_results(res, out_dir, trace=name, topology_report=not no_topology_report,
-                         config={"policy": policy, "fabric": fab.name, **kwargs})
+                         config={"policy": policy, "fabric": fab.name, **kwargs, **workload})
     s = data["summary"]
     render(as_json, s, lambda con: con.print(table(f"{policy} on {fab.name}: {name}", ["metric", "value"],
                                                    [[k, _fmt(v)] for k, v in s.items()])))
