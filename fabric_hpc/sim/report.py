@@ -111,7 +111,8 @@ def run_fabric(r: dict[str, Any]) -> str:
 
 #: ``config`` keys of results.json that change the workload or the model (not the policy): the
 #: option of ``fabric sim run`` that sets each. A run written before a key was recorded shows "?".
-WORKLOAD_KEYS = {"time_scale": "--time-scale", "limit": "--limit", "gpus_per_host": "--gpus-per-host"}
+WORKLOAD_KEYS = {"time_scale": "--time-scale", "limit": "--limit", "gpus_per_host": "--gpus-per-host",
+                 "contention": "--contention/--no-contention", "ecmp": "--ecmp"}
 
 
 def _config_value(r: dict[str, Any], key: str) -> str:

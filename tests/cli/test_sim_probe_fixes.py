@@ -11,6 +11,7 @@ import pytest
 
 from fabric_hpc.cli.main import main
 from fabric_hpc.sim.report import comparison_warnings
+from fabric_hpc.topology import generators, save_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 TIRESIAS = str(ROOT / "data" / "traces" / "tiresias_60_job.csv")
@@ -31,8 +32,8 @@ def _compare(capsys: pytest.CaptureFixture[str], *dirs: Path) -> list[str]:
 
 def test_results_record_the_workload_options_and_compare_warns_when_they_differ(tmp_path, capsys):
     base = _run(tmp_path / "base")
-    assert {k: base["config"][k] for k in ("time_scale", "limit", "gpus_per_host")} == \
-        {"time_scale": 1.0, "limit": None, "gpus_per_host": 8}
+    assert {k: base["config"][k] for k in ("time_scale", "limit", "gpus_per_host", "contention", "ecmp")} == \
+        {"time_scale": 1.0, "limit": None, "gpus_per_host": 8, "contention": True, "ecmp": False}
     scaled = _run(tmp_path / "scaled", "--time-scale", "3")
     assert scaled["config"]["time_scale"] == 3.0
     assert scaled["summary"]["finished"] == base["summary"]["finished"]  # same jobs: only the scale differs
@@ -69,3 +70,33 @@ def test_compare_warns_on_different_finished_counts_alone():
     assert comparison_warnings([run(7063), new], ["old", "new"]) == [
         "the runs used different --time-scale (time_scale: old: ?, new: 2.0): their figures are not of the "
         "same workload"]
+
+
+def _oversubscribed(path: Path) -> str:
+    """Eight 8-GPU hosts, two per leaf, leaf uplinks at a quarter of what the hosts can send."""
+    spec = generators.leaf_spine(hosts=8, hosts_per_leaf=2)
+    groups = [g.model_copy(update={"uplink_gbps": g.uplink_gbps / 4}) if g.uplink_gbps else g
+              for g in spec.network.groups]
+    save_spec(spec.model_copy(update={"network": spec.network.model_copy(update={"groups": groups})}), path)
+    return str(path)
+
+
+def test_contention_can_be_switched_off_and_ecmp_on_from_the_cli(tmp_path, capsys):
+    fab = _oversubscribed(tmp_path / "fab.yaml")
+    trace = "synthetic:jobs=150,load=1.5,seed=2"
+    on = _run(tmp_path / "on", "--policy", "slurm", trace=trace, topology=fab)
+    off = _run(tmp_path / "off", "--policy", "slurm", "--no-contention", trace=trace, topology=fab)
+    ecmp = _run(tmp_path / "ecmp", "--policy", "slurm", "--ecmp", trace=trace, topology=fab)
+    assert [r["config"]["contention"] for r in (on, off, ecmp)] == [True, False, True]
+    assert [r["config"]["ecmp"] for r in (on, off, ecmp)] == [False, False, True]
+    assert on["config"]["gpus_per_host"] is None  # a synthetic workload's host size is in its reference
+    # shared uplinks slow the scattered gangs only with contention on
+    assert off["summary"]["mean_stretch"] < on["summary"]["mean_stretch"]
+    assert off["summary"]["mean_jct_s"] != on["summary"]["mean_jct_s"]
+    warnings = _compare(capsys, tmp_path / "on", tmp_path / "off")
+    assert any("--contention/--no-contention (contention: on: True, off: False)" in w for w in warnings)
+    warnings = _compare(capsys, tmp_path / "on", tmp_path / "ecmp")
+    assert any("--ecmp (ecmp: on: False, ecmp: True)" in w for w in warnings)
+    capsys.readouterr()
+    assert main(["sim", "run", "--help"]) == 0
+    assert "--no-contention" in capsys.readouterr().out
