@@ -11,7 +11,7 @@ import pytest
 
 from fabric_hpc.cli.main import main
 from fabric_hpc.sim.report import comparison_warnings
-from fabric_hpc.topology import generators, save_spec
+from fabric_hpc.topology import generators, open_fabric, save_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 TIRESIAS = str(ROOT / "data" / "traces" / "tiresias_60_job.csv")
@@ -100,3 +100,18 @@ def test_contention_can_be_switched_off_and_ecmp_on_from_the_cli(tmp_path, capsy
     capsys.readouterr()
     assert main(["sim", "run", "--help"]) == 0
     assert "--no-contention" in capsys.readouterr().out
+
+
+def test_api_without_fabric_defaults_rejects_and_says_so_in_the_summary():
+    """The documented pitfall (docs/scheduler.md): a synthetic workload not sized to nvl72:racks=4."""
+    from fabric_hpc.scheduler import fabric_policy
+    from fabric_hpc.sim import Simulator, load_trace, summarize
+    from fabric_hpc.sim.synthetic import fabric_sizes
+
+    fab = open_fabric("nvl72:racks=4")
+    unsized = summarize(Simulator(fab, fabric_policy(), load_trace("synthetic:jobs=300")).run())
+    assert unsized["rejected"] == 157 and "157 can never fit this fabric" in unsized["note"]
+    sized = load_trace("synthetic:jobs=300", fabric_defaults=fabric_sizes(fab))
+    assert summarize(Simulator(fab, fabric_policy(), sized).run())["rejected"] == 0
+    doc = (ROOT / "docs" / "scheduler.md").read_text()
+    assert "fabric_defaults=fabric_sizes(fab)" in doc and "157 of the 300 jobs" in doc
