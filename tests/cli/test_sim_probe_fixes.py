@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from fabric_hpc.cli.main import main
+from fabric_hpc.errors import ConfigError
 from fabric_hpc.sim.report import comparison_warnings
 from fabric_hpc.topology import generators, open_fabric, save_spec
 
@@ -115,3 +116,15 @@ def test_api_without_fabric_defaults_rejects_and_says_so_in_the_summary():
     assert summarize(Simulator(fab, fabric_policy(), sized).run())["rejected"] == 0
     doc = (ROOT / "docs" / "scheduler.md").read_text()
     assert "fabric_defaults=fabric_sizes(fab)" in doc and "157 of the 300 jobs" in doc
+
+
+@pytest.mark.parametrize("ref, message, hint", [
+    ("superpod:sus=1e3", "generator 'superpod': sus=1e3 must be a whole number like 1000",
+     "superpod:sus=1000"),
+    ("superpod:sus=4.0", "generator 'superpod': sus=4.0 must be a whole number like 4", "superpod:sus=4"),
+    ("superpod:sus=1.5", "generator 'superpod': sus=1.5 must be a whole number", "e.g. superpod:sus=4"),
+])
+def test_a_generator_parameter_is_shown_as_written(ref, message, hint):
+    with pytest.raises(ConfigError) as err:
+        open_fabric(ref)
+    assert err.value.message == message and hint in (err.value.hint or "")
