@@ -128,3 +128,15 @@ def test_a_generator_parameter_is_shown_as_written(ref, message, hint):
     with pytest.raises(ConfigError) as err:
         open_fabric(ref)
     assert err.value.message == message and hint in (err.value.hint or "")
+
+
+def test_place_names_an_empty_request(capsys):
+    for request in ("", "  "):
+        assert main(["place", "-t", "superpod:sus=1", "-r", request]) == 3
+        err = capsys.readouterr().err
+        assert f"--request {request!r} is empty" in err and "needs --topology" not in err
+        assert "-r 'nodes=4,gpus=8,within=leaf'" in err
+    assert main(["place", "-t", "", "-r", "gpus=8"]) == 3
+    assert "--topology '' is empty" in capsys.readouterr().err
+    assert main(["place", "-r", "gpus=8"]) == 3  # missing, not empty: the old message
+    assert "needs --topology and --request" in capsys.readouterr().err
