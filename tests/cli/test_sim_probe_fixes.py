@@ -5,6 +5,8 @@ CLI, messages show what was written, and ``python -m benchmarks.topology --help`
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,3 +142,18 @@ def test_place_names_an_empty_request(capsys):
     assert "--topology '' is empty" in capsys.readouterr().err
     assert main(["place", "-r", "gpus=8"]) == 3  # missing, not empty: the old message
     assert "needs --topology and --request" in capsys.readouterr().err
+
+
+def test_topology_benchmark_help_runs_nothing_and_no_write_leaves_docs(tmp_path, monkeypatch, capsys):
+    docs = ROOT / "docs" / "benchmarks.md"
+    before = docs.read_bytes()
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.topology", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "--no-write" in proc.stdout and proc.stdout.startswith("usage:")
+    from benchmarks.topology import __main__ as bench
+
+    monkeypatch.setattr(bench, "CASES", [("leaf-spine", {"hosts": 2})])
+    assert bench.main(["--no-write"]) == 0
+    out = capsys.readouterr().out
+    assert "| leaf-spine-2 | 2 | 16 |" in out and "not measured (no 16,384-GPU case ran)" in out
+    assert docs.read_bytes() == before
