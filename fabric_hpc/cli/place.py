@@ -42,6 +42,12 @@ def group(topology: str | None, state_path: str | None, request: str | None, sol
 
     The placement benchmark runs from a checkout: python -m benchmarks.placement
     """
+    example = "e.g. -r 'nodes=4,gpus=8,within=leaf' or -r 'gpus=8' (docs/placement.md)"
+    if request is not None and not request.strip():
+        raise ConfigError(f"--request {request!r} is empty: it names no GPUs or nodes to place", hint=example)
+    if topology is not None and not topology.strip():
+        raise ConfigError(f"--topology {topology!r} is empty: it names no fabric",
+                          hint="e.g. -t superpod:sus=4 or -t topology/dgx-h100-superpod-4su.yaml")
     if not topology or not request:
         raise ConfigError("fabric place needs --topology and --request",
                           hint="e.g. fabric place -t topology/dgx-h100-superpod-4su.yaml "

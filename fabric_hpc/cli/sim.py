@@ -50,6 +50,12 @@ def group() -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Replay only the first N jobs.")
 @click.option("--gpus-per-host", type=click.IntRange(1, 1024), default=None,
               help="Host size the trace readers cut gangs into (default: the fabric's largest host).")
+@click.option("--contention/--no-contention", default=True, show_default=True,
+              help="Slow jobs whose network links other running jobs share (max-min fair share); off: each "
+                   "job is stretched by its placement alone (the contention ablation, docs/scheduler.md).")
+@click.option("--ecmp", is_flag=True,
+              help="Route each flow by ECMP hashing (one uplink per flow, as on Ethernet) instead of "
+                   "perfectly spread uplinks (InfiniBand adaptive routing).")
 @click.option("--strict", is_flag=True,
               help="Refuse (exit 3) a workload with jobs that can never fit the fabric, instead of "
                    "counting them as rejected.")
@@ -58,13 +64,13 @@ def group() -> None:
 @json_option
 def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None, backfill: str | None,
             no_preemption: bool, preempt_benefit_ratio: float | None, out_dir: str,
-            time_scale: float | None, limit: int | None, gpus_per_host: int | None, strict: bool,
-            no_topology_report: bool, progress: bool, as_json: bool) -> None:
+            time_scale: float | None, limit: int | None, gpus_per_host: int | None, contention: bool,
+            ecmp: bool, strict: bool, no_topology_report: bool, progress: bool, as_json: bool) -> None:
     """Replay a workload through one policy."""
     import numpy as np
 
     from fabric_hpc.scheduler import make_policy
-    from fabric_hpc.sim import Simulator, load_trace, write_results
+    from fabric_hpc.sim import Contention, Simulator, load_trace, write_results
     from fabric_hpc.sim.engine import never_fits
     from fabric_hpc.topology import open_fabric
 
@@ -74,7 +80,8 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
         raise ConfigError(f"fabric {fab.name!r} has no GPUs: no job of a trace could ever run on it",
                           hint="give --topology a fabric whose host types have gpus > 0")
     sizes = np.bincount(fab.index.gpu_host, minlength=len(fab.hosts))
-    jobs = load_trace(trace, **_trace_options(trace, fab, sizes, time_scale, gpus_per_host))
+    options = _trace_options(trace, fab, sizes, time_scale, gpus_per_host)
+    jobs = load_trace(trace, **options)
     name = jobs.name or trace
     if jobs.skipped:  # rows that are not GPU jobs (CPU-only pods, no duration, steps): said, not hidden
         click.echo(f"note: {jobs.skipped} row(s) of {name} are not GPU jobs and were skipped", err=True)
@@ -108,9 +115,13 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
                               "without preemption, like a default Slurm)")
         kwargs[key] = value
     pol = make_policy(policy, **kwargs)
-    res = Simulator(fab, pol, jobs, progress=progress and not as_json).run()
+    slowdown = Contention(fab, contention=contention, ecmp=ecmp)
+    res = Simulator(fab, pol, jobs, slowdown=slowdown, progress=progress and not as_json).run()
+    # everything that changes the workload or the model besides the policy, so compare can warn
+    workload = {"time_scale": time_scale or 1.0, "limit": limit,
+                "gpus_per_host": options.get("gpus_per_host"), "contention": contention, "ecmp": ecmp}
     data = write_results(res, out_dir, trace=name, topology_report=not no_topology_report,
-                         config={"policy": policy, "fabric": fab.name, **kwargs})
+                         config={"policy": policy, "fabric": fab.name, **kwargs, **workload})
     s = data["summary"]
     render(as_json, s, lambda con: con.print(table(f"{policy} on {fab.name}: {name}", ["metric", "value"],
                                                    [[k, _fmt(v)] for k, v in s.items()])))

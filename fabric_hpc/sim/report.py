@@ -109,24 +109,46 @@ def run_fabric(r: dict[str, Any]) -> str:
     return str((r.get("config") or {}).get("fabric") or r["summary"].get("fabric", "?"))
 
 
+#: ``config`` keys of results.json that change the workload or the model (not the policy): the
+#: option of ``fabric sim run`` that sets each. A run written before a key was recorded shows "?".
+WORKLOAD_KEYS = {"time_scale": "--time-scale", "limit": "--limit", "gpus_per_host": "--gpus-per-host",
+                 "contention": "--contention/--no-contention", "ecmp": "--ecmp"}
+
+
+def _config_value(r: dict[str, Any], key: str) -> str:
+    config = r.get("config") if isinstance(r.get("config"), dict) else {}
+    if key not in config:
+        return "?"
+    return "all jobs" if key == "limit" and config[key] is None else str(config[key])
+
+
 def comparison_warnings(results: list[dict[str, Any]], names: list[str]) -> list[str]:
     """A side-by-side means something only over the same jobs on the same cluster: what differs."""
     out = []
     for what, seen in (("trace", [str(r.get("trace")) for r in results]), ("fabric", [run_fabric(r) for r in results])):
         if len(set(seen)) > 1:
             out.append(f"the runs replayed different {what}s: " + ", ".join(f"{n}: {v}" for n, v in zip(names, seen)))
-    rejected = [r["summary"].get("rejected") for r in results]
-    if len({x for x in rejected if x is not None}) > 1:
-        out.append("the runs rejected different numbers of jobs (" + ", ".join(
-            f"{n}: {'?' if x is None else x}" for n, x in zip(names, rejected)) + "): their JCT, waits and "
-            "slowdowns cover different jobs")
+    for key, flag in WORKLOAD_KEYS.items():
+        seen = [_config_value(r, key) for r in results]
+        if len(set(seen)) > 1:
+            out.append(f"the runs used different {flag} ({key}: " + ", ".join(
+                f"{n}: {v}" for n, v in zip(names, seen)) + "): their figures are not of the same workload")
+    for key, what in (("rejected", "rejected"), ("finished", "finished")):
+        counts = [r["summary"].get(key) for r in results]
+        if len({x for x in counts if x is not None}) > 1:
+            out.append(f"the runs {what} different numbers of jobs (" + ", ".join(
+                f"{n}: {'?' if x is None else x}" for n, x in zip(names, counts)) + "): their JCT, waits and "
+                "slowdowns cover different jobs")
     return out
 
 
 def _setup_rows(results: list[dict[str, Any]]) -> list[list[str]]:
-    """The rows that say what each run replayed: trace, fabric, GPUs."""
-    return [["trace", *(str(r.get("trace", "")) for r in results)], ["fabric", *(run_fabric(r) for r in results)],
+    """The rows that say what each run replayed: trace, fabric, GPUs, and the workload options recorded."""
+    rows = [["trace", *(str(r.get("trace", "")) for r in results)],
+            ["fabric", *(run_fabric(r) for r in results)],
             ["GPUs", *(str(r["summary"]["gpus"]) for r in results)]]
+    return rows + [[flag, *(_config_value(r, key) for r in results)] for key, flag in WORKLOAD_KEYS.items()
+                   if any(_config_value(r, key) != "?" for r in results)]
 
 
 def _intro(results: list[dict[str, Any]], warnings: list[str]) -> str:

@@ -6,6 +6,12 @@
      "jct": [...], "wait_by_tier": {"high": [...], ...}, "jobs": [per-job rows], "trace": "...",
      "config": {...}}
 
+``config`` as ``fabric sim run`` writes it: ``policy``, ``fabric``, the policy options given
+(``placement``, ``backfill``, ``preemption``, ``preempt_benefit_ratio``) and the options that change
+the workload or the model (:data:`fabric_hpc.sim.report.WORKLOAD_KEYS`): ``time_scale`` (1.0 when
+not given), ``limit`` (null: every job), ``gpus_per_host`` (the host size trace files were cut into;
+null for a synthetic workload, whose reference holds it), ``contention`` and ``ecmp``.
+
 plus ``DIR/state.json`` (the cluster state at the end, the placement state format) and, when asked,
 ``DIR/topology.html`` (the topology report of the final state).
 """

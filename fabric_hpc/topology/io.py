@@ -95,8 +95,10 @@ def save_spec(spec: FabricSpec, path: str | os.PathLike[str]) -> Path:
 from fabric_hpc import DEFAULT_FABRIC  # noqa: E402  (re-exported: fabric_hpc.topology.DEFAULT_FABRIC)
 
 
-def _parse_params(ref: str, text: str) -> dict[str, int | float | str]:
+def _parse_params(ref: str, text: str) -> tuple[dict[str, int | float | str], dict[str, str]]:
+    """The parameters of a generator reference, as values and as the text written."""
     params: dict[str, int | float | str] = {}
+    written: dict[str, str] = {}
     for item in filter(None, text.split(",")):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
@@ -106,6 +108,7 @@ def _parse_params(ref: str, text: str) -> dict[str, int | float | str]:
         if key in params:
             raise ConfigError(f"fabric reference {ref!r}: {key!r} is given more than once",
                               hint="give each parameter once")
+        written[key] = value
         try:
             if not value.isascii() or "_" in value:  # int() also reads '１' and '1_0': kept as text (refused)
                 raise ValueError
@@ -120,12 +123,13 @@ def _parse_params(ref: str, text: str) -> dict[str, int | float | str]:
         if isinstance(params[key], float) and not math.isfinite(params[key]):
             raise ConfigError(f"fabric reference {ref!r}: {key}={value} is not a finite number",
                               hint="give a number, e.g. superpod:sus=4")
-    return params
+    return params, written
 
 
-def _check_types(name: str, func: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+def _check_types(name: str, func: Callable[..., Any], kwargs: dict[str, Any],
+                 written: dict[str, str]) -> None:
     """Each parameter has the kind of value its default (or annotation) says: a whole number, a
-    number or a name."""
+    number or a name. The message shows the text written (``sus=1e3``), not the number it read."""
     import inspect
     params = inspect.signature(func).parameters
     for key, value in kwargs.items():
@@ -134,8 +138,11 @@ def _check_types(name: str, func: Callable[..., Any], kwargs: dict[str, Any]) ->
         kind = type(default).__name__ if has_default else str(params[key].annotation)
         want = "a whole number" if "int" in kind else "a number" if "float" in kind else None
         if want and (isinstance(value, str) or (want == "a whole number" and not isinstance(value, int))):
-            raise ConfigError(f"generator {name!r}: {key}={value!r} must be {want}",
-                              hint=f"e.g. {name}:{key}={default if has_default else 4}")
+            shown = f"{key}={value!r}" if isinstance(value, str) else f"{key}={written.get(key, value)}"
+            like = f" like {int(value)}" if isinstance(value, float) and value.is_integer() else ""
+            raise ConfigError(f"generator {name!r}: {shown} must be {want}{like}",
+                              hint=f"write {name}:{key}={int(value)}" if like else
+                              f"e.g. {name}:{key}={default if has_default else 4}")
 
 
 def open_fabric(ref: str | os.PathLike[str] | None = None) -> Fabric:
@@ -166,13 +173,13 @@ def open_fabric(ref: str | os.PathLike[str] | None = None) -> Fabric:
                             hint=f"give a YAML path or one of: {', '.join(GENERATORS)} (e.g. superpod:sus=4)"
                                  + shipped_hint())
     func = GENERATORS[name]
-    kwargs = _parse_params(text, params)
+    kwargs, written = _parse_params(text, params)
     valid = [p for p in inspect.signature(func).parameters]
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:
         raise ConfigError(f"generator {name!r} has no parameter {', '.join(unknown)}",
                           hint=f"valid parameters: {', '.join(valid)}")
-    _check_types(name, func, kwargs)
+    _check_types(name, func, kwargs, written)
     from pydantic import ValidationError
 
     try:
