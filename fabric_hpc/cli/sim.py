@@ -47,7 +47,8 @@ def group() -> None:
 @click.option("--out", "out_dir", required=True, type=OutputDir(), help="Results directory.")
 @click.option("--time-scale", type=FiniteFloat(0, 1e6, lo_open=True), default=None,
               help="Multiply trace times (tiresias/openb/swf).")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Replay only the first N jobs.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Replay only the N earliest jobs (by submit time); every row is still checked.")
 @click.option("--gpus-per-host", type=click.IntRange(1, 1024), default=None,
               help="Host size the trace readers cut gangs into (default: the fabric's largest host).")
 @click.option("--contention/--no-contention", default=True, show_default=True,
@@ -81,15 +82,13 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
                           hint="give --topology a fabric whose host types have gpus > 0")
     sizes = np.bincount(fab.index.gpu_host, minlength=len(fab.hosts))
     options = _trace_options(trace, fab, sizes, time_scale, gpus_per_host)
-    jobs = load_trace(trace, **options)
+    jobs = load_trace(trace, limit=limit, **options)  # the N earliest, O(N) memory (every row checked)
     name = jobs.name or trace
-    if jobs.skipped:  # rows that are not GPU jobs (CPU-only pods, no duration, steps): said, not hidden
-        click.echo(f"note: {jobs.skipped} row(s) of {name} are not GPU jobs and were skipped", err=True)
+    for line in jobs.notes():  # rows skipped, one line per reason: said, not hidden
+        click.echo(f"note: {line}", err=True)
     if not len(jobs):
         raise ConfigError(f"{name} holds no GPU job to replay" + (f" ({jobs.skipped} row(s) skipped)" if jobs.skipped else ""),
                           hint="check the trace's GPU and duration columns (docs/scheduler.md, traces)")
-    if limit is not None:
-        jobs = list(jobs)[:limit]
     misfits = [(j.id, r) for j in jobs if (r := never_fits(j, fab, sizes)) is not None]
     if misfits:
         msg = (f"{len(misfits)} of {len(jobs)} job(s) can never fit {fab.name} "

@@ -105,7 +105,7 @@ def test_skipped_rows_are_said_and_an_empty_trace_is_an_error(tmp_path, capsys):
                      "1,0,0,1,x,10,1\n2,4,5,1,x,10,1\n")
     assert main(["sim", "run", "--trace", f"tiresias:{trace}", "--topology", "leaf-spine:hosts=4",
                  "--out", str(tmp_path / "o"), "--no-progress", "--no-topology-report", "--json"]) == 0
-    assert "note: 1 row(s) of tiresias:t.csv are not GPU jobs and were skipped" in capsys.readouterr().err
+    assert "note: 1 row(s) of tiresias:t.csv are not GPU jobs (no GPUs asked) and were skipped" in capsys.readouterr().err
     trace.write_text("job_id,num_gpu,submit_time,iterations,model_name,duration,interval\n")
     assert main(["sim", "run", "--trace", f"tiresias:{trace}", "--topology", "leaf-spine:hosts=4",
                  "--out", str(tmp_path / "o2"), "--no-progress"]) == 3
