@@ -71,8 +71,7 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
     import numpy as np
 
     from fabric_hpc.scheduler import make_policy
-    from fabric_hpc.sim import Contention, Simulator, load_trace, write_results
-    from fabric_hpc.sim.engine import never_fits
+    from fabric_hpc.sim import Contention, Simulator, write_results
     from fabric_hpc.topology import open_fabric
 
     _outputs_are_not_inputs(out_dir, trace, topology, topology_report=not no_topology_report)
@@ -82,12 +81,35 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
                           hint="give --topology a fabric whose host types have gpus > 0")
     sizes = np.bincount(fab.index.gpu_host, minlength=len(fab.hosts))
     options = _trace_options(trace, fab, sizes, time_scale, gpus_per_host)
+    jobs, name = _workload(trace, fab, sizes, options, limit, strict)
+    kwargs = _policy_kwargs(policy, placement, backfill, no_preemption, preempt_benefit_ratio)
+    pol = make_policy(policy, **kwargs)
+    slowdown = Contention(fab, contention=contention, ecmp=ecmp)
+    res = Simulator(fab, pol, jobs, slowdown=slowdown, progress=progress and not as_json).run()
+    # everything that changes the workload or the model besides the policy, so compare can warn
+    workload = {"time_scale": time_scale or 1.0, "limit": limit,
+                "gpus_per_host": options.get("gpus_per_host"), "contention": contention, "ecmp": ecmp}
+    data = write_results(res, out_dir, trace=name, topology_report=not no_topology_report,
+                         config={"policy": policy, "fabric": fab.name, **kwargs, **workload})
+    s = data["summary"]
+    render(as_json, s, lambda con: con.print(table(f"{policy} on {fab.name}: {name}", ["metric", "value"],
+                                                   [[k, _fmt(v)] for k, v in s.items()])))
+
+
+def _workload(trace: str, fab: Fabric, sizes: np.ndarray, options: dict, limit: int | None,
+              strict: bool) -> tuple[list, str]:
+    """(the jobs of ``trace``, its name): skipped rows and jobs that can never fit said as notes
+    (``strict``: the latter refused)."""
+    from fabric_hpc.sim import load_trace
+    from fabric_hpc.sim.engine import never_fits
+
     jobs = load_trace(trace, limit=limit, **options)  # the N earliest, O(N) memory (every row checked)
     name = jobs.name or trace
     for line in jobs.notes():  # rows skipped, one line per reason: said, not hidden
         click.echo(f"note: {line}", err=True)
     if not len(jobs):
-        raise ConfigError(f"{name} holds no GPU job to replay" + (f" ({jobs.skipped} row(s) skipped)" if jobs.skipped else ""),
+        skipped = f" ({jobs.skipped} row(s) skipped)" if jobs.skipped else ""
+        raise ConfigError(f"{name} holds no GPU job to replay{skipped}",
                           hint="check the trace's GPU and duration columns (docs/scheduler.md, traces)")
     misfits = [(j.id, r) for j in jobs if (r := never_fits(j, fab, sizes)) is not None]
     if misfits:
@@ -97,6 +119,12 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
             raise ConfigError(msg, hint="use a larger fabric, --gpus-per-host matching the fabric, or drop "
                                         "--strict to count them as rejected")
         click.echo(f"note: {msg}; counted as rejected, not in JCT or slowdown", err=True)
+    return jobs, name
+
+
+def _policy_kwargs(policy: str, placement: str | None, backfill: str | None, no_preemption: bool,
+                   preempt_benefit_ratio: float | None) -> dict:
+    """make_policy's keyword arguments from the flags; the fabric-only ones refused with the baseline."""
     kwargs: dict = {}
     if placement:
         kwargs["placement"] = placement
@@ -113,17 +141,7 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
             raise ConfigError(f"{flag} applies to --policy fabric only (the baseline is EASY backfill "
                               "without preemption, like a default Slurm)")
         kwargs[key] = value
-    pol = make_policy(policy, **kwargs)
-    slowdown = Contention(fab, contention=contention, ecmp=ecmp)
-    res = Simulator(fab, pol, jobs, slowdown=slowdown, progress=progress and not as_json).run()
-    # everything that changes the workload or the model besides the policy, so compare can warn
-    workload = {"time_scale": time_scale or 1.0, "limit": limit,
-                "gpus_per_host": options.get("gpus_per_host"), "contention": contention, "ecmp": ecmp}
-    data = write_results(res, out_dir, trace=name, topology_report=not no_topology_report,
-                         config={"policy": policy, "fabric": fab.name, **kwargs, **workload})
-    s = data["summary"]
-    render(as_json, s, lambda con: con.print(table(f"{policy} on {fab.name}: {name}", ["metric", "value"],
-                                                   [[k, _fmt(v)] for k, v in s.items()])))
+    return kwargs
 
 
 @group.command("compare")
