@@ -17,7 +17,8 @@ from typing import Any
 
 from fabric_hpc.errors import ConfigError, ExternalError, FabricError, NotFoundError
 from fabric_hpc.events import emit, read_json_lines
-from fabric_hpc.inference.engine import EngineLimits, KnowsVocabulary, build_engine, load_engine_config
+from fabric_hpc.inference.engine import (Engine, EngineLimits, KnowsVocabulary, build_engine,
+                                         load_engine_config)
 from fabric_hpc.inference.intake import (
     DeadLetter,
     WorkItem,
@@ -204,6 +205,23 @@ def _summary(ctx, snap: dict[str, Any], attempt: int, resumed: int, dead_letter:
             "dead_letter": dead_letter if ctx.rank == 0 else None}
 
 
+def _start_engine(ctx: MpiContext, engine_config: str | os.PathLike[str] | Mapping[str, Any],
+                  engine_options: Mapping[str, Any] | None, source: str,
+                  output_mode: str) -> tuple[Engine, dict[str, Any]]:
+    """(this rank's engine, the run's document: input, engine config, limits, output mode, vocabulary),
+    after every rank built its engine (one that failed on a rank: the others answer, not wait)."""
+    config = load_engine_config(engine_config)
+    if engine_options is not None and "local_rank" in engine_options:
+        raise ConfigError("engine option 'local_rank' is set by the harness (this rank's GPU on its node)",
+                          hint="leave it out; choose a GPU with device= (PyTorch) or CUDA_VISIBLE_DEVICES")
+    engine = build_engine(config, local_rank=ctx.local_rank, **dict(engine_options or {}))
+    ctx.rendezvous()
+    vocab = int(engine.vocab_size) if isinstance(engine, KnowsVocabulary) else None
+    return engine, {"input": source if source == "-" else str(Path(source).resolve()),
+                    "engine_config": config.model_dump(), "limits": asdict(engine.limits),
+                    "output_mode": output_mode, "vocab_size": vocab}
+
+
 def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: str,
              output: str | os.PathLike[str], *, options: PipelineOptions | None,
              engine_options: Mapping[str, Any] | None,
@@ -217,17 +235,8 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
     pipeline: Pipeline | None = None
     lock: PidLock | None = None
     try:
-        config = load_engine_config(engine_config)
-        if engine_options is not None and "local_rank" in engine_options:
-            raise ConfigError("engine option 'local_rank' is set by the harness (this rank's GPU on its node)",
-                              hint="leave it out; choose a GPU with device= (PyTorch) or CUDA_VISIBLE_DEVICES")
-        engine = build_engine(config, local_rank=ctx.local_rank, **dict(engine_options or {}))
-        limits = engine.limits
-        ctx.rendezvous()  # an engine that failed on one rank: the others answer, not wait in a bcast
-        vocab = int(engine.vocab_size) if isinstance(engine, KnowsVocabulary) else None
-        run_doc = {"input": source if source == "-" else str(Path(source).resolve()),
-                   "engine_config": config.model_dump(), "limits": asdict(limits),
-                   "output_mode": output_mode, "vocab_size": vocab}
+        engine, run_doc = _start_engine(ctx, engine_config, engine_options, source, output_mode)
+        limits, vocab = engine.limits, run_doc["vocab_size"]
         attempt, snapshot, lock, ignored = _prepare(ctx, out, run_doc, source)
         # one view of finished work for every rank: read on rank 0 before any rank starts
         # (a rank reading later could see work another rank already committed and shard differently)
