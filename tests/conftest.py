@@ -133,6 +133,9 @@ def slurm_accounting_cluster(slurm_cluster_factory: Callable[..., Any], require_
 
     missing = _accounting.missing(require_slurm)
     require_real("slurmdbd", not missing, f"{', '.join(missing)} ({_accounting.HINT})")
-    cluster = slurm_cluster_factory(slurm_accounting_fabric, accounting=True)
+    # MessageTimeout 5 s (Slurm's default 10): a command retries a stopped slurmctld once a second for that
+    # long, so the fallback test's failing sshare takes ~4 s instead of ~9 s
+    cluster = slurm_cluster_factory(slurm_accounting_fabric, accounting=True,
+                                    settings={"MessageTimeout": "5"})
     cluster.add_accounts(["alpha", "beta"])
     return cluster

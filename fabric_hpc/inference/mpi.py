@@ -59,6 +59,7 @@ __all__ = ["ACK_WAIT_S", "MpiContext", "PeerFailed", "exit_code_of", "mpi_contex
 TAG_FATAL, TAG_ACK = 7701, 7702
 ACK_WAIT_S = 2.5
 SAME_ERROR_WAIT_S = 0.5  # a failing rank > 0 waits this long for rank 0's FATAL before it prints
+TEARDOWN_LIMIT_S = SAME_ERROR_WAIT_S + ACK_WAIT_S + 2.0  # a failing rank's teardown never takes longer
 _LAUNCH_VARS = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "HYDI_CONTROL_FD",
                 "MPI_LOCALRANKID")
 
@@ -98,6 +99,18 @@ def _hold_sigterm() -> None:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _exit_later(code: int) -> None:
+    """End this process with ``code`` after ``TEARDOWN_LIMIT_S`` even while its main thread is stuck in an
+    MPI call: under ``srun`` MPICH's OFI/TCP send to a rank killed outright can block for good (seen in
+    ``isend`` of FATAL, ~1 run in 15), and only slurmstepd's SIGKILL after ``KillWait`` (30 s) ended the
+    rank. mpi4py releases the GIL inside MPI calls, so this timer thread runs."""
+    import threading
+
+    timer = threading.Timer(TEARDOWN_LIMIT_S, _exit, args=(code,))
+    timer.daemon = True
+    timer.start()
 
 
 def _exit(code: int) -> None:
@@ -203,6 +216,7 @@ class MpiContext:
             return
         _hold_sigterm()
         code = exit_code_of(exc)
+        _exit_later(code)
         try:
             message = str(exc).strip() or first_line(exc)
             emit("infer.fatal", rank=self.rank, error=first_line(exc), exit_code=code)

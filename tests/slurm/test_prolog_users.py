@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,15 +46,31 @@ def users() -> list[pwd.struct_passwd]:
     return [_user(n) for n in USERS]
 
 
-@pytest.fixture()
-def site(users: list[pwd.struct_passwd]) -> dict:
+@pytest.fixture(scope="module")
+def fabric_yaml(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, str]:
+    """The site's fabric model and its YAML text, built once for the module (each site writes a copy)."""
     from fabric_hpc.topology import build, generators, save_spec
 
-    base = Path(tempfile.mkdtemp(prefix="fabric-prolog-", dir="/tmp"))
-    base.chmod(0o755)
     fab = build(generators.leaf_spine(4, hosts_per_leaf=2, gpus=8, cpus=8))
     assert HOST in fab.host_pos, fab.hosts
-    save_spec(fab.spec, base / "topology.yaml")
+    path = tmp_path_factory.mktemp("prolog-fabric") / "topology.yaml"
+    save_spec(fab.spec, path)
+    return fab, path.read_text()
+
+
+@pytest.fixture(scope="module")
+def readable() -> dict[str, Any]:
+    """The first site's probe run as users[0] (can other users run this interpreter and checkout?),
+    kept for the module: the answer does not change between tests, and the probe writes no file."""
+    return {}
+
+
+@pytest.fixture()
+def site(users: list[pwd.struct_passwd], fabric_yaml: tuple[Any, str], readable: dict[str, Any]) -> dict:
+    fab, yaml_text = fabric_yaml
+    base = Path(tempfile.mkdtemp(prefix="fabric-prolog-", dir="/tmp"))
+    base.chmod(0o755)
+    (base / "topology.yaml").write_text(yaml_text)
     (base / "ckpt").mkdir(mode=0o755)
     os.chmod(base / "ckpt", 0o1777)               # a shared scratch root: sticky, like /tmp
     for u in users:                               # the admin creates each user's directory
@@ -63,8 +80,10 @@ def site(users: list[pwd.struct_passwd]) -> dict:
            "ckpt_root": str(base / "ckpt")}
     site = {"base": base, "cfg": cfg, "users": users, "fab": fab}
     write_cfg(site)
-    probe = task_prolog(site, users[0])
-    if "no topology hints (ModuleNotFoundError" in probe["notes"] or probe["rc"] == 126:
+    if not readable:
+        readable.update(task_prolog(site, users[0]))
+    if "no topology hints (ModuleNotFoundError" in readable["notes"] or readable["rc"] == 126:
+        shutil.rmtree(base, ignore_errors=True)
         pytest.skip(f"{sys.executable} or {REPO} cannot be read by other users here")
     yield site
     shutil.rmtree(base, ignore_errors=True)

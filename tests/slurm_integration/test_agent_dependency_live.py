@@ -43,12 +43,21 @@ def test_a_dependent_gang_holds_nothing_and_is_placed_once_its_dependency_ends(f
     assert not taken & busy
     placed = _decisions(agent, "agent.place", later)
     assert placed and set(placed[-1]["hosts"]) == taken, agent.log()
-    # 2 hosts stay free past two deferrals: each renewal resets Slurm's reason to None for a second or
-    # more (until its next scheduling pass), and an agent reading only the reason pins the job there
-    while time.monotonic() < submitted + 2 * FALLBACK_S:
+    # 2 hosts stay free past two renewals of the deferral: each renewal resets Slurm's reason to None for
+    # a second or more (until its next scheduling pass), and an agent reading only the reason pins the job
+    # there. A renewal moves the job's EligibleTime (its begin time) on; after the second one seen, 2 s
+    # (4 agent cycles) more. Before: a fixed 2 x FALLBACK_S (16 s) from the submission.
+    begins: list[str] = []
+    calm_until = None
+    while calm_until is None or time.monotonic() < calm_until:
+        assert time.monotonic() < submitted + 3 * FALLBACK_S, f"renewals seen: {begins}\n{agent.log()}"
         state = c.job(dependent)
         assert _waits(state) and state["ReqNodeList"] in ("(null)", ""), state
-        time.sleep(0.5)
+        if state["EligibleTime"] not in ("Unknown", *begins):
+            begins.append(state["EligibleTime"])
+            if len(begins) == 3:  # the begin time it had when first seen, then two renewals
+                calm_until = time.monotonic() + 2.0
+        time.sleep(0.2)
     assert not _decisions(agent, "agent.place", dependent) and not _decisions(agent, "agent.unpin", dependent)
     stop.touch()  # the first job ends well: afterok is satisfied
     c.wait_job(first, states=("COMPLETED",), timeout=30)

@@ -6,12 +6,13 @@ also when the agent is down."""
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import pytest
 
 from fabric_hpc.hostlist import expand
 from tests.slurm_integration.conftest import FALLBACK_S
-from tests.slurm_integration.test_agent_held_live import _decisions
+from tests.slurm_integration.test_agent_held_live import _decisions, _until
 
 pytestmark = [pytest.mark.slurm]
 EXCLUDED = {"n1", *(f"n{i}" for i in range(9, 16))}
@@ -23,6 +24,13 @@ def _busy(c) -> int:
     jid = c.sbatch("-N8", "-w", "n[2-8],n16", "--gres=gpu:8", "--comment=nofabric", wrap="sleep 300")
     c.wait_job(jid, states=("RUNNING",), timeout=30)
     return jid
+
+
+def _eligible_since(info: dict) -> float:
+    """Seconds since the job's EligibleTime (its begin time, local time); negative before it, or unknown."""
+    if info["EligibleTime"] in ("Unknown", "None", ""):
+        return -1.0
+    return time.time() - datetime.fromisoformat(info["EligibleTime"]).timestamp()
 
 
 def test_an_excluded_host_list_with_semicolons_is_honoured(fabric_cluster, agent):
@@ -46,7 +54,10 @@ def test_slurm_keeps_the_exclusion_without_the_agent(fabric_cluster, agent):
     c = fabric_cluster
     busy = _busy(c)
     jid = c.sbatch("-N2", "--gres=gpu:8", COMMENT, wrap="sleep 300")  # the agent is not running
-    time.sleep(FALLBACK_S + 3)  # any deferral has run out: Slurm's own scheduler has the job
+    # any deferral has run out (its EligibleTime, at most FALLBACK_S after the submission, has passed):
+    # Slurm's own scheduler has the job. Before: a fixed FALLBACK_S + 3 s.
+    _until(lambda: _eligible_since(c.job(jid)) >= 1, "the job's deferral did not run out", agent,
+           timeout=FALLBACK_S + 10)
     info = c.job(jid)
     assert info["JobState"] == "PENDING" and set(expand(info["ExcNodeList"])) == EXCLUDED, info
     c.run(["scancel", str(busy)])

@@ -31,23 +31,25 @@ from fabric_hpc.testing import _accounting, parse_key_values
 from tests.slurm.test_lifecycle import _cluster_processes
 
 DATA = Path(__file__).parent / "data"
-# 10 s suffice: alpha's 80 GPU-seconds are one whole GPU-minute (22.05 prints whole minutes, truncated), so
-# every tier shows alpha >= 60 > beta; 20 s only made the minutes 2
-RUN_S = 10
-GPUS = {"alpha": 8, "beta": 1}
+# 5 s suffice: alpha's 15 GPUs (8 on one host, 7 on the other) for 5 s are 75 GPU-seconds, one whole
+# GPU-minute (22.05 prints whole minutes, truncated; a job of `sleep 5` has an ElapsedRaw of 5 or more), so
+# every tier shows alpha >= 60 > beta. Before: alpha's 8 GPUs for 10 s (80 GPU-seconds), 5 s longer per tier.
+RUN_S = 5
+JOBS = (("alpha", 8), ("alpha", 7), ("beta", 1))  # (account, GPUs on one host): 16 GPUs, all busy
 
 
 def run_unequal_jobs(cluster: Any) -> dict[str, float]:
-    """alpha holds 8 GPUs and beta 1 GPU for RUN_S seconds, side by side; returns each account's
+    """alpha holds 15 GPUs and beta 1 GPU for RUN_S seconds, side by side; returns each account's
     GPU-seconds as sacct counts them (allocated GPUs x elapsed)."""
-    ids = {acct: cluster.sbatch("-A", acct, "-N1", f"--gres=gpu:{n}", wrap=f"sleep {RUN_S}")
-           for acct, n in GPUS.items()}
-    for job_id in ids.values():
+    ids = {cluster.sbatch("-A", acct, "-N1", f"--gres=gpu:{n}", wrap=f"sleep {RUN_S}"): n for acct, n in JOBS}
+    for job_id in ids:
         cluster.wait_job(job_id, ["COMPLETED"], timeout=RUN_S + 60)
     out = cluster.run(["sacct", "-a", "-X", "-n", "-P", "-o", "JobID,Account,ElapsedRaw", "-j",
-                       ",".join(map(str, ids.values()))]).stdout
-    elapsed = {line.split("|")[1]: float(line.split("|")[2]) for line in out.splitlines() if line}
-    return {acct: GPUS[acct] * elapsed[acct] for acct in GPUS}
+                       ",".join(map(str, ids))]).stdout
+    used = {acct: 0.0 for acct, _ in JOBS}
+    for job_id, acct, elapsed in (line.split("|") for line in out.splitlines() if line):
+        used[acct] += ids[int(job_id)] * float(elapsed)
+    return used
 
 
 @pytest.fixture(scope="module")
