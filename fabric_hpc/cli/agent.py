@@ -130,8 +130,8 @@ def settings(ctx: click.Context, config_path: str | None, flags: dict[str, Any])
 
 
 #: settings of the fabric policy only, by the flag that sets them (the slurm policy has none of them)
-_FABRIC_ONLY = {"placement": "--placement", "compact_wait_s": "--compact-wait", "preemption": "--no-preemption",
-                "preempt_benefit_ratio": "--preempt-benefit-ratio"}
+_FABRIC_ONLY = {"placement": "--placement", "compact_wait_s": "--compact-wait",
+                "preemption": "--no-preemption", "preempt_benefit_ratio": "--preempt-benefit-ratio"}
 
 
 def _refuse_fabric_only(policy: str, explicit: set[str]) -> None:
@@ -142,8 +142,8 @@ def _refuse_fabric_only(policy: str, explicit: set[str]) -> None:
         return
     for key, flag in _FABRIC_ONLY.items():
         if key in explicit:
-            raise ConfigError(f"{flag} (agent.{key}) applies to --policy fabric only (the slurm policy is EASY "
-                              "backfill without preemption, like a default Slurm): it would be ignored",
+            raise ConfigError(f"{flag} (agent.{key}) applies to --policy fabric only (the slurm policy "
+                              "is EASY backfill without preemption): it would be ignored",
                               hint=f"leave {flag} / agent.{key} out, or run --policy fabric")
 
 

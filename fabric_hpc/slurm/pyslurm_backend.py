@@ -144,7 +144,8 @@ def node_from_pyslurm(n: Any, used: tuple[int, ...] = ()) -> Node:
     strs = (list, tuple)
     return Node(name=name, state=base.lower().rstrip("*~#$@%!^-"), flags=tuple(f.upper() for f in flags),
                 cpus=_field(n, "total_cpus", int, what),
-                cpus_alloc=_field(n, "allocated_cpus", int, what, optional=True) or 0, gpus=gpus, gpu_type=gtype, gpus_used=used,
+                cpus_alloc=_field(n, "allocated_cpus", int, what, optional=True) or 0,
+                gpus=gpus, gpu_type=gtype, gpus_used=used,
                 partitions=tuple(str(p) for p in _field(n, "partitions", strs, what, optional=True) or ()),
                 features=tuple(str(f) for f in _field(n, "active_features", strs, what, optional=True) or ()))
 

@@ -104,7 +104,8 @@ def test_the_task_prolog_reads_no_settings_file_from_the_jobs_environment(tmp_pa
     own = tmp_path / "user.json"
     own.write_text(json.dumps({"topology": "/x", "topo_dir": "/x", "ckpt_root": "/x", "topology": "/y"}))
     script = tmp_path / "task_prolog.py"
-    script.write_text(render_script("task_prolog.py", config=str(tmp_path / "site.json"), python=sys.executable))
+    script.write_text(render_script("task_prolog.py", config=str(tmp_path / "site.json"),
+                                    python=sys.executable))
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "FABRIC_PROLOG_CONFIG": str(own),
            "SLURM_JOB_ID": "7", "SLURMD_NODENAME": "n1", "FABRIC_TASK_PROLOG": "full"}
     out = subprocess.run([sys.executable, str(script)], env=env, text=True, capture_output=True,
@@ -165,7 +166,8 @@ def test_fabric_only_agent_options_are_refused_with_policy_slurm(flag: str, give
     assert f"{flag} (agent." in capsys.readouterr().err
     config = tmp_path / "agent.toml"
     key = {"--placement": "placement = \"greedy\"", "--compact-wait": "compact_wait_s = 30",
-           "--no-preemption": "preemption = false", "--preempt-benefit-ratio": "preempt_benefit_ratio = 5"}[flag]
+           "--no-preemption": "preemption = false",
+           "--preempt-benefit-ratio": "preempt_benefit_ratio = 5"}[flag]
     config.write_text(f"[agent]\ntopology = \"/x.yaml\"\npolicy = \"slurm\"\n{key}\n")
     assert main(["agent", "run", "--config", str(config)]) == 3
     assert "applies to --policy fabric only" in capsys.readouterr().err

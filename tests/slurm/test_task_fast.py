@@ -174,7 +174,7 @@ def test_a_missing_stale_or_untrusted_hints_file_takes_the_full_path(site: dict,
 
 
 def configured(config: Path) -> Path:
-    """The TaskProlog with its CONFIG set to ``config`` (it reads no FABRIC_PROLOG_CONFIG), as an install writes."""
+    """The TaskProlog with its CONFIG set to ``config`` (it reads no FABRIC_PROLOG_CONFIG), as installed."""
     from fabric_hpc.slurm.plugins import render_script
 
     path = config.parent / "task_prolog.py"

@@ -188,7 +188,8 @@ def test_cpu_counts_match_the_cli_backend(client: SlurmClient, slurm_cluster: An
 
     cli = open_client("cli", env=slurm_cluster.env)
     cwd = str(slurm_cluster.work_dir)
-    run = client.submit(contract.SCRIPT.format(s=30), ["-N", "2", "--gres=gpu:1", "--ntasks-per-node=3"], cwd=cwd)
+    run = client.submit(contract.SCRIPT.format(s=30), ["-N", "2", "--gres=gpu:1", "--ntasks-per-node=3"],
+                        cwd=cwd)
     held = client.submit(contract.SCRIPT.format(s=1), ["-N", "1", "--gres=gpu:1", "-c", "5", "-H"], cwd=cwd)
     job = contract._wait(client, run, {"RUNNING"})
     by_cli = {j.job_id: j for j in cli.jobs()}
