@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -178,3 +179,29 @@ def test_policy_slurm_alone_passes_the_fabric_only_check() -> None:
 
     _refuse_fabric_only("slurm", {"policy", "topology", "state_dir"})
     _refuse_fabric_only("fabric", {"placement", "preemption"})
+
+
+def _parted_nodes(parts: dict[str, tuple[str, ...]]) -> list[Node]:
+    return [Node(name=f"n{i}", state="idle", cpus=8, gpus=8, partitions=parts.get(f"n{i}", ("gpu",)))
+            for i in range(1, 17)]
+
+
+def test_a_job_is_placed_only_on_hosts_of_its_partitions() -> None:
+    from fabric_hpc.hostlist import expand
+    from fabric_hpc.slurm.view import build_view
+    from fabric_hpc.topology import build, generators
+
+    fab = build(generators.leaf_spine(16, hosts_per_leaf=4, gpus=8, cpus=8))
+    nodes = _parted_nodes({f"n{i}": ("debug",) for i in range(1, 13)})  # n13-n16 alone in "gpu"
+    job = Job(job_id=1, name="g", state="PENDING", comment="fabric", nodes=2, gpus_per_node=8,
+              partition="gpu", submit_time=1.0)
+    view = build_view(fab, nodes, [job], now=100.0)
+    assert set(expand(view.pending[0].job.request.exclude)) == {f"n{i}" for i in range(1, 13)}
+    both = build_view(fab, nodes, [replace(job, partition="debug,gpu")], now=100.0)
+    assert not both.pending[0].job.request.exclude
+    bare = [Node(name=n.name, state="idle", cpus=8, gpus=8) for n in nodes]
+    unreported = build_view(fab, bare, [job], now=100.0)
+    assert not unreported.pending[0].job.request.exclude  # no node partitions from Slurm: no filter
+    nowhere = build_view(fab, nodes, [replace(job, partition="cpu")], now=100.0)
+    assert not nowhere.pending
+    assert "partition 'cpu', which has no host of the fabric model" in nowhere.invalid[1]
