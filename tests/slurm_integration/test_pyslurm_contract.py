@@ -187,10 +187,8 @@ def test_cpu_counts_match_the_cli_backend(client: SlurmClient, slurm_cluster: An
     from fabric_hpc.slurm import open_client
 
     cli = open_client("cli", env=slurm_cluster.env)
-    cwd = str(slurm_cluster.work_dir)
-    run = client.submit(contract.SCRIPT.format(s=30), ["-N", "2", "--gres=gpu:1", "--ntasks-per-node=3"],
-                        cwd=cwd)
-    held = client.submit(contract.SCRIPT.format(s=1), ["-N", "1", "--gres=gpu:1", "-c", "5", "-H"], cwd=cwd)
+    run = slurm_cluster.sbatch("-N2", "--gres=gpu:1", "--ntasks-per-node=3", wrap="sleep 30")
+    held = slurm_cluster.sbatch("-N1", "--gres=gpu:1", "-c", "5", "-H", wrap="true")
     job = contract._wait(client, run, {"RUNNING"})
     by_cli = {j.job_id: j for j in cli.jobs()}
     by_pyslurm = {j.job_id: j for j in client.jobs()}
