@@ -249,7 +249,8 @@ local function agent_alive()
 end
 
 local function wake_agent()
-  local f = io.open(STATE_DIR .. "/wake", "a")
+  -- one line, rewritten: the agent watches the mtime, and the file stays one line long
+  local f = io.open(STATE_DIR .. "/wake", "w")
   if f ~= nil then f:write(os.time(), "\n"); f:close() end
 end
 

@@ -9,7 +9,9 @@ TaskProlog's hints file (task-hints-<host>.json: fabric_hpc/slurm/task_fast.py),
 TaskProlog gives its exports without loading the fabric model. The TaskProlog, running as the
 job's user, exports that file after checking it (fabric_hpc/slurm/prolog.py). Always exits 0:
 a failing Prolog would drain the node; a problem is written to slurmd's log (stderr) instead.
-The interpreter on the first line must be one that imports fabric_hpc.
+The interpreter on the first line must be one that imports fabric_hpc. The settings file is
+CONFIG, or FABRIC_PROLOG_CONFIG from slurmd's environment (the admin's: a job's environment does
+not reach the Prolog); the TaskProlog reads CONFIG only.
 """
 
 import os

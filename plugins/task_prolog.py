@@ -15,6 +15,11 @@ Fast path: when the root Prolog's hints file for this host checks out and matche
 config and fabric file, the exports come from it (fabric_hpc/slurm/task_fast.py, loaded by its path:
 standard library only, about a tenth of the CPU time), with FABRIC_TASK_PROLOG=fast; otherwise the
 full path loads the fabric model. FABRIC_TASK_PROLOG=full in the job's environment skips the fast path.
+
+The settings file is CONFIG alone: this script runs in the job's environment, which the user
+controls, so it does not read FABRIC_PROLOG_CONFIG (the root Prolog does: its environment is
+slurmd's). A copy for another settings file is written by ``fabric slurm install`` or
+``fabric_hpc.slurm.plugins.render_script``.
 """
 
 import os
@@ -37,7 +42,7 @@ def fast() -> str | None:
         mod_spec = importlib.util.spec_from_file_location("_fabric_task_fast", path)
         module = importlib.util.module_from_spec(mod_spec)
         mod_spec.loader.exec_module(module)
-        exports = module.fast_exports(os.environ.get("FABRIC_PROLOG_CONFIG", CONFIG), os.environ)
+        exports = module.fast_exports(CONFIG, os.environ)
         return None if exports is None else module.export_lines({**exports, "FABRIC_TASK_PROLOG": "fast"})
     except Exception:  # noqa: BLE001 - the full path says what is wrong
         return None
@@ -52,7 +57,7 @@ def main() -> int:
         from fabric_hpc.slurm.prolog import export_lines, load_prolog_config, task_exports
         from fabric_hpc.topology import load_fabric
 
-        cfg = load_prolog_config(os.environ.get("FABRIC_PROLOG_CONFIG", CONFIG))
+        cfg = load_prolog_config(CONFIG)
         notes: list = []
         exports = task_exports(load_fabric(cfg["topology"]), os.environ, topo_dir=cfg["topo_dir"],
                                ckpt_root=cfg["ckpt_root"], user_topo_dir=cfg.get("user_topo_dir"),

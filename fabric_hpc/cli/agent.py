@@ -111,18 +111,40 @@ def settings(ctx: click.Context, config_path: str | None, flags: dict[str, Any])
     from fabric_hpc.validation import parse_model
 
     base: dict[str, Any] = {}
+    explicit: set[str] = set()  # the settings the admin wrote: in the config file or on the command line
     if config_path:
-        base = load_config(config_path)[0].agent.model_dump()
+        section = load_config(config_path)[0].agent
+        base, explicit = section.model_dump(), set(section.model_fields_set)
+    explicit |= {k for k in flags if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
     given = {k: v for k, v in flags.items()
              if not config_path or ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
     for key in _CWD_PATHS:  # a path typed on the command line is the shell's: relative to the cwd
         if isinstance(given.get(key), str) and given[key] and not given[key].startswith("/"):
             given[key] = os.path.abspath(given[key])
     merged = {k: v for k, v in {**base, **given}.items() if v is not None}  # None: the setting's default
+    _refuse_fabric_only(merged.get("policy", "fabric"), explicit)
     if not merged.get("topology"):
         raise ConfigError("fabric agent run needs --topology or --config",
                           hint="fabric agent run --config /etc/fabric-hpc/agent.toml")
     return parse_model(AgentSection, merged, source=config_path or "fabric agent run")
+
+
+#: settings of the fabric policy only, by the flag that sets them (the slurm policy has none of them)
+_FABRIC_ONLY = {"placement": "--placement", "compact_wait_s": "--compact-wait",
+                "preemption": "--no-preemption", "preempt_benefit_ratio": "--preempt-benefit-ratio"}
+
+
+def _refuse_fabric_only(policy: str, explicit: set[str]) -> None:
+    """ConfigError (exit 3) for a fabric-policy setting given with policy slurm (it would be ignored)."""
+    from fabric_hpc.errors import ConfigError
+
+    if policy == "fabric":
+        return
+    for key, flag in _FABRIC_ONLY.items():
+        if key in explicit:
+            raise ConfigError(f"{flag} (agent.{key}) applies to --policy fabric only (the slurm policy "
+                              "is EASY backfill without preemption): it would be ignored",
+                              hint=f"leave {flag} / agent.{key} out, or run --policy fabric")
 
 
 def _client(section: Any) -> Any:

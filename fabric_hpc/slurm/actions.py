@@ -4,7 +4,8 @@ Order within a cycle (:meth:`Actions.apply`): clear the pins of jobs held since 
 hold``) or waiting on a dependency since, requeue the spot victims (and clear their old pins), pin
 the started jobs, then hand over to Slurm the jobs fabric cannot place, but only in a cycle that
 pinned nothing (a handed-over job is eligible at once, so Slurm could give it the hosts just
-pinned); postponed hand-overs happen in the next cycle without pins, or when their deferral ends.
+pinned); postponed hand-overs happen in the next cycle without pins, or when their deferral ends;
+last, renew the deferrals of the jobs still waiting (each job's renewal independent of the others').
 
 A refused action (``SlurmError``) becomes an ``agent.failed`` record (audit log and event stream)
 naming the action, the job and Slurm's message; the other actions of the cycle still run. A job
@@ -28,6 +29,8 @@ from fabric_hpc.slurm.contract import SlurmClient, SlurmError
 
 #: Failed pins (or stale ones) in a row after which a job is handed to Slurm.
 MAX_PIN_FAILURES = 3
+#: Deferrals renewed per ``defer_many`` call (the cli backend's ``scontrol update JobId=a,b,c``).
+RENEW_BATCH = 200
 #: Slurm's answers when the caller may not modify a job (22.05 to 25.11).
 DENIED = ("invalid user id", "access denied", "access/permission denied", "permission denied")
 PRIVILEGE_HINT = ("run the agent as SlurmUser or root, or make its user a Slurm operator "
@@ -86,9 +89,22 @@ class Actions:
                 if self._do("handoff", job_id, self.client.update, job_id, ReqNodeList="", StartTime="now"):
                     self.to_hand.pop(job_id, None)
                     self.note("handoff", job=job_id, reason=why)
-        waiting = [j for j in deferred if j not in handoffs]
-        if waiting:
-            self._do("defer", None, self.client.defer_many, waiting, fallback_s)
+        self.renew([j for j in deferred if j not in handoffs], fallback_s)
+
+    def renew(self, jobs: list[int], fallback_s: int) -> None:
+        """Renew the deferrals of waiting jobs, :data:`RENEW_BATCH` per ``defer_many``. A batch Slurm
+        refuses (one job refused, or ended meanwhile) is retried job by job: the others are renewed, and
+        each refusal is an ``agent.failed`` record of its own job."""
+        for i in range(0, len(jobs), RENEW_BATCH):
+            batch = jobs[i:i + RENEW_BATCH]
+            if len(batch) > 1:
+                try:
+                    self.client.defer_many(batch, fallback_s)
+                    continue
+                except (SlurmError, NotFoundError):  # retried one by one below
+                    pass
+            for job_id in batch:
+                self._do("defer", job_id, self.client.defer, job_id, fallback_s)
 
     def hand_over(self, job_id: int, why: str) -> None:
         """Give a job to Slurm (at the next cycle without pins) and stop placing it."""

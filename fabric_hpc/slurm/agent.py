@@ -1,6 +1,7 @@
 """The placement agent: ``fabric agent run``.
 
-Each cycle (every ``interval_s``, or at once when the job_submit plugin touches ``<state_dir>/wake``):
+Each cycle (every ``interval_s``, or at once when the job_submit plugin rewrites ``<state_dir>/wake``,
+one line: the agent watches its modification time):
 
 1. read nodes and jobs from Slurm (two calls) and build the view (:mod:`fabric_hpc.slurm.view`:
    tiers from QOS/partition by ``tier_map``, running jobs' last checkpoints under ``ckpt_root``);
@@ -8,13 +9,15 @@ Each cycle (every ``interval_s``, or at once when the job_submit plugin touches 
    (:mod:`fabric_hpc.slurm.usage`, ``<state_dir>/usage.json``); take the usage from Slurm's accounting
    (``sshare``) or that ledger (``usage_source``, :mod:`fabric_hpc.slurm.usage_source`), then run the
    scheduler policy (:func:`fabric_hpc.scheduler.fabric_policy`: the simulator's code) with it;
-3. write every decision of the cycle to the append-only audit log (one write, one fsync) *before*
-   acting: the hand-overs to Slurm, the requeues, the starts and the waiting reasons; then hand
-   over the jobs fabric cannot place (``StartTime=now``), requeue the spot victims, and pin each
-   started job to exactly its hosts (``ReqNodeList`` with ``-N`` names, ``StartTime=now``: one
-   ``scontrol update``); a start with a wrong host count fails the cycle before anything is
-   written or sent;
-4. renew the deferral of jobs still waiting (``StartTime=now+fallback``) and write the heartbeat.
+3. write every decision of the cycle to the audit log (one write, one fsync; rotated at 64 MiB)
+   *before* acting: the requeues, the starts and the waiting reasons; then (:meth:`Actions.apply`)
+   clear the pins of jobs held or given a dependency since, requeue the spot victims (clearing
+   their pins), pin each started job to exactly its hosts (``ReqNodeList`` with ``-N`` names,
+   ``StartTime=now``: one ``scontrol update``), and hand over the jobs fabric cannot place
+   (``ReqNodeList= StartTime=now``) only in a cycle that pinned nothing; a start with a wrong host
+   count fails the cycle before anything is written or sent;
+4. renew the deferral of jobs still waiting (``StartTime=now+fallback``; each job's renewal
+   independent of the others') and write the heartbeat.
 
 Nothing the agent needs survives only in its memory: a restarted agent rebuilds everything from
 Slurm and its usage file, and a job it pinned before dying is seen as pinned (never placed twice). A dead agent stops

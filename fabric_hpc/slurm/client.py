@@ -26,7 +26,8 @@ def check_slurm_conf(conf: str | None, reader: str) -> None:
 
 
 def check_rest_url(url: str) -> None:
-    """``unix:/path`` or ``http(s)://host[:port]``, with a port in 1..65535."""
+    """``unix:/path`` or ``http://host[:port]``, with a port in 1..65535 (``https`` is refused: the
+    rest backend has no TLS client)."""
     from urllib.parse import urlsplit
 
     hint = "--rest-url unix:/run/slurmrestd.sock or http://127.0.0.1:6820"
@@ -39,8 +40,12 @@ def check_rest_url(url: str) -> None:
         port = parts.port
     except ValueError as exc:
         raise ConfigError(f"--rest-url {url!r}: {exc}", hint=hint) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"--rest-url {url!r} is not an http(s) URL or unix: socket", hint=hint)
+    if parts.scheme == "https":  # the rest backend speaks plain HTTP (or a unix socket) only
+        raise ConfigError(f"--rest-url {url!r}: https is not supported by the rest backend (slurmrestd "
+                          "itself serves no TLS); use its unix socket or plain http on a trusted network",
+                          hint=hint)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigError(f"--rest-url {url!r} is not an http URL or unix: socket", hint=hint)
     if port == 0:
         raise ConfigError(f"--rest-url {url!r}: port 0 is not a port", hint=hint)
 

@@ -41,7 +41,8 @@ class AgentSection(AgentConfig):
     topology: str = Field(description="Fabric model the agent places on: a YAML file or a generator reference "
                                       "(superpod:sus=4). `fabric slurm install` copies it to <config_dir>/topology.yaml.")
     state_dir: str = Field(default=DEFAULT_STATE_DIR, description="Lock, heartbeat, wake file, status.json and "
-                           "decisions.jsonl. job_submit.lua reads the heartbeat here and touches the wake file.")
+                           "decisions.jsonl. job_submit.lua reads the heartbeat here and rewrites the "
+                           "one-line wake file.")
     backend: Literal["cli", "rest", "pyslurm"] = Field(default="cli", description="How the agent talks to Slurm.")
     rest_url: str | None = Field(default=None, description="slurmrestd address for backend = rest.")
     slurm_conf: str | None = Field(default=None, description="SLURM_CONF for the agent (default: Slurm's own).")

@@ -84,7 +84,7 @@ def load_prolog_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON settings shared by the Prolog and the TaskProlog: ``topology``, ``topo_dir``,
     ``ckpt_root`` (required) and ``user_topo_dir`` (optional, ``{uid}`` is replaced). Read through the
     input boundary (:mod:`fabric_hpc.inputs`): a regular UTF-8 file of at most 1 MiB (a FIFO or device,
-    which ``FABRIC_PROLOG_CONFIG`` may name, is refused before it is read), strict JSON."""
+    which the Prolog's ``FABRIC_PROLOG_CONFIG`` may name, is refused before it is read), strict JSON."""
     from fabric_hpc.inputs import load_json, read_bytes
 
     cfg = load_json(read_bytes(path, what="prolog config", limit=MAX_CONFIG_BYTES), os.fspath(path))

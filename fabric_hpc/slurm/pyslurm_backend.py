@@ -143,7 +143,9 @@ def node_from_pyslurm(n: Any, used: tuple[int, ...] = ()) -> Node:
     gpus, gtype = _gpus(_field(n, "configured_gres", dict, what), "configured_gres", what)
     strs = (list, tuple)
     return Node(name=name, state=base.lower().rstrip("*~#$@%!^-"), flags=tuple(f.upper() for f in flags),
-                cpus=_field(n, "total_cpus", int, what), gpus=gpus, gpu_type=gtype, gpus_used=used,
+                cpus=_field(n, "total_cpus", int, what),
+                cpus_alloc=_field(n, "allocated_cpus", int, what, optional=True) or 0,
+                gpus=gpus, gpu_type=gtype, gpus_used=used,
                 partitions=tuple(str(p) for p in _field(n, "partitions", strs, what, optional=True) or ()),
                 features=tuple(str(f) for f in _field(n, "active_features", strs, what, optional=True) or ()))
 
@@ -173,6 +175,7 @@ def job_from_pyslurm(j: Any) -> Job:
                account=_field(j, "account", str, what, optional=True) or "",
                qos=_field(j, "qos", str, what, optional=True) or "",
                nodes=_field(j, "num_nodes", int, what, optional=True) or 1, gpus_per_node=per_node, gpu_type=gtype,
+               cpus=_field(j, "cpus", int, what, optional=True) or 0,
                node_list=node_list, req_nodes=hosts(_field(j, "required_nodes", str, what, optional=True)),
                gpus=gpus, submit_time=float(_field(j, "submit_time", int, what, optional=True) or 0),
                begin_time=float(begin) if begin else None, start_time=float(start) if start else None,

@@ -18,7 +18,9 @@ included, as Slurm compares GRES types (gres.c: ``gres_build_id``). Other hosts 
 when no host of the fabric model has that type, the job is handed to Slurm with the reason.
 
 Hosts of the fabric model that Slurm does not list are down (never placed on). A pending job is
-placed only on hosts with enough free CPUs for its share (its CPUs over its nodes, as Slurm says).
+placed only on hosts with enough free CPUs for its share (its CPUs over its nodes, as Slurm says), and,
+when Slurm reports the job's partition(s) and the nodes' partitions, only on hosts of one of its
+partitions (none there: handed to Slurm with the reason).
 A job Slurm will not start on any hosts (:attr:`~fabric_hpc.slurm.contract.Job.blocked`): held
 (``sbatch -H``, ``scontrol hold``) or waiting on a dependency (``sbatch --dependency``, reason
 ``Dependency`` or ``DependencyNeverSatisfied``), is not placed and holds no GPUs, even when pinned: it is
@@ -218,7 +220,8 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
     pending = [j for j in pending if not j.blocked]
     free_cpus = {n.name: n.cpus - n.cpus_alloc for n in nodes if n.name in known and n.cpus}
     gpu_types = {n.name: n.gpu_type for n in nodes if n.name in known}
-    _pending(fab, view, pending, now, inputs, releasing, pins, Hosts(free_cpus, gpu_types))
+    partitions = {n.name: n.partitions for n in nodes if n.name in known}
+    _pending(fab, view, pending, now, inputs, releasing, pins, Hosts(free_cpus, gpu_types, partitions))
     return view
 
 
@@ -229,6 +232,23 @@ class Hosts:
     free_cpus: dict[str, int]
     #: Slurm's GRES type(s) of each host's GPUs (None: untyped; several: ``a100,h100``).
     gpu_types: dict[str, str | None]
+    #: The partitions Slurm lists each host in.
+    partitions: dict[str, tuple[str, ...]]
+
+
+def outside_partition(job: Job, partitions: Mapping[str, tuple[str, ...]]) -> set[str]:
+    """The hosts in none of the job's partitions (Slurm never starts it there); none when Slurm reports
+    no partition of the job or of any host. ConfigError when that leaves no host of the fabric model."""
+    want = {p for p in job.partition.split(",") if p}
+    if not want or not any(partitions.values()):
+        return set()
+    outside = {h for h, parts in partitions.items() if not want & set(parts)}
+    if len(outside) < len(partitions):
+        return outside
+    raise ConfigError(f"is in partition {job.partition!r}, which has no host of the fabric model; handed to "
+                      "Slurm, which places it in its partition",
+                      hint="the fabric model's hosts must be nodes of the partitions fabric jobs are "
+                           "submitted to (slurm.conf PartitionName=... Nodes=...)")
 
 
 def wrong_gpu_type(job: Job, gpu_types: Mapping[str, str | None]) -> set[str]:
@@ -281,7 +301,7 @@ def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: In
             if never is not None:
                 raise ConfigError(f"job {job.job_id}: {never.message}", hint=never.hint)
             avoid = {*pins.avoid.get(job.job_id, ()), *view.stale.get(job.job_id, ()),
-                     *wrong_gpu_type(job, hosts.gpu_types)}
+                     *wrong_gpu_type(job, hosts.gpu_types), *outside_partition(job, hosts.partitions)}
             request = _avoiding(request, job, avoid, hosts.free_cpus)
         except ConfigError as exc:
             if job.begin_time is None or job.begin_time > now:  # not yet handed to Slurm
@@ -317,7 +337,7 @@ def _pin_gpus(fab: Fabric, state: ClusterState, job: Job, releasing: set[str]) -
 
 def _avoiding(request: Request, job: Job, avoid: Collection[str], free_cpus: dict[str, int]) -> Request:
     """The request with the hosts it must not get added to its ``exclude``: those of its stale pins, of
-    another GPU type, and those without its share of CPUs free."""
+    another GPU type, outside its partitions, and those without its share of CPUs free."""
     need = math.ceil(job.cpus / max(job.nodes, 1)) if job.cpus else 0
     lacking = {h for h, free in free_cpus.items() if free < need}
     given = set(expand(request.exclude)) if request.exclude else set()

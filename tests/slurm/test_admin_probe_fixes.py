@@ -280,7 +280,7 @@ def test_uninstall_checks_every_listed_path_first(tmp_path: Path, capsys: pytest
     assert _tree(tmp_path) == before
 
 
-# -- 7: FABRIC_PROLOG_CONFIG is read through the input boundary ------------------------------------
+# -- 7: the prologs' settings file is read through the input boundary ------------------------------------
 @pytest.mark.parametrize("plugin, kind", [*(("task_prolog.py", k) for k in ("fifo", "/dev/zero", "big",
                                                                            "dup")), ("prolog.py", "fifo")])
 def test_the_prologs_refuse_a_config_that_is_no_small_regular_json_file(plugin: str, kind: str,
@@ -301,8 +301,13 @@ def test_the_prologs_refuse_a_config_that_is_no_small_regular_json_file(plugin: 
     config = "/dev/zero" if kind == "/dev/zero" else str(path)
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(repo), "FABRIC_PROLOG_CONFIG": config,
            "SLURM_JOB_ID": "7", "SLURMD_NODENAME": "n1", "SLURM_JOB_USER": "root", "SLURM_JOB_UID": "0"}
-    proc = subprocess.run([sys.executable, str(repo / "plugins" / plugin)], env=env, text=True,
-                          capture_output=True, timeout=60)
+    script = repo / "plugins" / plugin
+    if plugin == "task_prolog.py":  # it reads only its CONFIG line (a job's environment is the user's)
+        from fabric_hpc.slurm.plugins import render_script
+
+        script = tmp_path / plugin
+        script.write_text(render_script(plugin, config=config, python=sys.executable))
+    proc = subprocess.run([sys.executable, str(script)], env=env, text=True, capture_output=True, timeout=60)
     said = proc.stdout + proc.stderr
     expected = {"fifo": "is a FIFO, not a regular file", "big": "more than the limit of 1,048,576",
                 "/dev/zero": "is a character device, not a regular file",

@@ -97,9 +97,21 @@ def write_cfg(site: dict, **changes: str) -> None:
     path.chmod(0o644)
 
 
+def configured_task_prolog(config: Path) -> Path:
+    """plugins/task_prolog.py with its CONFIG set to ``config``, next to it (mode 0755)."""
+    from fabric_hpc.slurm.plugins import render_script
+
+    path = config.parent / "task_prolog.py"
+    path.write_text(render_script("task_prolog.py", config=str(config), python=sys.executable))
+    path.chmod(0o755)
+    return path
+
+
 def task_prolog(site: dict, user: pwd.struct_passwd | None, **env: str | bytes) -> dict:
     """Run plugins/task_prolog.py as ``user`` (root when None); its exports and notes."""
-    argv = [sys.executable, str(REPO / "plugins" / ("task_prolog.py" if user else "prolog.py"))]
+    argv = [sys.executable, str(REPO / "plugins" / "prolog.py")]
+    if user is not None:  # the TaskProlog reads only its CONFIG line: a configured copy, as an install writes
+        argv = [sys.executable, str(configured_task_prolog(site["base"] / "prolog.json"))]
     if user is not None:
         argv = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups", *argv]
     full = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "FABRIC_PROLOG_CONFIG": str(site["base"] /

@@ -173,13 +173,23 @@ def test_a_missing_stale_or_untrusted_hints_file_takes_the_full_path(site: dict,
         assert task_fast.fast_exports(site["config"], env) == _full(site, env)[0]
 
 
+def configured(config: Path) -> Path:
+    """The TaskProlog with its CONFIG set to ``config`` (it reads no FABRIC_PROLOG_CONFIG), as installed."""
+    from fabric_hpc.slurm.plugins import render_script
+
+    path = config.parent / "task_prolog.py"
+    path.write_text(render_script(PLUGIN.name, config=str(config), python=sys.executable))
+    path.chmod(0o755)
+    return path
+
+
 def _plugin(site: dict, wrap: list[str] | None = None, **env: str) -> tuple[str, float]:
     """plugins/task_prolog.py's output and the CPU seconds (user + system) it took (``wrap``: e.g.
     setpriv, to run it as a user)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    full = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "FABRIC_PROLOG_CONFIG": str(site["config"]),
-            **env}
-    proc = subprocess.run([*(wrap or []), sys.executable, str(PLUGIN)], capture_output=True, text=True,
+    full = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), **env}
+    plugin = str(configured(site["config"]))
+    proc = subprocess.run([*(wrap or []), sys.executable, plugin], capture_output=True, text=True,
                           check=True, timeout=120, cwd=site["base"], env=full)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return proc.stdout, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -201,8 +211,9 @@ def test_the_fast_path_imports_only_the_standard_library(site: dict) -> None:
             "print(out is not None, sorted(m for m in sys.modules if m.split('.')[0] in "
             "('fabric_hpc', 'networkx', 'numpy', 'yaml', 'pydantic', 'xml')))")
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "SLURMD_NODENAME": site["hosts"][0],
-           "FABRIC_PROLOG_CONFIG": str(site["config"]), "CUDA_VISIBLE_DEVICES": "0"}
-    proc = subprocess.run([sys.executable, "-c", code, str(PLUGIN)], capture_output=True, text=True,
+           "CUDA_VISIBLE_DEVICES": "0"}
+    plugin = str(configured(site["config"]))
+    proc = subprocess.run([sys.executable, "-c", code, plugin], capture_output=True, text=True,
                           check=True, env=env)
     assert proc.stdout.strip() == "True []", proc
 

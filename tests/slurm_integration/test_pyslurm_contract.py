@@ -179,3 +179,21 @@ def test_agent_on_pyslurm_outlives_a_controller_outage(slurm_cluster: Any, slurm
     finally:
         assert agent.stop() == 0
         slurm_cluster.run(["scancel", "--user", str(os.getuid())], check=False)
+
+
+def test_cpu_counts_match_the_cli_backend(client: SlurmClient, slurm_cluster: Any) -> None:
+    """The agent's "host has the job's CPU share free" filter reads Job.cpus and Node.cpus_alloc: pyslurm
+    fills them as the cli backend does (running and pending job, allocated CPUs per node)."""
+    from fabric_hpc.slurm import open_client
+
+    cli = open_client("cli", env=slurm_cluster.env)
+    run = slurm_cluster.sbatch("-N2", "--gres=gpu:1", "--ntasks-per-node=3", wrap="sleep 30")
+    held = slurm_cluster.sbatch("-N1", "--gres=gpu:1", "-c", "5", "-H", wrap="true")
+    job = contract._wait(client, run, {"RUNNING"})
+    by_cli = {j.job_id: j for j in cli.jobs()}
+    by_pyslurm = {j.job_id: j for j in client.jobs()}
+    assert by_pyslurm[run].cpus == by_cli[run].cpus >= 6
+    assert by_pyslurm[held].cpus == by_cli[held].cpus == 5
+    alloc = {n.name: n.cpus_alloc for n in client.nodes()}
+    assert alloc == {n.name: n.cpus_alloc for n in cli.nodes()}
+    assert all(alloc[h] >= 3 for h in job.node_list) and sum(alloc.values()) == by_cli[run].cpus
