@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from fabric_hpc.checkpoint import fsio, store
+from fabric_hpc.checkpoint import fsio, store, values
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
 from fabric_hpc.checkpoint.format import (
     FP8_DTYPES, MANIFEST, Manifest, TensorEntry, array_metadata, chunk_key, flatten, parse_manifest,
@@ -109,7 +109,19 @@ def _restore_once(path: Path | str, step: int | None, names: list[str] | None, p
                 out[name] = value
     emit("checkpoint.restored", path=str(ckpt.path), step=ckpt.step, tensors=len(out),
          rank=parts.rank, world_size=parts.world_size)
-    return unflatten({n: out[n] for n in sorted(out)})
+    out.update(values.selected(ckpt.manifest.values, lambda n: _wanted_value(n, names, targets)))
+    tree = unflatten({n: out[n] for n in sorted(out)})
+    if ckpt.manifest.values is not None:
+        values.restore_int_keys(tree, ckpt.manifest.values.int_keys)
+    return tree
+
+
+def _wanted_value(name: str, names: list[str] | None, targets: Mapping[str, Any]) -> bool:
+    """Non-tensor leaves come back with a whole restore, or when ``names`` selects them (a restore
+    into targets only returns what it filled)."""
+    if names is None:
+        return not targets
+    return any(name == w or name.startswith(w.rstrip("/") + "/") for w in names)
 
 
 def entry_nbytes(ckpt: Checkpoint, name: str) -> int:
@@ -127,7 +139,7 @@ def _select(ckpt: Checkpoint, names: list[str] | None, targets: Mapping[str, Any
     chosen = []
     for want in names:
         hit = [n for n in ckpt.names if n == want or n.startswith(want.rstrip("/") + "/")]
-        if not hit:
+        if not hit and not values.selected(ckpt.manifest.values, lambda n: _wanted_value(n, [want], {})):
             ckpt.entry(want)  # raises with suggestions
         chosen.extend(hit)
     return sorted(set(chosen))
