@@ -261,17 +261,26 @@ def dtype_name(obj: Any) -> str:
     if dt is None:
         raise CheckpointError(f"cannot save a {type(obj).__name__}",
                               hint="checkpoint values must be numpy arrays, torch tensors or nested dicts of them")
-    if isinstance(dt, np.dtype):
-        name = dt.name
-    else:
-        name = str(dt).removeprefix("torch.")
-        name = {"float": "float32", "double": "float64", "half": "float16", "long": "int64",
-                "int": "int32", "short": "int16", "cfloat": "complex64", "cdouble": "complex128"
-                }.get(name, name)
+    name = dtype_str(dt)
     if name not in NATIVE_DTYPES and name not in VIEW_DTYPES:
         raise CheckpointError(f"dtype {name} is not supported",
                               hint=f"supported: {', '.join(NATIVE_DTYPES + tuple(VIEW_DTYPES))}")
     return name
+
+
+def dtype_str(dt: Any) -> Any:
+    """A dtype's name: numpy dtypes and scalar types (np.float32), torch dtypes (torch.bfloat16)
+    and strings; anything else is returned as is (for the caller to refuse)."""
+    if isinstance(dt, str):
+        return dt
+    if isinstance(dt, np.dtype) or (isinstance(dt, type) and issubclass(dt, np.generic)):
+        return np.dtype(dt).name
+    if type(dt).__module__ == "torch" and type(dt).__name__ == "dtype":
+        name = str(dt).removeprefix("torch.")
+        return {"float": "float32", "double": "float64", "half": "float16", "long": "int64",
+                "int": "int32", "short": "int16", "cfloat": "complex64", "cdouble": "complex128"
+                }.get(name, name)
+    return dt
 
 
 def stored_dtype(logical: str) -> np.dtype:

@@ -23,10 +23,11 @@ import numpy as np
 
 from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.contracts import Communicator, SingleProcess
-from fabric_hpc.checkpoint.errors import CheckpointError
+from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointIOError
 from fabric_hpc.checkpoint.format import (
     FORMAT_NAME, MANIFEST, ChunkEntry, Manifest, SplitInfo, TensorEntry, ValueLeaves,
     array_metadata, chunk_key, dumps, manifest_document, flatten, grid_shape, group_metadata, required_version,
+    str_key,
     tensor_group_clashes,
 )
 from fabric_hpc.checkpoint.tensors import Shard, host_view
@@ -150,7 +151,15 @@ def write_pieces(tmp: Path, pieces: list[_Piece], threads: int,
 
     def one(piece: _Piece) -> tuple[str, dict]:
         path = tmp / piece.name / chunk_key(piece.index)
-        nbytes, crc = fsio.write_file(path, piece.data, pad=piece.pad, fsync=False)
+        try:
+            nbytes, crc = fsio.write_file(path, piece.data, pad=piece.pad, fsync=False)
+        except CheckpointIOError as exc:
+            if isinstance(exc.__cause__, FileExistsError):  # another rank wrote this chunk file
+                raise CheckpointError(f"{piece.name}: two ranks passed the same Shard part (both wrote "
+                                      f"its chunk file {chunk_key(piece.index)})",
+                                      hint="give each rank its own Shard part, e.g. part=comm.Get_rank(), "
+                                           "parts=comm.Get_size()") from None
+            raise
         written.append(path)
         if metas is not None and not any(piece.index):
             written.append(write_array_json(tmp, metas[piece.name]))
@@ -248,6 +257,11 @@ def check_header(step: Any, layout: Any, tags: Any, metadata: Any) -> None:
         raise CheckpointError(f"tags must be a list of strings, got {tags!r}",
                               hint="e.g. tags=['best'] (a single string is not a list of tags)")
     for what, value in (("layout", layout), ("metadata", metadata)):
+        for key in dict(value or {}):
+            if not isinstance(key, str):
+                raise CheckpointError(f"{what} key {key!r} is a {type(key).__name__}; "
+                                      f"{what} keys must be strings",
+                                      hint=f"use {what}={{{str_key(key)!r}: ...}}")
         try:
             json.dumps(dict(value or {}), allow_nan=False)
         except (TypeError, ValueError) as exc:

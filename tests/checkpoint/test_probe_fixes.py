@@ -408,3 +408,108 @@ def test_an_unclosed_async_saver_finishes_its_saves_at_exit(tmp_path: Path, how:
     else:
         assert proc.stderr == ""
 
+
+def test_restore_into_parameters_that_require_grad(tmp_path: Path) -> None:
+    """restore(into={'model': {'weight': lin.weight}}) raised torch's "Can't call numpy() on Tensor
+    that requires grad"; a cast into them raised torch's in-place error on a leaf."""
+    torch = pytest.importorskip("torch")
+    from fabric_hpc.checkpoint import restore
+    src = torch.nn.Linear(3, 2)
+    save(tmp_path / "ck", {"model": src.state_dict(), "w64": src.weight.detach().double()}, step=1)
+    lin = torch.nn.Linear(3, 2)
+    got = restore(tmp_path / "ck", into={"model": {"weight": lin.weight, "bias": lin.bias}})
+    assert got["model"]["weight"] is lin.weight and lin.weight.requires_grad
+    assert torch.equal(lin.weight, src.weight) and torch.equal(lin.bias, src.bias)
+    with torch.no_grad():
+        lin.weight.zero_()
+    restore(tmp_path / "ck", into={"w64": lin.weight})  # float64 stored, cast into a float32 parameter
+    assert torch.equal(lin.weight, src.weight)
+
+
+def test_metadata_and_layout_keys_must_be_strings_and_say_so(tmp_path: Path) -> None:
+    from fabric_hpc.checkpoint.errors import CheckpointError
+    for kw in ({"metadata": {3: "a"}}, {"layout": {("tp",): 2}}):
+        with pytest.raises(CheckpointError) as err:
+            save(tmp_path / "ck", {"w": np.ones(1)}, step=1, **kw)
+        what = next(iter(kw))
+        assert f"{what} key" in err.value.message and "must be strings" in err.value.message
+        assert err.value.hint.startswith(f"use {what}={{'")
+
+
+def test_an_array_like_that_is_not_numpy_or_torch_is_refused_by_key_path(tmp_path: Path) -> None:
+    from fabric_hpc.checkpoint.errors import CheckpointError
+
+    class Fake:
+        dtype = np.dtype("float32")
+    with pytest.raises(CheckpointError) as err:
+        save(tmp_path / "ck", {"model": {"w": Fake()}}, step=1)
+    assert err.value.message == "cannot save 'model/w': it is a Fake" and "np.asarray" in err.value.hint
+
+
+_DUP_PART = """
+import sys, numpy as np
+from mpi4py import MPI
+from fabric_hpc.checkpoint import Shard, save
+from fabric_hpc.errors import FabricError
+comm = MPI.COMM_WORLD
+try:
+    save(sys.argv[1], {"w": Shard(np.ones((2, 3)), (4, 3), dim=0, part=0, parts=2)}, step=1, comm=comm)
+except FabricError as exc:
+    print(f"rank {comm.Get_rank()}: {exc.message} / {exc.hint}")
+"""
+
+
+def test_two_ranks_passing_the_same_part_are_told_so(tmp_path: Path) -> None:
+    """Under mpiexec two ranks with part=0 got "File exists ... retry"."""
+    import subprocess
+    import sys
+    from tests.real import require_real
+    root = Path(__file__).resolve().parents[2]
+    mpiexec = root / ".venv" / "bin" / "mpiexec"
+    require_real("mpi", mpiexec.exists(), f"{mpiexec} missing (pip install '.[mpi]')")
+    proc = subprocess.run([str(mpiexec), "-n", "2", sys.executable, "-c", _DUP_PART, str(tmp_path / "ck")],
+                          cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("w: two ranks passed the same Shard part") == 2, proc.stdout  # on both ranks
+    assert "retry" not in proc.stdout and "part=comm.Get_rank()" in proc.stdout
+
+
+def test_torch_and_numpy_dtypes_are_accepted_where_a_dtype_is(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from fabric_hpc.checkpoint import open_checkpoint, restore
+    save(tmp_path / "ck", {"w": np.arange(4, dtype=np.float32)}, step=1)
+    assert restore(tmp_path / "ck", dtype=torch.bfloat16)["w"].dtype == torch.bfloat16
+    assert restore(tmp_path / "ck", dtype=np.float64)["w"].dtype == np.float64
+    assert restore(tmp_path / "ck", dtype=np.dtype("float16"), as_torch=True)["w"].dtype == torch.float16
+    assert open_checkpoint(tmp_path / "ck").read("w", dtype=torch.float64).dtype == np.float64
+
+
+def test_a_full_disk_names_the_checkpoint_not_its_temporary_directory(big: Path, tmp_path: Path) -> None:
+    (tmp_path / "mnt").mkdir()
+    code, err, _ = _fabric_on_tmpfs(tmp_path / "mnt", "size=256k", "ckpt", "restore", str(big),
+                                    "--to-world-size", "2", "--out", str(tmp_path / "mnt" / "out"))
+    assert code == 5 and "No space left on device" in err, err
+    assert ".tmp-" not in err and f"checkpoint step 1 in {tmp_path}/mnt/out (file w/c." in err, err
+
+
+def test_error_texts_give_python_fixes(tmp_path: Path) -> None:
+    from fabric_hpc.checkpoint import restore
+    from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointNotFoundError
+    torch = pytest.importorskip("torch")
+    save(tmp_path / "ck", {"w": np.ones((2, 2))}, step=1)
+    with pytest.raises(CheckpointError) as err:
+        restore(tmp_path / "ck", rank=1)
+    assert "world_size=comm.Get_size()" in err.value.hint
+    with pytest.raises(CheckpointError) as err:
+        restore(tmp_path / "ck", rank=5, world_size=2)
+    assert "rank must be in 0..1" in err.value.hint
+    with pytest.raises(CheckpointNotFoundError) as nf:
+        restore(tmp_path / "ck" / "step-0000000001", step=2)
+    assert "step=2 in Python" in nf.value.hint
+    with pytest.raises(CheckpointError) as err:
+        restore(tmp_path / "ck", into={"w": torch.empty(2, 2).t()})
+    assert "contiguous" in err.value.message and "CPU tensor" not in err.value.hint
+    with pytest.raises(CheckpointError) as err:
+        save(tmp_path / "ck", {("a", "b"): np.ones(1)}, step=2)
+    assert "is a tuple; keys must be str or int" in err.value.message and "'a/b'" in err.value.hint
