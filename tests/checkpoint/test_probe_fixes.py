@@ -409,6 +409,24 @@ def test_an_unclosed_async_saver_finishes_its_saves_at_exit(tmp_path: Path, how:
         assert proc.stderr == ""
 
 
+def test_a_save_that_cannot_finish_at_exit_is_reported_not_waited_for_forever(tmp_path: Path) -> None:
+    """The root's lock is held by this process, so the unclosed saver's save blocks: the exit
+    hook waits exit_timeout_s, then warns that step 6 is lost."""
+    import fcntl
+    import subprocess
+    import sys
+    import fabric_hpc
+    (tmp_path / "ck").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(Path(fabric_hpc.__file__).parents[1])}
+    with open(tmp_path / "ck" / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.run([sys.executable, "-c", _ASYNC_EXIT, str(tmp_path / "ck"), "0.5", "finish"],
+                              capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0 and "leaving" in proc.stdout, proc.stderr
+    assert "saves of steps [6] did not finish within 0.5s of interpreter exit and are lost" in proc.stderr
+    assert not (tmp_path / "ck" / "step-0000000006").exists()
+
+
 def test_restore_into_parameters_that_require_grad(tmp_path: Path) -> None:
     """restore(into={'model': {'weight': lin.weight}}) raised torch's "Can't call numpy() on Tensor
     that requires grad"; a cast into them raised torch's in-place error on a leaf."""
