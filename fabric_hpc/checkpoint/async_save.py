@@ -9,11 +9,14 @@ so steady-state saves do not allocate.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import queue
 import threading
 import time
+import warnings
+import weakref
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,9 +27,11 @@ import numpy as np
 
 from fabric_hpc.checkpoint.contracts import Communicator
 from fabric_hpc.checkpoint.errors import CheckpointBusyError, CheckpointError
-from fabric_hpc.checkpoint.format import flatten, unflatten
+from fabric_hpc.checkpoint.format import flatten_keyed
 from fabric_hpc.checkpoint.tensors import HostArray, Shard, check_storable, host_view, is_torch
+from fabric_hpc.checkpoint.values import decode, encode, is_tensor_like
 from fabric_hpc.checkpoint.writer import SaveResult, save
+from fabric_hpc.events import emit
 
 
 @dataclass
@@ -39,6 +44,7 @@ class SaveHandle:
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _result: SaveResult | None = None
     _error: BaseException | None = None
+    _reported: bool = False  # the error was raised to someone (wait(), close())
 
     def done(self) -> bool:
         return self._done.is_set()
@@ -47,6 +53,7 @@ class SaveHandle:
         if not self._done.wait(timeout):
             raise TimeoutError(f"save of step {self.step} still running after {timeout}s")
         if self._error is not None:
+            self._reported = True
             raise self._error
         assert self._result is not None
         return self._result
@@ -73,11 +80,17 @@ class _Slot:
 
 class AsyncSaver:
     """Background checkpoint writer for one checkpoint root, or for a
-    :class:`~fabric_hpc.checkpoint.tiers.TieredStore` (use as a context manager)."""
+    :class:`~fabric_hpc.checkpoint.tiers.TieredStore` (use as a context manager).
+
+    :meth:`close` (and leaving the ``with`` block) waits for every queued save and raises the
+    first failure nobody has seen through :meth:`SaveHandle.wait`, as a CheckpointError naming
+    the step. A saver never closed finishes its queued saves when the interpreter exits, waiting
+    at most ``exit_timeout_s``; what it cannot finish, or what failed, is reported as a
+    ``checkpoint.async_unfinished`` / ``checkpoint.async_failed`` event and a warning."""
 
     def __init__(self, directory: Path | str | Any, *, comm: Communicator | None = None, slots: int = 1,
                  max_staging_bytes: int | None = None, policy: Literal["wait", "fail"] = "wait",
-                 copy_threads: int = 2, write_threads: int = 4) -> None:
+                 copy_threads: int = 2, write_threads: int = 4, exit_timeout_s: float = 600.0) -> None:
         if slots not in (1, 2) or policy not in ("wait", "fail"):
             raise CheckpointError(f"slots must be 1 or 2 and policy 'wait' or 'fail' (got {slots}, {policy!r})")
         if isinstance(directory, (str, os.PathLike)):
@@ -92,9 +105,13 @@ class AsyncSaver:
         self._queue: queue.Queue[Any] = queue.Queue()
         self._copy_pool = ThreadPoolExecutor(max(1, copy_threads), thread_name_prefix="ckpt-copy")
         self._write_threads = write_threads
+        self._handles: list[SaveHandle] = []
+        self._closed = False
+        self.exit_timeout_s = exit_timeout_s
         self._thread = threading.Thread(target=self._run, name="ckpt-writer", daemon=True)
         self._thread.start()
-        self._closed = False
+        self._exit_hook = functools.partial(_finish_at_exit, weakref.ref(self))
+        _register_exit_hook(self._exit_hook)
 
     def reserve(self, nbytes: int) -> None:
         """Allocate (and fault in) the staging buffers up front."""
@@ -106,8 +123,10 @@ class AsyncSaver:
         if self._closed:
             raise CheckpointError("this AsyncSaver is closed")
         t0 = time.perf_counter()
-        flat = list(flatten(state))
-        views = [(name, value, _source(value, name)) for name, value in flat]
+        flat = list(flatten_keyed(state))
+        views = [(keys, value, _source(value, name)) for name, keys, value in flat if is_tensor_like(value)]
+        # the non-tensor leaves, copied now (as their JSON form, decoded): later edits do not leak in
+        plain = [(keys, decode(encode(value, keys))) for _, keys, value in flat if not is_tensor_like(value)]
         nbytes = sum(_aligned(v[2][0].nbytes) for v in views)
         if self.max_staging_bytes is not None and nbytes > self.max_staging_bytes:
             raise CheckpointError(
@@ -117,11 +136,15 @@ class AsyncSaver:
         try:
             slot.reserve(nbytes)
             staged = self._stage(slot, views)
+            for keys, value in plain:
+                _nest(staged, keys, value)
         except BaseException:
             self._release(slot)
             raise
         handle = SaveHandle(step=step, nbytes=nbytes, stall_seconds=time.perf_counter() - t0)
-        self._queue.put((handle, slot, unflatten(staged), save_kw))
+        self._handles = [h for h in self._handles if not h.done() or (h.error and not h._reported)]
+        self._handles.append(handle)
+        self._queue.put((handle, slot, staged, save_kw))
         return handle
 
     def _acquire(self, step: int) -> _Slot:
@@ -141,16 +164,19 @@ class AsyncSaver:
             slot.busy = False
             self._free.notify_all()
 
-    def _stage(self, slot: _Slot, views: list[tuple[str, Any, tuple[np.ndarray | Any, str]]]) -> dict[str, Any]:
-        staged, jobs, offset = {}, [], 0
-        for name, value, (src, logical) in views:
+    def _stage(self, slot: _Slot,
+               views: list[tuple[tuple, Any, tuple[np.ndarray | Any, str]]]) -> dict[str, Any]:
+        """The staged copy as nested dicts with the state's own keys (int keys stay ints)."""
+        staged: dict[str, Any] = {}
+        jobs, offset = [], 0
+        for keys, value, (src, logical) in views:
             size = src.nbytes
             dst = slot.arena[offset:offset + size].view(_storage_dtype(src)).reshape(src.shape)
             offset += _aligned(size)
             jobs.append(self._copy_pool.submit(_copy, dst, src))
             host = HostArray(dst, logical)
-            staged[name] = Shard(host, value.global_shape, value.dim, value.part, value.parts) \
-                if isinstance(value, Shard) else host
+            _nest(staged, keys, Shard(host, value.global_shape, value.dim, value.part, value.parts)
+                  if isinstance(value, Shard) else host)
         for job in jobs:
             job.result()
         return staged
@@ -176,19 +202,86 @@ class AsyncSaver:
             while any(s.busy for s in self._slots):
                 self._free.wait()
 
-    def close(self) -> None:
+    def close(self, *, raise_errors: bool = True) -> None:
+        """Wait for every queued save, stop the writer, then raise the first failed save whose
+        error no :meth:`SaveHandle.wait` raised (CheckpointError naming the step)."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join()
+            self._copy_pool.shutdown()
+            _unregister_exit_hook(self._exit_hook)
+        failed = self._unreported_failures()
+        if failed and raise_errors:
+            first = failed[0]
+            more = f" (and steps {[h.step for h in failed[1:]]})" if len(failed) > 1 else ""
+            why = getattr(first.error, "message", None) or str(first.error)
+            raise CheckpointError(f"async save of step {first.step} failed: {why}{more}",
+                                  hint=getattr(first.error, "hint", None)
+                                  or "wait() on each save's handle to handle its error") from first.error
+        for h in failed:  # not raised: the with block is already raising its own error
+            emit("checkpoint.async_failed", step=h.step, error=str(h.error))
+
+    def _unreported_failures(self) -> list[SaveHandle]:
+        failed = [h for h in self._handles if h.done() and h.error is not None and not h._reported]
+        for h in failed:
+            h._reported = True
+        return failed
+
+    def _finish_at_exit(self) -> None:
+        """At interpreter exit: finish the queued saves (bounded), report what failed or did not finish."""
         if self._closed:
             return
         self._closed = True
         self._queue.put(None)
-        self._thread.join()
-        self._copy_pool.shutdown()
+        self._thread.join(self.exit_timeout_s)
+        unfinished = [h.step for h in self._handles if not h.done()]
+        if unfinished:
+            emit("checkpoint.async_unfinished", steps=unfinished, timeout_s=self.exit_timeout_s)
+            warnings.warn(f"fabric_hpc AsyncSaver: saves of steps {unfinished} did not finish within "
+                          f"{self.exit_timeout_s}s of interpreter exit and are lost; call close() "
+                          "before exiting",
+                          RuntimeWarning, stacklevel=1)
+        for h in self._unreported_failures():
+            emit("checkpoint.async_failed", step=h.step, error=str(h.error))
+            warnings.warn(f"fabric_hpc AsyncSaver: async save of step {h.step} failed: {h.error}",
+                          RuntimeWarning, stacklevel=1)
 
     def __enter__(self) -> AsyncSaver:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self.close(raise_errors=exc_type is None)
+
+
+def _finish_at_exit(ref: weakref.ref) -> None:
+    saver = ref()
+    if saver is not None:
+        saver._finish_at_exit()
+
+
+def _register_exit_hook(hook: Any) -> None:
+    """Run ``hook`` at interpreter exit before concurrent.futures refuses new work (the writer
+    thread's save uses thread pools): threading's exit hooks run before atexit's, newest first
+    (concurrent.futures registers its own when imported, so ours runs before it)."""
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:
+        atexit.register(hook)
+        return
+    register(hook)
+
+
+def _unregister_exit_hook(hook: Any) -> None:
+    atexit.unregister(hook)
+    hooks = getattr(threading, "_threading_atexits", None)
+    if isinstance(hooks, list):  # threading wraps each hook in a functools.partial
+        hooks[:] = [h for h in hooks if getattr(h, "func", h) is not hook]
+
+
+def _nest(tree: dict, keys: tuple, value: Any) -> None:
+    for k in keys[:-1]:
+        tree = tree.setdefault(k, {})
+    tree[keys[-1]] = value
 
 
 def _aligned(n: int) -> int:

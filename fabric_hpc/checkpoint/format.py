@@ -20,9 +20,12 @@ from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError
 from fabric_hpc.validation import StrictModel
 
 FORMAT_NAME = "fabric-checkpoint"
-FORMAT_VERSION = 2  # the newest version this code reads; writers write the lowest that fits
+FORMAT_VERSION = 3  # the newest version this code reads; writers write the lowest that fits
 MANIFEST = "zarr.json"  # the manifest lives in the root group's attributes
 ATTR = "fabric_checkpoint"
+#: the non-tensor leaves (format version 3) sit in this sibling attribute of the root zarr.json, so
+#: a version-2 reader still parses the manifest and refuses it as NEWER FORMAT
+VALUES_ATTR = "fabric_checkpoint_values"
 _PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
 
 #: Limits a manifest is checked against before anything is allocated for it.
@@ -112,6 +115,23 @@ class TensorEntry(StrictModel):
     chunks: list[ChunkEntry]
 
 
+class ValueLeaves(StrictModel):
+    """The non-tensor leaves of a save (``checkpoint.values`` encoding) and the key paths whose
+    int keys (``optim/state/0``) become ints again on restore (format version 3)."""
+
+    leaves: dict[str, Any] = {}
+    int_keys: list[list[str | int]] = []
+
+    @field_validator("leaves")
+    @classmethod
+    def _decodable(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from fabric_hpc.checkpoint.values import decode
+        for name, doc in v.items():
+            check_name(name)
+            decode(doc)
+        return v
+
+
 class Manifest(StrictModel):
     """The checkpoint's manifest (root ``zarr.json``, attribute ``fabric_checkpoint``). Values no
     writer can produce (format version 0, world size 0, a negative step or size) are refused here,
@@ -127,6 +147,7 @@ class Manifest(StrictModel):
     user_metadata: dict[str, Any] = {}
     nbytes: int
     tensors: dict[str, TensorEntry]
+    values: ValueLeaves | None = None  # on disk: the VALUES_ATTR attribute, not inside ATTR
 
     @field_validator("format_version")
     @classmethod
@@ -174,22 +195,33 @@ def check_name(name: str) -> list[str]:
 
 def flatten(state: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     """Nested dicts -> ("a/b/c", leaf) pairs in sorted, stable order (an int key becomes its
-    string: optimizer states keyed by parameter index restore with "0", "1", ...). A key holding
-    '/' nests like a dict ("a/b" names what {"a": {"b": ...}} does); two entries that end up with
-    the same name are refused, naming both."""
+    string; :func:`flatten_keyed` gives the keys too, so a save can restore them as ints). A key
+    holding '/' nests like a dict ("a/b" names what {"a": {"b": ...}} does); two entries that end
+    up with the same name are refused, naming both. An empty dict is a leaf (a non-tensor value)."""
+    for name, _, value in flatten_keyed(state, prefix):
+        yield name, value
+
+
+def flatten_keyed(state: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, tuple, Any]]:
+    """:func:`flatten` with each leaf's key path: ("optim/state/0/exp_avg", ("optim", "state", 0,
+    "exp_avg"), tensor)."""
     seen: dict[str, tuple] = {}
     for name, keys, value in _walk(state, prefix, ()):
         if name in seen:
             raise CheckpointError(f"state entries {_key_path(seen[name])} and {_key_path(keys)} both flatten to "
                                   f"the tensor name {name!r}",
-                                  hint="rename one: int keys become strings (0 and '0' clash) and a '/' in a "
-                                       "key nests it ('a/b' is the name of {'a': {'b': ...}})")
+                                  hint="rename one: int keys are stored as strings (0 and '0' clash) and "
+                                       "a '/' in a key nests it ('a/b' is the name of {'a': {'b': ...}})")
         seen[name] = keys
-        yield name, value
+        yield name, keys, value
 
 
 def _key_path(keys: tuple) -> str:
     return "".join(f"[{k!r}]" for k in keys)
+
+
+def str_key(key: Any) -> str:
+    return "/".join(map(str, key)) if isinstance(key, tuple) else str(key)
 
 
 def _walk(state: Mapping[str, Any], prefix: str, keys: tuple) -> Iterator[tuple[str, tuple, Any]]:
@@ -198,11 +230,13 @@ def _walk(state: Mapping[str, Any], prefix: str, keys: tuple) -> Iterator[tuple[
                               f"of arrays/tensors, got {type(state).__name__}",
                               hint="e.g. {'model': model.state_dict(), 'optim': {...}}; put a list's items under keys")
     for key in sorted(state, key=str):
-        if not isinstance(key, (str, int)):
-            raise CheckpointError(f"state key {key!r} under {prefix or '<root>'!r} is not a string")
+        if isinstance(key, bool) or not isinstance(key, (str, int)):
+            raise CheckpointError(f"state key {key!r} at state{_key_path(keys)} is a {type(key).__name__}; "
+                                  "keys must be str or int",
+                                  hint=f"use a string key, e.g. {str_key(key)!r}")
         name = f"{prefix}/{key}" if prefix else str(key)
         value = state[key]
-        if isinstance(value, Mapping):
+        if isinstance(value, Mapping) and value:
             yield from _walk(value, name, (*keys, key))
         else:
             check_name(name)
@@ -227,17 +261,26 @@ def dtype_name(obj: Any) -> str:
     if dt is None:
         raise CheckpointError(f"cannot save a {type(obj).__name__}",
                               hint="checkpoint values must be numpy arrays, torch tensors or nested dicts of them")
-    if isinstance(dt, np.dtype):
-        name = dt.name
-    else:
-        name = str(dt).removeprefix("torch.")
-        name = {"float": "float32", "double": "float64", "half": "float16", "long": "int64",
-                "int": "int32", "short": "int16", "cfloat": "complex64", "cdouble": "complex128"
-                }.get(name, name)
+    name = dtype_str(dt)
     if name not in NATIVE_DTYPES and name not in VIEW_DTYPES:
         raise CheckpointError(f"dtype {name} is not supported",
                               hint=f"supported: {', '.join(NATIVE_DTYPES + tuple(VIEW_DTYPES))}")
     return name
+
+
+def dtype_str(dt: Any) -> Any:
+    """A dtype's name: numpy dtypes and scalar types (np.float32), torch dtypes (torch.bfloat16)
+    and strings; anything else is returned as is (for the caller to refuse)."""
+    if isinstance(dt, str):
+        return dt
+    if isinstance(dt, np.dtype) or (isinstance(dt, type) and issubclass(dt, np.generic)):
+        return np.dtype(dt).name
+    if type(dt).__module__ == "torch" and type(dt).__name__ == "dtype":
+        name = str(dt).removeprefix("torch.")
+        return {"float": "float32", "double": "float64", "half": "float16", "long": "int64",
+                "int": "int32", "short": "int16", "cfloat": "complex64", "cdouble": "complex128"
+                }.get(name, name)
+    return dt
 
 
 def stored_dtype(logical: str) -> np.dtype:
@@ -256,8 +299,11 @@ def chunk_key(index: list[int]) -> str:
     return ".".join(["c", *map(str, index)])
 
 
-def required_version(tensors: Mapping[str, TensorEntry]) -> int:
-    """Version 1 unless some tensor is split over several dimensions (then 2)."""
+def required_version(tensors: Mapping[str, TensorEntry], values: ValueLeaves | None = None) -> int:
+    """Version 1 unless some tensor is split over several dimensions (then 2) or the state has
+    non-tensor leaves or int keys (then 3)."""
+    if values is not None:
+        return 3
     return 2 if any(e.split is not None and len(e.split.dims) > 1 for e in tensors.values()) else 1
 
 
@@ -292,7 +338,10 @@ def group_metadata(attributes: dict[str, Any] | None = None) -> dict[str, Any]:
 
 def manifest_document(manifest: Manifest) -> dict[str, Any]:
     """The root group's zarr.json: a plain Zarr v3 group whose attributes hold the manifest."""
-    return group_metadata({ATTR: manifest.model_dump(mode="json")})
+    attrs = {ATTR: manifest.model_dump(mode="json", exclude={"values"})}
+    if manifest.values is not None:
+        attrs[VALUES_ATTR] = manifest.values.model_dump(mode="json")
+    return group_metadata(attrs)
 
 
 def dumps(doc: Any) -> bytes:
@@ -311,8 +360,20 @@ def parse_manifest(raw: bytes, source: str) -> Manifest:
             raise ValueError("nested too deeply") from None
         if not isinstance(doc, dict) or doc.get("node_type") != "group" or ATTR not in doc.get("attributes", {}):
             raise ValueError(f"not a fabric checkpoint (root zarr.json has no {ATTR!r} attribute)")
-        manifest = Manifest.model_validate(doc["attributes"][ATTR])
-    except (ValueError, ValidationError) as exc:
+        attrs = doc["attributes"]
+        version = attrs[ATTR].get("format_version") if isinstance(attrs[ATTR], dict) else None
+        if isinstance(version, int) and version > FORMAT_VERSION:  # before its fields are checked
+            raise CheckpointNewerFormatError(f"{source}: format version {version} is newer than this "
+                                             f"fabric-hpc understands ({FORMAT_VERSION})",
+                                             hint="upgrade fabric-hpc")
+        values = attrs.get(VALUES_ATTR)
+        manifest = Manifest.model_validate({**attrs[ATTR], **({} if values is None else {"values": values})})
+        if (manifest.values is not None) != (manifest.format_version >= 3):
+            has = "with" if manifest.values is not None else "without"
+            raise ValueError(f"format version {manifest.format_version} {has} the {VALUES_ATTR} attribute")
+    except (ValueError, ValidationError, CheckpointError) as exc:
+        if isinstance(exc, CheckpointNewerFormatError):
+            raise
         why = ("; ".join(f"{'.'.join(map(str, e['loc'])) or 'manifest'}: "
                          f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors()[:5])
                if isinstance(exc, ValidationError) else str(exc))  # one line, no pydantic URLs

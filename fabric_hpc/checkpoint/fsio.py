@@ -7,6 +7,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import re
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 from google_crc32c import _crc32c  # C extension: accepts ndarrays, releases the GIL >= 1 MB
 
 from fabric_hpc.atomic import fsync_dir  # noqa: F401  (re-exported: the checkpoint code's fsync of directories)
+from fabric_hpc import atomic
 from fabric_hpc.atomic import remove_stale_siblings, temp_sibling
 from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointIOError
 
@@ -238,9 +240,27 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def described(path: Path | str) -> str:
+    """``path``, or for a file of a save in progress (``ROOT/.tmp-step-N-.../model/w/c.0``) the
+    checkpoint it is for: "checkpoint step N in ROOT (file model/w/c.0)"."""
+    parts = Path(path).parts
+    sibling = re.compile(rf"\.(?P<name>.+)\.{re.escape(atomic._HOST)}-\d+-[0-9a-f]{{8}}\.tmp")
+    for i, part in enumerate(parts):
+        rest = "/".join(parts[i + 1:])
+        if found := re.match(r"\.tmp-step-(\d+)", part):
+            where = f"checkpoint step {int(found.group(1))} in {Path(*parts[:i])}"
+        elif found := sibling.fullmatch(part):  # an export's staging directory (temp_sibling)
+            where = str(Path(*parts[:i], found.group("name")))
+        else:
+            continue
+        return f"{where} (file {rest})" if rest else where
+    return str(path)
+
+
 def _io_error(what: str, path: Path, exc: OSError) -> CheckpointIOError | CheckpointError:
+    where = described(path)
     if exc.errno in (errno.ENOTDIR, errno.EISDIR, errno.ENOENT, errno.ELOOP, errno.ENAMETOOLONG):
-        return CheckpointError(f"cannot {what} {path}: {exc.strerror}",
+        return CheckpointError(f"cannot {what} {where}: {exc.strerror}",
                                hint="check the path: a part of it is missing or is a file")
     hint = {errno.ENOSPC: "free disk space or prune old checkpoints (`fabric ckpt prune`)",
             errno.EDQUOT: "free space within your quota or prune old checkpoints (`fabric ckpt prune`)",
@@ -248,5 +268,5 @@ def _io_error(what: str, path: Path, exc: OSError) -> CheckpointIOError | Checkp
             errno.EPERM: "check the directory's owner and permissions",
             errno.EROFS: "that filesystem is mounted read-only: write to a directory on a writable one",
             errno.EEXIST: "another save uses the same temporary name; retry"}.get(exc.errno or 0)
-    return CheckpointIOError(f"cannot {what} {path}: {exc.strerror}",
+    return CheckpointIOError(f"cannot {what} {where}: {exc.strerror}",
                              hint=hint or "check the filesystem: free space, permissions, mount options")

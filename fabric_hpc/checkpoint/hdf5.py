@@ -119,7 +119,7 @@ def import_h5(h5_path: Path | str, root: Path | str, *, step: int | None = None)
         return save(root, _nest(state), step=manifest.step if step is None else step,
                     layout=manifest.layout, tags=manifest.tags, metadata=manifest.user_metadata,
                     chunk_shapes=chunks, splits=splits, record_world_size=manifest.world_size,
-                    _created_at=manifest.created_at)
+                    _created_at=manifest.created_at, _values=manifest.values)
 
 
 def _read_dataset(f, name: str, entry: TensorEntry, h5_path: Path) -> np.ndarray:

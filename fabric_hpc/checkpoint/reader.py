@@ -15,7 +15,8 @@ import numpy as np
 from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
 from fabric_hpc.checkpoint.format import (
-    MANIFEST, NATIVE_DTYPES, VIEW_DTYPES, Manifest, TensorEntry, chunk_key, parse_manifest, stored_dtype,
+    MANIFEST, NATIVE_DTYPES, VIEW_DTYPES, Manifest, TensorEntry, chunk_key, dtype_str, parse_manifest,
+    stored_dtype,
 )
 from fabric_hpc.inputs import kind_of
 from fabric_hpc.checkpoint.tensors import as_tuple, empty_like_target, is_torch, split_region, target_view
@@ -76,7 +77,7 @@ class Checkpoint:
                                           "list them with `fabric ckpt show`") from None
 
     def read(self, name: str, *, region: Region | None = None, out: Any = None,
-             dtype: str | None = None, as_torch: bool = False) -> Any:
+             dtype: Any = None, as_torch: bool = False) -> Any:
         """Read ``name`` (or the ``region`` of it: ((lo, hi), ...) per dimension) into ``out``
         (a preallocated array/tensor) or a new array; ``dtype`` casts on the way."""
         entry = self.entry(name)
@@ -252,8 +253,10 @@ def _corrupt(entry: TensorEntry, index: Any, why: str) -> CheckpointCorruptError
                                   hint="run `fabric ckpt verify` and restore an older step")
 
 
-def check_dtype(name: Any) -> str:
-    """``name`` if it is a dtype a checkpoint can hold (a CheckpointError listing them otherwise)."""
+def check_dtype(dtype: Any) -> str:
+    """The name of ``dtype`` (a string, a numpy dtype or scalar type, or a torch dtype) if it is
+    one a checkpoint can hold (a CheckpointError listing them otherwise)."""
+    name = dtype_str(dtype)
     if not isinstance(name, str) or (name not in NATIVE_DTYPES and name not in VIEW_DTYPES):
         raise CheckpointError(f"unknown dtype {name!r}", hint=f"dtypes: {', '.join(NATIVE_DTYPES + tuple(VIEW_DTYPES))}")
     return name
@@ -287,7 +290,7 @@ def _cast_into(src: np.ndarray, src_dtype: str, out: Any, out_dtype: str) -> Non
         if src_dtype in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
             t = t.view(getattr(torch, src_dtype)) if src.dtype.itemsize == 1 else \
                 t.view(torch.int16).view(getattr(torch, src_dtype))
-        target = out if is_torch(out) else torch.from_numpy(out)
+        target = out.detach() if is_torch(out) else torch.from_numpy(out)  # a parameter is filled in place
         target.copy_(t.to(target.dtype))
         return
     np.copyto(out, src.astype(out_dtype, copy=False), casting="unsafe")

@@ -67,7 +67,8 @@ def reshard(path: Path | str, out_root: Path | str, world_size: int, *, step: in
                           existing=True)
     with removed_on_failure(out_root):
         return save(out_root, unflatten(state), step=m.step, layout=layout,
-                    tags=m.tags, metadata=m.user_metadata, splits=splits, record_world_size=world_size)
+                    tags=m.tags, metadata=m.user_metadata, splits=splits, record_world_size=world_size,
+                    _values=m.values)
 
 
 def check_out_apart(source: Path | str, out_root: Path | str) -> None:
@@ -131,6 +132,7 @@ def _reshard_difference(dest: Path, state: dict[str, HostArray], splits: dict[st
         m = ck.manifest
         header = [("world size", m.world_size, world_size), ("layout", m.layout, layout),
                   ("tags", m.tags, src.tags), ("metadata", m.user_metadata, src.user_metadata),
+                  ("non-tensor values", m.values, src.values),
                   ("tensors", sorted(m.tensors), sorted(state))]
         for what, got, want in header:
             if got != want:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from fabric_hpc.checkpoint import fsio, store
+from fabric_hpc.checkpoint import fsio, store, values
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
 from fabric_hpc.checkpoint.format import (
     FP8_DTYPES, MANIFEST, Manifest, TensorEntry, array_metadata, chunk_key, flatten, parse_manifest,
@@ -26,7 +26,7 @@ Progress = Callable[[int], None]
 
 def restore(path: Path | str, *, step: int | None = None, names: list[str] | None = None,
             rank: int = 0, world_size: int = 1, mesh: tuple[int, ...] | None = None,
-            into: Mapping[str, Any] | None = None, dtype: str | None = None, as_torch: bool = False,
+            into: Mapping[str, Any] | None = None, dtype: Any = None, as_torch: bool = False,
             threads: int = 4, progress: Progress | None = None) -> dict[str, Any]:
     """Restore a checkpoint as nested dicts.
 
@@ -43,7 +43,8 @@ def restore(path: Path | str, *, step: int | None = None, names: list[str] | Non
     if into is not None and not isinstance(into, Mapping):
         raise CheckpointError(f"into must be nested dicts of arrays/tensors, got {type(into).__name__}",
                               hint="e.g. into={'model': {'w': np.empty(...)}} (the names the checkpoint holds)")
-    if dtype is not None and dtype_kind(check_dtype(dtype)) != "f":
+    dtype = check_dtype(dtype) if dtype is not None else None  # "bfloat16", torch.bfloat16, np.float32
+    if dtype is not None and dtype_kind(dtype) != "f":
         raise CheckpointError(f"restore's dtype casts floating tensors only, got {dtype}",
                               hint="give a floating dtype (e.g. float32, bfloat16); integer and bool tensors "
                                    "are restored as stored")
@@ -69,7 +70,11 @@ class _Parts:
 
     def __init__(self, rank: int, world_size: int, mesh: tuple[int, ...] | None) -> None:
         if not 0 <= rank < world_size:
-            raise CheckpointError(f"rank {rank} is outside world size {world_size}")
+            raise CheckpointError(f"rank {rank} is outside world size {world_size}",
+                                  hint="pass the restoring job's world size with the rank: restore(path, "
+                                       "rank=comm.Get_rank(), world_size=comm.Get_size())" if world_size == 1
+                                  else f"rank must be in 0..{world_size - 1}: pass each rank's own "
+                                       "comm.Get_rank() and the restoring job's comm.Get_size()")
         check_mesh(mesh, world_size)
         self.rank, self.world_size, self.mesh = rank, world_size, mesh
         self.coords = tuple(int(c) for c in np.unravel_index(rank, mesh)) if mesh else None
@@ -109,7 +114,19 @@ def _restore_once(path: Path | str, step: int | None, names: list[str] | None, p
                 out[name] = value
     emit("checkpoint.restored", path=str(ckpt.path), step=ckpt.step, tensors=len(out),
          rank=parts.rank, world_size=parts.world_size)
-    return unflatten({n: out[n] for n in sorted(out)})
+    out.update(values.selected(ckpt.manifest.values, lambda n: _wanted_value(n, names, targets)))
+    tree = unflatten({n: out[n] for n in sorted(out)})
+    if ckpt.manifest.values is not None:
+        values.restore_int_keys(tree, ckpt.manifest.values.int_keys)
+    return tree
+
+
+def _wanted_value(name: str, names: list[str] | None, targets: Mapping[str, Any]) -> bool:
+    """Non-tensor leaves come back with a whole restore, or when ``names`` selects them (a restore
+    into targets only returns what it filled)."""
+    if names is None:
+        return not targets
+    return any(name == w or name.startswith(w.rstrip("/") + "/") for w in names)
 
 
 def entry_nbytes(ckpt: Checkpoint, name: str) -> int:
@@ -127,7 +144,7 @@ def _select(ckpt: Checkpoint, names: list[str] | None, targets: Mapping[str, Any
     chosen = []
     for want in names:
         hit = [n for n in ckpt.names if n == want or n.startswith(want.rstrip("/") + "/")]
-        if not hit:
+        if not hit and not values.selected(ckpt.manifest.values, lambda n: _wanted_value(n, [want], {})):
             ckpt.entry(want)  # raises with suggestions
         chosen.extend(hit)
     return sorted(set(chosen))

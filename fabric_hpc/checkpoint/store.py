@@ -79,7 +79,8 @@ def resolve(path: Path | str, step: int | None = None) -> CheckpointRef:
             return CheckpointRef(path, step)
         raise CheckpointNotFoundError(f"{path} is the checkpoint of step {int(m.group(1))}, not a root of "
                                       f"checkpoints: it has no step {step}",
-                                      hint=f"give its root {path.parent} with --step, or {path} without --step")
+                                      hint=f"give its root {path.parent} with --step {step} (step={step} in "
+                                           f"Python), or {path} without a step")
     if (path / MANIFEST).is_file() and step is None:
         m = _STEP_DIR.match(path.name)
         if not m and (inside := next((d for d in path.parents if _STEP_DIR.match(d.name)
@@ -120,7 +121,8 @@ def _refuse_damaged_latest(root: Path, latest: str | None, steps: list[int]) -> 
         problem = f"{LATEST}: {LATEST_DAMAGED}"
         raise CheckpointCorruptError(
             f"{root}: {problem}; not falling back silently",
-            hint=f"give --step explicitly (steps: {steps}), or rewrite it (e.g. `echo step-NNNNNNNNNN > "
+            hint=f"give --step explicitly (step=N in Python; steps: {steps}), or rewrite it "
+                 f"(e.g. `echo step-NNNNNNNNNN > "
                  f"{root / LATEST}` naming the step to resume from), after `fabric ckpt verify --all`",
             problems=[problem])
     if latest is not None and os.path.lexists(root / latest):  # there, but not a committed checkpoint
@@ -147,8 +149,9 @@ def why_uncommitted(entry: Path) -> str:
 def _uncommitted_fix(entry: Path, steps: list[int]) -> str:
     if entry.is_symlink():
         return (f"put the directory itself at {entry} (remove the link, then move the directory it points to "
-                f"there), or restore another step with --step (steps: {steps})")
-    return f"restore an older step explicitly (--step; steps: {steps}), after `fabric ckpt verify --all`"
+                f"there), or restore another step (--step N; step=N in Python; steps: {steps})")
+    return (f"restore an older step explicitly (--step N; step=N in Python; steps: {steps}), "
+            "after `fabric ckpt verify --all`")
 
 
 def root_problems(root: Path) -> list[str]:

@@ -105,6 +105,10 @@ def host_view(obj: Any, name: str = "") -> tuple[np.ndarray, str]:
     ``name`` (the tensor's) is named in the errors."""
     if isinstance(obj, HostArray):
         return obj.data, obj.dtype
+    if not is_torch(obj) and not isinstance(obj, np.ndarray | np.generic):
+        raise CheckpointError(f"cannot save {name or 'a value'!r}: it is a {type(obj).__name__}",
+                              hint="tensors must be numpy arrays or torch tensors (or Shards of them); "
+                                   "convert it (np.asarray(x), torch.as_tensor(x))")
     if is_torch(obj):
         check_storable(obj, name)
     logical = dtype_name(obj)
@@ -118,16 +122,13 @@ def host_view(obj: Any, name: str = "") -> tuple[np.ndarray, str]:
             import torch
             t = t.view(torch.int16 if target.itemsize == 2 else torch.uint8)
         arr = t.numpy().view(target)
-    elif isinstance(obj, np.ndarray | np.generic):
+    else:
         arr = np.asarray(obj)
         if arr.dtype.byteorder == ">":
             arr = arr.astype(arr.dtype.newbyteorder("<"))
         if not arr.flags.c_contiguous:
             arr = arr.copy(order="C")  # (np.ascontiguousarray would turn 0-d into 1-d)
         arr = arr.view(target)
-    else:
-        raise CheckpointError(f"cannot save a {type(obj).__name__}",
-                              hint="checkpoint values must be numpy arrays, torch tensors or nested dicts of them")
     return arr, logical
 
 
@@ -162,13 +163,18 @@ def target_view(out: Any) -> tuple[np.ndarray, str]:
     """The writable numpy view and logical dtype of a preallocated output (array or CPU tensor)."""
     logical = dtype_name(out)
     if is_torch(out):
-        if out.device.type != "cpu" or not out.is_contiguous():
-            raise CheckpointError("restore targets must be contiguous CPU tensors",
+        if out.device.type != "cpu":
+            raise CheckpointError(f"restore targets must be CPU tensors, got one on {out.device}",
                                   hint="restore into a CPU tensor, then .to(device)")
-        t = out
+        if not out.is_contiguous():
+            raise CheckpointError("restore targets must be contiguous tensors (this one is a strided view, "
+                                  "e.g. a transpose or a slice)",
+                                  hint="restore into t.contiguous() (a copy) and t.copy_() it back, or "
+                                       "restore without into= and copy")
+        t = out.detach()  # a requires_grad parameter is filled in place, as load_state_dict does
         if logical in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
             import torch
-            t = out.view(torch.int16 if stored_dtype(logical).itemsize == 2 else torch.uint8)
+            t = t.view(torch.int16 if stored_dtype(logical).itemsize == 2 else torch.uint8)
         return t.numpy().view(stored_dtype(logical)), logical
     if not isinstance(out, np.ndarray) or not out.flags.c_contiguous or not out.flags.writeable:
         raise CheckpointError("restore targets must be writable C-contiguous numpy arrays or CPU tensors")

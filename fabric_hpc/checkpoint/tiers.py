@@ -44,6 +44,7 @@ from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.contracts import Communicator, SingleProcess
 from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointIOError, CheckpointNotFoundError
 from fabric_hpc.checkpoint.format import MANIFEST, Manifest, chunk_key, parse_manifest
+from fabric_hpc.checkpoint.values import split_state
 from fabric_hpc.checkpoint.reader import read_manifest
 from fabric_hpc.checkpoint.retention import RetentionPolicy, prune, remove_if_idle
 from fabric_hpc.checkpoint.writer import (
@@ -95,11 +96,14 @@ def save_local(local: Path | str, state: Mapping[str, Any], *, step: int, comm: 
     tmp = Path(local) / f"{store.TMP_PREFIX}{store.step_dir_name(step)}-{token}"
     gather_or_raise(comm, lambda: _begin_local(Path(local), step, tmp, shared) if leader else None)
     try:
+        values = [None]
+
         def work() -> tuple[dict, dict]:
-            metas, pieces = plan(state, rank, world)
+            tensors, values[0] = split_state(state)
+            metas, pieces = plan(tensors, rank, world)
             return metas, write_pieces(tmp, pieces, threads)
         per_rank = gather_or_raise(comm, work)
-        header = save_header(step, world, layout, tags, metadata)
+        header = save_header(step, world, layout, tags, metadata, values=values[0])
         manifest, held = collective(comm, lambda: _manifest_and_owners(header, per_rank, keys, order)
                                     if rank == 0 else None)
         gather_or_raise(comm, lambda: _finish_local(tmp, part, manifest, held[part.node]) if leader else None)

@@ -23,13 +23,15 @@ import numpy as np
 
 from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.contracts import Communicator, SingleProcess
-from fabric_hpc.checkpoint.errors import CheckpointError
+from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointIOError
 from fabric_hpc.checkpoint.format import (
-    FORMAT_NAME, MANIFEST, ChunkEntry, Manifest, SplitInfo, TensorEntry,
+    FORMAT_NAME, MANIFEST, ChunkEntry, Manifest, SplitInfo, TensorEntry, ValueLeaves,
     array_metadata, chunk_key, dumps, manifest_document, flatten, grid_shape, group_metadata, required_version,
+    str_key,
     tensor_group_clashes,
 )
 from fabric_hpc.checkpoint.tensors import Shard, host_view
+from fabric_hpc.checkpoint.values import split_state
 from fabric_hpc.events import emit
 
 DEFAULT_THREADS = 4
@@ -65,14 +67,15 @@ def chunk_meta(name: str, shape: list[int], logical: str, stored: str, chunk_sha
             "chunk_shape": chunk_shape, "split": split.model_dump() if split else None}
 
 
-def plan(state: Mapping[str, Any], rank: int, world: int,
+def plan(state: Mapping[str, Any] | list[tuple[str, Any]], rank: int, world: int,
          chunk_shapes: Mapping[str, list[int]] | None = None,
          splits: Mapping[str, SplitInfo] | None = None) -> tuple[dict[str, dict], list[_Piece]]:
-    """This rank's tensor metadata and the chunk pieces it must write."""
+    """This rank's tensor metadata and the chunk pieces it must write (``state``: nested dicts, or
+    the (name, tensor) pairs :func:`values.split_state` gives)."""
     metas: dict[str, dict] = {}
     pieces: list[_Piece] = []
     replicated = 0
-    for name, value in flatten(state):
+    for name, value in (state if isinstance(state, list) else flatten(state)):
         if isinstance(value, Shard):
             metas[name], piece = _plan_shard(name, value)
             if piece is not None:
@@ -148,7 +151,15 @@ def write_pieces(tmp: Path, pieces: list[_Piece], threads: int,
 
     def one(piece: _Piece) -> tuple[str, dict]:
         path = tmp / piece.name / chunk_key(piece.index)
-        nbytes, crc = fsio.write_file(path, piece.data, pad=piece.pad, fsync=False)
+        try:
+            nbytes, crc = fsio.write_file(path, piece.data, pad=piece.pad, fsync=False)
+        except CheckpointIOError as exc:
+            if isinstance(exc.__cause__, FileExistsError):  # another rank wrote this chunk file
+                raise CheckpointError(f"{piece.name}: two ranks passed the same Shard part (both wrote "
+                                      f"its chunk file {chunk_key(piece.index)})",
+                                      hint="give each rank its own Shard part, e.g. part=comm.Get_rank(), "
+                                           "parts=comm.Get_size()") from None
+            raise
         written.append(path)
         if metas is not None and not any(piece.index):
             written.append(write_array_json(tmp, metas[piece.name]))
@@ -184,7 +195,7 @@ def save(directory: Path | str, state: Mapping[str, Any], *, step: int,
          chunk_shapes: Mapping[str, list[int]] | None = None,
          splits: Mapping[str, SplitInfo] | None = None, record_world_size: int | None = None,
          threads: int = DEFAULT_THREADS, _after_chunks: Any = None,
-         _created_at: str | None = None) -> SaveResult:
+         _created_at: str | None = None, _values: ValueLeaves | None = None) -> SaveResult:
     """Save ``state`` (nested dicts of arrays/tensors/:class:`Shard`) as checkpoint ``step``.
 
     With ``comm`` (an mpi4py communicator) every rank calls this with its own pieces; rank 0
@@ -193,6 +204,10 @@ def save(directory: Path | str, state: Mapping[str, Any], *, step: int,
     ``chunk_shapes`` and ``splits`` (name -> :class:`SplitInfo`) lay out whole tensors written by one
     process as if they had been split (used by offline resharding and HDF5 import);
     ``record_world_size`` overrides the world size written to the manifest.
+
+    Non-tensor leaves (None, bool, int, float, str, lists/tuples/dicts of them: an optimizer's
+    ``param_groups``) are stored in the manifest and int keys are kept (``checkpoint.values``);
+    ``_values`` gives them already encoded (async saves, reshard, HDF5 import).
     """
     comm = comm or SingleProcess()
     rank, world = comm.Get_rank(), comm.Get_size()
@@ -201,15 +216,18 @@ def save(directory: Path | str, state: Mapping[str, Any], *, step: int,
     t0 = time.perf_counter()
     started = collective(comm, lambda: _begin(root, step) if rank == 0 else None)
     tmp, cleaned = Path(started[0]), started[1]
+    values = [_values]
     try:
         def work() -> tuple[dict, dict]:
-            metas, pieces = plan(state, rank, world, chunk_shapes, splits)
+            tensors, found = split_state(state)
+            values[0] = _values if _values is not None else found
+            metas, pieces = plan(tensors, rank, world, chunk_shapes, splits)
             written = write_pieces(tmp, pieces, threads, metas)
             if _after_chunks is not None:
                 _after_chunks()
             return metas, written
         result = gather_or_raise(comm, work)
-        header = save_header(step, record_world_size or world, layout, tags, metadata, _created_at)
+        header = save_header(step, record_world_size or world, layout, tags, metadata, _created_at, values[0])
         final = collective(comm, lambda: str(_commit(root, tmp, header, result)) if rank == 0 else None)
     except BaseException:
         if rank == 0:
@@ -239,6 +257,11 @@ def check_header(step: Any, layout: Any, tags: Any, metadata: Any) -> None:
         raise CheckpointError(f"tags must be a list of strings, got {tags!r}",
                               hint="e.g. tags=['best'] (a single string is not a list of tags)")
     for what, value in (("layout", layout), ("metadata", metadata)):
+        for key in dict(value or {}):
+            if not isinstance(key, str):
+                raise CheckpointError(f"{what} key {key!r} is a {type(key).__name__}; "
+                                      f"{what} keys must be strings",
+                                      hint=f"use {what}={{{str_key(key)!r}: ...}}")
         try:
             json.dumps(dict(value or {}), allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -316,14 +339,16 @@ def gather_or_raise(comm: Communicator, fn: Any) -> list | None:
 def build_manifest(header: dict[str, Any], per_rank: list) -> Manifest:
     """The manifest of a save from every rank's (metadata, written chunks); checks completeness."""
     tensors = _merge(per_rank)
-    return Manifest(format=FORMAT_NAME, format_version=required_version(tensors), **header,
+    version = required_version(tensors, header.get("values"))
+    return Manifest(format=FORMAT_NAME, format_version=version, **header,
                     nbytes=sum(c.nbytes for t in tensors.values() for c in t.chunks), tensors=tensors)
 
 
 def save_header(step: int, world: int, layout: Mapping[str, Any] | None, tags: Any,
-                metadata: Mapping[str, Any] | None, created_at: str | None = None) -> dict[str, Any]:
+                metadata: Mapping[str, Any] | None, created_at: str | None = None,
+                values: ValueLeaves | None = None) -> dict[str, Any]:
     return {"step": step, "world_size": world, "layout": dict(layout or {}), "tags": list(tags or ()),
-            "user_metadata": dict(metadata or {}),
+            "user_metadata": dict(metadata or {}), "values": values,
             "created_at": created_at or datetime.now(UTC).isoformat(timespec="seconds")}
 
 

@@ -133,10 +133,11 @@ def test_a_crc_that_is_not_32_bits_is_damage(ck3: Path) -> None:
 
 
 def test_a_newer_format_is_labelled_so_by_list_and_prune_and_never_pruned(tmp_path: Path, capsys) -> None:
-    """list and prune called a format_version 3 checkpoint DAMAGED (verify said: upgrade)."""
+    """list and prune called a newer-format checkpoint DAMAGED (verify said: upgrade)."""
+    from fabric_hpc.checkpoint.format import FORMAT_VERSION
     for step in (1, 2, 3):
         save(tmp_path / "ck", {"b": np.full(3, step)}, step=step)
-    _edit_manifest(tmp_path / "ck" / "step-0000000001", format_version=3)
+    _edit_manifest(tmp_path / "ck" / "step-0000000001", format_version=FORMAT_VERSION + 1)
     code, out, _ = run_cli(capsys, "ckpt", "list", str(tmp_path / "ck"), "--json")
     row = json.loads(out)[0]
     assert code == 0 and row["newer_format"] and "damaged" not in row and "upgrade fabric-hpc" in row["error"]
@@ -261,3 +262,272 @@ def test_reshard_layout_keeps_the_content_layout_and_records_the_source_world_si
     assert m.tensors["model/w"].split.mesh == [7]
     again = open_checkpoint(reshard(res.path.parent, tmp_path / "r2", 2).path).manifest
     assert again.layout == {"tp": 3, "resharded_from": 7} and again.world_size == 2
+
+
+# --- a PyTorch engineer's probe: optimizer state, async errors, error texts -------------------------------
+
+def _train(model, opt, sched, steps: int, seed: int) -> None:
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        opt.zero_grad()
+        model(torch.randn(5, 4, generator=g)).pow(2).sum().backward()
+        opt.step()
+        sched.step()
+
+
+def _model_opt_sched():
+    import torch
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2, betas=(0.8, 0.99))
+    return model, opt, torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+
+
+def test_adam_scheduler_and_scaler_state_round_trip_exactly(tmp_path: Path) -> None:
+    """save({"model": ..., "optim": opt.state_dict()}) was refused; the workaround restored the
+    state keys as '0', '1', which torch accepts silently, resetting Adam's moments."""
+    torch = pytest.importorskip("torch")
+    from fabric_hpc.checkpoint import restore
+    model, opt, sched = _model_opt_sched()
+    _train(model, opt, sched, 3, seed=1)
+    scaler = {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000,
+              "_growth_tracker": 7, "odd": [float("inf"), float("-inf"), None, (1, "a")]}
+    save(tmp_path / "ck", {"model": model.state_dict(), "optim": opt.state_dict(),
+                           "sched": sched.state_dict(), "scaler": scaler}, step=3)
+    back = restore(tmp_path / "ck", as_torch=True)
+    assert list(back["optim"]["state"]) == [0, 1]
+    assert back["optim"]["param_groups"] == opt.state_dict()["param_groups"]
+    assert back["optim"]["param_groups"][0]["betas"] == (0.8, 0.99) and back["sched"] == sched.state_dict()
+    assert back["scaler"] == scaler and type(back["scaler"]["odd"][3]) is tuple
+    model2, opt2, sched2 = _model_opt_sched()
+    model2.load_state_dict(back["model"])
+    opt2.load_state_dict(back["optim"])
+    sched2.load_state_dict(back["sched"])
+    _train(model, opt, sched, 1, seed=2)
+    _train(model2, opt2, sched2, 1, seed=2)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), model2.parameters()))
+    assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+
+
+def test_non_tensor_leaves_keep_nan_and_nesting_and_survive_reshard_and_async(tmp_path: Path) -> None:
+    import math
+    from fabric_hpc.checkpoint import AsyncSaver, restore
+    state = {"w": Shard.of(np.arange(8.0), 0, 0, 1),
+             "meta": {"nan": float("nan"), "e": {}, "k": {3: [1, 2.0]}},
+             "state": {7: {"m": np.ones(2)}}}
+    save(tmp_path / "a", state, step=1)
+    reshard(tmp_path / "a", tmp_path / "b", 2)
+    with AsyncSaver(tmp_path / "c") as saver:
+        saver.save(state, step=1)
+        state["meta"]["k"][3].append("edited after the save")  # the staged copy is a snapshot
+    for root in ("a", "b", "c"):
+        back = restore(tmp_path / root)
+        assert math.isnan(back["meta"]["nan"]) and back["meta"]["e"] == {}
+        assert back["meta"]["k"] == {3: [1, 2.0]}
+        assert list(back["state"]) == [7] and back["state"][7]["m"].tolist() == [1.0, 1.0]
+    assert restore(tmp_path / "a", names=["meta/k"]) == {"meta": {"k": {3: [1, 2.0]}}}
+
+
+def test_a_version_2_reader_refuses_values_as_a_newer_format(tmp_path: Path) -> None:
+    """The leaves sit beside the manifest: a version-2 reader (strict model) parses the manifest,
+    sees format version 3 and says NEWER FORMAT (upgrade) instead of calling it damaged."""
+    from fabric_hpc.checkpoint.format import ATTR, Manifest
+    save(tmp_path / "ck", {"w": np.ones(2), "lr": 0.1}, step=1)
+    save(tmp_path / "ck", {"w": np.ones(2)}, step=2)
+    docs = [json.loads((tmp_path / "ck" / f"step-000000000{s}" / "zarr.json").read_text()) for s in (1, 2)]
+    old_view = Manifest.model_validate(docs[0]["attributes"][ATTR])  # what a v2 reader validates
+    assert old_view.format_version == 3 and old_view.values is None
+    assert docs[1]["attributes"][ATTR]["format_version"] == 1 and len(docs[1]["attributes"]) == 1
+
+
+def test_damaged_values_are_reported_by_verify(tmp_path: Path) -> None:
+    from fabric_hpc.checkpoint import verify
+    save(tmp_path / "ck", {"w": np.ones(2), "lr": 0.1}, step=1)
+    path = tmp_path / "ck" / "step-0000000001" / "zarr.json"
+    doc = json.loads(path.read_text())
+    doc["attributes"]["fabric_checkpoint_values"]["leaves"]["lr"] = {"$x": 1}
+    path.write_text(json.dumps(doc))
+    assert any("not an encoded value" in p for p in verify(tmp_path / "ck").problems)
+    del doc["attributes"]["fabric_checkpoint_values"]
+    path.write_text(json.dumps(doc))
+    assert any("format version 3 without the fabric_checkpoint_values attribute" in p
+               for p in verify(tmp_path / "ck").problems)
+
+
+def test_unsupported_leaves_and_keys_name_the_key_path(tmp_path: Path) -> None:
+    from fabric_hpc.checkpoint.errors import CheckpointError
+    from fabric_hpc.checkpoint.values import MAX_VALUES_BYTES
+    cases = [({"optim": {"groups": [{"fn": object()}]}}, "state['optim']['groups'][0]['fn']: it is a object"),
+             ({"a": [np.ones(2)]}, "state['a'][0]: it is a tensor inside a list"),
+             ({"a": [{(1, 2): 3}]}, "the key (1, 2) is a tuple; dict keys must be str or int"),
+             ({"a": {(1, 2): np.ones(1)}}, "state key (1, 2) at state['a'] is a tuple"),
+             ({"a": "x" * (MAX_VALUES_BYTES + 1)}, "more than the 16 MiB the manifest holds")]
+    for state, needle in cases:
+        with pytest.raises(CheckpointError) as err:
+            save(tmp_path / "ck", state, step=1)
+        assert needle in str(err.value) and err.value.hint, str(err.value)
+    assert not (tmp_path / "ck" / "step-0000000001").exists()
+
+
+_ASYNC_EXIT = """
+import sys, numpy as np
+from fabric_hpc.checkpoint import AsyncSaver
+saver = AsyncSaver(sys.argv[1], exit_timeout_s=float(sys.argv[2]))
+saver.save({"w": np.ones(1 << 18)}, step=6)
+if sys.argv[3] == "dup":
+    saver.save({"w": np.ones(1)}, step=6)
+print("leaving", flush=True)
+"""
+
+
+def test_async_close_raises_the_failed_save_naming_the_step(tmp_path: Path) -> None:
+    from fabric_hpc.checkpoint import AsyncSaver
+    from fabric_hpc.checkpoint.errors import CheckpointError
+    save(tmp_path / "ck", {"w": np.ones(3)}, step=5)
+    with pytest.raises(CheckpointError, match="async save of step 5 failed: checkpoint for step 5 already"):
+        with AsyncSaver(tmp_path / "ck") as saver:
+            saver.save({"w": np.ones(3)}, step=5)
+    with AsyncSaver(tmp_path / "ck") as saver:  # an error already raised by wait() is not raised again
+        with pytest.raises(CheckpointError):
+            saver.save({"w": np.ones(3)}, step=5).wait()
+
+
+@pytest.mark.parametrize("how", ["finish", "dup"])
+def test_an_unclosed_async_saver_finishes_its_saves_at_exit(tmp_path: Path, how: str) -> None:
+    import subprocess
+    import sys
+    import fabric_hpc
+    env = {**os.environ, "PYTHONPATH": str(Path(fabric_hpc.__file__).parents[1])}
+    proc = subprocess.run([sys.executable, "-c", _ASYNC_EXIT, str(tmp_path / "ck"), "60", how],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0 and "leaving" in proc.stdout, proc.stderr
+    assert (tmp_path / "ck" / "step-0000000006" / "zarr.json").is_file()
+    if how == "dup":
+        assert "async save of step 6 failed: checkpoint for step 6 already exists" in proc.stderr
+    else:
+        assert proc.stderr == ""
+
+
+def test_a_save_that_cannot_finish_at_exit_is_reported_not_waited_for_forever(tmp_path: Path) -> None:
+    """The root's lock is held by this process, so the unclosed saver's save blocks: the exit
+    hook waits exit_timeout_s, then warns that step 6 is lost."""
+    import fcntl
+    import subprocess
+    import sys
+    import fabric_hpc
+    (tmp_path / "ck").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(Path(fabric_hpc.__file__).parents[1])}
+    with open(tmp_path / "ck" / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.run([sys.executable, "-c", _ASYNC_EXIT, str(tmp_path / "ck"), "0.5", "finish"],
+                              capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0 and "leaving" in proc.stdout, proc.stderr
+    assert "saves of steps [6] did not finish within 0.5s of interpreter exit and are lost" in proc.stderr
+    assert not (tmp_path / "ck" / "step-0000000006").exists()
+
+
+def test_restore_into_parameters_that_require_grad(tmp_path: Path) -> None:
+    """restore(into={'model': {'weight': lin.weight}}) raised torch's "Can't call numpy() on Tensor
+    that requires grad"; a cast into them raised torch's in-place error on a leaf."""
+    torch = pytest.importorskip("torch")
+    from fabric_hpc.checkpoint import restore
+    src = torch.nn.Linear(3, 2)
+    save(tmp_path / "ck", {"model": src.state_dict(), "w64": src.weight.detach().double()}, step=1)
+    lin = torch.nn.Linear(3, 2)
+    got = restore(tmp_path / "ck", into={"model": {"weight": lin.weight, "bias": lin.bias}})
+    assert got["model"]["weight"] is lin.weight and lin.weight.requires_grad
+    assert torch.equal(lin.weight, src.weight) and torch.equal(lin.bias, src.bias)
+    with torch.no_grad():
+        lin.weight.zero_()
+    restore(tmp_path / "ck", into={"w64": lin.weight})  # float64 stored, cast into a float32 parameter
+    assert torch.equal(lin.weight, src.weight)
+
+
+def test_metadata_and_layout_keys_must_be_strings_and_say_so(tmp_path: Path) -> None:
+    from fabric_hpc.checkpoint.errors import CheckpointError
+    for kw in ({"metadata": {3: "a"}}, {"layout": {("tp",): 2}}):
+        with pytest.raises(CheckpointError) as err:
+            save(tmp_path / "ck", {"w": np.ones(1)}, step=1, **kw)
+        what = next(iter(kw))
+        assert f"{what} key" in err.value.message and "must be strings" in err.value.message
+        assert err.value.hint.startswith(f"use {what}={{'")
+
+
+def test_an_array_like_that_is_not_numpy_or_torch_is_refused_by_key_path(tmp_path: Path) -> None:
+    from fabric_hpc.checkpoint.errors import CheckpointError
+
+    class Fake:
+        dtype = np.dtype("float32")
+    with pytest.raises(CheckpointError) as err:
+        save(tmp_path / "ck", {"model": {"w": Fake()}}, step=1)
+    assert err.value.message == "cannot save 'model/w': it is a Fake" and "np.asarray" in err.value.hint
+
+
+_DUP_PART = """
+import sys, numpy as np
+from mpi4py import MPI
+from fabric_hpc.checkpoint import Shard, save
+from fabric_hpc.errors import FabricError
+comm = MPI.COMM_WORLD
+try:
+    save(sys.argv[1], {"w": Shard(np.ones((2, 3)), (4, 3), dim=0, part=0, parts=2)}, step=1, comm=comm)
+except FabricError as exc:
+    print(f"rank {comm.Get_rank()}: {exc.message} / {exc.hint}")
+"""
+
+
+def test_two_ranks_passing_the_same_part_are_told_so(tmp_path: Path) -> None:
+    """Under mpiexec two ranks with part=0 got "File exists ... retry"."""
+    import subprocess
+    import sys
+    from tests.real import require_real
+    root = Path(__file__).resolve().parents[2]
+    mpiexec = root / ".venv" / "bin" / "mpiexec"
+    require_real("mpi", mpiexec.exists(), f"{mpiexec} missing (pip install '.[mpi]')")
+    proc = subprocess.run([str(mpiexec), "-n", "2", sys.executable, "-c", _DUP_PART, str(tmp_path / "ck")],
+                          cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("w: two ranks passed the same Shard part") == 2, proc.stdout  # on both ranks
+    assert "retry" not in proc.stdout and "part=comm.Get_rank()" in proc.stdout
+
+
+def test_torch_and_numpy_dtypes_are_accepted_where_a_dtype_is(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from fabric_hpc.checkpoint import open_checkpoint, restore
+    save(tmp_path / "ck", {"w": np.arange(4, dtype=np.float32)}, step=1)
+    assert restore(tmp_path / "ck", dtype=torch.bfloat16)["w"].dtype == torch.bfloat16
+    assert restore(tmp_path / "ck", dtype=np.float64)["w"].dtype == np.float64
+    assert restore(tmp_path / "ck", dtype=np.dtype("float16"), as_torch=True)["w"].dtype == torch.float16
+    assert open_checkpoint(tmp_path / "ck").read("w", dtype=torch.float64).dtype == np.float64
+
+
+def test_a_full_disk_names_the_checkpoint_not_its_temporary_directory(big: Path, tmp_path: Path) -> None:
+    (tmp_path / "mnt").mkdir()
+    code, err, _ = _fabric_on_tmpfs(tmp_path / "mnt", "size=256k", "ckpt", "restore", str(big),
+                                    "--to-world-size", "2", "--out", str(tmp_path / "mnt" / "out"))
+    assert code == 5 and "No space left on device" in err, err
+    assert ".tmp-" not in err and f"checkpoint step 1 in {tmp_path}/mnt/out (file w/c." in err, err
+
+
+def test_error_texts_give_python_fixes(tmp_path: Path) -> None:
+    from fabric_hpc.checkpoint import restore
+    from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointNotFoundError
+    torch = pytest.importorskip("torch")
+    save(tmp_path / "ck", {"w": np.ones((2, 2))}, step=1)
+    with pytest.raises(CheckpointError) as err:
+        restore(tmp_path / "ck", rank=1)
+    assert "world_size=comm.Get_size()" in err.value.hint
+    with pytest.raises(CheckpointError) as err:
+        restore(tmp_path / "ck", rank=5, world_size=2)
+    assert "rank must be in 0..1" in err.value.hint
+    with pytest.raises(CheckpointNotFoundError) as nf:
+        restore(tmp_path / "ck" / "step-0000000001", step=2)
+    assert "step=2 in Python" in nf.value.hint
+    with pytest.raises(CheckpointError) as err:
+        restore(tmp_path / "ck", into={"w": torch.empty(2, 2).t()})
+    assert "contiguous" in err.value.message and "CPU tensor" not in err.value.hint
+    with pytest.raises(CheckpointError) as err:
+        save(tmp_path / "ck", {("a", "b"): np.ones(1)}, step=2)
+    assert "is a tuple; keys must be str or int" in err.value.message and "'a/b'" in err.value.hint
