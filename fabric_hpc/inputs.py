@@ -150,6 +150,17 @@ def distinct_outputs(outputs: dict[str, Any], inputs: dict[str, Any] | None = No
     return None
 
 
+def check_regular(fd: int, what: str, path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> None:
+    """ConfigError unless the open ``fd`` is a regular file of at most ``limit`` bytes."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{what} {os.fspath(path)!r} is {kind_of(st.st_mode)}, not a regular file",
+                          hint="give the path of a file")
+    if st.st_size > limit:
+        raise ConfigError(f"{what} {os.fspath(path)!r} has {st.st_size:,} bytes, more than the "
+                          f"limit of {limit:,}", hint="split it, or check that it is the right file")
+
+
 def read_bytes(path: str | os.PathLike[str], *, what: str = "file", limit: int = MAX_FILE_BYTES,
                follow: bool = True, dir_fd: int | None = None) -> bytes:
     """The bytes of a regular file of at most ``limit`` bytes. Opened with ``O_NONBLOCK`` (a
@@ -163,13 +174,7 @@ def read_bytes(path: str | os.PathLike[str], *, what: str = "file", limit: int =
                               hint="replace it by the file itself") from None
         raise os_error(exc, what, path) from None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{what} {os.fspath(path)!r} is {kind_of(st.st_mode)}, not a regular file",
-                              hint="give the path of a file")
-        if st.st_size > limit:
-            raise ConfigError(f"{what} {os.fspath(path)!r} has {st.st_size:,} bytes, more than the "
-                              f"limit of {limit:,}", hint="split it, or check that it is the right file")
+        check_regular(fd, what, path, limit)
         chunks, total = [], 0
         while True:
             block = os.read(fd, 1 << 20)

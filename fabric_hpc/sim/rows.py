@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import heapq
 import os
-import stat
 from array import array
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.inputs import MAX_FILE_BYTES, kind_of, os_error
+from fabric_hpc.inputs import MAX_FILE_BYTES, check_regular, os_error
 
 #: Reasons a row is skipped (``Trace.skipped_by`` keys); each is said in its own note.
 NOT_GPU = "are not GPU jobs (no GPUs asked)"
@@ -38,13 +37,7 @@ def lines(p: Path, what: str = "trace file") -> Iterator[str]:
     except OSError as exc:
         raise os_error(exc, what, p) from None
     with os.fdopen(fd, "rb", buffering=1 << 20) as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{what} {str(p)!r} is {kind_of(st.st_mode)}, not a regular file",
-                              hint="give the path of a file")
-        if st.st_size > MAX_FILE_BYTES:
-            raise ConfigError(f"{what} {str(p)!r} has {st.st_size:,} bytes, more than the limit of "
-                              f"{MAX_FILE_BYTES:,}", hint="split it, or check that it is the right file")
+        check_regular(fd, what, p)
         total = 0
         try:
             for n, raw in enumerate(f, start=1):
