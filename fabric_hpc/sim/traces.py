@@ -246,7 +246,8 @@ def read_tiresias(path: str | os.PathLike[str], *, gpus_per_host: int = 8, wallt
         model = (table.get(row, "model_name") or "").lower()
         sens = next((v for k, v in _SENS.items() if model.startswith(k)), 1.0)
         keep.add(submit * time_scale, jid, (
-            gang_request(gpus, gpus_per_host), max(dur * time_scale * walltime_factor, 60.0), dur * time_scale,
+            gang_request(gpus, gpus_per_host), max(dur * time_scale * walltime_factor, 60.0),
+            dur * time_scale,
             sys.intern(model.rstrip("0123456789") or "default"), "user", "normal",
             {"comm_fraction": _fraction(sens), **profile, "model": sys.intern(model)}))
     ids.check(lambda: ((n, row[i_id]) for n, row in _Table(p, need, "a Tiresias trace")))
@@ -276,8 +277,9 @@ def _profile(table: _Table, row: list[str], p: Path, n: int) -> dict[str, float]
         except ValueError:
             value = math.nan
         if not (math.isfinite(value) and ok(value)):
-            raise ConfigError(f"{p}:{n}: {key} {str(text)[:40]!r} is not {rule}", hint="fix the column, or leave it empty "
-                              "for the default profile (docs/scheduler.md, communication profile)")
+            raise ConfigError(f"{p}:{n}: {key} {str(text)[:40]!r} is not {rule}",
+                              hint="fix the column, or leave it empty for the default profile "
+                                   "(docs/scheduler.md, communication profile)")
         out[key] = value
     return out
 
