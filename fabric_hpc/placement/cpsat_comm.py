@@ -5,8 +5,10 @@ CP-SAT objective ``LEX·T + rest`` never exceeds the exact lexicographic cost of
 placement whose exact collective time equals its ``T`` at the optimum is proven optimal:
 
 - one NVLink domain (``s = 0``): ``T_bw = B / (nvl · η_nvl)`` (exact), ``B = 2(n-1)/n · S``;
-- several (``s = 1``): ``T_bw ≥ B / (min(mn, 32) · nic · η_net)`` where ``mn`` is the fewest GPUs a
-  used NVLink domain gets (a domain cannot bring more NICs than GPUs: the channel bound), and
+- several (``s = 1``): ``T_bw ≥ B / (min(mn, 32, M) · nic · η_net)`` where ``mn`` is the fewest GPUs a
+  used NVLink domain gets (a domain cannot bring more NICs than GPUs: the channel bound) and ``M``
+  the most NICs any candidate NVLink domain has (nor more NICs than it has: one NIC for 8 GPUs
+  gives one channel), and
   ``T_bw ≥ (kx-1)/kx · B / (nvl · η_nvl)`` with ``kx`` the most GPUs a domain gets (NVLink share);
 - a used domain ``d`` of a network level spanned twice or more: the ring leaves it once, so
   ``T_bw ≥ B / (its uplinks · η_net)`` (oversubscribed ToRs bind here; other jobs only slow it);
@@ -49,7 +51,7 @@ class _Scale:
     per_rank: float
     nvl: float  # GB/s of the fastest candidate GPU's NVLink, times its efficiency
     nic: float  # GB/s of the fastest candidate NIC, times the network's efficiency
-    channels: int
+    channels: int  # NCCL's most channels, capped by the most NICs a candidate NVLink domain has
     tp: int
     lat: list[int]  # µs of the ring's steps: inside a domain, then crossing chain level 0, 1, ...
 
@@ -92,9 +94,21 @@ def _scale(p: Problem, n: int) -> _Scale:
     cand_gpus = np.flatnonzero(np.isin(fab.index.gpu_host, p.cand))
     per_rank = 2.0 * (n - 1) / n * p.weights.message_mb * 2**20 / (p.tp * p.pp)
     steps = 2 * (n - 1)
-    return _Scale(per_rank, float(fabric_net(fab).cap[cand_gpus].max()) * prm.nvlink_eff,
-                  float(fab.index.gpu_nic_gbps[cand_gpus].max()) * prm.net_eff, prm.max_channels, p.tp,
+    net = fabric_net(fab)
+    channels = min(prm.max_channels, _most_nics(fab.index.gpu_nvl[cand_gpus], net.nic_key[cand_gpus]))
+    return _Scale(per_rank, float(net.cap[cand_gpus].max()) * prm.nvlink_eff,
+                  float(fab.index.gpu_nic_gbps[cand_gpus].max()) * prm.net_eff, channels, p.tp,
                   [int(math.floor(steps * x + 1e-6)) for x in _level_latency(p)])  # floors telescope exactly
+
+
+def _most_nics(nvl: np.ndarray, nic: np.ndarray) -> int:
+    """The most distinct NICs any NVLink domain has among the given GPUs (at least 1: a domain
+    without one cannot take part in a multi-domain ring, which the bound then need not cover)."""
+    has = nic >= 0
+    if not has.any():
+        return 1
+    pairs = np.unique(np.stack([nvl[has], nic[has]]), axis=1)
+    return int(np.bincount(np.unique(pairs[0], return_inverse=True)[1]).max())
 
 
 def _bandwidth(m, p: Problem, items, c, u, spans: dict, ys: dict, k: _Scale, crosses: list[bool]):
