@@ -124,9 +124,10 @@ def count(expr: str) -> int:
     return sum(_count(expr, part) for part in _split_top_level(expr.strip()))
 
 
-def expand(expr: str, *, budget: int = MAX_NAMES) -> list[str]:
+def expand(expr: str, *, budget: int = MAX_NAMES, repeats: bool = True) -> list[str]:
     """Expand a host-list expression into host names, in order, without duplicates. The names are
-    counted first: more than ``budget`` is a ConfigError (nothing is expanded)."""
+    counted first: more than ``budget`` is a ConfigError (nothing is expanded). ``repeats=False``:
+    a name the expression gives twice (``g[1-3],g2``) is a ConfigError (a fabric file's lists)."""
     if not isinstance(expr, str) or not expr.strip():
         raise ConfigError(f"host list {expr!r} is empty", hint="give names like n[1-4] or n1,n2")
     parts = _split_top_level(expr.strip())
@@ -146,6 +147,10 @@ def expand(expr: str, *, budget: int = MAX_NAMES) -> list[str]:
             if name not in seen:
                 seen.add(name)
                 names.append(name)
+            elif not repeats:
+                shown = expr if len(expr) <= 80 else expr[:77] + "..."
+                raise ConfigError(f"host list {shown!r} names {name!r} twice",
+                                  hint="give each host once in the list")
     return names
 
 

@@ -32,6 +32,7 @@ MAX_GPU_MEMORY_GB = 100_000  # per GPU (B300: 288 GB)
 MAX_LINK_GBPS = 100_000  # NVLink per GPU (NVLink5: 1,800 GB/s), PCIe (x16 Gen6: 128), a NIC (800 Gb/s: 100)
 MAX_UPLINK_GBPS = 100_000_000  # a switch's total uplink (the Lingjun aggregation switches: 144,800)
 MAX_LATENCY_US = 1_000_000  # one second per switch hop
+MAX_SWITCH_NAME = 64  # Slurm's topology/tree refuses a longer SwitchName (HOST_NAME_MAX, switch_record.c)
 
 
 class HostType(StrictModel):
@@ -163,7 +164,7 @@ class _Checker:
 
     def _expand(self, loc: Loc, expr: str) -> list[str]:
         try:
-            return expand(expr)
+            return expand(expr, repeats=False)
         except ConfigError as exc:
             self.fail(loc, exc.message)
             return []
@@ -244,6 +245,9 @@ class _Checker:
             loc = ("network", "groups", i)
             if slurm_renames(g.name):
                 self.fail(loc + ("name",), _RENAMED.format(what="group name", name=g.name[:60]))
+            elif len(g.name) > MAX_SWITCH_NAME:  # topology/tree's switch_record.c: HOST_NAME_MAX
+                self.fail(loc + ("name",), f"group name {g.name[:40]!r}... has {len(g.name)} characters; "
+                          f"Slurm's topology.conf takes at most {MAX_SWITCH_NAME} (SwitchName): shorten it")
             if g.name in groups:
                 self.fail(loc + ("name",), f"duplicate group name {g.name!r}")
             groups[g.name] = i

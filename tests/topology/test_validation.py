@@ -262,3 +262,23 @@ def test_the_largest_accepted_sizes_export_numbers_slurm_parses(superpod_yaml):
     assert re.search(r"Links=-1,2000,2000,", ex.gres_conf(fab))
     tiny = edit("    memory_gb: 2048.0", "    memory_gb: 0.001")  # 1.024 MiB: RealMemory=1
     assert "RealMemory=1 " in ex.slurm_nodes_conf(load_fabric(tiny))
+
+
+def test_names_slurm_refuses_or_that_repeat_in_one_list(tmp_path):
+    """A group name over 64 characters passed validation and was exported as a SwitchName Slurm's
+    topology/tree refuses (switch_record.c: HOST_NAME_MAX); a host given twice inside one host-list
+    expression (``n[1-2],n1``) was dropped silently instead of being the duplicate it is."""
+    from fabric_hpc.topology import generators, save_spec
+    from fabric_hpc.topology.spec import check_spec
+
+    path = tmp_path / "f.yaml"
+    save_spec(generators.leaf_spine(hosts=4, hosts_per_leaf=2, gpus=2), path)
+    text = path.read_text()
+    assert "name: leaf1," in text and "hosts: 'n[1-2]'" in text
+    check_spec(parse_spec(text.replace("leaf1", "leaf" + "x" * 60), source="f")[0])  # 64: taken
+    with pytest.raises(ConfigError, match="at most 64 .SwitchName."):
+        check_spec(parse_spec(text.replace("leaf1", "leaf" + "x" * 66), source="f")[0])
+    with pytest.raises(ConfigError, match="names 'n1' twice"):
+        check_spec(parse_spec(text.replace("hosts: 'n[1-2]'", "hosts: 'n[1-2],n1'"), source="f")[0])
+    with pytest.raises(ConfigError, match="names 'n2' twice"):
+        check_spec(parse_spec(text.replace("names: 'n[1-4]'", "names: 'n[1-4],n2'"), source="f")[0])
