@@ -15,6 +15,7 @@ at least ``base`` nodes. Blocks of unequal sizes are refused unless the caller p
 
 from __future__ import annotations
 
+import math
 import re
 import xml.etree.ElementTree as ET
 from collections import defaultdict
@@ -405,7 +406,7 @@ def nccl_topo_xml(fabric: Fabric, host: str) -> str:
     system = ET.Element("system", version="1")
     arch, sm = cpu_arch(ht), gpu_sm(ht.gpu_model)
     cpus = [ET.SubElement(system, "cpu", numaid=str(s), arch=arch) for s in range(ht.sockets)]
-    ids = _BusIds()
+    ids = _BusIds(pcie_link(ht.pcie_gbps))
     gpu_busid: dict[int, str] = {}
     gpu_elements: dict[int, ET.Element] = {}
     for sock, gpus, nics in pci_switches(ht):
@@ -464,8 +465,21 @@ def pci_switches(ht: HostType) -> list[tuple[int, list[int], list[int]]]:
 
 
 def _pci(parent: ET.Element, ids: _BusIds, pci_class: str) -> ET.Element:
+    speed, width = ids.link
     return ET.SubElement(parent, "pci", busid=ids.next(), class_=pci_class,
-                         link_speed="32.0 GT/s PCIe", link_width="16")
+                         link_speed=f"{speed:.1f} GT/s PCIe", link_width=str(width))
+
+
+def pcie_link(gbps: float) -> tuple[float, int]:
+    """The PCIe link (GT/s, lanes) whose bandwidth is nearest ``gbps`` (GB/s per GPU, the host type's
+    ``pcie_gbps``), the widest of those within 5 % of the nearest: 64 → Gen5 x16, 32 → Gen4 x16,
+    16 → Gen3 x16, 1 → Gen1 x4 (NCCL reads a device's bandwidth from these two attributes)."""
+    from fabric_hpc.topology.discover_sysfs import PCIE_LANE_GBPS
+
+    err = {(speed, width): abs(math.log(lane * width / gbps))
+           for speed, lane in PCIE_LANE_GBPS.items() for width in (16, 8, 4, 2, 1)}
+    best = min(err.values())
+    return max((c for c, e in err.items() if e <= best + math.log(1.05)), key=lambda c: (c[1], -c[0]))
 
 
 class _BusIds:
@@ -475,8 +489,9 @@ class _BusIds:
     FIRST_BUS = 0x18
     PER_DOMAIN = 0x100 - FIRST_BUS
 
-    def __init__(self) -> None:
+    def __init__(self, link: tuple[float, int] = (32.0, 16)) -> None:
         self.count = 0
+        self.link = link  # (GT/s, lanes) of every device of the host
 
     def next(self) -> str:
         domain, bus = divmod(self.count, self.PER_DOMAIN)

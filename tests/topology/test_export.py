@@ -376,3 +376,23 @@ def test_topology_yaml_names_the_hosts_its_block_topology_leaves_out(rack_and_dg
         {"block": "r001", "nodes": "r001-h[01-18]"}]
     assert "dgx[1-2]" in next(e for e in entries if e["topology"] == "tree")["tree"]["switches"][0]["nodes"]
     assert "# block:" not in ex.topology_yaml(build(generators.nvl72(2)))
+
+
+def test_nccl_xml_links_follow_the_host_types_pcie():
+    """Every device was written as Gen5 x16 whatever ``pcie_gbps`` said, so NCCL assumed 64 GB/s on
+    PCIe Gen4 or Gen3 hosts; now the link nearest the declared bandwidth is written."""
+    import xml.etree.ElementTree as ET
+
+    from fabric_hpc.topology import build, generators
+    from fabric_hpc.topology.discover_sysfs import pcie_gbps
+    from fabric_hpc.topology.export import nccl_topo_xml
+
+    for gbps, want in ((64.0, ("32.0 GT/s PCIe", "16")), (32.0, ("16.0 GT/s PCIe", "16")),
+                       (16.0, ("8.0 GT/s PCIe", "16"))):
+        spec = generators.leaf_spine(hosts=2, hosts_per_leaf=2, gpus=4)
+        spec = spec.model_copy(update={"host_types": {
+            k: v.model_copy(update={"pcie_gbps": gbps}) for k, v in spec.host_types.items()}})
+        links = {(p.get("link_speed"), p.get("link_width"))
+                 for p in ET.fromstring(nccl_topo_xml(build(spec), "n1")).iter("pci")}
+        assert links == {want}
+        assert abs(pcie_gbps(*want[:1], int(want[1])) - gbps) / gbps < 0.05  # the discovery reads it back
