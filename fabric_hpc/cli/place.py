@@ -47,11 +47,12 @@ def group(topology: str | None, state_path: str | None, request: str | None, sol
         raise ConfigError(f"--request {request!r} is empty: it names no GPUs or nodes to place", hint=example)
     if topology is not None and not topology.strip():
         raise ConfigError(f"--topology {topology!r} is empty: it names no fabric",
-                          hint="e.g. -t superpod:sus=4 or -t topology/dgx-h100-superpod-4su.yaml")
+                          hint="e.g. -t superpod:sus=4 or -t dgx-h100-superpod-4su (a shipped fabric)")
     if not topology or not request:
-        raise ConfigError("fabric place needs --topology and --request",
-                          hint="e.g. fabric place -t topology/dgx-h100-superpod-4su.yaml "
-                               "-r 'nodes=4,gpus=8,within=leaf' (or a generator: -t superpod:sus=4)")
+        missing = " and ".join(f for f, v in (("--topology", topology), ("--request", request)) if not v)
+        raise ConfigError(f"fabric place needs {missing}",
+                          hint="e.g. fabric place -t dgx-h100-superpod-4su -r 'nodes=4,gpus=8,within=leaf' "
+                               "(a shipped fabric, a fabric file, or a generator: -t superpod:sus=4)")
     from fabric_hpc.topology import open_fabric
 
     fab = open_fabric(topology)

@@ -25,7 +25,7 @@ def unit_name(p: Problem) -> str:
     """What the request counts: hosts (nodes mode), GPUs of entirely free hosts (``whole_hosts``),
     or GPUs."""
     if p.nodes_mode:
-        return f"hosts with {p.gpn} free GPUs"
+        return f"hosts with {p.gpn} free GPUs" + (" on one NUMA node" if p.request.numa_local else "")
     return "GPUs on entirely free hosts" if p.request.whole_hosts else "GPUs"
 
 
@@ -252,11 +252,20 @@ def _necessary(p: Problem) -> None:
         _check_slices(p)
 
 
+def _numa_note(p: Problem) -> str:
+    """``" (a NUMA node here has at most 4 GPUs)"`` for a ``numa_local`` request asking more per host
+    than one NUMA node of any eligible host has; else empty."""
+    if not (p.request.numa_local and p.nodes_mode):
+        return ""
+    most = int(_numa_most(p)[p.host_ok].max(initial=0))
+    return f" (a NUMA node here has at most {most} GPUs)" if most < (p.gpn or 1) else ""
+
+
 def _short_of(p: Problem, need: int, total: int) -> str:
     """"needs 16 GPUs; only 8 are free", in the request's units; for ``whole_hosts`` the GPUs on
     entirely free hosts, and all the free ones beside."""
     if p.nodes_mode or not p.request.whole_hosts:
-        return f"needs {need} {unit_name(p)}; only {total} are free"
+        return f"needs {need} {unit_name(p)}; only {total} are free" + _numa_note(p)
     free = int(p.free_all[p.host_ok].sum())
     return (f"needs {need} GPUs on whole hosts; only {total} GPUs are on entirely free hosts"
             + (f" ({free} are free in all)" if free > total else ""))

@@ -352,7 +352,7 @@ def check_fabric(fab: Any, what: str) -> None:
     """A ConfigError naming ``what`` unless ``fab`` is a :class:`~fabric_hpc.topology.Fabric`."""
     if not isinstance(fab, Fabric):
         raise ConfigError(f"{what}: fab must be a Fabric, not {type(fab).__name__}",
-                          hint="open one: fabric_hpc.topology.open_fabric('topology/dgx-h100-superpod-4su.yaml') "
+                          hint="open one: fabric_hpc.topology.open_fabric('dgx-h100-superpod-4su') "
                                "or open_fabric('superpod:sus=4')")
 
 

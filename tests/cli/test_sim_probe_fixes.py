@@ -140,8 +140,9 @@ def test_place_names_an_empty_request(capsys):
         assert "-r 'nodes=4,gpus=8,within=leaf'" in err
     assert main(["place", "-t", "", "-r", "gpus=8"]) == 3
     assert "--topology '' is empty" in capsys.readouterr().err
-    assert main(["place", "-r", "gpus=8"]) == 3  # missing, not empty: the old message
-    assert "needs --topology and --request" in capsys.readouterr().err
+    assert main(["place", "-r", "gpus=8"]) == 3  # missing, not empty: the missing one is named
+    err = capsys.readouterr().err
+    assert "fabric place needs --topology\n" in err and "-t dgx-h100-superpod-4su" in err
 
 
 def test_topology_benchmark_help_runs_nothing_and_no_write_leaves_docs(tmp_path, monkeypatch, capsys):

@@ -144,7 +144,10 @@ def test_cli_fix_lines_name_real_files_and_ids(capsys):
 
     assert main(["place", "-r", "gpus=8"]) == 3
     err = capsys.readouterr().err
-    named = err.split("fabric place -t ")[1].split()[0]
-    assert Path(__file__).parents[2].joinpath(named).is_file(), named  # it named topology/superpod.yaml
+    named = err.split("fabric place -t ")[1].split()[0]  # once it named topology/superpod.yaml
+    from fabric_hpc.topology.shipped import shipped_fabrics  # now a fabric the wheel ships, by name
+
+    assert named in shipped_fabrics()
+    assert Path(__file__).parents[2].joinpath("topology", named + ".yaml").is_file()
     assert main(["place", "-t", "superpod:sus=1", "-r", "gpus=8", "--commit", ""]) == 3
     assert "fix: name the job the placement is for, e.g. --commit job-42" in capsys.readouterr().err

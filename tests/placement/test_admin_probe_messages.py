@@ -1,0 +1,26 @@
+"""Messages an admin probe found unclear: a numa_local gang larger than a NUMA node was told
+"only 0 are free" with 128 free hosts, and a request's own fix (valid tp values) was followed by an
+unrelated generic example."""
+
+from __future__ import annotations
+
+import pytest
+
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.placement import ClusterState, PlacementInfeasible, place
+from fabric_hpc.placement.request import parse_request
+from fabric_hpc.topology import open_fabric
+
+
+def test_numa_local_names_the_numa_node_size():
+    fab = open_fabric("dgx-h100-superpod-4su")  # 4 GPUs per NUMA node
+    with pytest.raises(PlacementInfeasible) as exc:
+        place(fab, ClusterState(fab), "nodes=2,gpus=8,numa_local", solver="greedy")
+    assert "hosts with 8 free GPUs on one NUMA node" in exc.value.message
+    assert "a NUMA node here has at most 4 GPUs" in exc.value.message
+
+
+def test_a_request_error_points_at_its_own_values():
+    with pytest.raises(ConfigError) as exc:
+        parse_request("gpus=80,tp=72")
+    assert "use tp = " in exc.value.message and "values that work" in exc.value.hint
