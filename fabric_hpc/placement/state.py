@@ -174,13 +174,18 @@ class ClusterState:
 
     # -- file format -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """The state file's document (docs/placement.md, "Cluster state file"): each job's GPU ids
-        and metadata; down hosts as one host list, other down GPUs by id. ``from_dict`` reads it back."""
+        """The state file's document (docs/placement.md, "Cluster state file"): each job's hosts as
+        one host list where it holds every GPU of each, else its GPU ids, and its metadata; down hosts
+        as one host list, other down GPUs by id. ``from_dict`` reads it back."""
         from fabric_hpc.hostlist import compress
 
         jobs: dict[str, Any] = {}
         for job in self._job_num:
-            jobs[job] = {"gpus": self.job_gpus(job), **self.job_meta.get(job, {})}
+            gpus = self.job_gpus(job)
+            hosts = sorted({self.fab.gpu(self.fab.gpu_pos[g]).host for g in gpus}, key=self.fab.host_pos.get)
+            whole = sum(len(self.fab.host_gpus(h)) for h in hosts) == len(gpus)
+            where = {"hosts": compress(hosts)} if whole and hosts else {"gpus": gpus}
+            jobs[job] = {**where, **self.job_meta.get(job, {})}
         down_idx = np.flatnonzero(self.owner == DOWN)
         hosts_down = [h for h in self.fab.hosts if self.fab.host_gpus(h)
                       and all(self.owner[self.fab.gpu_pos[g]] == DOWN for g in self.fab.host_gpus(h))]

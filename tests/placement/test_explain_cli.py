@@ -5,6 +5,7 @@ import json
 import pytest
 
 from fabric_hpc.cli.main import main
+from fabric_hpc.hostlist import compress
 from fabric_hpc.placement import ClusterState, PlacementInfeasible, place
 from fabric_hpc.topology import build, generators, save_spec
 
@@ -83,7 +84,9 @@ def test_cli_json_and_commit(files, capsys):
     assert out["solver"] == "cpsat" and len(out["gpus"]) == 16 and out["domains"]["leaf"] == 1
     assert set(out["breakdown"]) >= {"comm_ms", "span", "frag", "pristine"}
     saved = json.loads(open(state).read())
-    assert sorted(saved["jobs"]["job-new"]["gpus"]) == sorted(out["gpus"])
+    # whole hosts are written as the admin writes them: one host list (before, 16 GPU ids each)
+    assert saved["jobs"]["j"] == {"hosts": "su01-h[01-02]"}
+    assert saved["jobs"]["job-new"] == {"hosts": compress(out["hosts"])}
     # committing again under the same id would give one job two placements: refused, file unchanged
     before = open(state).read()
     assert main(["place", "-t", topo, "-s", state, "-r", "nodes=2,gpus=8", "--commit", "job-new"]) == 3
