@@ -178,8 +178,15 @@ def _solve_lex(model, var, t_expr, objective, options: SolveOptions):
 def _best_of(p: Problem, placed: Placement, warm: Placement | None, options: SolveOptions, t0: float,
              stats: dict) -> Placement:
     """CP-SAT's answer, unless greedy's, slurm-tree's or slurm-block's is cheaper on the exact cost
-    (a portfolio: cpsat's modelled collective is never slower than theirs)."""
+    (a portfolio: cpsat's modelled collective is never slower than theirs). Greedy's answer of the
+    same exact cost is kept instead (as optimal as CP-SAT's): among equal placements every solver
+    then takes the first domains, not CP-SAT's search's last."""
     best, why = placed, ""
+    if warm is not None and lex_key(warm.breakdown) == lex_key(placed.breakdown) and warm.gpus != placed.gpus:
+        placed = _relabel(warm, t0, bool(placed.optimal), placed.notes + (
+            "greedy's answer of the same cost (equal placements: the first domains, as the other solvers)",),
+            stats)
+        best = placed
     if warm is not None and lex_key(warm.breakdown) < lex_key(best.breakdown):
         best, why = warm, "greedy's answer is cheaper on the exact cost model"
     from fabric_hpc.placement.slurm import slurm_block, slurm_tree

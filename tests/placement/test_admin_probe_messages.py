@@ -24,3 +24,14 @@ def test_a_request_error_points_at_its_own_values():
     with pytest.raises(ConfigError) as exc:
         parse_request("gpus=80,tp=72")
     assert "use tp = " in exc.value.message and "values that work" in exc.value.hint
+
+
+def test_cpsat_breaks_ties_as_the_other_solvers():
+    """On an empty fabric every leaf is equal: cpsat took the last one (su04), greedy and the Slurm
+    baselines the first (su01), with the same cost and nothing saying why they differ."""
+    fab = open_fabric("superpod:sus=4")
+    hosts = {s: place(fab, ClusterState(fab), "nodes=4,gpus=8,within=leaf", solver=s).hosts
+             for s in ("cpsat", "greedy", "slurm-tree")}
+    assert hosts["cpsat"] == hosts["greedy"] == hosts["slurm-tree"]
+    placed = place(fab, ClusterState(fab), "nodes=4,gpus=8,within=leaf", solver="cpsat")
+    assert placed.optimal is True and placed.solver == "cpsat"
