@@ -117,9 +117,10 @@ def greedy_counts(p: Problem, base: np.ndarray | None = None) -> dict[int, int] 
 
 def _balanced(p: Problem, counts: dict[int, int]) -> dict[int, int]:
     """The collective model's tie-break for total-GPU requests over several hosts: the same hosts
-    (so the same domains), the GPUs spread to maximise the fewest any host gets. A host giving few
-    GPUs gives the ring few NICs (channels), so this is never slower and usually faster: 8+8+7+1
-    GPUs become 6+6+6+6. Slices keep their per-domain sums, so they are left as they are."""
+    (so the same domains), the GPUs spread to maximise the fewest any host gets, where that gives the
+    ring more channels. A host giving few GPUs gives the ring few NICs (channels), so this is never
+    slower and usually faster: 8+8+7+1 GPUs on DGX hosts become 6+6+6+6. Slices keep their
+    per-domain sums, so they are left as they are."""
     if p.nodes_mode or p.slice_level is not None or p.request.whole_hosts or len(counts) < 2:
         return counts
     hosts = sorted(counts)
@@ -130,7 +131,11 @@ def _balanced(p: Problem, counts: dict[int, int]) -> dict[int, int]:
     take = np.minimum(caps, level - 1)
     extra = [i for i in np.argsort(-caps, kind="stable") if caps[i] >= level][: total - int(take.sum())]
     take[extra] += 1
-    if int(take.min()) <= min(counts.values()):
+    # only where it brings the ring more channels: a host with one NIC gives one however many GPUs
+    # it gives (there 8+4 stays 8+4, not 6+6, which strands more GPUs for the same ring time)
+    nics = np.array([p.fab.host_type(p.fab.hosts[h]).nics for h in hosts], np.int64)
+    before = np.minimum(np.array([counts[h] for h in hosts], np.int64), nics)
+    if int(np.minimum(take, nics).min()) <= int(before.min()):
         return counts
     return dict(zip(hosts, take.tolist(), strict=True))
 

@@ -35,3 +35,22 @@ def test_cpsat_breaks_ties_as_the_other_solvers():
     assert hosts["cpsat"] == hosts["greedy"] == hosts["slurm-tree"]
     placed = place(fab, ClusterState(fab), "nodes=4,gpus=8,within=leaf", solver="cpsat")
     assert placed.optimal is True and placed.solver == "cpsat"
+
+
+def test_greedy_spreads_gpus_only_for_more_channels():
+    """One-NIC hosts: 8+4 and 6+6 give the same one-channel ring, and 6+6 strands more GPUs; greedy
+    spread them anyway (rest 6.8 against slurm-tree's 6.6). DGX hosts (8 NICs): 8+4 still becomes 6+6."""
+    import numpy as np
+
+    from fabric_hpc.topology import build, generators
+
+    for fab, balanced in ((open_fabric("leaf-spine-16"), False),
+                          (build(generators.superpod(sus=1, hosts_per_su=4)), True)):
+        state = ClusterState(fab)
+        h = fab.hosts
+        state.allocate("busy", fab.host_gpus(h[1])[:2] + fab.host_gpus(h[2]) + fab.host_gpus(h[3]))
+        placed = place(fab, state, "gpus=12", solver="greedy")
+        counts = sorted(np.unique([fab.gpu(fab.gpu_pos[g]).host for g in placed.gpus], return_counts=True)[1])
+        assert counts == ([6, 6] if balanced else [4, 8]), (fab.name, counts)
+        tree = place(fab, state, "gpus=12", solver="slurm-tree")
+        assert placed.breakdown["comm_ms"] <= tree.breakdown["comm_ms"] + 1e-9
