@@ -47,6 +47,24 @@ def blocking_jobs(p: Problem, deficit_gpus: int, hosts: np.ndarray | None = None
     return min(k, int((sizes > 0).sum()))
 
 
+def largest_jobs(p: Problem, hosts: np.ndarray | None = None, k: int = 3) -> list[str]:
+    """The ``k`` running jobs holding the most eligible GPUs (of ``hosts``, default all), most first:
+    the ones whose end would free the most (ties: job id)."""
+    owner = p.state.owner
+    gpu_ok = p.host_ok[p.fab.index.gpu_host] & (owner >= 0)
+    if hosts is not None:
+        gpu_ok &= np.isin(p.fab.index.gpu_host, hosts)
+    nums, held = np.unique(owner[gpu_ok], return_counts=True)
+    name = {num: job for job, num in p.state.job_numbers().items()}
+    ids = [(-int(n), name[j]) for j, n in zip(nums.tolist(), held.tolist()) if j in name]
+    return [job for _, job in sorted(ids)[:k]]
+
+
+def _ending(p: Problem, jobs: int, hosts: np.ndarray | None = None) -> str:
+    """``" (the largest: j1, j2)"`` naming the jobs holding the most GPUs there ("" when none must end)."""
+    return f" (the largest there: {', '.join(largest_jobs(p, hosts))})" if jobs else ""
+
+
 def gpu_deficit(p: Problem, short: int, hosts: np.ndarray | None = None) -> int:
     """GPUs that must be freed for ``short`` more units, at least: GPUs in total mode; in nodes
     mode, the fewest GPUs that make ``short`` more hosts (of ``hosts``, default all) hold ``gpn``
@@ -241,7 +259,7 @@ def _necessary(p: Problem) -> None:
         fixes = (["wait for jobs to end"] if jobs else []) + \
             ([f"bring back the {down} GPU(s) that are down"] if down else []) + ["ask for fewer GPUs"]
         raise _fail(p, _short_of(p, need, total)
-                    + (f"; at least {jobs} running job(s) would have to end" if jobs else "")
+                    + (f"; at least {jobs} running job(s) would have to end{_ending(p, jobs)}" if jobs else "")
                     + (f"; {down} GPU(s) are down" if down else ""), ", or ".join(fixes),
                     constraint="capacity", needed=need, largest=total, blocking_jobs=jobs, down_gpus=down)
     for level, limit, what, name in ((p.within, 1, "within", r.within),
@@ -286,11 +304,11 @@ def _check_domains(p: Problem, level: int, limit: int, what: str, need: int, nam
     where = lv.dom_names[level][top]
     members = np.flatnonzero(lv.host_dom[:, level] == top)
     jobs = blocking_jobs(p, gpu_deficit(p, need - int(caps[top]), members), members) if limit == 1 else 0
-    scope = f"one {name}" if limit == 1 else f"at most {limit} of {name}s"
+    scope = f"one {name}" if limit == 1 else f"at most {limit} {name}s"
     msg = (f"needs {need} {unit_name(p)} in {scope}; the largest free block is {int(caps[top])} in {where}"
            if limit == 1 else f"needs {need} {unit_name(p)} in {scope}; the best {limit} hold {best}")
     if jobs:
-        msg += f"; at least {jobs} job(s) there would have to end first"
+        msg += f"; at least {jobs} job(s) there would have to end first{_ending(p, jobs, members)}"
     raise _fail(p, msg, f"wait, or relax {what}", constraint=what, needed=need, largest=best if limit > 1
                 else int(caps[top]), where=where, level=lv.chain[level], blocking_jobs=jobs)
 
@@ -350,10 +368,11 @@ def _check_slices(p: Problem) -> None:
     block = f"the largest free block is {int(caps[top])} in {names[top]}"
     if need == 1:
         msg = f"needs {_groups(p, 1)} of {size} {unit} in one {dom}; {block}"
-        msg += f"; at least {jobs} job(s) there would have to end first" if jobs else ""
+        msg += f"; at least {jobs} job(s) there would have to end first{_ending(p, jobs, members)}" if jobs else ""
     else:
         msg = f"needs {_groups(p, need)} of {size} {unit}, each in one {dom}; only {fit} fit now ({block})"
-        msg += f"; at least {jobs} job(s) in {names[near]} would have to end for one more" if jobs else ""
+        msg += (f"; at least {jobs} job(s) in {names[near]} would have to end for one more"
+                f"{_ending(p, jobs, members)}" if jobs else "")
     hint = "wait, or use a smaller tp" if p.request.tp else "wait, or relax slices"
     raise _fail(p, msg, hint, constraint="slices", needed=need, largest=fit, where=names[top],
                 free_block=int(caps[top]), level=lv.chain[level], blocking_jobs=jobs,

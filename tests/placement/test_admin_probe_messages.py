@@ -54,3 +54,17 @@ def test_greedy_spreads_gpus_only_for_more_channels():
         assert counts == ([6, 6] if balanced else [4, 8]), (fab.name, counts)
         tree = place(fab, state, "gpus=12", solver="slurm-tree")
         assert placed.breakdown["comm_ms"] <= tree.breakdown["comm_ms"] + 1e-9
+
+
+def test_infeasible_names_the_largest_jobs_and_reads_well():
+    fab = open_fabric("leaf-spine-16")
+    state = ClusterState(fab)
+    state.allocate("big", fab.host_gpus("n1") + fab.host_gpus("n2"))
+    state.allocate("small", fab.host_gpus("n3")[:1])
+    with pytest.raises(PlacementInfeasible) as exc:
+        place(fab, state, "nodes=16,gpus=8", solver="greedy")
+    assert "would have to end (the largest there: big, small)" in exc.value.message
+    with pytest.raises(PlacementInfeasible) as exc:
+        place(open_fabric("superpod:sus=4"), ClusterState(open_fabric("superpod:sus=4")),
+              "gpus=800,max_domains=3,max_domains_level=leaf", solver="greedy")
+    assert "in at most 3 leaf groups;" in exc.value.message

@@ -250,7 +250,8 @@ def test_tp_groups_that_do_not_fit_now_name_the_block_and_the_jobs(tmp_path, cap
                  "--solver", solver]) == 4
     out = json.loads(capsys.readouterr().out)
     assert out["error"] == ("needs 1 tensor-parallel group of 72 GPUs in one NVLink domain; the largest free "
-                            "block is 71 in r001; at least 1 job(s) there would have to end first")
+                            "block is 71 in r001; at least 1 job(s) there would have to end first (the largest "
+                            "there: a)")
     assert out["hint"] == "wait, or use a smaller tp"
     ex = out["explanation"]
     assert (ex["where"], ex["free_block"], ex["blocking_jobs"], ex["level"]) == ("r001", 71, 1, "nvlink")
@@ -274,7 +275,8 @@ def test_many_tp_groups_say_how_many_fit_and_where_one_more_is_nearest(tmp_path)
     with pytest.raises(PlacementInfeasible) as e:
         place(pod, busy, "gpus=64,slices=2,slice_level=leaf", solver="greedy")
     assert e.value.message == ("needs 2 slices of 32 GPUs, each in one leaf group; only 1 fit now (the largest free "
-                            "block is 32 in su03-leaf); at least 1 job(s) in su01-leaf would have to end for one more")
+                            "block is 32 in su03-leaf); at least 1 job(s) in su01-leaf would have to end for one more"
+                               " (the largest there: a)")
     assert e.value.hint == "wait, or relax slices"
 
 
