@@ -259,7 +259,8 @@ def _necessary(p: Problem) -> None:
         fixes = (["wait for jobs to end"] if jobs else []) + \
             ([f"bring back the {down} GPU(s) that are down"] if down else []) + ["ask for fewer GPUs"]
         raise _fail(p, _short_of(p, need, total)
-                    + (f"; at least {jobs} running job(s) would have to end{_ending(p, jobs)}" if jobs else "")
+                    + (f"; at least {jobs} running job(s) would have to end" if jobs else "")
+                    + _ending(p, jobs)
                     + (f"; {down} GPU(s) are down" if down else ""), ", or ".join(fixes),
                     constraint="capacity", needed=need, largest=total, blocking_jobs=jobs, down_gpus=down)
     for level, limit, what, name in ((p.within, 1, "within", r.within),
@@ -368,7 +369,8 @@ def _check_slices(p: Problem) -> None:
     block = f"the largest free block is {int(caps[top])} in {names[top]}"
     if need == 1:
         msg = f"needs {_groups(p, 1)} of {size} {unit} in one {dom}; {block}"
-        msg += f"; at least {jobs} job(s) there would have to end first{_ending(p, jobs, members)}" if jobs else ""
+        msg += f"; at least {jobs} job(s) there would have to end first" if jobs else ""
+        msg += _ending(p, jobs, members)
     else:
         msg = f"needs {_groups(p, need)} of {size} {unit}, each in one {dom}; only {fit} fit now ({block})"
         msg += (f"; at least {jobs} job(s) in {names[near]} would have to end for one more"
