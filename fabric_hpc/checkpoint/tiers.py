@@ -96,14 +96,15 @@ def save_local(local: Path | str, state: Mapping[str, Any], *, step: int, comm: 
     tmp = Path(local) / f"{store.TMP_PREFIX}{store.step_dir_name(step)}-{token}"
     gather_or_raise(comm, lambda: _begin_local(Path(local), step, tmp, shared) if leader else None)
     try:
-        values = [None]
+        values = None  # this rank's non-tensor leaves (split off inside work: an error reaches every rank)
 
         def work() -> tuple[dict, dict]:
-            tensors, values[0] = split_state(state)
+            nonlocal values
+            tensors, values = split_state(state)
             metas, pieces = plan(tensors, rank, world)
             return metas, write_pieces(tmp, pieces, threads)
         per_rank = gather_or_raise(comm, work)
-        header = save_header(step, world, layout, tags, metadata, values=values[0])
+        header = save_header(step, world, layout, tags, metadata, values=values)
         manifest, held = collective(comm, lambda: _manifest_and_owners(header, per_rank, keys, order)
                                     if rank == 0 else None)
         gather_or_raise(comm, lambda: _finish_local(tmp, part, manifest, held[part.node]) if leader else None)

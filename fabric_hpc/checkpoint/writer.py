@@ -216,18 +216,19 @@ def save(directory: Path | str, state: Mapping[str, Any], *, step: int,
     t0 = time.perf_counter()
     started = collective(comm, lambda: _begin(root, step) if rank == 0 else None)
     tmp, cleaned = Path(started[0]), started[1]
-    values = [_values]
+    values = _values  # this rank's non-tensor leaves (split off inside work: an error reaches every rank)
     try:
         def work() -> tuple[dict, dict]:
+            nonlocal values
             tensors, found = split_state(state)
-            values[0] = _values if _values is not None else found
+            values = _values if _values is not None else found
             metas, pieces = plan(tensors, rank, world, chunk_shapes, splits)
             written = write_pieces(tmp, pieces, threads, metas)
             if _after_chunks is not None:
                 _after_chunks()
             return metas, written
         result = gather_or_raise(comm, work)
-        header = save_header(step, record_world_size or world, layout, tags, metadata, _created_at, values[0])
+        header = save_header(step, record_world_size or world, layout, tags, metadata, _created_at, values)
         final = collective(comm, lambda: str(_commit(root, tmp, header, result)) if rank == 0 else None)
     except BaseException:
         if rank == 0:
