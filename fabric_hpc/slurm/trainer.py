@@ -48,24 +48,22 @@ def install_handler(early: list[int]) -> Any:
     return handler
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative: give 0 or more")
-    return value
+def _at_least_0(parse: Any, kind: str, below: str) -> Any:
+    """An argparse type: ``parse(text)``, finite and 0 or more (``kind``: what it is not when it
+    does not parse; ``below``: the message, with ``{}`` for the text, when it is not)."""
+    def check(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(below.format(text))
+        return value
+    return check
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is not 0 or more seconds")
-    return value
+_count = _at_least_0(int, "a whole number", "{} is negative: give 0 or more")
+_seconds = _at_least_0(float, "a number of seconds", "{} is not 0 or more seconds")
 
 
 def parser(prog: str, step_seconds: float) -> argparse.ArgumentParser:
