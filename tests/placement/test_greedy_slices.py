@@ -121,6 +121,8 @@ def test_many_slices_take_time_by_domains_not_slices() -> None:
     place(fab, state, "gpus=8", solver="greedy")  # per-fabric tables built outside the timing
     plain = min(_timed(fab, state, "gpus=32768")[0] for _ in range(2))
     for text in ("gpus=32768,slices=32768,slice_level=host", "gpus=32768,tp=8"):
-        took, pl = _timed(fab, state, text)
+        # the best of two, as for the plain request: the first tp= request also imports the
+        # step-time model and fills its per-fabric caches (0.1 s here, 0.7 s on a slow CI VM)
+        took, pl = min((_timed(fab, state, text) for _ in range(2)), key=lambda r: r[0])
         assert took < 10 * plain + 0.05, (text, took, plain)
         assert len(pl.hosts) == 4096
