@@ -14,9 +14,10 @@ import re
 from pathlib import Path
 
 from fabric_hpc.errors import ConfigError
+from fabric_hpc.sim.rows import lines
 from fabric_hpc.sim.slurmlog import read_jobcomp, read_sacct
 from fabric_hpc.sim.synthetic import GangWorkload, gang_workload
-from fabric_hpc.sim.traces import Trace, _lines, _open, read_openb, read_swf, read_tiresias
+from fabric_hpc.sim.traces import Trace, _open, read_openb, read_swf, read_tiresias
 
 READERS = {"tiresias": read_tiresias, "openb": read_openb, "swf": read_swf, "sacct": read_sacct,
            "jobcomp": read_jobcomp}
@@ -24,7 +25,7 @@ KINDS = (*READERS, "synthetic")
 
 
 def _sniff(path: Path) -> str:
-    first = next((ln.strip() for ln in _lines(path) if ln.strip()), "")
+    first = next((ln.strip() for ln in lines(path) if ln.strip()), "")
     if first.startswith("job_id,num_gpu"):
         return "tiresias"
     if first.startswith("name,") and "qos" in first:

@@ -119,7 +119,3 @@ class Keep:
         rows, self.items = self.items, []
         rows.sort(key=lambda t: (t[0], t[1]))
         return rows
-
-    def jobs(self) -> list[Any]:
-        """The payloads kept, sorted by (submit, id)."""
-        return [job for _, _, job in self.rows()]

@@ -35,8 +35,8 @@ from typing import Any
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.scheduler.contract import Job
-from fabric_hpc.sim.rows import NO_SUBMIT, NOT_FINISHED, NOT_GPU, Keep
-from fabric_hpc.sim.traces import MAX_JOB_GPUS, MAX_TRACE_SECONDS, Trace, _lines, _open, _shift, gang_request
+from fabric_hpc.sim.rows import NO_SUBMIT, NOT_FINISHED, NOT_GPU, Keep, lines
+from fabric_hpc.sim.traces import MAX_JOB_GPUS, MAX_TRACE_SECONDS, Trace, _built, _open, gang_request
 
 DEFAULT_TIER_MAP = {"high": "high", "urgent": "high", "spot": "spot", "preempt": "spot", "preemptible": "spot",
                     "low": "spot", "scavenger": "spot"}
@@ -183,8 +183,8 @@ def read_sacct(path: str | os.PathLike[str], *, gpus_per_node: int = 8, gpus_per
 
 def _sacct_rows(p: Path) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, fields) of each job line (job steps left out)."""
-    lines = ((n, ln) for n, ln in enumerate(_lines(p), start=1) if ln.strip())
-    _, first = next(lines, (0, ""))
+    rows = ((n, ln) for n, ln in enumerate(lines(p), start=1) if ln.strip())
+    _, first = next(rows, (0, ""))
     if "|" not in first or "jobid" not in first.lower():
         raise ConfigError(f"{p}: not sacct --parsable2 output (no JobID|... header line)",
                           hint="run sacct with --parsable2 and without --noheader")
@@ -193,7 +193,7 @@ def _sacct_rows(p: Path) -> Iterator[tuple[int, dict[str, str]]]:
     if missing:
         raise ConfigError(f"{p}: sacct output lacks field(s) {sorted(missing)}",
                           hint="--format=JobID,Submit,Start,End,Timelimit,NNodes,AllocTRES,Account,User,Partition,QOS")
-    for n, line in lines:
+    for n, line in rows:
         vals = line.split("|")
         if len(vals) != len(header):
             raise ConfigError(f"{p}:{n}: {len(vals)} fields, the header has {len(header)}",
@@ -229,7 +229,7 @@ def read_jobcomp(path: str | os.PathLike[str], *, gpus_per_node: int = 8, gpus_p
 
 
 def _jobcomp_rows(p: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    for n, line in enumerate(_lines(p), start=1):
+    for n, line in enumerate(lines(p), start=1):
         if not line.strip():
             continue
         fields: dict[str, str] = {}
@@ -325,5 +325,6 @@ def _trace(p: Path, rows: Iterator[tuple[int, dict[str, str]]], source: str, lim
         if isinstance(job, str):
             keep.skip(job)
         elif keep.wants(job.submit, job.id):
-            keep.add(job.submit, job.id, job)
-    return Trace(_shift(keep.jobs()), source, keep.skipped_by)
+            keep.add(job.submit, job.id, (job.request, job.walltime, job.duration, job.account, job.user,
+                                          job.tier, job.meta))
+    return Trace(_built(keep), source, keep.skipped_by)

@@ -82,11 +82,6 @@ def _open(path: str | os.PathLike[str]) -> Path:
     return check_path(p, what="trace file")
 
 
-def _lines(p: Path) -> Iterator[str]:
-    """The lines of a trace file, read one at a time (size-limited, UTF-8 checked: see sim.rows)."""
-    return lines(p)
-
-
 def _times(p: Path, n: int, **values: float) -> None:
     """Every time of a row must be a finite, non-negative number of seconds."""
     for name, v in values.items():
@@ -111,7 +106,7 @@ class _Table:
     shorter than the header that lacks a needed column, or longer than it, is an error naming it)."""
 
     def __init__(self, p: Path, need: set[str], what: str) -> None:
-        self.p, self.reader = p, csv.reader(_lines(p))
+        self.p, self.reader = p, csv.reader(lines(p))
         try:
             header = next((r for r in self.reader if r), None)
         except csv.Error as exc:
@@ -206,15 +201,6 @@ def _built(keep: Keep) -> list[Job]:
         jobs.append(Job(id=job_id, request=request, submit=submit - t0, walltime=walltime, duration=duration,
                         account=account, user=user, tier=tier, meta=meta))
     return jobs
-
-
-def _shift(jobs: list[Job]) -> list[Job]:
-    if not jobs:
-        return jobs
-    t0 = min(j.submit for j in jobs)
-    from dataclasses import replace
-
-    return [replace(j, submit=j.submit - t0) for j in sorted(jobs, key=lambda j: (j.submit, j.id))]
 
 
 #: Communication-heaviness of the trace's models relative to the default profile (assumptions, not
@@ -384,7 +370,7 @@ def read_swf(path: str | os.PathLike[str], *, procs_per_gpu: int = 1, gpus_per_h
 
 def _swf_lines(p: Path) -> Iterator[tuple[int, list[str]]]:
     """(line number, fields) of each job line of an SWF file: exactly 18 fields (comments skipped)."""
-    for n, line in enumerate(_lines(p), start=1):
+    for n, line in enumerate(lines(p), start=1):
         line = line.strip()
         if not line or line.startswith(";"):
             continue
