@@ -8,7 +8,8 @@ What it does at submit time:
     "fabric[:OPTIONS]". --comment=nofabric opts a gang job out.
   * validates fabric jobs and rejects invalid ones with a message the user sees (slurm.log_user).
   * adds the hosts of an exclude= option to the job's own exclude list (-x), so Slurm never starts the
-    job there, whoever starts it (include= has no Slurm equivalent: only the agent honours it).
+    job there, whoever starts it (include= has no Slurm equivalent at submit: the agent honours it,
+    and when it hands the job over it sets the job's exclude list to every other node).
   * defers a marked job instead of holding it: its begin time is set FALLBACK_S seconds ahead. The
     agent pins it (ReqNodeList) and makes it eligible at once (StartTime=now); while it cannot place
     it, it renews the deferral. If the agent dies, the begin time simply passes and Slurm's own

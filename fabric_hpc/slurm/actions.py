@@ -61,11 +61,13 @@ class Actions:
         self.last_error: str | None = None
 
     def apply(self, requeued: list[int], started: list[dict[str, Any]], invalid: dict[int, str],
-              deferred: list[int], fallback_s: int, *, unpin: Iterable[int] = ()) -> None:
+              deferred: list[int], fallback_s: int, *, unpin: Iterable[int] = (),
+              kept_out: Callable[[int], str | None] = lambda job_id: None) -> None:
         """Requeues, pins, hand-overs (none in a cycle that pinned), then the deferrals (one batch).
         ``unpin``: jobs the agent pinned before they were held or got a dependency (``Job.blocked``):
         their ReqNodeList is cleared (fabric jobs have no -w of their own: job_submit.lua refuses one) and
-        their deferral renewed."""
+        their deferral renewed. ``kept_out``: the ExcNodeList a job handed over needs (its ``include=``
+        kept by Slurm too), None for none."""
         for job_id in unpin:
             self._do("unpin", job_id, self.client.update, job_id, ReqNodeList="",
                      StartTime=f"now+{int(fallback_s)}")
@@ -86,7 +88,9 @@ class Actions:
         handoffs = {**invalid, **self.to_hand}
         if pinned == 0:
             for job_id, why in handoffs.items():
-                if self._do("handoff", job_id, self.client.update, job_id, ReqNodeList="", StartTime="now"):
+                out = kept_out(job_id)
+                extra = {"ExcNodeList": out} if out else {}
+                if self._do("handoff", job_id, self.client.update, job_id, ReqNodeList="", StartTime="now", **extra):
                     self.to_hand.pop(job_id, None)
                     self.note("handoff", job=job_id, reason=why)
         self.renew([j for j in deferred if j not in handoffs], fallback_s)

@@ -196,7 +196,7 @@ def _job_from_scontrol(line: str) -> Job:
                gpus_per_node=gpu_count(kv.get("TresPerNode")), gpu_type=_gpu_type(kv.get("TresPerNode")),
                gpus_per_job=gpu_count(kv.get("TresPerJob")),
                cpus=int(c) if _digits(c := kv.get("NumCPUs", "0").split("-")[0]) else 0,
-               node_list=node_list, req_nodes=hosts(kv.get("ReqNodeList")),
+               node_list=node_list, req_nodes=hosts(kv.get("ReqNodeList")), exc_nodes=hosts(kv.get("ExcNodeList")),
                gpus={n: gpu_indices(g) for n, g in per_node.items() if gpu_count(g)},
                submit_time=_epoch(kv.get("SubmitTime")) or 0.0, begin_time=_epoch(kv.get("EligibleTime")),
                start_time=_epoch(kv.get("StartTime")),

@@ -79,6 +79,7 @@ class Job:
     gpu_type: str | None = None
     node_list: tuple[str, ...] = ()             # allocated nodes (running jobs)
     req_nodes: tuple[str, ...] = ()             # ReqNodeList
+    exc_nodes: tuple[str, ...] = ()             # ExcNodeList (-x, and the hosts of the comment's exclude=)
     gpus: dict[str, tuple[int, ...]] = field(default_factory=dict)  # node -> allocated GPU indices
     submit_time: float = 0.0
     begin_time: float | None = None             # EligibleTime / begin (None: unknown)

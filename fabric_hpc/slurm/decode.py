@@ -215,6 +215,7 @@ def job(d: Any) -> Job:
                gpus_per_job=parsed(what, gpu_count, text(d, "tres_per_job", what)),
                cpus=integer(d, "cpus", what),
                req_nodes=parsed(what, hosts, text(d, "required_nodes", what)),
+               exc_nodes=parsed(what, hosts, text(d, "excluded_nodes", what)),
                gpus=_job_gpus(d, what, node_list), submit_time=epoch(d, "submit_time", what) or 0.0,
                begin_time=epoch(d, "eligible_time", what), start_time=epoch(d, "start_time", what),
                time_limit_min=None if limit is None else int(limit),

@@ -177,6 +177,7 @@ def job_from_pyslurm(j: Any) -> Job:
                nodes=_field(j, "num_nodes", int, what, optional=True) or 1, gpus_per_node=per_node, gpu_type=gtype,
                cpus=_field(j, "cpus", int, what, optional=True) or 0,
                node_list=node_list, req_nodes=hosts(_field(j, "required_nodes", str, what, optional=True)),
+               exc_nodes=hosts(_field(j, "excluded_nodes", str, what, optional=True)),
                gpus=gpus, submit_time=float(_field(j, "submit_time", int, what, optional=True) or 0),
                begin_time=float(begin) if begin else None, start_time=float(start) if start else None,
                time_limit_min=limit, priority=_field(j, "priority", int, what, optional=True),

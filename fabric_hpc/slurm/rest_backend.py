@@ -40,7 +40,7 @@ _VERSION = re.compile(r"^/slurm/v(\d+)\.(\d+)\.(\d+)/")
 #: scontrol update keys -> job properties (v0.0.38, v0.0.42+)
 _UPDATE_KEYS = {"ReqNodeList": ("nodelist", "required_nodes"), "StartTime": ("begin_time", "begin_time"),
                 "Comment": ("comment", "comment"), "TimeLimit": ("time_limit", "time_limit"),
-                "ExcNodeList": ("exclude", "excluded_nodes"), "Name": ("name", "name")}
+                "ExcNodeList": ("exclude_nodes", "excluded_nodes"), "Name": ("name", "name")}
 #: the notice a held job's submit or update gets: in "errors" (v0.0.38, code 2042) or in
 #: "warnings" (v0.0.42+, text only). It says the hold asked for was applied; nothing else is benign.
 _BENIGN = {2042}

@@ -130,6 +130,25 @@ def request_of(job: Job) -> Request:
         raise ConfigError(f"job {job.job_id} {exc.message}", hint=exc.hint) from None
 
 
+def kept_out(job: Job, node_names: Collection[str]) -> str | None:
+    """The ``ExcNodeList`` a job handed over to Slurm needs so that Slurm, too, starts it only on its
+    ``include=`` hosts (``-w`` means "all of these", so "only these" is "none of the others"): every
+    node Slurm reports outside that list, joined to the job's own exclusions; None when the job has no
+    ``include=`` (or a comment that does not parse: nothing to keep it to) or that excludes nothing new."""
+    opts, _ = split_options(job)
+    try:
+        include = request_fields(opts, source="--comment").get("include") if opts else None
+        allowed = set(expand(include)) if include else None
+    except ConfigError:
+        return None
+    if not allowed:
+        return None
+    out = {n for n in node_names if n not in allowed}
+    if out <= set(job.exc_nodes):
+        return None
+    return compress(sorted(out | set(job.exc_nodes)))
+
+
 _SIZE_KEYS = frozenset({"nodes", "gpus", "gpus_per_node"})
 
 

@@ -78,6 +78,15 @@ def test_account_is_read(client: SlurmClient, contract_cluster: Any) -> None:
     assert client.job(jid).account == "physics"
 
 
+def test_exclusions_are_read_and_updated(client: SlurmClient, contract_cluster: Any) -> None:
+    """Job.exc_nodes is Slurm's ExcNodeList (-x); ExcNodeList updates replace it (the agent's hand-over
+    of an include= job: tests/slurm/test_include_handoff.py)."""
+    jid = contract_cluster.sbatch("-N1", "--gres=gpu:1", "-H", "-x", "n[2-3]", "--comment=fabric", wrap="true")
+    assert client.job(jid).exc_nodes == ("n2", "n3")
+    client.update(jid, ExcNodeList="n[1-3,9]")
+    assert client.job(jid).exc_nodes == ("n1", "n2", "n3", "n9")
+
+
 def test_submit_hold_place_release_runs_exactly_there(client: SlurmClient, contract_cluster: Any) -> None:
     jid = client.submit(SCRIPT.format(s=30), ["-N", "2", "--gres=gpu:3", "-H", "--comment=fabric"],
                         cwd=str(contract_cluster.work_dir))
