@@ -142,6 +142,22 @@ def workload_line(results: dict) -> str:
             if out else "")
 
 
+def _row(fab_name: str, load: str, seed: str, mode: str, r: dict) -> str:
+    """One replay's table row: Slurm-like against fabric under contention ``mode``."""
+    s, f, v = r[f"slurm/{mode}"], r[f"fabric/{mode}"], verdict(r, mode)
+    return (f"| {fab_name} | {load} | {seed} | {mode} | {s['mean_jct_s'] / 3600:.2f} | "
+            f"{f['mean_jct_s'] / 3600:.2f} | {v['jct_reduction']:+.1%} | "
+            f"{r['bound']['mean_s'] / 3600:.2f} | {v['max_reduction']:+.1%} | "
+            f"{_nopre_cells(r, mode, v)} | {f['preemptions']} | "
+            f"{s['mean_stretch']:.3f} / {f['mean_stretch']:.3f} | "
+            f"{s['gpu_utilisation']:.3f} / {f['gpu_utilisation']:.3f} | "
+            f"{s['useful_utilisation']:.3f} / {f['useful_utilisation']:.3f} | "
+            f"{s['timeouts']} / {f['timeouts']} | "
+            f"{s['jain_accounts']:.3f} / {f['jain_accounts']:.3f} | "
+            f"{s['contended_jobs']:.1%} ({s['contended_gpus']:.0%}) / "
+            f"{f['contended_jobs']:.1%} ({f['contended_gpus']:.0%}) |")
+
+
 def render(results: dict, jobs: int) -> str:
     lines = [workload_line(results) + f"Synthetic gangs (`gang_workload`, {jobs} jobs per replay, sized to each fabric's GPUs, durations "
              f"capped at {MAX_DURATION_S / 3600:.0f} h), "
@@ -166,19 +182,7 @@ def render(results: dict, jobs: int) -> str:
     for fab_name, per in results.items():
         for key, r in per.items():
             load, seed = key.split("/")
-            for mode in ("on", "off"):
-                s, f, v = r[f"slurm/{mode}"], r[f"fabric/{mode}"], verdict(r, mode)
-                lines.append(f"| {fab_name} | {load} | {seed} | {mode} | {s['mean_jct_s'] / 3600:.2f} | "
-                             f"{f['mean_jct_s'] / 3600:.2f} | {v['jct_reduction']:+.1%} | "
-                             f"{r['bound']['mean_s'] / 3600:.2f} | {v['max_reduction']:+.1%} | "
-                             f"{_nopre_cells(r, mode, v)} | {f['preemptions']} | "
-                             f"{s['mean_stretch']:.3f} / {f['mean_stretch']:.3f} | "
-                             f"{s['gpu_utilisation']:.3f} / {f['gpu_utilisation']:.3f} | "
-                             f"{s['useful_utilisation']:.3f} / {f['useful_utilisation']:.3f} | "
-                             f"{s['timeouts']} / {f['timeouts']} | "
-                             f"{s['jain_accounts']:.3f} / {f['jain_accounts']:.3f} | "
-                             f"{s['contended_jobs']:.1%} ({s['contended_gpus']:.0%}) / "
-                             f"{f['contended_jobs']:.1%} ({f['contended_gpus']:.0%}) |")
+            lines += [_row(fab_name, load, seed, mode, r) for mode in ("on", "off")]
         for mode in ("on", "off"):
             vs = [verdict(r, mode) for r in per.values()]
             summary.append((fab_name, mode, float(np.mean([v["jct_reduction"] for v in vs])),
