@@ -134,6 +134,26 @@ def naming_file(path: str | os.PathLike[str]) -> Iterator[None]:
         raise OSError(exc.errno, exc.strerror, os.fspath(path)) from exc
 
 
+def _open_regular(path: Path, flags: int, mode: int) -> int:
+    """``os.open`` (``flags`` with O_NOFOLLOW and O_NONBLOCK) of a regular file, left blocking;
+    ConfigError for a symbolic link, a FIFO or a device: never written through."""
+    from fabric_hpc.errors import ConfigError
+
+    hint = f"remove {path} (or move it away); it is created again as a plain file"
+    try:
+        fd = os.open(path, flags, mode)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO):  # a symbolic link; a FIFO with no reader
+            raise ConfigError(f"{path} is a symbolic link or a special file, not a regular file: "
+                              "refusing to write to it", hint=hint) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO with a reader, a device
+        os.close(fd)
+        raise ConfigError(f"{path} is not a regular file: refusing to write to it", hint=hint)
+    os.set_blocking(fd, True)
+    return fd
+
+
 class JsonLinesWriter:
     """Append-only JSON-lines file, each line flushed and (optionally) fsync'd before returning.
 
@@ -154,22 +174,8 @@ class JsonLinesWriter:
         self._lock = threading.Lock()
 
     def _open(self) -> Any:
-        from fabric_hpc.errors import ConfigError
-
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-        hint = f"remove {self.path} (or move it away); it is created again as a plain file"
-        try:
-            fd = os.open(self.path, flags, self._mode)
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENXIO):  # a symbolic link; a FIFO with no reader
-                raise ConfigError(f"{self.path} is a symbolic link or a special file, not a regular file: "
-                                  "refusing to append to it", hint=hint) from None
-            raise
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO with a reader, a device
-            os.close(fd)
-            raise ConfigError(f"{self.path} is not a regular file: refusing to append to it", hint=hint)
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "a", encoding="utf-8")
+        return os.fdopen(_open_regular(self.path, flags, self._mode), "a", encoding="utf-8")
 
     @property
     def rotated(self) -> Path:
@@ -219,7 +225,7 @@ def cut_torn_tail(path: str | os.PathLike[str]) -> int:
     the fragment and damage the file in the middle; call this before reopening a file to append,
     while no other process writes to it."""
     try:
-        fd = os.open(path, os.O_RDWR)
+        fd = _open_regular(Path(path), os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0)
     except FileNotFoundError:
         return 0
     try:

@@ -83,3 +83,16 @@ def test_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
             JsonLinesWriter(fifo)
     finally:
         os.close(reader)
+
+
+def test_cut_torn_tail_refuses_a_symlink(tmp_path: Path) -> None:
+    from fabric_hpc.events import cut_torn_tail
+
+    victim = tmp_path / "victim"
+    victim.write_text("line\ntail without newline")
+    link = tmp_path / "rank-00000.jsonl"
+    link.symlink_to(victim)
+    with pytest.raises(ConfigError, match="symbolic link"):
+        cut_torn_tail(link)
+    assert victim.read_text() == "line\ntail without newline"
+    assert cut_torn_tail(tmp_path / "absent.jsonl") == 0

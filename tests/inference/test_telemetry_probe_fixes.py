@@ -216,3 +216,19 @@ def test_status_reads_the_last_whole_line_of_a_metrics_log(tmp_path: Path) -> No
     with open(log, "a") as f:
         f.write('{"torn')                                      # a write cut short
     assert job_status(tmp_path / "out")["ranks"]["rank-00000"]["items_done"] == 20
+
+
+def test_a_symlinked_metrics_log_is_refused_not_followed(tmp_path: Path) -> None:
+    from fabric_hpc.errors import ConfigError
+
+    spool = write_spool(tmp_path, random_items(10))
+    run_job(make_config(tmp_path), str(spool), tmp_path / "out", engine_options={"clock": VirtualClock()})
+    victim = tmp_path / "victim"
+    victim.write_text("precious, no newline")
+    log = tmp_path / "out/metrics/rank-00000.jsonl"
+    log.unlink()
+    log.symlink_to(victim)
+    with pytest.raises(ConfigError, match="symbolic link") as err:  # the resume's torn-tail cut refuses
+        run_job(make_config(tmp_path), str(spool), tmp_path / "out", engine_options={"clock": VirtualClock()})
+    assert err.value.exit_code == 3 and str(log) in err.value.hint
+    assert victim.read_text() == "precious, no newline"
