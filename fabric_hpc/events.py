@@ -10,10 +10,12 @@ shows them on stderr); daemons and harnesses that must keep an audit trail use
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -22,15 +24,19 @@ from typing import Any
 
 LOGGER_NAME = "fabric_hpc.events"
 _logger = logging.getLogger(LOGGER_NAME)
+#: the longest event line :class:`JsonLinesFormatter` writes (and a bounded :class:`JsonLinesWriter`)
+MAX_EVENT_CHARS = 64 << 10
+#: in an event cut to :data:`MAX_EVENT_CHARS`, a field whose JSON is longer than this is replaced
+MAX_FIELD_CHARS = 4 << 10
 
 
 def _default(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
+        return finite_json(list(obj))
     if isinstance(obj, Path):
         return str(obj)
     if hasattr(obj, "item"):  # numpy scalars
-        return obj.item()
+        return finite_json(obj.item())
     return str(obj)
 
 
@@ -48,9 +54,43 @@ def finite_json(obj: Any, path: str = "", undefined: list[str] | None = None) ->
     return obj
 
 
-def to_json(payload: dict[str, Any]) -> str:
-    """Serialise an event payload as one compact JSON line (no newline)."""
-    return json.dumps(payload, default=_default, separators=(",", ":"), sort_keys=False)
+def _dumps(obj: Any) -> str:
+    return json.dumps(finite_json(obj), default=_default, separators=(",", ":"), allow_nan=False)
+
+
+def to_json(payload: dict[str, Any], *, max_chars: int | None = None) -> str:
+    """Serialise an event payload as one compact line of strict JSON (no newline): NaN and
+    infinities become ``null`` (:func:`finite_json`). With ``max_chars``, a longer line is cut
+    (:func:`bounded`)."""
+    text = _dumps(payload)
+    if max_chars is None or len(text) <= max_chars:
+        return text
+    return bounded(payload, max_chars)
+
+
+def _stub(value: Any, text: str) -> dict[str, Any]:
+    stub: dict[str, Any] = {"truncated": True, "json_chars": len(text)}
+    if isinstance(value, (list, tuple, set, frozenset, dict)):
+        stub["count"] = len(value)
+    if isinstance(value, (list, tuple)):
+        stub["first"] = [v for v in value[:10] if len(_dumps(v)) <= 256]
+    return stub
+
+
+def bounded(payload: dict[str, Any], max_chars: int = MAX_EVENT_CHARS) -> str:
+    """``payload`` as JSON of at most ``max_chars`` (at least 256): each field whose JSON is longer
+    than :data:`MAX_FIELD_CHARS` becomes ``{"truncated": true, "json_chars", "count", "first"}``
+    (count and first ten items of a list) and the event gets ``"truncated": true``; if that is still
+    too long, only ``ts``, ``event`` and ``truncated`` are kept."""
+    kept: dict[str, Any] = {}
+    for key, value in payload.items():
+        text = _dumps(value)
+        kept[key] = value if len(text) <= min(MAX_FIELD_CHARS, max_chars // 4) else _stub(value, text)
+    kept["truncated"] = True
+    text = _dumps(kept)
+    if len(text) <= max_chars:
+        return text
+    return _dumps({"ts": payload.get("ts"), "event": str(payload.get("event"))[:100], "truncated": True})
 
 
 def make_event(name: str, **fields: Any) -> dict[str, Any]:
@@ -79,7 +119,7 @@ class JsonLinesFormatter(logging.Formatter):
                 "logger": record.name,
                 "msg": record.getMessage(),
             }
-        return to_json(event)
+        return to_json(event, max_chars=MAX_EVENT_CHARS)
 
 
 @contextlib.contextmanager
@@ -94,25 +134,48 @@ def naming_file(path: str | os.PathLike[str]) -> Iterator[None]:
         raise OSError(exc.errno, exc.strerror, os.fspath(path)) from exc
 
 
+def _open_regular(path: Path, flags: int, mode: int) -> int:
+    """``os.open`` (``flags`` with O_NOFOLLOW and O_NONBLOCK) of a regular file, left blocking;
+    ConfigError for a symbolic link, a FIFO or a device: never written through."""
+    from fabric_hpc.errors import ConfigError
+
+    hint = f"remove {path} (or move it away); it is created again as a plain file"
+    try:
+        fd = os.open(path, flags, mode)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO):  # a symbolic link; a FIFO with no reader
+            raise ConfigError(f"{path} is a symbolic link or a special file, not a regular file: "
+                              "refusing to write to it", hint=hint) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO with a reader, a device
+        os.close(fd)
+        raise ConfigError(f"{path} is not a regular file: refusing to write to it", hint=hint)
+    os.set_blocking(fd, True)
+    return fd
+
+
 class JsonLinesWriter:
     """Append-only JSON-lines file, each line flushed and (optionally) fsync'd before returning.
 
     Thread-safe. Files are created 0600 (``mode``): audit logs can name users' jobs. With
     ``max_bytes``, a write that would take the file past it first renames the file to ``<name>.1``
     (replacing the one before) and starts a new one: at most about twice ``max_bytes`` on disk.
+    With ``max_line``, an event longer than that is cut (:func:`bounded`); without it (journals,
+    whose records must stay whole) lines are written as they are. The file is opened without
+    following a symbolic link and must be a regular file (:class:`~fabric_hpc.errors.ConfigError`).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True, mode: int = 0o600,
-                 max_bytes: int | None = None) -> None:
+                 max_bytes: int | None = None, max_line: int | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._mode, self._fsync, self._max = mode, fsync, max_bytes
+        self._mode, self._fsync, self._max, self._max_line = mode, fsync, max_bytes, max_line
         self._file = self._open()
         self._lock = threading.Lock()
 
     def _open(self) -> Any:
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, self._mode)
-        return os.fdopen(fd, "a", encoding="utf-8")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        return os.fdopen(_open_regular(self.path, flags, self._mode), "a", encoding="utf-8")
 
     @property
     def rotated(self) -> Path:
@@ -135,7 +198,7 @@ class JsonLinesWriter:
 
     def write_many(self, events: list[dict[str, Any]]) -> None:
         """Append ``events`` in order with one flush and (optionally) one fsync: all are on disk on return."""
-        text = "".join(to_json(e) + "\n" for e in events)
+        text = "".join(to_json(e, max_chars=self._max_line) + "\n" for e in events)
         with self._lock, naming_file(self.path):
             self._rotate_for(len(text.encode()))
             self._file.write(text)
@@ -162,7 +225,7 @@ def cut_torn_tail(path: str | os.PathLike[str]) -> int:
     the fragment and damage the file in the middle; call this before reopening a file to append,
     while no other process writes to it."""
     try:
-        fd = os.open(path, os.O_RDWR)
+        fd = _open_regular(Path(path), os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0)
     except FileNotFoundError:
         return 0
     try:

@@ -118,9 +118,13 @@ def _progress_line(snap: dict[str, Any]) -> str:
 @click.option("--output-mode", type=click.Choice(["private", "umask"]), default="private",
               show_default=True, help="private: every output file 0600 and directory 0700 "
               "whatever the umask; umask: follow the job's umask (e.g. to share results).")
+@click.option("--textfile-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              envvar="FABRIC_INFER_TEXTFILE_DIR",
+              help="A node-local node-exporter textfile directory: each rank also writes its .prom file "
+              "there, world-readable, removed at its end (docs/metrics.md).")
 @json_option
 def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int,
-            progress: bool | None, output_mode: str, as_json: bool) -> None:
+            progress: bool | None, output_mode: str, textfile_dir: Path | None, as_json: bool) -> None:
     """Run (or resume) a batch job; launch under mpiexec/srun for one rank per GPU."""
     from rich.live import Live
     from rich.text import Text
@@ -149,7 +153,8 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int,
         live.start()
     try:
         result = run_job(engine_config, source, output, options=opts, progress=on_progress,
-                         output_mode=output_mode, last_words=_json_last_words if as_json else None)
+                         output_mode=output_mode, last_words=_json_last_words if as_json else None,
+                         textfile_dir=textfile_dir)
     finally:
         if live is not None:
             live.stop()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fabric_hpc.errors import ConfigError, ExternalError, FabricError, NotFoundError
-from fabric_hpc.events import emit, read_json_lines
+from fabric_hpc.events import MAX_EVENT_CHARS, emit, read_json_lines
 from fabric_hpc.inference.engine import (Engine, EngineLimits, KnowsVocabulary, build_engine,
                                          load_engine_config)
 from fabric_hpc.inference.intake import (
@@ -39,7 +39,8 @@ from fabric_hpc.inference.journal import (
     prepare_resume,
     private_files,
 )
-from fabric_hpc.inference.mpi import MpiContext, PeerFailed, mpi_context, shard_longest_first
+from fabric_hpc.inference.mpi import (MpiContext, PeerFailed, exit_code_of, first_line, mpi_context,
+                                      shard_longest_first)
 from fabric_hpc.inference.pipeline import Pipeline, PipelineOptions
 from fabric_hpc.inference.telemetry import MetricsWriter, job_totals
 from fabric_hpc.inference.weights import describe_weights, weights_identity
@@ -50,6 +51,7 @@ __all__ = ["job_status", "merge_job", "run_job"]
 
 FAULT_ENV = "FABRIC_INFER_FAULT"  # test hook: "RANK:N" -> that rank fails after acking N items
 SNAPSHOT = "spool-snapshot.json"
+IGNORED_IN_EVENT = 20  # names an infer.spool_ignored event lists (all are in the --json summary)
 
 
 def _output_lock(out: Path) -> PidLock:
@@ -103,8 +105,9 @@ def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
             if source != "-":  # a wrong --input fails before the output directory is touched
                 state["snapshot"] = checked_snapshot(run_doc["input"])
                 state["ignored"] = ignored_entries(run_doc["input"])
-                if state["ignored"]:
-                    emit("infer.spool_ignored", entries=state["ignored"])
+                if state["ignored"]:  # count and the first names: a spool can hold thousands
+                    emit("infer.spool_ignored", count=len(state["ignored"]),
+                         entries=state["ignored"][:IGNORED_IN_EVENT])
             engine = run_doc["engine_config"]
             run_doc = {**run_doc, "weights": weights_identity(engine["engine"], engine["engine_dir"])}
             out.mkdir(parents=True, exist_ok=True)
@@ -180,19 +183,24 @@ def run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: s
             engine_options: Mapping[str, Any] | None = None,
             progress: Callable[[dict[str, Any]], None] | None = None,
             metrics_interval: float = 1.0, output_mode: str = "private",
-            last_words: Callable[[int, BaseException, int], None] | None = None) -> dict[str, Any]:
+            last_words: Callable[[int, BaseException, int], None] | None = None,
+            textfile_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Run (or resume) a job on this rank; return this rank's final snapshot, ``job`` (the whole
     job's totals, on every rank: :func:`~fabric_hpc.inference.telemetry.job_totals`, counts summed
     over ranks, rates over the slowest rank's wall time), ``ranks`` (every rank's final snapshot, in
     rank order), ``attempt``, ``resumed``, ``dead_letter`` (rank 0), ``ignored_inputs`` (rank 0: the
     spool's entries named like work that were not read, each with why) and this ``rank``.
     ``output_mode="private"`` creates every output file 0600 and directory 0700 whatever the
-    umask; ``"umask"`` follows the process umask. Under MPI a failure ends the process in the ranks'
-    ordered teardown instead of raising; ``last_words(rank, error, exit_code)`` is called first."""
+    umask; ``"umask"`` follows the process umask. ``textfile_dir``: a node-exporter textfile
+    directory on this node, where each rank also writes its ``.prom`` file world-readable (removed
+    at the rank's end; docs/metrics.md). Under MPI a failure ends the process in the ranks'
+    ordered teardown instead of raising; ``last_words(rank, error, exit_code)`` is called first.
+    Each rank ends with an ``infer.finish`` event (``exit_code`` 0, or the failure's)."""
     with private_files(output_mode):
         return _run_job(engine_config, source, output, options=options,
                         engine_options=engine_options, progress=progress,
-                        metrics_interval=metrics_interval, output_mode=output_mode, last_words=last_words)
+                        metrics_interval=metrics_interval, output_mode=output_mode, last_words=last_words,
+                        textfile_dir=textfile_dir)
 
 
 def _summary(ctx, snap: dict[str, Any], attempt: int, resumed: int, dead_letter: int) -> dict[str, Any]:
@@ -222,18 +230,37 @@ def _start_engine(ctx: MpiContext, engine_config: str | os.PathLike[str] | Mappi
                     "output_mode": output_mode, "vocab_size": vocab}
 
 
+def _finish(ctx: MpiContext, started: float, metrics: MetricsWriter | None, pipeline: Pipeline | None,
+            code: int, error: BaseException | None = None) -> None:
+    """This rank's last event, ``infer.finish`` (before a failure's teardown, which may end the
+    process), after closing its metrics (which removes its textfile-directory copy)."""
+    if metrics is not None:
+        metrics.close()
+    try:
+        snap = pipeline.snapshot() if pipeline is not None else {}
+    except Exception:  # noqa: BLE001 - a failing pipeline: the event still says how the rank ended
+        snap = {}
+    emit("infer.finish", rank=ctx.rank, size=ctx.size, exit_code=code,
+         seconds=round(time.monotonic() - started, 3), items_in=snap.get("items_in", 0),
+         items_done=snap.get("items_done", 0), output_tokens=snap.get("output_tokens", 0),
+         **({"error": first_line(error)} if error is not None else {}))
+
+
 def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: str,
              output: str | os.PathLike[str], *, options: PipelineOptions | None,
              engine_options: Mapping[str, Any] | None,
              progress: Callable[[dict[str, Any]], None] | None,
              metrics_interval: float, output_mode: str,
-             last_words: Callable[[int, BaseException, int], None] | None) -> dict[str, Any]:
+             last_words: Callable[[int, BaseException, int], None] | None,
+             textfile_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
     ctx = mpi_context()
     ctx.last_words = last_words
     out = Path(output)
     opts = options or PipelineOptions(admit_batch=1 if source == "-" else 64)
     pipeline: Pipeline | None = None
+    metrics: MetricsWriter | None = None
     lock: PidLock | None = None
+    started = time.monotonic()
     try:
         engine, run_doc = _start_engine(ctx, engine_config, engine_options, source, output_mode)
         limits, vocab = engine.limits, run_doc["vocab_size"]
@@ -244,7 +271,8 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         items, dead = _items(ctx, snapshot, out, limits, done, vocab)
         sink = ChunkSink(out, rank=ctx.rank, attempt=attempt, chunk_size=opts.chunk_size)
         pipeline = Pipeline(engine, items, sink, opts, on_ack=_fault_hook(ctx, out))
-        metrics = MetricsWriter(out, ctx.rank, gpu_index=ctx.local_rank, attempt=attempt)
+        metrics = MetricsWriter(out, ctx.rank, local_rank=ctx.local_rank, attempt=attempt,
+                                textfile_dir=textfile_dir)
         emit("infer.start", rank=ctx.rank, size=ctx.size, attempt=attempt, resumed=len(done))
         last = [0.0]
 
@@ -259,19 +287,23 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         pipeline.start()
         pipeline.join(tick, interval=0.1)
         snap = metrics.write(pipeline.snapshot())
-        for part in (metrics, sink, dead, engine):
+        for part in (sink, dead, engine):
             part.close()
         ctx.rendezvous()  # a rank that finished first answers a late failure, not waits in allgather
-        return {**_summary(ctx, snap, attempt, len(done), dead.count), "ignored_inputs": ignored}
+        result = {**_summary(ctx, snap, attempt, len(done), dead.count), "ignored_inputs": ignored}
+        _finish(ctx, started, metrics, pipeline, 0)
+        return result
     except PeerFailed as exc:
         if pipeline is not None:
             pipeline.shutdown()
         emit("infer.peer_failed", rank=ctx.rank, error=str(exc))
+        _finish(ctx, started, metrics, pipeline, exc.exit_code, exc)
         ctx.acknowledge(exc)
         raise
     except BaseException as exc:
         if pipeline is not None:
             pipeline.shutdown()
+        _finish(ctx, started, metrics, pipeline, exit_code_of(exc), exc)
         ctx.fatal(exc)
         raise
     finally:
@@ -303,10 +335,10 @@ def job_status(output: str | os.PathLike[str]) -> dict[str, Any]:
         if attempts.is_dir() else 0
     ranks = {}
     for path in sorted((out / "metrics").glob("rank-*.jsonl")):
-        lines = read_json_lines(path)
+        last = _last_record(path)
         # a rank of an earlier attempt (more ranks then) is not shown as the latest attempt's
-        if lines and lines[-1].get("attempt") in (latest, None):
-            ranks[path.stem] = {k: lines[-1].get(k) for k in (
+        if last is not None and last.get("attempt") in (latest, None):
+            ranks[path.stem] = {k: last.get(k) for k in (
                 "ts", "attempt", "items_done", "items_per_s", "output_tokens_per_s", "padding_waste",
                 "engine_busy_fraction", "queue_depths", "gpu_util")}
     dead = out / "dead-letter.jsonl"
@@ -317,6 +349,23 @@ def job_status(output: str | os.PathLike[str]) -> dict[str, Any]:
             "dead_letter": len(read_json_lines(dead)) if dead.is_file() else 0,
             "merged": _merged(out), "running": _output_lock(out).holder() is not None,
             "ranks": ranks}
+
+
+def _last_record(path: Path) -> dict[str, Any] | None:
+    """The last whole JSON line of a metrics log (up to 64 MiB: only its tail is read; each line is
+    at most MAX_EVENT_CHARS), or None when it has none."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - 4 * MAX_EVENT_CHARS))
+        tail = f.read()
+    for line in reversed(tail.split(b"\n")[:-1]):  # after the last newline: a torn write
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict):
+            return doc
+    return None
 
 
 def _merged(out: Path) -> bool:

@@ -10,14 +10,17 @@ are ``null``; nothing fails.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 from fabric_hpc.atomic import write_atomic
-from fabric_hpc.events import JsonLinesWriter, make_event
+from fabric_hpc.events import MAX_EVENT_CHARS, JsonLinesWriter, cut_torn_tail, emit, make_event
 
-__all__ = ["METRICS", "MetricsWriter", "NvmlSampler", "job_totals", "prometheus_text"]
+__all__ = ["METRICS", "METRICS_LOG_MAX_BYTES", "MetricsWriter", "NvmlSampler", "job_totals", "nvml_target",
+           "prometheus_text", "textfile_name"]
 
 # snapshot key -> (Prometheus name, type, help, scale). Names follow Prometheus conventions (counters
 # ``_total``, ratios ``_ratio``, per-second rates ``_per_second``); the two GPU gauges carry the DCGM
@@ -60,21 +63,70 @@ def job_totals(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
     return job
 
 
-class NvmlSampler:
-    """GPU utilisation for one device; every method returns ``None`` without NVML."""
+def nvml_target(local_rank: int, visible: str | None, count: int) -> int | str | None:
+    """The NVML device of the GPU the engine uses (``cuda:(local_rank % visible GPUs)``): a
+    physical index, a ``GPU-``/``MIG-`` UUID (or UUID prefix) from ``CUDA_VISIBLE_DEVICES``, or
+    ``None`` when no GPU is visible. NVML ignores ``CUDA_VISIBLE_DEVICES`` (which the TaskProlog
+    reorders), so ``local_rank`` is not the NVML index. ``count``: the GPUs NVML sees. As CUDA
+    reads the variable, an entry that is neither an index nor a UUID ends the list."""
+    if visible is None:
+        return local_rank % count if count > 0 else None
+    ids: list[int | str] = []
+    for raw in visible.split(","):
+        entry = raw.strip()
+        if entry.isdigit() and int(entry) < count:
+            ids.append(int(entry))
+        elif entry.startswith(("GPU-", "MIG-")):
+            ids.append(entry)
+        else:
+            break
+    return ids[local_rank % len(ids)] if ids else None
 
-    def __init__(self, index: int = 0) -> None:
+
+class NvmlSampler:
+    """GPU utilisation for this rank's device (:func:`nvml_target`); ``index`` is its physical
+    NVML index (a MIG instance's: its GPU's), ``None`` without NVML. Every field is ``None``
+    without NVML; :meth:`sample` raises what NVML raises (the writer degrades)."""
+
+    def __init__(self, local_rank: int = 0, visible: str | None = None) -> None:
         self.handle: Any = None
+        self.index: int | None = None
         self._gpm_prev: Any = None
+        self.gpm = False
         try:
             import pynvml
 
             pynvml.nvmlInit()
             self.nvml = pynvml
-            self.handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            target = nvml_target(local_rank, visible, pynvml.nvmlDeviceGetCount())
+            self.handle = None if target is None else self._handle(target)
+            self.index = None if self.handle is None else self._physical_index(self.handle)
             self.gpm = bool(pynvml.nvmlGpmQueryDeviceSupport(self.handle).isSupportedDevice)
         except Exception:  # noqa: BLE001 - no driver, no GPU, no GPM: telemetry degrades
-            self.handle, self.gpm = None, False
+            self.gpm = False
+
+    def _handle(self, target: int | str) -> Any:
+        nv = self.nvml
+        if isinstance(target, int):
+            return nv.nvmlDeviceGetHandleByIndex(target)
+        try:
+            return nv.nvmlDeviceGetHandleByUUID(target)
+        except nv.NVMLError:  # CUDA accepts a unique prefix of the UUID; NVML only the whole one
+            for i in range(nv.nvmlDeviceGetCount()):
+                handle = nv.nvmlDeviceGetHandleByIndex(i)
+                uuid = nv.nvmlDeviceGetUUID(handle)
+                if (uuid.decode() if isinstance(uuid, bytes) else uuid).startswith(target):
+                    return handle
+            raise
+
+    def _physical_index(self, handle: Any) -> int:
+        nv = self.nvml
+        try:
+            if nv.nvmlDeviceIsMigDeviceHandle(handle):
+                handle = nv.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle)
+        except nv.NVMLError:  # a driver without MIG support: a whole GPU
+            pass
+        return int(nv.nvmlDeviceGetIndex(handle))
 
     def sample(self) -> dict[str, float | None]:
         if self.handle is None:
@@ -106,48 +158,124 @@ def prometheus_text(snapshot: dict[str, Any], *, rank: int, gpu: int | None = No
     """The snapshot in Prometheus text format, labels ``rank`` (and ``job_id`` under Slurm; GPU series: ``gpu``).
 
     ``job_id`` is bounded: one job writes one file per rank, so it adds at most ``ranks`` series per
-    metric while the job's files are scraped (docs/metrics.md).
+    metric while the job's files are scraped (docs/metrics.md). Counters carry no ``_created``
+    series: the file is rewritten every interval, so a creation time would be the rewrite's.
     """
-    from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.exposition import generate_latest
 
-    reg = CollectorRegistry()
     base = {"rank": str(rank), **({"job_id": job_id} if job_id else {})}
+    families: list[Metric] = []
     for key, (name, kind, doc, scale) in METRICS.items():
         value = snapshot.get(key)
         if value is None:
             continue
         labels = {**base, "gpu": str(gpu)} if name.startswith("DCGM_") and gpu is not None else base
-        if kind == "counter":
-            Counter(name.removesuffix("_total"), doc, list(labels), registry=reg).labels(**labels).inc(value)
-        else:
-            Gauge(name, doc, list(labels), registry=reg).labels(**labels).set(value * scale)
-    depth = Gauge(QUEUE_DEPTH, "Items waiting per pipeline stage", [*base, "stage"], registry=reg)
+        make = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+        family = make(name, doc, labels=list(labels))
+        family.add_metric(list(labels.values()), value if kind == "counter" else value * scale)
+        families.append(family)
+    depth = GaugeMetricFamily(QUEUE_DEPTH, "Items waiting per pipeline stage", labels=[*base, "stage"])
     for stage, value in (snapshot.get("queue_depths") or {}).items():
-        depth.labels(**base, stage=stage).set(value)
+        depth.add_metric([*base.values(), stage], value)
+    families.append(depth)
     budget = snapshot.get("budget") or {}
     if budget:
-        Gauge(BUDGET, "Admitted padded tokens in flight", list(base), registry=reg).labels(**base).set(
-            budget["in_flight"])
-    return generate_latest(reg)
+        gauge = GaugeMetricFamily(BUDGET, "Admitted padded tokens in flight", labels=list(base))
+        gauge.add_metric(list(base.values()), budget["in_flight"])
+        families.append(gauge)
+
+    class _Families:
+        def collect(self) -> list[Metric]:
+            return families
+
+    return generate_latest(_Families())  # type: ignore[arg-type]
+
+
+#: each rank's ``rank-RRRRR.jsonl`` is rotated to ``.jsonl.1`` at this size (as the agent's logs)
+METRICS_LOG_MAX_BYTES = 64 << 20
+
+
+def textfile_name(rank: int, job_tag: str) -> str:
+    """The file a rank writes into a node-exporter textfile directory (one per job and rank)."""
+    return f"fabric-infer-{job_tag}-rank-{rank:05d}.prom"
 
 
 class MetricsWriter:
-    """Writes snapshots for one rank under ``DIR/metrics``."""
+    """Writes snapshots for one rank under ``DIR/metrics`` (and, with ``textfile_dir``, a
+    world-readable copy of the ``.prom`` file there: :func:`textfile_name`).
 
-    def __init__(self, out: str | os.PathLike[str], rank: int, *, gpu_index: int = 0,
-                 attempt: int | None = None) -> None:
+    Telemetry never ends the run: a failed write (a full disk, a link in the way, an NVML error)
+    emits one ``infer.telemetry_failed`` event, the write is retried at the next snapshot, and
+    ``infer.telemetry_recovered`` follows when one succeeds again."""
+
+    def __init__(self, out: str | os.PathLike[str], rank: int, *, local_rank: int = 0,
+                 attempt: int | None = None, textfile_dir: str | os.PathLike[str] | None = None) -> None:
         self.dir = Path(out) / "metrics"
-        self.rank, self.gpu, self.attempt = rank, gpu_index, attempt
+        self.rank, self.attempt = rank, attempt
         self.job_id = os.environ.get("SLURM_JOB_ID") or None  # label only under Slurm (bounded: docs/metrics.md)
-        self.lines = JsonLinesWriter(self.dir / f"rank-{rank:05d}.jsonl", fsync=False)
-        self.nvml = NvmlSampler(gpu_index)
+        tag = self.job_id or hashlib.sha256(os.fsencode(Path(out).resolve())).hexdigest()[:12]
+        self.textfile = Path(textfile_dir) / textfile_name(rank, tag) if textfile_dir is not None else None
+        self.jsonl = self.dir / f"rank-{rank:05d}.jsonl"
+        self.lines: JsonLinesWriter | None = None
+        self.failing: str | None = None  # the first error of the current failure streak
+        self._bad = False  # this write failed somewhere
+        self.nvml = NvmlSampler(local_rank, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        self.gpu = self.nvml.index
+
+    def _sample(self) -> dict[str, float | None]:
+        try:
+            return self.nvml.sample()
+        except Exception as exc:  # noqa: BLE001 - an NVML error: these fields null, the run goes on
+            self._failed("nvml", exc)
+            return {"gpu_util": None, "gpu_sm_util": None}
+
+    def _failed(self, part: str, exc: BaseException) -> None:
+        self._bad = True
+        if self.failing is None:
+            self.failing = f"{part}: {exc}"[:500]
+            emit("infer.telemetry_failed", level="warning", rank=self.rank, part=part, error=str(exc)[:500],
+                 note="the run goes on; telemetry is retried at the next snapshot")
+
+    def _write_lines(self, event: dict[str, Any]) -> None:
+        if self.lines is None:
+            cut_torn_tail(self.jsonl)  # a write cut short before: the next line starts a line
+            self.lines = JsonLinesWriter(self.jsonl, fsync=False, max_bytes=METRICS_LOG_MAX_BYTES,
+                                         max_line=MAX_EVENT_CHARS)
+        try:
+            self.lines.write(event)
+        except BaseException:
+            lines, self.lines = self.lines, None  # reopened (its torn tail cut) at the next write
+            with contextlib.suppress(OSError):
+                lines.close()
+            raise
+
+    def _write_prom(self, text: bytes) -> None:
+        write_atomic(self.dir / f"rank-{self.rank:05d}.prom", text, durable=False)
+        if self.textfile is not None:  # read by a node-exporter running as another user
+            write_atomic(self.textfile, text, durable=False, mode=0o644)
 
     def write(self, snapshot: dict[str, Any]) -> dict[str, Any]:
-        snap = {**snapshot, **self.nvml.sample(), "rank": self.rank, "attempt": self.attempt}
-        self.lines.write(make_event("infer.metrics", **snap))
-        prom = self.dir / f"rank-{self.rank:05d}.prom"
-        write_atomic(prom, prometheus_text(snap, rank=self.rank, gpu=self.gpu, job_id=self.job_id), durable=False)
+        self._bad = False
+        snap = {**snapshot, **self._sample(), "rank": self.rank, "attempt": self.attempt}
+        for part, step in (("metrics log", lambda: self._write_lines(make_event("infer.metrics", **snap))),
+                           ("prometheus file", lambda: self._write_prom(
+                               prometheus_text(snap, rank=self.rank, gpu=self.gpu, job_id=self.job_id)))):
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - a full disk, a link in the way: the run goes on
+                self._failed(part, exc)
+        if not self._bad and self.failing is not None:
+            emit("infer.telemetry_recovered", rank=self.rank, after=self.failing)
+            self.failing = None
         return snap
 
     def close(self) -> None:
-        self.lines.close()
+        """Close the log and remove the textfile-directory copy (the job's series end with it)."""
+        lines, self.lines = self.lines, None
+        if lines is not None:
+            with contextlib.suppress(OSError):
+                lines.close()
+        if self.textfile is not None:
+            with contextlib.suppress(OSError):
+                self.textfile.unlink(missing_ok=True)
