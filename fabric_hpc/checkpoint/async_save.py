@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import mmap
 import os
 import queue
 import threading
@@ -74,8 +75,23 @@ class _Slot:
 
     def reserve(self, nbytes: int) -> None:
         if self.arena.size < nbytes:
-            self.arena = np.empty(nbytes, np.uint8)
-            self.arena[::4096] = 0  # fault the pages in now, not during the caller's copy
+            self.arena = _prefaulted(nbytes)  # faulted in now, not during the caller's copy
+
+
+def _prefaulted(nbytes: int) -> np.ndarray:
+    """``nbytes`` of host memory with every page already faulted in: one ``mmap(MAP_POPULATE)``
+    where the OS has it (Linux), else a write to every page (one page fault each: on a VM about
+    ten times slower, 5.6 s against 0.5 s for 1 GiB on the 2-vCPU CI machine)."""
+    populate = getattr(mmap, "MAP_POPULATE", None)
+    if populate is not None:
+        try:
+            buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
+            return np.frombuffer(buf, np.uint8)
+        except OSError:  # e.g. a locked-down mmap: the portable way below
+            pass
+    arena = np.empty(nbytes, np.uint8)
+    arena[::4096] = 0
+    return arena
 
 
 class AsyncSaver:

@@ -166,7 +166,7 @@ def test_kill9_of_one_rank_at_planned_points_exactly_once(job: dict) -> None:
         journal = out / "journal" / f"rank-{victim:05d}.jsonl"
         t0, pid, armed_at = time.monotonic(), None, None
         while proc.poll() is None and time.monotonic() - t0 < 20:
-            pid = rank_pid(proc.pid, victim) or pid
+            pid = pid or rank_pid(proc.pid, victim)  # found once: no /proc scan per 20 ms tick
             if armed_at is None and (early or (journal.is_file() and journal.stat().st_size)):
                 armed_at = time.monotonic()
             if armed_at is not None and time.monotonic() - armed_at >= delay and pid:
