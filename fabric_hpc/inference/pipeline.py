@@ -270,6 +270,7 @@ class Pipeline:
             "items_in": self.intake_count, "items_done": self.acked,
             "input_tokens": tok.prompt_tokens, "output_tokens": tok.output_tokens,
             "padding_waste": tok.padding_waste, "prefill_padding_waste": tok.prefill_padding_waste,
+            "padded_prefill_tokens": tok.padded_prefill,
             "engine_steps": tok.steps, "engine_busy_fraction": self.busy_s / wall if wall else 0.0,
             "wall_s": wall, "items_per_s": self.acked / wall if wall else 0.0,
             "input_tokens_per_s": tok.prompt_tokens / wall if wall else 0.0,

@@ -73,9 +73,10 @@ def _check_same_run(path: Path, run_doc: dict[str, Any]) -> None:
         if isinstance(before, dict):
             changed = sorted(k for k in before.keys() | run_doc[key].keys() if before.get(k) != run_doc[key].get(k))
             diff = ", ".join(f"{k}: {before.get(k)!r} then, {run_doc[key].get(k)!r} now" for k in changed[:5])
+            diff += f", and {len(changed) - 5} more ({', '.join(changed[5:])[:200]})" if len(changed) > 5 else ""
         else:
             diff = f"{before!r} then, {run_doc[key]!r} now"
-        raise ConfigError(f"{path.parent} holds a run with a different {key} ({diff[:600]}): cannot resume it",
+        raise ConfigError(f"{path.parent} holds a run with a different {key} ({diff[:900]}): cannot resume it",
                           hint=f"use a new --output directory, or the original {key}")
     _check_same_weights(path, old, run_doc)
 
@@ -290,6 +291,7 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         for part in (sink, dead, engine):
             part.close()
         ctx.rendezvous()  # a rank that finished first answers a late failure, not waits in allgather
+        snap = {**snap, "elapsed_s": time.monotonic() - started}  # engine start-up and input costing included
         result = {**_summary(ctx, snap, attempt, len(done), dead.count), "ignored_inputs": ignored}
         _finish(ctx, started, metrics, pipeline, 0)
         return result

@@ -50,16 +50,25 @@ _SUMMED = ("items_in", "items_done", "input_tokens", "output_tokens", "engine_st
 
 def job_totals(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
     """The whole job from every rank's final snapshot: counts summed, ``wall_s`` the slowest
-    rank's, rates = totals / that wall time, ``padding_waste`` and ``engine_busy_fraction`` the
-    mean over ranks."""
+    rank's pipeline time, rates = totals / that wall time, ``elapsed_s`` the slowest rank's time
+    from its start (engine start-up and input costing included); ``padding_waste`` and
+    ``prefill_padding_waste`` over the token slots of every rank (a rank that processed nothing
+    weighs nothing), ``engine_busy_fraction`` over every rank's wall time (the share of the job's
+    GPU-time in the engine's step: an idle rank's GPU counts as idle)."""
     job: dict[str, Any] = {k: sum(s.get(k) or 0 for s in snapshots) for k in _SUMMED}
     wall = max((s.get("wall_s") or 0.0 for s in snapshots), default=0.0)
     job["wall_s"] = wall
+    job["elapsed_s"] = max((s.get("elapsed_s") or s.get("wall_s") or 0.0 for s in snapshots), default=0.0)
     for rate, total in (("items_per_s", "items_done"), ("input_tokens_per_s", "input_tokens"),
                         ("output_tokens_per_s", "output_tokens")):
         job[rate] = job[total] / wall if wall else 0.0
-    for key in ("padding_waste", "engine_busy_fraction"):
-        job[key] = sum(s.get(key) or 0.0 for s in snapshots) / max(len(snapshots), 1)
+    padded = sum(s.get("padded_prefill_tokens") or 0 for s in snapshots)
+    slots = padded + job["output_tokens"]
+    job["padding_waste"] = (padded - job["input_tokens"]) / slots if slots else 0.0
+    job["prefill_padding_waste"] = (padded - job["input_tokens"]) / padded if padded else 0.0
+    rank_s = sum(s.get("wall_s") or 0.0 for s in snapshots)
+    job["engine_busy_fraction"] = (sum((s.get("engine_busy_fraction") or 0.0) * (s.get("wall_s") or 0.0)
+                                       for s in snapshots) / rank_s if rank_s else 0.0)
     return job
 
 
