@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import threading
 from dataclasses import dataclass
@@ -93,7 +94,8 @@ class UtilSampler:
     def __init__(self, index: int = 0, interval: float = 0.25) -> None:
         from fabric_hpc.inference.telemetry import NvmlSampler
 
-        self.nvml = NvmlSampler(index)
+        # ``index`` is the CUDA device (cuda:index), which CUDA_VISIBLE_DEVICES maps; NVML ignores it
+        self.nvml = NvmlSampler(index, os.environ.get("CUDA_VISIBLE_DEVICES"))
         self.interval = interval
         self._util: list[float] = []
         self._sm: list[float] = []
