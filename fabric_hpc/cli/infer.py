@@ -132,12 +132,8 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int,
     from fabric_hpc.inference.pipeline import PipelineOptions
     from fabric_hpc.inference.runner import run_job
 
-    if source != "-":
-        src, out = Path(source).resolve(), output.resolve()
-        if src == out or out in src.parents or src in out.parents:
-            err = ConfigError(f"--output {str(output)!r} and --input {source!r} overlap: results would be "
-                              f"read back as work items",
-                              hint="give an output directory outside the input (and not above it)")
+    for err in (_overlap(source, output), _foreign_output(output)):
+        if err is not None:
             if _launch_rank() != 0:  # every rank meets it before MPI starts: rank 0 alone says it
                 raise SystemExit(err.exit_code)
             raise err
@@ -179,6 +175,31 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int,
         f"{result['dead_letter']} dead-lettered\njob: {_progress_line(result)}\n"
         f"next: fabric infer merge {output}" + (" --input FILE  (FILE: the lines that were piped in; merge "
                                                  "checks the results against them)" if source == "-" else "")))
+
+
+def _overlap(source: str, output: Path) -> ConfigError | None:
+    if source == "-":
+        return None
+    src, out = Path(source).resolve(), output.resolve()
+    if src == out or out in src.parents or src in out.parents:
+        return ConfigError(f"--output {str(output)!r} and --input {source!r} overlap: results would be "
+                           f"read back as work items",
+                           hint="give an output directory outside the input (and not above it)")
+    return None
+
+
+def _foreign_output(output: Path) -> ConfigError | None:
+    """An existing, non-empty --output that no run wrote (no run.json) is refused: the harness
+    would write into, and clean up in, a folder of someone else's files."""
+    if not output.is_dir() or (output / "run.json").exists():
+        return None
+    entries = sorted(p.name for p in output.iterdir() if p.name != ".run.lock")
+    if not entries:
+        return None
+    shown = ", ".join(repr(n) for n in entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+    return ConfigError(f"--output {str(output)!r} is not empty and holds no fabric run (no run.json): {shown}",
+                       hint="give a new or empty directory for --output (to resume a run, give the "
+                            "directory it wrote: it holds run.json)")
 
 
 def _launch_rank() -> int:

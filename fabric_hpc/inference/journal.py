@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -46,6 +47,10 @@ __all__ = ["OUTPUT_MODES", "ChunkSink", "MergeError", "committed_ids", "dedupe_c
            "journal_records", "merge_outputs", "next_attempt", "prepare_resume", "private_files"]
 
 OUTPUT_MODES = ("private", "umask")
+# the names of the files a run writes under chunks/ (``dedupe_chunks`` adds ``-dN``): resume
+# cleanup removes only these, never a file the harness did not create
+_CHUNK = r"a\d{6,}-r\d{5,}-c\d{7,}(-d\d+)*\.jsonl"
+_OWN_CHUNK = re.compile(rf"{_CHUNK}(\.tmp)?|\.{_CHUNK}\..+\.tmp")  # the last: write_atomic's temp sibling
 
 
 @contextlib.contextmanager
@@ -201,13 +206,17 @@ def prepare_resume(out: str | os.PathLike[str]) -> int:
     drop_lost_chunks(out)
     dedupe_chunks(out)
     named = {rec["chunk"] for rec in journal_records(out)}
-    removed = 0
+    removed, foreign = 0, []
     for path in cdir.iterdir():
-        if path.name not in named:
+        if not _OWN_CHUNK.fullmatch(path.name):
+            foreign.append(path.name)
+        elif path.name not in named:
             path.unlink()
             removed += 1
     if removed:
         emit("infer.resume_cleanup", removed=removed, dir=str(out))
+    if foreign:  # left alone (and never read: merge reads only journalled chunks)
+        emit("infer.foreign_files_kept", files=sorted(foreign)[:20], count=len(foreign), dir=str(cdir))
     return removed
 
 

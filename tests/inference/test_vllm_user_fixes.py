@@ -3,12 +3,33 @@ dead letters, compressed input, vLLM field names), each pinned by a test."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from fabric_hpc.errors import ConfigError
+from fabric_hpc.inference import VirtualClock, job_status, merge_job, run_job
 from fabric_hpc.inference.pipeline import MAX_OVERCOMMIT, PipelineOptions
+
+from .builders import make_config, random_items, read_results, write_spool
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _fabric(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-m", "fabric_hpc.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def _run(cfg: Path, spool: Path | str, out: Path, chunk_size: int = 8) -> dict:
+    return run_job(cfg, str(spool), out, engine_options={"clock": VirtualClock()},
+                   options=PipelineOptions(chunk_size=chunk_size))
 
 
 @pytest.mark.parametrize("field,value", [
@@ -28,3 +49,29 @@ def test_pipeline_options_accept_their_whole_range() -> None:
     opts = PipelineOptions(overcommit=MAX_OVERCOMMIT, admit_batch=1, flush_interval_s=0, switch_interval_s=None)
     assert opts.overcommit == 16.0
     assert PipelineOptions(overcommit=1).overcommit == 1
+
+
+def test_a_non_empty_output_folder_without_run_json_is_refused_by_the_cli(tmp_path: Path) -> None:
+    """Before: the run started and its resume cleanup unlinked udir/chunks/mydata.jsonl."""
+    cfg, spool = make_config(tmp_path), write_spool(tmp_path, random_items(10), files=1)
+    (tmp_path / "udir" / "chunks").mkdir(parents=True)
+    (tmp_path / "udir" / "chunks" / "mydata.jsonl").write_text("important\n")
+    proc = _fabric("infer", "run", "--engine-config", str(cfg), "--input", str(spool), "--output",
+                   str(tmp_path / "udir"), "--no-progress")
+    assert proc.returncode == 3, proc.stderr
+    assert "is not empty and holds no fabric run (no run.json): 'chunks'" in proc.stderr
+    assert (tmp_path / "udir" / "chunks" / "mydata.jsonl").read_text() == "important\n"
+    assert not (tmp_path / "udir" / "run.json").exists()
+
+
+def test_resume_cleanup_never_deletes_files_the_run_did_not_create(tmp_path: Path) -> None:
+    cfg, spool, out = make_config(tmp_path), write_spool(tmp_path, random_items(20), files=1), tmp_path / "out"
+    (out / "chunks").mkdir(parents=True)
+    (out / "chunks" / "mydata.jsonl").write_text("important\n")
+    (out / "chunks" / "a000009-r00000-c0000001.jsonl.tmp").write_text("torn")  # an orphan of ours
+    _run(cfg, spool, out)
+    _run(cfg, spool, out)
+    assert (out / "chunks" / "mydata.jsonl").read_text() == "important\n"
+    assert not (out / "chunks" / "a000009-r00000-c0000001.jsonl.tmp").exists()
+    merge_job(out)
+    assert len(read_results(out)) == 20
