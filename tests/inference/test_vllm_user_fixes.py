@@ -75,3 +75,44 @@ def test_resume_cleanup_never_deletes_files_the_run_did_not_create(tmp_path: Pat
     assert not (out / "chunks" / "a000009-r00000-c0000001.jsonl.tmp").exists()
     merge_job(out)
     assert len(read_results(out)) == 20
+
+
+def test_a_gzipped_input_is_one_clear_error_before_the_output_is_touched(tmp_path: Path) -> None:
+    """Before: "not UTF-8 (UTF-16/32?)" per line, then "every item dead-lettered ... max_input_len"."""
+    import gzip
+
+    cfg, items = make_config(tmp_path), random_items(5)
+    data = tmp_path / "items.jsonl"
+    data.write_bytes(gzip.compress("".join(json.dumps(i) + "\n" for i in items).encode()))
+    with pytest.raises(ConfigError, match="is gzip-compressed") as err:
+        _run(cfg, data, tmp_path / "out")
+    assert "gunzip" in err.value.hint and not (tmp_path / "out").exists()
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "a.jsonl.gz").write_bytes(data.read_bytes())
+    with pytest.raises(ConfigError, match=r"'a.jsonl.gz' \(compressed: decompress it first"):
+        _run(cfg, spool, tmp_path / "out2")
+
+
+def test_vllm_field_names_are_accepted_and_a_text_prompt_says_how_to_tokenise() -> None:
+    from fabric_hpc.inference.intake import IntakeRejection, parse_item
+
+    item = parse_item('{"id": "v", "prompt_token_ids": [3, 4], "max_tokens": 5}')
+    assert (item.prompt, item.max_new_tokens) == ([3, 4], 5)
+    with pytest.raises(IntakeRejection, match="both 'max_new_tokens' and its vLLM name 'max_tokens'"):
+        parse_item('{"id": "v", "prompt": [3], "max_tokens": 5, "max_new_tokens": 5}')
+    with pytest.raises(IntakeRejection, match=r"tokenisation happens upstream.*\.encode\(text\)"):
+        parse_item('{"id": "v", "prompt": "Hello there", "max_tokens": 5}')
+
+
+def test_a_huge_number_and_a_duplicate_id_have_user_facing_reasons(tmp_path: Path) -> None:
+    from fabric_hpc.inference.intake import DeadLetter, IntakeRejection, parse_item, read_items
+
+    with pytest.raises(IntakeRejection, match="a number has more than 4,300 digits") as err:
+        parse_item('{"id": "n", "prompt": [1], "max_new_tokens": 1' + "0" * 5000 + "}")
+    assert "set_int_max_str_digits" not in str(err.value)
+    line = json.dumps({"id": "d", "prompt": [1], "max_new_tokens": 1})
+    dead = DeadLetter(tmp_path / "dead.jsonl")
+    assert len(list(read_items([("a.jsonl", 3, line), ("b.jsonl", 9, line)], limits=None, dead_letter=dead))) == 1
+    dead.close()
+    assert "first occurrence kept: a.jsonl:3" in json.loads((tmp_path / "dead.jsonl").read_text())["reason"]
