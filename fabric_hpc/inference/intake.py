@@ -23,10 +23,12 @@ arrive later belong to the next run.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import stat
 import sys
+from array import array
 from collections.abc import Iterable, Iterator, Set
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +39,7 @@ from fabric_hpc.events import JsonLinesWriter, make_event
 from fabric_hpc.inference.engine import EngineLimits
 from fabric_hpc.inputs import key_given_twice
 
-__all__ = ["DeadLetter", "IntakeRejection", "WorkItem", "parse_item", "read_items",
+__all__ = ["DeadLetter", "InputChanged", "IntakeRejection", "WorkItem", "compression_of", "item_digest", "parse_item", "read_items",
            "checked_snapshot", "load_snapshot", "snapshot_lines", "spool_files", "spool_lines", "spool_snapshot", "stream_lines"]
 
 _KEYS = frozenset({"id", "prompt", "max_new_tokens", "priority", "class"})
@@ -72,6 +74,18 @@ class WorkItem:
     @property
     def cost(self) -> int:
         return len(self.prompt) + self.max_new_tokens
+
+
+def item_digest(item: WorkItem) -> str:
+    """What a result depends on -- the prompt's token ids and max_new_tokens -- as 16 hex digits
+    (journalled beside each id, so a resumed run sees an item changed under the same id)."""
+    h = hashlib.blake2b(array("I", item.prompt).tobytes(), digest_size=8)
+    h.update(item.max_new_tokens.to_bytes(8, "little"))
+    return h.hexdigest()
+
+
+class InputChanged(ConfigError):
+    """An item whose result an earlier attempt committed has changed under the same id."""
 
 
 class IntakeRejection(ValueError):
@@ -394,11 +408,26 @@ def stream_lines(stream: IO[bytes] | IO[str], source: str = "<stdin>"
             yield source, n, line
 
 
+def _check_unchanged(item: WorkItem, done: Set[str], source: str, line: int) -> None:
+    """InputChanged when ``done`` (:func:`~fabric_hpc.inference.journal.committed_ids`) journalled
+    another content for ``item.id`` (results written before digests were journalled: unchecked)."""
+    digests = getattr(done, "digests", None)
+    old = digests.get(item.id) if digests else None
+    if old is not None and old != item_digest(item):
+        raise InputChanged(
+            f"item {item.id[:100]!r} ({source}:{line}) changed since an earlier attempt committed its result "
+            f"(its prompt or max_new_tokens differ): resuming would keep the old result",
+            hint="run the changed input into a new --output directory (or give changed items new ids, or "
+                 "put the original line back to resume)")
+
+
 def read_items(lines: Iterable[tuple[str, int, bytes | str]], *, limits: EngineLimits | None,
                dead_letter: DeadLetter | None, skip: Set[str] = frozenset(), vocab_size: int | None = None
                ) -> Iterator[WorkItem]:
     """Valid, first-seen items from ``lines`` whose ids are not in ``skip`` (finished in an
-    earlier attempt); the rest go to ``dead_letter`` with the reason (:func:`parse_item`)."""
+    earlier attempt); the rest go to ``dead_letter`` with the reason (:func:`parse_item`). An item
+    in ``skip`` whose content differs from the journalled digest (``skip.digests``, as
+    :func:`~fabric_hpc.inference.journal.committed_ids` gives) is an :class:`InputChanged` error."""
     seen: dict[str, tuple[str, int]] = {}  # id -> where its kept copy is
     for source, n, raw in lines:
         try:
@@ -419,5 +448,7 @@ def read_items(lines: Iterable[tuple[str, int, bytes | str]], *, limits: EngineL
                                    f"{str(exc)[:200]})", raw)
             continue
         seen[item.id] = (source, n)
-        if item.id not in skip:
+        if item.id in skip:
+            _check_unchanged(item, skip, source, n)
+        else:
             yield item

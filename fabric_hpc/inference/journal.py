@@ -6,7 +6,8 @@ Output directory layout::
     DIR/spool-snapshot.json             the spool files (name, size, inode) of the last attempt
     DIR/attempts/NNNNNN                 one marker per run attempt
     DIR/chunks/aNNNNNN-rRRRRR-cCCCCCC.jsonl   results, one {"id","tokens","finish_reason"} a line
-    DIR/journal/rank-RRRRR.jsonl        {"chunk": name, "n": k, "ids": [...]} per committed chunk
+    DIR/journal/rank-RRRRR.jsonl        {"chunk", "n", "ids": [...], "digests": [...]} per committed chunk
+                                        (digests: each item's content digest, checked on resume)
     DIR/dead-letter.jsonl               rejected input lines with the reason
     DIR/metrics/rank-RRRRR.{jsonl,prom} telemetry
     DIR/results.jsonl                   written by merge
@@ -43,7 +44,7 @@ from fabric_hpc.errors import ConfigError, ExternalError, NotFoundError
 from fabric_hpc.events import JsonLinesWriter, cut_torn_tail, emit, naming_file, read_json_lines
 from fabric_hpc.inference.engine import EngineResult
 
-__all__ = ["OUTPUT_MODES", "ChunkSink", "MergeError", "committed_ids", "dedupe_chunks", "drop_lost_chunks",
+__all__ = ["OUTPUT_MODES", "ChunkSink", "CommittedIds", "MergeError", "committed_ids", "dedupe_chunks", "drop_lost_chunks",
            "journal_records", "merge_outputs", "next_attempt", "prepare_resume", "private_files"]
 
 OUTPUT_MODES = ("private", "umask")
@@ -69,6 +70,16 @@ def private_files(mode: str = "private") -> Iterator[None]:
         os.umask(old)
 
 
+class CommittedIds(set[str]):
+    """The ids of the committed results; ``digests`` maps each to the content digest it was
+    computed from (:func:`~fabric_hpc.inference.intake.item_digest`; ids journalled before digests
+    were recorded have none)."""
+
+    def __init__(self, ids: Iterable[str] = (), digests: dict[str, str] | None = None) -> None:
+        super().__init__(ids)
+        self.digests: dict[str, str] = digests or {}
+
+
 class MergeError(ExternalError):
     """Output ids differ from input ids (missing or duplicated results). Exit code 5."""
 
@@ -80,20 +91,24 @@ def journal_records(out: Path) -> Iterator[dict[str, Any]]:
     for path in sorted(jdir.glob("rank-*.jsonl")):
         for n, rec in enumerate(read_json_lines(path), start=1):
             chunk, ids = rec.get("chunk"), rec.get("ids")
+            digests = rec.get("digests", ids)
             if not isinstance(chunk, str) or "/" in chunk or chunk in ("", ".", "..") or not isinstance(ids, list) \
-                    or not all(isinstance(i, str) for i in ids):
+                    or not all(isinstance(i, str) for i in ids) or not isinstance(digests, list) \
+                    or len(digests) != len(ids) or not all(isinstance(d, str) for d in digests):
                 raise ConfigError(f"{path}: record {n} is not a journal record (chunk name and list of ids)",
                                   hint="the output directory is damaged; rerun into a new --output directory")
             yield rec
 
 
-def committed_ids(out: str | os.PathLike[str]) -> set[str]:
-    """Ids of every journalled chunk whose file exists (the resume skip-set)."""
+def committed_ids(out: str | os.PathLike[str]) -> CommittedIds:
+    """Ids of every journalled chunk whose file exists (the resume skip-set), with their digests."""
     out = Path(out)
-    done: set[str] = set()
+    done = CommittedIds()
     for rec in journal_records(out):
         if (out / "chunks" / rec["chunk"]).is_file():
             done.update(rec["ids"])
+            if "digests" in rec:
+                done.digests.update(zip(rec["ids"], rec["digests"]))
     return done
 
 
@@ -177,7 +192,11 @@ def dedupe_chunks(out: str | os.PathLike[str]) -> list[str]:
                 n += 1
             name = f"{stem}-d{n}.jsonl"
             ids = _without(cdir / rec["chunk"], dup, cdir / name)
-            kept.append({**rec, "chunk": name, "n": len(ids), "ids": ids})
+            new = {**rec, "chunk": name, "n": len(ids), "ids": ids}
+            if "digests" in rec:
+                digest = dict(zip(rec["ids"], rec["digests"]))
+                new["digests"] = [digest[i] for i in ids]
+            kept.append(new)
         if dirty:
             _write_journal(jpath, kept)
     if removed:
@@ -240,6 +259,7 @@ class ChunkSink:
         self.journal = JsonLinesWriter(self.out / "journal" / f"rank-{rank:05d}.jsonl")
         self._file: Any = None  # the open chunk-in-progress: results stream to NAME.tmp
         self._ids: list[str] = []
+        self._digests: list[str | None] = []
         self.seq = 0
         self.committed = 0
 
@@ -249,9 +269,10 @@ class ChunkSink:
     def _name(self) -> str:
         return f"a{self.attempt:06d}-r{self.rank:05d}-c{self.seq:07d}.jsonl"
 
-    def add(self, result: EngineResult) -> bool:
-        """Write one result to the chunk in progress; True when it is full and should be
-        committed. Nothing counts as done until :meth:`commit`."""
+    def add(self, result: EngineResult, digest: str | None = None) -> bool:
+        """Write one result to the chunk in progress (``digest``: its item's
+        :func:`~fabric_hpc.inference.intake.item_digest`, journalled); True when it is full and
+        should be committed. Nothing counts as done until :meth:`commit`."""
         if self._file is None:
             self._file = open(self.out / "chunks" / (self._name() + ".tmp"), "wb")  # noqa: SIM115
         with naming_file(self._file.name):
@@ -259,6 +280,7 @@ class ChunkSink:
                                          "finish_reason": result.finish_reason},
                                         separators=(",", ":")).encode() + b"\n")
         self._ids.append(result.id)
+        self._digests.append(digest)
         return len(self._ids) >= self.chunk_size
 
     def commit(self) -> list[str]:
@@ -274,8 +296,11 @@ class ChunkSink:
         self._file = None
         os.replace(self.out / "chunks" / (name + ".tmp"), self.out / "chunks" / name)
         fsync_dir(self.out / "chunks")
-        self.journal.write({"chunk": name, "n": len(self._ids), "ids": self._ids})
-        ids, self._ids = self._ids, []
+        record: dict[str, Any] = {"chunk": name, "n": len(self._ids), "ids": self._ids}
+        if None not in self._digests:
+            record["digests"] = self._digests
+        self.journal.write(record)
+        ids, self._ids, self._digests = self._ids, [], []
         self.seq += 1
         self.committed += len(ids)
         return ids

@@ -34,7 +34,7 @@ from typing import Any
 from fabric_hpc.errors import ConfigError, ExternalError, FabricError
 from fabric_hpc.inference.admission import TokenBudget, budget_for
 from fabric_hpc.inference.engine import Engine, EngineResult
-from fabric_hpc.inference.intake import WorkItem
+from fabric_hpc.inference.intake import WorkItem, item_digest
 from fabric_hpc.inference.journal import ChunkSink
 from fabric_hpc.inference.lanes import ShapeLanes
 from fabric_hpc.inference.scheduler import Scheduler
@@ -223,7 +223,7 @@ class Pipeline:
                         continue
                     for res, it in got:
                         held.append((res, it))
-                        if sink.add(res):
+                        if sink.add(res, item_digest(it)):
                             sink.commit()
                             acked, held = held, []
                             self._ack(acked)

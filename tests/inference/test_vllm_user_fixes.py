@@ -116,3 +116,21 @@ def test_a_huge_number_and_a_duplicate_id_have_user_facing_reasons(tmp_path: Pat
     assert len(list(read_items([("a.jsonl", 3, line), ("b.jsonl", 9, line)], limits=None, dead_letter=dead))) == 1
     dead.close()
     assert "first occurrence kept: a.jsonl:3" in json.loads((tmp_path / "dead.jsonl").read_text())["reason"]
+
+
+def test_an_item_changed_under_the_same_id_is_refused_on_resume(tmp_path: Path) -> None:
+    """Before: the rerun said "30 skipped as already done" and merge kept the old answer."""
+    from fabric_hpc.inference.intake import InputChanged
+
+    items = random_items(30, seed=4)
+    cfg, spool, out = make_config(tmp_path), write_spool(tmp_path, items, files=1), tmp_path / "out"
+    _run(cfg, spool, out)
+    assert _run(cfg, spool, out)["resumed"] == 30  # unchanged: resumes as before
+    items[7]["max_new_tokens"] += 1
+    (spool / "part-000.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
+    with pytest.raises(InputChanged, match=r"item 'i7' \(part-000.jsonl:8\) changed since an earlier attempt") as err:
+        _run(cfg, spool, out)
+    assert err.value.exit_code == 3 and "new --output" in err.value.hint
+    proc = _fabric("infer", "run", "--engine-config", str(cfg), "--input", str(spool), "--output", str(out),
+                   "--no-progress")
+    assert proc.returncode == 3 and "changed since an earlier attempt" in proc.stderr, proc.stderr
