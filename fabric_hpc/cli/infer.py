@@ -258,9 +258,33 @@ def merge_cmd(output: Path, source: str | None, as_json: bool) -> None:
     from fabric_hpc.inference.runner import merge_job
 
     res = merge_job(output, source)
-    render(as_json, res, lambda c: c.print(
-        f"ok: {res['items']:,} items, each exactly once, from {res['chunks']} chunks -> "
-        f"{res['results']}"))
+    dead = output / "dead-letter.jsonl"
+    res["dead_letter"] = _count_lines(dead)
+    res["dead_letter_file"] = str(dead) if res["dead_letter"] else None
+
+    def human(c: Any) -> None:
+        c.print(f"ok: {res['items']:,} items, each exactly once, from {res['chunks']:,} chunks, in input order "
+                f"-> {res['results']}")
+        if res["without_input"]:
+            click.echo(f"note: {res['without_input']:,} results kept whose ids the input no longer holds (e.g. "
+                       f"{', '.join(map(repr, res['without_input_ids']))}): their spool file was removed or "
+                       f"changed after they ran; they follow the input's results", err=True)
+        if res["dead_letter"]:
+            click.echo(f"note: {res['dead_letter']:,} input lines were dead-lettered and have no result: "
+                       f"{dead}", err=True)
+
+    render(as_json, res, human)
+
+
+def _count_lines(path: Path) -> int:
+    """Lines of a file (0 when it does not exist), read in blocks."""
+    if not path.is_file():
+        return 0
+    n = 0
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            n += block.count(b"\n")
+    return n
 
 
 @group.command("bench")

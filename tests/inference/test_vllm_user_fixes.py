@@ -134,3 +134,39 @@ def test_an_item_changed_under_the_same_id_is_refused_on_resume(tmp_path: Path) 
     proc = _fabric("infer", "run", "--engine-config", str(cfg), "--input", str(spool), "--output", str(out),
                    "--no-progress")
     assert proc.returncode == 3 and "changed since an earlier attempt" in proc.stderr, proc.stderr
+
+
+def test_merge_writes_results_in_input_order(tmp_path: Path) -> None:
+    """Before: results.jsonl held the commit (completion) order, which changes with the number of ranks."""
+    items = random_items(120, seed=11)
+    cfg, spool, out = make_config(tmp_path), write_spool(tmp_path, items, files=3), tmp_path / "out"
+    _run(cfg, spool, out)
+    committed = [json.loads(line)["id"] for chunk in sorted((out / "chunks").iterdir())
+                 for line in chunk.read_text().splitlines()]
+    assert committed != [i["id"] for i in items]  # the engine finishes them out of order
+    res = merge_job(out)
+    assert res["order"] == "input" and res["without_input"] == 0
+    results = read_results(out)
+    assert [r["id"] for r in results] == [i["id"] for i in items]
+    from fabric_hpc.inference.journal import merge_outputs
+
+    merge_outputs(out, [i["id"] for i in items], order="completion")
+    assert [r["id"] for r in read_results(out)] == committed
+    assert sorted(map(json.dumps, read_results(out))) == sorted(map(json.dumps, results))  # same content
+
+
+def test_a_removed_finished_spool_file_is_kept_by_merge_and_a_rerun_drops_the_stale_merge(tmp_path: Path) -> None:
+    """Before: merge failed forever ("50 unexpected ... a rerun cannot help") and the old results.jsonl stayed."""
+    items = random_items(40, seed=12)
+    cfg, spool, out = make_config(tmp_path), write_spool(tmp_path, items, files=2), tmp_path / "out"
+    _run(cfg, spool, out)
+    merge_job(out)
+    (spool / "part-001.jsonl").unlink()
+    _run(cfg, spool, out)
+    assert not (out / "results.jsonl").exists() and not job_status(out)["merged"]
+    res = merge_job(out)
+    assert (res["items"], res["without_input"]) == (40, 20)
+    assert [r["id"] for r in read_results(out)][:20] == [i["id"] for i in items[:20]]
+    proc = _fabric("infer", "merge", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "20 results kept whose ids the input no longer holds" in proc.stdout + proc.stderr
