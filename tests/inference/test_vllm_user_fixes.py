@@ -170,3 +170,43 @@ def test_a_removed_finished_spool_file_is_kept_by_merge_and_a_rerun_drops_the_st
     proc = _fabric("infer", "merge", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "20 results kept whose ids the input no longer holds" in proc.stdout + proc.stderr
+
+
+def _bad_and_good(tmp_path: Path, bad: int, good: int) -> Path:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    lines = [json.dumps({"id": f"b{k}", "prompt": [1] * 500, "max_new_tokens": 4}) for k in range(bad)]
+    lines += [json.dumps(i) for i in random_items(good, seed=2)]
+    (spool / "a.jsonl").write_text("\n".join(lines) + "\n")
+    return spool
+
+
+def test_too_many_dead_letters_fail_the_run_and_the_summary_names_the_file(tmp_path: Path) -> None:
+    """Before: 999 of 1,000 lines dead-lettered exited 0 and the path of dead-letter.jsonl was never given."""
+    cfg, spool = make_config(tmp_path), _bad_and_good(tmp_path, 6, 4)
+    args = ("infer", "run", "--engine-config", str(cfg), "--input", str(spool), "--no-progress")
+    proc = _fabric(*args, "--output", str(tmp_path / "out"))
+    assert proc.returncode == 3, proc.stderr
+    assert "6 of 10 input lines (60.00%) were dead-lettered, more than --max-rejected allows" in proc.stderr
+    assert str(tmp_path / "out" / "dead-letter.jsonl") in proc.stderr
+    proc = _fabric(*args, "--output", str(tmp_path / "out2"), "--max-rejected", "60%")
+    assert proc.returncode == 0, proc.stderr
+    assert f"6 dead-lettered (each with its reason: {tmp_path / 'out2' / 'dead-letter.jsonl'})" in proc.stdout
+    proc = _fabric(*args, "--output", str(tmp_path / "out3"), "--max-rejected", "5")
+    assert proc.returncode == 3 and "more than --max-rejected allows (5)" in proc.stderr
+    proc = _fabric(*args, "--output", str(tmp_path / "out4"), "--max-rejected", "1.5")
+    assert proc.returncode == 2 and "is not a count" in proc.stderr
+
+
+def test_progress_prints_plain_lines_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
+    """Before: --progress printed nothing into a Slurm log (stderr not a TTY)."""
+    from fabric_hpc.inference import CostModel
+
+    cfg = make_config(tmp_path, cost=CostModel(base_s=5e-3, prefill_s_per_token=0.0, decode_s_per_seq=0.0,
+                                               ctx_s_per_token=0.0))
+    spool = write_spool(tmp_path, random_items(150, seed=5), files=1)
+    proc = _fabric("infer", "run", "--engine-config", str(cfg), "--input", str(spool), "--output",
+                   str(tmp_path / "out"), "--progress", "--progress-every", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if " progress: done " in ln]
+    assert lines and "items/s" in lines[0], proc.stderr
