@@ -299,18 +299,31 @@ def status_cmd(output: Path, as_json: bool) -> None:
     st = job_status(output)
 
     def human(c: Any) -> None:
+        import time
+
         c.print(f"{st['output']}: engine {st['engine']}, {st['attempts']} attempt(s), "
-                f"{st['done']:,} items done, {st['dead_letter']} dead-lettered, "
+                f"{st['done']:,} items done (journalled), {st['dead_letter']:,} dead-lettered, "
                 f"merged: {'yes' if st['merged'] else 'no'}, running: {'yes' if st['running'] else 'no'}")
-        rows = [(rank, r.get("items_done"), f"{r.get('items_per_s') or 0:,.0f}",
-                 f"{r.get('padding_waste') or 0:.2%}", f"{r.get('engine_busy_fraction') or 0:.0%}",
+        rows = [(rank, "-" if r.get("items_done") is None else f"{r['items_done']:,}", _when(r.get("ts")),
+                 f"{r.get('items_per_s') or 0:,.0f}", f"{r.get('padding_waste') or 0:.2%}",
+                 f"{r.get('engine_busy_fraction') or 0:.0%}",
                  " ".join(f"{k}={v}" for k, v in (r.get("queue_depths") or {}).items()))
                 for rank, r in st["ranks"].items()]
         if rows:
-            c.print(table(None, ["rank", "done (last attempt)", "items/s", "padding", "busy",
-                                 "queues"], rows))
+            c.print(table(f"each rank's last metrics snapshot (now {time.strftime('%H:%M:%S')}; the count above "
+                          f"is the journal's)", ["rank", "done (last attempt)", "at", "items/s", "padding",
+                                                 "busy", "queues"], rows))
 
     render(as_json, st, human)
+
+
+def _when(ts: Any) -> str:
+    """A snapshot's time, ``HH:MM:SS (Ns ago)``; ``-`` when it has none."""
+    import time
+
+    if not isinstance(ts, int | float):
+        return "-"
+    return f"{time.strftime('%H:%M:%S', time.localtime(ts))} ({max(0.0, time.time() - ts):,.0f}s ago)"
 
 
 @group.command("merge")

@@ -210,3 +210,13 @@ def test_progress_prints_plain_lines_when_stderr_is_not_a_terminal(tmp_path: Pat
     assert proc.returncode == 0, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if " progress: done " in ln]
     assert lines and "items/s" in lines[0], proc.stderr
+
+
+def test_status_labels_the_rank_table_as_the_last_snapshot(tmp_path: Path) -> None:
+    """Before: "900 items done" above a rank table of 600 (its last metrics snapshot) with nothing to say so."""
+    cfg, spool, out = make_config(tmp_path), write_spool(tmp_path, random_items(20), files=1), tmp_path / "out"
+    _run(cfg, spool, out)
+    proc = _fabric("infer", "status", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "20 items done (journalled)" in proc.stdout
+    assert "last metrics snapshot" in proc.stdout and "s ago)" in proc.stdout, proc.stdout
