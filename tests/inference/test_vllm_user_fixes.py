@@ -220,3 +220,19 @@ def test_status_labels_the_rank_table_as_the_last_snapshot(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stderr
     assert "20 items done (journalled)" in proc.stdout
     assert "last metrics snapshot" in proc.stdout and "s ago)" in proc.stdout, proc.stdout
+
+
+def test_an_engine_kind_mismatch_is_named_as_such(tmp_path: Path) -> None:
+    """Before: six "X: the artefact does not state it" lines for a simulated config over a pytorch engine."""
+    from fabric_hpc.inference.engine import EngineConfigError, load_engine_config
+    from fabric_hpc.inference.engines import prepare_pytorch_engine
+
+    cfg = prepare_pytorch_engine(tmp_path / "pt", preset="tiny", dtype="float32", max_batch_size=4,
+                                 max_input_len=32, max_seq_len=64, max_num_tokens=128)
+    with pytest.raises(EngineConfigError, match=r"holds a pytorch engine; the config .* says engine 'simulated'") as err:
+        load_engine_config({**cfg, "engine": "simulated"})
+    assert "does not state it" not in str(err.value) and "set engine to 'pytorch'" in err.value.hint
+    sim = json.loads(make_config(tmp_path).read_text())
+    with pytest.raises(EngineConfigError, match="holds a simulated engine; the config"):
+        load_engine_config({**sim, "engine": "pytorch"})
+    assert load_engine_config(cfg).engine == "pytorch"
