@@ -179,11 +179,11 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int, pro
                    f"{', '.join(ignored[:8])}{' ...' if len(ignored) > 8 else ''} "
                    "(only regular files named *.jsonl are)", err=True)
     _check_rejected(result, dead, max_rejected)
+    reasons = f" (each with its reason: {dead})" if result["dead_letter"] else ""
     render(as_json, result, lambda c: c.print(
         f"attempt {result['attempt']}: {result['items_done_all_ranks']:,} items done on "
         f"{result['world_size']} rank(s), {result['resumed']:,} skipped as already done, "
-        f"{result['dead_letter']:,} dead-lettered" + (f" (each with its reason: {dead})" if result["dead_letter"]
-                                                       else "") + f"\njob: {_progress_line(result)}\n"
+        f"{result['dead_letter']:,} dead-lettered{reasons}\njob: {_progress_line(result)}\n"
         f"next: fabric infer merge {output}" + (" --input FILE  (FILE: the lines that were piped in; merge "
                                                  "checks the results against them)" if source == "-" else "")))
 
@@ -202,8 +202,9 @@ def _check_rejected(result: dict[str, Any], dead: Path, limit: tuple[str, float]
     kind, value = limit
     if n > (value * total if kind == "fraction" else value):
         allowed = f"{value:.4g} of the lines ({value:.2%})" if kind == "fraction" else f"{int(value):,}"
-        raise ConfigError(f"{n:,} of {total:,} input lines ({n / total:.2%}) were dead-lettered, more than "
-                          f"--max-rejected allows ({allowed}); the {total - n:,} others ran and are committed",
+        raise ConfigError(f"{n:,} of {total:,} input lines ({n / total:.2%}) were dead-lettered, more "
+                          f"than --max-rejected allows ({allowed}); the {total - n:,} others ran and are "
+                          f"committed",
                           hint=f"each reason is in {dead}: fix those lines and rerun with the same --output "
                                f"(finished items are kept), or raise --max-rejected")
 
@@ -261,8 +262,9 @@ def _foreign_output(output: Path) -> ConfigError | None:
     entries = sorted(p.name for p in output.iterdir() if p.name != ".run.lock")
     if not entries:
         return None
-    shown = ", ".join(repr(n) for n in entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
-    return ConfigError(f"--output {str(output)!r} is not empty and holds no fabric run (no run.json): {shown}",
+    shown = ", ".join(repr(n) for n in entries[:5]) + (f" and {len(entries) - 5} more" if entries[5:] else "")
+    return ConfigError(f"--output {str(output)!r} is not empty and holds no fabric run (no run.json): "
+                       f"{shown}",
                        hint="give a new or empty directory for --output (to resume a run, give the "
                             "directory it wrote: it holds run.json)")
 
@@ -310,9 +312,9 @@ def status_cmd(output: Path, as_json: bool) -> None:
                  " ".join(f"{k}={v}" for k, v in (r.get("queue_depths") or {}).items()))
                 for rank, r in st["ranks"].items()]
         if rows:
-            c.print(table(f"each rank's last metrics snapshot (now {time.strftime('%H:%M:%S')}; the count above "
-                          f"is the journal's)", ["rank", "done (last attempt)", "at", "items/s", "padding",
-                                                 "busy", "queues"], rows))
+            c.print(table(f"each rank's last metrics snapshot (now {time.strftime('%H:%M:%S')}; the "
+                          f"count above is the journal's)",
+                          ["rank", "done (last attempt)", "at", "items/s", "padding", "busy", "queues"], rows))
 
     render(as_json, st, human)
 
@@ -341,12 +343,12 @@ def merge_cmd(output: Path, source: str | None, as_json: bool) -> None:
     res["dead_letter_file"] = str(dead) if res["dead_letter"] else None
 
     def human(c: Any) -> None:
-        c.print(f"ok: {res['items']:,} items, each exactly once, from {res['chunks']:,} chunks, in input order "
-                f"-> {res['results']}")
+        c.print(f"ok: {res['items']:,} items, each exactly once, from {res['chunks']:,} chunks, in input "
+                f"order -> {res['results']}")
         if res["without_input"]:
-            click.echo(f"note: {res['without_input']:,} results kept whose ids the input no longer holds (e.g. "
-                       f"{', '.join(map(repr, res['without_input_ids']))}): their spool file was removed or "
-                       f"changed after they ran; they follow the input's results", err=True)
+            click.echo(f"note: {res['without_input']:,} results kept whose ids the input no longer holds "
+                       f"(e.g. {', '.join(map(repr, res['without_input_ids']))}): their spool file was "
+                       f"removed or changed after they ran; they follow the input's results", err=True)
         if res["dead_letter"]:
             click.echo(f"note: {res['dead_letter']:,} input lines were dead-lettered and have no result: "
                        f"{dead}", err=True)

@@ -329,7 +329,8 @@ def load_engine_config(data: Mapping[str, Any] | str | os.PathLike[str], *,
         if found is not None and found != config.engine:
             raise EngineConfigError(f"engine_dir {config.engine_dir} holds a {found} engine; the config "
                                     f"({source}) says engine {config.engine!r}",
-                                    hint=f"set engine to {found!r}, or point engine_dir at a {config.engine} engine")
+                                    hint=f"set engine to {found!r}, or point engine_dir at a "
+                                         f"{config.engine} engine")
         reader, _ = _registry(config.engine)
         check_against_artefact(config, reader(Path(config.engine_dir)),
                                source=str(config.engine_dir))

@@ -39,15 +39,16 @@ from fabric_hpc.events import JsonLinesWriter, make_event
 from fabric_hpc.inference.engine import EngineLimits
 from fabric_hpc.inputs import key_given_twice
 
-__all__ = ["DeadLetter", "InputChanged", "IntakeRejection", "WorkItem", "compression_of", "item_digest", "parse_item", "read_items",
+__all__ = ["DeadLetter", "InputChanged", "IntakeRejection", "WorkItem", "compression_of", "item_digest",
+           "parse_item", "read_items",
            "checked_snapshot", "load_snapshot", "snapshot_lines", "spool_files", "spool_lines", "spool_snapshot", "stream_lines"]
 
 _KEYS = frozenset({"id", "prompt", "max_new_tokens", "priority", "class"})
 # vLLM's names for the same things (``SamplingParams.max_tokens``, ``TokensPrompt.prompt_token_ids``)
 ALIASES = {"max_tokens": "max_new_tokens", "prompt_token_ids": "prompt"}
-_TEXT_PROMPT = ("prompt is text, not a non-empty list of token ids (tokenisation happens upstream, as for vLLM's "
-                "prompt_token_ids): encode it with the served model's tokenizer (e.g. transformers' "
-                "AutoTokenizer.from_pretrained(MODEL).encode(text)) and write the list of ids as prompt")
+_TEXT_PROMPT = ("prompt is text, not a non-empty list of token ids (tokenisation happens upstream, as "
+                "for vLLM's prompt_token_ids): encode it with the served model's tokenizer (e.g. "
+                "transformers' AutoTokenizer.from_pretrained(MODEL).encode(text)) and write the list of ids as prompt")
 # what a compressed file starts with: each name and how to undo it
 _MAGIC = ((b"\x1f\x8b", "gzip", "gunzip"), (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"),
           (b"BZh", "bzip2", "bunzip2"), (b"\xfd7zXZ\x00", "xz", "unxz"), (b"PK\x03\x04", "zip", "unzip"))
@@ -201,8 +202,8 @@ def parse_item(line: str | bytes, limits: EngineLimits | None = None,
         if isinstance(exc, IntakeRejection):
             raise
         if "int_max_str_digits" in str(exc):  # Python's guard against slow int parsing
-            raise IntakeRejection(f"a number has more than {sys.get_int_max_str_digits():,} digits "
-                                  f"(token ids are below {MAX_INT}, max_new_tokens at most {MAX_INT})") from None
+            raise IntakeRejection(f"a number has more than {sys.get_int_max_str_digits():,} digits (token "
+                                  f"ids are below {MAX_INT}, max_new_tokens at most {MAX_INT})") from None
         raise IntakeRejection(f"not valid JSON ({exc})") from None
     item = _check(obj)
     if limits is not None:

@@ -44,8 +44,9 @@ from fabric_hpc.errors import ConfigError, ExternalError, NotFoundError
 from fabric_hpc.events import JsonLinesWriter, cut_torn_tail, emit, naming_file, read_json_lines
 from fabric_hpc.inference.engine import EngineResult
 
-__all__ = ["OUTPUT_MODES", "ChunkSink", "CommittedIds", "MergeError", "committed_ids", "dedupe_chunks", "drop_lost_chunks",
-           "journal_records", "MERGE_ORDERS", "merge_outputs", "next_attempt", "prepare_resume", "private_files"]
+__all__ = ["MERGE_ORDERS", "OUTPUT_MODES", "ChunkSink", "CommittedIds", "MergeError", "committed_ids",
+           "dedupe_chunks", "drop_lost_chunks", "journal_records", "merge_outputs", "next_attempt",
+           "prepare_resume", "private_files"]
 
 OUTPUT_MODES = ("private", "umask")
 # the names of the files a run writes under chunks/ (``dedupe_chunks`` adds ``-dN``): resume
@@ -316,10 +317,10 @@ def _chunk_lines(path: Path) -> Iterator[tuple[str, int, int]]:
             try:
                 rid = str(json.loads(line)["id"])
             except (ValueError, KeyError, TypeError) as exc:
-                raise MergeError(f"chunk {path.name} line {n} is not a result ({type(exc).__name__}): the chunk "
-                                 f"was damaged after it was committed",
-                                 hint="restore the output directory from a copy, or rerun into a new --output") \
-                    from None
+                raise MergeError(f"chunk {path.name} line {n} is not a result ({type(exc).__name__}): the "
+                                 f"chunk was damaged after it was committed",
+                                 hint="restore the output directory from a copy, or rerun into a new "
+                                      "--output") from None
             yield rid, off, len(line)
         off += len(line)
 
@@ -359,9 +360,9 @@ def merge_outputs(out: str | os.PathLike[str], expected_ids: Iterable[str], *,
     missing = sorted(expected_set - counts.keys())
     if dup or missing:
         raise MergeError(
-            f"output ids != input ids: {len(missing)} missing {missing[:5]}, {len(dup)} duplicated {dup[:20]}",
-            hint="rerun `fabric infer run` with the same --output: it finishes missing work and keeps the first "
-                 "copy of each duplicated id")
+            f"output ids != input ids: {len(missing)} missing {missing[:5]}, {len(dup)} duplicated "
+            f"{dup[:20]}", hint="rerun `fabric infer run` with the same --output: it finishes missing work "
+                                "and keeps the first copy of each duplicated id")
     extra = [i for i in place if i not in expected_set]  # in commit order
     _write_results(out / "results.jsonl", chunks, place, expected + extra if order == "input" else None)
     return {"results": str(out / "results.jsonl"), "items": len(expected) + len(extra), "chunks": len(chunks),

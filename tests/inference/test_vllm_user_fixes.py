@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _fabric(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     return subprocess.run([sys.executable, "-m", "fabric_hpc.cli", *args], capture_output=True, text=True,
                           env=env, timeout=120)
 
@@ -46,7 +47,8 @@ def test_pipeline_options_are_checked_at_construction(field: str, value: object)
 
 
 def test_pipeline_options_accept_their_whole_range() -> None:
-    opts = PipelineOptions(overcommit=MAX_OVERCOMMIT, admit_batch=1, flush_interval_s=0, switch_interval_s=None)
+    opts = PipelineOptions(overcommit=MAX_OVERCOMMIT, admit_batch=1, flush_interval_s=0,
+                           switch_interval_s=None)
     assert opts.overcommit == 16.0
     assert PipelineOptions(overcommit=1).overcommit == 1
 
@@ -65,7 +67,7 @@ def test_a_non_empty_output_folder_without_run_json_is_refused_by_the_cli(tmp_pa
 
 
 def test_resume_cleanup_never_deletes_files_the_run_did_not_create(tmp_path: Path) -> None:
-    cfg, spool, out = make_config(tmp_path), write_spool(tmp_path, random_items(20), files=1), tmp_path / "out"
+    cfg, spool, out = make_config(tmp_path), write_spool(tmp_path, random_items(20), files=1), tmp_path / "o"
     (out / "chunks").mkdir(parents=True)
     (out / "chunks" / "mydata.jsonl").write_text("important\n")
     (out / "chunks" / "a000009-r00000-c0000001.jsonl.tmp").write_text("torn")  # an orphan of ours
@@ -113,7 +115,8 @@ def test_a_huge_number_and_a_duplicate_id_have_user_facing_reasons(tmp_path: Pat
     assert "set_int_max_str_digits" not in str(err.value)
     line = json.dumps({"id": "d", "prompt": [1], "max_new_tokens": 1})
     dead = DeadLetter(tmp_path / "dead.jsonl")
-    assert len(list(read_items([("a.jsonl", 3, line), ("b.jsonl", 9, line)], limits=None, dead_letter=dead))) == 1
+    kept = list(read_items([("a.jsonl", 3, line), ("b.jsonl", 9, line)], limits=None, dead_letter=dead))
+    assert len(kept) == 1
     dead.close()
     assert "first occurrence kept: a.jsonl:3" in json.loads((tmp_path / "dead.jsonl").read_text())["reason"]
 
@@ -128,7 +131,7 @@ def test_an_item_changed_under_the_same_id_is_refused_on_resume(tmp_path: Path) 
     assert _run(cfg, spool, out)["resumed"] == 30  # unchanged: resumes as before
     items[7]["max_new_tokens"] += 1
     (spool / "part-000.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
-    with pytest.raises(InputChanged, match=r"item 'i7' \(part-000.jsonl:8\) changed since an earlier attempt") as err:
+    with pytest.raises(InputChanged, match=r"item 'i7' \(part-000.jsonl:8\) changed since an earlier") as err:
         _run(cfg, spool, out)
     assert err.value.exit_code == 3 and "new --output" in err.value.hint
     proc = _fabric("infer", "run", "--engine-config", str(cfg), "--input", str(spool), "--output", str(out),
@@ -155,8 +158,9 @@ def test_merge_writes_results_in_input_order(tmp_path: Path) -> None:
     assert sorted(map(json.dumps, read_results(out))) == sorted(map(json.dumps, results))  # same content
 
 
-def test_a_removed_finished_spool_file_is_kept_by_merge_and_a_rerun_drops_the_stale_merge(tmp_path: Path) -> None:
-    """Before: merge failed forever ("50 unexpected ... a rerun cannot help") and the old results.jsonl stayed."""
+def test_a_removed_finished_spool_file_is_kept_by_merge_and_a_rerun_drops_the_stale_merge(
+        tmp_path: Path) -> None:
+    """Before: merge failed forever ("50 unexpected ... a rerun cannot help"); old results.jsonl stayed."""
     items = random_items(40, seed=12)
     cfg, spool, out = make_config(tmp_path), write_spool(tmp_path, items, files=2), tmp_path / "out"
     _run(cfg, spool, out)
@@ -213,8 +217,8 @@ def test_progress_prints_plain_lines_when_stderr_is_not_a_terminal(tmp_path: Pat
 
 
 def test_status_labels_the_rank_table_as_the_last_snapshot(tmp_path: Path) -> None:
-    """Before: "900 items done" above a rank table of 600 (its last metrics snapshot) with nothing to say so."""
-    cfg, spool, out = make_config(tmp_path), write_spool(tmp_path, random_items(20), files=1), tmp_path / "out"
+    """Before: "900 items done" above a rank table of 600 (its last metrics snapshot), nothing said so."""
+    cfg, spool, out = make_config(tmp_path), write_spool(tmp_path, random_items(20), files=1), tmp_path / "o"
     _run(cfg, spool, out)
     proc = _fabric("infer", "status", str(out))
     assert proc.returncode == 0, proc.stderr
@@ -229,7 +233,8 @@ def test_an_engine_kind_mismatch_is_named_as_such(tmp_path: Path) -> None:
 
     cfg = prepare_pytorch_engine(tmp_path / "pt", preset="tiny", dtype="float32", max_batch_size=4,
                                  max_input_len=32, max_seq_len=64, max_num_tokens=128)
-    with pytest.raises(EngineConfigError, match=r"holds a pytorch engine; the config .* says engine 'simulated'") as err:
+    kind = r"holds a pytorch engine; the config .* says engine 'simulated'"
+    with pytest.raises(EngineConfigError, match=kind) as err:
         load_engine_config({**cfg, "engine": "simulated"})
     assert "does not state it" not in str(err.value) and "set engine to 'pytorch'" in err.value.hint
     sim = json.loads(make_config(tmp_path).read_text())
