@@ -103,6 +103,25 @@ def _progress_line(snap: dict[str, Any]) -> str:
             f"lanes {q.get('lanes', 0)} engine {q.get('engine_active', 0)} done_q {q.get('done_q', 0)}")
 
 
+def _reject_limit(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, float]:
+    """``--max-rejected``: ``("count", N)`` for an integer, ``("fraction", F)`` for ``F`` in [0, 1)
+    or a percentage ``P%``."""
+    text = value.strip()
+    try:
+        if text.endswith("%"):
+            kind, number = "fraction", float(text[:-1]) / 100
+        elif text.isdigit():
+            kind, number = "count", float(int(text))
+        else:
+            kind, number = "fraction", float(text)
+    except ValueError:
+        number = float("nan")
+    if not number >= 0 or (kind == "fraction" and not number <= 1):  # NaN fails both
+        raise click.BadParameter(f"{value!r} is not a count (e.g. 0, 100), a fraction in 0..1 (0.05) or a "
+                                 f"percentage (5%)")
+    return kind, number
+
+
 @group.command("run")
 @click.option("--engine-config", "engine_config", required=True,
               type=click.Path(dir_okay=False, path_type=Path),
@@ -114,7 +133,13 @@ def _progress_line(snap: dict[str, Any]) -> str:
 @click.option("--chunk-size", default=512, show_default=True, type=click.IntRange(1),
               help="Results per atomically committed chunk.")
 @click.option("--progress/--no-progress", default=None,
-              help="Live progress line (default: on when stderr is a terminal, rank 0 only).")
+              help="Progress (rank 0 only): a live line on a terminal; otherwise (a Slurm log) a plain line "
+                   "every --progress-every seconds. Default: on when stderr is a terminal.")
+@click.option("--progress-every", default=15.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="Seconds between plain progress lines when stderr is not a terminal.")
+@click.option("--max-rejected", default="10%", show_default=True, callback=_reject_limit,
+              help="Dead-lettered input lines allowed before the run exits 3 (results stay committed): "
+                   "a count (0: none), a fraction of the input's lines (0.05) or a percentage (5%).")
 @click.option("--output-mode", type=click.Choice(["private", "umask"]), default="private",
               show_default=True, help="private: every output file 0600 and directory 0700 "
               "whatever the umask; umask: follow the job's umask (e.g. to share results).")
@@ -123,62 +148,125 @@ def _progress_line(snap: dict[str, Any]) -> str:
               help="A node-local node-exporter textfile directory: each rank also writes its .prom file "
               "there, world-readable, removed at its end (docs/metrics.md).")
 @json_option
-def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int,
-            progress: bool | None, output_mode: str, textfile_dir: Path | None, as_json: bool) -> None:
+def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int, progress: bool | None,
+            progress_every: float, max_rejected: tuple[str, float], output_mode: str,
+            textfile_dir: Path | None, as_json: bool) -> None:
     """Run (or resume) a batch job; launch under mpiexec/srun for one rank per GPU."""
-    from rich.live import Live
-    from rich.text import Text
-
     from fabric_hpc.inference.pipeline import PipelineOptions
     from fabric_hpc.inference.runner import run_job
 
-    if source != "-":
-        src, out = Path(source).resolve(), output.resolve()
-        if src == out or out in src.parents or src in out.parents:
-            err = ConfigError(f"--output {str(output)!r} and --input {source!r} overlap: results would be "
-                              f"read back as work items",
-                              hint="give an output directory outside the input (and not above it)")
+    for err in (_overlap(source, output), _foreign_output(output)):
+        if err is not None:
             if _launch_rank() != 0:  # every rank meets it before MPI starts: rank 0 alone says it
                 raise SystemExit(err.exit_code)
             raise err
     opts = PipelineOptions(chunk_size=chunk_size, admit_batch=1 if source == "-" else 64)
     show = sys.stderr.isatty() if progress is None else progress
-    live = Live(Text("starting"), console=console(stderr=True), transient=True) if show else None
-
-    def on_progress(snap: dict[str, Any]) -> None:
-        if live is not None and snap.get("rank", 0) == 0:
-            live.update(Text(_progress_line(snap)))
-
-    if live is not None:
-        live.start()
-    try:
+    with _Progress(show, progress_every) as on_progress:
         result = run_job(engine_config, source, output, options=opts, progress=on_progress,
                          output_mode=output_mode, last_words=_json_last_words if as_json else None,
                          textfile_dir=textfile_dir)
-    finally:
-        if live is not None:
-            live.stop()
     if result["rank"] != 0:
         return
     # the whole job at the top (not rank 0's rates beside job totals); each rank under "ranks"
     result = {**result["job"], **{k: result[k] for k in (
         "world_size", "attempt", "resumed", "items_done_all_ranks", "dead_letter", "ignored_inputs",
         "ranks")}}
+    dead = output / "dead-letter.jsonl"
+    result["dead_letter_file"] = str(dead) if result["dead_letter"] else None
     if ignored := result["ignored_inputs"]:
         click.echo(f"note: {len(ignored)} spool entries named like work were not read: "
                    f"{', '.join(ignored[:8])}{' ...' if len(ignored) > 8 else ''} "
                    "(only regular files named *.jsonl are)", err=True)
-    if result["dead_letter"] and not result["items_done_all_ranks"] and not result["resumed"]:
-        # an error alone: not a summary that says "next: fabric infer merge" before it
-        raise ConfigError(f"every item of the input ({result['dead_letter']}) was dead-lettered: nothing ran",
-                          hint=f"each reason is in {output}/dead-letter.jsonl (often items longer than the "
-                               "engine's max_input_len or max_num_tokens)")
+    _check_rejected(result, dead, max_rejected)
+    reasons = f" (each with its reason: {dead})" if result["dead_letter"] else ""
     render(as_json, result, lambda c: c.print(
         f"attempt {result['attempt']}: {result['items_done_all_ranks']:,} items done on "
         f"{result['world_size']} rank(s), {result['resumed']:,} skipped as already done, "
-        f"{result['dead_letter']} dead-lettered\njob: {_progress_line(result)}\n"
+        f"{result['dead_letter']:,} dead-lettered{reasons}\njob: {_progress_line(result)}\n"
         f"next: fabric infer merge {output}" + (" --input FILE  (FILE: the lines that were piped in; merge "
                                                  "checks the results against them)" if source == "-" else "")))
+
+
+def _check_rejected(result: dict[str, Any], dead: Path, limit: tuple[str, float]) -> None:
+    """ConfigError (exit 3) when every line, or more than ``--max-rejected`` of them, was
+    dead-lettered; an error alone, not a summary that says "next: fabric infer merge" before it."""
+    n = result["dead_letter"] or 0
+    if not n:
+        return
+    if not result["items_done_all_ranks"] and not result["resumed"]:
+        raise ConfigError(f"every item of the input ({n:,}) was dead-lettered: nothing ran",
+                          hint=f"each reason is in {dead} (often items longer than the "
+                               "engine's max_input_len or max_num_tokens)")
+    total = n + result["items_done_all_ranks"] + result["resumed"]
+    kind, value = limit
+    if n > (value * total if kind == "fraction" else value):
+        allowed = f"{value:.4g} of the lines ({value:.2%})" if kind == "fraction" else f"{int(value):,}"
+        raise ConfigError(f"{n:,} of {total:,} input lines ({n / total:.2%}) were dead-lettered, more "
+                          f"than --max-rejected allows ({allowed}); the {total - n:,} others ran and are "
+                          f"committed",
+                          hint=f"each reason is in {dead}: fix those lines and rerun with the same --output "
+                               f"(finished items are kept), or raise --max-rejected")
+
+
+class _Progress:
+    """The progress display of rank 0 as a context manager yielding the ``progress`` callback: a
+    live line on a terminal, plain lines every ``every`` seconds otherwise, nothing when off."""
+
+    def __init__(self, show: bool, every: float) -> None:
+        from rich.live import Live
+        from rich.text import Text
+
+        self.text = Text
+        self.live = Live(Text("starting"), console=console(stderr=True), transient=True) \
+            if show and sys.stderr.isatty() else None
+        self.plain, self.every, self.last = show and self.live is None, every, 0.0
+
+    def __enter__(self) -> Any:
+        if self.live is not None:
+            self.live.start()
+        return self.update
+
+    def update(self, snap: dict[str, Any]) -> None:
+        import time
+
+        if snap.get("rank", 0) != 0:
+            return
+        if self.live is not None:
+            self.live.update(self.text(_progress_line(snap)))
+        elif self.plain and time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            click.echo(f"{time.strftime('%H:%M:%S')} progress: {_progress_line(snap)}", err=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+def _overlap(source: str, output: Path) -> ConfigError | None:
+    if source == "-":
+        return None
+    src, out = Path(source).resolve(), output.resolve()
+    if src == out or out in src.parents or src in out.parents:
+        return ConfigError(f"--output {str(output)!r} and --input {source!r} overlap: results would be "
+                           f"read back as work items",
+                           hint="give an output directory outside the input (and not above it)")
+    return None
+
+
+def _foreign_output(output: Path) -> ConfigError | None:
+    """An existing, non-empty --output that no run wrote (no run.json) is refused: the harness
+    would write into, and clean up in, a folder of someone else's files."""
+    if not output.is_dir() or (output / "run.json").exists():
+        return None
+    entries = sorted(p.name for p in output.iterdir() if p.name != ".run.lock")
+    if not entries:
+        return None
+    shown = ", ".join(repr(n) for n in entries[:5]) + (f" and {len(entries) - 5} more" if entries[5:] else "")
+    return ConfigError(f"--output {str(output)!r} is not empty and holds no fabric run (no run.json): "
+                       f"{shown}",
+                       hint="give a new or empty directory for --output (to resume a run, give the "
+                            "directory it wrote: it holds run.json)")
 
 
 def _launch_rank() -> int:
@@ -213,18 +301,31 @@ def status_cmd(output: Path, as_json: bool) -> None:
     st = job_status(output)
 
     def human(c: Any) -> None:
+        import time
+
         c.print(f"{st['output']}: engine {st['engine']}, {st['attempts']} attempt(s), "
-                f"{st['done']:,} items done, {st['dead_letter']} dead-lettered, "
+                f"{st['done']:,} items done (journalled), {st['dead_letter']:,} dead-lettered, "
                 f"merged: {'yes' if st['merged'] else 'no'}, running: {'yes' if st['running'] else 'no'}")
-        rows = [(rank, r.get("items_done"), f"{r.get('items_per_s') or 0:,.0f}",
-                 f"{r.get('padding_waste') or 0:.2%}", f"{r.get('engine_busy_fraction') or 0:.0%}",
+        rows = [(rank, "-" if r.get("items_done") is None else f"{r['items_done']:,}", _when(r.get("ts")),
+                 f"{r.get('items_per_s') or 0:,.0f}", f"{r.get('padding_waste') or 0:.2%}",
+                 f"{r.get('engine_busy_fraction') or 0:.0%}",
                  " ".join(f"{k}={v}" for k, v in (r.get("queue_depths") or {}).items()))
                 for rank, r in st["ranks"].items()]
         if rows:
-            c.print(table(None, ["rank", "done (last attempt)", "items/s", "padding", "busy",
-                                 "queues"], rows))
+            c.print(table(f"each rank's last metrics snapshot (now {time.strftime('%H:%M:%S')}; the "
+                          f"count above is the journal's)",
+                          ["rank", "done (last attempt)", "at", "items/s", "padding", "busy", "queues"], rows))
 
     render(as_json, st, human)
+
+
+def _when(ts: Any) -> str:
+    """A snapshot's time, ``HH:MM:SS (Ns ago)``; ``-`` when it has none."""
+    import time
+
+    if not isinstance(ts, int | float):
+        return "-"
+    return f"{time.strftime('%H:%M:%S', time.localtime(ts))} ({max(0.0, time.time() - ts):,.0f}s ago)"
 
 
 @group.command("merge")
@@ -237,9 +338,33 @@ def merge_cmd(output: Path, source: str | None, as_json: bool) -> None:
     from fabric_hpc.inference.runner import merge_job
 
     res = merge_job(output, source)
-    render(as_json, res, lambda c: c.print(
-        f"ok: {res['items']:,} items, each exactly once, from {res['chunks']} chunks -> "
-        f"{res['results']}"))
+    dead = output / "dead-letter.jsonl"
+    res["dead_letter"] = _count_lines(dead)
+    res["dead_letter_file"] = str(dead) if res["dead_letter"] else None
+
+    def human(c: Any) -> None:
+        c.print(f"ok: {res['items']:,} items, each exactly once, from {res['chunks']:,} chunks, in input "
+                f"order -> {res['results']}")
+        if res["without_input"]:
+            click.echo(f"note: {res['without_input']:,} results kept whose ids the input no longer holds "
+                       f"(e.g. {', '.join(map(repr, res['without_input_ids']))}): their spool file was "
+                       f"removed or changed after they ran; they follow the input's results", err=True)
+        if res["dead_letter"]:
+            click.echo(f"note: {res['dead_letter']:,} input lines were dead-lettered and have no result: "
+                       f"{dead}", err=True)
+
+    render(as_json, res, human)
+
+
+def _count_lines(path: Path) -> int:
+    """Lines of a file (0 when it does not exist), read in blocks."""
+    if not path.is_file():
+        return 0
+    n = 0
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            n += block.count(b"\n")
+    return n
 
 
 @group.command("bench")

@@ -45,6 +45,7 @@ __all__ = [
     "EngineResult",
     "build_engine",
     "check_add",
+    "artefact_kind",
     "check_against_artefact",
     "load_engine_config",
     "read_trtllm_artefact",
@@ -262,6 +263,28 @@ def read_trtllm_artefact(engine_dir: Path) -> dict[str, Any]:
     }
 
 
+def artefact_kind(engine_dir: Path) -> str | None:
+    """The kind of engine ``engine_dir`` holds, told by its files: ``"pytorch"`` (a prepared
+    ``fabric_engine.json``), ``"simulated"`` or ``"tensorrt_llm"`` (``config.json`` with a
+    ``simulated`` section, or a TensorRT-LLM build); None when it cannot be told."""
+    if (engine_dir / "fabric_engine.json").is_file():
+        return "pytorch"
+    path = engine_dir / "config.json"
+    try:
+        if not path.is_file() or path.stat().st_size > 1 << 20:
+            return None
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    if "simulated" in doc or str(doc.get("version", "")).startswith("fabric-simulated"):
+        return "simulated"
+    if isinstance(doc.get("pretrained_config"), dict) and isinstance(doc.get("build_config"), dict):
+        return "tensorrt_llm"
+    return None
+
+
 def check_against_artefact(config: EngineConfig, artefact: Mapping[str, Any], *,
                            source: str) -> None:
     """Raise one :class:`EngineConfigError` naming every field that differs from the artefact."""
@@ -302,6 +325,12 @@ def load_engine_config(data: Mapping[str, Any] | str | os.PathLike[str], *,
     if not engine_dir.is_absolute():
         config = config.model_copy(update={"engine_dir": str((base / engine_dir).resolve())})
     if check_artefact:
+        found = artefact_kind(Path(config.engine_dir))
+        if found is not None and found != config.engine:
+            raise EngineConfigError(f"engine_dir {config.engine_dir} holds a {found} engine; the config "
+                                    f"({source}) says engine {config.engine!r}",
+                                    hint=f"set engine to {found!r}, or point engine_dir at a "
+                                         f"{config.engine} engine")
         reader, _ = _registry(config.engine)
         check_against_artefact(config, reader(Path(config.engine_dir)),
                                source=str(config.engine_dir))

@@ -22,9 +22,13 @@ arrive later belong to the next run.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import stat
+import sys
+from array import array
 from collections.abc import Iterable, Iterator, Set
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +39,19 @@ from fabric_hpc.events import JsonLinesWriter, make_event
 from fabric_hpc.inference.engine import EngineLimits
 from fabric_hpc.inputs import key_given_twice
 
-__all__ = ["DeadLetter", "IntakeRejection", "WorkItem", "parse_item", "read_items",
+__all__ = ["DeadLetter", "InputChanged", "IntakeRejection", "WorkItem", "compression_of", "item_digest",
+           "parse_item", "read_items",
            "checked_snapshot", "load_snapshot", "snapshot_lines", "spool_files", "spool_lines", "spool_snapshot", "stream_lines"]
 
 _KEYS = frozenset({"id", "prompt", "max_new_tokens", "priority", "class"})
+# vLLM's names for the same things (``SamplingParams.max_tokens``, ``TokensPrompt.prompt_token_ids``)
+ALIASES = {"max_tokens": "max_new_tokens", "prompt_token_ids": "prompt"}
+_TEXT_PROMPT = ("prompt is text, not a non-empty list of token ids (tokenisation happens upstream, as "
+                "for vLLM's prompt_token_ids): encode it with the served model's tokenizer (e.g. "
+                "transformers' AutoTokenizer.from_pretrained(MODEL).encode(text)) and write the list of ids as prompt")
+# what a compressed file starts with: each name and how to undo it
+_MAGIC = ((b"\x1f\x8b", "gzip", "gunzip"), (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"),
+          (b"BZh", "bzip2", "bunzip2"), (b"\xfd7zXZ\x00", "xz", "unxz"), (b"PK\x03\x04", "zip", "unzip"))
 MAX_INT = 2**31
 MAX_LINE_BYTES = 16 << 20
 MAX_REASON_CHARS = 500
@@ -64,6 +77,18 @@ class WorkItem:
         return len(self.prompt) + self.max_new_tokens
 
 
+def item_digest(item: WorkItem) -> str:
+    """What a result depends on -- the prompt's token ids and max_new_tokens -- as 16 hex digits
+    (journalled beside each id, so a resumed run sees an item changed under the same id)."""
+    h = hashlib.blake2b(array("I", item.prompt).tobytes(), digest_size=8)
+    h.update(item.max_new_tokens.to_bytes(8, "little"))
+    return h.hexdigest()
+
+
+class InputChanged(ConfigError):
+    """An item whose result an earlier attempt committed has changed under the same id."""
+
+
 class IntakeRejection(ValueError):
     """A line that cannot become a work item; ``reason`` goes to the dead-letter file."""
 
@@ -80,9 +105,12 @@ def _check_utf8(key: str, text: str) -> None:
 def _check(obj: Any) -> WorkItem:
     if not isinstance(obj, dict):
         raise IntakeRejection(f"expected a JSON object, got {type(obj).__name__}")
+    if not obj.keys().isdisjoint(ALIASES):
+        obj = _unalias(obj)
     extra = obj.keys() - _KEYS
     if extra:
-        raise IntakeRejection(f"unknown keys {sorted(extra)} (valid: {sorted(_KEYS)})")
+        raise IntakeRejection(f"unknown keys {sorted(extra)} (valid: {sorted(_KEYS)}, or vLLM's "
+                              f"{', '.join(f'{a} for {k}' for a, k in ALIASES.items())})")
     missing = [k for k in ("id", "prompt", "max_new_tokens") if k not in obj]
     if missing:
         raise IntakeRejection(f"missing required keys {missing}")
@@ -90,6 +118,8 @@ def _check(obj: Any) -> WorkItem:
     if not isinstance(rid, str) or not rid or len(rid) > 512 or "\n" in rid:
         raise IntakeRejection("id must be a non-empty string (at most 512 chars, no newline)")
     _check_utf8("id", rid)
+    if isinstance(prompt, str):
+        raise IntakeRejection(_TEXT_PROMPT)
     if not isinstance(prompt, list) or not prompt:
         raise IntakeRejection("prompt must be a non-empty list of token ids")
     if not all(type(t) is int and 0 <= t < MAX_INT for t in prompt):
@@ -103,6 +133,30 @@ def _check(obj: Any) -> WorkItem:
         raise IntakeRejection("class must be a string (at most 512 chars)")
     _check_utf8("class", klass)
     return WorkItem(rid, prompt, new, prio, klass)
+
+
+def _unalias(obj: dict[str, Any]) -> dict[str, Any]:
+    """vLLM's field names renamed to ours (an item that gives both spellings is refused)."""
+    out = dict(obj)
+    for alias, key in ALIASES.items():
+        if alias in out:
+            if key in out:
+                raise IntakeRejection(f"both {key!r} and its vLLM name {alias!r} are given: keep one")
+            out[key] = out.pop(alias)
+    return out
+
+
+def compression_of(head: bytes) -> tuple[str, str] | None:
+    """``(format, command to undo it)`` when ``head`` (a file's first bytes) starts like a
+    compressed file: gzip, zstd, bzip2, xz or zip; None otherwise."""
+    return next(((name, cmd) for magic, name, cmd in _MAGIC if head.startswith(magic)), None)
+
+
+def _refuse_compressed(path: Path | str, head: bytes) -> None:
+    if found := compression_of(head):
+        name, cmd = found
+        raise ConfigError(f"input {path} is {name}-compressed: work items are plain JSON lines",
+                          hint=f"decompress it first ({cmd} -k {path}; name the result *.jsonl)")
 
 
 def _one_of_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -147,6 +201,9 @@ def parse_item(line: str | bytes, limits: EngineLimits | None = None,
     except (ValueError, UnicodeDecodeError) as exc:
         if isinstance(exc, IntakeRejection):
             raise
+        if "int_max_str_digits" in str(exc):  # Python's guard against slow int parsing
+            raise IntakeRejection(f"a number has more than {sys.get_int_max_str_digits():,} digits (token "
+                                  f"ids are below {MAX_INT}, max_new_tokens at most {MAX_INT})") from None
         raise IntakeRejection(f"not valid JSON ({exc})") from None
     item = _check(obj)
     if limits is not None:
@@ -219,6 +276,9 @@ def ignored_entries(spool: str | os.PathLike[str]) -> list[str]:
         return []
     out = []
     for p in sorted(path.iterdir()):
+        if p.suffix.lower() in (".gz", ".zst", ".bz2", ".xz") and p.stem.lower().endswith(".jsonl"):
+            out.append(f"{p.name!r} (compressed: decompress it first, e.g. gunzip -k, into *.jsonl)")
+            continue
         if p.suffix.lower() != ".jsonl":
             continue
         if p.suffix != ".jsonl":
@@ -262,6 +322,11 @@ def checked_snapshot(spool: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"input spool {path} has no *.jsonl file to read: {seen}",
                           hint="only complete files named *.jsonl (lower case) are read: producers write "
                                "NAME.tmp and rename it to NAME.jsonl; check --input")
+    base = Path(spool)
+    for entry in snap["files"]:  # one clear error, not a dead letter per line
+        path = base if snap["single_file"] else base / entry["name"]
+        with contextlib.suppress(OSError), path.open("rb") as fh:
+            _refuse_compressed(path, fh.read(8))
     return snap
 
 
@@ -323,6 +388,8 @@ def snapshot_lines(snapshot: dict[str, Any]) -> Iterator[tuple[str, int, bytes]]
                 raise ExternalError(f"spool file {path} was replaced or truncated during the run",
                                     hint="producers add new files (rename into the spool); "
                                          "never rewrite one the harness may be reading")
+            _refuse_compressed(path, fh.read(8))
+            fh.seek(0)
             for n, line in enumerate(_limited_lines(fh, entry["size"]), 1):
                 if line.strip():
                     yield entry["name"], n, line
@@ -336,24 +403,42 @@ def spool_lines(spool: str | os.PathLike[str]) -> Iterator[tuple[str, int, bytes
 def stream_lines(stream: IO[bytes] | IO[str], source: str = "<stdin>"
                  ) -> Iterator[tuple[str, int, bytes | str]]:
     for n, line in enumerate(stream, 1):
+        if n == 1 and isinstance(line, bytes):
+            _refuse_compressed(source, line)
         if line.strip():
             yield source, n, line
+
+
+def _check_unchanged(item: WorkItem, done: Set[str], source: str, line: int) -> None:
+    """InputChanged when ``done`` (:func:`~fabric_hpc.inference.journal.committed_ids`) journalled
+    another content for ``item.id`` (results written before digests were journalled: unchecked)."""
+    digests = getattr(done, "digests", None)
+    old = digests.get(item.id) if digests else None
+    if old is not None and old != item_digest(item):
+        raise InputChanged(
+            f"item {item.id[:100]!r} ({source}:{line}) changed since an earlier attempt committed its result "
+            f"(its prompt or max_new_tokens differ): resuming would keep the old result",
+            hint="run the changed input into a new --output directory (or give changed items new ids, or "
+                 "put the original line back to resume)")
 
 
 def read_items(lines: Iterable[tuple[str, int, bytes | str]], *, limits: EngineLimits | None,
                dead_letter: DeadLetter | None, skip: Set[str] = frozenset(), vocab_size: int | None = None
                ) -> Iterator[WorkItem]:
     """Valid, first-seen items from ``lines`` whose ids are not in ``skip`` (finished in an
-    earlier attempt); the rest go to ``dead_letter`` with the reason (:func:`parse_item`)."""
-    seen: set[str] = set()
+    earlier attempt); the rest go to ``dead_letter`` with the reason (:func:`parse_item`). An item
+    in ``skip`` whose content differs from the journalled digest (``skip.digests``, as
+    :func:`~fabric_hpc.inference.journal.committed_ids` gives) is an :class:`InputChanged` error."""
+    seen: dict[str, tuple[str, int]] = {}  # id -> where its kept copy is
     for source, n, raw in lines:
         try:
             item = parse_item(raw, limits, vocab_size)
             if item.id in seen:
+                where = "{}:{}".format(*seen[item.id])
                 raise IntakeRejection(
                     f"duplicate id {item.id[:100]!r} (a result for it was committed by an earlier attempt and "
-                    f"is kept; no copy of it in the input runs again)" if item.id in skip else
-                    f"duplicate id {item.id[:100]!r} (first occurrence kept)")
+                    f"is kept; no copy of it in the input runs again)" if item.id in skip
+                    else f"duplicate id {item.id[:100]!r} (first occurrence kept: {where})")
         except IntakeRejection as exc:
             if dead_letter is not None:
                 dead_letter.reject(source, n, str(exc), raw)
@@ -363,6 +448,8 @@ def read_items(lines: Iterable[tuple[str, int, bytes | str]], *, limits: EngineL
                 dead_letter.reject(source, n, f"cannot parse the item ({type(exc).__name__}: "
                                    f"{str(exc)[:200]})", raw)
             continue
-        seen.add(item.id)
-        if item.id not in skip:
+        seen[item.id] = (source, n)
+        if item.id in skip:
+            _check_unchanged(item, skip, source, n)
+        else:
             yield item

@@ -6,10 +6,11 @@ Output directory layout::
     DIR/spool-snapshot.json             the spool files (name, size, inode) of the last attempt
     DIR/attempts/NNNNNN                 one marker per run attempt
     DIR/chunks/aNNNNNN-rRRRRR-cCCCCCC.jsonl   results, one {"id","tokens","finish_reason"} a line
-    DIR/journal/rank-RRRRR.jsonl        {"chunk": name, "n": k, "ids": [...]} per committed chunk
+    DIR/journal/rank-RRRRR.jsonl        {"chunk", "n", "ids": [...], "digests": [...]} per committed chunk
+                                        (digests: each item's content digest, checked on resume)
     DIR/dead-letter.jsonl               rejected input lines with the reason
     DIR/metrics/rank-RRRRR.{jsonl,prom} telemetry
-    DIR/results.jsonl                   written by merge
+    DIR/results.jsonl                   written by merge, in input order (removed when a new attempt starts)
 
 Commit protocol for a chunk: results stream into ``name.tmp`` as they arrive (memory stays
 O(1) per chunk); at commit: fsync, rename to ``name``, fsync the directory,
@@ -32,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -42,10 +44,15 @@ from fabric_hpc.errors import ConfigError, ExternalError, NotFoundError
 from fabric_hpc.events import JsonLinesWriter, cut_torn_tail, emit, naming_file, read_json_lines
 from fabric_hpc.inference.engine import EngineResult
 
-__all__ = ["OUTPUT_MODES", "ChunkSink", "MergeError", "committed_ids", "dedupe_chunks", "drop_lost_chunks",
-           "journal_records", "merge_outputs", "next_attempt", "prepare_resume", "private_files"]
+__all__ = ["MERGE_ORDERS", "OUTPUT_MODES", "ChunkSink", "CommittedIds", "MergeError", "committed_ids",
+           "dedupe_chunks", "drop_lost_chunks", "journal_records", "merge_outputs", "next_attempt",
+           "prepare_resume", "private_files"]
 
 OUTPUT_MODES = ("private", "umask")
+# the names of the files a run writes under chunks/ (``dedupe_chunks`` adds ``-dN``): resume
+# cleanup removes only these, never a file the harness did not create
+_CHUNK = r"a\d{6,}-r\d{5,}-c\d{7,}(-d\d+)*\.jsonl"
+_OWN_CHUNK = re.compile(rf"{_CHUNK}(\.tmp)?|\.{_CHUNK}\..+\.tmp")  # the last: write_atomic's temp sibling
 
 
 @contextlib.contextmanager
@@ -64,6 +71,16 @@ def private_files(mode: str = "private") -> Iterator[None]:
         os.umask(old)
 
 
+class CommittedIds(set[str]):
+    """The ids of the committed results; ``digests`` maps each to the content digest it was
+    computed from (:func:`~fabric_hpc.inference.intake.item_digest`; ids journalled before digests
+    were recorded have none)."""
+
+    def __init__(self, ids: Iterable[str] = (), digests: dict[str, str] | None = None) -> None:
+        super().__init__(ids)
+        self.digests: dict[str, str] = digests or {}
+
+
 class MergeError(ExternalError):
     """Output ids differ from input ids (missing or duplicated results). Exit code 5."""
 
@@ -75,37 +92,25 @@ def journal_records(out: Path) -> Iterator[dict[str, Any]]:
     for path in sorted(jdir.glob("rank-*.jsonl")):
         for n, rec in enumerate(read_json_lines(path), start=1):
             chunk, ids = rec.get("chunk"), rec.get("ids")
+            digests = rec.get("digests", ids)
             if not isinstance(chunk, str) or "/" in chunk or chunk in ("", ".", "..") or not isinstance(ids, list) \
-                    or not all(isinstance(i, str) for i in ids):
+                    or not all(isinstance(i, str) for i in ids) or not isinstance(digests, list) \
+                    or len(digests) != len(ids) or not all(isinstance(d, str) for d in digests):
                 raise ConfigError(f"{path}: record {n} is not a journal record (chunk name and list of ids)",
                                   hint="the output directory is damaged; rerun into a new --output directory")
             yield rec
 
 
-def committed_ids(out: str | os.PathLike[str]) -> set[str]:
-    """Ids of every journalled chunk whose file exists (the resume skip-set)."""
+def committed_ids(out: str | os.PathLike[str]) -> CommittedIds:
+    """Ids of every journalled chunk whose file exists (the resume skip-set), with their digests."""
     out = Path(out)
-    done: set[str] = set()
+    done = CommittedIds()
     for rec in journal_records(out):
         if (out / "chunks" / rec["chunk"]).is_file():
             done.update(rec["ids"])
+            if "digests" in rec:
+                done.digests.update(zip(rec["ids"], rec["digests"]))
     return done
-
-
-def _chunk_ids(path: Path) -> list[str]:
-    """The ids of a committed chunk's results; a line that is not a result is a MergeError naming
-    the chunk and the line (a committed chunk was written whole and fsync'd: it was damaged since)."""
-    ids = []
-    for n, line in enumerate(path.read_bytes().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            ids.append(str(json.loads(line)["id"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise MergeError(f"chunk {path.name} line {n} is not a result ({type(exc).__name__}): the chunk was "
-                             f"damaged after it was committed",
-                             hint="restore the output directory from a copy, or rerun into a new --output") from None
-    return ids
 
 
 def _without(path: Path, drop: set[str], dest: Path) -> list[str]:
@@ -172,7 +177,11 @@ def dedupe_chunks(out: str | os.PathLike[str]) -> list[str]:
                 n += 1
             name = f"{stem}-d{n}.jsonl"
             ids = _without(cdir / rec["chunk"], dup, cdir / name)
-            kept.append({**rec, "chunk": name, "n": len(ids), "ids": ids})
+            new = {**rec, "chunk": name, "n": len(ids), "ids": ids}
+            if "digests" in rec:
+                digest = dict(zip(rec["ids"], rec["digests"]))
+                new["digests"] = [digest[i] for i in ids]
+            kept.append(new)
         if dirty:
             _write_journal(jpath, kept)
     if removed:
@@ -189,25 +198,34 @@ def _cut_torn_tails(out: Path) -> None:
 
 
 def prepare_resume(out: str | os.PathLike[str]) -> int:
-    """Cut torn last lines off the journals, forget chunks that are gone
+    """Remove an earlier merge's ``results.jsonl`` (the new attempt makes it stale: merge again
+    after it), cut torn last lines off the journals, forget chunks that are gone
     (:func:`drop_lost_chunks`), keep the first copy of any duplicated id
     (:func:`dedupe_chunks`), then delete temp files and chunks no journal record names; return
     how many files were removed. Call on one rank, before any rank of the new attempt writes."""
     out = Path(out)
     _cut_torn_tails(out)
+    results = out / "results.jsonl"
+    if results.is_symlink() or results.is_file():  # an earlier merge: stale once this attempt commits
+        results.unlink()
+        emit("infer.stale_results_removed", file=str(results))
     cdir = out / "chunks"
     if not cdir.is_dir():
         return 0
     drop_lost_chunks(out)
     dedupe_chunks(out)
     named = {rec["chunk"] for rec in journal_records(out)}
-    removed = 0
+    removed, foreign = 0, []
     for path in cdir.iterdir():
-        if path.name not in named:
+        if not _OWN_CHUNK.fullmatch(path.name):
+            foreign.append(path.name)
+        elif path.name not in named:
             path.unlink()
             removed += 1
     if removed:
         emit("infer.resume_cleanup", removed=removed, dir=str(out))
+    if foreign:  # left alone (and never read: merge reads only journalled chunks)
+        emit("infer.foreign_files_kept", files=sorted(foreign)[:20], count=len(foreign), dir=str(cdir))
     return removed
 
 
@@ -231,6 +249,7 @@ class ChunkSink:
         self.journal = JsonLinesWriter(self.out / "journal" / f"rank-{rank:05d}.jsonl")
         self._file: Any = None  # the open chunk-in-progress: results stream to NAME.tmp
         self._ids: list[str] = []
+        self._digests: list[str | None] = []
         self.seq = 0
         self.committed = 0
 
@@ -240,9 +259,10 @@ class ChunkSink:
     def _name(self) -> str:
         return f"a{self.attempt:06d}-r{self.rank:05d}-c{self.seq:07d}.jsonl"
 
-    def add(self, result: EngineResult) -> bool:
-        """Write one result to the chunk in progress; True when it is full and should be
-        committed. Nothing counts as done until :meth:`commit`."""
+    def add(self, result: EngineResult, digest: str | None = None) -> bool:
+        """Write one result to the chunk in progress (``digest``: its item's
+        :func:`~fabric_hpc.inference.intake.item_digest`, journalled); True when it is full and
+        should be committed. Nothing counts as done until :meth:`commit`."""
         if self._file is None:
             self._file = open(self.out / "chunks" / (self._name() + ".tmp"), "wb")  # noqa: SIM115
         with naming_file(self._file.name):
@@ -250,6 +270,7 @@ class ChunkSink:
                                          "finish_reason": result.finish_reason},
                                         separators=(",", ":")).encode() + b"\n")
         self._ids.append(result.id)
+        self._digests.append(digest)
         return len(self._ids) >= self.chunk_size
 
     def commit(self) -> list[str]:
@@ -265,8 +286,11 @@ class ChunkSink:
         self._file = None
         os.replace(self.out / "chunks" / (name + ".tmp"), self.out / "chunks" / name)
         fsync_dir(self.out / "chunks")
-        self.journal.write({"chunk": name, "n": len(self._ids), "ids": self._ids})
-        ids, self._ids = self._ids, []
+        record: dict[str, Any] = {"chunk": name, "n": len(self._ids), "ids": self._ids}
+        if None not in self._digests:
+            record["digests"] = self._digests
+        self.journal.write(record)
+        ids, self._ids, self._digests = self._ids, [], []
         self.seq += 1
         self.committed += len(ids)
         return ids
@@ -279,40 +303,91 @@ class ChunkSink:
         self.journal.close()
 
 
-def merge_outputs(out: str | os.PathLike[str], expected_ids: Iterable[str]) -> dict[str, Any]:
-    """Check journalled output ids == ``expected_ids`` exactly, then write ``results.jsonl``.
+MERGE_ORDERS = ("input", "completion")
+_OFF = 1 << 40  # a result line's place packed in one int: (chunk * _OFF + offset) * _OFF + length
 
-    Reads ids from the chunk files themselves (not only the journal), so a duplicated or missing
-    line is caught. Raises :class:`MergeError` naming counts and examples."""
+
+def _chunk_lines(path: Path) -> Iterator[tuple[str, int, int]]:
+    """``(id, offset, length)`` of every result line of a committed chunk; a line that is not a
+    result is a MergeError naming the chunk and the line (a committed chunk was written whole and
+    fsync'd: it was damaged since)."""
+    off = 0
+    for n, line in enumerate(path.read_bytes().splitlines(keepends=True), 1):
+        if line.strip():
+            try:
+                rid = str(json.loads(line)["id"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise MergeError(f"chunk {path.name} line {n} is not a result ({type(exc).__name__}): the "
+                                 f"chunk was damaged after it was committed",
+                                 hint="restore the output directory from a copy, or rerun into a new "
+                                      "--output") from None
+            yield rid, off, len(line)
+        off += len(line)
+
+
+def merge_outputs(out: str | os.PathLike[str], expected_ids: Iterable[str], *,
+                  order: str = "input") -> dict[str, Any]:
+    """Check that every id of ``expected_ids`` has exactly one journalled result, then write
+    ``results.jsonl``: in the order of ``expected_ids`` (``order="input"``: input file, then line, as
+    vLLM returns results) or in commit order (``"completion"``). Results whose id the input no longer
+    holds (a finished spool file removed since) are kept after the others, and counted
+    (``without_input``). Reads ids from the chunk files themselves (not only the journal), so a
+    duplicated or missing line is caught. Raises :class:`MergeError` naming counts and examples."""
+    if order not in MERGE_ORDERS:
+        raise ConfigError(f"merge order {order!r} is not one of {MERGE_ORDERS}", hint="use order='input'")
     out = Path(out)
     records = list(journal_records(out))
     if not records and not (out / "journal").is_dir():
         raise NotFoundError(f"{out} has no journal: not a fabric infer output directory")
     counts: Counter[str] = Counter()
+    place: dict[str, int] = {}
     chunks = []
     for rec in records:
         path = out / "chunks" / rec["chunk"]
         if not path.is_file():
             raise MergeError(f"journalled chunk {rec['chunk']} is missing from {out}/chunks",
                              hint="rerun `fabric infer run` with the same --output to recompute it")
-        ids = _chunk_ids(path)
-        if sorted(ids) != sorted(rec["ids"]):
+        lines = list(_chunk_lines(path))
+        if sorted(rid for rid, _, _ in lines) != sorted(rec["ids"]):
             raise MergeError(f"chunk {rec['chunk']} does not hold the ids its journal record names")
-        counts.update(ids)
+        for rid, off, length in lines:
+            counts[rid] += 1
+            place[rid] = (len(chunks) * _OFF + off) * _OFF + length
         chunks.append(path)
-    expected = set(expected_ids)
+    expected = list(expected_ids)
+    expected_set = set(expected)
     dup = sorted(i for i, c in counts.items() if c > 1)
-    missing = sorted(expected - counts.keys())
-    extra = sorted(counts.keys() - expected)
-    if dup or missing or extra:
-        hint = ("rerun `fabric infer run` with the same --output: it finishes missing work and keeps the first "
-                "copy of each duplicated id" if missing or dup else
-                "the input no longer holds these ids (a spool file removed or changed since they ran): merge "
-                "against the input they came from (--input), or put those work items back; a rerun cannot help")
+    missing = sorted(expected_set - counts.keys())
+    if dup or missing:
         raise MergeError(
             f"output ids != input ids: {len(missing)} missing {missing[:5]}, {len(dup)} duplicated "
-            f"{dup[:20]}, {len(extra)} unexpected {extra[:5]}", hint=hint)
-    with atomic_output(out / "results.jsonl") as tmp, open(tmp, "wb") as fh:
-        for path in chunks:
-            fh.write(path.read_bytes())
-    return {"results": str(out / "results.jsonl"), "items": len(expected), "chunks": len(chunks)}
+            f"{dup[:20]}", hint="rerun `fabric infer run` with the same --output: it finishes missing work "
+                                "and keeps the first copy of each duplicated id")
+    extra = [i for i in place if i not in expected_set]  # in commit order
+    _write_results(out / "results.jsonl", chunks, place, expected + extra if order == "input" else None)
+    return {"results": str(out / "results.jsonl"), "items": len(expected) + len(extra), "chunks": len(chunks),
+            "order": order, "without_input": len(extra), "without_input_ids": extra[:5]}
+
+
+def _write_results(dest: Path, chunks: list[Path], place: dict[str, int], ids: list[str] | None) -> None:
+    """The chunks whole, one after the other (``ids`` None), or the result line of each of ``ids``
+    in that order (read with pread; at most 64 chunk files open at a time)."""
+    with atomic_output(dest) as tmp, open(tmp, "wb") as fh:
+        if ids is None:
+            for path in chunks:
+                fh.write(path.read_bytes())
+            return
+        fds: dict[int, int] = {}
+        try:
+            for rid in ids:
+                where, length = divmod(place[rid], _OFF)
+                chunk, off = divmod(where, _OFF)
+                if chunk not in fds:
+                    if len(fds) >= 64:
+                        os.close(fds.pop(next(iter(fds))))
+                    fds[chunk] = os.open(chunks[chunk], os.O_RDONLY | os.O_CLOEXEC)
+                line = os.pread(fds[chunk], length, off)
+                fh.write(line if line.endswith(b"\n") else line + b"\n")
+        finally:
+            for fd in fds.values():
+                os.close(fd)

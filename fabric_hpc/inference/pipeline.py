@@ -22,23 +22,28 @@ writer commits whatever it buffered (flushing the journal) before the pipeline r
 
 from __future__ import annotations
 
+import math
 import queue
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
-from fabric_hpc.errors import ExternalError, FabricError
+from fabric_hpc.errors import ConfigError, ExternalError, FabricError
 from fabric_hpc.inference.admission import TokenBudget, budget_for
 from fabric_hpc.inference.engine import Engine, EngineResult
-from fabric_hpc.inference.intake import WorkItem
+from fabric_hpc.inference.intake import WorkItem, item_digest
 from fabric_hpc.inference.journal import ChunkSink
 from fabric_hpc.inference.lanes import ShapeLanes
 from fabric_hpc.inference.scheduler import Scheduler
 
-__all__ = ["Pipeline", "PipelineOptions"]
+__all__ = ["MAX_OVERCOMMIT", "Pipeline", "PipelineOptions"]
+
+MAX_OVERCOMMIT = 16.0  # the token budget is at most this many times the engine's KV capacity
+_INT_FIELDS = ("num_lanes", "max_age", "admit_batch", "admit_queue", "done_queue", "chunk_size",
+               "drain_batch", "max_drain_batches")
 
 _END = object()
 
@@ -59,6 +64,32 @@ class PipelineOptions:
     # GIL hand-off interval while the pipeline runs (restored after): the executor gets the GIL
     # back quickly when a step ends even if intake is busy parsing; None leaves it alone
     switch_interval_s: float | None = 0.0005
+
+    def __post_init__(self) -> None:
+        """Every field checked at construction: a ConfigError naming the field, its range and the fix
+        (a zero queue size would make a queue unbounded, zero drain batches would hang)."""
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                _bad(name, value, "an integer >= 1")
+        _real(self, "overcommit", lambda v: 1.0 <= v <= MAX_OVERCOMMIT, f"a number in 1..{MAX_OVERCOMMIT:g} "
+              f"(the token budget is overcommit x the engine's KV capacity)")
+        _real(self, "low_fraction", lambda v: 0.0 < v < 1.0, "a number strictly between 0 and 1")
+        _real(self, "flush_interval_s", lambda v: v >= 0.0, "a finite number of seconds >= 0")
+        if self.switch_interval_s is not None:
+            _real(self, "switch_interval_s", lambda v: v > 0.0, "None or a finite number of seconds > 0")
+
+
+def _bad(name: str, value: Any, want: str) -> None:
+    raise ConfigError(f"PipelineOptions.{name} is {value!r}: it must be {want}",
+                      hint=f"pass {name}= within that range, or leave it out for the default "
+                           f"({next(f.default for f in fields(PipelineOptions) if f.name == name)!r})")
+
+
+def _real(opts: PipelineOptions, name: str, ok: Callable[[float], bool], want: str) -> None:
+    value = getattr(opts, name)
+    if type(value) not in (int, float) or not math.isfinite(value) or not ok(value):
+        _bad(name, value, want)
 
 
 class Pipeline:
@@ -192,7 +223,7 @@ class Pipeline:
                         continue
                     for res, it in got:
                         held.append((res, it))
-                        if sink.add(res):
+                        if sink.add(res, item_digest(it)):
                             sink.commit()
                             acked, held = held, []
                             self._ack(acked)
