@@ -153,9 +153,9 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int, pro
             textfile_dir: Path | None, as_json: bool) -> None:
     """Run (or resume) a batch job; launch under mpiexec/srun for one rank per GPU."""
     from fabric_hpc.inference.pipeline import PipelineOptions
-    from fabric_hpc.inference.runner import run_job
+    from fabric_hpc.inference.runner import foreign_output, run_job
 
-    for err in (_overlap(source, output), _foreign_output(output)):
+    for err in (_overlap(source, output), foreign_output(output)):
         if err is not None:
             if _launch_rank() != 0:  # every rank meets it before MPI starts: rank 0 alone says it
                 raise SystemExit(err.exit_code)
@@ -252,21 +252,6 @@ def _overlap(source: str, output: Path) -> ConfigError | None:
                            f"read back as work items",
                            hint="give an output directory outside the input (and not above it)")
     return None
-
-
-def _foreign_output(output: Path) -> ConfigError | None:
-    """An existing, non-empty --output that no run wrote (no run.json) is refused: the harness
-    would write into, and clean up in, a folder of someone else's files."""
-    if not output.is_dir() or (output / "run.json").exists():
-        return None
-    entries = sorted(p.name for p in output.iterdir() if p.name != ".run.lock")
-    if not entries:
-        return None
-    shown = ", ".join(repr(n) for n in entries[:5]) + (f" and {len(entries) - 5} more" if entries[5:] else "")
-    return ConfigError(f"--output {str(output)!r} is not empty and holds no fabric run (no run.json): "
-                       f"{shown}",
-                       hint="give a new or empty directory for --output (to resume a run, give the "
-                            "directory it wrote: it holds run.json)")
 
 
 def _launch_rank() -> int:

@@ -94,6 +94,21 @@ def _check_same_weights(path: Path, old: Any, run_doc: dict[str, Any]) -> None:
                            "started with (pin the step: `fabric infer prepare --step N`, CKPT_STEP=N)")
 
 
+def foreign_output(output: Path) -> ConfigError | None:
+    """An existing, non-empty output directory that no run wrote (no run.json) is refused: the
+    harness would write into, and clean up in, a folder of someone else's files."""
+    if not output.is_dir() or (output / "run.json").exists():
+        return None
+    entries = sorted(p.name for p in output.iterdir() if p.name != ".run.lock")
+    if not entries:
+        return None
+    shown = ", ".join(repr(n) for n in entries[:5]) + (f" and {len(entries) - 5} more" if entries[5:] else "")
+    return ConfigError(f"--output {str(output)!r} is not empty and holds no fabric run (no run.json): "
+                       f"{shown}",
+                       hint="give a new or empty directory for --output (to resume a run, give the "
+                            "directory it wrote: it holds run.json)")
+
+
 def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
              ) -> tuple[int, dict[str, Any] | None, PidLock | None, list[str]]:
     """Rank 0 locks the output, checks run.json, cleans orphans, opens an attempt and takes the
@@ -111,6 +126,8 @@ def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
                          entries=state["ignored"][:IGNORED_IN_EVENT])
             engine = run_doc["engine_config"]
             run_doc = {**run_doc, "weights": weights_identity(engine["engine"], engine["engine_dir"])}
+            if (foreign := foreign_output(out)) is not None:
+                raise foreign
             out.mkdir(parents=True, exist_ok=True)
             lock = _output_lock(out)
             lock.acquire()

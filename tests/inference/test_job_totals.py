@@ -68,3 +68,20 @@ def test_cannot_resume_names_every_changed_field(tmp_path) -> None:
         _check_same_run(tmp_path / "run.json", {"input": "x", "engine_config": "e",
                                                 "limits": {k: v + 1 for k, v in before.items()}})
     assert "f4: 4 then, 5 now" in exc.value.message and "and 3 more (f5, f6, f7)" in exc.value.message
+
+
+def test_the_python_api_refuses_a_folder_no_run_wrote(tmp_path) -> None:
+    """run_job as the CLI: a non-empty output directory without run.json is someone else's folder;
+    before, run_job wrote run.json into it (the CLI alone checked)."""
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.inference.runner import run_job
+    from tests.inference.builders import make_config, random_items, write_spool
+
+    cfg = make_config(tmp_path)
+    write_spool(tmp_path, random_items(4, max_new=2), files=1)
+    mine = tmp_path / "mine"
+    (mine / "chunks").mkdir(parents=True)
+    (mine / "chunks" / "notes.jsonl").write_text("important\n")
+    with pytest.raises(ConfigError, match="holds no fabric run"):
+        run_job(cfg, str(tmp_path / "spool"), mine)
+    assert sorted(p.name for p in mine.rglob("*")) == ["chunks", "notes.jsonl"]

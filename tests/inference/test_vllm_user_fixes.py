@@ -68,10 +68,9 @@ def test_a_non_empty_output_folder_without_run_json_is_refused_by_the_cli(tmp_pa
 
 def test_resume_cleanup_never_deletes_files_the_run_did_not_create(tmp_path: Path) -> None:
     cfg, spool, out = make_config(tmp_path), write_spool(tmp_path, random_items(20), files=1), tmp_path / "o"
-    (out / "chunks").mkdir(parents=True)
+    _run(cfg, spool, out)  # (a folder no run wrote is refused whole: test_job_totals.py)
     (out / "chunks" / "mydata.jsonl").write_text("important\n")
     (out / "chunks" / "a000009-r00000-c0000001.jsonl.tmp").write_text("torn")  # an orphan of ours
-    _run(cfg, spool, out)
     _run(cfg, spool, out)
     assert (out / "chunks" / "mydata.jsonl").read_text() == "important\n"
     assert not (out / "chunks" / "a000009-r00000-c0000001.jsonl.tmp").exists()
