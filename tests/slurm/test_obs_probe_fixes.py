@@ -51,3 +51,71 @@ def test_a_clean_stop_says_why(tmp_path: Path) -> None:
     b.stop()
     b.run()
     assert read_json_lines(tmp_path / audit.AUDIT_LOG)[-1]["reason"] == "signal"
+
+
+@pytest.fixture()
+def taken_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        yield sock.getsockname()[1]
+
+
+def test_the_metrics_port_is_bound_before_slurm_is_asked(tmp_path: Path, taken_port: int) -> None:
+    a = agent(tmp_path, Unreachable([]), contact_timeout_s=5, metrics_port=taken_port)
+    with pytest.raises(ConfigError, match=f"cannot serve metrics on 127.0.0.1:{taken_port}") as err:
+        a.run(max_cycles=1)  # Slurm is down too: the port is what the admin must see
+    assert "ss -ltnp" in err.value.hint
+    stop = read_json_lines(tmp_path / audit.AUDIT_LOG)[-1]
+    assert stop["reason"] == "error" and stop["exit_code"] == 3 and str(taken_port) in stop["error"]
+
+
+def test_agent_check_fails_on_a_taken_metrics_port(tmp_path: Path, taken_port: int, capsys) -> None:
+    from fabric_hpc.cli.main import main
+    from tests.deploy.test_install import write_config
+
+    (tmp_path / "var/lib/fabric-agent").mkdir(parents=True)
+    cfg = write_config(tmp_path / "agent.toml", tmp_path, metrics_port=taken_port, backend="rest",
+                       rest_url="http://127.0.0.1:1", contact_timeout_s=2)
+    assert main(["agent", "check", "--config", str(cfg), "--json"]) in (3, 5)
+    checks = {c["check"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    port = checks["metrics port"]
+    assert not port["ok"] and port["exit_code"] == 3 and f"127.0.0.1:{taken_port}" in port["detail"]
+
+
+def test_a_free_or_disabled_metrics_port_passes_the_check() -> None:
+    from fabric_hpc.cli.agent import _metrics_port_ok
+    from fabric_hpc.slurm.metrics import AgentMetrics
+
+    assert "no metrics" in _metrics_port_ok(0)
+    m = AgentMetrics(0)  # any free port: then it is the running agent's own
+    try:
+        port = m.server.server_address[1]
+        assert "served by a running fabric agent" in _metrics_port_ok(port)
+    finally:
+        m.close()
+    assert _metrics_port_ok(port) == f"127.0.0.1:{port}: free"
+
+
+def test_a_privileged_port_gets_the_capability_hint() -> None:
+    """Port 80 as an unprivileged user (nobody): EACCES, whose fix is a capability or a port >= 1024."""
+    import os
+    import subprocess
+    import sys
+
+    start = Path("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+    if start.exists() and int(start.read_text()) <= 80:
+        pytest.skip("this kernel lets any user bind port 80 (net.ipv4.ip_unprivileged_port_start)")
+    drop = "import os\nos.getuid() == 0 and os.setuid(65534)\n"  # root: become nobody, imports done
+    code = ("from fabric_hpc.slurm.metrics import check_port\n"
+            "from fabric_hpc.errors import ConfigError\n" + drop +
+            "try:\n    check_port(80)\nexcept ConfigError as e:\n    print(e.message); print(e.hint)\n")
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(repo)}, timeout=60)
+    assert out.returncode == 0, out.stderr
+    message, hint = out.stdout.splitlines()
+    assert "cannot serve metrics on 127.0.0.1:80: Permission denied" in message
+    assert "CAP_NET_BIND_SERVICE" in hint and "ss -ltnp" not in hint
