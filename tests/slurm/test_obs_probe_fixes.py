@@ -119,3 +119,28 @@ def test_a_privileged_port_gets_the_capability_hint() -> None:
     message, hint = out.stdout.splitlines()
     assert "cannot serve metrics on 127.0.0.1:80: Permission denied" in message
     assert "CAP_NET_BIND_SERVICE" in hint and "ss -ltnp" not in hint
+
+
+def test_a_password_in_the_rest_url_is_refused_and_never_printed(tmp_path: Path, capsys) -> None:
+    from fabric_hpc.cli.main import main
+
+    argv = ["-v", "agent", "run", "--topology", "superpod:sus=1", "--state-dir", str(tmp_path), "--backend",
+            "rest", "--rest-url", "http://u:SECRETPW@127.0.0.1:1", "--contact-timeout", "2"]
+    assert main(argv) == 3
+    out = capsys.readouterr()
+    assert "SECRETPW" not in out.out + out.err
+    assert "http://***@127.0.0.1:1" in out.err and "SLURM_JWT" in out.err
+    assert main([*argv[:-3], "http://u:SECRETPW@127.0.0.1:99999", *argv[-2:]]) == 3  # a bad port too
+    assert "SECRETPW" not in capsys.readouterr().err
+
+
+def test_a_url_is_shown_without_its_password_wherever_it_is_printed() -> None:
+    from fabric_hpc.slurm.client import shown_url
+    from fabric_hpc.slurm.rest_backend import RestClient
+
+    assert shown_url("http://u:pw@h:1/x@y") == "http://***@h:1/x@y"
+    assert shown_url("http://h:1/a@b") == "http://h:1/a@b" and shown_url("unix:/run/s@x") == "unix:/run/s@x"
+    client = RestClient("http://u:SECRETPW@127.0.0.1:1", env={}, timeout=2)  # the library, unchecked
+    with pytest.raises(SlurmError) as err:
+        client.nodes()
+    assert "SECRETPW" not in str(err.value) and "***@127.0.0.1:1" in str(err.value)
