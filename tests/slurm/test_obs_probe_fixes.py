@@ -144,3 +144,36 @@ def test_a_url_is_shown_without_its_password_wherever_it_is_printed() -> None:
     with pytest.raises(SlurmError) as err:
         client.nodes()
     assert "SECRETPW" not in str(err.value) and "***@127.0.0.1:1" in str(err.value)
+
+
+def test_with_v_a_start_up_failure_is_an_event_before_the_human_lines(tmp_path: Path) -> None:
+    """`fabric -v agent run` with Slurm unreachable: agent.stop says why, cli.error carries the message
+    and exit code; the human error:/fix: lines follow (the only lines not starting with '{')."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    argv = ["-v", "agent", "run", "--topology", "superpod:sus=1", "--state-dir", str(tmp_path),
+            "--backend", "rest", "--rest-url", "http://127.0.0.1:1", "--contact-timeout", "5"]
+    out = subprocess.run([sys.executable, "-c", "import sys; from fabric_hpc.cli.main import main; "
+                          "sys.exit(main(sys.argv[1:]))", *argv], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(repo)}, cwd=tmp_path)
+    assert out.returncode == 5, out.stderr
+    lines = out.stderr.splitlines()
+    events = [json.loads(line) for line in lines if line.startswith("{")]
+    human = [line for line in lines if not line.startswith("{")]
+    assert [e["event"] for e in events] == ["agent.stop", "cli.error"]
+    assert events[0]["reason"] == "error" and events[0]["exit_code"] == 5
+    error = events[1]
+    assert error["exit_code"] == 5 and error["command"] == "fabric agent run"
+    assert "first contact with Slurm failed" in error["error"] and error["hint"]
+    assert human[0].startswith("error: first contact") and human[1].startswith("  fix:") and len(human) == 2
+
+
+def test_a_usage_error_after_v_names_the_command(capsys) -> None:
+    from fabric_hpc.cli.main import main
+
+    assert main(["-v", "agent", "run", "--no-such-flag", "--json"]) == 2
+    out = capsys.readouterr()
+    assert json.loads(out.out)["hint"] == "fabric agent run --help"  # was "fabric --help" after -v
