@@ -49,7 +49,7 @@ from fabric_hpc.checkpoint.reader import read_manifest
 from fabric_hpc.checkpoint.retention import RetentionPolicy, prune, remove_if_idle
 from fabric_hpc.checkpoint.writer import (
     DEFAULT_THREADS, SaveResult, build_manifest, check_header, collective, gather_or_raise, plan,
-    save_header, write_metadata, write_pieces,
+    save_header, saved_event, write_metadata, write_pieces,
 )
 from fabric_hpc.errors import FabricError
 from fabric_hpc.events import emit
@@ -117,8 +117,8 @@ def save_local(local: Path | str, state: Mapping[str, Any], *, step: int, comm: 
                          part.node, part.nodes)
     res = SaveResult(part.path, step, manifest.nbytes, time.perf_counter() - t0)
     if rank == 0:
-        emit("checkpoint.saved", path=str(part.path), step=step, bytes=manifest.nbytes, tier="local",
-             seconds=round(res.seconds, 3), world_size=world, nodes=part.nodes)
+        saved_event(part.path, step, manifest.nbytes, tier="local", seconds=res.seconds, world_size=world,
+                    nodes=part.nodes)
     return res, part if leader else None
 
 
@@ -186,6 +186,7 @@ def drain(part: LocalPart, shared: Path | str) -> Path | None:
     it already existed with this very manifest: a retried drain), or None while other nodes are
     still draining. A different checkpoint already committed for the step is an error: the
     part is not drained (and so never pruned from the local tier)."""
+    t0 = time.perf_counter()
     shared = Path(shared)
     fsio.make_dirs(shared)
     final = shared / store.step_dir_name(part.step)
@@ -217,8 +218,8 @@ def drain(part: LocalPart, shared: Path | str) -> Path | None:
         fsio.fsync_dir(shared)
         store.advance_latest(shared, final.name)
         _remove_stale_drains(shared, part.step)
-    emit("checkpoint.saved", path=str(final), step=part.step, bytes=manifest.nbytes, tier="shared",
-         nodes=part.nodes)
+    saved_event(final, part.step, manifest.nbytes, tier="shared", seconds=time.perf_counter() - t0,
+                world_size=manifest.world_size, nodes=part.nodes)
     return final
 
 

@@ -239,9 +239,18 @@ def save(directory: Path | str, state: Mapping[str, Any], *, step: int,
     nbytes = comm.bcast(nbytes, root=0)
     res = SaveResult(Path(final), step, nbytes, time.perf_counter() - t0, cleaned)
     if rank == 0:
-        emit("checkpoint.saved", path=str(final), step=step, bytes=nbytes,
-             seconds=round(res.seconds, 3), world_size=world)
+        saved_event(final, step, nbytes, tier="direct", seconds=res.seconds,
+                    world_size=record_world_size or world, nodes=None)
     return res
+
+
+def saved_event(path: Path | str, step: int, nbytes: int, *, tier: str, seconds: float, world_size: int,
+                nodes: int | None) -> None:
+    """``checkpoint.saved``, one schema for every writer (docs/events.md): ``tier`` is ``direct``
+    (:func:`save`, the stream writer), ``local`` (a node's tiered save) or ``shared`` (the drained
+    copy, committed); ``seconds`` is that write's; ``nodes`` the tiered save's node count (None: direct)."""
+    emit("checkpoint.saved", path=str(path), step=step, bytes=nbytes, tier=tier, seconds=round(seconds, 3),
+         world_size=world_size, nodes=nodes)
 
 
 def check_header(step: Any, layout: Any, tags: Any, metadata: Any) -> None:

@@ -196,7 +196,8 @@ def _check_plugin(section: Any) -> str | None:
               help="Agent config file (the installed one: <config_dir>/agent.toml).")
 @json_option
 def check(config_path: str, as_json: bool) -> None:
-    """Validate the config, the fabric model, the state dir, Slurm connectivity and the plugin's protocol.
+    """Validate the config, the fabric model, the state dir, the plugin's protocol, the metrics port
+    (free, or served by the running agent), Slurm connectivity and the agent's privilege.
 
     Exit 0 when all pass; otherwise the exit code of the first failure (3 config, 5 Slurm).
     """
@@ -229,6 +230,7 @@ def check(config_path: str, as_json: bool) -> None:
     step("fabric model", model)
     step("state dir", lambda: _state_dir_ok(a.state_dir))
     step("plugin", lambda: _check_plugin(a) or "no agent.job_submit named: not checked")
+    step("metrics port", lambda: _metrics_port_ok(a.metrics_port))
     step("slurm", lambda: _slurm_ok(a, fab))
     step("privilege", lambda: _privilege_ok(a, cfg.install.service_user))
     failed = [r for r in results if not r["ok"]]
@@ -256,6 +258,28 @@ def _state_dir_ok(state_dir: str) -> str:
     if st.st_mode & stat.S_IWOTH:
         raise ConfigError(f"{state_dir} is world-writable", hint=f"chmod o-w {state_dir}")
     return f"{state_dir}: writable, mode {st.st_mode & 0o777:o}"
+
+
+def _metrics_port_ok(port: int) -> str:
+    """The agent can serve its metrics on 127.0.0.1:``port``, or its running self serves them there."""
+    import urllib.request
+
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.slurm.metrics import check_port
+
+    if not port:
+        return "metrics_port 0: no metrics served"
+    try:
+        check_port(port)
+    except ConfigError:
+        try:  # taken: by this very agent, running (its /metrics names itself), or by something else
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+                if b"fabric_agent_info" in resp.read(1 << 20):
+                    return f"127.0.0.1:{port}: served by a running fabric agent"
+        except OSError:
+            pass
+        raise
+    return f"127.0.0.1:{port}: free"
 
 
 def _slurm_ok(section: Any, fab: Any) -> str:

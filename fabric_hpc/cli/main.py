@@ -72,7 +72,9 @@ def configure_logging(verbosity: int) -> None:
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="fabric")
-@click.option("-v", "--verbose", count=True, help="More output: -v shows JSON events on stderr, -vv debug.")
+@click.option("-v", "--verbose", count=True,
+              help="More output: -v shows JSON events on stderr (beside the human error: lines; docs/events.md), "
+                   "-vv debug.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
 def cli(verbose: int, quiet: bool) -> None:
     """fabric-hpc: fabric-aware placement, scheduling, checkpoints and inference for Slurm."""
@@ -115,6 +117,20 @@ def _json_error(argv: Sequence[str] | None, exc: FabricError, code: int) -> None
         print_json({**exc.to_dict(), "exit_code": code})
 
 
+def _error_event(argv: Sequence[str] | None, exc: FabricError, code: int) -> None:
+    """A failed command as the ``cli.error`` event too (``-v``: a JSON line on stderr before the human
+    ``error:``/``fix:`` lines), so a reader of the events alone sees why the command ended."""
+    from fabric_hpc.events import emit
+
+    emit("cli.error", command=_command(argv), error=exc.message, hint=exc.hint, exit_code=code)
+
+
+def _command(argv: Sequence[str] | None) -> str:
+    """``fabric <group> <command>`` of the command line (fabric's own flags, such as -v, take no value)."""
+    args = itertools.dropwhile(lambda a: a.startswith("-"), argv if argv is not None else sys.argv[1:])
+    return " ".join(["fabric", *list(itertools.takewhile(lambda a: not a.startswith("-"), args))[:2]])
+
+
 def _closed_pipe() -> int:
     """Exit 0 quietly after the reader of stdout went away: stdout is pointed at /dev/null so the
     interpreter's final flush cannot fail again ("Exception ignored ... BrokenPipeError")."""
@@ -147,11 +163,13 @@ def _run(argv: Sequence[str] | None) -> int:
         click.echo("terminated (SIGTERM)" if terminated else "aborted", err=True)
         code = 143 if terminated else 130
     except click.ClickException as exc:
-        exc.show()
         code = exc.exit_code if exc.exit_code else EXIT_USAGE
-        words = list(itertools.takewhile(lambda a: not a.startswith("-"), argv if argv is not None else sys.argv[1:]))
-        _json_error(argv, FabricError(exc.format_message(), hint=" ".join(["fabric", *words[:2], "--help"])), code)
+        usage = FabricError(exc.format_message(), hint=f"{_command(argv)} --help")
+        _error_event(argv, usage, code)
+        exc.show()
+        _json_error(argv, usage, code)
     except FabricError as exc:
+        _error_event(argv, exc, exc.exit_code)
         click.echo(f"error: {exc}", err=True)
         code = exc.exit_code
         _json_error(argv, exc, code)
@@ -161,6 +179,7 @@ def _run(argv: Sequence[str] | None) -> int:
         from fabric_hpc.inputs import os_error
 
         err = os_error(exc)
+        _error_event(argv, err, err.exit_code)
         click.echo(f"error: {err}", err=True)
         code = err.exit_code
         _json_error(argv, err, code)

@@ -25,8 +25,9 @@ renewing deferrals, so after ``fallback_s`` Slurm's own scheduler takes the jobs
 per state directory (``flock`` on ``agent.lock``; the kernel drops it when the process dies).
 
 Errors: what is wrong before the first cycle is fatal (a bad flag, another agent on the state
-directory, Slurm not answering its first contact within ``contact_timeout_s``), so ``fabric agent
-run`` fails at once with one line. Once running, the agent never dies on an answer: any exception a
+directory, a metrics port it cannot serve, Slurm not answering its first contact within
+``contact_timeout_s``), so ``fabric agent run`` fails at once with one line, and ``agent.stop`` in
+the audit log carries ``reason: "error"`` with the error and the exit code. Once running, the agent never dies on an answer: any exception a
 cycle raises (Slurm down, an answer no decoder expected, a bug) becomes an ``agent.error`` event with
 its text (bounded), counts in ``fabric_agent_errors_total`` and ``status.json``, and the next cycle
 waits an exponential backoff (0.25 s doubling up to ``max_backoff_s``). SIGTERM/SIGINT stop it.
@@ -54,7 +55,7 @@ from fabric_hpc.scheduler import SchedulingPolicy, make_policy
 from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
 from fabric_hpc.slurm.actions import Actions, AgentPrivilegeError
 from fabric_hpc.slurm.agent_config import AgentConfig  # noqa: F401 (where callers import it from)
-from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer
+from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer, repair_logs
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
 from fabric_hpc.slurm.plugins import PROTOCOL_VERSION
 from fabric_hpc.slurm.sdnotify import notify
@@ -239,33 +240,45 @@ class Agent:
     def run(self, *, max_cycles: int | None = None) -> None:
         """Cycle until stopped (SIGTERM/SIGINT or ``stop()``); a failed cycle backs off and the loop goes on.
 
-        Fatal (raised): the lock is held by another agent, or Slurm does not answer the first contact.
+        Fatal (raised): the lock is held by another agent, the metrics port cannot be served, or Slurm
+        does not answer the first contact. ``agent.stop`` says why the agent stopped (``reason``).
         """
         self.lock.acquire()
-        started = False
+        started, stop = False, {"reason": "signal"}
         try:
+            self._repair_logs()
+            if self.config.metrics_port:  # served before Slurm is asked: a taken port fails at once
+                from fabric_hpc.slurm.metrics import AgentMetrics
+
+                self.metrics = AgentMetrics(self.config.metrics_port, backend=self.client.backend)
             nodes = self.first_contact()
             if nodes is None:  # SIGTERM while waiting for Slurm
                 return
             model_overlap(self.fab, [n.name for n in nodes])  # no host in common: nothing to place (exit 3)
             if mismatch := gpu_mismatch(self.fab, nodes):
                 self._log("model_mismatch", detail=mismatch)  # `fabric agent check` fails on it (exit 3)
-            if self.config.metrics_port:
-                from fabric_hpc.slurm.metrics import AgentMetrics
-
-                self.metrics = AgentMetrics(self.config.metrics_port, backend=self.client.backend)
             self._log("start", pid=os.getpid(), config=self.config.model_dump())
             started = True
             notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=Slurm answered; placing gangs")
             self._loop(max_cycles)
+            stop["reason"] = "signal" if self._stop.is_set() else "cycles"
+        except Exception as exc:
+            stop = stop_reason(exc)
+            raise
         finally:
             notify("STOPPING=1")
             released = self.release_pins() if started else []
-            self._log("stop", pid=os.getpid(), cycles=self.cycles, errors=self.errors, released=released)
+            self._log("stop", pid=os.getpid(), cycles=self.cycles, errors=self.errors, released=released, **stop)
             self.lock.release()
             self.audit.close()
             if self.metrics is not None:
                 self.metrics.close()
+
+    def _repair_logs(self) -> None:
+        """Cut a torn last line (a write cut short by a crash or a full disk) off the audit log and the
+        cycle recording, under the lock, before this agent appends to them (``agent.torn_tail_cut``)."""
+        for path, cut in repair_logs(self.state_dir):
+            self._log("torn_tail_cut", file=str(path), bytes=cut)
 
     def _loop(self, max_cycles: int | None) -> None:
         backoff = 0.0
@@ -400,6 +413,12 @@ def gpu_mismatch(fab: Fabric, nodes: list[Node]) -> str | None:
     shown = ", ".join(f"{name} (Slurm {s}, model {m})" for name, s, m in wrong[:5])
     more = f" and {len(wrong) - 5} more" if len(wrong) > 5 else ""
     return f"{len(wrong)} node(s) have another GPU count in Slurm than in the fabric model: {shown}{more}"
+
+
+def stop_reason(exc: Exception) -> dict[str, Any]:
+    """``agent.stop``'s fields for a fatal error: the reason, its text and the exit code it ends with."""
+    code = exc.exit_code if isinstance(exc, FabricError) else 1
+    return {"reason": "error", "kind": type(exc).__name__, "error": bounded(error_text(exc)), "exit_code": code}
 
 
 def error_text(exc: BaseException) -> str:

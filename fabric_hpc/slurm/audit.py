@@ -3,7 +3,8 @@ and ``fabric slurm report`` read) and, with ``record_cycles``, ``cycles.jsonl``.
 
 Both are bounded: a file that would grow past :data:`LOG_MAX_BYTES` is renamed to ``<name>.1``
 (replacing the one before) and a new one starts (:class:`fabric_hpc.events.JsonLinesWriter`), so an
-agent never fills its disk. The waiting reasons, the one record a cycle may repeat, are written when
+agent never fills its disk. A starting agent cuts a torn last line (a crash or a full disk mid-write) off
+both before it appends (:func:`repair_logs`). The waiting reasons, the one record a cycle may repeat, are written when
 they change and otherwise at most every :data:`WAITING_REFRESH_S`.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.events import JsonLinesWriter
+from fabric_hpc.events import JsonLinesWriter, cut_torn_tail
 
 AUDIT_LOG = "decisions.jsonl"
 CYCLES_LOG = "cycles.jsonl"
@@ -44,6 +45,14 @@ def audit_writer(state_dir: Path) -> JsonLinesWriter:
 def cycles_writer(state_dir: Path) -> JsonLinesWriter:
     """The cycle recording (``record_cycles``): replayable, not needed to act, so not fsync'd."""
     return JsonLinesWriter(state_dir / CYCLES_LOG, fsync=False, mode=0o640, max_bytes=LOG_MAX_BYTES)
+
+
+def repair_logs(state_dir: Path) -> list[tuple[Path, int]]:
+    """Cut the torn last line off the audit log and the cycle recording (:func:`~fabric_hpc.events.cut_torn_tail`):
+    (path, bytes cut) of each repaired. Call it holding the agent's lock, before appending: a record
+    written after a fragment would be glued onto it and both lost to readers."""
+    cuts = [(state_dir / name, cut_torn_tail(state_dir / name)) for name in (AUDIT_LOG, CYCLES_LOG)]
+    return [(path, cut) for path, cut in cuts if cut]
 
 
 class WaitingLog:

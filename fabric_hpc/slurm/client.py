@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 
 from fabric_hpc.errors import ConfigError
@@ -25,29 +26,41 @@ def check_slurm_conf(conf: str | None, reader: str) -> None:
                          hint="point SLURM_CONF at the cluster's slurm.conf")
 
 
+def shown_url(url: str) -> str:
+    """``url`` as it may be printed: a ``user:password@`` part replaced by ``***@``."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@", r"\1***@", url)
+
+
 def check_rest_url(url: str) -> None:
     """``unix:/path`` or ``http://host[:port]``, with a port in 1..65535 (``https`` is refused: the
-    rest backend has no TLS client)."""
+    rest backend has no TLS client) and no ``user:password@`` (slurmrestd takes a JWT in headers,
+    not HTTP basic auth). The messages show the URL without its password."""
     from urllib.parse import urlsplit
 
     hint = "--rest-url unix:/run/slurmrestd.sock or http://127.0.0.1:6820"
+    shown = shown_url(url)
     if url.startswith("unix:"):
         if not url[5:].strip() or any(ch in url for ch in "\0\n"):
-            raise ConfigError(f"--rest-url {url!r}: no socket path after 'unix:'", hint=hint)
+            raise ConfigError(f"--rest-url {shown!r}: no socket path after 'unix:'", hint=hint)
         return
+    if shown != url:
+        raise ConfigError(f"--rest-url {shown!r}: a user name or password in the URL is not supported: "
+                          "slurmrestd authenticates a JWT sent in headers, not HTTP basic auth",
+                          hint="remove 'user:password@' from the URL and export SLURM_JWT "
+                               "(scontrol token lifespan=... prints one); the user is USER")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise ConfigError(f"--rest-url {url!r}: {exc}", hint=hint) from None
+        raise ConfigError(f"--rest-url {shown!r}: {exc}", hint=hint) from None
     if parts.scheme == "https":  # the rest backend speaks plain HTTP (or a unix socket) only
-        raise ConfigError(f"--rest-url {url!r}: https is not supported by the rest backend (slurmrestd "
+        raise ConfigError(f"--rest-url {shown!r}: https is not supported by the rest backend (slurmrestd "
                           "itself serves no TLS); use its unix socket or plain http on a trusted network",
                           hint=hint)
     if parts.scheme != "http" or not parts.hostname:
-        raise ConfigError(f"--rest-url {url!r} is not an http URL or unix: socket", hint=hint)
+        raise ConfigError(f"--rest-url {shown!r} is not an http URL or unix: socket", hint=hint)
     if port == 0:
-        raise ConfigError(f"--rest-url {url!r}: port 0 is not a port", hint=hint)
+        raise ConfigError(f"--rest-url {shown!r}: port 0 is not a port", hint=hint)
 
 
 def open_client(backend: str = "cli", *, env: Mapping[str, str] | None = None, url: str | None = None,

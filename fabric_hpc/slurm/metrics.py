@@ -10,6 +10,8 @@ No metric carries a per-job label: the series count is fixed. The list: docs/met
 
 from __future__ import annotations
 
+import errno
+import socket
 import time
 from typing import Any
 
@@ -32,6 +34,28 @@ AGENT_METRICS: dict[str, tuple[str, str]] = {
     "fabric_agent_info": ("gauge", "Always 1; labels: version, backend, protocol"),
     "fabric_agent_usage_from_slurm": ("gauge", "1 while the fairshare usage is Slurm's (sshare), 0 while the ledger's"),
 }
+
+
+def port_error(exc: OSError, addr: str, port: int) -> ConfigError:
+    """Why ``addr:port`` cannot be served, naming the port (not a path) and the fix for its cause."""
+    if exc.errno in (errno.EACCES, errno.EPERM):  # a privileged port without CAP_NET_BIND_SERVICE
+        hint = (f"ports below 1024 need root or CAP_NET_BIND_SERVICE (systemd: AmbientCapabilities="
+                "CAP_NET_BIND_SERVICE); or choose a metrics_port (--metrics-port) of 1024 or more, such as 9108")
+    else:  # EADDRINUSE above all
+        hint = f"choose another metrics_port (--metrics-port), or stop what listens there (ss -ltnp 'sport = :{port}')"
+    return ConfigError(f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}", hint=hint)
+
+
+def check_port(port: int, addr: str = "127.0.0.1") -> None:
+    """ConfigError (:func:`port_error`) when ``addr:port`` cannot be bound now; bound and released at
+    once, with the server's own options (``SO_REUSEADDR``), so a port in TIME_WAIT passes as it would."""
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((addr, port))
+    except OSError as exc:
+        raise port_error(exc, addr, port) from None
 
 
 class AgentMetrics:
@@ -71,10 +95,8 @@ class AgentMetrics:
               registry=reg).labels(__version__, backend, str(PROTOCOL_VERSION)).set(1)
         try:
             self.server, self.thread = start_http_server(port, addr=addr, registry=reg)
-        except OSError as exc:  # EADDRINUSE above all: name the port, not a path
-            raise ConfigError(f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}",
-                              hint="choose another metrics_port (--metrics-port), or stop what listens there "
-                                   f"(ss -ltnp 'sport = :{port}')") from None
+        except OSError as exc:
+            raise port_error(exc, addr, port) from None
 
     def observe(self, res: Any, view: Any) -> None:
         self.cycle_seconds.observe(res.seconds)

@@ -30,7 +30,7 @@ from fabric_hpc.errors import ConfigError, FabricError, NotFoundError
 from fabric_hpc.slurm import decode
 from fabric_hpc.slurm import segment
 from fabric_hpc.slurm.cli_backend import CliClient
-from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT
+from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, shown_url
 from fabric_hpc.slurm.segment import segment_size
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
 
@@ -108,7 +108,8 @@ class RestClient(SlurmClient):
             return _UnixConnection(self.url[5:], self.timeout)
         if self.url.startswith("http://"):
             return http.client.HTTPConnection(self.url[7:].rstrip("/"), timeout=self.timeout)
-        raise ConfigError(f"slurmrestd address {self.url!r}: expected unix:/path or http://host:port")
+        raise ConfigError(f"slurmrestd address {shown_url(self.url)!r}: expected unix:/path or "
+                          "http://host:port")
 
     def _request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         pauses = _READ_RETRY_S if method == "GET" else ()
@@ -148,7 +149,7 @@ class RestClient(SlurmClient):
 
     def _failed(self, method: str, path: str, exc: Exception) -> SlurmError:
         text = self._redact(str(exc) or type(exc).__name__)
-        return SlurmError(f"slurmrestd at {self.url}: {method} {path} failed: {text}",
+        return SlurmError(f"slurmrestd at {shown_url(self.url)}: {method} {path} failed: {text}",
                           hint="is slurmrestd running? (docs/slurm.md: REST setup)")
 
     def _redact(self, text: str) -> str:
@@ -166,7 +167,8 @@ class RestClient(SlurmClient):
             status, spec = self._request("GET", "/openapi/v3")
             paths = spec.get("paths") if isinstance(spec, dict) else None
             if status != 200 or not isinstance(paths, dict):
-                raise SlurmError(f"slurmrestd at {self.url}: GET /openapi/v3 answered HTTP {status} without paths",
+                raise SlurmError(f"slurmrestd at {shown_url(self.url)}: GET /openapi/v3 answered "
+                                 f"HTTP {status} without paths",
                                  hint="pass the API version (api='v0.0.44') if the spec endpoint is disabled")
             self.api = choose_version(list(paths))
         return self.api

@@ -23,7 +23,6 @@ from fabric_hpc.checkpoint.errors import CheckpointError
 from fabric_hpc.checkpoint.format import SplitInfo, check_name, chunk_key, stored_dtype
 from fabric_hpc.checkpoint.reader import Checkpoint
 from fabric_hpc.checkpoint.tensors import HostArray
-from fabric_hpc.events import emit
 
 
 class StreamWriter:
@@ -125,8 +124,8 @@ class StreamWriter:
             raise
         nbytes = sum(c["nbytes"] for cs in self.written.values() for c in cs)
         self.result = writer.SaveResult(final, self.step, nbytes, time.perf_counter() - self._t0, self.cleaned)
-        emit("checkpoint.saved", path=str(final), step=self.step, bytes=nbytes,
-             seconds=round(self.result.seconds, 3), world_size=self.header["world_size"])
+        writer.saved_event(final, self.step, nbytes, tier="direct", seconds=self.result.seconds,
+                           world_size=self.header["world_size"], nodes=None)
 
 
 def read_stored(ckpt: Checkpoint, name: str,
