@@ -41,7 +41,6 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,13 +55,13 @@ from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
 from fabric_hpc.slurm.actions import Actions, AgentPrivilegeError
 from fabric_hpc.slurm.agent_config import AgentConfig  # noqa: F401 (where callers import it from)
 from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer, repair_logs
-from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
+from fabric_hpc.slurm.contract import Node, SlurmClient, SlurmError
 from fabric_hpc.slurm.plugins import PROTOCOL_VERSION
 from fabric_hpc.slurm.sdnotify import notify
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.slurm.usage import AgentUsage
 from fabric_hpc.slurm.usage_source import UsageSource, command_runner
-from fabric_hpc.slurm.view import Inputs, PinRules, View, build_view, kept_out
+from fabric_hpc.slurm.view import Inputs, PinRules, View, build_view, handoff_exclusions
 from fabric_hpc.topology import Fabric
 
 
@@ -151,7 +150,7 @@ class Agent:
         self._blocked(view, res, now)
         self._write_ahead(decisions, res, now)
         self.actions.apply(res.requeued, res.started, view.invalid, res.deferred, self.config.fallback_s,
-                           unpin=res.unpinned, kept_out=_kept_out(nodes, jobs))
+                           unpin=res.unpinned, kept_out=handoff_exclusions(nodes, jobs))
         if self._notes:  # what the actions added: failures, hand-overs (a second write only then)
             events, self._notes = self._notes, []
             self.audit.write_many(events)
@@ -360,13 +359,6 @@ class Agent:
                     self._wake_mtime = mtime
                     return
             self._stop.wait(0.05)
-
-
-def _kept_out(nodes: list[Node], jobs: list[Job]) -> Callable[[int], str | None]:
-    """The ExcNodeList of each job the agent hands over (see :func:`~fabric_hpc.slurm.view.kept_out`)."""
-    names = [n.name for n in nodes]
-    by_id = {j.job_id: j for j in jobs}
-    return lambda job_id: kept_out(by_id[job_id], names) if job_id in by_id else None
 
 
 def first_contact(client: SlurmClient, timeout_s: float,

@@ -33,7 +33,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from fabric_hpc.errors import ConfigError
@@ -147,6 +147,13 @@ def kept_out(job: Job, node_names: Collection[str]) -> str | None:
     if out <= set(job.exc_nodes):
         return None
     return compress(sorted(out | set(job.exc_nodes)))
+
+
+def handoff_exclusions(nodes: list[Node], jobs: list[Job]) -> Callable[[int], str | None]:
+    """The ExcNodeList of each job the agent hands over, by job id (:func:`kept_out`)."""
+    names = [n.name for n in nodes]
+    by_id = {j.job_id: j for j in jobs}
+    return lambda job_id: kept_out(by_id[job_id], names) if job_id in by_id else None
 
 
 _SIZE_KEYS = frozenset({"nodes", "gpus", "gpus_per_node"})
