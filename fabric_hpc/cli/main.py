@@ -145,6 +145,17 @@ def _closed_pipe() -> int:
     return EXIT_OK
 
 
+def _stopped(argv: Sequence[str] | None, terminated: bool, word: str) -> int:
+    """A command stopped by SIGTERM (143) or Ctrl-C (130): one line, the ``cli.error`` event, and
+    with ``--json`` the JSON document on stdout as for any other failure."""
+    text, code = ("terminated (SIGTERM)", 143) if terminated else (word, 130)
+    stop = FabricError(text)
+    _error_event(argv, stop, code)
+    click.echo(text, err=True)
+    _json_error(argv, stop, code)
+    return code
+
+
 def _run(argv: Sequence[str] | None) -> int:
     output = sys.modules.get("fabric_hpc.cli.output")  # not imported here: --help stays light
     if output is not None:
@@ -159,9 +170,7 @@ def _run(argv: Sequence[str] | None) -> int:
             return _closed_pipe()
         raise
     except click.exceptions.Abort as exc:  # click's wrapping of a KeyboardInterrupt inside a command
-        terminated = isinstance(exc.__cause__ or exc.__context__, Terminated)
-        click.echo("terminated (SIGTERM)" if terminated else "aborted", err=True)
-        code = 143 if terminated else 130
+        code = _stopped(argv, isinstance(exc.__cause__ or exc.__context__, Terminated), "aborted")
     except click.ClickException as exc:
         code = exc.exit_code if exc.exit_code else EXIT_USAGE
         usage = FabricError(exc.format_message(), hint=f"{_command(argv)} --help")
@@ -184,9 +193,7 @@ def _run(argv: Sequence[str] | None) -> int:
         code = err.exit_code
         _json_error(argv, err, code)
     except KeyboardInterrupt as exc:
-        terminated = isinstance(exc, Terminated)
-        click.echo("terminated (SIGTERM)" if terminated else "interrupted", err=True)
-        code = 143 if terminated else 130
+        code = _stopped(argv, isinstance(exc, Terminated), "interrupted")
     else:
         code = result if isinstance(result, int) else 0
     return code
