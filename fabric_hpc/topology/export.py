@@ -186,12 +186,14 @@ def block_sizes(sizes: list[int], base: int | None = None) -> list[int]:
             raise ConfigError(
                 f"blocks of unequal sizes ({counts} hosts): Slurm's BlockSizes must be base × 2^k and "
                 f"every block needs at least the base size",
-                hint=f"give the base: --block-size N with N <= {smallest} (Slurm then plans N hosts per "
-                     f"block), or make every block {largest} hosts")
+                hint=f"give the base: --block-size N with N <= {smallest} (`fabric slurm install`: "
+                     f"install.block_size = N in the agent config; Slurm then plans N hosts per block), "
+                     f"or make every block {largest} hosts")
         base = smallest
     if base > smallest:
         raise ConfigError(f"block size {base} is larger than the smallest block ({smallest} hosts)",
-                          hint=f"use --block-size {smallest} or less")
+                          hint=f"use --block-size {smallest} or less (install.block_size for "
+                               "`fabric slurm install`)")
     levels, k = [], 0
     while (1 << k) <= len(sizes) and k < MAX_BLOCK_LEVELS:
         levels.append(base << k)
