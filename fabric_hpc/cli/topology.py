@@ -176,6 +176,23 @@ def show(fabric: str | None, host: str | None, distance: tuple[str, str] | None,
 
 # -- export ---------------------------------------------------------------------------------------
 EXPORTS = ("topology-tree", "topology-block", "topology-yaml", "slurm-nodes", "gres", "nccl-xml")
+#: The export options and the formats that read them: any other format given one is a usage error
+#: (exit 2), never an option silently ignored.
+_EXPORT_OPTION_FORMATS = {"host": ("nccl-xml",), "facts": ("nccl-xml",), "device_dir": ("gres",),
+                          "block_size": ("topology-block", "topology-yaml"),
+                          "default_topology": ("topology-yaml",)}
+
+
+def _refuse_unread_options(fmt: str) -> None:
+    """click.UsageError when an option given on the command line is one ``fmt`` does not read."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    for name, formats in _EXPORT_OPTION_FORMATS.items():
+        if fmt not in formats and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            flag = "--" + name.replace("_", "-")
+            raise click.UsageError(f"{flag} is for --format {' or '.join(formats)}, not {fmt}: "
+                                   f"--format {fmt} would ignore it")
 
 
 @group.command("export")
@@ -196,6 +213,7 @@ def export(fabric: str | None, fmt: str, host: str | None, device_dir: str, bloc
     from fabric_hpc.topology import open_fabric
     from fabric_hpc.topology import export as ex
 
+    _refuse_unread_options(fmt)
     # before reading: an --out that is the fabric would replace it
     distinct_outputs({"--out": None if out == "-" else out}, {"FABRIC": fabric})
     fab = open_fabric(fabric)
