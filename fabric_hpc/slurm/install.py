@@ -159,10 +159,10 @@ def _check_slurm_supports(plugin: str, use_yaml: bool, slurm_version: str | None
         return
     have = _version_tuple(slurm_version)
     if use_yaml and have < YAML_SINCE:
-        raise ConfigError(f"install.topology_format = \"yaml\" needs Slurm 25.05 or newer; this Slurm is "
-                          f"{slurm_version}, which never reads topology.yaml (it would run without a topology)",
-                          hint="set install.topology_format = \"conf\" (or \"auto\"), or install.slurm_version "
-                               "if the cluster runs another Slurm")
+        raise ConfigError(f"install.topology_format = \"yaml\" needs Slurm 25.05 or newer; this Slurm "
+                          f"is {slurm_version}, which never reads topology.yaml (it would run without a "
+                          "topology)", hint="set install.topology_format = \"conf\" (or \"auto\"), or "
+                                            "install.slurm_version if the cluster runs another Slurm")
     if plugin == "block" and have < BLOCK_SINCE:
         raise ConfigError(f"install.topology_plugin = \"block\" needs Slurm 23.11 or newer; this Slurm is "
                           f"{slurm_version}, which has no topology/block (slurmctld would not start: "

@@ -396,14 +396,23 @@ def gres_conf(fabric: Fabric, *, device_dir: str = "/dev") -> str:
     return "\n".join(lines) + "\n"
 
 
-def nccl_topo_xml(fabric: Fabric, host: str) -> str:
+def nccl_topo_xml(fabric: Fabric, host: str, facts: dict | None = None) -> str:
     """An NCCL topology file (``NCCL_TOPO_FILE``) for one host: CPUs, PCIe switches, GPUs, NVLink, NICs.
+
+    With ``facts`` (the host's discovery sidecar) the file carries the host's real bus ids and CPU
+    ids (:mod:`fabric_hpc.topology.nccl_xml`; a ConfigError when they lack any). Without, it is the
+    fabric model's picture only, with made-up bus ids: NCCL would drop its GPUs and NVLinks and an
+    x86 ``<cpu>`` lacks ``vendor``, so it is never given to jobs (the Prolog writes facts-based files).
 
     Each CPU (NUMA node) holds one PCIe switch per NIC; under it, a PCI device per GPU that uses
     that NIC and one for the NIC itself, as NCCL reads DGX/HGX hosts (a ``pci`` element holds
     one ``gpu`` or one ``nic``, or child ``pci`` elements). GPUs without a NIC get a switch of
     their own; NICs without a GPU share the switch of the rail before them.
     """
+    if facts is not None:
+        from fabric_hpc.topology.nccl_xml import discovered_xml
+
+        return discovered_xml(fabric, host, facts)
     ht = fabric.host_type(host)
     system = ET.Element("system", version="1")
     arch, sm = cpu_arch(ht), gpu_sm(ht.gpu_model)

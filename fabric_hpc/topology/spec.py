@@ -289,7 +289,8 @@ class _Checker:
         loose = [host for host in host_type if host not in placed]
         if loose and lists_ok:  # else the wrong list above is the cause: one line, not one per host
             self.fail(("hosts",), f"{len(loose)} host(s) are under no {net.levels[0]!r} group (not "
-                      f"connected): {compress(loose)}", fix=f"add them to the hosts of a {net.levels[0]!r} group")
+                      f"connected): {compress(loose)}",
+                      fix=f"add them to the hosts of a {net.levels[0]!r} group")
         tops = [g for g in net.groups if g.name not in parent]
         if len(tops) > 1:
             self.fail(("network", "groups"),

@@ -55,9 +55,10 @@ def test_hosts_left_out_of_every_leaf_are_one_line():
 @pytest.mark.parametrize("written,fix", [("2e3", "2000 or 2.0e+3"), ("1e9", "1000000000 or 1.0e+9"),
                                          ("1.0e308", "1.0e+308")])
 def test_yaml_1_1_exponent_text_says_how_to_write_the_number(written, fix):
-    err = _problems(_fabric("gpu[001-012]", "gpu[001-006]", "gpu[007-012]", HT.replace("memory_gb: 512",
-                                                                                          f"memory_gb: {written}")))
-    assert f"(got '{written}'): YAML read '{written}' as text, not a number (write it as {fix})" in err.message
+    ht = HT.replace("memory_gb: 512", f"memory_gb: {written}")
+    err = _problems(_fabric("gpu[001-012]", "gpu[001-006]", "gpu[007-012]", ht))
+    said = f"(got '{written}'): YAML read '{written}' as text, not a number (write it as {fix})"
+    assert said in err.message
 
 
 def test_an_empty_file_says_so():
@@ -75,14 +76,18 @@ def test_a_misspelt_key_gets_the_near_one():
 
 def test_specific_fixes_replace_the_generic_one():
     text = _fabric("gpu[001-012]", "gpu[001-006]", "gpu[007-012]").replace(
-        "- {names: 'gpu[001-012]', type: g}", "- {names: 'gpu[001-012]', type: g}\n- {names: gpu003, type: g}")
+        "- {names: 'gpu[001-012]', type: g}",
+        "- {names: 'gpu[001-012]', type: g}\n- {names: gpu003, type: g}")
     err = _problems(text)
     assert "duplicate host name 'gpu003'" in err.message
-    assert err.hint == "list 'gpu003' in one hosts entry only (remove it from the others, or rename one of them)"
+    assert err.hint == ("list 'gpu003' in one hosts entry only (remove it from the others, or rename "
+                        "one of them)")
     err = _problems(_fabric("gpu[001-012]", "gpu[001-006]", "gpu[007-012]",
                             HT.replace("nics: 8", "nics: 8, gpu_numa: [0, 1]")))
     assert "gpu_numa: has 2 entries for 8 GPUs" in err.message
-    assert err.hint.startswith("give gpu_numa one socket number per GPU (8 entries, e.g. [0, 0, 0, 0, 1, 1, 1, 1])")
-    err = _problems(_fabric("gpu[001-012]", "gpu[001-006]", "gpu[007-012]", HT.replace("nic_gbps: 50", "nic_gbps: 0")))
+    assert err.hint.startswith("give gpu_numa one socket number per GPU (8 entries, "
+                               "e.g. [0, 0, 0, 0, 1, 1, 1, 1])")
+    ht = HT.replace("nic_gbps: 50", "nic_gbps: 0")
+    err = _problems(_fabric("gpu[001-012]", "gpu[001-006]", "gpu[007-012]", ht))
     assert "NICs declared but nic_gbps is 0" in err.message and "400 Gb/s NDR is 50" in err.hint
     assert "docs/topology.md" not in err.hint
