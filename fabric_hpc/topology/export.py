@@ -399,10 +399,8 @@ def gres_conf(fabric: Fabric, *, device_dir: str = "/dev") -> str:
 def nccl_topo_xml(fabric: Fabric, host: str, facts: dict | None = None) -> str:
     """An NCCL topology file (``NCCL_TOPO_FILE``) for one host: CPUs, PCIe switches, GPUs, NVLink, NICs.
 
-    With ``facts`` (the host's discovery sidecar) the file carries the host's real bus ids and CPU
-    ids (:mod:`fabric_hpc.topology.nccl_xml`; a ConfigError when they lack any). Without, it is the
-    fabric model's picture only, with made-up bus ids: NCCL would drop its GPUs and NVLinks and an
-    x86 ``<cpu>`` lacks ``vendor``, so it is never given to jobs (the Prolog writes facts-based files).
+    With ``facts`` (the host's discovery sidecar): its real bus ids (:mod:`.nccl_xml`). Without: the
+    model's picture, made-up bus ids NCCL would drop -- never given to jobs.
 
     Each CPU (NUMA node) holds one PCIe switch per NIC; under it, a PCI device per GPU that uses
     that NIC and one for the NIC itself, as NCCL reads DGX/HGX hosts (a ``pci`` element holds
