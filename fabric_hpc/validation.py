@@ -9,6 +9,8 @@ lines, then how many more.
 
 from __future__ import annotations
 
+import difflib
+import re
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -96,13 +98,33 @@ def _describe(model: type[BaseModel], err: dict[str, Any]) -> tuple[Loc, str]:
     if kind == "extra_forbidden":
         owner = _model_at(model, loc[:-1]) if len(loc) > 1 else model
         valid = ", ".join(sorted(owner.model_fields)) if owner else "see the documentation"
-        return loc, f"unknown key {loc[-1]!r} at {path} (valid keys: {valid})"
+        near = difflib.get_close_matches(str(loc[-1]), list(owner.model_fields), n=1) if owner else []
+        meant = f"; did you mean {near[0]!r}?" if near else ""
+        return loc, f"unknown key {loc[-1]!r} at {path}{meant} (valid keys: {valid})"
     if kind == "missing":
         return loc, f"missing required field {path}"
     msg = err["msg"].removeprefix("Value error, ")  # our own validators' words, without pydantic's prefix
     if not loc:  # a check of the whole model: its message says what is wrong
         return loc, msg
-    return loc, f"{path}: {msg} (got {err.get('input')!r}){_unit(model, loc)}"
+    return loc, f"{path}: {msg} (got {err.get('input')!r}){_yaml_text(err)}{_unit(model, loc)}"
+
+
+_YAML11_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _yaml_text(err: dict[str, Any]) -> str:
+    """Why a number came as text: YAML 1.1 (PyYAML) reads ``2e3`` or ``1e9`` as a string (its
+    floats need a dot and a signed exponent), so a number field gets ``'2e3'``."""
+    value = err.get("input")
+    if not (isinstance(value, str) and _YAML11_NUMBER.fullmatch(value.strip())):
+        return ""
+    number = float(value)
+    plain = str(int(number)) if number.is_integer() and abs(number) < 1e15 else None
+    mantissa, _, exp = f"{number:e}".partition("e")
+    sci = f"{float(mantissa):.6g}".rstrip("0") + ("" if "." in f"{float(mantissa):.6g}" else ".0")
+    sci += f"e{int(exp):+d}"
+    written = f"{plain} or {sci}" if plain else sci
+    return f": YAML read {value!r} as text, not a number (write it as {written})"
 
 
 def _unit(model: type[BaseModel], loc: Loc) -> str:

@@ -3,10 +3,11 @@
 as the job's user.
 
 Prints ``export NAME=value`` lines that Slurm adds to the task's environment: CUDA_VISIBLE_DEVICES
-ordered by NUMA and rail, NCCL_TOPO_FILE (only a file it has checked: see
-fabric_hpc/slurm/prolog.py), CPU binding hints and the job's checkpoint directory; and a ``print``
-line for each hint it could not give safely. The interpreter on the first line must be one that
-imports fabric_hpc. Settings come from the JSON file CONFIG, shared with plugins/prolog.py:
+ordered by NUMA and rail, NCCL_TOPO_FILE (only a file it has checked, and only for a host with
+discovered PCI bus ids: see fabric_hpc/slurm/prolog.py), CPU binding hints and the job's
+checkpoint directory; and a ``print`` line for each hint it could not give safely. The interpreter
+on the first line must be one that imports fabric_hpc. Settings come from the JSON file CONFIG,
+shared with plugins/prolog.py:
 {"topology": "/etc/fabric-hpc/topology.yaml", "topo_dir": "/var/lib/fabric-hpc/nccl",
  "ckpt_root": "/shared/checkpoints", "user_topo_dir": "/tmp/fabric-nccl-{uid}" (optional)}.
 A failure prints a message and exports nothing: a task is never stopped by a hint it could not get.
@@ -42,8 +43,10 @@ def fast() -> str | None:
         mod_spec = importlib.util.spec_from_file_location("_fabric_task_fast", path)
         module = importlib.util.module_from_spec(mod_spec)
         mod_spec.loader.exec_module(module)
-        exports = module.fast_exports(CONFIG, os.environ)
-        return None if exports is None else module.export_lines({**exports, "FABRIC_TASK_PROLOG": "fast"})
+        found = module.fast_result(CONFIG, os.environ)
+        if found is None:
+            return None
+        return module.export_lines({**found[0], "FABRIC_TASK_PROLOG": "fast"}, found[1])
     except Exception:  # noqa: BLE001 - the full path says what is wrong
         return None
 

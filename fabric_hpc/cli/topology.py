@@ -176,33 +176,56 @@ def show(fabric: str | None, host: str | None, distance: tuple[str, str] | None,
 
 # -- export ---------------------------------------------------------------------------------------
 EXPORTS = ("topology-tree", "topology-block", "topology-yaml", "slurm-nodes", "gres", "nccl-xml")
+#: The export options and the formats that read them: any other format given one is a usage error
+#: (exit 2), never an option silently ignored.
+_EXPORT_OPTION_FORMATS = {"host": ("nccl-xml",), "facts": ("nccl-xml",), "device_dir": ("gres",),
+                          "block_size": ("topology-block", "topology-yaml"),
+                          "default_topology": ("topology-yaml",)}
+
+
+def _refuse_unread_options(fmt: str) -> None:
+    """click.UsageError when an option given on the command line is one ``fmt`` does not read."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    for name, formats in _EXPORT_OPTION_FORMATS.items():
+        if fmt not in formats and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            flag = "--" + name.replace("_", "-")
+            raise click.UsageError(f"{flag} is for --format {' or '.join(formats)}, not {fmt}: "
+                                   f"--format {fmt} would ignore it")
 
 
 @group.command("export")
 @click.argument("fabric", required=False)
 @click.option("--format", "fmt", type=click.Choice(EXPORTS), required=True, help="What to write.")
 @click.option("--host", default=None, help="Host for nccl-xml.")
+@click.option("--facts", default=None, help="nccl-xml: the host's discovery sidecar (<host>.facts.json of "
+              "`fabric topology discover`): its real PCI bus ids. Without it the XML is the model's only.")
 @click.option("--device-dir", default="/dev", show_default=True, help="Where gres.conf finds nvidiaN.")
 @click.option("--block-size", type=click.IntRange(1, 1 << 20), default=None,
               help="Base block size for topology/block (default: the size of the blocks, if all equal).")
 @click.option("--default-topology", type=click.Choice(["tree", "block", "flat"]), default="tree",
               show_default=True, help="topology-yaml: the cluster_default topology.")
 @_out
-def export(fabric: str | None, fmt: str, host: str | None, device_dir: str, block_size: int | None,
-           default_topology: str, out: str | None) -> None:
+def export(fabric: str | None, fmt: str, host: str | None, facts: str | None, device_dir: str,
+           block_size: int | None, default_topology: str, out: str | None) -> None:
     """Write Slurm topology.conf (tree/block), topology.yaml (Slurm >= 25.05), slurm.conf node lines,
     gres.conf or NCCL XML."""
     from fabric_hpc.inputs import distinct_outputs
     from fabric_hpc.topology import open_fabric
     from fabric_hpc.topology import export as ex
 
+    _refuse_unread_options(fmt)
     # before reading: an --out that is the fabric would replace it
     distinct_outputs({"--out": None if out == "-" else out}, {"FABRIC": fabric})
     fab = open_fabric(fabric)
     if fmt == "nccl-xml":
         if not host:
             raise ConfigError("--format nccl-xml needs --host", hint=f"e.g. --host {fab.hosts[0]}")
-        text = ex.nccl_topo_xml(fab, host)
+        text = ex.nccl_topo_xml(fab, host, _read_facts(facts) if facts else None)
+        if not facts:
+            click.echo(f"note: {host}'s XML has made-up PCI bus ids (no --facts): the model's picture, not "
+                       "for NCCL_TOPO_FILE (NCCL would drop its GPUs and NVLinks)", err=True)
     elif fmt == "topology-yaml":
         text = ex.topology_yaml(fab, default=default_topology, block_size=block_size)
     elif fmt.startswith("topology-"):
@@ -212,6 +235,16 @@ def export(fabric: str | None, fmt: str, host: str | None, device_dir: str, bloc
     else:
         text = ex.gres_conf(fab, device_dir=ex.check_device_dir(device_dir))
     _write_or_print(text, out)
+
+
+def _read_facts(path: str) -> dict:
+    from fabric_hpc.inputs import load_json, read_bytes
+
+    data = load_json(read_bytes(path, what="--facts", limit=4 << 20), path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a discovery sidecar (a JSON object)",
+                          hint="give the <host>.facts.json that `fabric topology discover -o` wrote")
+    return data
 
 
 # -- report ---------------------------------------------------------------------------------------

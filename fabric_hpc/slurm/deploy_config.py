@@ -29,6 +29,7 @@ from fabric_hpc.slurm.plugins import account_name, cluster_path, plain_text
 from fabric_hpc.validation import StrictModel, parse_model
 
 DEFAULT_STATE_DIR = "/var/lib/fabric-agent"
+BLOCK_SIZE = (1, 1 << 20)  # as `fabric topology export --block-size`
 
 
 def _cluster_dir(value: str) -> str:
@@ -87,7 +88,11 @@ class InstallSection(StrictModel):
     topology_format: Literal["auto", "conf", "yaml"] = Field(
         default="auto", description="topology.conf, or topology.yaml (Slurm 25.05+); auto: yaml when Slurm is "
                                     "25.05 or newer and this fabric-hpc can write it, else conf.")
-    topology_plugin: Literal["tree", "block"] = Field(default="tree", description="topology/tree or topology/block.")
+    topology_plugin: Literal["tree", "block"] = Field(default="tree", description="topology/tree or "
+                                                      "topology/block (Slurm 23.11+).")
+    block_size: int | None = Field(default=None, description="topology/block's base block size (1..1048576, "
+                                   "at most the smallest block); default: the size of the blocks, which must "
+                                   "then all be equal (as `fabric topology export --block-size`).")
     slurm_version: str | None = Field(default=None, description="Slurm version (e.g. 25.11); default: "
                                       "`scontrol --version`.")
     max_gpus_per_node: int | None = Field(default=None, description="job_submit.lua's limit per node "
@@ -105,6 +110,11 @@ class InstallSection(StrictModel):
     @classmethod
     def _max_gpus(cls, value: int | None) -> int | None:
         return None if value is None else check_int("max_gpus_per_node", value, MAX_GPUS_PER_NODE)
+
+    @field_validator("block_size")
+    @classmethod
+    def _block_size(cls, value: int | None) -> int | None:
+        return None if value is None else check_int("block_size", value, BLOCK_SIZE)
 
     @field_validator("python")
     @classmethod

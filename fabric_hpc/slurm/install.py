@@ -81,12 +81,14 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None) -> tuple[
     prolog_json = json.dumps({"topology": str(cd / "topology.yaml"), "topo_dir": i.topo_dir,
                               "ckpt_root": i.ckpt_root}, indent=2) + "\n"
     use_yaml = _topology_yaml(i.topology_format, slurm_version)
+    _check_slurm_supports(i.topology_plugin, use_yaml, slurm_version)
     if use_yaml:
-        topo = Planned(str(sc / "topology.yaml"),
-                       _header("#") + export.topology_yaml(fab, default=i.topology_plugin),
+        topo = Planned(str(sc / "topology.yaml"), _header("#") + export.topology_yaml(
+                           fab, default=i.topology_plugin, block_size=i.block_size),
                        what="Slurm's topology.yaml (install.slurm_conf_dir)")
     else:
-        topo = Planned(str(sc / "topology.conf"), _header("#") + export.topology_conf(fab, i.topology_plugin))
+        topo = Planned(str(sc / "topology.conf"), _header("#") + export.topology_conf(
+            fab, i.topology_plugin, block_size=i.block_size))
     scripts = _scripts(cfg)
     files = [
         Planned(str(sc / "job_submit.lua"), _header("--") + lua),
@@ -142,6 +144,30 @@ def _topology_yaml(fmt: str, slurm_version: str | None) -> bool:
     if fmt != "auto":
         return fmt == "yaml"
     return slurm_version is not None and _version_tuple(slurm_version) >= (25, 5)
+
+
+#: The first Slurm that has topology/block, and the first that reads topology.yaml
+#: (Slurm's CHANGELOG/slurm-23.11.md and slurm-25.05.md; 22.05 and 23.02 have no topology_block.so).
+BLOCK_SINCE, YAML_SINCE = (23, 11), (25, 5)
+
+
+def _check_slurm_supports(plugin: str, use_yaml: bool, slurm_version: str | None) -> None:
+    """ConfigError (before anything is written) when the Slurm that will read the files has no
+    topology/block (slurmctld is fatal: "Couldn't find the specified plugin name for topology/block")
+    or does not read topology.yaml (it would run with no topology at all, silently)."""
+    if slurm_version is None:
+        return
+    have = _version_tuple(slurm_version)
+    if use_yaml and have < YAML_SINCE:
+        raise ConfigError(f"install.topology_format = \"yaml\" needs Slurm 25.05 or newer; this Slurm "
+                          f"is {slurm_version}, which never reads topology.yaml (it would run without a "
+                          "topology)", hint="set install.topology_format = \"conf\" (or \"auto\"), or "
+                                            "install.slurm_version if the cluster runs another Slurm")
+    if plugin == "block" and have < BLOCK_SINCE:
+        raise ConfigError(f"install.topology_plugin = \"block\" needs Slurm 23.11 or newer; this Slurm is "
+                          f"{slurm_version}, which has no topology/block (slurmctld would not start: "
+                          "\"Couldn't find the specified plugin name for topology/block\")",
+                          hint="set install.topology_plugin = \"tree\", or upgrade Slurm to 23.11+")
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:

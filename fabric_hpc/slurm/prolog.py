@@ -5,9 +5,12 @@ The TaskProlog exports, per task:
 * ``CUDA_VISIBLE_DEVICES``: the task's GPUs ordered by NUMA node, then rail, then index, so that
   rank-local GPU 0 sits next to the CPUs and NIC it is bound to (under ``ConstrainDevices=yes``
   the visible ids are the task's own, paired with the host's in ``SLURM_STEP_GPUS``/``SLURM_JOB_GPUS``).
-* ``NCCL_TOPO_FILE``: the NCCL topology XML of this host generated from the fabric model
-  (:func:`fabric_hpc.topology.export.nccl_topo_xml`) -- only a file that passes
-  :func:`check_topo_file`.
+* ``NCCL_TOPO_FILE``: the NCCL topology XML of this host, from the fabric model and the host's
+  discovery sidecar in ``topo_dir`` (``<host>.facts.json``: its real PCI bus ids and CPU ids,
+  :mod:`fabric_hpc.topology.nccl_xml`) -- only a file that passes :func:`check_topo_file`. A host
+  without usable facts gets no ``NCCL_TOPO_FILE`` (NCCL then detects the topology itself: better
+  than a file of made-up bus ids, whose GPUs NCCL would drop); the reason is a TaskProlog note and
+  the Prolog's event ``slurm.prolog.no_nccl_topo_file``.
 * ``FABRIC_NUMA_NODES`` / ``FABRIC_CPU_BIND``: CPU binding hints (``srun --cpu-bind=map_ldom:…``).
 * ``FABRIC_CKPT_DIR``: the job's checkpoint directory, ``<root>/<user>/<job name>`` (stable across
   requeues and resubmissions, so a restarted job finds its checkpoints).
@@ -53,6 +56,7 @@ from fabric_hpc.slurm.task_fast import (  # the rules live there (stdlib only, t
     MAX_CONFIG_BYTES,
     MAX_TOPO_BYTES,
     export_lines,
+    facts_path,
     hints_path,
     job_user,
     physical_gpus,
@@ -75,6 +79,10 @@ def _checked(fn: Callable[..., _T], *args: Any) -> _T:
         return fn(*args)
     except task_fast.Refused as exc:
         raise ConfigError(exc.message, hint=exc.hint) from None
+
+
+class NoTopologyFile(ConfigError):
+    """No NCCL topology file for a host: its discovery facts are missing or lack bus ids."""
 
 
 _CONFIG_KEYS = {"topology": True, "topo_dir": True, "ckpt_root": True, "user_topo_dir": False}
@@ -169,10 +177,34 @@ def check_topo_file(path: str | os.PathLike[str], uid: int | None = None) -> byt
     return data
 
 
-def write_topo(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], *, dir_mode: int = 0o755) -> Path:
+def host_facts(fab: Fabric, host: str, facts_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The host's discovery sidecar (``<facts_dir>/<host>.facts.json``, a trusted file), checked to
+    give its NCCL XML; :class:`NoTopologyFile` saying why not otherwise."""
+    from fabric_hpc.topology.nccl_xml import missing_ids
+
+    path, facts = facts_path(facts_dir, host), None
+    if os.path.lexists(path):
+        try:
+            data = _checked(task_fast.read_trusted, path, os.getuid(), task_fast.MAX_FACTS_BYTES)[0]
+            facts = json.loads(data)
+        except (ConfigError, OSError, ValueError) as exc:
+            raise NoTopologyFile(f"{path}: not used ({exc})".replace("\n", " ")) from None
+    why = missing_ids(fab, host, facts if isinstance(facts, dict) or facts is None else {})
+    if why:
+        raise NoTopologyFile(f"no discovered PCI bus ids for {host}, so no NCCL topology file (NCCL "
+                             f"detects the topology itself): {'; '.join(why)}",
+                             hint=f"run `fabric topology discover -o {Path(facts_dir) / host}.yaml` on "
+                                  f"{host} as root")
+    return facts
+
+
+def write_topo(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], *, dir_mode: int = 0o755,
+               facts_dir: str | os.PathLike[str] | None = None) -> Path:
     """Write (atomically, mode 0644) the host's NCCL XML into ``topo_dir``, a directory that must
-    be trusted for this process's uid (created with ``dir_mode`` when missing). Rewritten only
-    when the file there is missing, untrusted or different."""
+    be trusted for this process's uid (created with ``dir_mode`` when missing), from the host's
+    discovery facts in ``facts_dir`` (default ``topo_dir``). Rewritten only when the file there is
+    missing, untrusted or different. Without usable facts an old file of the host is removed and
+    :class:`NoTopologyFile` says why."""
     from fabric_hpc.topology.export import nccl_topo_xml
 
     directory, uid = Path(topo_dir), os.getuid()
@@ -181,7 +213,12 @@ def write_topo(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], *, dir_
         os.chmod(directory, dir_mode)
     _trusted_dir(directory, uid)
     path = topo_path(directory, host)
-    data = nccl_topo_xml(fab, host).encode()
+    try:
+        facts = host_facts(fab, host, directory if facts_dir is None else facts_dir)
+    except NoTopologyFile:
+        path.unlink(missing_ok=True)  # a file of made-up bus ids from before: never exported again
+        raise
+    data = nccl_topo_xml(fab, host, facts).encode()
     try:
         if check_topo_file(path) == data:
             return path
@@ -192,7 +229,9 @@ def write_topo(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], *, dir_
 
 def topo_file(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], user_topo_dir: str | None) -> Path:
     """The topology file to export: root's copy in ``topo_dir`` when it checks out, else the
-    user's own copy under ``user_topo_dir`` (``{uid}`` replaced), written there if needed."""
+    user's own copy under ``user_topo_dir`` (``{uid}`` replaced), written there if needed; none
+    (:class:`NoTopologyFile`) for a host without usable discovery facts in ``topo_dir``."""
+    host_facts(fab, host, topo_dir)
     shared = topo_path(topo_dir, host)
     try:
         check_topo_file(shared)
@@ -202,20 +241,21 @@ def topo_file(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], user_top
             raise ConfigError(f"no trusted topology file: {exc}",
                               hint="run plugins/prolog.py as the slurmd Prolog (root), or "
                                    "`fabric slurm topo-files` as root, or set user_topo_dir") from None
-    own = write_topo(fab, host, user_topo_dir.replace("{uid}", str(os.getuid())), dir_mode=0o700)
+    own = write_topo(fab, host, user_topo_dir.replace("{uid}", str(os.getuid())), dir_mode=0o700,
+                     facts_dir=topo_dir)
     check_topo_file(own)
     return own
 
 
-def write_task_hints(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], digest: str) -> Path:
+def write_task_hints(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], digest: str,
+                     no_topo: str = "") -> Path:
     """Write (atomically, mode 0644) the TaskProlog's hints file for ``host`` next to its topology
     file in ``topo_dir`` (see :mod:`fabric_hpc.slurm.task_fast`); ``digest``: of the sources the
-    fabric was loaded from (:func:`task_fast.read_sources`, taken before loading them). Rewritten
-    only when different."""
-    topo = check_topo_file(topo_path(topo_dir, host))
-    data = json.dumps({"format": HINTS_FORMAT, "host": host, "digest": digest,
-                       "topo_sha256": hashlib.sha256(topo).hexdigest(), "gpus": _gpu_table(fab, host)},
-                      separators=(",", ":")).encode()
+    fabric was loaded from (:func:`task_fast.read_sources`, taken before loading them); ``no_topo``:
+    why the host has no topology file (then no ``NCCL_TOPO_FILE``). Rewritten only when different."""
+    topo = None if no_topo else hashlib.sha256(check_topo_file(topo_path(topo_dir, host))).hexdigest()
+    data = json.dumps({"format": HINTS_FORMAT, "host": host, "digest": digest, "topo_sha256": topo,
+                       "topo_note": no_topo, "gpus": _gpu_table(fab, host)}, separators=(",", ":")).encode()
     path = hints_path(topo_dir, host)
     try:
         if _checked(task_fast.read_trusted, path, os.getuid(), task_fast.MAX_HINTS_BYTES)[0] == data:
@@ -225,9 +265,11 @@ def write_task_hints(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], d
     return write_atomic(path, data, mode=0o644)
 
 
-def prepare_node(config_path: str | os.PathLike[str], env: Mapping[str, str]) -> Path:
-    """What the root Prolog does on a node: write the host's NCCL topology file and the TaskProlog's
+def prepare_node(config_path: str | os.PathLike[str], env: Mapping[str, str]) -> Path | None:
+    """What the root Prolog does on a node: write the host's NCCL topology file (None: the host has
+    no usable discovery facts; event ``slurm.prolog.no_nccl_topo_file`` says why) and the TaskProlog's
     hints file (only when this process is root: a hints file is trusted only when root's)."""
+    from fabric_hpc.events import emit
     from fabric_hpc.topology import load_fabric
 
     try:
@@ -237,7 +279,12 @@ def prepare_node(config_path: str | os.PathLike[str], env: Mapping[str, str]) ->
     cfg = load_prolog_config(config_path)
     fab = load_fabric(cfg["topology"])
     host = job_host(fab, env)
-    path = write_topo(fab, host, cfg["topo_dir"], dir_mode=0o755)
+    path, why = None, ""
+    try:
+        path = write_topo(fab, host, cfg["topo_dir"], dir_mode=0o755)
+    except NoTopologyFile as exc:
+        why = exc.message
+        emit("slurm.prolog.no_nccl_topo_file", host=host, reason=why)
     if digest is not None and os.getuid() == 0:
-        write_task_hints(fab, host, cfg["topo_dir"], digest)
+        write_task_hints(fab, host, cfg["topo_dir"], digest, no_topo=why)
     return path

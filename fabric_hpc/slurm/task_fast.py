@@ -34,7 +34,8 @@ MAX_CONFIG_BYTES = 1 << 20  # prolog.json is a few hundred bytes
 MAX_FABRIC_BYTES = 64 << 20  # a larger fabric file: no hints file, the full path every time
 MAX_HINTS_BYTES = 1 << 18
 HINTS_FORMAT = 1
-_HINT_KEYS = {"format", "host", "digest", "topo_sha256", "gpus"}
+_HINT_KEYS = {"format", "host", "digest", "topo_sha256", "topo_note", "gpus"}
+MAX_FACTS_BYTES = 4 << 20  # a discovery sidecar: a few kilobytes per GPU and HCA
 
 
 class Refused(Exception):
@@ -215,6 +216,12 @@ def topo_path(topo_dir: str | os.PathLike[str], host: str) -> Path:
     return Path(topo_dir) / f"nccl-topo-{safe_component(host, default='host')}.xml"
 
 
+def facts_path(topo_dir: str | os.PathLike[str], host: str) -> Path:
+    """The host's discovery sidecar in ``topo_dir`` (written by ``fabric topology discover -o
+    <topo_dir>/<host>.yaml``)."""
+    return Path(topo_dir) / f"{safe_component(host, default='host')}.facts.json"
+
+
 def hints_path(topo_dir: str | os.PathLike[str], host: str) -> Path:
     return Path(topo_dir) / f"task-hints-{safe_component(host, default='host')}.json"
 
@@ -224,9 +231,11 @@ def _load_hints(path: Path, uid: int) -> dict[str, Any] | None:
     hints = json.loads(data)
     if st.st_uid != 0 or not isinstance(hints, dict) or set(hints) != _HINT_KEYS:
         return None
-    gpus, texts = hints["gpus"], [hints[k] for k in ("host", "digest", "topo_sha256")]
+    gpus, texts = hints["gpus"], [hints[k] for k in ("host", "digest", "topo_note")]
     if (type(hints["format"]) is not int or hints["format"] != HINTS_FORMAT
-            or not all(isinstance(t, str) for t in texts) or not isinstance(gpus, list) or len(gpus) > 4096
+            or not all(isinstance(t, str) for t in texts)
+            or not isinstance(hints["topo_sha256"], (str, type(None)))
+            or not isinstance(gpus, list) or len(gpus) > 4096
             or not all(isinstance(g, list) and len(g) == 2 and all(type(v) is int for v in g) for g in gpus)):
         return None
     return hints
@@ -234,6 +243,15 @@ def _load_hints(path: Path, uid: int) -> dict[str, Any] | None:
 
 def fast_exports(config_path: str | os.PathLike[str], env: Mapping[str, str]) -> dict[str, str] | None:
     """The task's exports from the root Prolog's hints file, or None: take the full path."""
+    found = fast_result(config_path, env)
+    return None if found is None else found[0]
+
+
+def fast_result(config_path: str | os.PathLike[str],
+                env: Mapping[str, str]) -> tuple[dict[str, str], list[str]] | None:
+    """(the task's exports, notes) from the root Prolog's hints file, or None: take the full path.
+    A host the Prolog wrote no NCCL topology file for (no discovered bus ids) gets no
+    ``NCCL_TOPO_FILE`` and the Prolog's reason as a note."""
     uid = os.getuid()
     try:
         cfg, digest = read_sources(config_path)
@@ -241,15 +259,19 @@ def fast_exports(config_path: str | os.PathLike[str], env: Mapping[str, str]) ->
         hints = _load_hints(hints_path(topo_dir, host), uid)
         if hints is None or hints["host"] != host or hints["digest"] != digest:
             return None
-        topo = topo_path(topo_dir, host)
-        if hashlib.sha256(read_trusted(topo, uid, MAX_TOPO_BYTES)[0]).hexdigest() != hints["topo_sha256"]:
+        topo, notes = topo_path(topo_dir, host), []
+        if hints["topo_sha256"] is not None and (hashlib.sha256(read_trusted(topo, uid, MAX_TOPO_BYTES)[0])
+                                                 .hexdigest() != hints["topo_sha256"]):
             return None
         out = gpu_exports(hints["gpus"], *physical_gpus(env))
         if out is None:
             return None
-        out["NCCL_TOPO_FILE"] = str(topo)
+        if hints["topo_sha256"] is not None:
+            out["NCCL_TOPO_FILE"] = str(topo)
+        else:
+            notes.append(f"no NCCL_TOPO_FILE: {hints['topo_note']}")
         out["FABRIC_CKPT_DIR"] = str(checkpoint_dir(cfg["ckpt_root"], env))
-        return out
+        return out, notes
     except (Refused, OSError, ValueError, TypeError, KeyError):
         return None
 

@@ -32,7 +32,7 @@ from typing import Any
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.events import emit
-from fabric_hpc.topology.discover_sysfs import SysfsFacts, cpus_of_mask, read_sysfs
+from fabric_hpc.topology.discover_sysfs import SysfsFacts, cpus_of_mask, read_cpu_id, read_sysfs
 from fabric_hpc.topology.io import dump_spec
 from fabric_hpc.topology.nvml_recording import RecordedNvml, is_error, record_nvml, save_recording
 from fabric_hpc.topology.spec import FabricSpec, HostType, check_spec
@@ -175,6 +175,7 @@ def _gpus(devices: list[dict[str, Any]], sysfs: SysfsFacts, notes: list[str]) ->
                          "no affinity); put on socket 0")
             socket_ = 0
         out.append({"index": i, "name": _err_none(d["name"]), "uuid": _err_none(d["uuid"]), "pci_bus_id": bus,
+                    "pci_bridges": pci["bridges"] if pci else None,
                     "memory_bytes": _err_none(d["memory_total"]), "numa_node": node, "socket": socket_,
                     "placed_by": how, "cpu_affinity": _cpulist(affinity),
                     "gpm_supported": _err_none(d["gpm_supported"]),
@@ -318,7 +319,7 @@ def _facts(host: str, rec: dict[str, Any], why: str | None, gpus: list[dict[str,
                  "driver_version": _err_none(rec.get("driver_version"))},
         "gpus": gpus, "nvswitches": switches,
         "cpus": {"online": len(sysfs.cpus), "sockets": len(sysfs.packages),
-                 "cores": len(set(sysfs.cpus.values()))},
+                 "cores": len(set(sysfs.cpus.values())), **read_cpu_id(sysfs.root)},
         "numa_nodes": [{"node": n, "cpus": _cpulist(v["cpus"]), "memory_kb": v["memory_kb"],
                         "socket": sysfs.socket_of_node(n)} for n, v in sorted(sysfs.numa.items())],
         "hcas": [dict(h, socket=sysfs.socket_of_node(h["numa_node"])) for h in sysfs.hcas],

@@ -65,6 +65,36 @@ def cpus_of_mask(words: list[int]) -> list[int]:
     return [64 * w + b for w, word in enumerate(words) for b in range(64) if word >> b & 1]
 
 
+_BUS_ID = re.compile(r"[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]")
+
+
+def pci_bridges(device: Path) -> list[str] | None:
+    """The bus ids of the PCI bridges above a device, the root port first, read from where its sysfs
+    link points (``/sys/bus/pci/devices/0000:18:00.0`` → ``/sys/devices/pci0000:00/0000:00:01.1/
+    0000:15:00.0/0000:18:00.0``); None when sysfs does not link it into the device tree (a recorded
+    tree of plain directories): the path is then unknown, not empty."""
+    if not device.is_symlink():
+        return None
+    parts = Path(os.path.realpath(device)).parts
+    if not any(p.startswith("pci") and not _BUS_ID.fullmatch(p) for p in parts):
+        return None
+    return [p.lower() for p in parts if _BUS_ID.fullmatch(p)][:-1]
+
+
+def read_cpu_id(root: Path) -> dict[str, Any]:
+    """``vendor`` (``GenuineIntel``, ``AuthenticAMD`` …), ``familyid`` and ``modelid`` of the first
+    CPU in ``/proc/cpuinfo`` (what NCCL's topology XML needs of an x86 CPU); what is missing is left out."""
+    out: dict[str, Any] = {}
+    keys = {"vendor_id": "vendor", "cpu family": "familyid", "model": "modelid"}
+    for line in (read_text(root / "proc/cpuinfo") or "").splitlines():
+        if not line.strip():
+            break  # the first processor's block only
+        key, _, value = (x.strip() for x in line.partition(":"))
+        if key in keys and value:
+            out[keys[key]] = value if key == "vendor_id" else int(value) if value.isdigit() else None
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def pci_sysfs_id(bus_id: str) -> str:
     """NVML's ``00000000:18:00.0`` → sysfs ``0000:18:00.0``."""
     domain, _, rest = bus_id.strip().partition(":")
@@ -103,7 +133,7 @@ class SysfsFacts:
         if not d.is_dir():
             return None
         numa = read_int(d / "numa_node")
-        return {"numa_node": numa if numa is not None and numa >= 0 else None,
+        return {"numa_node": numa if numa is not None and numa >= 0 else None, "bridges": pci_bridges(d),
                 "vendor": read_text(d / "vendor"), "class": read_text(d / "class"),
                 "pcie_gbps": pcie_gbps(read_text(d / "current_link_speed"),
                                        read_int(d / "current_link_width"))}
@@ -178,7 +208,7 @@ def read_hcas(root: Path) -> list[dict[str, Any]]:
         numa = read_int(d / "device/numa_node")
         ports = [_port(p) for p in sorted((d / "ports").iterdir())] if (d / "ports").is_dir() else []
         net = sorted(p.name for p in (d / "device/net").iterdir()) if (d / "device/net").is_dir() else []
-        out.append({"name": d.name, "pci": _pci_slot(d / "device"),
+        out.append({"name": d.name, "pci": _pci_slot(d / "device"), "pci_bridges": pci_bridges(d / "device"),
                     "numa_node": numa if numa is not None and numa >= 0 else None, "ports": ports,
                     "netdevs": net})
     return out
@@ -226,11 +256,23 @@ def snapshot_sysfs(dest: str | Path, root: str | Path = "/") -> Path:
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
             (dst / rel).write_text(text + "\n", encoding="utf-8")
 
+    def mirror(link: Path) -> str:
+        """Where a link's target goes in the copy: the same place under sys/devices (so the PCI
+        bridges above a device read back), else sys/devices/snapshot/<its name>."""
+        real = Path(os.path.realpath(link))
+        try:
+            inside = real.relative_to(Path(os.path.realpath(src)))
+        except ValueError:
+            inside = None
+        if inside is not None and inside.parts[:2] == ("sys", "devices"):
+            return str(inside)
+        return f"sys/devices/snapshot/{real.name}"
+
     def device(rel: str) -> None:
         link = src / rel / "device"
         if not link.exists():
             return
-        into = f"sys/devices/snapshot/{link.resolve().name}" if link.is_symlink() else f"{rel}/device"
+        into = mirror(link) if link.is_symlink() else f"{rel}/device"
         for name in ("uevent", "numa_node"):
             text = read_text(link / name)
             if text is not None:
@@ -250,9 +292,23 @@ def snapshot_sysfs(dest: str | Path, root: str | Path = "/") -> Path:
         copy(f"sys/devices/system/node/{d.name}/meminfo")
         copy(f"sys/devices/system/node/{d.name}/cpulist")
     copy("proc/meminfo")
+    cpu_id = read_cpu_id(src)
+    if cpu_id:
+        names = {"vendor": "vendor_id", "familyid": "cpu family", "modelid": "model"}
+        (dst / "proc").mkdir(parents=True, exist_ok=True)
+        (dst / "proc/cpuinfo").write_text("".join(f"{names[k]}\t: {v}\n" for k, v in cpu_id.items()))
     for d in _entries(src / "sys/bus/pci/devices"):
+        rel = f"sys/bus/pci/devices/{d.name}"
+        into = mirror(d) if d.is_symlink() else rel
         for name in ("numa_node", "vendor", "class", "current_link_speed", "current_link_width"):
-            copy(f"sys/bus/pci/devices/{d.name}/{name}")
+            text = read_text(d / name)
+            if text is not None:
+                (dst / into).mkdir(parents=True, exist_ok=True)
+                (dst / into / name).write_text(text + "\n", encoding="utf-8")
+        if into != rel:
+            (dst / into).mkdir(parents=True, exist_ok=True)
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            (dst / rel).symlink_to(os.path.relpath(dst / into, (dst / rel).parent))
     for d in _entries(src / "sys/class/infiniband"):
         rel = f"sys/class/infiniband/{d.name}"
         (dst / rel).mkdir(parents=True, exist_ok=True)

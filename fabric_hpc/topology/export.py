@@ -186,12 +186,14 @@ def block_sizes(sizes: list[int], base: int | None = None) -> list[int]:
             raise ConfigError(
                 f"blocks of unequal sizes ({counts} hosts): Slurm's BlockSizes must be base × 2^k and "
                 f"every block needs at least the base size",
-                hint=f"give the base: --block-size N with N <= {smallest} (Slurm then plans N hosts per "
-                     f"block), or make every block {largest} hosts")
+                hint=f"give the base: --block-size N with N <= {smallest} (`fabric slurm install`: "
+                     f"install.block_size = N in the agent config; Slurm then plans N hosts per block), "
+                     f"or make every block {largest} hosts")
         base = smallest
     if base > smallest:
         raise ConfigError(f"block size {base} is larger than the smallest block ({smallest} hosts)",
-                          hint=f"use --block-size {smallest} or less")
+                          hint=f"use --block-size {smallest} or less (install.block_size for "
+                               "`fabric slurm install`)")
     levels, k = [], 0
     while (1 << k) <= len(sizes) and k < MAX_BLOCK_LEVELS:
         levels.append(base << k)
@@ -394,14 +396,21 @@ def gres_conf(fabric: Fabric, *, device_dir: str = "/dev") -> str:
     return "\n".join(lines) + "\n"
 
 
-def nccl_topo_xml(fabric: Fabric, host: str) -> str:
+def nccl_topo_xml(fabric: Fabric, host: str, facts: dict | None = None) -> str:
     """An NCCL topology file (``NCCL_TOPO_FILE``) for one host: CPUs, PCIe switches, GPUs, NVLink, NICs.
+
+    With ``facts`` (the host's discovery sidecar): its real bus ids (:mod:`.nccl_xml`). Without: the
+    model's picture, made-up bus ids NCCL would drop -- never given to jobs.
 
     Each CPU (NUMA node) holds one PCIe switch per NIC; under it, a PCI device per GPU that uses
     that NIC and one for the NIC itself, as NCCL reads DGX/HGX hosts (a ``pci`` element holds
     one ``gpu`` or one ``nic``, or child ``pci`` elements). GPUs without a NIC get a switch of
     their own; NICs without a GPU share the switch of the rail before them.
     """
+    if facts is not None:
+        from fabric_hpc.topology.nccl_xml import discovered_xml
+
+        return discovered_xml(fabric, host, facts)
     ht = fabric.host_type(host)
     system = ET.Element("system", version="1")
     arch, sm = cpu_arch(ht), gpu_sm(ht.gpu_model)

@@ -51,6 +51,10 @@ class _Lines:
 def parse_spec(text: str, *, source: str = "<string>") -> tuple[FabricSpec, _Lines]:
     """Parse YAML text into a validated spec (schema only) and its line map."""
     data, root = load_yaml(text, source)
+    if data is None:  # nothing but blank lines and comments
+        raise ConfigError(f"{source}: the file is empty (no YAML document in it)",
+                          hint="start from `fabric topology generate superpod --sus 1` or the examples "
+                               "in docs/topology.md")
     lines = _Lines(root)
     spec = parse_model(FabricSpec, data, source=source, locate=lines,
                        hint="see docs/topology.md for the fabric file format")

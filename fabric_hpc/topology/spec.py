@@ -10,13 +10,14 @@ group, so a leaf group with one switch per NIC is rail-optimised. See ``docs/top
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.hostlist import NAME, NAME_PATTERN, expand, slurm_renames
+from fabric_hpc.hostlist import NAME, NAME_PATTERN, compress, expand, slurm_renames
 from fabric_hpc.validation import Loc, StrictModel, list_problems
 
 FORMAT_VERSION = 1
@@ -143,11 +144,14 @@ class _Checker:
     def __init__(self, spec: FabricSpec, source: str, locate: Locate | None) -> None:
         self.spec, self.source, self.locate = spec, source, locate
         self.problems: list[str] = []
+        self.fixes: list[str] = []  # the fix of each kind of problem found, once, in order
 
-    def fail(self, loc: Loc, text: str) -> None:
+    def fail(self, loc: Loc, text: str, fix: str | None = None) -> None:
         line = self.locate(loc) if self.locate else None
         where = f"{self.source}:{line}" if line else self.source
         self.problems.append(f"{where}: {'.'.join(map(str, loc))}: {text}")
+        if fix and fix not in self.fixes:
+            self.fixes.append(fix)
 
     def run(self) -> dict[str, str]:
         host_type = self._hosts()
@@ -159,14 +163,15 @@ class _Checker:
         if not self.problems:
             self._nesting()
         if self.problems:
-            raise ConfigError(list_problems(self.problems), hint="see docs/topology.md for the format")
+            raise ConfigError(list_problems(self.problems),
+                              hint="; ".join(self.fixes) or "see docs/topology.md for the format")
         return host_type
 
     def _expand(self, loc: Loc, expr: str) -> list[str]:
         try:
             return expand(expr, repeats=False)
         except ConfigError as exc:
-            self.fail(loc, exc.message)
+            self.fail(loc, exc.message, fix=exc.hint)
             return []
 
     def _hosts(self) -> dict[str, str]:
@@ -195,7 +200,9 @@ class _Checker:
                     bad = name
                     self.fail(("hosts", i, "names"), _RENAMED.format(what="host name", name=name[:60]))
                 if name in host_type:
-                    self.fail(("hosts", i, "names"), f"duplicate host name {name!r}: each host once")
+                    self.fail(("hosts", i, "names"), f"duplicate host name {name!r}: each host once",
+                              fix=f"list {name!r} in one hosts entry only (remove it from the others, or "
+                                  "rename one of them)")
                 host_type[name] = entry.type
         return host_type
 
@@ -204,13 +211,19 @@ class _Checker:
             loc = ("host_types", name)
             if ht.gpu_numa is not None:
                 if len(ht.gpu_numa) != ht.gpus:
-                    self.fail(loc + ("gpu_numa",), f"has {len(ht.gpu_numa)} entries for {ht.gpus} GPUs")
+                    even = [i * ht.sockets // ht.gpus for i in range(ht.gpus)] if ht.gpus <= 16 else None
+                    self.fail(loc + ("gpu_numa",), f"has {len(ht.gpu_numa)} entries for {ht.gpus} GPUs",
+                              fix=f"give gpu_numa one socket number per GPU ({ht.gpus} entries"
+                                  + (f", e.g. {even}" if even else "") + "), or leave it out to spread the "
+                                  "GPUs evenly over the sockets")
                 if any(not 0 <= s < ht.sockets for s in ht.gpu_numa):
                     self.fail(loc + ("gpu_numa",), f"socket numbers must be in 0..{ht.sockets - 1}")
             if ht.nvswitches and not ht.nvlink_gbps:
                 self.fail(loc + ("nvlink_gbps",), "NVSwitches declared but nvlink_gbps is 0")
             if ht.nics and not ht.nic_gbps:
-                self.fail(loc + ("nic_gbps",), "NICs declared but nic_gbps is 0")
+                self.fail(loc + ("nic_gbps",), "NICs declared but nic_gbps is 0",
+                          fix="set nic_gbps to each NIC's speed in GB/s (bytes: 400 Gb/s NDR is 50, "
+                              "200 Gb/s is 25), or nics: 0 for a host without NICs")
             if self.spec.network is not None and ht.nics == 0:
                 self.fail(loc + ("nics",), "a host on the network needs at least one NIC")
 
@@ -221,9 +234,11 @@ class _Checker:
             if dom.name in names:
                 self.fail(("nvlink_domains", i, "name"), f"duplicate NVLink domain {dom.name!r}")
             names.add(dom.name)
-            for host in self._expand(("nvlink_domains", i, "hosts"), dom.hosts):
+            listed = self._expand(("nvlink_domains", i, "hosts"), dom.hosts)
+            self._unknown_hosts(("nvlink_domains", i, "hosts"), listed, host_type)
+            for host in listed:
                 if host not in host_type:
-                    self.fail(("nvlink_domains", i, "hosts"), f"unknown host {host!r} (dangling)")
+                    continue
                 elif host in seen:
                     self.fail(("nvlink_domains", i, "hosts"), f"host {host!r} is already in {seen[host]!r}")
                 elif self.spec.host_types[host_type[host]].nvswitches:
@@ -241,6 +256,7 @@ class _Checker:
         groups: dict[str, int] = {}
         parent: dict[str, str] = {}
         placed: dict[str, str] = {}
+        broken = len(self.problems)  # a wrong host list: the hosts it missed are no news
         for i, g in enumerate(net.groups):
             loc = ("network", "groups", i)
             if slurm_renames(g.name):
@@ -257,25 +273,47 @@ class _Checker:
             if level_of[g.level] == 0:
                 if not g.hosts or g.children:
                     self.fail(loc, "a lowest-level group lists hosts, not children")
-                for host in self._expand(loc + ("hosts",), g.hosts or ""):
+                listed = self._expand(loc + ("hosts",), g.hosts or "")
+                self._unknown_hosts(loc + ("hosts",), listed, host_type)
+                for host in listed:
                     if host not in host_type:
-                        self.fail(loc + ("hosts",), f"unknown host {host!r} (dangling link)")
+                        continue
                     elif host in placed:
                         self.fail(loc + ("hosts",), f"host {host!r} is already under group {placed[host]!r}")
                     placed[host] = g.name
             elif g.hosts or not g.children:
                 self.fail(loc, f"a {g.level!r} group lists child groups, not hosts")
+        lists_ok = len(self.problems) == broken
         for i, g in enumerate(net.groups):
             self._group_links(i, g, groups, parent, level_of)
-        for host in host_type:
-            if host not in placed:
-                self.fail(("hosts",), f"host {host!r} is under no {net.levels[0]!r} group (not connected)")
+        loose = [host for host in host_type if host not in placed]
+        if loose and lists_ok:  # else the wrong list above is the cause: one line, not one per host
+            self.fail(("hosts",), f"{len(loose)} host(s) are under no {net.levels[0]!r} group (not "
+                      f"connected): {compress(loose)}",
+                      fix=f"add them to the hosts of a {net.levels[0]!r} group")
         tops = [g for g in net.groups if g.name not in parent]
         if len(tops) > 1:
             self.fail(("network", "groups"),
                       f"{len(tops)} groups have no parent ({', '.join(g.name for g in tops[:5])}); "
                       "the network must be one tree: add a top-level group over them")
         self._switch_names(host_type)
+
+    def _unknown_hosts(self, loc: Loc, listed: list[str], host_type: dict[str, str]) -> None:
+        """One line for the names of a host list that are no host of the file, saying so when they
+        differ from hosts of the file only in zero padding (``gpu001`` for ``gpu01``)."""
+        unknown = [h for h in listed if h not in host_type]
+        if not unknown:
+            return
+        by_value = {_unpadded(h): h for h in host_type}
+        twins = [by_value[_unpadded(h)] for h in unknown if _unpadded(h) in by_value]
+        text = f"{len(unknown)} unknown host(s) (dangling link): {compress(unknown)}"
+        if twins:
+            text += (f"; the hosts are named {compress(twins)}: the lists differ in zero padding "
+                     f"({unknown[0]!r} vs {twins[0]!r})")
+            self.fail(loc, text, fix="write the host numbers with the same zero padding under hosts: "
+                                     "and in the lists that name them")
+        else:
+            self.fail(loc, text, fix="list only hosts named under hosts:, or add the missing hosts there")
 
     def _switch_names(self, host_type: dict[str, str]) -> None:
         """Each switch's graph name is its own: a group `l1-0` beside `l1` with 8 switches (named
@@ -334,6 +372,11 @@ class _Checker:
             if c.uplink_gbps is None:
                 self.fail(("network", "groups", groups[child], "uplink_gbps"),
                           f"group {child!r} has a parent ({g.name!r}) but no uplink_gbps")
+
+
+def _unpadded(name: str) -> str:
+    """``gpu001`` → ``gpu1``: a name with its numbers' leading zeros dropped."""
+    return re.sub(r"\d+", lambda m: str(int(m.group())), name)
 
 
 def check_spec(spec: FabricSpec, *, source: str = "<fabric>", locate: Locate | None = None) -> dict[str, str]:

@@ -169,7 +169,7 @@ def test_two_planned_files_on_one_path_are_refused(tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     cfg, root = write_config(tmp_path / "agent.toml"), tmp_path / "root"
     cfg.write_text(cfg.read_text().replace('config_dir = "/etc/fabric-hpc"', 'config_dir = "/etc/slurm"')
-                   + 'topology_format = "yaml"\n')
+                   .replace('slurm_version = "22.05"', 'slurm_version = "25.11"') + 'topology_format = "yaml"\n')
     for extra in (("--dry-run",), ()):
         assert fabric("slurm", "install", "--config", str(cfg), "--root", str(root), *extra) == 3
         err = capsys.readouterr().err

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from fabric_hpc.testing.nccl_facts import write_facts
 from tests.real import require_real
 
 pytestmark = pytest.mark.slow
@@ -79,6 +80,7 @@ def site(users: list[pwd.struct_passwd], fabric_yaml: tuple[Any, str], readable:
     cfg = {"topology": str(base / "topology.yaml"), "topo_dir": str(base / "nccl"),
            "ckpt_root": str(base / "ckpt")}
     site = {"base": base, "cfg": cfg, "users": users, "fab": fab}
+    write_facts(base / "nccl", fab, HOST)  # the host's discovery sidecar: its NCCL file needs real bus ids
     write_cfg(site)
     if not readable:
         readable.update(task_prolog(site, users[0]))
@@ -213,7 +215,11 @@ def test_hostile_topology_file_is_never_exported(site: dict, kind: str) -> None:
     # with a per-user directory configured, the user gets its own checked copy instead
     write_cfg(site, user_topo_dir=f"/tmp/{site['base'].name}-u-{{uid}}")
     res = task_prolog(site, u2)
-    assert res["exports"]["NCCL_TOPO_FILE"] == f"/tmp/{site['base'].name}-u-{u2.pw_uid}/nccl-topo-{HOST}.xml"
+    if kind.startswith("dir-"):  # the host's facts live in topo_dir too: an untrusted one gives no file
+        assert "NCCL_TOPO_FILE" not in res["exports"] and ".facts.json: not used" in res["notes"], res
+    else:
+        own = f"/tmp/{site['base'].name}-u-{u2.pw_uid}/nccl-topo-{HOST}.xml"
+        assert res["exports"]["NCCL_TOPO_FILE"] == own
 
 
 @pytest.mark.parametrize("plant", ["dir-of-other-user", "symlink", "file"])
@@ -334,6 +340,7 @@ def test_topo_files_cli_writes_root_owned_files(site: dict) -> None:
     from fabric_hpc.cli.main import main
 
     d = site["base"] / "nccl-cli"
+    write_facts(d, site["fab"], HOST)
     assert main(["slurm", "topo-files", "--topology", site["cfg"]["topology"], "--dir", str(d),
                  "--host", HOST, "--json"]) == 0
     f = d / f"nccl-topo-{HOST}.xml"
@@ -344,7 +351,9 @@ def test_topo_files_cli_writes_root_owned_files(site: dict) -> None:
 
 def test_topo_files_takes_a_generator_reference(tmp_path: Path) -> None:
     from fabric_hpc.cli.main import main
+    from fabric_hpc.topology import open_fabric
 
+    write_facts(tmp_path / "n", open_fabric("superpod:sus=1"), "su01-h01")
     assert main(["slurm", "topo-files", "--topology", "superpod:sus=1", "--dir", str(tmp_path / "n"),
                  "--host", "su01-h01"]) == 0
     assert (tmp_path / "n" / "nccl-topo-su01-h01.xml").read_text().lstrip().startswith("<system")

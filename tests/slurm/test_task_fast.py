@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from fabric_hpc.slurm import task_fast
+from fabric_hpc.testing.nccl_facts import write_facts
 from fabric_hpc.slurm.prolog import hints_path, prepare_node, task_exports, topo_path
 from tests.real import require_real
 
@@ -65,6 +66,7 @@ def site(request: pytest.FixtureRequest) -> Iterator[dict]:
     (base / "prolog.json").write_text(json.dumps(cfg))
     hosts = fab.hosts[:2]
     for host in hosts:
+        write_facts(base / "nccl", fab, host)  # discovered bus ids: the hosts get NCCL topology files
         prepare_node(base / "prolog.json", {"SLURMD_NODENAME": host})
     yield {"kind": request.param, "base": base, "cfg": cfg, "fab": fab, "hosts": hosts,
            "config": base / "prolog.json"}

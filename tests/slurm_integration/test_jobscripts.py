@@ -44,9 +44,14 @@ def prolog_cluster(slurm_cluster_factory, tmp_path_factory):
                             f"{str(REPO)!r})", 1)
         scripts[name] = text.replace('"/etc/fabric-hpc/prolog.json"', '"{etc_dir}/fabric-prolog.json"')
     cfg = json.dumps({"topology": str(topo), "topo_dir": "{base_dir}/nccl", "ckpt_root": "{base_dir}/ckpt"})
-    return slurm_cluster_factory(fab, settings={"TaskProlog": "{etc_dir}/task_prolog.py",
-                                                "Prolog": "{etc_dir}/prolog.py"},
-                                 config_files={**scripts, "fabric-prolog.json": cfg})
+    cluster = slurm_cluster_factory(fab, settings={"TaskProlog": "{etc_dir}/task_prolog.py",
+                                                   "Prolog": "{etc_dir}/prolog.py"},
+                                    config_files={**scripts, "fabric-prolog.json": cfg})
+    from fabric_hpc.testing.nccl_facts import write_facts
+
+    for host in fab.hosts:  # each host's discovery sidecar: its NCCL topology file needs real bus ids
+        write_facts(cluster.base_dir / "nccl", fab, host)
+    return cluster
 
 
 def _json_lines(text: str) -> list[dict]:
