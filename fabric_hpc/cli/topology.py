@@ -222,7 +222,9 @@ def export(fabric: str | None, fmt: str, host: str | None, facts: str | None, de
     if fmt == "nccl-xml":
         if not host:
             raise ConfigError("--format nccl-xml needs --host", hint=f"e.g. --host {fab.hosts[0]}")
-        text = ex.nccl_topo_xml(fab, host, _read_facts(facts) if facts else None)
+        from fabric_hpc.topology.nccl_xml import nccl_topo_xml
+
+        text = nccl_topo_xml(fab, host, _read_facts(facts) if facts else None)
         if not facts:
             click.echo(f"note: {host}'s XML has made-up PCI bus ids (no --facts): the model's picture, not "
                        "for NCCL_TOPO_FILE (NCCL would drop its GPUs and NVLinks)", err=True)

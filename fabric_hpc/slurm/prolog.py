@@ -205,7 +205,7 @@ def write_topo(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], *, dir_
     discovery facts in ``facts_dir`` (default ``topo_dir``). Rewritten only when the file there is
     missing, untrusted or different. Without usable facts an old file of the host is removed and
     :class:`NoTopologyFile` says why."""
-    from fabric_hpc.topology.export import nccl_topo_xml
+    from fabric_hpc.topology.nccl_xml import nccl_topo_xml
 
     directory, uid = Path(topo_dir), os.getuid()
     if not os.path.lexists(directory):

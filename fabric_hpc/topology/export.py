@@ -15,16 +15,14 @@ at least ``base`` nodes. Blocks of unequal sizes are refused unless the caller p
 
 from __future__ import annotations
 
-import math
 import re
-import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.hostlist import compress
-from fabric_hpc.topology.model import Fabric, gpu_numa_of, rail_of
+from fabric_hpc.topology.model import Fabric, gpu_numa_of
 from fabric_hpc.topology.spec import HostType
 
 if TYPE_CHECKING:
@@ -394,115 +392,3 @@ def gres_conf(fabric: Fabric, *, device_dir: str = "/dev") -> str:
                          f"File={Path(device_dir) / f'nvidia{i}'} Cores={cores} "
                          f"Links={','.join(map(str, links[i]))}")
     return "\n".join(lines) + "\n"
-
-
-def nccl_topo_xml(fabric: Fabric, host: str, facts: dict | None = None) -> str:
-    """An NCCL topology file (``NCCL_TOPO_FILE``) for one host: CPUs, PCIe switches, GPUs, NVLink, NICs.
-
-    With ``facts`` (the host's discovery sidecar): its real bus ids (:mod:`.nccl_xml`). Without: the
-    model's picture, made-up bus ids NCCL would drop -- never given to jobs.
-
-    Each CPU (NUMA node) holds one PCIe switch per NIC; under it, a PCI device per GPU that uses
-    that NIC and one for the NIC itself, as NCCL reads DGX/HGX hosts (a ``pci`` element holds
-    one ``gpu`` or one ``nic``, or child ``pci`` elements). GPUs without a NIC get a switch of
-    their own; NICs without a GPU share the switch of the rail before them.
-    """
-    if facts is not None:
-        from fabric_hpc.topology.nccl_xml import discovered_xml
-
-        return discovered_xml(fabric, host, facts)
-    ht = fabric.host_type(host)
-    system = ET.Element("system", version="1")
-    arch, sm = cpu_arch(ht), gpu_sm(ht.gpu_model)
-    cpus = [ET.SubElement(system, "cpu", numaid=str(s), arch=arch) for s in range(ht.sockets)]
-    ids = _BusIds(pcie_link(ht.pcie_gbps))
-    gpu_busid: dict[int, str] = {}
-    gpu_elements: dict[int, ET.Element] = {}
-    for sock, gpus, nics in pci_switches(ht):
-        switch = _pci(cpus[sock], ids, "0x060400")
-        for i in gpus:
-            dev = _pci(switch, ids, "0x030200")
-            gpu_busid[i] = dev.get("busid")
-            gpu_elements[i] = ET.SubElement(dev, "gpu", dev=str(i), sm=sm, rank=str(i), gdr="1")
-        for n in nics:
-            nic = ET.SubElement(_pci(switch, ids, "0x020700"), "nic")
-            ET.SubElement(nic, "net", name=f"mlx5_{n}", dev=str(n), speed=str(int(ht.nic_gbps * 8000)),
-                          port="1", gdr="1")
-    _nccl_nvlinks(fabric, host, gpu_elements, gpu_busid)
-    ET.indent(system)
-    xml = ET.tostring(system, encoding="unicode").replace("class_=", "class=")
-    return xml + "\n"
-
-
-def _nccl_nvlinks(fabric: Fabric, host: str, gpus: dict[int, ET.Element], busid: dict[int, str]) -> None:
-    """``nvlink`` children: one to the NVSwitch fabric, or one per directly linked peer GPU."""
-    ht = fabric.host_type(host)
-    links = gpu_links(fabric, host)
-    switched = bool(ht.nvswitches or fabric.nvl_domain_of_host.get(host))
-    for i, g in sorted(gpus.items()):
-        if switched:
-            count = max((c for c in links[i] if c > 0), default=0)
-            if count:
-                ET.SubElement(g, "nvlink", target="ffffffff:ff:00.0", count=str(count), tclass="0x068000")
-            continue
-        for j, c in enumerate(links[i]):
-            if c > 0:
-                ET.SubElement(g, "nvlink", target=busid[j], count=str(c), tclass="0x030200")
-
-
-def pci_switches(ht: HostType) -> list[tuple[int, list[int], list[int]]]:
-    """(CPU socket, GPUs, NICs) per PCIe switch of a host type, in bus order.
-
-    GPU ``i`` sits under the switch of its NIC (rail ``i*nics//gpus``); GPUs of one rail on
-    different sockets get a switch per socket (the NIC under the first). A NIC no GPU uses (more
-    NICs than GPUs) joins the switch of the nearest rail below it; every GPU and NIC appears once.
-    """
-    numa = gpu_numa_of(ht)
-    if not ht.gpus:
-        return [(0, [], [n]) for n in range(ht.nics)]
-    switches: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
-    for i in range(ht.gpus):
-        rail = rail_of(ht, i) if ht.nics else -1 - i  # no NICs: a switch per GPU
-        switches.setdefault((rail, numa[i]), ([], []))[0].append(i)
-    first = {}
-    for key in switches:
-        first.setdefault(key[0], key)
-    for n in range(ht.nics):
-        owner = max(r for r in first if r <= n)
-        switches[first[owner]][1].append(n)
-    return [(sock, gpus, nics) for (_, sock), (gpus, nics) in switches.items()]
-
-
-def _pci(parent: ET.Element, ids: _BusIds, pci_class: str) -> ET.Element:
-    speed, width = ids.link
-    return ET.SubElement(parent, "pci", busid=ids.next(), class_=pci_class,
-                         link_speed=f"{speed:.1f} GT/s PCIe", link_width=str(width))
-
-
-def pcie_link(gbps: float) -> tuple[float, int]:
-    """The PCIe link (GT/s, lanes) whose bandwidth is nearest ``gbps`` (GB/s per GPU, the host type's
-    ``pcie_gbps``), the widest of those within 5 % of the nearest: 64 → Gen5 x16, 32 → Gen4 x16,
-    16 → Gen3 x16, 1 → Gen1 x4 (NCCL reads a device's bandwidth from these two attributes)."""
-    from fabric_hpc.topology.discover_sysfs import PCIE_LANE_GBPS
-
-    err = {(speed, width): abs(math.log(lane * width / gbps))
-           for speed, lane in PCIE_LANE_GBPS.items() for width in (16, 8, 4, 2, 1)}
-    best = min(err.values())
-    return max((c for c, e in err.items() if e <= best + math.log(1.05)), key=lambda c: (c[1], -c[0]))
-
-
-class _BusIds:
-    """Unique, valid PCI bus ids ``DDDD:BB:00.0`` (4 + 2 hex digits) in order: buses 0x18..0xff of
-    domain 0000, then of domain 0001, …, for any number of devices a host type can declare."""
-
-    FIRST_BUS = 0x18
-    PER_DOMAIN = 0x100 - FIRST_BUS
-
-    def __init__(self, link: tuple[float, int] = (32.0, 16)) -> None:
-        self.count = 0
-        self.link = link  # (GT/s, lanes) of every device of the host
-
-    def next(self) -> str:
-        domain, bus = divmod(self.count, self.PER_DOMAIN)
-        self.count += 1
-        return f"{domain:04x}:{self.FIRST_BUS + bus:02x}:00.0"

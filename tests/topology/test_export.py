@@ -12,6 +12,7 @@ import pytest
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.topology import build, generators
 from fabric_hpc.topology import export as ex
+from fabric_hpc.topology.nccl_xml import nccl_topo_xml
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("FABRIC_UPDATE_GOLDEN") == "1"
@@ -66,7 +67,7 @@ def test_gres_links_and_cores_follow_the_model():
 
 def test_nccl_xml_is_well_formed():
     fab = build(generators.superpod(1))
-    root = ET.fromstring(ex.nccl_topo_xml(fab, "su01-h03"))
+    root = ET.fromstring(nccl_topo_xml(fab, "su01-h03"))
     assert root.tag == "system"
     gpus = root.findall(".//gpu")
     nets = root.findall(".//net")
@@ -87,7 +88,7 @@ def _one_host(**update) -> object:
 
 
 def _nccl_tree(fab, host="a1") -> ET.Element:
-    root = ET.fromstring(ex.nccl_topo_xml(fab, host))
+    root = ET.fromstring(nccl_topo_xml(fab, host))
     for pci in root.iter("pci"):  # NCCL: a pci holds one gpu, or one nic, or child pci devices
         kids = [c.tag for c in pci]
         assert kids in (["gpu"], ["nic"]) or (kids and set(kids) == {"pci"}), kids
@@ -385,7 +386,6 @@ def test_nccl_xml_links_follow_the_host_types_pcie():
 
     from fabric_hpc.topology import build, generators
     from fabric_hpc.topology.discover_sysfs import pcie_gbps
-    from fabric_hpc.topology.export import nccl_topo_xml
 
     for gbps, want in ((64.0, ("32.0 GT/s PCIe", "16")), (32.0, ("16.0 GT/s PCIe", "16")),
                        (16.0, ("8.0 GT/s PCIe", "16"))):

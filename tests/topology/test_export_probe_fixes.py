@@ -38,7 +38,7 @@ from pathlib import Path  # noqa: E402
 from fabric_hpc.errors import ConfigError  # noqa: E402
 from fabric_hpc.topology import Fabric  # noqa: E402
 from fabric_hpc.topology.discover import discover  # noqa: E402
-from fabric_hpc.topology.export import nccl_topo_xml  # noqa: E402
+from fabric_hpc.topology.nccl_xml import nccl_topo_xml  # noqa: E402
 from fabric_hpc.topology.nccl_xml import cpumask, missing_ids  # noqa: E402
 
 FIX = Path(__file__).parent / "fixtures"
