@@ -248,83 +248,97 @@ def snapshot_sysfs(dest: str | Path, root: str | Path = "/") -> Path:
     ``read_sysfs(dest)`` gives the same facts (a recorded tree for tests, like NVML recordings).
     A ``device`` link of a NIC or HCA becomes a link to ``sys/devices/snapshot/<its target's
     name>``, which keeps the names of non-PCI devices (e.g. ``virtio2``)."""
-    src, dst = Path(root), Path(dest)
+    snap = _Snapshot(Path(root), Path(dest))
+    snap.cpus()
+    snap.pci()
+    snap.nics()
+    return snap.dst
 
-    def copy(rel: str) -> None:
-        text = read_text(src / rel)
-        if text is not None:
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            (dst / rel).write_text(text + "\n", encoding="utf-8")
 
-    def mirror(link: Path) -> str:
+class _Snapshot:
+    """The pieces of :func:`snapshot_sysfs`: from ``src`` (a root) into ``dst``."""
+
+    def __init__(self, src: Path, dst: Path) -> None:
+        self.src, self.dst = src, dst
+
+    def copy(self, rel: str) -> None:
+        self.copy_names((self.src / rel).parent, str(Path(rel).parent), (Path(rel).name,))
+
+    def copy_names(self, from_dir: Path, into: str, names: tuple[str, ...]) -> None:
+        for name in names:
+            text = read_text(from_dir / name)
+            if text is not None:
+                (self.dst / into).mkdir(parents=True, exist_ok=True)
+                (self.dst / into / name).write_text(text + "\n", encoding="utf-8")
+
+    def mirror(self, link: Path) -> str:
         """Where a link's target goes in the copy: the same place under sys/devices (so the PCI
         bridges above a device read back), else sys/devices/snapshot/<its name>."""
         real = Path(os.path.realpath(link))
         try:
-            inside = real.relative_to(Path(os.path.realpath(src)))
+            inside = real.relative_to(Path(os.path.realpath(self.src)))
         except ValueError:
             inside = None
         if inside is not None and inside.parts[:2] == ("sys", "devices"):
             return str(inside)
         return f"sys/devices/snapshot/{real.name}"
 
-    def device(rel: str) -> None:
-        link = src / rel / "device"
+    def link(self, rel: str, into: str) -> None:
+        """``rel`` in the copy: a relative link to ``into``."""
+        (self.dst / into).mkdir(parents=True, exist_ok=True)
+        (self.dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        (self.dst / rel).symlink_to(os.path.relpath(self.dst / into, (self.dst / rel).parent))
+
+    def device(self, rel: str) -> None:
+        link = self.src / rel / "device"
         if not link.exists():
             return
-        into = mirror(link) if link.is_symlink() else f"{rel}/device"
-        for name in ("uevent", "numa_node"):
-            text = read_text(link / name)
-            if text is not None:
-                (dst / into).mkdir(parents=True, exist_ok=True)
-                (dst / into / name).write_text(text + "\n", encoding="utf-8")
-        (dst / into).mkdir(parents=True, exist_ok=True)
+        into = self.mirror(link) if link.is_symlink() else f"{rel}/device"
+        self.copy_names(link, into, ("uevent", "numa_node"))
+        (self.dst / into).mkdir(parents=True, exist_ok=True)
         if link.is_symlink():
-            (dst / rel).mkdir(parents=True, exist_ok=True)
-            (dst / rel / "device").symlink_to(os.path.relpath(dst / into, dst / rel))
+            self.link(f"{rel}/device", into)
 
-    cpu = "sys/devices/system/cpu"
-    copy(f"{cpu}/online")
-    for c in read_cpus(src):
-        copy(f"{cpu}/cpu{c}/topology/physical_package_id")
-        copy(f"{cpu}/cpu{c}/topology/core_id")
-    for d in sorted((src / "sys/devices/system/node").glob("node[0-9]*")):
-        copy(f"sys/devices/system/node/{d.name}/meminfo")
-        copy(f"sys/devices/system/node/{d.name}/cpulist")
-    copy("proc/meminfo")
-    cpu_id = read_cpu_id(src)
-    if cpu_id:
-        names = {"vendor": "vendor_id", "familyid": "cpu family", "modelid": "model"}
-        (dst / "proc").mkdir(parents=True, exist_ok=True)
-        (dst / "proc/cpuinfo").write_text("".join(f"{names[k]}\t: {v}\n" for k, v in cpu_id.items()))
-    for d in _entries(src / "sys/bus/pci/devices"):
-        rel = f"sys/bus/pci/devices/{d.name}"
-        into = mirror(d) if d.is_symlink() else rel
-        for name in ("numa_node", "vendor", "class", "current_link_speed", "current_link_width"):
-            text = read_text(d / name)
-            if text is not None:
-                (dst / into).mkdir(parents=True, exist_ok=True)
-                (dst / into / name).write_text(text + "\n", encoding="utf-8")
-        if into != rel:
-            (dst / into).mkdir(parents=True, exist_ok=True)
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            (dst / rel).symlink_to(os.path.relpath(dst / into, (dst / rel).parent))
-    for d in _entries(src / "sys/class/infiniband"):
-        rel = f"sys/class/infiniband/{d.name}"
-        (dst / rel).mkdir(parents=True, exist_ok=True)
-        device(rel)
-        for p in _entries(d / "ports"):
-            for name in ("rate", "state", "link_layer"):
-                copy(f"{rel}/ports/{p.name}/{name}")
-        for n in _entries(d / "device/net"):
-            (dst / rel / "device/net" / n.name).mkdir(parents=True, exist_ok=True)
-    for d in _entries(src / "sys/class/net"):
-        rel = f"sys/class/net/{d.name}"
-        (dst / rel).mkdir(parents=True, exist_ok=True)
-        for name in ("speed", "type", "operstate"):
-            copy(f"{rel}/{name}")
-        device(rel)
-    return dst
+    def cpus(self) -> None:
+        cpu = "sys/devices/system/cpu"
+        self.copy(f"{cpu}/online")
+        for c in read_cpus(self.src):
+            self.copy(f"{cpu}/cpu{c}/topology/physical_package_id")
+            self.copy(f"{cpu}/cpu{c}/topology/core_id")
+        for d in sorted((self.src / "sys/devices/system/node").glob("node[0-9]*")):
+            self.copy(f"sys/devices/system/node/{d.name}/meminfo")
+            self.copy(f"sys/devices/system/node/{d.name}/cpulist")
+        self.copy("proc/meminfo")
+        cpu_id = read_cpu_id(self.src)
+        if cpu_id:
+            names = {"vendor": "vendor_id", "familyid": "cpu family", "modelid": "model"}
+            (self.dst / "proc").mkdir(parents=True, exist_ok=True)
+            (self.dst / "proc/cpuinfo").write_text("".join(f"{names[k]}\t: {v}\n" for k, v in cpu_id.items()))
+
+    def pci(self) -> None:
+        for d in _entries(self.src / "sys/bus/pci/devices"):
+            rel = f"sys/bus/pci/devices/{d.name}"
+            into = self.mirror(d) if d.is_symlink() else rel
+            self.copy_names(d, into, ("numa_node", "vendor", "class", "current_link_speed", "current_link_width"))
+            if into != rel:
+                self.link(rel, into)
+
+    def nics(self) -> None:
+        for d in _entries(self.src / "sys/class/infiniband"):
+            rel = f"sys/class/infiniband/{d.name}"
+            (self.dst / rel).mkdir(parents=True, exist_ok=True)
+            self.device(rel)
+            for p in _entries(d / "ports"):
+                for name in ("rate", "state", "link_layer"):
+                    self.copy(f"{rel}/ports/{p.name}/{name}")
+            for n in _entries(d / "device/net"):
+                (self.dst / rel / "device/net" / n.name).mkdir(parents=True, exist_ok=True)
+        for d in _entries(self.src / "sys/class/net"):
+            rel = f"sys/class/net/{d.name}"
+            (self.dst / rel).mkdir(parents=True, exist_ok=True)
+            for name in ("speed", "type", "operstate"):
+                self.copy(f"{rel}/{name}")
+            self.device(rel)
 
 
 def _entries(path: Path) -> list[Path]:
