@@ -292,18 +292,8 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         metrics = MetricsWriter(out, ctx.rank, local_rank=ctx.local_rank, attempt=attempt,
                                 textfile_dir=textfile_dir)
         emit("infer.start", rank=ctx.rank, size=ctx.size, attempt=attempt, resumed=len(done))
-        last = [0.0]
-
-        def tick() -> None:
-            ctx.poll()
-            if time.monotonic() - last[0] >= metrics_interval:
-                last[0] = time.monotonic()
-                snap = metrics.write(pipeline.snapshot())  # type: ignore[union-attr]
-                if progress:
-                    progress({**snap, "resumed": len(done)})
-
         pipeline.start()
-        pipeline.join(tick, interval=0.1)
+        pipeline.join(_ticker(ctx, metrics, pipeline, progress, metrics_interval, len(done)), interval=0.1)
         snap = metrics.write(pipeline.snapshot())
         for part in (sink, dead, engine):
             part.close()
@@ -328,6 +318,23 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
     finally:
         if lock is not None:
             lock.release()
+
+
+def _ticker(ctx: MpiContext, metrics: MetricsWriter, pipeline: Pipeline,
+            progress: Callable[[dict[str, Any]], None] | None, interval: float, resumed: int) -> Callable[[], None]:
+    """What the pipeline's join calls every 0.1 s: answer peers, and every ``interval`` seconds write
+    a metrics snapshot (and hand it to ``progress``)."""
+    last = [0.0]
+
+    def tick() -> None:
+        ctx.poll()
+        if time.monotonic() - last[0] >= interval:
+            last[0] = time.monotonic()
+            snap = metrics.write(pipeline.snapshot())
+            if progress:
+                progress({**snap, "resumed": resumed})
+
+    return tick
 
 
 def _load_run(out: Path) -> dict[str, Any]:
