@@ -36,6 +36,8 @@ from fabric_hpc.slurm.contract import SlurmClient, SlurmError
 MAX_PIN_FAILURES = 3
 #: Deferrals renewed per ``defer_many`` call (the cli backend's ``scontrol update JobId=a,b,c``).
 RENEW_BATCH = 200
+#: How long the agent remembers a requeue it did while the job is not pending (Slurm's teardown).
+REQUEUE_MEMORY_S = 600.0
 #: Slurm's answers when the caller may not modify a job (22.05 to 25.11).
 DENIED = ("invalid user id", "access denied", "access/permission denied", "permission denied")
 PRIVILEGE_HINT = ("run the agent as SlurmUser or root, or make its user a Slurm operator "
@@ -65,6 +67,7 @@ class Actions:
         self.handoff_failures: dict[int, int] = {}  # job -> failed hand-overs so far
         self.deferrals: dict[int, float] = {}      # job -> the begin time the agent's last deferral set
         self.waits: dict[int, float] = {}          # job -> its own begin time, taken over (:meth:`take_over`)
+        self.requeued: dict[int, float] = {}       # job -> when the agent requeued it (a spot victim)
         self.failed_total = 0
         self.last_error: str | None = None
 
@@ -85,6 +88,7 @@ class Actions:
                 self.deferrals[job_id] = time.time() + int(fallback_s)
         for job_id in requeued:
             if self._do("requeue", job_id, self.client.requeue, job_id):
+                self.requeued[job_id] = time.time()
                 # a requeued job keeps its ReqNodeList: clear it, so it is placed afresh
                 self._do("unpin", job_id, self.client.update, job_id, ReqNodeList="")
         pinned = 0
@@ -179,6 +183,9 @@ class Actions:
             for job_id in [j for j in table if j not in keep]:
                 del table[job_id]
         self.handed_off &= keep
+        # a victim is not pending while Slurm tears it down: its requeue is kept a while
+        now = time.time()
+        self.requeued = {j: t for j, t in self.requeued.items() if j in keep or now - t < REQUEUE_MEMORY_S}
 
     def _do(self, action: str, job_id: int | None, fn: Callable[..., None], *args: Any, **kw: Any) -> bool:
         try:

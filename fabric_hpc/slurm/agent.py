@@ -121,7 +121,7 @@ class Agent:
         t_read = time.perf_counter()
         pins = PinRules(self.config.pin_timeout_s, self.actions.handed_off, self.actions.avoid,
                         fallback_s=self.config.fallback_s, deferrals=self.actions.deferrals,
-                        waits=self.actions.waits)
+                        waits=self.actions.waits, requeued=self.actions.requeued)
         view = build_view(self.fab, nodes, jobs, now=now, inputs=self.inputs, pins=pins)
         self.actions.forget(j.job_id for j in jobs if j.pending)
         self.actions.stale(view.stale)

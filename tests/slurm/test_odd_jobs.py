@@ -250,6 +250,26 @@ def test_the_agents_own_deferral_is_no_begin_time_to_wait_for(tmp_path: Path) ->
     assert [j for _, j, f in client.calls if f.get("ReqNodeList")] == [2]
 
 
+def test_the_agents_own_victim_waits_a_few_seconds_not_slurms_requeue_delay() -> None:
+    """A spot gang the agent requeued gets Slurm's requeue delay (121 s by default) as its begin time;
+    the agent places it again after REQUEUE_GAP_S (a later second than the revocation), not at once."""
+    from fabric_hpc.slurm.actions import Actions
+    from fabric_hpc.slurm.view import REQUEUE_GAP_S
+
+    client = Fake([])
+    actions = Actions(client, lambda what, **kw: None)
+    actions.apply([5], [], {}, [], 60)
+    t = actions.requeued[5]
+    assert client.calls == [("requeue", 5, {}), ("update", 5, {"ReqNodeList": ""})]
+    victim = gang(5, submit_time=t, begin_time=t + 121)  # Slurm: now + requeue_delay + 1
+    rules = PinRules(fallback_s=60, requeued=actions.requeued)
+    assert rules.not_before(victim, t + 1) == t + REQUEUE_GAP_S
+    assert rules.not_before(victim, t + REQUEUE_GAP_S + 0.1) is None
+    assert PinRules(fallback_s=60).not_before(victim, t + 10) == t + 121  # a user's requeue: waited for
+    actions.forget([])  # not pending while Slurm tears it down: still remembered
+    assert 5 in actions.requeued
+
+
 # -- fabric slurm why ------------------------------------------------------------------------------
 
 
