@@ -10,6 +10,7 @@ import time
 import pytest
 
 from fabric_hpc.events import read_json_lines
+from fabric_hpc.slurm import open_client
 from tests.slurm_integration.conftest import FALLBACK_S
 from tests.slurm_integration.test_agent_held_live import _decisions, _until
 
@@ -37,6 +38,12 @@ def test_arrays_and_het_jobs_are_slurms(fabric_cluster, agent):
         assert time.monotonic() < deadline, f"{rows}\n{agent.log()}"
         time.sleep(0.2)
     assert len({r[1] for r in rows}) == 4 and not any(r[2].startswith("fabric") for r in rows), rows
+    het_id = c.sbatch("-N1", "--gres=gpu:1", ":", "-N1", "--gres=gpu:1", wrap="sleep 30")
+    cli = open_client("cli", env=c.env)  # squeue --json (REST decodes the same fields), scontrol text
+    jobs = cli.jobs()
+    assert sorted(j.grouped or "" for j in jobs if j.array_job_id == jid) == ["array"] * 4, jobs
+    assert {j.grouped for j in jobs if j.het_job_id == het_id} == {"het"}, jobs
+    assert cli.job(jid).grouped == "array" and cli.job(het_id).grouped == "het"
     events = read_json_lines(agent.state_dir / "decisions.jsonl")
     assert not [e for e in events if e.get("event") == "agent.place" and e.get("job", 0) >= jid], events[-5:]
 
