@@ -10,7 +10,9 @@ What it does at submit time:
   * adds the hosts of an exclude= option to the job's own exclude list (-x), so Slurm never starts the
     job there, whoever starts it (include= has no Slurm equivalent at submit: the agent honours it,
     and when it hands the job over it sets the job's exclude list to every other node).
-  * defers a marked job instead of holding it: its begin time is set FALLBACK_S seconds ahead. The
+  * never marks a job array or a heterogeneous job, and refuses --comment=fabric on one (docs/slurm.md).
+  * defers a marked job instead of holding it: its begin time is set FALLBACK_S seconds ahead (a --begin
+    of the user's own that is still ahead is kept: the agent waits for it). The
     agent pins it (ReqNodeList) and makes it eligible at once (StartTime=now); while it cannot place
     it, it renews the deferral. If the agent dies, the begin time simply passes and Slurm's own
     (topology-aware) scheduler starts the job: a dead agent cannot strand a job.
@@ -255,6 +257,28 @@ local function wake_agent()
   if f ~= nil then f:write(os.time(), "\n"); f:close() end
 end
 
+local function grouped(job_desc)
+  -- "a job array" (--array), "a heterogeneous job" (a component of #SBATCH hetjob / sbatch a : b), or nil:
+  -- fabric places neither (Slurm copies one ReqNodeList to every task of an array; a het job's leader
+  -- cannot be pinned or handed over), so neither is marked, and a fabric comment on them is refused
+  if job_desc.array_inx ~= nil and job_desc.array_inx ~= "" then return "a job array (--array)" end
+  local offset = job_desc.het_job_offset
+  if offset ~= nil and offset >= 0 and offset < NO_VAL then return "a heterogeneous job (hetjob)" end
+  return nil
+end
+
+local function no_gpus_per_node(job_desc)
+  -- the refusal of a fabric job without GPUs per node; it names --gpus-per-task / --gpus when given
+  local other = {}
+  local per_task, per_job = gpus_per_node(job_desc.tres_per_task), gpus_per_node(job_desc.tres_per_job)
+  if per_task == nil or per_task > 0 then table.insert(other, "--gpus-per-task") end
+  if per_job == nil or per_job > 0 then table.insert(other, "--gpus") end
+  if #other == 0 then return "fabric placement is for GPU jobs: add --gres=gpu:N (or --gpus-per-node=N)" end
+  return "fabric places whole nodes of GPUs and reads GPUs per node only: " .. table.concat(other, " and ") ..
+         " (GPUs per task or in all) is not read; ask --gpus-per-node=N or --gres=gpu:N instead " ..
+         "(e.g. -N2 --gpus-per-node=8)"
+end
+
 local function reject(msg)
   slurm.log_user("%s", "fabric: " .. msg)
   slurm.log_info("fabric job_submit: rejected: %s", msg)
@@ -268,6 +292,12 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
   if asked and #comment > MAX_COMMENT then
     return reject(string.format("--comment is %d characters; fabric reads at most %d", #comment, MAX_COMMENT))
   end
+  local group = grouped(job_desc)
+  if group ~= nil then
+    if not asked then return slurm.SUCCESS end
+    return reject("--comment=fabric on " .. group .. ": fabric places single jobs only; submit the tasks as " ..
+                  "separate jobs (one sbatch each), or drop --comment=fabric and Slurm places them")
+  end
   local tres = job_desc.tres_per_node
   local nodes = job_desc.min_nodes
   if nodes == nil or nodes == NO_VAL or nodes == 0 then nodes = 1 end
@@ -279,9 +309,7 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
     return reject(string.format("the GPU request is %d characters; at most %d", #tres, MAX_GRES))
   end
   if gpn == nil then return reject("cannot read the GPU request '" .. show(tres) .. "'") end
-  if gpn == 0 then
-    return reject("fabric placement is for GPU jobs: add --gres=gpu:N (or --gpus-per-node=N)")
-  end
+  if gpn == 0 then return reject(no_gpus_per_node(job_desc)) end
   if gpn > MAX_GPUS_PER_NODE then
     return reject(string.format("%d GPUs per node requested, but nodes have %d", gpn, MAX_GPUS_PER_NODE))
   end
@@ -298,8 +326,10 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
   job_desc.comment = asked and comment or "fabric"
   local alive, why = agent_alive()
   if alive then
-    local until_t = os.time() + FALLBACK_S
-    if job_desc.begin_time == nil or job_desc.begin_time < until_t then job_desc.begin_time = until_t end
+    -- the user's own --begin (a time still ahead) is kept as given: the agent tells it from its deferral
+    -- (submit time + FALLBACK_S) and places the job only once it passes
+    local begin = job_desc.begin_time
+    if begin == nil or begin == NO_VAL or begin <= os.time() then job_desc.begin_time = os.time() + FALLBACK_S end
     wake_agent()
   else
     slurm.log_user("%s", "fabric: " .. why .. "; Slurm places this job itself")

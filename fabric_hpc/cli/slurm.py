@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,24 @@ def _client(backend: str, rest_url: str | None) -> Any:
     return open_client(backend, url=rest_url)
 
 
+def _job_id(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    """A plain job id; an array task (``12_3``) or het component (``12+1``) is refused with what to do
+    (click's int read ``1_3`` as 13: another job)."""
+    text = value.strip()
+    if re.fullmatch(r"\d+[_+]\S*", text):
+        kind = "an array task" if "_" in text else "a heterogeneous job's component"
+        raise click.BadParameter(
+            f"{value!r} names {kind}: fabric places no job arrays or heterogeneous jobs, so it has "
+            f"nothing to explain about it; ask Slurm: scontrol show job {text} (its own JobId= line gives the plain id)",
+            ctx=ctx, param=param)
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) < 2**32:
+        raise click.BadParameter(f"{value!r} is not a job id (a whole number, e.g. 1234)",
+                                 ctx=ctx, param=param)
+    return int(text)
+
+
 @group.command("why")
-@click.argument("job_id", type=click.IntRange(min=1, max=2**32 - 1))
+@click.argument("job_id", callback=_job_id)
 @click.option("--state-dir", default=None,
               help="The agent's state directory (its decision log explains placements) "
                    "[default: /var/lib/fabric-agent].")

@@ -12,7 +12,10 @@ naming the action, the job and Slurm's message; the other actions of the cycle s
 whose pin fails :data:`MAX_PIN_FAILURES` cycles in a row (or whose pin went stale, see
 :mod:`fabric_hpc.slurm.view`) is handed to Slurm: its ``ReqNodeList`` is cleared and it is eligible
 at once; the agent no longer places it; so is a job whose pin Slurm rejected (``BadConstraints``),
-at once. These counters live in memory: a restarted agent tries again.
+at once. A hand-over Slurm refuses :data:`MAX_PIN_FAILURES` times is given up (one
+``agent.handoff_abandoned`` record), not retried every cycle. The agent remembers the begin time of each
+deferral it sets (:attr:`Actions.deferrals`): a begin time that is none of its own nor the plugin's is
+waited for (:mod:`fabric_hpc.slurm.view`). These live in memory: a restarted agent tries again.
 
 Slurm refusing the agent itself (``Invalid user id``, ``Access/permission denied``: the agent runs
 as a user that may not modify other users' jobs) is fatal: :class:`AgentPrivilegeError`, exit 3.
@@ -20,7 +23,9 @@ as a user that may not modify other users' jobs) is fatal: :class:`AgentPrivileg
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from fabric_hpc.errors import ConfigError, NotFoundError
@@ -31,6 +36,8 @@ from fabric_hpc.slurm.contract import SlurmClient, SlurmError
 MAX_PIN_FAILURES = 3
 #: Deferrals renewed per ``defer_many`` call (the cli backend's ``scontrol update JobId=a,b,c``).
 RENEW_BATCH = 200
+#: How long the agent remembers a requeue it did while the job is not pending (Slurm's teardown).
+REQUEUE_MEMORY_S = 600.0
 #: Slurm's answers when the caller may not modify a job (22.05 to 25.11).
 DENIED = ("invalid user id", "access denied", "access/permission denied", "permission denied")
 PRIVILEGE_HINT = ("run the agent as SlurmUser or root, or make its user a Slurm operator "
@@ -57,22 +64,31 @@ class Actions:
         self.to_hand: dict[int, str] = {}          # job -> why: to hand over at the next cycle without pins
         self.avoid: dict[int, set[str]] = {}       # job -> hosts of its stale pins (re-placed elsewhere)
         self.stale_count: dict[int, int] = {}      # job -> stale pins so far
+        self.handoff_failures: dict[int, int] = {}  # job -> failed hand-overs so far
+        self.deferrals: dict[int, float] = {}      # job -> the begin time the agent's last deferral set
+        self.waits: dict[int, float] = {}          # job -> its own begin time, taken over (:meth:`take_over`)
+        self.requeued: dict[int, float] = {}       # job -> when the agent requeued it (a spot victim)
         self.failed_total = 0
         self.last_error: str | None = None
 
     def apply(self, requeued: list[int], started: list[dict[str, Any]], invalid: dict[int, str],
               deferred: list[int], fallback_s: int, *, unpin: Iterable[int] = (),
-              kept_out: Callable[[int], str | None] = lambda job_id: None) -> None:
+              kept_out: Callable[[int], str | None] = lambda job_id: None,
+              waits: Mapping[int, float] | None = None) -> None:
         """Requeues, pins, hand-overs (none in a cycle that pinned), then the deferrals (one batch).
         ``unpin``: jobs the agent pinned before they were held or got a dependency (``Job.blocked``):
         their ReqNodeList is cleared (fabric jobs have no -w of their own: job_submit.lua refuses one) and
         their deferral renewed. ``kept_out``: the ExcNodeList a job handed over needs (its ``include=``
-        kept by Slurm too), None for none."""
+        kept by Slurm too), None for none. ``waits``: jobs whose begin time is no fabric deferral (job ->
+        that time; :meth:`take_over`)."""
+        self.take_over(waits or {}, fallback_s)
         for job_id in unpin:
-            self._do("unpin", job_id, self.client.update, job_id, ReqNodeList="",
-                     StartTime=f"now+{int(fallback_s)}")
+            if self._do("unpin", job_id, self.client.update, job_id, ReqNodeList="",
+                        StartTime=f"now+{int(fallback_s)}"):
+                self.deferrals[job_id] = time.time() + int(fallback_s)
         for job_id in requeued:
             if self._do("requeue", job_id, self.client.requeue, job_id):
+                self.requeued[job_id] = time.time()
                 # a requeued job keeps its ReqNodeList: clear it, so it is placed afresh
                 self._do("unpin", job_id, self.client.update, job_id, ReqNodeList="")
         pinned = 0
@@ -88,12 +104,22 @@ class Actions:
         handoffs = {**invalid, **self.to_hand}
         if pinned == 0:
             for job_id, why in handoffs.items():
-                out = kept_out(job_id)
-                extra = {"ExcNodeList": out} if out else {}
-                if self._do("handoff", job_id, self.client.update, job_id, ReqNodeList="", StartTime="now", **extra):
-                    self.to_hand.pop(job_id, None)
-                    self.note("handoff", job=job_id, reason=why)
+                self._hand(job_id, why, kept_out(job_id))
         self.renew([j for j in deferred if j not in handoffs], fallback_s)
+
+    def _hand(self, job_id: int, why: str, out: str | None) -> None:
+        """One hand-over; after :data:`MAX_PIN_FAILURES` refused ones the agent gives up on the job (one
+        ``agent.handoff_abandoned`` record): it is no longer placed, deferred or handed over."""
+        extra = {"ExcNodeList": out} if out else {}
+        if self._do("handoff", job_id, self.client.update, job_id, ReqNodeList="", StartTime="now", **extra):
+            self.to_hand.pop(job_id, None)
+            self.note("handoff", job=job_id, reason=why)
+            return
+        n = self.handoff_failures[job_id] = self.handoff_failures.get(job_id, 0) + 1
+        if n >= MAX_PIN_FAILURES:
+            self.to_hand.pop(job_id, None)
+            self.handed_off.add(job_id)
+            self.note("handoff_abandoned", job=job_id, count=n, reason=why, error=self.last_error)
 
     def renew(self, jobs: list[int], fallback_s: int) -> None:
         """Renew the deferrals of waiting jobs, :data:`RENEW_BATCH` per ``defer_many``. A batch Slurm
@@ -102,13 +128,30 @@ class Actions:
         for i in range(0, len(jobs), RENEW_BATCH):
             batch = jobs[i:i + RENEW_BATCH]
             if len(batch) > 1:
+                until = time.time() + int(fallback_s)
                 try:
                     self.client.defer_many(batch, fallback_s)
+                    self.deferrals.update(dict.fromkeys(batch, until))
                     continue
                 except (SlurmError, NotFoundError):  # retried one by one below
                     pass
             for job_id in batch:
-                self._do("defer", job_id, self.client.defer, job_id, fallback_s)
+                until = time.time() + int(fallback_s)
+                if self._do("defer", job_id, self.client.defer, job_id, fallback_s):
+                    self.deferrals[job_id] = until
+
+    def take_over(self, waits: Mapping[int, float], fallback_s: int) -> None:
+        """A job's own begin time B (``--begin``, Slurm's delay after a requeue) becomes the agent's
+        deferral to B + ``fallback_s``, as the plugin defers a job from its submit time: the agent places
+        the job once B has come, before Slurm's scheduler could start it anywhere; with the agent gone,
+        Slurm starts it ``fallback_s`` after B. Once per job and B."""
+        for job_id, begin in waits.items():
+            if self.waits.get(job_id) == begin:
+                continue
+            seconds = max(int(math.ceil(begin - time.time())), 0) + int(fallback_s)
+            until = time.time() + seconds
+            if self._do("defer", job_id, self.client.defer, job_id, seconds):
+                self.waits[job_id], self.deferrals[job_id] = begin, until
 
     def hand_over(self, job_id: int, why: str) -> None:
         """Give a job to Slurm (at the next cycle without pins) and stop placing it."""
@@ -135,10 +178,14 @@ class Actions:
     def forget(self, pending: Iterable[int]) -> None:
         """Drop the memory of jobs that are no longer pending (bounded memory)."""
         keep = set(pending)
-        for table in (self.failures, self.avoid, self.stale_count, self.to_hand):
+        for table in (self.failures, self.avoid, self.stale_count, self.to_hand, self.handoff_failures,
+                      self.deferrals, self.waits):
             for job_id in [j for j in table if j not in keep]:
                 del table[job_id]
         self.handed_off &= keep
+        # a victim is not pending while Slurm tears it down: its requeue is kept a while
+        now = time.time()
+        self.requeued = {j: t for j, t in self.requeued.items() if j in keep or now - t < REQUEUE_MEMORY_S}
 
     def _do(self, action: str, job_id: int | None, fn: Callable[..., None], *args: Any, **kw: Any) -> bool:
         try:

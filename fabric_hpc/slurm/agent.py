@@ -119,7 +119,9 @@ class Agent:
         now = time.time() if now is None else now
         nodes, jobs = self.client.nodes(), self.client.jobs()
         t_read = time.perf_counter()
-        pins = PinRules(self.config.pin_timeout_s, self.actions.handed_off, self.actions.avoid)
+        pins = PinRules(self.config.pin_timeout_s, self.actions.handed_off, self.actions.avoid,
+                        fallback_s=self.config.fallback_s, deferrals=self.actions.deferrals,
+                        waits=self.actions.waits, requeued=self.actions.requeued)
         view = build_view(self.fab, nodes, jobs, now=now, inputs=self.inputs, pins=pins)
         self.actions.forget(j.job_id for j in jobs if j.pending)
         self.actions.stale(view.stale)
@@ -147,10 +149,11 @@ class Agent:
             res.waiting[job_id] = decisions.reasons.get(str(job_id), "Resources")
             if job.begin_time is None or job.begin_time - now < self.config.fallback_s / 2:
                 res.deferred.append(job_id)
+        res.waiting.update(dict.fromkeys(view.not_before, "BeginTime"))  # placed once that time comes
         self._blocked(view, res, now)
         self._write_ahead(decisions, res, now)
         self.actions.apply(res.requeued, res.started, view.invalid, res.deferred, self.config.fallback_s,
-                           unpin=res.unpinned, kept_out=handoff_exclusions(nodes, jobs))
+                           unpin=res.unpinned, kept_out=handoff_exclusions(nodes, jobs), waits=view.not_before)
         if self._notes:  # what the actions added: failures, hand-overs (a second write only then)
             events, self._notes = self._notes, []
             self.audit.write_many(events)

@@ -201,7 +201,9 @@ def _job_from_scontrol(line: str) -> Job:
                submit_time=_epoch(kv.get("SubmitTime")) or 0.0, begin_time=_epoch(kv.get("EligibleTime")),
                start_time=_epoch(kv.get("StartTime")),
                priority=_int(kv, "Priority", f"job {kv['JobId']}") if "Priority" in kv else None,
-               dependency=_set(kv.get("Dependency")))
+               dependency=_set(kv.get("Dependency")),
+               array_job_id=_int(kv, "ArrayJobId", f"job {kv['JobId']}"),
+               het_job_id=_int(kv, "HetJobId", f"job {kv['JobId']}"))
 
 
 def _set(value: str | None) -> str:

@@ -88,16 +88,33 @@ class Job:
     time_limit_min: int | None = None
     priority: int | None = None                 # Slurm's priority; 0: held, but see held (None: the answer had none)
     dependency: str = ""                        # Slurm's text, afterok:12(unfulfilled); '' once satisfied
+    array_job_id: int = 0                       # ArrayJobId: the array's job id (0: not part of an array)
+    het_job_id: int = 0                         # HetJobId: the heterogeneous job's leader (0: not one)
+
+    @property
+    def grouped(self) -> str | None:
+        """``array`` for a job array's record or task, ``het`` for a heterogeneous job's component, None
+        for a plain job. Fabric places neither: Slurm copies one task's ``ReqNodeList`` to every task of an
+        array, and pins nor hand-overs work on a het job's leader (docs/slurm.md, "Job arrays")."""
+        if self.array_job_id:
+            return "array"
+        return "het" if self.het_job_id else None
 
     @property
     def fabric_marked(self) -> bool:
-        """Marked for fabric placement by the job_submit plugin (``--comment=fabric[:options]``)."""
+        """Marked for fabric placement by the job_submit plugin (``--comment=fabric[:options]``), and not an
+        array or het job (:attr:`grouped`: the agent ignores those even when their comment says fabric)."""
+        return self.fabric_comment and self.grouped is None
+
+    @property
+    def fabric_comment(self) -> bool:
+        """The comment says fabric (``fabric``, ``fabric:options``), whatever the job is."""
         return self.comment == "fabric" or self.comment.startswith("fabric:")
 
     @property
     def fabric_options(self) -> str:
         """The request options after ``fabric:`` (``within=leaf,switches=1``), '' when none."""
-        return self.comment.partition(":")[2] if self.fabric_marked else ""
+        return self.comment.partition(":")[2] if self.fabric_comment else ""
 
     @property
     def pending(self) -> bool:

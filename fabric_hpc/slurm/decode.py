@@ -220,7 +220,8 @@ def job(d: Any) -> Job:
                begin_time=epoch(d, "eligible_time", what), start_time=epoch(d, "start_time", what),
                time_limit_min=None if limit is None else int(limit),
                priority=None if (prio := number(d, "priority", what)) is None else int(prio),
-               dependency=text(d, "dependency", what))
+               dependency=text(d, "dependency", what), array_job_id=integer(d, "array_job_id", what),
+               het_job_id=integer(d, "het_job_id", what))
 
 
 @contextlib.contextmanager

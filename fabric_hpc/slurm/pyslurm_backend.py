@@ -181,7 +181,9 @@ def job_from_pyslurm(j: Any) -> Job:
                gpus=gpus, submit_time=float(_field(j, "submit_time", int, what, optional=True) or 0),
                begin_time=float(begin) if begin else None, start_time=float(start) if start else None,
                time_limit_min=limit, priority=_field(j, "priority", int, what, optional=True),
-               dependency=_dependency(j, what))
+               dependency=_dependency(j, what),
+               array_job_id=_field(j, "array_id", int, what, optional=True) or 0,
+               het_job_id=_field(j, "heterogeneous_id", int, what, optional=True) or 0)
 
 
 def _dependency(j: Any, what: str) -> str:

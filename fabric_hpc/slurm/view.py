@@ -26,6 +26,9 @@ A job Slurm will not start on any hosts (:attr:`~fabric_hpc.slurm.contract.Job.b
 ``Dependency`` or ``DependencyNeverSatisfied``), is not placed and holds no GPUs, even when pinned: it is
 listed in ``blocked``, and the agent clears a pin it set before (the job may wait for days; other gangs
 take those hosts meanwhile).
+A pending job whose begin time is still ahead and is no fabric deferral (the user's ``--begin``, Slurm's
+delay after a requeue) is listed in ``not_before``: not placed before that time (:meth:`PinRules.not_before`).
+Job arrays and heterogeneous jobs are never fabric jobs (:attr:`~fabric_hpc.slurm.contract.Job.grouped`).
 """
 
 from __future__ import annotations
@@ -55,6 +58,14 @@ DEFAULT_WALLTIME_S = 3600.0
 #: How long after its pin a job keeps its hosts while the GPUs it needs are still held by jobs
 #: that are going away (Slurm's ``KillWait``, 30 s by default, plus the epilog); later it is re-placed.
 PIN_GRACE_S = 120.0
+#: How far a begin time may lie from a fabric deferral and still be one (Slurm rounds to seconds and
+#: sets the submit time after the plugin ran; the agent's clock reads before Slurm's update).
+DEFERRAL_SLACK_S = 3.0
+#: How long a spot gang the agent requeued waits before it is placed again, instead of Slurm's requeue
+#: delay (``requeue_delay``, by default the credential lifetime, 121 s): a launch credential of a later
+#: second than the requeue's revocation is valid (Slurm's own reason for the delay); pinned 0.1 s after
+#: a requeue, 22.05 killed a job with "Job credential revoked".
+REQUEUE_GAP_S = 5.0
 
 
 @dataclass
@@ -82,6 +93,9 @@ class View:
     blocked: dict[int, Job] = field(default_factory=dict)
     #: Pins Slurm rejected (reason BadConstraints) (job id -> hosts): handed to Slurm, not pinned again.
     rejected: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    #: Pending fabric jobs whose begin time is no fabric deferral (the user's ``--begin``, Slurm's requeue
+    #: delay) and still ahead (job id -> that time): not placed before it, no GPUs kept, not deferred.
+    not_before: dict[int, float] = field(default_factory=dict)
 
     def drop(self, job_ids: Collection[int]) -> None:
         """Take jobs out of the policy's pending list (handed to Slurm)."""
@@ -201,6 +215,30 @@ class PinRules:
     skip: Collection[int] = ()
     #: Hosts of a job's stale pins: it is placed elsewhere.
     avoid: Mapping[int, Collection[str]] = field(default_factory=dict)
+    #: The fallback deferral (job_submit.lua's FALLBACK_S, the agent's ``fallback_s``); None: every begin
+    #: time ahead is taken for a fabric deferral.
+    fallback_s: float | None = None
+    #: The begin times the agent itself set (its deferral renewals), job id -> time.
+    deferrals: Mapping[int, float] = field(default_factory=dict)
+    #: Jobs whose own begin time the agent took over (job id -> that time): not placed before it.
+    waits: Mapping[int, float] = field(default_factory=dict)
+    #: Spot gangs the agent requeued itself (job id -> when): Slurm's requeue delay is replaced by
+    #: :data:`REQUEUE_GAP_S`.
+    requeued: Mapping[int, float] = field(default_factory=dict)
+
+    def not_before(self, job: Job, now: float) -> float | None:
+        """The job's begin time when it is still ahead and no fabric deferral: neither the plugin's
+        (submit time + fallback) nor one the agent set (a begin time it took over counts still). None
+        when the job may be placed now."""
+        if (requeued := self.requeued.get(job.job_id)) is not None:
+            return requeued + REQUEUE_GAP_S if requeued + REQUEUE_GAP_S > now else None
+        if (taken := self.waits.get(job.job_id)) is not None and taken > now:
+            return taken
+        begin = job.begin_time
+        if begin is None or begin <= now or self.fallback_s is None:  # Slurm: eligible from that second on
+            return None
+        ours = [job.submit_time + self.fallback_s, self.deferrals.get(job.job_id)]
+        return None if any(t is not None and abs(begin - t) <= DEFERRAL_SLACK_S for t in ours) else begin
 
 
 def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
@@ -317,6 +355,9 @@ def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: In
     for job in sorted(pending, key=lambda j: (j.submit_time, j.job_id)):
         if job.req_nodes and job.reason == BAD_CONSTRAINTS:
             view.rejected[job.job_id] = job.req_nodes  # Slurm will never start it there
+            continue
+        if (begin := pins.not_before(job, now)) is not None:
+            view.not_before[job.job_id] = begin  # the user's --begin, Slurm's requeue delay: waited for
             continue
         eligible = job.begin_time is not None and job.begin_time <= now + 0.5
         if job.req_nodes and eligible and _pinned(fab, view, job, now, releasing, pins.timeout_s):

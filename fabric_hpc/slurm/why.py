@@ -62,6 +62,8 @@ def explain(client: SlurmClient, job_id: int, *, state_dir: str | Path | None = 
         pass  # said below: without the agent's log, who placed it cannot be told
     elif "handoff" in dec:
         lines.append(_handoff_line(dec["handoff"]))
+    elif job.grouped and job.fabric_comment:
+        lines.append(_grouped_line(job))
     elif job.fabric_marked:
         lines.append("The fabric agent did not place it: Slurm's own scheduler did (the agent was down or the "
                      "deferral ran out).")
@@ -120,7 +122,33 @@ def _blocked_line(job: Job) -> str:
             f"so {then}.")
 
 
+def _grouped_line(job: Job) -> str:
+    what = "a task of job array" if job.grouped == "array" else "a component of heterogeneous job"
+    lead = job.array_job_id if job.grouped == "array" else job.het_job_id
+    return (f"It is {what} {lead}: the fabric agent places no job arrays or heterogeneous jobs, whatever "
+            "their comment says; Slurm's own scheduler places it (submit the tasks as separate jobs for fabric "
+            "placement).")
+
+
+#: Pending reasons (their start) of a pinned job that Slurm will not start on its pinned hosts, in words.
+REFUSED_HOSTS = {
+    "ReqNodeNotAvail": "some of them are unavailable to it (down, drained, or reserved for another job)",
+    "Reservation": "they are in a reservation the job may not use",
+    "PartitionDown": "its partition is down",
+    "PartitionInactive": "its partition is inactive",
+    "NodeDown": "one of them is down",
+    "Constraints": "they lack a feature the job asks for (--constraint)",
+}
+
+
+def refused_hosts(reason: str) -> str | None:
+    """Why Slurm will not start a pinned job on its hosts, in words (None: nothing says it refuses)."""
+    return next((words for key, words in REFUSED_HOSTS.items() if reason.startswith(key)), None)
+
+
 def _pending_lines(job: Job, dec: dict[str, dict[str, Any]]) -> list[str]:
+    if job.grouped and job.fabric_comment:
+        return [_grouped_line(job)]
     out = []
     blocked = bool(job.blocked and job.fabric_marked and "handoff" not in dec)
     if blocked:
@@ -135,12 +163,20 @@ def _pending_lines(job: Job, dec: dict[str, dict[str, Any]]) -> list[str]:
         out.append(f"Slurm will not start it on {compress(list(job.req_nodes))}, the hosts it is pinned to: those "
                    "nodes cannot satisfy the job (its GPU type, or a constraint the agent does not see); the "
                    "agent hands it to Slurm's own scheduler, which places it anywhere it fits.")
+    elif job.req_nodes and (refused := refused_hosts(job.reason)):
+        out.append(f"The fabric agent pinned it to {compress(list(job.req_nodes))}, but Slurm does not start "
+                   f"it there: {refused}. If it has not started within the agent's pin_timeout_s, the agent "
+                   "places it on other hosts (and hands it to Slurm's own scheduler after a few such pins).")
     elif job.req_nodes:
         out.append(f"The fabric agent pinned it to {compress(list(job.req_nodes))}; Slurm starts it as soon as "
                    f"those GPUs are free.")
     elif job.fabric_marked and job.begin_time and job.begin_time > time.time():
-        out.append(f"It waits for the fabric agent; if the agent does not place it, Slurm takes it over at "
-                   f"{_when(job.begin_time)}.")
+        if dec.get("waiting", {}).get("reason") == "BeginTime":  # no fabric deferral (view.PinRules.not_before)
+            out.append(f"It may not start before {_when(job.begin_time)} (its own --begin, or Slurm's delay after "
+                       "a requeue); the fabric agent places it once that time has come.")
+        else:
+            out.append(f"It waits for the fabric agent; if the agent does not place it, Slurm takes it over at "
+                       f"{_when(job.begin_time)}.")
     if "handoff" in dec:
         out.append(_handoff_line(dec["handoff"]))
     elif "waiting" in dec and not blocked:  # the policy has not seen it since

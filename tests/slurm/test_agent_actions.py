@@ -170,7 +170,7 @@ def test_hosts_without_the_jobs_cpus_are_left_out() -> None:
 
 def test_no_handoff_in_a_cycle_that_pins(tmp_path: Path) -> None:
     bad = Job(job_id=9, name="bad", state="PENDING", comment="fabric:within=rack", nodes=2, gpus_per_node=8,
-              submit_time=0.5, begin_time=10_000.0)
+              submit_time=50.5, begin_time=110.5)  # the plugin's deferral (fallback_s 60): not a --begin
     client = Fake([bad, gang(1)])
     a = agent(tmp_path, client)
     a.cycle(now=100.0)

@@ -124,7 +124,8 @@ class TypedSlurm(SlurmClient):
 
 
 def test_the_agent_does_not_pin_a_typed_job_to_hosts_of_another_type(tmp_path: Path):
-    slurm = TypedSlurm(TYPES, [_gang(1, "a100", begin_time=time.time() + 60)], busy=A100)
+    now = time.time()  # the plugin's deferral: submit time + fallback_s (60)
+    slurm = TypedSlurm(TYPES, [_gang(1, "a100", submit_time=now, begin_time=now + 60)], busy=A100)
     agent = Agent(slurm, _FAB, AgentConfig(state_dir=str(tmp_path)))
     for _ in range(3):
         agent.cycle()
