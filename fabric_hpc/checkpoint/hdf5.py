@@ -75,7 +75,7 @@ def check_free_space(target: Path, nbytes: int) -> None:
     except OSError:
         return  # the write reports its own error
     free = st.f_bavail * st.f_frsize
-    if free < nbytes:
+    if st.f_blocks and free < nbytes:  # no blocks at all: /proc, /sys (the write says why)
         exc = OSError(errno.ENOSPC, f"{free:,} bytes free, {nbytes:,} needed", str(target))
         raise os_error(exc, path=target) from None
 
