@@ -12,7 +12,10 @@ from typing import Any
 import numpy as np
 
 from fabric_hpc.checkpoint import fsio, store, values
-from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
+from fabric_hpc.checkpoint.errors import (
+    CheckpointCorruptError, CheckpointError, CheckpointIOError, CheckpointNotFoundError,
+)
+from fabric_hpc.checkpoint.health import step_mismatch
 from fabric_hpc.checkpoint.format import (
     FP8_DTYPES, MANIFEST, Manifest, TensorEntry, array_metadata, chunk_key, flatten, parse_manifest,
     unflatten,
@@ -155,11 +158,12 @@ class VerifyReport:
     """The outcome of :func:`verify`: empty ``problems`` means intact."""
 
     path: Path
-    step: int
+    step: int | None  # None: the report of a root itself (its ``latest``, step dirs without a manifest)
     tensors: int = 0
     chunks: int = 0
     nbytes: int = 0
     problems: list[str] = field(default_factory=list)
+    unreadable: bool = False  # permission denied: nothing could be checked (exit 5, not damage)
 
     @property
     def ok(self) -> bool:
@@ -167,7 +171,8 @@ class VerifyReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "step": self.step, "ok": self.ok, "tensors": self.tensors,
-                "chunks": self.chunks, "bytes": self.nbytes, "problems": self.problems}
+                "chunks": self.chunks, "bytes": self.nbytes, "problems": self.problems,
+                "unreadable": self.unreadable}
 
 
 def verify(path: Path | str, *, step: int | None = None, threads: int = 2,
@@ -177,10 +182,16 @@ def verify(path: Path | str, *, step: int | None = None, threads: int = 2,
     try:
         ref = store.resolve(path, step)
     except CheckpointCorruptError as exc:  # a damaged `latest`, or a step that is not committed
-        return VerifyReport(Path(path), -1, problems=[exc.message])
-    report = VerifyReport(ref.path, ref.step)
+        return VerifyReport(Path(path), None, problems=[exc.message])
+    report = VerifyReport(ref.path, ref.step if ref.step >= 0 else None)
     try:
         manifest = parse_manifest(read_manifest(ref.path), str(ref.path / MANIFEST))
+        if (why := step_mismatch(ref.path, manifest)) is not None:
+            report.problems.append(why)
+    except CheckpointIOError as exc:  # permission denied
+        report.problems.append(exc.message)
+        report.unreadable = True
+        return report
     except CheckpointCorruptError as exc:
         report.problems.extend(exc.problems or [exc.message])
         return report

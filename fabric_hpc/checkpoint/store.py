@@ -21,7 +21,7 @@ from pathlib import Path
 
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.checkpoint import fsio
-from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError
+from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointIOError, CheckpointNotFoundError
 from fabric_hpc.checkpoint.format import MANIFEST, MAX_STEP
 
 LATEST = "latest"
@@ -66,6 +66,8 @@ def read_latest(root: Path) -> str | None:
         raw = fsio.read_in(root, LATEST, 4096)
     except (FileNotFoundError, NotADirectoryError, fsio.UnsafeFileError):
         return None
+    except PermissionError:
+        raise denied(Path(root) / LATEST) from None
     name = raw.decode("ascii", "replace").strip()
     return name if _STEP_DIR.match(name) else None
 
@@ -143,7 +145,27 @@ def why_uncommitted(entry: Path) -> str:
     verify and restore)."""
     if entry.is_symlink():
         return "a symlink (not followed): a step directory must be a real directory inside the root"
+    if unreadable(entry):
+        return f"unreadable: permission denied ({entry})"
     return f"not a committed checkpoint ({MANIFEST} missing, or not a directory)"
+
+
+def unreadable(entry: Path) -> bool:
+    """Whether ``entry``'s manifest cannot be looked at for lack of permission (another user's 0700)."""
+    try:
+        os.stat(entry / MANIFEST)
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def denied(*paths: Path | str) -> CheckpointIOError:
+    """The exit-5 error for paths this user may not read, naming each full path."""
+    return CheckpointIOError(f"{', '.join(map(str, paths))}: permission denied",
+                             hint="check the owner and permissions of that path and its directory (or run as "
+                                  "a user who may read it)")
 
 
 def _uncommitted_fix(entry: Path, steps: list[int]) -> str:

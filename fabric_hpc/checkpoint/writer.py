@@ -24,6 +24,7 @@ import numpy as np
 from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.contracts import Communicator, SingleProcess
 from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointIOError
+from fabric_hpc.checkpoint.health import tmp_name
 from fabric_hpc.checkpoint.format import (
     FORMAT_NAME, MANIFEST, ChunkEntry, Manifest, SplitInfo, TensorEntry, ValueLeaves,
     array_metadata, chunk_key, dumps, manifest_document, flatten, grid_shape, group_metadata, required_version,
@@ -304,7 +305,7 @@ def _begin(root: Path, step: int) -> tuple[str, list[str]]:
         if (root / store.step_dir_name(step)).exists():
             raise CheckpointError(f"checkpoint for step {step} already exists in {root}",
                                   hint="save under a new step, or prune/delete the old one first")
-        tmp = root / f"{store.TMP_PREFIX}{store.step_dir_name(step)}-{os.getpid()}-{os.urandom(4).hex()}"
+        tmp = root / tmp_name(store.step_dir_name(step))
         fsio.make_dir(tmp)
     return str(tmp), cleaned
 

@@ -60,3 +60,134 @@ def test_export_onto_a_full_disk_is_one_line_exit_5_and_no_crash(tmp_path: Path,
     assert "the disk is full" in r.stderr and "Traceback" not in r.stderr and "RuntimeError" not in r.stderr
     assert r.stderr.startswith("error: cannot write file") and str(full / "x.h5") in r.stderr
     assert r.stdout.strip() == ""  # no temporary file left on the full filesystem
+
+
+def _edit_manifest(step_dir: Path, edit) -> None:
+    doc = json.loads((step_dir / "zarr.json").read_text())
+    edit(doc["attributes"]["fabric_checkpoint"])
+    (step_dir / "zarr.json").write_text(json.dumps(doc))
+
+
+def _list(capsys, root: Path) -> tuple[int, list[dict], str]:
+    code, out, err = run_cli(capsys, "ckpt", "list", str(root), "--json")
+    return code, json.loads(out) if out.strip() else [], err
+
+
+def test_prune_and_list_check_each_step_before_counting_it(tmp_path: Path, capsys) -> None:
+    """rm -rf step-5/model: prune kept only the damaged 5 and removed the rest; list said healthy."""
+    import shutil
+    root = _steps(tmp_path / "run", range(6))
+    shutil.rmtree(root / "step-0000000005" / "model")
+    n = 1 << 39  # float64: 4 TiB declared over a 16-byte file
+    _edit_manifest(root / "step-0000000004", lambda m: (m["tensors"]["b"].update(shape=[n], chunk_shape=[n]),
+                                                        m["tensors"]["b"]["chunks"][0].update(nbytes=8 * n),
+                                                        m.update(nbytes=8 * n + 16)))
+    code, rows, _ = _list(capsys, root)
+    by_step = {r["step"]: r for r in rows}
+    assert code == 0 and by_step[5]["damaged"] and "model/w/zarr.json: missing" in by_step[5]["error"]
+    assert by_step[4]["damaged"] and "b/c.0: 16 bytes, manifest says 4398046511104" in by_step[4]["error"]
+    assert not any(by_step[s].get("damaged") for s in range(4))
+    code, _, err = run_cli(capsys, "ckpt", "prune", str(root), "--keep-last", "1", "--dry-run")
+    assert code == 3 and "latest: names step-0000000005, which is damaged" in err and "--force" in err
+    code, out, _ = run_cli(capsys, "ckpt", "prune", str(root), "--keep-last", "1", "--force", "--json")
+    res = json.loads(out)
+    assert code == 0 and res["removed"] == [0, 1, 2] and res["kept"] == [3, 4, 5] and res["damaged"] == [4, 5]
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith("step-")) == [
+        "step-0000000003", "step-0000000004", "step-0000000005"]
+
+
+def test_a_step_whose_manifest_names_another_step_is_damage(tmp_path: Path, capsys) -> None:
+    root = _steps(tmp_path / "run", [58, 59])
+    import shutil
+    shutil.rmtree(root / "step-0000000058")
+    _edit_manifest(root / "step-0000000059", lambda m: m.update(step=58))
+    code, out, err = run_cli(capsys, "ckpt", "verify", str(root), "--json")
+    assert code == 3 and "directory says 59, manifest says 58" in json.loads(out)[0]["problems"][0]
+    code, _, err = run_cli(capsys, "ckpt", "show", str(root))
+    assert code == 3 and "directory says 59, manifest says 58" in err
+    code, _, err = run_cli(capsys, "ckpt", "restore", str(root), "--to-world-size", "2", "--out", str(tmp_path / "o"))
+    assert code == 3 and "directory says 59, manifest says 58" in err and not (tmp_path / "o").exists()
+    assert _list(capsys, root)[1][0]["damaged"]
+
+
+def test_verify_all_lists_the_root_once(tmp_path: Path, capsys, monkeypatch) -> None:
+    """verify --all resolved each step through the root (two listings per step: quadratic)."""
+    from fabric_hpc.checkpoint import store
+    calls: list[Path] = []
+    real = store.list_checkpoints
+    monkeypatch.setattr(store, "list_checkpoints", lambda r: calls.append(r) or real(r))
+    counts = []
+    for n in (3, 12):
+        root = _steps(tmp_path / f"run{n}", range(n))
+        calls.clear()
+        code, out, _ = run_cli(capsys, "ckpt", "verify", str(root), "--all", "--json")
+        assert code == 0 and [r["step"] for r in json.loads(out)] == list(range(n))
+        counts.append(len(calls))
+    assert counts[0] == counts[1] <= 4, counts  # was 2 per step
+
+
+def test_list_verify_prune_agree_on_what_is_a_root(tmp_path: Path, capsys) -> None:
+    root = _steps(tmp_path / "run", [1])
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "hosts").write_text("x")
+    (tmp_path / "empty").mkdir()
+    for path, want in ((tmp_path / "etc", "is not a checkpoint root"),
+                       (root / "step-0000000001", "it is a checkpoint itself")):
+        for cmd in (["list"], ["verify", "--all"], ["prune", "--keep-last", "1"]):
+            code, out, err = run_cli(capsys, "ckpt", cmd[0], str(path), *cmd[1:], "--json")
+            assert code == 3 and want in json.loads(out)["error"], (cmd, out)
+    for cmd in (["list"], ["verify", "--all"]):
+        code, out, _ = run_cli(capsys, "ckpt", cmd[0], str(tmp_path / "empty"), *cmd[1:], "--json")
+        assert code == 0 and json.loads(out) == []
+    code, out, _ = run_cli(capsys, "ckpt", "prune", str(tmp_path / "empty"), "--keep-last", "1")
+    assert code == 0 and "nothing to prune" in out
+
+
+def test_verify_json_root_report_has_step_null(tmp_path: Path, capsys) -> None:
+    root = _steps(tmp_path / "run", [1])
+    (root / "step-0000000002").mkdir()
+    code, out, _ = run_cli(capsys, "ckpt", "verify", str(root), "--all", "--json")
+    reports = json.loads(out)
+    assert code == 3 and reports[0]["step"] is None and "step-0000000002" in reports[0]["problems"][0]
+
+
+def test_a_broken_latest_is_said_by_list_and_stops_prune(tmp_path: Path, capsys) -> None:
+    root = _steps(tmp_path / "run", range(3))
+    (root / "latest").write_text("../../etc\n")
+    code, rows, err = _list(capsys, root)
+    assert code == 0 and "warning:" in err and "latest: not a regular file naming" in err
+    assert all("latest: not a regular file" in r["latest_problem"] for r in rows)
+    code, _, err = run_cli(capsys, "ckpt", "prune", str(root), "--keep-last", "1")
+    assert code == 3 and "refusing to prune" in err and "echo step-NNNNNNNNNN >" in err
+    assert len(list(root.glob("step-*"))) == 3
+    assert run_cli(capsys, "ckpt", "prune", str(root), "--keep-last", "1", "--force")[0] == 0
+    assert [p.name for p in root.glob("step-*")] == ["step-0000000002"]
+
+
+def test_prune_removes_leftovers_of_dead_writers_only_and_list_shows_them(tmp_path: Path, capsys) -> None:
+    import socket
+    import subprocess
+    root = _steps(tmp_path / "run", [1, 2])
+    p = subprocess.Popen(["true"])  # a pid that is gone
+    p.wait()
+    host = socket.gethostname()
+    killed = root / f".tmp-step-0000000003-{host}-{p.pid}-abcdef12"
+    live = root / f".tmp-step-0000000004-{host}-{os.getpid()}-12345678"
+    other = root / f".tmp-step-0000000005-elsewhere-{p.pid}-0badcafe"
+    trash = root / ".trash-step-0000000000-ffffffff"
+    for d in (killed, live, other, trash):
+        (d / "model").mkdir(parents=True)
+        (d / "model" / "c.0").write_bytes(b"x" * 1000)
+    code, out, _ = run_cli(capsys, "ckpt", "list", str(root))
+    assert code == 0 and f"leftover {killed}: 1000 B, pid {p.pid}, abandoned" in out
+    assert f"leftover {live}" in out and "in progress" in out and "writer unknown" in out
+    code, out, _ = run_cli(capsys, "ckpt", "prune", str(root), "--keep-last", "5", "--json")
+    assert code == 0 and sorted(json.loads(out)["leftovers_removed"]) == sorted([str(killed), str(trash)])
+    assert not killed.exists() and not trash.exists() and live.exists() and other.exists()
+
+
+def test_a_save_names_its_host_and_pid_in_its_temporary_directory() -> None:
+    import socket
+    from fabric_hpc.checkpoint.health import _TMP_HOST, tmp_name
+    m = _TMP_HOST.match(tmp_name("step-0000000007"))
+    assert m and m.group("host") == socket.gethostname() and int(m.group("pid")) == os.getpid()
