@@ -163,7 +163,7 @@ def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> 
     from fabric_hpc.checkpoint import CheckpointCorruptError, verify
     from fabric_hpc.checkpoint.format import MANIFEST
     from fabric_hpc.checkpoint.restore import VerifyReport
-    from fabric_hpc.checkpoint.store import denied, list_checkpoints, root_problems
+    from fabric_hpc.checkpoint.store import denied, list_checkpoints, root_problems, uncommitted_steps, unreadable
     if all_steps and step is not None:
         raise click.UsageError("--step and --all cannot be combined: --all verifies every step")
     if all_steps:
@@ -172,7 +172,8 @@ def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> 
     targets = [(r.path, None) for r in list_checkpoints(path)] if all_steps else [(path, step)]
     reports = []
     if not (path / MANIFEST).is_file() and (problems := root_problems(path)):  # a root: its own damage
-        reports.append(VerifyReport(path, None, problems=problems))
+        unread = [r.path for r in uncommitted_steps(path) if unreadable(r.path)]
+        reports.append(VerifyReport(path, None, problems=problems, unreadable=bool(unread)))
     for target, s in targets:
         if s is None and not all_steps and reports and _latest_refused(path):  # the root's report names it
             continue
@@ -185,8 +186,9 @@ def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> 
     render(as_json, [r.as_dict() for r in reports], lambda c: [
         c.print(f"{'OK' if r.ok else 'UNREADABLE' if r.unreadable else 'DAMAGED'}  {r.path}  {r.tensors} tensors, "
                 f"{r.chunks} chunks, {_size(r.nbytes)}" + "".join(f"\n  - {p}" for p in r.problems)) for r in reports])
-    if unread := [r for r in reports if r.unreadable]:
-        raise denied(*(r.path for r in unread))
+    if any(r.unreadable for r in reports):  # permission denied: what is there is unknown (exit 5)
+        raise denied(*[r.path for r in reports if r.unreadable and r.step is not None],
+                     *[r.path for r in uncommitted_steps(path) if unreadable(r.path)])
     bad = [r for r in reports if not r.ok]
     if bad:
         raise CheckpointCorruptError(f"{len(bad)} checkpoint(s) damaged: " + ", ".join(str(r.path) for r in bad),

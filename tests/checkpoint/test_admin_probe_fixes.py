@@ -191,3 +191,49 @@ def test_a_save_names_its_host_and_pid_in_its_temporary_directory() -> None:
     from fabric_hpc.checkpoint.health import _TMP_HOST, tmp_name
     m = _TMP_HOST.match(tmp_name("step-0000000007"))
     assert m and m.group("host") == socket.gethostname() and int(m.group("pid")) == os.getpid()
+
+
+def _as_nobody(*args: str) -> tuple[int, str, str]:
+    """``fabric ARGS`` as user nobody (permission checks do not apply to root)."""
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+                        f"import sys; sys.path.insert(0, {str(root)!r}); from fabric_hpc.cli.main import main; "
+                        "sys.exit(main(sys.argv[1:]))", *args], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "HOME": "/tmp"})
+    return r.returncode, r.stdout, r.stderr
+
+
+@pytest.fixture
+def shared() -> Path:
+    """A directory user nobody may traverse (pytest's tmp_path is root's 0700)."""
+    import shutil
+    import tempfile
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run a command as another user")
+    d = Path(tempfile.mkdtemp(prefix="fabric-perm-", dir="/tmp"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d)
+
+
+def test_permission_denied_is_exit_5_naming_the_full_path(shared: Path) -> None:
+    root = _steps(shared / "run", [1, 2])
+    for p in [root, *root.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    assert _as_nobody("ckpt", "list", str(root))[0] == 0
+    (root / "step-0000000002").chmod(0o700)  # another user's step
+    for cmd in (["list"], ["verify", "--all"], ["prune", "--keep-last", "1"]):
+        code, out, err = _as_nobody("ckpt", cmd[0], str(root), *cmd[1:])
+        assert code == 5 and f"{root / 'step-0000000002'}" in err and "permission denied" in err, (cmd, out, err)
+        assert "DAMAGED" not in out and "Usage:" not in err
+    assert (root / "step-0000000001").exists()
+    (root / "step-0000000002").chmod(0o755)
+    (root / "latest").chmod(0o600)
+    code, _, err = _as_nobody("ckpt", "list", str(root))
+    assert code == 5 and f"{root / 'latest'}: permission denied" in err
+    root.chmod(0o700)  # the path argument itself: one line, exit 5 (was click's usage error, exit 2)
+    for cmd in (["list"], ["show"], ["verify"]):
+        code, _, err = _as_nobody("ckpt", cmd[0], str(root))
+        assert code == 5 and "Usage:" not in err and str(root) in err and "ermission denied" in err, (cmd, err)
