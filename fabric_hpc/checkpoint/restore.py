@@ -201,11 +201,11 @@ def verify(path: Path | str, *, step: int | None = None, threads: int = 2,
     report.tensors = len(manifest.tensors)
     special, meta = structure_problems(ref.path, manifest)
     report.problems.extend(special + meta)
-    named = {p.split(": ", 1)[0] for p in special}  # already reported: not again as a bad chunk
+    named = _special_paths(special)  # already reported: not again as a bad chunk
     tasks = []
     for name, entry in manifest.tensors.items():
         for chunk in entry.chunks:
-            if f"{name}/{chunk_key(chunk.index)}" not in named:
+            if not _under(f"{name}/{chunk_key(chunk.index)}", named):
                 tasks.append((f"{name}/{chunk_key(chunk.index)}", chunk.nbytes, chunk.crc32c))
 
     def check(task: tuple[str, int, int]) -> str | None:
@@ -226,8 +226,22 @@ def structure_problems(step_dir: Path, manifest: Manifest) -> tuple[list[str], l
     """What :func:`verify` checks besides the chunk bytes: (symlinks, FIFOs, sockets and devices
     under the step directory; each array's ``zarr.json`` against the manifest and unexpected
     chunk files). The one check of "is this step readable" that verify and the restores share."""
-    meta = [p for name, entry in manifest.tensors.items() for p in _check_array_meta(step_dir, name, entry)]
-    return _special_entries(step_dir), meta
+    special = _special_entries(step_dir)
+    named = _special_paths(special)
+    meta = [p for name, entry in manifest.tensors.items() if not _under(name, named)
+            for p in _check_array_meta(step_dir, name, entry)]
+    return special, meta
+
+
+def _special_paths(special: list[str]) -> set[str]:
+    """The paths :func:`_special_entries` reported (a symlinked tensor directory is one problem)."""
+    return {p.split(": ", 1)[0] for p in special}
+
+
+def _under(rel: str, paths: set[str]) -> bool:
+    """Whether ``rel`` is one of ``paths`` or lies under one of them."""
+    parts = rel.split("/")
+    return any("/".join(parts[:i]) in paths for i in range(1, len(parts) + 1))
 
 
 def require_readable(ckpt: Checkpoint) -> None:

@@ -123,9 +123,10 @@ def _refuse_damaged_latest(root: Path, latest: str | None, steps: list[int]) -> 
         problem = f"{LATEST}: {LATEST_DAMAGED}"
         raise CheckpointCorruptError(
             f"{root}: {problem}; not falling back silently",
-            hint=f"give --step explicitly (step=N in Python; steps: {steps}), or rewrite it "
-                 f"(e.g. `echo step-NNNNNNNNNN > "
-                 f"{root / LATEST}` naming the step to resume from), after `fabric ckpt verify --all`",
+            hint=(f"give --step explicitly (step=N in Python; steps: {steps}), or rewrite it "
+                  f"(e.g. `echo step-NNNNNNNNNN > "
+                  f"{root / LATEST}` naming the step to resume from), after `fabric ckpt verify --all`") if steps
+            else f"{root} holds no committed step: remove {root / LATEST} or save a new checkpoint there",
             problems=[problem])
     if latest is not None and os.path.lexists(root / latest):  # there, but not a committed checkpoint
         why = why_uncommitted(root / latest)
@@ -169,6 +170,11 @@ def denied(*paths: Path | str) -> CheckpointIOError:
 
 
 def _uncommitted_fix(entry: Path, steps: list[int]) -> str:
+    if not steps:  # nothing else to restore: say what brings a step back
+        again = "put the directory itself there (remove the link, then move the directory it points to there)" \
+            if entry.is_symlink() else "copy it again in full from where it came from"
+        return (f"{entry.parent} holds no other committed step: {again}, or save a new checkpoint there "
+                f"(`fabric ckpt verify {entry.parent} --all` lists the damage)")
     if entry.is_symlink():
         return (f"put the directory itself at {entry} (remove the link, then move the directory it points to "
                 f"there), or restore another step (--step N; step=N in Python; steps: {steps})")

@@ -242,6 +242,7 @@ def restore_cmd(path: Path, world_size: int, mesh: str | None, out: Path, step: 
     from fabric_hpc.checkpoint import open_checkpoint
     from fabric_hpc.checkpoint.reshard import reshard
     total = open_checkpoint(path, step).manifest.nbytes
+    _require_out_root(out)
     with _progress("reshard", total, not as_json) as tick:
         res = reshard(path, out, world_size, step=step, mesh=_mesh(mesh), progress=tick)
     data = {"path": str(res.path), "step": res.step, "world_size": world_size, "bytes": res.nbytes,
@@ -249,6 +250,18 @@ def restore_cmd(path: Path, world_size: int, mesh: str | None, out: Path, step: 
     render(as_json, data, lambda c: c.print(
         f"{res.path} already holds this reshard for world size {world_size} (verified): nothing written"
         if res.existing else f"wrote {res.path} for world size {world_size} ({_size(res.nbytes)})"))
+
+
+def _require_out_root(out: Path) -> None:
+    """--out must be new, empty, or a checkpoint root: writing step directories into a directory of
+    other files (a home directory, notes) would mix them in."""
+    from fabric_hpc.checkpoint import CheckpointError
+    from fabric_hpc.checkpoint.health import root_state
+    if not out.is_dir() or (state := root_state(out)) == "root":
+        return
+    why = "is a checkpoint itself" if state == "checkpoint" else "holds other files and is not a checkpoint root"
+    raise CheckpointError(f"--out {out} {why}: the reshard would be written among them",
+                          hint="give a new or empty directory (or an existing checkpoint root) as --out")
 
 
 def _split_text(split: dict | None) -> str:

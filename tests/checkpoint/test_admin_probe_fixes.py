@@ -237,3 +237,68 @@ def test_permission_denied_is_exit_5_naming_the_full_path(shared: Path) -> None:
     for cmd in (["list"], ["show"], ["verify"]):
         code, _, err = _as_nobody("ckpt", cmd[0], str(root))
         assert code == 5 and "Usage:" not in err and str(root) in err and "ermission denied" in err, (cmd, err)
+
+
+@pytest.mark.parametrize("var", ["PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK"])
+def test_the_rank_comes_from_mpi_launchers_without_slurm(monkeypatch, var: str) -> None:
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.slurm.trainer import RANK_VARIABLES, env_rank
+    for v in RANK_VARIABLES:
+        monkeypatch.delenv(v, raising=False)
+    assert env_rank() == 0
+    monkeypatch.setenv(var, "1")
+    assert env_rank() == 1
+    monkeypatch.setenv("SLURM_PROCID", "3")  # srun's own variable first
+    assert env_rank() == 3
+    monkeypatch.delenv("SLURM_PROCID")
+    monkeypatch.setenv(var, "x")
+    with pytest.raises(ConfigError, match=f"{var}='x' is not a rank"):
+        env_rank()
+
+
+@pytest.mark.mpi
+def test_train_demo_under_plain_mpiexec_runs_both_ranks(tmp_path: Path) -> None:
+    """The second rank failed "in use by another training run": it believed it was rank 0."""
+    import subprocess
+    import sys
+    from tests.real import require_real
+    root = Path(__file__).resolve().parents[2]
+    mpiexec = root / ".venv" / "bin" / "mpiexec"
+    require_real("mpi", mpiexec.exists(), f"{mpiexec} missing (pip install '.[mpi]')")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")} | {"PYTHONPATH": str(root)}
+    r = subprocess.run([str(mpiexec), "-n", "2", sys.executable, "-m", "fabric_hpc.slurm.train_demo", "--ckpt-dir",
+                        str(tmp_path / "ck"), "--steps", "3", "--step-seconds", "0.01"], env=env, cwd=root,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "in use by another" not in r.stderr, r.stdout + r.stderr
+    ranks = sorted(json.loads(line)["rank"] for line in r.stdout.splitlines() if line.startswith("{"))
+    assert ranks == [0, 1]
+
+
+def test_restore_out_into_a_directory_of_other_files_is_refused(tmp_path: Path, capsys) -> None:
+    root = _steps(tmp_path / "run", [1])
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "notes.txt").write_text("mine")
+    code, _, err = run_cli(capsys, "ckpt", "restore", str(root), "--to-world-size", "2", "--out", str(tmp_path / "home"))
+    assert code == 3 and "holds other files and is not a checkpoint root" in err
+    assert os.listdir(tmp_path / "home") == ["notes.txt"]
+    for out in ("new", "run2"):  # a new directory, then an existing root (another step there)
+        if out == "run2":
+            _steps(tmp_path / "run2", [7])
+        code, _, err = run_cli(capsys, "ckpt", "restore", str(root), "--to-world-size", "2", "--out", str(tmp_path / out))
+        assert code == 0 and (tmp_path / out / "step-0000000001").is_dir(), err
+
+
+def test_verify_says_a_symlinked_tensor_directory_once(tmp_path: Path, capsys) -> None:
+    root = _steps(tmp_path / "run", [1])
+    w = root / "step-0000000001" / "model" / "w"
+    w.rename(tmp_path / "wdir")
+    w.symlink_to(tmp_path / "wdir")
+    code, out, _ = run_cli(capsys, "ckpt", "verify", str(root), "--json")
+    assert code == 3 and json.loads(out)[0]["problems"] == ["model/w: is a symlink (not followed)"]
+
+
+def test_show_of_a_root_without_a_good_step_gives_a_real_fix(tmp_path: Path, capsys) -> None:
+    (tmp_path / "e" / "step-0000000003").mkdir(parents=True)
+    (tmp_path / "e" / "latest").write_text("step-0000000003\n")
+    code, _, err = run_cli(capsys, "ckpt", "show", str(tmp_path / "e"))
+    assert code == 3 and "steps: []" not in err and "holds no other committed step" in err
