@@ -5,7 +5,7 @@ Layout of a checkpoint root::
 
     ROOT/latest                 one line: the name of the newest committed checkpoint
     ROOT/step-0000000100/       a committed checkpoint (a Zarr v3 group; manifest in its zarr.json)
-    ROOT/.tmp-step-...-<hex>/   a save in progress (removed on the next save if it crashed)
+    ROOT/.tmp-step-N-<host>-<pid>-<hex>/  a save in progress (removed on the next save, or by prune, if it died)
     ROOT/.lock                  held (flock) by the committer while saving or pruning
 """
 
