@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fabric_hpc.checkpoint import store
-from fabric_hpc.checkpoint.errors import CheckpointIOError, CheckpointNewerFormatError, CheckpointNotFoundError
+from fabric_hpc.checkpoint.errors import (
+    CheckpointIOError, CheckpointNewerFormatError, CheckpointNotFoundError,
+)
 from fabric_hpc.checkpoint.format import MANIFEST, Manifest, chunk_key, parse_manifest
 from fabric_hpc.errors import FabricError
 
@@ -179,8 +181,10 @@ def require_root(path: Path, command: str) -> None:
     if state == "checkpoint":
         raise CheckpointNotFoundError(
             f"{path}: it is a checkpoint itself, not a root of checkpoints",
-            hint=f"give its root {path.parent} to `fabric ckpt {command}` (`fabric ckpt show {path}` shows it)")
+            hint=f"give its root {path.parent} to `fabric ckpt {command}` "
+                 f"(`fabric ckpt show {path}` shows it)")
     if state == "other":
         raise CheckpointNotFoundError(
             f"{path} is not a checkpoint root (no step-NNNNNNNNNN directories, no `latest`)",
-            hint="give the directory checkpoints are saved into (the one holding step-NNNNNNNNNN directories)")
+            hint="give the directory checkpoints are saved into (the one holding step-NNNNNNNNNN "
+                 "directories)")

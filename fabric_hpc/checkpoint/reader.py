@@ -302,8 +302,9 @@ def open_checkpoint(path: Path | str, step: int | None = None) -> Checkpoint:
     ref = store.resolve(path, step)
     manifest = parse_manifest(read_manifest(ref.path), str(ref.path / MANIFEST))
     if (why := step_mismatch(ref.path, manifest)) is not None:  # a renamed or edited step: which is it?
-        raise CheckpointCorruptError(why, problems=[why], hint="run `fabric ckpt verify --all` and restore another "
-                                                               "step, or rename the directory after its manifest")
+        raise CheckpointCorruptError(why, problems=[why],
+                                     hint="run `fabric ckpt verify --all` and restore another step, or "
+                                          "rename the directory after its manifest")
     return Checkpoint(ref, manifest)
 
 

@@ -81,7 +81,8 @@ def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False,
     unreadable = {step: h.why for step, h in states.items() if h.state == health.UNREADABLE}
     # damaged: a manifest that cannot be read, chunk files that do not match it, or a step
     # directory with none at all (a partial copy)
-    damaged = frozenset(step for step, h in states.items() if h.state in (health.DAMAGED, health.UNREADABLE)) \
+    bad = (health.DAMAGED, health.UNREADABLE)
+    damaged = frozenset(step for step, h in states.items() if h.state in bad) \
         | {r.step for r in store.uncommitted_steps(root)}
     if refuse_broken_latest:
         _refuse_broken_latest(root, damaged)
@@ -120,8 +121,8 @@ def _refuse_broken_latest(root: Path, damaged: frozenset[int]) -> None:
     if problem is not None:
         raise CheckpointCorruptError(
             f"{root}: {problem}; refusing to prune while it is broken",
-            hint=f"rewrite it (`echo step-NNNNNNNNNN > {root / store.LATEST}` naming the newest good step, after "
-                 "`fabric ckpt verify --all`), or pass --force to prune anyway", problems=[problem])
+            hint=f"rewrite it (`echo step-NNNNNNNNNN > {root / store.LATEST}` naming the newest good step, "
+                 "after `fabric ckpt verify --all`), or pass --force to prune anyway", problems=[problem])
 
 
 def latest_problem(root: Path, damaged: frozenset[int] | set[int] = frozenset()) -> str | None:

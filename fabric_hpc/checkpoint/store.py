@@ -5,7 +5,8 @@ Layout of a checkpoint root::
 
     ROOT/latest                 one line: the name of the newest committed checkpoint
     ROOT/step-0000000100/       a committed checkpoint (a Zarr v3 group; manifest in its zarr.json)
-    ROOT/.tmp-step-N-<host>-<pid>-<hex>/  a save in progress (removed on the next save, or by prune, if it died)
+    ROOT/.tmp-step-N-<host>-<pid>-<hex>/  a save in progress (removed on the next save, or by
+                                prune if its writer died)
     ROOT/.lock                  held (flock) by the committer while saving or pruning
 """
 
@@ -124,8 +125,8 @@ def _refuse_damaged_latest(root: Path, latest: str | None, steps: list[int]) -> 
         raise CheckpointCorruptError(
             f"{root}: {problem}; not falling back silently",
             hint=(f"give --step explicitly (step=N in Python; steps: {steps}), or rewrite it "
-                  f"(e.g. `echo step-NNNNNNNNNN > "
-                  f"{root / LATEST}` naming the step to resume from), after `fabric ckpt verify --all`") if steps
+                  f"(e.g. `echo step-NNNNNNNNNN > {root / LATEST}` naming the step to resume from), "
+                  "after `fabric ckpt verify --all`") if steps
             else f"{root} holds no committed step: remove {root / LATEST} or save a new checkpoint there",
             problems=[problem])
     if latest is not None and os.path.lexists(root / latest):  # there, but not a committed checkpoint
@@ -171,8 +172,8 @@ def denied(*paths: Path | str) -> CheckpointIOError:
 
 def _uncommitted_fix(entry: Path, steps: list[int]) -> str:
     if not steps:  # nothing else to restore: say what brings a step back
-        again = "put the directory itself there (remove the link, then move the directory it points to there)" \
-            if entry.is_symlink() else "copy it again in full from where it came from"
+        again = ("put the directory itself there (remove the link, then move the directory it points to "
+                 "there)") if entry.is_symlink() else "copy it again in full from where it came from"
         return (f"{entry.parent} holds no other committed step: {again}, or save a new checkpoint there "
                 f"(`fabric ckpt verify {entry.parent} --all` lists the damage)")
     if entry.is_symlink():

@@ -85,7 +85,8 @@ def _list_row(h: Any, latest: str | None) -> dict[str, Any]:
                 "bytes": m.nbytes, "tags": m.tags}
     if h.state == "newer":  # not damage: upgrade fabric-hpc to read it
         return {**row, "newer_format": True, "error": h.why}
-    return {**row, "damaged": True, "error": h.why, **({"unreadable": True} if h.state == "unreadable" else {})}
+    return {**row, "damaged": True, "error": h.why,
+            **({"unreadable": True} if h.state == "unreadable" else {})}
 
 
 def _list_human(c: Any, directory: Path, rows: list[dict], left: list[Any]) -> None:
@@ -103,8 +104,8 @@ def _list_human(c: Any, directory: Path, rows: list[dict], left: list[Any]) -> N
         c.print(t)
     for lo in left:
         what = {"abandoned": "abandoned (its writer is gone): `fabric ckpt prune` removes it",
-                "in progress": "in progress (its writer is running)"}.get(lo.state, "writer unknown (another "
-                                                                                 "host, or an older name): kept")
+                "in progress": "in progress (its writer is running)"}.get(
+            lo.state, "writer unknown (another host, or an older name): kept")
         c.print(f"leftover {lo.path}: {_size(lo.nbytes)}, pid {lo.pid}, {what}", soft_wrap=True)
 
 
@@ -163,7 +164,9 @@ def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> 
     from fabric_hpc.checkpoint import CheckpointCorruptError, verify
     from fabric_hpc.checkpoint.format import MANIFEST
     from fabric_hpc.checkpoint.restore import VerifyReport
-    from fabric_hpc.checkpoint.store import denied, list_checkpoints, root_problems, uncommitted_steps, unreadable
+    from fabric_hpc.checkpoint.store import (
+        denied, list_checkpoints, root_problems, uncommitted_steps, unreadable,
+    )
     if all_steps and step is not None:
         raise click.UsageError("--step and --all cannot be combined: --all verifies every step")
     if all_steps:
@@ -184,8 +187,9 @@ def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> 
         render(as_json, [], lambda c: c.print(f"nothing to verify: no checkpoint in {path} yet"))
         return
     render(as_json, [r.as_dict() for r in reports], lambda c: [
-        c.print(f"{'OK' if r.ok else 'UNREADABLE' if r.unreadable else 'DAMAGED'}  {r.path}  {r.tensors} tensors, "
-                f"{r.chunks} chunks, {_size(r.nbytes)}" + "".join(f"\n  - {p}" for p in r.problems)) for r in reports])
+        c.print(f"{'OK' if r.ok else 'UNREADABLE' if r.unreadable else 'DAMAGED'}  {r.path}  "
+                f"{r.tensors} tensors, {r.chunks} chunks, {_size(r.nbytes)}"
+                + "".join(f"\n  - {p}" for p in r.problems)) for r in reports])
     if any(r.unreadable for r in reports):  # permission denied: what is there is unknown (exit 5)
         raise denied(*[r.path for r in reports if r.unreadable and r.step is not None],
                      *[r.path for r in uncommitted_steps(path) if unreadable(r.path)])
@@ -223,7 +227,8 @@ def _require_root_for_all(path: Path) -> None:
     from fabric_hpc.checkpoint.health import root_state, require_root
     if root_state(path) == "checkpoint":
         raise CheckpointNotFoundError(f"{path}: it is a checkpoint itself, not a root of checkpoints",
-                                      hint=f"drop --all to verify it, or give its root {path.parent} with --all")
+                                      hint=f"drop --all to verify it, or give its root {path.parent} "
+                                           "with --all")
     require_root(path, "verify --all")
 
 
@@ -259,7 +264,8 @@ def _require_out_root(out: Path) -> None:
     from fabric_hpc.checkpoint.health import root_state
     if not out.is_dir() or (state := root_state(out)) == "root":
         return
-    why = "is a checkpoint itself" if state == "checkpoint" else "holds other files and is not a checkpoint root"
+    why = "is a checkpoint itself" if state == "checkpoint" \
+        else "holds other files and is not a checkpoint root"
     raise CheckpointError(f"--out {out} {why}: the reshard would be written among them",
                           hint="give a new or empty directory (or an existing checkpoint root) as --out")
 
@@ -321,14 +327,15 @@ def _prune_text(directory: Path, res: Any, dry_run: bool) -> str:
             + (", ".join(f"step {s} ({directory / step_dir_name(s)})" for s in res.removed) or "nothing")
             + f"; kept {res.kept}"
             + "".join(f"; step {s} pinned by {who}" for s, who in res.pinned.items())
-            + (f"; pin files that protect nothing (unreadable): {res.pin_problems}" if res.pin_problems else "")
+            + (f"; pin files that protect nothing (unreadable): {res.pin_problems}"
+               if res.pin_problems else "")
             + (f"; busy (being read, retry later) {res.busy}" if res.busy else "")
             + (f"; DAMAGED, kept and not counted in --keep-last (see fabric ckpt verify): {res.damaged}"
                if res.damaged else "")
             + (f"; NEWER FORMAT (written by a newer fabric-hpc; upgrade to read it), kept and not counted in "
                f"--keep-last: {res.newer}" if res.newer else "")
-            + (f"; {'would remove' if dry_run else 'removed'} leftovers of killed saves/prunes: {res.leftovers}"
-               if res.leftovers else ""))
+            + (f"; {'would remove' if dry_run else 'removed'} leftovers of killed saves/prunes: "
+               f"{res.leftovers}" if res.leftovers else ""))
 
 
 @group.command("export")
@@ -349,7 +356,8 @@ def export_cmd(path: Path, h5: Path, force: bool, step: int | None, as_json: boo
 
 
 @group.command("import")
-@click.option("--h5", "h5", type=click.Path(path_type=Path, readable=False), required=True, help="HDF5 file to read.")
+@click.option("--h5", "h5", type=click.Path(path_type=Path, readable=False), required=True,
+              help="HDF5 file to read.")
 @click.argument("directory", type=OutputDir())
 @json_option
 def import_cmd(h5: Path, directory: Path, as_json: bool) -> None:

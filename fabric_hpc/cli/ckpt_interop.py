@@ -72,7 +72,8 @@ def import_hf_cmd(src: Path, out: Path, step: int, prefix: str | None, as_json: 
 @click.option("--max-shard-size", "max_shard", default="5GB", show_default=True,
               help="Largest safetensors file (5GB, 500MiB, bytes); a larger tensor gets a file of its own.")
 @click.option("--prefix", default=None, help="Export only this subtree (stripped from the keys).")
-@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False, readable=False), default=None,
+@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False, readable=False),
+              default=None,
               help="config.json to write (default: the one carried from import-hf, if any).")
 @click.option("--no-quantization-config", "no_quant", is_flag=True,
               help="Do not write quantization_config into config.json for a converted fp8 checkpoint.")
@@ -143,7 +144,8 @@ def export_dcp_cmd(path: Path, out: Path, step: int | None, prefix: str | None, 
 @click.command("convert")
 @click.argument("path", type=click.Path(path_type=Path, readable=False))
 @click.argument("out", type=OutputDir())
-@click.option("--recipe", "recipe", type=click.Path(path_type=Path, dir_okay=False, readable=False), required=True,
+@click.option("--recipe", "recipe", type=click.Path(path_type=Path, dir_okay=False, readable=False),
+              required=True,
               help="YAML/JSON recipe: rename, pipeline, transpose, fuse_qkv, split_qkv, fuse, split, cast, tp, drop.")
 @_step_opt("Step to convert (default: latest).")
 @click.option("--out-step", type=STEP_TYPE, default=None, help="Step of the result (default: the same).")
