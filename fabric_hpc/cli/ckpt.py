@@ -136,9 +136,13 @@ def _fit_last_column(c: Any, t: Any) -> None:
 def show_cmd(path: Path, step: int | None, as_json: bool) -> None:
     """Show a checkpoint's manifest and tensor index (PATH: a checkpoint or a root)."""
     from fabric_hpc.checkpoint import open_checkpoint
+    from fabric_hpc.checkpoint.format import parse_provenance
+    from fabric_hpc.checkpoint.reader import read_manifest
     ck = open_checkpoint(path, step)
     m = ck.manifest
+    prov = parse_provenance(read_manifest(ck.path))
     data = {"path": str(ck.path), **m.model_dump(mode="json", exclude={"tensors"}),
+            "provenance": prov.model_dump(mode="json") if prov else None,
             "tensors": {n: {"dtype": e.dtype, "shape": e.shape, "chunk_shape": e.chunk_shape,
                             "split": e.split.model_dump() if e.split else None, "chunks": len(e.chunks),
                             "bytes": sum(c.nbytes for c in e.chunks)} for n, e in m.tensors.items()}}
@@ -148,6 +152,9 @@ def show_cmd(path: Path, step: int | None, as_json: bool) -> None:
                 f"{_size(m.nbytes)}  format v{m.format_version}")
         if m.layout or m.tags or m.user_metadata:
             c.print(f"layout {m.layout}  tags {m.tags}  metadata {m.user_metadata}")
+        if (p := prov) is not None:
+            c.print(f"saved by {p.user or '?'} on {p.host or '?'} at {p.saved_at or '?'}"
+                    + (f" (Slurm job {p.slurm_job_id})" if p.slurm_job_id else ""))
         c.print(table(None, ["tensor", "dtype", "shape", "split", "chunks", "size"],
                       [(n, t["dtype"], t["shape"], _split_text(t["split"]), t["chunks"], _size(t["bytes"]))
                        for n, t in data["tensors"].items()]))

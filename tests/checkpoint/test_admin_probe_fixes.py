@@ -309,3 +309,33 @@ def test_show_of_a_root_without_a_good_step_gives_a_real_fix(tmp_path: Path, cap
     (tmp_path / "e" / "latest").write_text("step-0000000003\n")
     code, _, err = run_cli(capsys, "ckpt", "show", str(tmp_path / "e"))
     assert code == 3 and "steps: []" not in err and "holds no other committed step" in err
+
+
+def test_a_save_records_who_saved_it_and_show_says_so(tmp_path: Path, capsys, monkeypatch) -> None:
+    import socket
+    from fabric_hpc.checkpoint.format import ATTR, PROVENANCE_ATTR, parse_provenance
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    root = _steps(tmp_path / "run", [1])
+    doc = json.loads((root / "step-0000000001" / "zarr.json").read_text())
+    prov = doc["attributes"][PROVENANCE_ATTR]
+    assert prov["host"] == socket.gethostname() and prov["slurm_job_id"] == "4242"
+    assert "." in prov["saved_at"].split("T")[1]  # sub-second
+    assert "provenance" not in doc["attributes"][ATTR]  # the manifest older readers parse is unchanged
+    code, out, _ = run_cli(capsys, "ckpt", "show", str(root), "--json")
+    assert code == 0 and json.loads(out)["provenance"]["slurm_job_id"] == "4242"
+    code, out, _ = run_cli(capsys, "ckpt", "show", str(root))
+    assert code == 0 and f"on {socket.gethostname()} at" in out and "(Slurm job 4242)" in out
+    # a reshard is a new save (its own provenance) that compares equal to its source
+    code, _, err = run_cli(capsys, "ckpt", "restore", str(root), "--to-world-size", "2",
+                           "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    # an older checkpoint (no attribute) and a garbled one still read, without provenance
+    for garbage in (None, "junk", {"host": 5, "future_field": "x"}):
+        if garbage is None:
+            doc["attributes"].pop(PROVENANCE_ATTR, None)
+        else:
+            doc["attributes"][PROVENANCE_ATTR] = garbage
+        (root / "step-0000000001" / "zarr.json").write_text(json.dumps(doc))
+        assert parse_provenance((root / "step-0000000001" / "zarr.json").read_bytes()) is None
+        assert run_cli(capsys, "ckpt", "show", str(root))[0] == 0
+        assert run_cli(capsys, "ckpt", "verify", str(root))[0] == 0
