@@ -168,11 +168,15 @@ def root_state(path: Path) -> str:
     if (path / MANIFEST).is_file():
         return "checkpoint"
     names = os.listdir(path)
-    if not names or any(n in (store.LATEST, ".lock", ".pins") or n.startswith(("step-", store.TMP_PREFIX,
-                                                                              store.TRASH_PREFIX))
-                        for n in names):
+    if not names or any(n in _ROOT_FILES or n.startswith(_ROOT_PREFIXES) for n in names):
         return "root"
     return "other"
+
+
+#: what only a checkpoint root holds: ``latest``, the save lock, inference pins, a training run's lock
+#: (``fabric_hpc.slurm.trainer.RUN_LOCK``: a run that has not saved yet)
+_ROOT_FILES = frozenset({store.LATEST, ".lock", ".pins", ".train.lock"})
+_ROOT_PREFIXES = ("step-", store.TMP_PREFIX, store.TRASH_PREFIX, store.LATEST_TMP_PREFIX)
 
 
 def require_root(path: Path, command: str) -> None:

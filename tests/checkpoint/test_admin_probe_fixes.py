@@ -143,6 +143,9 @@ def test_list_verify_prune_agree_on_what_is_a_root(tmp_path: Path, capsys) -> No
         assert code == 0 and json.loads(out) == []
     code, out, _ = run_cli(capsys, "ckpt", "prune", str(tmp_path / "empty"), "--keep-last", "1")
     assert code == 0 and "nothing to prune" in out
+    (tmp_path / "started").mkdir()  # a training run started there and has not saved yet
+    (tmp_path / "started" / ".train.lock").write_text("1\n")
+    assert _list(capsys, tmp_path / "started")[:2] == (0, [])
 
 
 def test_verify_json_root_report_has_step_null(tmp_path: Path, capsys) -> None:
