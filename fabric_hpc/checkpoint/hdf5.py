@@ -139,6 +139,12 @@ def import_h5(h5_path: Path | str, root: Path | str, *, step: int | None = None)
         raise CheckpointNotFoundError(f"no HDF5 file at {h5_path}",
                                       hint="check the path; write one with `fabric ckpt export CKPT --h5 FILE`")
     check_path(h5_path, what="HDF5 file")
+    from fabric_hpc.inputs import os_error
+    try:
+        with open(h5_path, "rb"):  # permission denied is exit 5 naming the file, not "not HDF5"
+            pass
+    except OSError as exc:
+        raise os_error(exc, "HDF5 file", h5_path) from None
     try:
         f = h5py.File(h5_path, "r")
     except OSError as exc:

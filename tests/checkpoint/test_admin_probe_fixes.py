@@ -342,3 +342,12 @@ def test_a_save_records_who_saved_it_and_show_says_so(tmp_path: Path, capsys, mo
         assert parse_provenance((root / "step-0000000001" / "zarr.json").read_bytes()) is None
         assert run_cli(capsys, "ckpt", "show", str(root))[0] == 0
         assert run_cli(capsys, "ckpt", "verify", str(root))[0] == 0
+
+
+def test_an_unreadable_h5_file_is_exit_5_not_a_usage_error(shared: Path) -> None:
+    from fabric_hpc.checkpoint.hdf5 import export_h5
+    root = _steps(shared / "run", [1])
+    export_h5(root, shared / "x.h5")
+    (shared / "x.h5").chmod(0o600)
+    code, _, err = _as_nobody("ckpt", "import", "--h5", str(shared / "x.h5"), str(shared / "new"))
+    assert code == 5 and "Usage:" not in err and f"'{shared / 'x.h5'}'" in err and "ermission denied" in err, err
