@@ -26,6 +26,8 @@ ATTR = "fabric_checkpoint"
 #: the non-tensor leaves (format version 3) sit in this sibling attribute of the root zarr.json, so
 #: a version-2 reader still parses the manifest and refuses it as NEWER FORMAT
 VALUES_ATTR = "fabric_checkpoint_values"
+#: who wrote the checkpoint (optional, informational; readers that do not know it ignore it)
+PROVENANCE_ATTR = "fabric_checkpoint_provenance"
 _PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
 
 #: Limits a manifest is checked against before anything is allocated for it.
@@ -132,6 +134,16 @@ class ValueLeaves(StrictModel):
         return v
 
 
+class Provenance(StrictModel):
+    """Who saved the checkpoint, where and when (``saved_at``: ISO 8601 UTC, microseconds). Each
+    field may be missing (None): a save outside Slurm has no job id."""
+
+    host: str | None = None
+    user: str | None = None
+    slurm_job_id: str | None = None
+    saved_at: str | None = None
+
+
 class Manifest(StrictModel):
     """The checkpoint's manifest (root ``zarr.json``, attribute ``fabric_checkpoint``). Values no
     writer can produce (format version 0, world size 0, a negative step or size) are refused here,
@@ -177,6 +189,21 @@ class Manifest(StrictModel):
         if v < 0:
             raise ValueError(f"size {v} is negative")
         return v
+
+
+def parse_provenance(raw: bytes) -> Provenance | None:
+    """Who saved a checkpoint (its root zarr.json's bytes), or None when not recorded (a save before
+    2026-12) or not understood: it is informational, so a damaged one never makes a checkpoint
+    unreadable, and the fields this code does not know are ignored."""
+    try:
+        doc = json.loads(raw).get("attributes", {}).get(PROVENANCE_ATTR)
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    known = {k: v for k, v in doc.items()
+             if k in Provenance.model_fields and (v is None or isinstance(v, str))}
+    return Provenance(**known) if known else None
 
 
 def check_name(name: str) -> list[str]:
@@ -336,11 +363,14 @@ def group_metadata(attributes: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"attributes": attributes or {}, "zarr_format": 3, "node_type": "group"}
 
 
-def manifest_document(manifest: Manifest) -> dict[str, Any]:
-    """The root group's zarr.json: a plain Zarr v3 group whose attributes hold the manifest."""
+def manifest_document(manifest: Manifest, provenance: Provenance | None = None) -> dict[str, Any]:
+    """The root group's zarr.json: a plain Zarr v3 group whose attributes hold the manifest (and
+    who saved it: not part of the manifest, so a copy or reshard compares equal to its source)."""
     attrs = {ATTR: manifest.model_dump(mode="json", exclude={"values"})}
     if manifest.values is not None:
         attrs[VALUES_ATTR] = manifest.values.model_dump(mode="json")
+    if provenance is not None:
+        attrs[PROVENANCE_ATTR] = provenance.model_dump(mode="json")
     return group_metadata(attrs)
 
 

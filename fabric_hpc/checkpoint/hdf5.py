@@ -42,21 +42,64 @@ def export_h5(path: Path | str, h5_path: Path | str, *, step: int | None = None,
     check_export_target(h5_path, overwrite=overwrite, roots=(Path(path), ckpt.path.parent))
     manifest = ckpt.manifest.model_dump(mode="json")
     remove_stale_siblings(h5_path)  # atomic_output's temporary files that killed exports left
+    check_free_space(h5_path, ckpt.manifest.nbytes + len(json.dumps(manifest)) * 2 + _H5_OVERHEAD
+                     + _H5_PER_TENSOR * len(ckpt.names))
     with ckpt, atomic_output(h5_path, mode=fsio.FILE_MODE) as tmp:
-        with h5py.File(tmp, "w") as f:
+        f = h5py.File(tmp, "w")
+        try:
             f.attrs[ROOT_ATTR] = json.dumps(manifest)
             for name in ckpt.names:
-                entry = ckpt.entry(name)
-                ckpt.check_on_disk(entry)  # sizes on disk match before allocating
-                data = np.empty(entry.shape, stored_dtype(entry.dtype))
-                ckpt._read_region(entry, tuple((0, s) for s in entry.shape), data)
-                ds = f.create_dataset(name, data=data)
-                ds.attrs["fabric_dtype"] = entry.dtype
-                ds.attrs["fabric_chunk_shape"] = json.dumps(entry.chunk_shape)
-                ds.attrs["fabric_split"] = json.dumps(entry.split.model_dump() if entry.split else None)
+                _write_dataset(f, ckpt, name)
                 if progress:
                     progress(entry_nbytes(ckpt, name))
+        except BaseException:
+            _close_quietly(f)  # the first error is the one to report (h5py's close raises its own)
+            raise
+        f.close()
     return h5_path
+
+
+#: HDF5's own bytes besides the data (superblock, heaps, B-trees) and per dataset (headers, attributes)
+_H5_OVERHEAD, _H5_PER_TENSOR = 1 << 20, 16 << 10
+
+
+def check_free_space(target: Path, nbytes: int) -> None:
+    """The "disk is full" error (exit 5) before writing, when ``target``'s filesystem has less than
+    ``nbytes`` free for this user: HDF5 failing half-way leaves its library in a state that can crash
+    the process when the file is closed."""
+    import errno
+
+    from fabric_hpc.inputs import os_error
+    try:
+        st = os.statvfs(target.parent)
+    except OSError:
+        return  # the write reports its own error
+    free = st.f_bavail * st.f_frsize
+    if st.f_blocks and free < nbytes:  # no blocks at all: /proc, /sys (the write says why)
+        exc = OSError(errno.ENOSPC, f"{free:,} bytes free, {nbytes:,} needed", str(target))
+        raise os_error(exc, path=target) from None
+
+
+def _write_dataset(f, ckpt, name: str) -> None:
+    entry = ckpt.entry(name)
+    ckpt.check_on_disk(entry)  # sizes on disk match before allocating
+    data = np.empty(entry.shape, stored_dtype(entry.dtype))
+    ckpt._read_region(entry, tuple((0, s) for s in entry.shape), data)
+    ds = f.create_dataset(name, data=data)
+    ds.attrs["fabric_dtype"] = entry.dtype
+    ds.attrs["fabric_chunk_shape"] = json.dumps(entry.chunk_shape)
+    ds.attrs["fabric_split"] = json.dumps(entry.split.model_dump() if entry.split else None)
+
+
+def _close_quietly(f) -> None:
+    """Close an HDF5 file after a failed write (its own close error, e.g. RuntimeError "Can't
+    decrement id ref count" after ENOSPC, is dropped: the caller raises the first one)."""
+    import gc
+    gc.collect()  # no dataset handle outlives the file (closing one after it can crash h5py)
+    try:
+        f.close()
+    except (OSError, RuntimeError, ValueError):
+        pass
 
 
 def check_export_target(target: Path, *, overwrite: bool, roots: tuple[Path, ...] = ()) -> None:
@@ -96,6 +139,12 @@ def import_h5(h5_path: Path | str, root: Path | str, *, step: int | None = None)
         raise CheckpointNotFoundError(f"no HDF5 file at {h5_path}",
                                       hint="check the path; write one with `fabric ckpt export CKPT --h5 FILE`")
     check_path(h5_path, what="HDF5 file")
+    from fabric_hpc.inputs import os_error
+    try:
+        with open(h5_path, "rb"):  # permission denied is exit 5 naming the file, not "not HDF5"
+            pass
+    except OSError as exc:
+        raise os_error(exc, "HDF5 file", h5_path) from None
     try:
         f = h5py.File(h5_path, "r")
     except OSError as exc:

@@ -298,8 +298,14 @@ def _cast_into(src: np.ndarray, src_dtype: str, out: Any, out_dtype: str) -> Non
 
 def open_checkpoint(path: Path | str, step: int | None = None) -> Checkpoint:
     """Open the checkpoint at ``path`` (a checkpoint dir, or a root: ``step`` or latest)."""
+    from fabric_hpc.checkpoint.health import step_mismatch
     ref = store.resolve(path, step)
-    return Checkpoint(ref, parse_manifest(read_manifest(ref.path), str(ref.path / MANIFEST)))
+    manifest = parse_manifest(read_manifest(ref.path), str(ref.path / MANIFEST))
+    if (why := step_mismatch(ref.path, manifest)) is not None:  # a renamed or edited step: which is it?
+        raise CheckpointCorruptError(why, problems=[why],
+                                     hint="run `fabric ckpt verify --all` and restore another step, or "
+                                          "rename the directory after its manifest")
+    return Checkpoint(ref, manifest)
 
 
 #: Largest manifest read (a checkpoint of a million chunks has a manifest of about 100 MiB).
@@ -316,6 +322,8 @@ def read_manifest(step_dir: Path) -> bytes:
     except fsio.UnsafeFileError as exc:
         raise CheckpointCorruptError(f"{step_dir}/{MANIFEST}: {exc.strerror}", problems=[f"{MANIFEST}: {exc.strerror}"],
                                      hint="run `fabric ckpt verify` and restore an older step") from None
+    except PermissionError:
+        raise store.denied(step_dir / MANIFEST) from None
     except NotADirectoryError:
         raise CheckpointNotFoundError(f"{step_dir} is not a directory",
                                       hint="give a checkpoint directory or a checkpoint root") from None

@@ -12,7 +12,10 @@ from typing import Any
 import numpy as np
 
 from fabric_hpc.checkpoint import fsio, store, values
-from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
+from fabric_hpc.checkpoint.errors import (
+    CheckpointCorruptError, CheckpointError, CheckpointIOError, CheckpointNotFoundError,
+)
+from fabric_hpc.checkpoint.health import step_mismatch
 from fabric_hpc.checkpoint.format import (
     FP8_DTYPES, MANIFEST, Manifest, TensorEntry, array_metadata, chunk_key, flatten, parse_manifest,
     unflatten,
@@ -155,11 +158,12 @@ class VerifyReport:
     """The outcome of :func:`verify`: empty ``problems`` means intact."""
 
     path: Path
-    step: int
+    step: int | None  # None: the report of a root itself (its ``latest``, step dirs without a manifest)
     tensors: int = 0
     chunks: int = 0
     nbytes: int = 0
     problems: list[str] = field(default_factory=list)
+    unreadable: bool = False  # permission denied: nothing could be checked (exit 5, not damage)
 
     @property
     def ok(self) -> bool:
@@ -167,7 +171,8 @@ class VerifyReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "step": self.step, "ok": self.ok, "tensors": self.tensors,
-                "chunks": self.chunks, "bytes": self.nbytes, "problems": self.problems}
+                "chunks": self.chunks, "bytes": self.nbytes, "problems": self.problems,
+                "unreadable": self.unreadable}
 
 
 def verify(path: Path | str, *, step: int | None = None, threads: int = 2,
@@ -177,10 +182,16 @@ def verify(path: Path | str, *, step: int | None = None, threads: int = 2,
     try:
         ref = store.resolve(path, step)
     except CheckpointCorruptError as exc:  # a damaged `latest`, or a step that is not committed
-        return VerifyReport(Path(path), -1, problems=[exc.message])
-    report = VerifyReport(ref.path, ref.step)
+        return VerifyReport(Path(path), None, problems=[exc.message])
+    report = VerifyReport(ref.path, ref.step if ref.step >= 0 else None)
     try:
         manifest = parse_manifest(read_manifest(ref.path), str(ref.path / MANIFEST))
+        if (why := step_mismatch(ref.path, manifest)) is not None:
+            report.problems.append(why)
+    except CheckpointIOError as exc:  # permission denied
+        report.problems.append(exc.message)
+        report.unreadable = True
+        return report
     except CheckpointCorruptError as exc:
         report.problems.extend(exc.problems or [exc.message])
         return report
@@ -190,11 +201,11 @@ def verify(path: Path | str, *, step: int | None = None, threads: int = 2,
     report.tensors = len(manifest.tensors)
     special, meta = structure_problems(ref.path, manifest)
     report.problems.extend(special + meta)
-    named = {p.split(": ", 1)[0] for p in special}  # already reported: not again as a bad chunk
+    named = _special_paths(special)  # already reported: not again as a bad chunk
     tasks = []
     for name, entry in manifest.tensors.items():
         for chunk in entry.chunks:
-            if f"{name}/{chunk_key(chunk.index)}" not in named:
+            if not _under(f"{name}/{chunk_key(chunk.index)}", named):
                 tasks.append((f"{name}/{chunk_key(chunk.index)}", chunk.nbytes, chunk.crc32c))
 
     def check(task: tuple[str, int, int]) -> str | None:
@@ -215,8 +226,22 @@ def structure_problems(step_dir: Path, manifest: Manifest) -> tuple[list[str], l
     """What :func:`verify` checks besides the chunk bytes: (symlinks, FIFOs, sockets and devices
     under the step directory; each array's ``zarr.json`` against the manifest and unexpected
     chunk files). The one check of "is this step readable" that verify and the restores share."""
-    meta = [p for name, entry in manifest.tensors.items() for p in _check_array_meta(step_dir, name, entry)]
-    return _special_entries(step_dir), meta
+    special = _special_entries(step_dir)
+    named = _special_paths(special)
+    meta = [p for name, entry in manifest.tensors.items() if not _under(name, named)
+            for p in _check_array_meta(step_dir, name, entry)]
+    return special, meta
+
+
+def _special_paths(special: list[str]) -> set[str]:
+    """The paths :func:`_special_entries` reported (a symlinked tensor directory is one problem)."""
+    return {p.split(": ", 1)[0] for p in special}
+
+
+def _under(rel: str, paths: set[str]) -> bool:
+    """Whether ``rel`` is one of ``paths`` or lies under one of them."""
+    parts = rel.split("/")
+    return any("/".join(parts[:i]) in paths for i in range(1, len(parts) + 1))
 
 
 def require_readable(ckpt: Checkpoint) -> None:

@@ -7,12 +7,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fabric_hpc.checkpoint import fsio, store
-from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointNewerFormatError
-from fabric_hpc.checkpoint.format import MANIFEST, parse_manifest
+from fabric_hpc.checkpoint import fsio, health, store
+from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError
+from fabric_hpc.checkpoint.format import MANIFEST
 from fabric_hpc.checkpoint.pins import read_pins
-from fabric_hpc.checkpoint.reader import read_manifest
-from fabric_hpc.errors import FabricError
 from fabric_hpc.events import emit
 
 
@@ -59,25 +57,36 @@ class PruneResult:
     newer: list[int] = field(default_factory=list)  # kept: written by a newer fabric-hpc (format_version)
     pinned: dict[int, str] = field(default_factory=dict)  # kept: step -> who pinned it (ROOT/.pins, pins.py)
     pin_problems: list[str] = field(default_factory=list)  # unreadable pin files (they protect nothing)
+    leftovers: list[str] = field(default_factory=list)  # killed saves' and prunes' leftovers removed
+    unreadable: dict[int, str] = field(default_factory=dict)  # kept (in damaged too): permission denied
 
 
 def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False,
-          upto_step: int | None = None) -> PruneResult:
+          upto_step: int | None = None, refuse_broken_latest: bool = False) -> PruneResult:
     """Delete the checkpoints ``policy`` does not keep. A checkpoint being read (shared lock on
     its manifest) is skipped; deletion renames into a trash name first, so a new reader never
     sees a half-deleted checkpoint. ``upto_step`` protects newer checkpoints (e.g. a local tier's
-    checkpoints that are not drained yet) while still counting them as the newest."""
+    checkpoints that are not drained yet) while still counting them as the newest. Each step gets
+    the metadata check of :func:`health.step_health` first: a damaged one is kept and not counted.
+    With ``refuse_broken_latest`` (``fabric ckpt prune`` without --force), a ``latest`` that is
+    damaged or names a damaged step refuses the prune (CheckpointCorruptError).
+    Leftovers of killed saves (their writer dead, on this host) and of killed prunes are removed."""
     if not isinstance(policy, RetentionPolicy):
         raise CheckpointError(f"policy must be a RetentionPolicy, got {type(policy).__name__}",
                               hint="e.g. prune(root, RetentionPolicy(keep_last=3))")
     root = Path(root)
     refs = store.list_checkpoints(root)
-    tags = {r.step: _tags(r) for r in refs}
-    newer = frozenset(step for step, t in tags.items() if t == NEWER)
-    # damaged: a manifest that cannot be read, or a step directory with none at all (a partial copy)
-    damaged = frozenset(step for step, t in tags.items() if t == DAMAGED) \
+    states = {r.step: health.step_health(r) for r in refs}
+    newer = frozenset(step for step, h in states.items() if h.state == health.NEWER)
+    unreadable = {step: h.why for step, h in states.items() if h.state == health.UNREADABLE}
+    # damaged: a manifest that cannot be read, chunk files that do not match it, or a step
+    # directory with none at all (a partial copy)
+    bad = (health.DAMAGED, health.UNREADABLE)
+    damaged = frozenset(step for step, h in states.items() if h.state in bad) \
         | {r.step for r in store.uncommitted_steps(root)}
-    tagged = {step for step, t in tags.items() if isinstance(t, list) and t}
+    if refuse_broken_latest:
+        _refuse_broken_latest(root, damaged)
+    tagged = {step for step, h in states.items() if h.manifest is not None and h.manifest.tags}
     kept = policy.keep(refs, tagged, store.read_latest(root), damaged | newer)
     pins, pin_problems = read_pins(root)
     pinned = sorted({p.step for p in pins} & {r.step for r in refs})
@@ -93,27 +102,39 @@ def prune(root: Path | str, policy: RetentionPolicy, *, dry_run: bool = False,
                 removed.append(ref.step)
             else:
                 busy.append(ref.step)
+        left = [lo for lo in health.leftovers(root) if lo.state == "abandoned"] if dry_run \
+            else health.remove_abandoned(root)
     if removed and not dry_run:
         fsio.fsync_dir(root)
         emit("checkpoint.pruned", root=str(root), removed=removed, busy=busy)
     if damaged:
         emit("checkpoint.prune_damaged", root=str(root), steps=sorted(damaged))
     holders = {p.step: f"{p.by} {p.target}".strip() or p.path.name for p in pins if p.step in pinned}
-    return PruneResult(removed, sorted(kept), busy, sorted(damaged), sorted(newer), holders, pin_problems)
+    return PruneResult(removed, sorted(kept), busy, sorted(damaged), sorted(newer), holders, pin_problems,
+                       leftovers=[str(lo.path) for lo in left], unreadable=unreadable)
 
 
-NEWER, DAMAGED = "newer", "damaged"
+def _refuse_broken_latest(root: Path, damaged: frozenset[int]) -> None:
+    """CheckpointCorruptError when ``latest`` is damaged or names a damaged step: which step is
+    the newest good one is then unknown, and a prune could delete it."""
+    problem = latest_problem(root, damaged)
+    if problem is not None:
+        raise CheckpointCorruptError(
+            f"{root}: {problem}; refusing to prune while it is broken",
+            hint=f"rewrite it (`echo step-NNNNNNNNNN > {root / store.LATEST}` naming the newest good step, "
+                 "after `fabric ckpt verify --all`), or pass --force to prune anyway", problems=[problem])
 
 
-def _tags(ref: store.CheckpointRef) -> list[str] | str:
-    """The checkpoint's tags; :data:`NEWER` when a newer fabric-hpc wrote it (kept, never called
-    damaged); :data:`DAMAGED` when its manifest cannot be read or is not a valid manifest."""
-    try:
-        return list(parse_manifest(read_manifest(ref.path), str(ref.path / MANIFEST)).tags)
-    except CheckpointNewerFormatError:
-        return NEWER
-    except (OSError, FabricError):
-        return DAMAGED
+def latest_problem(root: Path, damaged: frozenset[int] | set[int] = frozenset()) -> str | None:
+    """What is wrong with ``ROOT/latest`` (None: missing, or names a good or missing step)."""
+    if not os.path.lexists(root / store.LATEST):
+        return None
+    name = store.read_latest(root)
+    if name is None:
+        return f"{store.LATEST}: {store.LATEST_DAMAGED}"
+    if int(name.split("-")[1]) in damaged:
+        return f"{store.LATEST}: names {name}, which is damaged"
+    return None
 
 
 def remove_if_idle(root: Path, ref: store.CheckpointRef) -> bool:

@@ -5,7 +5,8 @@ Layout of a checkpoint root::
 
     ROOT/latest                 one line: the name of the newest committed checkpoint
     ROOT/step-0000000100/       a committed checkpoint (a Zarr v3 group; manifest in its zarr.json)
-    ROOT/.tmp-step-...-<hex>/   a save in progress (removed on the next save if it crashed)
+    ROOT/.tmp-step-N-<host>-<pid>-<hex>/  a save in progress (removed on the next save, or by
+                                prune if its writer died)
     ROOT/.lock                  held (flock) by the committer while saving or pruning
 """
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.checkpoint import fsio
-from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointNotFoundError
+from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointIOError, CheckpointNotFoundError
 from fabric_hpc.checkpoint.format import MANIFEST, MAX_STEP
 
 LATEST = "latest"
@@ -66,6 +67,8 @@ def read_latest(root: Path) -> str | None:
         raw = fsio.read_in(root, LATEST, 4096)
     except (FileNotFoundError, NotADirectoryError, fsio.UnsafeFileError):
         return None
+    except PermissionError:
+        raise denied(Path(root) / LATEST) from None
     name = raw.decode("ascii", "replace").strip()
     return name if _STEP_DIR.match(name) else None
 
@@ -121,9 +124,10 @@ def _refuse_damaged_latest(root: Path, latest: str | None, steps: list[int]) -> 
         problem = f"{LATEST}: {LATEST_DAMAGED}"
         raise CheckpointCorruptError(
             f"{root}: {problem}; not falling back silently",
-            hint=f"give --step explicitly (step=N in Python; steps: {steps}), or rewrite it "
-                 f"(e.g. `echo step-NNNNNNNNNN > "
-                 f"{root / LATEST}` naming the step to resume from), after `fabric ckpt verify --all`",
+            hint=(f"give --step explicitly (step=N in Python; steps: {steps}), or rewrite it "
+                  f"(e.g. `echo step-NNNNNNNNNN > {root / LATEST}` naming the step to resume from), "
+                  "after `fabric ckpt verify --all`") if steps
+            else f"{root} holds no committed step: remove {root / LATEST} or save a new checkpoint there",
             problems=[problem])
     if latest is not None and os.path.lexists(root / latest):  # there, but not a committed checkpoint
         why = why_uncommitted(root / latest)
@@ -143,10 +147,35 @@ def why_uncommitted(entry: Path) -> str:
     verify and restore)."""
     if entry.is_symlink():
         return "a symlink (not followed): a step directory must be a real directory inside the root"
+    if unreadable(entry):
+        return f"unreadable: permission denied ({entry})"
     return f"not a committed checkpoint ({MANIFEST} missing, or not a directory)"
 
 
+def unreadable(entry: Path) -> bool:
+    """Whether ``entry``'s manifest cannot be looked at for lack of permission (another user's 0700)."""
+    try:
+        os.stat(entry / MANIFEST)
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def denied(*paths: Path | str) -> CheckpointIOError:
+    """The exit-5 error for paths this user may not read, naming each full path."""
+    return CheckpointIOError(f"{', '.join(map(str, paths))}: permission denied",
+                             hint="check the owner and permissions of that path and its directory (or run as "
+                                  "a user who may read it)")
+
+
 def _uncommitted_fix(entry: Path, steps: list[int]) -> str:
+    if not steps:  # nothing else to restore: say what brings a step back
+        again = ("put the directory itself there (remove the link, then move the directory it points to "
+                 "there)") if entry.is_symlink() else "copy it again in full from where it came from"
+        return (f"{entry.parent} holds no other committed step: {again}, or save a new checkpoint there "
+                f"(`fabric ckpt verify {entry.parent} --all` lists the damage)")
     if entry.is_symlink():
         return (f"put the directory itself at {entry} (remove the link, then move the directory it points to "
                 f"there), or restore another step (--step N; step=N in Python; steps: {steps})")

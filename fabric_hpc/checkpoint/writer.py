@@ -24,8 +24,9 @@ import numpy as np
 from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.contracts import Communicator, SingleProcess
 from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointIOError
+from fabric_hpc.checkpoint.health import tmp_name
 from fabric_hpc.checkpoint.format import (
-    FORMAT_NAME, MANIFEST, ChunkEntry, Manifest, SplitInfo, TensorEntry, ValueLeaves,
+    FORMAT_NAME, MANIFEST, ChunkEntry, Manifest, Provenance, SplitInfo, TensorEntry, ValueLeaves,
     array_metadata, chunk_key, dumps, manifest_document, flatten, grid_shape, group_metadata, required_version,
     str_key,
     tensor_group_clashes,
@@ -304,7 +305,7 @@ def _begin(root: Path, step: int) -> tuple[str, list[str]]:
         if (root / store.step_dir_name(step)).exists():
             raise CheckpointError(f"checkpoint for step {step} already exists in {root}",
                                   hint="save under a new step, or prune/delete the old one first")
-        tmp = root / f"{store.TMP_PREFIX}{store.step_dir_name(step)}-{os.getpid()}-{os.urandom(4).hex()}"
+        tmp = root / tmp_name(store.step_dir_name(step))
         fsio.make_dir(tmp)
     return str(tmp), cleaned
 
@@ -362,6 +363,19 @@ def save_header(step: int, world: int, layout: Mapping[str, Any] | None, tags: A
             "created_at": created_at or datetime.now(UTC).isoformat(timespec="seconds")}
 
 
+def provenance() -> Provenance:
+    """This process's host, user and Slurm job, and the time now (microseconds)."""
+    import getpass
+    import socket
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no $USER (a container's uid)
+        user = None
+    job = os.environ.get("SLURM_JOB_ID") or None
+    return Provenance(host=socket.gethostname(), user=user, slurm_job_id=job,
+                      saved_at=datetime.now(UTC).isoformat(timespec="microseconds"))
+
+
 def _commit(root: Path, tmp: Path, header: dict[str, Any], per_rank: list) -> Path:
     manifest = build_manifest(header, per_rank)
     step = header["step"]
@@ -416,7 +430,7 @@ def write_metadata(tmp: Path, manifest: Manifest, *, all_arrays: bool = False) -
     for group in sorted(groups):
         fsio.write_small(tmp / group / "zarr.json", dumps(group_metadata()), fsync=False)
         written.append(tmp / group / "zarr.json")
-    fsio.write_small(tmp / MANIFEST, dumps(manifest_document(manifest)), fsync=False)
+    fsio.write_small(tmp / MANIFEST, dumps(manifest_document(manifest, provenance())), fsync=False)
     written.append(tmp / MANIFEST)
     dirs = [Path(d) for d, _, _ in os.walk(tmp)]
     fsio.fsync_paths(written + dirs)

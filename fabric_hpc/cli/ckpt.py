@@ -45,39 +45,54 @@ def group() -> None:
 
 
 @group.command("list")
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory", type=click.Path(path_type=Path, readable=False))
 @json_option
 def list_cmd(directory: Path, as_json: bool) -> None:
-    """List the committed checkpoints under DIRECTORY (newest last)."""
-    from fabric_hpc.checkpoint import CheckpointError, open_checkpoint
-    from fabric_hpc.checkpoint.errors import CheckpointNewerFormatError
-    from fabric_hpc.checkpoint.format import MANIFEST
-    from fabric_hpc.checkpoint.store import list_checkpoints, read_latest, uncommitted_steps, why_uncommitted
+    """List the checkpoints under DIRECTORY (newest last), flagging damaged steps and leftovers."""
+    from fabric_hpc.checkpoint import health
+    from fabric_hpc.checkpoint.retention import latest_problem
+    from fabric_hpc.checkpoint.store import (
+        denied, list_checkpoints, read_latest, uncommitted_steps, unreadable, why_uncommitted,
+    )
+    health.require_root(directory, "list")
     latest = read_latest(directory)
-    rows = []
-    for ref in list_checkpoints(directory):
-        try:
-            m = open_checkpoint(ref.path).manifest
-            rows.append({"step": ref.step, "path": str(ref.path), "latest": ref.path.name == latest,
-                         "created_at": m.created_at, "world_size": m.world_size, "tensors": len(m.tensors),
-                         "bytes": m.nbytes, "tags": m.tags})
-        except CheckpointNewerFormatError as exc:  # not damage: upgrade fabric-hpc to read it
-            rows.append({"step": ref.step, "path": str(ref.path), "latest": ref.path.name == latest,
-                         "newer_format": True, "error": f"{exc.message} (fix: {exc.hint})"})
-        except CheckpointError as exc:
-            rows.append({"step": ref.step, "path": str(ref.path), "latest": ref.path.name == latest,
-                         "damaged": True, "error": exc.message})
+    rows = [_list_row(health.step_health(ref), latest) for ref in list_checkpoints(directory)]
     for ref in uncommitted_steps(directory):  # shown, not hidden: a partial copy, a symlink, a damaged step
-        rows.append({"step": ref.step, "path": str(ref.path), "latest": ref.path.name == latest, "damaged": True,
-                     "error": why_uncommitted(ref.path)})
+        rows.append({"step": ref.step, "path": str(ref.path), "latest": ref.path.name == latest,
+                     "damaged": True, "error": why_uncommitted(ref.path),
+                     **({"unreadable": True} if unreadable(ref.path) else {})})
     rows.sort(key=lambda r: r["step"])
+    left = health.leftovers(directory)
+    damaged = {r["step"] for r in rows if r.get("damaged")}
+    if (problem := latest_problem(directory, damaged)) is not None:
+        click.echo(f"warning: {directory}: {problem} (restores without --step and prune refuse it)", err=True)
+        for r in rows:
+            r["latest_problem"] = problem
+    if as_json:  # the JSON stays one row per step: leftovers are said on stderr (prune --json lists them)
+        for lo in left:
+            click.echo(f"leftover {lo.path}: {lo.nbytes} bytes, pid {lo.pid}, {lo.state}", err=True)
+    render(as_json, rows, lambda c: _list_human(c, directory, rows, left))
+    if unread := [r["path"] for r in rows if r.get("unreadable")]:
+        raise denied(*unread)  # listed above; exit 5
 
-    def human(c) -> None:
-        if not rows:  # say why the table is empty: a step directory itself, or no checkpoint yet
-            inside = " (it is itself a checkpoint: `fabric ckpt show` it, or list its parent)" \
-                if (directory / MANIFEST).is_file() else ""
-            c.print(f"no committed checkpoint in {directory}{inside}")
-            return
+
+def _list_row(h: Any, latest: str | None) -> dict[str, Any]:
+    ref = h.ref
+    row = {"step": ref.step, "path": str(ref.path), "latest": ref.path.name == latest}
+    if h.state is None:
+        m = h.manifest
+        return {**row, "created_at": m.created_at, "world_size": m.world_size, "tensors": len(m.tensors),
+                "bytes": m.nbytes, "tags": m.tags}
+    if h.state == "newer":  # not damage: upgrade fabric-hpc to read it
+        return {**row, "newer_format": True, "error": h.why}
+    return {**row, "damaged": True, "error": h.why,
+            **({"unreadable": True} if h.state == "unreadable" else {})}
+
+
+def _list_human(c: Any, directory: Path, rows: list[dict], left: list[Any]) -> None:
+    if not rows:
+        c.print(f"no checkpoint in {directory} yet")
+    else:
         t = table(
             f"checkpoints in {directory}", ["step", "latest", "created", "world", "tensors", "size", "tags"],
             [(r["step"], "*" if r["latest"] else "", r.get("created_at", f"{_label(r)}: {r.get('error')}"),
@@ -87,11 +102,15 @@ def list_cmd(directory: Path, as_json: bool) -> None:
         t.columns[2].min_width = max((len(r["created_at"]) for r in rows if "created_at" in r), default=None)
         _fit_last_column(c, t)
         c.print(t)
-    render(as_json, rows, human)
+    for lo in left:
+        what = {"abandoned": "abandoned (its writer is gone): `fabric ckpt prune` removes it",
+                "in progress": "in progress (its writer is running)"}.get(
+            lo.state, "writer unknown (another host, or an older name): kept")
+        c.print(f"leftover {lo.path}: {_size(lo.nbytes)}, pid {lo.pid}, {what}", soft_wrap=True)
 
 
 def _label(row: dict[str, Any]) -> str:
-    return "NEWER FORMAT" if row.get("newer_format") else "DAMAGED"
+    return "NEWER FORMAT" if row.get("newer_format") else "UNREADABLE" if row.get("unreadable") else "DAMAGED"
 
 
 def _fit_last_column(c: Any, t: Any) -> None:
@@ -111,15 +130,19 @@ def _fit_last_column(c: Any, t: Any) -> None:
 
 
 @group.command("show")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path, readable=False))
 @step_option
 @json_option
 def show_cmd(path: Path, step: int | None, as_json: bool) -> None:
     """Show a checkpoint's manifest and tensor index (PATH: a checkpoint or a root)."""
     from fabric_hpc.checkpoint import open_checkpoint
+    from fabric_hpc.checkpoint.format import parse_provenance
+    from fabric_hpc.checkpoint.reader import read_manifest
     ck = open_checkpoint(path, step)
     m = ck.manifest
+    prov = parse_provenance(read_manifest(ck.path))
     data = {"path": str(ck.path), **m.model_dump(mode="json", exclude={"tensors"}),
+            "provenance": prov.model_dump(mode="json") if prov else None,
             "tensors": {n: {"dtype": e.dtype, "shape": e.shape, "chunk_shape": e.chunk_shape,
                             "split": e.split.model_dump() if e.split else None, "chunks": len(e.chunks),
                             "bytes": sum(c.nbytes for c in e.chunks)} for n, e in m.tensors.items()}}
@@ -129,6 +152,9 @@ def show_cmd(path: Path, step: int | None, as_json: bool) -> None:
                 f"{_size(m.nbytes)}  format v{m.format_version}")
         if m.layout or m.tags or m.user_metadata:
             c.print(f"layout {m.layout}  tags {m.tags}  metadata {m.user_metadata}")
+        if (p := prov) is not None:
+            c.print(f"saved by {p.user or '?'} on {p.host or '?'} at {p.saved_at or '?'}"
+                    + (f" (Slurm job {p.slurm_job_id})" if p.slurm_job_id else ""))
         c.print(table(None, ["tensor", "dtype", "shape", "split", "chunks", "size"],
                       [(n, t["dtype"], t["shape"], _split_text(t["split"]), t["chunks"], _size(t["bytes"]))
                        for n, t in data["tensors"].items()]))
@@ -136,40 +162,58 @@ def show_cmd(path: Path, step: int | None, as_json: bool) -> None:
 
 
 @group.command("verify")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path, readable=False))
 @step_option
 @click.option("--all", "all_steps", is_flag=True, help="Verify every committed checkpoint under PATH.")
 @json_option
 def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> None:
     """Check every chunk checksum and the metadata; exit 3 and name the damage if any."""
-    from fabric_hpc.checkpoint import CheckpointCorruptError, open_checkpoint, verify
+    from fabric_hpc.checkpoint import CheckpointCorruptError, verify
     from fabric_hpc.checkpoint.format import MANIFEST
     from fabric_hpc.checkpoint.restore import VerifyReport
-    from fabric_hpc.checkpoint.store import list_checkpoints, root_problems
+    from fabric_hpc.checkpoint.store import (
+        denied, list_checkpoints, root_problems, uncommitted_steps, unreadable,
+    )
     if all_steps and step is not None:
         raise click.UsageError("--step and --all cannot be combined: --all verifies every step")
-    refs = [r.step for r in list_checkpoints(path)] if all_steps else [step]
+    if all_steps:
+        _require_root_for_all(path)
+    # --all: each step directory itself (the root is listed once, not once per step)
+    targets = [(r.path, None) for r in list_checkpoints(path)] if all_steps else [(path, step)]
     reports = []
     if not (path / MANIFEST).is_file() and (problems := root_problems(path)):  # a root: its own damage
-        reports.append(VerifyReport(path, -1, problems=problems))
-    if not refs and not reports:
-        _nothing_to_verify(path)
-    for s in refs:
-        if s is None and reports and _latest_refused(path):  # the root's report above names the damage
+        unread = [r.path for r in uncommitted_steps(path) if unreadable(r.path)]
+        reports.append(VerifyReport(path, None, problems=problems, unreadable=bool(unread)))
+    for target, s in targets:
+        if s is None and not all_steps and reports and _latest_refused(path):  # the root's report names it
             continue
-        try:
-            total = open_checkpoint(path, s).manifest.nbytes
-        except CheckpointCorruptError:
-            total = 0
-        with _progress(f"verify step {s if s is not None else 'latest'}", total, not as_json) as tick:
-            reports.append(verify(path, step=s, progress=tick))
+        with _progress(f"verify {target.name if all_steps else s if s is not None else 'latest'}",
+                       _total(target, s), not as_json) as tick:
+            reports.append(verify(target, step=s, progress=tick))
+    if not reports:  # an empty root: nothing saved yet (list shows [], prune does nothing)
+        render(as_json, [], lambda c: c.print(f"nothing to verify: no checkpoint in {path} yet"))
+        return
     render(as_json, [r.as_dict() for r in reports], lambda c: [
-        c.print(f"{'OK' if r.ok else 'DAMAGED'}  {r.path}  {r.tensors} tensors, {r.chunks} chunks, "
-                f"{_size(r.nbytes)}" + "".join(f"\n  - {p}" for p in r.problems)) for r in reports])
+        c.print(f"{'OK' if r.ok else 'UNREADABLE' if r.unreadable else 'DAMAGED'}  {r.path}  "
+                f"{r.tensors} tensors, {r.chunks} chunks, {_size(r.nbytes)}"
+                + "".join(f"\n  - {p}" for p in r.problems)) for r in reports])
+    if any(r.unreadable for r in reports):  # permission denied: what is there is unknown (exit 5)
+        raise denied(*[r.path for r in reports if r.unreadable and r.step is not None],
+                     *[r.path for r in uncommitted_steps(path) if unreadable(r.path)])
     bad = [r for r in reports if not r.ok]
     if bad:
         raise CheckpointCorruptError(f"{len(bad)} checkpoint(s) damaged: " + ", ".join(str(r.path) for r in bad),
                                      hint="restore an older step (`fabric ckpt list`), or re-save")
+
+
+def _total(target: Path, step: int | None) -> int:
+    """Bytes to verify (for the progress bar; 0 when the manifest cannot be read: verify says why)."""
+    from fabric_hpc.checkpoint import open_checkpoint
+    from fabric_hpc.errors import FabricError
+    try:
+        return open_checkpoint(target, step).manifest.nbytes
+    except (FabricError, OSError):
+        return 0
 
 
 def _latest_refused(root: Path) -> bool:
@@ -183,20 +227,20 @@ def _latest_refused(root: Path) -> bool:
     return False
 
 
-def _nothing_to_verify(path: Path) -> None:
-    """--all found no committed checkpoint under ``path``: say so (exit 3), never a silent OK."""
+def _require_root_for_all(path: Path) -> None:
+    """--all needs a checkpoint root: a step directory or an unrelated directory is exit 3 naming
+    why (an empty root is fine: nothing to verify, exit 0)."""
     from fabric_hpc.checkpoint import CheckpointNotFoundError
-    from fabric_hpc.checkpoint.format import MANIFEST
-    if (path / MANIFEST).is_file():
-        raise CheckpointNotFoundError(f"no committed checkpoint in {path}: it is a checkpoint itself, not a root "
-                                      "of checkpoints", hint=f"drop --all to verify it, or give its root "
-                                                             f"{path.parent} with --all")
-    raise CheckpointNotFoundError(f"no committed checkpoint in {path}",
-                                  hint="save one first, or point at the right directory")
+    from fabric_hpc.checkpoint.health import root_state, require_root
+    if root_state(path) == "checkpoint":
+        raise CheckpointNotFoundError(f"{path}: it is a checkpoint itself, not a root of checkpoints",
+                                      hint=f"drop --all to verify it, or give its root {path.parent} "
+                                           "with --all")
+    require_root(path, "verify --all")
 
 
 @group.command("restore")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path, readable=False))
 @click.option("--to-world-size", "world_size", type=click.IntRange(min=1, max=1 << 20), required=True,
               help="Lay split tensors out for this many ranks.")
 @click.option("--mesh", "mesh", default=None, metavar="AxB",
@@ -210,6 +254,7 @@ def restore_cmd(path: Path, world_size: int, mesh: str | None, out: Path, step: 
     from fabric_hpc.checkpoint import open_checkpoint
     from fabric_hpc.checkpoint.reshard import reshard
     total = open_checkpoint(path, step).manifest.nbytes
+    _require_out_root(out)
     with _progress("reshard", total, not as_json) as tick:
         res = reshard(path, out, world_size, step=step, mesh=_mesh(mesh), progress=tick)
     data = {"path": str(res.path), "step": res.step, "world_size": world_size, "bytes": res.nbytes,
@@ -217,6 +262,19 @@ def restore_cmd(path: Path, world_size: int, mesh: str | None, out: Path, step: 
     render(as_json, data, lambda c: c.print(
         f"{res.path} already holds this reshard for world size {world_size} (verified): nothing written"
         if res.existing else f"wrote {res.path} for world size {world_size} ({_size(res.nbytes)})"))
+
+
+def _require_out_root(out: Path) -> None:
+    """--out must be new, empty, or a checkpoint root: writing step directories into a directory of
+    other files (a home directory, notes) would mix them in."""
+    from fabric_hpc.checkpoint import CheckpointError
+    from fabric_hpc.checkpoint.health import root_state
+    if not out.is_dir() or (state := root_state(out)) == "root":
+        return
+    why = "is a checkpoint itself" if state == "checkpoint" \
+        else "holds other files and is not a checkpoint root"
+    raise CheckpointError(f"--out {out} {why}: the reshard would be written among them",
+                          hint="give a new or empty directory (or an existing checkpoint root) as --out")
 
 
 def _split_text(split: dict | None) -> str:
@@ -241,41 +299,55 @@ def _mesh(text: str | None) -> tuple[int, ...] | None:
 
 
 @group.command("prune")
-@click.argument("directory", type=click.Path(path_type=Path))
+@click.argument("directory", type=click.Path(path_type=Path, readable=False))
 @click.option("--keep-last", type=click.IntRange(min=1), required=True, help="Keep the newest N.")
 @click.option("--keep-every", type=click.IntRange(min=1), default=None, help="Also keep steps divisible by K.")
 @click.option("--keep-tagged/--no-keep-tagged", default=True, show_default=True, help="Keep tagged checkpoints.")
 @click.option("--dry-run", is_flag=True, help="Only show what would be removed.")
+@click.option("--force", is_flag=True, help="Prune even while `latest` is damaged or names a damaged step.")
 @json_option
 def prune_cmd(directory: Path, keep_last: int, keep_every: int | None, keep_tagged: bool,
-              dry_run: bool, as_json: bool) -> None:
-    """Delete old checkpoints (never latest; checkpoints being read are skipped)."""
-    from fabric_hpc.checkpoint import CheckpointNotFoundError, RetentionPolicy, list_checkpoints, prune
-    from fabric_hpc.checkpoint.store import step_dir_name
-    if not list_checkpoints(directory):
-        raise CheckpointNotFoundError(f"{directory} holds no committed checkpoint: nothing to prune",
-                                      hint="give a checkpoint root (the directory holding step-NNNNNNNNNN directories)")
-    res = prune(directory, RetentionPolicy(keep_last, keep_every, keep_tagged), dry_run=dry_run)
+              dry_run: bool, force: bool, as_json: bool) -> None:
+    """Delete old checkpoints (never latest, never a damaged one; checkpoints being read are skipped)
+    and what killed saves and prunes left behind."""
+    from fabric_hpc.checkpoint import RetentionPolicy, prune
+    from fabric_hpc.checkpoint.health import require_root
+    from fabric_hpc.checkpoint.store import denied, step_dir_name, uncommitted_steps, unreadable
+    require_root(directory, "prune")
+    if unread := [r.path for r in uncommitted_steps(directory) if unreadable(r.path)]:
+        raise denied(*unread)  # what is in them is unknown: nothing is deleted
+    res = prune(directory, RetentionPolicy(keep_last, keep_every, keep_tagged), dry_run=dry_run,
+                refuse_broken_latest=not force)
     data = {"removed": res.removed, "kept": res.kept, "busy": res.busy, "damaged": res.damaged,
             "newer_format": res.newer, "pinned": {str(k): v for k, v in res.pinned.items()},
             "pin_problems": res.pin_problems, "dry_run": dry_run,
-            "removed_paths": [str(directory / step_dir_name(s)) for s in res.removed]}
-    render(as_json, data, lambda c: c.print(
-        f"{'would remove' if dry_run else 'removed'} "
-        + (", ".join(f"step {s} ({directory / step_dir_name(s)})" for s in res.removed) or "nothing")
-        + f"; kept {res.kept}"
-        + "".join(f"; step {s} pinned by {who}" for s, who in res.pinned.items())
-        + (f"; pin files that protect nothing (unreadable): {res.pin_problems}" if res.pin_problems else "")
-        + (f"; busy (being read, retry later) {res.busy}" if res.busy else "")
-        + (f"; DAMAGED, kept and not counted in --keep-last (see fabric ckpt verify): {res.damaged}"
-           if res.damaged else "")
-        + (f"; NEWER FORMAT (written by a newer fabric-hpc; upgrade to read it), kept and not counted in "
-           f"--keep-last: {res.newer}" if res.newer else "")))
+            "removed_paths": [str(directory / step_dir_name(s)) for s in res.removed],
+            "leftovers_removed": res.leftovers}
+    render(as_json, data, lambda c: c.print(_prune_text(directory, res, dry_run), soft_wrap=True))
+
+
+def _prune_text(directory: Path, res: Any, dry_run: bool) -> str:
+    from fabric_hpc.checkpoint.store import step_dir_name
+    if not (res.removed or res.kept or res.damaged or res.leftovers):
+        return f"nothing to prune: no checkpoint in {directory} yet"
+    return (f"{'would remove' if dry_run else 'removed'} "
+            + (", ".join(f"step {s} ({directory / step_dir_name(s)})" for s in res.removed) or "nothing")
+            + f"; kept {res.kept}"
+            + "".join(f"; step {s} pinned by {who}" for s, who in res.pinned.items())
+            + (f"; pin files that protect nothing (unreadable): {res.pin_problems}"
+               if res.pin_problems else "")
+            + (f"; busy (being read, retry later) {res.busy}" if res.busy else "")
+            + (f"; DAMAGED, kept and not counted in --keep-last (see fabric ckpt verify): {res.damaged}"
+               if res.damaged else "")
+            + (f"; NEWER FORMAT (written by a newer fabric-hpc; upgrade to read it), kept and not counted in "
+               f"--keep-last: {res.newer}" if res.newer else "")
+            + (f"; {'would remove' if dry_run else 'removed'} leftovers of killed saves/prunes: "
+               f"{res.leftovers}" if res.leftovers else ""))
 
 
 @group.command("export")
-@click.argument("path", type=click.Path(path_type=Path))
-@click.option("--h5", "h5", type=click.Path(path_type=Path), required=True,
+@click.argument("path", type=click.Path(path_type=Path, readable=False))
+@click.option("--h5", "h5", type=click.Path(path_type=Path, readable=False), required=True,
               help="HDF5 file to write (outside every checkpoint directory).")
 @click.option("--force", is_flag=True, help="Replace FILE if it exists.")
 @step_option
@@ -291,7 +363,8 @@ def export_cmd(path: Path, h5: Path, force: bool, step: int | None, as_json: boo
 
 
 @group.command("import")
-@click.option("--h5", "h5", type=click.Path(path_type=Path), required=True, help="HDF5 file to read.")
+@click.option("--h5", "h5", type=click.Path(path_type=Path, readable=False), required=True,
+              help="HDF5 file to read.")
 @click.argument("directory", type=OutputDir())
 @json_option
 def import_cmd(h5: Path, directory: Path, as_json: bool) -> None:

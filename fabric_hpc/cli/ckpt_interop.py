@@ -51,7 +51,7 @@ def register(group: click.Group) -> None:
 
 
 @click.command("import-hf")
-@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("src", type=click.Path(path_type=Path, readable=False))
 @click.argument("out", type=OutputDir())
 @click.option("--step", type=STEP_TYPE, default=0, show_default=True, help="Step of the new checkpoint.")
 @click.option("--prefix", default=None, help="Put the tensors under this group (e.g. 'model').")
@@ -66,13 +66,14 @@ def import_hf_cmd(src: Path, out: Path, step: int, prefix: str | None, as_json: 
 
 
 @click.command("export-hf")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path, readable=False))
 @click.argument("out", type=OutputDir())
 @_step_opt("Step to export (default: latest; PATH may also be a step directory).")
 @click.option("--max-shard-size", "max_shard", default="5GB", show_default=True,
               help="Largest safetensors file (5GB, 500MiB, bytes); a larger tensor gets a file of its own.")
 @click.option("--prefix", default=None, help="Export only this subtree (stripped from the keys).")
-@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False), default=None,
+@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False, readable=False),
+              default=None,
               help="config.json to write (default: the one carried from import-hf, if any).")
 @click.option("--no-quantization-config", "no_quant", is_flag=True,
               help="Do not write quantization_config into config.json for a converted fp8 checkpoint.")
@@ -101,7 +102,7 @@ def export_hf_cmd(path: Path, out: Path, step: int | None, max_shard: str, prefi
 
 
 @click.command("import-dcp")
-@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("src", type=click.Path(path_type=Path, readable=False))
 @click.argument("out", type=OutputDir())
 @click.option("--trust-pickle", is_flag=True,
               help="Required: DCP's .metadata is a pickle (unpickling untrusted files can run code).")
@@ -124,7 +125,7 @@ def import_dcp_cmd(src: Path, out: Path, trust_pickle: bool, step: int, prefix: 
 
 
 @click.command("export-dcp")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path, readable=False))
 @click.argument("out", type=OutputDir())
 @_step_opt("Step to export (default: latest; PATH may also be a step directory).")
 @click.option("--prefix", default=None, help="Export only this subtree (stripped from the keys).")
@@ -141,9 +142,10 @@ def export_dcp_cmd(path: Path, out: Path, step: int | None, prefix: str | None, 
 
 
 @click.command("convert")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path, readable=False))
 @click.argument("out", type=OutputDir())
-@click.option("--recipe", "recipe", type=click.Path(path_type=Path, dir_okay=False), required=True,
+@click.option("--recipe", "recipe", type=click.Path(path_type=Path, dir_okay=False, readable=False),
+              required=True,
               help="YAML/JSON recipe: rename, pipeline, transpose, fuse_qkv, split_qkv, fuse, split, cast, tp, drop.")
 @_step_opt("Step to convert (default: latest).")
 @click.option("--out-step", type=STEP_TYPE, default=None, help="Step of the result (default: the same).")

@@ -77,12 +77,20 @@ def parser(prog: str, step_seconds: float) -> argparse.ArgumentParser:
     return ap
 
 
+#: where launchers put this process's rank: Slurm's srun first, then plain ``mpiexec`` (PMI/Hydra,
+#: Open MPI, PMIx)
+RANK_VARIABLES = ("SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
+
+
 def env_rank() -> int:
-    """This rank (``SLURM_PROCID``, 0 when unset), checked."""
-    text = os.environ.get("SLURM_PROCID", "0")
+    """This rank, from the first of :data:`RANK_VARIABLES` that is set (0 when none is), checked."""
+    name = next((v for v in RANK_VARIABLES if v in os.environ), None)
+    if name is None:
+        return 0
+    text = os.environ[name]
     if not text.isdigit():
-        raise ConfigError(f"SLURM_PROCID={text!r} is not a rank (a whole number, 0 or more)",
-                          hint="run the program under srun, or unset SLURM_PROCID")
+        raise ConfigError(f"{name}={text!r} is not a rank (a whole number, 0 or more)",
+                          hint=f"run the program under srun or mpiexec, or unset {name}")
     return int(text)
 
 

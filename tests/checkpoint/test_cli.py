@@ -145,16 +145,25 @@ def test_shard_that_does_not_fit_its_mesh_is_refused(tmp_path: Path) -> None:
 def test_prune_of_a_directory_without_checkpoints_says_so(tmp_path, capsys):
     from fabric_hpc.cli.main import main
 
-    assert main(["ckpt", "prune", str(tmp_path), "--keep-last", "1"]) == 3
-    assert "holds no committed checkpoint" in capsys.readouterr().err
+    # an empty root: nothing to prune yet, exit 0 (a cron job must not fail); not a root: exit 3
+    assert main(["ckpt", "prune", str(tmp_path), "--keep-last", "1"]) == 0
+    assert "nothing to prune" in capsys.readouterr().out
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    assert main(["ckpt", "prune", str(tmp_path / "other"), "--keep-last", "1"]) == 3
+    assert "is not a checkpoint root" in capsys.readouterr().err
 
 
 def test_verify_all_that_checks_nothing_says_so(root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """--all over an empty directory or a step directory exits 3 naming why (it exited 0 with no
-    output); --step with --all is a usage error."""
+    """--all over an empty root says there is nothing to verify (exit 0, as list and prune); over a
+    step directory or a directory that is not a root it exits 3 naming why; --step with --all is a
+    usage error."""
     (tmp_path / "empty").mkdir()
+    code, out, err = _run(capsys, "ckpt", "verify", str(tmp_path / "empty"), "--all")
+    assert code == 0 and "nothing to verify" in out
+    (tmp_path / "empty" / "notes.txt").write_text("x")
     code, _, err = _run(capsys, "ckpt", "verify", str(tmp_path / "empty"), "--all")
-    assert code == 3 and "no committed checkpoint" in err and "fix:" in err
+    assert code == 3 and "not a checkpoint root" in err and "fix:" in err
     code, _, err = _run(capsys, "ckpt", "verify", str(root / "step-0000000002"), "--all")
     assert code == 3 and "it is a checkpoint itself" in err and "drop --all" in err
     code, _, err = _run(capsys, "ckpt", "verify", str(root), "--all", "--step", "2")

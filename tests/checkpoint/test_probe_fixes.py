@@ -332,13 +332,14 @@ def test_non_tensor_leaves_keep_nan_and_nesting_and_survive_reshard_and_async(tm
 def test_a_version_2_reader_refuses_values_as_a_newer_format(tmp_path: Path) -> None:
     """The leaves sit beside the manifest: a version-2 reader (strict model) parses the manifest,
     sees format version 3 and says NEWER FORMAT (upgrade) instead of calling it damaged."""
-    from fabric_hpc.checkpoint.format import ATTR, Manifest
+    from fabric_hpc.checkpoint.format import ATTR, PROVENANCE_ATTR, Manifest
     save(tmp_path / "ck", {"w": np.ones(2), "lr": 0.1}, step=1)
     save(tmp_path / "ck", {"w": np.ones(2)}, step=2)
     docs = [json.loads((tmp_path / "ck" / f"step-000000000{s}" / "zarr.json").read_text()) for s in (1, 2)]
     old_view = Manifest.model_validate(docs[0]["attributes"][ATTR])  # what a v2 reader validates
     assert old_view.format_version == 3 and old_view.values is None
-    assert docs[1]["attributes"][ATTR]["format_version"] == 1 and len(docs[1]["attributes"]) == 1
+    assert docs[1]["attributes"][ATTR]["format_version"] == 1
+    assert set(docs[1]["attributes"]) == {ATTR, PROVENANCE_ATTR}  # no values attribute
 
 
 def test_damaged_values_are_reported_by_verify(tmp_path: Path) -> None:
