@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +16,9 @@ import pytest
 from fabric_hpc.slurm import task_fast
 from fabric_hpc.slurm.prolog import hints_path, prepare_node, task_exports, topo_path, write_topo
 from fabric_hpc.testing.nccl_facts import synthetic_facts, write_facts
-from fabric_hpc.topology import build, generators, save_spec
+from fabric_hpc.topology import build, generators
 from tests.real import require_real
+from tests.slurm.prolog_site import make_site
 
 HOST, OTHER = "su01-h01", "su01-h02"
 
@@ -27,13 +27,7 @@ HOST, OTHER = "su01-h01", "su01-h02"
 def site() -> Iterator[dict]:
     require_real("slurm", os.geteuid() == 0, "the hints file is trusted only when root's: run as root")
     fab = build(generators.superpod(1))
-    base = Path(tempfile.mkdtemp(prefix="fabric-nccl-facts-", dir="/tmp"))
-    base.chmod(0o755)
-    save_spec(fab.spec, base / "topology.yaml")
-    (base / "ckpt").mkdir(mode=0o755)
-    cfg = {"topology": str(base / "topology.yaml"), "topo_dir": str(base / "nccl"),
-           "ckpt_root": str(base / "ckpt")}
-    (base / "prolog.json").write_text(json.dumps(cfg))
+    base, cfg = make_site(fab, "fabric-nccl-facts-")
     yield {"fab": fab, "base": base, "cfg": cfg, "config": base / "prolog.json"}
     shutil.rmtree(base)
 

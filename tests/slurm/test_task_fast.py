@@ -15,7 +15,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from fabric_hpc.slurm import task_fast
 from fabric_hpc.testing.nccl_facts import write_facts
 from fabric_hpc.slurm.prolog import hints_path, prepare_node, task_exports, topo_path
 from tests.real import require_real
+from tests.slurm.prolog_site import make_site
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "plugins" / "task_prolog.py"
@@ -54,16 +54,10 @@ def _spec(kind: str):
 def site(request: pytest.FixtureRequest) -> Iterator[dict]:
     """A fabric file, prolog.json and a root-owned topo_dir, as the root Prolog leaves them."""
     require_real("slurm", os.geteuid() == 0, "the hints file is trusted only when root's: run as root")
-    from fabric_hpc.topology import build, save_spec
+    from fabric_hpc.topology import build
 
     fab = build(_spec(request.param))
-    base = Path(tempfile.mkdtemp(prefix="fabric-fast-", dir="/tmp"))
-    base.chmod(0o755)
-    save_spec(fab.spec, base / "topology.yaml")
-    (base / "ckpt").mkdir(mode=0o755)
-    cfg = {"topology": str(base / "topology.yaml"), "topo_dir": str(base / "nccl"),
-           "ckpt_root": str(base / "ckpt")}
-    (base / "prolog.json").write_text(json.dumps(cfg))
+    base, cfg = make_site(fab, "fabric-fast-")
     hosts = fab.hosts[:2]
     for host in hosts:
         write_facts(base / "nccl", fab, host)  # discovered bus ids: the hosts get NCCL topology files
