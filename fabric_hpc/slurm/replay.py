@@ -71,6 +71,16 @@ def _like(template: Any, value: str | int) -> Any:
     return value
 
 
+def _deferred(job: dict[str, Any], fallback_s: int) -> dict[str, Any]:
+    """``job`` with a begin time ``fallback_s`` after its submit time where it had a later one."""
+    from fabric_hpc.slurm import decode
+
+    submit, begin = decode.epoch(job, "submit_time", "job"), decode.epoch(job, "eligible_time", "job")
+    if submit is None or begin is None or begin <= submit:
+        return job
+    return {**job, "eligible_time": _like(job["eligible_time"], int(submit) + fallback_s)}
+
+
 def _is(job: dict[str, Any], state: str) -> bool:
     value = job.get("job_state")
     return (value[:1] == [state]) if isinstance(value, list) else value == state
@@ -78,14 +88,17 @@ def _is(job: dict[str, Any], state: str) -> bool:
 
 def scale_recording(nodes: dict[str, Any], jobs: dict[str, Any], hosts: list[str], *, pending: int,
                     busy_fraction: float = 0.5, gpus_per_host: int = 8, running_comment: str = "",
-                    pending_comments: Sequence[str] = ("fabric",)) -> tuple[str, str]:
+                    pending_comments: Sequence[str] = ("fabric",), fallback_s: int = 60) -> tuple[str, str]:
     """Recorded answers re-targeted at a larger fabric: records are copied from the live cluster's
     answers (same fields and formats, of whichever Slurm recorded them) with names, ids and counts
     rewritten.
 
     ``busy_fraction`` of the hosts run a whole-host job (comment ``running_comment``: e.g.
     ``fabric:tier=spot`` makes them preemption candidates); ``pending`` fabric gangs (sizes taken in
-    turn from the recorded pending jobs, comments in turn from ``pending_comments``) wait.
+    turn from the recorded pending jobs, comments in turn from ``pending_comments``) wait. A deferred
+    one (its recorded begin time after its submit time) is deferred as job_submit.lua with
+    ``fallback_s`` defers it (the agent's default: 60 s), whatever deferral the recording had, so the
+    agent takes it for its own deferral, not for a user's ``--begin``.
     """
     node_t = nodes["nodes"][0]
     run_t = next(j for j in jobs["jobs"] if _is(j, "RUNNING"))
@@ -99,6 +112,6 @@ def scale_recording(nodes: dict[str, Any], jobs: dict[str, Any], hosts: list[str
                  "tres_per_node": tres, "gres_detail": [idx], "comment": running_comment}
                 for i, h in enumerate(sorted(busy))]
     for k in range(pending):
-        out_jobs.append({**pend_t[k % len(pend_t)], "job_id": 100_000 + k,
+        out_jobs.append({**_deferred(pend_t[k % len(pend_t)], fallback_s), "job_id": 100_000 + k,
                          "comment": pending_comments[k % len(pending_comments)]})
     return json.dumps({**nodes, "nodes": out_nodes}), json.dumps({**jobs, "jobs": out_jobs})

@@ -135,7 +135,9 @@ def test_agent_places_a_gang_through_pyslurm(slurm_cluster: Any, slurm_fabric: A
     save_spec(slurm_fabric.spec, topology)
     jid = slurm_cluster.sbatch("-N", "2", "--gres=gpu:4", "--comment=fabric", "--begin=now+600",
                                script="#!/bin/sh\nsleep 30\n", cwd=slurm_cluster.work_dir)
-    agent = AgentProcess(slurm_cluster, topology, tmp_path, "--backend", "pyslurm").start()
+    # this cluster has no job_submit.lua: --begin=now+600 stands in for its deferral, so the agent is
+    # told the plugin's fallback is 600 s (a begin time that is not a fabric deferral is waited for)
+    agent = AgentProcess(slurm_cluster, topology, tmp_path, "--backend", "pyslurm", "--fallback", "600").start()
     try:
         job = slurm_cluster.wait_job(jid, ("RUNNING",), timeout=60)
         placed = [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
@@ -158,7 +160,8 @@ def test_agent_on_pyslurm_outlives_a_controller_outage(slurm_cluster: Any, slurm
 
     topology = tmp_path / "topology.yaml"
     save_spec(slurm_fabric.spec, topology)
-    agent = AgentProcess(slurm_cluster, topology, tmp_path, "--backend", "pyslurm", "--max-backoff", "1").start()
+    agent = AgentProcess(slurm_cluster, topology, tmp_path, "--backend", "pyslurm", "--max-backoff", "1",
+                         "--fallback", "600").start()  # --begin=now+600 below: the plugin's deferral
     log = tmp_path / "decisions.jsonl"
     try:
         slurm_cluster.run(["scontrol", "shutdown", "slurmctld"])
