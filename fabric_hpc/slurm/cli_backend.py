@@ -203,7 +203,7 @@ def _job_from_scontrol(line: str) -> Job:
                priority=_int(kv, "Priority", f"job {kv['JobId']}") if "Priority" in kv else None,
                dependency=_set(kv.get("Dependency")),
                array_job_id=_int(kv, "ArrayJobId", f"job {kv['JobId']}"),
-               het_job_id=_int(kv, "HetJobId", f"job {kv['JobId']}"))
+               het_job_id=_int(kv, "HetJobId", f"job {kv['JobId']}"), reservation=_set(kv.get("Reservation")))
 
 
 def _set(value: str | None) -> str:
@@ -222,4 +222,5 @@ def _node_from_scontrol(line: str) -> Node:
                 gpus=gpu_count(gres), gpu_type=_gpu_type(gres),
                 gpus_used=gpu_indices(used) if gpu_count(used) else (),
                 partitions=tuple(p for p in kv.get("Partitions", "").split(",") if p),
-                features=tuple(f for f in kv.get("ActiveFeatures", "").split(",") if f and f != "(null)"))
+                features=tuple(f for f in kv.get("ActiveFeatures", "").split(",") if f and f != "(null)"),
+                reservation=_set(kv.get("ReservationName")))

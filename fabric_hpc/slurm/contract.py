@@ -53,6 +53,15 @@ class Node:
     gpus_used: tuple[int, ...] = ()  # allocated GPU indices
     partitions: tuple[str, ...] = ()
     features: tuple[str, ...] = ()
+    #: The active reservation Slurm names for the node ('' for none, or where the answer does not name it:
+    #: 22.05's ``sinfo --json`` and pyslurm give only the ``RESERVED`` state flag).
+    reservation: str = ""
+
+    @property
+    def reserved(self) -> bool:
+        """In an active reservation (Slurm's ``RESERVED`` flag, or a reservation name): only the jobs of that
+        reservation may start here."""
+        return bool(self.reservation) or "RESERVED" in self.flags
 
     @property
     def usable(self) -> bool:
@@ -90,6 +99,7 @@ class Job:
     dependency: str = ""                        # Slurm's text, afterok:12(unfulfilled); '' once satisfied
     array_job_id: int = 0                       # ArrayJobId: the array's job id (0: not part of an array)
     het_job_id: int = 0                         # HetJobId: the heterogeneous job's leader (0: not one)
+    reservation: str = ""                       # --reservation (comma-separated names; '' none)
 
     @property
     def grouped(self) -> str | None:

@@ -177,7 +177,8 @@ def node(d: Any) -> Node:
                 cpus_alloc=integer(d, "alloc_cpus", what),
                 gpus=parsed(what, gpu_count, gres), gpu_type=gpu_type(gres, what),
                 gpus_used=parsed(what, gpu_indices, used) if parsed(what, gpu_count, used) else (),
-                partitions=words(d, "partitions", what), features=feats)
+                partitions=words(d, "partitions", what), features=feats,
+                reservation=text(d, "reservation", what))
 
 
 def _job_gpus(d: Mapping[str, Any], what: str, node_list: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
@@ -221,7 +222,7 @@ def job(d: Any) -> Job:
                time_limit_min=None if limit is None else int(limit),
                priority=None if (prio := number(d, "priority", what)) is None else int(prio),
                dependency=text(d, "dependency", what), array_job_id=integer(d, "array_job_id", what),
-               het_job_id=integer(d, "het_job_id", what))
+               het_job_id=integer(d, "het_job_id", what), reservation=text(d, "resv_name", what))
 
 
 @contextlib.contextmanager

@@ -183,7 +183,8 @@ def job_from_pyslurm(j: Any) -> Job:
                time_limit_min=limit, priority=_field(j, "priority", int, what, optional=True),
                dependency=_dependency(j, what),
                array_job_id=_field(j, "array_id", int, what, optional=True) or 0,
-               het_job_id=_field(j, "heterogeneous_id", int, what, optional=True) or 0)
+               het_job_id=_field(j, "heterogeneous_id", int, what, optional=True) or 0,
+               reservation=_field(j, "reservation", str, what, optional=True) or "")
 
 
 def _dependency(j: Any, what: str) -> str:

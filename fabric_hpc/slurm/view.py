@@ -285,7 +285,8 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
     free_cpus = {n.name: n.cpus - n.cpus_alloc for n in nodes if n.name in known and n.cpus}
     gpu_types = {n.name: n.gpu_type for n in nodes if n.name in known}
     partitions = {n.name: n.partitions for n in nodes if n.name in known}
-    _pending(fab, view, pending, now, inputs, releasing, pins, Hosts(free_cpus, gpu_types, partitions))
+    reserved = {n.name: n.reservation or None for n in nodes if n.name in known and n.reserved}
+    _pending(fab, view, pending, now, inputs, releasing, pins, Hosts(free_cpus, gpu_types, partitions, reserved))
     return view
 
 
@@ -298,6 +299,8 @@ class Hosts:
     gpu_types: dict[str, str | None]
     #: The partitions Slurm lists each host in.
     partitions: dict[str, tuple[str, ...]]
+    #: The hosts in an active reservation: its name, None where Slurm does not name it (22.05, pyslurm).
+    reserved: dict[str, str | None] = field(default_factory=dict)
 
 
 def outside_partition(job: Job, partitions: Mapping[str, tuple[str, ...]]) -> set[str]:
@@ -313,6 +316,24 @@ def outside_partition(job: Job, partitions: Mapping[str, tuple[str, ...]]) -> se
                       "Slurm, which places it in its partition",
                       hint="the fabric model's hosts must be nodes of the partitions fabric jobs are "
                            "submitted to (slurm.conf PartitionName=... Nodes=...)")
+
+
+def outside_reservation(job: Job, reserved: Mapping[str, str | None], hosts: Collection[str]) -> set[str]:
+    """The hosts Slurm never starts the job on for its reservations: a job that names none may not use a host
+    in an active reservation; a job that names some runs only on their hosts. ConfigError when Slurm names
+    none of the job's reservations for a host of the fabric model (not active yet, or a Slurm answer that
+    names no node's reservation: 22.05, pyslurm): handed to Slurm, which places it in its reservation."""
+    mine = {r for r in job.reservation.split(",") if r}
+    if not mine:
+        return set(reserved)
+    inside = {h for h, name in reserved.items() if name in mine}
+    if inside:
+        return set(hosts) - inside
+    raise ConfigError(f"runs in reservation {job.reservation!r}, but Slurm names it for no host of the fabric "
+                      "model now; handed to Slurm, which places it in its reservation",
+                      hint="fabric places a reservation's jobs only where Slurm reports the reservation's nodes "
+                           "(scontrol show nodes --json, Slurm 23.02+) while it is active (scontrol show "
+                           "reservation)")
 
 
 def wrong_gpu_type(job: Job, gpu_types: Mapping[str, str | None]) -> set[str]:
@@ -368,7 +389,8 @@ def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: In
             if never is not None:
                 raise ConfigError(f"job {job.job_id}: {never.message}", hint=never.hint)
             avoid = {*pins.avoid.get(job.job_id, ()), *view.stale.get(job.job_id, ()),
-                     *wrong_gpu_type(job, hosts.gpu_types), *outside_partition(job, hosts.partitions)}
+                     *wrong_gpu_type(job, hosts.gpu_types), *outside_partition(job, hosts.partitions),
+                     *outside_reservation(job, hosts.reserved, hosts.partitions)}
             request = _avoiding(request, job, avoid, hosts.free_cpus)
         except ConfigError as exc:
             if job.begin_time is None or job.begin_time > now:  # not yet handed to Slurm

@@ -94,7 +94,7 @@ def test_pyslurm_readers_fill_the_cpu_counts() -> None:
         id=7, state="PENDING", allocated_nodes=None, gres_per_node={"gpu": 8}, eligible_time=None,
         start_time=None, time_limit=None, name="g", state_reason="None", comment="fabric", user_name="u",
         partition="debug", account="a", qos="normal", num_nodes=2, required_nodes=None, excluded_nodes=None, submit_time=1,
-        priority=1, dependencies=None, cpus=10, array_id=None, heterogeneous_id=None))
+        priority=1, dependencies=None, cpus=10, array_id=None, heterogeneous_id=None, reservation=None))
     assert job.cpus == 10
 
 

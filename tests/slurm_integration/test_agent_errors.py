@@ -77,7 +77,8 @@ def _pyslurm_mangles() -> list[Callable[[], Any]]:
                 active_features=[])
     job = dict(id=7, state="PENDING", allocated_nodes=None, gres_per_node={"gres/gpu": 3}, eligible_time=None,
                start_time=None, time_limit=None, name=None, state_reason="None", comment="fabric", user_name="u",
-               partition="debug", num_nodes=2, required_nodes=None, submit_time=1, priority=1)
+               partition="debug", num_nodes=2, required_nodes=None, submit_time=1, priority=1,
+               reservation=None)
     return [lambda: node_from_pyslurm(SimpleNamespace(**{**node, "total_cpus": "8"})),
             lambda: node_from_pyslurm(SimpleNamespace(**{**node, "configured_gres": {"gpu:h100": "8"}})),
             lambda: job_from_pyslurm(SimpleNamespace(**{**job, "state": "EXPLODED"})),
