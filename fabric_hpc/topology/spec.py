@@ -230,6 +230,7 @@ class _Checker:
     def _nvlink_domains(self, host_type: dict[str, str]) -> None:
         seen: dict[str, str] = {}
         names = set()
+        own_switches: dict[str, list[str]] = {}  # host type -> its hosts in multi-host domains
         for i, dom in enumerate(self.spec.nvlink_domains):
             if dom.name in names:
                 self.fail(("nvlink_domains", i, "name"), f"duplicate NVLink domain {dom.name!r}")
@@ -242,10 +243,13 @@ class _Checker:
                 elif host in seen:
                     self.fail(("nvlink_domains", i, "hosts"), f"host {host!r} is already in {seen[host]!r}")
                 elif self.spec.host_types[host_type[host]].nvswitches:
-                    self.fail(("nvlink_domains", i, "hosts"),
-                              f"host {host!r} is in a multi-host NVLink domain but its type declares "
-                              "its own NVSwitches; set nvswitches: 0 in that host type")
+                    own_switches.setdefault(host_type[host], []).append(host)
                 seen[host] = dom.name
+        for name, hosts in own_switches.items():  # one line per host type, not per host
+            self.fail(("host_types", name, "nvswitches"),
+                      f"hosts {compress(sorted(hosts))} of type {name!r} are in multi-host NVLink domains, but "
+                      "the type declares its own NVSwitches (a domain's switches are the domain's nvswitches); "
+                      f"set nvswitches: 0 in host type {name!r}")
 
     def _network(self, host_type: dict[str, str]) -> None:
         net = self.spec.network
@@ -349,10 +353,11 @@ class _Checker:
             for kind, of in outer:
                 if kind == "rack" and what.startswith("rack"):
                     continue
-                seen = sorted({str(of.get(h)) for h in hosts})
-                if len(seen) > 1:
-                    self.fail(loc, f"{what} spans {len(seen)} {kind}s ({', '.join(seen[:4])}): domains must nest "
-                              f"(NVLink domain inside a rack inside one {kind}); regroup the hosts")
+                owners: dict[str, list[str]] = {}
+                for h in hosts:
+                    owners.setdefault(of.get(h) or "", []).append(h)
+                if len(owners) > 1:
+                    self.fail(loc, _split_domain(what, kind, owners))
 
     def _group_links(self, i: int, g: SwitchGroup, groups: dict[str, int], parent: dict[str, str],
                      level_of: dict[str, int]) -> None:
@@ -372,6 +377,17 @@ class _Checker:
             if c.uplink_gbps is None:
                 self.fail(("network", "groups", groups[child], "uplink_gbps"),
                           f"group {child!r} has a parent ({g.name!r}) but no uplink_gbps")
+
+
+def _split_domain(what: str, kind: str, owners: dict[str, list[str]]) -> str:
+    """The error of an NVLink domain or rack split over several racks or lowest switch groups."""
+    parts = [f"{compress(sorted(hs))} in {kind} {o!r}" if o else f"{compress(sorted(hs))} in no {kind}"
+             for o, hs in sorted(owners.items())]
+    more = f"; and {len(parts) - 4} more" if len(parts) > 4 else ""
+    inner = "an NVLink domain" if what.startswith("NVLink") else "a rack"
+    fix = ("set the same rack on all its hosts" if kind == "rack"
+           else f"put all its hosts under one {kind} (hosts: of one group)")
+    return f"{what} spans {len(owners)} {kind}s ({'; '.join(parts[:4])}{more}): {inner} must lie inside one {kind}; {fix}"
 
 
 def _unpadded(name: str) -> str:

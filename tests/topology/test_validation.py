@@ -282,3 +282,25 @@ def test_names_slurm_refuses_or_that_repeat_in_one_list(tmp_path):
         check_spec(parse_spec(text.replace("hosts: 'n[1-2]'", "hosts: 'n[1-2],n1'"), source="f")[0])
     with pytest.raises(ConfigError, match="names 'n2' twice"):
         check_spec(parse_spec(text.replace("names: 'n[1-4]'", "names: 'n[1-4],n2'"), source="f")[0])
+
+
+def test_nesting_errors_name_the_hosts_and_one_rule():
+    """A domain with hosts in no rack read "spans 2 racks (None, rackA): ... inside a rack inside one rack"; a type with
+    its own NVSwitches in a multi-host domain gave one identical line per host."""
+    from fabric_hpc.topology import dump_spec, generators
+
+    text = dump_spec(generators.nvl72(2))
+    unracked = text.replace("- {names: 'r001-h[01-18]', type: gb200, rack: r001}",
+                            "- {names: 'r001-h[01-09]', type: gb200, rack: r001}\n"
+                            "- {names: 'r001-h[10-18]', type: gb200}")
+    with pytest.raises(ConfigError) as err:
+        parse_and_check(unracked)
+    msg = str(err.value)
+    assert "in no rack" in msg and "None" not in msg, msg
+    assert "an NVLink domain must lie inside one rack; set the same rack on all its hosts" in msg, msg
+    with pytest.raises(ConfigError) as err:
+        parse_and_check(text.replace("    nvswitches: 0", "    nvswitches: 2\n").replace(
+            "    nvlink_gbps: 0.0", "    nvlink_gbps: 100.0"))
+    msg = str(err.value)
+    assert msg.count("declares its own NVSwitches") == 1, msg
+    assert "set nvswitches: 0 in host type" in msg, msg
