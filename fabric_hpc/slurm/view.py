@@ -301,6 +301,26 @@ class Hosts:
     partitions: dict[str, tuple[str, ...]]
     #: The hosts in an active reservation: its name, None where Slurm does not name it (22.05, pyslurm).
     reserved: dict[str, str | None] = field(default_factory=dict)
+    #: :meth:`kept_from` per job shape (one cycle: a thousand jobs share a few shapes).
+    _memo: dict[tuple, frozenset[str] | ConfigError] = field(default_factory=dict, compare=False, repr=False)
+
+    def kept_from(self, job: Job) -> frozenset[str]:
+        """The hosts Slurm never starts ``job`` on: of another GPU type, outside its partitions and
+        reservations, and those without its share of CPUs free; ConfigError when a rule leaves no host."""
+        need = math.ceil(job.cpus / max(job.nodes, 1)) if job.cpus else 0
+        key = (job.gpu_type, job.partition, job.reservation, need)
+        hit = self._memo.get(key)
+        if hit is None:
+            try:
+                hit = frozenset({*wrong_gpu_type(job, self.gpu_types), *outside_partition(job, self.partitions),
+                                 *outside_reservation(job, self.reserved, self.partitions),
+                                 *(h for h, free in self.free_cpus.items() if free < need)})
+            except ConfigError as exc:
+                hit = exc
+            self._memo[key] = hit
+        if isinstance(hit, ConfigError):
+            raise ConfigError(hit.message, hint=hit.hint)
+        return hit
 
 
 def outside_partition(job: Job, partitions: Mapping[str, tuple[str, ...]]) -> set[str]:
@@ -388,10 +408,8 @@ def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: In
             never = never_fits(fab, request)  # e.g. numa_local on hosts whose NUMA nodes are smaller
             if never is not None:
                 raise ConfigError(f"job {job.job_id}: {never.message}", hint=never.hint)
-            avoid = {*pins.avoid.get(job.job_id, ()), *view.stale.get(job.job_id, ()),
-                     *wrong_gpu_type(job, hosts.gpu_types), *outside_partition(job, hosts.partitions),
-                     *outside_reservation(job, hosts.reserved, hosts.partitions)}
-            request = _avoiding(request, job, avoid, hosts.free_cpus)
+            extra = {*pins.avoid.get(job.job_id, ()), *view.stale.get(job.job_id, ())}
+            request = _avoiding(request, hosts.kept_from(job) | extra if extra else hosts.kept_from(job))
         except ConfigError as exc:
             if job.begin_time is None or job.begin_time > now:  # not yet handed to Slurm
                 text = exc.message
@@ -424,13 +442,11 @@ def _pin_gpus(fab: Fabric, state: ClusterState, job: Job, releasing: set[str]) -
     return want, waits
 
 
-def _avoiding(request: Request, job: Job, avoid: Collection[str], free_cpus: dict[str, int]) -> Request:
-    """The request with the hosts it must not get added to its ``exclude``: those of its stale pins, of
-    another GPU type, outside its partitions, and those without its share of CPUs free."""
-    need = math.ceil(job.cpus / max(job.nodes, 1)) if job.cpus else 0
-    lacking = {h for h, free in free_cpus.items() if free < need}
+def _avoiding(request: Request, avoid: Collection[str]) -> Request:
+    """The request with the hosts it must not get added to its ``exclude`` (:meth:`Hosts.kept_from`, and
+    those of its stale pins)."""
     given = set(expand(request.exclude)) if request.exclude else set()
-    extra = (lacking | set(avoid)) - given
+    extra = set(avoid) - given
     if not extra:
         return request
     return request.model_copy(update={"exclude": compress(sorted(extra | given))})
