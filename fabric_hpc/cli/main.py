@@ -37,6 +37,7 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "agent": ("fabric_hpc.cli.agent", "The Slurm placement agent: run (daemon), check, status."),
     "ckpt": ("fabric_hpc.cli.ckpt", "Checkpoints: list, show, verify, restore --to-world-size, prune, HDF5."),
     "sim": ("fabric_hpc.cli.sim", "Cluster simulator: replay traces through scheduling policies, compare."),
+    "docs": ("fabric_hpc.cli.docs", "The documentation pages (docs/*.md, also in the wheel): list, print."),
 }
 
 
@@ -73,8 +74,8 @@ def configure_logging(verbosity: int) -> None:
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="fabric")
 @click.option("-v", "--verbose", count=True,
-              help="More output: -v shows JSON events on stderr (beside the human error: lines; docs/events.md), "
-                   "-vv debug.")
+              help="More output: -v shows JSON events on stderr (beside the human error: lines; "
+                   "`fabric docs events`), -vv debug.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
 def cli(verbose: int, quiet: bool) -> None:
     """fabric-hpc: fabric-aware placement, scheduling, checkpoints and inference for Slurm."""
