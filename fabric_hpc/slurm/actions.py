@@ -31,6 +31,7 @@ from typing import Any
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.hostlist import compress
 from fabric_hpc.slurm.contract import SlurmClient, SlurmError
+from fabric_hpc.slurm.parse import reason_words
 
 #: Failed pins (or stale ones) in a row after which a job is handed to Slurm.
 MAX_PIN_FAILURES = 3
@@ -174,6 +175,15 @@ class Actions:
             if job_id not in self.handed_off:
                 self.hand_over(job_id, f"Slurm rejected the pin to {compress(list(hosts))} (BadConstraints: "
                                        "those nodes cannot satisfy the job, e.g. its GPU type or a constraint)")
+
+    def limited(self, limited: Mapping[int, str]) -> None:
+        """Jobs Slurm holds back under a limit (a partition's time limit, a down partition, a QOS limit): each
+        is handed to Slurm once, so squeue shows the user Slurm's reason (a deferral would show BeginTime), and
+        Slurm starts it once the limit allows; this agent does not place it again."""
+        for job_id, reason in limited.items():
+            if job_id not in self.handed_off:
+                self.hand_over(job_id, f"Slurm holds it back under a limit ({reason}: {reason_words(reason)}); "
+                                       "Slurm starts it once the limit allows")
 
     def forget(self, pending: Iterable[int]) -> None:
         """Drop the memory of jobs that are no longer pending (bounded memory)."""

@@ -126,6 +126,7 @@ class Agent:
         self.actions.forget(j.job_id for j in jobs if j.pending)
         self.actions.stale(view.stale)
         self.actions.rejected(view.rejected)
+        self.actions.limited(view.limited)
         view.drop(self.actions.handed_off)  # handed over just now (a third stale pin)
         usage = self.usage_source.usage(now, view.held)
         res = CycleResult(pending=len(view.candidates))

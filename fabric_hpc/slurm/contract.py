@@ -39,6 +39,17 @@ BLOCKED_REASONS = HELD_REASONS | DEPENDENCY_REASONS
 UNHELD_ZERO_PRIORITY_REASONS = frozenset({"BadConstraints"})
 #: The pending reason of a job no nodes can satisfy (see :data:`UNHELD_ZERO_PRIORITY_REASONS`).
 BAD_CONSTRAINTS = "BadConstraints"
+#: Starts of the pending reasons under which Slurm starts a job on no hosts until a limit allows it
+#: (src/common/job_state_reason.c): its partition's (``PartitionTimeLimit``, ``PartitionNodeLimit``,
+#: ``PartitionDown``, ``PartitionInactive``, ``PartitionConfig``), its QOS's and association's
+#: (``QOS…``, ``Assoc…``), its account's (``AccountNotAllowed``, ``Max…PerAccount``, ``Max…PerUser``).
+LIMIT_REASON_STARTS = ("Partition", "QOS", "Assoc", "AccountNotAllowed", "AccountingPolicy", "MaxMemPerLimit")
+
+
+def limit_reason(reason: str) -> bool:
+    """Slurm holds the job back under a limit (:data:`LIMIT_REASON_STARTS`): no pin starts it."""
+    return reason.startswith(LIMIT_REASON_STARTS) or (
+        reason.startswith("Max") and reason.endswith(("PerAccount", "PerUser")))
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,13 @@ REASONS = {
     "PartitionNodeLimit": "it asks for more nodes than its partition allows",
     "PartitionTimeLimit": "its time limit is longer than its partition allows",
     "PartitionDown": "its partition is down",
+    "PartitionInactive": "its partition is inactive",
+    "PartitionConfig": "it asks for what its partition is not configured to give",
+    "Reservation": "it waits for its reservation (it may start only on the reservation's nodes, while it is "
+                   "active)",
+    "QOSGrpGRES": "its QOS has reached its GPU limit for the group",
+    "AssocGrpGRES": "its account has reached its GPU limit",
+    "QOSMaxWallDurationPerJobLimit": "its time limit is longer than its QOS allows",
     "NodeDown": "a node it needs is down",
     "BadConstraints": "its constraints can never be satisfied",
     "InvalidQOS": "its QOS is invalid",

@@ -49,7 +49,7 @@ from fabric_hpc.validation import parse_model
 from fabric_hpc.scheduler import TIERS, PendingJob, RunningJob
 from fabric_hpc.scheduler import Job as SchedJob
 from fabric_hpc.slurm.ckpt_time import last_checkpoint_time
-from fabric_hpc.slurm.contract import BAD_CONSTRAINTS, Job, Node
+from fabric_hpc.slurm.contract import BAD_CONSTRAINTS, Job, Node, limit_reason
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.topology import Fabric
 
@@ -93,6 +93,9 @@ class View:
     blocked: dict[int, Job] = field(default_factory=dict)
     #: Pins Slurm rejected (reason BadConstraints) (job id -> hosts): handed to Slurm, not pinned again.
     rejected: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    #: Jobs Slurm holds back under a limit (job id -> its reason, :func:`contract.limit_reason`): handed to
+    #: Slurm (which shows the user its reason and starts the job once the limit allows), not placed again.
+    limited: dict[int, str] = field(default_factory=dict)
     #: Pending fabric jobs whose begin time is no fabric deferral (the user's ``--begin``, Slurm's requeue
     #: delay) and still ahead (job id -> that time): not placed before it, no GPUs kept, not deferred.
     not_before: dict[int, float] = field(default_factory=dict)
@@ -396,6 +399,9 @@ def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: In
     for job in sorted(pending, key=lambda j: (j.submit_time, j.job_id)):
         if job.req_nodes and job.reason == BAD_CONSTRAINTS:
             view.rejected[job.job_id] = job.req_nodes  # Slurm will never start it there
+            continue
+        if limit_reason(job.reason):
+            view.limited[job.job_id] = job.reason  # no pin starts it: Slurm's reason must reach the user
             continue
         if (begin := pins.not_before(job, now)) is not None:
             view.not_before[job.job_id] = begin  # the user's --begin, Slurm's requeue delay: waited for

@@ -10,7 +10,7 @@ from typing import Any
 from fabric_hpc.hostlist import compress
 from fabric_hpc.inputs import os_error
 from fabric_hpc.slurm.audit import AUDIT_LOG, read_tail
-from fabric_hpc.slurm.contract import BAD_CONSTRAINTS, Job, SlurmClient
+from fabric_hpc.slurm.contract import BAD_CONSTRAINTS, Job, SlurmClient, limit_reason
 from fabric_hpc.slurm.parse import reason_words
 
 
@@ -133,9 +133,7 @@ def _grouped_line(job: Job) -> str:
 #: Pending reasons (their start) of a pinned job that Slurm will not start on its pinned hosts, in words.
 REFUSED_HOSTS = {
     "ReqNodeNotAvail": "some of them are unavailable to it (down, drained, or reserved for another job)",
-    "Reservation": "they are in a reservation the job may not use",
-    "PartitionDown": "its partition is down",
-    "PartitionInactive": "its partition is inactive",
+    "Reservation": "the job waits for its reservation, and may start only on the reservation's nodes",
     "NodeDown": "one of them is down",
     "Constraints": "they lack a feature the job asks for (--constraint)",
 }
@@ -163,6 +161,10 @@ def _pending_lines(job: Job, dec: dict[str, dict[str, Any]]) -> list[str]:
         out.append(f"Slurm will not start it on {compress(list(job.req_nodes))}, the hosts it is pinned to: those "
                    "nodes cannot satisfy the job (its GPU type, or a constraint the agent does not see); the "
                    "agent hands it to Slurm's own scheduler, which places it anywhere it fits.")
+    elif job.req_nodes and limit_reason(job.reason):
+        out.append(f"Slurm holds it back under a limit ({reason_words(job.reason)}), so the pin to "
+                   f"{compress(list(job.req_nodes))} cannot start it: the fabric agent hands it to Slurm's own "
+                   "scheduler at its next cycle, and Slurm starts it once the limit allows.")
     elif job.req_nodes and (refused := refused_hosts(job.reason)):
         out.append(f"The fabric agent pinned it to {compress(list(job.req_nodes))}, but Slurm does not start "
                    f"it there: {refused}. If it has not started within the agent's pin_timeout_s, the agent "

@@ -282,9 +282,8 @@ class _One:
 
 
 @pytest.mark.parametrize("reason,says", [
-    ("Reservation", "in a reservation the job may not use"),
+    ("Reservation", "waits for its reservation, and may start only on the reservation's nodes"),
     ("ReqNodeNotAvail,_May_be_reserved_for_other_job", "unavailable to it (down, drained, or reserved"),
-    ("PartitionDown", "its partition is down"),
 ])
 def test_why_says_slurm_refuses_the_pinned_hosts(tmp_path: Path, reason: str, says: str) -> None:
     from fabric_hpc.slurm.why import explain
