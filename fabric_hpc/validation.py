@@ -40,6 +40,12 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """``"; did you mean 'gpus'?"`` naming the choice closest to a mistyped ``word`` (difflib), or ""."""
+    near = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f"; did you mean {near[0]!r}?" if near else ""
+
+
 def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
     """The model class that owns the last key of ``loc`` (walks nested models, lists, dicts)."""
     current: Any = model
@@ -98,8 +104,7 @@ def _describe(model: type[BaseModel], err: dict[str, Any]) -> tuple[Loc, str]:
     if kind == "extra_forbidden":
         owner = _model_at(model, loc[:-1]) if len(loc) > 1 else model
         valid = ", ".join(sorted(owner.model_fields)) if owner else "see the documentation"
-        near = difflib.get_close_matches(str(loc[-1]), list(owner.model_fields), n=1) if owner else []
-        meant = f"; did you mean {near[0]!r}?" if near else ""
+        meant = did_you_mean(str(loc[-1]), list(owner.model_fields)) if owner else ""
         return loc, f"unknown key {loc[-1]!r} at {path}{meant} (valid keys: {valid})"
     if kind == "missing":
         return loc, f"missing required field {path}"

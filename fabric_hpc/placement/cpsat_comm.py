@@ -14,6 +14,12 @@ placement whose exact collective time equals its ``T`` at the optimum is proven 
   ``T_bw ≥ B / (its uplinks · η_net)`` (oversubscribed ToRs bind here; other jobs only slow it);
 - ``T_lat = 2(n-1) · L(top level crossed)``: the fabric's rail-matched probe latency per level.
 
+On a mixed cluster (candidate hosts whose NVLink / PCIe or NIC rates or NIC counts differ) the
+NVLink domains are grouped by those rates, and each class's terms use its own (the fastest of its
+hosts) and hold where one of its domains is used: ``nvl``, ``nic`` and ``M`` above are then the
+class's. With one fabric-wide rate a PCIe host's ring looked as fast as an NVLink host's, and the
+placement terms (best fit) chose the PCIe host at 14× the time.
+
 With ``pp`` pipeline stages each of the ``tp·pp`` data-parallel rings lies in one stage of ``ns``
 GPUs, consecutive in ring order, which lists every domain's GPUs together (the top level first).
 With a level's domain counts in ring order and prefix sums ``P = ns·q + ρ``, a stage crosses the
@@ -32,13 +38,14 @@ uplinks of the domains beside that boundary). The NVLink-share term (``kx``) is 
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fabric_hpc.placement.collective import CollectiveParams, fabric_net
-from fabric_hpc.placement.levels import largest_domain_gpus
+from fabric_hpc.placement.levels import fabric_levels, largest_domain_gpus
 
 if TYPE_CHECKING:
     from fabric_hpc.placement.problem import Problem
@@ -54,6 +61,7 @@ class _Scale:
     channels: int  # NCCL's most channels, capped by the most NICs a candidate NVLink domain has
     tp: int
     lat: list[int]  # µs of the ring's steps: inside a domain, then crossing chain level 0, 1, ...
+    max_channels: int = 32  # NCCL's most channels
 
     def us(self, gbps: float, share: float = 1.0) -> int:
         return int(math.floor(self.per_rank * share / (gbps * 1e9) * 1e6 + 1e-6)) if gbps > 0 else 0
@@ -62,9 +70,12 @@ class _Scale:
         """GPUs of one data-parallel ring among a domain's ``k`` (the fewest any ring gets)."""
         return max(k // self.tp, 1)
 
-    def nic_us(self, k: int) -> int:
-        """A ring through the NICs of ``k`` GPUs of one NVLink domain (NCCL's channel bound)."""
-        return self.us(self.nic * min(self.ring(k), self.channels))
+    def nic_us(self, k: int, rates: tuple[float, float, int] | None = None) -> int:
+        """A ring through the NICs of ``k`` GPUs of one NVLink domain (NCCL's channel bound); ``rates``:
+        that domain's class (:func:`_rates`), else the fastest candidate's."""
+        if rates is None:
+            return self.us(self.nic * min(self.ring(k), self.channels))
+        return self.us(rates[1] * min(self.ring(k), self.max_channels, rates[2]))
 
 
 def comm_lower_bound(m, p: Problem, items, c, u, spans: dict, ys: dict):
@@ -95,10 +106,11 @@ def _scale(p: Problem, n: int) -> _Scale:
     per_rank = 2.0 * (n - 1) / n * p.weights.message_mb * 2**20 / (p.tp * p.pp)
     steps = 2 * (n - 1)
     net = fabric_net(fab)
-    channels = min(prm.max_channels, _most_nics(fab.index.gpu_nvl[cand_gpus], net.nic_key[cand_gpus]))
+    channels = min(prm.max_channels, _most_nics(net.ring_dom[cand_gpus], net.nic_key[cand_gpus]))
     return _Scale(per_rank, float(net.cap[cand_gpus].max()) * prm.nvlink_eff,
                   float(fab.index.gpu_nic_gbps[cand_gpus].max()) * prm.net_eff, channels, p.tp,
-                  [int(math.floor(steps * x + 1e-6)) for x in _level_latency(p)])  # floors telescope exactly
+                  [int(math.floor(steps * x + 1e-6)) for x in _level_latency(p)],  # floors telescope exactly
+                  prm.max_channels)
 
 
 def _most_nics(nvl: np.ndarray, nic: np.ndarray) -> int:
@@ -112,34 +124,106 @@ def _most_nics(nvl: np.ndarray, nic: np.ndarray) -> int:
 
 
 def _bandwidth(m, p: Problem, items, c, u, spans: dict, ys: dict, k: _Scale, crosses: list[bool]):
-    """T_bw: the terms every stage pays (all of them with one stage; the module doc)."""
+    """T_bw: the terms every stage pays (all of them with one stage; the module doc). On a fabric
+    whose candidate hosts differ in NVLink or NIC rates (a mixed cluster) each class of NVLink
+    domains gets its own terms, enforced where a domain of it is used (:func:`_rate_classes`)."""
     lv = p.levels
-    one = k.us(k.nvl)
-    maxg = int(lv.host_gpus.max(initial=1))
     j_nvl = lv.alias.get("nvlink", 0)
-    big = max(one, k.us(k.nic)) + 1
+    doms = _domain_counts(p, items, c, u, ys, j_nvl)
+    classes = _rate_classes(p, items, u, doms, j_nvl, k)
+    big = max(max(k.us(r[0]), k.nic_us(1, r)) for r, _, _ in classes) + 1
     t_bw = m.NewIntVar(0, big, "t_bw")
     s_nvl = _spans_two(m, spans, j_nvl, "s_nvl")
-    m.Add(t_bw >= one).OnlyEnforceIf(s_nvl.Not())
-    doms = _domain_counts(p, items, c, u, ys, j_nvl)
     hi = max(int(p.units * (p.gpn or 1)), 1)
-    if doms:
-        mn, kx = m.NewIntVar(1, hi, "mn"), m.NewIntVar(1, hi, "kx")
-        for _, y, g in doms:
+    for ci, (rates, entries, maxg) in enumerate(classes):
+        when = [s_nvl]
+        if len(classes) > 1:  # this class's terms hold where one of its domains is used
+            used = m.NewBoolVar(f"cls{ci}")
+            for _, y, _ in entries:
+                m.Add(used >= y)
+            when.append(used)
+        m.Add(t_bw >= k.us(rates[0])).OnlyEnforceIf([s_nvl.Not(), *when[1:]])
+        if maxg is not None:  # NVLink domains below the items (hosts inside domain items, total-GPU mode)
+            if crosses[j_nvl]:
+                m.Add(t_bw >= k.nic_us(maxg, rates)).OnlyEnforceIf(when)
+            continue
+        mn, kx = m.NewIntVar(1, hi, f"mn{ci}"), m.NewIntVar(1, hi, f"kx{ci}")
+        for _, y, g in entries:
             m.Add(mn <= g + hi * (1 - y))
             m.Add(kx >= g - hi * (1 - y))
-        t_nic = m.NewIntVar(0, big, "t_nic")
-        m.AddElement(mn, [big] + [k.nic_us(x) for x in range(1, hi + 1)], t_nic)
-        t_nvl = m.NewIntVar(0, big, "t_nvl")
-        m.AddElement(kx, [0] + [k.us(k.nvl, (k.ring(x) - 1) / k.ring(x)) for x in range(1, hi + 1)], t_nvl)
+        t_nic = m.NewIntVar(0, big, f"t_nic{ci}")
+        m.AddElement(mn, [big] + [k.nic_us(x, rates) for x in range(1, hi + 1)], t_nic)
+        t_nvl = m.NewIntVar(0, big, f"t_nvl{ci}")
+        m.AddElement(kx, [0] + [k.us(rates[0], (k.ring(x) - 1) / k.ring(x)) for x in range(1, hi + 1)], t_nvl)
         if crosses[j_nvl]:
-            m.Add(t_bw >= t_nic).OnlyEnforceIf(s_nvl)
+            m.Add(t_bw >= t_nic).OnlyEnforceIf(when)
         if p.pp == 1:
-            m.Add(t_bw >= t_nvl).OnlyEnforceIf(s_nvl)
-    elif crosses[j_nvl]:  # NVLink domains below the items (hosts inside domain items, total-GPU mode): maxg
-        m.Add(t_bw >= k.nic_us(maxg)).OnlyEnforceIf(s_nvl)
+            m.Add(t_bw >= t_nvl).OnlyEnforceIf(when)
     _uplinks(m, p, items, u, ys, spans, t_bw, k, crosses)
     return t_bw
+
+
+def _rate_classes(p: Problem, items, u, doms: list, j_nvl: int, k: _Scale) -> list[tuple]:
+    """(rates, entries, most GPUs of a host or None) per class of NVLink domains: ``rates`` =
+    (NVLink GB/s, NIC GB/s, NICs), each times its efficiency, the fastest of the class (so every
+    term stays a lower bound); ``entries`` = (domain, used, GPUs) of :func:`_domain_counts`, or
+    (None, item used, None) per item where the items do not resolve the NVLink domains (then with
+    the most GPUs a host has). One class, with the fastest candidate's rates, where every candidate
+    host has the same rates (the model of a homogeneous fabric is unchanged)."""
+    resolved = bool(doms)
+    entries = doms if resolved else [(None, ui, None) for ui in u]
+    maxg = None if resolved else int(p.levels.host_gpus.max(initial=1))
+    rows = host_rates(p.fab)
+    cand = rows[p.cand]
+    if not len(cand) or (cand == cand[0]).all():
+        return [((k.nvl, k.nic, k.channels), entries, maxg)]
+    if resolved and doms[0][0] is not None:  # one row per domain of the NVLink level
+        keys = [_dom_rates(p.fab, j_nvl)[d] for d, _, _ in doms]
+        most = [None] * len(doms)
+    else:  # one per item: the fastest of its hosts
+        keys = [rows[hs].max(axis=0) for hs in items.members]
+        most = [None if resolved else int(p.levels.host_gpus[hs].max(initial=1)) for hs in items.members]
+    out: dict[tuple, tuple] = {}
+    for key, e, g in zip(keys, entries, most, strict=True):
+        rates = (float(key[0]), float(key[1]), int(key[2]))
+        rates, found, hi = out.get(rates, (rates, [], g))
+        out[rates] = (rates, [*found, e], None if g is None else max(hi, g))
+    return list(out.values())
+
+
+def host_rates(fab) -> np.ndarray:
+    """[host, 3]: its fastest GPU's NVLink (PCIe on a PCIe-only host) GB/s and its fastest NIC's,
+    each times its efficiency, and its NICs (per fabric, read-only)."""
+    hit = _RATES.get(fab)
+    if hit is None:
+        prm, net, idx = CollectiveParams(), fabric_net(fab), fab.index
+        hit = np.zeros((len(fab.hosts), 3))
+        np.maximum.at(hit[:, 0], idx.gpu_host, net.cap[: len(fab.gpus)] * prm.nvlink_eff)
+        np.maximum.at(hit[:, 1], idx.gpu_host, idx.gpu_nic_gbps.astype(np.float64) * prm.net_eff)
+        hit[:, 2] = [fab.host_type(h).nics for h in fab.hosts]
+        hit.setflags(write=False)
+        _RATES[fab] = hit
+    return hit
+
+
+def _dom_rates(fab, j: int) -> np.ndarray:
+    """[domain, 3] of chain level ``j``: the fastest rates of its hosts (:func:`host_rates`), their
+    NICs summed (per fabric and level, read-only)."""
+    memo = _DOM_RATES.setdefault(fab, {})
+    hit = memo.get(j)
+    if hit is None:
+        rows, dom = host_rates(fab), fabric_levels(fab).host_dom[:, j]
+        hit = np.zeros((int(dom.max(initial=-1)) + 1, 3))
+        np.maximum.at(hit[:, 0], dom, rows[:, 0])
+        np.maximum.at(hit[:, 1], dom, rows[:, 1])
+        hit[:, 2] = np.bincount(dom, weights=rows[:, 2], minlength=len(hit))
+        hit.setflags(write=False)
+        memo[j] = hit
+    return hit
+
+
+_RATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_DOM_RATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _staged(m, p: Problem, items, c, u, ys: dict, k: _Scale, crosses: list[bool], t_bw, lat_all):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fabric_hpc.placement.contract import PlacementInfeasible
+from fabric_hpc.placement.contract import Placement, PlacementInfeasible
 from fabric_hpc.placement.levels import domain_sums
 from fabric_hpc.placement.state import DOWN
 
@@ -269,6 +269,70 @@ def _necessary(p: Problem) -> None:
             _check_domains(p, level, int(limit), what, need, _display(name))
     if p.slice_level is not None:
         _check_slices(p)
+    _check_network(p)
+
+
+def _no_nic(fab: Fabric) -> np.ndarray:
+    """Per host: whether its type has no NIC (per fabric, read-only)."""
+    hit = _NO_NIC.get(fab)
+    if hit is None:
+        hit = _NO_NIC[fab] = np.array([fab.host_type(h).nics == 0 for h in fab.hosts], bool)
+        hit.setflags(write=False)
+    return hit
+
+
+_NO_NIC: weakref.WeakKeyDictionary[Fabric, np.ndarray] = weakref.WeakKeyDictionary()
+
+
+def _check_network(p: Problem) -> None:
+    """A gang wider than one NVLink domain (a host on a DGX or a PCIe host) talks through the NICs
+    of every domain it uses, so hosts without a NIC take part only in a gang inside one domain: it
+    needs one NVLink domain that holds it, or enough free units on hosts with a NIC. Without this the
+    solvers placed such a gang with a collective that cannot run (``comm_ms`` 1,000,000)."""
+    no_nic = _no_nic(p.fab)
+    if not (no_nic & p.host_ok).any():
+        return
+    need, level = p.units, p.levels.alias.get("nvlink", 0)
+    caps = domain_capacity(p, level)
+    with_nic = int(p.cap[~no_nic].sum())
+    if int(caps.max(initial=0)) >= need or with_nic >= need:
+        return
+    room = _idle_caps(p, level, p.request.numa_local)
+    idle_nic = int(np.where(no_nic, 0, _idle_caps(p, 0, p.request.numa_local)).sum())
+    types = sorted({p.fab.host_type_of[h] for h in np.asarray(p.fab.hosts)[no_nic & p.host_ok]})
+    unit, dom = unit_name(p), "NVLink domain" if level else "host"
+    what = f"host type{'s' * (len(types) > 1)} {', '.join(types)}"
+    facts = {"constraint": "network", "needed": need, "level": p.levels.chain[level]}
+    if int(room.max(initial=0)) < need and idle_nic < need:
+        most = int(room.max(initial=0)) * (p.gpn or 1)
+        wants = (f"{need} hosts with {p.gpn} GPUs each" if p.nodes_mode else f"{need} GPUs") + \
+            ("" if p.nodes_mode and not level else f" on more than one {dom}")
+        fewer = f"nodes={int(room.max(initial=0))}" if p.nodes_mode else f"at most {most} GPUs"
+        hint = f"add nics to the host type ({', '.join(types)}: nics: 0), or ask for {fewer} (one {dom})"
+        raise _fail(p, f"needs {wants}, and the hosts of {what} have no NIC to reach another {dom}"
+                    + (f" (hosts with a NIC hold only {idle_nic} {unit})" if idle_nic else "")
+                    + f"; {p.request.describe()} cannot ever fit", hint, largest=int(room.max(initial=0)),
+                    never=True, **facts)
+    top = int(np.argmax(caps))
+    where = p.levels.dom_names[level][top]
+    raise _fail(p, f"needs {need} {unit} in one {dom}, or on hosts with a NIC (the hosts of {what} have "
+                f"none); the largest free block is {int(caps[top])} in {where}, and hosts with a NIC have "
+                f"{with_nic} free", "wait, or ask for fewer GPUs", largest=max(int(caps[top]), with_nic),
+                where=where, **facts)
+
+
+def network_fails(p: Problem, placed: Placement) -> PlacementInfeasible | None:
+    """The failure of a placement whose collective cannot run (an NVLink domain of it has no NIC:
+    ``comm_ms`` at :data:`~fabric_hpc.placement.cost.NO_NETWORK_MS`) that the solvers returned as the
+    best they found (the checks before them are necessary conditions only); else None."""
+    from fabric_hpc.placement.cost import NO_NETWORK_MS
+
+    if placed.breakdown.get("comm_ms", 0.0) < NO_NETWORK_MS:
+        return None
+    return _fail(p, f"{p.request.describe()}: every placement found spans NVLink domains of hosts without "
+                 f"a NIC (the hosts of {', '.join(placed.hosts)} cannot all reach each other), so its "
+                 "collective cannot run", "relax within / max_domains / include so that hosts with a NIC can "
+                 "be used, or ask for fewer GPUs", constraint="network", needed=p.units, largest=0)
 
 
 def _numa_note(p: Problem) -> str:

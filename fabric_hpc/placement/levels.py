@@ -26,6 +26,7 @@ import numpy as np
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.topology import Fabric
+from fabric_hpc.validation import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ class FabricLevels:
 
     def level(self, name: str) -> int:
         if name not in self.alias:
-            raise ConfigError(f"unknown level {name!r}", hint=f"levels of this fabric: {', '.join(self.alias)}")
+            raise ConfigError(f"unknown level {name!r}{did_you_mean(name, list(self.alias))}",
+                              hint=f"levels of this fabric: {', '.join(self.alias)}")
         return self.alias[name]
 
 

@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement.checked import CheckedModel
-from fabric_hpc.validation import parse_model
+from fabric_hpc.validation import did_you_mean, parse_model
 
 
 class Request(CheckedModel):
@@ -207,7 +207,8 @@ def request_fields(text: str, *, source: str = "--request") -> dict[str, Any]:
         key = _ALIASES.get(key.strip().lower(), key.strip().lower())
         value = value.strip()
         if key not in Request.model_fields:
-            problems.append(f"{source}: unknown key {key!r} (valid keys: {', '.join(valid)})")
+            problems.append(f"{source}: unknown key {key!r}{did_you_mean(key, valid)} "
+                            f"(valid keys: {', '.join(valid)})")
             continue
         if key in data:
             problems.append(f"{source}: {part.partition('=')[0].strip()!r} is given more than once")

@@ -10,6 +10,7 @@ from fabric_hpc.errors import ConfigError
 from fabric_hpc.events import emit
 from fabric_hpc.placement.contract import Placement, PlacementInfeasible, SolveOptions
 from fabric_hpc.placement.cost import CostWeights
+from fabric_hpc.placement.explain import network_fails
 from fabric_hpc.placement.problem import Problem
 from fabric_hpc.placement.request import Request, parse_request
 from fabric_hpc.placement.state import ClusterState, check_fabric, check_state
@@ -64,6 +65,9 @@ def place(fab: Fabric, state: ClusterState, request: Request | str | Mapping[str
     problem = Problem(fab, state, request, weights)
     try:
         placement = fn(problem, options or SolveOptions())
+        failed = network_fails(problem, placement)
+        if failed is not None:  # the best found cannot run (hosts without a NIC)
+            raise failed
     except PlacementInfeasible as exc:
         exc.explanation.setdefault("solver", solver)
         emit("placement.infeasible", solver=solver, explanation=exc.explanation)

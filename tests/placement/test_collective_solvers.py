@@ -126,13 +126,15 @@ def test_cpsat_is_deterministic_under_a_work_limit(pod4):
     assert runs[0].gpus == runs[1].gpus and runs[0].cost == runs[1].cost
 
 
-def test_hosts_without_network_still_place():
-    """A fabric whose hosts have no NIC: a gang that must span hosts is placed (modelled as the
-    slowest possible collective), one that fits a host stays inside it."""
+def test_hosts_without_network_place_inside_one_host_only():
+    """A fabric whose hosts have no NIC: a gang that fits a host stays inside it; one that must span
+    hosts cannot run its collective, and is infeasible (it was placed, with the slowest possible
+    collective as its time: tests/placement/test_mixed_hosts.py)."""
     fab = fabric_without_nics(hosts=3)
     for solver in ("cpsat", "greedy"):  # (slurm-tree needs switches to place across hosts)
         assert len(place(fab, ClusterState(fab), "gpus=2", solver=solver).hosts) == 1
-        assert len(place(fab, ClusterState(fab), "gpus=3", solver=solver).gpus) == 3
+        with pytest.raises(PlacementInfeasible, match="no NIC"):
+            place(fab, ClusterState(fab), "gpus=3", solver=solver)
 
 
 @pytest.mark.parametrize("gpus", [9, 11, 15, 17, 20])

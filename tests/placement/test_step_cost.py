@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fabric_hpc.placement import ClusterState, SolveOptions, place
+from fabric_hpc.placement import ClusterState, PlacementInfeasible, SolveOptions, place
 from fabric_hpc.placement.cost import (COMM_QUANTUM_MS, NO_NETWORK_MS, evaluate, least_tp_part,
                                        modelled_comm_ms, step_parts, step_reference)
 from fabric_hpc.placement.greedy import greedy
@@ -188,8 +188,10 @@ def test_a_stage_boundary_that_cannot_send_is_the_worst_cost():
     """Hosts without a NIC: ``gpus=4,pp=2`` on hosts of 2 GPUs reduces each stage inside a host but
     cannot send between stages, which counts as the data-parallel all-reduce that cannot run does."""
     fab = fabric_without_nics(hosts=3)
-    placed = place(fab, ClusterState(fab), "gpus=4,pp=2", solver="greedy")
+    placed = Problem(fab, ClusterState(fab), "gpus=4,pp=2").finish({0: 2, 1: 2}, "test", 0.0, optimal=None)
     assert placed.breakdown["comm_dp"] < NO_NETWORK_MS <= placed.breakdown["comm_pp"]
+    with pytest.raises(PlacementInfeasible, match="no NIC"):  # so no solver returns it
+        place(fab, ClusterState(fab), "gpus=4,pp=2", solver="greedy")
 
 
 def test_cpsat_claims_optimal_only_where_the_groups_are_least(pod):
