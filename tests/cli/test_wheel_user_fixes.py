@@ -126,12 +126,15 @@ def test_a_directory_or_fifo_where_a_file_belongs_is_exit_3(tmp_path, ckpt, caps
 
 
 def test_load_recipe_reads_through_the_input_boundary(tmp_path) -> None:
+    from fabric_hpc.checkpoint import CheckpointError, CheckpointNotFoundError
     from fabric_hpc.checkpoint.convert import load_recipe
     from fabric_hpc.checkpoint.convert.recipe import MAX_RECIPE_BYTES
 
     os.mkfifo(tmp_path / "ff")
-    with pytest.raises(ConfigError, match="recipe .*ff' is a FIFO, not a regular file"):
+    with pytest.raises(CheckpointError, match="recipe .*ff' is a FIFO, not a regular file"):
         load_recipe(tmp_path / "ff")
+    with pytest.raises(CheckpointNotFoundError, match="does not exist"):
+        load_recipe(tmp_path / "none.yaml")
     (tmp_path / "big.json").write_bytes(b" " * (MAX_RECIPE_BYTES + 1))
     with pytest.raises(ConfigError, match="more than the limit"):
         load_recipe(tmp_path / "big.json")

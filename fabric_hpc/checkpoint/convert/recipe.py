@@ -30,8 +30,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from fabric_hpc.checkpoint.errors import CheckpointError
-from fabric_hpc.errors import NotFoundError
+from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointNotFoundError
+from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.checkpoint.format import FP8_DTYPES
 from fabric_hpc.validation import StrictModel, parse_model
 
@@ -229,14 +229,21 @@ def load_recipe(source: Recipe | Mapping[str, Any] | str | Path) -> Recipe:
 def read_document(path: Path, what: str) -> Any:
     """A recipe's or calibration file's document, through the input boundary (fabric_hpc/inputs.py):
     a regular file (a directory or FIFO is refused before it is opened) of at most MAX_RECIPE_BYTES,
-    UTF-8; YAML (.yaml/.yml) without anchors or duplicate keys, else JSON. Errors are ConfigErrors
-    (exit 3)."""
+    UTF-8; YAML (.yaml/.yml) without anchors or duplicate keys, else JSON. A missing file is a
+    CheckpointNotFoundError, any other bad file a CheckpointError (both exit 3)."""
     from fabric_hpc.inputs import load_json, load_yaml, read_text
 
-    text = read_text(path, what=what, limit=MAX_RECIPE_BYTES)
-    if path.suffix in (".yaml", ".yml"):
-        return load_yaml(text, str(path))[0]
-    return load_json(text, str(path))
+    try:
+        text = read_text(path, what=what, limit=MAX_RECIPE_BYTES)
+        if path.suffix in (".yaml", ".yml"):
+            return load_yaml(text, str(path))[0]
+        return load_json(text, str(path))
+    except NotFoundError as exc:
+        raise CheckpointNotFoundError(exc.message, hint=exc.hint) from None
+    except CheckpointError:
+        raise
+    except ConfigError as exc:
+        raise CheckpointError(exc.message, hint=exc.hint) from None
 
 
 #: recipe keys holding one regex, and keys holding a list of them (see the models above)
@@ -279,9 +286,9 @@ def load_calibration(path: str) -> dict[str, float]:
     file = Path(path)
     try:
         data = read_document(file, "calibration file")
-    except NotFoundError as exc:
-        raise NotFoundError(exc.message,
-                            hint="input_scale.calibration is relative to the recipe file") from None
+    except CheckpointNotFoundError as exc:
+        raise CheckpointNotFoundError(exc.message,
+                                      hint="input_scale.calibration is relative to the recipe file") from None
     bad = [k for k, v in (data.items() if isinstance(data, dict) else [])
            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0]
     if not isinstance(data, dict) or bad:
