@@ -25,7 +25,7 @@ def group() -> None:
 
 
 @group.command("run")
-@click.option("--config", "config_path", type=InputFile(), default=None,
+@click.option("--config", "config_path", type=InputFile(what="agent config file"), default=None,
               help="Agent config file (TOML/YAML, docs/deploy.md): its [agent] settings; a flag given here wins.")
 @click.option("--topology", "topology", default=None,
               help="Fabric model (YAML) whose hosts are the Slurm nodes (required without --config).")
@@ -51,7 +51,7 @@ def group() -> None:
               help="How to talk to Slurm: its commands, slurmrestd, or pyslurm (Slurm 25.11; needs SLURM_CONF).")
 @click.option("--rest-url", default=None, help="slurmrestd address for --backend rest.")
 @click.option("--slurm-conf", default=None, help="SLURM_CONF for the agent (default: Slurm's own).")
-@click.option("--job-submit", default=None, type=InputFile(),
+@click.option("--job-submit", default=None, type=InputFile(what="job_submit.lua"),
               help="The installed job_submit.lua: refuse to start when its protocol, state dir or fallback differ.")
 @click.option("--cycles", type=click.IntRange(min=1), default=None,
               help="Stop after this many cycles (default: run until SIGTERM).")
@@ -193,7 +193,7 @@ def _check_plugin(section: Any) -> str | None:
 
 
 @group.command("check")
-@click.option("--config", "config_path", required=True, type=InputFile(),
+@click.option("--config", "config_path", required=True, type=InputFile(what="agent config file"),
               help="Agent config file (the installed one: <config_dir>/agent.toml).")
 @json_option
 def check(config_path: str, as_json: bool) -> None:

@@ -72,7 +72,7 @@ def import_hf_cmd(src: Path, out: Path, step: int, prefix: str | None, as_json: 
 @click.option("--max-shard-size", "max_shard", default="5GB", show_default=True,
               help="Largest safetensors file (5GB, 500MiB, bytes); a larger tensor gets a file of its own.")
 @click.option("--prefix", default=None, help="Export only this subtree (stripped from the keys).")
-@click.option("--config", "config", type=InputFile(path_type=Path),
+@click.option("--config", "config", type=InputFile(path_type=Path, what="config"),
               default=None,
               help="config.json to write (default: the one carried from import-hf, if any).")
 @click.option("--no-quantization-config", "no_quant", is_flag=True,
@@ -144,7 +144,7 @@ def export_dcp_cmd(path: Path, out: Path, step: int | None, prefix: str | None, 
 @click.command("convert")
 @click.argument("path", type=click.Path(path_type=Path, readable=False))
 @click.argument("out", type=OutputDir())
-@click.option("--recipe", "recipe", type=InputFile(path_type=Path),
+@click.option("--recipe", "recipe", type=InputFile(path_type=Path, what="recipe"),
               required=True,
               help="YAML/JSON recipe: rename, pipeline, transpose, fuse_qkv, split_qkv, fuse, split, cast, tp, drop.")
 @_step_opt("Step to convert (default: latest).")

@@ -247,7 +247,8 @@ def _json_line(data: Any) -> str:
     return json.dumps(json.loads(dumps_json(data)[0]), separators=(",", ":"))
 
 
-_config = click.option("--config", "config_path", required=True, type=InputFile(),
+_config = click.option("--config", "config_path", required=True,
+                       type=InputFile(what="agent config file"),
                        help="Agent config file (TOML or YAML; docs/deploy.md lists every key).")
 _root = click.option("--root", default="/", show_default=True, type=click.Path(file_okay=False),
                      help="Prefix for every path written (a staging tree or a test directory).")

@@ -104,16 +104,18 @@ def test_a_missing_config_names_a_fix_the_command_allows(tmp_path, capsys, argv,
     assert ("drop --config" in err) == (argv[1] == "run")
 
 
-@pytest.mark.parametrize("argv, opt", [
-    (["ckpt", "convert", "{ck}", "{out}", "--recipe", "{bad}"], "--recipe"),
-    (["infer", "run", "--engine-config", "{bad}", "--input", "x", "--output", "{out}"], "--engine-config"),
-    (["agent", "check", "--config", "{bad}"], "--config"),
-    (["slurm", "install", "--config", "{bad}", "--dry-run"], "--config"),
-    (["agent", "run", "--config", "{bad}", "--cycles", "1"], "--config"),
-    (["ckpt", "export-hf", "{ck}", "{out}", "--config", "{bad}"], "--config"),
+@pytest.mark.parametrize("argv, what", [
+    (["ckpt", "convert", "{ck}", "{out}", "--recipe", "{bad}"], "recipe"),
+    (["infer", "run", "--engine-config", "{bad}", "--input", "x", "--output", "{out}"], "engine config"),
+    (["agent", "check", "--config", "{bad}"], "agent config file"),
+    (["slurm", "install", "--config", "{bad}", "--dry-run"], "agent config file"),
+    (["agent", "run", "--config", "{bad}", "--cycles", "1"], "agent config file"),
+    (["agent", "run", "--topology", "superpod:sus=1", "--job-submit", "{bad}", "--cycles", "1"],
+     "job_submit.lua"),
+    (["ckpt", "export-hf", "{ck}", "{out}", "--config", "{bad}"], "config"),
 ])
 @pytest.mark.parametrize("kind", ["a directory", "a FIFO"])
-def test_a_directory_or_fifo_where_a_file_belongs_is_exit_3(tmp_path, ckpt, capsys, argv, opt, kind) -> None:
+def test_a_directory_or_fifo_where_a_file_belongs_is_exit_3(tmp_path, ckpt, capsys, argv, what, kind) -> None:
     """Before: a FIFO recipe "does not exist", a directory was click's usage error (exit 2)."""
     bad = tmp_path / "bad"
     bad.mkdir() if kind == "a directory" else os.mkfifo(bad)
@@ -121,7 +123,7 @@ def test_a_directory_or_fifo_where_a_file_belongs_is_exit_3(tmp_path, ckpt, caps
             for a in argv]
     assert main(args) == 3
     err = capsys.readouterr().err
-    assert err.splitlines()[0] == f"error: {opt} '{bad}' is {kind}, not a regular file", err
+    assert err.splitlines()[0] == f"error: {what} '{bad}' is {kind}, not a regular file", err
     assert "fix: give the path of a file" in err and not (tmp_path / "out").exists()
 
 
