@@ -46,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     from fabric_hpc.cli.output import console, table
 
-    con = console()
-    con.print(f"[bold]fabric-hpc demo[/] on {result['fabric']}: {result['hosts']} hosts, {result['gpus']} GPUs")
+    from rich.text import Text
+
+    con = console()  # markup off (a fabric's name is text): the bold title is a styled Text
+    con.print(Text.assemble(("fabric-hpc demo", "bold"),
+                            f" on {result['fabric']}: {result['hosts']} hosts, {result['gpus']} GPUs"))
     con.print(table("Slurm-like baseline vs fabric (same workload, same cluster)", result["columns"],
                     result["rows"]))
     con.print(f"wrote {args.out}/fabric.yaml, topology.conf, gres.conf and per-policy results.json")

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from fabric_hpc.cli.output import json_option, render, table
-from fabric_hpc.cli.params import FiniteFloat
+from fabric_hpc.cli.params import FiniteFloat, InputFile
 from fabric_hpc.slurm.limits import FALLBACK_S, FLOATS
 
 
@@ -25,7 +25,7 @@ def group() -> None:
 
 
 @group.command("run")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--config", "config_path", type=InputFile(what="agent config file"), default=None,
               help="Agent config file (TOML/YAML, docs/deploy.md): its [agent] settings; a flag given here wins.")
 @click.option("--topology", "topology", default=None,
               help="Fabric model (YAML) whose hosts are the Slurm nodes (required without --config).")
@@ -51,7 +51,7 @@ def group() -> None:
               help="How to talk to Slurm: its commands, slurmrestd, or pyslurm (Slurm 25.11; needs SLURM_CONF).")
 @click.option("--rest-url", default=None, help="slurmrestd address for --backend rest.")
 @click.option("--slurm-conf", default=None, help="SLURM_CONF for the agent (default: Slurm's own).")
-@click.option("--job-submit", default=None, type=click.Path(dir_okay=False),
+@click.option("--job-submit", default=None, type=InputFile(what="job_submit.lua"),
               help="The installed job_submit.lua: refuse to start when its protocol, state dir or fallback differ.")
 @click.option("--cycles", type=click.IntRange(min=1), default=None,
               help="Stop after this many cycles (default: run until SIGTERM).")
@@ -113,7 +113,8 @@ def settings(ctx: click.Context, config_path: str | None, flags: dict[str, Any])
     base: dict[str, Any] = {}
     explicit: set[str] = set()  # the settings the admin wrote: in the config file or on the command line
     if config_path:
-        section = load_config(config_path)[0].agent
+        section = load_config(config_path, missing_hint="check the path, write one (docs/deploy.md), or drop "
+                                                         "--config and give --topology")[0].agent
         base, explicit = section.model_dump(), set(section.model_fields_set)
     explicit |= {k for k in flags if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None)}
     given = {k: v for k, v in flags.items()
@@ -192,7 +193,7 @@ def _check_plugin(section: Any) -> str | None:
 
 
 @group.command("check")
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+@click.option("--config", "config_path", required=True, type=InputFile(what="agent config file"),
               help="Agent config file (the installed one: <config_dir>/agent.toml).")
 @json_option
 def check(config_path: str, as_json: bool) -> None:
@@ -305,15 +306,30 @@ def _privilege_ok(section: Any, service_user: str | None) -> str:
 
 
 @group.command("status")
-@click.option("--state-dir", default="/var/lib/fabric-agent", show_default=True)
+@click.option("--state-dir", default="/var/lib/fabric-agent", show_default=True,
+              help="The agent's state dir. The default one missing: the agent never ran here (exit 5); "
+                   "one given here missing: a wrong path (exit 3).")
 @json_option
 def status(state_dir: str, as_json: bool) -> None:
     """Is the agent running, when did it last cycle, what is waiting.
 
     Exit 0 when it runs and its heartbeat is younger than its fallback_s; 5 when it does not run or
-    its heartbeat is older (its cycles fail, or it hangs): Slurm then places the new jobs itself."""
+    its heartbeat is older (its cycles fail, or it hangs): Slurm then places the new jobs itself.
+    The default --state-dir absent is "not running" (exit 5); a --state-dir given that does not
+    exist is a wrong path (exit 3)."""
+    from click.core import ParameterSource
+
     from fabric_hpc.slurm.agent import read_status
 
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("state_dir") == ParameterSource.DEFAULT and not os.path.lexists(state_dir):
+        never = {"running": False, "healthy": False, "heartbeat_age_s": None, "lock_holder": None,
+                 "state_dir": state_dir,
+                 "reason": f"no state directory {state_dir}: the agent never ran here"}
+        render(as_json, never, lambda con: con.print(
+            f"agent: NOT running (no state directory {state_dir}: it never ran on this host; "
+            "pass --state-dir if it runs with another)"))
+        ctx.exit(5)
     _check_state_files(state_dir)
     st = read_status(state_dir)
     age, limit = st["heartbeat_age_s"], st.get("fallback_s", 60)

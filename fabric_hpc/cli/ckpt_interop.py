@@ -12,7 +12,7 @@ import click
 
 from fabric_hpc.checkpoint.store import MAX_STEP
 from fabric_hpc.cli.output import json_option, render
-from fabric_hpc.cli.params import OutputDir
+from fabric_hpc.cli.params import InputFile, OutputDir
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}
@@ -72,7 +72,7 @@ def import_hf_cmd(src: Path, out: Path, step: int, prefix: str | None, as_json: 
 @click.option("--max-shard-size", "max_shard", default="5GB", show_default=True,
               help="Largest safetensors file (5GB, 500MiB, bytes); a larger tensor gets a file of its own.")
 @click.option("--prefix", default=None, help="Export only this subtree (stripped from the keys).")
-@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False, readable=False),
+@click.option("--config", "config", type=InputFile(path_type=Path, what="config"),
               default=None,
               help="config.json to write (default: the one carried from import-hf, if any).")
 @click.option("--no-quantization-config", "no_quant", is_flag=True,
@@ -144,7 +144,7 @@ def export_dcp_cmd(path: Path, out: Path, step: int | None, prefix: str | None, 
 @click.command("convert")
 @click.argument("path", type=click.Path(path_type=Path, readable=False))
 @click.argument("out", type=OutputDir())
-@click.option("--recipe", "recipe", type=click.Path(path_type=Path, dir_okay=False, readable=False),
+@click.option("--recipe", "recipe", type=InputFile(path_type=Path, what="recipe"),
               required=True,
               help="YAML/JSON recipe: rename, pipeline, transpose, fuse_qkv, split_qkv, fuse, split, cast, tp, drop.")
 @_step_opt("Step to convert (default: latest).")
@@ -158,7 +158,9 @@ def convert_cmd(path: Path, out: Path, recipe: Path, step: int | None, out_step:
     from fabric_hpc.checkpoint import open_checkpoint
     from fabric_hpc.checkpoint.convert import convert, load_recipe
     from fabric_hpc.cli.ckpt import _progress, _size
+    from fabric_hpc.extras import require
     plan = load_recipe(recipe)  # a bad recipe fails before anything is opened
+    require("torch", extra="torch", needed_for="fabric ckpt convert")  # its casts and workers run on torch
     total = open_checkpoint(path, step).manifest.nbytes
     with _progress("convert", total, not as_json) as tick:
         rep = convert(path, out, plan, step=step, out_step=out_step, workers=workers, progress=tick)

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from fabric_hpc.cli.output import console, json_option, render, table
-from fabric_hpc.cli.params import OutputDir
+from fabric_hpc.cli.params import InputFile, OutputDir
 from fabric_hpc.errors import ConfigError
 
 
@@ -124,7 +124,7 @@ def _reject_limit(ctx: click.Context, param: click.Parameter, value: str) -> tup
 
 @group.command("run")
 @click.option("--engine-config", "engine_config", required=True,
-              type=click.Path(dir_okay=False, path_type=Path),
+              type=InputFile(path_type=Path, what="engine config"),
               help="Engine config (JSON or YAML) with the nine required fields.")
 @click.option("--input", "source", required=True,
               help="Spool directory of *.jsonl work items, one .jsonl file, or '-' for stdin.")

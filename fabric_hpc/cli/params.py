@@ -59,3 +59,26 @@ class OutputDir(click.ParamType):
             # output_path's message: a file where a directory is needed, or the missing directory
             output_path(path.absolute(), what=what)
         return path
+
+
+class InputFile(click.ParamType):
+    """A file to read, checked by the input boundary (fabric_hpc/inputs.py) instead of click: a
+    directory, FIFO or device where a file belongs is one line and exit 3 (click's ``dir_okay=False``
+    made a directory a usage error, exit 2). A missing path is passed on: the reader names its fix.
+    ``what``: the file's name in the message, as its reader names it (default: the option)."""
+
+    name = "file"
+
+    def __init__(self, *, path_type: type = str, what: str | None = None) -> None:
+        self.path_type, self.what = path_type, what
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import os
+
+        from fabric_hpc.inputs import check_path
+
+        what = self.what or (param.opts[0] if isinstance(param, click.Option) else
+                             param.human_readable_name if param else "file")
+        if os.path.exists(value):  # follows symlinks, as the readers do
+            check_path(value, kind="file", what=what)
+        return self.path_type(value)

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from fabric_hpc.cli.output import json_option, render, table
-from fabric_hpc.cli.params import OutputDir
+from fabric_hpc.cli.params import InputFile, OutputDir
 from fabric_hpc.slurm.limits import FALLBACK_S, MAX_GPUS_PER_NODE
 
 _backend = click.option("--backend", type=click.Choice(["cli", "rest", "pyslurm"]), default="cli", show_default=True,
@@ -247,7 +247,8 @@ def _json_line(data: Any) -> str:
     return json.dumps(json.loads(dumps_json(data)[0]), separators=(",", ":"))
 
 
-_config = click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+_config = click.option("--config", "config_path", required=True,
+                       type=InputFile(what="agent config file"),
                        help="Agent config file (TOML or YAML; docs/deploy.md lists every key).")
 _root = click.option("--root", default="/", show_default=True, type=click.Path(file_okay=False),
                      help="Prefix for every path written (a staging tree or a test directory).")

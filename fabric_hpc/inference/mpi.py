@@ -296,9 +296,7 @@ def mpi_context() -> MpiContext:
     if not under_mpi():
         return MpiContext(None)
     os.environ.update(slurm_pmi_defaults(os.environ))  # read by MPI_Init, which the import runs
-    try:
-        from mpi4py import MPI
-    except ImportError as exc:
-        raise ExternalError("launched under MPI but mpi4py is not installed",
-                            hint="pip install 'fabric-hpc[mpi]'") from exc
+    from fabric_hpc.extras import require
+
+    MPI = require("mpi4py.MPI", extra="mpi", needed_for="a launch under MPI (mpiexec/srun)")
     return MpiContext(MPI.COMM_WORLD)

@@ -29,6 +29,7 @@ from fabric_hpc.slurm.plugins import account_name, cluster_path, plain_text
 from fabric_hpc.validation import StrictModel, parse_model
 
 DEFAULT_STATE_DIR = "/var/lib/fabric-agent"
+DEFAULT_CONFIG_DIR = "/etc/fabric-hpc"
 BLOCK_SIZE = (1, 1 << 20)  # as `fabric topology export --block-size`
 
 
@@ -76,7 +77,7 @@ class InstallSection(StrictModel):
 
     slurm_conf_dir: str = Field(default="/etc/slurm", description="Directory of slurm.conf: job_submit.lua, "
                                 "topology.conf (or topology.yaml) and gres.conf go here.")
-    config_dir: str = Field(default="/etc/fabric-hpc", description="task_prolog.py, prolog.json, the fabric "
+    config_dir: str = Field(default=DEFAULT_CONFIG_DIR, description="task_prolog.py, prolog.json, the fabric "
                             "model (topology.yaml) and this file (agent.toml / agent.yaml).")
     unit_dir: str = Field(default="/etc/systemd/system", description="Where fabric-agent.service goes.")
     service_user: str | None = Field(default=None, description="User the agent runs as; owns state_dir. It must "
@@ -176,11 +177,19 @@ class DeployConfig(StrictModel):
 MAX_CONFIG_BYTES = 1 << 20
 
 
-def load_config(path: str | os.PathLike[str]) -> tuple[DeployConfig, str]:
+#: The fix for a config file that does not exist where the command requires one (``fabric agent
+#: check``, ``fabric slurm install``/``uninstall``: their --config cannot be dropped).
+MISSING_CONFIG_HINT = ("check the path (the installed one is <config_dir>/agent.toml, by default "
+                       f"{DEFAULT_CONFIG_DIR}/agent.toml), or write one (docs/deploy.md)")
+
+
+def load_config(path: str | os.PathLike[str], *, missing_hint: str = MISSING_CONFIG_HINT
+                ) -> tuple[DeployConfig, str]:
     """The validated file and its text; TOML (``.toml``) or YAML (``.yaml``/``.yml``), read through the
     input boundary (:mod:`fabric_hpc.inputs`): a regular file of at most :data:`MAX_CONFIG_BYTES`
     (a FIFO or a device is refused before it is opened for reading), UTF-8, YAML without anchors,
-    aliases or duplicate keys (TOML refuses duplicates itself)."""
+    aliases or duplicate keys (TOML refuses duplicates itself). ``missing_hint``: the fix when the
+    file does not exist (the command's: where --config is optional, dropping it is one)."""
     from fabric_hpc.inputs import load_yaml, read_text
 
     p = Path(path)
@@ -190,7 +199,7 @@ def load_config(path: str | os.PathLike[str]) -> tuple[DeployConfig, str]:
     try:
         text = read_text(p, what="agent config file", limit=MAX_CONFIG_BYTES)
     except NotFoundError:
-        raise NotFoundError(f"no agent config file {p}", hint="write one (docs/deploy.md) or drop --config") from None
+        raise NotFoundError(f"no agent config file {p}", hint=missing_hint) from None
     if p.suffix == ".toml":
         try:
             data = tomllib.loads(text)

@@ -23,7 +23,6 @@ Templates (``q``, ``k``, ``into`` ...) are names in which ``{i}`` stands for a l
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,10 +31,13 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointNotFoundError
+from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.checkpoint.format import FP8_DTYPES
 from fabric_hpc.validation import StrictModel, parse_model
 
 FLOAT_DTYPES = ("float32", "float16", "bfloat16")
+#: Largest recipe or calibration file read (bytes): a recipe is a page of rules.
+MAX_RECIPE_BYTES = 16 << 20
 
 
 def _regex(value: str) -> str:
@@ -213,14 +215,7 @@ def load_recipe(source: Recipe | Mapping[str, Any] | str | Path) -> Recipe:
     name = "recipe"
     if not isinstance(source, Mapping):
         path = Path(source)
-        if not path.is_file():
-            raise CheckpointNotFoundError(f"recipe {path} does not exist")
-        text = path.read_text(encoding="utf-8")
-        import yaml
-        try:
-            source = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-        except (ValueError, yaml.YAMLError) as exc:
-            raise CheckpointError(f"{path}: not valid {path.suffix[1:] or 'JSON'} ({exc})") from None
+        source = read_document(path, "recipe")
         name = str(path)
         source = _calibration_paths(source, path.parent)
     keys = "recipe keys: rename, pipeline, transpose, fuse_qkv, split_qkv, fuse, split, cast, tp, drop " \
@@ -229,6 +224,26 @@ def load_recipe(source: Recipe | Mapping[str, Any] | str | Path) -> Recipe:
     hint = keys if not bad else "correct the regular expression" + ("s " if len(bad) > 1 else " ") + "; ".join(
         f"{loc} {pattern!r} ({why})" for loc, pattern, why in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
     return parse_model(Recipe, source, source=name, hint=hint)
+
+
+def read_document(path: Path, what: str) -> Any:
+    """A recipe's or calibration file's document, through the input boundary (fabric_hpc/inputs.py):
+    a regular file (a directory or FIFO is refused before it is opened) of at most MAX_RECIPE_BYTES,
+    UTF-8; YAML (.yaml/.yml) without anchors or duplicate keys, else JSON. A missing file is a
+    CheckpointNotFoundError, any other bad file a CheckpointError (both exit 3)."""
+    from fabric_hpc.inputs import load_json, load_yaml, read_text
+
+    try:
+        text = read_text(path, what=what, limit=MAX_RECIPE_BYTES)
+        if path.suffix in (".yaml", ".yml"):
+            return load_yaml(text, str(path))[0]
+        return load_json(text, str(path))
+    except NotFoundError as exc:
+        raise CheckpointNotFoundError(exc.message, hint=exc.hint) from None
+    except CheckpointError:
+        raise
+    except ConfigError as exc:
+        raise CheckpointError(exc.message, hint=exc.hint) from None
 
 
 #: recipe keys holding one regex, and keys holding a list of them (see the models above)
@@ -269,15 +284,11 @@ def load_calibration(path: str) -> dict[str, float]:
     """A calibration file (JSON or YAML): module name -> activation abs-max (a positive number)."""
     import math
     file = Path(path)
-    if not file.is_file():
-        raise CheckpointNotFoundError(f"calibration file {file} does not exist",
-                                      hint="input_scale.calibration is relative to the recipe file")
-    import yaml
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) if file.suffix in (".yaml", ".yml") else \
-            json.loads(file.read_text(encoding="utf-8"))
-    except (ValueError, yaml.YAMLError) as exc:
-        raise CheckpointError(f"{file}: not valid {file.suffix[1:] or 'JSON'} ({exc})") from None
+        data = read_document(file, "calibration file")
+    except CheckpointNotFoundError as exc:
+        raise CheckpointNotFoundError(exc.message,
+                                      hint="input_scale.calibration is relative to the recipe file") from None
     bad = [k for k, v in (data.items() if isinstance(data, dict) else [])
            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0]
     if not isinstance(data, dict) or bad:

@@ -38,6 +38,7 @@ from fabric_hpc.checkpoint.interop.stream import StreamWriter, imported_name, re
 from fabric_hpc.checkpoint.parallel import Item, run_bounded
 from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint
 from fabric_hpc.checkpoint.writer import SaveResult
+from fabric_hpc.extras import require
 
 METADATA = ".metadata"
 BATCH_BYTES = 64 << 20  # small tensors are loaded together, up to this many bytes per dcp.load
@@ -63,6 +64,7 @@ def read_dcp_metadata(src: Path | str, *, trust_pickle: bool) -> Any:
         raise CheckpointError(f"refusing to read {src / METADATA}: it is a pickle", hint=PICKLE_HINT)
     if not (src / METADATA).is_file():
         raise CheckpointNotFoundError(f"{src} is not a torch.distributed.checkpoint directory (no {METADATA})")
+    require("torch.distributed.checkpoint", extra="torch", needed_for="reading PyTorch DCP")
     from torch.distributed.checkpoint import FileSystemReader
     try:
         md = FileSystemReader(str(src)).read_metadata()
@@ -105,6 +107,7 @@ def import_dcp(src: Path | str, root: Path | str, *, trust_pickle: bool = False,
     """Import the DCP directory ``src`` as checkpoint ``step`` under ``root`` (whole tensors; a
     one-dimension torch.chunk split of the writers is kept). Non-tensor entries (pickled Python
     objects) are refused unless ``skip_objects``."""
+    require("torch.distributed.checkpoint", extra="torch", needed_for="PyTorch DCP import")
     import torch
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint import FileSystemReader
@@ -257,6 +260,7 @@ def export_dcp(path: Path | str, out: Path | str, *, step: int | None = None, pr
                progress: Progress | None = None) -> dict[str, Any]:
     """Write checkpoint ``path`` as a DCP directory ``out`` (keys: names with ``/`` -> ``.``, as
     DCP flattens nested dicts); ``out`` must not exist (or be empty)."""
+    require("torch.distributed.checkpoint", extra="torch", needed_for="PyTorch DCP export")
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint import FileSystemWriter
     out = Path(out)

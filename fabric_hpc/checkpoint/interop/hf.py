@@ -30,6 +30,7 @@ from fabric_hpc.checkpoint.format import stored_dtype
 from fabric_hpc.checkpoint.interop.stream import StreamWriter, imported_name, read_stored
 from fabric_hpc.checkpoint.reader import open_checkpoint
 from fabric_hpc.checkpoint.writer import SaveResult
+from fabric_hpc.extras import require
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
@@ -89,6 +90,8 @@ def _unreadable_as_corrupt(path: Path) -> Iterator[None]:
 def import_hf(src: Path | str, root: Path | str, *, step: int = 0, prefix: str | None = None,
               tags: list[str] | tuple[str, ...] = (), progress: Progress | None = None) -> SaveResult:
     """Import a safetensors model (``src``: directory or file) as checkpoint ``step`` under ``root``."""
+    require("safetensors", extra="torch", needed_for="Hugging Face safetensors import")
+    require("torch", extra="torch", needed_for="Hugging Face safetensors import")  # safe_open(framework="pt")
     from safetensors import safe_open
     directory, files, weight_map = _files(Path(src))
     carried = {}
@@ -219,10 +222,9 @@ def _carried(user_metadata: dict[str, Any], config: Path | str | None) -> dict[s
     files = user_metadata.get("hf_files")
     extra = {k: v for k, v in files.items() if k in CARRIED} if isinstance(files, dict) else {}
     if config is not None:
-        try:
-            extra["config.json"] = json.loads(Path(config).read_bytes())
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"cannot read config {config}: {exc}") from None
+        from fabric_hpc.inputs import read_json
+
+        extra["config.json"] = read_json(config, what="config", limit=16 << 20)  # exit 3 naming the problem
     return extra
 
 

@@ -105,6 +105,10 @@ def build_pytorch_engine(config: EngineConfig, *, local_rank: int = 0, device: s
     with ``compile_decode``. ``sdpa_cudnn``: let torch's attention use its cuDNN backend (off by
     default: torch >= 2.10 prefers it on Hopper and Blackwell once its cuDNN is >= 9.15, and it
     builds a cuDNN graph for every new shape, while almost every prefill pass has a new one)."""
+    from fabric_hpc.extras import require
+
+    for module in ("torch", "safetensors"):  # a base install: one line naming the pip extra
+        require(module, extra="torch", needed_for="the pytorch inference engine")
     import torch
 
     from fabric_hpc.inference.engines.torch_llama import LlamaModel, check_memory

@@ -64,9 +64,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace, early: list[int]) -> int:
-    import torch
-
     from fabric_hpc.checkpoint import list_checkpoints, save
+    from fabric_hpc.extras import require
+
+    torch = require("torch", extra="torch", needed_for="train_tiny (a PyTorch training program)")
     from fabric_hpc.inference.engines.spec import PRESETS
     from fabric_hpc.slurm import trainer
 
