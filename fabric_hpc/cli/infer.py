@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from fabric_hpc.cli.output import console, json_option, render, table
-from fabric_hpc.cli.params import InputFile, OutputDir
+from fabric_hpc.cli.params import InputFile, OutputDir, OutputFile
 from fabric_hpc.errors import ConfigError
 
 
@@ -30,7 +30,7 @@ def group() -> None:
 @click.option("--max-input-len", type=click.IntRange(1), required=True)
 @click.option("--max-seq-len", type=click.IntRange(2), required=True)
 @click.option("--max-num-tokens", type=click.IntRange(1), required=True)
-@click.option("--config-out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--config-out", required=True, type=OutputFile(path_type=Path, what="engine config"),
               help="Where to write the nine-field engine config (JSON) for `fabric infer run` "
                    "(an existing file is replaced only if prepare wrote it for ENGINE_DIR, or with --force).")
 @click.option("--force", is_flag=True, default=False,

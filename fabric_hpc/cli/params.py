@@ -82,3 +82,10 @@ class InputFile(click.ParamType):
         if os.path.exists(value):  # follows symlinks, as the readers do
             check_path(value, kind="file", what=what)
         return self.path_type(value)
+
+
+class OutputFile(InputFile):
+    """A file to write: an existing directory, FIFO or device at the path is refused as :class:`InputFile`
+    refuses it (one line, exit 3; click's ``dir_okay=False`` made a directory exit 2); a new path is passed on."""
+
+    name = "file"

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import click
 
 from fabric_hpc.cli.output import json_option, render, table
-from fabric_hpc.cli.params import FiniteFloat
+from fabric_hpc.cli.params import FiniteFloat, InputFile
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement.contract import SOLVE_OPTION_BOUNDS
 
@@ -24,7 +24,7 @@ _TIME, _WORKERS = SOLVE_OPTION_BOUNDS["time_limit_s"], SOLVE_OPTION_BOUNDS["work
 
 @click.command()
 @click.option("--topology", "-t", "topology", help="Fabric file (topology/*.yaml) or generator (superpod:sus=4).")
-@click.option("--state", "-s", "state_path", type=click.Path(dir_okay=False),
+@click.option("--state", "-s", "state_path", type=InputFile(what="state file"),
               help="Cluster state JSON (default: everything free).")
 @click.option("--request", "-r", "request", help="e.g. 'nodes=4,gpus=8,within=leaf' (see docs/placement.md).")
 @click.option("--solver", type=click.Choice(["cpsat", "greedy", "slurm-tree", "slurm-block"]), default="cpsat",

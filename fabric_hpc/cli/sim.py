@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from fabric_hpc.cli.output import json_option, render, table
-from fabric_hpc.cli.params import FiniteFloat, OutputDir
+from fabric_hpc.cli.params import FiniteFloat, OutputDir, OutputFile
 from fabric_hpc.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ def _policy_kwargs(policy: str, placement: str | None, backfill: str | None, no_
 
 @group.command("compare")
 @click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--report", "report_path", default=None, type=click.Path(dir_okay=False),
+@click.option("--report", "report_path", default=None, type=OutputFile(what="report"),
               help="HTML report to write (default: report.html in the parent of the first DIR).")
 @json_option
 def compare_cmd(dirs: tuple[str, ...], report_path: str | None, as_json: bool) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from fabric_hpc.cli.output import json_option, render, table
-from fabric_hpc.cli.params import InputFile, OutputDir
+from fabric_hpc.cli.params import InputFile, OutputDir, OutputFile
 from fabric_hpc.slurm.limits import FALLBACK_S, MAX_GPUS_PER_NODE
 
 _backend = click.option("--backend", type=click.Choice(["cli", "rest", "pyslurm"]), default="cli", show_default=True,
@@ -117,7 +117,7 @@ def nodes(backend: str, rest_url: str | None, as_json: bool) -> None:
 @click.option("--fallback-s", type=click.IntRange(*FALLBACK_S), default=60, show_default=True,
               help="Seconds a deferred job waits for the agent before Slurm takes it.")
 @click.option("--max-gpus-per-node", type=click.IntRange(*MAX_GPUS_PER_NODE), default=8, show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write here (default: stdout).")
+@click.option("-o", "--output", type=OutputFile(what="output"), default=None, help="Write here (default: stdout).")
 def plugin_config(state_dir: str, fallback_s: int, max_gpus_per_node: int, output: str | None) -> None:
     """Print plugins/job_submit.lua with these settings (install it next to slurm.conf)."""
     from fabric_hpc.slurm.plugins import cluster_path, render_job_submit
@@ -176,7 +176,7 @@ def jobscripts(directory: Path, force: bool, as_json: bool) -> None:
 
 
 @group.command("topo-files")
-@click.option("--topology", required=True, type=click.Path(dir_okay=False), help="The fabric model.")
+@click.option("--topology", required=True, type=InputFile(what="fabric file"), help="The fabric model.")
 @click.option("--dir", "topo_dir", default="/var/lib/fabric-hpc/nccl", show_default=True,
               help="The root-owned directory the TaskProlog reads (topo_dir of prolog.json).")
 @click.option("--host", "hosts", multiple=True, help="Only this host (repeatable; default: every host).")

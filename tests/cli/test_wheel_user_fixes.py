@@ -113,6 +113,11 @@ def test_a_missing_config_names_a_fix_the_command_allows(tmp_path, capsys, argv,
     (["agent", "run", "--topology", "superpod:sus=1", "--job-submit", "{bad}", "--cycles", "1"],
      "job_submit.lua"),
     (["ckpt", "export-hf", "{ck}", "{out}", "--config", "{bad}"], "config"),
+    (["place", "-t", "leaf-spine-16", "-s", "{bad}", "-r", "gpus=8"], "state file"),
+    (["slurm", "topo-files", "--topology", "{bad}"], "fabric file"),
+    (["slurm", "plugin-config", "--state-dir", "{out}", "-o", "{bad}"], "output"),
+    (["sim", "compare", "{ck}", "--report", "{bad}"], "report"),
+    (["infer", "prepare", "{ck}", "--config-out", "{bad}"], "engine config"),
 ])
 @pytest.mark.parametrize("kind", ["a directory", "a FIFO"])
 def test_a_directory_or_fifo_where_a_file_belongs_is_exit_3(tmp_path, ckpt, capsys, argv, what, kind) -> None:
