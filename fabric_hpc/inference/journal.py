@@ -5,7 +5,9 @@ Output directory layout::
     DIR/run.json                        job identity: input, engine config, limits, weights (rank 0)
     DIR/spool-snapshot.json             the spool files (name, size, inode) of the last attempt
     DIR/attempts/NNNNNN                 one marker per run attempt
-    DIR/chunks/aNNNNNN-rRRRRR-cCCCCCC.jsonl   results, one {"id","tokens","finish_reason"} a line
+    DIR/chunks/aNNNNNN-rRRRRR-cCCCCCC.jsonl   results, one {"id","tokens","finish_reason","metrics"} a line
+                                        (metrics: timings and token counts, which differ on a rerun;
+                                        only ids and digests are compared)
     DIR/journal/rank-RRRRR.jsonl        {"chunk", "n", "ids": [...], "digests": [...]} per committed chunk
                                         (digests: each item's content digest, checked on resume)
     DIR/dead-letter.jsonl               rejected input lines with the reason
@@ -259,16 +261,22 @@ class ChunkSink:
     def _name(self) -> str:
         return f"a{self.attempt:06d}-r{self.rank:05d}-c{self.seq:07d}.jsonl"
 
-    def add(self, result: EngineResult, digest: str | None = None) -> bool:
+    def add(self, result: EngineResult, digest: str | None = None,
+            metrics: dict[str, Any] | None = None) -> bool:
         """Write one result to the chunk in progress (``digest``: its item's
-        :func:`~fabric_hpc.inference.intake.item_digest`, journalled); True when it is full and
-        should be committed. Nothing counts as done until :meth:`commit`."""
+        :func:`~fabric_hpc.inference.intake.item_digest`, journalled; ``metrics``: its timings and
+        token counts, :func:`~fabric_hpc.inference.pipeline.request_metrics`, written with this
+        sink's ``rank`` and ``attempt`` added, never journalled or compared); True when it is full
+        and should be committed. Nothing counts as done until :meth:`commit`."""
         if self._file is None:
             self._file = open(self.out / "chunks" / (self._name() + ".tmp"), "wb")  # noqa: SIM115
+        record: dict[str, Any] = {"id": result.id, "tokens": result.tokens,
+                                  "finish_reason": result.finish_reason}
+        if metrics is not None:
+            metrics["rank"], metrics["attempt"] = self.rank, self.attempt
+            record["metrics"] = metrics
         with naming_file(self._file.name):
-            self._file.write(json.dumps({"id": result.id, "tokens": result.tokens,
-                                         "finish_reason": result.finish_reason},
-                                        separators=(",", ":")).encode() + b"\n")
+            self._file.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
         self._ids.append(result.id)
         self._digests.append(digest)
         return len(self._ids) >= self.chunk_size
