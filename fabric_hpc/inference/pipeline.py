@@ -35,11 +35,11 @@ from fabric_hpc.errors import ConfigError, ExternalError, FabricError
 from fabric_hpc.inference.admission import TokenBudget, budget_for
 from fabric_hpc.inference.engine import Engine, EngineResult
 from fabric_hpc.inference.intake import WorkItem, item_digest
-from fabric_hpc.inference.journal import ChunkSink
+from fabric_hpc.inference.journal import ChunkSink, RequestTimes
 from fabric_hpc.inference.lanes import ShapeLanes
 from fabric_hpc.inference.scheduler import Scheduler
 
-__all__ = ["MAX_OVERCOMMIT", "PHASES", "Pipeline", "PipelineOptions", "request_metrics"]
+__all__ = ["MAX_OVERCOMMIT", "PHASES", "Pipeline", "PipelineOptions", "request_times"]
 
 MAX_OVERCOMMIT = 16.0  # the token budget is at most this many times the engine's KV capacity
 _INT_FIELDS = ("num_lanes", "max_age", "admit_batch", "admit_queue", "done_queue", "chunk_size",
@@ -53,20 +53,13 @@ _END = object()
 PHASES = ("reading_input", "running", "draining", "finished")
 
 
-def request_metrics(item: WorkItem, result: EngineResult, anchor: tuple[float, float]) -> dict[str, Any]:
-    """The ``metrics`` of one result line (docs/inference.md, "Output records"): the item's
-    timings as UNIX times (``anchor``: ``(time.time(), time.perf_counter())`` read together once,
-    so the times are monotonic within a rank whatever the system clock does meanwhile), vLLM's
-    ``RequestMetrics`` names, the latencies they imply and the token counts."""
-    unix, perf = anchor
-    arrival = round(unix + item.t_admitted - perf, 6)
-    scheduled = round(unix + item.t_scheduled - perf, 6)
-    first = round(unix + item.t_first_token - perf, 6)
-    finished = round(unix + item.t_finished - perf, 6)
-    return {"arrival_time": arrival, "first_scheduled_time": scheduled, "first_token_time": first,
-            "finished_time": finished, "time_in_queue": round(scheduled - arrival, 6),
-            "time_to_first_token": round(first - arrival, 6), "e2e_latency": round(finished - arrival, 6),
-            "num_prompt_tokens": len(item.prompt), "num_output_tokens": len(result.tokens)}
+def request_times(item: WorkItem, anchor: tuple[float, float]) -> RequestTimes:
+    """An item's timings as UNIX times (``anchor``: ``(time.time(), time.perf_counter())`` read
+    together once, so the times are monotonic within a rank whatever the system clock does
+    meanwhile) and its prompt length: what :meth:`ChunkSink.add` writes as the result's ``metrics``."""
+    base = anchor[0] - anchor[1]
+    return RequestTimes(base + item.t_admitted, base + item.t_scheduled, base + item.t_first_token,
+                        base + item.t_finished, len(item.prompt))
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +243,7 @@ class Pipeline:
                         continue
                     for res, it in got:
                         held.append((res, it))
-                        if sink.add(res, item_digest(it), request_metrics(it, res, self.anchor)):
+                        if sink.add(res, item_digest(it), request_times(it, self.anchor)):
                             sink.commit()
                             acked, held = held, []
                             self._ack(acked)
