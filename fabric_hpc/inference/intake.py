@@ -67,6 +67,12 @@ class WorkItem:
     priority: int = 0
     klass: str = ""
     arrival: int = 0  # admission sequence number (aging)
+    # timings on the rank's monotonic clock (time.perf_counter; 0.0: not reached yet), set by the
+    # pipeline and scheduler; written as the result's ``metrics`` (pipeline.request_times)
+    t_admitted: float = 0.0    # passed the token budget (vLLM: arrival_time)
+    t_scheduled: float = 0.0   # handed to the engine (engine.add; vLLM: first_scheduled_time)
+    t_first_token: float = 0.0  # end of the first engine step after that (vLLM: first_token_time)
+    t_finished: float = 0.0    # end of the step that returned its result (vLLM: finished_time)
 
     @property
     def length(self) -> int:

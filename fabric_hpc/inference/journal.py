@@ -5,7 +5,9 @@ Output directory layout::
     DIR/run.json                        job identity: input, engine config, limits, weights (rank 0)
     DIR/spool-snapshot.json             the spool files (name, size, inode) of the last attempt
     DIR/attempts/NNNNNN                 one marker per run attempt
-    DIR/chunks/aNNNNNN-rRRRRR-cCCCCCC.jsonl   results, one {"id","tokens","finish_reason"} a line
+    DIR/chunks/aNNNNNN-rRRRRR-cCCCCCC.jsonl   results, one {"id","tokens","finish_reason","metrics"} a line
+                                        (metrics: timings and token counts, which differ on a rerun;
+                                        only ids and digests are compared)
     DIR/journal/rank-RRRRR.jsonl        {"chunk", "n", "ids": [...], "digests": [...]} per committed chunk
                                         (digests: each item's content digest, checked on resume)
     DIR/dead-letter.jsonl               rejected input lines with the reason
@@ -37,16 +39,16 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from fabric_hpc.atomic import atomic_output, fsync_dir, write_atomic
 from fabric_hpc.errors import ConfigError, ExternalError, NotFoundError
 from fabric_hpc.events import JsonLinesWriter, cut_torn_tail, emit, naming_file, read_json_lines
 from fabric_hpc.inference.engine import EngineResult
 
-__all__ = ["MERGE_ORDERS", "OUTPUT_MODES", "ChunkSink", "CommittedIds", "MergeError", "committed_ids",
-           "dedupe_chunks", "drop_lost_chunks", "journal_records", "merge_outputs", "next_attempt",
-           "prepare_resume", "private_files"]
+__all__ = ["MERGE_ORDERS", "OUTPUT_MODES", "ChunkSink", "CommittedIds", "MergeError", "RequestTimes",
+           "committed_ids", "dedupe_chunks", "drop_lost_chunks", "journal_records", "merge_outputs",
+           "next_attempt", "prepare_resume", "private_files"]
 
 OUTPUT_MODES = ("private", "umask")
 # the names of the files a run writes under chunks/ (``dedupe_chunks`` adds ``-dN``): resume
@@ -238,6 +240,23 @@ def next_attempt(out: str | os.PathLike[str]) -> int:
     return n
 
 
+class RequestTimes(NamedTuple):
+    """A result's timings (UNIX times, seconds) and its prompt's length: its ``metrics``."""
+
+    arrival_time: float
+    first_scheduled_time: float
+    first_token_time: float
+    finished_time: float
+    num_prompt_tokens: int
+
+
+# a result line's ``metrics`` (docs/inference.md, "Output records"), formatted at once: building a
+# dict and letting json print its floats cost about three times as much CPU per result
+_METRICS = ('"metrics":{"arrival_time":%.6f,"first_scheduled_time":%.6f,"first_token_time":%.6f,'
+            '"finished_time":%.6f,"time_in_queue":%.6f,"time_to_first_token":%.6f,"e2e_latency":%.6f,'
+            '"num_prompt_tokens":%d,"num_output_tokens":%d,"rank":%d,"attempt":%d}}')
+
+
 class ChunkSink:
     """The result sink of one rank: buffers results, commits chunks, journals them."""
 
@@ -259,16 +278,22 @@ class ChunkSink:
     def _name(self) -> str:
         return f"a{self.attempt:06d}-r{self.rank:05d}-c{self.seq:07d}.jsonl"
 
-    def add(self, result: EngineResult, digest: str | None = None) -> bool:
+    def add(self, result: EngineResult, digest: str | None = None, times: RequestTimes | None = None) -> bool:
         """Write one result to the chunk in progress (``digest``: its item's
-        :func:`~fabric_hpc.inference.intake.item_digest`, journalled); True when it is full and
-        should be committed. Nothing counts as done until :meth:`commit`."""
+        :func:`~fabric_hpc.inference.intake.item_digest`, journalled; ``times``: written as its
+        ``metrics`` with the latencies they imply, the token counts and this sink's ``rank`` and
+        ``attempt``, never journalled or compared); True when it is full and should be
+        committed. Nothing counts as done until :meth:`commit`."""
         if self._file is None:
             self._file = open(self.out / "chunks" / (self._name() + ".tmp"), "wb")  # noqa: SIM115
+        line = json.dumps({"id": result.id, "tokens": result.tokens, "finish_reason": result.finish_reason},
+                          separators=(",", ":"))
+        if times is not None:
+            a, s, f, d, prompt = times
+            line = line[:-1] + "," + _METRICS % (a, s, f, d, s - a, f - a, d - a, prompt, len(result.tokens),
+                                                  self.rank, self.attempt)
         with naming_file(self._file.name):
-            self._file.write(json.dumps({"id": result.id, "tokens": result.tokens,
-                                         "finish_reason": result.finish_reason},
-                                        separators=(",", ":")).encode() + b"\n")
+            self._file.write(line.encode() + b"\n")
         self._ids.append(result.id)
         self._digests.append(digest)
         return len(self._ids) >= self.chunk_size

@@ -35,17 +35,31 @@ from fabric_hpc.errors import ConfigError, ExternalError, FabricError
 from fabric_hpc.inference.admission import TokenBudget, budget_for
 from fabric_hpc.inference.engine import Engine, EngineResult
 from fabric_hpc.inference.intake import WorkItem, item_digest
-from fabric_hpc.inference.journal import ChunkSink
+from fabric_hpc.inference.journal import ChunkSink, RequestTimes
 from fabric_hpc.inference.lanes import ShapeLanes
 from fabric_hpc.inference.scheduler import Scheduler
 
-__all__ = ["MAX_OVERCOMMIT", "Pipeline", "PipelineOptions"]
+__all__ = ["MAX_OVERCOMMIT", "PHASES", "Pipeline", "PipelineOptions", "request_times"]
 
 MAX_OVERCOMMIT = 16.0  # the token budget is at most this many times the engine's KV capacity
 _INT_FIELDS = ("num_lanes", "max_age", "admit_batch", "admit_queue", "done_queue", "chunk_size",
                "drain_batch", "max_drain_batches")
 
 _END = object()
+#: a rank's phases in order (its metrics records' ``phase``): the runner writes ``reading_input``
+#: while the rank reads and shards the input before its pipeline starts; the pipeline reports
+#: ``running`` while intake still reads its share, ``draining`` once all of it was read (the engine
+#: finishes what it holds, the writer commits) and ``finished`` once every result is committed
+PHASES = ("reading_input", "running", "draining", "finished")
+
+
+def request_times(item: WorkItem, anchor: tuple[float, float]) -> RequestTimes:
+    """An item's timings as UNIX times (``anchor``: ``(time.time(), time.perf_counter())`` read
+    together once, so the times are monotonic within a rank whatever the system clock does
+    meanwhile) and its prompt length: what :meth:`ChunkSink.add` writes as the result's ``metrics``."""
+    base = anchor[0] - anchor[1]
+    return RequestTimes(base + item.t_admitted, base + item.t_scheduled, base + item.t_first_token,
+                        base + item.t_finished, len(item.prompt))
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +126,9 @@ class Pipeline:
         self.acked = 0
         self.busy_s = 0.0
         self.t_start = self.t_end = 0.0
+        self.anchor = (time.time(), time.perf_counter())  # UNIX time of the timings' clock
+        self.input_read = False  # intake has read (and admitted) its whole input
+        self.drained = False     # the executor ended by running out of work (not stopped)
         self._threads: list[threading.Thread] = []
         self._switch: float | None = None
 
@@ -136,7 +153,7 @@ class Pipeline:
 
     def _intake(self) -> None:
         batch: list[WorkItem] = []
-        budget, size = self.budget, self.opt.admit_batch
+        budget, size, clock = self.budget, self.opt.admit_batch, time.perf_counter
         for item in self.items:
             if not budget.try_admit(item.cost):
                 if batch and not self._put(self.admit_q, batch):
@@ -144,6 +161,7 @@ class Pipeline:
                 batch = []
                 if not budget.admit(item.cost, stop=self.stop):
                     return
+            item.t_admitted = clock()
             batch.append(item)
             self.intake_count += 1
             if len(batch) >= size:
@@ -152,6 +170,7 @@ class Pipeline:
                 batch = []
         if batch:
             self._put(self.admit_q, batch)
+        self.input_read = True
         self._put(self.admit_q, _END)
 
     def _drain_admitted(self, block: bool) -> bool:
@@ -193,6 +212,7 @@ class Pipeline:
                     break
                 finished = []
             elif not sched.in_engine and not intake_open and not sched.waiting():
+                self.drained = True
                 break
         if finished:
             self._put(self.done_q, finished)
@@ -223,7 +243,7 @@ class Pipeline:
                         continue
                     for res, it in got:
                         held.append((res, it))
-                        if sink.add(res, item_digest(it)):
+                        if sink.add(res, item_digest(it), request_times(it, self.anchor)):
                             sink.commit()
                             acked, held = held, []
                             self._ack(acked)
@@ -292,12 +312,19 @@ class Pipeline:
         self.join(tick)
         return self.snapshot()
 
+    def phase(self) -> str:
+        """``running``, ``draining`` or ``finished`` (:data:`PHASES`)."""
+        if self.drained and not self.errors and not self.alive():
+            return "finished"
+        return "draining" if self.input_read else "running"
+
     def snapshot(self) -> dict[str, Any]:
         """Counters and queue depths (the telemetry record)."""
         tok, sched = self.scheduler.tokens, self.scheduler
         end = self.t_end or time.perf_counter()
         wall = max(end - self.t_start, 1e-9) if self.t_start else 0.0
         return {
+            "phase": self.phase(),
             "items_in": self.intake_count, "items_done": self.acked,
             "input_tokens": tok.prompt_tokens, "output_tokens": tok.output_tokens,
             "padding_waste": tok.padding_waste, "prefill_padding_waste": tok.prefill_padding_waste,

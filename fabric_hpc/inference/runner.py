@@ -41,7 +41,7 @@ from fabric_hpc.inference.journal import (
 )
 from fabric_hpc.inference.mpi import (MpiContext, PeerFailed, exit_code_of, first_line, mpi_context,
                                       shard_longest_first)
-from fabric_hpc.inference.pipeline import Pipeline, PipelineOptions
+from fabric_hpc.inference.pipeline import PHASES, Pipeline, PipelineOptions
 from fabric_hpc.inference.telemetry import MetricsWriter, job_totals
 from fabric_hpc.inference.weights import describe_weights, weights_identity
 from fabric_hpc.inputs import read_json
@@ -131,6 +131,9 @@ def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
             out.mkdir(parents=True, exist_ok=True)
             lock = _output_lock(out)
             lock.acquire()
+            if (merging := _merge_lock(out).holder()) is not None:  # it would lose results.jsonl
+                raise ConfigError(f"a `fabric infer merge` (pid {merging}) is merging {out}",
+                                  hint="rerun after it ends")
             path = out / "run.json"
             if path.is_file():
                 _check_same_run(path, run_doc)
@@ -286,11 +289,12 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         # one view of finished work for every rank: read on rank 0 before any rank starts
         # (a rank reading later could see work another rank already committed and shard differently)
         done = ctx.bcast(committed_ids(out) if ctx.rank == 0 else None)
+        metrics = MetricsWriter(out, ctx.rank, local_rank=ctx.local_rank, attempt=attempt,
+                                textfile_dir=textfile_dir, world_size=ctx.size)
+        metrics.write({"phase": PHASES[0]})  # `status` shows it while the rank costs and shards its input
         items, dead = _items(ctx, snapshot, out, limits, done, vocab)
         sink = ChunkSink(out, rank=ctx.rank, attempt=attempt, chunk_size=opts.chunk_size)
         pipeline = Pipeline(engine, items, sink, opts, on_ack=_fault_hook(ctx, out))
-        metrics = MetricsWriter(out, ctx.rank, local_rank=ctx.local_rank, attempt=attempt,
-                                textfile_dir=textfile_dir)
         emit("infer.start", rank=ctx.rank, size=ctx.size, attempt=attempt, resumed=len(done))
         pipeline.start()
         pipeline.join(_ticker(ctx, metrics, pipeline, progress, metrics_interval, len(done)), interval=0.1)
@@ -365,16 +369,47 @@ def job_status(output: str | os.PathLike[str]) -> dict[str, Any]:
         # a rank of an earlier attempt (more ranks then) is not shown as the latest attempt's
         if last is not None and last.get("attempt") in (latest, None):
             ranks[path.stem] = {k: last.get(k) for k in (
-                "ts", "attempt", "items_done", "items_per_s", "output_tokens_per_s", "padding_waste",
-                "engine_busy_fraction", "queue_depths", "gpu_util")}
+                "ts", "attempt", "phase", "world_size", "items_in", "items_done", "items_per_s",
+                "output_tokens_per_s", "padding_waste", "engine_busy_fraction", "queue_depths", "gpu_util")}
     dead = out / "dead-letter.jsonl"
+    running, merged = _output_lock(out).holder() is not None, _merged(out)
+    read = sum(r.get("items_in") or 0 for r in ranks.values())
     return {"output": str(out), "input": run["input"], "engine": run["engine_config"]["engine"],
+            "phase": _job_phase(ranks, running=running, merged=merged,
+                                merging=_merge_lock(out).holder() is not None),
             "attempts": len(list(attempts.iterdir())) if attempts.is_dir() else 0,
             "latest_attempt": latest,
             "done": len(committed_ids(out)),
+            "items_read": read,
+            "in_flight": max(0, read - sum(r.get("items_done") or 0 for r in ranks.values())),
             "dead_letter": len(read_json_lines(dead)) if dead.is_file() else 0,
-            "merged": _merged(out), "running": _output_lock(out).holder() is not None,
+            "merged": merged, "running": running,
             "ranks": ranks}
+
+
+#: what ``status`` says a run is doing (``phase``; docs/inference.md, "Status")
+JOB_PHASES = ("starting", *PHASES[:3], "merging", "finished", "stopped", "done")
+
+
+def _job_phase(ranks: dict[str, dict[str, Any]], *, running: bool, merged: bool, merging: bool) -> str:
+    """While the run holds its lock: the least advanced phase of the latest attempt's ranks
+    (``starting`` before any reported; a rank not reported yet counts as reading its input; all
+    finished but the run not ended yet: ``draining``). After it: ``merging`` while a merge runs,
+    ``done`` once merged, ``finished`` when every rank finished its share, else ``stopped``."""
+    size = max((r.get("world_size") or 1 for r in ranks.values()), default=0)
+    finished = len(ranks) >= size > 0 and all(r.get("phase") == "finished" for r in ranks.values())
+    if merging:
+        return "merging"
+    if running:
+        if not ranks:
+            return "starting"
+        if len(ranks) < size:
+            return PHASES[0]
+        least = min(PHASES.index(r["phase"]) if r.get("phase") in PHASES else 1 for r in ranks.values())
+        return PHASES[min(least, 2)]
+    if merged:
+        return "done"
+    return "finished" if finished else "stopped"
 
 
 def _last_record(path: Path) -> dict[str, Any] | None:
@@ -405,13 +440,39 @@ def _merged(out: Path) -> bool:
     return results.stat().st_mtime_ns >= newest
 
 
-def merge_job(output: str | os.PathLike[str], source: str | None = None) -> dict[str, Any]:
-    """Check output ids == accepted input ids exactly and write ``results.jsonl``."""
-    out = Path(output)
-    run = _load_run(out)
+def _merge_lock(out: Path) -> PidLock:
+    """Held by ``merge`` while it checks and writes: ``status`` says ``merging``, a second merge
+    is refused."""
+    return PidLock(out / ".merge.lock", busy=lambda owner: f"another `fabric infer merge` (pid {owner}) is "
+                                                           f"merging {out}",
+                   hint="wait for it to end")
+
+
+def _refuse_while_running(out: Path) -> None:
     if (pid := _output_lock(out).holder()) is not None:
         raise ConfigError(f"a `fabric infer run` (pid {pid}) is still writing to {out}",
                           hint="merge after it ends")
+
+
+def merge_job(output: str | os.PathLike[str], source: str | None = None) -> dict[str, Any]:
+    """Check output ids == accepted input ids exactly and write ``results.jsonl`` (holding
+    ``.merge.lock`` meanwhile: ``status`` says ``merging``)."""
+    out = Path(output)
+    run = _load_run(out)
+    _refuse_while_running(out)  # before creating the merge lock: a refused merge touches nothing
+    with private_files(run.get("output_mode", "private")):
+        lock = _merge_lock(out)
+        lock.acquire()
+    try:
+        _refuse_while_running(out)  # again, holding the merge lock: a run starting now sees it (_prepare)
+        result = _merge_locked(out, run, source)
+    finally:
+        lock.release()
+    emit("infer.merged", **result)
+    return result
+
+
+def _merge_locked(out: Path, run: dict[str, Any], source: str | None) -> dict[str, Any]:
     source = source or run["input"]
     if source == "-":
         raise ConfigError("this run read stdin: merge needs the same input again",
@@ -432,6 +493,4 @@ def merge_job(output: str | os.PathLike[str], source: str | None = None) -> dict
                           hint="the output directory is damaged; rerun into a new --output directory")
     expected = [it.id for it in read_items(lines, limits=limits, dead_letter=None, vocab_size=vocab)]
     with private_files(run.get("output_mode", "private")):
-        result = merge_outputs(out, expected)
-    emit("infer.merged", **result)
-    return result
+        return merge_outputs(out, expected)

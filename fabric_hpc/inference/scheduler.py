@@ -6,6 +6,11 @@ runs out of KV room or per-step token room), ``step`` runs one engine iteration 
 finished ``(result, item)`` pairs. The threaded :class:`~fabric_hpc.inference.pipeline.Pipeline`
 drives it from one executor thread; tests and the overhead benchmark drive it directly.
 
+Timings: ``fill`` stamps each item's ``t_scheduled``; ``step`` stamps ``t_first_token`` on the
+items added since the step before (by the engine contract a step runs the prefill of what was
+added and makes one token for every running sequence) and ``t_finished`` on those it returns.
+One ``time.perf_counter()`` per ``fill`` and per ``step``, not per item.
+
 Token accounting (for padding waste): each ``add`` group costs ``len(group) * longest prompt``
 prefill slots (a padded prefill), of which ``sum(prompt lengths)`` are useful; every running
 sequence costs one decode slot per step, all useful (finished sequences leave at once:
@@ -14,6 +19,7 @@ continuous batching has no generation padding).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from fabric_hpc.inference.engine import Engine, EngineRequest, EngineResult
@@ -56,6 +62,7 @@ class Scheduler:
         self.in_engine: dict[str, WorkItem] = {}
         self.reserved = 0
         self._pending_prefill = 0
+        self._fresh: list[WorkItem] = []  # added since the last step: their first token comes next
         self.tokens = TokenCounters()
 
     def push(self, item: WorkItem) -> None:
@@ -75,11 +82,14 @@ class Scheduler:
             free, max_prefill_tokens=lim.max_num_tokens - active - self._pending_prefill,
             max_reserve_tokens=lim.kv_capacity_tokens - self.reserved)
         added = 0
-        in_engine = self.in_engine
+        in_engine, fresh = self.in_engine, self._fresh
+        now = time.perf_counter()
         for batch in groups:
             longest = 0
             reqs = []
             for it in batch:
+                it.t_scheduled = now
+                fresh.append(it)
                 ln = len(it.prompt)
                 longest = ln if ln > longest else longest
                 tok.prompt_tokens += ln
@@ -99,12 +109,17 @@ class Scheduler:
         if not self.in_engine:
             return []
         results = self.engine.step()
+        now = time.perf_counter()
         self._pending_prefill = 0
+        for it in self._fresh:  # this step ran their prefill and made their first token
+            it.t_first_token = now
+        self._fresh.clear()
         tok = self.tokens
         tok.steps += 1
         out = []
         for res in results:
             it = self.in_engine.pop(res.id)
+            it.t_finished = now
             self.reserved -= len(it.prompt) + it.max_new_tokens
             tok.output_tokens += len(res.tokens)
             out.append((res, it))

@@ -219,9 +219,10 @@ class MetricsWriter:
     ``infer.telemetry_recovered`` follows when one succeeds again."""
 
     def __init__(self, out: str | os.PathLike[str], rank: int, *, local_rank: int = 0,
-                 attempt: int | None = None, textfile_dir: str | os.PathLike[str] | None = None) -> None:
+                 attempt: int | None = None, textfile_dir: str | os.PathLike[str] | None = None,
+                 world_size: int = 1) -> None:
         self.dir = Path(out) / "metrics"
-        self.rank, self.attempt = rank, attempt
+        self.rank, self.attempt, self.world_size = rank, attempt, world_size
         self.job_id = os.environ.get("SLURM_JOB_ID") or None  # label only under Slurm (bounded: docs/metrics.md)
         tag = self.job_id or hashlib.sha256(os.fsencode(Path(out).resolve())).hexdigest()[:12]
         self.textfile = Path(textfile_dir) / textfile_name(rank, tag) if textfile_dir is not None else None
@@ -266,7 +267,8 @@ class MetricsWriter:
 
     def write(self, snapshot: dict[str, Any]) -> dict[str, Any]:
         self._bad = False
-        snap = {**snapshot, **self._sample(), "rank": self.rank, "attempt": self.attempt}
+        snap = {**snapshot, **self._sample(), "rank": self.rank, "attempt": self.attempt,
+                "world_size": self.world_size}
         for part, step in (("metrics log", lambda: self._write_lines(make_event("infer.metrics", **snap))),
                            ("prometheus file", lambda: self._write_prom(
                                prometheus_text(snap, rank=self.rank, gpu=self.gpu, job_id=self.job_id)))):
