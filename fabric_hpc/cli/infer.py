@@ -288,10 +288,12 @@ def status_cmd(output: Path, as_json: bool) -> None:
     def human(c: Any) -> None:
         import time
 
-        c.print(f"{st['output']}: engine {st['engine']}, {st['attempts']} attempt(s), "
-                f"{st['done']:,} items done (journalled), {st['dead_letter']:,} dead-lettered, "
+        c.print(f"{st['output']}: {st['phase']}, engine {st['engine']}, {st['attempts']} attempt(s), "
+                f"{st['done']:,} items done (journalled), {st['items_read']:,} read, {st['in_flight']:,} in "
+                f"flight (this attempt), {st['dead_letter']:,} dead-lettered, "
                 f"merged: {'yes' if st['merged'] else 'no'}, running: {'yes' if st['running'] else 'no'}")
-        rows = [(rank, "-" if r.get("items_done") is None else f"{r['items_done']:,}", _when(r.get("ts")),
+        rows = [(rank, r.get("phase") or "-", "-" if r.get("items_done") is None else f"{r['items_done']:,}",
+                 _when(r.get("ts")),
                  f"{r.get('items_per_s') or 0:,.0f}", f"{r.get('padding_waste') or 0:.2%}",
                  f"{r.get('engine_busy_fraction') or 0:.0%}",
                  " ".join(f"{k}={v}" for k, v in (r.get("queue_depths") or {}).items()))
@@ -299,7 +301,8 @@ def status_cmd(output: Path, as_json: bool) -> None:
         if rows:
             c.print(table(f"each rank's last metrics snapshot (now {time.strftime('%H:%M:%S')}; the "
                           f"count above is the journal's)",
-                          ["rank", "done (last attempt)", "at", "items/s", "padding", "busy", "queues"], rows))
+                          ["rank", "phase", "done (last attempt)", "at", "items/s", "padding", "busy", "queues"],
+                          rows))
 
     render(as_json, st, human)
 
