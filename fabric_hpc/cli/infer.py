@@ -301,8 +301,8 @@ def status_cmd(output: Path, as_json: bool) -> None:
         if rows:
             c.print(table(f"each rank's last metrics snapshot (now {time.strftime('%H:%M:%S')}; the "
                           f"count above is the journal's)",
-                          ["rank", "phase", "done (last attempt)", "at", "items/s", "padding", "busy", "queues"],
-                          rows))
+                          ["rank", "phase", "done (last attempt)", "at", "items/s", "padding", "busy",
+                           "queues"], rows))
 
     render(as_json, st, human)
 

@@ -85,7 +85,8 @@ class InputFile(click.ParamType):
 
 
 class OutputFile(InputFile):
-    """A file to write: an existing directory, FIFO or device at the path is refused as :class:`InputFile`
-    refuses it (one line, exit 3; click's ``dir_okay=False`` made a directory exit 2); a new path is passed on."""
+    """A file to write: an existing directory, FIFO or device at the path is refused as
+    :class:`InputFile` refuses it (one line, exit 3; click's ``dir_okay=False`` made a directory exit
+    2); a new path is passed on."""
 
     name = "file"

@@ -117,7 +117,8 @@ def nodes(backend: str, rest_url: str | None, as_json: bool) -> None:
 @click.option("--fallback-s", type=click.IntRange(*FALLBACK_S), default=60, show_default=True,
               help="Seconds a deferred job waits for the agent before Slurm takes it.")
 @click.option("--max-gpus-per-node", type=click.IntRange(*MAX_GPUS_PER_NODE), default=8, show_default=True)
-@click.option("-o", "--output", type=OutputFile(what="output"), default=None, help="Write here (default: stdout).")
+@click.option("-o", "--output", type=OutputFile(what="output"), default=None,
+              help="Write here (default: stdout).")
 def plugin_config(state_dir: str, fallback_s: int, max_gpus_per_node: int, output: str | None) -> None:
     """Print plugins/job_submit.lua with these settings (install it next to slurm.conf)."""
     from fabric_hpc.slurm.plugins import cluster_path, render_job_submit

@@ -177,12 +177,13 @@ class Actions:
                                        "those nodes cannot satisfy the job, e.g. its GPU type or a constraint)")
 
     def limited(self, limited: Mapping[int, str]) -> None:
-        """Jobs Slurm holds back under a limit (a partition's time limit, a down partition, a QOS limit): each
-        is handed to Slurm once, so squeue shows the user Slurm's reason (a deferral would show BeginTime), and
-        Slurm starts it once the limit allows; this agent does not place it again."""
+        """Jobs Slurm holds back under a limit (a partition's time limit, a down partition, a QOS
+        limit): each is handed to Slurm once, so squeue shows the user Slurm's reason (a deferral would
+        show BeginTime), and Slurm starts it once the limit allows; this agent does not place it again."""
         for job_id, reason in limited.items():
             if job_id not in self.handed_off:
-                self.hand_over(job_id, f"Slurm holds it back under a limit ({reason}: {reason_words(reason)}); "
+                words = reason_words(reason)
+                self.hand_over(job_id, f"Slurm holds it back under a limit ({reason}: {words}); "
                                        "Slurm starts it once the limit allows")
 
     def forget(self, pending: Iterable[int]) -> None:

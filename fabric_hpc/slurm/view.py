@@ -289,7 +289,8 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
     gpu_types = {n.name: n.gpu_type for n in nodes if n.name in known}
     partitions = {n.name: n.partitions for n in nodes if n.name in known}
     reserved = {n.name: n.reservation or None for n in nodes if n.name in known and n.reserved}
-    _pending(fab, view, pending, now, inputs, releasing, pins, Hosts(free_cpus, gpu_types, partitions, reserved))
+    hosts = Hosts(free_cpus, gpu_types, partitions, reserved)
+    _pending(fab, view, pending, now, inputs, releasing, pins, hosts)
     return view
 
 
@@ -315,7 +316,8 @@ class Hosts:
         hit = self._memo.get(key)
         if hit is None:
             try:
-                hit = frozenset({*wrong_gpu_type(job, self.gpu_types), *outside_partition(job, self.partitions),
+                hit = frozenset({*wrong_gpu_type(job, self.gpu_types),
+                                 *outside_partition(job, self.partitions),
                                  *outside_reservation(job, self.reserved, self.partitions),
                                  *(h for h, free in self.free_cpus.items() if free < need)})
             except ConfigError as exc:
@@ -352,11 +354,11 @@ def outside_reservation(job: Job, reserved: Mapping[str, str | None], hosts: Col
     inside = {h for h, name in reserved.items() if name in mine}
     if inside:
         return set(hosts) - inside
-    raise ConfigError(f"runs in reservation {job.reservation!r}, but Slurm names it for no host of the fabric "
-                      "model now; handed to Slurm, which places it in its reservation",
-                      hint="fabric places a reservation's jobs only where Slurm reports the reservation's nodes "
-                           "(scontrol show nodes --json, Slurm 23.02+) while it is active (scontrol show "
-                           "reservation)")
+    raise ConfigError(f"runs in reservation {job.reservation!r}, but Slurm names it for no host of the "
+                      "fabric model now; handed to Slurm, which places it in its reservation",
+                      hint="fabric places a reservation's jobs only where Slurm reports the reservation's "
+                           "nodes (scontrol show nodes --json, Slurm 23.02+) while it is active (scontrol "
+                           "show reservation)")
 
 
 def wrong_gpu_type(job: Job, gpu_types: Mapping[str, str | None]) -> set[str]:

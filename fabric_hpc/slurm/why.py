@@ -163,8 +163,8 @@ def _pending_lines(job: Job, dec: dict[str, dict[str, Any]]) -> list[str]:
                    "agent hands it to Slurm's own scheduler, which places it anywhere it fits.")
     elif job.req_nodes and limit_reason(job.reason):
         out.append(f"Slurm holds it back under a limit ({reason_words(job.reason)}), so the pin to "
-                   f"{compress(list(job.req_nodes))} cannot start it: the fabric agent hands it to Slurm's own "
-                   "scheduler at its next cycle, and Slurm starts it once the limit allows.")
+                   f"{compress(list(job.req_nodes))} cannot start it: the fabric agent hands it to Slurm's "
+                   "own scheduler at its next cycle, and Slurm starts it once the limit allows.")
     elif job.req_nodes and (refused := refused_hosts(job.reason)):
         out.append(f"The fabric agent pinned it to {compress(list(job.req_nodes))}, but Slurm does not start "
                    f"it there: {refused}. If it has not started within the agent's pin_timeout_s, the agent "

@@ -247,9 +247,9 @@ class _Checker:
                 seen[host] = dom.name
         for name, hosts in own_switches.items():  # one line per host type, not per host
             self.fail(("host_types", name, "nvswitches"),
-                      f"hosts {compress(sorted(hosts))} of type {name!r} are in multi-host NVLink domains, but "
-                      "the type declares its own NVSwitches (a domain's switches are the domain's nvswitches); "
-                      f"set nvswitches: 0 in host type {name!r}")
+                      f"hosts {compress(sorted(hosts))} of type {name!r} are in multi-host NVLink domains, "
+                      "but the type declares its own NVSwitches (a domain's switches are the domain's "
+                      f"nvswitches); set nvswitches: 0 in host type {name!r}")
 
     def _network(self, host_type: dict[str, str]) -> None:
         net = self.spec.network
@@ -387,7 +387,8 @@ def _split_domain(what: str, kind: str, owners: dict[str, list[str]]) -> str:
     inner = "an NVLink domain" if what.startswith("NVLink") else "a rack"
     fix = ("set the same rack on all its hosts" if kind == "rack"
            else f"put all its hosts under one {kind} (hosts: of one group)")
-    return f"{what} spans {len(owners)} {kind}s ({'; '.join(parts[:4])}{more}): {inner} must lie inside one {kind}; {fix}"
+    return (f"{what} spans {len(owners)} {kind}s ({'; '.join(parts[:4])}{more}): {inner} must lie inside "
+            f"one {kind}; {fix}")
 
 
 def _unpadded(name: str) -> str:

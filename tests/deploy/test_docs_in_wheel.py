@@ -21,7 +21,8 @@ NAMED = re.compile(r"docs/([a-z0-9_-]+\.md)")  # not the docstrings' docs/X.md
 
 
 def _pages_named_in_code() -> set[str]:
-    return {m for f in (REPO / "fabric_hpc").rglob("*.py") for m in NAMED.findall(f.read_text(encoding="utf-8"))}
+    return {m for f in (REPO / "fabric_hpc").rglob("*.py")
+            for m in NAMED.findall(f.read_text(encoding="utf-8"))}
 
 
 def test_wheel_ships_every_page_and_nothing_else_of_docs(wheel_env: WheelEnv) -> None:
@@ -41,7 +42,8 @@ def test_installed_fabric_docs_prints_lists_and_locates_pages(wheel_env: WheelEn
     page = (REPO / "docs" / "deploy.md").read_text(encoding="utf-8")
     assert wheel_env.fabric("docs", "deploy").stdout == page
     assert wheel_env.fabric("docs", "docs/deploy.md").stdout == page
-    assert wheel_env.fabric("docs", "docs/slurm.md#slurm-releases").stdout.startswith("# fabric-hpc on a real Slurm")
+    page = wheel_env.fabric("docs", "docs/slurm.md#slurm-releases").stdout
+    assert page.startswith("# fabric-hpc on a real Slurm")
     listing = wheel_env.fabric("docs").stdout
     assert all(re.search(rf"^{re.escape(p[:-3])}\s", listing, re.M) for p in PAGES), listing
     where = Path(wheel_env.fabric("docs", "placement", "--path").stdout.strip())

@@ -132,7 +132,8 @@ def test_the_three_backends_read_array_and_het_ids() -> None:
                   start_time=None, time_limit=None, name="g", state_reason="None", comment="fabric",
                   user_name="u",
                   partition="debug", account="a", qos="normal", num_nodes=2, required_nodes=None,
-                  excluded_nodes=None, submit_time=1, priority=1, dependencies=None, cpus=10, reservation=None)
+                  excluded_nodes=None, submit_time=1, priority=1, dependencies=None, cpus=10,
+                  reservation=None)
     plain = job_from_pyslurm(SimpleNamespace(**fields, array_id=None, heterogeneous_id=None))
     task = job_from_pyslurm(SimpleNamespace(**fields, array_id=12, heterogeneous_id=None))
     comp = job_from_pyslurm(SimpleNamespace(**fields, array_id=None, heterogeneous_id=13))

@@ -60,5 +60,6 @@ def test_why_says_the_limit_and_the_hand_over(tmp_path: Path) -> None:
 
     job = replace(JOB, reason="PartitionTimeLimit", begin_time=time.time() - 5)
     text = explain(_One(job), 5, state_dir=tmp_path)["text"]  # type: ignore[arg-type]
-    assert "Slurm holds it back under a limit (its time limit is longer than its partition allows)" in text, text
+    limit = "Slurm holds it back under a limit (its time limit is longer than its partition allows)"
+    assert limit in text, text
     assert "hands it to Slurm's own scheduler" in text and "as soon as those GPUs are free" not in text, text

@@ -2,7 +2,8 @@
 active reservation, a gang that names no reservation is placed on n13-n16 only, and one that names the
 reservation runs inside it: placed by the agent where Slurm names each node's reservation (23.02+:
 ``scontrol show nodes --json``), handed to Slurm where it gives only the ``RESERVED`` flag (22.05's
-``sinfo --json``). Before, the agent pinned the first gang onto reserved nodes, where Slurm never started it."""
+``sinfo --json``). Before, the agent pinned the first gang onto reserved nodes, where Slurm never started
+it."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def test_reserved_nodes_go_to_their_reservation_only(fabric_cluster, agent):
     with _reservation(c, "fabresv"):
         agent.start()
         plain = c.sbatch("-N2", "--gres=gpu:8", "--comment=fabric", wrap="sleep 300")
-        inside = c.sbatch("-N2", "--gres=gpu:8", "--comment=fabric", "--reservation=fabresv", wrap="sleep 300")
+        inside = c.sbatch("-N2", "--gres=gpu:8", "--comment=fabric", "--reservation=fabresv",
+                          wrap="sleep 300")
         info = c.wait_job(plain, states=("RUNNING",), timeout=30)
         assert not set(expand(info["NodeList"])) & RESERVED, info
         [place] = _decisions(agent, "agent.place", plain)

@@ -1,4 +1,5 @@
-"""A job over its partition's time limit, live on both tiers (the unit tests: tests/slurm/test_slurm_limits.py).
+"""A job over its partition's time limit, live on both tiers (the unit tests:
+tests/slurm/test_slurm_limits.py).
 Before, the agent pinned it, re-pinned it when the pin went stale and kept deferring it: squeue showed
 ``BeginTime`` for ever, never Slurm's ``PartitionTimeLimit``. Now it is handed to Slurm once, which shows its
 reason (and would start the job once the limit allowed)."""
@@ -32,11 +33,12 @@ def test_a_job_over_its_partition_time_limit_shows_slurms_reason(fabric_cluster,
     c = fabric_cluster
     with _partition(c, "short10"):
         agent.start()
-        jid = c.sbatch("-p", "short10", "-t", "30", "-N2", "--gres=gpu:8", "--comment=fabric", wrap="sleep 60")
+        jid = c.sbatch("-p", "short10", "-t", "30", "-N2", "--gres=gpu:8", "--comment=fabric",
+                       wrap="sleep 60")
         _until(lambda: _decisions(agent, "agent.handoff", jid), "the agent did not hand the job over", agent,
                timeout=40)
         [hand] = _decisions(agent, "agent.handoff", jid)
-        # 25.11 says PartitionTimeLimit; 22.05 says PartitionConfig for the pinned job, then PartitionTimeLimit
+        # 25.11 says PartitionTimeLimit; 22.05 PartitionConfig for the pinned job, then PartitionTimeLimit
         assert "Slurm holds it back under a limit (Partition" in hand["reason"], hand
         _until(lambda: c.job(jid)["Reason"] == "PartitionTimeLimit", "Slurm's reason is not shown", agent)
         agent.wait_cycles(agent.cycles() + 4)

@@ -285,8 +285,8 @@ def test_names_slurm_refuses_or_that_repeat_in_one_list(tmp_path):
 
 
 def test_nesting_errors_name_the_hosts_and_one_rule():
-    """A domain with hosts in no rack read "spans 2 racks (None, rackA): ... inside a rack inside one rack"; a type with
-    its own NVSwitches in a multi-host domain gave one identical line per host."""
+    """A domain with hosts in no rack read "spans 2 racks (None, rackA): ... inside a rack inside one
+    rack"; a type with its own NVSwitches in a multi-host domain gave one identical line per host."""
     from fabric_hpc.topology import dump_spec, generators
 
     text = dump_spec(generators.nvl72(2))
