@@ -51,6 +51,15 @@ def group() -> None:
               help="Replay only the N earliest jobs (by submit time); every row is still checked.")
 @click.option("--gpus-per-host", type=click.IntRange(1, 1024), default=None,
               help="Host size the trace readers cut gangs into (default: the fabric's largest host).")
+@click.option("--procs-per-gpu", default=None, metavar="N",
+              help="swf traces only: CPU processors that stand for one GPU (GPUs = ⌈processors / N⌉; "
+                   "default 1).")
+@click.option("--swf-queue-tier", default=None, metavar="Q=TIER,...",
+              help="swf traces only: SWF queue numbers (field 15) to tiers, e.g. 1=high,2=spot "
+                   "(other queues: normal).")
+@click.option("--gpus-per-node", default=None, metavar="N",
+              help="sacct/jobcomp only: GPUs of each node of a job whose record gives no GPU count "
+                   "(default: --gpus-per-host, i.e. the fabric's largest host).")
 @click.option("--contention/--no-contention", default=True, show_default=True,
               help="Slow jobs whose network links other running jobs share (max-min fair share); off: each "
                    "job is stretched by its placement alone (the contention ablation, docs/scheduler.md).")
@@ -65,7 +74,8 @@ def group() -> None:
 @json_option
 def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None, backfill: str | None,
             no_preemption: bool, preempt_benefit_ratio: float | None, out_dir: str,
-            time_scale: float | None, limit: int | None, gpus_per_host: int | None, contention: bool,
+            time_scale: float | None, limit: int | None, gpus_per_host: int | None, procs_per_gpu: str | None,
+            swf_queue_tier: str | None, gpus_per_node: str | None, contention: bool,
             ecmp: bool, strict: bool, no_topology_report: bool, progress: bool, as_json: bool) -> None:
     """Replay a workload through one policy."""
     import numpy as np
@@ -81,6 +91,8 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
                           hint="give --topology a fabric whose host types have gpus > 0")
     sizes = np.bincount(fab.index.gpu_host, minlength=len(fab.hosts))
     options = _trace_options(trace, fab, sizes, time_scale, gpus_per_host)
+    kind_options = _kind_options(procs_per_gpu, swf_queue_tier, gpus_per_node)
+    options.update(kind_options)
     jobs, name = _workload(trace, fab, sizes, options, limit, strict)
     kwargs = _policy_kwargs(policy, placement, backfill, no_preemption, preempt_benefit_ratio)
     pol = make_policy(policy, **kwargs)
@@ -88,7 +100,9 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
     res = Simulator(fab, pol, jobs, slowdown=slowdown, progress=progress and not as_json).run()
     # everything that changes the workload or the model besides the policy, so compare can warn
     workload = {"time_scale": time_scale or 1.0, "limit": limit,
-                "gpus_per_host": options.get("gpus_per_host"), "contention": contention, "ecmp": ecmp}
+                "gpus_per_host": options.get("gpus_per_host"), "contention": contention, "ecmp": ecmp,
+                **{k: (",".join(f"{q}={t}" for q, t in v.items()) if isinstance(v, dict) else v)
+                   for k, v in kind_options.items()}}
     data = write_results(res, out_dir, trace=name, topology_report=not no_topology_report,
                          config={"policy": policy, "fabric": fab.name, **kwargs, **workload})
     s = data["summary"]
@@ -201,6 +215,27 @@ def _trace_options(trace: str, fab: Fabric, sizes: np.ndarray, time_scale: float
         from fabric_hpc.sim.synthetic import fabric_sizes
 
         opts["fabric_defaults"] = fabric_sizes(fab)
+    return opts
+
+
+def _kind_options(procs_per_gpu: str | None, swf_queue_tier: str | None,
+                  gpus_per_node: str | None) -> dict:
+    """The reader options of one trace kind (``load_trace`` refuses them for the other kinds)."""
+    from fabric_hpc.sim.traces import parse_queue_tiers
+
+    opts: dict = {}
+    for key, flag, text in (("procs_per_gpu", "--procs-per-gpu", procs_per_gpu),
+                            ("gpus_per_node", "--gpus-per-node", gpus_per_node)):
+        if text is None:
+            continue
+        value = text.strip()
+        if not (value.isascii() and value.isdigit()) or len(value) > 10:
+            example = 32 if key == "procs_per_gpu" else 4
+            raise ConfigError(f"{flag} {text[:40]!r} is not a whole number",
+                              hint=f"give {flag} as digits, e.g. {flag} {example}")
+        opts[key] = int(value)
+    if swf_queue_tier is not None:
+        opts["queue_tiers"] = parse_queue_tiers(swf_queue_tier)
     return opts
 
 

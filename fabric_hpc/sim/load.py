@@ -38,8 +38,11 @@ def _sniff(path: Path) -> str:
         return "swf"
     if not first:
         raise ConfigError(f"{path}: the trace file is empty", hint="give a trace with a header and jobs (docs/scheduler.md)")
-    raise ConfigError(f"{path}: cannot tell the trace format from its first line",
-                      hint=f"prefix the path with the kind: {', '.join(READERS)} (e.g. openb:{path})")
+    raise ConfigError(f"{path}: cannot tell the trace format from its first line ({first[:60]!r})",
+                      hint="it is none of the formats read here (tiresias, openb, swf, sacct, jobcomp); "
+                           "convert it to the minimal Tiresias CSV, header job_id,num_gpu,submit_time,"
+                           "duration (times in seconds): docs/scheduler.md, 'Bringing your own trace', has "
+                           "recipes for Helios, Philly and PAI")
 
 
 _EXAMPLES = {"tp": 8, "pp": 2}  # a whole-number key's example where its default (1: none) says little
@@ -71,8 +74,12 @@ def _synthetic(params: str, fabric_defaults: dict[str, object] | None = None) ->
     return Trace(gang_workload(spec), "synthetic:" + (params or "defaults"))
 
 
+#: Reader keywords whose ``fabric sim run`` flag is not the keyword with dashes.
+_FLAG_OF = {"queue_tiers": "--swf-queue-tier"}
+
+
 def _flags(names) -> str:  # noqa: ANN001 - the CLI flags (and keyword names) of reader options
-    return ", ".join(f"--{n.replace('_', '-')}" for n in sorted(names))
+    return ", ".join(_FLAG_OF.get(n, f"--{n.replace('_', '-')}") for n in sorted(names))
 
 
 def trace_path(ref: str) -> str | None:

@@ -24,7 +24,14 @@ from fabric_hpc.inputs import MAX_FILE_BYTES, check_regular, os_error
 NOT_GPU = "are not GPU jobs (no GPUs asked)"
 NOT_FINISHED = ("are jobs that had not finished (no end time: pending, running, or requeued when the "
                 "log ended)")
-NO_RUN_TIME = "have no run time (unknown, or 0 s)"
+#: A run time of 0 s (SWF, Tiresias, sacct/jobcomp End = Start) is a job that ran under a second: it is
+#: kept (it still waits for its GPUs), so these reasons are for rows that say the job never ran.
+NO_RUN_TIME = "have no run time (SWF run time -1: unknown)"
+NEVER_RAN = "never ran (openb pods deleted when they were created)"
+#: sacct rows whose AllocTRES lists TRES but no gres/gpu.
+NO_GPU_TRES = ("are not GPU jobs (their AllocTRES lists no gres/gpu; a site that does not account GPUs "
+               "(AccountingStorageTRES=gres/gpu) can leave AllocTRES out of sacct --format to count "
+               "NNodes × --gpus-per-node)")
 NO_SUBMIT = "have no submit time (Unknown)"
 
 

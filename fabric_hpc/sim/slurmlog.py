@@ -2,9 +2,13 @@
 
 So an admin can ask "how would fabric have scheduled my cluster's last month?"::
 
-    sacct --parsable2 -a -X -S 2026-10-01 -E 2026-11-01 \\
+    TZ=UTC sacct --parsable2 -a -X -S 2026-10-01 -E 2026-11-01 \\
           --format=JobID,Submit,Start,End,Timelimit,NNodes,AllocTRES,Account,User,Partition,QOS,State > month.txt
     fabric sim run --trace sacct:month.txt --topology topology.yaml --policy fabric --out out/
+
+sacct prints times in the local time zone without an offset, and these readers read them as UTC:
+``TZ=UTC`` keeps an export across a daylight-saving change in order (otherwise an End read an hour
+before its Start is an error naming the row). A time with an offset (``...+02:00``) is converted.
 
 Mapping (both readers):
 
@@ -15,6 +19,11 @@ Mapping (both readers):
 * GPUs: ``gres/gpu=N`` (or ``gres/gpu:<type>=N``) in ``AllocTRES``/``Tres`` when present, else
   ``NNodes``/``NodeCnt`` × ``gpus_per_node`` (whole nodes: without slurmdbd and
   ``AccountingStorageTRES=gres/gpu`` Slurm 22.05 does not log GPU counts in jobcomp);
+  ``gpus_per_node`` defaults to ``gpus_per_host`` (``fabric sim run``: the fabric's largest host, or
+  ``--gpus-per-node``). A sacct row whose ``AllocTRES``/``ReqTRES`` lists TRES but no ``gres/gpu`` is
+  a CPU-only job and is skipped (``NO_GPU_TRES``); NNodes × ``gpus_per_node`` is used only for a
+  row with no TRES at all (no such column, or empty). A jobcomp ``Tres`` without ``gres/gpu`` is
+  the 22.05 case above, so there it means whole nodes;
 * tier: the first of ``QOS``, ``Partition`` found in ``tier_map`` (default: high→high,
   spot/preempt/low/scavenger→spot), else ``normal``; account = ``Account`` (or ``default``).
 * steps (``123.batch``, ``123.0``) are skipped; array and het job ids (``12_3``, ``7+1``) are kept as ids;
@@ -35,8 +44,9 @@ from typing import Any
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.scheduler.contract import Job
-from fabric_hpc.sim.rows import NO_SUBMIT, NOT_FINISHED, NOT_GPU, Keep, lines
-from fabric_hpc.sim.traces import MAX_JOB_GPUS, MAX_TRACE_SECONDS, Trace, _built, _open, gang_request
+from fabric_hpc.sim.rows import NO_GPU_TRES, NO_SUBMIT, NOT_FINISHED, NOT_GPU, Keep, lines
+from fabric_hpc.sim.traces import (MAX_JOB_GPUS, MAX_TRACE_SECONDS, Trace, _built, _host_size, _open,
+                                   gang_request)
 
 DEFAULT_TIER_MAP = {"high": "high", "urgent": "high", "spot": "spot", "preempt": "spot", "preemptible": "spot",
                     "low": "spot", "scavenger": "spot"}
@@ -54,7 +64,8 @@ def parse_time(text: str) -> float | None:
     if text in _UNSET:
         return None
     try:
-        return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc).timestamp()
+        when = dt.datetime.fromisoformat(text)
+        return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).timestamp()
     except ValueError:
         raise ConfigError(f"bad Slurm timestamp {text!r}", hint="expected YYYY-MM-DDTHH:MM:SS") from None
 
@@ -110,7 +121,7 @@ def _tier(tier_map: dict[str, str], *names: str) -> str:
 
 
 def _job(fields: dict[str, str], where: str, *, gpus_per_node: int, gpus_per_host: int,
-         unlimited_factor: float, tier_map: dict[str, str]) -> Job | str:
+         unlimited_factor: float, tier_map: dict[str, str], tres_lists_gpus: bool) -> Job | str:
     """The Job of one record, or the reason (sim.rows) it is skipped."""
     get = fields.get
     submit, start, end = (parse_time(get(k, "") or "") for k in ("submit", "start", "end"))
@@ -128,8 +139,11 @@ def _job(fields: dict[str, str], where: str, *, gpus_per_node: int, gpus_per_hos
         raise ConfigError(f"Timelimit {get('timelimit')!r} is longer than {MAX_TRACE_SECONDS:.0e} s",
                           hint="write UNLIMITED for no limit")
     nodes = whole_number(get("nnodes") or "0", "node count")
-    gpus = tres_gpus(get("tres", "") or "")
+    tres = (get("tres", "") or "").strip()
+    gpus = tres_gpus(tres)
     source = "its TRES"
+    if gpus is None and tres and tres_lists_gpus:
+        return NO_GPU_TRES  # sacct: TRES without gres/gpu is a CPU-only job
     if gpus is None:
         gpus, source = nodes * gpus_per_node, f"{nodes:,} node(s) × {gpus_per_node}"
     if gpus <= 0:
@@ -159,7 +173,10 @@ def _in_order(get: Any, submit: float, start: float, end: float) -> tuple[float,
     for (a, a_name, a_key), (b, b_name, b_key), verb, done in steps:
         if b < a - CLOCK_SKEW_S:
             raise ConfigError(f"{b_name} {get(b_key)} is {a - b:,.0f} s before {a_name} {get(a_key)}",
-                              hint=f"fix or drop that row: a job cannot {verb} before it was {done} (up to "
+                              hint=f"a job cannot {verb} before it was {done}. Slurm writes local time "
+                                   "without an offset: across a daylight-saving change (clocks back 1 h) "
+                                   "times step back, so export in UTC (TZ=UTC sacct ...; for jobcomp, "
+                                   "slurmctld run with TZ=UTC); otherwise fix or drop that row (up to "
                                    f"{CLOCK_SKEW_S:.0f} s of clock skew is read as the same instant)")
     start = max(start, submit)
     return start, max(end, start)
@@ -170,15 +187,29 @@ _SACCT_KEYS = {"jobid": "jobid", "submit": "submit", "start": "start", "end": "e
                "partition": "partition", "qos": "qos", "state": "state"}
 
 
-def read_sacct(path: str | os.PathLike[str], *, gpus_per_node: int = 8, gpus_per_host: int = 8,
+def read_sacct(path: str | os.PathLike[str], *, gpus_per_node: int | None = None, gpus_per_host: int = 8,
                unlimited_factor: float = 2.0, tier_map: dict[str, str] | None = None,
                limit: int | None = None) -> Trace:
     """``sacct --parsable2`` output (a header line, ``|``-separated; see the module doc for the fields);
-    ``limit``: only the N earliest jobs (every row is still checked)."""
+    ``limit``: only the N earliest jobs (every row is still checked); ``gpus_per_node``: GPUs of each
+    node of a row with no TRES at all (default ``gpus_per_host``)."""
     p = _open(path)
-    return _trace(p, _sacct_rows(p), f"sacct:{p.name}", limit, gpus_per_node=gpus_per_node,
-                  gpus_per_host=gpus_per_host, unlimited_factor=unlimited_factor,
-                  tier_map=tier_map or DEFAULT_TIER_MAP)
+    return _trace(p, _sacct_rows(p), f"sacct:{p.name}", limit, **_sizes(gpus_per_node, gpus_per_host),
+                  unlimited_factor=unlimited_factor, tier_map=tier_map or DEFAULT_TIER_MAP,
+                  tres_lists_gpus=True)
+
+
+def _sizes(gpus_per_node: int | None, gpus_per_host: int) -> dict[str, int]:
+    """``gpus_per_node`` (default: ``gpus_per_host``) and ``gpus_per_host``, checked."""
+    gpus_per_host = _host_size(gpus_per_host)
+    if gpus_per_node is None:
+        return {"gpus_per_node": gpus_per_host, "gpus_per_host": gpus_per_host}
+    if isinstance(gpus_per_node, bool) or not isinstance(gpus_per_node, int) or not (
+            1 <= gpus_per_node <= 1024):
+        raise ConfigError(f"gpus_per_node={gpus_per_node!r} must be a whole number in 1..1024",
+                          hint="give the GPUs of each node of the cluster the log is from (--gpus-per-node), "
+                               "or leave it out for the fabric's GPUs per host")
+    return {"gpus_per_node": gpus_per_node, "gpus_per_host": gpus_per_host}
 
 
 def _sacct_rows(p: Path) -> Iterator[tuple[int, dict[str, str]]]:
@@ -217,15 +248,15 @@ _JOBCOMP_NEEDED = {"state": "JobState=", "start": "StartTime=", "end": "EndTime=
                    "submit": "SubmitTime="}
 
 
-def read_jobcomp(path: str | os.PathLike[str], *, gpus_per_node: int = 8, gpus_per_host: int = 8,
+def read_jobcomp(path: str | os.PathLike[str], *, gpus_per_node: int | None = None, gpus_per_host: int = 8,
                  unlimited_factor: float = 2.0, tier_map: dict[str, str] | None = None,
                  limit: int | None = None) -> Trace:
     """Slurm's ``jobcomp/filetxt`` log: one ``Key=Value Key=Value ...`` line per finished job, and one
     more per requeue (see :func:`_requeues_merged`: the records of one JobId are one job)."""
     p = _open(path)
     return _trace(p, _requeues_merged(p, _jobcomp_rows(p)), f"jobcomp:{p.name}", limit,
-                  gpus_per_node=gpus_per_node, gpus_per_host=gpus_per_host, unlimited_factor=unlimited_factor,
-                  tier_map=tier_map or DEFAULT_TIER_MAP)
+                  **_sizes(gpus_per_node, gpus_per_host), unlimited_factor=unlimited_factor,
+                  tier_map=tier_map or DEFAULT_TIER_MAP, tres_lists_gpus=False)
 
 
 def _jobcomp_rows(p: Path) -> Iterator[tuple[int, dict[str, str]]]:

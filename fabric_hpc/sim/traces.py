@@ -16,7 +16,13 @@ line. Files are read one line at a time; ``limit=N`` keeps only the N earliest j
   (``gpu_milli < 1000``) counts as a whole GPU (placement allocates whole GPUs).
 * **SWF** (Parallel Workloads Archive, 18 whitespace-separated fields, ``;`` comments): field 2
   submit, 4 run time, 5 allocated processors (or 8 requested), 9 requested time, 12 user,
-  13 group (→ account), 15 queue (→ tier via ``queue_tiers``); processors / ``procs_per_gpu`` = GPUs.
+  13 group (→ account), 15 queue (→ tier via ``queue_tiers``, e.g. ``{1: "high", 2: "spot"}``; CLI
+  ``--swf-queue-tier 1=high,2=spot``; other queues are ``normal``); ⌈processors / ``procs_per_gpu``⌉ =
+  GPUs (CLI ``--procs-per-gpu``; default 1: a CPU cluster's 256-processor job is a 256-GPU gang).
+
+A run time of 0 s (SWF run time 0, Tiresias duration 0) is a job that ran under a second: it is
+kept, and waits for its GPUs like any other; an openb pod deleted when it was created never ran and
+is skipped (``NEVER_RAN``), as is an SWF run time of -1 (unknown).
 """
 
 from __future__ import annotations
@@ -32,8 +38,8 @@ from pathlib import Path
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.inputs import check_path, finite
 from fabric_hpc.placement.request import Request
-from fabric_hpc.scheduler.contract import Job
-from fabric_hpc.sim.rows import NO_RUN_TIME, NOT_FINISHED, NOT_GPU, Ids, Keep, lines
+from fabric_hpc.scheduler.contract import TIERS, Job
+from fabric_hpc.sim.rows import NEVER_RAN, NO_RUN_TIME, NOT_FINISHED, NOT_GPU, Ids, Keep, lines
 
 
 #: Largest submit time or duration a trace may give (about 317 years, in seconds).
@@ -122,7 +128,9 @@ class _Table:
             raise ConfigError(f"{p}: not {what} (no column {', '.join(missing)}; it needs "
                               f"{', '.join(sorted(need))})",
                               hint=f"the first line must be the header naming the columns; {what} is "
-                                   "described in docs/scheduler.md (Workloads)")
+                                   "described in docs/scheduler.md (Workloads); any other trace loads once "
+                                   "converted to the minimal Tiresias CSV job_id,num_gpu,submit_time,"
+                                   "duration (seconds; docs/scheduler.md, Bringing your own trace)")
         self.need = max(self.col[k] for k in need)
         #: The trace has a communication profile column (comm_fraction / comm_bytes).
         self.profiled = "comm_fraction" in self.col or "comm_bytes" in self.col
@@ -296,7 +304,7 @@ def read_openb(path: str | os.PathLike[str], *, gpus_per_host: int = 8, walltime
                                   hint="fix the row (a pod is deleted after it is created), or drop it")
         profile = _profile(table, row, p, n) if table.profiled else {}
         if gpus <= 0 or end is None or end == start:
-            keep.skip(NOT_GPU if gpus <= 0 else NOT_FINISHED if end is None else NO_RUN_TIME)
+            keep.skip(NOT_GPU if gpus <= 0 else NOT_FINISHED if end is None else NEVER_RAN)
             continue
         qos = row[i_qos]
         if qos not in OPENB_TIERS:
@@ -336,8 +344,7 @@ def read_swf(path: str | os.PathLike[str], *, procs_per_gpu: int = 1, gpus_per_h
     """The jobs of an SWF file; ``limit``: only the N earliest (every line is still checked)."""
     p = _open(path)
     time_scale, gpus_per_host = _scale(time_scale), _host_size(gpus_per_host)
-    if not isinstance(procs_per_gpu, int) or procs_per_gpu < 1:
-        raise ConfigError(f"procs_per_gpu={procs_per_gpu!r} must be a whole number ≥ 1")
+    procs_per_gpu, tiers = _procs_per_gpu(procs_per_gpu), _queue_tiers(queue_tiers)
     keep, ids = Keep(limit), Ids(p)
     for n, f in _swf_lines(p):
         num, alloc, req_procs, user, group, queue = (
@@ -353,7 +360,8 @@ def read_swf(path: str | os.PathLike[str], *, procs_per_gpu: int = 1, gpus_per_h
         if procs > MAX_JOB_GPUS * procs_per_gpu:
             raise ConfigError(f"{p}:{n}: {procs} processors is more than {MAX_JOB_GPUS:,} GPUs "
                               f"(at {procs_per_gpu} processor(s) per GPU)",
-                              hint="fix or drop that line, or give the processors per GPU (--procs-per-gpu)")
+                              hint="fix or drop that line, or give the processors per GPU (fabric sim run "
+                                   "--procs-per-gpu N; read_swf(procs_per_gpu=N))")
         if procs <= 0 or run < 0:
             keep.skip(NOT_GPU if procs <= 0 else NO_RUN_TIME)
             continue
@@ -363,9 +371,52 @@ def read_swf(path: str | os.PathLike[str], *, procs_per_gpu: int = 1, gpus_per_h
         wall = req_time if req_time > 0 else run * 2
         keep.add(submit * time_scale, f"swf{num}", (
             gang_request(gpus, gpus_per_host), max(wall, run, 1.0) * time_scale, run * time_scale,
-            sys.intern(f"g{group}"), sys.intern(f"u{user}"), (queue_tiers or {}).get(queue, "normal"), {}))
+            sys.intern(f"g{group}"), sys.intern(f"u{user}"), tiers.get(queue, "normal"), {}))
     ids.check(lambda: ((n, f"swf{_integer(p, n, 'job number', f[0])}") for n, f in _swf_lines(p)))
     return Trace(_built(keep), f"swf:{p.name}", keep.skipped_by)
+
+
+#: Most processors per GPU (``procs_per_gpu``): a host of 1,024 GPUs with a million cores each.
+MAX_PROCS_PER_GPU = 1 << 30
+
+
+def _procs_per_gpu(procs_per_gpu: int) -> int:
+    if isinstance(procs_per_gpu, bool) or not isinstance(procs_per_gpu, int) or not (
+            1 <= procs_per_gpu <= MAX_PROCS_PER_GPU):
+        raise ConfigError(f"procs_per_gpu={procs_per_gpu!r} must be a whole number in "
+                          f"1..{MAX_PROCS_PER_GPU:,}",
+                          hint="give the CPU processors of the SWF cluster that stand for one GPU "
+                               "(fabric sim run --procs-per-gpu N, e.g. 32 for a 32-core host per GPU)")
+    return procs_per_gpu
+
+
+def _queue_tiers(queue_tiers: dict[int, str] | None) -> dict[int, str]:
+    """The SWF queue number → tier map, checked: whole-number queues, tiers of TIERS."""
+    out: dict[int, str] = {}
+    for queue, tier in (queue_tiers or {}).items():
+        if isinstance(queue, bool) or not isinstance(queue, int) or tier not in TIERS:
+            raise ConfigError(f"queue_tiers maps {queue!r} to {tier!r}: not a queue number and a tier",
+                              hint=f"map SWF queue numbers to tiers {', '.join(TIERS)}, e.g. "
+                                   "--swf-queue-tier 1=high,2=spot (queues not named are normal)")
+        out[queue] = tier
+    return out
+
+
+def parse_queue_tiers(text: str) -> dict[int, str]:
+    """``"1=high,2=spot"`` → ``{1: "high", 2: "spot"}`` (the CLI's ``--swf-queue-tier``)."""
+    out: dict[int, str] = {}
+    for part in (x.strip() for x in text.split(",")):
+        queue, sep, tier = (x.strip() for x in part.partition("="))
+        digits = queue[1:] if queue.startswith("-") else queue
+        if not sep or not (digits.isascii() and digits.isdigit()) or len(digits) > 9 or tier not in TIERS:
+            raise ConfigError(f"--swf-queue-tier: {part[:40]!r} is not QUEUE=TIER",
+                              hint=f"give SWF queue numbers (field 15) and tiers {', '.join(TIERS)}, "
+                                   "e.g. --swf-queue-tier 1=high,2=spot (queues not named are normal)")
+        if int(queue) in out:
+            raise ConfigError(f"--swf-queue-tier: queue {int(queue)} is given more than once",
+                              hint="give each queue once")
+        out[int(queue)] = tier
+    return out
 
 
 def _swf_lines(p: Path) -> Iterator[tuple[int, list[str]]]:

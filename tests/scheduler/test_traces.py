@@ -54,7 +54,7 @@ SACCT = """JobID|JobName|Submit|Start|End|Timelimit|NNodes|AllocTRES|Account|Use
 100.batch|batch|2026-10-01T00:10:00|2026-10-01T00:10:00|2026-10-01T02:10:00||1|cpu=16,gres/gpu=8,node=1|llm||||COMPLETED
 101|eval|2026-10-01T00:05:00|2026-10-01T00:06:00|2026-10-01T00:36:00|1-00:00:00|1|cpu=8,gres/gpu:h100=2,node=1|vision|bob|spot|normal|COMPLETED
 102|never|2026-10-01T00:06:00|Unknown|Unknown|30|1|||carol|gpu|normal|PENDING
-103|cpu|2026-10-01T00:07:00|2026-10-01T00:07:00|2026-10-01T00:08:00|UNLIMITED|2|cpu=2,node=2|x|dan|gpu|normal|COMPLETED
+103|cpu|2026-10-01T00:07:00|2026-10-01T00:07:00|2026-10-01T00:08:00|UNLIMITED|2||x|dan|gpu|normal|COMPLETED
 """
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.sim import load_trace, read_jobcomp, read_openb, read_sacct, read_swf, read_tiresias
-from fabric_hpc.sim.rows import NOT_FINISHED, NOT_GPU
+from fabric_hpc.sim.rows import NO_GPU_TRES, NOT_FINISHED, NOT_GPU
 from fabric_hpc.sim.slurmlog import CLOCK_SKEW_S
 
 TIRESIAS = "job_id,num_gpu,submit_time,iterations,model_name,duration,interval\n"
@@ -120,9 +120,9 @@ def test_unfinished_jobs_are_skipped_for_that_reason_not_as_cpu_jobs(tmp_path):
                  + _sacct_row(3, "2026-10-01T00:00:00", "Unknown", "Unknown", state="PENDING")
                  + f"4|{T0}|{T0}|2026-10-01T00:01:00|60|0|cpu=2|x|y|cpu|normal|COMPLETED\n")
     t = read_sacct(s)
-    assert len(t) == 1 and t.skipped == 3 and t.skipped_by == {NOT_FINISHED: 2, NOT_GPU: 1}
+    assert len(t) == 1 and t.skipped == 3 and t.skipped_by == {NOT_FINISHED: 2, NO_GPU_TRES: 1}
     assert t.notes() == [f"2 row(s) of sacct:s.txt {NOT_FINISHED} and were skipped",
-                         f"1 row(s) of sacct:s.txt {NOT_GPU} and were skipped"]
+                         f"1 row(s) of sacct:s.txt {NO_GPU_TRES} and were skipped"]
     o = tmp_path / "o.csv"
     o.write_text(OPENB + POD0 + "p1,1000,1024,1,1000,,LS,Running,500,,500\n"
                  "p2,1000,1024,0,0,,LS,Running,500,900,500\n")
