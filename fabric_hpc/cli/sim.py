@@ -101,6 +101,7 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
     # everything that changes the workload or the model besides the policy, so compare can warn
     workload = {"time_scale": time_scale or 1.0, "limit": limit,
                 "gpus_per_host": options.get("gpus_per_host"), "contention": contention, "ecmp": ecmp,
+                **dict.fromkeys(("procs_per_gpu", "queue_tiers", "gpus_per_node")),
                 **{k: (",".join(f"{q}={t}" for q, t in v.items()) if isinstance(v, dict) else v)
                    for k, v in kind_options.items()}}
     data = write_results(res, out_dir, trace=name, topology_report=not no_topology_report,

@@ -112,14 +112,18 @@ def run_fabric(r: dict[str, Any]) -> str:
 #: ``config`` keys of results.json that change the workload or the model (not the policy): the
 #: option of ``fabric sim run`` that sets each. A run written before a key was recorded shows "?".
 WORKLOAD_KEYS = {"time_scale": "--time-scale", "limit": "--limit", "gpus_per_host": "--gpus-per-host",
-                 "contention": "--contention/--no-contention", "ecmp": "--ecmp"}
+                 "contention": "--contention/--no-contention", "ecmp": "--ecmp",
+                 "procs_per_gpu": "--procs-per-gpu", "queue_tiers": "--swf-queue-tier",
+                 "gpus_per_node": "--gpus-per-node"}
 
 
 def _config_value(r: dict[str, Any], key: str) -> str:
     config = r.get("config") if isinstance(r.get("config"), dict) else {}
     if key not in config:
         return "?"
-    return "all jobs" if key == "limit" and config[key] is None else str(config[key])
+    if config[key] is None:
+        return "all jobs" if key == "limit" else "default"
+    return str(config[key])
 
 
 def comparison_warnings(results: list[dict[str, Any]], names: list[str]) -> list[str]:

@@ -158,3 +158,15 @@ def test_topology_benchmark_help_runs_nothing_and_no_write_leaves_docs(tmp_path,
     out = capsys.readouterr().out
     assert "| leaf-spine-2 | 2 | 16 |" in out and "not measured (no 16,384-GPU case ran)" in out
     assert docs.read_bytes() == before
+
+
+def test_compare_warns_when_the_trace_reader_options_differ(tmp_path):
+    """--procs-per-gpu, --swf-queue-tier and --gpus-per-node change the workload too; a run without one
+    records it as the default (null), so compare names it."""
+    base = _run(tmp_path / "base")
+    assert {k: base["config"][k] for k in ("procs_per_gpu", "queue_tiers", "gpus_per_node")} == \
+        dict.fromkeys(("procs_per_gpu", "queue_tiers", "gpus_per_node"))
+    other = base | {"config": base["config"] | {"procs_per_gpu": 32, "queue_tiers": "1=high"}}
+    warnings = comparison_warnings([base, other], ["a", "b"])
+    assert any("--procs-per-gpu (procs_per_gpu: a: default, b: 32)" in w for w in warnings), warnings
+    assert any("--swf-queue-tier (queue_tiers: a: default, b: 1=high)" in w for w in warnings), warnings
