@@ -183,7 +183,8 @@ class Actions:
         Slurm starts it ``fallback_s`` after B. Once per job and B (a refused one is retried as
         :meth:`_defer` says, to the same time: never later than B + ``fallback_s``)."""
         for job_id, begin in waits.items():
-            if self.waits.get(job_id) == begin and job_id not in self.defer_retry or not self._may_defer(job_id):
+            taken = self.waits.get(job_id) == begin and job_id not in self.defer_retry
+            if taken or not self._may_defer(job_id):
                 continue
             seconds = max(int(math.ceil(begin - time.time())), 0) + int(fallback_s)
             self.waits[job_id] = begin  # B stays the job's own, whatever Slurm answers

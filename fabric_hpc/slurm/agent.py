@@ -125,8 +125,8 @@ class Agent:
                         waits=self.actions.waits, requeued=self.actions.requeued)
         view = build_view(self.fab, nodes, jobs, now=now, inputs=self.inputs, pins=pins)
         self.actions.forget([j.job_id for j in jobs if j.pending], [j.job_id for j in jobs if j.active])
-        if self.actions.unrequeueable:  # requeues Slurm refused: never victims again while they run
-            view.running = [replace(r, preemptible=False) if int(r.job.id) in self.actions.unrequeueable else r
+        if refused := self.actions.unrequeueable:  # requeues Slurm refused: no victims again while they run
+            view.running = [replace(r, preemptible=False) if int(r.job.id) in refused else r
                             for r in view.running]
         self.actions.stale(view.stale)
         self.actions.rejected(view.rejected)
@@ -157,7 +157,8 @@ class Agent:
         self._blocked(view, res, now)
         self._write_ahead(decisions, res, now)
         self.actions.apply(res.requeued, res.started, view.invalid, res.deferred, self.config.fallback_s,
-                           unpin=res.unpinned, kept_out=handoff_exclusions(nodes, jobs), waits=view.not_before,
+                           unpin=res.unpinned, kept_out=handoff_exclusions(nodes, jobs),
+                           waits=view.not_before,
                            victims_for={int(p.job_id): int(p.for_job) for p in decisions.preempt})
         if self._notes:  # what the actions added: failures, hand-overs (a second write only then)
             events, self._notes = self._notes, []
