@@ -133,6 +133,9 @@ class RunningJob:
     #: Time of the last checkpoint taken in this segment (``start`` when none yet).
     last_checkpoint: float | None = None
     placement: Placement | None = None
+    #: False: never a preemption victim, whatever its tier (the Slurm agent: a job Slurm will not requeue,
+    #: ``--no-requeue`` / ``JobRequeue=0``, or whose requeue Slurm refused).
+    preemptible: bool = True
 
     @property
     def walltime_end(self) -> float:

@@ -42,6 +42,7 @@ from fabric_hpc.scheduler.placer import compact_job, fit_gpus, masked_state, may
 from fabric_hpc.scheduler.plan import Plan as _Plan, late_reservations
 
 _JOB_ID = attrgetter("job.id")
+_GANG = attrgetter("job.id", "preemptible")  # a running gang as the no-victims memo keys it
 
 
 @dataclass(frozen=True)
@@ -258,9 +259,10 @@ class Scheduler:
             return None
         blocked = plan.blocked(view.now, view.now + job.walltime)
         state = masked_state(plan.state, blocked) if blocked.any() else plan.state
-        # "no victim set" depends on the request, tier, GPUs and running gangs, not on the time
+        # "no victim set" depends on the request, tier, GPUs and running gangs (and which may be
+        # preempted), not on the time
         # (costs only rank the sets that work), so it is remembered across steps too
-        seen = (key[1], key[2], state.owner.tobytes(), tuple(map(_JOB_ID, running)))
+        seen = (key[1], key[2], state.owner.tobytes(), tuple(map(_GANG, running)))
         if seen in self.caches.no_victims:
             plan.fails.add(key)
             return None

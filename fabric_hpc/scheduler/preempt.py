@@ -2,7 +2,8 @@
 
 For a blocked job of a tier that may preempt, :class:`GangPreemption`:
 
-1. lists the *candidates*: running gangs whose tier is preemptible by the job's tier;
+1. lists the *candidates*: running gangs whose tier is preemptible by the job's tier (and that are not
+   marked ``preemptible=False``: a Slurm job that cannot be requeued);
 2. costs each by the GPU-hours it would lose (GPUs × time since its last checkpoint, plus the
    modelled restore time it will pay when it restarts);
 3. picks the lowest domain level (host, NVLink domain, leaf, spine, ... from the placement levels)
@@ -207,11 +208,12 @@ class GangPreemption:
         return self._levels_of[1]
 
     def _candidates(self, job: Job, view: SchedulerInput, state: ClusterState) -> _Candidates | None:
-        """Running gangs whose tier ``job``'s tier may preempt and that hold GPUs in ``state``."""
+        """Running gangs whose tier ``job``'s tier may preempt, not marked unpreemptible, that hold GPUs in
+        ``state``."""
         tiers = self.tiers or DEFAULT_TIERS
         ok = {name for name, t in tiers.items() if t is not None and t.preemptible and job.tier in t.preempted_by}
         running, holds = view.running, state.holds
-        runs = [r for r in running if r.job.tier in ok and holds(r.job.id)]
+        runs = [r for r in running if r.job.tier in ok and r.preemptible and holds(r.job.id)]
         if not runs:
             return None
         idx, cost = self._index.lookup(runs, running, state.fab.gpu_pos, (view.now, self.restore_s))

@@ -35,15 +35,20 @@ def input_to_dict(view: SchedulerInput) -> dict[str, Any]:
             "state": view.state.to_dict(),
             "pending": [{"job": _job(p.job), "requeues": p.requeues, "queued_since": p.queued_since,
                          "saved_work": p.saved_work} for p in view.pending],
-            "running": [{"job": _job(r.job), "gpus": list(r.gpus), "start": r.start,
-                         "last_checkpoint": r.last_checkpoint} for r in view.running]}
+            "running": [_running(r) for r in view.running]}
+
+
+def _running(r: RunningJob) -> dict[str, Any]:
+    """A running gang; ``preemptible`` only when False (records made before it stay the same)."""
+    out = {"job": _job(r.job), "gpus": list(r.gpus), "start": r.start, "last_checkpoint": r.last_checkpoint}
+    return out if r.preemptible else {**out, "preemptible": False}
 
 
 def input_from_dict(fab: Fabric, d: dict[str, Any]) -> SchedulerInput:
     pending = [PendingJob(_job_back(p["job"]), requeues=p["requeues"], queued_since=p["queued_since"],
                           saved_work=p["saved_work"]) for p in d["pending"]]
-    running = [RunningJob(_job_back(r["job"]), tuple(r["gpus"]), r["start"], r["last_checkpoint"])
-               for r in d["running"]]
+    running = [RunningJob(_job_back(r["job"]), tuple(r["gpus"]), r["start"], r["last_checkpoint"],
+                          preemptible=r.get("preemptible", True)) for r in d["running"]]
     state = ClusterState.from_dict(fab, d["state"], source="recorded cycle")
     shares = d.get("shares")  # absent in records made before shares were recorded
     return SchedulerInput(d["now"], pending, running, state, dict(d["usage"]), backfill=d["backfill"],

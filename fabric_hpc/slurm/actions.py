@@ -15,7 +15,11 @@ at once; the agent no longer places it; so is a job whose pin Slurm rejected (``
 at once. A hand-over Slurm refuses :data:`MAX_PIN_FAILURES` times is given up (one
 ``agent.handoff_abandoned`` record), not retried every cycle. The agent remembers the begin time of each
 deferral it sets (:attr:`Actions.deferrals`): a begin time that is none of its own nor the plugin's is
-waited for (:mod:`fabric_hpc.slurm.view`). These live in memory: a restarted agent tries again.
+waited for (:mod:`fabric_hpc.slurm.view`), and so is each begin time it asked for even where Slurm refused
+the update (25.11 and 22.05 refuse a job of an INACTIVE partition yet set its StartTime); a refused deferral
+is retried after a backoff, :data:`MAX_DEFER_FAILURES` times at most (``agent.defer_abandoned``). A spot
+victim whose requeue Slurm refuses :data:`MAX_PIN_FAILURES` times is not chosen again while it runs
+(``agent.requeue_abandoned``). These live in memory: a restarted agent tries again.
 
 Slurm refusing the agent itself (``Invalid user id``, ``Access/permission denied``: the agent runs
 as a user that may not modify other users' jobs) is fatal: :class:`AgentPrivilegeError`, exit 3.
@@ -39,6 +43,14 @@ MAX_PIN_FAILURES = 3
 RENEW_BATCH = 200
 #: How long the agent remembers a requeue it did while the job is not pending (Slurm's teardown).
 REQUEUE_MEMORY_S = 600.0
+#: Seconds before a refused deferral of a job is sent again (doubling per refusal), and the refusals in a row
+#: after which the agent stops deferring that job (``agent.defer_abandoned``; Slurm's fallback then applies).
+DEFER_RETRY_S = 4.0
+MAX_DEFER_FAILURES = 3
+#: The begin times the agent asked for, kept per job (recognised as its own, :meth:`Actions.recognise`).
+ASKED_KEPT = 4
+#: How far a begin time may lie from one the agent asked for and still be that one (view.DEFERRAL_SLACK_S).
+ASKED_SLACK_S = 3.0
 #: Slurm's answers when the caller may not modify a job (22.05 to 25.11).
 DENIED = ("invalid user id", "access denied", "access/permission denied", "permission denied")
 PRIVILEGE_HINT = ("run the agent as SlurmUser or root, or make its user a Slurm operator "
@@ -69,32 +81,38 @@ class Actions:
         self.deferrals: dict[int, float] = {}      # job -> the begin time the agent's last deferral set
         self.waits: dict[int, float] = {}          # job -> its own begin time, taken over (:meth:`take_over`)
         self.requeued: dict[int, float] = {}       # job -> when the agent requeued it (a spot victim)
+        self.requeue_failures: dict[int, int] = {}  # running job -> refused requeues so far
+        self.unrequeueable: set[int] = set()        # running jobs never taken for victims again
+        self.asked: dict[int, list[float]] = {}     # job -> the last begin times the agent asked for
+        self.defer_retry: dict[int, tuple[int, float]] = {}  # job -> (refused deferrals in a row, next try)
         self.failed_total = 0
         self.last_error: str | None = None
 
     def apply(self, requeued: list[int], started: list[dict[str, Any]], invalid: dict[int, str],
               deferred: list[int], fallback_s: int, *, unpin: Iterable[int] = (),
               kept_out: Callable[[int], str | None] = lambda job_id: None,
-              waits: Mapping[int, float] | None = None) -> None:
+              waits: Mapping[int, float] | None = None, victims_for: Mapping[int, int] | None = None) -> None:
         """Requeues, pins, hand-overs (none in a cycle that pinned), then the deferrals (one batch).
         ``unpin``: jobs the agent pinned before they were held or got a dependency (``Job.blocked``):
         their ReqNodeList is cleared (fabric jobs have no -w of their own: job_submit.lua refuses one) and
         their deferral renewed. ``kept_out``: the ExcNodeList a job handed over needs (its ``include=``
         kept by Slurm too), None for none. ``waits``: jobs whose begin time is no fabric deferral (job ->
-        that time; :meth:`take_over`)."""
+        that time; :meth:`take_over`). ``victims_for``: each victim's beneficiary (victim -> job): a job
+        whose victim Slurm did not requeue is not pinned (its hosts stay busy) but deferred again."""
         self.take_over(waits or {}, fallback_s)
         for job_id in unpin:
+            until = time.time() + int(fallback_s)
+            self._ask(job_id, until)
             if self._do("unpin", job_id, self.client.update, job_id, ReqNodeList="",
                         StartTime=f"now+{int(fallback_s)}"):
-                self.deferrals[job_id] = time.time() + int(fallback_s)
-        for job_id in requeued:
-            if self._do("requeue", job_id, self.client.requeue, job_id):
-                self.requeued[job_id] = time.time()
-                # a requeued job keeps its ReqNodeList: clear it, so it is placed afresh
-                self._do("unpin", job_id, self.client.update, job_id, ReqNodeList="")
+                self.deferrals[job_id] = until
+        unfreed = {(victims_for or {}).get(job_id) for job_id in requeued if not self._requeue(job_id)}
         pinned = 0
         for entry in started:
             job_id = entry["job"]
+            if job_id in unfreed:
+                deferred = [*deferred, job_id]
+                continue
             if self._do("place", job_id, self.client.place, job_id, entry["hosts"]):
                 self.failures.pop(job_id, None)
                 pinned += 1
@@ -107,6 +125,22 @@ class Actions:
             for job_id, why in handoffs.items():
                 self._hand(job_id, why, kept_out(job_id))
         self.renew([j for j in deferred if j not in handoffs], fallback_s)
+
+    def _requeue(self, job_id: int) -> bool:
+        """Requeue one spot victim; after :data:`MAX_PIN_FAILURES` refusals (``--no-requeue`` where Slurm did
+        not say so, a requeue disabled meanwhile) it is never chosen again while it runs (one
+        ``agent.requeue_abandoned`` record)."""
+        if self._do("requeue", job_id, self.client.requeue, job_id):
+            self.requeued[job_id] = time.time()
+            self.requeue_failures.pop(job_id, None)
+            # a requeued job keeps its ReqNodeList: clear it, so it is placed afresh
+            self._do("unpin", job_id, self.client.update, job_id, ReqNodeList="")
+            return True
+        n = self.requeue_failures[job_id] = self.requeue_failures.get(job_id, 0) + 1
+        if n >= MAX_PIN_FAILURES and job_id not in self.unrequeueable:
+            self.unrequeueable.add(job_id)
+            self.note("requeue_abandoned", job=job_id, count=n, error=self.last_error)
+        return False
 
     def _hand(self, job_id: int, why: str, out: str | None) -> None:
         """One hand-over; after :data:`MAX_PIN_FAILURES` refused ones the agent gives up on the job (one
@@ -125,11 +159,15 @@ class Actions:
     def renew(self, jobs: list[int], fallback_s: int) -> None:
         """Renew the deferrals of waiting jobs, :data:`RENEW_BATCH` per ``defer_many``. A batch Slurm
         refuses (one job refused, or ended meanwhile) is retried job by job: the others are renewed, and
-        each refusal is an ``agent.failed`` record of its own job."""
+        each refusal is an ``agent.failed`` record of its own job (:meth:`_defer`: retried later, not every
+        cycle)."""
+        jobs = [j for j in jobs if self._may_defer(j)]
         for i in range(0, len(jobs), RENEW_BATCH):
             batch = jobs[i:i + RENEW_BATCH]
             if len(batch) > 1:
                 until = time.time() + int(fallback_s)
+                for job_id in batch:
+                    self._ask(job_id, until)
                 try:
                     self.client.defer_many(batch, fallback_s)
                     self.deferrals.update(dict.fromkeys(batch, until))
@@ -137,22 +175,59 @@ class Actions:
                 except (SlurmError, NotFoundError):  # retried one by one below
                     pass
             for job_id in batch:
-                until = time.time() + int(fallback_s)
-                if self._do("defer", job_id, self.client.defer, job_id, fallback_s):
-                    self.deferrals[job_id] = until
+                self._defer(job_id, int(fallback_s))
 
     def take_over(self, waits: Mapping[int, float], fallback_s: int) -> None:
         """A job's own begin time B (``--begin``, Slurm's delay after a requeue) becomes the agent's
         deferral to B + ``fallback_s``, as the plugin defers a job from its submit time: the agent places
         the job once B has come, before Slurm's scheduler could start it anywhere; with the agent gone,
-        Slurm starts it ``fallback_s`` after B. Once per job and B."""
+        Slurm starts it ``fallback_s`` after B. Once per job and B (a refused one is retried as
+        :meth:`_defer` says, to the same time: never later than B + ``fallback_s``)."""
         for job_id, begin in waits.items():
-            if self.waits.get(job_id) == begin:
+            taken = self.waits.get(job_id) == begin and job_id not in self.defer_retry
+            if taken or not self._may_defer(job_id):
                 continue
             seconds = max(int(math.ceil(begin - time.time())), 0) + int(fallback_s)
-            until = time.time() + seconds
-            if self._do("defer", job_id, self.client.defer, job_id, seconds):
-                self.waits[job_id], self.deferrals[job_id] = begin, until
+            self.waits[job_id] = begin  # B stays the job's own, whatever Slurm answers
+            self._defer(job_id, seconds)
+
+    def _defer(self, job_id: int, seconds: int) -> bool:
+        """Defer one job by ``seconds``. The begin time asked for is the agent's own even when Slurm refuses
+        the update: Slurm 25.11 answers a job of an INACTIVE partition with an error yet sets its StartTime.
+        A refused deferral is sent again after :data:`DEFER_RETRY_S` (doubling), and after
+        :data:`MAX_DEFER_FAILURES` refusals in a row not at all (``agent.defer_abandoned``)."""
+        until = time.time() + int(seconds)
+        self._ask(job_id, until)
+        self.deferrals[job_id] = until
+        if self._do("defer", job_id, self.client.defer, job_id, seconds):
+            self.defer_retry.pop(job_id, None)
+            return True
+        n = (self.defer_retry.get(job_id, (0, 0.0))[0]) + 1
+        self.defer_retry[job_id] = (n, time.time() + DEFER_RETRY_S * 2 ** (n - 1))
+        if n == MAX_DEFER_FAILURES:
+            self.note("defer_abandoned", job=job_id, count=n, error=self.last_error)
+        return False
+
+    def _may_defer(self, job_id: int) -> bool:
+        """Not refused lately (:meth:`_defer`)."""
+        n, at = self.defer_retry.get(job_id, (0, 0.0))
+        return n == 0 or (n < MAX_DEFER_FAILURES and time.time() >= at)
+
+    def _ask(self, job_id: int, until: float) -> None:
+        asked = self.asked.setdefault(job_id, [])
+        asked.append(until)
+        del asked[:-ASKED_KEPT]
+
+    def recognise(self, jobs: Iterable[Any]) -> None:
+        """Before a cycle's view: a pending job whose begin time is one the agent asked for (refused or
+        not) has that deferral (:attr:`deferrals`), so it is not taken for the user's ``--begin``."""
+        for job in jobs:
+            asked = self.asked.get(job.job_id)
+            if asked and job.pending and job.begin_time is not None:
+                for t in reversed(asked):
+                    if abs(job.begin_time - t) <= ASKED_SLACK_S:
+                        self.deferrals[job.job_id] = t
+                        break
 
     def hand_over(self, job_id: int, why: str) -> None:
         """Give a job to Slurm (at the next cycle without pins) and stop placing it."""
@@ -186,14 +261,18 @@ class Actions:
                 self.hand_over(job_id, f"Slurm holds it back under a limit ({reason}: {words}); "
                                        "Slurm starts it once the limit allows")
 
-    def forget(self, pending: Iterable[int]) -> None:
-        """Drop the memory of jobs that are no longer pending (bounded memory)."""
+    def forget(self, pending: Iterable[int], active: Iterable[int] = ()) -> None:
+        """Drop the memory of jobs that are no longer pending (bounded memory); of refused requeues, of
+        jobs no longer active."""
         keep = set(pending)
         for table in (self.failures, self.avoid, self.stale_count, self.to_hand, self.handoff_failures,
-                      self.deferrals, self.waits):
+                      self.deferrals, self.waits, self.asked, self.defer_retry):
             for job_id in [j for j in table if j not in keep]:
                 del table[job_id]
         self.handed_off &= keep
+        alive = set(active) | keep
+        self.requeue_failures = {j: n for j, n in self.requeue_failures.items() if j in alive}
+        self.unrequeueable &= alive
         # a victim is not pending while Slurm tears it down: its requeue is kept a while
         now = time.time()
         self.requeued = {j: t for j, t in self.requeued.items() if j in keep or now - t < REQUEUE_MEMORY_S}

@@ -41,7 +41,7 @@ import signal
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -119,11 +119,15 @@ class Agent:
         now = time.time() if now is None else now
         nodes, jobs = self.client.nodes(), self.client.jobs()
         t_read = time.perf_counter()
+        self.actions.recognise(jobs)  # its own deferrals, Slurm's error answer notwithstanding
         pins = PinRules(self.config.pin_timeout_s, self.actions.handed_off, self.actions.avoid,
                         fallback_s=self.config.fallback_s, deferrals=self.actions.deferrals,
                         waits=self.actions.waits, requeued=self.actions.requeued)
         view = build_view(self.fab, nodes, jobs, now=now, inputs=self.inputs, pins=pins)
-        self.actions.forget(j.job_id for j in jobs if j.pending)
+        self.actions.forget([j.job_id for j in jobs if j.pending], [j.job_id for j in jobs if j.active])
+        if refused := self.actions.unrequeueable:  # requeues Slurm refused: no victims again while they run
+            view.running = [replace(r, preemptible=False) if int(r.job.id) in refused else r
+                            for r in view.running]
         self.actions.stale(view.stale)
         self.actions.rejected(view.rejected)
         self.actions.limited(view.limited)
@@ -154,7 +158,9 @@ class Agent:
         self._blocked(view, res, now)
         self._write_ahead(decisions, res, now)
         self.actions.apply(res.requeued, res.started, view.invalid, res.deferred, self.config.fallback_s,
-                           unpin=res.unpinned, kept_out=handoff_exclusions(nodes, jobs), waits=view.not_before)
+                           unpin=res.unpinned, kept_out=handoff_exclusions(nodes, jobs),
+                           waits=view.not_before,
+                           victims_for={int(p.job_id): int(p.for_job) for p in decisions.preempt})
         if self._notes:  # what the actions added: failures, hand-overs (a second write only then)
             events, self._notes = self._notes, []
             self.audit.write_many(events)

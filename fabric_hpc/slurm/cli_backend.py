@@ -203,7 +203,8 @@ def _job_from_scontrol(line: str) -> Job:
                priority=_int(kv, "Priority", f"job {kv['JobId']}") if "Priority" in kv else None,
                dependency=_set(kv.get("Dependency")),
                array_job_id=_int(kv, "ArrayJobId", f"job {kv['JobId']}"),
-               het_job_id=_int(kv, "HetJobId", f"job {kv['JobId']}"), reservation=_set(kv.get("Reservation")))
+               het_job_id=_int(kv, "HetJobId", f"job {kv['JobId']}"), reservation=_set(kv.get("Reservation")),
+               requeue=kv.get("Requeue", "1") != "0")
 
 
 def _set(value: str | None) -> str:

@@ -111,6 +111,10 @@ class Job:
     array_job_id: int = 0                       # ArrayJobId: the array's job id (0: not part of an array)
     het_job_id: int = 0                         # HetJobId: the heterogeneous job's leader (0: not one)
     reservation: str = ""                       # --reservation (comma-separated names; '' none)
+    #: Slurm may requeue it (``--requeue``, or the site's ``JobRequeue=1``); False for ``--no-requeue`` or
+    #: ``JobRequeue=0``: ``scontrol requeue`` is refused, so the agent never takes it for a spot victim.
+    #: True where the answer does not say.
+    requeue: bool = True
 
     @property
     def grouped(self) -> str | None:

@@ -99,6 +99,16 @@ def text(d: Mapping[str, Any], key: str, what: str, default: str = "", *, requir
     return value
 
 
+def boolean(d: Mapping[str, Any], key: str, what: str, *, default: bool) -> bool:
+    """A JSON boolean (``"requeue": true``); ``default`` when absent or null."""
+    value = d.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise _bad(what, key, value, "true or false")
+    return value
+
+
 def words(d: Mapping[str, Any], key: str, what: str) -> tuple[str, ...]:
     """A list of strings or a comma-separated string (``"a,b"`` / ``["a", "b"]``)."""
     value = d.get(key)
@@ -222,7 +232,8 @@ def job(d: Any) -> Job:
                time_limit_min=None if limit is None else int(limit),
                priority=None if (prio := number(d, "priority", what)) is None else int(prio),
                dependency=text(d, "dependency", what), array_job_id=integer(d, "array_job_id", what),
-               het_job_id=integer(d, "het_job_id", what), reservation=text(d, "resv_name", what))
+               het_job_id=integer(d, "het_job_id", what), reservation=text(d, "resv_name", what),
+               requeue=boolean(d, "requeue", what, default=True))
 
 
 @contextlib.contextmanager

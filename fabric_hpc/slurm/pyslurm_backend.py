@@ -184,7 +184,8 @@ def job_from_pyslurm(j: Any) -> Job:
                dependency=_dependency(j, what),
                array_job_id=_field(j, "array_id", int, what, optional=True) or 0,
                het_job_id=_field(j, "heterogeneous_id", int, what, optional=True) or 0,
-               reservation=_field(j, "reservation", str, what, optional=True) or "")
+               reservation=_field(j, "reservation", str, what, optional=True) or "",
+               requeue=getattr(j, "is_requeueable", None) is not False)
 
 
 def _dependency(j: Any, what: str) -> str:

@@ -270,7 +270,8 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
                 continue
             start = job.start_time or now
             view.running.append(RunningJob(job=sj, gpus=tuple(state.job_gpus(str(job.job_id))), start=start,
-                                           last_checkpoint=_last_checkpoint(job, inputs, start, now)))
+                                           last_checkpoint=_last_checkpoint(job, inputs, start, now),
+                                           preemptible=job.requeue))
     # GPUs that are going away: those of completing jobs, and those Slurm says are used but no
     # active job we saw holds (a requeued job's teardown, a race, or a hidden job)
     releasing = {g for job in jobs if job.state == "COMPLETING" and state.holds(str(job.job_id))
