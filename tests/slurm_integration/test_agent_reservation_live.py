@@ -8,6 +8,7 @@ it."""
 from __future__ import annotations
 
 import contextlib
+import time
 
 import pytest
 
@@ -26,8 +27,12 @@ def _reservation(c, name: str):
         _until(lambda: "RESERVED" in c.run(["scontrol", "show", "node", "n1"]).stdout, "n1 not RESERVED",
                None, timeout=15)
         yield
-    finally:
-        c.run(["scontrol", "delete", f"ReservationName={name}"], check=False)
+    finally:  # Slurm deletes no reservation with jobs in it: cancel them first (the session's cluster is shared)
+        c.run(["scancel", "--user", "root"], check=False)
+        deadline = time.monotonic() + 30
+        while c.run(["scontrol", "delete", f"ReservationName={name}"], check=False).returncode != 0:
+            assert time.monotonic() < deadline, f"reservation {name} could not be deleted"
+            time.sleep(0.3)
 
 
 def test_reserved_nodes_go_to_their_reservation_only(fabric_cluster, agent):
