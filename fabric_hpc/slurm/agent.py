@@ -19,18 +19,16 @@ one line: the agent watches its modification time):
 4. renew the deferral of jobs still waiting (``StartTime=now+fallback``; each job's renewal
    independent of the others') and write the heartbeat.
 
-Nothing the agent needs survives only in its memory: a restarted agent rebuilds everything from
-Slurm and its usage file, and a job it pinned before dying is seen as pinned (never placed twice). A dead agent stops
-renewing deferrals, so after ``fallback_s`` Slurm's own scheduler takes the jobs over. One agent
-per state directory (``flock`` on ``agent.lock``; the kernel drops it when the process dies).
+A restarted agent rebuilds what it needs from Slurm and its usage file (a job it pinned before dying
+is seen as pinned, never placed twice); a dead one stops renewing deferrals, so after ``fallback_s``
+Slurm's own scheduler takes the jobs over. One agent per state directory (``flock`` on ``agent.lock``).
 
-Errors: what is wrong before the first cycle is fatal (a bad flag, another agent on the state
-directory, a metrics port it cannot serve, Slurm not answering its first contact within
-``contact_timeout_s``), so ``fabric agent run`` fails at once with one line, and ``agent.stop`` in
-the audit log carries ``reason: "error"`` with the error and the exit code. Once running, the agent never dies on an answer: any exception a
-cycle raises (Slurm down, an answer no decoder expected, a bug) becomes an ``agent.error`` event with
-its text (bounded), counts in ``fabric_agent_errors_total`` and ``status.json``, and the next cycle
-waits an exponential backoff (0.25 s doubling up to ``max_backoff_s``). SIGTERM/SIGINT stop it.
+Errors: what is wrong before the first cycle (a bad flag, another agent on the state directory, a
+metrics port it cannot serve, no answer from Slurm within ``contact_timeout_s``) fails ``fabric agent
+run`` at once with one line (``agent.stop`` with ``reason: "error"``). Once running, any exception of
+a cycle (Slurm down, an unexpected answer, a bug) is an ``agent.error`` event (bounded text, counted
+in ``fabric_agent_errors_total`` and ``status.json``), and the next cycle waits an exponential
+backoff (0.25 s doubling up to ``max_backoff_s``). SIGTERM/SIGINT stop it.
 """
 
 from __future__ import annotations
