@@ -64,7 +64,7 @@ def cpsat(p: Problem, options: SolveOptions | None = None) -> Placement:
     except PlacementInfeasible:
         warm = None
     items = build_items(p, options)
-    model, var, t_expr, objective, busy_terms = _model(p, items, warm)
+    model, var, t_expr, objective = _model(p, items, warm)
     status, solver, phases = _solve_lex(model, var, t_expr, objective, options)
     stats = {"items": len(items.cap), "item_level": p.levels.chain[items.level], "status": solver.StatusName(status),
              "objective": solver.ObjectiveValue() / SCALE if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None,
@@ -88,8 +88,8 @@ def cpsat(p: Problem, options: SolveOptions | None = None) -> Placement:
     t_lin = int(solver.Value(t_expr)) if not isinstance(t_expr, int) else 0
     stats["comm_us_bound"] = t_lin
     notes = [] if exact else ["hierarchical model: optimal over domain counts, hosts filled best-fit"]
-    if busy_terms:  # domains whose uplinks the running jobs' traffic slows (contention on)
-        stats["busy_uplink_terms"] = len(busy_terms)
+    if model.busy_terms:  # domains whose uplinks the running jobs' traffic slows (contention on)
+        stats["busy_uplink_terms"] = len(model.busy_terms)
     if len(p.patterns) > 1:
         notes.append(f"rail pattern {p.pattern} chosen by greedy among {len(p.patterns)}")
     placed = p.finish(counts, "cpsat", t0, optimal=None, notes=tuple(notes), stats=stats)
@@ -364,14 +364,14 @@ def _model(p: Problem, items: Items, warm: Placement | None):
         obj.append(int(round(SCALE * w.pristine_break)) * sum(v for d, v in y.items() if p.pristine[j][d]))
     for j, expr in spans.items():
         obj.append(int(round(SCALE * w.span_weight(j))) * expr)
-    busy_terms: list = []
-    t = comm_lower_bound(m, p, items, c, u, spans, ys, busy_terms)
+    m.busy_terms = []  # (level, domain, µs alone, µs beside the running jobs) of cpsat_comm._uplinks
+    t = comm_lower_bound(m, p, items, c, u, spans, ys, m.busy_terms)
     _constraints(m, p, items, c, spans)
     objective = _lex_weight(p, items) * t + sum(obj)  # the collective first (lexicographic), µs
     m.Minimize(objective)
     if warm is not None:
         _hint(m, p, items, c, u, warm)
-    return m, c, t, objective, busy_terms
+    return m, c, t, objective
 
 
 def _whole_counts(p: Problem, items: Items, i: int) -> list[int]:
