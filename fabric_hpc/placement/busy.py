@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fabric_hpc.placement.cost import evaluate
-from fabric_hpc.placement.fairshare import flow_unit
-from fabric_hpc.placement.netmodel import CollectiveParams, fabric_net
+from fabric_hpc.placement.netmodel import fabric_net
 
 if TYPE_CHECKING:
     from fabric_hpc.placement.contract import Placement
@@ -46,36 +45,6 @@ def host_busy(p: Problem) -> np.ndarray | None:
     out = np.zeros(len(p.fab.hosts))
     np.maximum.at(out, p.fab.index.gpu_host, per_gpu)
     return out
-
-
-def reserved(p: Problem, flows_nic: int, flows_switch: int) -> np.ndarray | None:
-    """Per resource (GB/s, at the model's efficiency): the least bandwidth the running jobs keep
-    there whatever a new job does, so that a new ring's bandwidth on it is at most its capacity
-    less this (None when ``contention`` is off or no multi-GPU job runs). Under max-min fair
-    sharing per flow every flow of running job j rises with the rest until a resource of its own
-    fills, and a resource r fills no earlier than ``cap_r / (N_r + A_r)`` per flow (``N_r``: the
-    running jobs' flows on it, ``A_r``: the most the new job can put there: ``flows_nic`` per NIC,
-    ``flows_switch`` per switch resource, none on another GPU's NVLink port). So job j's flows get
-    at least ``φ_j = min over its resources of cap_r / (N_r + A_r)`` each, and r keeps
-    ``Σ_j n_{j,r} · φ_j``: a bound, which CP-SAT's model may use where it claims optimality."""
-    background = p.background()
-    if not background:
-        return None
-    net = fabric_net(p.fab)
-    prm = CollectiveParams()
-    cap = net.cap * np.where(net.kind == 0, prm.nvlink_eff, prm.net_eff)
-    units = np.array([flow_unit(ld, net) for ld in background])
-    nz = [np.flatnonzero(ld > 0) for ld in background]
-    job = np.repeat(np.arange(len(background)), [len(x) for x in nz])
-    res = np.concatenate(nz)
-    n = np.concatenate([ld[x] for ld, x in zip(background, nz, strict=True)]) / units[job]  # flows of j on r
-    mine = np.select([net.kind == 1, net.kind == 2], [flows_nic, flows_switch], 0)
-    with np.errstate(divide="ignore", invalid="ignore"):  # no flow at all on r: it never fills
-        level = cap / (np.bincount(res, weights=n, minlength=net.size) + mine)  # the earliest r can fill
-    phi = np.full(len(background), np.inf)
-    np.minimum.at(phi, job, level[res])
-    keep = np.bincount(res, weights=n * phi[job], minlength=net.size)
-    return np.where(np.isfinite(cap), np.minimum(keep, cap), 0.0)
 
 
 def avoiding_caps(p: Problem) -> list[np.ndarray]:

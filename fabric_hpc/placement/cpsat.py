@@ -88,8 +88,6 @@ def cpsat(p: Problem, options: SolveOptions | None = None) -> Placement:
     t_lin = int(solver.Value(t_expr)) if not isinstance(t_expr, int) else 0
     stats["comm_us_bound"] = t_lin
     notes = [] if exact else ["hierarchical model: optimal over domain counts, hosts filled best-fit"]
-    if model.busy_terms:  # domains whose uplinks the running jobs' traffic slows (contention on)
-        stats["busy_uplink_terms"] = len(model.busy_terms)
     if len(p.patterns) > 1:
         notes.append(f"rail pattern {p.pattern} chosen by greedy among {len(p.patterns)}")
     placed = p.finish(counts, "cpsat", t0, optimal=None, notes=tuple(notes), stats=stats)
@@ -364,8 +362,7 @@ def _model(p: Problem, items: Items, warm: Placement | None):
         obj.append(int(round(SCALE * w.pristine_break)) * sum(v for d, v in y.items() if p.pristine[j][d]))
     for j, expr in spans.items():
         obj.append(int(round(SCALE * w.span_weight(j))) * expr)
-    m.busy_terms = []  # (level, domain, µs alone, µs beside the running jobs) of cpsat_comm._uplinks
-    t = comm_lower_bound(m, p, items, c, u, spans, ys, m.busy_terms)
+    t = comm_lower_bound(m, p, items, c, u, spans, ys)
     _constraints(m, p, items, c, spans)
     objective = _lex_weight(p, items) * t + sum(obj)  # the collective first (lexicographic), µs
     m.Minimize(objective)

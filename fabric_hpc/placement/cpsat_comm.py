@@ -78,12 +78,7 @@ class _Scale:
         return self.us(rates[1] * min(self.ring(k), self.max_channels, rates[2]))
 
 
-#: Whether the model has the running jobs' term (``contention`` on): off only for the benchmark's
-#: ablation (benchmarks/placement/background.py)
-BACKGROUND_TERM = True
-
-
-def comm_lower_bound(m, p: Problem, items, c, u, spans: dict, ys: dict, busy_terms: list | None = None):
+def comm_lower_bound(m, p: Problem, items, c, u, spans: dict, ys: dict):
     """A linear expression of T (µs) for the collective of ``p`` on CP-SAT items (0: none). With
     tensor-parallel groups of ``K = p.tp`` and ``P = p.pp`` pipeline stages the bound is of one
     data-parallel ring (``n/(K·P)`` ranks, ``1/(K·P)`` of the bytes, at most ``k/K`` of a domain's
@@ -93,7 +88,7 @@ def comm_lower_bound(m, p: Problem, items, c, u, spans: dict, ys: dict, busy_ter
         return 0
     k = _scale(p, n)
     crosses = _stages_cross(p)
-    t_bw = _bandwidth(m, p, items, c, u, spans, ys, k, crosses, [] if busy_terms is None else busy_terms)
+    t_bw = _bandwidth(m, p, items, c, u, spans, ys, k, crosses)
     terms = [k.lat[0]]
     for j in range(len(p.levels.chain)):
         delta = k.lat[j + 1] - k.lat[j]
@@ -128,8 +123,7 @@ def _most_nics(nvl: np.ndarray, nic: np.ndarray) -> int:
     return int(np.bincount(np.unique(pairs[0], return_inverse=True)[1]).max())
 
 
-def _bandwidth(m, p: Problem, items, c, u, spans: dict, ys: dict, k: _Scale, crosses: list[bool],
-               busy_terms: list):
+def _bandwidth(m, p: Problem, items, c, u, spans: dict, ys: dict, k: _Scale, crosses: list[bool]):
     """T_bw: the terms every stage pays (all of them with one stage; the module doc). On a fabric
     whose candidate hosts differ in NVLink or NIC rates (a mixed cluster) each class of NVLink
     domains gets its own terms, enforced where a domain of it is used (:func:`_rate_classes`)."""
@@ -138,9 +132,7 @@ def _bandwidth(m, p: Problem, items, c, u, spans: dict, ys: dict, k: _Scale, cro
     doms = _domain_counts(p, items, c, u, ys, j_nvl)
     classes = _rate_classes(p, items, u, doms, j_nvl, k)
     big = max(max(k.us(r[0]), k.nic_us(1, r)) for r, _, _ in classes) + 1
-    sigma = _kept(p, k)
-    top = big if sigma is None else _top(p, big, sigma)
-    t_bw = m.NewIntVar(0, top, "t_bw")
+    t_bw = m.NewIntVar(0, big, "t_bw")
     s_nvl = _spans_two(m, spans, j_nvl, "s_nvl")
     hi = max(int(p.units * (p.gpn or 1)), 1)
     for ci, (rates, entries, maxg) in enumerate(classes):
@@ -167,7 +159,7 @@ def _bandwidth(m, p: Problem, items, c, u, spans: dict, ys: dict, k: _Scale, cro
             m.Add(t_bw >= t_nic).OnlyEnforceIf(when)
         if p.pp == 1:
             m.Add(t_bw >= t_nvl).OnlyEnforceIf(when)
-    _uplinks(m, p, items, u, ys, spans, t_bw, k, crosses, (sigma, busy_terms, top))
+    _uplinks(m, p, items, u, ys, spans, t_bw, k, crosses)
     return t_bw
 
 
@@ -369,16 +361,8 @@ def _stages_cross(p: Problem) -> list[bool]:
     return [stage > largest_domain_gpus(lv, j) for j in range(len(lv.chain))]
 
 
-def _uplinks(m, p: Problem, items, u, ys: dict, spans: dict, t_bw, k: _Scale, crosses: list[bool],
-             background: tuple[np.ndarray | None, list, int]) -> None:
-    """``T_bw ≥`` a used domain's uplink time where its level is spanned: alone on the fabric (a bound),
-    or, where running jobs' traffic shares the domain's uplinks or downlinks (``contention``), that
-    time × ``cap / (cap − kept)`` with ``kept`` the bandwidth the running jobs keep there at least
-    (:func:`~fabric_hpc.placement.busy.reserved`: still a bound; each such term is appended to
-    ``busy_terms`` as (level, domain, µs alone, µs beside them)); ``background`` = (``kept`` or
-    None, ``busy_terms``, T_bw's upper bound)."""
+def _uplinks(m, p: Problem, items, u, ys: dict, spans: dict, t_bw, k: _Scale, crosses: list[bool]) -> None:
     lv = p.levels
-    sigma, busy_terms, top = background
     for j, name in enumerate(lv.chain):
         if name not in p.fab.levels or not crosses[j]:
             continue
@@ -393,53 +377,9 @@ def _uplinks(m, p: Problem, items, u, ys: dict, spans: dict, t_bw, k: _Scale, cr
             bound = _uplink_us(p, j, d, k)
             if bound <= 0:
                 continue
-            if sigma is not None:
-                busy = min(int(math.floor(bound * _domain_slowdown(p, j, d, sigma) + 1e-6)), top)
-                if busy > bound:
-                    busy_terms.append((j, d, bound, busy))
-                    bound = busy
             if s is None:
                 s = _spans_two(m, spans, j, f"s_up{j}")
             m.Add(t_bw >= bound * (y + s - 1))
-
-
-def _kept(p: Problem, k: _Scale) -> np.ndarray | None:
-    """:func:`~fabric_hpc.placement.busy.reserved` for this job's data-parallel rings (``tp·pp`` of
-    them, each one flow per NIC and at most ``k.channels`` through a switch resource: a ring enters
-    and leaves each domain once per channel); None: no term (no ``contention`` or running jobs)."""
-    if not BACKGROUND_TERM or not p.weights.contention:
-        return None
-    from fabric_hpc.placement.busy import reserved
-
-    rings = p.tp * p.pp
-    return reserved(p, rings, rings * max(k.channels, 1))
-
-
-def _top(p: Problem, big: int, kept: np.ndarray) -> int:
-    """T_bw's upper bound beside the running jobs: ``big`` times the largest ``cap / (cap − kept)``
-    of any resource (no domain's, which sums its resources, is larger), at most 100 s."""
-    net = fabric_net(p.fab).cap * CollectiveParams().net_eff
-    with np.errstate(divide="ignore", invalid="ignore"):
-        worst = np.nanmax(np.where(kept > 0, net / np.maximum(net - kept, net * 1e-9), 1.0), initial=1.0)
-    return int(min(big * float(worst), 1e8)) + 1
-
-
-def _domain_slowdown(p: Problem, j: int, d: int, kept: np.ndarray) -> float:
-    """``cap / (cap − kept)`` of the uplinks (or downlinks, the larger) of domain ``d`` of chain level
-    ``j``, all of them together (at the leaf level every switch its hosts' GPUs reach): a ring that
-    leaves the domain moves at least the bytes the alone bound counts through them."""
-    fab = p.fab
-    net = fabric_net(fab)
-    prm = CollectiveParams()
-    lvl = fab.levels.index(p.levels.chain[j])
-    gpus = np.flatnonzero(p.levels.host_dom[fab.index.gpu_host, j] == d)
-    worst = 1.0
-    for side in (net.up[gpus, lvl], net.down[gpus, lvl]):
-        res = np.unique(side[side >= 0])
-        cap = float(net.cap[res].sum()) * prm.net_eff
-        if res.size and np.isfinite(cap) and cap > 0:
-            worst = max(worst, cap / max(cap - float(kept[res].sum()), cap * 1e-9))
-    return worst
 
 
 def _uplink_us(p: Problem, j: int, d: int, k: _Scale) -> int:
