@@ -215,16 +215,26 @@ def write_topo(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], *, dir_
     path = topo_path(directory, host)
     try:
         facts = host_facts(fab, host, directory if facts_dir is None else facts_dir)
+        data = _xml_bytes(nccl_topo_xml(fab, host, facts), host)
     except NoTopologyFile:
         path.unlink(missing_ok=True)  # a file of made-up bus ids from before: never exported again
         raise
-    data = nccl_topo_xml(fab, host, facts).encode()
     try:
         if check_topo_file(path) == data:
             return path
     except ConfigError:
         pass
     return write_atomic(path, data, mode=0o644)  # replaces whatever entry was there (file, symlink, FIFO)
+
+
+def _xml_bytes(xml: str, host: str) -> bytes:
+    """The XML as UTF-8; :class:`NoTopologyFile` when the facts put a non-UTF-8 name into it."""
+    try:
+        return xml.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start:exc.end].encode("utf-8", "surrogateescape")
+        raise NoTopologyFile(f"no NCCL topology file for {host}: its discovery facts hold a name that is not "
+                             f"UTF-8 ({bad!r})", hint=f"rerun `fabric topology discover` on {host}") from None
 
 
 def topo_file(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], user_topo_dir: str | None) -> Path:

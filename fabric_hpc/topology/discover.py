@@ -32,7 +32,7 @@ from typing import Any
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.events import emit
-from fabric_hpc.topology.discover_sysfs import SysfsFacts, cpus_of_mask, read_cpu_id, read_sysfs
+from fabric_hpc.topology.discover_sysfs import SysfsFacts, cpus_of_mask, pci_sysfs_id, read_cpu_id, read_sysfs
 from fabric_hpc.topology.io import dump_spec
 from fabric_hpc.topology.nvml_recording import RecordedNvml, is_error, record_nvml, save_recording
 from fabric_hpc.topology.spec import FabricSpec, HostType, check_spec
@@ -104,6 +104,8 @@ def discover(*, root: str | os.PathLike[str] = "/", nvml: Any = None,
                      f"nodes and NICs below come from sysfs{seen}")
         emit("topology.discover.nvml_unavailable", host=host, reason=why, nvidia_pci_devices=len(pci))
     gpus = _gpus(rec.get("devices", []), sysfs, notes)
+    if not why:
+        _check_gpu_count(gpus, sysfs, rec.get("devices", []), notes)
     ht = _host_type(sysfs, gpus, notes)
     tname = type_name or f"{host}-type"
     spec = FabricSpec.model_validate({
@@ -184,6 +186,24 @@ def _gpus(devices: list[dict[str, Any]], sysfs: SysfsFacts, notes: list[str]) ->
     return out
 
 
+def _check_gpu_count(gpus: list[dict[str, Any]], sysfs: SysfsFacts, devices: list[dict[str, Any]],
+                     notes: list[str]) -> None:
+    """Notes on GPUs sysfs shows but NVML does not report (disabled, fallen off the bus, held by
+    another driver), and on GPUs in MIG mode (when the recording has ``mig_mode``)."""
+    seen = {pci_sysfs_id(g["pci_bus_id"]) for g in gpus if g["pci_bus_id"]}
+    pci = sysfs.nvidia_pci_gpus()
+    missing = [b for b in pci if b not in seen]
+    if missing:
+        notes.append(f"sysfs shows {len(pci)} NVIDIA GPU PCI devices but NVML reports {len(gpus)}: "
+                     f"{', '.join(missing)} not reported by NVML (disabled, fallen off the bus or held by "
+                     "another driver); the fragment counts only the GPUs NVML reports")
+    mig = [str(i) for i, d in enumerate(devices)
+           if isinstance(d.get("mig_mode"), list) and d["mig_mode"][:1] == [1]]
+    if mig:
+        notes.append(f"MIG mode is on for GPU {', '.join(mig)}: jobs see MIG instances, not whole GPUs; "
+                     "the fragment counts whole GPUs")
+
+
 def _err_none(value: Any) -> Any:
     return None if is_error(value) else value
 
@@ -232,34 +252,71 @@ def _nvlink(gpus: list[dict[str, Any]], notes: list[str]) -> tuple[float, int, l
     if len(set(per_gpu)) > 1:
         notes.append(f"GPUs have different NVLink bandwidth ({sorted(set(per_gpu))} GB/s); "
                      "the smallest is used")
-    switches = sorted({lk["remote_pci_bus_id"] for g in gpus for lk in g["nvlinks"]
-                       if lk["remote_type"] == "nvswitch" and lk["remote_pci_bus_id"]})
-    if not switches and any(lk["remote_type"] == "gpu" for g in gpus for lk in g["nvlinks"]):
+    to_switch = [lk for g in gpus for lk in g["nvlinks"] if lk["remote_type"] == "nvswitch"]
+    switches = sorted({lk["remote_pci_bus_id"] for lk in to_switch if lk["remote_pci_bus_id"]})
+    count = len(switches)
+    if to_switch and not switches:
+        count = 1
+        notes.append(f"{len(to_switch)} NVLinks go to NVSwitches whose PCI bus id NVML does not give "
+                     "(switches outside this host, e.g. a GB200 NVL72's switch trays): modelled as "
+                     "nvswitches: 1; in a multi-host NVLink domain declare it under nvlink_domains and "
+                     "set nvswitches: 0 here")
+    elif not switches and any(lk["remote_type"] == "gpu" for g in gpus for lk in g["nvlinks"]):
         notes.append("GPUs are linked directly (no NVSwitch); the fabric model treats them as a full mesh")
-    return min(per_gpu), len(switches), switches
+    return min(per_gpu), count, switches
 
 
-def _compute_nics(sysfs: SysfsFacts, notes: list[str]) -> tuple[int, float, list[str]]:
-    """(count, GB/s each, names): the most common rate among active RDMA ports, else physical
-    Ethernet interfaces that are up; others are listed in the sidecar only."""
-    cands = [(h["name"], max(p["rate_gbit"] for p in h["ports"] if p["state"] == "ACTIVE" and p["rate_gbit"]))
-             for h in sysfs.hcas if any(p["state"] == "ACTIVE" and p["rate_gbit"] for p in h["ports"])]
-    kind = "RDMA HCA"
+def _compute_nics(sysfs: SysfsFacts, notes: list[str],
+                  gpus: list[dict[str, Any]] | None = None) -> tuple[int, float, list[str]]:
+    """(count, GB/s each, names) of the compute NICs: of the active RDMA ports, those sharing a PCIe
+    switch (root port) with a GPU when sysfs shows any such, then the most common (link layer, rate),
+    InfiniBand before Ethernet on a tie; else physical Ethernet interfaces that are up. The others
+    are named in a note and listed in the sidecar only."""
+    cands = [(h["name"], max(p["rate_gbit"] for p in h["ports"] if p["state"] == "ACTIVE" and p["rate_gbit"]),
+              _layer(h)) for h in sysfs.hcas
+             if any(p["state"] == "ACTIVE" and p["rate_gbit"] for p in h["ports"])]
+    kind, why = "RDMA HCA", {}
     if not cands:
         kind = "Ethernet interface"
-        cands = [(n["name"], n["speed_mbit"] / 1000) for n in sysfs.net
+        cands = [(n["name"], n["speed_mbit"] / 1000, "Ethernet") for n in sysfs.net
                  if n["physical"] and n["type"] == 1 and n["operstate"] == "up" and n["speed_mbit"]]
     if not cands:
         notes.append("no active RDMA HCA or physical Ethernet interface with a known speed: nics: 0")
         return 0, 0.0, []
-    by_rate = Counter(rate for _, rate in cands)
-    rate = max(by_rate, key=lambda r: (by_rate[r], r))
-    chosen = [n for n, r in cands if r == rate]
-    if len(chosen) < len(cands):
-        others = sorted(n for n, r in cands if r != rate)
-        notes.append(f"{len(chosen)} {kind}s at {rate:g} Gb/s counted as the compute NICs; "
-                     f"{', '.join(others)} (other rates) left out of the fragment")
+    near = _near_gpus(sysfs, gpus or [], {n for n, _, _ in cands})
+    if near:
+        why = {n: "no GPU under the same PCIe root port" for n, _, _ in cands if n not in near}
+        cands = [c for c in cands if c[0] in near]
+    groups = Counter((layer, rate) for _, rate, layer in cands)
+    layer, rate = max(groups, key=lambda k: (groups[k], k[0] == "InfiniBand", k[1]))
+    chosen = [n for n, r, lay in cands if (lay, r) == (layer, rate)]
+    why.update({n: f"{lay} at {r:g} Gb/s" for n, r, lay in cands if n not in chosen})
+    if why:
+        by_why: dict[str, list[str]] = {}
+        for n in sorted(why, key=_natural):
+            by_why.setdefault(why[n], []).append(n)
+        notes.append(f"{len(chosen)} {kind}s ({layer} at {rate:g} Gb/s) counted as the compute NICs; "
+                     "left out of the fragment: "
+                     + "; ".join(f"{', '.join(ns)} ({w})" for w, ns in by_why.items()))
     return len(chosen), rate / 8, chosen
+
+
+def _layer(hca: dict[str, Any]) -> str:
+    layers = [p["link_layer"] for p in hca["ports"] if p["state"] == "ACTIVE" and p["rate_gbit"]]
+    return "InfiniBand" if "InfiniBand" in layers else (layers[0] or "unknown") if layers else "unknown"
+
+
+def _natural(name: str) -> list[Any]:
+    """``mlx5_10`` after ``mlx5_9``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def _near_gpus(sysfs: SysfsFacts, gpus: list[dict[str, Any]], names: set[str]) -> set[str]:
+    """The HCAs among ``names`` under the same PCIe root port as a GPU (a DGX's compute NICs share
+    a PCIe switch with their GPU; its storage NICs do not). Empty when sysfs gives no bridge path."""
+    roots = {g["pci_bridges"][0] for g in gpus if g.get("pci_bridges")}
+    return {h["name"] for h in sysfs.hcas
+            if h["name"] in names and h.get("pci_bridges") and h["pci_bridges"][0] in roots}
 
 
 def _host_type(sysfs: SysfsFacts, gpus: list[dict[str, Any]], notes: list[str]) -> HostType:
@@ -277,7 +334,7 @@ def _host_type(sysfs: SysfsFacts, gpus: list[dict[str, Any]], notes: list[str]) 
         notes.append(f"mixed GPU models {dict(names)}; the host type uses {model!r} (see the sidecar)")
     mems = [g["memory_bytes"] for g in gpus if g["memory_bytes"]]
     nvlink, nvswitches, _ = _nvlink(gpus, notes)
-    nics, nic_gbps, chosen = _compute_nics(sysfs, notes)
+    nics, nic_gbps, chosen = _compute_nics(sysfs, notes, gpus)
     pcie = [g["pcie_gbps"] for g in gpus if g["pcie_gbps"]]
     if gpus and not pcie:
         notes.append(f"GPU PCIe link speed not in sysfs; pcie_gbps assumed {DEFAULT_PCIE_GBPS:g}")
@@ -317,11 +374,20 @@ def _facts(host: str, rec: dict[str, Any], why: str | None, gpus: list[dict[str,
         "format": SIDECAR_FORMAT, "version": 1, "host": host,
         "nvml": {"available": why is None, "reason": why,
                  "driver_version": _err_none(rec.get("driver_version"))},
-        "gpus": gpus, "nvswitches": switches,
+        "gpus": gpus, "nvswitches": switches, "compute_nics": _compute_nics(sysfs, [], gpus)[2],
         "cpus": {"online": len(sysfs.cpus), "sockets": len(sysfs.packages),
                  "cores": len(set(sysfs.cpus.values())), **read_cpu_id(sysfs.root)},
         "numa_nodes": [{"node": n, "cpus": _cpulist(v["cpus"]), "memory_kb": v["memory_kb"],
                         "socket": sysfs.socket_of_node(n)} for n, v in sorted(sysfs.numa.items())],
         "hcas": [dict(h, socket=sysfs.socket_of_node(h["numa_node"])) for h in sysfs.hcas],
-        "net": sysfs.net, "notes": notes,
+        "net": sysfs.net, "pci": _pci_facts(gpus, sysfs), "notes": notes,
     }
+
+
+def _pci_facts(gpus: list[dict[str, Any]], sysfs: SysfsFacts) -> dict[str, dict[str, str]]:
+    """sysfs's attributes (:meth:`SysfsFacts.pci_attrs`) of every GPU and HCA and the bridges above
+    them, by bus id: what the host's NCCL XML writes of each ``<pci>``."""
+    ids = {pci_sysfs_id(g["pci_bus_id"]) for g in gpus if g["pci_bus_id"]}
+    ids |= {h["pci"] for h in sysfs.hcas if h["pci"]}
+    ids |= {b for d in [*gpus, *sysfs.hcas] for b in d.get("pci_bridges") or []}
+    return {bus: attrs for bus in sorted(ids) if (attrs := sysfs.pci_attrs(bus))}

@@ -7,8 +7,10 @@ Used by :mod:`fabric_hpc.topology.discover`; ``read_sysfs(root) -> SysfsFacts``.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +24,38 @@ _MEMTOTAL = re.compile(r"MemTotal:\s*(\d+)\s*kB")
 PCIE_LANE_GBPS = {2.5: 0.25, 5.0: 0.5, 8.0: 0.985, 16.0: 1.969, 32.0: 3.938, 64.0: 7.877}
 
 
-def read_text(path: Path) -> str | None:
-    """A sysfs attribute, stripped; None when absent or unreadable (e.g. ``speed`` of a down link)."""
+#: sysfs attributes are at most a page; a bigger file under a --sysfs-root is damage, not sysfs
+MAX_ATTR_BYTES = 64 << 10
+
+
+def read_text(path: Path, *, truncate: bool = False) -> str | None:
+    """A sysfs attribute, stripped; None when absent or unreadable (e.g. ``speed`` of a down link).
+    Real sysfs and /proc files are regular: anything else (a FIFO, a device) is a ConfigError naming
+    it, as is a file over :data:`MAX_ATTR_BYTES` (``truncate``: its first bytes are read instead,
+    for ``/proc/cpuinfo`` of a large host). Opened non-blocking, so a FIFO never hangs."""
     try:
-        return path.read_text(encoding="utf-8", errors="replace").strip()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            return None
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{path} is not a regular file (sysfs attributes are): refused",
+                              hint="check the --sysfs-root directory (a copy of /sys may be damaged)")
+        data = b""
+        while len(data) <= MAX_ATTR_BYTES and (block := os.read(fd, MAX_ATTR_BYTES + 1 - len(data))):
+            data += block
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_ATTR_BYTES and not truncate:
+        raise ConfigError(f"{path} is larger than {MAX_ATTR_BYTES:,} bytes, which no sysfs attribute is: "
+                          "refused",
+                          hint="check the --sysfs-root directory (a copy of /sys may be damaged)")
+    return data[:MAX_ATTR_BYTES].decode("utf-8", errors="replace").strip()
 
 
 def read_int(path: Path) -> int | None:
@@ -86,7 +114,7 @@ def read_cpu_id(root: Path) -> dict[str, Any]:
     CPU in ``/proc/cpuinfo`` (what NCCL's topology XML needs of an x86 CPU); what is missing is left out."""
     out: dict[str, Any] = {}
     keys = {"vendor_id": "vendor", "cpu family": "familyid", "model": "modelid"}
-    for line in (read_text(root / "proc/cpuinfo") or "").splitlines():
+    for line in (read_text(root / "proc/cpuinfo", truncate=True) or "").splitlines():
         if not line.strip():
             break  # the first processor's block only
         key, _, value = (x.strip() for x in line.partition(":"))
@@ -137,6 +165,19 @@ class SysfsFacts:
                 "vendor": read_text(d / "vendor"), "class": read_text(d / "class"),
                 "pcie_gbps": pcie_gbps(read_text(d / "current_link_speed"),
                                        read_int(d / "current_link_width"))}
+
+    def pci_attrs(self, bus_id: str) -> dict[str, str]:
+        """What NCCL's topology XML takes of a PCI device, as sysfs has it: ``class``, ``vendor``,
+        ``device``, ``subsystem_vendor``/``_device``, and ``link_speed``/``link_width`` (the current
+        link, else the maximum); what sysfs lacks is left out."""
+        if not _BUS_ID.fullmatch(pci_sysfs_id(bus_id)):
+            return {}
+        d = self.root / "sys/bus/pci/devices" / pci_sysfs_id(bus_id)
+        out = {k: read_text(d / k)
+               for k in ("class", "vendor", "device", "subsystem_vendor", "subsystem_device")}
+        for key in ("speed", "width"):
+            out[f"link_{key}"] = read_text(d / f"current_link_{key}") or read_text(d / f"max_link_{key}")
+        return {k: v for k, v in out.items() if v}
 
     def nvidia_pci_gpus(self) -> list[str]:
         """PCI ids of NVIDIA display/3D controllers, as sysfs lists them (seen even without a driver)."""
@@ -197,29 +238,56 @@ def _pci_slot(device: Path) -> str | None:
     for line in (read_text(device / "uevent") or "").splitlines():
         if line.startswith("PCI_SLOT_NAME="):
             return line.split("=", 1)[1]
-    return device.resolve().name if device.is_symlink() else None
+    return Path(os.path.realpath(device)).name if device.is_symlink() else None
 
 
-def read_hcas(root: Path) -> list[dict[str, Any]]:
+_NAME = re.compile(r"[A-Za-z0-9_.:@+-]{1,64}")
+
+
+def _unusable(d: Path, what: str, notes: list[str]) -> bool:
+    """True (with a note) when the entry ``d`` of ``/sys/class/<what>`` cannot be used: its name is not
+    a plain ASCII device name (a non-UTF-8 name would break every file it is written to), or its
+    ``device`` link is a symlink loop (the kernel never makes one: a damaged or crafted tree)."""
+    if not _NAME.fullmatch(d.name):
+        shown = d.name.encode("utf-8", "surrogateescape")[:64]
+        notes.append(f"{what} device {shown!r} skipped: its name is not a plain ASCII device name "
+                     "(letters, digits, _ . : @ + -)")
+        return True
+    try:
+        os.stat(d / "device")
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            notes.append(f"{what} device {d.name} skipped: {d / 'device'} is a symlink loop")
+            return True
+    return False
+
+
+def read_hcas(root: Path, notes: list[str] | None = None) -> list[dict[str, Any]]:
     """RDMA devices (InfiniBand or RoCE) from ``/sys/class/infiniband``."""
     base = root / "sys/class/infiniband"
+    notes = notes if notes is not None else []
     out = []
     for d in sorted(base.iterdir()) if base.is_dir() else []:
+        if _unusable(d, "RDMA", notes):
+            continue
         numa = read_int(d / "device/numa_node")
         ports = [_port(p) for p in sorted((d / "ports").iterdir())] if (d / "ports").is_dir() else []
         net = sorted(p.name for p in (d / "device/net").iterdir()) if (d / "device/net").is_dir() else []
         out.append({"name": d.name, "pci": _pci_slot(d / "device"), "pci_bridges": pci_bridges(d / "device"),
                     "numa_node": numa if numa is not None and numa >= 0 else None, "ports": ports,
-                    "netdevs": net})
+                    "netdevs": [n for n in net if _NAME.fullmatch(n)]})
     return out
 
 
-def read_net(root: Path) -> list[dict[str, Any]]:
+def read_net(root: Path, notes: list[str] | None = None) -> list[dict[str, Any]]:
     """Network interfaces from ``/sys/class/net`` (``physical`` = backed by a device; ``device`` its
     PCI slot, or the name of the non-PCI device, e.g. ``virtio2``)."""
     base = root / "sys/class/net"
+    notes = notes if notes is not None else []
     out = []
     for d in sorted(base.iterdir()) if base.is_dir() else []:
+        if _unusable(d, "network", notes):
+            continue
         speed = read_int(d / "speed")
         numa = read_int(d / "device/numa_node")
         out.append({"name": d.name, "type": read_int(d / "type"), "operstate": read_text(d / "operstate"),
@@ -240,7 +308,8 @@ def read_sysfs(root: str | Path = "/") -> SysfsFacts:
         raise NotFoundError(f"no CPUs under {root / 'sys/devices/system/cpu'}: {root} is not the root of a sysfs tree",
                             hint="give --sysfs-root the directory that holds sys/ (default /)")
     numa = read_numa(root, cpus, notes)
-    return SysfsFacts(root=root, cpus=cpus, numa=numa, hcas=read_hcas(root), net=read_net(root), notes=notes)
+    return SysfsFacts(root=root, cpus=cpus, numa=numa, hcas=read_hcas(root, notes), net=read_net(root, notes),
+                      notes=notes)
 
 
 def snapshot_sysfs(dest: str | Path, root: str | Path = "/") -> Path:
@@ -319,7 +388,9 @@ class _Snapshot:
         for d in _entries(self.src / "sys/bus/pci/devices"):
             rel = f"sys/bus/pci/devices/{d.name}"
             into = self.mirror(d) if d.is_symlink() else rel
-            self.copy_names(d, into, ("numa_node", "vendor", "class", "current_link_speed", "current_link_width"))
+            self.copy_names(d, into, ("numa_node", "vendor", "device", "subsystem_vendor", "subsystem_device",
+                                      "class", "current_link_speed", "current_link_width", "max_link_speed",
+                                      "max_link_width"))
             if into != rel:
                 self.link(rel, into)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
+from collections import Counter
 from typing import Any
 
 from fabric_hpc.errors import ConfigError
@@ -30,11 +31,28 @@ _X86_IDS = {"GenuineIntel": ("familyid", "modelid"), "AuthenticAMD": ("familyid"
 
 
 def compute_hcas(facts: dict[str, Any], nic_gbps: float) -> list[dict[str, Any]]:
-    """The sidecar's RDMA HCAs with an active port at ``nic_gbps`` (GB/s), in name order: the NICs
-    discovery counted for the host type."""
+    """The sidecar's compute HCAs, in name order: those discovery counted for the host type
+    (``compute_nics``), else (a sidecar from before it was recorded) those with an active port at
+    ``nic_gbps`` (GB/s)."""
+    hcas = [h for h in facts.get("hcas") or [] if isinstance(h, dict)]
+    if isinstance(facts.get("compute_nics"), list):
+        chosen = set(facts["compute_nics"])
+        return [h for h in hcas if h.get("name") in chosen]
     rate = nic_gbps * 8
-    return [h for h in facts.get("hcas") or []
+    return [h for h in hcas
             if any(p.get("state") == "ACTIVE" and p.get("rate_gbit") == rate for p in h.get("ports") or [])]
+
+
+def _odd_names(facts: dict[str, Any]) -> list[str]:
+    """HCA names that cannot go into a file (not UTF-8: a sidecar from before discovery refused them)."""
+    odd = []
+    for h in facts.get("hcas") or []:
+        name = str(h.get("name")) if isinstance(h, dict) else ""
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            odd.append(name.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")[:64])
+    return odd
 
 
 def missing_ids(fabric: Fabric, host: str, facts: dict[str, Any] | None) -> list[str]:
@@ -54,6 +72,9 @@ def missing_ids(fabric: Fabric, host: str, facts: dict[str, Any] | None) -> list
     if unknown:
         why.append(f"no PCI bus id or bridge path of GPU {', '.join(unknown)}")
     hcas = compute_hcas(facts, ht.nic_gbps)
+    odd = _odd_names(facts)
+    if odd:
+        why.append(f"HCA name {', '.join(odd)} is not UTF-8 (rerun fabric topology discover, which skips it)")
     if len(hcas) < ht.nics:
         why.append(f"discovery saw {len(hcas)} active HCAs at {ht.nic_gbps * 8:g} Gb/s, the model has "
                    f"{ht.nics}")
@@ -79,10 +100,9 @@ def discovered_xml(fabric: Fabric, host: str, facts: dict[str, Any]) -> str:
                                "without its facts NCCL detects the topology itself")
     ht = fabric.host_type(host)
     system = ET.Element("system", version="1")
-    speed, width = pcie_link(ht.pcie_gbps)
-    link = {"link_speed": f"{speed:.1f} GT/s PCIe", "link_width": str(width)}
     cpus: dict[int, ET.Element] = {}
     pcis: dict[str, ET.Element] = {}
+    known = facts.get("pci") if isinstance(facts.get("pci"), dict) else {}
 
     def cpu(node: int | None) -> ET.Element:
         node = node if node is not None else 0
@@ -91,25 +111,62 @@ def discovered_xml(fabric: Fabric, host: str, facts: dict[str, Any]) -> str:
         return cpus[node]
 
     def device(parent: ET.Element, bridges: list[str], bus: str, pci_class: str) -> ET.Element:
-        for b in bridges:
+        for b in nccl_bridges(bridges):
             if b not in pcis:
-                pcis[b] = ET.SubElement(parent, "pci", busid=b, class_="0x060400", **link)
+                pcis[b] = ET.SubElement(parent, "pci", _pci_attrs(b, "0x060400", known.get(b), bridge=True))
             parent = pcis[b]
-        pcis[bus] = ET.SubElement(parent, "pci", busid=bus, class_=pci_class, **link)
+        pcis[bus] = ET.SubElement(parent, "pci", _pci_attrs(bus, pci_class, known.get(bus), bridge=False))
         return pcis[bus]
 
-    sm, gpu_elements, busid = gpu_sm(ht.gpu_model), {}, {}
+    sm, busid = gpu_sm(ht.gpu_model), {}
     for g in facts["gpus"]:
         i, bus = int(g["index"]), pci_sysfs_id(g["pci_bus_id"])
         dev = device(cpu(g.get("numa_node")), g["pci_bridges"], bus, "0x030200")
-        gpu_elements[i], busid[i] = ET.SubElement(dev, "gpu", dev=str(i), sm=sm, rank=str(i), gdr="1"), bus
+        busid[i] = ET.SubElement(dev, "gpu", dev=str(i), sm=sm, rank=str(i)), bus
     for n, h in enumerate(compute_hcas(facts, ht.nic_gbps)[:ht.nics]):
         dev = device(cpu(h.get("numa_node")), h["pci_bridges"], pci_sysfs_id(h["pci"]), "0x020700")
         ET.SubElement(ET.SubElement(dev, "nic"), "net", name=h["name"], dev=str(n),
-                      speed=str(int(ht.nic_gbps * 8000)), port="1", gdr="1")
-    _nccl_nvlinks(fabric, host, gpu_elements, busid)
+                      speed=str(int(ht.nic_gbps * 8000)), port="1")
+    _facts_nvlinks(facts["gpus"], busid)
     ET.indent(system)
     return ET.tostring(system, encoding="unicode").replace("class_=", "class=") + "\n"
+
+
+def nccl_bridges(bridges: list[str]) -> list[str]:
+    """The bridges above a device (root port first) that NCCL's own sysfs walk keeps
+    (``ncclTopoGetXmlFromSys``: "rewind two /"): from the device up, every other one -- a PCIe
+    switch's upstream port; the downstream port below it and the CPU's root port are folded."""
+    return bridges[len(bridges) - 2::-2][::-1] if len(bridges) >= 2 else []
+
+
+def _pci_attrs(bus: str, pci_class: str, known: Any, *, bridge: bool) -> dict[str, str]:
+    """A ``<pci>``'s attributes: sysfs's values from the sidecar. A device's unknown link is left out
+    (NCCL reads it from sysfs or NVML for every GPU and NIC it finds); a bridge's is ``""``, NCCL's own
+    value for a link sysfs does not give (it requires both attributes of a bridge read from a file)."""
+    known = known if isinstance(known, dict) else {}
+    attrs = {"busid": bus, "class_": str(known.get("class") or pci_class)}
+    attrs.update({k: str(known[k]) for k in ("vendor", "device", "subsystem_vendor", "subsystem_device",
+                                             "link_speed", "link_width") if known.get(k)})
+    if bridge:
+        attrs.setdefault("link_speed", "")
+        attrs.setdefault("link_width", "")
+    return attrs
+
+
+def _facts_nvlinks(gpus: list[dict[str, Any]], elements: dict[int, tuple[ET.Element, str]]) -> None:
+    """``nvlink`` children from the links discovery saw: one to the NVSwitch fabric (NCCL's
+    ``ffffffff:ff:00.0``) for the links to NVSwitches, one per peer GPU for direct links."""
+    for g in gpus:
+        i = int(g["index"])
+        to_switch = sum(1 for lk in g.get("nvlinks") or [] if lk.get("remote_type") == "nvswitch")
+        peers = Counter(lk["remote_gpu"] for lk in g.get("nvlinks") or []
+                        if lk.get("remote_type") == "gpu" and lk.get("remote_gpu") in elements)
+        if to_switch:
+            ET.SubElement(elements[i][0], "nvlink", target="ffffffff:ff:00.0", count=str(to_switch),
+                          tclass="0x068000")
+        for j, count in sorted(peers.items()):
+            ET.SubElement(elements[i][0], "nvlink", target=elements[j][1], count=str(count),
+                          tclass="0x030200")
 
 
 def _cpu_attrs(facts: dict[str, Any], node: int, arch: str) -> dict[str, str]:

@@ -16,7 +16,8 @@ code, when ``nvmlInit`` failed), ``driver_version``, and ``devices``: one object
 ``name``, ``uuid``, ``pci_bus_id``, ``memory_total`` (bytes), ``numa_node``, ``cpu_affinity``
 (64-bit words, lowest CPUs first), ``gpm_supported`` and ``nvlinks``: per link ``link``, ``state``
 (1 active), and for active links ``version``, ``remote_type`` (0 GPU, 1 IBM NPU, 2 NVSwitch) and
-``remote_pci_bus_id``. Any answer NVML refused is ``{"nvml_error": <code>, "text": ...}``; a
+``remote_pci_bus_id``; ``mig_mode`` ([current, pending], 1 on), only on GPUs with MIG. Any answer
+NVML refused is ``{"nvml_error": <code>, "text": ...}``; a
 device without NVLink has ``nvlinks: {"nvml_error": 3}`` (Not Supported).
 """
 
@@ -95,7 +96,14 @@ def _record_device(nvml: Any, h: Any) -> dict[str, Any]:
         "gpm_supported": _ask(nvml, "nvmlGpmQueryDeviceSupport", h,
                               convert=lambda s: bool(s.isSupportedDevice)),
         "nvlinks": _record_links(nvml, h),
+        **_mig_mode(nvml, h),
     }
+
+
+def _mig_mode(nvml: Any, h: Any) -> dict[str, Any]:
+    """``{"mig_mode": [current, pending]}`` (1 = on), or nothing on a GPU without MIG."""
+    mode = _ask(nvml, "nvmlDeviceGetMigMode", h, convert=lambda m: [int(x) for x in m])
+    return {} if is_error(mode) and mode["nvml_error"] == ERROR_NOT_SUPPORTED else {"mig_mode": mode}
 
 
 def _words(array: Any) -> list[int]:
@@ -218,6 +226,9 @@ class RecordedNvml:
 
     def nvmlGpmQueryDeviceSupport(self, h: int) -> SimpleNamespace:
         return SimpleNamespace(isSupportedDevice=int(self._answer(self._dev(h)["gpm_supported"])))
+
+    def nvmlDeviceGetMigMode(self, h: int) -> list[int]:
+        return self._answer(self._dev(h).get("mig_mode", {"nvml_error": ERROR_NOT_SUPPORTED}))
 
     def _link(self, h: int, link: int) -> dict[str, Any]:
         links = self._answer(self._dev(h)["nvlinks"])
