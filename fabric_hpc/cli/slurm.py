@@ -186,7 +186,8 @@ def topo_files(topology: str, topo_dir: str, hosts: tuple[str, ...], as_json: bo
     """Write each host's NCCL topology XML into TOPO_DIR (run as root at install, or let the
     Prolog plugins/prolog.py do it per node): the TaskProlog exports only files it trusts."""
     from fabric_hpc.errors import ConfigError
-    from fabric_hpc.slurm.prolog import write_topo
+    from fabric_hpc.hostlist import compress
+    from fabric_hpc.slurm.prolog import NoTopologyFile, write_topo
     from fabric_hpc.topology import open_fabric
 
     fab = open_fabric(topology)  # a file or a generator reference, as every command takes
@@ -195,7 +196,16 @@ def topo_files(topology: str, topo_dir: str, hosts: tuple[str, ...], as_json: bo
         raise ConfigError(f"hosts {unknown[:5]} are not in the fabric model {fab.name!r}",
                           hint=f"--host takes the model's host names ({', '.join(list(fab.hosts)[:3])}, ...; "
                                f"fabric topology show {topology}), or leave it out for every host")
-    paths = [str(write_topo(fab, h, topo_dir)) for h in (hosts or fab.hosts)]
+    paths, missing = [], {}
+    for h in hosts or fab.hosts:  # every host that has usable facts gets its file, whatever the others lack
+        try:
+            paths.append(str(write_topo(fab, h, topo_dir)))
+        except NoTopologyFile as exc:
+            missing[h] = exc
+    if missing:
+        first = next(iter(missing.values()))
+        raise ConfigError(f"{len(paths)} topology file(s) written in {topo_dir}; none for "
+                          f"{len(missing)} host(s) {compress(sorted(missing))}: {first.message}", hint=first.hint)
     render(as_json, {"dir": topo_dir, "files": paths}, lambda con: con.print(
         f"{len(paths)} topology file(s) in {topo_dir}" + ("" if os.geteuid() == 0 else
         " (not root: only jobs of this user will trust them)")))

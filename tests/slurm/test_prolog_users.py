@@ -357,3 +357,21 @@ def test_topo_files_takes_a_generator_reference(tmp_path: Path) -> None:
     assert main(["slurm", "topo-files", "--topology", "superpod:sus=1", "--dir", str(tmp_path / "n"),
                  "--host", "su01-h01"]) == 0
     assert (tmp_path / "n" / "nccl-topo-su01-h01.xml").read_text().lstrip().startswith("<system")
+
+
+def test_topo_files_writes_every_host_with_facts_and_names_those_without(tmp_path: Path, capsys) -> None:
+    """Before, the first host without usable discovery facts stopped the command: hosts after it got no file."""
+    from fabric_hpc.cli.main import main
+    from fabric_hpc.topology import open_fabric
+
+    fab = open_fabric("superpod:sus=1")
+    first, second, third = list(fab.hosts)[:3]
+    d = tmp_path / "n"
+    write_facts(d, fab, first)
+    write_facts(d, fab, third)  # the second host has no facts
+    argv = ["slurm", "topo-files", "--topology", "superpod:sus=1", "--dir", str(d)]
+    assert main([*argv, "--host", first, "--host", second, "--host", third]) == 3
+    err = capsys.readouterr().err
+    assert f"2 topology file(s) written in {d}; none for 1 host(s) {second}:" in err, err
+    assert (d / f"nccl-topo-{first}.xml").is_file() and (d / f"nccl-topo-{third}.xml").is_file()
+    assert not (d / f"nccl-topo-{second}.xml").exists()
