@@ -29,7 +29,8 @@ REASONS = {
     "None": "no reason recorded",
     "Priority": "other jobs have higher priority and go first",
     "Resources": "the resources it asks for are busy",
-    "BeginTime": "its start time has not come yet (fabric defers a job this way until the agent places it)",
+    "BeginTime": "its start time has not come yet (fabric's deferral until the agent places it, its own "
+                 "--begin, or Slurm's delay after a requeue)",
     "JobHeldUser": "it is held by its user (scontrol release to let it run)",
     "JobHeldAdmin": "it is held by an administrator",
     "Dependency": "it waits for another job it depends on",
@@ -49,6 +50,13 @@ REASONS = {
     "BadConstraints": "its constraints can never be satisfied",
     "InvalidQOS": "its QOS is invalid",
     "QOSMaxGRESPerUser": "its user has reached the GPU limit of the QOS",
+    "Licenses": "it waits for licenses (--licenses) that other jobs hold",
+    "BurstBufferResources": "it waits for burst buffer space",
+    "BurstBufferStageIn": "it waits for its burst buffer to be staged in",
+    "NvidiaImexChannels": "it waits for a free NVIDIA IMEX channel",
+    "MpiPortsBusy": "it waits for MPI ports (MpiParams=ports) that other jobs hold",
+    "Cleaning": "Slurm is still cleaning up its previous run (after a requeue)",
+    "Constraints": "its constraints (--constraint) cannot be satisfied now",
 }
 
 _GRES_ITEM = re.compile(

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from fabric_hpc.hostlist import compress
 from fabric_hpc.inputs import os_error
 from fabric_hpc.slurm.audit import AUDIT_LOG, read_tail
-from fabric_hpc.slurm.contract import BAD_CONSTRAINTS, Job, SlurmClient, limit_reason
+from fabric_hpc.slurm.contract import BAD_CONSTRAINTS, Job, SlurmClient, SlurmError, limit_reason
 from fabric_hpc.slurm.parse import reason_words
 
 
@@ -47,17 +49,12 @@ def explain(client: SlurmClient, job_id: int, *, state_dir: str | Path | None = 
     """A dict with ``text`` (sentences) plus the facts behind them."""
     job = client.job(job_id)
     dec = last_decisions(state_dir, job_id)
-    lines = [_headline(job)]
     place = dec.get("place")
+    lines = [_headline(job, place)]
     if job.pending:
-        lines += _pending_lines(job, dec)
+        lines += _pending_lines(job, dec, lambda: _host_facts(client, job))
     elif place:
-        doms = ", ".join(f"{n} {lvl}(s)" for lvl, n in sorted((place.get("domains") or {}).items()))
-        same = sorted(job.node_list) == sorted(place["hosts"])
-        lines.append(f"The fabric agent chose {compress(place['hosts'])} at {_when(place['ts'])} "
-                     f"(solver {place.get('solver')}, cost {place.get('cost', 0):.2f}; spans {doms or 'n/a'})"
-                     + ("" if same or not job.node_list else f", but Slurm ran it on {compress(list(job.node_list))}")
-                     + ".")
+        lines.append(_place_line(job, place))
     elif "unreadable" in dec or ("missing" in dec and job.fabric_marked):
         pass  # said below: without the agent's log, who placed it cannot be told
     elif "handoff" in dec:
@@ -98,7 +95,32 @@ def _size(job: Job) -> str:
     return f"{job.nodes} node(s), {gpus} GPU(s) in all" if gpus else f"{job.nodes} node(s)"
 
 
-def _headline(job: Job) -> str:
+def _completing_on_placed(job: Job, place: dict[str, Any] | None) -> bool:
+    """Completing on some of the hosts the agent chose: Slurm lists only the nodes still completing
+    (and counts only those in -N), so the job ran on all of the agent's hosts."""
+    return (job.state == "COMPLETING" and place is not None and bool(job.node_list)
+            and set(job.node_list) <= set(place["hosts"]))
+
+
+def _place_line(job: Job, place: dict[str, Any]) -> str:
+    doms = ", ".join(f"{n} {lvl}(s)" for lvl, n in sorted((place.get("domains") or {}).items()))
+    ran = compress(list(job.node_list))
+    if not job.node_list or sorted(job.node_list) == sorted(place["hosts"]) or \
+            _completing_on_placed(job, place):
+        tail = ""
+    elif job.state == "COMPLETING":
+        tail = f", but it is completing on {ran}, which the agent did not choose"
+    else:
+        tail = f", but Slurm ran it on {ran}"
+    return (f"The fabric agent chose {compress(place['hosts'])} at {_when(place['ts'])} "
+            f"(solver {place.get('solver')}, cost {place.get('cost', 0):.2f}; spans {doms or 'n/a'}){tail}.")
+
+
+def _headline(job: Job, place: dict[str, Any] | None = None) -> str:
+    if place is not None and _completing_on_placed(job, place):  # -N, NodeList: the nodes still completing
+        what = _size(replace(job, nodes=max(job.nodes, len(place["hosts"]))))
+        still = compress(list(job.node_list))
+        return f"Job {job.job_id} ({what}) is completing (still finishing on {still})."
     what = _size(job)
     if job.pending:
         return f"Job {job.job_id} ({what}) is pending: {reason_words(job.reason)}."
@@ -111,8 +133,10 @@ def _blocked_line(job: Job) -> str:
     """Why the agent leaves a held or dependent fabric job alone, and when it takes it up again."""
     if job.blocked == "held":
         why, then = "while it is held", "once it is released, it comes back to the agent"
-    elif job.reason == "DependencyNeverSatisfied":
+    elif job.reason == "DependencyNeverSatisfied" or dependency_failed(job.dependency):
         why = "as its dependency can never be satisfied"
+        if job.reason != "DependencyNeverSatisfied":  # Slurm's reason reads None after an update (22.05)
+            why += f" ({job.dependency}: a job it depends on failed)"
         then = (f"it comes back to the agent only if its dependency is changed (scontrol update "
                 f"JobId={job.job_id} Dependency=...)")
     else:
@@ -130,6 +154,15 @@ def _grouped_line(job: Job) -> str:
             "placement).")
 
 
+def dependency_failed(dependency: str) -> bool:
+    """Slurm's dependency text says it can never be satisfied: a ``(failed)`` part of an all-of list
+    (``afterok:12(failed),afterany:13(unfulfilled)``), or every part of an any-of list (``?``). Read
+    besides the reason, which is ``None`` after any update of the job until Slurm's next pass (22.05)."""
+    if "?" in dependency:
+        return all(part.endswith("(failed)") for part in dependency.split("?"))
+    return "(failed)" in dependency
+
+
 #: Pending reasons (their start) of a pinned job that Slurm will not start on its pinned hosts, in words.
 REFUSED_HOSTS = {
     "ReqNodeNotAvail": "some of them are unavailable to it (down, drained, or reserved for another job)",
@@ -137,6 +170,16 @@ REFUSED_HOSTS = {
     "NodeDown": "one of them is down",
     "Constraints": "they lack a feature the job asks for (--constraint)",
 }
+#: Pending reasons of a pinned job that waits for something other than GPUs or its hosts
+#: (src/common/job_state_reason.c; their words are in :data:`~fabric_hpc.slurm.parse.REASONS`).
+WAITS_FOR = frozenset({"Licenses", "BurstBufferResources", "BurstBufferStageIn", "NvidiaImexChannels",
+                       "MpiPortsBusy", "Cleaning"})
+_PIN_TIMEOUT = ("If it has not started within the agent's pin_timeout_s, the agent places it on other hosts "
+                "(and hands it to Slurm's own scheduler after a few such pins).")
+#: The agent's own waiting reasons (``agent.waiting``) where Slurm's words for the same name mislead.
+AGENT_REASONS = {"BeginTime": "its own begin time (--begin, or Slurm's delay after a requeue) has not come; "
+                              "it is placed once that time has come"}
+_BAD_FLAGS = {"DRAIN", "NOT_RESPONDING", "DOWN", "FAIL"}
 
 
 def refused_hosts(reason: str) -> str | None:
@@ -144,7 +187,68 @@ def refused_hosts(reason: str) -> str | None:
     return next((words for key, words in REFUSED_HOSTS.items() if reason.startswith(key)), None)
 
 
-def _pending_lines(job: Job, dec: dict[str, dict[str, Any]]) -> list[str]:
+def _host_facts(client: SlurmClient, job: Job) -> tuple[str, str] | None:
+    """What keeps a pinned job off its hosts now, from one nodes read: (hosts down, drained, unknown or
+    reserved for others; hosts with fewer free GPUs than it needs), '' for none; None: not read."""
+    try:
+        nodes = {n.name: n for n in client.nodes()}
+    except SlurmError:
+        return None
+    states: dict[str, list[str]] = {}
+    busy = []
+    for host in job.req_nodes:
+        node = nodes.get(host)
+        if node is None:
+            states.setdefault("unknown to Slurm", []).append(host)
+        elif not node.usable:
+            flags = [f.lower().replace("_", " ") for f in node.flags if f in _BAD_FLAGS]
+            states.setdefault("+".join(dict.fromkeys([node.state, *flags])), []).append(host)
+        elif node.reserved and not job.reservation:
+            states.setdefault("in a reservation", []).append(host)
+        elif job.gpus_per_node and node.gpus - len(node.gpus_used) < job.gpus_per_node:
+            busy.append(host)
+    bad = ", ".join(f"{compress(hs)} {'is' if len(hs) == 1 else 'are'} {what}" for what, hs in states.items())
+    return bad, f"other jobs hold GPUs it needs on {compress(busy)}" if busy else ""
+
+
+def _fresh_waiting(dec: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The agent's last waiting reason for the job, unless it is older than the agent's last pin of it."""
+    waiting, place = dec.get("waiting"), dec.get("place")
+    if waiting is None or (place is not None and waiting["ts"] < place["ts"]):
+        return None
+    return waiting
+
+
+def _pinned_lines(job: Job, dec: dict[str, dict[str, Any]], facts: Callable[[], tuple[str, str] | None]
+                  ) -> list[str]:
+    """A pinned job nothing else explains: its begin time, what it waits for, and its hosts as they are."""
+    pin = compress(list(job.req_nodes))
+    bad, busy = facts() or ("", "")
+    note = "; ".join(x for x in (bad, busy) if x)
+    if job.begin_time and job.begin_time > time.time():  # Slurm starts it nowhere before that
+        left = f"the pin to {pin} it still carries is from before" + (f" ({note})" if note else "")
+        waiting = _fresh_waiting(dec)
+        if waiting is None or waiting["reason"] == "BeginTime":  # waited out (view.PinRules.not_before)
+            return [f"It may not start before {_when(job.begin_time)} (Slurm's delay after a requeue, or its "
+                    f"own --begin): {left}; the fabric agent places it once that time has come, not "
+                    "necessarily there."]
+        return [f"It waits for the fabric agent ({left}); if the agent does not place it, Slurm takes it "
+                f"over at {_when(job.begin_time)} on those hosts."]
+    if job.reason in WAITS_FOR:
+        where = f" ({note})" if note else ""
+        return [f"The fabric agent pinned it to {pin}{where}, but free GPUs there do not start it: Slurm "
+                f"waits until its reason above is gone. {_PIN_TIMEOUT}"]
+    if bad:
+        return [f"The fabric agent pinned it to {pin}, but {note}: Slurm cannot start it there, and the "
+                "agent places it on other hosts at its next cycle."]
+    if busy:
+        return [f"The fabric agent pinned it to {pin}, but {busy}: Slurm starts it there once they are free; "
+                "unless a job there is ending, the agent places it on other hosts at its next cycle."]
+    return [f"The fabric agent pinned it to {pin}; Slurm starts it as soon as those GPUs are free."]
+
+
+def _pending_lines(job: Job, dec: dict[str, dict[str, Any]],
+                   facts: Callable[[], tuple[str, str] | None]) -> list[str]:
     if job.grouped and job.fabric_comment:
         return [_grouped_line(job)]
     out = []
@@ -167,11 +271,9 @@ def _pending_lines(job: Job, dec: dict[str, dict[str, Any]]) -> list[str]:
                    "own scheduler at its next cycle, and Slurm starts it once the limit allows.")
     elif job.req_nodes and (refused := refused_hosts(job.reason)):
         out.append(f"The fabric agent pinned it to {compress(list(job.req_nodes))}, but Slurm does not start "
-                   f"it there: {refused}. If it has not started within the agent's pin_timeout_s, the agent "
-                   "places it on other hosts (and hands it to Slurm's own scheduler after a few such pins).")
+                   f"it there: {refused}. {_PIN_TIMEOUT}")
     elif job.req_nodes:
-        out.append(f"The fabric agent pinned it to {compress(list(job.req_nodes))}; Slurm starts it as soon as "
-                   f"those GPUs are free.")
+        out += _pinned_lines(job, dec, facts)
     elif job.fabric_marked and job.begin_time and job.begin_time > time.time():
         if dec.get("waiting", {}).get("reason") == "BeginTime":  # no fabric deferral (view.PinRules.not_before)
             out.append(f"It may not start before {_when(job.begin_time)} (its own --begin, or Slurm's delay after "
@@ -181,9 +283,9 @@ def _pending_lines(job: Job, dec: dict[str, dict[str, Any]]) -> list[str]:
                        f"{_when(job.begin_time)}.")
     if "handoff" in dec:
         out.append(_handoff_line(dec["handoff"]))
-    elif "waiting" in dec and not blocked:  # the policy has not seen it since
-        out.append(f"At {_when(dec['waiting']['ts'])} the agent's policy said: "
-                   f"{reason_words(dec['waiting']['reason'])}.")
+    elif (waiting := _fresh_waiting(dec)) and not blocked:  # the policy has not seen it since
+        words = AGENT_REASONS.get(waiting["reason"]) or reason_words(waiting["reason"])
+        out.append(f"At {_when(waiting['ts'])} the agent's policy said: {words}.")
     if "failed" in dec and dec["failed"]["ts"] >= dec.get("place", {}).get("ts", 0):
         f = dec["failed"]
         out.append(f"At {_when(f['ts'])} Slurm refused the agent's {f.get('action')}: {f.get('error')}.")
