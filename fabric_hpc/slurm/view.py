@@ -403,11 +403,11 @@ def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: In
         if job.req_nodes and job.reason == BAD_CONSTRAINTS:
             view.rejected[job.job_id] = job.req_nodes  # Slurm will never start it there
             continue
-        if limit_reason(job.reason):
-            view.limited[job.job_id] = job.reason  # no pin starts it: Slurm's reason must reach the user
-            continue
         if (begin := pins.not_before(job, now)) is not None:
             view.not_before[job.job_id] = begin  # the user's --begin, Slurm's requeue delay: waited for
+            continue
+        if limit_reason(job.reason):  # after not_before: a hand-over (StartTime=now) must not undo a --begin
+            view.limited[job.job_id] = job.reason  # no pin starts it: Slurm's reason must reach the user
             continue
         eligible = job.begin_time is not None and job.begin_time <= now + 0.5
         if job.req_nodes and eligible and _pinned(fab, view, job, now, releasing, pins.timeout_s):

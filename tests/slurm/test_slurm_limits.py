@@ -63,3 +63,13 @@ def test_why_says_the_limit_and_the_hand_over(tmp_path: Path) -> None:
     limit = "Slurm holds it back under a limit (its time limit is longer than its partition allows)"
     assert limit in text, text
     assert "hands it to Slurm's own scheduler" in text and "as soon as those GPUs are free" not in text, text
+
+
+def test_a_users_begin_time_is_waited_for_before_a_limit_hands_the_job_over() -> None:
+    """A job in an INACTIVE partition with its own --begin ahead: Slurm shows PartitionInactive, but a
+    hand-over (StartTime=now) would undo the --begin; the begin time is waited for first."""
+    from fabric_hpc.slurm.view import PinRules
+
+    job = replace(JOB, reason="PartitionInactive", req_nodes=(), begin_time=130.0)
+    view = build_view(FAB, NODES, [job], now=100.0, pins=PinRules(fallback_s=60))
+    assert view.not_before == {5: 130.0} and not view.limited
