@@ -39,7 +39,8 @@ def _job(partition: str, comment: str = "fabric:tier=high", qos: str = "", state
     ("debug, elsewhere", "normal"),  # an unmapped one does not count: the mapped one decides
     ("elsewhere,other", "high"),  # none mapped: the comment's word, as for one unmapped partition
 ])
-def test_a_multi_partition_job_gets_the_lowest_tier_of_its_mapped_partitions(partition: str, tier: str) -> None:
+def test_a_multi_partition_job_gets_the_lowest_tier_of_its_mapped_partitions(partition: str,
+                                                                              tier: str) -> None:
     """Before: ``debug,lo`` was looked up whole, matched nothing, and the comment's ``high`` won."""
     tiers = TierMap.parse(PROBE_MAP)
     assert tiers.tier("", partition, "high") == tier
@@ -88,7 +89,8 @@ def test_the_report_takes_the_agents_tier_map_from_its_start_record(tmp_path: Pa
 
 
 def test_the_report_falls_back_to_status_json_and_says_when_it_has_no_tier_map(tmp_path: Path) -> None:
-    d = _state_dir(tmp_path, [{"event": "agent.cycle", "ts": 21.0}], status={"ts": 30.0, "tier_map": PROBE_MAP})
+    cycle = {"event": "agent.cycle", "ts": 21.0}
+    d = _state_dir(tmp_path, [cycle], status={"ts": 30.0, "tier_map": PROBE_MAP})
     tiers, data = _tiers_in_report(d)  # the start record rotated out of the tail: the agent's status file
     assert tiers == {"1": "spot", "7": "spot"} and data["tier_map"]["from"].startswith(str(d / "status.json"))
     (d / "status.json").write_text(json.dumps({"ts": 30.0}))  # an agent from before tier_map was in it
@@ -136,10 +138,11 @@ def test_an_sshare_answer_without_associations_is_no_accounting_with_the_fix() -
     with pytest.raises(NoAccounting):
         read_usage(_Recorded({"sshare -a --json": _NO_JSON, "sshare -a -P": root_only}))
     users = root_only + " alpha|root|1|60|gres/gpu=2\n"
-    assert read_usage(_Recorded({"sshare -a --json": _NO_JSON, "sshare -a -P": users})).usage == {"alpha": 120.0}
+    found = read_usage(_Recorded({"sshare -a --json": _NO_JSON, "sshare -a -P": users}))
+    assert found.usage == {"alpha": 120.0}
 
 
-def test_usage_source_slurm_without_accounting_falls_back_to_the_ledger_and_says_so_once(tmp_path: Path) -> None:
+def test_usage_source_slurm_without_accounting_falls_back_to_the_ledger_once(tmp_path: Path) -> None:
     """Before: status.json said ``usage_source: slurm`` with every account at 0, and no event."""
     events: list[tuple[str, dict]] = []
     run = _Recorded({"sshare -a --json": _NO_JSON, "sshare -a -P": HEADER_ONLY})
@@ -147,7 +150,7 @@ def test_usage_source_slurm_without_accounting_falls_back_to_the_ledger_and_says
     source.usage(0.0, {"alpha": 8})
     assert source.usage(10.0, {"alpha": 8})["alpha"] == pytest.approx(80, rel=1e-3)
     assert source.active == "ledger" and source.status()["usage_source"] == "ledger"
-    assert [w for w, _ in events] == ["usage_error", "usage_source"]  # the same error is not repeated per cycle
+    assert [w for w, _ in events] == ["usage_error", "usage_source"]  # the same error: not again per cycle
     err = events[0][1]
     assert err["fallback"] == "ledger" and "no user association" in err["error"]
     assert "accounting_storage/slurmdbd" in err["hint"]
