@@ -198,7 +198,8 @@ def _check_plugin(section: Any) -> str | None:
 @json_option
 def check(config_path: str, as_json: bool) -> None:
     """Validate the config, the fabric model, the state dir, the plugin's protocol, the metrics port
-    (free, or served by the running agent), Slurm connectivity and the agent's privilege.
+    (free, or served by the running agent), Slurm connectivity, the agent's privilege and, with
+    ``usage_source`` slurm or auto, that Slurm keeps fairshare usage (the agent's own ``sshare`` probe).
 
     Exit 0 when all pass; otherwise the exit code of the first failure (3 config, 5 Slurm).
     """
@@ -234,6 +235,7 @@ def check(config_path: str, as_json: bool) -> None:
     step("metrics port", lambda: _metrics_port_ok(a.metrics_port))
     step("slurm", lambda: _slurm_ok(a, fab))
     step("privilege", lambda: _privilege_ok(a, cfg.install.service_user))
+    step("usage source", lambda: _usage_source_ok(a))
     failed = [r for r in results if not r["ok"]]
     render(as_json, {"ok": not failed, "checks": results}, lambda con: con.print(table(
         "fabric agent check", ["check", "result", "detail"],
@@ -303,6 +305,23 @@ def _privilege_ok(section: Any, service_user: str | None) -> str:
 
     run = command_runner(_client(section))
     return check_privilege(run, service_user)
+
+
+def _usage_source_ok(section: Any) -> str:
+    """The fairshare usage the agent will take: ``sshare`` as the agent reads it (``slurm``; a failing or
+    empty answer fails), or the source ``auto`` picks."""
+    from fabric_hpc.slurm.sshare import read_usage
+    from fabric_hpc.slurm.usage_source import command_runner, has_slurmdbd
+
+    mode = section.usage_source
+    if mode == "ledger":
+        return "usage_source = ledger: the agent's own usage ledger"
+    run = command_runner(_client(section))
+    if mode == "auto" and not has_slurmdbd(run):
+        return "usage_source = auto: no AccountingStorageType=accounting_storage/slurmdbd: the agent's ledger"
+    found = read_usage(run)  # NoAccounting (exit 5) when sshare lists no user association
+    return (f"usage_source = {mode}: sshare answers {len(found.usage)} account(s) with user associations "
+            f"({found.unit})")
 
 
 @group.command("status")

@@ -9,6 +9,10 @@ decoding layer reads) and, optionally, the agent's audit log into
   against the fewest the job could span, the modelled collective cost, the agent's decision),
   pending jobs (Slurm's reason and the agent's), unusable nodes, warnings, and cluster health.
 
+A job's tier is the agent's (:class:`~fabric_hpc.slurm.tiers.TierMap`): with the agent's state directory the
+report takes the agent's ``tier_map`` from its latest ``agent.start`` record in the audit log, else from its
+``status.json``; ``tier_map.from`` on the page says which (without either: the comments and partitions alone).
+
 :func:`write` reads Slurm and writes the page (and a PNG); :func:`watch` rewrites it on an
 interval until SIGINT/SIGTERM. Every Slurm answer and state file is untrusted: the audit log is
 read from its last :data:`MAX_AUDIT_BYTES` only, a damaged line is counted and skipped, and
@@ -37,6 +41,7 @@ from fabric_hpc.slurm.audit import AUDIT_LOG, TAIL_BYTES, read_tail
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient
 from fabric_hpc.slurm.parse import reason_words
 from fabric_hpc.slurm.report_health import domain_bounds, health, modelled_cost
+from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.slurm.view import UNATTRIBUTED, split_options
 from fabric_hpc.topology import Fabric
 
@@ -54,6 +59,10 @@ class AgentLog:
     handoff: dict[int, dict[str, Any]] = field(default_factory=dict)
     damaged: int = 0
     truncated: bool = False
+    #: the agent's tier map (its latest ``agent.start`` record's config, else ``status.json``); None: none
+    tiers: TierMap | None = None
+    tiers_from: str = ""
+    tier_problem: str = ""  # a damaged or unreadable tier map: a warning on the page
 
 
 @dataclass
@@ -87,7 +96,9 @@ def read_agent_log(state_dir: str | Path) -> AgentLog:
     try:
         tail = read_tail(d, MAX_AUDIT_BYTES)
     except FileNotFoundError:
-        return AgentLog()
+        log = AgentLog()
+        _status_tiers(log, d)
+        return log
     except PermissionError as exc:  # exit 5, as a permission error on any path (README)
         raise ExternalError(f"cannot read the agent's audit log {path}: {exc.strerror or exc}",
                             hint="run the report as a user who may read the agent's state directory") from None
@@ -96,13 +107,48 @@ def read_agent_log(state_dir: str | Path) -> AgentLog:
     log = AgentLog(damaged=tail.damaged, truncated=tail.truncated)
     for entry in tail.entries:
         _take(log, entry)
+    if log.tiers is None:
+        _status_tiers(log, d)
     return log
+
+
+def _tier_map(log: AgentLog, entries: Any, where: str) -> TierMap | None:
+    """The agent's ``tier_map`` entries as it recorded them; a damaged one is a warning (None)."""
+    try:
+        if isinstance(entries, list) and all(isinstance(e, str) for e in entries) and len(entries) <= 4096:
+            return TierMap.parse(entries)
+        problem = "not a list of KIND:NAME=TIER entries"
+    except ConfigError as exc:
+        problem = exc.message
+    log.tier_problem = f"{where}: the agent's tier_map is damaged ({problem[:200]}): not used"
+    return None
+
+
+def _status_tiers(log: AgentLog, d: Path) -> None:
+    """The tier map from ``status.json`` (the agent writes it every cycle) when no start record was read."""
+    from fabric_hpc.inputs import read_json
+
+    path = d / "status.json"
+    try:
+        status = read_json(path, what="agent status file", limit=64 << 20)
+    except FabricError as exc:
+        if path.exists():
+            log.tier_problem = f"cannot read {path} for the agent's tier map: {exc.message[:200]}"
+        return
+    if isinstance(status, dict) and "tier_map" in status:
+        log.tier_problem = ""
+        log.tiers = _tier_map(log, status["tier_map"], str(path))
+        ts = _num(status.get("ts"))
+        log.tiers_from = f"{path} ({_when(ts)})" if ts is not None and abs(ts) < 1e11 else str(path)
 
 
 def _take(log: AgentLog, e: dict[str, Any]) -> None:
     kind, ts = e["event"].removeprefix("agent."), float(e["ts"])
     job = e.get("job")
-    if kind in ("place", "handoff") and isinstance(job, int) and not isinstance(job, bool):
+    if kind == "start" and isinstance(e.get("config"), dict):  # entries come oldest first: the latest wins
+        log.tiers_from, log.tier_problem = f"the agent.start record of {_when(ts)}", ""
+        log.tiers = _tier_map(log, e["config"].get("tier_map", []), log.tiers_from)
+    elif kind in ("place", "handoff") and isinstance(job, int) and not isinstance(job, bool):
         if kind == "place":
             hosts = e.get("hosts")
             log.placed[job] = {"solver": str(e.get("solver", "?"))[:40], "cost": _num(e.get("cost")), "ts": ts,
@@ -142,10 +188,14 @@ def build(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float, agent:
         if j.gpus_per_node and not j.gpus and j.node_list:
             warnings.append(f"job {j.job_id} asked for {j.gpus_per_node} GPU(s) per node but Slurm reported no GPU "
                             "indices for it (listed without GPUs)")
-    running = [_running(fab, state, j, held[j.job_id], agent) for j in active if held[j.job_id] or j.node_list]
-    pending = [_pending(j, agent, now) for j in sorted(jobs, key=lambda j: j.job_id) if j.pending]
+    tiers = agent.tiers if agent is not None else None
+    running = [_running(fab, state, j, held[j.job_id], agent, tiers) for j in active
+               if held[j.job_id] or j.node_list]
+    pending = [_pending(j, agent, now, tiers) for j in sorted(jobs, key=lambda j: j.job_id) if j.pending]
     data = {"generated": _when(now), "generated_ts": round(now, 3), "backend": backend,
             "slurm_nodes": len(nodes), "agent_log": agent is not None,
+            "tier_map": {"entries": tiers.entries() if tiers is not None else None,
+                         "from": agent.tiers_from if tiers is not None and agent is not None else None},
             "health": health(fab, state, running, pending),
             "warnings": warnings, "running": running, "pending": pending,
             "nodes": [{"node": n.name, "state": n.state, "flags": list(n.flags)} for n in unusable]}
@@ -209,16 +259,23 @@ def _agent_warnings(agent: AgentLog | None, warnings: list[str]) -> None:
         warnings.append(f"{agent.damaged} damaged line(s) in the agent's audit log were skipped")
     if agent.truncated:
         warnings.append(f"the agent's audit log is longer than {MAX_AUDIT_BYTES >> 20} MiB: only its end was read")
+    if agent.tier_problem:
+        warnings.append(agent.tier_problem)
+    if agent.tiers is None:
+        warnings.append("the agent's tier map was not found (no agent.start record in its audit log's end, "
+                        "no tier_map in its status.json): tiers are the jobs' comments and partitions alone, "
+                        "which the agent's --tier-map may override")
 
 
-def _running(fab: Fabric, state: ClusterState, job: Job, gpus: list[int], agent: AgentLog | None) -> dict[str, Any]:
+def _running(fab: Fabric, state: ClusterState, job: Job, gpus: list[int], agent: AgentLog | None,
+             tiers: TierMap | None) -> dict[str, Any]:
     idx = fab.index
     if gpus:
         hosts = sorted({fab.hosts[h] for h in idx.gpu_host[gpus].tolist()}, key=fab.host_pos.__getitem__)
         spans, bounds = domain_bounds(fab, np.array(gpus, np.int64))
     else:  # a job without GPUs (or whose indices Slurm did not report): where it runs, nothing more
         hosts, spans, bounds = [h for h in job.node_list if h in fab.host_pos], {}, {}
-    _, tier = split_options(job)
+    _, tier = split_options(job, tiers)
     decision = _decision(agent, job.job_id, hosts)
     return {"job": str(job.job_id), "name": job.name[:200], "user": job.user[:64], "partition": job.partition[:64],
             "tier": tier, "state": job.state, "fabric": job.fabric_marked, "hosts": hosts,
@@ -241,8 +298,8 @@ def _decision(agent: AgentLog | None, job_id: int, hosts: list[str]) -> dict[str
     return {**placed, "same_hosts": sorted(placed["hosts"]) == sorted(hosts)}
 
 
-def _pending(job: Job, agent: AgentLog | None, now: float) -> dict[str, Any]:
-    _, tier = split_options(job)
+def _pending(job: Job, agent: AgentLog | None, now: float, tiers: TierMap | None) -> dict[str, Any]:
+    _, tier = split_options(job, tiers)
     why = None
     if agent is not None:
         why = agent.waiting.get(job.job_id) or agent.handoff.get(job.job_id)
@@ -273,7 +330,7 @@ def write(client: SlurmClient, fab: Fabric, out_html: str | Path, *, png: str | 
             "generated": d["generated"], "hosts": summary.hosts, "gpus": summary.gpus, "free": summary.free,
             "allocated": summary.allocated, "down": summary.down, "health": d["health"], "warnings": d["warnings"],
             "running": [{**r, "color": colors.get(r["job"])} for r in d["running"]], "pending": d["pending"],
-            "nodes": d["nodes"]}
+            "nodes": d["nodes"], "tier_map": d["tier_map"]}
 
 
 def watch(once: Callable[[], Any], interval_s: float, *, on_error: Callable[[FabricError], None],

@@ -19,6 +19,10 @@ account's own row (no user; ``RawShares`` in ``-P``, ``shares`` in ``--json``). 
 account whose shares are ``parent`` (``fairshare=parent``) are left out: the fairshare policy gives such an
 account its default share. :attr:`UsageAnswer.shares` holds them (whole numbers >= 0).
 
+An answer without a single *user* association (``sshare`` without slurmdbd prints only its header; so
+does one whose slurmdbd has no accounts and users) is :class:`NoAccounting`, a ``SlurmError``: such a
+Slurm keeps no usage, and taking it would silently weigh every account the same.
+
 The answers are untrusted input, decoded by their shape like :mod:`fabric_hpc.slurm.decode`: a row or
 field of an unexpected shape is a :class:`~fabric_hpc.slurm.contract.SlurmError` naming it.
 """
@@ -191,14 +195,31 @@ def decode_json(data: Any) -> UsageAnswer:
     return _per_account([_json_row(d, i) for i, d in enumerate(rows)])
 
 
+class NoAccounting(SlurmError):
+    """``sshare`` answered without a single user association: Slurm keeps no fairshare usage (no
+    slurmdbd, or no accounts and users added to it). Every account would weigh the same."""
+
+
+def _with_associations(found: UsageAnswer, command: str) -> UsageAnswer:
+    if not found.usage:  # usage has an entry, 0 or more, for every account with a user association
+        raise NoAccounting(
+            f"`{command}` lists no user association: Slurm keeps no fairshare usage here "
+            "(no slurmdbd, or no accounts and users in it), so every account would weigh the same",
+            hint="set AccountingStorageType=accounting_storage/slurmdbd in slurm.conf (with slurmdbd "
+                 "running and accounts and users added by sacctmgr), or usage_source = ledger (the agent's "
+                 "own usage)")
+    return found
+
+
 # -- reading it ----------------------------------------------------------------------------------
 def read_usage(run: Callable[[Sequence[str]], str]) -> UsageAnswer:
     """Ask ``sshare`` through ``run`` (argv -> stdout, SlurmError on failure): ``--json`` where the
-    release has it, else ``-P``."""
+    release has it, else ``-P``. An answer without a single user association is :class:`NoAccounting`."""
     try:
         out = run(list(JSON_ARGV))
     except SlurmError as exc:
         if "unrecognized option" not in exc.message and "invalid option" not in exc.message:
             raise
-        return decode_parsable(run(list(PARSABLE_ARGV)))
-    return decode_json(load_answer(out, "sshare --json did not answer JSON"))
+        return _with_associations(decode_parsable(run(list(PARSABLE_ARGV))), "sshare -a -P")
+    found = decode_json(load_answer(out, "sshare --json did not answer JSON"))
+    return _with_associations(found, "sshare -a --json")

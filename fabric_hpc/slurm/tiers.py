@@ -5,9 +5,14 @@ with tiers (:data:`fabric_hpc.scheduler.DEFAULT_TIERS`: ``high``, ``normal``, ``
 ``qos:NAME=TIER`` or ``partition:NAME=TIER``. A job's tier is, first match wins:
 
 1. its QOS's entry, 2. its partition's entry, 3. the ``tier=`` option of its ``--comment=fabric:…``,
-4. its partition's name when that is a tier name, 5. ``normal``.
+4. its partition's name when that is a tier name (of several, the lowest), 5. ``normal``.
 
-So a mapped QOS or partition cannot be overridden by the user's comment.
+So a mapped QOS or partition cannot be overridden by the user's comment. A job submitted to several
+partitions (``-p debug,lo``; Slurm reports ``debug,lo`` until it starts) or, where Slurm allows it,
+several QOS (``--qos=a,b``) may run in any of them: when any of them is mapped, the job's tier is the
+*lowest* among its mapped ones (``-p debug,lo`` with ``debug=normal``, ``lo=spot`` is ``spot``) and the
+comment has no say. Unmapped names in such a list do not count: a user may already claim any tier for
+a job in an unmapped partition by its comment.
 """
 
 from __future__ import annotations
@@ -52,11 +57,18 @@ class TierMap:
         return sorted(f"{kind}:{name}={tier}" for kind in _KINDS for name, tier in getattr(self, kind).items())
 
     def tier(self, qos: str, partition: str, requested: str | None) -> str:
-        """The tier of a job with this QOS, partition and comment ``tier=`` option (see module doc)."""
-        if qos and qos in self.qos:
-            return self.qos[qos]
-        if partition and partition in self.partition:
-            return self.partition[partition]
+        """The tier of a job with this QOS, partition and comment ``tier=`` option (see module doc);
+        ``qos`` and ``partition`` may be comma-separated lists."""
+        for names, mapped in ((qos, self.qos), (partition, self.partition)):
+            if found := lowest(mapped, names):
+                return found
         if requested in TIERS:
             return str(requested)
-        return partition if partition in TIERS else "normal"
+        return lowest({t: t for t in TIERS}, partition) or "normal"
+
+
+def lowest(mapped: Mapping[str, str], names: str) -> str | None:
+    """The lowest tier (the last in :data:`~fabric_hpc.scheduler.TIERS`) that ``mapped`` gives any
+    name of the comma-separated ``names``; None when none is mapped."""
+    tiers = {mapped[n] for n in (n.strip() for n in names.split(",")) if n and n in mapped}
+    return max(tiers, key=TIERS.index) if tiers else None

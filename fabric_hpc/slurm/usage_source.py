@@ -11,7 +11,10 @@
   fails, the ledger is used and it is asked again after ``RECHECK_S``), else ``ledger``.
 
 The ledger is charged every cycle whatever the source, so it is ready when ``sshare`` fails: then that
-cycle uses the ledger, an ``agent.usage_error`` event says why, and the next cycle asks ``sshare`` again.
+cycle uses the ledger, an ``agent.usage_error`` event says why (and the fix), and the next cycle asks
+``sshare`` again; the same error is written again only after ``ERROR_REPEAT_S``. An ``sshare`` answer
+without a single user association fails too (:class:`~fabric_hpc.slurm.sshare.NoAccounting`): a Slurm
+without slurmdbd answers only its header, and taking that would weigh every account the same.
 Each change of the source in use is an ``agent.usage_source`` event (audit log and event stream) with
 the reason; ``status.json`` carries ``usage_source`` (``slurm`` or ``ledger``) and ``usage_unit``.
 """
@@ -30,6 +33,8 @@ from fabric_hpc.slurm.usage import AgentUsage
 
 UsageMode = Literal["auto", "slurm", "ledger"]
 RECHECK_S = 300.0
+#: An unchanged usage error is written again after this long (a reader of the audit log's end finds it).
+ERROR_REPEAT_S = 600.0
 _DBD = re.compile(r"^AccountingStorageType\s*=\s*accounting_storage/slurmdbd\s*$", re.MULTILINE)
 
 
@@ -40,6 +45,12 @@ def command_runner(client: SlurmClient | None = None, timeout: float = 30.0) -> 
 
     env = client.env if isinstance(client, CliClient) else dict(os.environ)
     return CliClient(env, timeout=timeout).run  # one place runs Slurm commands and maps their failures
+
+
+def has_slurmdbd(run: Callable[[Sequence[str]], str]) -> bool:
+    """``scontrol show config`` says ``AccountingStorageType = accounting_storage/slurmdbd``; SlurmError
+    when it cannot be asked."""
+    return bool(_DBD.search(run(["scontrol", "show", "config"])))
 
 
 class UsageSource:
@@ -54,6 +65,7 @@ class UsageSource:
         self.shares: dict[str, int] | None = None
         self._accounting: bool | None = None  # auto: AccountingStorageType is slurmdbd
         self._asked_at = -RECHECK_S
+        self._last_error: tuple[str, float] | None = None  # the last usage_error written, when (monotonic)
 
     def usage(self, now: float, held: Mapping[str, int]) -> dict[str, float]:
         ledger_usage = self.ledger.charge(now, held)
@@ -66,8 +78,9 @@ class UsageSource:
         try:
             answer = read_usage(self.run)
         except SlurmError as exc:
-            self.log("usage_error", source="slurm", error=exc.message[:500], fallback="ledger")
+            self._error("slurm", exc)
             return self._use("ledger", f"sshare failed: {exc.message[:200]}", ledger_usage, "gpu_seconds")
+        self._last_error = None
         self.shares = answer.shares
         return self._use("slurm", f"sshare ({answer.unit})", answer.usage, answer.unit)
 
@@ -75,10 +88,20 @@ class UsageSource:
         if self._accounting is None and time.monotonic() - self._asked_at >= RECHECK_S:
             self._asked_at = time.monotonic()
             try:
-                self._accounting = bool(_DBD.search(self.run(["scontrol", "show", "config"])))
+                self._accounting = has_slurmdbd(self.run)
             except SlurmError as exc:
-                self.log("usage_error", source="scontrol show config", error=exc.message[:500], fallback="ledger")
+                self._error("scontrol show config", exc)
         return bool(self._accounting)
+
+    def _error(self, source: str, exc: SlurmError) -> None:
+        """``agent.usage_error`` with the fix; the same error again only after ``ERROR_REPEAT_S`` (a
+        Slurm without accounting answers the same every cycle: one record per cycle would flood the log)."""
+        now, error = time.monotonic(), exc.message[:500]
+        last = self._last_error
+        if last is not None and last[0] == error and now - last[1] < ERROR_REPEAT_S:
+            return
+        self._last_error = (error, now)
+        self.log("usage_error", source=source, error=error, hint=(exc.hint or "")[:500], fallback="ledger")
 
     def _use(self, source: str, reason: str, usage: dict[str, float], unit: str) -> dict[str, float]:
         if source != self.active or unit != self.unit:

@@ -42,8 +42,9 @@ def audit_log(state_dir, lines: list[str]) -> None:
 
 
 def decisions() -> list[str]:
-    """What the agent wrote for the recorded jobs: it placed job 1, job 3 waits."""
-    return [json.dumps({"ts": 1796313700.5, "event": "agent.place", "job": 1, "hosts": ["n7", "n10"],
+    """What the agent wrote for the recorded jobs: it started (no tier map), placed job 1, job 3 waits."""
+    return [json.dumps({"ts": 1796313600.0, "event": "agent.start", "pid": 1, "config": {"tier_map": []}}),
+            json.dumps({"ts": 1796313700.5, "event": "agent.place", "job": 1, "hosts": ["n7", "n10"],
                         "gpus": [], "cost": 12.5, "domains": {"leaf": 2}, "solver": "greedy", "breakdown": {}}),
             json.dumps({"ts": 1796313790.0, "event": "agent.waiting", "jobs": {"3": "Compact"}})]
 
