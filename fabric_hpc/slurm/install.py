@@ -289,6 +289,8 @@ class Installer:
                     entry["backup"] = str(backup)
                 actions.append(f"backup  {f.path} -> {backup.name}")
             write_atomic(target, data, mode=f.mode)
+            if target.name == "job_submit.lua":  # 22.05 reloads it only when its mtime is after its last load
+                _newer_than(target, time.time_ns())
             man["files"][f.path] = {**entry, "sha256": sha256(data)}
             actions.append(f"wrote   {f.path}")
         self._save(man)
@@ -462,7 +464,8 @@ def _mtime_ns(path: Path) -> int:
 
 def _newer_than(path: Path, mtime_ns: int) -> None:
     """Give ``path`` an mtime of now, and in a later second than ``mtime_ns`` (slurmctld compares whole
-    seconds, and reloads job_submit.lua only for a newer one): a restored backup keeps its old mtime."""
+    seconds, and reloads job_submit.lua only for a newer one: 22.05 than the time it last loaded it, so
+    a file written in the second of a load is not reloaded; a restored backup keeps its old mtime)."""
     second = 1_000_000_000
     now = time.time_ns()
     os.utime(path, ns=(now, max(now, (mtime_ns // second + 1) * second)))
