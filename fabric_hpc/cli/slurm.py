@@ -205,7 +205,8 @@ def topo_files(topology: str, topo_dir: str, hosts: tuple[str, ...], as_json: bo
     if missing:
         first = next(iter(missing.values()))
         raise ConfigError(f"{len(paths)} topology file(s) written in {topo_dir}; none for "
-                          f"{len(missing)} host(s) {compress(sorted(missing))}: {first.message}", hint=first.hint)
+                          f"{len(missing)} host(s) {compress(sorted(missing))}: {first.message}",
+                          hint=first.hint)
     render(as_json, {"dir": topo_dir, "files": paths}, lambda con: con.print(
         f"{len(paths)} topology file(s) in {topo_dir}" + ("" if os.geteuid() == 0 else
         " (not root: only jobs of this user will trust them)")))

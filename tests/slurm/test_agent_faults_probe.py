@@ -25,15 +25,15 @@ HOSTS = tuple(f"n{i}" for i in range(1, 17))
 
 
 def spot(job_id: int, hosts: tuple[str, ...], **kw) -> Job:
-    return Job(job_id=job_id, name=f"s{job_id}", state="RUNNING", comment="fabric:tier=spot", nodes=len(hosts),
-               gpus_per_node=8, node_list=hosts, gpus={h: tuple(range(8)) for h in hosts},
+    return Job(job_id=job_id, name=f"s{job_id}", state="RUNNING", comment="fabric:tier=spot",
+               nodes=len(hosts), gpus_per_node=8, node_list=hosts, gpus={h: tuple(range(8)) for h in hosts},
                submit_time=time.time() - 600, start_time=time.time() - 600, **kw)
 
 
 def high(job_id: int) -> Job:
     now = time.time()
-    return Job(job_id=job_id, name="high", state="PENDING", comment="fabric:tier=high", nodes=2, gpus_per_node=8,
-               submit_time=now, begin_time=now + 8)
+    return Job(job_id=job_id, name="high", state="PENDING", comment="fabric:tier=high", nodes=2,
+               gpus_per_node=8, submit_time=now, begin_time=now + 8)
 
 
 # -- the requeue flag, read by every backend ---------------------------------------------------------
@@ -66,8 +66,9 @@ def test_scontrol_text_and_pyslurm_say_whether_slurm_may_requeue_a_job(version: 
 
     fields = dict(id=13, state="PENDING", allocated_nodes=None, gres_per_node={"gpu": 8}, eligible_time=None,
                   start_time=None, time_limit=None, name="g", state_reason="None", comment="fabric",
-                  user_name="u", partition="debug", account="a", qos="normal", num_nodes=2, required_nodes=None,
-                  excluded_nodes=None, submit_time=1, priority=1, dependencies=None, cpus=10, reservation=None,
+                  user_name="u", partition="debug", account="a", qos="normal", num_nodes=2,
+                  required_nodes=None, excluded_nodes=None, submit_time=1, priority=1, dependencies=None,
+                  cpus=10, reservation=None,
                   array_id=None, heterogeneous_id=None)
     assert job_from_pyslurm(SimpleNamespace(**fields, is_requeueable=False)).requeue is False
     assert job_from_pyslurm(SimpleNamespace(**fields, is_requeueable=True)).requeue is True

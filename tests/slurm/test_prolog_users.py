@@ -360,7 +360,8 @@ def test_topo_files_takes_a_generator_reference(tmp_path: Path) -> None:
 
 
 def test_topo_files_writes_every_host_with_facts_and_names_those_without(tmp_path: Path, capsys) -> None:
-    """Before, the first host without usable discovery facts stopped the command: hosts after it got no file."""
+    """Before, the first host without usable discovery facts stopped the command: hosts after it got no
+    file."""
     from fabric_hpc.cli.main import main
     from fabric_hpc.topology import open_fabric
 

@@ -1,5 +1,6 @@
 """An admin's probe of the agent on a live cluster: a spot gang Slurm will not requeue, and a job whose
-partition goes INACTIVE while its ``--begin`` is ahead (agent as conftest starts it, plus the admin's flags)."""
+partition goes INACTIVE while its ``--begin`` is ahead (agent as conftest starts it, plus the admin's
+flags)."""
 
 from __future__ import annotations
 

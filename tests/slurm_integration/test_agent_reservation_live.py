@@ -27,7 +27,7 @@ def _reservation(c, name: str):
         _until(lambda: "RESERVED" in c.run(["scontrol", "show", "node", "n1"]).stdout, "n1 not RESERVED",
                None, timeout=15)
         yield
-    finally:  # Slurm deletes no reservation with jobs in it: cancel them first (the session's cluster is shared)
+    finally:  # Slurm deletes no reservation with jobs in it: cancel them first (the cluster is shared)
         c.run(["scancel", "--user", "root"], check=False)
         deadline = time.monotonic() + 30
         while c.run(["scontrol", "delete", f"ReservationName={name}"], check=False).returncode != 0:
