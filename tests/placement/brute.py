@@ -33,3 +33,26 @@ def _choices(p: Problem):
     for xs in itertools.product(*[range(int(p.cap[h]) + 1) for h in hosts]):
         if sum(xs) == p.units:
             yield {int(h): x for h, x in zip(hosts, xs, strict=True) if x}
+
+
+def checked_optimal_claims(fab, text: str, seeds, busy: float, options) -> int:
+    """Place ``text`` with cpsat on random busy states of ``fab`` (one per seed; tiny fabrics): its
+    cost is never below brute force's, and where it claims optimal it equals it. The count of claims."""
+    import pytest
+
+    from fabric_hpc.placement import place
+    from fabric_hpc.placement.request import parse_request
+    from tests.placement.conftest import random_state
+
+    claimed = 0
+    for seed in seeds:
+        state = random_state(fab, seed, busy=busy)
+        best = brute_force(Problem(fab, state, parse_request(text)))
+        if best is None:
+            continue
+        placed = place(fab, state, text, solver="cpsat", options=options)
+        assert placed.cost >= best - 1e-9  # brute force's is the least
+        if placed.optimal:
+            assert placed.cost == pytest.approx(best, abs=1e-9), (text, seed, placed.hosts)
+            claimed += 1
+    return claimed

@@ -8,11 +8,8 @@ from __future__ import annotations
 import pytest
 
 from fabric_hpc.placement import ClusterState, SolveOptions, place
-from fabric_hpc.placement.problem import Problem
-from fabric_hpc.placement.request import parse_request
 from fabric_hpc.topology import build, generators, open_fabric
-from tests.placement.brute import brute_force
-from tests.placement.conftest import random_state
+from tests.placement.brute import checked_optimal_claims
 
 OPTIONS = SolveOptions(time_limit_s=5.0, workers=1)
 
@@ -28,15 +25,5 @@ def test_one_nic_hosts_are_proven_optimal_at_the_bound():
 def test_an_optimal_claim_on_one_nic_hosts_is_brute_force_optimal(text):
     """Soundness of the tighter bound: where CP-SAT says optimal, no placement is cheaper."""
     fab = build(generators.leaf_spine(hosts=4, hosts_per_leaf=2, gpus=4))  # one NIC per 4 GPUs
-    claimed = 0
-    for seed in range(4):
-        state = random_state(fab, seed, busy=0.25)
-        best = brute_force(Problem(fab, state, parse_request(text)))
-        if best is None:
-            continue
-        placed = place(fab, state, text, solver="cpsat", options=OPTIONS)
-        assert placed.cost >= best - 1e-9  # brute force's is the least
-        if placed.optimal:
-            assert placed.cost == pytest.approx(best, abs=1e-9), (seed, placed.hosts)
-            claimed += 1
+    claimed = checked_optimal_claims(fab, text, range(4), 0.25, OPTIONS)
     assert claimed >= 2

@@ -11,8 +11,7 @@ from fabric_hpc.placement import ClusterState, PlacementInfeasible, SolveOptions
 from fabric_hpc.placement.problem import Problem
 from fabric_hpc.placement.request import parse_request
 from fabric_hpc.topology import build
-from tests.placement.brute import brute_force
-from tests.placement.conftest import random_state
+from tests.placement.brute import checked_optimal_claims
 
 OPTIONS = SolveOptions(time_limit_s=5.0, workers=1)
 
@@ -78,18 +77,8 @@ def test_an_optimal_claim_on_a_mixed_cluster_is_brute_force_optimal():
     """Soundness of the per-class bound: where CP-SAT says optimal, no placement is cheaper (also where
     the answer mixes classes: a PCIe host beside the NVLink hosts' free GPUs)."""
     fab = mixed(2, 2)
-    claimed = 0
-    for text in ("gpus=4", "gpus=10", "nodes=3,gpus=2", "gpus=14"):
-        for seed in range(5):
-            state = random_state(fab, seed, busy=0.4)
-            best = brute_force(Problem(fab, state, parse_request(text)))
-            if best is None:
-                continue
-            placed = place(fab, state, text, solver="cpsat", options=OPTIONS)
-            assert placed.cost >= best - 1e-9  # brute force's is the least
-            if placed.optimal:
-                assert placed.cost == pytest.approx(best, abs=1e-9), (text, seed, placed.hosts)
-                claimed += 1
+    claimed = sum(checked_optimal_claims(fab, text, range(5), 0.4, OPTIONS)
+                  for text in ("gpus=4", "gpus=10", "nodes=3,gpus=2", "gpus=14"))
     assert claimed >= 8
 
 
