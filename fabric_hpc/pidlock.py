@@ -20,32 +20,46 @@ class PidLock:
     ``busy(owner pid text)`` and ``hint``; ``holder`` says who holds it without taking it."""
 
     def __init__(self, path: Path, *, busy: Callable[[str], str], hint: str, mode: int = 0o600,
-                 note: str = "") -> None:
+                 note: str = "", remove: bool = False) -> None:
         self.path, self._busy, self._hint, self._mode = Path(path), busy, hint, mode
         self._note = note  # written after the pid on the owner's line (who it is, for ``busy``)
+        self._remove = remove  # release removes the file (a short-lived lock that must leave nothing)
         self._fd: int | None = None
 
     def acquire(self, wait_s: float = 0.0) -> None:
         """Take the lock, waiting up to ``wait_s`` seconds for another holder to let go."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, self._mode)
         deadline = time.monotonic() + wait_s
         while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, self._mode)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
                 if time.monotonic() < deadline:
+                    os.close(fd)
                     time.sleep(0.02)
                     continue
                 owner = os.pread(fd, 256, 0).decode(errors="replace").strip()
                 os.close(fd)
                 raise ConfigError(self._busy(owner or "?"), hint=self._hint) from None
+            if self._same_file(fd):
+                break
+            os.close(fd)  # a holder removed the file we opened as it let go: lock the new one
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}{' ' + self._note if self._note else ''}\n".encode(), 0)
         self._fd = fd
 
+    def _same_file(self, fd: int) -> bool:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(fd)
+        return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
     def release(self) -> None:
         if self._fd is not None:
+            if self._remove:  # still holding it: a waiter that opened this file retries on a new one
+                self.path.unlink(missing_ok=True)
             os.close(self._fd)
             self._fd = None
 

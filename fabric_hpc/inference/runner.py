@@ -442,10 +442,10 @@ def _merged(out: Path) -> bool:
 
 def _merge_lock(out: Path) -> PidLock:
     """Held by ``merge`` while it checks and writes: ``status`` says ``merging``, a second merge
-    is refused."""
+    is refused; removed as it is released (a merge leaves nothing behind)."""
     return PidLock(out / ".merge.lock", busy=lambda owner: f"another `fabric infer merge` (pid {owner}) is "
                                                            f"merging {out}",
-                   hint="wait for it to end")
+                   hint="wait for it to end", remove=True)
 
 
 def _refuse_while_running(out: Path) -> None:
