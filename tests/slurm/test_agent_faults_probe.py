@@ -39,13 +39,16 @@ def high(job_id: int) -> Job:
 # -- the requeue flag, read by every backend ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", ["slurm-22.05", "slurm-25.11"])
-@pytest.mark.parametrize("answer", ["squeue.json", "rest-jobs.json", "scontrol-jobs.json"])
-def test_the_json_answers_say_whether_slurm_may_requeue_a_job(version: str, answer: str) -> None:
-    path = DATA / version / answer
-    if not path.exists():
-        pytest.skip(f"{version} has no {answer} (scontrol --json is 23.02+)")
-    data = json.loads(path.read_text())
+#: The recorded JSON answers of jobs (22.05 has no scontrol-jobs.json: scontrol --json is 23.02+).
+JOB_ANSWERS = sorted(f"{p.parent.name}/{p.name}"
+                     for name in ("squeue.json", "rest-jobs.json", "scontrol-jobs.json")
+                     for p in DATA.glob(f"slurm-*/{name}"))
+
+
+@pytest.mark.parametrize("answer", JOB_ANSWERS)
+def test_the_json_answers_say_whether_slurm_may_requeue_a_job(answer: str) -> None:
+    assert len(JOB_ANSWERS) == 5  # squeue and rest of both releases, scontrol of 25.11
+    data = json.loads((DATA / answer).read_text())
     assert {j.requeue for j in decode.jobs_answer(data, answer)} == {True}  # recorded with JobRequeue=1
     for j in data["jobs"]:
         j["requeue"] = False  # as --no-requeue answers
