@@ -36,6 +36,7 @@ from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.hostlist import compress
 from fabric_hpc.slurm.contract import SlurmClient, SlurmError
 from fabric_hpc.slurm.parse import reason_words
+from fabric_hpc.slurm.view import DEFERRAL_SLACK_S
 
 #: Failed pins (or stale ones) in a row after which a job is handed to Slurm.
 MAX_PIN_FAILURES = 3
@@ -49,8 +50,6 @@ DEFER_RETRY_S = 4.0
 MAX_DEFER_FAILURES = 3
 #: The begin times the agent asked for, kept per job (recognised as its own, :meth:`Actions.recognise`).
 ASKED_KEPT = 4
-#: How far a begin time may lie from one the agent asked for and still be that one (view.DEFERRAL_SLACK_S).
-ASKED_SLACK_S = 3.0
 #: Slurm's answers when the caller may not modify a job (22.05 to 25.11).
 DENIED = ("invalid user id", "access denied", "access/permission denied", "permission denied")
 PRIVILEGE_HINT = ("run the agent as SlurmUser or root, or make its user a Slurm operator "
@@ -225,7 +224,7 @@ class Actions:
             asked = self.asked.get(job.job_id)
             if asked and job.pending and job.begin_time is not None:
                 for t in reversed(asked):
-                    if abs(job.begin_time - t) <= ASKED_SLACK_S:
+                    if abs(job.begin_time - t) <= DEFERRAL_SLACK_S:
                         self.deferrals[job.job_id] = t
                         break
 
@@ -247,19 +246,21 @@ class Actions:
         """Pins Slurm rejected (``BadConstraints``: it never starts the job on those hosts): each job is
         handed to Slurm once (its pin cleared, eligible now), never pinned again by this agent."""
         for job_id, hosts in rejected.items():
-            if job_id not in self.handed_off:
-                self.hand_over(job_id, f"Slurm rejected the pin to {compress(list(hosts))} (BadConstraints: "
-                                       "those nodes cannot satisfy the job, e.g. its GPU type or a constraint)")
+            self._hand_once(job_id, f"Slurm rejected the pin to {compress(list(hosts))} (BadConstraints: "
+                                    "those nodes cannot satisfy the job, e.g. its GPU type or a constraint)")
 
     def limited(self, limited: Mapping[int, str]) -> None:
         """Jobs Slurm holds back under a limit (a partition's time limit, a down partition, a QOS
         limit): each is handed to Slurm once, so squeue shows the user Slurm's reason (a deferral would
         show BeginTime), and Slurm starts it once the limit allows; this agent does not place it again."""
         for job_id, reason in limited.items():
-            if job_id not in self.handed_off:
-                words = reason_words(reason)
-                self.hand_over(job_id, f"Slurm holds it back under a limit ({reason}: {words}); "
-                                       "Slurm starts it once the limit allows")
+            self._hand_once(job_id, f"Slurm holds it back under a limit ({reason}: {reason_words(reason)}); "
+                                    "Slurm starts it once the limit allows")
+
+    def _hand_once(self, job_id: int, why: str) -> None:
+        """:meth:`hand_over` a job this agent has not handed over yet."""
+        if job_id not in self.handed_off:
+            self.hand_over(job_id, why)
 
     def forget(self, pending: Iterable[int], active: Iterable[int] = ()) -> None:
         """Drop the memory of jobs that are no longer pending (bounded memory); of refused requeues, of

@@ -418,7 +418,7 @@ def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: In
             if never is not None:
                 raise ConfigError(f"job {job.job_id}: {never.message}", hint=never.hint)
             extra = {*pins.avoid.get(job.job_id, ()), *view.stale.get(job.job_id, ())}
-            request = _avoiding(request, hosts.kept_from(job) | extra if extra else hosts.kept_from(job))
+            request = _avoiding(request, hosts.kept_from(job) | extra)
         except ConfigError as exc:
             if job.begin_time is None or job.begin_time > now:  # not yet handed to Slurm
                 text = exc.message
