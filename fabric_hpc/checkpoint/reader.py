@@ -18,6 +18,7 @@ from fabric_hpc.checkpoint.format import (
     MANIFEST, NATIVE_DTYPES, VIEW_DTYPES, Manifest, TensorEntry, chunk_key, dtype_str, parse_manifest,
     stored_dtype,
 )
+from fabric_hpc.extras import require
 from fabric_hpc.inputs import kind_of
 from fabric_hpc.checkpoint.tensors import as_tuple, empty_like_target, is_torch, split_region, target_view
 
@@ -285,7 +286,7 @@ def _is_region(region: Any) -> bool:
 def _cast_into(src: np.ndarray, src_dtype: str, out: Any, out_dtype: str) -> None:
     if src_dtype in ("bfloat16", "float8_e4m3fn", "float8_e5m2") or \
             out_dtype in ("bfloat16", "float8_e4m3fn", "float8_e5m2") or is_torch(out):
-        import torch
+        torch = require("torch", extra="torch", needed_for=f"reading {src_dtype} values as {out_dtype}")
         t = torch.from_numpy(src)
         if src_dtype in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
             t = t.view(getattr(torch, src_dtype)) if src.dtype.itemsize == 1 else \

@@ -12,6 +12,7 @@ import numpy as np
 
 from fabric_hpc.checkpoint.errors import CheckpointError
 from fabric_hpc.checkpoint.format import dtype_name, split_bounds, stored_dtype
+from fabric_hpc.extras import require
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def check_storable(t: Any, name: str) -> None:
 def empty_like_target(shape: tuple[int, ...], logical: str, *, torch_out: bool) -> Any:
     """A fresh output buffer (numpy array, or torch tensor when ``torch_out``)."""
     if torch_out:
-        import torch
+        torch = require("torch", extra="torch", needed_for=f"restoring {logical} values as torch tensors")
         return torch.empty(shape, dtype=getattr(torch, logical))
     if logical in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
         raise CheckpointError(f"numpy has no {logical}: restore it as torch (as_torch=True) "

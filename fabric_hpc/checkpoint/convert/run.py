@@ -35,6 +35,7 @@ from fabric_hpc.checkpoint.convert.recipe import FP8_DTYPES, Recipe, load_recipe
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError
 from fabric_hpc.checkpoint.format import chunk_key, stored_dtype
 from fabric_hpc.checkpoint.interop.stream import StreamWriter
+from fabric_hpc.extras import require
 from fabric_hpc.checkpoint.parallel import Item, run_bounded
 from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint
 from fabric_hpc.checkpoint.tensors import HostArray
@@ -73,6 +74,7 @@ def convert(path: Path | str, out_root: Path | str, recipe: Recipe | Mapping[str
     1.1x the largest input or output tensor, leaving room for the interpreter under the 1.2x
     rule); a tensor over the budget runs alone."""
     t0 = time.perf_counter()
+    require("torch", extra="torch", needed_for="checkpoint convert")  # its casts and workers run on torch
     recipe = load_recipe(recipe)
     ckpt = open_checkpoint(path, step)
     ckpt.verify_partial = False  # every source is CRC-checked whole (_verify_source) before it is used
