@@ -24,6 +24,7 @@ from pathlib import Path
 from benchmarks._report import write_section
 from fabric_hpc.scheduler import fabric_policy, slurm_policy
 from fabric_hpc.sim import Simulator, gang_workload, load_trace, summarize
+from fabric_hpc.sim.rows import NEVER_RAN, NEVER_SCHEDULED, NOT_GPU
 from fabric_hpc.topology import open_fabric
 
 #: Jain's index differences below this are noise (one job more or less in an account's mean).
@@ -276,6 +277,12 @@ def speed_all(q: bool, a: argparse.Namespace) -> tuple[list[dict], dict | None]:
     return speed, (full_speed(a.repeat) if a.full_speed else None)
 
 
+def _skips(trace) -> str:
+    """How many rows were skipped for each reason, in short words."""
+    short = {NOT_GPU: "CPU-only", NEVER_SCHEDULED: "never scheduled", NEVER_RAN: "deleted when created"}
+    return ", ".join(f"{n} {short.get(why, why)}" for why, n in trace.skipped_by.items())
+
+
 def compare_all(q: bool) -> list[dict]:
     comps = []
     gang = gang_workload(jobs=400 if q else 1200, cluster_gpus=1024, load=1.5, seed=7)
@@ -291,7 +298,7 @@ def compare_all(q: bool) -> list[dict]:
     print("nvl72 done", flush=True)
     openb = load_trace(f"openb:{OPENB}")
     jobs = list(openb)[:1500] if q else list(openb)
-    comps.append(compare(f"Alibaba openb trace ({openb.skipped} CPU-only pods skipped)",
+    comps.append(compare(f"Alibaba openb trace ({openb.skipped} pods skipped: {_skips(openb)})",
                          "leaf-spine:hosts=4,hosts_per_leaf=2", jobs))
     return comps
 

@@ -28,6 +28,9 @@ NOT_FINISHED = ("are jobs that had not finished (no end time: pending, running, 
 #: kept (it still waits for its GPUs), so these reasons are for rows that say the job never ran.
 NO_RUN_TIME = "have no run time (SWF run time -1: unknown)"
 NEVER_RAN = "never ran (openb pods deleted when they were created)"
+#: openb pods that were deleted while Pending: their deletion - creation is a wait, not a run.
+NEVER_SCHEDULED = ("were never scheduled (openb pod_phase Pending and no scheduled_time: deleted while "
+                   "waiting, so deletion - creation is a wait, not a run time)")
 #: sacct rows whose AllocTRES lists TRES but no gres/gpu.
 NO_GPU_TRES = ("are not GPU jobs (their AllocTRES lists no gres/gpu; a site that does not account GPUs "
                "(AccountingStorageTRES=gres/gpu) can leave AllocTRES out of sacct --format to count "

@@ -22,7 +22,8 @@ line. Files are read one line at a time; ``limit=N`` keeps only the N earliest j
 
 A run time of 0 s (SWF run time 0, Tiresias duration 0) is a job that ran under a second: it is
 kept, and waits for its GPUs like any other; an openb pod deleted when it was created never ran and
-is skipped (``NEVER_RAN``), as is an SWF run time of -1 (unknown).
+is skipped (``NEVER_RAN``), as is one deleted while ``Pending`` with no ``scheduled_time``
+(``NEVER_SCHEDULED``: its deletion − creation was a wait) and an SWF run time of -1 (unknown).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.inputs import check_path, finite
 from fabric_hpc.placement.request import Request
 from fabric_hpc.scheduler.contract import TIERS, Job
-from fabric_hpc.sim.rows import NEVER_RAN, NO_RUN_TIME, NOT_FINISHED, NOT_GPU, Ids, Keep, lines
+from fabric_hpc.sim.rows import NEVER_RAN, NEVER_SCHEDULED, NO_RUN_TIME, NOT_FINISHED, NOT_GPU, Ids, Keep, lines
 
 
 #: Largest submit time or duration a trace may give (about 317 years, in seconds).
@@ -306,6 +307,9 @@ def read_openb(path: str | os.PathLike[str], *, gpus_per_host: int = 8, walltime
         if gpus <= 0 or end is None or end == start:
             keep.skip(NOT_GPU if gpus <= 0 else NOT_FINISHED if end is None else NEVER_RAN)
             continue
+        if _never_scheduled(table, row):
+            keep.skip(NEVER_SCHEDULED)
+            continue
         qos = row[i_qos]
         if qos not in OPENB_TIERS:
             raise ConfigError(f"{p}:{n}: unknown qos {qos[:40]!r}",
@@ -319,6 +323,13 @@ def read_openb(path: str | os.PathLike[str], *, gpus_per_host: int = 8, walltime
             OPENB_TIERS[qos], {"comm_fraction": _fraction(1.0), **profile}))
     ids.check(lambda: ((n, row[i_name]) for n, row in _Table(p, need, "an Alibaba openb pod list")))
     return Trace(_built(keep), f"openb:{p.name}", keep.skipped_by)
+
+
+def _never_scheduled(table: _Table, row: list[str]) -> bool:
+    """An openb pod deleted while still ``Pending`` (no ``scheduled_time``): it never ran (a file
+    without those columns: every finished pod ran)."""
+    phase, scheduled = table.get(row, "pod_phase"), table.get(row, "scheduled_time")
+    return (phase or "").strip().lower() == "pending" and not (scheduled or "").strip()
 
 
 def _milli(p: Path, n: int, text: str | None) -> None:
