@@ -126,10 +126,21 @@ def discovered_xml(fabric: Fabric, host: str, facts: dict[str, Any]) -> str:
     for n, h in enumerate(compute_hcas(facts, ht.nic_gbps)[:ht.nics]):
         dev = device(cpu(h.get("numa_node")), h["pci_bridges"], pci_sysfs_id(h["pci"]), "0x020700")
         ET.SubElement(ET.SubElement(dev, "nic"), "net", name=h["name"], dev=str(n),
-                      speed=str(int(ht.nic_gbps * 8000)), port="1")
+                      speed=str(int(ht.nic_gbps * 8000)), port=_active_port(h))
     _facts_nvlinks(facts["gpus"], busid)
     ET.indent(system)
     return ET.tostring(system, encoding="unicode").replace("class_=", "class=") + "\n"
+
+
+def _active_port(hca: dict[str, Any]) -> str:
+    """The HCA port NCCL uses (its first ACTIVE port with a rate, as ``compute_hcas`` counted it;
+    a dual-port card cabled on port 2 is not port 1); "1" where the facts give no number."""
+    for p in hca.get("ports") or []:
+        if isinstance(p, dict) and p.get("state") == "ACTIVE" and p.get("rate_gbit"):
+            port = p.get("port")
+            if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 256:
+                return str(port)
+    return "1"
 
 
 def nccl_bridges(bridges: list[str]) -> list[str]:

@@ -287,3 +287,17 @@ def test_nccl_xml_bridges_follow_nccls_sysfs_walk(tmp_path):
     assert sorted(p.get("busid") for p in switch.findall("pci")) == ["0000:18:00.0", "0000:19:00.0"]
     assert switch.find("pci/gpu") is not None and switch.find("pci/nic/net").get("name") == "mlx5_0"
     assert not [p for p in system.iter("pci") if p.get("busid") in ("0000:15:01.0", "0000:17:01.0")]
+
+
+def test_nccl_xml_names_the_hcas_active_port(tmp_path):
+    # a dual-port HCA cabled on port 2 (port 1 down): NCCL's <net port> is 2, not a hard-coded 1
+    root, rec = mini_dgx(tmp_path)
+    ib = root / "sys/class/infiniband/mlx5_0/ports"
+    (ib / "2").mkdir()
+    for name in ("rate", "state", "link_layer"):
+        (ib / "2" / name).write_text((ib / "1" / name).read_text())
+    (ib / "1" / "state").write_text("1: DOWN")
+    found = discover(root=root, nvml_recording=rec, hostname="dgx01")
+    system = ET.fromstring(nccl_topo_xml(Fabric(found.spec), "dgx01", found.facts))
+    ports = {n.get("name"): n.get("port") for n in system.iter("net")}
+    assert ports["mlx5_0"] == "2" and set(ports.values()) - {"2"} == {"1"}
