@@ -3,8 +3,10 @@
 Each cycle (every ``interval_s``, or at once when the job_submit plugin rewrites ``<state_dir>/wake``,
 one line: the agent watches its modification time):
 
-1. read nodes and jobs from Slurm (two calls) and build the view (:mod:`fabric_hpc.slurm.view`:
-   tiers from QOS/partition by ``tier_map``, running jobs' last checkpoints under ``ckpt_root``);
+1. read nodes, jobs and reservations from Slurm (three calls; reservations where the client
+   reads them, :class:`~fabric_hpc.slurm.contract.ReadsReservations`) and build the view
+   (:mod:`fabric_hpc.slurm.view`: tiers from QOS/partition by ``tier_map``, running jobs' last
+   checkpoints under ``ckpt_root``);
 2. charge the fairshare usage of the interval since the last cycle and save it
    (:mod:`fabric_hpc.slurm.usage`, ``<state_dir>/usage.json``); take the usage from Slurm's accounting
    (``sshare``) or that ledger (``usage_source``, :mod:`fabric_hpc.slurm.usage_source`), then run the
@@ -53,7 +55,7 @@ from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
 from fabric_hpc.slurm.actions import Actions, AgentPrivilegeError
 from fabric_hpc.slurm.agent_config import AgentConfig  # noqa: F401 (where callers import it from)
 from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer, repair_logs
-from fabric_hpc.slurm.contract import Node, SlurmClient, SlurmError
+from fabric_hpc.slurm.contract import Node, ReadsReservations, SlurmClient, SlurmError
 from fabric_hpc.slurm.plugins import PROTOCOL_VERSION
 from fabric_hpc.slurm.sdnotify import notify
 from fabric_hpc.slurm.tiers import TierMap
@@ -110,18 +112,24 @@ class Agent:
         self.errors = 0  # cycles that failed since the start
         self.last_error: str | None = None  # the last failed cycle's or action's error
         self._status: dict[str, Any] = {"cycles": 0}
+        self._ignored_resv: dict[str, str] = {}  # the reservations left out last cycle (noted on change)
 
     # -- one cycle ---------------------------------------------------------------------------
     def cycle(self, now: float | None = None) -> CycleResult:
         t0 = time.perf_counter()
         now = time.time() if now is None else now
         nodes, jobs = self.client.nodes(), self.client.jobs()
+        resvs = self.client.reservations() if isinstance(self.client, ReadsReservations) else None
         t_read = time.perf_counter()
         self.actions.recognise(jobs)  # its own deferrals, Slurm's error answer notwithstanding
         pins = PinRules(self.config.pin_timeout_s, self.actions.handed_off, self.actions.avoid,
                         fallback_s=self.config.fallback_s, deferrals=self.actions.deferrals,
                         waits=self.actions.waits, requeued=self.actions.requeued)
-        view = build_view(self.fab, nodes, jobs, now=now, inputs=self.inputs, pins=pins)
+        view = build_view(self.fab, nodes, jobs, now=now, inputs=self.inputs, pins=pins, reservations=resvs)
+        if view.ignored_reservations != self._ignored_resv:  # Slurm records fabric cannot trust, said once
+            self._ignored_resv = view.ignored_reservations
+            if self._ignored_resv:
+                self._note("reservations_ignored", reservations=self._ignored_resv)
         self.actions.forget([j.job_id for j in jobs if j.pending], [j.job_id for j in jobs if j.active])
         if refused := self.actions.unrequeueable:  # requeues Slurm refused: no victims again while they run
             view.running = [replace(r, preemptible=False) if int(r.job.id) in refused else r
@@ -225,7 +233,8 @@ class Agent:
                         "pinned": len(view.pinned), "started": [s["job"] for s in res.started],
                         "requeued": res.requeued, "waiting": {str(k): v for k, v in res.waiting.items()},
                         "utilisation": view.state.utilisation(), "backend": self.client.backend,
-                        "missing_hosts": len(view.missing), **self.usage_source.status()}
+                        "missing_hosts": len(view.missing), "upcoming_reservations": len(view.upcoming),
+                        **self.usage_source.status()}
         self._write_status()
         write_atomic(self.state_dir / "heartbeat", heartbeat_text(time.time()), mode=0o644, durable=False)
         if self.metrics is not None:

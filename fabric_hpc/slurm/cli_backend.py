@@ -1,11 +1,12 @@
 """The ``cli`` backend: Slurm's own commands (tested with Slurm 22.05 and 25.11).
 
-Reads use ``squeue --json`` and, for nodes, ``sinfo --json`` where it lists nodes (22.05) or
-``scontrol show nodes --json`` (23.02+, whose ``sinfo --json`` has per-partition records); both are
-decoded by :mod:`fabric_hpc.slurm.decode`. ``scontrol show job -d -o`` / ``scontrol show node -d -o``
-are the text fallbacks for a single job and for Slurm builds without JSON. Actions are ``scontrol
-update/hold/release/requeue``, ``scancel`` and ``sbatch --parsable``. Each call has a timeout; a
-failure is a :class:`SlurmError` with Slurm's message.
+Reads use ``squeue --json`` and, for nodes, ``sinfo --json`` where it lists nodes (22.05) or ``scontrol show
+nodes --json`` (23.02+, whose ``sinfo --json`` has per-partition records); both are decoded by
+:mod:`fabric_hpc.slurm.decode`; reservations ``scontrol show reservation --json``, or its ``-o`` text where
+this scontrol has no ``--json`` (22.05; :mod:`fabric_hpc.slurm.reservations`). ``scontrol show job -d -o`` /
+``scontrol show node -d -o`` are the text fallbacks for a single job and for Slurm builds without JSON.
+Actions are ``scontrol update/hold/release/requeue``, ``scancel`` and ``sbatch --parsable``. Each call has a
+timeout; a failure is a :class:`SlurmError` with Slurm's message.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from fabric_hpc.errors import NotFoundError
+from fabric_hpc.errors import FabricError, NotFoundError
 from fabric_hpc.slurm import decode, segment
+from fabric_hpc.slurm import reservations as resv
 from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, check_slurm_conf
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
 from fabric_hpc.slurm.parse import gpu_count, gpu_indices, hosts, job_node_gres, parse_key_values, parse_state
@@ -54,6 +56,7 @@ class CliClient(SlurmClient):
         self.timeout = timeout
         self.recorder = recorder  # benchmarks record every answer to replay it
         self._scontrol_nodes = False  # True once sinfo --json answered without a node list
+        self._resv_text = False  # True once scontrol show reservation --json answered no JSON
 
     def run(self, argv: Sequence[str], stdin: str | None = None, *, cwd: str | None = None) -> str:
         """stdout of a Slurm command run with this client's environment; SlurmError naming the
@@ -99,6 +102,22 @@ class CliClient(SlurmClient):
     @decode.gc_paused()
     def jobs(self) -> list[Job]:
         return decode.jobs_answer(self._json(["squeue", "--json"]), "squeue --json")
+
+    def reservations(self) -> resv.Read:
+        """``scontrol show reservation --json`` (23.02+); its ``-o`` text (local times) where scontrol has no
+        ``--json`` (Debian's 22.05: "unrecognized option") or answers no JSON; asked directly after that."""
+        if not self._resv_text:
+            try:
+                out = self.run(["scontrol", "show", "reservation", "--json"])
+            except SlurmError as exc:  # 22.05: "scontrol: unrecognized option '--json'"; other failures are
+                if "option '--json'" not in exc.message:  # Slurm's (down, refused): the cycle's error
+                    raise
+                out = ""
+            if out.lstrip().startswith("{"):
+                what = "scontrol show reservation --json"
+                return resv.json_answer(decode.load_answer(out, f"`{what}` did not answer JSON"), what)
+            self._resv_text = True
+        return resv.text_answer(self.run(["scontrol", "show", "reservation", "-o"]))
 
     def job(self, job_id: int) -> Job:
         out = self.run(["scontrol", "show", "job", "-d", "-o", str(int(job_id))]).strip()
@@ -204,7 +223,19 @@ def _job_from_scontrol(line: str) -> Job:
                dependency=_set(kv.get("Dependency")),
                array_job_id=_int(kv, "ArrayJobId", f"job {kv['JobId']}"),
                het_job_id=_int(kv, "HetJobId", f"job {kv['JobId']}"), reservation=_set(kv.get("Reservation")),
-               requeue=kv.get("Requeue", "1") != "0")
+               requeue=kv.get("Requeue", "1") != "0", time_limit_min=_limit(kv.get("TimeLimit"), kv["JobId"]))
+
+
+def _limit(text: str | None, job_id: str) -> int | None:
+    """``TimeLimit=02:00:00`` in minutes; None for none (``UNLIMITED``, ``Partition_Limit``, absent)."""
+    from fabric_hpc.slurm.rest_backend import minutes  # the rest backend imports this module
+
+    if not text or not text[0].isdigit():
+        return None
+    try:
+        return minutes(text)
+    except FabricError:
+        raise SlurmError(f"job {job_id}: unreadable TimeLimit={text!r}") from None
 
 
 def _set(value: str | None) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from fabric_hpc.errors import ExternalError
 
@@ -178,6 +179,45 @@ class Job:
         from fabric_hpc.slurm.parse import ACTIVE_STATES
 
         return self.state in ACTIVE_STATES
+
+
+#: Reservation flags under which the agent still keeps other jobs off the reservation's nodes: none. Slurm
+#: 25.11 (reservation.c, ``job_test_resv``) keeps a job that names no reservation off the nodes of every
+#: whole-node reservation whose time overlaps the job's (now to now + its time limit), whatever its flags:
+#: ``FLEX`` lets the reservation's own jobs run outside it, ``OVERLAP`` lets reservations overlap each other,
+#: ``IGNORE_JOBS`` ignores running jobs when it is created, ``MAINT`` marks the nodes for accounting (and, on
+#: a whole partition, holds its jobs back); none lets other jobs in. Only ``max_start_delay`` with a job's
+#: ``--signal=R:`` does, and partial-node reservations (``CoreCnt``, ``TRES``) leave the rest of a node to
+#: others: the agent keeps those nodes out too (conservative: Slurm may still start a job there).
+OVERLAPPING_FLAGS: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A Slurm reservation (``scontrol show reservation``), active or still to come."""
+
+    name: str
+    start: float                    # UNIX time it starts (or started)
+    end: float                      # UNIX time it ends
+    nodes: tuple[str, ...] = ()     # its nodes, expanded
+    flags: tuple[str, ...] = ()     # MAINT, FLEX, IGNORE_JOBS, ... (upper case)
+
+    def keeps_out(self, start: float, end: float | None) -> bool:
+        """Slurm keeps a job that does not name it off its nodes when it runs from ``start`` to ``end`` (None:
+        no time limit, runs past any start): the two times overlap and no flag lets others in."""
+        if OVERLAPPING_FLAGS & set(self.flags) or self.end <= start:
+            return False
+        return end is None or self.start < end
+
+
+@runtime_checkable
+class ReadsReservations(Protocol):
+    """A client that reads Slurm's reservations (every backend of fabric does; a replay client may not)."""
+
+    def reservations(self) -> tuple[list[Reservation], dict[str, str]]:
+        """(the reservations Slurm lists, {name: why it was ignored} for records fabric cannot trust:
+        an unreadable time, an end before its start, a node list that does not parse)."""
+        ...
 
 
 class SlurmClient(abc.ABC):

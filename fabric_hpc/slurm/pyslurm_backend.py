@@ -26,6 +26,7 @@ from typing import Any
 
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.slurm import segment
+from fabric_hpc.slurm import reservations as resv
 from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, check_slurm_conf
 from fabric_hpc.slurm.segment import segment_size
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
@@ -314,6 +315,11 @@ class PyslurmClient(SlurmClient):
 
     def jobs(self) -> list[Job]:
         return [job_from_pyslurm(j) for j in self._rpc("load jobs", self.ps.Jobs.load).values()]
+
+    def reservations(self) -> resv.Read:
+        """``pyslurm.Reservations.load()`` (pyslurm's flag names: ``MAINTENANCE``,
+        ``IGNORE_RUNNING_JOBS``)."""
+        return resv.pyslurm_answer(self._rpc("load reservations", self.ps.Reservations.load).values())
 
     def job(self, job_id: int) -> Job:
         return job_from_pyslurm(self._rpc(f"load job {job_id}", lambda: self.ps.Job.load(int(job_id)), job_id))

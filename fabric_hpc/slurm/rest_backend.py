@@ -29,6 +29,7 @@ from typing import Any
 from fabric_hpc.errors import ConfigError, FabricError, NotFoundError
 from fabric_hpc.slurm import decode
 from fabric_hpc.slurm import segment
+from fabric_hpc.slurm import reservations as resv
 from fabric_hpc.slurm.cli_backend import CliClient
 from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, shown_url
 from fabric_hpc.slurm.segment import segment_size
@@ -200,6 +201,11 @@ class RestClient(SlurmClient):
     def jobs(self) -> list[Job]:
         path = "/jobs" if self.legacy else "/jobs/"
         return decode.jobs_answer(self._call("GET", path), f"slurmrestd GET {path}")
+
+    def reservations(self) -> resv.Read:
+        """``GET /reservations`` (both dialects: v0.0.38's plain numbers, v0.0.42+'s number objects)."""
+        path = "/reservations" if self.legacy else "/reservations/"
+        return resv.json_answer(self._call("GET", path), f"slurmrestd GET {path}")
 
     def job(self, job_id: int) -> Job:
         jobs = decode.jobs_answer(self._call("GET", f"/job/{int(job_id)}"), f"slurmrestd GET /job/{job_id}")

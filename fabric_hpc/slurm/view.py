@@ -29,6 +29,11 @@ take those hosts meanwhile).
 A pending job whose begin time is still ahead and is no fabric deferral (the user's ``--begin``, Slurm's
 delay after a requeue) is listed in ``not_before``: not placed before that time (:meth:`PinRules.not_before`).
 Job arrays and heterogeneous jobs are never fabric jobs (:attr:`~fabric_hpc.slurm.contract.Job.grouped`).
+A reservation that has not started yet (``scontrol create reservation starttime=now+2hours ...``, read by
+:class:`~fabric_hpc.slurm.contract.ReadsReservations`) keeps a job that does not name it off its nodes when it
+starts before the job's time limit would end (now + ``--time``; a job without one: any reservation to come),
+as Slurm's own scheduler does (reservation.c ``job_test_resv``): pinned there, Slurm would not start it
+before the reservation ended (:func:`fabric_hpc.slurm.reservations.kept_out`, ``View.upcoming``).
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ from fabric_hpc.validation import parse_model
 from fabric_hpc.scheduler import TIERS, PendingJob, RunningJob
 from fabric_hpc.scheduler import Job as SchedJob
 from fabric_hpc.slurm.ckpt_time import last_checkpoint_time
-from fabric_hpc.slurm.contract import BAD_CONSTRAINTS, Job, Node, limit_reason
+from fabric_hpc.slurm import reservations as resv
+from fabric_hpc.slurm.contract import BAD_CONSTRAINTS, Job, Node, Reservation, limit_reason
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.topology import Fabric
 
@@ -99,6 +105,10 @@ class View:
     #: Pending fabric jobs whose begin time is no fabric deferral (the user's ``--begin``, Slurm's requeue
     #: delay) and still ahead (job id -> that time): not placed before it, no GPUs kept, not deferred.
     not_before: dict[int, float] = field(default_factory=dict)
+    #: Reservations still to come that hold hosts of the fabric model (jobs that would run into them are
+    #: kept off their nodes, :meth:`Hosts.kept_from`), and those left out as untrustworthy (name -> why).
+    upcoming: list[Reservation] = field(default_factory=list)
+    ignored_reservations: dict[str, str] = field(default_factory=dict)
 
     def drop(self, job_ids: Collection[int]) -> None:
         """Take jobs out of the policy's pending list (handed to Slurm)."""
@@ -245,8 +255,10 @@ class PinRules:
 
 
 def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
-               inputs: Inputs | None = None, pins: PinRules | None = None) -> View:
-    """The cluster state and the policy's pending/running lists for one cycle."""
+               inputs: Inputs | None = None, pins: PinRules | None = None,
+               reservations: resv.Read | None = None) -> View:
+    """The cluster state and the policy's pending/running lists for one cycle (``reservations``: what
+    :meth:`~fabric_hpc.slurm.contract.ReadsReservations.reservations` answered; None: not read)."""
     inputs = inputs or Inputs()
     state = ClusterState(fab)
     view = View(state=state)
@@ -290,7 +302,10 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
     gpu_types = {n.name: n.gpu_type for n in nodes if n.name in known}
     partitions = {n.name: n.partitions for n in nodes if n.name in known}
     reserved = {n.name: n.reservation or None for n in nodes if n.name in known and n.reserved}
-    hosts = Hosts(free_cpus, gpu_types, partitions, reserved)
+    if reservations is not None:
+        view.upcoming = resv.upcoming(reservations[0], known, now)
+        view.ignored_reservations = dict(reservations[1])
+    hosts = Hosts(free_cpus, gpu_types, partitions, reserved, tuple(view.upcoming), now)
     _pending(fab, view, pending, now, inputs, releasing, pins, hosts)
     return view
 
@@ -306,20 +321,25 @@ class Hosts:
     partitions: dict[str, tuple[str, ...]]
     #: The hosts in an active reservation: its name, None where Slurm does not name it (22.05, pyslurm).
     reserved: dict[str, str | None] = field(default_factory=dict)
+    #: Reservations still to come (:func:`~fabric_hpc.slurm.reservations.upcoming`) and the cycle's time.
+    upcoming: tuple[Reservation, ...] = ()
+    now: float = 0.0
     #: :meth:`kept_from` per job shape (one cycle: a thousand jobs share a few shapes).
     _memo: dict[tuple, frozenset[str] | ConfigError] = field(default_factory=dict, compare=False, repr=False)
 
     def kept_from(self, job: Job) -> frozenset[str]:
         """The hosts Slurm never starts ``job`` on: of another GPU type, outside its partitions and
-        reservations, and those without its share of CPUs free; ConfigError when a rule leaves no host."""
+        reservations, in a reservation that starts before its time limit would end, and those without its
+        share of CPUs free; ConfigError when a rule leaves no host."""
         need = math.ceil(job.cpus / max(job.nodes, 1)) if job.cpus else 0
-        key = (job.gpu_type, job.partition, job.reservation, need)
+        key = (job.gpu_type, job.partition, job.reservation, need, job.time_limit_min)
         hit = self._memo.get(key)
         if hit is None:
             try:
                 hit = frozenset({*wrong_gpu_type(job, self.gpu_types),
                                  *outside_partition(job, self.partitions),
                                  *outside_reservation(job, self.reserved, self.partitions),
+                                 *self.reserved_soon(job),
                                  *(h for h, free in self.free_cpus.items() if free < need)})
             except ConfigError as exc:
                 hit = exc
@@ -327,6 +347,14 @@ class Hosts:
         if isinstance(hit, ConfigError):
             raise ConfigError(hit.message, hint=hit.hint)
         return hit
+
+    def reserved_soon(self, job: Job) -> set[str]:
+        """The fabric hosts of reservations to come that ``job`` (starting now) would run into."""
+        if not self.upcoming:
+            return set()
+        mine = {r for r in job.reservation.split(",") if r}
+        soon = resv.kept_out(self.upcoming, mine, self.now, job.time_limit_min)
+        return {h for h in soon if h in self.partitions}
 
 
 def outside_partition(job: Job, partitions: Mapping[str, tuple[str, ...]]) -> set[str]:

@@ -12,7 +12,9 @@ from typing import Any
 from fabric_hpc.hostlist import compress
 from fabric_hpc.inputs import os_error
 from fabric_hpc.slurm.audit import AUDIT_LOG, read_tail
-from fabric_hpc.slurm.contract import BAD_CONSTRAINTS, Job, SlurmClient, SlurmError, limit_reason
+from fabric_hpc.slurm import reservations as resv
+from fabric_hpc.slurm.contract import (BAD_CONSTRAINTS, Job, ReadsReservations, SlurmClient, SlurmError,
+                                     limit_reason)
 from fabric_hpc.slurm.parse import reason_words
 
 
@@ -53,6 +55,7 @@ def explain(client: SlurmClient, job_id: int, *, state_dir: str | Path | None = 
     lines = [_headline(job, place)]
     if job.pending:
         lines += _pending_lines(job, dec, lambda: _host_facts(client, job))
+        lines += _upcoming_lines(client, job)
     elif place:
         lines.append(_place_line(job, place))
     elif "unreadable" in dec or ("missing" in dec and job.fabric_marked):
@@ -209,6 +212,28 @@ def _host_facts(client: SlurmClient, job: Job) -> tuple[str, str] | None:
             busy.append(host)
     bad = ", ".join(f"{compress(hs)} {'is' if len(hs) == 1 else 'are'} {what}" for what, hs in states.items())
     return bad, f"other jobs hold GPUs it needs on {compress(busy)}" if busy else ""
+
+
+def _upcoming_lines(client: SlurmClient, job: Job) -> list[str]:
+    """The hosts the agent keeps a pending fabric job off for reservations still to come that it would run
+    into (view.Hosts.reserved_soon), one sentence per reservation; none where they are not read."""
+    if not (job.fabric_marked and not job.blocked and isinstance(client, ReadsReservations)):
+        return []
+    try:
+        found, _ = client.reservations()
+    except SlurmError:
+        return []
+    now = time.time()
+    mine = {r for r in job.reservation.split(",") if r}
+    by_resv: dict[str, list[str]] = {}
+    starts = {r.name: r.start for r in found}
+    for host, r in resv.kept_out([r for r in found if r.start > now], mine, now, job.time_limit_min).items():
+        by_resv.setdefault(r.name, []).append(host)
+    until = (f"before its time limit ({job.time_limit_min} min) would end" if job.time_limit_min is not None
+             else "and it has no time limit")
+    return [f"The fabric agent keeps it off {compress(sorted(hs))}: reservation {name} starts there at "
+            f"{_when(starts[name])}, {until} (Slurm would not start it there before the reservation ends)."
+            for name, hs in by_resv.items()]
 
 
 def _fresh_waiting(dec: dict[str, dict[str, Any]]) -> dict[str, Any] | None:

@@ -81,6 +81,9 @@ class PyslurmWorker(SlurmClient):
     def job(self, job_id: int) -> Job:
         return self._call("job", job_id)
 
+    def reservations(self) -> Any:
+        return self._call("reservations")
+
     def submit(self, script: str, args: Sequence[str] = (), *, cwd: str | None = None) -> int:
         return self._call("submit", script, list(args), cwd=cwd)
 

@@ -230,3 +230,22 @@ def test_fabric_slurm_jobs_and_nodes_commands(backend: str, request: pytest.Fixt
         assert nodes["n5"]["gpus_used"] == [0, 1] and nodes["n6"]["gpus_used"] == [] and len(nodes) == 16
     finally:
         contract_cluster.run(["scancel", str(run), str(held)], check=False)
+
+
+def test_reservations_are_read(client: SlurmClient, contract_cluster: Any) -> None:
+    """A reservation still to come is read with its nodes, times and flags (the agent keeps long jobs off
+    its nodes: tests/slurm/test_future_reservations.py)."""
+    from fabric_hpc.slurm.contract import ReadsReservations
+
+    assert isinstance(client, ReadsReservations)
+    c = contract_cluster
+    c.run(["scontrol", "create", "reservation", "ReservationName=contract_later", "StartTime=now+7200",
+           "Duration=90", "Nodes=n[3-4]", "Users=root", "Flags=MAINT,IGNORE_JOBS"])
+    try:
+        found, ignored = client.reservations()
+    finally:
+        c.run(["scontrol", "delete", "ReservationName=contract_later"], check=False)
+    [r] = [r for r in found if r.name == "contract_later"]
+    assert r.nodes == ("n3", "n4") and r.end - r.start == 90 * 60 and not ignored, (found, ignored)
+    assert 7000 < r.start - time.time() < 7300, r
+    assert {"MAINT", "MAINTENANCE"} & set(r.flags), r  # pyslurm's name for MAINT
