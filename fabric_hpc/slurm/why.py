@@ -231,8 +231,11 @@ def _upcoming_lines(client: SlurmClient, job: Job) -> list[str]:
         by_resv.setdefault(r.name, []).append(host)
     until = (f"before its time limit ({job.time_limit_min} min) would end" if job.time_limit_min is not None
              else "and it has no time limit")
+    def at(ts: float) -> str:  # a day or more ahead: with its date
+        return _when(ts) if ts - now < 43200 else dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
     return [f"The fabric agent keeps it off {compress(sorted(hs))}: reservation {name} starts there at "
-            f"{_when(starts[name])}, {until} (Slurm would not start it there before the reservation ends)."
+            f"{at(starts[name])}, {until} (Slurm would not start it there before the reservation ends)."
             for name, hs in by_resv.items()]
 
 

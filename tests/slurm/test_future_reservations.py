@@ -182,3 +182,20 @@ def test_the_agent_reads_them_each_cycle_and_says_once_what_it_ignored(tmp_path)
              if e["event"] == "agent.reservations_ignored"]
     assert len(notes) == 1 and "no usable start time" in notes[0]["reservations"]["broken"]
     assert json.loads((tmp_path / "status.json").read_text())["upcoming_reservations"] == 1
+
+
+def test_why_names_the_hosts_kept_off_for_a_reservation_to_come() -> None:
+    import time
+
+    from fabric_hpc.slurm.why import _upcoming_lines
+
+    now = time.time()
+
+    class Answers:  # a client that answers reservations only (what _upcoming_lines asks)
+        def reservations(self) -> resv.Read:
+            return [replace(MAINT, start=now + 3 * 86400, end=now + 4 * 86400)], {}
+
+    [line] = _upcoming_lines(Answers(), replace(JOB, time_limit_min=None))  # type: ignore[arg-type]
+    assert line.startswith("The fabric agent keeps it off n[1-4]: reservation maint starts there at 20")
+    assert "and it has no time limit" in line
+    assert _upcoming_lines(Answers(), replace(JOB, time_limit_min=60)) == []  # type: ignore[arg-type]
