@@ -19,8 +19,8 @@ one line: the agent watches its modification time):
 4. renew the deferral of jobs still waiting (``StartTime=now+fallback``; each job's renewal
    independent of the others') and write the heartbeat.
 
-A restarted agent rebuilds what it needs from Slurm and its usage file (a job it pinned before dying
-is seen as pinned, never placed twice); a dead one stops renewing deferrals, so after ``fallback_s``
+A restarted agent rebuilds what it needs from Slurm, its usage file and its deferrals file (a job it
+pinned before dying is seen as pinned, never placed twice; a begin time it set is its own, not a --begin); a dead one stops renewing deferrals, so after ``fallback_s``
 Slurm's own scheduler takes the jobs over. One agent per state directory (``flock`` on ``agent.lock``).
 
 Errors: what is wrong before the first cycle (a bad flag, another agent on the state directory, a
@@ -54,6 +54,7 @@ from fabric_hpc.slurm.actions import Actions, AgentPrivilegeError
 from fabric_hpc.slurm.agent_config import AgentConfig  # noqa: F401 (where callers import it from)
 from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer, repair_logs
 from fabric_hpc.slurm.contract import Node, SlurmClient, SlurmError
+from fabric_hpc.slurm.deferral_store import DeferralStore
 from fabric_hpc.slurm.plugins import PROTOCOL_VERSION
 from fabric_hpc.slurm.sdnotify import notify
 from fabric_hpc.slurm.tiers import TierMap
@@ -102,6 +103,7 @@ class Agent:
         self.waiting_log = WaitingLog()
         self.cycles_log = cycles_writer(self.state_dir) if config.record_cycles else None
         self.actions = Actions(client, self._note)
+        self.deferral_store = DeferralStore(self.state_dir)  # its deferrals across restarts
         self.lock = agent_lock(self.state_dir)
         self.metrics: Any = None
         self._stop = threading.Event()
@@ -162,6 +164,7 @@ class Agent:
         if self._notes:  # what the actions added: failures, hand-overs (a second write only then)
             events, self._notes = self._notes, []
             self.audit.write_many(events)
+        self.deferral_store.save(self.actions)
         res.read_s, res.seconds = t_read - t0, time.perf_counter() - t0
         self._finish(res, view)
         return res
@@ -284,9 +287,12 @@ class Agent:
 
     def _repair_logs(self) -> None:
         """Cut a torn last line (a write cut short by a crash or a full disk) off the audit log and the
-        cycle recording, under the lock, before this agent appends to them (``agent.torn_tail_cut``)."""
+        cycle recording, under the lock, before this agent appends to them (``agent.torn_tail_cut``); read
+        the last agent's deferrals (:mod:`~fabric_hpc.slurm.deferral_store`)."""
         for path, cut in repair_logs(self.state_dir):
             self._log("torn_tail_cut", file=str(path), bytes=cut)
+        if why := self.deferral_store.load(self.actions):  # the last agent's deferrals, under the lock
+            self._log("deferrals_ignored", file=str(self.deferral_store.path), reason=why)
 
     def _loop(self, max_cycles: int | None) -> None:
         backoff = 0.0
