@@ -95,6 +95,13 @@ def is_state_entry(name: str) -> bool:
     return name in STATE_FILES or (temp is not None and temp["name"] in STATE_FILES)
 
 
+def running_agent(state_dir: Path) -> int | None:
+    """The pid of the agent holding ``<state_dir>/agent.lock`` (-1: unreadable), None when none runs."""
+    from fabric_hpc.pidlock import PidLock
+
+    return PidLock(state_dir / "agent.lock", busy=str, hint="").holder()
+
+
 def unknown_state_entries(state_dir: Path) -> list[str]:
     """The entries of an existing state dir that fabric did not create (sorted names)."""
     try:

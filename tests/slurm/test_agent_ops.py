@@ -71,3 +71,96 @@ def test_install_knows_the_agents_deferrals_file_as_its_own() -> None:
     from fabric_hpc.slurm.manifest import is_state_entry
 
     assert is_state_entry(DEFERRALS_FILE)
+
+
+# -- 2, 3: install and uninstall while the agent runs -------------------------------------------------
+def _install_config(tmp_path: Path, fallback_s: int) -> Path:
+    import grp
+    import os
+    import pwd
+
+    user, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+    path = tmp_path / "agent.toml"
+    path.write_text(f'[agent]\ntopology = "leaf-spine:hosts=16,hosts_per_leaf=4,gpus=8,cpus=8"\n'
+                    f"fallback_s = {fallback_s}\n[install]\n"
+                    f'service_user = "{user}"\nslurm_group = "{group}"\npython = "/usr/bin/python3"\n'
+                    'slurm_version = "25.11"\n')
+    return path
+
+
+@pytest.fixture()
+def installed(tmp_path: Path, capsys):
+    from fabric_hpc.cli.main import main
+    from fabric_hpc.slurm.agent import agent_lock
+
+    root = tmp_path / "root"
+    cfg = _install_config(tmp_path, 60)
+    assert main(["slurm", "install", "--config", str(cfg), "--root", str(root)]) == 0
+    assert "restart" not in capsys.readouterr().out  # no agent runs
+    lock = agent_lock(root / "var/lib/fabric-agent")
+    lock.acquire()  # the agent, running
+    try:
+        yield root, lock
+    finally:
+        lock.release()
+
+
+def test_a_reinstall_while_the_agent_runs_says_to_restart_it(tmp_path: Path, capsys, installed) -> None:
+    import os
+
+    from fabric_hpc.cli.main import main
+
+    root, _ = installed
+    assert main(["slurm", "install", "--config", str(_install_config(tmp_path, 60)), "--root", str(root)]) == 0
+    assert "restart" not in capsys.readouterr().out  # nothing changed
+    assert main(["slurm", "install", "--config", str(_install_config(tmp_path, 120)), "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert f"the fabric agent (pid {os.getpid()}) runs with the settings it started with" in out, out
+    assert "systemctl restart fabric-agent.service" in out
+
+
+def test_uninstall_purge_state_refuses_while_the_agent_runs(tmp_path: Path, capsys, installed) -> None:
+    import os
+
+    from fabric_hpc.cli.main import main
+
+    root, lock = installed
+    cfg = _install_config(tmp_path, 60)
+    argv = ["slurm", "uninstall", "--config", str(cfg), "--root", str(root), "--purge-state"]
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert f"the fabric agent (pid {os.getpid()}) is running on /var/lib/fabric-agent" in err, err
+    assert "stop it first (systemctl stop fabric-agent.service)" in err
+    assert (root / "var/lib/fabric-agent/agent.lock").exists()
+    assert (root / "etc/fabric-hpc/agent.toml").exists()  # nothing removed
+    lock.release()
+    assert main(argv) == 0
+    assert not (root / "var/lib/fabric-agent").exists()
+
+
+def test_agent_check_reports_a_running_agent_with_another_fallback(tmp_path: Path, capsys, installed) -> None:
+    import os
+
+    from fabric_hpc.cli.main import main
+    from fabric_hpc.slurm.plugins import render_job_submit
+
+    root, _ = installed
+    state = root / "var/lib/fabric-agent"
+    lua = tmp_path / "job_submit.lua"
+    lua.write_text(render_job_submit(state_dir=str(state), fallback_s=120, max_gpus_per_node=8))
+    cfg = tmp_path / "check.toml"
+    cfg.write_text(f'[agent]\ntopology = "leaf-spine:hosts=16,hosts_per_leaf=4,gpus=8,cpus=8"\n'
+                   f'fallback_s = 120\nstate_dir = "{state}"\njob_submit = "{lua}"\ncontact_timeout_s = 1\n')
+    (state / "status.json").write_text(json.dumps({"pid": os.getpid(), "fallback_s": 60, "cycles": 3}))
+
+    def row() -> dict:
+        main(["agent", "check", "--config", str(cfg), "--json"])
+        [r] = [r for r in json.loads(capsys.readouterr().out)["checks"] if r["check"] == "running agent"]
+        return r
+
+    r = row()
+    assert not r["ok"] and r["exit_code"] == 3, r
+    assert f"the running agent (pid {os.getpid()}) defers jobs for 60 s, {lua} for 120 s" in r["detail"]
+    assert "systemctl restart fabric-agent.service" in r["detail"]
+    (state / "status.json").write_text(json.dumps({"pid": os.getpid(), "fallback_s": 120, "cycles": 3}))
+    assert row()["ok"]
