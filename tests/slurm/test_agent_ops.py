@@ -164,3 +164,36 @@ def test_agent_check_reports_a_running_agent_with_another_fallback(tmp_path: Pat
     assert "systemctl restart fabric-agent.service" in r["detail"]
     (state / "status.json").write_text(json.dumps({"pid": os.getpid(), "fallback_s": 120, "cycles": 3}))
     assert row()["ok"]
+
+
+# -- 4: `why` for a job whose decision is older than the part of the log read --------------------------
+def _old_place_then_filler(state: Path, job_id: int, at: float) -> None:
+    """decisions.jsonl: the agent's place record of ``job_id`` at ``at``, then more than TAIL_BYTES of
+    other jobs' records."""
+    from fabric_hpc.slurm.audit import TAIL_BYTES
+
+    place = {"event": "agent.place", "ts": at, "job": job_id, "hosts": ["n1", "n2"], "gpus": [], "cost": 1.0,
+             "domains": {"leaf": 1}, "solver": "greedy"}
+    filler = json.dumps({"event": "agent.waiting", "ts": at + 60, "jobs": {"999": "Resources" + "x" * 900}})
+    count = TAIL_BYTES // len(filler) + 10
+    (state / "decisions.jsonl").write_text(json.dumps(place) + "\n" + (filler + "\n") * count)
+
+
+def test_why_does_not_blame_slurm_for_a_placement_older_than_the_log_read(tmp_path: Path) -> None:
+    from fabric_hpc.slurm.why import explain
+
+    now = time.time()
+    hosts = ("n1", "n2")
+    job = Job(job_id=5, name="old", state="RUNNING", comment="fabric", nodes=2, gpus_per_node=8, node_list=hosts,
+              gpus={h: tuple(range(8)) for h in hosts}, submit_time=now - 7200, start_time=now - 7000)
+    _old_place_then_filler(tmp_path, 5, now - 7000)
+    out = explain(Fake([job]), 5, state_dir=tmp_path)
+    assert "Slurm's own scheduler did" not in out["text"], out["text"]
+    assert "older than the part of the agent's decision log read" in out["text"]
+    assert f"grep -E '\"(for_)?job\":5[,}}]' {tmp_path / 'decisions.jsonl.1'} {tmp_path / 'decisions.jsonl'}" \
+        in out["text"]
+    assert out["decisions"]["older"]["path"] == str(tmp_path / "decisions.jsonl")
+    # a job submitted after the part read begins: its records would be in it; Slurm placed it
+    young = replace(job, job_id=6, submit_time=now - 30, start_time=now - 20)
+    out = explain(Fake([young]), 6, state_dir=tmp_path)
+    assert "Slurm's own scheduler did" in out["text"] and "older" not in out["decisions"]
