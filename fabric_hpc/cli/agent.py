@@ -222,9 +222,10 @@ def _running_agent_ok(section: Any) -> str:
         except (ConfigError, KeyError, ValueError):
             pass  # the plugin row says what is wrong with it
     if running != installed:
-        raise ConfigError(f"the running agent (pid {pid}) defers jobs for {running} s, {where} for {installed} s "
-                          "(new jobs wait the one, the agent renews the other)",
-                          hint=f"restart the agent to apply the installed settings: systemctl restart {UNIT_NAME}")
+        raise ConfigError(f"the running agent (pid {pid}) defers jobs for {running} s, {where} for "
+                          f"{installed} s (new jobs wait the one, the agent renews the other)",
+                          hint="restart the agent to apply the installed settings: "
+                               f"systemctl restart {UNIT_NAME}")
     return f"pid {pid}: fallback_s {running} s, as {where}"
 
 

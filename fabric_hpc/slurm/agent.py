@@ -20,15 +20,18 @@ one line: the agent watches its modification time):
    independent of the others') and write the heartbeat.
 
 A restarted agent rebuilds what it needs from Slurm, its usage file and its deferrals file (a job it
-pinned before dying is seen as pinned, never placed twice; a begin time it set is its own, not a --begin); a dead one stops renewing deferrals, so after ``fallback_s``
-Slurm's own scheduler takes the jobs over. One agent per state directory (``flock`` on ``agent.lock``).
+pinned before dying is seen as pinned, never placed twice; a begin time it set is its own, not a
+--begin); a dead one stops renewing deferrals, so after ``fallback_s`` Slurm's own scheduler takes the
+jobs over. One agent per state directory (``flock`` on ``agent.lock``).
 
 Errors: what is wrong before the first cycle (a bad flag, another agent on the state directory, a
 metrics port it cannot serve, no answer from Slurm within ``contact_timeout_s``) fails ``fabric agent
 run`` at once with one line (``agent.stop`` with ``reason: "error"``). Once running, any exception of
 a cycle (Slurm down, an unexpected answer, a bug) is an ``agent.error`` event (bounded text, counted
 in ``fabric_agent_errors_total`` and ``status.json``), and the next cycle waits an exponential
-backoff (0.25 s doubling up to ``max_backoff_s``). SIGTERM/SIGINT stop it.
+backoff (0.25 s doubling up to ``max_backoff_s``). SIGTERM/SIGINT stop it; SIGHUP reopens its logs
+before the next cycle (logrotate; the settings are read only at start: a restart applies a changed
+config).
 """
 
 from __future__ import annotations
@@ -107,6 +110,7 @@ class Agent:
         self.lock = agent_lock(self.state_dir)
         self.metrics: Any = None
         self._stop = threading.Event()
+        self._reopen = threading.Event()  # SIGHUP: reopen the logs (logrotate) before the next cycle
         self._wake_mtime = 0.0
         self.cycles = 0
         self.errors = 0  # cycles that failed since the start
@@ -298,6 +302,8 @@ class Agent:
         backoff = 0.0
         while not self._stop.is_set() and (max_cycles is None or self.cycles < max_cycles):
             try:
+                if self._reopen.is_set():
+                    self._reopen_logs()
                 self.cycle()
                 backoff = 0.0
             except AgentPrivilegeError:
@@ -308,6 +314,16 @@ class Agent:
                 self._sleep(backoff, wakeable=False)
                 continue
             self._sleep(self.config.interval_s)
+
+    def _reopen_logs(self) -> None:
+        """SIGHUP: reopen decisions.jsonl (and cycles.jsonl) by name, so a log logrotate moved away is
+        left to it and a new one written (``agent.logs_reopened``, the new file's first record); one that
+        cannot be opened is a failed cycle (``agent.error``, written to the old file)."""
+        self._reopen.clear()
+        logs = [w for w in (self.audit, self.cycles_log) if w is not None]
+        for writer in logs:
+            writer.reopen()
+        self._log("logs_reopened", files=[str(w.path) for w in logs])
 
     def _error(self, exc: Exception, retry_in_s: float) -> None:
         """One failed cycle: the ``agent.error`` event (audit log and event stream) and the counters."""
@@ -360,6 +376,7 @@ class Agent:
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGHUP, lambda *_: self._reopen.set())  # logrotate's postrotate (_reopen_logs)
 
     def _sleep(self, seconds: float, *, wakeable: bool = True) -> None:
         wake = self.state_dir / "wake"

@@ -51,7 +51,8 @@ class DeferralStore:
             self._last = text
 
     def load(self, actions: Actions) -> str | None:
-        """Fill ``actions`` from the file; None when it was read (or there is none), else why it was ignored."""
+        """Fill ``actions`` from the file; None when it was read (or there is none), else why it was
+        ignored."""
         try:
             with open(self.path, "rb") as fh:
                 raw = fh.read(MAX_BYTES + 1)
@@ -63,7 +64,8 @@ class DeferralStore:
             return f"larger than {MAX_BYTES} bytes"
         try:
             doc = json.loads(raw)
-            if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("jobs"), dict):
+            if not isinstance(doc, dict) or doc.get("format") != FORMAT or \
+                    not isinstance(doc.get("jobs"), dict):
                 return f"not a fabric agent deferrals file (format {FORMAT} expected)"
             parsed = {int(k): _parse(v) for k, v in doc["jobs"].items()}
         except (ValueError, TypeError, KeyError, RecursionError) as exc:

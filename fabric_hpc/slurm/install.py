@@ -295,8 +295,8 @@ class Installer:
             actions.append(f"wrote   {f.path}")
         self._save(man)
         if any(a.startswith("wrote") for a in actions) and (pid := running_agent(self.state_dir)) is not None:
-            actions.append(f"note    the fabric agent (pid {pid}) runs with the settings it started with: restart it "
-                           f"for this install to apply (systemctl restart {UNIT_NAME})")
+            actions.append(f"note    the fabric agent (pid {pid}) runs with the settings it started with: "
+                           f"restart it for this install to apply (systemctl restart {UNIT_NAME})")
         return actions
 
     def _check_state_dir(self) -> None:
@@ -381,8 +381,8 @@ class Installer:
                               hint="give the same config (config_dir) and --root as at install")
         if purge_state and (pid := running_agent(self.state_dir)) is not None:
             who = "" if pid < 0 else f" (pid {pid})"
-            raise ConfigError(f"the fabric agent{who} is running on {self.cfg.agent.state_dir}: --purge-state would "
-                              "remove its lock and logs under it (nothing was removed)",
+            raise ConfigError(f"the fabric agent{who} is running on {self.cfg.agent.state_dir}: "
+                              "--purge-state would remove its lock and logs under it (nothing was removed)",
                               hint=f"stop it first (systemctl stop {UNIT_NAME}), then run uninstall again")
         man, actions = self.manifest(), []
         problems = self._removal_problems(man, purge_state=purge_state)

@@ -97,8 +97,8 @@ def _older_line(job_id: int, older: dict[str, Any]) -> str:
     log, since = older["path"], older.get("since")
     start = f", from {_when(since)} on" if since is not None else ""
     return (f"What the fabric agent decided for it is older than the part of the agent's decision log read "
-            f"(its last {TAIL_BYTES >> 20} MiB{start}), so who placed it cannot be told from there; search the "
-            f"whole log: grep -E '\"(for_)?job\":{job_id}[,}}]' {log}.1 {log}")
+            f"(its last {TAIL_BYTES >> 20} MiB{start}), so who placed it cannot be told from there; search "
+            f"the whole log: grep -E '\"(for_)?job\":{job_id}[,}}]' {log}.1 {log}")
 
 
 def _handoff_line(h: dict[str, Any]) -> str:

@@ -30,7 +30,8 @@ def _blocker() -> Job:
 def _deferred_once(tmp_path: Path) -> tuple[Fake, Job]:
     """A gang deferred by an agent (its begin time renewed: no longer submit + fallback), the agent gone."""
     now = time.time()
-    waiting = replace(gang(7), submit_time=now - 50, begin_time=now + 10)  # the plugin's deferral, nearly run out
+    # the plugin's deferral, nearly run out
+    waiting = replace(gang(7), submit_time=now - 50, begin_time=now + 10)
     client = Fake([_blocker(), waiting])
     first = agent(tmp_path, client, fallback_s=FALLBACK, interval_s=0.01)
     first.run(max_cycles=1)
@@ -111,9 +112,10 @@ def test_a_reinstall_while_the_agent_runs_says_to_restart_it(tmp_path: Path, cap
     from fabric_hpc.cli.main import main
 
     root, _ = installed
-    assert main(["slurm", "install", "--config", str(_install_config(tmp_path, 60)), "--root", str(root)]) == 0
+    argv = ["slurm", "install", "--root", str(root), "--config"]
+    assert main([*argv, str(_install_config(tmp_path, 60))]) == 0
     assert "restart" not in capsys.readouterr().out  # nothing changed
-    assert main(["slurm", "install", "--config", str(_install_config(tmp_path, 120)), "--root", str(root)]) == 0
+    assert main([*argv, str(_install_config(tmp_path, 120))]) == 0
     out = capsys.readouterr().out
     assert f"the fabric agent (pid {os.getpid()}) runs with the settings it started with" in out, out
     assert "systemctl restart fabric-agent.service" in out
@@ -184,16 +186,42 @@ def test_why_does_not_blame_slurm_for_a_placement_older_than_the_log_read(tmp_pa
 
     now = time.time()
     hosts = ("n1", "n2")
-    job = Job(job_id=5, name="old", state="RUNNING", comment="fabric", nodes=2, gpus_per_node=8, node_list=hosts,
-              gpus={h: tuple(range(8)) for h in hosts}, submit_time=now - 7200, start_time=now - 7000)
+    job = Job(job_id=5, name="old", state="RUNNING", comment="fabric", nodes=2, gpus_per_node=8,
+              node_list=hosts, gpus={h: tuple(range(8)) for h in hosts}, submit_time=now - 7200,
+              start_time=now - 7000)
     _old_place_then_filler(tmp_path, 5, now - 7000)
     out = explain(Fake([job]), 5, state_dir=tmp_path)
     assert "Slurm's own scheduler did" not in out["text"], out["text"]
     assert "older than the part of the agent's decision log read" in out["text"]
-    assert f"grep -E '\"(for_)?job\":5[,}}]' {tmp_path / 'decisions.jsonl.1'} {tmp_path / 'decisions.jsonl'}" \
-        in out["text"]
+    log = tmp_path / "decisions.jsonl"
+    assert f"grep -E '\"(for_)?job\":5[,}}]' {log}.1 {log}" in out["text"]
     assert out["decisions"]["older"]["path"] == str(tmp_path / "decisions.jsonl")
     # a job submitted after the part read begins: its records would be in it; Slurm placed it
     young = replace(job, job_id=6, submit_time=now - 30, start_time=now - 20)
     out = explain(Fake([young]), 6, state_dir=tmp_path)
     assert "Slurm's own scheduler did" in out["text"] and "older" not in out["decisions"]
+
+
+# -- 5: SIGHUP reopens the decision log ---------------------------------------------------------------
+def test_a_hup_reopens_the_decision_log_by_name(tmp_path: Path) -> None:
+    import signal
+
+    a = agent(tmp_path, Fake([gang(3)]), interval_s=0.01)
+    a.run(max_cycles=1)
+    moved = tmp_path / "moved.jsonl"
+    (tmp_path / "decisions.jsonl").rename(moved)
+    a = agent(tmp_path, Fake([gang(4)]), interval_s=0.01)
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
+    try:
+        a.install_signal_handlers()
+        # before: the default action, ending the agent
+        assert signal.getsignal(signal.SIGHUP) not in (signal.SIG_DFL, old[signal.SIGHUP])
+        (tmp_path / "decisions.jsonl").rename(tmp_path / "moved2.jsonl")  # the new agent's file, moved too
+        signal.raise_signal(signal.SIGHUP)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    a.run(max_cycles=1)
+    names = [e["event"] for e in events(tmp_path)]
+    assert names[0] == "agent.logs_reopened" and "agent.place" in names and names[-1] == "agent.stop", names
+    assert "agent.logs_reopened" not in (tmp_path / "moved2.jsonl").read_text()

@@ -44,7 +44,8 @@ def test_a_gang_deferred_by_a_killed_agent_is_placed_by_the_restarted_one(fabric
     gang = fabric_cluster.sbatch("-N2", "--gres=gpu:8", "--comment=fabric", wrap="sleep 1")
     submitted = time.time()
     _wait(lambda: _eligible(fabric_cluster, gang) > submitted + FALLBACK_S + 2
-          and _eligible(fabric_cluster, gang) - time.time() > FALLBACK_S - 2.5, 40, "the agent renews the deferral")
+          and _eligible(fabric_cluster, gang) - time.time() > FALLBACK_S - 2.5, 40,
+          "the agent renews the deferral")
     assert agent.stop(signal.SIGKILL) == -signal.SIGKILL
     agent.start()  # its first cycle done
     agent.wait_cycles(2)
@@ -58,3 +59,29 @@ def test_a_gang_deferred_by_a_killed_agent_is_placed_by_the_restarted_one(fabric
     assert agent.cycles() - cycles <= 6  # a few cycles after the GPUs freed, not the deferral's end
     fabric_cluster.wait_job(gang, states=("RUNNING", "COMPLETING", "COMPLETED"), timeout=30)
     assert not [e for e in _since_start(agent) if e["event"] == "agent.deferrals_ignored"]
+
+
+def test_sighup_reopens_the_decision_log_after_logrotate_moved_it(fabric_cluster, agent):
+    """logrotate (create mode) renames decisions.jsonl and sends HUP: the agent lives on, logs
+    agent.logs_reopened into the new file and goes on writing there. Before, HUP ended it (exit 129, no
+    agent.stop record)."""
+    agent.start()
+    log = agent.state_dir / "decisions.jsonl"
+    moved = agent.state_dir / "decisions.jsonl.rotated-by-test"
+    moved.unlink(missing_ok=True)
+    log.rename(moved)
+    log.touch(mode=0o640)  # logrotate's `create`
+    agent.proc.send_signal(signal.SIGHUP)
+    _wait(lambda: any(e["event"] == "agent.logs_reopened" for e in read_json_lines(log)), 20,
+          f"agent.logs_reopened in the new log; agent {agent.proc.poll()}: {agent.log()}")
+    cycles = agent.cycles()
+    agent.wait_cycles(cycles + 2)
+    job = fabric_cluster.sbatch("-N2", "--gres=gpu:8", "--comment=fabric", wrap="sleep 1")
+    _wait(lambda: any(e["event"] == "agent.place" and e["job"] == job for e in read_json_lines(log)), 30,
+          "the next decisions go to the new file")
+    assert agent.stop() == 0
+    assert [e["event"] for e in read_json_lines(log)][-1] == "agent.stop"
+    before = list(read_json_lines(moved))
+    assert before and before[-1]["event"] != "agent.stop"
+    assert not [e for e in before if e["event"] == "agent.place" and e["job"] == job]
+    moved.unlink()
