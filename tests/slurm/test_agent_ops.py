@@ -225,3 +225,18 @@ def test_a_hup_reopens_the_decision_log_by_name(tmp_path: Path) -> None:
     names = [e["event"] for e in events(tmp_path)]
     assert names[0] == "agent.logs_reopened" and "agent.place" in names and names[-1] == "agent.stop", names
     assert "agent.logs_reopened" not in (tmp_path / "moved2.jsonl").read_text()
+
+
+def test_the_deferrals_file_keeps_the_jobs_deferred_last_only(tmp_path: Path, monkeypatch) -> None:
+    from fabric_hpc.slurm import deferral_store
+    from fabric_hpc.slurm.actions import Actions
+
+    monkeypatch.setattr(deferral_store, "MAX_JOBS", 2)
+    actions = Actions(Fake([]), lambda *a, **k: None)
+    for job_id, until in ((1, 300.0), (2, 100.0), (3, 200.0)):
+        actions.asked[job_id], actions.deferrals[job_id] = [until], until
+    deferral_store.DeferralStore(tmp_path).save(actions)
+    assert set(json.loads((tmp_path / DEFERRALS_FILE).read_text())["jobs"]) == {"1", "3"}
+    back = Actions(Fake([]), lambda *a, **k: None)
+    assert deferral_store.DeferralStore(tmp_path).load(back) is None
+    assert back.deferrals == {3: 200.0, 1: 300.0} and back.asked == {3: [200.0], 1: [300.0]}
