@@ -206,6 +206,13 @@ class JsonLinesWriter:
             if self._fsync:
                 os.fsync(self._file.fileno())
 
+    def reopen(self) -> None:
+        """Close the file and open ``path`` again (created when missing): after logrotate moved it."""
+        with self._lock:
+            new = self._open()  # an error leaves the old file open and written
+            self._file.close()
+            self._file = new
+
     def close(self) -> None:
         with self._lock:
             self._file.close()

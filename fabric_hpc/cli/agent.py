@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import click
@@ -192,6 +193,42 @@ def _check_plugin(section: Any) -> str | None:
     return f"{path}: protocol {PROTOCOL_VERSION}, state dir and fallback agree"
 
 
+def _running_agent_ok(section: Any) -> str:
+    """The running agent (the holder of the state dir's lock) defers as long as the installed job_submit.lua
+    (or, with no agent.job_submit named, this config): a reinstall with another fallback_s applies to the
+    agent only once it is restarted. Its fallback_s is the one in its status.json."""
+    import json
+
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.inputs import read_text
+    from fabric_hpc.slurm.manifest import UNIT_NAME, running_agent
+    from fabric_hpc.slurm.plugins import lua_settings
+
+    pid = running_agent(Path(section.state_dir)) if os.path.isdir(section.state_dir) else None
+    if pid is None:
+        return "no agent runs on the state dir: nothing to compare"
+    try:
+        status = json.loads((Path(section.state_dir) / "status.json").read_text())
+    except (OSError, ValueError):
+        status = {}
+    running = status.get("fallback_s") if isinstance(status, dict) and status.get("pid") == pid else None
+    if running is None:
+        return f"pid {pid}: no status of it yet (its fallback_s not known)"
+    installed, where = section.fallback_s, "this config"
+    if section.job_submit:
+        try:
+            found = lua_settings(read_text(section.job_submit, what="job_submit.lua", limit=MAX_PLUGIN_BYTES))
+            installed, where = int(found["fallback_s"]), section.job_submit
+        except (ConfigError, KeyError, ValueError):
+            pass  # the plugin row says what is wrong with it
+    if running != installed:
+        raise ConfigError(f"the running agent (pid {pid}) defers jobs for {running} s, {where} for "
+                          f"{installed} s (new jobs wait the one, the agent renews the other)",
+                          hint="restart the agent to apply the installed settings: "
+                               f"systemctl restart {UNIT_NAME}")
+    return f"pid {pid}: fallback_s {running} s, as {where}"
+
+
 @group.command("check")
 @click.option("--config", "config_path", required=True, type=InputFile(what="agent config file"),
               help="Agent config file (the installed one: <config_dir>/agent.toml).")
@@ -232,6 +269,7 @@ def check(config_path: str, as_json: bool) -> None:
     step("fabric model", model)
     step("state dir", lambda: _state_dir_ok(a.state_dir))
     step("plugin", lambda: _check_plugin(a) or "no agent.job_submit named: not checked")
+    step("running agent", lambda: _running_agent_ok(a))
     step("metrics port", lambda: _metrics_port_ok(a.metrics_port))
     step("slurm", lambda: _slurm_ok(a, fab))
     step("privilege", lambda: _privilege_ok(a, cfg.install.service_user))

@@ -19,7 +19,8 @@ waited for (:mod:`fabric_hpc.slurm.view`), and so is each begin time it asked fo
 the update (25.11 and 22.05 refuse a job of an INACTIVE partition yet set its StartTime); a refused deferral
 is retried after a backoff, :data:`MAX_DEFER_FAILURES` times at most (``agent.defer_abandoned``). A spot
 victim whose requeue Slurm refuses :data:`MAX_PIN_FAILURES` times is not chosen again while it runs
-(``agent.requeue_abandoned``). These live in memory: a restarted agent tries again.
+(``agent.requeue_abandoned``). The deferrals (begin times asked for and set, refused ones) are kept across
+restarts (:mod:`fabric_hpc.slurm.deferral_store`); the rest lives in memory: a restarted agent tries again.
 
 Slurm refusing the agent itself (``Invalid user id``, ``Access/permission denied``: the agent runs
 as a user that may not modify other users' jobs) is fatal: :class:`AgentPrivilegeError`, exit 3.

@@ -21,16 +21,19 @@ one line: the agent watches its modification time):
 4. renew the deferral of jobs still waiting (``StartTime=now+fallback``; each job's renewal
    independent of the others') and write the heartbeat.
 
-A restarted agent rebuilds what it needs from Slurm and its usage file (a job it pinned before dying
-is seen as pinned, never placed twice); a dead one stops renewing deferrals, so after ``fallback_s``
-Slurm's own scheduler takes the jobs over. One agent per state directory (``flock`` on ``agent.lock``).
+A restarted agent rebuilds what it needs from Slurm, its usage file and its deferrals file (a job it
+pinned before dying is seen as pinned, never placed twice; a begin time it set is its own, not a
+--begin); a dead one stops renewing deferrals, so after ``fallback_s`` Slurm's own scheduler takes the
+jobs over. One agent per state directory (``flock`` on ``agent.lock``).
 
 Errors: what is wrong before the first cycle (a bad flag, another agent on the state directory, a
 metrics port it cannot serve, no answer from Slurm within ``contact_timeout_s``) fails ``fabric agent
 run`` at once with one line (``agent.stop`` with ``reason: "error"``). Once running, any exception of
 a cycle (Slurm down, an unexpected answer, a bug) is an ``agent.error`` event (bounded text, counted
 in ``fabric_agent_errors_total`` and ``status.json``), and the next cycle waits an exponential
-backoff (0.25 s doubling up to ``max_backoff_s``). SIGTERM/SIGINT stop it.
+backoff (0.25 s doubling up to ``max_backoff_s``). SIGTERM/SIGINT stop it; SIGHUP reopens its logs
+before the next cycle (logrotate; the settings are read only at start: a restart applies a changed
+config).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from fabric_hpc.slurm.actions import Actions, AgentPrivilegeError
 from fabric_hpc.slurm.agent_config import AgentConfig  # noqa: F401 (where callers import it from)
 from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer, repair_logs
 from fabric_hpc.slurm.contract import Node, ReadsReservations, SlurmClient, SlurmError
+from fabric_hpc.slurm.deferral_store import DeferralStore
 from fabric_hpc.slurm.plugins import PROTOCOL_VERSION
 from fabric_hpc.slurm.sdnotify import notify
 from fabric_hpc.slurm.tiers import TierMap
@@ -104,9 +108,11 @@ class Agent:
         self.waiting_log = WaitingLog()
         self.cycles_log = cycles_writer(self.state_dir) if config.record_cycles else None
         self.actions = Actions(client, self._note)
+        self.deferral_store = DeferralStore(self.state_dir)  # its deferrals across restarts
         self.lock = agent_lock(self.state_dir)
         self.metrics: Any = None
         self._stop = threading.Event()
+        self._reopen = threading.Event()  # SIGHUP: reopen the logs (logrotate) before the next cycle
         self._wake_mtime = 0.0
         self.cycles = 0
         self.errors = 0  # cycles that failed since the start
@@ -170,6 +176,7 @@ class Agent:
         if self._notes:  # what the actions added: failures, hand-overs (a second write only then)
             events, self._notes = self._notes, []
             self.audit.write_many(events)
+        self.deferral_store.save(self.actions)
         res.read_s, res.seconds = t_read - t0, time.perf_counter() - t0
         self._finish(res, view)
         return res
@@ -293,14 +300,19 @@ class Agent:
 
     def _repair_logs(self) -> None:
         """Cut a torn last line (a write cut short by a crash or a full disk) off the audit log and the
-        cycle recording, under the lock, before this agent appends to them (``agent.torn_tail_cut``)."""
+        cycle recording, under the lock, before this agent appends to them (``agent.torn_tail_cut``); read
+        the last agent's deferrals (:mod:`~fabric_hpc.slurm.deferral_store`)."""
         for path, cut in repair_logs(self.state_dir):
             self._log("torn_tail_cut", file=str(path), bytes=cut)
+        if why := self.deferral_store.load(self.actions):  # the last agent's deferrals, under the lock
+            self._log("deferrals_ignored", file=str(self.deferral_store.path), reason=why)
 
     def _loop(self, max_cycles: int | None) -> None:
         backoff = 0.0
         while not self._stop.is_set() and (max_cycles is None or self.cycles < max_cycles):
             try:
+                if self._reopen.is_set():
+                    self._reopen_logs()
                 self.cycle()
                 backoff = 0.0
             except AgentPrivilegeError:
@@ -311,6 +323,16 @@ class Agent:
                 self._sleep(backoff, wakeable=False)
                 continue
             self._sleep(self.config.interval_s)
+
+    def _reopen_logs(self) -> None:
+        """SIGHUP: reopen decisions.jsonl (and cycles.jsonl) by name, so a log logrotate moved away is
+        left to it and a new one written (``agent.logs_reopened``, the new file's first record); one that
+        cannot be opened is a failed cycle (``agent.error``, written to the old file)."""
+        self._reopen.clear()
+        logs = [w for w in (self.audit, self.cycles_log) if w is not None]
+        for writer in logs:
+            writer.reopen()
+        self._log("logs_reopened", files=[str(w.path) for w in logs])
 
     def _error(self, exc: Exception, retry_in_s: float) -> None:
         """One failed cycle: the ``agent.error`` event (audit log and event stream) and the counters."""
@@ -363,6 +385,7 @@ class Agent:
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGHUP, lambda *_: self._reopen.set())  # logrotate's postrotate (_reopen_logs)
 
     def _sleep(self, seconds: float, *, wakeable: bool = True) -> None:
         wake = self.state_dir / "wake"

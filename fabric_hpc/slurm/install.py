@@ -41,7 +41,7 @@ from fabric_hpc.atomic import write_atomic
 from fabric_hpc.slurm.deploy_config import DeployConfig
 from fabric_hpc.slurm.limits import MAX_GPUS_PER_NODE
 from fabric_hpc.slurm.manifest import (BACKUP_SUFFIX, MANIFEST, UNIT_NAME, check_manifest, free_name,
-                                      read_manifest, unknown_state_entries)
+                                      read_manifest, running_agent, unknown_state_entries)
 from fabric_hpc.slurm.manifest import purge_state as purge_state_dir
 from fabric_hpc.slurm.unit import _toml_value, agent_toml, unit_safe, unit_text  # noqa: F401 (re-exported)
 from fabric_hpc.topology import Fabric
@@ -294,6 +294,9 @@ class Installer:
             man["files"][f.path] = {**entry, "sha256": sha256(data)}
             actions.append(f"wrote   {f.path}")
         self._save(man)
+        if any(a.startswith("wrote") for a in actions) and (pid := running_agent(self.state_dir)) is not None:
+            actions.append(f"note    the fabric agent (pid {pid}) runs with the settings it started with: "
+                           f"restart it for this install to apply (systemctl restart {UNIT_NAME})")
         return actions
 
     def _check_state_dir(self) -> None:
@@ -376,6 +379,11 @@ class Installer:
         if found is None:
             raise ConfigError(f"nothing installed: no {self.manifest_path}",
                               hint="give the same config (config_dir) and --root as at install")
+        if purge_state and (pid := running_agent(self.state_dir)) is not None:
+            who = "" if pid < 0 else f" (pid {pid})"
+            raise ConfigError(f"the fabric agent{who} is running on {self.cfg.agent.state_dir}: "
+                              "--purge-state would remove its lock and logs under it (nothing was removed)",
+                              hint=f"stop it first (systemctl stop {UNIT_NAME}), then run uninstall again")
         man, actions = self.manifest(), []
         problems = self._removal_problems(man, purge_state=purge_state)
         if problems:

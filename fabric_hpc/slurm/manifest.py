@@ -42,9 +42,10 @@ INSTALLED_NAMES = {
     "config_dir": ("task_prolog.py", "prolog.py", "prolog.json", "topology.yaml", "agent.toml"),
     "unit_dir": (UNIT_NAME,),
 }
-#: What the agent and install write in the state directory (fabric_hpc/slurm/agent.py, usage.py).
+#: What the agent and install write in the state directory (fabric_hpc/slurm/agent.py, usage.py,
+#: deferral_store.py).
 STATE_FILES = frozenset({"agent.lock", "heartbeat", "wake", "status.json", AUDIT_LOG, "usage.json",
-                         CYCLES_LOG, *rotated_names(), MANIFEST})
+                         "deferrals.json", CYCLES_LOG, *rotated_names(), MANIFEST})
 _TEMP = re.compile(r"\.(?P<name>[^/]+)\.[^/]*-\d+-[0-9a-f]{8}\.tmp")  # fabric_hpc.atomic.temp_sibling
 
 
@@ -93,6 +94,13 @@ def is_state_entry(name: str) -> bool:
     """A name the agent or install writes in the state dir (or a temporary file of one of those)."""
     temp = _TEMP.fullmatch(name)
     return name in STATE_FILES or (temp is not None and temp["name"] in STATE_FILES)
+
+
+def running_agent(state_dir: Path) -> int | None:
+    """The pid of the agent holding ``<state_dir>/agent.lock`` (-1: unreadable), None when none runs."""
+    from fabric_hpc.pidlock import PidLock
+
+    return PidLock(state_dir / "agent.lock", busy=str, hint="").holder()
 
 
 def unknown_state_entries(state_dir: Path) -> list[str]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from fabric_hpc.hostlist import compress
 from fabric_hpc.inputs import os_error
-from fabric_hpc.slurm.audit import AUDIT_LOG, read_tail
+from fabric_hpc.slurm.audit import AUDIT_LOG, TAIL_BYTES, read_tail
 from fabric_hpc.slurm import reservations as resv
 from fabric_hpc.slurm.contract import (BAD_CONSTRAINTS, Job, ReadsReservations, SlurmClient, SlurmError,
                                      limit_reason)
@@ -22,35 +22,43 @@ def _when(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%H:%M:%S")
 
 
-def last_decisions(state_dir: str | Path | None, job_id: int) -> dict[str, dict[str, Any]]:
+def last_decisions(state_dir: str | Path | None, job_id: int,
+                   submitted: float | None = None) -> dict[str, dict[str, Any]]:
     """The agent's latest audit entries about one job, by kind (place, waiting, requeue, handoff);
     ``{"missing": {"path": ...}}`` when there is no decision log to read (no state dir given, or none
-    there), ``{"unreadable": ...}`` when this user may not read it."""
+    there), ``{"unreadable": ...}`` when this user may not read it. ``older`` (path, ``since``: the first
+    record read) when neither a place nor a handoff of the job was read and the log goes back further than
+    the part read (:data:`~fabric_hpc.slurm.audit.TAIL_BYTES`) which begins after the job's ``submitted``
+    time (unknown: any such tail): its decision may lie before."""
     out: dict[str, dict[str, Any]] = {}
     path = Path(state_dir) / AUDIT_LOG if state_dir else None
     try:
         if path is None or not path.is_file():
             return {"missing": {"path": None if path is None else str(path)}}
-        entries = read_tail(path.parent).entries  # the log's end, into the rotated one (audit.py)
+        tail = read_tail(path.parent)  # the log's end, into the rotated one (audit.py)
     except PermissionError:  # the state dir is the service user's (0750): Slurm's side is still told
         return {"unreadable": {"path": str(path)}}
     except FileNotFoundError:  # removed meanwhile
         return {"missing": {"path": str(path)}}
     except OSError as exc:
         raise os_error(exc, "the agent's audit log", path) from None
-    for e in entries:
+    for e in tail.entries:
         kind = e.get("event", "").removeprefix("agent.")
         if e.get("job") == job_id or e.get("for_job") == job_id:
             out[kind] = e
         elif kind == "waiting" and str(job_id) in (e.get("jobs") or {}):
             out["waiting"] = {"ts": e["ts"], "reason": e["jobs"][str(job_id)]}
+    since = tail.entries[0]["ts"] if tail.entries else None
+    if tail.truncated and not {"place", "handoff"} & set(out) and \
+            (submitted is None or since is None or since > submitted):
+        out["older"] = {"path": str(path), "since": since}
     return out
 
 
 def explain(client: SlurmClient, job_id: int, *, state_dir: str | Path | None = None) -> dict[str, Any]:
     """A dict with ``text`` (sentences) plus the facts behind them."""
     job = client.job(job_id)
-    dec = last_decisions(state_dir, job_id)
+    dec = last_decisions(state_dir, job_id, job.submit_time)
     place = dec.get("place")
     lines = [_headline(job, place)]
     if job.pending:
@@ -64,6 +72,8 @@ def explain(client: SlurmClient, job_id: int, *, state_dir: str | Path | None = 
         lines.append(_handoff_line(dec["handoff"]))
     elif job.grouped and job.fabric_comment:
         lines.append(_grouped_line(job))
+    elif "older" in dec and job.fabric_marked:
+        lines.append(_older_line(job_id, dec["older"]))
     elif job.fabric_marked:
         lines.append("The fabric agent did not place it: Slurm's own scheduler did (the agent was down or the "
                      "deferral ran out).")
@@ -83,6 +93,15 @@ def explain(client: SlurmClient, job_id: int, *, state_dir: str | Path | None = 
                      f"({r.get('gpu_hours_lost', 0):.2f} GPU-hours since its last checkpoint).")
     return {"job": job_id, "state": job.state, "reason": job.reason, "nodes": list(job.node_list),
             "decisions": dec, "text": " ".join(lines)}
+
+
+def _older_line(job_id: int, older: dict[str, Any]) -> str:
+    """Who placed the job cannot be told: its records lie before the part of the decision log read."""
+    log, since = older["path"], older.get("since")
+    start = f", from {_when(since)} on" if since is not None else ""
+    return (f"What the fabric agent decided for it is older than the part of the agent's decision log read "
+            f"(its last {TAIL_BYTES >> 20} MiB{start}), so who placed it cannot be told from there; search "
+            f"the whole log: grep -E '\"(for_)?job\":{job_id}[,}}]' {log}.1 {log}")
 
 
 def _handoff_line(h: dict[str, Any]) -> str:

@@ -1,0 +1,112 @@
+"""The agent's own deferrals, kept across restarts: ``<state_dir>/deferrals.json``.
+
+A waiting gang's begin time is the plugin's (submit time + ``fallback_s``) until the agent renews it
+(``StartTime=now+fallback_s``); from then on only the agent knows that begin time is its own
+(:attr:`~fabric_hpc.slurm.actions.Actions.asked`, :attr:`~fabric_hpc.slurm.actions.Actions.deferrals`).
+Without this file a restarted agent (SIGTERM, ``kill -9``, a crash) took a renewed begin time for the
+user's ``--begin`` and left the gang waiting on idle GPUs until it ran out.
+
+The file holds, per pending job, the begin times the agent asked for, the one it set last and its refused
+deferrals in a row (with the time of the next try). It is rewritten (:func:`fabric_hpc.atomic.write_atomic`,
+not fsync'd: a lost write costs at most one fallback's wait) after a cycle that changed it, and read once at
+start, under the agent's lock; entries of jobs no longer pending are dropped by the first cycle
+(:meth:`~fabric_hpc.slurm.actions.Actions.forget`). At most :data:`MAX_JOBS` jobs are kept (those deferred
+last). A file that is not one of these (corrupt, foreign, too large) is ignored: the agent logs one
+``agent.deferrals_ignored`` record and starts without it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from fabric_hpc.atomic import write_atomic
+from fabric_hpc.slurm.actions import ASKED_KEPT, MAX_DEFER_FAILURES, Actions
+
+DEFERRALS_FILE = "deferrals.json"
+FORMAT = "fabric-agent-deferrals/1"
+#: Jobs kept in the file (the latest deferred); about 100 bytes each.
+MAX_JOBS = 50_000
+#: Largest file read back (bytes).
+MAX_BYTES = 16 << 20
+
+
+class DeferralStore:
+    """Saves and loads the deferral memory of an :class:`~fabric_hpc.slurm.actions.Actions`."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / DEFERRALS_FILE
+        self._last = ""
+
+    def save(self, actions: Actions) -> None:
+        """Rewrite the file when the memory changed since the last save (or load)."""
+        jobs = sorted(set(actions.asked) | set(actions.deferrals) | set(actions.defer_retry),
+                      key=lambda j: actions.deferrals.get(j, 0.0))[-MAX_JOBS:]
+        data = {str(j): _entry(actions, j) for j in jobs}
+        text = json.dumps({"format": FORMAT, "jobs": data}, separators=(",", ":"))
+        if text != self._last:
+            write_atomic(self.path, text, mode=0o640, durable=False)
+            self._last = text
+
+    def load(self, actions: Actions) -> str | None:
+        """Fill ``actions`` from the file; None when it was read (or there is none), else why it was
+        ignored."""
+        try:
+            with open(self.path, "rb") as fh:
+                raw = fh.read(MAX_BYTES + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return f"not readable: {exc.strerror or exc}"
+        if len(raw) > MAX_BYTES:
+            return f"larger than {MAX_BYTES} bytes"
+        try:
+            doc = json.loads(raw)
+            if not isinstance(doc, dict) or doc.get("format") != FORMAT or \
+                    not isinstance(doc.get("jobs"), dict):
+                return f"not a fabric agent deferrals file (format {FORMAT} expected)"
+            parsed = {int(k): _parse(v) for k, v in doc["jobs"].items()}
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+            return f"damaged: {type(exc).__name__}: {str(exc)[:200]}"
+        for job_id, (asked, until, retry) in list(parsed.items())[-MAX_JOBS:]:
+            if asked:
+                actions.asked[job_id] = asked
+            if until is not None:
+                actions.deferrals[job_id] = until
+            if retry is not None:
+                actions.defer_retry[job_id] = retry
+        self._last = raw.decode("utf-8", "replace")
+        return None
+
+
+def _entry(actions: Actions, job_id: int) -> dict[str, Any]:
+    entry: dict[str, Any] = {"asked": actions.asked.get(job_id, [])}
+    if job_id in actions.deferrals:
+        entry["until"] = actions.deferrals[job_id]
+    if job_id in actions.defer_retry:
+        entry["retry"] = list(actions.defer_retry[job_id])
+    return entry
+
+
+def _time(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"not a time: {value!r}")
+    return float(value)
+
+
+def _parse(entry: Any) -> tuple[list[float], float | None, tuple[int, float] | None]:
+    """One job's (asked times, last begin time set, (refused deferrals in a row, next try)); ValueError
+    when it is not of that shape."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("asked", []), list):
+        raise ValueError(f"not a job entry: {str(entry)[:80]}")
+    asked = [_time(t) for t in entry.get("asked", [])][-ASKED_KEPT:]
+    until = _time(entry["until"]) if "until" in entry else None
+    retry = None
+    if "retry" in entry:
+        n, at = entry["retry"]
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= MAX_DEFER_FAILURES:
+            raise ValueError(f"not a count of refused deferrals: {n!r}")
+        retry = (n, _time(at))
+    return asked, until, retry
