@@ -118,6 +118,10 @@ def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
     lock = None
     if ctx.rank == 0:
         try:
+            if source == "-" and ctx.size > 1:  # refused before the output directory is touched
+                raise ConfigError(f"stdin input needs a single rank (this run has {ctx.size})",
+                                  hint="use a spool directory (or one .jsonl file) as --input, or run "
+                                       "one rank")
             if source != "-":  # a wrong --input fails before the output directory is touched
                 state["snapshot"] = checked_snapshot(run_doc["input"])
                 state["ignored"] = ignored_entries(run_doc["input"])
