@@ -66,9 +66,10 @@ def _output_lock(out: Path) -> PidLock:
 def _check_same_run(path: Path, run_doc: dict[str, Any]) -> None:
     """ConfigError naming the old and new values when ``path`` (run.json) holds another run."""
     old = read_json(path, what="run file", limit=16 << 20)
+    weighed = isinstance(old, dict) and "weights" in old and "weights" in run_doc
     for key in ("input", "engine_config", "limits"):
         before = old.get(key) if isinstance(old, dict) else None
-        if before == run_doc[key]:
+        if _same_setting(key, before, run_doc[key], weighed=weighed):
             continue
         if isinstance(before, dict):
             changed = sorted(k for k in before.keys() | run_doc[key].keys() if before.get(k) != run_doc[key].get(k))
@@ -79,6 +80,21 @@ def _check_same_run(path: Path, run_doc: dict[str, Any]) -> None:
         raise ConfigError(f"{path.parent} holds a run with a different {key} ({diff[:900]}): cannot resume it",
                           hint=f"use a new --output directory, or the original {key}")
     _check_same_weights(path, old, run_doc)
+
+
+def _same_setting(key: str, before: Any, now: Any, *, weighed: bool) -> bool:
+    """Whether run.json's ``before`` and this run's ``now`` are the same setting. The engine
+    directory is compared resolved (a trailing slash or a symlink is the same directory); where both
+    runs record their weights' identity, not at all: a copy of the same engine files elsewhere serves
+    the same weights (:func:`_check_same_weights` compares them next)."""
+    if key != "engine_config" or not isinstance(before, dict) or not isinstance(now, dict):
+        return before == now
+    if weighed:
+        return {k: v for k, v in before.items() if k != "engine_dir"} == \
+            {k: v for k, v in now.items() if k != "engine_dir"}
+    resolved = [os.path.realpath(d["engine_dir"]) if isinstance(d.get("engine_dir"), str)
+                else d.get("engine_dir") for d in (before, now)]
+    return {**before, "engine_dir": resolved[0]} == {**now, "engine_dir": resolved[1]}
 
 
 def _check_same_weights(path: Path, old: Any, run_doc: dict[str, Any]) -> None:

@@ -39,3 +39,32 @@ def test_stdin_with_two_ranks_is_refused_before_the_output_is_touched(tmp_path: 
     spool = write_spool(tmp_path, random_items(10, max_new=4), files=1)
     assert main(["infer", "run", "--engine-config", str(cfg), "--input", str(spool), "--output", str(out),
                  "--no-progress"]) == 0
+
+
+def _with_engine_dir(cfg: Path, engine_dir: str, name: str) -> Path:
+    doc = json.loads(cfg.read_text())
+    path = cfg.parent / name
+    path.write_text(json.dumps({**doc, "engine_dir": engine_dir}))
+    return path
+
+
+def test_the_same_engine_dir_spelled_another_way_resumes(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A trailing slash or a symlink to the same engine directory was "a different engine_config";
+    a byte-identical copy serves the same weights (the run.json's identity): it resumes too."""
+    import shutil
+
+    cfg = make_config(tmp_path)
+    engine_dir = json.loads(cfg.read_text())["engine_dir"]
+    spool, out = write_spool(tmp_path, random_items(12, max_new=4), files=1), tmp_path / "out"
+    (tmp_path / "link").symlink_to(engine_dir)
+    shutil.copytree(engine_dir, tmp_path / "copy")
+    run = ["infer", "run", "--input", str(spool), "--output", str(out), "--no-progress", "--engine-config"]
+    assert main([*run, str(cfg)]) == 0
+    for name, where in (("slash.json", engine_dir + "/"), ("link.json", str(tmp_path / "link")),
+                        ("copy.json", str(tmp_path / "copy"))):
+        assert main([*run, str(_with_engine_dir(cfg, where, name))]) == 0, capsys.readouterr().err
+    # other weights are still refused
+    (tmp_path / "copy" / "extra.bin").write_bytes(b"other")
+    assert main([*run, str(tmp_path / "copy.json")]) == 3
+    assert "cannot resume it" in capsys.readouterr().err
