@@ -68,3 +68,16 @@ def test_the_same_engine_dir_spelled_another_way_resumes(tmp_path: Path,
     (tmp_path / "copy" / "extra.bin").write_bytes(b"other")
     assert main([*run, str(tmp_path / "copy.json")]) == 3
     assert "cannot resume it" in capsys.readouterr().err
+
+
+def test_an_idle_rank_counts_as_an_idle_gpu_for_the_whole_job() -> None:
+    """A rank with no work ends at once (wall 0.001 s): weighted by its own wall time it weighed
+    nothing, and a job with one busy GPU of two reported 50 % busy as if both were."""
+    from fabric_hpc.inference.telemetry import job_totals
+
+    busy = {"items_done": 4, "engine_busy_fraction": 0.5, "wall_s": 10.0}
+    idle = {"items_done": 0, "engine_busy_fraction": 0.0, "wall_s": 0.001}
+    job = job_totals([busy, idle])
+    assert job["engine_busy_fraction"] == pytest.approx(0.5 * 10.0 / (2 * 10.0))
+    assert job_totals([busy, busy])["engine_busy_fraction"] == pytest.approx(0.5)
+    assert job_totals([])["engine_busy_fraction"] == 0.0
