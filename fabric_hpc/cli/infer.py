@@ -143,10 +143,10 @@ def _reject_limit(ctx: click.Context, param: click.Parameter, value: str) -> tup
 @click.option("--output-mode", type=click.Choice(["private", "umask"]), default="private",
               show_default=True, help="private: every output file 0600 and directory 0700 "
               "whatever the umask; umask: follow the job's umask (e.g. to share results).")
-@click.option("--textfile-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--textfile-dir", type=click.Path(path_type=Path), default=None,  # checked by run_job: exit 3
               envvar="FABRIC_INFER_TEXTFILE_DIR",
-              help="A node-local node-exporter textfile directory: each rank also writes its .prom file "
-              "there, world-readable, removed at its end (docs/metrics.md).")
+              help="A node-local node-exporter textfile directory (it must exist on every node): each "
+              "rank also writes its .prom file there, world-readable, removed at its end (docs/metrics.md).")
 @json_option
 def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int, progress: bool | None,
             progress_every: float, max_rejected: tuple[str, float], output_mode: str,

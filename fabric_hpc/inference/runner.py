@@ -303,6 +303,7 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
     lock: PidLock | None = None
     started = time.monotonic()
     try:
+        _check_textfile_dir(textfile_dir)  # on every rank's node, before the engine loads
         engine, run_doc = _start_engine(ctx, engine_config, engine_options, source, output_mode)
         limits, vocab = engine.limits, run_doc["vocab_size"]
         attempt, snapshot, lock, ignored = _prepare(ctx, out, run_doc, source)
@@ -342,6 +343,24 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
     finally:
         if lock is not None:
             lock.release()
+
+
+def _check_textfile_dir(textfile_dir: str | os.PathLike[str] | None) -> None:
+    """ConfigError for a ``textfile_dir`` that is not a writable directory on this node: a typo
+    there was a run whose metrics were never exported (a failed write later, a full disk, is only
+    an ``infer.telemetry_failed`` event: telemetry never ends a run that started)."""
+    if textfile_dir is None:
+        return
+    path = Path(textfile_dir)
+    hint = ("create it on every node the job runs on (docs/metrics.md: `install -d -m 1777 DIR`), "
+            "or leave --textfile-dir (FABRIC_INFER_TEXTFILE_DIR) out")
+    if not path.is_dir():
+        what = "does not exist" if not path.exists() else "is not a directory"
+        raise ConfigError(f"--textfile-dir {str(path)!r} {what} on {os.uname().nodename}: the metrics "
+                          f"would never be exported", hint=hint)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"--textfile-dir {str(path)!r} is not writable on {os.uname().nodename}: the "
+                          f"metrics would never be exported", hint=hint)
 
 
 def _ticker(ctx: MpiContext, metrics: MetricsWriter, pipeline: Pipeline,

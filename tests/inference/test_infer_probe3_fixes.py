@@ -81,3 +81,21 @@ def test_an_idle_rank_counts_as_an_idle_gpu_for_the_whole_job() -> None:
     assert job["engine_busy_fraction"] == pytest.approx(0.5 * 10.0 / (2 * 10.0))
     assert job_totals([busy, busy])["engine_busy_fraction"] == pytest.approx(0.5)
     assert job_totals([])["engine_busy_fraction"] == 0.0
+
+
+def test_a_missing_textfile_dir_is_refused_before_work_starts(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: exit 0 and no word (an infer.telemetry_failed event at -v only); the metrics were
+    never exported. A typo'd node-exporter directory is refused, exit 3, naming the fix."""
+    cfg = make_config(tmp_path)
+    spool, out = write_spool(tmp_path, random_items(6, max_new=4), files=1), tmp_path / "out"
+    (tmp_path / "afile").write_text("x")
+    for bad in (tmp_path / "no-such-dir", tmp_path / "afile"):
+        assert main(["infer", "run", "--engine-config", str(cfg), "--input", str(spool), "--output", str(out),
+                     "--no-progress", "--textfile-dir", str(bad)]) == 3
+        err = capsys.readouterr().err
+        assert "--textfile-dir" in err and str(bad) in err and "Traceback" not in err, err
+        assert not out.exists()
+    (tmp_path / "tf").mkdir()
+    assert main(["infer", "run", "--engine-config", str(cfg), "--input", str(spool), "--output", str(out),
+                 "--no-progress", "--textfile-dir", str(tmp_path / "tf")]) == 0
