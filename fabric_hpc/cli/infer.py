@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -184,8 +185,9 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int, pro
         f"attempt {result['attempt']}: {result['items_done_all_ranks']:,} items done on "
         f"{result['world_size']} rank(s), {result['resumed']:,} skipped as already done, "
         f"{result['dead_letter']:,} dead-lettered{reasons}\njob: {_progress_line(result)}\n"
-        f"next: fabric infer merge {output}" + (" --input FILE  (FILE: the lines that were piped in; merge "
-                                                 "checks the results against them)" if source == "-" else "")))
+        f"next: fabric infer merge {shlex.quote(str(output))}"
+        + (" --input FILE  (FILE: the lines that were piped in; merge checks the results against them)"
+           if source == "-" else "")))
 
 
 def _check_rejected(result: dict[str, Any], dead: Path, limit: tuple[str, float]) -> None:

@@ -99,3 +99,17 @@ def test_a_missing_textfile_dir_is_refused_before_work_starts(tmp_path: Path,
     (tmp_path / "tf").mkdir()
     assert main(["infer", "run", "--engine-config", str(cfg), "--input", str(spool), "--output", str(out),
                  "--no-progress", "--textfile-dir", str(tmp_path / "tf")]) == 0
+
+
+def test_the_next_command_is_shell_quoted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """`--output "out dir é/"` printed `next: fabric infer merge out dir é`: three arguments."""
+    import shlex
+
+    cfg = make_config(tmp_path)
+    spool = write_spool(tmp_path, random_items(6, max_new=4), files=1)
+    monkeypatch.chdir(tmp_path)
+    assert main(["infer", "run", "--engine-config", str(cfg), "--input", str(spool), "--output", "out dir é/",
+                 "--no-progress"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("next: "))
+    assert shlex.split(line.removeprefix("next: ")) == ["fabric", "infer", "merge", "out dir é"], line
