@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -51,6 +52,7 @@ __all__ = ["job_status", "merge_job", "run_job"]
 
 FAULT_ENV = "FABRIC_INFER_FAULT"  # test hook: "RANK:N" -> that rank fails after acking N items
 SNAPSHOT = "spool-snapshot.json"
+_LEADING_ID = re.compile(r'\s*\{\s*"id"\s*:\s*("(?:[^"\\]|\\.)*")')
 IGNORED_IN_EVENT = 20  # names an infer.spool_ignored event lists (all are in the --json summary)
 
 
@@ -532,4 +534,32 @@ def _merge_locked(out: Path, run: dict[str, Any], source: str | None) -> dict[st
                           hint="the output directory is damaged; rerun into a new --output directory")
     expected = [it.id for it in read_items(lines, limits=limits, dead_letter=None, vocab_size=vocab)]
     with private_files(run.get("output_mode", "private")):
-        return merge_outputs(out, expected)
+        result = merge_outputs(out, expected)
+    dead = _dead_letter_ids(out / "dead-letter.jsonl")
+    have = set(expected)  # each has exactly one result now
+    return {**result, "dead_letter": len(dead), "dead_letter_with_result": sum(i in have for i in dead),
+            "other_input": str(Path(source).resolve()) != run["input"]}
+
+
+def _dead_letter_ids(path: Path) -> list[str | None]:
+    """The id of each dead-lettered line (``None`` where its raw text names none): a line rejected
+    and then fixed by a later line with the same id (a new spool file) has a result after all."""
+    if not path.is_file():
+        return []
+    ids: list[str | None] = []
+    for rec in read_json_lines(path):
+        raw = rec.get("raw") if isinstance(rec, dict) else None
+        found = None
+        if isinstance(raw, str):
+            try:
+                doc = json.loads(raw)
+                found = doc.get("id") if isinstance(doc, dict) else None
+            except (ValueError, RecursionError):  # broken, too deep, or cut at 2,000 characters: an id
+                # at its start still counts
+                match = _LEADING_ID.match(raw)
+                try:
+                    found = json.loads(match.group(1)) if match else None
+                except ValueError:
+                    found = None
+        ids.append(found if isinstance(found, str) else None)
+    return ids

@@ -113,3 +113,34 @@ def test_the_next_command_is_shell_quoted(tmp_path: Path, monkeypatch: pytest.Mo
                  "--no-progress"]) == 0
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("next: "))
     assert shlex.split(line.removeprefix("next: ")) == ["fabric", "infer", "merge", "out dir é"], line
+
+
+def _run_and_merge(cfg: Path, spool: Path, out: Path, *merge_args: str) -> int:
+    assert main(["infer", "run", "--engine-config", str(cfg), "--input", str(spool), "--output", str(out),
+                 "--no-progress", "--max-rejected", "5"]) == 0
+    return main(["infer", "merge", str(out), *merge_args])
+
+
+def test_merge_notes_say_what_is_true(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A dead-lettered line fixed by a new spool file with the same id has a result, yet the note
+    said it had none; results outside a subset given with --input were blamed on a spool file
+    "removed or changed after they ran"."""
+    cfg = make_config(tmp_path)
+    spool, out = tmp_path / "spool", tmp_path / "out"
+    spool.mkdir()
+    good = [{"id": f"g{k}", "prompt": [1, 2, 3], "max_new_tokens": 2} for k in range(5)]
+    (spool / "a.jsonl").write_text("".join(json.dumps(it) + "\n" for it in good)
+                                   + '{"id": "x", "prompt": [1], "max_new_tokens": 0}\n{broken\n')
+    assert _run_and_merge(cfg, spool, out) == 0
+    err = capsys.readouterr().err
+    assert "2 input lines were dead-lettered and have no result" in err, err
+    (spool / "b.jsonl").write_text('{"id": "x", "prompt": [1], "max_new_tokens": 2}\n')  # the fix
+    assert _run_and_merge(cfg, spool, out) == 0
+    err = capsys.readouterr().err
+    assert "1 input lines were dead-lettered and have no result" in err, err
+    assert "1 dead-lettered input lines have a result" in err, err
+    sub = tmp_path / "sub.jsonl"
+    sub.write_text("".join(json.dumps(it) + "\n" for it in good[:2]))
+    assert main(["infer", "merge", str(out), "--input", str(sub)]) == 0
+    err = capsys.readouterr().err
+    assert "are not in the input given to merge" in err and "removed or changed" not in err, err
