@@ -144,3 +144,22 @@ def test_merge_notes_say_what_is_true(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["infer", "merge", str(out), "--input", str(sub)]) == 0
     err = capsys.readouterr().err
     assert "are not in the input given to merge" in err and "removed or changed" not in err, err
+
+
+def test_priority_and_class_are_recorded_in_the_results(tmp_path: Path) -> None:
+    """Documented as "optional and recorded", they were stored on the work item and written nowhere."""
+    from .builders import read_results
+
+    cfg = make_config(tmp_path)
+    spool, out = tmp_path / "spool", tmp_path / "out"
+    spool.mkdir()
+    items = [{"id": "p", "prompt": [1, 2], "max_new_tokens": 2, "priority": -3, "class": "chat é"},
+             {"id": "c", "prompt": [1, 2], "max_new_tokens": 2, "class": "batch"},
+             {"id": "n", "prompt": [1, 2], "max_new_tokens": 2}]
+    (spool / "a.jsonl").write_text("".join(json.dumps(it) + "\n" for it in items))
+    assert _run_and_merge(cfg, spool, out) == 0
+    got = {r["id"]: r for r in read_results(out)}
+    assert (got["p"]["priority"], got["p"]["class"]) == (-3, "chat é")
+    assert got["c"]["class"] == "batch" and "priority" not in got["c"]  # the defaults are left out
+    assert "priority" not in got["n"] and "class" not in got["n"]
+    assert list(got["p"])[:3] == ["id", "tokens", "finish_reason"] and list(got["p"])[-1] == "metrics"
