@@ -6,7 +6,8 @@ Output directory layout::
     DIR/spool-snapshot.json             the spool files (name, size, inode) of the last attempt
     DIR/attempts/NNNNNN                 one marker per run attempt
     DIR/chunks/aNNNNNN-rRRRRR-cCCCCCC.jsonl   results, one {"id","tokens","finish_reason","metrics"} a line
-                                        (with the item's priority/class where given; metrics: timings and token counts, which differ on a rerun;
+                                        (and the item's priority/class where given; metrics:
+                                        timings and token counts, which differ on a rerun;
                                         only ids and digests are compared)
     DIR/journal/rank-RRRRR.jsonl        {"chunk", "n", "ids": [...], "digests": [...]} per committed chunk
                                         (digests: each item's content digest, checked on resume)
