@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -143,10 +144,10 @@ def _reject_limit(ctx: click.Context, param: click.Parameter, value: str) -> tup
 @click.option("--output-mode", type=click.Choice(["private", "umask"]), default="private",
               show_default=True, help="private: every output file 0600 and directory 0700 "
               "whatever the umask; umask: follow the job's umask (e.g. to share results).")
-@click.option("--textfile-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--textfile-dir", type=click.Path(path_type=Path), default=None,  # checked by run_job: exit 3
               envvar="FABRIC_INFER_TEXTFILE_DIR",
-              help="A node-local node-exporter textfile directory: each rank also writes its .prom file "
-              "there, world-readable, removed at its end (docs/metrics.md).")
+              help="A node-local node-exporter textfile directory (it must exist on every node): each "
+              "rank also writes its .prom file there, world-readable, removed at its end (docs/metrics.md).")
 @json_option
 def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int, progress: bool | None,
             progress_every: float, max_rejected: tuple[str, float], output_mode: str,
@@ -184,8 +185,9 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int, pro
         f"attempt {result['attempt']}: {result['items_done_all_ranks']:,} items done on "
         f"{result['world_size']} rank(s), {result['resumed']:,} skipped as already done, "
         f"{result['dead_letter']:,} dead-lettered{reasons}\njob: {_progress_line(result)}\n"
-        f"next: fabric infer merge {output}" + (" --input FILE  (FILE: the lines that were piped in; merge "
-                                                 "checks the results against them)" if source == "-" else "")))
+        f"next: fabric infer merge {shlex.quote(str(output))}"
+        + (" --input FILE  (FILE: the lines that were piped in; merge checks the results against them)"
+           if source == "-" else "")))
 
 
 def _check_rejected(result: dict[str, Any], dead: Path, limit: tuple[str, float]) -> None:
@@ -327,32 +329,28 @@ def merge_cmd(output: Path, source: str | None, as_json: bool) -> None:
 
     res = merge_job(output, source)
     dead = output / "dead-letter.jsonl"
-    res["dead_letter"] = _count_lines(dead)
     res["dead_letter_file"] = str(dead) if res["dead_letter"] else None
 
     def human(c: Any) -> None:
         c.print(f"ok: {res['items']:,} items, each exactly once, from {res['chunks']:,} chunks, in input "
                 f"order -> {res['results']}")
         if res["without_input"]:
-            click.echo(f"note: {res['without_input']:,} results kept whose ids the input no longer holds "
-                       f"(e.g. {', '.join(map(repr, res['without_input_ids']))}): their spool file was "
-                       f"removed or changed after they ran; they follow the input's results", err=True)
-        if res["dead_letter"]:
-            click.echo(f"note: {res['dead_letter']:,} input lines were dead-lettered and have no result: "
+            which = ("are not in the input given to merge (--input, not the run's own)" if res["other_input"]
+                     else "the input no longer holds")
+            why = "" if res["other_input"] else ": their spool file was removed or changed after they ran"
+            click.echo(f"note: {res['without_input']:,} results kept whose ids {which} "
+                       f"(e.g. {', '.join(map(repr, res['without_input_ids']))}){why}; they follow the "
+                       f"input's results", err=True)
+        fixed = res["dead_letter_with_result"]
+        if res["dead_letter"] - fixed:
+            click.echo(f"note: {res['dead_letter'] - fixed:,} input lines were dead-lettered and have no "
+                       f"result: {dead}", err=True)
+        if fixed:
+            click.echo(f"note: {fixed:,} dead-lettered input lines have a result all the same, from another "
+                       f"line with the same id (a fixed copy); the rejected lines are still in the input: "
                        f"{dead}", err=True)
 
     render(as_json, res, human)
-
-
-def _count_lines(path: Path) -> int:
-    """Lines of a file (0 when it does not exist), read in blocks."""
-    if not path.is_file():
-        return 0
-    n = 0
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            n += block.count(b"\n")
-    return n
 
 
 @group.command("bench")

@@ -321,9 +321,8 @@ def load_engine_config(data: Mapping[str, Any] | str | os.PathLike[str], *,
         source, base = str(path), path.parent
     config = parse_model(EngineConfig, data, source=source,
                          hint="an engine config has exactly nine fields; see docs/inference.md")
-    engine_dir = Path(config.engine_dir)
-    if not engine_dir.is_absolute():
-        config = config.model_copy(update={"engine_dir": str((base / engine_dir).resolve())})
+    # one spelling per directory (a trailing slash, a symlink, `..`): run.json records and compares it
+    config = config.model_copy(update={"engine_dir": str((base / Path(config.engine_dir)).resolve())})
     if check_artefact:
         found = artefact_kind(Path(config.engine_dir))
         if found is not None and found != config.engine:

@@ -6,7 +6,8 @@ Output directory layout::
     DIR/spool-snapshot.json             the spool files (name, size, inode) of the last attempt
     DIR/attempts/NNNNNN                 one marker per run attempt
     DIR/chunks/aNNNNNN-rRRRRR-cCCCCCC.jsonl   results, one {"id","tokens","finish_reason","metrics"} a line
-                                        (metrics: timings and token counts, which differ on a rerun;
+                                        (and the item's priority/class where given; metrics:
+                                        timings and token counts, which differ on a rerun;
                                         only ids and digests are compared)
     DIR/journal/rank-RRRRR.jsonl        {"chunk", "n", "ids": [...], "digests": [...]} per committed chunk
                                         (digests: each item's content digest, checked on resume)
@@ -278,16 +279,18 @@ class ChunkSink:
     def _name(self) -> str:
         return f"a{self.attempt:06d}-r{self.rank:05d}-c{self.seq:07d}.jsonl"
 
-    def add(self, result: EngineResult, digest: str | None = None, times: RequestTimes | None = None) -> bool:
+    def add(self, result: EngineResult, digest: str | None = None, times: RequestTimes | None = None,
+            labels: dict[str, Any] | None = None) -> bool:
         """Write one result to the chunk in progress (``digest``: its item's
         :func:`~fabric_hpc.inference.intake.item_digest`, journalled; ``times``: written as its
         ``metrics`` with the latencies they imply, the token counts and this sink's ``rank`` and
-        ``attempt``, never journalled or compared); True when it is full and should be
-        committed. Nothing counts as done until :meth:`commit`."""
+        ``attempt``, never journalled or compared; ``labels``: the item's ``priority``/``class``,
+        written after ``finish_reason``); True when it is full and should be committed. Nothing
+        counts as done until :meth:`commit`."""
         if self._file is None:
             self._file = open(self.out / "chunks" / (self._name() + ".tmp"), "wb")  # noqa: SIM115
-        line = json.dumps({"id": result.id, "tokens": result.tokens, "finish_reason": result.finish_reason},
-                          separators=(",", ":"))
+        line = json.dumps({"id": result.id, "tokens": result.tokens, "finish_reason": result.finish_reason,
+                           **(labels or {})}, separators=(",", ":"))
         if times is not None:
             a, s, f, d, prompt = times
             line = line[:-1] + "," + _METRICS % (a, s, f, d, s - a, f - a, d - a, prompt, len(result.tokens),

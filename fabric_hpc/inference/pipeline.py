@@ -62,6 +62,15 @@ def request_times(item: WorkItem, anchor: tuple[float, float]) -> RequestTimes:
                         base + item.t_finished, len(item.prompt))
 
 
+def labels(item: WorkItem) -> dict[str, Any] | None:
+    """The input's optional ``priority`` and ``class``, recorded in its result where given (not
+    the defaults, 0 and empty: most inputs carry neither, and their results stay as they were)."""
+    if not item.priority and not item.klass:
+        return None
+    return {**({"priority": item.priority} if item.priority else {}),
+            **({"class": item.klass} if item.klass else {})}
+
+
 @dataclass(frozen=True, slots=True)
 class PipelineOptions:
     overcommit: float = 2.0
@@ -243,7 +252,7 @@ class Pipeline:
                         continue
                     for res, it in got:
                         held.append((res, it))
-                        if sink.add(res, item_digest(it), request_times(it, self.anchor)):
+                        if sink.add(res, item_digest(it), request_times(it, self.anchor), labels(it)):
                             sink.commit()
                             acked, held = held, []
                             self._ack(acked)

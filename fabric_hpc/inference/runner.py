@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -51,6 +52,7 @@ __all__ = ["job_status", "merge_job", "run_job"]
 
 FAULT_ENV = "FABRIC_INFER_FAULT"  # test hook: "RANK:N" -> that rank fails after acking N items
 SNAPSHOT = "spool-snapshot.json"
+_LEADING_ID = re.compile(r'\s*\{\s*"id"\s*:\s*("(?:[^"\\]|\\.)*")')
 IGNORED_IN_EVENT = 20  # names an infer.spool_ignored event lists (all are in the --json summary)
 
 
@@ -66,9 +68,10 @@ def _output_lock(out: Path) -> PidLock:
 def _check_same_run(path: Path, run_doc: dict[str, Any]) -> None:
     """ConfigError naming the old and new values when ``path`` (run.json) holds another run."""
     old = read_json(path, what="run file", limit=16 << 20)
+    weighed = isinstance(old, dict) and "weights" in old and "weights" in run_doc
     for key in ("input", "engine_config", "limits"):
         before = old.get(key) if isinstance(old, dict) else None
-        if before == run_doc[key]:
+        if _same_setting(key, before, run_doc[key], weighed=weighed):
             continue
         if isinstance(before, dict):
             changed = sorted(k for k in before.keys() | run_doc[key].keys() if before.get(k) != run_doc[key].get(k))
@@ -79,6 +82,21 @@ def _check_same_run(path: Path, run_doc: dict[str, Any]) -> None:
         raise ConfigError(f"{path.parent} holds a run with a different {key} ({diff[:900]}): cannot resume it",
                           hint=f"use a new --output directory, or the original {key}")
     _check_same_weights(path, old, run_doc)
+
+
+def _same_setting(key: str, before: Any, now: Any, *, weighed: bool) -> bool:
+    """Whether run.json's ``before`` and this run's ``now`` are the same setting. The engine
+    directory is compared resolved (a trailing slash or a symlink is the same directory); where both
+    runs record their weights' identity, not at all: a copy of the same engine files elsewhere serves
+    the same weights (:func:`_check_same_weights` compares them next)."""
+    if key != "engine_config" or not isinstance(before, dict) or not isinstance(now, dict):
+        return before == now
+    if weighed:
+        return {k: v for k, v in before.items() if k != "engine_dir"} == \
+            {k: v for k, v in now.items() if k != "engine_dir"}
+    resolved = [os.path.realpath(d["engine_dir"]) if isinstance(d.get("engine_dir"), str)
+                else d.get("engine_dir") for d in (before, now)]
+    return {**before, "engine_dir": resolved[0]} == {**now, "engine_dir": resolved[1]}
 
 
 def _check_same_weights(path: Path, old: Any, run_doc: dict[str, Any]) -> None:
@@ -118,6 +136,10 @@ def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
     lock = None
     if ctx.rank == 0:
         try:
+            if source == "-" and ctx.size > 1:  # refused before the output directory is touched
+                raise ConfigError(f"stdin input needs a single rank (this run has {ctx.size})",
+                                  hint="use a spool directory (or one .jsonl file) as --input, or run "
+                                       "one rank")
             if source != "-":  # a wrong --input fails before the output directory is touched
                 state["snapshot"] = checked_snapshot(run_doc["input"])
                 state["ignored"] = ignored_entries(run_doc["input"])
@@ -283,6 +305,7 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
     lock: PidLock | None = None
     started = time.monotonic()
     try:
+        _check_textfile_dir(textfile_dir)  # on every rank's node, before the engine loads
         engine, run_doc = _start_engine(ctx, engine_config, engine_options, source, output_mode)
         limits, vocab = engine.limits, run_doc["vocab_size"]
         attempt, snapshot, lock, ignored = _prepare(ctx, out, run_doc, source)
@@ -322,6 +345,24 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
     finally:
         if lock is not None:
             lock.release()
+
+
+def _check_textfile_dir(textfile_dir: str | os.PathLike[str] | None) -> None:
+    """ConfigError for a ``textfile_dir`` that is not a writable directory on this node: a typo
+    there was a run whose metrics were never exported (a failed write later, a full disk, is only
+    an ``infer.telemetry_failed`` event: telemetry never ends a run that started)."""
+    if textfile_dir is None:
+        return
+    path = Path(textfile_dir)
+    hint = ("create it on every node the job runs on (docs/metrics.md: `install -d -m 1777 DIR`), "
+            "or leave --textfile-dir (FABRIC_INFER_TEXTFILE_DIR) out")
+    if not path.is_dir():
+        what = "does not exist" if not path.exists() else "is not a directory"
+        raise ConfigError(f"--textfile-dir {str(path)!r} {what} on {os.uname().nodename}: the metrics "
+                          f"would never be exported", hint=hint)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"--textfile-dir {str(path)!r} is not writable on {os.uname().nodename}: the "
+                          f"metrics would never be exported", hint=hint)
 
 
 def _ticker(ctx: MpiContext, metrics: MetricsWriter, pipeline: Pipeline,
@@ -493,4 +534,32 @@ def _merge_locked(out: Path, run: dict[str, Any], source: str | None) -> dict[st
                           hint="the output directory is damaged; rerun into a new --output directory")
     expected = [it.id for it in read_items(lines, limits=limits, dead_letter=None, vocab_size=vocab)]
     with private_files(run.get("output_mode", "private")):
-        return merge_outputs(out, expected)
+        result = merge_outputs(out, expected)
+    dead = _dead_letter_ids(out / "dead-letter.jsonl")
+    have = set(expected)  # each has exactly one result now
+    return {**result, "dead_letter": len(dead), "dead_letter_with_result": sum(i in have for i in dead),
+            "other_input": str(Path(source).resolve()) != run["input"]}
+
+
+def _dead_letter_ids(path: Path) -> list[str | None]:
+    """The id of each dead-lettered line (``None`` where its raw text names none): a line rejected
+    and then fixed by a later line with the same id (a new spool file) has a result after all."""
+    if not path.is_file():
+        return []
+    ids: list[str | None] = []
+    for rec in read_json_lines(path):
+        raw = rec.get("raw") if isinstance(rec, dict) else None
+        found = None
+        if isinstance(raw, str):
+            try:
+                doc = json.loads(raw)
+                found = doc.get("id") if isinstance(doc, dict) else None
+            except (ValueError, RecursionError):  # broken, too deep, or cut at 2,000 characters: an id
+                # at its start still counts
+                match = _LEADING_ID.match(raw)
+                try:
+                    found = json.loads(match.group(1)) if match else None
+                except ValueError:
+                    found = None
+        ids.append(found if isinstance(found, str) else None)
+    return ids

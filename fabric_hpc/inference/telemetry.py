@@ -53,8 +53,9 @@ def job_totals(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
     rank's pipeline time, rates = totals / that wall time, ``elapsed_s`` the slowest rank's time
     from its start (engine start-up and input costing included); ``padding_waste`` and
     ``prefill_padding_waste`` over the token slots of every rank (a rank that processed nothing
-    weighs nothing), ``engine_busy_fraction`` over every rank's wall time (the share of the job's
-    GPU-time in the engine's step: an idle rank's GPU counts as idle)."""
+    weighs nothing), ``engine_busy_fraction`` the engine-step time of every rank over world size
+    x the job's ``wall_s`` (the share of the job's GPU-time in the engine's step: a rank that had
+    little or no work, or finished early, counts as idle for the rest of the job)."""
     job: dict[str, Any] = {k: sum(s.get(k) or 0 for s in snapshots) for k in _SUMMED}
     wall = max((s.get("wall_s") or 0.0 for s in snapshots), default=0.0)
     job["wall_s"] = wall
@@ -66,9 +67,9 @@ def job_totals(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
     slots = padded + job["output_tokens"]
     job["padding_waste"] = (padded - job["input_tokens"]) / slots if slots else 0.0
     job["prefill_padding_waste"] = (padded - job["input_tokens"]) / padded if padded else 0.0
-    rank_s = sum(s.get("wall_s") or 0.0 for s in snapshots)
+    gpu_s = len(snapshots) * wall  # every rank's GPU for the whole job: one that finished early idles
     job["engine_busy_fraction"] = (sum((s.get("engine_busy_fraction") or 0.0) * (s.get("wall_s") or 0.0)
-                                       for s in snapshots) / rank_s if rank_s else 0.0)
+                                       for s in snapshots) / gpu_s if gpu_s else 0.0)
     return job
 
 

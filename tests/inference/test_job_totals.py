@@ -32,7 +32,7 @@ def test_busy_share_is_over_the_jobs_gpu_time() -> None:
              _rank(prompt=1, padded=1, out=1, busy=0.24, wall=2.0),
              _rank(prompt=0, padded=0, out=0, busy=0.0, wall=2.0)]
     job = job_totals(ranks)
-    assert job["engine_busy_fraction"] == pytest.approx((0.36 * 4 + 0.24 * 2) / 8)
+    assert job["engine_busy_fraction"] == pytest.approx((0.36 * 4 + 0.24 * 2) / (3 * 4))  # 3 GPUs x 4 s
     assert job["wall_s"] == 4.0
 
 

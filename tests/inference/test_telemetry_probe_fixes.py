@@ -128,8 +128,11 @@ def test_nvml_error_degrades_once_and_recovers(tmp_path: Path, events) -> None:
 
 
 def test_a_failing_prom_write_does_not_end_the_run(tmp_path: Path, events) -> None:
-    blocker = tmp_path / "not-a-dir"
-    blocker.write_text("")                                     # the textfile dir is a file: every write fails
+    import hashlib
+
+    blocker = tmp_path / "not-a-dir"   # a textfile dir that is not a directory is refused at the start;
+    tag = hashlib.sha256(os.fsencode((tmp_path / "out").resolve())).hexdigest()[:12]
+    (blocker / textfile_name(0, tag)).mkdir(parents=True)  # a directory in the file's way: every write fails
     items = random_items(40)
     spool = write_spool(tmp_path, items)
     run_job(make_config(tmp_path), str(spool), tmp_path / "out", engine_options={"clock": VirtualClock()},
