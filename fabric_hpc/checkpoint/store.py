@@ -232,14 +232,17 @@ def _remove_if_only_lock(root: Path) -> None:
             if held and set(os.listdir(root)) == {".lock"}:
                 os.unlink(root / ".lock")
                 root.rmdir()
-    except OSError:
+    except (OSError, CheckpointIOError):
         pass  # another process is using it, or the filesystem refuses: leave it
 
 
 @contextmanager
 def root_lock(root: Path, *, blocking: bool = True) -> Iterator[bool]:
     """Exclusive flock on ``ROOT/.lock`` for the committer (save, prune). Yields whether held."""
-    fd = os.open(Path(root) / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, fsio.FILE_MODE)
+    try:
+        fd = os.open(Path(root) / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, fsio.FILE_MODE)
+    except OSError as exc:  # a read-only mount, another user's root: as a new root there says it
+        raise fsio._io_error("open the save lock", Path(root) / ".lock", exc) from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
