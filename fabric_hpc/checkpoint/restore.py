@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,9 +43,10 @@ def restore(path: Path | str, *, step: int | None = None, names: list[str] | Non
     (a floating dtype, not fp8: a cast without scales saturates) casts the floating tensors read:
     integer and bool tensors (steps, ids, masks) are never cast. A target whose integer dtype cannot hold the stored one is refused.
     """
-    if isinstance(names, (str, bytes)) or not (names is None or isinstance(names, (list, tuple, set))):
+    if isinstance(names, (str, bytes)) or not (names is None or isinstance(names, Iterable)):
         raise CheckpointError(f"names must be a list of tensor names or prefixes, got {names!r}",
                               hint=f"e.g. names=[{names!r}] (a single string is not a list of names)")
+    names = None if names is None else list(names)
     if into is not None and not isinstance(into, Mapping):
         raise CheckpointError(f"into must be nested dicts of arrays/tensors, got {type(into).__name__}",
                               hint="e.g. into={'model': {'w': np.empty(...)}} (the names the checkpoint holds)")

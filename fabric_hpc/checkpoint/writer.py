@@ -190,8 +190,8 @@ def check_path_lengths(tmp: Path, pieces: list[_Piece]) -> None:
         if need >= limit:
             name = piece.name if len(piece.name) <= 120 else f"{piece.name[:80]}...{piece.name[-30:]}"
             raise CheckpointError(
-                f"tensor {name!r} ({len(piece.name.encode())} bytes): its chunk file's path under {tmp.parent} "
-                f"would be {need} bytes, over the filesystem's path limit of {limit} bytes",
+                f"tensor {name!r} ({len(piece.name.encode())} bytes): its chunk file's path under "
+                f"{tmp.parent} would be {need} bytes, over the filesystem's path limit of {limit} bytes",
                 hint="use shorter or fewer nested keys for it, or a checkpoint root with a shorter path")
 
 
