@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import field_validator
 
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNewerFormatError
+from fabric_hpc.checkpoint.values import is_tensor_like
 from fabric_hpc.validation import StrictModel
 
 FORMAT_NAME = "fabric-checkpoint"
@@ -206,25 +207,29 @@ def parse_provenance(raw: bytes) -> Provenance | None:
     return Provenance(**known) if known else None
 
 
-def check_name(name: str) -> list[str]:
+def check_name(name: str, what: str = "tensor") -> list[str]:
     """Split a flattened tensor name into path parts, refusing anything that could escape the
-    checkpoint directory or collide with zarr's own keys."""
+    checkpoint directory or collide with zarr's own keys (``what``: "tensor", or "value" for the
+    name of a non-tensor leaf, which follows the same rules)."""
     parts = name.split("/")
     for part in parts:
         if not _PART.match(part) or part in (".", "..") or part.startswith("__") or part == "c" or part.startswith("c.") \
                 or part == "zarr.json":
+            more = ("; any keys are kept as they are inside a dict that holds no tensors (e.g. "
+                    "{'cfg': {'model name': ...}})") if what == "value" else ""
             raise CheckpointError(
-                f"tensor name {name!r}: part {part!r} is not allowed",
+                f"{what} name {name!r}: part {part!r} is not allowed",
                 hint="use letters, digits, '_', '.', '-' (not starting with '.', '-' or '__', "
-                     "not 'c' or 'zarr.json'), parts joined by '/'")
+                     f"not 'c' or 'zarr.json'), parts joined by '/'{more}")
     return parts
 
 
 def flatten(state: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     """Nested dicts -> ("a/b/c", leaf) pairs in sorted, stable order (an int key becomes its
     string; :func:`flatten_keyed` gives the keys too, so a save can restore them as ints). A key
-    holding '/' nests like a dict ("a/b" names what {"a": {"b": ...}} does); two entries that end
-    up with the same name are refused, naming both. An empty dict is a leaf (a non-tensor value)."""
+    of a tensor holding '/' nests like a dict ("a/b" names what {"a": {"b": ...}} does); a value's
+    is refused; two entries that end up with the same name are refused, naming both. A dict that
+    holds no tensor (an empty one too) is one leaf: a non-tensor value, its keys kept verbatim."""
     for name, _, value in flatten_keyed(state, prefix):
         yield name, value
 
@@ -263,11 +268,25 @@ def _walk(state: Mapping[str, Any], prefix: str, keys: tuple) -> Iterator[tuple[
                                   hint=f"use a string key, e.g. {str_key(key)!r}")
         name = f"{prefix}/{key}" if prefix else str(key)
         value = state[key]
-        if isinstance(value, Mapping) and value:
+        if isinstance(value, Mapping) and value and holds_tensor(value):
             yield from _walk(value, name, (*keys, key))
-        else:
+        elif is_tensor_like(value):
             check_name(name)
             yield name, (*keys, key), value
+        else:  # a plain value, or a dict holding no tensors: one value (its own keys kept verbatim)
+            if isinstance(key, str) and "/" in key:
+                raise CheckpointError(
+                    f"value key {key!r} at state{_key_path(keys)} holds '/': it would come back nested "
+                    f"as {_key_path((*keys, *key.split('/')))}",
+                    hint="put it inside a dict that holds no tensors (its keys are kept as they are, e.g. "
+                         f"{{'cfg': {{{key!r}: ...}}}}), or nest it yourself")
+            check_name(name, "value")
+            yield name, (*keys, key), value
+
+
+def holds_tensor(tree: Mapping[str, Any]) -> bool:
+    """Whether nested dicts hold a tensor anywhere (else the whole dict is one non-tensor value)."""
+    return any(is_tensor_like(v) or (isinstance(v, Mapping) and holds_tensor(v)) for v in tree.values())
 
 
 def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:

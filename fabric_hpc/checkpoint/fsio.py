@@ -205,6 +205,14 @@ def make_dir(path: Path, *, exist_ok: bool = False) -> None:
         raise _io_error("create directory", path, exc) from exc
 
 
+def path_max(path: Path) -> int:
+    """The longest path (bytes, with its NUL) the filesystem of ``path`` accepts (4096 on Linux)."""
+    try:
+        return os.pathconf(path, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        return 4096
+
+
 def make_dirs(path: Path) -> None:
     """``mkdir -p`` where every created level gets mode 0700 (os.makedirs only sets the leaf)."""
     path = Path(path)

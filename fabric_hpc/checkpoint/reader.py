@@ -89,14 +89,17 @@ class Checkpoint:
         shape = tuple(hi - lo for lo, hi in region)
         if len(region) != len(entry.shape) or any(
                 not 0 <= lo <= hi <= s for (lo, hi), s in zip(region, entry.shape)):
-            raise CheckpointError(f"{name}: region {region} is outside shape {entry.shape}")
+            raise CheckpointError(f"{name}: region {region} is outside shape {entry.shape}",
+                                  hint=f"give one (lo, hi) per dimension with 0 <= lo <= hi <= its size: "
+                                       f"{tuple((0, s) for s in entry.shape)} is the whole tensor")
         self.check_on_disk(entry, region)
         if out is None:
             want = check_dtype(dtype) if dtype is not None else entry.dtype
             out = empty_like_target(shape, want, torch_out=as_torch or want in VIEW_DTYPES)
         view, logical = target_view(out)
         if tuple(view.shape) != shape:
-            raise CheckpointError(f"{name}: target shape {tuple(view.shape)} != region shape {shape}")
+            raise CheckpointError(f"{name}: target shape {tuple(view.shape)} != region shape {shape}",
+                                  hint=f"give a target of shape {shape} (or read without a target)")
         if _truncates(entry.dtype, logical):
             raise CheckpointError(f"{name}: the target's dtype {logical} cannot hold every stored {entry.dtype} "
                                   f"value (it would truncate or wrap them)",

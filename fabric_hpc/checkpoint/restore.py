@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +43,10 @@ def restore(path: Path | str, *, step: int | None = None, names: list[str] | Non
     (a floating dtype, not fp8: a cast without scales saturates) casts the floating tensors read:
     integer and bool tensors (steps, ids, masks) are never cast. A target whose integer dtype cannot hold the stored one is refused.
     """
+    if isinstance(names, (str, bytes)) or not (names is None or isinstance(names, Iterable)):
+        raise CheckpointError(f"names must be a list of tensor names or prefixes, got {names!r}",
+                              hint=f"e.g. names=[{names!r}] (a single string is not a list of names)")
+    names = None if names is None else list(names)
     if into is not None and not isinstance(into, Mapping):
         raise CheckpointError(f"into must be nested dicts of arrays/tensors, got {type(into).__name__}",
                               hint="e.g. into={'model': {'w': np.empty(...)}} (the names the checkpoint holds)")
@@ -117,7 +121,8 @@ def _restore_once(path: Path | str, step: int | None, names: list[str] | None, p
                 out[name] = value
     emit("checkpoint.restored", path=str(ckpt.path), step=ckpt.step, tensors=len(out),
          rank=parts.rank, world_size=parts.world_size)
-    out.update(values.selected(ckpt.manifest.values, lambda n: _wanted_value(n, names, targets)))
+    picked = values.selected(ckpt.manifest.values, lambda n: _wanted_value(n, names, targets))
+    out.update({n: _narrowed(n, v, names) for n, v in picked.items()})
     tree = unflatten({n: out[n] for n in sorted(out)})
     if ckpt.manifest.values is not None:
         values.restore_int_keys(tree, ckpt.manifest.values.int_keys)
@@ -125,11 +130,36 @@ def _restore_once(path: Path | str, step: int | None, names: list[str] | None, p
 
 
 def _wanted_value(name: str, names: list[str] | None, targets: Mapping[str, Any]) -> bool:
-    """Non-tensor leaves come back with a whole restore, or when ``names`` selects them (a restore
-    into targets only returns what it filled)."""
+    """Non-tensor leaves come back with a whole restore, or when ``names`` selects them, or a name
+    inside them (a dict holding no tensors is one value; a restore into targets only returns what
+    it filled)."""
     if names is None:
         return not targets
-    return any(name == w or name.startswith(w.rstrip("/") + "/") for w in names)
+    return any(name == w or name.startswith(w.rstrip("/") + "/") or w.startswith(name + "/") for w in names)
+
+
+def _narrowed(name: str, value: Any, names: list[str] | None) -> Any:
+    """The parts of the value ``name`` (a dict holding no tensors) that ``names`` points inside
+    (``cfg/lr`` of ``cfg``), nested under their own keys; the whole value when a name selects it.
+    A path that does not lead through its dicts is not found."""
+    inside = [w[len(name) + 1:] for w in names or () if w.startswith(name + "/")]
+    if not inside or any(name == w or name.startswith(w.rstrip("/") + "/") for w in names or ()):
+        return value
+    out: dict = {}
+    for rest in inside:
+        node, into, parts = value, out, rest.rstrip("/").split("/")
+        for i, part in enumerate(parts):
+            key = next((k for k in node if str(k) == part), None) if isinstance(node, dict) else None
+            if key is None:
+                raise CheckpointNotFoundError(
+                    f"no {name + '/' + rest!r} in the checkpoint: the value {name!r} (a dict holding no "
+                    f"tensors) has no {'/'.join(parts[:i + 1])!r}",
+                    hint=f"names=[{name!r}] restores the whole value (its keys may hold '/')")
+            node = node[key]
+            into = into.setdefault(key, {}) if i < len(parts) - 1 else into
+            if i == len(parts) - 1:
+                into[key] = node
+    return out
 
 
 def entry_nbytes(ckpt: Checkpoint, name: str) -> int:

@@ -5,8 +5,8 @@ Layout of a checkpoint root::
 
     ROOT/latest                 one line: the name of the newest committed checkpoint
     ROOT/step-0000000100/       a committed checkpoint (a Zarr v3 group; manifest in its zarr.json)
-    ROOT/.tmp-step-N-<host>-<pid>-<hex>/  a save in progress (removed on the next save, or by
-                                prune if its writer died)
+    ROOT/.tmp-step-N-<host>-<pid>-<hex>/  a save in progress (removed by the next save
+                                or prune once its writer died)
     ROOT/.lock                  held (flock) by the committer while saving or pruning
 """
 
@@ -232,14 +232,17 @@ def _remove_if_only_lock(root: Path) -> None:
             if held and set(os.listdir(root)) == {".lock"}:
                 os.unlink(root / ".lock")
                 root.rmdir()
-    except OSError:
+    except (OSError, CheckpointIOError):
         pass  # another process is using it, or the filesystem refuses: leave it
 
 
 @contextmanager
 def root_lock(root: Path, *, blocking: bool = True) -> Iterator[bool]:
     """Exclusive flock on ``ROOT/.lock`` for the committer (save, prune). Yields whether held."""
-    fd = os.open(Path(root) / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, fsio.FILE_MODE)
+    try:
+        fd = os.open(Path(root) / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, fsio.FILE_MODE)
+    except OSError as exc:  # a read-only mount, another user's root: as a new root there says it
+        raise fsio._io_error("open the save lock", Path(root) / ".lock", exc) from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -252,15 +255,15 @@ def root_lock(root: Path, *, blocking: bool = True) -> Iterator[bool]:
 
 
 def clean_leftovers(root: Path) -> list[str]:
-    """Remove what crashed saves and prunes left behind; fix a dangling ``latest``.
-    Call only while holding :func:`root_lock`. Returns the names removed."""
-    removed = []
+    """Remove what crashed saves and prunes left behind (:func:`health.remove_abandoned`: a
+    temporary directory whose writer is alive, another save in progress, is kept) and stray
+    ``latest`` temporaries; fix a dangling ``latest``. Call only while holding :func:`root_lock`
+    (``latest`` is only written under it). Returns the names removed."""
+    from fabric_hpc.checkpoint import health
+    removed = [lo.path.name for lo in health.remove_abandoned(root)]
     for entry in os.scandir(root):
-        if entry.name.startswith((TMP_PREFIX, TRASH_PREFIX, LATEST_TMP_PREFIX)):
-            if entry.is_dir(follow_symlinks=False):
-                fsio.remove_tree(Path(entry.path))
-            else:
-                os.unlink(entry.path)
+        if entry.name.startswith(LATEST_TMP_PREFIX) and not entry.is_dir(follow_symlinks=False):
+            os.unlink(entry.path)
             removed.append(entry.name)
     latest = read_latest(root)
     if latest is None or not (Path(root) / latest / MANIFEST).is_file():

@@ -93,7 +93,11 @@ def save_local(local: Path | str, state: Mapping[str, Any], *, step: int, comm: 
     order = list(dict.fromkeys(keys))
     token = comm.bcast(os.urandom(6).hex() if rank == 0 else None, root=0)
     part = LocalPart(Path(local) / store.step_dir_name(step), step, token, order.index(keys[rank]), len(order))
-    tmp = Path(local) / f"{store.TMP_PREFIX}{store.step_dir_name(step)}-{token}"
+    # named by the node's first rank (host, pid), which writes and commits it: a later save or prune
+    # removes it only once that process is gone (health.leftovers)
+    procs = comm.bcast(comm.gather((socket.gethostname(), os.getpid()), root=0), root=0)
+    host, pid = procs[keys.index(keys[rank])]
+    tmp = Path(local) / f"{store.TMP_PREFIX}{store.step_dir_name(step)}-{host}-{pid}-{token[:8]}"
     gather_or_raise(comm, lambda: _begin_local(Path(local), step, tmp, shared) if leader else None)
     try:
         values = None  # this rank's non-tensor leaves (split off inside work: an error reaches every rank)

@@ -146,6 +146,7 @@ def write_pieces(tmp: Path, pieces: list[_Piece], threads: int,
     """Write this rank's chunk files in parallel (and the zarr.json of each tensor whose first
     chunk it holds), then fsync them in one concurrent batch (``fsync=False``: the caller
     fsyncs them later, before the commit); name -> chunk entries."""
+    check_path_lengths(tmp, pieces)
     for name in sorted({p.name for p in pieces}):
         fsio.make_dirs(tmp / name)
     written: list[Path] = []
@@ -176,6 +177,22 @@ def write_pieces(tmp: Path, pieces: list[_Piece], threads: int,
     if fsync:
         fsio.fsync_paths(written)
     return out
+
+
+def check_path_lengths(tmp: Path, pieces: list[_Piece]) -> None:
+    """Refuse, before writing anything, a tensor whose chunk files' paths would be longer than the
+    filesystem accepts (PATH_MAX): a deep nesting of long keys."""
+    limit = fsio.path_max(tmp)
+    base = len(os.fsencode(os.path.abspath(tmp)))
+    for piece in pieces:
+        longest = max(len(chunk_key(piece.index)), len("zarr.json"))
+        need = base + 1 + len(piece.name.encode()) + 1 + longest
+        if need >= limit:
+            name = piece.name if len(piece.name) <= 120 else f"{piece.name[:80]}...{piece.name[-30:]}"
+            raise CheckpointError(
+                f"tensor {name!r} ({len(piece.name.encode())} bytes): its chunk file's path under "
+                f"{tmp.parent} would be {need} bytes, over the filesystem's path limit of {limit} bytes",
+                hint="use shorter or fewer nested keys for it, or a checkpoint root with a shorter path")
 
 
 def write_array_json(tmp: Path, meta: dict) -> Path:

@@ -47,14 +47,18 @@ def test_failed_save_leaves_previous_checkpoint_and_no_leftovers(tmp_path: Path)
 
 
 def test_leftovers_of_a_crash_are_cleaned_on_next_save(tmp_path: Path) -> None:
+    import socket
     save(tmp_path, _state(1), step=1)
-    (tmp_path / ".tmp-step-0000000002-123-abcd").mkdir()
-    (tmp_path / ".tmp-step-0000000002-123-abcd" / "junk").write_bytes(b"x" * 10)
+    dead = f".tmp-step-0000000002-{socket.gethostname()}-99999999-0000abcd"  # no such pid: its writer is gone
+    (tmp_path / dead).mkdir()
+    (tmp_path / dead / "junk").write_bytes(b"x" * 10)
+    (tmp_path / ".tmp-step-0000000002-123-abcd").mkdir()  # names no host: its writer is unknown, kept
     (tmp_path / ".trash-step-0000000000-ffff").mkdir()
     (tmp_path / ".latest-99-beef").write_text("step-0000000002")
     res = save(tmp_path, _state(3), step=3)
-    assert sorted(res.cleaned) == [".latest-99-beef", ".tmp-step-0000000002-123-abcd", ".trash-step-0000000000-ffff"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "latest", "step-0000000001", "step-0000000003"]
+    assert sorted(res.cleaned) == [".latest-99-beef", dead, ".trash-step-0000000000-ffff"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", ".tmp-step-0000000002-123-abcd", "latest",
+                                                          "step-0000000001", "step-0000000003"]
 
 
 def test_dangling_latest_falls_back_to_newest(tmp_path: Path) -> None:

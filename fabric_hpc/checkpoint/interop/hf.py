@@ -145,6 +145,19 @@ def _plan_shards(sizes: list[tuple[str, int]], max_bytes: int) -> list[list[tupl
     return shards
 
 
+def _refuse_unexportable(ckpt: Any, keys: dict[str, str]) -> None:
+    """Before writing anything: every tensor must have a safetensors dtype."""
+    bad = [n for n in keys if ckpt.entry(n).dtype not in FABRIC_TO_ST]
+    if bad:
+        dtype = ckpt.entry(bad[0]).dtype
+        more = f" (and {len(bad) - 1} more: {bad[1:4]})" if len(bad) > 1 else ""
+        how = ("save it as real and imaginary parts (torch.view_as_real(t): a float tensor with a last "
+               "dimension of 2), or ") if dtype.startswith("complex") else ""
+        raise CheckpointError(f"{bad[0]}: dtype {dtype} has no safetensors name{more}; safetensors stores "
+                              f"{', '.join(sorted(FABRIC_TO_ST))}",
+                              hint=f"{how}export only the subtree without it (--prefix; prefix= in Python)")
+
+
 def export_hf(path: Path | str, out: Path | str, *, step: int | None = None, prefix: str | None = None,
               max_shard_bytes: int = DEFAULT_SHARD, config: Path | str | None = None,
               quantization_config: bool = True, progress: Progress | None = None) -> dict[str, Any]:
@@ -162,6 +175,7 @@ def export_hf(path: Path | str, out: Path | str, *, step: int | None = None, pre
         raise CheckpointError(f"{out} already exists", hint="export into a new directory")
     ckpt = open_checkpoint(path, step)
     keys = _export_keys(ckpt.names, prefix)
+    _refuse_unexportable(ckpt, keys)
     sizes = [(n, int(np.prod(ckpt.entry(n).shape)) * stored_dtype(ckpt.entry(n).dtype).itemsize) for n in keys]
     shards = _plan_shards(sizes, max_shard_bytes)
     fnames = [SINGLE] if len(shards) == 1 else \
