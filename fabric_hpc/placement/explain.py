@@ -238,6 +238,8 @@ def _necessary(p: Problem) -> None:
             hint = ("relax gpu_model, features, include or exclude (GPU models here: "
                     f"{', '.join(sorted({t.gpu_model for t in types}))}; features: "
                     f"{', '.join(sorted({f for t in types for f in t.features})) or 'none'})")
+        elif r.within == "nvlink" and _pcie_free(p, idle=True):
+            _never_nvlink(p, eligible_gpus)
         elif eligible_gpus == 0:
             where, hint = "", "give a fabric whose hosts have GPUs (a generator's gpus=N with N >= 1)"
         elif p.nodes_mode:  # the whole fabric is too small: only a smaller request can fit
@@ -261,7 +263,7 @@ def _necessary(p: Problem) -> None:
         raise _fail(p, _short_of(p, need, total)
                     + (f"; at least {jobs} running job(s) would have to end" if jobs else "")
                     + _ending(p, jobs)
-                    + (f"; {down} GPU(s) are down" if down else ""), ", or ".join(fixes),
+                    + (f"; {down} GPU(s) are down" if down else "") + _pcie_note(p), ", or ".join(fixes),
                     constraint="capacity", needed=need, largest=total, blocking_jobs=jobs, down_gpus=down)
     for level, limit, what, name in ((p.within, 1, "within", r.within),
                                      (p.max_level, r.max_domains, "max_domains", r.max_domains_level)):
@@ -354,6 +356,35 @@ def _short_of(p: Problem, need: int, total: int) -> str:
             + (f" ({free} are free in all)" if free > total else ""))
 
 
+def _never_nvlink(p: Problem, eligible_gpus: int) -> None:
+    """``within=nvlink`` asking more GPUs than the NVLink domains hold: the rest are PCIe-only."""
+    pcie, r = _pcie_free(p, idle=True), p.request
+    most = int(_idle_caps(p, p.levels.alias.get("nvlink", 0), False).max(initial=0)) if eligible_gpus else 0
+    have = (f"its NVLink domains hold {eligible_gpus} GPUs (at most {most} in one)" if eligible_gpus
+            else "it has no NVLink domain")
+    hint = "drop within=nvlink (with tp=N each tensor-parallel group stays inside one host on PCIe-only hosts)"
+    raise _fail(p, f"{r.describe()} needs its GPUs in one NVLink domain, but {pcie} GPUs of this fabric are "
+                f"PCIe-only, in no NVLink domain, and {have}: it cannot ever fit",
+                hint + (f", or ask for at most {most} GPUs" if most else ""), constraint="within",
+                needed=p.units, largest=most, level="nvlink", never=True)
+
+
+def _pcie_free(p: Problem, idle: bool = False) -> int:
+    """GPUs (free ones, or all with ``idle``) on hosts of the request's model and features whose GPUs
+    are PCIe-only: ``within=nvlink`` cannot use them (they are in no NVLink domain)."""
+    from fabric_hpc.placement.problem import _type_ok, pcie_only_hosts
+
+    r = p.request
+    hosts = pcie_only_hosts(p.fab) & _type_ok(p.fab, r.gpu_model, tuple(r.features))
+    return int((p.levels.host_gpus if idle else p.free_all)[hosts].sum())
+
+
+def _pcie_note(p: Problem) -> str:
+    """``"; 12 free GPUs are PCIe-only, in no NVLink domain"`` for a ``within=nvlink`` request; else ""."""
+    free = _pcie_free(p) if p.request.within == "nvlink" else 0
+    return f"; {free} free GPU(s) are PCIe-only, in no NVLink domain (within=nvlink)" if free else ""
+
+
 def _display(level: str | None) -> str:
     return {"nvlink": "NVLink domain", "rack": "rack", "host": "host"}.get(level or "", f"{level} group")
 
@@ -367,14 +398,16 @@ def _check_domains(p: Problem, level: int, limit: int, what: str, need: int, nam
         return
     top = int(order[0])
     where = lv.dom_names[level][top]
-    members = np.flatnonzero(lv.host_dom[:, level] == top)
-    jobs = blocking_jobs(p, gpu_deficit(p, need - int(caps[top]), members), members) if limit == 1 else 0
     scope = f"one {name}" if limit == 1 else f"at most {limit} {name}s"
     msg = (f"needs {need} {unit_name(p)} in {scope}; the largest free block is {int(caps[top])} in {where}"
            if limit == 1 else f"needs {need} {unit_name(p)} in {scope}; the best {limit} hold {best}")
+    members = np.flatnonzero(lv.host_dom[:, level] == top)
+    jobs = blocking_jobs(p, gpu_deficit(p, need - int(caps[top]), members), members) if limit == 1 else 0
+    hint = f"wait, or relax {what}"
     if jobs:
         msg += f"; at least {jobs} job(s) there would have to end first{_ending(p, jobs, members)}"
-    raise _fail(p, msg, f"wait, or relax {what}", constraint=what, needed=need, largest=best if limit > 1
+    msg += _pcie_note(p) if what == "within" else ""
+    raise _fail(p, msg, hint, constraint=what, needed=need, largest=best if limit > 1
                 else int(caps[top]), where=where, level=lv.chain[level], blocking_jobs=jobs)
 
 
