@@ -401,14 +401,59 @@ def _check_domains(p: Problem, level: int, limit: int, what: str, need: int, nam
     scope = f"one {name}" if limit == 1 else f"at most {limit} {name}s"
     msg = (f"needs {need} {unit_name(p)} in {scope}; the largest free block is {int(caps[top])} in {where}"
            if limit == 1 else f"needs {need} {unit_name(p)} in {scope}; the best {limit} hold {best}")
-    members = np.flatnonzero(lv.host_dom[:, level] == top)
-    jobs = blocking_jobs(p, gpu_deficit(p, need - int(caps[top]), members), members) if limit == 1 else 0
-    hint = f"wait, or relax {what}"
-    if jobs:
-        msg += f"; at least {jobs} job(s) there would have to end first{_ending(p, jobs, members)}"
+    jobs, hint = 0, f"wait, or relax {what}"
+    if limit == 1:
+        jobs, tail, hint = _nearest_domain(p, level, need, top, what)
+        msg += tail
     msg += _pcie_note(p) if what == "within" else ""
     raise _fail(p, msg, hint, constraint=what, needed=need, largest=best if limit > 1
                 else int(caps[top]), where=where, level=lv.chain[level], blocking_jobs=jobs)
+
+
+def _nearest_domain(p: Problem, level: int, need: int, top: int, what: str) -> tuple[int, str, str]:
+    """(jobs, message tail, hint) for one domain of ``level`` that must hold ``need`` units: the
+    domain that could hold them once jobs end (down GPUs stay down), needing the fewest jobs to end
+    (ties: the most free now), and its largest jobs; or, when down GPUs leave no domain able, that."""
+    lv, caps = p.levels, domain_capacity(p, level)
+    room = domain_sums(lv, level, _room_per_host(p))
+    able = np.flatnonzero(room >= need)
+    names = lv.dom_names[level]
+    if able.size == 0:
+        down = np.bincount(lv.host_dom[p.fab.index.gpu_host[p.state.owner == DOWN], level],
+                           minlength=len(names))
+        near = int(np.argmax(np.where(down > 0, room, -1)))
+        return 0, (f"; no {_display(p.request.within if what == 'within' else p.request.max_domains_level)} "
+                   f"could hold it even if every job ended: down GPUs leave at most {int(room.max())} "
+                   f"(in {names[near]}, {int(down[near])} GPU(s) down there)"), \
+            f"bring back the down GPUs, or relax {what}"
+    best: tuple[int, int, int, np.ndarray] | None = None
+    for d in able.tolist():
+        members = np.flatnonzero((lv.host_dom[:, level] == d) & (_room_per_host(p) > 0))
+        jobs = blocking_jobs(p, gpu_deficit(p, need - int(caps[d]), members), members)
+        if best is None or (jobs, -int(caps[d])) < (best[0], -int(caps[best[1]])):
+            best = (jobs, d, int(caps[d]), members)
+    assert best is not None
+    jobs, d, _, members = best
+    if not jobs:
+        return 0, "", f"wait, or relax {what}"
+    here = "there" if d == top else f"in {names[d]}"
+    return jobs, f"; at least {jobs} job(s) {here} would have to end first{_ending(p, jobs, members)}", \
+        f"wait, or relax {what}"
+
+
+def _room_per_host(p: Problem) -> np.ndarray:
+    """Per host: the units it could give once every job on it ended (its down GPUs stay down)."""
+    lv, idx, r = p.levels, p.fab.index, p.request
+    down = np.bincount(idx.gpu_host[p.state.owner == DOWN], minlength=len(lv.host_gpus))
+    usable = lv.host_gpus - down
+    if r.numa_local:
+        usable = np.minimum(usable, _numa_most(p))
+    if p.nodes_mode:
+        ok = (lv.host_gpus == p.gpn) & (down == 0) if r.whole_hosts else usable >= p.gpn
+        return (ok & p.host_ok).astype(np.int64)
+    if r.whole_hosts:
+        return np.where(p.host_ok & (down == 0), lv.host_gpus, 0)
+    return np.where(p.host_ok, usable, 0)
 
 
 def _groups(p: Problem, n: int) -> str:
