@@ -176,6 +176,7 @@ class _Checker:
 
     def _hosts(self) -> dict[str, str]:
         host_type: dict[str, str] = {}
+        entry_of: dict[str, int] = {}
         gpus = ends = 0
         for i, entry in enumerate(self.spec.hosts):
             if entry.type not in self.spec.host_types:
@@ -190,7 +191,7 @@ class _Checker:
                 self.fail(("hosts", i, "names"), f"the fabric would have {gpus:,} GPUs and {ends:,} hosts, GPUs and "
                           f"NICs by here; at most {MAX_GPUS:,} GPUs and {MAX_ENDPOINTS:,} in all are modelled")
                 break
-            bad = None
+            bad, dups = None, []
             for name in names:
                 if bad is None and not NAME.match(name):
                     bad = name
@@ -200,11 +201,26 @@ class _Checker:
                     bad = name
                     self.fail(("hosts", i, "names"), _RENAMED.format(what="host name", name=name[:60]))
                 if name in host_type:
-                    self.fail(("hosts", i, "names"), f"duplicate host name {name!r}: each host once",
-                              fix=f"list {name!r} in one hosts entry only (remove it from the others, or "
-                                  "rename one of them)")
+                    dups.append(name)
                 host_type[name] = entry.type
+                entry_of.setdefault(name, i)
+            if dups:
+                self._duplicates(i, dups, entry_of)
         return host_type
+
+    def _duplicates(self, i: int, dups: list[str], entry_of: dict[str, int]) -> None:
+        """One line for the hosts that entry ``i`` lists again (host-list compressed), one fix."""
+        first = sorted({entry_of[n] for n in dups if entry_of[n] != i})
+        where = (f" (already in hosts entr{'ies' if len(first) > 1 else 'y'} {', '.join(map(str, first))})"
+                 if first else " (listed twice in this entry)")
+        if len(dups) == 1:
+            self.fail(("hosts", i, "names"), f"duplicate host name {dups[0]!r}{where}: each host once",
+                      fix=f"list {dups[0]!r} in one hosts entry only (remove it from the others, or rename "
+                          "one of them)")
+            return
+        self.fail(("hosts", i, "names"), f"{len(dups)} duplicate host names {compress(dups)}{where}: "
+                  "each host once", fix="list each host in one hosts entry only (remove the duplicates from "
+                  "all but one entry, or rename them)")
 
     def _host_types(self) -> None:
         for name, ht in self.spec.host_types.items():
