@@ -10,6 +10,7 @@ group, so a leaf group with one switch per NIC is rail-optimised. See ``docs/top
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -145,6 +146,7 @@ class _Checker:
         self.spec, self.source, self.locate = spec, source, locate
         self.problems: list[str] = []
         self.fixes: list[str] = []  # the fix of each kind of problem found, once, in order
+        self._dangling_child = False  # a misspelt child group: the orphans it leaves are no more lines
 
     def fail(self, loc: Loc, text: str, fix: str | None = None) -> None:
         line = self.locate(loc) if self.locate else None
@@ -312,7 +314,7 @@ class _Checker:
                       f"connected): {compress(loose)}",
                       fix=f"add them to the hosts of a {net.levels[0]!r} group")
         tops = [g for g in net.groups if g.name not in parent]
-        if len(tops) > 1:
+        if len(tops) > 1 and not self._dangling_child:  # else a misspelt child is the cause: one line
             self.fail(("network", "groups"),
                       f"{len(tops)} groups have no parent ({', '.join(g.name for g in tops[:5])}); "
                       "the network must be one tree: add a top-level group over them")
@@ -382,7 +384,14 @@ class _Checker:
         loc = ("network", "groups", i)
         for child in g.children:
             if child not in groups:
-                self.fail(loc + ("children",), f"unknown group {child!r} (dangling link)")
+                below = [o.name for o in net.groups if o.name not in g.children and o.level in level_of
+                         and g.level in level_of and level_of[o.level] == level_of[g.level] - 1]
+                near = difflib.get_close_matches(child, below or list(groups), n=1)
+                self.fail(loc + ("children",), f"unknown group {child!r} (dangling link)"
+                          + (f"; did you mean {near[0]!r}?" if near else ""),
+                          fix=f"in the children of {g.name!r}, write {near[0]!r} for {child!r}" if near else
+                          f"the children of {g.name!r} must name groups defined under network.groups")
+                self._dangling_child = True
                 continue
             c = net.groups[groups[child]]
             if c.level in level_of and g.level in level_of and level_of[c.level] != level_of[g.level] - 1:
