@@ -70,8 +70,8 @@ class Problem:
         self.levels = lv = fabric_levels(fab)
         self.nodes_mode = request.nodes is not None
         self.units = request.units
-        self.within = lv.level(request.within) if request.within else None
-        self.max_level = lv.level(request.max_domains_level) if request.max_domains else None
+        self.within = self._level(request.within)
+        self.max_level = self._level(request.max_domains_level) if request.max_domains else None
         self.slices, slice_level = slices or request.tp_slices() or (request.slices, request.slice_level)
         self.slice_level = lv.level(slice_level) if slice_level else None
         self.slice_size = self.units // self.slices if self.slices else None
@@ -100,6 +100,14 @@ class Problem:
         self.pattern: tuple[int, ...] | None = None
         self.patterns = self._patterns()
         self.set_pattern(self.patterns[0] if self.patterns else None)
+
+    def _level(self, name: str | None) -> int | None:
+        """The chain index of a constraint's level; None for none, and for ``leaf`` on a fabric
+        without a network: its hosts hang off one non-blocking switch (docs/topology.md), so
+        ``within=leaf`` and ``switches=K`` hold for every placement."""
+        if not name or (name == "leaf" and self.fab.spec.network is None and name not in self.levels.alias):
+            return None
+        return self.levels.level(name)
 
     def staged(self) -> list[Problem]:
         """This problem with each pipeline stage (``pp`` > 1) kept inside one domain, once per level
