@@ -418,6 +418,8 @@ def _nearest_domain(p: Problem, level: int, need: int, top: int, what: str) -> t
     room = domain_sums(lv, level, _room_per_host(p))
     able = np.flatnonzero(room >= need)
     names = lv.dom_names[level]
+    if able.size == 0 and int(_idle_caps(p, level, p.request.numa_local).max(initial=0)) < need:
+        return 0, "", f"wait, or relax {what}"  # too small even with no job and nothing down
     if able.size == 0:
         down = np.bincount(lv.host_dom[p.fab.index.gpu_host[p.state.owner == DOWN], level],
                            minlength=len(names))

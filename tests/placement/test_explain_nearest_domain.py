@@ -32,3 +32,10 @@ def test_down_gpus_leaving_no_domain_able_are_named():
         place(fab, _state(fab, ["r002-h18", "r001-h17"]), "gpus=72,within=nvlink")
     assert "could hold it even if every job ended: down GPUs leave at most 68" in str(e.value)
     assert e.value.hint.startswith("bring back the down GPUs") and e.value.explanation["blocking_jobs"] == 0
+
+
+def test_a_domain_too_small_on_an_idle_fabric_blames_no_down_gpus():
+    fab = build(generators.nvl72(racks=2))
+    with pytest.raises(PlacementInfeasible) as e:
+        place(fab, ClusterState(fab), "gpus=76,within=nvlink")
+    assert "down" not in str(e.value) and e.value.explanation["never"]
