@@ -297,7 +297,7 @@
     var t = D.hostTypes[D.hostType[x]], c = hostCounts(x, new Int32Array(NS));
     var rows = [["host type", esc(t.name) + (t.features.length ? " (" + esc(t.features.join(", ")) + ")" : "")],
       ["GPUs", t.gpus + " × " + esc(t.model) + " · " + t.mem + " GB"],
-      ["CPU", t.sockets + " sockets × " + t.cores + " cores" + (t.tpc > 1 ? " × " + t.tpc + " threads" : "") + " · " + t.ram + " GB RAM"],
+      ["CPU", pl(t.sockets, "socket") + " × " + pl(t.cores, "core") + (t.tpc > 1 ? " × " + t.tpc + " threads" : "") + " · " + t.ram + " GB RAM"],
       ["GPU NUMA", t.numa.join(" ")], ["NICs", t.nics + " × " + t.nicGbps + " GB/s (rails " + t.rail.join(" ") + ")"],
       ["NVLink", esc(nvlName(x))]];
     if (D.racks) rows.push(["rack", esc(D.racks[x] || "–")]);
