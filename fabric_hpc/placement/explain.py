@@ -411,9 +411,9 @@ def _check_domains(p: Problem, level: int, limit: int, what: str, need: int, nam
 
 
 def _nearest_domain(p: Problem, level: int, need: int, top: int, what: str) -> tuple[int, str, str]:
-    """(jobs, message tail, hint) for one domain of ``level`` that must hold ``need`` units: the
-    domain that could hold them once jobs end (down GPUs stay down), needing the fewest jobs to end
-    (ties: the most free now), and its largest jobs; or, when down GPUs leave no domain able, that."""
+    """(jobs, message tail, hint) for one domain of ``level`` that must hold ``need`` units: of the
+    domains that could hold them once jobs end (down GPUs stay down), the one with the most free now
+    (ties: the fewest jobs to end), and its largest jobs; or, when down GPUs leave no domain able, that."""
     lv, caps = p.levels, domain_capacity(p, level)
     room = domain_sums(lv, level, _room_per_host(p))
     able = np.flatnonzero(room >= need)
@@ -432,7 +432,7 @@ def _nearest_domain(p: Problem, level: int, need: int, top: int, what: str) -> t
     for d in able.tolist():
         members = np.flatnonzero((lv.host_dom[:, level] == d) & (_room_per_host(p) > 0))
         jobs = blocking_jobs(p, gpu_deficit(p, need - int(caps[d]), members), members)
-        if best is None or (jobs, -int(caps[d])) < (best[0], -int(caps[best[1]])):
+        if best is None or (-int(caps[d]), jobs) < (-int(caps[best[1]]), best[0]):
             best = (jobs, d, int(caps[d]), members)
     assert best is not None
     jobs, d, _, members = best
