@@ -174,7 +174,8 @@ def show(fabric: str | None, host: str | None, distance: tuple[str, str] | None,
             f": {plural(s['hosts'], 'host')}, {plural(s['gpus'], 'GPU')}, "
             f"{plural(s['nvlink_domains'], 'NVLink domain')}"
             + (f" ({plural(pcie, 'host')} with PCIe-only GPUs, in none)" if pcie else "") + ", "
-            + (f"levels {' < '.join(s['levels'])}" if s["levels"] else "no network (one non-blocking switch)")))
+            + (f"levels {' < '.join(s['levels'])}" if s["levels"]
+               else "no network (one non-blocking switch)")))
         if s["groups_per_level"]:
             c.print(table(None, ["level", "groups"], list(s["groups_per_level"].items())))
         kinds = [("nvldomain (multi-host)" if k == "nvldomain" else k, n) for k, n in s["vertices"].items()]

@@ -362,7 +362,8 @@ def _never_nvlink(p: Problem, eligible_gpus: int) -> None:
     most = int(_idle_caps(p, p.levels.alias.get("nvlink", 0), False).max(initial=0)) if eligible_gpus else 0
     have = (f"its NVLink domains hold {eligible_gpus} GPUs (at most {most} in one)" if eligible_gpus
             else "it has no NVLink domain")
-    hint = "drop within=nvlink (with tp=N each tensor-parallel group stays inside one host on PCIe-only hosts)"
+    hint = ("drop within=nvlink (with tp=N each tensor-parallel group stays inside one host on PCIe-only "
+            "hosts)")
     raise _fail(p, f"{r.describe()} needs its GPUs in one NVLink domain, but {pcie} GPUs of this fabric are "
                 f"PCIe-only, in no NVLink domain, and {have}: it cannot ever fit",
                 hint + (f", or ask for at most {most} GPUs" if most else ""), constraint="within",

@@ -132,7 +132,8 @@ class Fabric:
         raw = self.index.rollup(np.asarray(list(free) if not isinstance(free, np.ndarray) else free))
         real = self._nvl_real()
         out = {"host": dict(zip(self.hosts, raw["host"].tolist(), strict=True)),
-               "nvlink": {n: c for n, c in zip(self._nvl_names, raw["nvlink"].tolist(), strict=True) if n in real}}
+               "nvlink": {n: c for n, c in zip(self._nvl_names, raw["nvlink"].tolist(), strict=True)
+                          if n in real}}
         for level in self.levels:
             counts = raw[level]
             out[level] = {g: int(counts[self._group_ids[g]]) for g in self.groups

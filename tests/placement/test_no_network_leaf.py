@@ -8,8 +8,8 @@ from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement import ClusterState, place
 from fabric_hpc.topology import build
 
-BOX = {"gpus": 2, "gpu_model": "L4", "gpu_memory_gb": 24, "sockets": 1, "cores_per_socket": 8, "memory_gb": 64,
-       "nvlink_gbps": 0, "nvswitches": 0, "pcie_gbps": 32, "nics": 1, "nic_gbps": 25}
+BOX = {"gpus": 2, "gpu_model": "L4", "gpu_memory_gb": 24, "sockets": 1, "cores_per_socket": 8,
+       "memory_gb": 64, "nvlink_gbps": 0, "nvswitches": 0, "pcie_gbps": 32, "nics": 1, "nic_gbps": 25}
 
 
 def _fab(hosts: str):
