@@ -160,16 +160,26 @@ def show(fabric: str | None, host: str | None, distance: tuple[str, str] | None,
             c.print(Text(host, style="bold") + Text(f" type={data['type']}  domains: "
                     + " < ".join(f"{lv}:{name}" for lv, name in data["domains"])))
             c.print(table(None, ["gpu", "model", "numa", "rail", "nvlink domain"],
-                          [(g.id, g.model, g.numa, g.rail, g.nvlink_domain) for g in gpus]))
+                          [(g.id, g.model, g.numa, g.rail, g.nvlink_domain or "none (PCIe only)")
+                           for g in gpus]))
         render(as_json, data, human)
         return
+    from fabric_hpc.topology.report import plural
+
     s = fab.summary()
 
     def human_summary(c):
-        c.print(Text(s["name"], style="bold") + Text(f": {s['hosts']} hosts, {s['gpus']} GPUs, "
-                                                    f"levels {' < '.join(s['levels'])}"))
-        c.print(table(None, ["level", "groups"], list(s["groups_per_level"].items())))
-        c.print(table(None, ["vertex kind", "count"], list(s["vertices"].items())))
+        pcie = s["pcie_only_hosts"]
+        c.print(Text(s["name"], style="bold") + Text(
+            f": {plural(s['hosts'], 'host')}, {plural(s['gpus'], 'GPU')}, "
+            f"{plural(s['nvlink_domains'], 'NVLink domain')}"
+            + (f" ({plural(pcie, 'host')} with PCIe-only GPUs, in none)" if pcie else "") + ", "
+            + (f"levels {' < '.join(s['levels'])}" if s["levels"]
+               else "no network (one non-blocking switch)")))
+        if s["groups_per_level"]:
+            c.print(table(None, ["level", "groups"], list(s["groups_per_level"].items())))
+        kinds = [("nvldomain (multi-host)" if k == "nvldomain" else k, n) for k, n in s["vertices"].items()]
+        c.print(table(None, ["vertex kind", "count"], kinds))
         c.print(table(None, ["GPU model", "GPUs"], list(s["gpu_models"].items())))
     render(as_json, s, human_summary)
 

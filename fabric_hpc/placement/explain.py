@@ -238,6 +238,8 @@ def _necessary(p: Problem) -> None:
             hint = ("relax gpu_model, features, include or exclude (GPU models here: "
                     f"{', '.join(sorted({t.gpu_model for t in types}))}; features: "
                     f"{', '.join(sorted({f for t in types for f in t.features})) or 'none'})")
+        elif r.within == "nvlink" and _pcie_free(p, idle=True):
+            _never_nvlink(p, eligible_gpus)
         elif eligible_gpus == 0:
             where, hint = "", "give a fabric whose hosts have GPUs (a generator's gpus=N with N >= 1)"
         elif p.nodes_mode:  # the whole fabric is too small: only a smaller request can fit
@@ -261,7 +263,7 @@ def _necessary(p: Problem) -> None:
         raise _fail(p, _short_of(p, need, total)
                     + (f"; at least {jobs} running job(s) would have to end" if jobs else "")
                     + _ending(p, jobs)
-                    + (f"; {down} GPU(s) are down" if down else ""), ", or ".join(fixes),
+                    + (f"; {down} GPU(s) are down" if down else "") + _pcie_note(p), ", or ".join(fixes),
                     constraint="capacity", needed=need, largest=total, blocking_jobs=jobs, down_gpus=down)
     for level, limit, what, name in ((p.within, 1, "within", r.within),
                                      (p.max_level, r.max_domains, "max_domains", r.max_domains_level)):
@@ -354,6 +356,36 @@ def _short_of(p: Problem, need: int, total: int) -> str:
             + (f" ({free} are free in all)" if free > total else ""))
 
 
+def _never_nvlink(p: Problem, eligible_gpus: int) -> None:
+    """``within=nvlink`` asking more GPUs than the NVLink domains hold: the rest are PCIe-only."""
+    pcie, r = _pcie_free(p, idle=True), p.request
+    most = int(_idle_caps(p, p.levels.alias.get("nvlink", 0), False).max(initial=0)) if eligible_gpus else 0
+    have = (f"its NVLink domains hold {eligible_gpus} GPUs (at most {most} in one)" if eligible_gpus
+            else "it has no NVLink domain")
+    hint = ("drop within=nvlink (with tp=N each tensor-parallel group stays inside one host on PCIe-only "
+            "hosts)")
+    raise _fail(p, f"{r.describe()} needs its GPUs in one NVLink domain, but {pcie} GPUs of this fabric are "
+                f"PCIe-only, in no NVLink domain, and {have}: it cannot ever fit",
+                hint + (f", or ask for at most {most} GPUs" if most else ""), constraint="within",
+                needed=p.units, largest=most, level="nvlink", never=True)
+
+
+def _pcie_free(p: Problem, idle: bool = False) -> int:
+    """GPUs (free ones, or all with ``idle``) on hosts of the request's model and features whose GPUs
+    are PCIe-only: ``within=nvlink`` cannot use them (they are in no NVLink domain)."""
+    from fabric_hpc.placement.problem import _type_ok, pcie_only_hosts
+
+    r = p.request
+    hosts = pcie_only_hosts(p.fab) & _type_ok(p.fab, r.gpu_model, tuple(r.features))
+    return int((p.levels.host_gpus if idle else p.free_all)[hosts].sum())
+
+
+def _pcie_note(p: Problem) -> str:
+    """``"; 12 free GPUs are PCIe-only, in no NVLink domain"`` for a ``within=nvlink`` request; else ""."""
+    free = _pcie_free(p) if p.request.within == "nvlink" else 0
+    return f"; {free} free GPU(s) are PCIe-only, in no NVLink domain (within=nvlink)" if free else ""
+
+
 def _display(level: str | None) -> str:
     return {"nvlink": "NVLink domain", "rack": "rack", "host": "host"}.get(level or "", f"{level} group")
 
@@ -367,15 +399,64 @@ def _check_domains(p: Problem, level: int, limit: int, what: str, need: int, nam
         return
     top = int(order[0])
     where = lv.dom_names[level][top]
-    members = np.flatnonzero(lv.host_dom[:, level] == top)
-    jobs = blocking_jobs(p, gpu_deficit(p, need - int(caps[top]), members), members) if limit == 1 else 0
     scope = f"one {name}" if limit == 1 else f"at most {limit} {name}s"
     msg = (f"needs {need} {unit_name(p)} in {scope}; the largest free block is {int(caps[top])} in {where}"
            if limit == 1 else f"needs {need} {unit_name(p)} in {scope}; the best {limit} hold {best}")
-    if jobs:
-        msg += f"; at least {jobs} job(s) there would have to end first{_ending(p, jobs, members)}"
-    raise _fail(p, msg, f"wait, or relax {what}", constraint=what, needed=need, largest=best if limit > 1
+    jobs, hint = 0, f"wait, or relax {what}"
+    if limit == 1:
+        jobs, tail, hint = _nearest_domain(p, level, need, top, what)
+        msg += tail
+    msg += _pcie_note(p) if what == "within" else ""
+    raise _fail(p, msg, hint, constraint=what, needed=need, largest=best if limit > 1
                 else int(caps[top]), where=where, level=lv.chain[level], blocking_jobs=jobs)
+
+
+def _nearest_domain(p: Problem, level: int, need: int, top: int, what: str) -> tuple[int, str, str]:
+    """(jobs, message tail, hint) for one domain of ``level`` that must hold ``need`` units: of the
+    domains that could hold them once jobs end (down GPUs stay down), the one with the most free now
+    (ties: the fewest jobs to end), and its largest jobs; or, when down GPUs leave no domain able, that."""
+    lv, caps = p.levels, domain_capacity(p, level)
+    room = domain_sums(lv, level, _room_per_host(p))
+    able = np.flatnonzero(room >= need)
+    names = lv.dom_names[level]
+    if able.size == 0 and int(_idle_caps(p, level, p.request.numa_local).max(initial=0)) < need:
+        return 0, "", f"wait, or relax {what}"  # too small even with no job and nothing down
+    if able.size == 0:
+        down = np.bincount(lv.host_dom[p.fab.index.gpu_host[p.state.owner == DOWN], level],
+                           minlength=len(names))
+        near = int(np.argmax(np.where(down > 0, room, -1)))
+        return 0, (f"; no {_display(p.request.within if what == 'within' else p.request.max_domains_level)} "
+                   f"could hold it even if every job ended: down GPUs leave at most {int(room.max())} "
+                   f"(in {names[near]}, {int(down[near])} GPU(s) down there)"), \
+            f"bring back the down GPUs, or relax {what}"
+    best: tuple[int, int, int, np.ndarray] | None = None
+    for d in able.tolist():
+        members = np.flatnonzero((lv.host_dom[:, level] == d) & (_room_per_host(p) > 0))
+        jobs = blocking_jobs(p, gpu_deficit(p, need - int(caps[d]), members), members)
+        if best is None or (-int(caps[d]), jobs) < (-int(caps[best[1]]), best[0]):
+            best = (jobs, d, int(caps[d]), members)
+    assert best is not None
+    jobs, d, _, members = best
+    if not jobs:
+        return 0, "", f"wait, or relax {what}"
+    here = "there" if d == top else f"in {names[d]}"
+    return jobs, f"; at least {jobs} job(s) {here} would have to end first{_ending(p, jobs, members)}", \
+        f"wait, or relax {what}"
+
+
+def _room_per_host(p: Problem) -> np.ndarray:
+    """Per host: the units it could give once every job on it ended (its down GPUs stay down)."""
+    lv, idx, r = p.levels, p.fab.index, p.request
+    down = np.bincount(idx.gpu_host[p.state.owner == DOWN], minlength=len(lv.host_gpus))
+    usable = lv.host_gpus - down
+    if r.numa_local:
+        usable = np.minimum(usable, _numa_most(p))
+    if p.nodes_mode:
+        ok = (lv.host_gpus == p.gpn) & (down == 0) if r.whole_hosts else usable >= p.gpn
+        return (ok & p.host_ok).astype(np.int64)
+    if r.whole_hosts:
+        return np.where(p.host_ok & (down == 0), lv.host_gpus, 0)
+    return np.where(p.host_ok, usable, 0)
 
 
 def _groups(p: Problem, n: int) -> str:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fabric_hpc.errors import ConfigError, FabricError
-from fabric_hpc.hostlist import expand
+from fabric_hpc.hostlist import compress, expand
 from fabric_hpc.placement.contract import Placement
 from fabric_hpc.placement.cost import CostWeights, evaluate, stranded
 from fabric_hpc.placement.levels import domain_sums, fabric_levels, free_per_host, largest_domain_gpus
@@ -70,8 +70,8 @@ class Problem:
         self.levels = lv = fabric_levels(fab)
         self.nodes_mode = request.nodes is not None
         self.units = request.units
-        self.within = lv.level(request.within) if request.within else None
-        self.max_level = lv.level(request.max_domains_level) if request.max_domains else None
+        self.within = self._level(request.within)
+        self.max_level = self._level(request.max_domains_level) if request.max_domains else None
         self.slices, slice_level = slices or request.tp_slices() or (request.slices, request.slice_level)
         self.slice_level = lv.level(slice_level) if slice_level else None
         self.slice_size = self.units // self.slices if self.slices else None
@@ -100,6 +100,14 @@ class Problem:
         self.pattern: tuple[int, ...] | None = None
         self.patterns = self._patterns()
         self.set_pattern(self.patterns[0] if self.patterns else None)
+
+    def _level(self, name: str | None) -> int | None:
+        """The chain index of a constraint's level; None for none, and for ``leaf`` on a fabric
+        without a network: its hosts hang off one non-blocking switch (docs/topology.md), so
+        ``within=leaf`` and ``switches=K`` hold for every placement."""
+        if not name or (name == "leaf" and self.fab.spec.network is None and name not in self.levels.alias):
+            return None
+        return self.levels.level(name)
 
     def staged(self) -> list[Problem]:
         """This problem with each pipeline stage (``pp`` > 1) kept inside one domain, once per level
@@ -148,7 +156,7 @@ class Problem:
         exclude only, so it is kept per fabric (read-only, at most ``_ELIGIBLE_MAX`` distinct keys,
         then started afresh)."""
         r = self.request
-        key = (r.gpu_model, tuple(r.features), r.include, r.exclude)
+        key = (r.gpu_model, tuple(r.features), r.include, r.exclude, r.within == "nvlink")
         memo: dict[tuple, tuple[np.ndarray, bool, list[int], int]] = static["eligible"]
         hit = memo.get(key)
         if hit is None:
@@ -167,6 +175,8 @@ class Problem:
             ok &= np.isin(np.arange(len(fab.hosts)), [self._host(h) for h in expand(r.include)])
         if r.exclude:
             ok[[self._host(h) for h in expand(r.exclude)]] = False
+        if r.within == "nvlink":  # PCIe-only GPUs are in no NVLink domain (docs/placement.md, "within")
+            ok &= ~pcie_only_hosts(fab)
         return ok
 
     def eligible_gpus(self) -> int:
@@ -317,6 +327,10 @@ class Problem:
         solver's start (``time.perf_counter``) for ``time_s``."""
         hosts, gpus = self.chosen_gpus(counts)
         self.verify(gpus)
+        pcie = [self.fab.hosts[h] for h in hosts if pcie_only_hosts(self.fab)[h]]
+        if self.tp > 1 and pcie:
+            notes += (f"tp={self.tp}: the tensor-parallel groups on {compress(pcie)} stay inside one host, "
+                      "whose GPUs are PCIe-only (in no NVLink domain): their all-reduces go over PCIe",)
         cost, breakdown, spans = evaluate(self, gpus)
         return Placement(gpus=tuple(map(self.fab.gpus.__getitem__, gpus.tolist())),
                          hosts=tuple(map(self.fab.hosts.__getitem__, hosts)),
@@ -376,6 +390,17 @@ def _range_example(hosts: list[str]) -> str:
 
 _ELIGIBLE_MAX = 1024  # distinct (model, features, include, exclude) kept per fabric
 _DEFAULT_WEIGHTS = CostWeights()  # frozen: one shared instance
+
+
+def pcie_only_hosts(fab: Fabric) -> np.ndarray:
+    """Per host: whether it has GPUs and they are PCIe-only, in no NVLink domain (read-only, per fabric)."""
+    static = _static(fab)
+    hit = static.get("pcie_only")
+    if hit is None:
+        hit = static["pcie_only"] = np.array([fab.host_type(h).gpus > 0 and fab.nvlink_domain_of(h) is None
+                                              for h in fab.hosts], bool)
+        hit.setflags(write=False)
+    return hit
 
 
 def _type_ok(fab: Fabric, gpu_model: str | None, features: tuple[str, ...]) -> np.ndarray:

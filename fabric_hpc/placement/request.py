@@ -75,6 +75,10 @@ class Request(CheckedModel):
         if self.slices is not None and (self.nodes is None) != (self.gpus is None) and self.units % self.slices:
             problems.append(f"{self.units} {'hosts' if self.nodes else 'GPUs'} do not split into "
                             f"{self.slices} equal slices")
+        if self.within == "host" and self.nodes is not None and self.nodes > 1:
+            problems.append(f"within=host keeps every GPU on one host, so it cannot hold nodes={self.nodes}: "
+                            "give nodes=1, a total (gpus=N without nodes), or a wider within (nvlink, rack, "
+                            "leaf)")
         problems += self._tp_problems() + self._pp_problems()
         if problems:
             raise ValueError("; ".join(problems))

@@ -34,7 +34,7 @@ class GpuInfo:
     memory_gb: float
     numa: int
     rail: int
-    nvlink_domain: str
+    nvlink_domain: str | None  # None: a PCIe-only GPU, in no NVLink domain
 
 
 @dataclass(frozen=True)
@@ -97,10 +97,23 @@ class Fabric:
         return GpuInfo(self.gpus[gid], attrs["host"], attrs["index"], attrs["model"], attrs["memory_gb"],
                        attrs["numa"], attrs["rail"], attrs["nvlink_domain"])
 
-    def domains(self, host: str) -> list[tuple[str, str]]:
-        """The domain hierarchy of a host, bottom up: NVLink domain, rack, then network groups."""
+    def nvlink_domain_of(self, host: str) -> str | None:
+        """A host's NVLink domain: its shared one (``nvlink_domains``), the host itself when its GPUs
+        have NVLink (``nvlink_gbps`` > 0), else None: a PCIe-only host (or one without GPUs) is in no
+        NVLink domain (docs/topology.md, "NVLink domains")."""
         host = self._host(host)
-        out = [("nvlink", self.nvl_domain_of_host.get(host, host))]
+        shared = self.nvl_domain_of_host.get(host)
+        if shared is not None:
+            return shared
+        ht = self.host_type(host)
+        return host if ht.nvlink_gbps > 0 and ht.gpus > 0 else None
+
+    def domains(self, host: str) -> list[tuple[str, str]]:
+        """The domain hierarchy of a host, bottom up: NVLink domain (none for a PCIe-only host), rack,
+        then network groups."""
+        host = self._host(host)
+        nvl = self.nvlink_domain_of(host)
+        out = [("nvlink", nvl)] if nvl is not None else []
         if host in self.rack_of:
             out.append(("rack", self.rack_of[host]))
         name = self._leaf_group_of.get(host)
@@ -114,10 +127,13 @@ class Fabric:
         return self.index.distance(self._gpu(a), self._gpu(b))
 
     def rollup(self, free: np.ndarray | Iterable[bool]) -> dict[str, dict[str, int]]:
-        """Free GPUs per host, NVLink domain and network group, from a free mask over GPUs."""
+        """Free GPUs per host, NVLink domain (PCIe-only GPUs are in none) and network group, from a
+        free mask over GPUs."""
         raw = self.index.rollup(np.asarray(list(free) if not isinstance(free, np.ndarray) else free))
+        real = self._nvl_real()
         out = {"host": dict(zip(self.hosts, raw["host"].tolist(), strict=True)),
-               "nvlink": dict(zip(self._nvl_names, raw["nvlink"].tolist(), strict=True))}
+               "nvlink": {n: c for n, c in zip(self._nvl_names, raw["nvlink"].tolist(), strict=True)
+                          if n in real}}
         for level in self.levels:
             counts = raw[level]
             out[level] = {g: int(counts[self._group_ids[g]]) for g in self.groups
@@ -135,8 +151,15 @@ class Fabric:
         return {"name": self.name, "hosts": len(self.hosts), "gpus": len(self.gpus),
                 "gpu_models": models, "levels": self.levels,
                 "groups_per_level": {lv: sum(g.level == lv for g in self.groups.values()) for lv in self.levels},
-                "nvlink_domains": len(set(self._nvl_names)), "vertices": kinds,
+                "nvlink_domains": len(self._nvl_real()),
+                "pcie_only_hosts": sum(self.host_type(h).gpus > 0 and self.nvlink_domain_of(h) is None
+                                       for h in self.hosts),
+                "vertices": kinds,
                 "edges": self.graph.number_of_edges()}
+
+    def _nvl_real(self) -> set[str]:
+        """The names of the fabric's NVLink domains (:meth:`nvlink_domain_of` of every host)."""
+        return {d for d in map(self.nvlink_domain_of, self.hosts) if d is not None}
 
     # -- construction ----------------------------------------------------------------------
     def _host(self, host: str) -> str:
@@ -187,7 +210,7 @@ class Fabric:
     def _build_host(self, host: str, nodes: list, edges: list) -> None:
         ht = self.host_type(host)
         numa = gpu_numa_of(ht)
-        domain = self.nvl_domain_of_host.get(host, host if ht.nvlink_gbps > 0 else None)
+        domain = self.nvlink_domain_of(host)
         nodes.append((host, {"kind": "host", "type": self.host_type_of[host], "rack": self.rack_of.get(host),
                              "features": list(ht.features)}))
         for s in range(ht.sockets):
@@ -201,7 +224,7 @@ class Fabric:
             self.gpus.append(gpu)
             nodes.append((gpu, {"kind": "gpu", "host": host, "index": i, "model": ht.gpu_model,
                                 "memory_gb": ht.gpu_memory_gb, "numa": numa[i], "rail": rail_of(ht, i),
-                                "nvlink_domain": domain or gpu}))
+                                "nvlink_domain": domain}))
             edges.append((gpu, f"{host}/numa{numa[i]}", _edge("pcie", ht.pcie_gbps, 1.0)))
             for k in range(ht.nvswitches):
                 edges.append((gpu, f"{host}/nvsw{k}", _edge("nvlink", ht.nvlink_gbps / ht.nvswitches, 0.25)))

@@ -162,13 +162,15 @@ def codes_of_state(state: ClusterState) -> tuple[np.ndarray, list[str]]:
 def _job_stats(fab: Fabric, codes: np.ndarray, jobs: list[str]) -> dict[str, JobStats]:
     idx = fab.index
     leaf = idx.host_path[:, 0]
+    real = fab._nvl_real()  # a PCIe-only GPU is in no NVLink domain
+    is_real = np.array([n in real for n in fab._nvl_names], bool)
     out = {}
     for j, job in enumerate(jobs):
         sel = np.flatnonzero(codes == 2 + j)
         hosts = np.unique(idx.gpu_host[sel])
         leaves = np.unique(leaf[hosts])
         out[job] = JobStats(gpus=int(sel.size), hosts=int(hosts.size),
-                            nvlink_domains=int(np.unique(idx.gpu_nvl[sel]).size),
+                            nvlink_domains=int(np.unique(idx.gpu_nvl[sel][is_real[idx.gpu_nvl[sel]]]).size),
                             leaf_groups=int((leaves >= 0).sum()), color=job_color(j))
     return out
 
@@ -217,10 +219,10 @@ def _nvlink(fab: Fabric) -> tuple[list[dict[str, Any]], list[int]]:
     for host in fab.hosts:
         ht = fab.host_type(host)
         shared = fab.nvl_domain_of_host.get(host)
-        if shared is None and (ht.nvlink_gbps <= 0 or ht.gpus < 2):
+        name = fab.nvlink_domain_of(host)  # None: PCIe-only (or no GPUs), in no NVLink domain
+        if name is None:
             per_host.append(-1)
             continue
-        name = shared or host
         if name not in pos:
             pos[name] = len(doms)
             doms.append({"n": name, "shared": shared is not None,

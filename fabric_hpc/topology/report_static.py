@@ -134,10 +134,13 @@ def _figure(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, Jo
 
 def _host_ticks(fab: Fabric, heat: Any, row_hosts: list[list[str]]) -> None:
     """Host boundaries on the heat strip when every host has the same number of GPUs."""
+    from matplotlib.ticker import MaxNLocator
+
     per = {len(fab.host_gpus(h)) for hs in row_hosts for h in hs}
     most = max((len(hs) for hs in row_hosts), default=0)
     if len(per) != 1 or not most or (g := per.pop()) == 0:
         heat.set_xlabel("GPUs of each group, in host order (one column per GPU)", fontsize=8)
+        heat.xaxis.set_major_locator(MaxNLocator(integer=True))  # columns are whole GPUs: no 2.5
         heat.tick_params(axis="x", labelsize=7)
         return
     if most <= 160:

@@ -10,6 +10,7 @@ group, so a leaf group with one switch per NIC is rail-optimised. See ``docs/top
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -145,6 +146,7 @@ class _Checker:
         self.spec, self.source, self.locate = spec, source, locate
         self.problems: list[str] = []
         self.fixes: list[str] = []  # the fix of each kind of problem found, once, in order
+        self._dangling_child = False  # a misspelt child group: the orphans it leaves are no more lines
 
     def fail(self, loc: Loc, text: str, fix: str | None = None) -> None:
         line = self.locate(loc) if self.locate else None
@@ -176,6 +178,7 @@ class _Checker:
 
     def _hosts(self) -> dict[str, str]:
         host_type: dict[str, str] = {}
+        entry_of: dict[str, int] = {}
         gpus = ends = 0
         for i, entry in enumerate(self.spec.hosts):
             if entry.type not in self.spec.host_types:
@@ -190,7 +193,7 @@ class _Checker:
                 self.fail(("hosts", i, "names"), f"the fabric would have {gpus:,} GPUs and {ends:,} hosts, GPUs and "
                           f"NICs by here; at most {MAX_GPUS:,} GPUs and {MAX_ENDPOINTS:,} in all are modelled")
                 break
-            bad = None
+            bad, dups = None, []
             for name in names:
                 if bad is None and not NAME.match(name):
                     bad = name
@@ -200,11 +203,26 @@ class _Checker:
                     bad = name
                     self.fail(("hosts", i, "names"), _RENAMED.format(what="host name", name=name[:60]))
                 if name in host_type:
-                    self.fail(("hosts", i, "names"), f"duplicate host name {name!r}: each host once",
-                              fix=f"list {name!r} in one hosts entry only (remove it from the others, or "
-                                  "rename one of them)")
+                    dups.append(name)
                 host_type[name] = entry.type
+                entry_of.setdefault(name, i)
+            if dups:
+                self._duplicates(i, dups, entry_of)
         return host_type
+
+    def _duplicates(self, i: int, dups: list[str], entry_of: dict[str, int]) -> None:
+        """One line for the hosts that entry ``i`` lists again (host-list compressed), one fix."""
+        first = sorted({entry_of[n] for n in dups if entry_of[n] != i})
+        where = (f" (already in hosts entr{'ies' if len(first) > 1 else 'y'} {', '.join(map(str, first))})"
+                 if first else " (listed twice in this entry)")
+        if len(dups) == 1:
+            self.fail(("hosts", i, "names"), f"duplicate host name {dups[0]!r}{where}: each host once",
+                      fix=f"list {dups[0]!r} in one hosts entry only (remove it from the others, or rename "
+                          "one of them)")
+            return
+        self.fail(("hosts", i, "names"), f"{len(dups)} duplicate host names {compress(dups)}{where}: "
+                  "each host once", fix="list each host in one hosts entry only (remove the duplicates from "
+                  "all but one entry, or rename them)")
 
     def _host_types(self) -> None:
         for name, ht in self.spec.host_types.items():
@@ -296,7 +314,7 @@ class _Checker:
                       f"connected): {compress(loose)}",
                       fix=f"add them to the hosts of a {net.levels[0]!r} group")
         tops = [g for g in net.groups if g.name not in parent]
-        if len(tops) > 1:
+        if len(tops) > 1 and not self._dangling_child:  # else a misspelt child is the cause: one line
             self.fail(("network", "groups"),
                       f"{len(tops)} groups have no parent ({', '.join(g.name for g in tops[:5])}); "
                       "the network must be one tree: add a top-level group over them")
@@ -366,7 +384,14 @@ class _Checker:
         loc = ("network", "groups", i)
         for child in g.children:
             if child not in groups:
-                self.fail(loc + ("children",), f"unknown group {child!r} (dangling link)")
+                below = [o.name for o in net.groups if o.name not in g.children and o.level in level_of
+                         and g.level in level_of and level_of[o.level] == level_of[g.level] - 1]
+                near = difflib.get_close_matches(child, below or list(groups), n=1)
+                self.fail(loc + ("children",), f"unknown group {child!r} (dangling link)"
+                          + (f"; did you mean {near[0]!r}?" if near else ""),
+                          fix=f"in the children of {g.name!r}, write {near[0]!r} for {child!r}" if near else
+                          f"the children of {g.name!r} must name groups defined under network.groups")
+                self._dangling_child = True
                 continue
             c = net.groups[groups[child]]
             if c.level in level_of and g.level in level_of and level_of[c.level] != level_of[g.level] - 1:

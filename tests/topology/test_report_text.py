@@ -142,4 +142,5 @@ def test_counts_of_one_are_singular(tmp_path, capsys):
     assert ": 1 host, 1 GPU, 0 free, 1 allocated, 0 down, 1 job" in capsys.readouterr().out
     fig = _figure(open_fabric("leaf-spine:hosts=1,gpus=1"), {"n1": "solo"})
     assert any(" — 1 host, 1 GPU: 0 free, 1 allocated (1 job), 0 down" in t.get_text() for t in fig.texts)
-    assert "solo (1 GPU, 1 NVL dom.)" in [t.get_text() for t in fig.legends[0].get_texts()]
+    # a 1-GPU host has no NVLink: in no NVLink domain (docs/topology.md, "NVLink domains")
+    assert "solo (1 GPU, 0 NVL dom.)" in [t.get_text() for t in fig.legends[0].get_texts()]

@@ -90,6 +90,12 @@
   }
 
   // -- header, legend, jobs ------------------------------------------------------------------
+  function gpuHosts() {  // hosts with GPUs: each is in an NVLink domain unless its GPUs are PCIe-only
+    var n = 0;
+    for (var x = 0; x < H; x++) if (D.hostTypes[D.hostType[x]].gpus > 0) n++;
+    return n;
+  }
+
   function renderHeader() {
     document.getElementById("title").textContent = show(D.title);
     document.getElementById("subtitle").innerHTML = "<bdi>" + esc(D.description || D.name) + "</bdi>" +
@@ -98,7 +104,8 @@
     var shared = D.nvl.filter(function (d) { return d.shared; }).length;
     var cards = [["hosts", "Hosts", H], ["gpus", "GPUs", S.length], ["free", "Free", total[FREE]],
       ["allocated", "Allocated", alloc], ["down", "Down", total[DOWN]], ["jobs", "Jobs", NJ],
-      ["nvl", shared ? "NVL72 domains" : D.nvl.length ? "NVLink domains (one per host)" : "NVLink domains",
+      ["nvl", shared ? "NVL72 domains" : !D.nvl.length ? "NVLink domains" :
+       gpuHosts() === D.nvl.length ? "NVLink domains (one per host)" : "NVLink domains (one per NVLink host)",
        D.nvl.length]];
     document.getElementById("counts").innerHTML = cards.map(function (c) {
       var cls = c[0] === "free" ? "free" : c[0] === "allocated" ? "alloc" : c[0] === "down" ? "down" : "";
@@ -290,7 +297,7 @@
     var t = D.hostTypes[D.hostType[x]], c = hostCounts(x, new Int32Array(NS));
     var rows = [["host type", esc(t.name) + (t.features.length ? " (" + esc(t.features.join(", ")) + ")" : "")],
       ["GPUs", t.gpus + " × " + esc(t.model) + " · " + t.mem + " GB"],
-      ["CPU", t.sockets + " sockets × " + t.cores + " cores" + (t.tpc > 1 ? " × " + t.tpc + " threads" : "") + " · " + t.ram + " GB RAM"],
+      ["CPU", pl(t.sockets, "socket") + " × " + pl(t.cores, "core") + (t.tpc > 1 ? " × " + t.tpc + " threads" : "") + " · " + t.ram + " GB RAM"],
       ["GPU NUMA", t.numa.join(" ")], ["NICs", t.nics + " × " + t.nicGbps + " GB/s (rails " + t.rail.join(" ") + ")"],
       ["NVLink", esc(nvlName(x))]];
     if (D.racks) rows.push(["rack", esc(D.racks[x] || "–")]);
