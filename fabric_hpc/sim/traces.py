@@ -40,7 +40,8 @@ from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.inputs import check_path, finite
 from fabric_hpc.placement.request import Request
 from fabric_hpc.scheduler.contract import TIERS, Job
-from fabric_hpc.sim.rows import NEVER_RAN, NEVER_SCHEDULED, NO_RUN_TIME, NOT_FINISHED, NOT_GPU, Ids, Keep, lines
+from fabric_hpc.sim.rows import (NEVER_RAN, NEVER_SCHEDULED, NO_RUN_TIME, NOT_FINISHED, NOT_GPU, Ids, Keep,
+                                lines)
 
 
 #: Largest submit time or duration a trace may give (about 317 years, in seconds).

@@ -43,7 +43,8 @@ def test_valid_file_loads(superpod_yaml):
     ("children: [su01-leaf, su02-leaf]", "children: [su01-leaf, su09-leaf]", r"unknown group 'su09-leaf'"),
     ("level: spine", "level: spline", r"unknown level 'spline' \(levels: leaf, spine\)"),
     # duplicates
-    ("- {names: 'su02-h[01-32]'", "- {names: 'su01-h[01-32]'", r"32 duplicate host names su01-h\[01-32\] \(already in hosts entry 0\)"),
+    ("- {names: 'su02-h[01-32]'", "- {names: 'su01-h[01-32]'",
+     r"32 duplicate host names su01-h\[01-32\] \(already in hosts entry 0\)"),
     ("name: su02-leaf", "name: su01-leaf", r"duplicate group name 'su01-leaf'"),
     ("hosts: 'su02-h[01-32]'", "hosts: 'su01-h[01-32]'", r"host 'su01-h01' is already under group 'su01-leaf'"),
     # structure
