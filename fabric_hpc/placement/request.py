@@ -193,8 +193,7 @@ def parse_request(text: str | dict[str, Any], *, source: str = "--request") -> R
     data = text if not isinstance(text, str) else request_fields(text, source=source)
     return parse_model(Request, data, source=source,
                        hint="change what the message names (where it lists values that work, use one); "
-                            "a request "
-                            "looks like 'nodes=4,gpus=8,within=leaf' or 'gpus=16,numa_local'")
+                            "a request looks like 'nodes=4,gpus=8,within=leaf' or 'gpus=16,numa_local'")
 
 
 def request_fields(text: str, *, source: str = "--request") -> dict[str, Any]:
