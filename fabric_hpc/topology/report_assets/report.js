@@ -240,17 +240,25 @@
     G[i].c.forEach(function (k) { rows = rows.concat(miniRows(k)); });
     return rows;
   }
-  function drawMini(cv) {
-    var runs = miniRows(+cv.dataset.gi), cell = 2, per = 4, maxg = 1, widest = 1, gap = 3;
+  function drawMini(cv) {  // one tile per leaf group, tiles wrapped across the box's width like words
+    var runs = miniRows(+cv.dataset.gi), cell = 2, per = 4, maxg = 1, widest = 1, gap = 3, zoom = 1.5;
     runs.forEach(function (r) { widest = Math.max(widest, r.length); r.forEach(function (x) { maxg = Math.max(maxg, start[x + 1] - start[x]); }); });
     var bw = Math.min(maxg, per) * cell + 1, bh = Math.ceil(maxg / per) * cell + 1;
-    var cols = Math.max(1, Math.min(widest, Math.floor(300 / bw))), lines = 0;
-    runs.forEach(function (r) { lines += Math.ceil(r.length / cols) || 0; });
-    cv.width = cols * bw; cv.height = lines * bh + Math.max(0, runs.length - 1) * gap;
-    var ctx = cv.getContext("2d"), oy0 = 0;
+    var room = Math.max(300, Math.floor((cv.parentNode.clientWidth || 450) / zoom));
+    var cols = Math.max(1, Math.min(widest, Math.floor(room / bw)));
+    var tiles = [], x0 = 0, y0 = 0, rowH = 0, W = 0;
     runs.forEach(function (r) {
-      r.forEach(function (x, n) {
-        var ox = (n % cols) * bw, oy = oy0 + Math.floor(n / cols) * bh;
+      if (!r.length) return;
+      var w = Math.min(r.length, cols) * bw, h = Math.ceil(r.length / cols) * bh;
+      if (x0 && x0 + w > room) { x0 = 0; y0 += rowH + gap; rowH = 0; }
+      tiles.push({ r: r, x: x0, y: y0 });
+      W = Math.max(W, x0 + w); x0 += w + gap; rowH = Math.max(rowH, h);
+    });
+    cv.width = Math.max(1, W); cv.height = Math.max(1, y0 + rowH);
+    var ctx = cv.getContext("2d");
+    tiles.forEach(function (t) {
+      t.r.forEach(function (x, n) {
+        var ox = t.x + (n % cols) * bw, oy = t.y + Math.floor(n / cols) * bh;
         for (var k = start[x]; k < start[x + 1]; k++) {
           var j = k - start[x];
           ctx.globalAlpha = focus >= 0 && S[k] !== focus ? 0.18 : 1;
@@ -258,10 +266,9 @@
           ctx.fillRect(ox + (j % per) * cell, oy + Math.floor(j / per) * cell, cell, cell);
         }
       });
-      oy0 += Math.ceil(r.length / cols) * bh + gap;
     });
-    cv.style.width = (cv.width * 1.5) + "px";
-    cv.title = "one block per host, one square per GPU, one line per leaf group; click to expand";
+    cv.style.width = (cv.width * zoom) + "px";
+    cv.title = "one block per host, one square per GPU, one tile per leaf group; click to expand";
   }
   function drawAll(root) { root.querySelectorAll("canvas.mini").forEach(drawMini); }
   function renderTree() {
