@@ -141,9 +141,20 @@
   }
   function examples() {  // the search box's example: a host of this fabric and one of its GPUs
     if (!H) return;
-    var x = Math.min(H - 1, Math.floor(H / 2)), n = start[x + 1] - start[x];
-    document.getElementById("search").placeholder = "Find host or GPU (e.g. " + show(D.hosts[x]) +
-      (n ? " or " + show(D.hosts[x]) + "/gpu" + (n - 1) : "") + ") and press Enter";
+    var x = exampleHost(), n = start[x + 1] - start[x], name = show(D.hosts[x]), box = document.getElementById("search");
+    box.placeholder = "Find host or GPU (e.g. " + (n && name.length > 20 ? "" : name + (n ? " or " : "")) +
+      (n ? name + "/gpu" + (n - 1) : "") + ") and press Enter";
+    box.title = box.placeholder;
+  }
+  function exampleHost() {  // the shortest name, nearest the middle, among hosts with GPUs if any
+    var mid = Math.floor(H / 2), best = -1, key = function (x) {
+      return [start[x + 1] > start[x] ? 0 : 1, show(D.hosts[x]).length, Math.abs(x - mid)];
+    };
+    for (var x = 0; x < H; x++) {
+      var a = key(x), b = best < 0 ? null : key(best);
+      if (!b || a[0] < b[0] || (a[0] === b[0] && (a[1] < b[1] || (a[1] === b[1] && a[2] < b[2])))) best = x;
+    }
+    return best;
   }
   var focus = -1;
   function renderJobs() {
@@ -302,13 +313,16 @@
   }
   function hostInfo(x) {
     var t = D.hostTypes[D.hostType[x]], c = hostCounts(x, new Int32Array(NS));
+    var rails = t.rail.filter(function (r) { return r >= 0; });  // a 0-GPU host: no empty parts
     var rows = [["host type", esc(t.name) + (t.features.length ? " (" + esc(t.features.join(", ")) + ")" : "")],
-      ["GPUs", t.gpus + " × " + esc(t.model) + " · " + t.mem + " GB"],
-      ["CPU", pl(t.sockets, "socket") + " × " + pl(t.cores, "core") + (t.tpc > 1 ? " × " + t.tpc + " threads" : "") + " · " + t.ram + " GB RAM"],
-      ["GPU NUMA", t.numa.join(" ")], ["NICs", t.nics + " × " + t.nicGbps + " GB/s (rails " + t.rail.join(" ") + ")"],
-      ["NVLink", esc(nvlName(x))]];
+      ["GPUs", t.gpus ? t.gpus + " × " + esc(t.model) + " · " + t.mem + " GB" : "none"],
+      ["CPU", pl(t.sockets, "socket") + " × " + pl(t.cores, "core") + (t.tpc > 1 ? " × " + t.tpc + " threads" : "") + " · " + t.ram + " GB RAM"]];
+    if (t.gpus) rows.push(["GPU NUMA", t.numa.join(" ")]);
+    rows.push(["NICs", t.nics ? t.nics + " × " + t.nicGbps + " GB/s" + (rails.length ? " (rails " + t.rail.join(" ") + ")" : "") : "none"]);
+    if (t.gpus) rows.push(["NVLink", esc(nvlName(x))]);
     if (D.racks) rows.push(["rack", esc(D.racks[x] || "–")]);
-    rows.push(["network", esc(path(x)) || "none"], ["GPU states", stateList(c, 8)]);
+    rows.push(["network", esc(path(x)) || "none"]);
+    if (t.gpus) rows.push(["GPU states", stateList(c, 8)]);
     return "<b>Host " + esc(D.hosts[x]) + "</b>" + dl(rows);
   }
   function groupInfo(i) {
