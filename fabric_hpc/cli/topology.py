@@ -156,9 +156,13 @@ def show(fabric: str | None, host: str | None, distance: tuple[str, str] | None,
         data = {"host": host, "type": fab.host_type_of[host], "domains": fab.domains(host),
                 "gpus": [g.__dict__ for g in gpus]}
 
-        def human(c):
+        def human(c):  # the header wraps at the terminal's width (a long host name folds)
             c.print(Text(host, style="bold") + Text(f" type={data['type']}  domains: "
-                    + " < ".join(f"{lv}:{name}" for lv, name in data["domains"])))
+                    + " < ".join(f"{lv}:{name}" for lv, name in data["domains"])), soft_wrap=False,
+                    overflow="fold")
+            if not gpus:
+                c.print("no GPUs")
+                return
             c.print(table(None, ["gpu", "model", "numa", "rail", "nvlink domain"],
                           [(g.id, g.model, g.numa, g.rail, g.nvlink_domain or "none (PCIe only)")
                            for g in gpus]))
