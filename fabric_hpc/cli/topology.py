@@ -286,6 +286,8 @@ def report(fabric: str | None, out_html: str, state_path: str | None, png: str |
         from fabric_hpc.placement import ClusterState
 
         state = ClusterState.load(fab, state_path)
+        for note in state.notes:  # on stderr: --json stays one document
+            click.echo(f"note: {note}", err=True)
     summary = write_report(fab, out_html, state=state, title=title, png=png, svg=svg)
     data = summary.to_dict()
     from fabric_hpc.topology.report import plural
