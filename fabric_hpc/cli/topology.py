@@ -184,7 +184,10 @@ def show(fabric: str | None, host: str | None, distance: tuple[str, str] | None,
             c.print(table(None, ["level", "groups"], list(s["groups_per_level"].items())))
         kinds = [("nvldomain (multi-host)" if k == "nvldomain" else k, n) for k, n in s["vertices"].items()]
         c.print(table(None, ["vertex kind", "count"], kinds))
-        c.print(table(None, ["GPU model", "GPUs"], list(s["gpu_models"].items())))
+        if s["gpu_models"]:
+            c.print(table(None, ["GPU model", "GPUs"], list(s["gpu_models"].items())))
+        else:
+            c.print("no GPUs")
     render(as_json, s, human_summary)
 
 

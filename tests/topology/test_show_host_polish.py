@@ -49,3 +49,14 @@ def test_a_host_without_gpus_says_so(capsys, monkeypatch, tmp_path):
     assert out.splitlines() == ["login1 type=cpu  domains: leaf:leafA", "no GPUs"]
     assert main(["topology", "show", str(spec), "--host", "login1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["gpus"] == []
+
+
+def test_the_summary_lists_no_model_for_hosts_without_gpus(capsys, monkeypatch, tmp_path):
+    spec = tmp_path / "mixed.yaml"
+    spec.write_text(SPEC)
+    assert main(["topology", "show", str(spec), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["gpu_models"] == {"H100-SXM5-80GB": 8}
+    cpu_only = tmp_path / "cpu.yaml"
+    cpu_only.write_text(SPEC.split("  h100:")[0] + "hosts:\n  - {names: 'login[1-2]', type: cpu}\n")
+    out = _show(capsys, monkeypatch, str(cpu_only))
+    assert "none" not in out.split("no network")[-1] and out.rstrip().endswith("no GPUs"), out
