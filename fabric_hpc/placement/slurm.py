@@ -173,7 +173,8 @@ class _Tree:
             if best == -1:
                 return None
             used.append(best)
-            rem = _fill(self.p, np.flatnonzero((lv.host_dom[:, self.leaf] == best) & (cap > 0)), cap, rem, out)
+            hosts = np.flatnonzero((lv.host_dom[:, self.leaf] == best) & (cap > 0))
+            rem = _fill(self.p, hosts, cap, rem, out)
         return out
 
     def _dist(self, h1: int, h2: int) -> int:

@@ -218,8 +218,9 @@ class ClusterState:
 
             bare = sorted(state._down_hosts, key=fab.host_pos.get)
             one = len(bare) == 1
-            state.notes = (f"{source}: down: {compress(bare)} {'has' if one else 'have'} no GPUs, so marking "
-                           f"{'it' if one else 'them'} down changes no placement (kept in the file as listed)",)
+            state.notes = (f"{source}: down: {compress(bare)} {'has' if one else 'have'} no GPUs, so "
+                           f"marking {'it' if one else 'them'} down changes no placement (kept in the file "
+                           "as listed)",)
         jobs = data.get("jobs", {})
         if not isinstance(jobs, dict):
             raise ConfigError(f"{source}: 'jobs' must map job ids to {{\"gpus\": [...]}} or "

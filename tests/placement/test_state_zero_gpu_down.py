@@ -31,7 +31,8 @@ def _fabric(tmp_path):
 
 def test_a_down_host_without_gpus_is_kept_with_a_note(tmp_path):
     _, fab = _fabric(tmp_path)
-    state = ClusterState.from_dict(fab, {"version": 1, "jobs": {}, "down": ["login[1-2]", "g1"]}, source="s.json")
+    doc = {"version": 1, "jobs": {}, "down": ["login[1-2]", "g1"]}
+    state = ClusterState.from_dict(fab, doc, source="s.json")
     assert state.notes == ("s.json: down: login[1-2] have no GPUs, so marking them down changes no placement "
                            "(kept in the file as listed)",)
     assert state.to_dict()["down"] == ["g1,login[1-2]"]

@@ -43,7 +43,7 @@ hosts:
   - {names: 'login[1-2]', type: cpu}
   - {names: 'Node.A-1', type: h100}
   - {names: '12345', type: h100}
-  - {names: 'a-very-long-hostname-for-the-gpu-cluster-in-building-seven-row-b-rack-12-slot-03', type: h100}
+  - {names: 'LONGHOST', type: h100}
   - {names: 'UPPER-CASE', type: l4}
   - {names: 'x.y.z', type: l4}
   - {names: 'dash-', type: l4}
@@ -52,9 +52,9 @@ network:
   groups:
     - {name: leafA, level: leaf, switches: 1, hosts: 'login[1-2],Node.A-1,12345', uplink_gbps: 400}
     - {name: leafB, level: leaf, switches: 1, uplink_gbps: 400,
-       hosts: 'a-very-long-hostname-for-the-gpu-cluster-in-building-seven-row-b-rack-12-slot-03,UPPER-CASE,x.y.z,dash-'}
+       hosts: 'LONGHOST,UPPER-CASE,x.y.z,dash-'}
     - {name: spine, level: spine, switches: 2, children: [leafA, leafB]}
-"""
+""".replace("LONGHOST", "a-very-long-hostname-for-the-gpu-cluster-in-building-seven-row-b-rack-12-slot-03")
 LONG_JOB = "a-really-long-job-identifier-from-the-training-team-llama-70b-finetune-run-0042"
 
 

@@ -141,7 +141,8 @@
   }
   function examples() {  // the search box's example: a host of this fabric and one of its GPUs
     if (!H) return;
-    var x = exampleHost(), n = start[x + 1] - start[x], name = show(D.hosts[x]), box = document.getElementById("search");
+    var x = exampleHost(), n = start[x + 1] - start[x], name = show(D.hosts[x]);
+    var box = document.getElementById("search");
     box.placeholder = "Find host or GPU (e.g. " + (n && name.length > 20 ? "" : name + (n ? " or " : "")) +
       (n ? name + "/gpu" + (n - 1) : "") + ") and press Enter";
     box.title = box.placeholder;
@@ -318,7 +319,8 @@
       ["GPUs", t.gpus ? t.gpus + " × " + esc(t.model) + " · " + t.mem + " GB" : "none"],
       ["CPU", pl(t.sockets, "socket") + " × " + pl(t.cores, "core") + (t.tpc > 1 ? " × " + t.tpc + " threads" : "") + " · " + t.ram + " GB RAM"]];
     if (t.gpus) rows.push(["GPU NUMA", t.numa.join(" ")]);
-    rows.push(["NICs", t.nics ? t.nics + " × " + t.nicGbps + " GB/s" + (rails.length ? " (rails " + t.rail.join(" ") + ")" : "") : "none"]);
+    rows.push(["NICs", !t.nics ? "none" :
+      t.nics + " × " + t.nicGbps + " GB/s" + (rails.length ? " (rails " + t.rail.join(" ") + ")" : "")]);
     if (t.gpus) rows.push(["NVLink", esc(nvlName(x))]);
     if (D.racks) rows.push(["rack", esc(D.racks[x] || "–")]);
     rows.push(["network", esc(path(x)) || "none"]);
