@@ -156,9 +156,13 @@ def show(fabric: str | None, host: str | None, distance: tuple[str, str] | None,
         data = {"host": host, "type": fab.host_type_of[host], "domains": fab.domains(host),
                 "gpus": [g.__dict__ for g in gpus]}
 
-        def human(c):
+        def human(c):  # the header wraps at the terminal's width (a long host name folds)
             c.print(Text(host, style="bold") + Text(f" type={data['type']}  domains: "
-                    + " < ".join(f"{lv}:{name}" for lv, name in data["domains"])))
+                    + " < ".join(f"{lv}:{name}" for lv, name in data["domains"])), soft_wrap=False,
+                    overflow="fold")
+            if not gpus:
+                c.print("no GPUs")
+                return
             c.print(table(None, ["gpu", "model", "numa", "rail", "nvlink domain"],
                           [(g.id, g.model, g.numa, g.rail, g.nvlink_domain or "none (PCIe only)")
                            for g in gpus]))
@@ -180,7 +184,10 @@ def show(fabric: str | None, host: str | None, distance: tuple[str, str] | None,
             c.print(table(None, ["level", "groups"], list(s["groups_per_level"].items())))
         kinds = [("nvldomain (multi-host)" if k == "nvldomain" else k, n) for k, n in s["vertices"].items()]
         c.print(table(None, ["vertex kind", "count"], kinds))
-        c.print(table(None, ["GPU model", "GPUs"], list(s["gpu_models"].items())))
+        if s["gpu_models"]:
+            c.print(table(None, ["GPU model", "GPUs"], list(s["gpu_models"].items())))
+        else:
+            c.print("no GPUs")
     render(as_json, s, human_summary)
 
 
@@ -282,6 +289,8 @@ def report(fabric: str | None, out_html: str, state_path: str | None, png: str |
         from fabric_hpc.placement import ClusterState
 
         state = ClusterState.load(fab, state_path)
+        for note in state.notes:  # on stderr: --json stays one document
+            click.echo(f"note: {note}", err=True)
     summary = write_report(fab, out_html, state=state, title=title, png=png, svg=svg)
     data = summary.to_dict()
     from fabric_hpc.topology.report import plural

@@ -15,6 +15,9 @@
 4. ``--switches=K`` (``max_domains`` at the leaf level): if more leaves were used the job would
    stay pending, so the baseline reports it infeasible.
 
+A fabric without a network is hosts on one non-blocking switch (docs/topology.md): that switch is
+the top switch and the one leaf, so nodes are taken in index order.
+
 Slurm's tree plugin knows only the switch tree: NVLink domains, racks and fragmentation are
 invisible to it. ``within`` and slices are emulated by running the algorithm on each domain in
 turn (as separate partitions would), the first that succeeds wins.
@@ -121,12 +124,16 @@ class _Tree:
         lv = p.levels
         self.p = p
         self.net = [j for j, name in enumerate(lv.chain) if name in p.fab.levels]
-        if not self.net:
-            self.net = [len(lv.chain) - 1]
-        self.leaf = self.net[0]
+        #: no network: every host on one non-blocking switch (docs/topology.md), the top switch and
+        #: the one leaf; Slurm then takes nodes in index order
+        self.flat = not self.net
+        self.leaf = self.net[0] if self.net else 0
 
     def run(self, cap: np.ndarray, need: int) -> dict[int, int] | None:
         lv = self.p.levels
+        if self.flat:
+            out: dict[int, int] = {}
+            return out if not _fill(self.p, np.flatnonzero(cap > 0), cap.copy(), need, out) else None
         # 1. top switch: highest level with a switch that has enough available units
         top_level, top = None, None
         for j in self.net:
@@ -166,15 +173,8 @@ class _Tree:
             if best == -1:
                 return None
             used.append(best)
-            for h in np.flatnonzero((lv.host_dom[:, self.leaf] == best) & (cap > 0)):
-                take = _take(self.p, int(cap[h]), rem)
-                if not take:
-                    continue
-                out[int(h)] = take
-                cap[h] -= take
-                rem -= take
-                if rem == 0:
-                    break
+            hosts = np.flatnonzero((lv.host_dom[:, self.leaf] == best) & (cap > 0))
+            rem = _fill(self.p, hosts, cap, rem, out)
         return out
 
     def _dist(self, h1: int, h2: int) -> int:
@@ -221,6 +221,20 @@ def _take(p: Problem, cap: int, rem: int) -> int:
     if p.request.whole_hosts and not p.nodes_mode:
         return cap if cap <= rem else 0
     return min(cap, rem)
+
+
+def _fill(p: Problem, hosts: np.ndarray, cap: np.ndarray, rem: int, out: dict[int, int]) -> int:
+    """Take from ``hosts`` in index (bitmap) order into ``out`` (``cap`` lowered) until ``rem`` are
+    taken; returns what is still needed."""
+    for h in hosts.tolist():
+        take = _take(p, int(cap[h]), rem)
+        if take:
+            out[h] = take
+            cap[h] -= take
+            rem -= take
+            if rem == 0:
+                break
+    return rem
 
 
 # -- topology/block ----------------------------------------------------------------------------

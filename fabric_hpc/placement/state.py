@@ -36,6 +36,8 @@ class ClusterState:
     _down_hosts: frozenset[str] = frozenset()
     #: whether ``_job_ids`` / ``_job_num`` may be shared with a copy (copied before the first change)
     _shared: bool = False
+    #: what reading the state file noticed that is allowed but changes nothing (``from_dict``)
+    notes: tuple[str, ...] = ()
 
     def __init__(self, fab: Fabric) -> None:
         """Every GPU of ``fab`` free (``load`` / ``from_dict`` read a state file)."""
@@ -211,6 +213,14 @@ class ClusterState:
             state.set_down(_down_names(data.get("down", [])))
         except ConfigError as exc:  # NotFoundError too: say which file holds the bad name
             raise type(exc)(f"{source}: down: {exc.message}", hint=exc.hint) from None
+        if state._down_hosts:  # allowed (Slurm may drain a login node) and kept, but it changes no placement
+            from fabric_hpc.hostlist import compress
+
+            bare = sorted(state._down_hosts, key=fab.host_pos.get)
+            one = len(bare) == 1
+            state.notes = (f"{source}: down: {compress(bare)} {'has' if one else 'have'} no GPUs, so "
+                           f"marking {'it' if one else 'them'} down changes no placement (kept in the file "
+                           "as listed)",)
         jobs = data.get("jobs", {})
         if not isinstance(jobs, dict):
             raise ConfigError(f"{source}: 'jobs' must map job ids to {{\"gpus\": [...]}} or "

@@ -147,7 +147,8 @@ class Fabric:
         models: dict[str, int] = {}
         for h in self.hosts:
             ht = self.host_type(h)
-            models[ht.gpu_model] = models.get(ht.gpu_model, 0) + ht.gpus
+            if ht.gpus:  # a host without GPUs (gpu_model: none) adds no model
+                models[ht.gpu_model] = models.get(ht.gpu_model, 0) + ht.gpus
         return {"name": self.name, "hosts": len(self.hosts), "gpus": len(self.gpus),
                 "gpu_models": models, "levels": self.levels,
                 "groups_per_level": {lv: sum(g.level == lv for g in self.groups.values()) for lv in self.levels},

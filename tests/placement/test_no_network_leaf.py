@@ -17,7 +17,7 @@ def _fab(hosts: str):
                   "hosts": [{"names": hosts, "type": "box"}]})
 
 
-@pytest.mark.parametrize("solver", ["cpsat", "greedy"])  # slurm-tree finds nothing across hosts of no network
+@pytest.mark.parametrize("solver", ["cpsat", "greedy", "slurm-tree", "slurm-block"])
 @pytest.mark.parametrize("request_", ["gpus=2,switches=1", "gpus=2,within=leaf", "gpus=4,switches=1",
                                       "nodes=2,gpus=2,within=leaf"])
 def test_leaf_constraints_hold_without_a_network(solver, request_):

@@ -119,7 +119,7 @@ def test_node_lists_keep_every_host_and_gpu(path, kind, hosts):
     want = Counter()
     for r in data:
         want[r[model_col]] += int(r[gpu_col])
-    assert fab.summary()["gpu_models"] == dict(want)
+    assert fab.summary()["gpu_models"] == dict(+want)  # models of hosts with GPUs
     assert spec.network is None and fab.levels == []
 
 

@@ -141,9 +141,21 @@
   }
   function examples() {  // the search box's example: a host of this fabric and one of its GPUs
     if (!H) return;
-    var x = Math.min(H - 1, Math.floor(H / 2)), n = start[x + 1] - start[x];
-    document.getElementById("search").placeholder = "Find host or GPU (e.g. " + show(D.hosts[x]) +
-      (n ? " or " + show(D.hosts[x]) + "/gpu" + (n - 1) : "") + ") and press Enter";
+    var x = exampleHost(), n = start[x + 1] - start[x], name = show(D.hosts[x]);
+    var box = document.getElementById("search");
+    box.placeholder = "Find host or GPU (e.g. " + (n && name.length > 20 ? "" : name + (n ? " or " : "")) +
+      (n ? name + "/gpu" + (n - 1) : "") + ") and press Enter";
+    box.title = box.placeholder;
+  }
+  function exampleHost() {  // the shortest name, nearest the middle, among hosts with GPUs if any
+    var mid = Math.floor(H / 2), best = -1, key = function (x) {
+      return [start[x + 1] > start[x] ? 0 : 1, show(D.hosts[x]).length, Math.abs(x - mid)];
+    };
+    for (var x = 0; x < H; x++) {
+      var a = key(x), b = best < 0 ? null : key(best);
+      if (!b || a[0] < b[0] || (a[0] === b[0] && (a[1] < b[1] || (a[1] === b[1] && a[2] < b[2])))) best = x;
+    }
+    return best;
   }
   var focus = -1;
   function renderJobs() {
@@ -240,17 +252,25 @@
     G[i].c.forEach(function (k) { rows = rows.concat(miniRows(k)); });
     return rows;
   }
-  function drawMini(cv) {
-    var runs = miniRows(+cv.dataset.gi), cell = 2, per = 4, maxg = 1, widest = 1, gap = 3;
+  function drawMini(cv) {  // one tile per leaf group, tiles wrapped across the box's width like words
+    var runs = miniRows(+cv.dataset.gi), cell = 2, per = 4, maxg = 1, widest = 1, gap = 3, zoom = 1.5;
     runs.forEach(function (r) { widest = Math.max(widest, r.length); r.forEach(function (x) { maxg = Math.max(maxg, start[x + 1] - start[x]); }); });
     var bw = Math.min(maxg, per) * cell + 1, bh = Math.ceil(maxg / per) * cell + 1;
-    var cols = Math.max(1, Math.min(widest, Math.floor(300 / bw))), lines = 0;
-    runs.forEach(function (r) { lines += Math.ceil(r.length / cols) || 0; });
-    cv.width = cols * bw; cv.height = lines * bh + Math.max(0, runs.length - 1) * gap;
-    var ctx = cv.getContext("2d"), oy0 = 0;
+    var room = Math.max(300, Math.floor((cv.parentNode.clientWidth || 450) / zoom));
+    var cols = Math.max(1, Math.min(widest, Math.floor(room / bw)));
+    var tiles = [], x0 = 0, y0 = 0, rowH = 0, W = 0;
     runs.forEach(function (r) {
-      r.forEach(function (x, n) {
-        var ox = (n % cols) * bw, oy = oy0 + Math.floor(n / cols) * bh;
+      if (!r.length) return;
+      var w = Math.min(r.length, cols) * bw, h = Math.ceil(r.length / cols) * bh;
+      if (x0 && x0 + w > room) { x0 = 0; y0 += rowH + gap; rowH = 0; }
+      tiles.push({ r: r, x: x0, y: y0 });
+      W = Math.max(W, x0 + w); x0 += w + gap; rowH = Math.max(rowH, h);
+    });
+    cv.width = Math.max(1, W); cv.height = Math.max(1, y0 + rowH);
+    var ctx = cv.getContext("2d");
+    tiles.forEach(function (t) {
+      t.r.forEach(function (x, n) {
+        var ox = t.x + (n % cols) * bw, oy = t.y + Math.floor(n / cols) * bh;
         for (var k = start[x]; k < start[x + 1]; k++) {
           var j = k - start[x];
           ctx.globalAlpha = focus >= 0 && S[k] !== focus ? 0.18 : 1;
@@ -258,10 +278,9 @@
           ctx.fillRect(ox + (j % per) * cell, oy + Math.floor(j / per) * cell, cell, cell);
         }
       });
-      oy0 += Math.ceil(r.length / cols) * bh + gap;
     });
-    cv.style.width = (cv.width * 1.5) + "px";
-    cv.title = "one block per host, one square per GPU, one line per leaf group; click to expand";
+    cv.style.width = (cv.width * zoom) + "px";
+    cv.title = "one block per host, one square per GPU, one tile per leaf group; click to expand";
   }
   function drawAll(root) { root.querySelectorAll("canvas.mini").forEach(drawMini); }
   function renderTree() {
@@ -295,13 +314,17 @@
   }
   function hostInfo(x) {
     var t = D.hostTypes[D.hostType[x]], c = hostCounts(x, new Int32Array(NS));
+    var rails = t.rail.filter(function (r) { return r >= 0; });  // a 0-GPU host: no empty parts
     var rows = [["host type", esc(t.name) + (t.features.length ? " (" + esc(t.features.join(", ")) + ")" : "")],
-      ["GPUs", t.gpus + " × " + esc(t.model) + " · " + t.mem + " GB"],
-      ["CPU", pl(t.sockets, "socket") + " × " + pl(t.cores, "core") + (t.tpc > 1 ? " × " + t.tpc + " threads" : "") + " · " + t.ram + " GB RAM"],
-      ["GPU NUMA", t.numa.join(" ")], ["NICs", t.nics + " × " + t.nicGbps + " GB/s (rails " + t.rail.join(" ") + ")"],
-      ["NVLink", esc(nvlName(x))]];
+      ["GPUs", t.gpus ? t.gpus + " × " + esc(t.model) + " · " + t.mem + " GB" : "none"],
+      ["CPU", pl(t.sockets, "socket") + " × " + pl(t.cores, "core") + (t.tpc > 1 ? " × " + t.tpc + " threads" : "") + " · " + t.ram + " GB RAM"]];
+    if (t.gpus) rows.push(["GPU NUMA", t.numa.join(" ")]);
+    rows.push(["NICs", !t.nics ? "none" :
+      t.nics + " × " + t.nicGbps + " GB/s" + (rails.length ? " (rails " + t.rail.join(" ") + ")" : "")]);
+    if (t.gpus) rows.push(["NVLink", esc(nvlName(x))]);
     if (D.racks) rows.push(["rack", esc(D.racks[x] || "–")]);
-    rows.push(["network", esc(path(x)) || "none"], ["GPU states", stateList(c, 8)]);
+    rows.push(["network", esc(path(x)) || "none"]);
+    if (t.gpus) rows.push(["GPU states", stateList(c, 8)]);
     return "<b>Host " + esc(D.hosts[x]) + "</b>" + dl(rows);
   }
   function groupInfo(i) {
