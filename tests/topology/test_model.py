@@ -156,7 +156,7 @@ def test_index_agrees_with_graph_paths(spec, data):
         a, b = data.draw(st.integers(0, len(fab.gpus) - 1)), data.draw(st.integers(0, len(fab.gpus) - 1))
         d = fab.distance(a, b)
         ga, gb = fab.gpu(a), fab.gpu(b)
-        if ga.host == gb.host or ga.nvlink_domain == gb.nvlink_domain:
+        if ga.host == gb.host or (ga.nvlink_domain is not None and ga.nvlink_domain == gb.nvlink_domain):
             assert d.level in ("self", "nvlink", "host")
             continue
         nic_a, nic_b = f"{ga.host}/nic{ga.rail}", f"{gb.host}/nic{gb.rail}"
