@@ -1,14 +1,14 @@
 """A whole run: config -> engine -> resume state -> shard -> pipeline -> journal, on every rank.
 
 :func:`run_job` is what ``fabric infer run`` calls on each MPI rank; :func:`job_status` and
-:func:`merge_job` back ``fabric infer status`` and ``fabric infer merge``.
+:func:`merge_job` back ``fabric infer status`` and ``fabric infer merge`` (they live in
+:mod:`fabric_hpc.inference.outputs`, re-exported here).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fabric_hpc.errors import ConfigError, ExternalError, FabricError, NotFoundError
-from fabric_hpc.events import MAX_EVENT_CHARS, emit, read_json_lines
+from fabric_hpc.events import emit
 from fabric_hpc.inference.engine import (Engine, EngineLimits, KnowsVocabulary, build_engine,
                                          load_engine_config)
 from fabric_hpc.inference.intake import (
@@ -25,23 +25,22 @@ from fabric_hpc.inference.intake import (
     WorkItem,
     checked_snapshot,
     ignored_entries,
-    load_snapshot,
     read_items,
     snapshot_lines,
-    spool_lines,
     stream_lines,
 )
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.inference.journal import (
     ChunkSink,
     committed_ids,
-    merge_outputs,
     next_attempt,
     prepare_resume,
     private_files,
 )
 from fabric_hpc.inference.mpi import (MpiContext, PeerFailed, exit_code_of, first_line, mpi_context,
                                       shard_longest_first)
+from fabric_hpc.inference.outputs import (  # noqa: F401 (job_status, merge_job: re-exported, __all__)
+    SNAPSHOT, _merge_lock, _output_lock, job_status, merge_job)
 from fabric_hpc.inference.pipeline import PHASES, Pipeline, PipelineOptions
 from fabric_hpc.inference.telemetry import MetricsWriter, job_totals
 from fabric_hpc.inference.weights import describe_weights, weights_identity
@@ -51,18 +50,7 @@ from fabric_hpc.pidlock import PidLock
 __all__ = ["job_status", "merge_job", "run_job"]
 
 FAULT_ENV = "FABRIC_INFER_FAULT"  # test hook: "RANK:N" -> that rank fails after acking N items
-SNAPSHOT = "spool-snapshot.json"
-_LEADING_ID = re.compile(r'\s*\{\s*"id"\s*:\s*("(?:[^"\\]|\\.)*")')
 IGNORED_IN_EVENT = 20  # names an infer.spool_ignored event lists (all are in the --json summary)
-
-
-def _output_lock(out: Path) -> PidLock:
-    """Exclusive ``flock`` on ``<output>/.run.lock``, held by rank 0 for the whole run: a second
-    run on the same directory is refused, not interleaved (its orphan cleanup would remove the
-    first run's unjournalled chunks)."""
-    return PidLock(out / ".run.lock",
-                   busy=lambda owner: f"another `fabric infer run` (pid {owner}) is writing to {out}",
-                   hint="wait for it to end (it resumes where it stops), or use another --output")
 
 
 def _check_same_run(path: Path, run_doc: dict[str, Any]) -> None:
@@ -380,186 +368,3 @@ def _ticker(ctx: MpiContext, metrics: MetricsWriter, pipeline: Pipeline,
                 progress({**snap, "resumed": resumed})
 
     return tick
-
-
-def _load_run(out: Path) -> dict[str, Any]:
-    path = out / "run.json"
-    if not path.is_file():
-        raise NotFoundError(f"{out} is not a fabric infer output directory (no run.json)",
-                            hint="give the --output directory of `fabric infer run`")
-
-    doc = read_json(path, what="run file", limit=16 << 20)
-    need = {"input": str, "engine_config": dict, "limits": dict}
-    bad = [k for k, t in need.items() if not isinstance(doc, dict) or not isinstance(doc.get(k), t)]
-    if bad or not isinstance(doc["engine_config"].get("engine"), str):
-        raise ConfigError(f"{path}: not a fabric infer run file (bad or missing {', '.join(bad) or 'engine'})",
-                          hint="the output directory is damaged; rerun into a new --output directory")
-    return doc
-
-
-def job_status(output: str | os.PathLike[str]) -> dict[str, Any]:
-    """Progress of a run from its output directory (works while it runs)."""
-    out = Path(output)
-    run = _load_run(out)
-    attempts = out / "attempts"
-    latest = max((int(p.name) for p in attempts.iterdir() if p.name.isdigit()), default=0) \
-        if attempts.is_dir() else 0
-    ranks = {}
-    for path in sorted((out / "metrics").glob("rank-*.jsonl")):
-        last = _last_record(path)
-        # a rank of an earlier attempt (more ranks then) is not shown as the latest attempt's
-        if last is not None and last.get("attempt") in (latest, None):
-            ranks[path.stem] = {k: last.get(k) for k in (
-                "ts", "attempt", "phase", "world_size", "items_in", "items_done", "items_per_s",
-                "output_tokens_per_s", "padding_waste", "engine_busy_fraction", "queue_depths", "gpu_util")}
-    dead = out / "dead-letter.jsonl"
-    running, merged = _output_lock(out).holder() is not None, _merged(out)
-    read = sum(r.get("items_in") or 0 for r in ranks.values())
-    return {"output": str(out), "input": run["input"], "engine": run["engine_config"]["engine"],
-            "phase": _job_phase(ranks, running=running, merged=merged,
-                                merging=_merge_lock(out).holder() is not None),
-            "attempts": len(list(attempts.iterdir())) if attempts.is_dir() else 0,
-            "latest_attempt": latest,
-            "done": len(committed_ids(out)),
-            "items_read": read,
-            "in_flight": max(0, read - sum(r.get("items_done") or 0 for r in ranks.values())),
-            "dead_letter": len(read_json_lines(dead)) if dead.is_file() else 0,
-            "merged": merged, "running": running,
-            "ranks": ranks}
-
-
-#: what ``status`` says a run is doing (``phase``; docs/inference.md, "Status")
-JOB_PHASES = ("starting", *PHASES[:3], "merging", "finished", "stopped", "done")
-
-
-def _job_phase(ranks: dict[str, dict[str, Any]], *, running: bool, merged: bool, merging: bool) -> str:
-    """While the run holds its lock: the least advanced phase of the latest attempt's ranks
-    (``starting`` before any reported; a rank not reported yet counts as reading its input; all
-    finished but the run not ended yet: ``draining``). After it: ``merging`` while a merge runs,
-    ``done`` once merged, ``finished`` when every rank finished its share, else ``stopped``."""
-    size = max((r.get("world_size") or 1 for r in ranks.values()), default=0)
-    finished = len(ranks) >= size > 0 and all(r.get("phase") == "finished" for r in ranks.values())
-    if merging:
-        return "merging"
-    if running:
-        if not ranks:
-            return "starting"
-        if len(ranks) < size:
-            return PHASES[0]
-        least = min(PHASES.index(r["phase"]) if r.get("phase") in PHASES else 1 for r in ranks.values())
-        return PHASES[min(least, 2)]
-    if merged:
-        return "done"
-    return "finished" if finished else "stopped"
-
-
-def _last_record(path: Path) -> dict[str, Any] | None:
-    """The last whole JSON line of a metrics log (up to 64 MiB: only its tail is read; each line is
-    at most MAX_EVENT_CHARS), or None when it has none."""
-    with open(path, "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        f.seek(max(0, size - 4 * MAX_EVENT_CHARS))
-        tail = f.read()
-    for line in reversed(tail.split(b"\n")[:-1]):  # after the last newline: a torn write
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(doc, dict):
-            return doc
-    return None
-
-
-def _merged(out: Path) -> bool:
-    """Whether ``results.jsonl`` holds every committed chunk: written after the newest one (a
-    later attempt's chunks make an older merge stale)."""
-    results = out / "results.jsonl"
-    if not results.is_file():
-        return False
-    chunks = out / "chunks"
-    newest = max((p.stat().st_mtime_ns for p in chunks.glob("*.jsonl")), default=0) if chunks.is_dir() else 0
-    return results.stat().st_mtime_ns >= newest
-
-
-def _merge_lock(out: Path) -> PidLock:
-    """Held by ``merge`` while it checks and writes: ``status`` says ``merging``, a second merge
-    is refused; removed as it is released (a merge leaves nothing behind)."""
-    return PidLock(out / ".merge.lock", busy=lambda owner: f"another `fabric infer merge` (pid {owner}) is "
-                                                           f"merging {out}",
-                   hint="wait for it to end", remove=True)
-
-
-def _refuse_while_running(out: Path) -> None:
-    if (pid := _output_lock(out).holder()) is not None:
-        raise ConfigError(f"a `fabric infer run` (pid {pid}) is still writing to {out}",
-                          hint="merge after it ends")
-
-
-def merge_job(output: str | os.PathLike[str], source: str | None = None) -> dict[str, Any]:
-    """Check output ids == accepted input ids exactly and write ``results.jsonl`` (holding
-    ``.merge.lock`` meanwhile: ``status`` says ``merging``)."""
-    out = Path(output)
-    run = _load_run(out)
-    _refuse_while_running(out)  # before creating the merge lock: a refused merge touches nothing
-    with private_files(run.get("output_mode", "private")):
-        lock = _merge_lock(out)
-        lock.acquire()
-    try:
-        _refuse_while_running(out)  # again, holding the merge lock: a run starting now sees it (_prepare)
-        result = _merge_locked(out, run, source)
-    finally:
-        lock.release()
-    emit("infer.merged", **result)
-    return result
-
-
-def _merge_locked(out: Path, run: dict[str, Any], source: str | None) -> dict[str, Any]:
-    source = source or run["input"]
-    if source == "-":
-        raise ConfigError("this run read stdin: merge needs the same input again",
-                          hint="pass --input FILE with the lines that were piped in")
-    try:
-        limits = EngineLimits(**run["limits"])
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{out}/run.json: bad limits ({exc})",
-                          hint="the output directory is damaged; rerun into a new --output directory") from None
-    snap_path = out / SNAPSHOT
-    if str(Path(source).resolve()) == run["input"] and snap_path.is_file():  # what the last attempt read
-        lines = snapshot_lines(load_snapshot(snap_path))
-    else:
-        lines = spool_lines(source)
-    vocab = run.get("vocab_size")  # absent in a run.json written before intake knew it
-    if vocab is not None and not (type(vocab) is int and vocab > 0):
-        raise ConfigError(f"{out}/run.json: bad vocab_size {vocab!r}",
-                          hint="the output directory is damaged; rerun into a new --output directory")
-    expected = [it.id for it in read_items(lines, limits=limits, dead_letter=None, vocab_size=vocab)]
-    with private_files(run.get("output_mode", "private")):
-        result = merge_outputs(out, expected)
-    dead = _dead_letter_ids(out / "dead-letter.jsonl")
-    have = set(expected)  # each has exactly one result now
-    return {**result, "dead_letter": len(dead), "dead_letter_with_result": sum(i in have for i in dead),
-            "other_input": str(Path(source).resolve()) != run["input"]}
-
-
-def _dead_letter_ids(path: Path) -> list[str | None]:
-    """The id of each dead-lettered line (``None`` where its raw text names none): a line rejected
-    and then fixed by a later line with the same id (a new spool file) has a result after all."""
-    if not path.is_file():
-        return []
-    ids: list[str | None] = []
-    for rec in read_json_lines(path):
-        raw = rec.get("raw") if isinstance(rec, dict) else None
-        found = None
-        if isinstance(raw, str):
-            try:
-                doc = json.loads(raw)
-                found = doc.get("id") if isinstance(doc, dict) else None
-            except (ValueError, RecursionError):  # broken, too deep, or cut at 2,000 characters: an id
-                # at its start still counts
-                match = _LEADING_ID.match(raw)
-                try:
-                    found = json.loads(match.group(1)) if match else None
-                except ValueError:
-                    found = None
-        ids.append(found if isinstance(found, str) else None)
-    return ids

@@ -20,6 +20,7 @@ import pytest
 
 from fabric_hpc.placement import parse_request
 from fabric_hpc.placement import explain as explain_mod
+from fabric_hpc.placement import explain_counts as explain_counts_mod
 from fabric_hpc.placement import greedy as greedy_mod
 from fabric_hpc.placement import problem as problem_mod
 from fabric_hpc.placement.cost import CostWeights
@@ -121,7 +122,7 @@ def test_run_starts_equals_definition() -> None:
 
 
 def _patch_plain(monkeypatch: pytest.MonkeyPatch) -> None:
-    for mod in (problem_mod, greedy_mod, explain_mod, placer_mod):
+    for mod in (problem_mod, greedy_mod, explain_mod, explain_counts_mod, placer_mod):
         if hasattr(mod, "free_per_host"):
             monkeypatch.setattr(mod, "free_per_host", _plain_per_host)
         if hasattr(mod, "domain_sums"):

@@ -1,0 +1,147 @@
+"""The placement agent's module-level helpers (:mod:`fabric_hpc.slurm.agent` re-exports them): its
+lock and state directory, ``fabric agent status``, the first contact with Slurm and the checks of the
+fabric model against Slurm's nodes, and the bounded one-line text of an error."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from fabric_hpc.errors import ConfigError, FabricError
+from fabric_hpc.inputs import os_error
+from fabric_hpc.pidlock import PidLock
+from fabric_hpc.slurm.contract import Node, SlurmClient, SlurmError
+from fabric_hpc.slurm.plugins import PROTOCOL_VERSION
+from fabric_hpc.topology import Fabric
+
+
+def agent_lock(state_dir: Path) -> PidLock:
+    """Exclusive ``flock`` on ``<state_dir>/agent.lock`` holding the owner's pid."""
+    return PidLock(state_dir / "agent.lock", mode=0o644,
+                   busy=lambda owner: f"another fabric agent (pid {owner}) is active for {state_dir}",
+                   hint="one agent per cluster: stop the other one, or use another --state-dir")
+
+
+def first_contact(client: SlurmClient, timeout_s: float,
+                  stop: threading.Event | None = None) -> list[Node] | None:
+    """The nodes Slurm reports, read within ``timeout_s``; SlurmError (exit 5) when it does not answer.
+
+    The read runs in a helper thread so a call that blocks (an unreachable controller) cannot hold
+    the caller up; ``stop`` set during the wait ends it at once (None returned).
+    """
+    outcome: dict[str, Any] = {}
+    stop = stop or threading.Event()
+
+    def read() -> None:
+        try:
+            outcome["nodes"] = client.nodes()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            outcome["error"] = exc
+
+    helper = threading.Thread(target=read, name="fabric-agent-first-contact", daemon=True)
+    helper.start()
+    deadline = time.monotonic() + timeout_s
+    while helper.is_alive() and not stop.is_set() and time.monotonic() < deadline:
+        helper.join(0.05)
+    if stop.is_set():
+        return None
+    where = f"the {client.backend} backend"
+    if helper.is_alive():
+        raise SlurmError(f"Slurm did not answer within {timeout_s:g} s ({where})",
+                         hint="is slurmctld up and SLURM_CONF right? (scontrol ping); or raise --contact-timeout")
+    if "error" in outcome:
+        exc = outcome["error"]
+        raise SlurmError(f"first contact with Slurm failed ({where}): {bounded(error_text(exc), 300)}",
+                         hint=getattr(exc, "hint", None) or "is slurmctld up? (scontrol ping)") from None
+    return list(outcome["nodes"])
+
+
+def gpu_mismatch(fab: Fabric, nodes: list[Node]) -> str | None:
+    """Where Slurm's GPU count of a node (its GRES) differs from the fabric model's host, in words;
+    None when they agree. The agent places on the model's GPUs, so such a node is planned wrongly."""
+    wrong = [(n.name, n.gpus, len(fab.host_gpus(n.name))) for n in nodes
+             if n.name in fab.host_pos and n.gpus != len(fab.host_gpus(n.name))]
+    if not wrong:
+        return None
+    shown = ", ".join(f"{name} (Slurm {s}, model {m})" for name, s, m in wrong[:5])
+    more = f" and {len(wrong) - 5} more" if len(wrong) > 5 else ""
+    return f"{len(wrong)} node(s) have another GPU count in Slurm than in the fabric model: {shown}{more}"
+
+
+def stop_reason(exc: Exception) -> dict[str, Any]:
+    """``agent.stop``'s fields for a fatal error: the reason, its text and the exit code it ends with."""
+    code = exc.exit_code if isinstance(exc, FabricError) else 1
+    return {"reason": "error", "kind": type(exc).__name__, "error": bounded(error_text(exc)), "exit_code": code}
+
+
+def error_text(exc: BaseException) -> str:
+    """An exception as one line: a FabricError's message, else ``Type: text``."""
+    text = exc.message if isinstance(exc, FabricError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(str(text).split())
+
+
+def bounded(text: str, limit: int = 500) -> str:
+    """``text`` cut to ``limit`` characters (an answer may be megabytes)."""
+    cut = limit - 30  # room for the note
+    return text if len(text) <= limit else text[:cut] + f"... (+{len(text) - cut} chars)"
+
+
+def heartbeat_text(now: float) -> str:
+    """``<state_dir>/heartbeat``: the time of the last good cycle, then the protocol the agent speaks
+    (job_submit.lua defers jobs only for a fresh heartbeat of its own protocol)."""
+    return f"{int(now)}\nprotocol={PROTOCOL_VERSION}\n"
+
+
+def read_status(state_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """What ``fabric agent status`` shows: the last cycle, the heartbeat age, the lock holder."""
+    d = Path(state_dir)
+    if not d.is_dir():
+        raise ConfigError(f"no agent state directory {d}", hint="pass the --state-dir the agent runs with")
+    status: dict[str, Any] = {}
+    if (d / "status.json").exists():
+        status = json.loads((d / "status.json").read_text())
+    beat = (d / "heartbeat").read_text().partition("\n")[0].strip() if (d / "heartbeat").exists() else ""
+    status["heartbeat_age_s"] = round(time.time() - int(beat), 1) if beat.isdigit() else None
+    status["lock_holder"] = agent_lock(d).holder()
+    status["running"] = status["lock_holder"] is not None
+    return status
+
+
+def check_state_dir(path: Path) -> None:
+    """The agent's state directory, checked before anything is written there (exit 3 when wrong):
+    a missing one is created only inside an existing directory (``fabric slurm install`` makes the
+    whole path, owned by the service user)."""
+    if path.is_dir():
+        return
+    hint = "fabric slurm install creates it (owned by the service user); or pass an existing --state-dir"
+    if os.path.lexists(path):
+        raise ConfigError(f"state dir {path} is not a directory", hint=f"remove it, or choose another path; {hint}")
+    if not path.parent.is_dir():
+        raise ConfigError(f"no state dir {path}, and its parent {path.parent} does not exist either", hint=hint)
+    try:
+        path.mkdir(mode=0o750)
+    except FileExistsError:
+        pass  # created meanwhile
+    except OSError as exc:  # a read-only or full filesystem, no permission: the system's, exit 5
+        error = os_error(exc, "state dir", path)
+        raise type(error)(f"cannot create state dir {path}: {exc.strerror or exc}", hint=hint) from None
+
+
+def model_overlap(fab: Fabric, slurm_nodes: list[str]) -> str:
+    """How the fabric model's hosts and Slurm's nodes overlap, in words; ConfigError (exit 3) when not at all.
+
+    Model hosts Slurm does not list are unusable (down) for the agent; Slurm nodes outside the
+    model are Slurm's alone."""
+    names, hosts = set(slurm_nodes), set(fab.host_pos)
+    both = names & hosts
+    if not both:
+        raise ConfigError(f"none of Slurm's {len(names)} nodes is a host of the fabric model ({len(hosts)} hosts)",
+                          hint="the fabric model's host names must be Slurm's NodeNames")
+    text = f"{len(names)} nodes, {len(both)} in the fabric model"
+    if missing := len(hosts - names):
+        text += f"; {missing} of the model's {len(hosts)} hosts are not in Slurm (never used)"
+    return text

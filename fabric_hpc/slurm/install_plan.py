@@ -1,0 +1,159 @@
+"""What ``fabric slurm install`` writes (:mod:`fabric_hpc.slurm.install` writes it, and re-exports
+these): the plan of files with their header comments, the slurm.conf lines the admin adds, and the
+checks of the topology format and plugin against the Slurm that will read them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from fabric_hpc import __version__
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.slurm.deploy_config import DeployConfig
+from fabric_hpc.slurm.limits import MAX_GPUS_PER_NODE
+from fabric_hpc.slurm.manifest import UNIT_NAME
+from fabric_hpc.slurm.unit import agent_toml, unit_text
+from fabric_hpc.topology import Fabric
+
+HEADER = "Written by `fabric slurm install` (fabric-hpc {v}); `fabric slurm uninstall` removes it. Edit the agent " \
+         "config and reinstall instead of editing this file."
+
+
+@dataclass(frozen=True)
+class Planned:
+    path: str   # where the file lives on the cluster (without root)
+    text: str
+    mode: int = 0o644
+    what: str = ""  # in words, for a refusal ("Slurm's topology.yaml")
+
+
+def _header(comment: str) -> str:
+    return f"{comment} {HEADER.format(v=__version__)}\n"
+
+
+def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None) -> tuple[list[Planned], list[str]]:
+    """The files install writes, and the slurm.conf lines the admin adds."""
+    from fabric_hpc.slurm.plugins import render_job_submit
+    from fabric_hpc.topology import dump_spec, export
+
+    a, i = cfg.agent, cfg.install
+    sc, cd = Path(i.slurm_conf_dir), Path(i.config_dir)
+    gpus = i.max_gpus_per_node or max(fab.spec.host_types[t].gpus for t in set(fab.host_type_of.values()))
+    if gpus < 1:
+        raise ConfigError(f"fabric model {fab.name!r} has no GPUs: nothing for the agent to place",
+                          hint="give the cluster's model (--topology FILE); `discover` sees only this host")
+    if gpus > MAX_GPUS_PER_NODE[1]:
+        raise ConfigError(f"fabric model {fab.name!r} has hosts of {gpus} GPUs; job_submit.lua's "
+                          f"max_gpus_per_node must be in {MAX_GPUS_PER_NODE[0]}..{MAX_GPUS_PER_NODE[1]}",
+                          hint=f"set install.max_gpus_per_node (at most {MAX_GPUS_PER_NODE[1]})")
+    lua = render_job_submit(state_dir=a.state_dir, fallback_s=a.fallback_s, max_gpus_per_node=gpus)
+    prolog_json = json.dumps({"topology": str(cd / "topology.yaml"), "topo_dir": i.topo_dir,
+                              "ckpt_root": i.ckpt_root}, indent=2) + "\n"
+    use_yaml = _topology_yaml(i.topology_format, slurm_version)
+    _check_slurm_supports(i.topology_plugin, use_yaml, slurm_version)
+    if use_yaml:
+        topo = Planned(str(sc / "topology.yaml"), _header("#") + export.topology_yaml(
+                           fab, default=i.topology_plugin, block_size=i.block_size),
+                       what="Slurm's topology.yaml (install.slurm_conf_dir)")
+    else:
+        topo = Planned(str(sc / "topology.conf"), _header("#") + export.topology_conf(
+            fab, i.topology_plugin, block_size=i.block_size))
+    scripts = _scripts(cfg)
+    files = [
+        Planned(str(sc / "job_submit.lua"), _header("--") + lua),
+        topo,
+        Planned(str(sc / "gres.conf"), _header("#") + export.gres_conf(fab, device_dir=i.gres_device_dir)),
+        *scripts.values(),
+        Planned(str(cd / "prolog.json"), prolog_json),
+        Planned(str(cd / "topology.yaml"), _header("#") + dump_spec(fab.spec),
+                what="the fabric model (install.config_dir)"),
+        Planned(str(cd / "agent.toml"), _header("#") + agent_toml(cfg)),
+        Planned(str(Path(i.unit_dir) / UNIT_NAME), _header("#") + unit_text(cfg)),
+    ]
+    _one_file_per_path(files)
+    lines = ["JobSubmitPlugins=lua", *(f"{key}={f.path}" for key, f in scripts.items()), "GresTypes=gpu"]
+    if use_yaml:
+        lines.append(f"# {topo.path} (Slurm 25.05+) is read first: TopologyPlugin and topology.conf are then ignored")
+    else:
+        lines.append(f"TopologyPlugin=topology/{i.topology_plugin}")
+    lines += ["# node lines (must agree with the fabric model):"] + export.slurm_nodes_conf(fab).splitlines()
+    return files, lines
+
+
+def _one_file_per_path(files: list[Planned]) -> None:
+    """ConfigError when two planned files share a path: the second would overwrite the first, and
+    every rerun would write both again."""
+    seen: dict[str, Planned] = {}
+    for f in files:
+        first = seen.setdefault(os.path.normpath(f.path), f)
+        if first is not f:
+            names = " and ".join(x.what or Path(x.path).name for x in (first, f))
+            raise ConfigError(f"install would write {f.path} twice: {names}",
+                              hint="give install.slurm_conf_dir and install.config_dir different "
+                                   "directories, or set install.topology_format = \"conf\"")
+
+
+def _scripts(cfg: DeployConfig) -> dict[str, Planned]:
+    """The Python scripts Slurm runs (TaskProlog, and the Prolog where this fabric-hpc has one), by slurm.conf key."""
+    from importlib import resources
+
+    from fabric_hpc.slurm.plugins import PLUGIN_PACKAGE, SCRIPTS, render_script
+
+    cd, out = Path(cfg.install.config_dir), {}
+    for name, key in SCRIPTS.items():
+        if resources.files(PLUGIN_PACKAGE).joinpath(name).is_file():
+            text = render_script(name, config=str(cd / "prolog.json"), python=cfg.install.python)
+            shebang, _, body = text.partition("\n")
+            out[key] = Planned(str(cd / name), f"{shebang}\n{_header('#')}{body}", 0o755)
+    return out
+
+
+def _topology_yaml(fmt: str, slurm_version: str | None) -> bool:
+    """Whether to write topology.yaml (Slurm >= 25.05 reads it) rather than topology.conf."""
+    if fmt != "auto":
+        return fmt == "yaml"
+    return slurm_version is not None and _version_tuple(slurm_version) >= (25, 5)
+
+
+#: The first Slurm that has topology/block, and the first that reads topology.yaml
+#: (Slurm's CHANGELOG/slurm-23.11.md and slurm-25.05.md; 22.05 and 23.02 have no topology_block.so).
+BLOCK_SINCE, YAML_SINCE = (23, 11), (25, 5)
+
+
+def _check_slurm_supports(plugin: str, use_yaml: bool, slurm_version: str | None) -> None:
+    """ConfigError (before anything is written) when the Slurm that will read the files has no
+    topology/block (slurmctld is fatal: "Couldn't find the specified plugin name for topology/block")
+    or does not read topology.yaml (it would run with no topology at all, silently)."""
+    if slurm_version is None:
+        return
+    have = _version_tuple(slurm_version)
+    if use_yaml and have < YAML_SINCE:
+        raise ConfigError(f"install.topology_format = \"yaml\" needs Slurm 25.05 or newer; this Slurm "
+                          f"is {slurm_version}, which never reads topology.yaml (it would run without a "
+                          "topology)", hint="set install.topology_format = \"conf\" (or \"auto\"), or "
+                                            "install.slurm_version if the cluster runs another Slurm")
+    if plugin == "block" and have < BLOCK_SINCE:
+        raise ConfigError(f"install.topology_plugin = \"block\" needs Slurm 23.11 or newer; this Slurm is "
+                          f"{slurm_version}, which has no topology/block (slurmctld would not start: "
+                          "\"Couldn't find the specified plugin name for topology/block\")",
+                          hint="set install.topology_plugin = \"tree\", or upgrade Slurm to 23.11+")
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = [p for p in text.strip().split()[-1].split(".")[:2]]
+    try:
+        return tuple(int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"cannot read Slurm version {text!r}", hint="set install.slurm_version = \"25.11\"") from None
+
+
+def detect_slurm_version(env: dict[str, str] | None = None) -> str | None:
+    """``scontrol --version`` (``slurm 25.11.7`` → ``25.11.7``); None when scontrol is not there."""
+    try:
+        out = subprocess.run(["scontrol", "--version"], capture_output=True, text=True, timeout=10, env=env)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.split()[-1] if out.returncode == 0 and out.stdout.split() else None
