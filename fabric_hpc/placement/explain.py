@@ -159,7 +159,7 @@ def _necessary(p: Problem) -> None:
             types = p.fab.spec.host_types.values()
             where = " matching the request's model/features/include/exclude"
             hint = ("relax gpu_model, features, include or exclude (GPU models here: "
-                    f"{', '.join(sorted({t.gpu_model for t in types}))}; features: "
+                    f"{', '.join(sorted({t.gpu_model for t in types if t.gpus}))}; features: "
                     f"{', '.join(sorted({f for t in types for f in t.features})) or 'none'})")
         elif r.within == "nvlink" and _pcie_free(p, idle=True):
             _never_nvlink(p, eligible_gpus)

@@ -48,3 +48,11 @@ def test_fabric_place_prints_the_note_on_stderr(tmp_path, capsys):
     assert json.loads(out.out)["gpus"]
     assert out.err.strip() == (f"note: {state}: down: login1 has no GPUs, so marking it down changes no "
                                "placement (kept in the file as listed)")
+
+
+def test_the_gpu_models_hint_lists_no_model_of_hosts_without_gpus(tmp_path, capsys):
+    spec, _ = _fabric(tmp_path)
+    code = main(["place", "-t", str(spec), "-r", "gpus=2,model=H100"])
+    err = capsys.readouterr().err
+    assert code == 4, err
+    assert "GPU models here: L4;" in err and "none" not in err.split("GPU models here:")[1].split(";")[0]
