@@ -168,17 +168,6 @@ def _gpu_type(text: str | None) -> str | None:
     return decode.gpu_type(text or "")
 
 
-def _epoch(text: str | None) -> float | None:
-    import datetime as dt
-
-    if not text or text in ("Unknown", "None", "N/A"):
-        return None
-    try:
-        return dt.datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise SlurmError(f"scontrol answered an unreadable time {text!r}") from None
-
-
 def _digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
@@ -208,6 +197,7 @@ def _job_from_scontrol(line: str) -> Job:
     node_list = hosts(kv.get("NodeList")) if state != "PENDING" else ()
     per_node = job_node_gres(line)
     nodes = kv.get("NumNodes", "1").split("-")[0]
+    when = resv.local_time
     return Job(job_id=int(kv["JobId"]), name=kv.get("JobName", ""), state=state, flags=flags,
                reason=kv.get("Reason", "None"), comment="" if kv.get("Comment") in (None, "(null)") else kv["Comment"],
                user=kv.get("UserId", "").split("(")[0], partition=kv.get("Partition", ""),
@@ -217,8 +207,8 @@ def _job_from_scontrol(line: str) -> Job:
                cpus=int(c) if _digits(c := kv.get("NumCPUs", "0").split("-")[0]) else 0,
                node_list=node_list, req_nodes=hosts(kv.get("ReqNodeList")), exc_nodes=hosts(kv.get("ExcNodeList")),
                gpus={n: gpu_indices(g) for n, g in per_node.items() if gpu_count(g)},
-               submit_time=_epoch(kv.get("SubmitTime")) or 0.0, begin_time=_epoch(kv.get("EligibleTime")),
-               start_time=_epoch(kv.get("StartTime")),
+               submit_time=when(kv.get("SubmitTime")) or 0.0, begin_time=when(kv.get("EligibleTime")),
+               start_time=when(kv.get("StartTime")),
                priority=_int(kv, "Priority", f"job {kv['JobId']}") if "Priority" in kv else None,
                dependency=_set(kv.get("Dependency")),
                array_job_id=_int(kv, "ArrayJobId", f"job {kv['JobId']}"),

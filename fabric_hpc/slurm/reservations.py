@@ -86,7 +86,9 @@ def json_answer(data: Any, what: str) -> Read:
     return _collect(items, from_json)
 
 
-def _time(text: str | None, what: str) -> float | None:
+def local_time(text: str | None, what: str = "scontrol") -> float | None:
+    """A time as scontrol's text prints it (ISO 8601, local time) in UNIX seconds; None for
+    ``Unknown``/``None``/``N/A``/``(null)``; SlurmError naming ``what`` for anything else."""
     if not text or text in ("Unknown", "None", "N/A", "(null)"):
         return None
     try:
@@ -104,7 +106,7 @@ def from_line(line: str) -> Reservation:
     name = kv.get("ReservationName", "")
     what = f"reservation {name or '?'}"
     flags = [f for f in kv.get("Flags", "").split(",") if f and f != "(null)"]
-    return checked(name, _time(kv.get("StartTime"), what), _time(kv.get("EndTime"), what),
+    return checked(name, local_time(kv.get("StartTime"), what), local_time(kv.get("EndTime"), what),
                    kv.get("Nodes"), flags)
 
 
