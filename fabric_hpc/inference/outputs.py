@@ -42,7 +42,8 @@ def _load_run(out: Path) -> dict[str, Any]:
     need = {"input": str, "engine_config": dict, "limits": dict}
     bad = [k for k, t in need.items() if not isinstance(doc, dict) or not isinstance(doc.get(k), t)]
     if bad or not isinstance(doc["engine_config"].get("engine"), str):
-        raise ConfigError(f"{path}: not a fabric infer run file (bad or missing {', '.join(bad) or 'engine'})",
+        raise ConfigError(f"{path}: not a fabric infer run file "
+                          f"(bad or missing {', '.join(bad) or 'engine'})",
                           hint="the output directory is damaged; rerun into a new --output directory")
     return doc
 
@@ -172,7 +173,8 @@ def _merge_locked(out: Path, run: dict[str, Any], source: str | None) -> dict[st
         limits = EngineLimits(**run["limits"])
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{out}/run.json: bad limits ({exc})",
-                          hint="the output directory is damaged; rerun into a new --output directory") from None
+                          hint="the output directory is damaged; rerun into a new --output directory"
+                          ) from None
     snap_path = out / SNAPSHOT
     if str(Path(source).resolve()) == run["input"] and snap_path.is_file():  # what the last attempt read
         lines = snapshot_lines(load_snapshot(snap_path))

@@ -52,7 +52,8 @@ def first_contact(client: SlurmClient, timeout_s: float,
     where = f"the {client.backend} backend"
     if helper.is_alive():
         raise SlurmError(f"Slurm did not answer within {timeout_s:g} s ({where})",
-                         hint="is slurmctld up and SLURM_CONF right? (scontrol ping); or raise --contact-timeout")
+                         hint="is slurmctld up and SLURM_CONF right? (scontrol ping); "
+                              "or raise --contact-timeout")
     if "error" in outcome:
         exc = outcome["error"]
         raise SlurmError(f"first contact with Slurm failed ({where}): {bounded(error_text(exc), 300)}",
@@ -75,7 +76,8 @@ def gpu_mismatch(fab: Fabric, nodes: list[Node]) -> str | None:
 def stop_reason(exc: Exception) -> dict[str, Any]:
     """``agent.stop``'s fields for a fatal error: the reason, its text and the exit code it ends with."""
     code = exc.exit_code if isinstance(exc, FabricError) else 1
-    return {"reason": "error", "kind": type(exc).__name__, "error": bounded(error_text(exc)), "exit_code": code}
+    return {"reason": "error", "kind": type(exc).__name__, "error": bounded(error_text(exc)),
+            "exit_code": code}
 
 
 def error_text(exc: BaseException) -> str:
@@ -119,9 +121,11 @@ def check_state_dir(path: Path) -> None:
         return
     hint = "fabric slurm install creates it (owned by the service user); or pass an existing --state-dir"
     if os.path.lexists(path):
-        raise ConfigError(f"state dir {path} is not a directory", hint=f"remove it, or choose another path; {hint}")
+        raise ConfigError(f"state dir {path} is not a directory",
+                          hint=f"remove it, or choose another path; {hint}")
     if not path.parent.is_dir():
-        raise ConfigError(f"no state dir {path}, and its parent {path.parent} does not exist either", hint=hint)
+        raise ConfigError(f"no state dir {path}, and its parent {path.parent} does not exist either",
+                          hint=hint)
     try:
         path.mkdir(mode=0o750)
     except FileExistsError:
@@ -139,7 +143,8 @@ def model_overlap(fab: Fabric, slurm_nodes: list[str]) -> str:
     names, hosts = set(slurm_nodes), set(fab.host_pos)
     both = names & hosts
     if not both:
-        raise ConfigError(f"none of Slurm's {len(names)} nodes is a host of the fabric model ({len(hosts)} hosts)",
+        raise ConfigError(f"none of Slurm's {len(names)} nodes is a host of the fabric model "
+                          f"({len(hosts)} hosts)",
                           hint="the fabric model's host names must be Slurm's NodeNames")
     text = f"{len(names)} nodes, {len(both)} in the fabric model"
     if missing := len(hosts - names):

@@ -18,8 +18,8 @@ from fabric_hpc.slurm.manifest import UNIT_NAME
 from fabric_hpc.slurm.unit import agent_toml, unit_text
 from fabric_hpc.topology import Fabric
 
-HEADER = "Written by `fabric slurm install` (fabric-hpc {v}); `fabric slurm uninstall` removes it. Edit the agent " \
-         "config and reinstall instead of editing this file."
+HEADER = ("Written by `fabric slurm install` (fabric-hpc {v}); `fabric slurm uninstall` removes it. "
+          "Edit the agent config and reinstall instead of editing this file.")
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,8 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None) -> tuple[
     _one_file_per_path(files)
     lines = ["JobSubmitPlugins=lua", *(f"{key}={f.path}" for key, f in scripts.items()), "GresTypes=gpu"]
     if use_yaml:
-        lines.append(f"# {topo.path} (Slurm 25.05+) is read first: TopologyPlugin and topology.conf are then ignored")
+        lines.append(f"# {topo.path} (Slurm 25.05+) is read first: TopologyPlugin and topology.conf "
+                     "are then ignored")
     else:
         lines.append(f"TopologyPlugin=topology/{i.topology_plugin}")
     lines += ["# node lines (must agree with the fabric model):"] + export.slurm_nodes_conf(fab).splitlines()
@@ -97,7 +98,8 @@ def _one_file_per_path(files: list[Planned]) -> None:
 
 
 def _scripts(cfg: DeployConfig) -> dict[str, Planned]:
-    """The Python scripts Slurm runs (TaskProlog, and the Prolog where this fabric-hpc has one), by slurm.conf key."""
+    """The Python scripts Slurm runs (TaskProlog, and the Prolog where this fabric-hpc has one), by
+    slurm.conf key."""
     from importlib import resources
 
     from fabric_hpc.slurm.plugins import PLUGIN_PACKAGE, SCRIPTS, render_script
@@ -147,7 +149,8 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(p) for p in parts)
     except ValueError:
-        raise ConfigError(f"cannot read Slurm version {text!r}", hint="set install.slurm_version = \"25.11\"") from None
+        raise ConfigError(f"cannot read Slurm version {text!r}",
+                          hint="set install.slurm_version = \"25.11\"") from None
 
 
 def detect_slurm_version(env: dict[str, str] | None = None) -> str | None:
