@@ -38,11 +38,13 @@ def _train(args: argparse.Namespace, early: list[int]) -> int:
     if rank == 0:
         trainer.lock_dir(ckpt_dir)
     step, w = 0, np.zeros(16, dtype=np.float32)
-    if list_checkpoints(ckpt_dir):
+    if args.restore_step is not None or list_checkpoints(ckpt_dir):
         state = trainer.restore_state(ckpt_dir, trainer.resume_step(ckpt_dir, args.restore_step))
         w = np.asarray(state["model"]["w"])
         step = int(np.asarray(state["model"]["step"]).item())
     restored, steps = step, args.steps
+    if rank == 0:
+        trainer.refuse_overwrite(ckpt_dir, restored, steps)
     print(f"train_demo: rank {rank} started at step {step}", flush=True)
     while step < steps and not handler.requested:
         w = w + 1.0  # one "optimizer step"

@@ -79,7 +79,7 @@ def _train(args: argparse.Namespace, early: list[int]) -> int:
     if rank == 0:
         trainer.lock_dir(ckpt_dir)
     step = 0
-    if list_checkpoints(ckpt_dir):
+    if args.restore_step is not None or list_checkpoints(ckpt_dir):
         at = trainer.resume_step(ckpt_dir, args.restore_step)
         state = trainer.restore_state(ckpt_dir, at, as_torch=True)
         params = {k: v.float() for k, v in state["model"].items()}
@@ -89,6 +89,8 @@ def _train(args: argparse.Namespace, early: list[int]) -> int:
     for p in params.values():
         p.requires_grad_(True)
     restored, losses = step, []
+    if rank == 0:
+        trainer.refuse_overwrite(ckpt_dir, restored, args.steps)
     print(f"train_tiny: rank {rank} started at step {step}", flush=True)
     while step < args.steps and not handler.requested:
         losses.append(train_step(params, spec, step))
