@@ -147,8 +147,8 @@ def resume_step(ckpt_dir: Path, restore_step: int | None) -> int | None:
         raise CheckpointNotFoundError(
             f"--restore-step (RESTORE_STEP) {restore_step}: no checkpoint of that step in {ckpt_dir}: the "
             "directory has no checkpoint at all",
-            hint="train_gang.sbatch keys the directory by the job name: submit with the --job-name of the run "
-                 "that saved the step (or set FABRIC_CKPT_DIR to its directory), or unset RESTORE_STEP")
+            hint="train_gang.sbatch keys the directory by the job name: submit with the --job-name of the "
+                 "run that saved the step (or set FABRIC_CKPT_DIR to its directory), or unset RESTORE_STEP")
     if restore_step not in steps:
         raise CheckpointNotFoundError(
             f"--restore-step (RESTORE_STEP) {restore_step}: no checkpoint of that step in {ckpt_dir} (steps: "
