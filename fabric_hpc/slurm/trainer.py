@@ -160,6 +160,33 @@ def resume_step(ckpt_dir: Path, restore_step: int | None) -> int | None:
     return restore_step
 
 
+def restore_point(ckpt_dir: Path, restore_step: int | None, rank: int) -> tuple[bool, int | None]:
+    """Where a rank starts: ``(False, None)`` from scratch, else ``(True, step)`` to restore (None:
+    the newest, ``latest``), the same on every rank of a run. Rank 0 saves only at its run's end, but a
+    rank that starts later may see that save: a checkpoint this very run saved (the job and its
+    ``SLURM_RESTART_COUNT`` in :func:`run_metadata`) stands for the step the run started from."""
+    from fabric_hpc.checkpoint import CheckpointCorruptError, list_checkpoints, open_checkpoint
+
+    if restore_step is None and not list_checkpoints(ckpt_dir):
+        return False, None
+    step = resume_step(ckpt_dir, restore_step)
+    if rank == 0 or not os.environ.get("SLURM_JOB_ID"):
+        return True, step
+    try:
+        meta = open_checkpoint(ckpt_dir, step).manifest.user_metadata
+    except CheckpointCorruptError:
+        return True, step  # restore_state names the damage and the fix
+    this_run = {k: meta.get(k) for k in ("job", "restart")} == _run_key()
+    if not this_run or "started_from" not in meta:
+        return True, step
+    start = meta["started_from"]
+    return start is not None, start
+
+
+def _run_key() -> dict[str, str | None]:
+    return {"job": os.environ.get("SLURM_JOB_ID"), "restart": os.environ.get("SLURM_RESTART_COUNT", "0")}
+
+
 def refuse_overwrite(ckpt_dir: Path, restored: int, target: int) -> None:
     """Rank 0, before training: a run from step ``restored`` to ``target`` saves one step in
     ``(restored, target]``; a ``step-N`` directory already there (e.g. newer steps left beside an
@@ -242,9 +269,11 @@ def restore_state(ckpt_dir: Path, step: int | None, **kw: Any) -> dict[str, Any]
                  "(--restore-step)") from None
 
 
-def run_metadata() -> dict[str, Any]:
-    """The metadata a run saves with each step (the job that saved it, see :func:`resume_step`)."""
-    return {"job": os.environ.get("SLURM_JOB_ID")}
+def run_metadata(started_from: int | None = None) -> dict[str, Any]:
+    """The metadata a run saves with each step: the job that saved it (see :func:`resume_step`), its
+    run (``SLURM_RESTART_COUNT``) and the step that run restored (None: from scratch), which
+    :func:`restore_point` gives a rank that starts after the save."""
+    return {**_run_key(), "started_from": started_from}
 
 
 def signal_name(handler: Any) -> str | None:

@@ -54,3 +54,25 @@ def test_restore_step_on_an_empty_directory_is_an_error(tmp_path: Path, module: 
     assert "started at step" not in proc.stdout and _steps(ck) == []
 
 
+
+
+@pytest.mark.parametrize("module", [DEMO, TINY])
+def test_a_rank_that_starts_after_rank_0_saved_restores_what_rank_0_did(tmp_path: Path, module: str) -> None:
+    """Rank 1 restored whatever rank 0 had saved by the time it started: rank 0 restored 0, rank 1
+    restored 10, and the ranks diverged. A save of this very run (job and SLURM_RESTART_COUNT) now
+    stands for the step that run started from; a requeued run's ranks restore the previous run's save."""
+    ck = tmp_path / "ck"
+    run = {"SLURM_JOB_ID": "90"}
+    assert _report(_train(module, ck, "--steps", "3", SLURM_PROCID="0", **run))["saved"] == 3
+    late = _report(_train(module, ck, "--steps", "3", SLURM_PROCID="1", **run))
+    assert (late["restored_step"], late["step"]) == (0, 3)  # from scratch, as rank 0
+    again = {**run, "SLURM_RESTART_COUNT": "1"}  # the requeued run starts from step 3
+    assert _report(_train(module, ck, "--steps", "5", SLURM_PROCID="0", **again))["saved"] == 5
+    late = _report(_train(module, ck, "--steps", "5", SLURM_PROCID="1", **again))
+    assert (late["restored_step"], late["step"]) == (3, 5)
+    (ck / "step-0000000005").rename(tmp_path / "aside")  # RESTORE_STEP=3 in another job, and its late rank
+    other = {"SLURM_JOB_ID": "91", "SLURM_RESTART_COUNT": "0"}
+    first = _report(_train(module, ck, "--steps", "6", "--restore-step", "3", SLURM_PROCID="0", **other))
+    assert first["saved"] == 6
+    late = _report(_train(module, ck, "--steps", "6", "--restore-step", "3", SLURM_PROCID="1", **other))
+    assert (late["restored_step"], late["step"]) == (3, 6)
