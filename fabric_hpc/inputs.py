@@ -22,6 +22,7 @@ import errno
 import json
 import math
 import os
+import shlex
 import stat
 from collections import Counter
 from pathlib import Path
@@ -110,7 +111,7 @@ def output_path(path: str | os.PathLike[str], *, what: str = "output file") -> P
             raise ConfigError(f"{what} {text!r}: {str(above)!r} is not a directory",
                               hint="give a path whose directories exist")
         raise NotFoundError(f"{what} {text!r}: the directory {str(parent)!r} does not exist",
-                            hint=f"create it first (mkdir -p {parent})")
+                            hint=f"create it first (mkdir -p {shlex.quote(str(parent))})")
     try:
         st = os.stat(p)
     except FileNotFoundError:

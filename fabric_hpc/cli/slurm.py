@@ -143,6 +143,7 @@ def jobscripts(directory: Path, force: bool, as_json: bool) -> None:
     """Copy the sbatch scripts (train_gang, infer_batch, ckpt_restore) shipped in the wheel into
     DIRECTORY (created when only it is missing); a different file of the same name is kept unless
     --force, which first copies it to NAME.fabric-backup."""
+    import shlex
     import shutil
     from importlib import resources
 
@@ -173,7 +174,7 @@ def jobscripts(directory: Path, force: bool, as_json: bool) -> None:
     lines = [f"backup  {name} -> {backup}" for name, backup in backups.items()] + written
     render(as_json, {"dir": str(directory), "files": written, "backups": list(backups.values())},
            lambda con: con.print("\n".join(lines) + "\nsubmit with e.g. sbatch "
-                                 + str(directory / "train_gang.sbatch")))
+                                 + shlex.quote(str(directory / "train_gang.sbatch"))))
 
 
 @group.command("topo-files")

@@ -30,7 +30,7 @@ def _train(args: argparse.Namespace, early: list[int]) -> int:
 
     import numpy as np
 
-    from fabric_hpc.checkpoint import list_checkpoints, save
+    from fabric_hpc.checkpoint import save
 
     handler = trainer.install_handler(early)
     rank = trainer.env_rank()
@@ -38,11 +38,14 @@ def _train(args: argparse.Namespace, early: list[int]) -> int:
     if rank == 0:
         trainer.lock_dir(ckpt_dir)
     step, w = 0, np.zeros(16, dtype=np.float32)
-    if list_checkpoints(ckpt_dir):
-        state = trainer.restore_state(ckpt_dir, trainer.resume_step(ckpt_dir, args.restore_step))
+    restoring, at = trainer.restore_point(ckpt_dir, args.restore_step, rank)
+    if restoring:
+        state = trainer.restore_state(ckpt_dir, at)
         w = np.asarray(state["model"]["w"])
         step = int(np.asarray(state["model"]["step"]).item())
     restored, steps = step, args.steps
+    if rank == 0:
+        trainer.refuse_overwrite(ckpt_dir, restored, steps)
     print(f"train_demo: rank {rank} started at step {step}", flush=True)
     while step < steps and not handler.requested:
         w = w + 1.0  # one "optimizer step"
@@ -54,7 +57,7 @@ def _train(args: argparse.Namespace, early: list[int]) -> int:
         if saved is None:
             return None
         return save(ckpt_dir, {"model": {"w": w, "step": np.array(step, dtype=np.int64)}}, step=step,
-                    metadata=trainer.run_metadata())
+                    metadata=trainer.run_metadata(restored if restoring else None))
 
     def report(requeueing: bool) -> None:
         print(json.dumps({"rank": rank, "restored_step": restored, "step": step, "saved": saved,

@@ -143,15 +143,71 @@ def resume_step(ckpt_dir: Path, restore_step: int | None) -> int | None:
     if restore_step is None:
         return None
     steps = [r.step for r in list_checkpoints(ckpt_dir)]
+    if restore_step not in steps and not steps:
+        raise CheckpointNotFoundError(
+            f"--restore-step (RESTORE_STEP) {restore_step}: no checkpoint of that step in {ckpt_dir}: the "
+            "directory has no checkpoint at all",
+            hint="train_gang.sbatch keys the directory by the job name: submit with the --job-name of the "
+                 "run that saved the step (or set FABRIC_CKPT_DIR to its directory), or unset RESTORE_STEP")
     if restore_step not in steps:
         raise CheckpointNotFoundError(
             f"--restore-step (RESTORE_STEP) {restore_step}: no checkpoint of that step in {ckpt_dir} (steps: "
-            f"{', '.join(map(str, steps[-10:])) or 'none'})", hint="give a step `fabric ckpt list` shows")
+            f"{', '.join(map(str, steps[-10:]))})", hint="give a step `fabric ckpt list` shows")
     job = os.environ.get("SLURM_JOB_ID")
     for step in sorted((s for s in steps if s > restore_step), reverse=True):
         if job and open_checkpoint(ckpt_dir, step).manifest.user_metadata.get("job") == job:
             return step
     return restore_step
+
+
+def restore_point(ckpt_dir: Path, restore_step: int | None, rank: int) -> tuple[bool, int | None]:
+    """Where a rank starts: ``(False, None)`` from scratch, else ``(True, step)`` to restore (None:
+    the newest, ``latest``), the same on every rank of a run. Rank 0 saves only at its run's end, but a
+    rank that starts later may see that save: a checkpoint this very run saved (the job and its
+    ``SLURM_RESTART_COUNT`` in :func:`run_metadata`) stands for the step the run started from."""
+    from fabric_hpc.checkpoint import CheckpointCorruptError, list_checkpoints, open_checkpoint
+
+    if restore_step is None and not list_checkpoints(ckpt_dir):
+        return False, None
+    step = resume_step(ckpt_dir, restore_step)
+    if rank == 0 or not os.environ.get("SLURM_JOB_ID"):
+        return True, step
+    try:
+        meta = open_checkpoint(ckpt_dir, step).manifest.user_metadata
+    except CheckpointCorruptError:
+        return True, step  # restore_state names the damage and the fix
+    this_run = {k: meta.get(k) for k in ("job", "restart")} == _run_key()
+    if not this_run or "started_from" not in meta:
+        return True, step
+    start = meta["started_from"]
+    return start is not None, start
+
+
+def _run_key() -> dict[str, str | None]:
+    return {"job": os.environ.get("SLURM_JOB_ID"), "restart": os.environ.get("SLURM_RESTART_COUNT", "0")}
+
+
+def refuse_overwrite(ckpt_dir: Path, restored: int, target: int) -> None:
+    """Rank 0, before training: a run from step ``restored`` to ``target`` saves one step in
+    ``(restored, target]``; a ``step-N`` directory already there (e.g. newer steps left beside an
+    older RESTORE_STEP) would fail that save after the training, so it is a ConfigError now."""
+    import re
+    import shlex
+
+    found = sorted(int(m.group(1)) for e in os.scandir(ckpt_dir)
+                   if (m := re.fullmatch(r"step-(\d{10})", e.name)))
+    clash = [s for s in found if restored < s <= target]
+    if not clash:
+        return
+    names = " ".join(shlex.quote(str(ckpt_dir / f"step-{s:010d}")) for s in clash)
+    aside = shlex.quote(f"{ckpt_dir}.set-aside")
+    raise ConfigError(
+        f"{ckpt_dir} already has step(s) {', '.join(map(str, clash[-10:]))} newer than the step this run "
+        f"starts from ({restored}) and not past its last step ({target}): its save would collide with "
+        "them after the training",
+        hint=f"move them out of the directory first (`mkdir -p {aside} && mv {names} {aside}/`; "
+             "`fabric ckpt prune` keeps the newest steps, it does not drop them), or train into a new "
+             "directory (train_gang.sbatch: another sbatch --job-name)")
 
 
 def finish(handler: Any, *, rank: int, unfinished: bool, progressed: bool, save: Callable[[], object],
@@ -208,13 +264,16 @@ def restore_state(ckpt_dir: Path, step: int | None, **kw: Any) -> dict[str, Any]
     except CheckpointCorruptError as exc:
         raise CheckpointCorruptError(
             exc.message, problems=exc.problems,
-            hint=f"run `fabric ckpt verify {ckpt_dir}` and resume from an older good step: "
-                 "train_gang.sbatch RESTORE_STEP=<step> (--restore-step)") from None
+            hint=f"run `fabric ckpt verify {ckpt_dir}`, move the damaged step(s) out of the directory "
+                 "and resume from an older good step: train_gang.sbatch RESTORE_STEP=<step> "
+                 "(--restore-step)") from None
 
 
-def run_metadata() -> dict[str, Any]:
-    """The metadata a run saves with each step (the job that saved it, see :func:`resume_step`)."""
-    return {"job": os.environ.get("SLURM_JOB_ID")}
+def run_metadata(started_from: int | None = None) -> dict[str, Any]:
+    """The metadata a run saves with each step: the job that saved it (see :func:`resume_step`), its
+    run (``SLURM_RESTART_COUNT``) and the step that run restored (None: from scratch), which
+    :func:`restore_point` gives a rank that starts after the save."""
+    return {**_run_key(), "started_from": started_from}
 
 
 def signal_name(handler: Any) -> str | None:

@@ -65,11 +65,14 @@ def test_a_damaged_newest_step_is_one_error_and_restore_step_resumes(tmp_path: P
     _one_error(_train(module, ck, "--steps", "6"), 3, "damaged chunk", "fabric ckpt verify", "RESTORE_STEP")
     first = _report(_train(module, ck, "--steps", "3", "--restore-step", "2", SLURM_JOB_ID="42"))
     assert (first["restored_step"], first["saved"]) == (2, 3)
+    # the damaged step 4 lies within the requeued run's steps: moved aside first (test_train_restore_probe.py)
+    _one_error(_train(module, ck, "--steps", "5", "--restore-step", "2", SLURM_JOB_ID="42"), 3, "step(s) 4")
+    (ck / "step-0000000004").rename(tmp_path / "step-0000000004")
     again = _report(_train(module, ck, "--steps", "5", "--restore-step", "2", SLURM_JOB_ID="42"))  # requeued
     assert (again["restored_step"], again["saved"]) == (3, 5)
     other = _report(_train(module, ck, "--steps", "3", "--restore-step", "3", SLURM_JOB_ID="43"))
     assert (other["restored_step"], other["saved"]) == (3, None)  # nothing to do: already at step 3
-    _one_error(_train(module, ck, "--restore-step", "7"), 3, "--restore-step (RESTORE_STEP) 7", "2, 3, 4, 5")
+    _one_error(_train(module, ck, "--restore-step", "7"), 3, "--restore-step (RESTORE_STEP) 7", "2, 3, 5")
 
 
 @pytest.mark.parametrize(("module", "args", "env", "code", "words"), [

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace, early: list[int]) -> int:
-    from fabric_hpc.checkpoint import list_checkpoints, save
+    from fabric_hpc.checkpoint import save
     from fabric_hpc.extras import require
 
     torch = require("torch", extra="torch", needed_for="train_tiny (a PyTorch training program)")
@@ -79,8 +79,8 @@ def _train(args: argparse.Namespace, early: list[int]) -> int:
     if rank == 0:
         trainer.lock_dir(ckpt_dir)
     step = 0
-    if list_checkpoints(ckpt_dir):
-        at = trainer.resume_step(ckpt_dir, args.restore_step)
+    restoring, at = trainer.restore_point(ckpt_dir, args.restore_step, rank)
+    if restoring:
         state = trainer.restore_state(ckpt_dir, at, as_torch=True)
         params = {k: v.float() for k, v in state["model"].items()}
         step = int(state["trainer"]["step"].item())
@@ -89,6 +89,8 @@ def _train(args: argparse.Namespace, early: list[int]) -> int:
     for p in params.values():
         p.requires_grad_(True)
     restored, losses = step, []
+    if rank == 0:
+        trainer.refuse_overwrite(ckpt_dir, restored, args.steps)
     print(f"train_tiny: rank {rank} started at step {step}", flush=True)
     while step < args.steps and not handler.requested:
         losses.append(train_step(params, spec, step))
@@ -103,7 +105,7 @@ def _train(args: argparse.Namespace, early: list[int]) -> int:
                                "trainer": {"step": torch.tensor(step)}}, step=step,
                     metadata={"hf_files": {"config.json": spec.hf_config("float32")},
                               "trained_by": "fabric_hpc.inference.engines.train_tiny",
-                              **trainer.run_metadata()})
+                              **trainer.run_metadata(restored if restoring else None)})
 
     def report(requeueing: bool) -> None:
         print(json.dumps({"rank": rank, "restored_step": restored, "step": step, "saved": saved,
