@@ -16,7 +16,7 @@ import numpy as np
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement.collective import (CollectiveParams, allreduce_and_load, check_call, effective_cap,
-                                             load_of, ring_flows, steps_and_bytes, _check_background)
+                                             job_load, load_of, ring_flows, steps_and_bytes, _check_background)
 from fabric_hpc.placement.fairshare import flow_unit, sparse_fair
 from fabric_hpc.placement.netmodel import NoNetwork, _domains, _paths, resources
 
@@ -54,6 +54,19 @@ def dp_rings(fab: Fabric, gpus, tp: int = 1, pp: int = 1) -> list[np.ndarray]:
     ``r`` of the stage's other groups. ``tp = pp = 1``: one ring over all GPUs (:func:`check_groups`)."""
     stages = _stage_blocks(fab, check_groups(fab, gpus, tp, pp), pp)
     return [ring for st in stages for r in range(tp) if len(ring := st[r::tp]) > 1]
+
+
+def dp_load(fab: Fabric, gpus, size_bytes: float, tp: int = 1, pp: int = 1) -> np.ndarray:
+    """Bytes per resource of one data-parallel all-reduce of a running job (a background load for
+    others): :func:`job_load` of one ring over every GPU (``tp = pp = 1``), else the sum of its
+    :func:`dp_rings`' loads, each ring carrying ``size_bytes / (tp·pp)`` (as the simulator's
+    :func:`dp_allreduce_and_load`)."""
+    if tp <= 1 and pp <= 1:
+        return job_load(fab, gpus, size_bytes)
+    load = np.zeros(resources(fab, None).size)
+    for ring in dp_rings(fab, gpus, tp, pp):
+        load += job_load(fab, ring, size_bytes / (tp * pp))
+    return load
 
 
 def pipeline_stages(fab: Fabric, gpus, pp: int) -> list[np.ndarray]:

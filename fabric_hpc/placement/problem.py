@@ -134,19 +134,23 @@ class Problem:
         return other
 
     def background(self) -> list[np.ndarray] | None:
-        """Per-resource bytes of one all-reduce of each running multi-GPU job (``weights.contention``
-        on; computed once per problem), for the collective model's fair sharing; else None."""
+        """Per-resource bytes of one data-parallel all-reduce of each running multi-GPU job
+        (``weights.contention`` on; computed once per problem), for the collective model's fair
+        sharing; else None. A job whose metadata give ``tp``/``pp`` runs its ``tp·pp`` rings
+        (:meth:`ClusterState.parallel_shape`), any other one ring over all its GPUs."""
         if not self.weights.contention:
             return None
         if self._background is None:
-            from fabric_hpc.placement.collective import job_load
+            from fabric_hpc.placement.parallel import dp_load
 
-            owner = self.state.owner
+            state = self.state
+            owner, names = state.owner, {num: job for job, num in state.job_numbers().items()}
             busy = np.flatnonzero(owner >= 0)
             order = busy[np.argsort(owner[busy], kind="stable")]
             _, starts = np.unique(owner[order], return_index=True)
             size = self.weights.message_mb * 2**20
-            self._background = [job_load(self.fab, g, size) for g in np.split(order, starts[1:]) if len(g) >= 2]
+            self._background = [dp_load(self.fab, g, size, *state.parallel_shape(names[int(owner[g[0]])]))
+                                for g in np.split(order, starts[1:]) if len(g) >= 2]
         return self._background
 
     # -- candidates --------------------------------------------------------------------------

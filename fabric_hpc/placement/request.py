@@ -131,6 +131,10 @@ class Request(CheckedModel):
         gpn = int(self.gpus_per_node)  # type: ignore[arg-type]
         return None if gpn >= self.tp else (self.nodes // (self.tp // gpn), "nvlink")
 
+    def parallel_meta(self) -> dict[str, int]:
+        """``tp``/``pp`` above 1 as a running job's state metadata (:meth:`ClusterState.parallel_shape`)."""
+        return {k: v for k, v in (("tp", self.tp), ("pp", self.pp)) if v is not None and v > 1}
+
     @property
     def units(self) -> int:
         """Hosts (nodes mode) or GPUs (total mode) to place."""

@@ -94,6 +94,17 @@ class ClusterState:
         """Job id → its GPU ids, for every job holding GPUs now."""
         return {j: self.job_gpus(j) for j in self._job_num}
 
+    def parallel_shape(self, job: str) -> tuple[int, int]:
+        """(``tp``, ``pp``) of a running job from its metadata (docs/placement.md, "Cluster state
+        file"): whole numbers ≥ 1 whose product divides the GPUs it holds, else (1, 1): one ring."""
+        meta = self.job_meta.get(job)
+        if not meta or ("tp" not in meta and "pp" not in meta):
+            return 1, 1
+        tp, pp = meta.get("tp", 1), meta.get("pp", 1)
+        if _shape_problem(tp, pp, int((self.owner == self._num(job)).sum())):
+            return 1, 1
+        return int(tp), int(pp)
+
     def job_gpus(self, job: str) -> list[str]:
         """The GPU ids ``job`` holds, in fabric order (a NotFoundError when it holds none)."""
         num = self._num(job)
@@ -261,6 +272,10 @@ class ClusterState:
             raise ConfigError(f"{where}: " + ("holds no GPUs" if not gpus else
                               f"lists GPU {Counter(gpus).most_common(1)[0][0]!r} twice"),
                               hint="list each GPU of a running job once; leave out jobs that hold none")
+        bad = ("tp" in meta or "pp" in meta) and _shape_problem(meta.get("tp", 1), meta.get("pp", 1), len(gpus))
+        if bad:
+            raise ConfigError(f"{where}: {bad}", hint="give the job's tensor-parallel group size as \"tp\" and "
+                                                     "its pipeline stages as \"pp\" (or leave them out: one ring)")
         return gpus, meta
 
     def _claimed_fix(self, job: str, gpus: list[str]) -> str | None:
@@ -390,3 +405,13 @@ def _down_names(down: Any) -> list[str]:
     for d in down:
         out.extend([d] if "/" in d else expand(d))
     return out
+
+
+def _shape_problem(tp: Any, pp: Any, gpus: int) -> str | None:
+    """What is wrong with a running job's ``tp``/``pp`` metadata on ``gpus`` GPUs, or None."""
+    for name, v in (("tp", tp), ("pp", pp)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            return f"{name} must be a whole number ≥ 1, not {v!r}"
+    if gpus % (tp * pp):
+        return f"{gpus} GPU(s) do not split into pp={pp} stages of tp={tp} groups (tp·pp must divide them)"
+    return None

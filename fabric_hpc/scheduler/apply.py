@@ -65,7 +65,7 @@ def apply_decisions(decisions: Decisions, now: float, state: ClusterState,
     for job, placement in decisions.start:
         if job.id not in pending:
             raise FabricError(f"step started job {job.id}, which is not pending")
-        state.allocate(job.id, placement.gpus)  # raises if a GPU is not free
+        state.allocate(job.id, placement.gpus, **job.request.parallel_meta())  # raises if a GPU is not free
         was = pending.pop(job.id)
         run = RunningJob(job, tuple(placement.gpus), now, now, placement)
         running[job.id] = run

@@ -246,7 +246,7 @@ class Scheduler:
                                                "from pending and running jobs keyed by id")
         pos = plan.state.fab.gpu_pos
         idx = np.fromiter(map(pos.__getitem__, placement.gpus), np.int64, count=len(placement.gpus))
-        plan.own().allocate(job.id, idx)
+        plan.own().allocate(job.id, idx, **job.request.parallel_meta())
         plan.fails.clear()
         plan.free_n -= idx.size
         plan.add_end(now + job.walltime, idx)

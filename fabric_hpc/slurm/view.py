@@ -145,6 +145,14 @@ def split_options(job: Job, tiers: TierMap | None = None) -> tuple[str, str]:
     return ",".join(opts), (tiers or TierMap()).tier(job.qos, job.partition, tier or None)
 
 
+def _request_or_none(job: Job) -> Request | None:
+    """:func:`request_of`, or None where the job's request is not one (the cycle says so elsewhere)."""
+    try:
+        return request_of(job)
+    except ConfigError:
+        return None
+
+
 def request_of(job: Job) -> Request:
     """The placement request of a Slurm job: ``-N`` nodes × GPUs per node as Slurm gives them, plus
     the fabric options of its ``--comment`` (which may not set the size again)."""
@@ -272,12 +280,13 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
             continue
         gpus = [g for h, idx in job.gpus.items() if h in known for g in _gpu_ids(fab, h, idx)]
         gpus = [g for g in gpus if state.owner[fab.gpu_pos[g]] == -1]
-        if gpus:
-            state.allocate(str(job.job_id), gpus)
+        req = _request_or_none(job) if job.fabric_marked and job.gpus_per_node else None
+        if gpus:  # with its tp/pp: the job's data-parallel rings are other gangs' background traffic
+            state.allocate(str(job.job_id), gpus, **(req.parallel_meta() if req else {}))
             view.held[account_of(job)] = view.held.get(account_of(job), 0) + len(gpus)
-        if job.fabric_marked and job.gpus_per_node and state.holds(str(job.job_id)):
+        if req is not None and state.holds(str(job.job_id)):
             try:
-                sj = _sched_job(job, request_of(job), inputs)
+                sj = _sched_job(job, req, inputs)
             except ConfigError:
                 continue
             start = job.start_time or now
