@@ -57,6 +57,12 @@ DEFAULT_TIERS: dict[str, Tier] = {
 }
 
 
+class UnsetTiers(dict):
+    """``DEFAULT_TIERS`` as a policy's default ``tiers`` (a copy): a
+    :class:`~fabric_hpc.scheduler.core.Scheduler` replaces it by its own tiers, while tiers a
+    policy was given (even equal ones) must agree with the Scheduler's."""
+
+
 #: (field, check, words) for a Job's numbers: each must also be finite (NaN loops a replay forever)
 _JOB_NUMBERS = (("submit", lambda v: True, "a finite number"), ("walltime", lambda v: v > 0, "a finite number > 0"),
                 ("duration", lambda v: v >= 0, "a finite number >= 0 (or None)"),

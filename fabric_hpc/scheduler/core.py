@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass, replace
 from functools import cache, partial
 from operator import attrgetter
 from typing import ClassVar
@@ -37,7 +37,7 @@ from fabric_hpc.placement.levels import fabric_levels
 from fabric_hpc.scheduler.caches import StepCaches, offers
 from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, TOO_COSTLY, BackfillPolicy, CostAwarePreemption,
                                            Decisions, Job, Placer, PreemptionPolicy, PriorityPolicy,
-                                           RankedPriority, Reservation, SchedulerInput, Tier)
+                                           RankedPriority, Reservation, SchedulerInput, Tier, UnsetTiers)
 from fabric_hpc.scheduler.placer import compact_job, fit_gpus, masked_state, may_fit, request_key
 from fabric_hpc.scheduler.plan import Plan as _Plan, late_reservations
 
@@ -80,6 +80,8 @@ class Scheduler:
     placer: Placer
     backfill: BackfillPolicy = field(default_factory=Backfill.easy)
     preemption: PreemptionPolicy | None = None
+    #: The one source of tiers: a priority or preemption policy built without its own ``tiers``
+    #: gets a copy of itself holding these; one given others is refused (see ``_bind_tiers``).
     tiers: dict[str, Tier] = field(default_factory=lambda: dict(DEFAULT_TIERS))
     #: Topology-aware admission: a multi-host gang that has waited less than this (s) starts only on
     #: a compact placement (fewest domains of the lowest multi-host level); None: take any placement.
@@ -98,6 +100,9 @@ class Scheduler:
         #: everything remembered between steps (bounded; decisions never depend on it)
         self.caches = StepCaches()
         self._fab: object = None  # the fabric the caches are about
+        self.priority = _bind_tiers(self.priority, self.tiers, "priority", _factors)
+        if self.preemption is not None:
+            self.preemption = _bind_tiers(self.preemption, self.tiers, "preemption", _rights)
 
     def schedule(self, view: SchedulerInput) -> Decisions:
         """One scheduling step: rank the first ``max_job_test`` pending jobs by priority; start each
@@ -412,6 +417,32 @@ class Scheduler:
         held = compact_job(job, fab)
         self.caches.compact.put(job.id, (job, fab, held))
         return held
+
+
+def _factors(tiers: dict[str, Tier]) -> dict[str, float]:
+    """What a priority policy reads of the tiers: each one's factor."""
+    return {name: t.factor for name, t in tiers.items()}
+
+
+def _rights(tiers: dict[str, Tier]) -> dict[str, tuple]:
+    """What a preemption policy reads of the tiers: who may preempt whom."""
+    return {name: (t.preemptible, tuple(t.preempted_by)) for name, t in tiers.items() if t is not None}
+
+
+def _bind_tiers(policy, tiers: dict[str, Tier], role: str, read: Callable[[dict], dict]):
+    """``policy`` reading ``tiers``: a copy holding them where its ``tiers`` were left out (None or
+    :class:`UnsetTiers`; its own object is left as it was, so it may serve another scheduler), itself
+    where it was given tiers that agree with them in what it reads (or has no ``tiers``); given tiers
+    that disagree are a ConfigError."""
+    own = getattr(policy, "tiers", tiers)
+    if own is None or isinstance(own, UnsetTiers):
+        return replace(policy, tiers=tiers) if is_dataclass(policy) else policy
+    if read(dict(own)) != read(dict(tiers)):
+        raise ConfigError(f"the {role} policy's tiers ({', '.join(own)}) differ from the Scheduler's "
+                          f"({', '.join(tiers)})",
+                          hint=f"give the tiers once, as Scheduler(tiers=...): it hands them to a {role} "
+                               f"policy built without tiers of its own")
+    return policy
 
 
 def _all_reasons(ids, default: str, examined: dict[str, str], started: list[str]) -> dict[str, str]:

@@ -26,7 +26,8 @@ import numpy as np
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.scheduler.caches import Tally, _diff_into, offers
-from fabric_hpc.scheduler.contract import DEFAULT_TIERS, AccountFairshare, Job, PendingJob, SchedulerInput, Tier
+from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, AccountFairshare, Job, PendingJob, SchedulerInput, Tier,
+                                           UnsetTiers)
 
 DAY = 86_400.0
 _JOB, _ACCOUNT = attrgetter("job"), attrgetter("job.account")
@@ -162,7 +163,9 @@ class MultifactorPriority:
     max_walltime_s: float = 7 * DAY
     favor_small: bool = False
     fairshare: ClassicFairshare = field(default_factory=ClassicFairshare)
-    tiers: Mapping[str, Tier] = field(default_factory=lambda: dict(DEFAULT_TIERS))
+    #: Left out: ``DEFAULT_TIERS``, replaced by the tiers of the
+    #: :class:`~fabric_hpc.scheduler.core.Scheduler` it serves (which hands over a copy holding them).
+    tiers: Mapping[str, Tier] = field(default_factory=lambda: UnsetTiers(DEFAULT_TIERS))
 
     _table: _StaticTable = field(default_factory=lambda: _StaticTable(), init=False, repr=False,
                                  compare=False)
@@ -215,10 +218,11 @@ class MultifactorPriority:
         size = min(job.gpus / total, 1.0)
         if self.favor_small:
             size = 1.0 - size
-        tier = self.tiers.get(job.tier)
+        tiers = self.tiers
+        tier = tiers.get(job.tier)
         if tier is None:
             raise ConfigError(f"job {job.id}: unknown tier {job.tier!r}",
-                              hint=f"tiers: {', '.join(self.tiers)}")
+                              hint=f"tiers: {', '.join(tiers)} (a site's own tiers: Scheduler(tiers=...))")
         short = 0.0
         if self.weight_walltime:
             short = 1.0 - min(math.log1p(job.walltime / 60) / math.log1p(self.max_walltime_s / 60), 1.0)
