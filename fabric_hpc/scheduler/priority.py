@@ -26,8 +26,8 @@ import numpy as np
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.scheduler.caches import Tally, _diff_into, offers
-from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, AccountFairshare, Job, PendingJob, SchedulerInput, Tier,
-                                           UnsetTiers)
+from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, AccountFairshare, Job, PendingJob, SchedulerInput,
+                                           Tier, UnsetTiers)
 
 DAY = 86_400.0
 _JOB, _ACCOUNT = attrgetter("job"), attrgetter("job.account")
