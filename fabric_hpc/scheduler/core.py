@@ -38,7 +38,7 @@ from fabric_hpc.scheduler.caches import StepCaches, offers
 from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, TOO_COSTLY, BackfillPolicy, CostAwarePreemption,
                                            Decisions, Job, Placer, PreemptionPolicy, PriorityPolicy,
                                            RankedPriority, Reservation, SchedulerInput, Tier, UnsetTiers)
-from fabric_hpc.scheduler.placer import compact_job, fit_gpus, masked_state, may_fit, request_key
+from fabric_hpc.scheduler.placer import compact_job, fit_gpus, gang_gpus, masked_state, may_fit, request_key
 from fabric_hpc.scheduler.plan import Plan as _Plan, late_reservations
 
 _JOB_ID = attrgetter("job.id")
@@ -274,9 +274,10 @@ class Scheduler:
         sub = SchedulerInput(view.now, view.pending, running, state, view.usage, shares=view.shares)
         ratio = self.preempt_benefit_ratio
         wait_h = cache(partial(self._wait_h, job, view.now, plan))  # a search: only when first asked
+        gpus = gang_gpus(job, plan.state.fab)
         if ratio > 0 and offers(self.preemption, CostAwarePreemption):  # may skip sets that cannot pay off
             found = self.preemption.victims_within(  # type: ignore[union-attr]
-                job, sub, state, self.placer, lambda lost: job.gpus * wait_h() < ratio * lost)
+                job, sub, state, self.placer, lambda lost: gpus * wait_h() < ratio * lost)
             if found is TOO_COSTLY:  # None or a refused set: the job waits either way (see below)
                 plan.fails.add(key)
                 return None
@@ -293,7 +294,7 @@ class Scheduler:
                 return None
         if ratio > 0:
             lost = sum(v.gpu_hours_lost for v in victims)
-            if job.gpus * wait_h() < ratio * lost:
+            if gpus * wait_h() < ratio * lost:
                 plan.fails.add(key)  # the same victims again until the allocation changes
                 return None
         self._evict(victims, plan, running)

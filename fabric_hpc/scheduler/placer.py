@@ -15,12 +15,15 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+from weakref import WeakKeyDictionary
 
 import numpy as np
 
 from fabric_hpc.errors import ConfigError
+from fabric_hpc.hostlist import expand
 from fabric_hpc.placement import SOLVERS, ClusterState, Placement, PlacementInfeasible, SolveOptions, place
 from fabric_hpc.placement.levels import FabricLevels, domain_sums, fabric_levels, free_per_host
+from fabric_hpc.placement.problem import _type_ok
 from fabric_hpc.placement.request import Request
 from fabric_hpc.scheduler.caches import offers
 from fabric_hpc.scheduler.contract import GpuFitter, Job, Placer
@@ -103,6 +106,32 @@ def rank_hosts(request: Request, per_host: np.ndarray, host_gpus: np.ndarray) ->
             ok &= host_gpus == need
         return ok
     return per_host >= (need or 1)
+
+
+def gang_gpus(job: Job, fab) -> int:
+    """The GPUs ``job`` takes on ``fab``: :attr:`Job.gpus`, except for a ``nodes=N, whole_hosts``
+    request without ``gpus_per_node`` (``Job.gpus`` 0), which takes every GPU of ``N`` hosts: counted
+    as the GPUs of the ``N`` smallest hosts it may use (model, features, include, exclude), the least
+    it can hold (hosts it lacks count as the fabric's largest)."""
+    if job.gpus or job.request.nodes is None:
+        return job.gpus
+    r = job.request
+    key = (r.nodes, r.gpu_model, tuple(r.features), r.include, r.exclude)
+    memo = _GANG_GPUS.setdefault(fab, {})
+    if key not in memo:
+        lv = fabric_levels(fab)
+        ok = _type_ok(fab, r.gpu_model, tuple(r.features)) & (lv.host_gpus > 0)
+        pos = fab.host_pos
+        if r.include:
+            ok &= np.isin(np.arange(ok.size), [pos[h] for h in expand(r.include) if h in pos])
+        if r.exclude:
+            ok[[pos[h] for h in expand(r.exclude) if h in pos]] = False
+        sizes = np.sort(lv.host_gpus[ok])[: r.nodes]
+        memo[key] = int(sizes.sum()) + (r.nodes - sizes.size) * max(int(lv.host_gpus.max(initial=1)), 1)
+    return memo[key]
+
+
+_GANG_GPUS: WeakKeyDictionary = WeakKeyDictionary()  # per fabric: request fields -> GPUs
 
 
 def compact_job(job: Job, fab) -> Job:

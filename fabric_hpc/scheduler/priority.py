@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from operator import attrgetter
 
 import numpy as np
@@ -28,6 +29,7 @@ from fabric_hpc.errors import ConfigError
 from fabric_hpc.scheduler.caches import Tally, _diff_into, offers
 from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, AccountFairshare, Job, PendingJob, SchedulerInput,
                                            Tier, UnsetTiers)
+from fabric_hpc.scheduler.placer import gang_gpus
 
 DAY = 86_400.0
 _JOB, _ACCOUNT = attrgetter("job"), attrgetter("job.account")
@@ -186,7 +188,10 @@ class MultifactorPriority:
             return np.empty(0, object), np.empty(0), np.empty(0)
         total = max(int(view.state.fab.index.gpu_host.size), 1)
         t = self._table
-        q = t.queue(view.pending, total, self._static_terms)
+        if t.fab is not view.state.fab:  # the size term of a whole-hosts job depends on the fabric
+            t.clear(total)
+            t.fab = view.state.fab
+        q = t.queue(view.pending, total, partial(self._static_terms, fab=view.state.fab))
         submit, walltime, size, tier = q.num
         fs = self._fairshare(view, q.accounts(t.accounts)) if self.weight_fairshare else {}
         age = np.subtract(view.now, submit)
@@ -213,9 +218,10 @@ class MultifactorPriority:
         found.update(self._running.update(running), view.usage)
         return self.fairshare.factors_for(found, view.usage, view.shares)
 
-    def _static_terms(self, job: Job, total: int) -> tuple[float, float, float]:
-        """(walltime, size, tier) terms: fixed while the job waits (weights read at first sight)."""
-        size = min(job.gpus / total, 1.0)
+    def _static_terms(self, job: Job, total: int, fab=None) -> tuple[float, float, float]:
+        """(walltime, size, tier) terms: fixed while the job waits (weights read at first sight). The
+        size is the GPUs the gang takes on ``fab`` (:func:`~fabric_hpc.scheduler.placer.gang_gpus`)."""
+        size = min((job.gpus if fab is None else gang_gpus(job, fab)) / total, 1.0)
         if self.favor_small:
             size = 1.0 - size
         tiers = self.tiers
@@ -297,6 +303,8 @@ class _StaticTable:
 
     _COLUMNS = (("ids", object), ("submit", np.float64), ("walltime", np.float64), ("size", np.float64),
                 ("tier", np.float64), ("account", np.int64))
+
+    fab: object = None  # the fabric the rows are about (set by the caller)
 
     def clear(self, total: int) -> None:
         self.total = total
