@@ -17,7 +17,9 @@ With ``reservations == 0`` (no backfill), or in a main-scheduler pass (``view.ba
 the walk stops at the first job that cannot start. With ``compact_wait_s`` a multi-host gang that
 has waited less than that only accepts a compact placement (reason ``Topology`` meanwhile, no
 reservation). With ``preempt_benefit_ratio`` preemption happens only when the waiting it saves
-(gang GPUs × time to the earliest start without it) outweighs the victims' lost GPU-hours.
+(gang GPUs × time to the earliest start without it) outweighs the victims' lost GPU-hours; a
+held gang's earliest start without it is at the latest its earliest start on any placement after the
+hold, and a held gang that fits the free GPUs now preempts nothing.
 """
 
 from __future__ import annotations
@@ -149,8 +151,10 @@ class Scheduler:
             # ``now - submit < wait``: the first test of ``_holds``, without the calls
             hold = self._compact_hold(job, now, fab) if wait is not None and now - job.submit < wait else None
             placement = self._try_now(hold or job, now, plan)
-            if placement is None and job.tier in victims_for:
-                placement = self._try_preempt(hold or job, view, plan, running, out)
+            # a held job that fits the free GPUs now starts there when its hold ends: no reason to preempt
+            if placement is None and job.tier in victims_for and (hold is None
+                                                                  or self._try_now(job, now, plan) is None):
+                placement = self._try_preempt(hold or job, view, plan, running, out, job if hold else None)
                 if placement is not None:  # ``running`` changes only when victims were evicted
                     victims_for = self._victim_tiers(running)
             if placement is not None:
@@ -258,7 +262,8 @@ class Scheduler:
         out.start.append((job, placement))
 
     def _try_preempt(self, job: Job, view: SchedulerInput, plan: _Plan, running: list,
-                     out: Decisions) -> Placement | None:
+                     out: Decisions, held: Job | None = None) -> Placement | None:
+        """Evict victims for ``job`` (for a held job its compact copy, ``held`` the job itself)."""
         key = plan.fail_key("preempt", job, view.now, view.now + job.walltime)
         if key in plan.fails:
             return None
@@ -273,7 +278,7 @@ class Scheduler:
             return None
         sub = SchedulerInput(view.now, view.pending, running, state, view.usage, shares=view.shares)
         ratio = self.preempt_benefit_ratio
-        wait_h = cache(partial(self._wait_h, job, view.now, plan))  # a search: only when first asked
+        wait_h = cache(partial(self._wait_h, job, view.now, plan, held))  # a search: only when first asked
         gpus = gang_gpus(job, plan.state.fab)
         if ratio > 0 and offers(self.preemption, CostAwarePreemption):  # may skip sets that cannot pay off
             found = self.preemption.victims_within(  # type: ignore[union-attr]
@@ -301,10 +306,18 @@ class Scheduler:
         out.preempt.extend(victims)
         return placement
 
-    def _wait_h(self, job: Job, now: float, plan: _Plan) -> float:
-        """Hours from ``now`` to the earliest start of ``job`` without preemption (inf: none)."""
+    def _wait_h(self, job: Job, now: float, plan: _Plan, held: Job | None = None) -> float:
+        """Hours from ``now`` to the earliest start of ``job`` without preemption (inf: none). A job
+        held for a compact placement (``job`` its compact copy, ``held`` the job) starts at the
+        earlier of its earliest compact start and, once its hold has ended, its earliest start on
+        any placement: the hold caps the wait, not the compact start."""
         earliest = self._earliest(job, now, plan)
-        return (earliest[0] - now) / 3600 if earliest is not None else float("inf")
+        t = earliest[0] if earliest is not None else float("inf")
+        if held is not None and self.compact_wait_s is not None:
+            anywhere = self._earliest(held, now, plan)
+            if anywhere is not None:
+                t = min(t, max(anywhere[0], held.submit + self.compact_wait_s))
+        return (t - now) / 3600
 
     def _evict(self, victims: list, plan: _Plan, running: list) -> None:
         """Release the victims' GPUs in the step's state and drop them from ``running`` and the timeline."""
