@@ -25,14 +25,16 @@ from fabric_hpc.scheduler.contract import DEFAULT_TIERS, SchedulingPolicy
 from fabric_hpc.scheduler.core import Backfill, Scheduler
 from fabric_hpc.scheduler.placer import SolverPlacer
 from fabric_hpc.scheduler.preempt import GangPreemption
-from fabric_hpc.scheduler.priority import ClassicFairshare, MultifactorPriority
+from fabric_hpc.scheduler.priority import ClassicFairshare, MultifactorPriority, tier_weight_to_dominate
 
 POLICIES = ("slurm", "fabric")
 
 
 def slurm_policy(*, shares: Mapping[str, float] | None = None, placement: str = "slurm-tree",
                  max_job_test: int = 100) -> Scheduler:
-    """Slurm-like baseline: multifactor priority + EASY backfill + the tree plugin's placement."""
+    """Slurm-like baseline: multifactor priority + EASY backfill + the tree plugin's placement. Its
+    weights let tiers dominate (W_tier 100000: adjacent tiers 50000 apart, the other terms at most
+    12000 together; ``MultifactorPriority.other_terms_max``)."""
     _check_args(shares=shares, max_job_test=max_job_test)
     prio = MultifactorPriority(fairshare=ClassicFairshare(dict(shares or {})))
     return Scheduler("slurm", prio, SolverPlacer(placement), Backfill.easy(max_job_test))
@@ -59,6 +61,8 @@ def fabric_policy(*, shares: Mapping[str, float] | None = None, placement: str =
     placer = SolverPlacer(placement, SolveOptions(time_limit_s=cpsat_time_limit_s, workers=1))
     tiers = dict(DEFAULT_TIERS)
     tiers["spot"] = replace(tiers["spot"], preempted_by=tuple(preempting_tiers))
+    # tiers dominate: adjacent tiers twice as far apart as every other term together can reach
+    prio.weight_tier = max(prio.weight_tier, tier_weight_to_dominate(prio, tiers))
     return Scheduler("fabric", prio, placer, bf[backfill](max_job_test),
                      GangPreemption(tiers, restore_s=restore_s) if preemption else None, tiers=tiers,
                      compact_wait_s=compact_wait_s, preempt_benefit_ratio=preempt_benefit_ratio)

@@ -174,6 +174,13 @@ class MultifactorPriority:
     #: the running jobs' accounts, kept from step to step (the running set changes by a few jobs)
     _running: Tally = field(default_factory=lambda: Tally(_ACCOUNT), init=False, repr=False, compare=False)
 
+    def other_terms_max(self) -> float:
+        """The largest sum the terms other than the tier reach together: each factor (age, fairshare,
+        size, walltime) is in [0, 1], so the sum of their weights. Tiers dominate (every job of a
+        tier outranks every job of a lower one) when the gap between adjacent tiers' factors times
+        ``weight_tier`` exceeds it (see :func:`tier_weight_to_dominate`)."""
+        return self.weight_age + self.weight_fairshare + self.weight_size + self.weight_walltime
+
     def priorities(self, view: SchedulerInput) -> dict[str, float]:
         ids, prio, _ = self.ranked(view)
         return dict(zip(ids, prio.tolist()))
@@ -233,6 +240,15 @@ class MultifactorPriority:
         if self.weight_walltime:
             short = 1.0 - min(math.log1p(job.walltime / 60) / math.log1p(self.max_walltime_s / 60), 1.0)
         return self.weight_walltime * short, self.weight_size * size, self.weight_tier * tier.factor
+
+
+def tier_weight_to_dominate(prio: MultifactorPriority, tiers: Mapping[str, Tier]) -> float:
+    """A ``weight_tier`` for ``prio`` under which ``tiers`` dominate: twice the other terms' largest
+    sum (:meth:`MultifactorPriority.other_terms_max`) over the smallest gap between two distinct tier
+    factors, so adjacent tiers lie that sum twice apart (0 when the tiers share one factor)."""
+    factors = sorted({t.factor for t in tiers.values()})
+    gaps = [b - a for a, b in zip(factors, factors[1:])]
+    return 2.0 * prio.other_terms_max() / min(gaps) if gaps else 0.0
 
 
 _Terms = Callable[[Job, int], tuple[float, float, float]]
