@@ -23,11 +23,13 @@ def _spot(st: ClusterState) -> list:
 def test_fits_free_gpus_now_is_no_reason_to_preempt(ratio):
     st = ClusterState(FAB)
     high = job("H", 2, submit=100, wall=3600, tier="high")
-    d = fabric_policy(preempt_benefit_ratio=ratio).schedule(SchedulerInput(100, pend(high), _spot(st), st, {}))
+    policy = fabric_policy(preempt_benefit_ratio=ratio)
+    d = policy.schedule(SchedulerInput(100, pend(high), _spot(st), st, {}))
     assert d.preempt == [] and d.start == []
     assert d.reasons["H"] == "Topology"  # waits for a compact placement, then takes n2 + n4
     st = ClusterState(FAB)
-    later = fabric_policy(preempt_benefit_ratio=ratio).schedule(SchedulerInput(1000, pend(high), _spot(st), st, {}))
+    later = fabric_policy(preempt_benefit_ratio=ratio).schedule(
+        SchedulerInput(1000, pend(high), _spot(st), st, {}))
     assert later.preempt == []
     assert [sorted({g.split("/")[0] for g in p.gpus}) for _, p in later.start] == [["n2", "n4"]]
 

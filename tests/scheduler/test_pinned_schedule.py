@@ -10,7 +10,8 @@ docs/scheduler.md, "Gang-aware preemption"), and when the simulator began to ste
 compact-placement hold ends (2026-12-05: a held gang no longer waits for the next unrelated event), and when NCCL's tree all-reduce over two NVLink domains began to send half its bytes on the
 network (2026-12-05: gangs on two hosts with few NICs run faster, so run times changed), and for
 fabric-superpod when a gang held for a compact placement stopped preempting spot gangs while it fits
-the free GPUs, its benefit-check wait capped by its hold (2026-12-06: its 2 preemptions, and so 4 decisions, fewer). A change that alters decisions on purpose must re-record them (run this file's
+the free GPUs, its benefit-check wait capped by its hold (2026-12-06: its 2 preemptions, and so 4
+decisions, fewer). A change that alters decisions on purpose must re-record them (run this file's
 ``_digest`` and paste the new value) and say so; an optimisation must leave them unchanged.
 """
 

@@ -24,7 +24,8 @@ def test_gang_gpus_of_whole_hosts():
 
 
 def test_whole_hosts_priority_size_is_its_gpus():
-    pend = [PendingJob(Job(id=i, request=r, submit=0, walltime=100)) for i, r in (("W", WHOLE), ("G", EIGHTS))]
+    pend = [PendingJob(Job(id=i, request=r, submit=0, walltime=100))
+            for i, r in (("W", WHOLE), ("G", EIGHTS))]
     prio = dict(slurm_policy().schedule(SchedulerInput(0, pend, [], ClusterState(FAB), {})).priorities)
     assert prio["W"] == prio["G"]
 
@@ -36,7 +37,8 @@ def test_whole_hosts_preempts_like_the_same_gpu_count():
         running = [run_on(st, job("s1", 1, wall=36000, tier="spot"), ["n1"]),
                    run_on(st, job("s2", 1, wall=36000, tier="spot"), ["n2"])]
         high = Job(id=name, request=req, submit=100, walltime=600, tier="high")
-        d = fabric_policy(compact_wait_s=None).schedule(SchedulerInput(100, [PendingJob(high)], running, st, {}))
+        view = SchedulerInput(100, [PendingJob(high)], running, st, {})
+        d = fabric_policy(compact_wait_s=None).schedule(view)
         outcome[name] = (sorted(p.job_id for p in d.preempt), [j.id for j, _ in d.start])
     # 16 GPUs × ~10 h of waiting saved against 2 × 8 GPUs × ~0.1 h lost: worth it at ratio 20
     assert outcome["G"] == (["s1", "s2"], ["G"])
