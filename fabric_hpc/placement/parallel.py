@@ -16,7 +16,8 @@ import numpy as np
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement.collective import (CollectiveParams, allreduce_and_load, check_call, effective_cap,
-                                             job_load, load_of, ring_flows, steps_and_bytes, _check_background)
+                                             job_load, load_of, ring_flows, steps_and_bytes,
+                                             _check_background)
 from fabric_hpc.placement.fairshare import flow_unit, sparse_fair
 from fabric_hpc.placement.netmodel import NoNetwork, _domains, _paths, resources
 

@@ -272,10 +272,12 @@ class ClusterState:
             raise ConfigError(f"{where}: " + ("holds no GPUs" if not gpus else
                               f"lists GPU {Counter(gpus).most_common(1)[0][0]!r} twice"),
                               hint="list each GPU of a running job once; leave out jobs that hold none")
-        bad = ("tp" in meta or "pp" in meta) and _shape_problem(meta.get("tp", 1), meta.get("pp", 1), len(gpus))
+        bad = ("tp" in meta or "pp" in meta) and _shape_problem(meta.get("tp", 1), meta.get("pp", 1),
+                                                                 len(gpus))
         if bad:
-            raise ConfigError(f"{where}: {bad}", hint="give the job's tensor-parallel group size as \"tp\" and "
-                                                     "its pipeline stages as \"pp\" (or leave them out: one ring)")
+            raise ConfigError(f"{where}: {bad}", hint="give the job's tensor-parallel group size as \"tp\" "
+                                                     "and its pipeline stages as \"pp\" (or leave them out: "
+                                                     "one ring)")
         return gpus, meta
 
     def _claimed_fix(self, job: str, gpus: list[str]) -> str | None:
