@@ -33,6 +33,7 @@ import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
 
+from fabric_hpc.checkpoint.writer import SaveResult
 from fabric_hpc.errors import ExternalError
 from fabric_hpc.events import emit
 
@@ -99,12 +100,28 @@ class PreemptionHandler:
             requeue = self.received != signal.SIGTERM
         result = save_fn()
         job = os.environ.get("SLURM_JOB_ID")
-        emit("checkpoint.preempted_save", result=str(result), job=job,
-             signal=signal.Signals(self.received).name if self.received else None)
+        emit("checkpoint.preempted_save", **saved_fields(result),
+             job=int(job) if job and job.isdigit() else job,  # an integer, as the agent's events
+             signal=signal.Signals(self.received).name if self.received else None,
+             requeue=bool(requeue and job))
         if not (requeue and job):
             return False
         _requeue(job)
         return True
+
+
+def saved_fields(result: object) -> dict[str, object]:
+    """``path``, ``step``, ``bytes`` and ``seconds`` of what ``save_fn`` returned, as in
+    ``checkpoint.saved``: all of a SaveResult; the ``step`` alone of an asynchronous save still in
+    flight (a SaveHandle); nulls for anything else (a rank that saved nothing returns None)."""
+    fields: dict[str, object] = {"path": None, "step": None, "bytes": None, "seconds": None}
+    if isinstance(result, SaveResult):
+        return {"path": str(result.path), "step": result.step, "bytes": result.nbytes,
+                "seconds": round(result.seconds, 3)}
+    step = getattr(result, "step", None)
+    if isinstance(step, int) and not isinstance(step, bool):
+        fields["step"] = step
+    return fields
 
 
 def _requeue(job: str) -> None:

@@ -11,7 +11,7 @@ import click
 
 from fabric_hpc.cli.output import console, json_option, render, table
 from fabric_hpc.cli.params import InputFile, OutputDir, OutputFile
-from fabric_hpc.errors import ConfigError
+from fabric_hpc.errors import ConfigError, FabricError
 
 
 @click.group("infer")
@@ -163,23 +163,29 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int, pro
             raise err
     opts = PipelineOptions(chunk_size=chunk_size, admit_batch=1 if source == "-" else 64)
     show = sys.stderr.isatty() if progress is None else progress
+    dead = output / "dead-letter.jsonl"
+
+    def verdict(result: dict[str, Any]) -> None:  # on every rank, before its infer.finish
+        if result["rank"] == 0:
+            _note_ignored(result["ignored_inputs"])
+        _check_rejected(result, dead, max_rejected)
+
     with _Progress(show, progress_every) as on_progress:
-        result = run_job(engine_config, source, output, options=opts, progress=on_progress,
-                         output_mode=output_mode, last_words=_json_last_words if as_json else None,
-                         textfile_dir=textfile_dir)
+        try:
+            result = run_job(engine_config, source, output, options=opts, progress=on_progress,
+                             output_mode=output_mode, last_words=_json_last_words if as_json else None,
+                             textfile_dir=textfile_dir, verdict=verdict)
+        except FabricError as exc:  # under MPI only the verdict returns here: every rank; rank 0 says it
+            if _launch_rank() != 0:
+                raise SystemExit(exc.exit_code) from None
+            raise
     if result["rank"] != 0:
         return
     # the whole job at the top (not rank 0's rates beside job totals); each rank under "ranks"
     result = {**result["job"], **{k: result[k] for k in (
         "world_size", "attempt", "resumed", "items_done_all_ranks", "dead_letter", "ignored_inputs",
         "ranks")}}
-    dead = output / "dead-letter.jsonl"
     result["dead_letter_file"] = str(dead) if result["dead_letter"] else None
-    if ignored := result["ignored_inputs"]:
-        click.echo(f"note: {len(ignored)} spool entries named like work were not read: "
-                   f"{', '.join(ignored[:8])}{' ...' if len(ignored) > 8 else ''} "
-                   "(only regular files named *.jsonl are)", err=True)
-    _check_rejected(result, dead, max_rejected)
     reasons = f" (each with its reason: {dead})" if result["dead_letter"] else ""
     render(as_json, result, lambda c: c.print(
         f"attempt {result['attempt']}: {result['items_done_all_ranks']:,} items done on "
@@ -188,6 +194,13 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int, pro
         f"next: fabric infer merge {shlex.quote(str(output))}"
         + (" --input FILE  (FILE: the lines that were piped in; merge checks the results against them)"
            if source == "-" else "")))
+
+
+def _note_ignored(ignored: list[str]) -> None:
+    if ignored:
+        click.echo(f"note: {len(ignored)} spool entries named like work were not read: "
+                   f"{', '.join(ignored[:8])}{' ...' if len(ignored) > 8 else ''} "
+                   "(only regular files named *.jsonl are)", err=True)
 
 
 def _check_rejected(result: dict[str, Any], dead: Path, limit: tuple[str, float]) -> None:

@@ -215,7 +215,8 @@ def run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: s
             progress: Callable[[dict[str, Any]], None] | None = None,
             metrics_interval: float = 1.0, output_mode: str = "private",
             last_words: Callable[[int, BaseException, int], None] | None = None,
-            textfile_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+            textfile_dir: str | os.PathLike[str] | None = None,
+            verdict: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run (or resume) a job on this rank; return this rank's final snapshot, ``job`` (the whole
     job's totals, on every rank: :func:`~fabric_hpc.inference.telemetry.job_totals`, counts summed
     over ranks, rates over the slowest rank's wall time), ``ranks`` (every rank's final snapshot, in
@@ -226,12 +227,15 @@ def run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: s
     directory on this node, where each rank also writes its ``.prom`` file world-readable (removed
     at the rank's end; docs/metrics.md). Under MPI a failure ends the process in the ranks'
     ordered teardown instead of raising; ``last_words(rank, error, exit_code)`` is called first.
-    Each rank ends with an ``infer.finish`` event (``exit_code`` 0, or the failure's)."""
+    ``verdict(result)``, on every rank after the work is committed (``dead_letter``: the job's count
+    on every rank), may raise a FabricError that fails the run (``fabric infer run
+    --max-rejected``): every rank raises it, no teardown (no rank is left waiting).
+    Each rank ends with an ``infer.finish`` event (``exit_code`` 0, or the failure's: the verdict's too)."""
     with private_files(output_mode):
         return _run_job(engine_config, source, output, options=options,
                         engine_options=engine_options, progress=progress,
                         metrics_interval=metrics_interval, output_mode=output_mode, last_words=last_words,
-                        textfile_dir=textfile_dir)
+                        textfile_dir=textfile_dir, verdict=verdict)
 
 
 def _summary(ctx, snap: dict[str, Any], attempt: int, resumed: int, dead_letter: int) -> dict[str, Any]:
@@ -261,6 +265,19 @@ def _start_engine(ctx: MpiContext, engine_config: str | os.PathLike[str] | Mappi
                     "output_mode": output_mode, "vocab_size": vocab}
 
 
+def _judge(verdict: Callable[[dict[str, Any]], None] | None, result: dict[str, Any],
+           dead_letter: int) -> FabricError | None:
+    """The error ``verdict`` raises for this result, or None. ``dead_letter``: this rank's count,
+    the job's on every rank (each rank read the whole snapshot to cost and shard it: :func:`_items`)."""
+    if verdict is None:
+        return None
+    try:
+        verdict({**result, "dead_letter": dead_letter})
+    except FabricError as exc:
+        return exc
+    return None
+
+
 def _finish(ctx: MpiContext, started: float, metrics: MetricsWriter | None, pipeline: Pipeline | None,
             code: int, error: BaseException | None = None) -> None:
     """This rank's last event, ``infer.finish`` (before a failure's teardown, which may end the
@@ -283,7 +300,8 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
              progress: Callable[[dict[str, Any]], None] | None,
              metrics_interval: float, output_mode: str,
              last_words: Callable[[int, BaseException, int], None] | None,
-             textfile_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
+             textfile_dir: str | os.PathLike[str] | None,
+             verdict: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
     ctx = mpi_context()
     ctx.last_words = last_words
     out = Path(output)
@@ -315,8 +333,10 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         ctx.rendezvous()  # a rank that finished first answers a late failure, not waits in allgather
         snap = {**snap, "elapsed_s": time.monotonic() - started}  # engine start-up and input costing included
         result = {**_summary(ctx, snap, attempt, len(done), dead.count), "ignored_inputs": ignored}
-        _finish(ctx, started, metrics, pipeline, 0)
-        return result
+        failure = _judge(verdict, result, dead.count)  # raised after infer.finish says it
+        _finish(ctx, started, metrics, pipeline, 0 if failure is None else failure.exit_code, failure)
+        if failure is None:
+            return result
     except PeerFailed as exc:
         if pipeline is not None:
             pipeline.shutdown()
@@ -333,6 +353,7 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
     finally:
         if lock is not None:
             lock.release()
+    raise failure  # the one way here: the verdict failed the run, alike on every rank (no teardown)
 
 
 def _check_textfile_dir(textfile_dir: str | os.PathLike[str] | None) -> None:

@@ -20,7 +20,7 @@ from fabric_hpc.atomic import write_atomic
 from fabric_hpc.events import MAX_EVENT_CHARS, JsonLinesWriter, cut_torn_tail, emit, make_event
 
 __all__ = ["METRICS", "METRICS_LOG_MAX_BYTES", "MetricsWriter", "NvmlSampler", "job_totals", "nvml_target",
-           "prometheus_text", "textfile_name"]
+           "prometheus_text", "run_label", "textfile_name"]
 
 # snapshot key -> (Prometheus name, type, help, scale). Names follow Prometheus conventions (counters
 # ``_total``, ratios ``_ratio``, per-second rates ``_per_second``); the two GPU gauges carry the DCGM
@@ -164,17 +164,19 @@ class NvmlSampler:
 
 
 def prometheus_text(snapshot: dict[str, Any], *, rank: int, gpu: int | None = None,
-                    job_id: str | None = None) -> bytes:
-    """The snapshot in Prometheus text format, labels ``rank`` (and ``job_id`` under Slurm; GPU series: ``gpu``).
+                    job_id: str | None = None, step: str | None = None, run: str | None = None) -> bytes:
+    """The snapshot in Prometheus text format, labels ``rank``, ``run`` (:func:`run_label`), and
+    under Slurm ``job_id`` (and ``step`` under srun); GPU series also ``gpu``.
 
-    ``job_id`` is bounded: one job writes one file per rank, so it adds at most ``ranks`` series per
-    metric while the job's files are scraped (docs/metrics.md). Counters carry no ``_created``
-    series: the file is rewritten every interval, so a creation time would be the rewrite's.
+    They are bounded: one run writes one file per rank, so they add at most ``ranks`` series per
+    metric while the run's files are scraped (docs/metrics.md); ``run`` tells apart two runs on one
+    node (one job, or none). Counters carry no ``_created`` series: the file is rewritten every
+    interval, so a creation time would be the rewrite's.
     """
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
     from prometheus_client.exposition import generate_latest
 
-    base = {"rank": str(rank), **({"job_id": job_id} if job_id else {})}
+    base = {"rank": str(rank), **{k: v for k, v in (("job_id", job_id), ("step", step), ("run", run)) if v}}
     families: list[Metric] = []
     for key, (name, kind, doc, scale) in METRICS.items():
         value = snapshot.get(key)
@@ -207,8 +209,15 @@ METRICS_LOG_MAX_BYTES = 64 << 20
 
 
 def textfile_name(rank: int, job_tag: str) -> str:
-    """The file a rank writes into a node-exporter textfile directory (one per job and rank)."""
+    """The file a rank writes into a node-exporter textfile directory (one per run and rank):
+    ``job_tag`` is ``JOB[.STEP]-RUN`` under Slurm, ``RUN`` outside (:class:`MetricsWriter`)."""
     return f"fabric-infer-{job_tag}-rank-{rank:05d}.prom"
+
+
+def run_label(out: str | os.PathLike[str]) -> str:
+    """The ``run`` label of a run's series: 12 hex digits of the SHA-256 of its resolved output
+    directory (one per run, the same on every rank and attempt; two runs never share an output)."""
+    return hashlib.sha256(os.fsencode(Path(out).resolve())).hexdigest()[:12]
 
 
 class MetricsWriter:
@@ -225,7 +234,11 @@ class MetricsWriter:
         self.dir = Path(out) / "metrics"
         self.rank, self.attempt, self.world_size = rank, attempt, world_size
         self.job_id = os.environ.get("SLURM_JOB_ID") or None  # label only under Slurm (bounded: docs/metrics.md)
-        tag = self.job_id or hashlib.sha256(os.fsencode(Path(out).resolve())).hexdigest()[:12]
+        step = os.environ.get("SLURM_STEP_ID") or os.environ.get("SLURM_STEPID") or ""
+        self.step = step if self.job_id and step.isdigit() else None  # srun's step; none under mpiexec
+        self.run = run_label(out)  # two runs on one node (one job or none): distinct files and series
+        job = f"{self.job_id}.{self.step}" if self.step else self.job_id
+        tag = f"{job}-{self.run}" if job else self.run
         self.textfile = Path(textfile_dir) / textfile_name(rank, tag) if textfile_dir is not None else None
         self.jsonl = self.dir / f"rank-{rank:05d}.jsonl"
         self.lines: JsonLinesWriter | None = None
@@ -272,7 +285,8 @@ class MetricsWriter:
                 "world_size": self.world_size}
         for part, step in (("metrics log", lambda: self._write_lines(make_event("infer.metrics", **snap))),
                            ("prometheus file", lambda: self._write_prom(
-                               prometheus_text(snap, rank=self.rank, gpu=self.gpu, job_id=self.job_id)))):
+                               prometheus_text(snap, rank=self.rank, gpu=self.gpu, job_id=self.job_id,
+                                               step=self.step, run=self.run)))):
             try:
                 step()
             except Exception as exc:  # noqa: BLE001 - a full disk, a link in the way: the run goes on

@@ -76,10 +76,12 @@ def test_textfile_copy_is_world_readable_and_removed_at_the_end(tmp_path: Path, 
 def test_textfile_name_is_per_job_and_rank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     writer = MetricsWriter(tmp_path / "out", 3, textfile_dir=tmp_path)
-    assert writer.textfile == tmp_path / textfile_name(3, "4242") == tmp_path / "fabric-infer-4242-rank-00003.prom"
+    run = telemetry.run_label(tmp_path / "out")  # two runs of one job: tests/inference/test_textfile_runs.py
+    assert writer.textfile == tmp_path / textfile_name(3, f"4242-{run}") == \
+        tmp_path / f"fabric-infer-4242-{run}-rank-00003.prom"
     writer.write(SNAP)
     fams = {f.name: f for f in text_string_to_metric_families(writer.textfile.read_text())}
-    assert fams["fabric_infer_items_completed"].samples[0].labels == {"rank": "3", "job_id": "4242"}
+    assert fams["fabric_infer_items_completed"].samples[0].labels == {"rank": "3", "job_id": "4242", "run": run}
     writer.close()
     assert not writer.textfile.exists()
 
