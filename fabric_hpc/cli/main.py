@@ -126,6 +126,24 @@ def _error_event(argv: Sequence[str] | None, exc: FabricError, code: int) -> Non
     emit("cli.error", command=_command(argv), error=exc.message, hint=exc.hint, exit_code=code)
 
 
+#: line breaks and other control characters (C0, DEL, C1, the Unicode line and paragraph separators)
+_CONTROL = {c: repr(chr(c))[1:-1] for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029] if c != 0x09}
+
+
+def one_line(text: str) -> str:
+    """``text`` for one human line on stderr: control characters escaped as Python writes them (``\\n``,
+    ``\\r``, ``\\x1b``, ``\\u2028``), so a newline in a user's argument cannot start a line of its own
+    (beside ``-v``'s JSON events, a forged one)."""
+    return text.translate(_CONTROL)
+
+
+def _echo_error(exc: FabricError) -> None:
+    """The human lines of a failure: ``error: …`` and, with a hint, ``  fix: …`` (each one line)."""
+    click.echo(f"error: {one_line(exc.message)}", err=True)
+    if exc.hint:
+        click.echo(f"  fix: {one_line(exc.hint)}", err=True)
+
+
 def _command(argv: Sequence[str] | None) -> str:
     """``fabric <group> <command>`` of the command line (fabric's own flags, such as -v, take no value)."""
     args = itertools.dropwhile(lambda a: a.startswith("-"), argv if argv is not None else sys.argv[1:])
@@ -176,11 +194,12 @@ def _run(argv: Sequence[str] | None) -> int:
         code = exc.exit_code if exc.exit_code else EXIT_USAGE
         usage = FabricError(exc.format_message(), hint=f"{_command(argv)} --help")
         _error_event(argv, usage, code)
+        exc.message = one_line(exc.format_message())  # click's own lines: the usage, then "Error: …"
         exc.show()
         _json_error(argv, usage, code)
     except FabricError as exc:
         _error_event(argv, exc, exc.exit_code)
-        click.echo(f"error: {exc}", err=True)
+        _echo_error(exc)
         code = exc.exit_code
         _json_error(argv, exc, code)
     except OSError as exc:  # a user path the command did not check itself: still one clear line
@@ -190,7 +209,7 @@ def _run(argv: Sequence[str] | None) -> int:
 
         err = os_error(exc)
         _error_event(argv, err, err.exit_code)
-        click.echo(f"error: {err}", err=True)
+        _echo_error(err)
         code = err.exit_code
         _json_error(argv, err, code)
     except KeyboardInterrupt as exc:
