@@ -51,7 +51,7 @@ from typing import Any
 
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ExternalError, FabricError
-from fabric_hpc.events import emit, make_event
+from fabric_hpc.events import emit, emit_event, make_event
 from fabric_hpc.scheduler import SchedulingPolicy, make_policy
 from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
 from fabric_hpc.slurm.actions import Actions, AgentPrivilegeError, Applied
@@ -218,7 +218,7 @@ class Agent:
         if res.waiting and self.waiting_log.due(res.waiting, now):
             fresh.append(make_event("agent.waiting", jobs={str(k): v for k, v in sorted(res.waiting.items())}))
         for event in fresh:
-            emit(event["event"], **{k: v for k, v in event.items() if k not in ("event", "ts")})
+            emit_event(event)
         if events or fresh:
             self.audit.write_many(events + fresh)
 
@@ -229,15 +229,18 @@ class Agent:
             self.cycles_log.write({"input": input_to_dict(step_in), "decisions": decisions_digest(decisions)})
 
     def _log(self, what: str, **fields: Any) -> None:
-        """An ``agent.<what>`` record written now (audit log) and sent to the event stream."""
-        self.audit.write(make_event(f"agent.{what}", **fields))
-        emit(f"agent.{what}", **fields)
+        """An ``agent.<what>`` record written now (audit log) and sent to the event stream (one record)."""
+        event = make_event(f"agent.{what}", **fields)
+        self.audit.write(event)
+        emit_event(event)
 
     def _note(self, what: str, **fields: Any) -> None:
         """An ``agent.<what>`` record for the event stream now and the audit log with the cycle's
-        decisions (or with its error record): still one write and one fsync per cycle."""
-        self._notes.append(make_event(f"agent.{what}", **fields))
-        emit(f"agent.{what}", **fields)
+        decisions (or with its error record): still one write and one fsync per cycle. Both copies are
+        the same record (the same ``ts``)."""
+        event = make_event(f"agent.{what}", **fields)
+        self._notes.append(event)
+        emit_event(event)
 
     def _finish(self, res: CycleResult, view: View) -> None:
         self.cycles += 1
@@ -349,12 +352,13 @@ class Agent:
         if not isinstance(exc, FabricError):  # not a deliberate error: say where it came from
             frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
             fields["where"] = f"{frame[0].filename}:{frame[0].lineno}" if frame else "?"
+        event = make_event("agent.error", **fields)  # one record: the audit log's and the stream's
         try:
-            records, self._notes = [*self._notes, make_event("agent.error", **fields)], []
+            records, self._notes = [*self._notes, event], []
             self.audit.write_many(records)
         except OSError as log_exc:  # the audit log itself failing (disk full) must not end the loop either
-            fields["audit_log"] = bounded(f"not written: {log_exc}", 200)
-        emit("agent.error", **fields)
+            event["audit_log"] = bounded(f"not written: {log_exc}", 200)
+        emit_event(event)
         if self.metrics is not None:
             self.metrics.errors.inc()
         try:
