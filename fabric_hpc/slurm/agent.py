@@ -211,7 +211,8 @@ class Agent:
     def _write_ahead(self, res: CycleResult, now: float) -> None:
         """Every decision of the cycle on disk (one write, one fsync) before any is sent to Slurm, and
         on the event stream (``-v``). Hand-overs and requeues are recorded when done (:meth:`Actions.apply`,
-        :meth:`_accepted`); the waiting reasons when they change (:class:`~fabric_hpc.slurm.audit.WaitingLog`)."""
+        :meth:`_accepted`); the waiting reasons when they change
+        (:class:`~fabric_hpc.slurm.audit.WaitingLog`)."""
         events, self._notes = self._notes, []
         fresh = [make_event("agent.place", **entry) for entry in res.started]
         fresh += [make_event("agent.unpin", job=job_id, reason=why) for job_id, why in res.unpinned.items()]

@@ -1,7 +1,7 @@
-"""An SRE's probe of ``cli.error`` against docs/events.md: exit 143 after SIGTERM (130 after Ctrl-C) while the doc
-said 2-5; no event for a usage error at the top level (``fabric -v nosuch``: click fails before ``-v`` is read)
-while ``fabric -v ckpt nosub`` had one; and that one's hint named ``fabric ckpt nosub --help``, a command that
-does not exist. Each test failed before its fix."""
+"""An SRE's probe of ``cli.error`` against docs/events.md: exit 143 after SIGTERM (130 after Ctrl-C) while the
+doc said 2-5; no event for a usage error at the top level (``fabric -v nosuch``: click fails before ``-v`` is
+read) while ``fabric -v ckpt nosub`` had one; and that one's hint named ``fabric ckpt nosub --help``, a
+command that does not exist. Each test failed before its fix."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""An SRE's probe of ``fabric -v``'s stderr: a newline in an argument forged events (the human ``error:``/``fix:``
-lines printed the message raw, so ``{"event": "agent.stop", ...}`` in a path became a line of its own): control
-characters in those lines are escaped now (``\\n``), so every stderr line that begins with ``{`` is a real event.
-Each test failed before its fix. ``cli.error`` itself: test_cli_error_event.py."""
+"""An SRE's probe of ``fabric -v``'s stderr: a newline in an argument forged events (the human
+``error:``/``fix:`` lines printed the message raw, so ``{"event": "agent.stop", ...}`` in a path became a line
+of its own): control characters in those lines are escaped now (``\\n``), so every stderr line that begins
+with ``{`` is a real event. Each test failed before its fix. ``cli.error`` itself: test_cli_error_event.py."""
 
 from __future__ import annotations
 

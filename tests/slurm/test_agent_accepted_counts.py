@@ -1,9 +1,9 @@
-"""An SRE's probe of the agent's counters (a real Slurm 25.11 with ``scontrol`` refusing ``update ReqNodeList``
-or ``requeue``): ``fabric_agent_jobs_placed_total``, ``fabric_agent_jobs_requeued_total`` and
+"""An SRE's probe of the agent's counters (a real Slurm 25.11 with ``scontrol`` refusing ``update
+ReqNodeList`` or ``requeue``): ``fabric_agent_jobs_placed_total``, ``fabric_agent_jobs_requeued_total`` and
 ``fabric_agent_placement_cost`` counted every decision, whatever Slurm answered (a refused pin once per retry,
 a pin skipped because its victim's requeue was refused, the refused requeue itself), and the audit log had an
-``agent.requeue`` record for a requeue that never happened. They follow what Slurm accepted now (docs/metrics.md:
-"placed (pinned and released)"). Each test failed before its fix."""
+``agent.requeue`` record for a requeue that never happened. They follow what Slurm accepted now
+(docs/metrics.md: "placed (pinned and released)"). Each test failed before its fix."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""An SRE's probe: the audit log's copy of an agent event (``decisions.jsonl``) and the ``-v`` stream's copy had
-different ``ts`` (the stream's was made again by ``emit``), so the two could not be joined. They are one record
-now: the same fields, the same ``ts``. Failed before its fix."""
+"""An SRE's probe: the audit log's copy of an agent event (``decisions.jsonl``) and the ``-v`` stream's copy
+had different ``ts`` (the stream's was made again by ``emit``), so the two could not be joined. They are one
+record now: the same fields, the same ``ts``. Failed before its fix."""
 
 from __future__ import annotations
 
