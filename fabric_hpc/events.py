@@ -100,9 +100,14 @@ def make_event(name: str, **fields: Any) -> dict[str, Any]:
 
 def emit(name: str, **fields: Any) -> dict[str, Any]:
     """Emit a structured event and return it. Cheap when nobody listens."""
-    event = make_event(name, **fields)
+    return emit_event(make_event(name, **fields))
+
+
+def emit_event(event: dict[str, Any]) -> dict[str, Any]:
+    """Emit an event made before (:func:`make_event`) as it is, its ``ts`` kept: a copy of it written
+    elsewhere too (the agent's audit log) is the same record, so the two can be joined."""
     if _logger.isEnabledFor(logging.INFO):
-        _logger.info(name, extra={"event": event})
+        _logger.info(event["event"], extra={"event": event})
     return event
 
 

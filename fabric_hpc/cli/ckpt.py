@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from fabric_hpc.cli.main import one_line
 from fabric_hpc.cli.output import console, json_option, render, table
 from fabric_hpc.cli.ckpt_interop import STEP_TYPE
 from fabric_hpc.cli.params import OutputDir
@@ -65,12 +66,13 @@ def list_cmd(directory: Path, as_json: bool) -> None:
     left = health.leftovers(directory)
     damaged = {r["step"] for r in rows if r.get("damaged")}
     if (problem := latest_problem(directory, damaged)) is not None:
-        click.echo(f"warning: {directory}: {problem} (restores without --step and prune refuse it)", err=True)
+        click.echo(one_line(f"warning: {directory}: {problem} (restores without --step and prune refuse it)"),
+                   err=True)
         for r in rows:
             r["latest_problem"] = problem
     if as_json:  # the JSON stays one row per step: leftovers are said on stderr (prune --json lists them)
         for lo in left:
-            click.echo(f"leftover {lo.path}: {lo.nbytes} bytes, pid {lo.pid}, {lo.state}", err=True)
+            click.echo(one_line(f"leftover {lo.path}: {lo.nbytes} bytes, pid {lo.pid}, {lo.state}"), err=True)
     render(as_json, rows, lambda c: _list_human(c, directory, rows, left))
     if unread := [r["path"] for r in rows if r.get("unreadable")]:
         raise denied(*unread)  # listed above; exit 5

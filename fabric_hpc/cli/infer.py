@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from fabric_hpc.cli.main import one_line
 from fabric_hpc.cli.output import console, json_option, render, table
 from fabric_hpc.cli.params import InputFile, OutputDir, OutputFile
 from fabric_hpc.errors import ConfigError, FabricError
@@ -198,9 +199,9 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int, pro
 
 def _note_ignored(ignored: list[str]) -> None:
     if ignored:
-        click.echo(f"note: {len(ignored)} spool entries named like work were not read: "
-                   f"{', '.join(ignored[:8])}{' ...' if len(ignored) > 8 else ''} "
-                   "(only regular files named *.jsonl are)", err=True)
+        click.echo(one_line(f"note: {len(ignored)} spool entries named like work were not read: "
+                            f"{', '.join(ignored[:8])}{' ...' if len(ignored) > 8 else ''} "
+                            "(only regular files named *.jsonl are)"), err=True)
 
 
 def _check_rejected(result: dict[str, Any], dead: Path, limit: tuple[str, float]) -> None:
@@ -356,12 +357,12 @@ def merge_cmd(output: Path, source: str | None, as_json: bool) -> None:
                        f"input's results", err=True)
         fixed = res["dead_letter_with_result"]
         if res["dead_letter"] - fixed:
-            click.echo(f"note: {res['dead_letter'] - fixed:,} input lines were dead-lettered and have no "
-                       f"result: {dead}", err=True)
+            click.echo(one_line(f"note: {res['dead_letter'] - fixed:,} input lines were dead-lettered and "
+                                f"have no result: {dead}"), err=True)
         if fixed:
-            click.echo(f"note: {fixed:,} dead-lettered input lines have a result all the same, from another "
-                       f"line with the same id (a fixed copy); the rejected lines are still in the input: "
-                       f"{dead}", err=True)
+            click.echo(one_line(f"note: {fixed:,} dead-lettered input lines have a result all the same, "
+                                f"from another line with the same id (a fixed copy); the rejected lines are "
+                                f"still in the input: {dead}"), err=True)
 
     render(as_json, res, human)
 

@@ -80,6 +80,24 @@ def configure_logging(verbosity: int) -> None:
 def cli(verbose: int, quiet: bool) -> None:
     """fabric-hpc: fabric-aware placement, scheduling, checkpoints and inference for Slurm."""
     configure_logging(-1 if quiet else verbose)
+    _LOGGING[0] = True
+
+
+#: whether :func:`cli` configured the logging of this run (not when click failed before it ran)
+_LOGGING = [False]
+
+
+def _leading_verbosity(argv: Sequence[str] | None) -> int:
+    """``-v``/``-q`` as :func:`cli` would have read them, from fabric's own flags before the first word:
+    for a usage error click raises before :func:`cli` runs (``fabric -v nosuch``)."""
+    args = argv if argv is not None else sys.argv[1:]
+    verbose, quiet = 0, False
+    for arg in itertools.takewhile(lambda a: a.startswith("-"), args):
+        if arg in ("--verbose", "--quiet"):
+            verbose, quiet = verbose + (arg == "--verbose"), quiet or arg == "--quiet"
+        elif not arg.startswith("--"):
+            verbose, quiet = verbose + arg.count("v"), quiet or "q" in arg
+    return -1 if quiet else verbose
 
 
 class Terminated(KeyboardInterrupt):
@@ -126,6 +144,34 @@ def _error_event(argv: Sequence[str] | None, exc: FabricError, code: int) -> Non
     emit("cli.error", command=_command(argv), error=exc.message, hint=exc.hint, exit_code=code)
 
 
+#: line breaks and other control characters (C0, DEL, C1, the Unicode line and paragraph separators)
+_CONTROL = {c: repr(chr(c))[1:-1] for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029] if c != 0x09}
+
+
+def one_line(text: str) -> str:
+    """``text`` for one human line on stderr: control characters escaped as Python writes them (``\\n``,
+    ``\\r``, ``\\x1b``, ``\\u2028``), so a newline in a user's argument cannot start a line of its own
+    (beside ``-v``'s JSON events, a forged one)."""
+    return text.translate(_CONTROL)
+
+
+def _echo_error(exc: FabricError) -> None:
+    """The human lines of a failure: ``error: …`` and, with a hint, ``  fix: …`` (each one line)."""
+    click.echo(f"error: {one_line(exc.message)}", err=True)
+    if exc.hint:
+        click.echo(f"  fix: {one_line(exc.hint)}", err=True)
+
+
+def _usage_error(exc: click.ClickException) -> FabricError:
+    """A click error as the ``cli.error`` fields: the hint is the help of the command whose usage was
+    wrong (``fabric ckpt --help`` for ``fabric ckpt nosub``: click's context, not the words typed)."""
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "fabric"
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):  # its message is the whole help page
+        return FabricError("Missing command.", hint=f"{where} --help")
+    return FabricError(exc.format_message(), hint=f"{where} --help")
+
+
 def _command(argv: Sequence[str] | None) -> str:
     """``fabric <group> <command>`` of the command line (fabric's own flags, such as -v, take no value)."""
     args = itertools.dropwhile(lambda a: a.startswith("-"), argv if argv is not None else sys.argv[1:])
@@ -161,6 +207,7 @@ def _run(argv: Sequence[str] | None) -> int:
     output = sys.modules.get("fabric_hpc.cli.output")  # not imported here: --help stays light
     if output is not None:
         output.JSON_WRITTEN[0] = False
+    _LOGGING[0] = False
     try:
         result = cli.main(args=list(argv) if argv is not None else None, prog_name="fabric",
                           standalone_mode=False)
@@ -174,13 +221,17 @@ def _run(argv: Sequence[str] | None) -> int:
         code = _stopped(argv, isinstance(exc.__cause__ or exc.__context__, Terminated), "aborted")
     except click.ClickException as exc:
         code = exc.exit_code if exc.exit_code else EXIT_USAGE
-        usage = FabricError(exc.format_message(), hint=f"{_command(argv)} --help")
+        if not _LOGGING[0]:  # click failed on fabric's own flags or the group's name: -v not read yet
+            configure_logging(_leading_verbosity(argv))
+        usage = _usage_error(exc)
         _error_event(argv, usage, code)
+        if not isinstance(exc, click.exceptions.NoArgsIsHelpError):  # that one's message is our help page
+            exc.message = one_line(exc.format_message())  # click's own lines: the usage, then "Error: …"
         exc.show()
         _json_error(argv, usage, code)
     except FabricError as exc:
         _error_event(argv, exc, exc.exit_code)
-        click.echo(f"error: {exc}", err=True)
+        _echo_error(exc)
         code = exc.exit_code
         _json_error(argv, exc, code)
     except OSError as exc:  # a user path the command did not check itself: still one clear line
@@ -190,7 +241,7 @@ def _run(argv: Sequence[str] | None) -> int:
 
         err = os_error(exc)
         _error_event(argv, err, err.exit_code)
-        click.echo(f"error: {err}", err=True)
+        _echo_error(err)
         code = err.exit_code
         _json_error(argv, err, code)
     except KeyboardInterrupt as exc:

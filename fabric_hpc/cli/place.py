@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 import click
 
+from fabric_hpc.cli.main import one_line
 from fabric_hpc.cli.output import json_option, render, table
 from fabric_hpc.cli.params import FiniteFloat, InputFile
 from fabric_hpc.errors import ConfigError
@@ -108,7 +109,7 @@ def _place(fab, state_path: str | None, request: str, solver: str, time_limit: f
 
     state = ClusterState.load(fab, state_path) if state_path is not None else ClusterState(fab)
     for note in state.notes:  # on stderr: --json stays one document
-        click.echo(f"note: {note}", err=True)
+        click.echo(one_line(f"note: {note}"), err=True)
     if commit_job and state.holds(commit_job):  # allocate() would add to it: one job, two placements
         raise ConfigError(f"job {commit_job!r} already holds {len(state.job_gpus(commit_job))} GPUs in {state_path}",
                           hint="commit under a new job id, or remove that job from the state file first")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from fabric_hpc.cli.main import one_line
 from fabric_hpc.cli.output import json_option, render, table
 from fabric_hpc.cli.params import FiniteFloat, OutputDir, OutputFile
 from fabric_hpc.errors import ConfigError
@@ -121,7 +122,7 @@ def _workload(trace: str, fab: Fabric, sizes: np.ndarray, options: dict, limit: 
     jobs = load_trace(trace, limit=limit, **options)  # the N earliest, O(N) memory (every row checked)
     name = jobs.name or trace
     for line in jobs.notes():  # rows skipped, one line per reason: said, not hidden
-        click.echo(f"note: {line}", err=True)
+        click.echo(one_line(f"note: {line}"), err=True)
     if not len(jobs):
         skipped = f" ({jobs.skipped} row(s) skipped)" if jobs.skipped else ""
         raise ConfigError(f"{name} holds no GPU job to replay{skipped}",
@@ -133,7 +134,7 @@ def _workload(trace: str, fab: Fabric, sizes: np.ndarray, options: dict, limit: 
         if strict:
             raise ConfigError(msg, hint="use a larger fabric, --gpus-per-host matching the fabric, or drop "
                                         "--strict to count them as rejected")
-        click.echo(f"note: {msg}; counted as rejected, not in JCT or slowdown", err=True)
+        click.echo(one_line(f"note: {msg}; counted as rejected, not in JCT or slowdown"), err=True)
     return jobs, name
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 from rich.text import Text
 
+from fabric_hpc.cli.main import one_line
 from fabric_hpc.cli.output import json_option, render, table
 from fabric_hpc.errors import ConfigError
 from fabric_hpc import DEFAULT_FABRIC
@@ -33,14 +34,14 @@ def _write_or_print(text: str, out: str | None) -> None:
         write_atomic(path, text)
     except OSError as exc:
         raise os_error(exc, "--out", path) from None
-    click.echo(f"wrote {path}", err=True)
+    click.echo(one_line(f"wrote {path}"), err=True)
 
 
 def _emit_spec(spec, out: str | None) -> None:
     from fabric_hpc.topology import dump_spec, save_spec
 
     if out and out != "-":
-        click.echo(f"wrote {save_spec(spec, out)}", err=True)
+        click.echo(one_line(f"wrote {save_spec(spec, out)}"), err=True)
     else:
         click.echo(dump_spec(spec), nl=False)
 
@@ -243,8 +244,9 @@ def export(fabric: str | None, fmt: str, host: str | None, facts: str | None, de
 
         text = nccl_topo_xml(fab, host, _read_facts(facts) if facts else None)
         if not facts:
-            click.echo(f"note: {host}'s XML has made-up PCI bus ids (no --facts): the model's picture, not "
-                       "for NCCL_TOPO_FILE (NCCL would drop its GPUs and NVLinks)", err=True)
+            click.echo(one_line(f"note: {host}'s XML has made-up PCI bus ids (no --facts): the model's "
+                                "picture, not for NCCL_TOPO_FILE (NCCL would drop its GPUs and NVLinks)"),
+                       err=True)
     elif fmt == "topology-yaml":
         text = ex.topology_yaml(fab, default=default_topology, block_size=block_size)
     elif fmt.startswith("topology-"):
@@ -290,7 +292,7 @@ def report(fabric: str | None, out_html: str, state_path: str | None, png: str |
 
         state = ClusterState.load(fab, state_path)
         for note in state.notes:  # on stderr: --json stays one document
-            click.echo(f"note: {note}", err=True)
+            click.echo(one_line(f"note: {note}"), err=True)
     summary = write_report(fab, out_html, state=state, title=title, png=png, svg=svg)
     data = summary.to_dict()
     from fabric_hpc.topology.report import plural
@@ -349,13 +351,13 @@ def discover_cmd(out: str | None, sysfs_root: str, no_nvml: bool, record: str | 
         output_path(side, what="--out's facts file")
         distinct_outputs({"--out": out, "--out's facts file": side, "--record": record})
     if record:
-        click.echo(f"wrote {save_recording(record_nvml(), record)}", err=True)
+        click.echo(one_line(f"wrote {save_recording(record_nvml(), record)}"), err=True)
     found = discover(root=sysfs_root, use_nvml=not no_nvml)
     for note in found.notes:
-        click.echo(f"note: {note}", err=True)
+        click.echo(one_line(f"note: {note}"), err=True)
     if out:
         paths = found.write(out)
-        click.echo("wrote " + ", ".join(str(p) for p in paths if p), err=True)
+        click.echo(one_line("wrote " + ", ".join(str(p) for p in paths if p)), err=True)
     elif as_json:
         from fabric_hpc.cli.output import print_json
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.hostlist import compress
@@ -67,6 +67,14 @@ def denied(message: str) -> bool:
     return any(d in low for d in DENIED)
 
 
+class Applied(NamedTuple):
+    """What Slurm accepted of one cycle's actions (:meth:`Actions.apply`): the metrics and the
+    ``agent.requeue`` records follow it, not the decisions."""
+
+    placed: list[int]    # jobs pinned (their ``scontrol update`` accepted), in the order of ``started``
+    requeued: list[int]  # spot victims requeued
+
+
 class Actions:
     """Applies one cycle's actions; ``note(what, **fields)`` records an ``agent.<what>`` event."""
 
@@ -91,14 +99,16 @@ class Actions:
     def apply(self, requeued: list[int], started: list[dict[str, Any]], invalid: dict[int, str],
               deferred: list[int], fallback_s: int, *, unpin: Iterable[int] = (),
               kept_out: Callable[[int], str | None] = lambda job_id: None,
-              waits: Mapping[int, float] | None = None, victims_for: Mapping[int, int] | None = None) -> None:
+              waits: Mapping[int, float] | None = None,
+              victims_for: Mapping[int, int] | None = None) -> Applied:
         """Requeues, pins, hand-overs (none in a cycle that pinned), then the deferrals (one batch).
         ``unpin``: jobs the agent pinned before they were held or got a dependency (``Job.blocked``):
         their ReqNodeList is cleared (fabric jobs have no -w of their own: job_submit.lua refuses one) and
         their deferral renewed. ``kept_out``: the ExcNodeList a job handed over needs (its ``include=``
         kept by Slurm too), None for none. ``waits``: jobs whose begin time is no fabric deferral (job ->
         that time; :meth:`take_over`). ``victims_for``: each victim's beneficiary (victim -> job): a job
-        whose victim Slurm did not requeue is not pinned (its hosts stay busy) but deferred again."""
+        whose victim Slurm did not requeue is not pinned (its hosts stay busy) but deferred again.
+        Returns what Slurm accepted (:class:`Applied`)."""
         self.take_over(waits or {}, fallback_s)
         for job_id in unpin:
             until = time.time() + int(fallback_s)
@@ -106,8 +116,11 @@ class Actions:
             if self._do("unpin", job_id, self.client.update, job_id, ReqNodeList="",
                         StartTime=f"now+{int(fallback_s)}"):
                 self.deferrals[job_id] = until
-        unfreed = {(victims_for or {}).get(job_id) for job_id in requeued if not self._requeue(job_id)}
-        pinned = 0
+        done = Applied([], [])
+        for job_id in requeued:
+            if self._requeue(job_id):
+                done.requeued.append(job_id)
+        unfreed = {(victims_for or {}).get(job_id) for job_id in requeued if job_id not in done.requeued}
         for entry in started:
             job_id = entry["job"]
             if job_id in unfreed:
@@ -115,16 +128,17 @@ class Actions:
                 continue
             if self._do("place", job_id, self.client.place, job_id, entry["hosts"]):
                 self.failures.pop(job_id, None)
-                pinned += 1
+                done.placed.append(job_id)
                 continue
             n = self.failures[job_id] = self.failures.get(job_id, 0) + 1
             if n >= MAX_PIN_FAILURES:
                 self.hand_over(job_id, f"pinning it failed {n} times in a row: {self.last_error}")
         handoffs = {**invalid, **self.to_hand}
-        if pinned == 0:
+        if not done.placed:
             for job_id, why in handoffs.items():
                 self._hand(job_id, why, kept_out(job_id))
         self.renew([j for j in deferred if j not in handoffs], fallback_s)
+        return done
 
     def _requeue(self, job_id: int) -> bool:
         """Requeue one spot victim; after :data:`MAX_PIN_FAILURES` refusals (``--no-requeue`` where Slurm did

@@ -12,12 +12,13 @@ one line: the agent watches its modification time):
    (``sshare``) or that ledger (``usage_source``, :mod:`fabric_hpc.slurm.usage_source`), then run the
    scheduler policy (:func:`fabric_hpc.scheduler.fabric_policy`: the simulator's code) with it;
 3. write every decision of the cycle to the audit log (one write, one fsync; rotated at 64 MiB)
-   *before* acting: the requeues, the starts and the waiting reasons; then (:meth:`Actions.apply`)
+   *before* acting: the starts and the waiting reasons; then (:meth:`Actions.apply`)
    clear the pins of jobs held or given a dependency since, requeue the spot victims (clearing
    their pins), pin each started job to exactly its hosts (``ReqNodeList`` with ``-N`` names,
    ``StartTime=now``: one ``scontrol update``), and hand over the jobs fabric cannot place
    (``ReqNodeList= StartTime=now``) only in a cycle that pinned nothing; a start with a wrong host
-   count fails the cycle before anything is written or sent;
+   count fails the cycle before anything is written or sent; the requeues Slurm accepted are
+   written after (``agent.requeue``), and only what Slurm accepted is counted (docs/metrics.md);
 4. renew the deferral of jobs still waiting (``StartTime=now+fallback``; each job's renewal
    independent of the others') and write the heartbeat.
 
@@ -50,10 +51,10 @@ from typing import Any
 
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ExternalError, FabricError
-from fabric_hpc.events import emit, make_event
+from fabric_hpc.events import emit, emit_event, make_event
 from fabric_hpc.scheduler import SchedulingPolicy, make_policy
 from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
-from fabric_hpc.slurm.actions import Actions, AgentPrivilegeError
+from fabric_hpc.slurm.actions import Actions, AgentPrivilegeError, Applied
 from fabric_hpc.slurm.agent_config import AgentConfig  # noqa: F401 (where callers import it from)
 from fabric_hpc.slurm.agent_support import (  # noqa: F401 (re-exported: callers import them from here)
     agent_lock, bounded, check_state_dir, error_text, first_contact, gpu_mismatch, heartbeat_text,
@@ -71,8 +72,10 @@ from fabric_hpc.topology import Fabric
 
 @dataclass
 class CycleResult:
-    started: list[dict[str, Any]] = field(default_factory=list)
-    requeued: list[int] = field(default_factory=list)
+    started: list[dict[str, Any]] = field(default_factory=list)  # decided (the agent.place records)
+    requeued: list[int] = field(default_factory=list)  # decided victims
+    placed: list[dict[str, Any]] = field(default_factory=list)  # the starts whose pin Slurm accepted
+    requeues_done: list[int] = field(default_factory=list)  # the victims Slurm requeued
     deferred: list[int] = field(default_factory=list)
     unpinned: dict[int, str] = field(default_factory=dict)  # blocked job -> held/dependency: pin cleared
     waiting: dict[int, str] = field(default_factory=dict)
@@ -161,11 +164,12 @@ class Agent:
                 res.deferred.append(job_id)
         res.waiting.update(dict.fromkeys(view.not_before, "BeginTime"))  # placed once that time comes
         self._blocked(view, res, now)
-        self._write_ahead(decisions, res, now)
-        self.actions.apply(res.requeued, res.started, view.invalid, res.deferred, self.config.fallback_s,
-                           unpin=res.unpinned, kept_out=handoff_exclusions(nodes, jobs),
-                           waits=view.not_before,
-                           victims_for={int(p.job_id): int(p.for_job) for p in decisions.preempt})
+        self._write_ahead(res, now)
+        done = self.actions.apply(res.requeued, res.started, view.invalid, res.deferred,
+                                  self.config.fallback_s, unpin=res.unpinned,
+                                  kept_out=handoff_exclusions(nodes, jobs), waits=view.not_before,
+                                  victims_for={int(p.job_id): int(p.for_job) for p in decisions.preempt})
+        self._accepted(decisions, res, done)
         if self._notes:  # what the actions added: failures, hand-overs (a second write only then)
             events, self._notes = self._notes, []
             self.audit.write_many(events)
@@ -184,6 +188,17 @@ class Agent:
             elif job.begin_time is None or job.begin_time - now < self.config.fallback_s / 2:
                 res.deferred.append(job_id)
 
+    def _accepted(self, decisions: Any, res: CycleResult, done: Applied) -> None:
+        """What Slurm accepted of the cycle's actions: the pins and requeues the metrics count, and an
+        ``agent.requeue`` record for each requeue done (a refused one is an ``agent.failed`` record)."""
+        placed = set(done.placed)
+        res.placed = [s for s in res.started if s["job"] in placed]
+        res.requeues_done = list(done.requeued)
+        for p in decisions.preempt:
+            if int(p.job_id) in done.requeued:
+                self._note("requeue", job=int(p.job_id), for_job=int(p.for_job),
+                           gpu_hours_lost=p.gpu_hours_lost)
+
     def _pin_entry(self, view: View, job_id: int, placement: Any) -> dict[str, Any]:
         """The ``agent.place`` record of a start (checked: exactly ``-N`` hosts)."""
         job = view.candidates[job_id]
@@ -193,19 +208,18 @@ class Agent:
         return {"job": job_id, "hosts": hosts, "gpus": list(placement.gpus), "cost": placement.cost,
                 "domains": placement.domains, "solver": placement.solver, "breakdown": placement.breakdown}
 
-    def _write_ahead(self, decisions: Any, res: CycleResult, now: float) -> None:
+    def _write_ahead(self, res: CycleResult, now: float) -> None:
         """Every decision of the cycle on disk (one write, one fsync) before any is sent to Slurm, and
-        on the event stream (``-v``). Hand-overs are recorded when done (:meth:`Actions.apply`); the
-        waiting reasons when they change (:class:`~fabric_hpc.slurm.audit.WaitingLog`)."""
+        on the event stream (``-v``). Hand-overs and requeues are recorded when done (:meth:`Actions.apply`,
+        :meth:`_accepted`); the waiting reasons when they change
+        (:class:`~fabric_hpc.slurm.audit.WaitingLog`)."""
         events, self._notes = self._notes, []
-        fresh = [make_event("agent.requeue", job=int(p.job_id), for_job=int(p.for_job),
-                            gpu_hours_lost=p.gpu_hours_lost) for p in decisions.preempt]
-        fresh += [make_event("agent.place", **entry) for entry in res.started]
+        fresh = [make_event("agent.place", **entry) for entry in res.started]
         fresh += [make_event("agent.unpin", job=job_id, reason=why) for job_id, why in res.unpinned.items()]
         if res.waiting and self.waiting_log.due(res.waiting, now):
             fresh.append(make_event("agent.waiting", jobs={str(k): v for k, v in sorted(res.waiting.items())}))
         for event in fresh:
-            emit(event["event"], **{k: v for k, v in event.items() if k not in ("event", "ts")})
+            emit_event(event)
         if events or fresh:
             self.audit.write_many(events + fresh)
 
@@ -216,15 +230,18 @@ class Agent:
             self.cycles_log.write({"input": input_to_dict(step_in), "decisions": decisions_digest(decisions)})
 
     def _log(self, what: str, **fields: Any) -> None:
-        """An ``agent.<what>`` record written now (audit log) and sent to the event stream."""
-        self.audit.write(make_event(f"agent.{what}", **fields))
-        emit(f"agent.{what}", **fields)
+        """An ``agent.<what>`` record written now (audit log) and sent to the event stream (one record)."""
+        event = make_event(f"agent.{what}", **fields)
+        self.audit.write(event)
+        emit_event(event)
 
     def _note(self, what: str, **fields: Any) -> None:
         """An ``agent.<what>`` record for the event stream now and the audit log with the cycle's
-        decisions (or with its error record): still one write and one fsync per cycle."""
-        self._notes.append(make_event(f"agent.{what}", **fields))
-        emit(f"agent.{what}", **fields)
+        decisions (or with its error record): still one write and one fsync per cycle. Both copies are
+        the same record (the same ``ts``)."""
+        event = make_event(f"agent.{what}", **fields)
+        self._notes.append(event)
+        emit_event(event)
 
     def _finish(self, res: CycleResult, view: View) -> None:
         self.cycles += 1
@@ -336,12 +353,13 @@ class Agent:
         if not isinstance(exc, FabricError):  # not a deliberate error: say where it came from
             frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
             fields["where"] = f"{frame[0].filename}:{frame[0].lineno}" if frame else "?"
+        event = make_event("agent.error", **fields)  # one record: the audit log's and the stream's
         try:
-            records, self._notes = [*self._notes, make_event("agent.error", **fields)], []
+            records, self._notes = [*self._notes, event], []
             self.audit.write_many(records)
         except OSError as log_exc:  # the audit log itself failing (disk full) must not end the loop either
-            fields["audit_log"] = bounded(f"not written: {log_exc}", 200)
-        emit("agent.error", **fields)
+            event["audit_log"] = bounded(f"not written: {log_exc}", 200)
+        emit_event(event)
         if self.metrics is not None:
             self.metrics.errors.inc()
         try:

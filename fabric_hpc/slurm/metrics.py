@@ -102,9 +102,9 @@ class AgentMetrics:
         self.cycle_seconds.observe(res.seconds)
         self.pending.set(res.pending)
         self.pinned.set(len(view.pinned))
-        self.placed.inc(len(res.started))
-        self.requeued.inc(len(res.requeued))
-        for s in res.started:
+        self.placed.inc(len(res.placed))  # what Slurm accepted, not what the policy decided
+        self.requeued.inc(len(res.requeues_done))
+        for s in res.placed:
             self.cost.observe(float(s["cost"]))
         owner = view.state.owner
         up, alloc = int((owner != DOWN).sum()), int((owner >= 0).sum())
