@@ -137,6 +137,15 @@ def gpu_count(text: str | None) -> int:
     return sum(g.count for g in parse_gres(text) if g.name == "gpu")
 
 
+def gpus_requested(text: str | None) -> int:
+    """GPUs a job asks for in a TRES request (``TresPerNode``, ``TresPerJob``): an item of a GPU type given
+    again replaces the earlier one, as in Slurm (gres.c ``gres_job_state_validate`` keeps one record per
+    name and type, the last count): ``gres/gpu:8,gres/gpu:8`` (``--gres=gpu:8 --gpus-per-node=8``) is 8,
+    ``gres/gpu:4,gres/gpu:2`` is 2; items of different types add up (``gpu:a100:2,gpu:h100:2``: 4)."""
+    last = {g.type: g.count for g in parse_gres(text) if g.name == "gpu"}
+    return sum(last.values())
+
+
 def gpu_types(items: list[Gres]) -> str | None:
     """The GPU type(s) GRES items name: ``a100``; several sorted and joined by commas (``a100,h100``:
     a host that has both, or a job that asks for both); None when no GPU item names a type."""
