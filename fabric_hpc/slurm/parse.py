@@ -34,7 +34,9 @@ REASONS = {
     "JobHeldUser": "it is held by its user (scontrol release to let it run)",
     "JobHeldAdmin": "it is held by an administrator",
     "Dependency": "it waits for another job it depends on",
-    "DependencyNeverSatisfied": "a job it depends on failed, so it can never start",
+    "DependencyNeverSatisfied": "its dependency can never be satisfied (a job it depends on ended the other "
+                                "way: afterok needs its success, afternotok its failure), so it never starts "
+                                "unless the dependency is changed",
     "ReqNodeNotAvail": "a node it requires is down, drained or reserved",
     "PartitionNodeLimit": "it asks for more nodes than its partition allows",
     "PartitionTimeLimit": "its time limit is longer than its partition allows",
