@@ -91,19 +91,25 @@ end
 
 local function gpus_per_node(tres)
   -- "gres:gpu:8", "gres/gpu:8", "gres:gpu:h100:8", "gpu:4" (several items separated by commas);
-  -- nil when a GPU item cannot be read. Other GRES (gpumem, shard, ...) are not GPUs.
+  -- nil when a GPU item cannot be read. Other GRES (gpumem, shard, ...) are not GPUs. A GPU type given
+  -- again replaces its earlier count, as in Slurm (gres.c keeps one record per name and type, the last
+  -- count): "gres/gpu:8,gres/gpu:8" (--gres=gpu:8 --gpus-per-node=8) is 8; different types add up.
   if tres == nil then return 0 end
   if #tres > MAX_GRES then return nil end
-  local total = 0
+  local counts, order = {}, {}
   for item in string.gmatch(tres, "[^,]+") do
     local rest = string.gsub(item, "^gres[:/]", "")
     if rest == "gpu" or string.sub(rest, 1, 4) == "gpu:" then
       local n = string.match(rest, ":(%d+)$")
       if n == nil and (rest == "gpu" or string.match(rest, "^gpu:[%a][%w_.-]*$")) then n = "1" end
       if n == nil or #n > 6 then return nil end
-      total = total + tonumber(n)
+      local gtype = string.match(rest, "^gpu:([%a][%w_.-]*)") or ""
+      if counts[gtype] == nil then table.insert(order, gtype) end
+      counts[gtype] = tonumber(n)
     end
   end
+  local total = 0
+  for _, gtype in ipairs(order) do total = total + counts[gtype] end
   return total
 end
 

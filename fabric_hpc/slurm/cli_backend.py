@@ -22,7 +22,8 @@ from fabric_hpc.slurm import decode, segment
 from fabric_hpc.slurm import reservations as resv
 from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, check_slurm_conf
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
-from fabric_hpc.slurm.parse import gpu_count, gpu_indices, hosts, job_node_gres, parse_key_values, parse_state
+from fabric_hpc.slurm.parse import (gpu_count, gpu_indices, gpus_requested, hosts, job_node_gres,
+                                   parse_key_values, parse_state)
 
 Runner = Callable[[Sequence[str], str | None], str]
 
@@ -202,8 +203,8 @@ def _job_from_scontrol(line: str) -> Job:
                reason=kv.get("Reason", "None"), comment="" if kv.get("Comment") in (None, "(null)") else kv["Comment"],
                user=kv.get("UserId", "").split("(")[0], partition=kv.get("Partition", ""),
                account=_set(kv.get("Account")), qos=_set(kv.get("QOS")), nodes=int(nodes) if _digits(nodes) else 1,
-               gpus_per_node=gpu_count(kv.get("TresPerNode")), gpu_type=_gpu_type(kv.get("TresPerNode")),
-               gpus_per_job=gpu_count(kv.get("TresPerJob")),
+               gpus_per_node=gpus_requested(kv.get("TresPerNode")), gpu_type=_gpu_type(kv.get("TresPerNode")),
+               gpus_per_job=gpus_requested(kv.get("TresPerJob")),
                cpus=int(c) if _digits(c := kv.get("NumCPUs", "0").split("-")[0]) else 0,
                node_list=node_list, req_nodes=hosts(kv.get("ReqNodeList")), exc_nodes=hosts(kv.get("ExcNodeList")),
                gpus={n: gpu_indices(g) for n, g in per_node.items() if gpu_count(g)},

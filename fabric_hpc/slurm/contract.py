@@ -23,7 +23,7 @@ class SlurmError(ExternalError):
 HELD_REASONS = frozenset({"JobHeldUser", "JobHeldAdmin"})
 #: The pending reasons of a job waiting on its dependency (``sbatch --dependency``): ``Dependency`` while one
 #: is unfulfilled (Slurm tests dependencies before the begin time, so a deferred job shows it too), and
-#: ``DependencyNeverSatisfied`` once one failed (the job stays pending unless ``kill_invalid_depend``).
+#: ``DependencyNeverSatisfied`` once one can never be met (pending for ever unless ``kill_invalid_depend``).
 #: Any update of the job (the agent's deferral too) resets the reason to ``None`` until Slurm's next
 #: scheduling pass, so :attr:`Job.dependent` reads the job's dependency text as well.
 DEPENDENCY_REASONS = frozenset({"Dependency", "DependencyNeverSatisfied"})

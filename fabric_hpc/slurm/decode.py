@@ -27,7 +27,8 @@ from typing import Any
 
 from fabric_hpc.errors import ExternalError
 from fabric_hpc.slurm.contract import Job, Node, SlurmError
-from fabric_hpc.slurm.parse import gpu_count, gpu_indices, gpu_types, hosts, parse_gres, parse_state
+from fabric_hpc.slurm.parse import (gpu_count, gpu_indices, gpu_types, gpus_requested, hosts, parse_gres,
+                                   parse_state)
 
 _NUMBER_KEYS = frozenset({"set", "infinite", "number"})
 _WORD = re.compile(r"^[A-Za-z_]+$")
@@ -163,7 +164,7 @@ def _state_of(parts: str | None) -> tuple[str, tuple[str, ...]]:
 
 
 #: Parsers of one string that return immutable values (ints, str, tuples): safe to remember.
-_PURE = frozenset({gpu_count, gpu_indices, hosts, _gpu_type, _state_of})
+_PURE = frozenset({gpu_count, gpus_requested, gpu_indices, hosts, _gpu_type, _state_of})
 
 
 @functools.lru_cache(maxsize=8192)
@@ -222,8 +223,8 @@ def job(d: Any) -> Job:
                user=text(d, "user_name", what) or (str(uid) if uid >= 0 else ""),
                partition=text(d, "partition", what), account=text(d, "account", what),
                qos=text(d, "qos", what), nodes=integer(d, "node_count", what, default=1) or 1,
-               gpus_per_node=parsed(what, gpu_count, tres), gpu_type=gpu_type(tres, what), node_list=node_list,
-               gpus_per_job=parsed(what, gpu_count, text(d, "tres_per_job", what)),
+               gpus_per_node=parsed(what, gpus_requested, tres), gpu_type=gpu_type(tres, what),
+               node_list=node_list, gpus_per_job=parsed(what, gpus_requested, text(d, "tres_per_job", what)),
                cpus=integer(d, "cpus", what),
                req_nodes=parsed(what, hosts, text(d, "required_nodes", what)),
                exc_nodes=parsed(what, hosts, text(d, "excluded_nodes", what)),

@@ -34,7 +34,9 @@ REASONS = {
     "JobHeldUser": "it is held by its user (scontrol release to let it run)",
     "JobHeldAdmin": "it is held by an administrator",
     "Dependency": "it waits for another job it depends on",
-    "DependencyNeverSatisfied": "a job it depends on failed, so it can never start",
+    "DependencyNeverSatisfied": "its dependency can never be satisfied (a job it depends on ended the other "
+                                "way: afterok needs its success, afternotok its failure), so it never starts "
+                                "unless the dependency is changed",
     "ReqNodeNotAvail": "a node it requires is down, drained or reserved",
     "PartitionNodeLimit": "it asks for more nodes than its partition allows",
     "PartitionTimeLimit": "its time limit is longer than its partition allows",
@@ -135,6 +137,15 @@ def parse_gres(text: str | None) -> list[Gres]:
 def gpu_count(text: str | None) -> int:
     """GPUs in a GRES / TRES-per-node string (0 when it names no GPU)."""
     return sum(g.count for g in parse_gres(text) if g.name == "gpu")
+
+
+def gpus_requested(text: str | None) -> int:
+    """GPUs a job asks for in a TRES request (``TresPerNode``, ``TresPerJob``): an item of a GPU type given
+    again replaces the earlier one, as in Slurm (gres.c ``gres_job_state_validate`` keeps one record per
+    name and type, the last count): ``gres/gpu:8,gres/gpu:8`` (``--gres=gpu:8 --gpus-per-node=8``) is 8,
+    ``gres/gpu:4,gres/gpu:2`` is 2; items of different types add up (``gpu:a100:2,gpu:h100:2``: 4)."""
+    last = {g.type: g.count for g in parse_gres(text) if g.name == "gpu"}
+    return sum(last.values())
 
 
 def gpu_types(items: list[Gres]) -> str | None:

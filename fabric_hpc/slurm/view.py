@@ -18,9 +18,10 @@ included, as Slurm compares GRES types (gres.c: ``gres_build_id``). Other hosts 
 when no host of the fabric model has that type, the job is handed to Slurm with the reason.
 
 Hosts of the fabric model that Slurm does not list are down (never placed on). A pending job is
-placed only on hosts with enough free CPUs for its share (its CPUs over its nodes, as Slurm says), and,
-when Slurm reports the job's partition(s) and the nodes' partitions, only on hosts of one of its
-partitions (none there: handed to Slurm with the reason).
+never placed on the hosts of its own ``-x`` (Slurm's ``ExcNodeList``), and only on hosts with enough
+free CPUs for its share (its CPUs over its nodes, as Slurm says), and, when Slurm reports the job's
+partition(s) and the nodes' partitions, only on hosts of one of its partitions (none there: handed to
+Slurm with the reason).
 A job Slurm will not start on any hosts (:attr:`~fabric_hpc.slurm.contract.Job.blocked`): held
 (``sbatch -H``, ``scontrol hold``) or waiting on a dependency (``sbatch --dependency``, reason
 ``Dependency`` or ``DependencyNeverSatisfied``), is not placed and holds no GPUs, even when pinned: it is
@@ -337,9 +338,9 @@ class Hosts:
     _memo: dict[tuple, frozenset[str] | ConfigError] = field(default_factory=dict, compare=False, repr=False)
 
     def kept_from(self, job: Job) -> frozenset[str]:
-        """The hosts Slurm never starts ``job`` on: of another GPU type, outside its partitions and
-        reservations, in a reservation that starts before its time limit would end, and those without its
-        share of CPUs free; ConfigError when a rule leaves no host."""
+        """The hosts Slurm never starts ``job`` on: its own ``-x`` (:meth:`excluded`), of another GPU type,
+        outside its partitions and reservations, in a reservation that starts before its time limit would
+        end, and those without its share of CPUs free; ConfigError when a rule leaves no host."""
         need = math.ceil(job.cpus / max(job.nodes, 1)) if job.cpus else 0
         key = (job.gpu_type, job.partition, job.reservation, need, job.time_limit_min)
         hit = self._memo.get(key)
@@ -355,7 +356,19 @@ class Hosts:
             self._memo[key] = hit
         if isinstance(hit, ConfigError):
             raise ConfigError(hit.message, hint=hit.hint)
-        return hit
+        own = self.excluded(job)
+        return hit | own if own else hit
+
+    def excluded(self, job: Job) -> set[str]:
+        """The fabric hosts of the job's ``ExcNodeList``: its ``-x``, its ``exclude=`` (job_submit.lua adds
+        it), or the agent's hand-over exclusion (outside ``include=``: kept to anyway). Slurm rejects a pin
+        there whoever set it (``BadConstraints``). ConfigError when it leaves no host of the model."""
+        out = {h for h in job.exc_nodes if h in self.partitions}
+        if not out or len(out) < len(self.partitions):
+            return out
+        raise ConfigError(f"excludes every host of the fabric model (-x/ExcNodeList "
+                          f"{compress(sorted(job.exc_nodes))}); handed to Slurm, which places it elsewhere",
+                          hint="a fabric job needs hosts of the fabric model outside its -x")
 
     def reserved_soon(self, job: Job) -> set[str]:
         """The fabric hosts of reservations to come that ``job`` (starting now) would run into."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -157,8 +158,8 @@ def _blocked_line(job: Job) -> str:
         why, then = "while it is held", "once it is released, it comes back to the agent"
     elif job.reason == "DependencyNeverSatisfied" or dependency_failed(job.dependency):
         why = "as its dependency can never be satisfied"
-        if job.reason != "DependencyNeverSatisfied":  # Slurm's reason reads None after an update (22.05)
-            why += f" ({job.dependency}: a job it depends on failed)"
+        if words := dependency_words(job.dependency):  # also when the reason reads None (22.05 after updates)
+            why += f" ({job.dependency}: {'; '.join(words)})"
         then = (f"it comes back to the agent only if its dependency is changed (scontrol update "
                 f"JobId={job.job_id} Dependency=...)")
     else:
@@ -183,6 +184,31 @@ def dependency_failed(dependency: str) -> bool:
     if "?" in dependency:
         return all(part.endswith("(failed)") for part in dependency.split("?"))
     return "(failed)" in dependency
+
+
+#: Why Slurm marks a dependency part ``(failed)``, by type (job_scheduler.c ``_test_job_dependency_common``:
+#: afterok is met when the job completes successfully, afternotok when it ends any other way).
+_NEVER_MET = {
+    "afterok": "job {} did not complete successfully (it failed, was cancelled, timed out or lost its node), "
+               "and afterok waits for its success",
+    "afternotok": "job {} completed successfully, and afternotok waits for it to fail",
+    "aftercorr": "a task of job array {} did not complete successfully, and aftercorr waits for the success "
+                 "of the task of the same index",
+}
+_DEP_PART = re.compile(r"^(?P<type>[a-z]+)(?::(?P<job>[^()]+))?\((?P<state>\w+)\)$")
+
+
+def dependency_words(dependency: str) -> list[str]:
+    """Each ``(failed)`` part of Slurm's dependency text in the terms of its type: ``afternotok:15(failed)``
+    -> "job 15 completed successfully, and afternotok waits for it to fail"."""
+    out = []
+    for part in re.split(r"[,?]", dependency):
+        m = _DEP_PART.match(part.strip())
+        if m is None or m["state"] != "failed":
+            continue
+        job, said = (m["job"] or "").partition("+")[0], _NEVER_MET.get(m["type"])
+        out.append(said.format(job) if said and job else f"{part.strip()[:-8]} can no longer be met")
+    return out
 
 
 #: Pending reasons (their start) of a pinned job that Slurm will not start on its pinned hosts, in words.
