@@ -10,15 +10,16 @@ and a bad row after them is still an error.
 
 from __future__ import annotations
 
-import heapq
 import os
 from array import array
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from operator import itemgetter
 from typing import Any
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.inputs import MAX_FILE_BYTES, check_regular, os_error
+from fabric_hpc.scheduler.idorder import id_key, sort_by_time_then_id
 
 #: Reasons a row is skipped (``Trace.skipped_by`` keys); each is said in its own note.
 NOT_GPU = "are not GPU jobs (no GPUs asked)"
@@ -94,10 +95,13 @@ class Ids:
                                   hint="each job once; fix or drop the repeated row")
             first[job_id] = n
 
+_SUBMIT, _ID = itemgetter(0), itemgetter(1)
+
 
 class Keep:
     """The jobs a reader keeps: all of them, or with ``limit`` only the ``limit`` earliest by
-    (submit, id), the order a trace's jobs are sorted in, in O(limit) memory.
+    (submit, id in natural order: :mod:`fabric_hpc.scheduler.idorder`), the order a trace's jobs
+    are sorted in, in O(limit) memory.
     :meth:`wants` says whether a row could be kept (so its Job is built only then)."""
 
     def __init__(self, limit: int | None) -> None:
@@ -110,7 +114,8 @@ class Keep:
         self.skipped_by[reason] = self.skipped_by.get(reason, 0) + 1
 
     def wants(self, submit: float, job_id: str) -> bool:
-        return self.worst is None or (submit, job_id) < self.worst
+        w = self.worst
+        return w is None or submit < w[0] or (submit == w[0] and id_key(job_id) < id_key(w[1]))
 
     def add(self, submit: float, job_id: str, job: Any) -> None:
         self.items.append((submit, job_id, job))
@@ -118,7 +123,8 @@ class Keep:
             self._prune()
 
     def _prune(self) -> None:
-        self.items = heapq.nsmallest(self.limit, self.items, key=lambda t: (t[0], t[1]))
+        sort_by_time_then_id(self.items, _SUBMIT, _ID)
+        del self.items[self.limit:]
         if len(self.items) >= (self.limit or 0):
             self.worst = self.items[-1][:2]
 
@@ -127,5 +133,6 @@ class Keep:
         if self.limit is not None:
             self._prune()
         rows, self.items = self.items, []
-        rows.sort(key=lambda t: (t[0], t[1]))
+        if self.limit is None:
+            sort_by_time_then_id(rows, _SUBMIT, _ID)  # (_prune sorted them)
         return rows
