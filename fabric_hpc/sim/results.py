@@ -4,7 +4,11 @@
 
     {"version": 1, "summary": {...metrics...}, "timeline": {"t": [...], "busy": [...], "queue": [...]},
      "jct": [...], "wait_by_tier": {"high": [...], ...}, "jobs": [per-job rows], "trace": "...",
-     "config": {...}}
+     "trace_file": {"path": "...", "sha256": "..."}, "config": {...}}
+
+``trace`` names the trace (``tiresias:jobs.csv``); ``trace_file`` is the file replayed, its resolved
+path and the SHA-256 of its content (null for a synthetic workload; absent from files written before
+it was recorded), which ``fabric sim compare`` compares.
 
 ``config`` as ``fabric sim run`` writes it: ``policy``, ``fabric``, the policy options given
 (``placement``, ``backfill``, ``preemption``, ``preempt_benefit_ratio``) and the options that change
@@ -45,7 +49,7 @@ def _thin(t: list[float], *series: list[float]) -> tuple[list[float], ...]:
 
 
 def results_dict(result: SimResult, *, trace: str = "", config: dict[str, Any] | None = None,
-                 with_jobs: bool = True) -> dict[str, Any]:
+                 with_jobs: bool = True, trace_file: dict[str, str] | None = None) -> dict[str, Any]:
     summary = summarize(result)
     tl = result.timeline
     t, busy, queue = _thin(tl["t"], tl["busy"], tl["queue"])
@@ -56,17 +60,19 @@ def results_dict(result: SimResult, *, trace: str = "", config: dict[str, Any] |
     for r in result.records:
         if r.first_start is not None:
             wait_by_tier.setdefault(r.job.tier, []).append(r.first_start - r.job.submit)
-    return {"version": RESULTS_VERSION, "summary": summary, "trace": trace, "config": config or {},
+    return {"version": RESULTS_VERSION, "summary": summary, "trace": trace, "trace_file": trace_file,
+            "config": config or {},
             "timeline": {"t": t, "busy": busy, "queue": queue},
             "jct": sorted(float(r.end - r.job.submit) for r in done),
             "wait_by_tier": wait_by_tier, "jobs": job_rows(result) if with_jobs else []}
 
 
 def write_results(result: SimResult, out_dir: str | os.PathLike[str], *, trace: str = "",
-                  config: dict[str, Any] | None = None, topology_report: bool = False) -> dict[str, Any]:
+                  config: dict[str, Any] | None = None, topology_report: bool = False,
+                  trace_file: dict[str, str] | None = None) -> dict[str, Any]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = results_dict(result, trace=trace, config=config)
+    data = results_dict(result, trace=trace, config=config, trace_file=trace_file)
     # strict JSON: a NaN or infinite metric is stored as null, its path listed under "undefined"
     undefined: list[str] = []
     clean = finite_json(data, "", undefined)
@@ -130,3 +136,6 @@ def _shape_problem(data: dict[str, Any]) -> str | None:
     if not isinstance(tiers, dict) or not all(isinstance(k, str) and _numbers(v) for k, v in tiers.items()):
         return "wait_by_tier is not a mapping of tiers to lists of numbers"
     return None
+    tf = data.get("trace_file")
+    if tf is not None and not (isinstance(tf, dict) and all(isinstance(tf.get(k), str) for k in ("path", "sha256"))):
+        return "trace_file is not a mapping of the trace's path and sha256"

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import math
 import os
 import sys
@@ -52,15 +53,38 @@ MAX_JOB_GPUS = 1_000_000
 
 class Trace(list):
     """A list of jobs with ``name`` and the rows skipped: ``skipped_by`` (reason → rows, the reasons
-    of :mod:`fabric_hpc.sim.rows`) and ``skipped`` (their total)."""
+    of :mod:`fabric_hpc.sim.rows`) and ``skipped`` (their total); ``path``: the file read (None: a
+    generated workload), which :meth:`file_identity` names by content."""
 
-    def __init__(self, jobs: list[Job], name: str, skipped: int | dict[str, int] = 0) -> None:
+    def __init__(self, jobs: list[Job], name: str, skipped: int | dict[str, int] = 0,
+                 path: str | os.PathLike[str] | None = None) -> None:
         super().__init__(jobs)
         self.name = name
+        self.path = None if path is None else Path(path).resolve()
+        self._identity: dict[str, str] | None = None
         if not isinstance(skipped, dict):
             skipped = {NOT_GPU: skipped} if skipped else {}
         self.skipped_by = dict(skipped)
         self.skipped = sum(self.skipped_by.values())
+
+    def file_identity(self) -> dict[str, str] | None:
+        """``{"path": resolved path, "sha256": hex digest of the file}`` (the file read again in 1 MiB
+        blocks, once), so two files of one name (two clusters' ``jobs.csv``) are told apart; None for
+        a generated workload."""
+        if self.path is None:
+            return None
+        if self._identity is None:
+            from fabric_hpc.inputs import os_error
+
+            digest = hashlib.sha256()
+            try:
+                with open(self.path, "rb") as f:
+                    while block := f.read(1 << 20):
+                        digest.update(block)
+            except OSError as exc:
+                raise os_error(exc, "trace file", self.path) from None
+            self._identity = {"path": str(self.path), "sha256": digest.hexdigest()}
+        return self._identity
 
     def notes(self) -> list[str]:
         """One line per reason rows were skipped, e.g. ``3 row(s) of sacct:x.txt are jobs that had not
@@ -247,7 +271,7 @@ def read_tiresias(path: str | os.PathLike[str], *, gpus_per_host: int = 8, wallt
             sys.intern(model.rstrip("0123456789") or "default"), "user", "normal",
             {"comm_fraction": _fraction(sens), **profile, "model": sys.intern(model)}))
     ids.check(lambda: ((n, row[i_id]) for n, row in _Table(p, need, "a Tiresias trace")))
-    return Trace(_built(keep), f"tiresias:{p.name}", keep.skipped_by)
+    return Trace(_built(keep), f"tiresias:{p.name}", keep.skipped_by, path=p)
 
 
 @functools.lru_cache(maxsize=64)
@@ -323,7 +347,7 @@ def read_openb(path: str | os.PathLike[str], *, gpus_per_host: int = 8, walltime
             gang_request(gpus, gpus_per_host), max(dur * walltime_factor, 60.0), dur, sys.intern(qos), "user",
             OPENB_TIERS[qos], {"comm_fraction": _fraction(1.0), **profile}))
     ids.check(lambda: ((n, row[i_name]) for n, row in _Table(p, need, "an Alibaba openb pod list")))
-    return Trace(_built(keep), f"openb:{p.name}", keep.skipped_by)
+    return Trace(_built(keep), f"openb:{p.name}", keep.skipped_by, path=p)
 
 
 def _never_scheduled(table: _Table, row: list[str]) -> bool:
@@ -385,7 +409,7 @@ def read_swf(path: str | os.PathLike[str], *, procs_per_gpu: int = 1, gpus_per_h
             gang_request(gpus, gpus_per_host), max(wall, run, 1.0) * time_scale, run * time_scale,
             sys.intern(f"g{group}"), sys.intern(f"u{user}"), tiers.get(queue, "normal"), {}))
     ids.check(lambda: ((n, f"swf{_integer(p, n, 'job number', f[0])}") for n, f in _swf_lines(p)))
-    return Trace(_built(keep), f"swf:{p.name}", keep.skipped_by)
+    return Trace(_built(keep), f"swf:{p.name}", keep.skipped_by, path=p)
 
 
 #: Most processors per GPU (``procs_per_gpu``): a host of 1,024 GPUs with a million cores each.
