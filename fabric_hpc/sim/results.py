@@ -17,7 +17,8 @@ not given), ``limit`` (null: every job), ``gpus_per_host`` (the host size trace 
 null for a synthetic workload, whose reference holds it), ``contention`` and ``ecmp``.
 
 plus ``DIR/state.json`` (the cluster state at the end, the placement state format) and, when asked,
-``DIR/topology.html`` (the topology report of the final state).
+``DIR/topology.html`` (the topology report of the busiest moment); when not asked, a topology.html an
+earlier run wrote there is removed (one fabric did not write is left alone).
 """
 
 from __future__ import annotations
@@ -87,7 +88,29 @@ def write_results(result: SimResult, out_dir: str | os.PathLike[str], *, trace: 
         when = f"busiest moment (t = {result.peak_time / 3600:.2f} h)" if result.peak_state else "end of replay"
         write_report(result.state.fab, out / "topology.html", state=snap,
                      title=f"{result.fabric} under policy {result.policy}: {when}")
+    else:
+        _drop_stale_report(out / "topology.html")
     return data
+
+
+#: The line every topology report fabric writes carries in its head (fabric_hpc.topology.report).
+_REPORT_MARK = b'<meta name="generator" content="fabric-hpc topology report">'
+
+
+def _drop_stale_report(p: Path) -> None:
+    """Remove a topology report an earlier run wrote into a reused results directory (it would show
+    another replay beside this one's results); a file fabric did not write is left alone."""
+    try:
+        if p.is_symlink() or not p.is_file():
+            return
+        with open(p, "rb") as f:
+            head = f.read(4096)
+        if _REPORT_MARK in head:
+            p.unlink()
+    except OSError as exc:
+        from fabric_hpc.inputs import os_error
+
+        raise os_error(exc, "stale topology report", p) from None
 
 
 def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -131,11 +154,11 @@ def _shape_problem(data: dict[str, Any]) -> str | None:
     if not isinstance(tl, dict) or not all(_numbers(tl.get(k)) for k in ("t", "busy", "queue")) \
             or not len(tl["t"]) == len(tl["busy"]) == len(tl["queue"]):
         return "timeline is not three equally long lists t, busy, queue of numbers"
+    tf = data.get("trace_file")
+    if tf is not None and not (isinstance(tf, dict) and all(isinstance(tf.get(k), str) for k in ("path", "sha256"))):
+        return "trace_file is not a mapping of the trace's path and sha256"
     if not _numbers(data.get("jct", [])):
         return "jct is not a list of numbers"
     if not isinstance(tiers, dict) or not all(isinstance(k, str) and _numbers(v) for k, v in tiers.items()):
         return "wait_by_tier is not a mapping of tiers to lists of numbers"
     return None
-    tf = data.get("trace_file")
-    if tf is not None and not (isinstance(tf, dict) and all(isinstance(tf.get(k), str) for k in ("path", "sha256"))):
-        return "trace_file is not a mapping of the trace's path and sha256"
