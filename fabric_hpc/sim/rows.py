@@ -10,6 +10,7 @@ and a bad row after them is still an error.
 
 from __future__ import annotations
 
+import math
 import os
 from array import array
 from collections.abc import Callable, Iterator
@@ -37,6 +38,56 @@ NO_GPU_TRES = ("are not GPU jobs (their AllocTRES lists no gres/gpu; a site that
                "(AccountingStorageTRES=gres/gpu) can leave AllocTRES out of sacct --format to count "
                "NNodes × --gpus-per-node)")
 NO_SUBMIT = "have no submit time (Unknown)"
+
+#: Longest span of submit times (once scaled and shifted to start at 0) and longest run time a trace
+#: may give: about 317 years, in seconds.
+MAX_TRACE_SECONDS = 1e10
+_SCALE_HINT = ("times are seconds: a trace in other units needs --time-scale (0.001 for milliseconds, "
+               "1e-6 for microseconds; read_*(time_scale=...)); else fix or drop that row")
+
+
+class Span:
+    """The submit times of a trace, each finite, scaled by ``scale`` as they are read; from any
+    origin (``negative``: below 0 too), since the first job is shifted to 0: :meth:`check` refuses,
+    at the end, only a span longer than MAX_TRACE_SECONDS once scaled, naming its first and last row."""
+
+    def __init__(self, p: Path, scale: float, name: str, *, negative: bool = True) -> None:
+        self.p, self.scale, self.name, self.negative = p, scale, name, negative
+        self.lo, self.hi, self.lo_n, self.hi_n = math.inf, -math.inf, 0, 0
+
+    def add(self, n: int, value: float) -> float:
+        """``value`` × scale, after checking it is a finite time (and not negative unless allowed)."""
+        if not math.isfinite(value) or (value < 0 and not self.negative):
+            rule = "a finite time" if self.negative else "a finite time >= 0"
+            raise ConfigError(f"{self.p}:{n}: {self.name}={value!r} is not {rule}",
+                              hint="fix or drop that row" + ("" if self.negative else
+                                                            " (SWF writes -1 for an unknown time)"))
+        t = value * self.scale
+        if t < self.lo:
+            self.lo, self.lo_n = t, n
+        if t > self.hi:
+            self.hi, self.hi_n = t, n
+        return t
+
+    def check(self) -> None:
+        if self.hi - self.lo > MAX_TRACE_SECONDS:
+            scaled = f" after --time-scale {self.scale:g}" if self.scale != 1 else ""
+            raise ConfigError(f"{self.p}: {self.name} spans {self.hi - self.lo:.3g} s{scaled} (line {self.lo_n} "
+                              f"to line {self.hi_n}), more than {MAX_TRACE_SECONDS:.0e} s", hint=_SCALE_HINT)
+
+
+def run_time(p: Path, n: int, name: str, value: float, scale: float) -> float:
+    """A duration of a trace row × ``scale``: a finite number of seconds in 0..MAX_TRACE_SECONDS once
+    scaled (a ConfigError naming the row, and --time-scale where the size is the problem)."""
+    t = value * scale
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{p}:{n}: {name}={value!r} is not a finite time >= 0",
+                          hint="fix or drop that row; times are finite seconds")
+    if not t <= MAX_TRACE_SECONDS:
+        scaled = f" ({t:.3g} s after --time-scale {scale:g})" if scale != 1 else ""
+        raise ConfigError(f"{p}:{n}: {name}={value:g}{scaled} is longer than {MAX_TRACE_SECONDS:.0e} s",
+                          hint=_SCALE_HINT)
+    return t
 
 
 def lines(p: Path, what: str = "trace file") -> Iterator[str]:
