@@ -128,7 +128,7 @@ class _Table:
     shorter than the header that lacks a needed column, or longer than it, is an error naming it)."""
 
     def __init__(self, p: Path, need: set[str], what: str) -> None:
-        self.p, self.reader = p, csv.reader(lines(p))
+        self.p, self.reader = p, csv.reader(lines(p), skipinitialspace=True)  # 'a, b' and 'a, "b"' too
         try:
             header = next((r for r in self.reader if r), None)
         except csv.Error as exc:
