@@ -104,7 +104,7 @@ class Simulator:
             raise ConfigError(f"simulator: job id {twice[:60]!r} is given more than once", hint="give each job its own id")
         self.fab, self.policy = fab, policy
         self.jobs = list(jobs)
-        sort_by_time_then_id(self.jobs, attrgetter("submit"), attrgetter("id"))  # 9 before 10
+        sort_by_time_then_id(self.jobs, attrgetter("submit"), attrgetter("id"))  # ties: job 9 before 10
         self.slowdown = slowdown or Contention(fab)
         self.restore_s = restore_s
         self.ledger = UsageLedger(half_life_s)

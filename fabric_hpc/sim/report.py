@@ -153,7 +153,8 @@ def comparison_warnings(results: list[dict[str, Any]], names: list[str]) -> list
     fabrics = [run_fabric(r) for r in results]
     for what, seen, say in (("trace", traces, shown), ("fabric", fabrics, fabrics)):
         if len(set(seen)) > 1:
-            out.append(f"the runs replayed different {what}s: " + ", ".join(f"{n}: {v}" for n, v in zip(names, say)))
+            out.append(f"the runs replayed different {what}s: "
+                       + ", ".join(f"{n}: {v}" for n, v in zip(names, say)))
     for key, flag in WORKLOAD_KEYS.items():
         seen = [_config_value(r, key) for r in results]
         if len(set(seen)) > 1:
@@ -178,7 +179,8 @@ def _setup_rows(results: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def _intro(results: list[dict[str, Any]], warnings: list[str]) -> str:
-    traces = sorted({str(r.get("trace", "")) for r in results}) if len(set(_trace_seen(results)[0])) == 1 else []
+    same = len(set(_trace_seen(results)[0])) == 1
+    traces = sorted({str(r.get("trace", "")) for r in results}) if same else []
     fabrics = sorted({(run_fabric(r), r["summary"]["gpus"]) for r in results})
     work = f"Workload: {html.escape(traces[0])}." if len(traces) == 1 else "Workloads differ (table)."
     fab = (f"Fabric: {html.escape(fabrics[0][0])} ({fabrics[0][1]} GPUs)." if len(fabrics) == 1

@@ -155,7 +155,8 @@ def _shape_problem(data: dict[str, Any]) -> str | None:
             or not len(tl["t"]) == len(tl["busy"]) == len(tl["queue"]):
         return "timeline is not three equally long lists t, busy, queue of numbers"
     tf = data.get("trace_file")
-    if tf is not None and not (isinstance(tf, dict) and all(isinstance(tf.get(k), str) for k in ("path", "sha256"))):
+    if tf is not None and not (isinstance(tf, dict)
+                               and all(isinstance(tf.get(k), str) for k in ("path", "sha256"))):
         return "trace_file is not a mapping of the trace's path and sha256"
     if not _numbers(data.get("jct", [])):
         return "jct is not a list of numbers"

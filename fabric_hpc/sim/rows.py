@@ -72,8 +72,9 @@ class Span:
     def check(self) -> None:
         if self.hi - self.lo > MAX_TRACE_SECONDS:
             scaled = f" after --time-scale {self.scale:g}" if self.scale != 1 else ""
-            raise ConfigError(f"{self.p}: {self.name} spans {self.hi - self.lo:.3g} s{scaled} (line {self.lo_n} "
-                              f"to line {self.hi_n}), more than {MAX_TRACE_SECONDS:.0e} s", hint=_SCALE_HINT)
+            raise ConfigError(f"{self.p}: {self.name} spans {self.hi - self.lo:.3g} s{scaled} (line "
+                              f"{self.lo_n} to line {self.hi_n}), more than {MAX_TRACE_SECONDS:.0e} s",
+                              hint=_SCALE_HINT)
 
 
 def run_time(p: Path, n: int, name: str, value: float, scale: float) -> float:

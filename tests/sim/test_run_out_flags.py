@@ -48,5 +48,6 @@ def test_ecmp_without_contention_still_stretches_a_job_by_its_own_collisions():
     gpus = [fab.gpus[i] for i in np.flatnonzero(np.isin(fab.index.gpu_host, hosts))]
     job = Job(id="e", request=Request(nodes=4, gpus_per_node=len(gpus) // 4), submit=0, walltime=100,
               duration=100, meta={"comm_fraction": 0.5})
-    spread, hashed = (Contention(fab, contention=False, ecmp=e).start("e", job, gpus)["e"] for e in (False, True))
+    spread, hashed = (Contention(fab, contention=False, ecmp=e).start("e", job, gpus)["e"]
+                      for e in (False, True))
     assert spread == 1.0 and hashed > 1.1

@@ -19,7 +19,8 @@ def test_bare_tiresias_path_with_any_header_layout(tmp_path, header):
     row = {"job_id": "0", "num_gpu": "4", "submit_time": "0", "duration": "100"}
     p.write_text(header + "\n" + ",".join(row[c] for c in cols) + "\n")
     trace = load_trace(str(p))
-    assert trace.name == "tiresias:t.csv" and [(j.id, j.gpus, j.duration) for j in trace] == [("t0", 4, 100.0)]
+    assert trace.name == "tiresias:t.csv"
+    assert [(j.id, j.gpus, j.duration) for j in trace] == [("t0", 4, 100.0)]
 
 
 def test_spaces_after_commas_are_not_part_of_the_fields(tmp_path):

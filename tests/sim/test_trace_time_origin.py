@@ -34,7 +34,8 @@ def test_negative_submit_offsets_are_shifted_to_zero(tmp_path):
     assert [j.submit for j in read_tiresias(p, time_scale=2.0, limit=1)] == [0.0]
     openb = tmp_path / "o.csv"
     openb.write_text("name,num_gpu,qos,creation_time,deletion_time\np0,1,LS,-30,70\np1,1,BE,0,10\n")
-    assert [(j.id, j.submit, j.duration) for j in read_openb(openb)] == [("p0", 0.0, 100.0), ("p1", 30.0, 10.0)]
+    got = [(j.id, j.submit, j.duration) for j in read_openb(openb)]
+    assert got == [("p0", 0.0, 100.0), ("p1", 30.0, 10.0)]
     swf = tmp_path / "neg.swf"  # SWF's origin is 0 and -1 means unknown: a negative submit is refused
     swf.write_text("1 -1 -1 60 8 -1 -1 8 120 -1 1 1 1 -1 1 -1 -1 -1\n")
     with pytest.raises(ConfigError, match=r"neg\.swf:1: submit_time=-1\.0 is not a finite time >= 0"):
@@ -44,7 +45,8 @@ def test_negative_submit_offsets_are_shifted_to_zero(tmp_path):
 def test_a_span_too_long_after_scaling_is_refused_naming_its_rows(tmp_path):
     p = tmp_path / "long.csv"
     p.write_text(HEAD + "0,4,5,100\n1,4,-1,100\n2,4,2e10,50\n")
-    with pytest.raises(ConfigError, match=r"long\.csv: submit_time spans 2e\+10 s \(line 3 to line 4\)") as err:
+    needle = r"long\.csv: submit_time spans 2e\+10 s \(line 3 to line 4\)"
+    with pytest.raises(ConfigError, match=needle) as err:
         read_tiresias(p)
     assert "--time-scale" in err.value.hint
     assert [j.submit for j in read_tiresias(p, time_scale=0.1)] == [0.0, 0.6, 2e9 + 0.1]
