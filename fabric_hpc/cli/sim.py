@@ -95,6 +95,7 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
     kind_options = _kind_options(procs_per_gpu, swf_queue_tier, gpus_per_node)
     options.update(kind_options)
     jobs, name = _workload(trace, fab, sizes, options, limit, strict)
+    trace_file = jobs.file_identity()  # the file's path and content hash, so compare tells files apart
     kwargs = _policy_kwargs(policy, placement, backfill, no_preemption, preempt_benefit_ratio)
     pol = make_policy(policy, **kwargs)
     slowdown = Contention(fab, contention=contention, ecmp=ecmp)
@@ -106,6 +107,7 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
                 **{k: (",".join(f"{q}={t}" for q, t in v.items()) if isinstance(v, dict) else v)
                    for k, v in kind_options.items()}}
     data = write_results(res, out_dir, trace=name, topology_report=not no_topology_report,
+                         trace_file=trace_file,
                          config={"policy": policy, "fabric": fab.name, **kwargs, **workload})
     s = data["summary"]
     render(as_json, s, lambda con: con.print(table(f"{policy} on {fab.name}: {name}", ["metric", "value"],

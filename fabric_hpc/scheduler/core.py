@@ -37,6 +37,7 @@ from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement import ClusterState, Placement
 from fabric_hpc.placement.levels import fabric_levels
 from fabric_hpc.scheduler.caches import StepCaches, offers
+from fabric_hpc.scheduler.idorder import id_key
 from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, TOO_COSTLY, BackfillPolicy, CostAwarePreemption,
                                            Decisions, Job, Placer, PreemptionPolicy, PriorityPolicy,
                                            RankedPriority, Reservation, SchedulerInput, Tier, UnsetTiers)
@@ -204,7 +205,7 @@ class Scheduler:
         pos = order if cand is None else cand[order]  # positions in ``pending``
         if np.count_nonzero((a[1:] == a[:-1]) & (b[1:] == b[:-1])):  # a full tie: the job id decides
             n = pos.tolist()
-            keys = sorted(zip(a.tolist(), b.tolist(), [ids[k] for k in n], n))
+            keys = sorted(zip(a.tolist(), b.tolist(), [id_key(ids[k]) for k in n], n))
             return [pending[k[3]] for k in keys[:limit]]
         return list(map(pending.__getitem__, pos[:limit].tolist()))
 

@@ -22,6 +22,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
 from fabric_hpc.scheduler.caches import offers
 from fabric_hpc.scheduler.contract import HoldsJobs, Job, PendingJob, PlacerStats, RunningJob, SchedulingPolicy
 from fabric_hpc.scheduler.core import Scheduler
+from fabric_hpc.scheduler.idorder import sort_by_time_then_id
 from fabric_hpc.scheduler.placer import request_key
 from fabric_hpc.scheduler.priority import UsageLedger
 from fabric_hpc.sim.contention import Contention
@@ -101,7 +103,8 @@ class Simulator:
             twice = next(i for i, n in Counter(ids).items() if n > 1)
             raise ConfigError(f"simulator: job id {twice[:60]!r} is given more than once", hint="give each job its own id")
         self.fab, self.policy = fab, policy
-        self.jobs = sorted(jobs, key=lambda j: (j.submit, j.id))
+        self.jobs = list(jobs)
+        sort_by_time_then_id(self.jobs, attrgetter("submit"), attrgetter("id"))  # ties: job 9 before 10
         self.slowdown = slowdown or Contention(fab)
         self.restore_s = restore_s
         self.ledger = UsageLedger(half_life_s)

@@ -2,12 +2,14 @@
 
 ``tiresias:FILE``, ``openb:FILE``, ``swf:FILE``, ``sacct:FILE``, ``jobcomp:FILE``, and
 ``synthetic[:key=value,...]`` (keys of :class:`~fabric_hpc.sim.synthetic.GangWorkload`, e.g.
-``synthetic:jobs=5000,load=1.0,seed=3``). A bare path is recognised by its first line.
+``synthetic:jobs=5000,load=1.0,seed=3``). A bare path is recognised by its first line (a CSV
+header by its column names, in any order, quoted or with spaces after the commas).
 Bundled: ``data/traces/tiresias_60_job.csv`` and ``data/traces/alibaba_openb_pod_list_default.csv``.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import inspect
 import re
@@ -24,11 +26,20 @@ READERS = {"tiresias": read_tiresias, "openb": read_openb, "swf": read_swf, "sac
 KINDS = (*READERS, "synthetic")
 
 
+def _header(first: str) -> set[str]:
+    """The column names of a CSV header line as the CSV readers see them (quotes, spaces after commas)."""
+    try:
+        return {c.strip() for c in next(csv.reader([first], skipinitialspace=True), [])}
+    except csv.Error:
+        return set()
+
+
 def _sniff(path: Path) -> str:
     first = next((ln.strip() for ln in lines(path) if ln.strip()), "")
-    if first.startswith("job_id,num_gpu"):
+    cols = _header(first)
+    if {"job_id", "num_gpu"} <= cols:  # by the columns, in any order, quoted or not
         return "tiresias"
-    if first.startswith("name,") and "qos" in first:
+    if {"name", "qos"} <= cols:
         return "openb"
     if first.startswith("JobId="):
         return "jobcomp"

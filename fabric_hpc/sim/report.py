@@ -104,6 +104,26 @@ def _plots(results: list[dict[str, Any]], names: list[str]) -> dict[str, str]:
     return out
 
 
+def trace_digest(r: dict[str, Any]) -> str | None:
+    """The SHA-256 of the trace file a run replayed (None: a synthetic workload, or a results file
+    written before it was recorded)."""
+    tf = r.get("trace_file")
+    return tf.get("sha256") if isinstance(tf, dict) and isinstance(tf.get("sha256"), str) else None
+
+
+def _trace_seen(results: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """(what tells the runs' traces apart, how to show each): the kind and content hash of the file
+    when every run recorded one (two clusters' ``jobs.csv`` differ; a copy of one file does not),
+    else the trace's name, as results files written before the hash was recorded are compared."""
+    names = [str(r.get("trace")) for r in results]
+    digests = [trace_digest(r) for r in results]
+    if None in digests:
+        return names, names
+    shown = [f"{n} ({r['trace_file'].get('path', '?')}, sha256 {d[:12]}…)"
+             for n, r, d in zip(names, results, digests)]
+    return [f"{n.partition(':')[0]}:{d}" for n, d in zip(names, digests)], shown
+
+
 def run_fabric(r: dict[str, Any]) -> str:
     """The fabric a run replayed on (its config, else its summary)."""
     return str((r.get("config") or {}).get("fabric") or r["summary"].get("fabric", "?"))
@@ -129,9 +149,12 @@ def _config_value(r: dict[str, Any], key: str) -> str:
 def comparison_warnings(results: list[dict[str, Any]], names: list[str]) -> list[str]:
     """A side-by-side means something only over the same jobs on the same cluster: what differs."""
     out = []
-    for what, seen in (("trace", [str(r.get("trace")) for r in results]), ("fabric", [run_fabric(r) for r in results])):
+    traces, shown = _trace_seen(results)
+    fabrics = [run_fabric(r) for r in results]
+    for what, seen, say in (("trace", traces, shown), ("fabric", fabrics, fabrics)):
         if len(set(seen)) > 1:
-            out.append(f"the runs replayed different {what}s: " + ", ".join(f"{n}: {v}" for n, v in zip(names, seen)))
+            out.append(f"the runs replayed different {what}s: "
+                       + ", ".join(f"{n}: {v}" for n, v in zip(names, say)))
     for key, flag in WORKLOAD_KEYS.items():
         seen = [_config_value(r, key) for r in results]
         if len(set(seen)) > 1:
@@ -156,7 +179,8 @@ def _setup_rows(results: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def _intro(results: list[dict[str, Any]], warnings: list[str]) -> str:
-    traces = sorted({str(r.get("trace", "")) for r in results})
+    same = len(set(_trace_seen(results)[0])) == 1
+    traces = sorted({str(r.get("trace", "")) for r in results}) if same else []
     fabrics = sorted({(run_fabric(r), r["summary"]["gpus"]) for r in results})
     work = f"Workload: {html.escape(traces[0])}." if len(traces) == 1 else "Workloads differ (table)."
     fab = (f"Fabric: {html.escape(fabrics[0][0])} ({fabrics[0][1]} GPUs)." if len(fabrics) == 1

@@ -4,7 +4,11 @@
 
     {"version": 1, "summary": {...metrics...}, "timeline": {"t": [...], "busy": [...], "queue": [...]},
      "jct": [...], "wait_by_tier": {"high": [...], ...}, "jobs": [per-job rows], "trace": "...",
-     "config": {...}}
+     "trace_file": {"path": "...", "sha256": "..."}, "config": {...}}
+
+``trace`` names the trace (``tiresias:jobs.csv``); ``trace_file`` is the file replayed, its resolved
+path and the SHA-256 of its content (null for a synthetic workload; absent from files written before
+it was recorded), which ``fabric sim compare`` compares.
 
 ``config`` as ``fabric sim run`` writes it: ``policy``, ``fabric``, the policy options given
 (``placement``, ``backfill``, ``preemption``, ``preempt_benefit_ratio``) and the options that change
@@ -13,7 +17,8 @@ not given), ``limit`` (null: every job), ``gpus_per_host`` (the host size trace 
 null for a synthetic workload, whose reference holds it), ``contention`` and ``ecmp``.
 
 plus ``DIR/state.json`` (the cluster state at the end, the placement state format) and, when asked,
-``DIR/topology.html`` (the topology report of the final state).
+``DIR/topology.html`` (the topology report of the busiest moment); when not asked, a topology.html an
+earlier run wrote there is removed (one fabric did not write is left alone).
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ def _thin(t: list[float], *series: list[float]) -> tuple[list[float], ...]:
 
 
 def results_dict(result: SimResult, *, trace: str = "", config: dict[str, Any] | None = None,
-                 with_jobs: bool = True) -> dict[str, Any]:
+                 with_jobs: bool = True, trace_file: dict[str, str] | None = None) -> dict[str, Any]:
     summary = summarize(result)
     tl = result.timeline
     t, busy, queue = _thin(tl["t"], tl["busy"], tl["queue"])
@@ -56,17 +61,19 @@ def results_dict(result: SimResult, *, trace: str = "", config: dict[str, Any] |
     for r in result.records:
         if r.first_start is not None:
             wait_by_tier.setdefault(r.job.tier, []).append(r.first_start - r.job.submit)
-    return {"version": RESULTS_VERSION, "summary": summary, "trace": trace, "config": config or {},
+    return {"version": RESULTS_VERSION, "summary": summary, "trace": trace, "trace_file": trace_file,
+            "config": config or {},
             "timeline": {"t": t, "busy": busy, "queue": queue},
             "jct": sorted(float(r.end - r.job.submit) for r in done),
             "wait_by_tier": wait_by_tier, "jobs": job_rows(result) if with_jobs else []}
 
 
 def write_results(result: SimResult, out_dir: str | os.PathLike[str], *, trace: str = "",
-                  config: dict[str, Any] | None = None, topology_report: bool = False) -> dict[str, Any]:
+                  config: dict[str, Any] | None = None, topology_report: bool = False,
+                  trace_file: dict[str, str] | None = None) -> dict[str, Any]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = results_dict(result, trace=trace, config=config)
+    data = results_dict(result, trace=trace, config=config, trace_file=trace_file)
     # strict JSON: a NaN or infinite metric is stored as null, its path listed under "undefined"
     undefined: list[str] = []
     clean = finite_json(data, "", undefined)
@@ -81,7 +88,29 @@ def write_results(result: SimResult, out_dir: str | os.PathLike[str], *, trace: 
         when = f"busiest moment (t = {result.peak_time / 3600:.2f} h)" if result.peak_state else "end of replay"
         write_report(result.state.fab, out / "topology.html", state=snap,
                      title=f"{result.fabric} under policy {result.policy}: {when}")
+    else:
+        _drop_stale_report(out / "topology.html")
     return data
+
+
+#: The line every topology report fabric writes carries in its head (fabric_hpc.topology.report).
+_REPORT_MARK = b'<meta name="generator" content="fabric-hpc topology report">'
+
+
+def _drop_stale_report(p: Path) -> None:
+    """Remove a topology report an earlier run wrote into a reused results directory (it would show
+    another replay beside this one's results); a file fabric did not write is left alone."""
+    try:
+        if p.is_symlink() or not p.is_file():
+            return
+        with open(p, "rb") as f:
+            head = f.read(4096)
+        if _REPORT_MARK in head:
+            p.unlink()
+    except OSError as exc:
+        from fabric_hpc.inputs import os_error
+
+        raise os_error(exc, "stale topology report", p) from None
 
 
 def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -125,6 +154,10 @@ def _shape_problem(data: dict[str, Any]) -> str | None:
     if not isinstance(tl, dict) or not all(_numbers(tl.get(k)) for k in ("t", "busy", "queue")) \
             or not len(tl["t"]) == len(tl["busy"]) == len(tl["queue"]):
         return "timeline is not three equally long lists t, busy, queue of numbers"
+    tf = data.get("trace_file")
+    if tf is not None and not (isinstance(tf, dict)
+                               and all(isinstance(tf.get(k), str) for k in ("path", "sha256"))):
+        return "trace_file is not a mapping of the trace's path and sha256"
     if not _numbers(data.get("jct", [])):
         return "jct is not a list of numbers"
     if not isinstance(tiers, dict) or not all(isinstance(k, str) and _numbers(v) for k, v in tiers.items()):

@@ -10,15 +10,17 @@ and a bad row after them is still an error.
 
 from __future__ import annotations
 
-import heapq
+import math
 import os
 from array import array
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from operator import itemgetter
 from typing import Any
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.inputs import MAX_FILE_BYTES, check_regular, os_error
+from fabric_hpc.scheduler.idorder import id_key, sort_by_time_then_id
 
 #: Reasons a row is skipped (``Trace.skipped_by`` keys); each is said in its own note.
 NOT_GPU = "are not GPU jobs (no GPUs asked)"
@@ -36,6 +38,57 @@ NO_GPU_TRES = ("are not GPU jobs (their AllocTRES lists no gres/gpu; a site that
                "(AccountingStorageTRES=gres/gpu) can leave AllocTRES out of sacct --format to count "
                "NNodes × --gpus-per-node)")
 NO_SUBMIT = "have no submit time (Unknown)"
+
+#: Longest span of submit times (once scaled and shifted to start at 0) and longest run time a trace
+#: may give: about 317 years, in seconds.
+MAX_TRACE_SECONDS = 1e10
+_SCALE_HINT = ("times are seconds: a trace in other units needs --time-scale (0.001 for milliseconds, "
+               "1e-6 for microseconds; read_*(time_scale=...)); else fix or drop that row")
+
+
+class Span:
+    """The submit times of a trace, each finite, scaled by ``scale`` as they are read; from any
+    origin (``negative``: below 0 too), since the first job is shifted to 0: :meth:`check` refuses,
+    at the end, only a span longer than MAX_TRACE_SECONDS once scaled, naming its first and last row."""
+
+    def __init__(self, p: Path, scale: float, name: str, *, negative: bool = True) -> None:
+        self.p, self.scale, self.name, self.negative = p, scale, name, negative
+        self.lo, self.hi, self.lo_n, self.hi_n = math.inf, -math.inf, 0, 0
+
+    def add(self, n: int, value: float) -> float:
+        """``value`` × scale, after checking it is a finite time (and not negative unless allowed)."""
+        if not math.isfinite(value) or (value < 0 and not self.negative):
+            rule = "a finite time" if self.negative else "a finite time >= 0"
+            raise ConfigError(f"{self.p}:{n}: {self.name}={value!r} is not {rule}",
+                              hint="fix or drop that row" + ("" if self.negative else
+                                                            " (SWF writes -1 for an unknown time)"))
+        t = value * self.scale
+        if t < self.lo:
+            self.lo, self.lo_n = t, n
+        if t > self.hi:
+            self.hi, self.hi_n = t, n
+        return t
+
+    def check(self) -> None:
+        if self.hi - self.lo > MAX_TRACE_SECONDS:
+            scaled = f" after --time-scale {self.scale:g}" if self.scale != 1 else ""
+            raise ConfigError(f"{self.p}: {self.name} spans {self.hi - self.lo:.3g} s{scaled} (line "
+                              f"{self.lo_n} to line {self.hi_n}), more than {MAX_TRACE_SECONDS:.0e} s",
+                              hint=_SCALE_HINT)
+
+
+def run_time(p: Path, n: int, name: str, value: float, scale: float) -> float:
+    """A duration of a trace row × ``scale``: a finite number of seconds in 0..MAX_TRACE_SECONDS once
+    scaled (a ConfigError naming the row, and --time-scale where the size is the problem)."""
+    t = value * scale
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{p}:{n}: {name}={value!r} is not a finite time >= 0",
+                          hint="fix or drop that row; times are finite seconds")
+    if not t <= MAX_TRACE_SECONDS:
+        scaled = f" ({t:.3g} s after --time-scale {scale:g})" if scale != 1 else ""
+        raise ConfigError(f"{p}:{n}: {name}={value:g}{scaled} is longer than {MAX_TRACE_SECONDS:.0e} s",
+                          hint=_SCALE_HINT)
+    return t
 
 
 def lines(p: Path, what: str = "trace file") -> Iterator[str]:
@@ -94,10 +147,13 @@ class Ids:
                                   hint="each job once; fix or drop the repeated row")
             first[job_id] = n
 
+_SUBMIT, _ID = itemgetter(0), itemgetter(1)
+
 
 class Keep:
     """The jobs a reader keeps: all of them, or with ``limit`` only the ``limit`` earliest by
-    (submit, id), the order a trace's jobs are sorted in, in O(limit) memory.
+    (submit, id in natural order: :mod:`fabric_hpc.scheduler.idorder`), the order a trace's jobs
+    are sorted in, in O(limit) memory.
     :meth:`wants` says whether a row could be kept (so its Job is built only then)."""
 
     def __init__(self, limit: int | None) -> None:
@@ -110,7 +166,8 @@ class Keep:
         self.skipped_by[reason] = self.skipped_by.get(reason, 0) + 1
 
     def wants(self, submit: float, job_id: str) -> bool:
-        return self.worst is None or (submit, job_id) < self.worst
+        w = self.worst
+        return w is None or submit < w[0] or (submit == w[0] and id_key(job_id) < id_key(w[1]))
 
     def add(self, submit: float, job_id: str, job: Any) -> None:
         self.items.append((submit, job_id, job))
@@ -118,7 +175,8 @@ class Keep:
             self._prune()
 
     def _prune(self) -> None:
-        self.items = heapq.nsmallest(self.limit, self.items, key=lambda t: (t[0], t[1]))
+        sort_by_time_then_id(self.items, _SUBMIT, _ID)
+        del self.items[self.limit:]
         if len(self.items) >= (self.limit or 0):
             self.worst = self.items[-1][:2]
 
@@ -127,5 +185,6 @@ class Keep:
         if self.limit is not None:
             self._prune()
         rows, self.items = self.items, []
-        rows.sort(key=lambda t: (t[0], t[1]))
+        if self.limit is None:
+            sort_by_time_then_id(rows, _SUBMIT, _ID)  # (_prune sorted them)
         return rows

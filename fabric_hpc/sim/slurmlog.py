@@ -358,4 +358,4 @@ def _trace(p: Path, rows: Iterator[tuple[int, dict[str, str]]], source: str, lim
         elif keep.wants(job.submit, job.id):
             keep.add(job.submit, job.id, (job.request, job.walltime, job.duration, job.account, job.user,
                                           job.tier, job.meta))
-    return Trace(_built(keep), source, keep.skipped_by)
+    return Trace(_built(keep), source, keep.skipped_by, path=p)

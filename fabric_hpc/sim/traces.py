@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import math
 import os
 import sys
@@ -40,27 +41,48 @@ from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.inputs import check_path, finite
 from fabric_hpc.placement.request import Request
 from fabric_hpc.scheduler.contract import TIERS, Job
-from fabric_hpc.sim.rows import (NEVER_RAN, NEVER_SCHEDULED, NO_RUN_TIME, NOT_FINISHED, NOT_GPU, Ids, Keep,
-                                lines)
+from fabric_hpc.sim.rows import (MAX_TRACE_SECONDS, NEVER_RAN, NEVER_SCHEDULED, NO_RUN_TIME, NOT_FINISHED,
+                                NOT_GPU, Ids, Keep, Span, lines, run_time)
 
 
-#: Largest submit time or duration a trace may give (about 317 years, in seconds).
-MAX_TRACE_SECONDS = 1e10
 #: Largest gang a trace row may ask for.
 MAX_JOB_GPUS = 1_000_000
 
 
 class Trace(list):
     """A list of jobs with ``name`` and the rows skipped: ``skipped_by`` (reason → rows, the reasons
-    of :mod:`fabric_hpc.sim.rows`) and ``skipped`` (their total)."""
+    of :mod:`fabric_hpc.sim.rows`) and ``skipped`` (their total); ``path``: the file read (None: a
+    generated workload), which :meth:`file_identity` names by content."""
 
-    def __init__(self, jobs: list[Job], name: str, skipped: int | dict[str, int] = 0) -> None:
+    def __init__(self, jobs: list[Job], name: str, skipped: int | dict[str, int] = 0,
+                 path: str | os.PathLike[str] | None = None) -> None:
         super().__init__(jobs)
         self.name = name
+        self.path = None if path is None else Path(path).resolve()
+        self._identity: dict[str, str] | None = None
         if not isinstance(skipped, dict):
             skipped = {NOT_GPU: skipped} if skipped else {}
         self.skipped_by = dict(skipped)
         self.skipped = sum(self.skipped_by.values())
+
+    def file_identity(self) -> dict[str, str] | None:
+        """``{"path": resolved path, "sha256": hex digest of the file}`` (the file read again in 1 MiB
+        blocks, once), so two files of one name (two clusters' ``jobs.csv``) are told apart; None for
+        a generated workload."""
+        if self.path is None:
+            return None
+        if self._identity is None:
+            from fabric_hpc.inputs import os_error
+
+            digest = hashlib.sha256()
+            try:
+                with open(self.path, "rb") as f:
+                    while block := f.read(1 << 20):
+                        digest.update(block)
+            except OSError as exc:
+                raise os_error(exc, "trace file", self.path) from None
+            self._identity = {"path": str(self.path), "sha256": digest.hexdigest()}
+        return self._identity
 
     def notes(self) -> list[str]:
         """One line per reason rows were skipped, e.g. ``3 row(s) of sacct:x.txt are jobs that had not
@@ -90,14 +112,6 @@ def _open(path: str | os.PathLike[str]) -> Path:
     return check_path(p, what="trace file")
 
 
-def _times(p: Path, n: int, **values: float) -> None:
-    """Every time of a row must be a finite, non-negative number of seconds."""
-    for name, v in values.items():
-        if not math.isfinite(v) or v < 0 or v > MAX_TRACE_SECONDS:
-            raise ConfigError(f"{p}:{n}: {name}={v!r} is not a time in 0..{MAX_TRACE_SECONDS:.0e} s",
-                              hint="fix or drop that row; times are finite seconds")
-
-
 def _scale(time_scale: float) -> float:
     return finite(time_scale, "time_scale", lo=0, hi=1e6, lo_open=True)
 
@@ -114,7 +128,7 @@ class _Table:
     shorter than the header that lacks a needed column, or longer than it, is an error naming it)."""
 
     def __init__(self, p: Path, need: set[str], what: str) -> None:
-        self.p, self.reader = p, csv.reader(lines(p))
+        self.p, self.reader = p, csv.reader(lines(p), skipinitialspace=True)  # 'a, b' and 'a, "b"' too
         try:
             header = next((r for r in self.reader if r), None)
         except csv.Error as exc:
@@ -225,29 +239,29 @@ def read_tiresias(path: str | os.PathLike[str], *, gpus_per_host: int = 8, wallt
     time_scale, gpus_per_host = _scale(time_scale), _host_size(gpus_per_host)
     need = {"job_id", "num_gpu", "submit_time", "duration"}
     table, keep, ids = _Table(p, need, "a Tiresias trace"), Keep(limit), Ids(p)
+    span = Span(p, time_scale, "submit_time")
     i_id, i_gpu, i_sub, i_dur = (table.col[k] for k in ("job_id", "num_gpu", "submit_time", "duration"))
     for n, row in table:
         ids.add(row[i_id])
         gpus = _gpus(p, n, row[i_gpu])
-        submit = _number(p, n, "submit_time", row[i_sub])
-        dur = _number(p, n, "duration", row[i_dur])
-        _times(p, n, submit_time=submit, duration=dur)
+        submit = span.add(n, _number(p, n, "submit_time", row[i_sub]))  # scaled
+        dur = run_time(p, n, "duration", _number(p, n, "duration", row[i_dur]), time_scale)
         profile = _profile(table, row, p, n) if table.profiled else {}
         if gpus < 1:
             keep.skip(NOT_GPU)
             continue
         jid = f"t{row[i_id]}"
-        if not keep.wants(submit * time_scale, jid):
+        if not keep.wants(submit, jid):
             continue
         model = (table.get(row, "model_name") or "").lower()
         sens = next((v for k, v in _SENS.items() if model.startswith(k)), 1.0)
-        keep.add(submit * time_scale, jid, (
-            gang_request(gpus, gpus_per_host), max(dur * time_scale * walltime_factor, 60.0),
-            dur * time_scale,
+        keep.add(submit, jid, (
+            gang_request(gpus, gpus_per_host), max(dur * walltime_factor, 60.0), dur,
             sys.intern(model.rstrip("0123456789") or "default"), "user", "normal",
             {"comm_fraction": _fraction(sens), **profile, "model": sys.intern(model)}))
+    span.check()
     ids.check(lambda: ((n, row[i_id]) for n, row in _Table(p, need, "a Tiresias trace")))
-    return Trace(_built(keep), f"tiresias:{p.name}", keep.skipped_by)
+    return Trace(_built(keep), f"tiresias:{p.name}", keep.skipped_by, path=p)
 
 
 @functools.lru_cache(maxsize=64)
@@ -290,20 +304,21 @@ def read_openb(path: str | os.PathLike[str], *, gpus_per_host: int = 8, walltime
     time_scale, gpus_per_host = _scale(time_scale), _host_size(gpus_per_host)
     need = {"name", "num_gpu", "qos", "creation_time", "deletion_time"}
     table, keep, ids = _Table(p, need, "an Alibaba openb pod list"), Keep(limit), Ids(p)
+    span = Span(p, time_scale, "creation_time")
     i_name, i_gpu, i_qos, i_new, i_del = (table.col[k] for k in ("name", "num_gpu", "qos", "creation_time",
                                                                 "deletion_time"))
     for n, row in table:
         ids.add(row[i_name])
         gpus = _gpus(p, n, row[i_gpu])
         _milli(p, n, table.get(row, "gpu_milli"))
-        start = _number(p, n, "creation_time", row[i_new])
-        _times(p, n, creation_time=start)
+        raw = _number(p, n, "creation_time", row[i_new])
+        start = span.add(n, raw)  # scaled
         end = _number(p, n, "deletion_time", row[i_del]) if row[i_del].strip() else None
         if end is not None:
-            _times(p, n, deletion_time=end)
-            if end < start:
-                raise ConfigError(f"{p}:{n}: deletion_time={end:g} is before creation_time={start:g}",
+            if math.isfinite(end) and end < raw:
+                raise ConfigError(f"{p}:{n}: deletion_time={end:g} is before creation_time={raw:g}",
                                   hint="fix the row (a pod is deleted after it is created), or drop it")
+            end = start + run_time(p, n, "deletion_time - creation_time", end - raw, time_scale)
         profile = _profile(table, row, p, n) if table.profiled else {}
         if gpus <= 0 or end is None or end == start:
             keep.skip(NOT_GPU if gpus <= 0 else NOT_FINISHED if end is None else NEVER_RAN)
@@ -316,14 +331,15 @@ def read_openb(path: str | os.PathLike[str], *, gpus_per_host: int = 8, walltime
             raise ConfigError(f"{p}:{n}: unknown qos {qos[:40]!r}",
                               hint=f"write one of {', '.join(OPENB_TIERS)} (LS/Guaranteed → high, "
                                    "Burstable → normal, BE → spot), or drop that row")
-        if not keep.wants(start * time_scale, row[i_name]):
+        if not keep.wants(start, row[i_name]):
             continue
-        dur = (end - start) * time_scale
-        keep.add(start * time_scale, row[i_name], (
+        dur = end - start
+        keep.add(start, row[i_name], (
             gang_request(gpus, gpus_per_host), max(dur * walltime_factor, 60.0), dur, sys.intern(qos), "user",
             OPENB_TIERS[qos], {"comm_fraction": _fraction(1.0), **profile}))
+    span.check()
     ids.check(lambda: ((n, row[i_name]) for n, row in _Table(p, need, "an Alibaba openb pod list")))
-    return Trace(_built(keep), f"openb:{p.name}", keep.skipped_by)
+    return Trace(_built(keep), f"openb:{p.name}", keep.skipped_by, path=p)
 
 
 def _never_scheduled(table: _Table, row: list[str]) -> bool:
@@ -357,17 +373,19 @@ def read_swf(path: str | os.PathLike[str], *, procs_per_gpu: int = 1, gpus_per_h
     p = _open(path)
     time_scale, gpus_per_host = _scale(time_scale), _host_size(gpus_per_host)
     procs_per_gpu, tiers = _procs_per_gpu(procs_per_gpu), _queue_tiers(queue_tiers)
-    keep, ids = Keep(limit), Ids(p)
+    keep, ids, span = Keep(limit), Ids(p), Span(p, time_scale, "submit_time", negative=False)
     for n, f in _swf_lines(p):
         num, alloc, req_procs, user, group, queue = (
             _integer(p, n, name, f[i]) for i, name in _SWF_INTEGERS)
         submit, run, req_time = (_number(p, n, name, f[i]) for i, name in _SWF_NUMBERS)
         ids.add(f"swf{num}")
-        _times(p, n, submit=submit)
+        submit = span.add(n, submit)  # scaled
         for name, v in (("run_time", run), ("requested_time", req_time)):  # SWF: -1 means unknown
-            if not math.isfinite(v) or v > MAX_TRACE_SECONDS:
-                raise ConfigError(f"{p}:{n}: {name}={v!r} is not a finite time",
-                                  hint="fix or drop that row; SWF writes -1 for an unknown time")
+            if not math.isfinite(v) or v * time_scale > MAX_TRACE_SECONDS:
+                raise ConfigError(f"{p}:{n}: {name}={v!r} is not a finite time of at most "
+                                  f"{MAX_TRACE_SECONDS:.0e} s (after --time-scale {time_scale:g})",
+                                  hint="fix or drop that row (SWF writes -1 for an unknown time), or give "
+                                       "--time-scale for a trace not in seconds")
         procs = alloc if alloc > 0 else req_procs
         if procs > MAX_JOB_GPUS * procs_per_gpu:
             raise ConfigError(f"{p}:{n}: {procs} processors is more than {MAX_JOB_GPUS:,} GPUs "
@@ -377,15 +395,16 @@ def read_swf(path: str | os.PathLike[str], *, procs_per_gpu: int = 1, gpus_per_h
         if procs <= 0 or run < 0:
             keep.skip(NOT_GPU if procs <= 0 else NO_RUN_TIME)
             continue
-        if not keep.wants(submit * time_scale, f"swf{num}"):
+        if not keep.wants(submit, f"swf{num}"):
             continue
         gpus = max(1, math.ceil(procs / procs_per_gpu))
         wall = req_time if req_time > 0 else run * 2
-        keep.add(submit * time_scale, f"swf{num}", (
+        keep.add(submit, f"swf{num}", (
             gang_request(gpus, gpus_per_host), max(wall, run, 1.0) * time_scale, run * time_scale,
             sys.intern(f"g{group}"), sys.intern(f"u{user}"), tiers.get(queue, "normal"), {}))
+    span.check()
     ids.check(lambda: ((n, f"swf{_integer(p, n, 'job number', f[0])}") for n, f in _swf_lines(p)))
-    return Trace(_built(keep), f"swf:{p.name}", keep.skipped_by)
+    return Trace(_built(keep), f"swf:{p.name}", keep.skipped_by, path=p)
 
 
 #: Most processors per GPU (``procs_per_gpu``): a host of 1,024 GPUs with a million cores each.
