@@ -407,10 +407,12 @@ def parse_manifest(raw: bytes, source: str) -> Manifest:
             raise ValueError(f"not UTF-8 (byte offset {exc.start})") from None
         except RecursionError:
             raise ValueError("nested too deeply") from None
-        if not isinstance(doc, dict) or doc.get("node_type") != "group" or ATTR not in doc.get("attributes", {}):
+        attrs = doc.get("attributes", {}) if isinstance(doc, dict) else None
+        if not isinstance(attrs, dict) or doc.get("node_type") != "group" or ATTR not in attrs:
             raise ValueError(f"not a fabric checkpoint (root zarr.json has no {ATTR!r} attribute)")
-        attrs = doc["attributes"]
-        version = attrs[ATTR].get("format_version") if isinstance(attrs[ATTR], dict) else None
+        if not isinstance(attrs[ATTR], dict):
+            raise ValueError(f"the {ATTR!r} attribute is a {_json_kind(attrs[ATTR])}, not a JSON object")
+        version = attrs[ATTR].get("format_version")
         if isinstance(version, int) and version > FORMAT_VERSION:  # before its fields are checked
             raise CheckpointNewerFormatError(f"{source}: format version {version} is newer than this "
                                              f"fabric-hpc understands ({FORMAT_VERSION})",
@@ -438,6 +440,11 @@ def parse_manifest(raw: bytes, source: str) -> Manifest:
         raise CheckpointCorruptError(f"{source}: manifest is inconsistent: " + "; ".join(problems[:5]),
                                      problems=problems, hint="run `fabric ckpt verify` and restore an older step")
     return manifest
+
+
+def _json_kind(value: Any) -> str:
+    return {str: "string", list: "list", bool: "boolean", int: "number", float: "number",
+            type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def tensor_group_clashes(names: Iterable[str]) -> list[str]:
