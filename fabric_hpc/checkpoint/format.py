@@ -30,6 +30,7 @@ VALUES_ATTR = "fabric_checkpoint_values"
 #: who wrote the checkpoint (optional, informational; readers that do not know it ignore it)
 PROVENANCE_ATTR = "fabric_checkpoint_provenance"
 _PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
+MAX_PART = 200  # characters in one name part (_PART)
 
 #: Limits a manifest is checked against before anything is allocated for it.
 MAX_NDIM = 32
