@@ -481,7 +481,11 @@ def _entry_problems(name: str, e: TensorEntry) -> list[str]:
         out.append(f"{name}: more than {MAX_CHUNKS:,} chunks")
         return out
     if e.split is not None:
-        out.extend(f"{name}: {p}" for p in e.split.problems(len(e.shape)))
+        split_problems = e.split.problems(len(e.shape))
+        out.extend(f"{name}: {p}" for p in split_problems)
+        if not split_problems and e.chunk_shape != (want := e.split.chunk_shape(e.shape)):
+            out.append(f"{name}: chunk shape {e.chunk_shape} does not match its split (dim {e.split.dim}, "
+                       f"parts {e.split.parts} of shape {e.shape} give chunk shape {want})")
     grid = grid_shape(e.shape, e.chunk_shape)
     chunk_bytes = math.prod(e.chunk_shape) * np.dtype(e.stored_dtype).itemsize
     seen = set()
