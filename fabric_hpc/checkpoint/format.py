@@ -30,6 +30,7 @@ VALUES_ATTR = "fabric_checkpoint_values"
 #: who wrote the checkpoint (optional, informational; readers that do not know it ignore it)
 PROVENANCE_ATTR = "fabric_checkpoint_provenance"
 _PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$")
+MAX_PART = 200  # characters in one name part (_PART)
 
 #: Limits a manifest is checked against before anything is allocated for it.
 MAX_NDIM = 32
@@ -407,10 +408,12 @@ def parse_manifest(raw: bytes, source: str) -> Manifest:
             raise ValueError(f"not UTF-8 (byte offset {exc.start})") from None
         except RecursionError:
             raise ValueError("nested too deeply") from None
-        if not isinstance(doc, dict) or doc.get("node_type") != "group" or ATTR not in doc.get("attributes", {}):
+        attrs = doc.get("attributes", {}) if isinstance(doc, dict) else None
+        if not isinstance(attrs, dict) or doc.get("node_type") != "group" or ATTR not in attrs:
             raise ValueError(f"not a fabric checkpoint (root zarr.json has no {ATTR!r} attribute)")
-        attrs = doc["attributes"]
-        version = attrs[ATTR].get("format_version") if isinstance(attrs[ATTR], dict) else None
+        if not isinstance(attrs[ATTR], dict):
+            raise ValueError(f"the {ATTR!r} attribute is a {_json_kind(attrs[ATTR])}, not a JSON object")
+        version = attrs[ATTR].get("format_version")
         if isinstance(version, int) and version > FORMAT_VERSION:  # before its fields are checked
             raise CheckpointNewerFormatError(f"{source}: format version {version} is newer than this "
                                              f"fabric-hpc understands ({FORMAT_VERSION})",
@@ -438,6 +441,11 @@ def parse_manifest(raw: bytes, source: str) -> Manifest:
         raise CheckpointCorruptError(f"{source}: manifest is inconsistent: " + "; ".join(problems[:5]),
                                      problems=problems, hint="run `fabric ckpt verify` and restore an older step")
     return manifest
+
+
+def _json_kind(value: Any) -> str:
+    return {str: "string", list: "list", bool: "boolean", int: "number", float: "number",
+            type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def tensor_group_clashes(names: Iterable[str]) -> list[str]:
@@ -473,7 +481,11 @@ def _entry_problems(name: str, e: TensorEntry) -> list[str]:
         out.append(f"{name}: more than {MAX_CHUNKS:,} chunks")
         return out
     if e.split is not None:
-        out.extend(f"{name}: {p}" for p in e.split.problems(len(e.shape)))
+        split_problems = e.split.problems(len(e.shape))
+        out.extend(f"{name}: {p}" for p in split_problems)
+        if not split_problems and e.chunk_shape != (want := e.split.chunk_shape(e.shape)):
+            out.append(f"{name}: chunk shape {e.chunk_shape} does not match its split (dim {e.split.dim}, "
+                       f"parts {e.split.parts} of shape {e.shape} give chunk shape {want})")
     grid = grid_shape(e.shape, e.chunk_shape)
     chunk_bytes = math.prod(e.chunk_shape) * np.dtype(e.stored_dtype).itemsize
     seen = set()

@@ -176,10 +176,16 @@ def _read_dataset(f, name: str, entry: TensorEntry, h5_path: Path) -> np.ndarray
     structure (h5py raises KeyError/OSError/ValueError for it) is a corrupt-file error."""
     import h5py
     try:
+        _check_inside(f, name, h5_path)
         ds = f[name] if name in f else None
         if not isinstance(ds, h5py.Dataset) or list(ds.shape) != entry.shape:
             raise CheckpointCorruptError(f"{h5_path}: dataset {name!r} is missing or not of shape {entry.shape}",
                                          hint="export the checkpoint again with `fabric ckpt export --h5`")
+        if ds.external or ds.is_virtual:
+            raise CheckpointCorruptError(
+                f"{h5_path}: dataset {name!r} keeps its data outside the HDF5 file "
+                f"({'external raw storage' if ds.external else 'a virtual dataset'}); import reads only "
+                "data stored in the file", hint=_INSIDE_HINT)
         if ds.dtype.itemsize != np.dtype(stored_dtype(entry.dtype)).itemsize:
             raise CheckpointCorruptError(f"{h5_path}: dataset {name!r} holds {ds.dtype}, not {entry.dtype}",
                                          hint="export the checkpoint again with `fabric ckpt export --h5`")
@@ -188,6 +194,35 @@ def _read_dataset(f, name: str, entry: TensorEntry, h5_path: Path) -> np.ndarray
         raise CheckpointCorruptError(f"{h5_path}: dataset {name!r} cannot be read ({str(exc)[:200]})",
                                      hint="the file is damaged: export the checkpoint again with "
                                           "`fabric ckpt export --h5`") from None
+
+
+_INSIDE_HINT = ("give a file written by `fabric ckpt export --h5` (its datasets hold their data), or "
+                "copy the data into the file as plain datasets (h5py: read it, delete the link/dataset, "
+                "write the array under the same name)")
+
+
+def _check_inside(f, name: str, h5_path: Path) -> None:
+    """Every path part of ``name`` is a hard link inside the file: an external link (to another
+    file, a FIFO, a device) or a soft link is refused before anything is opened through it."""
+    import h5py
+    node = f
+    parts = name.split("/")
+    for i, part in enumerate(parts):
+        link = node.get(part, getlink=True)
+        if link is None:
+            return  # missing: the caller says so
+        if not isinstance(link, h5py.HardLink):
+            where = "/".join(parts[:i + 1])
+            external = isinstance(link, h5py.ExternalLink)
+            to = f"to {link.filename}:{link.path}, outside the HDF5 file" if external \
+                else f"to {getattr(link, 'path', '?')}"
+            raise CheckpointCorruptError(
+                f"{h5_path}: {where!r} is a {type(link).__name__} {to}; import reads only datasets "
+                "stored in the file", hint=_INSIDE_HINT)
+        if i < len(parts) - 1:
+            node = node[part]
+            if not isinstance(node, h5py.Group):
+                return
 
 
 def _check_chunks(name: str, data: np.ndarray, entry: TensorEntry, h5_path: Path) -> None:

@@ -5,6 +5,7 @@ reads only metadata."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -86,7 +87,8 @@ def chunk_size_problems(step_dir: Path, m: Manifest) -> list[str]:
 
 @dataclass(frozen=True)
 class Leftover:
-    """A ``.tmp-*`` directory of a save or a ``.trash-*`` of a prune under a root."""
+    """A ``.tmp-*`` directory of a save, a ``.trash-*`` of a prune or a ``.drain-*`` staging
+    directory of a tiered save (in its shared root) under a root."""
 
     path: Path
     nbytes: int
@@ -111,9 +113,11 @@ def tmp_name(step_dir_name: str) -> str:
 
 
 def leftovers(root: Path) -> list[Leftover]:
-    """Temporary directories of saves and trash of prunes under ``root``, by name. Trash is always
-    "abandoned": a prune deletes its trash while holding the root lock, which prune takes too."""
-    found = []
+    """Temporary directories of saves, trash of prunes and staging directories of tiered saves'
+    drains under ``root``, by name. Trash is always "abandoned": a prune deletes its trash while
+    holding the root lock, which prune takes too. See :func:`_drain_leftover` for a drain's."""
+    found: list[Leftover] = []
+    newest: int | None = None  # the newest committed step, looked up when a drain's staging is found
     for e in sorted(os.scandir(root), key=lambda e: e.name):
         if e.name.startswith(store.TRASH_PREFIX):
             found.append(Leftover(Path(e.path), _du(Path(e.path)), None, None, "abandoned"))
@@ -122,7 +126,54 @@ def leftovers(root: Path) -> list[Leftover]:
             host = m.groupdict().get("host") if m else None
             pid = int(m.group("pid")) if m else None
             found.append(Leftover(Path(e.path), _du(Path(e.path)), pid, host, _writer_state(host, pid)))
+        elif (m := _DRAIN.match(e.name)) and e.is_dir(follow_symlinks=False):
+            if newest is None:
+                newest = max((r.step for r in store.list_checkpoints(root)), default=-1)
+            found.append(_drain_leftover(Path(e.path), int(m.group("step")), newest))
     return found
+
+
+#: ``.drain-step-N-<token>``: a tiered save's staging directory, shared by every node of the save;
+#: each node's drainer records itself in it (``.drainer-I``: host, pid, number of nodes) first
+_DRAIN = re.compile(r"^\.drain-step-(?P<step>\d{10})-[0-9a-f]+$")
+DRAINER_PREFIX = ".drainer-"
+
+
+def write_drainer(staging: Path, node: int, nodes: int) -> None:
+    """Record this process as node ``node``'s drainer of a staging directory (see :func:`leftovers`)."""
+    from fabric_hpc.checkpoint import fsio
+    doc = {"host": socket.gethostname(), "pid": os.getpid(), "nodes": nodes}
+    path = staging / f"{DRAINER_PREFIX}{node}"
+    path.unlink(missing_ok=True)  # a retried drain of this node
+    fsio.write_small(path, json.dumps(doc).encode())
+
+
+def _drain_leftover(path: Path, step: int, newest: int) -> Leftover:
+    """A staging directory is abandoned once a step >= its own committed (it can never commit: the
+    commit removes such), or when every node's drainer recorded itself on this host and is gone.
+    A live drainer keeps it "in progress"; a node not recorded yet, another host, or a staging
+    directory of an older version (no records) keeps it as "unknown writer"."""
+    size = _du(path)
+    if step <= newest:
+        return Leftover(path, size, None, None, "abandoned")
+    records = {}
+    for f in path.glob(f"{DRAINER_PREFIX}*"):
+        try:
+            doc = json.loads(f.read_bytes())
+            node = int(f.name[len(DRAINER_PREFIX):])
+            records[node] = (str(doc["host"]), int(doc["pid"]), int(doc["nodes"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return Leftover(path, size, None, None, "unknown writer")
+    states = [_writer_state(host, pid) for host, pid, _ in records.values()]
+    one = next(iter(records.values())) if len(records) == 1 else (None, None, 0)
+    if "in progress" in states:
+        state = "in progress"
+    elif states and all(s == "abandoned" for s in states) and set(records) == set(range(len(records))) \
+            and {n for _, _, n in records.values()} == {len(records)}:
+        state = "abandoned"  # every node recorded: none is still to come
+    else:
+        state = "unknown writer"
+    return Leftover(path, size, one[1], one[0], state)
 
 
 def _writer_state(host: str | None, pid: int | None) -> str:
@@ -176,7 +227,7 @@ def root_state(path: Path) -> str:
 #: what only a checkpoint root holds: ``latest``, the save lock, inference pins, a training run's lock
 #: (``fabric_hpc.slurm.trainer.RUN_LOCK``: a run that has not saved yet)
 _ROOT_FILES = frozenset({store.LATEST, ".lock", ".pins", ".train.lock"})
-_ROOT_PREFIXES = ("step-", store.TMP_PREFIX, store.TRASH_PREFIX, store.LATEST_TMP_PREFIX)
+_ROOT_PREFIXES = ("step-", store.TMP_PREFIX, store.TRASH_PREFIX, store.DRAIN_PREFIX, store.LATEST_TMP_PREFIX)
 
 
 def require_root(path: Path, command: str) -> None:

@@ -7,6 +7,8 @@ Layout of a checkpoint root::
     ROOT/step-0000000100/       a committed checkpoint (a Zarr v3 group; manifest in its zarr.json)
     ROOT/.tmp-step-N-<host>-<pid>-<hex>/  a save in progress (removed by the next save
                                 or prune once its writer died)
+    ROOT/.drain-step-N-<token>/ a tiered save's staging in the shared root (removed by a prune
+                                once every node's drainer is gone, or once a step >= N committed)
     ROOT/.lock                  held (flock) by the committer while saving or pruning
 """
 
@@ -28,6 +30,7 @@ from fabric_hpc.checkpoint.format import MANIFEST, MAX_STEP
 LATEST = "latest"
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
+DRAIN_PREFIX = ".drain-"  # a tiered save's staging directory in the shared root (tiers.drain)
 LATEST_TMP_PREFIX = ".latest"  # write_atomic's ".latest.<host>-<pid>-<hex>.tmp"; older versions ".latest-<pid>-<hex>"
 _STEP_DIR = re.compile(r"^step-(\d{10})$")
 

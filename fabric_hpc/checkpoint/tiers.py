@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fabric_hpc.checkpoint import fsio, store
+from fabric_hpc.checkpoint import fsio, health, store
 from fabric_hpc.checkpoint.contracts import Communicator, SingleProcess
 from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointIOError, CheckpointNotFoundError
 from fabric_hpc.checkpoint.format import MANIFEST, Manifest, chunk_key, parse_manifest
@@ -56,7 +56,7 @@ from fabric_hpc.events import emit
 
 PART_PREFIX = "part-"
 PART_FILE = "part.json"
-DRAIN_PREFIX = ".drain-"
+DRAIN_PREFIX = store.DRAIN_PREFIX
 _PART_DIR = re.compile(r"^part-step-(\d{10})$")
 _DRAIN_DIR = re.compile(r"^\.drain-step-(\d{10})-[0-9a-f]+$")
 
@@ -202,6 +202,8 @@ def drain(part: LocalPart, shared: Path | str) -> Path | None:
     else:
         held = json.loads((part.path / PART_FILE).read_bytes())["chunks"]
     staging = shared / f"{DRAIN_PREFIX}{store.step_dir_name(part.step)}-{part.token}"
+    fsio.make_dirs(staging)
+    health.write_drainer(staging, part.node, part.nodes)  # before any chunk: prune keeps it while we live
     _copy_chunks(part.path, staging, held)
     fsio.write_small(staging / f".node-{part.node}", b"")
     try:
@@ -215,7 +217,7 @@ def drain(part: LocalPart, shared: Path | str) -> Path | None:
         if not all(m.exists() for m in markers):
             return None
         write_metadata(staging, manifest, all_arrays=True)
-        for m in markers:
+        for m in markers + sorted(staging.glob(f"{health.DRAINER_PREFIX}*")):
             m.unlink()
         fsio.fsync_dir(staging)
         os.rename(staging, final)

@@ -92,6 +92,10 @@ def plan(state: Mapping[str, Any] | list[tuple[str, Any]], rank: int, world: int
                       (split.chunk_shape(arr.shape) if split else [max(1, s) for s in arr.shape]))
         if len(chunks) != arr.ndim or any(not isinstance(c, int) or c < 1 for c in chunks):
             raise CheckpointError(f"{name}: chunk shape {chunks} does not fit shape {list(arr.shape)}")
+        if split is not None and chunks != split.chunk_shape(arr.shape):
+            raise CheckpointError(f"{name}: chunk shape {chunks} does not match its split (dim {split.dim}, "
+                                  f"parts {split.parts}: chunk shape {split.chunk_shape(arr.shape)})",
+                                  hint="give the split alone (it sets the chunk shape), or no split")
         metas[name] = chunk_meta(name, list(arr.shape), logical, arr.dtype.name, chunks, split)
         if owner == rank:
             pieces.extend(grid_pieces(name, arr, chunks))

@@ -20,7 +20,7 @@ import numpy as np
 
 from fabric_hpc.checkpoint import fsio, writer
 from fabric_hpc.checkpoint.errors import CheckpointError
-from fabric_hpc.checkpoint.format import SplitInfo, check_name, chunk_key, stored_dtype
+from fabric_hpc.checkpoint.format import MAX_PART, SplitInfo, check_name, chunk_key, stored_dtype
 from fabric_hpc.checkpoint.reader import Checkpoint
 from fabric_hpc.checkpoint.tensors import HostArray
 
@@ -141,8 +141,11 @@ def read_stored(ckpt: Checkpoint, name: str,
 
 
 def imported_name(key: str, prefix: str | None, *, source: str) -> str:
-    """The checkpoint name of an imported tensor ``key`` (under ``prefix``), checked like a saved one."""
-    name = f"{prefix.strip('/')}/{key}" if prefix else key
+    """The checkpoint name of an imported tensor ``key`` (under ``prefix``), checked like a saved one.
+    A key keeps its dots (one flat name) unless it is not valid as one name part (too long): then
+    it is cut at dots into parts (:func:`_cut_at_dots`), as ``export-hf`` joins a nested name's parts."""
+    cut = "/".join(_cut_at_dots(part) or part for part in key.split("/"))
+    name = f"{prefix.strip('/')}/{cut}" if prefix else cut
     if prefix:
         try:
             check_name(prefix.strip("/"))
@@ -154,5 +157,34 @@ def imported_name(key: str, prefix: str | None, *, source: str) -> str:
         check_name(name)
     except CheckpointError as exc:
         raise CheckpointError(f"{source} key {key!r} is not a valid tensor name: {exc.message}",
-                              hint="import under --prefix, or rename the key") from None
+                              hint="rename the key: its parts (between '/', or cut at '.' when too long) "
+                                   "must be letters, digits, '_', '.', '-', at most 200 characters, "
+                                   "not starting with '.', '-' or '__', not 'c' or 'zarr.json'") from None
     return name
+
+
+def _cut_at_dots(part: str) -> str | None:
+    """``part``, when it is not a valid name part (over the 200 characters one holds, or e.g.
+    ``zarr.json``), cut at dots into valid name parts joined by '/', each as long as it can be
+    from the left; None when it is valid as it is or cannot be cut into valid parts."""
+    segs = part.split(".")
+
+    def valid(i: int, j: int) -> bool:
+        try:
+            return len(check_name(".".join(segs[i:j]))) == 1
+        except CheckpointError:
+            return False
+    if valid(0, len(segs)):
+        return None
+    ok = [False] * len(segs) + [True]  # ok[i]: segs[i:] can be cut into valid parts
+    for i in range(len(segs) - 1, -1, -1):
+        # a part of more than MAX_PART + 1 pieces is over MAX_PART characters (each adds a dot)
+        ok[i] = any(ok[j] and valid(i, j) for j in range(i + 1, min(len(segs), i + MAX_PART + 1) + 1))
+    if not ok[0]:
+        return None
+    out, i = [], 0
+    while i < len(segs):
+        j = next(j for j in range(min(len(segs), i + MAX_PART + 1), i, -1) if ok[j] and valid(i, j))
+        out.append(".".join(segs[i:j]))
+        i = j
+    return "/".join(out)
