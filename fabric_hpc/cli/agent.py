@@ -235,7 +235,8 @@ def _running_agent_ok(section: Any) -> str:
 @json_option
 def check(config_path: str, as_json: bool) -> None:
     """Validate the config, the fabric model, the state dir, the plugin's protocol, the metrics port
-    (free, or served by the running agent), Slurm connectivity, the agent's privilege and, with
+    (free, or served by the running agent), Slurm connectivity, slurmctld's JobSubmitPlugins/TaskProlog/
+    Prolog (fabric's lua and prologs configured), the agent's privilege and, with
     ``usage_source`` slurm or auto, that Slurm keeps fairshare usage (the agent's own ``sshare`` probe).
 
     Exit 0 when all pass; otherwise the exit code of the first failure (3 config, 5 Slurm).
@@ -272,6 +273,7 @@ def check(config_path: str, as_json: bool) -> None:
     step("running agent", lambda: _running_agent_ok(a))
     step("metrics port", lambda: _metrics_port_ok(a.metrics_port))
     step("slurm", lambda: _slurm_ok(a, fab))
+    step("slurm.conf", lambda: _slurm_conf_ok(a, cfg.install))
     step("privilege", lambda: _privilege_ok(a, cfg.install.service_user))
     step("usage source", lambda: _usage_source_ok(a))
     failed = [r for r in results if not r["ok"]]
@@ -334,6 +336,36 @@ def _slurm_ok(section: Any, fab: Any) -> str:
         raise ConfigError(mismatch, hint="the model must describe the nodes Slurm schedules: regenerate the "
                           "topology file (fabric topology discover on the node) or fix the node's Gres")
     return f"{section.backend} backend answers: {overlap}"
+
+
+def _slurm_conf_ok(section: Any, install: Any) -> str:
+    """slurmctld (scontrol show config) runs fabric's job_submit.lua (lua in JobSubmitPlugins) and the
+    prologs install writes in install.config_dir (TaskProlog, and Prolog where this version has one)."""
+    from importlib import resources
+
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.slurm.plugins import PLUGIN_PACKAGE, SCRIPTS
+    from fabric_hpc.slurm.slurm_settings import job_submit_line, plugins, running_settings
+    from fabric_hpc.slurm.usage_source import command_runner
+
+    have = running_settings(run=command_runner(_client(section))) or {}
+    missing, add = [], []
+    if "lua" not in plugins(have.get("JobSubmitPlugins")):
+        missing.append(f"JobSubmitPlugins is {have.get('JobSubmitPlugins') or '(none)'}: no lua")
+        add.append(job_submit_line(have.get("JobSubmitPlugins")))
+    for name, key in SCRIPTS.items():
+        want = str(Path(install.config_dir) / name)
+        if resources.files(PLUGIN_PACKAGE).joinpath(name).is_file() and \
+                want not in [v.strip() for v in have.get(key, "").split(",")]:
+            missing.append(f"{key} is {have.get(key) or '(none)'}, not {want}")
+            add.append(f"{key}={want}")
+    if missing:
+        raise ConfigError("slurmctld does not run fabric's plugins (scontrol show config): "
+                          + "; ".join(missing),
+                          hint=f"set in slurm.conf: {'  '.join(add)}; then `scontrol reconfigure` "
+                               "(fabric slurm install prints these lines)")
+    return (f"JobSubmitPlugins={have['JobSubmitPlugins']}, "
+            + ", ".join(f"{k}={have[k]}" for k in SCRIPTS.values() if have.get(k)))
 
 
 def _privilege_ok(section: Any, service_user: str | None) -> str:

@@ -283,7 +283,8 @@ def _fabric(ref: str) -> Any:
 @click.option("--topology", default=None, help="Fabric model (file, generator reference or 'discover'); "
               "default: the config's agent.topology.")
 @_root
-@click.option("--dry-run", is_flag=True, help="Print a unified diff against what is installed; write nothing.")
+@click.option("--dry-run", is_flag=True, help="Print a unified diff against what is installed; write nothing; "
+              "exit 3 where the real run would refuse.")
 @click.option("--force", is_flag=True, help="Overwrite files install did not write (each kept as .fabric-backup).")
 def install(config_path: str, topology: str | None, root: str, dry_run: bool, force: bool) -> None:
     """Write job_submit.lua, the TaskProlog, topology/gres.conf, the state dir and the agent's systemd unit.
@@ -293,22 +294,38 @@ def install(config_path: str, topology: str | None, root: str, dry_run: bool, fo
     from fabric_hpc.slurm.deploy_config import load_config, with_service_user
     from fabric_hpc.slurm.install import Installer, detect_slurm_version, plan
 
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.slurm.slurm_settings import plugins, site_settings
+
     cfg = with_service_user(load_config(config_path)[0])
     fab = _fabric(topology or cfg.agent.topology)
-    files, lines = plan(cfg, fab, slurm_version=cfg.install.slurm_version or detect_slurm_version())
+    settings, source = site_settings(cfg, Path(root))
+    files, lines = plan(cfg, fab, slurm_version=cfg.install.slurm_version or detect_slurm_version(),
+                        job_submit_plugins=settings.get("JobSubmitPlugins"))
     inst = Installer(cfg, root=root)
+    refusals: list[str] = []
     if dry_run:
         click.echo(inst.diff(files) or "(nothing would change)\n", nl=False)
         for problem in inst.foreign(files):
-            click.echo(f"would refuse without --force: {problem}")
+            click.echo(f"would back up (--force): {problem}" if force else
+                       f"would refuse without --force: {problem}")
+            refusals += [] if force else [problem]
         for problem in inst.owner_problems():
             click.echo(f"would fail: {problem}")
+            refusals.append(problem)
     else:
         for action in inst.install(files, force=force):
             click.echo(action)
     click.echo("\nAdd to slurm.conf (fabric never edits it), then `scontrol reconfigure`:")
     for line in lines:
         click.echo(f"  {line}")
+    if current := settings.get("JobSubmitPlugins"):
+        click.echo(f"  (JobSubmitPlugins is {current} now ({source}): " + (
+            "lua is in it already)" if "lua" in plugins(current) else
+            "replace that line, wherever slurm.conf or an Included file sets it; the site's plugins stay)"))
+    if refusals:
+        raise ConfigError(f"install would not run: {len(refusals)} problem(s) above (nothing was written)",
+                          hint="fix them, or pass --force for files install did not write")
     if not dry_run:
         click.echo("\nStart the agent: systemctl daemon-reload && systemctl enable --now fabric-agent\n"
                    f"Check it:        fabric agent check --config {cfg.install.config_dir}/agent.toml")
@@ -317,16 +334,31 @@ def install(config_path: str, topology: str | None, root: str, dry_run: bool, fo
 @group.command("uninstall")
 @_config
 @_root
-@click.option("--force", is_flag=True, help="Also remove files changed since install.")
+@click.option("--force", is_flag=True, help="Also remove files changed since install, and files the running "
+              "slurmctld still names (Prolog=, TaskProlog=, JobSubmitPlugins=lua).")
 @click.option("--purge-state", is_flag=True, help="Also remove the agent's files in the state directory "
               "(its decision log), and the directory when nothing else is in it.")
 def uninstall(config_path: str, root: str, force: bool, purge_state: bool) -> None:
-    """Remove exactly what `fabric slurm install` wrote (its manifest in config_dir), restoring backups."""
+    """Remove exactly what `fabric slurm install` wrote (its manifest in config_dir), restoring backups.
+
+    First remove fabric's lines from slurm.conf and run `scontrol reconfigure`: while the running
+    slurmctld (scontrol show config, with --root /) still names a file uninstall would remove, it
+    refuses (exit 3) unless --force.
+    """
     from fabric_hpc.slurm.deploy_config import load_config, with_service_user
     from fabric_hpc.slurm.install import Installer
+    from fabric_hpc.slurm.slurm_settings import site_settings
 
     cfg = with_service_user(load_config(config_path)[0])
-    for action in Installer(cfg, root=root).uninstall(force=force, purge_state=purge_state):
+    settings, source = site_settings(cfg, Path(root))
+    running = settings if source == "scontrol show config" else None
+    for action in Installer(cfg, root=root).uninstall(force=force, purge_state=purge_state, running=running):
         click.echo(action)
-    click.echo("Remove the fabric lines from slurm.conf (JobSubmitPlugins=lua, TaskProlog=…) yourself, then "
-               "run `scontrol reconfigure` (slurmctld keeps what it loaded until then).")
+    if running is not None and not force:
+        click.echo("The running slurmctld (scontrol show config) names none of the removed files.")
+    else:
+        click.echo("slurmctld was not checked" + (" (--force)" if force and running is not None else
+                   " (--root is not / or scontrol did not answer)") + ": slurm.conf must no longer name "
+                   "the removed files (Prolog=, TaskProlog=, lua in JobSubmitPlugins unless the site's "
+                   "job_submit.lua was restored); remove those lines and run `scontrol reconfigure` now, "
+                   "before the next job starts (docs/deploy.md §6).")

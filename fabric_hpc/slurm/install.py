@@ -23,11 +23,13 @@ DESTDIR) so the same plan can be written into a staging tree or a test directory
 from __future__ import annotations
 
 import difflib
+import glob
 import grp
 import hashlib
 import json
 import os
 import pwd
+import re
 import shutil
 import stat
 import time
@@ -230,9 +232,12 @@ class Installer:
             self.legacy_manifest.unlink(missing_ok=True)
 
     # -- uninstall ----------------------------------------------------------------------------
-    def uninstall(self, *, force: bool = False, purge_state: bool = False) -> list[str]:
-        """Remove exactly what install wrote (restoring backups); refuses files changed since, unless
-        --force, and a manifest that lists anything install does not write (nothing is removed then)."""
+    def uninstall(self, *, force: bool = False, purge_state: bool = False,
+                  running: dict[str, str] | None = None) -> list[str]:
+        """Remove exactly what install wrote (restoring backups that are the site's, removing those that
+        are fabric's own); refuses files changed since, and files the running slurmctld's settings
+        ``running`` (:mod:`fabric_hpc.slurm.slurm_settings`) still name, unless --force, and a manifest
+        that lists anything install does not write (nothing is removed then)."""
         found = self._found_manifest()
         if found is None:
             raise ConfigError(f"nothing installed: no {self.manifest_path}",
@@ -254,21 +259,14 @@ class Installer:
         if changed and not force:
             raise ConfigError("changed since install (not removed):\n  " + "\n  ".join(changed),
                               hint="--force removes them anyway")
-        restored = set()
-        for path, entry in sorted(man["files"].items()):
-            target = self.at(path)
-            ours = _mtime_ns(target)
-            target.unlink(missing_ok=True)
-            actions.append(f"removed {path}")
-            backup = entry.get("backup")
-            if backup and os.path.lexists(backup):
-                if not stat.S_ISREG(os.lstat(backup).st_mode):
-                    actions.append(f"kept    {backup} (not a regular file: not restored)")
-                    continue
-                os.replace(backup, target)
-                _newer_than(target, ours)
-                restored.add(path)
-                actions.append(f"restored {path} from {Path(backup).name}")
+        site = {p for p, e in man["files"].items() if _site_backup(e.get("backup"), p)}
+        lua = str(Path(self.cfg.install.slurm_conf_dir) / "job_submit.lua")
+        if not force:
+            from fabric_hpc.slurm.slurm_settings import refuse_if_named
+
+            refuse_if_named(running, {p for p in man["files"] if self.at(p).exists()},
+                            lua if lua in man["files"] and lua not in site else None)
+        restored = self._remove_files(man["files"], site, actions)
         actions += self._reload_notes(man["files"], restored)
         for path in {found, self.manifest_path, self.legacy_manifest}:
             path.unlink(missing_ok=True)
@@ -285,6 +283,31 @@ class Installer:
             actions.append(f"kept    {self.cfg.agent.state_dir} (the agent's logs; --purge-state removes it)")
         return actions
 
+
+    def _remove_files(self, files: dict, site: set[str], actions: list[str]) -> set[str]:
+        """Remove every file of the manifest; put back the backups in ``site`` (the site's own files),
+        remove the others (fabric's own); returns the paths restored."""
+        restored = set()
+        for path, entry in sorted(files.items()):
+            target = self.at(path)
+            ours = _mtime_ns(target)
+            target.unlink(missing_ok=True)
+            actions.append(f"removed {path}")
+            backup = entry.get("backup")
+            if backup and os.path.lexists(backup):
+                if not stat.S_ISREG(os.lstat(backup).st_mode):
+                    actions.append(f"kept    {backup} (not a regular file: not restored)")
+                elif path not in site:
+                    os.unlink(backup)
+                    actions.append(f"removed {backup} (a copy of fabric's own {Path(path).name}, not the "
+                                   "site's: not restored)")
+                else:
+                    os.replace(backup, target)
+                    _newer_than(target, ours)
+                    restored.add(path)
+                    actions.append(f"restored {path} from {Path(backup).name}")
+            actions += _older_backups(target, backup)
+        return restored
 
     def _removal_problems(self, man: dict, *, purge_state: bool) -> list[str]:
         """What would stop uninstall halfway (a listed file that is a directory now, a path through a
@@ -315,10 +338,49 @@ class Installer:
         if lua not in files:
             return []
         if lua in restored:
-            return [f"note    slurmctld loads the restored {lua} at the next submission (it was given a "
-                    "fresh mtime); `scontrol reconfigure` loads it now"]
-        return [f"note    slurmctld keeps running fabric's job_submit.lua (removed from {lua}) until you "
-                "remove JobSubmitPlugins=lua from slurm.conf and run `scontrol reconfigure`"]
+            return [f"note    slurmctld loads the restored {lua} (the site's own) at the next submission (it "
+                    "was given a fresh mtime); `scontrol reconfigure` loads it now. Keep lua in "
+                    "JobSubmitPlugins: the site's job_submit.lua needs it"]
+        return [f"note    {lua} is gone: slurm.conf must not name lua in JobSubmitPlugins (keep the site's "
+                "other plugins there)"]
+
+
+def fabric_copy(path: Path | str) -> bool:
+    """The file is one of fabric's own (not a site's): install's header comment, or a job_submit.lua
+    with fabric's ``-- fabric: protocol`` setting line (``fabric slurm plugin-config -o``), or a script
+    with its ``# fabric: config`` line."""
+    from fabric_hpc.slurm.plugins import lua_settings
+
+    try:
+        with open(path, "rb") as f:
+            text = f.read(1 << 20).decode(errors="replace")
+    except OSError:
+        return False
+    head = "\n".join(text.splitlines()[:3])
+    return ("Written by `fabric slurm install`" in head or "protocol" in lua_settings(text)
+            or re.search(r"^CONFIG = .*# fabric: config$", text, flags=re.M) is not None)
+
+
+def _site_backup(backup: str | None, path: str) -> bool:
+    """The backup install recorded for ``path`` is there, and is the site's file (to be restored)."""
+    return bool(backup) and _is_file(Path(backup)) and not fabric_copy(backup)
+
+
+def _older_backups(target: Path, recorded: str | None) -> list[str]:
+    """Copies later ``install --force`` runs kept beside ``target`` (``.fabric-backup.N``), other than
+    the one restored: fabric's own are removed, any other is kept; each is named."""
+    out = []
+    for p in sorted(target.parent.glob(glob.escape(target.name + BACKUP_SUFFIX) + "*")):
+        suffix = p.name[len(target.name + BACKUP_SUFFIX):]
+        if str(p) == recorded or not (suffix == "" or re.fullmatch(r"\.\d+", suffix)):
+            continue
+        if p.is_file() and not p.is_symlink() and fabric_copy(p):
+            p.unlink()
+            out.append(f"removed {p} (an older copy of fabric's own {target.name})")
+        else:
+            out.append(f"kept    {p} (an earlier copy install --force kept; not restored: compare it with "
+                       f"{target.name} and remove it when not needed)")
+    return out
 
 
 def _mtime_ns(path: Path) -> int:

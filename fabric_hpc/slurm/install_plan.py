@@ -34,8 +34,12 @@ def _header(comment: str) -> str:
     return f"{comment} {HEADER.format(v=__version__)}\n"
 
 
-def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None) -> tuple[list[Planned], list[str]]:
-    """The files install writes, and the slurm.conf lines the admin adds."""
+def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None,
+         job_submit_plugins: str | None = None) -> tuple[list[Planned], list[str]]:
+    """The files install writes, and the slurm.conf lines the admin adds (``JobSubmitPlugins``: the
+    site's current ``job_submit_plugins`` kept, lua added)."""
+    from fabric_hpc.slurm.slurm_settings import job_submit_line
+
     from fabric_hpc.slurm.plugins import render_job_submit
     from fabric_hpc.topology import dump_spec, export
 
@@ -74,7 +78,8 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None) -> tuple[
         Planned(str(Path(i.unit_dir) / UNIT_NAME), _header("#") + unit_text(cfg)),
     ]
     _one_file_per_path(files)
-    lines = ["JobSubmitPlugins=lua", *(f"{key}={f.path}" for key, f in scripts.items()), "GresTypes=gpu"]
+    lines = [job_submit_line(job_submit_plugins), *(f"{key}={f.path}" for key, f in scripts.items()),
+             "GresTypes=gpu"]
     if use_yaml:
         lines.append(f"# {topo.path} (Slurm 25.05+) is read first: TopologyPlugin and topology.conf "
                      "are then ignored")

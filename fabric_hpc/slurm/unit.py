@@ -64,7 +64,7 @@ def unit_text(cfg: DeployConfig) -> str:
     env = f"Environment=SLURM_CONF={a.slurm_conf}\n" if a.slurm_conf else ""
     return f"""[Unit]
 Description=fabric-hpc placement agent for Slurm
-Documentation=https://github.com/fabric-hpc/fabric-hpc/blob/main/docs/deploy.md
+# Documentation: `fabric docs deploy` (docs/deploy.md, shipped in the wheel)
 Wants=network-online.target
 After=network-online.target munge.service slurmctld.service
 

@@ -141,7 +141,16 @@ def test_deploy_from_the_wheel(wheel_env: WheelEnv, slurm_cluster_factory: Any, 
         code = agent.wait(20)
     assert code == 0, log.read_text()[-3000:]
     assert "Traceback" not in log.read_text()
-    wheel_env.fabric("slurm", "uninstall", "--config", str(cfg), "--purge-state")
+    # docs/deploy.md §6: slurm.conf first (uninstall refuses while slurmctld runs the prologs), then uninstall
+    early = wheel_env.fabric("slurm", "uninstall", "--config", str(cfg), "--purge-state", check=False,
+                             env=env)
+    assert early.returncode == 3 and f"TaskProlog={prolog}" in early.stderr, early.stderr
+    conf = cluster.conf_path.read_text().splitlines()
+    cluster.conf_path.write_text("".join(f"{line}\n" for line in conf
+                                         if line.split("=", 1)[0] not in ("TaskProlog", "Prolog")))
+    cluster.run(["scontrol", "reconfigure"])
+    done = wheel_env.fabric("slurm", "uninstall", "--config", str(cfg), "--purge-state", env=env).stdout
+    assert "names none of the removed files" in done, done
     left = sorted(str(p.relative_to(base)) for p in base.rglob("*"))
     # only the config we wrote and what the jobs' TaskProlog wrote at run time (NCCL topology files) remain
     assert [p for p in left if not p.startswith("nccl")] == ["agent.toml"], left

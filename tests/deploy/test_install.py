@@ -199,7 +199,7 @@ def test_install_dry_run_uninstall(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_dry_run_names_a_missing_service_user(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg, root = write_config(tmp_path / "agent.toml"), tmp_path / "root"
     cfg.write_text(cfg.read_text().replace(f'service_user = "{USER}"', 'service_user = "no-such-user-fabric"'))
-    assert fabric("slurm", "install", "--config", str(cfg), "--root", str(root), "--dry-run") == 0
+    assert fabric("slurm", "install", "--config", str(cfg), "--root", str(root), "--dry-run") == 3
     out = capsys.readouterr().out
     assert "would fail: no user 'no-such-user-fabric' (install.service_user)" in out and "useradd" in out
     assert not root.exists()  # the real install refuses too (test_state_dir_owner_and_mode_are_checked)
@@ -210,7 +210,7 @@ def test_foreign_files_need_force_and_come_back(tmp_path: Path, capsys: pytest.C
     gres = root / "etc/slurm/gres.conf"
     gres.parent.mkdir(parents=True)
     gres.write_text("# the site's own gres.conf\n")
-    assert fabric("slurm", "install", "--config", str(cfg), "--root", str(root), "--dry-run") == 0
+    assert fabric("slurm", "install", "--config", str(cfg), "--root", str(root), "--dry-run") == 3
     out = capsys.readouterr().out
     assert "-# the site's own gres.conf" in out and "would refuse without --force: /etc/slurm/gres.conf" in out
     assert fabric("slurm", "install", "--config", str(cfg), "--root", str(root)) == 3

@@ -138,7 +138,7 @@ def test_a_state_dir_holding_other_files_is_refused(tmp_path: Path,
     (state / "notes.txt").write_text("mine\n")
     (state / "heartbeat").write_text("1\n")  # an agent ran here before: its files are fine
     state.chmod(0o755)
-    assert fabric("slurm", "install", "--config", str(cfg), "--root", str(root), "--dry-run") == 0
+    assert fabric("slurm", "install", "--config", str(cfg), "--root", str(root), "--dry-run") == 3
     assert "would fail: state dir /var/lib/fabric-agent holds files fabric did not create: notes.txt" in \
         capsys.readouterr().out
     for force in ((), ("--force",)):

@@ -1,0 +1,134 @@
+"""The slurm.conf settings fabric's pieces hang on (``JobSubmitPlugins``, ``Prolog``, ``TaskProlog``), as
+the running slurmctld has them (``scontrol show config``) or, when it does not answer, as the conf files
+say (slurm.conf and the files it Includes).
+
+``install`` prints the ``JobSubmitPlugins`` line with the site's plugins kept (``require_timelimit,lua``);
+``uninstall`` refuses while slurmctld still names a file it would remove (the next job's Prolog fails and
+the node drains; a missing job_submit.lua fails every submission at the next reconfigure); ``fabric agent
+check`` fails while slurmctld does not run them.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.slurm.manifest import norm
+
+#: The settings read, as Slurm spells them (slurm.conf keys are case-insensitive).
+KEYS = ("JobSubmitPlugins", "Prolog", "TaskProlog")
+MAX_INCLUDE_DEPTH = 8
+
+
+def parse_show_config(text: str) -> dict[str, str]:
+    """``Key = value`` lines of ``scontrol show config`` -> {key: value} for :data:`KEYS` and ``SLURM_CONF``;
+    ``(null)`` is the empty string. Slurm 23.11+ lists each of several prologs as ``Prolog[N] = path``:
+    they are joined with commas, as slurm.conf writes them."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        key, value = re.sub(r"\[\d+\]$", "", key.strip()), value.strip()
+        if sep and key in (*KEYS, "SLURM_CONF") and value != "(null)":
+            out[key] = f"{out[key]},{value}" if out.get(key) else value
+    return out
+
+
+def running_settings(env: dict[str, str] | None = None,
+                     run: Callable[[Sequence[str]], str] | None = None) -> dict[str, str] | None:
+    """The running slurmctld's settings (:func:`parse_show_config`); None when it does not answer."""
+    if run is not None:
+        return parse_show_config(run(["scontrol", "show", "config"]))
+    try:
+        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=15,
+                             env=env)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_show_config(out.stdout) if out.returncode == 0 and "SLURM_CONF" in out.stdout else None
+
+
+def conf_file_settings(conf: Path, root: Path = Path("/")) -> dict[str, str]:
+    """:data:`KEYS` as slurm.conf ``conf`` (under ``root``) and its ``Include`` files set them (the last
+    one wins, keys in any case); {} when the file cannot be read."""
+    out: dict[str, str] = {}
+    _read_conf(root / str(conf).lstrip("/"), root, out, 0)
+    return out
+
+
+def _read_conf(path: Path, root: Path, out: dict[str, str], depth: int) -> None:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return
+    wanted = {k.lower(): k for k in KEYS}
+    for raw in lines:
+        line = raw.split("#", 1)[0].strip()
+        word, _, rest = line.partition(" ")
+        if word.lower() == "include" and rest.strip() and depth < MAX_INCLUDE_DEPTH:
+            pattern = rest.strip()
+            pattern = (str(root / pattern.lstrip("/")) if pattern.startswith("/")
+                       else str(path.parent / pattern))
+            for inc in sorted(glob.glob(pattern)):
+                _read_conf(Path(inc), root, out, depth + 1)
+            continue
+        key, sep, value = line.partition("=")
+        if sep and key.strip().lower() in wanted:
+            out[wanted[key.strip().lower()]] = value.strip().split()[0] if value.strip() else ""
+
+
+def plugins(value: str | None) -> list[str]:
+    """``"require_timelimit, lua"`` -> ``["require_timelimit", "lua"]`` (a ``job_submit/`` prefix dropped)."""
+    names = [p.strip() for p in (value or "").split(",")]
+    return [n.removeprefix("job_submit/") for n in names if n and n != "(null)"]
+
+
+def job_submit_line(current: str | None) -> str:
+    """The ``JobSubmitPlugins`` line to put in slurm.conf: the site's plugins, and ``lua``."""
+    names = plugins(current)
+    return "JobSubmitPlugins=" + ",".join(names if "lua" in names else [*names, "lua"])
+
+
+def site_settings(cfg: object, root: Path) -> tuple[dict[str, str], str]:
+    """The settings and where they were read: the running slurmctld when it answers (only for
+    ``--root /``), else the slurm.conf install sits next to (agent.slurm_conf, else
+    ``<slurm_conf_dir>/slurm.conf``) and its Includes."""
+    conf = getattr(cfg.agent, "slurm_conf", None) or str(Path(cfg.install.slurm_conf_dir) / "slurm.conf")
+    if root.resolve() == Path("/"):
+        env = {**os.environ, "SLURM_CONF": conf} if getattr(cfg.agent, "slurm_conf", None) else None
+        running = running_settings(env)
+        if running is not None:
+            return running, "scontrol show config"
+    return conf_file_settings(Path(conf), root), conf
+
+
+def still_named(settings: dict[str, str], removed: set[str], lua: str | None) -> list[str]:
+    """The settings of a running slurmctld that name a file uninstall removes: ``Prolog``/``TaskProlog``
+    paths in ``removed``, and ``lua`` among its JobSubmitPlugins when fabric's ``lua`` (the
+    job_submit.lua next to its slurm.conf) goes without a site plugin put back."""
+    out = []
+    for key in ("Prolog", "TaskProlog"):
+        for value in (v.strip() for v in settings.get(key, "").split(",")):
+            if value and norm(value) in removed:
+                out.append(f"{key}={value}: slurmd runs it for every job; once it is gone every job fails "
+                           "and its node drains")
+    conf_dir = os.path.dirname(settings.get("SLURM_CONF", "")) or None
+    if lua and "lua" in plugins(settings.get("JobSubmitPlugins")) and \
+            conf_dir in (None, os.path.dirname(lua)):
+        out.append(f"JobSubmitPlugins={settings['JobSubmitPlugins']}: slurmctld runs {lua}; once it is gone "
+                   "submissions fail after the next reconfigure")
+    return out
+
+
+def refuse_if_named(settings: dict[str, str] | None, removed: set[str], lua: str | None) -> None:
+    """ConfigError (exit 3) naming the slurm.conf lines to remove first (:func:`still_named`)."""
+    named = still_named(settings or {}, removed, lua)
+    if named:
+        raise ConfigError("the running slurmctld (scontrol show config) still uses files uninstall would "
+                          "remove (nothing was removed):\n  " + "\n  ".join(named),
+                          hint="first remove these from slurm.conf (and the files it Includes; keep the "
+                               "site's own JobSubmitPlugins) and run `scontrol reconfigure`, then run "
+                               "uninstall again (--force removes the files anyway)")
