@@ -10,6 +10,9 @@ OUT ?= out
 TORCH_SPEC ?= torch==2.13.0
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (each starts its own Slurm test clusters; a test file stays on one
+# worker); PYTEST_XDIST= runs in one process
+PYTEST_XDIST ?= -n 2 --dist loadfile
 # The Slurm test matrix (docs/testing.md): Debian's slurm-wlm plus Slurm 25.11.7 under SLURM_25_11,
 # from the files in SLURM_VENDOR (prebuilt for Debian 12 amd64, else built from source; pyslurm wheel).
 SLURM_VENDOR ?= ../shared/vendor
@@ -72,7 +75,7 @@ demo: $(VENV)/.stamp-base
 
 # -- the whole test suite, real components required when FABRIC_REQUIRE_REAL=1
 test: sysdeps-test $(VENV)/.stamp-test slurm-25.11 pyslurm
-	SLURM_VENDOR=$(SLURM_VENDOR) FABRIC_SLURM_PREFIXES=$(SLURM_25_11) $(PY) -m pytest $(PYTEST_ARGS)
+	SLURM_VENDOR=$(SLURM_VENDOR) FABRIC_SLURM_PREFIXES=$(SLURM_25_11) $(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 bench: $(VENV)/.stamp-test
 	$(PY) -m benchmarks --all

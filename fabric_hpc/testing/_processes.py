@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -100,7 +101,7 @@ def orphans(marker: str) -> set[int]:
 
     A process is an orphan when its ``SLURM_CONF`` (or the ``etc/slurm.conf`` above its working
     directory) names a file that starts with ``marker`` and no ``slurmctld`` or ``munged`` of that
-    configuration is alive any more.
+    configuration is alive any more, nor the runner named on that first line (``(runner pid N)``).
     """
     groups: dict[str, set[int]] = {}
     marked = set(environ_values("SLURM_JOB_ID")) | set(environ_values(DAEMON_MARK))
@@ -116,9 +117,11 @@ def orphans(marker: str) -> set[int]:
     for conf, pids in groups.items():
         try:
             with open(conf, encoding="utf-8", errors="replace") as f:
-                if not f.readline().startswith(marker):
-                    continue
+                first = f.readline()
         except OSError:
+            continue
+        runner = re.search(r"\(runner pid (\d+)\)", first)
+        if not first.startswith(marker) or (runner and alive(int(runner.group(1)))):
             continue
         if any(_comm(pid) in ("slurmctld", "munged") for pid in pids):
             continue

@@ -245,7 +245,8 @@ class SlurmTestCluster(SlurmClient, _accounting.AccountingMixin):
         lines += [self._fill(p) + "\n" for p in self.partitions]
         if self.extra_conf:
             lines.append(self._fill(self.extra_conf).rstrip("\n") + "\n")
-        return CONF_MARKER + "\n" + "".join(lines)
+        # the runner's pid: another runner's reap_orphans() leaves this cluster alone while it lives
+        return f"{CONF_MARKER} (runner pid {os.getpid()})\n" + "".join(lines)
 
     def _make_devices(self, paths: Iterable[Path]) -> None:
         for path in paths:
@@ -298,6 +299,7 @@ class SlurmTestCluster(SlurmClient, _accounting.AccountingMixin):
         """SIGKILL job steps left by test clusters whose runner died (daemons die with their runner).
 
         Only processes whose ``SLURM_CONF`` is a test-cluster file with no live slurmctld/munged
+        and no live runner (the process that wrote it: pytest-xdist runs several side by side)
         are touched; munge directories of dead clusters (older than a minute) are removed.
         Called by :meth:`start`; returns the pids it killed.
         """

@@ -8,6 +8,7 @@ point at a checkout) is not activated; :meth:`WheelEnv.check_isolated` proves it
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -58,9 +59,14 @@ class WheelEnv:
 
 
 def build(out: Path) -> tuple[Path, Path]:
-    """``python -m build`` (sdist, then the wheel from the sdist) without network: the shared venv's setuptools."""
-    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "-o", str(out), str(REPO)], check=True,
-                   capture_output=True, text=True, timeout=300, cwd=REPO)
+    """``python -m build`` (sdist, then the wheel from the sdist) without network: the shared venv's setuptools.
+
+    One build of this checkout at a time (pytest-xdist workers each build their own): the sdist step writes
+    ``fabric_hpc.egg-info`` into the checkout, so two at once could read each other's half-written files."""
+    with open(REPO / "pyproject.toml", "rb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        subprocess.run([sys.executable, "-m", "build", "--no-isolation", "-o", str(out), str(REPO)], check=True,
+                       capture_output=True, text=True, timeout=300, cwd=REPO)
     wheels, sdists = sorted(out.glob("fabric_hpc-*.whl")), sorted(out.glob("fabric_hpc-*.tar.gz"))
     assert len(wheels) == 1 and len(sdists) == 1, list(out.iterdir())
     return wheels[0], sdists[0]

@@ -56,8 +56,9 @@ def _submit(c, work: dict, *extra_env: str, fabric: Path = BIN / "fabric") -> in
     return c.sbatch(env, "--time=5", script=SCRIPT)  # before the fix a dead rank held it 5 minutes
 
 
-def _rank_pid(jobid: int, rank: int) -> int | None:
-    """The `fabric infer run` process of task ``rank`` of ``jobid`` (not srun, not the batch script)."""
+def _rank_pid(c, jobid: int, rank: int) -> int | None:
+    """The `fabric infer run` process of task ``rank`` of ``jobid`` of cluster ``c`` (not srun, not the
+    batch script; not another cluster's job of that id: pytest-xdist runs clusters side by side)."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -67,7 +68,8 @@ def _rank_pid(jobid: int, rank: int) -> int | None:
         except OSError:
             continue
         if (f"SLURM_JOB_ID={jobid}".encode() in env and f"SLURM_PROCID={rank}".encode() in env
-                and b"SLURM_STEP_ID=0" in env and b"infer\0run\0" in cmd):
+                and f"SLURM_CONF={c.conf_path}".encode() in env and b"SLURM_STEP_ID=0" in env
+                and b"infer\0run\0" in cmd):
             return int(entry)
     return None
 
@@ -76,7 +78,7 @@ def _wait_mid_run(c, jobid: int, work: dict, rank: int) -> int:
     journal = work["out"] / "journal" / f"rank-{rank:05d}.jsonl"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        pid = _rank_pid(jobid, rank)
+        pid = _rank_pid(c, jobid, rank)
         if pid and journal.is_file() and journal.stat().st_size:  # it has committed work
             return pid
         assert c.job(jobid)["JobState"] in ("PENDING", "RUNNING"), c.job_output(jobid)
@@ -134,9 +136,9 @@ def test_scancel_ends_every_rank_without_a_traceback(cluster, work):
     info, out = _ended(cluster, jid, ("CANCELLED",), 60)
     assert "Traceback" not in out and "IndexError" not in out, out
     deadline = time.monotonic() + 30
-    while (_rank_pid(jid, 0) or _rank_pid(jid, 1)) and time.monotonic() < deadline:
+    while (_rank_pid(cluster, jid, 0) or _rank_pid(cluster, jid, 1)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not (_rank_pid(jid, 0) or _rank_pid(jid, 1)), "a rank outlived scancel"
+    assert not (_rank_pid(cluster, jid, 0) or _rank_pid(cluster, jid, 1)), "a rank outlived scancel"
     _resume_and_merge(cluster, work)
 
 
