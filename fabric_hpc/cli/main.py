@@ -155,11 +155,20 @@ def one_line(text: str) -> str:
     return text.translate(_CONTROL)
 
 
+def _lines(prefix: str, text: str) -> str:
+    """``prefix`` and ``text``, a line per line of it (an error that lists several problems), each
+    further line indented under the first: no line but an event's begins with ``{``; other control
+    characters escaped (:func:`one_line`)."""
+    first, *rest = text.split("\n")
+    return "\n".join([prefix + one_line(first)] + [" " * len(prefix) + one_line(line) for line in rest])
+
+
 def _echo_error(exc: FabricError) -> None:
-    """The human lines of a failure: ``error: …`` and, with a hint, ``  fix: …`` (each one line)."""
-    click.echo(f"error: {one_line(exc.message)}", err=True)
+    """The human lines of a failure: ``error: …`` and, with a hint, ``  fix: …`` (a problem per line,
+    the lines after the first indented)."""
+    click.echo(_lines("error: ", exc.message), err=True)
     if exc.hint:
-        click.echo(f"  fix: {one_line(exc.hint)}", err=True)
+        click.echo(_lines("  fix: ", exc.hint), err=True)
 
 
 def _usage_error(exc: click.ClickException) -> FabricError:

@@ -1,7 +1,9 @@
 """An SRE's probe of ``fabric -v``'s stderr: a newline in an argument forged events (the human
 ``error:``/``fix:`` lines printed the message raw, so ``{"event": "agent.stop", ...}`` in a path became a line
-of its own): control characters in those lines are escaped now (``\\n``), so every stderr line that begins
-with ``{`` is a real event. Each test failed before its fix. ``cli.error`` itself: test_cli_error_event.py."""
+of its own): a line of those messages after the first is indented under it and other control characters are
+escaped (``\\r``, ``\\u2028``), so every stderr line that begins with ``{`` is a real event; an error that lists
+several problems keeps a problem per line. Each test failed before its fix. ``cli.error`` itself:
+test_cli_error_event.py."""
 
 from __future__ import annotations
 
@@ -39,8 +41,9 @@ def test_a_newline_in_an_argument_forges_no_event(tmp_path: Path) -> None:
     assert [e["event"] for e in events] == ["cli.error"], res.stderr
     assert events[0]["error"].startswith(path)  # the event keeps the text as it was (JSON escapes it)
     human = [line for line in res.stderr.splitlines() if not line.startswith("{")]
-    assert human[0].startswith("error: ") and "nothere\\n{" in human[0], human
-    assert len(human) == 2 and human[1].startswith("  fix: "), human
+    assert human[0].startswith("error: ") and human[0].endswith("nothere"), human
+    assert human[1] == " " * 7 + FORGED, human  # under the first line, not an event's line
+    assert human[-1].startswith("  fix: "), human
 
 
 @pytest.fixture
@@ -61,7 +64,10 @@ def test_the_fix_line_and_a_usage_error_forge_no_event(failing: list[BaseExcepti
     assert main(["-v", "probe-fail"]) == 3
     err = capfd.readouterr().err
     assert [e["event"] for e in stream(err)] == ["cli.error"], err
-    assert len(err.splitlines()) == 3 and len(err.split("\u2028")) == 1, err
+    lines = err.splitlines()
+    assert len(err.split("\u2028")) == 1, err
+    assert lines[1:] == [f"error: bad\\r", " " * 7 + FORGED, "  fix: remove it",
+                         " " * 7 + f"{FORGED}\\u2028{FORGED}"], err
     failing[0] = click.BadParameter(f"x\n{FORGED}")
     assert main(["-v", "probe-fail"]) == 2
     err = capfd.readouterr().err
