@@ -377,7 +377,7 @@ def slurm_node_fields(fabric: Fabric, host: str) -> dict[str, str]:
         "Sockets": str(ht.sockets),
         "CoresPerSocket": str(ht.cores_per_socket),
         "ThreadsPerCore": str(ht.threads_per_core),
-        "RealMemory": str(int(ht.memory_gb * 1024)),
+        "RealMemory": str(int(ht.memory_gb * 1024)),  # floored: never more MiB than the model says
     }
     if ht.gpus:
         fields["Gres"] = f"gpu:{gres_type(ht.gpu_model)}:{ht.gpus}"
