@@ -35,7 +35,7 @@ TOPOLOGY_KINDS = ("tree", "block", "flat")
 #: H100 18 × 50 = 900); NVLink5 (Blackwell) 100 (B200/GB200 18 × 100 = 1800). nvidia-smi topo: NV18.
 NVLINK_GBPS_PER_LINK = 50.0
 NVLINK5_GBPS_PER_LINK = 100.0
-DEFAULT_SM = "90"
+DEFAULT_SM = "90"  # no longer written: a model the table does not know gets no sm (NCCL asks the GPU)
 DEFAULT_ARCH = "x86_64"
 
 # GPU model name → (compute capability as NCCL's sm, GB/s per NVLink link, a Grace (arm64) superchip)
@@ -47,6 +47,11 @@ _GPU_GENERATIONS = {
     "h800": ("90", NVLINK_GBPS_PER_LINK, False), "h20": ("90", NVLINK_GBPS_PER_LINK, False),
     "a100": ("80", NVLINK_GBPS_PER_LINK, False), "a800": ("80", NVLINK_GBPS_PER_LINK, False),
     "v100": ("70", NVLINK_GBPS_PER_LINK, False),
+    # PCIe data-centre GPUs, compute capability from NVIDIA's table (https://developer.nvidia.com/cuda-gpus)
+    "l40s": ("89", NVLINK_GBPS_PER_LINK, False), "l40": ("89", NVLINK_GBPS_PER_LINK, False),
+    "l4": ("89", NVLINK_GBPS_PER_LINK, False), "a10": ("86", NVLINK_GBPS_PER_LINK, False),
+    "a40": ("86", NVLINK_GBPS_PER_LINK, False), "a30": ("80", NVLINK_GBPS_PER_LINK, False),
+    "t4": ("75", NVLINK_GBPS_PER_LINK, False),
 }
 _GPU_NAME = re.compile(r"(?<![a-z0-9])(" + "|".join(sorted(_GPU_GENERATIONS, key=len, reverse=True))
                        + r")(?![0-9])")
@@ -59,11 +64,12 @@ def _generation(gpu_model: str) -> tuple[str, float, bool] | None:
     return _GPU_GENERATIONS[match.group(1)] if match else None
 
 
-def gpu_sm(gpu_model: str) -> str:
-    """NCCL's ``sm`` (compute capability × 10) of a GPU model: B200/GB200 100, H100 90, A100 80;
-    ``DEFAULT_SM`` for a model this table does not know."""
+def gpu_sm(gpu_model: str) -> str | None:
+    """NCCL's ``sm`` (compute capability × 10) of a GPU model: B200/GB200 100, H100 90, A100 80,
+    L40S 89; None for a model this table does not know: the XML then has no ``sm``, and NCCL reads
+    the device's own (it asks the GPU only when the attribute is missing, src/graph/xml.cc)."""
     gen = _generation(gpu_model)
-    return gen[0] if gen else DEFAULT_SM
+    return gen[0] if gen else None
 
 
 def nvlink_gbps_per_link(gpu_model: str) -> float:
