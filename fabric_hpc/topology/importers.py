@@ -62,10 +62,12 @@ _UNKNOWN_GPU = (0.0, 32.0, 0.0, 0)
 
 # -- CSV reading ---------------------------------------------------------------------------------
 def _csv_lines(path: Path) -> list[str]:
-    """The file's lines, read through the input boundary (regular file, size limit, UTF-8)."""
+    """The file's lines, read through the input boundary (regular file, size limit, UTF-8), without
+    the byte order mark Excel's "CSV UTF-8" puts first (it is no part of the first column's name)."""
     from fabric_hpc.inputs import check_path, read_text
 
-    return read_text(check_path(path, what="CSV file"), what="CSV file").splitlines(keepends=True)
+    text = read_text(check_path(path, what="CSV file"), what="CSV file")
+    return text.removeprefix("\ufeff").splitlines(keepends=True)
 
 
 def _read_rows(path: PathLike, kind: str) -> list[tuple[int, dict[str, str]]]:
