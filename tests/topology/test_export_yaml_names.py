@@ -60,7 +60,8 @@ def test_a_host_that_looks_like_a_number_is_refused():
 def test_names_slurm_keeps_as_strings_are_exported(name):
     fab = build(_spec({name: "gpu[01-02]", "leafb": "gpu[03-04]"}, "gpu[01-04]"))
     assert ex.slurm_yaml_retypes(name) is None and ex.yaml_retyped_names(fab) == []
-    assert {"switch": name, "nodes": "gpu[01-02]"} in yaml.safe_load(ex.topology_yaml(fab))[0]["tree"]["switches"]
+    switches = yaml.safe_load(ex.topology_yaml(fab))[0]["tree"]["switches"]
+    assert {"switch": name, "nodes": "gpu[01-02]"} in switches
 
 
 def test_the_cli_export_fails_with_the_fix(tmp_path, capsys):

@@ -17,7 +17,8 @@ FILES = {
 @pytest.mark.parametrize("kind", FILES)
 def test_a_bom_is_not_part_of_the_header(tmp_path, kind):
     (tmp_path / "plain").mkdir(), (tmp_path / "bom").mkdir()
-    plain, bom = tmp_path / "plain" / "hosts.csv", tmp_path / "bom" / "hosts.csv"  # same name: same description
+    # one file name, so one description
+    plain, bom = tmp_path / "plain" / "hosts.csv", tmp_path / "bom" / "hosts.csv"
     plain.write_text(FILES[kind], encoding="utf-8")
     bom.write_text(FILES[kind], encoding="utf-8-sig")
     assert bom.read_bytes().startswith(b"\xef\xbb\xbf")
