@@ -57,6 +57,9 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None,
     prolog_json = json.dumps({"topology": str(cd / "topology.yaml"), "topo_dir": i.topo_dir,
                               "ckpt_root": i.ckpt_root}, indent=2) + "\n"
     use_yaml = _topology_yaml(i.topology_format, slurm_version)
+    # auto: Slurm would read names such as '01' from topology.yaml as numbers; topology.conf keeps them
+    retyped = export.yaml_retyped_names(fab) if use_yaml and i.topology_format == "auto" else []
+    use_yaml = use_yaml and not retyped
     _check_slurm_supports(i.topology_plugin, use_yaml, slurm_version)
     if use_yaml:
         topo = Planned(str(sc / "topology.yaml"), _header("#") + export.topology_yaml(
@@ -84,6 +87,9 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None,
         lines.append(f"# {topo.path} (Slurm 25.05+) is read first: TopologyPlugin and topology.conf "
                      "are then ignored")
     else:
+        if retyped:
+            lines.append(f"# {topo.path}, not topology.yaml: there {retyped[0]} (Slurm reads any "
+                         "topology.yaml value that looks like a number, boolean or null as one)")
         lines.append(f"TopologyPlugin=topology/{i.topology_plugin}")
     lines += ["# node lines (must agree with the fabric model):"] + export.slurm_nodes_conf(fab).splitlines()
     return files, lines

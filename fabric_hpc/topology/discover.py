@@ -344,9 +344,16 @@ def _host_type(sysfs: SysfsFacts, gpus: list[dict[str, Any]], notes: list[str]) 
     gpu_mem = round(min(mems) / 2**30, 1) if mems else 0.0
     return HostType(gpus=len(gpus), gpu_model=_model_name(model), gpu_memory_gb=gpu_mem,
                     sockets=sockets, cores_per_socket=-(-cores // sockets), threads_per_core=threads,
-                    memory_gb=round(mem_kb / 2**20, 1) if mem_kb else 1.0, nvlink_gbps=nvlink,
+                    memory_gb=_memory_gb(mem_kb), nvlink_gbps=nvlink,
                     nvswitches=nvswitches, pcie_gbps=min(pcie) if pcie else DEFAULT_PCIE_GBPS, nics=nics,
                     nic_gbps=nic_gbps, gpu_numa=gpu_numa or None, features=features)
+
+
+def _memory_gb(mem_kb: int) -> float:
+    """The host's memory in GiB as whole MiB (exact in a float): slurm.conf's RealMemory is then the
+    MiB slurmd counts, never more (rounding up would make Slurm mark the node invalid: Low RealMemory)."""
+    mib = mem_kb // 1024
+    return mib / 1024 if mib else 1.0
 
 
 def _model_name(name: str) -> str:

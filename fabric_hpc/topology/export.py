@@ -35,7 +35,7 @@ TOPOLOGY_KINDS = ("tree", "block", "flat")
 #: H100 18 × 50 = 900); NVLink5 (Blackwell) 100 (B200/GB200 18 × 100 = 1800). nvidia-smi topo: NV18.
 NVLINK_GBPS_PER_LINK = 50.0
 NVLINK5_GBPS_PER_LINK = 100.0
-DEFAULT_SM = "90"
+DEFAULT_SM = "90"  # no longer written: a model the table does not know gets no sm (NCCL asks the GPU)
 DEFAULT_ARCH = "x86_64"
 
 # GPU model name → (compute capability as NCCL's sm, GB/s per NVLink link, a Grace (arm64) superchip)
@@ -47,6 +47,11 @@ _GPU_GENERATIONS = {
     "h800": ("90", NVLINK_GBPS_PER_LINK, False), "h20": ("90", NVLINK_GBPS_PER_LINK, False),
     "a100": ("80", NVLINK_GBPS_PER_LINK, False), "a800": ("80", NVLINK_GBPS_PER_LINK, False),
     "v100": ("70", NVLINK_GBPS_PER_LINK, False),
+    # PCIe data-centre GPUs, compute capability from NVIDIA's table (https://developer.nvidia.com/cuda-gpus)
+    "l40s": ("89", NVLINK_GBPS_PER_LINK, False), "l40": ("89", NVLINK_GBPS_PER_LINK, False),
+    "l4": ("89", NVLINK_GBPS_PER_LINK, False), "a10": ("86", NVLINK_GBPS_PER_LINK, False),
+    "a40": ("86", NVLINK_GBPS_PER_LINK, False), "a30": ("80", NVLINK_GBPS_PER_LINK, False),
+    "t4": ("75", NVLINK_GBPS_PER_LINK, False),
 }
 _GPU_NAME = re.compile(r"(?<![a-z0-9])(" + "|".join(sorted(_GPU_GENERATIONS, key=len, reverse=True))
                        + r")(?![0-9])")
@@ -59,11 +64,12 @@ def _generation(gpu_model: str) -> tuple[str, float, bool] | None:
     return _GPU_GENERATIONS[match.group(1)] if match else None
 
 
-def gpu_sm(gpu_model: str) -> str:
-    """NCCL's ``sm`` (compute capability × 10) of a GPU model: B200/GB200 100, H100 90, A100 80;
-    ``DEFAULT_SM`` for a model this table does not know."""
+def gpu_sm(gpu_model: str) -> str | None:
+    """NCCL's ``sm`` (compute capability × 10) of a GPU model: B200/GB200 100, H100 90, A100 80,
+    L40S 89; None for a model this table does not know: the XML then has no ``sm``, and NCCL reads
+    the device's own (it asks the GPU only when the attribute is missing, src/graph/xml.cc)."""
     gen = _generation(gpu_model)
-    return gen[0] if gen else DEFAULT_SM
+    return gen[0] if gen else None
 
 
 def nvlink_gbps_per_link(gpu_model: str) -> float:
@@ -86,6 +92,24 @@ def gres_type(gpu_model: str) -> str:
     """Slurm GRES type for a GPU model: ``H100-SXM5-80GB`` → ``h100``."""
     slug = re.split(r"[-_ ]", gpu_model.strip().lower())[0]
     return re.sub(r"[^a-z0-9]", "", slug) or "gpu"
+
+
+def gres_type_full(gpu_model: str) -> str:
+    """The whole model as a GRES type: ``A100-SXM4-40GB`` → ``a100-sxm4-40gb`` (lower case; white
+    space and ``_`` → ``-``; other characters than letters, digits, ``.`` and ``-`` dropped)."""
+    slug = re.sub(r"[^a-z0-9.-]", "", re.sub(r"[\s_]+", "-", gpu_model.strip().lower())).strip("-.")
+    return slug if slug[:1].isalpha() else f"gpu-{slug}".rstrip("-")
+
+
+def gres_types(fabric: Fabric) -> dict[str, str]:
+    """GRES type of each GPU model of the fabric: the short one (:func:`gres_type`, ``h100``) unless
+    another model of the fabric has the same short one; then each of those gets its whole model
+    (:func:`gres_type_full`: ``h100-pcie-80gb`` and ``h100-sxm5-80gb``), so a job can ask for one."""
+    models = {ht.gpu_model for ht in fabric.spec.host_types.values() if ht.gpus}
+    fulls: dict[str, set[str]] = defaultdict(set)  # short type -> the distinct models having it
+    for model in models:
+        fulls[gres_type(model)].add(gres_type_full(model))
+    return {m: gres_type(m) if len(fulls[gres_type(m)]) == 1 else gres_type_full(m) for m in models}
 
 
 def topology_conf(fabric: Fabric, plugin: str = "tree", *, block_size: int | None = None) -> str:
@@ -204,6 +228,66 @@ def _size_counts(sizes: list[int]) -> str:
     return ", ".join(f"{sizes.count(n)} × {n}" for n in sorted(set(sizes)))
 
 
+#: How slurmctld retypes a scalar of topology.yaml. Its YAML serializer makes every scalar a string
+#: whatever the quoting or tag (serializer_yaml.c _on_parse_scalar); DATA_PARSE_FROM_STR
+#: (src/interfaces/data_parser.h) then runs data_convert_tree(DATA_TYPE_NONE) over the whole tree, which
+#: (src/common/data.c data_convert_type) tries null, integer, float, integer again and bool in turn.
+_SLURM_NULL = re.compile(r"(|~.*|null)", re.I | re.S)
+#: glibc's sscanf("%lf%c") also takes a dangling exponent ('1e', '1e+') and '0x' (tested on 25.11).
+_SLURM_INT = re.compile(r"[0-9]+|0x[0-9a-f]*|\s*[+-]?[0-9]+", re.I)
+_SLURM_FLOAT = re.compile(r"[+-]?(inf|infinity|nan|[0-9]+\.?[0-9]*(e[+-]?[0-9]*)?"
+                          r"|0x[0-9a-f]*\.?[0-9a-f]*(p[+-]?[0-9]*)?)", re.I)
+_SLURM_BOOL = re.compile(r"y|yes|t|true|on|n|no|f|false|off", re.I)
+
+
+def slurm_yaml_retypes(value: str) -> str | None:
+    """What slurmctld's topology.yaml reading makes of the string ``value`` when not a string
+    (``'null'``, ``'an integer'``, ``'a number'``, ``'a boolean'``), else None. No quoting or
+    ``!!str`` tag keeps ``'01'`` a string: Slurm 25.11 reads it as 1 (see ``_SLURM_NULL``)."""
+    for pattern, what in ((_SLURM_NULL, "null"), (_SLURM_INT, "an integer"), (_SLURM_FLOAT, "a number"),
+                          (_SLURM_BOOL, "a boolean")):
+        if pattern.fullmatch(value):
+            return what
+    return None
+
+
+def _yaml_scalars(fabric: Fabric) -> list[tuple[str, str]]:
+    """(what, value) of each name and node/child list topology_yaml writes as a string."""
+    out: list[tuple[str, str]] = []
+    if fabric.groups:
+        for name, kind, members in _switches(fabric):
+            out += [(f"switch (group) {name!r}", name), (f"{kind.lower()} of switch {name!r}", members)]
+    if fabric.spec.nvlink_domains or fabric.groups:
+        for name, hosts in block_members(fabric):
+            out += [(f"block {name!r}", name), (f"nodes of block {name!r}", compress(hosts))]
+    return out
+
+
+def yaml_retyped_names(fabric: Fabric) -> list[str]:
+    """The names (and node lists) of this fabric that slurmctld would not read back as strings from
+    topology.yaml, in words (``switch (group) '01' would be read as an integer``); [] when none."""
+    seen, out = set(), []
+    for what, value in _yaml_scalars(fabric):
+        retyped = slurm_yaml_retypes(value)
+        if retyped and what not in seen:
+            seen.add(what)
+            out.append(f"{what} would be read as {retyped}")
+    return out
+
+
+def _refuse_retyped_names(fabric: Fabric) -> None:
+    bad = yaml_retyped_names(fabric)
+    if bad:
+        shown = "; ".join(bad[:6]) + (f"; and {len(bad) - 6} more" if len(bad) > 6 else "")
+        raise ConfigError(
+            f"topology.yaml of fabric {fabric.name!r}: {shown}. Slurm (25.05+) reads every value of "
+            "topology.yaml that looks like a number, boolean or null as one, whatever the quoting, so "
+            "slurmctld would rename or lose these switches and nodes, or not start at all",
+            hint="export --format topology-tree (or topology-block) instead: topology.conf keeps such "
+                 "names (`fabric slurm install` with install.topology_format = \"auto\" does so), or "
+                 "rename the groups/hosts to start with a letter (e.g. leaf01, gpu07)")
+
+
 def topology_yaml(fabric: Fabric, *, default: str = "tree", block_size: int | None = None) -> str:
     """``topology.yaml`` (Slurm >= 25.05): topologies ``tree``, ``block`` (what the fabric has) and ``flat``.
 
@@ -215,6 +299,7 @@ def topology_yaml(fabric: Fabric, *, default: str = "tree", block_size: int | No
     """
     import yaml
 
+    _refuse_retyped_names(fabric)
     entries: list[dict[str, object]] = []
     if fabric.groups:
         switches = [{"switch": name, ("nodes" if kind == "Nodes" else "children"): members}
@@ -316,10 +401,10 @@ def slurm_node_fields(fabric: Fabric, host: str) -> dict[str, str]:
         "Sockets": str(ht.sockets),
         "CoresPerSocket": str(ht.cores_per_socket),
         "ThreadsPerCore": str(ht.threads_per_core),
-        "RealMemory": str(int(ht.memory_gb * 1024)),
+        "RealMemory": str(int(ht.memory_gb * 1024)),  # floored: never more MiB than the model says
     }
     if ht.gpus:
-        fields["Gres"] = f"gpu:{gres_type(ht.gpu_model)}:{ht.gpus}"
+        fields["Gres"] = f"gpu:{gres_types(fabric)[ht.gpu_model]}:{ht.gpus}"
     if ht.features:
         fields["Features"] = ",".join(ht.features)
     return fields
@@ -380,6 +465,7 @@ def gres_conf(fabric: Fabric, *, device_dir: str = "/dev") -> str:
     """``gres.conf`` with one line per GPU: ``File=``, ``Cores=`` (its socket) and ``Links=``."""
     lines = ["# gres.conf for fabric " + fabric.name + " (generated by fabric-hpc)", "AutoDetect=off"]
     by_shape: dict[tuple, list[str]] = defaultdict(list)
+    types = gres_types(fabric)
     for host in fabric.hosts:
         by_shape[(fabric.host_type_of[host], tuple(map(tuple, gpu_links(fabric, host))))].append(host)
     for (type_name, links), hosts in by_shape.items():
@@ -388,7 +474,7 @@ def gres_conf(fabric: Fabric, *, device_dir: str = "/dev") -> str:
         for i in range(ht.gpus):
             lo = numa[i] * ht.cores_per_socket
             cores = f"{lo}-{lo + ht.cores_per_socket - 1}" if ht.cores_per_socket > 1 else str(lo)
-            lines.append(f"NodeName={compress(hosts)} Name=gpu Type={gres_type(ht.gpu_model)} "
+            lines.append(f"NodeName={compress(hosts)} Name=gpu Type={types[ht.gpu_model]} "
                          f"File={Path(device_dir) / f'nvidia{i}'} Cores={cores} "
                          f"Links={','.join(map(str, links[i]))}")
     return "\n".join(lines) + "\n"

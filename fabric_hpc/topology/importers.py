@@ -62,10 +62,12 @@ _UNKNOWN_GPU = (0.0, 32.0, 0.0, 0)
 
 # -- CSV reading ---------------------------------------------------------------------------------
 def _csv_lines(path: Path) -> list[str]:
-    """The file's lines, read through the input boundary (regular file, size limit, UTF-8)."""
+    """The file's lines, read through the input boundary (regular file, size limit, UTF-8), without
+    the byte order mark Excel's "CSV UTF-8" puts first (it is no part of the first column's name)."""
     from fabric_hpc.inputs import check_path, read_text
 
-    return read_text(check_path(path, what="CSV file"), what="CSV file").splitlines(keepends=True)
+    text = read_text(check_path(path, what="CSV file"), what="CSV file")
+    return text.removeprefix("\ufeff").splitlines(keepends=True)
 
 
 def _read_rows(path: PathLike, kind: str) -> list[tuple[int, dict[str, str]]]:
@@ -171,6 +173,7 @@ def import_lingjun(csv_path: PathLike, *, host_type: HostType | None = None, pre
     spelled: dict[tuple[str, str, str], tuple[str, int]] = {}
     psw_of_dsw: dict[str, list[str]] = {}
     dsw_of_psw: dict[str, str] = {}
+    made: dict[str, tuple[str, int]] = {}  # fabric group name -> (the data's switch, its first line)
     for (line, row), (host, _) in zip(rows, names, strict=True):
         dsw, psw = row["DSW"], row["PSW"]
         if not (dsw and psw and row["ASW"]):
@@ -178,6 +181,7 @@ def import_lingjun(csv_path: PathLike, *, host_type: HostType | None = None, pre
                               hint="every row names DSW, PSW and ASW")
         for column, under in (("DSW", ""), ("PSW", ""), ("ASW", psw.lower())):  # ASW names repeat under PSWs
             _switch_name(csv_path, line, column, row[column], spelled, under)
+        _group_names(csv_path, line, row, made)
         if dsw_of_psw.setdefault(psw, dsw) != dsw:
             raise ConfigError(f"{csv_path}:{line}: PSW {psw} is under DSW {dsw_of_psw[psw]} and {dsw}",
                               hint="the importer expects a tree: one core switch above each PSW")
@@ -185,6 +189,11 @@ def import_lingjun(csv_path: PathLike, *, host_type: HostType | None = None, pre
         if psw not in psw_of_dsw[dsw]:
             psw_of_dsw[dsw].append(psw)
         tors.setdefault((psw, row["ASW"]), []).append(host)
+    if len(psw_of_dsw) > 1 and "root" in made:  # several cores go under a virtual root switch
+        what, at = made["root"]
+        raise ConfigError(f"{csv_path}:{at}: {what} would be the fabric switch 'root', the name the importer "
+                          f"gives the switch above the {len(psw_of_dsw)} DSWs",
+                          hint="rename that switch in the CSV (e.g. root1)")
     groups, levels = _clos_groups(tors, psw_of_dsw, ht.nics * ht.nic_gbps / oversubscription)
     if hostmap_path is not None:
         write_host_map(names, hostmap_path)
@@ -211,6 +220,21 @@ def _switch_name(path: PathLike, line: int, column: str, name: str,
         raise ConfigError(f"{path}:{line}: {column} switch {name!r} differs from {first!r} (line {at}) only "
                           "in case; the fabric's switch names are lower case, so they would be one switch",
                           hint=f"spell one switch one way in column {column}, or give the two distinct names")
+
+
+def _group_names(path: PathLike, line: int, row: dict[str, str], made: dict[str, tuple[str, int]]) -> None:
+    """The fabric switches of one row (ToR ``<psw>-<asw>``, PSW, DSW; lower case) must each be one
+    switch of the data: ``(P1-S1, S1)`` and ``(P1, S1-S1)`` would both be ToR ``p1-s1-s1``."""
+    dsw, psw, asw = row["DSW"], row["PSW"], row["ASW"]
+    for name, what in ((f"{psw}-{asw}".lower(), f"the ToR of PSW {psw!r} and ASW {asw!r}"),
+                       (psw.lower(), f"PSW {psw!r}"), (dsw.lower(), f"DSW {dsw!r}")):
+        first, at = made.setdefault(name, (what, line))
+        if first.lower() != what.lower():
+            raise ConfigError(
+                f"{path}:{line}: {what} and, on line {at}, {first} would both become the fabric switch "
+                f"{name!r}: the importer names a ToR '<PSW>-<ASW>' and every switch in lower case",
+                hint=f"rename one of the two in the CSV (line {at} or {line}), e.g. with '_' instead of '-' "
+                     "in one switch name, so the names stay apart")
 
 
 def _plain(name: str) -> str:

@@ -122,7 +122,7 @@ def discovered_xml(fabric: Fabric, host: str, facts: dict[str, Any]) -> str:
     for g in facts["gpus"]:
         i, bus = int(g["index"]), pci_sysfs_id(g["pci_bus_id"])
         dev = device(cpu(g.get("numa_node")), g["pci_bridges"], bus, "0x030200")
-        busid[i] = ET.SubElement(dev, "gpu", dev=str(i), sm=sm, rank=str(i)), bus
+        busid[i] = ET.SubElement(dev, "gpu", dev=str(i), **_sm(sm), rank=str(i)), bus
     for n, h in enumerate(compute_hcas(facts, ht.nic_gbps)[:ht.nics]):
         dev = device(cpu(h.get("numa_node")), h["pci_bridges"], pci_sysfs_id(h["pci"]), "0x020700")
         ET.SubElement(ET.SubElement(dev, "nic"), "net", name=h["name"], dev=str(n),
@@ -130,6 +130,11 @@ def discovered_xml(fabric: Fabric, host: str, facts: dict[str, Any]) -> str:
     _facts_nvlinks(facts["gpus"], busid)
     ET.indent(system)
     return ET.tostring(system, encoding="unicode").replace("class_=", "class=") + "\n"
+
+
+def _sm(sm: str | None) -> dict[str, str]:
+    """The ``sm`` attribute, or none for an unknown GPU model (NCCL then reads the device's)."""
+    return {"sm": sm} if sm else {}
 
 
 def _active_port(hca: dict[str, Any]) -> str:
@@ -231,7 +236,7 @@ def nccl_topo_xml(fabric: Fabric, host: str, facts: dict | None = None) -> str:
         for i in gpus:
             dev = _pci(switch, ids, "0x030200")
             gpu_busid[i] = dev.get("busid")
-            gpu_elements[i] = ET.SubElement(dev, "gpu", dev=str(i), sm=sm, rank=str(i), gdr="1")
+            gpu_elements[i] = ET.SubElement(dev, "gpu", dev=str(i), **_sm(sm), rank=str(i), gdr="1")
         for n in nics:
             nic = ET.SubElement(_pci(switch, ids, "0x020700"), "nic")
             ET.SubElement(nic, "net", name=f"mlx5_{n}", dev=str(n), speed=str(int(ht.nic_gbps * 8000)),

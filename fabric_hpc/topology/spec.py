@@ -278,6 +278,7 @@ class _Checker:
         groups: dict[str, int] = {}
         parent: dict[str, str] = {}
         placed: dict[str, str] = {}
+        empty: set[str] = set()  # groups with neither hosts nor children: one message each, no more
         broken = len(self.problems)  # a wrong host list: the hosts it missed are no news
         for i, g in enumerate(net.groups):
             loc = ("network", "groups", i)
@@ -292,7 +293,10 @@ class _Checker:
             if g.level not in level_of:
                 self.fail(loc + ("level",), f"unknown level {g.level!r} (levels: {', '.join(net.levels)})")
                 continue
-            if level_of[g.level] == 0:
+            if not (g.hosts or "").strip() and not g.children:
+                empty.add(g.name)
+                self._empty_group(loc, g.name, g.level, level_of[g.level] == 0)
+            elif level_of[g.level] == 0:
                 if not g.hosts or g.children:
                     self.fail(loc, "a lowest-level group lists hosts, not children")
                 listed = self._expand(loc + ("hosts",), g.hosts or "")
@@ -313,12 +317,19 @@ class _Checker:
             self.fail(("hosts",), f"{len(loose)} host(s) are under no {net.levels[0]!r} group (not "
                       f"connected): {compress(loose)}",
                       fix=f"add them to the hosts of a {net.levels[0]!r} group")
-        tops = [g for g in net.groups if g.name not in parent]
+        tops = [g for g in net.groups if g.name not in parent and g.name not in empty]
         if len(tops) > 1 and not self._dangling_child:  # else a misspelt child is the cause: one line
             self.fail(("network", "groups"),
                       f"{len(tops)} groups have no parent ({', '.join(g.name for g in tops[:5])}); "
                       "the network must be one tree: add a top-level group over them")
         self._switch_names(host_type)
+
+    def _empty_group(self, loc: Loc, name: str, level: str, lowest: bool) -> None:
+        """A group with neither hosts nor children: a switch with nothing under it."""
+        needs, fix = (("hosts", "give it hosts (hosts: 'n[1-4]')") if lowest
+                      else ("child groups", "give it child groups (children: [leaf-a, leaf-b])"))
+        self.fail(loc, f"group {name!r} is empty: a {level!r} group needs {needs}, and it lists none",
+                  fix=f"{fix}, or remove the group (and its name from its parent's children)")
 
     def _unknown_hosts(self, loc: Loc, listed: list[str], host_type: dict[str, str]) -> None:
         """One line for the names of a host list that are no host of the file, saying so when they

@@ -292,8 +292,8 @@ def test_alias_levels_of_the_block_level_map_to_segment():
 @pytest.mark.parametrize(("model", "features", "sm", "arch"), [
     ("GB200", [], "100", "arm64"), ("B200-SXM-180GB", [], "100", "x86_64"), ("H100-SXM5-80GB", [], "90", "x86_64"),
     ("H200", [], "90", "x86_64"), ("H800", [], "90", "x86_64"), ("GH200", [], "90", "arm64"),
-    ("A100-SXM4-80GB", [], "80", "x86_64"), ("Mystery-9000", [], "90", "x86_64"),
-    ("Mystery-9000", ["grace"], "90", "arm64"), ("H100-SXM5-80GB", ["aarch64"], "90", "arm64"),
+    ("A100-SXM4-80GB", [], "80", "x86_64"), ("Mystery-9000", [], None, "x86_64"),
+    ("Mystery-9000", ["grace"], None, "arm64"), ("H100-SXM5-80GB", ["aarch64"], "90", "arm64"),
 ])
 def test_nccl_sm_and_arch_follow_the_gpu_model_and_host(model, features, sm, arch):
     root = _nccl_tree(_one_host(gpu_model=model, features=features))
