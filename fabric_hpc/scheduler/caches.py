@@ -76,15 +76,18 @@ class StepCaches:
     no_victims: Memo = field(default_factory=lambda: Memo(4097))
     #: (request, GPUs free or held by running gangs) -> whether the placer fits the request there
     fits_freed: Memo = field(default_factory=lambda: Memo(1025))
+    #: (communication profile, tp, pp; GPUs or their count) -> stretch alone (``slowdown.stretch_loss``)
+    stretch: Memo = field(default_factory=lambda: Memo(1025))
     #: the running jobs' tiers (a list of the last step's running jobs and a count per tier)
     running_tiers: Tally = field(default_factory=lambda: Tally(attrgetter("job.tier")))
 
     def sizes(self) -> dict[str, int]:
         return {"releases": len(self.releases), "compact": len(self.compact), "starts": len(self.starts),
-                "no_victims": len(self.no_victims), "fits_freed": len(self.fits_freed)}
+                "no_victims": len(self.no_victims), "fits_freed": len(self.fits_freed),
+                "stretch": len(self.stretch)}
 
     def clear(self) -> None:
-        for memo in (self.compact, self.starts, self.no_victims, self.fits_freed):
+        for memo in (self.compact, self.starts, self.no_victims, self.fits_freed, self.stretch):
             memo.data.clear()
         self.releases = Releases()
         self.running_tiers = Tally(self.running_tiers.key)

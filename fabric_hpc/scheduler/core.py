@@ -19,7 +19,9 @@ has waited less than that only accepts a compact placement (reason ``Topology`` 
 reservation). With ``preempt_benefit_ratio`` preemption happens only when the waiting it saves
 (gang GPUs × time to the earliest start without it) outweighs the victims' lost GPU-hours; a
 held gang's earliest start without it is at the latest its earliest start on any placement after the
-hold, and a held gang that fits the free GPUs now preempts nothing.
+hold. A held gang that fits the free GPUs now preempts only for the run time it would lose there
+(the simulator's stretch, :mod:`fabric_hpc.scheduler.slowdown`): when that alone pays for the
+victims' lost GPU-hours and, with the wait to its hold's end, passes the ratio.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, TOO_COSTLY, BackfillPo
                                            RankedPriority, Reservation, SchedulerInput, Tier, UnsetTiers)
 from fabric_hpc.scheduler.placer import compact_job, fit_gpus, gang_gpus, masked_state, may_fit, request_key
 from fabric_hpc.scheduler.plan import Plan as _Plan, late_reservations
+from fabric_hpc.scheduler.slowdown import stretch_loss
 
 _JOB_ID = attrgetter("job.id")
 _GANG = attrgetter("job.id", "preemptible")  # a running gang as the no-victims memo keys it
@@ -152,10 +155,11 @@ class Scheduler:
             # ``now - submit < wait``: the first test of ``_holds``, without the calls
             hold = self._compact_hold(job, now, fab) if wait is not None and now - job.submit < wait else None
             placement = self._try_now(hold or job, now, plan)
-            # a held job that fits the free GPUs now starts there when its hold ends: no reason to preempt
-            if placement is None and job.tier in victims_for and (hold is None
-                                                                  or self._try_now(job, now, plan) is None):
-                placement = self._try_preempt(hold or job, view, plan, running, out, job if hold else None)
+            if placement is None and job.tier in victims_for:
+                # a held job that fits the free GPUs now (``spread``) starts there when its hold ends
+                spread = self._try_now(job, now, plan) if hold is not None else None
+                placement = self._try_preempt(hold or job, view, plan, running, out, job if hold else None,
+                                              spread)
                 if placement is not None:  # ``running`` changes only when victims were evicted
                     victims_for = self._victim_tiers(running)
             if placement is not None:
@@ -263,8 +267,10 @@ class Scheduler:
         out.start.append((job, placement))
 
     def _try_preempt(self, job: Job, view: SchedulerInput, plan: _Plan, running: list,
-                     out: Decisions, held: Job | None = None) -> Placement | None:
-        """Evict victims for ``job`` (for a held job its compact copy, ``held`` the job itself)."""
+                     out: Decisions, held: Job | None = None,
+                     spread: Placement | None = None) -> Placement | None:
+        """Evict victims for ``job`` (for a held job its compact copy, ``held`` the job itself, and
+        ``spread`` its placement on the free GPUs now if it has one)."""
         key = plan.fail_key("preempt", job, view.now, view.now + job.walltime)
         if key in plan.fails:
             return None
@@ -278,12 +284,26 @@ class Scheduler:
             plan.fails.add(key)
             return None
         sub = SchedulerInput(view.now, view.pending, running, state, view.usage, shares=view.shares)
-        ratio = self.preempt_benefit_ratio
-        wait_h = cache(partial(self._wait_h, job, view.now, plan, held))  # a search: only when first asked
+        ratio, checked = self.preempt_benefit_ratio, self.preempt_benefit_ratio > 0 or spread is not None
         gpus = gang_gpus(job, plan.state.fab)
-        if ratio > 0 and offers(self.preemption, CostAwarePreemption):  # may skip sets that cannot pay off
+        if spread is None:
+            wait_h = cache(partial(self._wait_h, job, view.now, plan, held))  # a search: only when asked
+
+            def costly(lost: float) -> bool:
+                return gpus * wait_h() < ratio * lost
+        else:  # the run time lost on ``spread`` (stretch, alone) must pay for the victims' loss by itself
+            loss = stretch_loss(plan.state.fab, held, spread.gpus, self.caches.stretch)
+            run_h = held.walltime / 3600 * loss
+            hold_h = max(0.0, held.submit + self.compact_wait_s - view.now) / 3600  # type: ignore[operator]
+            if run_h <= 0:
+                plan.fails.add(key)
+                return None
+
+            def costly(lost: float) -> bool:
+                return gpus * run_h <= lost or gpus * (hold_h + run_h) < ratio * lost
+        if checked and offers(self.preemption, CostAwarePreemption):  # may skip sets that cannot pay off
             found = self.preemption.victims_within(  # type: ignore[union-attr]
-                job, sub, state, self.placer, lambda lost: gpus * wait_h() < ratio * lost)
+                job, sub, state, self.placer, costly)
             if found is TOO_COSTLY:  # None or a refused set: the job waits either way (see below)
                 plan.fails.add(key)
                 return None
@@ -298,9 +318,8 @@ class Scheduler:
             pos = plan.state.fab.gpu_pos
             if blocked[[pos[g] for g in placement.gpus]].any():
                 return None
-        if ratio > 0:
-            lost = sum(v.gpu_hours_lost for v in victims)
-            if gpus * wait_h() < ratio * lost:
+        if checked:
+            if costly(sum(v.gpu_hours_lost for v in victims)):
                 plan.fails.add(key)  # the same victims again until the allocation changes
                 return None
         self._evict(victims, plan, running)

@@ -56,58 +56,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fabric_hpc.errors import ConfigError
-from fabric_hpc.placement.collective import CollectiveParams, collective_time, effective_cap, resources
+from fabric_hpc.placement.collective import CollectiveParams, effective_cap, resources
 from fabric_hpc.placement.parallel import dp_allreduce_and_load
 from fabric_hpc.placement.step import (EXPOSED_PERCENT, MAX_COMM_RATIO, TP_BYTES,  # noqa: F401 (re-exported)
-                                       default_shares, group_term, group_times, network_parts,
-                                       reference_times, step_comm)
+                                       group_term, group_times, network_parts, reference_times)
 from fabric_hpc.placement.step import ratio as _ratio
 from fabric_hpc.placement.fairshare import flow_unit, sparse_fair
 from fabric_hpc.scheduler.contract import Job
+from fabric_hpc.scheduler.slowdown import (DEFAULT_COMM_BYTES,  # noqa: F401 (re-exported)
+                                           DEFAULT_COMM_FRACTION, CommProfile, ideal_time, stretch_of)
+from fabric_hpc.scheduler.slowdown import groups_and_norm as _groups_and_norm
 from fabric_hpc.topology import Fabric
 
-#: Default share of step time in exposed collectives: communication is 20 % to over 50 % of
-#: iteration time in distributed training (arXiv:2512.24750, docs/scheduler.md); the low half.
-DEFAULT_COMM_FRACTION = 0.30
-#: Default bytes all-reduced per step (the placement cost's modelled collective, docs/placement.md).
-DEFAULT_COMM_BYTES = 256 * 2**20
+#: DEFAULT_COMM_FRACTION, DEFAULT_COMM_BYTES and CommProfile (a job's communication profile) live in
+#: :mod:`fabric_hpc.scheduler.slowdown`, with the stretch of a placement alone the scheduler reads too.
 #: EXPOSED_PERCENT (the default shares), TP_BYTES and MAX_COMM_RATIO (a placement whose collective cannot
 #: run counts as this much slower) live in :mod:`fabric_hpc.placement.step`, the step model the placement
 #: cost shares; imported here.
 _NOBODY: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class CommProfile:
-    """What share of a job's step is communication, how many bytes a step all-reduces, and which
-    shares of the communication are tensor-parallel all-reduces and pipeline point-to-point sends
-    (as measured with the sends across the network); the data-parallel all-reduce has the rest."""
-
-    fraction: float = DEFAULT_COMM_FRACTION
-    bytes: float = DEFAULT_COMM_BYTES
-    tp_share: float = 0.0
-    pp_share: float = 0.0
-
-    @classmethod
-    def of(cls, job: Job) -> CommProfile:
-        """The job's profile from ``meta`` (``comm_fraction``, ``comm_bytes``, ``comm_tp_share``,
-        ``comm_pp_share``), else the defaults (the shares: only for a request with ``tp`` / ``pp``)."""
-        meta = job.meta or {}
-        tp, pp = (job.request.tp or 1) > 1, (job.request.pp or 1) > 1
-        keys = ("comm_fraction", "comm_bytes", "comm_tp_share", "comm_pp_share")
-        dflt = (DEFAULT_COMM_FRACTION, DEFAULT_COMM_BYTES, *default_shares(tp, pp))
-        try:
-            f, b, st, sp = (float(meta.get(k, d)) for k, d in zip(keys, dflt, strict=True))
-        except (TypeError, ValueError):
-            f = b = st = sp = math.nan
-        if not (0.0 <= f <= 1.0 and 0 < b < math.inf and 0.0 <= st and 0.0 <= sp and st + sp <= 1.0
-                and (tp or st == 0) and (pp or sp == 0)):
-            given = ", ".join(f"{k}={meta.get(k)!r}" for k in keys if k in meta)
-            raise ConfigError(f"job {job.id}: communication profile out of range ({given or 'defaults'})",
-                              hint="comm_fraction in 0..1, comm_bytes > 0; comm_tp_share / comm_pp_share ≥ 0 "
-                                   "with a sum ≤ 1, and only for a request with tp / pp")
-        return cls(f, b, st, sp)
 
 
 @dataclass
@@ -248,12 +214,7 @@ class Contention:
         """The collective on ``n`` GPUs placed compactly (the first ``n`` in topology order), alone."""
         key = (n, size, tp, pp)
         if key not in self._ideal:
-            if tp > 1 or pp > 1:
-                bw, lat, _ = dp_allreduce_and_load(self.fab, np.arange(n), size, tp, pp, params=self.params)
-                self._ideal[key] = bw + lat
-            else:
-                self._ideal[key] = collective_time(self.fab, np.arange(n), size, params=self.params,
-                                                   nvls=False).seconds
+            self._ideal[key] = ideal_time(self.fab, n, size, tp, pp, self.params)
         return self._ideal[key]
 
     def _group_slowdowns(self, g: np.ndarray, tp: int, pp: int) -> tuple[float, float, float]:
@@ -329,17 +290,9 @@ class Contention:
     def _stretch(self, run: _Run, rate: float, part_rates: list[float] | None = None) -> float:
         """The run's stretch with its data-parallel rings at ``rate`` and its TP / send parts at
         ``part_rates`` (None: each at its rate alone)."""
-        prof = run.profile
         groups = run.groups if part_rates is None else self._groups_now(run, part_rates)
-        if run.ideal <= 0:
-            if not groups:
-                return 1.0
-            ratio = 1.0  # every data-parallel ring has one GPU: nothing to all-reduce
-        else:
-            slow = run.rate / rate if math.isfinite(run.rate) and rate > 0 else 1.0
-            ratio = _ratio(run.bw * slow + run.lat, run.ideal)
-        comm = step_comm(prof.tp_share, prof.pp_share, ratio, groups)
-        return max(1.0, ((1.0 - prof.fraction) + prof.fraction * comm) / run.norm)
+        slow = run.rate / rate if math.isfinite(run.rate) and rate > 0 else 1.0
+        return stretch_of(run.profile, run.ideal, run.bw * slow + run.lat, groups, run.norm)
 
     @staticmethod
     def _groups_now(run: _Run, part_rates: list[float]) -> float:
@@ -424,15 +377,3 @@ class Contention:
             run.stretch = s
             changed[job_id] = s
 
-
-def _groups_and_norm(prof: CommProfile, times: tuple[float, ...]) -> tuple[float, float]:
-    """A tp/pp job's communication terms alone from :meth:`Contention._group_times`: the TP and
-    send parts of its communication at its placement, and its step at the compact placement, both
-    in units of the step where the shares were measured (the sends crossing the network). 1.0 (no
-    division) for a job without sends or whose compact sends already cross the network."""
-    tp_t, tp_i, pp_t, ref, compact = times
-    r_tp, r_pp = _ratio(tp_t, tp_i), _ratio(pp_t, ref)
-    groups = group_term(prof.tp_share, prof.pp_share, r_tp, r_pp)
-    if not prof.pp_share or compact == 1.0:
-        return groups, 1.0
-    return groups, (1.0 - prof.fraction) + prof.fraction * (1.0 - prof.pp_share + prof.pp_share * compact)

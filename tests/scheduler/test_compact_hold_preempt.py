@@ -1,5 +1,7 @@
 """A gang held for a compact placement (``compact_wait_s``) preempts only for a real benefit: not
-when it fits the free GPUs now, and its wait without preemption ends with its hold at the latest."""
+when it fits the free GPUs now on a placement as fast as a compact one (here a non-blocking
+leaf-spine: tests/scheduler/test_held_gang_value.py has the NVL72 case), and its wait without
+preemption ends with its hold at the latest."""
 
 from __future__ import annotations
 
