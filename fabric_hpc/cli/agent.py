@@ -340,7 +340,8 @@ def _slurm_ok(section: Any, fab: Any) -> str:
 
 def _slurm_conf_ok(section: Any, install: Any) -> str:
     """slurmctld (scontrol show config) runs fabric's job_submit.lua (lua in JobSubmitPlugins) and the
-    prologs install writes in install.config_dir (TaskProlog, and Prolog where this version has one)."""
+    prologs install wrote in install.config_dir (TaskProlog, and Prolog where this version has one),
+    those that are there: a by-hand setup (``fabric slurm plugin-config``) may have none."""
     from importlib import resources
 
     from fabric_hpc.errors import ConfigError
@@ -353,9 +354,9 @@ def _slurm_conf_ok(section: Any, install: Any) -> str:
     if "lua" not in plugins(have.get("JobSubmitPlugins")):
         missing.append(f"JobSubmitPlugins is {have.get('JobSubmitPlugins') or '(none)'}: no lua")
         add.append(job_submit_line(have.get("JobSubmitPlugins")))
-    for name, key in SCRIPTS.items():
+    for name, key in SCRIPTS.items():  # the prologs install wrote here (a by-hand setup may have none)
         want = str(Path(install.config_dir) / name)
-        if resources.files(PLUGIN_PACKAGE).joinpath(name).is_file() and \
+        if resources.files(PLUGIN_PACKAGE).joinpath(name).is_file() and Path(want).is_file() and \
                 want not in [v.strip() for v in have.get(key, "").split(",")]:
             missing.append(f"{key} is {have.get(key) or '(none)'}, not {want}")
             add.append(f"{key}={want}")

@@ -12,13 +12,13 @@ one line: the agent watches its modification time):
    (``sshare``) or that ledger (``usage_source``, :mod:`fabric_hpc.slurm.usage_source`), then run the
    scheduler policy (:func:`fabric_hpc.scheduler.fabric_policy`: the simulator's code) with it;
 3. write every decision of the cycle to the audit log (one write, one fsync; rotated at 64 MiB)
-   *before* acting: the starts and the waiting reasons; then (:meth:`Actions.apply`)
+   *before* acting: the requeues, the starts and the waiting reasons; then (:meth:`Actions.apply`)
    clear the pins of jobs held or given a dependency since, requeue the spot victims (clearing
    their pins), pin each started job to exactly its hosts (``ReqNodeList`` with ``-N`` names,
    ``StartTime=now``: one ``scontrol update``), and hand over the jobs fabric cannot place
    (``ReqNodeList= StartTime=now``) only in a cycle that pinned nothing; a start with a wrong host
-   count fails the cycle before anything is written or sent; the requeues Slurm accepted are
-   written after (``agent.requeue``), and only what Slurm accepted is counted (docs/metrics.md);
+   count fails the cycle before anything is written or sent; a refused action gets its
+   ``agent.failed`` record after, and only what Slurm accepted is counted (docs/metrics.md);
 4. renew the deferral of jobs still waiting (``StartTime=now+fallback``; each job's renewal
    independent of the others') and write the heartbeat.
 
@@ -164,12 +164,12 @@ class Agent:
                 res.deferred.append(job_id)
         res.waiting.update(dict.fromkeys(view.not_before, "BeginTime"))  # placed once that time comes
         self._blocked(view, res, now)
-        self._write_ahead(res, now)
+        self._write_ahead(decisions, res, now)
         done = self.actions.apply(res.requeued, res.started, view.invalid, res.deferred,
                                   self.config.fallback_s, unpin=res.unpinned,
                                   kept_out=handoff_exclusions(nodes, jobs), waits=view.not_before,
                                   victims_for={int(p.job_id): int(p.for_job) for p in decisions.preempt})
-        self._accepted(decisions, res, done)
+        self._accepted(res, done)
         if self._notes:  # what the actions added: failures, hand-overs (a second write only then)
             events, self._notes = self._notes, []
             self.audit.write_many(events)
@@ -188,16 +188,12 @@ class Agent:
             elif job.begin_time is None or job.begin_time - now < self.config.fallback_s / 2:
                 res.deferred.append(job_id)
 
-    def _accepted(self, decisions: Any, res: CycleResult, done: Applied) -> None:
-        """What Slurm accepted of the cycle's actions: the pins and requeues the metrics count, and an
-        ``agent.requeue`` record for each requeue done (a refused one is an ``agent.failed`` record)."""
+    def _accepted(self, res: CycleResult, done: Applied) -> None:
+        """What Slurm accepted of the cycle's actions: the pins and requeues the metrics count (a
+        refused one has its ``agent.failed`` record after the decision's)."""
         placed = set(done.placed)
         res.placed = [s for s in res.started if s["job"] in placed]
         res.requeues_done = list(done.requeued)
-        for p in decisions.preempt:
-            if int(p.job_id) in done.requeued:
-                self._note("requeue", job=int(p.job_id), for_job=int(p.for_job),
-                           gpu_hours_lost=p.gpu_hours_lost)
 
     def _pin_entry(self, view: View, job_id: int, placement: Any) -> dict[str, Any]:
         """The ``agent.place`` record of a start (checked: exactly ``-N`` hosts)."""
@@ -208,13 +204,16 @@ class Agent:
         return {"job": job_id, "hosts": hosts, "gpus": list(placement.gpus), "cost": placement.cost,
                 "domains": placement.domains, "solver": placement.solver, "breakdown": placement.breakdown}
 
-    def _write_ahead(self, res: CycleResult, now: float) -> None:
+    def _write_ahead(self, decisions: Any, res: CycleResult, now: float) -> None:
         """Every decision of the cycle on disk (one write, one fsync) before any is sent to Slurm, and
-        on the event stream (``-v``). Hand-overs and requeues are recorded when done (:meth:`Actions.apply`,
-        :meth:`_accepted`); the waiting reasons when they change
+        on the event stream (``-v``): the requeues, the starts, the pins cleared. A decision Slurm then
+        refuses gets its ``agent.failed`` record after it. Hand-overs are recorded when done
+        (:meth:`Actions.apply`); the waiting reasons when they change
         (:class:`~fabric_hpc.slurm.audit.WaitingLog`)."""
         events, self._notes = self._notes, []
-        fresh = [make_event("agent.place", **entry) for entry in res.started]
+        fresh = [make_event("agent.requeue", job=int(p.job_id), for_job=int(p.for_job),
+                            gpu_hours_lost=p.gpu_hours_lost) for p in decisions.preempt]
+        fresh += [make_event("agent.place", **entry) for entry in res.started]
         fresh += [make_event("agent.unpin", job=job_id, reason=why) for job_id, why in res.unpinned.items()]
         if res.waiting and self.waiting_log.due(res.waiting, now):
             fresh.append(make_event("agent.waiting", jobs={str(k): v for k, v in sorted(res.waiting.items())}))

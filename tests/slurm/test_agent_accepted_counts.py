@@ -1,9 +1,10 @@
 """An SRE's probe of the agent's counters (a real Slurm 25.11 with ``scontrol`` refusing ``update
 ReqNodeList`` or ``requeue``): ``fabric_agent_jobs_placed_total``, ``fabric_agent_jobs_requeued_total`` and
 ``fabric_agent_placement_cost`` counted every decision, whatever Slurm answered (a refused pin once per retry,
-a pin skipped because its victim's requeue was refused, the refused requeue itself), and the audit log had an
-``agent.requeue`` record for a requeue that never happened. They follow what Slurm accepted now
-(docs/metrics.md: "placed (pinned and released)"). Each test failed before its fix."""
+a pin skipped because its victim's requeue was refused, the refused requeue itself). They follow what Slurm
+accepted now (docs/metrics.md: "placed (pinned and released)"). Each test failed before its fix. The audit
+log keeps its write-ahead rule: an ``agent.requeue`` decision is on disk before Slurm is asked, and a
+refused one has its ``agent.failed`` record after it."""
 
 from __future__ import annotations
 
@@ -82,7 +83,9 @@ def test_a_refused_requeue_and_the_pin_it_blocked_are_not_counted(tmp_path: Path
     assert value(metrics, "fabric_agent_jobs_placed_total") == 0
     assert value(metrics, "fabric_agent_placement_cost_count") == 0
     log = events(tmp_path)
-    assert not [e for e in log if e["event"] == "agent.requeue"]  # it never happened
+    # the decision is written ahead (the audit log's write-ahead rule), its refusal after it
+    kinds = [e["event"] for e in log if e["event"] in ("agent.requeue", "agent.failed")]
+    assert kinds == ["agent.requeue"] * len(res.requeued) + ["agent.failed"] * len(res.requeued)
     assert [e["action"] for e in log if e["event"] == "agent.failed"] == ["requeue"] * len(res.requeued)
 
 
