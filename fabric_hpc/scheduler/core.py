@@ -167,10 +167,10 @@ class Scheduler:
                 if blocked_before:
                     out.backfilled.add(job.id)
                 continue
-            if hold is not None:  # waits for a compact placement, holds nothing meanwhile
-                # "Topology" only while its GPUs are free in number: else no placement exists at all
-                out.reasons[job.id] = ("Topology" if job.gpus <= plan.free_n
-                                       else "Priority" if blocked_before else "Resources")
+            if hold is not None and job.gpus <= plan.free_n:
+                # its GPUs are free in number: it waits for a compact placement, holds nothing meanwhile;
+                # else no placement exists at all, and it is blocked as any job (reservation, backfill)
+                out.reasons[job.id] = "Topology"
                 continue
             if len(out.reservations) + (plan.deferred is not None) < reservations:
                 if (self.defer_reservations and not plan._resv and reservations - len(out.reservations) == 1

@@ -6,8 +6,10 @@ A waiting gang's begin time is the plugin's (submit time + ``fallback_s``) until
 Without this file a restarted agent (SIGTERM, ``kill -9``, a crash) took a renewed begin time for the
 user's ``--begin`` and left the gang waiting on idle GPUs until it ran out.
 
-The file holds, per pending job, the begin times the agent asked for, the one it set last and its refused
-deferrals in a row (with the time of the next try). It is rewritten (:func:`fabric_hpc.atomic.write_atomic`,
+The file holds, per pending job, the begin times the agent asked for, the one it set last, its refused
+deferrals in a row (with the time of the next try) and, for a job whose own begin time (``--begin``, Slurm's
+delay after a requeue) the agent took over, that time (``begin``: the restarted agent still waits for it, and
+``fabric slurm why`` says it, :func:`own_begins`). It is rewritten (:func:`fabric_hpc.atomic.write_atomic`,
 not fsync'd: a lost write costs at most one fallback's wait) after a cycle that changed it, and read once at
 start, under the agent's lock; entries of jobs no longer pending are dropped by the first cycle
 (:meth:`~fabric_hpc.slurm.actions.Actions.forget`). At most :data:`MAX_JOBS` jobs are kept (those deferred
@@ -70,7 +72,9 @@ class DeferralStore:
             parsed = {int(k): _parse(v) for k, v in doc["jobs"].items()}
         except (ValueError, TypeError, KeyError, RecursionError) as exc:
             return f"damaged: {type(exc).__name__}: {str(exc)[:200]}"
-        for job_id, (asked, until, retry) in list(parsed.items())[-MAX_JOBS:]:
+        for job_id, (asked, until, retry, begin) in list(parsed.items())[-MAX_JOBS:]:
+            if begin is not None:
+                actions.waits[job_id] = begin
             if asked:
                 actions.asked[job_id] = asked
             if until is not None:
@@ -87,7 +91,24 @@ def _entry(actions: Actions, job_id: int) -> dict[str, Any]:
         entry["until"] = actions.deferrals[job_id]
     if job_id in actions.defer_retry:
         entry["retry"] = list(actions.defer_retry[job_id])
+    if job_id in actions.waits:
+        entry["begin"] = actions.waits[job_id]
     return entry
+
+
+def own_begins(state_dir: str | Path) -> dict[int, float]:
+    """The jobs' own begin times the agent took over (job id -> time), as its last cycle saved them; empty
+    where the file is missing, not readable by this user or not one of the agent's (nothing to tell)."""
+    try:
+        with open(Path(state_dir) / DEFERRALS_FILE, "rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
+        doc = json.loads(raw) if len(raw) <= MAX_BYTES else None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("jobs"), dict):
+            return {}
+        jobs = doc["jobs"].items()
+        return {int(k): _time(v["begin"]) for k, v in jobs if isinstance(v, dict) and "begin" in v}
+    except (OSError, ValueError, TypeError, RecursionError):
+        return {}
 
 
 def _time(value: Any) -> float:
@@ -96,9 +117,9 @@ def _time(value: Any) -> float:
     return float(value)
 
 
-def _parse(entry: Any) -> tuple[list[float], float | None, tuple[int, float] | None]:
-    """One job's (asked times, last begin time set, (refused deferrals in a row, next try)); ValueError
-    when it is not of that shape."""
+def _parse(entry: Any) -> tuple[list[float], float | None, tuple[int, float] | None, float | None]:
+    """One job's (asked times, last begin time set, (refused deferrals in a row, next try), its own begin
+    time taken over); ValueError when it is not of that shape."""
     if not isinstance(entry, dict) or not isinstance(entry.get("asked", []), list):
         raise ValueError(f"not a job entry: {str(entry)[:80]}")
     asked = [_time(t) for t in entry.get("asked", [])][-ASKED_KEPT:]
@@ -109,4 +130,4 @@ def _parse(entry: Any) -> tuple[list[float], float | None, tuple[int, float] | N
         if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= MAX_DEFER_FAILURES:
             raise ValueError(f"not a count of refused deferrals: {n!r}")
         retry = (n, _time(at))
-    return asked, until, retry
+    return asked, until, retry, _time(entry["begin"]) if "begin" in entry else None

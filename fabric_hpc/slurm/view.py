@@ -29,6 +29,9 @@ listed in ``blocked``, and the agent clears a pin it set before (the job may wai
 take those hosts meanwhile).
 A pending job whose begin time is still ahead and is no fabric deferral (the user's ``--begin``, Slurm's
 delay after a requeue) is listed in ``not_before``: not placed before that time (:meth:`PinRules.not_before`).
+A running job fabric does not place (no ``fabric`` comment, ``nofabric``) is running to the policy too, its
+GPUs freed at Slurm's start + time limit (none: :data:`DEFAULT_WALLTIME_S`), never a preemption victim: a
+gang waiting for them gets its reservation, and later jobs backfill only around it (as Slurm's backfill).
 Job arrays and heterogeneous jobs are never fabric jobs (:attr:`~fabric_hpc.slurm.contract.Job.grouped`).
 A reservation that has not started yet (``scontrol create reservation starttime=now+2hours ...``, read by
 :class:`~fabric_hpc.slurm.contract.ReadsReservations`) keeps a job that does not name it off its nodes when it
@@ -81,6 +84,9 @@ class View:
 
     state: ClusterState
     pending: list[PendingJob] = field(default_factory=list)
+    #: Every running job holding GPUs of the fabric model, ending at Slurm's start + time limit; those fabric
+    #: does not place (unmarked, ``nofabric``) as never-preempted gangs of tier normal
+    #: (``meta["fabric"]`` False).
     running: list[RunningJob] = field(default_factory=list)
     #: Pinned by the agent, eligible, not started yet (job id -> hosts).
     pinned: dict[int, tuple[str, ...]] = field(default_factory=dict)
@@ -223,6 +229,32 @@ def _last_checkpoint(job: Job, inputs: Inputs, start: float, now: float) -> floa
     return t if t is not None and t >= start else None
 
 
+def _running(state: ClusterState, job: Job, req: Request | None, inputs: Inputs, now: float) -> RunningJob:
+    """The running job as the policy sees it: a fabric job with its request, tier and checkpoint; any other
+    job holding GPUs of the fabric model (unmarked, ``nofabric``, a fabric comment that does not parse) as
+    an anonymous gang that is never a preemption victim, so that its GPUs, too, are freed at Slurm's start
+    + time limit and a reservation may count on them (without it, no gang was ever reserved behind it)."""
+    gpus = tuple(state.job_gpus(str(job.job_id)))
+    start = job.start_time or now
+    if req is not None:
+        try:
+            return RunningJob(job=_sched_job(job, req, inputs), gpus=gpus, start=start, preemptible=job.requeue,
+                              last_checkpoint=_last_checkpoint(job, inputs, start, now))
+        except ConfigError:
+            pass
+    walltime = float(job.time_limit_min * 60) if job.time_limit_min else DEFAULT_WALLTIME_S
+    sj = SchedJob(id=str(job.job_id), request=_whole(len(gpus)), submit=job.submit_time, walltime=walltime,
+                  user=job.user or "user", account=account_of(job), tier="normal",
+                  meta={"slurm_job": job.job_id, "fabric": False})
+    return RunningJob(job=sj, gpus=gpus, start=start, preemptible=False)
+
+
+@functools.lru_cache(maxsize=256)
+def _whole(gpus: int) -> Request:
+    """The request of a job fabric does not place: its GPUs in total (one object per size: frozen)."""
+    return Request(gpus=gpus)
+
+
 def _gpu_ids(fab: Fabric, host: str, indices: tuple[int, ...]) -> list[str]:
     gpus = fab.host_gpus(host)
     return [gpus[i] for i in indices if i < len(gpus)]
@@ -285,15 +317,8 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
         if gpus:  # with its tp/pp: the job's data-parallel rings are other gangs' background traffic
             state.allocate(str(job.job_id), gpus, **(req.parallel_meta() if req else {}))
             view.held[account_of(job)] = view.held.get(account_of(job), 0) + len(gpus)
-        if req is not None and state.holds(str(job.job_id)):
-            try:
-                sj = _sched_job(job, req, inputs)
-            except ConfigError:
-                continue
-            start = job.start_time or now
-            view.running.append(RunningJob(job=sj, gpus=tuple(state.job_gpus(str(job.job_id))), start=start,
-                                           last_checkpoint=_last_checkpoint(job, inputs, start, now),
-                                           preemptible=job.requeue))
+        if state.holds(str(job.job_id)):
+            view.running.append(_running(state, job, req, inputs, now))
     # GPUs that are going away: those of completing jobs, and those Slurm says are used but no
     # active job we saw holds (a requeued job's teardown, a race, or a hidden job)
     releasing = {g for job in jobs if job.state == "COMPLETING" and state.holds(str(job.job_id))

@@ -14,6 +14,7 @@ from fabric_hpc.hostlist import compress
 from fabric_hpc.inputs import os_error
 from fabric_hpc.slurm.audit import AUDIT_LOG, TAIL_BYTES, read_tail
 from fabric_hpc.slurm import reservations as resv
+from fabric_hpc.slurm.deferral_store import own_begins
 from fabric_hpc.slurm.contract import (BAD_CONSTRAINTS, Job, ReadsReservations, SlurmClient, SlurmError,
                                      limit_reason)
 from fabric_hpc.slurm.parse import reason_words
@@ -21,6 +22,12 @@ from fabric_hpc.slurm.parse import reason_words
 
 def _when(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%H:%M:%S")
+
+
+def _at(ts: float) -> str:
+    """A time to come: with its date when that is not today (a --begin, a reservation days ahead)."""
+    when = dt.datetime.fromtimestamp(ts)
+    return when.strftime("%H:%M:%S" if when.date() == dt.date.today() else "%Y-%m-%d %H:%M:%S")
 
 
 def last_decisions(state_dir: str | Path | None, job_id: int,
@@ -60,6 +67,8 @@ def explain(client: SlurmClient, job_id: int, *, state_dir: str | Path | None = 
     """A dict with ``text`` (sentences) plus the facts behind them."""
     job = client.job(job_id)
     dec = last_decisions(state_dir, job_id, job.submit_time)
+    if state_dir and job.pending and (begin := own_begins(state_dir).get(job_id)) is not None:
+        dec["own_begin"] = {"ts": begin}  # its --begin the agent took over (Slurm shows the agent's deferral)
     place = dec.get("place")
     lines = [_headline(job, place)]
     if job.pending:
@@ -276,12 +285,16 @@ def _upcoming_lines(client: SlurmClient, job: Job) -> list[str]:
         by_resv.setdefault(r.name, []).append(host)
     until = (f"before its time limit ({job.time_limit_min} min) would end" if job.time_limit_min is not None
              else "and it has no time limit")
-    def at(ts: float) -> str:  # a day or more ahead: with its date
-        return _when(ts) if ts - now < 43200 else dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
     return [f"The fabric agent keeps it off {compress(sorted(hs))}: reservation {name} starts there at "
-            f"{at(starts[name])}, {until} (Slurm would not start it there before the reservation ends)."
+            f"{_at(starts[name])}, {until} (Slurm would not start it there before the reservation ends)."
             for name, hs in by_resv.items()]
+
+
+def _own_begin(job: Job, dec: dict[str, dict[str, Any]]) -> float:
+    """The job's own begin time: the one the agent took over (Slurm's begin time is then the agent's deferral,
+    that time + ``fallback_s``), else Slurm's."""
+    own = dec.get("own_begin", {}).get("ts")
+    return own if own is not None and job.begin_time is not None and own <= job.begin_time else job.begin_time
 
 
 def _fresh_waiting(dec: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -302,11 +315,11 @@ def _pinned_lines(job: Job, dec: dict[str, dict[str, Any]], facts: Callable[[], 
         left = f"the pin to {pin} it still carries is from before" + (f" ({note})" if note else "")
         waiting = _fresh_waiting(dec)
         if waiting is None or waiting["reason"] == "BeginTime":  # waited out (view.PinRules.not_before)
-            return [f"It may not start before {_when(job.begin_time)} (Slurm's delay after a requeue, or its "
-                    f"own --begin): {left}; the fabric agent places it once that time has come, not "
+            return [f"It may not start before {_at(_own_begin(job, dec))} (Slurm's delay after a requeue, or "
+                    f"its own --begin): {left}; the fabric agent places it once that time has come, not "
                     "necessarily there."]
         return [f"It waits for the fabric agent ({left}); if the agent does not place it, Slurm takes it "
-                f"over at {_when(job.begin_time)} on those hosts."]
+                f"over at {_at(job.begin_time)} on those hosts."]
     if job.reason in WAITS_FOR:
         where = f" ({note})" if note else ""
         return [f"The fabric agent pinned it to {pin}{where}, but free GPUs there do not start it: Slurm "
@@ -349,11 +362,11 @@ def _pending_lines(job: Job, dec: dict[str, dict[str, Any]],
         out += _pinned_lines(job, dec, facts)
     elif job.fabric_marked and job.begin_time and job.begin_time > time.time():
         if dec.get("waiting", {}).get("reason") == "BeginTime":  # no fabric deferral (view.PinRules.not_before)
-            out.append(f"It may not start before {_when(job.begin_time)} (its own --begin, or Slurm's delay after "
-                       "a requeue); the fabric agent places it once that time has come.")
+            out.append(f"It may not start before {_at(_own_begin(job, dec))} (its own --begin, or Slurm's "
+                       "delay after a requeue); the fabric agent places it once that time has come.")
         else:
             out.append(f"It waits for the fabric agent; if the agent does not place it, Slurm takes it over at "
-                       f"{_when(job.begin_time)}.")
+                       f"{_at(job.begin_time)}.")
     if "handoff" in dec:
         out.append(_handoff_line(dec["handoff"]))
     elif (waiting := _fresh_waiting(dec)) and not blocked:  # the policy has not seen it since

@@ -11,7 +11,9 @@ compact-placement hold ends (2026-12-05: a held gang no longer waits for the nex
 network (2026-12-05: gangs on two hosts with few NICs run faster, so run times changed), and for
 fabric-superpod when a gang held for a compact placement stopped preempting spot gangs while it fits
 the free GPUs, its benefit-check wait capped by its hold (2026-12-06: its 2 preemptions, and so 4
-decisions, fewer). A change that alters decisions on purpose must re-record them (run this file's
+decisions, fewer), and for both fabric cases when a held gang that cannot start on any placement (too
+few GPUs free) began to get its reservation and block later jobs like any other (2026-12-06: a later job
+no longer starts in front of it for its whole walltime). A change that alters decisions on purpose must re-record them (run this file's
 ``_digest`` and paste the new value) and say so; an optimisation must leave them unchanged.
 """
 
@@ -55,11 +57,11 @@ def _digest(policy, fab_ref: str, jobs: int, load: float, **kw) -> tuple[str, in
 
 CASES = {
     "fabric-superpod": (fabric_policy, "superpod:sus=2", 250, 1.5, {},
-                        "aea74002a8b484a12d2c26f54980dbd22f835581c5b5913270a49f4d7d3b566c", 250),
+                        "8e31fba8eb00bf5fd31ff6338410bfc0662d4b4383ca59b4dd7862803c370d7a", 250),
     "slurm-superpod": (slurm_policy, "superpod:sus=2", 250, 1.5, {},
                        "f793861e86b7e461f15b8a70600e1686c6833f2da2bf572dbe1bbc95a4dc7768", 250),
     "fabric-nvl72": (fabric_policy, "nvl72:racks=2", 200, 1.3, {"gpus_per_host": 4},
-                     "956226779a81b5b3b72bdfebf2b76c6f02283cc81a072a52b7178a59dee0c71c", 202),
+                     "867c14cddb0bd5418b93faef329e466da77c25b48709136bb1c478ba629e5bed", 206),
 }
 
 

@@ -122,8 +122,9 @@ def test_view_reads_account_tier_usage_and_checkpoint(tmp_path):
                 qos="normal", partition="gpu", nodes=2, gpus_per_node=8, submit_time=1900.0, time_limit_min=30)]
     inputs = Inputs(tiers=TierMap.parse(["qos:scavenger=spot"]), ckpt_root=tmp_path)
     view = build_view(fab, nodes, jobs, now=2000.0, inputs=inputs)
-    (run,) = view.running
+    run, other = view.running  # bob's job is no fabric job: running to the policy, never a victim
     assert (run.job.account, run.job.tier, run.last_checkpoint) == ("physics", "spot", 1500.0)
+    assert (other.job.id, other.job.account, other.preemptible, len(other.gpus)) == ("2", "bob", False, 4)
     (pend,) = view.pending
     assert (pend.job.account, pend.job.tier, pend.job.user) == ("bio", "high", "carol")
     assert view.held == {"physics": 8, "bob": 4}   # every running job, by account (bob has none: user)
