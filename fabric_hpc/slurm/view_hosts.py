@@ -1,0 +1,126 @@
+"""What Slurm says of the fabric's hosts that filters where a pending job may go (:class:`Hosts`, used by
+:func:`fabric_hpc.slurm.view.build_view`): its own ``-x``, GPU type, partitions, reservations (active and
+to come) and free CPUs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.hostlist import compress
+from fabric_hpc.slurm import reservations as resv
+from fabric_hpc.slurm.contract import Job, Reservation
+
+
+@dataclass(frozen=True)
+class Hosts:
+    """What Slurm says of the fabric's hosts that filters where a pending job may go."""
+
+    free_cpus: dict[str, int]
+    #: Slurm's GRES type(s) of each host's GPUs (None: untyped; several: ``a100,h100``).
+    gpu_types: dict[str, str | None]
+    #: The partitions Slurm lists each host in.
+    partitions: dict[str, tuple[str, ...]]
+    #: The hosts in an active reservation: its name, None where Slurm does not name it (22.05, pyslurm).
+    reserved: dict[str, str | None] = field(default_factory=dict)
+    #: Reservations still to come (:func:`~fabric_hpc.slurm.reservations.upcoming`) and the cycle's time.
+    upcoming: tuple[Reservation, ...] = ()
+    now: float = 0.0
+    #: :meth:`kept_from` per job shape (one cycle: a thousand jobs share a few shapes).
+    _memo: dict[tuple, frozenset[str] | ConfigError] = field(default_factory=dict, compare=False, repr=False)
+
+    def kept_from(self, job: Job) -> frozenset[str]:
+        """The hosts Slurm never starts ``job`` on: its own ``-x`` (:meth:`excluded`), of another GPU type,
+        outside its partitions and reservations, in a reservation that starts before its time limit would
+        end, and those without its share of CPUs free; ConfigError when a rule leaves no host."""
+        need = math.ceil(job.cpus / max(job.nodes, 1)) if job.cpus else 0
+        key = (job.gpu_type, job.partition, job.reservation, need, job.time_limit_min)
+        hit = self._memo.get(key)
+        if hit is None:
+            try:
+                hit = frozenset({*wrong_gpu_type(job, self.gpu_types),
+                                 *outside_partition(job, self.partitions),
+                                 *outside_reservation(job, self.reserved, self.partitions),
+                                 *self.reserved_soon(job),
+                                 *(h for h, free in self.free_cpus.items() if free < need)})
+            except ConfigError as exc:
+                hit = exc
+            self._memo[key] = hit
+        if isinstance(hit, ConfigError):
+            raise ConfigError(hit.message, hint=hit.hint)
+        own = self.excluded(job)
+        return hit | own if own else hit
+
+    def excluded(self, job: Job) -> set[str]:
+        """The fabric hosts of the job's ``ExcNodeList``: its ``-x``, its ``exclude=`` (job_submit.lua adds
+        it), or the agent's hand-over exclusion (outside ``include=``: kept to anyway). Slurm rejects a pin
+        there whoever set it (``BadConstraints``). ConfigError when it leaves no host of the model."""
+        out = {h for h in job.exc_nodes if h in self.partitions}
+        if not out or len(out) < len(self.partitions):
+            return out
+        raise ConfigError(f"excludes every host of the fabric model (-x/ExcNodeList "
+                          f"{compress(sorted(job.exc_nodes))}); handed to Slurm, which places it elsewhere",
+                          hint="a fabric job needs hosts of the fabric model outside its -x")
+
+    def reserved_soon(self, job: Job) -> set[str]:
+        """The fabric hosts of reservations to come that ``job`` (starting now) would run into."""
+        if not self.upcoming:
+            return set()
+        mine = {r for r in job.reservation.split(",") if r}
+        soon = resv.kept_out(self.upcoming, mine, self.now, job.time_limit_min)
+        return {h for h in soon if h in self.partitions}
+
+
+def outside_partition(job: Job, partitions: Mapping[str, tuple[str, ...]]) -> set[str]:
+    """The hosts in none of the job's partitions (Slurm never starts it there); none when Slurm reports
+    no partition of the job or of any host. ConfigError when that leaves no host of the fabric model."""
+    want = {p for p in job.partition.split(",") if p}
+    if not want or not any(partitions.values()):
+        return set()
+    outside = {h for h, parts in partitions.items() if not want & set(parts)}
+    if len(outside) < len(partitions):
+        return outside
+    raise ConfigError(f"is in partition {job.partition!r}, which has no host of the fabric model; handed to "
+                      "Slurm, which places it in its partition",
+                      hint="the fabric model's hosts must be nodes of the partitions fabric jobs are "
+                           "submitted to (slurm.conf PartitionName=... Nodes=...)")
+
+
+def outside_reservation(job: Job, reserved: Mapping[str, str | None], hosts: Collection[str]) -> set[str]:
+    """The hosts Slurm never starts the job on for its reservations: a job that names none may not use a host
+    in an active reservation; a job that names some runs only on their hosts. ConfigError when Slurm names
+    none of the job's reservations for a host of the fabric model (not active yet, or a Slurm answer that
+    names no node's reservation: 22.05, pyslurm): handed to Slurm, which places it in its reservation."""
+    mine = {r for r in job.reservation.split(",") if r}
+    if not mine:
+        return set(reserved)
+    inside = {h for h, name in reserved.items() if name in mine}
+    if inside:
+        return set(hosts) - inside
+    raise ConfigError(f"runs in reservation {job.reservation!r}, but Slurm names it for no host of the "
+                      "fabric model now; handed to Slurm, which places it in its reservation",
+                      hint="fabric places a reservation's jobs only where Slurm reports the reservation's "
+                           "nodes (scontrol show nodes --json, Slurm 23.02+) while it is active (scontrol "
+                           "show reservation)")
+
+
+def wrong_gpu_type(job: Job, gpu_types: Mapping[str, str | None]) -> set[str]:
+    """The hosts a job that names GPU types may not get: those without every type it names (compared
+    exactly, as Slurm does); ConfigError when that leaves no host of the fabric model."""
+    if not job.gpu_type:
+        return set()
+    want = set(job.gpu_type.split(","))
+    wrong = {h for h, t in gpu_types.items() if not t or not want <= set(t.split(","))}
+    if len(wrong) < len(gpu_types):
+        return wrong
+    have: dict[str, list[str]] = {}
+    for host, t in gpu_types.items():
+        have.setdefault(t or "none", []).append(host)
+    where = "; ".join(f"{t} on {compress(sorted(hs))}" for t, hs in sorted(have.items()))
+    what = f"of type {job.gpu_type!r}" if len(want) == 1 else f"of types {job.gpu_type!r} on each host"
+    raise ConfigError(f"asks for GPUs {what}, but Slurm gives that to no host of the fabric model "
+                      f"(GPU types there: {where or 'no hosts'}); handed to Slurm, which places it by type",
+                      hint="Slurm matches GRES types exactly, case included (Gres=gpu:TYPE:N in slurm.conf); "
+                           "'none' means Slurm declares those GPUs without a type (or with several)")
