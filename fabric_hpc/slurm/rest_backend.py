@@ -2,8 +2,8 @@
 
 Two dialects: ``v0.0.38`` (Slurm 22.05, ``slurmrestd -s openapi/v0.0.38``) and ``v0.0.42`` or later
 (Slurm 23.11+, ``-s openapi/slurmctld``; tested with v0.0.42–v0.0.44 of Slurm 25.11). The client
-reads the server's ``/openapi/v3`` once and picks the newest version it speaks (or ``api=`` forces
-one). Authentication is JWT (``X-SLURM-USER-NAME`` / ``X-SLURM-USER-TOKEN``; the token from the
+reads the server's ``/openapi/v3`` on first use and picks the newest version it speaks (or ``api=`` forces
+one); a 404 for that version's path (a restarted slurmrestd offering another) reads it once again. Authentication is JWT (``X-SLURM-USER-NAME`` / ``X-SLURM-USER-TOKEN``; the token from the
 ``token`` argument or ``SLURM_JWT``, as ``scontrol token`` prints it; surrounding whitespace, such
 as the newline a pasted token carries, is stripped, any other control character refused). No message,
 event or exception of this module shows the token or any header value. Answers are decoded by
@@ -97,7 +97,7 @@ class RestClient(SlurmClient):
     def __init__(self, url: str, *, token: str | None = None, user: str | None = None, timeout: float = 30.0,
                  env: Mapping[str, str] | None = None, api: str | None = None) -> None:
         environ = env if env is not None else os.environ
-        self.url, self.timeout, self.api = url, timeout, api
+        self.url, self.timeout, self.api, self._forced = url, timeout, api, api is not None
         self.token = header_value(token or environ.get("SLURM_JWT"), "SLURM_JWT" if not token else "the JWT",
                                   secret=True)
         self.user = header_value(user or environ.get("USER") or "root", "the user name (USER)") or "root"
@@ -113,17 +113,23 @@ class RestClient(SlurmClient):
                           "http://host:port")
 
     def _request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        return self._parsed(method, path, *self._send(method, path, body))
+
+    def _send(self, method: str, path: str, body: Any = None) -> tuple[int, str]:
+        """(status, body text); a read whose connection was dropped is tried again."""
         pauses = _READ_RETRY_S if method == "GET" else ()
         for attempt in range(len(pauses) + 1):
             try:
-                status, raw = self._exchange(method, path, body)
-                break
+                return self._exchange(method, path, body)
             except _DROPPED as exc:
                 if attempt == len(pauses):
                     raise self._failed(method, path, exc) from None
                 time.sleep(pauses[attempt])
             except (OSError, http.client.HTTPException) as exc:
                 raise self._failed(method, path, exc) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _parsed(self, method: str, path: str, status: int, raw: str) -> tuple[int, Any]:
         try:
             return status, decode.parse_json(raw)
         except (json.JSONDecodeError, RecursionError):
@@ -163,7 +169,7 @@ class RestClient(SlurmClient):
 
     @property
     def version(self) -> str:
-        """The API version in use (negotiated on first use)."""
+        """The API version in use (negotiated on first use, again when the server drops it)."""
         if self.api is None:
             status, spec = self._request("GET", "/openapi/v3")
             paths = spec.get("paths") if isinstance(spec, dict) else None
@@ -178,8 +184,25 @@ class RestClient(SlurmClient):
     def legacy(self) -> bool:
         return self.version == LEGACY
 
+    def _renegotiated(self, used: str, raw: str) -> bool:
+        """After a 404 for ``/slurm/<used>/...``: True when the server's spec now offers another
+        version (a restarted slurmrestd, e.g. ``-d data_parser/v0.0.42``), which is then used. Not for
+        a version given as ``api=``, nor for Slurm's "no such job" (a 404 with error code 2017)."""
+        if self._forced or _codes(raw) & _NOT_FOUND:
+            return False
+        self.api = None
+        try:
+            return self.version != used
+        except FabricError:  # no spec to read: the 404 is the error to show
+            self.api = used
+            return False
+
     def _call(self, method: str, path: str, body: Any = None) -> Mapping[str, Any]:
-        status, data = self._request(method, f"/slurm/{self.version}{path}", body)
+        used = self.version
+        status, raw = self._send(method, f"/slurm/{used}{path}", body)
+        if status == 404 and self._renegotiated(used, raw):  # nothing was applied: the endpoint is gone
+            status, raw = self._send(method, f"/slurm/{self.version}{path}", body)
+        status, data = self._parsed(method, f"/slurm/{self.api}{path}", status, raw)
         try:
             return checked(status, data, f"slurmrestd {method} {path}")
         except FabricError as exc:
@@ -294,6 +317,16 @@ def _auth_hint(status: int, text: str, codes: set[Any]) -> str | None:
     if status == 500 and -1 in codes and "Unspecified error" in text:
         return JWT_HINT + " (Slurm 22.05 answers a refused token so; otherwise see slurmctld's log)"
     return None
+
+
+def _codes(raw: str) -> set[Any]:
+    """The error codes of a slurmrestd answer's text (none when it is not JSON)."""
+    try:
+        data = decode.parse_json(raw)
+    except (json.JSONDecodeError, RecursionError):
+        return set()
+    errors = data.get("errors") if isinstance(data, dict) else None
+    return {e.get(k) for e in errors or [] if isinstance(e, dict) for k in ("error_code", "error_number", "errno")}
 
 
 def header_value(value: str | None, what: str, *, secret: bool = False) -> str | None:
