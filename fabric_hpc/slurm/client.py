@@ -64,8 +64,13 @@ def check_rest_url(url: str) -> None:
 
 
 def open_client(backend: str = "cli", *, env: Mapping[str, str] | None = None, url: str | None = None,
-                token: str | None = None, timeout: float = 30.0) -> SlurmClient:
-    """A :class:`SlurmClient`: ``cli`` (default), ``rest`` (needs ``url``) or ``pyslurm``."""
+                token: str | None = None, timeout: float = 30.0, token_file: str | None = None,
+                user: str | None = None) -> SlurmClient:
+    """A :class:`SlurmClient`: ``cli`` (default), ``rest`` (needs ``url``; ``token_file``/``user``: the
+    JWT's file and user name, default ``SLURM_JWT`` and ``USER``) or ``pyslurm``."""
+    if backend != "rest" and (token_file or user):
+        raise ConfigError(f"rest_token_file / rest_user are for backend rest, not {backend} (ignored there)",
+                          hint="set backend = \"rest\", or leave them out")
     if url and backend != "rest":
         raise ConfigError(f"--rest-url is for --backend rest, not --backend {backend} (it would be ignored)",
                           hint="add --backend rest, or leave --rest-url out (agent config: backend = "
@@ -81,7 +86,7 @@ def open_client(backend: str = "cli", *, env: Mapping[str, str] | None = None, u
         check_rest_url(url)
         from fabric_hpc.slurm.rest_backend import RestClient
 
-        return RestClient(url, token=token, timeout=timeout, env=env)
+        return RestClient(url, token=token, timeout=timeout, env=env, token_file=token_file, user=user)
     if backend == "pyslurm":
         from fabric_hpc.slurm.pyslurm_backend import PyslurmClient
 

@@ -51,8 +51,9 @@ _NOT_FOUND = {2017}  # "Invalid job id specified"
 #: closes or resets a connection now and then (restarts, a busy 22.05 under load); writes never are
 _READ_RETRY_S = (0.2, 0.6)
 #: the fix for an answer that says the request was not authenticated (401, 403, 511 or Slurm's words)
-JWT_HINT = ("a JWT is missing, expired or not this cluster's? export SLURM_JWT from `scontrol token` "
-            "(lifespan=SECONDS for a service), on one line")
+JWT_HINT = ("a JWT is missing, expired or not this cluster's, or not for the user sent (X-SLURM-USER-NAME: "
+            "user=/agent.rest_user, else $USER)? export SLURM_JWT from `scontrol token username=USER` "
+            "(lifespan=SECONDS), on one line; an installed agent reads agent.rest_token_file (docs/deploy.md)")
 _AUTH_STATUS = {401, 403, 511}
 #: the transport failures a retry may cure (a refused or missing socket is not one: nobody listens)
 _DROPPED = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)  # RemoteDisconnected is a reset
@@ -95,13 +96,21 @@ class RestClient(SlurmClient):
     backend = "rest"
 
     def __init__(self, url: str, *, token: str | None = None, user: str | None = None, timeout: float = 30.0,
-                 env: Mapping[str, str] | None = None, api: str | None = None) -> None:
+                 env: Mapping[str, str] | None = None, api: str | None = None,
+                 token_file: str | None = None) -> None:
         environ = env if env is not None else os.environ
         self.url, self.timeout, self.api, self._forced = url, timeout, api, api is not None
-        self.token = header_value(token or environ.get("SLURM_JWT"), "SLURM_JWT" if not token else "the JWT",
-                                  secret=True)
-        self.user = header_value(user or environ.get("USER") or "root", "the user name (USER)") or "root"
+        self.token_file = token_file  # read at every request: a renewed token needs no restart
+        self.token = self._file_token() if token_file else header_value(
+            token or environ.get("SLURM_JWT"), "SLURM_JWT" if not token else "the JWT", secret=True)
+        self.user = header_value(user or environ.get("USER") or "root", "the user name (USER, rest_user)") or "root"
         self._cli = CliClient(env, timeout=timeout)  # only for requeue (no endpoint in any version)
+
+    def _file_token(self) -> str | None:
+        from fabric_hpc.slurm.rest_token import read_token_file
+
+        path = str(self.token_file)
+        return header_value(read_token_file(path), f"the token in rest_token_file {path}", secret=True)
 
     # -- transport ---------------------------------------------------------------------------
     def _conn(self) -> http.client.HTTPConnection:
@@ -140,6 +149,8 @@ class RestClient(SlurmClient):
     def _exchange(self, method: str, path: str, body: Any) -> tuple[int, str]:
         """One HTTP exchange on a fresh connection: (status, body text)."""
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.token_file:
+            self.token = self._file_token()
         if self.token:
             headers["X-SLURM-USER-NAME"] = self.user
             headers["X-SLURM-USER-TOKEN"] = self.token
@@ -171,12 +182,16 @@ class RestClient(SlurmClient):
     def version(self) -> str:
         """The API version in use (negotiated on first use, again when the server drops it)."""
         if self.api is None:
-            status, spec = self._request("GET", "/openapi/v3")
+            try:
+                status, spec = self._request("GET", "/openapi/v3")
+            except FabricError as exc:
+                raise self._shown(exc) from None
             paths = spec.get("paths") if isinstance(spec, dict) else None
             if status != 200 or not isinstance(paths, dict):
-                raise SlurmError(f"slurmrestd at {shown_url(self.url)}: GET /openapi/v3 answered "
-                                 f"HTTP {status} without paths",
-                                 hint="pass the API version (api='v0.0.44') if the spec endpoint is disabled")
+                raise self._shown(SlurmError(
+                    f"slurmrestd at {shown_url(self.url)}: GET /openapi/v3 answered HTTP {status} without paths",
+                    hint=JWT_HINT if status in _AUTH_STATUS else
+                    "pass the API version (api='v0.0.44') if the spec endpoint is disabled"))
             self.api = choose_version(list(paths))
         return self.api
 
@@ -202,14 +217,20 @@ class RestClient(SlurmClient):
         status, raw = self._send(method, f"/slurm/{used}{path}", body)
         if status == 404 and self._renegotiated(used, raw):  # nothing was applied: the endpoint is gone
             status, raw = self._send(method, f"/slurm/{self.version}{path}", body)
-        status, data = self._parsed(method, f"/slurm/{self.api}{path}", status, raw)
         try:
+            status, data = self._parsed(method, f"/slurm/{self.api}{path}", status, raw)
             return checked(status, data, f"slurmrestd {method} {path}")
         except FabricError as exc:
-            message = self._redact(exc.message)
-            if message != exc.message:
-                raise type(exc)(message, hint=exc.hint) from None
-            raise
+            raise self._shown(exc) from None
+
+    def _shown(self, exc: FabricError) -> FabricError:
+        """``exc`` without the token; with a token file, its JWT fix names the file and its renewal."""
+        message, hint = self._redact(exc.message), exc.hint
+        if self.token_file and hint and hint.startswith(JWT_HINT):
+            from fabric_hpc.slurm.rest_token import file_hint
+
+            hint = file_hint(self.token_file, self.user)
+        return exc if (message, hint) == (exc.message, exc.hint) else type(exc)(message, hint=hint)
 
     # -- reads -------------------------------------------------------------------------------
     @decode.gc_paused()
