@@ -30,6 +30,7 @@ from fabric_hpc.slurm import reservations as resv
 from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, check_slurm_conf
 from fabric_hpc.slurm.segment import segment_size
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
+from fabric_hpc.slurm.parse import normal_reason
 from fabric_hpc.slurm.parse import (ACTIVE_STATES, gpu_indices, gpu_types, hosts, parse_gres,
                                      parse_state)
 
@@ -169,7 +170,7 @@ def job_from_pyslurm(j: Any) -> Job:
     start = _field(j, "start_time", int, what, optional=True)
     limit = _field(j, "time_limit", int, what, optional=True)
     return Job(job_id=job_id, name=_field(j, "name", str, what, optional=True) or "", state=state, flags=flags,
-               reason=_field(j, "state_reason", str, what, optional=True) or "None",
+               reason=normal_reason(_field(j, "state_reason", str, what, optional=True)),  # or state_desc
                comment=_field(j, "comment", str, what, optional=True) or "",
                user=_field(j, "user_name", str, what, optional=True) or "",
                partition=_field(j, "partition", str, what, optional=True) or "",

@@ -329,7 +329,7 @@ def _own_hosts_line(job: Job, facts: Callable[[], tuple[str, str] | None]) -> st
     if job.reason == BAD_CONSTRAINTS:
         return f"{own}, and those nodes cannot satisfy the job: it stays pending until its node list changes."
     if limit_reason(job.reason):
-        return f"{own}; Slurm holds it back under a limit ({reason_words(job.reason)}) until the limit allows."
+        return f"{own}; Slurm holds it back under a limit ({reason_words(job.reason)}) until it allows."
     if refused := refused_hosts(job.reason):
         return f"{own}, and Slurm does not start it there: {refused}."
     note = "; ".join(x for x in (facts() or ("", "")) if x)
