@@ -32,7 +32,8 @@ def shown_url(url: str) -> str:
 
 
 def check_rest_url(url: str) -> None:
-    """``unix:/path`` or ``http://host[:port]``, with a port in 1..65535 (``https`` is refused: the
+    """``unix:/path`` or ``http://host[:port][/prefix]`` (a path prefix: a slurmrestd behind a proxy;
+    no query or fragment), with a port in 1..65535 (``https`` is refused: the
     rest backend has no TLS client) and no ``user:password@`` (slurmrestd takes a JWT in headers,
     not HTTP basic auth). The messages show the URL without its password."""
     from urllib.parse import urlsplit
@@ -61,6 +62,10 @@ def check_rest_url(url: str) -> None:
         raise ConfigError(f"--rest-url {shown!r} is not an http URL or unix: socket", hint=hint)
     if port == 0:
         raise ConfigError(f"--rest-url {shown!r}: port 0 is not a port", hint=hint)
+    if parts.query or parts.fragment or "?" in url or "#" in url:  # slurmrestd's paths take no query
+        raise ConfigError(f"--rest-url {shown!r}: a query or fragment ('?…', '#…') is not supported: the rest "
+                          "backend appends slurmrestd's paths to the URL", hint="give http://host:port, or "
+                          "http://host:port/prefix for a slurmrestd behind a proxy at that path")
 
 
 def open_client(backend: str = "cli", *, env: Mapping[str, str] | None = None, url: str | None = None,

@@ -100,6 +100,8 @@ class RestClient(SlurmClient):
                  token_file: str | None = None) -> None:
         environ = env if env is not None else os.environ
         self.url, self.timeout, self.api, self._forced = url, timeout, api, api is not None
+        #: a slurmrestd behind a proxy at http://host:port/prefix (docs/slurm.md: REST setup)
+        self._prefix = path_prefix(url)
         self.token_file = token_file  # read at every request: a renewed token needs no restart
         self.token = self._file_token() if token_file else header_value(
             token or environ.get("SLURM_JWT"), "SLURM_JWT" if not token else "the JWT", secret=True)
@@ -116,8 +118,8 @@ class RestClient(SlurmClient):
     def _conn(self) -> http.client.HTTPConnection:
         if self.url.startswith("unix:"):
             return _UnixConnection(self.url[5:], self.timeout)
-        if self.url.startswith("http://"):
-            return http.client.HTTPConnection(self.url[7:].rstrip("/"), timeout=self.timeout)
+        if self.url.startswith("http://"):  # http://host:port[/prefix]: the prefix goes before each path
+            return http.client.HTTPConnection(self.url[7:].split("/", 1)[0], timeout=self.timeout)
         raise ConfigError(f"slurmrestd address {shown_url(self.url)!r}: expected unix:/path or "
                           "http://host:port")
 
@@ -156,7 +158,7 @@ class RestClient(SlurmClient):
             headers["X-SLURM-USER-TOKEN"] = self.token
         conn = self._conn()
         try:
-            conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+            conn.request(method, self._prefix + path, body=None if body is None else json.dumps(body), headers=headers)
             resp = conn.getresponse()
             return resp.status, resp.read().decode("utf-8", "replace")
         except ValueError:  # http.client's text names the header value (the token): never shown
@@ -338,6 +340,14 @@ def _auth_hint(status: int, text: str, codes: set[Any]) -> str | None:
     if status == 500 and -1 in codes and "Unspecified error" in text:
         return JWT_HINT + " (Slurm 22.05 answers a refused token so; otherwise see slurmctld's log)"
     return None
+
+
+def path_prefix(url: str) -> str:
+    """The path of ``http://host:port/prefix`` (``/prefix``; none for ``unix:`` or a bare host)."""
+    if not url.startswith("http://"):
+        return ""
+    path = url[7:].partition("/")[2].strip("/")
+    return "/" + path if path else ""
 
 
 def _codes(raw: str) -> set[Any]:
