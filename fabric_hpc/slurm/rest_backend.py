@@ -46,6 +46,8 @@ _UPDATE_KEYS = {"ReqNodeList": ("nodelist", "required_nodes"), "StartTime": ("be
 #: "warnings" (v0.0.42+, text only). It says the hold asked for was applied; nothing else is benign.
 _BENIGN = {2042}
 _BENIGN_TEXT = "Job is in held state, pending scheduler release"
+#: the notice of an empty list (25.11's GET /jobs/ on an empty queue warns "Zero jobs to dump"): no failure
+_EMPTY_LIST = re.compile(r"Zero \w+ to dump")
 _NOT_FOUND = {2017}  # "Invalid job id specified"
 #: a read whose connection the server dropped is tried again after these pauses (s): slurmrestd
 #: closes or resets a connection now and then (restarts, a busy 22.05 under load); writes never are
@@ -317,7 +319,8 @@ def checked(status: int, data: Any, what: str) -> Mapping[str, Any]:
         raise SlurmError(f"{what}: 'errors'/'warnings' are {type(errors).__name__}/{type(warnings).__name__}")
     errors = [e for e in errors if not (isinstance(e, dict) and e.get("error_code") in _BENIGN)]
     warnings = [w for w in warnings
-                if not (isinstance(w, dict) and str(w.get("description", "")).endswith(_BENIGN_TEXT))]
+                if not (isinstance(w, dict) and (str(w.get("description", "")).endswith(_BENIGN_TEXT)
+                                                 or _EMPTY_LIST.fullmatch(str(w.get("description", "")))))]
     codes = {e.get(k) for e in errors if isinstance(e, dict) for k in ("error_code", "error_number", "errno")}
     if status == 404 or codes & _NOT_FOUND:
         raise NotFoundError(f"{what}: not found ({_messages(errors) or status})",

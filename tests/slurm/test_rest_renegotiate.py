@@ -96,3 +96,15 @@ def test_an_unknown_job_or_a_forced_version_asks_no_spec(server: VersionedServer
     with pytest.raises(NotFoundError):
         forced.jobs()
     assert server.seen == ["/slurm/v0.0.43/jobs/"]
+
+
+def test_an_empty_queue_notice_is_no_failure() -> None:
+    """25.11's slurmrestd answers GET /jobs/ on an empty queue with the warning "Zero jobs to dump"
+    (seen live by tests/slurm_integration/test_rest_renewal_live.py): an empty list, not an error."""
+    from fabric_hpc.slurm.contract import SlurmError
+    from fabric_hpc.slurm.rest_backend import checked
+
+    empty = {"jobs": [], "errors": [], "warnings": [{"description": "Zero jobs to dump", "source": "_dump_jobs"}]}
+    assert checked(200, empty, "slurmrestd GET /jobs/")["jobs"] == []
+    with pytest.raises(SlurmError, match="Ignoring unknown field"):
+        checked(200, {"warnings": [{"description": "Ignoring unknown field"}]}, "slurmrestd POST /job/1")
