@@ -63,9 +63,9 @@ def check_rest_url(url: str) -> None:
     if port == 0:
         raise ConfigError(f"--rest-url {shown!r}: port 0 is not a port", hint=hint)
     if parts.query or parts.fragment or "?" in url or "#" in url:  # slurmrestd's paths take no query
-        raise ConfigError(f"--rest-url {shown!r}: a query or fragment ('?…', '#…') is not supported: the rest "
-                          "backend appends slurmrestd's paths to the URL", hint="give http://host:port, or "
-                          "http://host:port/prefix for a slurmrestd behind a proxy at that path")
+        raise ConfigError(f"--rest-url {shown!r}: a query or fragment ('?…', '#…') is not supported: the "
+                          "rest backend appends slurmrestd's paths to the URL", hint="give http://host:port, "
+                          "or http://host:port/prefix for a slurmrestd behind a proxy at that path")
 
 
 def open_client(backend: str = "cli", *, env: Mapping[str, str] | None = None, url: str | None = None,

@@ -2,9 +2,11 @@
 
 Two dialects: ``v0.0.38`` (Slurm 22.05, ``slurmrestd -s openapi/v0.0.38``) and ``v0.0.42`` or later
 (Slurm 23.11+, ``-s openapi/slurmctld``; tested with v0.0.42–v0.0.44 of Slurm 25.11). The client
-reads the server's ``/openapi/v3`` on first use and picks the newest version it speaks (or ``api=`` forces
-one); a 404 for that version's path (a restarted slurmrestd offering another) reads it once again. Authentication is JWT (``X-SLURM-USER-NAME`` / ``X-SLURM-USER-TOKEN``; the token from the
-``token`` argument or ``SLURM_JWT``, as ``scontrol token`` prints it; surrounding whitespace, such
+reads the server's ``/openapi/v3`` on first use and picks the newest version it speaks (or ``api=``
+forces one); a 404 for that version's path (a restarted slurmrestd offering another) reads it once
+again. Authentication is JWT (``X-SLURM-USER-NAME`` / ``X-SLURM-USER-TOKEN``; the token from the
+``token`` argument, ``token_file`` (read at every request) or ``SLURM_JWT``, as ``scontrol token``
+prints it; the user from ``user`` or ``USER``; surrounding whitespace, such
 as the newline a pasted token carries, is stripped, any other control character refused). No message,
 event or exception of this module shows the token or any header value. Answers are decoded by
 :mod:`fabric_hpc.slurm.decode`.
@@ -55,7 +57,8 @@ _READ_RETRY_S = (0.2, 0.6)
 #: the fix for an answer that says the request was not authenticated (401, 403, 511 or Slurm's words)
 JWT_HINT = ("a JWT is missing, expired or not this cluster's, or not for the user sent (X-SLURM-USER-NAME: "
             "user=/agent.rest_user, else $USER)? export SLURM_JWT from `scontrol token username=USER` "
-            "(lifespan=SECONDS), on one line; an installed agent reads agent.rest_token_file (docs/deploy.md)")
+            "(lifespan=SECONDS), on one line; an installed agent reads agent.rest_token_file "
+            "(docs/deploy.md)")
 _AUTH_STATUS = {401, 403, 511}
 #: the transport failures a retry may cure (a refused or missing socket is not one: nobody listens)
 _DROPPED = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)  # RemoteDisconnected is a reset
@@ -107,7 +110,8 @@ class RestClient(SlurmClient):
         self.token_file = token_file  # read at every request: a renewed token needs no restart
         self.token = self._file_token() if token_file else header_value(
             token or environ.get("SLURM_JWT"), "SLURM_JWT" if not token else "the JWT", secret=True)
-        self.user = header_value(user or environ.get("USER") or "root", "the user name (USER, rest_user)") or "root"
+        self.user = header_value(user or environ.get("USER") or "root",
+                                 "the user name (USER, rest_user)") or "root"
         self._cli = CliClient(env, timeout=timeout)  # only for requeue (no endpoint in any version)
 
     def _file_token(self) -> str | None:
@@ -160,7 +164,8 @@ class RestClient(SlurmClient):
             headers["X-SLURM-USER-TOKEN"] = self.token
         conn = self._conn()
         try:
-            conn.request(method, self._prefix + path, body=None if body is None else json.dumps(body), headers=headers)
+            conn.request(method, self._prefix + path, body=None if body is None else json.dumps(body),
+                         headers=headers)
             resp = conn.getresponse()
             return resp.status, resp.read().decode("utf-8", "replace")
         except ValueError:  # http.client's text names the header value (the token): never shown
@@ -193,7 +198,8 @@ class RestClient(SlurmClient):
             paths = spec.get("paths") if isinstance(spec, dict) else None
             if status != 200 or not isinstance(paths, dict):
                 raise self._shown(SlurmError(
-                    f"slurmrestd at {shown_url(self.url)}: GET /openapi/v3 answered HTTP {status} without paths",
+                    f"slurmrestd at {shown_url(self.url)}: GET /openapi/v3 answered HTTP {status} "
+                    "without paths",
                     hint=JWT_HINT if status in _AUTH_STATUS else
                     "pass the API version (api='v0.0.44') if the spec endpoint is disabled"))
             self.api = choose_version(list(paths))
@@ -360,7 +366,8 @@ def _codes(raw: str) -> set[Any]:
     except (json.JSONDecodeError, RecursionError):
         return set()
     errors = data.get("errors") if isinstance(data, dict) else None
-    return {e.get(k) for e in errors or [] if isinstance(e, dict) for k in ("error_code", "error_number", "errno")}
+    return {e.get(k) for e in errors or [] if isinstance(e, dict)
+            for k in ("error_code", "error_number", "errno")}
 
 
 def header_value(value: str | None, what: str, *, secret: bool = False) -> str | None:

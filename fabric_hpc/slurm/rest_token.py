@@ -37,9 +37,10 @@ def rest_token_note(cfg: Any) -> str:
     from and how to create and renew it (the unit passes no SLURM_JWT)."""
     a, user = cfg.agent, cfg.agent.rest_user or cfg.install.service_user
     if not a.rest_token_file:
-        return ("backend rest: the installed agent has no JWT (its unit sets no SLURM_JWT). Unless slurmrestd "
-                "authenticates its unix socket's peer (rest_auth/local), set agent.rest_token_file (e.g. "
-                "/etc/fabric-hpc/slurm.jwt) and agent.rest_user, and run install again (docs/deploy.md).")
+        return ("backend rest: the installed agent has no JWT (its unit sets no SLURM_JWT). Unless "
+                "slurmrestd authenticates its unix socket's peer (rest_auth/local), set "
+                "agent.rest_token_file (e.g. /etc/fabric-hpc/slurm.jwt) and agent.rest_user, and run "
+                "install again (docs/deploy.md).")
     return (f"backend rest: the agent reads its JWT from {a.rest_token_file} at every request, as user "
             f"{user}. Create it now and renew it before it expires (cron or a systemd timer), as root:\n"
             f"  {renew_command(a.rest_token_file, user)}\n"
@@ -57,7 +58,8 @@ def read_token_file(path: str) -> str:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"rest_token_file {path} is not a regular file", hint="point it at the token file")
+            raise ConfigError(f"rest_token_file {path} is not a regular file",
+                              hint="point it at the token file")
         if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o027:
             raise ConfigError(f"rest_token_file {path}: owner uid {st.st_uid}, mode {st.st_mode & 0o777:o}: "
                               "a token must be root's or the agent's own, not writable by its group and "

@@ -26,7 +26,8 @@ def test_a_reason_is_its_enum_name(text: str | None, name: str) -> None:
 
 
 LINE = ("JobId=7 JobName=g UserId=ann(1000) Priority={} JobState=PENDING Reason={} "
-        "Dependency=(null) NumNodes=1 NumCPUs=1 TresPerNode=gres/gpu:8 ReqNodeList=n7 SubmitTime=2026-12-06T10:00:00 Comment=fabric")
+        "Dependency=(null) NumNodes=1 NumCPUs=1 TresPerNode=gres/gpu:8 ReqNodeList=n7 "
+        "SubmitTime=2026-12-06T10:00:00 Comment=fabric")
 
 
 @pytest.mark.parametrize("reason, name", [("job_requeued_in_held_state", "JobHeldUser"),

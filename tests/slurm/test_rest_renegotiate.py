@@ -31,7 +31,8 @@ class VersionedServer:
 
     def _answer(self, target: str) -> tuple[int, object]:
         if target == "/openapi/v3":
-            return 200, {"paths": {f"/slurm/{self.version}/jobs/": {}, f"/slurm/{self.version}/job/{{id}}": {}}}
+            v = self.version
+            return 200, {"paths": {f"/slurm/{v}/jobs/": {}, f"/slurm/{v}/job/{{id}}": {}}}
         if target == f"/slurm/{self.version}/jobs/":
             return 200, {"jobs": [], "errors": [], "warnings": []}
         if target == f"/slurm/{self.version}/job/99":
@@ -75,7 +76,8 @@ def test_a_restarted_slurmrestd_with_another_version_is_spoken_to_again(server: 
     assert client.jobs() == [] and server.seen == ["/slurm/v0.0.42/jobs/"]  # once: not every cycle
 
 
-def test_a_404_with_the_same_version_offered_is_the_error_after_one_spec_read(server: VersionedServer) -> None:
+def test_a_404_with_the_same_version_offered_is_the_error_after_one_spec_read(
+        server: VersionedServer) -> None:
     client = RestClient(f"unix:{server.path}", token="t")
     assert client.version == "v0.0.44"
     server.seen.clear()
@@ -104,7 +106,8 @@ def test_an_empty_queue_notice_is_no_failure() -> None:
     from fabric_hpc.slurm.contract import SlurmError
     from fabric_hpc.slurm.rest_backend import checked
 
-    empty = {"jobs": [], "errors": [], "warnings": [{"description": "Zero jobs to dump", "source": "_dump_jobs"}]}
+    empty = {"jobs": [], "errors": [],
+             "warnings": [{"description": "Zero jobs to dump", "source": "_dump_jobs"}]}
     assert checked(200, empty, "slurmrestd GET /jobs/")["jobs"] == []
     with pytest.raises(SlurmError, match="Ignoring unknown field"):
         checked(200, {"warnings": [{"description": "Ignoring unknown field"}]}, "slurmrestd POST /job/1")

@@ -135,7 +135,8 @@ def test_a_failed_cycle_keeps_its_fix_in_status_json(server: AuthServer, tmp_pat
 
 def _config(tmp_path: Path, **agent: str) -> Path:
     lines = ["[agent]", 'topology = "superpod:sus=1"', *(f'{k} = "{v}"' for k, v in agent.items()),
-             "[install]", f'service_user = "{USER}"', 'python = "/usr/bin/python3"', 'slurm_version = "25.11"']
+             "[install]", f'service_user = "{USER}"', 'python = "/usr/bin/python3"',
+             'slurm_version = "25.11"']
     path = tmp_path / "a.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -153,13 +154,18 @@ def test_the_config_keys_are_checked(tmp_path: Path) -> None:
         open_client("cli", token_file="/etc/fabric-hpc/slurm.jwt")
 
 
-def test_install_says_how_to_create_and_renew_the_token(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    cfg = _config(tmp_path, backend="rest", rest_url="unix:/run/s", rest_token_file="/etc/fabric-hpc/slurm.jwt",
-                  rest_user="fabric")
-    assert main(["slurm", "install", "--config", str(cfg), "--root", str(tmp_path / "root"), "--dry-run"]) == 0
+def _install(cfg: Path, root: Path) -> int:
+    return main(["slurm", "install", "--config", str(cfg), "--root", str(root), "--dry-run"])
+
+
+def test_install_says_how_to_create_and_renew_the_token(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    cfg = _config(tmp_path, backend="rest", rest_url="unix:/run/s",
+                  rest_token_file="/etc/fabric-hpc/slurm.jwt", rest_user="fabric")
+    assert _install(cfg, tmp_path / "root") == 0
     out = capsys.readouterr().out
     assert "reads its JWT from /etc/fabric-hpc/slurm.jwt at every request, as user fabric" in out
     assert "scontrol token username=fabric lifespan=86400 > /etc/fabric-hpc/slurm.jwt.new" in out
     cfg = _config(tmp_path, backend="rest", rest_url="unix:/run/s")
-    assert main(["slurm", "install", "--config", str(cfg), "--root", str(tmp_path / "root"), "--dry-run"]) == 0
+    assert _install(cfg, tmp_path / "root") == 0
     assert "the installed agent has no JWT" in capsys.readouterr().out

@@ -29,8 +29,8 @@ class _One:
 
 
 def _job(reason: str, comment: str = "") -> Job:
-    return Job(job_id=7, name="own", state="PENDING", reason=reason, comment=comment, nodes=1, gpus_per_node=8,
-               req_nodes=("n7",), submit_time=time.time() - 60)
+    return Job(job_id=7, name="own", state="PENDING", reason=reason, comment=comment, nodes=1,
+               gpus_per_node=8, req_nodes=("n7",), submit_time=time.time() - 60)
 
 
 @pytest.mark.parametrize("reason, words", [
@@ -47,5 +47,6 @@ def test_an_unmarked_jobs_own_nodelist_is_not_blamed_on_the_agent(reason: str, w
 
 
 def test_a_fabric_job_pinned_to_n7_still_names_the_agent(tmp_path: Path) -> None:
-    text = explain(_One(_job("ReqNodeNotAvail", "fabric")), 7, state_dir=tmp_path)["text"]  # type: ignore[arg-type]
+    client = _One(_job("ReqNodeNotAvail", "fabric"))
+    text = explain(client, 7, state_dir=tmp_path)["text"]  # type: ignore[arg-type]
     assert "The fabric agent pinned it to n7, but Slurm does not start it there" in text

@@ -26,9 +26,9 @@ def test_pyslurm_on_another_slurm_release_says_so(slurm_cluster_factory: Any) ->
     require_real("pyslurm", importlib.util.find_spec("pyslurm") is not None, "pyslurm is not installed")
     cluster = slurm_cluster_factory(build(generators.leaf_spine(2, hosts_per_leaf=2, gpus=8, cpus=8)))
     proc = subprocess.run([sys.executable, "-m", "fabric_hpc.cli", "slurm", "nodes", "--backend", "pyslurm"],
-                          env={**cluster.env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120,
-                          cwd=str(cluster.work_dir))
+                          env={**cluster.env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                          timeout=120, cwd=str(cluster.work_dir))
     assert proc.returncode == 5, proc.stdout + proc.stderr
-    assert re.search(r"pyslurm 25\.11\.\d+ talks to Slurm 25\.11 only; this Slurm is 2[2-5]\.\d", proc.stderr), \
-        proc.stderr
+    said = r"pyslurm 25\.11\.\d+ talks to Slurm 25\.11 only; this Slurm is 2[2-5]\.\d"
+    assert re.search(said, proc.stderr), proc.stderr
     assert 'backend = "cli" or "rest"' in proc.stderr and "Traceback" not in proc.stderr
