@@ -51,6 +51,9 @@ def group() -> None:
 @click.option("--backend", type=click.Choice(["cli", "rest", "pyslurm"]), default="cli", show_default=True,
               help="How to talk to Slurm: its commands, slurmrestd, or pyslurm (Slurm 25.11; needs SLURM_CONF).")
 @click.option("--rest-url", default=None, help="slurmrestd address for --backend rest.")
+@click.option("--rest-token-file", default=None,
+              help="File holding the JWT for --backend rest (read at every request; default: $SLURM_JWT).")
+@click.option("--rest-user", default=None, help="User name sent with the JWT (default: $USER).")
 @click.option("--slurm-conf", default=None, help="SLURM_CONF for the agent (default: Slurm's own).")
 @click.option("--job-submit", default=None, type=InputFile(what="job_submit.lua"),
               help="The installed job_submit.lua: refuse to start when its protocol, state dir or fallback differ.")
@@ -100,7 +103,7 @@ def run(ctx: click.Context, config_path: str | None, cycles: int | None, **flags
 
 
 #: the flags naming a path that the agent's settings need absolute (a config file's must already be)
-_CWD_PATHS = ("state_dir", "slurm_conf", "ckpt_root", "job_submit")
+_CWD_PATHS = ("state_dir", "slurm_conf", "ckpt_root", "job_submit", "rest_token_file")
 
 
 def settings(ctx: click.Context, config_path: str | None, flags: dict[str, Any]) -> Any:
@@ -154,7 +157,8 @@ def _client(section: Any) -> Any:
 
     if section.slurm_conf:
         os.environ["SLURM_CONF"] = section.slurm_conf  # pyslurm and the Slurm commands read it
-    return open_client(section.backend, url=section.rest_url)
+    return open_client(section.backend, url=section.rest_url, token_file=section.rest_token_file,
+                       user=section.rest_user)
 
 
 def _open_fabric(ref: str) -> Any:

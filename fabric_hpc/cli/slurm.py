@@ -293,6 +293,7 @@ def install(config_path: str, topology: str | None, root: str, dry_run: bool, fo
     """
     from fabric_hpc.slurm.deploy_config import load_config, with_service_user
     from fabric_hpc.slurm.install import Installer, detect_slurm_version, plan
+    from fabric_hpc.slurm.rest_token import rest_token_note
 
     from fabric_hpc.errors import ConfigError
     from fabric_hpc.slurm.slurm_settings import plugins, site_settings
@@ -323,6 +324,8 @@ def install(config_path: str, topology: str | None, root: str, dry_run: bool, fo
         click.echo(f"  (JobSubmitPlugins is {current} now ({source}): " + (
             "lua is in it already)" if "lua" in plugins(current) else
             "replace that line, wherever slurm.conf or an Included file sets it; the site's plugins stay)"))
+    if cfg.agent.backend == "rest":
+        click.echo("\n" + rest_token_note(cfg))
     if refusals:
         raise ConfigError(f"install would not run: {len(refusals)} problem(s) above (nothing was written)",
                           hint="fix them, or pass --force for files install did not write")

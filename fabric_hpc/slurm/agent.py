@@ -346,9 +346,12 @@ class Agent:
     def _error(self, exc: Exception, retry_in_s: float) -> None:
         """One failed cycle: the ``agent.error`` event (audit log and event stream) and the counters."""
         self.errors += 1
-        self.last_error = bounded(error_text(exc), 300)
+        hint = exc.hint if isinstance(exc, FabricError) else None
+        self.last_error = bounded(error_text(exc), 300) + (f"; fix: {bounded(hint, 400)}" if hint else "")
         fields: dict[str, Any] = {"kind": type(exc).__name__, "error": bounded(error_text(exc)),
                                   "retry_in_s": retry_in_s, "errors": self.errors}
+        if hint:  # the fix (a JWT to renew, a slurmrestd to restart): in the log as in `fabric agent status`
+            fields["hint"] = bounded(hint, 400)
         if not isinstance(exc, FabricError):  # not a deliberate error: say where it came from
             frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
             fields["where"] = f"{frame[0].filename}:{frame[0].lineno}" if frame else "?"

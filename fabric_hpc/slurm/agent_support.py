@@ -51,6 +51,15 @@ def first_contact(client: SlurmClient, timeout_s: float,
         return None
     where = f"the {client.backend} backend"
     if helper.is_alive():
+        url = getattr(client, "url", None) if client.backend == "rest" else None
+        if url:  # the one waited for is slurmrestd (which may itself wait for slurmctld)
+            from fabric_hpc.slurm.client import shown_url
+
+            raise SlurmError(f"slurmrestd at {shown_url(url)} did not answer within {timeout_s:g} s "
+                             f"({where})",
+                             hint="is slurmrestd running and rest_url/--rest-url its address? (its log; a "
+                                  "slurmrestd still starting or busy answers late); is slurmctld up behind "
+                                  "it? (scontrol ping); or raise --contact-timeout")
         raise SlurmError(f"Slurm did not answer within {timeout_s:g} s ({where})",
                          hint="is slurmctld up and SLURM_CONF right? (scontrol ping); "
                               "or raise --contact-timeout")

@@ -22,6 +22,7 @@ from fabric_hpc.slurm import decode, segment
 from fabric_hpc.slurm import reservations as resv
 from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, check_slurm_conf
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
+from fabric_hpc.slurm.parse import normal_reason
 from fabric_hpc.slurm.parse import (gpu_count, gpu_indices, gpus_requested, hosts, job_node_gres,
                                    parse_key_values, parse_state)
 
@@ -200,7 +201,8 @@ def _job_from_scontrol(line: str) -> Job:
     nodes = kv.get("NumNodes", "1").split("-")[0]
     when = resv.local_time
     return Job(job_id=int(kv["JobId"]), name=kv.get("JobName", ""), state=state, flags=flags,
-               reason=kv.get("Reason", "None"), comment="" if kv.get("Comment") in (None, "(null)") else kv["Comment"],
+               reason=normal_reason(kv.get("Reason")),  # the state_desc when Slurm set one
+               comment="" if kv.get("Comment") in (None, "(null)") else kv["Comment"],
                user=kv.get("UserId", "").split("(")[0], partition=kv.get("Partition", ""),
                account=_set(kv.get("Account")), qos=_set(kv.get("QOS")), nodes=int(nodes) if _digits(nodes) else 1,
                gpus_per_node=gpus_requested(kv.get("TresPerNode")), gpu_type=_gpu_type(kv.get("TresPerNode")),

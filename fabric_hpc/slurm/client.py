@@ -32,7 +32,8 @@ def shown_url(url: str) -> str:
 
 
 def check_rest_url(url: str) -> None:
-    """``unix:/path`` or ``http://host[:port]``, with a port in 1..65535 (``https`` is refused: the
+    """``unix:/path`` or ``http://host[:port][/prefix]`` (a path prefix: a slurmrestd behind a proxy;
+    no query or fragment), with a port in 1..65535 (``https`` is refused: the
     rest backend has no TLS client) and no ``user:password@`` (slurmrestd takes a JWT in headers,
     not HTTP basic auth). The messages show the URL without its password."""
     from urllib.parse import urlsplit
@@ -61,11 +62,20 @@ def check_rest_url(url: str) -> None:
         raise ConfigError(f"--rest-url {shown!r} is not an http URL or unix: socket", hint=hint)
     if port == 0:
         raise ConfigError(f"--rest-url {shown!r}: port 0 is not a port", hint=hint)
+    if parts.query or parts.fragment or "?" in url or "#" in url:  # slurmrestd's paths take no query
+        raise ConfigError(f"--rest-url {shown!r}: a query or fragment ('?…', '#…') is not supported: the "
+                          "rest backend appends slurmrestd's paths to the URL", hint="give http://host:port, "
+                          "or http://host:port/prefix for a slurmrestd behind a proxy at that path")
 
 
 def open_client(backend: str = "cli", *, env: Mapping[str, str] | None = None, url: str | None = None,
-                token: str | None = None, timeout: float = 30.0) -> SlurmClient:
-    """A :class:`SlurmClient`: ``cli`` (default), ``rest`` (needs ``url``) or ``pyslurm``."""
+                token: str | None = None, timeout: float = 30.0, token_file: str | None = None,
+                user: str | None = None) -> SlurmClient:
+    """A :class:`SlurmClient`: ``cli`` (default), ``rest`` (needs ``url``; ``token_file``/``user``: the
+    JWT's file and user name, default ``SLURM_JWT`` and ``USER``) or ``pyslurm``."""
+    if backend != "rest" and (token_file or user):
+        raise ConfigError(f"rest_token_file / rest_user are for backend rest, not {backend} (ignored there)",
+                          hint="set backend = \"rest\", or leave them out")
     if url and backend != "rest":
         raise ConfigError(f"--rest-url is for --backend rest, not --backend {backend} (it would be ignored)",
                           hint="add --backend rest, or leave --rest-url out (agent config: backend = "
@@ -81,7 +91,7 @@ def open_client(backend: str = "cli", *, env: Mapping[str, str] | None = None, u
         check_rest_url(url)
         from fabric_hpc.slurm.rest_backend import RestClient
 
-        return RestClient(url, token=token, timeout=timeout, env=env)
+        return RestClient(url, token=token, timeout=timeout, env=env, token_file=token_file, user=user)
     if backend == "pyslurm":
         from fabric_hpc.slurm.pyslurm_backend import PyslurmClient
 

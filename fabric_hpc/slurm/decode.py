@@ -27,6 +27,7 @@ from typing import Any
 
 from fabric_hpc.errors import ExternalError
 from fabric_hpc.slurm.contract import Job, Node, SlurmError
+from fabric_hpc.slurm.parse import normal_reason
 from fabric_hpc.slurm.parse import (gpu_count, gpu_indices, gpu_types, gpus_requested, hosts, parse_gres,
                                    parse_state)
 
@@ -219,7 +220,7 @@ def job(d: Any) -> Job:
     limit = number(d, "time_limit", what)
     uid = integer(d, "user_id", what, default=-1)
     return Job(job_id=job_id, name=text(d, "name", what), state=state_name, flags=more,
-               reason=text(d, "state_reason", what, "None") or "None", comment=text(d, "comment", what),
+               reason=normal_reason(text(d, "state_reason", what, "None")), comment=text(d, "comment", what),
                user=text(d, "user_name", what) or (str(uid) if uid >= 0 else ""),
                partition=text(d, "partition", what), account=text(d, "account", what),
                qos=text(d, "qos", what), nodes=integer(d, "node_count", what, default=1) or 1,

@@ -47,6 +47,12 @@ class AgentSection(AgentConfig):
                            "one-line wake file.")
     backend: Literal["cli", "rest", "pyslurm"] = Field(default="cli", description="How the agent talks to Slurm.")
     rest_url: str | None = Field(default=None, description="slurmrestd address for backend = rest.")
+    rest_token_file: str | None = Field(default=None, description="backend = rest: the file holding the JWT "
+                                        "(scontrol token output; 0600/0640, root's or the service user's), "
+                                        "read at every request, so a renewed token needs no restart. "
+                                        "Default: SLURM_JWT of the environment (an installed unit has none).")
+    rest_user: str | None = Field(default=None, description="backend = rest: the user name sent with the JWT "
+                                  "(X-SLURM-USER-NAME; the token's username=). Default: $USER.")
     slurm_conf: str | None = Field(default=None, description="SLURM_CONF for the agent (default: Slurm's own).")
     job_submit: str | None = Field(default=None, description="The installed job_submit.lua: the agent refuses to "
                                    "start when its protocol, state_dir or fallback_s differ (install sets it).")
@@ -65,6 +71,17 @@ class AgentSection(AgentConfig):
     def _slurm_conf(cls, value: str | None) -> str | None:  # the unit's Environment=SLURM_CONF=
         return None if value is None else cluster_path(value, what="slurm_conf",
                                                        example="/etc/slurm/slurm.conf")
+
+    @field_validator("rest_token_file")
+    @classmethod
+    def _token_file(cls, value: str | None) -> str | None:  # read by the service: an absolute path
+        return None if value is None else cluster_path(value, what="rest_token_file",
+                                                       example="/etc/fabric-hpc/slurm.jwt")
+
+    @field_validator("rest_user")
+    @classmethod
+    def _rest_user(cls, value: str | None) -> str | None:
+        return None if value is None else account_name(value, what="rest_user")
 
     @field_validator("topology", "rest_url", "job_submit")
     @classmethod

@@ -191,6 +191,28 @@ def parse_state(text: str | list[str] | None) -> tuple[str, tuple[str, ...]]:
     return base, flags
 
 
+#: Texts slurmctld sets as a job's ``state_desc`` next to its reason, by that reason's enum name: scontrol's
+#: ``Reason=`` shows the text (spaces as ``_``) and pyslurm's ``state_reason`` too, where slurmrestd's
+#: ``state_reason`` is the enum name (src/slurmctld/job_mgr.c: a ``scontrol requeuehold`` sets both).
+REASON_DESCRIPTIONS = {"job requeued in held state": "JobHeldUser"}
+_REASON_NAME = re.compile(r"[A-Z][A-Za-z0-9]*")
+
+
+def normal_reason(text: str | None) -> str:
+    """A pending reason as Slurm's enum name, whichever backend read it: ``ReqNodeNotAvail,
+    UnavailableNodes:n7`` (pyslurm) and ``ReqNodeNotAvail,_UnavailableNodes:n7`` -> ``ReqNodeNotAvail``;
+    ``job_requeued_in_held_state`` (scontrol) and ``job requeued in held state`` (pyslurm) ->
+    ``JobHeldUser`` (:data:`REASON_DESCRIPTIONS`); empty -> ``None``; any other text as it is."""
+    reason = (text or "").strip()
+    if not reason or reason == "(null)":
+        return "None"
+    described = " ".join(reason.replace("_", " ").split()).lower()
+    if described in REASON_DESCRIPTIONS:
+        return REASON_DESCRIPTIONS[described]
+    head = reason.split(",", 1)[0].strip()
+    return head if "," in reason and _REASON_NAME.fullmatch(head) else reason
+
+
 def reason_words(reason: str | None) -> str:
     """A pending reason in plain words; an unknown one as it is."""
     reason = (reason or "None").strip()

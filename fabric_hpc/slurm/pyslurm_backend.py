@@ -30,6 +30,7 @@ from fabric_hpc.slurm import reservations as resv
 from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, check_slurm_conf
 from fabric_hpc.slurm.segment import segment_size
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
+from fabric_hpc.slurm.parse import normal_reason
 from fabric_hpc.slurm.parse import (ACTIVE_STATES, gpu_indices, gpu_types, hosts, parse_gres,
                                      parse_state)
 
@@ -64,6 +65,19 @@ def load_pyslurm(conf: str | None = None) -> Any:
         raise SlurmError(f"pyslurm is not importable: {exc}", hint=INSTALL_HINT) from None
     _BOUND_CONF = real
     return pyslurm
+
+
+def release(ps: Any) -> str | None:
+    """The Slurm release a pyslurm speaks (``25.11`` of pyslurm ``25.11.2``: its first two numbers)."""
+    parts = str(getattr(ps, "__version__", "")).split(".")
+    return ".".join(parts[:2]) if len(parts) >= 2 and all(p.isdigit() for p in parts[:2]) else None
+
+
+def unreachable_hint(ps: Any) -> str:
+    """The fix for a pyslurm RPC that did not reach slurmctld or could not talk to it."""
+    mine = release(ps) or "its own release"
+    return (f"is slurmctld up? (scontrol ping); pyslurm {getattr(ps, '__version__', '')} needs Slurm {mine} "
+            f"(slurmctld and libslurm): on any other Slurm use backend = \"cli\" or \"rest\" (--backend cli)")
 
 
 def _text(exc: Exception) -> str:
@@ -169,7 +183,7 @@ def job_from_pyslurm(j: Any) -> Job:
     start = _field(j, "start_time", int, what, optional=True)
     limit = _field(j, "time_limit", int, what, optional=True)
     return Job(job_id=job_id, name=_field(j, "name", str, what, optional=True) or "", state=state, flags=flags,
-               reason=_field(j, "state_reason", str, what, optional=True) or "None",
+               reason=normal_reason(_field(j, "state_reason", str, what, optional=True)),  # or state_desc
                comment=_field(j, "comment", str, what, optional=True) or "",
                user=_field(j, "user_name", str, what, optional=True) or "",
                partition=_field(j, "partition", str, what, optional=True) or "",
@@ -298,10 +312,25 @@ class PyslurmClient(SlurmClient):
                                     hint=UNKNOWN_JOB_HINT) from None
             unreachable = (not isinstance(errno, int) or errno <= 0
                            or any(errno in r for r in _UNREACHABLE_ERRNOS))
-            raise SlurmError(f"pyslurm {what} failed: {exc}",  # a refusal is Slurm's answer, not an outage
-                             hint="is slurmctld up? (scontrol ping)" if unreachable else None) from None
+            if not unreachable:  # a refusal is Slurm's answer, not an outage
+                raise SlurmError(f"pyslurm {what} failed: {exc}") from None
+            raise SlurmError(f"pyslurm {what} failed: {exc}{self._release_mismatch()}",
+                             hint=unreachable_hint(self.ps)) from None
         except (ValueError, TypeError) as exc:  # pyslurm refusing a value before the RPC
             raise SlurmError(f"pyslurm {what}: {exc}") from None
+
+    def _release_mismatch(self) -> str:
+        """`` (pyslurm 25.11.2 talks to Slurm 25.11 only; this Slurm is 22.05.8, scontrol --version)``
+        when the Slurm commands here are of another release (one ``scontrol --version``, only after a
+        failed RPC); empty when they match or cannot tell."""
+        from fabric_hpc.slurm.install_plan import detect_slurm_version
+
+        mine = release(self.ps)
+        theirs = detect_slurm_version(dict(os.environ))
+        if not mine or not theirs or theirs.split(".")[:2] == mine.split("."):
+            return ""
+        return (f" (pyslurm {getattr(self.ps, '__version__', mine)} talks to Slurm {mine} only; this Slurm "
+                f"is {theirs}, scontrol --version)")
 
     # -- reads ------------------------------------------------------------------------------
     def nodes(self) -> list[Node]:

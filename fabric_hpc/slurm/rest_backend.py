@@ -2,9 +2,11 @@
 
 Two dialects: ``v0.0.38`` (Slurm 22.05, ``slurmrestd -s openapi/v0.0.38``) and ``v0.0.42`` or later
 (Slurm 23.11+, ``-s openapi/slurmctld``; tested with v0.0.42–v0.0.44 of Slurm 25.11). The client
-reads the server's ``/openapi/v3`` once and picks the newest version it speaks (or ``api=`` forces
-one). Authentication is JWT (``X-SLURM-USER-NAME`` / ``X-SLURM-USER-TOKEN``; the token from the
-``token`` argument or ``SLURM_JWT``, as ``scontrol token`` prints it; surrounding whitespace, such
+reads the server's ``/openapi/v3`` on first use and picks the newest version it speaks (or ``api=``
+forces one); a 404 for that version's path (a restarted slurmrestd offering another) reads it once
+again. Authentication is JWT (``X-SLURM-USER-NAME`` / ``X-SLURM-USER-TOKEN``; the token from the
+``token`` argument, ``token_file`` (read at every request) or ``SLURM_JWT``, as ``scontrol token``
+prints it; the user from ``user`` or ``USER``; surrounding whitespace, such
 as the newline a pasted token carries, is stripped, any other control character refused). No message,
 event or exception of this module shows the token or any header value. Answers are decoded by
 :mod:`fabric_hpc.slurm.decode`.
@@ -32,7 +34,8 @@ from fabric_hpc.slurm import segment
 from fabric_hpc.slurm import reservations as resv
 from fabric_hpc.slurm.cli_backend import CliClient
 from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, shown_url
-from fabric_hpc.slurm.segment import segment_size
+from fabric_hpc.slurm.rest_submit import (_hosts, minutes, sbatch_args_to_job,  # noqa: F401 - re-exported
+                                           sbatch_args_to_job_desc, sbatch_options, start_time)
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
 
 LEGACY = "v0.0.38"
@@ -46,13 +49,17 @@ _UPDATE_KEYS = {"ReqNodeList": ("nodelist", "required_nodes"), "StartTime": ("be
 #: "warnings" (v0.0.42+, text only). It says the hold asked for was applied; nothing else is benign.
 _BENIGN = {2042}
 _BENIGN_TEXT = "Job is in held state, pending scheduler release"
+#: the notice of an empty list (25.11's GET /jobs/ on an empty queue warns "Zero jobs to dump"): no failure
+_EMPTY_LIST = re.compile(r"Zero \w+ to dump")
 _NOT_FOUND = {2017}  # "Invalid job id specified"
 #: a read whose connection the server dropped is tried again after these pauses (s): slurmrestd
 #: closes or resets a connection now and then (restarts, a busy 22.05 under load); writes never are
 _READ_RETRY_S = (0.2, 0.6)
 #: the fix for an answer that says the request was not authenticated (401, 403, 511 or Slurm's words)
-JWT_HINT = ("a JWT is missing, expired or not this cluster's? export SLURM_JWT from `scontrol token` "
-            "(lifespan=SECONDS for a service), on one line")
+JWT_HINT = ("a JWT is missing, expired or not this cluster's, or not for the user sent (X-SLURM-USER-NAME: "
+            "user=/agent.rest_user, else $USER)? export SLURM_JWT from `scontrol token username=USER` "
+            "(lifespan=SECONDS), on one line; an installed agent reads agent.rest_token_file "
+            "(docs/deploy.md)")
 _AUTH_STATUS = {401, 403, 511}
 #: the transport failures a retry may cure (a refused or missing socket is not one: nobody listens)
 _DROPPED = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)  # RemoteDisconnected is a reset
@@ -95,35 +102,52 @@ class RestClient(SlurmClient):
     backend = "rest"
 
     def __init__(self, url: str, *, token: str | None = None, user: str | None = None, timeout: float = 30.0,
-                 env: Mapping[str, str] | None = None, api: str | None = None) -> None:
+                 env: Mapping[str, str] | None = None, api: str | None = None,
+                 token_file: str | None = None) -> None:
         environ = env if env is not None else os.environ
-        self.url, self.timeout, self.api = url, timeout, api
-        self.token = header_value(token or environ.get("SLURM_JWT"), "SLURM_JWT" if not token else "the JWT",
-                                  secret=True)
-        self.user = header_value(user or environ.get("USER") or "root", "the user name (USER)") or "root"
+        self.url, self.timeout, self.api, self._forced = url, timeout, api, api is not None
+        #: a slurmrestd behind a proxy at http://host:port/prefix (docs/slurm.md: REST setup)
+        self._prefix = path_prefix(url)
+        self.token_file = token_file  # read at every request: a renewed token needs no restart
+        self.token = self._file_token() if token_file else header_value(
+            token or environ.get("SLURM_JWT"), "SLURM_JWT" if not token else "the JWT", secret=True)
+        self.user = header_value(user or environ.get("USER") or "root",
+                                 "the user name (USER, rest_user)") or "root"
         self._cli = CliClient(env, timeout=timeout)  # only for requeue (no endpoint in any version)
+
+    def _file_token(self) -> str | None:
+        from fabric_hpc.slurm.rest_token import read_token_file
+
+        path = str(self.token_file)
+        return header_value(read_token_file(path), f"the token in rest_token_file {path}", secret=True)
 
     # -- transport ---------------------------------------------------------------------------
     def _conn(self) -> http.client.HTTPConnection:
         if self.url.startswith("unix:"):
             return _UnixConnection(self.url[5:], self.timeout)
-        if self.url.startswith("http://"):
-            return http.client.HTTPConnection(self.url[7:].rstrip("/"), timeout=self.timeout)
+        if self.url.startswith("http://"):  # http://host:port[/prefix]: the prefix goes before each path
+            return http.client.HTTPConnection(self.url[7:].split("/", 1)[0], timeout=self.timeout)
         raise ConfigError(f"slurmrestd address {shown_url(self.url)!r}: expected unix:/path or "
                           "http://host:port")
 
     def _request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        return self._parsed(method, path, *self._send(method, path, body))
+
+    def _send(self, method: str, path: str, body: Any = None) -> tuple[int, str]:
+        """(status, body text); a read whose connection was dropped is tried again."""
         pauses = _READ_RETRY_S if method == "GET" else ()
         for attempt in range(len(pauses) + 1):
             try:
-                status, raw = self._exchange(method, path, body)
-                break
+                return self._exchange(method, path, body)
             except _DROPPED as exc:
                 if attempt == len(pauses):
                     raise self._failed(method, path, exc) from None
                 time.sleep(pauses[attempt])
             except (OSError, http.client.HTTPException) as exc:
                 raise self._failed(method, path, exc) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _parsed(self, method: str, path: str, status: int, raw: str) -> tuple[int, Any]:
         try:
             return status, decode.parse_json(raw)
         except (json.JSONDecodeError, RecursionError):
@@ -134,12 +158,15 @@ class RestClient(SlurmClient):
     def _exchange(self, method: str, path: str, body: Any) -> tuple[int, str]:
         """One HTTP exchange on a fresh connection: (status, body text)."""
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.token_file:
+            self.token = self._file_token()
         if self.token:
             headers["X-SLURM-USER-NAME"] = self.user
             headers["X-SLURM-USER-TOKEN"] = self.token
         conn = self._conn()
         try:
-            conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+            conn.request(method, self._prefix + path, body=None if body is None else json.dumps(body),
+                         headers=headers)
             resp = conn.getresponse()
             return resp.status, resp.read().decode("utf-8", "replace")
         except ValueError:  # http.client's text names the header value (the token): never shown
@@ -163,14 +190,19 @@ class RestClient(SlurmClient):
 
     @property
     def version(self) -> str:
-        """The API version in use (negotiated on first use)."""
+        """The API version in use (negotiated on first use, again when the server drops it)."""
         if self.api is None:
-            status, spec = self._request("GET", "/openapi/v3")
+            try:
+                status, spec = self._request("GET", "/openapi/v3")
+            except FabricError as exc:
+                raise self._shown(exc) from None
             paths = spec.get("paths") if isinstance(spec, dict) else None
             if status != 200 or not isinstance(paths, dict):
-                raise SlurmError(f"slurmrestd at {shown_url(self.url)}: GET /openapi/v3 answered "
-                                 f"HTTP {status} without paths",
-                                 hint="pass the API version (api='v0.0.44') if the spec endpoint is disabled")
+                raise self._shown(SlurmError(
+                    f"slurmrestd at {shown_url(self.url)}: GET /openapi/v3 answered HTTP {status} "
+                    "without paths",
+                    hint=JWT_HINT if status in _AUTH_STATUS else
+                    "pass the API version (api='v0.0.44') if the spec endpoint is disabled"))
             self.api = choose_version(list(paths))
         return self.api
 
@@ -178,15 +210,38 @@ class RestClient(SlurmClient):
     def legacy(self) -> bool:
         return self.version == LEGACY
 
-    def _call(self, method: str, path: str, body: Any = None) -> Mapping[str, Any]:
-        status, data = self._request(method, f"/slurm/{self.version}{path}", body)
+    def _renegotiated(self, used: str, raw: str) -> bool:
+        """After a 404 for ``/slurm/<used>/...``: True when the server's spec now offers another
+        version (a restarted slurmrestd, e.g. ``-d data_parser/v0.0.42``), which is then used. Not for
+        a version given as ``api=``, nor for Slurm's "no such job" (a 404 with error code 2017)."""
+        if self._forced or _codes(raw) & _NOT_FOUND:
+            return False
+        self.api = None
         try:
+            return self.version != used
+        except FabricError:  # no spec to read: the 404 is the error to show
+            self.api = used
+            return False
+
+    def _call(self, method: str, path: str, body: Any = None) -> Mapping[str, Any]:
+        used = self.version
+        status, raw = self._send(method, f"/slurm/{used}{path}", body)
+        if status == 404 and self._renegotiated(used, raw):  # nothing was applied: the endpoint is gone
+            status, raw = self._send(method, f"/slurm/{self.version}{path}", body)
+        try:
+            status, data = self._parsed(method, f"/slurm/{self.api}{path}", status, raw)
             return checked(status, data, f"slurmrestd {method} {path}")
         except FabricError as exc:
-            message = self._redact(exc.message)
-            if message != exc.message:
-                raise type(exc)(message, hint=exc.hint) from None
-            raise
+            raise self._shown(exc) from None
+
+    def _shown(self, exc: FabricError) -> FabricError:
+        """``exc`` without the token; with a token file, its JWT fix names the file and its renewal."""
+        message, hint = self._redact(exc.message), exc.hint
+        if self.token_file and hint and hint.startswith(JWT_HINT):
+            from fabric_hpc.slurm.rest_token import file_hint
+
+            hint = file_hint(self.token_file, self.user)
+        return exc if (message, hint) == (exc.message, exc.hint) else type(exc)(message, hint=hint)
 
     # -- reads -------------------------------------------------------------------------------
     @decode.gc_paused()
@@ -271,7 +326,8 @@ def checked(status: int, data: Any, what: str) -> Mapping[str, Any]:
         raise SlurmError(f"{what}: 'errors'/'warnings' are {type(errors).__name__}/{type(warnings).__name__}")
     errors = [e for e in errors if not (isinstance(e, dict) and e.get("error_code") in _BENIGN)]
     warnings = [w for w in warnings
-                if not (isinstance(w, dict) and str(w.get("description", "")).endswith(_BENIGN_TEXT))]
+                if not (isinstance(w, dict) and (str(w.get("description", "")).endswith(_BENIGN_TEXT)
+                                                 or _EMPTY_LIST.fullmatch(str(w.get("description", "")))))]
     codes = {e.get(k) for e in errors if isinstance(e, dict) for k in ("error_code", "error_number", "errno")}
     if status == 404 or codes & _NOT_FOUND:
         raise NotFoundError(f"{what}: not found ({_messages(errors) or status})",
@@ -296,6 +352,25 @@ def _auth_hint(status: int, text: str, codes: set[Any]) -> str | None:
     return None
 
 
+def path_prefix(url: str) -> str:
+    """The path of ``http://host:port/prefix`` (``/prefix``; none for ``unix:`` or a bare host)."""
+    if not url.startswith("http://"):
+        return ""
+    path = url[7:].partition("/")[2].strip("/")
+    return "/" + path if path else ""
+
+
+def _codes(raw: str) -> set[Any]:
+    """The error codes of a slurmrestd answer's text (none when it is not JSON)."""
+    try:
+        data = decode.parse_json(raw)
+    except (json.JSONDecodeError, RecursionError):
+        return set()
+    errors = data.get("errors") if isinstance(data, dict) else None
+    return {e.get(k) for e in errors or [] if isinstance(e, dict)
+            for k in ("error_code", "error_number", "errno")}
+
+
 def header_value(value: str | None, what: str, *, secret: bool = False) -> str | None:
     """``value`` as an HTTP header value: surrounding whitespace stripped (a pasted ``scontrol token``
     line ends in a newline); ConfigError for a control or non-ASCII character left inside. The message
@@ -314,15 +389,6 @@ def header_value(value: str | None, what: str, *, secret: bool = False) -> str |
     return text or None
 
 
-def _hosts(value: str) -> list[str]:
-    from fabric_hpc.hostlist import expand
-
-    try:
-        return expand(str(value))
-    except FabricError as exc:
-        raise ConfigError(f"unreadable node list {value!r}: {exc.message}") from None
-
-
 def _messages(items: list[Any]) -> str:
     """Slurm's messages: ``description`` (what failed, e.g. ``Batch job submission failed``) and, when
     it says something else, ``error`` (Slurm's reason, e.g. ``Requested topology configuration is not
@@ -338,117 +404,3 @@ def _messages(items: list[Any]) -> str:
         else:
             out.append(str(e))
     return "; ".join(out)
-
-
-def start_time(value: str) -> int:
-    """``now`` / ``now+S`` (seconds) / a UNIX time -> a UNIX time (this machine's clock)."""
-    text = str(value).strip()
-    if text == "now":
-        return int(time.time())
-    if text.startswith("now+") and text[4:].isdigit():
-        return int(time.time()) + int(text[4:])
-    if text.isdigit():
-        return int(text)
-    raise ConfigError(f"the rest backend reads a start time as now, now+SECONDS or a UNIX time, not {value!r}")
-
-
-def minutes(value: str) -> int:
-    """A Slurm time limit (``30``, ``1:00:00``, ``2-00:00``, ``MM:SS``) in whole minutes."""
-    text = str(value).strip()
-    days, _, rest = text.rpartition("-") if "-" in text else ("0", "", text)
-    parts = rest.split(":")
-    if not days.isdigit() or not all(p.isdigit() for p in parts) or len(parts) > 3:
-        raise ConfigError(f"unreadable time limit {value!r}", hint="minutes, MM:SS, HH:MM:SS or D-HH[:MM[:SS]]")
-    nums = [int(p) for p in parts]
-    if "-" in text:  # D-HH, D-HH:MM, D-HH:MM:SS
-        h, m, s = (nums + [0, 0])[:3]
-    else:  # M, M:S, H:M:S
-        h, m, s = ([0, 0] + nums)[-3:] if len(nums) == 3 else (0, nums[0], nums[1] if len(nums) > 1 else 0)
-    return int(days) * 1440 + h * 60 + m + (1 if s else 0)
-
-
-_ARG_KEYS = {"-N": "nodes", "--nodes": "nodes", "-J": "name", "--job-name": "name", "--comment": "comment",
-             "--gres": "gres", "--gpus-per-node": "gpus_per_node", "-t": "time_limit", "--time": "time_limit",
-             "--begin": "begin_time", "-w": "nodelist", "--nodelist": "nodelist", "-p": "partition",
-             "--partition": "partition", "-o": "standard_output", "--output": "standard_output",
-             "--signal": "signal", "--segment": "segment_size"}
-
-
-def sbatch_options(args: Sequence[str]) -> dict[str, Any]:
-    """The sbatch options the rest backend understands, by neutral name (``hold`` is a bool)."""
-    out: dict[str, Any] = {}
-    items = list(args)
-    i = 0
-    while i < len(items):
-        arg = items[i]
-        if arg in ("-H", "--hold"):
-            out["hold"] = True
-            i += 1
-            continue
-        key, eq, value = arg.partition("=")
-        if not eq and key in _ARG_KEYS and i + 1 < len(items):
-            value, i = items[i + 1], i + 1
-        if key not in _ARG_KEYS:
-            raise ConfigError(f"the rest backend does not translate sbatch option {arg!r}",
-                              hint=f"supported: {' '.join(sorted(_ARG_KEYS))} -H; or use the cli backend")
-        out[_ARG_KEYS[key]] = value
-        i += 1
-    return out
-
-
-def sbatch_args_to_job(args: Sequence[str]) -> dict[str, Any]:
-    """The sbatch options the rest backend understands, as v0.0.38 job properties."""
-    job = sbatch_options(args)
-    if "gres" in job:
-        job["gres"] = job["gres"].removeprefix("gres:")
-    if "segment_size" in job:  # topology/block's --segment came with Slurm 24.05 (v0.0.41's job_desc_msg)
-        raise ConfigError(f"--segment={job['segment_size']}: slurmrestd's {LEGACY} API (Slurm 22.05) has no segment "
-                          "size", hint="submit through the cli backend (--backend cli), or a slurmrestd of "
-                                       "Slurm 24.05+ started with -s openapi/slurmctld")
-    return job
-
-
-def _tres(gres: str) -> str:
-    """``gpu:3`` / ``gres:gpu:h100:3`` -> ``gres/gpu:3`` / ``gres/gpu:h100:3`` (TRES spelling)."""
-    items = [g.strip() for g in gres.split(",") if g.strip()]
-    return ",".join("gres/" + g.removeprefix("gres:").removeprefix("gres/") for g in items)
-
-
-def sbatch_args_to_job_desc(args: Sequence[str]) -> dict[str, Any]:
-    """The sbatch options the rest backend understands, as a v0.0.42+ ``job_desc_msg``."""
-    desc: dict[str, Any] = {}
-    tres: list[str] = []
-    for key, value in sbatch_options(args).items():
-        if key == "gres":
-            tres.append(_tres(value))
-        elif key == "gpus_per_node":
-            tres.append(f"gres/gpu:{value}")
-        elif key == "time_limit":
-            desc["time_limit"] = minutes(value)
-        elif key == "begin_time":
-            desc["begin_time"] = start_time(value)
-        elif key == "nodelist":
-            desc["required_nodes"] = list(_hosts(value))
-        elif key == "signal":
-            desc.update(_signal(value))
-        elif key == "segment_size":  # job_desc_msg's segment_size (uint16, v0.0.41+)
-            desc["segment_size"] = segment_size(value)
-        else:  # nodes (sbatch's "N" / "min-max" text), name, comment, partition, standard_output, hold
-            desc[key] = value
-    if tres:
-        desc["tres_per_node"] = ",".join(tres)
-    return desc
-
-
-def _signal(value: str) -> dict[str, Any]:
-    """``[B:]SIG[@SECONDS]`` -> kill_warning_* fields."""
-    batch = value.startswith("B:")
-    sig, _, delay = value.removeprefix("B:").partition("@")
-    out: dict[str, Any] = {"kill_warning_signal": sig}
-    if delay:
-        if not delay.isdigit():
-            raise ConfigError(f"--signal={value}: the time after @ must be seconds")
-        out["kill_warning_delay"] = int(delay)
-    if batch:
-        out["kill_warning_flags"] = ["BATCH_JOB"]
-    return out

@@ -333,6 +333,22 @@ def _pinned_lines(job: Job, dec: dict[str, dict[str, Any]], facts: Callable[[], 
     return [f"The fabric agent pinned it to {pin}; Slurm starts it as soon as those GPUs are free."]
 
 
+def _own_hosts_line(job: Job, facts: Callable[[], tuple[str, str] | None]) -> str:
+    """An unmarked job that names its hosts itself (``sbatch -w``): the fabric agent never touches it."""
+    own = f"It asks for {compress(list(job.req_nodes))} itself (-w/--nodelist; not a fabric job, the agent " \
+          "does not place it)"
+    if job.blocked:  # held or dependent: the headline says why
+        return f"{own}."
+    if job.reason == BAD_CONSTRAINTS:
+        return f"{own}, and those nodes cannot satisfy the job: it stays pending until its node list changes."
+    if limit_reason(job.reason):
+        return f"{own}; Slurm holds it back under a limit ({reason_words(job.reason)}) until it allows."
+    if refused := refused_hosts(job.reason):
+        return f"{own}, and Slurm does not start it there: {refused}."
+    note = "; ".join(x for x in (facts() or ("", "")) if x)
+    return f"{own}" + (f": {note}" if note else "") + "; Slurm starts it there once they can take it."
+
+
 def _pending_lines(job: Job, dec: dict[str, dict[str, Any]],
                    facts: Callable[[], tuple[str, str] | None]) -> list[str]:
     if job.grouped and job.fabric_comment:
@@ -347,6 +363,8 @@ def _pending_lines(job: Job, dec: dict[str, dict[str, Any]],
         elif "unpin" in dec:
             out.append(f"At {_when(dec['unpin']['ts'])} the agent cleared the pin it had set "
                        f"({dec['unpin'].get('reason')}).")
+    elif job.req_nodes and not job.fabric_marked:  # the user's own -w: no agent pinned it
+        out.append(_own_hosts_line(job, facts))
     elif job.req_nodes and job.reason == BAD_CONSTRAINTS:
         out.append(f"Slurm will not start it on {compress(list(job.req_nodes))}, the hosts it is pinned to: those "
                    "nodes cannot satisfy the job (its GPU type, or a constraint the agent does not see); the "

@@ -69,19 +69,20 @@ class Restd:
     def url(self) -> str:
         return f"unix:{self.sock}"
 
-    def start(self, timeout: float = 15.0) -> Restd:
-        """Start with the first plugin of :data:`PLUGINS` this slurmrestd has."""
+    def start(self, timeout: float = 15.0, args: tuple[str, ...] = ()) -> Restd:
+        """Start with the first plugin of :data:`PLUGINS` this slurmrestd has; ``args``: more options
+        (``("-d", "data_parser/v0.0.42")``: offer that version only)."""
         if not self.binary:
             raise RuntimeError("slurmrestd is not installed next to this Slurm")
         for plugin in PLUGINS:
-            if self._try(plugin, timeout):
+            if self._try(plugin, timeout, args):
                 self.plugin = plugin
                 return self
         raise RuntimeError(f"slurmrestd started with none of {PLUGINS}:\n{self.log()}")
 
-    def _try(self, plugin: str, timeout: float) -> bool:
+    def _try(self, plugin: str, timeout: float, args: tuple[str, ...] = ()) -> bool:
         argv = ["setpriv", f"--reuid={RESTD_USER}", f"--regid={RESTD_USER}", "--clear-groups",
-                self.binary, "-a", "rest_auth/jwt", "-s", plugin, self.url]
+                self.binary, "-a", "rest_auth/jwt", "-s", plugin, *args, self.url]
         env = {**self.cluster.env, "SLURM_JWT": "daemon"}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
