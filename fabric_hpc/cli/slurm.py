@@ -283,8 +283,9 @@ def _fabric(ref: str) -> Any:
 @click.option("--topology", default=None, help="Fabric model (file, generator reference or 'discover'); "
               "default: the config's agent.topology.")
 @_root
-@click.option("--dry-run", is_flag=True, help="Print a unified diff against what is installed; write nothing; "
-              "exit 3 where the real run would refuse.")
+@click.option("--dry-run", is_flag=True,
+              help="Print a unified diff against what is installed; write nothing; exit 3 where the real run "
+                   "would refuse.")
 @click.option("--force", is_flag=True, help="Overwrite files install did not write (each kept as .fabric-backup).")
 def install(config_path: str, topology: str | None, root: str, dry_run: bool, force: bool) -> None:
     """Write job_submit.lua, the TaskProlog, topology/gres.conf, the state dir and the agent's systemd unit.

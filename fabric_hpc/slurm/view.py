@@ -239,8 +239,8 @@ def _running(state: ClusterState, job: Job, req: Request | None, inputs: Inputs,
     start = job.start_time or now
     if req is not None:
         try:
-            return RunningJob(job=_sched_job(job, req, inputs), gpus=gpus, start=start, preemptible=job.requeue,
-                              last_checkpoint=_last_checkpoint(job, inputs, start, now))
+            return RunningJob(job=_sched_job(job, req, inputs), gpus=gpus, start=start,
+                              preemptible=job.requeue, last_checkpoint=_last_checkpoint(job, inputs, start, now))
         except ConfigError:
             pass
     walltime = float(job.time_limit_min * 60) if job.time_limit_min else DEFAULT_WALLTIME_S
