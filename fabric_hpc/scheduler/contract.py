@@ -245,6 +245,14 @@ class RankedPriority(Protocol):
 
 
 @runtime_checkable
+class TieredPolicy(Protocol):
+    """A priority or preemption policy that reads tiers (``None`` or :class:`UnsetTiers`: left out,
+    the Scheduler hands it its own)."""
+
+    tiers: Mapping[str, Tier] | None
+
+
+@runtime_checkable
 class AccountFairshare(Protocol):
     """A fairshare policy whose factors can be computed from the set of accounts present and the
     usage alone (no pass over the pending jobs): ``factors_for(accounts, usage, shares)`` (``shares``: the

@@ -42,7 +42,8 @@ from fabric_hpc.scheduler.caches import StepCaches, offers
 from fabric_hpc.scheduler.idorder import id_key
 from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, TOO_COSTLY, BackfillPolicy, CostAwarePreemption,
                                            Decisions, Job, Placer, PreemptionPolicy, PriorityPolicy,
-                                           RankedPriority, Reservation, SchedulerInput, Tier, UnsetTiers)
+                                           RankedPriority, Reservation, SchedulerInput, Tier, TieredPolicy,
+                                           UnsetTiers)
 from fabric_hpc.scheduler.placer import compact_job, fit_gpus, gang_gpus, masked_state, may_fit, request_key
 from fabric_hpc.scheduler.plan import Plan as _Plan, late_reservations
 from fabric_hpc.scheduler.slowdown import stretch_loss
@@ -468,7 +469,7 @@ def _bind_tiers(policy, tiers: dict[str, Tier], role: str, read: Callable[[dict]
     :class:`UnsetTiers`; its own object is left as it was, so it may serve another scheduler), itself
     where it was given tiers that agree with them in what it reads (or has no ``tiers``); given tiers
     that disagree are a ConfigError."""
-    own = getattr(policy, "tiers", tiers)
+    own = policy.tiers if isinstance(policy, TieredPolicy) else tiers
     if own is None or isinstance(own, UnsetTiers):
         return replace(policy, tiers=tiers) if is_dataclass(policy) else policy
     if read(dict(own)) != read(dict(tiers)):

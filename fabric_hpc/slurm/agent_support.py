@@ -14,7 +14,7 @@ from typing import Any
 from fabric_hpc.errors import ConfigError, FabricError
 from fabric_hpc.inputs import os_error
 from fabric_hpc.pidlock import PidLock
-from fabric_hpc.slurm.contract import Node, SlurmClient, SlurmError
+from fabric_hpc.slurm.contract import Node, RestAddressed, SlurmClient, SlurmError
 from fabric_hpc.slurm.plugins import PROTOCOL_VERSION
 from fabric_hpc.topology import Fabric
 
@@ -51,11 +51,10 @@ def first_contact(client: SlurmClient, timeout_s: float,
         return None
     where = f"the {client.backend} backend"
     if helper.is_alive():
-        url = getattr(client, "url", None) if client.backend == "rest" else None
-        if url:  # the one waited for is slurmrestd (which may itself wait for slurmctld)
+        if isinstance(client, RestAddressed):  # the one waited for is slurmrestd (it may wait for slurmctld)
             from fabric_hpc.slurm.client import shown_url
 
-            raise SlurmError(f"slurmrestd at {shown_url(url)} did not answer within {timeout_s:g} s "
+            raise SlurmError(f"slurmrestd at {shown_url(client.url)} did not answer within {timeout_s:g} s "
                              f"({where})",
                              hint="is slurmrestd running and rest_url/--rest-url its address? (its log; a "
                                   "slurmrestd still starting or busy answers late); is slurmctld up behind "

@@ -220,6 +220,13 @@ class ReadsReservations(Protocol):
         ...
 
 
+@runtime_checkable
+class RestAddressed(Protocol):
+    """A client that talks to slurmrestd at ``url`` (the rest backend): messages name that address."""
+
+    url: str
+
+
 class SlurmClient(abc.ABC):
     """Reads and actions on one Slurm cluster. Backends: cli, rest, pyslurm (see ``open_client``)."""
 

@@ -16,9 +16,13 @@ import re
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.slurm.manifest import norm
+
+if TYPE_CHECKING:
+    from fabric_hpc.slurm.deploy_config import DeployConfig
 
 #: The settings read, as Slurm spells them (slurm.conf keys are case-insensitive).
 KEYS = ("JobSubmitPlugins", "Prolog", "TaskProlog")
@@ -92,13 +96,13 @@ def job_submit_line(current: str | None) -> str:
     return "JobSubmitPlugins=" + ",".join(names if "lua" in names else [*names, "lua"])
 
 
-def site_settings(cfg: object, root: Path) -> tuple[dict[str, str], str]:
+def site_settings(cfg: DeployConfig, root: Path) -> tuple[dict[str, str], str]:
     """The settings and where they were read: the running slurmctld when it answers (only for
     ``--root /``), else the slurm.conf install sits next to (agent.slurm_conf, else
     ``<slurm_conf_dir>/slurm.conf``) and its Includes."""
-    conf = getattr(cfg.agent, "slurm_conf", None) or str(Path(cfg.install.slurm_conf_dir) / "slurm.conf")
+    conf = cfg.agent.slurm_conf or str(Path(cfg.install.slurm_conf_dir) / "slurm.conf")
     if root.resolve() == Path("/"):
-        env = {**os.environ, "SLURM_CONF": conf} if getattr(cfg.agent, "slurm_conf", None) else None
+        env = {**os.environ, "SLURM_CONF": conf} if cfg.agent.slurm_conf else None
         running = running_settings(env)
         if running is not None:
             return running, "scontrol show config"
