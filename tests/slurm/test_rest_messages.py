@@ -37,7 +37,7 @@ class _Proxied(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def log_message(self, *args: object) -> None:
-        pass
+        """No request lines on stderr (http.server writes one per request)."""
 
 
 @pytest.fixture
