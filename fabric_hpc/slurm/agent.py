@@ -134,8 +134,8 @@ class Agent:
                 self._note("reservations_ignored", reservations=self._ignored_resv)
         self.actions.forget([j.job_id for j in jobs if j.pending], [j.job_id for j in jobs if j.active])
         if refused := self.actions.unrequeueable:  # requeues Slurm refused: no victims again while they run
-            view.running = [replace(r, preemptible=False) if int(r.job.id) in refused else r
-                            for r in view.running]
+            ids = {str(j) for j in refused}  # running ids are text (``slurm:cpus:HOST``, too)
+            view.running = [replace(r, preemptible=False) if r.job.id in ids else r for r in view.running]
         self.actions.stale(view.stale)
         self.actions.rejected(view.rejected)
         self.actions.limited(view.limited)

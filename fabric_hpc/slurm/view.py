@@ -335,6 +335,8 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
     view.blocked = {j.job_id: j for j in pending if j.blocked}
     pending = [j for j in pending if not j.blocked]
     free_cpus = {n.name: n.cpus - n.cpus_alloc for n in nodes if n.name in known and n.cpus}
+    for host in _cpus_held(fab, view, free_cpus, jobs, now):
+        del free_cpus[host]  # busy until its jobs end, not for good: a reservation may count on it
     gpu_types = {n.name: n.gpu_type for n in nodes if n.name in known}
     partitions = {n.name: n.partitions for n in nodes if n.name in known}
     reserved = {n.name: n.reservation or None for n in nodes if n.name in known and n.reserved}
@@ -344,6 +346,34 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
     hosts = Hosts(free_cpus, gpu_types, partitions, reserved, tuple(view.upcoming), now)
     _pending(fab, view, pending, now, inputs, releasing, pins, hosts)
     return view
+
+
+def _cpus_held(fab: Fabric, view: View, free_cpus: Mapping[str, int], jobs: list[Job], now: float) -> list[str]:
+    """The hosts whose every CPU running jobs hold (a CPU-only job, or a GPU job on all cores): their free GPUs
+    go to an anonymous, never-preempted job (``slurm:cpus:HOST``) that ends when the last of those jobs would
+    (Slurm's start + time limit), so that no job starts there now and a reservation counts on the host from
+    then on. Without it the host was left out of every job's placements, the future's too, and a waiting gang
+    got no reservation. A host whose CPUs no job we see holds (hidden jobs) stays left out."""
+    ends: dict[str, tuple[float, Job]] = {}
+    for job in jobs:
+        if not job.active:
+            continue
+        limit = float(job.time_limit_min * 60) if job.time_limit_min else DEFAULT_WALLTIME_S
+        end = max((job.start_time or now) + limit, now + 1.0)
+        for host in job.node_list:
+            if free_cpus.get(host, 1) <= 0 and end > ends.get(host, (0.0, job))[0]:
+                ends[host] = (end, job)
+    state = view.state
+    for host, (end, job) in ends.items():
+        free = [g for g in fab.host_gpus(host) if state.owner[fab.gpu_pos[g]] == -1]
+        if not free:
+            continue
+        name = f"slurm:cpus:{host}"
+        state.allocate(name, free)
+        sj = SchedJob(id=name, request=_whole(len(free)), submit=now, walltime=end - now, user=job.user or "user",
+                      account=account_of(job), tier="normal", meta={"slurm_job": job.job_id, "fabric": False})
+        view.running.append(RunningJob(job=sj, gpus=tuple(free), start=now, preemptible=False))
+    return list(ends)
 
 
 def _pinned(fab: Fabric, view: View, job: Job, now: float, releasing: set[str], timeout_s: float) -> bool:
