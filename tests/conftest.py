@@ -12,12 +12,14 @@ cluster is stopped at the end of the session, also when tests fail or the run is
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from fabric_hpc.events import LOGGER_NAME
 from fabric_hpc.testing._installs import SlurmInstall
 from tests.real import require_real
 from tests.slurm_matrix import TIERS, require_install, tier_header, tiers_within
@@ -139,3 +141,21 @@ def slurm_accounting_cluster(slurm_cluster_factory: Callable[..., Any], require_
                                     settings={"MessageTimeout": "5"})
     cluster.add_accounts(["alpha", "beta"])
     return cluster
+
+
+@pytest.fixture
+def events() -> Iterator[list[dict[str, Any]]]:
+    """Every structured event fabric emits while the test runs (the ``fabric`` logger at INFO)."""
+    seen: list[dict[str, Any]] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.event)  # type: ignore[attr-defined]
+
+    logger, handler = logging.getLogger(LOGGER_NAME), Keep()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield seen
+    logger.removeHandler(handler)
+    logger.setLevel(level)

@@ -7,18 +7,15 @@ every field of every documented event among them must be named (in backticks) in
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from fabric_hpc.events import LOGGER_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 ENVELOPE = {"ts", "event"}
@@ -35,23 +32,6 @@ def documented_fields() -> dict[str, tuple[str, set[str]]]:
         if match:
             rows[match.group(1)] = (match.group(2), set(re.findall(r"`([^`]+)`", match.group(2))))
     return rows
-
-
-@pytest.fixture
-def events() -> Iterator[list[dict[str, Any]]]:
-    seen: list[dict[str, Any]] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            seen.append(record.event)  # type: ignore[attr-defined]
-
-    logger, handler = logging.getLogger(LOGGER_NAME), Keep()
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield seen
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 def _scenario(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:

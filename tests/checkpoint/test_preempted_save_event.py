@@ -5,10 +5,8 @@ repr of the SaveResult (``SaveResult(path=PosixPath(...), ...)``), which no read
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,26 +15,8 @@ import pytest
 from fabric_hpc.checkpoint.async_save import AsyncSaver
 from fabric_hpc.checkpoint.preemption import PreemptionHandler
 from fabric_hpc.checkpoint.writer import save
-from fabric_hpc.events import LOGGER_NAME
 
 KEYS = {"ts", "event", "path", "step", "bytes", "seconds", "job", "signal", "requeue"}
-
-
-@pytest.fixture
-def events() -> Iterator[list[dict]]:
-    seen: list[dict] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            seen.append(record.event)  # type: ignore[attr-defined]
-
-    logger, handler = logging.getLogger(LOGGER_NAME), Keep()
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield seen
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 def _preempted(save_fn, sig: int = signal.SIGUSR1) -> None:

@@ -3,19 +3,16 @@ failure, a bounded metrics log, infer.finish and a bounded infer.spool_ignored."
 
 from __future__ import annotations
 
-import logging
 import os
 import resource
 import signal
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fabric_hpc.events import LOGGER_NAME
 from fabric_hpc.inference import telemetry
 from fabric_hpc.inference.mpi import exit_code_of
 from fabric_hpc.inference.pipeline import PipelineOptions
@@ -26,23 +23,6 @@ from tests.inference.builders import make_config, random_items, write_spool
 
 SNAP = {"items_done": 7, "items_in": 9, "input_tokens": 100, "output_tokens": 50, "padding_waste": 0.1,
         "queue_depths": {"lanes": 2}, "budget": {"in_flight": 10}}
-
-
-@pytest.fixture
-def events() -> Iterator[list[dict[str, Any]]]:
-    seen: list[dict[str, Any]] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            seen.append(record.event)  # type: ignore[attr-defined]
-
-    logger, handler = logging.getLogger(LOGGER_NAME), Keep()
-    old = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield seen
-    logger.removeHandler(handler)
-    logger.setLevel(old)
 
 
 def named(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
