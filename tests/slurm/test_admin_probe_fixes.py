@@ -4,7 +4,6 @@ the live halves are in tests/slurm_integration/test_rest_token_live.py and test_
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,31 +12,22 @@ import pytest
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.slurm.contract import SlurmError
 from fabric_hpc.slurm.rest_backend import JWT_HINT, RestClient, header_value
+from tests.slurm.unix_http import UnixHttpServer
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTk5OTk5OTksInN1biI6InJvb3QifQ.Zm9vYmFyYmF6cXV4cXV1eE55Zms0"
 
 
-class EchoServer:
+class EchoServer(UnixHttpServer):
     """Answers every request on a unix socket with ``status`` and a text body that quotes the request
     (as an error page of a proxy in front of slurmrestd may)."""
 
     def __init__(self, path: Path, status: str) -> None:
-        self.path, self.status = path, status
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(str(path))
-        self.sock.listen(8)
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.status = status
+        super().__init__(path)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                body = b"bad request: " + b" | ".join(reversed(conn.recv(65536).split(b"\r\n")))
-                conn.sendall(b"HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                             b"Connection: close\r\n\r\n%s" % (self.status.encode(), len(body), body))
+    def handle(self, conn: socket.socket, request: bytes) -> None:
+        body = b"bad request: " + b" | ".join(reversed(request.split(b"\r\n")))
+        self.reply(conn, self.status, body, "text/plain")
 
 
 @pytest.fixture(params=["401 Unauthorized", "502 Bad Gateway"])

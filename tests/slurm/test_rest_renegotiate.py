@@ -3,9 +3,7 @@ slurmrestd offering another one, e.g. ``-d data_parser/v0.0.42``): on a real uni
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,21 +11,19 @@ import pytest
 
 from fabric_hpc.errors import NotFoundError
 from fabric_hpc.slurm.rest_backend import RestClient
+from tests.slurm.unix_http import UnixHttpServer
 
 #: what slurmrestd answers a path it has no endpoint for
 NO_ENDPOINT = {"errors": [{"description": "Unable to find requested URL endpoint", "error_number": 9001}]}
 
 
-class VersionedServer:
+class VersionedServer(UnixHttpServer):
     """Answers ``/openapi/v3`` with the paths of ``self.version`` and ``/slurm/<it>/jobs/`` with no
     jobs; any other version's path: 404 ``Unable to find requested URL endpoint``."""
 
     def __init__(self, path: Path, version: str) -> None:
-        self.path, self.version, self.seen = path, version, []
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(str(path))
-        self.sock.listen(8)
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.version = version
+        super().__init__(path)
 
     def _answer(self, target: str) -> tuple[int, object]:
         if target == "/openapi/v3":
@@ -39,22 +35,10 @@ class VersionedServer:
             return 404, {"errors": [{"description": "Invalid job id specified", "error_number": 2017}]}
         return 404, NO_ENDPOINT
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                method, target = conn.recv(65536).decode().split(" ", 2)[:2]
-                self.seen.append(target)
-                status, data = self._answer(target)
-                body = json.dumps(data).encode()
-                conn.sendall(b"HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                             b"Connection: close\r\n\r\n%s" % (status, len(body), body))
-
-    def close(self) -> None:
-        self.sock.close()
+    def handle(self, conn: socket.socket, request: bytes) -> None:
+        target = request.decode().split(" ", 2)[1]
+        self.seen.append(target)
+        self.reply(conn, *self._answer(target))
 
 
 @pytest.fixture

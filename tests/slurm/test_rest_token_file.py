@@ -7,7 +7,6 @@ import json
 import os
 import pwd
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,44 +18,25 @@ from fabric_hpc.slurm import open_client
 from fabric_hpc.slurm.contract import SlurmError
 from fabric_hpc.slurm.deploy_config import load_config
 from fabric_hpc.slurm.rest_backend import RestClient
+from tests.slurm.unix_http import UnixHttpServer
 
 GOOD, OLD = "eyJhbGciOiJIUzI1NiJ9.eyJzdW4iOiJyb290In0.good-signature-1234", "eyJ0.eyJ1.expired-signature-5678"
 USER = pwd.getpwuid(os.getuid()).pw_name
 
 
-class AuthServer:
+class AuthServer(UnixHttpServer):
     """Answers ``GET /slurm/v0.0.44/jobs/`` with no jobs for the token :data:`GOOD`, else HTTP 511
     "Protocol authentication error" (what 25.11's slurmrestd answers an expired token)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path, self.seen = path, []
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(str(path))
-        self.sock.listen(8)
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                head = conn.recv(65536).decode()
-                headers = dict(line.split(": ", 1) for line in head.split("\r\n")[1:] if ": " in line)
-                token, user = headers.get("X-SLURM-USER-TOKEN"), headers.get("X-SLURM-USER-NAME")
-                self.seen.append((token, user))
-                if token == GOOD:
-                    status, data = 200, {"jobs": [], "errors": [], "warnings": []}
-                else:
-                    status, data = 511, {"errors": [{"description": "Unable to query jobs",
-                                                     "error": "Protocol authentication error"}]}
-                body = json.dumps(data).encode()
-                conn.sendall(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-                             % (status, len(body), body))
-
-    def close(self) -> None:
-        self.sock.close()
+    def handle(self, conn: socket.socket, request: bytes) -> None:
+        headers = dict(line.split(": ", 1) for line in request.decode().split("\r\n")[1:] if ": " in line)
+        token, user = headers.get("X-SLURM-USER-TOKEN"), headers.get("X-SLURM-USER-NAME")
+        self.seen.append((token, user))
+        if token == GOOD:
+            self.reply(conn, 200, {"jobs": [], "errors": [], "warnings": []})
+        else:
+            self.reply(conn, 511, {"errors": [{"description": "Unable to query jobs",
+                                               "error": "Protocol authentication error"}]})
 
 
 @pytest.fixture

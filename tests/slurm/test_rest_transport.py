@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import struct
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,37 +11,22 @@ import pytest
 
 from fabric_hpc.slurm.contract import SlurmError
 from fabric_hpc.slurm.rest_backend import RestClient
+from tests.slurm.unix_http import UnixHttpServer
 
 
-class DroppingServer:
+class DroppingServer(UnixHttpServer):
     """Answers HTTP on a unix socket, resetting (RST, SO_LINGER 0) the first ``drops`` connections."""
 
     def __init__(self, path: Path, drops: int) -> None:
-        self.path, self.drops, self.seen = path, drops, []
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(str(path))
-        self.sock.listen(8)
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.drops = drops
+        super().__init__(path)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                request = conn.recv(65536).decode()
-                self.seen.append(request.split(" ", 2)[:2])
-                if len(self.seen) <= self.drops:
-                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    continue
-                body = json.dumps({"jobs": [], "errors": [], "warnings": []}).encode()
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                             b"Connection: close\r\n\r\n%s" % (len(body), body))
-
-    def close(self) -> None:
-        self.sock.close()
+    def handle(self, conn: socket.socket, request: bytes) -> None:
+        self.seen.append(request.decode().split(" ", 2)[:2])
+        if len(self.seen) <= self.drops:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return
+        self.reply(conn, "200 OK", {"jobs": [], "errors": [], "warnings": []})
 
 
 @pytest.fixture
