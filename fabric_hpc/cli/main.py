@@ -235,7 +235,8 @@ def _run(argv: Sequence[str] | None) -> int:
         usage = _usage_error(exc)
         _error_event(argv, usage, code)
         if not isinstance(exc, click.exceptions.NoArgsIsHelpError):  # that one's message is our help page
-            exc.message = one_line(exc.format_message())  # click's own lines: the usage, then "Error: …"
+            # click's own lines: the usage, then "Error: …" (show() adds the option's name again)
+            exc.message = one_line(exc.message)
         exc.show()
         _json_error(argv, usage, code)
     except FabricError as exc:
