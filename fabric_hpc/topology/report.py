@@ -261,15 +261,17 @@ def _asset(name: str) -> str:
     return resources.files("fabric_hpc.topology").joinpath(_ASSETS, name).read_text(encoding="utf-8")
 
 
+_PLACEHOLDER = re.compile(r"__TITLE__|/\*__CSS__\*/|/\*__JS__\*/|__DATA__")
+
+
 def render_html(data: dict[str, Any]) -> str:
     """Fill the page template with the inline style, script and data."""
     # "<" only occurs inside JSON strings: as \u003c no "</script" or "<!--" can end or confuse the block
     payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
-    page = _asset("report.html")
-    for key, value in (("__TITLE__", html.escape(visible(data["title"]))), ("/*__CSS__*/", _asset("report.css")),
-                       ("/*__JS__*/", _asset("report.js")), ("__DATA__", payload)):
-        page = page.replace(key, value, 1)
-    return page
+    values = {"__TITLE__": html.escape(visible(data["title"])), "/*__CSS__*/": _asset("report.css"),
+              "/*__JS__*/": _asset("report.js"), "__DATA__": payload}
+    # one pass over the template: a title or a fabric name that holds a placeholder stays text
+    return _PLACEHOLDER.sub(lambda m: values[m.group(0)], _asset("report.html"))
 
 
 def write_report(fab: Fabric, out_html: str | Path, *, occupancy: dict[str, str] | None = None,
