@@ -246,17 +246,17 @@
     return '<div class="group' + (isOpen ? " open" : "") + '" data-gi="' + i + '" data-group="' + esc(g.n) +
       '" data-level="' + esc(g.l) + '">' + head + bar(c) + '<div class="gbody">' + body + "</div></div>";
   }
-  function miniRows(i) {  // one run of hosts per leaf group under i, so each leaf starts a new line
-    if (!G[i].c.length) return [G[i].h];
-    var rows = G[i].h.length ? [G[i].h] : [];
-    G[i].c.forEach(function (k) { rows = rows.concat(miniRows(k)); });
+  function miniRows(i, rows) {  // one run of hosts per leaf group under i, so each leaf starts a new line
+    rows = rows || [];
+    if (!G[i].c.length || G[i].h.length) rows.push(G[i].h);
+    G[i].c.forEach(function (k) { miniRows(k, rows); });
     return rows;
   }
-  function drawMini(cv) {  // one tile per leaf group, tiles wrapped across the box's width like words
+  function drawMini(cv, width) {  // one tile per leaf group, tiles wrapped across the box's width like words
     var runs = miniRows(+cv.dataset.gi), cell = 2, per = 4, maxg = 1, widest = 1, gap = 3, zoom = 1.5;
     runs.forEach(function (r) { widest = Math.max(widest, r.length); r.forEach(function (x) { maxg = Math.max(maxg, start[x + 1] - start[x]); }); });
     var bw = Math.min(maxg, per) * cell + 1, bh = Math.ceil(maxg / per) * cell + 1;
-    var room = Math.max(300, Math.floor((cv.parentNode.clientWidth || 450) / zoom));
+    var room = Math.max(300, Math.floor((width || 450) / zoom));
     var cols = Math.max(1, Math.min(widest, Math.floor(room / bw)));
     var tiles = [], x0 = 0, y0 = 0, rowH = 0, W = 0;
     runs.forEach(function (r) {
@@ -282,7 +282,11 @@
     cv.style.width = (cv.width * zoom) + "px";
     cv.title = "one block per host, one square per GPU, one tile per leaf group; click to expand";
   }
-  function drawAll(root) { root.querySelectorAll("canvas.mini").forEach(drawMini); }
+  function drawAll(root) {  // every box's width read first, then every canvas drawn: one layout, not one each
+    var cvs = Array.prototype.slice.call(root.querySelectorAll("canvas.mini"));
+    var widths = cvs.map(function (cv) { return cv.parentNode.clientWidth; });
+    cvs.forEach(function (cv, n) { drawMini(cv, widths[n]); });
+  }
   function renderTree() {
     var tree = document.getElementById("tree");
     tree.innerHTML = D.roots.map(renderGroup).join("");
