@@ -235,7 +235,11 @@ def _run(argv: Sequence[str] | None) -> int:
         usage = _usage_error(exc)
         _error_event(argv, usage, code)
         if not isinstance(exc, click.exceptions.NoArgsIsHelpError):  # that one's message is our help page
-            exc.message = one_line(exc.format_message())  # click's own lines: the usage, then "Error: …"
+            # click's own lines: the usage, then "Error: …", escaped to one line; show() formats the
+            # message again, so it gets the formatted text as is (else BadParameter's "Invalid value
+            # for '--x': " prefix came twice)
+            text = one_line(exc.format_message())
+            exc.format_message = lambda: text  # type: ignore[method-assign]
         exc.show()
         _json_error(argv, usage, code)
     except FabricError as exc:
