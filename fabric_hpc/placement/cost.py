@@ -119,7 +119,11 @@ def _stranded_direct(free: np.ndarray, gpus: np.ndarray, sizes: tuple[int, ...],
 
 
 COMM_QUANTUM_MS = 1e-3  # the collective time is compared in whole µs
-NO_NETWORK_MS = 1e6  # a multi-host placement with a host that has no NIC: worse than any other
+#: a multi-host placement with a host that has no NIC: worse than any other. Far above any real time
+#: (2**30 MB, the largest ``message_mb``, takes hours, not 1e30 ms), and real times are held below a
+#: quarter of it (:func:`_real_ms`), so that even the three parts of a tp/pp step cannot reach it: a
+#: real collective never reads as "no network" (1e6 did, at ``message_mb`` ≥ ~4e8 on NVL72)
+NO_NETWORK_MS = 1e30
 REST_SCALE = 1000.0
 
 
@@ -160,7 +164,13 @@ def _whole_us(bw: float, lat: float) -> float:
     :data:`NO_NETWORK_MS` when it cannot run (a host without a NIC in a multi-host placement)."""
     if not math.isfinite(bw):
         return NO_NETWORK_MS
-    return (math.floor(bw * 1e6 + 1e-6) + math.floor(lat * 1e6 + 1e-6)) * COMM_QUANTUM_MS
+    return _real_ms((math.floor(bw * 1e6 + 1e-6) + math.floor(lat * 1e6 + 1e-6)) * COMM_QUANTUM_MS)
+
+
+def _real_ms(ms: float) -> float:
+    """A real (finite) time, held below a quarter of :data:`NO_NETWORK_MS` (only absurd link rates
+    get there), so that it never reads as the sentinel."""
+    return min(ms, NO_NETWORK_MS / 4)
 
 
 def dp_rings_time(fab: Fabric, gpus: np.ndarray, size: float, tp: int,
@@ -280,7 +290,7 @@ def least_tp_part(problem: Problem, n: int) -> float:
 
 
 def _floor_ms(ms: float) -> float:
-    return math.floor(ms * 1e3 + 1e-6) * COMM_QUANTUM_MS
+    return _real_ms(math.floor(ms * 1e3 + 1e-6) * COMM_QUANTUM_MS)
 
 
 #: step_reference per fabric and (n, tp, pp, message_mb)

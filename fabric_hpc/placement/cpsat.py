@@ -76,18 +76,26 @@ def cpsat(p: Problem, options: SolveOptions | None = None) -> Placement:
                                   "met but not all together (proven by CP-SAT)", explanation={
                                       "constraint": "combination", "solver": "cpsat", "unit": unit_name(p),
                                       "proven": True}, hint="relax within, max_domains, slices or rail_aligned")
-    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+    found = status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+    if not found and "kept" not in phases:
         if warm is None:
             raise PlacementInfeasible(f"cpsat found no placement for {p.request.describe()} within "
                                       f"{options.time_limit_s:g} s", explanation={
                                           "constraint": "time_limit", "solver": "cpsat", "unit": unit_name(p)},
                                       hint="raise the time limit")
         return _relabel(warm, t0, False, ("time limit hit before CP-SAT found a solution: greedy's answer",), stats)
-    counts = _decode(p, items, [solver.Value(v) for v in var])
+    if found:
+        values = [solver.Value(v) for v in var]
+        t_lin = int(solver.Value(t_expr)) if not isinstance(t_expr, int) else 0
+    else:
+        values, t_lin = phases["kept"]
+    counts = _decode(p, items, values)
     exact = items.level == 0 or p.nodes_mode
-    t_lin = int(solver.Value(t_expr)) if not isinstance(t_expr, int) else 0
     stats["comm_us_bound"] = t_lin
     notes = [] if exact else ["hierarchical model: optimal over domain counts, hosts filled best-fit"]
+    if not found:
+        notes.append("time limit hit in CP-SAT's phase 2 (the whole cost) before a solution: phase 1's "
+                     "answer (its best collective; the placement terms not optimised)")
     if len(p.patterns) > 1:
         notes.append(f"rail pattern {p.pattern} chosen by greedy among {len(p.patterns)}")
     placed = p.finish(counts, "cpsat", t0, optimal=None, notes=tuple(notes), stats=stats)
@@ -161,11 +169,15 @@ def _solve_lex(model, var, t_expr, objective, options: SolveOptions):
             return status, solver, phases
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             phases["proven"] = status == cp_model.OPTIMAL
-            model.Add(t_expr <= int(round(solver.ObjectiveValue())))
-            values = [solver.Value(v) for v in var]
+            t_star = int(round(solver.ObjectiveValue()))
+            model.Add(t_expr <= t_star)
+            # kept: returned if phase 2 finds nothing in what is left of the budget
+            phases["kept"] = ([solver.Value(v) for v in var], t_star)
+            # the whole of phase 1's solution as the hint (complete and feasible under T ≤ T*:
+            # CP-SAT starts from it, where the item counts alone left it to be completed by search)
             model.ClearHints()
-            for v, x in zip(var, values, strict=True):
-                model.AddHint(v, x)
+            for i, x in enumerate(solver.ResponseProto().solution):
+                model.AddHint(model.GetIntVarFromProtoIndex(i), x)
         model.Minimize(objective)
     solver = _new_solver(options, max(budget - phases["dtime"], 0.1 * budget))
     status = solver.Solve(model)

@@ -88,7 +88,7 @@ def comm_lower_bound(m, p: Problem, items, c, u, spans: dict, ys: dict):
         return 0
     k = _scale(p, n)
     crosses = _stages_cross(p)
-    t_bw = _bandwidth(m, p, items, c, u, spans, ys, k, crosses)
+    t_bw, bw_hi = _bandwidth(m, p, items, c, u, spans, ys, k, crosses)
     terms = [k.lat[0]]
     for j in range(len(p.levels.chain)):
         delta = k.lat[j + 1] - k.lat[j]
@@ -96,7 +96,7 @@ def comm_lower_bound(m, p: Problem, items, c, u, spans: dict, ys: dict):
             terms.append(delta * _spans_two(m, spans, j, f"s_lat{j}"))
     if p.pp == 1:
         return t_bw + sum(terms)
-    return _staged(m, p, items, c, u, ys, k, crosses, t_bw, sum(terms))
+    return _staged(m, p, items, c, u, ys, k, crosses, (t_bw, bw_hi), sum(terms))
 
 
 def _scale(p: Problem, n: int) -> _Scale:
@@ -131,7 +131,12 @@ def _bandwidth(m, p: Problem, items, c, u, spans: dict, ys: dict, k: _Scale, cro
     j_nvl = lv.alias.get("nvlink", 0)
     doms = _domain_counts(p, items, c, u, ys, j_nvl)
     classes = _rate_classes(p, items, u, doms, j_nvl, k)
-    big = max(max(k.us(r[0]), k.nic_us(1, r)) for r, _, _ in classes) + 1
+    ups = _uplink_terms(p, items, u, ys, k, crosses)
+    # above every term T_bw is held to (each class's NVLink and one-NIC ring times, every uplink
+    # bound), so the variable's domain never cuts a feasible placement (a leaf's uplinks slower than
+    # one NIC made the empty fabric "infeasible")
+    big = max([k.us(r[0]) for r, _, _ in classes] + [k.nic_us(1, r) for r, _, _ in classes]
+              + [b for _, _, _, b in ups]) + 1
     t_bw = m.NewIntVar(0, big, "t_bw")
     s_nvl = _spans_two(m, spans, j_nvl, "s_nvl")
     hi = max(int(p.units * (p.gpn or 1)), 1)
@@ -159,8 +164,8 @@ def _bandwidth(m, p: Problem, items, c, u, spans: dict, ys: dict, k: _Scale, cro
             m.Add(t_bw >= t_nic).OnlyEnforceIf(when)
         if p.pp == 1:
             m.Add(t_bw >= t_nvl).OnlyEnforceIf(when)
-    _uplinks(m, p, items, u, ys, spans, t_bw, k, crosses)
-    return t_bw
+    _uplinks(m, spans, t_bw, ups)
+    return t_bw, big
 
 
 def _rate_classes(p: Problem, items, u, doms: list, j_nvl: int, k: _Scale) -> list[tuple]:
@@ -226,9 +231,11 @@ _RATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _DOM_RATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _staged(m, p: Problem, items, c, u, ys: dict, k: _Scale, crosses: list[bool], t_bw, lat_all):
+def _staged(m, p: Problem, items, c, u, ys: dict, k: _Scale, crosses: list[bool], bw: tuple, lat_all):
     """T of the slowest pipeline stage where CP-SAT's domain counts say which stages cross which
-    levels (the module doc); ``t_bw + lat_all`` (the terms every stage pays) where they do not."""
+    levels (the module doc); ``t_bw + lat_all`` (the terms every stage pays) where they do not.
+    ``bw`` = (T_bw, its upper bound)."""
+    t_bw, bw_hi = bw
     lv = p.levels
     ns = p.units * (p.gpn or 1) // p.pp
     dyn: dict[int, _Crossing] = {}
@@ -243,7 +250,7 @@ def _staged(m, p: Problem, items, c, u, ys: dict, k: _Scale, crosses: list[bool]
         acc += k.lat[j + 1] - k.lat[j]
         upto[j] = acc
     ups = {(j, d): _uplink_us(p, j, d, k) for j, cr in dyn.items() for d, *_ in cr.touch if d is not None}
-    big = max([k.us(k.nvl), k.nic_us(1), *ups.values()]) + k.lat[-1] + 1
+    big = max([bw_hi, k.us(k.nvl), k.nic_us(1), *ups.values()]) + k.lat[-1] + 1
     t = m.NewIntVar(0, big, "t_stage")
     m.Add(t >= t_bw + lat_all)
     j_nvl = lv.alias.get("nvlink", 0)
@@ -361,8 +368,10 @@ def _stages_cross(p: Problem) -> list[bool]:
     return [stage > largest_domain_gpus(lv, j) for j in range(len(lv.chain))]
 
 
-def _uplinks(m, p: Problem, items, u, ys: dict, spans: dict, t_bw, k: _Scale, crosses: list[bool]) -> None:
-    lv = p.levels
+def _uplink_terms(p: Problem, items, u, ys: dict, k: _Scale, crosses: list[bool]) -> list[tuple]:
+    """(level, domain, used boolean, µs of a ring leaving it through its uplinks) per modelled domain
+    of a network level with an uplink figure (:func:`_uplink_us` > 0)."""
+    lv, out = p.levels, []
     for j, name in enumerate(lv.chain):
         if name not in p.fab.levels or not crosses[j]:
             continue
@@ -372,14 +381,17 @@ def _uplinks(m, p: Problem, items, u, ys: dict, spans: dict, t_bw, k: _Scale, cr
             used = list(ys[j].items())
         else:
             continue
-        s = None
-        for d, y in used:
-            bound = _uplink_us(p, j, d, k)
-            if bound <= 0:
-                continue
-            if s is None:
-                s = _spans_two(m, spans, j, f"s_up{j}")
-            m.Add(t_bw >= bound * (y + s - 1))
+        out.extend((j, d, y, b) for d, y in used if (b := _uplink_us(p, j, d, k)) > 0)
+    return out
+
+
+def _uplinks(m, spans: dict, t_bw, ups: list[tuple]) -> None:
+    """``T_bw ≥ bound`` where a domain of :func:`_uplink_terms` is used and its level spanned twice."""
+    s: dict[int, object] = {}
+    for j, _, y, bound in ups:
+        if j not in s:
+            s[j] = _spans_two(m, spans, j, f"s_up{j}")
+        m.Add(t_bw >= bound * (y + s[j] - 1))
 
 
 def _uplink_us(p: Problem, j: int, d: int, k: _Scale) -> int:

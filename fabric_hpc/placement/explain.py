@@ -213,7 +213,7 @@ def _check_network(p: Problem) -> None:
     """A gang wider than one NVLink domain (a host on a DGX or a PCIe host) talks through the NICs
     of every domain it uses, so hosts without a NIC take part only in a gang inside one domain: it
     needs one NVLink domain that holds it, or enough free units on hosts with a NIC. Without this the
-    solvers placed such a gang with a collective that cannot run (``comm_ms`` 1,000,000)."""
+    solvers placed such a gang with a collective that cannot run (``comm_ms`` at ``NO_NETWORK_MS``)."""
     no_nic = _no_nic(p.fab)
     if not (no_nic & p.host_ok).any():
         return
