@@ -452,14 +452,17 @@ def _check_state_files(state_dir: str) -> None:
 
     from fabric_hpc.errors import ConfigError
     from fabric_hpc.inputs import check_path, read_bytes, read_json
+    from fabric_hpc.slurm.agent_support import check_status_file
 
     d = check_path(state_dir, kind="dir", what="agent state directory")
     if not os.access(d, os.R_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
         raise ConfigError(f"agent state directory {d} is not readable by this user",
                           hint="run as root or as the agent's service user (the directory is 0750 service_user:slurm)")
     if (d / "status.json").exists():
-        if not isinstance(read_json(d / "status.json", what="agent status file", limit=64 << 20), dict):
+        data = read_json(d / "status.json", what="agent status file", limit=64 << 20)
+        if not isinstance(data, dict):
             raise ConfigError(f"{d / 'status.json'}: not a JSON object",
                               hint="the agent rewrites it every cycle; remove it and restart the agent")
+        check_status_file(d / "status.json", data)  # the types agent status reads
     if Path(d / "heartbeat").exists():
         read_bytes(d / "heartbeat", what="agent heartbeat file", limit=64)

@@ -9,7 +9,9 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from fabric_hpc.errors import ConfigError, FabricError
 from fabric_hpc.inputs import os_error
@@ -17,6 +19,7 @@ from fabric_hpc.pidlock import PidLock
 from fabric_hpc.slurm.contract import Node, RestAddressed, SlurmClient, SlurmError
 from fabric_hpc.slurm.plugins import PROTOCOL_VERSION
 from fabric_hpc.topology import Fabric
+from fabric_hpc.validation import parse_model
 
 
 def agent_lock(state_dir: Path) -> PidLock:
@@ -104,6 +107,29 @@ def heartbeat_text(now: float) -> str:
     """``<state_dir>/heartbeat``: the time of the last good cycle, then the protocol the agent speaks
     (job_submit.lua defers jobs only for a fresh heartbeat of its own protocol)."""
     return f"{int(now)}\nprotocol={PROTOCOL_VERSION}\n"
+
+
+class StatusFile(BaseModel):
+    """The fields of ``status.json`` that ``fabric agent status`` reads, typed (others are kept as they are:
+    a later agent may add some). All optional: a failed first cycle writes only some."""
+
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
+    pid: Annotated[int, Field(ge=0)] | None = None
+    ts: Annotated[float, Field(ge=0)] | None = None
+    cycles: Annotated[int, Field(ge=0)] = 0
+    cycle_s: Annotated[float, Field(ge=0)] = 0.0
+    fallback_s: Annotated[float, Field(gt=0)] = 60
+    errors: Annotated[int, Field(ge=0)] = 0
+    failed_actions: Annotated[int, Field(ge=0)] = 0
+    last_error: str | None = None
+    last_action_error: str | None = None
+    waiting: dict[str, str] = {}
+
+
+def check_status_file(path: Path, data: object) -> None:
+    """ConfigError (exit 3) naming each field of ``status.json`` of the wrong type, with the fix."""
+    parse_model(StatusFile, data, source=str(path),
+                hint="the agent rewrites it every cycle; remove it (and restart the agent if it does not run)")
 
 
 def read_status(state_dir: str | os.PathLike[str]) -> dict[str, Any]:
