@@ -28,7 +28,8 @@ def test_a_status_file_of_the_wrong_shape_is_reported_not_a_traceback(
         assert next(iter(bad)) in err, err
 
 
-def test_a_status_file_of_the_right_shape_is_shown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_status_file_of_the_right_shape_is_shown(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "status.json").write_text(json.dumps({**GOOD, "new_key_of_a_later_version": [1]}))
     assert main(["agent", "status", "--state-dir", str(tmp_path)]) == 5  # not running
     out = capsys.readouterr().out

@@ -23,7 +23,8 @@ def _running(job_id: int, submitted: float) -> Job:
 
 def test_a_log_that_begins_after_a_reopen_sends_the_reader_to_the_moved_copies(tmp_path: Path) -> None:
     now = time.time()
-    state = audit(tmp_path, ("agent.logs_reopened", now - 600, {"files": [str(tmp_path / "decisions.jsonl")]}),
+    reopened = {"files": [str(tmp_path / "decisions.jsonl")]}
+    state = audit(tmp_path, ("agent.logs_reopened", now - 600, reopened),
                   ("agent.waiting", now - 500, {"jobs": {"9": "Resources"}}))
     out = explain(_One(_running(5, now - 7200)), 5, state_dir=state)  # type: ignore[arg-type]
     text = out["text"]
