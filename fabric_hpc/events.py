@@ -139,11 +139,14 @@ def naming_file(path: str | os.PathLike[str]) -> Iterator[None]:
         raise OSError(exc.errno, exc.strerror, os.fspath(path)) from exc
 
 
-def _open_regular(path: Path, flags: int, mode: int) -> int:
-    """``os.open`` (``flags`` with O_NOFOLLOW and O_NONBLOCK) of a regular file, left blocking;
-    ConfigError for a symbolic link, a FIFO or a device: never written through."""
+def open_regular(path: str | os.PathLike[str], flags: int, mode: int = 0o600) -> int:
+    """``os.open`` of a regular file that is never a symbolic link (``flags`` gain O_NOFOLLOW,
+    O_NONBLOCK and O_CLOEXEC; the fd is left blocking): ConfigError naming the path and the fix for
+    a symbolic link, a FIFO or a device, so nothing is written (or created) through one. For every
+    file opened in place for writing in a state, output or checkpoint directory (locks, logs)."""
     from fabric_hpc.errors import ConfigError
 
+    flags |= os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     hint = f"remove {path} (or move it away); it is created again as a plain file"
     try:
         fd = os.open(path, flags, mode)
@@ -180,7 +183,7 @@ class JsonLinesWriter:
 
     def _open(self) -> Any:
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-        return os.fdopen(_open_regular(self.path, flags, self._mode), "a", encoding="utf-8")
+        return os.fdopen(open_regular(self.path, flags, self._mode), "a", encoding="utf-8")
 
     @property
     def rotated(self) -> Path:
@@ -237,7 +240,7 @@ def cut_torn_tail(path: str | os.PathLike[str]) -> int:
     the fragment and damage the file in the middle; call this before reopening a file to append,
     while no other process writes to it."""
     try:
-        fd = _open_regular(Path(path), os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0)
+        fd = open_regular(Path(path), os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0)
     except FileNotFoundError:
         return 0
     try:

@@ -2,17 +2,21 @@
 
 One live owner per file (the agent per state directory, an inference run per output directory);
 the kernel drops the lock when the process dies, so a crash never leaves a stale lock behind.
+The file is never opened through a symbolic link, nor used when it is not a regular file (a root
+agent once wrote its pid through ``agent.lock -> /etc/passwd``): ConfigError naming it.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from fabric_hpc.errors import ConfigError
+from fabric_hpc.events import open_regular
 
 
 class PidLock:
@@ -30,7 +34,7 @@ class PidLock:
         """Take the lock, waiting up to ``wait_s`` seconds for another holder to let go."""
         deadline = time.monotonic() + wait_s
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, self._mode)
+            fd = open_regular(self.path, os.O_RDWR | os.O_CREAT, self._mode)  # never through a link
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -66,10 +70,12 @@ class PidLock:
     def holder(self) -> int | None:
         """pid of the live holder (-1 when its pid is unreadable), None when nobody holds it."""
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:  # none, or a symbolic link: not a lock anyone holds
             return None
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             text = os.pread(fd, 32, 0).decode(errors="replace").strip().split(" ")[0]

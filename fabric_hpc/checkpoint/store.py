@@ -26,6 +26,7 @@ from fabric_hpc.atomic import write_atomic
 from fabric_hpc.checkpoint import fsio
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointIOError, CheckpointNotFoundError
 from fabric_hpc.checkpoint.format import MANIFEST, MAX_STEP
+from fabric_hpc.events import open_regular
 
 LATEST = "latest"
 TMP_PREFIX = ".tmp-"
@@ -243,7 +244,7 @@ def _remove_if_only_lock(root: Path) -> None:
 def root_lock(root: Path, *, blocking: bool = True) -> Iterator[bool]:
     """Exclusive flock on ``ROOT/.lock`` for the committer (save, prune). Yields whether held."""
     try:
-        fd = os.open(Path(root) / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, fsio.FILE_MODE)
+        fd = open_regular(Path(root) / ".lock", os.O_RDWR | os.O_CREAT, fsio.FILE_MODE)  # no link
     except OSError as exc:  # a read-only mount, another user's root: as a new root there says it
         raise fsio._io_error("open the save lock", Path(root) / ".lock", exc) from exc
     try:

@@ -293,6 +293,7 @@ def _state_dir_ok(state_dir: str) -> str:
     import stat
 
     from fabric_hpc.errors import ConfigError
+    from fabric_hpc.slurm.agent_support import state_dir_unwritable
 
     if os.path.lexists(state_dir) and not os.path.isdir(state_dir):
         raise ConfigError(f"state dir {state_dir} exists but is not a directory",
@@ -300,8 +301,8 @@ def _state_dir_ok(state_dir: str) -> str:
     st = os.stat(state_dir) if os.path.isdir(state_dir) else None
     if st is None:
         raise ConfigError(f"no state dir {state_dir}", hint="fabric slurm install creates it")
-    if not os.access(state_dir, os.W_OK):
-        raise ConfigError(f"{state_dir} is not writable by this user", hint="run as the service user")
+    if problem := state_dir_unwritable(state_dir):  # a read-only filesystem, or this user may not write
+        raise problem
     if st.st_mode & stat.S_IWOTH:
         raise ConfigError(f"{state_dir} is world-writable", hint=f"chmod o-w {state_dir}")
     return f"{state_dir}: writable, mode {st.st_mode & 0o777:o}"
@@ -436,6 +437,10 @@ def status(state_dir: str, as_json: bool) -> None:
         con.print(f"agent: {alive}; {beat}; cycles {st.get('cycles', 0)}; "
                   f"last cycle {st.get('cycle_s', 0):.3f} s; failed cycles {st.get('errors', 0)}, "
                   f"failed actions {st.get('failed_actions', 0)}")
+        if st.get("status_file_stale"):
+            con.print(f"status.json could not be written since {_clock(st['ts'])} (the agent's last try "
+                      f"{_clock(st['status_file_tried'])}): the numbers here are from then; its log says why "
+                      "(a full or read-only disk?)")
         if st.get("last_error") or st.get("last_action_error"):
             con.print(f"last error: {st.get('last_error') or st.get('last_action_error')}")
         waiting = st.get("waiting") or {}
@@ -446,20 +451,29 @@ def status(state_dir: str, as_json: bool) -> None:
         click.get_current_context().exit(5)
 
 
+def _clock(ts: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _check_state_files(state_dir: str) -> None:
     """The agent's files are checked before they are read: regular files, JSON object, bounded."""
     from pathlib import Path
 
     from fabric_hpc.errors import ConfigError
     from fabric_hpc.inputs import check_path, read_bytes, read_json
+    from fabric_hpc.slurm.agent_support import check_status_file
 
     d = check_path(state_dir, kind="dir", what="agent state directory")
     if not os.access(d, os.R_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
         raise ConfigError(f"agent state directory {d} is not readable by this user",
                           hint="run as root or as the agent's service user (the directory is 0750 service_user:slurm)")
     if (d / "status.json").exists():
-        if not isinstance(read_json(d / "status.json", what="agent status file", limit=64 << 20), dict):
+        data = read_json(d / "status.json", what="agent status file", limit=64 << 20)
+        if not isinstance(data, dict):
             raise ConfigError(f"{d / 'status.json'}: not a JSON object",
                               hint="the agent rewrites it every cycle; remove it and restart the agent")
+        check_status_file(d / "status.json", data)  # the types agent status reads
     if Path(d / "heartbeat").exists():
         read_bytes(d / "heartbeat", what="agent heartbeat file", limit=64)

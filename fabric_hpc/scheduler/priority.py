@@ -86,6 +86,13 @@ class UsageLedger:
         """The time of the last :meth:`advance` (None before the first)."""
         return self._t
 
+    def restart_at(self, now: float) -> None:
+        """Take ``now`` as the time of the last :meth:`advance`, charging and decaying nothing: a clock
+        that went back behind the ledger's time (the next :meth:`advance` charges from ``now``)."""
+        if not _nonneg(now):
+            raise ConfigError(f"usage ledger: restart_at needs a finite time >= 0 (got {now!r})")
+        self._t = now
+
     def to_dict(self) -> dict[str, object]:
         """The ledger as JSON-ready data (:meth:`from_dict` rebuilds it exactly)."""
         return {"half_life_s": self.half_life_s, "t": self._t, "usage": dict(sorted(self._usage.items()))}

@@ -39,6 +39,7 @@ config).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -57,8 +58,8 @@ from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
 from fabric_hpc.slurm.actions import Actions, AgentPrivilegeError, Applied
 from fabric_hpc.slurm.agent_config import AgentConfig  # noqa: F401 (where callers import it from)
 from fabric_hpc.slurm.agent_support import (  # noqa: F401 (re-exported: callers import them from here)
-    agent_lock, bounded, check_state_dir, error_text, first_contact, gpu_mismatch, heartbeat_text,
-    model_overlap, read_status, stop_reason)
+    agent_lock, bounded, check_state_dir, cycle_error, error_text, first_contact, gpu_mismatch,
+    heartbeat_text, model_overlap, read_status, stop_reason)
 from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer, repair_logs
 from fabric_hpc.slurm.contract import Node, ReadsReservations, SlurmClient
 from fabric_hpc.slurm.deferral_store import DeferralStore
@@ -346,6 +347,8 @@ class Agent:
     def _error(self, exc: Exception, retry_in_s: float) -> None:
         """One failed cycle: the ``agent.error`` event (audit log and event stream) and the counters."""
         self.errors += 1
+        where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+        exc = cycle_error(exc, self.state_dir)  # a full or read-only disk: one line, the fix
         hint = exc.hint if isinstance(exc, FabricError) else None
         self.last_error = bounded(error_text(exc), 300) + (f"; fix: {bounded(hint, 400)}" if hint else "")
         fields: dict[str, Any] = {"kind": type(exc).__name__, "error": bounded(error_text(exc)),
@@ -353,8 +356,7 @@ class Agent:
         if hint:  # the fix (a JWT to renew, a slurmrestd to restart): in the log as in `fabric agent status`
             fields["hint"] = bounded(hint, 400)
         if not isinstance(exc, FabricError):  # not a deliberate error: say where it came from
-            frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-            fields["where"] = f"{frame[0].filename}:{frame[0].lineno}" if frame else "?"
+            fields["where"] = f"{where[0].filename}:{where[0].lineno}" if where else "?"
         event = make_event("agent.error", **fields)  # one record: the audit log's and the stream's
         try:
             records, self._notes = [*self._notes, event], []
@@ -366,8 +368,9 @@ class Agent:
             self.metrics.errors.inc()
         try:
             self._write_status()
-        except OSError:
-            pass  # the error is logged above; the next cycle writes it again
+        except OSError:  # the error is logged above; the next cycle writes it again
+            with contextlib.suppress(OSError):  # its mtime, the last try, says it is stale (agent status)
+                os.utime(self.state_dir / "status.json")
 
     def release_pins(self) -> list[int]:
         """At stop: clear the ``ReqNodeList`` of every job the agent pinned that has not started, so

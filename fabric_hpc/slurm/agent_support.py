@@ -4,19 +4,23 @@ fabric model against Slurm's nodes, and the bounded one-line text of an error.""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fabric_hpc.errors import ConfigError, FabricError
+from pydantic import BaseModel, ConfigDict, Field
+
+from fabric_hpc.errors import ConfigError, ExternalError, FabricError
 from fabric_hpc.inputs import os_error
 from fabric_hpc.pidlock import PidLock
 from fabric_hpc.slurm.contract import Node, RestAddressed, SlurmClient, SlurmError
 from fabric_hpc.slurm.plugins import PROTOCOL_VERSION
 from fabric_hpc.topology import Fabric
+from fabric_hpc.validation import parse_model
 
 
 def agent_lock(state_dir: Path) -> PidLock:
@@ -106,6 +110,30 @@ def heartbeat_text(now: float) -> str:
     return f"{int(now)}\nprotocol={PROTOCOL_VERSION}\n"
 
 
+class StatusFile(BaseModel):
+    """The fields of ``status.json`` that ``fabric agent status`` reads, typed (others are kept as they are:
+    a later agent may add some). All optional: a failed first cycle writes only some."""
+
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
+    pid: Annotated[int, Field(ge=0)] | None = None
+    ts: Annotated[float, Field(ge=0)] | None = None
+    cycles: Annotated[int, Field(ge=0)] = 0
+    cycle_s: Annotated[float, Field(ge=0)] = 0.0
+    fallback_s: Annotated[float, Field(gt=0)] = 60
+    errors: Annotated[int, Field(ge=0)] = 0
+    failed_actions: Annotated[int, Field(ge=0)] = 0
+    last_error: str | None = None
+    last_action_error: str | None = None
+    waiting: dict[str, str] = {}
+
+
+def check_status_file(path: Path, data: object) -> None:
+    """ConfigError (exit 3) naming each field of ``status.json`` of the wrong type, with the fix."""
+    parse_model(StatusFile, data, source=str(path),
+                hint="the agent rewrites it every cycle; remove it (and restart the agent if it does not "
+                     "run)")
+
+
 def read_status(state_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """What ``fabric agent status`` shows: the last cycle, the heartbeat age, the lock holder."""
     d = Path(state_dir)
@@ -114,6 +142,9 @@ def read_status(state_dir: str | os.PathLike[str]) -> dict[str, Any]:
     status: dict[str, Any] = {}
     if (d / "status.json").exists():
         status = json.loads((d / "status.json").read_text())
+        tried = (d / "status.json").stat().st_mtime  # a failed write touches it (Agent._error)
+        if isinstance(status.get("ts"), (int, float)) and tried - status["ts"] > 1:
+            status["status_file_stale"], status["status_file_tried"] = True, round(tried, 3)
     beat = (d / "heartbeat").read_text().partition("\n")[0].strip() if (d / "heartbeat").exists() else ""
     status["heartbeat_age_s"] = round(time.time() - int(beat), 1) if beat.isdigit() else None
     status["lock_holder"] = agent_lock(d).holder()
@@ -121,11 +152,45 @@ def read_status(state_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return status
 
 
+def state_dir_unwritable(path: str | os.PathLike[str]) -> ConfigError | None:
+    """Why the agent could not write its existing state dir (exit 3: a local problem, not Slurm's), or None:
+    a read-only filesystem (whoever runs it), or a directory this user may not write."""
+    try:
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        return ConfigError(f"state dir {path} is on a read-only filesystem",
+                           hint="remount it read-write (mount -o remount,rw), or set agent.state_dir "
+                                "(--state-dir) to a directory on a writable filesystem")
+    if not os.access(path, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+        return ConfigError(f"state dir {path} is not writable by this user (uid {os.geteuid()})",
+                           hint="run as the service user that owns it (fabric slurm install sets it)")
+    return None
+
+
+def cycle_error(exc: Exception, state_dir: Path) -> Exception:
+    """A failed cycle's error as said in its log: a file of the state dir that could not be written for
+    a full or read-only disk becomes one line naming the disk and the fix (the agent retries itself)."""
+    if not isinstance(exc, OSError) or exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return exc
+    what = f"cannot write {exc.filename}" if exc.filename is not None else "cannot write a file"
+    if exc.errno == errno.EROFS:
+        return ExternalError(f"{what}: the filesystem holding {state_dir} is read-only",
+                             hint="remount it read-write (mount -o remount,rw); the agent retries every "
+                                  "cycle")
+    return ExternalError(f"{what}: the disk holding {state_dir} is full ({os.strerror(exc.errno)})",
+                         hint=f"free space on it (df {state_dir}; or raise the quota); the agent retries "
+                              "every cycle")
+
+
 def check_state_dir(path: Path) -> None:
     """The agent's state directory, checked before anything is written there (exit 3 when wrong):
     a missing one is created only inside an existing directory (``fabric slurm install`` makes the
     whole path, owned by the service user)."""
     if path.is_dir():
+        if problem := state_dir_unwritable(path):
+            raise problem
         return
     hint = "fabric slurm install creates it (owned by the service user); or pass an existing --state-dir"
     if os.path.lexists(path):

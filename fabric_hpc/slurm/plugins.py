@@ -6,6 +6,7 @@ are read with :mod:`importlib.resources`, so an installed wheel has them too.
 
 from __future__ import annotations
 
+import os
 import re
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -163,6 +164,17 @@ def _lua_literal(quoted: str) -> str:
     return out.decode("utf-8", "surrogateescape")
 
 
+def same_dir(a: str | None, b: str) -> bool:
+    """Whether two state dir paths name one directory: the same file where both exist (a symbolic link
+    to it, ``..``), else the same normalised path (a trailing or doubled slash, ``.``)."""
+    if a is None:
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet), or may not be looked at
+        return os.path.normpath(a) == os.path.normpath(b)
+
+
 def check_plugin(text: str, *, state_dir: str, fallback_s: int, source: str) -> None:
     """ConfigError when job_submit.lua and the agent disagree (protocol version, state dir, fallback)."""
     found = lua_settings(text)
@@ -173,7 +185,7 @@ def check_plugin(text: str, *, state_dir: str, fallback_s: int, source: str) -> 
     proto = found.get("protocol", "0")
     if proto != str(PROTOCOL_VERSION):
         raise ConfigError(f"{source} speaks fabric protocol {proto}, this agent speaks {PROTOCOL_VERSION}", hint=fix)
-    if found.get("state_dir") != state_dir:
+    if not same_dir(found.get("state_dir"), state_dir):
         raise ConfigError(f"{source} reads the heartbeat in {found.get('state_dir')!r}, the agent writes it in "
                           f"{state_dir!r}", hint=fix)
     if found.get("fallback_s") != str(fallback_s):

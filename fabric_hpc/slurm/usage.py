@@ -31,6 +31,7 @@ class AgentUsage:
         self.path = Path(state_dir) / FILE
         self.ledger = UsageLedger(half_life_s)
         self.held: dict[str, int] = {}
+        self.went_back_s: float | None = None  # the last charge found the clock this far behind the ledger
         if self.path.exists():
             self._load(half_life_s)
 
@@ -54,11 +55,16 @@ class AgentUsage:
     def charge(self, now: float, held_now: Mapping[str, int]) -> dict[str, float]:
         """Charge ``[last, now)`` with the GPUs held at the last charge, remember ``held_now``, save.
 
-        Returns the decayed usage per account at ``now``. A clock that went back is not charged.
+        Returns the decayed usage per account at ``now``. A clock that went back behind the ledger's
+        time is not charged: the ledger restarts at ``now`` (``went_back_s`` says by how much, until the
+        next charge), so charging resumes at once rather than when the clock catches up.
         """
         last = self.ledger.time
-        if last is None or now >= last:
+        self.went_back_s = None if last is None or now >= last else last - now
+        if self.went_back_s is None:
             self.ledger.advance(now, self.held)
+        else:
+            self.ledger.restart_at(now)
         self.held = {a: int(g) for a, g in sorted(held_now.items()) if g}
         self.save()
         return self.ledger.usage()

@@ -69,6 +69,11 @@ class UsageSource:
 
     def usage(self, now: float, held: Mapping[str, int]) -> dict[str, float]:
         ledger_usage = self.ledger.charge(now, held)
+        if self.ledger.went_back_s is not None:
+            self.log("usage_clock_back", ledger_t=now + self.ledger.went_back_s, now=now,
+                     back_s=round(self.ledger.went_back_s, 3),
+                     note="the clock is behind the usage ledger's time: the interval is not charged, "
+                          "charging resumes from now")
         self.shares = None
         if self.mode == "ledger":
             return self._use("ledger", "usage_source = ledger", ledger_usage, "gpu_seconds")

@@ -35,9 +35,10 @@ def last_decisions(state_dir: str | Path | None, job_id: int,
     """The agent's latest audit entries about one job, by kind (place, waiting, requeue, handoff);
     ``{"missing": {"path": ...}}`` when there is no decision log to read (no state dir given, or none
     there), ``{"unreadable": ...}`` when this user may not read it. ``older`` (path, ``since``: the first
-    record read) when neither a place nor a handoff of the job was read and the log goes back further than
-    the part read (:data:`~fabric_hpc.slurm.audit.TAIL_BYTES`) which begins after the job's ``submitted``
-    time (unknown: any such tail): its decision may lie before."""
+    record read, ``rotated``) when neither a place nor a handoff of the job was read and its records may lie
+    before the part read: the log goes back further than :data:`~fabric_hpc.slurm.audit.TAIL_BYTES`, or
+    begins with ``agent.logs_reopened`` (logrotate moved the rest away; ``rotated``), and the part read begins
+    after the job's ``submitted`` time (unknown: any such part); or the whole log begins after it."""
     out: dict[str, dict[str, Any]] = {}
     path = Path(state_dir) / AUDIT_LOG if state_dir else None
     try:
@@ -57,9 +58,12 @@ def last_decisions(state_dir: str | Path | None, job_id: int,
         elif kind == "waiting" and str(job_id) in (e.get("jobs") or {}):
             out["waiting"] = {"ts": e["ts"], "reason": e["jobs"][str(job_id)]}
     since = tail.entries[0]["ts"] if tail.entries else None
-    if tail.truncated and not {"place", "handoff"} & set(out) and \
-            (submitted is None or since is None or since > submitted):
-        out["older"] = {"path": str(path), "since": since}
+    reopened = bool(tail.entries) and tail.entries[0].get("event") == "agent.logs_reopened"
+    before = since is not None and submitted is not None and since > submitted  # the log began later
+    if not {"place", "handoff"} & set(out) and (
+            (tail.truncated or reopened) and (submitted is None or since is None or since > submitted)
+            or before):
+        out["older"] = {"path": str(path), "since": since, "rotated": not tail.truncated}
     return out
 
 
@@ -109,9 +113,15 @@ def _older_line(job_id: int, older: dict[str, Any]) -> str:
     """Who placed the job cannot be told: its records lie before the part of the decision log read."""
     log, since = older["path"], older.get("since")
     start = f", from {_when(since)} on" if since is not None else ""
+    grep = f"grep -E '\"(for_)?job\":{job_id}[,}}]'"
+    if older.get("rotated"):  # the whole log was read: it begins after the job was submitted
+        return (f"What the fabric agent decided for it is older than the part of the agent's decision log read "
+                f"(the log begins{start or ' later'}: logrotate moved the older records away, or the agent "
+                f"started after the job was submitted), so who placed it cannot be told from there; search the "
+                f"moved copies (logrotate's olddir): {grep} {log}.1 <olddir>/decisions.jsonl-*")
     return (f"What the fabric agent decided for it is older than the part of the agent's decision log read "
             f"(its last {TAIL_BYTES >> 20} MiB{start}), so who placed it cannot be told from there; search "
-            f"the whole log: grep -E '\"(for_)?job\":{job_id}[,}}]' {log}.1 {log}")
+            f"the whole log: {grep} {log}.1 {log}")
 
 
 def _handoff_line(h: dict[str, Any]) -> str:
