@@ -69,7 +69,20 @@ def _check_same_run(path: Path, run_doc: dict[str, Any]) -> None:
             diff = f"{before!r} then, {run_doc[key]!r} now"
         raise ConfigError(f"{path.parent} holds a run with a different {key} ({diff[:900]}): cannot resume it",
                           hint=f"use a new --output directory, or the original {key}")
+    _check_same_mode(path, old, run_doc)
     _check_same_weights(path, old, run_doc)
+
+
+def _check_same_mode(path: Path, old: Any, run_doc: dict[str, Any]) -> None:
+    """ConfigError when the run recorded another ``--output-mode``: a resume would leave files of two
+    modes in one directory (0600 beside 0644). A run.json without one (older) resumes unchecked."""
+    before = old.get("output_mode") if isinstance(old, dict) else None
+    if before is None or before == run_doc["output_mode"]:
+        return
+    raise ConfigError(f"{path.parent} holds a run written with --output-mode {before}; this run asks for "
+                      f"--output-mode {run_doc['output_mode']}: cannot resume it (its files would mix modes)",
+                      hint=f"resume with --output-mode {before} (the recorded mode), or use a new --output "
+                           f"directory (to share a private run's results, copy results.jsonl after merge)")
 
 
 def _same_setting(key: str, before: Any, now: Any, *, weighed: bool) -> bool:
