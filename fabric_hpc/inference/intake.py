@@ -162,6 +162,10 @@ def compression_of(head: bytes) -> tuple[str, str] | None:
 def _refuse_compressed(path: Path | str, head: bytes) -> None:
     if found := compression_of(head):
         name, cmd = found
+        if path == "<stdin>":  # a stream: no file to decompress, but the pipe can
+            to_stdout = "unzip -p" if cmd == "unzip" else f"{cmd} -c"
+            raise ConfigError(f"the input on stdin is {name}-compressed: work items are plain JSON lines",
+                              hint=f"decompress it in the pipe: ... | {to_stdout} | fabric infer run --input - ...")
         raise ConfigError(f"input {path} is {name}-compressed: work items are plain JSON lines",
                           hint=f"decompress it first ({cmd} -k {path}; name the result *.jsonl)")
 

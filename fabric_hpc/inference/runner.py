@@ -273,9 +273,19 @@ def _start_engine(ctx: MpiContext, engine_config: str | os.PathLike[str] | Mappi
     engine = build_engine(config, local_rank=ctx.local_rank, **dict(engine_options or {}))
     ctx.rendezvous()
     vocab = int(engine.vocab_size) if isinstance(engine, KnowsVocabulary) else None
-    return engine, {"input": source if source == "-" else str(Path(source).resolve()),
+    return engine, {"input": source if source == "-" else _resolved_input(source),
                     "engine_config": config.model_dump(), "limits": asdict(engine.limits),
                     "output_mode": output_mode, "vocab_size": vocab}
+
+
+def _resolved_input(source: str) -> str:
+    """``source`` absolute and resolved, except where resolving loses it: ``/dev/stdin`` on a pipe
+    resolves to ``/proc/PID/fd/pipe:[N]``, no path at all; kept as given there, so the spool check
+    says what it is (a FIFO: pipe into ``--input -``)."""
+    resolved = Path(source).resolve()
+    if not os.path.lexists(resolved) and os.path.exists(source):
+        return os.path.abspath(source)
+    return str(resolved)
 
 
 def _judge(verdict: Callable[[dict[str, Any]], None] | None, result: dict[str, Any],
