@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from fabric_hpc.cli.main import main
 
 from .builders import make_config, random_items, write_spool
@@ -112,8 +110,7 @@ def test_a_rerun_that_commits_nothing_keeps_a_complete_merge(tmp_path: Path, cap
     assert not (out / "results.jsonl").exists()
 
 
-@pytest.mark.parametrize("order", ["input"])
-def test_merge_digest_check_ignores_journals_without_digests(tmp_path: Path, order: str) -> None:
+def test_merge_digest_check_ignores_journals_without_digests(tmp_path: Path) -> None:
     """A journal written before digests were recorded merges unchecked, as it resumes unchecked."""
     items = random_items(6, seed=8, max_new=8)
     cfg, out = make_config(tmp_path), tmp_path / "out"
