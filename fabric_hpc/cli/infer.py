@@ -11,7 +11,7 @@ import click
 
 from fabric_hpc.cli.main import one_line
 from fabric_hpc.cli.output import console, json_option, render, table
-from fabric_hpc.cli.params import InputFile, OutputDir, OutputFile
+from fabric_hpc.cli.params import FiniteFloat, InputFile, OutputDir, OutputFile
 from fabric_hpc.errors import ConfigError, FabricError
 
 
@@ -137,7 +137,7 @@ def _reject_limit(ctx: click.Context, param: click.Parameter, value: str) -> tup
 @click.option("--progress/--no-progress", default=None,
               help="Progress (rank 0 only): a live line on a terminal; otherwise (a Slurm log) a plain line "
                    "every --progress-every seconds. Default: on when stderr is a terminal.")
-@click.option("--progress-every", default=15.0, show_default=True, type=click.FloatRange(0.1, 3600),
+@click.option("--progress-every", default=15.0, show_default=True, type=FiniteFloat(0.1, 3600),
               help="Seconds between plain progress lines when stderr is not a terminal.")
 @click.option("--max-rejected", default="10%", show_default=True, callback=_reject_limit,
               help="Dead-lettered input lines allowed before the run exits 3 (results stay committed): "

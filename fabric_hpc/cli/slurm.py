@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from fabric_hpc.cli.output import json_option, render, table
-from fabric_hpc.cli.params import InputFile, OutputDir, OutputFile
+from fabric_hpc.cli.params import FiniteFloat, InputFile, OutputDir, OutputFile
 from fabric_hpc.slurm.limits import FALLBACK_S, MAX_GPUS_PER_NODE
 
 _backend = click.option("--backend", type=click.Choice(["cli", "rest", "pyslurm"]), default="cli", show_default=True,
@@ -219,7 +219,7 @@ def topo_files(topology: str, topo_dir: str, hosts: tuple[str, ...], as_json: bo
 @click.option("--png", default=None, help="Also write a static PNG.")
 @click.option("--state-dir", default=None, help="The agent's state directory: its audit log says who placed what.")
 @click.option("--title", default=None)
-@click.option("--watch", "watch_s", type=click.FloatRange(min=1.0), default=None,
+@click.option("--watch", "watch_s", type=FiniteFloat(1.0), default=None,
               help="Rewrite the files every SECONDS (atomically) until SIGINT/SIGTERM.")
 @_backend
 @_rest_url

@@ -39,7 +39,8 @@ from fabric_hpc.events import JsonLinesWriter, make_event
 from fabric_hpc.inference.engine import EngineLimits
 from fabric_hpc.inputs import key_given_twice
 
-__all__ = ["DeadLetter", "InputChanged", "IntakeRejection", "WorkItem", "compression_of", "item_digest",
+__all__ = ["DeadLetter", "InputChanged", "IntakeRejection", "WorkItem", "changed_error", "compression_of",
+           "item_digest",
            "parse_item", "read_items",
            "checked_snapshot", "load_snapshot", "snapshot_lines", "spool_files", "spool_lines", "spool_snapshot", "stream_lines"]
 
@@ -161,6 +162,10 @@ def compression_of(head: bytes) -> tuple[str, str] | None:
 def _refuse_compressed(path: Path | str, head: bytes) -> None:
     if found := compression_of(head):
         name, cmd = found
+        if path == "<stdin>":  # a stream: no file to decompress, but the pipe can
+            to_stdout = "unzip -p" if cmd == "unzip" else f"{cmd} -c"
+            raise ConfigError(f"the input on stdin is {name}-compressed: work items are plain JSON lines",
+                              hint=f"decompress it in the pipe: ... | {to_stdout} | fabric infer run --input - ...")
         raise ConfigError(f"input {path} is {name}-compressed: work items are plain JSON lines",
                           hint=f"decompress it first ({cmd} -k {path}; name the result *.jsonl)")
 
@@ -415,36 +420,49 @@ def stream_lines(stream: IO[bytes] | IO[str], source: str = "<stdin>"
             yield source, n, line
 
 
-def _check_unchanged(item: WorkItem, done: Set[str], source: str, line: int) -> None:
-    """InputChanged when ``done`` (:func:`~fabric_hpc.inference.journal.committed_ids`) journalled
-    another content for ``item.id`` (results written before digests were journalled: unchecked)."""
-    digests = getattr(done, "digests", None)
-    old = digests.get(item.id) if digests else None
-    if old is not None and old != item_digest(item):
-        raise InputChanged(
-            f"item {item.id[:100]!r} ({source}:{line}) changed since an earlier attempt committed its result "
-            f"(its prompt or max_new_tokens differ): resuming would keep the old result",
-            hint="run the changed input into a new --output directory (or give changed items new ids, or "
-                 "put the original line back to resume)")
+def changed_error(changed: list[tuple[str, str, int]], *, merging: bool = False) -> InputChanged:
+    """The InputChanged naming ``changed`` (``(id, source, line)`` of items the input holds only with
+    other content than their committed result was computed from)."""
+    shown = ", ".join(f"{rid[:100]!r} ({source}:{line})" for rid, source, line in changed[:10])
+    more = f" and {len(changed) - 10} more" if len(changed) > 10 else ""
+    if len(changed) == 1 and not merging:
+        rid, source, line = changed[0]
+        head = f"item {rid[:100]!r} ({source}:{line}) changed"
+    else:
+        head = f"{len(changed)} item{'s' if len(changed) > 1 else ''} changed ({shown}{more})"
+    effect = ("merging would pair their old results with the new prompts" if merging
+              else "resuming would keep the old result")
+    return InputChanged(
+        f"{head} since an earlier attempt committed {'its result' if len(changed) == 1 else 'their results'} "
+        f"(the prompt or max_new_tokens differ): {effect}",
+        hint="run the changed input into a new --output directory (or give changed items new ids, or "
+             "put the original lines back" + (")" if merging else " to resume)"))
 
 
 def read_items(lines: Iterable[tuple[str, int, bytes | str]], *, limits: EngineLimits | None,
-               dead_letter: DeadLetter | None, skip: Set[str] = frozenset(), vocab_size: int | None = None
+               dead_letter: DeadLetter | None, skip: Set[str] = frozenset(), vocab_size: int | None = None,
+               done_too: bool = False, changed: list[tuple[str, str, int]] | None = None
                ) -> Iterator[WorkItem]:
     """Valid, first-seen items from ``lines`` whose ids are not in ``skip`` (finished in an
-    earlier attempt); the rest go to ``dead_letter`` with the reason (:func:`parse_item`). An item
-    in ``skip`` whose content differs from the journalled digest (``skip.digests``, as
-    :func:`~fabric_hpc.inference.journal.committed_ids` gives) is an :class:`InputChanged` error."""
+    earlier attempt; ``done_too``: those too, as merge lists them); the rest go to ``dead_letter``
+    with the reason (:func:`parse_item`). An id in ``skip`` with a journalled digest (``skip.digests``,
+    as :func:`~fabric_hpc.inference.journal.committed_ids` gives) is kept where a line holds the
+    content its result was computed from; its lines with other content are repeats of it, dead-lettered
+    (a new spool file that reuses the id). Where no line holds that content any more (the line was
+    edited), the end of the input raises :class:`InputChanged` naming the first such item, or, with
+    ``changed``, appends ``(id, source, line)`` of each there instead."""
     seen: dict[str, tuple[str, int]] = {}  # id -> where its kept copy is
+    digests = getattr(skip, "digests", None) or {}
+    held: dict[str, list[tuple[str, int, bytes | str]]] = {}  # committed id, other content: repeat or edit?
     for source, n, raw in lines:
         try:
             item = parse_item(raw, limits, vocab_size)
             if item.id in seen:
                 where = "{}:{}".format(*seen[item.id])
-                raise IntakeRejection(
-                    f"duplicate id {item.id[:100]!r} (a result for it was committed by an earlier attempt and "
-                    f"is kept; no copy of it in the input runs again)" if item.id in skip
-                    else f"duplicate id {item.id[:100]!r} (first occurrence kept: {where})")
+                raise IntakeRejection(_repeat(item.id, where, item.id in skip, item.id in digests))
+            if digests.get(item.id, None) not in (None, item_digest(item)):
+                held.setdefault(item.id, []).append((source, n, raw))
+                continue
         except IntakeRejection as exc:
             if dead_letter is not None:
                 dead_letter.reject(source, n, str(exc), raw)
@@ -455,7 +473,25 @@ def read_items(lines: Iterable[tuple[str, int, bytes | str]], *, limits: EngineL
                                    f"{str(exc)[:200]})", raw)
             continue
         seen[item.id] = (source, n)
-        if item.id in skip:
-            _check_unchanged(item, skip, source, n)
-        else:
+        for held_source, held_n, held_raw in held.pop(item.id, ()):  # the committed line is still here:
+            if dead_letter is not None:                                 # those were repeats of it
+                dead_letter.reject(held_source, held_n, _repeat(item.id, f"{source}:{n}", True), held_raw)
+        if done_too or item.id not in skip:
             yield item
+    found = [(rid, source, n) for rid, lines_of in held.items() for source, n, _ in lines_of[:1]]
+    if found and changed is not None:
+        changed.extend(found)
+    elif found:
+        raise changed_error(found[:1])
+
+
+def _repeat(rid: str, where: str, committed: bool, known: bool = True) -> str:
+    """The dead-letter reason of a repeated id (``where``: the kept copy; for a ``committed`` id,
+    the line its result was computed from where the journal's digest tells it: ``known``)."""
+    if committed and known:
+        return (f"duplicate id {rid[:100]!r} (a result for it was committed by an earlier attempt and is "
+                f"kept, computed from {where}; no other copy of it in the input runs)")
+    if committed:
+        return (f"duplicate id {rid[:100]!r} (a result for it was committed by an earlier attempt and is "
+                f"kept; no copy of it in the input runs again)")
+    return f"duplicate id {rid[:100]!r} (first occurrence kept: {where})"

@@ -48,8 +48,8 @@ from fabric_hpc.events import JsonLinesWriter, cut_torn_tail, emit, naming_file,
 from fabric_hpc.inference.engine import EngineResult
 
 __all__ = ["MERGE_ORDERS", "OUTPUT_MODES", "ChunkSink", "CommittedIds", "MergeError", "RequestTimes",
-           "committed_ids", "dedupe_chunks", "drop_lost_chunks", "journal_records", "merge_outputs",
-           "next_attempt", "prepare_resume", "private_files"]
+           "committed_ids", "dedupe_chunks", "drop_damaged_chunks", "drop_lost_chunks", "journal_records",
+           "merge_outputs", "next_attempt", "prepare_resume", "private_files", "remove_stale_results"]
 
 OUTPUT_MODES = ("private", "umask")
 # the names of the files a run writes under chunks/ (``dedupe_chunks`` adds ``-dN``): resume
@@ -151,6 +151,37 @@ def drop_lost_chunks(out: str | os.PathLike[str]) -> list[str]:
     return lost
 
 
+def _damage(path: Path, rec: dict[str, Any]) -> str | None:
+    """Why the committed chunk ``path`` no longer matches its journal record ``rec`` (a line that is
+    not a result, other ids), or None when it does: the check merge makes (:func:`merge_outputs`)."""
+    try:
+        ids = sorted(rid for rid, _, _ in _chunk_lines(path))
+    except MergeError as exc:
+        return exc.message
+    return None if ids == sorted(rec["ids"]) else \
+        f"chunk {path.name} does not hold the ids its journal record names"
+
+
+def drop_damaged_chunks(out: str | os.PathLike[str]) -> list[str]:
+    """Remove the journal records whose chunk was damaged since it was committed (truncated, edited:
+    :func:`_damage`), so their ids count as not done and the new attempt recomputes them; the chunk
+    is then an orphan that :func:`prepare_resume` deletes. Return the chunk names dropped. Reads
+    every committed chunk once (as merge does). Without this a rerun skipped the items and merge
+    failed on the chunk forever."""
+    out = Path(out)
+    damaged: list[str] = []
+    for jpath in sorted((out / "journal").glob("rank-*.jsonl")):
+        records = read_json_lines(jpath)
+        bad = {r["chunk"]: why for r in records if (out / "chunks" / r["chunk"]).is_file()
+               and (why := _damage(out / "chunks" / r["chunk"], r)) is not None}
+        if bad:
+            damaged.extend(bad)
+            _write_journal(jpath, [r for r in records if r["chunk"] not in bad])
+            for name, why in bad.items():
+                emit("infer.damaged_chunk", chunk=name, reason=why[:300], dir=str(out))
+    return damaged
+
+
 def dedupe_chunks(out: str | os.PathLike[str]) -> list[str]:
     """Keep the first journalled copy of every id and rewrite later chunks without it.
 
@@ -200,23 +231,31 @@ def _cut_torn_tails(out: Path) -> None:
             emit("infer.torn_tail_cut", file=str(path), bytes=cut)
 
 
+def remove_stale_results(out: str | os.PathLike[str]) -> None:
+    """Remove an earlier merge's ``results.jsonl``: stale once the journals change (merge again)."""
+    results = Path(out) / "results.jsonl"
+    if results.is_symlink() or results.is_file():
+        try:
+            results.unlink()
+        except FileNotFoundError:  # another rank's first commit removed it meanwhile
+            return
+        emit("infer.stale_results_removed", file=str(results))
+
+
 def prepare_resume(out: str | os.PathLike[str]) -> int:
-    """Remove an earlier merge's ``results.jsonl`` (the new attempt makes it stale: merge again
-    after it), cut torn last lines off the journals, forget chunks that are gone
-    (:func:`drop_lost_chunks`), keep the first copy of any duplicated id
-    (:func:`dedupe_chunks`), then delete temp files and chunks no journal record names; return
+    """Cut torn last lines off the journals, forget chunks that are gone (:func:`drop_lost_chunks`)
+    or damaged (:func:`drop_damaged_chunks`: their ids are recomputed), keep the first copy of any
+    duplicated id (:func:`dedupe_chunks`) -- removing an earlier merge's ``results.jsonl`` when any
+    of these changed the journals (it stays while nothing did: :class:`ChunkSink` removes it before the
+    new attempt's first commit) --, then delete temp files and chunks no journal record names; return
     how many files were removed. Call on one rank, before any rank of the new attempt writes."""
     out = Path(out)
     _cut_torn_tails(out)
-    results = out / "results.jsonl"
-    if results.is_symlink() or results.is_file():  # an earlier merge: stale once this attempt commits
-        results.unlink()
-        emit("infer.stale_results_removed", file=str(results))
     cdir = out / "chunks"
     if not cdir.is_dir():
         return 0
-    drop_lost_chunks(out)
-    dedupe_chunks(out)
+    if drop_lost_chunks(out) + drop_damaged_chunks(out) + dedupe_chunks(out):
+        remove_stale_results(out)  # it holds results no journal names any more, or misses recomputed ones
     named = {rec["chunk"] for rec in journal_records(out)}
     removed, foreign = 0, []
     for path in cdir.iterdir():
@@ -312,6 +351,8 @@ class ChunkSink:
             os.fsync(fh.fileno())
             fh.close()
         self._file = None
+        if not self.seq:  # this attempt commits more: an earlier merge is stale (merge again after it)
+            remove_stale_results(self.out)
         os.replace(self.out / "chunks" / (name + ".tmp"), self.out / "chunks" / name)
         fsync_dir(self.out / "chunks")
         record: dict[str, Any] = {"chunk": name, "n": len(self._ids), "ids": self._ids}
@@ -332,6 +373,8 @@ class ChunkSink:
 
 
 MERGE_ORDERS = ("input", "completion")
+_RECOMPUTE = ("rerun `fabric infer run` with the same --output (it drops a damaged chunk and recomputes its "
+              "items), then merge again")
 _OFF = 1 << 40  # a result line's place packed in one int: (chunk * _OFF + offset) * _OFF + length
 
 
@@ -346,9 +389,7 @@ def _chunk_lines(path: Path) -> Iterator[tuple[str, int, int]]:
                 rid = str(json.loads(line)["id"])
             except (ValueError, KeyError, TypeError) as exc:
                 raise MergeError(f"chunk {path.name} line {n} is not a result ({type(exc).__name__}): the "
-                                 f"chunk was damaged after it was committed",
-                                 hint="restore the output directory from a copy, or rerun into a new "
-                                      "--output") from None
+                                 f"chunk was damaged after it was committed", hint=_RECOMPUTE) from None
             yield rid, off, len(line)
         off += len(line)
 
@@ -377,7 +418,8 @@ def merge_outputs(out: str | os.PathLike[str], expected_ids: Iterable[str], *,
                              hint="rerun `fabric infer run` with the same --output to recompute it")
         lines = list(_chunk_lines(path))
         if sorted(rid for rid, _, _ in lines) != sorted(rec["ids"]):
-            raise MergeError(f"chunk {rec['chunk']} does not hold the ids its journal record names")
+            raise MergeError(f"chunk {rec['chunk']} does not hold the ids its journal record names: it was "
+                             f"damaged after it was committed", hint=_RECOMPUTE)
         for rid, off, length in lines:
             counts[rid] += 1
             place[rid] = (len(chunks) * _OFF + off) * _OFF + length

@@ -51,10 +51,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from fabric_hpc.errors import EXIT_EXTERNAL, ExternalError, exit_code_for
+from fabric_hpc.errors import EXIT_EXTERNAL, ExternalError, FabricError, exit_code_for
 from fabric_hpc.events import emit
 
-__all__ = ["ACK_WAIT_S", "MpiContext", "PeerFailed", "exit_code_of", "mpi_context", "shard_longest_first"]
+__all__ = ["ACK_WAIT_S", "MpiContext", "PeerFailed", "exit_code_of", "mpi_context", "reported",
+           "shard_longest_first"]
 
 TAG_FATAL, TAG_ACK = 7701, 7702
 ACK_WAIT_S = 2.5
@@ -74,12 +75,25 @@ class PeerFailed(ExternalError):
         self.exit_code = code
 
 
+def reported(exc: BaseException) -> BaseException:
+    """``exc`` as the CLI reports it on one rank (``fabric_hpc.cli.main``): an OSError as
+    :func:`fabric_hpc.inputs.os_error` words it (the file, the reason, a fix; exit 3 or 5), Ctrl-C as
+    ``aborted``; any other error as it is."""
+    if isinstance(exc, OSError) and not isinstance(exc, FabricError):
+        from fabric_hpc.inputs import os_error
+
+        return os_error(exc)
+    if isinstance(exc, KeyboardInterrupt) and not str(exc).strip():
+        return FabricError("aborted")
+    return exc
+
+
 def exit_code_of(exc: BaseException) -> int:
-    """The exit code the CLI gives ``exc`` (``fabric_hpc.cli.main``): a FabricError's own, 130 for
-    an interrupt, 143 for SIGTERM, else 1."""
+    """The exit code the CLI gives ``exc`` (``fabric_hpc.cli.main``): a FabricError's own, an
+    OSError's as :func:`reported` maps it (3 or 5), 130 for an interrupt, 143 for SIGTERM, else 1."""
     if isinstance(exc, KeyboardInterrupt):
         return 143 if type(exc).__name__ == "Terminated" else 130
-    return exit_code_for(exc)
+    return exit_code_for(reported(exc))
 
 
 def first_line(exc: BaseException) -> str:
@@ -217,6 +231,7 @@ class MpiContext:
         _hold_sigterm()
         code = exit_code_of(exc)
         _exit_later(code)
+        exc = reported(exc)  # an OSError: the file, the reason and a fix, as one rank says it
         try:
             message = str(exc).strip() or first_line(exc)
             emit("infer.fatal", rank=self.rank, error=first_line(exc), exit_code=code)

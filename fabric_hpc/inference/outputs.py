@@ -13,7 +13,7 @@ from typing import Any
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.events import MAX_EVENT_CHARS, emit, read_json_lines
 from fabric_hpc.inference.engine import EngineLimits
-from fabric_hpc.inference.intake import load_snapshot, read_items, snapshot_lines, spool_lines
+from fabric_hpc.inference.intake import changed_error, load_snapshot, read_items, snapshot_lines, spool_lines
 from fabric_hpc.inference.journal import committed_ids, merge_outputs, private_files
 from fabric_hpc.inference.pipeline import PHASES
 from fabric_hpc.inputs import read_json
@@ -184,7 +184,13 @@ def _merge_locked(out: Path, run: dict[str, Any], source: str | None) -> dict[st
     if vocab is not None and not (type(vocab) is int and vocab > 0):
         raise ConfigError(f"{out}/run.json: bad vocab_size {vocab!r}",
                           hint="the output directory is damaged; rerun into a new --output directory")
-    expected = [it.id for it in read_items(lines, limits=limits, dead_letter=None, vocab_size=vocab)]
+    # each committed id is paired with the line of the content its result was computed from (journalled
+    # digests): an input whose lines for it all differ now is refused, not merged with the old results
+    changed: list[tuple[str, str, int]] = []
+    expected = [it.id for it in read_items(lines, limits=limits, dead_letter=None, vocab_size=vocab,
+                                           skip=committed_ids(out), done_too=True, changed=changed)]
+    if changed:
+        raise changed_error(changed, merging=True)
     with private_files(run.get("output_mode", "private")):
         result = merge_outputs(out, expected)
     dead = _dead_letter_ids(out / "dead-letter.jsonl")

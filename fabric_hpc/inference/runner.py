@@ -69,7 +69,20 @@ def _check_same_run(path: Path, run_doc: dict[str, Any]) -> None:
             diff = f"{before!r} then, {run_doc[key]!r} now"
         raise ConfigError(f"{path.parent} holds a run with a different {key} ({diff[:900]}): cannot resume it",
                           hint=f"use a new --output directory, or the original {key}")
+    _check_same_mode(path, old, run_doc)
     _check_same_weights(path, old, run_doc)
+
+
+def _check_same_mode(path: Path, old: Any, run_doc: dict[str, Any]) -> None:
+    """ConfigError when the run recorded another ``--output-mode``: a resume would leave files of two
+    modes in one directory (0600 beside 0644). A run.json without one (older) resumes unchecked."""
+    before = old.get("output_mode") if isinstance(old, dict) else None
+    if before is None or before == run_doc["output_mode"]:
+        return
+    raise ConfigError(f"{path.parent} holds a run written with --output-mode {before}; this run asks for "
+                      f"--output-mode {run_doc['output_mode']}: cannot resume it (its files would mix modes)",
+                      hint=f"resume with --output-mode {before} (the recorded mode), or use a new --output "
+                           f"directory (to share a private run's results, copy results.jsonl after merge)")
 
 
 def _same_setting(key: str, before: Any, now: Any, *, weighed: bool) -> bool:
@@ -260,9 +273,19 @@ def _start_engine(ctx: MpiContext, engine_config: str | os.PathLike[str] | Mappi
     engine = build_engine(config, local_rank=ctx.local_rank, **dict(engine_options or {}))
     ctx.rendezvous()
     vocab = int(engine.vocab_size) if isinstance(engine, KnowsVocabulary) else None
-    return engine, {"input": source if source == "-" else str(Path(source).resolve()),
+    return engine, {"input": source if source == "-" else _resolved_input(source),
                     "engine_config": config.model_dump(), "limits": asdict(engine.limits),
                     "output_mode": output_mode, "vocab_size": vocab}
+
+
+def _resolved_input(source: str) -> str:
+    """``source`` absolute and resolved, except where resolving loses it: ``/dev/stdin`` on a pipe
+    resolves to ``/proc/PID/fd/pipe:[N]``, no path at all; kept as given there, so the spool check
+    says what it is (a FIFO: pipe into ``--input -``)."""
+    resolved = Path(source).resolve()
+    if not os.path.lexists(resolved) and os.path.exists(source):
+        return os.path.abspath(source)
+    return str(resolved)
 
 
 def _judge(verdict: Callable[[dict[str, Any]], None] | None, result: dict[str, Any],

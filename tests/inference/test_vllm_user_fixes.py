@@ -166,7 +166,9 @@ def test_a_removed_finished_spool_file_is_kept_by_merge_and_a_rerun_drops_the_st
     merge_job(out)
     (spool / "part-001.jsonl").unlink()
     _run(cfg, spool, out)
-    assert not (out / "results.jsonl").exists() and not job_status(out)["merged"]
+    # the rerun committed nothing: the merge it would make stale is still whole, and kept
+    # (tests/inference/test_merge_integrity.py: removed once a rerun commits more)
+    assert (out / "results.jsonl").exists() and job_status(out)["merged"]
     res = merge_job(out)
     assert (res["items"], res["without_input"]) == (40, 20)
     assert [r["id"] for r in read_results(out)][:20] == [i["id"] for i in items[:20]]
