@@ -234,9 +234,9 @@ def save(directory: Path | str, state: Mapping[str, Any], *, step: int,
     comm = comm or SingleProcess()
     rank, world = comm.Get_rank(), comm.Get_size()
     root = Path(directory)
-    check_header(step, layout, tags, metadata)
     t0 = time.perf_counter()
-    started = collective(comm, lambda: _begin(root, step) if rank == 0 else None)
+    steps = check_header_everywhere(comm, step, layout, tags, metadata)
+    started = collective(comm, lambda: (same_step(steps), _begin(root, step))[1] if rank == 0 else None)
     tmp, cleaned = Path(started[0]), started[1]
     values = _values  # this rank's non-tensor leaves (split off inside work: an error reaches every rank)
     try:
@@ -299,6 +299,26 @@ def check_header(step: Any, layout: Any, tags: Any, metadata: Any) -> None:
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{what} must be a JSON object of plain values: {exc}",
                                   hint="pass numbers, strings, lists and dicts (no tensors or objects)") from None
+
+
+def check_header_everywhere(comm: Communicator, step: Any, layout: Any, tags: Any,
+                            metadata: Any) -> list | None:
+    """:func:`check_header` on every rank, as a collective: a bad step, tags or metadata on any rank
+    is raised on every rank (checked on one rank alone, the others hung in the save's first
+    collective). Returns every rank's step on rank 0 (for :func:`same_step`), None elsewhere."""
+    def mine() -> Any:
+        check_header(step, layout, tags, metadata)
+        return step
+    return gather_or_raise(comm, mine)
+
+
+def same_step(steps: list | None) -> None:
+    """Refuse (on rank 0: run it inside a :func:`collective`) ranks that passed different steps."""
+    if steps and len(set(steps)) > 1:
+        shown = ", ".join(f"rank {r}: {s}" for r, s in enumerate(steps[:8]))
+        shown += ", ..." if len(steps) > 8 else ""
+        raise CheckpointError(f"ranks passed different steps: {shown}",
+                              hint="pass the same step on every rank (e.g. comm.bcast(step, root=0))")
 
 
 def inside_a_checkpoint(root: Path) -> Path | None:
