@@ -26,7 +26,7 @@ def _refused(root: Path, state: dict) -> CheckpointError:
 
 def test_a_tensor_with_too_many_dimensions_is_refused_before_writing(tmp_path: Path) -> None:
     err = _refused(tmp_path / "ck", {"big": np.ones(1000, np.float32), "odd": np.ones([1] * (MAX_NDIM + 1))})
-    assert err.message.startswith(f"odd: shape [1, 1, 1, ") and f"has {MAX_NDIM + 1} dimensions" in err.message
+    assert err.message.startswith("odd: shape [1, 1, 1, ") and f"has {MAX_NDIM + 1} dimensions" in err.message
     assert f"at most {MAX_NDIM}" in err.message and "reshape" in err.hint and "every rank" not in err.hint
 
 
