@@ -46,3 +46,16 @@ def test_the_limits_themselves_are_accepted(tmp_path: Path) -> None:
     res = save(tmp_path / "ck", {"deep": np.ones([1] * MAX_NDIM), "wide": np.empty((0, MAX_DIM), np.uint8)},
                step=1)
     assert res.path.name == "step-0000000001"
+
+
+def test_the_stream_writers_blocks_are_held_to_the_limits(tmp_path: Path) -> None:
+    from fabric_hpc.checkpoint.interop.stream import StreamWriter
+    blocks_read: list[int] = []
+
+    def blocks():
+        blocks_read.append(1)
+        yield np.ones(1, np.float32)
+    with pytest.raises(CheckpointError, match=r"^odd: shape \[1, .* has 33 dimensions"):
+        with StreamWriter(tmp_path / "ck", step=1) as w:
+            w.add_blocks("odd", (1,) * (MAX_NDIM + 1), "float32", blocks())
+    assert blocks_read == [] and not list((tmp_path / "ck").glob("step-*"))
