@@ -40,7 +40,10 @@ if case == "step_differs" and r == 1:
     step = 2
 state = {"b": np.ones(2)}
 try:
-    if case.startswith("async"):
+    if case == "tiers_tags_on_1":
+        from fabric_hpc.checkpoint.tiers import save_local
+        save_local(root, state, step=step, comm=comm, tags=["x", 2] if r == 1 else ["x"])
+    elif case.startswith("async"):
         if r == 0:
             kw["metadata"] = {"val_loss": np.float32(0.25)}
         with AsyncSaver(root, comm=comm) as saver:
@@ -83,6 +86,7 @@ def _mpi2(case: str, root: Path) -> str:
     ("meta_on_0", "ERR CheckpointError: metadata must be a JSON object of plain values"),
     ("tags_on_1", "ERR CheckpointError: tags must be a list of strings, got [1]"),
     ("step_on_1", "ERR CheckpointError: step must be a non-negative integer, got -1"),
+    ("tiers_tags_on_1", "ERR CheckpointError: tags must be a list of strings, got ['x', 2]"),
 ])
 def test_a_bad_header_on_one_rank_is_raised_on_every_rank(tmp_path: Path, case: str, message: str) -> None:
     out = _mpi2(case, tmp_path / "ck")
