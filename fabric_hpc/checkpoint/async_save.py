@@ -75,7 +75,13 @@ class _Slot:
 
     def reserve(self, nbytes: int) -> None:
         if self.arena.size < nbytes:
-            self.arena = _prefaulted(nbytes)  # faulted in now, not during the caller's copy
+            self.arena = np.empty(0, np.uint8)  # the old buffer is freed before the bigger one is made
+            try:
+                self.arena = _prefaulted(nbytes)  # faulted in now, not during the caller's copy
+            except MemoryError:
+                raise CheckpointError(f"cannot allocate {nbytes:,} bytes of host memory for the staging area",
+                                      hint="free host memory, save a smaller state (or with slots=1), or use "
+                                           "the synchronous save(), which needs no staging copy") from None
 
 
 def _prefaulted(nbytes: int) -> np.ndarray:
@@ -130,7 +136,16 @@ class AsyncSaver:
         _register_exit_hook(self._exit_hook)
 
     def reserve(self, nbytes: int) -> None:
-        """Allocate (and fault in) the staging buffers up front."""
+        """Allocate (and fault in) the staging buffers up front: ``nbytes`` per slot, at most
+        ``max_staging_bytes`` (the bound a save's staging is held to)."""
+        if not isinstance(nbytes, int) or isinstance(nbytes, bool) or nbytes < 0:
+            raise CheckpointError(f"reserve() takes a non-negative integer of bytes, got {nbytes!r}",
+                                  hint="pass the state's size in bytes, e.g. sum(t.nbytes for t in tensors)")
+        if self.max_staging_bytes is not None and nbytes > self.max_staging_bytes:
+            raise CheckpointError(f"cannot reserve {nbytes:,} bytes of staging per slot: over "
+                                  f"max_staging_bytes={self.max_staging_bytes:,}",
+                                  hint="reserve at most max_staging_bytes (a state that needs more is "
+                                       "refused by save() too), or raise max_staging_bytes")
         for slot in self._slots:
             slot.reserve(nbytes)
 

@@ -33,6 +33,8 @@ import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
 
+from fabric_hpc.checkpoint.async_save import SaveHandle
+from fabric_hpc.checkpoint.errors import CheckpointError
 from fabric_hpc.checkpoint.writer import SaveResult
 from fabric_hpc.errors import ExternalError
 from fabric_hpc.events import emit
@@ -87,7 +89,8 @@ class PreemptionHandler:
                 signal.signal(sig, previous)  # type: ignore[arg-type]
         self._previous = {}
 
-    def save_and_requeue(self, save_fn: Callable[[], object], *, requeue: bool | None = None) -> bool:
+    def save_and_requeue(self, save_fn: Callable[[], object], *, requeue: bool | None = None,
+                         timeout: float | None = None) -> bool:
         """Run the final save, then ask Slurm to requeue this job (``scontrol requeue``) when
         running under Slurm. ``requeue=None`` (the default) requeues unless the signal that arrived
         is SIGTERM: that one also comes from ``scancel`` and the end of the time limit, and Slurm
@@ -95,10 +98,15 @@ class PreemptionHandler:
         should requeue does so itself (``PreemptMode=REQUEUE``). Returns whether the job was
         requeued (False: not asked, or not under Slurm). A requeue that fails (scontrol missing,
         timing out or refusing) raises an :class:`~fabric_hpc.errors.ExternalError` after the
-        save has completed."""
+        save has completed.
+
+        ``save_fn`` may return an asynchronous save's :class:`SaveHandle` (``AsyncSaver.save``):
+        it is waited for (at most ``timeout`` seconds; None: until it ends) before the event and
+        the requeue. A save that fails raises its error, one not done in time a CheckpointError;
+        neither requeues."""
         if requeue is None:
             requeue = self.received != signal.SIGTERM
-        result = save_fn()
+        result = _finished(save_fn(), timeout)
         job = os.environ.get("SLURM_JOB_ID")
         emit("checkpoint.preempted_save", **saved_fields(result),
              job=int(job) if job and job.isdigit() else job,  # an integer, as the agent's events
@@ -110,10 +118,24 @@ class PreemptionHandler:
         return True
 
 
+def _finished(result: object, timeout: float | None) -> object:
+    """The SaveResult of an asynchronous save's handle once it ended; anything else as it is."""
+    if not isinstance(result, SaveHandle):
+        return result
+    try:
+        return result.wait(timeout)
+    except TimeoutError:
+        raise CheckpointError(f"the final save of step {result.step} did not finish within {timeout} s: "
+                              "the job was not requeued",
+                              hint="give save_and_requeue a longer timeout= (the partition's GraceTime plus "
+                                   "KillWait must cover one save), or save synchronously") from None
+
+
 def saved_fields(result: object) -> dict[str, object]:
     """``path``, ``step``, ``bytes`` and ``seconds`` of what ``save_fn`` returned, as in
-    ``checkpoint.saved``: all of a SaveResult; the ``step`` alone of an asynchronous save still in
-    flight (a SaveHandle); nulls for anything else (a rank that saved nothing returns None)."""
+    ``checkpoint.saved``: all of a SaveResult (an asynchronous save's, once its handle ended); the
+    ``step`` alone of anything else that has one; nulls otherwise (a rank that saved nothing
+    returns None)."""
     fields: dict[str, object] = {"path": None, "step": None, "bytes": None, "seconds": None}
     if isinstance(result, SaveResult):
         return {"path": str(result.path), "step": result.step, "bytes": result.nbytes,

@@ -48,8 +48,8 @@ from fabric_hpc.checkpoint.values import split_state
 from fabric_hpc.checkpoint.reader import read_manifest
 from fabric_hpc.checkpoint.retention import RetentionPolicy, prune, remove_if_idle
 from fabric_hpc.checkpoint.writer import (
-    DEFAULT_THREADS, SaveResult, build_manifest, check_header, collective, gather_or_raise, plan,
-    save_header, saved_event, write_metadata, write_pieces,
+    DEFAULT_THREADS, SaveResult, build_manifest, check_header_everywhere, collective, gather_or_raise, plan,
+    same_step, save_header, saved_event, write_metadata, write_pieces,
 )
 from fabric_hpc.errors import FabricError
 from fabric_hpc.events import emit
@@ -87,7 +87,8 @@ def save_local(local: Path | str, state: Mapping[str, Any], *, step: int, comm: 
     refused, as a plain save of an existing step is."""
     comm = comm or SingleProcess()
     rank, world = comm.Get_rank(), comm.Get_size()
-    check_header(step, layout, tags, metadata)
+    steps = check_header_everywhere(comm, step, layout, tags, metadata)  # an error on any rank: on all
+    collective(comm, lambda: same_step(steps) if rank == 0 else None)
     t0 = time.perf_counter()
     keys, leader = node_keys(comm, node)
     order = list(dict.fromkeys(keys))

@@ -26,9 +26,9 @@ from fabric_hpc.checkpoint.contracts import Communicator, SingleProcess
 from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointIOError
 from fabric_hpc.checkpoint.health import tmp_name
 from fabric_hpc.checkpoint.format import (
-    FORMAT_NAME, MANIFEST, ChunkEntry, Manifest, Provenance, SplitInfo, TensorEntry, ValueLeaves,
-    array_metadata, chunk_key, dumps, manifest_document, flatten, grid_shape, group_metadata, required_version,
-    str_key,
+    FORMAT_NAME, MANIFEST, MAX_DIM, MAX_NDIM, ChunkEntry, Manifest, Provenance, SplitInfo, TensorEntry,
+    ValueLeaves, array_metadata, chunk_key, dumps, manifest_document, flatten, grid_shape, group_metadata,
+    required_version, str_key,
     tensor_group_clashes,
 )
 from fabric_hpc.checkpoint.tensors import Shard, host_view
@@ -85,6 +85,7 @@ def plan(state: Mapping[str, Any] | list[tuple[str, Any]], rank: int, world: int
         owner = replicated % world
         replicated += 1
         arr, logical = host_view(value, name)
+        check_shape(name, list(arr.shape))
         split = (splits or {}).get(name)
         if split is not None and split.problems(arr.ndim):
             raise CheckpointError(f"{name}: {split.problems(arr.ndim)[0]}")
@@ -102,9 +103,26 @@ def plan(state: Mapping[str, Any] | list[tuple[str, Any]], rank: int, world: int
     return metas, pieces
 
 
+def check_shape(name: str, shape: list[int]) -> None:
+    """Refuse, before anything is written, a tensor shape a checkpoint cannot hold (the limits a
+    reader checks a manifest against: format.MAX_NDIM dimensions of at most format.MAX_DIM)."""
+    if len(shape) > MAX_NDIM:
+        raise CheckpointError(f"{name}: shape {shape} has {len(shape)} dimensions; a checkpoint tensor has "
+                              f"at most {MAX_NDIM}",
+                              hint=f"reshape it to at most {MAX_NDIM} dimensions before saving (e.g. merge "
+                                   "size-1 or trailing dimensions) and back after restoring")
+    for dim, size in enumerate(shape):
+        if size > MAX_DIM:
+            raise CheckpointError(f"{name}: dimension {dim} of shape {shape} is {size:,}, over the limit of "
+                                  f"{MAX_DIM:,} per dimension",
+                                  hint="reshape it so that no dimension is longer (e.g. split that dimension "
+                                       "in two) before saving")
+
+
 def _plan_shard(name: str, shard: Shard) -> tuple[dict, _Piece | None]:
     arr, logical = host_view(shard.data, name)
     shape = list(shard.global_shape)
+    check_shape(name, shape)
     region = shard.region()
     want = [hi - lo for lo, hi in region]
     if list(arr.shape) != want:
@@ -234,9 +252,9 @@ def save(directory: Path | str, state: Mapping[str, Any], *, step: int,
     comm = comm or SingleProcess()
     rank, world = comm.Get_rank(), comm.Get_size()
     root = Path(directory)
-    check_header(step, layout, tags, metadata)
     t0 = time.perf_counter()
-    started = collective(comm, lambda: _begin(root, step) if rank == 0 else None)
+    steps = check_header_everywhere(comm, step, layout, tags, metadata)
+    started = collective(comm, lambda: (same_step(steps), _begin(root, step))[1] if rank == 0 else None)
     tmp, cleaned = Path(started[0]), started[1]
     values = _values  # this rank's non-tensor leaves (split off inside work: an error reaches every rank)
     try:
@@ -299,6 +317,26 @@ def check_header(step: Any, layout: Any, tags: Any, metadata: Any) -> None:
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{what} must be a JSON object of plain values: {exc}",
                                   hint="pass numbers, strings, lists and dicts (no tensors or objects)") from None
+
+
+def check_header_everywhere(comm: Communicator, step: Any, layout: Any, tags: Any,
+                            metadata: Any) -> list | None:
+    """:func:`check_header` on every rank, as a collective: a bad step, tags or metadata on any rank
+    is raised on every rank (checked on one rank alone, the others hung in the save's first
+    collective). Returns every rank's step on rank 0 (for :func:`same_step`), None elsewhere."""
+    def mine() -> Any:
+        check_header(step, layout, tags, metadata)
+        return step
+    return gather_or_raise(comm, mine)
+
+
+def same_step(steps: list | None) -> None:
+    """Refuse (on rank 0: run it inside a :func:`collective`) ranks that passed different steps."""
+    if steps and len(set(steps)) > 1:
+        shown = ", ".join(f"rank {r}: {s}" for r, s in enumerate(steps[:8]))
+        shown += ", ..." if len(steps) > 8 else ""
+        raise CheckpointError(f"ranks passed different steps: {shown}",
+                              hint="pass the same step on every rank (e.g. comm.bcast(step, root=0))")
 
 
 def inside_a_checkpoint(root: Path) -> Path | None:

@@ -45,7 +45,8 @@ def test_the_event_gives_the_saves_fields(tmp_path: Path, events, monkeypatch: p
 def test_a_rank_that_saved_nothing_and_an_asynchronous_save(tmp_path: Path, events,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A rank other than 0 saves nothing (its save_fn returns None: slurm/trainer.py); an
-    asynchronous save returns a handle whose step is known before it ends. Outside Slurm ``job`` is null."""
+    asynchronous save returns a handle, waited for: the event names the committed checkpoint.
+    Outside Slurm ``job`` is null."""
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     _preempted(lambda: None, signal.SIGTERM)
     with AsyncSaver(tmp_path) as ckpt:
@@ -54,4 +55,6 @@ def test_a_rank_that_saved_nothing_and_an_asynchronous_save(tmp_path: Path, even
     assert set(first) == set(second) == KEYS
     assert first["path"] is first["step"] is first["bytes"] is first["seconds"] is first["job"] is None
     assert first["signal"] == "SIGTERM"
-    assert second["step"] == 3 and second["path"] is None and second["job"] is None
+    assert second["step"] == 3 and second["job"] is None
+    assert second["path"] == str(tmp_path / "step-0000000003")
+    assert second["bytes"] == 16 and second["seconds"] >= 0

@@ -83,6 +83,7 @@ class StreamWriter:
         if self.tmp is None:
             raise CheckpointError("StreamWriter.add_blocks outside its `with` block")
         check_name(name)
+        writer.check_shape(name, list(shape))  # before writing any block
         stored = stored_dtype(dtype)
         meta = writer.chunk_meta(name, list(shape), dtype, stored.name, [max(1, s) for s in shape], None)
         with self._lock:
