@@ -42,6 +42,10 @@ def restore(path: Path | str, *, step: int | None = None, names: list[str] | Non
     targets (nested dicts of arrays/tensors) that are filled in place and returned; ``dtype``
     (a floating dtype, not fp8: a cast without scales saturates) casts the floating tensors read:
     integer and bool tensors (steps, ids, masks) are never cast. A target whose integer dtype cannot hold the stored one is refused.
+
+    A failed restore never writes damaged bytes into ``into``: every target's shape and dtype
+    (and every chunk file's size) is checked before any is written, and each chunk's CRC-32C
+    before its bytes are copied; a damaged chunk found after others leaves their values filled.
     """
     if isinstance(names, (str, bytes)) or not (names is None or isinstance(names, Iterable)):
         raise CheckpointError(f"names must be a list of tensor names or prefixes, got {names!r}",
@@ -86,13 +90,14 @@ class _Parts:
         self.rank, self.world_size, self.mesh = rank, world_size, mesh
         self.coords = tuple(int(c) for c in np.unravel_index(rank, mesh)) if mesh else None
 
-    def read(self, ckpt: Checkpoint, name: str, entry: TensorEntry, **kw: Any) -> Any:
+    def region(self, ckpt: Checkpoint, name: str, entry: TensorEntry) -> Any:
+        """The region of ``name`` this rank restores (None: the whole tensor)."""
         if entry.split is None or self.world_size == 1:
-            return ckpt.read(name, **kw)
+            return None
         dims = entry.split.dims
         if self.mesh is not None and len(dims) == len(self.mesh):
-            return ckpt.read_shard(name, self.coords, self.mesh, dim=tuple(dims), **kw)
-        return ckpt.read_shard(name, self.rank, self.world_size, dim=dims[0], **kw)
+            return ckpt.shard_region(name, self.coords, self.mesh, dim=tuple(dims))
+        return ckpt.shard_region(name, self.rank, self.world_size, dim=dims[0])
 
 
 def _restore_once(path: Path | str, step: int | None, names: list[str] | None, parts: _Parts,
@@ -104,13 +109,16 @@ def _restore_once(path: Path | str, step: int | None, names: list[str] | None, p
     out: dict[str, Any] = {}
     with store.reading(ckpt.ref):
         require_readable(ckpt)
+        # every target's shape and dtype, and every chunk file's size, before any target is written
+        regions = {n: parts.region(ckpt, n, ckpt.entry(n)) for n in wanted}
+        for name in wanted:
+            ckpt.check(name, region=regions[name], out=targets.get(name))
 
         def one(name: str) -> tuple[str, Any]:
             entry = ckpt.entry(name)
             cast = dtype if name not in targets and dtype_kind(entry.dtype) == "f" else None
-            kw = {"out": targets.get(name), "dtype": cast,
-                  "as_torch": as_torch}
-            value = parts.read(ckpt, name, entry, **kw)
+            value = ckpt.read(name, region=regions[name], out=targets.get(name), dtype=cast,
+                              as_torch=as_torch)
             if progress:
                 progress(entry_nbytes(ckpt, name))
             return name, value
