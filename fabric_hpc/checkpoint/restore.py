@@ -28,7 +28,7 @@ Progress = Callable[[int], None]
 
 
 def restore(path: Path | str, *, step: int | None = None, names: list[str] | None = None,
-            rank: int = 0, world_size: int = 1, mesh: tuple[int, ...] | None = None,
+            rank: int | None = None, world_size: int = 1, mesh: tuple[int, ...] | None = None,
             into: Mapping[str, Any] | None = None, dtype: Any = None, as_torch: bool = False,
             threads: int = 4, progress: Progress | None = None) -> dict[str, Any]:
     """Restore a checkpoint as nested dicts.
@@ -37,7 +37,7 @@ def restore(path: Path | str, *, step: int | None = None, names: list[str] | Non
     the first dimension they were split on (resharding: any world size); the others come back
     whole. ``mesh`` (e.g. ``(2, 4)``, product = ``world_size``) restores tensors split over as
     many dimensions as a block of that mesh instead: rank -> mesh coordinates row-major, like
-    ``torch.distributed.DeviceMesh``. ``names``
+    ``torch.distributed.DeviceMesh``. ``rank`` is required when ``world_size`` > 1. ``names``
     selects tensors (partial restore; a prefix selects a subtree); ``into`` gives preallocated
     targets (nested dicts of arrays/tensors) that are filled in place and returned; ``dtype``
     (a floating dtype, not fp8: a cast without scales saturates) casts the floating tensors read:
@@ -79,7 +79,19 @@ def restore(path: Path | str, *, step: int | None = None, names: list[str] | Non
 class _Parts:
     """Which part of a split tensor this rank restores."""
 
-    def __init__(self, rank: int, world_size: int, mesh: tuple[int, ...] | None) -> None:
+    def __init__(self, rank: int | None, world_size: int, mesh: tuple[int, ...] | None) -> None:
+        for what, v in (("rank", rank), ("world_size", world_size)):
+            whole = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+            if not whole and (v is not None or what == "world_size"):
+                raise CheckpointError(f"restore's {what} must be a whole number, got {v!r}",
+                                      hint="restore(path, rank=comm.Get_rank(), world_size=comm.Get_size())")
+        if rank is None:
+            if world_size > 1:
+                raise CheckpointError(f"restore with world_size={world_size} needs this process's rank "
+                                      f"(without it every rank would get rank 0's part)",
+                                      hint="restore(path, rank=comm.Get_rank(), world_size=comm.Get_size())")
+            rank = 0
+        rank, world_size = int(rank), int(world_size)
         if not 0 <= rank < world_size:
             raise CheckpointError(f"rank {rank} is outside world size {world_size}",
                                   hint="pass the restoring job's world size with the rank: restore(path, "
