@@ -23,7 +23,7 @@ from fabric_hpc.inputs import kind_of
 from fabric_hpc.checkpoint.tensors import as_tuple, empty_like_target, is_torch, split_region, target_view
 
 Region = tuple[tuple[int, int], ...]
-_SCRATCH = 16 << 20
+_SCRATCH = 1 << 20  # bytes per CRC-32C block of a chunk checked before it is read
 
 
 class Checkpoint:
@@ -80,7 +80,30 @@ class Checkpoint:
     def read(self, name: str, *, region: Region | None = None, out: Any = None,
              dtype: Any = None, as_torch: bool = False) -> Any:
         """Read ``name`` (or the ``region`` of it: ((lo, hi), ...) per dimension) into ``out``
-        (a preallocated array/tensor) or a new array; ``dtype`` casts on the way."""
+        (a preallocated array/tensor) or a new array; ``dtype`` casts on the way.
+
+        A failed read never writes damaged bytes into ``out``: its shape and dtype are checked
+        first, and each chunk's CRC-32C is checked before its bytes are copied. A damaged chunk
+        found after others were read leaves their (correct) values in ``out``."""
+        entry, region, shape = self.check(name, region=region, out=out)
+        if out is None:
+            want = check_dtype(dtype) if dtype is not None else entry.dtype
+            out = empty_like_target(shape, want, torch_out=as_torch or want in VIEW_DTYPES)
+        view, logical = target_view(out)
+        if logical == entry.dtype:
+            self._read_region(entry, region, view)
+        else:
+            tmp = np.empty(shape, stored_dtype(entry.dtype))
+            self._read_region(entry, region, tmp)
+            _cast_into(tmp, entry.dtype, out, logical)
+        return out
+
+    def check(self, name: str, *, region: Region | None = None,
+              out: Any = None) -> tuple[TensorEntry, Region, tuple[int, ...]]:
+        """What :meth:`read` checks before it reads a byte: ``name`` is in the checkpoint, the
+        ``region`` lies inside it, its chunk files are regular files of the stated sizes, and
+        ``out`` (if given) is a target of the region's shape whose dtype holds the stored values.
+        Returns (entry, region, region shape); raises CheckpointError otherwise."""
         entry = self.entry(name)
         region = region or tuple((0, s) for s in entry.shape)
         if not _is_region(region):
@@ -93,40 +116,37 @@ class Checkpoint:
                                   hint=f"give one (lo, hi) per dimension with 0 <= lo <= hi <= its size: "
                                        f"{tuple((0, s) for s in entry.shape)} is the whole tensor")
         self.check_on_disk(entry, region)
-        if out is None:
-            want = check_dtype(dtype) if dtype is not None else entry.dtype
-            out = empty_like_target(shape, want, torch_out=as_torch or want in VIEW_DTYPES)
-        view, logical = target_view(out)
-        if tuple(view.shape) != shape:
-            raise CheckpointError(f"{name}: target shape {tuple(view.shape)} != region shape {shape}",
-                                  hint=f"give a target of shape {shape} (or read without a target)")
-        if _truncates(entry.dtype, logical):
-            raise CheckpointError(f"{name}: the target's dtype {logical} cannot hold every stored {entry.dtype} "
-                                  f"value (it would truncate or wrap them)",
-                                  hint=f"give a target of dtype {entry.dtype} (or a wider one of its kind), or "
-                                       f"read without a target and convert the values yourself")
-        if logical == entry.dtype:
-            self._read_region(entry, region, view)
-        else:
-            tmp = np.empty(shape, stored_dtype(entry.dtype))
-            self._read_region(entry, region, tmp)
-            _cast_into(tmp, entry.dtype, out, logical)
-        return out
+        if out is not None:
+            view, logical = target_view(out)
+            if tuple(view.shape) != shape:
+                raise CheckpointError(f"{name}: target shape {tuple(view.shape)} != region shape {shape}",
+                                      hint=f"give a target of shape {shape} (or read without a target)")
+            if _truncates(entry.dtype, logical):
+                raise CheckpointError(
+                    f"{name}: the target's dtype {logical} cannot hold every stored {entry.dtype} value (it "
+                    f"would truncate or wrap them)",
+                    hint=f"give a target of dtype {entry.dtype} (or a wider one of its kind), or read "
+                         f"without a target and convert the values yourself")
+        return entry, region, shape
 
     def read_shard(self, name: str, part: int | tuple[int, ...], parts: int | tuple[int, ...], *,
                    dim: int | tuple[int, ...] | None = None, **kw: Any) -> Any:
         """Part ``part`` of ``parts`` along ``dim`` (default: the dims it was saved split on;
         tuples select a block of a mesh over several dims)."""
+        return self.read(name, region=self.shard_region(name, part, parts, dim=dim), **kw)
+
+    def shard_region(self, name: str, part: int | tuple[int, ...], parts: int | tuple[int, ...], *,
+                     dim: int | tuple[int, ...] | None = None) -> Region | None:
+        """The region :meth:`read_shard` reads (None: the whole tensor, a scalar)."""
         entry = self.entry(name)
         if not entry.shape:
-            return self.read(name, **kw)
+            return None
         if dim is None:
             dims = tuple(entry.split.dims) if entry.split else (0,)
             dims = dims[:1] if isinstance(part, int) else dims
         else:
             dims = (dim,) if isinstance(dim, int) else tuple(dim)
-        region = split_region(tuple(entry.shape), dims, as_tuple(part), as_tuple(parts))
-        return self.read(name, region=region, **kw)
+        return split_region(tuple(entry.shape), dims, as_tuple(part), as_tuple(parts))
 
     def check_on_disk(self, entry: TensorEntry, region: Region | None = None) -> None:
         """Before anything is allocated: every chunk the region needs is a regular file of the
@@ -166,7 +186,9 @@ class Checkpoint:
                 raise CheckpointCorruptError(f"{entry.path}: chunk {list(index)} is not in the manifest",
                                              problems=[f"{entry.path}/{chunk_key(list(index))}: missing"])
             key = (entry.path, tuple(index))
-            check = self.verify_partial and key not in self._verified
+            whole = all(a == o * c and b == min((o + 1) * c, s)
+                        for (a, b), o, c, s in zip(inter, index, chunks, entry.shape))
+            check = key not in self._verified and (whole or self.verify_partial)
             _read_chunk(self.path, chunk.nbytes, chunk.crc32c, entry, index, inter, region, dest, item, check)
             if check:
                 self._verified.add(key)
@@ -182,7 +204,10 @@ def _product(ranges: list[range]) -> Iterable[tuple[int, ...]]:
 
 def _read_chunk(step_dir: Path, nbytes: int, crc: int, entry: TensorEntry, index: tuple[int, ...],
                 inter: list[tuple[int, int]], region: Region, dest: np.ndarray, item: int,
-                check_partial: bool = True) -> None:
+                check: bool = True) -> None:
+    """Copy the part ``inter`` of one chunk into ``dest`` (``check``: after streaming the whole
+    chunk file through CRC-32C, so a damaged chunk raises before any of its bytes reach ``dest``;
+    the file is in the page cache then: normally no second disk read)."""
     chunks = entry.chunk_shape
     origin = [i * c for i, c in zip(index, chunks)]
     try:
@@ -198,14 +223,14 @@ def _read_chunk(step_dir: Path, nbytes: int, crc: int, entry: TensorEntry, index
     try:
         if os.fstat(fd).st_size != nbytes:
             raise _corrupt(entry, index, f"chunk file has {os.fstat(fd).st_size} bytes, expected {nbytes}")
+        if check:
+            _check_crc(fd, nbytes, crc, entry, index)
         ndim = len(chunks)
         k = ndim - 1
         while k > 0 and inter[k] == (origin[k], origin[k] + chunks[k]) and inter[k] == region[k]:
             k -= 1
         outer_ranges = [range(a, b) for a, b in inter[:k]]
         strides = [math.prod(chunks[d + 1:]) for d in range(ndim)]
-        whole = ndim == 0 or (inter[0] == (origin[0], min(origin[0] + chunks[0], entry.shape[0]))
-                              and all(inter[d] == (origin[d], origin[d] + chunks[d]) for d in range(1, ndim)))
         for outer in _product(outer_ranges):
             if ndim == 0:
                 _read_or_fail(fd, dest, 0, entry, index)
@@ -216,18 +241,8 @@ def _read_chunk(step_dir: Path, nbytes: int, crc: int, entry: TensorEntry, index
                 (slice(inter[k][0] - region[k][0], inter[k][1] - region[k][0]),)
             target = dest[sel]
             _read_or_fail(fd, target, lin * item, entry, index)
-        # a chunk read whole is checked from the bytes read; one read in part (a finer layout than
-        # it was saved in) is checked by streaming the whole file through CRC-32C
-        if whole:
-            _check_crc(fd, dest_piece(dest, inter, region), nbytes, crc, entry, index)
-        elif check_partial:
-            _check_crc(fd, np.empty(0, np.uint8), nbytes, crc, entry, index)
     finally:
         os.close(fd)
-
-
-def dest_piece(dest: np.ndarray, inter: list[tuple[int, int]], region: Region) -> np.ndarray:
-    return dest[tuple(slice(a - r[0], b - r[0]) for (a, b), r in zip(inter, region))]
 
 
 def _read_or_fail(fd: int, target: np.ndarray, offset: int, entry: TensorEntry, index: Any) -> None:
@@ -237,16 +252,15 @@ def _read_or_fail(fd: int, target: np.ndarray, offset: int, entry: TensorEntry, 
         raise _corrupt(entry, index, str(exc)) from None
 
 
-def _check_crc(fd: int, piece: np.ndarray, nbytes: int, crc: int, entry: TensorEntry, index: Any) -> None:
-    got = fsio.crc32c(np.ascontiguousarray(piece))
-    rest = nbytes - piece.nbytes
-    offset = piece.nbytes
-    while rest > 0:
-        scratch = np.empty(min(rest, _SCRATCH), np.uint8)
-        fsio.read_into(fd, scratch, offset)
-        got = fsio.crc32c(scratch, got)
-        rest -= scratch.size
-        offset += scratch.size
+def _check_crc(fd: int, nbytes: int, crc: int, entry: TensorEntry, index: Any) -> None:
+    """Stream the chunk file through CRC-32C in small blocks (they stay in the CPU cache)."""
+    got, offset = 0, 0
+    scratch = np.empty(min(nbytes, _SCRATCH), np.uint8)
+    while offset < nbytes:
+        piece = scratch[:min(scratch.size, nbytes - offset)]
+        _read_or_fail(fd, piece, offset, entry, index)
+        got = fsio.crc32c(piece, got)
+        offset += piece.size
     if got != crc:
         raise _corrupt(entry, index, f"crc32c {got:#010x} != manifest {crc:#010x}")
 

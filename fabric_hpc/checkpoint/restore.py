@@ -28,7 +28,7 @@ Progress = Callable[[int], None]
 
 
 def restore(path: Path | str, *, step: int | None = None, names: list[str] | None = None,
-            rank: int = 0, world_size: int = 1, mesh: tuple[int, ...] | None = None,
+            rank: int | None = None, world_size: int = 1, mesh: tuple[int, ...] | None = None,
             into: Mapping[str, Any] | None = None, dtype: Any = None, as_torch: bool = False,
             threads: int = 4, progress: Progress | None = None) -> dict[str, Any]:
     """Restore a checkpoint as nested dicts.
@@ -37,11 +37,16 @@ def restore(path: Path | str, *, step: int | None = None, names: list[str] | Non
     the first dimension they were split on (resharding: any world size); the others come back
     whole. ``mesh`` (e.g. ``(2, 4)``, product = ``world_size``) restores tensors split over as
     many dimensions as a block of that mesh instead: rank -> mesh coordinates row-major, like
-    ``torch.distributed.DeviceMesh``. ``names``
+    ``torch.distributed.DeviceMesh``. ``rank`` is required when ``world_size`` > 1. ``names``
     selects tensors (partial restore; a prefix selects a subtree); ``into`` gives preallocated
-    targets (nested dicts of arrays/tensors) that are filled in place and returned; ``dtype``
+    targets (nested dicts of arrays/tensors) that are filled in place and returned (a non-tensor
+    leaf there, e.g. ``param_groups``, asks for the stored value, returned in its place); ``dtype``
     (a floating dtype, not fp8: a cast without scales saturates) casts the floating tensors read:
     integer and bool tensors (steps, ids, masks) are never cast. A target whose integer dtype cannot hold the stored one is refused.
+
+    A failed restore never writes damaged bytes into ``into``: every target's shape and dtype
+    (and every chunk file's size) is checked before any is written, and each chunk's CRC-32C
+    before its bytes are copied; a damaged chunk found after others leaves their values filled.
     """
     if isinstance(names, (str, bytes)) or not (names is None or isinstance(names, Iterable)):
         raise CheckpointError(f"names must be a list of tensor names or prefixes, got {names!r}",
@@ -75,7 +80,19 @@ def restore(path: Path | str, *, step: int | None = None, names: list[str] | Non
 class _Parts:
     """Which part of a split tensor this rank restores."""
 
-    def __init__(self, rank: int, world_size: int, mesh: tuple[int, ...] | None) -> None:
+    def __init__(self, rank: int | None, world_size: int, mesh: tuple[int, ...] | None) -> None:
+        for what, v in (("rank", rank), ("world_size", world_size)):
+            whole = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+            if not whole and (v is not None or what == "world_size"):
+                raise CheckpointError(f"restore's {what} must be a whole number, got {v!r}",
+                                      hint="restore(path, rank=comm.Get_rank(), world_size=comm.Get_size())")
+        if rank is None:
+            if world_size > 1:
+                raise CheckpointError(f"restore with world_size={world_size} needs this process's rank "
+                                      f"(without it every rank would get rank 0's part)",
+                                      hint="restore(path, rank=comm.Get_rank(), world_size=comm.Get_size())")
+            rank = 0
+        rank, world_size = int(rank), int(world_size)
         if not 0 <= rank < world_size:
             raise CheckpointError(f"rank {rank} is outside world size {world_size}",
                                   hint="pass the restoring job's world size with the rank: restore(path, "
@@ -86,13 +103,14 @@ class _Parts:
         self.rank, self.world_size, self.mesh = rank, world_size, mesh
         self.coords = tuple(int(c) for c in np.unravel_index(rank, mesh)) if mesh else None
 
-    def read(self, ckpt: Checkpoint, name: str, entry: TensorEntry, **kw: Any) -> Any:
+    def region(self, ckpt: Checkpoint, name: str, entry: TensorEntry) -> Any:
+        """The region of ``name`` this rank restores (None: the whole tensor)."""
         if entry.split is None or self.world_size == 1:
-            return ckpt.read(name, **kw)
+            return None
         dims = entry.split.dims
         if self.mesh is not None and len(dims) == len(self.mesh):
-            return ckpt.read_shard(name, self.coords, self.mesh, dim=tuple(dims), **kw)
-        return ckpt.read_shard(name, self.rank, self.world_size, dim=dims[0], **kw)
+            return ckpt.shard_region(name, self.coords, self.mesh, dim=tuple(dims))
+        return ckpt.shard_region(name, self.rank, self.world_size, dim=dims[0])
 
 
 def _restore_once(path: Path | str, step: int | None, names: list[str] | None, parts: _Parts,
@@ -104,13 +122,16 @@ def _restore_once(path: Path | str, step: int | None, names: list[str] | None, p
     out: dict[str, Any] = {}
     with store.reading(ckpt.ref):
         require_readable(ckpt)
+        # every target's shape and dtype, and every chunk file's size, before any target is written
+        regions = {n: parts.region(ckpt, n, ckpt.entry(n)) for n in wanted}
+        for name in wanted:
+            ckpt.check(name, region=regions[name], out=targets.get(name))
 
         def one(name: str) -> tuple[str, Any]:
             entry = ckpt.entry(name)
             cast = dtype if name not in targets and dtype_kind(entry.dtype) == "f" else None
-            kw = {"out": targets.get(name), "dtype": cast,
-                  "as_torch": as_torch}
-            value = parts.read(ckpt, name, entry, **kw)
+            value = ckpt.read(name, region=regions[name], out=targets.get(name), dtype=cast,
+                              as_torch=as_torch)
             if progress:
                 progress(entry_nbytes(ckpt, name))
             return name, value
@@ -131,8 +152,10 @@ def _restore_once(path: Path | str, step: int | None, names: list[str] | None, p
 
 def _wanted_value(name: str, names: list[str] | None, targets: Mapping[str, Any]) -> bool:
     """Non-tensor leaves come back with a whole restore, or when ``names`` selects them, or a name
-    inside them (a dict holding no tensors is one value; a restore into targets only returns what
-    it filled)."""
+    inside them (a dict holding no tensors is one value; a restore into targets returns what it
+    filled and the values its non-tensor leaves name)."""
+    if name in targets:  # a non-tensor leaf of ``into`` (checked: stored as a value)
+        return True
     if names is None:
         return not targets
     return any(name == w or name.startswith(w.rstrip("/") + "/") or w.startswith(name + "/") for w in names)
@@ -168,12 +191,9 @@ def entry_nbytes(ckpt: Checkpoint, name: str) -> int:
 
 def _select(ckpt: Checkpoint, names: list[str] | None, targets: Mapping[str, Any]) -> list[str]:
     if targets:
-        missing = [n for n in targets if n not in ckpt.manifest.tensors]
-        if missing:
-            raise CheckpointNotFoundError(f"targets not in the checkpoint: {missing[:5]}",
-                                          hint="list its tensors with `fabric ckpt show`")
+        _check_targets(ckpt, targets)
     if names is None:
-        return list(targets) if targets else ckpt.names
+        return [n for n in targets if values.is_tensor_like(targets[n])] if targets else ckpt.names
     chosen = []
     for want in names:
         hit = [n for n in ckpt.names if n == want or n.startswith(want.rstrip("/") + "/")]
@@ -181,6 +201,58 @@ def _select(ckpt: Checkpoint, names: list[str] | None, targets: Mapping[str, Any
             ckpt.entry(want)  # raises with suggestions
         chosen.extend(hit)
     return sorted(set(chosen))
+
+
+def _check_targets(ckpt: Checkpoint, targets: Mapping[str, Any]) -> None:
+    """Every ``into`` leaf names what the checkpoint holds: a tensor target a tensor, a non-tensor
+    (an optimizer's ``param_groups``, a scheduler's ``state_dict()``) a value, which comes back in
+    the returned dict (Python values cannot be filled in place)."""
+    stored = ckpt.manifest.values.leaves if ckpt.manifest.values is not None else {}
+    missing = []
+    for name, target in targets.items():
+        if values.is_tensor_like(target):
+            if name in stored:
+                raise CheckpointError(
+                    f"into[{name!r}] is a {type(target).__name__}, but the checkpoint holds a value (not a "
+                    f"tensor) at {name!r}",
+                    hint="put the value itself (e.g. the state_dict()'s) or None there: it comes back in the "
+                         "dict restore returns")
+            if name not in ckpt.manifest.tensors:
+                missing.append(name)
+        elif name not in stored:
+            inside = [n for n in ckpt.names if n == name or n.startswith(name + "/")]
+            if not inside:
+                missing.append(name)
+                continue
+            where, what = _placeholder(name, target, inside)
+            first = next(n for n in inside if n == where or n.startswith(where + "/"))
+            entry = ckpt.entry(first)
+            there = "a tensor there" if first == where else f"tensors under it ({first!r} first)"
+            raise CheckpointError(
+                f"into target {where!r} is {what}, not a tensor target: the checkpoint stores {there}",
+                hint=f"give preallocated arrays/tensors ({first!r}: shape {tuple(entry.shape)}, "
+                     f"{entry.dtype}; an optimizer that has not stepped has no state tensors to fill), or "
+                     f"leave it out of into=: restore(path, names=[{where!r}]) returns new arrays")
+    if missing:
+        raise CheckpointNotFoundError(f"into= targets not in the checkpoint (neither a tensor nor a value): "
+                                      f"{missing[:5]}",
+                                      hint="list what it holds with `fabric ckpt show --json`")
+
+
+def _placeholder(name: str, target: Any, inside: list[str]) -> tuple[str, str]:
+    """(the stored tensor name a non-tensor ``into`` leaf stands for, what that leaf is): a dict
+    holding no tensor (``{"w": None}``) flattens to one leaf; look inside it for a stored name."""
+    node, path = target, name
+    while isinstance(node, Mapping):
+        key = next((k for k in node
+                    if any(n == f"{path}/{k}" or n.startswith(f"{path}/{k}/") for n in inside)), None)
+        if key is None:
+            break
+        node, path = node[key], f"{path}/{key}"
+    where = path
+    what = ("an empty dict" if node == {} else "a dict holding no tensors") if isinstance(node, Mapping) \
+        else "None" if node is None else f"a {type(node).__name__}"
+    return where, what
 
 
 @dataclass
