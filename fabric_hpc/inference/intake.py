@@ -40,16 +40,16 @@ from fabric_hpc.inference.engine import EngineLimits
 from fabric_hpc.inputs import key_given_twice
 
 __all__ = ["DeadLetter", "InputChanged", "IntakeRejection", "WorkItem", "changed_error", "compression_of",
-           "item_digest",
-           "parse_item", "read_items",
-           "checked_snapshot", "load_snapshot", "snapshot_lines", "spool_files", "spool_lines", "spool_snapshot", "stream_lines"]
+           "item_digest", "parse_item", "read_items", "checked_snapshot", "load_snapshot", "snapshot_lines",
+           "spool_files", "spool_lines", "spool_snapshot", "stream_lines"]
 
 _KEYS = frozenset({"id", "prompt", "max_new_tokens", "priority", "class"})
 # vLLM's names for the same things (``SamplingParams.max_tokens``, ``TokensPrompt.prompt_token_ids``)
 ALIASES = {"max_tokens": "max_new_tokens", "prompt_token_ids": "prompt"}
 _TEXT_PROMPT = ("prompt is text, not a non-empty list of token ids (tokenisation happens upstream, as "
                 "for vLLM's prompt_token_ids): encode it with the served model's tokenizer (e.g. "
-                "transformers' AutoTokenizer.from_pretrained(MODEL).encode(text)) and write the list of ids as prompt")
+                "transformers' AutoTokenizer.from_pretrained(MODEL).encode(text)) and write the list of ids "
+                "as prompt")
 # what a compressed file starts with: each name and how to undo it
 _MAGIC = ((b"\x1f\x8b", "gzip", "gunzip"), (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"),
           (b"BZh", "bzip2", "bunzip2"), (b"\xfd7zXZ\x00", "xz", "unxz"), (b"PK\x03\x04", "zip", "unzip"))
@@ -165,7 +165,8 @@ def _refuse_compressed(path: Path | str, head: bytes) -> None:
         if path == "<stdin>":  # a stream: no file to decompress, but the pipe can
             to_stdout = "unzip -p" if cmd == "unzip" else f"{cmd} -c"
             raise ConfigError(f"the input on stdin is {name}-compressed: work items are plain JSON lines",
-                              hint=f"decompress it in the pipe: ... | {to_stdout} | fabric infer run --input - ...")
+                              hint=f"decompress it in the pipe: ... | {to_stdout} | "
+                                   "fabric infer run --input - ...")
         raise ConfigError(f"input {path} is {name}-compressed: work items are plain JSON lines",
                           hint=f"decompress it first ({cmd} -k {path}; name the result *.jsonl)")
 
@@ -177,7 +178,8 @@ def _one_of_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
         twice = key_given_twice(pairs)
-        raise IntakeRejection(f"key {twice[:80]!r} appears twice in one object (JSON would keep only the last)")
+        raise IntakeRejection(f"key {twice[:80]!r} appears twice in one object "
+                              "(JSON would keep only the last)")
     return obj
 
 
@@ -187,7 +189,8 @@ def _utf8(raw: bytes) -> str:
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise IntakeRejection("not UTF-8 (starts with a UTF-16 byte-order mark): save the file as UTF-8")
     if b"\x00" in raw:
-        raise IntakeRejection("not UTF-8 text (it holds NUL bytes: UTF-16 or UTF-32?): save the file as UTF-8")
+        raise IntakeRejection("not UTF-8 text (it holds NUL bytes: UTF-16 or UTF-32?): "
+                              "save the file as UTF-8")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -270,7 +273,8 @@ def spool_files(spool: str | os.PathLike[str]) -> list[Path]:
         hint = "give a directory of *.jsonl files, a .jsonl file, or '-' for stdin"
         if path.exists():  # a FIFO, socket or device: never read as a spool (a FIFO could block forever)
             from fabric_hpc.inputs import kind_of
-            raise ConfigError(f"input spool {path} is {kind_of(path.stat().st_mode)}, not a file or directory",
+            kind = kind_of(path.stat().st_mode)
+            raise ConfigError(f"input spool {path} is {kind}, not a file or directory",
                               hint=hint + " (pipe into --input - instead)")
         raise NotFoundError(f"input spool {path} does not exist", hint=hint)
     return sorted(p for p in path.iterdir() if p.suffix == ".jsonl" and p.is_file())

@@ -240,7 +240,8 @@ def _running(state: ClusterState, job: Job, req: Request | None, inputs: Inputs,
     if req is not None:
         try:
             return RunningJob(job=_sched_job(job, req, inputs), gpus=gpus, start=start,
-                              preemptible=job.requeue, last_checkpoint=_last_checkpoint(job, inputs, start, now))
+                              preemptible=job.requeue,
+                              last_checkpoint=_last_checkpoint(job, inputs, start, now))
         except ConfigError:
             pass
     walltime = float(job.time_limit_min * 60) if job.time_limit_min else DEFAULT_WALLTIME_S
@@ -348,12 +349,14 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
     return view
 
 
-def _cpus_held(fab: Fabric, view: View, free_cpus: Mapping[str, int], jobs: list[Job], now: float) -> list[str]:
-    """The hosts whose every CPU running jobs hold (a CPU-only job, or a GPU job on all cores): their free GPUs
-    go to an anonymous, never-preempted job (``slurm:cpus:HOST``) that ends when the last of those jobs would
-    (Slurm's start + time limit), so that no job starts there now and a reservation counts on the host from
-    then on. Without it the host was left out of every job's placements, the future's too, and a waiting gang
-    got no reservation. A host whose CPUs no job we see holds (hidden jobs) stays left out."""
+def _cpus_held(fab: Fabric, view: View, free_cpus: Mapping[str, int], jobs: list[Job],
+               now: float) -> list[str]:
+    """The hosts whose every CPU running jobs hold (a CPU-only job, or a GPU job on all cores): their free
+    GPUs go to an anonymous, never-preempted job (``slurm:cpus:HOST``) that ends when the last of those
+    jobs would (Slurm's start + time limit), so that no job starts there now and a reservation counts on
+    the host from then on. Without it the host was left out of every job's placements, the future's too,
+    and a waiting gang got no reservation. A host whose CPUs no job we see holds (hidden jobs) stays left
+    out."""
     ends: dict[str, tuple[float, Job]] = {}
     for job in jobs:
         if not job.active:
@@ -370,8 +373,9 @@ def _cpus_held(fab: Fabric, view: View, free_cpus: Mapping[str, int], jobs: list
             continue
         name = f"slurm:cpus:{host}"
         state.allocate(name, free)
-        sj = SchedJob(id=name, request=_whole(len(free)), submit=now, walltime=end - now, user=job.user or "user",
-                      account=account_of(job), tier="normal", meta={"slurm_job": job.job_id, "fabric": False})
+        sj = SchedJob(id=name, request=_whole(len(free)), submit=now, walltime=end - now,
+                      user=job.user or "user", account=account_of(job), tier="normal",
+                      meta={"slurm_job": job.job_id, "fabric": False})
         view.running.append(RunningJob(job=sj, gpus=tuple(free), start=now, preemptible=False))
     return list(ends)
 
@@ -424,7 +428,8 @@ def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: In
         emit("agent.invalid_requests", jobs=sorted(view.invalid))
 
 
-def _pin_gpus(fab: Fabric, state: ClusterState, job: Job, releasing: set[str]) -> tuple[list[str] | None, bool]:
+def _pin_gpus(fab: Fabric, state: ClusterState, job: Job,
+              releasing: set[str]) -> tuple[list[str] | None, bool]:
     """(the lowest free GPUs of a pinned job's hosts, whether it waits for GPUs being released);
     None when they are not free (re-place it).
 

@@ -115,10 +115,10 @@ def _older_line(job_id: int, older: dict[str, Any]) -> str:
     start = f", from {_when(since)} on" if since is not None else ""
     grep = f"grep -E '\"(for_)?job\":{job_id}[,}}]'"
     if older.get("rotated"):  # the whole log was read: it begins after the job was submitted
-        return (f"What the fabric agent decided for it is older than the part of the agent's decision log read "
-                f"(the log begins{start or ' later'}: logrotate moved the older records away, or the agent "
-                f"started after the job was submitted), so who placed it cannot be told from there; search the "
-                f"moved copies (logrotate's olddir): {grep} {log}.1 <olddir>/decisions.jsonl-*")
+        return (f"What the fabric agent decided for it is older than the part of the agent's decision log "
+                f"read (the log begins{start or ' later'}: logrotate moved the older records away, or the "
+                f"agent started after the job was submitted), so who placed it cannot be told from there; "
+                f"search the moved copies (logrotate's olddir): {grep} {log}.1 <olddir>/decisions.jsonl-*")
     return (f"What the fabric agent decided for it is older than the part of the agent's decision log read "
             f"(its last {TAIL_BYTES >> 20} MiB{start}), so who placed it cannot be told from there; search "
             f"the whole log: {grep} {log}.1 {log}")

@@ -45,7 +45,8 @@ def test_an_optimizer_and_scheduler_round_trip_through_into(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("leaf", [None, "x", [0] * 32])
-def test_a_placeholder_where_a_tensor_is_stored_is_named_not_a_tensor_target(tmp_path: Path, leaf: object) -> None:
+def test_a_placeholder_where_a_tensor_is_stored_is_named_not_a_tensor_target(tmp_path: Path,
+                                                                             leaf: object) -> None:
     save(tmp_path, {"model": {"0.weight": np.ones((8, 4), np.float32)}}, step=1)
     with pytest.raises(CheckpointError) as info:
         restore(tmp_path, into={"model": {"0.weight": leaf}})

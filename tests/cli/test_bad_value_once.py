@@ -8,7 +8,8 @@ import pytest
 
 
 @pytest.mark.parametrize(("argv", "option", "words"), [
-    (["place", "-t", "leaf-spine-16", "-r", "gpus=8", "--time-limit", "0"], "--time-limit", "must be a finite"),
+    (["place", "-t", "leaf-spine-16", "-r", "gpus=8", "--time-limit", "0"], "--time-limit",
+     "must be a finite"),
     (["place", "-t", "leaf-spine-16", "-r", "gpus=8", "--time-limit", "abc"], "--time-limit",
      "is not a number"),
     (["place", "-t", "leaf-spine-16", "-r", "gpus=8", "--workers", "0"], "--workers", "is not in the range"),

@@ -52,7 +52,8 @@ def test_merge_refuses_another_input_with_the_same_ids_and_other_prompts(tmp_pat
     assert main(["infer", "merge", str(out), "--input", str(data)]) == 0  # the same content: ok
 
 
-def test_a_new_spool_file_reusing_a_committed_id_is_dead_lettered_not_blocking(tmp_path: Path, capsys) -> None:
+def test_a_new_spool_file_reusing_a_committed_id_is_dead_lettered_not_blocking(tmp_path: Path,
+                                                                               capsys) -> None:
     cfg, out = make_config(tmp_path), tmp_path / "out"
     spool = tmp_path / "spool"
     spool.mkdir()
@@ -118,6 +119,8 @@ def test_merge_digest_check_ignores_journals_without_digests(tmp_path: Path) -> 
     assert _run(cfg, spool, out) == 0
     journal = out / "journal" / "rank-00000.jsonl"
     recs = [json.loads(line) for line in journal.read_text().splitlines()]
-    journal.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "digests"}) + "\n" for r in recs))
-    (spool / "part-000.jsonl").write_text(_lines([dict(i, max_new_tokens=i["max_new_tokens"] + 1) for i in items]))
+    journal.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "digests"}) + "\n"
+                               for r in recs))
+    changed = [dict(i, max_new_tokens=i["max_new_tokens"] + 1) for i in items]
+    (spool / "part-000.jsonl").write_text(_lines(changed))
     assert main(["infer", "merge", str(out)]) == 0

@@ -27,7 +27,8 @@ def _limit_rank_once_it_commits(proc: subprocess.Popen, out: Path, victim: int) 
     while proc.poll() is None and time.monotonic() - t0 < 30:
         pid = pid or rank_pid(proc.pid, victim)
         if pid and journal.is_file() and journal.stat().st_size:
-            resource.prlimit(pid, resource.RLIMIT_FSIZE, (1024, resource.prlimit(pid, resource.RLIMIT_FSIZE)[1]))
+            hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)[1]
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (1024, hard))
             return
         time.sleep(0.01)
     pytest.fail(f"rank {victim} never committed a chunk")
@@ -62,7 +63,8 @@ def test_ctrl_c_under_mpiexec_says_aborted(job: dict) -> None:
     proc = launch(job, out, 2)
     t0 = time.monotonic()
     journal = out / "journal" / "rank-00000.jsonl"
-    while proc.poll() is None and not (journal.is_file() and journal.stat().st_size) and time.monotonic() - t0 < 30:
+    while (proc.poll() is None and not (journal.is_file() and journal.stat().st_size)
+           and time.monotonic() - t0 < 30):
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGINT)  # the terminal's Ctrl-C: the whole foreground group
     code, stdout, err = finish(proc)

@@ -44,7 +44,8 @@ def test_resuming_with_another_output_mode_is_refused(tmp_path: Path, capsys) ->
     run = ["infer", "run", "--engine-config", str(cfg), "--input", str(spool), "--output", str(out),
            "--no-progress"]
     assert main([*run, "--chunk-size", "2"]) == 0
-    (spool / "part-001.jsonl").write_text(json.dumps({"id": "new", "prompt": [1], "max_new_tokens": 2}) + "\n")
+    new = {"id": "new", "prompt": [1], "max_new_tokens": 2}
+    (spool / "part-001.jsonl").write_text(json.dumps(new) + "\n")
     capsys.readouterr()
     assert main([*run, "--output-mode", "umask"]) == 3
     err = capsys.readouterr().err
@@ -56,7 +57,8 @@ def test_resuming_with_another_output_mode_is_refused(tmp_path: Path, capsys) ->
 
 def test_dev_stdin_from_a_pipe_points_at_dash(tmp_path: Path) -> None:
     cfg = make_config(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "fabric_hpc.cli", "infer", "run", "--engine-config", str(cfg),
+    proc = subprocess.run([sys.executable, "-m", "fabric_hpc.cli", "infer", "run",
+                           "--engine-config", str(cfg),
                            "--input", "/dev/stdin", "--output", str(tmp_path / "out"), "--no-progress"],
                           input=b'{"id": "a", "prompt": [1], "max_new_tokens": 1}\n', capture_output=True,
                           env=ENV, timeout=120)
@@ -70,7 +72,8 @@ def test_gzip_on_stdin_names_no_stdin_file(tmp_path: Path) -> None:
 
     cfg = make_config(tmp_path)
     data = gzip.compress(b'{"id": "a", "prompt": [1], "max_new_tokens": 1}\n')
-    proc = subprocess.run([sys.executable, "-m", "fabric_hpc.cli", "infer", "run", "--engine-config", str(cfg),
+    proc = subprocess.run([sys.executable, "-m", "fabric_hpc.cli", "infer", "run",
+                           "--engine-config", str(cfg),
                            "--input", "-", "--output", str(tmp_path / "out"), "--no-progress"],
                           input=data, capture_output=True, env=ENV, timeout=120)
     err = proc.stderr.decode()

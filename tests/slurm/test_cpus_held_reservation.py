@@ -1,7 +1,7 @@
 """A job holding every CPU of its nodes (a CPU-only job, or a GPU job on all cores) keeps those hosts from a
-start now, not for good: a waiting gang reserves them for when that job ends. Before, such hosts were left out
-of the waiting gang's placements altogether (``Hosts.kept_from``), so a gang that needs them got no reservation
-and smaller jobs started ahead of it for as long as the CPU job ran."""
+start now, not for good: a waiting gang reserves them for when that job ends. Before, such hosts were left
+out of the waiting gang's placements altogether (``Hosts.kept_from``), so a gang that needs them got no
+reservation and smaller jobs started ahead of it for as long as the CPU job ran."""
 
 from __future__ import annotations
 

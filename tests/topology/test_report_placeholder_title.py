@@ -23,7 +23,8 @@ def test_the_page_is_filled_once_whatever_the_title(tmp_path, title: str) -> Non
 
 @pytest.mark.browser
 @pytest.mark.parametrize("title", TITLES)
-def test_the_page_renders_in_chromium_with_the_title_as_text(driver, tmp_path, title: str) -> None:  # noqa: F811
+def test_the_page_renders_in_chromium_with_the_title_as_text(driver, tmp_path,  # noqa: F811
+                                                             title: str) -> None:
     write_report(open_fabric("leaf-spine:hosts=4"), tmp_path / "r.html", title=title)
     assert _open(driver, tmp_path / "r.html") == []
     assert driver.title == title
