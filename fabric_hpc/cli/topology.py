@@ -338,8 +338,11 @@ def import_(csv_path: str, kind: str, hosts_per_leaf: int | None, host_map: str 
 @click.option("--sysfs-root", default="/", show_default=True, help="Root of the sysfs tree to read.")
 @click.option("--no-nvml", is_flag=True, help="Do not query NVML (sysfs only).")
 @click.option("--record", default=None, help="Record the raw NVML answers to this JSON file (for fixtures).")
+@click.option("--hostname", default=None,
+              help="This host's name in the fragment (default: the system's host name, up to the first dot).")
 @json_option
-def discover_cmd(out: str | None, sysfs_root: str, no_nvml: bool, record: str | None, as_json: bool) -> None:
+def discover_cmd(out: str | None, sysfs_root: str, no_nvml: bool, record: str | None, hostname: str | None,
+                 as_json: bool) -> None:
     """Discover this host: GPUs and NVLink (NVML), CPUs, NUMA, HCAs and NICs (sysfs)."""
     from fabric_hpc.topology.discover import discover, facts_path, record_nvml, save_recording
 
@@ -352,7 +355,7 @@ def discover_cmd(out: str | None, sysfs_root: str, no_nvml: bool, record: str | 
         distinct_outputs({"--out": out, "--out's facts file": side, "--record": record})
     if record:
         click.echo(one_line(f"wrote {save_recording(record_nvml(), record)}"), err=True)
-    found = discover(root=sysfs_root, use_nvml=not no_nvml)
+    found = discover(root=sysfs_root, use_nvml=not no_nvml, hostname=hostname)
     for note in found.notes:
         click.echo(one_line(f"note: {note}"), err=True)
     if out:

@@ -130,7 +130,8 @@ def _short_hostname(name: str) -> str:
         ok = False
     if not ok:
         raise ConfigError(f"host name {short!r} is not a plain host name",
-                          hint="pass hostname=... explicitly")
+                          hint="name the host explicitly: fabric topology discover --hostname NAME "
+                               "(Python: discover(hostname=...))")
     return short
 
 

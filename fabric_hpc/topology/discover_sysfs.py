@@ -207,23 +207,51 @@ def read_cpus(root: Path) -> dict[int, tuple[int, int]]:
     cpus = {}
     for cpu in online:
         topo = base / f"cpu{cpu}" / "topology"
-        pkg = read_int(topo / "physical_package_id")
-        core = read_int(topo / "core_id")
+        pkg = _sysfs_int(topo / "physical_package_id")
+        core = _sysfs_int(topo / "core_id")
         cpus[cpu] = (pkg if pkg is not None and pkg >= 0 else 0, core if core is not None else cpu)
     return cpus
+
+
+_DAMAGED = "check the --sysfs-root directory (a copy of /sys may be damaged) or copy the file again"
+
+
+def _sysfs_int(path: Path) -> int | None:
+    """An integer attribute; None when absent. Present but not an integer is a ConfigError naming
+    the file (read as 0 it would silently move CPUs to another socket)."""
+    text = read_text(path)
+    try:
+        return int(text, 0) if text is not None else None
+    except ValueError:
+        raise ConfigError(f"{path}: {text[:60]!r} is not an integer", hint=_DAMAGED) from None
+
+
+def read_memtotal_kb(path: Path) -> int | None:
+    """``MemTotal`` in kB of a NUMA node's ``meminfo`` (or ``/proc/meminfo``); None when the file is
+    absent. A file without a ``MemTotal: <n> kB`` line is a ConfigError naming it: dropping it
+    would silently leave that node's memory out of ``memory_gb``."""
+    text = read_text(path)
+    if text is None:
+        return None
+    m = _MEMTOTAL.search(text)
+    if not m:
+        raise ConfigError(f"{path}: no 'MemTotal: <n> kB' line (starts {text[:60]!r})", hint=_DAMAGED)
+    return int(m.group(1))
 
 
 def read_numa(root: Path, cpus: dict[int, tuple[int, int]], notes: list[str]) -> dict[int, dict[str, Any]]:
     base = root / "sys/devices/system/node"
     nodes: dict[int, dict[str, Any]] = {}
     for d in sorted(base.glob("node[0-9]*"), key=lambda p: int(p.name[4:])):
-        m = _MEMTOTAL.search(read_text(d / "meminfo") or "")
+        kb = read_memtotal_kb(d / "meminfo")
+        if kb is None:
+            notes.append(f"NUMA node {d.name[4:]} has no readable meminfo ({d / 'meminfo'}): "
+                         "its memory is not counted in memory_gb")
         nodes[int(d.name[4:])] = {"cpus": parse_cpulist(read_text(d / "cpulist"), str(d / "cpulist")),
-                                  "memory_kb": int(m.group(1)) if m else None}
+                                  "memory_kb": kb}
     if not nodes:
-        m = _MEMTOTAL.search(read_text(root / "proc/meminfo") or "")
         notes.append("sysfs lists no NUMA nodes; treated as one node holding every CPU")
-        nodes[0] = {"cpus": sorted(cpus), "memory_kb": int(m.group(1)) if m else None}
+        nodes[0] = {"cpus": sorted(cpus), "memory_kb": read_memtotal_kb(root / "proc/meminfo")}
     return nodes
 
 

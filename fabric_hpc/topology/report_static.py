@@ -7,6 +7,7 @@ grouped by parent, with a legend. :func:`fabric_hpc.topology.report.write_report
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,10 @@ def static_images(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[s
     """The static picture in each format (``png``, ``svg``), in memory: nothing is written."""
     import matplotlib
 
-    with matplotlib.rc_context({"text.usetex": False}):  # user text is never handed to LaTeX
+    # user text is never handed to LaTeX; a CJK or emoji job id the font lacks is drawn as a box,
+    # without a Python warning on the caller's stderr (only that warning, only while drawing)
+    with matplotlib.rc_context({"text.usetex": False}), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
         fig = _figure(fab, codes, jobs, stats, title)
         out = {}
         for fmt in formats:
@@ -164,10 +168,33 @@ def _static_titles(fig: Any, fab: Fabric, codes: np.ndarray, njobs: int, title: 
     free, down = int((codes == FREE).sum()), int((codes == DOWN).sum())
     alloc = len(codes) - free - down
     h = fig.get_figheight()
-    fig.text(0.01, 1 - 0.12 / h, mpl_text(title, 150), fontsize=12, fontweight="bold", va="top")
-    fig.text(0.01, 1 - 0.42 / h,
-             mpl_text(fab.spec.description or fab.name, 100) + f" — {plural(len(fab.hosts), 'host')}, "
-             f"{plural(len(fab.gpus), 'GPU')}: {free:,} free, {alloc:,} allocated ({plural(njobs, 'job')}), {down:,} down", fontsize=9, va="top")
+    counts = (f" — {plural(len(fab.hosts), 'host')}, {plural(len(fab.gpus), 'GPU')}: {free:,} free, "
+              f"{alloc:,} allocated ({plural(njobs, 'job')}), {down:,} down")
+    _one_line(fig, fig.text(0.01, 1 - 0.12 / h, "", fontsize=12, fontweight="bold", va="top"), title, "", 150)
+    _one_line(fig, fig.text(0.01, 1 - 0.42 / h, "", fontsize=9, va="top"), fab.spec.description or fab.name,
+              counts, 100)
+
+
+def _one_line(fig: Any, artist: Any, text: str, suffix: str, limit: int) -> None:
+    """Set ``artist`` to ``text`` on one line (newlines and runs of blanks become one space), cut with
+    an ellipsis to at most ``limit`` characters and to the figure's width, then ``suffix`` (kept whole).
+    A multi-line description would otherwise be drawn over the chart."""
+    flat = " ".join(str(text).split())
+    renderer = fig.canvas.get_renderer()
+    room = fig.bbox.x1 * 0.99
+
+    def fits(n: int) -> bool:
+        artist.set_text(mpl_text(flat, n) + suffix)
+        return artist.get_window_extent(renderer).x1 <= room
+
+    n = min(len(flat), limit)
+    if n and not fits(n):
+        lo, hi = 1, n  # fits(lo) is assumed; the longest cut that fits
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+        n = lo
+    artist.set_text(mpl_text(flat, n) + suffix)
 
 
 _LEGEND_JOBS = 14

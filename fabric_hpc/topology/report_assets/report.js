@@ -98,22 +98,39 @@
 
   function renderHeader() {
     document.getElementById("title").textContent = show(D.title);
+    document.getElementById("subtitle").title = show(D.description || D.name);  // whole text; CSS cuts it
     document.getElementById("subtitle").innerHTML = "<bdi>" + esc(D.description || D.name) + "</bdi>" +
       (D.levels.length ? " · switch levels: " + D.levels.map(esc).join(" → ") : "");
     var alloc = S.length - total[FREE] - total[DOWN];
-    var shared = D.nvl.filter(function (d) { return d.shared; }).length;
+    var shared = sharedLabel();
     var cards = [["hosts", "Hosts", H], ["gpus", "GPUs", S.length], ["free", "Free", total[FREE]],
       ["allocated", "Allocated", alloc], ["down", "Down", total[DOWN]], ["jobs", "Jobs", NJ],
-      ["nvl", shared ? "NVL72 domains" : !D.nvl.length ? "NVLink domains" :
+      ["nvl", shared ? shared[0] : !D.nvl.length ? "NVLink domains" :
        gpuHosts() === D.nvl.length ? "NVLink domains (one per host)" : "NVLink domains (one per NVLink host)",
-       D.nvl.length]];
+       shared ? shared[1] : D.nvl.length]];
     document.getElementById("counts").innerHTML = cards.map(function (c) {
       var cls = c[0] === "free" ? "free" : c[0] === "allocated" ? "alloc" : c[0] === "down" ? "down" : "";
       return '<div class="card ' + cls + '"><b id="count-' + c[0] + '">' + fmt(c[2]) + "</b><span>" + c[1] + "</span></div>";
     }).join("");
     document.getElementById("overall").innerHTML = bar(total) +
-      '<div style="font-size:11px;color:#b8c4d0;margin-top:3px">' + (100 * alloc / (S.length || 1)).toFixed(1) +
-      "% allocated · " + (100 * total[DOWN] / (S.length || 1)).toFixed(1) + "% down</div>";
+      '<div style="font-size:11px;color:#b8c4d0;margin-top:3px">' + share(alloc) + " allocated · " + share(total[DOWN]) +
+      " down</div>";
+  }
+  function share(n) {  // share of all GPUs, one decimal; a non-zero share never reads 0.0%
+    var p = 100 * n / (S.length || 1);
+    return n > 0 && p < 0.05 ? "<0.1%" : p.toFixed(1) + "%";
+  }
+  function sharedLabel() {  // multi-host NVLink domains: [label by their GPU count, how many], or null
+    var gpus = {}, sizes = {};
+    D.hostNvl.forEach(function (d, x) {
+      if (d >= 0 && D.nvl[d].shared) gpus[d] = (gpus[d] || 0) + start[x + 1] - start[x];
+    });
+    var doms = Object.keys(gpus);
+    if (!doms.length) return null;
+    doms.forEach(function (d) { sizes[gpus[d]] = 1; });
+    var one = Object.keys(sizes).length === 1, n = doms.length;
+    return [one ? "NVL" + gpus[doms[0]] + " domain" + (n > 1 ? "s" : "") :
+            "NVLink domain" + (n > 1 ? "s" : "") + " (multi-host)", n];
   }
   function renderLegend() {
     var anyShared = D.nvl.some(function (d) { return d.shared; });
@@ -200,7 +217,8 @@
     var t = D.hostTypes[D.hostType[x]], cols = Math.min(t.gpus, 4) || 1, cells = "";
     for (var k = start[x]; k < start[x + 1]; k++) cells += gpuCell(k, t.rail[k - start[x]]);
     return '<div class="host' + (D.hostNvl[x] < 0 ? " nonvl" : "") + '" data-h="' + x + '" data-host="' + esc(D.hosts[x]) +
-      '"><div class="hn">' + esc(D.hosts[x]) + '</div><div class="gpus" style="grid-template-columns:repeat(' + cols +
+      '"><div class="hn" title="' + esc(D.hosts[x]) + '">' + esc(D.hosts[x]) +
+      '</div><div class="gpus" style="grid-template-columns:repeat(' + cols +
       ',11px)">' + cells + "</div></div>";
   }
   function leafBody(i) {
@@ -234,7 +252,7 @@
   function renderGroup(i) {
     var g = G[i], c = groupCounts(i), nh = hostsUnder(i).length, ng = sum(c), isOpen = !!open[i];
     var alloc = ng - c[FREE] - c[DOWN];
-    var head = '<div class="ghead" data-gi="' + i + '"><span class="caret">' + (isOpen ? "▾" : "▸") + '</span><span class="lvl">' +
+    var head = '<div class="ghead" data-gi="' + i + '"><span class="caret">' + (isOpen ? "▾" : "▸") + '</span><span class="lvl" title="' + esc(g.l) + '">' +
       esc(g.l) + "</span><b>" + esc(g.n) + '</b><span class="meta">' + (g.s ? g.s + " switch" + (g.s > 1 ? "es" : "") + " · " : "") +
       (g.c.length ? g.c.length + " group" + (g.c.length > 1 ? "s" : "") + " · " : "") + pl(nh, "host") + " · " + pl(ng, "GPU") + '</span><span class="util">' +
       (100 * alloc / (ng || 1)).toFixed(0) + "% used · <b>" + fmt(c[FREE]) + "</b> free" +
@@ -408,9 +426,9 @@
     if (ev.key !== "Enter") return;
     var q = ev.target.value.trim(), gpu = -1, msg = document.getElementById("search-msg");
     var m = /^(.*)\/gpu(\d+)$/.exec(q), x = D.hosts.indexOf(m ? m[1] : q);
-    msg.textContent = "";
-    if (x < 0) { msg.textContent = "no host " + q; return; }
-    if (m) { gpu = start[x] + +m[2]; if (gpu >= start[x + 1]) { msg.textContent = "no GPU " + q; return; } }
+    msg.textContent = msg.title = "";
+    if (x < 0) { msg.textContent = msg.title = "no host " + q; return; }
+    if (m) { gpu = start[x] + +m[2]; if (gpu >= start[x + 1]) { msg.textContent = msg.title = "no GPU " + q; return; } }
     for (var i = leafOf[x]; i >= 0; i = G[i].p) open[i] = true;
     renderTree();
     var el = tree.querySelector(gpu >= 0 ? '.gpu[data-g="' + gpu + '"]' : '.host[data-h="' + x + '"]');
