@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from fabric_hpc.atomic import write_atomic
-from fabric_hpc.topology.report_static import mpl_text
+from fabric_hpc.topology.report_static import mpl_text, user_text_drawing
 
 ROWS = [("mean_jct_s", "mean JCT (h)", 1 / 3600), ("p50_jct_s", "p50 JCT (h)", 1 / 3600),
         ("p99_jct_s", "p99 JCT (h)", 1 / 3600), ("mean_wait_s", "mean queueing delay (h)", 1 / 3600),
@@ -65,7 +65,7 @@ def plots(results: list[dict[str, Any]], names: list[str]) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
-    with matplotlib.rc_context({"text.usetex": False}):  # run names are never handed to LaTeX
+    with user_text_drawing():  # run names: no LaTeX, no glyph warnings
         return _plots(results, [mpl_text(n) for n in names])
 
 

@@ -6,8 +6,10 @@ grouped by parent, with a legend. :func:`fabric_hpc.topology.report.write_report
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +38,21 @@ def mpl_text(text: object, limit: int | None = None) -> str:
     return _ZWSP + out if out.startswith("_") else out
 
 
+@contextlib.contextmanager
+def user_text_drawing() -> Iterator[None]:
+    """While matplotlib draws user text: never handed to LaTeX, and a CJK or emoji name the font lacks is
+    drawn as a box without a Python warning on the caller's stderr (only that warning, only meanwhile)."""
+    import matplotlib
+
+    with matplotlib.rc_context({"text.usetex": False}), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
+        yield
+
+
 def static_images(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, JobStats], title: str,
                   formats: tuple[str, ...]) -> dict[str, bytes]:
     """The static picture in each format (``png``, ``svg``), in memory: nothing is written."""
-    import matplotlib
-
-    # user text is never handed to LaTeX; a CJK or emoji job id the font lacks is drawn as a box,
-    # without a Python warning on the caller's stderr (only that warning, only while drawing)
-    with matplotlib.rc_context({"text.usetex": False}), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
+    with user_text_drawing():
         fig = _figure(fab, codes, jobs, stats, title)
         out = {}
         for fmt in formats:
