@@ -175,6 +175,10 @@ def _necessary(p: Problem) -> None:
     if r.whole_hosts:
         _diagnose_whole_hosts(p)
     if r.rail_aligned and p.gpn < p.free_mat.shape[1] and not p.patterns:
+        numa_ok = int(((_numa_most(p) >= p.gpn) & p.host_ok).sum()) if r.numa_local else need
+        if numa_ok < need:  # numa_local alone already fails: it binds, not the rail pattern
+            raise _fail(p, _short_of(p, need, numa_ok), "relax numa_local", constraint="numa_local",
+                        needed=need, largest=numa_ok)
         raise _fail(p, "rail_aligned: no set of local GPU indices is free on any host", constraint="rail_aligned",
                     needed=need, largest=0)
     total = int(p.cap.sum())
