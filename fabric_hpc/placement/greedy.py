@@ -26,12 +26,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fabric_hpc.placement.busy import avoiding_caps, slowed
-from fabric_hpc.placement.cost import modelled_comm_ms
 from fabric_hpc.placement.contract import Placement, PlacementInfeasible, SolveOptions
 from fabric_hpc.placement.cpsat_comm import host_rates
 from fabric_hpc.placement.explain import diagnose, unit_name
+from fabric_hpc.placement.greedy_spread import _balanced, _spread  # noqa: F401 (_balanced: tests)
 from fabric_hpc.placement.levels import domain_sums, run_starts
-from fabric_hpc.placement.netmodel import CollectiveParams
 from fabric_hpc.placement.problem import PlacementBug, Problem
 
 if TYPE_CHECKING:
@@ -140,127 +139,6 @@ def greedy_counts(p: Problem, base: np.ndarray | None = None) -> dict[int, int] 
     cap = np.where(np.isin(p.levels.host_dom[:, p.max_level], keep), base, 0)
     counts = _attempt(p, cap)
     return _spread(p, cap, counts) if counts is not None and _within_limit(p, counts) else None
-
-
-def _spread(p: Problem, base: np.ndarray, counts: dict[int, int]) -> dict[int, int]:
-    """The fill's ``counts`` spread for the ring: over NVLink domains of several hosts (NVL72 racks)
-    where the gang spans several (:func:`_domain_balanced`), else over its hosts (:func:`_balanced`)."""
-    spread = _domain_balanced(p, base, counts)
-    return _balanced(p, counts) if spread is None else spread
-
-
-def _domain_balanced(p: Problem, base: np.ndarray, counts: dict[int, int]) -> dict[int, int] | None:
-    """The collective model's tie-break where an NVLink domain holds several hosts (an NVL72 rack)
-    and the gang spans several: the ring gets as many channels as the fewest NICs a domain brings, so
-    the fill-first split (a whole rack and a remainder of 1 GPU in the next) starved it (gpus=73 on
-    NVL72: 4.13 ms against 1.23 ms for 37+36). The same number of domains, the roomiest under the
-    parents the fill used (ties: those it used), each given a share as even as their free GPUs allow
-    (water-filling), filled best-fit inside; kept only where the fewest NICs per domain (at most
-    ``max_channels``) grows and the modelled collective time drops (else the per-host spread).
-    None: not such a case (the caller spreads per host)."""
-    lv, nv = p.levels, p.levels.alias.get("nvlink", 0)
-    if nv < 1 or p.slice_level is not None or p.request.whole_hosts or len(counts) < 2:
-        return None
-    hosts = np.fromiter(counts, np.int64)
-    dom = lv.host_dom[:, nv]
-    used = np.unique(dom[hosts])
-    if len(used) < 2:
-        return None
-    gpn = p.gpn if p.nodes_mode else 1
-    dcap = domain_sums(lv, nv, base)
-    pool = np.flatnonzero(dcap > 0)
-    if nv + 1 < len(lv.chain):  # the parents the fill chose (leaves, groups) stay the same
-        parent = np.zeros(len(dcap), np.int64)
-        parent[dom] = lv.host_dom[:, nv + 1]
-        pool = pool[np.isin(parent[pool], lv.host_dom[hosts, nv + 1])]
-    pick = pool[np.lexsort((~np.isin(pool, used), -dcap[pool]))[: len(used)]]
-    quota = _water_fill(dcap[pick], sum(counts.values()) // gpn)
-    was = _fewest_nics(p, counts)
-    if quota is None or min(int(quota.min()) * gpn, _MAX_CHANNELS) <= was:  # a domain brings ≤ its GPUs
-        return None
-    cap, out = base.copy(), {}
-    try:
-        for d, q in zip(pick.tolist(), quota.tolist(), strict=True):
-            if q:
-                _fill(p, cap, _domain_hosts(p, nv, d), nv, q, out)
-    except _NoFit:
-        return None
-    new = {h: c * gpn for h, c in out.items()}
-    now = _fewest_nics(p, new)
-    if not _within_limit(p, new) or now <= was:
-        return None
-    if was <= _STARVED and now >= 2 * was:  # a starved ring (72+1): the spread wins by far, no need to ask
-        return new
-    # more channels, but where latency binds, channels that cross rails can cost more: the model decides
-    old = _balanced(p, counts)
-    if modelled_comm_ms(p, p.chosen_gpus(new)[1]) >= modelled_comm_ms(p, p.chosen_gpus(old)[1]):
-        return old
-    return new
-
-
-def _water_fill(caps: np.ndarray, total: int) -> np.ndarray | None:
-    """``total`` units over bins of ``caps``, maximising the fewest any bin gets (None: no room)."""
-    if int(caps.sum()) < total:
-        return None
-    srt = np.sort(caps).tolist()
-    below, level = 0, 0  # level: the smallest per-bin ceiling that holds them all
-    for i, c in enumerate(srt):
-        if below + c * (len(srt) - i) >= total:
-            level = -(-(total - below) // (len(srt) - i))
-            break
-        below += c
-    take = np.minimum(caps, level - 1)
-    extra = [i for i in np.argsort(-caps, kind="stable") if caps[i] >= level][: total - int(take.sum())]
-    take[extra] += 1
-    return take
-
-
-def _fewest_nics(p: Problem, counts: dict[int, int]) -> int:
-    """The fewest NICs (at most ``max_channels``) an NVLink domain of ``counts`` brings the ring, a
-    host bringing as many as it gives GPUs, up to its NIC count."""
-    hosts = np.fromiter(counts, np.int64)
-    per = np.minimum(np.fromiter(counts.values(), np.int64), _host_nics(p.fab)[hosts])
-    dom = p.levels.host_dom[hosts, p.levels.alias.get("nvlink", 0)]
-    _, inv = np.unique(dom, return_inverse=True)
-    return int(min(np.bincount(inv, weights=per).min(), _MAX_CHANNELS))
-
-
-_MAX_CHANNELS = CollectiveParams().max_channels
-_STARVED = _MAX_CHANNELS // 4  # so few channels that doubling them is always faster on the model
-_NICS: weakref.WeakKeyDictionary[Fabric, np.ndarray] = weakref.WeakKeyDictionary()
-
-
-def _host_nics(fab: Fabric) -> np.ndarray:
-    """NICs per host (kept per fabric)."""
-    hit = _NICS.get(fab)
-    if hit is None:
-        hit = _NICS[fab] = np.array([fab.host_type(h).nics for h in fab.hosts], np.int64)
-    return hit
-
-
-def _balanced(p: Problem, counts: dict[int, int]) -> dict[int, int]:
-    """The collective model's tie-break for total-GPU requests over several hosts: the same hosts
-    (so the same domains), the GPUs spread to maximise the fewest any host gets, where that gives the
-    ring more channels. A host giving few GPUs gives the ring few NICs (channels), so this is never
-    slower and usually faster: 8+8+7+1 GPUs on DGX hosts become 6+6+6+6. Slices keep their
-    per-domain sums, so they are left as they are."""
-    if p.nodes_mode or p.slice_level is not None or p.request.whole_hosts or len(counts) < 2:
-        return counts
-    hosts = sorted(counts)
-    caps = np.array([int(p.cap[h]) for h in hosts], np.int64)
-    total = sum(counts.values())
-    sums = np.array([np.minimum(caps, k).sum() for k in range(int(caps.max()) + 1)])
-    level = int(np.searchsorted(sums, total))  # the smallest per-host ceiling that holds them all
-    take = np.minimum(caps, level - 1)
-    extra = [i for i in np.argsort(-caps, kind="stable") if caps[i] >= level][: total - int(take.sum())]
-    take[extra] += 1
-    # only where it brings the ring more channels: a host with one NIC gives one however many GPUs
-    # it gives (there 8+4 stays 8+4, not 6+6, which strands more GPUs for the same ring time)
-    nics = np.array([p.fab.host_type(p.fab.hosts[h]).nics for h in hosts], np.int64)
-    before = np.minimum(np.array([counts[h] for h in hosts], np.int64), nics)
-    if int(np.minimum(take, nics).min()) <= int(before.min()):
-        return counts
-    return dict(zip(hosts, take.tolist(), strict=True))
 
 
 def _within_limit(p: Problem, counts: dict[int, int]) -> bool:
