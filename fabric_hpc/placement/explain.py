@@ -37,6 +37,22 @@ def _smaller_nodes_hint(p: Problem) -> str:
     return f"ask for at most {most} GPUs per node (the most any host here has)"
 
 
+def _never_whole_mixed(p: Problem, eligible_gpus: int) -> None:
+    """``nodes=K`` with whole hosts on hosts of several sizes: K hosts of the largest size
+    (docs/placement.md, "Limits"), more than the fabric has of that size."""
+    r, need = p.request, p.units
+    sizes, counts = np.unique(p.levels.host_gpus[p.host_ok & (p.levels.host_gpus > 0)], return_counts=True)
+    have, hosts = p.eligible_hosts_with(p.gpn), int((p.host_ok & (p.levels.host_gpus > 0)).sum())
+    others = ", ".join(f"nodes={c},gpus={s},exclusive" for s, c in zip(sizes.tolist(), counts.tolist(),
+                                                                          strict=True) if s != p.gpn)
+    raise _fail(p, f"nodes with whole hosts are hosts of one size, the largest here ({p.gpn} GPUs) unless "
+                f"gpus= names another, and only {have} of the fabric's {hosts} hosts have {p.gpn} GPUs; "
+                f"{r.describe()} cannot ever fit", f"ask for at most nodes={have}, or name a host size "
+                f"({others}), or ask for whole hosts of any size by GPUs (gpus={eligible_gpus},exclusive "
+                "at most; docs/placement.md, Limits)", constraint="eligibility", needed=need, never=True,
+                largest=have)
+
+
 def _too_small(p: Problem, eligible_gpus: int, gpus_needed: int, hosts: int, where: str) -> str:
     """What of the fabric is too small for a request that can never fit: its GPUs, or (``-N`` nodes
     × G GPUs where the GPUs would do) its hosts with G GPUs: the words match the hint's fix."""
@@ -165,6 +181,9 @@ def _necessary(p: Problem) -> None:
             _never_nvlink(p, eligible_gpus)
         elif eligible_gpus == 0:
             where, hint = "", "give a fabric whose hosts have GPUs (a generator's gpus=N with N >= 1)"
+        elif p.nodes_mode and r.whole_hosts and r.gpus_per_node is None and \
+                len(np.unique(p.levels.host_gpus[p.host_ok & (p.levels.host_gpus > 0)])) > 1:
+            _never_whole_mixed(p, eligible_gpus)
         elif p.nodes_mode:  # the whole fabric is too small: only a smaller request can fit
             where, hint = "", _smaller_nodes_hint(p)
         else:
@@ -175,6 +194,10 @@ def _necessary(p: Problem) -> None:
     if r.whole_hosts:
         _diagnose_whole_hosts(p)
     if r.rail_aligned and p.gpn < p.free_mat.shape[1] and not p.patterns:
+        numa_ok = int(((_numa_most(p) >= p.gpn) & p.host_ok).sum()) if r.numa_local else need
+        if numa_ok < need:  # numa_local alone already fails: it binds, not the rail pattern
+            raise _fail(p, _short_of(p, need, numa_ok), "relax numa_local", constraint="numa_local",
+                        needed=need, largest=numa_ok)
         raise _fail(p, "rail_aligned: no set of local GPU indices is free on any host", constraint="rail_aligned",
                     needed=need, largest=0)
     total = int(p.cap.sum())

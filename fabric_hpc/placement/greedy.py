@@ -29,6 +29,7 @@ from fabric_hpc.placement.busy import avoiding_caps, slowed
 from fabric_hpc.placement.contract import Placement, PlacementInfeasible, SolveOptions
 from fabric_hpc.placement.cpsat_comm import host_rates
 from fabric_hpc.placement.explain import diagnose, unit_name
+from fabric_hpc.placement.greedy_spread import _balanced, _spread  # noqa: F401 (_balanced: tests)
 from fabric_hpc.placement.levels import domain_sums, run_starts
 from fabric_hpc.placement.problem import PlacementBug, Problem
 
@@ -130,39 +131,14 @@ def greedy_counts(p: Problem, base: np.ndarray | None = None) -> dict[int, int] 
     base = p.cap if base is None else base
     counts = _attempt(p, base.copy())
     if counts is not None and _within_limit(p, counts):
-        return _balanced(p, counts)
+        return _spread(p, base, counts)
     if p.max_level is None:
         return None
     caps = domain_sums(p.levels, p.max_level, base)
     keep = np.argsort(-caps, kind="stable")[: p.request.max_domains]
     cap = np.where(np.isin(p.levels.host_dom[:, p.max_level], keep), base, 0)
     counts = _attempt(p, cap)
-    return _balanced(p, counts) if counts is not None and _within_limit(p, counts) else None
-
-
-def _balanced(p: Problem, counts: dict[int, int]) -> dict[int, int]:
-    """The collective model's tie-break for total-GPU requests over several hosts: the same hosts
-    (so the same domains), the GPUs spread to maximise the fewest any host gets, where that gives the
-    ring more channels. A host giving few GPUs gives the ring few NICs (channels), so this is never
-    slower and usually faster: 8+8+7+1 GPUs on DGX hosts become 6+6+6+6. Slices keep their
-    per-domain sums, so they are left as they are."""
-    if p.nodes_mode or p.slice_level is not None or p.request.whole_hosts or len(counts) < 2:
-        return counts
-    hosts = sorted(counts)
-    caps = np.array([int(p.cap[h]) for h in hosts], np.int64)
-    total = sum(counts.values())
-    sums = np.array([np.minimum(caps, k).sum() for k in range(int(caps.max()) + 1)])
-    level = int(np.searchsorted(sums, total))  # the smallest per-host ceiling that holds them all
-    take = np.minimum(caps, level - 1)
-    extra = [i for i in np.argsort(-caps, kind="stable") if caps[i] >= level][: total - int(take.sum())]
-    take[extra] += 1
-    # only where it brings the ring more channels: a host with one NIC gives one however many GPUs
-    # it gives (there 8+4 stays 8+4, not 6+6, which strands more GPUs for the same ring time)
-    nics = np.array([p.fab.host_type(p.fab.hosts[h]).nics for h in hosts], np.int64)
-    before = np.minimum(np.array([counts[h] for h in hosts], np.int64), nics)
-    if int(np.minimum(take, nics).min()) <= int(before.min()):
-        return counts
-    return dict(zip(hosts, take.tolist(), strict=True))
+    return _spread(p, cap, counts) if counts is not None and _within_limit(p, counts) else None
 
 
 def _within_limit(p: Problem, counts: dict[int, int]) -> bool:

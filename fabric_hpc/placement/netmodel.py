@@ -15,6 +15,7 @@ from pydantic import Field
 
 from fabric_hpc.placement.ecmp import Ports, build_ports, flow_keys, route
 from fabric_hpc.placement.ringmemo import ring_memo
+from fabric_hpc.topology.model import nics_per_gpu
 from fabric_hpc.validation import StrictModel
 
 if TYPE_CHECKING:
@@ -104,7 +105,9 @@ def _build_net(fab: Fabric) -> Net:
     off = np.r_[0, np.cumsum(nics)]
     rail = idx.gpu_rail.astype(np.int64)
     nic_key = np.where(rail >= 0, off[idx.gpu_host] + rail, -1)
-    nic_gbps = np.repeat([fab.host_type(h).nic_gbps for h in fab.hosts], nics).astype(np.float64)
+    # a rail NIC stands for its GPU's share of the host's NICs where there are more NICs than GPUs
+    nic_gbps = np.repeat([fab.host_type(h).nic_gbps * nics_per_gpu(fab.host_type(h)) for h in fab.hosts],
+                         nics).astype(np.float64)
     base = ng
     nic_tx = np.where(nic_key >= 0, base + nic_key, -1)
     nic_rx = np.where(nic_key >= 0, base + off[-1] + nic_key, -1)

@@ -143,13 +143,38 @@ _BACKGROUND: dict[str, tuple[list[np.ndarray], tuple[np.ndarray, ...]]] = {}
 def send_reference(fab: Fabric, tp: int, params: CollectiveParams | None = None) -> float:
     """``e_ref``: a stage boundary's send as the published shares saw it, between two NVLink
     domains, each GPU through its own NIC (the first GPU with a NIC and the first of another
-    domain, alone). 0.0 (ratios of 1) on a fabric with one domain or no NICs."""
+    domain, alone). On a fabric with one domain or no NICs, the same send between two hosts of its
+    first GPU host's type (:func:`_pair_fabric`): it was 0.0 there (ratios of 1), so a placement's
+    sends cost the share's constant, 8× what they cost on one host of a SuperPOD (gpus=8,pp=2)."""
     net = resources(fab, None)  # the NICs and ring domains (spread uplinks)
     has = np.flatnonzero(net.nic_key >= 0)
     other = has[net.ring_dom[has] != net.ring_dom[has[0]]] if has.size else has
     if not other.size:
-        return 0.0
+        pair = _pair_fabric(fab)
+        return 0.0 if pair is None else send_reference(pair, tp, params)
     return slowest_alone(fab, [np.array([has[0], other[0]])], TP_BYTES / tp, params)
+
+
+#: a NIC for the stand-in pair where the host type has none: 400 Gb/s, as the generators' hosts
+_STAND_IN_NIC_GBPS = 50.0
+
+
+def _pair_fabric(fab: Fabric) -> Fabric | None:
+    """Two hosts of ``fab``'s first GPU host's type (a NIC of :data:`_STAND_IN_NIC_GBPS` where it has
+    none) under one switch per NIC: where ``e_ref`` is measured on a fabric with one NVLink domain.
+    None: no host with GPUs."""
+    from fabric_hpc.topology import build
+
+    first = next((h for h in fab.hosts if fab.host_type(h).gpus), None)
+    if first is None:
+        return None
+    ht = fab.host_type(first)
+    if not ht.nics or ht.nic_gbps <= 0:
+        ht = ht.model_copy(update={"nics": 1, "nic_gbps": _STAND_IN_NIC_GBPS})
+    return build({"fabric": 1, "name": "e-ref-pair", "host_types": {"t": ht.model_dump()},
+                  "hosts": [{"names": "p[1-2]", "type": "t"}],
+                  "network": {"levels": ["leaf"], "groups": [
+                      {"name": "leaf", "level": "leaf", "switches": ht.nics, "hosts": "p[1-2]"}]}})
 
 
 def reference_times(fab: Fabric, n: int, tp: int, pp: int,

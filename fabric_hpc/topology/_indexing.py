@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def make_index(fab: Fabric) -> tuple[FabricIndex, list[str], dict[str, int]]:
-    from fabric_hpc.topology.model import gpu_numa_of, rail_of
+    from fabric_hpc.topology.model import gpu_numa_of, nics_per_gpu, rail_of
 
     levels = fab.levels
     group_names = list(fab.groups)
@@ -60,7 +60,7 @@ def make_index(fab: Fabric) -> tuple[FabricIndex, list[str], dict[str, int]]:
             gpu_nvl[g] = nvl_ids[dom]
             if leaf_switches and rail >= 0:
                 gpu_leaf[g] = switch_ids[leaf_switches[rail % len(leaf_switches)]]
-            gpu_nic[g] = ht.nic_gbps
+            gpu_nic[g] = ht.nic_gbps * nics_per_gpu(ht)  # a GPU's share of the host's NICs together
             g += 1
 
     share, latency = _group_shares(fab, group_names)

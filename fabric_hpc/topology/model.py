@@ -53,7 +53,16 @@ def gpu_numa_of(ht: HostType) -> list[int]:
 
 
 def rail_of(ht: HostType, gpu: int) -> int:
+    """The NIC (rail) a GPU's traffic is modelled on; with more NICs than GPUs, the first of its
+    share of them (:func:`nics_per_gpu`)."""
     return gpu * ht.nics // ht.gpus if ht.nics and ht.gpus else -1
+
+
+def nics_per_gpu(ht: HostType) -> float:
+    """How many NICs' bandwidth a GPU's rail NIC stands for: ``nics / gpus`` where a host has more
+    NICs than GPUs (AWS p5: 32 for 8 GPUs, 4 each; NCCL spreads a GPU's channels over its nearest
+    NICs), else 1 (GPUs share a NIC)."""
+    return max(ht.nics / ht.gpus, 1.0) if ht.nics and ht.gpus else 1.0
 
 
 class Fabric:
