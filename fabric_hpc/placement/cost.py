@@ -206,7 +206,7 @@ class StepReference:
     s_pp: float
     dp_ms: float  # the data-parallel all-reduce on the compact placement (the first n GPUs), alone, whole µs
     tp_s: float  # the TP groups' all-reduce on the compact placement, alone (s)
-    send_s: float  # e_ref: one stage-to-stage pair through its own NICs (s; on a one-domain fabric, between two hosts of its type)
+    send_s: float  # e_ref (s): one stage-to-stage pair through its own NICs (step.send_reference)
     unit_ms: float  # ms of the step's communication per unit of the simulator's comm(P)
 
 
