@@ -62,6 +62,7 @@ from fabric_hpc.slurm.agent_support import (  # noqa: F401 (re-exported: callers
 from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer, repair_logs
 from fabric_hpc.slurm.contract import Node, ReadsReservations, SlurmClient
 from fabric_hpc.slurm.deferral_store import DeferralStore
+from fabric_hpc.slurm.other_agent import OtherAgentWatch
 from fabric_hpc.slurm.sdnotify import notify
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.slurm.usage import AgentUsage
@@ -106,6 +107,7 @@ class Agent:
         self.actions = Actions(client, self._note)
         self.deferral_store = DeferralStore(self.state_dir)  # its deferrals across restarts
         self.lock = agent_lock(self.state_dir)
+        self.other_agent = OtherAgentWatch()  # a second agent with another --state-dir (agent.other_agent)
         self.metrics: Any = None
         self._stop = threading.Event()
         self._reopen = threading.Event()  # SIGHUP: reopen the logs (logrotate) before the next cycle
@@ -124,6 +126,8 @@ class Agent:
         resvs = self.client.reservations() if isinstance(self.client, ReadsReservations) else None
         t_read = time.perf_counter()
         self.actions.recognise(jobs)  # its own deferrals, Slurm's error answer notwithstanding
+        if warning := self.other_agent.check(jobs, self.actions.asked, now):
+            self._note("other_agent", **warning)
         pins = PinRules(self.config.pin_timeout_s, self.actions.handed_off, self.actions.avoid,
                         fallback_s=self.config.fallback_s, deferrals=self.actions.deferrals,
                         waits=self.actions.waits, requeued=self.actions.requeued)
@@ -251,6 +255,8 @@ class Agent:
                         "utilisation": view.state.utilisation(), "backend": self.client.backend,
                         "missing_hosts": len(view.missing), "upcoming_reservations": len(view.upcoming),
                         **self.usage_source.status()}
+        if self.other_agent.last is not None:
+            self._status["other_agent"] = self.other_agent.last
         self._write_status()
         write_atomic(self.state_dir / "heartbeat", heartbeat_text(time.time()), mode=0o644, durable=False)
         if self.metrics is not None:
