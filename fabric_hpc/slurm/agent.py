@@ -5,8 +5,9 @@ one line: the agent watches its modification time):
 
 1. read nodes, jobs and reservations from Slurm (three calls; reservations where the client
    reads them, :class:`~fabric_hpc.slurm.contract.ReadsReservations`) and build the view
-   (:mod:`fabric_hpc.slurm.view`: tiers from QOS/partition by ``tier_map``, running jobs' last
-   checkpoints under ``ckpt_root``);
+   (:mod:`fabric_hpc.slurm.view`: tiers from QOS/partition by ``tier_map``, the QOS of a running job
+   Slurm no longer shows as read while it was pending, :mod:`fabric_hpc.slurm.qos_store`; running jobs'
+   last checkpoints under ``ckpt_root``);
 2. charge the fairshare usage of the interval since the last cycle and save it
    (:mod:`fabric_hpc.slurm.usage`, ``<state_dir>/usage.json``); take the usage from Slurm's accounting
    (``sshare``) or that ledger (``usage_source``, :mod:`fabric_hpc.slurm.usage_source`), then run the
@@ -22,10 +23,11 @@ one line: the agent watches its modification time):
 4. renew the deferral of jobs still waiting (``StartTime=now+fallback``; each job's renewal
    independent of the others') and write the heartbeat.
 
-A restarted agent rebuilds what it needs from Slurm, its usage file and its deferrals file (a job it
+A restarted agent rebuilds what it needs from Slurm, its usage, deferrals and QOS files (a job it
 pinned before dying is seen as pinned, never placed twice; a begin time it set is its own, not a
 --begin); a dead one stops renewing deferrals, so after ``fallback_s`` Slurm's own scheduler takes the
-jobs over. One agent per state directory (``flock`` on ``agent.lock``).
+jobs over. One agent per state directory (``flock`` on ``agent.lock``); a second agent on the cluster
+with another state directory is reported (``agent.other_agent``, :mod:`fabric_hpc.slurm.other_agent`).
 
 Errors: what is wrong before the first cycle (a bad flag, another agent on the state directory, a
 metrics port it cannot serve, no answer from Slurm within ``contact_timeout_s``) fails ``fabric agent
@@ -63,6 +65,7 @@ from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer, repa
 from fabric_hpc.slurm.contract import Node, ReadsReservations, SlurmClient
 from fabric_hpc.slurm.deferral_store import DeferralStore
 from fabric_hpc.slurm.other_agent import OtherAgentWatch
+from fabric_hpc.slurm.qos_store import QosMemory
 from fabric_hpc.slurm.sdnotify import notify
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.slurm.usage import AgentUsage
@@ -106,6 +109,7 @@ class Agent:
         self.cycles_log = cycles_writer(self.state_dir) if config.record_cycles else None
         self.actions = Actions(client, self._note)
         self.deferral_store = DeferralStore(self.state_dir)  # its deferrals across restarts
+        self.qos_memory = QosMemory(self.state_dir)  # the QOS of jobs Slurm forgets once they run
         self.lock = agent_lock(self.state_dir)
         self.other_agent = OtherAgentWatch()  # a second agent with another --state-dir (agent.other_agent)
         self.metrics: Any = None
@@ -123,6 +127,7 @@ class Agent:
         t0 = time.perf_counter()
         now = time.time() if now is None else now
         nodes, jobs = self.client.nodes(), self.client.jobs()
+        jobs = self.qos_memory.fill(jobs)  # 25.11 without slurmdbd shows no QOS of a running job
         resvs = self.client.reservations() if isinstance(self.client, ReadsReservations) else None
         t_read = time.perf_counter()
         self.actions.recognise(jobs)  # its own deferrals, Slurm's error answer notwithstanding
@@ -178,6 +183,7 @@ class Agent:
             events, self._notes = self._notes, []
             self.audit.write_many(events)
         self.deferral_store.save(self.actions)
+        self.qos_memory.save()
         res.read_s, res.seconds = t_read - t0, time.perf_counter() - t0
         self._finish(res, view)
         return res
@@ -321,6 +327,8 @@ class Agent:
             self._log("torn_tail_cut", file=str(path), bytes=cut)
         if why := self.deferral_store.load(self.actions):  # the last agent's deferrals, under the lock
             self._log("deferrals_ignored", file=str(self.deferral_store.path), reason=why)
+        if why := self.qos_memory.load():  # the QOS of running jobs, as the last agent read them pending
+            self._log("qos_ignored", file=str(self.qos_memory.path), reason=why)
 
     def _loop(self, max_cycles: int | None) -> None:
         backoff = 0.0
