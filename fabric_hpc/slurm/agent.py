@@ -131,7 +131,7 @@ class Agent:
         resvs = self.client.reservations() if isinstance(self.client, ReadsReservations) else None
         t_read = time.perf_counter()
         self.actions.recognise(jobs)  # its own deferrals, Slurm's error answer notwithstanding
-        if warning := self.other_agent.check(jobs, self.actions.asked, now):
+        if warning := self.other_agent.check(jobs, self.actions.asked, now, self.actions.requeued):
             self._note("other_agent", **warning)
         pins = PinRules(self.config.pin_timeout_s, self.actions.handed_off, self.actions.avoid,
                         fallback_s=self.config.fallback_s, deferrals=self.actions.deferrals,

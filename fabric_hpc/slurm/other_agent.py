@@ -6,8 +6,9 @@ would place the same gangs, and each would take the other's deferral renewals fo
 ``--begin``. What gives the second agent away is simple and cheap to see: a waiting fabric job's begin
 time moves, between two cycles, to a time still ahead that this agent never asked for
 (:attr:`~fabric_hpc.slurm.actions.Actions.asked`). A user may do that once (``scontrol update
-StartTime=``), Slurm never does it to a pending job (a requeue goes through a running state; a begin time
-that passes or a satisfied dependency is not ahead); another agent does it at every renewal. When such
+StartTime=``), Slurm never does it to a plain pending job (a requeue goes through a running and a
+completing state, so a requeued job is compared afresh, and the agent's own victims are left out; a begin
+time that passes or a satisfied dependency is not ahead); another agent does it at every renewal. When such
 moves are seen in :data:`FOREIGN_CYCLES` cycles within :data:`WINDOW_S`, the agent writes one
 ``agent.other_agent`` warning (audit log and event stream, at most every :data:`WINDOW_S`) with the jobs,
 and ``status.json`` has ``other_agent`` from then on. It does not stop: which agent is the stray one is
@@ -16,7 +17,7 @@ the admin's call.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from fabric_hpc.slurm.contract import Job
@@ -42,13 +43,15 @@ class OtherAgentWatch:
         self._warned_at: float | None = None
         self.last: dict[str, Any] | None = None     # the last warning (``status.json``'s ``other_agent``)
 
-    def check(self, jobs: Iterable[Job], asked: Mapping[int, Sequence[float]],
-              now: float) -> dict[str, Any] | None:
-        """Compare this cycle's pending fabric jobs with the last cycle's; the fields of an
-        ``agent.other_agent`` record when one is due."""
+    def check(self, jobs: Iterable[Job], asked: Mapping[int, Sequence[float]], now: float,
+              requeued: Collection[int] = ()) -> dict[str, Any] | None:
+        """Compare this cycle's pending fabric jobs with the last cycle's (``asked``: the begin times this
+        agent asked for, per job; ``requeued``: its own victims); the fields of an ``agent.other_agent``
+        record when one is due."""
         seen, moved = {}, []
         for job in jobs:
-            if not (job.pending and job.fabric_marked and job.begin_time is not None):
+            plain = job.pending and not job.flags and job.job_id not in requeued  # no requeue under way
+            if not (plain and job.fabric_marked and job.begin_time is not None):
                 continue
             seen[job.job_id] = begin = job.begin_time
             before = self._seen.get(job.job_id)

@@ -82,7 +82,13 @@ def test_own_renewals_and_one_user_change_are_not_another_agent(tmp_path: Path) 
     a.cycle()  # renews both deferrals (its own begin times)
     assert all(j.begin_time > time.time() + FALLBACK / 2 for j in client.jobs() if j.pending)
     client.renew_as_another_agent(1, 3 * FALLBACK)  # the user's own `scontrol update StartTime=`, once
-    for _ in range(2 * FOREIGN_CYCLES):
+    a.cycle()
+    for k in range(2 * FOREIGN_CYCLES):  # Slurm requeues job 2 (a node failed) again and again: its delay
+        client._jobs = [replace(j, flags=("COMPLETING", "REQUEUED")) if j.job_id == 2 else j
+                        for j in client._jobs]
+        a.cycle()
+        client._jobs = [replace(j, flags=()) if j.job_id == 2 else j for j in client._jobs]
+        client.renew_as_another_agent(2, 121 + 10 * k)
         a.cycle()
     assert _warnings(tmp_path) == []
     assert "other_agent" not in json.loads((tmp_path / "status.json").read_text())
