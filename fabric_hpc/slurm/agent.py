@@ -5,8 +5,9 @@ one line: the agent watches its modification time):
 
 1. read nodes, jobs and reservations from Slurm (three calls; reservations where the client
    reads them, :class:`~fabric_hpc.slurm.contract.ReadsReservations`) and build the view
-   (:mod:`fabric_hpc.slurm.view`: tiers from QOS/partition by ``tier_map``, running jobs' last
-   checkpoints under ``ckpt_root``);
+   (:mod:`fabric_hpc.slurm.view`: tiers from QOS/partition by ``tier_map``, the QOS of a running job
+   Slurm no longer shows as read while it was pending, :mod:`fabric_hpc.slurm.qos_store`; running jobs'
+   last checkpoints under ``ckpt_root``);
 2. charge the fairshare usage of the interval since the last cycle and save it
    (:mod:`fabric_hpc.slurm.usage`, ``<state_dir>/usage.json``); take the usage from Slurm's accounting
    (``sshare``) or that ledger (``usage_source``, :mod:`fabric_hpc.slurm.usage_source`), then run the
@@ -22,10 +23,11 @@ one line: the agent watches its modification time):
 4. renew the deferral of jobs still waiting (``StartTime=now+fallback``; each job's renewal
    independent of the others') and write the heartbeat.
 
-A restarted agent rebuilds what it needs from Slurm, its usage file and its deferrals file (a job it
+A restarted agent rebuilds what it needs from Slurm, its usage, deferrals and QOS files (a job it
 pinned before dying is seen as pinned, never placed twice; a begin time it set is its own, not a
 --begin); a dead one stops renewing deferrals, so after ``fallback_s`` Slurm's own scheduler takes the
-jobs over. One agent per state directory (``flock`` on ``agent.lock``).
+jobs over. One agent per state directory (``flock`` on ``agent.lock``); a second agent on the cluster
+with another state directory is reported (``agent.other_agent``, :mod:`fabric_hpc.slurm.other_agent`).
 
 Errors: what is wrong before the first cycle (a bad flag, another agent on the state directory, a
 metrics port it cannot serve, no answer from Slurm within ``contact_timeout_s``) fails ``fabric agent
@@ -63,6 +65,8 @@ from fabric_hpc.slurm.agent_support import (  # noqa: F401 (re-exported: callers
 from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer, repair_logs
 from fabric_hpc.slurm.contract import Node, ReadsReservations, SlurmClient
 from fabric_hpc.slurm.deferral_store import DeferralStore
+from fabric_hpc.slurm.other_agent import OtherAgentWatch
+from fabric_hpc.slurm.qos_store import QosMemory
 from fabric_hpc.slurm.sdnotify import notify
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.slurm.usage import AgentUsage
@@ -106,7 +110,9 @@ class Agent:
         self.cycles_log = cycles_writer(self.state_dir) if config.record_cycles else None
         self.actions = Actions(client, self._note)
         self.deferral_store = DeferralStore(self.state_dir)  # its deferrals across restarts
+        self.qos_memory = QosMemory(self.state_dir)  # the QOS of jobs Slurm forgets once they run
         self.lock = agent_lock(self.state_dir)
+        self.other_agent = OtherAgentWatch()  # a second agent with another --state-dir (agent.other_agent)
         self.metrics: Any = None
         self._stop = threading.Event()
         self._reopen = threading.Event()  # SIGHUP: reopen the logs (logrotate) before the next cycle
@@ -122,9 +128,12 @@ class Agent:
         t0 = time.perf_counter()
         now = time.time() if now is None else now
         nodes, jobs = self.client.nodes(), self.client.jobs()
+        jobs = self.qos_memory.fill(jobs)  # 25.11 without slurmdbd shows no QOS of a running job
         resvs = self.client.reservations() if isinstance(self.client, ReadsReservations) else None
         t_read = time.perf_counter()
         self.actions.recognise(jobs)  # its own deferrals, Slurm's error answer notwithstanding
+        if warning := self.other_agent.check(jobs, self.actions.asked, now, self.actions.requeued):
+            self._note("other_agent", **warning)
         pins = PinRules(self.config.pin_timeout_s, self.actions.handed_off, self.actions.avoid,
                         fallback_s=self.config.fallback_s, deferrals=self.actions.deferrals,
                         waits=self.actions.waits, requeued=self.actions.requeued)
@@ -175,6 +184,7 @@ class Agent:
             events, self._notes = self._notes, []
             self.audit.write_many(events)
         self.deferral_store.save(self.actions)
+        self.qos_memory.save()
         res.read_s, res.seconds = t_read - t0, time.perf_counter() - t0
         self._finish(res, view)
         return res
@@ -252,6 +262,8 @@ class Agent:
                         "utilisation": view.state.utilisation(), "backend": self.client.backend,
                         "missing_hosts": len(view.missing), "upcoming_reservations": len(view.upcoming),
                         **self.usage_source.status()}
+        if self.other_agent.last is not None:
+            self._status["other_agent"] = self.other_agent.last
         self._write_status()
         write_atomic(self.state_dir / "heartbeat", heartbeat_text(time.time()), mode=0o644, durable=False)
         if self.metrics is not None:
@@ -316,6 +328,8 @@ class Agent:
             self._log("torn_tail_cut", file=str(path), bytes=cut)
         if why := self.deferral_store.load(self.actions):  # the last agent's deferrals, under the lock
             self._log("deferrals_ignored", file=str(self.deferral_store.path), reason=why)
+        if why := self.qos_memory.load():  # the QOS of running jobs, as the last agent read them pending
+            self._log("qos_ignored", file=str(self.qos_memory.path), reason=why)
 
     def _loop(self, max_cycles: int | None) -> None:
         backoff = 0.0

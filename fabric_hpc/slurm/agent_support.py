@@ -27,7 +27,8 @@ def agent_lock(state_dir: Path) -> PidLock:
     """Exclusive ``flock`` on ``<state_dir>/agent.lock`` holding the owner's pid."""
     return PidLock(state_dir / "agent.lock", mode=0o644,
                    busy=lambda owner: f"another fabric agent (pid {owner}) is active for {state_dir}",
-                   hint="one agent per cluster: stop the other one, or use another --state-dir")
+                   hint="one agent per cluster: stop the other one (another --state-dir only for an agent of "
+                        "another cluster; two agents on one cluster place the same jobs)")
 
 
 def first_contact(client: SlurmClient, timeout_s: float,

@@ -43,9 +43,9 @@ INSTALLED_NAMES = {
     "unit_dir": (UNIT_NAME,),
 }
 #: What the agent and install write in the state directory (fabric_hpc/slurm/agent.py, usage.py,
-#: deferral_store.py).
+#: deferral_store.py, qos_store.py).
 STATE_FILES = frozenset({"agent.lock", "heartbeat", "wake", "status.json", AUDIT_LOG, "usage.json",
-                         "deferrals.json", CYCLES_LOG, *rotated_names(), MANIFEST})
+                         "deferrals.json", "qos.json", CYCLES_LOG, *rotated_names(), MANIFEST})
 _TEMP = re.compile(r"\.(?P<name>[^/]+)\.[^/]*-\d+-[0-9a-f]{8}\.tmp")  # fabric_hpc.atomic.temp_sibling
 
 

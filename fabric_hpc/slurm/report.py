@@ -12,6 +12,8 @@ decoding layer reads) and, optionally, the agent's audit log into
 A job's tier is the agent's (:class:`~fabric_hpc.slurm.tiers.TierMap`): with the agent's state directory the
 report takes the agent's ``tier_map`` from its latest ``agent.start`` record in the audit log, else from its
 ``status.json``; ``tier_map.from`` on the page says which (without either: the comments and partitions alone).
+A running job Slurm shows without a QOS (25.11 without slurmdbd) has the one the agent read while it was
+pending (``<state_dir>/qos.json``, :mod:`fabric_hpc.slurm.qos_store`).
 
 :func:`write` reads Slurm and writes the page (and a PNG); :func:`watch` rewrites it on an
 interval until SIGINT/SIGTERM. Every Slurm answer and state file is untrusted: the audit log is
@@ -27,7 +29,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ from fabric_hpc.placement.state import DOWN, FREE, ClusterState
 from fabric_hpc.slurm.audit import AUDIT_LOG, TAIL_BYTES, read_tail
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient
 from fabric_hpc.slurm.parse import reason_words
+from fabric_hpc.slurm.qos_store import QosMemory
 from fabric_hpc.slurm.report_health import domain_bounds, health, modelled_cost
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.slurm.view import UNATTRIBUTED, split_options
@@ -63,6 +66,9 @@ class AgentLog:
     tiers: TierMap | None = None
     tiers_from: str = ""
     tier_problem: str = ""  # a damaged or unreadable tier map: a warning on the page
+    #: the QOS the agent read per job while it was pending (``qos.json``): 25.11 without slurmdbd shows
+    #: none once a job runs (:mod:`fabric_hpc.slurm.qos_store`)
+    qos: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,7 +102,7 @@ def read_agent_log(state_dir: str | Path) -> AgentLog:
     try:
         tail = read_tail(d, MAX_AUDIT_BYTES)
     except FileNotFoundError:
-        log = AgentLog()
+        log = AgentLog(qos=_remembered_qos(d))
         _status_tiers(log, d)
         return log
     except PermissionError as exc:  # exit 5, as a permission error on any path (README)
@@ -104,12 +110,18 @@ def read_agent_log(state_dir: str | Path) -> AgentLog:
                             hint="run the report as a user who may read the agent's state directory") from None
     except OSError as exc:
         raise os_error(exc, "the agent's audit log", path) from None
-    log = AgentLog(damaged=tail.damaged, truncated=tail.truncated)
+    log = AgentLog(damaged=tail.damaged, truncated=tail.truncated, qos=_remembered_qos(d))
     for entry in tail.entries:
         _take(log, entry)
     if log.tiers is None:
         _status_tiers(log, d)
     return log
+
+
+def _remembered_qos(d: Path) -> dict[int, str]:
+    """The agent's ``qos.json`` (job id -> QOS); empty where it is missing or not the agent's."""
+    memory = QosMemory(d)
+    return memory.jobs if memory.load() is None else {}
 
 
 def _tier_map(log: AgentLog, entries: Any, where: str) -> TierMap | None:
@@ -168,6 +180,9 @@ def build(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float, agent:
     """The occupancy and the page's cluster section for one Slurm answer (pure: no I/O)."""
     known = set(fab.host_pos)
     warnings: list[str] = []
+    if agent is not None and agent.qos:  # the QOS Slurm no longer shows of a running job (qos_store)
+        jobs = [replace(j, qos=agent.qos[j.job_id]) if j.fabric_marked and not j.qos and j.job_id in agent.qos
+                else j for j in jobs]
     state = ClusterState(fab)
     active = sorted((j for j in jobs if j.active), key=lambda j: j.job_id)
     held = {j.job_id: _allocate(fab, state, j, warnings) for j in active}

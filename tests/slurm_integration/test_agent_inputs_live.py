@@ -20,7 +20,8 @@ def test_account_and_qos_are_decoded(fabric_cluster):
         shown = fabric_cluster.run(["squeue", "-h", "-j", str(jid), "-o", "%a|%q"]).stdout.strip()
         account, qos = shown.split("|")
         assert job.account == account == "physics"
-        # Without slurmdbd, 22.05 drops the QOS (squeue shows none); 25.11 keeps the name: same as squeue's.
+        # Without slurmdbd, 22.05 drops the QOS (squeue shows none); 25.11 keeps the name while pending
+        # (none once running: test_qos_memory_live.py): same as squeue's.
         assert job.qos == ("" if qos in ("(null)", "") else qos)
         assert job.qos in ("urgent", "")
     finally:

@@ -1,0 +1,83 @@
+"""Another fabric agent on the same cluster: :class:`OtherAgentWatch` (``agent.other_agent``).
+
+One agent per cluster: the lock (``<state_dir>/agent.lock``) keeps a second agent off one state
+directory, but not a second agent started with another ``--state-dir`` against the same Slurm. Both
+would place the same gangs, and each would take the other's deferral renewals for the user's own
+``--begin``. What gives the second agent away is simple and cheap to see: a waiting fabric job's begin
+time moves, between two cycles, to a time still ahead that this agent never asked for
+(:attr:`~fabric_hpc.slurm.actions.Actions.asked`). A user may do that once (``scontrol update
+StartTime=``), Slurm never does it to a plain pending job (a requeue goes through a running and a
+completing state, so a requeued job is compared afresh, and the agent's own victims are left out; a begin
+time that passes or a satisfied dependency is not ahead); another agent does it at every renewal. When such
+moves are seen in :data:`FOREIGN_CYCLES` cycles within :data:`WINDOW_S`, the agent writes one
+``agent.other_agent`` warning (audit log and event stream, at most every :data:`WINDOW_S`) with the jobs,
+and ``status.json`` has ``other_agent`` from then on. It does not stop: which agent is the stray one is
+the admin's call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
+
+from fabric_hpc.slurm.contract import Job
+from fabric_hpc.slurm.view import DEFERRAL_SLACK_S
+
+#: Cycles with begin times moved by someone else after which another agent is reported.
+FOREIGN_CYCLES = 3
+#: Seconds those cycles must fall within, and between two warnings.
+WINDOW_S = 900.0
+#: Jobs named in a warning.
+JOBS_SHOWN = 20
+HINT = ("run one fabric agent per cluster: stop the other agent (look for `fabric agent run` on the other "
+        "hosts, and its --state-dir); the job_submit plugin's STATE_DIR names the agent that is meant to run")
+
+
+class OtherAgentWatch:
+    """Sees begin times moved by someone else; ``check`` answers the warning to write, or None."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, float] = {}          # pending fabric job -> its begin time last cycle
+        self._cycles: list[float] = []             # when moves by someone else were seen (one per cycle)
+        self._jobs: set[int] = set()               # the jobs moved within the window
+        self._warned_at: float | None = None
+        self.last: dict[str, Any] | None = None     # the last warning (``status.json``'s ``other_agent``)
+
+    def check(self, jobs: Iterable[Job], asked: Mapping[int, Sequence[float]], now: float,
+              requeued: Collection[int] = ()) -> dict[str, Any] | None:
+        """Compare this cycle's pending fabric jobs with the last cycle's (``asked``: the begin times this
+        agent asked for, per job; ``requeued``: its own victims); the fields of an ``agent.other_agent``
+        record when one is due."""
+        seen, moved = {}, []
+        for job in jobs:
+            plain = job.pending and not job.flags and job.job_id not in requeued  # no requeue under way
+            if not (plain and job.fabric_marked and job.begin_time is not None):
+                continue
+            seen[job.job_id] = begin = job.begin_time
+            before = self._seen.get(job.job_id)
+            if before is None or abs(begin - before) <= DEFERRAL_SLACK_S or begin <= now + DEFERRAL_SLACK_S:
+                continue
+            if not any(abs(begin - t) <= DEFERRAL_SLACK_S for t in asked.get(job.job_id, ())):
+                moved.append(job.job_id)
+        self._seen = seen
+        self._cycles = [t for t in self._cycles if now - t < WINDOW_S]
+        if not self._cycles:
+            self._jobs.clear()
+        if moved:
+            self._cycles.append(now)
+            self._jobs.update(moved)
+        if len(self._cycles) < FOREIGN_CYCLES:
+            return None
+        if self._warned_at is not None and now - self._warned_at < WINDOW_S:
+            return None
+        self._warned_at = now
+        shown = sorted(self._jobs)[:JOBS_SHOWN]
+        self.last = {"jobs": shown, "cycles": len(self._cycles), "ts": now}
+        return {"jobs": shown, "cycles": len(self._cycles),
+                "detail": (f"the begin times of {len(self._jobs)} waiting fabric job(s) were renewed to "
+                           f"times this agent never set, in {len(self._cycles)} cycles within "
+                           f"{int(WINDOW_S)} s: "
+                           "another fabric agent is placing and deferring the same jobs (a second agent "
+                           "with another --state-dir); both place the same gangs, and each takes the "
+                           "other's deferrals for the user's own --begin"),
+                "hint": HINT}
