@@ -63,7 +63,7 @@ from fabric_hpc.slurm.agent_support import (  # noqa: F401 (re-exported: callers
     agent_lock, bounded, check_state_dir, cycle_error, error_text, first_contact, gpu_mismatch,
     heartbeat_text, model_overlap, read_status, stop_reason)
 from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer, repair_logs
-from fabric_hpc.slurm.contract import Node, ReadsReservations, SlurmClient
+from fabric_hpc.slurm.contract import Job, Node, ReadsReservations, SlurmClient
 from fabric_hpc.slurm.deferral_store import DeferralStore
 from fabric_hpc.slurm.other_agent import OtherAgentWatch
 from fabric_hpc.slurm.qos_store import QosMemory
@@ -131,25 +131,7 @@ class Agent:
         jobs = self.qos_memory.fill(jobs)  # 25.11 without slurmdbd shows no QOS of a running job
         resvs = self.client.reservations() if isinstance(self.client, ReadsReservations) else None
         t_read = time.perf_counter()
-        self.actions.recognise(jobs)  # its own deferrals, Slurm's error answer notwithstanding
-        if warning := self.other_agent.check(jobs, self.actions.asked, now, self.actions.requeued):
-            self._note("other_agent", **warning)
-        pins = PinRules(self.config.pin_timeout_s, self.actions.handed_off, self.actions.avoid,
-                        fallback_s=self.config.fallback_s, deferrals=self.actions.deferrals,
-                        waits=self.actions.waits, requeued=self.actions.requeued)
-        view = build_view(self.fab, nodes, jobs, now=now, inputs=self.inputs, pins=pins, reservations=resvs)
-        if view.ignored_reservations != self._ignored_resv:  # Slurm records fabric cannot trust, said once
-            self._ignored_resv = view.ignored_reservations
-            if self._ignored_resv:
-                self._note("reservations_ignored", reservations=self._ignored_resv)
-        self.actions.forget([j.job_id for j in jobs if j.pending], [j.job_id for j in jobs if j.active])
-        if refused := self.actions.unrequeueable:  # requeues Slurm refused: no victims again while they run
-            ids = {str(j) for j in refused}  # running ids are text (``slurm:cpus:HOST``, too)
-            view.running = [replace(r, preemptible=False) if r.job.id in ids else r for r in view.running]
-        self.actions.stale(view.stale)
-        self.actions.rejected(view.rejected)
-        self.actions.limited(view.limited)
-        view.drop(self.actions.handed_off)  # handed over just now (a third stale pin)
+        view = self._view(nodes, jobs, resvs, now)
         usage = self.usage_source.usage(now, view.held)
         res = CycleResult(pending=len(view.candidates))
         pending = {p.job.id: p for p in view.pending}
@@ -188,6 +170,30 @@ class Agent:
         res.read_s, res.seconds = t_read - t0, time.perf_counter() - t0
         self._finish(res, view)
         return res
+
+    def _view(self, nodes: list[Node], jobs: list[Job], resvs: Any, now: float) -> View:
+        """The cycle's view of Slurm's answers, with what the agent remembers applied (its own deferrals,
+        pins, hand-overs, refused requeues) and its actions' bookkeeping brought up to date."""
+        self.actions.recognise(jobs)  # its own deferrals, Slurm's error answer notwithstanding
+        if warning := self.other_agent.check(jobs, self.actions.asked, now, self.actions.requeued):
+            self._note("other_agent", **warning)
+        pins = PinRules(self.config.pin_timeout_s, self.actions.handed_off, self.actions.avoid,
+                        fallback_s=self.config.fallback_s, deferrals=self.actions.deferrals,
+                        waits=self.actions.waits, requeued=self.actions.requeued)
+        view = build_view(self.fab, nodes, jobs, now=now, inputs=self.inputs, pins=pins, reservations=resvs)
+        if view.ignored_reservations != self._ignored_resv:  # Slurm records fabric cannot trust, said once
+            self._ignored_resv = view.ignored_reservations
+            if self._ignored_resv:
+                self._note("reservations_ignored", reservations=self._ignored_resv)
+        self.actions.forget([j.job_id for j in jobs if j.pending], [j.job_id for j in jobs if j.active])
+        if refused := self.actions.unrequeueable:  # requeues Slurm refused: no victims again while they run
+            ids = {str(j) for j in refused}  # running ids are text (``slurm:cpus:HOST``, too)
+            view.running = [replace(r, preemptible=False) if r.job.id in ids else r for r in view.running]
+        self.actions.stale(view.stale)
+        self.actions.rejected(view.rejected)
+        self.actions.limited(view.limited)
+        view.drop(self.actions.handed_off)  # handed over just now (a third stale pin)
+        return view
 
     def _blocked(self, view: View, res: CycleResult, now: float) -> None:
         """Held jobs and jobs waiting on a dependency are not placed; their deferral is kept up (released,

@@ -16,7 +16,8 @@ DGX = {"gpus": 8, "gpu_model": "H100", "gpu_memory_gb": 80, "sockets": 2, "cores
 
 
 def two_hosts(nics: int, nic_gbps: float):
-    return build({"fabric": 1, "name": f"nics{nics}", "host_types": {"t": {**DGX, "nics": nics, "nic_gbps": nic_gbps}},
+    host = {**DGX, "nics": nics, "nic_gbps": nic_gbps}
+    return build({"fabric": 1, "name": f"nics{nics}", "host_types": {"t": host},
                   "hosts": [{"names": "n[1-2]", "type": "t"}],
                   "network": {"levels": ["leaf"], "groups": [
                       {"name": "leaf", "level": "leaf", "switches": 8, "hosts": "n[1-2]"}]}})
@@ -34,7 +35,8 @@ def test_the_host_network_counts_all_its_nics(nics, gbps):
 
 def test_a_gpu_pair_across_hosts_sees_its_nics_together():
     fab = two_hosts(16, 25.0)
-    assert fab.distance(0, 8).bandwidth_gbps == pytest.approx(two_hosts(8, 50.0).distance(0, 8).bandwidth_gbps)
+    wide = two_hosts(8, 50.0).distance(0, 8).bandwidth_gbps
+    assert fab.distance(0, 8).bandwidth_gbps == pytest.approx(wide)
 
 
 def test_fewer_nics_than_gpus_unchanged():
