@@ -29,6 +29,12 @@ from fabric_hpc.errors import FabricError
 comm = MPI.COMM_WORLD
 r = comm.Get_rank()
 case, root = sys.argv[1], sys.argv[2]
+
+
+def say(line):  # one write per line: the two ranks share the pipe, print() writes in pieces
+    os.write(1, (line + "\\n").encode())
+
+
 step, kw = 1, {}
 if case == "meta_on_0" and r == 0:
     kw["metadata"] = {"val_loss": np.float32(0.25)}   # only rank 0 evaluated
@@ -51,18 +57,18 @@ try:
             try:
                 handle.wait(timeout=60)
             except TimeoutError:
-                print(f"rank{r} TIMEOUT", flush=True)
+                say(f"rank{r} TIMEOUT")
                 raise
     else:
         save(root, state, step=step, comm=comm, **kw)
-    print(f"rank{r} saved", flush=True)
+    say(f"rank{r} saved")
 except FabricError as exc:
-    print(f"rank{r} ERR {type(exc).__name__}: {exc.message} / {exc.hint}", flush=True)
+    say(f"rank{r} ERR {type(exc).__name__}: {exc.message} / {exc.hint}")
 comm.Barrier()
 if r == 0:
-    print("root holds", sorted(p for p in os.listdir(root) if p.startswith("step-")) if os.path.isdir(root)
-          else [], flush=True)
-print(f"rank{r} done", flush=True)
+    held = sorted(p for p in os.listdir(root) if p.startswith("step-")) if os.path.isdir(root) else []
+    say(f"root holds {held}")
+say(f"rank{r} done")
 """
 
 
