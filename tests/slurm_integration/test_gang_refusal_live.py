@@ -18,6 +18,15 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = (REPO / "jobscripts" / "train_gang.sbatch").read_text()
 
 
+@pytest.fixture(scope="module")
+def slow_prolog_cluster(slurm_cluster_factory: Any) -> Any:
+    """4 nodes whose Prolog takes 3 s, as fabric's (it loads the fabric model): without PrologFlags=Alloc
+    the second node runs it when the step reaches it, and srun's kill of a step that rank 0 has left
+    by then is lost there (reproduced on 22.05 and 25.11: rank 1 ran to its end)."""
+    return slurm_cluster_factory(nodes=4, settings={"Prolog": "{etc_dir}/slow_prolog.sh"},
+                                 config_files={"slow_prolog.sh": "#!/bin/bash\nsleep 3\nexit 0\n"})
+
+
 def _submit(c: Any, ckpt: Path, steps: int, *args: str, extra: str = "") -> int:
     env = (f"--export=ALL,FABRIC_PYTHON={sys.executable},PYTHONPATH={REPO},FABRIC_CKPT_DIR={ckpt},"
            f"TRAIN_STEPS={steps},STEP_SECONDS=0.05{extra}")
@@ -33,8 +42,9 @@ def _refused(c: Any, jid: int) -> str:
     return out
 
 
-def test_a_second_job_in_the_directory_ends_before_any_rank_starts(slurm_cluster: Any, tmp_path: Path) -> None:
-    c, ck = slurm_cluster, tmp_path / "ck"
+def test_a_second_job_in_the_directory_ends_before_any_rank_starts(slow_prolog_cluster: Any,
+                                                                   tmp_path: Path) -> None:
+    c, ck = slow_prolog_cluster, tmp_path / "ck"
     first = _submit(c, ck, 100000, "-J", "holder")
     try:
         deadline = time.monotonic() + 60
@@ -48,9 +58,9 @@ def test_a_second_job_in_the_directory_ends_before_any_rank_starts(slurm_cluster
         c.run(["scancel", str(first)], check=False)
 
 
-def test_a_restore_step_the_directory_lacks_ends_before_any_rank_starts(slurm_cluster: Any,
+def test_a_restore_step_the_directory_lacks_ends_before_any_rank_starts(slow_prolog_cluster: Any,
                                                                          tmp_path: Path) -> None:
-    c = slurm_cluster
+    c = slow_prolog_cluster
     jid = _submit(c, tmp_path / "empty", 100000, "-J", "restore_probe", extra=",RESTORE_STEP=40")
     out = _refused(c, jid)
     assert "--restore-step (RESTORE_STEP) 40: no checkpoint of that step" in out, out
