@@ -330,8 +330,8 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
   end
   local max_nodes = whole(job_desc.max_nodes)
   if max_nodes ~= nil and max_nodes ~= NO_VAL and max_nodes ~= nodes then
-    return reject(string.format("give an exact node count (-N %d, not a range): fabric places whole gangs; " ..
-                                "or --comment=nofabric and Slurm places the job", nodes))
+    return reject(string.format("give an exact node count (-N %d, not a range): fabric places whole " ..
+                                "gangs; or --comment=nofabric and Slurm places the job", nodes))
   end
   if job_desc.req_nodes ~= nil and job_desc.req_nodes ~= "" then
     return reject("fabric chooses the nodes; use --comment=fabric:include=HOSTS instead of -w, or " ..

@@ -37,7 +37,7 @@ def test_a_longer_lead_given_at_submit_is_the_one_checked(tmp_path) -> None:
     assert "time limit, 180 s, is within the 200 s lead" in proc.stderr and "@200" in proc.stderr, proc.stderr
 
 
-def test_without_a_submit_line_the_scripts_lead_applies_and_the_hint_says_how_to_give_another(tmp_path) -> None:
+def test_without_a_submit_line_the_scripts_lead_applies_and_the_hint_names_sbatch_signal(tmp_path) -> None:
     _scontrol(tmp_path, None)  # Slurm 22.05: no SubmitLine
     proc, ran = _script(tmp_path, "train_gang", SLURM_JOB_ID="77", SLURM_JOB_START_TIME="1000000",
                         SLURM_JOB_END_TIME="1000120")

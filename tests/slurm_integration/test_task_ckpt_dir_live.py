@@ -30,5 +30,6 @@ def test_each_array_task_gets_its_own_directory(prolog_cluster):  # noqa: F811
     seen = []
     for task in (0, 1):
         info = c.wait_job(f"{jid}_{task}", timeout=60)
-        seen += [line[3:] for line in c.job_output(f"{jid}_{task}", info).splitlines() if line.startswith("CK=")]
+        out = c.job_output(f"{jid}_{task}", info)
+        seen += [line[3:] for line in out.splitlines() if line.startswith("CK=")]
     assert sorted(seen) == [str(root / "sweep+task0"), str(root / "sweep+task1")], seen
