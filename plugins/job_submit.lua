@@ -90,7 +90,8 @@ local function hostlist_count(expr)
 end
 
 local function gpus_per_node(tres)
-  -- "gres:gpu:8", "gres/gpu:8", "gres:gpu:h100:8", "gpu:4" (several items separated by commas);
+  -- "gres:gpu:8", "gres/gpu:8", "gres:gpu:h100:8", "gpu:4" (several items separated by commas), and
+  -- the count after '=' as Slurm 25.11 writes tres_per_task ("gres/gpu=2", "cpu=10,gres/gpu:gtx=1");
   -- nil when a GPU item cannot be read. Other GRES (gpumem, shard, ...) are not GPUs. A GPU type given
   -- again replaces its earlier count, as in Slurm (gres.c keeps one record per name and type, the last
   -- count): "gres/gpu:8,gres/gpu:8" (--gres=gpu:8 --gpus-per-node=8) is 8; different types add up.
@@ -99,8 +100,9 @@ local function gpus_per_node(tres)
   local counts, order = {}, {}
   for item in string.gmatch(tres, "[^,]+") do
     local rest = string.gsub(item, "^gres[:/]", "")
-    if rest == "gpu" or string.sub(rest, 1, 4) == "gpu:" then
-      local n = string.match(rest, ":(%d+)$")
+    local c = string.sub(rest, 4, 4)
+    if string.sub(rest, 1, 3) == "gpu" and (c == "" or c == ":" or c == "=") then
+      local n = string.match(rest, "[:=](%d+)$")
       if n == nil and (rest == "gpu" or string.match(rest, "^gpu:[%a][%w_.-]*$")) then n = "1" end
       if n == nil or #n > 6 then return nil end
       local gtype = string.match(rest, "^gpu:([%a][%w_.-]*)") or ""
@@ -285,6 +287,12 @@ local function no_gpus_per_node(job_desc)
          "(e.g. -N2 --gpus-per-node=8)"
 end
 
+local function whole(v)
+  -- a number of job_desc as a whole number: Slurm 25.11 hands Lua floats (2.0), which print as "2.0"
+  if type(v) == "number" and v == math.floor(v) then return math.floor(v) end
+  return v
+end
+
 local function reject(msg)
   slurm.log_user("%s", "fabric: " .. msg)
   slurm.log_info("fabric job_submit: rejected: %s", msg)
@@ -302,10 +310,11 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
   if group ~= nil then
     if not asked then return slurm.SUCCESS end
     return reject("--comment=fabric on " .. group .. ": fabric places single jobs only; submit the tasks as " ..
-                  "separate jobs (one sbatch each), or drop --comment=fabric and Slurm places them")
+                  "separate jobs (one sbatch each), or drop --comment=fabric and Slurm places them " ..
+                  "(sbatch --comment=nofabric where a #SBATCH --comment=fabric line sets it)")
   end
   local tres = job_desc.tres_per_node
-  local nodes = job_desc.min_nodes
+  local nodes = whole(job_desc.min_nodes)
   if nodes == nil or nodes == NO_VAL or nodes == 0 then nodes = 1 end
   local gpn = gpus_per_node(tres)
   local gang = nodes >= 2 and gpn ~= nil and gpn >= 1
@@ -319,11 +328,14 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
   if gpn > MAX_GPUS_PER_NODE then
     return reject(string.format("%d GPUs per node requested, but nodes have %d", gpn, MAX_GPUS_PER_NODE))
   end
-  if job_desc.max_nodes ~= nil and job_desc.max_nodes ~= NO_VAL and job_desc.max_nodes ~= nodes then
-    return reject("give an exact node count (-N " .. nodes .. ", not a range): fabric places whole gangs")
+  local max_nodes = whole(job_desc.max_nodes)
+  if max_nodes ~= nil and max_nodes ~= NO_VAL and max_nodes ~= nodes then
+    return reject(string.format("give an exact node count (-N %d, not a range): fabric places whole " ..
+                                "gangs; or --comment=nofabric and Slurm places the job", nodes))
   end
   if job_desc.req_nodes ~= nil and job_desc.req_nodes ~= "" then
-    return reject("fabric chooses the nodes; use --comment=fabric:include=HOSTS instead of -w")
+    return reject("fabric chooses the nodes; use --comment=fabric:include=HOSTS instead of -w, or " ..
+                  "--comment=nofabric to keep -w and have Slurm place the job")
   end
   local opts = asked and string.sub(comment, 8) or ""
   local err, seen = check_options(opts, nodes, gpn)

@@ -13,7 +13,8 @@ The TaskProlog exports, per task:
   the Prolog's event ``slurm.prolog.no_nccl_topo_file``.
 * ``FABRIC_NUMA_NODES`` / ``FABRIC_CPU_BIND``: CPU binding hints (``srun --cpu-bind=map_ldom:…``).
 * ``FABRIC_CKPT_DIR``: the job's checkpoint directory, ``<root>/<user>/<job name>`` (stable across
-  requeues and resubmissions, so a restarted job finds its checkpoints).
+  requeues and resubmissions, so a restarted job finds its checkpoints; ``<job name>+task<N>`` for
+  task N of a job array). A ``FABRIC_CKPT_DIR`` in the job's own environment is kept, not replaced.
 
 The root Prolog (:func:`prepare_node`) also writes the host's hints file, from which the TaskProlog
 gives the same exports without loading the fabric model (:mod:`fabric_hpc.slurm.task_fast`, where
@@ -143,6 +144,8 @@ def task_exports(fab: Fabric, env: Mapping[str, str], *, topo_dir: str | os.Path
     out.update(_gpu_hints(fab, host, *physical_gpus(env)))
     for name, get in (("NCCL_TOPO_FILE", lambda: topo_file(fab, host, topo_dir, user_topo_dir)),
                       ("FABRIC_CKPT_DIR", lambda: checkpoint_dir(ckpt_root, env))):
+        if name == "FABRIC_CKPT_DIR" and env.get(name):
+            continue  # a directory the job sets itself is kept: the job runs as its user, its choice
         try:
             out[name] = str(get())
         except (ConfigError, OSError) as exc:

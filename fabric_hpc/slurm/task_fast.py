@@ -83,10 +83,16 @@ def job_user() -> str:
 
 
 def checkpoint_dir(ckpt_root: str | os.PathLike[str], env: Mapping[str, str]) -> Path:
-    """``<root>/<user>/<job name>``, checked to stay inside the user's own directory."""
+    """``<root>/<user>/<job name>``, checked to stay inside the user's own directory. A task of a job
+    array gets ``<job name>+task<N>`` (``SLURM_ARRAY_TASK_ID``): the tasks share the job name and
+    would refuse each other's directory; ``+`` never occurs in a kept name, and a tagged one ends in
+    16 hex digits, so no other job's directory is ``…+task<N>``."""
     root = Path(os.path.realpath(ckpt_root))
     user_dir = root / job_user()
     name = safe_component(env.get("SLURM_JOB_NAME") or env.get("SLURM_JOB_ID") or "job")
+    task = env.get("SLURM_ARRAY_TASK_ID") or ""
+    if task.isascii() and task.isdigit() and len(task) < 10:
+        name = f"{name}+task{int(task)}"
     path = user_dir / name
     for p in (user_dir, path):
         try:
@@ -270,7 +276,8 @@ def fast_result(config_path: str | os.PathLike[str],
             out["NCCL_TOPO_FILE"] = str(topo)
         else:
             notes.append(f"no NCCL_TOPO_FILE: {hints['topo_note']}")
-        out["FABRIC_CKPT_DIR"] = str(checkpoint_dir(cfg["ckpt_root"], env))
+        if not env.get("FABRIC_CKPT_DIR"):  # one the job sets itself is kept (its own to choose)
+            out["FABRIC_CKPT_DIR"] = str(checkpoint_dir(cfg["ckpt_root"], env))
         return out, notes
     except (Refused, OSError, ValueError, TypeError, KeyError):
         return None

@@ -22,10 +22,12 @@ def _toml_value(value: object) -> str:
 
 def agent_toml(cfg: DeployConfig) -> str:
     """The installed config: every setting written out; the agent reads the installed fabric model
-    and plugin."""
+    and plugin, and the checkpoints under the TaskProlog's root (install.ckpt_root) unless [agent]
+    names its own ckpt_root: without one it reads no checkpoint times (docs/checkpoint.md)."""
     i = cfg.install
     agent = cfg.agent.model_copy(update={"topology": str(Path(i.config_dir) / "topology.yaml"),
-                                         "job_submit": str(Path(i.slurm_conf_dir) / "job_submit.lua")})
+                                         "job_submit": str(Path(i.slurm_conf_dir) / "job_submit.lua"),
+                                         "ckpt_root": cfg.agent.ckpt_root or i.ckpt_root})
     out = ["# fabric agent config (docs/deploy.md lists every key)", "[agent]"]
     out += [f"{k} = {_toml_value(v)}" for k, v in agent.model_dump().items() if v is not None]
     out += ["", "[install]"]

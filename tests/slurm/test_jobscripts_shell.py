@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -72,7 +73,8 @@ def test_train_gang_forwards_the_time_limit_and_the_preemption_signal(tmp_path: 
     """SIGUSR1 (--signal=B:USR1@120, the time limit) was forwarded to srun; a SIGTERM (a preemption,
     or the end of its GraceTime) killed the script without telling the ranks. Both are forwarded now,
     and the script exits with srun's status once the ranks have saved."""
-    env = _stubs(tmp_path, srun=_RANKS)
+    # FABRIC_PYTHON: the script runs its start checks (fabric_hpc.slurm.train_check) before srun
+    env = {**_stubs(tmp_path, srun=_RANKS), "FABRIC_PYTHON": sys.executable, "PYTHONPATH": str(REPO)}
     with open(tmp_path / "out", "w") as out:
         proc = subprocess.Popen(["bash", str(REPO / "jobscripts" / "train_gang.sbatch")], stdout=out,
                                 stderr=subprocess.STDOUT, env={**env, "FABRIC_CKPT_DIR": str(tmp_path / "ck")})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,11 +22,13 @@ def _script(tmp_path: Path, name: str, **env: str) -> tuple[subprocess.Completed
         (bin_dir / stub).chmod(0o755)
     log = tmp_path / "log"
     log.unlink(missing_ok=True)
+    # train_gang.sbatch runs its start checks (fabric_hpc.slurm.train_check) with FABRIC_PYTHON
+    python = {"FABRIC_PYTHON": sys.executable, "PYTHONPATH": str(REPO)} if name == "train_gang" else {}
     base = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     proc = subprocess.run(["bash", str(REPO / "jobscripts" / f"{name}.sbatch")], capture_output=True,
                           text=True,
                           env={**base, "PATH": f"{bin_dir}:{base['PATH']}", "STUB_LOG": str(log),
-                               "FABRIC_CKPT_DIR": str(tmp_path / "ck"), **env}, timeout=60)
+                               "FABRIC_CKPT_DIR": str(tmp_path / "ck"), **python, **env}, timeout=60)
     return proc, log.read_text().splitlines() if log.is_file() else []
 
 
@@ -47,6 +50,11 @@ def test_train_gang_refuses_a_bad_variable_up_front(tmp_path: Path, env: dict[st
 def test_train_gang_passes_restore_step(tmp_path: Path) -> None:
     """RESTORE_STEP (new: resume from an older step when the newest is damaged) reaches the program
     as --restore-step; without it the command line is the documented one."""
+    import numpy as np
+
+    from fabric_hpc.checkpoint import save
+
+    save(tmp_path / "ck", {"w": np.zeros(2)}, step=40)  # the step the start checks look for
     proc, ran = _script(tmp_path, "train_gang", RESTORE_STEP="40", TRAIN_STEPS="100", STEP_SECONDS="0.25")
     assert proc.returncode == 0, proc.stderr
     tail = f"--ckpt-dir {tmp_path / 'ck'} --steps 100 --step-seconds 0.25 --restore-step 40"

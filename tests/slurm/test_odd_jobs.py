@@ -56,7 +56,7 @@ def test_lua_does_not_mark_arrays_or_het_jobs_and_refuses_a_fabric_comment_on_th
 
 def test_lua_names_gpus_per_task_and_total_gpus_it_does_not_read(tmp_path: Path) -> None:
     rows = run_cases(tmp_path, [
-        {"min_nodes": 2, "tres_per_task": "gres/gpu:4", "comment": "fabric"},
+        {"min_nodes": 2, "tres_per_task": "gres/gpu=4", "comment": "fabric"},  # 25.11: slurm_opt.c
         {"min_nodes": 2, "tres_per_job": "gres/gpu:16", "comment": "fabric"},
         {"min_nodes": 2, "comment": "fabric"},
     ])
