@@ -16,22 +16,29 @@ def nvl32():
     return build(generators.nvl72(racks=32))
 
 
-@pytest.mark.parametrize("limit", [0.11, 0.12])
-def test_phase_one_answer_survives_a_phase_two_out_of_budget(nvl32, limit):
-    """A tiny deterministic budget (CP-SAT's work count, not wall clock): phase 1 proves the best
-    collective (1.05 ms against greedy's 4.13), phase 2 finds nothing in what is left; the answer is
-    phase 1's, and the notes say so."""
-    options = SolveOptions(time_limit_s=limit)
-    placed = place(nvl32, ClusterState(nvl32), "gpus=73", solver="cpsat", options=options)
-    phases = placed.stats["phases"]
-    assert phases == ["collective:OPTIMAL", "cost:UNKNOWN"], phases
-    assert placed.cost < placed.stats["warm_cost"] - 1e-9  # not greedy's warm start
-    assert placed.optimal is False
-    assert not any("before CP-SAT found a solution" in n for n in placed.notes)
-    assert placed.breakdown["comm_ms"] == pytest.approx(placed.stats["comm_us_bound"] / 1000, abs=1e-3)
-    assert any("phase 1" in n for n in placed.notes), placed.notes
-    again = place(nvl32, ClusterState(nvl32), "gpus=73", solver="cpsat", options=options)
-    assert again.gpus == placed.gpus and again.stats["phases"] == phases  # deterministic
+#: budgets to try: which of them leaves phase 2 without a solution moves with the warm start and OR-Tools
+#: (0.11-0.12 before greedy spread gangs over NVL72 racks, 0.07-0.09 after); each run is deterministic
+LIMITS = (0.03, 0.05, 0.07, 0.08, 0.09, 0.1, 0.11, 0.12, 0.13, 0.15)
+
+
+def test_phase_one_answer_survives_a_phase_two_out_of_budget(nvl32):
+    """A tiny deterministic budget (CP-SAT's work count, not wall clock): phase 1 finds a better collective
+    than greedy's warm start, phase 2 finds nothing in what is left; the answer is phase 1's, and the
+    notes say so."""
+    hits = []
+    for limit in LIMITS:
+        options = SolveOptions(time_limit_s=limit)
+        placed = place(nvl32, ClusterState(nvl32), "gpus=73", solver="cpsat", options=options)
+        if placed.stats["phases"][1] == "cost:UNKNOWN" and placed.cost < placed.stats["warm_cost"] - 1e-9:
+            hits.append((options, placed))
+    assert hits, "no budget of LIMITS leaves phase 2 without a solution after a phase-1 answer: widen LIMITS"
+    for options, placed in hits:
+        assert placed.optimal is False
+        assert not any("before CP-SAT found a solution" in n for n in placed.notes)
+        assert placed.breakdown["comm_ms"] == pytest.approx(placed.stats["comm_us_bound"] / 1000, abs=1e-3)
+        assert any("phase 1" in n for n in placed.notes), placed.notes
+        again = place(nvl32, ClusterState(nvl32), "gpus=73", solver="cpsat", options=options)
+        assert again.gpus == placed.gpus and again.stats["phases"] == placed.stats["phases"]  # deterministic
 
 
 def test_no_cpsat_solution_at_all_is_still_noted_as_greedys(nvl32):

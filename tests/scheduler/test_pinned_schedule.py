@@ -13,7 +13,9 @@ fabric-superpod when a gang held for a compact placement stopped preempting spot
 the free GPUs, its benefit-check wait capped by its hold (2026-12-06: its 2 preemptions, and so 4
 decisions, fewer), and for both fabric cases when a held gang that cannot start on any placement (too
 few GPUs free) began to get its reservation and block later jobs like any other (2026-12-06: a later job
-no longer starts in front of it for its whole walltime). A change that alters decisions on purpose must re-record them (run this file's
+no longer starts in front of it for its whole walltime), and for fabric-nvl72 when greedy began to
+spread a gang evenly over the NVL72 racks it spans instead of filling one and putting the rest in the
+next (2026-12-06: faster rings, so run times and 6 decisions changed). A change that alters decisions on purpose must re-record them (run this file's
 ``_digest`` and paste the new value) and say so; an optimisation must leave them unchanged.
 """
 
@@ -61,7 +63,7 @@ CASES = {
     "slurm-superpod": (slurm_policy, "superpod:sus=2", 250, 1.5, {},
                        "f793861e86b7e461f15b8a70600e1686c6833f2da2bf572dbe1bbc95a4dc7768", 250),
     "fabric-nvl72": (fabric_policy, "nvl72:racks=2", 200, 1.3, {"gpus_per_host": 4},
-                     "867c14cddb0bd5418b93faef329e466da77c25b48709136bb1c478ba629e5bed", 206),
+                     "3cf853bb209794dbda8a22ed2c947009fe34eb97902dbe5abf1851848d56f30b", 200),
 }
 
 
