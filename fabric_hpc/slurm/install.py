@@ -7,7 +7,8 @@ What is written (paths from the agent config file's ``[install]`` section, docs/
 * ``<config_dir>/task_prolog.py`` (its interpreter: ``python``), ``prolog.json``, ``topology.yaml``
   (the fabric model) and ``agent.toml`` (the agent's settings, every one written out);
 * ``<unit_dir>/fabric-agent.service`` (hardened systemd unit running the agent as ``service_user``);
-* the state directory, owned by ``service_user`` (group ``slurm_group``), and its ``wake`` file.
+* the state directory, owned by ``service_user`` (group ``slurm_group``), and beside it
+  ``<state_dir>.plugin/`` (root's) with the ``heartbeat`` and ``wake`` files job_submit.lua opens.
 
 Rules: every file written carries a header comment (JSON cannot: the manifest covers it) and is
 listed with its sha256 in ``<config_dir>/install-manifest.json`` (root's directory; uninstall trusts
@@ -42,6 +43,7 @@ from fabric_hpc.slurm.deploy_config import DeployConfig
 from fabric_hpc.slurm.manifest import (BACKUP_SUFFIX, MANIFEST, UNIT_NAME, check_manifest, free_name,
                                       read_manifest, running_agent, unknown_state_entries)
 from fabric_hpc.slurm.manifest import purge_state as purge_state_dir
+from fabric_hpc.slurm.plugins import plugin_dir
 from fabric_hpc.slurm.install_plan import (  # noqa: F401 (re-exported: callers import them from here)
     BLOCK_SINCE, HEADER, YAML_SINCE, Planned, detect_slurm_version, plan)
 from fabric_hpc.slurm.unit import _toml_value, agent_toml, unit_safe, unit_text  # noqa: F401 (re-exported)
@@ -192,7 +194,8 @@ class Installer:
         return uid, gid
 
     def _state_dir(self, uid: int, gid: int, *, force: bool, actions: list[str]) -> list[str]:
-        """Create (or check) the state dir: owner service_user, group slurm_group, 0750; the wake file 0660."""
+        """Create (or check) the state dir: owner service_user, group slurm_group, 0750; and the plugin's
+        directory beside it (:meth:`_plugin_dir`)."""
         d, created = self.state_dir, [str(p) for p in _missing_parents(self.state_dir / "x", self.root)]
         d.mkdir(parents=True, exist_ok=True)
         st = d.stat()
@@ -205,12 +208,36 @@ class Installer:
         if wrong and not created and not force:
             raise ConfigError(f"state dir {self.cfg.agent.state_dir}: " + "; ".join(wrong),
                               hint="fix it (chown/chmod) or pass --force to have install set it")
-        _give(d, uid, gid, 0o750, directory=True)
-        wake = d / "wake"  # the service user may swap it for a symlink at any time: never followed
-        if _give(wake, uid, gid, 0o660, create=True):
-            created.append(str(wake))
+        _give(d, uid, gid, 0o750, directory=True)  # by an O_NOFOLLOW fd: the service user owns d
+        created += self._plugin_dir(uid, gid)
         actions.append(f"state   {self.cfg.agent.state_dir} ({self.cfg.install.service_user}:"
-                       f"{self.cfg.install.slurm_group} 0750, wake 0660)")
+                       f"{self.cfg.install.slurm_group} 0750); {plugin_dir(self.cfg.agent.state_dir)} "
+                       f"(root:{self.cfg.install.slurm_group} 0755: heartbeat "
+                       f"{self.cfg.install.service_user} 0644, wake 0660)")
+        return created
+
+    def _plugin_dir(self, uid: int, gid: int) -> list[str]:
+        """``<state_dir>.plugin`` (:func:`~fabric_hpc.slurm.plugins.plugin_dir`), the only directory
+        job_submit.lua opens files in: root's (0755, group slurm_group), so its two names cannot be
+        swapped by the service user; ``heartbeat`` is the service user's (0644, rewritten in place by the
+        agent), ``wake`` root's (0660: the plugin, group slurm_group, rewrites it). Its parent must be
+        a directory only root changes (else the service user could move the whole directory away)."""
+        pd, created = plugin_dir(self.state_dir), []
+        st = os.stat(pd.parent)
+        if (os.geteuid() == 0 and st.st_uid != 0) or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
+            raise ConfigError(f"{pd.parent} (where install puts {pd.name}, the plugin's directory) may be "
+                              "changed by users other than root: they could replace what slurmctld reads",
+                              hint="set agent.state_dir inside a directory only root may write (e.g. "
+                                   "/var/lib/fabric-agent)")
+        try:
+            os.mkdir(pd, 0o755)
+            created.append(str(pd))
+        except FileExistsError:
+            pass
+        _give(pd, os.geteuid(), gid, 0o755, directory=True)
+        for name, owner, mode in (("heartbeat", uid, 0o644), ("wake", os.geteuid(), 0o660)):
+            if _give(pd / name, owner, gid, mode, create=True):
+                created.append(str(pd / name))
         return created
 
     def _save(self, man: dict) -> None:
@@ -271,7 +298,8 @@ class Installer:
         linked = self.state_dir.is_symlink()  # an install before this check followed it: never again
         for d in sorted(set(man["dirs"]), key=len, reverse=True):  # deepest first; only empty ones go
             p = Path(d)
-            if p.name == "wake" and p.parent == self.state_dir and _is_file(p) and not linked:
+            ours = p.parent == plugin_dir(self.state_dir) and p.name in ("heartbeat", "wake")
+            if (ours or p.name == "wake" and p.parent == self.state_dir and not linked) and _is_file(p):
                 p.unlink()
             elif p.is_dir() and not p.is_symlink() and not any(p.iterdir()):
                 p.rmdir()
