@@ -244,12 +244,15 @@ local function exclude_in_slurm(job_desc, seen)
 end
 
 local function agent_alive()
-  -- (alive, why not): a heartbeat younger than FALLBACK_S from an agent that speaks our protocol
-  local f = io.open(STATE_DIR .. "/heartbeat", "r")
+  -- (alive, why not): a heartbeat younger than FALLBACK_S from an agent that speaks our protocol.
+  -- Read in <state_dir>.plugin, root's directory (never in the state dir, whose owner could put a FIFO
+  -- there: the open would block slurmctld), and only its first 64 bytes (the file is the agent's)
+  local f = io.open((string.gsub(STATE_DIR, "/+$", "")) .. ".plugin/heartbeat", "r")
   if f == nil then return false, "the placement agent is not running" end
-  local beat = tonumber(f:read("*l") or "")
-  local proto = f:read("*l")
+  local head = f:read(64) or ""
   f:close()
+  local beat = tonumber(string.match(head, "^[^\n]*") or "")
+  local proto = string.match(head, "^[^\n]*\n([^\n]+)")
   if beat == nil or os.time() - beat > FALLBACK_S then return false, "the placement agent is not running" end
   if proto ~= "protocol=" .. PROTOCOL then
     slurm.log_info("fabric job_submit: the agent's heartbeat says %s, this plugin speaks protocol=%d",
@@ -260,8 +263,9 @@ local function agent_alive()
 end
 
 local function wake_agent()
-  -- one line, rewritten: the agent watches the mtime, and the file stays one line long
-  local f = io.open(STATE_DIR .. "/wake", "w")
+  -- one line, rewritten: the agent watches the mtime, and the file stays one line long. In
+  -- <state_dir>.plugin (root's): never in the state dir, where a symlink would be written through
+  local f = io.open((string.gsub(STATE_DIR, "/+$", "")) .. ".plugin/wake", "w")
   if f ~= nil then f:write(os.time(), "\n"); f:close() end
 end
 

@@ -75,7 +75,10 @@ def live_cycles(cluster: SlurmTestCluster, fab, state_dir: Path, counts: list[in
         cluster.sbatch("-N1", "--gres=gpu:8", "--comment=nofabric", "-w", h, wrap="sleep 3000")
     shapes = [("-N2", "--gres=gpu:8"), ("-N4", "--gres=gpu:8"), ("-N2", "--gres=gpu:4"), ("-N3", "--gres=gpu:8")]
     results, recordings, submitted = {}, {}, 0
-    (state_dir / "heartbeat").write_text(f"{int(time.time())}\n")
+    from fabric_hpc.slurm.plugins import plugin_dir
+
+    plugin_dir(state_dir).mkdir(exist_ok=True)  # where job_submit.lua reads the heartbeat
+    (plugin_dir(state_dir) / "heartbeat").write_text(f"{int(time.time())}\n")
     for n in counts:
         t0 = time.monotonic()
         while submitted < n:

@@ -80,18 +80,27 @@ def group(topology: str | None, state_path: str | None, request: str | None, sol
 
 @contextmanager
 def _state_lock(state_path: str) -> Iterator[None]:
-    """Exclusive lock beside the state file (``.NAME.lock``, its link followed) while it is committed to."""
+    """Exclusive lock beside the state file (``.NAME.lock``, its link followed) while it is committed to.
+    The lock is shared as the state file is (its read/write bits: a 0666 state file in a directory
+    several users write gets a 0666 lock), so each of them can commit in turn."""
     import os
     from pathlib import Path
 
     from fabric_hpc.pidlock import PidLock
 
     real = Path(os.path.realpath(state_path))
-    lock = PidLock(real.parent / f".{real.name}.lock", mode=0o644,
+    try:
+        mode = (os.stat(real).st_mode & 0o666) | 0o600
+    except OSError:  # missing: loading it says so
+        mode = 0o644
+    lock = PidLock(real.parent / f".{real.name}.lock", mode=mode,
                    busy=lambda pid: f"another `fabric place --commit` (pid {pid}) has held {real} for 60 s",
                    hint="wait for it to finish, or stop it")
     try:
+        _shared_lock_file(lock.path, mode)
         lock.acquire(wait_s=60)
+    except PermissionError as exc:
+        raise _lock_denied(lock.path, real, mode, exc) from None
     except OSError as exc:
         from fabric_hpc.inputs import os_error
 
@@ -100,6 +109,38 @@ def _state_lock(state_path: str) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def _shared_lock_file(path, mode: int) -> None:
+    """Create the lock file (never through a link) with ``mode`` exactly (not less the umask); one
+    this user owns gets that mode again (an older fabric created it 0644)."""
+    import os
+
+    from fabric_hpc.events import open_regular
+
+    fd = open_regular(path, os.O_RDONLY | os.O_CREAT, mode)
+    try:
+        st = os.fstat(fd)
+        if st.st_uid == os.geteuid() and st.st_mode & 0o777 != mode:
+            os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
+def _lock_denied(path, state, mode: int, exc: OSError) -> ConfigError:
+    import os
+    import pwd
+
+    try:
+        st = os.stat(path)
+        owner = pwd.getpwuid(st.st_uid).pw_name
+        what = f"is {owner}'s, mode {st.st_mode & 0o777:o}"
+    except (OSError, KeyError):
+        what = "cannot be opened"
+    return ConfigError(f"cluster state lock {str(path)!r}: {exc.strerror or 'permission denied'}: it {what}, "
+                       f"and this user may not take it to commit to {str(state)!r}",
+                       hint=f"its owner runs `chmod {mode:o} {path}` (the state file's sharing), or anyone who "
+                            f"may write the directory runs `rm {path}` (the next commit creates it shared)")
 
 
 def _place(fab, state_path: str | None, request: str, solver: str, time_limit: float, workers: int,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -306,13 +307,16 @@ class ClusterState:
         return cls.from_dict(fab, read_json(p, what="cluster state file"), source=str(p))
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write atomically (temp file + rename); a symlink's target is written, the link kept."""
+        """Write atomically (temp file + rename); a symlink's target is written, the link kept, and
+        an existing file's mode is kept (the file is the writer's afterwards: a directory others may
+        write lets them replace it in turn)."""
         from fabric_hpc.atomic import write_atomic
         from fabric_hpc.inputs import os_error, output_path
 
         p = output_path(os.path.realpath(path), what="cluster state file")
-        try:
-            write_atomic(p, json.dumps(self.to_dict(), indent=1))
+        try:  # a file several users share (0666, 0664) keeps its mode, not this user's umask's
+            mode = stat.S_IMODE(os.stat(p).st_mode) if p.exists() else None
+            write_atomic(p, json.dumps(self.to_dict(), indent=1), mode=mode)
         except OSError as exc:
             raise os_error(exc, "cluster state file", p) from None
 

@@ -1,6 +1,6 @@
 """The placement agent: ``fabric agent run``.
 
-Each cycle (every ``interval_s``, or at once when the job_submit plugin rewrites ``<state_dir>/wake``,
+Each cycle (every ``interval_s``, or at once when the job_submit plugin rewrites ``<state_dir>.plugin/wake``,
 one line: the agent watches its modification time):
 
 1. read nodes, jobs and reservations from Slurm (three calls; reservations where the client
@@ -61,7 +61,7 @@ from fabric_hpc.slurm.actions import Actions, AgentPrivilegeError, Applied
 from fabric_hpc.slurm.agent_config import AgentConfig  # noqa: F401 (where callers import it from)
 from fabric_hpc.slurm.agent_support import (  # noqa: F401 (re-exported: callers import them from here)
     agent_lock, bounded, check_state_dir, cycle_error, error_text, first_contact, gpu_mismatch,
-    heartbeat_text, model_overlap, read_status, stop_reason)
+    heartbeat_text, model_overlap, plugin_dir, read_status, stop_reason, write_heartbeat)
 from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer, repair_logs
 from fabric_hpc.slurm.contract import Job, Node, ReadsReservations, SlurmClient
 from fabric_hpc.slurm.deferral_store import DeferralStore
@@ -271,7 +271,9 @@ class Agent:
         if self.other_agent.last is not None:
             self._status["other_agent"] = self.other_agent.last
         self._write_status()
-        write_atomic(self.state_dir / "heartbeat", heartbeat_text(time.time()), mode=0o644, durable=False)
+        now = time.time()  # the agent's own record (fabric agent status), then the plugin's
+        write_atomic(self.state_dir / "heartbeat", heartbeat_text(now), mode=0o644, durable=False)
+        write_heartbeat(self.state_dir, now)
         if self.metrics is not None:
             self.metrics.observe(res, view)
             self.metrics.usage_from_slurm.set(1 if self.usage_source.active == "slurm" else 0)
@@ -424,7 +426,7 @@ class Agent:
         signal.signal(signal.SIGHUP, lambda *_: self._reopen.set())  # logrotate's postrotate (_reopen_logs)
 
     def _sleep(self, seconds: float, *, wakeable: bool = True) -> None:
-        wake = self.state_dir / "wake"
+        wake = plugin_dir(self.state_dir) / "wake"  # the plugin's (root's directory: docs/slurm.md)
         deadline = time.monotonic() + seconds
         while not self._stop.is_set() and time.monotonic() < deadline:
             if wakeable:

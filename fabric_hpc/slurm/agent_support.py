@@ -18,7 +18,7 @@ from fabric_hpc.errors import ConfigError, ExternalError, FabricError
 from fabric_hpc.inputs import os_error
 from fabric_hpc.pidlock import PidLock
 from fabric_hpc.slurm.contract import Node, RestAddressed, SlurmClient, SlurmError
-from fabric_hpc.slurm.plugins import PROTOCOL_VERSION
+from fabric_hpc.slurm.plugins import PROTOCOL_VERSION, plugin_dir
 from fabric_hpc.topology import Fabric
 from fabric_hpc.validation import parse_model
 
@@ -109,6 +109,32 @@ def heartbeat_text(now: float) -> str:
     """``<state_dir>/heartbeat``: the time of the last good cycle, then the protocol the agent speaks
     (job_submit.lua defers jobs only for a fresh heartbeat of its own protocol)."""
     return f"{int(now)}\nprotocol={PROTOCOL_VERSION}\n"
+
+
+def write_heartbeat(state_dir: str | os.PathLike[str], now: float) -> None:
+    """The heartbeat the plugin reads, ``<plugin_dir>/heartbeat``, rewritten in place (no rename: the
+    agent may not create names there); never through a symlink or into a FIFO. Without install (a
+    test, a development run) the agent creates the directory and the file itself."""
+    from fabric_hpc.events import open_regular
+
+    d = plugin_dir(state_dir)
+    data = heartbeat_text(now).encode()
+    try:
+        fd = open_regular(d / "heartbeat", os.O_WRONLY)
+    except FileNotFoundError:
+        try:
+            d.mkdir(mode=0o755, exist_ok=True)
+            fd = open_regular(d / "heartbeat", os.O_WRONLY | os.O_CREAT, 0o644)
+        except PermissionError:
+            raise ConfigError(f"cannot write the heartbeat {d / 'heartbeat'}: {d} is missing and cannot be "
+                              "created by the agent",
+                              hint="run `fabric slurm install` (as root): it creates the directory, "
+                                   "root-owned, and the heartbeat in it") from None
+    try:
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
 
 
 class StatusFile(BaseModel):

@@ -42,9 +42,9 @@ class AgentSection(AgentConfig):
 
     topology: str = Field(description="Fabric model the agent places on: a YAML file or a generator reference "
                                       "(superpod:sus=4). `fabric slurm install` copies it to <config_dir>/topology.yaml.")
-    state_dir: str = Field(default=DEFAULT_STATE_DIR, description="Lock, heartbeat, wake file, status.json and "
-                           "decisions.jsonl. job_submit.lua reads the heartbeat here and rewrites the "
-                           "one-line wake file.")
+    state_dir: str = Field(default=DEFAULT_STATE_DIR, description="Lock, heartbeat, status.json and "
+                           "decisions.jsonl. job_submit.lua reads the heartbeat and rewrites the one-line "
+                           "wake file in <state_dir>.plugin (root's, made by install), never here.")
     backend: Literal["cli", "rest", "pyslurm"] = Field(default="cli", description="How the agent talks to Slurm.")
     rest_url: str | None = Field(default=None, description="slurmrestd address for backend = rest.")
     rest_token_file: str | None = Field(default=None, description="backend = rest: the file holding the JWT "
@@ -102,7 +102,8 @@ class InstallSection(StrictModel):
                                      "(sacctmgr modify user NAME set AdminLevel=Operator; needs slurmdbd). "
                                      "Default: the cluster's SlurmUser (scontrol show config), else root.")
     slurm_group: str = Field(default="slurm", description="Group of SlurmUser: may read the heartbeat and "
-                             "write the wake file (job_submit.lua runs inside slurmctld).")
+                             "write the wake file in <state_dir>.plugin (job_submit.lua runs inside "
+                             "slurmctld).")
     topology_format: Literal["auto", "conf", "yaml"] = Field(
         default="auto", description="topology.conf, or topology.yaml (Slurm 25.05+); auto: yaml when Slurm is "
                                     "25.05 or newer and this fabric-hpc can write it, else conf.")

@@ -7,7 +7,8 @@ What is written (paths from the agent config file's ``[install]`` section, docs/
 * ``<config_dir>/task_prolog.py`` (its interpreter: ``python``), ``prolog.json``, ``topology.yaml``
   (the fabric model) and ``agent.toml`` (the agent's settings, every one written out);
 * ``<unit_dir>/fabric-agent.service`` (hardened systemd unit running the agent as ``service_user``);
-* the state directory, owned by ``service_user`` (group ``slurm_group``), and its ``wake`` file.
+* the state directory, owned by ``service_user`` (group ``slurm_group``), and beside it
+  ``<state_dir>.plugin/`` (root's) with the ``heartbeat`` and ``wake`` files job_submit.lua opens.
 
 Rules: every file written carries a header comment (JSON cannot: the manifest covers it) and is
 listed with its sha256 in ``<config_dir>/install-manifest.json`` (root's directory; uninstall trusts
@@ -42,6 +43,7 @@ from fabric_hpc.slurm.deploy_config import DeployConfig
 from fabric_hpc.slurm.manifest import (BACKUP_SUFFIX, MANIFEST, UNIT_NAME, check_manifest, free_name,
                                       read_manifest, running_agent, unknown_state_entries)
 from fabric_hpc.slurm.manifest import purge_state as purge_state_dir
+from fabric_hpc.slurm.plugins import plugin_dir
 from fabric_hpc.slurm.install_plan import (  # noqa: F401 (re-exported: callers import them from here)
     BLOCK_SINCE, HEADER, YAML_SINCE, Planned, detect_slurm_version, plan)
 from fabric_hpc.slurm.unit import _toml_value, agent_toml, unit_safe, unit_text  # noqa: F401 (re-exported)
@@ -192,7 +194,8 @@ class Installer:
         return uid, gid
 
     def _state_dir(self, uid: int, gid: int, *, force: bool, actions: list[str]) -> list[str]:
-        """Create (or check) the state dir: owner service_user, group slurm_group, 0750; the wake file 0660."""
+        """Create (or check) the state dir: owner service_user, group slurm_group, 0750; and the plugin's
+        directory beside it (:meth:`_plugin_dir`)."""
         d, created = self.state_dir, [str(p) for p in _missing_parents(self.state_dir / "x", self.root)]
         d.mkdir(parents=True, exist_ok=True)
         st = d.stat()
@@ -205,16 +208,36 @@ class Installer:
         if wrong and not created and not force:
             raise ConfigError(f"state dir {self.cfg.agent.state_dir}: " + "; ".join(wrong),
                               hint="fix it (chown/chmod) or pass --force to have install set it")
-        _chown(d, uid, gid)
-        _chmod(d, 0o750)
-        wake = d / "wake"
-        if not wake.exists():
-            wake.touch()
-            created.append(str(wake))
-        _chown(wake, uid, gid)
-        _chmod(wake, 0o660)
+        _give(d, uid, gid, 0o750, directory=True)  # by an O_NOFOLLOW fd: the service user owns d
+        created += self._plugin_dir(uid, gid)
         actions.append(f"state   {self.cfg.agent.state_dir} ({self.cfg.install.service_user}:"
-                       f"{self.cfg.install.slurm_group} 0750, wake 0660)")
+                       f"{self.cfg.install.slurm_group} 0750); {plugin_dir(self.cfg.agent.state_dir)} "
+                       f"(root:{self.cfg.install.slurm_group} 0755: heartbeat "
+                       f"{self.cfg.install.service_user} 0644, wake 0660)")
+        return created
+
+    def _plugin_dir(self, uid: int, gid: int) -> list[str]:
+        """``<state_dir>.plugin`` (:func:`~fabric_hpc.slurm.plugins.plugin_dir`), the only directory
+        job_submit.lua opens files in: root's (0755, group slurm_group), so its two names cannot be
+        swapped by the service user; ``heartbeat`` is the service user's (0644, rewritten in place by the
+        agent), ``wake`` root's (0660: the plugin, group slurm_group, rewrites it). Its parent must be
+        a directory only root changes (else the service user could move the whole directory away)."""
+        pd, created = plugin_dir(self.state_dir), []
+        st = os.stat(pd.parent)
+        if (os.geteuid() == 0 and st.st_uid != 0) or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
+            raise ConfigError(f"{pd.parent} (where install puts {pd.name}, the plugin's directory) may be "
+                              "changed by users other than root: they could replace what slurmctld reads",
+                              hint="set agent.state_dir inside a directory only root may write (e.g. "
+                                   "/var/lib/fabric-agent)")
+        try:
+            os.mkdir(pd, 0o755)
+            created.append(str(pd))
+        except FileExistsError:
+            pass
+        _give(pd, os.geteuid(), gid, 0o755, directory=True)
+        for name, owner, mode in (("heartbeat", uid, 0o644), ("wake", os.geteuid(), 0o660)):
+            if _give(pd / name, owner, gid, mode, create=True):
+                created.append(str(pd / name))
         return created
 
     def _save(self, man: dict) -> None:
@@ -275,7 +298,8 @@ class Installer:
         linked = self.state_dir.is_symlink()  # an install before this check followed it: never again
         for d in sorted(set(man["dirs"]), key=len, reverse=True):  # deepest first; only empty ones go
             p = Path(d)
-            if p.name == "wake" and p.parent == self.state_dir and _is_file(p) and not linked:
+            ours = p.parent == plugin_dir(self.state_dir) and p.name in ("heartbeat", "wake")
+            if (ours or p.name == "wake" and p.parent == self.state_dir and not linked) and _is_file(p):
                 p.unlink()
             elif p.is_dir() and not p.is_symlink() and not any(p.iterdir()):
                 p.rmdir()
@@ -404,9 +428,9 @@ def _is_file(path: Path) -> bool:
 
 
 def _chmod(path: Path, mode: int) -> None:
-    """chmod only when the mode differs (a rerun that changes nothing touches nothing)."""
-    if stat.S_IMODE(os.stat(path).st_mode) != mode:
-        os.chmod(path, mode)
+    """chmod only when the mode differs (a rerun that changes nothing touches nothing); through an fd
+    opened without following a symlink (:func:`_give`)."""
+    _give(path, None, None, mode)
 
 
 def _missing_parents(path: Path, root: Path) -> list[Path]:
@@ -418,11 +442,48 @@ def _missing_parents(path: Path, root: Path) -> list[Path]:
     return out
 
 
-def _chown(path: Path, uid: int, gid: int) -> None:
-    st = path.stat()
-    if (st.st_uid, st.st_gid) == (uid, gid):
-        return
+def _give(path: Path, uid: int | None, gid: int | None, mode: int, *, directory: bool = False,
+          create: bool = False) -> bool:
+    """Give ``path`` to ``uid``:``gid`` (None: keep the owner) with ``mode``, each only when it differs.
+    The service user owns the state dir and may swap any name in it for a symlink, a FIFO or a hard link
+    between a check and a chown: so nothing is done by name. The path is opened with O_NOFOLLOW (and
+    O_NONBLOCK: a FIFO does not block), created with O_EXCL when missing and ``create``, checked on the
+    fd (a directory, or a regular file with one link) and changed with fchown/fchmod on that fd.
+    Returns whether it was created; ConfigError (nothing changed) for anything else at the path."""
+    base = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_DIRECTORY if directory else 0)
+    fd, made = None, False
+    try:  # a file is given away only with one name (not a hard link to someone else's file)
+        if create:
+            try:
+                fd, made = os.open(path, base | os.O_CREAT | os.O_EXCL, 0o600), True
+            except FileExistsError:
+                pass
+        if fd is None:
+            fd = os.open(path, base)
+    except OSError as exc:  # ELOOP: a symlink; ENOTDIR: not a directory (or a symlink to one)
+        raise _not_ours(path, exc.strerror or str(exc), directory) from None
     try:
-        os.chown(path, uid, gid)
-    except PermissionError:
-        raise ConfigError(f"cannot give {path} to {uid}:{gid}", hint="run fabric slurm install as root") from None
+        st = os.fstat(fd)
+        linked = uid is not None and st.st_nlink != 1  # a hard link to a file of someone else's
+        if not (stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode) and not linked):
+            raise _not_ours(path, "not a directory" if directory else
+                            "not a regular file" if not stat.S_ISREG(st.st_mode) else
+                            f"a hard link ({st.st_nlink} names)", directory)
+        if uid is not None and (st.st_uid, st.st_gid) != (uid, gid):
+            try:
+                os.fchown(fd, uid, gid)
+            except PermissionError:
+                raise ConfigError(f"cannot give {path} to {uid}:{gid}",
+                                  hint="run fabric slurm install as root") from None
+        if made or stat.S_IMODE(os.fstat(fd).st_mode) != mode:
+            os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    return made
+
+
+def _not_ours(path: Path, why: str, directory: bool) -> ConfigError:
+    return ConfigError(f"{path}: {why}; install gives it to the service user and changes it only as the "
+                       f"{'directory' if directory else 'regular file'} it writes (nothing was changed)",
+                       hint=f"remove {path} (someone with write access to its directory put it there) and "
+                            "run install again")

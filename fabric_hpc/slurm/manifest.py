@@ -161,14 +161,16 @@ def manifest_problems(man: Manifest, cfg: Any, root: Path) -> list[str]:
         if entry.backup is not None and not re.fullmatch(re.escape(target + BACKUP_SUFFIX) + r"(\.\d{1,6})?",
                                                          entry.backup):
             problems.append(f"backup {entry.backup!r} of {path} is not the {BACKUP_SUFFIX} file of install")
-    wake = norm(f"{cfg.agent.state_dir}/wake")
+    pd = norm(cfg.agent.state_dir) + ".plugin"  # fabric_hpc.slurm.plugins.plugin_dir
+    created = {norm(f"{cfg.agent.state_dir}/wake"), pd, f"{pd}/heartbeat", f"{pd}/wake"}
     for entry in man.dirs:
         if entry != norm(entry) or not inside(entry, top) or entry == top:
             problems.append(f"directory {entry!r} is not below --root {str(root)!r}")
             continue
         path = norm(entry[len(top):]) if top != "/" else entry
-        if path != wake and not any(inside(d, path) for d in dirs):
-            problems.append(f"{entry!r} is neither a directory install creates nor the state dir's wake file")
+        if path not in created and not any(inside(d, path) for d in dirs):
+            problems.append(f"{entry!r} is neither a directory install creates nor the plugin's "
+                            "heartbeat or wake file")
     return problems
 
 

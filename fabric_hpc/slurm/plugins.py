@@ -10,7 +10,7 @@ import os
 import re
 from importlib import resources
 from importlib.resources.abc import Traversable
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.slurm.limits import FALLBACK_S, MAX_GPUS_PER_NODE, check_int
@@ -19,6 +19,15 @@ PLUGIN_PACKAGE = "fabric_hpc.slurm_plugins"
 #: Version of the contract between job_submit.lua and the agent (comment marking, deferral, the
 #: heartbeat and wake files). job_submit.lua carries the same number (``-- fabric: protocol``).
 PROTOCOL_VERSION = 1
+
+
+def plugin_dir(state_dir: str | os.PathLike[str]) -> Path:
+    """``<state_dir>.plugin``: the only directory job_submit.lua (SlurmUser, inside slurmctld) opens
+    files in: ``heartbeat`` (the service user's file, rewritten in place) and ``wake`` (root's, group
+    slurm_group, rewritten by the plugin). Install creates it root-owned, so the service user, who owns
+    the state dir, cannot swap either name for a FIFO or a symlink (Lua has no O_NOFOLLOW). The
+    plugin derives it the same way: the state dir's text without trailing slashes, plus ``.plugin``."""
+    return Path(os.fspath(state_dir).rstrip("/") + ".plugin")
 
 
 def plugin_path(name: str) -> Traversable:

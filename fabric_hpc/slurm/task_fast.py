@@ -82,6 +82,14 @@ def job_user() -> str:
         return f"uid{uid}"
 
 
+def owned_dir(st: os.stat_result, uid: int) -> bool:
+    """The checkpoint rule (the TaskProlog's, and the agent's when it reads a job's checkpoint time:
+    :mod:`fabric_hpc.slurm.ckpt_time`): ``<root>/<user>`` and the job's directory below it are
+    directories of the job's uid (``lstat``/``fstat``: never a symlink), not someone else's in a
+    shared root."""
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == uid
+
+
 def checkpoint_dir(ckpt_root: str | os.PathLike[str], env: Mapping[str, str]) -> Path:
     """``<root>/<user>/<job name>``, checked to stay inside the user's own directory. A task of a job
     array gets ``<job name>+task<N>`` (``SLURM_ARRAY_TASK_ID``): the tasks share the job name and
@@ -99,7 +107,7 @@ def checkpoint_dir(ckpt_root: str | os.PathLike[str], env: Mapping[str, str]) ->
             st = os.lstat(p)
         except FileNotFoundError:
             break
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        if not owned_dir(st, os.getuid()):
             raise Refused(f"{p} exists but is not a directory of uid {os.getuid()} "
                           f"(a symlink or someone else's)", hint="remove it or ask the admin")
     if os.path.realpath(path) != str(path):

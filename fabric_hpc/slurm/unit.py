@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.slurm.deploy_config import DeployConfig
+from fabric_hpc.slurm.plugins import plugin_dir
 
 
 def _toml_value(value: object) -> str:
@@ -101,6 +102,8 @@ MemoryDenyWriteExecute=no
 SystemCallArchitectures=native
 CapabilityBoundingSet=
 ReadWritePaths={a.state_dir}
+# the heartbeat job_submit.lua reads (rewritten in place; its directory is root's: docs/slurm.md)
+ReadWritePaths=-{plugin_dir(a.state_dir)}/heartbeat
 
 [Install]
 WantedBy=multi-user.target

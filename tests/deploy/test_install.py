@@ -175,7 +175,8 @@ def test_install_dry_run_uninstall(tmp_path: Path, capsys: pytest.CaptureFixture
         written.add("etc/fabric-hpc/prolog.py")
     assert written <= tree(root)
     state = root / "var/lib/fabric-agent"
-    assert (state.stat().st_mode & 0o777, (state / "wake").stat().st_mode & 0o777) == (0o750, 0o660)
+    wake = root / "var/lib/fabric-agent.plugin/wake"  # the plugin's directory, root's (docs/deploy.md)
+    assert (state.stat().st_mode & 0o777, wake.stat().st_mode & 0o777) == (0o750, 0o660)
     manifest = json.loads((root / "etc/fabric-hpc" / MANIFEST).read_text())  # root's dir, not the state dir
     assert set(manifest["files"]) == {"/" + w for w in written}
     lua = (root / "etc/slurm/job_submit.lua").read_text()
@@ -253,6 +254,7 @@ def test_unit_is_hardened_and_verifies(tmp_path: Path) -> None:
     unit = (root / "etc/systemd/system" / UNIT_NAME).read_text()
     for line in ("Type=notify", "NotifyAccess=main", "TimeoutStartSec=40", "Restart=on-failure", f"User={USER}", "NoNewPrivileges=yes", "PrivateTmp=yes",
                  "ProtectSystem=strict", "ReadWritePaths=/var/lib/fabric-agent", "CapabilityBoundingSet=",
+                 "ReadWritePaths=-/var/lib/fabric-agent.plugin/heartbeat",
                  "Environment=SLURM_CONF=/etc/slurm/slurm.conf",
                  "ExecStart=/usr/bin/python3 -m fabric_hpc.cli agent run --config /etc/fabric-hpc/agent.toml"):
         assert line + "\n" in unit, line

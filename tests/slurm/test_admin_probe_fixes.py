@@ -251,7 +251,7 @@ def test_uninstall_purge_state_through_a_symlink_removes_nothing(tmp_path: Path,
     left = _tree(tmp_path)
     assert not (tmp_path / "etc/fabric-hpc/install-manifest.json").exists()
     assert "etc/slurm/job_submit.lua" not in left
-    assert {"elsewhere/wake", "elsewhere/decisions.jsonl"} <= set(left) and state.is_symlink()
+    assert "elsewhere/decisions.jsonl" in left and state.is_symlink()
 
 
 def test_uninstall_checks_every_listed_path_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

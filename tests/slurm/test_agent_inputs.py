@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.slurm.usage import AgentUsage
 from fabric_hpc.slurm.view import Inputs, build_view
 from fabric_hpc.topology import build, generators
+
+ME = pwd.getpwuid(os.getuid()).pw_name  # the agent believes checkpoints of the job's own user only
 
 
 def test_tier_map_order_and_errors():
@@ -70,14 +73,14 @@ def _save_ckpt(root, step):
 
 
 def test_last_checkpoint_time_from_the_latest_manifest(tmp_path):
-    d = job_checkpoint_dir(tmp_path, "alice", "train")
+    d = job_checkpoint_dir(tmp_path, ME, "train")
     d.mkdir(parents=True)
-    assert last_checkpoint_time(tmp_path, "alice", "train", now=1e12) is None      # nothing committed
+    assert last_checkpoint_time(tmp_path, ME, "train", now=1e12) is None      # nothing committed
     _save_ckpt(d, 10)
     manifest = d / "step-0000000010" / "zarr.json"
     os.utime(manifest, (5000.0, 5000.0))
-    assert last_checkpoint_time(tmp_path, "alice", "train", now=1e12) == 5000.0
-    assert last_checkpoint_time(tmp_path, "alice", "train", now=4000.0) == 4000.0  # future: counts as now
+    assert last_checkpoint_time(tmp_path, ME, "train", now=1e12) == 5000.0
+    assert last_checkpoint_time(tmp_path, ME, "train", now=4000.0) == 4000.0  # future: counts as now
     assert last_checkpoint_time(tmp_path, "bob", "train", now=1e12) is None
 
 
@@ -109,11 +112,11 @@ def test_view_reads_account_tier_usage_and_checkpoint(tmp_path):
     fab = build(generators.leaf_spine(4, hosts_per_leaf=2, gpus=8, cpus=8))
     hosts = list(fab.hosts)
     nodes = [Node(name=h, state="mixed", gpus=8) for h in hosts]
-    d = job_checkpoint_dir(tmp_path, "alice", "train")
+    d = job_checkpoint_dir(tmp_path, ME, "train")
     d.mkdir(parents=True)
     _save_ckpt(d, 7)
     os.utime(d / "step-0000000007" / "zarr.json", (1500.0, 1500.0))
-    jobs = [Job(job_id=1, name="train", state="RUNNING", comment="fabric", user="alice", account="physics",
+    jobs = [Job(job_id=1, name="train", state="RUNNING", comment="fabric", user=ME, account="physics",
                 qos="scavenger", partition="gpu", nodes=1, gpus_per_node=8, node_list=(hosts[0],),
                 gpus={hosts[0]: tuple(range(8))}, start_time=1000.0, time_limit_min=60),
             Job(job_id=2, name="other", state="RUNNING", user="bob", nodes=1, gpus_per_node=4,
@@ -199,15 +202,15 @@ def test_a_requeued_victim_in_teardown_does_not_take_back_its_hosts():
 def test_checkpoint_before_the_start_is_not_this_runs(tmp_path):
     fab = build(generators.leaf_spine(2, hosts_per_leaf=2, gpus=8, cpus=8))
     h = list(fab.hosts)[0]
-    d = job_checkpoint_dir(tmp_path, "alice", "train")
+    d = job_checkpoint_dir(tmp_path, ME, "train")
     d.mkdir(parents=True)
     _save_ckpt(d, 1)
     os.utime(d / "step-0000000001" / "zarr.json", (900.0, 900.0))  # written by the previous run
-    job = Job(job_id=1, name="train", state="RUNNING", comment="fabric", user="alice", nodes=1, gpus_per_node=8,
+    job = Job(job_id=1, name="train", state="RUNNING", comment="fabric", user=ME, nodes=1, gpus_per_node=8,
               node_list=(h,), gpus={h: tuple(range(8))}, start_time=1000.0)
     view = build_view(fab, [Node(name=h, state="allocated", gpus=8)], [job], now=2000.0,
                       inputs=Inputs(ckpt_root=tmp_path))
-    assert view.running[0].last_checkpoint is None and view.running[0].job.account == "alice"
+    assert view.running[0].last_checkpoint is None and view.running[0].job.account == ME
 
 
 def test_agent_run_rejects_a_bad_tier_map_in_one_line(tmp_path):

@@ -134,15 +134,19 @@ def test_the_wake_file_stays_one_line_and_still_wakes_the_agent(tmp_path: Path) 
     from fabric_hpc.topology import build, generators
     from tests.slurm.test_job_submit_lua import gang, run_cases
 
+    from fabric_hpc.slurm.plugins import plugin_dir
+
     state = tmp_path / "agent"
     state.mkdir()
-    (state / "heartbeat").write_text(heartbeat_text(time.time()))
+    plugin_dir(state).mkdir()  # the plugin's files live there (root's, made by install)
+    (plugin_dir(state) / "heartbeat").write_text(heartbeat_text(time.time()))
+    wake = plugin_dir(state) / "wake"
     rows = run_cases(tmp_path, [gang(), gang(), gang()], state_dir=str(state))
     assert [rc for rc, _, _ in rows] == ["0", "0", "0"]
-    assert len((state / "wake").read_text().splitlines()) == 1
+    assert len(wake.read_text().splitlines()) == 1
     agent = Agent(Deferrals(), build(generators.leaf_spine(4, hosts_per_leaf=2, gpus=8)),
                   AgentConfig(state_dir=str(state)))
-    agent._wake_mtime = (state / "wake").stat().st_mtime
+    agent._wake_mtime = wake.stat().st_mtime
     sleeper = threading.Thread(target=agent._sleep, args=(600,))
     sleeper.start()
     time.sleep(0.05)
@@ -151,7 +155,7 @@ def test_the_wake_file_stays_one_line_and_still_wakes_the_agent(tmp_path: Path) 
     woke = not sleeper.is_alive()
     agent._stop.set()
     sleeper.join()
-    assert woke and len((state / "wake").read_text().splitlines()) == 1
+    assert woke and len(wake.read_text().splitlines()) == 1
 
 
 @pytest.mark.parametrize("flag, given", [("--placement", ["--placement", "cpsat"]),

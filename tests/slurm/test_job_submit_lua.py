@@ -214,14 +214,17 @@ def test_jobs_are_deferred_only_for_a_fresh_heartbeat_of_our_protocol(tmp_path: 
 
     from fabric_hpc.slurm.agent import heartbeat_text
 
+    from fabric_hpc.slurm.plugins import plugin_dir
+
     state = tmp_path / "agent"
     state.mkdir()
+    plugin_dir(state).mkdir()  # where the plugin reads the heartbeat and writes wake (root's, install)
     now = int(time.time())
-    (state / "heartbeat").write_text(beat.format(now=now, old=now - 3600))
+    (plugin_dir(state) / "heartbeat").write_text(beat.format(now=now, old=now - 3600))
     assert heartbeat_text(now) == f"{now}\nprotocol=1\n"
     [(rc, comment, msgs)] = run_cases(tmp_path, [gang()], state_dir=str(state))
     assert (rc, comment) == ("0", "fabric")
-    assert (state / "wake").exists() is deferred
+    assert (plugin_dir(state) / "wake").exists() is deferred
     assert said in msgs and (msgs == "") is deferred
 
 

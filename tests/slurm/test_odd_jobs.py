@@ -71,9 +71,12 @@ def test_lua_names_gpus_per_task_and_total_gpus_it_does_not_read(tmp_path: Path)
 def _begin_times(tmp_path: Path, begins: list[int]) -> list[int]:
     """The begin time the plugin leaves for gangs submitted with these begin times (fresh heartbeat)."""
     require_real("lua", LUA is not None, "lua5.4 is not installed (Debian: lua5.4)")
+    from fabric_hpc.slurm.plugins import plugin_dir
+
     state = tmp_path / "agent"
     state.mkdir()
-    (state / "heartbeat").write_text(f"{int(time.time())}\nprotocol=1\n")
+    plugin_dir(state).mkdir()  # the plugin reads the heartbeat there (root's directory, made by install)
+    (plugin_dir(state) / "heartbeat").write_text(f"{int(time.time())}\nprotocol=1\n")
     plugin = tmp_path / "job_submit.lua"
     plugin.write_text(render_job_submit(state_dir=str(state)))
     script = tmp_path / "begin.lua"

@@ -42,7 +42,10 @@ def test_the_wake_file_stays_one_line_and_wakes_the_agent(fabric_cluster, agent)
     agent.extra = ("--compact-wait", "0", "--interval", "600")
     agent.start()
     jobs = [c.sbatch("-N2", "--gres=gpu:8", "--comment=fabric", wrap="sleep 1") for _ in range(3)]
-    lines = (agent.state_dir / "wake").read_text().splitlines()
+    from fabric_hpc.slurm.plugins import plugin_dir
+
+    wake = plugin_dir(agent.state_dir) / "wake"  # the plugin's directory, never the state dir
+    lines = wake.read_text().splitlines()
     assert len(lines) == 1 and lines[0].isdigit(), lines
     deadline = time.monotonic() + 120
     while True:
@@ -54,4 +57,4 @@ def test_the_wake_file_stays_one_line_and_wakes_the_agent(fabric_cluster, agent)
         time.sleep(0.2)
     for job_id in jobs:
         c.wait_job(job_id, states=("COMPLETED",), timeout=120)
-    assert len((agent.state_dir / "wake").read_text().splitlines()) == 1
+    assert len(wake.read_text().splitlines()) == 1
