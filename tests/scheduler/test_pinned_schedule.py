@@ -15,7 +15,8 @@ decisions, fewer), and for both fabric cases when a held gang that cannot start 
 few GPUs free) began to get its reservation and block later jobs like any other (2026-12-06: a later job
 no longer starts in front of it for its whole walltime), and for fabric-nvl72 when greedy began to
 spread a gang evenly over the NVL72 racks it spans instead of filling one and putting the rest in the
-next (2026-12-06: faster rings, so run times and 6 decisions changed). A change that alters decisions on purpose must re-record them (run this file's
+next (2026-12-06: faster rings, so run times and 6 decisions changed). A change that alters decisions
+on purpose must re-record them (run this file's
 ``_digest`` and paste the new value) and say so; an optimisation must leave them unchanged.
 """
 

@@ -20,7 +20,8 @@ from tests.slurm.test_prolog_users import USERS, _user
 
 @pytest.fixture(scope="module")
 def two() -> tuple:
-    require_real("slurm", os.geteuid() == 0, "files of two users: the test creates them as root and chowns them")
+    require_real("slurm", os.geteuid() == 0,
+                 "files of two users: the test creates them as root and chowns them")
     return tuple(_user(n) for n in USERS)
 
 
