@@ -140,7 +140,8 @@ def _lock_denied(path, state, mode: int, exc: OSError) -> ConfigError:
     return ConfigError(f"cluster state lock {str(path)!r}: {exc.strerror or 'permission denied'}: it {what}, "
                        f"and this user may not take it to commit to {str(state)!r}",
                        hint=f"its owner runs `chmod {mode:o} {path}` (the state file's sharing), or anyone "
-                            f"who may write the directory runs `rm {path}` (the next commit creates it shared)")
+                            f"who may write the directory runs `rm {path}` (the next commit creates it "
+                            "shared)")
 
 
 def _place(fab, state_path: str | None, request: str, solver: str, time_limit: float, workers: int,
