@@ -34,3 +34,12 @@ def test_a_hostile_name_and_comment_forge_nothing(slurm_cluster):
         assert cli.job(jid) == job  # the 22.05 fallback (squeue --json) is remembered and gives the same
     finally:
         c.run(["scancel", str(jid)], check=False)
+
+
+def test_an_unknown_job_is_not_found(slurm_cluster):
+    from fabric_hpc.errors import NotFoundError
+
+    cli = open_client("cli", env=slurm_cluster.env)
+    for _ in range(2):  # the first call finds out how to ask (22.05: squeue --json), the second asks so
+        with pytest.raises(NotFoundError, match="Slurm knows no job 99999"):
+            cli.job(99999)
