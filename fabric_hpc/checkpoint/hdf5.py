@@ -193,9 +193,10 @@ def _read_dataset(f, name: str, entry: TensorEntry, h5_path: Path) -> np.ndarray
         try:
             return np.asarray(ds[()], dtype=stored_dtype(entry.dtype))
         except MemoryError:
-            raise CheckpointError(f"{h5_path}: dataset {name!r} needs {declared:,} bytes of memory to import, "
-                                  "more than this process may allocate",
-                                  hint="import on a host with more free memory (or a higher ulimit -v)") from None
+            raise CheckpointError(f"{h5_path}: dataset {name!r} needs {declared:,} bytes of memory to "
+                                  "import, more than this process may allocate",
+                                  hint="import on a host with more free memory (or a higher ulimit -v)"
+                                  ) from None
     except CheckpointError:
         raise  # said above, with its own fix
     except (KeyError, OSError, ValueError, TypeError, RuntimeError) as exc:
@@ -206,8 +207,8 @@ def _read_dataset(f, name: str, entry: TensorEntry, h5_path: Path) -> np.ndarray
 
 #: How far a filtered (compressed) dataset may expand: deflate's own limit is about 1032:1.
 MAX_EXPANSION = 1100
-_STORED_HINT = ("export the checkpoint again with `fabric ckpt export --h5` (it stores every dataset whole), or "
-                "write every element of the dataset")
+_STORED_HINT = ("export the checkpoint again with `fabric ckpt export --h5` (it stores every dataset "
+                "whole), or write every element of the dataset")
 
 
 def _check_stored(ds, name: str, h5_path: Path) -> int:
@@ -223,8 +224,8 @@ def _check_stored(ds, name: str, h5_path: Path) -> int:
         have = ds.id.get_num_chunks()
         if have < grid:
             raise CheckpointCorruptError(
-                f"{h5_path}: dataset {name!r} declares {declared:,} bytes (shape {list(ds.shape)}) but stores "
-                f"{have:,} of its {grid:,} chunks: the others were never written", hint=_STORED_HINT)
+                f"{h5_path}: dataset {name!r} declares {declared:,} bytes (shape {list(ds.shape)}) but "
+                f"stores {have:,} of its {grid:,} chunks: the others were never written", hint=_STORED_HINT)
     stored = ds.id.get_storage_size()
     filtered = ds.id.get_create_plist().get_nfilters() > 0
     if stored < declared and (not filtered or stored * MAX_EXPANSION < declared):

@@ -45,15 +45,17 @@ def _declaring(tmp_path: Path, shape: list[int], **create) -> Path:
     return out
 
 
-@pytest.mark.parametrize("create", [{}, {"chunks": (1 << 16,)}, {"chunks": (1 << 16,), "compression": "gzip"}],
-                         ids=["contiguous", "chunked", "gzip"])
+LAYOUTS = [{}, {"chunks": (1 << 16,)}, {"chunks": (1 << 16,), "compression": "gzip"}]
+
+
+@pytest.mark.parametrize("create", LAYOUTS, ids=["contiguous", "chunked", "gzip"])
 def test_a_never_written_huge_dataset_is_refused_before_any_allocation(tmp_path: Path, create) -> None:
     h5 = _declaring(tmp_path, [4_000_000_000], **create)
     assert h5.stat().st_size < 1 << 20
     code = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
             "from fabric_hpc.cli.main import main\nsys.exit(main(sys.argv[1:]))")
-    proc = subprocess.run([sys.executable, "-c", code, "ckpt", "import", "--h5", str(h5), str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=120, env=ENV)
+    argv = [sys.executable, "-c", code, "ckpt", "import", "--h5", str(h5), str(tmp_path / "out")]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=ENV)
     assert proc.returncode == 3, (proc.returncode, proc.stderr[-2000:])
     assert "Traceback" not in proc.stderr and "MemoryError" not in proc.stderr, proc.stderr[-2000:]
     assert "dataset 'x' declares 16,000,000,000 bytes" in proc.stderr, proc.stderr
@@ -96,8 +98,8 @@ def test_a_stored_dataset_too_large_for_the_memory_limit_is_exit_3_not_a_traceba
             f["x"][i:i + step] = block[:min(step, n - i)]
     code = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_AS, (1536 << 20, 1536 << 20))\n"
             "from fabric_hpc.cli.main import main\nsys.exit(main(sys.argv[1:]))")
-    proc = subprocess.run([sys.executable, "-c", code, "ckpt", "import", "--h5", str(h5), str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=300, env=ENV)
+    argv = [sys.executable, "-c", code, "ckpt", "import", "--h5", str(h5), str(tmp_path / "out")]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=ENV)
     assert proc.returncode == 3, (proc.returncode, proc.stderr[-2000:])
     assert "dataset 'x' needs 2,000,000,000 bytes of memory to import" in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr

@@ -18,8 +18,9 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.e
 
 def _in_child(code: str, where: Path) -> str:
     try:
-        proc = subprocess.run([sys.executable, "-c", f"from pathlib import Path\nd = Path({str(where)!r})\n" + code],
-                              capture_output=True, text=True, timeout=30, env=ENV)
+        head = f"from pathlib import Path\nd = Path({str(where)!r})\n"
+        proc = subprocess.run([sys.executable, "-c", head + code], capture_output=True, text=True, timeout=30,
+                              env=ENV)
     except subprocess.TimeoutExpired:
         pytest.fail(f"blocked on a FIFO: {code!r}")
     assert proc.returncode == 0, proc.stderr

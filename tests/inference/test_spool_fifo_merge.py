@@ -4,6 +4,7 @@ refused (not a regular file) with exit 5 and a message naming it."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -51,8 +52,8 @@ def test_snapshot_lines_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
             "try:\n    list(snapshot_lines(json.loads(sys.argv[1])))\n"
             "except Exception as exc:\n    print(type(exc).__name__, exc)\n")
     try:
-        proc = subprocess.run([sys.executable, "-c", code, __import__("json").dumps(snap)], capture_output=True,
-                              text=True, timeout=30, env=ENV)
+        proc = subprocess.run([sys.executable, "-c", code, json.dumps(snap)], capture_output=True, text=True,
+                              timeout=30, env=ENV)
     except subprocess.TimeoutExpired:
         pytest.fail("snapshot_lines blocked on a FIFO")
     assert proc.stdout.startswith("ExternalError spool file"), (proc.stdout, proc.stderr)

@@ -22,8 +22,9 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.e
 def _in_child(code: str, state_dir: Path) -> str:
     """``code`` (with ``sd``, the state dir) in a child, which must not block."""
     try:
-        proc = subprocess.run([sys.executable, "-c", f"from pathlib import Path\nsd = Path({str(state_dir)!r})\n"
-                               + code], capture_output=True, text=True, timeout=30, env=ENV)
+        head = f"from pathlib import Path\nsd = Path({str(state_dir)!r})\n"
+        proc = subprocess.run([sys.executable, "-c", head + code], capture_output=True, text=True, timeout=30,
+                              env=ENV)
     except subprocess.TimeoutExpired:
         pytest.fail(f"blocked on a FIFO in the state dir: {code!r}")
     assert proc.returncode == 0, proc.stderr
@@ -49,7 +50,8 @@ def test_a_linked_deferrals_file_is_not_followed(tmp_path: Path) -> None:
     other.write_text(json.dumps({"format": FORMAT, "jobs": {"7": {"asked": [], "begin": 100.0}}}))
     (tmp_path / DEFERRALS_FILE).symlink_to(other)
     assert own_begins(tmp_path) == {}
-    assert "symbolic link" in (DeferralStore(tmp_path).load(Actions(None, print)) or "")  # type: ignore[arg-type]
+    ignored = DeferralStore(tmp_path).load(Actions(None, print))  # type: ignore[arg-type]
+    assert "symbolic link" in (ignored or "")
     os.unlink(tmp_path / DEFERRALS_FILE)
     other.rename(tmp_path / DEFERRALS_FILE)
     assert own_begins(tmp_path) == {7: 100.0}
@@ -57,16 +59,19 @@ def test_a_linked_deferrals_file_is_not_followed(tmp_path: Path) -> None:
     assert DeferralStore(tmp_path).load(actions) is None and actions.waits == {7: 100.0}
 
 
+_TRY = ("from fabric_hpc.errors import ConfigError\n{}\n"
+        "try:\n    {}\nexcept ConfigError as exc:\n    print(exc)")
+_STATUS = _TRY.format("from fabric_hpc.slurm.agent import read_status", "read_status(sd)")
+
+
 @pytest.mark.parametrize("name, code, expect", [
     ("qos.json", "from fabric_hpc.slurm.qos_store import QosMemory\nprint(QosMemory(sd).load())",
      "not a regular file"),
-    ("usage.json", "from fabric_hpc.errors import ConfigError\nfrom fabric_hpc.slurm.usage import AgentUsage\n"
-     "try:\n    AgentUsage(sd)\nexcept ConfigError as exc:\n    print(exc)", "not a regular file"),
-    ("status.json", "from fabric_hpc.errors import ConfigError\nfrom fabric_hpc.slurm.agent import read_status\n"
-     "try:\n    read_status(sd)\nexcept ConfigError as exc:\n    print(exc)", "is a FIFO"),
-    ("heartbeat", "from fabric_hpc.errors import ConfigError\nfrom fabric_hpc.slurm.agent import read_status\n"
-     "try:\n    read_status(sd)\nexcept ConfigError as exc:\n    print(exc)", "is a FIFO"),
-])
+    ("usage.json", _TRY.format("from fabric_hpc.slurm.usage import AgentUsage", "AgentUsage(sd)"),
+     "not a regular file"),
+    ("status.json", _STATUS, "is a FIFO"),
+    ("heartbeat", _STATUS, "is a FIFO"),
+], ids=["qos", "usage", "status", "heartbeat"])
 def test_other_state_files_do_not_block_on_a_fifo(tmp_path: Path, name: str, code: str, expect: str) -> None:
     """The agent's other state files (qos.json, usage.json) and what `fabric agent status` reads."""
     os.mkfifo(tmp_path / name)

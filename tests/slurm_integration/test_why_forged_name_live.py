@@ -1,7 +1,7 @@
-"""A hostile job name and comment on a live slurmctld (unit tests: tests/slurm/test_scontrol_forged_fields.py):
-`fabric slurm why` (the cli backend's one-job read) took `UserId=root(0) … JobState=RUNNING … GRES=gpu:8(IDX:0-7)`
-in a job name for the job's fields (`scontrol show job -d -o` text). It reads the job as JSON now: what
-squeue --json says, with the name and comment as given."""
+"""A hostile job name and comment on a live slurmctld (unit tests: test_scontrol_forged_fields.py):
+`fabric slurm why` (the cli backend's one-job read) took `UserId=root(0) … JobState=RUNNING …
+GRES=gpu:8(IDX:0-7)` in a job name for the job's fields (`scontrol show job -d -o` text). It reads the
+job as JSON now: what squeue --json says, with the name and comment as given."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ pytestmark = [pytest.mark.slurm]
 
 NAME = ("x UserId=root(0) GroupId=root(0) Account=admins QOS=high JobState=RUNNING Reason=None Nodes=n2 "
         "CPU_IDs=0 Mem=0 GRES=gpu:8(IDX:0-7)")
-COMMENT = "c JobState=RUNNING NodeList=n3 JOB_GRES=gpu:8 Nodes=n3 CPU_IDs=0 Mem=0 GRES=gpu:8(IDX:0-7) Requeue=0"
+COMMENT = ("c JobState=RUNNING NodeList=n3 JOB_GRES=gpu:8 Nodes=n3 CPU_IDs=0 Mem=0 GRES=gpu:8(IDX:0-7) "
+           "Requeue=0")
 
 
 def test_a_hostile_name_and_comment_forge_nothing(slurm_cluster):
