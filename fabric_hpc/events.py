@@ -139,25 +139,29 @@ def naming_file(path: str | os.PathLike[str]) -> Iterator[None]:
         raise OSError(exc.errno, exc.strerror, os.fspath(path)) from exc
 
 
-def open_regular(path: str | os.PathLike[str], flags: int, mode: int = 0o600) -> int:
+def open_regular(path: str | os.PathLike[str], flags: int, mode: int = 0o600, *, follow: bool = False) -> int:
     """``os.open`` of a regular file that is never a symbolic link (``flags`` gain O_NOFOLLOW,
     O_NONBLOCK and O_CLOEXEC; the fd is left blocking): ConfigError naming the path and the fix for
-    a symbolic link, a FIFO or a device, so nothing is written (or created) through one. For every
-    file opened in place for writing in a state, output or checkpoint directory (locks, logs)."""
+    a symbolic link, a FIFO or a device, so nothing is written (or created) through one, and no read
+    blocks on a FIFO. For every file opened in place in a state, output, spool or checkpoint directory
+    (locks, logs, spool files). ``follow=True`` (O_RDONLY reads of files a user may link into place,
+    such as spool files) follows a symbolic link to a regular file."""
     from fabric_hpc.errors import ConfigError
 
-    flags |= os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    hint = f"remove {path} (or move it away); it is created again as a plain file"
+    flags |= os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    doing = "read" if flags & os.O_ACCMODE == os.O_RDONLY else "write to"
+    hint = (f"remove {path} (or move it away); it is created again as a plain file" if doing != "read"
+            else f"replace {path} by a plain file (or move it away)")
     try:
         fd = os.open(path, flags, mode)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENXIO):  # a symbolic link; a FIFO with no reader
             raise ConfigError(f"{path} is a symbolic link or a special file, not a regular file: "
-                              "refusing to write to it", hint=hint) from None
+                              f"refusing to {doing} it", hint=hint) from None
         raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO with a reader, a device
         os.close(fd)
-        raise ConfigError(f"{path} is not a regular file: refusing to write to it", hint=hint)
+        raise ConfigError(f"{path} is not a regular file: refusing to {doing} it", hint=hint)
     os.set_blocking(fd, True)
     return fd
 

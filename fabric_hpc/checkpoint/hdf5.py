@@ -189,11 +189,51 @@ def _read_dataset(f, name: str, entry: TensorEntry, h5_path: Path) -> np.ndarray
         if ds.dtype.itemsize != np.dtype(stored_dtype(entry.dtype)).itemsize:
             raise CheckpointCorruptError(f"{h5_path}: dataset {name!r} holds {ds.dtype}, not {entry.dtype}",
                                          hint="export the checkpoint again with `fabric ckpt export --h5`")
-        return np.asarray(ds[()], dtype=stored_dtype(entry.dtype))
+        declared = _check_stored(ds, name, h5_path)  # before any allocation
+        try:
+            return np.asarray(ds[()], dtype=stored_dtype(entry.dtype))
+        except MemoryError:
+            raise CheckpointError(f"{h5_path}: dataset {name!r} needs {declared:,} bytes of memory to "
+                                  "import, more than this process may allocate",
+                                  hint="import on a host with more free memory (or a higher ulimit -v)"
+                                  ) from None
+    except CheckpointError:
+        raise  # said above, with its own fix
     except (KeyError, OSError, ValueError, TypeError, RuntimeError) as exc:
         raise CheckpointCorruptError(f"{h5_path}: dataset {name!r} cannot be read ({str(exc)[:200]})",
                                      hint="the file is damaged: export the checkpoint again with "
                                           "`fabric ckpt export --h5`") from None
+
+
+#: How far a filtered (compressed) dataset may expand: deflate's own limit is about 1032:1.
+MAX_EXPANSION = 1100
+_STORED_HINT = ("export the checkpoint again with `fabric ckpt export --h5` (it stores every dataset "
+                "whole), or write every element of the dataset")
+
+
+def _check_stored(ds, name: str, h5_path: Path) -> int:
+    """The dataset's declared size in bytes, once the file is known to store it: a plain dataset all its
+    bytes, a chunked one every chunk, a filtered one at least 1/MAX_EXPANSION of them. A dataset
+    never (or partly) written reads as its fill value: import would allocate its whole declared shape
+    for data the file does not hold (a 6 KB file declaring 16 GB), so it is refused before any read."""
+    declared = int(ds.size) * ds.dtype.itemsize
+    if declared == 0:
+        return 0
+    if ds.chunks is not None:
+        grid = int(np.prod([-(-s // c) for s, c in zip(ds.shape, ds.chunks, strict=True)], dtype=object))
+        have = ds.id.get_num_chunks()
+        if have < grid:
+            raise CheckpointCorruptError(
+                f"{h5_path}: dataset {name!r} declares {declared:,} bytes (shape {list(ds.shape)}) but "
+                f"stores {have:,} of its {grid:,} chunks: the others were never written", hint=_STORED_HINT)
+    stored = ds.id.get_storage_size()
+    filtered = ds.id.get_create_plist().get_nfilters() > 0
+    if stored < declared and (not filtered or stored * MAX_EXPANSION < declared):
+        raise CheckpointCorruptError(
+            f"{h5_path}: dataset {name!r} declares {declared:,} bytes (shape {list(ds.shape)}) but the file "
+            f"stores {stored:,} bytes for it{' (compressed beyond any real ratio)' if filtered else ''}: "
+            "import does not allocate memory for data the file does not hold", hint=_STORED_HINT)
+    return declared
 
 
 _INSIDE_HINT = ("give a file written by `fabric ckpt export --h5` (its datasets hold their data), or "

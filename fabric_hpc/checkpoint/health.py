@@ -12,7 +12,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from fabric_hpc.checkpoint import store
+from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.errors import (
     CheckpointIOError, CheckpointNewerFormatError, CheckpointNotFoundError,
 )
@@ -159,7 +159,7 @@ def _drain_leftover(path: Path, step: int, newest: int) -> Leftover:
     records = {}
     for f in path.glob(f"{DRAINER_PREFIX}*"):
         try:
-            doc = json.loads(f.read_bytes())
+            doc = json.loads(fsio.read_in(path, f.name, 1 << 16))  # a FIFO: unknown writer, never a hang
             node = int(f.name[len(DRAINER_PREFIX):])
             records[node] = (str(doc["host"]), int(doc["pid"]), int(doc["nodes"]))
         except (OSError, ValueError, KeyError, TypeError):

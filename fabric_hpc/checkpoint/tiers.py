@@ -174,13 +174,16 @@ def _finish_local(tmp: Path, part: LocalPart, manifest: Manifest, held: list[lis
             store.advance_latest(local, final.name)
 
 
+_MAX_PART_BYTES = 512 << 20  # a part file lists this node's chunks (as large as a manifest at most)
+
+
 def local_parts(local: Path | str) -> list[LocalPart]:
     """The parts of multi-node checkpoints under a local root, oldest first."""
     out = []
     root = Path(local)
     for entry in (os.scandir(root) if root.is_dir() else []):
         if _PART_DIR.match(entry.name) and os.path.exists(os.path.join(entry.path, PART_FILE)):
-            info = json.loads(Path(entry.path, PART_FILE).read_bytes())
+            info = json.loads(fsio.read_in(entry.path, PART_FILE, _MAX_PART_BYTES))  # a FIFO never blocks
             out.append(LocalPart(Path(entry.path), info["step"], info["token"], info["node"], info["nodes"]))
     return sorted(out, key=lambda p: p.step)
 
@@ -195,13 +198,13 @@ def drain(part: LocalPart, shared: Path | str) -> Path | None:
     shared = Path(shared)
     fsio.make_dirs(shared)
     final = shared / store.step_dir_name(part.step)
-    manifest = parse_manifest((part.path / MANIFEST).read_bytes(), str(part.path / MANIFEST))
+    manifest = parse_manifest(read_manifest(part.path), str(part.path / MANIFEST))  # no link, no FIFO
     if final.exists():
         return _same_checkpoint(final, part, manifest)
     if part.complete:
         held = [[name, c.index] for name, e in manifest.tensors.items() for c in e.chunks]
     else:
-        held = json.loads((part.path / PART_FILE).read_bytes())["chunks"]
+        held = json.loads(fsio.read_in(part.path, PART_FILE, _MAX_PART_BYTES))["chunks"]
     staging = shared / f"{DRAIN_PREFIX}{store.step_dir_name(part.step)}-{part.token}"
     fsio.make_dirs(staging)
     health.write_drainer(staging, part.node, part.nodes)  # before any chunk: prune keeps it while we live
@@ -271,7 +274,7 @@ def _copy_file(src: Path, dst: Path) -> None:
     """Copy in the kernel (sendfile), no user-space buffer; fsync'd later in one batch."""
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, fsio.FILE_MODE)
     try:
-        with open(src, "rb") as fin:
+        with os.fdopen(fsio.open_in(src.parent, src.name), "rb") as fin:  # a regular file, never blocks
             size, offset = os.fstat(fin.fileno()).st_size, 0
             while offset < size:
                 sent = os.sendfile(fd, fin.fileno(), offset, min(size - offset, 1 << 30))

@@ -201,10 +201,8 @@ def _running_agent_ok(section: Any) -> str:
     """The running agent (the holder of the state dir's lock) defers as long as the installed job_submit.lua
     (or, with no agent.job_submit named, this config): a reinstall with another fallback_s applies to the
     agent only once it is restarted. Its fallback_s is the one in its status.json."""
-    import json
-
     from fabric_hpc.errors import ConfigError
-    from fabric_hpc.inputs import read_text
+    from fabric_hpc.inputs import read_json, read_text
     from fabric_hpc.slurm.manifest import UNIT_NAME, running_agent
     from fabric_hpc.slurm.plugins import lua_settings
 
@@ -212,8 +210,8 @@ def _running_agent_ok(section: Any) -> str:
     if pid is None:
         return "no agent runs on the state dir: nothing to compare"
     try:
-        status = json.loads((Path(section.state_dir) / "status.json").read_text())
-    except (OSError, ValueError):
+        status = read_json(Path(section.state_dir) / "status.json", what="agent status file", limit=64 << 20)
+    except (OSError, ValueError):  # ConfigError too (a FIFO is refused, never blocks)
         status = {}
     running = status.get("fallback_s") if isinstance(status, dict) and status.get("pid") == pid else None
     if running is None:

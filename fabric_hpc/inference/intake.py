@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from fabric_hpc.errors import ConfigError, ExternalError, NotFoundError
-from fabric_hpc.events import JsonLinesWriter, make_event
+from fabric_hpc.events import JsonLinesWriter, make_event, open_regular
 from fabric_hpc.inference.engine import EngineLimits
 from fabric_hpc.inputs import key_given_twice
 
@@ -340,7 +340,8 @@ def checked_snapshot(spool: str | os.PathLike[str]) -> dict[str, Any]:
     base = Path(spool)
     for entry in snap["files"]:  # one clear error, not a dead letter per line
         path = base if snap["single_file"] else base / entry["name"]
-        with contextlib.suppress(OSError), path.open("rb") as fh:
+        with contextlib.suppress(OSError, ConfigError), \
+                os.fdopen(open_regular(path, os.O_RDONLY, follow=True), "rb") as fh:  # a FIFO: refused later
             _refuse_compressed(path, fh.read(8))
     return snap
 
@@ -392,8 +393,12 @@ def snapshot_lines(snapshot: dict[str, Any]) -> Iterator[tuple[str, int, bytes]]
     base = Path(snapshot["spool"])
     for entry in snapshot["files"]:
         path = base if snapshot.get("single_file") else base / entry["name"]
-        try:
-            fh = path.open("rb")
+        try:  # never blocks: a spool file replaced by a FIFO is refused below (not a regular file)
+            fh = os.fdopen(open_regular(path, os.O_RDONLY, follow=True), "rb")
+        except ConfigError:
+            raise ExternalError(f"spool file {path} was replaced during the run by something that is not a "
+                                "regular file (a FIFO, socket or device)",
+                                hint="leave spool files in place until the run is merged") from None
         except OSError as exc:
             raise ExternalError(f"spool file {path} vanished during the run ({exc.strerror})",
                                 hint="leave spool files in place until the run is merged") from None

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from fabric_hpc.errors import ConfigError, ExternalError, FabricError
-from fabric_hpc.inputs import os_error
+from fabric_hpc.inputs import os_error, read_bytes, read_json
 from fabric_hpc.pidlock import PidLock
 from fabric_hpc.slurm.contract import Node, RestAddressed, SlurmClient, SlurmError
 from fabric_hpc.slurm.plugins import PROTOCOL_VERSION, plugin_dir
@@ -168,11 +168,12 @@ def read_status(state_dir: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"no agent state directory {d}", hint="pass the --state-dir the agent runs with")
     status: dict[str, Any] = {}
     if (d / "status.json").exists():
-        status = json.loads((d / "status.json").read_text())
+        status = read_json(d / "status.json", what="agent status file", limit=64 << 20)  # never blocks
         tried = (d / "status.json").stat().st_mtime  # a failed write touches it (Agent._error)
         if isinstance(status.get("ts"), (int, float)) and tried - status["ts"] > 1:
             status["status_file_stale"], status["status_file_tried"] = True, round(tried, 3)
-    beat = (d / "heartbeat").read_text().partition("\n")[0].strip() if (d / "heartbeat").exists() else ""
+    beat = read_bytes(d / "heartbeat", what="agent heartbeat file", limit=64).decode("ascii", "replace") \
+        .partition("\n")[0].strip() if (d / "heartbeat").exists() else ""
     status["heartbeat_age_s"] = round(time.time() - int(beat), 1) if beat.isdigit() else None
     status["lock_holder"] = agent_lock(d).holder()
     status["running"] = status["lock_holder"] is not None

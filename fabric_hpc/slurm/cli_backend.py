@@ -3,8 +3,12 @@
 Reads use ``squeue --json`` and, for nodes, ``sinfo --json`` where it lists nodes (22.05) or ``scontrol show
 nodes --json`` (23.02+, whose ``sinfo --json`` has per-partition records); both are decoded by
 :mod:`fabric_hpc.slurm.decode`; reservations ``scontrol show reservation --json``, or its ``-o`` text where
-this scontrol has no ``--json`` (22.05; :mod:`fabric_hpc.slurm.reservations`). ``scontrol show job -d -o`` /
-``scontrol show node -d -o`` are the text fallbacks for a single job and for Slurm builds without JSON.
+this scontrol has no ``--json`` (22.05; :mod:`fabric_hpc.slurm.reservations`). One job is ``scontrol show
+job --json ID`` (23.02+), or ``squeue --json`` where scontrol has no ``--json`` (22.05): never the ``-o``
+text, whose user text (``JobName``, ``Comment``, ``WorkDir``, ``StdOut``, ``SubmitLine``) may hold
+`` Key=value`` that reads as another field. ``scontrol show job -d -o`` (:func:`job_from_scontrol`, which
+refuses a line whose keys repeat) and ``scontrol show node -d -o`` remain text readers for recorded
+answers and Slurm builds without JSON.
 Actions are ``scontrol update/hold/release/requeue``, ``scancel`` and ``sbatch --parsable``. Each call has a
 timeout; a failure is a :class:`SlurmError` with Slurm's message.
 """
@@ -23,8 +27,8 @@ from fabric_hpc.slurm import reservations as resv
 from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, check_slurm_conf
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
 from fabric_hpc.slurm.parse import normal_reason
-from fabric_hpc.slurm.parse import (gpu_count, gpu_indices, gpus_requested, hosts, job_node_gres,
-                                   parse_key_values, parse_state)
+from fabric_hpc.slurm.parse import (gpu_count, gpu_indices, gpus_requested, hosts, job_key_values,
+                                   job_node_gres, parse_key_values, parse_state)
 
 Runner = Callable[[Sequence[str], str | None], str]
 
@@ -59,6 +63,7 @@ class CliClient(SlurmClient):
         self.recorder = recorder  # benchmarks record every answer to replay it
         self._scontrol_nodes = False  # True once sinfo --json answered without a node list
         self._resv_text = False  # True once scontrol show reservation --json answered no JSON
+        self._job_squeue = False  # True once scontrol had no --json for one job (22.05)
 
     def run(self, argv: Sequence[str], stdin: str | None = None, *, cwd: str | None = None) -> str:
         """stdout of a Slurm command run with this client's environment; SlurmError naming the
@@ -122,10 +127,27 @@ class CliClient(SlurmClient):
         return resv.text_answer(self.run(["scontrol", "show", "reservation", "-o"]))
 
     def job(self, job_id: int) -> Job:
-        out = self.run(["scontrol", "show", "job", "-d", "-o", str(int(job_id))]).strip()
-        if not out:
-            raise NotFoundError(f"Slurm knows no job {job_id}", hint=UNKNOWN_JOB_HINT)
-        return job_from_scontrol(out.splitlines()[0])
+        """``scontrol show job --json ID`` (23.02+); ``squeue --json`` where scontrol has no ``--json``
+        (Debian's 22.05: "unrecognized option", remembered). Never the ``-o`` text: a job name or comment
+        with `` UserId=root(0) JobState=RUNNING`` in it would read as those fields there."""
+        jid = int(job_id)
+        if not self._job_squeue:
+            argv = ["scontrol", "show", "job", "--json", str(jid)]
+            try:
+                data = self._json(argv)
+            except SlurmError as exc:  # 22.05: "scontrol: unrecognized option '--json'"
+                if "option '--json'" not in exc.message:
+                    raise
+                self._job_squeue = True
+            else:
+                found = [j for j in decode.jobs_answer(data, " ".join(argv)) if j.job_id == jid]
+                if not found:
+                    raise NotFoundError(f"Slurm knows no job {jid}", hint=UNKNOWN_JOB_HINT)
+                return found[0]
+        for j in self.jobs():
+            if j.job_id == jid:
+                return j
+        raise NotFoundError(f"Slurm knows no job {jid}", hint=UNKNOWN_JOB_HINT)
 
     def node_lines(self) -> list[Node]:
         """``scontrol show node -d -o`` (the text fallback of :meth:`nodes`)."""
@@ -192,7 +214,7 @@ def node_from_scontrol(line: str) -> Node:
 
 
 def _job_from_scontrol(line: str) -> Job:
-    kv = parse_key_values(line)
+    kv = job_key_values(line)  # refuses a line whose user text repeats a key
     if not _digits(kv.get("JobId", "")):
         raise SlurmError(f"scontrol answered a job line without a JobId: {line[:120]!r}")
     state, flags = parse_state(kv.get("JobState"))

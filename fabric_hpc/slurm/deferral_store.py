@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 from fabric_hpc.atomic import write_atomic
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.events import open_regular
 from fabric_hpc.slurm.actions import ASKED_KEPT, MAX_DEFER_FAILURES, Actions
 
 DEFERRALS_FILE = "deferrals.json"
@@ -56,10 +59,11 @@ class DeferralStore:
         """Fill ``actions`` from the file; None when it was read (or there is none), else why it was
         ignored."""
         try:
-            with open(self.path, "rb") as fh:
-                raw = fh.read(MAX_BYTES + 1)
+            raw = _read(self.path)
         except FileNotFoundError:
             return None
+        except ConfigError as exc:  # a FIFO, device or link in the state dir: never blocks, never followed
+            return exc.message
         except OSError as exc:
             return f"not readable: {exc.strerror or exc}"
         if len(raw) > MAX_BYTES:
@@ -100,15 +104,21 @@ def own_begins(state_dir: str | Path) -> dict[int, float]:
     """The jobs' own begin times the agent took over (job id -> time), as its last cycle saved them; empty
     where the file is missing, not readable by this user or not one of the agent's (nothing to tell)."""
     try:
-        with open(Path(state_dir) / DEFERRALS_FILE, "rb") as fh:
-            raw = fh.read(MAX_BYTES + 1)
+        raw = _read(Path(state_dir) / DEFERRALS_FILE)
         doc = json.loads(raw) if len(raw) <= MAX_BYTES else None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("jobs"), dict):
             return {}
         jobs = doc["jobs"].items()
         return {int(k): _time(v["begin"]) for k, v in jobs if isinstance(v, dict) and "begin" in v}
-    except (OSError, ValueError, TypeError, RecursionError):
+    except (OSError, ConfigError, ValueError, TypeError, RecursionError):
         return {}
+
+
+def _read(path: Path) -> bytes:
+    """At most ``MAX_BYTES + 1`` bytes of the file: opened without blocking (a FIFO in place of it is a
+    ConfigError, not a hang) and never through a symbolic link (the agent writes it by rename)."""
+    with os.fdopen(open_regular(path, os.O_RDONLY), "rb") as fh:
+        return fh.read(MAX_BYTES + 1)
 
 
 def _time(value: Any) -> float:

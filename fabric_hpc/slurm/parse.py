@@ -249,12 +249,45 @@ def parse_key_values(line: str) -> dict[str, str]:
 
 
 _DETAIL = re.compile(r"\bNodes=(\S+) CPU_IDs=\S* Mem=\S* GRES=(\S*)")
+_DETAIL_KEYS = frozenset({"Nodes", "CPU_IDs", "Mem", "GRES"})
+
+
+def job_key_values(line: str) -> dict[str, str]:
+    """:func:`parse_key_values` of one ``scontrol show job -d -o`` line, failing closed: Slurm prints each
+    key once (but the per-node ``Nodes= CPU_IDs= Mem= GRES=`` details), so a key that comes twice is user
+    text (``JobName``, ``Comment``, ``WorkDir``, ``StdOut``, ``SubmitLine``) that holds `` Key=value``: such
+    a line cannot be read safely (which ``UserId=``, which ``JobState=`` is Slurm's?) and raises
+    ExternalError."""
+    seen: set[str] = set()
+    for m in _KV.finditer(line):
+        key = m.group(1)
+        if key in seen and key not in _DETAIL_KEYS:
+            raise ExternalError(f"scontrol's one-line job text is ambiguous: {key}= comes twice (a job name, "
+                                f"comment or path holds ' {key}=…'): {line[:120]!r}",
+                                hint="read the job as JSON (scontrol show job --json, squeue --json)")
+        seen.add(key)
+    return parse_key_values(line)
+
+
+def _detail_span(line: str) -> tuple[int, int]:
+    """Where ``scontrol show job -d`` prints the per-node details: after ``JOB_GRES=`` (which follows
+    ``CoreSpec=``/``ThreadSpec=``) and before ``MinCPUsNode=`` (src/scontrol/info_job.c). Details elsewhere
+    are user text. (0, 0) when the line has none."""
+    keys = {m.group(1): m.start() for m in _KV.finditer(line)}
+    start = keys.get("JOB_GRES")
+    spec = keys.get("CoreSpec", keys.get("ThreadSpec", -1))
+    if start is None or spec > start:
+        return 0, 0
+    end = keys.get("MinCPUsNode", len(line))
+    return (start, end) if end > start else (0, 0)
 
 
 def job_node_gres(line: str) -> dict[str, str]:
-    """Node -> allocated GRES from the details of ``scontrol show job -d -o``."""
+    """Node -> allocated GRES from the details of ``scontrol show job -d -o`` (only where Slurm prints them:
+    a ``Nodes=… GRES=…`` in a job name or comment is not read)."""
     out: dict[str, str] = {}
-    for m in _DETAIL.finditer(line):
+    start, end = _detail_span(line)
+    for m in _DETAIL.finditer(line, start, end):
         for node in hosts(m.group(1)):
             out[node] = m.group(2)
     return out

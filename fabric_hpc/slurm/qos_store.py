@@ -20,11 +20,14 @@ foreign, too large) is ignored: the agent logs one ``agent.qos_ignored`` record 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
 from fabric_hpc.atomic import write_atomic
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.events import open_regular
 from fabric_hpc.slurm.contract import Job
 
 QOS_FILE = "qos.json"
@@ -71,10 +74,12 @@ class QosMemory:
     def load(self) -> str | None:
         """Read the file; None when it was read (or there is none), else why it was ignored."""
         try:
-            with open(self.path, "rb") as fh:
+            with os.fdopen(open_regular(self.path, os.O_RDONLY), "rb") as fh:  # a FIFO never blocks
                 raw = fh.read(MAX_BYTES + 1)
         except FileNotFoundError:
             return None
+        except ConfigError as exc:  # a FIFO, device or symbolic link in the state dir
+            return exc.message
         except OSError as exc:
             return f"not readable: {exc.strerror or exc}"
         if len(raw) > MAX_BYTES:

@@ -12,11 +12,13 @@ atomically (temp file, fsync, rename) to ``<state_dir>/usage.json``. A restarted
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ConfigError
+from fabric_hpc.events import open_regular
 from fabric_hpc.scheduler import UsageLedger
 from fabric_hpc.scheduler.priority import DAY
 
@@ -36,7 +38,8 @@ class AgentUsage:
             self._load(half_life_s)
 
     def _load(self, half_life_s: float) -> None:
-        raw = self.path.read_bytes()[:_MAX_BYTES + 1]
+        with os.fdopen(open_regular(self.path, os.O_RDONLY), "rb") as fh:  # a FIFO: ConfigError, no hang
+            raw = fh.read(_MAX_BYTES + 1)
         try:
             data = json.loads(raw) if len(raw) <= _MAX_BYTES else None
         except ValueError:
