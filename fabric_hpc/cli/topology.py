@@ -255,6 +255,9 @@ def export(fabric: str | None, fmt: str, host: str | None, facts: str | None, de
         text = ex.slurm_nodes_conf(fab)
     else:
         text = ex.gres_conf(fab, device_dir=ex.check_device_dir(device_dir))
+    wrote_blocks = fmt == "topology-block" or (fmt == "topology-yaml" and "\n# block: left out" not in text)
+    if wrote_blocks and fab.spec.nvlink_domains and (note := ex.outside_blocks_note(fab)):
+        click.echo(one_line(f"note: {note}"), err=True)  # hosts in no block: what Slurm does with them
     _write_or_print(text, out)
 
 
