@@ -65,7 +65,8 @@ def gen_superpod(sus: int, hosts_per_su: int, sus_per_spine_group: int, out: str
     """DGX H100 SuperPOD: rail-optimised SUs of 32 hosts, spine (and core above 4 SUs)."""
     from fabric_hpc.topology import generators
 
-    _emit_spec(generators.superpod(sus, hosts_per_su=hosts_per_su, sus_per_spine_group=sus_per_spine_group), out)
+    _emit_spec(generators.superpod(sus, hosts_per_su=hosts_per_su,
+                                   sus_per_spine_group=sus_per_spine_group), out)
 
 
 @generate.command("nvl72")
@@ -98,8 +99,10 @@ def gen_fat_tree(k: int, gpus: int, nic_gbps: float, out: str | None) -> None:
 @click.option("--hosts-per-leaf", default=None, type=click.IntRange(1, 4096),
               help="Hosts under each leaf switch (default 4, or all hosts when there are fewer).")
 @click.option("--gpus", default=8, show_default=True, type=click.IntRange(0, 64))
-@click.option("--cpus", default=8, show_default=True, type=click.IntRange(2, 4096), help="CPUs per host (even).")
-@click.option("--memory-gb", default=16.0, show_default=True, type=click.FloatRange(0, 1_000_000, min_open=True))
+@click.option("--cpus", default=8, show_default=True, type=click.IntRange(2, 4096),
+              help="CPUs per host (even).")
+@click.option("--memory-gb", default=16.0, show_default=True,
+              type=click.FloatRange(0, 1_000_000, min_open=True), help="Memory per host (GB).")
 @click.option("--prefix", default="n", show_default=True)
 @_out
 def gen_leaf_spine(hosts: int, hosts_per_leaf: int, gpus: int, cpus: int, memory_gb: float, prefix: str,

@@ -84,7 +84,7 @@ class CycleResult:
     deferred: list[int] = field(default_factory=list)
     unpinned: dict[int, str] = field(default_factory=dict)  # blocked job -> held/dependency: pin cleared
     waiting: dict[int, str] = field(default_factory=dict)
-    holds: dict[str, dict[str, Any]] = field(default_factory=dict)  # compact holds (agent_support.compact_holds)
+    holds: dict[str, dict[str, Any]] = field(default_factory=dict)  # agent_support.compact_holds
     pending: int = 0
     seconds: float = 0.0
     read_s: float = 0.0

@@ -324,8 +324,8 @@ def _topology_line(waiting: dict[str, Any]) -> str:
         where = "as few NVLink domains or leaves as hold it"
     end = (f"until {_at(until)} (its compact_wait_s hold)" if isinstance(until, (int, float))
            else "until its compact_wait_s hold ends (fabric policy: 900 s after submission)")
-    return (f"At {_when(waiting['ts'])} the agent's policy held it for a compact placement: its GPUs are free, "
-            f"but not in {where}; it waits for one {end}, then takes any placement. To skip the wait, "
+    return (f"At {_when(waiting['ts'])} the agent's policy held it for a compact placement: its GPUs are "
+            f"free, but not in {where}; it waits for one {end}, then takes any placement. To skip the wait, "
             "submit with --comment=fabric:switches=N or fabric:within=LEVEL (a gang that sets either is "
             "not held).")
 

@@ -34,7 +34,8 @@ def test_mixed_fabric_with_block_is_planned_with_the_note(tmp_path, capsys, fmt,
     cfg.write_text(f'[agent]\ntopology = "{_mixed(tmp_path)}"\n[install]\nservice_user = "{USER}"\n'
                    f'python = "/usr/bin/python3"\ntopology_plugin = "block"\ntopology_format = "{fmt}"\n'
                    'slurm_version = "25.11.7"\n')
-    assert main(["slurm", "install", "--config", str(cfg), "--root", str(tmp_path / "root"), "--dry-run"]) == 0
+    root = str(tmp_path / "root")
+    assert main(["slurm", "install", "--config", str(cfg), "--root", root, "--dry-run"]) == 0
     out, err = capsys.readouterr()
     assert "topology-yaml" not in err and "--format" not in out
     assert "+++ " in out and written in out

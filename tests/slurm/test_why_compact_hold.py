@@ -60,4 +60,5 @@ def test_a_record_without_holds_still_explains_the_wait(tmp_path: Path) -> None:
         json.dumps(make_event("agent.waiting", jobs={"7": "Topology"})) + "\n")
     text = explain(Fake([held]), 7, state_dir=tmp_path)["text"]
     assert re.search(r"held it for a compact placement: its GPUs are free, but not in as few NVLink "
-                     r"domains or leaves as hold it; it waits for one until its compact_wait_s hold ends", text)
+                     r"domains or leaves as hold it; it waits for one until its compact_wait_s hold ends",
+                     text)
