@@ -58,33 +58,40 @@ _out = click.option("-o", "--out", default=None, help="Output file (default: std
 @generate.command("superpod")
 @click.option("--sus", default=4, show_default=True, type=click.IntRange(1, 256), help="Scalable units (32 hosts).")
 @click.option("--hosts-per-su", default=32, show_default=True, type=click.IntRange(1, 64))
+@click.option("--sus-per-spine-group", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="SUs under one spine group (more SUs than this add a core level).")
 @_out
-def gen_superpod(sus: int, hosts_per_su: int, out: str | None) -> None:
+def gen_superpod(sus: int, hosts_per_su: int, sus_per_spine_group: int, out: str | None) -> None:
     """DGX H100 SuperPOD: rail-optimised SUs of 32 hosts, spine (and core above 4 SUs)."""
     from fabric_hpc.topology import generators
 
-    _emit_spec(generators.superpod(sus, hosts_per_su=hosts_per_su), out)
+    _emit_spec(generators.superpod(sus, hosts_per_su=hosts_per_su,
+                                   sus_per_spine_group=sus_per_spine_group), out)
 
 
 @generate.command("nvl72")
 @click.option("--racks", default=8, show_default=True, type=click.IntRange(1, 512))
+@click.option("--racks-per-su", default=8, show_default=True, type=click.IntRange(1, 512),
+              help="Racks under one leaf group (scalable unit).")
 @_out
-def gen_nvl72(racks: int, out: str | None) -> None:
+def gen_nvl72(racks: int, racks_per_su: int, out: str | None) -> None:
     """GB200 NVL72 racks: 18 hosts × 4 GPUs per rack-wide NVLink domain."""
     from fabric_hpc.topology import generators
 
-    _emit_spec(generators.nvl72(racks), out)
+    _emit_spec(generators.nvl72(racks, racks_per_su=racks_per_su), out)
 
 
 @generate.command("fat-tree")
 @click.option("--k", "k", default=8, show_default=True, type=click.IntRange(2, 64), help="Switch radix (even).")
 @click.option("--gpus", default=8, show_default=True, type=click.IntRange(0, 64), help="GPUs per host.")
+@click.option("--nic-gbps", default=50.0, show_default=True,  # generators.NIC_400G_GBPS
+              type=click.FloatRange(0, 100_000, min_open=True), help="Each host's NIC bandwidth (GB/s).")
 @_out
-def gen_fat_tree(k: int, gpus: int, out: str | None) -> None:
+def gen_fat_tree(k: int, gpus: int, nic_gbps: float, out: str | None) -> None:
     """A k-ary fat tree (k³/4 hosts), full bisection."""
     from fabric_hpc.topology import generators
 
-    _emit_spec(generators.fat_tree(k, gpus_per_host=gpus), out)
+    _emit_spec(generators.fat_tree(k, gpus_per_host=gpus, nic_gbps=nic_gbps), out)
 
 
 @generate.command("leaf-spine")
@@ -92,13 +99,19 @@ def gen_fat_tree(k: int, gpus: int, out: str | None) -> None:
 @click.option("--hosts-per-leaf", default=None, type=click.IntRange(1, 4096),
               help="Hosts under each leaf switch (default 4, or all hosts when there are fewer).")
 @click.option("--gpus", default=8, show_default=True, type=click.IntRange(0, 64))
+@click.option("--cpus", default=8, show_default=True, type=click.IntRange(2, 4096),
+              help="CPUs per host (even).")
+@click.option("--memory-gb", default=16.0, show_default=True,
+              type=click.FloatRange(0, 1_000_000, min_open=True), help="Memory per host (GB).")
 @click.option("--prefix", default="n", show_default=True)
 @_out
-def gen_leaf_spine(hosts: int, hosts_per_leaf: int, gpus: int, prefix: str, out: str | None) -> None:
+def gen_leaf_spine(hosts: int, hosts_per_leaf: int, gpus: int, cpus: int, memory_gb: float, prefix: str,
+                   out: str | None) -> None:
     """A small leaf/spine tree with hosts n1..nN (the live Slurm test cluster's shape)."""
     from fabric_hpc.topology import generators
 
-    _emit_spec(generators.leaf_spine(hosts, hosts_per_leaf=hosts_per_leaf, gpus=gpus, prefix=prefix), out)
+    _emit_spec(generators.leaf_spine(hosts, hosts_per_leaf=hosts_per_leaf, gpus=gpus, cpus=cpus,
+                                     memory_gb=memory_gb, prefix=prefix), out)
 
 
 # -- validate / show -----------------------------------------------------------------------------
@@ -255,6 +268,9 @@ def export(fabric: str | None, fmt: str, host: str | None, facts: str | None, de
         text = ex.slurm_nodes_conf(fab)
     else:
         text = ex.gres_conf(fab, device_dir=ex.check_device_dir(device_dir))
+    wrote_blocks = fmt == "topology-block" or (fmt == "topology-yaml" and "\n# block: left out" not in text)
+    if wrote_blocks and fab.spec.nvlink_domains and (note := ex.outside_blocks_note(fab)):
+        click.echo(one_line(f"note: {note}"), err=True)  # hosts in no block: what Slurm does with them
     _write_or_print(text, out)
 
 

@@ -136,17 +136,28 @@ _GANG_GPUS: WeakKeyDictionary = WeakKeyDictionary()  # per fabric: request field
 
 def compact_job(job: Job, fab) -> Job:
     """``job`` constrained to the fewest domains of the lowest multi-host level that can hold it
-    (``max_domains`` at that level, like Slurm's ``--switches``)."""
+    (``max_domains`` at that level, like Slurm's ``--switches``): enough domains for its GPUs and,
+    for a ``nodes=N`` request, for its hosts (``N`` over the most hosts a domain has that can take
+    one rank: 36 hosts need two 18-host NVL72 racks even when their GPUs fit one)."""
     lv = fabric_levels(fab)
     if len(lv.chain) < 2:
         return job
-    level = lv.chain[1]
+    level, dom = lv.chain[1], lv.host_dom[:, 1]
+    r = job.request
+    k = 1
     if job.gpus:
-        need, per_dom = job.gpus, np.bincount(lv.host_dom[:, 1], weights=lv.host_gpus)
-    else:  # whole hosts of any size (no gpus_per_node): sized in hosts with GPUs
-        need, per_dom = job.request.nodes or 1, np.bincount(lv.host_dom[:, 1], weights=lv.host_gpus > 0)
-    k = max(1, int(np.ceil(need / max(per_dom.max(initial=1), 1))))
-    return replace(job, request=job.request.model_copy(update={"max_domains": k, "max_domains_level": level}))
+        k = _domains_for(job.gpus, np.bincount(dom, weights=lv.host_gpus))
+    if r.nodes is not None:  # one rank a host: hosts with GPUs (and gpus_per_node of them, if set)
+        fits = lv.host_gpus >= max(r.gpus_per_node or 1, 1)
+        if r.whole_hosts and r.gpus_per_node is not None:
+            fits = lv.host_gpus == r.gpus_per_node
+        k = max(k, _domains_for(r.nodes, np.bincount(dom, weights=fits)))
+    return replace(job, request=r.model_copy(update={"max_domains": k, "max_domains_level": level}))
+
+
+def _domains_for(need: int, per_dom: np.ndarray) -> int:
+    """The fewest domains of capacities ``per_dom`` that hold ``need`` if all were as large as the largest."""
+    return max(1, int(np.ceil(need / max(per_dom.max(initial=1), 1))))
 
 
 @dataclass

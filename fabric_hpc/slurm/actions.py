@@ -31,13 +31,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.hostlist import compress
 from fabric_hpc.slurm.contract import SlurmClient, SlurmError
 from fabric_hpc.slurm.parse import reason_words
 from fabric_hpc.slurm.view import DEFERRAL_SLACK_S
+from fabric_hpc.topology.export import block_members
+
+if TYPE_CHECKING:
+    from fabric_hpc.topology.model import Fabric
 
 #: Failed pins (or stale ones) in a row after which a job is handed to Slurm.
 MAX_PIN_FAILURES = 3
@@ -73,6 +77,39 @@ class Applied(NamedTuple):
 
     placed: list[int]    # jobs pinned (their ``scontrol update`` accepted), in the order of ``started``
     requeued: list[int]  # spot victims requeued
+
+
+def rejected_pin_words(hosts: tuple[str, ...], fab: Fabric | None = None) -> str:
+    """Why Slurm rejected a pin to ``hosts``, in words. Over several blocks of ``fab`` (its NVLink
+    domains, else leaves) topology/block's rule is the likely cause: it keeps a job in one block (or
+    an aligned group of 2, 4 ... blocks) unless the job asks ``--segment=N``, N hosts in one block
+    each (here the greatest common divisor of the pin's hosts per block)."""
+    head = f"Slurm rejected the pin to {compress(list(hosts))} (BadConstraints)"
+    per_block = _hosts_per_block(hosts, fab) if fab is not None else {}
+    if len(per_block) < 2:
+        return f"{head}: those nodes cannot satisfy the job, e.g. its GPU type or a constraint"
+    names = list(per_block)
+    shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+    largest = max(len(members) for _, members in block_members(fab))  # type: ignore[arg-type]
+    one = " or --comment=fabric:include=<hosts of one block>" if len(hosts) <= largest else ""
+    return (f"{head}: those nodes are in {len(names)} blocks ({shown}), and on a topology/block cluster "
+            f"Slurm keeps a job in one block (or an aligned group of blocks) unless it asks --segment: "
+            f"likely the cause (else its GPU type or a constraint); to span blocks, submit with "
+            f"--segment={math.gcd(*per_block.values())}{one}")
+
+
+def _hosts_per_block(hosts: tuple[str, ...], fab: Fabric) -> dict[str, int]:
+    """The pin's hosts per block of ``fab``, in block order ({} when the fabric has no blocks)."""
+    try:
+        blocks = block_members(fab)
+    except ConfigError:
+        return {}
+    where = {h: name for name, members in blocks for h in members}
+    counts: dict[str, int] = {}
+    for h in hosts:
+        if h in where:
+            counts[where[h]] = counts.get(where[h], 0) + 1
+    return {name: counts[name] for name, _ in blocks if name in counts}
 
 
 class Actions:
@@ -257,12 +294,13 @@ class Actions:
             if n >= MAX_PIN_FAILURES:
                 self.hand_over(job_id, f"Slurm did not start it on the hosts the agent pinned, {n} times")
 
-    def rejected(self, rejected: dict[int, tuple[str, ...]]) -> None:
+    def rejected(self, rejected: dict[int, tuple[str, ...]], fab: Fabric | None = None) -> None:
         """Pins Slurm rejected (``BadConstraints``: it never starts the job on those hosts): each job is
-        handed to Slurm once (its pin cleared, eligible now), never pinned again by this agent."""
+        handed to Slurm once (its pin cleared, eligible now), never pinned again by this agent. With the
+        fabric model ``fab``, a pin over several blocks names topology/block's rule
+        (:func:`rejected_pin_words`)."""
         for job_id, hosts in rejected.items():
-            self._hand_once(job_id, f"Slurm rejected the pin to {compress(list(hosts))} (BadConstraints: "
-                                    "those nodes cannot satisfy the job, e.g. its GPU type or a constraint)")
+            self._hand_once(job_id, rejected_pin_words(hosts, fab))
 
     def limited(self, limited: Mapping[int, str]) -> None:
         """Jobs Slurm holds back under a limit (a partition's time limit, a down partition, a QOS

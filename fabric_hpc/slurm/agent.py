@@ -60,8 +60,8 @@ from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
 from fabric_hpc.slurm.actions import Actions, AgentPrivilegeError, Applied
 from fabric_hpc.slurm.agent_config import AgentConfig  # noqa: F401 (where callers import it from)
 from fabric_hpc.slurm.agent_support import (  # noqa: F401 (re-exported: callers import them from here)
-    agent_lock, bounded, check_state_dir, cycle_error, error_text, first_contact, gpu_mismatch,
-    heartbeat_text, model_overlap, plugin_dir, read_status, stop_reason, write_heartbeat)
+    agent_lock, bounded, check_state_dir, compact_holds, cycle_error, error_text, first_contact,
+    gpu_mismatch, heartbeat_text, model_overlap, plugin_dir, read_status, stop_reason, write_heartbeat)
 from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer, repair_logs
 from fabric_hpc.slurm.contract import Job, Node, ReadsReservations, SlurmClient
 from fabric_hpc.slurm.deferral_store import DeferralStore
@@ -84,6 +84,7 @@ class CycleResult:
     deferred: list[int] = field(default_factory=list)
     unpinned: dict[int, str] = field(default_factory=dict)  # blocked job -> held/dependency: pin cleared
     waiting: dict[int, str] = field(default_factory=dict)
+    holds: dict[str, dict[str, Any]] = field(default_factory=dict)  # agent_support.compact_holds
     pending: int = 0
     seconds: float = 0.0
     read_s: float = 0.0
@@ -155,6 +156,7 @@ class Agent:
             if job.begin_time is None or job.begin_time - now < self.config.fallback_s / 2:
                 res.deferred.append(job_id)
         res.waiting.update(dict.fromkeys(view.not_before, "BeginTime"))  # placed once that time comes
+        res.holds = compact_holds(self.policy, self.fab, pending, res.waiting)
         self._blocked(view, res, now)
         self._write_ahead(decisions, res, now)
         done = self.actions.apply(res.requeued, res.started, view.invalid, res.deferred,
@@ -190,7 +192,7 @@ class Agent:
             ids = {str(j) for j in refused}  # running ids are text (``slurm:cpus:HOST``, too)
             view.running = [replace(r, preemptible=False) if r.job.id in ids else r for r in view.running]
         self.actions.stale(view.stale)
-        self.actions.rejected(view.rejected)
+        self.actions.rejected(view.rejected, self.fab)
         self.actions.limited(view.limited)
         view.drop(self.actions.handed_off)  # handed over just now (a third stale pin)
         return view
@@ -233,7 +235,9 @@ class Agent:
         fresh += [make_event("agent.place", **entry) for entry in res.started]
         fresh += [make_event("agent.unpin", job=job_id, reason=why) for job_id, why in res.unpinned.items()]
         if res.waiting and self.waiting_log.due(res.waiting, now):
-            fresh.append(make_event("agent.waiting", jobs={str(k): v for k, v in sorted(res.waiting.items())}))
+            holds = {"holds": res.holds} if res.holds else {}  # until when, and where, a gang is held
+            fresh.append(make_event("agent.waiting", jobs={str(k): v for k, v in sorted(res.waiting.items())},
+                                    **holds))
         for event in fresh:
             emit_event(event)
         if events or fresh:

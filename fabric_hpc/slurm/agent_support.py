@@ -251,3 +251,22 @@ def model_overlap(fab: Fabric, slurm_nodes: list[str]) -> str:
     if missing := len(hosts - names):
         text += f"; {missing} of the model's {len(hosts)} hosts are not in Slurm (never used)"
     return text
+
+
+def compact_holds(policy: Any, fab: Fabric, pending: dict[str, Any], waiting: dict[int, str]
+                  ) -> dict[str, dict[str, Any]]:
+    """For each job the policy holds for a compact placement (waiting reason ``Topology``): ``until``
+    (when its hold ends: the policy's ``hold_until``, None where it has none), ``domains`` and
+    ``level`` (it waits for a placement in at most ``domains`` domains of ``level``), by job id (text),
+    for the ``agent.waiting`` record that `fabric slurm why` reads."""
+    from fabric_hpc.scheduler.contract import HoldsJobs
+    from fabric_hpc.scheduler.placer import compact_job
+
+    out: dict[str, dict[str, Any]] = {}
+    for job_id, reason in waiting.items():
+        if reason != "Topology" or (p := pending.get(str(job_id))) is None:
+            continue
+        held = compact_job(p.job, fab).request
+        until = policy.hold_until(p.job) if isinstance(policy, HoldsJobs) else None
+        out[str(job_id)] = {"until": until, "domains": held.max_domains, "level": held.max_domains_level}
+    return out

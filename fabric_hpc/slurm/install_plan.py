@@ -91,6 +91,8 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None,
             lines.append(f"# {topo.path}, not topology.yaml: there {retyped[0]} (Slurm reads any "
                          "topology.yaml value that looks like a number, boolean or null as one)")
         lines.append(f"TopologyPlugin=topology/{i.topology_plugin}")
+    if i.topology_plugin == "block" and fab.spec.nvlink_domains and (note := export.outside_blocks_note(fab)):
+        lines.append(f"# {note}")
     lines += ["# node lines (must agree with the fabric model):"] + export.slurm_nodes_conf(fab).splitlines()
     return files, lines
 

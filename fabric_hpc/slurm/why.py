@@ -57,6 +57,8 @@ def last_decisions(state_dir: str | Path | None, job_id: int,
             out[kind] = e
         elif kind == "waiting" and str(job_id) in (e.get("jobs") or {}):
             out["waiting"] = {"ts": e["ts"], "reason": e["jobs"][str(job_id)]}
+            if isinstance(hold := (e.get("holds") or {}).get(str(job_id)), dict):  # a compact hold
+                out["waiting"]["hold"] = hold
     since = tail.entries[0]["ts"] if tail.entries else None
     reopened = bool(tail.entries) and tail.entries[0].get("event") == "agent.logs_reopened"
     before = since is not None and submitted is not None and since > submitted  # the log began later
@@ -307,6 +309,27 @@ def _own_begin(job: Job, dec: dict[str, dict[str, Any]]) -> float:
     return own if own is not None and job.begin_time is not None and own <= job.begin_time else job.begin_time
 
 
+_LEVEL_WORDS = {"nvlink": ("NVLink domain", "NVLink domains"), "leaf": ("leaf", "leaves")}
+
+
+def _topology_line(waiting: dict[str, Any]) -> str:
+    """A gang the agent's policy holds for a compact placement (reason ``Topology``): where, until when
+    (the ``agent.waiting`` record's ``holds``, where the agent wrote them) and how to skip the wait."""
+    hold = waiting.get("hold") or {}
+    k, level, until = hold.get("domains"), hold.get("level"), hold.get("until")
+    if isinstance(k, int) and k > 0 and isinstance(level, str):
+        one, many = _LEVEL_WORDS.get(level, (f"{level} domain", f"{level} domains"))
+        where = f"at most {k} {one if k == 1 else many}"
+    else:
+        where = "as few NVLink domains or leaves as hold it"
+    end = (f"until {_at(until)} (its compact_wait_s hold)" if isinstance(until, (int, float))
+           else "until its compact_wait_s hold ends (fabric policy: 900 s after submission)")
+    return (f"At {_when(waiting['ts'])} the agent's policy held it for a compact placement: its GPUs are "
+            f"free, but not in {where}; it waits for one {end}, then takes any placement. To skip the wait, "
+            "submit with --comment=fabric:switches=N or fabric:within=LEVEL (a gang that sets either is "
+            "not held).")
+
+
 def _fresh_waiting(dec: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """The agent's last waiting reason for the job, unless it is older than the agent's last pin of it."""
     waiting, place = dec.get("waiting"), dec.get("place")
@@ -377,7 +400,8 @@ def _pending_lines(job: Job, dec: dict[str, dict[str, Any]],
         out.append(_own_hosts_line(job, facts))
     elif job.req_nodes and job.reason == BAD_CONSTRAINTS:
         out.append(f"Slurm will not start it on {compress(list(job.req_nodes))}, the hosts it is pinned to: those "
-                   "nodes cannot satisfy the job (its GPU type, or a constraint the agent does not see); the "
+                   "nodes cannot satisfy the job (its GPU type, a constraint the agent does not see, or on a "
+                   "topology/block cluster hosts in several blocks without --segment); the "
                    "agent hands it to Slurm's own scheduler, which places it anywhere it fits.")
     elif job.req_nodes and limit_reason(job.reason):
         out.append(f"Slurm holds it back under a limit ({reason_words(job.reason)}), so the pin to "
@@ -398,8 +422,11 @@ def _pending_lines(job: Job, dec: dict[str, dict[str, Any]],
     if "handoff" in dec:
         out.append(_handoff_line(dec["handoff"]))
     elif (waiting := _fresh_waiting(dec)) and not blocked:  # the policy has not seen it since
-        words = AGENT_REASONS.get(waiting["reason"]) or reason_words(waiting["reason"])
-        out.append(f"At {_when(waiting['ts'])} the agent's policy said: {words}.")
+        if waiting["reason"] == "Topology":
+            out.append(_topology_line(waiting))
+        else:
+            words = AGENT_REASONS.get(waiting["reason"]) or reason_words(waiting["reason"])
+            out.append(f"At {_when(waiting['ts'])} the agent's policy said: {words}.")
     if "failed" in dec and dec["failed"]["ts"] >= dec.get("place", {}).get("ts", 0):
         f = dec["failed"]
         out.append(f"At {_when(f['ts'])} Slurm refused the agent's {f.get('action')}: {f.get('error')}.")

@@ -347,7 +347,7 @@ def test_mesh_gres_links_are_per_peer(mesh):
         (busid["1"], "4"), (busid["2"], "4"), (busid["3"], "4")]
 
 
-# -- topology/block: hosts in no NVLink domain would be in no block ------------------------------
+# -- topology/block: hosts in no NVLink domain are in no block ------------------------------------
 @pytest.fixture(scope="module")
 def rack_and_dgx():
     """One NVL72 rack (an NVLink domain of 18 hosts) plus two DGX H100 hosts in no such domain."""
@@ -358,13 +358,12 @@ def rack_and_dgx():
     return build({"fabric": 1, **spec})
 
 
-def test_block_refuses_hosts_in_no_nvlink_domain(rack_and_dgx):
+def test_block_notes_hosts_in_no_nvlink_domain(rack_and_dgx):
+    # Slurm runs them for jobs that can use no block host: written with a note, no longer refused
+    # (tests/topology/test_export_outside_blocks.py, tests/slurm/test_block_outside_live.py)
     assert ex.hosts_outside_blocks(rack_and_dgx) == ["dgx1", "dgx2"]
-    with pytest.raises(ConfigError, match=r"2 host\(s\) are in no NVLink domain .*: dgx\[1-2\]") as info:
-        ex.topology_conf(rack_and_dgx, "block")
-    assert "topology-yaml" in info.value.hint and "Topology=block" in info.value.hint
-    with pytest.raises(ConfigError, match="cluster_default block"):
-        ex.topology_yaml(rack_and_dgx, default="block")
+    assert "# note: dgx[1-2] in no NVLink domain" in ex.topology_conf(rack_and_dgx, "block")
+    assert "# block: dgx[1-2]" in ex.topology_yaml(rack_and_dgx, default="block")
 
 
 def test_topology_yaml_names_the_hosts_its_block_topology_leaves_out(rack_and_dgx):

@@ -1,0 +1,61 @@
+"""What Slurm's topology/block does with hosts in no block, on live daemons (the note that
+``fabric topology export --format topology-block`` writes for them: fabric_hpc.topology.export
+.outside_blocks_note). Two NVL72-like racks of 2 hosts (the blocks) and dgx[1-2] in no NVLink domain:
+slurmctld starts ("Blocks lack access to 2 nodes"), a job whose GPU type rules out every block host
+runs on the DGX hosts, a job that may use both gets block hosts, and one that may use both but names
+a DGX host in --nodelist is refused (src/plugins/topology/block: topology_p_eval_nodes,
+eval_nodes_block "requires nodes which are not in blocks")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fabric_hpc.topology import build, generators
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slurm_min(23, 11)]  # topology/block: 23.11
+
+RACKS = {f"r00{r}-h0{h}" for r in (1, 2) for h in (1, 2)}
+
+
+def _fabric():
+    spec = generators.nvl72(2).model_dump(mode="json", exclude_defaults=True)
+    spec["host_types"]["gb200"].update(cores_per_socket=2, memory_gb=8)
+    spec["hosts"] = [{"names": f"r00{r}-h[01-02]", "type": "gb200", "rack": f"r00{r}"} for r in (1, 2)]
+    spec["nvlink_domains"] = [{**d, "hosts": f"{d['name']}-h[01-02]"} for d in spec["nvlink_domains"]]
+    spec["host_types"]["dgx"] = {**generators.DGX_H100.model_dump(mode="json"), "cores_per_socket": 2,
+                                 "memory_gb": 8}
+    spec["hosts"].append({"names": "dgx[1-2]", "type": "dgx"})
+    spec["network"]["groups"][0]["hosts"] = "r001-h[01-02],r002-h[01-02],dgx[1-2]"
+    return build({"fabric": 1, **spec})
+
+
+@pytest.fixture(scope="module")
+def cluster(slurm_cluster_factory: Any) -> Any:
+    return slurm_cluster_factory(_fabric(), topology_plugin="block")
+
+
+def _nodes(cluster: Any, job: int) -> set[str]:
+    info = cluster.wait_job(job, ["RUNNING", "COMPLETED"], timeout=30)
+    return set(cluster.hostnames(info["NodeList"]))
+
+
+def test_slurm_starts_and_says_the_blocks_lack_the_dgx_hosts(cluster):
+    assert "Blocks lack access to 2 nodes: dgx[1-2]" in cluster.log_tail("slurmctld", 400)
+    conf = (cluster.etc_dir / "topology.conf").read_text()
+    assert "# note: dgx[1-2] in no NVLink domain" in conf
+
+
+def test_a_job_that_can_use_no_block_host_runs_on_the_dgx_hosts(cluster):
+    assert _nodes(cluster, cluster.sbatch("-N2", "--gres=gpu:h100:8", wrap="sleep 1")) == {"dgx1", "dgx2"}
+
+
+def test_a_job_that_may_use_both_gets_block_hosts(cluster):
+    assert _nodes(cluster, cluster.sbatch("-N4", "--gres=gpu:1", wrap="sleep 1")) == RACKS
+
+
+def test_a_job_that_may_use_both_is_refused_on_a_dgx_host(cluster):
+    res = cluster.run(["sbatch", "-N1", "-w", "dgx1", "--gres=gpu:1", "--wrap", "sleep 1"], check=False)
+    assert res.returncode != 0, res.stdout
+    assert "Requested topology configuration is not available" in res.stderr
