@@ -85,3 +85,21 @@ def test_a_12_node_gang_stays_in_one_rack_without_the_compact_hold(nvl3: Any) ->
         c.run(["scancel", str(first)])
         done = c.wait_job(job, states=("RUNNING", "COMPLETED"), timeout=90)
         assert {h.split("-")[0] for h in expand(done["NodeList"])} == {"r001"}, done
+
+
+def test_a_segment_gang_gets_whole_segments_in_base_blocks(nvl3: Any, agent: AgentProcess) -> None:
+    """--segment=6 (Slurm's segment_size in the JSON answer): 24 nodes as 4 slices of 6 inside racks, which
+    Slurm cuts into its segments; with r001-h01 busy, r001 still takes two of them."""
+    c, a = nvl3, agent
+    a.start()
+    blocker = c.sbatch("-N1", "-w", "r001-h01", "--gres=gpu:4", "--comment=nofabric", "-o", "/dev/null",
+                       wrap="sleep 600")
+    c.wait_job(blocker, states=("RUNNING",), timeout=60)
+    job = c.sbatch("-N24", "--segment=6", "--gres=gpu:4", "--comment=fabric", "-o", "/dev/null",
+                   wrap="sleep 5")
+    done = c.wait_job(job, states=("RUNNING", "COMPLETED"), timeout=90)
+    hosts = expand(done["NodeList"])
+    assert all(sum(h.startswith(r) for h in hosts) % 6 == 0 for r in ("r001", "r002", "r003")), hosts
+    log = read_json_lines(a.state_dir / "decisions.jsonl")
+    placed = [e for e in log if e["event"] == "agent.place" and e.get("job") == job]
+    assert placed and sorted(placed[-1]["hosts"]) == sorted(hosts), (placed, hosts)
