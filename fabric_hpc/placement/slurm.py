@@ -32,6 +32,7 @@ index order.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 
 import numpy as np
 
@@ -238,6 +239,22 @@ def _fill(p: Problem, hosts: np.ndarray, cap: np.ndarray, rem: int, out: dict[in
 
 
 # -- topology/block ----------------------------------------------------------------------------
+def block_level(nodes: int, base_size: int, levels: Collection[int] | None = None) -> tuple[int | None, int]:
+    """(block level, llblock level) of a job of ``nodes`` nodes under topology/block, as
+    ``_get_block_level`` in ``src/plugins/topology/block/eval_nodes_block.c`` (Slurm 25.11.7): a block of
+    level ``k`` is 2^k consecutive base blocks (base block ``i`` is in block ``i >> k``); the job's level
+    is the smallest of ``levels`` (log2 of BlockSizes / base size; None: every level) that is at least
+    ceil(log2(ceil(nodes / base_size))), None when none is (the whole topology is then the one block).
+    Inside its block the job may use at most ceil(nodes / llblock size) blocks of the llblock level: the
+    largest of ``levels`` below that ceil(log2(...)) (0 when it is 0)."""
+    need = (-(-nodes // base_size) - 1).bit_length()  # ceil(log2(base blocks the nodes fill))
+    if levels is None:
+        return need, max(need - 1, 0)
+    at = [k for k in levels if k >= need]
+    below = [k for k in levels if k <= need - 1]
+    return (min(at) if at else None), (max(below) if below else 0)
+
+
 def _block_run(p: Problem, cap: np.ndarray, need: int) -> dict[int, int] | None:
     lv = p.levels
     base_level = 1 if len(lv.chain) > 1 else 0
@@ -245,9 +262,7 @@ def _block_run(p: Problem, cap: np.ndarray, need: int) -> dict[int, int] | None:
     nbase = len(lv.dom_names[base_level])
     bsize = int(np.bincount(base, weights=(p.levels.host_gpus > 0) if p.nodes_mode else lv.host_gpus).max())
     base_cap = np.bincount(base, weights=cap, minlength=nbase).astype(np.int64)
-    k = 0
-    while (1 << k) * bsize < need and (1 << k) < nbase:
-        k += 1
+    k = min(block_level(need, bsize)[0] or 0, (nbase - 1).bit_length())  # beyond: the whole fabric
     while True:
         agg = np.bincount(np.arange(nbase) >> k, weights=base_cap).astype(np.int64)
         fits = np.flatnonzero(agg >= need)

@@ -70,6 +70,7 @@ from fabric_hpc.slurm.qos_store import QosMemory
 from fabric_hpc.slurm.sdnotify import notify
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.slurm.usage import AgentUsage
+from fabric_hpc.slurm.blocks import BlockSource
 from fabric_hpc.slurm.usage_source import UsageSource, command_runner
 from fabric_hpc.slurm.view import Inputs, PinRules, View, build_view, handoff_exclusions
 from fabric_hpc.topology import Fabric
@@ -105,6 +106,7 @@ class Agent:
         self._notes: list[dict[str, Any]] = []  # this cycle's audit records, written with its decisions
         self.usage_source = UsageSource(config.usage_source, self.usage, command_runner(client),
                                         self._note)
+        self.blocks = BlockSource(fab, command_runner(client), self._note)  # Slurm's topology/block
         self.cadence = Cadence(config.backfill_interval_s)
         self.audit = audit_writer(self.state_dir)  # read by `fabric slurm why` and `fabric slurm report`
         self.waiting_log = WaitingLog()
@@ -182,7 +184,8 @@ class Agent:
         pins = PinRules(self.config.pin_timeout_s, self.actions.handed_off, self.actions.avoid,
                         fallback_s=self.config.fallback_s, deferrals=self.actions.deferrals,
                         waits=self.actions.waits, requeued=self.actions.requeued)
-        view = build_view(self.fab, nodes, jobs, now=now, inputs=self.inputs, pins=pins, reservations=resvs)
+        view = build_view(self.fab, nodes, jobs, now=now, inputs=self.inputs, pins=pins, reservations=resvs,
+                          blocks=self.blocks.layout())
         if view.ignored_reservations != self._ignored_resv:  # Slurm records fabric cannot trust, said once
             self._ignored_resv = view.ignored_reservations
             if self._ignored_resv:

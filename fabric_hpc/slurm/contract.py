@@ -116,6 +116,8 @@ class Job:
     #: ``JobRequeue=0``: ``scontrol requeue`` is refused, so the agent never takes it for a spot victim.
     #: True where the answer does not say.
     requeue: bool = True
+    #: ``--segment`` (topology/block, Slurm 24.05+; 0: none, or not read by the backend).
+    segment_size: int = 0
 
     @property
     def grouped(self) -> str | None:

@@ -235,7 +235,8 @@ def job(d: Any) -> Job:
                priority=None if (prio := number(d, "priority", what)) is None else int(prio),
                dependency=text(d, "dependency", what), array_job_id=integer(d, "array_job_id", what),
                het_job_id=integer(d, "het_job_id", what), reservation=text(d, "resv_name", what),
-               requeue=boolean(d, "requeue", what, default=True))
+               requeue=boolean(d, "requeue", what, default=True),
+               segment_size=integer(d, "segment_size", what))
 
 
 @contextlib.contextmanager

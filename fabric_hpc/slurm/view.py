@@ -58,6 +58,8 @@ from fabric_hpc.scheduler import TIERS, PendingJob, RunningJob
 from fabric_hpc.scheduler import Job as SchedJob
 from fabric_hpc.slurm.ckpt_time import last_checkpoint_time
 from fabric_hpc.slurm import reservations as resv
+from fabric_hpc.slurm.blocks import Blocks
+from fabric_hpc.slurm.blocks import fit as fit_blocks
 from fabric_hpc.slurm.contract import BAD_CONSTRAINTS, Job, Node, Reservation, limit_reason
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.slurm.view_hosts import (  # noqa: F401 (callers import them from here)
@@ -299,9 +301,10 @@ class PinRules:
 
 def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
                inputs: Inputs | None = None, pins: PinRules | None = None,
-               reservations: resv.Read | None = None) -> View:
+               reservations: resv.Read | None = None, blocks: Blocks | None = None) -> View:
     """The cluster state and the policy's pending/running lists for one cycle (``reservations``: what
-    :meth:`~fabric_hpc.slurm.contract.ReadsReservations.reservations` answered; None: not read)."""
+    :meth:`~fabric_hpc.slurm.contract.ReadsReservations.reservations` answered; None: not read; ``blocks``:
+    Slurm's topology/block layout, each job then kept to the hosts it accepts, :func:`.blocks.fit`)."""
     inputs = inputs or Inputs()
     state = ClusterState(fab)
     view = View(state=state)
@@ -345,7 +348,7 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
         view.upcoming = resv.upcoming(reservations[0], known, now)
         view.ignored_reservations = dict(reservations[1])
     hosts = Hosts(free_cpus, gpu_types, partitions, reserved, tuple(view.upcoming), now)
-    _pending(fab, view, pending, now, inputs, releasing, pins, hosts)
+    _pending(fab, view, pending, now, inputs, releasing, pins, hosts, blocks)
     return view
 
 
@@ -396,7 +399,8 @@ def _pinned(fab: Fabric, view: View, job: Job, now: float, releasing: set[str], 
 
 
 def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: Inputs,
-             releasing: set[str], pins: PinRules, hosts: Hosts) -> None:
+             releasing: set[str], pins: PinRules, hosts: Hosts, blocks: Blocks | None = None) -> None:
+    memo: dict = {}
     for job in sorted(pending, key=lambda j: (j.submit_time, j.job_id)):
         if job.req_nodes and job.reason == BAD_CONSTRAINTS:
             view.rejected[job.job_id] = job.req_nodes  # Slurm will never start it there
@@ -417,6 +421,8 @@ def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: In
                 raise ConfigError(f"job {job.job_id}: {never.message}", hint=never.hint)
             extra = {*pins.avoid.get(job.job_id, ()), *view.stale.get(job.job_id, ())}
             request = _avoiding(request, hosts.kept_from(job) | extra)
+            if blocks is not None:  # only host sets Slurm's topology/block allocates (else BadConstraints)
+                request = fit_blocks(blocks, fab, view.state, job, request, memo)
         except ConfigError as exc:
             if job.begin_time is None or job.begin_time > now:  # not yet handed to Slurm
                 text = exc.message
