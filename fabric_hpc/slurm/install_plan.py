@@ -45,15 +45,8 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None,
 
     a, i = cfg.agent, cfg.install
     sc, cd = Path(i.slurm_conf_dir), Path(i.config_dir)
-    gpus = i.max_gpus_per_node or max(fab.spec.host_types[t].gpus for t in set(fab.host_type_of.values()))
-    if gpus < 1:
-        raise ConfigError(f"fabric model {fab.name!r} has no GPUs: nothing for the agent to place",
-                          hint="give the cluster's model (--topology FILE); `discover` sees only this host")
-    if gpus > MAX_GPUS_PER_NODE[1]:
-        raise ConfigError(f"fabric model {fab.name!r} has hosts of {gpus} GPUs; job_submit.lua's "
-                          f"max_gpus_per_node must be in {MAX_GPUS_PER_NODE[0]}..{MAX_GPUS_PER_NODE[1]}",
-                          hint=f"set install.max_gpus_per_node (at most {MAX_GPUS_PER_NODE[1]})")
-    lua = render_job_submit(state_dir=a.state_dir, fallback_s=a.fallback_s, max_gpus_per_node=gpus)
+    lua = render_job_submit(state_dir=a.state_dir, fallback_s=a.fallback_s,
+                            max_gpus_per_node=_max_gpus_per_node(cfg, fab))
     prolog_json = json.dumps({"topology": str(cd / "topology.yaml"), "topo_dir": i.topo_dir,
                               "ckpt_root": i.ckpt_root}, indent=2) + "\n"
     use_yaml = _topology_yaml(i.topology_format, slurm_version)
@@ -95,6 +88,20 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None,
         lines.append(f"# {note}")
     lines += ["# node lines (must agree with the fabric model):"] + export.slurm_nodes_conf(fab).splitlines()
     return files, lines
+
+
+def _max_gpus_per_node(cfg: DeployConfig, fab: Fabric) -> int:
+    """job_submit.lua's bound on a job's GPUs per node: the install's, else the model's largest host."""
+    largest = max(fab.spec.host_types[t].gpus for t in set(fab.host_type_of.values()))
+    gpus = cfg.install.max_gpus_per_node or largest
+    if gpus < 1:
+        raise ConfigError(f"fabric model {fab.name!r} has no GPUs: nothing for the agent to place",
+                          hint="give the cluster's model (--topology FILE); `discover` sees only this host")
+    if gpus > MAX_GPUS_PER_NODE[1]:
+        raise ConfigError(f"fabric model {fab.name!r} has hosts of {gpus} GPUs; job_submit.lua's "
+                          f"max_gpus_per_node must be in {MAX_GPUS_PER_NODE[0]}..{MAX_GPUS_PER_NODE[1]}",
+                          hint=f"set install.max_gpus_per_node (at most {MAX_GPUS_PER_NODE[1]})")
+    return gpus
 
 
 def _one_file_per_path(files: list[Planned]) -> None:
