@@ -242,8 +242,10 @@ def base_settings(*, cluster_name: str, hostname: str, ctld_port: int, munge_soc
         "MinJobAge": "300",
         # each cluster counts from its own job id: MPICH names a node's shared memory after a hash of the
         # PMI name (job.step under srun), a killed rank leaves it in /dev/shm, and a later cluster's job
-        # of the same id failed in MPI_Init ("Out of memory") on finding it
-        "FirstJobId": str(random.randrange(100_000, 50_000_000)),
+        # of the same id failed in MPI_Init ("Out of memory") on finding it. Three digits: a job's id is
+        # in slurmstepd's socket name under SlurmdSpoolDir (at most 108 bytes: pytest's deep tmp paths
+        # left no room for seven)
+        "FirstJobId": str(random.randrange(100, 1000)),
         "MailProg": "/bin/true",
         "TmpFS": f"{b}/tmp/%n",  # per node: srun --mpi=pmix puts its app dirs here
         "GresTypes": "gpu",
