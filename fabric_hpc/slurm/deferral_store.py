@@ -19,15 +19,11 @@ last). A file that is not one of these (corrupt, foreign, too large) is ignored:
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
-from fabric_hpc.atomic import write_atomic
-from fabric_hpc.errors import ConfigError
-from fabric_hpc.events import open_regular
+from fabric_hpc.slurm.jobs_file import JobsFile
 from fabric_hpc.slurm.actions import ASKED_KEPT, MAX_DEFER_FAILURES, Actions
 
 DEFERRALS_FILE = "deferrals.json"
@@ -43,38 +39,23 @@ class DeferralStore:
 
     def __init__(self, state_dir: Path) -> None:
         self.path = Path(state_dir) / DEFERRALS_FILE
-        self._last = ""
+        self._file = JobsFile(self.path, FORMAT, "deferrals", MAX_BYTES)
 
     def save(self, actions: Actions) -> None:
         """Rewrite the file when the memory changed since the last save (or load)."""
         jobs = sorted(set(actions.asked) | set(actions.deferrals) | set(actions.defer_retry),
                       key=lambda j: actions.deferrals.get(j, 0.0))[-MAX_JOBS:]
-        data = {str(j): _entry(actions, j) for j in jobs}
-        text = json.dumps({"format": FORMAT, "jobs": data}, separators=(",", ":"))
-        if text != self._last:
-            write_atomic(self.path, text, mode=0o640, durable=False)
-            self._last = text
+        self._file.save({str(j): _entry(actions, j) for j in jobs})
 
     def load(self, actions: Actions) -> str | None:
         """Fill ``actions`` from the file; None when it was read (or there is none), else why it was
         ignored."""
+        entries, why = self._file.load()
+        if why is not None:
+            return why
         try:
-            raw = _read(self.path)
-        except FileNotFoundError:
-            return None
-        except ConfigError as exc:  # a FIFO, device or link in the state dir: never blocks, never followed
-            return exc.message
-        except OSError as exc:
-            return f"not readable: {exc.strerror or exc}"
-        if len(raw) > MAX_BYTES:
-            return f"larger than {MAX_BYTES} bytes"
-        try:
-            doc = json.loads(raw)
-            if not isinstance(doc, dict) or doc.get("format") != FORMAT or \
-                    not isinstance(doc.get("jobs"), dict):
-                return f"not a fabric agent deferrals file (format {FORMAT} expected)"
-            parsed = {int(k): _parse(v) for k, v in doc["jobs"].items()}
-        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+            parsed = {int(k): _parse(v) for k, v in entries.items()}
+        except (ValueError, TypeError, KeyError) as exc:
             return f"damaged: {type(exc).__name__}: {str(exc)[:200]}"
         for job_id, (asked, until, retry, begin) in list(parsed.items())[-MAX_JOBS:]:
             if begin is not None:
@@ -85,7 +66,6 @@ class DeferralStore:
                 actions.deferrals[job_id] = until
             if retry is not None:
                 actions.defer_retry[job_id] = retry
-        self._last = raw.decode("utf-8", "replace")
         return None
 
 
@@ -103,22 +83,11 @@ def _entry(actions: Actions, job_id: int) -> dict[str, Any]:
 def own_begins(state_dir: str | Path) -> dict[int, float]:
     """The jobs' own begin times the agent took over (job id -> time), as its last cycle saved them; empty
     where the file is missing, not readable by this user or not one of the agent's (nothing to tell)."""
+    entries, _ = JobsFile(Path(state_dir) / DEFERRALS_FILE, FORMAT, "deferrals", MAX_BYTES).load()
     try:
-        raw = _read(Path(state_dir) / DEFERRALS_FILE)
-        doc = json.loads(raw) if len(raw) <= MAX_BYTES else None
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("jobs"), dict):
-            return {}
-        jobs = doc["jobs"].items()
-        return {int(k): _time(v["begin"]) for k, v in jobs if isinstance(v, dict) and "begin" in v}
-    except (OSError, ConfigError, ValueError, TypeError, RecursionError):
+        return {int(k): _time(v["begin"]) for k, v in entries.items() if isinstance(v, dict) and "begin" in v}
+    except (ValueError, TypeError):
         return {}
-
-
-def _read(path: Path) -> bytes:
-    """At most ``MAX_BYTES + 1`` bytes of the file: opened without blocking (a FIFO in place of it is a
-    ConfigError, not a hang) and never through a symbolic link (the agent writes it by rename)."""
-    with os.fdopen(open_regular(path, os.O_RDONLY), "rb") as fh:
-        return fh.read(MAX_BYTES + 1)
 
 
 def _time(value: Any) -> float:

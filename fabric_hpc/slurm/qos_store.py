@@ -19,15 +19,11 @@ foreign, too large) is ignored: the agent logs one ``agent.qos_ignored`` record 
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from fabric_hpc.atomic import write_atomic
-from fabric_hpc.errors import ConfigError
-from fabric_hpc.events import open_regular
+from fabric_hpc.slurm.jobs_file import JobsFile
 from fabric_hpc.slurm.contract import Job
 
 QOS_FILE = "qos.json"
@@ -45,7 +41,7 @@ class QosMemory:
     def __init__(self, state_dir: str | Path) -> None:
         self.path = Path(state_dir) / QOS_FILE
         self.jobs: dict[int, str] = {}
-        self._last = ""
+        self._file = JobsFile(self.path, FORMAT, "QOS", MAX_BYTES)
 
     def fill(self, jobs: Iterable[Job]) -> list[Job]:
         """Slurm's jobs, each fabric-marked job without a QOS given the one remembered for it; the memory
@@ -65,35 +61,18 @@ class QosMemory:
 
     def save(self) -> None:
         """Rewrite the file when the memory changed since the last save (or load)."""
-        text = json.dumps({"format": FORMAT, "jobs": {str(j): q for j, q in sorted(self.jobs.items())}},
-                          separators=(",", ":"))
-        if text != self._last:
-            write_atomic(self.path, text, mode=0o640, durable=False)
-            self._last = text
+        self._file.save({str(j): q for j, q in sorted(self.jobs.items())})
 
     def load(self) -> str | None:
         """Read the file; None when it was read (or there is none), else why it was ignored."""
+        entries, why = self._file.load()
+        if why is not None:
+            return why
         try:
-            with os.fdopen(open_regular(self.path, os.O_RDONLY), "rb") as fh:  # a FIFO never blocks
-                raw = fh.read(MAX_BYTES + 1)
-        except FileNotFoundError:
-            return None
-        except ConfigError as exc:  # a FIFO, device or symbolic link in the state dir
-            return exc.message
-        except OSError as exc:
-            return f"not readable: {exc.strerror or exc}"
-        if len(raw) > MAX_BYTES:
-            return f"larger than {MAX_BYTES} bytes"
-        try:
-            doc = json.loads(raw)
-            if not isinstance(doc, dict) or doc.get("format") != FORMAT or \
-                    not isinstance(doc.get("jobs"), dict):
-                return f"not a fabric agent QOS file (format {FORMAT} expected)"
-            jobs = {int(k): _qos(v) for k, v in doc["jobs"].items()}
-        except (ValueError, TypeError, RecursionError) as exc:
+            jobs = {int(k): _qos(v) for k, v in entries.items()}
+        except (ValueError, TypeError) as exc:
             return f"damaged: {type(exc).__name__}: {str(exc)[:200]}"
         self.jobs = dict(sorted(jobs.items())[-MAX_JOBS:])
-        self._last = raw.decode("utf-8", "replace")
         return None
 
 

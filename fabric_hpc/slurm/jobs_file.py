@@ -1,0 +1,53 @@
+"""One file of per-job memory in the agent's state dir (``{"format": ..., "jobs": {id: entry}}``), shared by
+:mod:`~fabric_hpc.slurm.deferral_store` and :mod:`~fabric_hpc.slurm.qos_store`: rewritten atomically
+(:func:`fabric_hpc.atomic.write_atomic`, not fsync'd) only when it changed, read without blocking and never
+through a symbolic link (a FIFO or link in its place is a reason to ignore it, not a hang)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from fabric_hpc.atomic import write_atomic
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.events import open_regular
+
+
+class JobsFile:
+    """``path`` holding the jobs' entries of one ``fmt``; ``what`` names it in the reasons it is ignored."""
+
+    def __init__(self, path: Path, fmt: str, what: str, max_bytes: int) -> None:
+        self.path, self.fmt, self.what, self.max_bytes = path, fmt, what, max_bytes
+        self._last = ""
+
+    def save(self, jobs: dict[str, Any]) -> None:
+        """Rewrite the file when its text changed since the last save (or load)."""
+        text = json.dumps({"format": self.fmt, "jobs": jobs}, separators=(",", ":"))
+        if text != self._last:
+            write_atomic(self.path, text, mode=0o640, durable=False)
+            self._last = text
+
+    def load(self) -> tuple[dict[str, Any], str | None]:
+        """(the jobs' entries, None) when read, ({}, None) when there is no file, ({}, why) when it was
+        ignored (not readable, too large, not JSON, not of this format)."""
+        try:
+            with os.fdopen(open_regular(self.path, os.O_RDONLY), "rb") as fh:
+                raw = fh.read(self.max_bytes + 1)
+        except FileNotFoundError:
+            return {}, None
+        except ConfigError as exc:  # a FIFO, device or symbolic link in the state dir
+            return {}, exc.message
+        except OSError as exc:
+            return {}, f"not readable: {exc.strerror or exc}"
+        if len(raw) > self.max_bytes:
+            return {}, f"larger than {self.max_bytes} bytes"
+        try:
+            doc = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            return {}, f"damaged: {type(exc).__name__}: {str(exc)[:200]}"
+        if not isinstance(doc, dict) or doc.get("format") != self.fmt or not isinstance(doc.get("jobs"), dict):
+            return {}, f"not a fabric agent {self.what} file (format {self.fmt} expected)"
+        self._last = raw.decode("utf-8", "replace")
+        return doc["jobs"], None
