@@ -340,9 +340,11 @@ def checked_snapshot(spool: str | os.PathLike[str]) -> dict[str, Any]:
     base = Path(spool)
     for entry in snap["files"]:  # one clear error, not a dead letter per line
         path = base if snap["single_file"] else base / entry["name"]
+        head = b""
         with contextlib.suppress(OSError, ConfigError), \
                 os.fdopen(open_regular(path, os.O_RDONLY, follow=True), "rb") as fh:  # a FIFO: refused later
-            _refuse_compressed(path, fh.read(8))
+            head = fh.read(8)
+        _refuse_compressed(path, head)  # outside the suppression: its ConfigError is the answer
     return snap
 
 

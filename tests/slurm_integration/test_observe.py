@@ -59,7 +59,7 @@ def test_status_metrics_and_why(fabric_cluster, agent):
     placed = _fabric(fabric_cluster, "slurm", "why", str(done), "--state-dir", str(agent.state_dir))
     assert placed.returncode == 0 and "The fabric agent chose n" in placed.stdout, placed
     pend = _fabric(fabric_cluster, "slurm", "why", str(waiting), "--state-dir", str(agent.state_dir))
-    assert "is pending" in pend.stdout and "the agent's policy said" in pend.stdout, pend.stdout
+    assert "is pending" in pend.stdout and "the agent's policy" in pend.stdout, pend.stdout
     missing = _fabric(fabric_cluster, "slurm", "why", "999999")
     assert missing.returncode == 3 and "Traceback" not in missing.stderr
 
