@@ -47,7 +47,8 @@ class JobsFile:
             doc = json.loads(raw)
         except (ValueError, RecursionError) as exc:
             return {}, f"damaged: {type(exc).__name__}: {str(exc)[:200]}"
-        if not isinstance(doc, dict) or doc.get("format") != self.fmt or not isinstance(doc.get("jobs"), dict):
+        ours = isinstance(doc, dict) and doc.get("format") == self.fmt and isinstance(doc.get("jobs"), dict)
+        if not ours:
             return {}, f"not a fabric agent {self.what} file (format {self.fmt} expected)"
         self._last = raw.decode("utf-8", "replace")
         return doc["jobs"], None
