@@ -6,25 +6,13 @@ without blocking now: the drain is of an "unknown writer", the part file an erro
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).parents[2]
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+from tests.child import run_unblocked
 
 
 def _in_child(code: str, where: Path) -> str:
-    try:
-        head = f"from pathlib import Path\nd = Path({str(where)!r})\n"
-        proc = subprocess.run([sys.executable, "-c", head + code], capture_output=True, text=True, timeout=30,
-                              env=ENV)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"blocked on a FIFO: {code!r}")
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip()
+    return run_unblocked(code, d=where)
 
 
 def test_a_fifo_drainer_record_is_an_unknown_writer(tmp_path: Path) -> None:

@@ -6,29 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from fabric_hpc.slurm.actions import Actions
 from fabric_hpc.slurm.deferral_store import DEFERRALS_FILE, FORMAT, DeferralStore, own_begins
-
-ROOT = Path(__file__).parents[2]
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+from tests.child import run_unblocked
 
 
 def _in_child(code: str, state_dir: Path) -> str:
     """``code`` (with ``sd``, the state dir) in a child, which must not block."""
-    try:
-        head = f"from pathlib import Path\nsd = Path({str(state_dir)!r})\n"
-        proc = subprocess.run([sys.executable, "-c", head + code], capture_output=True, text=True, timeout=30,
-                              env=ENV)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"blocked on a FIFO in the state dir: {code!r}")
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip()
+    return run_unblocked(code, sd=state_dir)
 
 
 def test_own_begins_does_not_block_on_a_fifo(tmp_path: Path) -> None:
