@@ -61,5 +61,5 @@ def test_the_checkpoint_save_lock_is_not_opened_through_a_symlink(tmp_path: Path
     (tmp_path / ".lock").symlink_to(tmp_path / "made")
     with pytest.raises(ConfigError, match="symbolic link"):
         with root_lock(tmp_path):
-            pass
+            raise AssertionError("the lock was taken through the link")
     assert not (tmp_path / "made").exists()

@@ -7,6 +7,7 @@ the last status.json it could write ("failed cycles 0") without saying it was st
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -64,11 +65,10 @@ def test_a_full_disk_is_said_in_one_line_with_the_fix_and_status_says_its_file_i
     written = status["ts"] = status["ts"] - 60  # the last good write a minute ago
     (mounted / "status.json").write_text(json.dumps(status))
     with open(mounted / "filler", "wb", buffering=0) as fill:  # the disk full: every new block refused
-        try:
+        with pytest.raises(OSError) as full:
             while True:
                 fill.write(b"x" * 4096)
-        except OSError:
-            pass
+    assert full.value.errno == errno.ENOSPC
     caplog.set_level(logging.INFO, logger="fabric_hpc.events")
     with pytest.raises(OSError) as raised:
         a.cycle(now=written + 30)
