@@ -122,3 +122,18 @@ def _wait_idle(cluster: Any, timeout: float = 30.0) -> None:
         if not cluster.run(["squeue", "-h", "-o", "%i"], check=False).stdout.strip():
             return
         time.sleep(0.2)
+
+
+def plugin_cluster(factory: Callable[..., Any], fab: Any, tmp_path_factory: pytest.TempPathFactory,
+                   **kw: Any) -> Any:
+    """A cluster of ``fab`` with fabric's job_submit.lua (state dir ``<base_dir>/agent``, FALLBACK_S) and
+    the model saved as ``cluster.topology_file`` for an agent (``kw``: more of the factory's arguments)."""
+    from fabric_hpc.slurm.plugins import render_job_submit
+    from fabric_hpc.topology import save_spec
+
+    lua = render_job_submit(state_dir="{base_dir}/agent", fallback_s=FALLBACK_S, max_gpus_per_node=8)
+    cluster = factory(fab, settings={"JobSubmitPlugins": "lua"}, config_files={"job_submit.lua": lua}, **kw)
+    (cluster.base_dir / "agent").mkdir(exist_ok=True)
+    cluster.topology_file = tmp_path_factory.mktemp("small") / "topology.yaml"
+    save_spec(fab.spec, cluster.topology_file)
+    return cluster

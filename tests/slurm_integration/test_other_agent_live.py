@@ -10,24 +10,16 @@ from typing import Any
 import pytest
 
 from fabric_hpc.events import read_json_lines
-from fabric_hpc.topology import build, generators, save_spec
-from tests.slurm_integration.conftest import FALLBACK_S, AgentProcess, agent_on
+from fabric_hpc.topology import build, generators
+from tests.slurm_integration.conftest import FALLBACK_S, AgentProcess, agent_on, plugin_cluster
 
 pytestmark = [pytest.mark.slurm]
 
 
 @pytest.fixture(scope="module")
 def small_cluster(slurm_cluster_factory: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from fabric_hpc.slurm.plugins import render_job_submit
-
     small = build(generators.leaf_spine(4, hosts_per_leaf=4, gpus=8, cpus=8))
-    lua = render_job_submit(state_dir="{base_dir}/agent", fallback_s=FALLBACK_S, max_gpus_per_node=8)
-    cluster = slurm_cluster_factory(small, settings={"JobSubmitPlugins": "lua"},
-                                    config_files={"job_submit.lua": lua})
-    (cluster.base_dir / "agent").mkdir(exist_ok=True)
-    cluster.topology_file = tmp_path_factory.mktemp("small") / "topology.yaml"
-    save_spec(small.spec, cluster.topology_file)
-    return cluster
+    return plugin_cluster(slurm_cluster_factory, small, tmp_path_factory)
 
 
 def _warnings(a: AgentProcess, since: float = 0.0) -> list[dict[str, Any]]:

@@ -20,8 +20,8 @@ import pytest
 from fabric_hpc.events import read_json_lines
 from fabric_hpc.slurm import report
 from fabric_hpc.slurm.cli_backend import CliClient
-from fabric_hpc.topology import build, generators, save_spec
-from tests.slurm_integration.conftest import FALLBACK_S, AgentProcess, agent_on
+from fabric_hpc.topology import build, generators
+from tests.slurm_integration.conftest import AgentProcess, agent_on, plugin_cluster
 
 pytestmark = [pytest.mark.slurm]
 
@@ -34,15 +34,7 @@ def small() -> Any:
 
 @pytest.fixture(scope="module")
 def qos_cluster(slurm_cluster_factory: Any, small: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from fabric_hpc.slurm.plugins import render_job_submit
-
-    lua = render_job_submit(state_dir="{base_dir}/agent", fallback_s=FALLBACK_S, max_gpus_per_node=8)
-    cluster = slurm_cluster_factory(small, settings={"JobSubmitPlugins": "lua"},
-                                    config_files={"job_submit.lua": lua})
-    (cluster.base_dir / "agent").mkdir(exist_ok=True)
-    cluster.topology_file = tmp_path_factory.mktemp("small") / "topology.yaml"
-    save_spec(small.spec, cluster.topology_file)
-    return cluster
+    return plugin_cluster(slurm_cluster_factory, small, tmp_path_factory)
 
 
 @pytest.fixture()

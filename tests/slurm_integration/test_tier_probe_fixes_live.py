@@ -23,7 +23,7 @@ from fabric_hpc.events import read_json_lines
 from fabric_hpc.slurm import report
 from fabric_hpc.slurm.cli_backend import CliClient
 from fabric_hpc.topology import build, generators, save_spec
-from tests.slurm_integration.conftest import FALLBACK_S, REPO, AgentProcess, agent_on
+from tests.slurm_integration.conftest import FALLBACK_S, REPO, AgentProcess, agent_on, plugin_cluster
 
 pytestmark = [pytest.mark.slurm]
 PARTS = ["PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
@@ -41,15 +41,7 @@ def small() -> Any:
 
 @pytest.fixture(scope="module")
 def parted(slurm_cluster_factory: Any, small: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from fabric_hpc.slurm.plugins import render_job_submit
-
-    lua = render_job_submit(state_dir="{base_dir}/agent", fallback_s=FALLBACK_S, max_gpus_per_node=8)
-    cluster = slurm_cluster_factory(small, settings={"JobSubmitPlugins": "lua"}, partitions=PARTS,
-                                    config_files={"job_submit.lua": lua})
-    (cluster.base_dir / "agent").mkdir(exist_ok=True)
-    cluster.topology_file = tmp_path_factory.mktemp("small") / "topology.yaml"
-    save_spec(small.spec, cluster.topology_file)
-    return cluster
+    return plugin_cluster(slurm_cluster_factory, small, tmp_path_factory, partitions=PARTS)
 
 
 @pytest.fixture()
