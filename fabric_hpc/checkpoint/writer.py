@@ -307,6 +307,10 @@ def check_header(step: Any, layout: Any, tags: Any, metadata: Any) -> None:
         raise CheckpointError(f"tags must be a list of strings, got {tags!r}",
                               hint="e.g. tags=['best'] (a single string is not a list of tags)")
     for what, value in (("layout", layout), ("metadata", metadata)):
+        if value is not None and not isinstance(value, Mapping):
+            raise CheckpointError(f"{what} must be a dict (a JSON object), "
+                                  f"got {type(value).__name__} {value!r:.60}",
+                                  hint=f"e.g. {what}={{'lr': 3e-4}}, or leave it out")
         for key in dict(value or {}):
             if not isinstance(key, str):
                 raise CheckpointError(f"{what} key {key!r} is a {type(key).__name__}; "
