@@ -37,6 +37,21 @@ class FabricError(Exception):
         """The error for machines (``--json``): message, hint, exit code and any structured facts."""
         return {"error": self.message, "hint": self.hint, "exit_code": self.exit_code}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (a process pool, multiprocessing) and copied without calling __init__ again: a
+        # subclass's keyword-only fields (``explanation=``, ``source=``) live in __dict__.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[FabricError], args: tuple[Any, ...], state: dict[str, Any]) -> FabricError:
+    # the builtin base with the widest C layout (OSError's for NotFoundError) must allocate it
+    base = max((b for b in cls.__mro__ if b.__module__ == "builtins" and issubclass(b, BaseException)),
+               key=lambda b: b.__basicsize__)
+    exc = base.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
 
 class ConfigError(FabricError, ValueError):
     """Bad input or configuration: a file, a request, a flag value. Exit code 3."""
