@@ -83,3 +83,13 @@ def exit_code_for(exc: BaseException) -> int:
     if isinstance(exc, FabricError):
         return exc.exit_code
     return EXIT_FAILURE
+
+
+def require_whole(value: Any, what: str, *, minimum: int = 0, error: type[FabricError] = ConfigError,
+                  hint: str | None = None) -> int:
+    """``value`` if it is a whole number (an int, not a bool, not a float or string) of at least
+    ``minimum``; else ``error`` naming ``what`` — the one check for counts and sizes a caller passes."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise error(f"{what} must be a whole number >= {minimum}, got {type(value).__name__} {value!r:.40}",
+                    hint=hint or f"e.g. {what.rsplit('.', 1)[-1]}={max(minimum, 1)}")
+    return value

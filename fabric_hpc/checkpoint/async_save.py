@@ -28,6 +28,7 @@ import numpy as np
 
 from fabric_hpc.checkpoint.contracts import Communicator
 from fabric_hpc.checkpoint.errors import CheckpointBusyError, CheckpointError
+from fabric_hpc.errors import require_whole
 from fabric_hpc.checkpoint.format import flatten_keyed
 from fabric_hpc.checkpoint.tensors import HostArray, Shard, check_storable, host_view, is_torch
 from fabric_hpc.checkpoint.values import decode, encode, is_tensor_like
@@ -121,6 +122,9 @@ class AsyncSaver:
         else:  # a TieredStore: save to the local tier, drain in the background
             self.directory, self._save = None, directory.save
         self.comm, self.policy = comm, policy
+        if max_staging_bytes is not None:
+            require_whole(max_staging_bytes, "max_staging_bytes", minimum=1, error=CheckpointError,
+                          hint="a byte count, e.g. max_staging_bytes=8 << 30, or None for no limit")
         self.max_staging_bytes = max_staging_bytes
         self._slots = [_Slot() for _ in range(slots)]
         self._free = threading.Condition()

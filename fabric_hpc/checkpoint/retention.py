@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fabric_hpc.checkpoint import fsio, health, store
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError
+from fabric_hpc.errors import require_whole
 from fabric_hpc.checkpoint.format import MANIFEST
 from fabric_hpc.checkpoint.pins import read_pins
 from fabric_hpc.events import emit
@@ -30,6 +31,9 @@ class RetentionPolicy:
     keep_tagged: bool = True
 
     def __post_init__(self) -> None:
+        require_whole(self.keep_last, "keep_last", error=CheckpointError)
+        if self.keep_every is not None:
+            require_whole(self.keep_every, "keep_every", error=CheckpointError)
         if self.keep_last < 1:
             raise CheckpointError(f"keep_last must be >= 1, got {self.keep_last}",
                                   hint="the newest checkpoint is always kept")

@@ -24,7 +24,9 @@ from pathlib import Path
 
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.checkpoint import fsio
-from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointIOError, CheckpointNotFoundError
+from fabric_hpc.checkpoint.errors import (CheckpointCorruptError, CheckpointError, CheckpointIOError,
+                                         CheckpointNotFoundError)
+from fabric_hpc.errors import require_whole
 from fabric_hpc.checkpoint.format import MANIFEST, MAX_STEP
 from fabric_hpc.events import open_regular
 
@@ -77,10 +79,20 @@ def read_latest(root: Path) -> str | None:
     return name if _STEP_DIR.match(name) else None
 
 
+def as_path(path: object, what: str = "path") -> Path:
+    """``path`` (a str or os.PathLike) as a Path; anything else (None, a number) is a CheckpointError."""
+    if isinstance(path, (str, os.PathLike)) and str(path):
+        return Path(path)
+    raise CheckpointError(f"{what} must be a directory path (str or pathlib.Path), got {type(path).__name__} "
+                          f"{path!r:.40}", hint="e.g. 'ckpt/run1' or pathlib.Path('ckpt/run1')")
+
+
 def resolve(path: Path | str, step: int | None = None) -> CheckpointRef:
     """A checkpoint directory itself, or under a root: ``step`` or else ``latest`` (falling back
     to the newest committed one when the pointer is missing or dangling)."""
-    path = Path(path)
+    if step is not None:
+        require_whole(step, "step", error=CheckpointError, hint="a step number, e.g. step=100 (--step 100)")
+    path = as_path(path)
     if step is not None and (m := _STEP_DIR.match(path.name)) and (path / MANIFEST).is_file():
         if int(m.group(1)) == step:
             return CheckpointRef(path, step)

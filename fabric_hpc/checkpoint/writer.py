@@ -251,7 +251,7 @@ def save(directory: Path | str, state: Mapping[str, Any], *, step: int,
     """
     comm = comm or SingleProcess()
     rank, world = comm.Get_rank(), comm.Get_size()
-    root = Path(directory)
+    root = store.as_path(directory, "directory")
     t0 = time.perf_counter()
     steps = check_header_everywhere(comm, step, layout, tags, metadata)
     started = collective(comm, lambda: (same_step(steps), _begin(root, step))[1] if rank == 0 else None)

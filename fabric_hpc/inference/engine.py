@@ -32,7 +32,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import Field
 
-from fabric_hpc.errors import ConfigError, NotFoundError
+from fabric_hpc.errors import ConfigError, NotFoundError, require_whole
 from fabric_hpc.validation import StrictModel, parse_model
 
 __all__ = [
@@ -82,8 +82,13 @@ class EngineLimits:
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_num_tokens", "max_input_len", "max_seq_len",
                      "kv_capacity_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"EngineLimits.{name} must be >= 1")
+            require_whole(getattr(self, name), f"EngineLimits.{name}", minimum=1, error=EngineConfigError)
+        if self.best_batch_size:
+            require_whole(self.best_batch_size, "EngineLimits.best_batch_size", minimum=1, error=EngineConfigError)
+        if self.max_input_len > self.max_seq_len:
+            raise EngineConfigError(f"EngineLimits.max_input_len {self.max_input_len} is above max_seq_len "
+                                    f"{self.max_seq_len}: no prompt that long could be generated from",
+                                    hint="max_input_len must be at most max_seq_len")
         if not self.best_batch_size:
             object.__setattr__(self, "best_batch_size", self.max_batch_size)
 
