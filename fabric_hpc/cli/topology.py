@@ -125,12 +125,17 @@ def validate(fabrics: tuple[str, ...], as_json: bool) -> None:
     results, errors = [], []
     for ref in fabrics:
         try:
-            s = open_fabric(ref).summary()
+            fab = open_fabric(ref)
+            s = fab.summary()
         except FabricError as exc:
             errors.append(exc)
             results.append({"fabric": ref, "ok": False, "error": exc.message, "hint": exc.hint})
             continue
         results.append({"fabric": ref, "ok": True, "hosts": s["hosts"], "gpus": s["gpus"]})
+        if warnings := _idle_switch_warnings(ref, fab):
+            results[-1]["warnings"] = warnings
+            for w in warnings:  # on stderr: --json stays one document
+                click.echo(one_line(f"warning: {w}"), err=True)
 
     def human(c) -> None:
         c.print(table(None, ["fabric", "status", "hosts", "gpus"],
@@ -144,6 +149,18 @@ def validate(fabrics: tuple[str, ...], as_json: bool) -> None:
         raise type(errors[0])(last.message if len(errors) == 1 else
                               f"{len(errors)} of {len(fabrics)} fabric files are invalid; the last: {last.message}",
                               hint=last.hint)
+
+
+def _idle_switch_warnings(ref: str, fab) -> list[str]:
+    """A leaf group with more switches than its hosts have NICs: the extra switches carry nothing."""
+    out = []
+    for name, idle in fab.idle_switches().items():
+        total = len(fab.groups[name].switches)
+        used = total - idle
+        out.append(f"{ref}: leaf group '{name}': {idle} of its {total} switches have no NIC cabled to them "
+                   f"(its hosts have at most {used} NICs, NIC n goes to switch n mod {total}), so they add "
+                   f"nothing to its uplink bandwidth; fix: switches: {used}, or more NICs per host")
+    return out
 
 
 @group.command("show")
