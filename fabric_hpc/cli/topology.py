@@ -350,10 +350,11 @@ def report(fabric: str | None, out_html: str, state_path: str | None, png: str |
 def import_(csv_path: str, kind: str, hosts_per_leaf: int | None, host_map: str | None, out: str | None) -> None:
     """Import real cluster data (Alibaba Lingjun Clos, Alibaba node lists) as a fabric file."""
     from fabric_hpc.inputs import distinct_outputs
-    from fabric_hpc.topology.importers import detect_kind, import_csv
+    from fabric_hpc.topology.importers import detect_kind, import_csv, load_csv
 
     distinct_outputs({"--out": out, "--host-map": host_map}, {"CSV_PATH": csv_path})
-    real_kind = detect_kind(csv_path) if kind == "auto" else kind
+    csv_file = load_csv(csv_path)  # read once, size checked first
+    real_kind = detect_kind(csv_file) if kind == "auto" else kind
     options: dict = {}
     if hosts_per_leaf is not None:
         if real_kind == "lingjun":
@@ -363,7 +364,7 @@ def import_(csv_path: str, kind: str, hosts_per_leaf: int | None, host_map: str 
         if real_kind != "lingjun":
             raise ConfigError("--host-map applies to the Lingjun data only")
         options["hostmap_path"] = host_map
-    _emit_spec(import_csv(csv_path, kind=real_kind, **options), out)
+    _emit_spec(import_csv(csv_file, kind=real_kind, **options), out)
 
 
 @group.command("discover")
