@@ -161,7 +161,8 @@ def lingjun_host_map(csv_path: PathLike, *, prefix: str = "lj") -> list[tuple[st
     return _host_names(csv_path, _read_rows(csv_path, "lingjun"), prefix)
 
 
-def _host_names(csv_path: PathLike, rows: list[tuple[int, dict[str, str]]], prefix: str) -> list[tuple[str, str]]:
+def _host_names(csv_path: PathLike, rows: list[tuple[int, dict[str, str]]],
+                prefix: str) -> list[tuple[str, str]]:
     width = max(4, len(str(len(rows))))
     seen: dict[str, int] = {}
     out = []
