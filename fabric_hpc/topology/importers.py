@@ -32,8 +32,8 @@ from pydantic import ValidationError
 
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ConfigError, NotFoundError
-from fabric_hpc.hostlist import NAME, compress
-from fabric_hpc.topology.spec import FabricSpec, HostType, check_spec
+from fabric_hpc.hostlist import NAME, compress, slurm_renames
+from fabric_hpc.topology.spec import _RENAMED, FabricSpec, HostType, check_spec
 
 PathLike = str | os.PathLike[str]
 
@@ -358,6 +358,9 @@ def import_node_list(csv_path: PathLike, *, kind: str = "auto", hosts_per_leaf: 
         if not NAME.match(host):
             raise ConfigError(f"{csv_path}:{line}: host name {host!r} is not a valid host name",
                               hint="ASCII letters, digits, '_', '.', '-' only (a Slurm NodeName)")
+        if slurm_renames(host):  # with the line: the spec check later would name only hosts.0.names
+            raise ConfigError(f"{csv_path}:{line}: " + _RENAMED.format(what="host name", name=host[:60]),
+                              hint="fix or drop that row")
         if host in seen:
             raise ConfigError(f"{csv_path}:{line}: host {host!r} already listed at line {seen[host]}")
         seen[host] = line
