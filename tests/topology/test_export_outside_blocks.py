@@ -35,7 +35,8 @@ def test_block_conf_keeps_the_racks_and_notes_the_hosts_outside():
 
 def test_yaml_with_the_block_default_is_written_with_the_note():
     text = ex.topology_yaml(mixed(), default="block")
-    assert "# block: dgx[1-2] in no multi-host NVLink domain, so in no block: Slurm's topology/block gives them" in text
+    assert ("# block: dgx[1-2] in no multi-host NVLink domain, so in no block: Slurm's topology/block gives "
+            "them") in text
     entries = yaml.safe_load(text)
     assert next(e for e in entries if e["cluster_default"])["topology"] == "block"
     assert "must not hold them" not in ex.topology_yaml(mixed())
