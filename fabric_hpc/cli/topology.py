@@ -125,12 +125,17 @@ def validate(fabrics: tuple[str, ...], as_json: bool) -> None:
     results, errors = [], []
     for ref in fabrics:
         try:
-            s = open_fabric(ref).summary()
+            fab = open_fabric(ref)
+            s = fab.summary()
         except FabricError as exc:
             errors.append(exc)
             results.append({"fabric": ref, "ok": False, "error": exc.message, "hint": exc.hint})
             continue
         results.append({"fabric": ref, "ok": True, "hosts": s["hosts"], "gpus": s["gpus"]})
+        if warnings := _idle_switch_warnings(ref, fab):
+            results[-1]["warnings"] = warnings
+            for w in warnings:  # on stderr: --json stays one document
+                click.echo(one_line(f"warning: {w}"), err=True)
 
     def human(c) -> None:
         c.print(table(None, ["fabric", "status", "hosts", "gpus"],
@@ -144,6 +149,18 @@ def validate(fabrics: tuple[str, ...], as_json: bool) -> None:
         raise type(errors[0])(last.message if len(errors) == 1 else
                               f"{len(errors)} of {len(fabrics)} fabric files are invalid; the last: {last.message}",
                               hint=last.hint)
+
+
+def _idle_switch_warnings(ref: str, fab) -> list[str]:
+    """A leaf group with more switches than its hosts have NICs: the extra switches carry nothing."""
+    out = []
+    for name, idle in fab.idle_switches().items():
+        total = len(fab.groups[name].switches)
+        used = total - idle
+        out.append(f"{ref}: leaf group '{name}': {idle} of its {total} switches have no NIC cabled to them "
+                   f"(its hosts have at most {used} NICs, NIC n goes to switch n mod {total}), so they add "
+                   f"nothing to its uplink bandwidth; fix: switches: {used}, or more NICs per host")
+    return out
 
 
 @group.command("show")
@@ -333,10 +350,11 @@ def report(fabric: str | None, out_html: str, state_path: str | None, png: str |
 def import_(csv_path: str, kind: str, hosts_per_leaf: int | None, host_map: str | None, out: str | None) -> None:
     """Import real cluster data (Alibaba Lingjun Clos, Alibaba node lists) as a fabric file."""
     from fabric_hpc.inputs import distinct_outputs
-    from fabric_hpc.topology.importers import detect_kind, import_csv
+    from fabric_hpc.topology.importers import detect_kind, import_csv, load_csv
 
     distinct_outputs({"--out": out, "--host-map": host_map}, {"CSV_PATH": csv_path})
-    real_kind = detect_kind(csv_path) if kind == "auto" else kind
+    csv_file = load_csv(csv_path)  # read once, size checked first
+    real_kind = detect_kind(csv_file) if kind == "auto" else kind
     options: dict = {}
     if hosts_per_leaf is not None:
         if real_kind == "lingjun":
@@ -346,7 +364,7 @@ def import_(csv_path: str, kind: str, hosts_per_leaf: int | None, host_map: str 
         if real_kind != "lingjun":
             raise ConfigError("--host-map applies to the Lingjun data only")
         options["hostmap_path"] = host_map
-    _emit_spec(import_csv(csv_path, kind=real_kind, **options), out)
+    _emit_spec(import_csv(csv_file, kind=real_kind, **options), out)
 
 
 @group.command("discover")

@@ -86,9 +86,10 @@ def _group_shares(fab: Fabric, group_names: list[str]) -> tuple[np.ndarray, np.n
             node = fab.groups[node].parent
     share = np.full(max(len(group_names), 1), np.inf, np.float32)
     latency = np.zeros(max(len(group_names), 1), np.float32)
+    idle = fab.idle_switches()  # a leaf switch without NICs carries no traffic up
     for i, name in enumerate(group_names):
         spec = specs[name]
         latency[i] = spec.latency_us
         if spec.uplink_gbps is not None and nics_below[name]:
-            share[i] = spec.switches * spec.uplink_gbps / nics_below[name]
+            share[i] = (spec.switches - idle.get(name, 0)) * spec.uplink_gbps / nics_below[name]
     return share, latency

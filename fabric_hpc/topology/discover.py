@@ -271,35 +271,63 @@ def _compute_nics(sysfs: SysfsFacts, notes: list[str],
                   gpus: list[dict[str, Any]] | None = None) -> tuple[int, float, list[str]]:
     """(count, GB/s each, names) of the compute NICs: of the active RDMA ports, those sharing a PCIe
     switch (root port) with a GPU when sysfs shows any such, then the most common (link layer, rate),
-    InfiniBand before Ethernet on a tie; else physical Ethernet interfaces that are up. The others
-    are named in a note and listed in the sidecar only."""
-    cands = [(h["name"], max(p["rate_gbit"] for p in h["ports"] if p["state"] == "ACTIVE" and p["rate_gbit"]),
-              _layer(h)) for h in sysfs.hcas
-             if any(p["state"] == "ACTIVE" and p["rate_gbit"] for p in h["ports"])]
-    kind, why = "RDMA HCA", {}
+    InfiniBand before Ethernet on a tie; else physical Ethernet interfaces that are up. Each active
+    port at that rate is one NIC (NCCL uses mlx5_0:1 and mlx5_0:2 as two devices); ``names`` are the
+    HCAs. The others are named in a note and listed in the sidecar only; a compute HCA that is down
+    or slower than the others gets a note of its own."""
+    cands = [(h["name"], max(p["rate_gbit"] for p in ports), _layer(h),
+              sum(p["rate_gbit"] == max(q["rate_gbit"] for q in ports) for p in ports))
+             for h in sysfs.hcas if (ports := _active_ports(h))]
+    kind, why = "RDMA port", {}
     if not cands:
         kind = "Ethernet interface"
-        cands = [(n["name"], n["speed_mbit"] / 1000, "Ethernet") for n in sysfs.net
+        cands = [(n["name"], n["speed_mbit"] / 1000, "Ethernet", 1) for n in sysfs.net
                  if n["physical"] and n["type"] == 1 and n["operstate"] == "up" and n["speed_mbit"]]
     if not cands:
         notes.append("no active RDMA HCA or physical Ethernet interface with a known speed: nics: 0")
         return 0, 0.0, []
-    near = _near_gpus(sysfs, gpus or [], {n for n, _, _ in cands})
+    near = _near_gpus(sysfs, gpus or [], {c[0] for c in cands} | {h["name"] for h in sysfs.hcas})
     if near:
-        why = {n: "no GPU under the same PCIe root port" for n, _, _ in cands if n not in near}
+        why = {c[0]: "no GPU under the same PCIe root port" for c in cands if c[0] not in near}
         cands = [c for c in cands if c[0] in near]
-    groups = Counter((layer, rate) for _, rate, layer in cands)
+    groups: Counter[tuple[str, float]] = Counter()
+    for _, rate, lay, count in cands:
+        groups[(lay, rate)] += count
     layer, rate = max(groups, key=lambda k: (groups[k], k[0] == "InfiniBand", k[1]))
-    chosen = [n for n, r, lay in cands if (lay, r) == (layer, rate)]
-    why.update({n: f"{lay} at {r:g} Gb/s" for n, r, lay in cands if n not in chosen})
+    chosen = [c[0] for c in cands if (c[2], c[1]) == (layer, rate)]
+    count = groups[(layer, rate)]
+    slow = {c[0]: c[1] for c in cands if c[2] == layer and c[1] < rate}
+    why.update({c[0]: f"{c[2]} at {c[1]:g} Gb/s" for c in cands if c[0] not in chosen and c[0] not in slow})
     if why:
         by_why: dict[str, list[str]] = {}
         for n in sorted(why, key=_natural):
             by_why.setdefault(why[n], []).append(n)
-        notes.append(f"{len(chosen)} {kind}s ({layer} at {rate:g} Gb/s) counted as the compute NICs; "
+        notes.append(f"{count} {kind}s ({layer} at {rate:g} Gb/s) counted as the compute NICs; "
                      "left out of the fragment: "
                      + "; ".join(f"{', '.join(ns)} ({w})" for w, ns in by_why.items()))
-    return len(chosen), rate / 8, chosen
+    _unhealthy_note(sysfs, notes, slow, near, layer, rate, count)
+    return count, rate / 8, chosen
+
+
+def _active_ports(hca: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in hca["ports"] if p["state"] == "ACTIVE" and p["rate_gbit"]]
+
+
+def _unhealthy_note(sysfs: SysfsFacts, notes: list[str], slow: dict[str, float], near: set[str],
+                    layer: str, rate: float, count: int) -> None:
+    """One note naming the compute HCAs not counted because a link is down or trained down: the host
+    then has fewer ``nics`` than its neighbours (another host type, other rails)."""
+    bad = [f"{n} (at {r:g} Gb/s, slower than the other compute NICs at {rate:g})" for n, r in slow.items()]
+    for h in sysfs.hcas:
+        layers = {p["link_layer"] for p in h["ports"]}
+        if h["ports"] and not _active_ports(h) and layer in layers and (not near or h["name"] in near):
+            states = ", ".join(f"port {p['port']} {p['state'] or 'state unknown'}" for p in h["ports"])
+            bad.append(f"{h['name']} ({states})")
+    if bad:
+        notes.append(f"compute HCA(s) not counted, their link is down or degraded: {'; '.join(sorted(bad))}; "
+                     f"nics: {count} is what works now, so this host may get another host type than its "
+                     "neighbours: fix the link (ibstat shows it) and discover again, or write the host's "
+                     "design nics/nic_gbps in the fabric file by hand")
 
 
 def _layer(hca: dict[str, Any]) -> str:

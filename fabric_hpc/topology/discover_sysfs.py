@@ -256,7 +256,11 @@ def read_numa(root: Path, cpus: dict[int, tuple[int, int]], notes: list[str]) ->
 
 
 def _port(p: Path) -> dict[str, Any]:
-    rate = _RATE.search(read_text(p / "rate") or "")
+    text = read_text(p / "rate")
+    rate = _RATE.search(text or "")
+    if text and not rate:  # dropping the port would silently drop the HCA from the compute NICs
+        raise ConfigError(f"{p / 'rate'}: {text[:60]!r} is not a port rate (e.g. '400 Gb/sec (4X NDR)')",
+                          hint=_DAMAGED)
     state = read_text(p / "state") or ""
     return {"port": int(p.name) if p.name.isdigit() else p.name, "state": state.split(":")[-1].strip(),
             "rate_gbit": float(rate.group(1)) if rate else None, "link_layer": read_text(p / "link_layer")}

@@ -192,9 +192,9 @@ def outside_blocks_note(fabric: Fabric) -> str:
     outside = hosts_outside_blocks(fabric)
     if not outside:
         return ""
-    return (f"{compress(outside)} in no NVLink domain, so in no block: Slurm's topology/block gives them "
-            f"only to jobs that can use no block host (a partition, --constraint or GPU type, e.g. "
-            f"--gres=gpu:{_first_gres_type(fabric, outside)}:N, that rules out every block host); a job "
+    return (f"{compress(outside)} in no multi-host NVLink domain, so in no block: Slurm's topology/block "
+            f"gives them only to jobs that can use no block host (a partition, --constraint or GPU type, "
+            f"e.g. --gres=gpu:{_first_gres_type(fabric, outside)}:N, that rules out every block host); a job "
             f"that may use both gets block hosts only, and is refused if its --nodelist names them "
             f"(slurmctld logs 'Blocks lack access to {len(outside)} nodes')")
 

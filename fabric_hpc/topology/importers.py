@@ -32,8 +32,8 @@ from pydantic import ValidationError
 
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ConfigError, NotFoundError
-from fabric_hpc.hostlist import NAME, compress
-from fabric_hpc.topology.spec import FabricSpec, HostType, check_spec
+from fabric_hpc.hostlist import NAME, compress, slurm_renames
+from fabric_hpc.topology.spec import _RENAMED, FabricSpec, HostType, check_spec
 
 PathLike = str | os.PathLike[str]
 
@@ -61,23 +61,51 @@ _UNKNOWN_GPU = (0.0, 32.0, 0.0, 0)
 
 
 # -- CSV reading ---------------------------------------------------------------------------------
-def _csv_lines(path: Path) -> list[str]:
-    """The file's lines, read through the input boundary (regular file, size limit, UTF-8), without
-    the byte order mark Excel's "CSV UTF-8" puts first (it is no part of the first column's name)."""
+#: Largest CSV an importer reads (bytes): the shipped Alibaba files are 42 to 78 KB, and a Lingjun
+#: file of 131,072 GPUs (spec.MAX_GPUS) is about 2.3 MB. Checked before the file is read.
+MAX_CSV_BYTES = 16 << 20
+
+
+class CsvFile(os.PathLike[str]):
+    """A CSV read once (:func:`load_csv`): importers given one do not read the file again. It stands
+    for its path in messages (``str``) and wherever a path goes (``os.fspath``)."""
+
+    def __init__(self, path: PathLike, lines: list[str]) -> None:
+        self.path, self.lines = Path(path), lines
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+def load_csv(path: PathLike | CsvFile, *, what: str = "file") -> CsvFile:
+    """The file's lines, read once through the input boundary (regular file, at most
+    :data:`MAX_CSV_BYTES`, UTF-8), without the byte order mark Excel's "CSV UTF-8" puts first (it is
+    no part of the first column's name)."""
     from fabric_hpc.inputs import check_path, read_text
 
-    text = read_text(check_path(path, what="CSV file"), what="CSV file")
-    return text.removeprefix("\ufeff").splitlines(keepends=True)
-
-
-def _read_rows(path: PathLike, kind: str) -> list[tuple[int, dict[str, str]]]:
-    """Rows with their 1-based file line numbers; the header must be exactly the kind's columns."""
-    path = Path(path)
-    if not path.exists():
-        raise NotFoundError(f"{kind} file {str(path)!r} does not exist",
+    if isinstance(path, CsvFile):
+        return path
+    if not Path(path).exists():
+        raise NotFoundError(f"{what} {str(path)!r} does not exist",
                             hint="the Alibaba files ship in data/topologies/ (see data/README.md)")
+    checked = check_path(path, what="CSV file")
+    size = checked.stat().st_size if checked.is_file() else 0
+    if size > MAX_CSV_BYTES:  # before reading: a 200 MB file took 4 GB and 30 s to be refused later
+        raise ConfigError(f"CSV file {str(path)!r} is {size:,} bytes, over the import limit of "
+                          f"{MAX_CSV_BYTES:,} (16 MiB; the Alibaba files are under 100 KB)",
+                          hint="check that it is the right file, or split the cluster into several imports")
+    text = read_text(checked, what="CSV file", limit=MAX_CSV_BYTES)
+    return CsvFile(path, text.removeprefix("\ufeff").splitlines(keepends=True))
+
+
+def _read_rows(path: PathLike | CsvFile, kind: str) -> list[tuple[int, dict[str, str]]]:
+    """Rows with their 1-based file line numbers; the header must be exactly the kind's columns."""
+    path = load_csv(path, what=f"{kind} file")
     try:
-        reader = csv.reader(_csv_lines(path))
+        reader = csv.reader(path.lines)
         header = tuple(h.strip() for h in next(reader, []))
         if header != HEADERS[kind]:
             raise ConfigError(f"{path}:1: header {','.join(header) or '(empty)'} is not a {kind} file",
@@ -109,12 +137,10 @@ def _int(path: PathLike, line: int, row: dict[str, str], column: str, minimum: i
 
 
 def detect_kind(path: PathLike) -> str:
-    """The importer kind of a CSV file, from its header line."""
-    path = Path(path)
-    if not path.exists():
-        raise NotFoundError(f"file {str(path)!r} does not exist", hint="give a CSV from data/topologies/")
+    """The importer kind of a CSV file (a path or a :class:`CsvFile`), from its header line."""
+    path = load_csv(path)
     try:
-        header = tuple(h.strip() for h in next(csv.reader(_csv_lines(path)), []))
+        header = tuple(h.strip() for h in next(csv.reader(path.lines), []))
     except csv.Error as exc:
         raise ConfigError(f"{path}:1: not valid CSV ({exc})") from None
     for kind, columns in HEADERS.items():
@@ -132,7 +158,11 @@ def _natural(text: str) -> tuple[Any, ...]:
 
 def lingjun_host_map(csv_path: PathLike, *, prefix: str = "lj") -> list[tuple[str, str]]:
     """``(host name, ip hash)`` for every row, in file order: row ``i`` → ``<prefix><i:04d>``."""
-    rows = _read_rows(csv_path, "lingjun")
+    return _host_names(csv_path, _read_rows(csv_path, "lingjun"), prefix)
+
+
+def _host_names(csv_path: PathLike, rows: list[tuple[int, dict[str, str]]],
+                prefix: str) -> list[tuple[str, str]]:
     width = max(4, len(str(len(rows))))
     seen: dict[str, int] = {}
     out = []
@@ -168,7 +198,7 @@ def import_lingjun(csv_path: PathLike, *, host_type: HostType | None = None, pre
     if ht.nics < 1:
         raise ConfigError("the Lingjun host type needs at least one NIC (hosts sit on the network)")
     rows = _read_rows(csv_path, "lingjun")
-    names = lingjun_host_map(csv_path, prefix=prefix)
+    names = _host_names(csv_path, rows, prefix)
     tors: dict[tuple[str, str], list[str]] = {}
     spelled: dict[tuple[str, str, str], tuple[str, int]] = {}
     psw_of_dsw: dict[str, list[str]] = {}
@@ -308,6 +338,7 @@ def import_node_list(csv_path: PathLike, *, kind: str = "auto", hosts_per_leaf: 
     """An Alibaba node list as heterogeneous hosts: one host type per distinct (model, GPUs, CPUs,
     memory). No network by default (the data has none); ``hosts_per_leaf=N`` adds a flat
     leaf/spine tree of N hosts per leaf in file order, one NIC of ``nic_gbps`` GB/s per host."""
+    csv_path = load_csv(csv_path)
     kind = detect_kind(csv_path) if kind == "auto" else kind
     if kind not in _NODE_READERS:
         raise ConfigError(f"unknown node-list kind {kind!r}",
@@ -327,6 +358,9 @@ def import_node_list(csv_path: PathLike, *, kind: str = "auto", hosts_per_leaf: 
         if not NAME.match(host):
             raise ConfigError(f"{csv_path}:{line}: host name {host!r} is not a valid host name",
                               hint="ASCII letters, digits, '_', '.', '-' only (a Slurm NodeName)")
+        if slurm_renames(host):  # with the line: the spec check later would name only hosts.0.names
+            raise ConfigError(f"{csv_path}:{line}: " + _RENAMED.format(what="host name", name=host[:60]),
+                              hint="fix or drop that row")
         if host in seen:
             raise ConfigError(f"{csv_path}:{line}: host {host!r} already listed at line {seen[host]}")
         seen[host] = line
@@ -368,6 +402,7 @@ def _flat_network(hosts: list[str], per_leaf: int, nic_gbps: float) -> dict[str,
 # -- dispatch ------------------------------------------------------------------------------------
 def import_csv(csv_path: PathLike, *, kind: str = "auto", **options: Any) -> FabricSpec:
     """Import any supported CSV; ``kind`` ``auto`` reads the header. Options go to the importer."""
+    csv_path = load_csv(csv_path)  # read once: the header, then the rows
     kind = detect_kind(csv_path) if kind == "auto" else kind
     if kind == "lingjun":
         return import_lingjun(csv_path, **options)

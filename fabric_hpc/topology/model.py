@@ -283,6 +283,17 @@ class Fabric:
         index, self._nvl_names, self._group_ids = make_index(self)
         return index
 
+    def idle_switches(self) -> dict[str, int]:
+        """Per leaf group, how many of its switches no NIC is cabled to (NIC n goes to switch n mod
+        switches, so a group with more switches than its hosts have NICs leaves the last ones idle)."""
+        idle = {}
+        for g in self.groups.values():
+            if g.hosts:
+                used = min(len(g.switches), max(self.host_type(h).nics for h in g.hosts))
+                if used < len(g.switches):
+                    idle[g.name] = len(g.switches) - used
+        return idle
+
     @cached_property
     def switch_ids(self) -> dict[str, int]:
         return {sw: i for i, sw in enumerate(s for g in self.groups.values() for s in g.switches)}

@@ -43,6 +43,19 @@ def compute_hcas(facts: dict[str, Any], nic_gbps: float) -> list[dict[str, Any]]
             if any(p.get("state") == "ACTIVE" and p.get("rate_gbit") == rate for p in h.get("ports") or [])]
 
 
+def compute_ports(facts: dict[str, Any], nic_gbps: float) -> list[tuple[dict[str, Any], str]]:
+    """(HCA, port) of every compute NIC: each ACTIVE port of a compute HCA at ``nic_gbps`` is one
+    (NCCL makes mlx5_0:1 and mlx5_0:2 two devices); an HCA without such a port gives its first
+    active one, as before ports were counted."""
+    out = []
+    for h in compute_hcas(facts, nic_gbps):
+        ports = [str(p["port"]) for p in h.get("ports") or []
+                 if isinstance(p, dict) and p.get("state") == "ACTIVE" and p.get("rate_gbit") == nic_gbps * 8
+                 and type(p.get("port")) is int and 0 < p["port"] < 256]
+        out += [(h, port) for port in ports or [_active_port(h)]]
+    return out
+
+
 def _odd_names(facts: dict[str, Any]) -> list[str]:
     """HCA names that cannot go into a file (not UTF-8: a sidecar from before discovery refused them)."""
     odd = []
@@ -71,12 +84,12 @@ def missing_ids(fabric: Fabric, host: str, facts: dict[str, Any] | None) -> list
     unknown = [str(g.get("index")) for g in gpus if not g.get("pci_bus_id") or g.get("pci_bridges") is None]
     if unknown:
         why.append(f"no PCI bus id or bridge path of GPU {', '.join(unknown)}")
-    hcas = compute_hcas(facts, ht.nic_gbps)
+    hcas = [h for h, _ in compute_ports(facts, ht.nic_gbps)]
     odd = _odd_names(facts)
     if odd:
         why.append(f"HCA name {', '.join(odd)} is not UTF-8 (rerun fabric topology discover, which skips it)")
     if len(hcas) < ht.nics:
-        why.append(f"discovery saw {len(hcas)} active HCAs at {ht.nic_gbps * 8:g} Gb/s, the model has "
+        why.append(f"discovery saw {len(hcas)} active HCA ports at {ht.nic_gbps * 8:g} Gb/s, the model has "
                    f"{ht.nics}")
     elif any(not h.get("pci") or h.get("pci_bridges") is None for h in hcas[:ht.nics]):
         why.append("no PCI bus id or bridge path of an HCA")
@@ -123,10 +136,13 @@ def discovered_xml(fabric: Fabric, host: str, facts: dict[str, Any]) -> str:
         i, bus = int(g["index"]), pci_sysfs_id(g["pci_bus_id"])
         dev = device(cpu(g.get("numa_node")), g["pci_bridges"], bus, "0x030200")
         busid[i] = ET.SubElement(dev, "gpu", dev=str(i), **_sm(sm), rank=str(i)), bus
-    for n, h in enumerate(compute_hcas(facts, ht.nic_gbps)[:ht.nics]):
-        dev = device(cpu(h.get("numa_node")), h["pci_bridges"], pci_sysfs_id(h["pci"]), "0x020700")
-        ET.SubElement(ET.SubElement(dev, "nic"), "net", name=h["name"], dev=str(n),
-                      speed=str(int(ht.nic_gbps * 8000)), port=_active_port(h))
+    nics: dict[str, ET.Element] = {}
+    for n, (h, port) in enumerate(compute_ports(facts, ht.nic_gbps)[:ht.nics]):
+        if h["name"] not in nics:  # a dual-port HCA: one nic, a net per port
+            dev = device(cpu(h.get("numa_node")), h["pci_bridges"], pci_sysfs_id(h["pci"]), "0x020700")
+            nics[h["name"]] = ET.SubElement(dev, "nic")
+        ET.SubElement(nics[h["name"]], "net", name=h["name"], dev=str(n),
+                      speed=str(int(ht.nic_gbps * 8000)), port=port)
     _facts_nvlinks(facts["gpus"], busid)
     ET.indent(system)
     return ET.tostring(system, encoding="unicode").replace("class_=", "class=") + "\n"

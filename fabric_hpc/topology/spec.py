@@ -274,7 +274,9 @@ class _Checker:
         assert net is not None
         if len(set(net.levels)) != len(net.levels):
             self.fail(("network", "levels"), "level names must be unique")
-        level_of = {name: i for i, name in enumerate(net.levels)}
+        level_of: dict[str, int] = {}
+        for i, name in enumerate(net.levels):  # a repeated name keeps its first place: no follow-on errors
+            level_of.setdefault(name, i)
         groups: dict[str, int] = {}
         parent: dict[str, str] = {}
         placed: dict[str, str] = {}
@@ -301,12 +303,7 @@ class _Checker:
                     self.fail(loc, "a lowest-level group lists hosts, not children")
                 listed = self._expand(loc + ("hosts",), g.hosts or "")
                 self._unknown_hosts(loc + ("hosts",), listed, host_type)
-                for host in listed:
-                    if host not in host_type:
-                        continue
-                    elif host in placed:
-                        self.fail(loc + ("hosts",), f"host {host!r} is already under group {placed[host]!r}")
-                    placed[host] = g.name
+                self._place(loc + ("hosts",), g.name, [h for h in listed if h in host_type], placed)
             elif g.hosts or not g.children:
                 self.fail(loc, f"a {g.level!r} group lists child groups, not hosts")
         lists_ok = len(self.problems) == broken
@@ -323,6 +320,18 @@ class _Checker:
                       f"{len(tops)} groups have no parent ({', '.join(g.name for g in tops[:5])}); "
                       "the network must be one tree: add a top-level group over them")
         self._switch_names(host_type)
+
+    def _place(self, loc: Loc, group: str, listed: list[str], placed: dict[str, str]) -> None:
+        """Put ``listed`` under ``group``; hosts already under another group: one line per group."""
+        twice: dict[str, list[str]] = {}
+        for host in listed:
+            if host in placed:
+                twice.setdefault(placed[host], []).append(host)
+            placed[host] = group
+        for other, hosts in twice.items():
+            self.fail(loc, f"host {hosts[0]!r} is already under group {other!r}" if len(hosts) == 1 else
+                      f"{len(hosts)} hosts are already under group {other!r}: {compress(hosts)}",
+                      fix="list each host under one lowest-level group only")
 
     def _empty_group(self, loc: Loc, name: str, level: str, lowest: bool) -> None:
         """A group with neither hosts nor children: a switch with nothing under it."""

@@ -44,7 +44,7 @@ def _nodes(cluster: Any, job: int) -> set[str]:
 def test_slurm_starts_and_says_the_blocks_lack_the_dgx_hosts(cluster):
     assert "Blocks lack access to 2 nodes: dgx[1-2]" in cluster.log_tail("slurmctld", 400)
     conf = (cluster.etc_dir / "topology.conf").read_text()
-    assert "# note: dgx[1-2] in no NVLink domain" in conf
+    assert "# note: dgx[1-2] in no multi-host NVLink domain" in conf
 
 
 def test_a_job_that_can_use_no_block_host_runs_on_the_dgx_hosts(cluster):

@@ -39,5 +39,6 @@ def test_mixed_fabric_with_block_is_planned_with_the_note(tmp_path, capsys, fmt,
     out, err = capsys.readouterr()
     assert "topology-yaml" not in err and "--format" not in out
     assert "+++ " in out and written in out
-    note = next(ln for ln in out.splitlines() if ln.strip().startswith("# dgx[1-2] in no NVLink domain"))
+    note = next(ln for ln in out.splitlines()
+                if ln.strip().startswith("# dgx[1-2] in no multi-host NVLink domain"))
     assert "--gres=gpu:h100:N" in note

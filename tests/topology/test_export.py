@@ -362,7 +362,7 @@ def test_block_notes_hosts_in_no_nvlink_domain(rack_and_dgx):
     # Slurm runs them for jobs that can use no block host: written with a note, no longer refused
     # (tests/topology/test_export_outside_blocks.py, tests/slurm/test_block_outside_live.py)
     assert ex.hosts_outside_blocks(rack_and_dgx) == ["dgx1", "dgx2"]
-    assert "# note: dgx[1-2] in no NVLink domain" in ex.topology_conf(rack_and_dgx, "block")
+    assert "# note: dgx[1-2] in no multi-host NVLink domain" in ex.topology_conf(rack_and_dgx, "block")
     assert "# block: dgx[1-2]" in ex.topology_yaml(rack_and_dgx, default="block")
 
 
@@ -370,7 +370,7 @@ def test_topology_yaml_names_the_hosts_its_block_topology_leaves_out(rack_and_dg
     import yaml
 
     text = ex.topology_yaml(rack_and_dgx)  # default tree: every host is in the tree
-    assert "# block: dgx[1-2] in no NVLink domain, so in no block" in text
+    assert "# block: dgx[1-2] in no multi-host NVLink domain, so in no block" in text
     entries = yaml.safe_load(text)
     assert next(e for e in entries if e["topology"] == "block")["block"]["blocks"] == [
         {"block": "r001", "nodes": "r001-h[01-18]"}]

@@ -27,7 +27,7 @@ def test_block_conf_keeps_the_racks_and_notes_the_hosts_outside():
     assert [ln for ln in lines if not ln.startswith("#")] == [
         "BlockName=r001 Nodes=r001-h[01-18]", "BlockName=r002 Nodes=r002-h[01-18]", "BlockSizes=18,36"]
     note = next(ln for ln in lines if ln.startswith("# note: "))
-    assert "dgx[1-2] in no NVLink domain, so in no block" in note
+    assert "dgx[1-2] in no multi-host NVLink domain, so in no block" in note
     assert "--gres=gpu:h100:N" in note and "Blocks lack access to 2 nodes" in note
     assert "could never run" not in text
     assert "# note" not in ex.topology_conf(build(generators.nvl72(2)), "block")
@@ -35,7 +35,8 @@ def test_block_conf_keeps_the_racks_and_notes_the_hosts_outside():
 
 def test_yaml_with_the_block_default_is_written_with_the_note():
     text = ex.topology_yaml(mixed(), default="block")
-    assert "# block: dgx[1-2] in no NVLink domain, so in no block: Slurm's topology/block gives them" in text
+    assert ("# block: dgx[1-2] in no multi-host NVLink domain, so in no block: Slurm's topology/block gives "
+            "them") in text
     entries = yaml.safe_load(text)
     assert next(e for e in entries if e["cluster_default"])["topology"] == "block"
     assert "must not hold them" not in ex.topology_yaml(mixed())
@@ -49,6 +50,6 @@ def test_cli_export_writes_the_file_and_says_the_note_on_stderr(tmp_path, capsys
     assert main(["topology", "export", str(path), "--format", "topology-block"]) == 0
     out, err = capsys.readouterr()
     assert "BlockName=r001" in out
-    assert err.startswith("note: dgx[1-2] in no NVLink domain")
+    assert err.startswith("note: dgx[1-2] in no multi-host NVLink domain")
     assert main(["topology", "export", str(path), "--format", "topology-tree"]) == 0
     assert capsys.readouterr().err == ""

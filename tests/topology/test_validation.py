@@ -46,7 +46,8 @@ def test_valid_file_loads(superpod_yaml):
     ("- {names: 'su02-h[01-32]'", "- {names: 'su01-h[01-32]'",
      r"32 duplicate host names su01-h\[01-32\] \(already in hosts entry 0\)"),
     ("name: su02-leaf", "name: su01-leaf", r"duplicate group name 'su01-leaf'"),
-    ("hosts: 'su02-h[01-32]'", "hosts: 'su01-h[01-32]'", r"host 'su01-h01' is already under group 'su01-leaf'"),
+    ("hosts: 'su02-h[01-32]'", "hosts: 'su01-h[01-32]'",
+     r"32 hosts are already under group 'su01-leaf': su01-h\[01-32\]"),
     # structure
     ("hosts: 'su02-h[01-32]'", "hosts: 'su02-h[01-16]'", r"16 host\(s\) are under no 'leaf' group \(not connected\): su02-h\[17-32\]"),
     ("children: [su01-leaf, su02-leaf]", "children: [su01-leaf]", r"groups have no parent"),
