@@ -46,7 +46,8 @@ class Problem:
     changes the state."""
 
     def __init__(self, fab: Fabric, state: ClusterState, request: Request | str | Mapping[str, Any],
-                 weights: CostWeights | None = None, *, slices: tuple[int, str] | None = None) -> None:
+                 weights: CostWeights | Mapping[str, Any] | None = None, *,
+                 slices: tuple[int, str] | None = None) -> None:
         """``request``: a :class:`Request` or its string / mapping form (:func:`parse_request`);
         ``weights``: :class:`CostWeights` or a mapping of its fields, None for the defaults.
         ``slices``: (count, level) to keep instead of the request's (the pipeline stages that

@@ -350,6 +350,9 @@ class ClusterState:
         else:
             if isinstance(gpus, (str, int, np.integer)):  # one GPU, not its characters
                 gpus = [gpus]
+            elif not isinstance(gpus, Iterable):
+                raise ConfigError(f"GPUs must be GPU ids or indices (a list), got {type(gpus).__name__}",
+                                  hint=f"e.g. [{self.fab.gpus[0]!r}] or [0, 1]" if self.fab.gpus else None)
             idx = np.fromiter((g if isinstance(g, (int, np.integer)) else self._gpu_index(g) for g in gpus),
                               dtype=np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= len(self.fab.gpus)):

@@ -89,6 +89,21 @@ class SimResult:
     peak_time: float = 0.0
 
 
+def _check_inputs(fab: Any, policy: Any, jobs: Any) -> None:
+    """A Simulator's arguments, checked before anything uses them (a policy name instead of a policy, a
+    spec instead of a built fabric, None for the jobs) with a ConfigError naming the fix."""
+    if not isinstance(fab, Fabric):
+        raise ConfigError(f"simulator: fab must be a built Fabric, not {type(fab).__name__}",
+                          hint="fabric_hpc.topology.build(spec) or load(path)")
+    if not isinstance(policy, SchedulingPolicy):
+        raise ConfigError(f"simulator: policy must be a scheduling policy, not {type(policy).__name__} "
+                          f"{policy!r:.40}", hint="e.g. fabric_hpc.scheduler.make_policy('fabric')")
+    if isinstance(jobs, (str, bytes)) or not isinstance(jobs, Sequence) \
+            or not all(isinstance(j, Job) for j in jobs):
+        raise ConfigError(f"simulator: jobs must be a list of scheduler Jobs, not {type(jobs).__name__}",
+                          hint="e.g. load_trace('tiresias:FILE') (a list of Jobs)")
+
+
 class Simulator:
     """``Simulator(fab, policy, jobs).run() -> SimResult`` (see module doc)."""
 
@@ -96,6 +111,7 @@ class Simulator:
                  slowdown: Contention | None = None, restore_s: float = 300.0,
                  half_life_s: float = 7 * 86_400.0, backfill_interval_s: float = 30.0, progress: bool = False,
                  max_events: int | None = None) -> None:
+        _check_inputs(fab, policy, jobs)
         ids = [j.id for j in jobs]
         if len(set(ids)) != len(ids):
             from collections import Counter

@@ -107,6 +107,9 @@ def load_trace(ref: str, *, fabric_defaults: dict[str, object] | None = None, li
     ...), and one it does not take is a ConfigError naming the kinds that do. ``limit``: only the
     N earliest jobs by submit time; a file reader still checks every row but keeps only N jobs
     (memory O(N), not O(file)), so a bad row anywhere is still an error."""
+    if not isinstance(ref, str):
+        raise ConfigError(f"a trace reference is a string such as 'tiresias:FILE' or 'synthetic', "
+                          f"not {type(ref).__name__}", hint="fabric docs scheduler lists the trace kinds")
     kind, sep, rest = ref.partition(":")
     if kind == "synthetic":
         if options:

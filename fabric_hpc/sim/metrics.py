@@ -66,6 +66,10 @@ def _ideal(r: Any) -> float:
 
 
 def summarize(result: SimResult) -> dict[str, Any]:
+    if not isinstance(result, SimResult):
+        from fabric_hpc.errors import ConfigError
+        raise ConfigError(f"summarize takes a simulator result, not {type(result).__name__}",
+                          hint="summarize(Simulator(fab, policy, jobs).run())")
     ended = [r for r in result.records if r.end is not None and r.first_start is not None]
     recs = [r for r in ended if r.status == "done"]  # JCT and slowdown: jobs that completed their work
     killed = [r for r in ended if r.status != "done"]  # ended at the walltime (also after preemptions)

@@ -138,7 +138,14 @@ class Fabric:
     def rollup(self, free: np.ndarray | Iterable[bool]) -> dict[str, dict[str, int]]:
         """Free GPUs per host, NVLink domain (PCIe-only GPUs are in none) and network group, from a
         free mask over GPUs."""
-        raw = self.index.rollup(np.asarray(list(free) if not isinstance(free, np.ndarray) else free))
+        if not isinstance(free, (np.ndarray, Iterable)):
+            raise ConfigError(f"rollup takes a free mask over the fabric's GPUs, got {type(free).__name__}",
+                              hint=f"a sequence of {len(self.gpus)} booleans, one per GPU in fab.gpus order")
+        mask = np.asarray(list(free) if not isinstance(free, np.ndarray) else free)
+        if mask.shape != (len(self.gpus),):
+            raise ConfigError(f"rollup: the free mask has shape {mask.shape}, the fabric has {len(self.gpus)} GPUs",
+                              hint="one boolean per GPU, in fab.gpus order (e.g. ClusterState.owner == -1)")
+        raw = self.index.rollup(mask)
         real = self._nvl_real()
         out = {"host": dict(zip(self.hosts, raw["host"].tolist(), strict=True)),
                "nvlink": {n: c for n, c in zip(self._nvl_names, raw["nvlink"].tolist(), strict=True)
