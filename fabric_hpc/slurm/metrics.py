@@ -58,6 +58,14 @@ def check_port(port: int, addr: str = "127.0.0.1") -> None:
         raise port_error(exc, addr, port) from None
 
 
+def gpu_counts(view: Any) -> tuple[int, int]:
+    """GPUs up and GPUs allocated in a cycle's view: a draining node's count as up, its running jobs' as
+    allocated (the view's state keeps that node down, so that nothing is placed there)."""
+    owner = view.state.owner
+    return (int((owner != DOWN).sum()) + getattr(view, "drain_gpus", 0),
+            int((owner >= 0).sum()) + getattr(view, "drain_alloc", 0))
+
+
 class AgentMetrics:
     """``fabric_agent_*`` metrics on ``http://127.0.0.1:<port>/metrics``."""
 
@@ -106,8 +114,7 @@ class AgentMetrics:
         self.requeued.inc(len(res.requeues_done))
         for s in res.placed:
             self.cost.observe(float(s["cost"]))
-        owner = view.state.owner
-        up, alloc = int((owner != DOWN).sum()), int((owner >= 0).sum())
+        up, alloc = gpu_counts(view)
         self.gpus.set(up)
         self.gpus_alloc.set(alloc)
         self.utilisation.set(alloc / up if up else 0.0)
