@@ -427,6 +427,7 @@ def status(state_dir: str, as_json: bool) -> None:
     st = read_status(state_dir)
     age, limit = st["heartbeat_age_s"], st.get("fallback_s", 60)
     st["healthy"] = bool(st["running"] and age is not None and age <= limit)
+    st["state_dir"], st["reason"] = state_dir, _unhealthy_reason(st, age, limit)
 
     def human(con) -> None:
         alive = f"running (pid {st['lock_holder']})" if st["running"] else "NOT running"
@@ -447,6 +448,18 @@ def status(state_dir: str, as_json: bool) -> None:
     render(as_json, st, human)
     if not st["healthy"]:
         click.get_current_context().exit(5)
+
+
+def _unhealthy_reason(st: dict[str, Any], age: float | None, limit: float) -> str | None:
+    """Why ``fabric agent status`` exits 5 (its ``reason``), None when the agent is healthy."""
+    if not st["running"]:
+        return "not running: no process holds the state dir's agent.lock"
+    if age is None:
+        return f"running (pid {st['lock_holder']}) but no heartbeat yet"
+    if age > limit:
+        return (f"running (pid {st['lock_holder']}) but its heartbeat is {age} s old, older than fallback_s "
+                f"{limit} s (its cycles fail, or it hangs)")
+    return None
 
 
 def _clock(ts: float) -> str:
