@@ -273,7 +273,7 @@ def check(config_path: str, as_json: bool) -> None:
     step("state dir", lambda: _state_dir_ok(a.state_dir))
     step("plugin", lambda: _check_plugin(a) or "no agent.job_submit named: not checked")
     step("running agent", lambda: _running_agent_ok(a))
-    step("metrics port", lambda: _metrics_port_ok(a.metrics_port))
+    step("metrics port", lambda: _metrics_port_ok(a.metrics_port, a.state_dir))
     step("slurm", lambda: _slurm_ok(a, fab))
     step("slurm.conf", lambda: _slurm_conf_ok(a, cfg.install))
     step("privilege", lambda: _privilege_ok(a, cfg.install.service_user))
@@ -306,24 +306,33 @@ def _state_dir_ok(state_dir: str) -> str:
     return f"{state_dir}: writable, mode {st.st_mode & 0o777:o}"
 
 
-def _metrics_port_ok(port: int) -> str:
-    """The agent can serve its metrics on 127.0.0.1:``port``, or its running self serves them there."""
+def _metrics_port_ok(port: int, state_dir: str | None = None) -> str:
+    """The agent can serve its metrics on 127.0.0.1:``port``, or its running self serves them there: the
+    listener's ``fabric_agent_info`` names ``state_dir`` (resolved), not another agent's."""
     import urllib.request
 
     from fabric_hpc.errors import ConfigError
-    from fabric_hpc.slurm.metrics import check_port
+    from fabric_hpc.slurm.metrics import check_port, served_state_dir
 
     if not port:
         return "metrics_port 0: no metrics served"
     try:
         check_port(port)
     except ConfigError:
-        try:  # taken: by this very agent, running (its /metrics names itself), or by something else
+        try:  # taken: by this very agent, running (its /metrics names its state dir), or by something else
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-                if b"fabric_agent_info" in resp.read(1 << 20):
-                    return f"127.0.0.1:{port}: served by a running fabric agent"
+                theirs = served_state_dir(resp.read(1 << 20).decode("utf-8", "replace"))
         except OSError:
-            pass
+            theirs = None
+        if theirs is not None and state_dir and theirs == os.path.realpath(state_dir):
+            return f"127.0.0.1:{port}: served by the running fabric agent of this state dir"
+        if theirs is not None:
+            whose = f"of state dir {theirs}" if theirs else \
+                "that does not name its state dir (an older version)"
+            raise ConfigError(f"cannot serve metrics on 127.0.0.1:{port}: another fabric agent, {whose}, "
+                              f"serves it (this config's state dir is {state_dir})",
+                              hint="give each agent its own metrics_port (--metrics-port), or stop the other "
+                                   "agent") from None
         raise
     return f"127.0.0.1:{port}: free"
 

@@ -312,7 +312,8 @@ class Agent:
             if self.config.metrics_port:  # served before Slurm is asked: a taken port fails at once
                 from fabric_hpc.slurm.metrics import AgentMetrics
 
-                self.metrics = AgentMetrics(self.config.metrics_port, backend=self.client.backend)
+                self.metrics = AgentMetrics(self.config.metrics_port, backend=self.client.backend,
+                                            state_dir=os.path.realpath(self.state_dir))
             nodes = self.first_contact()
             if nodes is None:  # SIGTERM while waiting for Slurm
                 return
