@@ -90,7 +90,7 @@ def test_a_free_or_disabled_metrics_port_passes_the_check() -> None:
     from fabric_hpc.slurm.metrics import AgentMetrics
 
     assert "no metrics" in _metrics_port_ok(0)
-    m = AgentMetrics(0, state_dir="/var/lib/fabric-agent")  # any free port: then it is the running agent's own
+    m = AgentMetrics(0, state_dir="/var/lib/fabric-agent")  # any free port: the running agent's own
     try:
         port = m.server.server_address[1]
         got = _metrics_port_ok(port, "/var/lib/fabric-agent")
