@@ -273,7 +273,7 @@ def check(config_path: str, as_json: bool) -> None:
     step("state dir", lambda: _state_dir_ok(a.state_dir))
     step("plugin", lambda: _check_plugin(a) or "no agent.job_submit named: not checked")
     step("running agent", lambda: _running_agent_ok(a))
-    step("metrics port", lambda: _metrics_port_ok(a.metrics_port))
+    step("metrics port", lambda: _metrics_port_ok(a.metrics_port, a.state_dir))
     step("slurm", lambda: _slurm_ok(a, fab))
     step("slurm.conf", lambda: _slurm_conf_ok(a, cfg.install))
     step("privilege", lambda: _privilege_ok(a, cfg.install.service_user))
@@ -306,24 +306,33 @@ def _state_dir_ok(state_dir: str) -> str:
     return f"{state_dir}: writable, mode {st.st_mode & 0o777:o}"
 
 
-def _metrics_port_ok(port: int) -> str:
-    """The agent can serve its metrics on 127.0.0.1:``port``, or its running self serves them there."""
+def _metrics_port_ok(port: int, state_dir: str | None = None) -> str:
+    """The agent can serve its metrics on 127.0.0.1:``port``, or its running self serves them there: the
+    listener's ``fabric_agent_info`` names ``state_dir`` (resolved), not another agent's."""
     import urllib.request
 
     from fabric_hpc.errors import ConfigError
-    from fabric_hpc.slurm.metrics import check_port
+    from fabric_hpc.slurm.metrics import check_port, served_state_dir
 
     if not port:
         return "metrics_port 0: no metrics served"
     try:
         check_port(port)
     except ConfigError:
-        try:  # taken: by this very agent, running (its /metrics names itself), or by something else
+        try:  # taken: by this very agent, running (its /metrics names its state dir), or by something else
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-                if b"fabric_agent_info" in resp.read(1 << 20):
-                    return f"127.0.0.1:{port}: served by a running fabric agent"
+                theirs = served_state_dir(resp.read(1 << 20).decode("utf-8", "replace"))
         except OSError:
-            pass
+            theirs = None
+        if theirs is not None and state_dir and theirs == os.path.realpath(state_dir):
+            return f"127.0.0.1:{port}: served by the running fabric agent of this state dir"
+        if theirs is not None:
+            whose = f"of state dir {theirs}" if theirs else \
+                "that does not name its state dir (an older version)"
+            raise ConfigError(f"cannot serve metrics on 127.0.0.1:{port}: another fabric agent, {whose}, "
+                              f"serves it (this config's state dir is {state_dir})",
+                              hint="give each agent its own metrics_port (--metrics-port), or stop the other "
+                                   "agent") from None
         raise
     return f"127.0.0.1:{port}: free"
 
@@ -427,6 +436,7 @@ def status(state_dir: str, as_json: bool) -> None:
     st = read_status(state_dir)
     age, limit = st["heartbeat_age_s"], st.get("fallback_s", 60)
     st["healthy"] = bool(st["running"] and age is not None and age <= limit)
+    st["state_dir"], st["reason"] = state_dir, _unhealthy_reason(st, age, limit)
 
     def human(con) -> None:
         alive = f"running (pid {st['lock_holder']})" if st["running"] else "NOT running"
@@ -447,6 +457,18 @@ def status(state_dir: str, as_json: bool) -> None:
     render(as_json, st, human)
     if not st["healthy"]:
         click.get_current_context().exit(5)
+
+
+def _unhealthy_reason(st: dict[str, Any], age: float | None, limit: float) -> str | None:
+    """Why ``fabric agent status`` exits 5 (its ``reason``), None when the agent is healthy."""
+    if not st["running"]:
+        return "not running: no process holds the state dir's agent.lock"
+    if age is None:
+        return f"running (pid {st['lock_holder']}) but no heartbeat yet"
+    if age > limit:
+        return (f"running (pid {st['lock_holder']}) but its heartbeat is {age} s old, older than fallback_s "
+                f"{limit} s (its cycles fail, or it hangs)")
+    return None
 
 
 def _clock(ts: float) -> str:

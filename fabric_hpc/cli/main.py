@@ -41,8 +41,24 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
 }
 
 
+class Stopped(BaseException):
+    """A command stopped by Ctrl-C or SIGTERM (:class:`Terminated`): the KeyboardInterrupt carried past
+    click's ``main``, which writes a blank line to stderr (not an event, not a documented line) for a
+    KeyboardInterrupt before it turns it into ``Abort``. :func:`_run` says it in its own line."""
+
+    def __init__(self, interrupt: KeyboardInterrupt) -> None:
+        super().__init__(str(interrupt))
+        self.interrupt = interrupt
+
+
 class LazyGroup(click.Group):
     """A click group whose subgroups are imported on first use."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:  # commands have cleaned up as for any interrupt by now
+            raise Stopped(exc) from exc
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(COMMAND_GROUPS))
@@ -205,6 +221,8 @@ def _stopped(argv: Sequence[str] | None, terminated: bool, word: str) -> int:
     """A command stopped by SIGTERM (143) or Ctrl-C (130): one line, the ``cli.error`` event, and
     with ``--json`` the JSON document on stdout as for any other failure."""
     text, code = ("terminated (SIGTERM)", 143) if terminated else (word, 130)
+    if not terminated and sys.stderr.isatty():  # a terminal's "^C" echo ends its line (no log reads it)
+        click.echo("", err=True)
     stop = FabricError(text)
     _error_event(argv, stop, code)
     click.echo(text, err=True)
@@ -226,7 +244,9 @@ def _run(argv: Sequence[str] | None) -> int:
         if isinstance(exc.__context__, BrokenPipeError):
             return _closed_pipe()
         raise
-    except click.exceptions.Abort as exc:  # click's wrapping of a KeyboardInterrupt inside a command
+    except Stopped as exc:  # Ctrl-C or SIGTERM inside a command ("aborted", as click's Abort said it)
+        code = _stopped(argv, isinstance(exc.interrupt, Terminated), "aborted")
+    except click.exceptions.Abort as exc:  # click's wrapping of a KeyboardInterrupt outside a command
         code = _stopped(argv, isinstance(exc.__cause__ or exc.__context__, Terminated), "aborted")
     except click.ClickException as exc:
         code = exc.exit_code if exc.exit_code else EXIT_USAGE

@@ -65,6 +65,7 @@ from fabric_hpc.slurm.agent_support import (  # noqa: F401 (re-exported: callers
 from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer, repair_logs
 from fabric_hpc.slurm.contract import Job, Node, ReadsReservations, SlurmClient
 from fabric_hpc.slurm.deferral_store import DeferralStore
+from fabric_hpc.slurm.metrics import gpu_counts
 from fabric_hpc.slurm.other_agent import OtherAgentWatch
 from fabric_hpc.slurm.qos_store import QosMemory
 from fabric_hpc.slurm.sdnotify import notify
@@ -272,7 +273,7 @@ class Agent:
                         "read_s": res.read_s, "policy_s": res.policy_s, "pending": res.pending,
                         "pinned": len(view.pinned), "started": [s["job"] for s in res.started],
                         "requeued": res.requeued, "waiting": {str(k): v for k, v in res.waiting.items()},
-                        "utilisation": view.state.utilisation(), "backend": self.client.backend,
+                        "utilisation": _utilisation(view), "backend": self.client.backend,
                         "missing_hosts": len(view.missing), "upcoming_reservations": len(view.upcoming),
                         **self.usage_source.status()}
         if self.other_agent.last is not None:
@@ -311,7 +312,8 @@ class Agent:
             if self.config.metrics_port:  # served before Slurm is asked: a taken port fails at once
                 from fabric_hpc.slurm.metrics import AgentMetrics
 
-                self.metrics = AgentMetrics(self.config.metrics_port, backend=self.client.backend)
+                self.metrics = AgentMetrics(self.config.metrics_port, backend=self.client.backend,
+                                            state_dir=os.path.realpath(self.state_dir))
             nodes = self.first_contact()
             if nodes is None:  # SIGTERM while waiting for Slurm
                 return
@@ -445,6 +447,12 @@ class Agent:
                     self._wake_mtime = mtime
                     return
             self._stop.wait(0.05)
+
+
+def _utilisation(view: View) -> float:
+    """Allocated GPUs / GPUs up, as ``fabric_agent_gpus_alloc_ratio`` (a draining node's count)."""
+    up, alloc = gpu_counts(view)
+    return alloc / up if up else 0.0
 
 
 def _policy_options(config: AgentConfig) -> dict[str, Any]:

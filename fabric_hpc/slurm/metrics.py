@@ -31,7 +31,7 @@ AGENT_METRICS: dict[str, tuple[str, str]] = {
     "fabric_agent_gpus_alloc": ("gauge", "GPUs allocated to jobs"),
     "fabric_agent_gpus_alloc_ratio": ("gauge", "Allocated GPUs / GPUs up (0-1)"),
     "fabric_agent_last_cycle_timestamp_seconds": ("gauge", "UNIX time of the last good cycle (the heartbeat)"),
-    "fabric_agent_info": ("gauge", "Always 1; labels: version, backend, protocol"),
+    "fabric_agent_info": ("gauge", "Always 1; labels: version, backend, protocol, state_dir"),
     "fabric_agent_usage_from_slurm": ("gauge", "1 while the fairshare usage is Slurm's (sshare), 0 while the ledger's"),
 }
 
@@ -58,10 +58,34 @@ def check_port(port: int, addr: str = "127.0.0.1") -> None:
         raise port_error(exc, addr, port) from None
 
 
+def gpu_counts(view: Any) -> tuple[int, int]:
+    """GPUs up and GPUs allocated in a cycle's view: a draining node's count as up, its running jobs' as
+    allocated (the view's state keeps that node down, so that nothing is placed there)."""
+    owner = view.state.owner
+    return (int((owner != DOWN).sum()) + getattr(view, "drain_gpus", 0),
+            int((owner >= 0).sum()) + getattr(view, "drain_alloc", 0))
+
+
+def served_state_dir(text: str) -> str | None:
+    """The ``state_dir`` label of ``fabric_agent_info`` in a ``/metrics`` answer ('' for an agent that does
+    not name it), None when the answer is not a fabric agent's."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "fabric_agent_info":
+                    return sample.labels.get("state_dir", "")
+    except ValueError:  # not Prometheus text
+        return None
+    return None
+
+
 class AgentMetrics:
     """``fabric_agent_*`` metrics on ``http://127.0.0.1:<port>/metrics``."""
 
-    def __init__(self, port: int, *, addr: str = "127.0.0.1", backend: str = "?") -> None:
+    def __init__(self, port: int, *, addr: str = "127.0.0.1", backend: str = "?",
+                 state_dir: str = "") -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
         from fabric_hpc import __version__
@@ -91,8 +115,8 @@ class AgentMetrics:
         self.utilisation = gauge("fabric_agent_gpus_alloc_ratio")
         self.last_cycle = gauge("fabric_agent_last_cycle_timestamp_seconds")
         self.usage_from_slurm = gauge("fabric_agent_usage_from_slurm")
-        Gauge("fabric_agent_info", doc("fabric_agent_info"), ["version", "backend", "protocol"],
-              registry=reg).labels(__version__, backend, str(PROTOCOL_VERSION)).set(1)
+        Gauge("fabric_agent_info", doc("fabric_agent_info"), ["version", "backend", "protocol", "state_dir"],
+              registry=reg).labels(__version__, backend, str(PROTOCOL_VERSION), state_dir).set(1)
         try:
             self.server, self.thread = start_http_server(port, addr=addr, registry=reg)
         except OSError as exc:
@@ -106,8 +130,7 @@ class AgentMetrics:
         self.requeued.inc(len(res.requeues_done))
         for s in res.placed:
             self.cost.observe(float(s["cost"]))
-        owner = view.state.owner
-        up, alloc = int((owner != DOWN).sum()), int((owner >= 0).sum())
+        up, alloc = gpu_counts(view)
         self.gpus.set(up)
         self.gpus_alloc.set(alloc)
         self.utilisation.set(alloc / up if up else 0.0)

@@ -45,7 +45,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.events import emit
@@ -119,6 +119,10 @@ class View:
     #: kept off their nodes, :meth:`Hosts.kept_from`), and those left out as untrustworthy (name -> why).
     upcoming: list[Reservation] = field(default_factory=list)
     ignored_reservations: dict[str, str] = field(default_factory=dict)
+    #: GPUs of nodes up but closed to new jobs by a drain alone (down in ``state``: never placed on), and
+    #: those of them Slurm's jobs use: counted as up and allocated in the metrics and the utilisation only.
+    drain_gpus: int = 0
+    drain_alloc: int = 0
 
     def drop(self, job_ids: Collection[int]) -> None:
         """Take jobs out of the policy's pending list (handed to Slurm)."""
@@ -259,6 +263,21 @@ def _whole(gpus: int) -> Request:
     return Request(gpus=gpus)
 
 
+def _count_draining(fab: Fabric, view: View, unusable: list[Node], jobs: list[Job]) -> None:
+    """``view.drain_gpus`` / ``drain_alloc``: the GPUs of the nodes closed by a drain alone (up: a DRAIN
+    flag or a drained/draining state, nothing down or failing) and those their jobs use (Slurm's used
+    GPUs, the running jobs' GPUs there). For the metrics only: ``state`` keeps these nodes down."""
+    drain = {n.name for n in unusable
+             if replace(n, state="idle" if n.state in ("drained", "draining") else n.state,
+                        flags=tuple(f for f in n.flags if f != "DRAIN")).usable}
+    if not drain:
+        return
+    used = {g for n in unusable if n.name in drain for g in _gpu_ids(fab, n.name, n.gpus_used)}
+    used |= {g for j in jobs if j.active for h, idx in j.gpus.items() if h in drain
+             for g in _gpu_ids(fab, h, idx)}
+    view.drain_gpus, view.drain_alloc = sum(len(fab.host_gpus(h)) for h in drain), len(used)
+
+
 def _gpu_ids(fab: Fabric, host: str, indices: tuple[int, ...]) -> list[str]:
     gpus = fab.host_gpus(host)
     return [gpus[i] for i in indices if i < len(gpus)]
@@ -313,6 +332,7 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
     view.unknown_nodes = [n.name for n in nodes if n.name not in known]
     view.missing = [h for h in fab.host_pos if h not in listed]
     state.set_down([n.name for n in nodes if n.name in known and not n.usable] + view.missing)
+    _count_draining(fab, view, [n for n in nodes if n.name in known and not n.usable], jobs)
     for job in jobs:
         if not job.active or not job.gpus:
             continue

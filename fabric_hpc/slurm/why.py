@@ -106,7 +106,8 @@ def explain(client: SlurmClient, job_id: int, *, state_dir: str | Path | None = 
     if "requeue" in dec and dec["requeue"].get("job") == job_id:
         r = dec["requeue"]
         lines.append(f"It was requeued at {_when(r['ts'])} to make room for job {r['for_job']} "
-                     f"({r.get('gpu_hours_lost', 0):.2f} GPU-hours since its last checkpoint).")
+                     f"({r.get('gpu_hours_lost', 0):.2f} GPU-hours lost: the work since its start or last "
+                     "checkpoint plus the modelled restart).")
     return {"job": job_id, "state": job.state, "reason": job.reason, "nodes": list(job.node_list),
             "decisions": dec, "text": " ".join(lines)}
 

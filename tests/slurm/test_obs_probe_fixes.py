@@ -90,10 +90,11 @@ def test_a_free_or_disabled_metrics_port_passes_the_check() -> None:
     from fabric_hpc.slurm.metrics import AgentMetrics
 
     assert "no metrics" in _metrics_port_ok(0)
-    m = AgentMetrics(0)  # any free port: then it is the running agent's own
+    m = AgentMetrics(0, state_dir="/var/lib/fabric-agent")  # any free port: the running agent's own
     try:
         port = m.server.server_address[1]
-        assert "served by a running fabric agent" in _metrics_port_ok(port)
+        got = _metrics_port_ok(port, "/var/lib/fabric-agent")
+        assert "served by the running fabric agent of this state dir" in got
     finally:
         m.close()
     assert _metrics_port_ok(port) == f"127.0.0.1:{port}: free"
