@@ -122,6 +122,7 @@ def simulated_cycles(recording: tuple[str, str], counts: list[int], reps: int, t
     fab = build(generators.superpod(sus=8))
     sinfo, squeue = json.loads(recording[0]), json.loads(recording[1])
     out = {}
+    tmp.mkdir(parents=True, exist_ok=True)  # the agent refuses a state dir whose parent is missing
     for n in counts:
         s, q = scale_recording(sinfo, squeue, fab.hosts, pending=n, busy_fraction=0.5)
         client = ReplayClient(s, q)
