@@ -17,7 +17,8 @@ from fabric_hpc.placement.contract import PlacementInfeasible
 
 def _errors() -> list[FabricError]:
     return [
-        PlacementInfeasible("no room", explanation={"constraint": "within", "needed": 64}, hint="ask for less"),
+        PlacementInfeasible("no room", explanation={"constraint": "within", "needed": 64},
+                            hint="ask for less"),
         PeerFailed("rank 3 failed", source=3, code=5),
         ConfigError("bad", hint="fix it"),
         NotFoundError("missing file"),

@@ -223,8 +223,8 @@ def _utilisation_note(tag: str, s: dict, f: dict) -> str:
     if f["makespan_s"] > s["makespan_s"]:
         return (f"{head}, and fabric's last job ends later {span}, e.g. when its short-first order starts a "
                 "long gang last; see the mean JCT and wait rows for what the jobs saw.")
-    return (f"{head}, and fabric ends sooner {span} but its jobs hold GPUs for fewer hours: less communication "
-            f"stretch ({f['mean_stretch'] - 1:.1%} vs {s['mean_stretch'] - 1:.1%}) and {f['timeouts']} jobs "
+    return (f"{head}, and fabric ends sooner {span} but its jobs hold GPUs for fewer hours: "
+            f"less communication stretch ({f['mean_stretch'] - 1:.1%} vs {s['mean_stretch'] - 1:.1%}) and {f['timeouts']} jobs "
             f"held to their walltime (vs {s['timeouts']}): busy GPU-hours fall more than the span does.")
 
 

@@ -84,7 +84,8 @@ class EngineLimits:
                      "kv_capacity_tokens"):
             require_whole(getattr(self, name), f"EngineLimits.{name}", minimum=1, error=EngineConfigError)
         if self.best_batch_size:
-            require_whole(self.best_batch_size, "EngineLimits.best_batch_size", minimum=1, error=EngineConfigError)
+            require_whole(self.best_batch_size, "EngineLimits.best_batch_size", minimum=1,
+                          error=EngineConfigError)
         if self.max_input_len > self.max_seq_len:
             raise EngineConfigError(f"EngineLimits.max_input_len {self.max_input_len} is above max_seq_len "
                                     f"{self.max_seq_len}: no prompt that long could be generated from",

@@ -143,7 +143,8 @@ class Fabric:
                               hint=f"a sequence of {len(self.gpus)} booleans, one per GPU in fab.gpus order")
         mask = np.asarray(list(free) if not isinstance(free, np.ndarray) else free)
         if mask.shape != (len(self.gpus),):
-            raise ConfigError(f"rollup: the free mask has shape {mask.shape}, the fabric has {len(self.gpus)} GPUs",
+            raise ConfigError(f"rollup: the free mask has shape {mask.shape}, "
+                              f"the fabric has {len(self.gpus)} GPUs",
                               hint="one boolean per GPU, in fab.gpus order (e.g. ClusterState.owner == -1)")
         raw = self.index.rollup(mask)
         real = self._nvl_real()

@@ -18,7 +18,8 @@ def root(tmp_path):
 
 
 @pytest.mark.parametrize("step", ["1", True, 1.0, -1])
-@pytest.mark.parametrize("opener", [lambda p, s: restore(p, step=s), open_checkpoint], ids=["restore", "open"])
+@pytest.mark.parametrize("opener", [lambda p, s: restore(p, step=s), open_checkpoint],
+                         ids=["restore", "open"])
 def test_bad_step_is_named(root, step, opener):
     with pytest.raises(CheckpointError, match="step must be a whole number"):
         opener(root, step)
