@@ -236,10 +236,11 @@ def _running_agent_ok(section: Any) -> str:
               help="Agent config file (the installed one: <config_dir>/agent.toml).")
 @json_option
 def check(config_path: str, as_json: bool) -> None:
-    """Validate the config, the fabric model, the state dir, the plugin's protocol, the metrics port
-    (free, or served by the running agent), Slurm connectivity, slurmctld's JobSubmitPlugins/TaskProlog/
-    Prolog (fabric's lua and prologs configured), the agent's privilege and, with
-    ``usage_source`` slurm or auto, that Slurm keeps fairshare usage (the agent's own ``sshare`` probe).
+    """Validate the config, the fabric model, install.python (imports fabric_hpc), the state dir, the
+    plugin's protocol, the metrics port (free, or served by the running agent), Slurm connectivity,
+    slurmctld's JobSubmitPlugins/TaskProlog/Prolog (fabric's lua and prologs configured), the agent's
+    privilege and, with ``usage_source`` slurm or auto, that Slurm keeps fairshare usage (the agent's own
+    ``sshare`` probe).
 
     Exit 0 when all pass; otherwise the exit code of the first failure (3 config, 5 Slurm).
     """
@@ -269,7 +270,14 @@ def check(config_path: str, as_json: bool) -> None:
         fab = _open_fabric(a.topology)
         return f"{a.topology}: {len(fab.hosts)} hosts"
 
+    def python() -> str:
+        from fabric_hpc.slurm.install_checks import check_python
+
+        check_python(cfg.install.python)
+        return f"{cfg.install.python}: imports fabric_hpc"
+
     step("fabric model", model)
+    step("python", python)
     step("state dir", lambda: _state_dir_ok(a.state_dir))
     step("plugin", lambda: _check_plugin(a) or "no agent.job_submit named: not checked")
     step("running agent", lambda: _running_agent_ok(a))

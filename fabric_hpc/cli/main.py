@@ -37,7 +37,8 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "agent": ("fabric_hpc.cli.agent", "The Slurm placement agent: run (daemon), check, status."),
     "ckpt": ("fabric_hpc.cli.ckpt", "Checkpoints: list, show, verify, restore --to-world-size, prune, HDF5."),
     "sim": ("fabric_hpc.cli.sim", "Cluster simulator: replay traces through scheduling policies, compare."),
-    "docs": ("fabric_hpc.cli.docs", "The documentation pages (docs/*.md, also in the wheel): list, print."),
+    "docs": ("fabric_hpc.cli.docs", "The documentation pages (docs/*.md, also in the wheel): `fabric docs` "
+             "lists them, `fabric docs PAGE` prints one."),
 }
 
 

@@ -299,7 +299,12 @@ def install(config_path: str, topology: str | None, root: str, dry_run: bool, fo
     from fabric_hpc.errors import ConfigError
     from fabric_hpc.slurm.slurm_settings import plugins, site_settings
 
+    from fabric_hpc.slurm.install_checks import check_private_tmp, check_python
+
     cfg = with_service_user(load_config(config_path)[0])
+    check_private_tmp(cfg, root)
+    for warning in check_python(cfg.install.python, root):
+        click.echo(f"warning: {warning}", err=True)
     fab = _fabric(topology or cfg.agent.topology)
     settings, source = site_settings(cfg, Path(root))
     files, lines = plan(cfg, fab, slurm_version=cfg.install.slurm_version or detect_slurm_version(),

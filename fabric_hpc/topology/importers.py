@@ -64,6 +64,10 @@ _UNKNOWN_GPU = (0.0, 32.0, 0.0, 0)
 #: Largest CSV an importer reads (bytes): the shipped Alibaba files are 42 to 78 KB, and a Lingjun
 #: file of 131,072 GPUs (spec.MAX_GPUS) is about 2.3 MB. Checked before the file is read.
 MAX_CSV_BYTES = 16 << 20
+#: Where the public CSV files are (data/ is in the source tree only, not in the wheel).
+CSV_SOURCES = ("the public CSVs are in data/topologies/ of fabric-hpc's source tree (not in the wheel; "
+               "data/README.md there), or at https://github.com/alibaba/alibaba-lingjun-dataset-2023 "
+               "(data/topo.csv) and https://github.com/alibaba/clusterdata (openb, spot2026 node lists)")
 
 
 class CsvFile(os.PathLike[str]):
@@ -90,7 +94,7 @@ def load_csv(path: PathLike | CsvFile, *, what: str = "file") -> CsvFile:
         return path
     if not Path(path).exists():
         raise NotFoundError(f"{what} {str(path)!r} does not exist",
-                            hint="the Alibaba files ship in data/topologies/ (see data/README.md)")
+                            hint=CSV_SOURCES)
     checked = check_path(path, what="CSV file")
     size = checked.stat().st_size if checked.is_file() else 0
     if size > MAX_CSV_BYTES:  # before reading: a 200 MB file took 4 GB and 30 s to be refused later

@@ -8,6 +8,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -29,7 +30,9 @@ def write_config(path: Path, base: Path | None = None, **agent: object) -> Path:
     lines = ["# test config", "[agent]", 'topology = "superpod:sus=1"', "fallback_s = 30",
              f'state_dir = "{p("/var/lib/fabric-agent")}"']
     lines += [f"{k} = {json.dumps(v)}" for k, v in agent.items()]
-    lines += ["[install]", f'service_user = "{USER}"', f'slurm_group = "{GROUP}"', 'python = "/usr/bin/python3"',
+    lines += ["[install]", f'service_user = "{USER}"', f'slurm_group = "{GROUP}"',
+              # a real install (base: root /) checks that python imports fabric_hpc
+              f'python = "{sys.executable if base else "/usr/bin/python3"}"',
               f'slurm_conf_dir = "{p("/etc/slurm")}"', f'config_dir = "{p("/etc/fabric-hpc")}"',
               f'unit_dir = "{p("/etc/systemd/system")}"', 'slurm_version = "22.05"']
     path.write_text("\n".join(lines) + "\n")

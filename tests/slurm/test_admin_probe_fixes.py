@@ -4,6 +4,7 @@ the live halves are in tests/slurm_integration/test_rest_token_live.py and test_
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,7 +127,7 @@ def _site_config(base: Path, **install: str) -> Path:
              f'slurm_conf_dir = "{base}/etc/slurm"', f'config_dir = "{base}/etc/fabric-hpc"',
              f'unit_dir = "{base}/etc/systemd/system"', f'service_user = "{user}"',
              f'slurm_group = "{group}"',
-             'python = "/usr/bin/python3"', 'slurm_version = "22.05"', f'topo_dir = "{base}/nccl"',
+             f'python = "{sys.executable}"', 'slurm_version = "22.05"', f'topo_dir = "{base}/nccl"',
              *(f"{k} = {json.dumps(v)}" for k, v in install.items())]
     path = base / "agent.toml"
     path.write_text("\n".join(lines) + "\n")
