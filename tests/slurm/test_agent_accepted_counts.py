@@ -8,27 +8,14 @@ refused one has its ``agent.failed`` record after it."""
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 
 from fabric_hpc.slurm.actions import MAX_PIN_FAILURES
 from fabric_hpc.slurm.contract import SlurmError
 from fabric_hpc.slurm.metrics import AgentMetrics
 from tests.slurm.test_agent_actions import Fake, agent, events, gang
 from tests.slurm.test_agent_faults_probe import HOSTS, high, spot
-
-
-@pytest.fixture
-def metrics() -> Iterator[AgentMetrics]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    m = AgentMetrics(port, backend="fake")
-    yield m
-    m.close()
 
 
 def value(m: AgentMetrics, name: str) -> float:

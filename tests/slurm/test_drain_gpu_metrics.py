@@ -6,8 +6,6 @@ up, its running job's GPUs allocated. Placement still never uses a draining node
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,16 +41,6 @@ class Draining(Fake):
             out.append(Node(name=name, state=state, flags=flags, cpus=8, cpus_alloc=1 if busy else 0, gpus=8,
                             gpus_used=tuple(range(8)) if busy else ()))
         return out
-
-
-@pytest.fixture
-def metrics() -> Iterator[AgentMetrics]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    m = AgentMetrics(port, backend="fake")
-    yield m
-    m.close()
 
 
 def test_a_draining_nodes_running_gpus_stay_allocated_in_metrics_and_status(
