@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from fabric_hpc.slurm.actions import MAX_PIN_FAILURES
 from fabric_hpc.slurm.contract import SlurmError
 from fabric_hpc.slurm.metrics import AgentMetrics
