@@ -297,13 +297,14 @@ def install(config_path: str, topology: str | None, root: str, dry_run: bool, fo
     from fabric_hpc.slurm.rest_token import rest_token_note
 
     from fabric_hpc.errors import ConfigError
-    from fabric_hpc.slurm.slurm_settings import plugins, site_settings
+    from fabric_hpc.slurm.slurm_settings import plugins, site_node_gres, site_settings
 
     cfg = with_service_user(load_config(config_path)[0])
     fab = _fabric(topology or cfg.agent.topology)
     settings, source = site_settings(cfg, Path(root))
     files, lines = plan(cfg, fab, slurm_version=cfg.install.slurm_version or detect_slurm_version(),
-                        job_submit_plugins=settings.get("JobSubmitPlugins"))
+                        job_submit_plugins=settings.get("JobSubmitPlugins"),
+                        gres_types=settings.get("GresTypes"), node_gres=site_node_gres(cfg, Path(root)))
     inst = Installer(cfg, root=root)
     refusals: list[str] = []
     if dry_run:
