@@ -96,3 +96,31 @@ def test_a_running_job_holding_nvme_does_not_stop_the_agent(site_cluster, site_a
     for args in (("slurm", "jobs"), ("slurm", "why", str(nvme)), ("slurm", "nodes")):
         done = fabric_cli(c, *args)
         assert done.returncode == 0, (args, done.stdout, done.stderr)
+
+
+def _busy(c: Any) -> list[int]:
+    """n1 runs a 1-GPU job (1000 MiB), n2 and n3 all their GPUs; n4 is idle. A gang of one GPU would be
+    packed onto n1, the host with the fewest GPUs free."""
+    jobs = [c.sbatch("-w", "n1", "--gres=gpu:1", "--mem=1000", "--comment=nofabric", wrap="sleep 300")]
+    jobs += [c.sbatch("-w", h, "--gres=gpu:4", "--mem=1000", "--comment=nofabric", wrap="sleep 300")
+             for h in ("n2", "n3")]
+    for jid in jobs:
+        c.wait_job(jid, states=("RUNNING",), timeout=30)
+    return jobs
+
+
+@pytest.mark.parametrize("options", [("--exclusive", "--mem=1000"), ("--mem=15500",), ()],
+                         ids=["exclusive", "mem-15500", "no-mem"])
+def test_a_job_is_placed_only_where_slurm_can_start_it(site_cluster, site_agent, options):
+    """--exclusive: only on a host where nothing runs; --mem=15500 (15000 MiB free on n1) and no --mem
+    (all of a node's memory, CR_Core_Memory without DefMemPerNode): not on n1. Before, each was pinned to
+    n1 and stayed pending (Resources) until the pin went stale."""
+    c = site_cluster
+    _busy(c)
+    site_agent.start()
+    jid = c.sbatch("-N1", "--gres=gpu:1", *options, "--comment=fabric", wrap="sleep 300")
+    info = c.wait_job(jid, states=("RUNNING",), timeout=30)
+    assert info["NodeList"] == "n4", info
+    placed = _decisions(site_agent, "agent.place", jid)
+    assert placed and all(p["hosts"] == ["n4"] for p in placed), (placed, site_agent.log())
+    assert agent_errors(site_agent) == (0, None), site_agent.log()
