@@ -37,7 +37,8 @@ REASONS = {
     "DependencyNeverSatisfied": "its dependency can never be satisfied (a job it depends on ended the other "
                                 "way: afterok needs its success, afternotok its failure), so it never starts "
                                 "unless the dependency is changed",
-    "ReqNodeNotAvail": "a node it requires is down, drained or reserved",
+    "ReqNodeNotAvail": "a node it requires cannot take it now (down, drained or reserved, or without the "
+                       "memory it asks for free)",
     "PartitionNodeLimit": "it asks for more nodes than its partition allows",
     "PartitionTimeLimit": "its time limit is longer than its partition allows",
     "PartitionDown": "its partition is down",
