@@ -104,12 +104,13 @@ def jobs(backend: str, rest_url: str | None, as_json: bool) -> None:
 @_rest_url
 @json_option
 def nodes(backend: str, rest_url: str | None, as_json: bool) -> None:
-    """Nodes with their state and allocated GPU indices."""
+    """Nodes with their state (and Slurm's state flags: idle+drain) and allocated GPU indices."""
     ns = _client(backend, rest_url).nodes()
-    data = [{"node": n.name, "state": n.state, "gpus": n.gpus, "gpus_used": list(n.gpus_used),
-             "usable": n.usable} for n in ns]
+    data = [{"node": n.name, "state": n.state, "flags": [f.lower() for f in n.flags], "gpus": n.gpus,
+             "gpus_used": list(n.gpus_used), "usable": n.usable} for n in ns]
     render(as_json, data, lambda con: con.print(table("Slurm nodes", ["node", "state", "GPUs", "used"],
-        [[d["node"], d["state"], d["gpus"], ",".join(map(str, d["gpus_used"]))] for d in data])))
+        [[d["node"], "+".join([d["state"], *d["flags"]]), d["gpus"], ",".join(map(str, d["gpus_used"]))]
+         for d in data])))
 
 
 @group.command("plugin-config")

@@ -124,3 +124,22 @@ def test_a_job_is_placed_only_where_slurm_can_start_it(site_cluster, site_agent,
     placed = _decisions(site_agent, "agent.place", jid)
     assert placed and all(p["hosts"] == ["n4"] for p in placed), (placed, site_agent.log())
     assert agent_errors(site_agent) == (0, None), site_agent.log()
+
+
+def test_slurm_nodes_shows_a_drained_node_as_drained(site_cluster):
+    """Before, the table showed a drained idle node as plain ``idle``."""
+    import json
+
+    c = site_cluster
+    c.run(["scontrol", "update", "NodeName=n4", "State=DRAIN", "Reason=site-probe"])
+    try:
+        done = fabric_cli(c, "slurm", "nodes")
+        assert done.returncode == 0, done.stderr
+        row = next(ln for ln in done.stdout.splitlines() if " n4 " in f" {ln} ")
+        assert "drain" in row, done.stdout
+        assert "drain" not in next(ln for ln in done.stdout.splitlines() if " n3 " in f" {ln} ")
+        data = json.loads(fabric_cli(c, "slurm", "nodes", "--json").stdout)
+        n4 = next(d for d in data if d["node"] == "n4")
+        assert "drain" in n4["flags"] and n4["usable"] is False, n4
+    finally:
+        c.run(["scontrol", "update", "NodeName=n4", "State=RESUME"])
