@@ -104,12 +104,13 @@ def jobs(backend: str, rest_url: str | None, as_json: bool) -> None:
 @_rest_url
 @json_option
 def nodes(backend: str, rest_url: str | None, as_json: bool) -> None:
-    """Nodes with their state and allocated GPU indices."""
+    """Nodes with their state (and Slurm's state flags: idle+drain) and allocated GPU indices."""
     ns = _client(backend, rest_url).nodes()
-    data = [{"node": n.name, "state": n.state, "gpus": n.gpus, "gpus_used": list(n.gpus_used),
-             "usable": n.usable} for n in ns]
+    data = [{"node": n.name, "state": n.state, "flags": [f.lower() for f in n.flags], "gpus": n.gpus,
+             "gpus_used": list(n.gpus_used), "usable": n.usable} for n in ns]
     render(as_json, data, lambda con: con.print(table("Slurm nodes", ["node", "state", "GPUs", "used"],
-        [[d["node"], d["state"], d["gpus"], ",".join(map(str, d["gpus_used"]))] for d in data])))
+        [[d["node"], "+".join([d["state"], *d["flags"]]), d["gpus"], ",".join(map(str, d["gpus_used"]))]
+         for d in data])))
 
 
 @group.command("plugin-config")
@@ -297,7 +298,7 @@ def install(config_path: str, topology: str | None, root: str, dry_run: bool, fo
     from fabric_hpc.slurm.rest_token import rest_token_note
 
     from fabric_hpc.errors import ConfigError
-    from fabric_hpc.slurm.slurm_settings import plugins, site_settings
+    from fabric_hpc.slurm.slurm_settings import plugins, site_node_gres, site_settings
 
     from fabric_hpc.slurm.install_checks import check_private_tmp, check_python
 
@@ -308,7 +309,8 @@ def install(config_path: str, topology: str | None, root: str, dry_run: bool, fo
     fab = _fabric(topology or cfg.agent.topology)
     settings, source = site_settings(cfg, Path(root))
     files, lines = plan(cfg, fab, slurm_version=cfg.install.slurm_version or detect_slurm_version(),
-                        job_submit_plugins=settings.get("JobSubmitPlugins"))
+                        job_submit_plugins=settings.get("JobSubmitPlugins"),
+                        gres_types=settings.get("GresTypes"), node_gres=site_node_gres(cfg, Path(root)))
     inst = Installer(cfg, root=root)
     refusals: list[str] = []
     if dry_run:

@@ -238,7 +238,24 @@ def _job_from_scontrol(line: str) -> Job:
                dependency=_set(kv.get("Dependency")),
                array_job_id=_int(kv, "ArrayJobId", f"job {kv['JobId']}"),
                het_job_id=_int(kv, "HetJobId", f"job {kv['JobId']}"), reservation=_set(kv.get("Reservation")),
-               requeue=kv.get("Requeue", "1") != "0", time_limit_min=_limit(kv.get("TimeLimit"), kv["JobId"]))
+               requeue=kv.get("Requeue", "1") != "0", time_limit_min=_limit(kv.get("TimeLimit"), kv["JobId"]),
+               exclusive=kv.get("OverSubscribe", kv.get("Shared")) == "NO",
+               mem_per_node=_mib(kv.get("MinMemoryNode"), kv["JobId"]),
+               mem_per_cpu=_mib(kv.get("MinMemoryCPU"), kv["JobId"]))
+
+
+_MIB = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 ** 2}
+
+
+def _mib(text: str | None, job_id: str) -> int:
+    """``MinMemoryNode=15500M`` / ``MinMemoryCPU=2G`` in MiB; 0 for none (absent, ``0``)."""
+    if not text or text == "0":
+        return 0
+    unit = text[-1].upper() if text[-1].isalpha() else "M"
+    digits = text[:-1] if text[-1].isalpha() else text
+    if unit not in _MIB or not _digits(digits):
+        raise SlurmError(f"job {job_id}: unreadable memory {text!r}")
+    return int(int(digits) * _MIB[unit])
 
 
 def _limit(text: str | None, job_id: str) -> int | None:
@@ -270,4 +287,6 @@ def _node_from_scontrol(line: str) -> Node:
                 gpus_used=gpu_indices(used) if gpu_count(used) else (),
                 partitions=tuple(p for p in kv.get("Partitions", "").split(",") if p),
                 features=tuple(f for f in kv.get("ActiveFeatures", "").split(",") if f and f != "(null)"),
-                reservation=_set(kv.get("ReservationName")))
+                reservation=_set(kv.get("ReservationName")),
+                mem=_int(kv, "RealMemory", f"node {kv['NodeName']}"),
+                mem_alloc=_int(kv, "AllocMem", f"node {kv['NodeName']}"))

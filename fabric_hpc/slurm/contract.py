@@ -68,6 +68,10 @@ class Node:
     #: The active reservation Slurm names for the node ('' for none, or where the answer does not name it:
     #: 22.05's ``sinfo --json`` and pyslurm give only the ``RESERVED`` state flag).
     reservation: str = ""
+    #: RealMemory and AllocMem in MiB (0: not said). Slurm allocates memory (AllocMem > 0) only where it is
+    #: a consumable resource (``SelectTypeParameters=CR_*_Memory``).
+    mem: int = 0
+    mem_alloc: int = 0
 
     @property
     def reserved(self) -> bool:
@@ -118,6 +122,13 @@ class Job:
     requeue: bool = True
     #: ``--segment`` (topology/block, Slurm 24.05+; 0: none, or not read by the backend).
     segment_size: int = 0
+    #: ``--exclusive`` (Slurm's ``OverSubscribe=NO``, JSON ``shared: none``): it starts only on nodes where
+    #: nothing else runs.
+    exclusive: bool = False
+    #: ``--mem`` in MiB per node (0: not said, or ``--mem=0``: all of a node's memory where memory is
+    #: consumable, as Slurm 22.05-25.11 do without DefMemPerNode) and ``--mem-per-cpu`` (0: not said).
+    mem_per_node: int = 0
+    mem_per_cpu: int = 0
 
     @property
     def grouped(self) -> str | None:

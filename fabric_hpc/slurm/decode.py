@@ -190,7 +190,8 @@ def node(d: Any) -> Node:
                 gpus=parsed(what, gpu_count, gres), gpu_type=gpu_type(gres, what),
                 gpus_used=parsed(what, gpu_indices, used) if parsed(what, gpu_count, used) else (),
                 partitions=words(d, "partitions", what), features=feats,
-                reservation=text(d, "reservation", what))
+                reservation=text(d, "reservation", what), mem=integer(d, "real_memory", what),
+                mem_alloc=integer(d, "alloc_memory", what))
 
 
 def _job_gpus(d: Mapping[str, Any], what: str, node_list: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
@@ -236,7 +237,10 @@ def job(d: Any) -> Job:
                dependency=text(d, "dependency", what), array_job_id=integer(d, "array_job_id", what),
                het_job_id=integer(d, "het_job_id", what), reservation=text(d, "resv_name", what),
                requeue=boolean(d, "requeue", what, default=True),
-               segment_size=integer(d, "segment_size", what))
+               segment_size=integer(d, "segment_size", what),
+               exclusive="none" in (w.lower() for w in words(d, "shared", what)),  # 22.05 "none", 25.11 ["none"]
+               mem_per_node=integer(d, "memory_per_node", what),
+               mem_per_cpu=integer(d, "memory_per_cpu", what))
 
 
 @contextlib.contextmanager

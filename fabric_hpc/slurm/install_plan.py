@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,10 +36,12 @@ def _header(comment: str) -> str:
 
 
 def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None,
-         job_submit_plugins: str | None = None) -> tuple[list[Planned], list[str]]:
+         job_submit_plugins: str | None = None, gres_types: str | None = None,
+         node_gres: Mapping[str, str] | None = None) -> tuple[list[Planned], list[str]]:
     """The files install writes, and the slurm.conf lines the admin adds (``JobSubmitPlugins``: the
-    site's current ``job_submit_plugins`` kept, lua added)."""
-    from fabric_hpc.slurm.slurm_settings import job_submit_line
+    site's current ``job_submit_plugins`` kept, lua added; ``GresTypes``: the site's ``gres_types``
+    kept, gpu added; node lines with each node's other GRES of ``node_gres``, ``{node: "nvme:1"}``)."""
+    from fabric_hpc.slurm.slurm_settings import gres_types_line, job_submit_line
 
     from fabric_hpc.slurm.plugins import render_job_submit
     from fabric_hpc.topology import dump_spec, export
@@ -75,7 +78,7 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None,
     ]
     _one_file_per_path(files)
     lines = [job_submit_line(job_submit_plugins), *(f"{key}={f.path}" for key, f in scripts.items()),
-             "GresTypes=gpu"]
+             gres_types_line(gres_types)]
     if use_yaml:
         lines.append(f"# {topo.path} (Slurm 25.05+) is read first: TopologyPlugin and topology.conf "
                      "are then ignored")
@@ -86,7 +89,8 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None,
         lines.append(f"TopologyPlugin=topology/{i.topology_plugin}")
     if i.topology_plugin == "block" and fab.spec.nvlink_domains and (note := export.outside_blocks_note(fab)):
         lines.append(f"# {note}")
-    lines += ["# node lines (must agree with the fabric model):"] + export.slurm_nodes_conf(fab).splitlines()
+    lines += ["# node lines (must agree with the fabric model):",
+              *export.slurm_nodes_conf(fab, node_gres).splitlines()]
     return files, lines
 
 

@@ -37,7 +37,8 @@ REASONS = {
     "DependencyNeverSatisfied": "its dependency can never be satisfied (a job it depends on ended the other "
                                 "way: afterok needs its success, afternotok its failure), so it never starts "
                                 "unless the dependency is changed",
-    "ReqNodeNotAvail": "a node it requires is down, drained or reserved",
+    "ReqNodeNotAvail": "a node it requires cannot take it now (down, drained or reserved, or without the "
+                       "memory it asks for free)",
     "PartitionNodeLimit": "it asks for more nodes than its partition allows",
     "PartitionTimeLimit": "its time limit is longer than its partition allows",
     "PartitionDown": "its partition is down",
@@ -117,7 +118,7 @@ def parse_gres(text: str | None) -> list[Gres]:
         m = _GRES_ITEM.match(item)
         if not m:
             raise ExternalError(f"Slurm answered a GRES string fabric cannot read: {raw!r} (in {text!r})",
-                                hint="expected name[:type][:count][(IDX:0-7|S:0-1)]")
+                                hint="expected name[:type][:count][(IDX:0-7|S:0-1|CNT:1)]")
         gtype, count = m["type"], m["count"]
         if gtype is not None and gtype.isdigit() and count is None:  # gpu:8 parsed as type "8"? (regex forbids)
             gtype, count = None, gtype
@@ -128,7 +129,9 @@ def parse_gres(text: str | None) -> list[Gres]:
                 indices = _int_ranges(value, raw)
             elif key == "S":
                 sockets = _int_ranges(value, raw)
-            else:
+            elif key == "CNT" and value.isdigit():  # a count-only GRES: nvme(CNT:1)
+                count = value if count is None else count
+            elif m["name"] == "gpu":  # other GRES' details do not matter to fabric
                 raise ExternalError(f"Slurm answered an unknown GRES detail {key!r} in {raw!r}")
         items.append(Gres(m["name"], gtype, int(count) if count is not None else 1, indices, sockets))
     return items

@@ -148,6 +148,11 @@ def layout_gpus(layout: Any, what: str) -> dict[str, tuple[int, ...]]:
     return out
 
 
+def _mib(obj: Any, name: str, what: str) -> int:
+    """A memory field in MiB (0: unset, or a pyslurm without the field)."""
+    return (_field(obj, name, int, what, optional=True) or 0) if hasattr(obj, name) else 0
+
+
 def node_from_pyslurm(n: Any, used: tuple[int, ...] = ()) -> Node:
     """A :class:`Node` from a ``pyslurm.Node`` (``used``: GPU indices allocated to jobs there)."""
     name = _field(n, "name", str, "pyslurm node")
@@ -162,7 +167,8 @@ def node_from_pyslurm(n: Any, used: tuple[int, ...] = ()) -> Node:
                 cpus_alloc=_field(n, "allocated_cpus", int, what, optional=True) or 0,
                 gpus=gpus, gpu_type=gtype, gpus_used=used,
                 partitions=tuple(str(p) for p in _field(n, "partitions", strs, what, optional=True) or ()),
-                features=tuple(str(f) for f in _field(n, "active_features", strs, what, optional=True) or ()))
+                features=tuple(str(f) for f in _field(n, "active_features", strs, what, optional=True) or ()),
+                mem=_mib(n, "real_memory", what), mem_alloc=_mib(n, "allocated_memory", what))
 
 
 def job_from_pyslurm(j: Any) -> Job:
@@ -200,7 +206,9 @@ def job_from_pyslurm(j: Any) -> Job:
                array_job_id=_field(j, "array_id", int, what, optional=True) or 0,
                het_job_id=_field(j, "heterogeneous_id", int, what, optional=True) or 0,
                reservation=_field(j, "reservation", str, what, optional=True) or "",
-               requeue=getattr(j, "is_requeueable", None) is not False)
+               requeue=getattr(j, "is_requeueable", None) is not False,
+               exclusive=str(getattr(j, "resource_sharing", "") or "").upper() in ("NO", "NONE"),
+               mem_per_node=_mib(j, "memory_per_node", what), mem_per_cpu=_mib(j, "memory_per_cpu", what))
 
 
 def _dependency(j: Any, what: str) -> str:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from fabric_hpc.slurm.deploy_config import DeployConfig
 
 #: The settings read, as Slurm spells them (slurm.conf keys are case-insensitive).
-KEYS = ("JobSubmitPlugins", "Prolog", "TaskProlog")
+KEYS = ("JobSubmitPlugins", "Prolog", "TaskProlog", "GresTypes")
 MAX_INCLUDE_DEPTH = 8
 
 
@@ -60,6 +60,86 @@ def conf_file_settings(conf: Path, root: Path = Path("/")) -> dict[str, str]:
     one wins, keys in any case); {} when the file cannot be read."""
     out: dict[str, str] = {}
     _read_conf(root / str(conf).lstrip("/"), root, out, 0)
+    return out
+
+
+def conf_node_gres(conf: Path, root: Path = Path("/")) -> dict[str, str]:
+    """{node: its GRES other than GPUs (``nvme:1``)} as the ``NodeName`` lines of slurm.conf ``conf``
+    (under ``root``) and its ``Include`` files declare them; nodes with GPUs only are left out."""
+    from fabric_hpc.hostlist import expand
+
+    out: dict[str, str] = {}
+    default = ""
+    for line in _node_lines(root / str(conf).lstrip("/"), root, [], 0):
+        fields = dict(f.partition("=")[::2] for f in line.split())
+        names = fields.get("NodeName", "")
+        gres = other_gres(fields["Gres"]) if "Gres" in fields else None
+        if names.upper() == "DEFAULT":
+            default = gres if gres is not None else default
+            continue
+        gres = default if gres is None else gres
+        if gres and names:
+            out.update(dict.fromkeys(expand(names), gres))
+    return out
+
+
+def other_gres(gres: str | None) -> str:
+    """The items of a node's ``Gres`` that are not GPUs, details dropped: ``gpu:h100:8(S:0-1),nvme:1``
+    -> ``nvme:1``."""
+    items = [re.sub(r"\(.*\)$", "", i.strip()) for i in re.split(r",(?![^(]*\))", gres or "")]
+    return ",".join(i for i in items if i and i != "(null)" and i.split(":")[0] not in ("gpu", "gres/gpu"))
+
+
+def show_nodes_gres(text: str) -> dict[str, str]:
+    """{node: :func:`other_gres`} of ``scontrol -o show nodes``; nodes with GPUs only are left out."""
+    out = {}
+    for line in text.splitlines():
+        name = re.search(r"(?:^|\s)NodeName=(\S+)", line)
+        gres = re.search(r"(?:^|\s)Gres=(\S+)", line)
+        if name and gres and (other := other_gres(gres[1])):
+            out[name[1]] = other
+    return out
+
+
+def site_node_gres(cfg: DeployConfig, root: Path) -> dict[str, str]:
+    """The nodes' GRES other than GPUs (:func:`show_nodes_gres`) as the running slurmctld has them (only
+    for ``--root /``), else as the slurm.conf install sits next to declares them (:func:`conf_node_gres`)."""
+    conf = cfg.agent.slurm_conf or str(Path(cfg.install.slurm_conf_dir) / "slurm.conf")
+    if root.resolve() == Path("/"):
+        env = {**os.environ, "SLURM_CONF": conf} if cfg.agent.slurm_conf else None
+        try:
+            out = subprocess.run(["scontrol", "-o", "show", "nodes"], capture_output=True, text=True,
+                                 timeout=15, env=env)
+        except (OSError, subprocess.TimeoutExpired):
+            out = None
+        if out is not None and out.returncode == 0 and "NodeName=" in out.stdout:
+            return show_nodes_gres(out.stdout)
+    return conf_node_gres(Path(conf), root)
+
+
+def gres_types_line(current: str | None) -> str:
+    """The ``GresTypes`` line to put in slurm.conf: the site's GRES types, and ``gpu``."""
+    names = [n.strip() for n in (current or "").split(",") if n.strip() and n.strip() != "(null)"]
+    return "GresTypes=" + ",".join(names if "gpu" in names else [*names, "gpu"])
+
+
+def _node_lines(path: Path, root: Path, out: list[str], depth: int) -> list[str]:
+    """The ``NodeName=`` lines of a conf file and its Includes (comments dropped)."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return out
+    for raw in lines:
+        line = raw.split("#", 1)[0].strip()
+        word, _, rest = line.partition(" ")
+        if word.lower() == "include" and rest.strip() and depth < MAX_INCLUDE_DEPTH:
+            pattern = rest.strip()
+            pattern = (str(root / pattern.lstrip("/")) if pattern.startswith("/")
+                       else str(path.parent / pattern))
+            for inc in sorted(glob.glob(pattern)):
+                _node_lines(Path(inc), root, out, depth + 1)
+        elif line.lower().startswith("nodename="):
+            out.append("NodeName=" + line[len("nodename="):])
     return out
 
 

@@ -367,7 +367,10 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
     if reservations is not None:
         view.upcoming = resv.upcoming(reservations[0], known, now)
         view.ignored_reservations = dict(reservations[1])
-    hosts = Hosts(free_cpus, gpu_types, partitions, reserved, tuple(view.upcoming), now)
+    busy = frozenset(n.name for n in nodes
+                     if n.name in known and (n.cpus_alloc or n.gpus_used or n.mem_alloc))
+    free_mem = {n.name: n.mem - n.mem_alloc for n in nodes if n.name in known and n.mem_alloc}
+    hosts = Hosts(free_cpus, gpu_types, partitions, reserved, tuple(view.upcoming), now, busy, free_mem)
     _pending(fab, view, pending, now, inputs, releasing, pins, hosts, blocks)
     return view
 

@@ -1,6 +1,6 @@
 """What Slurm says of the fabric's hosts that filters where a pending job may go (:class:`Hosts`, used by
 :func:`fabric_hpc.slurm.view.build_view`): its own ``-x``, GPU type, partitions, reservations (active and
-to come) and free CPUs."""
+to come), free CPUs, free memory (where Slurm allocates it) and, for ``--exclusive`` jobs, hosts in use."""
 
 from __future__ import annotations
 
@@ -28,15 +28,21 @@ class Hosts:
     #: Reservations still to come (:func:`~fabric_hpc.slurm.reservations.upcoming`) and the cycle's time.
     upcoming: tuple[Reservation, ...] = ()
     now: float = 0.0
+    #: The hosts where something runs (CPUs, GPUs or memory allocated): never for an ``--exclusive`` job.
+    busy: frozenset[str] = frozenset()
+    #: Free memory in MiB (RealMemory - AllocMem) of the hosts where Slurm allocated memory (consumable).
+    free_mem: dict[str, int] = field(default_factory=dict)
     #: :meth:`kept_from` per job shape (one cycle: a thousand jobs share a few shapes).
     _memo: dict[tuple, frozenset[str] | ConfigError] = field(default_factory=dict, compare=False, repr=False)
 
     def kept_from(self, job: Job) -> frozenset[str]:
         """The hosts Slurm never starts ``job`` on: its own ``-x`` (:meth:`excluded`), of another GPU type,
         outside its partitions and reservations, in a reservation that starts before its time limit would
-        end, and those without its share of CPUs free; ConfigError when a rule leaves no host."""
+        end, those without its share of CPUs or its memory per node free (:func:`mem_per_node`), and for an
+        ``--exclusive`` job those where anything runs; ConfigError when a rule leaves no host."""
         need = math.ceil(job.cpus / max(job.nodes, 1)) if job.cpus else 0
-        key = (job.gpu_type, job.partition, job.reservation, need, job.time_limit_min)
+        mem = mem_per_node(job) if self.free_mem else None
+        key = (job.gpu_type, job.partition, job.reservation, need, job.time_limit_min, mem, job.exclusive)
         hit = self._memo.get(key)
         if hit is None:
             try:
@@ -44,7 +50,9 @@ class Hosts:
                                  *outside_partition(job, self.partitions),
                                  *outside_reservation(job, self.reserved, self.partitions),
                                  *self.reserved_soon(job),
-                                 *(h for h, free in self.free_cpus.items() if free < need)})
+                                 *(h for h, free in self.free_cpus.items() if free < need),
+                                 *(h for h, free in self.free_mem.items() if mem is not None and free < mem),
+                                 *(self.busy if job.exclusive else ())})
             except ConfigError as exc:
                 hit = exc
             self._memo[key] = hit
@@ -71,6 +79,22 @@ class Hosts:
         mine = {r for r in job.reservation.split(",") if r}
         soon = resv.kept_out(self.upcoming, mine, self.now, job.time_limit_min)
         return {h for h in soon if h in self.partitions}
+
+
+def mem_per_node(job: Job) -> int:
+    """The memory (MiB) ``job`` needs free on each of its nodes where Slurm allocates memory: its ``--mem``,
+    its ``--mem-per-cpu`` × its CPUs per node, else all of a node's memory (``--mem=0``, or none asked
+    without DefMem*: Slurm gives such a job the whole node's memory; returned as a need no host with any
+    memory allocated meets)."""
+    if job.mem_per_node > 0:
+        return job.mem_per_node
+    if job.mem_per_cpu > 0:
+        return job.mem_per_cpu * max(1, math.ceil(job.cpus / max(job.nodes, 1)))
+    return WHOLE_NODE_MEM
+
+
+#: :func:`mem_per_node` of a job that takes all of a node's memory.
+WHOLE_NODE_MEM = 2**62
 
 
 def outside_partition(job: Job, partitions: Mapping[str, tuple[str, ...]]) -> set[str]:

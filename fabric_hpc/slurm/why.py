@@ -15,9 +15,10 @@ from fabric_hpc.inputs import os_error
 from fabric_hpc.slurm.audit import AUDIT_LOG, TAIL_BYTES, read_tail
 from fabric_hpc.slurm import reservations as resv
 from fabric_hpc.slurm.deferral_store import own_begins
-from fabric_hpc.slurm.contract import (BAD_CONSTRAINTS, Job, ReadsReservations, SlurmClient, SlurmError,
+from fabric_hpc.slurm.contract import (BAD_CONSTRAINTS, Job, Node, ReadsReservations, SlurmClient, SlurmError,
                                      limit_reason)
 from fabric_hpc.slurm.parse import reason_words
+from fabric_hpc.slurm.view_hosts import WHOLE_NODE_MEM, mem_per_node
 
 
 def _when(ts: float) -> str:
@@ -259,7 +260,8 @@ def refused_hosts(reason: str) -> str | None:
 
 def _host_facts(client: SlurmClient, job: Job) -> tuple[str, str] | None:
     """What keeps a pinned job off its hosts now, from one nodes read: (hosts down, drained, unknown or
-    reserved for others; hosts with fewer free GPUs than it needs), '' for none; None: not read."""
+    reserved for others; hosts with fewer free GPUs, less free memory than it needs, or in use while it is
+    ``--exclusive``), '' for none; None: not read."""
     try:
         nodes = {n.name: n for n in client.nodes()}
     except SlurmError:
@@ -278,7 +280,28 @@ def _host_facts(client: SlurmClient, job: Job) -> tuple[str, str] | None:
         elif job.gpus_per_node and node.gpus - len(node.gpus_used) < job.gpus_per_node:
             busy.append(host)
     bad = ", ".join(f"{compress(hs)} {'is' if len(hs) == 1 else 'are'} {what}" for what, hs in states.items())
-    return bad, f"other jobs hold GPUs it needs on {compress(busy)}" if busy else ""
+    held = [f"other jobs hold GPUs it needs on {compress(busy)}"] if busy else []
+    return bad, "; ".join(held + _held_otherwise(job, [nodes[h] for h in job.req_nodes if h in nodes]))
+
+
+def _held_otherwise(job: Job, nodes: list[Node]) -> list[str]:
+    """What other jobs hold on a pinned job's up hosts that it needs besides GPUs, in words: memory (where
+    Slurm allocates it: :func:`~fabric_hpc.slurm.view_hosts.mem_per_node`) and, for an ``--exclusive``
+    job, the hosts themselves."""
+    out = []
+    need = mem_per_node(job)
+    short = [n for n in nodes if n.usable and n.mem_alloc and n.mem - n.mem_alloc < need]
+    if short:
+        free = sorted({n.mem - n.mem_alloc for n in short})
+        asks = (f"{need} MiB of memory per node" if need != WHOLE_NODE_MEM
+                else "all of a node's memory (no --mem)")
+        have = " to ".join(str(f) for f in (free[0], free[-1])[: 1 if len(free) == 1 else 2])
+        out.append(f"it asks for {asks} and other jobs hold memory there ({have} MiB free on "
+                   f"{compress([n.name for n in short])})")
+    used = [n.name for n in nodes if n.usable and (n.cpus_alloc or n.gpus_used or n.mem_alloc)]
+    if job.exclusive and used:
+        out.append(f"it asks for whole nodes (--exclusive) and other jobs run on {compress(used)}")
+    return out
 
 
 def _upcoming_lines(client: SlurmClient, job: Job) -> list[str]:
@@ -367,6 +390,13 @@ def _pinned_lines(job: Job, dec: dict[str, dict[str, Any]], facts: Callable[[], 
     return [f"The fabric agent pinned it to {pin}; Slurm starts it as soon as those GPUs are free."]
 
 
+def _held_only(facts: Callable[[], tuple[str, str] | None]) -> str:
+    """What other jobs hold on a pinned job's hosts, when none of them is down, drained or reserved ('' if
+    something is, or nothing is held): Slurm's ``ReqNodeNotAvail`` then means the memory or CPUs."""
+    bad, held = facts() or ("", "")
+    return "" if bad else held
+
+
 def _own_hosts_line(job: Job, facts: Callable[[], tuple[str, str] | None]) -> str:
     """An unmarked job that names its hosts itself (``sbatch -w``): the fabric agent never touches it."""
     own = f"It asks for {compress(list(job.req_nodes))} itself (-w/--nodelist; not a fabric job, the agent " \
@@ -408,6 +438,9 @@ def _pending_lines(job: Job, dec: dict[str, dict[str, Any]],
         out.append(f"Slurm holds it back under a limit ({reason_words(job.reason)}), so the pin to "
                    f"{compress(list(job.req_nodes))} cannot start it: the fabric agent hands it to Slurm's "
                    "own scheduler at its next cycle, and Slurm starts it once the limit allows.")
+    elif job.req_nodes and refused_hosts(job.reason) and (held := _held_only(facts)):
+        out.append(f"The fabric agent pinned it to {compress(list(job.req_nodes))}, but {held}: Slurm does "
+                   f"not start it there until they are free. {_PIN_TIMEOUT}")
     elif job.req_nodes and (refused := refused_hosts(job.reason)):
         out.append(f"The fabric agent pinned it to {compress(list(job.req_nodes))}, but Slurm does not start "
                    f"it there: {refused}. {_PIN_TIMEOUT}")

@@ -27,7 +27,8 @@ class NodeSpec:
     """One emulated Slurm node: what its ``NodeName=`` line declares.
 
     ``gpus`` fake GPUs are declared as ``Gres=gpu[:gpu_type]:N``; ``extra`` holds further
-    ``NodeName`` fields verbatim (e.g. ``{"Weight": "10"}``).
+    ``NodeName`` fields verbatim (e.g. ``{"Weight": "10"}``); its ``Gres`` (``nvme:1``) joins the GPUs
+    (declare it in ``gres.conf`` too, e.g. ``NodeName=n1 Name=nvme Count=1``, and in ``GresTypes``).
     """
 
     name: str
@@ -69,7 +70,10 @@ class NodeSpec:
             out["Gres"] = f"gpu:{self.gpu_type}:{self.gpus}" if self.gpu_type else f"gpu:{self.gpus}"
         if self.features:
             out["Features"] = ",".join(self.features)
+        gres = ",".join(filter(None, (out.get("Gres"), self.extra.get("Gres"))))
         out.update(self.extra)
+        if gres:  # other GRES of ``extra`` (``nvme:1``) join the GPUs
+            out["Gres"] = gres
         return out
 
     @classmethod
@@ -93,8 +97,6 @@ class NodeSpec:
         gpus, gpu_type, other_gres = _split_gres(name, rest.pop("Gres", ""))
         if other_gres:
             rest["Gres"] = ",".join(other_gres)
-        if gpus and other_gres:
-            raise ConfigError(f"node {name}: only gpu GRES is supported by the test cluster")
         features = tuple(f for f in rest.pop("Features", "").split(",") if f)
         return cls(
             name=name,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -420,11 +421,15 @@ def slurm_node_fields(fabric: Fabric, host: str) -> dict[str, str]:
     return fields
 
 
-def slurm_nodes_conf(fabric: Fabric) -> str:
-    """``NodeName=`` lines for slurm.conf, hosts with identical fields folded into one line."""
+def slurm_nodes_conf(fabric: Fabric, other_gres: Mapping[str, str] | None = None) -> str:
+    """``NodeName=`` lines for slurm.conf, hosts with identical fields folded into one line;
+    ``other_gres`` ({host: ``nvme:1``}, a site's GRES other than GPUs) join each host's ``Gres``."""
     groups: dict[tuple[tuple[str, str], ...], list[str]] = defaultdict(list)
     for host in fabric.hosts:
-        groups[tuple(slurm_node_fields(fabric, host).items())].append(host)
+        fields = slurm_node_fields(fabric, host)
+        if other := (other_gres or {}).get(host):
+            fields["Gres"] = ",".join(filter(None, (fields.get("Gres"), other)))
+        groups[tuple(fields.items())].append(host)
     lines = [f"NodeName={compress(hosts)} " + " ".join(f"{k}={v}" for k, v in fields)
              for fields, hosts in groups.items()]
     return "\n".join(lines) + "\n"

@@ -284,6 +284,9 @@ class _One:
     def job(self, job_id: int) -> Job:
         return self._job
 
+    def nodes(self) -> list:  # why reads the pinned hosts of a ReqNodeNotAvail job (memory, --exclusive)
+        return []
+
 
 @pytest.mark.parametrize("reason,says", [
     ("Reservation", "waits for its reservation, and may start only on the reservation's nodes"),
