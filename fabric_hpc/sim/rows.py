@@ -29,7 +29,7 @@ NOT_FINISHED = ("are jobs that had not finished (no end time: pending, running, 
 #: A run time of 0 s (SWF, Tiresias, sacct/jobcomp End = Start) is a job that ran under a second: it is
 #: kept (it still waits for its GPUs), so these reasons are for rows that say the job never ran.
 NO_RUN_TIME = "have no run time (SWF run time -1: unknown)"
-NEVER_RAN = "never ran (openb pods deleted when they were created)"
+NEVER_RAN = "never ran (openb pods deleted when they were created or scheduled)"
 #: openb pods that were deleted while Pending: their deletion - creation is a wait, not a run.
 NEVER_SCHEDULED = ("were never scheduled (openb pod_phase Pending and no scheduled_time: deleted while "
                    "waiting, so deletion - creation is a wait, not a run time)")
