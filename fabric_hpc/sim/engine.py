@@ -147,6 +147,8 @@ class Simulator:
         self._by_account: dict[str, int] = {}
         self.timeline: dict[str, list[float]] = {"t": [], "busy": [], "queue": [], "frag_t": [], "frag": []}
         self.steps = 0
+        #: GPUs were freed or taken, or the pending jobs' needs changed, since the last fragmentation sample
+        self._frag_dirty = True
         self.finished = 0
         self._saved: dict[str, float] = {}
         self.events = 0
@@ -258,6 +260,7 @@ class Simulator:
         seg = self.segments.pop(job_id)
         run = self.running.pop(job_id)
         self.state.release(job_id)
+        self._frag_dirty = True
         self._by_account[run.job.account] -= len(run.gpus)
         rec.end, rec.status = self.now, status
         self.finished += 1
@@ -291,6 +294,7 @@ class Simulator:
     def _need(self, job: Job, count: int) -> None:
         """Count ``job``'s per-host need in (+1) or out of (-1) the pending jobs' needs."""
         need = _per_host_need(job, self._host_gpus)
+        self._frag_dirty = True  # (every start and requeue comes here too)
         left = self._needs.get(need, 0) + count
         if left:
             self._needs[need] = left
@@ -360,21 +364,23 @@ class Simulator:
 
     def _sample(self) -> None:
         tl = self.timeline
-        busy = int(len(self.fab.gpus) - np.count_nonzero(self.state.free))
+        free = self.state.free
+        busy = int(len(self.fab.gpus) - np.count_nonzero(free))
         if busy > self._peak_busy:
             self._peak_busy, self.peak_state, self.peak_time = busy, self.state.copy(), self.now
         tl["t"].append(self.now)
         tl["busy"].append(busy)
         tl["queue"].append(len(self.pending))
-        if self.pending and (not tl["frag_t"] or self.steps % 16 == 0):
+        if self.pending and self._frag_dirty:  # a step function: a sample wherever it may have changed
+            self._frag_dirty = False
             tl["frag_t"].append(self.now)
-            tl["frag"].append(self._fragmentation())
+            tl["frag"].append(self._fragmentation(free))
 
-    def _fragmentation(self) -> float:
+    def _fragmentation(self, free: np.ndarray) -> float:
         """Free GPUs no waiting job could use (hosts with fewer free GPUs than the smallest per-host
         demand among pending jobs), as a fraction of all GPUs."""
         need = min(self._needs)
-        per_host = np.bincount(self.fab.index.gpu_host, weights=self.state.free, minlength=len(self.fab.hosts))
+        per_host = np.bincount(self.fab.index.gpu_host, weights=free, minlength=len(self.fab.hosts))
         return float(per_host[per_host < need].sum() / len(self.fab.gpus))
 
 
