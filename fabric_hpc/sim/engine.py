@@ -87,6 +87,8 @@ class SimResult:
     state: ClusterState
     peak_state: ClusterState | None = None
     peak_time: float = 0.0
+    #: rows of the trace its reader skipped, per reason (``Trace.skipped_by``; empty for a list of jobs)
+    skipped_by: dict[str, int] = field(default_factory=dict)
 
 
 def _check_inputs(fab: Any, policy: Any, jobs: Any) -> None:
@@ -119,6 +121,8 @@ class Simulator:
             twice = next(i for i, n in Counter(ids).items() if n > 1)
             raise ConfigError(f"simulator: job id {twice[:60]!r} is given more than once", hint="give each job its own id")
         self.fab, self.policy = fab, policy
+        skipped = getattr(jobs, "skipped_by", None)
+        self.skipped_by = {str(k): int(v) for k, v in skipped.items()} if isinstance(skipped, dict) else {}
         self.jobs = list(jobs)
         sort_by_time_then_id(self.jobs, attrgetter("submit"), attrgetter("id"))  # ties: job 9 before 10
         self.slowdown = slowdown or Contention(fab)
@@ -200,7 +204,8 @@ class Simulator:
                  "solver_calls": placer.solver_calls if counted else None,
                  "solver_s": placer.solver_s if counted else None}
         return SimResult(self.policy.name, self.fab.name, len(self.fab.gpus), list(self.records.values()),
-                         self.timeline, stats, self.state, self.peak_state, self.peak_time)
+                         self.timeline, stats, self.state, self.peak_state, self.peak_time,
+                         dict(self.skipped_by))
 
     def _never_fits(self, job: Job) -> str | None:
         """Why ``job`` can never run on this fabric, even on an empty cluster (None if it can):

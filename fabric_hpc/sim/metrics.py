@@ -3,6 +3,9 @@
 * JCT: end − submit, over jobs that completed their work (status ``done``); jobs ended at their
   walltime (``timeout``, also after preemptions) are excluded and counted as ``timeouts`` with the
   GPU-hours they used; queueing delay: first start − submit, over every job that started.
+* ``jobs``: the jobs replayed (= finished + timeouts + unfinished + rejected); ``skipped`` and
+  ``skipped_by`` (reason → rows): the trace's rows its reader skipped (``Trace.skipped_by``: CPU-only,
+  never scheduled, never ran, ...), so a trace's rows = jobs + skipped.
 * jobs that can never fit the fabric (more GPUs per host than any host has, more such hosts than
   exist) are ``rejected`` at arrival with a reason (``rejected_reasons``); ``note`` says in words
   what the figures cover.
@@ -104,6 +107,8 @@ def summarize(result: SimResult) -> dict[str, Any]:
         "timeout_gpu_hours": float(sum((r.gpus or r.job.gpus) * r.run_time for r in killed) / 3600.0),
         "rejected": len(rejected), "rejected_reasons": _reasons(rejected),
         "unfinished": sum(r.end is None and r.status != "rejected" for r in result.records),
+        # rows of the trace file its reader skipped (not in ``jobs``): submitted = jobs + skipped
+        "skipped": sum(result.skipped_by.values()), "skipped_by": dict(result.skipped_by),
         "mean_jct_s": _mean(jct), "p50_jct_s": _pct(jct, 50), "p99_jct_s": _pct(jct, 99),
         "mean_wait_s": _mean(wait), "p50_wait_s": _pct(wait, 50),
         "p99_wait_s": _pct(wait, 99), "max_wait_s": _pct(wait, 100),

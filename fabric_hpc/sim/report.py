@@ -30,6 +30,7 @@ ROWS = [("mean_jct_s", "mean JCT (h)", 1 / 3600), ("p50_jct_s", "p50 JCT (h)", 1
         ("preemptions", "preemptions", 1), ("gpu_hours_lost", "GPU-hours lost to preemption", 1),
         ("backfilled", "jobs backfilled", 1), ("timeouts", "jobs ended at walltime", 1),
         ("finished", "jobs finished", 1), ("rejected", "jobs rejected (can never fit)", 1),
+        ("jobs", "jobs replayed", 1), ("skipped", "trace rows skipped (not replayed)", 1),
         ("sim_wall_s", "simulation wall time (s)", 1)]
 
 
