@@ -8,7 +8,9 @@ line. Files are read one line at a time; ``limit=N`` keeps only the N earliest j
 * **Tiresias** (``job_id,num_gpu,submit_time,iterations,model_name,duration,interval``, from the
   Tiresias NSDI'19 simulator): GPUs > ``gpus_per_host`` become ``nodes × gpus_per_host`` gangs;
   ``model_name`` sets the communication sensitivity (VGG/AlexNet high, ResNet/Inception lower, as
-  Tiresias' skew analysis found); walltime = duration × ``walltime_factor``.
+  Tiresias' skew analysis found), nothing else; walltime = duration × ``walltime_factor``; optional
+  ``account``, ``user`` and ``tier`` (high/normal/spot) columns, else ``default``, ``user``,
+  ``normal``.
 * **Alibaba openb** (``name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,
   creation_time,deletion_time,scheduled_time``, from the FGD ATC'23 traces): ``creation_time`` →
   submit, ``deletion_time − scheduled_time`` → duration (creation → scheduled was the original
@@ -258,13 +260,25 @@ def read_tiresias(path: str | os.PathLike[str], *, gpus_per_host: int = 8, wallt
             continue
         model = (table.get(row, "model_name") or "").lower()
         sens = next((v for k, v in _SENS.items() if model.startswith(k)), 1.0)
+        account, user, tier = _who(table, row, p, n)
         keep.add(submit, jid, (
-            gang_request(gpus, gpus_per_host), max(dur * walltime_factor, 60.0), dur,
-            sys.intern(model.rstrip("0123456789") or "default"), "user", "normal",
+            gang_request(gpus, gpus_per_host), max(dur * walltime_factor, 60.0), dur, account, user, tier,
             {"comm_fraction": _fraction(sens), **profile, "model": sys.intern(model)}))
     span.check()
     ids.check(lambda: ((n, row[i_id]) for n, row in _Table(p, need, "a Tiresias trace")))
     return Trace(_built(keep), f"tiresias:{p.name}", keep.skipped_by, path=p)
+
+
+def _who(table: _Table, row: list[str], p: Path, n: int) -> tuple[str, str, str]:
+    """(account, user, tier) of a Tiresias row: its ``account``, ``user`` and ``tier`` columns where the
+    trace has them and the cell is not empty, else ``default``, ``user``, ``normal`` (the model name
+    is no account: it only sets the communication sensitivity)."""
+    account, user, tier = ((table.get(row, k) or "").strip() for k in ("account", "user", "tier"))
+    tier = tier.lower() or "normal"
+    if tier not in TIERS:
+        raise ConfigError(f"{p}:{n}: tier {tier[:40]!r} is not one of {', '.join(TIERS)}",
+                          hint=f"write {', '.join(TIERS)} in the tier column, or leave it empty for normal")
+    return sys.intern(account or "default"), sys.intern(user or "user"), tier
 
 
 @functools.lru_cache(maxsize=64)
