@@ -385,6 +385,8 @@ class Simulator:
         """Free GPUs no waiting job could use (hosts with fewer free GPUs than the smallest per-host
         demand among pending jobs), as a fraction of all GPUs."""
         need = min(self._needs)
+        if need <= 1:  # a one-GPU need fits any free GPU
+            return 0.0
         per_host = np.bincount(self.fab.index.gpu_host, weights=free, minlength=len(self.fab.hosts))
         return float(per_host[per_host < need].sum() / len(self.fab.gpus))
 
