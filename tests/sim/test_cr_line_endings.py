@@ -33,5 +33,6 @@ def test_an_error_in_a_cr_file_names_its_line(tmp_path: Path) -> None:
 def test_a_cr_swf_file_reads(tmp_path: Path) -> None:
     line = "1 0 -1 100 8 -1 -1 8 200 -1 1 1 1 -1 1 -1 -1 -1"
     p = tmp_path / "a.swf"
-    p.write_bytes(b"; comment\r" + line.encode() + b"\r" + line.replace("1 0 -1", "2 5 -1", 1).encode() + b"\r")
+    second = line.replace("1 0 -1", "2 5 -1", 1)
+    p.write_bytes(b"; comment\r" + line.encode() + b"\r" + second.encode() + b"\r")
     assert [j.id for j in read_swf(p)] == ["swf1", "swf2"]

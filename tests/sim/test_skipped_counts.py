@@ -30,7 +30,8 @@ def _trace(tmp_path: Path) -> Path:
 
 
 def test_summarize_counts_the_rows_the_trace_skipped(tmp_path: Path) -> None:
-    s = summarize(Simulator(open_fabric("leaf-spine:hosts=2"), slurm_policy(), read_openb(_trace(tmp_path))).run())
+    sim = Simulator(open_fabric("leaf-spine:hosts=2"), slurm_policy(), read_openb(_trace(tmp_path)))
+    s = summarize(sim.run())
     assert s["jobs"] == 2 and s["skipped"] == 3
     assert s["skipped_by"] == {NOT_GPU: 2, NEVER_SCHEDULED: 1}
     assert s["jobs"] == s["finished"] + s["timeouts"] + s["unfinished"] + s["rejected"]
@@ -58,8 +59,8 @@ def test_results_json_and_compare_show_the_skipped_rows(tmp_path: Path, capsys: 
     assert any(row[0].startswith("trace rows skipped") and row[1:] == ["3", "3"] for row in cmp["rows"])
 
 
-def test_compare_reads_results_written_before_skipped_rows_were_counted(tmp_path: Path,
-                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_compare_reads_results_written_before_skipped_rows_were_counted(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     assert main(["sim", "run", "--trace", f"openb:{_trace(tmp_path)}", "--topology", "leaf-spine:hosts=2",
                  "--out", str(out), "--no-progress", "--no-topology-report", "--json"]) == 0
