@@ -87,6 +87,8 @@ class SimResult:
     state: ClusterState
     peak_state: ClusterState | None = None
     peak_time: float = 0.0
+    #: rows of the trace its reader skipped, per reason (``Trace.skipped_by``; empty for a list of jobs)
+    skipped_by: dict[str, int] = field(default_factory=dict)
 
 
 def _check_inputs(fab: Any, policy: Any, jobs: Any) -> None:
@@ -119,6 +121,8 @@ class Simulator:
             twice = next(i for i, n in Counter(ids).items() if n > 1)
             raise ConfigError(f"simulator: job id {twice[:60]!r} is given more than once", hint="give each job its own id")
         self.fab, self.policy = fab, policy
+        skipped = getattr(jobs, "skipped_by", None)
+        self.skipped_by = {str(k): int(v) for k, v in skipped.items()} if isinstance(skipped, dict) else {}
         self.jobs = list(jobs)
         sort_by_time_then_id(self.jobs, attrgetter("submit"), attrgetter("id"))  # ties: job 9 before 10
         self.slowdown = slowdown or Contention(fab)
@@ -147,6 +151,8 @@ class Simulator:
         self._by_account: dict[str, int] = {}
         self.timeline: dict[str, list[float]] = {"t": [], "busy": [], "queue": [], "frag_t": [], "frag": []}
         self.steps = 0
+        #: GPUs were freed or taken, or the pending jobs' needs changed, since the last fragmentation sample
+        self._frag_dirty = True
         self.finished = 0
         self._saved: dict[str, float] = {}
         self.events = 0
@@ -198,7 +204,8 @@ class Simulator:
                  "solver_calls": placer.solver_calls if counted else None,
                  "solver_s": placer.solver_s if counted else None}
         return SimResult(self.policy.name, self.fab.name, len(self.fab.gpus), list(self.records.values()),
-                         self.timeline, stats, self.state, self.peak_state, self.peak_time)
+                         self.timeline, stats, self.state, self.peak_state, self.peak_time,
+                         dict(self.skipped_by))
 
     def _never_fits(self, job: Job) -> str | None:
         """Why ``job`` can never run on this fabric, even on an empty cluster (None if it can):
@@ -258,6 +265,7 @@ class Simulator:
         seg = self.segments.pop(job_id)
         run = self.running.pop(job_id)
         self.state.release(job_id)
+        self._frag_dirty = True
         self._by_account[run.job.account] -= len(run.gpus)
         rec.end, rec.status = self.now, status
         self.finished += 1
@@ -291,6 +299,7 @@ class Simulator:
     def _need(self, job: Job, count: int) -> None:
         """Count ``job``'s per-host need in (+1) or out of (-1) the pending jobs' needs."""
         need = _per_host_need(job, self._host_gpus)
+        self._frag_dirty = True  # (every start and requeue comes here too)
         left = self._needs.get(need, 0) + count
         if left:
             self._needs[need] = left
@@ -360,21 +369,25 @@ class Simulator:
 
     def _sample(self) -> None:
         tl = self.timeline
-        busy = int(len(self.fab.gpus) - np.count_nonzero(self.state.free))
+        free = self.state.free
+        busy = int(len(self.fab.gpus) - np.count_nonzero(free))
         if busy > self._peak_busy:
             self._peak_busy, self.peak_state, self.peak_time = busy, self.state.copy(), self.now
         tl["t"].append(self.now)
         tl["busy"].append(busy)
         tl["queue"].append(len(self.pending))
-        if self.pending and (not tl["frag_t"] or self.steps % 16 == 0):
+        if self.pending and self._frag_dirty:  # a step function: a sample wherever it may have changed
+            self._frag_dirty = False
             tl["frag_t"].append(self.now)
-            tl["frag"].append(self._fragmentation())
+            tl["frag"].append(self._fragmentation(free))
 
-    def _fragmentation(self) -> float:
+    def _fragmentation(self, free: np.ndarray) -> float:
         """Free GPUs no waiting job could use (hosts with fewer free GPUs than the smallest per-host
         demand among pending jobs), as a fraction of all GPUs."""
         need = min(self._needs)
-        per_host = np.bincount(self.fab.index.gpu_host, weights=self.state.free, minlength=len(self.fab.hosts))
+        if need <= 1:  # a one-GPU need fits any free GPU
+            return 0.0
+        per_host = np.bincount(self.fab.index.gpu_host, weights=free, minlength=len(self.fab.hosts))
         return float(per_host[per_host < need].sum() / len(self.fab.gpus))
 
 

@@ -3,15 +3,21 @@
 * JCT: end − submit, over jobs that completed their work (status ``done``); jobs ended at their
   walltime (``timeout``, also after preemptions) are excluded and counted as ``timeouts`` with the
   GPU-hours they used; queueing delay: first start − submit, over every job that started.
+* ``jobs``: the jobs replayed (= finished + timeouts + unfinished + rejected); ``skipped`` and
+  ``skipped_by`` (reason → rows): the trace's rows its reader skipped (``Trace.skipped_by``: CPU-only,
+  never scheduled, never ran, ...), so a trace's rows = jobs + skipped.
 * jobs that can never fit the fabric (more GPUs per host than any host has, more such hosts than
   exist) are ``rejected`` at arrival with a reason (``rejected_reasons``); ``note`` says in words
   what the figures cover.
 * bounded slowdown: ``max(1, JCT / max(ideal, τ))`` with ideal the job's unstretched run time (its
   trace duration) and τ = 10 s (Feitelson et al., "Theory and Practice in Parallel Job Scheduling",
   JSSPP'97).
-* GPU utilisation: time-weighted busy GPUs / GPUs between the first submit and the last end.
+* GPU utilisation: time-weighted busy GPUs / GPUs between the first submit of a job that was not
+  rejected (a rejected job's arrival does not open the window) and the last end.
 * fragmentation: time-averaged fraction of GPUs that are free but on hosts with fewer free GPUs
-  than the smallest per-host demand of any waiting job (sampled while jobs wait).
+  than the smallest per-host demand of any waiting job, over the time jobs wait within the
+  utilisation's window (0 when none waits); sampled whenever GPUs are taken or freed or the waiting
+  jobs change.
 * domains spanned: mean number of domains of the lowest multi-host level (NVLink domain on an
   NVL72, leaf on a DGX SuperPOD: ``domain_level``) and of hosts touched
   by multi-host gangs (at their first start).
@@ -92,19 +98,23 @@ def summarize(result: SimResult) -> dict[str, Any]:
     rejected = [r for r in result.records if r.status == "rejected"]
     tl = result.timeline
     last_end = max((r.end for r in ended), default=None)  # utilisation up to the last job end, not the
-    util = _time_weighted(tl["t"], tl["busy"], until=last_end) / max(result.gpus, 1)  # last wake-up or rejection
+    # last wake-up or rejection, from the first job not rejected (a rejected first job's arrival is no start)
+    first = min((r.job.submit for r in result.records if r.status != "rejected"), default=None)
+    util = _time_weighted(tl["t"], tl["busy"], since=first, until=last_end) / max(result.gpus, 1)
     return {
         "policy": result.policy, "fabric": result.fabric, "gpus": result.gpus, "jobs": len(result.records),
         "finished": len(recs), "timeouts": len(killed),
         "timeout_gpu_hours": float(sum((r.gpus or r.job.gpus) * r.run_time for r in killed) / 3600.0),
         "rejected": len(rejected), "rejected_reasons": _reasons(rejected),
         "unfinished": sum(r.end is None and r.status != "rejected" for r in result.records),
+        # rows of the trace file its reader skipped (not in ``jobs``): submitted = jobs + skipped
+        "skipped": sum(result.skipped_by.values()), "skipped_by": dict(result.skipped_by),
         "mean_jct_s": _mean(jct), "p50_jct_s": _pct(jct, 50), "p99_jct_s": _pct(jct, 99),
         "mean_wait_s": _mean(wait), "p50_wait_s": _pct(wait, 50),
         "p99_wait_s": _pct(wait, 99), "max_wait_s": _pct(wait, 100),
         "mean_bounded_slowdown": _mean(bsld),
         "gpu_utilisation": util,
-        "fragmentation": float(np.mean(tl["frag"])) if tl["frag"] else 0.0,
+        "fragmentation": _fragmentation(tl, since=first, until=last_end),
         "multi_host_gangs": len(multi),
         # undefined without multi-host gangs: None (null in JSON, "–" in reports), not a 0 that reads as a value
         "mean_domains_spanned": float(np.mean([r.domains.get(level, 1) for r in multi])) if multi else None,
@@ -146,15 +156,33 @@ def _note(total: int, done: int, killed: int, rejected: list[Any]) -> str:
     return "; ".join(parts)
 
 
-def _time_weighted(t: list[float], v: list[float], *, until: float | None = None) -> float:
-    """Mean of the step function ``v`` (value ``v[i]`` from ``t[i]`` to ``t[i+1]``) from ``t[0]`` to
-    ``until`` (default: the last time)."""
+def _time_weighted(t: list[float], v: list[float], *, since: float | None = None,
+                   until: float | None = None) -> float:
+    """Mean of the step function ``v`` (value ``v[i]`` from ``t[i]`` to ``t[i+1]``) from ``since``
+    (default: ``t[0]``) to ``until`` (default: the last time)."""
     if len(t) < 2:
         return float(v[0]) if v else 0.0
     ta, va = np.asarray(t, float), np.asarray(v, float)
-    end = ta[-1] if until is None else min(max(until, ta[0]), ta[-1])
-    dt = np.diff(np.minimum(ta, end))
-    return float((va[:-1] * dt).sum() / max(end - ta[0], 1e-9))
+    start = ta[0] if since is None else min(max(since, ta[0]), ta[-1])
+    end = ta[-1] if until is None else min(max(until, start), ta[-1])
+    dt = np.diff(np.clip(ta, start, end))
+    return float((va[:-1] * dt).sum() / max(end - start, 1e-9))
+
+
+def _fragmentation(tl: dict[str, list[float]], *, since: float | None, until: float | None) -> float:
+    """Time-average of the fragmentation samples (``frag`` at ``frag_t``: a step function, sampled
+    wherever it may change while jobs wait) over the time some job waited (``queue`` > 0) within the
+    utilisation window ``since``..``until``; 0.0 when no job waited."""
+    t, queue = np.asarray(tl["t"], float), np.asarray(tl["queue"], float)
+    if len(t) < 2 or not tl["frag"]:
+        return 0.0
+    start = t[0] if since is None else min(max(since, t[0]), t[-1])
+    end = t[-1] if until is None else min(max(until, start), t[-1])
+    dt = np.diff(np.clip(t, start, end)) * (queue[:-1] > 0)
+    at = np.searchsorted(np.asarray(tl["frag_t"], float), t[:-1], side="right") - 1
+    value = np.where(at >= 0, np.asarray(tl["frag"], float)[np.maximum(at, 0)], 0.0)
+    waited = dt.sum()
+    return float((value * dt).sum() / waited) if waited > 0 else 0.0
 
 
 def job_rows(result: SimResult) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """The HTML comparison report: a metrics table and matplotlib plots, policies side by side.
 
 Plots (PNG, embedded as data URIs so the page is one self-contained file): GPU utilisation and
-queue length over time, the JCT CDF, and mean waiting time per tier. Optionally links the topology
+queue length over time, the JCT CDF (log scale: jobs of 0 s are counted in the fractions but not
+drawn; a run with only those draws no curve), and mean waiting time per tier. Optionally links the topology
 report of each policy's final state.
 """
 
@@ -30,6 +31,7 @@ ROWS = [("mean_jct_s", "mean JCT (h)", 1 / 3600), ("p50_jct_s", "p50 JCT (h)", 1
         ("preemptions", "preemptions", 1), ("gpu_hours_lost", "GPU-hours lost to preemption", 1),
         ("backfilled", "jobs backfilled", 1), ("timeouts", "jobs ended at walltime", 1),
         ("finished", "jobs finished", 1), ("rejected", "jobs rejected (can never fit)", 1),
+        ("jobs", "jobs replayed", 1), ("skipped", "trace rows skipped (not replayed)", 1),
         ("sim_wall_s", "simulation wall time (s)", 1)]
 
 
@@ -84,9 +86,10 @@ def _plots(results: list[dict[str, Any]], names: list[str]) -> dict[str, str]:
     out["timeline"] = _png(fig)
     fig, ax = plt.subplots(figsize=(6, 4))
     for r, n in zip(results, names, strict=True):
-        jct = np.asarray(r["jct"], float) / 3600
-        if jct.size:
-            ax.plot(np.sort(jct), np.arange(1, jct.size + 1) / jct.size, label=n)
+        jct = np.sort(np.asarray(r["jct"], float)) / 3600
+        frac, shown = np.arange(1, jct.size + 1) / max(jct.size, 1), jct > 0  # log scale: no 0 s point
+        if shown.any():  # 0-second jobs still count in the fractions of the longer ones
+            ax.plot(jct[shown], frac[shown], label=n)
     ax.set_xscale("log"), ax.set_xlabel("job completion time (h, log)"), ax.set_ylabel("fraction of jobs")
     if ax.lines:  # no run completed a job: no curve, no legend (matplotlib would warn)
         ax.legend()

@@ -29,7 +29,7 @@ NOT_FINISHED = ("are jobs that had not finished (no end time: pending, running, 
 #: A run time of 0 s (SWF, Tiresias, sacct/jobcomp End = Start) is a job that ran under a second: it is
 #: kept (it still waits for its GPUs), so these reasons are for rows that say the job never ran.
 NO_RUN_TIME = "have no run time (SWF run time -1: unknown)"
-NEVER_RAN = "never ran (openb pods deleted when they were created)"
+NEVER_RAN = "never ran (openb pods deleted when they were created or scheduled)"
 #: openb pods that were deleted while Pending: their deletion - creation is a wait, not a run.
 NEVER_SCHEDULED = ("were never scheduled (openb pod_phase Pending and no scheduled_time: deleted while "
                    "waiting, so deletion - creation is a wait, not a run time)")
@@ -92,22 +92,30 @@ def run_time(p: Path, n: int, name: str, value: float, scale: float) -> float:
 
 
 def lines(p: Path, what: str = "trace file") -> Iterator[str]:
-    """The lines of ``p`` one at a time, without their line end (``\\n`` or ``\\r\\n``); a UTF-8
-    byte order mark (Excel's "CSV UTF-8") on the first line is dropped. The file must be a regular
-    file of at most MAX_FILE_BYTES; a line that is not UTF-8 is a ConfigError naming it."""
+    """The lines of ``p`` one at a time, without their line end (``\\n``, ``\\r\\n``, or a lone
+    ``\\r``: an old Mac's, which Excel for Mac still writes as "CSV (Macintosh)"); a UTF-8 byte order
+    mark (Excel's "CSV UTF-8") on the first line is dropped. The file must be a regular file of at
+    most MAX_FILE_BYTES; a line that is not UTF-8 is a ConfigError naming it. (A file of lone ``\\r``
+    ends is read whole, once, before it is split: at most MAX_FILE_BYTES.)"""
     try:
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise os_error(exc, what, p) from None
     with os.fdopen(fd, "rb", buffering=1 << 20) as f:
         check_regular(fd, what, p)
-        total = 0
+        total = n = 0
         try:
-            for n, raw in enumerate(f, start=1):
+            for raw in f:
                 total += len(raw)
                 if total > MAX_FILE_BYTES:
                     raise ConfigError(f"{what} {str(p)!r} grew past the limit of {MAX_FILE_BYTES:,} bytes")
-                yield _decode(p, n, raw, total - len(raw)).rstrip("\r\n")
+                offset = total - len(raw)
+                body = raw[:-1] if raw.endswith(b"\n") else raw
+                body = body[:-1] if body.endswith(b"\r") else body
+                for part in body.split(b"\r") if b"\r" in body else (body,):  # lone CRs end lines too
+                    n += 1
+                    yield _decode(p, n, part, offset)
+                    offset += len(part) + 1
         except OSError as exc:
             raise os_error(exc, what, p) from None
 

@@ -8,10 +8,14 @@ line. Files are read one line at a time; ``limit=N`` keeps only the N earliest j
 * **Tiresias** (``job_id,num_gpu,submit_time,iterations,model_name,duration,interval``, from the
   Tiresias NSDI'19 simulator): GPUs > ``gpus_per_host`` become ``nodes × gpus_per_host`` gangs;
   ``model_name`` sets the communication sensitivity (VGG/AlexNet high, ResNet/Inception lower, as
-  Tiresias' skew analysis found); walltime = duration × ``walltime_factor``.
+  Tiresias' skew analysis found), nothing else; walltime = duration × ``walltime_factor``; optional
+  ``account``, ``user`` and ``tier`` (high/normal/spot) columns, else ``default``, ``user``,
+  ``normal``.
 * **Alibaba openb** (``name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,
   creation_time,deletion_time,scheduled_time``, from the FGD ATC'23 traces): ``creation_time`` →
-  submit, ``deletion_time − creation_time`` → duration; ``qos`` LS/Guaranteed → ``high``,
+  submit, ``deletion_time − scheduled_time`` → duration (creation → scheduled was the original
+  cluster's queue wait; without a ``scheduled_time``: ``deletion_time − creation_time``; one outside
+  creation..deletion is a ConfigError naming the line); ``qos`` LS/Guaranteed → ``high``,
   Burstable → ``normal``, BE → ``spot``; pods without GPUs are skipped; a fractional GPU
   (``gpu_milli < 1000``) counts as a whole GPU (placement allocates whole GPUs).
 * **SWF** (Parallel Workloads Archive, 18 whitespace-separated fields, ``;`` comments): field 2
@@ -21,9 +25,10 @@ line. Files are read one line at a time; ``limit=N`` keeps only the N earliest j
   GPUs (CLI ``--procs-per-gpu``; default 1: a CPU cluster's 256-processor job is a 256-GPU gang).
 
 A run time of 0 s (SWF run time 0, Tiresias duration 0) is a job that ran under a second: it is
-kept, and waits for its GPUs like any other; an openb pod deleted when it was created never ran and
-is skipped (``NEVER_RAN``), as is one deleted while ``Pending`` with no ``scheduled_time``
-(``NEVER_SCHEDULED``: its deletion − creation was a wait) and an SWF run time of -1 (unknown).
+kept, and waits for its GPUs like any other; an openb pod deleted when it was created (or
+scheduled) never ran and is skipped (``NEVER_RAN``), as is one deleted while ``Pending`` with no
+``scheduled_time`` (``NEVER_SCHEDULED``: its deletion − creation was a wait) and an SWF run time of
+-1 (unknown).
 """
 
 from __future__ import annotations
@@ -255,13 +260,25 @@ def read_tiresias(path: str | os.PathLike[str], *, gpus_per_host: int = 8, wallt
             continue
         model = (table.get(row, "model_name") or "").lower()
         sens = next((v for k, v in _SENS.items() if model.startswith(k)), 1.0)
+        account, user, tier = _who(table, row, p, n)
         keep.add(submit, jid, (
-            gang_request(gpus, gpus_per_host), max(dur * walltime_factor, 60.0), dur,
-            sys.intern(model.rstrip("0123456789") or "default"), "user", "normal",
+            gang_request(gpus, gpus_per_host), max(dur * walltime_factor, 60.0), dur, account, user, tier,
             {"comm_fraction": _fraction(sens), **profile, "model": sys.intern(model)}))
     span.check()
     ids.check(lambda: ((n, row[i_id]) for n, row in _Table(p, need, "a Tiresias trace")))
     return Trace(_built(keep), f"tiresias:{p.name}", keep.skipped_by, path=p)
+
+
+def _who(table: _Table, row: list[str], p: Path, n: int) -> tuple[str, str, str]:
+    """(account, user, tier) of a Tiresias row: its ``account``, ``user`` and ``tier`` columns where the
+    trace has them and the cell is not empty, else ``default``, ``user``, ``normal`` (the model name
+    is no account: it only sets the communication sensitivity)."""
+    account, user, tier = ((table.get(row, k) or "").strip() for k in ("account", "user", "tier"))
+    tier = tier.lower() or "normal"
+    if tier not in TIERS:
+        raise ConfigError(f"{p}:{n}: tier {tier[:40]!r} is not one of {', '.join(TIERS)}",
+                          hint=f"write {', '.join(TIERS)} in the tier column, or leave it empty for normal")
+    return sys.intern(account or "default"), sys.intern(user or "user"), tier
 
 
 @functools.lru_cache(maxsize=64)
@@ -314,13 +331,17 @@ def read_openb(path: str | os.PathLike[str], *, gpus_per_host: int = 8, walltime
         raw = _number(p, n, "creation_time", row[i_new])
         start = span.add(n, raw)  # scaled
         end = _number(p, n, "deletion_time", row[i_del]) if row[i_del].strip() else None
+        ran = True
         if end is not None:
             if math.isfinite(end) and end < raw:
                 raise ConfigError(f"{p}:{n}: deletion_time={end:g} is before creation_time={raw:g}",
                                   hint="fix the row (a pod is deleted after it is created), or drop it")
-            end = start + run_time(p, n, "deletion_time - creation_time", end - raw, time_scale)
+            began = _scheduled(table, row, p, n, raw, end)
+            name = "deletion_time - creation_time" if began is None else "deletion_time - scheduled_time"
+            run = run_time(p, n, name, end - (raw if began is None else began), time_scale)
+            end, ran = start + run, end > (raw if began is None else began)
         profile = _profile(table, row, p, n) if table.profiled else {}
-        if gpus <= 0 or end is None or end == start:
+        if gpus <= 0 or end is None or not ran:
             keep.skip(NOT_GPU if gpus <= 0 else NOT_FINISHED if end is None else NEVER_RAN)
             continue
         if _never_scheduled(table, row):
@@ -340,6 +361,25 @@ def read_openb(path: str | os.PathLike[str], *, gpus_per_host: int = 8, walltime
     span.check()
     ids.check(lambda: ((n, row[i_name]) for n, row in _Table(p, need, "an Alibaba openb pod list")))
     return Trace(_built(keep), f"openb:{p.name}", keep.skipped_by, path=p)
+
+
+def _scheduled(table: _Table, row: list[str], p: Path, n: int, created: float,
+               deleted: float) -> float | None:
+    """An openb pod's ``scheduled_time`` (unscaled), when the row gives one: the pod ran from then to
+    its deletion (creation → scheduled was the original cluster's queue wait); it must lie in
+    ``creation_time..deletion_time``. None: no such column or an empty cell (run from creation)."""
+    text = table.get(row, "scheduled_time")
+    if text is None or not text.strip():
+        return None
+    at = _number(p, n, "scheduled_time", text)
+    if not math.isfinite(at) or not created <= at <= deleted:
+        where = ("before creation_time" if at < created else "after deletion_time" if at > deleted
+                 else "not finite")
+        raise ConfigError(f"{p}:{n}: scheduled_time={at:g} is {where} (creation_time={created:g}, "
+                          f"deletion_time={deleted:g})",
+                          hint="fix the row (a pod is scheduled after it is created and before it is "
+                               "deleted), leave scheduled_time empty to run it from creation, or drop it")
+    return at
 
 
 def _never_scheduled(table: _Table, row: list[str]) -> bool:
