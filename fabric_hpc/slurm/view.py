@@ -30,7 +30,7 @@ take those hosts meanwhile).
 A pending job whose begin time is still ahead and is no fabric deferral (the user's ``--begin``, Slurm's
 delay after a requeue) is listed in ``not_before``: not placed before that time (:meth:`PinRules.not_before`).
 A running job fabric does not place (no ``fabric`` comment, ``nofabric``) is running to the policy too, its
-GPUs freed at Slurm's start + time limit (none: :data:`DEFAULT_WALLTIME_S`), never a preemption victim: a
+GPUs freed at Slurm's start + time limit (none: :data:`UNLIMITED_WALLTIME_S`), never a preemption victim: a
 gang waiting for them gets its reservation, and later jobs backfill only around it (as Slurm's backfill).
 Job arrays and heterogeneous jobs are never fabric jobs (:attr:`~fabric_hpc.slurm.contract.Job.grouped`).
 A reservation that has not started yet (``scontrol create reservation starttime=now+2hours ...``, read by
@@ -67,7 +67,12 @@ from fabric_hpc.slurm.view_hosts import (  # noqa: F401 (callers import them fro
 from fabric_hpc.topology import Fabric
 
 UNATTRIBUTED = "slurm:unattributed"
-DEFAULT_WALLTIME_S = 3600.0
+#: The walltime of a job without a time limit (``UNLIMITED``, ``--time=0``; Slurm already reports a job submitted
+#: without ``--time`` with its partition's ``MaxTime``): Slurm's year (job_mgr.c ``job_end_time_reset``, backfill.c
+#: ``YEAR_MINUTES``), so such a job is never backfilled in front of a reservation and a gang waiting for it waits
+#: that long (a spot gang without a limit is a preemption candidate like any long one).
+UNLIMITED_WALLTIME_S = 365 * 24 * 3600.0
+DEFAULT_WALLTIME_S = UNLIMITED_WALLTIME_S  # its name before (it was 1 h)
 #: How long after its pin a job keeps its hosts while the GPUs it needs are still held by jobs
 #: that are going away (Slurm's ``KillWait``, 30 s by default, plus the epilog); later it is re-placed.
 PIN_GRACE_S = 120.0
