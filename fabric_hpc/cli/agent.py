@@ -245,6 +245,7 @@ def check(config_path: str, as_json: bool) -> None:
     """
     from fabric_hpc.errors import FabricError
     from fabric_hpc.slurm.deploy_config import load_config
+    from fabric_hpc.slurm.tier_check import tier_map_ok
 
     try:
         cfg = load_config(config_path)[0]
@@ -275,6 +276,7 @@ def check(config_path: str, as_json: bool) -> None:
     step("running agent", lambda: _running_agent_ok(a))
     step("metrics port", lambda: _metrics_port_ok(a.metrics_port, a.state_dir))
     step("slurm", lambda: _slurm_ok(a, fab))
+    step("tier map", lambda: tier_map_ok(a.tier_map, _client(a)))
     step("slurm.conf", lambda: _slurm_conf_ok(a, cfg.install))
     step("privilege", lambda: _privilege_ok(a, cfg.install.service_user))
     step("usage source", lambda: _usage_source_ok(a))

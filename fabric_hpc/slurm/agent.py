@@ -69,6 +69,7 @@ from fabric_hpc.slurm.metrics import gpu_counts
 from fabric_hpc.slurm.other_agent import OtherAgentWatch
 from fabric_hpc.slurm.qos_store import QosMemory
 from fabric_hpc.slurm.sdnotify import notify
+from fabric_hpc.slurm.tier_check import unknown_entries
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.slurm.usage import AgentUsage
 from fabric_hpc.slurm.blocks import BlockSource
@@ -321,6 +322,9 @@ class Agent:
             if mismatch := gpu_mismatch(self.fab, nodes):
                 self._log("model_mismatch", detail=mismatch)  # `fabric agent check` fails on it (exit 3)
             self._log("start", pid=os.getpid(), config=self.config.model_dump())
+            if unknown := unknown_entries(self.inputs.tiers, nodes, command_runner(self.client, 10.0))[0]:
+                self._log("tier_map_unknown", entries=unknown, hint="these entries map no job: fix the names "
+                          "(sinfo -s; sacctmgr show qos format=name) and restart the agent")
             started = True
             notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=Slurm answered; placing gangs")
             self._loop(max_cycles)
