@@ -1,4 +1,4 @@
-"""Does each ``tier_map`` entry name a partition or QOS Slurm has? (``fabric agent check``, the agent's start).
+"""Does each ``tier_map`` entry name a partition or QOS Slurm has? (``fabric agent check``, agent start).
 
 An entry naming nothing (``partition:nosuch=high``, a typo) maps no job, silently: every job of the
 partition meant keeps its comment's tier. The partitions are those Slurm lists for its nodes (every backend
@@ -22,7 +22,9 @@ SHOWN = 20
 
 def _listed(names: set[str]) -> str:
     shown = sorted(names)[:SHOWN]
-    return ", ".join(shown) + (f", … ({len(names)} in all)" if len(names) > SHOWN else "") if shown else "none"
+    if not shown:
+        return "none"
+    return ", ".join(shown) + (f", … ({len(names)} in all)" if len(names) > SHOWN else "")
 
 
 def unknown_entries(tiers: TierMap, nodes: Sequence[Node],
@@ -64,6 +66,7 @@ def tier_map_ok(entries: Sequence[str], client: object) -> str:
                                       command_runner(client))  # type: ignore[arg-type]
     if problems:
         raise ConfigError("tier_map names what Slurm does not have: " + "; ".join(problems),
-                          hint="fix or drop the entry (agent.tier_map / --tier-map): the names as Slurm shows "
-                               "them, sinfo -s (partitions, case-sensitive), sacctmgr show qos format=name")
+                          hint="fix or drop the entry (agent.tier_map / --tier-map): the names as Slurm "
+                               "shows them, sinfo -s (partitions, case-sensitive), "
+                               "sacctmgr show qos format=name")
     return "; ".join([f"{len(entries)} entries: each names a partition/QOS of Slurm", *notes])

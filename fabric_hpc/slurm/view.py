@@ -67,10 +67,11 @@ from fabric_hpc.slurm.view_hosts import (  # noqa: F401 (callers import them fro
 from fabric_hpc.topology import Fabric
 
 UNATTRIBUTED = "slurm:unattributed"
-#: The walltime of a job without a time limit (``UNLIMITED``, ``--time=0``; Slurm already reports a job submitted
-#: without ``--time`` with its partition's ``MaxTime``): Slurm's year (job_mgr.c ``job_end_time_reset``, backfill.c
-#: ``YEAR_MINUTES``), so such a job is never backfilled in front of a reservation and a gang waiting for it waits
-#: that long (a spot gang without a limit is a preemption candidate like any long one).
+#: The walltime of a job without a time limit (``UNLIMITED``, ``--time=0``; Slurm already reports a job
+#: submitted without ``--time`` with its partition's ``MaxTime``): Slurm's year (job_mgr.c
+#: ``job_end_time_reset``, backfill.c ``YEAR_MINUTES``), so such a job is never backfilled in front of a
+#: reservation and a gang waiting for it waits that long (an unlimited spot gang is a preemption candidate
+#: like any long one).
 UNLIMITED_WALLTIME_S = 365 * 24 * 3600.0
 DEFAULT_WALLTIME_S = UNLIMITED_WALLTIME_S  # its name before (it was 1 h)
 #: How long after its pin a job keeps its hosts while the GPUs it needs are still held by jobs

@@ -21,7 +21,8 @@ from fabric_hpc.slurm.tiers import TierMap
 
 
 def _job(qos: str = "", partition: str = "debug") -> Job:
-    return Job(7, "m", state="PENDING", partition=partition, qos=qos, nodes=1, gpus_per_node=8, comment="fabric")
+    return Job(7, "m", state="PENDING", partition=partition, qos=qos, nodes=1, gpus_per_node=8,
+               comment="fabric")
 
 
 @pytest.mark.parametrize(("entry", "qos"), [("qos:Urgent=high", "urgent"), ("qos:urgent=high", "Urgent"),
@@ -57,7 +58,8 @@ def test_a_name_with_a_space_inside_is_refused() -> None:
 
 
 def _nodes(*parts: Sequence[str]) -> list[Node]:
-    return [Node(name=f"n{i}", state="idle", cpus=8, gpus=8, partitions=tuple(p)) for i, p in enumerate(parts)]
+    return [Node(name=f"n{i}", state="idle", cpus=8, gpus=8, partitions=tuple(p))
+            for i, p in enumerate(parts)]
 
 
 def _qos(names: str):
@@ -72,7 +74,8 @@ def _no_dbd(argv: Sequence[str]) -> str:
 
 
 def test_unknown_partitions_and_qos_are_named() -> None:
-    tiers = TierMap.parse(["partition:nosuch=high", "partition:hi=high", "qos:nosuch=spot", "qos:Urgent=high"])
+    tiers = TierMap.parse(["partition:nosuch=high", "partition:hi=high", "qos:nosuch=spot",
+                           "qos:Urgent=high"])
     problems, notes = unknown_entries(tiers, _nodes(["debug", "hi"], ["debug"]), _qos("normal\nurgent\n"))
     assert problems == ["partition:nosuch=high: no partition 'nosuch' in Slurm (partitions: debug, hi)",
                         "qos:nosuch=spot: no QOS 'nosuch' in Slurm (QOS: normal, urgent)"]

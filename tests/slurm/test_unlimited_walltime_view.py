@@ -76,7 +76,8 @@ def test_a_job_with_time_limit_zero_is_unlimited_too() -> None:
 
 def test_an_unlimited_running_job_ends_a_year_after_its_start() -> None:
     busy = [f"n{i}" for i in range(1, 11)]
-    view, d = step(busy, [running(1, "nofabric", busy, None, NOW - 7200), pending(2, "fabric:tier=high", 16, 5)])
+    jobs = [running(1, "nofabric", busy, None, NOW - 7200), pending(2, "fabric:tier=high", 16, 5)]
+    view, d = step(busy, jobs)
     b = next(r for r in view.running if r.job.id == "1")
     assert b.walltime_end == NOW - 7200 + YEAR_S  # was start + 1 h: "ending now" two hours in
     assert d.reservations["2"].start == b.walltime_end

@@ -41,5 +41,6 @@ def test_an_unlimited_job_waits_behind_the_reserved_high_gang(small, agent, limi
     hi = c.wait_job(h, states=("RUNNING", "COMPLETED"), timeout=90)  # once B is gone
     lo = c.wait_job(s, states=("RUNNING", "COMPLETED"), timeout=60)
     assert _start(lo) >= _start(hi), (hi["StartTime"], lo["StartTime"])
-    waiting = [e["jobs"] for e in read_json_lines(a.state_dir / "decisions.jsonl") if e["event"] == "agent.waiting"]
+    log = read_json_lines(a.state_dir / "decisions.jsonl")
+    waiting = [e["jobs"] for e in log if e["event"] == "agent.waiting"]
     assert any(w.get(str(h)) == "Resources" and w.get(str(s)) == "Priority" for w in waiting), waiting
