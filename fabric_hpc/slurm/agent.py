@@ -61,7 +61,8 @@ from fabric_hpc.slurm.actions import Actions, AgentPrivilegeError, Applied
 from fabric_hpc.slurm.agent_config import AgentConfig  # noqa: F401 (where callers import it from)
 from fabric_hpc.slurm.agent_support import (  # noqa: F401 (re-exported: callers import them from here)
     agent_lock, bounded, check_state_dir, compact_holds, cycle_error, error_text, first_contact,
-    gpu_mismatch, heartbeat_text, model_overlap, plugin_dir, read_status, stop_reason, write_heartbeat)
+    gpu_mismatch, heartbeat_text, model_overlap, plugin_dir, read_status, reserved_facts, stop_reason,
+    write_heartbeat)
 from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer, repair_logs
 from fabric_hpc.slurm.contract import Job, Node, ReadsReservations, SlurmClient
 from fabric_hpc.slurm.deferral_store import DeferralStore
@@ -88,6 +89,7 @@ class CycleResult:
     unpinned: dict[int, str] = field(default_factory=dict)  # blocked job -> held/dependency: pin cleared
     waiting: dict[int, str] = field(default_factory=dict)
     holds: dict[str, dict[str, Any]] = field(default_factory=dict)  # agent_support.compact_holds
+    reserved: dict[str, dict[str, Any]] = field(default_factory=dict)  # agent_support.reserved_facts
     pending: int = 0
     seconds: float = 0.0
     read_s: float = 0.0
@@ -161,6 +163,7 @@ class Agent:
                 res.deferred.append(job_id)
         res.waiting.update(dict.fromkeys(view.not_before, "BeginTime"))  # placed once that time comes
         res.holds = compact_holds(self.policy, self.fab, pending, res.waiting)
+        res.reserved = reserved_facts(decisions.reservations, view.running, res.waiting)
         self._blocked(view, res, now)
         self._write_ahead(decisions, res, now)
         done = self.actions.apply(res.requeued, res.started, view.invalid, res.deferred,
@@ -239,8 +242,9 @@ class Agent:
                             gpu_hours_lost=p.gpu_hours_lost) for p in decisions.preempt]
         fresh += [make_event("agent.place", **entry) for entry in res.started]
         fresh += [make_event("agent.unpin", job=job_id, reason=why) for job_id, why in res.unpinned.items()]
-        if res.waiting and self.waiting_log.due(res.waiting, now):
+        if res.waiting and self.waiting_log.due(res.waiting, now, res.reserved):
             holds = {"holds": res.holds} if res.holds else {}  # until when, and where, a gang is held
+            holds |= {"reserved": res.reserved} if res.reserved else {}  # when, where a gang is to start
             fresh.append(make_event("agent.waiting", jobs={str(k): v for k, v in sorted(res.waiting.items())},
                                     **holds))
         for event in fresh:
@@ -274,6 +278,7 @@ class Agent:
                         "read_s": res.read_s, "policy_s": res.policy_s, "pending": res.pending,
                         "pinned": len(view.pinned), "started": [s["job"] for s in res.started],
                         "requeued": res.requeued, "waiting": {str(k): v for k, v in res.waiting.items()},
+                        "reserved": res.reserved,
                         "utilisation": _utilisation(view), "backend": self.client.backend,
                         "missing_hosts": len(view.missing), "upcoming_reservations": len(view.upcoming),
                         **self.usage_source.status()}

@@ -9,6 +9,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -269,4 +270,26 @@ def compact_holds(policy: Any, fab: Fabric, pending: dict[str, Any], waiting: di
         held = compact_job(p.job, fab).request
         until = policy.hold_until(p.job) if isinstance(policy, HoldsJobs) else None
         out[str(job_id)] = {"until": until, "domains": held.max_domains, "level": held.max_domains_level}
+    return out
+
+
+#: Most job ids listed in a reservation's ``after``.
+MAX_AFTER = 20
+
+
+def reserved_facts(reservations: Mapping[str, Any], running: Sequence[Any], waiting: Mapping[int, str]
+                   ) -> dict[str, dict[str, Any]]:
+    """For each waiting job the policy reserved GPUs for (``Decisions.reservations``): ``start`` (when it
+    is expected to start at the latest: the running jobs' time limits), ``hosts`` (how many) and ``after``
+    (the Slurm jobs holding those GPUs now, whose end it waits for; at most :data:`MAX_AFTER`), by job id
+    (text), for the ``agent.waiting`` record and ``status.json`` that `fabric slurm why` reads."""
+    out: dict[str, dict[str, Any]] = {}
+    for job_id, r in reservations.items():
+        if not job_id.isdigit() or int(job_id) not in waiting:
+            continue
+        gpus = set(r.gpus)
+        after = sorted({int(run.job.meta.get("slurm_job", 0)) for run in running
+                        if gpus.intersection(run.gpus)} - {0})
+        out[job_id] = {"start": r.start, "hosts": len({g.rpartition("/")[0] for g in gpus}),
+                       "after": after[:MAX_AFTER]}
     return out
