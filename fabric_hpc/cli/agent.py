@@ -203,6 +203,7 @@ def _running_agent_ok(section: Any) -> str:
     agent only once it is restarted. Its fallback_s is the one in its status.json."""
     from fabric_hpc.errors import ConfigError
     from fabric_hpc.inputs import read_json, read_text
+    from fabric_hpc.slurm.agent_support import running_settings
     from fabric_hpc.slurm.manifest import UNIT_NAME, running_agent
     from fabric_hpc.slurm.plugins import lua_settings
 
@@ -228,7 +229,7 @@ def _running_agent_ok(section: Any) -> str:
                           f"{installed} s (new jobs wait the one, the agent renews the other)",
                           hint="restart the agent to apply the installed settings: "
                                f"systemctl restart {UNIT_NAME}")
-    return f"pid {pid}: fallback_s {running} s, as {where}"
+    return f"pid {pid}: fallback_s {running} s, as {where}; " + running_settings(pid, status, section)
 
 
 @group.command("check")

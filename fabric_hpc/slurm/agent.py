@@ -61,8 +61,8 @@ from fabric_hpc.slurm.actions import Actions, AgentPrivilegeError, Applied
 from fabric_hpc.slurm.agent_config import AgentConfig  # noqa: F401 (where callers import it from)
 from fabric_hpc.slurm.agent_support import (  # noqa: F401 (re-exported: callers import them from here)
     agent_lock, bounded, check_state_dir, compact_holds, cycle_error, error_text, first_contact,
-    gpu_mismatch, heartbeat_text, model_overlap, plugin_dir, read_status, reserved_facts, stop_reason,
-    write_heartbeat)
+    agent_settings, gpu_mismatch, heartbeat_text, model_overlap, plugin_dir, read_status, reserved_facts,
+    stop_reason, write_heartbeat)
 from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer, repair_logs
 from fabric_hpc.slurm.contract import Job, Node, ReadsReservations, SlurmClient
 from fabric_hpc.slurm.deferral_store import DeferralStore
@@ -301,7 +301,7 @@ class Agent:
         status = {**self._status, "pid": os.getpid(), "ts": time.time(), "fallback_s": self.config.fallback_s,
                   "errors": self.errors, "failed_actions": self.actions.failed_total,
                   "last_error": self.last_error, "last_action_error": self.actions.last_error,
-                  "tier_map": list(self.config.tier_map), **extra}
+                  "tier_map": list(self.config.tier_map), "settings": agent_settings(self.config), **extra}
         write_atomic(self.state_dir / "status.json", json.dumps(status), mode=0o644, durable=False)
 
     # -- the daemon loop ---------------------------------------------------------------------

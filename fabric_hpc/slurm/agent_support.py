@@ -293,3 +293,33 @@ def reserved_facts(reservations: Mapping[str, Any], running: Sequence[Any], wait
         out[job_id] = {"start": r.start, "hosts": len({g.rpartition("/")[0] for g in gpus}),
                        "after": after[:MAX_AFTER]}
     return out
+
+
+def agent_settings(config: Any) -> dict[str, Any]:
+    """The settings an agent runs with (every ``AgentConfig`` field but ``state_dir``): read once at its start
+    (SIGHUP only reopens the logs), recorded in ``status.json`` for ``fabric agent check``."""
+    from fabric_hpc.slurm.agent_config import AgentConfig
+
+    return {k: getattr(config, k) for k in AgentConfig.model_fields if k != "state_dir"}
+
+
+def settings_differ(running: Mapping[str, Any], config: Any) -> list[str]:
+    """``KEY RUNNING (this config: VALUE)`` for each recorded setting of a running agent that ``config`` (an
+    ``AgentConfig``) sets otherwise (``fallback_s``: compared with job_submit.lua by the caller)."""
+    mine = agent_settings(config)
+    return [f"{k} {running[k]!r} (this config: {mine[k]!r})" for k in sorted(running)
+            if k in mine and k != "fallback_s" and running[k] != mine[k]]
+
+
+def running_settings(pid: int, status: Mapping[str, Any], config: Any) -> str:
+    """``fabric agent check``: the running agent's settings (its ``status.json`` ``settings``) are
+    ``config``'s; ConfigError naming those that are not (read at its start: a restart applies them)."""
+    from fabric_hpc.slurm.manifest import UNIT_NAME
+
+    if not isinstance(settings := status.get("settings"), dict):
+        return "its other settings not recorded (an agent from before 2026-12-06)"
+    if differ := settings_differ(settings, config):
+        raise ConfigError(f"the running agent (pid {pid}) runs other settings than this config: "
+                          f"{'; '.join(differ)}", hint=f"restart the agent to apply this config: systemctl "
+                          f"restart {UNIT_NAME} (SIGHUP only reopens its logs)")
+    return "its other settings as this config"
