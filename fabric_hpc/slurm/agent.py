@@ -62,7 +62,7 @@ from fabric_hpc.slurm.agent_config import AgentConfig  # noqa: F401 (where calle
 from fabric_hpc.slurm.agent_support import (  # noqa: F401 (re-exported: callers import them from here)
     agent_lock, bounded, check_state_dir, compact_holds, cycle_error, error_text, first_contact,
     agent_settings, gpu_mismatch, heartbeat_text, model_overlap, plugin_dir, read_status, reserved_facts,
-    stop_reason, write_heartbeat)
+    stop_reason, withdraw_pins, write_heartbeat)
 from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer, repair_logs
 from fabric_hpc.slurm.contract import Job, Node, ReadsReservations, SlurmClient
 from fabric_hpc.slurm.deferral_store import DeferralStore
@@ -162,6 +162,7 @@ class Agent:
             if job.begin_time is None or job.begin_time - now < self.config.fallback_s / 2:
                 res.deferred.append(job_id)
         res.waiting.update(dict.fromkeys(view.not_before, "BeginTime"))  # placed once that time comes
+        withdraw_pins(view.withdrawn, res)  # a lower tier's unstarted pin the policy placed anew
         res.holds = compact_holds(self.policy, self.fab, pending, res.waiting)
         res.reserved = reserved_facts(decisions.reservations, view.running, res.waiting)
         self._blocked(view, res, now)

@@ -323,3 +323,17 @@ def running_settings(pid: int, status: Mapping[str, Any], config: Any) -> str:
                           f"{'; '.join(differ)}", hint=f"restart the agent to apply this config: systemctl "
                           f"restart {UNIT_NAME} (SIGHUP only reopens its logs)")
     return "its other settings as this config"
+
+
+def withdraw_pins(withdrawn: Mapping[int, Sequence[str]], res: Any) -> None:
+    """The cycle's actions for the pins the view withdrew (``View.withdrawn``): one placed on the same hosts
+    again is left as it is (no second pin), one left waiting has its pin cleared (``res.unpinned``, reason
+    ``withdrawn``; the unpin defers it), so that Slurm does not start it on the hosts a higher tier gets."""
+    if not withdrawn:
+        return
+    res.started = [s for s in res.started
+                   if s["job"] not in withdrawn or set(s["hosts"]) != set(withdrawn[s["job"]])]
+    for job_id in withdrawn:
+        if job_id in res.waiting:
+            res.unpinned[job_id] = "withdrawn"
+    res.deferred = [j for j in res.deferred if j not in res.unpinned]
