@@ -203,6 +203,7 @@ def _running_agent_ok(section: Any) -> str:
     agent only once it is restarted. Its fallback_s is the one in its status.json."""
     from fabric_hpc.errors import ConfigError
     from fabric_hpc.inputs import read_json, read_text
+    from fabric_hpc.slurm.agent_support import running_settings
     from fabric_hpc.slurm.manifest import UNIT_NAME, running_agent
     from fabric_hpc.slurm.plugins import lua_settings
 
@@ -228,7 +229,7 @@ def _running_agent_ok(section: Any) -> str:
                           f"{installed} s (new jobs wait the one, the agent renews the other)",
                           hint="restart the agent to apply the installed settings: "
                                f"systemctl restart {UNIT_NAME}")
-    return f"pid {pid}: fallback_s {running} s, as {where}"
+    return f"pid {pid}: fallback_s {running} s, as {where}; " + running_settings(pid, status, section)
 
 
 @group.command("check")
@@ -246,6 +247,7 @@ def check(config_path: str, as_json: bool) -> None:
     """
     from fabric_hpc.errors import FabricError
     from fabric_hpc.slurm.deploy_config import load_config
+    from fabric_hpc.slurm.tier_check import tier_map_ok
 
     try:
         cfg = load_config(config_path)[0]
@@ -283,6 +285,7 @@ def check(config_path: str, as_json: bool) -> None:
     step("running agent", lambda: _running_agent_ok(a))
     step("metrics port", lambda: _metrics_port_ok(a.metrics_port, a.state_dir))
     step("slurm", lambda: _slurm_ok(a, fab))
+    step("tier map", lambda: tier_map_ok(a.tier_map, _client(a)))
     step("slurm.conf", lambda: _slurm_conf_ok(a, cfg.install))
     step("privilege", lambda: _privilege_ok(a, cfg.install.service_user))
     step("usage source", lambda: _usage_source_ok(a))

@@ -61,7 +61,8 @@ from fabric_hpc.slurm.actions import Actions, AgentPrivilegeError, Applied
 from fabric_hpc.slurm.agent_config import AgentConfig  # noqa: F401 (where callers import it from)
 from fabric_hpc.slurm.agent_support import (  # noqa: F401 (re-exported: callers import them from here)
     agent_lock, bounded, check_state_dir, compact_holds, cycle_error, error_text, first_contact,
-    gpu_mismatch, heartbeat_text, model_overlap, plugin_dir, read_status, stop_reason, write_heartbeat)
+    agent_settings, gpu_mismatch, heartbeat_text, model_overlap, plugin_dir, read_status, reserved_facts,
+    stop_reason, withdraw_pins, write_heartbeat)
 from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer, repair_logs
 from fabric_hpc.slurm.contract import Job, Node, ReadsReservations, SlurmClient
 from fabric_hpc.slurm.deferral_store import DeferralStore
@@ -69,6 +70,7 @@ from fabric_hpc.slurm.metrics import gpu_counts
 from fabric_hpc.slurm.other_agent import OtherAgentWatch
 from fabric_hpc.slurm.qos_store import QosMemory
 from fabric_hpc.slurm.sdnotify import notify
+from fabric_hpc.slurm.tier_check import unknown_entries
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.slurm.usage import AgentUsage
 from fabric_hpc.slurm.blocks import BlockSource
@@ -87,6 +89,7 @@ class CycleResult:
     unpinned: dict[int, str] = field(default_factory=dict)  # blocked job -> held/dependency: pin cleared
     waiting: dict[int, str] = field(default_factory=dict)
     holds: dict[str, dict[str, Any]] = field(default_factory=dict)  # agent_support.compact_holds
+    reserved: dict[str, dict[str, Any]] = field(default_factory=dict)  # agent_support.reserved_facts
     pending: int = 0
     seconds: float = 0.0
     read_s: float = 0.0
@@ -159,7 +162,9 @@ class Agent:
             if job.begin_time is None or job.begin_time - now < self.config.fallback_s / 2:
                 res.deferred.append(job_id)
         res.waiting.update(dict.fromkeys(view.not_before, "BeginTime"))  # placed once that time comes
+        withdraw_pins(view.withdrawn, res)  # a lower tier's unstarted pin the policy placed anew
         res.holds = compact_holds(self.policy, self.fab, pending, res.waiting)
+        res.reserved = reserved_facts(decisions.reservations, view.running, res.waiting)
         self._blocked(view, res, now)
         self._write_ahead(decisions, res, now)
         done = self.actions.apply(res.requeued, res.started, view.invalid, res.deferred,
@@ -238,8 +243,9 @@ class Agent:
                             gpu_hours_lost=p.gpu_hours_lost) for p in decisions.preempt]
         fresh += [make_event("agent.place", **entry) for entry in res.started]
         fresh += [make_event("agent.unpin", job=job_id, reason=why) for job_id, why in res.unpinned.items()]
-        if res.waiting and self.waiting_log.due(res.waiting, now):
+        if res.waiting and self.waiting_log.due(res.waiting, now, res.reserved):
             holds = {"holds": res.holds} if res.holds else {}  # until when, and where, a gang is held
+            holds |= {"reserved": res.reserved} if res.reserved else {}  # when, where a gang is to start
             fresh.append(make_event("agent.waiting", jobs={str(k): v for k, v in sorted(res.waiting.items())},
                                     **holds))
         for event in fresh:
@@ -273,6 +279,7 @@ class Agent:
                         "read_s": res.read_s, "policy_s": res.policy_s, "pending": res.pending,
                         "pinned": len(view.pinned), "started": [s["job"] for s in res.started],
                         "requeued": res.requeued, "waiting": {str(k): v for k, v in res.waiting.items()},
+                        "reserved": res.reserved,
                         "utilisation": _utilisation(view), "backend": self.client.backend,
                         "missing_hosts": len(view.missing), "upcoming_reservations": len(view.upcoming),
                         **self.usage_source.status()}
@@ -295,7 +302,7 @@ class Agent:
         status = {**self._status, "pid": os.getpid(), "ts": time.time(), "fallback_s": self.config.fallback_s,
                   "errors": self.errors, "failed_actions": self.actions.failed_total,
                   "last_error": self.last_error, "last_action_error": self.actions.last_error,
-                  "tier_map": list(self.config.tier_map), **extra}
+                  "tier_map": list(self.config.tier_map), "settings": agent_settings(self.config), **extra}
         write_atomic(self.state_dir / "status.json", json.dumps(status), mode=0o644, durable=False)
 
     # -- the daemon loop ---------------------------------------------------------------------
@@ -321,6 +328,9 @@ class Agent:
             if mismatch := gpu_mismatch(self.fab, nodes):
                 self._log("model_mismatch", detail=mismatch)  # `fabric agent check` fails on it (exit 3)
             self._log("start", pid=os.getpid(), config=self.config.model_dump())
+            if unknown := unknown_entries(self.inputs.tiers, nodes, command_runner(self.client, 10.0))[0]:
+                self._log("tier_map_unknown", entries=unknown, hint="these entries map no job: fix the names "
+                          "(sinfo -s; sacctmgr show qos format=name) and restart the agent")
             started = True
             notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=Slurm answered; placing gangs")
             self._loop(max_cycles)

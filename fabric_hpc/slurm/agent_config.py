@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from fabric_hpc.slurm import limits
 from fabric_hpc.slurm.plugins import cluster_path, control_chars
@@ -61,6 +61,11 @@ class AgentConfig(StrictModel):
     @classmethod
     def _seconds(cls, value: float | None, info: ValidationInfo) -> float | None:
         return None if value is None else limits.check_float(str(info.field_name), value)
+
+    @model_validator(mode="after")
+    def _cadence(self) -> AgentConfig:
+        limits.check_cadence(self.interval_s, self.fallback_s)  # limits.FALLBACK_PER_INTERVAL says why
+        return self
 
     @field_validator("tier_map")
     @classmethod

@@ -9,6 +9,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -270,3 +271,69 @@ def compact_holds(policy: Any, fab: Fabric, pending: dict[str, Any], waiting: di
         until = policy.hold_until(p.job) if isinstance(policy, HoldsJobs) else None
         out[str(job_id)] = {"until": until, "domains": held.max_domains, "level": held.max_domains_level}
     return out
+
+
+#: Most job ids listed in a reservation's ``after``.
+MAX_AFTER = 20
+
+
+def reserved_facts(reservations: Mapping[str, Any], running: Sequence[Any], waiting: Mapping[int, str]
+                   ) -> dict[str, dict[str, Any]]:
+    """For each waiting job the policy reserved GPUs for (``Decisions.reservations``): ``start`` (when it
+    is expected to start at the latest: the running jobs' time limits), ``hosts`` (how many) and ``after``
+    (the Slurm jobs holding those GPUs now, whose end it waits for; at most :data:`MAX_AFTER`), by job id
+    (text), for the ``agent.waiting`` record and ``status.json`` that `fabric slurm why` reads."""
+    out: dict[str, dict[str, Any]] = {}
+    for job_id, r in reservations.items():
+        if not job_id.isdigit() or int(job_id) not in waiting:
+            continue
+        gpus = set(r.gpus)
+        after = sorted({int(run.job.meta.get("slurm_job", 0)) for run in running
+                        if gpus.intersection(run.gpus)} - {0})
+        out[job_id] = {"start": r.start, "hosts": len({g.rpartition("/")[0] for g in gpus}),
+                       "after": after[:MAX_AFTER]}
+    return out
+
+
+def agent_settings(config: Any) -> dict[str, Any]:
+    """The settings an agent runs with (every ``AgentConfig`` field but ``state_dir``): read once at its start
+    (SIGHUP only reopens the logs), recorded in ``status.json`` for ``fabric agent check``."""
+    from fabric_hpc.slurm.agent_config import AgentConfig
+
+    return {k: getattr(config, k) for k in AgentConfig.model_fields if k != "state_dir"}
+
+
+def settings_differ(running: Mapping[str, Any], config: Any) -> list[str]:
+    """``KEY RUNNING (this config: VALUE)`` for each recorded setting of a running agent that ``config`` (an
+    ``AgentConfig``) sets otherwise (``fallback_s``: compared with job_submit.lua by the caller)."""
+    mine = agent_settings(config)
+    return [f"{k} {running[k]!r} (this config: {mine[k]!r})" for k in sorted(running)
+            if k in mine and k != "fallback_s" and running[k] != mine[k]]
+
+
+def running_settings(pid: int, status: Mapping[str, Any], config: Any) -> str:
+    """``fabric agent check``: the running agent's settings (its ``status.json`` ``settings``) are
+    ``config``'s; ConfigError naming those that are not (read at its start: a restart applies them)."""
+    from fabric_hpc.slurm.manifest import UNIT_NAME
+
+    if not isinstance(settings := status.get("settings"), dict):
+        return "its other settings not recorded (an agent from before 2026-12-06)"
+    if differ := settings_differ(settings, config):
+        raise ConfigError(f"the running agent (pid {pid}) runs other settings than this config: "
+                          f"{'; '.join(differ)}", hint=f"restart the agent to apply this config: systemctl "
+                          f"restart {UNIT_NAME} (SIGHUP only reopens its logs)")
+    return "its other settings as this config"
+
+
+def withdraw_pins(withdrawn: Mapping[int, Sequence[str]], res: Any) -> None:
+    """The cycle's actions for the pins the view withdrew (``View.withdrawn``): one placed on the same hosts
+    again is left as it is (no second pin), one left waiting has its pin cleared (``res.unpinned``, reason
+    ``withdrawn``; the unpin defers it), so that Slurm does not start it on the hosts a higher tier gets."""
+    if not withdrawn:
+        return
+    res.started = [s for s in res.started
+                   if s["job"] not in withdrawn or set(s["hosts"]) != set(withdrawn[s["job"]])]
+    for job_id in withdrawn:
+        if job_id in res.waiting:
+            res.unpinned[job_id] = "withdrawn"
+    res.deferred = [j for j in res.deferred if j not in res.unpinned]

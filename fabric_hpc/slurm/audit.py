@@ -56,17 +56,21 @@ def repair_logs(state_dir: Path) -> list[tuple[Path, int]]:
 
 
 class WaitingLog:
-    """Decides when the cycle's waiting reasons go to the audit log: when they differ from the last
-    written, or :data:`WAITING_REFRESH_S` after it."""
+    """Decides when the cycle's waiting reasons go to the audit log: when they (or the reservations: job ->
+    ``start``, ``hosts``, ``after``; a start by the minute) differ from the last written, or
+    :data:`WAITING_REFRESH_S` after it."""
 
     def __init__(self) -> None:
-        self._last: dict[int, str] | None = None
+        self._last: tuple[dict[int, str], dict[str, Any]] | None = None
         self._at = float("-inf")
 
-    def due(self, waiting: dict[int, str], now: float) -> bool:
-        if waiting == self._last and now - self._at < WAITING_REFRESH_S:
+    def due(self, waiting: dict[int, str], now: float,
+            reserved: dict[str, dict[str, Any]] | None = None) -> bool:
+        key = (dict(waiting), {j: (int(r["start"] // 60), r["hosts"], r["after"])
+                               for j, r in (reserved or {}).items()})
+        if key == self._last and now - self._at < WAITING_REFRESH_S:
             return False
-        self._last, self._at = dict(waiting), now
+        self._last, self._at = key, now
         return True
 
 

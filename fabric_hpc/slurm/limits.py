@@ -10,6 +10,12 @@ from __future__ import annotations
 DAY_S = 86400
 #: Seconds a deferred job waits for the agent before Slurm takes it (job_submit.lua's FALLBACK_S).
 FALLBACK_S = (5, DAY_S)
+#: ``fallback_s`` must be at least this many times ``interval_s``. The plugin takes the agent for dead once
+#: its heartbeat (written after each cycle) is older than ``fallback_s``, and the agent renews a job's
+#: deferral once less than ``fallback_s`` / 2 of it is left, so the next cycle must come within
+#: ``fallback_s`` / 2 (the interval plus the cycle's own time) or the deferral runs out and Slurm starts
+#: the job itself. At a third, a cycle may take up to ``fallback_s`` / 6 (10 s at the default 60).
+FALLBACK_PER_INTERVAL = 3
 #: job_submit.lua's limit of GPUs per node.
 MAX_GPUS_PER_NODE = (1, 1024)
 #: (low, high, low excluded) of the agent's float settings.
@@ -36,6 +42,16 @@ def check_int(name: str, value: int, bounds: tuple[int, int]) -> int:
     if not lo <= value <= hi:
         raise ValueError(f"{name} must be in {lo}..{hi}")
     return value
+
+
+def check_cadence(interval_s: float, fallback_s: float) -> None:
+    """A ValueError when ``interval_s`` is over ``fallback_s`` / :data:`FALLBACK_PER_INTERVAL`."""
+    if interval_s * FALLBACK_PER_INTERVAL > fallback_s:
+        raise ValueError(f"interval_s {interval_s:g} is too long for fallback_s {fallback_s:g}: at most "
+                         f"{fallback_s / FALLBACK_PER_INTERVAL:.3g} (fallback_s / {FALLBACK_PER_INTERVAL}), else "
+                         "job_submit.lua takes the agent for dead between cycles and deferrals run out "
+                         "before they are renewed, and Slurm starts the jobs itself; shorten interval_s or "
+                         "lengthen fallback_s (in job_submit.lua too: fabric slurm install)")
 
 
 def check_float(name: str, value: float) -> float:

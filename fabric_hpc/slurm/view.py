@@ -3,7 +3,9 @@
 Everything here is derived from one ``nodes()`` and one ``jobs()`` answer, so a restarted agent
 rebuilds the same view (no hidden state). GPU occupancy comes from Slurm's allocated indices;
 a fabric job already pinned by the agent (``ReqNodeList`` set and eligible) but not yet started
-holds the lowest free GPUs of its hosts (Slurm's own choice), so it is never placed twice. While
+holds the lowest free GPUs of its hosts (Slurm's own choice), so it is never placed twice, unless a job of a
+tier that may preempt its tier waits: then it is pending to the policy again (``withdrawn``), as its pin
+costs nothing to withdraw, and no running gang is requeued while it holds hosts that would serve. While
 the GPUs it waits for are still being released (a requeued victim's teardown, a completing job),
 it keeps its hosts for :data:`PIN_GRACE_S`, so a preemption is not repeated for it. A pin whose
 GPUs are free but that Slurm has not started within ``pin_timeout_s`` (something the agent does
@@ -30,7 +32,7 @@ take those hosts meanwhile).
 A pending job whose begin time is still ahead and is no fabric deferral (the user's ``--begin``, Slurm's
 delay after a requeue) is listed in ``not_before``: not placed before that time (:meth:`PinRules.not_before`).
 A running job fabric does not place (no ``fabric`` comment, ``nofabric``) is running to the policy too, its
-GPUs freed at Slurm's start + time limit (none: :data:`DEFAULT_WALLTIME_S`), never a preemption victim: a
+GPUs freed at Slurm's start + time limit (none: :data:`UNLIMITED_WALLTIME_S`), never a preemption victim: a
 gang waiting for them gets its reservation, and later jobs backfill only around it (as Slurm's backfill).
 Job arrays and heterogeneous jobs are never fabric jobs (:attr:`~fabric_hpc.slurm.contract.Job.grouped`).
 A reservation that has not started yet (``scontrol create reservation starttime=now+2hours ...``, read by
@@ -54,7 +56,7 @@ from fabric_hpc.placement import ClusterState
 from fabric_hpc.placement.explain import never_fits
 from fabric_hpc.placement.request import Request, request_fields
 from fabric_hpc.validation import parse_model
-from fabric_hpc.scheduler import TIERS, PendingJob, RunningJob
+from fabric_hpc.scheduler import DEFAULT_TIERS, TIERS, PendingJob, RunningJob
 from fabric_hpc.scheduler import Job as SchedJob
 from fabric_hpc.slurm.ckpt_time import last_checkpoint_time
 from fabric_hpc.slurm import reservations as resv
@@ -67,7 +69,13 @@ from fabric_hpc.slurm.view_hosts import (  # noqa: F401 (callers import them fro
 from fabric_hpc.topology import Fabric
 
 UNATTRIBUTED = "slurm:unattributed"
-DEFAULT_WALLTIME_S = 3600.0
+#: The walltime of a job without a time limit (``UNLIMITED``, ``--time=0``; Slurm already reports a job
+#: submitted without ``--time`` with its partition's ``MaxTime``): Slurm's year (job_mgr.c
+#: ``job_end_time_reset``, backfill.c ``YEAR_MINUTES``), so such a job is never backfilled in front of a
+#: reservation and a gang waiting for it waits that long (an unlimited spot gang is a preemption candidate
+#: like any long one).
+UNLIMITED_WALLTIME_S = 365 * 24 * 3600.0
+DEFAULT_WALLTIME_S = UNLIMITED_WALLTIME_S  # its name before (it was 1 h)
 #: How long after its pin a job keeps its hosts while the GPUs it needs are still held by jobs
 #: that are going away (Slurm's ``KillWait``, 30 s by default, plus the epilog); later it is re-placed.
 PIN_GRACE_S = 120.0
@@ -115,6 +123,9 @@ class View:
     #: Pending fabric jobs whose begin time is no fabric deferral (the user's ``--begin``, Slurm's requeue
     #: delay) and still ahead (job id -> that time): not placed before it, no GPUs kept, not deferred.
     not_before: dict[int, float] = field(default_factory=dict)
+    #: Pinned, unstarted jobs of a tier a waiting job's tier may preempt (job id -> its pin's hosts): pending
+    #: to the policy again (a pin costs nothing to withdraw; the agent clears it when the job waits).
+    withdrawn: dict[int, tuple[str, ...]] = field(default_factory=dict)
     #: Reservations still to come that hold hosts of the fabric model (jobs that would run into them are
     #: kept off their nodes, :meth:`Hosts.kept_from`), and those left out as untrustworthy (name -> why).
     upcoming: list[Reservation] = field(default_factory=list)
@@ -424,6 +435,7 @@ def _pinned(fab: Fabric, view: View, job: Job, now: float, releasing: set[str], 
 def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: Inputs,
              releasing: set[str], pins: PinRules, hosts: Hosts, blocks: Blocks | None = None) -> None:
     memo: dict = {}
+    withdraw = _withdrawable(pending, now, inputs, pins) if any(j.req_nodes for j in pending) else set()
     for job in sorted(pending, key=lambda j: (j.submit_time, j.job_id)):
         if job.req_nodes and job.reason == BAD_CONSTRAINTS:
             view.rejected[job.job_id] = job.req_nodes  # Slurm will never start it there
@@ -435,7 +447,9 @@ def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: In
             view.limited[job.job_id] = job.reason  # no pin starts it: Slurm's reason must reach the user
             continue
         eligible = job.begin_time is not None and job.begin_time <= now + 0.5
-        if job.req_nodes and eligible and _pinned(fab, view, job, now, releasing, pins.timeout_s):
+        if job.req_nodes and eligible and job.job_id in withdraw:
+            view.withdrawn[job.job_id] = job.req_nodes  # placed again, its hosts not held
+        elif job.req_nodes and eligible and _pinned(fab, view, job, now, releasing, pins.timeout_s):
             continue
         try:
             request = request_of(job)
@@ -455,6 +469,21 @@ def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: In
         view.pending.append(PendingJob(job=_sched_job(job, request, inputs), queued_since=job.submit_time))
     if view.invalid:
         emit("agent.invalid_requests", jobs=sorted(view.invalid))
+
+
+def _withdrawable(pending: list[Job], now: float, inputs: Inputs, pins: PinRules) -> set[int]:
+    """The pinned jobs whose tier may be preempted by the tier of a job waiting to be placed (not pinned, no
+    begin time of its own ahead, under no Slurm limit): their pins are withdrawn rather than a running
+    gang requeued (:attr:`View.withdrawn`)."""
+    tiers = {j.job_id: split_options(j, inputs.tiers)[1] for j in pending}
+    waiting = {tiers[j.job_id] if tiers[j.job_id] in TIERS else "normal" for j in pending
+               if not j.req_nodes and pins.not_before(j, now) is None and not limit_reason(j.reason)}
+    out = set()
+    for job in pending:
+        tier = DEFAULT_TIERS.get(tiers[job.job_id])
+        if job.req_nodes and tier is not None and tier.preemptible and waiting & set(tier.preempted_by):
+            out.add(job.job_id)
+    return out
 
 
 def _pin_gpus(fab: Fabric, state: ClusterState, job: Job,

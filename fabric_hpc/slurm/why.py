@@ -60,6 +60,8 @@ def last_decisions(state_dir: str | Path | None, job_id: int,
             out["waiting"] = {"ts": e["ts"], "reason": e["jobs"][str(job_id)]}
             if isinstance(hold := (e.get("holds") or {}).get(str(job_id)), dict):  # a compact hold
                 out["waiting"]["hold"] = hold
+            if isinstance(held := (e.get("reserved") or {}).get(str(job_id)), dict):  # the policy's
+                out["waiting"]["reserved"] = held
     since = tail.entries[0]["ts"] if tail.entries else None
     reopened = bool(tail.entries) and tail.entries[0].get("event") == "agent.logs_reopened"
     before = since is not None and submitted is not None and since > submitted  # the log began later
@@ -354,6 +356,22 @@ def _topology_line(waiting: dict[str, Any]) -> str:
             "not held).")
 
 
+def _reserved_line(waiting: dict[str, Any]) -> str | None:
+    """The policy's reservation for the job (the ``agent.waiting`` record's ``reserved``): when it starts at
+    the latest (the running jobs' time limits; earlier when they end earlier), on how many hosts, after
+    which jobs."""
+    r = waiting.get("reserved")
+    try:
+        start, hosts, after = float(r["start"]), int(r["hosts"]), [int(j) for j in r.get("after") or ()]
+    except (TypeError, KeyError, ValueError):
+        return None  # none, or a record this version cannot read
+    when = (f" when job {after[0]} ends" if len(after) == 1 else
+            f" when jobs {', '.join(map(str, after))} end" if after else "")
+    return (f"It is reserved: expected to start by {_at(start)} on {hosts} host{'s' if hosts != 1 else ''}"
+            f"{when} (their time limits; sooner if they end sooner); later jobs start before it only where "
+            "they end in time.")
+
+
 def _fresh_waiting(dec: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """The agent's last waiting reason for the job, unless it is older than the agent's last pin of it."""
     waiting, place = dec.get("waiting"), dec.get("place")
@@ -461,6 +479,8 @@ def _pending_lines(job: Job, dec: dict[str, dict[str, Any]],
         else:
             words = AGENT_REASONS.get(waiting["reason"]) or reason_words(waiting["reason"])
             out.append(f"At {_when(waiting['ts'])} the agent's policy said: {words}.")
+        if reserved := _reserved_line(waiting):
+            out.append(reserved)
     if "failed" in dec and dec["failed"]["ts"] >= dec.get("place", {}).get("ts", 0):
         f = dec["failed"]
         out.append(f"At {_when(f['ts'])} Slurm refused the agent's {f.get('action')}: {f.get('error')}.")

@@ -77,12 +77,12 @@ def test_a_job_fabric_does_not_place_is_running_to_the_policy_and_never_a_victim
     assert view.candidates.keys() == {2, 3}  # still no candidate: fabric never places it
 
 
-def test_a_job_without_a_time_limit_ends_at_the_agents_default_walltime() -> None:
+def test_a_job_without_a_time_limit_ends_at_slurms_year() -> None:
     view, d = step(burst("nofabric", limit_min=None))
     b = next(r for r in view.running if r.job.id == "1")
     assert b.walltime_end == NOW - 3 + DEFAULT_WALLTIME_S
     assert d.reservations["2"].start == b.walltime_end
-    assert [j.id for j, _ in d.start] == ["3"] and d.backfilled == {"3"}  # 10 min end before that hour
+    assert [j.id for j, _ in d.start] == ["3"] and d.backfilled == {"3"}  # 10 min end long before that
 
 
 def test_a_short_job_still_backfills_in_front_of_the_reservation() -> None:

@@ -9,6 +9,8 @@ import pytest
 
 from fabric_hpc.slurm import open_client
 from fabric_hpc.slurm.actions import Actions
+from fabric_hpc.slurm.limits import FALLBACK_PER_INTERVAL
+from tests.slurm_integration.conftest import FALLBACK_S
 
 pytestmark = [pytest.mark.slurm]
 
@@ -34,12 +36,13 @@ def test_renewal_goes_on_past_an_ended_job(slurm_cluster) -> None:
 
 
 def test_the_wake_file_stays_one_line_and_wakes_the_agent(fabric_cluster, agent) -> None:
-    """With a 600 s interval only the wake file starts a cycle after the first: each gang is placed by the
-    agent (an agent.place record), not by Slurm once its deferral runs out."""
+    """With the longest interval the fallback allows (a third of it: limits.FALLBACK_PER_INTERVAL; it was
+    600 s, which now is refused) the wake file stays one line, and each gang is placed by the agent (an
+    agent.place record), not by Slurm once its deferral runs out."""
     from fabric_hpc.events import read_json_lines
 
     c = fabric_cluster
-    agent.extra = ("--compact-wait", "0", "--interval", "600")
+    agent.extra = ("--compact-wait", "0", "--interval", str(FALLBACK_S // FALLBACK_PER_INTERVAL))
     agent.start()
     jobs = [c.sbatch("-N2", "--gres=gpu:8", "--comment=fabric", wrap="sleep 1") for _ in range(3)]
     from fabric_hpc.slurm.plugins import plugin_dir

@@ -1,0 +1,77 @@
+"""``fabric agent check`` said "running agent ok" while the running agent ran other policy settings than the
+config file (a changed ``preempt_benefit_ratio``, ``tier_map``, ``policy``: read at start only; SIGHUP only
+reopens the logs). The agent now records its settings in ``status.json`` (``settings``) and the check
+compares them with the file's: they differ -> the row fails (exit 3) naming each and "restart the agent to
+apply"."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from fabric_hpc.cli.main import main
+from fabric_hpc.slurm.agent import Agent, AgentConfig, agent_lock
+from tests.slurm.test_agent_actions import Fake
+from tests.slurm.test_backfill_reservation_view import FAB
+
+TOPOLOGY = "leaf-spine:hosts=16,hosts_per_leaf=4,gpus=8,cpus=8"
+
+
+def _status(state: Path, **settings) -> None:
+    agent = Agent(Fake([]), FAB, AgentConfig(state_dir=str(state), contact_timeout_s=1.0, **settings))
+    agent.cycle()
+    status = json.loads((state / "status.json").read_text())
+    status["pid"] = os.getpid()  # this process holds the lock: the running agent
+    (state / "status.json").write_text(json.dumps(status))
+
+
+def _row(tmp_path: Path, state: Path, capsys, extra: str = "") -> dict:
+    cfg = tmp_path / "check.toml"
+    cfg.write_text(f'[agent]\ntopology = "{TOPOLOGY}"\nstate_dir = "{state}"\ncontact_timeout_s = 1\n{extra}')
+    main(["agent", "check", "--config", str(cfg), "--json"])
+    [r] = [r for r in json.loads(capsys.readouterr().out)["checks"] if r["check"] == "running agent"]
+    return r
+
+
+def _state(tmp_path: Path) -> Path:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o750)
+    return state
+
+
+def test_the_status_records_the_settings(tmp_path: Path) -> None:
+    state = _state(tmp_path)
+    _status(state, preempt_benefit_ratio=5.0, tier_map=["qos:urgent=high"])
+    settings = json.loads((state / "status.json").read_text())["settings"]
+    assert settings["preempt_benefit_ratio"] == 5.0 and settings["tier_map"] == ["qos:urgent=high"]
+    assert settings["policy"] == "fabric" and "state_dir" not in settings
+
+
+def test_other_settings_fail_the_row_and_say_restart(tmp_path: Path, capsys) -> None:
+    state = _state(tmp_path)
+    lock = agent_lock(state)
+    lock.acquire()
+    try:
+        _status(state, preempt_benefit_ratio=20.0)
+        r = _row(tmp_path, state, capsys, 'preempt_benefit_ratio = 5.0\ntier_map = ["partition:lo=spot"]\n')
+        assert not r["ok"] and r["exit_code"] == 3, r
+        assert "preempt_benefit_ratio 20.0 (this config: 5.0)" in r["detail"]
+        assert "tier_map [] (this config: ['partition:lo=spot'])" in r["detail"]
+        assert "restart the agent to apply" in r["detail"]
+        r = _row(tmp_path, state, capsys, "preempt_benefit_ratio = 20\n")
+        assert r["ok"] and "settings as this config" in r["detail"], r
+    finally:
+        lock.release()
+
+
+def test_an_older_agents_status_without_settings_is_not_failed(tmp_path: Path, capsys) -> None:
+    state = _state(tmp_path)
+    lock = agent_lock(state)
+    lock.acquire()
+    try:
+        (state / "status.json").write_text(json.dumps({"pid": os.getpid(), "fallback_s": 60, "cycles": 3}))
+        r = _row(tmp_path, state, capsys)
+        assert r["ok"] and "settings not recorded" in r["detail"], r
+    finally:
+        lock.release()
