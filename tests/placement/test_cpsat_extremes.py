@@ -85,3 +85,19 @@ def test_deterministic_at_extremes(gbit):
     a, b = (place(gbit, ClusterState(gbit), "gpus=20", solver="cpsat", weights=weights, options=OPTIONS)
             for _ in range(2))
     assert a.gpus == b.gpus and a.breakdown == b.breakdown
+
+
+@pytest.mark.parametrize("solver", ["cpsat", "greedy"])
+def test_span_growth_past_a_float_is_named(solver):
+    """span · span_growth^(level-1) past a float's range (a fabric with a core level) raised a raw
+    OverflowError from every solver; now a ConfigError naming the weight and the fix."""
+    from fabric_hpc.errors import ConfigError
+
+    fab = build(generators.superpod(8))  # host, nvlink, leaf, spine, core
+    with pytest.raises(ConfigError, match="span_growth") as err:
+        place(fab, ClusterState(fab), "gpus=300", solver=solver, weights={"span_growth": 1e200},
+              options=OPTIONS)
+    assert "smaller span_growth" in err.value.hint
+    weights = {"span": 0.0, "span_growth": 1e200}  # no span weight at all: nothing to overflow
+    placed = place(fab, ClusterState(fab), "gpus=300", solver=solver, weights=weights, options=OPTIONS)
+    assert len(placed.gpus) == 300
