@@ -158,7 +158,7 @@ def _client(section: Any) -> Any:
     if section.slurm_conf:
         os.environ["SLURM_CONF"] = section.slurm_conf  # pyslurm and the Slurm commands read it
     return open_client(section.backend, url=section.rest_url, token_file=section.rest_token_file,
-                       user=section.rest_user)
+                       user=section.rest_user, cli_words=True)
 
 
 def _open_fabric(ref: str) -> Any:

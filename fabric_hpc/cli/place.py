@@ -71,7 +71,7 @@ def group(topology: str | None, state_path: str | None, request: str | None, sol
         placement = _place(fab, state_path, request, solver, time_limit, workers, None)
     from fabric_hpc.placement.request import parse_request
 
-    req = parse_request(request)
+    req = parse_request(request, source="--request")
     stages = _stages(fab, placement, req.pp or 1)
     sends = _stage_sends_ms(fab, placement, req.tp or 1, req.pp or 1)
     doc = placement.to_dict() | ({"pipeline_stages": stages, "stage_sends_ms": sends} if stages else {})
@@ -147,7 +147,7 @@ def _lock_denied(path, state, mode: int, exc: OSError) -> ConfigError:
 def _place(fab, state_path: str | None, request: str, solver: str, time_limit: float, workers: int,
            commit_job: str | None):
     """Load the state, place, and (``commit_job``) write the allocation back."""
-    from fabric_hpc.placement import ClusterState, SolveOptions, place
+    from fabric_hpc.placement import ClusterState, SolveOptions, parse_request, place
 
     state = ClusterState.load(fab, state_path) if state_path is not None else ClusterState(fab)
     for note in state.notes:  # on stderr: --json stays one document
@@ -155,7 +155,8 @@ def _place(fab, state_path: str | None, request: str, solver: str, time_limit: f
     if commit_job and state.holds(commit_job):  # allocate() would add to it: one job, two placements
         raise ConfigError(f"job {commit_job!r} already holds {len(state.job_gpus(commit_job))} GPUs in {state_path}",
                           hint="commit under a new job id, or remove that job from the state file first")
-    placement = place(fab, state, request, solver=solver, options=SolveOptions(time_limit_s=time_limit, workers=workers))
+    req = parse_request(request, source="--request")  # the library's messages name its argument, ours the flag
+    placement = place(fab, state, req, solver=solver, options=SolveOptions(time_limit_s=time_limit, workers=workers))
     if commit_job:
         state.allocate(commit_job, placement.gpus)
         state.save(state_path)

@@ -27,7 +27,7 @@ def group() -> None:
 def _client(backend: str, rest_url: str | None) -> Any:
     from fabric_hpc.slurm import open_client
 
-    return open_client(backend, url=rest_url)
+    return open_client(backend, url=rest_url, cli_words=True)
 
 
 def _job_id(ctx: click.Context, param: click.Parameter, value: str) -> int:

@@ -67,8 +67,22 @@ class CostWeights(CheckedModel):
 
     def span_weight(self, chain_level: int) -> float:
         """The weight of one more domain at ``chain_level``: 0 for hosts, else
-        ``span · span_growth^(level-1)``."""
-        return 0.0 if chain_level == 0 else self.span * self.span_growth ** (chain_level - 1)
+        ``span · span_growth^(level-1)``; a ConfigError where that passes a float's range (a huge
+        ``span_growth`` on a fabric of many levels: it raised a bare OverflowError)."""
+        if chain_level == 0 or self.span == 0:
+            return 0.0
+        try:
+            weight = self.span * self.span_growth ** (chain_level - 1)
+        except OverflowError:
+            weight = math.inf
+        if not math.isfinite(weight):
+            from fabric_hpc.errors import ConfigError
+
+            raise ConfigError(f"weights: span {self.span:g} × span_growth {self.span_growth:g}"
+                              f"^{chain_level - 1} (chain level {chain_level}) is past a float's range",
+                              hint="use a smaller span_growth (each level up multiplies the span weight by "
+                                   "it) or span; docs/placement.md, Cost model")
+        return weight
 
 
 def host_counts(host: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -34,11 +34,12 @@ from ortools.sat.python import cp_model
 from fabric_hpc.placement.contract import Placement, PlacementInfeasible, SolveOptions
 from fabric_hpc.placement.cost import least_tp_part, lex_key
 from fabric_hpc.placement.cpsat_comm import comm_lower_bound
+from fabric_hpc.placement.cpsat_scale import (REST_MAX, SCALE, coef, fit_int64, rest_range, rest_scale,
+                                              scale_notes)
 from fabric_hpc.placement.explain import diagnose, unit_name
 from fabric_hpc.placement.greedy import greedy
 from fabric_hpc.placement.problem import Problem
 
-SCALE = 1000
 #: CP-SAT's deterministic time over both phases per second of ``time_limit_s``: one deterministic
 #: unit took 1.0–2.4 s of CPU here, presolve and LP included (docs/benchmarks.md, cpsat-speed)
 DTIME_SHARE = 0.4
@@ -64,11 +65,15 @@ def cpsat(p: Problem, options: SolveOptions | None = None) -> Placement:
     except PlacementInfeasible:
         warm = None
     items = build_items(p, options)
-    model, var, t_expr, objective = _model(p, items, warm)
+    scale = rest_scale(p, items)
+    model, var, t_expr, (lex, rest) = _model_parts(p, items, warm, scale)
+    objective, wide = fit_int64(model, t_expr, lex, rest)
+    if objective is None:
+        return _too_large(p, warm, t0, wide, {"items": len(items.cap)}, options)
     status, solver, phases = _solve_lex(model, var, t_expr, objective, options)
     stats = {"items": len(items.cap), "item_level": p.levels.chain[items.level], "status": solver.StatusName(status),
-             "objective": solver.ObjectiveValue() / SCALE if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None,
-             "bound": solver.BestObjectiveBound() / SCALE, "wall_s": phases["wall"],
+             "objective": solver.ObjectiveValue() / scale if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None,
+             "bound": solver.BestObjectiveBound() / scale, "wall_s": phases["wall"],
              "deterministic_time": phases["dtime"], "phases": phases["names"],
              "warm_cost": warm.cost if warm else None}
     if status == cp_model.INFEASIBLE:
@@ -93,6 +98,7 @@ def cpsat(p: Problem, options: SolveOptions | None = None) -> Placement:
     exact = items.level == 0 or p.nodes_mode
     stats["comm_us_bound"] = t_lin
     notes = [] if exact else ["hierarchical model: optimal over domain counts, hosts filled best-fit"]
+    notes += scale_notes(scale, wide)
     if not found:
         notes.append("time limit hit in CP-SAT's phase 2 (the whole cost) before a solution: phase 1's "
                      "answer (its best collective; the placement terms not optimised)")
@@ -340,7 +346,15 @@ def _decode(p: Problem, items: Items, values: list[int]) -> dict[int, int]:
 
 
 # -- model ---------------------------------------------------------------------------------------
-def _model(p: Problem, items: Items, warm: Placement | None):
+def _model(p: Problem, items: Items, warm: Placement | None, scale: float = SCALE):
+    """(model minimising ``LEX·T + rest``, item counts, T, that objective)."""
+    m, c, t, (lex, rest) = _model_parts(p, items, warm, scale)
+    objective = lex * t + rest
+    m.Minimize(objective)
+    return m, c, t, objective
+
+
+def _model_parts(p: Problem, items: Items, warm: Placement | None, scale: float = SCALE):
 
     m = cp_model.CpModel()
     lv, w = p.levels, p.weights
@@ -355,14 +369,14 @@ def _model(p: Problem, items: Items, warm: Placement | None):
     for i in range(n_items):
         m.Add(c[i] <= int(items.cap[i]) * u[i])
         m.Add(c[i] >= u[i])
-        obj.append(_table_term(m, c[i], items.cost[i], f"k{i}"))
+        obj.append(_table_term(m, c[i], items.cost[i], f"k{i}", scale))
     m.Add(sum(c) == p.units)
     hosts = _hosts_expr(m, p, items, c, u)
     spans, ys = {0: hosts}, {}
     for j in range(max(items.level, 1), len(lv.chain)):
         if j == items.level:
             spans[j] = sum(u)
-            obj.append(int(round(SCALE * w.pristine_break)) * sum(
+            obj.append(coef(scale * w.pristine_break) * sum(
                 u[i] for i in range(n_items) if p.pristine[j][items.dom[i, j]]))
             continue
         doms = np.unique(items.dom[:, j])
@@ -371,16 +385,15 @@ def _model(p: Problem, items: Items, warm: Placement | None):
             m.Add(u[i] <= y[int(items.dom[i, j])])
         ys[j] = y
         spans[j] = sum(y.values())
-        obj.append(int(round(SCALE * w.pristine_break)) * sum(v for d, v in y.items() if p.pristine[j][d]))
+        obj.append(coef(scale * w.pristine_break) * sum(v for d, v in y.items() if p.pristine[j][d]))
     for j, expr in spans.items():
-        obj.append(int(round(SCALE * w.span_weight(j))) * expr)
+        obj.append(coef(scale * w.span_weight(j)) * expr)
     t = comm_lower_bound(m, p, items, c, u, spans, ys)
     _constraints(m, p, items, c, spans)
-    objective = _lex_weight(p, items) * t + sum(obj)  # the collective first (lexicographic), µs
-    m.Minimize(objective)
+    lex = _lex_weight(p, items, scale)  # the collective first (lexicographic), µs: LEX·T + rest
     if warm is not None:
         _hint(m, p, items, c, u, warm)
-    return m, c, t, objective
+    return m, c, t, (lex, sum(obj))
 
 
 def _whole_counts(p: Problem, items: Items, i: int) -> list[int]:
@@ -405,8 +418,8 @@ def _hosts_expr(m, p: Problem, items: Items, c, u):
     return sum(_table_term(m, c[i], items.hosts_used[i], f"h{i}", scale=1) for i in range(len(c)))
 
 
-def _table_term(m, var, table: np.ndarray, name: str, scale: int = SCALE):
-    vals = [int(round(scale * float(t))) for t in table]
+def _table_term(m, var, table: np.ndarray, name: str, scale: float = SCALE):
+    vals = [coef(scale * float(t)) for t in table]
     if len(vals) == 2:
         return vals[0] + (vals[1] - vals[0]) * var
     t = m.NewIntVar(min(vals), max(vals), name)
@@ -414,14 +427,19 @@ def _table_term(m, var, table: np.ndarray, name: str, scale: int = SCALE):
     return t
 
 
-def _lex_weight(p: Problem, items: Items) -> int:
+def _lex_weight(p: Problem, items: Items, scale: float = SCALE) -> int:
     """More than the range of the placement terms (scaled): one µs of collective outweighs them all."""
-    w, lv = p.weights, p.levels
-    tables = sum(float(np.abs(t).max(initial=0.0)) for t in items.cost)
-    doms = sum((w.span_weight(j) + w.pristine_break) * len(np.unique(items.dom[:, j]))
-               for j in range(items.level, len(lv.chain)))
-    hosts = sum(len(x) for x in items.members) * (w.span_weight(0) + w.host)
-    return 2 * int(math.ceil(SCALE * (tables + doms + hosts))) + 1
+    return 2 * int(math.ceil(min(scale * rest_range(p, items), REST_MAX))) + 1
+
+
+def _too_large(p: Problem, warm: Placement | None, t0: float, why: str, stats: dict,
+               options: SolveOptions) -> Placement:
+    """Greedy's answer where CP-SAT's integer model cannot hold the inputs' magnitudes (``why``);
+    where greedy found none, its PlacementInfeasible (what it could not meet)."""
+    if warm is None:
+        greedy(p.fresh(), options)  # raises greedy's own PlacementInfeasible
+    note = f"CP-SAT's integer model cannot hold these magnitudes ({why}): greedy's answer"
+    return _relabel(warm, t0, False, (note,), {**stats, "status": "MODEL_INVALID", "warm_cost": warm.cost})
 
 
 def _constraints(m, p: Problem, items: Items, c, spans) -> None:

@@ -187,8 +187,11 @@ def _split_items(text: str) -> list[str]:
     return [*parts, text[start:]]
 
 
-def parse_request(text: str | dict[str, Any], *, source: str = "--request") -> Request:
+def parse_request(text: str | dict[str, Any], *, source: str = "request") -> Request:
     """A :class:`Request` from ``"nodes=4,gpus=8,within=leaf"`` or a mapping.
+
+    ``source`` names the input in messages: ``request`` (the Python argument) by default; the CLI
+    passes ``--request`` (its flag), so its messages and their example are in flag words.
 
     In the string form ``gpus`` means GPUs per node when ``nodes`` is given (like Slurm's
     ``--gpus-per-node``) and the total otherwise; ``switches=K`` is ``max_domains=K`` at the leaf
@@ -200,7 +203,7 @@ def parse_request(text: str | dict[str, Any], *, source: str = "--request") -> R
                             "a request looks like 'nodes=4,gpus=8,within=leaf' or 'gpus=16,numa_local'")
 
 
-def request_fields(text: str, *, source: str = "--request") -> dict[str, Any]:
+def request_fields(text: str, *, source: str = "request") -> dict[str, Any]:
     """The typed fields of a request string (keys resolved, values converted; not yet validated
     together): :func:`parse_request`'s first half, for callers that add fields of their own."""
     valid = sorted(set(Request.model_fields) | set(_ALIASES))
@@ -209,7 +212,7 @@ def request_fields(text: str, *, source: str = "--request") -> dict[str, Any]:
     problems = []
     if len(text) > MAX_REQUEST_CHARS:
         raise ConfigError(f"{source}: {len(text):,} characters, more than {MAX_REQUEST_CHARS:,}",
-                          hint="example: --request 'nodes=4,gpus=8,within=leaf'")
+                          hint=_example(source))
     for part in _split(text):
         key, sep, value = part.partition("=")
         key = _ALIASES.get(key.strip().lower(), key.strip().lower())
@@ -231,10 +234,18 @@ def request_fields(text: str, *, source: str = "--request") -> dict[str, Any]:
         except ValueError as exc:
             problems.append(f"{source}: {key}: {exc}")
     if problems:
-        raise ConfigError("\n".join(problems), hint="example: --request 'nodes=4,gpus=8,within=leaf'")
+        raise ConfigError("\n".join(problems), hint=_example(source))
     if "nodes" in data and "gpus" in data and "gpus_per_node" not in data:
         data["gpus_per_node"] = data.pop("gpus")
     return data
+
+
+def _example(source: str) -> str:
+    """The fix's example in the words of ``source``: the Python argument, else (a flag, a job's
+    comment) the CLI's ``--request``."""
+    if source == "request":
+        return "example: request='nodes=4,gpus=8,within=leaf'"
+    return "example: --request 'nodes=4,gpus=8,within=leaf'"
 
 
 def _convert(key: str, value: str | None) -> Any:

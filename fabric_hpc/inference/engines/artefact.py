@@ -265,12 +265,23 @@ def prepare_pytorch_engine(engine_dir: str | Path, *, dtype: str, max_batch_size
         raise
 
 
+def _check_arguments(dtype: str, **limits: int) -> None:
+    """The build limits, named as :func:`prepare_pytorch_engine`'s arguments, before anything is written
+    (not as a ``fabric_engine.json`` that is not there yet)."""
+    doc = {"format": FORMAT, "dtype": dtype, **limits, "tensor_parallel_size": 1, "weights": "safetensors"}
+    parse_model(EngineBuild, doc, source="prepare_pytorch_engine()",
+                hint="give whole numbers: max_batch_size, max_input_len and max_num_tokens >= 1, "
+                     "max_seq_len >= 2")
+
+
 def _prepare_pytorch_engine(path: Path, *, dtype: str, max_batch_size: int, max_input_len: int, max_seq_len: int,
                             max_num_tokens: int, preset: str | None, seed: int, checkpoint: str | Path | None,
                             step: int | None, prefix: str | None) -> dict[str, Any]:
     if dtype not in _DTYPES:
         raise ConfigError(f"dtype {dtype!r} is not supported by the PyTorch engine",
                           hint=f"one of {sorted(_DTYPES)}")
+    _check_arguments(dtype, max_batch_size=max_batch_size, max_input_len=max_input_len,
+                     max_seq_len=max_seq_len, max_num_tokens=max_num_tokens)
     check_limits(max_input_len=max_input_len, max_seq_len=max_seq_len, max_num_tokens=max_num_tokens)
     if preset is not None and checkpoint is not None:
         raise ConfigError("give a preset (random weights) or a checkpoint, not both")
