@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from fabric_hpc.errors import ConfigError
 from fabric_hpc.sim.engine import SimResult
 
 TAU = 10.0
@@ -73,7 +74,6 @@ def _ideal(r: Any) -> float:
 
 def summarize(result: SimResult) -> dict[str, Any]:
     if not isinstance(result, SimResult):
-        from fabric_hpc.errors import ConfigError
         raise ConfigError(f"summarize takes a simulator result, not {type(result).__name__}",
                           hint="summarize(Simulator(fab, policy, jobs).run())")
     ended = [r for r in result.records if r.end is not None and r.first_start is not None]
