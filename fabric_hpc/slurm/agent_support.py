@@ -4,11 +4,13 @@ fabric model against Slurm's nodes, and the bounded one-line text of an error.""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,6 +31,36 @@ def agent_lock(state_dir: Path) -> PidLock:
                    busy=lambda owner: f"another fabric agent (pid {owner}) is active for {state_dir}",
                    hint="one agent per cluster: stop the other one (another --state-dir only for an agent of "
                         "another cluster; two agents on one cluster place the same jobs)")
+
+
+#: the seconds the agent's last calls at stop (release_pins) may take, all together: well inside the
+#: unit's TimeoutStopSec (30), after which systemd kills it (docs/slurm.md)
+STOP_BUDGET_S = 15.0
+
+
+@contextlib.contextmanager
+def stop_budget(client: SlurmClient, seconds: float) -> Iterator[None]:
+    """The client's requests take at most ``seconds`` each while inside (its ``timeout``: the cli and
+    rest backends), and are sent again after an :meth:`interrupt` (the rest backend's stop)."""
+    old = getattr(client, "timeout", None)
+    if isinstance(old, (int, float)):
+        client.timeout = min(old, seconds)  # type: ignore[attr-defined]
+    if (resume := getattr(client, "resume", None)) is not None:
+        resume()
+    try:
+        yield
+    finally:
+        if isinstance(old, (int, float)):
+            client.timeout = old  # type: ignore[attr-defined]
+
+
+def run_within(work: Callable[[], None], seconds: float, name: str) -> bool:
+    """``work()`` in a daemon thread, waited for at most ``seconds`` (a call blocked in a library,
+    pyslurm's, cannot be interrupted: it is left behind); True when it finished."""
+    helper = threading.Thread(target=work, name=name, daemon=True)
+    helper.start()
+    helper.join(seconds)
+    return not helper.is_alive()
 
 
 def first_contact(client: SlurmClient, timeout_s: float,
