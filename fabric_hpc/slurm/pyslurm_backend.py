@@ -200,6 +200,8 @@ def job_from_pyslurm(j: Any) -> Job:
                array_job_id=_field(j, "array_id", int, what, optional=True) or 0,
                het_job_id=_field(j, "heterogeneous_id", int, what, optional=True) or 0,
                reservation=_field(j, "reservation", str, what, optional=True) or "",
+               segment_size=(_field(j, "segment_size", int, what, optional=True) or 0  # --segment
+                             if hasattr(j, "segment_size") else 0),
                requeue=getattr(j, "is_requeueable", None) is not False)
 
 

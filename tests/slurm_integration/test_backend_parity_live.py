@@ -1,0 +1,82 @@
+"""The three backends read a job alike on a live Slurm 25.11 topology/block cluster (pyslurm exists
+for 25.11 only): the segment size of a ``--segment`` job (pyslurm read 0, so the pyslurm agent held a
+job the others handed to Slurm), and the pending reason of a job that needs a drained node (pyslurm
+gave Slurm's description, ``Nodes required for job are DOWN, DRAINED or reserved for jobs in higher
+priority partitions``, where the others give the reason's name)."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from fabric_hpc.slurm import SlurmClient, open_client
+from fabric_hpc.topology import build, generators
+from tests.real import require_real
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slurm_min(25, 11)]
+
+
+@pytest.fixture(scope="module")
+def cluster(slurm_cluster_factory: Any) -> Iterator[Any]:
+    from tests.slurm_integration.restd import jwt_cluster
+
+    fabric = build(generators.leaf_spine(8, hosts_per_leaf=4, gpus=1, cpus=2))
+    with jwt_cluster(slurm_cluster_factory, fabric, "fabric-parity-", topology_plugin="block") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def clients(cluster: Any) -> Iterator[dict[str, SlurmClient]]:
+    from tests.slurm_integration.pyslurm_worker import PyslurmWorker
+    from tests.slurm_integration.restd import running_restd, token
+
+    require_real("pyslurm", importlib.util.find_spec("pyslurm") is not None,
+                 "pyslurm is not installed (make test installs the vendor wheel; see docs/slurm.md)")
+    worker = PyslurmWorker(cluster.env, log=cluster.log_dir / "pyslurm-worker.log")
+    try:
+        with running_restd(cluster) as restd:
+            yield {"cli": open_client("cli", env=cluster.env), "pyslurm": worker,
+                   "rest": open_client("rest", url=restd.url, token=token(cluster), env=cluster.env)}
+    finally:
+        worker.close()
+
+
+def _cancel(cluster: Any, job_id: int) -> None:
+    cluster.run(["scancel", str(job_id)], check=False)
+
+
+def _shown(cluster: Any, job_id: int) -> str:
+    return cluster.run(["scontrol", "show", "job", str(job_id)]).stdout
+
+
+def test_every_backend_reads_the_segment_size(cluster: Any, clients: dict[str, SlurmClient]) -> None:
+    jid = cluster.sbatch("-N4", "--segment=2", "-H", wrap="true")
+    try:
+        for name, client in clients.items():
+            assert client.job(jid).segment_size == 2, name
+            (job,) = [j for j in client.jobs() if j.job_id == jid]
+            assert job.segment_size == 2, name
+    finally:
+        _cancel(cluster, jid)
+
+
+def test_every_backend_names_the_reason_of_a_job_that_needs_a_drained_node(
+        cluster: Any, clients: dict[str, SlurmClient]) -> None:
+    cluster.run(["scontrol", "update", "NodeName=n8", "State=DRAIN", "Reason=parity"])
+    jid = cluster.sbatch("-N8", wrap="true")  # all 8 nodes: one is drained
+    try:
+        deadline = time.monotonic() + 90  # slurmctld's main scheduler sets the description (job_scheduler.c)
+        while "Reason=Nodes_required_for_job_are_DOWN" not in _shown(cluster, jid):
+            assert time.monotonic() < deadline, _shown(cluster, jid)
+            time.sleep(0.5)
+        reason = clients["cli"].job(jid).reason
+        assert reason == "Resources"  # slurmrestd's and squeue --json's name (WAIT_RESOURCES)
+        assert {name: c.job(jid).reason for name, c in clients.items()} == dict.fromkeys(clients, reason)
+        assert reason[:1].isupper() and " " not in reason  # an enum name, not a description
+    finally:
+        _cancel(cluster, jid)
+        cluster.run(["scontrol", "update", "NodeName=n8", "State=RESUME"])
