@@ -87,8 +87,15 @@ def choose_version(paths: Sequence[str]) -> str:
     if _vtuple(LEGACY) in offered:
         return LEGACY
     shown = ", ".join("v%d.%d.%d" % v for v in sorted(offered)) or "no /slurm/ endpoints"
-    raise SlurmError(f"slurmrestd offers {shown}; fabric speaks {LEGACY} and v0.0.42 or later",
-                     hint="start slurmrestd with -s openapi/slurmctld (Slurm 23.11+) or -s openapi/v0.0.38 (22.05)")
+    hint = ("start slurmrestd with -s openapi/slurmctld (Slurm 23.11+) or -s openapi/v0.0.38 (22.05)"
+            if not offered else  # a data parser fabric does not speak (-d data_parser/v0.0.41)
+            f"start slurmrestd with -d data_parser/v0.0.42 or later (or without -d: the newest it has) instead "
+            f"of -d data_parser/{shown.split(', ')[-1]}; Slurm 22.05: -s openapi/v0.0.38")
+    raise UnsupportedVersion(f"slurmrestd offers {shown}; fabric speaks {LEGACY} and v0.0.42 or later", hint=hint)
+
+
+class UnsupportedVersion(SlurmError):
+    """The server's spec was read, and it offers no version fabric speaks."""
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -288,6 +295,9 @@ class RestClient(SlurmClient):
         self.api = None
         try:
             return self.version != used
+        except UnsupportedVersion:  # the spec offers only versions fabric does not speak: that is the error
+            self.api = used  # asked again next time (a slurmrestd restarted once more)
+            raise
         except FabricError:  # no spec to read: the 404 is the error to show
             self.api = used
             return False
