@@ -303,6 +303,14 @@ class PyslurmClient(SlurmClient):
     def __init__(self, conf: str | None = None) -> None:
         self.ps = load_pyslurm(conf)
 
+    def contact_probe(self) -> list[str]:
+        """A command that reads the nodes once and exits 0 when slurmctld answered: the agent's first
+        contact runs it with a deadline, as pyslurm's calls hold the GIL (no thread can time them out:
+        a frozen slurmctld held them for libslurm's message timeouts, 12 s and more)."""
+        import sys
+
+        return [sys.executable, "-c", "import pyslurm; pyslurm.Nodes.load()"]
+
     def _rpc(self, what: str, call: Callable[[], Any], job_id: int | None = None) -> Any:
         """Run one pyslurm call; its errors as NotFoundError (unknown job) or SlurmError."""
         try:

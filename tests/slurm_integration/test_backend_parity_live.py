@@ -25,7 +25,9 @@ def cluster(slurm_cluster_factory: Any) -> Iterator[Any]:
     from tests.slurm_integration.restd import jwt_cluster
 
     fabric = build(generators.leaf_spine(8, hosts_per_leaf=4, gpus=1, cpus=2))
-    with jwt_cluster(slurm_cluster_factory, fabric, "fabric-parity-", topology_plugin="block") as c:
+    # MessageTimeout 40 s: libslurm's own wait on a frozen slurmctld, far beyond a --contact-timeout of 3 s
+    with jwt_cluster(slurm_cluster_factory, fabric, "fabric-parity-", topology_plugin="block",
+                     extra_conf="MessageTimeout=40\n") as c:
         yield c
 
 
@@ -80,3 +82,33 @@ def test_every_backend_names_the_reason_of_a_job_that_needs_a_drained_node(
     finally:
         _cancel(cluster, jid)
         cluster.run(["scontrol", "update", "NodeName=n8", "State=RESUME"])
+
+
+def test_the_pyslurm_agent_keeps_to_the_contact_timeout_of_a_frozen_slurmctld(cluster: Any, clients: Any,
+                                                                           tmp_path: Any) -> None:
+    """pyslurm's calls hold the GIL, so the first contact's thread could not time them out: a frozen
+    (SIGSTOP) slurmctld ended the agent only after libslurm's own timeouts (12.6 s with
+    --contact-timeout 3 and the default MessageTimeout). Now a child process reads within the deadline.
+    Run last: it freezes slurmctld."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from fabric_hpc.topology import save_spec
+
+    save_spec(build(generators.leaf_spine(8, hosts_per_leaf=4, gpus=1, cpus=2)).spec, tmp_path / "topo.yaml")
+    argv = [sys.executable, "-m", "fabric_hpc.cli", "agent", "run", "--topology", str(tmp_path / "topo.yaml"),
+            "--state-dir", str(tmp_path / "state"), "--backend", "pyslurm", "--contact-timeout", "3"]
+    ctld = cluster._procs["slurmctld"]
+    os.kill(ctld.pid, signal.SIGSTOP)
+    try:
+        try:  # within 3 s of contact timeout; libslurm alone waits 40 s and more (MessageTimeout above)
+            proc = subprocess.run(argv, env={**cluster.env, "PYTHONPATH": os.getcwd()}, capture_output=True,
+                                  text=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the pyslurm agent waited for libslurm's MessageTimeout, not its --contact-timeout 3")
+    finally:
+        os.kill(ctld.pid, signal.SIGCONT)
+    assert proc.returncode == 5, proc.stderr
+    assert proc.stderr.splitlines()[0] == "error: Slurm did not answer within 3 s (the pyslurm backend)", proc.stderr
