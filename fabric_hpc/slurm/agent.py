@@ -62,7 +62,7 @@ from fabric_hpc.slurm.agent_config import AgentConfig  # noqa: F401 (where calle
 from fabric_hpc.slurm.agent_support import (  # noqa: F401 (re-exported: callers import them from here)
     agent_lock, bounded, check_state_dir, compact_holds, cycle_error, error_text, first_contact,
     gpu_mismatch, heartbeat_text, model_overlap, plugin_dir, read_status, stop_reason, write_heartbeat)
-from fabric_hpc.slurm.agent_support import STOP_BUDGET_S, run_within, stop_budget
+from fabric_hpc.slurm.agent_support import STOP_BUDGET_S, contact_answers, run_within, stop_budget
 from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer, repair_logs
 from fabric_hpc.slurm.contract import Job, Node, ReadsReservations, SlurmClient
 from fabric_hpc.slurm.deferral_store import DeferralStore
@@ -414,6 +414,9 @@ class Agent:
         request too: a frozen Slurm is left, with the pins done so far."""
         budget = STOP_BUDGET_S if budget_s is None else budget_s
         released: list[int] = []
+        if (probe := getattr(self.client, "contact_probe", None)) is not None:  # pyslurm holds the GIL: its
+            if not contact_answers(probe(), budget / 3):  # calls cannot be left behind in a thread
+                return released
         with stop_budget(self.client, budget):
             run_within(lambda: self._release(released), budget, "fabric-agent-release-pins")
         return list(released)

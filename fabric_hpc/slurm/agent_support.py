@@ -139,6 +139,11 @@ def _probe(argv: list[str], deadline: float, stop: threading.Event) -> bool | No
             child.wait()
 
 
+def contact_answers(argv: list[str], seconds: float) -> bool:
+    """Whether a client's ``contact_probe`` command ends within ``seconds`` (the agent's stop)."""
+    return bool(_probe(argv, time.monotonic() + seconds, threading.Event()))
+
+
 def gpu_mismatch(fab: Fabric, nodes: list[Node]) -> str | None:
     """Where Slurm's GPU count of a node (its GRES) differs from the fabric model's host, in words;
     None when they agree. The agent places on the model's GPUs, so such a node is planned wrongly."""
