@@ -202,7 +202,7 @@ class Reservation:
     start: float                    # UNIX time it starts (or started)
     end: float                      # UNIX time it ends
     nodes: tuple[str, ...] = ()     # its nodes, expanded
-    flags: tuple[str, ...] = ()     # MAINT, FLEX, IGNORE_JOBS, ... (upper case)
+    flags: tuple[str, ...] = ()     # MAINT, FLEX, IGNORE_JOBS, ... (upper case; Slurm's names, pyslurm's too)
 
     def keeps_out(self, start: float, end: float | None) -> bool:
         """Slurm keeps a job that does not name it off its nodes when it runs from ``start`` to ``end`` (None:
