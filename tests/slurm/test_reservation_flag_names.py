@@ -38,6 +38,6 @@ def test_pyslurm_flag_names_read_as_slurms() -> None:
 
 @pytest.mark.parametrize("flags", ["MAINT,IGNORE_JOBS", "MAINT,IGNORE_JOBS,SPEC_NODES"])
 def test_scontrols_names_stay(flags: str) -> None:
-    line = (f"ReservationName=maint StartTime=2026-12-06T10:00:00 EndTime=2026-12-06T11:00:00 Duration=01:00:00 "
-            f"Nodes=n[1-2] NodeCnt=2 CoreCnt=2 Features=(null) PartitionName=(null) Flags={flags}")
+    line = ("ReservationName=maint StartTime=2026-12-06T10:00:00 EndTime=2026-12-06T11:00:00 "
+            f"Duration=01:00:00 Nodes=n[1-2] NodeCnt=2 CoreCnt=2 PartitionName=(null) Flags={flags}")
     assert ",".join(from_line(line).flags) == flags
