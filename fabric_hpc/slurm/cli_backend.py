@@ -25,7 +25,7 @@ from fabric_hpc.errors import FabricError, NotFoundError
 from fabric_hpc.slurm import decode, segment
 from fabric_hpc.slurm import reservations as resv
 from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, check_slurm_conf
-from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
+from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError, queued
 from fabric_hpc.slurm.parse import normal_reason
 from fabric_hpc.slurm.parse import (gpu_count, gpu_indices, gpus_requested, hosts, job_key_values,
                                    job_node_gres, parse_key_values, parse_state)
@@ -108,7 +108,7 @@ class CliClient(SlurmClient):
 
     @decode.gc_paused()
     def jobs(self) -> list[Job]:
-        return decode.jobs_answer(self._json(["squeue", "--json"]), "squeue --json")
+        return queued(decode.jobs_answer(self._json(["squeue", "--json"]), "squeue --json"))
 
     def reservations(self) -> resv.Read:
         """``scontrol show reservation --json`` (23.02+); its ``-o`` text (local times) where scontrol has no
@@ -144,7 +144,7 @@ class CliClient(SlurmClient):
                 if not found:
                     raise NotFoundError(f"Slurm knows no job {jid}", hint=UNKNOWN_JOB_HINT)
                 return found[0]
-        for j in self.jobs():
+        for j in decode.jobs_answer(self._json(["squeue", "--json"]), "squeue --json"):  # finished ones too
             if j.job_id == jid:
                 return j
         raise NotFoundError(f"Slurm knows no job {jid}", hint=UNKNOWN_JOB_HINT)

@@ -29,7 +29,7 @@ from fabric_hpc.slurm import segment
 from fabric_hpc.slurm import reservations as resv
 from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, check_slurm_conf
 from fabric_hpc.slurm.segment import segment_size
-from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
+from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError, queued
 from fabric_hpc.slurm.parse import normal_reason
 from fabric_hpc.slurm.parse import (ACTIVE_STATES, gpu_indices, gpu_types, hosts, parse_gres,
                                      parse_state)
@@ -353,7 +353,7 @@ class PyslurmClient(SlurmClient):
         return [node_from_pyslurm(n, tuple(sorted(used.get(name, ())))) for name, n in loaded.items()]
 
     def jobs(self) -> list[Job]:
-        return [job_from_pyslurm(j) for j in self._rpc("load jobs", self.ps.Jobs.load).values()]
+        return queued(job_from_pyslurm(j) for j in self._rpc("load jobs", self.ps.Jobs.load).values())
 
     def reservations(self) -> resv.Read:
         """``pyslurm.Reservations.load()`` (pyslurm's flag names: ``MAINTENANCE``,

@@ -36,7 +36,7 @@ from fabric_hpc.slurm.cli_backend import CliClient
 from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, shown_url
 from fabric_hpc.slurm.rest_submit import (_hosts, minutes, sbatch_args_to_job,  # noqa: F401 - re-exported
                                            sbatch_args_to_job_desc, sbatch_options, start_time)
-from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
+from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError, queued
 
 LEGACY = "v0.0.38"
 CURRENT_MIN = (0, 0, 42)
@@ -334,7 +334,7 @@ class RestClient(SlurmClient):
     @decode.gc_paused()
     def jobs(self) -> list[Job]:
         path = "/jobs" if self.legacy else "/jobs/"
-        return decode.jobs_answer(self._call("GET", path), f"slurmrestd GET {path}")
+        return queued(decode.jobs_answer(self._call("GET", path), f"slurmrestd GET {path}"))
 
     def reservations(self) -> resv.Read:
         """``GET /reservations`` (both dialects: v0.0.38's plain numbers, v0.0.42+'s number objects)."""

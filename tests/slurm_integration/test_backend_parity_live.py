@@ -84,6 +84,21 @@ def test_every_backend_names_the_reason_of_a_job_that_needs_a_drained_node(
         cluster.run(["scontrol", "update", "NodeName=n8", "State=RESUME"])
 
 
+def test_every_backend_lists_the_queue_alike_and_still_finds_a_finished_job(
+        cluster: Any, clients: dict[str, SlurmClient]) -> None:
+    """slurmrestd's GET /jobs and pyslurm's Jobs.load() also gave the jobs that ended within MinJobAge,
+    which squeue --json (the cli backend) leaves out: now no backend lists them, and each finds one."""
+    jid = cluster.sbatch("-N1", "-H", wrap="true")
+    cluster.run(["scancel", str(jid)])
+    deadline = time.monotonic() + 30
+    while clients["cli"].job(jid).state != "CANCELLED":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    for name, client in clients.items():
+        assert jid not in {j.job_id for j in client.jobs()}, name
+        assert client.job(jid).state == "CANCELLED", name
+
+
 def test_the_pyslurm_agent_keeps_to_the_contact_timeout_of_a_frozen_slurmctld(cluster: Any, clients: Any,
                                                                            tmp_path: Any) -> None:
     """pyslurm's calls hold the GIL, so the first contact's thread could not time them out: a frozen
