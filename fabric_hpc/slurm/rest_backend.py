@@ -89,9 +89,10 @@ def choose_version(paths: Sequence[str]) -> str:
     shown = ", ".join("v%d.%d.%d" % v for v in sorted(offered)) or "no /slurm/ endpoints"
     hint = ("start slurmrestd with -s openapi/slurmctld (Slurm 23.11+) or -s openapi/v0.0.38 (22.05)"
             if not offered else  # a data parser fabric does not speak (-d data_parser/v0.0.41)
-            f"start slurmrestd with -d data_parser/v0.0.42 or later (or without -d: the newest it has) instead "
-            f"of -d data_parser/{shown.split(', ')[-1]}; Slurm 22.05: -s openapi/v0.0.38")
-    raise UnsupportedVersion(f"slurmrestd offers {shown}; fabric speaks {LEGACY} and v0.0.42 or later", hint=hint)
+            f"start slurmrestd with -d data_parser/v0.0.42 or later (or without -d: the newest it has) "
+            f"instead of -d data_parser/{shown.split(', ')[-1]}; Slurm 22.05: -s openapi/v0.0.38")
+    raise UnsupportedVersion(f"slurmrestd offers {shown}; fabric speaks {LEGACY} and v0.0.42 or later",
+                             hint=hint)
 
 
 class UnsupportedVersion(SlurmError):
@@ -242,8 +243,9 @@ class RestClient(SlurmClient):
                 break
             size += len(chunk)
             if size > MAX_BODY_BYTES:
-                raise SlurmError(f"slurmrestd {what}: the answer is larger than {MAX_BODY_BYTES / 2**20:g} MiB "
-                                 "(not read)", hint="is rest_url/--rest-url slurmrestd's address?")
+                raise SlurmError(f"slurmrestd {what}: the answer is larger than "
+                                 f"{MAX_BODY_BYTES / 2**20:g} MiB (not read)",
+                                 hint="is rest_url/--rest-url slurmrestd's address?")
             chunks.append(chunk)
         if self._interrupted:  # the socket was shut down: what was read is cut short
             raise _Late()

@@ -44,4 +44,5 @@ def test_a_slurm_description_reads_as_its_reason_name(text: str, name: str) -> N
 
 
 def test_other_text_is_kept() -> None:
-    assert normal_reason("Nodes required for job are somewhere else") == "Nodes required for job are somewhere else"
+    text = "Nodes required for job are somewhere else"
+    assert normal_reason(text) == text

@@ -79,7 +79,8 @@ def test_a_trickled_answer_fails_within_the_timeout_of_the_whole_request(server:
 
 
 @pytest.mark.parametrize("server", ["big"], indirect=True)
-def test_an_answer_larger_than_the_cap_is_not_read(server: SlowServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_answer_larger_than_the_cap_is_not_read(server: SlowServer,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rest_backend, "MAX_BODY_BYTES", 1000)
     client = RestClient(f"unix:{server.path}", token="t", api="v0.0.44")
     with pytest.raises(SlurmError, match="the answer is larger than"):
@@ -96,7 +97,8 @@ def test_interrupt_abandons_a_request_in_flight_and_resume_sends_again(server: S
     client.interrupt()
     thread.join(20)
     assert not thread.is_alive()
-    assert isinstance(out.get("error"), SlurmError) and "abandoned: the agent is stopping" in str(out["error"])
+    assert isinstance(out.get("error"), SlurmError)
+    assert "abandoned: the agent is stopping" in str(out["error"])
     server.seen.clear()
     with pytest.raises(SlurmError, match="abandoned"):
         client.nodes()  # refused before anything is sent

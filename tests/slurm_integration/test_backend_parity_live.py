@@ -126,4 +126,5 @@ def test_the_pyslurm_agent_keeps_to_the_contact_timeout_of_a_frozen_slurmctld(cl
     finally:
         os.kill(ctld.pid, signal.SIGCONT)
     assert proc.returncode == 5, proc.stderr
-    assert proc.stderr.splitlines()[0] == "error: Slurm did not answer within 3 s (the pyslurm backend)", proc.stderr
+    first = proc.stderr.splitlines()[0]
+    assert first == "error: Slurm did not answer within 3 s (the pyslurm backend)", proc.stderr
