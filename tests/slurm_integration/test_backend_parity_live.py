@@ -99,6 +99,61 @@ def test_every_backend_lists_the_queue_alike_and_still_finds_a_finished_job(
         assert client.job(jid).state == "CANCELLED", name
 
 
+def _trickle_proxy(real: str, path: str, stop: Any) -> Any:
+    """A unix socket at ``path`` passing requests to slurmrestd at ``real`` and its answers back 50 bytes
+    every 0.1 s (the admin probe's proxy passed 100 bytes/s)."""
+    import socket
+    import threading
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(4)
+
+    def one(conn: socket.socket) -> None:
+        with conn, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as up:
+            up.connect(real)
+            up.sendall(conn.recv(65536))
+            while not stop.is_set() and (data := up.recv(50)):
+                try:
+                    conn.sendall(data)
+                except OSError:
+                    return  # the client gave up
+                stop.wait(0.1)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=one, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+def test_a_trickling_slurmrestd_fails_the_request_within_its_deadline(clients: dict[str, SlurmClient],
+                                                                     tmp_path: Any) -> None:
+    """Through a proxy passing 500 bytes/s, a read of slurmrestd's nodes with a 2 s timeout took 43 s
+    and succeeded: the socket timeout was per receive. Now the deadline is the whole request's."""
+    import threading
+
+    from fabric_hpc.slurm.contract import SlurmError
+    from fabric_hpc.slurm.rest_backend import RestClient
+
+    rest = clients["rest"]
+    stop = threading.Event()
+    listener = _trickle_proxy(rest.url[5:], str(tmp_path / "slow.sock"), stop)  # type: ignore[attr-defined]
+    try:
+        slow = RestClient(f"unix:{tmp_path / 'slow.sock'}", token=rest.token, timeout=2.0,  # type: ignore
+                          api=rest.version)  # type: ignore[attr-defined]
+        with pytest.raises(SlurmError, match=r"GET /slurm/v0\.0\.\d+/nodes/ did not answer within 2 s"):
+            slow.nodes()
+    finally:
+        stop.set()
+        listener.close()
+
+
 def test_the_pyslurm_agent_keeps_to_the_contact_timeout_of_a_frozen_slurmctld(cluster: Any, clients: Any,
                                                                            tmp_path: Any) -> None:
     """pyslurm's calls hold the GIL, so the first contact's thread could not time them out: a frozen
