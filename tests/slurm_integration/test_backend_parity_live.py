@@ -2,7 +2,9 @@
 for 25.11 only): the segment size of a ``--segment`` job (pyslurm read 0, so the pyslurm agent held a
 job the others handed to Slurm), and the pending reason of a job that needs a drained node (pyslurm
 gave Slurm's description, ``Nodes required for job are DOWN, DRAINED or reserved for jobs in higher
-priority partitions``, where the others give the reason's name)."""
+priority partitions``, where the others give the reason's name), the queue they list (slurmrestd and
+pyslurm listed finished jobs, squeue does not); and the deadlines of a slow or frozen Slurm: a trickling
+slurmrestd, a frozen slurmctld at the pyslurm agent's first contact."""
 
 from __future__ import annotations
 
