@@ -144,14 +144,22 @@ def compact_job(job: Job, fab) -> Job:
         return job
     level, dom = lv.chain[1], lv.host_dom[:, 1]
     r = job.request
+    # only the hosts it may get count (include=, exclude=: e.g. the hosts of its reservation, which may
+    # span two leaves): a goal no placement could ever meet would hold it for the whole wait
+    allowed = np.ones(lv.host_gpus.size, bool)
+    pos = fab.host_pos
+    if r.include:
+        allowed &= np.isin(np.arange(allowed.size), [pos[h] for h in expand(r.include) if h in pos])
+    if r.exclude:
+        allowed[[pos[h] for h in expand(r.exclude) if h in pos]] = False
     k = 1
     if job.gpus:
-        k = _domains_for(job.gpus, np.bincount(dom, weights=lv.host_gpus))
+        k = _domains_for(job.gpus, np.bincount(dom, weights=lv.host_gpus * allowed))
     if r.nodes is not None:  # one rank a host: hosts with GPUs (and gpus_per_node of them, if set)
         fits = lv.host_gpus >= max(r.gpus_per_node or 1, 1)
         if r.whole_hosts and r.gpus_per_node is not None:
             fits = lv.host_gpus == r.gpus_per_node
-        k = max(k, _domains_for(r.nodes, np.bincount(dom, weights=fits)))
+        k = max(k, _domains_for(r.nodes, np.bincount(dom, weights=fits & allowed)))
     return replace(job, request=r.model_copy(update={"max_domains": k, "max_domains_level": level}))
 
 

@@ -63,6 +63,7 @@ from fabric_hpc.slurm.agent_support import (  # noqa: F401 (re-exported: callers
     agent_lock, bounded, check_state_dir, compact_holds, cycle_error, error_text, first_contact,
     agent_settings, gpu_mismatch, heartbeat_text, model_overlap, plugin_dir, read_status, reserved_facts,
     stop_reason, withdraw_pins, write_heartbeat)
+from fabric_hpc.slurm.agent_support import STOP_BUDGET_S, contact_answers, run_within, stop_budget
 from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer, repair_logs
 from fabric_hpc.slurm.contract import Job, Node, ReadsReservations, SlurmClient
 from fabric_hpc.slurm.deferral_store import DeferralStore
@@ -369,6 +370,8 @@ class Agent:
             except AgentPrivilegeError:
                 raise  # the agent may not modify jobs: every cycle would fail the same way
             except Exception as exc:  # noqa: BLE001 - the loop must outlive any answer (module docstring)
+                if self._stop.is_set():  # a request abandoned by the stop (Agent.stop): no failed cycle
+                    break
                 backoff = min(self.config.max_backoff_s, max(0.25, backoff * 2))
                 self._error(exc, backoff)
                 self._sleep(backoff, wakeable=False)
@@ -413,15 +416,26 @@ class Agent:
             with contextlib.suppress(OSError):  # its mtime, the last try, says it is stale (agent status)
                 os.utime(self.state_dir / "status.json")
 
-    def release_pins(self) -> list[int]:
+    def release_pins(self, budget_s: float | None = None) -> list[int]:
         """At stop: clear the ``ReqNodeList`` of every job the agent pinned that has not started, so
         Slurm's own scheduler may place it anywhere (a stopped agent strands nothing). Best effort:
-        Slurm may be down too; a killed agent cannot do this (the next agent re-places stale pins)."""
-        released = []
+        Slurm may be down too; a killed agent cannot do this (the next agent re-places stale pins).
+        All of it within ``budget_s`` (STOP_BUDGET_S: well inside the unit's TimeoutStopSec), each
+        request too: a frozen Slurm is left, with the pins done so far."""
+        budget = STOP_BUDGET_S if budget_s is None else budget_s
+        released: list[int] = []
+        if (probe := getattr(self.client, "contact_probe", None)) is not None:  # pyslurm holds the GIL: its
+            if not contact_answers(probe(), budget / 3):  # calls cannot be left behind in a thread
+                return released
+        with stop_budget(self.client, budget):
+            run_within(lambda: self._release(released), budget, "fabric-agent-release-pins")
+        return list(released)
+
+    def _release(self, released: list[int]) -> None:
         try:
             jobs = self.client.jobs()
         except Exception:  # noqa: BLE001 - stopping anyway
-            return released
+            return
         for job in jobs:
             if job.pending and job.fabric_marked and job.req_nodes:
                 try:
@@ -429,7 +443,6 @@ class Agent:
                     released.append(job.job_id)
                 except Exception:  # noqa: BLE001 - one job's refusal does not keep the others pinned
                     continue
-        return released
 
     def first_contact(self) -> list[Node] | None:
         """Slurm's nodes, read once within ``contact_timeout_s`` (:func:`first_contact`); SIGTERM
@@ -437,7 +450,10 @@ class Agent:
         return first_contact(self.client, self.config.contact_timeout_s, self._stop)
 
     def stop(self, *_: object) -> None:
+        """SIGTERM/SIGINT: end the loop; a request to Slurm in flight is abandoned (rest backend)."""
         self._stop.set()
+        if (interrupt := getattr(self.client, "interrupt", None)) is not None:
+            interrupt()
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)

@@ -4,12 +4,13 @@ fabric model against Slurm's nodes, and the bounded one-line text of an error.""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,15 +33,55 @@ def agent_lock(state_dir: Path) -> PidLock:
                         "another cluster; two agents on one cluster place the same jobs)")
 
 
+#: the seconds the agent's last calls at stop (release_pins) may take, all together: well inside the
+#: unit's TimeoutStopSec (30), after which systemd kills it (docs/slurm.md)
+STOP_BUDGET_S = 15.0
+
+
+@contextlib.contextmanager
+def stop_budget(client: SlurmClient, seconds: float) -> Iterator[None]:
+    """The client's requests take at most ``seconds`` each while inside (its ``timeout``: the cli and
+    rest backends), and are sent again after an :meth:`interrupt` (the rest backend's stop)."""
+    old = getattr(client, "timeout", None)
+    if isinstance(old, (int, float)):
+        client.timeout = min(old, seconds)  # type: ignore[attr-defined]
+    if (resume := getattr(client, "resume", None)) is not None:
+        resume()
+    try:
+        yield
+    finally:
+        if isinstance(old, (int, float)):
+            client.timeout = old  # type: ignore[attr-defined]
+
+
+def run_within(work: Callable[[], None], seconds: float, name: str) -> bool:
+    """``work()`` in a daemon thread, waited for at most ``seconds`` (a call blocked in a library,
+    pyslurm's, cannot be interrupted: it is left behind); True when it finished."""
+    helper = threading.Thread(target=work, name=name, daemon=True)
+    helper.start()
+    helper.join(seconds)
+    return not helper.is_alive()
+
+
 def first_contact(client: SlurmClient, timeout_s: float,
                   stop: threading.Event | None = None) -> list[Node] | None:
     """The nodes Slurm reports, read within ``timeout_s``; SlurmError (exit 5) when it does not answer.
 
     The read runs in a helper thread so a call that blocks (an unreachable controller) cannot hold
-    the caller up; ``stop`` set during the wait ends it at once (None returned).
+    the caller up; ``stop`` set during the wait ends it at once (None returned). A client with a
+    ``contact_probe`` (pyslurm, whose calls hold the GIL: no thread gets to time them out) is first
+    asked through that command, in a child process killed at the deadline.
     """
     outcome: dict[str, Any] = {}
     stop = stop or threading.Event()
+    deadline = time.monotonic() + timeout_s
+    if (probe := getattr(client, "contact_probe", None)) is not None:  # pyslurm: a child with a deadline
+        answered = _probe(probe(), deadline, stop)
+        if answered is None:
+            return None
+        if not answered:
+            raise _unanswered(client, timeout_s)
+        deadline = time.monotonic() + timeout_s  # it answered: the read here gets its own time
 
     def read() -> None:
         try:
@@ -50,29 +91,57 @@ def first_contact(client: SlurmClient, timeout_s: float,
 
     helper = threading.Thread(target=read, name="fabric-agent-first-contact", daemon=True)
     helper.start()
-    deadline = time.monotonic() + timeout_s
     while helper.is_alive() and not stop.is_set() and time.monotonic() < deadline:
         helper.join(0.05)
     if stop.is_set():
         return None
     where = f"the {client.backend} backend"
     if helper.is_alive():
-        if isinstance(client, RestAddressed):  # the one waited for is slurmrestd (it may wait for slurmctld)
-            from fabric_hpc.slurm.client import shown_url
-
-            raise SlurmError(f"slurmrestd at {shown_url(client.url)} did not answer within {timeout_s:g} s "
-                             f"({where})",
-                             hint="is slurmrestd running and rest_url/--rest-url its address? (its log; a "
-                                  "slurmrestd still starting or busy answers late); is slurmctld up behind "
-                                  "it? (scontrol ping); or raise --contact-timeout")
-        raise SlurmError(f"Slurm did not answer within {timeout_s:g} s ({where})",
-                         hint="is slurmctld up and SLURM_CONF right? (scontrol ping); "
-                              "or raise --contact-timeout")
+        raise _unanswered(client, timeout_s)
     if "error" in outcome:
         exc = outcome["error"]
         raise SlurmError(f"first contact with Slurm failed ({where}): {bounded(error_text(exc), 300)}",
                          hint=getattr(exc, "hint", None) or "is slurmctld up? (scontrol ping)") from None
     return list(outcome["nodes"])
+
+
+def _unanswered(client: SlurmClient, timeout_s: float) -> SlurmError:
+    where = f"the {client.backend} backend"
+    if isinstance(client, RestAddressed):  # the one waited for is slurmrestd (it may wait for slurmctld)
+        from fabric_hpc.slurm.client import shown_url
+
+        return SlurmError(f"slurmrestd at {shown_url(client.url)} did not answer within {timeout_s:g} s "
+                          f"({where})",
+                          hint="is slurmrestd running and rest_url/--rest-url its address? (its log; a "
+                               "slurmrestd still starting or busy answers late); is slurmctld up behind "
+                               "it? (scontrol ping); or raise --contact-timeout")
+    return SlurmError(f"Slurm did not answer within {timeout_s:g} s ({where})",
+                      hint="is slurmctld up and SLURM_CONF right? (scontrol ping); "
+                           "or raise --contact-timeout")
+
+
+def _probe(argv: list[str], deadline: float, stop: threading.Event) -> bool | None:
+    """Run ``argv`` until ``deadline``: True when it ended (answered, or failed: the read in this process
+    then says how), False when it did not end in time (killed), None when ``stop`` was set (killed)."""
+    import subprocess
+
+    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        while child.poll() is None:
+            if stop.is_set() or time.monotonic() >= deadline:
+                return None if stop.is_set() else False
+            stop.wait(0.05)
+        return True
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def contact_answers(argv: list[str], seconds: float) -> bool:
+    """Whether a client's ``contact_probe`` command ends within ``seconds`` (the agent's stop)."""
+    return bool(_probe(argv, time.monotonic() + seconds, threading.Event()))
 
 
 def gpu_mismatch(fab: Fabric, nodes: list[Node]) -> str | None:

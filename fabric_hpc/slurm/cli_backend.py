@@ -25,7 +25,7 @@ from fabric_hpc.errors import FabricError, NotFoundError
 from fabric_hpc.slurm import decode, segment
 from fabric_hpc.slurm import reservations as resv
 from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, check_slurm_conf
-from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
+from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError, queued
 from fabric_hpc.slurm.parse import normal_reason
 from fabric_hpc.slurm.parse import (gpu_count, gpu_indices, gpus_requested, hosts, job_key_values,
                                    job_node_gres, parse_key_values, parse_state)
@@ -64,21 +64,55 @@ class CliClient(SlurmClient):
         self._scontrol_nodes = False  # True once sinfo --json answered without a node list
         self._resv_text = False  # True once scontrol show reservation --json answered no JSON
         self._job_squeue = False  # True once scontrol had no --json for one job (22.05)
+        self._children: set[subprocess.Popen[str]] = set()  # the commands running (interrupt())
+        self._interrupted = False
+
+    def interrupt(self) -> None:
+        """Kill the commands running and refuse new ones (the agent's stop; safe from a signal handler or
+        another thread): each fails at once with a SlurmError. :meth:`resume` undoes it."""
+        self._interrupted = True
+        for child in list(self._children):
+            try:
+                child.kill()
+            except OSError:
+                pass
+
+    def resume(self) -> None:
+        """Commands run again after :meth:`interrupt` (the agent's last calls at stop)."""
+        self._interrupted = False
+
+    def _spawn(self, argv: list[str], stdin: str | None, cwd: str | None) -> subprocess.CompletedProcess[str]:
+        child = subprocess.Popen(argv, env=self.env, text=True, cwd=cwd, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, stdin=None if stdin is None else subprocess.PIPE)
+        self._children.add(child)
+        try:
+            out, err = child.communicate(stdin, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            raise
+        finally:
+            self._children.discard(child)
+        return subprocess.CompletedProcess(argv, child.returncode, out, err)
 
     def run(self, argv: Sequence[str], stdin: str | None = None, *, cwd: str | None = None) -> str:
         """stdout of a Slurm command run with this client's environment; SlurmError naming the
         command when it is missing, times out or fails, or when SLURM_CONF names no readable file."""
         argv = [str(a) for a in argv]
         check_slurm_conf(self.env.get("SLURM_CONF"), f"{argv[0]} cannot read the cluster's configuration")
+        stopping = SlurmError(f"`{shlex.join(argv)}` abandoned: the agent is stopping")
+        if self._interrupted:
+            raise stopping
         try:
-            proc = subprocess.run(argv, env=self.env, input=stdin, text=True, capture_output=True,
-                                  timeout=self.timeout, check=False, cwd=cwd)
+            proc = self._spawn(argv, stdin, cwd)
         except FileNotFoundError:
             raise SlurmError(f"{argv[0]}: command not found",
                              hint="install Slurm's client commands (Debian: slurm-client)") from None
         except subprocess.TimeoutExpired:
             raise SlurmError(f"`{shlex.join(argv)}` did not answer within {self.timeout:g} s",
                              hint="is slurmctld up? (scontrol ping)") from None
+        if proc.returncode != 0 and self._interrupted:  # killed by interrupt()
+            raise stopping
         if proc.returncode != 0:
             msg = (proc.stderr or proc.stdout).strip()
             if "Invalid job id" in msg:
@@ -108,7 +142,7 @@ class CliClient(SlurmClient):
 
     @decode.gc_paused()
     def jobs(self) -> list[Job]:
-        return decode.jobs_answer(self._json(["squeue", "--json"]), "squeue --json")
+        return queued(decode.jobs_answer(self._json(["squeue", "--json"]), "squeue --json"))
 
     def reservations(self) -> resv.Read:
         """``scontrol show reservation --json`` (23.02+); its ``-o`` text (local times) where scontrol has no
@@ -144,7 +178,7 @@ class CliClient(SlurmClient):
                 if not found:
                     raise NotFoundError(f"Slurm knows no job {jid}", hint=UNKNOWN_JOB_HINT)
                 return found[0]
-        for j in self.jobs():
+        for j in decode.jobs_answer(self._json(["squeue", "--json"]), "squeue --json"):  # finished ones too
             if j.job_id == jid:
                 return j
         raise NotFoundError(f"Slurm knows no job {jid}", hint=UNKNOWN_JOB_HINT)

@@ -8,7 +8,7 @@ frozen dataclasses below; every unexpected answer raises :class:`SlurmError` nam
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -194,6 +194,15 @@ class Job:
         return self.state in ACTIVE_STATES
 
 
+def queued(jobs: Iterable[Job]) -> list[Job]:
+    """``jobs`` without the finished ones (squeue's default: src/squeue/print.c keeps pending, running,
+    suspended, completing and staging-out jobs), so every backend's ``jobs()`` lists the same: slurmrestd's
+    ``GET /jobs`` and pyslurm's ``Jobs.load()`` also give the jobs that ended within MinJobAge."""
+    from fabric_hpc.slurm.parse import FINAL_STATES
+
+    return [j for j in jobs if j.state not in FINAL_STATES]
+
+
 #: Reservation flags under which the agent still keeps other jobs off the reservation's nodes: none. Slurm
 #: 25.11 (reservation.c, ``job_test_resv``) keeps a job that names no reservation off the nodes of every
 #: whole-node reservation whose time overlaps the job's (now to now + its time limit), whatever its flags:
@@ -213,7 +222,7 @@ class Reservation:
     start: float                    # UNIX time it starts (or started)
     end: float                      # UNIX time it ends
     nodes: tuple[str, ...] = ()     # its nodes, expanded
-    flags: tuple[str, ...] = ()     # MAINT, FLEX, IGNORE_JOBS, ... (upper case)
+    flags: tuple[str, ...] = ()     # MAINT, FLEX, IGNORE_JOBS, ... (upper case; Slurm's names, pyslurm's too)
 
     def keeps_out(self, start: float, end: float | None) -> bool:
         """Slurm keeps a job that does not name it off its nodes when it runs from ``start`` to ``end`` (None:
@@ -251,7 +260,8 @@ class SlurmClient(abc.ABC):
 
     @abc.abstractmethod
     def jobs(self) -> list[Job]:
-        """Every job Slurm still knows (pending, running, recently finished)."""
+        """The jobs in Slurm's queue: pending and active (running, suspended, completing), as ``squeue``
+        lists them by default (:func:`queued`); a finished job Slurm still knows only through :meth:`job`."""
 
     def job(self, job_id: int) -> Job:
         """One job; :class:`~fabric_hpc.errors.NotFoundError` when Slurm does not know it."""

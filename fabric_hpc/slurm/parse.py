@@ -198,6 +198,25 @@ def parse_state(text: str | list[str] | None) -> tuple[str, tuple[str, ...]]:
 #: ``Reason=`` shows the text (spaces as ``_``) and pyslurm's ``state_reason`` too, where slurmrestd's
 #: ``state_reason`` is the enum name (src/slurmctld/job_mgr.c: a ``scontrol requeuehold`` sets both).
 REASON_DESCRIPTIONS = {"job requeued in held state": "JobHeldUser"}
+#: every other ``state_desc`` slurmctld 25.11 sets, by pattern (matched on the text lower-cased with ``_`` as
+#: spaces, as :func:`normal_reason` compares it), with the reason set next to it (src/slurmctld: the file;
+#: the names are src/common/job_state_reason.c's); tests/slurm/test_reason_descriptions.py lists the texts
+REASON_PATTERNS = tuple((re.compile(pattern), name) for pattern, name in (
+    (r"nodes required for job are down, drained(, rebooting)? or reserved for jobs in higher priority "
+     r"partitions", "Resources"),  # job_scheduler.c (WAIT_RESOURCES)
+    (r"job requeued in special exit state", "JobHeldUser"),  # job_mgr.c
+    (r"launch failure limit exceeded requeued held", "JobHoldMaxRequeue"),  # job_mgr.c
+    (r"reservation \S+ was deleted", "ReservationDeleted"),  # reservation.c
+    (r"reservation \S+ is invalid", "ReservationInvalid"),  # reservation.c
+    (r"reservation \S+, which this job was running under, has ended", "TimeLimit"),  # job_mgr.c
+    (r"uid \d+ not in group permitted to use this partition .*", "AccountNotAllowed"),  # node_scheduler.c
+    (r"job's qos not (known|permitted).* use this partition .*", "QOSNotAllowed"),  # partition_mgr.c
+    (r"license request .* is no longer valid, holding job", "JobHeldAdmin"),  # job_mgr.c (WAIT_HELD)
+    (r"unable to load job (batch script|environment)", "SystemFailure"),  # job_scheduler.c
+    (r"invalid het job id set|invalid hetjob component|incomplete hetjob", "SystemFailure"),  # read_config.c
+    (r"raisedsignal:\d+\(.*\)", "RaisedSignal"),  # job_mgr.c (FAIL_SIGNAL)
+    (r"job is at or exceeds (qos|association) .*", "TimeLimit"),  # acct_policy.c (FAIL_TIMEOUT)
+))
 _REASON_NAME = re.compile(r"[A-Z][A-Za-z0-9]*")
 
 
@@ -212,6 +231,9 @@ def normal_reason(text: str | None) -> str:
     described = " ".join(reason.replace("_", " ").split()).lower()
     if described in REASON_DESCRIPTIONS:
         return REASON_DESCRIPTIONS[described]
+    for pattern, name in REASON_PATTERNS:
+        if pattern.fullmatch(described):
+            return name
     head = reason.split(",", 1)[0].strip()
     return head if "," in reason and _REASON_NAME.fullmatch(head) else reason
 

@@ -29,7 +29,7 @@ from fabric_hpc.slurm import segment
 from fabric_hpc.slurm import reservations as resv
 from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, check_slurm_conf
 from fabric_hpc.slurm.segment import segment_size
-from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
+from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError, queued
 from fabric_hpc.slurm.parse import normal_reason
 from fabric_hpc.slurm.parse import (ACTIVE_STATES, gpu_indices, gpu_types, hosts, parse_gres,
                                      parse_state)
@@ -206,6 +206,8 @@ def job_from_pyslurm(j: Any) -> Job:
                array_job_id=_field(j, "array_id", int, what, optional=True) or 0,
                het_job_id=_field(j, "heterogeneous_id", int, what, optional=True) or 0,
                reservation=_field(j, "reservation", str, what, optional=True) or "",
+               segment_size=(_field(j, "segment_size", int, what, optional=True) or 0  # --segment
+                             if hasattr(j, "segment_size") else 0),
                requeue=getattr(j, "is_requeueable", None) is not False,
                exclusive=str(getattr(j, "resource_sharing", "") or "").upper() in ("NO", "NONE"),
                mem_per_node=_mib(j, "memory_per_node", what), mem_per_cpu=_mib(j, "memory_per_cpu", what))
@@ -309,6 +311,14 @@ class PyslurmClient(SlurmClient):
     def __init__(self, conf: str | None = None) -> None:
         self.ps = load_pyslurm(conf)
 
+    def contact_probe(self) -> list[str]:
+        """A command that reads the nodes once and exits 0 when slurmctld answered: the agent's first
+        contact runs it with a deadline, as pyslurm's calls hold the GIL (no thread can time them out:
+        a frozen slurmctld held them for libslurm's message timeouts, 12 s and more)."""
+        import sys
+
+        return [sys.executable, "-c", "import pyslurm; pyslurm.Nodes.load()"]
+
     def _rpc(self, what: str, call: Callable[[], Any], job_id: int | None = None) -> Any:
         """Run one pyslurm call; its errors as NotFoundError (unknown job) or SlurmError."""
         try:
@@ -351,7 +361,7 @@ class PyslurmClient(SlurmClient):
         return [node_from_pyslurm(n, tuple(sorted(used.get(name, ())))) for name, n in loaded.items()]
 
     def jobs(self) -> list[Job]:
-        return [job_from_pyslurm(j) for j in self._rpc("load jobs", self.ps.Jobs.load).values()]
+        return queued(job_from_pyslurm(j) for j in self._rpc("load jobs", self.ps.Jobs.load).values())
 
     def reservations(self) -> resv.Read:
         """``pyslurm.Reservations.load()`` (pyslurm's flag names: ``MAINTENANCE``,

@@ -129,7 +129,14 @@ def from_pyslurm(r: Any) -> Reservation:
         raise SlurmError(f"reservation {name}: pyslurm answered nodes {nodes!r}")
     flags = getattr(r, "flags", None)
     words = [str(getattr(f, "name", f)) for f in flags] if flags is not None else []
-    return checked(name, times[0], times[1], nodes, words)
+    return checked(name, times[0], times[1], nodes, [PYSLURM_FLAGS.get(w.upper(), w) for w in words])
+
+
+#: pyslurm 25.11's ``ReservationFlags`` names -> Slurm's own (scontrol's and slurmrestd's: MAINT, not
+#: MAINTENANCE), so a Reservation's flags read alike whichever backend read them
+PYSLURM_FLAGS = {"MAINTENANCE": "MAINT", "IGNORE_RUNNING_JOBS": "IGNORE_JOBS", "STATIC_NODES": "STATIC",
+                 "PARTITION_NODES_ONLY": "PART_NODES", "USER_DELETION": "USER_DELETE", "PURGE": "PURGE_COMP",
+                 "SPECIFIC_NODES": "SPEC_NODES", "NO_JOB_HOLD_AFTER_END": "NO_HOLD_JOBS_AFTER_END"}
 
 
 def pyslurm_answer(items: Iterable[Any]) -> Read:

@@ -36,7 +36,7 @@ from fabric_hpc.slurm.cli_backend import CliClient
 from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, shown_url
 from fabric_hpc.slurm.rest_submit import (_hosts, minutes, sbatch_args_to_job,  # noqa: F401 - re-exported
                                            sbatch_args_to_job_desc, sbatch_options, start_time)
-from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
+from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError, queued
 
 LEGACY = "v0.0.38"
 CURRENT_MIN = (0, 0, 42)
@@ -63,6 +63,13 @@ JWT_HINT = ("a JWT is missing, expired or not this cluster's, or not for the use
 _AUTH_STATUS = {401, 403, 511}
 #: the transport failures a retry may cure (a refused or missing socket is not one: nobody listens)
 _DROPPED = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)  # RemoteDisconnected is a reset
+#: the largest answer read (bytes): a GET /jobs/ of 10,000 jobs is about 100 MB; more is no slurmrestd's
+MAX_BODY_BYTES = 1 << 30
+_CHUNK = 1 << 16
+
+
+class _Late(Exception):
+    """A request past its deadline (``RestClient.timeout`` for the whole exchange) or interrupted."""
 
 
 def _vtuple(version: str) -> tuple[int, int, int]:
@@ -80,8 +87,16 @@ def choose_version(paths: Sequence[str]) -> str:
     if _vtuple(LEGACY) in offered:
         return LEGACY
     shown = ", ".join("v%d.%d.%d" % v for v in sorted(offered)) or "no /slurm/ endpoints"
-    raise SlurmError(f"slurmrestd offers {shown}; fabric speaks {LEGACY} and v0.0.42 or later",
-                     hint="start slurmrestd with -s openapi/slurmctld (Slurm 23.11+) or -s openapi/v0.0.38 (22.05)")
+    hint = ("start slurmrestd with -s openapi/slurmctld (Slurm 23.11+) or -s openapi/v0.0.38 (22.05)"
+            if not offered else  # a data parser fabric does not speak (-d data_parser/v0.0.41)
+            f"start slurmrestd with -d data_parser/v0.0.42 or later (or without -d: the newest it has) "
+            f"instead of -d data_parser/{shown.split(', ')[-1]}; Slurm 22.05: -s openapi/v0.0.38")
+    raise UnsupportedVersion(f"slurmrestd offers {shown}; fabric speaks {LEGACY} and v0.0.42 or later",
+                             hint=hint)
+
+
+class UnsupportedVersion(SlurmError):
+    """The server's spec was read, and it offers no version fabric speaks."""
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -114,6 +129,24 @@ class RestClient(SlurmClient):
         self.user = header_value(user or environ.get("USER") or "root",
                                  "the user name (USER, rest_user)") or "root"
         self._cli = CliClient(env, timeout=timeout)  # only for requeue (no endpoint in any version)
+        #: the sockets of the requests in flight (interrupt()); no lock: a signal handler reads it, and
+        #: set.add/discard and list(set) are single steps under the GIL
+        self._open: set[socket.socket] = set()
+        self._interrupted = False
+
+    def interrupt(self) -> None:
+        """Abandon the requests in flight and refuse new ones (the agent's stop; safe from a signal
+        handler or another thread): each fails at once with a SlurmError. :meth:`resume` undoes it."""
+        self._interrupted = True
+        for sock in list(self._open):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # a recv blocked in another thread (or below) returns
+            except OSError:
+                pass
+
+    def resume(self) -> None:
+        """Requests are sent again after :meth:`interrupt` (the agent's last calls at stop)."""
+        self._interrupted = False
 
     def _file_token(self) -> str | None:
         from fabric_hpc.slurm.rest_token import read_token_file
@@ -139,13 +172,28 @@ class RestClient(SlurmClient):
         for attempt in range(len(pauses) + 1):
             try:
                 return self._exchange(method, path, body)
+            except (_Late, TimeoutError):
+                raise self._late(method, path) from None
             except _DROPPED as exc:
+                if self._interrupted:
+                    raise self._late(method, path) from None
                 if attempt == len(pauses):
                     raise self._failed(method, path, exc) from None
                 time.sleep(pauses[attempt])
             except (OSError, http.client.HTTPException) as exc:
+                if self._interrupted:
+                    raise self._late(method, path) from None
                 raise self._failed(method, path, exc) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _late(self, method: str, path: str) -> SlurmError:
+        if self._interrupted:
+            return SlurmError(f"slurmrestd at {shown_url(self.url)}: {method} {path} abandoned: the agent "
+                              "is stopping")
+        return SlurmError(f"slurmrestd at {shown_url(self.url)}: {method} {path} did not answer within "
+                          f"{self.timeout:g} s",
+                          hint="is slurmrestd stopped or overloaded, or slurmctld behind it? (its log; "
+                               "scontrol ping); a slow link or proxy between them?")
 
     def _parsed(self, method: str, path: str, status: int, raw: str) -> tuple[int, Any]:
         try:
@@ -163,17 +211,47 @@ class RestClient(SlurmClient):
         if self.token:
             headers["X-SLURM-USER-NAME"] = self.user
             headers["X-SLURM-USER-TOKEN"] = self.token
-        conn = self._conn()
+        deadline = time.monotonic() + self.timeout  # the whole exchange, not each receive
+        if self._interrupted:
+            raise _Late()
+        conn, sock = self._conn(), None
         try:
+            conn.connect()
+            sock = conn.sock
+            self._open.add(sock)
+            if self._interrupted:  # interrupt() came between the check above and the socket's entry
+                raise _Late()
             conn.request(method, self._prefix + path, body=None if body is None else json.dumps(body),
                          headers=headers)
+            sock.settimeout(_left(deadline))
             resp = conn.getresponse()
-            return resp.status, resp.read().decode("utf-8", "replace")
+            return resp.status, self._body(resp, sock, deadline, f"{method} {path}")
         except ValueError:  # http.client's text names the header value (the token): never shown
             raise ConfigError(f"slurmrestd {method} {path}: a request header holds a character HTTP does "
                               "not allow", hint="SLURM_JWT and USER: one line of printable ASCII each") from None
         finally:
+            self._open.discard(sock)  # type: ignore[arg-type]
             conn.close()
+
+    def _body(self, resp: http.client.HTTPResponse, sock: socket.socket, deadline: float, what: str) -> str:
+        """The answer's body, read in chunks within ``deadline`` and up to MAX_BODY_BYTES."""
+        chunks, size = [], 0
+        while True:
+            sock.settimeout(_left(deadline))
+            chunk = resp.read1(_CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise SlurmError(f"slurmrestd {what}: the answer is larger than "
+                                 f"{MAX_BODY_BYTES / 2**20:g} MiB (not read)",
+                                 hint="is rest_url/--rest-url slurmrestd's address?")
+            chunks.append(chunk)
+        if self._interrupted:  # the socket was shut down: what was read is cut short
+            raise _Late()
+        if resp.length:  # the connection closed before Content-Length bytes came
+            raise http.client.IncompleteRead(b"".join(chunks), resp.length)
+        return b"".join(chunks).decode("utf-8", "replace")
 
     def _failed(self, method: str, path: str, exc: Exception) -> SlurmError:
         text = self._redact(str(exc) or type(exc).__name__)
@@ -219,6 +297,9 @@ class RestClient(SlurmClient):
         self.api = None
         try:
             return self.version != used
+        except UnsupportedVersion:  # the spec offers only versions fabric does not speak: that is the error
+            self.api = used  # asked again next time (a slurmrestd restarted once more)
+            raise
         except FabricError:  # no spec to read: the 404 is the error to show
             self.api = used
             return False
@@ -255,7 +336,7 @@ class RestClient(SlurmClient):
     @decode.gc_paused()
     def jobs(self) -> list[Job]:
         path = "/jobs" if self.legacy else "/jobs/"
-        return decode.jobs_answer(self._call("GET", path), f"slurmrestd GET {path}")
+        return queued(decode.jobs_answer(self._call("GET", path), f"slurmrestd GET {path}"))
 
     def reservations(self) -> resv.Read:
         """``GET /reservations`` (both dialects: v0.0.38's plain numbers, v0.0.42+'s number objects)."""
@@ -350,6 +431,14 @@ def _auth_hint(status: int, text: str, codes: set[Any]) -> str | None:
     if status == 500 and -1 in codes and "Unspecified error" in text:
         return JWT_HINT + " (Slurm 22.05 answers a refused token so; otherwise see slurmctld's log)"
     return None
+
+
+def _left(deadline: float) -> float:
+    """The seconds left until ``deadline`` (a socket timeout); _Late once it has passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _Late()
+    return left
 
 
 def path_prefix(url: str) -> str:

@@ -135,7 +135,7 @@ def test_pyslurm_reservations_decode() -> None:
     bad = SimpleNamespace(name="bad", start_time="x", end_time=200, nodes="n1", flags=[])
     found, ignored = resv.pyslurm_answer([r, bad])
     assert found == [Reservation(name="maint", start=100.0, end=200.0, nodes=("n1", "n2"),
-                                 flags=("MAINTENANCE",))]
+                                 flags=("MAINT",))]  # Slurm's name (pyslurm's MAINTENANCE)
     assert "pyslurm answered times" in ignored["bad"]
 
 
