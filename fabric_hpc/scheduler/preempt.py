@@ -23,8 +23,9 @@ cost (GPUs and hosts it must free, cheapest candidates first) is already refused
 
 Speed (thousands of candidates, a hundred blocked jobs per step): the candidates of a call are
 arrays; each running gang's GPU positions and cost are remembered across the calls of a step
-(:class:`_GangIndex`); victim prefixes that free too few GPUs skip the placer. The choices are those
-of the plain implementation (tests/scheduler/test_preempt_oracle.py).
+(:class:`_GangIndex`), and the arrays of all running gangs are kept from call to call, cut down to
+the gangs left after each eviction (tests/scheduler/test_preempt_gang_table.py); victim prefixes
+that free too few GPUs skip the placer. The choices are those of the plain implementation (tests/scheduler/test_preempt_oracle.py).
 """
 
 from __future__ import annotations
@@ -66,6 +67,48 @@ class _Candidates:
 _SECOND = itemgetter(1)
 
 
+def _rows(c: _Candidates, rows: np.ndarray) -> _Candidates:
+    """The candidates at ``rows`` (increasing positions in ``c``), as :class:`_Candidates` built for
+    those gangs alone would hold them."""
+    n = len(c.runs)
+    if rows.size == n:
+        return c
+    keep = np.zeros(n, bool)
+    keep[rows] = True
+    at = keep[c.of]  # the entries of ``gpu`` kept
+    renum = np.cumsum(keep) - 1
+    pick = rows.tolist()
+    return _Candidates([c.runs[k] for k in pick], [c.idx[k] for k in pick], c.gpu[at], renum[c.of[at]],
+                       c.size[rows], c.cost[rows])
+
+
+@dataclass
+class _Running:
+    """Every running gang of a call as :class:`_Candidates`, with what picks the candidates of a job:
+    each one's tier (a code into ``tier_names``), preemptible flag and job id."""
+
+    c: _Candidates
+    tier: np.ndarray
+    tier_names: list[str]
+    preemptible: np.ndarray
+    job_ids: list[str]
+
+    @classmethod
+    def of(cls, runs: list[RunningJob], idx: list[np.ndarray], cost: list[float]) -> _Running:
+        size = np.fromiter(map(len, idx), np.int64, len(idx))
+        c = _Candidates(runs, idx, np.concatenate(idx), np.repeat(np.arange(len(idx)), size), size,
+                        np.array(cost, float))
+        code: dict[str, int] = {}
+        tier = np.fromiter((code.setdefault(r.job.tier, len(code)) for r in runs), np.int64, len(runs))
+        return cls(c, tier, list(code), np.fromiter((bool(r.preemptible) for r in runs), bool, len(runs)),
+                   [r.job.id for r in runs])
+
+    def rows(self, rows: np.ndarray) -> _Running:
+        """The gangs at ``rows`` (increasing positions)."""
+        return _Running(_rows(self.c, rows), self.tier[rows], self.tier_names, self.preemptible[rows],
+                        list(map(self.job_ids.__getitem__, rows.tolist())))
+
+
 class _GangIndex:
     """What a step asks about the same running gangs once per blocked job: each gang's GPU positions
     (per fabric) and GPU-hours lost (per ``(now, restore_s)``), by ``id()`` of the RunningJob.
@@ -80,6 +123,33 @@ class _GangIndex:
         self.when: tuple[float, float] | None = None
         self.where: dict[int, tuple[RunningJob, np.ndarray]] = {}
         self.cost: dict[int, float] = {}
+        self.last: _Running | None = None  # every running gang of the last call, as arrays
+        self.last_ids: tuple[int, ...] = ()  # their id()s (held by ``last``: not reused while kept)
+
+    def table(self, running: Sequence[RunningJob], pos: dict[str, int],
+              when: tuple[float, float]) -> _Running | None:
+        """Every gang of ``running``, in order, as arrays (None: none). Within a step ``running``
+        only loses gangs (the victims) from one call to the next: the arrays of the last call are
+        then cut down to the gangs left, not built again."""
+        ids = tuple(map(id, running))
+        if not ids:
+            return None
+        last = self.last
+        if last is not None and (pos is not self.pos or when != self.when):
+            last = None
+        if last is not None and ids != self.last_ids:
+            row_of = dict(zip(self.last_ids, range(len(self.last_ids))))
+            rows = list(map(row_of.get, ids))
+            if None in rows or any(b <= a for a, b in zip(rows, rows[1:])):
+                last = None  # a gang the last call did not have, or another order: built anew
+            else:
+                last = last.rows(np.array(rows, np.int64))
+        if last is None:
+            runs = list(running)
+            idx, cost = self.lookup(runs, running, pos, when)
+            last = _Running.of(runs, idx, cost)
+        self.last, self.last_ids = last, ids
+        return last
 
     def lookup(self, runs: list[RunningJob], running: Sequence[RunningJob], pos: dict[str, int],
                when: tuple[float, float]) -> tuple[list[np.ndarray], list[float]]:
@@ -212,14 +282,26 @@ class GangPreemption:
         ``state``."""
         tiers = self.tiers or DEFAULT_TIERS
         ok = {name for name, t in tiers.items() if t is not None and t.preemptible and job.tier in t.preempted_by}
-        running, holds = view.running, state.holds
-        runs = [r for r in running if r.job.tier in ok and r.preemptible and holds(r.job.id)]
-        if not runs:
+        running, pos, when = view.running, state.fab.gpu_pos, (view.now, self.restore_s)
+        try:
+            table = self._index.table(running, pos, when)
+        except KeyError:  # a gang on GPUs of another fabric: left out unless it is a candidate, as before
+            runs = [r for r in running if r.job.tier in ok and r.preemptible and state.holds(r.job.id)]
+            if not runs:
+                return None
+            idx, cost = self._index.lookup(runs, running, pos, when)
+            return _Running.of(runs, idx, cost).c
+        if table is None:
             return None
-        idx, cost = self._index.lookup(runs, running, state.fab.gpu_pos, (view.now, self.restore_s))
-        size = np.fromiter(map(len, idx), np.int64, len(idx))
-        return _Candidates(runs, idx, np.concatenate(idx), np.repeat(np.arange(len(idx)), size), size,
-                           np.array(cost, float))
+        names = table.tier_names
+        pick = np.fromiter((name in ok for name in names), bool, len(names))[table.tier] & table.preemptible
+        rows = np.flatnonzero(pick)
+        if rows.size:  # (an O(1) test each, only for the gangs left)
+            rows = rows[np.fromiter(map(state.holds, map(table.job_ids.__getitem__, rows.tolist())), bool,
+                                    rows.size)]
+        if not rows.size:
+            return None
+        return _rows(table.c, rows)
 
     def _in_domain(self, job: Job, state: ClusterState, placer: Placer, inside: np.ndarray, c: _Candidates,
                    rejects: Callable[[float], bool] | None = None):
@@ -302,7 +384,7 @@ def _hosts_loss(r, free: np.ndarray, at: np.ndarray, of: np.ndarray, c: _Candida
     hosts = gpu_host[at]
     on = ~ok[hosts]  # candidate GPUs on hosts that cannot take a rank yet
     nh = ok.size
-    pairs = np.unique(of[on] * nh + hosts[on])  # (candidate, such host), once each
+    pairs = _unique(of[on] * nh + hosts[on])  # (candidate, such host), once each
     who, where = pairs // nh, pairs % nh
     share = c.cost[who] / np.bincount(who, minlength=len(c.runs))[who]
     lacks = (lv.host_gpus if r.whole_hosts else (r.gpus_per_node or 1)) - per_host
@@ -317,6 +399,17 @@ def _hosts_loss(r, free: np.ndarray, at: np.ndarray, of: np.ndarray, c: _Candida
     if cost.size < short:
         return float("inf")
     return float(np.partition(cost, short - 1)[:short].sum())
+
+
+def _unique(keys: np.ndarray) -> np.ndarray:
+    """``np.unique(keys)``, without its sort (or hash) where ``keys`` is already in order: the
+    candidates' GPUs come gang by gang, each gang's hosts in fabric order, so their keys usually are."""
+    if keys.size > 1 and not (keys[1:] >= keys[:-1]).all():
+        return np.unique(keys)
+    step = np.empty(keys.size, bool)
+    step[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=step[1:])
+    return keys[step]
 
 
 def _cover(cost: np.ndarray, units: np.ndarray, short: int) -> float:

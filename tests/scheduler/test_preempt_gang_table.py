@@ -1,0 +1,109 @@
+"""The running gangs' arrays that gang preemption keeps from one call to the next are those it would
+build anew: after victims leave, a gang joins, the order changes, time passes, a gang becomes
+unpreemptible or releases its GPUs, or the fabric changes (issue 21: the agent's cycle at scale)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from fabric_hpc.placement import ClusterState, Request
+from fabric_hpc.scheduler import GangPreemption, Job, PendingJob, RunningJob, SchedulerInput
+from fabric_hpc.scheduler.preempt import _unique
+from fabric_hpc.topology import build, generators
+
+FAB = build(generators.leaf_spine(hosts=8, hosts_per_leaf=2, gpus=8))
+NOW = 10_000.0
+
+
+def _running(fab, tiers=("spot", "spot", "normal", "spot")) -> tuple[ClusterState, list[RunningJob]]:
+    st, out = ClusterState(fab), []
+    for k, host in enumerate(fab.hosts):
+        gpus = tuple(fab.host_gpus(host)[: 8 if k % 3 else 4])
+        j = Job(id=f"r{k}", request=Request(nodes=1, gpus_per_node=len(gpus)), submit=0.0, walltime=9_000.0,
+                tier=tiers[k % len(tiers)], checkpoint_interval=600.0 if k % 2 else None)
+        st.allocate(j.id, gpus)
+        out.append(RunningJob(j, gpus, NOW - 300.0 * (k + 1)))
+    return st, out
+
+
+JOB = Job(id="p", request=Request(nodes=2, gpus_per_node=8), submit=0.0, walltime=3600.0, tier="high")
+
+
+def _same(kept: GangPreemption, running: list[RunningJob], st: ClusterState, now: float = NOW) -> None:
+    """``kept`` (asked before) answers what a new policy object answers."""
+    view = SchedulerInput(now, [PendingJob(JOB)], running, st)
+    got, want = kept._candidates(JOB, view, st), GangPreemption()._candidates(JOB, view, st)
+    if want is None:
+        assert got is None
+        return
+    assert [id(r) for r in got.runs] == [id(r) for r in want.runs]
+    assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(got.idx, want.idx, strict=True))
+    for name in ("gpu", "of", "size", "cost"):
+        a, b = getattr(got, name), getattr(want, name)
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
+
+
+def test_victims_leaving_cut_the_kept_arrays_down():
+    st, running = _running(FAB)
+    p = GangPreemption()
+    _same(p, running, st)
+    for gone in (running[1], running[4]):  # as the scheduler evicts: released, dropped from the list
+        st.release(gone.job.id)
+        running.remove(gone)
+        _same(p, running, st)
+    assert p._index.last is not None and len(p._index.last.c.runs) == len(running)
+
+
+def test_a_new_gang_a_new_order_or_a_new_time_builds_them_anew():
+    st, running = _running(FAB)
+    p = GangPreemption()
+    _same(p, running, st)
+    extra = Job(id="x", request=Request(nodes=1, gpus_per_node=4), submit=0.0, walltime=9_000.0, tier="spot")
+    st.release(running[0].job.id)
+    gpus = tuple(FAB.host_gpus(FAB.hosts[0])[:4])
+    st.allocate("x", gpus)
+    running = [RunningJob(extra, gpus, NOW - 60.0), *running[1:]]
+    _same(p, running, st)
+    running.reverse()
+    _same(p, running, st)
+    _same(p, running, st, now=NOW + 1234.0)  # the costs are those of the new time
+
+
+def test_unpreemptible_released_and_other_tiers_are_left_out():
+    st, running = _running(FAB)
+    p = GangPreemption()
+    _same(p, running, st)
+    running[2] = replace(running[2], preemptible=False)  # a requeue Slurm refused
+    _same(p, running, st)
+    st.release(running[5].job.id)  # still listed, holds nothing
+    _same(p, running, st)
+    st2, normal = _running(FAB, tiers=("normal",))
+    _same(p, normal, st2)  # no candidate at all
+
+
+def test_another_fabric_builds_them_anew():
+    st, running = _running(FAB)
+    p = GangPreemption()
+    _same(p, running, st)
+    other = build(generators.leaf_spine(hosts=8, hosts_per_leaf=4, gpus=8))
+    st2, running2 = _running(other)
+    _same(p, running2, st2)
+    _same(p, running, st)
+
+
+def test_a_gang_on_gpus_the_fabric_lacks_is_left_out_unless_a_candidate():
+    st, running = _running(FAB)
+    stray = RunningJob(Job(id="y", request=Request(nodes=1, gpus_per_node=1), submit=0.0, walltime=10.0,
+                           tier="normal"), ("nowhere/gpu0",), NOW - 5.0)
+    p = GangPreemption()
+    _same(p, [*running, stray], st)  # not a candidate of a high job: ignored, as before
+
+
+@pytest.mark.parametrize("keys", [[], [3], [1, 1, 2, 5, 5, 5, 9], [5, 1, 5, 2], [2, 2, 2], [-4, -4, 0, 7]])
+def test_unique_is_numpys(keys):
+    a = np.array(keys, np.int64)
+    got = _unique(a)
+    assert got.dtype == np.unique(a).dtype and np.array_equal(got, np.unique(a))
