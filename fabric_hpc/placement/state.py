@@ -75,6 +75,10 @@ class ClusterState:
         """Whether ``job`` holds GPUs in this state."""
         return job in self._job_num
 
+    def holding(self, jobs: Iterable[str]) -> np.ndarray:
+        """:meth:`holds` of each of ``jobs``, as a bool array."""
+        return np.fromiter(map(self._job_num.__contains__, jobs), bool)
+
     def job_numbers(self) -> dict[str, int]:
         """Job id → its number in ``owner``, for every job holding GPUs now (any id, even "free")."""
         return dict(self._job_num)

@@ -125,6 +125,8 @@ class _GangIndex:
         self.cost: dict[int, float] = {}
         self.last: _Running | None = None  # every running gang of the last call, as arrays
         self.last_ids: tuple[int, ...] = ()  # their id()s (held by ``last``: not reused while kept)
+        self.row_of: dict[int, int] = {}  # id() -> row, as ``last`` was built (a gang gone never returns:
+        self.base = np.zeros(0, np.int64)  # its row is not in ``base``, the rows of ``last`` as built)
 
     def table(self, running: Sequence[RunningJob], pos: dict[str, int],
               when: tuple[float, float]) -> _Running | None:
@@ -134,22 +136,21 @@ class _GangIndex:
         ids = tuple(map(id, running))
         if not ids:
             return None
-        last = self.last
-        if last is not None and (pos is not self.pos or when != self.when):
-            last = None
-        if last is not None and ids != self.last_ids:
-            row_of = dict(zip(self.last_ids, range(len(self.last_ids))))
-            rows = list(map(row_of.get, ids))
-            if None in rows or any(b <= a for a, b in zip(rows, rows[1:])):
-                last = None  # a gang the last call did not have, or another order: built anew
-            else:
-                last = last.rows(np.array(rows, np.int64))
-        if last is None:
-            runs = list(running)
-            idx, cost = self.lookup(runs, running, pos, when)
-            last = _Running.of(runs, idx, cost)
-        self.last, self.last_ids = last, ids
-        return last
+        if self.last is not None and pos is self.pos and when == self.when:
+            if ids == self.last_ids:
+                return self.last
+            orig = list(map(self.row_of.get, ids))  # rows in the table as last built
+            if None not in orig:
+                at = np.array(orig, np.int64)
+                rows = np.searchsorted(self.base, at)  # (``base`` increases: the rows still there)
+                if (at[1:] > at[:-1]).all() and rows[-1] < self.base.size and (self.base[rows] == at).all():
+                    self.last, self.last_ids, self.base = self.last.rows(rows), ids, at
+                    return self.last
+        runs = list(running)  # a gang the last call did not have, another order, time or fabric
+        idx, cost = self.lookup(runs, running, pos, when)
+        self.last, self.last_ids = _Running.of(runs, idx, cost), ids
+        self.row_of, self.base = dict(zip(ids, range(len(ids)))), np.arange(len(ids))
+        return self.last
 
     def lookup(self, runs: list[RunningJob], running: Sequence[RunningJob], pos: dict[str, int],
                when: tuple[float, float]) -> tuple[list[np.ndarray], list[float]]:
@@ -297,8 +298,7 @@ class GangPreemption:
         pick = np.fromiter((name in ok for name in names), bool, len(names))[table.tier] & table.preemptible
         rows = np.flatnonzero(pick)
         if rows.size:  # (an O(1) test each, only for the gangs left)
-            rows = rows[np.fromiter(map(state.holds, map(table.job_ids.__getitem__, rows.tolist())), bool,
-                                    rows.size)]
+            rows = rows[state.holding(map(table.job_ids.__getitem__, rows.tolist()))]
         if not rows.size:
             return None
         return _rows(table.c, rows)

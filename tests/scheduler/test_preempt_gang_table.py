@@ -107,3 +107,11 @@ def test_unique_is_numpys(keys):
     a = np.array(keys, np.int64)
     got = _unique(a)
     assert got.dtype == np.unique(a).dtype and np.array_equal(got, np.unique(a))
+
+
+def test_holding_is_holds_of_each():
+    st, running = _running(FAB)
+    st.release(running[3].job.id)
+    ids = [r.job.id for r in running] + ["never"]
+    assert st.holding(ids).tolist() == [st.holds(j) for j in ids]
+    assert st.holding([]).dtype == bool and st.holding([]).size == 0
