@@ -64,6 +64,7 @@ from fabric_hpc.slurm.agent_support import (  # noqa: F401 (re-exported: callers
     gpu_mismatch, heartbeat_text, model_overlap, plugin_dir, read_status, stop_reason, write_heartbeat)
 from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer, repair_logs
 from fabric_hpc.slurm.contract import Job, Node, ReadsReservations, SlurmClient
+from fabric_hpc.slurm.decode import gc_paused
 from fabric_hpc.slurm.deferral_store import DeferralStore
 from fabric_hpc.slurm.other_agent import OtherAgentWatch
 from fabric_hpc.slurm.qos_store import QosMemory
@@ -127,6 +128,7 @@ class Agent:
         self._ignored_resv: dict[str, str] = {}  # the reservations left out last cycle (noted on change)
 
     # -- one cycle ---------------------------------------------------------------------------
+    @gc_paused()  # a cycle's records (thousands of jobs, their view) make no cycles: see gc_paused
     def cycle(self, now: float | None = None) -> CycleResult:
         t0 = time.perf_counter()
         now = time.time() if now is None else now

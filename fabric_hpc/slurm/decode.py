@@ -243,12 +243,14 @@ def job(d: Any) -> Job:
 def gc_paused() -> Iterator[None]:
     """Python's cyclic garbage collector paused while an answer is parsed and decoded (a context
     manager, or a decorator of a client's read: the parsed answer is then freed before the
-    collector runs again).
+    collector runs again), and during the agent's whole cycle.
 
     An answer of thousands of jobs is a million containers (20 MB of Slurm 25.11 JSON); collections
     triggered while they are built, read, or still alive scan them again and again (3× the parse
     itself). Parsed JSON and the decoded records hold no reference cycles, so nothing is left for
-    the collector; it runs again as before afterwards (it stays paused if the caller had paused it)."""
+    the collector; it runs again as before afterwards (it stays paused if the caller had paused it).
+    The same holds for the rest of a cycle (the view, the scheduling step, the actions: a cycle at
+    16,384 GPUs left no unreachable object behind), whose collections cost ~12 % of its CPU."""
     paused = gc.isenabled()
     gc.disable()
     try:
