@@ -32,6 +32,7 @@ from fabric_hpc.slurm.parse import (gpu_count, gpu_indices, gpu_types, gpus_requ
                                    parse_state)
 
 _NUMBER_KEYS = frozenset({"set", "infinite", "number"})
+_LIMIT = 2**64  # beyond 64 bits: not a number Slurm sends
 _WORD = re.compile(r"^[A-Za-z_]+$")
 
 
@@ -62,6 +63,12 @@ def number(d: Mapping[str, Any], key: str, what: str, *, required: bool = False)
     value = d[key]
     if value is None and not required:
         return None
+    kind = type(value)
+    if kind is int and -_LIMIT < value < _LIMIT:  # the usual cases first: :func:`_finite`'s answer
+        return value
+    if kind is dict and value.keys() <= _NUMBER_KEYS and type(num := value.get("number")) is int \
+            and -_LIMIT < num < _LIMIT and value.get("set", True) is True and value.get("infinite", False) is False:
+        return num
     if _finite(value):
         return value
     if isinstance(value, Mapping) and set(value) <= _NUMBER_KEYS and "number" in value:
