@@ -62,6 +62,9 @@ class _Candidates:
     of: np.ndarray  # the candidate of each entry of ``gpu``
     size: np.ndarray  # GPUs per candidate
     cost: np.ndarray  # GPU-hours each would lose (:func:`gpu_hours_lost` at the call's ``now``)
+    #: (hosts of the fabric, then per (candidate, host) pair holding GPUs, in that order: the candidate,
+    #: the host, its GPUs there), made when first asked (:func:`_host_pairs`)
+    pairs: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 _SECOND = itemgetter(1)
@@ -78,8 +81,28 @@ def _rows(c: _Candidates, rows: np.ndarray) -> _Candidates:
     at = keep[c.of]  # the entries of ``gpu`` kept
     renum = np.cumsum(keep) - 1
     pick = rows.tolist()
+    pairs = None
+    if c.pairs is not None:  # the pairs of the gangs kept, still in order
+        nh, who, where, count = c.pairs
+        kept = keep[who]
+        pairs = (nh, renum[who[kept]], where[kept], count[kept])
     return _Candidates([c.runs[k] for k in pick], [c.idx[k] for k in pick], c.gpu[at], renum[c.of[at]],
-                       c.size[rows], c.cost[rows])
+                       c.size[rows], c.cost[rows], pairs)
+
+
+def _host_pairs(c: _Candidates, nh: int, gpu_host: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(candidate, host, GPUs it holds there) of each pair, ordered by candidate then host."""
+    if c.pairs is None or c.pairs[0] != nh:
+        keys = c.of * nh + gpu_host[c.gpu]
+        if keys.size > 1 and not (keys[1:] >= keys[:-1]).all():
+            keys = np.sort(keys)
+        step = np.empty(keys.size, bool)
+        step[:1] = True
+        np.not_equal(keys[1:], keys[:-1], out=step[1:])
+        first = np.flatnonzero(step)  # (``np.unique(keys, return_counts=True)``, without its sort)
+        keys, count = keys[first], np.diff(np.append(first, keys.size))
+        c.pairs = (nh, keys // nh, keys % nh, count)
+    return c.pairs[1:]
 
 
 @dataclass
@@ -301,6 +324,8 @@ class GangPreemption:
             rows = rows[state.holding(map(table.job_ids.__getitem__, rows.tolist()))]
         if not rows.size:
             return None
+        if rows.size < len(table.c.runs):  # the pairs made once for every gang, then cut down with them
+            _host_pairs(table.c, fabric_levels(state.fab).host_gpus.size, state.fab.index.gpu_host)
         return _rows(table.c, rows)
 
     def _in_domain(self, job: Job, state: ClusterState, placer: Placer, inside: np.ndarray, c: _Candidates,
@@ -381,14 +406,20 @@ def _hosts_loss(r, free: np.ndarray, at: np.ndarray, of: np.ndarray, c: _Candida
     short = r.nodes - int(np.count_nonzero(ok))
     if short <= 0:
         return 0.0
-    hosts = gpu_host[at]
-    on = ~ok[hosts]  # candidate GPUs on hosts that cannot take a rank yet
     nh = ok.size
-    pairs = _unique(of[on] * nh + hosts[on])  # (candidate, such host), once each
-    who, where = pairs // nh, pairs % nh
+    if at is c.gpu:  # every candidate GPU: their (candidate, host) pairs, made once per candidate set
+        who, where, count = _host_pairs(c, nh, gpu_host)
+        on = ~ok[where]  # pairs on hosts that cannot take a rank yet
+        who, where = who[on], where[on]
+        held = np.bincount(where, weights=count[on], minlength=nh).astype(np.int64)  # candidate GPUs per host
+    else:
+        hosts = gpu_host[at]
+        on = ~ok[hosts]  # candidate GPUs on hosts that cannot take a rank yet
+        pairs = _unique(of[on] * nh + hosts[on])  # (candidate, such host), once each
+        who, where = pairs // nh, pairs % nh
+        held = np.bincount(hosts[on], minlength=nh)  # candidate GPUs per host
     share = c.cost[who] / np.bincount(who, minlength=len(c.runs))[who]
     lacks = (lv.host_gpus if r.whole_hosts else (r.gpus_per_node or 1)) - per_host
-    held = np.bincount(hosts[on], minlength=nh)  # candidate GPUs per host
     all_of = np.bincount(where, weights=share, minlength=nh)
     least = np.full(nh, np.inf)
     np.minimum.at(least, where, share)

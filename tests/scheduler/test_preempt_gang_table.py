@@ -115,3 +115,43 @@ def test_holding_is_holds_of_each():
     ids = [r.job.id for r in running] + ["never"]
     assert st.holding(ids).tolist() == [st.holds(j) for j in ids]
     assert st.holding([]).dtype == bool and st.holding([]).size == 0
+
+
+@pytest.mark.parametrize("request_", [Request(nodes=2, gpus_per_node=8), Request(nodes=3, gpus_per_node=4),
+                                      Request(nodes=2, whole_hosts=True), Request(nodes=5, gpus_per_node=2)])
+def test_host_pairs_kept_with_the_arrays_give_the_same_bound(request_):
+    """The whole-fabric bound of ``_hosts_loss`` from the (candidate, host) pairs kept with the arrays
+    (cut down with them) equals the bound from the candidates' GPUs."""
+    from fabric_hpc.placement.levels import fabric_levels
+    from fabric_hpc.scheduler.preempt import _hosts_loss
+
+    st, running = _running(FAB)
+    st.allocate("fill", [g for g, free in zip(FAB.gpus, st.free) if free])  # no host can take a rank now
+    p, lv, gpu_host = GangPreemption(), fabric_levels(FAB), FAB.index.gpu_host
+    job = replace(JOB, request=request_)
+    for gone in (None, running[2], running[5]):
+        if gone is not None:  # evicted, its GPUs taken again at once (still no host free)
+            st.release(gone.job.id)
+            st.allocate(f"then-{gone.job.id}", gone.gpus)
+            running.remove(gone)
+        c = p._candidates(job, SchedulerInput(NOW, [PendingJob(job)], running, st), st)
+        for _ in range(2):  # made, then kept
+            fast = _hosts_loss(request_, st.free, c.gpu, c.of, c, lv, gpu_host)
+            assert fast == _hosts_loss(request_, st.free, c.gpu.copy(), c.of, c, lv, gpu_host)
+        assert c.pairs is not None
+
+
+def test_host_pairs_are_numpys_unique_counts():
+    from fabric_hpc.placement.levels import fabric_levels
+    from fabric_hpc.scheduler.preempt import _Candidates, _host_pairs
+
+    st, running = _running(FAB)
+    c = GangPreemption()._candidates(JOB, SchedulerInput(NOW, [PendingJob(JOB)], running, st), st)
+    nh, gpu_host = fabric_levels(FAB).host_gpus.size, FAB.index.gpu_host
+    for gpu in (c.gpu, c.gpu[::-1].copy(), c.gpu[:0]):  # in order, against it, none
+        of = c.of[: gpu.size] if gpu.size else c.of[:0]
+        probe = _Candidates(c.runs, c.idx, gpu, of, c.size, c.cost)
+        keys, count = np.unique(of * nh + gpu_host[gpu], return_counts=True)
+        who, where, n = _host_pairs(probe, nh, gpu_host)
+        assert who.tolist() == (keys // nh).tolist() and where.tolist() == (keys % nh).tolist()
+        assert n.tolist() == count.tolist()
