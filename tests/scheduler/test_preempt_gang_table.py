@@ -155,3 +155,33 @@ def test_host_pairs_are_numpys_unique_counts():
         who, where, n = _host_pairs(probe, nh, gpu_host)
         assert who.tolist() == (keys // nh).tolist() and where.tolist() == (keys % nh).tolist()
         assert n.tolist() == count.tolist()
+
+
+def test_one_scheduler_reused_across_steps_decides_as_fresh_ones():
+    """The gang arrays and the walk's running ids are the step's own: a scheduler (and its preemption
+    policy) asked step after step, about other running gangs each time, decides as new ones."""
+    import random
+
+    from fabric_hpc.scheduler import Backfill, MultifactorPriority, Scheduler, SolverPlacer
+    from fabric_hpc.scheduler.core import _positions
+    from fabric_hpc.scheduler.record import decisions_digest
+
+    from .test_preempt_oracle import FABS, REQUESTS, _state
+
+    def policy():
+        return Scheduler("p", MultifactorPriority(), SolverPlacer("greedy"), Backfill.easy(),
+                         GangPreemption())
+
+    kept, preempted = policy(), 0
+    for seed in range(10):
+        fab, rng, now = FABS["superpod"], random.Random(2000 + seed), 10_000.0 + seed
+        st, running = _state(fab, rng, now)
+        pending = [PendingJob(Job(id=f"p{q}", request=rng.choice(REQUESTS), submit=float(q), walltime=3600.0,
+                                  tier=rng.choice(["high", "normal", "spot"]))) for q in range(24)]
+        view = SchedulerInput(now, pending, running, st)
+        want = decisions_digest(policy().schedule(view))
+        assert decisions_digest(kept.schedule(view)) == want, seed
+        assert decisions_digest(kept.schedule(view)) == want, seed  # the same step again
+        preempted += len(want["preempt"])
+    assert preempted > 0
+    assert _positions(["a", "b", "a", "c"], "a") == [0, 2] and _positions(["a"], "z") == []
