@@ -25,7 +25,8 @@ Speed (thousands of candidates, a hundred blocked jobs per step): the candidates
 arrays; each running gang's GPU positions and cost are remembered across the calls of a step
 (:class:`_GangIndex`), and the arrays of all running gangs are kept from call to call, cut down to
 the gangs left after each eviction (tests/scheduler/test_preempt_gang_table.py); victim prefixes
-that free too few GPUs skip the placer. The choices are those of the plain implementation (tests/scheduler/test_preempt_oracle.py).
+that free too few GPUs skip the placer. The choices are those of the plain implementation
+(tests/scheduler/test_preempt_oracle.py).
 """
 
 from __future__ import annotations

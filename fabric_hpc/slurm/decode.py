@@ -67,7 +67,8 @@ def number(d: Mapping[str, Any], key: str, what: str, *, required: bool = False)
     if kind is int and -_LIMIT < value < _LIMIT:  # the usual cases first: :func:`_finite`'s answer
         return value
     if kind is dict and value.keys() <= _NUMBER_KEYS and type(num := value.get("number")) is int \
-            and -_LIMIT < num < _LIMIT and value.get("set", True) is True and value.get("infinite", False) is False:
+            and -_LIMIT < num < _LIMIT and value.get("set", True) is True \
+            and value.get("infinite", False) is False:
         return num
     if _finite(value):
         return value

@@ -44,10 +44,12 @@ class _Watching(ReplayClient):
 def _agent(tmp_path, version: str) -> tuple[Agent, _Watching, float]:
     nodes, jobs = recorded(version)
     start = min(decode.epoch(j, "start_time", "job") or float("inf") for j in jobs["jobs"])
-    s, q = scale_recording(nodes, jobs, FAB.hosts, pending=60, busy_fraction=1.0, running_comment="fabric:tier=spot",
+    s, q = scale_recording(nodes, jobs, FAB.hosts, pending=60, busy_fraction=1.0,
+                           running_comment="fabric:tier=spot",
                            pending_comments=("fabric:tier=high", "fabric", "fabric", "fabric:tier=spot"))
     client = _Watching(s, q)
-    return Agent(client, FAB, AgentConfig(state_dir=str(tmp_path), preempt_benefit_ratio=1.0)), client, start + 600.0
+    agent = Agent(client, FAB, AgentConfig(state_dir=str(tmp_path), preempt_benefit_ratio=1.0))
+    return agent, client, start + 600.0
 
 
 @pytest.mark.parametrize("version", VERSIONS)

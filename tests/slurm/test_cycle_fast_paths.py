@@ -26,7 +26,8 @@ FAB = build(generators.superpod(sus=1))
 @pytest.mark.parametrize(("value", "want"), [
     (5, 5), (0, 0), (-3, -3), (2**64 - 1, 2**64 - 1), (1.5, 1.5), (None, None),
     ({"set": True, "infinite": False, "number": 7}, 7), ({"number": 7}, 7), ({"set": True, "number": 0}, 0),
-    ({"set": False, "infinite": False, "number": 7}, None), ({"set": True, "infinite": True, "number": 0}, None),
+    ({"set": False, "infinite": False, "number": 7}, None),
+    ({"set": True, "infinite": True, "number": 0}, None),
     ({"set": True, "infinite": False, "number": 2.5}, 2.5), (OrderedDict(number=4), 4),
 ])
 def test_numbers_decode_as_before(value, want):
@@ -34,7 +35,8 @@ def test_numbers_decode_as_before(value, want):
 
 
 @pytest.mark.parametrize("value", [
-    True, 2**64, -(2**64), float("nan"), "5", [5], {"number": True}, {"number": 2**64}, {"set": 1, "number": 3},
+    True, 2**64, -(2**64), float("nan"), "5", [5], {"number": True}, {"number": 2**64},
+    {"set": 1, "number": 3},
     {"infinite": 0, "number": 3}, {"number": 3, "extra": 1}, {"set": True},
 ])
 def test_bad_numbers_are_still_refused(value):
@@ -45,7 +47,8 @@ def test_bad_numbers_are_still_refused(value):
 @pytest.mark.parametrize("version", VERSIONS)
 def test_running_jobs_get_the_gpus_the_state_gives_them(version):
     nodes, jobs = recorded(version)
-    s, q = scale_recording(nodes, jobs, FAB.hosts, pending=8, busy_fraction=0.75, running_comment="fabric:tier=spot")
+    s, q = scale_recording(nodes, jobs, FAB.hosts, pending=8, busy_fraction=0.75,
+                           running_comment="fabric:tier=spot")
     client = ReplayClient(s, q)
     read = client.jobs()
     first = next(j for j in read if j.gpus)
