@@ -75,6 +75,10 @@ class ClusterState:
         """Whether ``job`` holds GPUs in this state."""
         return job in self._job_num
 
+    def holding(self, jobs: Iterable[str]) -> np.ndarray:
+        """:meth:`holds` of each of ``jobs``, as a bool array."""
+        return np.fromiter(map(self._job_num.__contains__, jobs), bool)
+
     def job_numbers(self) -> dict[str, int]:
         """Job id → its number in ``owner``, for every job holding GPUs now (any id, even "free")."""
         return dict(self._job_num)
@@ -141,9 +145,10 @@ class ClusterState:
         idx = self._indices(gpus)
         if not idx.size:
             raise ConfigError(f"job {job!r}: no GPUs to allocate", hint="give the GPU ids (or indices) the job holds")
-        distinct, counts = np.unique(idx, return_counts=True)
-        if distinct.size != idx.size:  # a state file with the same list is refused too (from_dict)
-            twice = self.fab.gpus[int(distinct[np.argmax(counts > 1)])]
+        ordered = idx if (idx[1:] > idx[:-1]).all() else np.sort(idx)  # (already in order: as a rule)
+        again = ordered[1:][ordered[1:] == ordered[:-1]]
+        if again.size:  # a state file with the same list is refused too (from_dict)
+            twice = self.fab.gpus[int(again[0])]
             raise ConfigError(f"job {job!r}: lists GPU {twice!r} twice",
                               hint="list each GPU of a running job once")
         busy = idx[self.owner[idx] != FREE]

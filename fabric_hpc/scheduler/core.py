@@ -107,6 +107,7 @@ class Scheduler:
         #: everything remembered between steps (bounded; decisions never depend on it)
         self.caches = StepCaches()
         self._fab: object = None  # the fabric the caches are about
+        self._ids: list[str] = []  # the job ids of the walk's running gangs (``_walk``, ``_evict``)
         self.priority = _bind_tiers(self.priority, self.tiers, "priority", _factors)
         if self.preemption is not None:
             self.preemption = _bind_tiers(self.preemption, self.tiers, "preemption", _rights)
@@ -139,6 +140,7 @@ class Scheduler:
     def _walk(self, examined: list, view: SchedulerInput, plan: _Plan, out: Decisions) -> bool:
         """Start, preempt for or reserve each examined job in order; True if one was blocked."""
         running = list(view.running)  # preemption candidates: never a gang started in this step
+        self._ids = [r.job.id for r in running]  # their ids, in step with ``running`` (see _evict)
         victims_for = self._victim_tiers(running)
         reservations = self.backfill.reservations if view.backfill else 0
         now, fab, wait = view.now, view.state.fab, self.compact_wait_s
@@ -347,13 +349,16 @@ class Scheduler:
             plan.own().release(v.job_id)
         plan.fails.clear()
         plan.free_n = int(np.count_nonzero(plan.state.free))
-        running[:] = [r for r in running if r.job.id not in gone]
+        ids = self._ids
+        if len(ids) != len(running):  # (not the walk's list: each gang's id read)
+            ids[:] = [r.job.id for r in running]
+        for k in sorted((k for j in gone for k in _positions(ids, j)), reverse=True):
+            del running[k], ids[k]  # the few victims out, the others kept in order
         at, firsts, idx = plan.at, plan.firsts, plan.idx  # releases of GPUs still held (in step)
         first = np.array(firsts, np.int64)
-        keep = np.flatnonzero((first < 0) | (plan.state.owner[first] >= 0)).tolist()
-        at[:] = [at[k] for k in keep]
-        firsts[:] = [firsts[k] for k in keep]
-        idx[:] = [idx[k] for k in keep]
+        drop = np.flatnonzero((first >= 0) & (plan.state.owner[first] < 0)).tolist()
+        for k in reversed(drop):  # the victims' few releases out, the others kept in order
+            del at[k], firsts[k], idx[k]
 
     def _reserve(self, job: Job, now: float, plan: _Plan) -> Reservation | None:
         """Earliest start with running jobs ended at walltime and earlier reservations kept."""
@@ -452,6 +457,16 @@ class Scheduler:
         held = compact_job(job, fab)
         self.caches.compact.put(job.id, (job, fab, held))
         return held
+
+
+def _positions(ids: list[str], job_id: str) -> list[int]:
+    """Where ``job_id`` is in ``ids`` (``list.index`` from each found place on: a C scan)."""
+    out: list[int] = []
+    try:
+        while True:
+            out.append(ids.index(job_id, out[-1] + 1 if out else 0))
+    except ValueError:
+        return out
 
 
 def _factors(tiers: dict[str, Tier]) -> dict[str, float]:

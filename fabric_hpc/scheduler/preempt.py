@@ -23,8 +23,10 @@ cost (GPUs and hosts it must free, cheapest candidates first) is already refused
 
 Speed (thousands of candidates, a hundred blocked jobs per step): the candidates of a call are
 arrays; each running gang's GPU positions and cost are remembered across the calls of a step
-(:class:`_GangIndex`); victim prefixes that free too few GPUs skip the placer. The choices are those
-of the plain implementation (tests/scheduler/test_preempt_oracle.py).
+(:class:`_GangIndex`), and the arrays of all running gangs are kept from call to call, cut down to
+the gangs left after each eviction (tests/scheduler/test_preempt_gang_table.py); victim prefixes
+that free too few GPUs skip the placer. The choices are those of the plain implementation
+(tests/scheduler/test_preempt_oracle.py).
 """
 
 from __future__ import annotations
@@ -61,9 +63,74 @@ class _Candidates:
     of: np.ndarray  # the candidate of each entry of ``gpu``
     size: np.ndarray  # GPUs per candidate
     cost: np.ndarray  # GPU-hours each would lose (:func:`gpu_hours_lost` at the call's ``now``)
+    #: (hosts of the fabric, then per (candidate, host) pair holding GPUs, in that order: the candidate,
+    #: the host, its GPUs there), made when first asked (:func:`_host_pairs`)
+    pairs: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 _SECOND = itemgetter(1)
+
+
+def _rows(c: _Candidates, rows: np.ndarray) -> _Candidates:
+    """The candidates at ``rows`` (increasing positions in ``c``), as :class:`_Candidates` built for
+    those gangs alone would hold them."""
+    n = len(c.runs)
+    if rows.size == n:
+        return c
+    keep = np.zeros(n, bool)
+    keep[rows] = True
+    at = keep[c.of]  # the entries of ``gpu`` kept
+    renum = np.cumsum(keep) - 1
+    pick = rows.tolist()
+    pairs = None
+    if c.pairs is not None:  # the pairs of the gangs kept, still in order
+        nh, who, where, count = c.pairs
+        kept = keep[who]
+        pairs = (nh, renum[who[kept]], where[kept], count[kept])
+    return _Candidates([c.runs[k] for k in pick], [c.idx[k] for k in pick], c.gpu[at], renum[c.of[at]],
+                       c.size[rows], c.cost[rows], pairs)
+
+
+def _host_pairs(c: _Candidates, nh: int, gpu_host: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(candidate, host, GPUs it holds there) of each pair, ordered by candidate then host."""
+    if c.pairs is None or c.pairs[0] != nh:
+        keys = c.of * nh + gpu_host[c.gpu]
+        if keys.size > 1 and not (keys[1:] >= keys[:-1]).all():
+            keys = np.sort(keys)
+        step = np.empty(keys.size, bool)
+        step[:1] = True
+        np.not_equal(keys[1:], keys[:-1], out=step[1:])
+        first = np.flatnonzero(step)  # (``np.unique(keys, return_counts=True)``, without its sort)
+        keys, count = keys[first], np.diff(np.append(first, keys.size))
+        c.pairs = (nh, keys // nh, keys % nh, count)
+    return c.pairs[1:]
+
+
+@dataclass
+class _Running:
+    """Every running gang of a call as :class:`_Candidates`, with what picks the candidates of a job:
+    each one's tier (a code into ``tier_names``), preemptible flag and job id."""
+
+    c: _Candidates
+    tier: np.ndarray
+    tier_names: list[str]
+    preemptible: np.ndarray
+    job_ids: list[str]
+
+    @classmethod
+    def of(cls, runs: list[RunningJob], idx: list[np.ndarray], cost: list[float]) -> _Running:
+        size = np.fromiter(map(len, idx), np.int64, len(idx))
+        c = _Candidates(runs, idx, np.concatenate(idx), np.repeat(np.arange(len(idx)), size), size,
+                        np.array(cost, float))
+        code: dict[str, int] = {}
+        tier = np.fromiter((code.setdefault(r.job.tier, len(code)) for r in runs), np.int64, len(runs))
+        return cls(c, tier, list(code), np.fromiter((bool(r.preemptible) for r in runs), bool, len(runs)),
+                   [r.job.id for r in runs])
+
+    def rows(self, rows: np.ndarray) -> _Running:
+        """The gangs at ``rows`` (increasing positions)."""
+        return _Running(_rows(self.c, rows), self.tier[rows], self.tier_names, self.preemptible[rows],
+                        list(map(self.job_ids.__getitem__, rows.tolist())))
 
 
 class _GangIndex:
@@ -80,6 +147,34 @@ class _GangIndex:
         self.when: tuple[float, float] | None = None
         self.where: dict[int, tuple[RunningJob, np.ndarray]] = {}
         self.cost: dict[int, float] = {}
+        self.last: _Running | None = None  # every running gang of the last call, as arrays
+        self.last_ids: tuple[int, ...] = ()  # their id()s (held by ``last``: not reused while kept)
+        self.row_of: dict[int, int] = {}  # id() -> row, as ``last`` was built (a gang gone never returns:
+        self.base = np.zeros(0, np.int64)  # its row is not in ``base``, the rows of ``last`` as built)
+
+    def table(self, running: Sequence[RunningJob], pos: dict[str, int],
+              when: tuple[float, float]) -> _Running | None:
+        """Every gang of ``running``, in order, as arrays (None: none). Within a step ``running``
+        only loses gangs (the victims) from one call to the next: the arrays of the last call are
+        then cut down to the gangs left, not built again."""
+        ids = tuple(map(id, running))
+        if not ids:
+            return None
+        if self.last is not None and pos is self.pos and when == self.when:
+            if ids == self.last_ids:
+                return self.last
+            orig = list(map(self.row_of.get, ids))  # rows in the table as last built
+            if None not in orig:
+                at = np.array(orig, np.int64)
+                rows = np.searchsorted(self.base, at)  # (``base`` increases: the rows still there)
+                if (at[1:] > at[:-1]).all() and rows[-1] < self.base.size and (self.base[rows] == at).all():
+                    self.last, self.last_ids, self.base = self.last.rows(rows), ids, at
+                    return self.last
+        runs = list(running)  # a gang the last call did not have, another order, time or fabric
+        idx, cost = self.lookup(runs, running, pos, when)
+        self.last, self.last_ids = _Running.of(runs, idx, cost), ids
+        self.row_of, self.base = dict(zip(ids, range(len(ids)))), np.arange(len(ids))
+        return self.last
 
     def lookup(self, runs: list[RunningJob], running: Sequence[RunningJob], pos: dict[str, int],
                when: tuple[float, float]) -> tuple[list[np.ndarray], list[float]]:
@@ -212,14 +307,27 @@ class GangPreemption:
         ``state``."""
         tiers = self.tiers or DEFAULT_TIERS
         ok = {name for name, t in tiers.items() if t is not None and t.preemptible and job.tier in t.preempted_by}
-        running, holds = view.running, state.holds
-        runs = [r for r in running if r.job.tier in ok and r.preemptible and holds(r.job.id)]
-        if not runs:
+        running, pos, when = view.running, state.fab.gpu_pos, (view.now, self.restore_s)
+        try:
+            table = self._index.table(running, pos, when)
+        except KeyError:  # a gang on GPUs of another fabric: left out unless it is a candidate, as before
+            runs = [r for r in running if r.job.tier in ok and r.preemptible and state.holds(r.job.id)]
+            if not runs:
+                return None
+            idx, cost = self._index.lookup(runs, running, pos, when)
+            return _Running.of(runs, idx, cost).c
+        if table is None:
             return None
-        idx, cost = self._index.lookup(runs, running, state.fab.gpu_pos, (view.now, self.restore_s))
-        size = np.fromiter(map(len, idx), np.int64, len(idx))
-        return _Candidates(runs, idx, np.concatenate(idx), np.repeat(np.arange(len(idx)), size), size,
-                           np.array(cost, float))
+        names = table.tier_names
+        pick = np.fromiter((name in ok for name in names), bool, len(names))[table.tier] & table.preemptible
+        rows = np.flatnonzero(pick)
+        if rows.size:  # (an O(1) test each, only for the gangs left)
+            rows = rows[state.holding(map(table.job_ids.__getitem__, rows.tolist()))]
+        if not rows.size:
+            return None
+        if rows.size < len(table.c.runs):  # the pairs made once for every gang, then cut down with them
+            _host_pairs(table.c, fabric_levels(state.fab).host_gpus.size, state.fab.index.gpu_host)
+        return _rows(table.c, rows)
 
     def _in_domain(self, job: Job, state: ClusterState, placer: Placer, inside: np.ndarray, c: _Candidates,
                    rejects: Callable[[float], bool] | None = None):
@@ -299,14 +407,20 @@ def _hosts_loss(r, free: np.ndarray, at: np.ndarray, of: np.ndarray, c: _Candida
     short = r.nodes - int(np.count_nonzero(ok))
     if short <= 0:
         return 0.0
-    hosts = gpu_host[at]
-    on = ~ok[hosts]  # candidate GPUs on hosts that cannot take a rank yet
     nh = ok.size
-    pairs = np.unique(of[on] * nh + hosts[on])  # (candidate, such host), once each
-    who, where = pairs // nh, pairs % nh
+    if at is c.gpu:  # every candidate GPU: their (candidate, host) pairs, made once per candidate set
+        who, where, count = _host_pairs(c, nh, gpu_host)
+        on = ~ok[where]  # pairs on hosts that cannot take a rank yet
+        who, where = who[on], where[on]
+        held = np.bincount(where, weights=count[on], minlength=nh).astype(np.int64)  # candidate GPUs per host
+    else:
+        hosts = gpu_host[at]
+        on = ~ok[hosts]  # candidate GPUs on hosts that cannot take a rank yet
+        pairs = _unique(of[on] * nh + hosts[on])  # (candidate, such host), once each
+        who, where = pairs // nh, pairs % nh
+        held = np.bincount(hosts[on], minlength=nh)  # candidate GPUs per host
     share = c.cost[who] / np.bincount(who, minlength=len(c.runs))[who]
     lacks = (lv.host_gpus if r.whole_hosts else (r.gpus_per_node or 1)) - per_host
-    held = np.bincount(hosts[on], minlength=nh)  # candidate GPUs per host
     all_of = np.bincount(where, weights=share, minlength=nh)
     least = np.full(nh, np.inf)
     np.minimum.at(least, where, share)
@@ -317,6 +431,17 @@ def _hosts_loss(r, free: np.ndarray, at: np.ndarray, of: np.ndarray, c: _Candida
     if cost.size < short:
         return float("inf")
     return float(np.partition(cost, short - 1)[:short].sum())
+
+
+def _unique(keys: np.ndarray) -> np.ndarray:
+    """``np.unique(keys)``, without its sort (or hash) where ``keys`` is already in order: the
+    candidates' GPUs come gang by gang, each gang's hosts in fabric order, so their keys usually are."""
+    if keys.size > 1 and not (keys[1:] >= keys[:-1]).all():
+        return np.unique(keys)
+    step = np.empty(keys.size, bool)
+    step[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=step[1:])
+    return keys[step]
 
 
 def _cover(cost: np.ndarray, units: np.ndarray, short: int) -> float:

@@ -66,6 +66,7 @@ from fabric_hpc.slurm.agent_support import (  # noqa: F401 (re-exported: callers
 from fabric_hpc.slurm.agent_support import STOP_BUDGET_S, contact_answers, run_within, stop_budget
 from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer, repair_logs
 from fabric_hpc.slurm.contract import Job, Node, ReadsReservations, SlurmClient
+from fabric_hpc.slurm.decode import gc_paused
 from fabric_hpc.slurm.deferral_store import DeferralStore
 from fabric_hpc.slurm.metrics import gpu_counts
 from fabric_hpc.slurm.other_agent import OtherAgentWatch
@@ -132,6 +133,7 @@ class Agent:
         self._ignored_resv: dict[str, str] = {}  # the reservations left out last cycle (noted on change)
 
     # -- one cycle ---------------------------------------------------------------------------
+    @gc_paused()  # a cycle's records (thousands of jobs, their view) make no cycles: see gc_paused
     def cycle(self, now: float | None = None) -> CycleResult:
         t0 = time.perf_counter()
         now = time.time() if now is None else now

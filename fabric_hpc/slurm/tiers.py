@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.scheduler import TIERS
@@ -81,11 +82,16 @@ class TierMap:
                 return found
         if requested in TIERS:
             return str(requested)
-        return lowest({t: t for t in TIERS}, partition) or "normal"
+        return lowest(_BY_NAME, partition) or "normal"
+
+
+_BY_NAME = MappingProxyType({t: t for t in TIERS})  # a partition named after a tier
 
 
 def lowest(mapped: Mapping[str, str], names: str) -> str | None:
     """The lowest tier (the last in :data:`~fabric_hpc.scheduler.TIERS`) that ``mapped`` gives any
     name of the comma-separated ``names``; None when none is mapped."""
+    if not mapped:  # (the usual site map: no QOS or partition mapped)
+        return None
     tiers = {mapped[n] for n in (n.strip() for n in names.split(",")) if n and n in mapped}
     return max(tiers, key=TIERS.index) if tiers else None

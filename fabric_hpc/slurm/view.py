@@ -158,8 +158,19 @@ def account_of(job: Job) -> str:
 
 def split_options(job: Job, tiers: TierMap | None = None) -> tuple[str, str]:
     """(request options for placement, tier) from the job's ``fabric:`` comment, QOS and partition."""
+    opts, tier = _comment_options(job.fabric_options)
+    return opts, (tiers or _NO_TIERS).tier(job.qos, job.partition, tier)
+
+
+_NO_TIERS = TierMap()
+
+
+@functools.lru_cache(maxsize=1024)
+def _comment_options(options: str) -> tuple[str, str | None]:
+    """(request options, ``tier=`` value or None) of a comment's fabric options (thousands of jobs
+    share a few comments: each is split once)."""
     opts, tier = [], ""
-    for part in job.fabric_options.split(","):
+    for part in options.split(","):
         key, _, value = part.strip().partition("=")
         if not key:
             continue
@@ -167,7 +178,7 @@ def split_options(job: Job, tiers: TierMap | None = None) -> tuple[str, str]:
             tier = value
         else:
             opts.append(part.strip())  # host lists keep their ';' (request_fields reads it)
-    return ",".join(opts), (tiers or TierMap()).tier(job.qos, job.partition, tier or None)
+    return ",".join(opts), tier or None
 
 
 def _request_or_none(job: Job) -> Request | None:
@@ -247,12 +258,15 @@ def _last_checkpoint(job: Job, inputs: Inputs, start: float, now: float) -> floa
     return t if t is not None and t >= start else None
 
 
-def _running(state: ClusterState, job: Job, req: Request | None, inputs: Inputs, now: float) -> RunningJob:
+def _running(state: ClusterState, job: Job, req: Request | None, inputs: Inputs, now: float,
+             mine: list[str] | None = None) -> RunningJob:
     """The running job as the policy sees it: a fabric job with its request, tier and checkpoint; any other
     job holding GPUs of the fabric model (unmarked, ``nofabric``, a fabric comment that does not parse) as
     an anonymous gang that is never a preemption victim, so that its GPUs, too, are freed at Slurm's start
-    + time limit and a reservation may count on them (without it, no gang was ever reserved behind it)."""
-    gpus = tuple(state.job_gpus(str(job.job_id)))
+    + time limit and a reservation may count on them (without it, no gang was ever reserved behind it).
+    ``mine``: the GPUs it holds, if known (:meth:`ClusterState.job_gpus` scans every GPU of the fabric)."""
+    pos = state.fab.gpu_pos
+    gpus = tuple(sorted(mine, key=pos.__getitem__)) if mine else tuple(state.job_gpus(str(job.job_id)))
     start = job.start_time or now
     if req is not None:
         try:
@@ -350,11 +364,12 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
         gpus = [g for h, idx in job.gpus.items() if h in known for g in _gpu_ids(fab, h, idx)]
         gpus = [g for g in gpus if state.owner[fab.gpu_pos[g]] == -1]
         req = _request_or_none(job) if job.fabric_marked and job.gpus_per_node else None
+        mine = None if state.holds(str(job.job_id)) else gpus  # all it holds (its id seen once, as a rule)
         if gpus:  # with its tp/pp: the job's data-parallel rings are other gangs' background traffic
             state.allocate(str(job.job_id), gpus, **(req.parallel_meta() if req else {}))
             view.held[account_of(job)] = view.held.get(account_of(job), 0) + len(gpus)
         if state.holds(str(job.job_id)):
-            view.running.append(_running(state, job, req, inputs, now))
+            view.running.append(_running(state, job, req, inputs, now, mine))
     # GPUs that are going away: those of completing jobs, and those Slurm says are used but no
     # active job we saw holds (a requeued job's teardown, a race, or a hidden job)
     releasing = {g for job in jobs if job.state == "COMPLETING" and state.holds(str(job.job_id))
