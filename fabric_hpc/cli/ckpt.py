@@ -40,7 +40,23 @@ def _progress(label: str, total: int, enabled: bool) -> Iterator[Callable[[int],
 step_option = click.option("--step", type=STEP_TYPE, default=None, help="Step to use (default: latest).")
 
 
-@click.group("ckpt")
+class _Group(click.Group):
+    """Turns a MemoryError left in any ``fabric ckpt`` command into the exit-5 error with the fix (the
+    readers that know the tensor raise their own first, naming it)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MemoryError:
+            from fabric_hpc.checkpoint.errors import CheckpointMemoryError
+            raise CheckpointMemoryError(
+                f"`fabric ckpt {ctx.invoked_subcommand or ''}` ran out of memory (more than this process "
+                "may allocate)",
+                hint="run it with more memory: a larger --mem (or --mem-per-cpu) in the sbatch script, "
+                     "a host with more free memory, or a higher ulimit -v") from None
+
+
+@click.group("ckpt", cls=_Group)
 def group() -> None:
     """Checkpoints: list, show, verify, restore onto another world size, prune, HDF5."""
 
