@@ -266,6 +266,7 @@ class VerifyReport:
     nbytes: int = 0
     problems: list[str] = field(default_factory=list)
     unreadable: bool = False  # permission denied: nothing could be checked (exit 5, not damage)
+    warnings: list[str] = field(default_factory=list)  # not damage (a root's ``latest`` naming a gone step)
 
     @property
     def ok(self) -> bool:
@@ -274,7 +275,7 @@ class VerifyReport:
     def as_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "step": self.step, "ok": self.ok, "tensors": self.tensors,
                 "chunks": self.chunks, "bytes": self.nbytes, "problems": self.problems,
-                "unreadable": self.unreadable}
+                "unreadable": self.unreadable, "warnings": self.warnings}
 
 
 def verify(path: Path | str, *, step: int | None = None, threads: int = 2,
