@@ -271,11 +271,14 @@ def restore_state(ckpt_dir: Path, step: int | None, **kw: Any) -> dict[str, Any]
     try:
         return restore(ckpt_dir, step=step, **kw)
     except CheckpointCorruptError as exc:
-        raise CheckpointCorruptError(
-            exc.message, problems=exc.problems,
-            hint=f"run `fabric ckpt verify {ckpt_dir}`, move the damaged step(s) out of the directory "
-                 "and resume from an older good step: train_gang.sbatch RESTORE_STEP=<step> "
-                 "(--restore-step)") from None
+        raise CheckpointCorruptError(exc.message, problems=exc.problems,
+                                     hint=damaged_hint(ckpt_dir)) from None
+
+
+def damaged_hint(ckpt_dir: Path) -> str:
+    """The fix for a damaged checkpoint to restore from (every rank's, and train_check's)."""
+    return (f"run `fabric ckpt verify {ckpt_dir}`, move the damaged step(s) out of the directory "
+            "and resume from an older good step: train_gang.sbatch RESTORE_STEP=<step> (--restore-step)")
 
 
 def run_metadata(started_from: int | None = None) -> dict[str, Any]:
