@@ -175,10 +175,16 @@ def _reshard_difference(dest: Path, ckpt: Checkpoint, splits: dict[str, SplitInf
                 return f"tensor {name!r} is {entry.dtype} {entry.shape} split {entry.split}"
             # byte views of flat copies: a 0-d array (a step counter) cannot change its dtype's itemsize
             got, want = _read_whole(ck, name).reshape(-1), _read_whole(ckpt, name).reshape(-1)
-            if not np.array_equal(got.view(np.uint8), want.view(np.uint8)):
+            if not _same_bytes(got.view(np.uint8), want.view(np.uint8)):
                 return f"tensor {name!r} holds other values"
             del got, want
     return None
+
+
+def _same_bytes(a: np.ndarray, b: np.ndarray, block: int = 1 << 24) -> bool:
+    """``a`` and ``b`` (flat uint8) are equal, compared block by block (no whole-size bool array)."""
+    return a.size == b.size and all(np.array_equal(a[i:i + block], b[i:i + block])
+                                    for i in range(0, a.size, block))
 
 
 def out_of_memory(name: str, nbytes: int, what: str) -> CheckpointMemoryError:
