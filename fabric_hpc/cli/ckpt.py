@@ -201,8 +201,8 @@ def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> 
     reports = []
     if not (path / MANIFEST).is_file() and path.is_dir():  # a root: its own damage, and warnings
         problems, warnings = root_problems(path), root_warnings(path)
-        unread = [r.path for r in uncommitted_steps(path) if unreadable(r.path)]
         if problems or warnings:
+            unread = [r.path for r in uncommitted_steps(path) if unreadable(r.path)]
             reports.append(VerifyReport(path, None, problems=problems, unreadable=bool(unread),
                                         warnings=warnings))
     for target, s in targets:
