@@ -44,7 +44,8 @@ def restore(path: Path | str, *, step: int | None = None, names: list[str] | Non
     leaf there, e.g. ``param_groups``, asks for the stored value, returned in its place); ``dtype``
     (a floating dtype, not fp8: a cast without scales saturates) casts the floating tensors read:
     integer and bool tensors (steps, ids, masks) and 0-d (scalar) tensors of any dtype (PyTorch
-    Adam's float32 ``step``, a GradScaler's scale) are never cast. A target whose integer dtype cannot hold the stored one is refused.
+    Adam's float32 ``step``, a GradScaler's scale) are never cast. A target whose integer dtype
+    cannot hold the stored one is refused.
 
     A failed restore never writes damaged bytes into ``into``: every target's shape and dtype
     (and every chunk file's size) is checked before any is written, and each chunk's CRC-32C

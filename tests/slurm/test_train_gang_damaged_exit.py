@@ -32,7 +32,8 @@ def ckpt(tmp_path: Path) -> Path:
 
 
 def _chunk(ckpt: Path) -> Path:
-    return next(p for p in (ckpt / "step-0000000010" / "w").rglob("*") if p.is_file() and p.name != "zarr.json")
+    step = ckpt / "step-0000000010" / "w"
+    return next(p for p in step.rglob("*") if p.is_file() and p.name != "zarr.json")
 
 
 def _job(tmp_path: Path, ckpt: Path) -> subprocess.CompletedProcess:
