@@ -32,5 +32,19 @@ class CheckpointBusyError(ConfigError):
     """A save is in flight and the policy is ``fail``, or a checkpoint is being read."""
 
 
+class CheckpointStepAppearedError(CheckpointError):
+    """Another save committed the same step into the same root while this one was writing
+    (``path``: that checkpoint). Offline reshard accepts it when it is the same reshard."""
+
+    def __init__(self, message: str, *, path: object = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.path = path
+
+
+class CheckpointMemoryError(ExternalError):
+    """A tensor did not fit in this process's memory (a MemoryError: the host, ``ulimit -v`` or the
+    job's ``--mem``). Exit code 5, as for a full disk: the request is fine, the resources are not."""
+
+
 class CheckpointIOError(ExternalError):
     """The disk failed under us (ENOSPC, EIO, permissions on a shared path)."""

@@ -5,27 +5,31 @@ bytes (bfloat16/float8 as their unsigned views) with attributes ``fabric_dtype``
 ``fabric_chunk_shape`` and ``fabric_split``; the root attribute ``fabric_checkpoint`` is the
 manifest as JSON. Import re-saves with the same step, layout, chunk grid and metadata, so the
 chunk checksums come out identical; it checks each chunk's bytes against the carried manifest's
-crc32c before writing anything, so a file damaged after export is refused, not re-checksummed.
+crc32c before writing that tensor, so a file damaged after export is refused (nothing committed), not
+re-checksummed. Import streams one tensor at a time: it needs about the largest tensor in memory.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from fabric_hpc.atomic import atomic_output, remove_stale_siblings
 from fabric_hpc.checkpoint import fsio
-from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
+from fabric_hpc.checkpoint.errors import (
+    CheckpointCorruptError, CheckpointError, CheckpointMemoryError, CheckpointNotFoundError,
+)
 from fabric_hpc.checkpoint.format import Manifest, TensorEntry, _entry_problems, check_name, stored_dtype
 from fabric_hpc.checkpoint.reader import open_checkpoint
 from fabric_hpc.checkpoint.restore import entry_nbytes
 from fabric_hpc.checkpoint.store import removed_on_failure
 from fabric_hpc.checkpoint.tensors import HostArray
-from fabric_hpc.checkpoint.writer import SaveResult, grid_pieces, save
+from fabric_hpc.checkpoint.stream import save_stream
+from fabric_hpc.checkpoint.writer import SaveResult, grid_pieces
 
 ROOT_ATTR = "fabric_checkpoint"
 
@@ -155,20 +159,27 @@ def import_h5(h5_path: Path | str, root: Path | str, *, step: int | None = None)
             raise CheckpointCorruptError(f"{h5_path} was not exported by fabric (no {ROOT_ATTR} attribute)",
                                          hint="export it with `fabric ckpt export --h5`")
         manifest = _manifest(f.attrs[ROOT_ATTR], h5_path)
-        state, chunks, splits = {}, {}, {}
-        for name, entry in manifest.tensors.items():
+        for name in manifest.tensors:
             check_name(name)
-            data = _read_dataset(f, name, entry, h5_path)
-            _check_chunks(name, data, entry, h5_path)
-            state[name] = HostArray(data, entry.dtype)
-            chunks[name] = entry.chunk_shape
-            if entry.split:
-                splits[name] = entry.split
-    with removed_on_failure(root):
-        return save(root, _nest(state), step=manifest.step if step is None else step,
-                    layout=manifest.layout, tags=manifest.tags, metadata=manifest.user_metadata,
-                    chunk_shapes=chunks, splits=splits, record_world_size=manifest.world_size,
-                    _created_at=manifest.created_at, _values=manifest.values)
+        chunks = {name: entry.chunk_shape for name, entry in manifest.tensors.items()}
+        splits = {name: entry.split for name, entry in manifest.tensors.items() if entry.split}
+        with removed_on_failure(root):
+            return save_stream(root, _tensors(f, manifest, h5_path),
+                               step=manifest.step if step is None else step,
+                               layout=manifest.layout, tags=manifest.tags, metadata=manifest.user_metadata,
+                               chunk_shapes=chunks, splits=splits, record_world_size=manifest.world_size,
+                               created_at=manifest.created_at, values=manifest.values)
+
+
+def _tensors(f, manifest: Manifest, h5_path: Path) -> Iterator[tuple[str, HostArray]]:
+    """Each dataset read and its chunks checked against the carried checksums, one at a time: the
+    stream writer writes and drops it before the next is read (a damaged one aborts the import
+    before anything is committed)."""
+    for name, entry in manifest.tensors.items():
+        data = _read_dataset(f, name, entry, h5_path)
+        _check_chunks(name, data, entry, h5_path)
+        yield name, HostArray(data, entry.dtype)
+        del data
 
 
 def _read_dataset(f, name: str, entry: TensorEntry, h5_path: Path) -> np.ndarray:
@@ -193,11 +204,9 @@ def _read_dataset(f, name: str, entry: TensorEntry, h5_path: Path) -> np.ndarray
         try:
             return np.asarray(ds[()], dtype=stored_dtype(entry.dtype))
         except MemoryError:
-            raise CheckpointError(f"{h5_path}: dataset {name!r} needs {declared:,} bytes of memory to "
-                                  "import, more than this process may allocate",
-                                  hint="import on a host with more free memory (or a higher ulimit -v)"
-                                  ) from None
-    except CheckpointError:
+            from fabric_hpc.checkpoint.reshard import out_of_memory
+            raise out_of_memory(name, declared, "import") from None
+    except (CheckpointError, CheckpointMemoryError):
         raise  # said above, with its own fix
     except (KeyError, OSError, ValueError, TypeError, RuntimeError) as exc:
         raise CheckpointCorruptError(f"{h5_path}: dataset {name!r} cannot be read ({str(exc)[:200]})",
@@ -296,7 +305,3 @@ def _manifest(raw: str | bytes, h5_path: Path) -> Manifest:
                                      problems=problems)
     return manifest
 
-
-def _nest(flat: dict) -> dict:
-    from fabric_hpc.checkpoint.format import unflatten
-    return unflatten(flat)

@@ -22,6 +22,7 @@ from fabric_hpc.checkpoint.format import (
 )
 from fabric_hpc.checkpoint.reader import Checkpoint, check_dtype, dtype_kind, open_checkpoint, read_manifest
 from fabric_hpc.checkpoint.tensors import check_mesh
+from fabric_hpc.errors import require_whole
 from fabric_hpc.events import emit
 
 Progress = Callable[[int], None]
@@ -42,7 +43,9 @@ def restore(path: Path | str, *, step: int | None = None, names: list[str] | Non
     targets (nested dicts of arrays/tensors) that are filled in place and returned (a non-tensor
     leaf there, e.g. ``param_groups``, asks for the stored value, returned in its place); ``dtype``
     (a floating dtype, not fp8: a cast without scales saturates) casts the floating tensors read:
-    integer and bool tensors (steps, ids, masks) are never cast. A target whose integer dtype cannot hold the stored one is refused.
+    integer and bool tensors (steps, ids, masks) and 0-d (scalar) tensors of any dtype (PyTorch
+    Adam's float32 ``step``, a GradScaler's scale) are never cast. A target whose integer dtype
+    cannot hold the stored one is refused.
 
     A failed restore never writes damaged bytes into ``into``: every target's shape and dtype
     (and every chunk file's size) is checked before any is written, and each chunk's CRC-32C
@@ -86,6 +89,9 @@ class _Parts:
             if not whole and (v is not None or what == "world_size"):
                 raise CheckpointError(f"restore's {what} must be a whole number, got {v!r}",
                                       hint="restore(path, rank=comm.Get_rank(), world_size=comm.Get_size())")
+        require_whole(int(world_size), "world_size", minimum=1, error=CheckpointError,
+                      hint="the restoring job's number of ranks: restore(path, rank=comm.Get_rank(), "
+                           "world_size=comm.Get_size()), or leave it out (1) in a single process")
         if rank is None:
             if world_size > 1:
                 raise CheckpointError(f"restore with world_size={world_size} needs this process's rank "
@@ -129,7 +135,8 @@ def _restore_once(path: Path | str, step: int | None, names: list[str] | None, p
 
         def one(name: str) -> tuple[str, Any]:
             entry = ckpt.entry(name)
-            cast = dtype if name not in targets and dtype_kind(entry.dtype) == "f" else None
+            # 0-d tensors (Adam's float32 `step`, a loss scale) come back as stored: bf16 turns 3001 into 3008
+            cast = dtype if name not in targets and dtype_kind(entry.dtype) == "f" and entry.shape else None
             value = ckpt.read(name, region=regions[name], out=targets.get(name), dtype=cast,
                               as_torch=as_torch)
             if progress:
@@ -266,6 +273,7 @@ class VerifyReport:
     nbytes: int = 0
     problems: list[str] = field(default_factory=list)
     unreadable: bool = False  # permission denied: nothing could be checked (exit 5, not damage)
+    warnings: list[str] = field(default_factory=list)  # not damage (a root's ``latest`` naming a gone step)
 
     @property
     def ok(self) -> bool:
@@ -274,7 +282,7 @@ class VerifyReport:
     def as_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "step": self.step, "ok": self.ok, "tensors": self.tensors,
                 "chunks": self.chunks, "bytes": self.nbytes, "problems": self.problems,
-                "unreadable": self.unreadable}
+                "unreadable": self.unreadable, "warnings": self.warnings}
 
 
 def verify(path: Path | str, *, step: int | None = None, threads: int = 2,

@@ -201,19 +201,37 @@ def _uncommitted_fix(entry: Path, steps: list[int]) -> str:
 
 def root_problems(root: Path) -> list[str]:
     """Damage of the root itself that per-step checks cannot see: a ``latest`` that is not a step
-    name or names a step that is missing or damaged, and step directories without a manifest
-    (a commit renames a complete directory into place, so these are not crash leftovers)."""
+    name (or names a missing step and no step is committed), and step directories without a manifest
+    (a commit renames a complete directory into place, so these are not crash leftovers). A ``latest``
+    naming a missing step while others are committed is not damage (:func:`root_warnings`)."""
     root = Path(root)
     problems = []
     if os.path.lexists(root / LATEST):
         latest = read_latest(root)
         if latest is None:
             problems.append(f"{LATEST}: {LATEST_DAMAGED}")
-        elif not os.path.lexists(root / latest):
-            problems.append(f"{LATEST}: names {latest}, which is missing (restores use the newest committed step)")
+        elif not os.path.lexists(root / latest) and not list_checkpoints(root):
+            problems.append(f"{LATEST}: names {latest}, which is missing, and no step is committed")
     for ref in uncommitted_steps(root):
         problems.append(f"{ref.path.name}: {why_uncommitted(ref.path)}")
     return problems
+
+
+def root_warnings(root: Path) -> list[str]:
+    """What is odd about the root but not damage: a ``latest`` naming a step that is gone (moved aside
+    or pruned by hand) while others are committed, which restore (and the next save) replace by the
+    newest committed step, as the warning says with its fix."""
+    root = Path(root)
+    latest = read_latest(root) if os.path.lexists(root / LATEST) else None
+    if latest is None or os.path.lexists(root / latest):
+        return []
+    refs = list_checkpoints(root)
+    if not refs:
+        return []
+    newest = refs[-1].path.name
+    return [f"{LATEST}: names {latest}, which is missing; restore uses the newest committed step, {newest} "
+            f"(to make that explicit: `echo {newest} > {root / LATEST}`, or pass --step {refs[-1].step}; "
+            "the next save rewrites it)"]
 
 
 def uncommitted_steps(root: Path) -> list[CheckpointRef]:

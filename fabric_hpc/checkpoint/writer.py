@@ -23,7 +23,7 @@ import numpy as np
 
 from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.contracts import Communicator, SingleProcess
-from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointIOError
+from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointIOError, CheckpointStepAppearedError
 from fabric_hpc.checkpoint.health import tmp_name
 from fabric_hpc.checkpoint.format import (
     FORMAT_NAME, MANIFEST, MAX_DIM, MAX_NDIM, ChunkEntry, Manifest, Provenance, SplitInfo, TensorEntry,
@@ -446,7 +446,11 @@ def _commit(root: Path, tmp: Path, header: dict[str, Any], per_rank: list) -> Pa
     final = root / store.step_dir_name(step)
     with store.root_lock(root):
         if final.exists():
-            raise CheckpointError(f"checkpoint for step {step} appeared in {root} during the save")
+            raise CheckpointStepAppearedError(
+                f"checkpoint for step {step} appeared in {root} during the save (another save of the "
+                "same step committed first)", path=final,
+                hint=f"run one save per step and root; check the one there with "
+                     f"`fabric ckpt verify {final}`, or save under another step or root")
         os.rename(tmp, final)
         fsio.fsync_dir(root)
         store.advance_latest(root, final.name)

@@ -40,7 +40,23 @@ def _progress(label: str, total: int, enabled: bool) -> Iterator[Callable[[int],
 step_option = click.option("--step", type=STEP_TYPE, default=None, help="Step to use (default: latest).")
 
 
-@click.group("ckpt")
+class _Group(click.Group):
+    """Turns a MemoryError left in any ``fabric ckpt`` command into the exit-5 error with the fix (the
+    readers that know the tensor raise their own first, naming it)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MemoryError:
+            from fabric_hpc.checkpoint.errors import CheckpointMemoryError
+            raise CheckpointMemoryError(
+                f"`fabric ckpt {ctx.invoked_subcommand or ''}` ran out of memory (more than this process "
+                "may allocate)",
+                hint="run it with more memory: a larger --mem (or --mem-per-cpu) in the sbatch script, "
+                     "a host with more free memory, or a higher ulimit -v") from None
+
+
+@click.group("ckpt", cls=_Group)
 def group() -> None:
     """Checkpoints: list, show, verify, restore onto another world size, prune, HDF5."""
 
@@ -174,7 +190,7 @@ def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> 
     from fabric_hpc.checkpoint.format import MANIFEST
     from fabric_hpc.checkpoint.restore import VerifyReport
     from fabric_hpc.checkpoint.store import (
-        denied, list_checkpoints, root_problems, uncommitted_steps, unreadable,
+        denied, list_checkpoints, root_problems, root_warnings, uncommitted_steps, unreadable,
     )
     if all_steps and step is not None:
         raise click.UsageError("--step and --all cannot be combined: --all verifies every step")
@@ -183,9 +199,12 @@ def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> 
     # --all: each step directory itself (the root is listed once, not once per step)
     targets = [(r.path, None) for r in list_checkpoints(path)] if all_steps else [(path, step)]
     reports = []
-    if not (path / MANIFEST).is_file() and (problems := root_problems(path)):  # a root: its own damage
-        unread = [r.path for r in uncommitted_steps(path) if unreadable(r.path)]
-        reports.append(VerifyReport(path, None, problems=problems, unreadable=bool(unread)))
+    if not (path / MANIFEST).is_file() and path.is_dir():  # a root: its own damage, and warnings
+        problems, warnings = root_problems(path), root_warnings(path)
+        if problems or warnings:
+            unread = [r.path for r in uncommitted_steps(path) if unreadable(r.path)]
+            reports.append(VerifyReport(path, None, problems=problems, unreadable=bool(unread),
+                                        warnings=warnings))
     for target, s in targets:
         if s is None and not all_steps and reports and _latest_refused(path):  # the root's report names it
             continue
@@ -196,16 +215,28 @@ def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> 
         render(as_json, [], lambda c: c.print(f"nothing to verify: no checkpoint in {path} yet"))
         return
     render(as_json, [r.as_dict() for r in reports], lambda c: [
-        c.print(f"{'OK' if r.ok else 'UNREADABLE' if r.unreadable else 'DAMAGED'}  {r.path}  "
-                f"{r.tensors} tensors, {r.chunks} chunks, {_size(r.nbytes)}"
-                + "".join(f"\n  - {p}" for p in r.problems)) for r in reports])
+        c.print(f"{_verdict(r)}  {r.path}"
+                + ("" if r.step is None and r.ok else
+                   f"  {r.tensors} tensors, {r.chunks} chunks, {_size(r.nbytes)}")
+                + "".join(f"\n  - {p}" for p in r.problems)
+                + "".join(f"\n  - warning: {w}" for w in r.warnings)) for r in reports])
     if any(r.unreadable for r in reports):  # permission denied: what is there is unknown (exit 5)
         raise denied(*[r.path for r in reports if r.unreadable and r.step is not None],
                      *[r.path for r in uncommitted_steps(path) if unreadable(r.path)])
     bad = [r for r in reports if not r.ok]
     if bad:
+        root = (f"; for the damage of the root {path} itself: rewrite its `latest` naming a committed step "
+                f"(`echo step-NNNNNNNNNN > {path / 'latest'}`), move step directories without a manifest "
+                "out of it") if any(r.step is None for r in bad) else ""
         raise CheckpointCorruptError(f"{len(bad)} checkpoint(s) damaged: " + ", ".join(str(r.path) for r in bad),
-                                     hint="restore an older step (`fabric ckpt list`), or re-save")
+                                     hint="restore an older step (`fabric ckpt list`, then --step N), or "
+                                          f"re-save{root}")
+
+
+def _verdict(r: Any) -> str:
+    if not r.ok:
+        return "UNREADABLE" if r.unreadable else "DAMAGED"
+    return "WARNING" if r.warnings else "OK"
 
 
 def _total(target: Path, step: int | None) -> int:

@@ -13,17 +13,29 @@ such a node then runs to the end. Rank 0 still makes the same checks (two runs s
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from fabric_hpc.slurm import trainer
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = trainer.parser("train_check", step_seconds=0.1).parse_args(argv)
-    return trainer.run("train_check", lambda: check(args.ckpt_dir, args.steps, args.restore_step))
+    ap = trainer.parser("train_check", step_seconds=0.1)
+    ap.add_argument("--print-step", action="store_true",
+                    help="print the step the run restores from (nothing for a fresh start) on stdout")
+    ap.add_argument("--verify-step", type=int, default=None,
+                    help="instead of the start checks: verify every chunk checksum of this step (exit 3 "
+                         "when damaged), after a step whose ranks were killed")
+    args = ap.parse_args(argv)
+    if args.verify_step is not None:
+        return trainer.run("train_check", lambda: verify_step(Path(args.ckpt_dir), args.verify_step))
+    return trainer.run("train_check", lambda: check(args.ckpt_dir, args.steps, args.restore_step,
+                                                    print_step=args.print_step))
 
 
-def check(path: str, steps: int, restore_step: int | None) -> int:
-    """0 when a run may start; a refusal is the FabricError rank 0 would raise."""
+def check(path: str, steps: int, restore_step: int | None, *, print_step: bool = False) -> int:
+    """0 when a run may start; a refusal is the FabricError rank 0 would raise. The step to restore
+    must pass verify's structural checks and have every chunk file of its stated size (cheap: no
+    chunk is read), or the refusal is the damage every rank's restore would find, exit 3."""
     from fabric_hpc.checkpoint import list_checkpoints
 
     ckpt_dir = trainer.prepare_dir(path)
@@ -34,6 +46,39 @@ def check(path: str, steps: int, restore_step: int | None) -> int:
     if restoring and at is None:
         at = max(r.step for r in list_checkpoints(ckpt_dir))
     trainer.refuse_overwrite(ckpt_dir, at if restoring else 0, steps)
+    if restoring:
+        _check_structure(ckpt_dir, at)
+    if print_step:
+        print(at if restoring else "", flush=True)
+    return 0
+
+
+def _check_structure(ckpt_dir: Path, step: int) -> None:
+    from fabric_hpc.checkpoint import CheckpointCorruptError, open_checkpoint
+    from fabric_hpc.checkpoint.restore import require_readable
+
+    try:
+        with open_checkpoint(ckpt_dir, step) as ck:
+            require_readable(ck)
+            for name in ck.names:
+                ck.check_on_disk(ck.entry(name))
+    except CheckpointCorruptError as exc:
+        raise CheckpointCorruptError(exc.message, problems=exc.problems,
+                                     hint=trainer.damaged_hint(ckpt_dir)) from None
+
+
+def verify_step(ckpt_dir: Path, step: int) -> int:
+    """0 when step ``step`` verifies (every chunk's CRC-32C); its damage is a CheckpointCorruptError
+    (exit 3). train_gang.sbatch runs it when srun ended by a signal it did not send: a rank that found
+    the damage exited 3 and ``--kill-on-bad-exit`` killed the others, so srun's status is 128+signal."""
+    from fabric_hpc.checkpoint import CheckpointCorruptError, verify
+
+    report = verify(ckpt_dir, step=step)
+    if not report.ok:
+        shown = "; ".join(report.problems[:3]) + ("; ..." if len(report.problems) > 3 else "")
+        raise CheckpointCorruptError(f"step {step} in {ckpt_dir}, which the run restored from, is damaged: "
+                                     f"{shown}", problems=report.problems,
+                                     hint=trainer.damaged_hint(ckpt_dir))
     return 0
 
 

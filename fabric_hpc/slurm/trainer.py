@@ -118,7 +118,7 @@ def lock_dir(ckpt_dir: Path) -> PidLock:
     lock = PidLock(ckpt_dir / RUN_LOCK, mode=0o644, note=f"job {job} on {host}",
                    busy=lambda owner: f"checkpoint directory {ckpt_dir} is in use by another training run "
                                       f"({_holder(owner)})",
-                   hint="give this run its own directory (train_gang.sbatch: a distinct sbatch --job-name), "
+                   hint=f"give this run its own directory ({_new_dir_how()}), "
                         "or submit it with --dependency=afterany:<that job> to resume after it")
     try:
         lock.acquire()
@@ -207,7 +207,16 @@ def refuse_overwrite(ckpt_dir: Path, restored: int, target: int) -> None:
         "them after the training",
         hint=f"move them out of the directory first (`mkdir -p {aside} && mv {names} {aside}/`; "
              "`fabric ckpt prune` keeps the newest steps, it does not drop them), or train into a new "
-             "directory (train_gang.sbatch: another sbatch --job-name)")
+             f"directory ({_new_dir_how()})")
+
+
+def _new_dir_how() -> str:
+    """How train_gang.sbatch takes another checkpoint directory: FABRIC_CKPT_DIR, when set, wins over
+    the job name (so another --job-name would change nothing)."""
+    if os.environ.get("FABRIC_CKPT_DIR"):
+        return "train_gang.sbatch: FABRIC_CKPT_DIR is set, so set it to a new directory, " \
+               "sbatch --export=ALL,FABRIC_CKPT_DIR=NEW_DIR; another --job-name would not change it"
+    return "train_gang.sbatch: another sbatch --job-name, or --export=ALL,FABRIC_CKPT_DIR=NEW_DIR"
 
 
 def finish(handler: Any, *, rank: int, unfinished: bool, progressed: bool, save: Callable[[], object],
@@ -262,11 +271,14 @@ def restore_state(ckpt_dir: Path, step: int | None, **kw: Any) -> dict[str, Any]
     try:
         return restore(ckpt_dir, step=step, **kw)
     except CheckpointCorruptError as exc:
-        raise CheckpointCorruptError(
-            exc.message, problems=exc.problems,
-            hint=f"run `fabric ckpt verify {ckpt_dir}`, move the damaged step(s) out of the directory "
-                 "and resume from an older good step: train_gang.sbatch RESTORE_STEP=<step> "
-                 "(--restore-step)") from None
+        raise CheckpointCorruptError(exc.message, problems=exc.problems,
+                                     hint=damaged_hint(ckpt_dir)) from None
+
+
+def damaged_hint(ckpt_dir: Path) -> str:
+    """The fix for a damaged checkpoint to restore from (every rank's, and train_check's)."""
+    return (f"run `fabric ckpt verify {ckpt_dir}`, move the damaged step(s) out of the directory "
+            "and resume from an older good step: train_gang.sbatch RESTORE_STEP=<step> (--restore-step)")
 
 
 def run_metadata(started_from: int | None = None) -> dict[str, Any]:

@@ -88,8 +88,9 @@ def test_fully_written_datasets_import_plain_chunked_or_compressed(tmp_path: Pat
         assert np.array_equal(open_checkpoint(d / "out").read("x"), zeros)
 
 
-def test_a_stored_dataset_too_large_for_the_memory_limit_is_exit_3_not_a_traceback(tmp_path: Path) -> None:
-    """Stored whole (gzip'd zeros) but larger than the process may allocate: the clear error, exit 3."""
+def test_a_stored_dataset_too_large_for_the_memory_limit_is_exit_5_not_a_traceback(tmp_path: Path) -> None:
+    """Stored whole (gzip'd zeros) but larger than the process may allocate: the clear error naming the
+    tensor, its size and the fix (more memory), exit 5 (a resource failure, as a full disk)."""
     n, step = 500_000_000, 1 << 16
     h5 = _declaring(tmp_path, [n], chunks=(step,), compression="gzip")
     block = np.zeros(step, np.float32)
@@ -100,6 +101,8 @@ def test_a_stored_dataset_too_large_for_the_memory_limit_is_exit_3_not_a_traceba
             "from fabric_hpc.cli.main import main\nsys.exit(main(sys.argv[1:]))")
     argv = [sys.executable, "-c", code, "ckpt", "import", "--h5", str(h5), str(tmp_path / "out")]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=ENV)
-    assert proc.returncode == 3, (proc.returncode, proc.stderr[-2000:])
-    assert "dataset 'x' needs 2,000,000,000 bytes of memory to import" in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 5, (proc.returncode, proc.stderr[-2000:])
+    assert "tensor 'x' (2,000,000,000 bytes) does not fit in this process's memory" in proc.stderr, \
+        proc.stderr[-2000:]
+    assert "--mem" in proc.stderr
     assert "Traceback" not in proc.stderr

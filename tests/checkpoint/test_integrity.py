@@ -72,7 +72,7 @@ def test_damaged_latest_is_refused_not_rolled_back_and_the_root_reports_it(tmp_p
     directory into place): opening the root refuses instead of quietly using an older step, and
     the root's own problems (that step, a pointer to nothing, a pointer that is not a step name)
     are listed."""
-    from fabric_hpc.checkpoint.store import root_problems
+    from fabric_hpc.checkpoint.store import root_problems, root_warnings
     for step in (1, 2):
         save(tmp_path, _state(step), step=step)
     assert root_problems(tmp_path) == []
@@ -82,8 +82,9 @@ def test_damaged_latest_is_refused_not_rolled_back_and_the_root_reports_it(tmp_p
     assert open_checkpoint(tmp_path, 1).step == 1  # an explicit older step still restores
     assert root_problems(tmp_path) == ["step-0000000002: not a committed checkpoint (zarr.json missing, "
                                        "or not a directory)"]
-    (tmp_path / "latest").write_text("step-0000000009\n")
-    assert "latest: names step-0000000009, which is missing" in root_problems(tmp_path)[0]
+    (tmp_path / "latest").write_text("step-0000000009\n")  # gone (moved aside): restore falls back, a warning
+    assert not any("latest" in p for p in root_problems(tmp_path))
+    assert "latest: names step-0000000009, which is missing" in root_warnings(tmp_path)[0]
     (tmp_path / "latest").write_text("../../etc\n")
     assert "latest: not a regular file" in root_problems(tmp_path)[0]
 
