@@ -72,7 +72,8 @@ def cpsat(p: Problem, options: SolveOptions | None = None) -> Placement:
         return _too_large(p, warm, t0, wide, {"items": len(items.cap)}, options)
     status, solver, phases = _solve_lex(model, var, t_expr, objective, options)
     stats = {"items": len(items.cap), "item_level": p.levels.chain[items.level], "status": solver.StatusName(status),
-             "objective": solver.ObjectiveValue() / scale if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None,
+             "objective": (solver.ObjectiveValue() / scale
+                           if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None),
              "bound": solver.BestObjectiveBound() / scale, "wall_s": phases["wall"],
              "deterministic_time": phases["dtime"], "phases": phases["names"],
              "warm_cost": warm.cost if warm else None}

@@ -246,7 +246,8 @@ def job(d: Any) -> Job:
                het_job_id=integer(d, "het_job_id", what), reservation=text(d, "resv_name", what),
                requeue=boolean(d, "requeue", what, default=True),
                segment_size=integer(d, "segment_size", what),
-               exclusive="none" in (w.lower() for w in words(d, "shared", what)),  # 22.05 "none", 25.11 ["none"]
+               # 22.05 answers "none", 25.11 ["none"]
+               exclusive="none" in (w.lower() for w in words(d, "shared", what)),
                mem_per_node=integer(d, "memory_per_node", what),
                mem_per_cpu=integer(d, "memory_per_cpu", what))
 

@@ -48,7 +48,8 @@ def check_cadence(interval_s: float, fallback_s: float) -> None:
     """A ValueError when ``interval_s`` is over ``fallback_s`` / :data:`FALLBACK_PER_INTERVAL`."""
     if interval_s * FALLBACK_PER_INTERVAL > fallback_s:
         raise ValueError(f"interval_s {interval_s:g} is too long for fallback_s {fallback_s:g}: at most "
-                         f"{fallback_s / FALLBACK_PER_INTERVAL:.3g} (fallback_s / {FALLBACK_PER_INTERVAL}), else "
+                         f"{fallback_s / FALLBACK_PER_INTERVAL:.3g} (fallback_s / {FALLBACK_PER_INTERVAL}), "
+                         "else "
                          "job_submit.lua takes the agent for dead between cycles and deferrals run out "
                          "before they are renewed, and Slurm starts the jobs itself; shorten interval_s or "
                          "lengthen fallback_s (in job_submit.lua too: fabric slurm install)")

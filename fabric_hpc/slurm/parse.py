@@ -60,6 +60,15 @@ REASONS = {
     "MpiPortsBusy": "it waits for MPI ports (MpiParams=ports) that other jobs hold",
     "Cleaning": "Slurm is still cleaning up its previous run (after a requeue)",
     "Constraints": "its constraints (--constraint) cannot be satisfied now",
+    "JobHoldMaxRequeue": "it was requeued and held after too many failed launches (scontrol release once "
+                         "the cause is fixed)",
+    "ReservationDeleted": "the reservation it was submitted to was deleted",
+    "ReservationInvalid": "the reservation it was submitted to is invalid",
+    "TimeLimit": "it reached a time limit (its own, its reservation's end, or its QOS/association's)",
+    "AccountNotAllowed": "its user or account may not use this partition",
+    "QOSNotAllowed": "its QOS may not use this partition",
+    "SystemFailure": "Slurm could not load its batch script, environment or job components",
+    "RaisedSignal": "it ended by a signal",
 }
 
 _GRES_ITEM = re.compile(

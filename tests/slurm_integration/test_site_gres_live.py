@@ -9,14 +9,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fabric_hpc.hostlist import expand
 from tests.slurm_integration.conftest import FALLBACK_S, REPO, AgentProcess, _wait_idle
-from tests.slurm_integration.test_agent_held_live import _decisions, _until
+from tests.slurm_integration.test_agent_held_live import _decisions
 
 pytestmark = [pytest.mark.slurm]
 MEM = 16000  # MiB per node
