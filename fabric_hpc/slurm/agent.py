@@ -76,7 +76,7 @@ from fabric_hpc.slurm.tier_check import unknown_entries
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.slurm.usage import AgentUsage
 from fabric_hpc.slurm.blocks import BlockSource
-from fabric_hpc.slurm.usage_source import UsageSource, command_runner
+from fabric_hpc.slurm.usage_source import UsageSource, command_client
 from fabric_hpc.slurm.view import Inputs, PinRules, View, build_view, handoff_exclusions
 from fabric_hpc.topology import Fabric
 
@@ -110,9 +110,12 @@ class Agent:
         self.inputs = Inputs(tiers=TierMap.parse(config.tier_map), ckpt_root=config.ckpt_root)
         self.usage = AgentUsage(self.state_dir)
         self._notes: list[dict[str, Any]] = []  # this cycle's audit records, written with its decisions
-        self.usage_source = UsageSource(config.usage_source, self.usage, command_runner(client),
-                                        self._note)
-        self.blocks = BlockSource(fab, command_runner(client), self._note)  # Slurm's topology/block
+        #: the Slurm commands outside the client (sshare, scontrol show config/topology; sacctmgr at start,
+        #: within contact_timeout_s): stop() interrupts them with the client
+        self.commands = command_client(client)
+        self.start_commands = command_client(client, config.contact_timeout_s)
+        self.usage_source = UsageSource(config.usage_source, self.usage, self.commands.run, self._note)
+        self.blocks = BlockSource(fab, self.commands.run, self._note)  # Slurm's topology/block
         self.cadence = Cadence(config.backfill_interval_s)
         self.audit = audit_writer(self.state_dir)  # read by `fabric slurm why` and `fabric slurm report`
         self.waiting_log = WaitingLog()
@@ -331,7 +334,7 @@ class Agent:
             if mismatch := gpu_mismatch(self.fab, nodes):
                 self._log("model_mismatch", detail=mismatch)  # `fabric agent check` fails on it (exit 3)
             self._log("start", pid=os.getpid(), config=self.config.model_dump())
-            if unknown := unknown_entries(self.inputs.tiers, nodes, command_runner(self.client, 10.0))[0]:
+            if unknown := unknown_entries(self.inputs.tiers, nodes, self.start_commands.run)[0]:
                 self._log("tier_map_unknown", entries=unknown, hint="these entries map no job: fix the names "
                           "(sinfo -s; sacctmgr show qos format=name) and restart the agent")
             started = True
@@ -452,8 +455,11 @@ class Agent:
         return first_contact(self.client, self.config.contact_timeout_s, self._stop)
 
     def stop(self, *_: object) -> None:
-        """SIGTERM/SIGINT: end the loop; a request to Slurm in flight is abandoned (rest backend)."""
+        """SIGTERM/SIGINT: end the loop; a request to Slurm in flight is abandoned (cli and rest backends),
+        and so is a Slurm command outside the client (sshare, scontrol show topology, sacctmgr)."""
         self._stop.set()
+        self.commands.interrupt()
+        self.start_commands.interrupt()
         if (interrupt := getattr(self.client, "interrupt", None)) is not None:
             interrupt()
 

@@ -89,7 +89,7 @@ class CliClient(SlurmClient):
             if self._interrupted:  # interrupt() came between run()'s check and the add: it missed this child
                 child.kill()
             out, err = child.communicate(stdin, timeout=self.timeout)
-        except BaseException:  # the timeout, or a signal's exception (KeyboardInterrupt): no child left running
+        except BaseException:  # the timeout, a signal's exception (KeyboardInterrupt): no child left running
             child.kill()
             child.communicate()
             raise

@@ -138,6 +138,7 @@ class RestClient(SlurmClient):
         """Abandon the requests in flight and refuse new ones (the agent's stop; safe from a signal
         handler or another thread): each fails at once with a SlurmError. :meth:`resume` undoes it."""
         self._interrupted = True
+        self._cli.interrupt()  # a requeue's scontrol
         for sock in list(self._open):
             try:
                 sock.shutdown(socket.SHUT_RDWR)  # a recv blocked in another thread (or below) returns
@@ -147,6 +148,7 @@ class RestClient(SlurmClient):
     def resume(self) -> None:
         """Requests are sent again after :meth:`interrupt` (the agent's last calls at stop)."""
         self._interrupted = False
+        self._cli.resume()
 
     def _file_token(self) -> str | None:
         from fabric_hpc.slurm.rest_token import read_token_file
