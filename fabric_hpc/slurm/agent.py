@@ -428,12 +428,14 @@ class Agent:
         All of it within ``budget_s`` (STOP_BUDGET_S: well inside the unit's TimeoutStopSec), each
         request too: a frozen Slurm is left, with the pins done so far."""
         budget = STOP_BUDGET_S if budget_s is None else budget_s
+        deadline = time.monotonic() + budget
         released: list[int] = []
         if (probe := getattr(self.client, "contact_probe", None)) is not None:  # pyslurm holds the GIL: its
             if not contact_answers(probe(), budget / 3):  # calls cannot be left behind in a thread
                 return released
-        with stop_budget(self.client, budget):
-            run_within(lambda: self._release(released), budget, "fabric-agent-release-pins")
+        left = max(0.0, deadline - time.monotonic())  # the probe's time is part of the budget
+        with stop_budget(self.client, left):
+            run_within(lambda: self._release(released), left, "fabric-agent-release-pins")
         return list(released)
 
     def _release(self, released: list[int]) -> None:
