@@ -195,7 +195,8 @@ class Agent:
             self._note("other_agent", **warning)
         pins = PinRules(self.config.pin_timeout_s, self.actions.handed_off, self.actions.avoid,
                         fallback_s=self.config.fallback_s, deferrals=self.actions.deferrals,
-                        waits=self.actions.waits, requeued=self.actions.requeued)
+                        waits=self.actions.waits, requeued=self.actions.requeued,
+                        preemption=self.config.preemption)
         view = build_view(self.fab, nodes, jobs, now=now, inputs=self.inputs, pins=pins, reservations=resvs,
                           blocks=self.blocks.layout())
         if view.ignored_reservations != self._ignored_resv:  # Slurm records fabric cannot trust, said once

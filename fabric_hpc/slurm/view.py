@@ -327,6 +327,9 @@ class PinRules:
     #: Spot gangs the agent requeued itself (job id -> when): Slurm's requeue delay is replaced by
     #: :data:`REQUEUE_GAP_S`.
     requeued: Mapping[int, float] = field(default_factory=dict)
+    #: The policy may preempt (the agent's ``preemption``); False: no pin is withdrawn
+    #: (:attr:`View.withdrawn`).
+    preemption: bool = True
 
     def not_before(self, job: Job, now: float) -> float | None:
         """The job's begin time when it is still ahead and no fabric deferral: neither the plugin's
@@ -450,7 +453,8 @@ def _pinned(fab: Fabric, view: View, job: Job, now: float, releasing: set[str], 
 def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: Inputs,
              releasing: set[str], pins: PinRules, hosts: Hosts, blocks: Blocks | None = None) -> None:
     memo: dict = {}
-    withdraw = _withdrawable(pending, now, inputs, pins) if any(j.req_nodes for j in pending) else set()
+    pinned = pins.preemption and any(j.req_nodes for j in pending)  # --no-preemption: no pin withdrawn
+    withdraw = _withdrawable(pending, now, inputs, pins) if pinned else set()
     for job in sorted(pending, key=lambda j: (j.submit_time, j.job_id)):
         if job.req_nodes and job.reason == BAD_CONSTRAINTS:
             view.rejected[job.job_id] = job.req_nodes  # Slurm will never start it there
