@@ -197,10 +197,11 @@ def _check_plugin(section: Any) -> str | None:
     return f"{path}: protocol {PROTOCOL_VERSION}, state dir and fallback agree"
 
 
-def _running_agent_ok(section: Any) -> str:
+def _running_agent_ok(section: Any, as_installed: Any = None) -> str:
     """The running agent (the holder of the state dir's lock) defers as long as the installed job_submit.lua
     (or, with no agent.job_submit named, this config): a reinstall with another fallback_s applies to the
-    agent only once it is restarted. Its fallback_s is the one in its status.json."""
+    agent only once it is restarted. Its fallback_s is the one in its status.json; its other settings are
+    this config's or ``as_installed``'s (this config as install writes it: its paths rewritten)."""
     from fabric_hpc.errors import ConfigError
     from fabric_hpc.inputs import read_json, read_text
     from fabric_hpc.slurm.agent_support import running_settings
@@ -229,7 +230,8 @@ def _running_agent_ok(section: Any) -> str:
                           f"{installed} s (new jobs wait the one, the agent renews the other)",
                           hint="restart the agent to apply the installed settings: "
                                f"systemctl restart {UNIT_NAME}")
-    return f"pid {pid}: fallback_s {running} s, as {where}; " + running_settings(pid, status, section)
+    return (f"pid {pid}: fallback_s {running} s, as {where}; "
+            + running_settings(pid, status, section, as_installed))
 
 
 @group.command("check")
@@ -248,6 +250,7 @@ def check(config_path: str, as_json: bool) -> None:
     from fabric_hpc.errors import FabricError
     from fabric_hpc.slurm.deploy_config import load_config
     from fabric_hpc.slurm.tier_check import tier_map_ok
+    from fabric_hpc.slurm.unit import installed_agent
 
     try:
         cfg = load_config(config_path)[0]
@@ -282,7 +285,7 @@ def check(config_path: str, as_json: bool) -> None:
     step("python", python)
     step("state dir", lambda: _state_dir_ok(a.state_dir))
     step("plugin", lambda: _check_plugin(a) or "no agent.job_submit named: not checked")
-    step("running agent", lambda: _running_agent_ok(a))
+    step("running agent", lambda: _running_agent_ok(a, installed_agent(cfg)))
     step("metrics port", lambda: _metrics_port_ok(a.metrics_port, a.state_dir))
     step("slurm", lambda: _slurm_ok(a, fab))
     step("tier map", lambda: tier_map_ok(a.tier_map, _client(a)))

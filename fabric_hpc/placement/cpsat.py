@@ -436,9 +436,10 @@ def _lex_weight(p: Problem, items: Items, scale: float = SCALE) -> int:
 def _too_large(p: Problem, warm: Placement | None, t0: float, why: str, stats: dict,
                options: SolveOptions) -> Placement:
     """Greedy's answer where CP-SAT's integer model cannot hold the inputs' magnitudes (``why``);
-    where greedy found none, its PlacementInfeasible (what it could not meet)."""
+    where greedy found none, greedy once more on the untouched problem: its PlacementInfeasible (what it
+    could not meet), or, should it place there, that answer."""
     if warm is None:
-        greedy(p.fresh(), options)  # raises greedy's own PlacementInfeasible
+        warm = greedy(p.fresh(), options)  # as a rule raises greedy's own PlacementInfeasible
     note = f"CP-SAT's integer model cannot hold these magnitudes ({why}): greedy's answer"
     return _relabel(warm, t0, False, (note,), {**stats, "status": "MODEL_INVALID", "warm_cost": warm.cost})
 

@@ -76,7 +76,7 @@ from fabric_hpc.slurm.tier_check import unknown_entries
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.slurm.usage import AgentUsage
 from fabric_hpc.slurm.blocks import BlockSource
-from fabric_hpc.slurm.usage_source import UsageSource, command_runner
+from fabric_hpc.slurm.usage_source import UsageSource, command_client
 from fabric_hpc.slurm.view import Inputs, PinRules, View, build_view, handoff_exclusions
 from fabric_hpc.topology import Fabric
 
@@ -110,9 +110,12 @@ class Agent:
         self.inputs = Inputs(tiers=TierMap.parse(config.tier_map), ckpt_root=config.ckpt_root)
         self.usage = AgentUsage(self.state_dir)
         self._notes: list[dict[str, Any]] = []  # this cycle's audit records, written with its decisions
-        self.usage_source = UsageSource(config.usage_source, self.usage, command_runner(client),
-                                        self._note)
-        self.blocks = BlockSource(fab, command_runner(client), self._note)  # Slurm's topology/block
+        #: the Slurm commands outside the client (sshare, scontrol show config/topology; sacctmgr at start,
+        #: within contact_timeout_s): stop() interrupts them with the client
+        self.commands = command_client(client)
+        self.start_commands = command_client(client, config.contact_timeout_s)
+        self.usage_source = UsageSource(config.usage_source, self.usage, self.commands.run, self._note)
+        self.blocks = BlockSource(fab, self.commands.run, self._note)  # Slurm's topology/block
         self.cadence = Cadence(config.backfill_interval_s)
         self.audit = audit_writer(self.state_dir)  # read by `fabric slurm why` and `fabric slurm report`
         self.waiting_log = WaitingLog()
@@ -192,7 +195,8 @@ class Agent:
             self._note("other_agent", **warning)
         pins = PinRules(self.config.pin_timeout_s, self.actions.handed_off, self.actions.avoid,
                         fallback_s=self.config.fallback_s, deferrals=self.actions.deferrals,
-                        waits=self.actions.waits, requeued=self.actions.requeued)
+                        waits=self.actions.waits, requeued=self.actions.requeued,
+                        preemption=self.config.preemption)
         view = build_view(self.fab, nodes, jobs, now=now, inputs=self.inputs, pins=pins, reservations=resvs,
                           blocks=self.blocks.layout())
         if view.ignored_reservations != self._ignored_resv:  # Slurm records fabric cannot trust, said once
@@ -331,7 +335,7 @@ class Agent:
             if mismatch := gpu_mismatch(self.fab, nodes):
                 self._log("model_mismatch", detail=mismatch)  # `fabric agent check` fails on it (exit 3)
             self._log("start", pid=os.getpid(), config=self.config.model_dump())
-            if unknown := unknown_entries(self.inputs.tiers, nodes, command_runner(self.client, 10.0))[0]:
+            if unknown := unknown_entries(self.inputs.tiers, nodes, self.start_commands.run)[0]:
                 self._log("tier_map_unknown", entries=unknown, hint="these entries map no job: fix the names "
                           "(sinfo -s; sacctmgr show qos format=name) and restart the agent")
             started = True
@@ -425,12 +429,14 @@ class Agent:
         All of it within ``budget_s`` (STOP_BUDGET_S: well inside the unit's TimeoutStopSec), each
         request too: a frozen Slurm is left, with the pins done so far."""
         budget = STOP_BUDGET_S if budget_s is None else budget_s
+        deadline = time.monotonic() + budget
         released: list[int] = []
         if (probe := getattr(self.client, "contact_probe", None)) is not None:  # pyslurm holds the GIL: its
             if not contact_answers(probe(), budget / 3):  # calls cannot be left behind in a thread
                 return released
-        with stop_budget(self.client, budget):
-            run_within(lambda: self._release(released), budget, "fabric-agent-release-pins")
+        left = max(0.0, deadline - time.monotonic())  # the probe's time is part of the budget
+        with stop_budget(self.client, left):
+            run_within(lambda: self._release(released), left, "fabric-agent-release-pins")
         return list(released)
 
     def _release(self, released: list[int]) -> None:
@@ -452,8 +458,11 @@ class Agent:
         return first_contact(self.client, self.config.contact_timeout_s, self._stop)
 
     def stop(self, *_: object) -> None:
-        """SIGTERM/SIGINT: end the loop; a request to Slurm in flight is abandoned (rest backend)."""
+        """SIGTERM/SIGINT: end the loop; a request to Slurm in flight is abandoned (cli and rest backends),
+        and so is a Slurm command outside the client (sshare, scontrol show topology, sacctmgr)."""
         self._stop.set()
+        self.commands.interrupt()
+        self.start_commands.interrupt()
         if (interrupt := getattr(self.client, "interrupt", None)) is not None:
             interrupt()
 

@@ -372,22 +372,26 @@ def agent_settings(config: Any) -> dict[str, Any]:
     return {k: getattr(config, k) for k in AgentConfig.model_fields if k != "state_dir"}
 
 
-def settings_differ(running: Mapping[str, Any], config: Any) -> list[str]:
+def settings_differ(running: Mapping[str, Any], config: Any, installed: Any = None) -> list[str]:
     """``KEY RUNNING (this config: VALUE)`` for each recorded setting of a running agent that ``config`` (an
-    ``AgentConfig``) sets otherwise (``fallback_s``: compared with job_submit.lua by the caller)."""
+    ``AgentConfig``) sets otherwise (``fallback_s``: compared with job_submit.lua by the caller). A value
+    that ``installed`` (``config`` as install writes it: :func:`~fabric_hpc.slurm.unit.installed_agent`,
+    its paths rewritten) has is no difference: the check may read the source config or the installed one."""
     mine = agent_settings(config)
+    theirs = agent_settings(installed) if installed is not None else mine
     return [f"{k} {running[k]!r} (this config: {mine[k]!r})" for k in sorted(running)
-            if k in mine and k != "fallback_s" and running[k] != mine[k]]
+            if k in mine and k != "fallback_s" and running[k] != mine[k] and running[k] != theirs[k]]
 
 
-def running_settings(pid: int, status: Mapping[str, Any], config: Any) -> str:
+def running_settings(pid: int, status: Mapping[str, Any], config: Any, installed: Any = None) -> str:
     """``fabric agent check``: the running agent's settings (its ``status.json`` ``settings``) are
-    ``config``'s; ConfigError naming those that are not (read at its start: a restart applies them)."""
+    ``config``'s (or ``installed``'s: :func:`settings_differ`); ConfigError naming those that are not
+    (read at its start: a restart applies them)."""
     from fabric_hpc.slurm.manifest import UNIT_NAME
 
     if not isinstance(settings := status.get("settings"), dict):
         return "its other settings not recorded (an agent from before 2026-12-06)"
-    if differ := settings_differ(settings, config):
+    if differ := settings_differ(settings, config, installed):
         raise ConfigError(f"the running agent (pid {pid}) runs other settings than this config: "
                           f"{'; '.join(differ)}", hint=f"restart the agent to apply this config: systemctl "
                           f"restart {UNIT_NAME} (SIGHUP only reopens its logs)")

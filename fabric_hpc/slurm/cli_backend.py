@@ -86,8 +86,10 @@ class CliClient(SlurmClient):
                                  stderr=subprocess.PIPE, stdin=None if stdin is None else subprocess.PIPE)
         self._children.add(child)
         try:
+            if self._interrupted:  # interrupt() came between run()'s check and the add: it missed this child
+                child.kill()
             out, err = child.communicate(stdin, timeout=self.timeout)
-        except subprocess.TimeoutExpired:
+        except BaseException:  # the timeout, a signal's exception (KeyboardInterrupt): no child left running
             child.kill()
             child.communicate()
             raise

@@ -264,7 +264,9 @@ class SlurmClient(abc.ABC):
         lists them by default (:func:`queued`); a finished job Slurm still knows only through :meth:`job`."""
 
     def job(self, job_id: int) -> Job:
-        """One job; :class:`~fabric_hpc.errors.NotFoundError` when Slurm does not know it."""
+        """One job; :class:`~fabric_hpc.errors.NotFoundError` when Slurm does not know it. This default
+        searches :meth:`jobs`, so it finds no finished job: the backends (cli, rest, pyslurm, replay) ask
+        Slurm for the one job and find those too."""
         from fabric_hpc.errors import NotFoundError
 
         for j in self.jobs():

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from fabric_hpc.slurm import decode
-from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError
+from fabric_hpc.errors import NotFoundError
+from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError, queued
 
 
 def _load(text: str, what: str) -> Any:
@@ -40,6 +41,18 @@ class ReplayClient(SlurmClient):
 
     @decode.gc_paused()
     def jobs(self) -> list[Job]:
+        """The recorded jobs but the finished ones (:func:`~fabric_hpc.slurm.contract.queued`), as every
+        backend lists them: a recorded ``GET /jobs`` holds the jobs that ended within MinJobAge too."""
+        return queued(self._recorded())
+
+    def job(self, job_id: int) -> Job:
+        """One recorded job, a finished one too (as ``scontrol show job``)."""
+        for j in self._recorded():
+            if j.job_id == int(job_id):
+                return j
+        raise NotFoundError(f"the recording has no job {job_id}", hint="record the job's answer with it")
+
+    def _recorded(self) -> list[Job]:
         return decode.jobs_answer(_load(self.jobs_json, "recorded jobs"), "recorded jobs")
 
     def submit(self, script: str, args: Sequence[str] = (), *, cwd: str | None = None) -> int:

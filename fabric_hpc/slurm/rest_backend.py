@@ -25,7 +25,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fabric_hpc.errors import ConfigError, FabricError, NotFoundError
@@ -99,16 +99,39 @@ class UnsupportedVersion(SlurmError):
     """The server's spec was read, and it offers no version fabric speaks."""
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
+class _Connection(http.client.HTTPConnection):
+    """``http://host:port`` (or ``unix:/path``: ``unix_path``) whose socket is handed to ``register`` before
+    it connects, so interrupt() abandons a connect too (a blackholed slurmrestd address), and whose
+    connect waits at most until ``deadline`` (the whole exchange's, as each read)."""
+
+    def __init__(self, host: str, deadline: float, register: Callable[[socket.socket], None],
+                 unix_path: str | None = None) -> None:
+        super().__init__(host, timeout=_left(deadline))
+        self._deadline, self._register, self._path = deadline, register, unix_path
 
     def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
+        if self._path is not None:
+            self._connect(socket.AF_UNIX, self._path)
+            return
+        error: OSError | None = None
+        for family, _, _, _, addr in socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM):
+            try:
+                self._connect(family, addr)
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                return
+            except (_Late, TimeoutError):
+                raise
+            except OSError as exc:  # the next address (IPv4 after IPv6)
+                error = exc
+        raise error or OSError(f"{self.host}: no address")
+
+    def _connect(self, family: int, addr: Any) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        self.sock = sock = socket.socket(family, socket.SOCK_STREAM)
+        self._register(sock)
+        sock.settimeout(_left(self._deadline))
+        sock.connect(addr)
 
 
 class RestClient(SlurmClient):
@@ -138,6 +161,7 @@ class RestClient(SlurmClient):
         """Abandon the requests in flight and refuse new ones (the agent's stop; safe from a signal
         handler or another thread): each fails at once with a SlurmError. :meth:`resume` undoes it."""
         self._interrupted = True
+        self._cli.interrupt()  # a requeue's scontrol
         for sock in list(self._open):
             try:
                 sock.shutdown(socket.SHUT_RDWR)  # a recv blocked in another thread (or below) returns
@@ -147,6 +171,7 @@ class RestClient(SlurmClient):
     def resume(self) -> None:
         """Requests are sent again after :meth:`interrupt` (the agent's last calls at stop)."""
         self._interrupted = False
+        self._cli.resume()
 
     def _file_token(self) -> str | None:
         from fabric_hpc.slurm.rest_token import read_token_file
@@ -155,11 +180,11 @@ class RestClient(SlurmClient):
         return header_value(read_token_file(path), f"the token in rest_token_file {path}", secret=True)
 
     # -- transport ---------------------------------------------------------------------------
-    def _conn(self) -> http.client.HTTPConnection:
+    def _conn(self, deadline: float, register: Callable[[socket.socket], None]) -> _Connection:
         if self.url.startswith("unix:"):
-            return _UnixConnection(self.url[5:], self.timeout)
+            return _Connection("localhost", deadline, register, self.url[5:])
         if self.url.startswith("http://"):  # http://host:port[/prefix]: the prefix goes before each path
-            return http.client.HTTPConnection(self.url[7:].split("/", 1)[0], timeout=self.timeout)
+            return _Connection(self.url[7:].split("/", 1)[0], deadline, register)
         raise ConfigError(f"slurmrestd address {shown_url(self.url)!r}: expected unix:/path or "
                           "http://host:port")
 
@@ -214,11 +239,18 @@ class RestClient(SlurmClient):
         deadline = time.monotonic() + self.timeout  # the whole exchange, not each receive
         if self._interrupted:
             raise _Late()
-        conn, sock = self._conn(), None
+        opened: list[socket.socket] = []
+
+        def register(new: socket.socket) -> None:  # before it connects: interrupt() abandons the connect
+            opened.append(new)
+            self._open.add(new)
+            if self._interrupted:  # interrupt() came before the entry
+                raise _Late()
+
+        conn = self._conn(deadline, register)
         try:
             conn.connect()
             sock = conn.sock
-            self._open.add(sock)
             if self._interrupted:  # interrupt() came between the check above and the socket's entry
                 raise _Late()
             conn.request(method, self._prefix + path, body=None if body is None else json.dumps(body),
@@ -230,7 +262,8 @@ class RestClient(SlurmClient):
             raise ConfigError(f"slurmrestd {method} {path}: a request header holds a character HTTP does "
                               "not allow", hint="SLURM_JWT and USER: one line of printable ASCII each") from None
         finally:
-            self._open.discard(sock)  # type: ignore[arg-type]
+            for sock in opened:
+                self._open.discard(sock)
             conn.close()
 
     def _body(self, resp: http.client.HTTPResponse, sock: socket.socket, deadline: float, what: str) -> str:

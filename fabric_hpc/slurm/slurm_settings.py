@@ -106,14 +106,16 @@ def site_node_gres(cfg: DeployConfig, root: Path) -> dict[str, str]:
     for ``--root /``), else as the slurm.conf install sits next to declares them (:func:`conf_node_gres`)."""
     conf = cfg.agent.slurm_conf or str(Path(cfg.install.slurm_conf_dir) / "slurm.conf")
     if root.resolve() == Path("/"):
+        from fabric_hpc.errors import FabricError
+        from fabric_hpc.slurm.cli_backend import CliClient
+
         env = {**os.environ, "SLURM_CONF": conf} if cfg.agent.slurm_conf else None
-        try:
-            out = subprocess.run(["scontrol", "-o", "show", "nodes"], capture_output=True, text=True,
-                                 timeout=15, env=env)
-        except (OSError, subprocess.TimeoutExpired):
-            out = None
-        if out is not None and out.returncode == 0 and "NodeName=" in out.stdout:
-            return show_nodes_gres(out.stdout)
+        try:  # through the cli backend: its SLURM_CONF check, timeout and failures (then the conf file)
+            out = CliClient(env, timeout=15).run(["scontrol", "-o", "show", "nodes"])
+        except FabricError:
+            out = ""
+        if "NodeName=" in out:
+            return show_nodes_gres(out)
     return conf_node_gres(Path(conf), root)
 
 

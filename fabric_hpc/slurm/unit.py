@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.slurm.deploy_config import DeployConfig
+from fabric_hpc.slurm.deploy_config import AgentSection, DeployConfig
 from fabric_hpc.slurm.plugins import plugin_dir
 
 
@@ -21,14 +21,20 @@ def _toml_value(value: object) -> str:
     return json.dumps(str(value))  # a JSON string is a TOML basic string
 
 
+def installed_agent(cfg: DeployConfig) -> AgentSection:
+    """``cfg``'s ``[agent]`` as install writes it: the installed fabric model and
+    job_submit.lua, and the TaskProlog's checkpoint root unless ``[agent]`` names its own."""
+    i = cfg.install
+    return cfg.agent.model_copy(update={"topology": str(Path(i.config_dir) / "topology.yaml"),
+                                        "job_submit": str(Path(i.slurm_conf_dir) / "job_submit.lua"),
+                                        "ckpt_root": cfg.agent.ckpt_root or i.ckpt_root})
+
+
 def agent_toml(cfg: DeployConfig) -> str:
     """The installed config: every setting written out; the agent reads the installed fabric model
     and plugin, and the checkpoints under the TaskProlog's root (install.ckpt_root) unless [agent]
     names its own ckpt_root: without one it reads no checkpoint times (docs/checkpoint.md)."""
-    i = cfg.install
-    agent = cfg.agent.model_copy(update={"topology": str(Path(i.config_dir) / "topology.yaml"),
-                                         "job_submit": str(Path(i.slurm_conf_dir) / "job_submit.lua"),
-                                         "ckpt_root": cfg.agent.ckpt_root or i.ckpt_root})
+    i, agent = cfg.install, installed_agent(cfg)
     out = ["# fabric agent config (docs/deploy.md lists every key)", "[agent]"]
     out += [f"{k} = {_toml_value(v)}" for k, v in agent.model_dump().items() if v is not None]
     out += ["", "[install]"]

@@ -25,11 +25,14 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fabric_hpc.slurm.contract import SlurmClient, SlurmError
 from fabric_hpc.slurm.sshare import read_usage
 from fabric_hpc.slurm.usage import AgentUsage
+
+if TYPE_CHECKING:
+    from fabric_hpc.slurm.cli_backend import CliClient
 
 UsageMode = Literal["auto", "slurm", "ledger"]
 RECHECK_S = 300.0
@@ -38,13 +41,18 @@ ERROR_REPEAT_S = 600.0
 _DBD = re.compile(r"^AccountingStorageType\s*=\s*accounting_storage/slurmdbd\s*$", re.MULTILINE)
 
 
-def command_runner(client: SlurmClient | None = None, timeout: float = 30.0) -> Callable[[Sequence[str]], str]:
-    """argv -> stdout of a Slurm command, with the environment of ``client`` when it is the cli backend
-    (else this process's: ``SLURM_CONF``); SlurmError on failure."""
+def command_client(client: SlurmClient | None = None, timeout: float = 30.0) -> CliClient:
+    """The cli client :func:`command_runner` runs through: the agent keeps it to interrupt() it at stop."""
     from fabric_hpc.slurm.cli_backend import CliClient
 
     env = client.env if isinstance(client, CliClient) else dict(os.environ)
-    return CliClient(env, timeout=timeout).run  # one place runs Slurm commands and maps their failures
+    return CliClient(env, timeout=timeout)  # one place runs Slurm commands and maps their failures
+
+
+def command_runner(client: SlurmClient | None = None, timeout: float = 30.0) -> Callable[[Sequence[str]], str]:
+    """argv -> stdout of a Slurm command, with the environment of ``client`` when it is the cli backend
+    (else this process's: ``SLURM_CONF``); SlurmError on failure."""
+    return command_client(client, timeout).run
 
 
 def has_slurmdbd(run: Callable[[Sequence[str]], str]) -> bool:

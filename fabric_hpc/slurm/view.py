@@ -75,7 +75,6 @@ UNATTRIBUTED = "slurm:unattributed"
 #: reservation and a gang waiting for it waits that long (an unlimited spot gang is a preemption candidate
 #: like any long one).
 UNLIMITED_WALLTIME_S = 365 * 24 * 3600.0
-DEFAULT_WALLTIME_S = UNLIMITED_WALLTIME_S  # its name before (it was 1 h)
 #: How long after its pin a job keeps its hosts while the GPUs it needs are still held by jobs
 #: that are going away (Slurm's ``KillWait``, 30 s by default, plus the epilog); later it is re-placed.
 PIN_GRACE_S = 120.0
@@ -244,7 +243,7 @@ def _request(nodes: int, gpus_per_node: int, opts: str) -> Request:
 
 def _sched_job(job: Job, request: Request, inputs: Inputs) -> SchedJob:
     _, tier = split_options(job, inputs.tiers)
-    walltime = float(job.time_limit_min * 60) if job.time_limit_min else DEFAULT_WALLTIME_S
+    walltime = float(job.time_limit_min * 60) if job.time_limit_min else UNLIMITED_WALLTIME_S
     return SchedJob(id=str(job.job_id), request=request, submit=job.submit_time, walltime=walltime,
                     user=job.user or "user", account=account_of(job),
                     tier=tier if tier in TIERS else "normal", meta={"slurm_job": job.job_id})
@@ -275,7 +274,7 @@ def _running(state: ClusterState, job: Job, req: Request | None, inputs: Inputs,
                               last_checkpoint=_last_checkpoint(job, inputs, start, now))
         except ConfigError:
             pass
-    walltime = float(job.time_limit_min * 60) if job.time_limit_min else DEFAULT_WALLTIME_S
+    walltime = float(job.time_limit_min * 60) if job.time_limit_min else UNLIMITED_WALLTIME_S
     sj = SchedJob(id=str(job.job_id), request=_whole(len(gpus)), submit=job.submit_time, walltime=walltime,
                   user=job.user or "user", account=account_of(job), tier="normal",
                   meta={"slurm_job": job.job_id, "fabric": False})
@@ -327,6 +326,9 @@ class PinRules:
     #: Spot gangs the agent requeued itself (job id -> when): Slurm's requeue delay is replaced by
     #: :data:`REQUEUE_GAP_S`.
     requeued: Mapping[int, float] = field(default_factory=dict)
+    #: The policy may preempt (the agent's ``preemption``); False: no pin is withdrawn
+    #: (:attr:`View.withdrawn`).
+    preemption: bool = True
 
     def not_before(self, job: Job, now: float) -> float | None:
         """The job's begin time when it is still ahead and no fabric deferral: neither the plugin's
@@ -413,7 +415,7 @@ def _cpus_held(fab: Fabric, view: View, free_cpus: Mapping[str, int], jobs: list
     for job in jobs:
         if not job.active:
             continue
-        limit = float(job.time_limit_min * 60) if job.time_limit_min else DEFAULT_WALLTIME_S
+        limit = float(job.time_limit_min * 60) if job.time_limit_min else UNLIMITED_WALLTIME_S
         end = max((job.start_time or now) + limit, now + 1.0)
         for host in job.node_list:
             if free_cpus.get(host, 1) <= 0 and end > ends.get(host, (0.0, job))[0]:
@@ -450,7 +452,8 @@ def _pinned(fab: Fabric, view: View, job: Job, now: float, releasing: set[str], 
 def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: Inputs,
              releasing: set[str], pins: PinRules, hosts: Hosts, blocks: Blocks | None = None) -> None:
     memo: dict = {}
-    withdraw = _withdrawable(pending, now, inputs, pins) if any(j.req_nodes for j in pending) else set()
+    pinned = pins.preemption and any(j.req_nodes for j in pending)  # --no-preemption: no pin withdrawn
+    withdraw = _withdrawable(pending, now, inputs, pins) if pinned else set()
     for job in sorted(pending, key=lambda j: (j.submit_time, j.job_id)):
         if job.req_nodes and job.reason == BAD_CONSTRAINTS:
             view.rejected[job.job_id] = job.req_nodes  # Slurm will never start it there

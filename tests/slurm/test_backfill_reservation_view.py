@@ -19,7 +19,7 @@ from fabric_hpc.scheduler import make_policy
 from fabric_hpc.scheduler.apply import snapshot
 from fabric_hpc.slurm.agent import Agent, AgentConfig
 from fabric_hpc.slurm.contract import Job, Node
-from fabric_hpc.slurm.view import DEFAULT_WALLTIME_S, PinRules, build_view
+from fabric_hpc.slurm.view import UNLIMITED_WALLTIME_S, PinRules, build_view
 from fabric_hpc.topology import build, generators
 from tests.slurm.test_agent_actions import Fake
 
@@ -80,7 +80,7 @@ def test_a_job_fabric_does_not_place_is_running_to_the_policy_and_never_a_victim
 def test_a_job_without_a_time_limit_ends_at_slurms_year() -> None:
     view, d = step(burst("nofabric", limit_min=None))
     b = next(r for r in view.running if r.job.id == "1")
-    assert b.walltime_end == NOW - 3 + DEFAULT_WALLTIME_S
+    assert b.walltime_end == NOW - 3 + UNLIMITED_WALLTIME_S
     assert d.reservations["2"].start == b.walltime_end
     assert [j.id for j, _ in d.start] == ["3"] and d.backfilled == {"3"}  # 10 min end long before that
 
