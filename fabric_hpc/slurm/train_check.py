@@ -62,8 +62,9 @@ def _check_structure(ckpt_dir: Path, step: int) -> None:
             require_readable(ck)
             for name in ck.names:
                 ck.check_on_disk(ck.entry(name))
-    except CheckpointCorruptError as exc:
-        raise CheckpointCorruptError(exc.message, problems=exc.problems,
+    except CheckpointCorruptError as exc:  # named with its step: the fix is to move that step aside
+        raise CheckpointCorruptError(f"step {step} in {ckpt_dir}, which the run would restore from, is "
+                                     f"damaged: {exc.message}", problems=exc.problems,
                                      hint=trainer.damaged_hint(ckpt_dir)) from None
 
 
