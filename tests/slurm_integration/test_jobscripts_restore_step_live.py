@@ -26,8 +26,8 @@ STEPS = (2, 4, 6)
 def _ckpt(root: Path) -> Path:
     """Steps 2, 4, 6 as train_demo saves them (w all the step), ``latest`` naming 6."""
     for s in STEPS:
-        save(root, {"model": {"w": np.full(16, float(s), dtype=np.float32), "step": np.array(s, dtype=np.int64)}},
-             step=s, metadata={"job": None, "restart": "0", "started_from": None})
+        state = {"model": {"w": np.full(16, float(s), dtype=np.float32), "step": np.array(s, dtype=np.int64)}}
+        save(root, state, step=s, metadata={"job": None, "restart": "0", "started_from": None})
     return root
 
 
