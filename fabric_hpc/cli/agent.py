@@ -275,14 +275,8 @@ def check(config_path: str, as_json: bool) -> None:
         fab = _open_fabric(a.topology)
         return f"{a.topology}: {len(fab.hosts)} hosts"
 
-    def python() -> str:
-        from fabric_hpc.slurm.install_checks import check_python
-
-        check_python(cfg.install.python)
-        return f"{cfg.install.python}: imports fabric_hpc"
-
     step("fabric model", model)
-    step("python", python)
+    step("python", lambda: _python_ok(cfg.install.python))
     step("state dir", lambda: _state_dir_ok(a.state_dir))
     step("plugin", lambda: _check_plugin(a) or "no agent.job_submit named: not checked")
     step("running agent", lambda: _running_agent_ok(a, installed_agent(cfg)))
@@ -299,6 +293,13 @@ def check(config_path: str, as_json: bool) -> None:
     if failed:
         ctx = click.get_current_context()
         ctx.exit(failed[0]["exit_code"])
+
+
+def _python_ok(python: str) -> str:
+    from fabric_hpc.slurm.install_checks import check_python
+
+    check_python(python)
+    return f"{python}: imports fabric_hpc"
 
 
 def _state_dir_ok(state_dir: str) -> str:

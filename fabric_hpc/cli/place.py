@@ -155,7 +155,7 @@ def _place(fab, state_path: str | None, request: str, solver: str, time_limit: f
     if commit_job and state.holds(commit_job):  # allocate() would add to it: one job, two placements
         raise ConfigError(f"job {commit_job!r} already holds {len(state.job_gpus(commit_job))} GPUs in {state_path}",
                           hint="commit under a new job id, or remove that job from the state file first")
-    req = parse_request(request, source="--request")  # the library's messages name its argument; ours, the flag
+    req = parse_request(request, source="--request")  # the library names its argument; the CLI, the flag
     options = SolveOptions(time_limit_s=time_limit, workers=workers)
     placement = place(fab, state, req, solver=solver, options=options)
     if commit_job:

@@ -49,7 +49,8 @@ def command_client(client: SlurmClient | None = None, timeout: float = 30.0) -> 
     return CliClient(env, timeout=timeout)  # one place runs Slurm commands and maps their failures
 
 
-def command_runner(client: SlurmClient | None = None, timeout: float = 30.0) -> Callable[[Sequence[str]], str]:
+def command_runner(client: SlurmClient | None = None,
+                   timeout: float = 30.0) -> Callable[[Sequence[str]], str]:
     """argv -> stdout of a Slurm command, with the environment of ``client`` when it is the cli backend
     (else this process's: ``SLURM_CONF``); SlurmError on failure."""
     return command_client(client, timeout).run

@@ -23,7 +23,8 @@ STOPS = pytest.mark.parametrize("sig, code, text", [(signal.SIGTERM, 143, "termi
                                                     (signal.SIGINT, 130, "aborted")])
 
 
-def _stopped_infer_run(tmp_path, sig: signal.Signals, head: list[str], tail: list[str]) -> tuple[int, str, str]:
+def _stopped_infer_run(tmp_path, sig: signal.Signals, head: list[str],
+                       tail: list[str]) -> tuple[int, str, str]:
     """Start ``infer run`` on a slow simulated engine, signal it once it has written a chunk."""
     spool = write_spool(tmp_path, random_items(3000, seed=9, max_new=20))
     slow = CostModel(base_s=2e-3, prefill_s_per_token=1e-7, decode_s_per_seq=2e-6, ctx_s_per_token=0.0)

@@ -35,7 +35,8 @@ def test_docs_commands_open_shipped_fabrics_by_name(page: Path) -> None:
 
 def test_the_placement_example_runs_outside_a_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    example = next(line for line in _code_lines(REPO / "docs/placement.md") if line.startswith("fabric place -t"))
+    example = next(line for line in _code_lines(REPO / "docs/placement.md")
+                   if line.startswith("fabric place -t"))
     fabric = example.split()[example.split().index("-t") + 1]
     monkeypatch.chdir(tmp_path)  # no topology/ here, as for a wheel user
     assert main(["place", "-t", fabric, "-r", "nodes=4,gpus=8,within=leaf", "--json"]) == 0

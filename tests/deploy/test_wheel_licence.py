@@ -28,7 +28,8 @@ def test_wheel_and_sdist_carry_the_licence_and_notice(wheel_env: WheelEnv) -> No
 def test_zarr_is_a_test_dependency_only(wheel_env: WheelEnv) -> None:
     whl = zipfile.ZipFile(wheel_env.wheel)
     meta = whl.read(next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))).decode()
-    requires = [line.split(":", 1)[1].strip() for line in meta.splitlines() if line.startswith("Requires-Dist:")]
+    requires = [line.split(":", 1)[1].strip() for line in meta.splitlines()
+                if line.startswith("Requires-Dist:")]
     for name in ("zarr", "numcodecs"):
         mine = [r for r in requires if r.split("<")[0].split(">")[0].split(";")[0].strip() == name]
         assert mine and all('extra == "test"' in r for r in mine), mine

@@ -10,7 +10,8 @@ import pytest
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.inference.engines.artefact import prepare_pytorch_engine
 
-LIMITS = {"dtype": "float32", "max_batch_size": 1, "max_input_len": 8, "max_seq_len": 16, "max_num_tokens": 16}
+LIMITS = {"dtype": "float32", "max_batch_size": 1, "max_input_len": 8, "max_seq_len": 16,
+          "max_num_tokens": 16}
 
 
 @pytest.mark.parametrize("field, value", [("max_batch_size", 0), ("max_input_len", 0), ("max_seq_len", 1),

@@ -28,7 +28,8 @@ def test_an_interval_too_long_for_the_fallback_is_refused(tmp_path: Path, interv
 @pytest.mark.parametrize(("interval", "fallback"), [(2, 60), (20, 60), (1, 5), (0.01, 5)])
 def test_intervals_within_a_third_of_the_fallback_pass(tmp_path: Path, interval: float,
                                                        fallback: int) -> None:
-    assert AgentConfig(state_dir=str(tmp_path), interval_s=interval, fallback_s=fallback).interval_s == interval
+    cfg = AgentConfig(state_dir=str(tmp_path), interval_s=interval, fallback_s=fallback)
+    assert cfg.interval_s == interval
 
 
 def test_the_defaults_pass(tmp_path: Path) -> None:

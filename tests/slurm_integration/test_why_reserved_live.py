@@ -38,7 +38,8 @@ def test_why_says_when_and_where_the_reserved_gang_starts(small, agent) -> None:
         out = explain(CliClient(c.env), h, state_dir=a.state_dir)
         assert out["decisions"]["waiting"]["reserved"] == {"start": end, "hosts": 4, "after": [b]}, out
         when = time.strftime("%H:%M:%S", time.localtime(end))
-        assert f"reserved: expected to start by {when} on 4 hosts when job {b} ends" in out["text"], out["text"]
+        expected = f"reserved: expected to start by {when} on 4 hosts when job {b} ends"
+        assert expected in out["text"], out["text"]
         status = json.loads((a.state_dir / "status.json").read_text())
         assert status["reserved"][str(h)]["start"] == end
     finally:
