@@ -355,7 +355,9 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
             part.close()
         ctx.rendezvous()  # a rank that finished first answers a late failure, not waits in allgather
         snap = {**snap, "elapsed_s": time.monotonic() - started}  # engine start-up and input costing included
-        result = {**_summary(ctx, snap, attempt, len(done), dead.count), "ignored_inputs": ignored}
+        # resumed: this input's items an earlier attempt committed (the journal may hold more: ids of
+        # a batch file removed since), so --max-rejected's share is of this input's lines
+        result = {**_summary(ctx, snap, attempt, dead.skipped, dead.count), "ignored_inputs": ignored}
         failure = _judge(verdict, result, dead.count)  # raised after infer.finish says it
         _finish(ctx, started, metrics, pipeline, 0 if failure is None else failure.exit_code, failure)
         if failure is None:
