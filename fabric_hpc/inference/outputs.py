@@ -104,12 +104,12 @@ def _job_phase(ranks: dict[str, dict[str, Any]], *, running: bool, merged: bool,
     return "finished" if finished else "stopped"
 
 
-def _last_record(path: Path) -> dict[str, Any] | None:
-    """The last whole JSON line of a metrics log (up to 64 MiB: only its tail is read; each line is
-    at most MAX_EVENT_CHARS), or None when it has none."""
+def _last_record(path: Path, tail_bytes: int = 4 * MAX_EVENT_CHARS) -> dict[str, Any] | None:
+    """The last whole JSON line of a metrics log (up to 64 MiB: only its last ``tail_bytes`` are
+    read; each line is at most MAX_EVENT_CHARS), or None when it has none."""
     with open(path, "rb") as f:
         size = f.seek(0, os.SEEK_END)
-        f.seek(max(0, size - 4 * MAX_EVENT_CHARS))
+        f.seek(max(0, size - tail_bytes))
         tail = f.read()
     for line in reversed(tail.split(b"\n")[:-1]):  # after the last newline: a torn write
         try:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 
 from fabric_hpc.inference import VirtualClock, run_job
 from fabric_hpc.inference.pipeline import PipelineOptions
+from fabric_hpc.inference.simulated import CostModel
 from tests.real import require_real
 
 from .builders import make_config, random_items
@@ -66,3 +68,23 @@ def test_max_rejected_share_is_of_this_input(tmp_path: Path, ranks: int) -> None
     assert "2 of 10 input lines (20.00%) were dead-lettered" in doc["error"], doc
     # the 8 good lines ran and are committed, as on a fresh output
     assert "the 8 others ran and are committed" in doc["error"]
+
+
+SLOW = CostModel(base_s=4e-3, prefill_s_per_token=1e-7, decode_s_per_seq=2e-6, ctx_s_per_token=0.0)
+PROGRESS = re.compile(r"progress: done ([\d,]+) \(\+([\d,]+) resumed\)")
+
+
+def test_progress_under_mpi_counts_the_whole_job(tmp_path: Path) -> None:
+    """Before: under mpiexec -n 3 the line said rank 0's count and rate (a third of the job's)
+    beside the job's resumed count: `done 504 (+6,001 resumed) 119 items/s` of a job at 386/s."""
+    require_real("mpi", MPIEXEC.exists() and FABRIC.exists(), f"{MPIEXEC} or {FABRIC} missing")
+    cfg, out = make_config(tmp_path, cost=SLOW), tmp_path / "out"
+    spool = _batch(tmp_path / "in.jsonl", random_items(600, seed=6, max_new=40))
+    r = _cli("infer", "run", "--engine-config", str(cfg), "--input", str(spool), "--output", str(out),
+             "--progress", "--progress-every", "0.5", "--json", ranks=3)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    share = doc["ranks"][0]["items_done"]
+    seen = [int(m.group(1).replace(",", "")) for m in PROGRESS.finditer(r.stderr)]
+    assert seen and max(seen) <= 600, r.stderr
+    assert max(seen) > share, (share, r.stderr)  # more than rank 0 alone ever did
