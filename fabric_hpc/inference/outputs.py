@@ -165,6 +165,10 @@ def merge_job(output: str | os.PathLike[str], source: str | None = None) -> dict
 
 
 def _merge_locked(out: Path, run: dict[str, Any], source: str | None) -> dict[str, Any]:
+    if source == "-":  # not "this run read stdin" after a run of a spool: say what merge reads
+        raise ConfigError("merge does not read stdin (--input -): it checks against a spool or a file",
+                          hint="save the piped lines to a file and pass --input FILE" if run["input"] == "-"
+                          else "leave --input out to check against the run's own input, or pass --input FILE")
     source = source or run["input"]
     if source == "-":
         raise ConfigError("this run read stdin: merge needs the same input again",
