@@ -34,6 +34,12 @@ def _output_lock(out: Path) -> PidLock:
 
 def _load_run(out: Path) -> dict[str, Any]:
     path = out / "run.json"
+    starting = ("check the path; if it is a run's --output, that run has not started yet: it writes "
+                "run.json once every rank has built its engine (minutes for a large model)")
+    if not out.exists() and not out.is_symlink():
+        raise NotFoundError(f"{out} does not exist: no `fabric infer run` has written it", hint=starting)
+    if out.is_dir() and not path.exists() and not any(out.iterdir()):
+        raise NotFoundError(f"{out} holds no run.json: no `fabric infer run` has written it", hint=starting)
     if not path.is_file():
         raise NotFoundError(f"{out} is not a fabric infer output directory (no run.json)",
                             hint="give the --output directory of `fabric infer run`")
