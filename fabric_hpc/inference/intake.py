@@ -240,12 +240,15 @@ def parse_item(line: str | bytes, limits: EngineLimits | None = None,
 
 
 class DeadLetter:
-    """Append-only, fsync'd file of rejected lines: ``{source, line, reason, raw}``."""
+    """Append-only, fsync'd file of rejected lines: ``{source, line, reason, raw}``. ``count`` counts
+    them; ``skipped`` the valid lines :func:`read_items` passed over as committed by an earlier attempt
+    (this input's resumed items, not every id the journal holds)."""
 
     def __init__(self, path: str | os.PathLike[str] | None) -> None:
         self.path = Path(path) if path else None
         self._writer: JsonLinesWriter | None = None
         self.count = 0
+        self.skipped = 0
 
     def reject(self, source: str, lineno: int, reason: str, raw: str | bytes) -> None:
         self.count += 1
@@ -489,6 +492,8 @@ def read_items(lines: Iterable[tuple[str, int, bytes | str]], *, limits: EngineL
                 dead_letter.reject(held_source, held_n, _repeat(item.id, f"{source}:{n}", True), held_raw)
         if done_too or item.id not in skip:
             yield item
+        elif dead_letter is not None:
+            dead_letter.skipped += 1
     found = [(rid, source, n) for rid, lines_of in held.items() for source, n, _ in lines_of[:1]]
     if found and changed is not None:
         changed.extend(found)

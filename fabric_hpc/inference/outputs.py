@@ -34,6 +34,12 @@ def _output_lock(out: Path) -> PidLock:
 
 def _load_run(out: Path) -> dict[str, Any]:
     path = out / "run.json"
+    starting = ("check the path; if it is a run's --output, that run has not started yet: it writes "
+                "run.json once every rank has built its engine (minutes for a large model)")
+    if not out.exists() and not out.is_symlink():
+        raise NotFoundError(f"{out} does not exist: no `fabric infer run` has written it", hint=starting)
+    if out.is_dir() and not path.exists() and not any(out.iterdir()):
+        raise NotFoundError(f"{out} holds no run.json: no `fabric infer run` has written it", hint=starting)
     if not path.is_file():
         raise NotFoundError(f"{out} is not a fabric infer output directory (no run.json)",
                             hint="give the --output directory of `fabric infer run`")
@@ -104,12 +110,12 @@ def _job_phase(ranks: dict[str, dict[str, Any]], *, running: bool, merged: bool,
     return "finished" if finished else "stopped"
 
 
-def _last_record(path: Path) -> dict[str, Any] | None:
-    """The last whole JSON line of a metrics log (up to 64 MiB: only its tail is read; each line is
-    at most MAX_EVENT_CHARS), or None when it has none."""
+def _last_record(path: Path, tail_bytes: int = 4 * MAX_EVENT_CHARS) -> dict[str, Any] | None:
+    """The last whole JSON line of a metrics log (up to 64 MiB: only its last ``tail_bytes`` are
+    read; each line is at most MAX_EVENT_CHARS), or None when it has none."""
     with open(path, "rb") as f:
         size = f.seek(0, os.SEEK_END)
-        f.seek(max(0, size - 4 * MAX_EVENT_CHARS))
+        f.seek(max(0, size - tail_bytes))
         tail = f.read()
     for line in reversed(tail.split(b"\n")[:-1]):  # after the last newline: a torn write
         try:
@@ -165,6 +171,10 @@ def merge_job(output: str | os.PathLike[str], source: str | None = None) -> dict
 
 
 def _merge_locked(out: Path, run: dict[str, Any], source: str | None) -> dict[str, Any]:
+    if source == "-":  # not "this run read stdin" after a run of a spool: say what merge reads
+        raise ConfigError("merge does not read stdin (--input -): it checks against a spool or a file",
+                          hint="save the piped lines to a file and pass --input FILE" if run["input"] == "-"
+                          else "leave --input out to check against the run's own input, or pass --input FILE")
     source = source or run["input"]
     if source == "-":
         raise ConfigError("this run read stdin: merge needs the same input again",

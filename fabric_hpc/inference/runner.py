@@ -40,7 +40,7 @@ from fabric_hpc.inference.journal import (
 from fabric_hpc.inference.mpi import (MpiContext, PeerFailed, exit_code_of, first_line, mpi_context,
                                       shard_longest_first)
 from fabric_hpc.inference.outputs import (  # noqa: F401 (job_status, merge_job: re-exported, __all__)
-    SNAPSHOT, _merge_lock, _output_lock, job_status, merge_job)
+    SNAPSHOT, _last_record, _merge_lock, _output_lock, job_status, merge_job)
 from fabric_hpc.inference.pipeline import PHASES, Pipeline, PipelineOptions
 from fabric_hpc.inference.telemetry import MetricsWriter, job_totals
 from fabric_hpc.inference.weights import describe_weights, weights_identity
@@ -349,13 +349,16 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         pipeline = Pipeline(engine, items, sink, opts, on_ack=_fault_hook(ctx, out))
         emit("infer.start", rank=ctx.rank, size=ctx.size, attempt=attempt, resumed=len(done))
         pipeline.start()
-        pipeline.join(_ticker(ctx, metrics, pipeline, progress, metrics_interval, len(done)), interval=0.1)
+        pipeline.join(_ticker(ctx, metrics, pipeline, progress, metrics_interval, lambda: dead.skipped),
+                      interval=0.1)
         snap = metrics.write(pipeline.snapshot())
         for part in (sink, dead, engine):
             part.close()
         ctx.rendezvous()  # a rank that finished first answers a late failure, not waits in allgather
         snap = {**snap, "elapsed_s": time.monotonic() - started}  # engine start-up and input costing included
-        result = {**_summary(ctx, snap, attempt, len(done), dead.count), "ignored_inputs": ignored}
+        # resumed: this input's items an earlier attempt committed (the journal may hold more: ids of
+        # a batch file removed since), so --max-rejected's share is of this input's lines
+        result = {**_summary(ctx, snap, attempt, dead.skipped, dead.count), "ignored_inputs": ignored}
         failure = _judge(verdict, result, dead.count)  # raised after infer.finish says it
         _finish(ctx, started, metrics, pipeline, 0 if failure is None else failure.exit_code, failure)
         if failure is None:
@@ -398,9 +401,10 @@ def _check_textfile_dir(textfile_dir: str | os.PathLike[str] | None) -> None:
 
 
 def _ticker(ctx: MpiContext, metrics: MetricsWriter, pipeline: Pipeline,
-            progress: Callable[[dict[str, Any]], None] | None, interval: float, resumed: int) -> Callable[[], None]:
+            progress: Callable[[dict[str, Any]], None] | None, interval: float,
+            resumed: Callable[[], int]) -> Callable[[], None]:
     """What the pipeline's join calls every 0.1 s: answer peers, and every ``interval`` seconds write
-    a metrics snapshot (and hand it to ``progress``)."""
+    a metrics snapshot (and hand ``progress`` the job's view of it: :func:`_job_progress`)."""
     last = [0.0]
 
     def tick() -> None:
@@ -409,6 +413,26 @@ def _ticker(ctx: MpiContext, metrics: MetricsWriter, pipeline: Pipeline,
             last[0] = time.monotonic()
             snap = metrics.write(pipeline.snapshot())
             if progress:
-                progress({**snap, "resumed": resumed})
+                progress({**_job_progress(metrics, snap), "resumed": resumed()})
 
     return tick
+
+
+def _job_progress(metrics: MetricsWriter, snap: dict[str, Any]) -> dict[str, Any]:
+    """This rank's snapshot with the job's counts, rates, padding and busy fraction over it and the
+    other ranks' latest snapshots of this attempt (their metrics logs, at most a second old), as
+    ``status`` reads them; the queue depths and GPU stay this rank's. One rank: ``snap``."""
+    if metrics.world_size <= 1:
+        return snap
+    snaps = [snap]
+    for rank in range(metrics.world_size):
+        path = metrics.dir / f"rank-{rank:05d}.jsonl"
+        try:
+            other = _last_record(path, tail_bytes=64 << 10) if rank != metrics.rank else None
+        except OSError:  # not written yet (a rank still costing its input), or unreadable now
+            other = None
+        if other is not None and other.get("attempt") == metrics.attempt:
+            snaps.append(other)
+    job = job_totals(snaps)
+    return {**snap, **{k: job[k] for k in ("items_done", "items_per_s", "output_tokens_per_s",
+                                           "padding_waste", "engine_busy_fraction")}}
