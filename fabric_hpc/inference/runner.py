@@ -252,7 +252,9 @@ def run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: s
 
 
 def _summary(ctx, snap: dict[str, Any], attempt: int, resumed: int, dead_letter: int) -> dict[str, Any]:
-    """This rank's result with every rank's snapshot and the job's totals (a collective: all ranks)."""
+    """This rank's result with every rank's snapshot and the job's totals (a collective: all ranks).
+    ``resumed``: this input's items an earlier attempt committed (the journal may hold more: ids of a
+    batch file removed since), so --max-rejected's share is of this input's lines."""
     ranks = ctx.allgather(snap)
     ctx.barrier()
     job = job_totals(ranks)
@@ -352,12 +354,9 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         pipeline.join(_ticker(ctx, metrics, pipeline, progress, metrics_interval, lambda: dead.skipped),
                       interval=0.1)
         snap = metrics.write(pipeline.snapshot())
-        for part in (sink, dead, engine):
-            part.close()
+        _close(sink, dead, engine)
         ctx.rendezvous()  # a rank that finished first answers a late failure, not waits in allgather
         snap = {**snap, "elapsed_s": time.monotonic() - started}  # engine start-up and input costing included
-        # resumed: this input's items an earlier attempt committed (the journal may hold more: ids of
-        # a batch file removed since), so --max-rejected's share is of this input's lines
         result = {**_summary(ctx, snap, attempt, dead.skipped, dead.count), "ignored_inputs": ignored}
         failure = _judge(verdict, result, dead.count)  # raised after infer.finish says it
         _finish(ctx, started, metrics, pipeline, 0 if failure is None else failure.exit_code, failure)
@@ -380,6 +379,11 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         if lock is not None:
             lock.release()
     raise failure  # the one way here: the verdict failed the run, alike on every rank (no teardown)
+
+
+def _close(*parts: Any) -> None:
+    for part in parts:
+        part.close()
 
 
 def _check_textfile_dir(textfile_dir: str | os.PathLike[str] | None) -> None:

@@ -35,7 +35,8 @@ def test_merge_input_dash_after_a_spool_run_does_not_claim_the_run_read_stdin(tm
 def test_merge_of_a_stdin_run_still_asks_for_the_piped_lines(tmp_path: Path) -> None:
     text = "".join(json.dumps(i) + "\n" for i in random_items(5))
     cfg, out = make_config(tmp_path), tmp_path / "o"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     r = subprocess.run([sys.executable, "-m", "fabric_hpc.cli", "infer", "run", "--engine-config", str(cfg),
                         "--input", "-", "--output", str(out), "--no-progress"], input=text, text=True,
                        capture_output=True, env=env, timeout=120)

@@ -31,7 +31,8 @@ def _batch(path: Path, items: list[dict], extra: list[str] = ()) -> Path:
 
 
 def _cli(*args: str, ranks: int = 0) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     cmd = [str(MPIEXEC), "-n", str(ranks), str(FABRIC)] if ranks else [sys.executable, "-m", "fabric_hpc.cli"]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=180)
 
