@@ -14,7 +14,7 @@ import glob
 import os
 import re
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,7 +59,7 @@ def conf_file_settings(conf: Path, root: Path = Path("/")) -> dict[str, str]:
     """:data:`KEYS` as slurm.conf ``conf`` (under ``root``) and its ``Include`` files set them (the last
     one wins, keys in any case); {} when the file cannot be read."""
     out: dict[str, str] = {}
-    _read_conf(root / str(conf).lstrip("/"), root, out, 0)
+    _read_conf(root / str(conf).lstrip("/"), root, out)
     return out
 
 
@@ -70,10 +70,12 @@ def conf_node_gres(conf: Path, root: Path = Path("/")) -> dict[str, str]:
 
     out: dict[str, str] = {}
     default = ""
-    for line in _node_lines(root / str(conf).lstrip("/"), root, [], 0):
-        fields = dict(f.partition("=")[::2] for f in line.split())
-        names = fields.get("NodeName", "")
-        gres = other_gres(fields["Gres"]) if "Gres" in fields else None
+    for line in _conf_lines(root / str(conf).lstrip("/"), root):
+        if not line.lower().startswith("nodename="):
+            continue
+        fields = {k.lower(): v for k, _, v in (f.partition("=") for f in line.split())}  # keys in any case
+        names = fields.get("nodename", "")
+        gres = other_gres(fields["gres"]) if "gres" in fields else None
         if names.upper() == "DEFAULT":
             default = gres if gres is not None else default
             continue
@@ -125,32 +127,13 @@ def gres_types_line(current: str | None) -> str:
     return "GresTypes=" + ",".join(names if "gpu" in names else [*names, "gpu"])
 
 
-def _node_lines(path: Path, root: Path, out: list[str], depth: int) -> list[str]:
-    """The ``NodeName=`` lines of a conf file and its Includes (comments dropped)."""
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return out
-    for raw in lines:
-        line = raw.split("#", 1)[0].strip()
-        word, _, rest = line.partition(" ")
-        if word.lower() == "include" and rest.strip() and depth < MAX_INCLUDE_DEPTH:
-            pattern = rest.strip()
-            pattern = (str(root / pattern.lstrip("/")) if pattern.startswith("/")
-                       else str(path.parent / pattern))
-            for inc in sorted(glob.glob(pattern)):
-                _node_lines(Path(inc), root, out, depth + 1)
-        elif line.lower().startswith("nodename="):
-            out.append("NodeName=" + line[len("nodename="):])
-    return out
-
-
-def _read_conf(path: Path, root: Path, out: dict[str, str], depth: int) -> None:
+def _conf_lines(path: Path, root: Path, depth: int = 0) -> Iterator[str]:
+    """The lines of a conf file and of its ``Include`` files in place (comments dropped, stripped);
+    nothing from a file that cannot be read."""
     try:
         lines = path.read_text(errors="replace").splitlines()
     except OSError:
         return
-    wanted = {k.lower(): k for k in KEYS}
     for raw in lines:
         line = raw.split("#", 1)[0].strip()
         word, _, rest = line.partition(" ")
@@ -159,8 +142,14 @@ def _read_conf(path: Path, root: Path, out: dict[str, str], depth: int) -> None:
             pattern = (str(root / pattern.lstrip("/")) if pattern.startswith("/")
                        else str(path.parent / pattern))
             for inc in sorted(glob.glob(pattern)):
-                _read_conf(Path(inc), root, out, depth + 1)
-            continue
+                yield from _conf_lines(Path(inc), root, depth + 1)
+        elif line:
+            yield line
+
+
+def _read_conf(path: Path, root: Path, out: dict[str, str]) -> None:
+    wanted = {k.lower(): k for k in KEYS}
+    for line in _conf_lines(path, root):
         key, sep, value = line.partition("=")
         if sep and key.strip().lower() in wanted:
             out[wanted[key.strip().lower()]] = value.strip().split()[0] if value.strip() else ""

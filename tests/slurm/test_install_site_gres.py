@@ -42,3 +42,14 @@ def test_gres_types_and_node_gres_as_a_running_slurmctld_answers():
     text = ("NodeName=n1 Arch=x86_64 CoresPerSocket=4 Gres=gpu:h100:8(S:0-1),nvme:1 NodeAddr=127.0.0.1\n"
             "NodeName=n2 Arch=x86_64 CoresPerSocket=4 Gres=gpu:h100:8(S:0-1) NodeAddr=127.0.0.1\n")
     assert show_nodes_gres(text) == {"n1": "nvme:1"}
+
+
+def test_node_lines_keys_in_any_case_and_through_includes(tmp_path):
+    """slurm.conf keys are case-insensitive (`nodename=`, `GRES=`), and NodeName lines of Include files
+    count: both are read like the settings are."""
+    from fabric_hpc.slurm.slurm_settings import conf_node_gres
+
+    (tmp_path / "nodes.conf").write_text("nodename=b[1-2] gres=gpu:4,nvme:2 # comment\n")
+    (tmp_path / "slurm.conf").write_text("NODENAME=a1 GRES=gpu:h100:8,nvme:1\nInclude nodes.conf\n")
+    got = conf_node_gres(tmp_path / "slurm.conf")
+    assert got == {"a1": "nvme:1", "b1": "nvme:2", "b2": "nvme:2"}, got
