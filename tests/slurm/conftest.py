@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -19,3 +20,21 @@ def metrics() -> Iterator[AgentMetrics]:
     m = AgentMetrics(port, backend="fake")
     yield m
     m.close()
+
+
+def jobs_in_thread(client: object) -> tuple[threading.Thread, dict]:
+    """``client.jobs()`` started in a daemon thread; the SlurmError it ends with lands in ``out["error"]``
+    (for tests that interrupt or time out a blocked read)."""
+    from fabric_hpc.slurm.contract import SlurmError
+
+    out: dict = {}
+
+    def read() -> None:
+        try:
+            client.jobs()  # type: ignore[attr-defined]
+        except SlurmError as exc:
+            out["error"] = exc
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread, out

@@ -5,13 +5,13 @@ A real command in a real process: a ``squeue`` on PATH that never answers."""
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import pytest
 
 from fabric_hpc.slurm.cli_backend import CliClient
 from fabric_hpc.slurm.contract import SlurmError
+from tests.slurm.conftest import jobs_in_thread
 
 
 def _hanging_squeue(tmp_path: Path) -> dict[str, str]:
@@ -25,16 +25,7 @@ def _hanging_squeue(tmp_path: Path) -> dict[str, str]:
 
 def test_interrupt_kills_a_hanging_command_and_resume_runs_again(tmp_path: Path) -> None:
     client = CliClient(_hanging_squeue(tmp_path), timeout=300)
-    out: dict = {}
-
-    def read() -> None:
-        try:
-            client.jobs()
-        except SlurmError as exc:
-            out["error"] = exc
-
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
+    thread, out = jobs_in_thread(client)
     while not (tmp_path / "started").exists():
         thread.join(0.05)
         assert thread.is_alive()

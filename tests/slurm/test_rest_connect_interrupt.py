@@ -6,12 +6,12 @@ and the connect waits only the time left. Real sockets: a loopback listener whos
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from fabric_hpc.slurm.contract import SlurmError
+from tests.slurm.conftest import jobs_in_thread
 from fabric_hpc.slurm.rest_backend import RestClient
 
 
@@ -45,16 +45,7 @@ def blackholed() -> Iterator[str]:
 
 def test_interrupt_abandons_a_connect_that_is_not_answered(blackholed: str) -> None:
     client = RestClient(blackholed, token="x", env={}, timeout=300)
-    out: dict = {}
-
-    def read() -> None:
-        try:
-            client.jobs()
-        except SlurmError as exc:
-            out["error"] = exc
-
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
+    thread, out = jobs_in_thread(client)
     for _ in range(1500):  # the socket is registered before its connect returns
         if client._open:
             break
