@@ -39,16 +39,19 @@ def _start(info: dict[str, str]) -> float:
     return time.mktime(time.strptime(info["StartTime"], "%Y-%m-%dT%H:%M:%S"))
 
 
-@pytest.mark.parametrize("blocker", ["fabric", "nofabric"])
-def test_a_later_job_does_not_start_in_front_of_the_reserved_high_gang(small, agent, blocker) -> None:
-    c, a = small, agent
-    a.start()  # the agent's defaults, the compact-placement hold included (as on the admin's cluster)
-    b = c.sbatch("-N3", "--gres=gpu:8", "-t", "2", f"--comment={blocker}", "-o", "/dev/null", wrap="sleep 20")
+def reserved_high_gang_goes_first(c: Any, a: AgentProcess, blocker: tuple[str, ...], late: tuple[str, ...],
+                                  unlimited: bool = False) -> None:
+    """B (``blocker``'s options, -N3) runs, H (-N4, high) needs all 4 hosts, S (-N1, ``late``'s options)
+    arrives: S stays pending, H starts when B ends, then S; the agent logged H waiting on Resources and
+    S on Priority."""
+    b = c.sbatch("-N3", "--gres=gpu:8", *blocker, "-o", "/dev/null", wrap="sleep 20")
     c.wait_job(b, states=("RUNNING",), timeout=60)
     h = c.sbatch("-N4", "--gres=gpu:8", "-t", "5", "--comment=fabric:tier=high", "-o", "/dev/null",
                  wrap="sleep 5")
-    s = c.sbatch("-N1", "--gres=gpu:8", "-t", "10", "--comment=fabric:tier=normal", "-o", "/dev/null",
+    s = c.sbatch("-N1", "--gres=gpu:8", *late, "--comment=fabric:tier=normal", "-o", "/dev/null",
                  wrap="sleep 5")
+    if unlimited:
+        assert c.job(s)["TimeLimit"] == "UNLIMITED"
     a.wait_cycles(a.cycles() + 4)
     assert c.job(s)["JobState"] == "PENDING", a.log()  # before: pinned to the free host and started at once
     hi = c.wait_job(h, states=("RUNNING", "COMPLETED"), timeout=90)  # once B is gone
@@ -57,3 +60,9 @@ def test_a_later_job_does_not_start_in_front_of_the_reserved_high_gang(small, ag
     log = read_json_lines(a.state_dir / "decisions.jsonl")
     waiting = [e["jobs"] for e in log if e["event"] == "agent.waiting"]
     assert any(w.get(str(h)) == "Resources" and w.get(str(s)) == "Priority" for w in waiting), waiting
+
+
+@pytest.mark.parametrize("blocker", ["fabric", "nofabric"])
+def test_a_later_job_does_not_start_in_front_of_the_reserved_high_gang(small, agent, blocker) -> None:
+    agent.start()  # the agent's defaults, the compact-placement hold included (as on the admin's cluster)
+    reserved_high_gang_goes_first(small, agent, ("-t", "2", f"--comment={blocker}"), ("-t", "10"))
