@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from fabric_hpc.slurm.contract import SlurmError
-from tests.slurm.conftest import jobs_in_thread
 from fabric_hpc.slurm.rest_backend import RestClient
+from tests.slurm.conftest import jobs_in_thread
 
 
 @pytest.fixture
@@ -30,12 +30,13 @@ def blackholed() -> Iterator[str]:
     probe = socket.socket()
     probe.settimeout(0.5)
     try:
-        if probe.connect_ex(addr) == 0:
-            pytest.skip("this kernel answers connects past a full accept queue")
-    except TimeoutError:
-        pass
+        answered = probe.connect_ex(addr) == 0
+    except TimeoutError:  # the SYN was dropped: the address is blackholed, as the tests need
+        answered = False
     finally:
         probe.close()
+    if answered:
+        pytest.skip("this kernel answers connects past a full accept queue")
     try:
         yield f"http://127.0.0.1:{addr[1]}"
     finally:
