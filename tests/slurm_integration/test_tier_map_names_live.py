@@ -6,8 +6,6 @@ found for ``qos:Urgent=high``."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,22 +14,16 @@ import pytest
 
 from fabric_hpc.events import read_json_lines
 from fabric_hpc.topology import save_spec
-from tests.slurm_integration.conftest import FALLBACK_S, REPO, agent_on
-from tests.slurm_integration.test_tier_probe_fixes_live import parted, small  # noqa: F401 (fixtures)
+from tests.slurm_integration.conftest import agent_on
+from tests.slurm_integration.test_tier_probe_fixes_live import agent_check, parted, small  # noqa: F401
 
 pytestmark = [pytest.mark.slurm]
 
 
 def _check(c: Any, topology: Path, state_dir: Path, tmp_path: Path,
            tier_map: Sequence[str]) -> tuple[int, dict]:
-    cfg = tmp_path / "agent.toml"
-    cfg.write_text(f'[agent]\ntopology = "{topology}"\nstate_dir = "{state_dir}"\nfallback_s = {FALLBACK_S}\n'
-                   f'usage_source = "ledger"\ntier_map = {json.dumps(list(tier_map))}\n')
-    argv = [sys.executable, "-m", "fabric_hpc.cli", "agent", "check", "--config", str(cfg), "--json"]
-    p = subprocess.run(argv, env={**c.env, "PYTHONPATH": str(REPO)}, cwd=REPO, capture_output=True, text=True,
-                       timeout=120)
-    rows = {r["check"]: r for r in json.loads(p.stdout)["checks"]}
-    return p.returncode, rows["tier map"]
+    return agent_check(c, topology, state_dir, tmp_path / "agent.toml",
+                       f'usage_source = "ledger"\ntier_map = {json.dumps(list(tier_map))}\n', "tier map")
 
 
 def test_unknown_partitions_fail_the_check_and_are_logged_at_start(parted, tmp_path):  # noqa: F811

@@ -85,15 +85,20 @@ def test_a_multi_partition_job_cannot_claim_a_tier_above_its_mapped_ones(parted,
     assert out["tier_map"]["from"].startswith("the agent.start record of")
 
 
-def _check(c: Any, topology: Path, state_dir: Path, tmp_path: Path, usage_source: str) -> tuple[int, dict]:
-    cfg = tmp_path / f"agent-{usage_source}.toml"
+def agent_check(c: Any, topology: Path, state_dir: Path, cfg: Path, extra: str, row: str) -> tuple[int, dict]:
+    """`fabric agent check --json` on an agent.toml with ``extra`` lines: its exit code and ``row``."""
     cfg.write_text(f'[agent]\ntopology = "{topology}"\nstate_dir = "{state_dir}"\nfallback_s = {FALLBACK_S}\n'
-                   f'usage_source = "{usage_source}"\n')
+                   + extra)
     argv = [sys.executable, "-m", "fabric_hpc.cli", "agent", "check", "--config", str(cfg), "--json"]
     p = subprocess.run(argv, env={**c.env, "PYTHONPATH": str(REPO)}, cwd=REPO, capture_output=True, text=True,
                        timeout=120)
     rows = {r["check"]: r for r in json.loads(p.stdout)["checks"]}
-    return p.returncode, rows["usage source"]
+    return p.returncode, rows[row]
+
+
+def _check(c: Any, topology: Path, state_dir: Path, tmp_path: Path, usage_source: str) -> tuple[int, dict]:
+    return agent_check(c, topology, state_dir, tmp_path / f"agent-{usage_source}.toml",
+                       f'usage_source = "{usage_source}"\n', "usage source")
 
 
 def test_usage_source_slurm_without_slurmdbd_falls_back_and_check_fails(parted, agent, tmp_path):
