@@ -82,8 +82,11 @@ class CliClient(SlurmClient):
         self._interrupted = False
 
     def _spawn(self, argv: list[str], stdin: str | None, cwd: str | None) -> subprocess.CompletedProcess[str]:
-        child = subprocess.Popen(argv, env=self.env, text=True, cwd=cwd, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, stdin=None if stdin is None else subprocess.PIPE)
+        # a job name or comment is the user's bytes, not always UTF-8: U+FFFD for a bad byte (as the rest
+        # backend reads), never a UnicodeDecodeError that fails every cycle while that job is queued
+        child = subprocess.Popen(argv, env=self.env, text=True, encoding="utf-8", errors="replace", cwd=cwd,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 stdin=None if stdin is None else subprocess.PIPE)
         self._children.add(child)
         try:
             if self._interrupted:  # interrupt() came between run()'s check and the add: it missed this child
