@@ -303,10 +303,8 @@ def _python_ok(python: str) -> str:
 
 
 def _state_dir_ok(state_dir: str) -> str:
-    import stat
-
     from fabric_hpc.errors import ConfigError
-    from fabric_hpc.slurm.agent_support import state_dir_unwritable
+    from fabric_hpc.slurm.agent_support import state_dir_unwritable, state_dir_world_writable
 
     if os.path.lexists(state_dir) and not os.path.isdir(state_dir):
         raise ConfigError(f"state dir {state_dir} exists but is not a directory",
@@ -314,10 +312,9 @@ def _state_dir_ok(state_dir: str) -> str:
     st = os.stat(state_dir) if os.path.isdir(state_dir) else None
     if st is None:
         raise ConfigError(f"no state dir {state_dir}", hint="fabric slurm install creates it")
-    if problem := state_dir_unwritable(state_dir):  # a read-only filesystem, or this user may not write
+    # a read-only filesystem, this user may not write, or every user may (as `fabric agent run` refuses)
+    if problem := state_dir_unwritable(state_dir) or state_dir_world_writable(state_dir):
         raise problem
-    if st.st_mode & stat.S_IWOTH:
-        raise ConfigError(f"{state_dir} is world-writable", hint=f"chmod o-w {state_dir}")
     return f"{state_dir}: writable, mode {st.st_mode & 0o777:o}"
 
 

@@ -8,6 +8,7 @@ import contextlib
 import errno
 import json
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -282,12 +283,25 @@ def cycle_error(exc: Exception, state_dir: Path) -> Exception:
                               "every cycle")
 
 
+def state_dir_world_writable(path: str | os.PathLike[str]) -> ConfigError | None:
+    """The refusal of a state dir every user may write (sticky or not: anyone could put their own
+    ``usage.json``, ``qos.json``, ``deferrals.json``, ``status.json`` or audit log in place for the
+    agent and ``fabric slurm why`` to believe), or None."""
+    mode = os.stat(path).st_mode
+    if not mode & stat.S_IWOTH:
+        return None
+    return ConfigError(f"state dir {path} is writable by every user (mode {stat.S_IMODE(mode):o}): any of "
+                       "them could replace the agent's files there",
+                       hint=f"chmod o-w {path} (fabric slurm install makes it 0750, the service user's)")
+
+
 def check_state_dir(path: Path) -> None:
     """The agent's state directory, checked before anything is written there (exit 3 when wrong):
     a missing one is created only inside an existing directory (``fabric slurm install`` makes the
-    whole path, owned by the service user)."""
+    whole path, owned by the service user); an existing one must be writable by this user and by no
+    one else (:func:`state_dir_world_writable`)."""
     if path.is_dir():
-        if problem := state_dir_unwritable(path):
+        if problem := state_dir_unwritable(path) or state_dir_world_writable(path):
             raise problem
         return
     hint = "fabric slurm install creates it (owned by the service user); or pass an existing --state-dir"

@@ -42,7 +42,7 @@ class AgentUsage:
             raw = fh.read(_MAX_BYTES + 1)
         try:
             data = json.loads(raw) if len(raw) <= _MAX_BYTES else None
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep: damaged like any other bad JSON
             data = None
         if not isinstance(data, dict) or set(data) != {"ledger", "held"} or not _held_ok(data["held"]):
             raise ConfigError(f"{self.path} is not the agent's usage file", hint="remove it to start usage from zero")
