@@ -89,6 +89,8 @@ def _field(obj: Any, name: str, kind: type | tuple[type, ...], what: str, *, opt
     """``obj.name`` checked to be ``kind`` (or None when ``optional``); SlurmError naming the field."""
     try:
         value = getattr(obj, name)
+    except UnicodeDecodeError as exc:  # a job name or comment is the user's bytes, not always UTF-8: U+FFFD
+        value = bytes(exc.object).decode("utf-8", "replace")  # for a bad byte, as the cli and rest backends
     except Exception as exc:  # a pyslurm property that cannot convert Slurm's value
         raise SlurmError(f"{what}: pyslurm could not read field {name!r}: {type(exc).__name__}: {exc}") from None
     if value is None and optional:

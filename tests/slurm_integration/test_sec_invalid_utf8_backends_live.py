@@ -1,0 +1,56 @@
+"""A job name or comment that is not UTF-8 read alike by the three backends on a live Slurm 25.11 (pyslurm
+exists for 25.11 only): U+FFFD for each bad byte. pyslurm's property raised UnicodeDecodeError, so one
+user's `sbatch -J $'bad\\xff'` failed every `jobs()` of the pyslurm agent (every cycle, for everyone);
+the cli backend's answer did not decode at all (test_sec_invalid_utf8_live.py, both tiers)."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from fabric_hpc.slurm import SlurmClient, open_client
+from fabric_hpc.topology import build, generators
+from tests.real import require_real
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slurm_min(25, 11)]
+
+
+@pytest.fixture(scope="module")
+def cluster(slurm_cluster_factory: Any) -> Iterator[Any]:
+    from tests.slurm_integration.restd import jwt_cluster
+
+    fabric = build(generators.leaf_spine(2, hosts_per_leaf=2, gpus=1, cpus=2))
+    with jwt_cluster(slurm_cluster_factory, fabric, "fabric-utf8-") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def clients(cluster: Any) -> Iterator[dict[str, SlurmClient]]:
+    from tests.slurm_integration.pyslurm_worker import PyslurmWorker
+    from tests.slurm_integration.restd import running_restd, token
+
+    require_real("pyslurm", importlib.util.find_spec("pyslurm") is not None,
+                 "pyslurm is not installed (make test installs the vendor wheel; see docs/slurm.md)")
+    worker = PyslurmWorker(cluster.env, log=cluster.log_dir / "pyslurm-worker.log")
+    try:
+        with running_restd(cluster) as restd:
+            yield {"cli": open_client("cli", env=cluster.env), "pyslurm": worker,
+                   "rest": open_client("rest", url=restd.url, token=token(cluster), env=cluster.env)}
+    finally:
+        worker.close()
+
+
+def test_every_backend_reads_a_name_that_is_not_utf8(cluster: Any, clients: dict[str, SlurmClient]) -> None:
+    # os.fsencode: b"bad\xff\xfename" and b"x\xffy" on sbatch's command line
+    jid = cluster.sbatch("-J", "bad\udcff\udcfename", "--comment=x\udcffy", "-H", wrap="true")
+    try:
+        for name, client in clients.items():
+            (listed,) = [j for j in client.jobs() if j.job_id == jid]
+            one = client.job(jid)
+            for job in (listed, one):
+                assert (job.name, job.comment) == ("bad\ufffd\ufffdname", "x\ufffdy"), (name, job)
+    finally:
+        cluster.run(["scancel", str(jid)], check=False)
