@@ -116,8 +116,9 @@ def checkpoint_dir(ckpt_root: str | os.PathLike[str], env: Mapping[str, str]) ->
 
 
 def _id_list(raw: str | None) -> list[int]:
-    """A Slurm GPU id list (``0,5``): at most 1,024 small integers; anything else is skipped."""
-    return [int(x) for x in (raw or "").split(",")[:1024] if x.strip().isdigit() and len(x.strip()) < 6]
+    """A Slurm GPU id list (``0,5``): at most 1,024 small integers of ASCII digits (``٣`` and ``²`` are
+    digits to ``str.isdigit``, not ids); anything else is skipped."""
+    return [int(x) for x in (raw or "").split(",")[:1024] if re.fullmatch(r"\s*[0-9]{1,5}\s*", x, re.ASCII)]
 
 
 def physical_gpus(env: Mapping[str, str]) -> tuple[list[int], list[int]]:
