@@ -182,6 +182,31 @@ def heartbeat_text(now: float) -> str:
     return f"{int(now)}\nprotocol={PROTOCOL_VERSION}\n"
 
 
+def check_plugin_dir(d: Path) -> None:
+    """ConfigError unless ``<state_dir>.plugin`` is missing or a real directory of root or this user
+    that no one else may write. Inside it slurmctld (job_submit.lua: Lua's ``io.open`` follows symbolic
+    links) rewrites ``wake`` for each job it defers while the heartbeat is fresh: in a directory another
+    user made (``/tmp/fabric-agent.plugin`` pre-created) or may write, ``wake`` could be a symbolic link to
+    any file root may write. Refused, the agent writes no heartbeat there, so the plugin takes it for
+    dead and writes nothing (jobs go to Slurm's own scheduler)."""
+    try:
+        st = os.lstat(d)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        problem = "a symbolic link or not a directory"
+    elif st.st_uid not in (0, os.geteuid()):
+        problem = f"owned by uid {st.st_uid}, not by root or this user (uid {os.geteuid()})"
+    elif st.st_mode & 0o022:
+        problem = f"writable by others (mode {stat.S_IMODE(st.st_mode):o})"
+    else:
+        return
+    raise ConfigError(f"the job_submit plugin's directory {d} is {problem}: slurmctld writes its wake file "
+                      "there, through any symbolic link put in its place; no heartbeat is written",
+                      hint=f"remove {d} and run `fabric slurm install` (as root): it creates the directory, "
+                           "root-owned, mode 0755")
+
+
 def write_heartbeat(state_dir: str | os.PathLike[str], now: float) -> None:
     """The heartbeat the plugin reads, ``<plugin_dir>/heartbeat``, rewritten in place (no rename: the
     agent may not create names there); never through a symlink or into a FIFO. Without install (a
@@ -190,6 +215,7 @@ def write_heartbeat(state_dir: str | os.PathLike[str], now: float) -> None:
 
     d = plugin_dir(state_dir)
     data = heartbeat_text(now).encode()
+    check_plugin_dir(d)
     try:
         fd = open_regular(d / "heartbeat", os.O_WRONLY)
     except FileNotFoundError:
