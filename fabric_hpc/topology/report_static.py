@@ -131,6 +131,7 @@ def _figure(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, Jo
               for r, (n, p) in enumerate(zip(names, parents, strict=True))]
     bars.set_yticks(y, labels, fontsize=7 if len(names) > 24 else 8)
     bars.set_xticks([0, 0.5, 1], ["0", "50%", "100%"], fontsize=7)
+    bars.get_xticklabels()[-1].set_horizontalalignment("right")  # clear of the strip's first tick
     bars.set_xlabel("GPUs by state", fontsize=8)
     heat.imshow(np.ma.masked_invalid(grid), aspect="auto", interpolation="nearest",
                 cmap=ListedColormap(colors), vmin=-0.5, vmax=len(colors) - 0.5)
@@ -150,6 +151,10 @@ def _host_ticks(fab: Fabric, heat: Any, row_hosts: list[list[str]]) -> None:
 
     per = {len(fab.host_gpus(h)) for hs in row_hosts for h in hs}
     most = max((len(hs) for hs in row_hosts), default=0)
+    if not any(per):  # no GPU anywhere: no columns to number
+        heat.set_xticks([])
+        heat.set_xlabel("no GPUs in these hosts", fontsize=8)
+        return
     if len(per) != 1 or not most or (g := per.pop()) == 0:
         heat.set_xlabel("GPUs of each group, in host order (one column per GPU)", fontsize=8)
         heat.xaxis.set_major_locator(MaxNLocator(integer=True))  # columns are whole GPUs: no 2.5
