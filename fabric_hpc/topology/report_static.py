@@ -115,15 +115,7 @@ def _figure(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, Jo
                           top=1 - top / height, bottom=bottom / height)
     bars, heat = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
     y = np.arange(len(names))
-    left = np.zeros(len(names))
-    seen = np.maximum(np.sum(~np.isnan(grid), axis=1), 1)
-    for code in [*range(2, len(colors)), DOWN, FREE]:  # jobs, then down, free last (as on the page)
-        frac = np.sum(grid == code, axis=1) / seen
-        nz = frac > 0  # only the rows this state has: a busy fabric has ~30,000 empty (row, job) pairs
-        if nz.any():
-            bars.barh(y[nz], frac[nz], left=left[nz], color=colors[code], height=0.8, edgecolor="none",
-                      hatch="////" if code == DOWN else None)
-            left += frac
+    _share_bars(bars, grid, colors)
     bars.set_xlim(0, 1)
     bars.set_ylim(len(names) - 0.5, -0.5)
     labels = [mpl_text(p, LABEL_CHARS) + " ▸ " + mpl_text(n, LABEL_CHARS) if p and (r == 0 or parents[r - 1] != p)
@@ -143,6 +135,33 @@ def _figure(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, Jo
     fig.legend(handles=[Patch(facecolor=c, hatch=hatch, label=label) for label, c, hatch in legend], loc="lower left",
                ncol=ncol, fontsize=7, frameon=False, bbox_to_anchor=(0.01, 0.02 / h))
     return fig
+
+
+def _share_bars(bars: Any, grid: np.ndarray, colors: list[str]) -> None:
+    """Per row, the share of each state that holds GPUs: jobs, then down, free last (as on the page).
+    One rectangle per (row, state), all in one collection (down, hatched, as bars): a patch per
+    rectangle took ~4 ms each, 24 s for 4,096 jobs."""
+    from matplotlib.collections import PolyCollection
+
+    rows = grid.shape[0]
+    seen = np.maximum(np.sum(~np.isnan(grid), axis=1), 1)
+    counts = np.zeros((rows, len(colors)))
+    r, c = np.nonzero(~np.isnan(grid))
+    np.add.at(counts, (r, grid[r, c].astype(np.int64)), 1)
+    order = [*range(2, len(colors)), DOWN, FREE]
+    frac = counts[:, order] / seen[:, None]
+    left = np.cumsum(frac, axis=1) - frac
+    verts, faces = [], []
+    for row, k in zip(*np.nonzero(frac)):  # rows in order, each row's states in page order
+        x0, x1, code = left[row, k], left[row, k] + frac[row, k], order[k]
+        if code == DOWN:
+            bars.barh(row, frac[row, k], left=x0, color=colors[code], height=0.8, edgecolor="none",
+                      hatch="////")
+            continue
+        verts.append([(x0, row - 0.4), (x1, row - 0.4), (x1, row + 0.4), (x0, row + 0.4)])
+        faces.append(colors[code])
+    if verts:
+        bars.add_collection(PolyCollection(verts, facecolors=faces, edgecolors="none", linewidths=0))
 
 
 def _host_ticks(fab: Fabric, heat: Any, row_hosts: list[list[str]]) -> None:
