@@ -202,6 +202,7 @@ def build(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float, agent:
     active = sorted((j for j in jobs if j.active), key=lambda j: j.job_id)
     held = {j.job_id: _allocate(fab, state, j, warnings) for j in active}
     _unattributed(fab, state, nodes, warnings)
+    _gpu_counts(fab, state, nodes, warnings)
     unusable = [n for n in nodes if n.name in known and not n.usable]
     in_slurm = {n.name for n in nodes}
     missing = [h for h in fab.hosts if h not in in_slurm]
@@ -273,6 +274,22 @@ def _unattributed(fab: Fabric, state: ClusterState, nodes: list[Node], warnings:
         state.allocate(UNATTRIBUTED, np.array(seen, np.int64))
         warnings.append(f"{len(seen)} GPU(s) are in use according to their node but no job Slurm listed holds "
                         f"them (shown as {UNATTRIBUTED})")
+
+
+def _gpu_counts(fab: Fabric, state: ClusterState, nodes: list[Node], warnings: list[str]) -> None:
+    """A node whose GPU count in Slurm (its GRES) differs from the model's is a warning (the agent's);
+    the model's GPUs past Slurm's count are drawn as down unless a job holds them: Slurm cannot
+    give them out, so they are not free."""
+    from fabric_hpc.slurm.agent_support import gpu_mismatch
+
+    text = gpu_mismatch(fab, nodes)
+    if text is None:
+        return
+    lacking = [fab.gpu_pos[g] for n in nodes if n.name in fab.host_pos
+               for g in fab.host_gpus(n.name)[max(n.gpus, 0):]]
+    idx = np.array(lacking, np.int64)
+    state.owner[idx[state.owner[idx] == FREE]] = DOWN
+    warnings.append(text + ("; the model's GPUs Slurm does not have are drawn as down" if lacking else ""))
 
 
 def _down(fab: Fabric, state: ClusterState, hosts: list[str]) -> None:
