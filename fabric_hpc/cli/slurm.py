@@ -229,9 +229,16 @@ def report(topology: str, out_html: str, png: str | None, state_dir: str | None,
            watch_s: float | None, backend: str, rest_url: str | None, as_json: bool) -> None:
     """The topology report of the live cluster: where every job runs on the fabric, and why."""
     from fabric_hpc.cli.output import console
+    from fabric_hpc.inputs import distinct_outputs
     from fabric_hpc.slurm import report as rep
+    from fabric_hpc.slurm.audit import AUDIT_LOG
     from fabric_hpc.topology import open_fabric
+    from fabric_hpc.topology.report import check_outputs
 
+    agent_files = {} if state_dir is None else {f"--state-dir's {n}": Path(state_dir) / n
+                                                 for n in (AUDIT_LOG, "status.json")}
+    distinct_outputs({"--out": out_html, "--png": png}, {"--topology": topology, **agent_files})
+    check_outputs(out_html, png)
     fab, client = open_fabric(topology), _client(backend, rest_url)
 
     def once() -> dict[str, Any]:

@@ -50,7 +50,8 @@ from fabric_hpc.topology import Fabric
 
 #: The audit log is read from its end, at most this many bytes (older decisions are not shown).
 MAX_AUDIT_BYTES = TAIL_BYTES
-_MAX_SHOWN = 12  # names listed in one warning
+_MAX_SHOWN = 12  # GPU ids listed in one warning
+_MAX_LIST_CHARS = 160  # a warning's host list: its compressed expression, cut to about this length
 
 
 @dataclass
@@ -88,8 +89,22 @@ def _num(value: Any) -> float | None:
 
 
 def _names(names: list[str]) -> str:
-    shown = compress(names[:_MAX_SHOWN]) if names else ""
-    return shown + (f" and {len(names) - _MAX_SHOWN} more" if len(names) > _MAX_SHOWN else "")
+    """All the names as one host list (``su01-h[01-32]``); a longer list is cut (whole names) to
+    about ``_MAX_LIST_CHARS`` characters and says how many more there are."""
+    whole = compress(names)
+    if len(whole) <= _MAX_LIST_CHARS:
+        return whole
+    lo, hi = 1, len(names) - 1  # the most leading names whose expression fits (at least one)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if len(compress(names[:mid])) <= _MAX_LIST_CHARS else (lo, mid - 1)
+    return f"{compress(names[:lo])} and {len(names) - lo} more"
+
+
+def _ids(ids: list[str]) -> str:
+    """The first ``_MAX_SHOWN`` GPU ids, and how many more there are."""
+    more = f" and {len(ids) - _MAX_SHOWN} more" if len(ids) > _MAX_SHOWN else ""
+    return ", ".join(ids[:_MAX_SHOWN]) + more
 
 
 # -- the agent's audit log ---------------------------------------------------------------------------
@@ -187,6 +202,7 @@ def build(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float, agent:
     active = sorted((j for j in jobs if j.active), key=lambda j: j.job_id)
     held = {j.job_id: _allocate(fab, state, j, warnings) for j in active}
     _unattributed(fab, state, nodes, warnings)
+    _gpu_counts(fab, state, nodes, warnings)
     unusable = [n for n in nodes if n.name in known and not n.usable]
     in_slurm = {n.name for n in nodes}
     missing = [h for h in fab.hosts if h not in in_slurm]
@@ -236,10 +252,10 @@ def _allocate(fab: Fabric, state: ClusterState, job: Job, warnings: list[str]) -
     if off:
         warnings.append(f"job {jid} runs on node(s) the fabric model does not have: {_names(off)}")
     if beyond:
-        warnings.append(f"job {jid} holds GPU(s) the fabric model does not have: {', '.join(beyond[:_MAX_SHOWN])}")
+        warnings.append(f"job {jid} holds GPU(s) the fabric model does not have: {_ids(beyond)}")
     if clash:
         warnings.append(f"job {jid} holds GPU(s) another job holds too (drawn for the first): "
-                        f"{', '.join(clash[:_MAX_SHOWN])}")
+                        f"{_ids(clash)}")
     if out:
         state.allocate(str(jid), np.array(out, np.int64))
     return out
@@ -258,6 +274,22 @@ def _unattributed(fab: Fabric, state: ClusterState, nodes: list[Node], warnings:
         state.allocate(UNATTRIBUTED, np.array(seen, np.int64))
         warnings.append(f"{len(seen)} GPU(s) are in use according to their node but no job Slurm listed holds "
                         f"them (shown as {UNATTRIBUTED})")
+
+
+def _gpu_counts(fab: Fabric, state: ClusterState, nodes: list[Node], warnings: list[str]) -> None:
+    """A node whose GPU count in Slurm (its GRES) differs from the model's is a warning (the agent's);
+    the model's GPUs past Slurm's count are drawn as down unless a job holds them: Slurm cannot
+    give them out, so they are not free."""
+    from fabric_hpc.slurm.agent_support import gpu_mismatch
+
+    text = gpu_mismatch(fab, nodes)
+    if text is None:
+        return
+    lacking = [fab.gpu_pos[g] for n in nodes if n.name in fab.host_pos
+               for g in fab.host_gpus(n.name)[max(n.gpus, 0):]]
+    idx = np.array(lacking, np.int64)
+    state.owner[idx[state.owner[idx] == FREE]] = DOWN
+    warnings.append(text + ("; the model's GPUs Slurm does not have are drawn as down" if lacking else ""))
 
 
 def _down(fab: Fabric, state: ClusterState, hosts: list[str]) -> None:

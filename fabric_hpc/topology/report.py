@@ -274,6 +274,32 @@ def render_html(data: dict[str, Any]) -> str:
     return _PLACEHOLDER.sub(lambda m: values[m.group(0)], _asset("report.html"))
 
 
+#: Suffixes that name a format (any case): a report file must not be named like another one.
+_SUFFIX_FORMAT = {".html": "html", ".htm": "html", ".png": "png", ".svg": "svg", ".svgz": "svgz",
+                  ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf", ".gif": "gif", ".webp": "webp",
+                  ".tif": "tiff", ".tiff": "tiff", ".bmp": "bmp", ".eps": "eps", ".ps": "ps"}
+_A_FORMAT = {"html": "an HTML", "png": "a PNG", "svg": "an SVG", "svgz": "an SVG", "jpeg": "a JPEG",
+             "pdf": "a PDF", "gif": "a GIF", "webp": "a WebP", "tiff": "a TIFF", "bmp": "a BMP",
+             "eps": "an EPS", "ps": "a PostScript"}
+
+
+def check_outputs(out_html: str | Path, png: str | Path | None = None, svg: str | Path | None = None) -> None:
+    """ConfigError (nothing written) for a report file that cannot be one (``inputs.output_path``) or
+    is named like another format: ``svg="x.png"`` would put SVG text in a file viewers read as PNG."""
+    from fabric_hpc.inputs import output_path
+
+    for fmt, target in (("html", out_html), ("png", png), ("svg", svg)):
+        if target is None:
+            continue
+        path = output_path(target, what="report file")
+        named = _SUFFIX_FORMAT.get(path.suffix.lower())
+        if named is not None and named != fmt:
+            what = "the HTML page" if fmt == "html" else f"{_A_FORMAT[fmt]} picture"
+            raise ConfigError(f"report file {str(target)!r} is named like {_A_FORMAT[named]} file, but "
+                              f"{what} is written there",
+                              hint=f"name it {path.stem}.{fmt} (or leave out the suffix)")
+
+
 def write_report(fab: Fabric, out_html: str | Path, *, occupancy: dict[str, str] | None = None,
                  title: str | None = None, png: str | Path | None = None,
                  svg: str | Path | None = None, cluster: dict[str, Any] | None = None,
@@ -288,11 +314,7 @@ def write_report(fab: Fabric, out_html: str | Path, *, occupancy: dict[str, str]
     sees a partial page or picture, and an error leaves no file.
     Returns the counts the page shows. Raises ConfigError/NotFoundError for bad occupancy.
     """
-    from fabric_hpc.inputs import output_path
-
-    for target in (out_html, png, svg):  # checked before any work: nothing is created on a typo
-        if target is not None:
-            output_path(target, what="report file")
+    check_outputs(out_html, png, svg)  # before any work: nothing is created on a typo
     if state is not None and occupancy is not None:
         raise ConfigError("give the occupancy or a cluster state, not both")
     codes, jobs = codes_of_state(state) if state is not None else state_codes(fab, occupancy)

@@ -115,15 +115,7 @@ def _figure(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, Jo
                           top=1 - top / height, bottom=bottom / height)
     bars, heat = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
     y = np.arange(len(names))
-    left = np.zeros(len(names))
-    seen = np.maximum(np.sum(~np.isnan(grid), axis=1), 1)
-    for code in [*range(2, len(colors)), DOWN, FREE]:  # jobs, then down, free last (as on the page)
-        frac = np.sum(grid == code, axis=1) / seen
-        nz = frac > 0  # only the rows this state has: a busy fabric has ~30,000 empty (row, job) pairs
-        if nz.any():
-            bars.barh(y[nz], frac[nz], left=left[nz], color=colors[code], height=0.8, edgecolor="none",
-                      hatch="////" if code == DOWN else None)
-            left += frac
+    _share_bars(bars, grid, colors)
     bars.set_xlim(0, 1)
     bars.set_ylim(len(names) - 0.5, -0.5)
     labels = [mpl_text(p, LABEL_CHARS) + " ▸ " + mpl_text(n, LABEL_CHARS) if p and (r == 0 or parents[r - 1] != p)
@@ -131,6 +123,7 @@ def _figure(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, Jo
               for r, (n, p) in enumerate(zip(names, parents, strict=True))]
     bars.set_yticks(y, labels, fontsize=7 if len(names) > 24 else 8)
     bars.set_xticks([0, 0.5, 1], ["0", "50%", "100%"], fontsize=7)
+    bars.get_xticklabels()[-1].set_horizontalalignment("right")  # clear of the strip's first tick
     bars.set_xlabel("GPUs by state", fontsize=8)
     heat.imshow(np.ma.masked_invalid(grid), aspect="auto", interpolation="nearest",
                 cmap=ListedColormap(colors), vmin=-0.5, vmax=len(colors) - 0.5)
@@ -144,12 +137,43 @@ def _figure(fab: Fabric, codes: np.ndarray, jobs: list[str], stats: dict[str, Jo
     return fig
 
 
+def _share_bars(bars: Any, grid: np.ndarray, colors: list[str]) -> None:
+    """Per row, the share of each state that holds GPUs: jobs, then down, free last (as on the page).
+    One rectangle per (row, state), all in one collection (down, hatched, as bars): a patch per
+    rectangle took ~4 ms each, 24 s for 4,096 jobs."""
+    from matplotlib.collections import PolyCollection
+
+    rows = grid.shape[0]
+    seen = np.maximum(np.sum(~np.isnan(grid), axis=1), 1)
+    counts = np.zeros((rows, len(colors)))
+    r, c = np.nonzero(~np.isnan(grid))
+    np.add.at(counts, (r, grid[r, c].astype(np.int64)), 1)
+    order = [*range(2, len(colors)), DOWN, FREE]
+    frac = counts[:, order] / seen[:, None]
+    left = np.cumsum(frac, axis=1) - frac
+    verts, faces = [], []
+    for row, k in zip(*np.nonzero(frac)):  # rows in order, each row's states in page order
+        x0, x1, code = left[row, k], left[row, k] + frac[row, k], order[k]
+        if code == DOWN:
+            bars.barh(row, frac[row, k], left=x0, color=colors[code], height=0.8, edgecolor="none",
+                      hatch="////")
+            continue
+        verts.append([(x0, row - 0.4), (x1, row - 0.4), (x1, row + 0.4), (x0, row + 0.4)])
+        faces.append(colors[code])
+    if verts:
+        bars.add_collection(PolyCollection(verts, facecolors=faces, edgecolors="none", linewidths=0))
+
+
 def _host_ticks(fab: Fabric, heat: Any, row_hosts: list[list[str]]) -> None:
     """Host boundaries on the heat strip when every host has the same number of GPUs."""
     from matplotlib.ticker import MaxNLocator
 
     per = {len(fab.host_gpus(h)) for hs in row_hosts for h in hs}
     most = max((len(hs) for hs in row_hosts), default=0)
+    if not any(per):  # no GPU anywhere: no columns to number
+        heat.set_xticks([])
+        heat.set_xlabel("no GPUs in these hosts", fontsize=8)
+        return
     if len(per) != 1 or not most or (g := per.pop()) == 0:
         heat.set_xlabel("GPUs of each group, in host order (one column per GPU)", fontsize=8)
         heat.xaxis.set_major_locator(MaxNLocator(integer=True))  # columns are whole GPUs: no 2.5

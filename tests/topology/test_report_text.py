@@ -77,8 +77,11 @@ def test_static_bars_are_drawn_only_where_a_state_has_gpus():
     codes, _ = state_codes(fab, occ)
     names, row_hosts, _ = report_static._static_rows(fab)
     expected = sum(np.unique(codes[[fab.gpu_pos[g] for h in hs for g in fab.host_gpus(h)]]).size for hs in row_hosts)
-    assert len(names) == 4 and len(bars.patches) == expected == 3 + 60 + 1  # free in SU 2-4 (SU 1 is full), a job per host, down
-    assert all(p.get_width() > 0 for p in bars.patches)
+    widths = [p.get_width() for p in bars.patches]  # down (hatched); jobs and free are one collection:
+    widths += [np.ptp(path.vertices[:, 0]) for c in bars.collections for path in c.get_paths()]
+    # free in SU 2-4 (SU 1 is full), a job per host, down
+    assert len(names) == 4 and len(widths) == expected == 3 + 60 + 1
+    assert all(w > 0 for w in widths)
 
 
 def test_jobs_named_free_or_down_stay_jobs(tmp_path, capsys):

@@ -98,6 +98,7 @@
 
   function renderHeader() {
     document.getElementById("title").textContent = show(D.title);
+    document.getElementById("title").title = show(D.title);  // whole text; CSS cuts it after two lines
     document.getElementById("subtitle").title = show(D.description || D.name);  // whole text; CSS cuts it
     document.getElementById("subtitle").innerHTML = "<bdi>" + esc(D.description || D.name) + "</bdi>" +
       (D.levels.length ? " · switch levels: " + D.levels.map(esc).join(" → ") : "");
