@@ -26,6 +26,7 @@ victims' lost GPU-hours and, with the wait to its hold's end, passes the ratio.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field, is_dataclass, replace
@@ -49,7 +50,6 @@ from fabric_hpc.scheduler.plan import Plan as _Plan, late_reservations
 from fabric_hpc.scheduler.slowdown import stretch_loss
 
 _JOB_ID = attrgetter("job.id")
-_GANG = attrgetter("job.id", "preemptible")  # a running gang as the no-victims memo keys it
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,7 @@ class Scheduler:
         self.caches = StepCaches()
         self._fab: object = None  # the fabric the caches are about
         self._ids: list[str] = []  # the job ids of the walk's running gangs (``_walk``, ``_evict``)
+        self._fixed: tuple[str, ...] = ()  # those of them not preemptible (``_walk``)
         self.priority = _bind_tiers(self.priority, self.tiers, "priority", _factors)
         if self.preemption is not None:
             self.preemption = _bind_tiers(self.preemption, self.tiers, "preemption", _rights)
@@ -141,6 +142,7 @@ class Scheduler:
         """Start, preempt for or reserve each examined job in order; True if one was blocked."""
         running = list(view.running)  # preemption candidates: never a gang started in this step
         self._ids = [r.job.id for r in running]  # their ids, in step with ``running`` (see _evict)
+        self._fixed = tuple(r.job.id for r in running if not r.preemptible)  # (no victim is among them)
         victims_for = self._victim_tiers(running)
         reservations = self.backfill.reservations if view.backfill else 0
         now, fab, wait = view.now, view.state.fab, self.compact_wait_s
@@ -282,7 +284,8 @@ class Scheduler:
         # "no victim set" depends on the request, tier, GPUs and running gangs (and which may be
         # preempted), not on the time
         # (costs only rank the sets that work), so it is remembered across steps too
-        seen = (key[1], key[2], state.owner.tobytes(), tuple(map(_GANG, running)))
+        # (each running gang's id and preemptible flag: the ids in order and the unpreemptible ones)
+        seen = (key[1], key[2], state.owner.tobytes(), tuple(self._walk_ids(running)), self._fixed)
         if seen in self.caches.no_victims:
             plan.fails.add(key)
             return None
@@ -291,8 +294,12 @@ class Scheduler:
         gpus = gang_gpus(job, plan.state.fab)
         if spread is None:
             wait_h = cache(partial(self._wait_h, job, view.now, plan, held))  # a search: only when asked
+            floor_h = cache(partial(self._wait_floor_h, view.now, plan))
 
-            def costly(lost: float) -> bool:
+            def costly(lost: float) -> bool:  # (no search where a lower bound of the wait decides)
+                floor = floor_h()
+                if floor is not None and gpus * floor >= ratio * lost:
+                    return False
                 return gpus * wait_h() < ratio * lost
         else:  # the run time lost on ``spread`` (stretch, alone) must pay for the victims' loss by itself
             loss = stretch_loss(plan.state.fab, held, spread.gpus, self.caches.stretch)
@@ -342,6 +349,26 @@ class Scheduler:
                 t = min(t, max(anywhere[0], held.submit + self.compact_wait_s))
         return (t - now) / 3600
 
+    wait_floor: ClassVar[bool] = True  # a speed switch, as ``fast_walk``
+
+    def _wait_floor_h(self, now: float, plan: _Plan) -> float | None:
+        """A lower bound of :meth:`_wait_h` for every job (None: none known). The earliest-start search
+        tries only the release times and reservation ends from ``now`` on, so no start comes before
+        the first of them; unless a gang is past its walltime: the search then tries ``now`` itself,
+        and a remembered answer may be from an earlier ``now``. A held job's wait is capped by a
+        start on any placement after its hold, which is no earlier either."""
+        at = plan.at
+        if not self.wait_floor or bisect_left(at, now):
+            return None
+        ends = [e for _, e, _ in plan.resv if e > now]
+        return (min(at[:1] + ends, default=math.inf) - now) / 3600
+
+    def _walk_ids(self, running: list) -> list[str]:
+        """The ids of the walk's ``running`` gangs, in order (kept by ``_walk`` and ``_evict``)."""
+        if len(self._ids) != len(running):  # (not the walk's list: each gang's id read)
+            self._ids[:] = [r.job.id for r in running]
+        return self._ids
+
     def _evict(self, victims: list, plan: _Plan, running: list) -> None:
         """Release the victims' GPUs in the step's state and drop them from ``running`` and the timeline."""
         gone = {v.job_id for v in victims}
@@ -349,9 +376,7 @@ class Scheduler:
             plan.own().release(v.job_id)
         plan.fails.clear()
         plan.free_n = int(np.count_nonzero(plan.state.free))
-        ids = self._ids
-        if len(ids) != len(running):  # (not the walk's list: each gang's id read)
-            ids[:] = [r.job.id for r in running]
+        ids = self._walk_ids(running)
         for k in sorted((k for j in gone for k in _positions(ids, j)), reverse=True):
             del running[k], ids[k]  # the few victims out, the others kept in order
         at, firsts, idx = plan.at, plan.firsts, plan.idx  # releases of GPUs still held (in step)

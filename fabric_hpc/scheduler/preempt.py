@@ -87,8 +87,8 @@ def _rows(c: _Candidates, rows: np.ndarray) -> _Candidates:
         nh, who, where, count = c.pairs
         kept = keep[who]
         pairs = (nh, renum[who[kept]], where[kept], count[kept])
-    return _Candidates([c.runs[k] for k in pick], [c.idx[k] for k in pick], c.gpu[at], renum[c.of[at]],
-                       c.size[rows], c.cost[rows], pairs)
+    return _Candidates(list(map(c.runs.__getitem__, pick)), list(map(c.idx.__getitem__, pick)), c.gpu[at],
+                       renum[c.of[at]], c.size[rows], c.cost[rows], pairs)
 
 
 def _host_pairs(c: _Candidates, nh: int, gpu_host: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -165,7 +165,7 @@ class _GangIndex:
                 return self.last
             orig = list(map(self.row_of.get, ids))  # rows in the table as last built
             if None not in orig:
-                at = np.array(orig, np.int64)
+                at = np.fromiter(orig, np.int64, len(orig))
                 rows = np.searchsorted(self.base, at)  # (``base`` increases: the rows still there)
                 if (at[1:] > at[:-1]).all() and rows[-1] < self.base.size and (self.base[rows] == at).all():
                     self.last, self.last_ids, self.base = self.last.rows(rows), ids, at
@@ -238,7 +238,7 @@ class GangPreemption:
         freeable[c.gpu] = True
         if not may_fit(job.request, freeable, gpu_host, lv.host_gpus, lv):
             return None  # every trial would fail this necessary check: no victim set can work
-        if rejects is not None and _refused(job, state, None, c, lv, gpu_host, rejects):
+        if rejects is not None and _refused(job, free, c.gpu, c.of, c.size, c, lv, gpu_host, rejects):
             return TOO_COSTLY  # every set, in any domain, costs at least this
         need = max(job.gpus, 1)
         best: tuple[tuple[float, int], list[int], np.ndarray] | None = None
@@ -337,14 +337,17 @@ class GangPreemption:
         Candidates touching the domain are added cheapest per GPU freed inside first (ties: larger
         gang first, then candidate order) until the placer fits the job; prefixes with too few GPUs
         for the job are skipped without a placer call."""
-        held = np.bincount(c.of[inside[c.gpu]], minlength=len(c.runs))  # each candidate's GPUs inside
+        sel = inside[c.gpu]  # the candidates' GPUs inside
+        held = np.bincount(c.of[sel], minlength=len(c.runs))  # each candidate's GPUs inside
         touching = np.flatnonzero(held)
-        free_in = int(np.count_nonzero(state.free & inside))
+        free = state.free & inside
+        free_in = int(np.count_nonzero(free))
         short = job.gpus - free_in  # GPUs the victims must free before a placer call can succeed
         if rejects is not None and touching.size:  # (rejects may be dear: asked only before a search)
             if short > 0 and int(held.sum()) < short:
                 return None  # as below: no prefix frees enough
-            if _refused(job, state, inside, c, fabric_levels(state.fab), state.fab.index.gpu_host, rejects):
+            if _refused(job, free, c.gpu[sel], c.of[sel], held, c, fabric_levels(state.fab),
+                        state.fab.index.gpu_host, rejects):
                 return TOO_COSTLY
         touching = touching[np.lexsort((-c.size[touching], c.cost[touching] / held[touching]))].tolist()
 
@@ -375,17 +378,15 @@ class GangPreemption:
         return (float(c.cost[chosen].sum()), len(chosen)), chosen, inside
 
 
-def _refused(job: Job, state: ClusterState, inside: np.ndarray | None, c: _Candidates, lv: FabricLevels,
-             gpu_host: np.ndarray, rejects: Callable[[float], bool]) -> bool:
+def _refused(job: Job, free: np.ndarray, at: np.ndarray, of: np.ndarray, held: np.ndarray, c: _Candidates,
+             lv: FabricLevels, gpu_host: np.ndarray, rejects: Callable[[float], bool]) -> bool:
     """Whether ``rejects`` refuses a lower bound on the summed cost of any victim set
-    :meth:`GangPreemption._in_domain` may find in the domain ``inside`` (None: the whole fabric) for
-    ``job`` (inf: none can be found); the bounds less a margin far above the float sums' rounding.
+    :meth:`GangPreemption._in_domain` may find in a domain for ``job`` (inf: none can be found); the
+    bounds less a margin far above the float sums' rounding. ``free``: the domain's free GPUs (a
+    mask); ``at``, ``of``: the candidates' GPUs inside and their candidates; ``held``: each
+    candidate's GPUs inside (the whole fabric: ``c.gpu``, ``c.of``, ``c.size``).
     A set holds at least one candidate touching the domain, frees there the GPUs the job lacks and,
     for a ``nodes`` request, makes enough hosts able to take a rank (the dearer bound, tried last)."""
-    at = c.gpu if inside is None else c.gpu[inside[c.gpu]]  # the candidates' GPUs inside
-    of = c.of if inside is None else c.of[inside[c.gpu]]
-    free = state.free if inside is None else state.free & inside
-    held = np.bincount(of, minlength=len(c.runs))
     touching = np.flatnonzero(held)
     bound = max(float(c.cost[touching].min()),
                 _cover(c.cost[touching], held[touching], job.gpus - int(np.count_nonzero(free))))
