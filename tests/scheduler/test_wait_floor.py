@@ -62,15 +62,16 @@ def _full_cluster(starts: list[float], walls: list[float], ckpts: list[float | N
     for k, (start, wall, ckpt) in enumerate(zip(starts, walls, ckpts)):
         j = job(f"s{k}", 1, tier="spot", wall=wall, submit=start, ckpt=ckpt)
         running[j.id] = run_on(state, j, [fab.hosts[k]], start=start)
-    pending = {f"h{k}": PendingJob(job(f"h{k}", n, tier="high", submit=now - 60.0 * (k + 1), wall=3600.0))
-               for k, n in enumerate(high)}
-    return fabric_policy(preempt_benefit_ratio=ratio, compact_wait_s=None), snapshot(now, pending, running, state)
+    pending = {f"h{k}": PendingJob(job(f"h{k}", n, tier="high", submit=now - 60.0 * (k + 1),
+                                       wall=3600.0)) for k, n in enumerate(high)}
+    policy = fabric_policy(preempt_benefit_ratio=ratio, compact_wait_s=None)
+    return policy, snapshot(now, pending, running, state)
 
 
 def _decisions(policy, view) -> tuple:
     d = policy.schedule(view)
-    return ([(j.id, p.gpus) for j, p in d.start], [(v.job_id, v.for_job, v.gpu_hours_lost) for v in d.preempt],
-            dict(d.reasons))
+    victims = [(v.job_id, v.for_job, v.gpu_hours_lost) for v in d.preempt]
+    return [(j.id, p.gpus) for j, p in d.start], victims, dict(d.reasons)
 
 
 @settings(max_examples=60, deadline=None)
