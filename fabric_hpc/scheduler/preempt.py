@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import compress
 from operator import itemgetter
 
 import numpy as np
@@ -151,6 +152,9 @@ class _GangIndex:
         self.last_ids: tuple[int, ...] = ()  # their id()s (held by ``last``: not reused while kept)
         self.row_of: dict[int, int] = {}  # id() -> row, as ``last`` was built (a gang gone never returns:
         self.base = np.zeros(0, np.int64)  # its row is not in ``base``, the rows of ``last`` as built)
+        #: rows of ``last`` whose gangs the last answer chose as victims (set by the search; checked
+        #: against the next call's gangs before it is trusted)
+        self.dropped: np.ndarray | None = None
 
     def table(self, running: Sequence[RunningJob], pos: dict[str, int],
               when: tuple[float, float]) -> _Running | None:
@@ -163,6 +167,14 @@ class _GangIndex:
         if self.last is not None and pos is self.pos and when == self.when:
             if ids == self.last_ids:
                 return self.last
+            drop, self.dropped = self.dropped, None
+            if drop is not None and len(ids) == len(self.last_ids) - drop.size:  # the victims left
+                keep = np.ones(len(ids) + drop.size, bool)
+                keep[drop] = False
+                if ids == tuple(compress(self.last_ids, keep)):
+                    rows = np.flatnonzero(keep)
+                    self.last, self.last_ids, self.base = self.last.rows(rows), ids, self.base[rows]
+                    return self.last
             orig = list(map(self.row_of.get, ids))  # rows in the table as last built
             if None not in orig:
                 at = np.fromiter(orig, np.int64, len(orig))
@@ -214,6 +226,7 @@ class GangPreemption:
     def __post_init__(self) -> None:
         self._index = _GangIndex()
         self._levels_of: tuple[FabricLevels, list[tuple[np.ndarray, int, int]]] | None = None
+        self._rows_of: np.ndarray | None = None  # the table rows of the last call's candidates
 
     def victims(self, job: Job, view: SchedulerInput, state: ClusterState,
                 placer: Placer) -> tuple[list[Preemption], Placement] | None:
@@ -227,6 +240,7 @@ class GangPreemption:
 
     def _search(self, job: Job, view: SchedulerInput, state: ClusterState, placer: Placer,
                 rejects: Callable[[float], bool] | None) -> tuple[list[Preemption], Placement] | str | None:
+        self._rows_of = None
         c = self._candidates(job, view, state)
         if c is None:
             return None
@@ -273,6 +287,8 @@ class GangPreemption:
         placement = placer.place(job, _trial(state, inside, c, chosen))
         if placement is None:  # the placer answered differently on the same state: not deterministic
             return None
+        if self._rows_of is not None:  # the table's rows of the victims: the next call's gangs if evicted
+            self._index.dropped = self._rows_of[np.array(chosen, np.int64)]
         return ([Preemption(c.runs[i].job.id, job.id, float(c.cost[i])) for i in chosen], placement)
 
     def _settle(self, job: Job, state: ClusterState, placer: Placer, c: _Candidates, best, skipped: list,
@@ -327,6 +343,7 @@ class GangPreemption:
             return None
         if rows.size < len(table.c.runs):  # the pairs made once for every gang, then cut down with them
             _host_pairs(table.c, fabric_levels(state.fab).host_gpus.size, state.fab.index.gpu_host)
+        self._rows_of = rows  # (each candidate's row in the table)
         return _rows(table.c, rows)
 
     def _in_domain(self, job: Job, state: ClusterState, placer: Placer, inside: np.ndarray, c: _Candidates,
