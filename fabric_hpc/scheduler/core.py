@@ -26,7 +26,6 @@ victims' lost GPU-hours and, with the wait to its hold's end, passes the ratio.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field, is_dataclass, replace
 from functools import cache, partial
@@ -36,20 +35,20 @@ from typing import ClassVar
 import numpy as np
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.placement import ClusterState, Placement
+from fabric_hpc.placement import Placement
 from fabric_hpc.placement.levels import fabric_levels
 from fabric_hpc.scheduler.caches import StepCaches, offers
 from fabric_hpc.scheduler.idorder import id_key
 from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, TOO_COSTLY, BackfillPolicy, CostAwarePreemption,
                                            Decisions, Job, Placer, PreemptionPolicy, PriorityPolicy,
-                                           RankedPriority, Reservation, SchedulerInput, Tier, TieredPolicy,
+                                           RankedPriority, SchedulerInput, Tier, TieredPolicy,
                                            UnsetTiers)
-from fabric_hpc.scheduler.placer import compact_job, fit_gpus, gang_gpus, masked_state, may_fit, request_key
+from fabric_hpc.scheduler.placer import compact_job, gang_gpus, masked_state, may_fit, request_key
 from fabric_hpc.scheduler.plan import Plan as _Plan, late_reservations
+from fabric_hpc.scheduler.starts import EarliestStarts
 from fabric_hpc.scheduler.slowdown import stretch_loss
 
 _JOB_ID = attrgetter("job.id")
-_GANG = attrgetter("job.id", "preemptible")  # a running gang as the no-victims memo keys it
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ class Backfill:
 
 
 @dataclass
-class Scheduler:
+class Scheduler(EarliestStarts):
     """A :class:`~fabric_hpc.scheduler.contract.SchedulingPolicy` composed of strategy objects."""
 
     name: str
@@ -108,6 +107,7 @@ class Scheduler:
         self.caches = StepCaches()
         self._fab: object = None  # the fabric the caches are about
         self._ids: list[str] = []  # the job ids of the walk's running gangs (``_walk``, ``_evict``)
+        self._fixed: tuple[str, ...] = ()  # those of them not preemptible (``_walk``)
         self.priority = _bind_tiers(self.priority, self.tiers, "priority", _factors)
         if self.preemption is not None:
             self.preemption = _bind_tiers(self.preemption, self.tiers, "preemption", _rights)
@@ -141,6 +141,7 @@ class Scheduler:
         """Start, preempt for or reserve each examined job in order; True if one was blocked."""
         running = list(view.running)  # preemption candidates: never a gang started in this step
         self._ids = [r.job.id for r in running]  # their ids, in step with ``running`` (see _evict)
+        self._fixed = tuple(r.job.id for r in running if not r.preemptible)  # (no victim is among them)
         victims_for = self._victim_tiers(running)
         reservations = self.backfill.reservations if view.backfill else 0
         now, fab, wait = view.now, view.state.fab, self.compact_wait_s
@@ -279,31 +280,19 @@ class Scheduler:
             return None
         blocked = plan.blocked(view.now, view.now + job.walltime)
         state = masked_state(plan.state, blocked) if blocked.any() else plan.state
-        # "no victim set" depends on the request, tier, GPUs and running gangs (and which may be
-        # preempted), not on the time
-        # (costs only rank the sets that work), so it is remembered across steps too
-        seen = (key[1], key[2], state.owner.tobytes(), tuple(map(_GANG, running)))
+        # "no victim set" depends on the request, tier, GPUs and running gangs (their ids in order, and
+        # which may not be preempted), not on the time (costs only rank the sets that work), so it is
+        # remembered across steps too
+        seen = (key[1], key[2], state.owner.tobytes(), tuple(self._walk_ids(running)), self._fixed)
         if seen in self.caches.no_victims:
             plan.fails.add(key)
             return None
         sub = SchedulerInput(view.now, view.pending, running, state, view.usage, shares=view.shares)
-        ratio, checked = self.preempt_benefit_ratio, self.preempt_benefit_ratio > 0 or spread is not None
-        gpus = gang_gpus(job, plan.state.fab)
-        if spread is None:
-            wait_h = cache(partial(self._wait_h, job, view.now, plan, held))  # a search: only when asked
-
-            def costly(lost: float) -> bool:
-                return gpus * wait_h() < ratio * lost
-        else:  # the run time lost on ``spread`` (stretch, alone) must pay for the victims' loss by itself
-            loss = stretch_loss(plan.state.fab, held, spread.gpus, self.caches.stretch)
-            run_h = held.walltime / 3600 * loss
-            hold_h = max(0.0, held.submit + self.compact_wait_s - view.now) / 3600  # type: ignore[operator]
-            if run_h <= 0:
-                plan.fails.add(key)
-                return None
-
-            def costly(lost: float) -> bool:
-                return gpus * run_h <= lost or gpus * (hold_h + run_h) < ratio * lost
+        checked = self.preempt_benefit_ratio > 0 or spread is not None
+        costly = self._benefit_test(job, view.now, plan, held, spread)
+        if costly is None:  # holding out for a compact placement loses no run time: nothing pays
+            plan.fails.add(key)
+            return None
         if checked and offers(self.preemption, CostAwarePreemption):  # may skip sets that cannot pay off
             found = self.preemption.victims_within(  # type: ignore[union-attr]
                 job, sub, state, self.placer, costly)
@@ -329,18 +318,36 @@ class Scheduler:
         out.preempt.extend(victims)
         return placement
 
-    def _wait_h(self, job: Job, now: float, plan: _Plan, held: Job | None = None) -> float:
-        """Hours from ``now`` to the earliest start of ``job`` without preemption (inf: none). A job
-        held for a compact placement (``job`` its compact copy, ``held`` the job) starts at the
-        earlier of its earliest compact start and, once its hold has ended, its earliest start on
-        any placement: the hold caps the wait, not the compact start."""
-        earliest = self._earliest(job, now, plan)
-        t = earliest[0] if earliest is not None else float("inf")
-        if held is not None and self.compact_wait_s is not None:
-            anywhere = self._earliest(held, now, plan)
-            if anywhere is not None:
-                t = min(t, max(anywhere[0], held.submit + self.compact_wait_s))
-        return (t - now) / 3600
+    def _benefit_test(self, job: Job, now: float, plan: _Plan, held: Job | None,
+                      spread: Placement | None) -> Callable[[float], bool] | None:
+        """Whether victims losing that many GPU-hours cost more than preempting saves ``job`` (see
+        ``preempt_benefit_ratio``); None where nothing can pay (a held job that loses no run time on
+        ``spread``)."""
+        ratio, gpus = self.preempt_benefit_ratio, gang_gpus(job, plan.state.fab)
+        if spread is None:
+            wait_h = cache(partial(self._wait_h, job, now, plan, held))  # a search: only when asked
+            floor_h = cache(partial(self._wait_floor_h, now, plan))
+
+            def costly(lost: float) -> bool:  # (no search where a lower bound of the wait decides)
+                floor = floor_h()
+                if floor is not None and gpus * floor >= ratio * lost:
+                    return False
+                return gpus * wait_h() < ratio * lost
+            return costly
+        # the run time lost on ``spread`` (stretch, alone) must pay for the victims' loss by itself
+        loss = stretch_loss(plan.state.fab, held, spread.gpus, self.caches.stretch)
+        run_h = held.walltime / 3600 * loss  # type: ignore[union-attr]
+        end = held.submit + self.compact_wait_s  # type: ignore[operator, union-attr]
+        hold_h = max(0.0, end - now) / 3600
+        if run_h <= 0:
+            return None
+        return lambda lost: gpus * run_h <= lost or gpus * (hold_h + run_h) < ratio * lost
+
+    def _walk_ids(self, running: list) -> list[str]:
+        """The ids of the walk's ``running`` gangs, in order (kept by ``_walk`` and ``_evict``)."""
+        if len(self._ids) != len(running):  # (not the walk's list: each gang's id read)
+            self._ids[:] = [r.job.id for r in running]
+        return self._ids
 
     def _evict(self, victims: list, plan: _Plan, running: list) -> None:
         """Release the victims' GPUs in the step's state and drop them from ``running`` and the timeline."""
@@ -349,9 +356,7 @@ class Scheduler:
             plan.own().release(v.job_id)
         plan.fails.clear()
         plan.free_n = int(np.count_nonzero(plan.state.free))
-        ids = self._ids
-        if len(ids) != len(running):  # (not the walk's list: each gang's id read)
-            ids[:] = [r.job.id for r in running]
+        ids = self._walk_ids(running)
         for k in sorted((k for j in gone for k in _positions(ids, j)), reverse=True):
             del running[k], ids[k]  # the few victims out, the others kept in order
         at, firsts, idx = plan.at, plan.firsts, plan.idx  # releases of GPUs still held (in step)
@@ -359,83 +364,6 @@ class Scheduler:
         drop = np.flatnonzero((first >= 0) & (plan.state.owner[first] < 0)).tolist()
         for k in reversed(drop):  # the victims' few releases out, the others kept in order
             del at[k], firsts[k], idx[k]
-
-    def _reserve(self, job: Job, now: float, plan: _Plan) -> Reservation | None:
-        """Earliest start with running jobs ended at walltime and earlier reservations kept."""
-        found = self._earliest(job, now, plan)
-        if found is None:
-            return None
-        t, gpus = found
-        pos = plan.state.fab.gpu_pos
-        mask = np.zeros(plan.state.owner.size, bool)
-        mask[list(map(pos.__getitem__, gpus))] = True
-        plan.resv.append((t, t + job.walltime, mask))
-        return Reservation(job.id, t, t + job.walltime, tuple(gpus))
-
-    def _will_find(self, job: Job, view: SchedulerInput, plan: _Plan) -> bool:
-        """Whether the reservation search for ``job`` finds a start, known without it: the search ends
-        at the last release time with every running (and started) gang's GPUs released and no other
-        reservation held; where the placer fits the job on those GPUs, the search stops there if not
-        earlier. (False: the search is needed to know.)"""
-        if not plan.at:  # no release time at all
-            return False
-        freed = view.state.free | self.caches.releases.held()  # free now, or held by a running gang
-        key = (request_key(job.request), np.packbits(freed).tobytes())
-        fits = self.caches.fits_freed
-        hit = fits.get(key)
-        if hit is None:
-            hit = fits.put(key, fit_gpus(self.placer, job, ClusterState.from_free_mask(view.state.fab, freed))
-                           is not None)
-        return hit
-
-    def _earliest(self, job: Job, now: float, plan: _Plan) -> tuple[float, tuple[str, ...]] | None:
-        """Remembered across steps while the allocation and the release times are unchanged (the
-        answer depends on nothing else when no reservation is held yet: not on the walltime either,
-        which only selects the reservations a start overlaps)."""
-        if plan.resv:
-            return self._search_earliest(job, now, plan)
-        at = plan.at
-        passed = bisect_right(at, now)  # release times already passed: keyed as None (independent of now)
-        es = (None,) * passed + tuple(at[passed:]) if passed else tuple(at)
-        key = (request_key(job.request), plan.state.owner.tobytes(), es, tuple(plan.firsts))
-        starts = self.caches.starts
-        if key not in starts:
-            return starts.put(key, self._search_earliest(job, now, plan))
-        return starts.get(key)
-
-    def _search_earliest(self, job: Job, now: float, plan: _Plan) -> tuple[float, tuple[str, ...]] | None:
-        at, released = plan.at, plan.idx  # in time order
-        # the release and reservation-end times from now on, each once, in order (a job past its
-        # walltime releases "now": its GPUs are the first a reservation may count on)
-        lo = bisect_left(at, now)
-        due = set(at[lo:]).union(e for _, e, _ in plan.resv if e > now)
-        if lo:
-            due.add(now)
-        times = sorted(due)
-        if not times:
-            return None
-        freed = plan.state.free.copy()
-        total_free = int(freed.sum())
-        need, fab = job.gpus, plan.state.fab
-        lv = fabric_levels(fab)
-        k = 0
-        for t in times:
-            j = bisect_right(at, t, k)  # the releases up to t, in one assignment
-            if j > k:
-                idx = np.concatenate(released[k:j]) if j - k > 1 else released[k]
-                freed[idx] = True
-                total_free += idx.size
-                k = j
-            if total_free < need:  # cheap necessary condition before any placement
-                continue
-            # the placer's own necessary check, on a superset of the GPUs it would get (monotone)
-            if not may_fit(job.request, freed, fab.index.gpu_host, lv.host_gpus, lv):
-                continue
-            avail = freed & ~plan.blocked(t, t + job.walltime)
-            gpus = fit_gpus(self.placer, job, ClusterState.from_free_mask(plan.state.fab, avail))
-            if gpus is not None:
-                return t, tuple(gpus)
-        return None
 
     def hold_until(self, job: Job) -> float | None:
         """When the compact-placement hold of ``job`` ends (None: it is never held)."""

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import compress
 from operator import itemgetter
 
 import numpy as np
@@ -87,8 +88,8 @@ def _rows(c: _Candidates, rows: np.ndarray) -> _Candidates:
         nh, who, where, count = c.pairs
         kept = keep[who]
         pairs = (nh, renum[who[kept]], where[kept], count[kept])
-    return _Candidates([c.runs[k] for k in pick], [c.idx[k] for k in pick], c.gpu[at], renum[c.of[at]],
-                       c.size[rows], c.cost[rows], pairs)
+    return _Candidates(list(map(c.runs.__getitem__, pick)), list(map(c.idx.__getitem__, pick)), c.gpu[at],
+                       renum[c.of[at]], c.size[rows], c.cost[rows], pairs)
 
 
 def _host_pairs(c: _Candidates, nh: int, gpu_host: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -151,6 +152,9 @@ class _GangIndex:
         self.last_ids: tuple[int, ...] = ()  # their id()s (held by ``last``: not reused while kept)
         self.row_of: dict[int, int] = {}  # id() -> row, as ``last`` was built (a gang gone never returns:
         self.base = np.zeros(0, np.int64)  # its row is not in ``base``, the rows of ``last`` as built)
+        #: rows of ``last`` whose gangs the last answer chose as victims (set by the search; checked
+        #: against the next call's gangs before it is trusted)
+        self.dropped: np.ndarray | None = None
 
     def table(self, running: Sequence[RunningJob], pos: dict[str, int],
               when: tuple[float, float]) -> _Running | None:
@@ -163,9 +167,17 @@ class _GangIndex:
         if self.last is not None and pos is self.pos and when == self.when:
             if ids == self.last_ids:
                 return self.last
+            drop, self.dropped = self.dropped, None
+            if drop is not None and len(ids) == len(self.last_ids) - drop.size:  # the victims left
+                keep = np.ones(len(ids) + drop.size, bool)
+                keep[drop] = False
+                if ids == tuple(compress(self.last_ids, keep)):
+                    rows = np.flatnonzero(keep)
+                    self.last, self.last_ids, self.base = self.last.rows(rows), ids, self.base[rows]
+                    return self.last
             orig = list(map(self.row_of.get, ids))  # rows in the table as last built
             if None not in orig:
-                at = np.array(orig, np.int64)
+                at = np.fromiter(orig, np.int64, len(orig))
                 rows = np.searchsorted(self.base, at)  # (``base`` increases: the rows still there)
                 if (at[1:] > at[:-1]).all() and rows[-1] < self.base.size and (self.base[rows] == at).all():
                     self.last, self.last_ids, self.base = self.last.rows(rows), ids, at
@@ -214,6 +226,7 @@ class GangPreemption:
     def __post_init__(self) -> None:
         self._index = _GangIndex()
         self._levels_of: tuple[FabricLevels, list[tuple[np.ndarray, int, int]]] | None = None
+        self._rows_of: np.ndarray | None = None  # the table rows of the last call's candidates
 
     def victims(self, job: Job, view: SchedulerInput, state: ClusterState,
                 placer: Placer) -> tuple[list[Preemption], Placement] | None:
@@ -227,6 +240,7 @@ class GangPreemption:
 
     def _search(self, job: Job, view: SchedulerInput, state: ClusterState, placer: Placer,
                 rejects: Callable[[float], bool] | None) -> tuple[list[Preemption], Placement] | str | None:
+        self._rows_of = None
         c = self._candidates(job, view, state)
         if c is None:
             return None
@@ -238,7 +252,7 @@ class GangPreemption:
         freeable[c.gpu] = True
         if not may_fit(job.request, freeable, gpu_host, lv.host_gpus, lv):
             return None  # every trial would fail this necessary check: no victim set can work
-        if rejects is not None and _refused(job, state, None, c, lv, gpu_host, rejects):
+        if rejects is not None and _refused(job, free, c.gpu, c.of, c.size, c, lv, gpu_host, rejects):
             return TOO_COSTLY  # every set, in any domain, costs at least this
         need = max(job.gpus, 1)
         best: tuple[tuple[float, int], list[int], np.ndarray] | None = None
@@ -273,6 +287,8 @@ class GangPreemption:
         placement = placer.place(job, _trial(state, inside, c, chosen))
         if placement is None:  # the placer answered differently on the same state: not deterministic
             return None
+        if self._rows_of is not None:  # the table's rows of the victims: the next call's gangs if evicted
+            self._index.dropped = self._rows_of[np.array(chosen, np.int64)]
         return ([Preemption(c.runs[i].job.id, job.id, float(c.cost[i])) for i in chosen], placement)
 
     def _settle(self, job: Job, state: ClusterState, placer: Placer, c: _Candidates, best, skipped: list,
@@ -327,6 +343,7 @@ class GangPreemption:
             return None
         if rows.size < len(table.c.runs):  # the pairs made once for every gang, then cut down with them
             _host_pairs(table.c, fabric_levels(state.fab).host_gpus.size, state.fab.index.gpu_host)
+        self._rows_of = rows  # (each candidate's row in the table)
         return _rows(table.c, rows)
 
     def _in_domain(self, job: Job, state: ClusterState, placer: Placer, inside: np.ndarray, c: _Candidates,
@@ -337,14 +354,17 @@ class GangPreemption:
         Candidates touching the domain are added cheapest per GPU freed inside first (ties: larger
         gang first, then candidate order) until the placer fits the job; prefixes with too few GPUs
         for the job are skipped without a placer call."""
-        held = np.bincount(c.of[inside[c.gpu]], minlength=len(c.runs))  # each candidate's GPUs inside
+        sel = inside[c.gpu]  # the candidates' GPUs inside
+        held = np.bincount(c.of[sel], minlength=len(c.runs))  # each candidate's GPUs inside
         touching = np.flatnonzero(held)
-        free_in = int(np.count_nonzero(state.free & inside))
+        free = state.free & inside
+        free_in = int(np.count_nonzero(free))
         short = job.gpus - free_in  # GPUs the victims must free before a placer call can succeed
         if rejects is not None and touching.size:  # (rejects may be dear: asked only before a search)
             if short > 0 and int(held.sum()) < short:
                 return None  # as below: no prefix frees enough
-            if _refused(job, state, inside, c, fabric_levels(state.fab), state.fab.index.gpu_host, rejects):
+            if _refused(job, free, c.gpu[sel], c.of[sel], held, c, fabric_levels(state.fab),
+                        state.fab.index.gpu_host, rejects):
                 return TOO_COSTLY
         touching = touching[np.lexsort((-c.size[touching], c.cost[touching] / held[touching]))].tolist()
 
@@ -375,17 +395,15 @@ class GangPreemption:
         return (float(c.cost[chosen].sum()), len(chosen)), chosen, inside
 
 
-def _refused(job: Job, state: ClusterState, inside: np.ndarray | None, c: _Candidates, lv: FabricLevels,
-             gpu_host: np.ndarray, rejects: Callable[[float], bool]) -> bool:
+def _refused(job: Job, free: np.ndarray, at: np.ndarray, of: np.ndarray, held: np.ndarray, c: _Candidates,
+             lv: FabricLevels, gpu_host: np.ndarray, rejects: Callable[[float], bool]) -> bool:
     """Whether ``rejects`` refuses a lower bound on the summed cost of any victim set
-    :meth:`GangPreemption._in_domain` may find in the domain ``inside`` (None: the whole fabric) for
-    ``job`` (inf: none can be found); the bounds less a margin far above the float sums' rounding.
+    :meth:`GangPreemption._in_domain` may find in a domain for ``job`` (inf: none can be found); the
+    bounds less a margin far above the float sums' rounding. ``free``: the domain's free GPUs (a
+    mask); ``at``, ``of``: the candidates' GPUs inside and their candidates; ``held``: each
+    candidate's GPUs inside (the whole fabric: ``c.gpu``, ``c.of``, ``c.size``).
     A set holds at least one candidate touching the domain, frees there the GPUs the job lacks and,
     for a ``nodes`` request, makes enough hosts able to take a rank (the dearer bound, tried last)."""
-    at = c.gpu if inside is None else c.gpu[inside[c.gpu]]  # the candidates' GPUs inside
-    of = c.of if inside is None else c.of[inside[c.gpu]]
-    free = state.free if inside is None else state.free & inside
-    held = np.bincount(of, minlength=len(c.runs))
     touching = np.flatnonzero(held)
     bound = max(float(c.cost[touching].min()),
                 _cover(c.cost[touching], held[touching], job.gpus - int(np.count_nonzero(free))))

@@ -19,11 +19,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-import json
 import math
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
+
+import orjson
 
 from fabric_hpc.errors import ExternalError
 from fabric_hpc.slurm.contract import Job, Node, SlurmError
@@ -274,16 +275,19 @@ def gc_paused() -> Iterator[None]:
 
 
 def parse_json(text: str | bytes) -> Any:
-    """``json.loads`` with the collector paused (:func:`gc_paused`); raises what ``json.loads`` raises."""
+    """The JSON ``text`` parsed by orjson (3–5× ``json.loads``: a 16,384-GPU Slurm 25.11 jobs answer is
+    20 MB), with the collector paused (:func:`gc_paused`). Raises ``json.JSONDecodeError`` (orjson's
+    is one) for text that is not JSON, also where ``json.loads`` would take NaN or Infinity, a lone
+    surrogate, or nest deeper than 1,024 levels (Slurm sends none of them)."""
     with gc_paused():
-        return json.loads(text)
+        return orjson.loads(text)
 
 
 def load_answer(text: str | bytes, problem: str) -> Any:
     """:func:`parse_json`, or a SlurmError ``"<problem> (<parser's reason>): <start of the text>"``."""
     try:
         return parse_json(text)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except ValueError as exc:  # JSONDecodeError (orjson's too) and UnicodeDecodeError are ValueErrors
         raise SlurmError(f"{problem} ({exc}): {text[:120]!r}") from None
 
 

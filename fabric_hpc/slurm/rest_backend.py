@@ -223,7 +223,7 @@ class RestClient(SlurmClient):
     def _parsed(self, method: str, path: str, status: int, raw: str) -> tuple[int, Any]:
         try:
             return status, decode.parse_json(raw)
-        except (json.JSONDecodeError, RecursionError):
+        except json.JSONDecodeError:  # (orjson's is one)
             hint = JWT_HINT if status in _AUTH_STATUS else None
             raise SlurmError(f"slurmrestd: {method} {path} answered HTTP {status} without JSON: "
                              f"{self._redact(raw)[:160]!r}", hint=hint) from None
@@ -486,7 +486,7 @@ def _codes(raw: str) -> set[Any]:
     """The error codes of a slurmrestd answer's text (none when it is not JSON)."""
     try:
         data = decode.parse_json(raw)
-    except (json.JSONDecodeError, RecursionError):
+    except json.JSONDecodeError:  # (orjson's is one)
         return set()
     errors = data.get("errors") if isinstance(data, dict) else None
     return {e.get(k) for e in errors or [] if isinstance(e, dict)
