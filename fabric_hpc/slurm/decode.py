@@ -275,8 +275,9 @@ def gc_paused() -> Iterator[None]:
 
 
 def parse_json(text: str | bytes) -> Any:
-    """The JSON ``text`` parsed by orjson (3–5× ``json.loads``: a 16,384-GPU Slurm 25.11 jobs answer is
-    20 MB), with the collector paused (:func:`gc_paused`). Raises ``json.JSONDecodeError`` (orjson's
+    """The JSON ``text`` parsed by orjson (1.5–2× faster than ``json.loads``: the 19 MB jobs answer
+    of Slurm 25.11 at 16,384 GPUs in 0.11–0.17 s, not 0.19–0.24 s), with the collector paused
+    (:func:`gc_paused`). Raises ``json.JSONDecodeError`` (orjson's
     is one) for text that is not JSON, also where ``json.loads`` would take NaN or Infinity, a lone
     surrogate, or nest deeper than 1,024 levels (Slurm sends none of them)."""
     with gc_paused():
