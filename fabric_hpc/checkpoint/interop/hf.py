@@ -29,6 +29,7 @@ from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError
 from fabric_hpc.checkpoint.format import stored_dtype
 from fabric_hpc.checkpoint.interop.stream import StreamWriter, imported_name, read_stored
 from fabric_hpc.checkpoint.reader import open_checkpoint
+from fabric_hpc.checkpoint.restore import require_readable
 from fabric_hpc.checkpoint.writer import SaveResult
 from fabric_hpc.extras import require
 
@@ -196,6 +197,7 @@ def export_hf(path: Path | str, out: Path | str, *, step: int | None = None, pre
     fsio.make_dir(tmp)
     try:
         with store.reading(ckpt.ref):
+            require_readable(ckpt)  # what verify calls DAMAGED is not exported
             for fname, shard in zip(fnames, shards):
                 _write_file(tmp / fname, ckpt, shard, keys, progress)
         if len(shards) > 1:
