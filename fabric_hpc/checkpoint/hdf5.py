@@ -49,7 +49,7 @@ def export_h5(path: Path | str, h5_path: Path | str, *, step: int | None = None,
     check_free_space(h5_path, ckpt.manifest.nbytes + len(json.dumps(manifest)) * 2 + _H5_OVERHEAD
                      + _H5_PER_TENSOR * len(ckpt.names))
     with ckpt, atomic_output(h5_path, mode=fsio.FILE_MODE) as tmp:
-        require_readable(ckpt)  # what verify calls DAMAGED is not exported (as restore: under the readers' lock)
+        require_readable(ckpt)  # what verify calls DAMAGED is not exported (under the readers' lock)
         f = h5py.File(tmp, "w")
         try:
             f.attrs[ROOT_ATTR] = json.dumps(manifest)

@@ -246,7 +246,7 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise NotFoundError(f"engine artefact {path} does not exist",
                             hint="engine_dir must point at the built engine directory")
     from fabric_hpc.inputs import read_json
-    try:  # at most MAX_ARTEFACT_JSON bytes, UTF-8, 64 levels deep: an error naming the file, never a traceback
+    try:  # at most MAX_ARTEFACT_JSON bytes, UTF-8, 64 levels deep: an error naming the file
         data = read_json(path, what="engine artefact", limit=MAX_ARTEFACT_JSON)
     except ConfigError as exc:
         raise EngineConfigError(f"not readable JSON: {exc.message}", hint=exc.hint) from None

@@ -13,7 +13,8 @@ from fabric_hpc.topology.report import _natural_key
 
 TOPO = Path(__file__).resolve().parents[2] / "topology" / "leaf-spine-16.yaml"
 HEADER = "JobID|Submit|Start|End|Timelimit|NNodes|AllocTRES|Account|User|Partition|QOS|State\n"
-ROW = "{}|2024-01-01T00:00:00|2024-01-01T00:00:10|2024-01-01T01:00:00|02:00:00|1|gres/gpu=8|a|u|p|normal|COMPLETED\n"
+ROW = ("{}|2024-01-01T00:00:00|2024-01-01T00:00:10|2024-01-01T01:00:00|02:00:00|1|gres/gpu=8|a|u|p|normal"
+       "|COMPLETED\n")
 JOBCOMP = ("JobId={} UserId=u(1) GroupId=g(1) Name=x JobState=COMPLETED Partition=p TimeLimit=60 "
            "StartTime=2024-01-01T00:00:10 EndTime=2024-01-01T01:00:00 NodeList=n1 NodeCnt=1 ProcCnt=8 "
            "WorkDir=/ Tres=cpu=8,gres/gpu=8 Account=a QOS=normal SubmitTime=2024-01-01T00:00:00 "
@@ -36,4 +37,5 @@ def test_a_job_id_of_5000_digits_is_exit_3_without_a_traceback(tmp_path, capsys,
 
 def test_natural_order_holds_for_runs_of_any_length():
     ids = ["10", "9", "a10", "a2", "9" * 5000, "8" * 5000, "500_10", "500_2"]
-    assert sorted(ids, key=_natural_key) == ["9", "10", "500_2", "500_10", "8" * 5000, "9" * 5000, "a2", "a10"]
+    want = ["9", "10", "500_2", "500_10", "8" * 5000, "9" * 5000, "a2", "a10"]
+    assert sorted(ids, key=_natural_key) == want

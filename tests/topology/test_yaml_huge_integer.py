@@ -19,7 +19,8 @@ SHIPPED = Path(__file__).resolve().parents[2] / "topology" / "leaf-spine-16.yaml
 
 @pytest.mark.parametrize("number", ["9" * 5000, "1_" + "1" * 5000, "-" + "7" * 4301])
 def test_load_yaml_names_the_line_of_a_huge_integer(number):
-    with pytest.raises(ConfigError, match=r"f\.yaml: line 3: the integer .* has more than 4,300 digits") as err:
+    pattern = r"f\.yaml: line 3: the integer .* has more than 4,300 digits"
+    with pytest.raises(ConfigError, match=pattern) as err:
         load_yaml(f"a: 1\nb: 2\nc: {number}\n", "f.yaml")
     assert err.value.hint and "ordinary size" in err.value.hint
 

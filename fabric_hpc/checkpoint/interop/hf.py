@@ -84,7 +84,8 @@ def _model_json(path: Path, what: str) -> Any:
     try:
         return read_json(path, what=what, limit=MAX_JSON_BYTES)
     except ConfigError as exc:
-        raise CheckpointCorruptError(exc.message, hint="fix or re-download the file; nothing was imported") from None
+        raise CheckpointCorruptError(exc.message,
+                                     hint="fix or re-download the file; nothing was imported") from None
 
 
 @contextmanager
