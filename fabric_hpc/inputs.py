@@ -342,6 +342,14 @@ def _yaml_loader() -> Any:
                 seen[key] = key_node.start_mark.line + 1
             return super().construct_mapping(node, deep=deep)
 
+        def construct_yaml_int(self, node: Any) -> Any:
+            try:
+                return super().construct_yaml_int(node)
+            except ValueError:  # more than 4,300 digits: Python's int conversion limit
+                raise ConfigError(f"line {node.start_mark.line + 1}: the integer {node.value[:20]}... has "
+                                  f"more than 4,300 digits", hint="write numbers of ordinary size") from None
+
+    Loader.add_constructor("tag:yaml.org,2002:int", Loader.construct_yaml_int)
     _LOADER = Loader
     return Loader
 

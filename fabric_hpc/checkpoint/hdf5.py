@@ -25,7 +25,7 @@ from fabric_hpc.checkpoint.errors import (
 )
 from fabric_hpc.checkpoint.format import Manifest, TensorEntry, _entry_problems, check_name, stored_dtype
 from fabric_hpc.checkpoint.reader import open_checkpoint
-from fabric_hpc.checkpoint.restore import entry_nbytes
+from fabric_hpc.checkpoint.restore import entry_nbytes, require_readable
 from fabric_hpc.checkpoint.store import removed_on_failure
 from fabric_hpc.checkpoint.tensors import HostArray
 from fabric_hpc.checkpoint.stream import save_stream
@@ -49,6 +49,7 @@ def export_h5(path: Path | str, h5_path: Path | str, *, step: int | None = None,
     check_free_space(h5_path, ckpt.manifest.nbytes + len(json.dumps(manifest)) * 2 + _H5_OVERHEAD
                      + _H5_PER_TENSOR * len(ckpt.names))
     with ckpt, atomic_output(h5_path, mode=fsio.FILE_MODE) as tmp:
+        require_readable(ckpt)  # what verify calls DAMAGED is not exported (under the readers' lock)
         f = h5py.File(tmp, "w")
         try:
             f.attrs[ROOT_ATTR] = json.dumps(manifest)

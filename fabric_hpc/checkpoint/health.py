@@ -162,7 +162,7 @@ def _drain_leftover(path: Path, step: int, newest: int) -> Leftover:
             doc = json.loads(fsio.read_in(path, f.name, 1 << 16))  # a FIFO: unknown writer, never a hang
             node = int(f.name[len(DRAINER_PREFIX):])
             records[node] = (str(doc["host"]), int(doc["pid"]), int(doc["nodes"]))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):  # deep JSON fits in 64 KiB
             return Leftover(path, size, None, None, "unknown writer")
     states = [_writer_state(host, pid) for host, pid, _ in records.values()]
     one = next(iter(records.values())) if len(records) == 1 else (None, None, 0)

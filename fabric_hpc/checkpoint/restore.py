@@ -338,7 +338,7 @@ def structure_problems(step_dir: Path, manifest: Manifest) -> tuple[list[str], l
     chunk files). The one check of "is this step readable" that verify and the restores share."""
     special = _special_entries(step_dir)
     named = _special_paths(special)
-    meta = [p for name, entry in manifest.tensors.items() if not _under(name, named)
+    meta = [p for name, entry in manifest.tensors.items() if not _under(f"{name}/zarr.json", named)
             for p in _check_array_meta(step_dir, name, entry)]
     return special, meta
 

@@ -237,15 +237,19 @@ def _registry(kind: str) -> tuple[ArtefactReader, EngineFactory | None]:
                                     hint=f"registered kinds: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[kind]
 
+#: Largest engine-directory JSON file (config.json, fabric_engine.json) read; real ones are a few KB.
+MAX_ARTEFACT_JSON = 16 << 20
+
 
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise NotFoundError(f"engine artefact {path} does not exist",
                             hint="engine_dir must point at the built engine directory")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EngineConfigError(f"{path}: not readable JSON ({exc})") from None
+    from fabric_hpc.inputs import read_json
+    try:  # at most MAX_ARTEFACT_JSON bytes, UTF-8, 64 levels deep: an error naming the file
+        data = read_json(path, what="engine artefact", limit=MAX_ARTEFACT_JSON)
+    except ConfigError as exc:
+        raise EngineConfigError(f"not readable JSON: {exc.message}", hint=exc.hint) from None
     if not isinstance(data, dict):
         raise EngineConfigError(f"{path}: expected a JSON object")
     return data
@@ -280,7 +284,7 @@ def artefact_kind(engine_dir: Path) -> str | None:
         if not path.is_file() or path.stat().st_size > 1 << 20:
             return None
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(doc, dict):
         return None

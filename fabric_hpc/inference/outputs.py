@@ -120,7 +120,7 @@ def _last_record(path: Path, tail_bytes: int = 4 * MAX_EVENT_CHARS) -> dict[str,
     for line in reversed(tail.split(b"\n")[:-1]):  # after the last newline: a torn write
         try:
             doc = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # a torn, damaged or deeply nested line: skipped
             continue
         if isinstance(doc, dict):
             return doc

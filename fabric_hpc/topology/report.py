@@ -84,8 +84,11 @@ class ReportSummary:
 
 
 # -- occupancy -----------------------------------------------------------------------------------
-def _natural_key(text: str) -> list[Any]:
-    return [int(t) if t.isascii() and t.isdigit() else t for t in re.split(r"(\d+)", text, flags=re.ASCII)]
+def _natural_key(text: str) -> tuple:
+    """Natural order (9 before 10) for runs of digits of any length: ``int()`` of a run of more than
+    4,300 digits raised ValueError (a traceback from a trace's job id)."""
+    from fabric_hpc.scheduler.idorder import id_key
+    return id_key(text)
 
 
 def job_color(j: int) -> str:

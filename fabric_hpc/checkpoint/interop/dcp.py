@@ -37,6 +37,7 @@ from fabric_hpc.checkpoint.format import SplitInfo, chunk_key, split_bounds, sto
 from fabric_hpc.checkpoint.interop.stream import StreamWriter, imported_name, read_stored
 from fabric_hpc.checkpoint.parallel import Item, run_bounded
 from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint
+from fabric_hpc.checkpoint.restore import require_readable
 from fabric_hpc.checkpoint.writer import SaveResult
 from fabric_hpc.extras import require
 
@@ -278,6 +279,7 @@ def export_dcp(path: Path | str, out: Path | str, *, step: int | None = None, pr
     fsio.make_dir(tmp)
     try:
         with _quiet(), store.reading(ckpt.ref), ThreadPoolExecutor(max_workers=2) as pool:
+            require_readable(ckpt)  # what verify calls DAMAGED is not exported
             checks: list[Future[None]] = []
             sd = {keys[n]: _mapped(ckpt, n, progress, pool, checks) for n in sorted(keys)}
             # torch writes (several threads) while the chunk CRCs are checked on the same pages;

@@ -29,6 +29,7 @@ from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError
 from fabric_hpc.checkpoint.format import stored_dtype
 from fabric_hpc.checkpoint.interop.stream import StreamWriter, imported_name, read_stored
 from fabric_hpc.checkpoint.reader import open_checkpoint
+from fabric_hpc.checkpoint.restore import require_readable
 from fabric_hpc.checkpoint.writer import SaveResult
 from fabric_hpc.extras import require
 
@@ -36,6 +37,8 @@ INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
 CARRIED = ("config.json", "generation_config.json")
 DEFAULT_SHARD = 5 << 30
+#: Largest index or config JSON read from a model directory (a 1T-parameter model's index is ~10 MB).
+MAX_JSON_BYTES = 64 << 20
 # safetensors dtype names (the format's documented list) <-> fabric logical dtypes
 ST_TO_FABRIC = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
                 "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "I64": "int64", "I32": "int32",
@@ -53,8 +56,8 @@ def _files(src: Path) -> tuple[Path, list[str], dict[str, str] | None]:
         raise CheckpointNotFoundError(f"no safetensors model at {src}",
                                       hint=f"pass a directory with {INDEX} or {SINGLE}, or a .safetensors file")
     if (src / INDEX).is_file():
+        doc = _model_json(src / INDEX, "safetensors index")
         try:
-            doc = json.loads((src / INDEX).read_bytes())
             weight_map = doc["weight_map"]
             if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
                 raise TypeError("weight_map is not an object of file names")
@@ -72,6 +75,17 @@ def _files(src: Path) -> tuple[Path, list[str], dict[str, str] | None]:
                                       hint=f"add {INDEX}, or pass the one .safetensors file to import")
     return src, found, None
 
+def _model_json(path: Path, what: str) -> Any:
+    """A model directory's JSON file read through fabric's input limits (a regular file of at most
+    MAX_JSON_BYTES, UTF-8, nested at most 64 levels, no NaN, no key twice): a file that breaks one is
+    a CheckpointCorruptError naming it and the problem; a permission error stays exit 5."""
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.inputs import read_json
+    try:
+        return read_json(path, what=what, limit=MAX_JSON_BYTES)
+    except ConfigError as exc:
+        raise CheckpointCorruptError(exc.message,
+                                     hint="fix or re-download the file; nothing was imported") from None
 
 
 @contextmanager
@@ -97,10 +111,7 @@ def import_hf(src: Path | str, root: Path | str, *, step: int = 0, prefix: str |
     carried = {}
     for fname in CARRIED:
         if (directory / fname).is_file():
-            try:
-                carried[fname] = json.loads((directory / fname).read_bytes())
-            except ValueError as exc:
-                raise CheckpointCorruptError(f"{directory / fname}: not valid JSON ({exc})") from None
+            carried[fname] = _model_json(directory / fname, "model config")
     meta: dict[str, Any] = {"source": "huggingface-safetensors", "hf_files": carried}
     seen: set[str] = set()
     with StreamWriter(root, step=step, tags=tags, metadata=meta, layout={"format": "hf"}) as out:
@@ -187,6 +198,7 @@ def export_hf(path: Path | str, out: Path | str, *, step: int | None = None, pre
     fsio.make_dir(tmp)
     try:
         with store.reading(ckpt.ref):
+            require_readable(ckpt)  # what verify calls DAMAGED is not exported
             for fname, shard in zip(fnames, shards):
                 _write_file(tmp / fname, ckpt, shard, keys, progress)
         if len(shards) > 1:

@@ -55,10 +55,12 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
                             hint="prepare the directory: `fabric infer prepare ENGINE_DIR --checkpoint CKPT "
                                  "...` from the command line, prepare_pytorch_engine() from Python; see "
                                  "docs/engines.md")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: not readable JSON ({exc})") from None
+    from fabric_hpc.inference.engine import MAX_ARTEFACT_JSON
+    from fabric_hpc.inputs import read_json
+    try:  # size, UTF-8 and depth limits: an error naming the file, never a traceback
+        doc = read_json(path, what=what, limit=MAX_ARTEFACT_JSON)
+    except ConfigError as exc:
+        raise ConfigError(f"not readable JSON: {exc.message}", hint=exc.hint) from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: expected a JSON object")
     return doc
@@ -176,7 +178,7 @@ def _owned_build(path: Path) -> dict[str, Any] | None:
         return None
     try:
         doc = json.loads(file.read_text(encoding="utf-8")) if file.is_file() and not file.is_symlink() else None
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         doc = None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ConfigError(f"{file} exists and was not written by prepare (not a {FORMAT} file): not replacing it",
@@ -211,7 +213,7 @@ def _write_config(path: Path, doc: dict[str, Any], owned: bool) -> None:
     if not owned and target.is_file():
         try:
             same = json.loads(target.read_text(encoding="utf-8")) == doc
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             same = False
         if not same:
             raise ConfigError(f"{target} exists and was not written by prepare: not replacing it with "
