@@ -261,7 +261,8 @@ def _host_items(p: Problem) -> Items:
 
 def _prune_total(p: Problem, cand: np.ndarray) -> np.ndarray:
     """Keep at most ceil(units / cap) hosts of each (lowest domain, cap, free GPUs) class (with
-    ``pp`` stages, enough for each stage on hosts of its own: ``pp · ceil(stage / cap)``)."""
+    ``pp`` stages, enough for each stage on hosts of its own: ``pp · ceil(stage / cap)``); with
+    slices inside one host (``tp`` groups on PCIe or DGX hosts) ``cap`` counts whole slices only."""
     keys = np.stack([p.levels.host_dom[cand, 1], p.cap[cand], p.free_all[cand]], axis=1)
     _, inv = np.unique(keys, axis=0, return_inverse=True)
     inv = inv.ravel()
@@ -269,7 +270,10 @@ def _prune_total(p: Problem, cand: np.ndarray) -> np.ndarray:
     starts = np.r_[0, np.flatnonzero(np.diff(inv[order])) + 1]
     rank = np.empty(len(cand), np.int64)
     rank[order] = np.arange(len(cand)) - np.repeat(starts, np.diff(np.r_[starts, len(cand)]))
-    cap = np.maximum(p.cap[cand], 1)
+    cap = p.cap[cand]
+    if p.slice_level == 0:  # slices (tp groups) inside one host: a host holds whole slices only
+        cap = cap // p.slice_size * p.slice_size
+    cap = np.maximum(cap, 1)
     need = -(-p.units // cap)
     if p.pp > 1:
         need = np.maximum(need, p.pp * -(-(p.units // p.pp) // cap))
