@@ -23,10 +23,12 @@ def pcie_hosts(n: int = 6):
     return build({"fabric": 1, "name": "pcie-hosts", "host_types": {"l4": host},
                   "hosts": [{"names": f"p[1-{n}]", "type": "l4"}],
                   "network": {"levels": ["leaf"], "groups": [
-                      {"name": "leaf", "level": "leaf", "switches": 1, "hosts": f"p[1-{n}]", "uplink_gbps": 400}]}})
+                      {"name": "leaf", "level": "leaf", "switches": 1, "hosts": f"p[1-{n}]",
+                       "uplink_gbps": 400}]}})
 
 
-@pytest.mark.parametrize(("text", "hosts"), [("gpus=12,tp=3", 4), ("gpus=18,tp=3", 6), ("gpus=12,tp=3,pp=2", 4)])
+@pytest.mark.parametrize(("text", "hosts"),
+                         [("gpus=12,tp=3", 4), ("gpus=18,tp=3", 6), ("gpus=12,tp=3,pp=2", 4)])
 def test_tp_groups_inside_pcie_hosts_are_placed_by_cpsat(text, hosts):
     fab = pcie_hosts()
     placed = place(fab, ClusterState(fab), text, solver="cpsat", options=OPTIONS)
