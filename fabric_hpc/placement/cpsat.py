@@ -36,7 +36,7 @@ from fabric_hpc.placement.cost import least_tp_part, lex_key
 from fabric_hpc.placement.cpsat_comm import comm_lower_bound
 from fabric_hpc.placement.cpsat_scale import (REST_MAX, SCALE, coef, fit_int64, rest_range, rest_scale,
                                               scale_notes)
-from fabric_hpc.placement.explain import diagnose, unit_name
+from fabric_hpc.placement.explain import _RELAX, diagnose, unit_name
 from fabric_hpc.placement.greedy import greedy
 from fabric_hpc.placement.problem import Problem
 
@@ -81,7 +81,7 @@ def cpsat(p: Problem, options: SolveOptions | None = None) -> Placement:
         raise PlacementInfeasible(f"no placement satisfies {p.request.describe()}: each constraint alone can be "
                                   "met but not all together (proven by CP-SAT)", explanation={
                                       "constraint": "combination", "solver": "cpsat", "unit": unit_name(p),
-                                      "proven": True}, hint="relax within, max_domains, slices or rail_aligned")
+                                      "proven": True}, hint=_relax_hint(p.request))
     found = status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
     if not found and "kept" not in phases:
         if warm is None:
@@ -108,6 +108,14 @@ def cpsat(p: Problem, options: SolveOptions | None = None) -> Placement:
     placed = p.finish(counts, "cpsat", t0, optimal=None, notes=tuple(notes), stats=stats)
     solved = status == cp_model.OPTIMAL and phases["proven"] and exact and len(p.patterns) <= 1
     return _best_of(p, _claim(p, placed, solved, t_lin, stats), warm, options, t0, stats)
+
+
+def _relax_hint(r) -> str:
+    """What to relax when the request's constraints cannot hold together: those it sets."""
+    names = [name for name in _RELAX if getattr(r, name)]
+    if not names:
+        return "relax within, max_domains, slices or rail_aligned"
+    return f"relax one of {', '.join(names)}"
 
 
 def _claim(p: Problem, placed: Placement, solved: bool, t_lin: int, stats: dict) -> Placement:
