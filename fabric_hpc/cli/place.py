@@ -159,7 +159,7 @@ def _place(fab, state_path: str | None, request: str, solver: str, time_limit: f
     options = SolveOptions(time_limit_s=time_limit, workers=workers)
     placement = place(fab, state, req, solver=solver, options=options)
     if commit_job:
-        state.allocate(commit_job, placement.gpus)
+        state.allocate(commit_job, placement.gpus, **req.parallel_meta())  # tp/pp, as the scheduler records
         state.save(state_path)
     return placement
 

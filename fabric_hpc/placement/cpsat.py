@@ -36,7 +36,7 @@ from fabric_hpc.placement.cost import least_tp_part, lex_key
 from fabric_hpc.placement.cpsat_comm import comm_lower_bound
 from fabric_hpc.placement.cpsat_scale import (REST_MAX, SCALE, coef, fit_int64, rest_range, rest_scale,
                                               scale_notes)
-from fabric_hpc.placement.explain import diagnose, unit_name
+from fabric_hpc.placement.explain import _RELAX, diagnose, unit_name
 from fabric_hpc.placement.greedy import greedy
 from fabric_hpc.placement.problem import Problem
 
@@ -81,7 +81,7 @@ def cpsat(p: Problem, options: SolveOptions | None = None) -> Placement:
         raise PlacementInfeasible(f"no placement satisfies {p.request.describe()}: each constraint alone can be "
                                   "met but not all together (proven by CP-SAT)", explanation={
                                       "constraint": "combination", "solver": "cpsat", "unit": unit_name(p),
-                                      "proven": True}, hint="relax within, max_domains, slices or rail_aligned")
+                                      "proven": True}, hint=_relax_hint(p.request))
     found = status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
     if not found and "kept" not in phases:
         if warm is None:
@@ -108,6 +108,14 @@ def cpsat(p: Problem, options: SolveOptions | None = None) -> Placement:
     placed = p.finish(counts, "cpsat", t0, optimal=None, notes=tuple(notes), stats=stats)
     solved = status == cp_model.OPTIMAL and phases["proven"] and exact and len(p.patterns) <= 1
     return _best_of(p, _claim(p, placed, solved, t_lin, stats), warm, options, t0, stats)
+
+
+def _relax_hint(r) -> str:
+    """What to relax when the request's constraints cannot hold together: those it sets."""
+    names = [name for name in _RELAX if getattr(r, name)]
+    if not names:
+        return "relax within, max_domains, slices or rail_aligned"
+    return f"relax one of {', '.join(names)}"
 
 
 def _claim(p: Problem, placed: Placement, solved: bool, t_lin: int, stats: dict) -> Placement:
@@ -261,7 +269,8 @@ def _host_items(p: Problem) -> Items:
 
 def _prune_total(p: Problem, cand: np.ndarray) -> np.ndarray:
     """Keep at most ceil(units / cap) hosts of each (lowest domain, cap, free GPUs) class (with
-    ``pp`` stages, enough for each stage on hosts of its own: ``pp · ceil(stage / cap)``)."""
+    ``pp`` stages, enough for each stage on hosts of its own: ``pp · ceil(stage / cap)``); with
+    slices inside one host (``tp`` groups on PCIe or DGX hosts) ``cap`` counts whole slices only."""
     keys = np.stack([p.levels.host_dom[cand, 1], p.cap[cand], p.free_all[cand]], axis=1)
     _, inv = np.unique(keys, axis=0, return_inverse=True)
     inv = inv.ravel()
@@ -269,7 +278,10 @@ def _prune_total(p: Problem, cand: np.ndarray) -> np.ndarray:
     starts = np.r_[0, np.flatnonzero(np.diff(inv[order])) + 1]
     rank = np.empty(len(cand), np.int64)
     rank[order] = np.arange(len(cand)) - np.repeat(starts, np.diff(np.r_[starts, len(cand)]))
-    cap = np.maximum(p.cap[cand], 1)
+    cap = p.cap[cand]
+    if p.slice_level == 0:  # slices (tp groups) inside one host: a host holds whole slices only
+        cap = cap // p.slice_size * p.slice_size
+    cap = np.maximum(cap, 1)
     need = -(-p.units // cap)
     if p.pp > 1:
         need = np.maximum(need, p.pp * -(-(p.units // p.pp) // cap))

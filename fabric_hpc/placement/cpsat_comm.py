@@ -139,7 +139,10 @@ def _bandwidth(m, p: Problem, items, c, u, spans: dict, ys: dict, k: _Scale, cro
               + [b for _, _, _, b in ups]) + 1
     t_bw = m.NewIntVar(0, big, "t_bw")
     s_nvl = _spans_two(m, spans, j_nvl, "s_nvl")
-    hi = max(int(p.units * (p.gpn or 1)), 1)
+    # GPUs of the gang in one NVLink domain: at most the largest domain's (the element tables below
+    # have hi + 1 entries; the gang's size made them thousands long on many NVL72 racks, minutes of
+    # CP-SAT wall time past every limit)
+    hi = max(min(int(p.units * (p.gpn or 1)), largest_domain_gpus(lv, j_nvl)), 1)
     for ci, (rates, entries, maxg) in enumerate(classes):
         when = [s_nvl]
         if len(classes) > 1:  # this class's terms hold where one of its domains is used

@@ -156,6 +156,8 @@ class ClusterState:
             taken = ", ".join(f"{self.fab.gpus[i]} ({self._owner_name(i)})" for i in busy[:5])
             raise ConfigError(f"job {job!r}: {busy.size} GPU(s) are not free: {taken}",
                               hint="release the other job or choose free GPUs")
+        if meta:  # what a state file may hold (save() must write what load() reads)
+            self._check_meta(job, meta)
         if job not in self._job_num:
             self._own_jobs()
             self._job_num[job] = len(self._job_ids)
@@ -163,6 +165,19 @@ class ClusterState:
         self.owner[idx] = self._job_num[job]
         if meta:
             self.job_meta.setdefault(job, {}).update(meta)
+
+    def _check_meta(self, job: str, meta: dict[str, Any]) -> None:
+        """A ConfigError when ``meta`` is not what a state file may hold: plain values, ``tp``/``pp``
+        whole numbers ≥ 1 (whether their product divides the job's GPUs is read at use: else one ring,
+        :meth:`parallel_shape`, and :meth:`to_dict` leaves them out)."""
+        odd = sorted(k for k, v in meta.items() if not isinstance(v, (str, int, float, bool)))
+        if odd:
+            raise ConfigError(f"job {job!r}: metadata {odd} must be plain values (string, number, "
+                              "true/false)", hint='e.g. tier="normal"')
+        bad = _shape_problem(meta.get("tp", 1), meta.get("pp", 1), 0)  # 0 GPUs: the types only
+        if bad:
+            raise ConfigError(f"job {job!r}: {bad}", hint="give the job's tensor-parallel group size "
+                              "as tp and its pipeline stages as pp (or leave them out)")
 
     def release(self, job: str) -> int:
         """Free every GPU of ``job``; returns how many were freed."""
@@ -204,7 +219,11 @@ class ClusterState:
             hosts = sorted({self.fab.gpu(self.fab.gpu_pos[g]).host for g in gpus}, key=self.fab.host_pos.get)
             whole = sum(len(self.fab.host_gpus(h)) for h in hosts) == len(gpus)
             where = {"hosts": compress(hosts)} if whole and hosts else {"gpus": gpus}
-            jobs[job] = {**where, **self.job_meta.get(job, {})}
+            meta = self.job_meta.get(job, {})
+            shape = (meta.get("tp", 1), meta.get("pp", 1))
+            if ("tp" in meta or "pp" in meta) and _shape_problem(*shape, len(gpus)):
+                meta = {k: v for k, v in meta.items() if k not in ("tp", "pp")}  # one ring (parallel_shape)
+            jobs[job] = {**where, **meta}
         down_idx = np.flatnonzero(self.owner == DOWN)
         hosts_down = [h for h in self.fab.hosts if self.fab.host_gpus(h)
                       and all(self.owner[self.fab.gpu_pos[g]] == DOWN for g in self.fab.host_gpus(h))]
