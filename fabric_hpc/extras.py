@@ -41,3 +41,19 @@ def require(module: str, *, extra: str, needed_for: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         raise missing_dependency(module, extra, needed_for, exc) from None
+    except (RuntimeError, OSError) as exc:  # mpi4py >= 4 without a loadable MPI library: RuntimeError
+        raise unloadable_dependency(module, extra, needed_for, exc) from None
+
+
+def unloadable_dependency(module: str, extra: str, needed_for: str, exc: Exception) -> ExternalError:
+    """The error for ``module`` that is installed but fails to load what it needs (a shared library)."""
+    top = module.split(".")[0]
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    why = ": ".join(lines[:2])[:300]
+    if top == "mpi4py":
+        return ExternalError(f"{needed_for} needs mpi4py, which cannot load the MPI library ({why})",
+                             hint="make an MPI library loadable on every node: load your site's MPI "
+                                  "(e.g. module load mpich) or pip install 'fabric-hpc[mpi]' (the PyPI "
+                                  "mpich wheel); MPI4PY_LIBMPI, when set, must name that library")
+    return ExternalError(f"{needed_for} needs {top}, which is installed but cannot be loaded ({why})",
+                         hint=f"repair that installation: pip install 'fabric-hpc[{extra}]' --force-reinstall")

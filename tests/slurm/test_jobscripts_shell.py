@@ -123,5 +123,7 @@ def test_a_missing_fabric_command_is_named_up_front(tmp_path: Path, script: str)
         proc = subprocess.run(["bash", str(REPO / "jobscripts" / f"{script}.sbatch")], capture_output=True,
                               text=True, env={**env, "FABRIC_PYTHON": str(py)}, timeout=60)
         assert proc.returncode == 0, proc.stderr
-        first = (tmp_path / "log").read_text().splitlines()[0]
+        lines = (tmp_path / "log").read_text().splitlines()
+        assert lines[0] == "py -c import fabric_hpc.cli", lines  # it imports fabric_hpc (else exit 127)
+        first = lines[1]
         assert first.startswith("py -m fabric_hpc.cli ") or first.startswith("srun --mpi=pmi2 "), first
