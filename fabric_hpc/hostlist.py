@@ -163,17 +163,22 @@ def expand(expr: str, *, budget: int = MAX_NAMES, repeats: bool = True) -> list[
     return names
 
 
+#: Matching one host against a part's ranges costs about as much as making this many names (CPython
+#: 3.11: ~5 us against ~1.2 us), so :func:`select` expands a part of up to this many names per host.
+_SCAN_COST = 4
+
+
 def select(expr: str, hosts: Collection[str], *, budget: int = MAX_NAMES) -> set[str]:
     """The names among ``hosts`` that ``expr`` names: ``set(expand(expr)) & set(hosts)``, with the
-    same checks and errors, without expanding the whole list. A part of ``expr`` that stands for no
-    more names than there are hosts is expanded; a larger one (``n[1-99998]`` against a 16-host
-    fabric) is matched host by host against its ranges, so each part costs at most
-    ``min(its names, len(hosts))`` names generated or examined."""
+    same checks and errors, without expanding the whole list. A part of ``expr`` that stands for at
+    most :data:`_SCAN_COST` names per host is expanded; a larger one (``n[1-99998]`` against a 16-host
+    fabric) is matched host by host against its ranges, so no part costs more than
+    ``min(its names, _SCAN_COST * len(hosts))`` names' work."""
     parts = _checked_parts(expr, budget)
     members = hosts if isinstance(hosts, (AbstractSet, Mapping)) else set(hosts)
     found: set[str] = set()
     for part in parts:
-        if _count(expr, part) <= len(members):
+        if _count(expr, part) <= _SCAN_COST * len(members):
             found.update(n for n in _expand_one(expr, part) if n in members)
         else:
             pattern = _Pattern(expr, part)

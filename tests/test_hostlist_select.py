@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fabric_hpc import hostlist
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.hostlist import MAX_NAMES, expand, outside, select
 from tests.hostlist_counter import made  # noqa: F401  (fixture)
@@ -58,7 +59,13 @@ def test_a_short_list_is_expanded_not_matched_against_every_host(made) -> None: 
 ])
 def test_select_keeps_the_syntax(expr, hosts, want) -> None:
     assert select(expr, hosts) == want == set(expand(expr)) & set(hosts)
-    assert select(expr, hosts[:1]) == set(expand(expr)) & set(hosts[:1])  # matched, not expanded
+    assert _matched(expr, hosts) == want  # every part matched host by host, none expanded
+
+
+def _matched(expr: str, hosts: list[str]) -> set[str]:
+    """The hosts that :func:`select`'s matcher finds, whatever the sizes."""
+    patterns = [hostlist._Pattern(expr, part) for part in hostlist._checked_parts(expr, MAX_NAMES)]
+    return {h for h in hosts if any(p.matches(h) for p in patterns)}
 
 
 @pytest.mark.parametrize("bad", ["", "  ", "n[1-", "n1-3]", "n[3-1]", "n[a-b]", "n[1,,2]", "[1-4]", "n[1-2]]",
@@ -117,6 +124,7 @@ def test_select_and_outside_equal_the_plain_expansion(expr, hosts, data) -> None
     hosts = hosts + data.draw(st.lists(st.sampled_from(names), max_size=10))  # some hosts it names
     assert select(expr, hosts) == set(names) & set(hosts)
     assert outside(expr, hosts) == next((n for n in names if n not in set(hosts)), None)
-    few = hosts[:1]  # fewer hosts than names: the parts are matched, not expanded
+    assert _matched(expr, hosts) == set(names) & set(hosts)
+    few = hosts[:1]  # fewer hosts than names: the larger parts are matched, not expanded
     assert select(expr, few) == set(names) & set(few)
     assert select(expr, set(hosts)) == select(expr, dict.fromkeys(hosts)) == set(names) & set(hosts)
