@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fabric_hpc.errors import ConfigError, FabricError
-from fabric_hpc.hostlist import compress, expand
+from fabric_hpc.hostlist import compress, outside, select
 from fabric_hpc.placement.contract import Placement
 from fabric_hpc.placement.cost import CostWeights, evaluate, stranded
 from fabric_hpc.placement.levels import domain_sums, fabric_levels, free_per_host, largest_domain_gpus
@@ -177,9 +177,9 @@ class Problem:
         fab, r = self.fab, self.request
         ok = _type_ok(fab, r.gpu_model, tuple(r.features)) & (self.levels.host_gpus > 0)
         if r.include:
-            ok &= np.isin(np.arange(len(fab.hosts)), [self._host(h) for h in expand(r.include)])
+            ok &= np.isin(np.arange(len(fab.hosts)), self._hosts(r.include))
         if r.exclude:
-            ok[[self._host(h) for h in expand(r.exclude)]] = False
+            ok[self._hosts(r.exclude)] = False
         if r.within == "nvlink":  # PCIe-only GPUs are in no NVLink domain (docs/placement.md, "within")
             ok &= ~pcie_only_hosts(fab)
         return ok
@@ -191,6 +191,14 @@ class Problem:
     def eligible_hosts_with(self, gpus: int) -> int:
         """How many hosts the request may use have at least ``gpus`` GPUs."""
         return len(self._sizes) - bisect.bisect_left(self._sizes, gpus)
+
+    def _hosts(self, expr: str) -> list[int]:
+        """The positions of the hosts of a host list; its first name the fabric lacks is a ConfigError
+        (:meth:`_host`). The list is not expanded (``n[1-99998]`` against 16 hosts)."""
+        missing = outside(expr, self.fab.host_pos)
+        if missing is not None:
+            self._host(missing)
+        return [self.fab.host_pos[h] for h in select(expr, self.fab.host_pos)]
 
     def _host(self, name: str) -> int:
         if name not in self.fab.host_pos:

@@ -20,7 +20,7 @@ from weakref import WeakKeyDictionary
 import numpy as np
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.hostlist import expand
+from fabric_hpc.hostlist import select
 from fabric_hpc.placement import SOLVERS, ClusterState, Placement, PlacementInfeasible, SolveOptions, place
 from fabric_hpc.placement.levels import FabricLevels, domain_sums, fabric_levels, free_per_host
 from fabric_hpc.placement.problem import _type_ok
@@ -123,9 +123,9 @@ def gang_gpus(job: Job, fab) -> int:
         ok = _type_ok(fab, r.gpu_model, tuple(r.features)) & (lv.host_gpus > 0)
         pos = fab.host_pos
         if r.include:
-            ok &= np.isin(np.arange(ok.size), [pos[h] for h in expand(r.include) if h in pos])
+            ok &= np.isin(np.arange(ok.size), [pos[h] for h in select(r.include, pos)])
         if r.exclude:
-            ok[[pos[h] for h in expand(r.exclude) if h in pos]] = False
+            ok[[pos[h] for h in select(r.exclude, pos)]] = False
         sizes = np.sort(lv.host_gpus[ok])[: r.nodes]
         memo[key] = int(sizes.sum()) + (r.nodes - sizes.size) * max(int(lv.host_gpus.max(initial=1)), 1)
     return memo[key]
@@ -149,9 +149,9 @@ def compact_job(job: Job, fab) -> Job:
     allowed = np.ones(lv.host_gpus.size, bool)
     pos = fab.host_pos
     if r.include:
-        allowed &= np.isin(np.arange(allowed.size), [pos[h] for h in expand(r.include) if h in pos])
+        allowed &= np.isin(np.arange(allowed.size), [pos[h] for h in select(r.include, pos)])
     if r.exclude:
-        allowed[[pos[h] for h in expand(r.exclude) if h in pos]] = False
+        allowed[[pos[h] for h in select(r.exclude, pos)]] = False
     k = 1
     if job.gpus:
         k = _domains_for(job.gpus, np.bincount(dom, weights=lv.host_gpus * allowed))

@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.hostlist import compress, expand
+from fabric_hpc.hostlist import compress, expand, select
 from fabric_hpc.placement import ClusterState
 from fabric_hpc.placement.levels import fabric_levels
 from fabric_hpc.placement.request import Request
@@ -115,8 +115,9 @@ def fit(blocks: Blocks, fab: Fabric, state: ClusterState, job: Job, request: Req
 
 def _fit(blocks: Blocks, fab: Fabric, state: ClusterState, nodes: int, seg: int, request: Request) -> Request:
     gpn = request.gpus_per_node or 1
-    excluded = set(expand(request.exclude)) if request.exclude else set()
-    only = set(expand(request.include)) if request.include else None
+    # the fabric's hosts the lists name (not expanded: include=n[1-99998] against 16 hosts)
+    excluded = select(request.exclude, fab.host_pos) if request.exclude else set()
+    only = select(request.include, fab.host_pos) if request.include else None
     in_blocks = {h for b in blocks.bases for h in b}
 
     def ok(h: str) -> bool:  # the job may ever run there
@@ -125,7 +126,8 @@ def _fit(blocks: Blocks, fab: Fabric, state: ClusterState, nodes: int, seg: int,
 
     out = [h for h in fab.hosts if h not in in_blocks and ok(h)]
     if out:  # Slurm allocates no node outside the blocks
-        request = request.model_copy(update={"exclude": compress(sorted(excluded | set(out)))})
+        given = set(expand(request.exclude)) if request.exclude else set()  # names outside the fabric too
+        request = request.model_copy(update={"exclude": compress(sorted(given | set(out)))})
     if seg and seg < nodes:
         return _segments(blocks, fab, nodes, seg, request)
     level, ll = block_level(nodes, blocks.base_size, blocks.levels)

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field, replace
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.events import emit
-from fabric_hpc.hostlist import compress, expand
+from fabric_hpc.hostlist import compress, expand, select
 from fabric_hpc.placement import ClusterState
 from fabric_hpc.placement.explain import never_fits
 from fabric_hpc.placement.request import Request, request_fields
@@ -208,10 +208,10 @@ def kept_out(job: Job, node_names: Collection[str]) -> str | None:
     opts, _ = split_options(job)
     try:
         include = request_fields(opts, source="--comment").get("include") if opts else None
-        allowed = set(expand(include)) if include else None
+        allowed = select(include, node_names) if include else None  # not expanded: n[1-99998]
     except ConfigError:
         return None
-    if not allowed:
+    if allowed is None:
         return None
     out = {n for n in node_names if n not in allowed}
     if out <= set(job.exc_nodes):
@@ -529,8 +529,8 @@ def _pin_gpus(fab: Fabric, state: ClusterState, job: Job,
 def _avoiding(request: Request, avoid: Collection[str]) -> Request:
     """The request with the hosts it must not get added to its ``exclude`` (:meth:`Hosts.kept_from`, and
     those of its stale pins)."""
-    given = set(expand(request.exclude)) if request.exclude else set()
-    extra = set(avoid) - given
-    if not extra:
+    extra = set(avoid) - (select(request.exclude, avoid) if request.exclude else set())
+    if not extra:  # the list is expanded only to write a new one
         return request
+    given = set(expand(request.exclude)) if request.exclude else set()
     return request.model_copy(update={"exclude": compress(sorted(extra | given))})
