@@ -305,6 +305,7 @@ def install(config_path: str, topology: str | None, root: str, dry_run: bool, fo
     from fabric_hpc.slurm.rest_token import rest_token_note
 
     from fabric_hpc.errors import ConfigError
+    from fabric_hpc.slurm.site_gres import read_site_gres
     from fabric_hpc.slurm.slurm_settings import plugins, site_node_gres, site_settings
 
     from fabric_hpc.slurm.install_checks import check_private_tmp, check_python
@@ -315,10 +316,13 @@ def install(config_path: str, topology: str | None, root: str, dry_run: bool, fo
         click.echo(f"warning: {warning}", err=True)
     fab = _fabric(topology or cfg.agent.topology)
     settings, source = site_settings(cfg, Path(root))
+    inst = Installer(cfg, root=root)
+    gres_conf = str(Path(cfg.install.slurm_conf_dir) / "gres.conf")
+    site_gres = read_site_gres(inst.at(gres_conf), gres_conf, fab.hosts)
     files, lines = plan(cfg, fab, slurm_version=cfg.install.slurm_version or detect_slurm_version(),
                         job_submit_plugins=settings.get("JobSubmitPlugins"),
-                        gres_types=settings.get("GresTypes"), node_gres=site_node_gres(cfg, Path(root)))
-    inst = Installer(cfg, root=root)
+                        gres_types=settings.get("GresTypes"), node_gres=site_node_gres(cfg, Path(root)),
+                        site_gres=site_gres)
     refusals: list[str] = []
     if dry_run:
         click.echo(inst.diff(files) or "(nothing would change)\n", nl=False)
@@ -332,6 +336,8 @@ def install(config_path: str, topology: str | None, root: str, dry_run: bool, fo
     else:
         for action in inst.install(files, force=force):
             click.echo(action)
+    for line in site_gres.summary() if site_gres else []:
+        click.echo(line)
     click.echo("\nAdd to slurm.conf (fabric never edits it), then `scontrol reconfigure`:")
     for line in lines:
         click.echo(f"  {line}")

@@ -16,6 +16,7 @@ from fabric_hpc.errors import ConfigError
 from fabric_hpc.slurm.deploy_config import DeployConfig
 from fabric_hpc.slurm.limits import MAX_GPUS_PER_NODE
 from fabric_hpc.slurm.manifest import UNIT_NAME
+from fabric_hpc.slurm.site_gres import KEPT_HEADER, SiteGres
 from fabric_hpc.slurm.unit import agent_toml, unit_text
 from fabric_hpc.topology import Fabric
 
@@ -37,10 +38,12 @@ def _header(comment: str) -> str:
 
 def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None,
          job_submit_plugins: str | None = None, gres_types: str | None = None,
-         node_gres: Mapping[str, str] | None = None) -> tuple[list[Planned], list[str]]:
+         node_gres: Mapping[str, str] | None = None,
+         site_gres: SiteGres | None = None) -> tuple[list[Planned], list[str]]:
     """The files install writes, and the slurm.conf lines the admin adds (``JobSubmitPlugins``: the
     site's current ``job_submit_plugins`` kept, lua added; ``GresTypes``: the site's ``gres_types``
-    kept, gpu added; node lines with each node's other GRES of ``node_gres``, ``{node: "nvme:1"}``)."""
+    kept, gpu added; node lines with each node's other GRES of ``node_gres``, ``{node: "nvme:1"}``).
+    gres.conf keeps what ``site_gres`` kept of the site's (:mod:`fabric_hpc.slurm.site_gres`)."""
     from fabric_hpc.slurm.slurm_settings import gres_types_line, job_submit_line
 
     from fabric_hpc.slurm.plugins import render_job_submit
@@ -68,7 +71,7 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None,
     files = [
         Planned(str(sc / "job_submit.lua"), _header("--") + lua),
         topo,
-        Planned(str(sc / "gres.conf"), _header("#") + export.gres_conf(fab, device_dir=i.gres_device_dir)),
+        Planned(str(sc / "gres.conf"), _header("#") + _gres_conf(fab, i.gres_device_dir, site_gres)),
         *scripts.values(),
         Planned(str(cd / "prolog.json"), prolog_json),
         Planned(str(cd / "topology.yaml"), _header("#") + dump_spec(fab.spec),
@@ -92,6 +95,15 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None,
     lines += ["# node lines (must agree with the fabric model):",
               *export.slurm_nodes_conf(fab, node_gres).splitlines()]
     return files, lines
+
+
+def _gres_conf(fab: Fabric, device_dir: str, site: SiteGres | None) -> str:
+    """fabric's GPU lines, then the lines kept of the site's gres.conf (with its global AutoDetect)."""
+    from fabric_hpc.topology import export
+
+    autodetect = (site.autodetect if site else None) or "off"
+    text = export.gres_conf(fab, device_dir=device_dir, autodetect=autodetect)
+    return text + ("\n".join([KEPT_HEADER, *site.kept]) + "\n" if site and site.kept else "")
 
 
 def _max_gpus_per_node(cfg: DeployConfig, fab: Fabric) -> int:
