@@ -227,7 +227,7 @@ def _trace_options(trace: str, fab: Fabric, sizes: np.ndarray, time_scale: float
 def _kind_options(procs_per_gpu: str | None, swf_queue_tier: str | None,
                   gpus_per_node: str | None) -> dict:
     """The reader options of one trace kind (``load_trace`` refuses them for the other kinds)."""
-    from fabric_hpc.sim.traces import parse_queue_tiers
+    from fabric_hpc.sim.swf import parse_queue_tiers
 
     opts: dict = {}
     for key, flag, text in (("procs_per_gpu", "--procs-per-gpu", procs_per_gpu),

@@ -13,7 +13,8 @@ from typing import Any
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.events import MAX_EVENT_CHARS, emit, read_json_lines
 from fabric_hpc.inference.engine import EngineLimits
-from fabric_hpc.inference.intake import changed_error, load_snapshot, read_items, snapshot_lines, spool_lines
+from fabric_hpc.inference.intake import changed_error, read_items
+from fabric_hpc.inference.spool import load_snapshot, snapshot_lines, spool_lines
 from fabric_hpc.inference.journal import committed_ids, merge_outputs, private_files
 from fabric_hpc.inference.pipeline import PHASES
 from fabric_hpc.inputs import read_json

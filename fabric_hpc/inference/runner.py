@@ -20,15 +20,8 @@ from fabric_hpc.errors import ConfigError, ExternalError, FabricError, NotFoundE
 from fabric_hpc.events import emit
 from fabric_hpc.inference.engine import (Engine, EngineLimits, KnowsVocabulary, build_engine,
                                          load_engine_config)
-from fabric_hpc.inference.intake import (
-    DeadLetter,
-    WorkItem,
-    checked_snapshot,
-    ignored_entries,
-    read_items,
-    snapshot_lines,
-    stream_lines,
-)
+from fabric_hpc.inference.intake import DeadLetter, WorkItem, read_items
+from fabric_hpc.inference.spool import checked_snapshot, ignored_entries, snapshot_lines, stream_lines
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.inference.journal import (
     ChunkSink,

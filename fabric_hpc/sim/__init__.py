@@ -18,7 +18,8 @@ from fabric_hpc.sim.results import load_results, results_dict, write_results
 from fabric_hpc.sim.contention import CommProfile, Contention
 from fabric_hpc.sim.slurmlog import read_jobcomp, read_sacct
 from fabric_hpc.sim.synthetic import GangWorkload, gang_workload
-from fabric_hpc.sim.traces import Trace, read_openb, read_swf, read_tiresias
+from fabric_hpc.sim.swf import read_swf
+from fabric_hpc.sim.traces import Trace, read_openb, read_tiresias
 
 __all__ = ["KINDS", "CommProfile", "Contention", "GangWorkload", "JobRecord", "SimResult", "Simulator", "Trace",
            "comparison_metrics", "comparison_rows", "gang_workload", "jain", "load_results", "load_trace", "read_jobcomp", "read_openb",

@@ -19,7 +19,8 @@ from fabric_hpc.errors import ConfigError
 from fabric_hpc.sim.rows import lines
 from fabric_hpc.sim.slurmlog import read_jobcomp, read_sacct
 from fabric_hpc.sim.synthetic import GangWorkload, gang_workload
-from fabric_hpc.sim.traces import Trace, _open, read_openb, read_swf, read_tiresias
+from fabric_hpc.sim.swf import read_swf
+from fabric_hpc.sim.traces import Trace, _open, read_openb, read_tiresias
 
 READERS = {"tiresias": read_tiresias, "openb": read_openb, "swf": read_swf, "sacct": read_sacct,
            "jobcomp": read_jobcomp}

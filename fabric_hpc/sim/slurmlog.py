@@ -44,9 +44,9 @@ from typing import Any
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.scheduler.contract import Job
-from fabric_hpc.sim.rows import NO_GPU_TRES, NO_SUBMIT, NOT_FINISHED, NOT_GPU, Keep, lines
-from fabric_hpc.sim.traces import (MAX_JOB_GPUS, MAX_TRACE_SECONDS, Trace, _built, _host_size, _open,
-                                   gang_request)
+from fabric_hpc.sim.rows import (MAX_TRACE_SECONDS, NO_GPU_TRES, NO_SUBMIT, NOT_FINISHED, NOT_GPU, Keep,
+                                lines)
+from fabric_hpc.sim.traces import MAX_JOB_GPUS, Trace, _built, _host_size, _open, gang_request
 
 DEFAULT_TIER_MAP = {"high": "high", "urgent": "high", "spot": "spot", "preempt": "spot", "preemptible": "spot",
                     "low": "spot", "scavenger": "spot"}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import stat
 import threading
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from fabric_hpc.errors import ConfigError, ExternalError, FabricError
 from fabric_hpc.inputs import os_error, read_bytes, read_json
 from fabric_hpc.pidlock import PidLock
+from fabric_hpc.slurm.cli_backend import ChildTimeout, run_child
 from fabric_hpc.slurm.contract import Node, RestAddressed, SlurmClient, SlurmError
 from fabric_hpc.slurm.plugins import PROTOCOL_VERSION, plugin_dir
 from fabric_hpc.topology import Fabric
@@ -124,20 +124,10 @@ def _unanswered(client: SlurmClient, timeout_s: float) -> SlurmError:
 def _probe(argv: list[str], deadline: float, stop: threading.Event) -> bool | None:
     """Run ``argv`` until ``deadline``: True when it ended (answered, or failed: the read in this process
     then says how), False when it did not end in time (killed), None when ``stop`` was set (killed)."""
-    import subprocess
-
-    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
     try:
-        while child.poll() is None:
-            if stop.is_set() or time.monotonic() >= deadline:
-                return None if stop.is_set() else False
-            stop.wait(0.05)
-        return True
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+        return None if run_child(argv, deadline - time.monotonic(), stop=stop) is None else True
+    except ChildTimeout:
+        return False
 
 
 def contact_answers(argv: list[str], seconds: float) -> bool:

@@ -11,6 +11,11 @@ refuses a line whose keys repeat) and ``scontrol show node -d -o`` remain text r
 answers and Slurm builds without JSON.
 Actions are ``scontrol update/hold/release/requeue``, ``scancel`` and ``sbatch --parsable``. Each call has a
 timeout; a failure is a :class:`SlurmError` with Slurm's message.
+
+:func:`run_child` is the one way the slurm package runs any other child process with a deadline (the
+pyslurm backend's contact probe, ``scontrol show config``/``--version`` at install, the interpreter
+check); the client's own commands run in :meth:`CliClient.run`, which another thread may also stop
+(:meth:`CliClient.interrupt`).
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from fabric_hpc.errors import FabricError, NotFoundError
+from fabric_hpc.errors import ExternalError, FabricError, NotFoundError
 from fabric_hpc.slurm import decode, segment
 from fabric_hpc.slurm import reservations as resv
 from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, check_slurm_conf
@@ -49,6 +56,57 @@ def _tail(msg: str, lines: int = 12) -> str:
     """The last lines of a command's error output (the fatal line is last)."""
     parts = msg.splitlines()
     return msg if len(parts) <= lines else "\n".join(["...", *parts[-lines:]])
+
+
+class ChildTimeout(ExternalError):
+    """A child process that did not end within its deadline (:func:`run_child` killed it)."""
+
+
+class ChildNotStarted(ExternalError):
+    """A child process that could not be started; ``reason``: the system's words (its strerror)."""
+
+    reason = ""
+
+
+#: how often :func:`run_child` looks at ``stop`` while it waits (s)
+_STOP_POLL_S = 0.05
+
+
+def run_child(argv: Sequence[str | os.PathLike[str]], timeout_s: float, *,
+              stop: threading.Event | None = None, env: Mapping[str, str] | None = None,
+              cwd: str | None = None) -> subprocess.CompletedProcess[str] | None:
+    """Run ``argv`` (no shell, stdin closed, stdout and stderr read as text, a byte that is not UTF-8 as
+    U+FFFD) for at most ``timeout_s`` seconds: its CompletedProcess, whatever its exit status, or None when
+    ``stop`` was set first. A child past its deadline or stopped is killed and reaped, never left running.
+    :class:`ChildTimeout` when it did not end in time, :class:`ChildNotStarted` when it could not be
+    started (a missing or non-executable program); both name the command."""
+    words = [os.fspath(a) for a in argv]
+    try:
+        child = subprocess.Popen(words, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
+                                 env=env, cwd=cwd)
+    except OSError as exc:
+        error = ChildNotStarted(f"cannot run `{shlex.join(words)}`: {exc.strerror or exc}",
+                                hint="is the program installed, executable and on PATH?")
+        error.reason = str(exc.strerror or exc)
+        raise error from None
+    deadline = time.monotonic() + timeout_s
+    with child:  # closes the pipes and reaps the child, whatever happens here
+        try:
+            while True:
+                left = max(0.0, deadline - time.monotonic())
+                try:
+                    out, err = child.communicate(timeout=left if stop is None else min(left, _STOP_POLL_S))
+                    return subprocess.CompletedProcess(words, child.returncode, out, err)
+                except subprocess.TimeoutExpired:
+                    if stop is not None and stop.is_set():
+                        return None
+                    if time.monotonic() >= deadline:
+                        raise ChildTimeout(f"`{shlex.join(words)}` did not end within {timeout_s:g} s "
+                                           "(killed)") from None
+        finally:
+            if child.poll() is None:
+                child.kill()
 
 
 class CliClient(SlurmClient):

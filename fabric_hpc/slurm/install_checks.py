@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 import posixpath
-import subprocess
 from pathlib import Path
 
 from fabric_hpc.errors import ConfigError
+from fabric_hpc.slurm.cli_backend import ChildNotStarted, ChildTimeout, run_child
 from fabric_hpc.slurm.deploy_config import DeployConfig
 
 #: Seconds the interpreter has to import fabric_hpc (a cold start on a network file system is slow).
@@ -30,12 +30,11 @@ def import_problem(python: str | os.PathLike[str]) -> str | None:
     if not os.path.isfile(python):
         return "does not exist" if not os.path.lexists(python) else "is not a file"
     try:
-        proc = subprocess.run([os.fspath(python), "-I", "-c", "import fabric_hpc"], cwd="/", text=True,
-                              capture_output=True, timeout=IMPORT_TIMEOUT_S, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
+        proc = run_child([python, "-I", "-c", "import fabric_hpc"], IMPORT_TIMEOUT_S, cwd="/")
+    except ChildTimeout:
         return f"did not import fabric_hpc within {IMPORT_TIMEOUT_S} s"
-    except OSError as exc:
-        return f"cannot run: {exc.strerror or exc}"
+    except ChildNotStarted as exc:
+        return f"cannot run: {exc.reason}"
     if proc.returncode == 0:
         return None
     last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]

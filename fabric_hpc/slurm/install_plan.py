@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from fabric_hpc import __version__
 from fabric_hpc.errors import ConfigError
+from fabric_hpc.slurm.cli_backend import ChildNotStarted, ChildTimeout, run_child
 from fabric_hpc.slurm.deploy_config import DeployConfig
 from fabric_hpc.slurm.limits import MAX_GPUS_PER_NODE
 from fabric_hpc.slurm.manifest import UNIT_NAME
@@ -20,6 +20,8 @@ from fabric_hpc.slurm.site_gres import KEPT_HEADER, SiteGres
 from fabric_hpc.slurm.unit import agent_toml, unit_text
 from fabric_hpc.topology import Fabric
 
+#: Seconds ``scontrol --version`` has to answer (no answer: the Slurm version is not known)
+SCONTROL_TIMEOUT_S = 10
 HEADER = ("Written by `fabric slurm install` (fabric-hpc {v}); `fabric slurm uninstall` removes it. "
           "Edit the agent config and reinstall instead of editing this file.")
 
@@ -192,7 +194,7 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 def detect_slurm_version(env: dict[str, str] | None = None) -> str | None:
     """``scontrol --version`` (``slurm 25.11.7`` → ``25.11.7``); None when scontrol is not there."""
     try:
-        out = subprocess.run(["scontrol", "--version"], capture_output=True, text=True, timeout=10, env=env)
-    except (OSError, subprocess.TimeoutExpired):
+        out = run_child(["scontrol", "--version"], SCONTROL_TIMEOUT_S, env=env)
+    except (ChildNotStarted, ChildTimeout):
         return None
     return out.stdout.split()[-1] if out.returncode == 0 and out.stdout.split() else None

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 import pwd
-import subprocess
 from collections.abc import Callable, Sequence
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.slurm.actions import PRIVILEGE_HINT
+from fabric_hpc.slurm.cli_backend import ChildNotStarted, ChildTimeout, run_child
 from fabric_hpc.slurm.contract import SlurmError
 
 Run = Callable[[Sequence[str]], str]
+#: Seconds ``scontrol show config`` has to answer when install looks up the SlurmUser (no answer: none known)
+SCONTROL_TIMEOUT_S = 10
 
 
 def slurm_user_from(config_text: str) -> str | None:
@@ -31,8 +33,8 @@ def slurm_user_from(config_text: str) -> str | None:
 def detect_slurm_user(env: dict[str, str] | None = None) -> str | None:
     """The cluster's SlurmUser (``scontrol show config``); None when scontrol does not answer."""
     try:
-        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=10, env=env)
-    except (OSError, subprocess.TimeoutExpired):
+        out = run_child(["scontrol", "show", "config"], SCONTROL_TIMEOUT_S, env=env)
+    except (ChildNotStarted, ChildTimeout):
         return None
     return slurm_user_from(out.stdout) if out.returncode == 0 else None
 

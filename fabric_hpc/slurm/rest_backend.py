@@ -34,6 +34,7 @@ from fabric_hpc.slurm import segment
 from fabric_hpc.slurm import reservations as resv
 from fabric_hpc.slurm.cli_backend import CliClient
 from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, shown_url
+from fabric_hpc.slurm.rest_answers import JWT_HINT, _AUTH_STATUS, _NOT_FOUND, checked
 from fabric_hpc.slurm.rest_submit import (_hosts, minutes, sbatch_args_to_job,  # noqa: F401 - re-exported
                                            sbatch_args_to_job_desc, sbatch_options, start_time)
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError, queued
@@ -45,22 +46,9 @@ _VERSION = re.compile(r"^/slurm/v(\d+)\.(\d+)\.(\d+)/")
 _UPDATE_KEYS = {"ReqNodeList": ("nodelist", "required_nodes"), "StartTime": ("begin_time", "begin_time"),
                 "Comment": ("comment", "comment"), "TimeLimit": ("time_limit", "time_limit"),
                 "ExcNodeList": ("exclude_nodes", "excluded_nodes"), "Name": ("name", "name")}
-#: the notice a held job's submit or update gets: in "errors" (v0.0.38, code 2042) or in
-#: "warnings" (v0.0.42+, text only). It says the hold asked for was applied; nothing else is benign.
-_BENIGN = {2042}
-_BENIGN_TEXT = "Job is in held state, pending scheduler release"
-#: the notice of an empty list (25.11's GET /jobs/ on an empty queue warns "Zero jobs to dump"): no failure
-_EMPTY_LIST = re.compile(r"Zero \w+ to dump")
-_NOT_FOUND = {2017}  # "Invalid job id specified"
 #: a read whose connection the server dropped is tried again after these pauses (s): slurmrestd
 #: closes or resets a connection now and then (restarts, a busy 22.05 under load); writes never are
 _READ_RETRY_S = (0.2, 0.6)
-#: the fix for an answer that says the request was not authenticated (401, 403, 511 or Slurm's words)
-JWT_HINT = ("a JWT is missing, expired or not this cluster's, or not for the user sent (X-SLURM-USER-NAME: "
-            "user=/agent.rest_user, else $USER)? export SLURM_JWT from `scontrol token username=USER` "
-            "(lifespan=SECONDS), on one line; an installed agent reads agent.rest_token_file "
-            "(docs/deploy.md)")
-_AUTH_STATUS = {401, 403, 511}
 #: the transport failures a retry may cure (a refused or missing socket is not one: nobody listens)
 _DROPPED = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)  # RemoteDisconnected is a reset
 #: the largest answer read (bytes): a GET /jobs/ of 10,000 jobs is about 100 MB; more is no slurmrestd's
@@ -431,41 +419,6 @@ class RestClient(SlurmClient):
         self._call("DELETE", f"/job/{int(job_id)}")
 
 
-def checked(status: int, data: Any, what: str) -> Mapping[str, Any]:
-    """A slurmrestd answer that reports success and nothing else; otherwise NotFoundError (unknown
-    job) or SlurmError with Slurm's messages. Every warning counts (only the held-job notice not)."""
-    data = decode.record(data, f"{what} answer")
-    errors, warnings = data.get("errors") or [], data.get("warnings") or []
-    if not isinstance(errors, list) or not isinstance(warnings, list):
-        raise SlurmError(f"{what}: 'errors'/'warnings' are {type(errors).__name__}/{type(warnings).__name__}")
-    errors = [e for e in errors if not (isinstance(e, dict) and e.get("error_code") in _BENIGN)]
-    warnings = [w for w in warnings
-                if not (isinstance(w, dict) and (str(w.get("description", "")).endswith(_BENIGN_TEXT)
-                                                 or _EMPTY_LIST.fullmatch(str(w.get("description", "")))))]
-    codes = {e.get(k) for e in errors if isinstance(e, dict) for k in ("error_code", "error_number", "errno")}
-    if status == 404 or codes & _NOT_FOUND:
-        raise NotFoundError(f"{what}: not found ({_messages(errors) or status})",
-                            hint=UNKNOWN_JOB_HINT if codes & _NOT_FOUND else None)
-    if status >= 400 or errors:
-        text = _messages(errors)
-        raise SlurmError(f"{what} answered HTTP {status}: {text}", hint=_auth_hint(status, text, codes))
-    if warnings:  # e.g. "Ignoring unknown field": Slurm did not do all that was asked
-        raise SlurmError(f"{what}: slurmrestd warned, so the request was not applied as asked: "
-                         f"{_messages(warnings)}", hint="a field this slurmrestd does not know? (docs/slurm.md)")
-    return data
-
-
-def _auth_hint(status: int, text: str, codes: set[Any]) -> str | None:
-    """The JWT fix for an answer that says the request was not authenticated: HTTP 401/403/511 or
-    "authentication" in Slurm's words (23.11+), or 22.05's bare "Unspecified error" (errno -1), which
-    its slurmrestd answers when slurmctld refuses the token."""
-    if status in _AUTH_STATUS or "authentication" in text.lower():
-        return JWT_HINT
-    if status == 500 and -1 in codes and "Unspecified error" in text:
-        return JWT_HINT + " (Slurm 22.05 answers a refused token so; otherwise see slurmctld's log)"
-    return None
-
-
 def _left(deadline: float) -> float:
     """The seconds left until ``deadline`` (a socket timeout); _Late once it has passed."""
     left = deadline - time.monotonic()
@@ -511,18 +464,3 @@ def header_value(value: str | None, what: str, *, secret: bool = False) -> str |
     return text or None
 
 
-def _messages(items: list[Any]) -> str:
-    """Slurm's messages: ``description`` (what failed, e.g. ``Batch job submission failed``) and, when
-    it says something else, ``error`` (Slurm's reason, e.g. ``Requested topology configuration is not
-    available``: v0.0.42+ error entries carry both)."""
-    out = []
-    for e in items:
-        if isinstance(e, dict):
-            description, reason = str(e.get("description") or ""), str(e.get("error") or "")
-            if description and reason and reason not in description:
-                out.append(f"{description}: {reason}")
-            else:
-                out.append(description or reason or str(e))
-        else:
-            out.append(str(e))
-    return "; ".join(out)

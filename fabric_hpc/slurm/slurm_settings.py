@@ -13,12 +13,12 @@ from __future__ import annotations
 import glob
 import os
 import re
-import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fabric_hpc.errors import ConfigError
+from fabric_hpc.slurm.cli_backend import ChildNotStarted, ChildTimeout, run_child
 from fabric_hpc.slurm.manifest import norm
 
 if TYPE_CHECKING:
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 #: The settings read, as Slurm spells them (slurm.conf keys are case-insensitive).
 KEYS = ("JobSubmitPlugins", "Prolog", "TaskProlog", "GresTypes")
+#: Seconds ``scontrol show config`` has to answer before :func:`running_settings` takes slurmctld for not
+#: running (install and uninstall then read the conf files instead); the value it always had.
+SHOW_CONFIG_TIMEOUT_S = 15
 MAX_INCLUDE_DEPTH = 8
 
 
@@ -43,14 +46,15 @@ def parse_show_config(text: str) -> dict[str, str]:
 
 
 def running_settings(env: dict[str, str] | None = None,
-                     run: Callable[[Sequence[str]], str] | None = None) -> dict[str, str] | None:
-    """The running slurmctld's settings (:func:`parse_show_config`); None when it does not answer."""
+                     run: Callable[[Sequence[str]], str] | None = None,
+                     timeout_s: float = SHOW_CONFIG_TIMEOUT_S) -> dict[str, str] | None:
+    """The running slurmctld's settings (:func:`parse_show_config`); None when it does not answer within
+    ``timeout_s`` (``run``: the caller's way to run the command, with its own timeout)."""
     if run is not None:
         return parse_show_config(run(["scontrol", "show", "config"]))
     try:
-        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=15,
-                             env=env)
-    except (OSError, subprocess.TimeoutExpired):
+        out = run_child(["scontrol", "show", "config"], timeout_s, env=env)
+    except (ChildNotStarted, ChildTimeout):
         return None
     return parse_show_config(out.stdout) if out.returncode == 0 and "SLURM_CONF" in out.stdout else None
 

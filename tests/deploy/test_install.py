@@ -110,7 +110,7 @@ def test_check_refuses_what_run_would_refuse(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_check_says_a_state_dir_that_is_a_file_is_not_a_directory(tmp_path: Path) -> None:
-    from fabric_hpc.cli.agent import _state_dir_ok
+    from fabric_hpc.cli.agent_checks import _state_dir_ok
     from fabric_hpc.errors import ConfigError
 
     (tmp_path / "afile").write_text("")

@@ -12,7 +12,8 @@ import pytest
 from fabric_hpc.errors import NotFoundError
 from fabric_hpc.events import read_json_lines
 from fabric_hpc.inference import DeadLetter, parse_item, read_items
-from fabric_hpc.inference.intake import IntakeRejection, spool_files, spool_lines, stream_lines
+from fabric_hpc.inference.intake import IntakeRejection
+from fabric_hpc.inference.spool import spool_files, spool_lines, stream_lines
 
 from .builders import SMALL
 
@@ -144,9 +145,10 @@ def test_poisoned_items_are_dead_lettered_with_bounded_reasons(tmp_path: Path) -
 
 
 def test_over_long_line_is_cut_and_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fabric_hpc.inference import intake
+    from fabric_hpc.inference import intake, spool
 
-    monkeypatch.setattr(intake, "MAX_LINE_BYTES", 64)
+    monkeypatch.setattr(spool, "MAX_LINE_BYTES", 64)  # where lines are cut
+    monkeypatch.setattr(intake, "MAX_LINE_BYTES", 64)  # the reason that names the limit
     ok = json.dumps({"id": "ok", "prompt": [1], "max_new_tokens": 1})
     padded = json.dumps({"id": "pad", "prompt": [1], "max_new_tokens": 1}) + " " * 200  # valid in its first 64 bytes
     (tmp_path / "a.jsonl").write_text('{"id": "long", "prompt": [' + "1, " * 100 + '1], '
@@ -161,7 +163,7 @@ def test_over_long_line_is_cut_and_rejected(tmp_path: Path, monkeypatch: pytest.
 
 def test_snapshot_reads_recorded_files_and_sizes_only(tmp_path: Path) -> None:
     from fabric_hpc.errors import ExternalError
-    from fabric_hpc.inference.intake import snapshot_lines, spool_snapshot
+    from fabric_hpc.inference.spool import snapshot_lines, spool_snapshot
 
     (tmp_path / "a.jsonl").write_text('{"x":0}\n')
     snap = spool_snapshot(tmp_path)
@@ -188,7 +190,7 @@ def test_damaged_snapshot_is_refused_before_use(tmp_path: Path, doc: object) -> 
     """A snapshot file is re-read by merge: damaged or edited, it is a ConfigError, and a name that is
     not a plain file name (``../etc/passwd``) never reaches the reader."""
     from fabric_hpc.errors import ConfigError
-    from fabric_hpc.inference.intake import load_snapshot, spool_snapshot
+    from fabric_hpc.inference.spool import load_snapshot, spool_snapshot
 
     path = tmp_path / "snap.json"
     path.write_text(doc if isinstance(doc, str) else json.dumps(doc))

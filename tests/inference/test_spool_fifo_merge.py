@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fabric_hpc.cli.main import main
-from fabric_hpc.inference.intake import snapshot_lines, spool_snapshot
+from fabric_hpc.inference.spool import snapshot_lines, spool_snapshot
 
 from .builders import make_config, random_items, write_spool
 
@@ -48,7 +48,7 @@ def test_snapshot_lines_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
     spool = write_spool(tmp_path, random_items(4, seed=6), files=1)
     snap = spool_snapshot(spool)
     _fifo_in_place(sorted(spool.glob("*.jsonl"))[0])
-    code = ("import json, sys\nfrom fabric_hpc.inference.intake import snapshot_lines\n"
+    code = ("import json, sys\nfrom fabric_hpc.inference.spool import snapshot_lines\n"
             "try:\n    list(snapshot_lines(json.loads(sys.argv[1])))\n"
             "except Exception as exc:\n    print(type(exc).__name__, exc)\n")
     try:

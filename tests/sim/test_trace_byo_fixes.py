@@ -20,7 +20,7 @@ from fabric_hpc.sim import (Simulator, load_trace, read_jobcomp, read_openb, rea
                             read_tiresias)
 from fabric_hpc.sim.rows import NEVER_RAN, NO_GPU_TRES, NO_RUN_TIME
 from fabric_hpc.sim.slurmlog import __doc__ as SLURMLOG_DOC
-from fabric_hpc.sim.traces import parse_queue_tiers
+from fabric_hpc.sim.swf import parse_queue_tiers
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "scheduler.md").read_text()

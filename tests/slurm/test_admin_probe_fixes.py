@@ -12,7 +12,8 @@ import pytest
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.slurm.contract import SlurmError
-from fabric_hpc.slurm.rest_backend import JWT_HINT, RestClient, header_value
+from fabric_hpc.slurm.rest_answers import JWT_HINT
+from fabric_hpc.slurm.rest_backend import RestClient, header_value
 from tests.slurm.unix_http import UnixHttpServer
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3OTk5OTk5OTksInN1biI6InJvb3QifQ.Zm9vYmFyYmF6cXV4cXV1eE55Zms0"
@@ -87,7 +88,7 @@ def test_a_header_value_http_refuses_is_an_error_without_its_text(echo: EchoServ
     (511, [{"description": "Unable to query jobs", "error": "Protocol authentication error"}]),
     (401, []), (500, [{"error": "Authentication failure"}])])
 def test_an_authentication_answer_gets_the_jwt_fix(status: int, errors: list[dict[str, str]]) -> None:
-    from fabric_hpc.slurm.rest_backend import checked
+    from fabric_hpc.slurm.rest_answers import checked
 
     with pytest.raises(SlurmError) as info:
         checked(status, {"errors": errors, "warnings": []}, "slurmrestd GET /jobs/")
@@ -96,7 +97,7 @@ def test_an_authentication_answer_gets_the_jwt_fix(status: int, errors: list[dic
 
 def test_a_refused_token_on_22_05_gets_the_jwt_fix() -> None:
     """22.05's slurmrestd answers a token slurmctld refuses with HTTP 500, errno -1, "Unspecified error"."""
-    from fabric_hpc.slurm.rest_backend import checked
+    from fabric_hpc.slurm.rest_answers import checked
 
     for entry in ({"error": "Unspecified error", "errno": -1},
                   {"description": "Failed while looking for jobs", "error_number": -1,
@@ -107,7 +108,7 @@ def test_a_refused_token_on_22_05_gets_the_jwt_fix() -> None:
 
 
 def test_other_failures_keep_no_jwt_fix() -> None:
-    from fabric_hpc.slurm.rest_backend import checked
+    from fabric_hpc.slurm.rest_answers import checked
 
     with pytest.raises(SlurmError) as info:
         checked(500, {"errors": [{"error": "Unable to contact slurm controller"}]}, "slurmrestd GET /jobs/")

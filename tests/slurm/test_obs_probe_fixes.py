@@ -86,7 +86,7 @@ def test_agent_check_fails_on_a_taken_metrics_port(tmp_path: Path, taken_port: i
 
 
 def test_a_free_or_disabled_metrics_port_passes_the_check() -> None:
-    from fabric_hpc.cli.agent import _metrics_port_ok
+    from fabric_hpc.cli.agent_checks import _metrics_port_ok
     from fabric_hpc.slurm.metrics import AgentMetrics
 
     assert "no metrics" in _metrics_port_ok(0)

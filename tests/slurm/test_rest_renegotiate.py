@@ -88,7 +88,7 @@ def test_an_empty_queue_notice_is_no_failure() -> None:
     """25.11's slurmrestd answers GET /jobs/ on an empty queue with the warning "Zero jobs to dump"
     (seen live by tests/slurm_integration/test_rest_renewal_live.py): an empty list, not an error."""
     from fabric_hpc.slurm.contract import SlurmError
-    from fabric_hpc.slurm.rest_backend import checked
+    from fabric_hpc.slurm.rest_answers import checked
 
     empty = {"jobs": [], "errors": [],
              "warnings": [{"description": "Zero jobs to dump", "source": "_dump_jobs"}]}

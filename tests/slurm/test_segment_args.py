@@ -6,7 +6,7 @@ import pytest
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.slurm.segment import SEGMENT_RULE, TOPO_REFUSAL, check_segment, refusal_hint, refuse_update
-from fabric_hpc.slurm.rest_backend import _messages
+from fabric_hpc.slurm.rest_answers import _messages
 
 
 @pytest.mark.parametrize("args", [["-N", "8", "--segment=4"], ["-N8", "--segment", "4"],

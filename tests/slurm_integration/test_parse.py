@@ -19,7 +19,8 @@ from fabric_hpc.errors import ConfigError, ExternalError, NotFoundError
 from fabric_hpc.slurm import decode
 from fabric_hpc.slurm.cli_backend import job_from_scontrol, node_from_scontrol
 from fabric_hpc.slurm.contract import Job, Node, SlurmError
-from fabric_hpc.slurm.rest_backend import (checked, choose_version, minutes, sbatch_args_to_job,
+from fabric_hpc.slurm.rest_answers import checked
+from fabric_hpc.slurm.rest_backend import (choose_version, minutes, sbatch_args_to_job,
                                            sbatch_args_to_job_desc)
 from fabric_hpc.slurm.parse import (Gres, gpu_count, gpu_indices, hosts, job_node_gres, parse_gres, parse_key_values,
                                     parse_state, reason_words)
