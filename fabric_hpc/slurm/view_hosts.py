@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.hostlist import compress
 from fabric_hpc.slurm import reservations as resv
-from fabric_hpc.slurm.contract import Job, Reservation
+from fabric_hpc.slurm.contract import Job, Node, Reservation
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,18 @@ def mem_per_node(job: Job) -> int:
 
 #: :func:`mem_per_node` of a job that takes all of a node's memory.
 WHOLE_NODE_MEM = 2**62
+
+
+def in_use(node: Node) -> bool:
+    """Whether anything runs on ``node`` (CPUs, GPUs or memory allocated): no host for an ``--exclusive``
+    job (:attr:`Hosts.busy`, and ``why``'s words for a pinned one)."""
+    return bool(node.cpus_alloc or node.gpus_used or node.mem_alloc)
+
+
+def free_memory(node: Node) -> int | None:
+    """The free memory (MiB, RealMemory - AllocMem) of ``node`` where Slurm allocated memory there; None
+    where it allocated none (memory not consumable, or an idle node): no job is short of it there."""
+    return node.mem - node.mem_alloc if node.mem_alloc else None
 
 
 def outside_partition(job: Job, partitions: Mapping[str, tuple[str, ...]]) -> set[str]:

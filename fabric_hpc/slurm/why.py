@@ -18,7 +18,7 @@ from fabric_hpc.slurm.deferral_store import own_begins
 from fabric_hpc.slurm.contract import (BAD_CONSTRAINTS, Job, Node, ReadsReservations, SlurmClient, SlurmError,
                                      limit_reason)
 from fabric_hpc.slurm.parse import reason_words
-from fabric_hpc.slurm.view_hosts import WHOLE_NODE_MEM, mem_per_node
+from fabric_hpc.slurm.view_hosts import WHOLE_NODE_MEM, free_memory, in_use, mem_per_node
 
 
 def _when(ts: float) -> str:
@@ -292,15 +292,16 @@ def _held_otherwise(job: Job, nodes: list[Node]) -> list[str]:
     job, the hosts themselves."""
     out = []
     need = mem_per_node(job)
-    short = [n for n in nodes if n.usable and n.mem_alloc and n.mem - n.mem_alloc < need]
+    free_of = {n.name: mem for n in nodes if n.usable and (mem := free_memory(n)) is not None}
+    short = [n for n in nodes if n.name in free_of and free_of[n.name] < need]
     if short:
-        free = sorted({n.mem - n.mem_alloc for n in short})
+        free = sorted({free_of[n.name] for n in short})
         asks = (f"{need} MiB of memory per node" if need != WHOLE_NODE_MEM
                 else "all of a node's memory (no --mem)")
         have = " to ".join(str(f) for f in (free[0], free[-1])[: 1 if len(free) == 1 else 2])
         out.append(f"it asks for {asks} and other jobs hold memory there ({have} MiB free on "
                    f"{compress([n.name for n in short])})")
-    used = [n.name for n in nodes if n.usable and (n.cpus_alloc or n.gpus_used or n.mem_alloc)]
+    used = [n.name for n in nodes if n.usable and in_use(n)]
     if job.exclusive and used:
         out.append(f"it asks for whole nodes (--exclusive) and other jobs run on {compress(used)}")
     return out
