@@ -56,4 +56,5 @@ def unloadable_dependency(module: str, extra: str, needed_for: str, exc: Excepti
                                   "(e.g. module load mpich) or pip install 'fabric-hpc[mpi]' (the PyPI "
                                   "mpich wheel); MPI4PY_LIBMPI, when set, must name that library")
     return ExternalError(f"{needed_for} needs {top}, which is installed but cannot be loaded ({why})",
-                         hint=f"repair that installation: pip install 'fabric-hpc[{extra}]' --force-reinstall")
+                         hint=f"repair that installation: pip install 'fabric-hpc[{extra}]' "
+                              "--force-reinstall")

@@ -104,7 +104,8 @@ def _state_dir_ok(state_dir: str) -> str:
 
     if os.path.lexists(state_dir) and not os.path.isdir(state_dir):
         raise ConfigError(f"state dir {state_dir} exists but is not a directory",
-                          hint="remove it, or set agent.state_dir to a directory (fabric slurm install creates it)")
+                          hint="remove it, or set agent.state_dir to a directory "
+                               "(fabric slurm install creates it)")
     st = os.stat(state_dir) if os.path.isdir(state_dir) else None
     if st is None:
         raise ConfigError(f"no state dir {state_dir}", hint="fabric slurm install creates it")
@@ -190,7 +191,8 @@ def _slurm_conf_ok(section: Any, install: Any) -> str:
 
 
 def _privilege_ok(section: Any, service_user: str | None) -> str:
-    """The user the agent runs as (install.service_user; unset: SlurmUser, else root) may modify other users' jobs."""
+    """The user the agent runs as (install.service_user; unset: SlurmUser, else root) may modify other
+    users' jobs."""
     from fabric_hpc.slurm.privilege import check_privilege
     from fabric_hpc.slurm.usage_source import command_runner
 

@@ -16,9 +16,9 @@ from typing import Any
 from fabric_hpc.errors import FabricError
 from fabric_hpc.events import emit_event, make_event
 from fabric_hpc.slurm.actions import AgentPrivilegeError
-from fabric_hpc.slurm.agent_support import (STOP_BUDGET_S, bounded, contact_answers, cycle_error, error_text,
-                                            first_contact, gpu_mismatch, model_overlap, plugin_dir, run_within,
-                                            stop_budget, stop_reason)
+from fabric_hpc.slurm.agent_support import (STOP_BUDGET_S, bounded, contact_answers, cycle_error,
+                                            error_text, first_contact, gpu_mismatch, model_overlap,
+                                            plugin_dir, run_within, stop_budget, stop_reason)
 from fabric_hpc.slurm.audit import repair_logs
 from fabric_hpc.slurm.contract import Node
 from fabric_hpc.slurm.sdnotify import notify
@@ -65,7 +65,8 @@ class AgentDaemon:
         finally:
             notify("STOPPING=1")
             released = self.release_pins() if started else []
-            self._log("stop", pid=os.getpid(), cycles=self.cycles, errors=self.errors, released=released, **stop)
+            self._log("stop", pid=os.getpid(), cycles=self.cycles, errors=self.errors, released=released,
+                      **stop)
             self.lock.release()
             self.audit.close()
             if self.metrics is not None:

@@ -49,7 +49,8 @@ def checked(status: int, data: Any, what: str) -> Mapping[str, Any]:
         raise SlurmError(f"{what} answered HTTP {status}: {text}", hint=_auth_hint(status, text, codes))
     if warnings:  # e.g. "Ignoring unknown field": Slurm did not do all that was asked
         raise SlurmError(f"{what}: slurmrestd warned, so the request was not applied as asked: "
-                         f"{_messages(warnings)}", hint="a field this slurmrestd does not know? (docs/slurm.md)")
+                         f"{_messages(warnings)}",
+                         hint="a field this slurmrestd does not know? (docs/slurm.md)")
     return data
 
 

@@ -23,8 +23,8 @@ def test_gpus_slurm_lacks_are_down_and_named(fab):
     nodes = [Node(name=h, state="idle", gpus=4 if h != "n4" else 0) for h in fab.hosts]
     rep = report.build(fab, nodes, [], now=NOW)
     w = [x for x in rep.data["warnings"] if "GPU count" in x]
-    assert len(w) == 1 and w[0].startswith("4 node(s) have another GPU count in Slurm than in the fabric model: "
-                                           "n1 (Slurm 4, model 8)"), rep.data["warnings"]
+    want = "4 node(s) have another GPU count in Slurm than in the fabric model: n1 (Slurm 4, model 8)"
+    assert len(w) == 1 and w[0].startswith(want), rep.data["warnings"]
     assert "drawn as down" in w[0]
     states = [rep.occupancy[f"n1/gpu{i}"] for i in range(8)]
     assert states == ["free"] * 4 + ["down"] * 4

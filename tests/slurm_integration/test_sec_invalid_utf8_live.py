@@ -22,7 +22,8 @@ BAD_COMMENT = "x\udcffy"
 
 
 def _fabric(cluster, *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fabric_hpc.cli", *argv], env={**cluster.env, "PYTHONPATH": str(REPO)},
+    return subprocess.run([sys.executable, "-m", "fabric_hpc.cli", *argv],
+                          env={**cluster.env, "PYTHONPATH": str(REPO)},
                           capture_output=True, text=True, errors="replace", timeout=120)
 
 
@@ -33,8 +34,8 @@ def _state(cluster, jid: int) -> str:
 
 def test_a_name_that_is_not_utf8_stops_no_cycle(fabric_cluster, agent):
     c = fabric_cluster
-    bad = c.run(["sbatch", "--parsable", "-N1", "-J", BAD_NAME, f"--comment={BAD_COMMENT}", "--begin=now+3600",
-                 "--wrap", "sleep 30"])
+    bad = c.run(["sbatch", "--parsable", "-N1", "-J", BAD_NAME, f"--comment={BAD_COMMENT}",
+                 "--begin=now+3600", "--wrap", "sleep 30"])
     bad_id = int(bad.stdout.strip().split(";")[0])
     agent.start()
     gang = c.sbatch("-N2", "--gres=gpu:8", "--comment=fabric", wrap="sleep 30")
