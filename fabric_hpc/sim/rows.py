@@ -129,6 +129,17 @@ def _decode(p: Path, n: int, raw: bytes, offset: int) -> str:
     return text[1:] if n == 1 and text.startswith("\ufeff") else text
 
 
+def checked_id(p: Path, n: int, job_id: str) -> str:
+    """``job_id`` of line ``n``, refused when longer than a report shows (its results and pictures name
+    every job: :data:`~fabric_hpc.topology.report.MAX_JOB_ID`), before the simulation runs."""
+    from fabric_hpc.topology.report import MAX_JOB_ID
+
+    if len(job_id) > MAX_JOB_ID:
+        raise ConfigError(f"{p}:{n}: job id {job_id[:40]!r}… is {len(job_id):,} characters long (at most "
+                          f"{MAX_JOB_ID})", hint="use shorter job ids; fix or drop that row")
+    return job_id
+
+
 class Ids:
     """Job ids seen so far, 8 bytes each (their hashes); :meth:`check` finds a repeated id at the end
     and, only then, reads the ids again (``again``: (line, id) pairs) to name both lines."""

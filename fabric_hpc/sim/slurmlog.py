@@ -45,7 +45,7 @@ from typing import Any
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.scheduler.contract import Job
 from fabric_hpc.sim.rows import (MAX_TRACE_SECONDS, NO_GPU_TRES, NO_SUBMIT, NOT_FINISHED, NOT_GPU, Keep,
-                                lines)
+                                checked_id, lines)
 from fabric_hpc.sim.traces import MAX_JOB_GPUS, Trace, _built, _host_size, _open, gang_request
 
 DEFAULT_TIER_MAP = {"high": "high", "urgent": "high", "spot": "spot", "preempt": "spot", "preemptible": "spot",
@@ -355,7 +355,7 @@ def _trace(p: Path, rows: Iterator[tuple[int, dict[str, str]]], source: str, lim
         seen[jid] = n
         if isinstance(job, str):
             keep.skip(job)
-        elif keep.wants(job.submit, job.id):
+        elif keep.wants(job.submit, checked_id(p, n, job.id)):
             keep.add(job.submit, job.id, (job.request, job.walltime, job.duration, job.account, job.user,
                                           job.tier, job.meta))
     return Trace(_built(keep), source, keep.skipped_by, path=p)

@@ -47,8 +47,8 @@ from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.inputs import check_path, finite
 from fabric_hpc.placement.request import Request
 from fabric_hpc.scheduler.contract import TIERS, Job
-from fabric_hpc.sim.rows import (NEVER_RAN, NEVER_SCHEDULED, NOT_FINISHED, NOT_GPU, Ids, Keep, Span, lines,
-                                run_time)
+from fabric_hpc.sim.rows import (NEVER_RAN, NEVER_SCHEDULED, NOT_FINISHED, NOT_GPU, Ids, Keep, Span,
+                                checked_id, lines, run_time)
 
 
 #: Largest gang a trace row may ask for.
@@ -256,7 +256,7 @@ def read_tiresias(path: str | os.PathLike[str], *, gpus_per_host: int = 8, wallt
         if gpus < 1:
             keep.skip(NOT_GPU)
             continue
-        jid = f"t{row[i_id]}"
+        jid = checked_id(p, n, f"t{row[i_id]}")
         if not keep.wants(submit, jid):
             continue
         model = (table.get(row, "model_name") or "").lower()
