@@ -237,6 +237,7 @@ def _registry(kind: str) -> tuple[ArtefactReader, EngineFactory | None]:
                                     hint=f"registered kinds: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[kind]
 
+
 #: Largest engine-directory JSON file (config.json, fabric_engine.json) read; real ones are a few KB.
 MAX_ARTEFACT_JSON = 16 << 20
 

@@ -12,6 +12,7 @@ Allocation and release are O(GPUs of the job); the free mask is a view the solve
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 from collections import Counter
@@ -29,6 +30,12 @@ FREE = -1
 DOWN = -2
 STATE_VERSION = 1
 
+
+def _not_plain(meta: dict[str, Any]) -> list[str]:
+    """The keys of ``meta`` whose values a state file cannot hold and read back: anything but a string,
+    a bool or a finite number (JSON has no NaN or infinity)."""
+    return sorted(k for k, v in meta.items() if not isinstance(v, (str, int, float, bool))
+                  or (isinstance(v, float) and not math.isfinite(v)))
 
 class ClusterState:
     """Owner of every GPU of a fabric: ``FREE`` (-1), ``DOWN`` (-2) or a job number (≥ 0)."""
@@ -170,9 +177,9 @@ class ClusterState:
         """A ConfigError when ``meta`` is not what a state file may hold: plain values, ``tp``/``pp``
         whole numbers ≥ 1 (whether their product divides the job's GPUs is read at use: else one ring,
         :meth:`parallel_shape`, and :meth:`to_dict` leaves them out)."""
-        odd = sorted(k for k, v in meta.items() if not isinstance(v, (str, int, float, bool)))
+        odd = _not_plain(meta)
         if odd:
-            raise ConfigError(f"job {job!r}: metadata {odd} must be plain values (string, number, "
+            raise ConfigError(f"job {job!r}: metadata {odd} must be plain values (string, finite number, "
                               "true/false)", hint='e.g. tier="normal"')
         bad = _shape_problem(meta.get("tp", 1), meta.get("pp", 1), 0)  # 0 GPUs: the types only
         if bad:
@@ -285,10 +292,10 @@ class ClusterState:
             raise ConfigError(f"{where}.hosts must be a host-list string, got {type(spec['hosts']).__name__}",
                               hint='e.g. "hosts": "su01-h[02-05]" (or list GPU ids in "gpus")')
         meta = {k: v for k, v in spec.items() if k not in ("gpus", "hosts")}
-        odd = sorted(k for k, v in meta.items() if not isinstance(v, (str, int, float, bool)) or v is None)
+        odd = _not_plain(meta)
         if odd:
-            raise ConfigError(f"{where}: metadata {odd} must be plain values (string, number, true/false)",
-                              hint='e.g. "tier": "normal"')
+            raise ConfigError(f"{where}: metadata {odd} must be plain values (string, finite number, "
+                              "true/false)", hint='e.g. "tier": "normal"')
         try:
             gpus = listed if "gpus" in spec else [g for h in expand(spec["hosts"]) for g in self._gpus_of(h)]
         except ConfigError as exc:

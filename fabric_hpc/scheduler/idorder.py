@@ -17,16 +17,16 @@ _RUNS = re.compile(r"([0-9]+)")
 
 @lru_cache(maxsize=1 << 17)
 def id_key(job_id: str) -> tuple:
-    """``"500_10"`` → ``("", (3, "500"), "_", (2, "10"), "", "500_10")``: text parts and runs of
-    digits alternate (so text is only ever compared with text); a run is (length without leading
-    zeros, digits), numeric order for a run of any length; the id itself last breaks the tie of ids
+    """``"500_10"`` → ``(("", (3, "500"), "_", (2, "10"), ""), "500_10")``: text parts and runs of
+    digits alternate in the first tuple, so text is only ever compared with text, and an id that
+    is another's beginning (``"a"``, ``"a1"``) comes first; a run is (length without leading zeros,
+    digits), numeric order for a run of any length; the id itself, second, breaks the tie of ids
     that are the same numbers written differently (``"01"``, ``"1"``), so the order is total."""
     parts = _RUNS.split(job_id)
     for i in range(1, len(parts), 2):
         run = parts[i].lstrip("0")
         parts[i] = (len(run), run)
-    parts.append(job_id)
-    return tuple(parts)
+    return tuple(parts), job_id
 
 
 def sort_by_time_then_id(items: list, time: Callable[[Any], float], ident: Callable[[Any], str]) -> None:

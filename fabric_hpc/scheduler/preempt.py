@@ -152,9 +152,9 @@ class _GangIndex:
         self.last_ids: tuple[int, ...] = ()  # their id()s (held by ``last``: not reused while kept)
         self.row_of: dict[int, int] = {}  # id() -> row, as ``last`` was built (a gang gone never returns:
         self.base = np.zeros(0, np.int64)  # its row is not in ``base``, the rows of ``last`` as built)
-        #: rows of ``last`` whose gangs the last answer chose as victims (set by the search; checked
-        #: against the next call's gangs before it is trusted)
-        self.dropped: np.ndarray | None = None
+        #: (``last_ids`` of the table, its rows whose gangs the last answer chose as victims): set by the
+        #: search; trusted only for that table, and checked against the next call's gangs
+        self.dropped: tuple[tuple[int, ...], np.ndarray] | None = None
 
     def table(self, running: Sequence[RunningJob], pos: dict[str, int],
               when: tuple[float, float]) -> _Running | None:
@@ -167,8 +167,9 @@ class _GangIndex:
         if self.last is not None and pos is self.pos and when == self.when:
             if ids == self.last_ids:
                 return self.last
-            drop, self.dropped = self.dropped, None
-            if drop is not None and len(ids) == len(self.last_ids) - drop.size:  # the victims left
+            made_for, drop = self.dropped or (None, None)
+            self.dropped = None
+            if made_for is self.last_ids and len(ids) == len(made_for) - drop.size:  # the victims left
                 keep = np.ones(len(ids) + drop.size, bool)
                 keep[drop] = False
                 if ids == tuple(compress(self.last_ids, keep)):
@@ -288,7 +289,7 @@ class GangPreemption:
         if placement is None:  # the placer answered differently on the same state: not deterministic
             return None
         if self._rows_of is not None:  # the table's rows of the victims: the next call's gangs if evicted
-            self._index.dropped = self._rows_of[np.array(chosen, np.int64)]
+            self._index.dropped = (self._index.last_ids, self._rows_of[np.array(chosen, np.int64)])
         return ([Preemption(c.runs[i].job.id, job.id, float(c.cost[i])) for i in chosen], placement)
 
     def _settle(self, job: Job, state: ClusterState, placer: Placer, c: _Candidates, best, skipped: list,

@@ -50,11 +50,11 @@ class EarliestStarts:
     def _wait_floor_h(self, now: float, plan: _Plan) -> float | None:
         """A lower bound of :meth:`_wait_h` for every job (None: none known). The earliest-start search
         tries only the release times and reservation ends from ``now`` on, so no start comes before
-        the first of them; unless a gang is past its walltime: the search then tries ``now`` itself,
-        and a remembered answer may be from an earlier ``now``. A held job's wait is capped by a
-        start on any placement after its hold, which is no earlier either."""
+        the first of them; unless a gang is past its walltime or ends at ``now``: the search then tries
+        ``now`` itself, and a remembered answer may be from an earlier ``now``. A held job's wait is
+        capped by a start on any placement after its hold, which is no earlier either."""
         at = plan.at
-        if not self.wait_floor or bisect_left(at, now):
+        if not self.wait_floor or bisect_right(at, now):  # (a release at ``now`` is keyed as passed, too)
             return None
         ends = [e for _, e, _ in plan.resv if e > now]
         return (min(at[:1] + ends, default=math.inf) - now) / 3600

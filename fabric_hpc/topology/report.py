@@ -281,8 +281,8 @@ def render_html(data: dict[str, Any]) -> str:
 _SUFFIX_FORMAT = {".html": "html", ".htm": "html", ".png": "png", ".svg": "svg", ".svgz": "svgz",
                   ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf", ".gif": "gif", ".webp": "webp",
                   ".tif": "tiff", ".tiff": "tiff", ".bmp": "bmp", ".eps": "eps", ".ps": "ps"}
-_A_FORMAT = {"html": "an HTML", "png": "a PNG", "svg": "an SVG", "svgz": "an SVG", "jpeg": "a JPEG",
-             "pdf": "a PDF", "gif": "a GIF", "webp": "a WebP", "tiff": "a TIFF", "bmp": "a BMP",
+_A_FORMAT = {"html": "an HTML", "png": "a PNG", "svg": "an SVG", "svgz": "a gzip-compressed SVG (.svgz)",
+             "jpeg": "a JPEG", "pdf": "a PDF", "gif": "a GIF", "webp": "a WebP", "tiff": "a TIFF", "bmp": "a BMP",
              "eps": "an EPS", "ps": "a PostScript"}
 
 

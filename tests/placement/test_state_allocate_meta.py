@@ -49,3 +49,13 @@ def test_a_shape_that_does_not_divide_is_saved_as_one_ring(tmp_path):
     state.save(path)
     loaded = ClusterState.load(fab, path)
     assert loaded.job_meta["j1"] == {"tier": "low"} and loaded.parallel_shape("j1") == (1, 1)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_a_metadata_number_json_cannot_hold_is_refused(value):
+    """NaN or infinity would be saved as ``NaN`` and refused by ``load`` (not JSON)."""
+    fab = open_fabric("leaf-spine-16")
+    state = ClusterState(fab)
+    with pytest.raises(ConfigError, match="finite number"):
+        state.allocate("j", fab.gpus[:2], weight=value)
+    assert not state.holds("j")

@@ -5,7 +5,9 @@ decides, so a stale ``dropped`` is never trusted."""
 
 from __future__ import annotations
 
-from fabric_hpc.placement import ClusterState
+from dataclasses import replace
+
+from fabric_hpc.placement import ClusterState, Request
 from fabric_hpc.scheduler import GangPreemption, PendingJob, Preemption, SchedulerInput
 from fabric_hpc.scheduler.placer import SolverPlacer
 
@@ -24,7 +26,7 @@ def test_the_victims_rows_cut_the_table(monkeypatch):
     found = p.victims(JOB, SchedulerInput(NOW, [PendingJob(JOB)], running, st), st, SolverPlacer("greedy"))
     assert found is not None
     victims, _ = found
-    assert p._index.dropped is not None and p._index.dropped.size == len(victims)
+    assert p._index.dropped is not None and p._index.dropped[1].size == len(victims)
     _evict(st, running, victims)
     rebuilt = []
     plain = p._index.lookup
@@ -45,3 +47,21 @@ def test_a_stale_drop_is_not_trusted():
     other = next(r for r in running if r.job.id not in {v.job_id for v in found[0]})
     _evict(st, running, [Preemption(other.job.id, JOB.id, 0.0)])  # a different gang left
     _same(p, running, st)
+
+
+def test_a_drop_made_for_another_table_is_not_used():
+    """Victims chosen and not applied, then a rebuilt table (a later time, fewer gangs): the old rows
+    must not cut the new table (they once indexed past its end)."""
+    st, running = _running(FAB)
+    running.reverse()
+    p, placer = GangPreemption(), SolverPlacer("greedy")
+    assert p.victims(JOB, SchedulerInput(NOW, [PendingJob(JOB)], running, st), st, placer) is not None
+    small, later = running[:3], st.copy()
+    for r in running[3:]:
+        later.release(r.job.id)
+    big = replace(JOB, request=Request(nodes=9, gpus_per_node=8))  # nothing frees 9 hosts: None
+    assert p.victims(big, SchedulerInput(NOW + 60, [PendingJob(big)], small, later), later, placer) is None
+    for r in small[1:]:
+        later.release(r.job.id)
+    p.victims(JOB, SchedulerInput(NOW + 60, [PendingJob(JOB)], small[:1], later), later, placer)
+    _same(p, small[:1], later, now=NOW + 60)

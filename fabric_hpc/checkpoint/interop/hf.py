@@ -75,6 +75,7 @@ def _files(src: Path) -> tuple[Path, list[str], dict[str, str] | None]:
                                       hint=f"add {INDEX}, or pass the one .safetensors file to import")
     return src, found, None
 
+
 def _model_json(path: Path, what: str) -> Any:
     """A model directory's JSON file read through fabric's input limits (a regular file of at most
     MAX_JSON_BYTES, UTF-8, nested at most 64 levels, no NaN, no key twice): a file that breaks one is
