@@ -139,29 +139,34 @@ def naming_file(path: str | os.PathLike[str]) -> Iterator[None]:
         raise OSError(exc.errno, exc.strerror, os.fspath(path)) from exc
 
 
-def open_regular(path: str | os.PathLike[str], flags: int, mode: int = 0o600, *, follow: bool = False) -> int:
+def open_regular(path: str | os.PathLike[str], flags: int, mode: int = 0o600, *, follow: bool = False,
+                 dir_fd: int | None = None, shown: str | os.PathLike[str] | None = None) -> int:
     """``os.open`` of a regular file that is never a symbolic link (``flags`` gain O_NOFOLLOW,
     O_NONBLOCK and O_CLOEXEC; the fd is left blocking): ConfigError naming the path and the fix for
     a symbolic link, a FIFO or a device, so nothing is written (or created) through one, and no read
     blocks on a FIFO. For every file opened in place in a state, output, spool or checkpoint directory
     (locks, logs, spool files). ``follow=True`` (O_RDONLY reads of files a user may link into place,
-    such as spool files) follows a symbolic link to a regular file."""
+    such as spool files) follows a symbolic link to a regular file. ``dir_fd``: ``path`` is relative to
+    that open directory (``shown``: the path the messages name)."""
     from fabric_hpc.errors import ConfigError
+
+    if shown is None:
+        shown = path
 
     flags |= os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     doing = "read" if flags & os.O_ACCMODE == os.O_RDONLY else "write to"
-    hint = (f"remove {path} (or move it away); it is created again as a plain file" if doing != "read"
-            else f"replace {path} by a plain file (or move it away)")
+    hint = (f"remove {shown} (or move it away); it is created again as a plain file" if doing != "read"
+            else f"replace {shown} by a plain file (or move it away)")
     try:
-        fd = os.open(path, flags, mode)
+        fd = os.open(path, flags, mode, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENXIO):  # a symbolic link; a FIFO with no reader
-            raise ConfigError(f"{path} is a symbolic link or a special file, not a regular file: "
+            raise ConfigError(f"{shown} is a symbolic link or a special file, not a regular file: "
                               f"refusing to {doing} it", hint=hint) from None
         raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO with a reader, a device
         os.close(fd)
-        raise ConfigError(f"{path} is not a regular file: refusing to {doing} it", hint=hint)
+        raise ConfigError(f"{shown} is not a regular file: refusing to {doing} it", hint=hint)
     os.set_blocking(fd, True)
     return fd
 

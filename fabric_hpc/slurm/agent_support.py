@@ -172,51 +172,76 @@ def heartbeat_text(now: float) -> str:
     return f"{int(now)}\nprotocol={PROTOCOL_VERSION}\n"
 
 
-def check_plugin_dir(d: Path) -> None:
-    """ConfigError unless ``<state_dir>.plugin`` is missing or a real directory of root or this user
-    that no one else may write. Inside it slurmctld (job_submit.lua: Lua's ``io.open`` follows symbolic
-    links) rewrites ``wake`` for each job it defers while the heartbeat is fresh: in a directory another
-    user made (``/tmp/fabric-agent.plugin`` pre-created) or may write, ``wake`` could be a symbolic link to
-    any file root may write. Refused, the agent writes no heartbeat there, so the plugin takes it for
-    dead and writes nothing (jobs go to Slurm's own scheduler)."""
-    try:
-        st = os.lstat(d)
-    except FileNotFoundError:
-        return
+def _plugin_dir_problem(st: os.stat_result) -> str | None:
+    """Why a directory with this status may not hold the heartbeat (None: it may)."""
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        problem = "a symbolic link or not a directory"
-    elif st.st_uid not in (0, os.geteuid()):
-        problem = f"owned by uid {st.st_uid}, not by root or this user (uid {os.geteuid()})"
-    elif st.st_mode & 0o022:
-        problem = f"writable by others (mode {stat.S_IMODE(st.st_mode):o})"
-    else:
-        return
-    raise ConfigError(f"the job_submit plugin's directory {d} is {problem}: slurmctld writes its wake file "
-                      "there, through any symbolic link put in its place; no heartbeat is written",
-                      hint=f"remove {d} and run `fabric slurm install` (as root): it creates the directory, "
-                           "root-owned, mode 0755")
+        return "a symbolic link or not a directory"
+    if st.st_uid not in (0, os.geteuid()):
+        return f"owned by uid {st.st_uid}, not by root or this user (uid {os.geteuid()})"
+    if st.st_mode & 0o022:
+        return f"writable by others (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+def _refused_dir(d: Path, problem: str) -> ConfigError:
+    """The error of a plugin directory the agent will not write its heartbeat into (see
+    :func:`open_plugin_dir`)."""
+    return ConfigError(f"the job_submit plugin's directory {d} is {problem}: slurmctld writes its wake file "
+                       "there, through any symbolic link put in its place; no heartbeat is written",
+                       hint=f"remove {d} and run `fabric slurm install` (as root): it creates the directory, "
+                            "root-owned, mode 0755")
+
+
+def open_plugin_dir(d: Path) -> int:
+    """A file descriptor of ``<state_dir>.plugin`` (made, mode 0755, when missing), checked on that
+    descriptor: a real directory of root or this user that no one else may write, so that nothing can
+    be swapped in between the check and the write. Inside it slurmctld (job_submit.lua: Lua's
+    ``io.open`` follows symbolic links) rewrites ``wake`` for each job it defers while the heartbeat
+    is fresh: in a directory another user made (``/tmp/fabric-agent.plugin`` pre-created) or may
+    write, ``wake`` could be a symbolic link to any file root may write. Refused (a ConfigError), the
+    agent writes no heartbeat there, so the plugin takes it for dead and writes nothing (jobs go to
+    Slurm's own scheduler)."""
+    try:
+        os.mkdir(d, 0o755)
+    except FileExistsError:
+        pass
+    except PermissionError:
+        raise ConfigError(f"cannot write the heartbeat {d / 'heartbeat'}: {d} is missing and cannot be "
+                          "created by the agent",
+                          hint="run `fabric slurm install` (as root): it creates the directory, "
+                               "root-owned, and the heartbeat in it") from None
+    try:
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise _refused_dir(d, "a symbolic link or not a directory") from None
+        raise
+    problem = _plugin_dir_problem(os.fstat(fd))
+    if problem is not None:
+        os.close(fd)
+        raise _refused_dir(d, problem)
+    return fd
 
 
 def write_heartbeat(state_dir: str | os.PathLike[str], now: float) -> None:
     """The heartbeat the plugin reads, ``<plugin_dir>/heartbeat``, rewritten in place (no rename: the
-    agent may not create names there); never through a symlink or into a FIFO. Without install (a
-    test, a development run) the agent creates the directory and the file itself."""
+    agent may not create names there); never through a symlink or into a FIFO, and only in a plugin
+    directory no one else controls (:func:`open_plugin_dir`). Without install (a test, a development
+    run) the agent creates the directory and the file itself."""
     from fabric_hpc.events import open_regular
 
     d = plugin_dir(state_dir)
     data = heartbeat_text(now).encode()
-    check_plugin_dir(d)
+    dfd = open_plugin_dir(d)
     try:
-        fd = open_regular(d / "heartbeat", os.O_WRONLY)
-    except FileNotFoundError:
-        try:
-            d.mkdir(mode=0o755, exist_ok=True)
-            fd = open_regular(d / "heartbeat", os.O_WRONLY | os.O_CREAT, 0o644)
-        except PermissionError:
-            raise ConfigError(f"cannot write the heartbeat {d / 'heartbeat'}: {d} is missing and cannot be "
-                              "created by the agent",
-                              hint="run `fabric slurm install` (as root): it creates the directory, "
-                                   "root-owned, and the heartbeat in it") from None
+        fd = open_regular("heartbeat", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=dfd, shown=d / "heartbeat")
+    except PermissionError:
+        raise ConfigError(f"cannot write the heartbeat {d / 'heartbeat'}: the agent (uid {os.geteuid()}) may "
+                          "not create or write it",
+                          hint="run `fabric slurm install` (as root): it creates the directory, "
+                               "root-owned, and the heartbeat in it") from None
+    finally:
+        os.close(dfd)
     try:
         os.pwrite(fd, data, 0)
         os.ftruncate(fd, len(data))
