@@ -36,7 +36,7 @@ from fabric_hpc.placement.cost import least_tp_part, lex_key
 from fabric_hpc.placement.cpsat_comm import comm_lower_bound
 from fabric_hpc.placement.cpsat_scale import (REST_MAX, SCALE, coef, fit_int64, rest_range, rest_scale,
                                               scale_notes)
-from fabric_hpc.placement.explain import _RELAX, diagnose, unit_name
+from fabric_hpc.placement.explain import diagnose, relaxable, unit_name
 from fabric_hpc.placement.greedy import greedy
 from fabric_hpc.placement.problem import Problem
 
@@ -112,7 +112,7 @@ def cpsat(p: Problem, options: SolveOptions | None = None) -> Placement:
 
 def _relax_hint(r) -> str:
     """What to relax when the request's constraints cannot hold together: those it sets."""
-    names = [name for name in _RELAX if getattr(r, name)]
+    names = relaxable(r)
     if not names:
         return "relax within, max_domains, slices or rail_aligned"
     return f"relax one of {', '.join(names)}"

@@ -104,6 +104,11 @@ def _diagnose_whole_hosts(p: Problem) -> None:
 
 #: the request's constraints a permanent failure suggests relaxing (those it sets)
 _RELAX = ("numa_local", "rail_aligned", "within", "max_domains", "slices", "tp", "whole_hosts")
+
+
+def relaxable(request) -> list[str]:
+    """The constraints ``request`` sets that relaxing could make fit, in the order hints name them."""
+    return [name for name in _RELAX if getattr(request, name)]
 #: per fabric: request JSON -> answer, and id(request) -> (request, answer) (the hot path: a
 #: placement that fails asks again for the same request object)
 _NEVER: weakref.WeakKeyDictionary[Fabric, tuple[dict[str, Any], dict[int, Any]]] = weakref.WeakKeyDictionary()
@@ -157,7 +162,7 @@ def _never(p: Problem, exc: PlacementInfeasible) -> PlacementInfeasible:
     binding = exc.explanation.get("constraint")
     binding = "tp" if binding == "slices" and r.tp else binding  # tp groups are slices of the NVLink level
     relax = ([binding] if binding in _RELAX and getattr(r, binding)
-             else [name for name in _RELAX if getattr(r, name)])
+             else relaxable(r))
     hint = (f"relax {', '.join(relax)}" if relax else "ask for fewer GPUs") + " (docs/placement.md)"
     message = f"{r.describe()} cannot ever fit this fabric, even with every GPU free: {exc.message}"
     return PlacementInfeasible(message, explanation={**exc.explanation, "never": True}, hint=hint)
