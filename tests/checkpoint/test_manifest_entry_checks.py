@@ -74,8 +74,8 @@ CASES = {
     "unknown-dtype": _set(f"{B}:dtype", "float128"),
     "stored-dtype": _set(f"{B}:stored_dtype", "uint32"),
     "ndim-differs": _set(f"{B}:chunk_shape", [3, 1]),
-    "too-many-dims": lambda d: d["tensors"][B].update(shape=[1] * 33, chunk_shape=[1] * 33,
-                                                       chunks=[{"index": [0] * 33, "nbytes": 4, "crc32c": 0}]),
+    "too-many-dims": lambda d: d["tensors"][B].update(
+        shape=[1] * 33, chunk_shape=[1] * 33, chunks=[{"index": [0] * 33, "nbytes": 4, "crc32c": 0}]),
     "dim-too-big": lambda d: d["tensors"][B].update(shape=[(1 << 40) + 1], chunk_shape=[1]),
     "dim-negative": _set(f"{B}:shape", [-3]),
     "chunk-dim-zero": _set(f"{B}:chunk_shape", [0]),
@@ -98,6 +98,8 @@ CASES = {
     "crc-bool": _set(f"{B}:chunks:0:crc32c", True),
     "shape-huge": _set(f"{B}:shape", [1 << 70]),
     "split-dim-list-of-str": _set(f"{A}:split:dim", ["0"]),
+    "empty-name-and-group": lambda d: d["tensors"].update(
+        {n: {**d["tensors"][B], "path": n} for n in ("", "/x")}),
     "tensor-and-group": lambda d: d["tensors"].update({"model": {**d["tensors"][B], "path": "model"}}),
 }
 #: what each case was refused with before the fast path (format.py at 964ef39): the reason after
@@ -216,6 +218,11 @@ EXPECTED = {
     ],
     "split-dim-list-of-str": "tensors.model/a.split.dim.int: Input should be a valid integer; "
         "tensors.model/a.split.dim.list[int].0: Input should be a valid integer",
+    "empty-name-and-group": [
+        "tensor name '': part '' is not allowed",
+        "tensor name '/x': part '' is not allowed",
+        "'' is both a tensor and a group of '/x'",
+    ],
     "tensor-and-group": [
         "'model' is both a tensor and a group of 'model/a'",
         "'model' is both a tensor and a group of 'model/b'",
@@ -240,7 +247,7 @@ def test_each_kind_of_bad_entry_is_refused_with_its_message(case: str, padded: b
     if padded:
         doc = _padded(doc)
         if case in ("missing-field", "extra-field", "chunk-extra-entry"):  # the pads copy model/b
-            doc = {**doc, "tensors": {**doc["tensors"], "model/b": copy.deepcopy(_doc()["tensors"]["model/b"])}}
+            doc["tensors"]["model/b"] = copy.deepcopy(_doc()["tensors"]["model/b"])
     CASES[case](doc)
     with pytest.raises(CheckpointCorruptError) as err:
         parse_manifest(_raw(doc), "S")
