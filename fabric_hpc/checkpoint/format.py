@@ -399,8 +399,17 @@ def dumps(doc: Any) -> bytes:
 
 
 def parse_manifest(raw: bytes, source: str) -> Manifest:
-    """Parse and sanity-check a manifest; every problem becomes a CheckpointCorruptError."""
+    """Parse and sanity-check a manifest; every problem becomes a CheckpointCorruptError. The
+    garbage collector is paused meanwhile (100,000 tensors: ~40 % less CPU, see manifest_checks)."""
+    from fabric_hpc.checkpoint.manifest_checks import gc_paused
+    with gc_paused():
+        return _parse_manifest(raw, source)
+
+
+def _parse_manifest(raw: bytes, source: str) -> Manifest:
     from pydantic import ValidationError
+
+    from fabric_hpc.checkpoint.manifest_checks import tensor_problems
     try:
         try:
             doc = json.loads(raw.decode("utf-8"))
@@ -435,7 +444,7 @@ def parse_manifest(raw: bytes, source: str) -> Manifest:
     if manifest.format_version > FORMAT_VERSION:
         raise CheckpointNewerFormatError(f"{source}: format version {manifest.format_version} is newer than "
                               f"this fabric-hpc understands ({FORMAT_VERSION})", hint="upgrade fabric-hpc")
-    problems = [p for name, e in manifest.tensors.items() for p in _entry_problems(name, e)]
+    problems = tensor_problems(manifest.tensors)
     problems += tensor_group_clashes(manifest.tensors)
     if problems:
         raise CheckpointCorruptError(f"{source}: manifest is inconsistent: " + "; ".join(problems[:5]),
@@ -452,6 +461,14 @@ def tensor_group_clashes(names: Iterable[str]) -> list[str]:
     """A name that is both a tensor and a group of other tensors ("a" and "a/b"): on disk one
     directory cannot be both, and a restore could not nest them."""
     names = set(names)
+    groups: set[str] = set()  # every group: a name's parents (the first one seen ends the walk up)
+    for name in names:
+        cut = name.rfind("/")
+        while cut >= 0 and (parent := name[:cut]) not in groups:
+            groups.add(parent)
+            cut = name.rfind("/", 0, cut)
+    if names.isdisjoint(groups):
+        return []
     out = []
     for name in sorted(names):
         parts = name.split("/")
@@ -461,40 +478,6 @@ def tensor_group_clashes(names: Iterable[str]) -> list[str]:
 
 
 def _entry_problems(name: str, e: TensorEntry) -> list[str]:
-    try:
-        check_name(name)
-    except CheckpointError as exc:
-        return [str(exc.message)]
-    out = []
-    if e.path != name:
-        out.append(f"{name}: path {e.path!r} differs from its name")
-    if e.dtype not in NATIVE_DTYPES and e.dtype not in VIEW_DTYPES:
-        return out + [f"{name}: unknown dtype {e.dtype!r}"]
-    if stored_dtype(e.dtype).name != e.stored_dtype:
-        return out + [f"{name}: stored dtype {e.stored_dtype!r} does not match {e.dtype!r}"]
-    if len(e.shape) != len(e.chunk_shape) or len(e.shape) > MAX_NDIM or any(not 0 <= s <= MAX_DIM for s in e.shape) \
-            or any(not 1 <= c <= max(1, s) for c, s in zip(e.chunk_shape, e.shape)):
-        out.append(f"{name}: bad shape {e.shape} / chunk shape {e.chunk_shape} (at most {MAX_NDIM} "
-                   f"dimensions of at most {MAX_DIM:,}; each chunk dimension 1..that dimension)")
-        return out
-    if len(e.chunks) > MAX_CHUNKS or math.prod(grid_shape(e.shape, e.chunk_shape)) > MAX_CHUNKS:
-        out.append(f"{name}: more than {MAX_CHUNKS:,} chunks")
-        return out
-    if e.split is not None:
-        split_problems = e.split.problems(len(e.shape))
-        out.extend(f"{name}: {p}" for p in split_problems)
-        if not split_problems and e.chunk_shape != (want := e.split.chunk_shape(e.shape)):
-            out.append(f"{name}: chunk shape {e.chunk_shape} does not match its split (dim {e.split.dim}, "
-                       f"parts {e.split.parts} of shape {e.shape} give chunk shape {want})")
-    grid = grid_shape(e.shape, e.chunk_shape)
-    chunk_bytes = math.prod(e.chunk_shape) * np.dtype(e.stored_dtype).itemsize
-    seen = set()
-    for c in e.chunks:
-        if len(c.index) != len(grid) or any(not 0 <= i < g for i, g in zip(c.index, grid)):
-            out.append(f"{name}: chunk index {c.index} outside the grid {grid}")
-        elif c.nbytes != chunk_bytes:
-            out.append(f"{name}: chunk {c.index} size {c.nbytes} != {chunk_bytes}")
-        seen.add(tuple(c.index))
-    if len(seen) != math.prod(grid) or len(seen) != len(e.chunks):
-        out.append(f"{name}: {len(e.chunks)} chunks listed, grid needs {math.prod(grid)}")
-    return out
+    """What is wrong with one tensor entry (see :mod:`fabric_hpc.checkpoint.manifest_checks`)."""
+    from fabric_hpc.checkpoint.manifest_checks import entry_problems
+    return entry_problems(name, e)

@@ -42,8 +42,11 @@ from typing import Any
 
 from fabric_hpc.checkpoint import fsio, health, store
 from fabric_hpc.checkpoint.contracts import Communicator, SingleProcess
-from fabric_hpc.checkpoint.errors import CheckpointError, CheckpointIOError, CheckpointNotFoundError
+from fabric_hpc.checkpoint.errors import (
+    CheckpointCorruptError, CheckpointError, CheckpointIOError, CheckpointNotFoundError,
+)
 from fabric_hpc.checkpoint.format import MANIFEST, Manifest, chunk_key, parse_manifest
+from fabric_hpc.checkpoint.part_file import PART_FILE, held_chunks, read_part_file
 from fabric_hpc.checkpoint.values import split_state
 from fabric_hpc.checkpoint.reader import read_manifest
 from fabric_hpc.checkpoint.retention import RetentionPolicy, prune, remove_if_idle
@@ -55,7 +58,6 @@ from fabric_hpc.errors import FabricError
 from fabric_hpc.events import emit
 
 PART_PREFIX = "part-"
-PART_FILE = "part.json"
 DRAIN_PREFIX = store.DRAIN_PREFIX
 _PART_DIR = re.compile(r"^part-step-(\d{10})$")
 _DRAIN_DIR = re.compile(r"^\.drain-step-(\d{10})-[0-9a-f]+$")
@@ -174,18 +176,31 @@ def _finish_local(tmp: Path, part: LocalPart, manifest: Manifest, held: list[lis
             store.advance_latest(local, final.name)
 
 
-_MAX_PART_BYTES = 512 << 20  # a part file lists this node's chunks (as large as a manifest at most)
-
-
 def local_parts(local: Path | str) -> list[LocalPart]:
-    """The parts of multi-node checkpoints under a local root, oldest first."""
-    out = []
+    """The parts of multi-node checkpoints under a local root, oldest first. A part whose part
+    file is damaged is left out (and left where it is) with a ``checkpoint.part_damaged`` warning
+    event: its step cannot commit to the shared tier from this node, and no restore reads parts."""
+    parts, damaged = _scan_parts(local)
+    for file, step, err in damaged:
+        emit("checkpoint.part_damaged", path=file, step=step, problem=err.message, fix=err.hint)
+    return parts
+
+
+def _scan_parts(local: Path | str) -> tuple[list[LocalPart], list[tuple[str, int, CheckpointCorruptError]]]:
+    """The good parts under a local root, oldest first, and (part file, step, error) of each
+    damaged one."""
+    out, damaged = [], []
     root = Path(local)
     for entry in (os.scandir(root) if root.is_dir() else []):
-        if _PART_DIR.match(entry.name) and os.path.exists(os.path.join(entry.path, PART_FILE)):
-            info = json.loads(fsio.read_in(entry.path, PART_FILE, _MAX_PART_BYTES))  # a FIFO never blocks
-            out.append(LocalPart(Path(entry.path), info["step"], info["token"], info["node"], info["nodes"]))
-    return sorted(out, key=lambda p: p.step)
+        if (m := _PART_DIR.match(entry.name)) and os.path.lexists(os.path.join(entry.path, PART_FILE)):
+            step = int(m.group(1))
+            try:
+                info = read_part_file(Path(entry.path), step)  # a FIFO never blocks
+            except CheckpointCorruptError as exc:
+                damaged.append((os.path.join(entry.path, PART_FILE), step, exc))
+                continue
+            out.append(LocalPart(Path(entry.path), step, info["token"], info["node"], info["nodes"]))
+    return sorted(out, key=lambda p: p.step), sorted(damaged, key=lambda d: d[1])
 
 
 def drain(part: LocalPart, shared: Path | str) -> Path | None:
@@ -204,7 +219,7 @@ def drain(part: LocalPart, shared: Path | str) -> Path | None:
     if part.complete:
         held = [[name, c.index] for name, e in manifest.tensors.items() for c in e.chunks]
     else:
-        held = json.loads(fsio.read_in(part.path, PART_FILE, _MAX_PART_BYTES))["chunks"]
+        held = held_chunks(part.path, part.step, manifest)  # a damaged part file: CheckpointCorruptError
     staging = shared / f"{DRAIN_PREFIX}{store.step_dir_name(part.step)}-{part.token}"
     fsio.make_dirs(staging)
     health.write_drainer(staging, part.node, part.nodes)  # before any chunk: prune keeps it while we live
@@ -407,7 +422,7 @@ class TieredStore:
         if self.local_retention is None:
             return
         prune(self.local, self.local_retention, upto_step=drained)
-        parts = local_parts(self.local)
+        parts = _scan_parts(self.local)[0]  # a damaged part is kept (local_parts warned of it)
         keep = {p.step for p in parts[-self.local_retention.keep_last:]}
         with store.root_lock(self.local):
             for p in parts:

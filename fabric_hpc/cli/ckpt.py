@@ -11,7 +11,8 @@ from typing import Any
 import click
 
 from fabric_hpc.cli.main import one_line
-from fabric_hpc.cli.output import console, json_option, render, table
+from fabric_hpc.cli import output
+from fabric_hpc.cli.output import PlainTable, console, json_option, render, table
 from fabric_hpc.cli.ckpt_interop import STEP_TYPE
 from fabric_hpc.cli.params import OutputDir
 
@@ -173,9 +174,10 @@ def show_cmd(path: Path, step: int | None, as_json: bool) -> None:
         if (p := prov) is not None:
             c.print(f"saved by {p.user or '?'} on {p.host or '?'} at {p.saved_at or '?'}"
                     + (f" (Slurm job {p.slurm_job_id})" if p.slurm_job_id else ""))
-        c.print(table(None, ["tensor", "dtype", "shape", "split", "chunks", "size"],
-                      [(n, t["dtype"], t["shape"], _split_text(t["split"]), t["chunks"], _size(t["bytes"]))
-                       for n, t in data["tensors"].items()]))
+        columns = ["tensor", "dtype", "shape", "split", "chunks", "size"]
+        rows = [(n, t["dtype"], t["shape"], _split_text(t["split"]), t["chunks"], _size(t["bytes"]))
+                for n, t in data["tensors"].items()]
+        c.print(table(None, columns, rows) if len(rows) <= output.PLAIN_ROWS else PlainTable(columns, rows))
     render(as_json, data, human)
 
 
