@@ -107,6 +107,10 @@ def resolve(path: Path | str, step: int | None = None) -> CheckpointRef:
             raise CheckpointNotFoundError(f"{path} is a group of tensors inside the checkpoint {inside}",
                                           hint=f"give {inside} (or its root {inside.parent})")
         return CheckpointRef(path, int(m.group(1)) if m else -1)
+    # ``latest`` first: the step it names was committed before it was written, so the listing that
+    # follows holds it unless it was pruned since (gone, not damaged); read after the listing, it
+    # could name a step committed in between that the listing missed
+    latest = read_latest(path) if step is None else None
     refs = list_checkpoints(path)
     steps = [r.step for r in refs][-10:]
     if step is not None:
@@ -120,7 +124,6 @@ def resolve(path: Path | str, step: int | None = None) -> CheckpointRef:
                 problems=[f"{step_dir_name(step)}: {why_uncommitted(path / step_dir_name(step))}"])
         raise CheckpointNotFoundError(f"no checkpoint for step {step} in {path}",
                                       hint=f"steps present: {steps}")
-    latest = read_latest(path)
     for ref in refs:  # only a real step directory inside the root (list_checkpoints skips symlinks)
         if ref.path.name == latest:
             return ref
