@@ -26,7 +26,7 @@ victims' lost GPU-hours and, with the wait to its hold's end, passes the ratio.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field, is_dataclass, replace
 from functools import cache, partial
 from operator import attrgetter
@@ -122,6 +122,7 @@ class Scheduler(EarliestStarts):
         if view.state.fab is not self._fab:  # one policy object reused on another fabric
             self.caches.clear()
             self._fab = view.state.fab
+        self._trim_compact(view.pending)
         ids, prio, submit = self._priorities(view)
         out = Decisions()
         plan = _Plan(view.state, timeline=lambda: self.caches.releases.update(
@@ -374,6 +375,15 @@ class Scheduler(EarliestStarts):
         r = job.request
         return not (self.compact_wait_s is None or r.nodes is None or r.nodes < 2 or r.within or r.max_domains
                     or now - job.submit >= self.compact_wait_s)
+
+    def _trim_compact(self, pending: Sequence) -> None:
+        """Drop the compact copies of jobs no longer pending once they outnumber the pending ones (twice,
+        plus a slack): a driver that builds new job objects every step (the Slurm agent) never hits an
+        entry of a job gone, and a long-running one would otherwise keep one per gang it ever held."""
+        memo = self.caches.compact
+        if len(memo) > 2 * len(pending) + 64:
+            live = {p.job.id for p in pending}
+            memo.keep({k: v for k, v in memo.data.items() if k in live})
 
     def _compact_hold(self, job: Job, now: float, fab) -> Job | None:
         """The job with a compact-placement constraint while it may still wait for one, else None."""

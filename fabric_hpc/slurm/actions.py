@@ -132,6 +132,8 @@ class Actions:
         self.defer_retry: dict[int, tuple[int, float]] = {}  # job -> (refused deferrals in a row, next try)
         self.failed_total = 0
         self.last_error: str | None = None
+        #: the agent is stopping (SIGTERM): a request the client abandons for it is raised, no failed action
+        self.stopping: Callable[[], bool] = lambda: False
 
     def apply(self, requeued: list[int], started: list[dict[str, Any]], invalid: dict[int, str],
               deferred: list[int], fallback_s: int, *, unpin: Iterable[int] = (),
@@ -338,6 +340,8 @@ class Actions:
         except NotFoundError:  # the job ended or was cancelled meanwhile: nothing to do
             return False
         except SlurmError as exc:
+            if self.stopping():  # abandoned by the stop: the cycle ends here (Agent._loop), nothing failed
+                raise
             text = " ".join(exc.message.split())
             if denied(text):
                 raise AgentPrivilegeError(f"Slurm refused the agent's {action} of job {job_id}: {text[-200:]}",

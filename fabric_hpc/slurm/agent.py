@@ -122,6 +122,7 @@ class Agent(AgentDaemon):
         self.other_agent = OtherAgentWatch()  # a second agent with another --state-dir (agent.other_agent)
         self.metrics: Any = None
         self._stop = threading.Event()
+        self.actions.stopping = self._stop.is_set  # requests the stop abandons are not failed actions
         self._reopen = threading.Event()  # SIGHUP: reopen the logs (logrotate) before the next cycle
         self._wake_mtime = 0.0
         self.cycles = 0

@@ -1,0 +1,48 @@
+"""A stop (SIGTERM) while the agent renews the deferrals: the renewals Slurm's client abandons are no failed
+actions. Before, each pending job got its own ``agent.failed`` record ("abandoned: the agent is stopping":
+hundreds at every stop of a busy agent, seen live on 25.11), counted in ``failed_actions``, and its deferral
+was saved as refused in ``deferrals.json`` (a restarted agent backed off renewing it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fabric_hpc.slurm.agent import Agent, AgentConfig
+from fabric_hpc.slurm.contract import SlurmError
+from fabric_hpc.slurm.replay import ReplayClient, scale_recording
+from fabric_hpc.topology import build, generators
+
+DATA = Path(__file__).resolve().parents[1] / "slurm_integration" / "data" / "slurm-25.11"
+
+
+class StoppedMidway(ReplayClient):
+    """The cli backend after ``interrupt()``: every command fails at once; the stop comes with the batch."""
+
+    agent: Agent
+
+    def defer_many(self, job_ids, seconds):
+        self.agent.stop()
+        raise SlurmError("`scontrol update JobId=... StartTime=now+60` abandoned: the agent is stopping")
+
+    def update(self, job_id, **fields):
+        if self.agent._stop.is_set():
+            raise SlurmError(f"`scontrol update JobId={job_id}` abandoned: the agent is stopping")
+        super().update(job_id, **fields)
+
+
+def test_renewals_abandoned_by_a_stop_are_not_failures(tmp_path):
+    fab = build(generators.leaf_spine(16, hosts_per_leaf=4, gpus=8, cpus=8))
+    nodes = json.loads((DATA / "scontrol-nodes.json").read_text())
+    jobs = json.loads((DATA / "squeue.json").read_text())
+    s, q = scale_recording(nodes, jobs, fab.hosts, pending=20, busy_fraction=1.0)  # full: all 20 wait
+    client = StoppedMidway(s, q)
+    agent = client.agent = Agent(client, fab, AgentConfig(state_dir=str(tmp_path)))
+    with pytest.raises(SlurmError):  # the loop ends the cycle quietly when stopping (Agent._loop)
+        agent.cycle()
+    log = (tmp_path / "decisions.jsonl").read_text().splitlines()
+    failed = [r for r in map(json.loads, log) if r["event"] == "agent.failed"]
+    assert failed == [] and agent.actions.failed_total == 0
+    assert agent.actions.defer_retry == {}  # none taken for a refusal (deferrals.json)
