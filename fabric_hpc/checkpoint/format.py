@@ -401,7 +401,7 @@ def dumps(doc: Any) -> bytes:
 def parse_manifest(raw: bytes, source: str) -> Manifest:
     """Parse and sanity-check a manifest; every problem becomes a CheckpointCorruptError. The
     garbage collector is paused meanwhile (100,000 tensors: ~40 % less CPU, see manifest_checks)."""
-    from fabric_hpc.checkpoint.manifest_checks import gc_paused
+    from fabric_hpc.gcpause import gc_paused
     with gc_paused():
         return _parse_manifest(raw, source)
 

@@ -6,11 +6,9 @@ checked in one pass. The checks and their messages are those of ``format.parse_m
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import math
 import operator
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -22,21 +20,6 @@ from fabric_hpc.checkpoint.format import (
 #: logical dtype -> (the name of the dtype stored on disk, its item size in bytes)
 _STORED = {name: (stored_dtype(name).name, np.dtype(stored_dtype(name)).itemsize)
            for name in (*NATIVE_DTYPES, *VIEW_DTYPES)}
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector paused while a manifest is parsed: its JSON and models are
-    a million containers for 100,000 tensors and hold no reference cycles, and the collections
-    they trigger while they are built scan them again and again (~40 % of the parse). The
-    collector runs as before afterwards (it stays paused if the caller had paused it)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def tensor_problems(tensors: Mapping[str, TensorEntry]) -> list[str]:

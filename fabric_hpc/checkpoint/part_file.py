@@ -34,6 +34,9 @@ def read_part_file(part_dir: Path, step: int) -> dict[str, Any]:
     """The checked part file of ``part_dir`` (the part of ``step``, from the directory's name)."""
     try:
         raw = fsio.read_in(part_dir, PART_FILE, MAX_PART_BYTES)  # no link, no FIFO, not too big
+    except PermissionError:  # another user's part, not a damaged one: never advise deleting it
+        from fabric_hpc.checkpoint.store import denied
+        raise denied(part_dir / PART_FILE) from None
     except OSError as exc:
         raise damaged(part_dir, step, f"cannot be read ({exc.strerror or exc})") from None
     try:
@@ -66,6 +69,8 @@ def _problem(info: Any, step: int) -> str | None:
     nodes, node = info["nodes"], info["node"]
     if not _is_int(nodes) or not _is_int(node) or not 0 <= node < nodes:
         return f"node {node!r} of {nodes!r} nodes is not a node index"
+    if nodes < 2:  # one node holds every chunk: a complete step-N, never a part
+        return f"a part of {nodes} node(s) (a part is one of 2 or more nodes' shares)"
     if not isinstance(info["chunks"], list):
         return "chunks is not a list"
     for item in info["chunks"]:

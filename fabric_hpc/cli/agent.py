@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 from fabric_hpc.cli.agent_checks import (_check_plugin, _client, _metrics_port_ok, _open_fabric,
-                                         _privilege_ok, _python_ok, _running_agent_ok, _slurm_conf_ok, _slurm_ok,
-                                         _state_dir_ok, _usage_source_ok)
+                                         _privilege_ok, _python_ok, _running_agent_ok, _slurm_conf_ok,
+                                         _slurm_ok, _state_dir_ok, _usage_source_ok)
 from fabric_hpc.cli.output import json_option, render, table
 from fabric_hpc.cli.params import FiniteFloat, InputFile
 from fabric_hpc.slurm.limits import FALLBACK_S, FLOATS

@@ -109,6 +109,8 @@ _RELAX = ("numa_local", "rail_aligned", "within", "max_domains", "slices", "tp",
 def relaxable(request) -> list[str]:
     """The constraints ``request`` sets that relaxing could make fit, in the order hints name them."""
     return [name for name in _RELAX if getattr(request, name)]
+
+
 #: per fabric: request JSON -> answer, and id(request) -> (request, answer) (the hot path: a
 #: placement that fails asks again for the same request object)
 _NEVER: weakref.WeakKeyDictionary[Fabric, tuple[dict[str, Any], dict[int, Any]]] = weakref.WeakKeyDictionary()

@@ -37,6 +37,7 @@ def _not_plain(meta: dict[str, Any]) -> list[str]:
     return sorted(k for k, v in meta.items() if not isinstance(v, (str, int, float, bool))
                   or (isinstance(v, float) and not math.isfinite(v)))
 
+
 class ClusterState:
     """Owner of every GPU of a fabric: ``FREE`` (-1), ``DOWN`` (-2) or a job number (≥ 0)."""
 

@@ -135,8 +135,9 @@ def checked_id(p: Path, n: int, job_id: str) -> str:
     from fabric_hpc.topology.report import MAX_JOB_ID
 
     if len(job_id) > MAX_JOB_ID:
-        raise ConfigError(f"{p}:{n}: job id {job_id[:40]!r}… is {len(job_id):,} characters long (at most "
-                          f"{MAX_JOB_ID})", hint="use shorter job ids; fix or drop that row")
+        raise ConfigError(f"{p}:{n}: job id {job_id[:40]!r}… is {len(job_id):,} characters long with the "
+                          f"reader's prefix (at most {MAX_JOB_ID})",
+                          hint="use shorter job ids; fix or drop that row")
     return job_id
 
 

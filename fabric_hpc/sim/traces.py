@@ -353,10 +353,11 @@ def read_openb(path: str | os.PathLike[str], *, gpus_per_host: int = 8, walltime
             raise ConfigError(f"{p}:{n}: unknown qos {qos[:40]!r}",
                               hint=f"write one of {', '.join(OPENB_TIERS)} (LS/Guaranteed → high, "
                                    "Burstable → normal, BE → spot), or drop that row")
-        if not keep.wants(start, row[i_name]):
+        name = checked_id(p, n, row[i_name])
+        if not keep.wants(start, name):
             continue
         dur = end - start
-        keep.add(start, row[i_name], (
+        keep.add(start, name, (
             gang_request(gpus, gpus_per_host), max(dur * walltime_factor, 60.0), dur, sys.intern(qos), "user",
             OPENB_TIERS[qos], {"comm_fraction": _fraction(1.0), **profile}))
     span.check()

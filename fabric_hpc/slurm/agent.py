@@ -61,7 +61,7 @@ from fabric_hpc.slurm.agent_support import (  # noqa: F401 (re-exported: callers
     agent_lock, bounded, check_state_dir, compact_holds, first_contact, agent_settings, gpu_mismatch,
     heartbeat_text, model_overlap, read_status, reserved_facts, withdraw_pins, write_heartbeat)
 from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer
-from fabric_hpc.slurm.contract import Job, Node, ReadsReservations, SlurmClient
+from fabric_hpc.slurm.contract import Job, Node, ReadsReservations, SlurmClient, SlurmError
 from fabric_hpc.slurm.decode import gc_paused
 from fabric_hpc.slurm.deferral_store import DeferralStore
 from fabric_hpc.slurm.metrics import gpu_counts
@@ -169,19 +169,30 @@ class Agent(AgentDaemon):
         res.reserved = reserved_facts(decisions.reservations, view.running, res.waiting)
         self._blocked(view, res, now)
         self._write_ahead(decisions, res, now)
-        done = self.actions.apply(res.requeued, res.started, view.invalid, res.deferred,
-                                  self.config.fallback_s, unpin=res.unpinned,
-                                  kept_out=handoff_exclusions(nodes, jobs), waits=view.not_before,
-                                  victims_for={int(p.job_id): int(p.for_job) for p in decisions.preempt})
+        try:
+            done = self.actions.apply(res.requeued, res.started, view.invalid, res.deferred,
+                                      self.config.fallback_s, unpin=res.unpinned,
+                                      kept_out=handoff_exclusions(nodes, jobs), waits=view.not_before,
+                                      victims_for={int(p.job_id): int(p.for_job) for p in decisions.preempt})
+        except SlurmError:
+            if self._stop.is_set():  # a request the stop abandoned ends the cycle: what was done is kept
+                self._keep()
+            raise
         self._accepted(res, done)
-        if self._notes:  # what the actions added: failures, hand-overs (a second write only then)
+        self._keep()
+        res.read_s, res.seconds = t_read - t0, time.perf_counter() - t0
+        self._finish(res, view)
+        return res
+
+    def _keep(self) -> None:
+        """What the cycle's actions did, on disk: their notes (failures, hand-overs; a second audit write
+        only then), the begin times Slurm accepted (``deferrals.json``: a restarted agent tells them
+        from a user's ``--begin``) and the QOS memory."""
+        if self._notes:
             events, self._notes = self._notes, []
             self.audit.write_many(events)
         self.deferral_store.save(self.actions)
         self.qos_memory.save()
-        res.read_s, res.seconds = t_read - t0, time.perf_counter() - t0
-        self._finish(res, view)
-        return res
 
     def _view(self, nodes: list[Node], jobs: list[Job], resvs: Any, now: float) -> View:
         """The cycle's view of Slurm's answers, with what the agent remembers applied (its own deferrals,

@@ -16,17 +16,16 @@ the type of the value it found; no ``TypeError``/``KeyError``/``ValueError`` lea
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from fabric_hpc.errors import ExternalError
+from fabric_hpc.gcpause import gc_paused  # noqa: F401 (the clients' reads: @decode.gc_paused())
 from fabric_hpc.slurm.contract import Job, Node, SlurmError
 from fabric_hpc.slurm.parse import normal_reason
 from fabric_hpc.slurm.parse import (gpu_count, gpu_indices, gpu_types, gpus_requested, hosts, parse_gres,
@@ -251,27 +250,6 @@ def job(d: Any) -> Job:
                exclusive="none" in (w.lower() for w in words(d, "shared", what)),
                mem_per_node=integer(d, "memory_per_node", what),
                mem_per_cpu=integer(d, "memory_per_cpu", what))
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector paused while an answer is parsed and decoded (a context
-    manager, or a decorator of a client's read: the parsed answer is then freed before the
-    collector runs again), and during the agent's whole cycle.
-
-    An answer of thousands of jobs is a million containers (20 MB of Slurm 25.11 JSON); collections
-    triggered while they are built, read, or still alive scan them again and again (3× the parse
-    itself). Parsed JSON and the decoded records hold no reference cycles, so nothing is left for
-    the collector; it runs again as before afterwards (it stays paused if the caller had paused it).
-    The same holds for the rest of a cycle (the view, the scheduling step, the actions: a cycle at
-    16,384 GPUs left no unreachable object behind), whose collections cost ~12 % of its CPU."""
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
 
 
 def parse_json(text: str | bytes) -> Any:

@@ -6,8 +6,9 @@ the site's file is kept verbatim after fabric's lines:
 * lines for any other GRES (``Name=nvme File=...``, ``Name=mps``, ``Name=shard``, with their
   ``NodeName=``; a line continued with ``\\`` stays one line), the comment lines just above each, and
   ``Include`` lines (what they declare is not read: they must not declare fabric's GPUs);
-* ``Name=gpu`` lines only for nodes the model does not have (a ``Name=gpu`` line without ``NodeName``,
-  or naming any node of the model, is replaced by fabric's);
+* ``Name=gpu`` lines for nodes the model does not have (a ``Name=gpu`` line naming nodes of the model
+  and others is kept with its ``NodeName`` narrowed to the others; one without ``NodeName`` is
+  replaced by fabric's, with a note that nodes outside the model need their own);
 * the global ``AutoDetect=`` value: kept, and when it is not ``off`` each of fabric's lines carries a
   node-local ``AutoDetect=off`` (gres.conf(5): a node-local AutoDetect trumps the global one), so
   other nodes keep detecting their GPUs and fabric's ``Cores``/``Links`` are not sanity-checked
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fabric_hpc.errors import ConfigError
+from fabric_hpc.hostlist import compress
 
 MAX_GRES_CONF = 1 << 20
 #: Comments fabric writes into gres.conf: never kept as the site's (a rerun reads fabric's file back).
@@ -127,9 +129,19 @@ def parse_site_gres(text: str, shown: str, hosts: Collection[str]) -> SiteGres:
         if fields[0][0] == "autodetect":  # the global one (later wins, as in Slurm)
             autodetect, comments = fields[0][1], []
             continue
-        ours = "nodename" not in keys or bool(hosts & set(_nodes(keys["nodename"], shown, number)))
+        named = _nodes(keys["nodename"], shown, number) if "nodename" in keys else None
+        ours = named is None or bool(hosts.intersection(named))
         if keys.get("name", "").lower() == "gpu" and ours:
             replaced, comments = replaced + 1, []
+            others = [n for n in named or () if n not in hosts]
+            if others:  # the line's other nodes keep it, narrowed to them
+                raw = _narrowed(raw, others)
+                notes.append(f"kept {shown} line {number} for {compress(others)} only "
+                             f"(NodeName={keys['nodename']}): fabric declares the GPUs of the model's nodes")
+                kept.append(raw)
+            elif named is None:
+                notes.append(f"replaced {shown} line {number} (Name=gpu without NodeName, for every node): "
+                             "nodes outside the fabric model need their own Name=gpu lines")
             continue
         local = keys.get("autodetect")
         if "nodename" in keys and local is not None and local.lower() != "off" and ours:
@@ -143,6 +155,11 @@ def parse_site_gres(text: str, shown: str, hosts: Collection[str]) -> SiteGres:
         kept += [*comments, raw]
         comments = []
     return SiteGres(shown, tuple(kept), autodetect, replaced, tuple(notes))
+
+
+def _narrowed(raw: str, nodes: list[str]) -> str:
+    """``raw`` with its ``NodeName=`` set to ``nodes`` (a host list)."""
+    return re.sub(r"(?i)\bNodeName=\S+", lambda _: f"NodeName={compress(nodes)}", raw, count=1)
 
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:

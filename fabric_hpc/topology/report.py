@@ -282,8 +282,8 @@ _SUFFIX_FORMAT = {".html": "html", ".htm": "html", ".png": "png", ".svg": "svg",
                   ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf", ".gif": "gif", ".webp": "webp",
                   ".tif": "tiff", ".tiff": "tiff", ".bmp": "bmp", ".eps": "eps", ".ps": "ps"}
 _A_FORMAT = {"html": "an HTML", "png": "a PNG", "svg": "an SVG", "svgz": "a gzip-compressed SVG (.svgz)",
-             "jpeg": "a JPEG", "pdf": "a PDF", "gif": "a GIF", "webp": "a WebP", "tiff": "a TIFF", "bmp": "a BMP",
-             "eps": "an EPS", "ps": "a PostScript"}
+             "jpeg": "a JPEG", "pdf": "a PDF", "gif": "a GIF", "webp": "a WebP", "tiff": "a TIFF",
+             "bmp": "a BMP", "eps": "an EPS", "ps": "a PostScript"}
 
 
 def check_outputs(out_html: str | Path, png: str | Path | None = None, svg: str | Path | None = None) -> None:

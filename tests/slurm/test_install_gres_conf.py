@@ -102,9 +102,20 @@ def test_node_local_autodetect_on_fabric_nodes_is_dropped_and_said():
             "NodeName=su01-h05,other1 Name=gpu File=/dev/nvidia0\n")
     got = parse_site_gres(site, "/etc/slurm/gres.conf", HOSTS)
     assert got.kept == ("NodeName=su01-h02 Name=mps Count=100", "NodeName=other[1-2] AutoDetect=nvml",
-                        "NodeName=other[1-2] Name=gpu File=/dev/nvidia[0-3]"), got.kept
+                        "NodeName=other[1-2] Name=gpu File=/dev/nvidia[0-3]",
+                        "NodeName=other1 Name=gpu File=/dev/nvidia0"), got.kept
     assert got.replaced_gpu == 1 and got.autodetect is None
-    assert len(got.notes) == 2 and all("AutoDetect=nvml" in n for n in got.notes), got.notes
+    assert len(got.notes) == 3 and all("AutoDetect=nvml" in n for n in got.notes[:2]), got.notes
+    assert "line 5 for other1 only" in got.notes[2]
+
+
+def test_a_gpu_line_of_model_and_other_nodes_is_narrowed_to_the_others():
+    """Replaced whole, node17-20's GPUs had no line left (slurmd then finds fewer GPUs than slurm.conf
+    and the node is drained)."""
+    hosts = {f"node{i:02d}" for i in range(1, 17)}
+    got = parse_site_gres("NodeName=node[01-20] Name=gpu Type=h100 File=/dev/nvidia[0-7]\n", "g.conf", hosts)
+    assert got.kept == ("NodeName=node[17-20] Name=gpu Type=h100 File=/dev/nvidia[0-7]",)
+    assert got.replaced_gpu == 1 and "node[17-20]" in got.notes[0]
 
 
 def test_names_and_keys_in_any_case():
@@ -112,6 +123,7 @@ def test_names_and_keys_in_any_case():
     got = parse_site_gres(text, "gres.conf", HOSTS)
     assert got.autodetect == "NVML" and got.replaced_gpu == 1
     assert got.kept == ("nodename=su01-h01 name=Nvme count=1",)
+    assert len(got.notes) == 1 and "without NodeName" in got.notes[0]  # other nodes need their own
 
 
 @pytest.mark.parametrize("case", ["huge", "directory", "binary", "bad-hostlist"])
