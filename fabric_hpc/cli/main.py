@@ -136,11 +136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)  # the agent installs its own while it runs
-    try:
-        return _run(argv)
+    log = logging.getLogger("fabric_hpc")
+    saved = (log.handlers[:], log.level, log.propagate)  # (configure_logging's, for this run only:
+    try:  # a caller running main() in its own process keeps its logging, and no handler outlives the
+        return _run(argv)  # stderr it writes to)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        log.handlers[:], log.level, log.propagate = saved
 
 
 def _json_error(argv: Sequence[str] | None, exc: FabricError, code: int) -> None:

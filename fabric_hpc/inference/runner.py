@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -22,7 +23,7 @@ from fabric_hpc.inference.engine import (Engine, EngineLimits, KnowsVocabulary, 
                                          load_engine_config)
 from fabric_hpc.inference.intake import DeadLetter, WorkItem, read_items
 from fabric_hpc.inference.spool import checked_snapshot, ignored_entries, snapshot_lines, stream_lines
-from fabric_hpc.atomic import write_atomic
+from fabric_hpc.atomic import remove_stale_siblings, write_atomic
 from fabric_hpc.inference.journal import (
     ChunkSink,
     committed_ids,
@@ -106,12 +107,18 @@ def _check_same_weights(path: Path, old: Any, run_doc: dict[str, Any]) -> None:
                            "started with (pin the step: `fabric infer prepare --step N`, CKPT_STEP=N)")
 
 
+#: run.json's temporary siblings (:func:`fabric_hpc.atomic.temp_sibling`), of any host: a run's own
+_RUN_JSON_TMP = re.compile(r"\.run\.json\.[^/]+-\d+-[0-9a-f]{8}\.tmp")
+
+
 def foreign_output(output: Path) -> ConfigError | None:
     """An existing, non-empty output directory that no run wrote (no run.json) is refused: the
     harness would write into, and clean up in, a folder of someone else's files."""
     if not output.is_dir() or (output / "run.json").exists():
         return None
-    entries = sorted(p.name for p in output.iterdir() if p.name != ".run.lock")
+    remove_stale_siblings(output / "run.json")  # a run killed while writing its first run.json
+    entries = sorted(p.name for p in output.iterdir()
+                     if p.name != ".run.lock" and not _RUN_JSON_TMP.fullmatch(p.name))
     if not entries:
         return None
     shown = ", ".join(repr(n) for n in entries[:5]) + (f" and {len(entries) - 5} more" if entries[5:] else "")

@@ -23,13 +23,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _pid(pidfile: Path) -> int:
-    return int(pidfile.read_text())
+def _pid(pidfile: Path) -> int | None:
+    """The pid the command wrote (None: not yet, or killed after ``>`` made the file, before ``echo``)."""
+    text = pidfile.read_text().strip() if pidfile.exists() else ""
+    return int(text) if text else None
 
 
 def _cleanup(pidfile: Path) -> None:
-    if pidfile.exists() and _alive(_pid(pidfile)):
-        os.kill(_pid(pidfile), signal.SIGKILL)
+    pid = _pid(pidfile)
+    if pid is not None and _alive(pid):
+        os.kill(pid, signal.SIGKILL)
 
 
 def test_keyboard_interrupt_while_waiting_kills_and_reaps_the_command(tmp_path: Path) -> None:
@@ -47,7 +50,8 @@ def test_keyboard_interrupt_while_waiting_kills_and_reaps_the_command(tmp_path: 
         with pytest.raises(KeyboardInterrupt):
             client.run(["sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"])
         pid = _pid(pidfile)
-        assert not _alive(pid), "the command still runs (or is an unreaped zombie) after Ctrl-C"
+        assert pid is not None and not _alive(pid), \
+            "the command still runs (or is an unreaped zombie) after Ctrl-C"
         assert not client._children
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -70,6 +74,7 @@ def test_interrupt_between_the_check_and_the_start_kills_the_new_command(tmp_pat
     try:
         with pytest.raises(SlurmError, match="abandoned: the agent is stopping"):
             client.run(["sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"])
-        assert not pidfile.exists() or not _alive(_pid(pidfile))
+        pid = _pid(pidfile)
+        assert pid is None or not _alive(pid)
     finally:
         _cleanup(pidfile)
