@@ -7,19 +7,17 @@ JSONDecodeError/KeyError/RecursionError, and never a path taken from the file ou
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from fabric_hpc.checkpoint import CheckpointCorruptError
 from fabric_hpc.checkpoint.tiers import LocalPart, TieredStore, drain, local_parts
-from fabric_hpc.events import LOGGER_NAME
 from tests.real import require_real
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,26 +37,6 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return root
-
-
-class _Events(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.events: list[dict] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.events.append(record.event)  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def events() -> Iterator[_Events]:
-    handler, logger = _Events(), logging.getLogger(LOGGER_NAME)
-    old = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(old)
 
 
 def _info(part: Path) -> dict:
@@ -113,13 +91,13 @@ def damaged(request: pytest.FixtureRequest, saved: Path, tmp_path: Path) -> tupl
     return tmp_path / "c", request.param
 
 
-def test_listing_skips_the_damaged_part_with_a_warning(damaged: tuple[Path, str], events: _Events) -> None:
+def test_listing_skips_the_damaged_part_with_a_warning(damaged: tuple[Path, str], events: list[dict]) -> None:
     root, kind = damaged
     if kind == "chunk-not-in-manifest":  # found by the drain, which reads the manifest
         assert [p.step for p in local_parts(root / "local-n0")] == [1, 2]
         return
     assert [p.step for p in local_parts(root / "local-n0")] == [2]
-    warned = [e for e in events.events if e["event"] == "checkpoint.part_damaged"]
+    warned = [e for e in events if e["event"] == "checkpoint.part_damaged"]
     assert len(warned) == 1 and warned[0]["step"] == 1
     assert warned[0]["path"] == str(root / "local-n0" / STEP1 / "part.json")
     assert "cannot be drained" in warned[0]["fix"] and str(root / "local-n0" / STEP1) in warned[0]["fix"]
@@ -137,7 +115,7 @@ def test_draining_the_damaged_part_names_the_file_and_the_fix(damaged: tuple[Pat
 
 
 def test_resume_drains_the_good_parts_and_keeps_the_damaged_one(damaged: tuple[Path, str],
-                                                               events: _Events) -> None:
+                                                               events: list[dict]) -> None:
     root, kind = damaged
     if kind == "chunk-not-in-manifest":
         return  # listed as a part; its drain fails as in the test above (flush raises it)
@@ -149,4 +127,4 @@ def test_resume_drains_the_good_parts_and_keeps_the_damaged_one(damaged: tuple[P
     assert sorted(p.name for p in (root / "shared").iterdir() if p.name.startswith("step-")) == \
         ["step-0000000002"]
     assert (root / "local-n0" / STEP1).is_dir()  # kept: never removed by the tier on its own
-    assert any(e["event"] == "checkpoint.part_damaged" for e in events.events)
+    assert any(e["event"] == "checkpoint.part_damaged" for e in events)

@@ -5,15 +5,14 @@ the cli backend's answer did not decode at all (test_sec_invalid_utf8_live.py, b
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from fabric_hpc.slurm import SlurmClient, open_client
+from fabric_hpc.slurm import SlurmClient
 from fabric_hpc.topology import build, generators
-from tests.real import require_real
+from tests.slurm_integration.backends import every_backend
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slurm_min(25, 11)]
 
@@ -29,18 +28,8 @@ def cluster(slurm_cluster_factory: Any) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def clients(cluster: Any) -> Iterator[dict[str, SlurmClient]]:
-    from tests.slurm_integration.pyslurm_worker import PyslurmWorker
-    from tests.slurm_integration.restd import running_restd, token
-
-    require_real("pyslurm", importlib.util.find_spec("pyslurm") is not None,
-                 "pyslurm is not installed (make test installs the vendor wheel; see docs/slurm.md)")
-    worker = PyslurmWorker(cluster.env, log=cluster.log_dir / "pyslurm-worker.log")
-    try:
-        with running_restd(cluster) as restd:
-            yield {"cli": open_client("cli", env=cluster.env), "pyslurm": worker,
-                   "rest": open_client("rest", url=restd.url, token=token(cluster), env=cluster.env)}
-    finally:
-        worker.close()
+    with every_backend(cluster) as found:
+        yield found
 
 
 def test_every_backend_reads_a_name_that_is_not_utf8(cluster: Any, clients: dict[str, SlurmClient]) -> None:
