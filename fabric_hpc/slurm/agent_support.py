@@ -202,9 +202,8 @@ def open_plugin_dir(d: Path) -> int:
     agent writes no heartbeat there, so the plugin takes it for dead and writes nothing (jobs go to
     Slurm's own scheduler)."""
     try:
-        os.mkdir(d, 0o755)
-    except FileExistsError:
-        pass
+        with contextlib.suppress(FileExistsError):  # install made it, or an earlier cycle: checked below
+            os.mkdir(d, 0o755)
     except PermissionError:
         raise ConfigError(f"cannot write the heartbeat {d / 'heartbeat'}: {d} is missing and cannot be "
                           "created by the agent",
