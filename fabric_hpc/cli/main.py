@@ -185,10 +185,12 @@ def _lines(prefix: str, text: str) -> str:
 
 def _echo_error(exc: FabricError) -> None:
     """The human lines of a failure: ``error: …`` and, with a hint, ``  fix: …`` (a problem per line,
-    the lines after the first indented)."""
-    click.echo(_lines("error: ", exc.message), err=True)
+    the lines after the first indented), in one write: a rank under srun whose step is being killed
+    (another rank failed) got its ``error:`` line through and lost the ``fix:`` line."""
+    text = _lines("error: ", exc.message)
     if exc.hint:
-        click.echo(_lines("  fix: ", exc.hint), err=True)
+        text += "\n" + _lines("  fix: ", exc.hint)
+    click.echo(text, err=True)
 
 
 def _usage_error(exc: click.ClickException) -> FabricError:
