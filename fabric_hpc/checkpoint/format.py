@@ -475,9 +475,3 @@ def tensor_group_clashes(names: Iterable[str]) -> list[str]:
         out += [f"{parent!r} is both a tensor and a group of {name!r}"
                 for parent in ("/".join(parts[:i]) for i in range(1, len(parts))) if parent in names]
     return out
-
-
-def _entry_problems(name: str, e: TensorEntry) -> list[str]:
-    """What is wrong with one tensor entry (see :mod:`fabric_hpc.checkpoint.manifest_checks`)."""
-    from fabric_hpc.checkpoint.manifest_checks import entry_problems
-    return entry_problems(name, e)

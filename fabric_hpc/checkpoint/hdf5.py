@@ -23,7 +23,8 @@ from fabric_hpc.checkpoint import fsio
 from fabric_hpc.checkpoint.errors import (
     CheckpointCorruptError, CheckpointError, CheckpointMemoryError, CheckpointNotFoundError,
 )
-from fabric_hpc.checkpoint.format import Manifest, TensorEntry, _entry_problems, check_name, stored_dtype
+from fabric_hpc.checkpoint.format import Manifest, TensorEntry, check_name, stored_dtype
+from fabric_hpc.checkpoint.manifest_checks import tensor_problems
 from fabric_hpc.checkpoint.reader import open_checkpoint
 from fabric_hpc.checkpoint.restore import entry_nbytes, require_readable
 from fabric_hpc.checkpoint.store import removed_on_failure
@@ -300,7 +301,7 @@ def _manifest(raw: str | bytes, h5_path: Path) -> Manifest:
     except (ValueError, RecursionError, TypeError, ConfigError) as exc:
         raise CheckpointCorruptError(f"{h5_path}: the {ROOT_ATTR} attribute is not a valid manifest: "
                                      f"{str(exc)[:500]}", hint=hint) from None
-    problems = [p for name, e in manifest.tensors.items() for p in _entry_problems(name, e)]
+    problems = tensor_problems(manifest.tensors)
     if problems:
         raise CheckpointCorruptError(f"{h5_path}: the manifest is inconsistent: " + "; ".join(problems[:5]),
                                      problems=problems)

@@ -473,8 +473,8 @@ def _merge(per_rank: list[tuple[dict, dict]]) -> dict[str, TensorEntry]:
     for name in sorted(metas):
         entries = sorted(chunks.get(name, []), key=lambda c: c["index"])
         out[name] = TensorEntry(**_entry_kwargs(metas[name]), chunks=[ChunkEntry(**c) for c in entries])
-    from fabric_hpc.checkpoint.format import _entry_problems
-    problems = [p for name, e in out.items() for p in _entry_problems(name, e)]
+    from fabric_hpc.checkpoint.manifest_checks import tensor_problems
+    problems = tensor_problems(out)
     if problems:
         raise CheckpointError("ranks did not write a complete checkpoint: " + "; ".join(problems[:5]),
                               hint="every rank must pass the same tensor names and all parts")
