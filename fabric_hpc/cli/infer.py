@@ -149,19 +149,29 @@ def _reject_limit(ctx: click.Context, param: click.Parameter, value: str) -> tup
               envvar="FABRIC_INFER_TEXTFILE_DIR",
               help="A node-local node-exporter textfile directory (it must exist on every node): each "
               "rank also writes its .prom file there, world-readable, removed at its end (docs/metrics.md).")
+@click.option("--preflight", is_flag=True, default=False,
+              help="Check, once, what every rank needs before it starts (the engine config, the input, "
+              "the output directory, --textfile-dir on this node, that mpi4py loads its MPI library), "
+              "run nothing, and exit 0 or with the error a rank would give. infer_batch.sbatch runs "
+              "it before srun: a rank failing at its start under srun can lose its error line.")
 @json_option
 def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int, progress: bool | None,
             progress_every: float, max_rejected: tuple[str, float], output_mode: str,
-            textfile_dir: Path | None, as_json: bool) -> None:
+            textfile_dir: Path | None, preflight: bool, as_json: bool) -> None:
     """Run (or resume) a batch job; launch under mpiexec/srun for one rank per GPU."""
     from fabric_hpc.inference.pipeline import PipelineOptions
-    from fabric_hpc.inference.runner import foreign_output, run_job
+    from fabric_hpc.inference import runner
 
-    for err in (_overlap(source, output), foreign_output(output)):
+    for err in (_overlap(source, output), runner.foreign_output(output)):
         if err is not None:
-            if _launch_rank() != 0:  # every rank meets it before MPI starts: rank 0 alone says it
+            if _launch_rank() != 0 and not preflight:  # every rank meets it before MPI: rank 0 says it
                 raise SystemExit(err.exit_code)
             raise err
+    if preflight:
+        runner.preflight(engine_config, source, textfile_dir)
+        render(as_json, {"preflight": "ok", "output": str(output)},
+               lambda c: c.print(f"preflight: ready to launch the ranks into {output}"))
+        return
     opts = PipelineOptions(chunk_size=chunk_size, admit_batch=1 if source == "-" else 64)
     show = sys.stderr.isatty() if progress is None else progress
     dead = output / "dead-letter.jsonl"
@@ -173,9 +183,10 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int, pro
 
     with _Progress(show, progress_every) as on_progress:
         try:
-            result = run_job(engine_config, source, output, options=opts, progress=on_progress,
-                             output_mode=output_mode, last_words=_json_last_words if as_json else None,
-                             textfile_dir=textfile_dir, verdict=verdict)
+            result = runner.run_job(engine_config, source, output, options=opts, progress=on_progress,
+                                    output_mode=output_mode,
+                                    last_words=_json_last_words if as_json else None,
+                                    textfile_dir=textfile_dir, verdict=verdict)
         except FabricError as exc:  # under MPI only the verdict returns here: every rank; rank 0 says it
             if _launch_rank() != 0:
                 raise SystemExit(exc.exit_code) from None

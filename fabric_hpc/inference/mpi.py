@@ -306,6 +306,18 @@ def slurm_pmi_defaults(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in wanted.items() if k not in env}
 
 
+def check_mpi_library() -> None:
+    """Load mpi4py's MPI library without starting MPI (no ``MPI_Init``): the error each rank would
+    give at its start (mpi4py missing, or its MPI library not loadable), found before any rank
+    starts. Ends this process's use of MPI: only for a check run in a process of its own."""
+    from fabric_hpc.extras import require
+
+    needed_for = "a launch under MPI (mpiexec/srun)"
+    mpi4py = require("mpi4py", extra="mpi", needed_for=needed_for)
+    mpi4py.rc.initialize = mpi4py.rc.finalize = False
+    require("mpi4py.MPI", extra="mpi", needed_for=needed_for)
+
+
 def mpi_context() -> MpiContext:
     """The world communicator when launched by mpiexec/srun, else a single-rank context."""
     if not under_mpi():

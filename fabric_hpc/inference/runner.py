@@ -31,8 +31,8 @@ from fabric_hpc.inference.journal import (
     prepare_resume,
     private_files,
 )
-from fabric_hpc.inference.mpi import (MpiContext, PeerFailed, exit_code_of, first_line, mpi_context,
-                                      shard_longest_first)
+from fabric_hpc.inference.mpi import (MpiContext, PeerFailed, check_mpi_library, exit_code_of, first_line,
+                                      mpi_context, shard_longest_first)
 from fabric_hpc.inference.outputs import (  # noqa: F401 (job_status, merge_job: re-exported, __all__)
     SNAPSHOT, _last_record, _merge_lock, _output_lock, job_status, merge_job)
 from fabric_hpc.inference.pipeline import PHASES, Pipeline, PipelineOptions
@@ -41,7 +41,7 @@ from fabric_hpc.inference.weights import describe_weights, weights_identity
 from fabric_hpc.inputs import read_json
 from fabric_hpc.pidlock import PidLock
 
-__all__ = ["job_status", "merge_job", "run_job"]
+__all__ = ["job_status", "merge_job", "preflight", "run_job"]
 
 FAULT_ENV = "FABRIC_INFER_FAULT"  # test hook: "RANK:N" -> that rank fails after acking N items
 IGNORED_IN_EVENT = 20  # names an infer.spool_ignored event lists (all are in the --json summary)
@@ -249,6 +249,20 @@ def run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: s
                         engine_options=engine_options, progress=progress,
                         metrics_interval=metrics_interval, output_mode=output_mode, last_words=last_words,
                         textfile_dir=textfile_dir, verdict=verdict)
+
+
+def preflight(engine_config: str | os.PathLike[str], source: str,
+              textfile_dir: str | os.PathLike[str] | None = None) -> None:
+    """What every rank checks before MPI starts, checked once in this process (``fabric infer run
+    --preflight``; infer_batch.sbatch runs it on the batch node before ``srun``): ``textfile_dir``
+    here, the engine config, the input, and that mpi4py loads its MPI library. A rank that fails
+    before ``MPI_Init`` can lose its error line under ``srun --kill-on-bad-exit``: srun stops the
+    other ranks at once and drops their output still in flight (seen on Slurm 22.05)."""
+    _check_textfile_dir(textfile_dir)
+    load_engine_config(engine_config)
+    if source != "-":
+        checked_snapshot(_resolved_input(source))
+    check_mpi_library()
 
 
 def _summary(ctx, snap: dict[str, Any], attempt: int, resumed: int, dead_letter: int) -> dict[str, Any]:

@@ -59,11 +59,12 @@ def test_infer_batch_prepares_once_and_a_rerun_keeps_the_pinned_step(tmp_path: P
     newer step resumed OUTPUT with the newer weights. A rerun now keeps ENGINE_CONFIG."""
     env = _stubs(tmp_path)
     first = _infer_batch(tmp_path, env)
-    assert [line.split()[:3] for line in first] == [["fabric", "infer", "prepare"], ["srun", "--mpi=pmi2", "--kill-on-bad-exit=1"],
-                                                     ["fabric", "infer", "merge"]]
+    assert [line.split()[:4] for line in first] == [
+        ["fabric", "infer", "prepare", first[0].split()[3]], ["fabric", "infer", "run", "--preflight"],
+        ["srun", "--mpi=pmi2", "--kill-on-bad-exit=1", "--wait=60"], ["fabric", "infer", "merge", "out"]]
     assert "--step" not in first[0]
     rerun = _infer_batch(tmp_path, env)
-    assert not [line for line in rerun if "infer prepare" in line] and len(rerun) == 2
+    assert not [line for line in rerun if "infer prepare" in line] and len(rerun) == 3
     pinned = _infer_batch(tmp_path, env, CKPT_STEP="3")  # an explicit step is prepared (and checked by run)
     assert "infer prepare" in pinned[0] and "--step 3" in pinned[0]
 
