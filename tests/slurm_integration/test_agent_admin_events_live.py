@@ -14,7 +14,8 @@ pytestmark = [pytest.mark.slurm]
 
 
 def _events(agent, job: int | None = None) -> list[dict]:
-    return [e for e in read_json_lines(agent.state_dir / "decisions.jsonl") if job is None or e.get("job") == job]
+    events = read_json_lines(agent.state_dir / "decisions.jsonl")
+    return [e for e in events if job is None or e.get("job") == job]
 
 
 def _trouble(agent) -> list[dict]:
