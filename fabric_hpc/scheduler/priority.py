@@ -32,6 +32,10 @@ from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, AccountFairshare, Job,
 from fabric_hpc.scheduler.placer import gang_gpus
 
 DAY = 86_400.0
+#: Decayed usage (GPU-seconds) below which :class:`UsageLedger` forgets an account that holds no GPUs: a
+#: millisecond of one GPU, a fairshare factor of 1 within float precision against any real usage. Accounts
+#: seen once (short-lived projects) leave the ledger, and ``usage.json``, ~22 half-lives after a GPU-hour.
+PRUNE_BELOW_GPU_S = 1e-3
 _JOB, _ACCOUNT = attrgetter("job"), attrgetter("job.account")
 
 
@@ -40,6 +44,9 @@ class UsageLedger:
 
     Drivers call :meth:`advance` with the GPUs each account holds; the charge over an interval at a
     constant rate is integrated exactly, so the result does not depend on how often it is called.
+    An account whose usage has decayed below :data:`PRUNE_BELOW_GPU_S` and that holds no GPUs is
+    dropped at that :meth:`advance` (bounded size: the agent's ``usage.json``, the simulator's ledger);
+    to the fairshare it is then an account never seen.
     """
 
     def __init__(self, half_life_s: float = 7 * DAY) -> None:
@@ -65,8 +72,11 @@ class UsageLedger:
             return
         decay = math.exp(-self._lam * dt)
         gain = (1.0 - decay) / self._lam
-        for acct in self._usage:
-            self._usage[acct] *= decay
+        for acct, used in list(self._usage.items()):
+            if used * decay < PRUNE_BELOW_GPU_S and not gpus_by_account.get(acct):
+                del self._usage[acct]  # decayed to nothing: forgotten (bounded ledger)
+            else:
+                self._usage[acct] = used * decay
         for acct, gpus in gpus_by_account.items():
             if gpus:
                 self._usage[acct] = self._usage.get(acct, 0.0) + gpus * gain

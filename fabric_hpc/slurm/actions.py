@@ -153,7 +153,7 @@ class Actions:
             until = time.time() + int(fallback_s)
             self._ask(job_id, until)
             if self._do("unpin", job_id, self.client.update, job_id, ReqNodeList="",
-                        StartTime=f"now+{int(fallback_s)}"):
+                        StartTime=f"now+{int(fallback_s)}", moot=self._left_pending):
                 self.deferrals[job_id] = until
         done = Applied([], [])
         for job_id in requeued:
@@ -187,7 +187,7 @@ class Actions:
             self.requeued[job_id] = time.time()
             self.requeue_failures.pop(job_id, None)
             # a requeued job keeps its ReqNodeList: clear it, so it is placed afresh
-            self._do("unpin", job_id, self.client.update, job_id, ReqNodeList="")
+            self._do("unpin", job_id, self.client.update, job_id, ReqNodeList="", moot=self._left_pending)
             return True
         n = self.requeue_failures[job_id] = self.requeue_failures.get(job_id, 0) + 1
         if n >= MAX_PIN_FAILURES and job_id not in self.unrequeueable:
@@ -333,7 +333,21 @@ class Actions:
         now = time.time()
         self.requeued = {j: t for j, t in self.requeued.items() if j in keep or now - t < REQUEUE_MEMORY_S}
 
-    def _do(self, action: str, job_id: int | None, fn: Callable[..., None], *args: Any, **kw: Any) -> bool:
+    def _left_pending(self, job_id: int) -> bool:
+        """The job is no longer pending (Slurm started it, it ended, Slurm forgot it): a refused unpin is the
+        race between the cycle's view and the update, not a failure. Slurm refuses clearing ReqNodeList of a
+        running job as a resize to no nodes: "Invalid node name specified" (job_mgr.c ``_update_job``)."""
+        try:
+            return not self.client.job(job_id).pending
+        except NotFoundError:
+            return True
+        except SlurmError:  # cannot tell: the refusal is reported
+            return False
+
+    def _do(self, action: str, job_id: int | None, fn: Callable[..., None], *args: Any,
+            moot: Callable[[int], bool] | None = None, **kw: Any) -> bool:
+        """One action; a refusal is an ``agent.failed`` record unless ``moot(job_id)`` says the action no
+        longer applies (a race with Slurm, not a failure: nothing recorded)."""
         try:
             fn(*args, **kw)
             return True
@@ -346,6 +360,8 @@ class Actions:
             if denied(text):
                 raise AgentPrivilegeError(f"Slurm refused the agent's {action} of job {job_id}: {text[-200:]}",
                                           hint=PRIVILEGE_HINT) from None
+            if moot is not None and job_id is not None and moot(job_id):
+                return False
             self.failed_total += 1
             self.last_error = text[-300:]
             self.note("failed", action=action, job=job_id, error=self.last_error)

@@ -52,7 +52,7 @@ from typing import Any
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ExternalError
 from fabric_hpc.events import emit, emit_event, make_event
-from fabric_hpc.scheduler import SchedulingPolicy, make_policy
+from fabric_hpc.scheduler import DEFAULT_TIERS, SchedulingPolicy, make_policy
 from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
 from fabric_hpc.slurm.actions import Actions, Applied
 from fabric_hpc.slurm.agent_config import AgentConfig  # noqa: F401 (where callers import it from)
@@ -203,7 +203,8 @@ class Agent(AgentDaemon):
         pins = PinRules(self.config.pin_timeout_s, self.actions.handed_off, self.actions.avoid,
                         fallback_s=self.config.fallback_s, deferrals=self.actions.deferrals,
                         waits=self.actions.waits, requeued=self.actions.requeued,
-                        preemption=self.config.preemption)
+                        preemption=self.config.preemption,
+                        tiers=getattr(self.policy, "tiers", None) or DEFAULT_TIERS)
         view = build_view(self.fab, nodes, jobs, now=now, inputs=self.inputs, pins=pins, reservations=resvs,
                           blocks=self.blocks.layout())
         if view.ignored_reservations != self._ignored_resv:  # Slurm records fabric cannot trust, said once

@@ -55,7 +55,7 @@ from fabric_hpc.hostlist import compress, expand, select
 from fabric_hpc.placement import ClusterState
 from fabric_hpc.placement.explain import never_fits
 from fabric_hpc.placement.request import Request
-from fabric_hpc.scheduler import DEFAULT_TIERS, TIERS, PendingJob, RunningJob
+from fabric_hpc.scheduler import DEFAULT_TIERS, TIERS, PendingJob, RunningJob, Tier
 from fabric_hpc.scheduler import Job as SchedJob
 from fabric_hpc.slurm.ckpt_time import last_checkpoint_time
 from fabric_hpc.slurm import reservations as resv
@@ -239,6 +239,9 @@ class PinRules:
     #: The policy may preempt (the agent's ``preemption``); False: no pin is withdrawn
     #: (:attr:`View.withdrawn`).
     preemption: bool = True
+    #: The policy's tiers: a pin is withdrawn only for a tier its tier's ``preempted_by`` names (the agent's
+    #: ``fabric_policy``: spot for high only).
+    tiers: Mapping[str, Tier] = field(default_factory=lambda: DEFAULT_TIERS)
 
     def not_before(self, job: Job, now: float) -> float | None:
         """The job's begin time when it is still ahead and no fabric deferral: neither the plugin's
@@ -407,7 +410,7 @@ def _withdrawable(pending: list[Job], now: float, inputs: Inputs, pins: PinRules
                if not j.req_nodes and pins.not_before(j, now) is None and not limit_reason(j.reason)}
     out = set()
     for job in pending:
-        tier = DEFAULT_TIERS.get(tiers[job.job_id])
+        tier = pins.tiers.get(tiers[job.job_id])
         if job.req_nodes and tier is not None and tier.preemptible and waiting & set(tier.preempted_by):
             out.add(job.job_id)
     return out

@@ -1,0 +1,54 @@
+"""An admin's ordinary actions under a running agent (probed on 22.05 and 25.11, no fabric change
+needed): a node drained under a gang the agent pinned and Slurm has not started (re-placed off it at
+once, no stale pin), and ``scontrol reconfigure`` between submissions (every gang placed and run on the
+agent's hosts, no failed action, no error)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fabric_hpc.events import read_json_lines
+from fabric_hpc.hostlist import compress, expand
+
+pytestmark = [pytest.mark.slurm]
+
+
+def _events(agent, job: int | None = None) -> list[dict]:
+    events = read_json_lines(agent.state_dir / "decisions.jsonl")
+    return [e for e in events if job is None or e.get("job") == job]
+
+
+def _trouble(agent) -> list[dict]:
+    return [e for e in _events(agent) if e["event"] in ("agent.failed", "agent.error", "agent.handoff",
+                                                         "agent.stale_pin")]
+
+
+def test_a_node_drained_under_an_unstarted_pin_is_left_at_once(fabric_cluster, agent, slurm_fabric):
+    c = fabric_cluster
+    hosts = list(slurm_fabric.hosts)
+    jid = c.sbatch("-N2", "--gres=gpu:8", "--comment=fabric", wrap="sleep 300")
+    c.run(["scontrol", "update", f"NodeName={hosts[0]}", "State=DRAIN", "Reason=fabric-test"])
+    try:  # the pin as the agent set it, the node drained between its read and the update
+        c.run(["scontrol", "update", f"JobId={jid}", f"ReqNodeList={compress(hosts[:2])}", "StartTime=now"])
+        agent.start()
+        info = c.wait_job(jid, states=("RUNNING",), timeout=60)
+        placed = [e for e in _events(agent, jid) if e["event"] == "agent.place"]
+        assert len(placed) == 1 and hosts[0] not in placed[0]["hosts"], _events(agent, jid)
+        assert set(expand(info["NodeList"])) == set(placed[0]["hosts"])
+        assert _trouble(agent) == []
+    finally:
+        c.run(["scontrol", "update", f"NodeName={hosts[0]}", "State=RESUME"], check=False)
+
+
+def test_reconfigure_while_the_agent_places(fabric_cluster, agent):
+    c = fabric_cluster
+    agent.start()
+    jids = []
+    for _ in range(4):
+        jids.append(c.sbatch("-N2", "--gres=gpu:8", "--comment=fabric", wrap="sleep 300"))
+        c.run(["scontrol", "reconfigure"])
+    for j in jids:
+        info = c.wait_job(j, states=("RUNNING",), timeout=60)
+        placed = [e for e in _events(agent, j) if e["event"] == "agent.place"]
+        assert placed and set(placed[-1]["hosts"]) == set(expand(info["NodeList"])), _events(agent, j)
+    assert _trouble(agent) == [] and agent.proc is not None and agent.proc.poll() is None
