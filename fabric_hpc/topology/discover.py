@@ -163,19 +163,25 @@ def _gpus(devices: list[dict[str, Any]], sysfs: SysfsFacts, notes: list[str]) ->
     for i, d in enumerate(devices):
         bus = d["pci_bus_id"] if not is_error(d["pci_bus_id"]) else None
         pci = sysfs.pci(bus) if bus else None
-        node, how = None, "unknown"
-        if not is_error(d["numa_node"]) and d["numa_node"] >= 0:
-            node, how = d["numa_node"], "nvml"
-        elif pci and pci["numa_node"] is not None:
-            node, how = pci["numa_node"], "sysfs-pci"
-        socket_ = sysfs.socket_of_node(node)
+        # NVML's NUMA id first, then the PCI device's; on Grace (GH200, GB200) NVML gives the GPU's own
+        # memory node, which has no CPUs: the PCI device's node (or the affinity) then places it
+        known = [(n, w) for n, w in ((None if is_error(d["numa_node"]) else d["numa_node"], "nvml"),
+                                     (pci["numa_node"] if pci else None, "sysfs-pci"))
+                 if isinstance(n, int) and not isinstance(n, bool) and n >= 0]
+        node, how = known[0] if known else (None, "unknown")
+        socket_ = None
+        for n, w in known:
+            if (socket_ := sysfs.socket_of_node(n)) is not None:
+                node, how = n, w
+                break
         affinity = [] if is_error(d["cpu_affinity"]) else cpus_of_mask(d["cpu_affinity"])
         if socket_ is None and affinity:
             socks = Counter(s for c in affinity if (s := sysfs.socket_of_cpu(c)) is not None)
             socket_, how = (socks.most_common(1)[0][0], "cpu-affinity") if socks else (None, how)
         if socket_ is None:
-            notes.append(f"GPU {i}: NUMA placement unknown (no NVML NUMA id, no sysfs PCI node, "
-                         "no affinity); put on socket 0")
+            seen = ", ".join(f"{w} NUMA node {n} has no CPUs" for n, w in known) or "no NVML NUMA id, no " \
+                "sysfs PCI node"
+            notes.append(f"GPU {i}: NUMA placement unknown ({seen}, no affinity); put on socket 0")
             socket_ = 0
         out.append({"index": i, "name": _err_none(d["name"]), "uuid": _err_none(d["uuid"]), "pci_bus_id": bus,
                     "pci_bridges": pci["bridges"] if pci else None,
