@@ -359,7 +359,9 @@ def _host_type(sysfs: SysfsFacts, gpus: list[dict[str, Any]], notes: list[str]) 
     cores = len(set(sysfs.cpus.values())) or 1
     threads = max(1, round(len(sysfs.cpus) / cores))
     if cores % sockets:
-        notes.append(f"{cores} cores do not split evenly over {sockets} sockets; rounded up per socket")
+        notes.append(f"{cores} cores do not split evenly over {sockets} sockets (some offline?); rounded "
+                     f"down to {max(1, cores // sockets)} per socket: slurmctld marks a node configured with "
+                     "more CPUs than slurmd counts invalid (\"Low socket*core*thread count\")")
     mem_kb = sum(n["memory_kb"] or 0 for n in sysfs.numa.values())
     if not mem_kb:
         notes.append("host memory unknown (no meminfo); memory_gb set to 1")
@@ -378,7 +380,7 @@ def _host_type(sysfs: SysfsFacts, gpus: list[dict[str, Any]], notes: list[str]) 
     features = [f for f, on in flags if on]
     gpu_mem = round(min(mems) / 2**30, 1) if mems else 0.0
     return HostType(gpus=len(gpus), gpu_model=_model_name(model), gpu_memory_gb=gpu_mem,
-                    sockets=sockets, cores_per_socket=-(-cores // sockets), threads_per_core=threads,
+                    sockets=sockets, cores_per_socket=max(1, cores // sockets), threads_per_core=threads,
                     memory_gb=_memory_gb(mem_kb), nvlink_gbps=nvlink,
                     nvswitches=nvswitches, pcie_gbps=min(pcie) if pcie else DEFAULT_PCIE_GBPS, nics=nics,
                     nic_gbps=nic_gbps, gpu_numa=gpu_numa or None, features=features)
