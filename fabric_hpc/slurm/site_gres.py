@@ -299,14 +299,15 @@ def _scan_included(st: _Parsed, text: str, shown: str) -> None:
 
 def _check_shared(st: _Parsed, keys: dict[str, str], named: list[str] | None, where: str) -> None:
     """ConfigError when an mps/shard line with ``File=`` names files of no fabric GPU on a model node."""
-    if st.gpu_files is None or keys.get("name", "").lower() not in SHARED_GRES or not keys.get("file"):
+    given = keys.get("file") or keys.get("files")  # gres.c reads both keys
+    if st.gpu_files is None or keys.get("name", "").lower() not in SHARED_GRES or not given:
         return
     from fabric_hpc.hostlist import expand
 
     try:
-        files = expand(keys["file"])
+        files = expand(given)
     except ConfigError as exc:
-        raise ConfigError(f"the site's gres.conf {where}: File={keys['file']}: {exc.message}",
+        raise ConfigError(f"the site's gres.conf {where}: File={given}: {exc.message}",
                           hint="fix that line (slurmd would not read it either), then run install "
                                "again") from None
     bad: dict[tuple[str, ...], list[str]] = {}
@@ -318,7 +319,7 @@ def _check_shared(st: _Parsed, keys: dict[str, str], named: list[str] | None, wh
         return
     missing, nodes = next(iter(bad.items()))
     gpus = compress(list(st.gpu_files.get(nodes[0], ()))) or "none"
-    raise ConfigError(f"the site's gres.conf {where}: Name={keys['name']} File={keys['file']} names "
+    raise ConfigError(f"the site's gres.conf {where}: Name={keys['name']} File={given} names "
                       f"{compress(list(missing))}, not a GPU file of fabric's lines for {compress(nodes)} "
                       f"(its GPU files: {gpus}): slurmd discards such a record (\"Discarding gres/'shared' "
                       "configuration (File=...) without matching gres/'sharing' record\")",

@@ -54,6 +54,10 @@ def test_shard_files_in_another_device_dir_are_refused():
     text = "Name=shard Count=8 File=/dev/gpu/nvidia[0-7]\n"   # no NodeName: every node
     with pytest.raises(ConfigError, match=r"names /dev/gpu/nvidia\[0-7\], not a GPU .* /dev/nvidia\[0-7\]"):
         parse_site_gres(text, "gres.conf", HOSTS, gpu_files=files)
+    # gres.c reads Files= as File=, and GRES names in any case
+    with pytest.raises(ConfigError, match=r"Name=MPS File=/dev/nvidia\[6-9\] names /dev/nvidia\[8-9\]"):
+        parse_site_gres("NodeName=su01-h03 Name=MPS Count=8 Files=/dev/nvidia[6-9]\n", "gres.conf", HOSTS,
+                        gpu_files=files)
     # nodes outside the model are not fabric's to check, and a line without File= spreads its Count
     ok = parse_site_gres("NodeName=other[1-2] Name=mps Count=8 File=/dev/x[0-1]\nName=mps Count=100\n",
                          "gres.conf", HOSTS, gpu_files=files)
