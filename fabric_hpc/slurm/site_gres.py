@@ -10,7 +10,8 @@ the site's file is kept verbatim after fabric's lines:
   fabric's GPU lines for each of those nodes (``<gres_device_dir>/nvidiaN``, N below the node's GPU
   count; compared as text, as Slurm's gres_c_s.c does): slurmd discards a shared record whose File
   matches no GPU (``Discarding gres/'shared' configuration (File=...) without matching gres/'sharing'
-  record``), so that node would lose those MPS/shard counts: a ConfigError naming the line;
+  record``) and slurmctld marks the node INVALID (``gres/mps count reported lower than configured``):
+  a ConfigError naming the line;
 * ``Include FILE``: a relative FILE is the slurm conf dir's (gres.conf's dir, as slurmd's
   ``get_extra_conf_path``), an absolute one read under the install root, never through a link that
   leaves it; the file must be a regular UTF-8 file of at most :data:`MAX_GRES_CONF` bytes, at most
