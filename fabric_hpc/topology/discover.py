@@ -270,7 +270,23 @@ def _nvlink(gpus: list[dict[str, Any]], notes: list[str]) -> tuple[float, int, l
                      "set nvswitches: 0 here")
     elif not switches and any(lk["remote_type"] == "gpu" for g in gpus for lk in g["nvlinks"]):
         notes.append("GPUs are linked directly (no NVSwitch); the fabric model treats them as a full mesh")
+        _partial_mesh_note(gpus, notes)
     return min(per_gpu), count, switches
+
+
+def _partial_mesh_note(gpus: list[dict[str, Any]], notes: list[str]) -> None:
+    """A note when direct NVLinks join only some GPU pairs (NVLink bridges on PCIe GPUs: H100 NVL,
+    A100 PCIe): the model's full mesh then claims NVLink between GPUs that have none."""
+    pairs = {frozenset((g["index"], lk["remote_gpu"])) for g in gpus for lk in g["nvlinks"]
+             if lk["remote_type"] == "gpu" and lk["remote_gpu"] not in (None, g["index"])}
+    n = len(gpus)
+    if len(pairs) == n * (n - 1) // 2:
+        return
+    shown = ", ".join("-".join(map(str, sorted(p))) for p in sorted(pairs, key=sorted)) or "none"
+    notes.append(f"NVLink joins only {len(pairs)} of the {n * (n - 1) // 2} GPU pairs ({shown}; e.g. NVLink "
+                 "bridges): the fabric model's full mesh, and so placement and gres.conf Links=, count "
+                 "NVLink between GPUs that have none; set nvlink_gbps: 0 in the host type to model them as "
+                 "PCIe-only")
 
 
 def _compute_nics(sysfs: SysfsFacts, notes: list[str],
