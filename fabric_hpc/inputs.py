@@ -236,12 +236,15 @@ def key_given_twice(pairs: list[tuple[str, Any]]) -> str:
     return next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
 
 
-def load_json(text: str | bytes, source: str, *, max_depth: int = MAX_DEPTH) -> Any:
-    """Parse JSON; a ConfigError names the line for bad syntax, too-deep nesting or NaN/Infinity."""
+def load_json(text: str | bytes, source: str, *, max_depth: int = MAX_DEPTH, nonfinite: bool = False) -> Any:
+    """Parse JSON; a ConfigError names the line for bad syntax, too-deep nesting or NaN/Infinity
+    (``nonfinite``: NaN, Infinity and -Infinity, as Python's json.dump writes them, are floats)."""
     if isinstance(text, bytes):
         text = decode(text, source)
 
     def no_constant(name: str) -> Any:
+        if nonfinite:
+            return float(name)
         raise ConfigError(f"{source}: {name} is not a valid JSON number", hint="write a finite number")
 
     def one_of_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -269,8 +272,9 @@ def load_json(text: str | bytes, source: str, *, max_depth: int = MAX_DEPTH) -> 
 
 
 def read_json(path: str | os.PathLike[str], *, what: str = "JSON file", limit: int = MAX_FILE_BYTES,
-              max_depth: int = MAX_DEPTH) -> Any:
-    return load_json(read_bytes(path, what=what, limit=limit), os.fspath(path), max_depth=max_depth)
+              max_depth: int = MAX_DEPTH, nonfinite: bool = False) -> Any:
+    return load_json(read_bytes(path, what=what, limit=limit), os.fspath(path), max_depth=max_depth,
+                     nonfinite=nonfinite)
 
 
 def load_yaml(text: str, source: str, *, max_depth: int = MAX_DEPTH) -> tuple[Any, Any]:

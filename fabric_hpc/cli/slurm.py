@@ -305,7 +305,7 @@ def install(config_path: str, topology: str | None, root: str, dry_run: bool, fo
     from fabric_hpc.slurm.rest_token import rest_token_note
 
     from fabric_hpc.errors import ConfigError
-    from fabric_hpc.slurm.site_gres import read_site_gres
+    from fabric_hpc.slurm.site_gres import gpu_files, read_site_gres
     from fabric_hpc.slurm.slurm_settings import plugins, site_node_gres, site_settings
 
     from fabric_hpc.slurm.install_checks import check_private_tmp, check_python
@@ -318,7 +318,8 @@ def install(config_path: str, topology: str | None, root: str, dry_run: bool, fo
     settings, source = site_settings(cfg, Path(root))
     inst = Installer(cfg, root=root)
     gres_conf = str(Path(cfg.install.slurm_conf_dir) / "gres.conf")
-    site_gres = read_site_gres(inst.at(gres_conf), gres_conf, fab.hosts)
+    site_gres = read_site_gres(inst.at(gres_conf), gres_conf, fab.hosts, root=inst.root,
+                               gpu_files=gpu_files(fab, cfg.install.gres_device_dir))
     files, lines = plan(cfg, fab, slurm_version=cfg.install.slurm_version or detect_slurm_version(),
                         job_submit_plugins=settings.get("JobSubmitPlugins"),
                         gres_types=settings.get("GresTypes"), node_gres=site_node_gres(cfg, Path(root)),

@@ -131,9 +131,11 @@ def gres_types_line(current: str | None) -> str:
     return "GresTypes=" + ",".join(names if "gpu" in names else [*names, "gpu"])
 
 
-def _conf_lines(path: Path, root: Path, depth: int = 0) -> Iterator[str]:
+def _conf_lines(path: Path, root: Path, depth: int = 0, conf_dir: Path | None = None) -> Iterator[str]:
     """The lines of a conf file and of its ``Include`` files in place (comments dropped, stripped);
-    nothing from a file that cannot be read."""
+    nothing from a file that cannot be read. A relative Include is slurm.conf's directory's
+    (``conf_dir``), in an Included file too, as Slurm's ``get_extra_conf_path`` reads it."""
+    conf_dir = path.parent if conf_dir is None else conf_dir
     try:
         lines = path.read_text(errors="replace").splitlines()
     except OSError:
@@ -144,9 +146,9 @@ def _conf_lines(path: Path, root: Path, depth: int = 0) -> Iterator[str]:
         if word.lower() == "include" and rest.strip() and depth < MAX_INCLUDE_DEPTH:
             pattern = rest.strip()
             pattern = (str(root / pattern.lstrip("/")) if pattern.startswith("/")
-                       else str(path.parent / pattern))
+                       else str(conf_dir / pattern))
             for inc in sorted(glob.glob(pattern)):
-                yield from _conf_lines(Path(inc), root, depth + 1)
+                yield from _conf_lines(Path(inc), root, depth + 1, conf_dir)
         elif line:
             yield line
 

@@ -163,19 +163,25 @@ def _gpus(devices: list[dict[str, Any]], sysfs: SysfsFacts, notes: list[str]) ->
     for i, d in enumerate(devices):
         bus = d["pci_bus_id"] if not is_error(d["pci_bus_id"]) else None
         pci = sysfs.pci(bus) if bus else None
-        node, how = None, "unknown"
-        if not is_error(d["numa_node"]) and d["numa_node"] >= 0:
-            node, how = d["numa_node"], "nvml"
-        elif pci and pci["numa_node"] is not None:
-            node, how = pci["numa_node"], "sysfs-pci"
-        socket_ = sysfs.socket_of_node(node)
+        # NVML's NUMA id first, then the PCI device's; on Grace (GH200, GB200) NVML gives the GPU's own
+        # memory node, which has no CPUs: the PCI device's node (or the affinity) then places it
+        known = [(n, w) for n, w in ((None if is_error(d["numa_node"]) else d["numa_node"], "nvml"),
+                                     (pci["numa_node"] if pci else None, "sysfs-pci"))
+                 if isinstance(n, int) and not isinstance(n, bool) and n >= 0]
+        node, how = known[0] if known else (None, "unknown")
+        socket_ = None
+        for n, w in known:
+            if (socket_ := sysfs.socket_of_node(n)) is not None:
+                node, how = n, w
+                break
         affinity = [] if is_error(d["cpu_affinity"]) else cpus_of_mask(d["cpu_affinity"])
         if socket_ is None and affinity:
             socks = Counter(s for c in affinity if (s := sysfs.socket_of_cpu(c)) is not None)
             socket_, how = (socks.most_common(1)[0][0], "cpu-affinity") if socks else (None, how)
         if socket_ is None:
-            notes.append(f"GPU {i}: NUMA placement unknown (no NVML NUMA id, no sysfs PCI node, "
-                         "no affinity); put on socket 0")
+            seen = ", ".join(f"{w} NUMA node {n} has no CPUs" for n, w in known) or "no NVML NUMA id, no " \
+                "sysfs PCI node"
+            notes.append(f"GPU {i}: NUMA placement unknown ({seen}, no affinity); put on socket 0")
             socket_ = 0
         out.append({"index": i, "name": _err_none(d["name"]), "uuid": _err_none(d["uuid"]), "pci_bus_id": bus,
                     "pci_bridges": pci["bridges"] if pci else None,
@@ -264,7 +270,23 @@ def _nvlink(gpus: list[dict[str, Any]], notes: list[str]) -> tuple[float, int, l
                      "set nvswitches: 0 here")
     elif not switches and any(lk["remote_type"] == "gpu" for g in gpus for lk in g["nvlinks"]):
         notes.append("GPUs are linked directly (no NVSwitch); the fabric model treats them as a full mesh")
+        _partial_mesh_note(gpus, notes)
     return min(per_gpu), count, switches
+
+
+def _partial_mesh_note(gpus: list[dict[str, Any]], notes: list[str]) -> None:
+    """A note when direct NVLinks join only some GPU pairs (NVLink bridges on PCIe GPUs: H100 NVL,
+    A100 PCIe): the model's full mesh then claims NVLink between GPUs that have none."""
+    pairs = {frozenset((g["index"], lk["remote_gpu"])) for g in gpus for lk in g["nvlinks"]
+             if lk["remote_type"] == "gpu" and lk["remote_gpu"] not in (None, g["index"])}
+    n = len(gpus)
+    if len(pairs) == n * (n - 1) // 2:
+        return
+    shown = ", ".join("-".join(map(str, sorted(p))) for p in sorted(pairs, key=sorted)) or "none"
+    notes.append(f"NVLink joins only {len(pairs)} of the {n * (n - 1) // 2} GPU pairs ({shown}; e.g. NVLink "
+                 "bridges): the fabric model's full mesh, and so placement and gres.conf Links=, count "
+                 "NVLink between GPUs that have none; set nvlink_gbps: 0 in the host type to model them as "
+                 "PCIe-only")
 
 
 def _compute_nics(sysfs: SysfsFacts, notes: list[str],
@@ -353,7 +375,9 @@ def _host_type(sysfs: SysfsFacts, gpus: list[dict[str, Any]], notes: list[str]) 
     cores = len(set(sysfs.cpus.values())) or 1
     threads = max(1, round(len(sysfs.cpus) / cores))
     if cores % sockets:
-        notes.append(f"{cores} cores do not split evenly over {sockets} sockets; rounded up per socket")
+        notes.append(f"{cores} cores do not split evenly over {sockets} sockets (some offline?); rounded "
+                     f"down to {max(1, cores // sockets)} per socket: slurmctld marks a node configured with "
+                     "more CPUs than slurmd counts invalid (\"Low socket*core*thread count\")")
     mem_kb = sum(n["memory_kb"] or 0 for n in sysfs.numa.values())
     if not mem_kb:
         notes.append("host memory unknown (no meminfo); memory_gb set to 1")
@@ -372,7 +396,7 @@ def _host_type(sysfs: SysfsFacts, gpus: list[dict[str, Any]], notes: list[str]) 
     features = [f for f, on in flags if on]
     gpu_mem = round(min(mems) / 2**30, 1) if mems else 0.0
     return HostType(gpus=len(gpus), gpu_model=_model_name(model), gpu_memory_gb=gpu_mem,
-                    sockets=sockets, cores_per_socket=-(-cores // sockets), threads_per_core=threads,
+                    sockets=sockets, cores_per_socket=max(1, cores // sockets), threads_per_core=threads,
                     memory_gb=_memory_gb(mem_kb), nvlink_gbps=nvlink,
                     nvswitches=nvswitches, pcie_gbps=min(pcie) if pcie else DEFAULT_PCIE_GBPS, nics=nics,
                     nic_gbps=nic_gbps, gpu_numa=gpu_numa or None, features=features)

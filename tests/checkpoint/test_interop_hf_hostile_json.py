@@ -69,9 +69,13 @@ def test_non_utf8_and_nan_configs_name_the_file(tmp_path):
     src = _model(tmp_path / "a", config=b'\xff\xfe{"a": 1}')
     with pytest.raises(CheckpointCorruptError, match=r"config\.json.*not UTF-8"):
         import_hf(src, tmp_path / "out")
+    # NaN in a model config is Python's json.dump output, carried (the engine judges the fields it
+    # reads: tests/inference_engines/test_hf_config_nonfinite.py); in the shard index it is refused
     src = _model(tmp_path / "b", config='{"rope_theta": NaN}')
-    with pytest.raises(CheckpointCorruptError, match=r"config\.json.*NaN is not a valid JSON number"):
-        import_hf(src, tmp_path / "out")
+    import_hf(src, tmp_path / "out")
+    src = _model(tmp_path / "c", index='{"weight_map": {"w": "model-00001-of-00001.safetensors"}, "x": NaN}')
+    with pytest.raises(CheckpointCorruptError, match=r"index\.json.*NaN is not a valid JSON number"):
+        import_hf(src, tmp_path / "out2")
 
 
 def test_a_fifo_config_is_skipped_without_blocking_and_ordinary_files_import(tmp_path):

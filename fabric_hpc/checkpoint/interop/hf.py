@@ -14,7 +14,9 @@ directory that is fsync'd and renamed to OUT only when complete.
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -36,6 +38,8 @@ from fabric_hpc.extras import require
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
 CARRIED = ("config.json", "generation_config.json")
+#: user_metadata key: where the carried files had NaN/Infinity ({file: {JSON pointer: "NaN"}})
+NONFINITE = "hf_nonfinite"
 DEFAULT_SHARD = 5 << 30
 #: Largest index or config JSON read from a model directory (a 1T-parameter model's index is ~10 MB).
 MAX_JSON_BYTES = 64 << 20
@@ -76,14 +80,15 @@ def _files(src: Path) -> tuple[Path, list[str], dict[str, str] | None]:
     return src, found, None
 
 
-def _model_json(path: Path, what: str) -> Any:
+def _model_json(path: Path, what: str, *, nonfinite: bool = False) -> Any:
     """A model directory's JSON file read through fabric's input limits (a regular file of at most
-    MAX_JSON_BYTES, UTF-8, nested at most 64 levels, no NaN, no key twice): a file that breaks one is
-    a CheckpointCorruptError naming it and the problem; a permission error stays exit 5."""
+    MAX_JSON_BYTES, UTF-8, nested at most 64 levels, no key twice; NaN/Infinity only in a model
+    config, ``nonfinite``, as Python's json.dump writes them): a file that breaks one is a
+    CheckpointCorruptError naming it and the problem; a permission error stays exit 5."""
     from fabric_hpc.errors import ConfigError
     from fabric_hpc.inputs import read_json
     try:
-        return read_json(path, what=what, limit=MAX_JSON_BYTES)
+        return read_json(path, what=what, limit=MAX_JSON_BYTES, nonfinite=nonfinite)
     except ConfigError as exc:
         raise CheckpointCorruptError(exc.message,
                                      hint="fix or re-download the file; nothing was imported") from None
@@ -109,11 +114,15 @@ def import_hf(src: Path | str, root: Path | str, *, step: int = 0, prefix: str |
     require("torch", extra="torch", needed_for="Hugging Face safetensors import")  # safe_open(framework="pt")
     from safetensors import safe_open
     directory, files, weight_map = _files(Path(src))
-    carried = {}
+    carried, nonfinite = {}, {}
     for fname in CARRIED:
         if (directory / fname).is_file():
-            carried[fname] = _model_json(directory / fname, "model config")
+            carried[fname], where = finite_doc(_model_json(directory / fname, "model config", nonfinite=True))
+            if where:
+                nonfinite[fname] = where
     meta: dict[str, Any] = {"source": "huggingface-safetensors", "hf_files": carried}
+    if nonfinite:  # the manifest is strict JSON: each NaN/Infinity is null there, and its place is kept
+        meta[NONFINITE] = nonfinite
     seen: set[str] = set()
     with StreamWriter(root, step=step, tags=tags, metadata=meta, layout={"format": "hf"}) as out:
         for fname in files:
@@ -246,13 +255,72 @@ def _export_keys(names: list[str], prefix: str | None) -> dict[str, str]:
 
 
 def _carried(user_metadata: dict[str, Any], config: Path | str | None) -> dict[str, Any]:
+    """The model config files to write: those an import carried (with their NaN/Infinity back), and
+    ``config`` (read as given, NaN included)."""
     files = user_metadata.get("hf_files")
     extra = {k: v for k, v in files.items() if k in CARRIED} if isinstance(files, dict) else {}
+    nonfinite = user_metadata.get(NONFINITE)
+    for fname in extra:
+        where = nonfinite.get(fname) if isinstance(nonfinite, dict) else None
+        if isinstance(where, dict):
+            extra[fname] = restore_nonfinite(extra[fname], where)
     if config is not None:
         from fabric_hpc.inputs import read_json
 
-        extra["config.json"] = read_json(config, what="config", limit=16 << 20)  # exit 3 naming the problem
+        # exit 3 naming the problem
+        extra["config.json"] = read_json(config, what="config", limit=16 << 20, nonfinite=True)
     return extra
+
+
+def finite_doc(doc: Any, at: str = "") -> tuple[Any, dict[str, str]]:
+    """``doc`` with each NaN, Infinity and -Infinity as None, and where each was (a JSON pointer,
+    RFC 6901, -> ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``)."""
+    if isinstance(doc, float) and not math.isfinite(doc):
+        return None, {at: "NaN" if doc != doc else ("Infinity" if doc > 0 else "-Infinity")}
+    where: dict[str, str] = {}
+    if isinstance(doc, dict):
+        out: Any = {}
+        for k, v in doc.items():
+            out[k], w = finite_doc(v, f"{at}/{k.replace('~', '~0').replace('/', '~1')}")
+            where.update(w)
+        return out, where
+    if isinstance(doc, list):
+        out = []
+        for i, v in enumerate(doc):
+            item, w = finite_doc(v, f"{at}/{i}")
+            out.append(item)
+            where.update(w)
+        return out, where
+    return doc, where
+
+
+def restore_nonfinite(doc: Any, where: dict[str, str]) -> Any:
+    """``doc`` (a copy) with the values :func:`finite_doc` took out put back; a pointer that no longer
+    leads to a null (the metadata was edited) is skipped."""
+    doc = copy.deepcopy(doc)
+    for pointer, name in where.items():
+        if name not in ("NaN", "Infinity", "-Infinity") or not str(pointer).startswith("/"):
+            continue
+        *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in pointer[1:].split("/")]
+        node = doc
+        for part in parents:
+            node = _child(node, part)
+        if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+            last = int(last)
+        elif not isinstance(node, dict) or last not in node:
+            continue
+        if node[last] is None:
+            node[last] = float(name)
+    return doc
+
+
+def _child(node: Any, part: str) -> Any:
+    """``node[part]`` of a JSON document (a list index in digits), None when there is none."""
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+        return node[int(part)]
+    return None
 
 
 def _write_file(path: Path, ckpt: Any, shard: list[tuple[str, int]], keys: dict[str, str],

@@ -58,7 +58,8 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     from fabric_hpc.inference.engine import MAX_ARTEFACT_JSON
     from fabric_hpc.inputs import read_json
     try:  # size, UTF-8 and depth limits: an error naming the file, never a traceback
-        doc = read_json(path, what=what, limit=MAX_ARTEFACT_JSON)
+        # a Hugging Face config.json may hold NaN (Python's json.dump writes it): from_hf_config judges
+        doc = read_json(path, what=what, limit=MAX_ARTEFACT_JSON, nonfinite=path.name == "config.json")
     except ConfigError as exc:
         raise ConfigError(f"not readable JSON: {exc.message}", hint=exc.hint) from None
     if not isinstance(doc, dict):
@@ -133,8 +134,15 @@ def _checkpoint_plan(engine_dir: Path, src: CheckpointWeights, spec: LlamaSpec) 
 
 
 def _carried_config(ckpt: Any) -> dict[str, Any] | None:
-    files = ckpt.manifest.user_metadata.get("hf_files")
+    """The config.json a checkpoint carries, with the NaN/Infinity an import found in it put back."""
+    from fabric_hpc.checkpoint.interop.hf import NONFINITE, restore_nonfinite
+
+    meta = ckpt.manifest.user_metadata
+    files = meta.get("hf_files")
     doc = files.get("config.json") if isinstance(files, dict) else None
+    where = meta.get(NONFINITE, {}).get("config.json") if isinstance(meta.get(NONFINITE), dict) else None
+    if isinstance(doc, dict) and isinstance(where, dict):
+        doc = restore_nonfinite(doc, where)
     return doc if isinstance(doc, dict) else None
 
 
@@ -212,7 +220,9 @@ def _write_config(path: Path, doc: dict[str, Any], owned: bool) -> None:
     target = path / "config.json"
     if not owned and target.is_file():
         try:
-            same = json.loads(target.read_text(encoding="utf-8")) == doc
+            # compared as text: a NaN a Hugging Face config may hold is unequal to itself
+            same = json.dumps(json.loads(target.read_text(encoding="utf-8")), sort_keys=True) == \
+                json.dumps(doc, sort_keys=True)
         except (OSError, ValueError, RecursionError):
             same = False
         if not same:

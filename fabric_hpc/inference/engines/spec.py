@@ -8,6 +8,7 @@ that ``transformers.LlamaConfig`` reads back.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -105,9 +106,8 @@ class LlamaSpec:
         for key in ("attention_bias", "mlp_bias"):
             if doc.get(key):
                 problems.append(f"{key} true (only bias-free projections)")
-        rope = doc.get("rope_parameters") or {}
-        scaling = doc.get("rope_scaling")
-        rope_type = rope.get("rope_type") or (scaling or {}).get("rope_type") or "default"
+        rope, scaling = (_section(doc, key, problems) for key in ("rope_parameters", "rope_scaling"))
+        rope_type = rope.get("rope_type") or scaling.get("rope_type") or "default"
         if rope_type != "default":
             problems.append(f"rope type {rope_type!r} (only default RoPE)")
         missing = [k for k in ("vocab_size", "hidden_size", "intermediate_size",
@@ -117,6 +117,13 @@ class LlamaSpec:
         if problems:
             raise ConfigError(f"{source}: unsupported model config: " + "; ".join(problems),
                               hint="the PyTorch engine implements plain Llama-style decoders")
+        # NaN/Infinity (Python's json.dump writes them) is accepted where the engine does not look
+        numbers = [*doc.items(), *((f"rope_parameters.{k}", v) for k, v in rope.items())]
+        bad = [f"{k} is {v}" for k, v in numbers if k.removeprefix("rope_parameters.") in USED
+               and isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise ConfigError(f"{source}: {'; '.join(bad)}: the engine needs a finite number there",
+                              hint="write the model's value (e.g. from the model card) in config.json")
         eos = doc.get("eos_token_id")
         if isinstance(eos, list):
             eos = eos[0] if eos else None
@@ -138,6 +145,23 @@ class LlamaSpec:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+#: the config.json numbers :meth:`LlamaSpec.from_hf_config` reads (NaN or Infinity there is refused)
+USED = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+        "num_key_value_heads", "head_dim", "rms_norm_eps", "rope_theta", "max_position_embeddings",
+        "eos_token_id")
+
+
+def _section(doc: Mapping[str, Any], key: str, problems: list[str]) -> Mapping[str, Any]:
+    """``doc[key]`` when an object; absent, null or NaN (pandas' missing value, as json.dump writes
+    it) is no section; anything else is a problem."""
+    value = doc.get(key)
+    if isinstance(value, Mapping):
+        return value
+    if value is not None and not (isinstance(value, float) and math.isnan(value)):
+        problems.append(f"{key} {value!r} (an object or null)")
+    return {}
 
 
 def hf_weight_names(spec: LlamaSpec) -> dict[str, tuple[int, ...]]:
