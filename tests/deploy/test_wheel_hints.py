@@ -51,3 +51,9 @@ def test_the_pyslurm_fix_names_make_only_for_a_checkout(wheel_env: WheelEnv) -> 
                          "INSTALL_HINT; print(INSTALL_HINT)").stdout
     assert "pip install pyslurm" in hint
     assert "make pyslurm" not in hint or "checkout" in hint, hint
+
+
+def test_the_demo_help_names_the_command_a_wheel_has(wheel_env: WheelEnv) -> None:
+    text = wheel_env.run(str(wheel_env.bin / "python"), "-m", "fabric_hpc.demo", "--help").stdout
+    assert "python -m fabric_hpc.demo" in text
+    assert "make demo" not in text or "checkout" in text, text
