@@ -10,7 +10,7 @@ from tests.deploy.wheel_env import WheelEnv
 
 #: a folder of the source tree named as a path (Slurm's plugin names topology/tree, topology/block and
 #: install's "topology/gres.conf" (topology.conf and gres.conf) are not paths)
-CHECKOUT_PATH = re.compile(r"(?<![\w/.-])(plugins|jobscripts|data|topology)/(?!(tree|block|gres\.conf)\b)[\w*]")
+CHECKOUT_PATH = re.compile(r"(?<![\w/.-])(plugins|jobscripts|data|topology|tests|benchmarks)/(?!(tree|block|gres\.conf)\b)[\w*]")
 
 #: every command's --help, from the wheel's own click objects, in the wheel's venv
 HELP_TEXTS = r"""
