@@ -10,7 +10,8 @@ from tests.deploy.wheel_env import WheelEnv
 
 #: a folder of the source tree named as a path (Slurm's plugin names topology/tree, topology/block and
 #: install's "topology/gres.conf" (topology.conf and gres.conf) are not paths)
-CHECKOUT_PATH = re.compile(r"(?<![\w/.-])(plugins|jobscripts|data|topology|tests|benchmarks)/(?!(tree|block|gres\.conf)\b)[\w*]")
+CHECKOUT_PATH = re.compile(r"(?<![\w/.-])(plugins|jobscripts|data|topology|tests|benchmarks)/"
+                           r"(?!(tree|block|gres\.conf)\b)[\w*]")
 
 #: every command's --help, from the wheel's own click objects, in the wheel's venv
 HELP_TEXTS = r"""
@@ -23,14 +24,16 @@ def walk(cmd, path):
     if isinstance(cmd, click.Group):
         for name in cmd.list_commands(ctx):
             yield from walk(cmd.get_command(ctx, name), path + [name])
-print(json.dumps({" ".join(p): CliRunner().invoke(cli, [*p, "--help"], prog_name="fabric").output for p in walk(cli, [])}))
+run = lambda p: CliRunner().invoke(cli, [*p, "--help"], prog_name="fabric").output
+print(json.dumps({" ".join(p): run(p) for p in walk(cli, [])}))
 """
 
 
 def test_help_texts_name_no_source_tree_folder(wheel_env: WheelEnv) -> None:
     texts = json.loads(wheel_env.run(str(wheel_env.bin / "python"), "-c", HELP_TEXTS).stdout)
     assert len(texts) > 40 and "Usage: fabric place" in texts["place"]
-    bad = {cmd: m.group(0) for cmd, text in texts.items() if (m := CHECKOUT_PATH.search(" ".join(text.split())))}
+    bad = {cmd: m.group(0) for cmd, text in texts.items()
+           if (m := CHECKOUT_PATH.search(" ".join(text.split())))}
     assert not bad, bad
     make = {cmd for cmd, text in texts.items() if re.search(r"\bmake [a-z]", text) and "checkout" not in text}
     assert not make, make
@@ -38,7 +41,8 @@ def test_help_texts_name_no_source_tree_folder(wheel_env: WheelEnv) -> None:
 
 def test_a_missing_sample_trace_says_where_to_get_it(wheel_env: WheelEnv) -> None:
     """README's example trace is in the source tree only: the fix says so and where it comes from."""
-    proc = wheel_env.fabric("sim", "run", "--trace", "tiresias:data/traces/tiresias_60_job.csv", "-t", "superpod:sus=1",
+    proc = wheel_env.fabric("sim", "run", "--trace", "tiresias:data/traces/tiresias_60_job.csv",
+                            "-t", "superpod:sus=1",
                             "--out", str(wheel_env.cwd / "sim-missing"), check=False)
     assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
     fix = " ".join(proc.stderr.split("fix:", 1)[1].split())
