@@ -1,4 +1,5 @@
-"""``make demo``: the main job on the built-in default cluster (a DGX H100 SuperPOD of 4 SUs).
+"""The main job on the built-in default cluster (a DGX H100 SuperPOD of 4 SUs): what ``make demo``
+runs in a checkout, and ``python -m fabric_hpc.demo --out DIR`` runs from an installed wheel.
 
 1. writes the fabric description and its Slurm exports (topology.conf, gres.conf);
 2. replays the bundled gang workload with the Slurm-like baseline (multifactor priority, EASY

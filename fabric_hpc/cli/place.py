@@ -24,7 +24,8 @@ _TIME, _WORKERS = SOLVE_OPTION_BOUNDS["time_limit_s"], SOLVE_OPTION_BOUNDS["work
 
 
 @click.command()
-@click.option("--topology", "-t", "topology", help="Fabric file (topology/*.yaml) or generator (superpod:sus=4).")
+@click.option("--topology", "-t", "topology", help="Fabric YAML file, a fabric shipped with "
+              "fabric-hpc by name (gb200-nvl72-8r), or generator (superpod:sus=4).")
 @click.option("--state", "-s", "state_path", type=InputFile(what="state file"),
               help="Cluster state JSON (default: everything free).")
 @click.option("--request", "-r", "request", help="e.g. 'nodes=4,gpus=8,within=leaf' (see docs/placement.md).")

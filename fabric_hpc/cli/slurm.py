@@ -121,7 +121,7 @@ def nodes(backend: str, rest_url: str | None, as_json: bool) -> None:
 @click.option("-o", "--output", type=OutputFile(what="output"), default=None,
               help="Write here (default: stdout).")
 def plugin_config(state_dir: str, fallback_s: int, max_gpus_per_node: int, output: str | None) -> None:
-    """Print plugins/job_submit.lua with these settings (install it next to slurm.conf)."""
+    """Print job_submit.lua (shipped in the wheel) with these settings (install it next to slurm.conf)."""
     from fabric_hpc.slurm.plugins import cluster_path, render_job_submit
 
     text = render_job_submit(state_dir=cluster_path(state_dir, what="--state-dir"), fallback_s=fallback_s,
@@ -186,7 +186,8 @@ def jobscripts(directory: Path, force: bool, as_json: bool) -> None:
 @json_option
 def topo_files(topology: str, topo_dir: str, hosts: tuple[str, ...], as_json: bool) -> None:
     """Write each host's NCCL topology XML into TOPO_DIR (run as root at install, or let the
-    Prolog plugins/prolog.py do it per node): the TaskProlog exports only files it trusts."""
+    Prolog that `fabric slurm install` writes, prolog.py, do it per node): the TaskProlog exports
+    only files it trusts."""
     from fabric_hpc.errors import ConfigError
     from fabric_hpc.hostlist import compress
     from fabric_hpc.slurm.prolog import NoTopologyFile, write_topo

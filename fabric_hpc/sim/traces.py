@@ -53,6 +53,11 @@ from fabric_hpc.sim.rows import (NEVER_RAN, NEVER_SCHEDULED, NOT_FINISHED, NOT_G
 
 #: Largest gang a trace row may ask for.
 MAX_JOB_GPUS = 1_000_000
+#: Where the sample traces are (data/ is in the source tree only, not in the wheel).
+TRACE_SOURCES = ("the sample traces are in data/traces/ of fabric-hpc's source tree (not in the wheel; "
+                 "data/README.md there), or at https://github.com/SymbioticLab/Tiresias "
+                 "(simulator/60_job.csv) and https://github.com/alibaba/clusterdata "
+                 "(cluster-trace-gpu-v2023/csv/openb_pod_list_default.csv)")
 
 
 class Trace(list):
@@ -113,8 +118,8 @@ def gang_request(gpus: int, gpus_per_host: int = 8) -> Request:
 def _open(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     if not p.exists():
-        raise NotFoundError(f"no trace file {p}", hint="give the path of a trace file (the source tree has samples in "
-                                                       "data/traces/), or synthetic:jobs=N for a generated workload")
+        raise NotFoundError(f"no trace file {p}", hint="give the path of a trace file, or synthetic:jobs=N "
+                                                       f"for a generated workload; {TRACE_SOURCES}")
     return check_path(p, what="trace file")
 
 

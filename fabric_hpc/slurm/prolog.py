@@ -252,8 +252,9 @@ def topo_file(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], user_top
     except (ConfigError, OSError) as exc:
         if not user_topo_dir:
             raise ConfigError(f"no trusted topology file: {exc}",
-                              hint="run plugins/prolog.py as the slurmd Prolog (root), or "
-                                   "`fabric slurm topo-files` as root, or set user_topo_dir") from None
+                              hint="set slurm.conf's Prolog= to the prolog.py `fabric slurm install` writes "
+                                   "(it runs as root), or run `fabric slurm topo-files` as root, "
+                                   "or set user_topo_dir") from None
     own = write_topo(fab, host, user_topo_dir.replace("{uid}", str(os.getuid())), dir_mode=0o700,
                      facts_dir=topo_dir)
     check_topo_file(own)

@@ -41,7 +41,7 @@ ESLURM_INVALID_JOB_ID = 2017
 #: communication errors, 5000-5999 socket errors); other errnos are slurmctld refusing the request
 _UNREACHABLE_ERRNOS = (range(1000, 2000), range(5000, 6000))
 INSTALL_HINT = ("pip install pyslurm==25.11.* (builds against Slurm 25.11's headers: SLURM_INCLUDE_DIR, "
-                "SLURM_LIB_DIR), or `make pyslurm`; or use --backend cli")
+                "SLURM_LIB_DIR; from a checkout of fabric-hpc: make pyslurm); or use --backend cli")
 
 
 def load_pyslurm(conf: str | None = None) -> Any:
