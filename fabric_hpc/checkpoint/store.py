@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fabric_hpc.atomic import write_atomic
+from fabric_hpc.atomic import atomic_output, write_atomic
 from fabric_hpc.checkpoint import fsio
 from fabric_hpc.checkpoint.errors import (CheckpointCorruptError, CheckpointError, CheckpointIOError,
                                          CheckpointNotFoundError)
@@ -310,6 +310,40 @@ def clean_leftovers(root: Path) -> list[str]:
     if removed:
         fsio.fsync_dir(root)
     return removed
+
+
+def rename_into_place(root: Path, tmp: Path, final: Path) -> None:
+    """Commit: rename the complete ``tmp`` directory to ``final`` and move ``latest`` to it (as
+    :func:`advance_latest`). Call under :func:`root_lock`. The new ``latest`` is written to its
+    temporary file before the rename, so a full disk (or quota, or inode table) fails the save before
+    anything is committed (the caller removes ``tmp``), not after: a committed step that ``latest``
+    does not name would be skipped by the next restore and refused ("already exists") by the retry."""
+    root = Path(root)
+    current = read_latest(root)
+    if current is not None and current >= final.name and (root / current / MANIFEST).is_file():
+        os.rename(tmp, final)
+        fsio.fsync_dir(root)
+        return
+    try:
+        with atomic_output(root / LATEST, mode=fsio.FILE_MODE) as pointer:
+            _write_synced(pointer, (final.name + "\n").encode())  # ENOSPC surfaces here, not later
+            os.rename(tmp, final)
+            fsio.fsync_dir(root)
+    except OSError as exc:
+        if final.is_dir() and not tmp.exists():  # committed; only moving latest failed
+            raise fsio._io_error(f"move {LATEST} to the committed {final.name} in", root, exc) from exc
+        raise fsio._io_error("write", tmp / LATEST, exc) from exc
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def set_latest(root: Path, name: str) -> None:
