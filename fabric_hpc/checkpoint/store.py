@@ -68,15 +68,44 @@ def list_checkpoints(root: Path) -> list[CheckpointRef]:
 
 def read_latest(root: Path) -> str | None:
     """The step directory ``latest`` names, or None when it is missing or names anything but a
-    ``step-NNNNNNNNNN`` directory (a symlink, a FIFO or a path is never followed)."""
+    ``step-NNNNNNNNNN`` directory (a symlink, a FIFO or a path is never followed). A commit killed
+    between renaming its step into place and replacing ``latest`` is completed here: see
+    :func:`interrupted_latest`."""
+    name = _read_pointer(root, LATEST)
+    if name is None:
+        return None
+    return interrupted_latest(root, name) or name
+
+
+def _read_pointer(root: Path, entry: str) -> str | None:
     try:
-        raw = fsio.read_in(root, LATEST, 4096)
+        raw = fsio.read_in(root, entry, 4096)
     except (FileNotFoundError, NotADirectoryError, fsio.UnsafeFileError):
         return None
     except PermissionError:
-        raise denied(Path(root) / LATEST) from None
+        raise denied(Path(root) / entry) from None
     name = raw.decode("ascii", "replace").strip()
     return name if _STEP_DIR.match(name) else None
+
+
+def interrupted_latest(root: Path, current: str) -> str | None:
+    """The newer committed step a leftover temporary ``latest`` (``.latest.<host>-<pid>-<hex>.tmp``)
+    names, if any. A commit writes (and fsyncs) that file before it renames its step directory into
+    place and replaces ``latest`` with it after, so a process killed in between (SIGKILL, a node
+    failure) leaves a committed step that ``latest`` does not name yet, and this file naming it. Not
+    completing the move would make a resumed job restore the step before and then be refused its
+    next save of that step ("already exists")."""
+    newest = None
+    try:
+        entries = [e.name for e in os.scandir(root) if e.name.startswith(LATEST_TMP_PREFIX)]
+    except OSError:
+        return None
+    for entry in entries:
+        name = _read_pointer(root, entry)
+        if name is not None and name > current and (newest is None or name > newest) \
+                and not os.path.islink(Path(root) / name) and (Path(root) / name / MANIFEST).is_file():
+            newest = name
+    return newest
 
 
 def as_path(path: object, what: str = "path") -> Path:
@@ -297,6 +326,9 @@ def clean_leftovers(root: Path) -> list[str]:
     ``latest`` temporaries; fix a dangling ``latest``. Call only while holding :func:`root_lock`
     (``latest`` is only written under it). Returns the names removed."""
     from fabric_hpc.checkpoint import health
+    pointer = _read_pointer(root, LATEST)
+    if pointer is not None and (pending := interrupted_latest(root, pointer)) is not None:
+        set_latest(root, pending)  # complete the commit that was killed before it moved latest
     removed = [lo.path.name for lo in health.remove_abandoned(root)]
     for entry in os.scandir(root):
         if entry.name.startswith(LATEST_TMP_PREFIX) and not entry.is_dir(follow_symlinks=False):
