@@ -143,3 +143,41 @@ def test_after_any_kill_the_newest_committed_step_is_the_one_restored(tmp_path: 
         refs = list_checkpoints(root) if root.exists() else []
         if refs:
             assert restore(root)["w"][0] == refs[-1].step, f"trial {trial}: resumed from an older step"
+
+
+_OVER_FSIZE = """
+import resource, sys
+import numpy as np
+from fabric_hpc.checkpoint import AsyncSaver, restore, save
+from fabric_hpc.errors import FabricError
+root = sys.argv[1]
+save(root, {"w": np.ones(100)}, step=1)
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))  # `ulimit -f 64` in a job script
+try:
+    save(root, {"w": np.ones(100_000)}, step=2)
+except FabricError as e:
+    print(type(e).__name__, e.message, "| fix:", e.hint)
+with AsyncSaver(root) as saver:
+    try:
+        saver.save({"w": np.ones(100_000)}, step=3).wait()
+    except FabricError as e:
+        print(type(e).__name__, e.message, "| fix:", e.hint)
+print(restore(root)["w"].size)
+"""
+
+
+def test_a_save_over_the_file_size_limit_names_the_limit_and_keeps_the_last_step(tmp_path: Path) -> None:
+    """EFBIG (`ulimit -f` in a job script) said 'fix: check the filesystem: free space, permissions,
+    mount options', none of which is the cause."""
+    root = tmp_path / "ck"
+    proc = subprocess.run([sys.executable, "-c", _OVER_FSIZE, str(root)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    *errors, restored = proc.stdout.splitlines()
+    assert restored == "100" and len(errors) == 2, proc.stdout
+    for line, step in zip(errors, (2, 3)):
+        assert line.startswith(f"CheckpointIOError cannot write checkpoint step {step} in {root} "
+                               "(file w/c.0): File too large | fix: the file is over this process's file "
+                               "size limit"), line
+        assert "ulimit -f" in line
+    assert sorted(os.listdir(root)) == [".lock", "latest", "step-0000000001"]
