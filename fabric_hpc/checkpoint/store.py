@@ -101,7 +101,10 @@ def interrupted_latest(root: Path, current: str) -> str | None:
     except OSError:
         return None
     for entry in entries:
-        name = _read_pointer(root, entry)
+        try:
+            name = _read_pointer(root, entry)
+        except CheckpointIOError:  # another user's: not this reader's business
+            continue
         if name is not None and name > current and (newest is None or name > newest) \
                 and not os.path.islink(Path(root) / name) and (Path(root) / name / MANIFEST).is_file():
             newest = name
@@ -364,7 +367,9 @@ def rename_into_place(root: Path, tmp: Path, final: Path) -> None:
     except OSError as exc:
         if final.is_dir() and not tmp.exists():  # committed; only moving latest failed
             raise fsio._io_error(f"move {LATEST} to the committed {final.name} in", root, exc) from exc
-        raise fsio._io_error("write", tmp / LATEST, exc) from exc
+        if exc.filename is not None and os.path.basename(exc.filename) == LATEST:
+            raise fsio._io_error("write", tmp / LATEST, exc) from exc
+        raise fsio._io_error("rename into place", tmp, exc) from exc
 
 
 def _write_synced(path: Path, data: bytes) -> None:
