@@ -275,6 +275,9 @@ def _io_error(what: str, path: Path, exc: OSError) -> CheckpointIOError | Checkp
             errno.EACCES: "check the directory's owner and permissions",
             errno.EPERM: "check the directory's owner and permissions",
             errno.EROFS: "that filesystem is mounted read-only: write to a directory on a writable one",
-            errno.EEXIST: "another save uses the same temporary name; retry"}.get(exc.errno or 0)
+            errno.EEXIST: "another save uses the same temporary name; retry",
+            errno.EFBIG: "the file is over this process's file size limit (`ulimit -f`, RLIMIT_FSIZE: raise "
+                         "it, e.g. `ulimit -f unlimited` in the job script) or the largest file the "
+                         "filesystem holds (save to another filesystem)"}.get(exc.errno or 0)
     return CheckpointIOError(f"cannot {what} {where}: {exc.strerror}",
                              hint=hint or "check the filesystem: free space, permissions, mount options")

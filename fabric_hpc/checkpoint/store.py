@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fabric_hpc.atomic import write_atomic
+from fabric_hpc.atomic import atomic_output, write_atomic
 from fabric_hpc.checkpoint import fsio
 from fabric_hpc.checkpoint.errors import (CheckpointCorruptError, CheckpointError, CheckpointIOError,
                                          CheckpointNotFoundError)
@@ -68,15 +68,47 @@ def list_checkpoints(root: Path) -> list[CheckpointRef]:
 
 def read_latest(root: Path) -> str | None:
     """The step directory ``latest`` names, or None when it is missing or names anything but a
-    ``step-NNNNNNNNNN`` directory (a symlink, a FIFO or a path is never followed)."""
+    ``step-NNNNNNNNNN`` directory (a symlink, a FIFO or a path is never followed). A commit killed
+    between renaming its step into place and replacing ``latest`` is completed here: see
+    :func:`interrupted_latest`."""
+    name = _read_pointer(root, LATEST)
+    if name is None:
+        return None
+    return interrupted_latest(root, name) or name
+
+
+def _read_pointer(root: Path, entry: str) -> str | None:
     try:
-        raw = fsio.read_in(root, LATEST, 4096)
+        raw = fsio.read_in(root, entry, 4096)
     except (FileNotFoundError, NotADirectoryError, fsio.UnsafeFileError):
         return None
     except PermissionError:
-        raise denied(Path(root) / LATEST) from None
+        raise denied(Path(root) / entry) from None
     name = raw.decode("ascii", "replace").strip()
     return name if _STEP_DIR.match(name) else None
+
+
+def interrupted_latest(root: Path, current: str) -> str | None:
+    """The newer committed step a leftover temporary ``latest`` (``.latest.<host>-<pid>-<hex>.tmp``)
+    names, if any. A commit writes (and fsyncs) that file before it renames its step directory into
+    place and replaces ``latest`` with it after, so a process killed in between (SIGKILL, a node
+    failure) leaves a committed step that ``latest`` does not name yet, and this file naming it. Not
+    completing the move would make a resumed job restore the step before and then be refused its
+    next save of that step ("already exists")."""
+    newest = None
+    try:
+        entries = [e.name for e in os.scandir(root) if e.name.startswith(LATEST_TMP_PREFIX)]
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            name = _read_pointer(root, entry)
+        except CheckpointIOError:  # another user's: not this reader's business
+            continue
+        if name is not None and name > current and (newest is None or name > newest) \
+                and not os.path.islink(Path(root) / name) and (Path(root) / name / MANIFEST).is_file():
+            newest = name
+    return newest
 
 
 def as_path(path: object, what: str = "path") -> Path:
@@ -297,6 +329,9 @@ def clean_leftovers(root: Path) -> list[str]:
     ``latest`` temporaries; fix a dangling ``latest``. Call only while holding :func:`root_lock`
     (``latest`` is only written under it). Returns the names removed."""
     from fabric_hpc.checkpoint import health
+    pointer = _read_pointer(root, LATEST)
+    if pointer is not None and (pending := interrupted_latest(root, pointer)) is not None:
+        set_latest(root, pending)  # complete the commit that was killed before it moved latest
     removed = [lo.path.name for lo in health.remove_abandoned(root)]
     for entry in os.scandir(root):
         if entry.name.startswith(LATEST_TMP_PREFIX) and not entry.is_dir(follow_symlinks=False):
@@ -310,6 +345,42 @@ def clean_leftovers(root: Path) -> list[str]:
     if removed:
         fsio.fsync_dir(root)
     return removed
+
+
+def rename_into_place(root: Path, tmp: Path, final: Path) -> None:
+    """Commit: rename the complete ``tmp`` directory to ``final`` and move ``latest`` to it (as
+    :func:`advance_latest`). Call under :func:`root_lock`. The new ``latest`` is written to its
+    temporary file before the rename, so a full disk (or quota, or inode table) fails the save before
+    anything is committed (the caller removes ``tmp``), not after: a committed step that ``latest``
+    does not name would be skipped by the next restore and refused ("already exists") by the retry."""
+    root = Path(root)
+    current = read_latest(root)
+    if current is not None and current >= final.name and (root / current / MANIFEST).is_file():
+        os.rename(tmp, final)
+        fsio.fsync_dir(root)
+        return
+    try:
+        with atomic_output(root / LATEST, mode=fsio.FILE_MODE) as pointer:
+            _write_synced(pointer, (final.name + "\n").encode())  # ENOSPC surfaces here, not later
+            os.rename(tmp, final)
+            fsio.fsync_dir(root)
+    except OSError as exc:
+        if final.is_dir() and not tmp.exists():  # committed; only moving latest failed
+            raise fsio._io_error(f"move {LATEST} to the committed {final.name} in", root, exc) from exc
+        if exc.filename is not None and os.path.basename(exc.filename) == LATEST:
+            raise fsio._io_error("write", tmp / LATEST, exc) from exc
+        raise fsio._io_error("rename into place", tmp, exc) from exc
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def set_latest(root: Path, name: str) -> None:

@@ -170,10 +170,11 @@ def _finish_local(tmp: Path, part: LocalPart, manifest: Manifest, held: list[lis
         fsio.fsync_dir(tmp)
         final = local / f"{PART_PREFIX}{store.step_dir_name(part.step)}"
     with store.root_lock(local):
-        os.rename(tmp, final)
-        fsio.fsync_dir(local)
         if part.complete:
-            store.advance_latest(local, final.name)
+            store.rename_into_place(local, tmp, final)
+        else:
+            os.rename(tmp, final)
+            fsio.fsync_dir(local)
 
 
 def local_parts(local: Path | str) -> list[LocalPart]:

@@ -451,9 +451,7 @@ def _commit(root: Path, tmp: Path, header: dict[str, Any], per_rank: list) -> Pa
                 "same step committed first)", path=final,
                 hint=f"run one save per step and root; check the one there with "
                      f"`fabric ckpt verify {final}`, or save under another step or root")
-        os.rename(tmp, final)
-        fsio.fsync_dir(root)
-        store.advance_latest(root, final.name)
+        store.rename_into_place(root, tmp, final)
     return final
 
 
