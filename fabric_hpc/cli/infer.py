@@ -168,7 +168,7 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int, pro
                 raise SystemExit(err.exit_code)
             raise err
     if preflight:
-        runner.preflight(engine_config, source, textfile_dir)
+        runner.preflight(engine_config, source, output, textfile_dir)
         render(as_json, {"preflight": "ok", "output": str(output)},
                lambda c: c.print(f"preflight: ready to launch the ranks into {output}"))
         return

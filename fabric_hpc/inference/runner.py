@@ -251,18 +251,32 @@ def run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: s
                         textfile_dir=textfile_dir, verdict=verdict)
 
 
-def preflight(engine_config: str | os.PathLike[str], source: str,
+def preflight(engine_config: str | os.PathLike[str], source: str, output: str | os.PathLike[str],
               textfile_dir: str | os.PathLike[str] | None = None) -> None:
     """What every rank checks before MPI starts, checked once in this process (``fabric infer run
     --preflight``; infer_batch.sbatch runs it on the batch node before ``srun``): ``textfile_dir``
-    here, the engine config, the input, and that mpi4py loads its MPI library. A rank that fails
+    here, the engine config, the input, that ``output`` (or the directory that would hold it) is
+    writable, and that mpi4py loads its MPI library. A rank that fails
     before ``MPI_Init`` can lose its error line under ``srun --kill-on-bad-exit``: srun stops the
     other ranks at once and drops their output still in flight (seen on Slurm 22.05)."""
     _check_textfile_dir(textfile_dir)
     load_engine_config(engine_config)
     if source != "-":
         checked_snapshot(_resolved_input(source))
+    _check_writable(Path(output))
     check_mpi_library()
+
+
+def _check_writable(output: Path) -> None:
+    """ConfigError unless ``output``, or its nearest existing parent (where the run creates it), is a
+    directory this user can write."""
+    where = output.absolute()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir() or not os.access(where, os.W_OK | os.X_OK):
+        what = "is not a directory" if not where.is_dir() else "is not writable by this user"
+        raise ConfigError(f"--output {str(output)!r}: {str(where)!r} {what}: no rank could write its results",
+                          hint="give an --output directory this user can create and write")
 
 
 def _summary(ctx, snap: dict[str, Any], attempt: int, resumed: int, dead_letter: int) -> dict[str, Any]:

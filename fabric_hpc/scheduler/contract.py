@@ -332,6 +332,16 @@ class PreemptionPolicy(Protocol):
 
 
 @runtime_checkable
+class PreemptingPolicy(Protocol):
+    """A scheduling policy that says which tiers it has and whether it preempts at all (``None``:
+    never): what the Slurm agent's pin rules follow (a waiting gang takes an unstarted pin's hosts
+    only where the policy would preempt that pin's tier)."""
+
+    tiers: Mapping[str, Tier]
+    preemption: PreemptionPolicy | None
+
+
+@runtime_checkable
 class SchedulingPolicy(Protocol):
     """The step function the simulator and the Slurm agent call."""
 

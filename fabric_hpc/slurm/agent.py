@@ -54,6 +54,7 @@ from fabric_hpc.errors import ExternalError
 from fabric_hpc.events import emit, emit_event, make_event
 from fabric_hpc.scheduler import DEFAULT_TIERS, SchedulingPolicy, make_policy
 from fabric_hpc.scheduler.apply import Cadence, apply_decisions, snapshot
+from fabric_hpc.scheduler.contract import PreemptingPolicy
 from fabric_hpc.slurm.actions import Actions, Applied
 from fabric_hpc.slurm.agent_config import AgentConfig  # noqa: F401 (where callers import it from)
 from fabric_hpc.slurm.agent_daemon import AgentDaemon
@@ -200,11 +201,13 @@ class Agent(AgentDaemon):
         self.actions.recognise(jobs)  # its own deferrals, Slurm's error answer notwithstanding
         if warning := self.other_agent.check(jobs, self.actions.asked, now, self.actions.requeued):
             self._note("other_agent", **warning)
+        tiers, preempts = DEFAULT_TIERS, self.config.preemption
+        if isinstance(self.policy, PreemptingPolicy):  # the slurm policy never preempts
+            tiers, preempts = self.policy.tiers, preempts and self.policy.preemption is not None
         pins = PinRules(self.config.pin_timeout_s, self.actions.handed_off, self.actions.avoid,
                         fallback_s=self.config.fallback_s, deferrals=self.actions.deferrals,
                         waits=self.actions.waits, requeued=self.actions.requeued,
-                        preemption=self.config.preemption,
-                        tiers=getattr(self.policy, "tiers", None) or DEFAULT_TIERS)
+                        preemption=preempts, tiers=tiers)
         view = build_view(self.fab, nodes, jobs, now=now, inputs=self.inputs, pins=pins, reservations=resvs,
                           blocks=self.blocks.layout())
         if view.ignored_reservations != self._ignored_resv:  # Slurm records fabric cannot trust, said once

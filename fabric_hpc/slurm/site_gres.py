@@ -107,11 +107,11 @@ def read_site_gres(path: Path, shown: str, hosts: Collection[str], *,
     return parse_site_gres(text, shown, hosts, gpu_files=gpu_files, includes=includes)
 
 
-def _read_text(path: Path, shown: str) -> str:
+def _read_text(path: Path, shown: str, *, nofollow: bool = False) -> str:
     """The text of the regular file ``path`` (ConfigError naming ``shown`` when it cannot be read;
-    FileNotFoundError when there is none)."""
+    FileNotFoundError when there is none); ``nofollow``: a symbolic link there is not read."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_NOFOLLOW if nofollow else 0))
     except FileNotFoundError:
         raise
     except OSError as exc:
@@ -154,8 +154,11 @@ class _Includes:
 
     def open(self, name: str, where: str) -> tuple[str, str]:
         """(cluster path, text) of ``Include name`` at ``where`` (file and line)."""
-        shown = os.path.normpath(name if name.startswith("/") else f"{self.conf_dir}/{name}")
         fix = f"fix the Include at {where} (slurmd would not read it either), then run install again"
+        if not name.isprintable():  # a NUL is no path at all (os.open raises ValueError)
+            raise ConfigError(f"the site's gres.conf: Include at {where} names {name!r}, a name with "
+                              "control characters", hint=fix)
+        shown = os.path.normpath(name if name.startswith("/") else f"{self.conf_dir}/{name}")
         if shown in self.stack:
             raise ConfigError(f"the site's gres.conf: Include at {where} reads {shown} again ("
                               f"{' -> '.join([*self.stack, shown])}): slurmd would recurse until it dies",
@@ -170,8 +173,8 @@ class _Includes:
             raise ConfigError(f"the site's gres.conf: Include at {where} ({shown}) leads outside the install "
                               f"root {self.root} (to {real})", hint=fix)
         self.count += 1
-        try:
-            return shown, _read_text(local, shown)
+        try:  # the resolved path, checked above: a link swapped in since leads nowhere else
+            return shown, _read_text(Path(real), shown, nofollow=True)
         except FileNotFoundError:
             raise ConfigError(f"the site's gres.conf: Include at {where} names {shown}, which does not "
                               "exist: slurmd stops at it (`Include` failed)", hint=fix) from None

@@ -277,8 +277,11 @@ def _nvlink(gpus: list[dict[str, Any]], notes: list[str]) -> tuple[float, int, l
 def _partial_mesh_note(gpus: list[dict[str, Any]], notes: list[str]) -> None:
     """A note when direct NVLinks join only some GPU pairs (NVLink bridges on PCIe GPUs: H100 NVL,
     A100 PCIe): the model's full mesh then claims NVLink between GPUs that have none."""
-    pairs = {frozenset((g["index"], lk["remote_gpu"])) for g in gpus for lk in g["nvlinks"]
-             if lk["remote_type"] == "gpu" and lk["remote_gpu"] not in (None, g["index"])}
+    direct = [(g["index"], lk["remote_gpu"]) for g in gpus for lk in g["nvlinks"]
+              if lk["remote_type"] == "gpu"]
+    if any(peer is None for _, peer in direct):  # NVML did not say which GPU a link reaches: no claim
+        return
+    pairs = {frozenset(pair) for pair in direct if pair[0] != pair[1]}
     n = len(gpus)
     if len(pairs) == n * (n - 1) // 2:
         return

@@ -65,3 +65,15 @@ def test_an_output_inside_the_input_is_refused_as_the_ranks_would(tmp_path: Path
                            "--output", str(spool / "out")], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(REPO), "PMI_RANK": "1"})
     assert done.returncode == 3 and "overlap" in done.stderr, done.stderr  # said, though not rank 0
+
+
+def test_an_output_this_user_cannot_write_is_bad_input(tmp_path: Path) -> None:
+    """Review: the help said the output directory was checked; only its contents were."""
+    (tmp_path / "file").write_text("x")
+    done = _preflight(tmp_path, "--output", str(tmp_path / "file" / "out"))  # below a file
+    assert done.returncode == 3 and "is not a directory" in done.stderr, done.stderr
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        done = _preflight(tmp_path, "--output", str(locked / "out"))
+        assert done.returncode == 3 and "not writable" in done.stderr, done.stderr

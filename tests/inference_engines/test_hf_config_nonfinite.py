@@ -42,7 +42,8 @@ def test_nan_in_fields_the_engine_does_not_read_imports_exports_and_serves(hf_di
     assert math.isnan(back["rope_scaling"]) and math.isnan(back["initializer_range"])
     assert back["extra"] == [1.0, -math.inf]
     # the engine serves it, from the checkpoint and from the model directory alike
-    from_ckpt = prepare_pytorch_engine(tmp_path / "eng", dtype="float32", checkpoint=tmp_path / "ck", **LIMITS)
+    from_ckpt = prepare_pytorch_engine(tmp_path / "eng", dtype="float32", checkpoint=tmp_path / "ck",
+                                       **LIMITS)
     direct = prepare_pytorch_engine(src, dtype="float32", **LIMITS)
     assert from_ckpt["architecture"] == direct["architecture"]
 
@@ -57,3 +58,34 @@ def test_nan_in_a_field_the_engine_reads_is_refused_by_name(hf_dir: Path, tmp_pa
     bad = _with_config(hf_dir, tmp_path / "hf2", rope_scaling=2.0)
     with pytest.raises(ConfigError, match=r"rope_scaling 2\.0 \(an object or null\)"):
         prepare_pytorch_engine(bad, dtype="float32", **LIMITS)
+
+
+_BASE = {"architectures": ["LlamaForCausalLM"], "vocab_size": 32, "hidden_size": 16,
+         "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
+
+
+@pytest.mark.parametrize(("extra", "named"), [
+    ({"tie_word_embeddings": math.nan}, "tie_word_embeddings nan"),  # bool(NaN): an untied model tied
+    ({"attention_bias": math.nan}, "attention_bias nan"),
+    ({"architectures": math.nan}, "architectures nan"),  # a traceback: NaN is not subscriptable
+    ({"eos_token_id": [math.inf]}, "eos_token_id is inf"),  # a traceback: int(inf) overflows
+    ({"eos_token_id": math.inf}, "eos_token_id is inf"),
+])
+def test_a_non_finite_or_mistyped_value_the_engine_reads_is_refused_by_name(extra: dict, named: str) -> None:
+    """Review: NaN in ``tie_word_embeddings`` silently tied an untied model's LM head to its
+    embeddings (``bool(nan)`` is True); NaN ``architectures`` and ``[Infinity]`` EOS ids were tracebacks."""
+    from fabric_hpc.inference.engines.spec import LlamaSpec
+
+    with pytest.raises(ConfigError, match=named):
+        LlamaSpec.from_hf_config({**_BASE, **extra})
+    assert LlamaSpec.from_hf_config({**_BASE, "tie_word_embeddings": None}).tie_word_embeddings is False
+
+
+def test_an_edited_nonfinite_pointer_with_unicode_digits_is_skipped() -> None:
+    """Review: ``'²'.isdigit()`` is True but ``int('²')`` raises: an edited ``hf_nonfinite`` pointer
+    was a ValueError on export; edited metadata is skipped as the docstring says."""
+    from fabric_hpc.checkpoint.interop.hf import restore_nonfinite
+
+    doc = {"a": [None, None], "b": None}
+    got = restore_nonfinite(doc, {"/a/²": "NaN", "/a/²/x": "NaN", "/b": "Infinity"})
+    assert got["a"] == [None, None] and got["b"] == math.inf

@@ -127,6 +127,14 @@ def test_include_loop_depth_missing_fifo_and_escape_are_refused(tmp_path, capsys
     assert rc == 3 and "leads outside the install root" in err and "Traceback" not in err, err
 
 
+def test_an_include_name_with_a_nul_or_control_character_is_refused(tmp_path, capsys):
+    """Review: ``Include a\\x00b`` was a traceback (``ValueError: embedded null byte``)."""
+    for i, name in enumerate(("a\x00b.conf", "a\x1bb.conf")):
+        rc, _ = _install(tmp_path / str(i), f"Include {name}\n")
+        err = capsys.readouterr().err
+        assert rc == 3 and "control characters" in err and "Traceback" not in err, err
+
+
 def test_glob_include_is_kept_unread(tmp_path, capsys):
     rc, gres = _install(tmp_path, "Include /etc/slurm/gres.d/*.conf\n")
     out = capsys.readouterr().out

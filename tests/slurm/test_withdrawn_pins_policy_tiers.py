@@ -42,3 +42,14 @@ def test_the_view_follows_the_tiers_it_is_given() -> None:
         assert (view.withdrawn == {2: ("n3", "n4")}) == normal_takes
         view = build_view(FAB, Fake([], hosts=4).nodes(), jobs(), now=NOW, pins=pins)
         assert view.withdrawn == {2: ("n3", "n4")}
+
+
+def test_no_gang_takes_an_unstarted_spot_pin_under_the_slurm_policy(tmp_path: Path) -> None:
+    """Review: the slurm policy never preempts, but the pin rules took ``AgentConfig.preemption``
+    (default on) and the default tiers: a waiting high (or normal) gang still withdrew the spot pin."""
+    for tier in ("high", "normal"):
+        client = Fake(jobs(h_comment=f"fabric:tier={tier}"), hosts=4)
+        agent = Agent(client, FAB, AgentConfig(state_dir=str(tmp_path / tier), fallback_s=20, policy="slurm"))
+        res = agent.cycle(NOW)
+        assert res.unpinned == {} and res.requeued == [], tier
+        assert not [c for c in client.calls if c[:2] == ("update", 2)], tier

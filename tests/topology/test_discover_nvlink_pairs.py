@@ -40,3 +40,16 @@ def test_a_full_direct_mesh_has_no_such_note(tmp_path):
     d = discover(root=FIXTURES / "dgx-h100", nvml_recording=rec, hostname="mesh01")
     assert not [n for n in d.notes if "NVLink joins only" in n], d.notes
     assert any("full mesh" in n for n in d.notes)
+
+
+def test_links_whose_peer_nvml_does_not_name_make_no_pairs_claim(tmp_path):
+    """Review: with the peers' bus ids unknown (no or an unmatched ``remote_pci_bus_id``) the note said
+    "NVLink joins only 0 of the 28 GPU pairs (none)" and told the admin to drop a real NVLink mesh."""
+    rec_path = _recording(tmp_path, lambda i: [p for p in range(8) if p != i])
+    rec = json.loads(rec_path.read_text())
+    for d in rec["devices"]:
+        for link in d["nvlinks"]:
+            link["remote_pci_bus_id"] = "00000000:FF:00.0"  # a GPU NVML lists nowhere
+    rec_path.write_text(json.dumps(rec))
+    d = discover(root=FIXTURES / "dgx-h100", nvml_recording=rec_path, hostname="unknown01")
+    assert not [n for n in d.notes if "NVLink joins only" in n], d.notes

@@ -305,7 +305,7 @@ def restore_nonfinite(doc: Any, where: dict[str, str]) -> Any:
         node = doc
         for part in parents:
             node = _child(node, part)
-        if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+        if isinstance(node, list) and last.isascii() and last.isdigit() and int(last) < len(node):
             last = int(last)
         elif not isinstance(node, dict) or last not in node:
             continue
@@ -318,7 +318,7 @@ def _child(node: Any, part: str) -> Any:
     """``node[part]`` of a JSON document (a list index in digits), None when there is none."""
     if isinstance(node, dict):
         return node.get(part)
-    if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+    if isinstance(node, list) and part.isascii() and part.isdigit() and int(part) < len(node):
         return node[int(part)]
     return None
 

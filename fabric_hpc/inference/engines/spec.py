@@ -97,15 +97,18 @@ class LlamaSpec:
     @classmethod
     def from_hf_config(cls, doc: Mapping[str, Any], *, source: str = "config.json") -> LlamaSpec:
         """Read a Hugging Face Llama ``config.json``; refuse what this engine does not implement."""
-        problems = []
-        archs = doc.get("architectures") or []
-        if archs and archs[0] != ARCHITECTURE:
+        problems: list[str] = []
+        archs = doc.get("architectures")
+        if archs is not None and not (isinstance(archs, list) and all(isinstance(a, str) for a in archs)):
+            problems.append(f"architectures {str(archs)[:60]} (a list of names)")
+        elif archs and archs[0] != ARCHITECTURE:
             problems.append(f"architecture {archs[0]!r} (only {ARCHITECTURE})")
         if doc.get("hidden_act", "silu") != "silu":
             problems.append(f"hidden_act {doc.get('hidden_act')!r} (only silu)")
         for key in ("attention_bias", "mlp_bias"):
-            if doc.get(key):
+            if _flag(doc, key, problems):
                 problems.append(f"{key} true (only bias-free projections)")
+        tied = _flag(doc, "tie_word_embeddings", problems)
         rope, scaling = (_section(doc, key, problems) for key in ("rope_parameters", "rope_scaling"))
         rope_type = rope.get("rope_type") or scaling.get("rope_type") or "default"
         if rope_type != "default":
@@ -118,13 +121,14 @@ class LlamaSpec:
             raise ConfigError(f"{source}: unsupported model config: " + "; ".join(problems),
                               hint="the PyTorch engine implements plain Llama-style decoders")
         # NaN/Infinity (Python's json.dump writes them) is accepted where the engine does not look
-        numbers = [*doc.items(), *((f"rope_parameters.{k}", v) for k, v in rope.items())]
+        eos = doc.get("eos_token_id")
+        numbers = [*doc.items(), *((f"rope_parameters.{k}", v) for k, v in rope.items()),
+                   *(("eos_token_id", v) for v in (eos if isinstance(eos, list) else []))]
         bad = [f"{k} is {v}" for k, v in numbers if k.removeprefix("rope_parameters.") in USED
                and isinstance(v, float) and not math.isfinite(v)]
         if bad:
             raise ConfigError(f"{source}: {'; '.join(bad)}: the engine needs a finite number there",
                               hint="write the model's value (e.g. from the model card) in config.json")
-        eos = doc.get("eos_token_id")
         if isinstance(eos, list):
             eos = eos[0] if eos else None
         try:
@@ -138,10 +142,12 @@ class LlamaSpec:
                 rms_norm_eps=float(doc.get("rms_norm_eps", 1e-6)),
                 rope_theta=float(rope.get("rope_theta") or doc.get("rope_theta") or 10000.0),
                 max_position_embeddings=int(doc.get("max_position_embeddings", 4096)),
-                tie_word_embeddings=bool(doc.get("tie_word_embeddings", False)),
+                tie_word_embeddings=tied,
                 eos_token_id=None if eos is None else int(eos))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{source}: bad model config value ({exc})") from None
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ConfigError(f"{source}: bad model config value ({exc})",
+                              hint="write the model's value (e.g. from the model card) in config.json"
+                              ) from None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,6 +157,16 @@ class LlamaSpec:
 USED = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
         "num_key_value_heads", "head_dim", "rms_norm_eps", "rope_theta", "max_position_embeddings",
         "eos_token_id")
+
+
+def _flag(doc: Mapping[str, Any], key: str, problems: list[str]) -> bool:
+    """``doc[key]`` as a true/false setting (absent or null: false); any other value, NaN included
+    (truthy in Python), is a problem, not a guess."""
+    value = doc.get(key)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    problems.append(f"{key} {str(value)[:40]} (true or false)")
+    return False
 
 
 def _section(doc: Mapping[str, Any], key: str, problems: list[str]) -> Mapping[str, Any]:
