@@ -36,6 +36,7 @@ from fabric_hpc.placement.cost import least_tp_part, lex_key
 from fabric_hpc.placement.cpsat_comm import comm_lower_bound
 from fabric_hpc.placement.cpsat_scale import (REST_MAX, SCALE, coef, fit_int64, rest_range, rest_scale,
                                               scale_notes)
+from fabric_hpc.placement.cpsat_symmetry import interchangeable, order_classes, sorted_hint
 from fabric_hpc.placement.explain import diagnose, relaxable, unit_name
 from fabric_hpc.placement.greedy import greedy
 from fabric_hpc.placement.problem import Problem
@@ -44,6 +45,11 @@ from fabric_hpc.placement.problem import Problem
 #: unit took 1.0–2.4 s of CPU here, presolve and LP included (docs/benchmarks.md, cpsat-speed)
 DTIME_SHARE = 0.4
 NODES_HOST_ITEM_LIMIT = 16
+#: the wall-clock guard of one call, both CP-SAT solves together from the call's start: max(MIN,
+#: PER_UNIT × time_limit_s) s. Only against runaway cases (presolve's work is hardly counted in the
+#: deterministic time: ~4 s of it for 0.1 units at gpus=15000,pp=3 on a 16k SuperPOD)
+WALL_GUARD_MIN_S = 30.0
+WALL_GUARD_PER_UNIT = 30.0
 
 
 @dataclass
@@ -70,13 +76,14 @@ def cpsat(p: Problem, options: SolveOptions | None = None) -> Placement:
     objective, wide = fit_int64(model, t_expr, lex, rest)
     if objective is None:
         return _too_large(p, warm, t0, wide, {"items": len(items.cap)}, options)
-    status, solver, phases = _solve_lex(model, var, t_expr, objective, options)
+    status, solver, phases = _solve_lex(model, var, t_expr, objective, options, t0 + wall_guard_s(options))
     stats = {"items": len(items.cap), "item_level": p.levels.chain[items.level], "status": solver.StatusName(status),
              "objective": (solver.ObjectiveValue() / scale
                            if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None),
-             "bound": solver.BestObjectiveBound() / scale, "wall_s": phases["wall"],
+             "bound": solver.BestObjectiveBound() / scale if phases.get("ran") else None, "wall_s": phases["wall"],
              "deterministic_time": phases["dtime"], "phases": phases["names"],
-             "warm_cost": warm.cost if warm else None}
+             "warm_cost": warm.cost if warm else None, "wall_guard_hit": phases["guard"]}
+    guard = _guard_notes(phases, options)
     if status == cp_model.INFEASIBLE:
         raise PlacementInfeasible(f"no placement satisfies {p.request.describe()}: each constraint alone can be "
                                   "met but not all together (proven by CP-SAT)", explanation={
@@ -89,7 +96,8 @@ def cpsat(p: Problem, options: SolveOptions | None = None) -> Placement:
                                       f"{options.time_limit_s:g} s", explanation={
                                           "constraint": "time_limit", "solver": "cpsat", "unit": unit_name(p)},
                                       hint="raise the time limit")
-        return _relabel(warm, t0, False, ("time limit hit before CP-SAT found a solution: greedy's answer",), stats)
+        return _relabel(warm, t0, False, ("time limit hit before CP-SAT found a solution: greedy's answer",
+                                          *guard), stats)
     if found:
         values = [solver.Value(v) for v in var]
         t_lin = int(solver.Value(t_expr)) if not isinstance(t_expr, int) else 0
@@ -99,7 +107,7 @@ def cpsat(p: Problem, options: SolveOptions | None = None) -> Placement:
     exact = items.level == 0 or p.nodes_mode
     stats["comm_us_bound"] = t_lin
     notes = [] if exact else ["hierarchical model: optimal over domain counts, hosts filled best-fit"]
-    notes += scale_notes(scale, wide)
+    notes += [*scale_notes(scale, wide), *guard]
     if not found:
         notes.append("time limit hit in CP-SAT's phase 2 (the whole cost) before a solution: phase 1's "
                      "answer (its best collective; the placement terms not optimised)")
@@ -147,39 +155,50 @@ def _groups_least(p: Problem, placed: Placement) -> bool:
     return p.pp <= 1 and placed.breakdown["comm_tp"] <= least_tp_part(p, len(placed.gpus))
 
 
-def _new_solver(options: SolveOptions, budget: float) -> cp_model.CpSolver:
+def wall_guard_s(options: SolveOptions) -> float:
+    """Seconds of wall clock one call's CP-SAT solves may take together (a safety net only)."""
+    return max(WALL_GUARD_MIN_S, WALL_GUARD_PER_UNIT * options.time_limit_s)
+
+
+def _guard_notes(phases: dict, options: SolveOptions) -> tuple[str, ...]:
+    if not phases["guard"]:
+        return ()
+    return (f"wall-clock guard ({wall_guard_s(options):g} s) hit before CP-SAT's deterministic budget: "
+            "this answer depends on the machine's load (a slow or busy machine; or lower --time-limit)",)
+
+
+def _new_solver(options: SolveOptions, budget: float, wall_left: float = math.inf) -> cp_model.CpSolver:
     solver = cp_model.CpSolver()
     prm = solver.parameters
     prm.num_workers = options.workers
     prm.random_seed = options.seed
     # deterministic work limit (the answer does not depend on machine load); wall clock only as a guard
     prm.max_deterministic_time = max(0.0, budget)
-    prm.max_time_in_seconds = max(30.0, 30 * options.time_limit_s)
+    prm.max_time_in_seconds = max(0.0, min(wall_guard_s(options), wall_left))
     prm.relative_gap_limit = options.relative_gap
     prm.cp_model_probing_level = 0  # probing the element tables costs seconds and buys little here
     return solver
 
 
-def _solve_lex(model, var, t_expr, objective, options: SolveOptions):
+def _solve_lex(model, var, t_expr, objective, options: SolveOptions, deadline: float = math.inf):
     """Minimise ``LEX·T + rest`` lexicographically in two CP-SAT solves on one deterministic budget
     (``DTIME_SHARE × time_limit_s``): first T alone (small: the cost tables drop out in presolve),
     then the whole objective with ``T ≤ T*`` and phase 1's answer as the hint. The same optimum as
     one solve of the weighted sum (the weight makes T lexicographically first), but the second
     phase's search space is cut to the placements with the best collective, where the weighted
-    sum's LP bound was too weak to prove anything at 16k GPUs. Returns (status, solver, phases)."""
+    sum's LP bound was too weak to prove anything at 16k GPUs. Both solves share one wall-clock
+    guard ending at ``deadline`` (``time.perf_counter()``); a phase with none of it left is not
+    started (``phases["guard"]``). Returns (status, solver, phases)."""
     budget = DTIME_SHARE * options.time_limit_s
-    phases = {"names": [], "dtime": 0.0, "wall": 0.0, "proven": True}
+    phases = {"names": [], "dtime": 0.0, "wall": 0.0, "proven": True, "guard": False}
     if not isinstance(t_expr, int):
         model.Minimize(t_expr)
-        solver = _new_solver(options, budget)
+        solver = _new_solver(options, budget, deadline - time.perf_counter())
         # T alone is a small covering problem; the stronger LP proves it in a fraction of the budget
         # where the default stalled (NVL72 racks: host items with the channel bound's tables)
         solver.parameters.linearization_level = 2
         solver.parameters.relative_gap_limit = 0.0  # T* bounds phase 2: it must be T's optimum
-        status = solver.Solve(model)
-        phases["names"].append(f"collective:{solver.StatusName(status)}")
-        phases["dtime"] += solver.deterministic_time
-        phases["wall"] += solver.WallTime()
+        status = _run(solver, model, phases, "collective")
         if status == cp_model.INFEASIBLE:
             return status, solver, phases
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -194,12 +213,25 @@ def _solve_lex(model, var, t_expr, objective, options: SolveOptions):
             for i, x in enumerate(solver.ResponseProto().solution):
                 model.AddHint(model.GetIntVarFromProtoIndex(i), x)
         model.Minimize(objective)
-    solver = _new_solver(options, max(budget - phases["dtime"], 0.1 * budget))
+    solver = _new_solver(options, max(budget - phases["dtime"], 0.1 * budget), deadline - time.perf_counter())
+    return _run(solver, model, phases, "cost"), solver, phases
+
+
+def _run(solver: cp_model.CpSolver, model, phases: dict, name: str):
+    """One phase's solve, in ``phases``; not started where the wall-clock guard has nothing left."""
+    prm = solver.parameters
+    if prm.max_time_in_seconds <= 0:
+        phases["names"].append(f"{name}:SKIPPED")
+        phases["guard"], phases["ran"] = True, False
+        return cp_model.UNKNOWN
     status = solver.Solve(model)
-    phases["names"].append(f"cost:{solver.StatusName(status)}")
+    phases["names"].append(f"{name}:{solver.StatusName(status)}")
     phases["dtime"] += solver.deterministic_time
     phases["wall"] += solver.WallTime()
-    return status, solver, phases
+    phases["ran"] = True
+    wall_out = solver.WallTime() >= 0.99 * prm.max_time_in_seconds
+    phases["guard"] |= wall_out and solver.deterministic_time < prm.max_deterministic_time
+    return status
 
 
 def _best_of(p: Problem, placed: Placement, warm: Placement | None, options: SolveOptions, t0: float,
@@ -403,9 +435,11 @@ def _model_parts(p: Problem, items: Items, warm: Placement | None, scale: float 
         obj.append(coef(scale * w.span_weight(j)) * expr)
     t = comm_lower_bound(m, p, items, c, u, spans, ys)
     _constraints(m, p, items, c, spans)
+    classes = interchangeable(p, items)
+    order_classes(m, c, classes)
     lex = _lex_weight(p, items, scale)  # the collective first (lexicographic), µs: LEX·T + rest
     if warm is not None:
-        _hint(m, p, items, c, u, warm)
+        _hint(m, p, items, c, u, warm, classes)
     return m, c, t, (lex, sum(obj))
 
 
@@ -470,7 +504,7 @@ def _constraints(m, p: Problem, items: Items, c, spans) -> None:
             m.Add(sum(members) == p.slice_size * z)
 
 
-def _hint(m, p: Problem, items: Items, c, u, warm: Placement) -> None:
+def _hint(m, p: Problem, items: Items, c, u, warm: Placement, classes: list[list[int]]) -> None:
     host_of = {h: i for i, hs in enumerate(items.members) for h in hs.tolist()}
     per_item = np.zeros(len(items.cap), np.int64)
     gpus_on = Counter(p.fab.index.gpu_host[p.fab.gpu_pos[g]] for g in warm.gpus)  # host index -> GPUs
@@ -479,6 +513,7 @@ def _hint(m, p: Problem, items: Items, c, u, warm: Placement) -> None:
         if i is None:
             return
         per_item[i] += 1 if p.nodes_mode else gpus_on[p.fab.host_pos[h]]
+    per_item = sorted_hint(per_item, classes)  # the same cost, in the order the classes' constraints keep
     for i in range(len(items.cap)):
         m.AddHint(c[i], int(min(per_item[i], items.cap[i])))
         m.AddHint(u[i], int(per_item[i] > 0))
