@@ -138,12 +138,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _terminate)  # the agent installs its own while it runs
     log = logging.getLogger("fabric_hpc")
     saved = (log.handlers[:], log.level, log.propagate)  # (configure_logging's, for this run only:
+    strict = _escape_stdout()
     try:  # a caller running main() in its own process keeps its logging, and no handler outlives the
         return _run(argv)  # stderr it writes to)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         log.handlers[:], log.level, log.propagate = saved
+        if strict:
+            sys.stdout.reconfigure(errors="strict")  # type: ignore[union-attr]
+
+
+def _escape_stdout() -> bool:
+    """A file name that is not UTF-8 (a lone surrogate as Python reads it) printed on a strict UTF-8
+    stdout (``LANG=en_US.UTF-8``) ended the command in a UnicodeEncodeError: write it escaped (``\\udcff``),
+    as stderr's lines and the JSON events do. True when stdout was changed (restored after the run)."""
+    if getattr(sys.stdout, "errors", None) != "strict" or not hasattr(sys.stdout, "reconfigure"):
+        return False
+    try:
+        sys.stdout.reconfigure(errors="backslashreplace")
+    except (ValueError, OSError):  # a closed or detached stream: left as it is
+        return False
+    return True
 
 
 def _json_error(argv: Sequence[str] | None, exc: FabricError, code: int) -> None:
