@@ -121,7 +121,7 @@ def _metrics_port_ok(port: int, state_dir: str | None = None) -> str:
     import urllib.request
 
     from fabric_hpc.errors import ConfigError
-    from fabric_hpc.slurm.metrics import check_port, served_state_dir
+    from fabric_hpc.slurm.metrics import check_port, label_text, served_state_dir
 
     if not port:
         return "metrics_port 0: no metrics served"
@@ -133,7 +133,7 @@ def _metrics_port_ok(port: int, state_dir: str | None = None) -> str:
                 theirs = served_state_dir(resp.read(1 << 20).decode("utf-8", "replace"))
         except OSError:
             theirs = None
-        if theirs is not None and state_dir and theirs == os.path.realpath(state_dir):
+        if theirs is not None and state_dir and theirs == label_text(os.path.realpath(state_dir)):
             return f"127.0.0.1:{port}: served by the running fabric agent of this state dir"
         if theirs is not None:
             whose = f"of state dir {theirs}" if theirs else \

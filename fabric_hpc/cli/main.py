@@ -122,8 +122,20 @@ class Terminated(KeyboardInterrupt):
     cleans up as it does for an interrupt (temporary files removed, locks released), then exits 143
     with one line instead of dying at once."""
 
+    exit_code = 143
+
+
+class HungUp(Terminated):
+    """SIGHUP (the terminal or ssh session of a command started by hand went away): as SIGTERM, exit 129."""
+
+    exit_code = 129
+
 
 def _terminate(signum: int, frame: object) -> None:
+    import signal
+
+    if signum == signal.SIGHUP:
+        raise HungUp("terminated (SIGHUP)")
     raise Terminated("terminated (SIGTERM)")
 
 
@@ -133,17 +145,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     import signal
     import threading
 
-    previous = None
+    previous = hangup = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)  # the agent installs its own while it runs
+        if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:  # nohup's SIG_IGN stays
+            hangup = signal.signal(signal.SIGHUP, _terminate)
     log = logging.getLogger("fabric_hpc")
     saved = (log.handlers[:], log.level, log.propagate)  # (configure_logging's, for this run only:
+    strict = _escape_stdout()
     try:  # a caller running main() in its own process keeps its logging, and no handler outlives the
         return _run(argv)  # stderr it writes to)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if hangup is not None:
+            signal.signal(signal.SIGHUP, hangup)
         log.handlers[:], log.level, log.propagate = saved
+        if strict:
+            sys.stdout.reconfigure(errors="strict")  # type: ignore[union-attr]
+
+
+def _escape_stdout() -> bool:
+    """A file name that is not UTF-8 (a lone surrogate as Python reads it) printed on a strict UTF-8
+    stdout (``LANG=en_US.UTF-8``) ended the command in a UnicodeEncodeError: write it escaped (``\\udcff``),
+    as stderr's lines and the JSON events do. True when stdout was changed (restored after the run)."""
+    if getattr(sys.stdout, "errors", None) != "strict" or not hasattr(sys.stdout, "reconfigure"):
+        return False
+    try:
+        sys.stdout.reconfigure(errors="backslashreplace")
+    except (ValueError, OSError):  # a closed or detached stream: left as it is
+        return False
+    return True
 
 
 def _json_error(argv: Sequence[str] | None, exc: FabricError, code: int) -> None:
@@ -223,10 +255,11 @@ def _closed_pipe() -> int:
     return EXIT_OK
 
 
-def _stopped(argv: Sequence[str] | None, terminated: bool, word: str) -> int:
-    """A command stopped by SIGTERM (143) or Ctrl-C (130): one line, the ``cli.error`` event, and
-    with ``--json`` the JSON document on stdout as for any other failure."""
-    text, code = ("terminated (SIGTERM)", 143) if terminated else (word, 130)
+def _stopped(argv: Sequence[str] | None, interrupt: BaseException | None, word: str) -> int:
+    """A command stopped by SIGTERM (143), SIGHUP (129) or Ctrl-C (130): one line, the ``cli.error``
+    event, and with ``--json`` the JSON document on stdout as for any other failure."""
+    terminated = isinstance(interrupt, Terminated)
+    text, code = (str(interrupt), interrupt.exit_code) if isinstance(interrupt, Terminated) else (word, 130)
     if not terminated and sys.stderr.isatty():  # a terminal's "^C" echo ends its line (no log reads it)
         click.echo("", err=True)
     stop = FabricError(text)
@@ -251,9 +284,9 @@ def _run(argv: Sequence[str] | None) -> int:
             return _closed_pipe()
         raise
     except Stopped as exc:  # Ctrl-C or SIGTERM inside a command ("aborted", as click's Abort said it)
-        code = _stopped(argv, isinstance(exc.interrupt, Terminated), "aborted")
+        code = _stopped(argv, exc.interrupt, "aborted")
     except click.exceptions.Abort as exc:  # click's wrapping of a KeyboardInterrupt outside a command
-        code = _stopped(argv, isinstance(exc.__cause__ or exc.__context__, Terminated), "aborted")
+        code = _stopped(argv, exc.__cause__ or exc.__context__, "aborted")
     except click.ClickException as exc:
         code = exc.exit_code if exc.exit_code else EXIT_USAGE
         if not _LOGGING[0]:  # click failed on fabric's own flags or the group's name: -v not read yet
@@ -281,7 +314,7 @@ def _run(argv: Sequence[str] | None) -> int:
         code = err.exit_code
         _json_error(argv, err, code)
     except KeyboardInterrupt as exc:
-        code = _stopped(argv, isinstance(exc, Terminated), "interrupted")
+        code = _stopped(argv, exc, "interrupted")
     else:
         code = result if isinstance(result, int) else 0
     return code

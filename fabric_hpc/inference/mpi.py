@@ -90,9 +90,11 @@ def reported(exc: BaseException) -> BaseException:
 
 def exit_code_of(exc: BaseException) -> int:
     """The exit code the CLI gives ``exc`` (``fabric_hpc.cli.main``): a FabricError's own, an
-    OSError's as :func:`reported` maps it (3 or 5), 130 for an interrupt, 143 for SIGTERM, else 1."""
+    OSError's as :func:`reported` maps it (3 or 5), 130 for an interrupt, 143 for SIGTERM (129: SIGHUP),
+    else 1."""
     if isinstance(exc, KeyboardInterrupt):
-        return 143 if type(exc).__name__ == "Terminated" else 130
+        code = getattr(exc, "exit_code", None)  # the CLI's Terminated: 143 (SIGTERM) or 129 (SIGHUP)
+        return code if isinstance(code, int) else 130
     return exit_code_for(reported(exc))
 
 

@@ -66,6 +66,15 @@ def gpu_counts(view: Any) -> tuple[int, int]:
             int((owner >= 0).sum()) + getattr(view, "drain_alloc", 0))
 
 
+def label_text(text: str) -> str:
+    """``text`` as a label value Prometheus can carry (UTF-8): a file name's bytes that are not UTF-8
+    (a lone surrogate as Python reads them) are written ``\\xff``; other text is kept as it is."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file name holds (U+D800...U+DC7F)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def served_state_dir(text: str) -> str | None:
     """The ``state_dir`` label of ``fabric_agent_info`` in a ``/metrics`` answer ('' for an agent that does
     not name it), None when the answer is not a fabric agent's."""
@@ -116,7 +125,7 @@ class AgentMetrics:
         self.last_cycle = gauge("fabric_agent_last_cycle_timestamp_seconds")
         self.usage_from_slurm = gauge("fabric_agent_usage_from_slurm")
         Gauge("fabric_agent_info", doc("fabric_agent_info"), ["version", "backend", "protocol", "state_dir"],
-              registry=reg).labels(__version__, backend, str(PROTOCOL_VERSION), state_dir).set(1)
+              registry=reg).labels(__version__, backend, str(PROTOCOL_VERSION), label_text(state_dir)).set(1)
         try:
             self.server, self.thread = start_http_server(port, addr=addr, registry=reg)
         except OSError as exc:
