@@ -4,7 +4,9 @@ Each cycle (every ``interval_s``, or at once when the job_submit plugin rewrites
 one line: the agent watches its modification time):
 
 1. read nodes, jobs and reservations from Slurm (three calls; reservations where the client
-   reads them, :class:`~fabric_hpc.slurm.contract.ReadsReservations`) and build the view
+   reads them, :class:`~fabric_hpc.slurm.contract.ReadsReservations`; the nodes once more where a node
+   holds what no listed job does: a job ended between the reads, :func:`~.view_hosts.settled`) and build
+   the view
    (:mod:`fabric_hpc.slurm.view`: tiers from QOS/partition by ``tier_map``, the QOS of a running job
    Slurm no longer shows as read while it was pending, :mod:`fabric_hpc.slurm.qos_store`; running jobs'
    last checkpoints under ``ckpt_root``);
@@ -74,6 +76,7 @@ from fabric_hpc.slurm.usage import AgentUsage
 from fabric_hpc.slurm.blocks import BlockSource
 from fabric_hpc.slurm.usage_source import UsageSource, command_client
 from fabric_hpc.slurm.view import Inputs, PinRules, View, build_view, handoff_exclusions
+from fabric_hpc.slurm.view_hosts import settled, unexplained
 from fabric_hpc.topology import Fabric
 
 
@@ -138,6 +141,8 @@ class Agent(AgentDaemon):
         t0 = time.perf_counter()
         now = time.time() if now is None else now
         nodes, jobs = self.client.nodes(), self.client.jobs()
+        if unexplained(nodes, jobs):  # a job ended between the reads (or one is hidden): read the nodes again
+            nodes = settled(nodes, self.client.nodes())
         jobs = self.qos_memory.fill(jobs)  # 25.11 without slurmdbd shows no QOS of a running job
         resvs = self.client.reservations() if isinstance(self.client, ReadsReservations) else None
         t_read = time.perf_counter()

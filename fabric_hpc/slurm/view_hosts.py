@@ -5,8 +5,8 @@ to come), free CPUs, free memory (where Slurm allocates it) and, for ``--exclusi
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.hostlist import compress
@@ -101,6 +101,36 @@ def in_use(node: Node) -> bool:
     """Whether anything runs on ``node`` (CPUs, GPUs or memory allocated): no host for an ``--exclusive``
     job (:attr:`Hosts.busy`, and ``why``'s words for a pinned one)."""
     return bool(node.cpus_alloc or node.gpus_used or node.mem_alloc)
+
+
+def unexplained(nodes: Sequence[Node], jobs: Sequence[Job]) -> bool:
+    """Whether a node holds GPUs no active job of ``jobs`` lists there, or CPUs or memory while none lists
+    it: a job that ended between the two reads (nodes first, then jobs), or a job hidden from the agent."""
+    held: dict[str, set[int]] = {}
+    for job in jobs:
+        if job.active:
+            for host in {*job.node_list, *job.gpus}:
+                held.setdefault(host, set()).update(job.gpus.get(host, ()))
+    return any(set(n.gpus_used) - held.get(n.name, set()) or (in_use(n) and n.name not in held)
+               for n in nodes)
+
+
+def settled(first: Sequence[Node], again: Sequence[Node]) -> list[Node]:
+    """The nodes of the ``first`` read less what the read ``again`` after the jobs shows released: the GPUs
+    used in both, the smaller CPU and memory allocation. What ended between the reads is free (it is in
+    neither the jobs answer nor ``again``); what started meanwhile is as in ``first`` (the jobs answer
+    holds it, or it started after both: the next cycle sees it)."""
+    later = {n.name: n for n in again}
+    out = []
+    for node in first:
+        if (then := later.get(node.name)) is None:
+            out.append(node)
+            continue
+        both = set(then.gpus_used)
+        out.append(replace(node, gpus_used=tuple(g for g in node.gpus_used if g in both),
+                           cpus_alloc=min(node.cpus_alloc, then.cpus_alloc),
+                           mem_alloc=min(node.mem_alloc, then.mem_alloc)))
+    return out
 
 
 def free_memory(node: Node) -> int | None:
