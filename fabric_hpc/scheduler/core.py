@@ -107,7 +107,7 @@ class Scheduler(EarliestStarts):
         self.caches = StepCaches()
         self._fab: object = None  # the fabric the caches are about
         self._ids: list[str] = []  # the job ids of the walk's running gangs (``_walk``, ``_evict``)
-        self._fixed: tuple[str, ...] = ()  # those of them not preemptible (``_walk``)
+        self._fixed: tuple[str, ...] | None = None  # those of them not preemptible (``_try_preempt``)
         self.priority = _bind_tiers(self.priority, self.tiers, "priority", _factors)
         if self.preemption is not None:
             self.preemption = _bind_tiers(self.preemption, self.tiers, "preemption", _rights)
@@ -141,8 +141,7 @@ class Scheduler(EarliestStarts):
     def _walk(self, examined: list, view: SchedulerInput, plan: _Plan, out: Decisions) -> bool:
         """Start, preempt for or reserve each examined job in order; True if one was blocked."""
         running = list(view.running)  # preemption candidates: never a gang started in this step
-        self._ids = [r.job.id for r in running]  # their ids, in step with ``running`` (see _evict)
-        self._fixed = tuple(r.job.id for r in running if not r.preemptible)  # (no victim is among them)
+        self._ids, self._fixed = [], None  # read (``_walk_ids``, ``_try_preempt``) where a job may preempt
         victims_for = self._victim_tiers(running)
         reservations = self.backfill.reservations if view.backfill else 0
         now, fab, wait = view.now, view.state.fab, self.compact_wait_s
@@ -284,6 +283,8 @@ class Scheduler(EarliestStarts):
         # "no victim set" depends on the request, tier, GPUs and running gangs (their ids in order, and
         # which may not be preempted), not on the time (costs only rank the sets that work), so it is
         # remembered across steps too
+        if self._fixed is None:  # (no victim is among them: the same from the walk's start on)
+            self._fixed = tuple(r.job.id for r in running if not r.preemptible)
         seen = (key[1], key[2], state.owner.tobytes(), tuple(self._walk_ids(running)), self._fixed)
         if seen in self.caches.no_victims:
             plan.fails.add(key)
@@ -346,7 +347,7 @@ class Scheduler(EarliestStarts):
 
     def _walk_ids(self, running: list) -> list[str]:
         """The ids of the walk's ``running`` gangs, in order (kept by ``_walk`` and ``_evict``)."""
-        if len(self._ids) != len(running):  # (not the walk's list: each gang's id read)
+        if len(self._ids) != len(running):  # (first read in the walk, or not the walk's list)
             self._ids[:] = [r.job.id for r in running]
         return self._ids
 

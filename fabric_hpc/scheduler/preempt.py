@@ -31,10 +31,8 @@ that free too few GPUs skip the placer. The choices are those of the plain imple
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import compress
-from operator import itemgetter
 
 import numpy as np
 
@@ -43,6 +41,7 @@ from fabric_hpc.placement.levels import FabricLevels, fabric_levels, free_per_ho
 from fabric_hpc.placement.state import FREE
 from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, TOO_COSTLY, Job, Placer, Preemption, RunningJob,
                                            SchedulerInput, Tier)
+from fabric_hpc.scheduler.gangtable import _Candidates, _GangIndex, _host_pairs, _rows, _Running  # noqa: F401
 from fabric_hpc.scheduler.placer import BLOCKED, fit_gpus, may_fit, rank_hosts
 
 
@@ -52,166 +51,6 @@ def gpu_hours_lost(r: RunningJob, now: float, restore_s: float = 0.0) -> float:
     if r.job.checkpoint_interval:
         since = max(since, r.start + ((now - r.start) // r.job.checkpoint_interval) * r.job.checkpoint_interval)
     return len(r.gpus) * (max(now - since, 0.0) + restore_s) / 3600.0
-
-
-@dataclass
-class _Candidates:
-    """The candidates of one :meth:`GangPreemption.victims` call as arrays (built once per call)."""
-
-    runs: list[RunningJob]
-    idx: list[np.ndarray]  # each candidate's GPU positions
-    gpu: np.ndarray  # all candidates' GPU positions, concatenated
-    of: np.ndarray  # the candidate of each entry of ``gpu``
-    size: np.ndarray  # GPUs per candidate
-    cost: np.ndarray  # GPU-hours each would lose (:func:`gpu_hours_lost` at the call's ``now``)
-    #: (hosts of the fabric, then per (candidate, host) pair holding GPUs, in that order: the candidate,
-    #: the host, its GPUs there), made when first asked (:func:`_host_pairs`)
-    pairs: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
-
-
-_SECOND = itemgetter(1)
-
-
-def _rows(c: _Candidates, rows: np.ndarray) -> _Candidates:
-    """The candidates at ``rows`` (increasing positions in ``c``), as :class:`_Candidates` built for
-    those gangs alone would hold them."""
-    n = len(c.runs)
-    if rows.size == n:
-        return c
-    keep = np.zeros(n, bool)
-    keep[rows] = True
-    at = keep[c.of]  # the entries of ``gpu`` kept
-    renum = np.cumsum(keep) - 1
-    pick = rows.tolist()
-    pairs = None
-    if c.pairs is not None:  # the pairs of the gangs kept, still in order
-        nh, who, where, count = c.pairs
-        kept = keep[who]
-        pairs = (nh, renum[who[kept]], where[kept], count[kept])
-    return _Candidates(list(map(c.runs.__getitem__, pick)), list(map(c.idx.__getitem__, pick)), c.gpu[at],
-                       renum[c.of[at]], c.size[rows], c.cost[rows], pairs)
-
-
-def _host_pairs(c: _Candidates, nh: int, gpu_host: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(candidate, host, GPUs it holds there) of each pair, ordered by candidate then host."""
-    if c.pairs is None or c.pairs[0] != nh:
-        keys = c.of * nh + gpu_host[c.gpu]
-        if keys.size > 1 and not (keys[1:] >= keys[:-1]).all():
-            keys = np.sort(keys)
-        step = np.empty(keys.size, bool)
-        step[:1] = True
-        np.not_equal(keys[1:], keys[:-1], out=step[1:])
-        first = np.flatnonzero(step)  # (``np.unique(keys, return_counts=True)``, without its sort)
-        keys, count = keys[first], np.diff(np.append(first, keys.size))
-        c.pairs = (nh, keys // nh, keys % nh, count)
-    return c.pairs[1:]
-
-
-@dataclass
-class _Running:
-    """Every running gang of a call as :class:`_Candidates`, with what picks the candidates of a job:
-    each one's tier (a code into ``tier_names``), preemptible flag and job id."""
-
-    c: _Candidates
-    tier: np.ndarray
-    tier_names: list[str]
-    preemptible: np.ndarray
-    job_ids: list[str]
-
-    @classmethod
-    def of(cls, runs: list[RunningJob], idx: list[np.ndarray], cost: list[float]) -> _Running:
-        size = np.fromiter(map(len, idx), np.int64, len(idx))
-        c = _Candidates(runs, idx, np.concatenate(idx), np.repeat(np.arange(len(idx)), size), size,
-                        np.array(cost, float))
-        code: dict[str, int] = {}
-        tier = np.fromiter((code.setdefault(r.job.tier, len(code)) for r in runs), np.int64, len(runs))
-        return cls(c, tier, list(code), np.fromiter((bool(r.preemptible) for r in runs), bool, len(runs)),
-                   [r.job.id for r in runs])
-
-    def rows(self, rows: np.ndarray) -> _Running:
-        """The gangs at ``rows`` (increasing positions)."""
-        return _Running(_rows(self.c, rows), self.tier[rows], self.tier_names, self.preemptible[rows],
-                        list(map(self.job_ids.__getitem__, rows.tolist())))
-
-
-class _GangIndex:
-    """What a step asks about the same running gangs once per blocked job: each gang's GPU positions
-    (per fabric) and GPU-hours lost (per ``(now, restore_s)``), by ``id()`` of the RunningJob.
-
-    A position entry holds its object, so the id is not reused while cached; costs exist only for
-    ids with a position entry and are dropped with them. Bounded by the running set (trimmed when
-    more than twice as large). Pure functions of the key: may be emptied at any time.
-    """
-
-    def __init__(self) -> None:
-        self.pos: dict[str, int] | None = None
-        self.when: tuple[float, float] | None = None
-        self.where: dict[int, tuple[RunningJob, np.ndarray]] = {}
-        self.cost: dict[int, float] = {}
-        self.last: _Running | None = None  # every running gang of the last call, as arrays
-        self.last_ids: tuple[int, ...] = ()  # their id()s (held by ``last``: not reused while kept)
-        self.row_of: dict[int, int] = {}  # id() -> row, as ``last`` was built (a gang gone never returns:
-        self.base = np.zeros(0, np.int64)  # its row is not in ``base``, the rows of ``last`` as built)
-        #: (``last_ids`` of the table, its rows whose gangs the last answer chose as victims): set by the
-        #: search; trusted only for that table, and checked against the next call's gangs
-        self.dropped: tuple[tuple[int, ...], np.ndarray] | None = None
-
-    def table(self, running: Sequence[RunningJob], pos: dict[str, int],
-              when: tuple[float, float]) -> _Running | None:
-        """Every gang of ``running``, in order, as arrays (None: none). Within a step ``running``
-        only loses gangs (the victims) from one call to the next: the arrays of the last call are
-        then cut down to the gangs left, not built again."""
-        ids = tuple(map(id, running))
-        if not ids:
-            return None
-        if self.last is not None and pos is self.pos and when == self.when:
-            if ids == self.last_ids:
-                return self.last
-            made_for, drop = self.dropped or (None, None)
-            self.dropped = None
-            if made_for is self.last_ids and len(ids) == len(made_for) - drop.size:  # the victims left
-                keep = np.ones(len(ids) + drop.size, bool)
-                keep[drop] = False
-                if ids == tuple(compress(self.last_ids, keep)):
-                    rows = np.flatnonzero(keep)
-                    self.last, self.last_ids, self.base = self.last.rows(rows), ids, self.base[rows]
-                    return self.last
-            orig = list(map(self.row_of.get, ids))  # rows in the table as last built
-            if None not in orig:
-                at = np.fromiter(orig, np.int64, len(orig))
-                rows = np.searchsorted(self.base, at)  # (``base`` increases: the rows still there)
-                if (at[1:] > at[:-1]).all() and rows[-1] < self.base.size and (self.base[rows] == at).all():
-                    self.last, self.last_ids, self.base = self.last.rows(rows), ids, at
-                    return self.last
-        runs = list(running)  # a gang the last call did not have, another order, time or fabric
-        idx, cost = self.lookup(runs, running, pos, when)
-        self.last, self.last_ids = _Running.of(runs, idx, cost), ids
-        self.row_of, self.base = dict(zip(ids, range(len(ids)))), np.arange(len(ids))
-        return self.last
-
-    def lookup(self, runs: list[RunningJob], running: Sequence[RunningJob], pos: dict[str, int],
-               when: tuple[float, float]) -> tuple[list[np.ndarray], list[float]]:
-        """(GPU positions, cost at ``when``) of each of ``runs`` (a subset of ``running``)."""
-        if pos is not self.pos or len(self.where) > 2 * len(running) + 256:
-            where = self.where if pos is self.pos else {}
-            self.where = {id(r): where[id(r)] for r in running if id(r) in where}
-            self.pos, self.cost = pos, {}
-        if when != self.when:
-            self.when, self.cost = when, {}
-        ids = list(map(id, runs))
-        found = list(map(self.where.get, ids))
-        if None in found:
-            for k, e in enumerate(found):
-                if e is None:
-                    r = runs[k]
-                    found[k] = self.where[ids[k]] = (r, np.fromiter(map(pos.__getitem__, r.gpus), np.int64,
-                                                                    len(r.gpus)))
-        cost = list(map(self.cost.get, ids))
-        if None in cost:
-            for k, v in enumerate(cost):
-                if v is None:
-                    cost[k] = self.cost[ids[k]] = gpu_hours_lost(runs[k], *when)
-        return list(map(_SECOND, found)), cost
 
 
 @dataclass
@@ -331,8 +170,7 @@ class GangPreemption:
             runs = [r for r in running if r.job.tier in ok and r.preemptible and state.holds(r.job.id)]
             if not runs:
                 return None
-            idx, cost = self._index.lookup(runs, running, pos, when)
-            return _Running.of(runs, idx, cost).c
+            return _Running.of(runs, self._index.lookup(runs, running, pos), when).c
         if table is None:
             return None
         names = table.tier_names
