@@ -94,8 +94,8 @@ def _running_agent_ok(section: Any, as_installed: Any = None) -> str:
 def _python_ok(python: str) -> str:
     from fabric_hpc.slurm.install_checks import check_python
 
-    check_python(python)
-    return f"{python}: imports fabric_hpc"
+    warnings = check_python(python)
+    return "; ".join([f"{python}: imports fabric_hpc", *warnings])
 
 
 def _state_dir_ok(state_dir: str) -> str:

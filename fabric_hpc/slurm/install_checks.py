@@ -27,18 +27,24 @@ def _fix(python: str) -> str:
 def import_problem(python: str | os.PathLike[str]) -> str | None:
     """Why ``python -I -c 'import fabric_hpc'`` fails (run from /, no shell, no PYTHON* variables: as the
     unit and slurmd would run it), or None when it imports."""
+    return _imports(python)[0]
+
+
+def _imports(python: str | os.PathLike[str]) -> tuple[str | None, str]:
+    """(:func:`import_problem`'s answer, the fabric_hpc version ``python`` imports: "" when none)."""
     if not os.path.isfile(python):
-        return "does not exist" if not os.path.lexists(python) else "is not a file"
+        return ("does not exist" if not os.path.lexists(python) else "is not a file"), ""
+    code = "import sys, fabric_hpc; sys.stdout.write(str(fabric_hpc.__version__))"
     try:
-        proc = run_child([python, "-I", "-c", "import fabric_hpc"], IMPORT_TIMEOUT_S, cwd="/")
+        proc = run_child([python, "-I", "-c", code], IMPORT_TIMEOUT_S, cwd="/")
     except ChildTimeout:
-        return f"did not import fabric_hpc within {IMPORT_TIMEOUT_S} s"
+        return f"did not import fabric_hpc within {IMPORT_TIMEOUT_S} s", ""
     except ChildNotStarted as exc:
-        return f"cannot run: {exc.reason}"
+        return f"cannot run: {exc.reason}", ""
     if proc.returncode == 0:
-        return None
+        return None, proc.stdout.strip()[:64]
     last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-    return f"cannot import fabric_hpc ({last})"
+    return f"cannot import fabric_hpc ({last})", ""
 
 
 def check_python(python: str, root: str | os.PathLike[str] = "/") -> list[str]:
@@ -49,10 +55,17 @@ def check_python(python: str, root: str | os.PathLike[str] = "/") -> list[str]:
     if Path(root).resolve() != Path("/") and not os.path.lexists(where):
         return [f"install.python {python} is not under --root {root}: not checked that it imports "
                 "fabric_hpc (on the cluster, `fabric agent check` checks it)"]
-    if problem := import_problem(where):
+    problem, version = _imports(where)
+    if problem:
         raise ConfigError(f"install.python {python}{f' ({where})' if where != Path(python) else ''} "
                           f"{problem}: the TaskProlog, the Prolog and the agent's unit would run it",
                           hint=_fix(python))
+    from fabric_hpc import __version__
+
+    if version != __version__:  # the files written now, run by another release's code
+        return [f"install.python {python} imports fabric_hpc {version or '(no version)'}, this fabric is "
+                f"{__version__}: the TaskProlog, the Prolog and the agent's unit would run {version}; "
+                f"{_fix(python)}"]
     return []
 
 
