@@ -63,7 +63,7 @@ from fabric_hpc.slurm.agent_daemon import AgentDaemon
 from fabric_hpc.slurm.agent_support import (  # noqa: F401 (re-exported: callers import them from here)
     agent_lock, bounded, check_state_dir, compact_holds, first_contact, agent_settings, gpu_mismatch,
     heartbeat_text, model_overlap, read_status, reserved_facts, withdraw_pins, write_heartbeat)
-from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer
+from fabric_hpc.slurm.audit import WaitingLog, audit_writer, cycles_writer, waiting_records
 from fabric_hpc.slurm.contract import Job, Node, ReadsReservations, SlurmClient, SlurmError
 from fabric_hpc.slurm.decode import gc_paused
 from fabric_hpc.slurm.deferral_store import DeferralStore
@@ -267,10 +267,9 @@ class Agent(AgentDaemon):
         fresh += [make_event("agent.place", **entry) for entry in res.started]
         fresh += [make_event("agent.unpin", job=job_id, reason=why) for job_id, why in res.unpinned.items()]
         if res.waiting and self.waiting_log.due(res.waiting, now, res.reserved):
-            holds = {"holds": res.holds} if res.holds else {}  # until when, and where, a gang is held
-            holds |= {"reserved": res.reserved} if res.reserved else {}  # when, where a gang is to start
-            fresh.append(make_event("agent.waiting", jobs={str(k): v for k, v in sorted(res.waiting.items())},
-                                    **holds))
+            # holds: until when, and where, a gang is held; reserved: when, where a gang is to start
+            fresh += [make_event("agent.waiting", **part)
+                      for part in waiting_records(res.waiting, res.holds, res.reserved)]
         for event in fresh:
             emit_event(event)
         if events or fresh:

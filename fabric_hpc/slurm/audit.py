@@ -30,6 +30,26 @@ TAIL_BYTES = 8 << 20
 MAX_LINE = 64 << 10
 #: Unchanged waiting reasons are written again after this long (readers of the log's tail find them).
 WAITING_REFRESH_S = 600.0
+#: The most jobs one ``agent.waiting`` record lists: a cycle with more writes several (each well under a
+#: log shipper's line limit, e.g. Loki's 256 KB, and the event stream's 64 KiB).
+WAITING_PER_RECORD = 1000
+
+
+def waiting_records(waiting: dict[int, str], holds: dict[str, Any] | None = None,
+                    reserved: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The fields of the cycle's ``agent.waiting`` records: ``jobs`` (job -> reason), in job order, at
+    most :data:`WAITING_PER_RECORD` a record, each with the ``holds`` and ``reserved`` of its own jobs.
+    Readers take each job's entry from the last record naming it, so the split changes nothing read."""
+    ids = sorted(waiting)
+    out = []
+    for at in range(0, len(ids), WAITING_PER_RECORD):
+        keys = [str(j) for j in ids[at:at + WAITING_PER_RECORD]]
+        part: dict[str, Any] = {"jobs": {k: waiting[int(k)] for k in keys}}
+        for name, table in (("holds", holds), ("reserved", reserved)):
+            if mine := {k: table[k] for k in keys if table and k in table}:
+                part[name] = mine
+        out.append(part)
+    return out
 
 
 def rotated_names() -> tuple[str, ...]:
