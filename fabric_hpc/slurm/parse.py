@@ -182,8 +182,17 @@ def gpu_indices(text: str | None) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
+#: Flags that slurmctld sets only on a pending job, and that ``job_state_string()`` (Slurm 22.05, 23.02:
+#: ``squeue``/``scontrol`` text and data_parser v0.0.39's ``job_state``) prints alone, in place of PENDING:
+#: ``scontrol requeuehold State=SpecialExit`` (SPECIAL_EXIT), too many failed launches (REQUEUE_HOLD), a
+#: deleted or invalid reservation (RESV_DEL_HOLD), a requeue under way (REQUEUED); 23.11+ answer
+#: ``["PENDING", "SPECIAL_EXIT"]`` (src/slurmctld/job_mgr.c, reservation.c of slurm-23-02-8-1)
+HELD_PENDING_WORDS = frozenset({"SPECIAL_EXIT", "REQUEUE_HOLD", "RESV_DEL_HOLD", "REQUEUED"})
+
+
 def parse_state(text: str | list[str] | None) -> tuple[str, tuple[str, ...]]:
     """``RUNNING`` / ``PENDING+REQUEUED`` / ``["PENDING"]`` -> (base state, flags). Unknown: ExternalError.
+    ``SPECIAL_EXIT`` alone (22.05, 23.02: :data:`HELD_PENDING_WORDS`) is ``PENDING`` + ``SPECIAL_EXIT``.
 
     A job whose teardown is under way is ``COMPLETING`` whatever its base state, as Slurm's own
     ``scontrol show job`` text says: a requeued job is ``PENDING`` + ``COMPLETING`` in the JSON
@@ -194,6 +203,8 @@ def parse_state(text: str | list[str] | None) -> tuple[str, tuple[str, ...]]:
     if not parts or not all(_STATE.match(p) for p in parts):
         raise ExternalError(f"Slurm answered an unreadable job state {text!r}")
     base = parts[0]
+    if base in HELD_PENDING_WORDS:  # 22.05/23.02 answer the flag alone: a pending job with that flag
+        base, parts = "PENDING", ["PENDING", *parts]
     if base not in JOB_STATES:
         raise ExternalError(f"Slurm answered an unknown job state {base!r}",
                             hint=f"known states: {', '.join(sorted(JOB_STATES))}")

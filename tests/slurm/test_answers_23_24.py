@@ -204,3 +204,26 @@ def test_sshare_usage(tmp_path: Path, version: str) -> None:
     assert found.unit == "gpu_seconds" and set(found.usage) >= {"alpha"}
     assert found.usage["alpha"] == pytest.approx(160.0, abs=60.0)  # -P prints whole GPU-minutes
 
+
+#: pending jobs held with a state flag (slurm-23-02-8-1 src/slurmctld): ``scontrol requeuehold State=SpecialExit``
+#: (job_mgr.c ``_job_requeue_op``: SPECIAL_EXIT), too many failed launches (``_handle_requeue_limit``:
+#: REQUEUE_HOLD), the reservation it names deleted or invalid (reservation.c: RESV_DEL_HOLD)
+HELD_FLAGS = (("SPECIAL_EXIT", "JobHeldUser"), ("REQUEUE_HOLD", "JobHoldMaxRequeue"),
+              ("RESV_DEL_HOLD", "ReservationDeleted"))
+
+
+@pytest.mark.parametrize(("flag", "reason"), HELD_FLAGS)
+def test_a_held_pending_job_reads_alike_in_every_version(tmp_path: Path, version: str, flag: str,
+                                                         reason: str) -> None:
+    """23.02 writes such a job's state as the flag's name alone (``"SPECIAL_EXIT"``), 23.11+ as
+    ``["PENDING", "SPECIAL_EXIT"]``: both are a pending job with that flag, listed by ``jobs()`` (not a
+    finished one, which SPECIAL_EXIT alone read as), with no nodes."""
+    held = copy.deepcopy(_golden("squeue.json")["jobs"][3])
+    held.update(job_id=6, job_state=["PENDING", flag], state_reason=reason, nodes="n3", gres_detail=[])
+    client = CliClient(_commands(tmp_path, version, jobs_answer(version, [job_of(version, held)])))
+    if version == "23.02":
+        assert json.loads((tmp_path / version / "squeue.json").read_text())["jobs"][-1]["job_state"] == flag
+    jobs = {j.job_id: j for j in client.jobs()}
+    assert 6 in jobs, f"{flag} job left out of jobs()"
+    assert (jobs[6].state, jobs[6].flags, jobs[6].reason, jobs[6].node_list) == ("PENDING", (flag,), reason, ())
+    assert jobs[6].pending and not jobs[6].active
