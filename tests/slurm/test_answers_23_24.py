@@ -227,3 +227,14 @@ def test_a_held_pending_job_reads_alike_in_every_version(tmp_path: Path, version
     assert 6 in jobs, f"{flag} job left out of jobs()"
     assert (jobs[6].state, jobs[6].flags, jobs[6].reason, jobs[6].node_list) == ("PENDING", (flag,), reason, ())
     assert jobs[6].pending and not jobs[6].active
+
+
+def test_a_requeued_job_still_completing_holds_its_nodes_in_every_version(tmp_path: Path, version: str) -> None:
+    """``scontrol requeue`` of a running job: PENDING + REQUEUED + COMPLETING until its epilog ends; v0.0.40+
+    list the flags in their flag table's order (REQUEUED before COMPLETING), 23.02 names COMPLETING alone."""
+    placed = copy.deepcopy(_golden("squeue.json")["jobs"][0])
+    placed.update(job_id=7, job_state=["PENDING", "REQUEUED", "COMPLETING"], state_reason="BeginTime")
+    client = CliClient(_commands(tmp_path, version, jobs_answer(version, [job_of(version, placed)])))
+    job = {j.job_id: j for j in client.jobs()}[7]
+    assert (job.state, job.node_list, job.active, job.pending) == ("COMPLETING", ("n7", "n10"), True, False)
+    assert job.gpus == {"n7": (0, 1, 2), "n10": (0, 1, 2)}
