@@ -130,7 +130,7 @@ class Job:
     mem_per_node: int = 0
     mem_per_cpu: int = 0
     #: ``--constraint`` as Slurm reports it (``fast&h100``; '' none): Slurm starts the job only on nodes whose
-    #: active features satisfy it (the agent reads plain AND / OR lists: :func:`.view_hosts.lacking_features`).
+    #: active features satisfy it (plain AND / OR lists read by :func:`.view_hosts.lacking_features`).
     features: str = ""
 
     @property

@@ -14,7 +14,8 @@ pytestmark = [pytest.mark.slurm]
 
 
 def _features(c, hosts: str, feats: str) -> None:
-    c.run(["scontrol", "update", f"NodeName={hosts}", f"AvailableFeatures={feats}", f"ActiveFeatures={feats}"])
+    c.run(["scontrol", "update", f"NodeName={hosts}", f"AvailableFeatures={feats}",
+           f"ActiveFeatures={feats}"])
 
 
 def test_the_agent_places_a_constrained_gang_on_hosts_with_the_feature(fabric_cluster, agent):
