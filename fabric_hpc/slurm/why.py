@@ -171,10 +171,18 @@ def _headline(job: Job, place: dict[str, Any] | None = None) -> str:
         return f"Job {job.job_id} ({what}) is completing (still finishing on {still})."
     what = _size(job)
     if job.pending:
-        return f"Job {job.job_id} ({what}) is pending: {reason_words(job.reason)}."
+        return f"Job {job.job_id} ({what}) is pending: {reason_words(_reason(job))}."
     if job.node_list:
         return f"Job {job.job_id} ({what}) is {job.state.lower()} on {compress(list(job.node_list))}."
     return f"Job {job.job_id} ({what}) is {job.state.lower()}."
+
+
+def _reason(job: Job) -> str:
+    """Slurm's reason for a pending job; for a dependent one whose reason reads ``None`` (any update of the
+    job resets it, the agent's deferral renewals too, until Slurm's next pass) the one its dependency gives."""
+    if job.reason != "None" or not job.dependent:
+        return job.reason
+    return "DependencyNeverSatisfied" if "(failed)" in job.dependency else "Dependency"
 
 
 def _blocked_line(job: Job) -> str:
