@@ -89,7 +89,7 @@ def explain(client: SlurmClient, job_id: int, *, state_dir: str | Path | None = 
         pass  # said below: without the agent's log, who placed it cannot be told
     elif "handoff" in dec:
         lines.append(_handoff_line(dec["handoff"]))
-    elif job.grouped and job.fabric_comment:
+    elif _grouped_gang(job):
         lines.append(_grouped_line(job))
     elif "older" in dec and job.fabric_marked:
         lines.append(_older_line(job_id, dec["older"]))
@@ -200,6 +200,13 @@ def _blocked_line(job: Job) -> str:
         then = "once it is satisfied, the job comes back to the agent"
     return (f"The fabric agent neither places it nor keeps GPUs for it {why}; it keeps the job deferred, "
             f"so {then}.")
+
+
+def _grouped_gang(job: Job) -> bool:
+    """An array task or het component that says fabric, or a GPU gang (``-N2`` or more with GPUs per node)
+    the plugin would have marked had it been submitted alone."""
+    return bool(job.grouped) and (job.fabric_comment or (job.nodes >= 2 and job.gpus_per_node > 0
+                                                         and job.comment != "nofabric"))
 
 
 def _grouped_line(job: Job) -> str:
@@ -442,7 +449,7 @@ def _own_hosts_line(job: Job, facts: Callable[[], tuple[str, str] | None]) -> st
 
 def _pending_lines(job: Job, dec: dict[str, dict[str, Any]],
                    facts: Callable[[], tuple[str, str] | None]) -> list[str]:
-    if job.grouped and job.fabric_comment:
+    if _grouped_gang(job):
         return [_grouped_line(job)]
     out = []
     blocked = bool(job.blocked and job.fabric_marked and "handoff" not in dec)
