@@ -43,7 +43,8 @@ from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, TOO_COSTLY, BackfillPo
                                            Decisions, Job, Placer, PreemptionPolicy, PriorityPolicy,
                                            RankedPriority, SchedulerInput, Tier, TieredPolicy,
                                            UnsetTiers)
-from fabric_hpc.scheduler.placer import compact_job, gang_gpus, masked_state, may_fit, request_key
+from fabric_hpc.scheduler.placer import (compact_job, free_in_reach, gang_gpus, masked_state, may_fit,
+                                         request_key)
 from fabric_hpc.scheduler.plan import Plan as _Plan, late_reservations
 from fabric_hpc.scheduler.starts import EarliestStarts
 from fabric_hpc.scheduler.slowdown import stretch_loss
@@ -171,9 +172,11 @@ class Scheduler(EarliestStarts):
                 if blocked_before:
                     out.backfilled.add(job.id)
                 continue
-            if hold is not None and job.gpus <= plan.free_n:
-                # its GPUs are free in number: it waits for a compact placement, holds nothing meanwhile;
-                # else no placement exists at all, and it is blocked as any job (reservation, backfill)
+            if hold is not None and job.gpus <= plan.free_n \
+                    and job.gpus <= free_in_reach(job.request, plan.state.free, fab):
+                # its GPUs are free in number on the hosts it may use: it waits for a compact placement,
+                # holds nothing meanwhile; else no placement exists at all, and it is blocked as any job
+                # (reservation, backfill)
                 out.reasons[job.id] = "Topology"
                 continue
             if len(out.reservations) + (plan.deferred is not None) < reservations:

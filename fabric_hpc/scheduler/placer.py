@@ -134,6 +134,19 @@ def gang_gpus(job: Job, fab) -> int:
 _GANG_GPUS: WeakKeyDictionary = WeakKeyDictionary()  # per fabric: request fields -> GPUs
 
 
+def free_in_reach(request: Request, free: np.ndarray, fab) -> int:
+    """The GPUs of the bool mask ``free`` on hosts ``request`` may use (its ``include`` and ``exclude``)."""
+    if not request.include and not request.exclude:
+        return int(np.count_nonzero(free))
+    pos = fab.host_pos
+    ok = np.zeros(len(pos), dtype=bool) if request.include else np.ones(len(pos), dtype=bool)
+    if request.include:
+        ok[[pos[h] for h in select(request.include, pos)]] = True
+    if request.exclude:
+        ok[[pos[h] for h in select(request.exclude, pos)]] = False
+    return int(np.count_nonzero(free & ok[fab.index.gpu_host]))
+
+
 def compact_job(job: Job, fab) -> Job:
     """``job`` constrained to the fewest domains of the lowest multi-host level that can hold it
     (``max_domains`` at that level, like Slurm's ``--switches``): enough domains for its GPUs and,

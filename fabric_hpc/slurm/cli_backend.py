@@ -332,7 +332,7 @@ def _job_from_scontrol(line: str) -> Job:
                submit_time=when(kv.get("SubmitTime")) or 0.0, begin_time=when(kv.get("EligibleTime")),
                start_time=when(kv.get("StartTime")),
                priority=_int(kv, "Priority", f"job {kv['JobId']}") if "Priority" in kv else None,
-               dependency=_set(kv.get("Dependency")),
+               dependency=_set(kv.get("Dependency")), features=_set(kv.get("Features")),
                array_job_id=_int(kv, "ArrayJobId", f"job {kv['JobId']}"),
                het_job_id=_int(kv, "HetJobId", f"job {kv['JobId']}"), reservation=_set(kv.get("Reservation")),
                requeue=kv.get("Requeue", "1") != "0", time_limit_min=_limit(kv.get("TimeLimit"), kv["JobId"]),

@@ -129,6 +129,9 @@ class Job:
     #: consumable, as Slurm 22.05-25.11 do without DefMemPerNode) and ``--mem-per-cpu`` (0: not said).
     mem_per_node: int = 0
     mem_per_cpu: int = 0
+    #: ``--constraint`` as Slurm reports it (``fast&h100``; '' none): Slurm starts the job only on nodes whose
+    #: active features satisfy it (plain AND / OR lists read by :func:`.view_hosts.lacking_features`).
+    features: str = ""
 
     @property
     def grouped(self) -> str | None:

@@ -249,7 +249,7 @@ def job(d: Any) -> Job:
                # 22.05 answers "none", 25.11 ["none"]
                exclusive="none" in (w.lower() for w in words(d, "shared", what)),
                mem_per_node=integer(d, "memory_per_node", what),
-               mem_per_cpu=integer(d, "memory_per_cpu", what))
+               mem_per_cpu=integer(d, "memory_per_cpu", what), features=text(d, "features", what))
 
 
 def parse_json(text: str | bytes) -> Any:

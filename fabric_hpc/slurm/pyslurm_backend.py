@@ -212,7 +212,8 @@ def job_from_pyslurm(j: Any) -> Job:
                              if hasattr(j, "segment_size") else 0),
                requeue=getattr(j, "is_requeueable", None) is not False,
                exclusive=str(getattr(j, "resource_sharing", "") or "").upper() in ("NO", "NONE"),
-               mem_per_node=_mib(j, "memory_per_node", what), mem_per_cpu=_mib(j, "memory_per_cpu", what))
+               mem_per_node=_mib(j, "memory_per_node", what), mem_per_cpu=_mib(j, "memory_per_cpu", what),
+               features=",".join(str(f) for f in getattr(j, "constraints", None) or ()))
 
 
 def _dependency(j: Any, what: str) -> str:

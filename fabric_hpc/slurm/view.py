@@ -310,7 +310,8 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
         view.ignored_reservations = dict(reservations[1])
     busy = frozenset(n.name for n in nodes if n.name in known and in_use(n))
     free_mem = {n.name: mem for n in nodes if n.name in known and (mem := free_memory(n)) is not None}
-    hosts = Hosts(free_cpus, gpu_types, partitions, reserved, tuple(view.upcoming), now, busy, free_mem)
+    hosts = Hosts(free_cpus, gpu_types, partitions, reserved, tuple(view.upcoming), now, busy, free_mem,
+                  {n.name: n.features for n in nodes if n.name in known})
     _pending(fab, view, pending, now, inputs, releasing, pins, hosts, blocks)
     return view
 

@@ -1,6 +1,7 @@
 """What Slurm says of the fabric's hosts that filters where a pending job may go (:class:`Hosts`, used by
 :func:`fabric_hpc.slurm.view.build_view`): its own ``-x``, GPU type, partitions, reservations (active and
-to come), free CPUs, free memory (where Slurm allocates it) and, for ``--exclusive`` jobs, hosts in use."""
+to come), free CPUs, free memory (where Slurm allocates it), features (``--constraint``) and, for
+``--exclusive`` jobs, hosts in use."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ class Hosts:
     busy: frozenset[str] = frozenset()
     #: Free memory in MiB (RealMemory - AllocMem) of the hosts where Slurm allocated memory (consumable).
     free_mem: dict[str, int] = field(default_factory=dict)
+    #: Each host's active features (a job's ``--constraint`` must be satisfied there).
+    features: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: :meth:`kept_from` per job shape (one cycle: a thousand jobs share a few shapes).
     _memo: dict[tuple, frozenset[str] | ConfigError] = field(default_factory=dict, compare=False, repr=False)
 
@@ -42,11 +45,13 @@ class Hosts:
         ``--exclusive`` job those where anything runs; ConfigError when a rule leaves no host."""
         need = math.ceil(job.cpus / max(job.nodes, 1)) if job.cpus else 0
         mem = mem_per_node(job) if self.free_mem else None
-        key = (job.gpu_type, job.partition, job.reservation, need, job.time_limit_min, mem, job.exclusive)
+        key = (job.gpu_type, job.partition, job.reservation, need, job.time_limit_min, mem, job.exclusive,
+               job.features)
         hit = self._memo.get(key)
         if hit is None:
             try:
                 hit = frozenset({*wrong_gpu_type(job, self.gpu_types),
+                                 *lacking_features(job.features, self.features),
                                  *outside_partition(job, self.partitions),
                                  *outside_reservation(job, self.reserved, self.partitions),
                                  *self.reserved_soon(job),
@@ -190,3 +195,27 @@ def wrong_gpu_type(job: Job, gpu_types: Mapping[str, str | None]) -> set[str]:
                       f"(GPU types there: {where or 'no hosts'}); handed to Slurm, which places it by type",
                       hint="Slurm matches GRES types exactly, case included (Gres=gpu:TYPE:N in slurm.conf); "
                            "'none' means Slurm declares those GPUs without a type (or with several)")
+
+
+def lacking_features(expr: str, features: Mapping[str, tuple[str, ...]]) -> set[str]:
+    """The hosts whose active features do not satisfy the constraint ``expr`` (``--constraint``, as Slurm
+    reports it): a plain AND list (``a&b``, ``a,b``) or OR list (``a|b``) of feature names. Any other
+    expression (brackets, counts ``a*2``, parentheses, ``!``, ANDs and ORs mixed), or an answer that gives no
+    host a feature, keeps no host out: Slurm alone judges it (a pin it refuses is handed over,
+    ``BadConstraints``). ConfigError when no host of the fabric model satisfies it."""
+    expr = expr.strip()
+    if not any(features.values()):  # a Slurm answer without node features: nothing to judge by
+        return set()
+    if not expr or any(c in expr for c in "[]()*!:") or ("|" in expr and ("&" in expr or "," in expr)):
+        return set()
+    anyof = "|" in expr
+    want = {w.strip() for w in expr.replace(",", "&").replace("|", "&").split("&")}
+    if "" in want:
+        return set()
+    lacking = {h for h, have in features.items()
+               if not (want & set(have) if anyof else want <= set(have))}
+    if len(lacking) < len(features):
+        return lacking
+    raise ConfigError(f"asks --constraint={expr!r}, but no host of the fabric model has those features now; "
+                      "handed to Slurm, which places it where they are",
+                      hint="see the nodes' features with sinfo -N -o '%N %b'")

@@ -89,7 +89,7 @@ def explain(client: SlurmClient, job_id: int, *, state_dir: str | Path | None = 
         pass  # said below: without the agent's log, who placed it cannot be told
     elif "handoff" in dec:
         lines.append(_handoff_line(dec["handoff"]))
-    elif job.grouped and job.fabric_comment:
+    elif _grouped_gang(job):
         lines.append(_grouped_line(job))
     elif "older" in dec and job.fabric_marked:
         lines.append(_older_line(job_id, dec["older"]))
@@ -171,10 +171,18 @@ def _headline(job: Job, place: dict[str, Any] | None = None) -> str:
         return f"Job {job.job_id} ({what}) is completing (still finishing on {still})."
     what = _size(job)
     if job.pending:
-        return f"Job {job.job_id} ({what}) is pending: {reason_words(job.reason)}."
+        return f"Job {job.job_id} ({what}) is pending: {reason_words(_reason(job))}."
     if job.node_list:
         return f"Job {job.job_id} ({what}) is {job.state.lower()} on {compress(list(job.node_list))}."
     return f"Job {job.job_id} ({what}) is {job.state.lower()}."
+
+
+def _reason(job: Job) -> str:
+    """Slurm's reason for a pending job; for a dependent one whose reason reads ``None`` (any update of the
+    job resets it, the agent's deferral renewals too, until Slurm's next pass) the one its dependency gives."""
+    if job.reason != "None" or not job.dependent:
+        return job.reason
+    return "DependencyNeverSatisfied" if "(failed)" in job.dependency else "Dependency"
 
 
 def _blocked_line(job: Job) -> str:
@@ -192,6 +200,13 @@ def _blocked_line(job: Job) -> str:
         then = "once it is satisfied, the job comes back to the agent"
     return (f"The fabric agent neither places it nor keeps GPUs for it {why}; it keeps the job deferred, "
             f"so {then}.")
+
+
+def _grouped_gang(job: Job) -> bool:
+    """An array task or het component that says fabric, or a GPU gang (``-N2`` or more with GPUs per node)
+    the plugin would have marked had it been submitted alone."""
+    return bool(job.grouped) and (job.fabric_comment or (job.nodes >= 2 and job.gpus_per_node > 0
+                                                         and job.comment != "nofabric"))
 
 
 def _grouped_line(job: Job) -> str:
@@ -434,7 +449,7 @@ def _own_hosts_line(job: Job, facts: Callable[[], tuple[str, str] | None]) -> st
 
 def _pending_lines(job: Job, dec: dict[str, dict[str, Any]],
                    facts: Callable[[], tuple[str, str] | None]) -> list[str]:
-    if job.grouped and job.fabric_comment:
+    if _grouped_gang(job):
         return [_grouped_line(job)]
     out = []
     blocked = bool(job.blocked and job.fabric_marked and "handoff" not in dec)
