@@ -94,18 +94,23 @@ def interrupted_latest(root: Path, current: str) -> str | None:
     place and replaces ``latest`` with it after, so a process killed in between (SIGKILL, a node
     failure) leaves a committed step that ``latest`` does not name yet, and this file naming it. Not
     completing the move would make a resumed job restore the step before and then be refused its
-    next save of that step ("already exists")."""
+    next save of that step ("already exists"). A ``latest`` written after that file (a user who edited it
+    by hand to choose the step to resume from) wins: the leftover is older than what it would replace."""
     newest = None
     try:
         entries = [e.name for e in os.scandir(root) if e.name.startswith(LATEST_TMP_PREFIX)]
+        edited = os.lstat(Path(root) / LATEST).st_mtime_ns
     except OSError:
         return None
     for entry in entries:
         try:
             name = _read_pointer(root, entry)
+            written = os.lstat(Path(root) / entry).st_mtime_ns
         except CheckpointIOError:  # another user's: not this reader's business
             continue
-        if name is not None and name > current and (newest is None or name > newest) \
+        except OSError:  # removed meanwhile (the next save cleaned it up)
+            continue
+        if name is not None and name > current and (newest is None or name > newest) and written >= edited \
                 and not os.path.islink(Path(root) / name) and (Path(root) / name / MANIFEST).is_file():
             newest = name
     return newest

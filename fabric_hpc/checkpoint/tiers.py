@@ -31,6 +31,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import socket
 import threading
 import time
@@ -240,9 +241,11 @@ def drain(part: LocalPart, shared: Path | str) -> Path | None:
         for m in markers + sorted(staging.glob(f"{health.DRAINER_PREFIX}*")):
             m.unlink()
         fsio.fsync_dir(staging)
-        os.rename(staging, final)
-        fsio.fsync_dir(shared)
-        store.advance_latest(shared, final.name)
+        try:  # latest written before the rename, as every other commit: a full disk fails the drain whole
+            store.rename_into_place(shared, staging, final)
+        except FabricError:  # not committed: every node's next drain of this step starts it afresh
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         _remove_stale_drains(shared, part.step)
     saved_event(final, part.step, manifest.nbytes, tier="shared", seconds=time.perf_counter() - t0,
                 world_size=manifest.world_size, nodes=part.nodes)

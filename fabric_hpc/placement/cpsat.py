@@ -80,7 +80,8 @@ def cpsat(p: Problem, options: SolveOptions | None = None) -> Placement:
     stats = {"items": len(items.cap), "item_level": p.levels.chain[items.level], "status": solver.StatusName(status),
              "objective": (solver.ObjectiveValue() / scale
                            if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else None),
-             "bound": solver.BestObjectiveBound() / scale if phases.get("ran") else None, "wall_s": phases["wall"],
+             "bound": solver.BestObjectiveBound() / scale if phases.get("ran") else None,
+             "wall_s": phases["wall"],
              "deterministic_time": phases["dtime"], "phases": phases["names"],
              "warm_cost": warm.cost if warm else None, "wall_guard_hit": phases["guard"]}
     guard = _guard_notes(phases, options)

@@ -68,7 +68,9 @@ def gpu_counts(view: Any) -> tuple[int, int]:
 
 def label_text(text: str) -> str:
     """``text`` as a label value Prometheus can carry (UTF-8): a file name's bytes that are not UTF-8
-    (a lone surrogate as Python reads them) are written ``\\xff``; other text is kept as it is."""
+    (a lone surrogate as Python reads them) are written ``\\xff`` and a backslash ``\\\\`` (so that a
+    name holding the four characters ``\\xff`` reads differently); other text is kept as it is."""
+    text = text.replace("\\", "\\\\")
     try:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a surrogate no file name holds (U+D800...U+DC7F)

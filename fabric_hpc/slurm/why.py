@@ -178,11 +178,12 @@ def _headline(job: Job, place: dict[str, Any] | None = None) -> str:
 
 
 def _reason(job: Job) -> str:
-    """Slurm's reason for a pending job; for a dependent one whose reason reads ``None`` (any update of the
-    job resets it, the agent's deferral renewals too, until Slurm's next pass) the one its dependency gives."""
+    """Slurm's reason for a pending job; for a dependent one whose reason reads ``None`` (any update of
+    the job resets it, the agent's deferral renewals too, until Slurm's next pass) the one its dependency
+    gives."""
     if job.reason != "None" or not job.dependent:
         return job.reason
-    return "DependencyNeverSatisfied" if "(failed)" in job.dependency else "Dependency"
+    return "DependencyNeverSatisfied" if dependency_failed(job.dependency) else "Dependency"
 
 
 def _blocked_line(job: Job) -> str:
@@ -212,9 +213,9 @@ def _grouped_gang(job: Job) -> bool:
 def _grouped_line(job: Job) -> str:
     what = "a task of job array" if job.grouped == "array" else "a component of heterogeneous job"
     lead = job.array_job_id if job.grouped == "array" else job.het_job_id
-    return (f"It is {what} {lead}: the fabric agent places no job arrays or heterogeneous jobs, whatever "
-            "their comment says; Slurm's own scheduler places it (submit the tasks as separate jobs for fabric "
-            "placement).")
+    return (f"It is {what} {lead}: the fabric agent places no job arrays or heterogeneous jobs, "
+            "whatever their comment says; Slurm's own scheduler places it (submit the tasks as separate "
+            "jobs for fabric placement).")
 
 
 def dependency_failed(dependency: str) -> bool:

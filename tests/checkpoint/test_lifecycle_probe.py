@@ -114,6 +114,23 @@ def test_a_save_killed_between_its_rename_and_latest_is_what_the_job_resumes_fro
     assert not [n for n in os.listdir(root) if n.startswith((".latest", ".tmp-"))]
 
 
+def test_a_hand_edited_latest_after_such_a_kill_wins_over_the_leftover(tmp_path: Path) -> None:
+    """Review: the user then chose the step to resume from (``echo step-0000000001 > latest``, as the
+    damaged-latest fix says); the leftover pointer overrode it and the next save wrote it into
+    ``latest``. A ``latest`` newer than the leftover wins."""
+    from fabric_hpc.checkpoint import restore
+    from fabric_hpc.checkpoint.store import read_latest
+    root = tmp_path / "ck"
+    proc = subprocess.run([sys.executable, "-c", _KILLED_IN_COMMIT, str(root)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == -9, proc.stderr
+    leftover = next(root / n for n in os.listdir(root) if n.startswith(".latest"))
+    assert read_latest(root) == "step-0000000002"
+    (root / "latest").write_text("step-0000000001\n")
+    os.utime(leftover, ns=(1, 1))  # written before the edit, whatever the file system's clock grain
+    assert read_latest(root) == "step-0000000001" and restore(root)["step"] == 1
+
+
 def _save_forever(root: Path) -> None:
     from fabric_hpc.checkpoint import save
     from fabric_hpc.checkpoint.store import list_checkpoints

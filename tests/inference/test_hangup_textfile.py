@@ -28,7 +28,8 @@ def _start(tmp: Path, *, ignore_hup: bool) -> tuple[subprocess.Popen, Path]:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     proc = subprocess.Popen([sys.executable, "-m", "fabric_hpc.cli", "-v", "infer", "run", "--engine-config",
-                             str(cfg), "--no-progress", "--textfile-dir", str(textfiles), "--input", str(spool),
+                             str(cfg), "--no-progress", "--textfile-dir", str(textfiles),
+                             "--input", str(spool),
                              "--output", str(tmp / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=env, preexec_fn=nohup if ignore_hup else None)
     deadline = time.monotonic() + 120

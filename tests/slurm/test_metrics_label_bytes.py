@@ -40,6 +40,14 @@ def test_a_state_dir_that_is_not_utf8_is_scraped_and_recognised(tmp_path: Path) 
         metrics.close()
 
 
-def test_label_text_keeps_valid_text_as_it_is() -> None:
-    assert label_text('/var/lib/a"b\\c\nd é') == '/var/lib/a"b\\c\nd é'
+def test_label_text_keeps_valid_text_as_it_is_but_a_backslash_doubled() -> None:
+    assert label_text('/var/lib/a"b\\c\nd é') == '/var/lib/a"b\\\\c\nd é'
     assert label_text("x\ud800y") == "x\\ud800y"  # a surrogate no file name holds: escaped all the same
+
+
+def test_a_name_that_is_not_utf8_and_one_spelling_its_escape_get_different_labels() -> None:
+    """Review: ``b'/srv/fabric-\\xff'`` and the literal ``/srv/fabric-\\\\xff`` gave one label, so
+    ``fabric agent check`` could take another agent on the port for this state dir's."""
+    raw, spelled = os.fsdecode(b"/srv/fabric-\xff"), "/srv/fabric-\\xff"
+    assert label_text(raw) != label_text(spelled)
+    assert label_text(raw) == "/srv/fabric-\\xff" and label_text(spelled) == "/srv/fabric-\\\\xff"

@@ -17,7 +17,8 @@ from tests.slurm.test_why_reserved import NOW, _cycle
 
 def test_a_big_queue_is_split_into_bounded_records_with_their_own_holds() -> None:
     waiting = {j: "Resources" for j in range(1, 25_001)}
-    reserved = {"7": {"start": NOW, "hosts": 16, "after": [1]}, "24000": {"start": NOW, "hosts": 2, "after": []}}
+    reserved = {"7": {"start": NOW, "hosts": 16, "after": [1]},
+                "24000": {"start": NOW, "hosts": 2, "after": []}}
     parts = audit.waiting_records(waiting, {"3": {"until": NOW}}, reserved)
     assert len(parts) == 25 and all(len(to_json(p)) < 64 << 10 for p in parts)
     assert {int(k) for p in parts for k in p["jobs"]} == set(waiting)

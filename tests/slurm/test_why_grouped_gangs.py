@@ -14,12 +14,16 @@ import pytest
 from tests.slurm.test_why_probe_fixes import _why, gang
 
 
+_ARRAY = "It is a task of job array 531: the fabric agent places no job arrays"
+
+
 @pytest.mark.parametrize("state, kw, words", [
-    ("RUNNING", {"array_job_id": 531}, "It is a task of job array 531: the fabric agent places no job arrays"),
-    ("PENDING", {"array_job_id": 531}, "It is a task of job array 531: the fabric agent places no job arrays"),
+    ("RUNNING", {"array_job_id": 531}, _ARRAY),
+    ("PENDING", {"array_job_id": 531}, _ARRAY),
     ("RUNNING", {"het_job_id": 529}, "It is a component of heterogeneous job 529"),
 ])
-def test_a_grouped_gang_without_a_comment_is_said_why(tmp_path: Path, state: str, kw: dict, words: str) -> None:
+def test_a_grouped_gang_without_a_comment_is_said_why(tmp_path: Path, state: str, kw: dict,
+                                                      words: str) -> None:
     running = {"node_list": ("n1", "n2"), "start_time": time.time() - 5} if state == "RUNNING" else {}
     text, _ = _why(gang(532, state=state, comment="", **kw, **running), tmp_path)
     assert words in text and "not marked" not in text, text
