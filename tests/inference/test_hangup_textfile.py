@@ -27,11 +27,14 @@ def _start(tmp: Path, *, ignore_hup: bool) -> tuple[subprocess.Popen, Path]:
     def nohup() -> None:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
+    def hup_default() -> None:  # a run under nohup (a CI started so) passes SIGHUP on ignored
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
     proc = subprocess.Popen([sys.executable, "-m", "fabric_hpc.cli", "-v", "infer", "run", "--engine-config",
                              str(cfg), "--no-progress", "--textfile-dir", str(textfiles),
                              "--input", str(spool),
                              "--output", str(tmp / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, preexec_fn=nohup if ignore_hup else None)
+                            env=env, preexec_fn=nohup if ignore_hup else hup_default)
     deadline = time.monotonic() + 120
     while not any(p.suffix == ".prom" for p in textfiles.iterdir()):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
