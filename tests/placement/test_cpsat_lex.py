@@ -8,6 +8,7 @@ from ortools.sat.python import cp_model
 
 from fabric_hpc.placement import PlacementInfeasible, SolveOptions
 from fabric_hpc.placement import cpsat as C
+from fabric_hpc.placement import cpsat_solve as S
 from fabric_hpc.placement.greedy import greedy
 from fabric_hpc.placement.problem import Problem
 from fabric_hpc.placement.request import parse_request
@@ -33,10 +34,10 @@ def test_two_phases_reach_the_weighted_sum_optimum(pod, seed, text, item_limit):
         model, var, t, objective, opts = _model(pod, state, text, item_limit)
     except PlacementInfeasible:  # greedy (the hint) found none: not this test's subject
         assume(False)
-    one = C._new_solver(opts, 20.0)
+    one = S._new_solver(opts, 20.0)
     status_one = one.Solve(model)
     model, var, t, objective, opts = _model(pod, state, text, item_limit)
-    status, two, phases = C._solve_lex(model, var, t, objective, opts)
+    status, two, phases = S._solve_lex(model, var, t, objective, opts)
     assert (status_one == cp_model.INFEASIBLE) == (status == cp_model.INFEASIBLE)
     if status == cp_model.INFEASIBLE:
         return
@@ -64,6 +65,6 @@ def test_the_budget_is_shared_by_both_phases(pod):
     state = random_state(pod, 7, busy=0.3)
     model, var, t, objective, _ = _model(pod, state, "gpus=37", 0)
     opts = SolveOptions(time_limit_s=0.01)
-    status, solver, phases = C._solve_lex(model, var, t, objective, opts)
-    assert phases["dtime"] <= C.DTIME_SHARE * opts.time_limit_s * 1.5 + 0.01
+    status, solver, phases = S._solve_lex(model, var, t, objective, opts)
+    assert phases["dtime"] <= S.DTIME_SHARE * opts.time_limit_s * 1.5 + 0.01
     assert len(phases["names"]) == 2

@@ -9,6 +9,7 @@ import pytest
 
 from fabric_hpc.placement import SolveOptions
 from fabric_hpc.placement import cpsat as C
+from fabric_hpc.placement.cpsat_solve import _new_solver as new_solver
 from fabric_hpc.placement.greedy import greedy
 from fabric_hpc.placement.problem import PlacementBug, Problem
 from fabric_hpc.placement.request import parse_request
@@ -37,7 +38,7 @@ def _bound_at(p: Problem, items, counts: dict[int, int]) -> int | None:
     if isinstance(t, int):
         return t
     model.Minimize(t)
-    solver = C._new_solver(SolveOptions(time_limit_s=20.0), 20.0)
+    solver = new_solver(SolveOptions(time_limit_s=20.0), 20.0)
     assert solver.Solve(model) == 4  # OPTIMAL: every placement brute force makes is feasible here
     return int(solver.Value(t))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from fabric_hpc.placement import ClusterState, SolveOptions, place
-from fabric_hpc.placement import cpsat as cpsat_mod
+from fabric_hpc.placement import cpsat_solve as cpsat_mod
 from fabric_hpc.topology import build, generators
 
 
