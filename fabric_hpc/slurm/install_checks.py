@@ -24,14 +24,9 @@ def _fix(python: str) -> str:
             "or set [install] python to one that has it (its default: the python running install)")
 
 
-def import_problem(python: str | os.PathLike[str]) -> str | None:
-    """Why ``python -I -c 'import fabric_hpc'`` fails (run from /, no shell, no PYTHON* variables: as the
-    unit and slurmd would run it), or None when it imports."""
-    return _imports(python)[0]
-
-
 def _imports(python: str | os.PathLike[str]) -> tuple[str | None, str]:
-    """(:func:`import_problem`'s answer, the fabric_hpc version ``python`` imports: "" when none)."""
+    """(why ``python -I -c 'import fabric_hpc'`` fails, or None when it imports; the fabric_hpc version it
+    imports, "" when none). Run from /, no shell, no PYTHON* variables: as the unit and slurmd would run it."""
     if not os.path.isfile(python):
         return ("does not exist" if not os.path.lexists(python) else "is not a file"), ""
     code = "import sys, fabric_hpc; sys.stdout.write(str(fabric_hpc.__version__))"
