@@ -25,8 +25,9 @@ def _fix(python: str) -> str:
 
 
 def _imports(python: str | os.PathLike[str]) -> tuple[str | None, str]:
-    """(why ``python -I -c 'import fabric_hpc'`` fails, or None when it imports; the fabric_hpc version it
-    imports, "" when none). Run from /, no shell, no PYTHON* variables: as the unit and slurmd would run it."""
+    """(why ``python -I -c 'import fabric_hpc'`` fails, or None when it imports; the fabric_hpc version
+    it imports, "" when none). Run from /, no shell, no PYTHON* variables: as the unit and slurmd would
+    run it."""
     if not os.path.isfile(python):
         return ("does not exist" if not os.path.lexists(python) else "is not a file"), ""
     code = "import sys, fabric_hpc; sys.stdout.write(str(fabric_hpc.__version__))"
