@@ -4,7 +4,11 @@ ckpt root in a fresh root-owned directory under /tmp (the hints file is trusted 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,3 +25,19 @@ def make_site(fab: Any, prefix: str) -> tuple[Path, dict[str, str]]:
            "ckpt_root": str(base / "ckpt")}
     (base / "prolog.json").write_text(json.dumps(cfg))
     return base, cfg
+
+
+@contextmanager
+def superpod_site(prefix: str, trusted: str) -> Iterator[tuple[Any, Path, dict[str, str]]]:
+    """(a one-SU SuperPOD, :func:`make_site`'s directory and settings), removed afterwards; only as root
+    (``trusted``: which file the Prolog trusts only when root's)."""
+    from fabric_hpc.topology import build, generators
+    from tests.real import require_real
+
+    require_real("slurm", os.geteuid() == 0, f"the {trusted} file is trusted only when root's: run as root")
+    fab = build(generators.superpod(1))
+    base, cfg = make_site(fab, prefix)
+    try:
+        yield fab, base, cfg
+    finally:
+        shutil.rmtree(base)

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,20 +11,15 @@ import pytest
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.slurm.prolog import topo_file
 from fabric_hpc.testing.nccl_facts import write_facts
-from fabric_hpc.topology import build, generators
-from tests.real import require_real
-from tests.slurm.prolog_site import make_site
+from tests.slurm.prolog_site import superpod_site
 
 HOST = "su01-h01"
 
 
 @pytest.fixture()
 def site() -> Iterator[dict]:
-    require_real("slurm", os.geteuid() == 0, "the facts file is trusted only when root's: run as root")
-    fab = build(generators.superpod(1))
-    base, cfg = make_site(fab, "fabric-prolog-hint-")
-    yield {"fab": fab, "topo_dir": Path(cfg["topo_dir"])}
-    shutil.rmtree(base)
+    with superpod_site("fabric-prolog-hint-", "facts") as (fab, _, cfg):
+        yield {"fab": fab, "topo_dir": Path(cfg["topo_dir"])}
 
 
 def test_no_trusted_file_names_the_installed_prolog(site: dict) -> None:

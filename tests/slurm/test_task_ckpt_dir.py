@@ -6,7 +6,6 @@ array task gets <job name>+task<N>: '+' never occurs in a kept name, so no other
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,21 +13,16 @@ import pytest
 
 from fabric_hpc.slurm import task_fast
 from fabric_hpc.slurm.prolog import prepare_node, task_exports
-from fabric_hpc.topology import build, generators
-from tests.real import require_real
-from tests.slurm.prolog_site import make_site
+from tests.slurm.prolog_site import superpod_site
 
 HOST = "su01-h01"
 
 
 @pytest.fixture()
 def site() -> Iterator[dict]:
-    require_real("slurm", os.geteuid() == 0, "the hints file is trusted only when root's: run as root")
-    fab = build(generators.superpod(1))
-    base, cfg = make_site(fab, "fabric-ckpt-dir-")
-    prepare_node(base / "prolog.json", {"SLURMD_NODENAME": HOST})
-    yield {"fab": fab, "cfg": cfg, "config": base / "prolog.json"}
-    shutil.rmtree(base)
+    with superpod_site("fabric-ckpt-dir-", "hints") as (fab, base, cfg):
+        prepare_node(base / "prolog.json", {"SLURMD_NODENAME": HOST})
+        yield {"fab": fab, "cfg": cfg, "config": base / "prolog.json"}
 
 
 def _env(**kw: str) -> dict[str, str]:
