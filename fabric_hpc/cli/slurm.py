@@ -309,7 +309,7 @@ def install(config_path: str, topology: str | None, root: str, dry_run: bool, fo
     from fabric_hpc.slurm.site_gres import gpu_files, read_site_gres
     from fabric_hpc.slurm.slurm_settings import plugins, site_node_gres, site_settings
 
-    from fabric_hpc.slurm.install_checks import check_private_tmp, check_python
+    from fabric_hpc.slurm.install_checks import check_private_tmp, check_python, check_slurm_conf_dir
 
     cfg = with_service_user(load_config(config_path)[0])
     check_private_tmp(cfg, root)
@@ -317,6 +317,9 @@ def install(config_path: str, topology: str | None, root: str, dry_run: bool, fo
         click.echo(f"warning: {warning}", err=True)
     fab = _fabric(topology or cfg.agent.topology)
     settings, source = site_settings(cfg, Path(root))
+    for warning in check_slurm_conf_dir(cfg, settings if source == "scontrol show config" else None,
+                                        os.environ):
+        click.echo(f"warning: {warning}", err=True)
     inst = Installer(cfg, root=root)
     gres_conf = str(Path(cfg.install.slurm_conf_dir) / "gres.conf")
     site_gres = read_site_gres(inst.at(gres_conf), gres_conf, fab.hosts, root=inst.root,

@@ -93,7 +93,8 @@ class InstallSection(StrictModel):
     """``[install]``: where ``fabric slurm install`` writes and who owns what."""
 
     slurm_conf_dir: str = Field(default="/etc/slurm", description="Directory of slurm.conf: job_submit.lua, "
-                                "topology.conf (or topology.yaml) and gres.conf go here.")
+                                "topology.conf (or topology.yaml) and gres.conf go here. Default: the "
+                                "directory of agent.slurm_conf when set, else /etc/slurm.")
     config_dir: str = Field(default=DEFAULT_CONFIG_DIR, description="task_prolog.py, prolog.json, the fabric "
                             "model (topology.yaml) and this file (agent.toml / agent.yaml).")
     unit_dir: str = Field(default="/etc/systemd/system", description="Where fabric-agent.service goes.")
@@ -165,6 +166,20 @@ class DeployConfig(StrictModel):
 
     agent: AgentSection
     install: InstallSection = InstallSection()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _conf_dir_of_slurm_conf(cls, data: object) -> object:
+        """``install.slurm_conf_dir`` not given: the directory of ``agent.slurm_conf`` when that is set
+        (slurmctld reads job_submit.lua, gres.conf and topology.conf beside its slurm.conf), else
+        /etc/slurm."""
+        if not isinstance(data, dict) or not isinstance(data.get("agent"), dict):
+            return data
+        conf, install = data["agent"].get("slurm_conf"), data.get("install", {})
+        if isinstance(conf, str) and conf.startswith("/") and isinstance(install, dict) \
+                and "slurm_conf_dir" not in install and posixpath.dirname(conf) != "/":
+            return {**data, "install": {**install, "slurm_conf_dir": posixpath.dirname(conf)}}
+        return data
 
     @model_validator(mode="after")
     def _own_state_dir(self) -> DeployConfig:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Mapping
 from pathlib import Path
 
 from fabric_hpc.errors import ConfigError
@@ -17,6 +18,9 @@ from fabric_hpc.slurm.deploy_config import DeployConfig
 IMPORT_TIMEOUT_S = 60
 #: The directories systemd's PrivateTmp=yes replaces with the unit's own (systemd.exec(5)).
 PRIVATE_TMP = ("/tmp", "/var/tmp")
+#: The oldest Python fabric-hpc runs on (pyproject.toml's requires-python). RHEL 9's python3 is 3.9
+#: and RHEL 8's 3.6: such an interpreter cannot take the wheel at all.
+MIN_PYTHON = (3, 11)
 
 
 def _fix(python: str) -> str:
@@ -24,21 +28,46 @@ def _fix(python: str) -> str:
             "or set [install] python to one that has it (its default: the python running install)")
 
 
+def _too_old(version: str) -> str | None:
+    """Why the interpreter of ``version`` (``3.9.18``) cannot run fabric-hpc, or None."""
+    try:
+        have = tuple(int(p) for p in version.split(".")[:2])
+    except ValueError:
+        return None
+    if len(have) < 2 or have >= MIN_PYTHON:
+        return None
+    need = ".".join(map(str, MIN_PYTHON))
+    return f"is Python {version}; fabric-hpc needs Python {need} or newer (the wheel does not install there)"
+
+
+def _old_fix() -> str:
+    need = ".".join(map(str, MIN_PYTHON))
+    return (f"make a venv from a Python {need}+ (RHEL 8/9: dnf install python{need}; "
+            f"python{need} -m venv /opt/fabric-hpc; /opt/fabric-hpc/bin/pip install fabric_hpc-*.whl) "
+            "and set [install] python = \"/opt/fabric-hpc/bin/python\"")
+
+
 def _imports(python: str | os.PathLike[str]) -> tuple[str | None, str]:
     """(why ``python -I -c 'import fabric_hpc'`` fails, or None when it imports; the fabric_hpc version
     it imports, "" when none). Run from /, no shell, no PYTHON* variables: as the unit and slurmd would
-    run it."""
+    run it. The interpreter's own version is printed first (code old Pythons parse too): one older
+    than :data:`MIN_PYTHON` is named as such, not as a missing package (pip there refuses the wheel)."""
     if not os.path.isfile(python):
         return ("does not exist" if not os.path.lexists(python) else "is not a file"), ""
-    code = "import sys, fabric_hpc; sys.stdout.write(str(fabric_hpc.__version__))"
+    code = ("import sys; sys.stdout.write('%d.%d.%d\\n' % tuple(sys.version_info[:3])); sys.stdout.flush(); "
+            "import fabric_hpc; sys.stdout.write(str(fabric_hpc.__version__))")
     try:
         proc = run_child([python, "-I", "-c", code], IMPORT_TIMEOUT_S, cwd="/")
     except ChildTimeout:
         return f"did not import fabric_hpc within {IMPORT_TIMEOUT_S} s", ""
     except ChildNotStarted as exc:
         return f"cannot run: {exc.reason}", ""
+    lines = proc.stdout.strip().splitlines()
+    if len(lines) > 1 or proc.returncode != 0:
+        if lines and (old := _too_old(lines[0].strip())):
+            return old, ""
     if proc.returncode == 0:
-        return None, proc.stdout.strip()[:64]
+        return None, (lines[-1].strip() if lines else "")[:64]
     last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
     return f"cannot import fabric_hpc ({last})", ""
 
@@ -55,7 +84,7 @@ def check_python(python: str, root: str | os.PathLike[str] = "/") -> list[str]:
     if problem:
         raise ConfigError(f"install.python {python}{f' ({where})' if where != Path(python) else ''} "
                           f"{problem}: the TaskProlog, the Prolog and the agent's unit would run it",
-                          hint=_fix(python))
+                          hint=_old_fix() if problem.startswith("is Python") else _fix(python))
     from fabric_hpc import __version__
 
     if version != __version__:  # the files written now, run by another release's code
@@ -84,3 +113,36 @@ def check_private_tmp(cfg: DeployConfig, root: str | os.PathLike[str] = "/") -> 
             raise ConfigError(f"{key} {value} is under {tmp}: the agent's unit has PrivateTmp=yes, so the "
                               f"agent would see its own empty {tmp}, not this path",
                               hint=f"give {key} a path outside /tmp and /var/tmp (docs/deploy.md)")
+
+
+def check_slurm_conf_dir(cfg: DeployConfig, running: Mapping[str, str] | None,
+                         env: Mapping[str, str]) -> list[str]:
+    """Warnings (and a ConfigError) about where slurmctld reads its files: it loads job_submit.lua,
+    gres.conf and topology.conf from the directory of its slurm.conf (``running``'s ``SLURM_CONF``,
+    from ``scontrol show config``: slurmctld's own path), and the agent's unit has only
+    ``agent.slurm_conf`` (not the ``SLURM_CONF`` of this shell or of /etc/sysconfig/slurmctld).
+    Refused when install.slurm_conf_dir was left at its default and slurmctld reads another
+    directory; a warning when the admin set it (a staging layout may differ on purpose)."""
+    i, a, out = cfg.install, cfg.agent, []
+    conf = (running or {}).get("SLURM_CONF", "")
+    where = posixpath.dirname(conf)
+    if conf.startswith("/") and posixpath.normpath(where) != posixpath.normpath(i.slurm_conf_dir):
+        what = (f"the running slurmctld reads {conf} (scontrol show config): it loads job_submit.lua, "
+                f"gres.conf and topology.conf from {where}, not from install.slurm_conf_dir "
+                f"{i.slurm_conf_dir}")
+        fix = (f"set agent.slurm_conf = \"{conf}\" (install.slurm_conf_dir follows it, and the agent's "
+               f"unit gets SLURM_CONF) or install.slurm_conf_dir = \"{where}\"")
+        if "slurm_conf_dir" not in i.model_fields_set:
+            raise ConfigError(what + " (nothing was written)", hint=fix)
+        out.append(f"{what}; {fix}")
+    elif a.slurm_conf and posixpath.normpath(posixpath.dirname(a.slurm_conf)) != \
+            posixpath.normpath(i.slurm_conf_dir):
+        out.append(f"install.slurm_conf_dir {i.slurm_conf_dir} is not the directory of agent.slurm_conf "
+                   f"{a.slurm_conf}: slurmctld loads job_submit.lua, gres.conf and topology.conf beside its "
+                   "slurm.conf (drop install.slurm_conf_dir to follow agent.slurm_conf)")
+    shell = env.get("SLURM_CONF")
+    if shell and not a.slurm_conf:
+        out.append(f"SLURM_CONF={shell} is set here but agent.slurm_conf is not: the agent's unit does not "
+                   "have it (systemd passes no shell variables, nor slurmctld's /etc/sysconfig file), so the "
+                   f"agent reads Slurm's built-in default slurm.conf; set agent.slurm_conf = \"{shell}\"")
+    return out
