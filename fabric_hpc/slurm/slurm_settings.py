@@ -142,9 +142,9 @@ def _conf_lines(path: Path, root: Path, depth: int = 0, conf_dir: Path | None = 
         return
     for raw in lines:
         line = raw.split("#", 1)[0].strip()
-        word, _, rest = line.partition(" ")
-        if word.lower() == "include" and rest.strip() and depth < MAX_INCLUDE_DEPTH:
-            pattern = rest.strip()
+        words = line.split(None, 2)  # Slurm: "include", any whitespace (a tab too), the file name
+        if len(words) > 1 and words[0].lower() == "include" and depth < MAX_INCLUDE_DEPTH:
+            pattern = words[1]
             pattern = (str(root / pattern.lstrip("/")) if pattern.startswith("/")
                        else str(conf_dir / pattern))
             for inc in sorted(glob.glob(pattern)):

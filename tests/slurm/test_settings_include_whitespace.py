@@ -1,0 +1,28 @@
+"""slurm.conf ``Include`` lines as Slurm reads them (parse_config.c ``_parse_include_directive``: the
+keyword in any case, then any whitespace, then the file name up to the next whitespace). A tab after
+``Include`` (common in hand-aligned RHEL site configs) was not an Include to install: it printed
+``JobSubmitPlugins=lua`` for a site whose included file sets ``require_timelimit``, dropping it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fabric_hpc.slurm.slurm_settings import conf_file_settings, conf_node_gres
+
+
+def test_include_after_a_tab_with_an_absolute_path_under_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    site = root / "opt/site/slurm"
+    site.mkdir(parents=True)
+    (site / "slurm.conf").write_text("ClusterName=x\nINCLUDE\t/opt/site/slurm/jobs.conf\n"
+                                     "include  \t nodes.conf   # the nodes\n")
+    (site / "jobs.conf").write_text("JobSubmitPlugins=require_timelimit\n")
+    (site / "nodes.conf").write_text("NodeName=n[1-2]\tGres=gpu:8,nvme:1\n")
+    conf = Path("/opt/site/slurm/slurm.conf")
+    assert conf_file_settings(conf, root) == {"JobSubmitPlugins": "require_timelimit"}
+    assert conf_node_gres(conf, root) == {"n1": "nvme:1", "n2": "nvme:1"}
+
+
+def test_a_key_that_starts_with_include_is_not_an_include(tmp_path: Path) -> None:
+    (tmp_path / "slurm.conf").write_text("IncludeX=1\nInclude\nGresTypes=nvme\n")
+    assert conf_file_settings(tmp_path / "slurm.conf") == {"GresTypes": "nvme"}
