@@ -313,13 +313,11 @@ def install(config_path: str, topology: str | None, root: str, dry_run: bool, fo
 
     cfg = with_service_user(load_config(config_path)[0])
     check_private_tmp(cfg, root)
-    for warning in check_python(cfg.install.python, root):
+    settings, source = site_settings(cfg, Path(root))
+    running = settings if source == "scontrol show config" else None
+    for warning in [*check_python(cfg.install.python, root), *check_slurm_conf_dir(cfg, running, os.environ)]:
         click.echo(f"warning: {warning}", err=True)
     fab = _fabric(topology or cfg.agent.topology)
-    settings, source = site_settings(cfg, Path(root))
-    for warning in check_slurm_conf_dir(cfg, settings if source == "scontrol show config" else None,
-                                        os.environ):
-        click.echo(f"warning: {warning}", err=True)
     inst = Installer(cfg, root=root)
     gres_conf = str(Path(cfg.install.slurm_conf_dir) / "gres.conf")
     site_gres = read_site_gres(inst.at(gres_conf), gres_conf, fab.hosts, root=inst.root,

@@ -62,8 +62,8 @@ def _config(path: Path, *, slurm_conf: str | None = None, slurm_conf_dir: str | 
 
     lines = ["[agent]", 'topology = "superpod:sus=1"']
     lines += [f'slurm_conf = "{slurm_conf}"'] if slurm_conf else []
-    lines += ["[install]", f'service_user = "{USER}"', f'slurm_group = "{GROUP}"', 'python = "/usr/bin/python3"',
-              'slurm_version = "22.05"']
+    lines += ["[install]", f'service_user = "{USER}"', f'slurm_group = "{GROUP}"',
+              'python = "/usr/bin/python3"', 'slurm_version = "22.05"']
     lines += [f'slurm_conf_dir = "{slurm_conf_dir}"'] if slurm_conf_dir else []
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -95,7 +95,8 @@ def test_slurm_conf_dir_follows_agent_slurm_conf(tmp_path: Path, capsys: pytest.
         (root / "etc/systemd/system/fabric-agent.service").read_text()
     err = capsys.readouterr().err  # no warning about where slurm.conf is
     assert "install.slurm_conf_dir" not in err and "SLURM_CONF=" not in err, err
-    given = _config(tmp_path / "given.toml", slurm_conf="/opt/slurm/etc/slurm.conf", slurm_conf_dir="/etc/slurm")
+    given = _config(tmp_path / "given.toml", slurm_conf="/opt/slurm/etc/slurm.conf",
+                    slurm_conf_dir="/etc/slurm")
     assert load_config(given)[0].install.slurm_conf_dir == "/etc/slurm"  # the admin's own choice stays
 
 
@@ -116,7 +117,8 @@ def test_running_slurmctld_in_another_directory_refuses_a_default_slurm_conf_dir
     assert check_slurm_conf_dir(cfg, None, {}) == []  # slurmctld did not answer: nothing to compare
     chosen = load_config(_config(tmp_path / "chosen.toml", slurm_conf_dir="/srv/stage/etc"))[0]
     warned = check_slurm_conf_dir(chosen, running, {})
-    assert len(warned) == 1 and "loads job_submit.lua, gres.conf and topology.conf from /etc/slurm-site" in warned[0]
+    assert len(warned) == 1
+    assert "loads job_submit.lua, gres.conf and topology.conf from /etc/slurm-site" in warned[0]
 
 
 def test_a_shell_slurm_conf_the_unit_lacks_is_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -125,12 +127,24 @@ def test_a_shell_slurm_conf_the_unit_lacks_is_a_warning(tmp_path: Path, capsys: 
 
     monkeypatch.setenv("SLURM_CONF", "/etc/slurm/slurm.conf")
     cfg = _config(tmp_path / "agent.toml")
-    assert fabric("slurm", "install", "--config", str(cfg), "--root", str(tmp_path / "root"), "--dry-run") == 0
+    root = str(tmp_path / "root")
+    assert fabric("slurm", "install", "--config", str(cfg), "--root", root, "--dry-run") == 0
     err = capsys.readouterr().err
     assert "warning: SLURM_CONF=/etc/slurm/slurm.conf is set here but agent.slurm_conf is not" in err, err
     assert 'set agent.slurm_conf = "/etc/slurm/slurm.conf"' in err
-    both = _config(tmp_path / "both.toml", slurm_conf="/etc/slurm/slurm.conf", slurm_conf_dir="/etc/slurm-llnl")
+    both = _config(tmp_path / "both.toml", slurm_conf="/etc/slurm/slurm.conf",
+                   slurm_conf_dir="/etc/slurm-llnl")
     assert fabric("slurm", "install", "--config", str(both), "--root", str(tmp_path / "r2"), "--dry-run") == 0
     err = capsys.readouterr().err
     assert "install.slurm_conf_dir /etc/slurm-llnl is not the directory of agent.slurm_conf" in err, err
     assert "SLURM_CONF=" not in err
+
+
+def test_deploy_md_rhel_section_quotes_the_messages() -> None:
+    docs = " ".join((REPO / "docs" / "deploy.md").read_text().split())
+    section = docs[docs.index("## RHEL 8/9"):docs.index("## Tested")]
+    assert "is Python 3.9.18; fabric-hpc needs Python 3.11 or newer" in section
+    assert ("the running slurmctld reads /etc/slurm-site/slurm.conf (scontrol show config): it loads "
+            "job_submit.lua, gres.conf and topology.conf from /etc/slurm-site, not from "
+            "install.slurm_conf_dir /etc/slurm") in section
+    assert "dnf install python3.11" in section and "rpmbuild -ta --with lua" in section
