@@ -15,7 +15,7 @@ from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT
 from fabric_hpc.slurm.contract import SlurmError
 
 #: the notice a held job's submit or update gets: in "errors" (v0.0.38, code 2042) or in
-#: "warnings" (v0.0.42+, text only). It says the hold asked for was applied; nothing else is benign.
+#: "warnings" (v0.0.40+, text only). It says the hold asked for was applied; nothing else is benign.
 _BENIGN = {2042}
 _BENIGN_TEXT = "Job is in held state, pending scheduler release"
 #: the notice of an empty list (25.11's GET /jobs/ on an empty queue warns "Zero jobs to dump"): no failure
@@ -68,7 +68,7 @@ def _auth_hint(status: int, text: str, codes: set[Any]) -> str | None:
 def _messages(items: list[Any]) -> str:
     """Slurm's messages: ``description`` (what failed, e.g. ``Batch job submission failed``) and, when
     it says something else, ``error`` (Slurm's reason, e.g. ``Requested topology configuration is not
-    available``: v0.0.42+ error entries carry both)."""
+    available``: v0.0.40+ error entries carry both)."""
     out = []
     for e in items:
         if isinstance(e, dict):

@@ -1,7 +1,8 @@
 """The ``rest`` backend: slurmrestd's OpenAPI, version negotiated from what the server offers.
 
-Two dialects: ``v0.0.38`` (Slurm 22.05, ``slurmrestd -s openapi/v0.0.38``) and ``v0.0.42`` or later
-(Slurm 23.11+, ``-s openapi/slurmctld``; tested with v0.0.42–v0.0.44 of Slurm 25.11). The client
+Two dialects: ``v0.0.38`` (Slurm 22.05 and 23.02, ``slurmrestd -s openapi/v0.0.38``) and ``v0.0.40``
+or later (Slurm 23.11+, ``-s openapi/slurmctld``; tested live with v0.0.42–v0.0.44 of Slurm 25.11, on
+answers built from each release's data_parser tables for 23.11–24.11). The client
 reads the server's ``/openapi/v3`` on first use and picks the newest version it speaks (or ``api=``
 forces one); a 404 for that version's path (a restarted slurmrestd offering another) reads it once
 again. Authentication is JWT (``X-SLURM-USER-NAME`` / ``X-SLURM-USER-TOKEN``; the token from the
@@ -35,14 +36,17 @@ from fabric_hpc.slurm import reservations as resv
 from fabric_hpc.slurm.cli_backend import CliClient
 from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, shown_url
 from fabric_hpc.slurm.rest_answers import JWT_HINT, _AUTH_STATUS, _NOT_FOUND, checked
-from fabric_hpc.slurm.rest_submit import (_hosts, minutes, sbatch_args_to_job,  # noqa: F401 - re-exported
-                                           sbatch_args_to_job_desc, sbatch_options, start_time)
+from fabric_hpc.slurm.rest_submit import (_hosts, for_version, minutes,  # noqa: F401 - re-exported
+                                           sbatch_args_to_job, sbatch_args_to_job_desc, sbatch_options,
+                                           start_time)
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError, queued
 
 LEGACY = "v0.0.38"
-CURRENT_MIN = (0, 0, 42)
+#: the oldest data_parser of the v0.0.40+ dialect: v0.0.40 (23.11) and v0.0.41 (24.05) have the same
+#: job_desc_msg fields and record shapes for what fabric sends and reads; v0.0.39 is not spoken
+CURRENT_MIN = (0, 0, 40)
 _VERSION = re.compile(r"^/slurm/v(\d+)\.(\d+)\.(\d+)/")
-#: scontrol update keys -> job properties (v0.0.38, v0.0.42+)
+#: scontrol update keys -> job properties (v0.0.38, v0.0.40+)
 _UPDATE_KEYS = {"ReqNodeList": ("nodelist", "required_nodes"), "StartTime": ("begin_time", "begin_time"),
                 "Comment": ("comment", "comment"), "TimeLimit": ("time_limit", "time_limit"),
                 "ExcNodeList": ("exclude_nodes", "excluded_nodes"), "Name": ("name", "name")}
@@ -66,7 +70,7 @@ def _vtuple(version: str) -> tuple[int, int, int]:
 
 
 def choose_version(paths: Sequence[str]) -> str:
-    """The version to speak, from the paths of the server's OpenAPI spec: the newest >= v0.0.42,
+    """The version to speak, from the paths of the server's OpenAPI spec: the newest >= v0.0.40,
     else v0.0.38; a SlurmError naming what is offered otherwise."""
     offered = {(int(m[1]), int(m[2]), int(m[3])) for p in paths if (m := _VERSION.match(p))}
     current = [v for v in offered if v >= CURRENT_MIN]
@@ -75,12 +79,12 @@ def choose_version(paths: Sequence[str]) -> str:
     if _vtuple(LEGACY) in offered:
         return LEGACY
     shown = ", ".join("v%d.%d.%d" % v for v in sorted(offered)) or "no /slurm/ endpoints"
-    hint = ("start slurmrestd with -s openapi/slurmctld (Slurm 23.11+) or -s openapi/v0.0.38 (22.05)"
-            if not offered else  # a data parser fabric does not speak (-d data_parser/v0.0.41)
-            f"start slurmrestd with -d data_parser/v0.0.42 or later (or without -d: the newest it has) "
-            f"instead of -d data_parser/{shown.split(', ')[-1]}; Slurm 22.05: -s openapi/v0.0.38")
-    raise UnsupportedVersion(f"slurmrestd offers {shown}; fabric speaks {LEGACY} and v0.0.42 or later",
-                             hint=hint)
+    hint = ("start slurmrestd with -s openapi/slurmctld (Slurm 23.11+) or -s openapi/v0.0.38 (22.05, 23.02)"
+            if not offered else  # a data parser (-d data_parser/v0.0.39) or plugin fabric does not speak
+            "start slurmrestd without -d (it then offers the newest data_parser it has) or with "
+            "-d data_parser/v0.0.40 or later (Slurm 23.11+); Slurm 22.05 and 23.02: -s openapi/v0.0.38")
+    raise UnsupportedVersion(f"slurmrestd offers {shown}; fabric speaks {LEGACY} and "
+                             "v%d.%d.%d or later" % CURRENT_MIN, hint=hint)
 
 
 class UnsupportedVersion(SlurmError):
@@ -360,7 +364,7 @@ class RestClient(SlurmClient):
         return queued(decode.jobs_answer(self._call("GET", path), f"slurmrestd GET {path}"))
 
     def reservations(self) -> resv.Read:
-        """``GET /reservations`` (both dialects: v0.0.38's plain numbers, v0.0.42+'s number objects)."""
+        """``GET /reservations`` (both dialects: v0.0.38's plain numbers, v0.0.40+'s number objects)."""
         path = "/reservations" if self.legacy else "/reservations/"
         return resv.json_answer(self._call("GET", path), f"slurmrestd GET {path}")
 
@@ -377,8 +381,9 @@ class RestClient(SlurmClient):
             job = {"environment": {"PATH": path}, "current_working_directory": cwd, **sbatch_args_to_job(args)}
             body: dict[str, Any] = {"script": script, "job": job}
         else:
+            desc = for_version(sbatch_args_to_job_desc(args), _vtuple(self.version))
             body = {"job": {"script": script, "environment": [f"PATH={path}"], "current_working_directory": cwd,
-                            **sbatch_args_to_job_desc(args)}}
+                            **desc}}
         with segment.submission(args):  # also the node count: a held job Slurm would accept and never run
             data = self._call("POST", "/job/submit", body)
         job_id = decode.integer(data, "job_id", "slurmrestd POST /job/submit", default=-1)
@@ -400,10 +405,13 @@ class RestClient(SlurmClient):
                 body[name] = start_time(value)
             elif key == "TimeLimit":
                 body[name] = minutes(value)
-            elif key in ("ReqNodeList", "ExcNodeList"):  # a string draws a warning: a list of names
-                body[name] = list(_hosts(value))
+            elif key in ("ReqNodeList", "ExcNodeList"):  # a list of names (a string draws a warning);
+                # none (unpin) is [""]: slurmctld clears only for "" (job_mgr.c), [] parses to no change
+                body[name] = list(_hosts(value)) if str(value).strip() else [""]
             else:
                 body[name] = value
+        if not self.legacy:
+            body = for_version(body, _vtuple(self.version))
         self._call("POST", f"/job/{int(job_id)}", body)
 
     def hold(self, job_id: int) -> None:

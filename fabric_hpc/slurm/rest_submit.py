@@ -1,5 +1,5 @@
 """The rest backend's translations of sbatch options and scontrol values into slurmrestd's job
-properties (v0.0.38's ``job`` and v0.0.42+'s ``job_desc_msg``); re-exported by
+properties (v0.0.38's ``job`` and v0.0.40+'s ``job_desc_msg``); re-exported by
 :mod:`fabric_hpc.slurm.rest_backend`, where they were first."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from typing import Any
 from fabric_hpc.errors import ConfigError, FabricError
 from fabric_hpc.slurm.segment import segment_size
 
-__all__ = ["minutes", "sbatch_args_to_job", "sbatch_args_to_job_desc", "sbatch_options", "start_time"]
+__all__ = ["SEGMENT_HINT", "for_version", "minutes", "sbatch_args_to_job", "sbatch_args_to_job_desc",
+           "sbatch_options", "start_time"]
 
 
 def _hosts(value: str) -> list[str]:
@@ -50,6 +51,31 @@ def minutes(value: str) -> int:
     return int(days) * 1440 + h * 60 + m + (1 if s else 0)
 
 
+#: the fix for a --segment the server's API cannot carry (v0.0.38, v0.0.40)
+SEGMENT_HINT = ("submit through the cli backend (--backend cli), or a slurmrestd of Slurm 24.05+ "
+                "(data_parser v0.0.41 or later) started with -s openapi/slurmctld")
+
+#: job_desc_msg's segment_size (topology/block's --segment) first in data_parser v0.0.41 (Slurm 24.05)
+SEGMENT_MIN = (0, 0, 41)
+#: job_desc_msg numbers of data_parser v0.0.40 (Slurm 23.11) whose parser warns for a plain integer
+#: ("Expected OpenAPI type=object": UINT32_NO_VAL/UINT16_NO_VAL are addpss(.., OBJECT) there, no
+#: longer checked from v0.0.41): sent as {set, infinite, number}, which every version takes
+_OBJECT_NUMBERS_0040 = ("time_limit", "kill_warning_delay")
+
+
+def for_version(desc: dict[str, Any], version: tuple[int, int, int]) -> dict[str, Any]:
+    """A v0.0.40+ ``job_desc_msg`` as ``version``'s parser takes it without a warning; ConfigError for
+    a ``segment_size`` it does not know (v0.0.40 would queue the job and ignore it)."""
+    if "segment_size" in desc and version < SEGMENT_MIN:
+        shown = "v%d.%d.%d" % version
+        raise ConfigError(f"--segment={desc['segment_size']}: slurmrestd's {shown} API (Slurm 23.11) has no "
+                          "segment size", hint=SEGMENT_HINT)
+    if version >= SEGMENT_MIN:
+        return desc
+    return {k: {"set": True, "infinite": False, "number": v} if k in _OBJECT_NUMBERS_0040 and type(v) is int
+            else v for k, v in desc.items()}
+
+
 _ARG_KEYS = {"-N": "nodes", "--nodes": "nodes", "-J": "name", "--job-name": "name", "--comment": "comment",
              "--gres": "gres", "--gpus-per-node": "gpus_per_node", "-t": "time_limit", "--time": "time_limit",
              "--begin": "begin_time", "-w": "nodelist", "--nodelist": "nodelist", "-p": "partition",
@@ -86,8 +112,7 @@ def sbatch_args_to_job(args: Sequence[str]) -> dict[str, Any]:
         job["gres"] = job["gres"].removeprefix("gres:")
     if "segment_size" in job:  # topology/block's --segment came with Slurm 24.05 (v0.0.41's job_desc_msg)
         raise ConfigError(f"--segment={job['segment_size']}: slurmrestd's v0.0.38 API (Slurm 22.05) has no segment "
-                          "size", hint="submit through the cli backend (--backend cli), or a slurmrestd of "
-                                       "Slurm 24.05+ started with -s openapi/slurmctld")
+                          "size", hint=SEGMENT_HINT)
     return job
 
 
@@ -98,7 +123,7 @@ def _tres(gres: str) -> str:
 
 
 def sbatch_args_to_job_desc(args: Sequence[str]) -> dict[str, Any]:
-    """The sbatch options the rest backend understands, as a v0.0.42+ ``job_desc_msg``."""
+    """The sbatch options the rest backend understands, as a v0.0.40+ ``job_desc_msg``."""
     desc: dict[str, Any] = {}
     tres: list[str] = []
     for key, value in sbatch_options(args).items():

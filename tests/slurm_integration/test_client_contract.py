@@ -106,6 +106,18 @@ def test_submit_hold_place_release_runs_exactly_there(client: SlurmClient, contr
     assert _wait(client, jid, {"CANCELLED"}).state == "CANCELLED"
 
 
+def test_unpin_clears_the_pin(client: SlurmClient, contract_cluster: Any) -> None:
+    """The agent's unpin (``ReqNodeList=""``) leaves a pending job without required nodes (rest v0.0.40+:
+    ``required_nodes: ""``, which slurmctld reads as "clear"; an empty list would change nothing)."""
+    jid = client.submit(SCRIPT.format(s=1), ["-N", "2", "--gres=gpu:1", "-H"],
+                        cwd=str(contract_cluster.work_dir))
+    client.place(jid, ["n7", "n10"])
+    assert client.job(jid).req_nodes == ("n7", "n10")
+    client.unpin(jid)
+    assert client.job(jid).req_nodes == ()
+    client.cancel(jid)
+
+
 def test_defer_and_hold(client: SlurmClient, contract_cluster: Any) -> None:
     # submitted held: an idle cluster may otherwise start the job before hold() reaches it
     jid = client.submit(SCRIPT.format(s=1), ["-N", "1", "--gres=gpu:1", "-H"], cwd=str(contract_cluster.work_dir))
