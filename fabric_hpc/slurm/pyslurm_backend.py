@@ -393,6 +393,13 @@ class PyslurmClient(SlurmClient):
         if unknown:
             raise ConfigError(f"the pyslurm backend cannot update {', '.join(unknown)}",
                               hint=f"updatable: {', '.join(sorted(_UPDATE_KEYS))}")
+        if "" in fields.values():
+            # pyslurm cannot send an empty value (its cstr.fmalloc turns "" into NULL, which slurmctld reads
+            # as "no change": an unpin left the pin); scontrol sends the "" that clears a field
+            from fabric_hpc.slurm.cli_backend import CliClient
+
+            CliClient().update(job_id, **fields)  # SLURM_CONF: set by load_pyslurm
+            return
         changes = {_UPDATE_KEYS[k]: v for k, v in fields.items()}
         desc = self._rpc("job update", lambda: self.ps.JobSubmitDescription(**changes))
         self._rpc(f"update of job {job_id}", lambda: self.ps.Job(int(job_id)).modify(desc), job_id)
