@@ -194,15 +194,19 @@ def compare_cmd(dirs: tuple[str, ...], report_path: str | None, as_json: bool) -
 
 
 def _outputs_are_not_inputs(out_dir: str, trace: str, topology: str | None, *, topology_report: bool) -> None:
-    """Refuse, before the replay, an --out whose files would overwrite the trace or the fabric read."""
-    from fabric_hpc.inputs import distinct_outputs
+    """Refuse, before the replay, an --out whose files would overwrite the trace or the fabric read, or
+    hold a directory (or FIFO, device) where a run writes a file (it would fail after the replay)."""
+    from fabric_hpc.inputs import distinct_outputs, output_path
     from fabric_hpc.sim.load import trace_path
     from fabric_hpc.sim.results import RUN_FILES
 
     written = RUN_FILES if topology_report else tuple(f for f in RUN_FILES if f != "topology.html")
+    outputs = {f"--out {f}": Path(out_dir) / f for f in written}
     try:
-        distinct_outputs({f"--out {f}": Path(out_dir) / f for f in written},
-                         {"--trace": trace_path(trace), "--topology": topology})
+        for name, path in outputs.items():
+            if path.parent.is_dir():  # else the run creates --out
+                output_path(path, what=name)
+        distinct_outputs(outputs, {"--trace": trace_path(trace), "--topology": topology})
     except ConfigError as exc:
         raise ConfigError(exc.message, hint=f"give --out another directory (a run writes "
                                             f"{', '.join(written)} there)") from None
