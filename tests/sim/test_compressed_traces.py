@@ -78,3 +78,10 @@ def test_a_gzip_bomb_stops_at_the_file_limit(tmp_path: Path, monkeypatch: pytest
     p.write_bytes(gzip.compress(b"0" * (1 << 20)))
     with pytest.raises(ConfigError, match=r"bomb\.swf\.gz.*more than the limit of 65,536 bytes"):
         read_swf(p)
+
+
+def test_a_number_of_too_many_digits_is_said_as_too_long_not_as_not_a_number(tmp_path: Path) -> None:
+    p = tmp_path / "log.swf"
+    p.write_text(SWF.replace("    1      0", "    " + "9" * 19 + " 0", 1))
+    with pytest.raises(ConfigError, match=r"log\.swf:5: job number='9{19}' has more than 18 digits"):
+        read_swf(p)
