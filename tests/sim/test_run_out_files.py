@@ -1,5 +1,6 @@
 """``fabric sim run``'s results directory is never left mixed: an output that cannot be written (a
-directory where a run writes topology.html or state.json) is refused before the replay, and
+directory where a run writes topology.html or state.json, an --out this user cannot create or write)
+is refused before the replay, not after it, and
 results.json, the file ``compare`` reads, is written last, once the other files are, with the previous
 run's removed first, so a run stopped while writing leaves no results.json rather than new results
 beside an old topology report (probe 2026-12-07)."""
@@ -48,3 +49,21 @@ def test_results_json_is_written_last_and_the_old_one_removed_first(tmp_path: Pa
         write_results(res, out, trace="synthetic:jobs=7,seed=2", topology_report=True)
     assert old["summary"]["jobs"] == 5
     assert not (out / "results.json").exists()  # neither the old results nor new ones beside a stale page
+
+
+@pytest.mark.skipif(not Path("/sys/fs").is_dir(), reason="needs sysfs, where no one may create a directory")
+def test_an_out_that_cannot_be_created_is_refused_before_the_replay(tmp_path: Path, capsys) -> None:
+    assert _run(Path("/sys/fs/fabric-sim-out")) == 5  # mkdir: EPERM (root too), EACCES elsewhere
+    err = capsys.readouterr().err
+    assert "error: --out '/sys/fs/fabric-sim-out': " in err and "permissions" in err
+
+
+def test_an_out_this_user_may_not_write_is_refused_before_the_replay(tmp_path: Path, capsys) -> None:
+    import os
+
+    out = tmp_path / "ro"
+    out.mkdir(mode=0o555)
+    if os.access(out, os.W_OK):
+        pytest.skip("this user (root) may write any directory")
+    assert _run(out) == 5
+    assert f"error: --out '{out}': Permission denied" in capsys.readouterr().err
