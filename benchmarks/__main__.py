@@ -18,12 +18,18 @@ HERE = Path(__file__).resolve().parent
 GPU_ONLY = frozenset({"gpu_check"})
 
 
+EPILOG = ("Run this way, a benchmark takes its full size and rewrites its section of docs/benchmarks.md. "
+          "Each takes its own options (python -m benchmarks.NAME --help), most a smaller run and one that "
+          "leaves the docs alone; a smoke run of the simulator: "
+          "python -m benchmarks.scheduler --quick --no-write (well under a minute).")
+
+
 def available() -> list[str]:
     return sorted(p.parent.name for p in HERE.glob("*/__main__.py") if p.parent.name not in GPU_ONLY)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__, epilog=EPILOG)
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (of: {', '.join(available())})")
     parser.add_argument("--all", action="store_true", help="run every benchmark")
     args = parser.parse_args(argv)

@@ -151,6 +151,17 @@ def distinct_outputs(outputs: dict[str, Any], inputs: dict[str, Any] | None = No
     return None
 
 
+# what a compressed file starts with: each name and how to undo it
+_MAGIC = ((b"\x1f\x8b", "gzip", "gunzip"), (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"),
+          (b"BZh", "bzip2", "bunzip2"), (b"\xfd7zXZ\x00", "xz", "unxz"), (b"PK\x03\x04", "zip", "unzip"))
+
+
+def compression_of(head: bytes) -> tuple[str, str] | None:
+    """``(format, command to undo it)`` when ``head`` (a file's first bytes) starts like a
+    compressed file: gzip, zstd, bzip2, xz or zip; None otherwise."""
+    return next(((name, cmd) for magic, name, cmd in _MAGIC if head.startswith(magic)), None)
+
+
 def check_regular(fd: int, what: str, path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> None:
     """ConfigError unless the open ``fd`` is a regular file of at most ``limit`` bytes."""
     st = os.fstat(fd)

@@ -101,6 +101,7 @@ def run_cmd(trace: str, topology: str | None, policy: str, placement: str | None
     kwargs = _policy_kwargs(policy, placement, backfill, no_preemption, preempt_benefit_ratio)
     pol = make_policy(policy, **kwargs)
     slowdown = Contention(fab, contention=contention, ecmp=ecmp)
+    _writable_out(out_dir)  # now, not after a replay of hours
     res = Simulator(fab, pol, jobs, slowdown=slowdown, progress=progress and not as_json).run()
     # everything that changes the workload or the model besides the policy, so compare can warn
     workload = {"time_scale": time_scale or 1.0, "limit": limit,
@@ -194,18 +195,38 @@ def compare_cmd(dirs: tuple[str, ...], report_path: str | None, as_json: bool) -
 
 
 def _outputs_are_not_inputs(out_dir: str, trace: str, topology: str | None, *, topology_report: bool) -> None:
-    """Refuse, before the replay, an --out whose files would overwrite the trace or the fabric read."""
-    from fabric_hpc.inputs import distinct_outputs
+    """Refuse, before the replay, an --out whose files would overwrite the trace or the fabric read, or
+    hold a directory (or FIFO, device) where a run writes a file (it would fail after the replay)."""
+    from fabric_hpc.inputs import distinct_outputs, output_path
     from fabric_hpc.sim.load import trace_path
     from fabric_hpc.sim.results import RUN_FILES
 
     written = RUN_FILES if topology_report else tuple(f for f in RUN_FILES if f != "topology.html")
+    outputs = {f"--out {f}": Path(out_dir) / f for f in written}
     try:
-        distinct_outputs({f"--out {f}": Path(out_dir) / f for f in written},
-                         {"--trace": trace_path(trace), "--topology": topology})
+        for name, path in outputs.items():
+            if path.parent.is_dir():  # else the run creates --out
+                output_path(path, what=name)
+        distinct_outputs(outputs, {"--trace": trace_path(trace), "--topology": topology})
     except ConfigError as exc:
         raise ConfigError(exc.message, hint=f"give --out another directory (a run writes "
                                             f"{', '.join(written)} there)") from None
+
+
+def _writable_out(out_dir: str) -> None:
+    """Create ``--out`` (its parent exists: OutputDir) and check this user may write it, so that a
+    directory that cannot be written is said before the replay rather than after it."""
+    import errno
+
+    from fabric_hpc.inputs import os_error
+
+    out = Path(out_dir)
+    try:
+        out.mkdir(exist_ok=True)
+        if not os.access(out, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), out_dir)
+    except OSError as exc:
+        raise os_error(exc, "--out", out_dir) from None
 
 
 def _trace_options(trace: str, fab: Fabric, sizes: np.ndarray, time_scale: float | None,

@@ -19,20 +19,12 @@ from typing import IO, Any
 
 from fabric_hpc.errors import ConfigError, ExternalError, NotFoundError
 from fabric_hpc.events import open_regular
+from fabric_hpc.inputs import compression_of
 
 __all__ = ["MAX_LINE_BYTES", "checked_snapshot", "compression_of", "ignored_entries", "load_snapshot",
            "snapshot_lines", "spool_files", "spool_lines", "spool_snapshot", "stream_lines"]
 
-# what a compressed file starts with: each name and how to undo it
-_MAGIC = ((b"\x1f\x8b", "gzip", "gunzip"), (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"),
-          (b"BZh", "bzip2", "bunzip2"), (b"\xfd7zXZ\x00", "xz", "unxz"), (b"PK\x03\x04", "zip", "unzip"))
 MAX_LINE_BYTES = 16 << 20
-
-
-def compression_of(head: bytes) -> tuple[str, str] | None:
-    """``(format, command to undo it)`` when ``head`` (a file's first bytes) starts like a
-    compressed file: gzip, zstd, bzip2, xz or zip; None otherwise."""
-    return next(((name, cmd) for magic, name, cmd in _MAGIC if head.startswith(magic)), None)
 
 
 def _refuse_compressed(path: Path | str, head: bytes) -> None:

@@ -18,7 +18,9 @@ null for a synthetic workload, whose reference holds it), ``contention`` and ``e
 
 plus ``DIR/state.json`` (the cluster state at the end, the placement state format) and, when asked,
 ``DIR/topology.html`` (the topology report of the busiest moment); when not asked, a topology.html an
-earlier run wrote there is removed (one fabric did not write is left alone).
+earlier run wrote there is removed (one fabric did not write is left alone). Each file is replaced
+atomically, and results.json last, the previous one removed first: a run stopped while writing leaves
+no results.json (never new results beside an old report).
 """
 
 from __future__ import annotations
@@ -79,7 +81,9 @@ def write_results(result: SimResult, out_dir: str | os.PathLike[str], *, trace: 
     clean = finite_json(data, "", undefined)
     if undefined:
         clean["undefined"] = undefined
-    write_atomic(out / "results.json", json.dumps(clean, allow_nan=False))
+    # results.json (what compare reads) last, the previous run's removed first: a run stopped while
+    # writing leaves no results.json, never new results beside an old topology report, or old beside new
+    _remove(out / "results.json", "previous results file")
     result.state.save(out / "state.json")
     if topology_report:
         from fabric_hpc.topology import write_report
@@ -90,7 +94,18 @@ def write_results(result: SimResult, out_dir: str | os.PathLike[str], *, trace: 
                      title=f"{result.fabric} under policy {result.policy}: {when}")
     else:
         _drop_stale_report(out / "topology.html")
+    write_atomic(out / "results.json", json.dumps(clean, allow_nan=False))
     return data
+
+
+def _remove(p: Path, what: str) -> None:
+    """Unlink ``p`` if it is there (a symlink itself, never its target)."""
+    try:
+        p.unlink(missing_ok=True)
+    except OSError as exc:
+        from fabric_hpc.inputs import os_error
+
+        raise os_error(exc, what, p) from None
 
 
 #: The line every topology report fabric writes carries in its head (fabric_hpc.topology.report).

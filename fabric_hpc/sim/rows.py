@@ -10,16 +10,19 @@ and a bad row after them is still an error.
 
 from __future__ import annotations
 
+import gzip
+import io
 import math
 import os
+import zlib
 from array import array
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from operator import itemgetter
-from typing import Any
+from typing import IO, Any
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.inputs import MAX_FILE_BYTES, check_regular, os_error
+from fabric_hpc.inputs import MAX_FILE_BYTES, check_regular, compression_of, os_error
 from fabric_hpc.scheduler.idorder import id_key, sort_by_time_then_id
 
 #: Reasons a row is skipped (``Trace.skipped_by`` keys); each is said in its own note.
@@ -94,30 +97,55 @@ def run_time(p: Path, n: int, name: str, value: float, scale: float) -> float:
 def lines(p: Path, what: str = "trace file") -> Iterator[str]:
     """The lines of ``p`` one at a time, without their line end (``\\n``, ``\\r\\n``, or a lone
     ``\\r``: an old Mac's, which Excel for Mac still writes as "CSV (Macintosh)"); a UTF-8 byte order
-    mark (Excel's "CSV UTF-8") on the first line is dropped. The file must be a regular file of at
-    most MAX_FILE_BYTES; a line that is not UTF-8 is a ConfigError naming it. (A file of lone ``\\r``
-    ends is read whole, once, before it is split: at most MAX_FILE_BYTES.)"""
+    mark (Excel's "CSV UTF-8") on the first line is dropped. A gzip'd file (the Parallel Workloads
+    Archive's ``.swf.gz``) is read through gzip, by its first bytes; another compression is refused with
+    the command that undoes it. The file must be a regular file of at most MAX_FILE_BYTES, and its text
+    (decompressed) at most MAX_FILE_BYTES too; a line that is not UTF-8 is a ConfigError naming it. (A
+    file of lone ``\\r`` ends is read whole, once, before it is split: at most MAX_FILE_BYTES.)"""
     try:
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise os_error(exc, what, p) from None
     with os.fdopen(fd, "rb", buffering=1 << 20) as f:
         check_regular(fd, what, p)
-        total = n = 0
         try:
-            for raw in f:
-                total += len(raw)
-                if total > MAX_FILE_BYTES:
-                    raise ConfigError(f"{what} {str(p)!r} grew past the limit of {MAX_FILE_BYTES:,} bytes")
-                offset = total - len(raw)
-                body = raw[:-1] if raw.endswith(b"\n") else raw
-                body = body[:-1] if body.endswith(b"\r") else body
-                for part in body.split(b"\r") if b"\r" in body else (body,):  # lone CRs end lines too
-                    n += 1
-                    yield _decode(p, n, part, offset)
-                    offset += len(part) + 1
+            yield from _split(p, _unpacked(p, f, what), what)
         except OSError as exc:
             raise os_error(exc, what, p) from None
+        except (EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError, said above
+            raise ConfigError(f"{what} {str(p)!r} is a truncated or corrupt gzip file ({exc})",
+                              hint=f"download it again, or check it with gzip -t {p}") from None
+
+
+def _unpacked(p: Path, f: io.BufferedReader, what: str) -> IO[bytes]:
+    """``f``, or a gzip reader of it when it starts like gzip; another compression is a ConfigError."""
+    found = compression_of(f.peek(8)[:8])
+    if found is None:
+        return f
+    name, cmd = found
+    if name != "gzip":
+        raise ConfigError(f"{what} {str(p)!r} is {name}-compressed: trace files are read as text or gzip",
+                          hint=f"decompress it first ({cmd} -k {p}), or gzip it")
+    return gzip.GzipFile(fileobj=f, mode="rb")
+
+
+def _split(p: Path, f: IO[bytes], what: str) -> Iterator[str]:
+    """The decoded lines of ``f``, at most MAX_FILE_BYTES of them in all (one line read at a time, each
+    at most what is left of the limit: a gzip stream of one endless line stops there too)."""
+    total = n = 0
+    while raw := f.readline(MAX_FILE_BYTES - total + 1):
+        total += len(raw)
+        if total > MAX_FILE_BYTES:
+            text = " (decompressed)" if isinstance(f, gzip.GzipFile) else ""
+            raise ConfigError(f"{what} {str(p)!r}{text} has more than the limit of {MAX_FILE_BYTES:,} bytes",
+                              hint="split it, or check that it is the right file")
+        offset = total - len(raw)
+        body = raw[:-1] if raw.endswith(b"\n") else raw
+        body = body[:-1] if body.endswith(b"\r") else body
+        for part in body.split(b"\r") if b"\r" in body else (body,):  # lone CRs end lines too
+            n += 1
+            yield _decode(p, n, part, offset)
+            offset += len(part) + 1
 
 
 def _decode(p: Path, n: int, raw: bytes, offset: int) -> str:

@@ -197,9 +197,12 @@ def _integer(p: Path, n: int, name: str, text: str | None) -> int:
     ``'٣'``, ``'1_0'`` or ``' 3'``; ``str.isdigit`` takes ``'²'``, which ``int`` refuses)."""
     value = (text or "").strip()
     digits = value[1:] if value.startswith("-") else value
-    if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
+    if not (digits.isascii() and digits.isdigit()):
         raise ConfigError(f"{p}:{n}: {name}={str(text)[:40]!r} is not a whole number",
                           hint=f"write {name} in the digits 0-9 (e.g. 8), or drop that row")
+    if len(digits) > 18:
+        raise ConfigError(f"{p}:{n}: {name}={value[:40]!r} has more than 18 digits",
+                          hint="fix or drop that row (a whole number of a trace has at most 18 digits)")
     return int(value)
 
 
