@@ -10,7 +10,6 @@ check`` fails while slurmctld does not run them.
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -134,7 +133,8 @@ def gres_types_line(current: str | None) -> str:
 def _conf_lines(path: Path, root: Path, depth: int = 0, conf_dir: Path | None = None) -> Iterator[str]:
     """The lines of a conf file and of its ``Include`` files in place (comments dropped, stripped);
     nothing from a file that cannot be read. A relative Include is slurm.conf's directory's
-    (``conf_dir``), in an Included file too, as Slurm's ``get_extra_conf_path`` reads it."""
+    (``conf_dir``), in an Included file too, as Slurm's ``get_extra_conf_path`` reads it; a name with a
+    ``*`` is not read (parse_config.c: "Slurm does not support glob parsing")."""
     conf_dir = path.parent if conf_dir is None else conf_dir
     try:
         lines = path.read_text(errors="replace").splitlines()
@@ -144,11 +144,10 @@ def _conf_lines(path: Path, root: Path, depth: int = 0, conf_dir: Path | None = 
         line = raw.split("#", 1)[0].strip()
         words = line.split(None, 2)  # Slurm: "include", any whitespace (a tab too), the file name
         if len(words) > 1 and words[0].lower() == "include" and depth < MAX_INCLUDE_DEPTH:
-            pattern = words[1]
-            pattern = (str(root / pattern.lstrip("/")) if pattern.startswith("/")
-                       else str(conf_dir / pattern))
-            for inc in sorted(glob.glob(pattern)):
-                yield from _conf_lines(Path(inc), root, depth + 1, conf_dir)
+            name = words[1]
+            if "*" not in name:  # no Slurm expands a glob: 23.11+ skip the line, 22.05 fails to open it
+                inc = root / name.lstrip("/") if name.startswith("/") else conf_dir / name
+                yield from _conf_lines(inc, root, depth + 1, conf_dir)
         elif line:
             yield line
 

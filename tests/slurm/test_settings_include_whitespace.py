@@ -26,3 +26,14 @@ def test_include_after_a_tab_with_an_absolute_path_under_root(tmp_path: Path) ->
 def test_a_key_that_starts_with_include_is_not_an_include(tmp_path: Path) -> None:
     (tmp_path / "slurm.conf").write_text("IncludeX=1\nInclude\nGresTypes=nvme\n")
     assert conf_file_settings(tmp_path / "slurm.conf") == {"GresTypes": "nvme"}
+
+
+def test_a_glob_include_is_not_read_as_no_slurm_reads_it(tmp_path: Path) -> None:
+    """Slurm expands no glob in an Include (23.11+: "Slurm does not support glob parsing", the line is
+    skipped; 22.05 fails to open the literal name): a setting only a glob would bring in is not the site's."""
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "jobs.conf").write_text("JobSubmitPlugins=require_timelimit\n")
+    (tmp_path / "slurm.conf").write_text("Include conf.d/*.conf\nGresTypes=nvme\n")
+    assert conf_file_settings(tmp_path / "slurm.conf") == {"GresTypes": "nvme"}
+    (tmp_path / "slurm.conf").write_text("Include conf.d/jobs.conf\n")  # the same file, named: read
+    assert conf_file_settings(tmp_path / "slurm.conf") == {"JobSubmitPlugins": "require_timelimit"}
