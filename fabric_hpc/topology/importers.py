@@ -42,6 +42,8 @@ HEADERS: dict[str, tuple[str, ...]] = {
     "openb": ("sn", "cpu_milli", "memory_mib", "gpu", "model"),
     "spot2026": ("gpu_model", "gpu_capacity_num", "cpu_num", "node_name"),
 }
+#: Every import kind: the CSV data sets, Slurm's topology.conf and topology.yaml (``import_slurm``).
+KINDS = (*HEADERS, "topology-conf", "topology-yaml")
 
 #: Assumed Lingjun host (the dataset gives none): an HGX H800 8-GPU server with one 400 Gb/s NIC per
 #: GPU, as Alibaba's HPN paper (SIGCOMM'24) describes its LLM-training hosts. Override with host_type=.
@@ -95,13 +97,13 @@ def load_csv(path: PathLike | CsvFile, *, what: str = "file") -> CsvFile:
     if not Path(path).exists():
         raise NotFoundError(f"{what} {str(path)!r} does not exist",
                             hint=CSV_SOURCES)
-    checked = check_path(path, what="CSV file")
+    checked = check_path(path, what="import file")
     size = checked.stat().st_size if checked.is_file() else 0
     if size > MAX_CSV_BYTES:  # before reading: a 200 MB file took 4 GB and 30 s to be refused later
-        raise ConfigError(f"CSV file {str(path)!r} is {size:,} bytes, over the import limit of "
+        raise ConfigError(f"import file {str(path)!r} is {size:,} bytes, over the import limit of "
                           f"{MAX_CSV_BYTES:,} (16 MiB; the Alibaba files are under 100 KB)",
                           hint="check that it is the right file, or split the cluster into several imports")
-    text = read_text(checked, what="CSV file", limit=MAX_CSV_BYTES)
+    text = read_text(checked, what="import file", limit=MAX_CSV_BYTES)
     return CsvFile(path, text.removeprefix("\ufeff").splitlines(keepends=True))
 
 
@@ -142,7 +144,11 @@ def _int(path: PathLike, line: int, row: dict[str, str], column: str, minimum: i
 
 def detect_kind(path: PathLike) -> str:
     """The importer kind of a CSV file (a path or a :class:`CsvFile`), from its header line."""
+    from fabric_hpc.topology import import_slurm
+
     path = load_csv(path)
+    if slurm_kind := import_slurm.looks_like(path.lines):
+        return slurm_kind
     try:
         header = tuple(h.strip() for h in next(csv.reader(path.lines), []))
     except csv.Error as exc:
@@ -151,7 +157,9 @@ def detect_kind(path: PathLike) -> str:
         if header == columns:
             return kind
     known = "; ".join(f"{k}: {','.join(c)}" for k, c in HEADERS.items())
-    raise ConfigError(f"{path}:1: unknown CSV header {','.join(header)!r}", hint=f"known formats: {known}")
+    raise ConfigError(f"{path}:1: unknown CSV header {','.join(header)[:80]!r}, and no topology.conf "
+                      "SwitchName= line",
+                      hint=f"known formats: Slurm topology.conf (SwitchName= lines); CSV {known}")
 
 
 # -- Lingjun three-tier Clos ---------------------------------------------------------------------
@@ -412,7 +420,11 @@ def import_csv(csv_path: PathLike, *, kind: str = "auto", **options: Any) -> Fab
         return import_lingjun(csv_path, **options)
     if kind in _NODE_READERS:
         return import_node_list(csv_path, kind=kind, **options)
-    raise ConfigError(f"unknown import kind {kind!r}", hint=f"use one of: auto, {', '.join(HEADERS)}")
+    if kind in ("topology-conf", "topology-yaml"):
+        from fabric_hpc.topology.import_slurm import import_topology_conf
+
+        return import_topology_conf(csv_path, **options)
+    raise ConfigError(f"unknown import kind {kind!r}", hint=f"use one of: auto, {', '.join(KINDS)}")
 
 
 def _finish(data: dict[str, Any], source: str) -> FabricSpec:
