@@ -354,13 +354,16 @@ def host_type_of(ref: str | HostType | None) -> tuple[str, HostType]:
     data, _ = load_yaml(read_text(file, what="host type file", limit=1 << 20), file)
     if isinstance(data, dict) and "host_types" in data:
         types = data["host_types"] if isinstance(data["host_types"], dict) else {}
-        if pick not in types and len(types) != 1:
-            raise ConfigError(f"{file}: pick one of its host types ({', '.join(map(str, types)) or 'none'})",
+        if pick not in types and (pick or len(types) != 1):
+            raise ConfigError(f"{file}: {'no host type ' + repr(pick) if pick else 'several host types'}; "
+                              f"its host types: {', '.join(map(str, types)) or 'none'}",
                               hint=f"--host-type {file}:TYPE")
         pick = pick if pick in types else next(iter(types))
         data = types[pick]
     name = pick or re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(file).stem).strip("-") or "host"
-    return name if NAME.match(name) else "host", parse_model(HostType, data, source=file)
+    return name if NAME.match(name) else "host", parse_model(
+        HostType, data, source=file, hint="give the host type's fields as under host_types: in a fabric "
+                                          "file (docs/topology.md)")
 
 
 def import_topology_conf(path: Any, *, host_type: str | HostType | None = None,

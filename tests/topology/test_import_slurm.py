@@ -173,3 +173,16 @@ def test_topology_yaml_man_page_example_and_errors(tmp_path):
     path.write_text("- topology: f\n  flat: true\n")
     with pytest.raises(ConfigError, match="no tree topology"):
         import_csv(path)
+
+
+def test_host_type_from_a_fabric_file(tmp_path):
+    from fabric_hpc.topology.import_slurm import host_type_of
+
+    fabric = str(shipped_fabrics()["leaf-spine-16"])
+    assert host_type_of(fabric)[0] == host_type_of(f"{fabric}:node")[0] == "node"
+    with pytest.raises(ConfigError, match="no host type 'nope'; its host types: node"):
+        host_type_of(f"{fabric}:nope")  # was: the only type, silently
+    bad = tmp_path / "h.yaml"
+    bad.write_text("- gpus\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        host_type_of(str(bad))
