@@ -17,12 +17,13 @@ the tree is uneven (a leaf under the core beside spines) pass-through groups ``<
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.hostlist import NAME, compress, expand
+from fabric_hpc.hostlist import MAX_NAMES, NAME, compress, expand
 from fabric_hpc.topology.spec import MAX_SWITCH_NAME, FabricSpec, HostType
 
 KIND = "topology-conf"
@@ -57,25 +58,31 @@ class _Switch:
     children: list[str] = field(default_factory=list)
 
 
-def _logical_lines(lines: list[str]) -> list[tuple[int, str]]:
+_COMMENT = re.compile(r"(?<!\\)((?:\\\\)*)#.*")  # a '#' after an even run of '\' (none included)
+_ESCAPE = re.compile(r"\\(.)")
+
+
+def _logical_lines(lines: list[str]) -> Iterator[tuple[int, str]]:
     """(first line number, text) without comments, continuations joined, escapes resolved."""
-    out: list[tuple[int, str]] = []
-    pending, start = "", 0
+    pending: list[str] = []
+    start = 0
     for number, raw in enumerate(lines, start=1):
-        text = re.sub(r"(?<!\\)((?:\\\\)*)#.*", r"\1", raw.rstrip("\r\n"))  # '#' after even '\'s
+        text = raw.rstrip("\r\n")
+        if "#" in text:
+            text = _COMMENT.sub(r"\1", text)
         if not pending:
             start = number
         body = text.rstrip()
         if (len(body) - len(body.rstrip("\\"))) % 2:  # an odd run of '\' at the end: continued
-            pending += body[:-1]
+            pending.append(body[:-1])
             continue
-        pending += text
-        if pending.strip():
-            out.append((start, re.sub(r"\\(.)", r"\1", pending)))
-        pending = ""
-    if pending.strip():
-        out.append((start, re.sub(r"\\(.)", r"\1", pending)))
-    return out
+        whole = "".join(pending) + text
+        pending = []
+        if whole.strip():
+            yield start, _ESCAPE.sub(r"\1", whole) if "\\" in whole else whole
+    whole = "".join(pending)
+    if whole.strip():
+        yield start, _ESCAPE.sub(r"\1", whole)
 
 
 def _pairs(path: str, number: int, text: str) -> list[tuple[str, str]]:
@@ -120,7 +127,7 @@ def read_switches(lines: list[str], path: str) -> dict[str, _Switch]:
     for number, text in _logical_lines(lines):
         pairs = dict(_pairs(path, number, text))
         speed = pairs.get("LinkSpeed", "0")
-        if not re.fullmatch(r"\d{1,10}", speed) or int(speed) >= 1 << 32:
+        if not _uint32(speed):
             raise ConfigError(f"{path}:{number}: LinkSpeed={speed[:30]!r} is not a whole number below 2^32",
                               hint="write LinkSpeed=N or leave it out (Slurm does not use it)")
         _add(switches, path, number, pairs["SwitchName"], pairs.get("Nodes"), pairs.get("Switches"),
@@ -129,6 +136,16 @@ def read_switches(lines: list[str], path: str) -> dict[str, _Switch]:
         raise ConfigError(f"{path}: no SwitchName= lines",
                           hint="a topology/tree file has one line per switch")
     return switches
+
+
+def _uint32(value: str) -> bool:
+    """Whether Slurm's s_p_handle_uint32 (parse_value.c) takes ``value``: strtoul base 0 (``0x1F``,
+    ``017``, ``100``) with an optional ``k``/``K`` (× 1024), up to 2^32 - 1, or UNLIMITED/INFINITE."""
+    if value.upper() in ("UNLIMITED", "INFINITE"):
+        return True
+    m = re.fullmatch(r"(0[xX][0-9a-fA-F]{1,16}|0[0-7]{0,22}|[1-9][0-9]{0,19})([kK]?)", value)
+    return bool(m) and int(m.group(1), 0 if m.group(1)[:2].lower() == "0x" else
+                           8 if m.group(1).startswith("0") else 10) * (1024 if m.group(2) else 1) < 1 << 32
 
 
 def _add(switches: dict[str, _Switch], path: str, number: int, name: str, nodes: str | None,
@@ -145,6 +162,9 @@ def _add(switches: dict[str, _Switch], path: str, number: int, name: str, nodes:
     if nodes is not None and children is not None:
         raise ConfigError(f"{path}:{number}: switch {name!r} has both {keys[0]} and {keys[1]}",
                           hint="a switch holds hosts (a leaf) or child switches, not both: split it")
+    if len(switches) >= MAX_NAMES:
+        raise ConfigError(f"{path}:{number}: more than {MAX_NAMES:,} switches; a fabric models at most "
+                          f"{MAX_NAMES:,} hosts", hint="split the cluster into several imports")
     sw = switches[name] = _Switch(name, number)
     try:
         if nodes is not None:
@@ -154,6 +174,10 @@ def _add(switches: dict[str, _Switch], path: str, number: int, name: str, nodes:
     except ConfigError as exc:
         raise ConfigError(f"{path}:{number}: switch {name!r}: {exc.message}",
                           hint=exc.hint or "write Slurm's hostlist syntax: n[1-4,7],gpu01") from None
+    if bad := next((h for h in sw.nodes or () if not NAME.match(h)), None):
+        raise ConfigError(f"{path}:{number}: switch {name!r}: host name {bad[:70]!r} is not a valid host "
+                          "name (ASCII letters, digits, '_', '.', '-')",
+                          hint="rename that host (a Slurm NodeName)")
 
 
 def read_yaml_switches(text: str, path: str) -> dict[str, _Switch]:
@@ -382,13 +406,16 @@ def import_topology_conf(path: Any, *, host_type: str | HostType | None = None,
         switches, source = read_yaml_switches("".join(conf.lines), str(conf)), "topology.yaml"
     else:
         switches, source = read_switches(conf.lines, str(conf)), "topology.conf"
+    hosts = [h for sw in switches.values() for h in sw.nodes or ()]
+    if len(hosts) > MAX_NAMES:
+        raise ConfigError(f"{conf}: {len(hosts):,} hosts under its leaf switches; a fabric models at most "
+                          f"{MAX_NAMES:,}", hint="split the cluster into several imports")
     parent = _parents(switches, str(conf))
     dropped = _drop_empty(switches, parent)
     if not switches:
         raise ConfigError(f"{conf}: no switch has hosts", hint="a leaf switch lists its hosts with Nodes=")
     height = _heights(switches, parent, str(conf))
     groups, levels = _groups(switches, parent, height, ht.nics * ht.nic_gbps, str(conf))
-    hosts = [h for sw in switches.values() for h in sw.nodes or ()]
     description = (f"Imported from Slurm {source} {Path(conf).name}: {len(hosts)} hosts, "
                    f"{len(switches)} switches. Host contents ASSUMED (host type {tname}); uplinks assumed "
                    "non-blocking (see docs/topology-sources.md)")

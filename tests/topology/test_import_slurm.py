@@ -40,7 +40,8 @@ SLURM_DOC = """\
 # topology.conf from the Slurm documentation (topology.conf(5)), with Slurm's lexical rules
 SwitchName=s0 Nodes=dev[0-5]
 switchname=s1 nodes=dev[6-11]   # keys are case-insensitive
-SwitchName=s2 Nodes="dev[12-17]" LinkSpeed=100
+SwitchName=s2 Nodes="dev[12-17]" LinkSpeed=0x10k  # a uint32 as Slurm reads it (parse_value.c)
+SwitchName=s4 Switches=s3 LinkSpeed=UNLIMITED
 SwitchName=s3 \\
     Switches=s[0-2]
 """
@@ -51,8 +52,8 @@ def test_slurm_syntax_and_host_type(tmp_path):
     conf.write_text(SLURM_DOC)
     spec = import_topology_conf(conf, host_type="gb200-tray")
     fab = build(spec)
-    assert len(fab.hosts) == 18 and fab.levels == ["leaf", "spine"]
-    assert tree_of(fab)[1] == {"s0": "s3", "s1": "s3", "s2": "s3", "s3": None}
+    assert len(fab.hosts) == 18 and fab.levels == ["leaf", "spine", "core"]
+    assert tree_of(fab)[1] == {"s0": "s3", "s1": "s3", "s2": "s3", "s3": "s4", "s4": None}
     assert list(spec.host_types) == ["gb200-tray"]
     leaf = next(g for g in spec.network.groups if g.name == "s0")
     assert leaf.uplink_gbps == 6 * 4 * 50.0  # 6 hosts x 4 NICs x 50 GB/s: non-blocking
@@ -92,6 +93,9 @@ def test_uneven_tree_and_several_tops_get_pass_through_and_root(tmp_path):
      "switch 'l1' is under 'a' .* and under 'b'"),
     ("BlockName=b1 Nodes=n[1-4]\nBlockSizes=4\n", "BlockName is a topology/block line"),
     ("SwitchName=s1 Nodes=n1 LinkSpeed=fast\n", "LinkSpeed='fast' is not a whole number"),
+    ("SwitchName=s1 Nodes=n1 LinkSpeed=4294967296\n", "LinkSpeed='4294967296' is not a whole number"),
+    ("SwitchName=s1 Nodes=n1 LinkSpeed=4194304k\n", "LinkSpeed='4194304k' is not a whole number"),
+    ("SwitchName=s1 Nodes=n1\\#x\n", r"t\.conf:1: switch 's1': host name 'n1#x' is not a valid host name"),
     ("SwitchName=s/1 Nodes=n1\n", "switch name 's/1' is not a valid name"),
     ("SwitchName=s1 Nodes=n[1-3\n", r"t\.conf:1: switch 's1': "),
     ("SwitchName=s1 Nodes=n1 junk\n", "cannot read 'junk'"),
@@ -186,3 +190,14 @@ def test_host_type_from_a_fabric_file(tmp_path):
     bad.write_text("- gpus\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         host_type_of(str(bad))
+
+
+def test_too_many_hosts_or_switches_is_refused_early(tmp_path):
+    conf = tmp_path / "t.conf"
+    conf.write_text("".join(f"SwitchName=s{i} Nodes=h{i}x[1-2]\n" for i in range(50_001)))
+    with pytest.raises(ConfigError, match=r"t\.conf: 100,002 hosts under its leaf switches; a fabric models at "
+                                          r"most 100,000"):
+        import_csv(conf)  # was: "host list 'h0x[1-2],...' stands for more than 100,000 names", no line
+    conf.write_text("".join(f"SwitchName=s{i}\n" for i in range(100_001)))
+    with pytest.raises(ConfigError, match=r"t\.conf:100001: more than 100,000 switches"):
+        import_csv(conf)
