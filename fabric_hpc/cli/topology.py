@@ -340,24 +340,25 @@ def report(fabric: str | None, out_html: str, state_path: str | None, png: str |
 
 # -- import / discover ----------------------------------------------------------------------------
 #: importers.KINDS, written out: importing importers here would slow every `fabric` command's start.
-IMPORT_KINDS = ("lingjun", "openb", "spot2026", "topology-conf", "topology-yaml")
+IMPORT_KINDS = ("lingjun", "openb", "spot2026", "topology-conf", "topology-yaml", "ibnetdiscover")
 
 
 @group.command("import")
 @click.argument("csv_path", metavar="FILE")
 @click.option("--kind", type=click.Choice(["auto", *IMPORT_KINDS]), default="auto", show_default=True,
               help="Data set (auto: from the content: a CSV header, SwitchName= lines of Slurm's "
-                   "topology.conf, '- topology:' of its topology.yaml).")
+                   "topology.conf, '- topology:' of its topology.yaml, Switch blocks of ibnetdiscover).")
 @click.option("--hosts-per-leaf", type=click.IntRange(1, 100_000), default=None,
               help="Node lists only: put hosts under flat leaf switches of this size.")
 @click.option("--host-map", default=None, help="Lingjun only: write the host-name → ip-hash CSV here.")
-@click.option("--host-type", default=None, help="Slurm topology files only: what is in each host: dgx-h100 "
-              "(default), gb200-tray, hgx-h800, a YAML file of a host type, or FABRIC.yaml[:TYPE].")
+@click.option("--host-type", default=None, help="Slurm topology files and ibnetdiscover only: what is in "
+              "each host: dgx-h100 (default), gb200-tray, hgx-h800, a YAML file of a host type, or "
+              "FABRIC.yaml[:TYPE].")
 @_out
 def import_(csv_path: str, kind: str, hosts_per_leaf: int | None, host_map: str | None,
             host_type: str | None, out: str | None) -> None:
-    """Import real cluster data (Slurm topology.conf/topology.yaml, Alibaba Lingjun Clos, Alibaba node
-    lists) as a fabric file."""
+    """Import real cluster data (Slurm topology.conf/topology.yaml, ibnetdiscover output, Alibaba
+    Lingjun Clos, Alibaba node lists) as a fabric file."""
     from fabric_hpc.inputs import distinct_outputs
     from fabric_hpc.topology.importers import detect_kind, import_csv, load_csv
 
@@ -368,7 +369,7 @@ def import_(csv_path: str, kind: str, hosts_per_leaf: int | None, host_map: str 
     for flag, value, kinds, key in (
             ("--hosts-per-leaf", hosts_per_leaf, ("openb", "spot2026"), "hosts_per_leaf"),
             ("--host-map", host_map, ("lingjun",), "hostmap_path"),
-            ("--host-type", host_type, ("topology-conf", "topology-yaml"), "host_type")):
+            ("--host-type", host_type, IMPORT_KINDS[3:], "host_type")):
         if value is not None:
             if real_kind not in kinds:
                 raise ConfigError(f"{flag} applies to {' and '.join(kinds)} files; {csv_path} is {real_kind}")

@@ -56,6 +56,7 @@ class _Switch:
     line: int
     nodes: list[str] | None = None
     children: list[str] = field(default_factory=list)
+    count: int = 1  # switches of the group (ibnetdiscover's rail groups); topology.conf: 1
 
 
 _COMMENT = re.compile(r"(?<!\\)((?:\\\\)*)#.*")  # a '#' after an even run of '\' (none included)
@@ -327,13 +328,13 @@ def _groups(switches: dict[str, _Switch], parent: dict[str, str], height: dict[s
 
     for name in sorted(switches, key=lambda n: height[n]):
         sw = switches[name]
-        g: dict[str, Any] = {"name": name, "level": levels[height[name]], "switches": 1}
+        g: dict[str, Any] = {"name": name, "level": levels[height[name]], "switches": sw.count}
         if sw.nodes is not None:
             g["hosts"] = compress(sw.nodes)
         else:
             g["children"] = [linked(c, height[name]) for c in sw.children]
         if name in parent or top_name:
-            g["uplink_gbps"] = up[name]
+            g["uplink_gbps"] = up[name] / sw.count  # each switch's
         groups[name] = g
     if top_name:
         groups[top_name] = {"name": top_name, "level": levels[top], "switches": 1,
@@ -395,33 +396,42 @@ def import_topology_conf(path: Any, *, host_type: str | HostType | None = None,
     """A fabric from Slurm's topology.conf (topology/tree) or the tree of its topology.yaml (told
     apart by content): its hosts (all of one host type), its leaf switches as leaf groups, its switch
     tree as the network (see the module's notes)."""
-    from fabric_hpc.topology.importers import _finish, load_csv
+    from fabric_hpc.topology.importers import load_csv
 
     conf = load_csv(path, what="topology.conf")
+    if looks_like(conf.lines) == YAML_KIND:
+        switches, source = read_yaml_switches("".join(conf.lines), str(conf)), "Slurm topology.yaml"
+    else:
+        switches, source = read_switches(conf.lines, str(conf)), "Slurm topology.conf"
+    return build_spec(switches, str(conf), source, host_type=host_type, name=name)
+
+
+def build_spec(switches: dict[str, _Switch], path: str, source: str, *, host_type: str | HostType | None,
+               name: str | None) -> FabricSpec:
+    """The fabric of a switch tree read from ``path`` (``source`` says what it is), checked: one
+    parent per switch, no loop, each host on one leaf; empty switches left out."""
+    from fabric_hpc.topology.importers import _finish
+
     tname, ht = host_type_of(host_type)
     if ht.nics < 1:
         raise ConfigError(f"host type {tname!r} has no NIC; hosts on a switch need at least one",
                           hint="give a host type with nics >= 1")
-    if looks_like(conf.lines) == YAML_KIND:
-        switches, source = read_yaml_switches("".join(conf.lines), str(conf)), "topology.yaml"
-    else:
-        switches, source = read_switches(conf.lines, str(conf)), "topology.conf"
     hosts = [h for sw in switches.values() for h in sw.nodes or ()]
     if len(hosts) > MAX_NAMES:
-        raise ConfigError(f"{conf}: {len(hosts):,} hosts under its leaf switches; a fabric models at most "
+        raise ConfigError(f"{path}: {len(hosts):,} hosts under its leaf switches; a fabric models at most "
                           f"{MAX_NAMES:,}", hint="split the cluster into several imports")
-    parent = _parents(switches, str(conf))
+    parent = _parents(switches, path)
     dropped = _drop_empty(switches, parent)
     if not switches:
-        raise ConfigError(f"{conf}: no switch has hosts", hint="a leaf switch lists its hosts with Nodes=")
-    height = _heights(switches, parent, str(conf))
-    groups, levels = _groups(switches, parent, height, ht.nics * ht.nic_gbps, str(conf))
-    description = (f"Imported from Slurm {source} {Path(conf).name}: {len(hosts)} hosts, "
-                   f"{len(switches)} switches. Host contents ASSUMED (host type {tname}); uplinks assumed "
-                   "non-blocking (see docs/topology-sources.md)")
+        raise ConfigError(f"{path}: no switch has hosts", hint="a leaf switch lists its hosts with Nodes=")
+    height = _heights(switches, parent, path)
+    groups, levels = _groups(switches, parent, height, ht.nics * ht.nic_gbps, path)
+    description = (f"Imported from {source} {Path(path).name}: {len(hosts)} hosts, "
+                   f"{sum(s.count for s in switches.values())} switches. Host contents ASSUMED (host type "
+                   f"{tname}); uplinks assumed non-blocking (see docs/topology-sources.md)")
     if dropped:
         description += f"; empty switches left out: {', '.join(dropped[:10])}"
-    return _finish({"fabric": 1, "name": name or Path(conf).stem, "description": description,
+    return _finish({"fabric": 1, "name": name or Path(path).stem, "description": description,
                     "host_types": {tname: ht.model_dump()},
                     "hosts": [{"names": compress(hosts), "type": tname}],
-                    "network": {"levels": levels, "groups": groups}}, str(conf))
+                    "network": {"levels": levels, "groups": groups}}, path)

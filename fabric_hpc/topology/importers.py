@@ -42,8 +42,9 @@ HEADERS: dict[str, tuple[str, ...]] = {
     "openb": ("sn", "cpu_milli", "memory_mib", "gpu", "model"),
     "spot2026": ("gpu_model", "gpu_capacity_num", "cpu_num", "node_name"),
 }
-#: Every import kind: the CSV data sets, Slurm's topology.conf and topology.yaml (``import_slurm``).
-KINDS = (*HEADERS, "topology-conf", "topology-yaml")
+#: Every import kind: the CSV data sets, Slurm's topology.conf and topology.yaml (``import_slurm``),
+#: ibnetdiscover output (``import_ib``).
+KINDS = (*HEADERS, "topology-conf", "topology-yaml", "ibnetdiscover")
 
 #: Assumed Lingjun host (the dataset gives none): an HGX H800 8-GPU server with one 400 Gb/s NIC per
 #: GPU, as Alibaba's HPN paper (SIGCOMM'24) describes its LLM-training hosts. Override with host_type=.
@@ -144,11 +145,13 @@ def _int(path: PathLike, line: int, row: dict[str, str], column: str, minimum: i
 
 def detect_kind(path: PathLike) -> str:
     """The importer kind of a CSV file (a path or a :class:`CsvFile`), from its header line."""
-    from fabric_hpc.topology import import_slurm
+    from fabric_hpc.topology import import_ib, import_slurm
 
     path = load_csv(path)
     if slurm_kind := import_slurm.looks_like(path.lines):
         return slurm_kind
+    if import_ib.looks_like(path.lines):
+        return import_ib.KIND
     try:
         header = tuple(h.strip() for h in next(csv.reader(path.lines), []))
     except csv.Error as exc:
@@ -158,8 +161,9 @@ def detect_kind(path: PathLike) -> str:
             return kind
     known = "; ".join(f"{k}: {','.join(c)}" for k, c in HEADERS.items())
     raise ConfigError(f"{path}:1: unknown CSV header {','.join(header)[:80]!r}, and no topology.conf "
-                      "SwitchName= line",
-                      hint=f"known formats: Slurm topology.conf (SwitchName= lines); CSV {known}")
+                      "SwitchName= line or ibnetdiscover Switch block",
+                      hint="known formats: Slurm topology.conf/topology.yaml, ibnetdiscover output; "
+                           f"CSV {known}")
 
 
 # -- Lingjun three-tier Clos ---------------------------------------------------------------------
@@ -424,6 +428,10 @@ def import_csv(csv_path: PathLike, *, kind: str = "auto", **options: Any) -> Fab
         from fabric_hpc.topology.import_slurm import import_topology_conf
 
         return import_topology_conf(csv_path, **options)
+    if kind == "ibnetdiscover":
+        from fabric_hpc.topology.import_ib import import_ibnetdiscover
+
+        return import_ibnetdiscover(csv_path, **options)
     raise ConfigError(f"unknown import kind {kind!r}", hint=f"use one of: auto, {', '.join(KINDS)}")
 
 
