@@ -31,7 +31,8 @@ from fabric_hpc.topology.spec import FabricSpec, HostType
 KIND = "ibnetdiscover"
 _NODE = re.compile(r'^(Switch|Ca|Rt)\s+(\d+)\s+"([SHR])-([0-9A-Fa-f]{1,16})"\s*(?:#\s*"([^"]*)")?')
 _PORT = re.compile(r'^\[(\d+)\](?:\([0-9A-Fa-f]+\))?\s+"([SHR])-([0-9A-Fa-f]{1,16})"\[(\d+)\]')
-_SKIP = re.compile(r"^(#|vendid=|devid=|sysimgguid=|switchguid=|caguid=|rtguid=|Chassis\b|[A-Za-z -]+ Nodes:?$)")
+_SKIP = re.compile(r"^(#|vendid=|devid=|sysimgguid=|switchguid=|caguid=|rtguid=|Chassis\b"
+                   r"|[A-Za-z -]+ Nodes:?$)")
 #: CAs that are no host: the SHArP aggregation node inside Mellanox/NVIDIA switches.
 _NOT_A_HOST = "Aggregation Node"
 

@@ -11,7 +11,8 @@ default :data:`DEFAULT_HOST_TYPE`); every switch becomes a group of one switch; 
 non-blocking (a leaf's = its hosts' NIC bandwidth, above that the sum of the children's). Where
 the tree is uneven (a leaf under the core beside spines) pass-through groups ``<child>-up<level>``
 (latency 0, the child's uplink) fill the missing levels; several top switches go under a virtual
-``root``. All of this is listed in ``docs/topology-sources.md``.
+``root``. All of this is listed in ``docs/topology-sources.md``. :func:`build_spec` does this for
+any switch tree (``import_ib`` gives it groups of several switches).
 """
 
 from __future__ import annotations
@@ -426,9 +427,12 @@ def build_spec(switches: dict[str, _Switch], path: str, source: str, *, host_typ
         raise ConfigError(f"{path}: no switch has hosts", hint="a leaf switch lists its hosts with Nodes=")
     height = _heights(switches, parent, path)
     groups, levels = _groups(switches, parent, height, ht.nics * ht.nic_gbps, path)
-    description = (f"Imported from {source} {Path(path).name}: {len(hosts)} hosts, "
-                   f"{sum(s.count for s in switches.values())} switches. Host contents ASSUMED (host type "
-                   f"{tname}); uplinks assumed non-blocking (see docs/topology-sources.md)")
+    from fabric_hpc.topology.report import plural
+
+    count = sum(s.count for s in switches.values())
+    description = (f"Imported from {source} {Path(path).name}: {plural(len(hosts), 'host')}, {count:,} "
+                   f"switch{'' if count == 1 else 'es'}. Host contents ASSUMED (host type {tname}); uplinks "
+                   "assumed non-blocking (see docs/topology-sources.md)")
     if dropped:
         description += f"; empty switches left out: {', '.join(dropped[:10])}"
     return _finish({"fabric": 1, "name": name or Path(path).stem, "description": description,

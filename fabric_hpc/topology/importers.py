@@ -12,9 +12,10 @@ Public functions (each returns a validated ``FabricSpec``; the CLI ``fabric topo
     write_host_map(rows, path) -> Path                                    # sidecar CSV "host,ip"
 
 Kinds: ``lingjun`` (``ip,DSW,PSW,ASW``), ``openb`` (``sn,cpu_milli,memory_mib,gpu,model``) and
-``spot2026`` (``gpu_model,gpu_capacity_num,cpu_num,node_name``). The data say nothing about what is
-inside a Lingjun host, nor about the network of the node lists; every assumption made to fill the
-gaps is listed in ``docs/topology-sources.md`` and can be overridden by the arguments above.
+``spot2026`` (``gpu_model,gpu_capacity_num,cpu_num,node_name``); :func:`import_csv` also dispatches
+Slurm's ``topology-conf``/``topology-yaml`` (``import_slurm``) and ``ibnetdiscover`` (``import_ib``).
+The data say nothing about what is inside a Lingjun host, nor about the network of the node lists;
+every assumption made to fill the gaps is listed in ``docs/topology-sources.md`` and can be overridden by the arguments above.
 """
 
 from __future__ import annotations
