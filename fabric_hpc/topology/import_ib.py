@@ -151,8 +151,10 @@ def _levels_up(groups: list[list[str]], nodes: dict[str, _Node], path: str) -> l
             if nodes[p].kind == "Switch" and level[p] == lv:
                 raise ConfigError(f"{path}:{nodes[sw].line}: switches {sw} and {p} are linked but both "
                                   f"{lv} hops from the leaf switches: a loop across one level",
-                                  hint="the fabric format models switch stages (a tree of groups); remove "
-                                       "that link from the file (lateral or ring links are not modelled)")
+                                  hint="the fabric format models switch stages (a tree of groups): a CA "
+                                       "cabled to a spine (a storage or management node) makes it a leaf, "
+                                       "leave that CA's block and port line out; lateral or ring links are "
+                                       "not modelled, leave them out")
     return _stages(groups, level, nodes)
 
 
