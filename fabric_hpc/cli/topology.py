@@ -339,31 +339,41 @@ def report(fabric: str | None, out_html: str, state_path: str | None, png: str |
 
 
 # -- import / discover ----------------------------------------------------------------------------
+#: importers.KINDS, written out: importing importers here would slow every `fabric` command's start.
+IMPORT_KINDS = ("lingjun", "openb", "spot2026", "topology-conf", "topology-yaml", "ibnetdiscover")
+
+
 @group.command("import")
-@click.argument("csv_path")
-@click.option("--kind", type=click.Choice(["auto", "lingjun", "openb", "spot2026"]), default="auto",
-              show_default=True, help="Data set (auto: from the CSV header).")
+@click.argument("csv_path", metavar="FILE")
+@click.option("--kind", type=click.Choice(["auto", *IMPORT_KINDS]), default="auto", show_default=True,
+              help="Data set (auto: from the content: a CSV header, SwitchName= lines of Slurm's "
+                   "topology.conf, '- topology:' of its topology.yaml, Switch blocks of ibnetdiscover).")
 @click.option("--hosts-per-leaf", type=click.IntRange(1, 100_000), default=None,
               help="Node lists only: put hosts under flat leaf switches of this size.")
 @click.option("--host-map", default=None, help="Lingjun only: write the host-name → ip-hash CSV here.")
+@click.option("--host-type", default=None, help="Slurm topology files and ibnetdiscover only: what is in "
+              "each host: dgx-h100 (default), gb200-tray, hgx-h800, a YAML file of a host type, or "
+              "FABRIC.yaml[:TYPE].")
 @_out
-def import_(csv_path: str, kind: str, hosts_per_leaf: int | None, host_map: str | None, out: str | None) -> None:
-    """Import real cluster data (Alibaba Lingjun Clos, Alibaba node lists) as a fabric file."""
+def import_(csv_path: str, kind: str, hosts_per_leaf: int | None, host_map: str | None,
+            host_type: str | None, out: str | None) -> None:
+    """Import real cluster data (Slurm topology.conf/topology.yaml, ibnetdiscover output, Alibaba
+    Lingjun Clos, Alibaba node lists) as a fabric file."""
     from fabric_hpc.inputs import distinct_outputs
     from fabric_hpc.topology.importers import detect_kind, import_csv, load_csv
 
-    distinct_outputs({"--out": out, "--host-map": host_map}, {"CSV_PATH": csv_path})
+    distinct_outputs({"--out": out, "--host-map": host_map}, {"FILE": csv_path})
     csv_file = load_csv(csv_path)  # read once, size checked first
     real_kind = detect_kind(csv_file) if kind == "auto" else kind
     options: dict = {}
-    if hosts_per_leaf is not None:
-        if real_kind == "lingjun":
-            raise ConfigError("--hosts-per-leaf applies to node lists; the Lingjun data has its own network")
-        options["hosts_per_leaf"] = hosts_per_leaf
-    if host_map is not None:
-        if real_kind != "lingjun":
-            raise ConfigError("--host-map applies to the Lingjun data only")
-        options["hostmap_path"] = host_map
+    for flag, value, kinds, key in (
+            ("--hosts-per-leaf", hosts_per_leaf, ("openb", "spot2026"), "hosts_per_leaf"),
+            ("--host-map", host_map, ("lingjun",), "hostmap_path"),
+            ("--host-type", host_type, IMPORT_KINDS[3:], "host_type")):
+        if value is not None:
+            if real_kind not in kinds:
+                raise ConfigError(f"{flag} applies to {' and '.join(kinds)} files; {csv_path} is {real_kind}")
+            options[key] = value
     _emit_spec(import_csv(csv_file, kind=real_kind, **options), out)
 
 

@@ -12,9 +12,10 @@ Public functions (each returns a validated ``FabricSpec``; the CLI ``fabric topo
     write_host_map(rows, path) -> Path                                    # sidecar CSV "host,ip"
 
 Kinds: ``lingjun`` (``ip,DSW,PSW,ASW``), ``openb`` (``sn,cpu_milli,memory_mib,gpu,model``) and
-``spot2026`` (``gpu_model,gpu_capacity_num,cpu_num,node_name``). The data say nothing about what is
-inside a Lingjun host, nor about the network of the node lists; every assumption made to fill the
-gaps is listed in ``docs/topology-sources.md`` and can be overridden by the arguments above.
+``spot2026`` (``gpu_model,gpu_capacity_num,cpu_num,node_name``); :func:`import_csv` also dispatches
+Slurm's ``topology-conf``/``topology-yaml`` (``import_slurm``) and ``ibnetdiscover`` (``import_ib``).
+The data say nothing about what is inside a Lingjun host, nor about the network of the node lists;
+every assumption made to fill the gaps is listed in ``docs/topology-sources.md`` and can be overridden by the arguments above.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ HEADERS: dict[str, tuple[str, ...]] = {
     "openb": ("sn", "cpu_milli", "memory_mib", "gpu", "model"),
     "spot2026": ("gpu_model", "gpu_capacity_num", "cpu_num", "node_name"),
 }
+#: Every import kind: the CSV data sets, Slurm's topology.conf and topology.yaml (``import_slurm``),
+#: ibnetdiscover output (``import_ib``).
+KINDS = (*HEADERS, "topology-conf", "topology-yaml", "ibnetdiscover")
 
 #: Assumed Lingjun host (the dataset gives none): an HGX H800 8-GPU server with one 400 Gb/s NIC per
 #: GPU, as Alibaba's HPN paper (SIGCOMM'24) describes its LLM-training hosts. Override with host_type=.
@@ -95,13 +99,13 @@ def load_csv(path: PathLike | CsvFile, *, what: str = "file") -> CsvFile:
     if not Path(path).exists():
         raise NotFoundError(f"{what} {str(path)!r} does not exist",
                             hint=CSV_SOURCES)
-    checked = check_path(path, what="CSV file")
+    checked = check_path(path, what="import file")
     size = checked.stat().st_size if checked.is_file() else 0
     if size > MAX_CSV_BYTES:  # before reading: a 200 MB file took 4 GB and 30 s to be refused later
-        raise ConfigError(f"CSV file {str(path)!r} is {size:,} bytes, over the import limit of "
+        raise ConfigError(f"import file {str(path)!r} is {size:,} bytes, over the import limit of "
                           f"{MAX_CSV_BYTES:,} (16 MiB; the Alibaba files are under 100 KB)",
                           hint="check that it is the right file, or split the cluster into several imports")
-    text = read_text(checked, what="CSV file", limit=MAX_CSV_BYTES)
+    text = read_text(checked, what="import file", limit=MAX_CSV_BYTES)
     return CsvFile(path, text.removeprefix("\ufeff").splitlines(keepends=True))
 
 
@@ -142,7 +146,13 @@ def _int(path: PathLike, line: int, row: dict[str, str], column: str, minimum: i
 
 def detect_kind(path: PathLike) -> str:
     """The importer kind of a CSV file (a path or a :class:`CsvFile`), from its header line."""
+    from fabric_hpc.topology import import_ib, import_slurm
+
     path = load_csv(path)
+    if slurm_kind := import_slurm.looks_like(path.lines):
+        return slurm_kind
+    if import_ib.looks_like(path.lines):
+        return import_ib.KIND
     try:
         header = tuple(h.strip() for h in next(csv.reader(path.lines), []))
     except csv.Error as exc:
@@ -151,7 +161,10 @@ def detect_kind(path: PathLike) -> str:
         if header == columns:
             return kind
     known = "; ".join(f"{k}: {','.join(c)}" for k, c in HEADERS.items())
-    raise ConfigError(f"{path}:1: unknown CSV header {','.join(header)!r}", hint=f"known formats: {known}")
+    raise ConfigError(f"{path}:1: unknown CSV header {','.join(header)[:80]!r}, and no topology.conf "
+                      "SwitchName= line or ibnetdiscover Switch block",
+                      hint="known formats: Slurm topology.conf/topology.yaml, ibnetdiscover output; "
+                           f"CSV {known}")
 
 
 # -- Lingjun three-tier Clos ---------------------------------------------------------------------
@@ -412,7 +425,15 @@ def import_csv(csv_path: PathLike, *, kind: str = "auto", **options: Any) -> Fab
         return import_lingjun(csv_path, **options)
     if kind in _NODE_READERS:
         return import_node_list(csv_path, kind=kind, **options)
-    raise ConfigError(f"unknown import kind {kind!r}", hint=f"use one of: auto, {', '.join(HEADERS)}")
+    if kind in ("topology-conf", "topology-yaml"):
+        from fabric_hpc.topology.import_slurm import import_topology_conf
+
+        return import_topology_conf(csv_path, **options)
+    if kind == "ibnetdiscover":
+        from fabric_hpc.topology.import_ib import import_ibnetdiscover
+
+        return import_ibnetdiscover(csv_path, **options)
+    raise ConfigError(f"unknown import kind {kind!r}", hint=f"use one of: auto, {', '.join(KINDS)}")
 
 
 def _finish(data: dict[str, Any], source: str) -> FabricSpec:
