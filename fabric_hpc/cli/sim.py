@@ -223,6 +223,8 @@ def _writable_out(out_dir: str) -> None:
     out = Path(out_dir)
     try:
         out.mkdir(exist_ok=True)
+        if os.statvfs(out).f_flag & os.ST_RDONLY:  # root's os.access says yes there too
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), out_dir)
         if not os.access(out, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), out_dir)
     except OSError as exc:

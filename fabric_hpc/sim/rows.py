@@ -110,11 +110,11 @@ def lines(p: Path, what: str = "trace file") -> Iterator[str]:
         check_regular(fd, what, p)
         try:
             yield from _split(p, _unpacked(p, f, what), what)
-        except OSError as exc:
-            raise os_error(exc, what, p) from None
-        except (EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError, said above
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # BadGzipFile (a CRC, a method) is an OSError
             raise ConfigError(f"{what} {str(p)!r} is a truncated or corrupt gzip file ({exc})",
                               hint=f"download it again, or check it with gzip -t {p}") from None
+        except OSError as exc:
+            raise os_error(exc, what, p) from None
 
 
 def _unpacked(p: Path, f: io.BufferedReader, what: str) -> IO[bytes]:

@@ -167,19 +167,21 @@ class DeployConfig(StrictModel):
     agent: AgentSection
     install: InstallSection = InstallSection()
 
-    @model_validator(mode="before")
-    @classmethod
-    def _conf_dir_of_slurm_conf(cls, data: object) -> object:
+    @model_validator(mode="after")
+    def _conf_dir_of_slurm_conf(self) -> DeployConfig:
         """``install.slurm_conf_dir`` not given: the directory of ``agent.slurm_conf`` when that is set
         (slurmctld reads job_submit.lua, gres.conf and topology.conf beside its slurm.conf), else
-        /etc/slurm."""
-        if not isinstance(data, dict) or not isinstance(data.get("agent"), dict):
-            return data
-        conf, install = data["agent"].get("slurm_conf"), data.get("install", {})
-        if isinstance(conf, str) and conf.startswith("/") and isinstance(install, dict) \
-                and "slurm_conf_dir" not in install and posixpath.dirname(conf) != "/":
-            return {**data, "install": {**install, "slurm_conf_dir": posixpath.dirname(conf)}}
-        return data
+        /etc/slurm. A derived value stays out of ``model_fields_set``: install's check against the running
+        slurmctld refuses a directory the admin did not choose (install_checks.check_slurm_conf_dir)."""
+        conf = self.agent.slurm_conf
+        if not conf or not conf.startswith("/") or "slurm_conf_dir" in self.install.model_fields_set \
+                or posixpath.dirname(conf) == "/":
+            return self
+        given = self.install.model_dump(exclude_unset=True)
+        install = InstallSection.model_validate({**given, "slurm_conf_dir": posixpath.dirname(conf)})
+        install.__pydantic_fields_set__.discard("slurm_conf_dir")
+        object.__setattr__(self, "install", install)  # frozen: set once, while validating
+        return self
 
     @model_validator(mode="after")
     def _own_state_dir(self) -> DeployConfig:

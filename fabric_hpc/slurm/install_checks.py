@@ -115,6 +115,17 @@ def check_private_tmp(cfg: DeployConfig, root: str | os.PathLike[str] = "/") -> 
                               hint=f"give {key} a path outside /tmp and /var/tmp (docs/deploy.md)")
 
 
+def _same_dir(a: str, b: str) -> bool:
+    """One directory: the same path, or two paths of one directory here (an NFS-shared /etc/slurm is often
+    a symlink)."""
+    if posixpath.normpath(a) == posixpath.normpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either is missing here: only the paths can be compared
+        return False
+
+
 def check_slurm_conf_dir(cfg: DeployConfig, running: Mapping[str, str] | None,
                          env: Mapping[str, str]) -> list[str]:
     """Warnings (and a ConfigError) about where slurmctld reads its files: it loads job_submit.lua,
@@ -126,7 +137,7 @@ def check_slurm_conf_dir(cfg: DeployConfig, running: Mapping[str, str] | None,
     i, a, out = cfg.install, cfg.agent, []
     conf = (running or {}).get("SLURM_CONF", "")
     where = posixpath.dirname(conf)
-    if conf.startswith("/") and posixpath.normpath(where) != posixpath.normpath(i.slurm_conf_dir):
+    if conf.startswith("/") and not _same_dir(where, i.slurm_conf_dir):
         what = (f"the running slurmctld reads {conf} (scontrol show config): it loads job_submit.lua, "
                 f"gres.conf and topology.conf from {where}, not from install.slurm_conf_dir "
                 f"{i.slurm_conf_dir}")
@@ -135,13 +146,12 @@ def check_slurm_conf_dir(cfg: DeployConfig, running: Mapping[str, str] | None,
         if "slurm_conf_dir" not in i.model_fields_set:
             raise ConfigError(what + " (nothing was written)", hint=fix)
         out.append(f"{what}; {fix}")
-    elif a.slurm_conf and posixpath.normpath(posixpath.dirname(a.slurm_conf)) != \
-            posixpath.normpath(i.slurm_conf_dir):
+    elif a.slurm_conf and not _same_dir(posixpath.dirname(a.slurm_conf), i.slurm_conf_dir):
         out.append(f"install.slurm_conf_dir {i.slurm_conf_dir} is not the directory of agent.slurm_conf "
                    f"{a.slurm_conf}: slurmctld loads job_submit.lua, gres.conf and topology.conf beside its "
                    "slurm.conf (drop install.slurm_conf_dir to follow agent.slurm_conf)")
     shell = env.get("SLURM_CONF")
-    if shell and not a.slurm_conf:
+    if shell and not a.slurm_conf and not _same_dir(posixpath.dirname(shell), i.slurm_conf_dir):
         out.append(f"SLURM_CONF={shell} is set here but agent.slurm_conf is not: the agent's unit does not "
                    "have it (systemd passes no shell variables, nor slurmctld's /etc/sysconfig file), so the "
                    f"agent reads Slurm's built-in default slurm.conf; set agent.slurm_conf = \"{shell}\"")

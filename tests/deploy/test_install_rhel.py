@@ -125,13 +125,16 @@ def test_a_shell_slurm_conf_the_unit_lacks_is_a_warning(tmp_path: Path, capsys: 
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.deploy.test_install import fabric
 
-    monkeypatch.setenv("SLURM_CONF", "/etc/slurm/slurm.conf")
+    monkeypatch.setenv("SLURM_CONF", "/etc/slurm-site/slurm.conf")
     cfg = _config(tmp_path / "agent.toml")
     root = str(tmp_path / "root")
     assert fabric("slurm", "install", "--config", str(cfg), "--root", root, "--dry-run") == 0
     err = capsys.readouterr().err
-    assert "warning: SLURM_CONF=/etc/slurm/slurm.conf is set here but agent.slurm_conf is not" in err, err
-    assert 'set agent.slurm_conf = "/etc/slurm/slurm.conf"' in err
+    assert "warning: SLURM_CONF=/etc/slurm-site/slurm.conf is set here but agent.slurm_conf is not" in err, err
+    assert 'set agent.slurm_conf = "/etc/slurm-site/slurm.conf"' in err
+    monkeypatch.setenv("SLURM_CONF", "/etc/slurm/slurm.conf")  # where install writes anyway: nothing to say
+    assert fabric("slurm", "install", "--config", str(cfg), "--root", root, "--dry-run") == 0
+    assert "SLURM_CONF=" not in capsys.readouterr().err
     both = _config(tmp_path / "both.toml", slurm_conf="/etc/slurm/slurm.conf",
                    slurm_conf_dir="/etc/slurm-llnl")
     assert fabric("slurm", "install", "--config", str(both), "--root", str(tmp_path / "r2"), "--dry-run") == 0
@@ -148,3 +151,30 @@ def test_deploy_md_rhel_section_quotes_the_messages() -> None:
             "job_submit.lua, gres.conf and topology.conf from /etc/slurm-site, not from "
             "install.slurm_conf_dir /etc/slurm") in section
     assert "dnf install python3.11" in section and "rpmbuild -ta --with lua" in section
+
+
+def test_a_slurm_conf_dir_derived_from_agent_slurm_conf_is_still_refused_beside_another(tmp_path: Path) -> None:
+    """agent.slurm_conf a client copy (/etc/slurm-client/slurm.conf) and slurmctld reading /etc/slurm: the
+    derived slurm_conf_dir is not the admin's choice, so install refuses rather than writing job_submit.lua
+    where slurmctld never looks (it was only a warning: the derived value counted as set)."""
+    from fabric_hpc.slurm.deploy_config import load_config
+    from fabric_hpc.slurm.install_checks import check_slurm_conf_dir
+
+    cfg = load_config(_config(tmp_path / "agent.toml", slurm_conf="/etc/slurm-client/slurm.conf"))[0]
+    assert cfg.install.slurm_conf_dir == "/etc/slurm-client"
+    assert "slurm_conf_dir" not in cfg.install.model_fields_set
+    with pytest.raises(ConfigError) as err:
+        check_slurm_conf_dir(cfg, _show_config("/etc/slurm/slurm.conf"), {})
+    assert "not from install.slurm_conf_dir /etc/slurm-client" in err.value.message
+
+
+def test_one_directory_by_two_paths_is_no_mismatch(tmp_path: Path) -> None:
+    """/etc/slurm a symlink to an NFS-shared directory: slurmctld names the real path, the config the link."""
+    from fabric_hpc.slurm.deploy_config import load_config
+    from fabric_hpc.slurm.install_checks import check_slurm_conf_dir
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    cfg = load_config(_config(tmp_path / "agent.toml", slurm_conf_dir=str(tmp_path / "link")))[0]
+    assert check_slurm_conf_dir(cfg, _show_config(str(tmp_path / "real" / "slurm.conf")), {}) == []
+    assert check_slurm_conf_dir(cfg, _show_config(str(tmp_path / "other" / "slurm.conf")), {}) != []

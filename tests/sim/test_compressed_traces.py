@@ -64,6 +64,24 @@ def test_a_truncated_gzip_is_one_error_naming_the_file(tmp_path: Path) -> None:
         read_swf(p)
 
 
+@pytest.mark.parametrize("damage", ["crc", "method", "trailing"])
+def test_a_corrupt_gzip_is_one_config_error_not_a_filesystem_error(tmp_path: Path, damage: str) -> None:
+    """gzip.BadGzipFile is an OSError: a flipped CRC byte, a bad method byte or trailing garbage read as a
+    filesystem error (exit 5, "check permissions and free space") before the reviewer found it."""
+    data = bytearray(gzip.compress(SWF.encode() * 50))
+    if damage == "crc":
+        data[-8] ^= 0xFF
+    elif damage == "method":
+        data[2] = 7
+    else:
+        data += b"XY"
+    p = tmp_path / "log.swf.gz"
+    p.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match=r"log\.swf\.gz' is a truncated or corrupt gzip file") as err:
+        read_swf(p)
+    assert "gzip -t" in err.value.hint
+
+
 def test_another_compression_is_refused_with_the_command_that_undoes_it(tmp_path: Path) -> None:
     p = tmp_path / "log.swf.bz2"
     p.write_bytes(bz2.compress(SWF.encode()))

@@ -67,3 +67,23 @@ def test_an_out_this_user_may_not_write_is_refused_before_the_replay(tmp_path: P
         pytest.skip("this user (root) may write any directory")
     assert _run(out) == 5
     assert f"error: --out '{out}': Permission denied" in capsys.readouterr().err
+
+
+def test_an_out_on_a_read_only_filesystem_is_said_as_such(tmp_path: Path, capsys) -> None:
+    """A real read-only tmpfs (root mounts it; root's os.access says yes there): the hint names the mount,
+    not the permissions (the reviewer's finding)."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    at = tmp_path / "mnt"
+    at.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(at)], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    try:
+        assert _run(at) == 5
+        err = capsys.readouterr().err
+        assert f"error: --out '{at}'" in err and "read-only" in err, err
+    finally:
+        subprocess.run(["umount", "-l", str(at)], check=False, capture_output=True)
