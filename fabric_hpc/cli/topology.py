@@ -377,6 +377,23 @@ def import_(csv_path: str, kind: str, hosts_per_leaf: int | None, host_map: str 
     _emit_spec(import_csv(csv_file, kind=real_kind, **options), out)
 
 
+@group.command("assemble")
+@click.argument("fragments", nargs=-1, required=True)
+@click.option("--name", default="assembled", show_default=True, help="The fabric's name.")
+@_out
+def assemble_cmd(fragments: tuple[str, ...], name: str, out: str | None) -> None:
+    """Join hosts' discovery fragments (HOST.yaml + HOST.facts.json) into one fabric; hosts whose GPUs
+    share an NVML fabric clique (GB200/GB300 NVL72) form one multi-host NVLink domain."""
+    from fabric_hpc.inputs import distinct_outputs
+    from fabric_hpc.topology.assemble import assemble
+
+    distinct_outputs({"--out": None if out == "-" else out}, {f: f for f in fragments})
+    spec, notes = assemble(list(fragments), name=name)
+    for note in notes:
+        click.echo(one_line(f"note: {note}"), err=True)
+    _emit_spec(spec, out)
+
+
 @group.command("discover")
 @click.option("-o", "--out", default=None, help="Write the host's YAML fragment here (and <stem>.facts.json).")
 @click.option("--sysfs-root", default="/", show_default=True, help="Root of the sysfs tree to read.")

@@ -34,6 +34,7 @@ from fabric_hpc.errors import ConfigError
 from fabric_hpc.events import emit
 from fabric_hpc.topology.discover_sysfs import SysfsFacts, cpus_of_mask, pci_sysfs_id, read_cpu_id, read_sysfs
 from fabric_hpc.topology.io import dump_spec
+from fabric_hpc.topology.mnnvl import gpu_fabric, host_domain
 from fabric_hpc.topology.nvml_recording import RecordedNvml, is_error, record_nvml, save_recording
 from fabric_hpc.topology.spec import FabricSpec, HostType, check_spec
 
@@ -115,8 +116,9 @@ def discover(*, root: str | os.PathLike[str] = "/", nvml: Any = None,
         "host_types": {tname: ht.model_dump()}, "hosts": [{"names": host, "type": tname}]})
     check_spec(spec, source=f"discovery of {host}")
     facts = _facts(host, rec, why, gpus, sysfs, notes)
+    facts["nvlink_domain"] = host_domain(gpus, notes)
     emit("topology.discover.done", host=host, gpus=ht.gpus, gpu_model=ht.gpu_model, sockets=ht.sockets,
-         nics=ht.nics, nvml=not why)
+         nics=ht.nics, nvml=not why, nvlink_domain=facts["nvlink_domain"])
     return Discovery(spec, facts, notes)
 
 
@@ -189,7 +191,8 @@ def _gpus(devices: list[dict[str, Any]], sysfs: SysfsFacts, notes: list[str]) ->
                     "placed_by": how, "cpu_affinity": _cpulist(affinity),
                     "gpm_supported": _err_none(d["gpm_supported"]),
                     "pcie_gbps": pci["pcie_gbps"] if pci else None,
-                    "nvlinks": _links(d["nvlinks"], bus_to_index)})
+                    "nvlinks": _links(d["nvlinks"], bus_to_index),
+                    "fabric": gpu_fabric(d.get("fabric"), i, notes)})
     return out
 
 
@@ -266,8 +269,8 @@ def _nvlink(gpus: list[dict[str, Any]], notes: list[str]) -> tuple[float, int, l
         count = 1
         notes.append(f"{len(to_switch)} NVLinks go to NVSwitches whose PCI bus id NVML does not give "
                      "(switches outside this host, e.g. a GB200 NVL72's switch trays): modelled as "
-                     "nvswitches: 1; in a multi-host NVLink domain declare it under nvlink_domains and "
-                     "set nvswitches: 0 here")
+                     "nvswitches: 1; `fabric topology assemble` of the hosts' fragments puts hosts of one "
+                     "NVML fabric clique in one nvlink_domains entry with nvswitches: 0 here")
     elif not switches and any(lk["remote_type"] == "gpu" for g in gpus for lk in g["nvlinks"]):
         notes.append("GPUs are linked directly (no NVSwitch); the fabric model treats them as a full mesh")
         _partial_mesh_note(gpus, notes)

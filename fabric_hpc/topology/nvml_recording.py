@@ -16,18 +16,25 @@ code, when ``nvmlInit`` failed), ``driver_version``, and ``devices``: one object
 ``name``, ``uuid``, ``pci_bus_id``, ``memory_total`` (bytes), ``numa_node``, ``cpu_affinity``
 (64-bit words, lowest CPUs first), ``gpm_supported`` and ``nvlinks``: per link ``link``, ``state``
 (1 active), and for active links ``version``, ``remote_type`` (0 GPU, 1 IBM NPU, 2 NVSwitch) and
-``remote_pci_bus_id``; ``mig_mode`` ([current, pending], 1 on), only on GPUs with MIG. Any answer
-NVML refused is ``{"nvml_error": <code>, "text": ...}``; a
+``remote_pci_bus_id``; ``mig_mode`` ([current, pending], 1 on), only on GPUs with MIG; ``fabric``
+(the multi-node NVLink fabric, ``nvmlDeviceGetGpuFabricInfoV``: ``cluster_uuid``, ``clique_id``,
+``state`` (NVML_GPU_FABRIC_STATE_*: 0 not supported, 1 not started, 2 in progress, 3 completed),
+``status`` (an NVML return code, 0 success) and ``health_mask``; no ``health_mask`` where only the v1
+call ``nvmlDeviceGetGpuFabricInfo`` exists), only on GPUs that answer it (GB200/GB300, Hopper with
+NVSwitches). Any answer NVML refused is ``{"nvml_error": <code>, "text": ...}``; a
 device without NVLink has ``nvlinks: {"nvml_error": 3}`` (Not Supported).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import socket
 import sys
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -40,16 +47,21 @@ AFFINITY_WORDS = 16  # 1,024 CPUs
 MAX_LINKS = 18       # NVLink4/5 GPUs have 18 links; pynvml's NVML_NVLINK_MAX_LINKS is larger
 ERROR_NOT_SUPPORTED = 3
 ERROR_INVALID_ARGUMENT = 2
+ERROR_FUNCTION_NOT_FOUND = 13
+#: pynvml's (function, struct) for the NVLink fabric: V (v2 struct, with healthMask), else v1 (R535).
+FABRIC_CALLS = (("nvmlDeviceGetGpuFabricInfoV", "c_nvmlGpuFabricInfoV_t"),
+                ("nvmlDeviceGetGpuFabricInfo", "c_nvmlGpuFabricInfo_t"))
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _ask(nvml: Any, fn: str, *args: Any, convert: Any = None) -> Any:
-    """One NVML call; an NVML error becomes ``{"nvml_error": code}`` instead of an exception."""
+def _ask(nvml: Any, fn: str | Callable[..., Any], *args: Any, convert: Any = None) -> Any:
+    """One NVML call (a pynvml name, or a callable); an NVML error becomes ``{"nvml_error": code}``
+    instead of an exception."""
     try:
-        value = getattr(nvml, fn)(*args)
+        value = (getattr(nvml, fn) if isinstance(fn, str) else fn)(*args)
     except nvml.NVMLError as exc:
         return {"nvml_error": int(exc.value), "text": str(exc)}
     return convert(value) if convert else value
@@ -97,7 +109,37 @@ def _record_device(nvml: Any, h: Any) -> dict[str, Any]:
                               convert=lambda s: bool(s.isSupportedDevice)),
         "nvlinks": _record_links(nvml, h),
         **_mig_mode(nvml, h),
+        **_fabric(nvml, h),
     }
+
+
+def _fabric(nvml: Any, h: Any) -> dict[str, Any]:
+    """``{"fabric": {...}}``: the GPU's multi-node NVLink fabric (cluster UUID, clique, registration
+    state and status, health mask) from pynvml's ``nvmlDeviceGetGpuFabricInfoV``, or the v1 call on a
+    driver without it; nothing on a GPU without a fabric (Not Supported)."""
+    answer: Any = {"nvml_error": ERROR_FUNCTION_NOT_FOUND,
+                   "text": "pynvml has no nvmlDeviceGetGpuFabricInfoV: nvidia-ml-py is too old"}
+    for fn, struct in FABRIC_CALLS:
+        if not hasattr(nvml, fn) or not hasattr(nvml, struct):
+            continue
+        answer = _ask(nvml, _fabric_call, nvml, fn, struct, h, convert=_fabric_fields)
+        if not (is_error(answer) and answer["nvml_error"] == ERROR_FUNCTION_NOT_FOUND):
+            break
+    return {} if is_error(answer) and answer["nvml_error"] == ERROR_NOT_SUPPORTED else {"fabric": answer}
+
+
+def _fabric_call(nvml: Any, fn: str, struct: str, h: Any) -> Any:
+    info = getattr(nvml, struct)()  # the V struct's constructor sets its version (nvmlGpuFabricInfo_v2)
+    getattr(nvml, fn)(h, ctypes.byref(info))
+    return info
+
+
+def _fabric_fields(info: Any) -> dict[str, Any]:
+    out = {"cluster_uuid": str(uuid.UUID(bytes=bytes(info.clusterUuid))), "clique_id": int(info.cliqueId),
+           "state": int(info.state), "status": int(info.status)}
+    if hasattr(info, "healthMask"):
+        out["health_mask"] = int(info.healthMask)
+    return out
 
 
 def _mig_mode(nvml: Any, h: Any) -> dict[str, Any]:
@@ -174,6 +216,8 @@ class RecordedNvml:
 
         self.rec = recording if isinstance(recording, dict) else load_recording(recording)
         self.NVMLError = pynvml.NVMLError
+        self.c_nvmlGpuFabricInfoV_t = pynvml.c_nvmlGpuFabricInfoV_t
+        self.c_nvmlGpuFabricInfo_t = pynvml.c_nvmlGpuFabricInfo_t
         self._started = False
 
     def _answer(self, value: Any) -> Any:
@@ -229,6 +273,25 @@ class RecordedNvml:
 
     def nvmlDeviceGetMigMode(self, h: int) -> list[int]:
         return self._answer(self._dev(h).get("mig_mode", {"nvml_error": ERROR_NOT_SUPPORTED}))
+
+    def nvmlDeviceGetGpuFabricInfoV(self, h: int, ref: Any) -> int:
+        """Fills the struct ``ref`` points at, as pynvml's call does (``ctypes.byref(info)``); a
+        recording made with the v1 call (no ``health_mask``) answers Function Not Found here."""
+        answer = self._fabric(h)
+        if "health_mask" not in answer:
+            raise self.NVMLError(ERROR_FUNCTION_NOT_FOUND)
+        ref._obj.healthMask = answer["health_mask"]
+        return self.nvmlDeviceGetGpuFabricInfo(h, ref)
+
+    def nvmlDeviceGetGpuFabricInfo(self, h: int, ref: Any) -> int:
+        answer, info = self._fabric(h), ref._obj
+        for i, byte in enumerate(uuid.UUID(answer["cluster_uuid"]).bytes):
+            info.clusterUuid[i] = byte
+        info.cliqueId, info.state, info.status = answer["clique_id"], answer["state"], answer["status"]
+        return 0
+
+    def _fabric(self, h: int) -> dict[str, Any]:
+        return self._answer(self._dev(h).get("fabric", {"nvml_error": ERROR_NOT_SUPPORTED}))
 
     def _link(self, h: int, link: int) -> dict[str, Any]:
         links = self._answer(self._dev(h)["nvlinks"])

@@ -34,6 +34,8 @@ MAX_GPU_MEMORY_GB = 100_000  # per GPU (B300: 288 GB)
 MAX_LINK_GBPS = 100_000  # NVLink per GPU (NVLink5: 1,800 GB/s), PCIe (x16 Gen6: 128), a NIC (800 Gb/s: 100)
 MAX_UPLINK_GBPS = 100_000_000  # a switch's total uplink (the Lingjun aggregation switches: 144,800)
 MAX_LATENCY_US = 1_000_000  # one second per switch hop
+#: GPUs in one multi-host NVLink domain: NVLink 5's NVLink Switch system joins at most 576 (GB200 NVL72: 72).
+MAX_NVLINK_DOMAIN_GPUS = 576
 MAX_SWITCH_NAME = 64  # Slurm's topology/tree refuses a longer SwitchName (HOST_NAME_MAX, switch_record.c)
 
 
@@ -255,6 +257,12 @@ class _Checker:
             names.add(dom.name)
             listed = self._expand(("nvlink_domains", i, "hosts"), dom.hosts)
             self._unknown_hosts(("nvlink_domains", i, "hosts"), listed, host_type)
+            gpus = sum(self.spec.host_types[host_type[h]].gpus for h in set(listed) if h in host_type)
+            if gpus > MAX_NVLINK_DOMAIN_GPUS:
+                self.fail(("nvlink_domains", i, "hosts"), f"NVLink domain {dom.name!r} has {gpus:,} GPUs; "
+                          f"one NVLink domain joins at most {MAX_NVLINK_DOMAIN_GPUS} (NVLink 5)",
+                          fix="split the domain into the NVLink domains the hardware has (an NVL72 rack: 18 "
+                              "hosts, 72 GPUs)")
             for host in listed:
                 if host not in host_type:
                     continue
