@@ -239,7 +239,7 @@ def test_an_output_that_is_an_input_or_another_output_is_refused(tmp_path, capsy
     csv = tmp_path / "nodes.csv"
     csv.write_text("x\n")
     assert main(["topology", "import", str(csv), "--out", str(csv)]) == 3
-    assert "is the input CSV_PATH" in capsys.readouterr().err and csv.read_text() == "x\n"
+    assert "is the input FILE" in capsys.readouterr().err and csv.read_text() == "x\n"
 
 
 @pytest.mark.parametrize("err, needle", [
