@@ -44,8 +44,10 @@ def fabric_policy(*, shares: Mapping[str, float] | None = None, placement: str =
                   backfill: str = "easy", max_job_test: int = 100, restore_s: float = 300.0,
                   cpsat_time_limit_s: float = 0.2, preemption: bool = True, weight_walltime: float = 60_000.0,
                   favor_small: bool = True, compact_wait_s: float | None = 900.0,
-                  preempt_benefit_ratio: float = 20.0, preempting_tiers: tuple[str, ...] = ("high",)) -> Scheduler:
-    """fabric: multifactor priority with fairshare, short-walltime and small-gang factors; backfill;
+                  preempt_benefit_ratio: float = 20.0, preempting_tiers: tuple[str, ...] = ("high",),
+                  short_by_area: bool = False) -> Scheduler:
+    """fabric: multifactor priority with fairshare, short-walltime (``short_by_area=True``: smallest
+    GPU-time request; off by default, docs/scheduler.md) and small-gang factors; backfill;
     topology-aware placement (greedy or cpsat) with compact-or-wait admission of multi-host gangs;
     gang-aware preemption of spot jobs when the waiting it saves (gang GPUs × hours to its earliest
     start, from walltime limits) is at least ``preempt_benefit_ratio`` (20) times the GPU-hours it
@@ -53,8 +55,11 @@ def fabric_policy(*, shares: Mapping[str, float] | None = None, placement: str =
     _check_args(shares=shares, max_job_test=max_job_test, restore_s=restore_s, cpsat_time_limit_s=cpsat_time_limit_s,
                 weight_walltime=weight_walltime, compact_wait_s=compact_wait_s,
                 preempt_benefit_ratio=preempt_benefit_ratio, preempting_tiers=preempting_tiers)
+    if not isinstance(short_by_area, bool):
+        raise ConfigError(f"short_by_area must be True or False, got {short_by_area!r}")
     prio = MultifactorPriority(weight_fairshare=20_000.0, weight_size=2000.0, favor_small=favor_small,
-                               weight_walltime=weight_walltime, fairshare=ClassicFairshare(dict(shares or {})))
+                               weight_walltime=weight_walltime, short_by_area=short_by_area,
+                               fairshare=ClassicFairshare(dict(shares or {})))
     bf = {"easy": Backfill.easy, "conservative": Backfill.conservative, "none": Backfill.none}
     if backfill not in bf:
         raise ConfigError(f"unknown backfill {backfill!r}", hint="easy, conservative or none")

@@ -178,6 +178,10 @@ class MultifactorPriority:
     #: Not in Slurm: favour short walltime requests (shortest-job-first on the user's estimate):
     #: factor = 1 - log(1 + walltime/60) / log(1 + max_walltime/60), in [0, 1].
     weight_walltime: float = 0.0
+    #: The short factor ranks the GPU-time requested (gang GPUs × walltime, Smith's smallest-area-first
+    #: for the summed completion time of rigid gangs) instead of the walltime alone:
+    #: factor = 1 - log(1 + gpus·walltime/60) / log(1 + cluster GPUs·max_walltime/60).
+    short_by_area: bool = False
     max_age_s: float = 7 * DAY
     max_walltime_s: float = 7 * DAY
     favor_small: bool = False
@@ -245,7 +249,8 @@ class MultifactorPriority:
     def _static_terms(self, job: Job, total: int, fab=None) -> tuple[float, float, float]:
         """(walltime, size, tier) terms: fixed while the job waits (weights read at first sight). The
         size is the GPUs the gang takes on ``fab`` (:func:`~fabric_hpc.scheduler.placer.gang_gpus`)."""
-        size = min((job.gpus if fab is None else gang_gpus(job, fab)) / total, 1.0)
+        gpus = job.gpus if fab is None else gang_gpus(job, fab)
+        size = min(gpus / total, 1.0)
         if self.favor_small:
             size = 1.0 - size
         tiers = self.tiers
@@ -254,7 +259,10 @@ class MultifactorPriority:
             raise ConfigError(f"job {job.id}: unknown tier {job.tier!r}",
                               hint=f"tiers: {', '.join(tiers)} (a site's own tiers: Scheduler(tiers=...))")
         short = 0.0
-        if self.weight_walltime:
+        if self.weight_walltime and self.short_by_area:
+            area = max(gpus, 1) * job.walltime / 60
+            short = 1.0 - min(math.log1p(area) / math.log1p(total * self.max_walltime_s / 60), 1.0)
+        elif self.weight_walltime:
             short = 1.0 - min(math.log1p(job.walltime / 60) / math.log1p(self.max_walltime_s / 60), 1.0)
         return self.weight_walltime * short, self.weight_size * size, self.weight_tier * tier.factor
 

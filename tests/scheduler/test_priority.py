@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement import ClusterState
-from fabric_hpc.scheduler import ClassicFairshare, MultifactorPriority, PendingJob, SchedulerInput, UsageLedger
+from fabric_hpc.scheduler import (ClassicFairshare, MultifactorPriority, PendingJob, SchedulerInput,
+                                  UsageLedger, fabric_policy)
 
 from .helpers import fabric, job
 
@@ -29,7 +30,10 @@ def scalar(prio: MultifactorPriority, view: SchedulerInput) -> dict[str, float]:
         size = min(j.gpus / total, 1.0)
         size = 1.0 - size if prio.favor_small else size
         short = 0.0
-        if prio.weight_walltime:
+        if prio.weight_walltime and prio.short_by_area:  # GPU-minutes requested, log scale
+            short = 1.0 - min(math.log1p(max(j.gpus, 1) * j.walltime / 60)
+                              / math.log1p(total * prio.max_walltime_s / 60), 1.0)
+        elif prio.weight_walltime:
             short = 1.0 - min(math.log1p(j.walltime / 60) / math.log1p(prio.max_walltime_s / 60), 1.0)
         out[j.id] = (prio.weight_walltime * short + prio.weight_age * age
                      + prio.weight_fairshare * fs.get(j.account, 1.0) + prio.weight_size * size + prio.weight_tier * prio.tiers[j.tier].factor)
@@ -42,10 +46,10 @@ jobs_st = st.lists(st.tuples(st.integers(1, 4), st.floats(0, 1e6), st.floats(60,
 
 
 @settings(max_examples=60, deadline=None)
-@given(jobs_st, st.floats(0, 2e6), st.booleans(), st.dictionaries(st.sampled_from(["a", "b", "c"]),
-                                                                   st.floats(0, 1e7), max_size=3))
-def test_vectorised_equals_scalar(specs, now, small, usage):
-    prio = MultifactorPriority(weight_walltime=60_000.0, favor_small=small,
+@given(jobs_st, st.floats(0, 2e6), st.booleans(),
+       st.dictionaries(st.sampled_from(["a", "b", "c"]), st.floats(0, 1e7), max_size=3), st.booleans())
+def test_vectorised_equals_scalar(specs, now, small, usage, area):
+    prio = MultifactorPriority(weight_walltime=60_000.0, favor_small=small, short_by_area=area,
                                fairshare=ClassicFairshare({"a": 2.0, "b": 1.0}))
     pending = [PendingJob(job(f"j{k}", n, submit=s, wall=w, tier=t, account=a))
                for k, (n, s, w, t, a) in enumerate(specs)]
@@ -106,3 +110,19 @@ def test_ledger_refuses_values_that_would_poison_fairshare(call):
     """A NaN once in the ledger stays forever (every account's usage NaN); negative usage is credit."""
     with pytest.raises(ConfigError):
         call()
+
+
+def test_short_by_area_ranks_gpu_time_not_walltime():
+    """Walltime alone ranks a 2-host (16-GPU) 1-hour gang before a 1-host (8-GPU) 90-minute job; by
+    area (GPU-minutes requested: 960 against 720) the smaller job comes first. Off by default in
+    ``fabric_policy``, which refuses a non-bool."""
+    pending = [PendingJob(job("gang", 2, wall=3600.0)), PendingJob(job("one", 1, wall=5400.0))]
+    view = SchedulerInput(0.0, pending, [], ClusterState(FAB), {})
+    by_wall = MultifactorPriority(weight_walltime=60_000.0).priorities(view)
+    by_area = MultifactorPriority(weight_walltime=60_000.0, short_by_area=True).priorities(view)
+    assert by_wall["gang"] > by_wall["one"]
+    assert by_area["one"] > by_area["gang"]
+    assert fabric_policy(short_by_area=True).priority.short_by_area is True
+    assert fabric_policy().priority.short_by_area is False
+    with pytest.raises(ConfigError, match="short_by_area must be True or False"):
+        fabric_policy(short_by_area="yes")
