@@ -75,7 +75,8 @@ def _fragments(paths: list[str | os.PathLike[str]]) -> list[Path]:
             found = sorted(p for p in given.glob("*.yaml") if p.is_file())
             if not found:
                 raise NotFoundError(f"directory {os.fspath(given)!r} has no *.yaml discovery fragment",
-                                    hint="give the directory where fabric topology discover -o wrote HOST.yaml")
+                                    hint="give the directory where fabric topology discover -o "
+                                         "wrote HOST.yaml")
             out += found
             continue
         if not given.exists():

@@ -15,7 +15,8 @@ Kinds: ``lingjun`` (``ip,DSW,PSW,ASW``), ``openb`` (``sn,cpu_milli,memory_mib,gp
 ``spot2026`` (``gpu_model,gpu_capacity_num,cpu_num,node_name``); :func:`import_csv` also dispatches
 Slurm's ``topology-conf``/``topology-yaml`` (``import_slurm``) and ``ibnetdiscover`` (``import_ib``).
 The data say nothing about what is inside a Lingjun host, nor about the network of the node lists;
-every assumption made to fill the gaps is listed in ``docs/topology-sources.md`` and can be overridden by the arguments above.
+every assumption made to fill the gaps is listed in ``docs/topology-sources.md`` and can be overridden
+by the arguments above.
 """
 
 from __future__ import annotations

@@ -130,7 +130,8 @@ def test_a_shell_slurm_conf_the_unit_lacks_is_a_warning(tmp_path: Path, capsys: 
     root = str(tmp_path / "root")
     assert fabric("slurm", "install", "--config", str(cfg), "--root", root, "--dry-run") == 0
     err = capsys.readouterr().err
-    assert "warning: SLURM_CONF=/etc/slurm-site/slurm.conf is set here but agent.slurm_conf is not" in err, err
+    assert "warning: SLURM_CONF=/etc/slurm-site/slurm.conf is set here but agent.slurm_conf is not" in err, \
+        err
     assert 'set agent.slurm_conf = "/etc/slurm-site/slurm.conf"' in err
     monkeypatch.setenv("SLURM_CONF", "/etc/slurm/slurm.conf")  # where install writes anyway: nothing to say
     assert fabric("slurm", "install", "--config", str(cfg), "--root", root, "--dry-run") == 0
@@ -153,7 +154,7 @@ def test_deploy_md_rhel_section_quotes_the_messages() -> None:
     assert "dnf install python3.11" in section and "rpmbuild -ta --with lua" in section
 
 
-def test_a_slurm_conf_dir_derived_from_agent_slurm_conf_is_still_refused_beside_another(tmp_path: Path) -> None:
+def test_a_derived_slurm_conf_dir_is_still_refused_beside_another(tmp_path: Path) -> None:
     """agent.slurm_conf a client copy (/etc/slurm-client/slurm.conf) and slurmctld reading /etc/slurm: the
     derived slurm_conf_dir is not the admin's choice, so install refuses rather than writing job_submit.lua
     where slurmctld never looks (it was only a warning: the derived value counted as set)."""
