@@ -213,6 +213,7 @@ def test_the_format_refuses_a_domain_past_576_gpus():
     spec, _ = parse_spec(text)
     with pytest.raises(ConfigError) as err:
         check_spec(spec, source="big.yaml")
-    assert "NVLink domain 'd' has 584 GPUs; one NVLink domain joins at most 576 (NVLink 5)" in err.value.message
+    assert "NVLink domain 'd' has 584 GPUs; one NVLink domain joins at most 576 (NVLink 5)" in \
+        err.value.message
     spec, _ = parse_spec(text.replace("n[1-73]", "n[1-72]"))
     assert check_spec(spec)["n72"] == "t"
