@@ -6,13 +6,17 @@ One line is one item::
 
     {"id": "a1", "prompt": [1, 15043, 29892], "max_new_tokens": 64, "priority": 0, "class": "chat"}
 
-``id`` (non-empty string), ``prompt`` (non-empty list of non-negative ints: tokenisation is
-upstream) and ``max_new_tokens`` (int >= 1) are required; ``priority`` (int) and ``class``
-(string) are optional; other keys are an error. Token ids are below 2**31, ``max_new_tokens``
-and ``|priority|`` at most 2**31, a line at most ``MAX_LINE_BYTES``. Anything that cannot
-become an item -- a malformed line, any exception while parsing or checking it (deep nesting,
-huge numbers, wrong types), an item that cannot fit the engine, a repeated id -- goes to the
-dead-letter file with a reason of at most ``MAX_REASON_CHARS`` characters; the run continues.
+``id`` (non-empty string), ``prompt`` (non-empty list of non-negative ints, or text where the
+engine's model directory has a ``tokenizer.json``: :mod:`fabric_hpc.inference.tokenizer`) and
+``max_new_tokens`` (int >= 1) are required; ``priority`` (int) and ``class`` (string) are optional;
+other keys are an error. vLLM's names and the OpenAI batch line for ``/v1/completions``
+(``custom_id``, ``body.prompt``, ``body.max_tokens``) are read as the same. A text prompt is at most
+``MAX_TEXT_BYTES`` of UTF-8; its encoding is checked like a list of ids. Token ids are below
+2**31, ``max_new_tokens`` and ``|priority|`` at most 2**31, a line at most ``MAX_LINE_BYTES``.
+Anything that cannot become an item -- a malformed line, any exception while parsing or checking
+it (deep nesting, huge numbers, wrong types), an item that cannot fit the engine, a repeated id --
+goes to the dead-letter file with a reason of at most ``MAX_REASON_CHARS`` characters; the run
+continues.
 
 Reading the spool and the stream, and the snapshot a run reads, are in :mod:`fabric_hpc.inference.spool`.
 """
@@ -27,7 +31,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Set
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.events import JsonLinesWriter, make_event
@@ -35,17 +39,22 @@ from fabric_hpc.inference.engine import EngineLimits
 from fabric_hpc.inference.spool import MAX_LINE_BYTES, _Overlong
 from fabric_hpc.inputs import key_given_twice
 
+if TYPE_CHECKING:
+    from fabric_hpc.inference.tokenizer import PromptTokenizer
+
 __all__ = ["DeadLetter", "InputChanged", "IntakeRejection", "WorkItem", "changed_error", "item_digest",
            "parse_item", "read_items"]
 
 _KEYS = frozenset({"id", "prompt", "max_new_tokens", "priority", "class"})
 # vLLM's names for the same things (``SamplingParams.max_tokens``, ``TokensPrompt.prompt_token_ids``)
 ALIASES = {"max_tokens": "max_new_tokens", "prompt_token_ids": "prompt"}
-_TEXT_PROMPT = ("prompt is text, not a non-empty list of token ids (tokenisation happens upstream, as "
-                "for vLLM's prompt_token_ids): encode it with the served model's tokenizer (e.g. "
-                "transformers' AutoTokenizer.from_pretrained(MODEL).encode(text)) and write the list of ids "
-                "as prompt")
+_TEXT_PROMPT = ("prompt is text, and this reader has no tokenizer to encode it: give prompt as a list of "
+                "token ids, or serve a model directory that holds its tokenizer.json")
+_OPENAI_KEYS = frozenset({"custom_id", "method", "url", "body"})
+_OPENAI_BODY = frozenset({"model", "prompt", "max_tokens"})
 MAX_INT = 2**31
+#: a text prompt's limit in bytes of UTF-8 (far above any engine's max_input_len in tokens)
+MAX_TEXT_BYTES = 1 << 20
 MAX_REASON_CHARS = 500
 
 
@@ -65,6 +74,7 @@ class WorkItem:
     t_scheduled: float = 0.0   # handed to the engine (engine.add; vLLM: first_scheduled_time)
     t_first_token: float = 0.0  # end of the first engine step after that (vLLM: first_token_time)
     t_finished: float = 0.0    # end of the step that returned its result (vLLM: finished_time)
+    text: str | None = None  # a text prompt as given (``prompt``: its encoding); its result gets text
 
     @property
     def length(self) -> int:
@@ -76,9 +86,13 @@ class WorkItem:
 
 
 def item_digest(item: WorkItem) -> str:
-    """What a result depends on -- the prompt's token ids and max_new_tokens -- as 16 hex digits
-    (journalled beside each id, so a resumed run sees an item changed under the same id)."""
-    h = hashlib.blake2b(array("I", item.prompt).tobytes(), digest_size=8)
+    """What a result depends on -- the prompt's token ids, or a text prompt's text (its encoding
+    depends on the tokenizer, which the run's weights identity covers), and max_new_tokens -- as 16
+    hex digits (journalled beside each id, so a resumed run sees an item changed under the same id)."""
+    if item.text is not None:
+        h = hashlib.blake2b(b"text\0" + item.text.encode("utf-8"), digest_size=8)
+    else:
+        h = hashlib.blake2b(array("I", item.prompt).tobytes(), digest_size=8)
     h.update(item.max_new_tokens.to_bytes(8, "little"))
     return h.hexdigest()
 
@@ -103,7 +117,9 @@ def _check_utf8(key: str, text: str) -> None:
 def _check(obj: Any) -> WorkItem:
     if not isinstance(obj, dict):
         raise IntakeRejection(f"expected a JSON object, got {type(obj).__name__}")
-    if not obj.keys().isdisjoint(ALIASES):
+    if "custom_id" in obj:
+        obj = _from_openai(obj)
+    elif not obj.keys().isdisjoint(ALIASES):
         obj = _unalias(obj)
     extra = obj.keys() - _KEYS
     if extra:
@@ -117,10 +133,12 @@ def _check(obj: Any) -> WorkItem:
         raise IntakeRejection("id must be a non-empty string (at most 512 chars, no newline)")
     _check_utf8("id", rid)
     if isinstance(prompt, str):
-        raise IntakeRejection(_TEXT_PROMPT)
-    if not isinstance(prompt, list) or not prompt:
+        _check_text(prompt)
+    elif not isinstance(prompt, list) or not prompt:
         raise IntakeRejection("prompt must be a non-empty list of token ids")
-    if not all(type(t) is int and 0 <= t < MAX_INT for t in prompt):
+    elif all(isinstance(t, str) for t in prompt):
+        raise IntakeRejection("prompt is a list of texts: give one text per item (each with its own id)")
+    elif not all(type(t) is int and 0 <= t < MAX_INT for t in prompt):
         raise IntakeRejection(f"prompt token ids must be non-negative integers below {MAX_INT}")
     if type(new) is not int or not 1 <= new <= MAX_INT:
         raise IntakeRejection(f"max_new_tokens must be an integer in 1..{MAX_INT}")
@@ -130,7 +148,47 @@ def _check(obj: Any) -> WorkItem:
     if not isinstance(klass, str) or len(klass) > 512:
         raise IntakeRejection("class must be a string (at most 512 chars)")
     _check_utf8("class", klass)
+    if isinstance(prompt, str):
+        return WorkItem(rid, [], new, prio, klass, text=prompt)
     return WorkItem(rid, prompt, new, prio, klass)
+
+
+def _check_text(prompt: str) -> None:
+    if not prompt:
+        raise IntakeRejection("prompt is empty text: give the text to complete (or a list of token ids)")
+    if len(prompt) > MAX_TEXT_BYTES:  # a character is at least a byte: no encoding needed to know
+        raise IntakeRejection(f"prompt text has {len(prompt):,} characters; the limit is {MAX_TEXT_BYTES:,} "
+                              f"bytes of UTF-8")
+    _check_utf8("prompt", prompt)
+    size = len(prompt.encode("utf-8"))
+    if size > MAX_TEXT_BYTES:
+        raise IntakeRejection(f"prompt text is {size:,} bytes of UTF-8; the limit is {MAX_TEXT_BYTES:,}")
+
+
+def _from_openai(obj: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI batch line (``{"custom_id", "method": "POST", "url": "/v1/completions", "body":
+    {"model", "prompt", "max_tokens"}}``, as vLLM's run_batch reads) as an item: custom_id is its id."""
+    extra = obj.keys() - _OPENAI_KEYS
+    if extra:
+        raise IntakeRejection(f"unknown keys {sorted(extra)[:10]} in an OpenAI batch line (valid: "
+                              f"{sorted(_OPENAI_KEYS)})")
+    if obj.get("method", "POST") != "POST" or obj.get("url") != "/v1/completions":
+        raise IntakeRejection(f"an OpenAI batch line must be method 'POST', url '/v1/completions' (got "
+                              f"{str(obj.get('method'))[:20]!r}, {str(obj.get('url'))[:40]!r}): chat "
+                              "completions need a chat template, which the harness does not apply")
+    if not isinstance(obj["custom_id"], str):
+        raise IntakeRejection("custom_id must be a non-empty string (at most 512 chars, no newline)")
+    body = obj.get("body")
+    if not isinstance(body, dict):
+        raise IntakeRejection("an OpenAI batch line needs a body object with prompt and max_tokens")
+    extra = body.keys() - _OPENAI_BODY
+    if extra:
+        raise IntakeRejection(f"body keys {sorted(extra)[:10]} are not supported (valid: "
+                              f"{sorted(_OPENAI_BODY)}): the harness decodes greedily, with no sampling "
+                              "options")
+    return {"id": obj["custom_id"],
+            **{key: body[name] for name, key in (("prompt", "prompt"), ("max_tokens", "max_new_tokens"))
+               if name in body}}
 
 
 def _unalias(obj: dict[str, Any]) -> dict[str, Any]:
@@ -172,9 +230,10 @@ def _utf8(raw: bytes) -> str:
 
 
 def parse_item(line: str | bytes, limits: EngineLimits | None = None,
-               vocab_size: int | None = None) -> WorkItem:
+               vocab_size: int | None = None, tokenizer: PromptTokenizer | None = None) -> WorkItem:
     """Parse one line into a :class:`WorkItem` or raise :class:`IntakeRejection` with a reason
-    (``vocab_size``: the engine's, where it refuses prompt token ids at or above it)."""
+    (``vocab_size``: the engine's, where it refuses prompt token ids at or above it; ``tokenizer``:
+    the engine directory's, which encodes a text prompt or says why it cannot)."""
     if isinstance(line, _Overlong):  # whatever its first bytes parse as
         raise IntakeRejection(f"line longer than {MAX_LINE_BYTES} bytes (the limit of one work item)")
     if isinstance(line, bytes):
@@ -189,6 +248,12 @@ def parse_item(line: str | bytes, limits: EngineLimits | None = None,
                                   f"ids are below {MAX_INT}, max_new_tokens at most {MAX_INT})") from None
         raise IntakeRejection(f"not valid JSON ({exc})") from None
     item = _check(obj)
+    if item.text is not None:
+        if tokenizer is None:
+            raise IntakeRejection(_TEXT_PROMPT)
+        item.prompt = tokenizer.encode(item.text)
+        if not item.prompt:
+            raise IntakeRejection("prompt text encodes to no tokens: give text the tokenizer encodes")
     if limits is not None:
         if item.length > limits.max_input_len:
             raise IntakeRejection(
@@ -203,8 +268,10 @@ def parse_item(line: str | bytes, limits: EngineLimits | None = None,
     if vocab_size is not None:
         bad = next((t for t in item.prompt if not 0 <= t < vocab_size), None)
         if bad is not None:
+            fix = ("the model directory's tokenizer.json is not this model's" if item.text is not None
+                   else "tokenise with the served model's own tokenizer")
             raise IntakeRejection(f"prompt token id {bad} is outside the engine's vocabulary "
-                                  f"(0..{vocab_size - 1}): tokenise with the served model's own tokenizer")
+                                  f"(0..{vocab_size - 1}): {fix}")
     return item
 
 
@@ -257,8 +324,8 @@ def changed_error(changed: list[tuple[str, str, int]], *, merging: bool = False)
 
 def read_items(lines: Iterable[tuple[str, int, bytes | str]], *, limits: EngineLimits | None,
                dead_letter: DeadLetter | None, skip: Set[str] = frozenset(), vocab_size: int | None = None,
-               done_too: bool = False, changed: list[tuple[str, str, int]] | None = None
-               ) -> Iterator[WorkItem]:
+               done_too: bool = False, changed: list[tuple[str, str, int]] | None = None,
+               tokenizer: PromptTokenizer | None = None) -> Iterator[WorkItem]:
     """Valid, first-seen items from ``lines`` whose ids are not in ``skip`` (finished in an
     earlier attempt; ``done_too``: those too, as merge lists them); the rest go to ``dead_letter``
     with the reason (:func:`parse_item`). An id in ``skip`` with a journalled digest (``skip.digests``,
@@ -272,7 +339,7 @@ def read_items(lines: Iterable[tuple[str, int, bytes | str]], *, limits: EngineL
     held: dict[str, list[tuple[str, int, bytes | str]]] = {}  # committed id, other content: repeat or edit?
     for source, n, raw in lines:
         try:
-            item = parse_item(raw, limits, vocab_size)
+            item = parse_item(raw, limits, vocab_size, tokenizer)
             if item.id in seen:
                 where = "{}:{}".format(*seen[item.id])
                 raise IntakeRejection(_repeat(item.id, where, item.id in skip, item.id in digests))

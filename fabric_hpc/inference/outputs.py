@@ -17,6 +17,7 @@ from fabric_hpc.inference.intake import changed_error, read_items
 from fabric_hpc.inference.spool import load_snapshot, snapshot_lines, spool_lines
 from fabric_hpc.inference.journal import committed_ids, merge_outputs, private_files
 from fabric_hpc.inference.pipeline import PHASES
+from fabric_hpc.inference.tokenizer import PromptTokenizer
 from fabric_hpc.inputs import read_json
 from fabric_hpc.pidlock import PidLock
 
@@ -199,7 +200,8 @@ def _merge_locked(out: Path, run: dict[str, Any], source: str | None) -> dict[st
     # digests): an input whose lines for it all differ now is refused, not merged with the old results
     changed: list[tuple[str, str, int]] = []
     expected = [it.id for it in read_items(lines, limits=limits, dead_letter=None, vocab_size=vocab,
-                                           skip=committed_ids(out), done_too=True, changed=changed)]
+                                           skip=committed_ids(out), done_too=True, changed=changed,
+                                           tokenizer=_run_tokenizer(out, run))]
     if changed:
         raise changed_error(changed, merging=True)
     with private_files(run.get("output_mode", "private")):
@@ -208,6 +210,25 @@ def _merge_locked(out: Path, run: dict[str, Any], source: str | None) -> dict[st
     have = set(expected)  # each has exactly one result now
     return {**result, "dead_letter": len(dead), "dead_letter_with_result": sum(i in have for i in dead),
             "other_input": str(Path(source).resolve()) != run["input"]}
+
+
+def _run_tokenizer(out: Path, run: dict[str, Any]) -> PromptTokenizer | None:
+    """The tokenizer the run encoded text prompts with (run.json's ``tokenizer``: its identity), None
+    where it had none (its text prompts were dead-lettered: merge expects no result for them either)."""
+    ident = run.get("tokenizer")
+    if not ident:
+        return None
+    engine = run.get("engine_config")
+    engine_dir = engine.get("engine_dir") if isinstance(engine, dict) else None
+    tok = PromptTokenizer(engine_dir) if isinstance(engine_dir, str) else None
+    if tok is None or tok.identity != ident:
+        now = "is gone" if tok is None or not tok.available else "has changed since"
+        raise ConfigError(f"{out}/run.json: the run encoded text prompts with the tokenizer.json of "
+                          f"{str(engine_dir)[:200]!r}, which {now}: merge cannot tell which text items "
+                          "it accepted",
+                          hint="merge where the engine's model directory (with its tokenizer.json) is "
+                               "readable")
+    return tok
 
 
 def _dead_letter_ids(path: Path) -> list[str | None]:
@@ -222,7 +243,7 @@ def _dead_letter_ids(path: Path) -> list[str | None]:
         if isinstance(raw, str):
             try:
                 doc = json.loads(raw)
-                found = doc.get("id") if isinstance(doc, dict) else None
+                found = doc.get("id", doc.get("custom_id")) if isinstance(doc, dict) else None
             except (ValueError, RecursionError):  # broken, too deep, or cut at 2,000 characters: an id
                 # at its start still counts
                 match = _LEADING_ID.match(raw)

@@ -62,12 +62,15 @@ def request_times(item: WorkItem, anchor: tuple[float, float]) -> RequestTimes:
                         base + item.t_finished, len(item.prompt))
 
 
-def labels(item: WorkItem) -> dict[str, Any] | None:
-    """The input's optional ``priority`` and ``class``, recorded in its result where given (not
-    the defaults, 0 and empty: most inputs carry neither, and their results stay as they were)."""
+def labels(item: WorkItem, tokens: list[int] | None = None,
+           decode: Callable[[list[int]], str] | None = None) -> dict[str, Any] | None:
+    """The output ``tokens`` as ``text`` (``decode``d) for a text prompt, and the input's optional
+    ``priority`` and ``class``, recorded in its result where given (not the defaults, 0 and empty:
+    most inputs carry neither, and their results stay as they were)."""
+    text = {"text": decode(tokens)} if item.text is not None and decode and tokens is not None else {}
     if not item.priority and not item.klass:
-        return None
-    return {**({"priority": item.priority} if item.priority else {}),
+        return text or None
+    return {**text, **({"priority": item.priority} if item.priority else {}),
             **({"class": item.klass} if item.klass else {})}
 
 
@@ -121,9 +124,11 @@ class Pipeline:
     def __init__(self, engine: Engine, items: Iterable[WorkItem], sink: ChunkSink | None,
                  options: PipelineOptions | None = None, *,
                  stop: threading.Event | None = None,
-                 on_ack: Callable[[list[str]], None] | None = None) -> None:
+                 on_ack: Callable[[list[str]], None] | None = None,
+                 decode: Callable[[list[int]], str] | None = None) -> None:
         self.opt = opt = options or PipelineOptions()
         self.engine, self.items, self.sink, self.on_ack = engine, items, sink, on_ack
+        self.decode = decode  # a text prompt's result also gets its output as text
         self.budget: TokenBudget = budget_for(engine.limits, overcommit=opt.overcommit,
                                               low_fraction=opt.low_fraction)
         self.scheduler = Scheduler(engine, ShapeLanes(opt.num_lanes, max_age=opt.max_age))
@@ -252,7 +257,8 @@ class Pipeline:
                         continue
                     for res, it in got:
                         held.append((res, it))
-                        if sink.add(res, item_digest(it), request_times(it, self.anchor), labels(it)):
+                        if sink.add(res, item_digest(it), request_times(it, self.anchor),
+                                    labels(it, res.tokens, self.decode)):
                             sink.commit()
                             acked, held = held, []
                             self._ack(acked)

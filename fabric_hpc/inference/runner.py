@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -37,6 +38,7 @@ from fabric_hpc.inference.outputs import (  # noqa: F401 (job_status, merge_job:
     SNAPSHOT, _last_record, _merge_lock, _output_lock, job_status, merge_job)
 from fabric_hpc.inference.pipeline import PHASES, Pipeline, PipelineOptions
 from fabric_hpc.inference.telemetry import MetricsWriter, job_totals
+from fabric_hpc.inference.tokenizer import PromptTokenizer
 from fabric_hpc.inference.weights import describe_weights, weights_identity
 from fabric_hpc.inputs import read_json
 from fabric_hpc.pidlock import PidLock
@@ -64,7 +66,22 @@ def _check_same_run(path: Path, run_doc: dict[str, Any]) -> None:
         raise ConfigError(f"{path.parent} holds a run with a different {key} ({diff[:900]}): cannot resume it",
                           hint=f"use a new --output directory, or the original {key}")
     _check_same_mode(path, old, run_doc)
+    _check_same_tokenizer(path, old, run_doc)  # before the weights, whose identity covers it too
     _check_same_weights(path, old, run_doc)
+
+
+def _check_same_tokenizer(path: Path, old: Any, run_doc: dict[str, Any]) -> None:
+    """ConfigError when the text prompts would be encoded with another tokenizer than the run's (a
+    fabric checkpoint's weights identity does not cover the model directory's other files). A
+    run.json written before tokenizers were recorded resumes unchecked."""
+    if not isinstance(old, dict) or "tokenizer" not in old or old["tokenizer"] == run_doc["tokenizer"]:
+        return
+    then, now = (f"tokenizer sha256 {str(i)[:12]}" if i else "no tokenizer.json"
+                 for i in (old["tokenizer"], run_doc["tokenizer"]))
+    raise ConfigError(f"{path.parent} holds a run that encoded text prompts with {then}; "
+                      f"the engine's model directory now has {now}: cannot resume it "
+                      f"(its text results would mix two encodings)",
+                      hint="put the run's tokenizer files back, or use a new --output directory")
 
 
 def _check_same_mode(path: Path, old: Any, run_doc: dict[str, Any]) -> None:
@@ -182,23 +199,21 @@ def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
 
 
 def _items(ctx: MpiContext, snapshot: dict[str, Any] | None, out: Path, limits: EngineLimits,
-           done: set[str], vocab: int | None) -> tuple[Iterator[WorkItem], DeadLetter]:
+           done: set[str], vocab: int | None, tok: PromptTokenizer) -> tuple[Iterator[WorkItem], DeadLetter]:
     dead = DeadLetter(out / "dead-letter.jsonl" if ctx.rank == 0 else None)
+    read = functools.partial(read_items, limits=limits, skip=done, vocab_size=vocab, tokenizer=tok)
     if snapshot is None:
         if ctx.size > 1:
             raise ConfigError("stdin input needs a single rank", hint="use a spool directory")
-        return read_items(stream_lines(sys.stdin.buffer), limits=limits, dead_letter=dead,
-                          skip=done, vocab_size=vocab), dead
+        return read(stream_lines(sys.stdin.buffer), dead_letter=dead), dead
     if ctx.size == 1:
-        return read_items(snapshot_lines(snapshot), limits=limits, dead_letter=dead, skip=done,
-                          vocab_size=vocab), dead
+        return read(snapshot_lines(snapshot), dead_letter=dead), dead
     # every rank reads the same snapshot (same files, same byte counts), so all compute the
     # same shards however the spool changes meanwhile
-    costs = [(it.id, it.cost) for it in read_items(snapshot_lines(snapshot), limits=limits,
-                                                   dead_letter=dead, skip=done, vocab_size=vocab)]
+    costs = [(it.id, it.cost) for it in read(snapshot_lines(snapshot), dead_letter=dead)]
     mine = shard_longest_first(costs, ctx.size)[ctx.rank]
     del costs
-    gen = read_items(snapshot_lines(snapshot), limits=limits, dead_letter=None, skip=done, vocab_size=vocab)
+    gen = read(snapshot_lines(snapshot), dead_letter=None)
     return (it for it in gen if it.id in mine), dead
 
 
@@ -293,19 +308,21 @@ def _summary(ctx, snap: dict[str, Any], attempt: int, resumed: int, dead_letter:
 
 def _start_engine(ctx: MpiContext, engine_config: str | os.PathLike[str] | Mapping[str, Any],
                   engine_options: Mapping[str, Any] | None, source: str,
-                  output_mode: str) -> tuple[Engine, dict[str, Any]]:
-    """(this rank's engine, the run's document: input, engine config, limits, output mode, vocabulary),
-    after every rank built its engine (one that failed on a rank: the others answer, not wait)."""
+                  output_mode: str) -> tuple[Engine, dict[str, Any], PromptTokenizer]:
+    """(this rank's engine, the run's document: input, engine config, limits, output mode, vocabulary,
+    whether text prompts are encoded; the engine directory's tokenizer), after every rank built its
+    engine and read the tokenizer (one that failed on a rank: the others answer, not wait)."""
     config = load_engine_config(engine_config)
     if engine_options is not None and "local_rank" in engine_options:
         raise ConfigError("engine option 'local_rank' is set by the harness (this rank's GPU on its node)",
                           hint="leave it out; choose a GPU with device= (PyTorch) or CUDA_VISIBLE_DEVICES")
     engine = build_engine(config, local_rank=ctx.local_rank, **dict(engine_options or {}))
+    tok = PromptTokenizer(config.engine_dir)
     ctx.rendezvous()
     vocab = int(engine.vocab_size) if isinstance(engine, KnowsVocabulary) else None
     return engine, {"input": source if source == "-" else _resolved_input(source),
                     "engine_config": config.model_dump(), "limits": asdict(engine.limits),
-                    "output_mode": output_mode, "vocab_size": vocab}
+                    "output_mode": output_mode, "vocab_size": vocab, "tokenizer": tok.identity}, tok
 
 
 def _resolved_input(source: str) -> str:
@@ -365,7 +382,7 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
     started = time.monotonic()
     try:
         _check_textfile_dir(textfile_dir)  # on every rank's node, before the engine loads
-        engine, run_doc = _start_engine(ctx, engine_config, engine_options, source, output_mode)
+        engine, run_doc, tok = _start_engine(ctx, engine_config, engine_options, source, output_mode)
         limits, vocab = engine.limits, run_doc["vocab_size"]
         attempt, snapshot, lock, ignored = _prepare(ctx, out, run_doc, source)
         # one view of finished work for every rank: read on rank 0 before any rank starts
@@ -374,9 +391,10 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         metrics = MetricsWriter(out, ctx.rank, local_rank=ctx.local_rank, attempt=attempt,
                                 textfile_dir=textfile_dir, world_size=ctx.size)
         metrics.write({"phase": PHASES[0]})  # `status` shows it while the rank costs and shards its input
-        items, dead = _items(ctx, snapshot, out, limits, done, vocab)
+        items, dead = _items(ctx, snapshot, out, limits, done, vocab, tok)
         sink = ChunkSink(out, rank=ctx.rank, attempt=attempt, chunk_size=opts.chunk_size)
-        pipeline = Pipeline(engine, items, sink, opts, on_ack=_fault_hook(ctx, out))
+        pipeline = Pipeline(engine, items, sink, opts, on_ack=_fault_hook(ctx, out),
+                            decode=tok.decode if tok.available else None)
         emit("infer.start", rank=ctx.rank, size=ctx.size, attempt=attempt, resumed=len(done))
         pipeline.start()
         pipeline.join(_ticker(ctx, metrics, pipeline, progress, metrics_interval, lambda: dead.skipped),

@@ -25,7 +25,7 @@ BAD = [
     ('{"id": "", "prompt": [1], "max_new_tokens": 2}', "id must be"),
     ('{"id": 7, "prompt": [1], "max_new_tokens": 2}', "id must be"),
     ('{"id": "a", "prompt": [], "max_new_tokens": 2}', "non-empty list"),
-    ('{"id": "a", "prompt": "hello", "max_new_tokens": 2}', "non-empty list"),
+    ('{"id": "a", "prompt": "hello", "max_new_tokens": 2}', "this reader has no tokenizer"),
     ('{"id": "a", "prompt": [1, -2], "max_new_tokens": 2}', "non-negative integers"),
     ('{"id": "a", "prompt": [1, 2.5], "max_new_tokens": 2}', "non-negative integers"),
     ('{"id": "a", "prompt": [true], "max_new_tokens": 2}', "non-negative integers"),
