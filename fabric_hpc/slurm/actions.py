@@ -12,7 +12,8 @@ naming the action, the job and Slurm's message; the other actions of the cycle s
 whose pin fails :data:`MAX_PIN_FAILURES` cycles in a row (or whose pin went stale, see
 :mod:`fabric_hpc.slurm.view`) is handed to Slurm: its ``ReqNodeList`` is cleared and it is eligible
 at once; the agent no longer places it; so is a job whose pin Slurm rejected (``BadConstraints``),
-at once, and a job whose ReqNodeList the agent did not set (:meth:`Actions.foreign`), which keeps that list. A hand-over Slurm refuses :data:`MAX_PIN_FAILURES` times is given up (one
+at once, and a job whose ReqNodeList the agent did not set (:meth:`Actions.foreign`), which keeps that
+list. A hand-over Slurm refuses :data:`MAX_PIN_FAILURES` times is given up (one
 ``agent.handoff_abandoned`` record), not retried every cycle. The agent remembers the begin time of each
 deferral it sets (:attr:`Actions.deferrals`): a begin time that is none of its own nor the plugin's is
 waited for (:mod:`fabric_hpc.slurm.view`), and so is each begin time it asked for even where Slurm refused
