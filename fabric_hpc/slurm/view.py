@@ -12,9 +12,9 @@ GPUs are free but that Slurm has not started within ``pin_timeout_s`` (something
 not see is missing: memory, a license, a feature) is *stale*: the job is placed again, avoiding
 those hosts (``avoid``), and handed to Slurm after a few stale pins (:mod:`fabric_hpc.slurm.actions`).
 A pin Slurm rejects (reason ``BadConstraints``: no nodes of it satisfy the job, priority 0 without a
-hold) is listed in ``rejected``; the agent hands that job to Slurm once. A ReqNodeList the agent did not set
-(:attr:`PinRules.own`: someone's ``scontrol update``) is listed in ``foreign``, never placed, moved or cleared:
-the agent hands the job to Slurm keeping it, and once eligible it keeps the free GPUs of its hosts.
+hold) is listed in ``rejected``; the agent hands that job to Slurm once. A ReqNodeList the agent did not
+set (:attr:`PinRules.own`: someone's ``scontrol update``) is listed in ``foreign``, never placed, moved or
+cleared: the agent hands the job to Slurm keeping it, and once eligible it keeps the free GPUs of its hosts.
 
 A job that names a GPU type (``--gres=gpu:a100:1``, ``--gpus-per-node=a100:1``) is placed only on hosts
 whose GPUs Slurm types so: Slurm's own node answer (``Gres=gpu:a100:2``) compared exactly, case
