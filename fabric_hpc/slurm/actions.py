@@ -12,7 +12,8 @@ naming the action, the job and Slurm's message; the other actions of the cycle s
 whose pin fails :data:`MAX_PIN_FAILURES` cycles in a row (or whose pin went stale, see
 :mod:`fabric_hpc.slurm.view`) is handed to Slurm: its ``ReqNodeList`` is cleared and it is eligible
 at once; the agent no longer places it; so is a job whose pin Slurm rejected (``BadConstraints``),
-at once. A hand-over Slurm refuses :data:`MAX_PIN_FAILURES` times is given up (one
+at once, and a job whose ReqNodeList the agent did not set (:meth:`Actions.foreign`), which keeps that
+list. A hand-over Slurm refuses :data:`MAX_PIN_FAILURES` times is given up (one
 ``agent.handoff_abandoned`` record), not retried every cycle. The agent remembers the begin time of each
 deferral it sets (:attr:`Actions.deferrals`): a begin time that is none of its own nor the plugin's is
 waited for (:mod:`fabric_hpc.slurm.view`), and so is each begin time it asked for even where Slurm refused
@@ -55,6 +56,8 @@ DEFER_RETRY_S = 4.0
 MAX_DEFER_FAILURES = 3
 #: The begin times the agent asked for, kept per job (recognised as its own, :meth:`Actions.recognise`).
 ASKED_KEPT = 4
+#: The reason of the hand-over of a job whose ReqNodeList the agent did not set (:meth:`Actions.foreign`).
+USER_PIN = "ReqNodeList set by someone else"
 #: Slurm's answers when the caller may not modify a job (22.05 to 25.11).
 DENIED = ("invalid user id", "access denied", "access/permission denied", "permission denied")
 PRIVILEGE_HINT = ("run the agent as SlurmUser or root, or make its user a Slurm operator "
@@ -130,6 +133,10 @@ class Actions:
         self.unrequeueable: set[int] = set()        # running jobs never taken for victims again
         self.asked: dict[int, list[float]] = {}     # job -> the last begin times the agent asked for
         self.defer_retry: dict[int, tuple[int, float]] = {}  # job -> (refused deferrals in a row, next try)
+        #: job -> the hosts of the pin the agent set (kept while the job lives: a requeued job keeps its pin);
+        #: any other ReqNodeList is someone else's (:meth:`foreign`), never cleared by the agent
+        self.pins: dict[int, frozenset[str]] = {}
+        self.kept: set[int] = set()                 # hand-overs that keep the job's ReqNodeList (not ours)
         self.failed_total = 0
         self.last_error: str | None = None
         #: the agent is stopping (SIGTERM): a request the client abandons for it is raised, no failed action
@@ -155,6 +162,7 @@ class Actions:
             if self._do("unpin", job_id, self.client.update, job_id, ReqNodeList="",
                         StartTime=f"now+{int(fallback_s)}", moot=self._left_pending):
                 self.deferrals[job_id] = until
+                self.pins.pop(job_id, None)
         done = Applied([], [])
         for job_id in requeued:
             if self._requeue(job_id):
@@ -166,6 +174,7 @@ class Actions:
                 deferred = [*deferred, job_id]
                 continue
             if self._do("place", job_id, self.client.place, job_id, entry["hosts"]):
+                self.pins[job_id] = frozenset(entry["hosts"])
                 self.failures.pop(job_id, None)
                 done.placed.append(job_id)
                 continue
@@ -186,8 +195,11 @@ class Actions:
         if self._do("requeue", job_id, self.client.requeue, job_id):
             self.requeued[job_id] = time.time()
             self.requeue_failures.pop(job_id, None)
-            # a requeued job keeps its ReqNodeList: clear it, so it is placed afresh
-            self._do("unpin", job_id, self.client.update, job_id, ReqNodeList="", moot=self._left_pending)
+            # a requeued job keeps its ReqNodeList: clear the agent's pin, so it is placed afresh (a list
+            # someone else set stays: the job is handed to Slurm again with it, :meth:`foreign`)
+            if job_id in self.pins and self._do("unpin", job_id, self.client.update, job_id, ReqNodeList="",
+                                                moot=self._left_pending):
+                self.pins.pop(job_id, None)
             return True
         n = self.requeue_failures[job_id] = self.requeue_failures.get(job_id, 0) + 1
         if n >= MAX_PIN_FAILURES and job_id not in self.unrequeueable:
@@ -197,10 +209,14 @@ class Actions:
 
     def _hand(self, job_id: int, why: str, out: str | None) -> None:
         """One hand-over; after :data:`MAX_PIN_FAILURES` refused ones the agent gives up on the job (one
-        ``agent.handoff_abandoned`` record): it is no longer placed, deferred or handed over."""
-        extra = {"ExcNodeList": out} if out else {}
-        if self._do("handoff", job_id, self.client.update, job_id, ReqNodeList="", StartTime="now", **extra):
+        ``agent.handoff_abandoned`` record): it is no longer placed, deferred or handed over. A job whose
+        ReqNodeList is someone else's (:meth:`foreign`) keeps it: only ``StartTime=now``."""
+        extra: dict[str, str] = {"ExcNodeList": out} if out else {}
+        pin = {} if job_id in self.kept else {"ReqNodeList": ""}
+        if self._do("handoff", job_id, self.client.update, job_id, **pin, StartTime="now", **extra):
             self.to_hand.pop(job_id, None)
+            if pin:
+                self.pins.pop(job_id, None)
             self.note("handoff", job=job_id, reason=why)
             return
         n = self.handoff_failures[job_id] = self.handoff_failures.get(job_id, 0) + 1
@@ -312,6 +328,16 @@ class Actions:
             self._hand_once(job_id, f"Slurm holds it back under a limit ({reason}: {reason_words(reason)}); "
                                     "Slurm starts it once the limit allows")
 
+    def foreign(self, pinned: Mapping[int, tuple[str, ...]]) -> None:
+        """Pending jobs whose ReqNodeList the agent did not set (a user's or an admin's ``scontrol update
+        ReqNodeList=``): each is handed to Slurm once keeping that list (``StartTime=now`` only), never
+        pinned, unpinned or deferred by this agent again."""
+        for job_id, hosts in pinned.items():
+            if job_id not in self.handed_off:
+                self.kept.add(job_id)
+                self.hand_over(job_id, f"{USER_PIN} ({compress(list(hosts))}): the agent "
+                                       "leaves it; Slurm starts the job only on those hosts")
+
     def _hand_once(self, job_id: int, why: str) -> None:
         """:meth:`hand_over` a job this agent has not handed over yet."""
         if job_id not in self.handed_off:
@@ -326,7 +352,9 @@ class Actions:
             for job_id in [j for j in table if j not in keep]:
                 del table[job_id]
         self.handed_off &= keep
+        self.kept &= keep
         alive = set(active) | keep
+        self.pins = {j: hosts for j, hosts in self.pins.items() if j in alive}
         self.requeue_failures = {j: n for j, n in self.requeue_failures.items() if j in alive}
         self.unrequeueable &= alive
         # a victim is not pending while Slurm tears it down: its requeue is kept a while

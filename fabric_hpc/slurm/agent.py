@@ -212,7 +212,7 @@ class Agent(AgentDaemon):
         pins = PinRules(self.config.pin_timeout_s, self.actions.handed_off, self.actions.avoid,
                         fallback_s=self.config.fallback_s, deferrals=self.actions.deferrals,
                         waits=self.actions.waits, requeued=self.actions.requeued,
-                        preemption=preempts, tiers=tiers)
+                        preemption=preempts, tiers=tiers, own=self.actions.pins)
         view = build_view(self.fab, nodes, jobs, now=now, inputs=self.inputs, pins=pins, reservations=resvs,
                           blocks=self.blocks.layout())
         if view.ignored_reservations != self._ignored_resv:  # Slurm records fabric cannot trust, said once
@@ -223,6 +223,7 @@ class Agent(AgentDaemon):
         if refused := self.actions.unrequeueable:  # requeues Slurm refused: no victims again while they run
             ids = {str(j) for j in refused}  # running ids are text (``slurm:cpus:HOST``, too)
             view.running = [replace(r, preemptible=False) if r.job.id in ids else r for r in view.running]
+        self.actions.foreign(view.foreign)  # a ReqNodeList someone else set: handed to Slurm keeping it
         self.actions.stale(view.stale)
         self.actions.rejected(view.rejected, self.fab)
         self.actions.limited(view.limited)

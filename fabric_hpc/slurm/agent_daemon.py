@@ -141,7 +141,8 @@ class AgentDaemon:
                 os.utime(self.state_dir / "status.json")
 
     def release_pins(self, budget_s: float | None = None) -> list[int]:
-        """At stop: clear the ``ReqNodeList`` of every job the agent pinned that has not started, so
+        """At stop: clear the ``ReqNodeList`` of every job the agent pinned that has not started (a list
+        someone else set is kept: :attr:`~fabric_hpc.slurm.actions.Actions.pins` says which are its own), so
         Slurm's own scheduler may place it anywhere (a stopped agent strands nothing). Best effort:
         Slurm may be down too; a killed agent cannot do this (the next agent re-places stale pins).
         All of it within ``budget_s`` (STOP_BUDGET_S: well inside the unit's TimeoutStopSec), each
@@ -163,7 +164,8 @@ class AgentDaemon:
         except Exception:  # noqa: BLE001 - stopping anyway
             return
         for job in jobs:
-            if job.pending and job.fabric_marked and job.req_nodes:
+            own = self.actions.pins.get(job.job_id)  # a ReqNodeList someone else set is left as it is
+            if job.pending and job.fabric_marked and job.req_nodes and frozenset(job.req_nodes) == own:
                 try:
                     self.client.update(job.job_id, ReqNodeList="")
                     released.append(job.job_id)

@@ -9,7 +9,9 @@ user's ``--begin`` and left the gang waiting on idle GPUs until it ran out.
 The file holds, per pending job, the begin times the agent asked for, the one it set last, its refused
 deferrals in a row (with the time of the next try) and, for a job whose own begin time (``--begin``, Slurm's
 delay after a requeue) the agent took over, that time (``begin``: the restarted agent still waits for it, and
-``fabric slurm why`` says it, :func:`own_begins`). It is rewritten (:func:`fabric_hpc.atomic.write_atomic`,
+``fabric slurm why`` says it, :func:`own_begins`), and the hosts of the pin the agent set (``pin``, kept
+while the job lives: any other ``ReqNodeList`` is someone else's, which the agent never clears,
+:func:`own_pins`). It is rewritten (:func:`fabric_hpc.atomic.write_atomic`,
 not fsync'd: a lost write costs at most one fallback's wait) after a cycle that changed it, and read once at
 start, under the agent's lock; entries of jobs no longer pending are dropped by the first cycle
 (:meth:`~fabric_hpc.slurm.actions.Actions.forget`). At most :data:`MAX_JOBS` jobs are kept (those deferred
@@ -23,6 +25,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from fabric_hpc.hostlist import compress, expand
 from fabric_hpc.slurm.jobs_file import JobsFile
 from fabric_hpc.slurm.actions import ASKED_KEPT, MAX_DEFER_FAILURES, Actions
 
@@ -43,7 +46,8 @@ class DeferralStore:
 
     def save(self, actions: Actions) -> None:
         """Rewrite the file when the memory changed since the last save (or load)."""
-        jobs = sorted(set(actions.asked) | set(actions.deferrals) | set(actions.defer_retry),
+        jobs = sorted(set(actions.asked) | set(actions.deferrals) | set(actions.defer_retry)
+                      | set(actions.pins),
                       key=lambda j: actions.deferrals.get(j, 0.0))[-MAX_JOBS:]
         self._file.save({str(j): _entry(actions, j) for j in jobs})
 
@@ -57,7 +61,9 @@ class DeferralStore:
             parsed = {int(k): _parse(v) for k, v in entries.items()}
         except (ValueError, TypeError, KeyError) as exc:
             return f"damaged: {type(exc).__name__}: {str(exc)[:200]}"
-        for job_id, (asked, until, retry, begin) in list(parsed.items())[-MAX_JOBS:]:
+        for job_id, (asked, until, retry, begin, pin) in list(parsed.items())[-MAX_JOBS:]:
+            if pin is not None:
+                actions.pins[job_id] = pin
             if begin is not None:
                 actions.waits[job_id] = begin
             if asked:
@@ -77,7 +83,28 @@ def _entry(actions: Actions, job_id: int) -> dict[str, Any]:
         entry["retry"] = list(actions.defer_retry[job_id])
     if job_id in actions.waits:
         entry["begin"] = actions.waits[job_id]
+    if job_id in actions.pins:
+        entry["pin"] = compress(sorted(actions.pins[job_id]))
     return entry
+
+
+def own_pins(state_dir: str | Path) -> dict[int, frozenset[str]] | None:
+    """The pins the agent set (job id -> hosts), as its last cycle saved them; None where the file is
+    missing, not readable by this user or not one of the agent's (who set a ReqNodeList cannot be told)."""
+    path = Path(state_dir) / DEFERRALS_FILE
+    entries, why = JobsFile(path, FORMAT, "deferrals", MAX_BYTES).load()
+    if why is not None or not path.is_file():
+        return None
+    try:
+        return {int(k): _pin(v["pin"]) for k, v in entries.items() if isinstance(v, dict) and "pin" in v}
+    except (ValueError, TypeError):
+        return None
+
+
+def _pin(value: Any) -> frozenset[str]:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"not a host list: {str(value)[:80]!r}")
+    return frozenset(expand(value))
 
 
 def own_begins(state_dir: str | Path) -> dict[int, float]:
@@ -96,9 +123,10 @@ def _time(value: Any) -> float:
     return float(value)
 
 
-def _parse(entry: Any) -> tuple[list[float], float | None, tuple[int, float] | None, float | None]:
+def _parse(entry: Any) -> tuple[list[float], float | None, tuple[int, float] | None, float | None,
+                               frozenset[str] | None]:
     """One job's (asked times, last begin time set, (refused deferrals in a row, next try), its own begin
-    time taken over); ValueError when it is not of that shape."""
+    time taken over, the hosts of the agent's pin); ValueError when it is not of that shape."""
     if not isinstance(entry, dict) or not isinstance(entry.get("asked", []), list):
         raise ValueError(f"not a job entry: {str(entry)[:80]}")
     asked = [_time(t) for t in entry.get("asked", [])][-ASKED_KEPT:]
@@ -109,4 +137,5 @@ def _parse(entry: Any) -> tuple[list[float], float | None, tuple[int, float] | N
         if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= MAX_DEFER_FAILURES:
             raise ValueError(f"not a count of refused deferrals: {n!r}")
         retry = (n, _time(at))
-    return asked, until, retry, _time(entry["begin"]) if "begin" in entry else None
+    pin = _pin(entry["pin"]) if "pin" in entry else None
+    return asked, until, retry, _time(entry["begin"]) if "begin" in entry else None, pin

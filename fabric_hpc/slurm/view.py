@@ -12,7 +12,9 @@ GPUs are free but that Slurm has not started within ``pin_timeout_s`` (something
 not see is missing: memory, a license, a feature) is *stale*: the job is placed again, avoiding
 those hosts (``avoid``), and handed to Slurm after a few stale pins (:mod:`fabric_hpc.slurm.actions`).
 A pin Slurm rejects (reason ``BadConstraints``: no nodes of it satisfy the job, priority 0 without a
-hold) is listed in ``rejected``; the agent hands that job to Slurm once.
+hold) is listed in ``rejected``; the agent hands that job to Slurm once. A ReqNodeList the agent did not
+set (:attr:`PinRules.own`: someone's ``scontrol update``) is listed in ``foreign``, never placed, moved or
+cleared: the agent hands the job to Slurm keeping it, and once eligible it keeps the free GPUs of its hosts.
 
 A job that names a GPU type (``--gres=gpu:a100:1``, ``--gpus-per-node=a100:1``) is placed only on hosts
 whose GPUs Slurm types so: Slurm's own node answer (``Gres=gpu:a100:2``) compared exactly, case
@@ -117,6 +119,9 @@ class View:
     blocked: dict[int, Job] = field(default_factory=dict)
     #: Pins Slurm rejected (reason BadConstraints) (job id -> hosts): handed to Slurm, not pinned again.
     rejected: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    #: Pending fabric jobs whose ReqNodeList the agent did not set (job id -> its hosts; a user's or an
+    #: admin's ``scontrol update ReqNodeList=``): handed to Slurm keeping it, never placed or unpinned.
+    foreign: dict[int, tuple[str, ...]] = field(default_factory=dict)
     #: Jobs Slurm holds back under a limit (job id -> its reason, :func:`contract.limit_reason`): handed to
     #: Slurm (which shows the user its reason and starts the job once the limit allows), not placed again.
     limited: dict[int, str] = field(default_factory=dict)
@@ -233,6 +238,9 @@ class PinRules:
     deferrals: Mapping[int, float] = field(default_factory=dict)
     #: Jobs whose own begin time the agent took over (job id -> that time): not placed before it.
     waits: Mapping[int, float] = field(default_factory=dict)
+    #: The pins the agent set (job id -> hosts, :attr:`~fabric_hpc.slurm.actions.Actions.pins`): any other
+    #: ReqNodeList of a pending job is someone else's (:attr:`View.foreign`). None: every one is the agent's.
+    own: Mapping[int, frozenset[str]] | None = None
     #: Spot gangs the agent requeued itself (job id -> when): Slurm's requeue delay is replaced by
     #: :data:`REQUEUE_GAP_S`.
     requeued: Mapping[int, float] = field(default_factory=dict)
@@ -296,7 +304,10 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
                 state.allocate(UNATTRIBUTED, free)
                 releasing.update(free)
     pins = pins or PinRules()
-    pending = [j for j in jobs if j.pending and j.fabric_marked and j.job_id not in pins.skip]
+    pending = [j for j in jobs if j.pending and j.fabric_marked]
+    if pins.own is not None:  # a ReqNodeList the agent did not set is not its to place, move or clear
+        pending = _foreign(fab, view, pending, pins, now)
+    pending = [j for j in pending if j.job_id not in pins.skip]
     view.blocked = {j.job_id: j for j in pending if j.blocked}
     pending = [j for j in pending if not j.blocked]
     free_cpus = {n.name: n.cpus - n.cpus_alloc for n in nodes if n.name in known and n.cpus}
@@ -314,6 +325,22 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
                   {n.name: n.features for n in nodes if n.name in known})
     _pending(fab, view, pending, now, inputs, releasing, pins, hosts, blocks)
     return view
+
+
+def _foreign(fab: Fabric, view: View, pending: list[Job], pins: PinRules, now: float) -> list[Job]:
+    """The pending jobs whose ReqNodeList is not the agent's pin (someone else's ``scontrol update``) go to
+    :attr:`View.foreign` (those not handed over yet); an eligible one, not held, keeps the free GPUs of its
+    hosts as a pin does (Slurm starts it there). Returns the other pending jobs."""
+    own = pins.own or {}
+    theirs = [j for j in pending if j.req_nodes and frozenset(j.req_nodes) != own.get(j.job_id)]
+    for job in theirs:
+        if not job.blocked and job.begin_time is not None and job.begin_time <= now + 0.5:
+            want, _ = _pin_gpus(fab, view.state, job, set())
+            if want:
+                view.state.allocate(str(job.job_id), want)
+    view.foreign = {j.job_id: j.req_nodes for j in theirs if j.job_id not in pins.skip}
+    ids = {j.job_id for j in theirs}
+    return [j for j in pending if j.job_id not in ids]
 
 
 def _cpus_held(fab: Fabric, view: View, free_cpus: Mapping[str, int], jobs: list[Job],

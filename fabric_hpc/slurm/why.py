@@ -14,7 +14,8 @@ from fabric_hpc.hostlist import compress
 from fabric_hpc.inputs import os_error
 from fabric_hpc.slurm.audit import AUDIT_LOG, TAIL_BYTES, read_tail
 from fabric_hpc.slurm import reservations as resv
-from fabric_hpc.slurm.deferral_store import own_begins
+from fabric_hpc.slurm.actions import USER_PIN
+from fabric_hpc.slurm.deferral_store import own_begins, own_pins
 from fabric_hpc.slurm.contract import (BAD_CONSTRAINTS, Job, Node, ReadsReservations, SlurmClient, SlurmError,
                                      limit_reason)
 from fabric_hpc.slurm.parse import reason_words
@@ -78,6 +79,8 @@ def explain(client: SlurmClient, job_id: int, *, state_dir: str | Path | None = 
     dec = last_decisions(state_dir, job_id, job.submit_time)
     if state_dir and job.pending and (begin := own_begins(state_dir).get(job_id)) is not None:
         dec["own_begin"] = {"ts": begin}  # its --begin the agent took over (Slurm shows the agent's deferral)
+    if job.pending and job.fabric_marked and job.req_nodes and _user_pin(state_dir, job, dec):
+        dec["user_pin"] = {"hosts": compress(list(job.req_nodes))}
     place = dec.get("place")
     lines = [_headline(job, place)]
     if job.pending:
@@ -113,6 +116,14 @@ def explain(client: SlurmClient, job_id: int, *, state_dir: str | Path | None = 
                      "checkpoint plus the modelled restart).")
     return {"job": job_id, "state": job.state, "reason": job.reason, "nodes": list(job.node_list),
             "decisions": dec, "text": " ".join(lines)}
+
+
+def _user_pin(state_dir: str | Path | None, job: Job, dec: dict[str, dict[str, Any]]) -> bool:
+    """The job's ReqNodeList is not the agent's pin: its hand-over said so, or the pins it saved differ."""
+    if str(dec.get("handoff", {}).get("reason", "")).startswith(USER_PIN):
+        return True
+    pins = own_pins(state_dir) if state_dir else None
+    return pins is not None and pins.get(job.job_id) != frozenset(job.req_nodes)
 
 
 def _older_line(job_id: int, older: dict[str, Any]) -> str:
@@ -448,6 +459,12 @@ def _own_hosts_line(job: Job, facts: Callable[[], tuple[str, str] | None]) -> st
     return f"{own}" + (f": {note}" if note else "") + "; Slurm starts it there once they can take it."
 
 
+def _user_pin_line(pin: dict[str, Any]) -> str:
+    return (f"Its ReqNodeList ({pin['hosts']}) was set by someone else (scontrol update), not by the fabric "
+            "agent: the agent leaves it as it is and hands the job to Slurm, which starts it only on those "
+            "hosts.")
+
+
 def _pending_lines(job: Job, dec: dict[str, dict[str, Any]],
                    facts: Callable[[], tuple[str, str] | None]) -> list[str]:
     if _grouped_gang(job):
@@ -456,12 +473,16 @@ def _pending_lines(job: Job, dec: dict[str, dict[str, Any]],
     blocked = bool(job.blocked and job.fabric_marked and "handoff" not in dec)
     if blocked:
         out.append(_blocked_line(job))
-        if job.req_nodes:
+        if "user_pin" in dec:
+            out.append(_user_pin_line(dec["user_pin"]))
+        elif job.req_nodes:
             out.append(f"The agent pinned it to {compress(list(job.req_nodes))} before; it clears that pin "
                        "at its next cycle.")
         elif "unpin" in dec:
             out.append(f"At {_when(dec['unpin']['ts'])} the agent cleared the pin it had set "
                        f"({dec['unpin'].get('reason')}).")
+    elif "user_pin" in dec:  # scontrol update ReqNodeList= by a user or an admin: not the agent's pin
+        out.append(_user_pin_line(dec["user_pin"]))
     elif job.req_nodes and not job.fabric_marked:  # the user's own -w: no agent pinned it
         out.append(_own_hosts_line(job, facts))
     elif job.req_nodes and job.reason == BAD_CONSTRAINTS:

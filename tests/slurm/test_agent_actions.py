@@ -72,6 +72,12 @@ def agent(tmp_path: Path, client: SlurmClient, **cfg) -> Agent:
     return Agent(client, FAB, AgentConfig(state_dir=str(tmp_path), **cfg))
 
 
+def pinned_by(a: Agent, jobs: Sequence[Job]) -> Agent:
+    """``a`` remembering the ReqNodeList of each of ``jobs`` as a pin it set (any other is someone else's)."""
+    a.actions.pins.update({j.job_id: frozenset(j.req_nodes) for j in jobs if j.req_nodes})
+    return a
+
+
 def events(tmp_path: Path) -> list[dict]:
     return [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
 
@@ -127,7 +133,7 @@ def test_agent_run_refuses_a_model_without_a_slurm_node(tmp_path: Path) -> None:
 def test_stop_releases_the_pins_of_jobs_not_started(tmp_path: Path) -> None:
     pinned = gang(1, req_nodes=("n1", "n2"), begin_time=1.0)
     client = Fake([pinned, gang(2)])
-    a = agent(tmp_path, client, interval_s=0.01)
+    a = pinned_by(agent(tmp_path, client, interval_s=0.01), [pinned])
     a.run(max_cycles=1)
     assert ("update", 1, {"ReqNodeList": ""}) in client.calls and ("update", 2, {"ReqNodeList": ""}) in client.calls
     stop = [e for e in events(tmp_path) if e["event"] == "agent.stop"][0]
@@ -138,7 +144,9 @@ def test_a_requeued_victim_loses_its_old_pin() -> None:
     from fabric_hpc.slurm.actions import Actions
 
     client = Fake([])
-    Actions(client, lambda *a, **k: None).apply([5], [], {}, [], 60)
+    actions = Actions(client, lambda *a, **k: None)
+    actions.pins[5] = frozenset({"n1", "n2"})  # the agent's pin
+    actions.apply([5], [], {}, [], 60)
     assert client.calls == [("requeue", 5, {}), ("update", 5, {"ReqNodeList": ""})]
 
 
@@ -150,11 +158,12 @@ def test_a_pin_slurm_does_not_start_is_replaced_elsewhere_then_handed_over(tmp_p
     v = build_view(FAB, Fake([]).nodes(), [stuck], now=now, pins=PinRules(timeout_s=120))
     assert v.pinned == {1: ("n1", "n2")} and not v.stale
     client = Fake([stuck], keep_pins=False)  # Slurm keeps the old pin, never starts it
-    a = agent(tmp_path, client, pin_timeout_s=60)
+    a = pinned_by(agent(tmp_path, client, pin_timeout_s=60), [stuck])
     res = a.cycle(now=now)
     assert not {"n1", "n2"} & set(res.started[0]["hosts"])  # placed away from the stale pin
-    for _ in range(MAX_PIN_FAILURES - 1):
-        a.cycle(now=now)
+    for _ in range(MAX_PIN_FAILURES - 1):  # Slurm takes each new pin (the agent's), never starts the job
+        client._jobs = [replace(stuck, req_nodes=tuple(res.started[0]["hosts"]))]
+        res = a.cycle(now=now)
     assert 1 in a.actions.handed_off
     assert any(e["event"] == "agent.handoff" and "did not start it" in e["reason"] for e in events(tmp_path))
 
@@ -316,7 +325,7 @@ def test_a_pinned_job_that_is_held_is_unpinned(tmp_path: Path) -> None:
     have no -w of their own) and its deferral renewed in one update; its hosts go to the next gang."""
     now = time.time()
     client = Fake([_held(1, req_nodes=("n1", "n2"), begin_time=now - 1), gang(2, nodes=16)])
-    a = agent(tmp_path, client)
+    a = pinned_by(agent(tmp_path, client), client.jobs())
     res = a.cycle(now=now)
     assert res.unpinned == {1: "held"} and [s["job"] for s in res.started] == [2]
     assert client.calls[0] == ("update", 1, {"ReqNodeList": "", "StartTime": "now+60"})
@@ -371,7 +380,7 @@ def test_a_pinned_job_given_a_dependency_is_unpinned(tmp_path: Path) -> None:
     now = time.time()
     dep = gang(1, req_nodes=("n1", "n2"), begin_time=now - 1, reason="Dependency", priority=9)
     client = Fake([dep, gang(2, nodes=16)], keep_pins=False)
-    a = agent(tmp_path, client)
+    a = pinned_by(agent(tmp_path, client), [dep])
     res = a.cycle(now=now)
     assert res.unpinned == {1: "dependency"} and [s["job"] for s in res.started] == [2]
     assert client.calls[0] == ("update", 1, {"ReqNodeList": "", "StartTime": "now+60"})

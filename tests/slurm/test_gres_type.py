@@ -142,6 +142,7 @@ def test_a_rejected_pin_is_handed_to_slurm_once(tmp_path: Path):
     pinned = _gang(1, "a100", req_nodes=("n1", "n2"), begin_time=time.time() - 1)
     slurm = TypedSlurm(TYPES, [pinned], busy=A100)
     agent = Agent(slurm, _FAB, AgentConfig(state_dir=str(tmp_path)))
+    agent.actions.pins[1] = frozenset(pinned.req_nodes)  # the agent's own pin
     for _ in range(4):
         agent.cycle()
     assert slurm.calls == [(1, {"ReqNodeList": "", "StartTime": "now"})]

@@ -210,6 +210,7 @@ def test_a_begin_time_of_the_user_is_waited_for_then_the_job_is_placed(tmp_path:
     requeued = gang(2, submit_time=now, begin_time=now + 121, req_nodes=("n3", "n4"))
     client = Fake([user, requeued])
     a = agent(tmp_path, client)
+    a.actions.pins[2] = frozenset(requeued.req_nodes)  # the agent's pin, kept by the requeue
     res = a.cycle(now=now + 1)
     assert res.waiting == {1: "BeginTime", 2: "BeginTime"} and not res.started
     # taken over: deferred to the begin time + fallback_s (Slurm would start it anywhere at that time)
@@ -262,6 +263,7 @@ def test_the_agents_own_victim_waits_a_few_seconds_not_slurms_requeue_delay() ->
 
     client = Fake([])
     actions = Actions(client, lambda what, **kw: None)
+    actions.pins[5] = frozenset({"n1", "n2"})  # the agent's pin, which the requeue keeps
     actions.apply([5], [], {}, [], 60)
     t = actions.requeued[5]
     assert client.calls == [("requeue", 5, {}), ("update", 5, {"ReqNodeList": ""})]

@@ -23,9 +23,12 @@ def _stamp(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _taken_over(tmp_path: Path, job_id: int, begin: float) -> Path:
-    """The agent's memory after it took over the job's --begin ``begin`` (deferred to begin + fallback)."""
+def _taken_over(tmp_path: Path, job_id: int, begin: float, pin: tuple[str, ...] = ()) -> Path:
+    """The agent's memory after it took over the job's --begin ``begin`` (deferred to begin + fallback), with
+    the ``pin`` it set before (a requeued job keeps its pin)."""
     actions = Actions(Fake([]), lambda *a, **k: None)
+    if pin:
+        actions.pins[job_id] = frozenset(pin)
     actions.waits[job_id], actions.deferrals[job_id], actions.asked[job_id] = begin, begin + FALLBACK, [begin]
     DeferralStore(tmp_path).save(actions)
     return tmp_path
@@ -68,7 +71,7 @@ def test_why_gives_the_date_of_a_begin_on_another_day(tmp_path: Path) -> None:
 def test_why_gives_the_date_of_a_pinned_jobs_begin_on_another_day(tmp_path: Path) -> None:
     now = time.time()
     begin = now + 2 * 86400
-    state = _taken_over(tmp_path, 10, begin)
+    state = _taken_over(tmp_path, 10, begin, pin=("n1", "n2"))
     audit(state, ("agent.waiting", now - 1, {"jobs": {"10": "BeginTime"}}))
     job = gang(10, reason="BeginTime", req_nodes=("n1", "n2"), begin_time=begin + FALLBACK)
     text, _ = _why(job, state)

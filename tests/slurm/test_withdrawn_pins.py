@@ -17,7 +17,7 @@ from fabric_hpc.slurm.agent import Agent, AgentConfig
 from fabric_hpc.slurm.contract import Job
 from fabric_hpc.slurm.view import PinRules, build_view
 from fabric_hpc.topology import build, generators
-from tests.slurm.test_agent_actions import Fake
+from tests.slurm.test_agent_actions import Fake, pinned_by
 
 FAB = build(generators.leaf_spine(4, hosts_per_leaf=4, gpus=8, cpus=8))
 NOW = 50_000.0
@@ -37,7 +37,7 @@ def jobs(h_comment: str = "fabric:tier=high", s_comment: str = "fabric:tier=spot
 def _cycle(tmp_path: Path, js: list[Job]):
     client = Fake(js, hosts=4)
     agent = Agent(client, FAB, AgentConfig(state_dir=str(tmp_path), fallback_s=20, preempt_benefit_ratio=1.0))
-    return client, agent.cycle(NOW)
+    return client, pinned_by(agent, js).cycle(NOW)
 
 
 def test_the_high_gang_takes_the_unstarted_spot_pin_instead_of_a_requeue(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fabric_hpc.slurm.agent import Agent, AgentConfig
 from fabric_hpc.slurm.view import PinRules, build_view
-from tests.slurm.test_agent_actions import Fake
+from tests.slurm.test_agent_actions import Fake, pinned_by
 from tests.slurm.test_withdrawn_pins import FAB, NOW, jobs
 
 
@@ -21,6 +21,6 @@ def test_the_view_withdraws_no_pin_without_preemption() -> None:
 def test_the_agent_without_preemption_keeps_the_pin(tmp_path: Path) -> None:
     client = Fake(jobs(), hosts=4)
     agent = Agent(client, FAB, AgentConfig(state_dir=str(tmp_path), fallback_s=20, preemption=False))
-    res = agent.cycle(NOW)
+    res = pinned_by(agent, client.jobs()).cycle(NOW)
     assert res.unpinned == {} and res.requeued == [] and res.started == []
     assert not [c for c in client.calls if c[1] == 2]  # S's pin left as it is

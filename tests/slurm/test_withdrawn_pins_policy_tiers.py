@@ -12,14 +12,14 @@ from pathlib import Path
 from fabric_hpc.scheduler import DEFAULT_TIERS, fabric_policy
 from fabric_hpc.slurm.agent import Agent, AgentConfig
 from fabric_hpc.slurm.view import PinRules, build_view
-from tests.slurm.test_agent_actions import Fake
+from tests.slurm.test_agent_actions import Fake, pinned_by
 from tests.slurm.test_withdrawn_pins import FAB, NOW, jobs
 
 
 def test_a_normal_gang_does_not_take_an_unstarted_spot_pin_under_the_fabric_policy(tmp_path: Path) -> None:
     client = Fake(jobs(h_comment="fabric:tier=normal"), hosts=4)
     agent = Agent(client, FAB, AgentConfig(state_dir=str(tmp_path), fallback_s=20, preempt_benefit_ratio=1.0))
-    res = agent.cycle(NOW)
+    res = pinned_by(agent, client.jobs()).cycle(NOW)
     assert res.unpinned == {} and res.requeued == []
     assert 3 not in {s["job"] for s in res.started}       # the spot pin holds n3, n4
     assert not [c for c in client.calls if c[:2] == ("update", 2)]
@@ -28,7 +28,7 @@ def test_a_normal_gang_does_not_take_an_unstarted_spot_pin_under_the_fabric_poli
 def test_a_high_gang_still_takes_it(tmp_path: Path) -> None:
     client = Fake(jobs(), hosts=4)
     agent = Agent(client, FAB, AgentConfig(state_dir=str(tmp_path), fallback_s=20, preempt_benefit_ratio=1.0))
-    res = agent.cycle(NOW)
+    res = pinned_by(agent, client.jobs()).cycle(NOW)
     assert res.unpinned == {2: "withdrawn"}
     assert [(s["job"], sorted(s["hosts"])) for s in res.started] == [(3, ["n3", "n4"])]
 
@@ -50,6 +50,6 @@ def test_no_gang_takes_an_unstarted_spot_pin_under_the_slurm_policy(tmp_path: Pa
     for tier in ("high", "normal"):
         client = Fake(jobs(h_comment=f"fabric:tier={tier}"), hosts=4)
         agent = Agent(client, FAB, AgentConfig(state_dir=str(tmp_path / tier), fallback_s=20, policy="slurm"))
-        res = agent.cycle(NOW)
+        res = pinned_by(agent, client.jobs()).cycle(NOW)
         assert res.unpinned == {} and res.requeued == [], tier
         assert not [c for c in client.calls if c[:2] == ("update", 2)], tier

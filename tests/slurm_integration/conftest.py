@@ -36,6 +36,19 @@ class AgentProcess:
             self.wait_cycles(1)
         return self
 
+    def remember_pin(self, job_id: int, hosts: str) -> None:
+        """Before :meth:`start`: the agent remembers ``hosts`` as a pin it set on ``job_id`` (its
+        ``deferrals.json``), for a test that sets that pin by hand (any other ReqNodeList is someone
+        else's)."""
+        from fabric_hpc.hostlist import expand
+        from fabric_hpc.slurm.actions import Actions
+        from fabric_hpc.slurm.deferral_store import DeferralStore
+
+        store, actions = DeferralStore(self.state_dir), Actions(self.cluster, lambda *a, **k: None)
+        assert store.load(actions) is None
+        actions.pins[job_id] = frozenset(expand(hosts))
+        store.save(actions)
+
     def cycles(self) -> int:
         import json
 

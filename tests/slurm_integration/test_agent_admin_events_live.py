@@ -30,6 +30,7 @@ def test_a_node_drained_under_an_unstarted_pin_is_left_at_once(fabric_cluster, a
     c.run(["scontrol", "update", f"NodeName={hosts[0]}", "State=DRAIN", "Reason=fabric-test"])
     try:  # the pin as the agent set it, the node drained between its read and the update
         c.run(["scontrol", "update", f"JobId={jid}", f"ReqNodeList={compress(hosts[:2])}", "StartTime=now"])
+        agent.remember_pin(jid, compress(hosts[:2]))
         agent.start()
         info = c.wait_job(jid, states=("RUNNING",), timeout=60)
         placed = [e for e in _events(agent, jid) if e["event"] == "agent.place"]

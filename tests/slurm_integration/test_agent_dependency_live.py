@@ -75,6 +75,7 @@ def test_a_pinned_gang_given_a_dependency_is_unpinned(fabric_cluster, agent, slu
     pin = compress(list(slurm_fabric.hosts[:2]))
     c.run(["scontrol", "update", f"JobId={jid}", f"ReqNodeList={pin}"])  # the pin the agent set before
     assert c.job(jid)["ReqNodeList"] not in ("(null)", "")
+    agent.remember_pin(jid, pin)
     agent.start()
     _until(lambda: c.job(jid)["ReqNodeList"] in ("(null)", ""), "the dependent job's pin was not cleared",
            agent)

@@ -97,6 +97,7 @@ def test_a_pin_slurm_rejects_is_handed_to_slurm_once(typed_cluster, typed_agent)
     assert c.job(jid)["Priority"] == "0"
     said = explain(CliClient(c.env), jid)["text"]  # before: "Slurm starts it as soon as those GPUs are free"
     assert "Slurm will not start it on n[1-2], the hosts it is pinned to" in said and "held" not in said, said
+    typed_agent.remember_pin(jid, H100)
     typed_agent.start()
     _until(lambda: c.job(jid)["ReqNodeList"] in ("(null)", ""), "the rejected pin was not cleared", typed_agent)
     typed_agent.wait_cycles(typed_agent.cycles() + 6)

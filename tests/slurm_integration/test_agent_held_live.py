@@ -55,6 +55,7 @@ def test_a_pinned_gang_that_is_held_is_unpinned_and_placed_once_released(fabric_
     pin = compress(list(slurm_fabric.hosts[:2]))
     c.run(["scontrol", "update", f"JobId={jid}", f"ReqNodeList={pin}"])  # as the agent's pin before the hold
     assert c.job(jid)["ReqNodeList"] not in ("(null)", "")
+    agent.remember_pin(jid, pin)
     agent.start()
     _until(lambda: c.job(jid)["ReqNodeList"] in ("(null)", ""), "the held job's pin was not cleared", agent)
     info = c.job(jid)

@@ -1,0 +1,102 @@
+"""A ReqNodeList the agent did not set (``scontrol update JobId=N ReqNodeList=...`` by a user or an admin on a
+fabric job the agent defers) is someone else's: the agent hands the job to Slurm keeping it
+(``StartTime=now`` only, one ``agent.handoff``), and never pins it elsewhere, clears it at a hold, at its
+stop or after a requeue.
+Before 2026-12-07 the agent's next pin silently replaced it. The agent's own pins are kept in
+``deferrals.json`` (a restarted agent still knows them), and ``fabric slurm why`` says whose list it is.
+Live: tests/slurm_integration/test_agent_user_pin_live.py."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from fabric_hpc.slurm.actions import USER_PIN, Actions
+from fabric_hpc.slurm.deferral_store import DEFERRALS_FILE, DeferralStore, own_pins
+from tests.slurm.test_agent_actions import Fake, agent, events, gang, pinned_by
+from tests.slurm.test_why_probe_fixes import _why, audit
+
+
+def test_a_deferred_job_pinned_by_someone_else_is_handed_to_slurm_keeping_the_list(tmp_path: Path) -> None:
+    now = time.time()
+    theirs = gang(1, begin_time=now + 50, req_nodes=("n1", "n16"))  # deferred; the user's -w by update
+    client = Fake([theirs])
+    a = agent(tmp_path, client)
+    res = a.cycle(now=now)
+    assert res.started == [] and client.calls == [("update", 1, {"StartTime": "now"})]  # before: pinned anew
+    (hand,) = [e for e in events(tmp_path) if e["event"] == "agent.handoff"]
+    assert hand["job"] == 1 and hand["reason"].startswith(f"{USER_PIN} (n[1,16])"), hand
+    client._jobs = [replace(theirs, begin_time=now)]  # eligible now, still pending (hosts busy elsewhere)
+    a.cycle(now=now + 1)
+    assert len(client.calls) == 1  # handed over once; never pinned, deferred or cleared
+
+
+def test_an_eligible_job_pinned_by_someone_else_keeps_its_hosts_free_for_it(tmp_path: Path) -> None:
+    now = time.time()
+    theirs = gang(1, begin_time=now - 1, req_nodes=("n1", "n16"))  # handed over: Slurm starts it there
+    client = Fake([theirs, gang(2, nodes=15), gang(3, nodes=14)])
+    a = agent(tmp_path, client)
+    a.actions.handed_off.add(1)
+    res = a.cycle(now=now)
+    assert [s["job"] for s in res.started] == [3] and not {"n1", "n16"} & set(res.started[0]["hosts"])
+    assert not [c for c in client.calls if c[1] == 1]
+
+
+def test_a_pin_moved_by_someone_else_is_theirs_and_the_agents_own_stays_its(tmp_path: Path) -> None:
+    now = time.time()
+    moved = gang(1, begin_time=now - 1, req_nodes=("n5", "n6"))
+    own = gang(2, begin_time=now - 1, req_nodes=("n3", "n4"))
+    client = Fake([moved, own])
+    a = agent(tmp_path, client)
+    a.actions.pins.update({1: frozenset({"n1", "n2"}), 2: frozenset({"n3", "n4"})})  # the agent pinned both
+    a.cycle(now=now)
+    assert client.calls == [("update", 1, {"StartTime": "now"})]  # job 2 keeps the agent's pin, holds n3, n4
+
+
+def test_a_held_job_keeps_a_list_someone_else_set(tmp_path: Path) -> None:
+    now = time.time()
+    held = gang(1, begin_time=now + 50, req_nodes=("n1", "n2"), priority=0, reason="JobHeldUser")
+    client = Fake([held])
+    res = agent(tmp_path, client).cycle(now=now)
+    assert res.unpinned == {} and client.calls == [("update", 1, {"StartTime": "now"})]  # before: cleared
+
+
+def test_the_stop_releases_only_the_agents_own_pins(tmp_path: Path) -> None:
+    now = time.time()
+    own, theirs = gang(1, begin_time=now - 1, req_nodes=("n1", "n2")), gang(2, req_nodes=("n3", "n4"))
+    client = Fake([own, theirs])
+    a = pinned_by(agent(tmp_path, client), [own])
+    assert a.release_pins() == [1]
+    assert ("update", 2, {"ReqNodeList": ""}) not in client.calls  # before: released too
+
+
+def test_a_requeued_victim_keeps_a_list_the_agent_did_not_set() -> None:
+    client = Fake([])
+    Actions(client, lambda *a, **k: None).apply([5], [], {}, [], 60)
+    assert client.calls == [("requeue", 5, {})]  # no ReqNodeList="" after it
+
+
+def test_the_agents_pins_survive_a_restart_and_why_tells_them_apart(tmp_path: Path) -> None:
+    actions = Actions(Fake([]), lambda *a, **k: None)
+    actions.pins[3] = frozenset({"n1", "n2", "n4"})
+    DeferralStore(tmp_path).save(actions)
+    assert json.loads((tmp_path / DEFERRALS_FILE).read_text())["jobs"]["3"]["pin"] == "n[1-2,4]"
+    back = Actions(Fake([]), lambda *a, **k: None)
+    assert DeferralStore(tmp_path).load(back) is None and back.pins == actions.pins
+    assert own_pins(tmp_path) == {3: frozenset({"n1", "n2", "n4"})}
+    audit(tmp_path, ("agent.waiting", time.time() - 1, {"jobs": {"3": "Resources"}}))
+    text, _ = _why(gang(3, begin_time=time.time() - 1, req_nodes=("n1", "n2", "n4")), tmp_path)
+    assert "set by someone else" not in text and "pinned it to n[1-2,4]" in text, text
+    text, _ = _why(gang(3, begin_time=time.time() - 1, req_nodes=("n7", "n8")), tmp_path)
+    assert "Its ReqNodeList (n[7-8]) was set by someone else (scontrol update)" in text, text
+    assert "The fabric agent pinned it" not in text, text
+
+
+def test_a_damaged_pin_in_the_file_ignores_the_file(tmp_path: Path) -> None:
+    (tmp_path / DEFERRALS_FILE).write_text(json.dumps(
+        {"format": "fabric-agent-deferrals/1", "jobs": {"3": {"asked": [], "pin": "n[3-1]"}}}))
+    why = DeferralStore(tmp_path).load(Actions(Fake([]), lambda *a, **k: None))
+    assert why is not None and why.startswith("damaged"), why
+    assert own_pins(tmp_path) is None
