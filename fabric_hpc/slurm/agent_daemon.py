@@ -80,6 +80,7 @@ class AgentDaemon:
             self._log("torn_tail_cut", file=str(path), bytes=cut)
         if why := self.deferral_store.load(self.actions):  # the last agent's deferrals, under the lock
             self._log("deferrals_ignored", file=str(self.deferral_store.path), reason=why)
+        self.deferral_store.recover_pins(self.actions)  # pins sent after the file's last save (kill -9)
         if why := self.qos_memory.load():  # the QOS of running jobs, as the last agent read them pending
             self._log("qos_ignored", file=str(self.qos_memory.path), reason=why)
 

@@ -25,6 +25,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from fabric_hpc.errors import ConfigError
 from fabric_hpc.hostlist import compress, expand
 from fabric_hpc.slurm.jobs_file import JobsFile
 from fabric_hpc.slurm.actions import ASKED_KEPT, MAX_DEFER_FAILURES, Actions
@@ -73,6 +74,37 @@ class DeferralStore:
             if retry is not None:
                 actions.defer_retry[job_id] = retry
         return None
+
+
+    def recover_pins(self, actions: Actions) -> int:
+        """Add the pins the audit log has (``agent.place``, written before any is sent to Slurm) from after
+        this file's last save: an agent killed between sending a cycle's pins and saving this file would
+        otherwise take its own pins for someone else's and hand those jobs to Slurm. Returns how many."""
+        from fabric_hpc.slurm.audit import read_tail
+
+        try:
+            since = self.path.stat().st_mtime
+        except OSError:
+            since = -math.inf  # no file: every pin of the log's tail (forget() drops those of ended jobs)
+        try:
+            entries = read_tail(self.path.parent).entries
+        except (OSError, ConfigError):
+            return 0  # no log, or not one to read: nothing written ahead to recover
+        found = 0
+        for e in entries:
+            if e["event"] == "agent.place" and e["ts"] >= since and (placed := _placed(e)) is not None:
+                actions.pins[placed[0]] = placed[1]
+                found += 1
+        return found
+
+
+def _placed(entry: dict[str, Any]) -> tuple[int, frozenset[str]] | None:
+    """(job, hosts) of an ``agent.place`` record; None when it is not of that shape."""
+    job, hosts = entry.get("job"), entry.get("hosts")
+    if isinstance(job, bool) or not isinstance(job, int) or not isinstance(hosts, list) or not hosts \
+            or not all(isinstance(h, str) for h in hosts):
+        return None
+    return job, frozenset(hosts)
 
 
 def _entry(actions: Actions, job_id: int) -> dict[str, Any]:

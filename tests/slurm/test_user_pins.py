@@ -100,3 +100,31 @@ def test_a_damaged_pin_in_the_file_ignores_the_file(tmp_path: Path) -> None:
     why = DeferralStore(tmp_path).load(Actions(Fake([]), lambda *a, **k: None))
     assert why is not None and why.startswith("damaged"), why
     assert own_pins(tmp_path) is None
+
+
+def test_pins_sent_after_the_files_last_save_are_recovered_from_the_audit_log(tmp_path: Path) -> None:
+    """kill -9 between a cycle's pins (written ahead to the audit log, then sent) and its deferrals.json
+    save: the restarted agent took its own pins for someone else's and handed those jobs to Slurm."""
+    import os
+
+    saved = Actions(Fake([]), lambda *a, **k: None)
+    saved.pins[3] = frozenset({"n1", "n2"})
+    DeferralStore(tmp_path).save(saved)
+    at = time.time() - 100
+    os.utime(tmp_path / DEFERRALS_FILE, (at, at))  # the last save, 100 s ago
+    audit(tmp_path, ("agent.place", at - 50, {"job": 4, "hosts": ["n7"], "gpus": []}),  # before it: saved or gone
+          ("agent.place", at + 50, {"job": 5, "hosts": ["n3", "n4"], "gpus": []}),  # after it: lost by the kill
+          ("agent.place", at + 51, {"job": True, "hosts": ["n9"]}), ("agent.unpin", at + 52, {"job": 3}))
+    back = Actions(Fake([]), lambda *a, **k: None)
+    store = DeferralStore(tmp_path)
+    assert store.load(back) is None and store.recover_pins(back) == 1
+    assert back.pins == {3: frozenset({"n1", "n2"}), 5: frozenset({"n3", "n4"})}
+    now = time.time()
+    client = Fake([gang(5, begin_time=now - 1, req_nodes=("n3", "n4"))])
+    a = agent(tmp_path, client)
+    a.actions.pins.update(back.pins)
+    a.cycle(now=now)
+    assert not [e for e in events(tmp_path) if e["event"] == "agent.handoff"]  # its own pin: kept, not handed
+    empty = tmp_path / "none"
+    empty.mkdir()
+    assert DeferralStore(empty).recover_pins(Actions(Fake([]), lambda *a, **k: None)) == 0  # no log: nothing
