@@ -137,6 +137,7 @@ class Actions:
         #: any other ReqNodeList is someone else's (:meth:`foreign`), never cleared by the agent
         self.pins: dict[int, frozenset[str]] = {}
         self.kept: set[int] = set()                 # hand-overs that keep the job's ReqNodeList (not ours)
+        self.kept_begin: set[int] = set()           # ... and its begin time (the user's, not a deferral)
         self.failed_total = 0
         self.last_error: str | None = None
         #: the agent is stopping (SIGTERM): a request the client abandons for it is raised, no failed action
@@ -213,7 +214,8 @@ class Actions:
         ReqNodeList is someone else's (:meth:`foreign`) keeps it: only ``StartTime=now``."""
         extra: dict[str, str] = {"ExcNodeList": out} if out else {}
         pin = {} if job_id in self.kept else {"ReqNodeList": ""}
-        if self._do("handoff", job_id, self.client.update, job_id, **pin, StartTime="now", **extra):
+        start = {} if job_id in self.kept_begin else {"StartTime": "now"}  # no fields: no update is sent
+        if self._do("handoff", job_id, self.client.update, job_id, **pin, **start, **extra):
             self.to_hand.pop(job_id, None)
             if pin:
                 self.pins.pop(job_id, None)
@@ -328,13 +330,17 @@ class Actions:
             self._hand_once(job_id, f"Slurm holds it back under a limit ({reason}: {reason_words(reason)}); "
                                     "Slurm starts it once the limit allows")
 
-    def foreign(self, pinned: Mapping[int, tuple[str, ...]]) -> None:
+    def foreign(self, pinned: Mapping[int, tuple[str, ...]], own_begin: Iterable[int] = ()) -> None:
         """Pending jobs whose ReqNodeList the agent did not set (a user's or an admin's ``scontrol update
-        ReqNodeList=``): each is handed to Slurm once keeping that list (``StartTime=now`` only), never
-        pinned, unpinned or deferred by this agent again."""
+        ReqNodeList=``): each is handed to Slurm once keeping that list (``StartTime=now`` only, and not
+        even that for those of ``own_begin``, whose begin time is the user's), never pinned, unpinned or
+        deferred by this agent again."""
+        own_begin = set(own_begin)
         for job_id, hosts in pinned.items():
             if job_id not in self.handed_off:
                 self.kept.add(job_id)
+                if job_id in own_begin:
+                    self.kept_begin.add(job_id)
                 self.hand_over(job_id, f"{USER_PIN} ({compress(list(hosts))}): the agent "
                                        "leaves it; Slurm starts the job only on those hosts")
 
@@ -353,6 +359,7 @@ class Actions:
                 del table[job_id]
         self.handed_off &= keep
         self.kept &= keep
+        self.kept_begin &= keep
         alive = set(active) | keep
         self.pins = {j: hosts for j, hosts in self.pins.items() if j in alive}
         self.requeue_failures = {j: n for j, n in self.requeue_failures.items() if j in alive}

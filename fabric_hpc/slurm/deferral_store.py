@@ -31,7 +31,9 @@ from fabric_hpc.slurm.jobs_file import JobsFile
 from fabric_hpc.slurm.actions import ASKED_KEPT, MAX_DEFER_FAILURES, Actions
 
 DEFERRALS_FILE = "deferrals.json"
-FORMAT = "fabric-agent-deferrals/1"
+FORMAT = "fabric-agent-deferrals/2"
+#: The format of releases before 2026-12-07: no ``pin`` (which ReqNodeLists were the agent's is not known).
+FORMAT_1 = "fabric-agent-deferrals/1"
 #: Jobs kept in the file (the latest deferred); about 100 bytes each.
 MAX_JOBS = 50_000
 #: Largest file read back (bytes).
@@ -43,7 +45,10 @@ class DeferralStore:
 
     def __init__(self, state_dir: Path) -> None:
         self.path = Path(state_dir) / DEFERRALS_FILE
-        self._file = JobsFile(self.path, FORMAT, "deferrals", MAX_BYTES)
+        self._file = JobsFile(self.path, FORMAT, "deferrals", MAX_BYTES, older=(FORMAT_1,))
+        #: Pins sent after this time may be missing from the file (:meth:`recover_pins`): its last save, or
+        #: -inf where no file of this format was read (none, ignored, or an earlier release's).
+        self.saved_at = -math.inf
 
     def save(self, actions: Actions) -> None:
         """Rewrite the file when the memory changed since the last save (or load)."""
@@ -55,6 +60,7 @@ class DeferralStore:
     def load(self, actions: Actions) -> str | None:
         """Fill ``actions`` from the file; None when it was read (or there is none), else why it was
         ignored."""
+        self.saved_at = -math.inf
         entries, why = self._file.load()
         if why is not None:
             return why
@@ -62,6 +68,11 @@ class DeferralStore:
             parsed = {int(k): _parse(v) for k, v in entries.items()}
         except (ValueError, TypeError, KeyError) as exc:
             return f"damaged: {type(exc).__name__}: {str(exc)[:200]}"
+        if self._file.read_format == FORMAT:
+            try:
+                self.saved_at = self.path.stat().st_mtime
+            except OSError:
+                self.saved_at = -math.inf
         for job_id, (asked, until, retry, begin, pin) in list(parsed.items())[-MAX_JOBS:]:
             if pin is not None:
                 actions.pins[job_id] = pin
@@ -75,17 +86,15 @@ class DeferralStore:
                 actions.defer_retry[job_id] = retry
         return None
 
-
     def recover_pins(self, actions: Actions) -> int:
         """Add the pins the audit log has (``agent.place``, written before any is sent to Slurm) from after
-        this file's last save: an agent killed between sending a cycle's pins and saving this file would
-        otherwise take its own pins for someone else's and hand those jobs to Slurm. Returns how many."""
+        this file's last save (:attr:`saved_at`, after :meth:`load`): an agent killed between sending a
+        cycle's pins and saving this file, or one of a release that saved no pins (an upgrade), would
+        otherwise take its own pins for someone else's and hand those jobs to Slurm. Pins of jobs that
+        ended are dropped by the first cycle (``forget``). Returns how many were read."""
         from fabric_hpc.slurm.audit import read_tail
 
-        try:
-            since = self.path.stat().st_mtime
-        except OSError:
-            since = -math.inf  # no file: every pin of the log's tail (forget() drops those of ended jobs)
+        since = self.saved_at
         try:
             entries = read_tail(self.path.parent).entries
         except (OSError, ConfigError):
@@ -124,8 +133,9 @@ def own_pins(state_dir: str | Path) -> dict[int, frozenset[str]] | None:
     """The pins the agent set (job id -> hosts), as its last cycle saved them; None where the file is
     missing, not readable by this user or not one of the agent's (who set a ReqNodeList cannot be told)."""
     path = Path(state_dir) / DEFERRALS_FILE
-    entries, why = JobsFile(path, FORMAT, "deferrals", MAX_BYTES).load()
-    if why is not None or not path.is_file():
+    file = JobsFile(path, FORMAT, "deferrals", MAX_BYTES, older=(FORMAT_1,))
+    entries, why = file.load()
+    if why is not None or file.read_format != FORMAT:  # an earlier release's file has no pins to tell by
         return None
     try:
         return {int(k): _pin(v["pin"]) for k, v in entries.items() if isinstance(v, dict) and "pin" in v}
@@ -142,7 +152,8 @@ def _pin(value: Any) -> frozenset[str]:
 def own_begins(state_dir: str | Path) -> dict[int, float]:
     """The jobs' own begin times the agent took over (job id -> time), as its last cycle saved them; empty
     where the file is missing, not readable by this user or not one of the agent's (nothing to tell)."""
-    entries, _ = JobsFile(Path(state_dir) / DEFERRALS_FILE, FORMAT, "deferrals", MAX_BYTES).load()
+    path = Path(state_dir) / DEFERRALS_FILE
+    entries, _ = JobsFile(path, FORMAT, "deferrals", MAX_BYTES, older=(FORMAT_1,)).load()
     try:
         return {int(k): _time(v["begin"]) for k, v in entries.items() if isinstance(v, dict) and "begin" in v}
     except (ValueError, TypeError):

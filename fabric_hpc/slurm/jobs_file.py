@@ -18,8 +18,11 @@ from fabric_hpc.events import open_regular
 class JobsFile:
     """``path`` holding the jobs' entries of one ``fmt``; ``what`` names it in the reasons it is ignored."""
 
-    def __init__(self, path: Path, fmt: str, what: str, max_bytes: int) -> None:
+    def __init__(self, path: Path, fmt: str, what: str, max_bytes: int, older: tuple[str, ...] = ()) -> None:
         self.path, self.fmt, self.what, self.max_bytes = path, fmt, what, max_bytes
+        self.older = older  # formats of earlier releases, read as they are (the caller knows what they lack)
+        #: The format of the file the last :meth:`load` read (None: none read).
+        self.read_format: str | None = None
         self._last = ""
 
     def save(self, jobs: dict[str, Any]) -> None:
@@ -31,7 +34,8 @@ class JobsFile:
 
     def load(self) -> tuple[dict[str, Any], str | None]:
         """(the jobs' entries, None) when read, ({}, None) when there is no file, ({}, why) when it was
-        ignored (not readable, too large, not JSON, not of this format)."""
+        ignored (not readable, too large, not JSON, not of this format nor an ``older`` one)."""
+        self.read_format = None
         try:
             with os.fdopen(open_regular(self.path, os.O_RDONLY), "rb") as fh:
                 raw = fh.read(self.max_bytes + 1)
@@ -47,8 +51,10 @@ class JobsFile:
             doc = json.loads(raw)
         except (ValueError, RecursionError) as exc:
             return {}, f"damaged: {type(exc).__name__}: {str(exc)[:200]}"
-        ours = isinstance(doc, dict) and doc.get("format") == self.fmt and isinstance(doc.get("jobs"), dict)
+        ours = isinstance(doc, dict) and doc.get("format") in (self.fmt, *self.older) \
+            and isinstance(doc.get("jobs"), dict)
         if not ours:
             return {}, f"not a fabric agent {self.what} file (format {self.fmt} expected)"
-        self._last = raw.decode("utf-8", "replace")
+        self.read_format = doc["format"]
+        self._last = raw.decode("utf-8", "replace") if self.read_format == self.fmt else ""
         return doc["jobs"], None

@@ -57,7 +57,7 @@ def test_the_deferrals_file_drops_jobs_gone_and_a_corrupt_one_is_ignored_once(tm
     agent(tmp_path, client, fallback_s=FALLBACK, interval_s=0.01).run(max_cycles=1)
     assert json.loads((tmp_path / DEFERRALS_FILE).read_text())["jobs"] == {}
     for bad in ("{not json", json.dumps({"format": "other", "jobs": {}}), json.dumps([1, 2]),
-                json.dumps({"format": "fabric-agent-deferrals/1", "jobs": {"7": {"asked": ["x"]}}})):
+                json.dumps({"format": "fabric-agent-deferrals/2", "jobs": {"7": {"asked": ["x"]}}})):
         (tmp_path / DEFERRALS_FILE).write_text(bad)
         client._jobs = [_blocker(), waiting]
         a = agent(tmp_path, client, fallback_s=FALLBACK, interval_s=0.01)

@@ -24,6 +24,7 @@ def test_a_deferred_job_pinned_by_someone_else_is_handed_to_slurm_keeping_the_li
     theirs = gang(1, begin_time=now + 50, req_nodes=("n1", "n16"))  # deferred; the user's -w by update
     client = Fake([theirs])
     a = agent(tmp_path, client)
+    a.actions.deferrals[1] = now + 50  # the agent's own deferral (a renewal)
     res = a.cycle(now=now)
     assert res.started == [] and client.calls == [("update", 1, {"StartTime": "now"})]  # before: pinned anew
     (hand,) = [e for e in events(tmp_path) if e["event"] == "agent.handoff"]
@@ -55,11 +56,28 @@ def test_a_pin_moved_by_someone_else_is_theirs_and_the_agents_own_stays_its(tmp_
     assert client.calls == [("update", 1, {"StartTime": "now"})]  # job 2 keeps the agent's pin, holds n3, n4
 
 
+def test_a_list_someone_else_set_keeps_their_begin_time_too(tmp_path: Path) -> None:
+    """``scontrol update StartTime=now+1day ReqNodeList=...``: the hand-over sent StartTime=now, so the job
+    could start a day early (the reviewer's finding); a begin time that is no fabric deferral is kept."""
+    now = time.time()
+    theirs = gang(1, begin_time=now + 86_400, req_nodes=("n1", "n16"))  # neither the plugin's nor the agent's
+    client = Fake([theirs])
+    a = agent(tmp_path, client)
+    a.cycle(now=now)
+    assert [c for c in client.calls if c[2]] == []  # nothing to send: the list and the begin time are theirs
+    (hand,) = [e for e in events(tmp_path) if e["event"] == "agent.handoff"]
+    assert hand["job"] == 1 and hand["reason"].startswith(USER_PIN)
+    a.cycle(now=now + 1)
+    assert len([e for e in events(tmp_path) if e["event"] == "agent.handoff"]) == 1  # once
+
+
 def test_a_held_job_keeps_a_list_someone_else_set(tmp_path: Path) -> None:
     now = time.time()
     held = gang(1, begin_time=now + 50, req_nodes=("n1", "n2"), priority=0, reason="JobHeldUser")
     client = Fake([held])
-    res = agent(tmp_path, client).cycle(now=now)
+    a = agent(tmp_path, client)
+    a.actions.deferrals[1] = now + 50  # the agent's own deferral
+    res = a.cycle(now=now)
     assert res.unpinned == {} and client.calls == [("update", 1, {"StartTime": "now"})]  # before: cleared
 
 
@@ -96,7 +114,7 @@ def test_the_agents_pins_survive_a_restart_and_why_tells_them_apart(tmp_path: Pa
 
 def test_a_damaged_pin_in_the_file_ignores_the_file(tmp_path: Path) -> None:
     (tmp_path / DEFERRALS_FILE).write_text(json.dumps(
-        {"format": "fabric-agent-deferrals/1", "jobs": {"3": {"asked": [], "pin": "n[3-1]"}}}))
+        {"format": "fabric-agent-deferrals/2", "jobs": {"3": {"asked": [], "pin": "n[3-1]"}}}))
     why = DeferralStore(tmp_path).load(Actions(Fake([]), lambda *a, **k: None))
     assert why is not None and why.startswith("damaged"), why
     assert own_pins(tmp_path) is None
@@ -128,3 +146,23 @@ def test_pins_sent_after_the_files_last_save_are_recovered_from_the_audit_log(tm
     empty = tmp_path / "none"
     empty.mkdir()
     assert DeferralStore(empty).recover_pins(Actions(Fake([]), lambda *a, **k: None)) == 0  # no log: nothing
+
+
+def test_an_earlier_releases_deferrals_file_recovers_every_pin_of_the_log(tmp_path: Path) -> None:
+    """An upgrade: the file of the release before (format /1) has no pins, and the agent's pins of jobs
+    still pending were all taken for someone else's (handed to Slurm, never re-placed, kept at stop):
+    every ``agent.place`` of the audit log's tail is read back, whatever its time."""
+    import os
+
+    (tmp_path / DEFERRALS_FILE).write_text(json.dumps({"format": "fabric-agent-deferrals/1",
+                                                      "jobs": {"3": {"asked": [1.5e9]}}}))
+    audit(tmp_path, ("agent.place", time.time() - 3600, {"job": 3, "hosts": ["n1", "n2"], "gpus": []}))
+    os.utime(tmp_path / DEFERRALS_FILE)  # saved after the pin: a /2 file's time would leave it out
+    back = Actions(Fake([]), lambda *a, **k: None)
+    store = DeferralStore(tmp_path)
+    assert store.load(back) is None and back.asked == {3: [1.5e9]} and back.pins == {}
+    assert store.recover_pins(back) == 1 and back.pins == {3: frozenset({"n1", "n2"})}
+    assert own_pins(tmp_path) is None  # why cannot tell whose a list is from such a file
+    store.save(back)
+    assert json.loads((tmp_path / DEFERRALS_FILE).read_text())["format"] == "fabric-agent-deferrals/2"
+    assert own_pins(tmp_path) == {3: frozenset({"n1", "n2"})}
