@@ -153,6 +153,7 @@ def detect_kind(path: PathLike) -> str:
         return slurm_kind
     if import_ib.looks_like(path.lines):
         return import_ib.KIND
+    import_ib.refuse_other_forms(path.lines, str(path))
     try:
         header = tuple(h.strip() for h in next(csv.reader(path.lines), []))
     except csv.Error as exc:
