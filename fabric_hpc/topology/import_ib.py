@@ -124,7 +124,8 @@ def read_node_name_map(path: Any) -> dict[str, str]:
     from fabric_hpc.topology.importers import load_csv
 
     names: dict[str, tuple[str, int]] = {}
-    table = load_csv(path, what="node name map")
+    table = load_csv(path, what="node name map", missing_hint="give a file of lines 0x<node GUID> "
+                     "\"<host> <hca>\" (ibnetdiscover's --node-name-map format)")
     for number, raw in enumerate(table.lines, start=1):
         text = raw.strip()
         if not text or text.startswith("#"):
@@ -267,7 +268,8 @@ def import_ibnetdiscover(path: Any, *, host_type: str | HostType | None = None, 
     from fabric_hpc.topology.importers import load_csv
 
     names = read_node_name_map(node_name_map) if node_name_map is not None else {}
-    dump = load_csv(path, what="ibnetdiscover file")
+    dump = load_csv(path, what="ibnetdiscover file",
+                    missing_hint="save the fabric with `ibnetdiscover > FILE` on a host of it, and give FILE")
     nodes = read_nodes(dump.lines, str(dump))
     for node in nodes.values():
         node.desc = names.get(node.guid[2:], node.desc)

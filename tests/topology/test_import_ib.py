@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from fabric_hpc.cli.main import main
-from fabric_hpc.errors import ConfigError
+from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.topology import build, open_fabric
+from fabric_hpc.topology.import_ib import import_ibnetdiscover
 from fabric_hpc.topology.importers import detect_kind, import_csv
 from fabric_hpc.topology.spec import switch_names
 
@@ -212,3 +213,12 @@ def test_a_dump_from_an_unlinked_host_names_the_fix():
                                           "no switch") as exc:
         import_csv(FIXTURES / "topograph-lone-ca.txt")
     assert "Active (ibstat)" in exc.value.hint
+
+
+def test_missing_dump_or_map_names_the_right_fix(tmp_path):
+    with pytest.raises(NotFoundError, match="node name map .*nope' does not exist") as exc:
+        import_csv(FIXTURES / "rails-2x2.txt", node_name_map=tmp_path / "nope")
+    assert "0x<node GUID>" in exc.value.hint and "data/topologies" not in exc.value.hint
+    with pytest.raises(NotFoundError, match="ibnetdiscover file .*nope' does not exist") as exc:
+        import_ibnetdiscover(tmp_path / "nope")
+    assert "ibnetdiscover > " in exc.value.hint and "data/topologies" not in exc.value.hint
