@@ -354,9 +354,12 @@ IMPORT_KINDS = ("lingjun", "openb", "spot2026", "topology-conf", "topology-yaml"
 @click.option("--host-type", default=None, help="Slurm topology files and ibnetdiscover only: what is in "
               "each host: dgx-h100 (default), gb200-tray, hgx-h800, a YAML file of a host type, or "
               "FABRIC.yaml[:TYPE].")
+@click.option("--node-name-map", default=None, help="ibnetdiscover only: host names by GUID, in "
+              "ibnetdiscover's --node-name-map format (0x<node GUID> \"<host> <hca>\"), for HCAs whose "
+              "description names no host.")
 @_out
 def import_(csv_path: str, kind: str, hosts_per_leaf: int | None, host_map: str | None,
-            host_type: str | None, out: str | None) -> None:
+            host_type: str | None, node_name_map: str | None, out: str | None) -> None:
     """Import real cluster data (Slurm topology.conf/topology.yaml, ibnetdiscover output, Alibaba
     Lingjun Clos, Alibaba node lists) as a fabric file."""
     from fabric_hpc.inputs import distinct_outputs
@@ -369,7 +372,8 @@ def import_(csv_path: str, kind: str, hosts_per_leaf: int | None, host_map: str 
     for flag, value, kinds, key in (
             ("--hosts-per-leaf", hosts_per_leaf, ("openb", "spot2026"), "hosts_per_leaf"),
             ("--host-map", host_map, ("lingjun",), "hostmap_path"),
-            ("--host-type", host_type, IMPORT_KINDS[3:], "host_type")):
+            ("--host-type", host_type, IMPORT_KINDS[3:], "host_type"),
+            ("--node-name-map", node_name_map, ("ibnetdiscover",), "node_name_map")):
         if value is not None:
             if real_kind not in kinds:
                 raise ConfigError(f"{flag} applies to {' and '.join(kinds)} files; {csv_path} is {real_kind}")

@@ -7,10 +7,12 @@ The format (ibnetdiscover(8), "TOPOLOGY FILE FORMAT"): one block per node, opene
 comments; ``Chassis``/``Non-Chassis Nodes`` headings (``-g``) are skipped.
 
 What the importer builds: a host per distinct first word of the CA node descriptions (``"dgx01
-mlx5_0"`` -> ``dgx01``; Mellanox SHArP "Aggregation Node" CAs inside switches are skipped); leaf
-switches are the switches CAs are cabled to, and leaf switches serving exactly the same hosts form
-one leaf group (a rail-optimised group of N switches: NIC i on switch i mod N); the other switches'
-levels come from a breadth-first search up from the leaves, and the switches above each group, with
+mlx5_0"`` -> ``dgx01``; a ``--node-name-map`` file's name by GUID first; Mellanox SHArP "Aggregation
+Node" CAs inside switches are skipped; CAs still described by the firmware default ``"MT4129
+ConnectX7   Mellanox Technologies"`` or as ``localhost`` are left out and counted in the description);
+leaf switches are the switches CAs are cabled to, and leaf switches joined by hosts cabled to several
+of them form one leaf group (a rail-optimised group of N switches: NIC i on switch i mod N); the other
+switches' levels come from a breadth-first search up from the leaves, and the switches above each group, with
 those sharing a child group, form its parent group. Switch names are generated (``leaf01``,
 ``spine01``, ...; the descriptions are often not unique). Uplinks are non-blocking; host contents
 come from ``host_type=`` as for topology.conf. See ``docs/topology-sources.md``.
@@ -19,7 +21,7 @@ come from ``host_type=`` as for topology.conf. See ``docs/topology-sources.md``.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,16 +32,41 @@ from fabric_hpc.topology.spec import FabricSpec, HostType
 
 KIND = "ibnetdiscover"
 _NODE = re.compile(r'^(Switch|Ca|Rt)\s+(\d+)\s+"([SHR])-([0-9A-Fa-f]{1,16})"\s*(?:#\s*"([^"]*)")?')
-_PORT = re.compile(r'^\[(\d+)\](?:\([0-9A-Fa-f]+\))?\s+"([SHR])-([0-9A-Fa-f]{1,16})"\[(\d+)\]')
+#: a cabled port; ``-g`` adds ``[ext N]`` (a chassis' external port number) after either port number
+_PORT = re.compile(r'^\[(\d+)\](?:\[ext \d+\])?(?:\([0-9A-Fa-f]+\))?\s+"([SHR])-([0-9A-Fa-f]{1,16})"'
+                   r'\[(\d+)\]')
 _SKIP = re.compile(r"^(#|vendid=|devid=|sysimgguid=|switchguid=|caguid=|rtguid=|Chassis\b"
                    r"|[A-Za-z -]+ Nodes:?$)")
 #: CAs that are no host: the SHArP aggregation node inside Mellanox/NVIDIA switches.
 _NOT_A_HOST = "Aggregation Node"
+#: CA descriptions that name no host: the firmware's default before rdma-ndd writes "<host> <hca>"
+#: ("MT4129 ConnectX7   Mellanox Technologies", "MT25408 ConnectX Mellanox Technologies") and a host
+#: whose name was never set ("localhost mlx5_0").
+_NO_HOST = re.compile(r"^(MT\d+\s|.*\bMellanox Technologies$|localhost(\.localdomain)?(\s|$))")
+_MAP_LINE = re.compile(r'^(0[xX][0-9A-Fa-f]{1,16})\s+(?:"([^"]*)"|([^"#]*?))\s*(#.*)?$')
+_NAME_FIX = ("give each host its own name (rdma-ndd then sets its HCAs' descriptions to '<host> <hca>'), "
+             "or name the CAs by GUID with --node-name-map FILE (lines: 0x<node GUID> \"<host> <hca>\")")
 
 
 def looks_like(lines: list[str]) -> bool:
     """Whether one of the first 200 lines opens an ibnetdiscover node block."""
     return any(_NODE.match(line) for line in lines[:200])
+
+
+#: ibnetdiscover's other outputs: the ports report (``-p``), the node lists (``-l``, ``-H``, ``-S``, ``-R``)
+_OTHER_FORMS = ((re.compile(r"^(SW|CA|RT)\s+\d+\s+\d+\s+0x[0-9A-Fa-f]+\s"), "-p (--ports)"),
+                (re.compile(r"^(Switch|Ca|Router)\s*: 0x[0-9A-Fa-f]+ ports \d+"),
+                 "-l/-H/-S/-R (a node list)"))
+
+
+def refuse_other_forms(lines: list[str], path: str) -> None:
+    """A clear error for ibnetdiscover output of another form than the topology file."""
+    for number, line in enumerate(lines[:200], start=1):
+        for pattern, option in _OTHER_FORMS:
+            if pattern.match(line):
+                raise ConfigError(f"{path}:{number}: this is the output of ibnetdiscover {option}, which "
+                                  "has no node blocks", hint="give the output of plain `ibnetdiscover` "
+                                  "(its topology file: ibnetdiscover > fabric.ibnet)")
 
 
 @dataclass
@@ -84,53 +111,103 @@ def read_nodes(lines: list[str], path: str) -> dict[str, _Node]:
         nodes[a].peers.add(b)
         nodes[b].peers.add(a)
     if not any(n.kind == "Switch" for n in nodes.values()):
-        raise ConfigError(f"{path}: no Switch blocks", hint="give the output of ibnetdiscover")
+        seen = f"only {len(nodes)} CA{'' if len(nodes) == 1 else 's'}" if nodes else "no node block"
+        raise ConfigError(f"{path}: no Switch blocks ({seen}): ibnetdiscover reached no switch",
+                          hint="run ibnetdiscover on a host whose HCA port is Active (ibstat) and cabled "
+                               "to the fabric's switches, and give that output")
     return nodes
 
 
-def _hosts(nodes: dict[str, _Node], path: str) -> dict[str, set[str]]:
-    """Host name -> the switches its CAs are cabled to."""
+def read_node_name_map(path: Any) -> dict[str, str]:
+    """Node GUID (``H-``/``S-`` less, 16 hex digits) -> name, from a file in ibnetdiscover's
+    ``--node-name-map`` format: ``0x<GUID> "<name>"`` per line, ``#`` comments."""
+    from fabric_hpc.topology.importers import load_csv
+
+    names: dict[str, tuple[str, int]] = {}
+    table = load_csv(path, what="node name map", missing_hint="give a file of lines 0x<node GUID> "
+                     "\"<host> <hca>\" (ibnetdiscover's --node-name-map format)")
+    for number, raw in enumerate(table.lines, start=1):
+        text = raw.strip()
+        if not text or text.startswith("#"):
+            continue
+        m = _MAP_LINE.match(text)
+        if not m:
+            raise ConfigError(f"{table}:{number}: cannot read {text[:50]!r}", hint="a node name map has "
+                              "lines 0x<node GUID> \"<name>\" (ibnetdiscover(8), --node-name-map)")
+        guid, name = f"{int(m.group(1), 16):016x}", (m.group(2) if m.group(2) is not None else m.group(3))
+        if not name.strip():
+            raise ConfigError(f"{table}:{number}: empty name for GUID {m.group(1)}",
+                              hint="give the host name, e.g. 0x... \"dgx01 mlx5_0\"")
+        if guid in names:
+            raise ConfigError(f"{table}:{number}: GUID {m.group(1)} is mapped twice (first on line "
+                              f"{names[guid][1]})", hint="keep one line per GUID")
+        names[guid] = (name.strip(), number)
+    return {guid: name for guid, (name, _) in names.items()}
+
+
+def _hosts(nodes: dict[str, _Node], path: str) -> tuple[dict[str, set[str]], list[_Node]]:
+    """Host name -> the switches its CAs are cabled to; and the CAs whose description names no host
+    (left out). SHArP aggregation nodes are neither."""
     on: dict[str, set[str]] = {}
+    unnamed: list[_Node] = []
+    described: dict[str, _Node] = {}
     for node in nodes.values():
         if node.kind != "Ca" or _NOT_A_HOST in node.desc:
             continue
-        host = node.desc.split()[0] if node.desc.split() else ""
+        if not node.desc.split() or _NO_HOST.match(node.desc):
+            unnamed.append(node)
+            continue
+        host = node.desc.split()[0]
         if not NAME.match(host):
             raise ConfigError(f"{path}:{node.line}: CA {node.guid}'s description {node.desc[:50]!r} does not "
-                              "start with a host name", hint="set the HCAs' node descriptions to '<host> "
-                              "<hca>' (rdma-ndd does) or map the GUIDs with ibnetdiscover --node-name-map")
+                              "start with a host name", hint=_NAME_FIX)
+        if (twin := described.setdefault(node.desc, node)) is not node:
+            raise ConfigError(f"{path}:{node.line}: CAs {twin.guid} (line {twin.line}) and {node.guid} are "
+                              f"both described {node.desc[:50]!r}: two machines of one host name",
+                              hint=_NAME_FIX)
         switches = {p for p in node.peers if nodes[p].kind == "Switch"}
         if not switches:
             raise ConfigError(f"{path}:{node.line}: host {host!r} (CA {node.guid}) is cabled to no switch",
                               hint="leave hosts without a switch out of the file")
         on.setdefault(host, set()).update(switches)
+    if not on and unnamed:
+        raise ConfigError(f"{path}: no CA names a host: {len(unnamed)} CAs described by model or "
+                          f"'localhost' {_described(unnamed)}", hint=_NAME_FIX)
     if not on:
         raise ConfigError(f"{path}: no CA is cabled to a switch", hint="give the output of ibnetdiscover")
-    return on
+    return on, unnamed
 
 
-def _leaf_groups(on: dict[str, set[str]], nodes: dict[str, _Node],
-                 path: str) -> list[tuple[list[str], list[str]]]:
-    """(switches, hosts) per leaf group: the leaf switches that serve exactly the same hosts."""
-    hosts_of: dict[str, set[str]] = defaultdict(set)
-    for host, switches in on.items():
-        for sw in switches:
-            hosts_of[sw].add(host)
-    by_hosts: dict[frozenset[str], list[str]] = defaultdict(list)
-    for sw in sorted(hosts_of, key=lambda s: nodes[s].line):
-        by_hosts[frozenset(hosts_of[sw])].append(sw)
-    seen: dict[str, list[str]] = {}
-    for hosts, switches in by_hosts.items():
-        for host in hosts:
-            if host in seen:
-                a, b = seen[host][0], switches[0]
-                raise ConfigError(f"{path}:{nodes[b].line}: host {host!r} is on leaf switches {a} (line "
-                                  f"{nodes[a].line}) and {b}, which serve different hosts",
-                                  hint="each host's HCAs go to one leaf switch, or to one set of rail "
-                                       "switches shared by the same hosts; check the cabling or HCA names")
-            seen[host] = switches
+def _described(unnamed: list[_Node]) -> str:
+    """'(24 'MT4129 ConnectX7 Mellanox Technologies', 1 'localhost HCA-1', ...)': the commonest first."""
+    counts = Counter(" ".join(n.desc.split()) or "(empty)" for n in unnamed)
+    shown = ", ".join(f"{k} {d[:50]!r}" for d, k in counts.most_common(3))
+    return f"({shown}{', ...' if len(counts) > 3 else ''})"
+
+
+def _leaf_groups(on: dict[str, set[str]], nodes: dict[str, _Node]) -> list[tuple[list[str], list[str]]]:
+    """(switches, hosts) per leaf group: leaf switches joined by the hosts cabled to several of them (a
+    rail group; its hosts need not be on every rail: a host down, a server on two of eight rails)."""
+    root: dict[str, str] = {}
+
+    def find(sw: str) -> str:
+        while root.setdefault(sw, sw) != sw:
+            root[sw] = root[root[sw]]
+            sw = root[sw]
+        return sw
+
+    for switches in on.values():
+        first, *rest = sorted(switches)
+        for sw in [first, *rest]:
+            root[find(sw)] = find(first)
+    members: dict[str, list[str]] = defaultdict(list)
+    for sw in sorted(root, key=lambda s: nodes[s].line):
+        members[find(sw)].append(sw)
     first = {h: min(nodes[s].line for s in on[h]) for h in on}
-    return [(sws, sorted(hosts, key=lambda h: (first[h], h))) for hosts, sws in by_hosts.items()]
+    hosts: dict[str, list[str]] = defaultdict(list)
+    for host in sorted(on, key=lambda h: (first[h], h)):
+        hosts[find(next(iter(on[host])))].append(host)
+    return [(sws, hosts[key]) for key, sws in members.items()]
 
 
 def _levels_up(groups: list[list[str]], nodes: dict[str, _Node], path: str) -> list[list[list[str]]]:
@@ -182,17 +259,22 @@ def _stages(leaves: list[list[str]], level: dict[str, int], nodes: dict[str, _No
         stages.append(live)
 
 
-def import_ibnetdiscover(path: Any, *, host_type: str | HostType | None = None,
-                         name: str | None = None) -> FabricSpec:
-    """A fabric from ``ibnetdiscover`` output: hosts from the CA descriptions, leaf groups of the
-    switches their CAs are cabled to, upper stages by hops from the leaves (see the module's notes)."""
+def import_ibnetdiscover(path: Any, *, host_type: str | HostType | None = None, name: str | None = None,
+                         node_name_map: Any = None) -> FabricSpec:
+    """A fabric from ``ibnetdiscover`` output: hosts from the CA descriptions (or ``node_name_map``, a
+    file in ibnetdiscover's ``--node-name-map`` format, by GUID), leaf groups of the switches their CAs
+    are cabled to, upper stages by hops from the leaves (see the module's notes)."""
     from fabric_hpc.topology.import_slurm import LEVEL_NAMES, _levels, _Switch, build_spec
     from fabric_hpc.topology.importers import load_csv
 
-    dump = load_csv(path, what="ibnetdiscover file")
+    names = read_node_name_map(node_name_map) if node_name_map is not None else {}
+    dump = load_csv(path, what="ibnetdiscover file",
+                    missing_hint="save the fabric with `ibnetdiscover > FILE` on a host of it, and give FILE")
     nodes = read_nodes(dump.lines, str(dump))
-    on = _hosts(nodes, str(dump))
-    leaves = _leaf_groups(on, nodes, str(dump))
+    for node in nodes.values():
+        node.desc = names.get(node.guid[2:], node.desc)
+    on, unnamed = _hosts(nodes, str(dump))
+    leaves = _leaf_groups(on, nodes)
     stages = _levels_up([sws for sws, _ in leaves], nodes, str(dump))
     _levels(len(stages) - 1, str(dump))  # more levels than the format holds: refused here
     member: dict[str, str] = {}  # switch GUID -> its group
@@ -212,4 +294,6 @@ def import_ibnetdiscover(path: Any, *, host_type: str | HostType | None = None,
                 sw.children = sorted(below, key=lambda c: switches[c].line)
             member.update(dict.fromkeys(sws, group))
             stage_of[group] = k
-    return build_spec(switches, str(dump), "ibnetdiscover output", host_type=host_type, name=name)
+    notes = [f"CAs naming no host left out: {len(unnamed)} {_described(unnamed)}"] if unnamed else []
+    return build_spec(switches, str(dump), "ibnetdiscover output", host_type=host_type, name=name,
+                      notes=notes)

@@ -408,9 +408,10 @@ def import_topology_conf(path: Any, *, host_type: str | HostType | None = None,
 
 
 def build_spec(switches: dict[str, _Switch], path: str, source: str, *, host_type: str | HostType | None,
-               name: str | None) -> FabricSpec:
+               name: str | None, notes: list[str] | None = None) -> FabricSpec:
     """The fabric of a switch tree read from ``path`` (``source`` says what it is), checked: one
-    parent per switch, no loop, each host on one leaf; empty switches left out."""
+    parent per switch, no loop, each host on one leaf; empty switches left out. ``notes`` (what the
+    importer left out) end the fabric's description."""
     from fabric_hpc.topology.importers import _finish
 
     tname, ht = host_type_of(host_type)
@@ -435,6 +436,7 @@ def build_spec(switches: dict[str, _Switch], path: str, source: str, *, host_typ
                    "assumed non-blocking (see docs/topology-sources.md)")
     if dropped:
         description += f"; empty switches left out: {', '.join(dropped[:10])}"
+    description += "".join(f"; {note}" for note in notes or ())
     return _finish({"fabric": 1, "name": name or Path(path).stem, "description": description,
                     "host_types": {tname: ht.model_dump()},
                     "hosts": [{"names": compress(hosts), "type": tname}],

@@ -89,17 +89,16 @@ class CsvFile(os.PathLike[str]):
         return str(self.path)
 
 
-def load_csv(path: PathLike | CsvFile, *, what: str = "file") -> CsvFile:
+def load_csv(path: PathLike | CsvFile, *, what: str = "file", missing_hint: str = CSV_SOURCES) -> CsvFile:
     """The file's lines, read once through the input boundary (regular file, at most
     :data:`MAX_CSV_BYTES`, UTF-8), without the byte order mark Excel's "CSV UTF-8" puts first (it is
-    no part of the first column's name)."""
+    no part of the first column's name). ``missing_hint``: the fix when it does not exist."""
     from fabric_hpc.inputs import check_path, read_text
 
     if isinstance(path, CsvFile):
         return path
     if not Path(path).exists():
-        raise NotFoundError(f"{what} {str(path)!r} does not exist",
-                            hint=CSV_SOURCES)
+        raise NotFoundError(f"{what} {str(path)!r} does not exist", hint=missing_hint)
     checked = check_path(path, what="import file")
     size = checked.stat().st_size if checked.is_file() else 0
     if size > MAX_CSV_BYTES:  # before reading: a 200 MB file took 4 GB and 30 s to be refused later
@@ -154,6 +153,7 @@ def detect_kind(path: PathLike) -> str:
         return slurm_kind
     if import_ib.looks_like(path.lines):
         return import_ib.KIND
+    import_ib.refuse_other_forms(path.lines, str(path))
     try:
         header = tuple(h.strip() for h in next(csv.reader(path.lines), []))
     except csv.Error as exc:

@@ -4,13 +4,15 @@ that format from the shipped fabrics, and one clear line for each bad input."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from fabric_hpc.cli.main import main
-from fabric_hpc.errors import ConfigError
+from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.topology import build, open_fabric
+from fabric_hpc.topology.import_ib import import_ibnetdiscover
 from fabric_hpc.topology.importers import detect_kind, import_csv
 from fabric_hpc.topology.spec import switch_names
 
@@ -31,8 +33,12 @@ def test_rail_groups_from_a_dump():
 
 
 def test_man_page_example_names_no_hosts():
-    with pytest.raises(ConfigError, match="manpage-example.txt:.*linked but both 0 hops from the leaf"):
+    with pytest.raises(ConfigError, match="manpage-example.txt: no CA names a host: 4 CAs described by "
+                                          "model or 'localhost' .4 'MT23108 InfiniHost Mellanox "
+                                          "Technologies'."
+                       ) as exc:
         import_csv(FIXTURES / "manpage-example.txt")
+    assert "--node-name-map FILE" in exc.value.hint
 
 
 def dump_of(fabric) -> str:
@@ -81,7 +87,8 @@ RAILS = (FIXTURES / "rails-2x2.txt").read_text()
 @pytest.mark.parametrize("old, new, message", [
     ('"node02 mlx5_1"', '"node01 mlx5_1"', None),  # same host twice on one switch: fine
     ('Ca\t1 "H-946dae0300d10040"\t\t# "node02 mlx5_1"', 'Ca\t1 "H-946dae0300d10040"\t\t# "node03 mlx5_1"',
-     "host 'node0[13]' is on leaf switches S-1070fd0300a000.0 .line .*, which serve different hosts"),
+     r"ib\.txt:106: CAs H-946dae0300d10040 .line 92. and H-946dae0300d10060 are both described "
+     r"'node03 mlx5_1'"),
     ('[33]\t"S-1070fd0300c00010"[1]', '[33]\t"S-1070fd0300a00010"[1]', "is linked to itself"),
     ('[33]\t"S-1070fd0300c00010"[1]', '[33]\t"S-1070fd0300b00010"[1]', "linked but both 0 hops"),
     ('[33]\t"S-1070fd0300c00010"[1]', '[33]\t"S-00000000000000ff"[1]', "a node with no block of its own"),
@@ -108,3 +115,110 @@ def test_cli_imports_a_dump(tmp_path, capsys):
     assert main(["topology", "validate", str(out)]) == 0
     assert main(["topology", "import", str(FIXTURES / "rails-2x2.txt"), "--host-map", "x.csv"]) == 3
     assert "--host-map applies to lingjun files; " in capsys.readouterr().err
+
+
+# -- real dumps (fixtures/ibnetdiscover/README.md: sources and licences) -------------------------
+def test_real_dgx_superpod_dump_skips_unnamed_cas_and_groups_rails():
+    """NVIDIA topograph's DGX H100 dump: CAs still described by the kernel default ('MT4129
+    ConnectX7   Mellanox Technologies') or as 'localhost' are no host; leaves whose host sets differ
+    (a host down on one rail, a UFM server on two of four rails) still form one rail group."""
+    spec = import_csv(FIXTURES / "topograph-dgx-h100-su1-su8.txt")
+    fabric = build(spec)
+    groups = {g.name: g for g in spec.network.groups}
+    assert spec.network.levels == ["leaf", "spine"]
+    assert [(g.switches, len(fabric.groups[g.name].hosts)) for g in spec.network.groups if g.hosts] == [
+        (4, 16), (3, 10)]  # SU 8 (14 named DGX, ubuntu, B11-P1-CUFM-02), SU 1 (10 named DGX; no leaf 03-01)
+    assert "MT4129" not in fabric.hosts and "localhost" not in fabric.hosts
+    assert {"ubuntu", "B11-P1-CUFM-02", "b08-p1-dgx-08-c01", "a05-p1-dgx-01-c18"} <= set(fabric.hosts)
+    assert groups["spine01"].switches == 9
+    assert "CAs naming no host left out: 36 (33 'MT4129 ConnectX7 Mellanox Technologies'" in spec.description
+
+
+def test_real_qdr_dump_with_a_node_name_map(tmp_path):
+    """PSMN's X5 cluster (QDR, Voltaire and Mellanox switches): every CA has the kernel default
+    description, so without a map it is one line naming the fix; with the site's GUID map (converted
+    to ibnetdiscover's --node-name-map format) the hosts are those of the site's own topology.conf."""
+    with pytest.raises(ConfigError, match=r"no CA names a host: 89 CAs .*'MT25408 ConnectX Mellanox") as exc:
+        import_csv(FIXTURES / "x5-psmn-qdr.txt")
+    assert "--node-name-map" in exc.value.hint
+    spec = import_csv(FIXTURES / "x5-psmn-qdr.txt", node_name_map=FIXTURES / "x5-psmn.node-name-map")
+    fabric = build(spec)
+    assert {"sl390lin1", "r422node103", "r510gluster4", "x5570comp2", "r815lin114"} <= set(fabric.hosts)
+    assert len(fabric.hosts) == 86  # the map's 86 GUIDs
+    assert "CAs naming no host left out: 3 (3 'MT25408 ConnectX Mellanox Technologies')" in spec.description
+
+
+def test_grouped_dump_with_external_ports(tmp_path):
+    """`ibnetdiscover -g` (chassis grouping): port lines carry '[ext N]' and the blocks chassis
+    headings, '# Chassis N' comments and Hostname: lines."""
+    spec = import_csv(FIXTURES / "grouped-chassis.txt")
+    assert [(g.name, g.hosts, g.switches) for g in spec.network.groups] == [
+        ("leaf01", "node[01-02]", 1), ("leaf02", "node[03-04]", 1), ("spine01", None, 2)]
+
+
+def test_cli_node_name_map(tmp_path, capsys):
+    out = tmp_path / "x5.yaml"
+    assert main(["topology", "import", str(FIXTURES / "x5-psmn-qdr.txt"), "--node-name-map",
+                 str(FIXTURES / "x5-psmn.node-name-map"), "-o", str(out)]) == 0
+    assert "r510gluster" in out.read_text()
+    assert main(["topology", "import", str(FIXTURES / "rails-2x2.txt"), "--node-name-map", str(out)]) == 3
+    assert re.search(r"x5.yaml:\d+: cannot read 'fabric: 1'", capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('0x1 "a"\nnonsense\n', r"map:2: cannot read 'nonsense'"),
+    ('0x1 "a"\n0x01 "b"\n', r"map:2: GUID 0x01 is mapped twice"),
+    ('0x1 ""\n', r"map:1: empty name"),
+])
+def test_bad_node_name_map_is_one_clear_line(tmp_path, text, message):
+    (tmp_path / "map").write_text(text)
+    with pytest.raises(ConfigError, match=message) as exc:
+        import_csv(FIXTURES / "rails-2x2.txt", node_name_map=tmp_path / "map")
+    assert "\n" not in exc.value.message and exc.value.hint
+
+
+def test_a_host_on_two_groups_joins_them(tmp_path):
+    """A host cabled to leaf switches of two groups (a server on two SUs' rails) makes them one group."""
+    path = tmp_path / "ib.txt"
+    path.write_text(RAILS.replace('# "node02 mlx5_1"\n', '# "node03 mlx5_2"\n'))
+    spec = import_csv(path)
+    assert [(g.hosts, g.switches) for g in spec.network.groups if g.hosts] == [("node[01-04]", 4)]
+
+
+def test_two_machines_of_one_name_are_refused(tmp_path):
+    path = tmp_path / "ib.txt"
+    path.write_text(RAILS.replace('"node02 mlx5_0"', '"node01 mlx5_0"'))
+    with pytest.raises(ConfigError, match=r"CAs H-946dae0300d10010 .line \d+. and H-946dae0300d10030 are "
+                                          r"both described 'node01 mlx5_0'") as exc:
+        import_csv(path)
+    assert "--node-name-map" in exc.value.hint
+
+
+@pytest.mark.parametrize("text, option", [
+    ("SW     2 19 0x0008f10400411f56 4x QDR - CA     3  1 0x0002c90300001d91 ( 'ISR9024 Voltaire' - "
+     "'node01 HCA-1' )\n", "-p"),  # ibnetdiscover -p, the form slurmibtopology.sh reads
+    ('Switch\t : 0x0008f10400411f56 ports 24 devid 0x5a06 vendid 0x8f1 "ISR9024 Voltaire"\n', "-l/-H"),
+])
+def test_other_ibnetdiscover_forms_name_the_plain_one(tmp_path, text, option):
+    path = tmp_path / "ib.txt"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=f"ib.txt:1: this is the output of ibnetdiscover {option}") as exc:
+        detect_kind(path)
+    assert "plain `ibnetdiscover`" in exc.value.hint
+
+
+def test_a_dump_from_an_unlinked_host_names_the_fix():
+    """topograph's example-bad.out: ibnetdiscover on a host whose port reaches no switch."""
+    with pytest.raises(ConfigError, match=r"lone-ca.txt: no Switch blocks .only 1 CA.: ibnetdiscover reached "
+                                          "no switch") as exc:
+        import_csv(FIXTURES / "topograph-lone-ca.txt")
+    assert "Active (ibstat)" in exc.value.hint
+
+
+def test_missing_dump_or_map_names_the_right_fix(tmp_path):
+    with pytest.raises(NotFoundError, match="node name map .*nope' does not exist") as exc:
+        import_csv(FIXTURES / "rails-2x2.txt", node_name_map=tmp_path / "nope")
+    assert "0x<node GUID>" in exc.value.hint and "data/topologies" not in exc.value.hint
+    with pytest.raises(NotFoundError, match="ibnetdiscover file .*nope' does not exist") as exc:
+        import_ibnetdiscover(tmp_path / "nope")
+    assert "ibnetdiscover > " in exc.value.hint and "data/topologies" not in exc.value.hint
