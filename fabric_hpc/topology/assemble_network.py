@@ -124,13 +124,18 @@ def _match(discovered: list[str], leaf_of: dict[str, str], path: str, allow_miss
 
 def _near(extra: list[str], missing: list[str]) -> str:
     """``: 'dgx01' is 'DGX01' there (...)`` for the first discovered name that differs from a
-    network name only in case, domain suffix or zero padding."""
-    def keys(name: str) -> tuple[str, str, str]:
-        return name.lower(), name.split(".", 1)[0], _unpadded(name)
-
-    by_key = {k: m for m in missing for k in keys(m)}
+    network name only in case, a domain suffix (on one side) or zero padding."""
+    loose: dict[str, str] = {}  # lower case, numbers unpadded -> a network name
+    short: dict[str, str] = {}  # a network name up to its first dot -> that name
+    for m in missing:
+        loose.update({m.lower(): m, _unpadded(m): m})
+        if "." in m:
+            short[m.split(".", 1)[0]] = m
+    exact = set(missing)
     for h in extra:
-        twin = next((by_key[k] for k in keys(h) if k in by_key), None)
+        stem = h.split(".", 1)[0]
+        twin = (next((loose[k] for k in (h.lower(), _unpadded(h)) if k in loose), None) or short.get(h)
+                or (stem if stem != h and stem in exact else None))
         if twin is not None:
             return (f": {h!r} is {twin!r} there (Slurm compares host names exactly: case, domain and "
                     "zero padding included)")

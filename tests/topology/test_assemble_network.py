@@ -152,3 +152,11 @@ def test_bad_network_files_are_one_line(tmp_path, capsys):
     fragment.write_text(fragment.read_text().replace("nics: 8", "nics: 0"))
     with pytest.raises(ConfigError, match=r"^1 host \(gb-b01\) on a leaf switch of .* has no NIC in disc"):
         joined(tmp_path, hosts, RACKS)
+
+
+def test_near_misses_are_named_only_where_near():
+    from fabric_hpc.topology.assemble_network import _near
+
+    assert _near(["n1.rack2"], ["n1.rack3"]) == "" and _near(["a1"], ["b1"]) == ""
+    assert _near(["dgx01.lab"], ["dgx01"]).startswith(": 'dgx01.lab' is 'dgx01' there")
+    assert _near(["gpu001"], ["GPU1", "gpu1"]).startswith(": 'gpu001' is 'gpu1' there")
