@@ -384,17 +384,32 @@ def import_(csv_path: str, kind: str, hosts_per_leaf: int | None, host_map: str 
 @group.command("assemble")
 @click.argument("fragments", nargs=-1, required=True)
 @click.option("--name", default="assembled", show_default=True, help="The fabric's name.")
+@click.option("--network", default=None, metavar="FILE",
+              help="The switches: Slurm's topology.conf or topology.yaml, or ibnetdiscover output (kind "
+                   "detected as import's --kind auto); every discovered host must be in it, and it in them.")
+@click.option("--allow-missing", is_flag=True,
+              help="--network: leave the file's hosts that were not discovered out of the fabric (noted).")
 @_out
-def assemble_cmd(fragments: tuple[str, ...], name: str, out: str | None) -> None:
+def assemble_cmd(fragments: tuple[str, ...], name: str, network: str | None, allow_missing: bool,
+                 out: str | None) -> None:
     """Join hosts' discovery fragments (HOST.yaml + HOST.facts.json) into one fabric; hosts whose GPUs
-    share an NVML fabric clique (GB200/GB300 NVL72) form one multi-host NVLink domain."""
+    share an NVML fabric clique (GB200/GB300 NVL72) form one multi-host NVLink domain; --network adds
+    the switches of a topology.conf, topology.yaml or ibnetdiscover dump."""
     from fabric_hpc.inputs import distinct_outputs
     from fabric_hpc.topology.assemble import assemble
+    from fabric_hpc.topology.assemble_network import WARNING, join_network
 
-    distinct_outputs({"--out": None if out == "-" else out}, {f: f for f in fragments})
+    if allow_missing and network is None:
+        raise click.UsageError("--allow-missing is for --network: without a network file no host is "
+                               "missing")
+    distinct_outputs({"--out": None if out == "-" else out},
+                     {**{f: f for f in fragments}, "--network": network})
     spec, notes = assemble(list(fragments), name=name)
+    if network is not None:
+        spec, more = join_network(spec, network, allow_missing=allow_missing)
+        notes += more
     for note in notes:
-        click.echo(one_line(f"note: {note}"), err=True)
+        click.echo(one_line(note if note.startswith(WARNING) else f"note: {note}"), err=True)
     _emit_spec(spec, out)
 
 
