@@ -8,7 +8,8 @@ pinned); postponed hand-overs happen in the next cycle without pins, or when the
 last, renew the deferrals of the jobs still waiting (each job's renewal independent of the others').
 
 A refused action (``SlurmError``) becomes an ``agent.failed`` record (audit log and event stream)
-naming the action, the job and Slurm's message; the other actions of the cycle still run. A job
+naming the action, the job and Slurm's message; the other actions of the cycle still run (a job that
+started or ended since the cycle's read is no failure: :meth:`Actions._left_pending`). A job
 whose pin fails :data:`MAX_PIN_FAILURES` cycles in a row (or whose pin went stale, see
 :mod:`fabric_hpc.slurm.view`) is handed to Slurm: its ``ReqNodeList`` is cleared and it is eligible
 at once; the agent no longer places it; so is a job whose pin Slurm rejected (``BadConstraints``),
@@ -165,7 +166,7 @@ class Actions:
             if job_id in unfreed:
                 deferred = [*deferred, job_id]
                 continue
-            if self._do("place", job_id, self.client.place, job_id, entry["hosts"]):
+            if self._do("place", job_id, self.client.place, job_id, entry["hosts"], moot=self._left_pending):
                 self.failures.pop(job_id, None)
                 done.placed.append(job_id)
                 continue
@@ -199,7 +200,8 @@ class Actions:
         """One hand-over; after :data:`MAX_PIN_FAILURES` refused ones the agent gives up on the job (one
         ``agent.handoff_abandoned`` record): it is no longer placed, deferred or handed over."""
         extra = {"ExcNodeList": out} if out else {}
-        if self._do("handoff", job_id, self.client.update, job_id, ReqNodeList="", StartTime="now", **extra):
+        if self._do("handoff", job_id, self.client.update, job_id, ReqNodeList="", StartTime="now",
+                    moot=self._left_pending, **extra):
             self.to_hand.pop(job_id, None)
             self.note("handoff", job=job_id, reason=why)
             return
@@ -252,7 +254,7 @@ class Actions:
         until = time.time() + int(seconds)
         self._ask(job_id, until)
         self.deferrals[job_id] = until
-        if self._do("defer", job_id, self.client.defer, job_id, seconds):
+        if self._do("defer", job_id, self.client.defer, job_id, seconds, moot=self._left_pending):
             self.defer_retry.pop(job_id, None)
             return True
         n = (self.defer_retry.get(job_id, (0, 0.0))[0]) + 1
@@ -334,9 +336,10 @@ class Actions:
         self.requeued = {j: t for j, t in self.requeued.items() if j in keep or now - t < REQUEUE_MEMORY_S}
 
     def _left_pending(self, job_id: int) -> bool:
-        """The job is no longer pending (Slurm started it, it ended, Slurm forgot it): a refused unpin is the
-        race between the cycle's view and the update, not a failure. Slurm refuses clearing ReqNodeList of a
-        running job as a resize to no nodes: "Invalid node name specified" (job_mgr.c ``_update_job``)."""
+        """The job is no longer pending (Slurm started it, it ended, Slurm forgot it): a refused pin, unpin,
+        hand-over or deferral is the race between the cycle's view and the update, not a failure (every
+        backend: "Job has already finished" for a job cancelled meanwhile). Slurm refuses clearing ReqNodeList
+        of a running job as a resize to no nodes: "Invalid node name specified" (job_mgr.c ``_update_job``)."""
         try:
             return not self.client.job(job_id).pending
         except NotFoundError:
