@@ -338,8 +338,9 @@ class Actions:
     def _left_pending(self, job_id: int) -> bool:
         """The job is no longer pending (Slurm started it, it ended, Slurm forgot it): a refused pin, unpin,
         hand-over or deferral is the race between the cycle's view and the update, not a failure (every
-        backend: "Job has already finished" for a job cancelled meanwhile). Slurm refuses clearing ReqNodeList
-        of a running job as a resize to no nodes: "Invalid node name specified" (job_mgr.c ``_update_job``)."""
+        backend: "Job has already finished" for a job cancelled meanwhile). Slurm refuses clearing
+        ReqNodeList of a running job as a resize to no nodes: "Invalid node name specified" (job_mgr.c
+        ``_update_job``)."""
         try:
             return not self.client.job(job_id).pending
         except NotFoundError:
