@@ -8,7 +8,8 @@ pinned); postponed hand-overs happen in the next cycle without pins, or when the
 last, renew the deferrals of the jobs still waiting (each job's renewal independent of the others').
 
 A refused action (``SlurmError``) becomes an ``agent.failed`` record (audit log and event stream)
-naming the action, the job and Slurm's message; the other actions of the cycle still run. A job
+naming the action, the job and Slurm's message; the other actions of the cycle still run (a job that
+started or ended since the cycle's read is no failure: :meth:`Actions._left_pending`). A job
 whose pin fails :data:`MAX_PIN_FAILURES` cycles in a row (or whose pin went stale, see
 :mod:`fabric_hpc.slurm.view`) is handed to Slurm: its ``ReqNodeList`` is cleared and it is eligible
 at once; the agent no longer places it; so is a job whose pin Slurm rejected (``BadConstraints``),
@@ -174,7 +175,7 @@ class Actions:
             if job_id in unfreed:
                 deferred = [*deferred, job_id]
                 continue
-            if self._do("place", job_id, self.client.place, job_id, entry["hosts"]):
+            if self._do("place", job_id, self.client.place, job_id, entry["hosts"], moot=self._left_pending):
                 self.pins[job_id] = frozenset(entry["hosts"])
                 self.failures.pop(job_id, None)
                 done.placed.append(job_id)
@@ -215,7 +216,8 @@ class Actions:
         extra: dict[str, str] = {"ExcNodeList": out} if out else {}
         pin = {} if job_id in self.kept else {"ReqNodeList": ""}
         start = {} if job_id in self.kept_begin else {"StartTime": "now"}  # no fields: no update is sent
-        if self._do("handoff", job_id, self.client.update, job_id, **pin, **start, **extra):
+        if self._do("handoff", job_id, self.client.update, job_id, **pin, **start, moot=self._left_pending,
+                    **extra):
             self.to_hand.pop(job_id, None)
             if pin:
                 self.pins.pop(job_id, None)
@@ -270,7 +272,7 @@ class Actions:
         until = time.time() + int(seconds)
         self._ask(job_id, until)
         self.deferrals[job_id] = until
-        if self._do("defer", job_id, self.client.defer, job_id, seconds):
+        if self._do("defer", job_id, self.client.defer, job_id, seconds, moot=self._left_pending):
             self.defer_retry.pop(job_id, None)
             return True
         n = (self.defer_retry.get(job_id, (0, 0.0))[0]) + 1
@@ -369,9 +371,11 @@ class Actions:
         self.requeued = {j: t for j, t in self.requeued.items() if j in keep or now - t < REQUEUE_MEMORY_S}
 
     def _left_pending(self, job_id: int) -> bool:
-        """The job is no longer pending (Slurm started it, it ended, Slurm forgot it): a refused unpin is the
-        race between the cycle's view and the update, not a failure. Slurm refuses clearing ReqNodeList of a
-        running job as a resize to no nodes: "Invalid node name specified" (job_mgr.c ``_update_job``)."""
+        """The job is no longer pending (Slurm started it, it ended, Slurm forgot it): a refused pin, unpin,
+        hand-over or deferral is the race between the cycle's view and the update, not a failure (every
+        backend: "Job has already finished" for a job cancelled meanwhile). Slurm refuses clearing
+        ReqNodeList of a running job as a resize to no nodes: "Invalid node name specified" (job_mgr.c
+        ``_update_job``)."""
         try:
             return not self.client.job(job_id).pending
         except NotFoundError:

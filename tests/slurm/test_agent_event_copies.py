@@ -46,6 +46,9 @@ class Failing(Fake):
             raise SlurmError("slurm_load_jobs error: Unable to contact slurm controller (connect failure)")
         return super().jobs()
 
+    def job(self, job_id: int):  # the refused pin's check that job 2 is still pending: no cycle's read
+        return next(j for j in self._jobs if j.job_id == job_id)
+
 
 def test_audit_and_stream_copies_of_an_agent_event_are_one_record(tmp_path: Path, stream: list[dict]) -> None:
     client = Failing([gang(1), gang(2)], refuse={2: "Invalid node name specified for job 2"})

@@ -39,6 +39,11 @@ class Deferrals(SlurmClient):
     def jobs(self) -> list[Job]:
         return []
 
+    def job(self, job_id: int) -> Job:  # still pending, unless gone (a refused job's is not a moot refusal)
+        if job_id in self.gone:
+            raise NotFoundError(f"Slurm knows no job {job_id}")
+        return Job(job_id=job_id, name="j", state="PENDING")
+
     def update(self, job_id: int, **fields: str) -> None:
         if job_id in self.gone:
             raise NotFoundError(f"Slurm knows no job {job_id}")

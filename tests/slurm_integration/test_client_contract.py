@@ -196,6 +196,26 @@ def test_rest_without_a_token_is_refused(request: pytest.FixtureRequest, contrac
         rest.jobs()
 
 
+def test_rest_agent_whose_user_may_not_modify_jobs_stops(request: pytest.FixtureRequest,
+                                                         contract_cluster: Any) -> None:
+    """The agent through slurmrestd as a user who may not modify root's jobs (its JWT and user name):
+    Slurm's refusal is fatal (:class:`AgentPrivilegeError`, exit 3), as through scontrol, not an
+    ``agent.failed`` every cycle."""
+    from fabric_hpc.slurm.actions import Actions, AgentPrivilegeError
+
+    rest = _rest_client(request, contract_cluster, user="nobody")
+    rest.token = token(contract_cluster, user="nobody")
+    jid = contract_cluster.sbatch("-N1", "--gres=gpu:1", "-H", "--comment=fabric", wrap="true")
+    try:
+        for act in ({"started": [{"job": jid, "hosts": ["n3"]}]}, {"deferred": [jid]}, {"unpin": [jid]}):
+            acts = Actions(rest, lambda what, **kw: None)
+            with pytest.raises(AgentPrivilegeError):
+                acts.apply(act.get("requeued", []), act.get("started", []), {}, act.get("deferred", []), 300,
+                           unpin=act.get("unpin", ()))
+    finally:
+        contract_cluster.run(["scancel", str(jid)], check=False)
+
+
 def test_rest_warning_about_an_ignored_field_is_an_error(request: pytest.FixtureRequest,
                                                          contract_cluster: Any) -> None:
     rest = _rest_client(request, contract_cluster)
@@ -261,3 +281,124 @@ def test_reservations_are_read(client: SlurmClient, contract_cluster: Any) -> No
     assert r.nodes == ("n3", "n4") and r.end - r.start == 90 * 60 and not ignored, (found, ignored)
     assert 7000 < r.start - time.time() < 7300, r
     assert "MAINT" in r.flags, r  # pyslurm's MAINTENANCE reads as Slurm's name
+
+
+# -- the agent's actions and reads, through each backend ----------------------------------------------
+def _begins_in(job: Any, seconds: float) -> bool:
+    """The job's begin time is ``seconds`` from now, as the agent recognises its own deferral."""
+    from fabric_hpc.slurm.view import DEFERRAL_SLACK_S
+
+    slack = DEFERRAL_SLACK_S + 2
+    return job.begin_time is not None and abs(job.begin_time - (time.time() + seconds)) <= slack
+
+
+def test_the_agents_actions_take_effect(client: SlurmClient, contract_cluster: Any) -> None:
+    """The agent's own code (:class:`Actions`) through this backend: pins (ReqNodeList, StartTime=now), a
+    batch of deferrals, then an unpin (ReqNodeList cleared, deferred again) and a hand-over (ReqNodeList
+    cleared, StartTime=now, ExcNodeList its kept_out) in the next cycle, a deferred held job released,
+    and the requeue of a spot victim (its old pin cleared). Every effect read back: nothing refused."""
+    from fabric_hpc.slurm.actions import Actions
+
+    notes: list[tuple[str, dict[str, Any]]] = []
+    acts = Actions(client, lambda what, **kw: notes.append((what, kw)))
+    held = ["-N2", "--gres=gpu:1", "-H", "--comment=fabric"]
+    a, b, c, d = (contract_cluster.sbatch(*held, wrap="true") for _ in range(4))
+    done = acts.apply([], [{"job": a, "hosts": ["n7", "n10"]}, {"job": b, "hosts": ["n8", "n9"]}], {},
+                      [c, d], 300)
+    assert done.placed == [a, b] and not notes, notes
+    for jid, pin in ((a, ("n7", "n10")), (b, ("n8", "n9"))):
+        job = client.job(jid)
+        assert job.req_nodes == pin and _begins_in(job, 0) and job.held, job
+        listed = {j.job_id: j for j in client.jobs()}[jid]  # the stop's release of pins reads the list
+        assert (listed.req_nodes, listed.begin_time) == (pin, job.begin_time), listed
+    for jid in (c, d):
+        job = client.job(jid)
+        assert _begins_in(job, 300) and job.held and job.req_nodes == (), job
+    acts.apply([], [], {b: "test"}, [c], 300, unpin=[a], kept_out=lambda j: "n[1-3]" if j == b else None)
+    assert [w for w, _ in notes] == ["handoff"], notes
+    job = client.job(a)
+    assert job.req_nodes == () and _begins_in(job, 300) and job.held, job
+    job = client.job(b)
+    assert (job.req_nodes, job.exc_nodes) == ((), ("n1", "n2", "n3")) and _begins_in(job, 0), job
+    client.release(c)  # released: still deferred (the agent's begin time), no longer held
+    job = client.job(c)
+    assert not job.held and job.pending and _begins_in(job, 300), job
+    victim = contract_cluster.sbatch("-N2", "--gres=gpu:1", "--comment=fabric", "-w", "n11,n12",
+                                     wrap="sleep 300")
+    _wait(client, victim, {"RUNNING"})
+    assert acts.apply([victim], [], {}, [], 300).requeued == [victim]
+    assert [w for w, _ in notes] == ["handoff"], notes
+    deadline = time.monotonic() + 30
+    while (job := client.job(victim)).req_nodes or not job.pending:
+        assert time.monotonic() < deadline, f"the requeued victim kept its pin: {job}"
+        time.sleep(0.2)
+
+
+def test_the_fields_the_agent_reads(client: SlurmClient, contract_cluster: Any) -> None:
+    """Every field of a pending job the agent's placement reads, as Slurm has it, alike on every backend:
+    its constraint (AND and OR), partition, QOS, time limit, memory, --exclusive, --no-requeue, -c, GPU
+    type and count, reservation, the hold and its reason."""
+    c = contract_cluster
+    before = c.run(["sinfo", "-h", "-N", "-n", "n15", "-o", "%b"]).stdout.strip().replace("(null)", "")
+    _node_features(c, "n15,n16", ",".join(f for f in (before, "fast", "big") if f))
+    c.run(["scontrol", "create", "reservation", "ReservationName=contract_job", "StartTime=now",
+           "Duration=60", "Nodes=n[5-6]", "Users=root", "Flags=IGNORE_JOBS"])
+    try:
+        cli = open_client("cli", env=c.env)
+        one = c.sbatch("-N1", "--gres=gpu:h100:2", "-H", "--constraint=fast&big", "-p", "debug", "-t", "30",
+                       "--mem=1000", "--exclusive", "--no-requeue", "-c", "2", "--comment=fabric",
+                       wrap="true")
+        two = c.sbatch("-N2", "--gres=gpu:1", "-H", "--constraint=fast|big", "--mem-per-cpu=100",
+                       "--reservation=contract_job", "-t", "1:30:00", wrap="true")
+        job = client.job(one)
+        got = (job.features, job.partition, job.time_limit_min, job.mem_per_node)
+        assert got == ("fast&big", "debug", 30, 1000), job
+        got = (job.exclusive, job.requeue, job.gpu_type, job.gpus_per_node, job.nodes)
+        assert got == (True, False, "h100", 2, 1), job
+        assert job.held and job.reason == "JobHeldUser" and job.blocked == "held" and job.cpus >= 2, job
+        three = c.sbatch("-N2", "--gpus=4", "-H", "--comment=fabric", wrap="true")
+        job = client.job(three)
+        # fabric why's size; pyslurm 25.11.2 has no reading of it (Job.tres_per_job parses Slurm's
+        # "gres/gpu:4" as key=value pairs: None), so Job.gpus_per_job is 0 there, as contract.py says
+        asked = 0 if client.backend == "pyslurm" else 4
+        assert (job.gpus_per_job, job.gpus_per_node, job.nodes) == (asked, 0, 2), job
+        job = client.job(two)
+        got = (job.features, job.reservation, job.time_limit_min, job.mem_per_cpu)
+        assert got == ("fast|big", "contract_job", 90, 100), job
+        assert (job.exclusive, job.requeue, job.nodes, job.gpus_per_node) == (False, True, 2, 1), job
+        for jid in (one, two, three):
+            mine, theirs = client.job(jid), cli.job(jid)
+            assert (mine.qos, mine.account, mine.user, mine.cpus) == (theirs.qos, theirs.account, theirs.user,
+                                                                      theirs.cpus), (mine, theirs)
+            listed = {j.job_id: j for j in client.jobs()}[jid]
+            got = (listed.features, listed.reservation, listed.gpus_per_job)
+            assert got == (mine.features, mine.reservation, mine.gpus_per_job), listed
+    finally:
+        c.run(["scancel", "--user", str(os.getuid())], check=False)
+        c.run(["scontrol", "delete", "ReservationName=contract_job"], check=False)
+        _node_features(c, "n15,n16", before)
+
+
+def _node_features(cluster: Any, hosts: str, feats: str) -> None:
+    cluster.run(["scontrol", "update", f"NodeName={hosts}", f"AvailableFeatures={feats}",
+                 f"ActiveFeatures={feats}"])
+
+
+def test_the_agents_actions_on_jobs_that_ended_meanwhile(client: SlurmClient, contract_cluster: Any) -> None:
+    """A job cancelled between the agent's view and its action (Slurm still knows it, or no longer does):
+    the action does nothing and is no ``agent.failed`` record on any backend (a race, not a failure)."""
+    from fabric_hpc.slurm.actions import Actions
+
+    notes: list[tuple[str, dict[str, Any]]] = []
+    acts = Actions(client, lambda what, **kw: notes.append((what, kw)))
+    gone = [contract_cluster.sbatch("-N1", "--gres=gpu:1", "-H", "--comment=fabric", wrap="true")
+            for _ in range(5)]
+    contract_cluster.run(["scancel", *map(str, gone)])
+    for jid in gone:
+        _wait(client, jid, {"CANCELLED"})
+    unknown = 9_999_990
+    acts.apply([gone[0], unknown], [{"job": gone[1], "hosts": ["n3"]}, {"job": unknown, "hosts": ["n4"]}], {},
+               [gone[2], gone[3], unknown], 300, unpin=[gone[4], unknown + 1])
+    acts.apply([], [], {gone[1]: "test", unknown: "test"}, [gone[2]], 300, kept_out=lambda j: "n1")
+    failed = [(kw["action"], kw["job"]) for w, kw in notes if w == "failed"]
+    assert failed == [], failed
