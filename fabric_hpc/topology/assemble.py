@@ -25,6 +25,7 @@ from fabric_hpc.hostlist import NAME, compress, expand
 from fabric_hpc.inputs import check_path, read_json, read_text
 from fabric_hpc.topology.discover import SIDECAR_FORMAT, facts_path
 from fabric_hpc.topology.io import parse_spec
+from fabric_hpc.topology.nvml_recording import ERROR_FUNCTION_NOT_FOUND
 from fabric_hpc.topology.spec import MAX_NVLINK_DOMAIN_GPUS, FabricSpec, HostType, check_spec
 from fabric_hpc.validation import parse_model
 
@@ -124,7 +125,7 @@ def _read_fragment(path: Path) -> tuple[str, HostType, str | None]:
 def _host_clique(host: str, gpus: list[Any]) -> str | None:
     """The one NVLink domain of the host's GPUs; an error when only some GPUs, or GPUs of two
     cliques, or a GPU whose fabric registration did not complete, are found."""
-    fabric = [(g.get("index", i), g.get("fabric")) for i, g in enumerate(gpus) if isinstance(g, dict)]
+    fabric = [(g.get("index", i), _fabric(g.get("fabric"))) for i, g in enumerate(gpus) if isinstance(g, dict)]
     broken = [(i, f) for i, f in fabric if isinstance(f, dict) and not f.get("domain")
               and (f.get("error") or f.get("state") != "completed" or f.get("status") != 0)]
     if broken:
@@ -147,6 +148,14 @@ def _host_clique(host: str, gpus: list[Any]) -> str | None:
         raise ConfigError(f"host {host!r}: its GPUs are in {len(of)} NVLink cliques ({parts}); a host's GPUs "
                           "are in one NVLink partition", hint=FIX_FABRIC)
     return next(iter(of), None)
+
+
+def _fabric(facts: Any) -> Any:
+    """A GPU's fabric facts; None (no NVLink fabric, as discovery says it) where NVML has no fabric call (a
+    driver before R535, an older nvidia-ml-py): an ordinary host, not a broken registration."""
+    if isinstance(facts, dict) and facts.get("nvml_error") == ERROR_FUNCTION_NOT_FOUND:
+        return None
+    return facts
 
 
 def _domain(name: str, members: list[str], hosts: Hosts) -> dict[str, Any]:

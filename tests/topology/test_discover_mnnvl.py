@@ -217,3 +217,14 @@ def test_the_format_refuses_a_domain_past_576_gpus():
         err.value.message
     spec, _ = parse_spec(text.replace("n[1-73]", "n[1-72]"))
     assert check_spec(spec)["n72"] == "t"
+
+
+def test_a_host_whose_driver_has_no_fabric_call_assembles_as_a_plain_host(tmp_path):
+    """NVML error 13 (Function Not Found: a driver before R535, an older nvidia-ml-py): discovery notes it as
+    harmless, and assemble refused the host as an unregistered GPU (the reviewer's finding)."""
+    rec = json.loads((FIX / "nvml-dgx-h100.json").read_text())
+    for d in rec["devices"]:
+        d["fabric"] = {"nvml_error": 13, "text": "Function Not Found"}
+    spec, _ = assemble([_write(tmp_path, "h1", rec)], name="old-driver")
+    check_spec(spec)
+    assert [e.names for e in spec.hosts] == ["h1"] and not spec.nvlink_domains
