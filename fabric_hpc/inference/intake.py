@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fabric_hpc.errors import ConfigError
+from fabric_hpc.errors import ConfigError, FabricError
 from fabric_hpc.events import JsonLinesWriter, make_event
 from fabric_hpc.inference.engine import EngineLimits
 from fabric_hpc.inference.spool import MAX_LINE_BYTES, _Overlong
@@ -186,9 +186,10 @@ def _from_openai(obj: dict[str, Any]) -> dict[str, Any]:
         raise IntakeRejection(f"body keys {sorted(extra)[:10]} are not supported (valid: "
                               f"{sorted(_OPENAI_BODY)}): the harness decodes greedily, with no sampling "
                               "options")
-    return {"id": obj["custom_id"],
-            **{key: body[name] for name, key in (("prompt", "prompt"), ("max_tokens", "max_new_tokens"))
-               if name in body}}
+    missing = [k for k in ("prompt", "max_tokens") if k not in body]
+    if missing:  # named as the line names them (max_tokens has no default of 16 here)
+        raise IntakeRejection(f"an OpenAI batch line's body is missing required keys {missing}")
+    return {"id": obj["custom_id"], "prompt": body["prompt"], "max_new_tokens": body["max_tokens"]}
 
 
 def _unalias(obj: dict[str, Any]) -> dict[str, Any]:
@@ -333,7 +334,9 @@ def read_items(lines: Iterable[tuple[str, int, bytes | str]], *, limits: EngineL
     content its result was computed from; its lines with other content are repeats of it, dead-lettered
     (a new spool file that reuses the id). Where no line holds that content any more (the line was
     edited), the end of the input raises :class:`InputChanged` naming the first such item, or, with
-    ``changed``, appends ``(id, source, line)`` of each there instead."""
+    ``changed``, appends ``(id, source, line)`` of each there instead. A FabricError while encoding
+    (the run's recorded tokenizer is not the one here: ``PromptTokenizer.expect``) is raised, not
+    dead-lettered: no item is at fault."""
     seen: dict[str, tuple[str, int]] = {}  # id -> where its kept copy is
     digests = getattr(skip, "digests", None) or {}
     held: dict[str, list[tuple[str, int, bytes | str]]] = {}  # committed id, other content: repeat or edit?
@@ -350,6 +353,8 @@ def read_items(lines: Iterable[tuple[str, int, bytes | str]], *, limits: EngineL
             if dead_letter is not None:
                 dead_letter.reject(source, n, str(exc), raw)
             continue
+        except FabricError:  # not the item's fault: the run's tokenizer changed (PromptTokenizer.expect)
+            raise
         except Exception as exc:  # noqa: BLE001 - RecursionError etc.: one bad item never stops a run
             if dead_letter is not None:
                 dead_letter.reject(source, n, f"cannot parse the item ({type(exc).__name__}: "

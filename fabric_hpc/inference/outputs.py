@@ -213,22 +213,20 @@ def _merge_locked(out: Path, run: dict[str, Any], source: str | None) -> dict[st
 
 
 def _run_tokenizer(out: Path, run: dict[str, Any]) -> PromptTokenizer | None:
-    """The tokenizer the run encoded text prompts with (run.json's ``tokenizer``: its identity), None
-    where it had none (its text prompts were dead-lettered: merge expects no result for them either)."""
+    """The tokenizer the run encoded text prompts with (run.json's ``tokenizer``: its identity), read
+    only where the input has a text prompt; None where the run encoded none (its text prompts were
+    dead-lettered, or it began before text prompts were read: merge expects no result for them)."""
     ident = run.get("tokenizer")
-    if not ident:
+    if ident is None:
         return None
-    engine = run.get("engine_config")
-    engine_dir = engine.get("engine_dir") if isinstance(engine, dict) else None
-    tok = PromptTokenizer(engine_dir) if isinstance(engine_dir, str) else None
-    if tok is None or tok.identity != ident:
-        now = "is gone" if tok is None or not tok.available else "has changed since"
-        raise ConfigError(f"{out}/run.json: the run encoded text prompts with the tokenizer.json of "
-                          f"{str(engine_dir)[:200]!r}, which {now}: merge cannot tell which text items "
-                          "it accepted",
-                          hint="merge where the engine's model directory (with its tokenizer.json) is "
-                               "readable")
-    return tok
+    engine_dir = run["engine_config"].get("engine_dir")
+    if not isinstance(ident, str) or not isinstance(engine_dir, str):
+        raise ConfigError(f"{out}/run.json: bad tokenizer or engine_dir",
+                          hint="the output directory is damaged; rerun into a new --output directory")
+    return PromptTokenizer(engine_dir, expect=ident, mismatch=(
+        f"{out}/run.json: the run encoded text prompts with tokenizer sha256 {ident[:12]}",
+        "merge cannot tell which text items it accepted",
+        "merge where the engine's model directory holds the run's tokenizer.json and tokenizer_config.json"))
 
 
 def _dead_letter_ids(path: Path) -> list[str | None]:

@@ -38,7 +38,8 @@ from fabric_hpc.inference.outputs import (  # noqa: F401 (job_status, merge_job:
     SNAPSHOT, _last_record, _merge_lock, _output_lock, job_status, merge_job)
 from fabric_hpc.inference.pipeline import PHASES, Pipeline, PipelineOptions
 from fabric_hpc.inference.telemetry import MetricsWriter, job_totals
-from fabric_hpc.inference.tokenizer import PromptTokenizer
+from fabric_hpc.inference.tokenizer import (PromptTokenizer, record_tokenizer, recorded_tokenizer,
+                                            same_tokenizer_everywhere, tokenizer_for_run)
 from fabric_hpc.inference.weights import describe_weights, weights_identity
 from fabric_hpc.inputs import read_json
 from fabric_hpc.pidlock import PidLock
@@ -49,8 +50,9 @@ FAULT_ENV = "FABRIC_INFER_FAULT"  # test hook: "RANK:N" -> that rank fails after
 IGNORED_IN_EVENT = 20  # names an infer.spool_ignored event lists (all are in the --json summary)
 
 
-def _check_same_run(path: Path, run_doc: dict[str, Any]) -> None:
-    """ConfigError naming the old and new values when ``path`` (run.json) holds another run."""
+def _check_same_run(path: Path, run_doc: dict[str, Any]) -> dict[str, Any]:
+    """ConfigError naming the old and new values when ``path`` (run.json) holds another run; else
+    its recorded tokenizer (:func:`recorded_tokenizer`)."""
     old = read_json(path, what="run file", limit=16 << 20)
     weighed = isinstance(old, dict) and "weights" in old and "weights" in run_doc
     for key in ("input", "engine_config", "limits"):
@@ -66,22 +68,11 @@ def _check_same_run(path: Path, run_doc: dict[str, Any]) -> None:
         raise ConfigError(f"{path.parent} holds a run with a different {key} ({diff[:900]}): cannot resume it",
                           hint=f"use a new --output directory, or the original {key}")
     _check_same_mode(path, old, run_doc)
-    _check_same_tokenizer(path, old, run_doc)  # before the weights, whose identity covers it too
+    recorded = recorded_tokenizer(path, old)
+    if recorded.get("tokenizer"):  # text prompts were encoded: before the weights, whose identity covers it
+        tokenizer_for_run(path.parent, run_doc["engine_config"]["engine_dir"], recorded).load()
     _check_same_weights(path, old, run_doc)
-
-
-def _check_same_tokenizer(path: Path, old: Any, run_doc: dict[str, Any]) -> None:
-    """ConfigError when the text prompts would be encoded with another tokenizer than the run's (a
-    fabric checkpoint's weights identity does not cover the model directory's other files). A
-    run.json written before tokenizers were recorded resumes unchecked."""
-    if not isinstance(old, dict) or "tokenizer" not in old or old["tokenizer"] == run_doc["tokenizer"]:
-        return
-    then, now = (f"tokenizer sha256 {str(i)[:12]}" if i else "no tokenizer.json"
-                 for i in (old["tokenizer"], run_doc["tokenizer"]))
-    raise ConfigError(f"{path.parent} holds a run that encoded text prompts with {then}; "
-                      f"the engine's model directory now has {now}: cannot resume it "
-                      f"(its text results would mix two encodings)",
-                      hint="put the run's tokenizer files back, or use a new --output directory")
+    return recorded
 
 
 def _check_same_mode(path: Path, old: Any, run_doc: dict[str, Any]) -> None:
@@ -146,10 +137,11 @@ def foreign_output(output: Path) -> ConfigError | None:
 
 
 def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
-             ) -> tuple[int, dict[str, Any] | None, PidLock | None, list[str]]:
+             ) -> tuple[int, dict[str, Any] | None, PidLock | None, list[str], dict[str, Any]]:
     """Rank 0 locks the output, checks run.json, cleans orphans, opens an attempt and takes the
-    spool snapshot; every rank gets the attempt and the same snapshot (rank 0 also the lock, and the
-    spool's entries named like work that are not read: :func:`ignored_entries`)."""
+    spool snapshot; every rank gets the attempt, the same snapshot and run.json's tokenizer
+    (:func:`recorded_tokenizer`; rank 0 also the lock, and the spool's entries named like work
+    that are not read: :func:`ignored_entries`)."""
     state: dict[str, Any] = {}
     lock = None
     if ctx.rank == 0:
@@ -176,9 +168,10 @@ def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
                                   hint="rerun after it ends")
             path = out / "run.json"
             if path.is_file():
-                _check_same_run(path, run_doc)
+                state["recorded"] = _check_same_run(path, run_doc)
             else:
                 write_atomic(path, json.dumps(run_doc, indent=2).encode())
+                state["recorded"] = {"tokenizer": None}
             prepare_resume(out)
             (out / "dead-letter.jsonl").unlink(missing_ok=True)  # recomputed from the input
             for prom in out.glob("metrics/rank-*.prom"):  # an earlier attempt's ranks: not exported as current
@@ -195,7 +188,7 @@ def _prepare(ctx: MpiContext, out: Path, run_doc: dict[str, Any], source: str
         kind, message, hint = state["error"]
         cls = {"NotFoundError": NotFoundError, "ExternalError": ExternalError}.get(kind, ConfigError)
         raise cls(message, hint=hint)
-    return int(state["attempt"]), state.get("snapshot"), lock, state.get("ignored", [])
+    return int(state["attempt"]), state.get("snapshot"), lock, state.get("ignored", []), state["recorded"]
 
 
 def _items(ctx: MpiContext, snapshot: dict[str, Any] | None, out: Path, limits: EngineLimits,
@@ -211,6 +204,9 @@ def _items(ctx: MpiContext, snapshot: dict[str, Any] | None, out: Path, limits: 
     # every rank reads the same snapshot (same files, same byte counts), so all compute the
     # same shards however the spool changes meanwhile
     costs = [(it.id, it.cost) for it in read(snapshot_lines(snapshot), dead_letter=dead)]
+    same_tokenizer_everywhere(ctx, tok)
+    if ctx.rank == 0 and (identity := tok.encoded_with) is not None:
+        record_tokenizer(out, identity)
     mine = shard_longest_first(costs, ctx.size)[ctx.rank]
     del costs
     gen = read(snapshot_lines(snapshot), dead_letter=None)
@@ -308,21 +304,20 @@ def _summary(ctx, snap: dict[str, Any], attempt: int, resumed: int, dead_letter:
 
 def _start_engine(ctx: MpiContext, engine_config: str | os.PathLike[str] | Mapping[str, Any],
                   engine_options: Mapping[str, Any] | None, source: str,
-                  output_mode: str) -> tuple[Engine, dict[str, Any], PromptTokenizer]:
+                  output_mode: str) -> tuple[Engine, dict[str, Any]]:
     """(this rank's engine, the run's document: input, engine config, limits, output mode, vocabulary,
-    whether text prompts are encoded; the engine directory's tokenizer), after every rank built its
-    engine and read the tokenizer (one that failed on a rank: the others answer, not wait)."""
+    tokenizer: None until a text prompt is encoded), after every rank built its engine (one that
+    failed on a rank: the others answer, not wait)."""
     config = load_engine_config(engine_config)
     if engine_options is not None and "local_rank" in engine_options:
         raise ConfigError("engine option 'local_rank' is set by the harness (this rank's GPU on its node)",
                           hint="leave it out; choose a GPU with device= (PyTorch) or CUDA_VISIBLE_DEVICES")
     engine = build_engine(config, local_rank=ctx.local_rank, **dict(engine_options or {}))
-    tok = PromptTokenizer(config.engine_dir)
     ctx.rendezvous()
     vocab = int(engine.vocab_size) if isinstance(engine, KnowsVocabulary) else None
     return engine, {"input": source if source == "-" else _resolved_input(source),
                     "engine_config": config.model_dump(), "limits": asdict(engine.limits),
-                    "output_mode": output_mode, "vocab_size": vocab, "tokenizer": tok.identity}, tok
+                    "output_mode": output_mode, "vocab_size": vocab, "tokenizer": None}
 
 
 def _resolved_input(source: str) -> str:
@@ -382,9 +377,11 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
     started = time.monotonic()
     try:
         _check_textfile_dir(textfile_dir)  # on every rank's node, before the engine loads
-        engine, run_doc, tok = _start_engine(ctx, engine_config, engine_options, source, output_mode)
+        engine, run_doc = _start_engine(ctx, engine_config, engine_options, source, output_mode)
         limits, vocab = engine.limits, run_doc["vocab_size"]
-        attempt, snapshot, lock, ignored = _prepare(ctx, out, run_doc, source)
+        attempt, snapshot, lock, ignored, recorded = _prepare(ctx, out, run_doc, source)
+        tok = tokenizer_for_run(out, run_doc["engine_config"]["engine_dir"], recorded,  # ranks record: _items
+                                on_load=functools.partial(record_tokenizer, out) if ctx.size == 1 else None)
         # one view of finished work for every rank: read on rank 0 before any rank starts
         # (a rank reading later could see work another rank already committed and shard differently)
         done = ctx.bcast(committed_ids(out) if ctx.rank == 0 else None)
@@ -393,8 +390,7 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         metrics.write({"phase": PHASES[0]})  # `status` shows it while the rank costs and shards its input
         items, dead = _items(ctx, snapshot, out, limits, done, vocab, tok)
         sink = ChunkSink(out, rank=ctx.rank, attempt=attempt, chunk_size=opts.chunk_size)
-        pipeline = Pipeline(engine, items, sink, opts, on_ack=_fault_hook(ctx, out),
-                            decode=tok.decode if tok.available else None)
+        pipeline = Pipeline(engine, items, sink, opts, on_ack=_fault_hook(ctx, out), decode=tok.decode)
         emit("infer.start", rank=ctx.rank, size=ctx.size, attempt=attempt, resumed=len(done))
         pipeline.start()
         pipeline.join(_ticker(ctx, metrics, pipeline, progress, metrics_interval, lambda: dead.skipped),

@@ -54,8 +54,8 @@ def test_encoding_follows_the_tokenizer_and_its_config(tmp_path: Path) -> None:
                    eos_token={"content": "</s>", "special": True})
     assert PromptTokenizer(tmp_path).encode("w5 w6") == [8, 9, 2]
     (tmp_path / "tokenizer.json").write_text("{not a tokenizer")
-    with pytest.raises(ConfigError, match="tokenizer.json: not a tokenizer the tokenizers library reads"):
-        PromptTokenizer(tmp_path)
+    with pytest.raises(IntakeRejection, match="tokenizer.json: not a tokenizer the tokenizers library reads"):
+        PromptTokenizer(tmp_path).encode("w5")
 
 
 def test_without_a_tokenizer_a_text_prompt_names_the_missing_file(tmp_path: Path) -> None:
@@ -181,11 +181,13 @@ def test_another_tokenizer_is_refused_on_resume_and_merge(tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match=r"encoded text prompts with tokenizer sha256 \w{12}; the engine's "
                                           r"model directory now has tokenizer sha256 \w{12}: cannot resume"):
         run_job(tmp_path / "engine.json", str(spool), tmp_path / "out", engine_options={"device": "cpu"})
-    with pytest.raises(ConfigError, match="which has changed since: merge cannot tell"):
+    with pytest.raises(ConfigError, match=r"the run encoded text prompts with tokenizer sha256 \w{12}; the "
+                                          r"engine's model directory now has tokenizer sha256 \w{12}: merge "
+                                          r"cannot tell which text items it accepted"):
         merge_job(tmp_path / "out")
     (tmp_path / "model" / "tokenizer_config.json").unlink()
     (tmp_path / "model" / "tokenizer.json").unlink()
-    with pytest.raises(ConfigError, match="which is gone"):
+    with pytest.raises(ConfigError, match="model' has no tokenizer.json: merge cannot tell"):
         merge_job(tmp_path / "out")
 
 
