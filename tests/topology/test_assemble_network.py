@@ -75,7 +75,10 @@ def test_ibnetdiscover_rail_groups_on_discovered_hosts(tmp_path):
     assert notes == []
     groups = {g.name: g for g in spec.network.groups}
     assert (groups["leaf01"].hosts, groups["leaf01"].switches) == ("node[01-02]", 2)
-    assert groups["leaf01"].uplink_gbps == 2 * 8 * 50.0 / 2  # each of the rail group's 2 switches
+    # the dump's cables win over the discovered NICs (2 hosts x 8 x 50 GB/s would be 400 per switch):
+    # each switch of the rail group has 2 NDR cables up, 2 x 400 Gb/s = 100 GB/s
+    assert groups["leaf01"].uplink_gbps == 2 * 400 / 8
+    assert "(uplinks from the link rates of its cables)" in spec.description
     assert groups["spine01"].children == ["leaf01", "leaf02"]
     assert list(spec.host_types) == ["gb200-x4"] and len(build(spec).hosts) == 4
 
