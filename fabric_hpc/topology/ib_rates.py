@@ -61,9 +61,8 @@ def cables_of(ports: dict[str, dict[int, tuple[str, int, float | None]]]) -> lis
     for node, lines in ports.items():
         for port, (peer, peer_port, gbps) in lines.items():
             key = min((node, port, peer, peer_port), (peer, peer_port, node, port))
-            if key in seen and seen[key] is not None:
-                gbps = seen[key] if gbps is None else min(gbps, seen[key])  # type: ignore[type-var]
-            seen[key] = gbps
+            other = seen.get(key)
+            seen[key] = other if gbps is None else gbps if other is None else min(gbps, other)
     return [Cable(*key, gbps) for key, gbps in seen.items()]
 
 
@@ -130,8 +129,9 @@ def nic_rates(host_cas: dict[str, list[str]], cables: list[Cable],
     ports = {host: sum(len(per_ca.get(ca, ())) for ca in cas) for host, cas in host_cas.items()}
     for host, cas in host_cas.items():
         seen = {r for ca in cas for r in per_ca.get(ca, [None])}
-        if len(seen) == 1 and None not in seen:
-            rates[host] = float(next(iter(seen)))  # type: ignore[arg-type]
+        known = [r for r in seen if r is not None]
+        if len(seen) == 1 and known:
+            rates[host] = known[0]
         else:
             unsure.append(host)
     return rates, unsure, ports
