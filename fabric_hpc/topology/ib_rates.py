@@ -92,7 +92,7 @@ class Uplinks:
         if not self.unrated:
             return []
         return [f"{self.unrated} switch cable{'' if self.unrated == 1 else 's'} without a link rate "
-                f"(no or ?? width/speed) counted at {shown(self.assumed_gbps or 0)} Gb/s, the lowest "
+                f"(none, ?? or unknown width/speed) counted at {shown(self.assumed_gbps or 0)} Gb/s, the lowest "
                 "rate of the dump"]
 
 

@@ -388,7 +388,8 @@ def _nic_notes(nics: dict[str, float], unsure: list[str], ports: dict[str, int],
             f"{k} host{'' if k == 1 else 's'} {shown(g)} Gb/s" for g, k in rates.most_common(4)))
     if unsure:
         notes.append(f"{len(unsure)} host{'' if len(unsure) == 1 else 's'} ({compress(unsure[:5])}"
-                     f"{', ...' if len(unsure) > 5 else ''}) with ports of different or no rates keep "
+                     f"{', ...' if len(unsure) > 5 else ''}) with ports of different or no rates "
+                     f"keep{'s' if len(unsure) == 1 else ''} "
                      f"{tname}'s nic_gbps {ht.nic_gbps:g}")
     common, _ = Counter(ports.values()).most_common(1)[0]
     if common != ht.nics:

@@ -85,15 +85,15 @@ def test_a_host_whose_ports_disagree_keeps_the_host_types_rate(tmp_path):
     spec, _ = imported(tmp_path, dump({"n1": [("l1", "4xNDR"), ("l1", "4xHDR")], "n2": [("l1", "4xNDR")]},
                                       [("l1", "s1", "4xNDR")]), host_type="hgx-h800")
     assert {e.names: spec.host_types[e.type].nic_gbps for e in spec.hosts} == {"n2": 50, "n1": 50}
-    assert "1 host (n1) with ports of different or no rates keep hgx-h800's nic_gbps 50" in spec.description
+    assert "1 host (n1) with ports of different or no rates keeps hgx-h800's nic_gbps 50" in spec.description
 
 
-@pytest.mark.parametrize("missing", ["", "??NDR", "4x???", "?????"])
+@pytest.mark.parametrize("missing", ["", "??NDR", "4x???", "?????", "9xNDR", "4xZZZ"])
 def test_a_cable_without_a_rate_counts_at_the_lowest(tmp_path, missing):
     spec, groups = imported(tmp_path, dump({"n1": [("l1", "4xHDR")]},
                                            [("l1", "s1", "4xNDR"), ("l1", "s1", missing)]))
     assert groups["leaf01"].uplink_gbps == (400 + 200) / 8
-    assert "1 switch cable without a link rate (no or ?? width/speed) counted at 200 Gb/s, the lowest " \
+    assert "1 switch cable without a link rate (none, ?? or unknown width/speed) counted at 200 Gb/s, the lowest " \
            "rate of the dump" in spec.description
 
 
