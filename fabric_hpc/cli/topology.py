@@ -357,9 +357,12 @@ IMPORT_KINDS = ("lingjun", "openb", "spot2026", "topology-conf", "topology-yaml"
 @click.option("--node-name-map", default=None, help="ibnetdiscover only: host names by GUID, in "
               "ibnetdiscover's --node-name-map format (0x<node GUID> \"<host> <hca>\"), for HCAs whose "
               "description names no host.")
+@click.option("--assume-nonblocking", is_flag=True, help="ibnetdiscover only: uplinks non-blocking (each "
+              "group's: the hosts' NIC bandwidth below it) instead of the link rates of the cables up.")
 @_out
 def import_(csv_path: str, kind: str, hosts_per_leaf: int | None, host_map: str | None,
-            host_type: str | None, node_name_map: str | None, out: str | None) -> None:
+            host_type: str | None, node_name_map: str | None, assume_nonblocking: bool,
+            out: str | None) -> None:
     """Import real cluster data (Slurm topology.conf/topology.yaml, ibnetdiscover output, Alibaba
     Lingjun Clos, Alibaba node lists) as a fabric file."""
     from fabric_hpc.inputs import distinct_outputs
@@ -373,7 +376,8 @@ def import_(csv_path: str, kind: str, hosts_per_leaf: int | None, host_map: str 
             ("--hosts-per-leaf", hosts_per_leaf, ("openb", "spot2026"), "hosts_per_leaf"),
             ("--host-map", host_map, ("lingjun",), "hostmap_path"),
             ("--host-type", host_type, IMPORT_KINDS[3:], "host_type"),
-            ("--node-name-map", node_name_map, ("ibnetdiscover",), "node_name_map")):
+            ("--node-name-map", node_name_map, ("ibnetdiscover",), "node_name_map"),
+            ("--assume-nonblocking", assume_nonblocking or None, ("ibnetdiscover",), "assume_nonblocking")):
         if value is not None:
             if real_kind not in kinds:
                 raise ConfigError(f"{flag} applies to {' and '.join(kinds)} files; {csv_path} is {real_kind}")

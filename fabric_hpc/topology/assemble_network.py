@@ -13,7 +13,9 @@ host → leaf mapping, and puts them on the assembled hosts:
   was not discovered is an error too, unless ``allow_missing``: then it is left out of the fabric
   (and of its network: leaf switches left without hosts go, and the switches above left without
   children), and a note names it;
-- uplinks are non-blocking, as the importers make them, from the discovered hosts' NICs;
+- uplinks: an ibnetdiscover dump's own, from the link rates of each group's cables up (the real
+  cables win: discovery knows the hosts' NICs, not the switches' cabling); elsewhere (topology.conf,
+  topology.yaml, a virtual ``root``) non-blocking, from the discovered hosts' NICs;
 - an NVLink domain whose hosts sit under several leaf groups (an NVL72 rack's trays normally share
   one) gets a warning; the fabric format keeps a domain inside one leaf group, so it becomes one
   domain per leaf group (``<domain>-<leaf>``), which placement treats as not NVLink-joined.
@@ -43,8 +45,9 @@ NETWORK_HINT = ("give /etc/slurm/topology.conf (topology/tree), Slurm's topology
 WARNING = "warning: "
 
 
-def read_network(path: str | os.PathLike[str]) -> tuple[FabricSpec, str]:
-    """(the imported fabric, its kind) of a topology.conf, topology.yaml or ibnetdiscover file, kind
+def read_network(path: str | os.PathLike[str]) -> tuple[FabricSpec, str, dict[str, float]]:
+    """(the imported fabric, its kind, the uplink per switch (GB/s) of its groups whose cables are
+    known: an ibnetdiscover dump's) of a topology.conf, topology.yaml or ibnetdiscover file, kind
     detected as ``fabric topology import --kind auto`` does."""
     from fabric_hpc.topology.importers import detect_kind, import_csv, load_csv
 
@@ -59,7 +62,12 @@ def read_network(path: str | os.PathLike[str]) -> tuple[FabricSpec, str]:
         raise ConfigError(f"--network {os.fspath(path)}: " + (f"a {kind} file, not" if kind else "not")
                           + " a network (Slurm topology.conf, topology.yaml or ibnetdiscover output)",
                           hint=NETWORK_HINT)
-    return import_csv(file, kind=kind), kind
+    if kind == "ibnetdiscover":
+        from fabric_hpc.topology.import_ib import read_ibnetdiscover
+
+        net, cabled = read_ibnetdiscover(file)
+        return net, kind, cabled
+    return import_csv(file, kind=kind), kind, {}
 
 
 def join_network(spec: FabricSpec, path: str | os.PathLike[str], *,
@@ -68,7 +76,7 @@ def join_network(spec: FabricSpec, path: str | os.PathLike[str], *,
     ``warning: ``) say what was left out or split."""
     from fabric_hpc.validation import parse_model
 
-    net_spec, kind = read_network(path)
+    net_spec, kind, cabled = read_network(path)
     assert net_spec.network is not None  # the network importers always build one
     shown = os.fspath(path)
     leaf_of = {h: g.name for g in net_spec.network.groups if g.hosts for h in expand(g.hosts)}
@@ -86,12 +94,12 @@ def join_network(spec: FabricSpec, path: str | os.PathLike[str], *,
                           hint="check the host's HCAs (ibstat: State Active) and discover it again, or "
                                "set nics/nic_gbps in the assembled fabric by hand")
     groups = _prune([g.model_dump() for g in net_spec.network.groups], set(missing))
-    _non_blocking(groups, bandwidth)
+    _non_blocking(groups, bandwidth, cabled)
     leaf_of = {h: g["name"] for g in groups if g.get("hosts") for h in expand(g["hosts"])}
     domains = _domains_in_leaves(spec, leaf_of, notes)
     data = spec.model_dump()
     data.update(nvlink_domains=domains, network={"levels": net_spec.network.levels, "groups": groups},
-                description=_description(spec, net_spec, kind, shown, len(missing)))
+                description=_description(spec, net_spec, kind, shown, len(missing), bool(cabled)))
     out = parse_model(FabricSpec, data, source="fabric topology assemble --network")
     check_spec(out, source=f"the fabric assembled with the network of {shown}")
     return out, notes
@@ -155,9 +163,11 @@ def _prune(groups: list[dict[str, Any]], missing: set[str]) -> list[dict[str, An
     return groups
 
 
-def _non_blocking(groups: list[dict[str, Any]], bandwidth: dict[str, float]) -> None:
-    """Each group's ``uplink_gbps`` (where it has one): its share of the NIC bandwidth of all hosts
-    below it, as the importers compute it (GB/s per switch)."""
+def _non_blocking(groups: list[dict[str, Any]], bandwidth: dict[str, float],
+                  cabled: dict[str, float]) -> None:
+    """Each group's ``uplink_gbps`` (where it has one): ``cabled``'s where its cables are known, else
+    its share of the NIC bandwidth of all hosts below it, as the importers compute it (GB/s per
+    switch)."""
     by_name = {g["name"]: g for g in groups}
     below: dict[str, float] = {}
 
@@ -170,7 +180,7 @@ def _non_blocking(groups: list[dict[str, Any]], bandwidth: dict[str, float]) -> 
 
     for g in groups:
         if g.get("uplink_gbps") is not None:
-            g["uplink_gbps"] = total(g["name"]) / g["switches"]
+            g["uplink_gbps"] = cabled.get(g["name"]) or total(g["name"]) / g["switches"]
 
 
 def _domains_in_leaves(spec: FabricSpec, leaf_of: dict[str, str], notes: list[str]) -> list[dict[str, Any]]:
@@ -200,9 +210,11 @@ def _domains_in_leaves(spec: FabricSpec, leaf_of: dict[str, str], notes: list[st
     return out
 
 
-def _description(spec: FabricSpec, net: FabricSpec, kind: str, path: str, left_out: int) -> str:
+def _description(spec: FabricSpec, net: FabricSpec, kind: str, path: str, left_out: int,
+                 cabled: bool) -> str:
     """The assembled fabric's description, with where its network came from."""
     dropped = net.description.partition("; empty switches left out: ")[2]
-    return (f"{spec.description}; network from {kind} {Path(path).name} (uplinks assumed non-blocking)"
+    uplinks = "uplinks from the link rates of its cables" if cabled else "uplinks assumed non-blocking"
+    return (f"{spec.description}; network from {kind} {Path(path).name} ({uplinks})"
             + (f"; {left_out:,} hosts of it not discovered, left out" if left_out else "")
             + (f"; empty switches left out: {dropped}" if dropped else ""))

@@ -14,8 +14,11 @@ leaf switches are the switches CAs are cabled to, and leaf switches joined by ho
 of them form one leaf group (a rail-optimised group of N switches: NIC i on switch i mod N); the other
 switches' levels come from a breadth-first search up from the leaves, and the switches above each group, with
 those sharing a child group, form its parent group. Switch names are generated (``leaf01``,
-``spine01``, ...; the descriptions are often not unique). Uplinks are non-blocking; host contents
-come from ``host_type=`` as for topology.conf. See ``docs/topology-sources.md``.
+``spine01``, ...; the descriptions are often not unique). Each group's uplink is the sum of the link
+rates (``4xNDR``: :mod:`~fabric_hpc.topology.ib_rates`) of its cables to the level above, shared by its
+switches (``assume_nonblocking``, or a dump without rates: non-blocking); a host's NIC rate is its
+ports' where they agree. Host contents come from ``host_type=`` as for topology.conf. See
+``docs/topology-sources.md``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from typing import Any
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.hostlist import NAME, compress
+from fabric_hpc.topology.ib_rates import Cable, cables_of, group_uplinks, nic_rates, rate_of, shown
+from fabric_hpc.topology.import_slurm import _Switch
 from fabric_hpc.topology.spec import FabricSpec, HostType
 
 KIND = "ibnetdiscover"
@@ -76,12 +81,14 @@ class _Node:
     desc: str
     line: int
     peers: set[str] = field(default_factory=set)
+    #: port -> (peer, peer port, link rate in Gb/s or None), from this node's own port lines
+    ports: dict[int, tuple[str, int, float | None]] = field(default_factory=dict)
 
 
 def read_nodes(lines: list[str], path: str) -> dict[str, _Node]:
     """Nodes by GUID with their cabled peers (from both ends of every link)."""
     nodes: dict[str, _Node] = {}
-    links: list[tuple[str, str, int]] = []
+    links: list[tuple[str, str, int, int, int, float | None]] = []
     current: _Node | None = None
     for number, raw in enumerate(lines, start=1):
         text = raw.strip()
@@ -95,13 +102,14 @@ def read_nodes(lines: list[str], path: str) -> dict[str, _Node]:
                                   f"on line {nodes[key].line})", hint="give one ibnetdiscover run's output")
             current = nodes[key] = _Node(m.group(1), key, (m.group(5) or "").strip(), number)
         elif (m := _PORT.match(text)) and current is not None:
-            links.append((current.guid, f"{m.group(2)}-{int(m.group(3), 16):016x}", number))
+            links.append((current.guid, f"{m.group(2)}-{int(m.group(3), 16):016x}", number, int(m.group(1)),
+                          int(m.group(4)), rate_of(text.partition("#")[2])))
         else:
             raise ConfigError(f"{path}:{number}: cannot read {text[:50]!r}"
                               + ("" if current else " before the first Switch/Ca line"),
                               hint="give the output of `ibnetdiscover` (its topology file format, "
                                    "ibnetdiscover(8)), unedited")
-    for a, b, number in links:
+    for a, b, number, port, peer_port, gbps in links:
         if a == b:
             raise ConfigError(f"{path}:{number}: switch {a} is linked to itself",
                               hint="a port cabled back into its own switch: fix or remove that line")
@@ -110,6 +118,7 @@ def read_nodes(lines: list[str], path: str) -> dict[str, _Node]:
                               hint="give the whole ibnetdiscover output (every node has a block)")
         nodes[a].peers.add(b)
         nodes[b].peers.add(a)
+        nodes[a].ports[port] = (b, peer_port, gbps)
     if not any(n.kind == "Switch" for n in nodes.values()):
         seen = f"only {len(nodes)} CA{'' if len(nodes) == 1 else 's'}" if nodes else "no node block"
         raise ConfigError(f"{path}: no Switch blocks ({seen}): ibnetdiscover reached no switch",
@@ -145,10 +154,12 @@ def read_node_name_map(path: Any) -> dict[str, str]:
     return {guid: name for guid, (name, _) in names.items()}
 
 
-def _hosts(nodes: dict[str, _Node], path: str) -> tuple[dict[str, set[str]], list[_Node]]:
-    """Host name -> the switches its CAs are cabled to; and the CAs whose description names no host
-    (left out). SHArP aggregation nodes are neither."""
+def _hosts(nodes: dict[str, _Node],
+           path: str) -> tuple[dict[str, set[str]], list[_Node], dict[str, list[str]]]:
+    """Host name -> the switches its CAs are cabled to; the CAs whose description names no host
+    (left out); host name -> its CAs. SHArP aggregation nodes are neither."""
     on: dict[str, set[str]] = {}
+    cas: dict[str, list[str]] = {}
     unnamed: list[_Node] = []
     described: dict[str, _Node] = {}
     for node in nodes.values():
@@ -170,12 +181,13 @@ def _hosts(nodes: dict[str, _Node], path: str) -> tuple[dict[str, set[str]], lis
             raise ConfigError(f"{path}:{node.line}: host {host!r} (CA {node.guid}) is cabled to no switch",
                               hint="leave hosts without a switch out of the file")
         on.setdefault(host, set()).update(switches)
+        cas.setdefault(host, []).append(node.guid)
     if not on and unnamed:
         raise ConfigError(f"{path}: no CA names a host: {len(unnamed)} CAs described by model or "
                           f"'localhost' {_described(unnamed)}", hint=_NAME_FIX)
     if not on:
         raise ConfigError(f"{path}: no CA is cabled to a switch", hint="give the output of ibnetdiscover")
-    return on, unnamed
+    return on, unnamed, cas
 
 
 def _described(unnamed: list[_Node]) -> str:
@@ -260,11 +272,22 @@ def _stages(leaves: list[list[str]], level: dict[str, int], nodes: dict[str, _No
 
 
 def import_ibnetdiscover(path: Any, *, host_type: str | HostType | None = None, name: str | None = None,
-                         node_name_map: Any = None) -> FabricSpec:
+                         node_name_map: Any = None, assume_nonblocking: bool = False) -> FabricSpec:
     """A fabric from ``ibnetdiscover`` output: hosts from the CA descriptions (or ``node_name_map``, a
     file in ibnetdiscover's ``--node-name-map`` format, by GUID), leaf groups of the switches their CAs
-    are cabled to, upper stages by hops from the leaves (see the module's notes)."""
-    from fabric_hpc.topology.import_slurm import LEVEL_NAMES, _levels, _Switch, build_spec
+    are cabled to, upper stages by hops from the leaves, each group's uplinks the link rates of its
+    cables up and each host's NIC rate its ports' (``assume_nonblocking``: uplinks non-blocking, as
+    before link rates were read; see the module's notes)."""
+    return read_ibnetdiscover(path, host_type=host_type, name=name, node_name_map=node_name_map,
+                              assume_nonblocking=assume_nonblocking)[0]
+
+
+def read_ibnetdiscover(path: Any, *, host_type: str | HostType | None = None, name: str | None = None,
+                       node_name_map: Any = None,
+                       assume_nonblocking: bool = False) -> tuple[FabricSpec, dict[str, float]]:
+    """(:func:`import_ibnetdiscover`'s fabric, the uplink of each switch (GB/s) of the groups whose
+    uplinks come from the cables' link rates: none with ``assume_nonblocking``)."""
+    from fabric_hpc.topology.import_slurm import build_spec, host_type_of
     from fabric_hpc.topology.importers import load_csv
 
     names = read_node_name_map(node_name_map) if node_name_map is not None else {}
@@ -273,13 +296,40 @@ def import_ibnetdiscover(path: Any, *, host_type: str | HostType | None = None, 
     nodes = read_nodes(dump.lines, str(dump))
     for node in nodes.values():
         node.desc = names.get(node.guid[2:], node.desc)
-    on, unnamed = _hosts(nodes, str(dump))
+    on, unnamed, cas = _hosts(nodes, str(dump))
     leaves = _leaf_groups(on, nodes)
     stages = _levels_up([sws for sws, _ in leaves], nodes, str(dump))
-    _levels(len(stages) - 1, str(dump))  # more levels than the format holds: refused here
+    switches, members = _switch_groups(stages, leaves, nodes, str(dump))
+    notes = [f"CAs naming no host left out: {len(unnamed)} {_described(unnamed)}"] if unnamed else []
+    tname, ht = host_type_of(host_type)
+    cables = cables_of({k: n.ports for k, n in nodes.items()})
+    nics, unsure, ports = nic_rates(cas, cables, {k for k, n in nodes.items() if n.kind == "Switch"})
+    notes += _nic_notes(nics, unsure, ports, tname, ht)
+    uplinks: dict[str, float] = {}
+    if assume_nonblocking:
+        notes.append("uplinks assumed non-blocking (--assume-nonblocking): link rates of switch cables "
+                     "not used")
+    elif not any(c.gbps is not None for c in cables):
+        notes.append("no port line gives a link rate (4xNDR, ...): uplinks assumed non-blocking")
+    else:
+        uplinks, more = _cable_uplinks(members, stages, nodes, cables)
+        notes += more
+    spec = build_spec(switches, str(dump), "ibnetdiscover output", host_type=host_type, name=name,
+                      notes=notes, uplinks=uplinks, nic_gbps={h: g / 8 for h, g in nics.items()})
+    return spec, uplinks
+
+
+def _switch_groups(stages: list[list[list[str]]], leaves: list[tuple[list[str], list[str]]],
+                   nodes: dict[str, _Node], path: str) -> tuple[dict[str, _Switch], dict[str, list[str]]]:
+    """The fabric's switch groups (``leaf01``, ``spine01``, ...) of the stages, and each one's
+    switch GUIDs."""
+    from fabric_hpc.topology.import_slurm import LEVEL_NAMES, _levels
+
+    _levels(len(stages) - 1, path)  # more levels than the format holds: refused here
     member: dict[str, str] = {}  # switch GUID -> its group
     stage_of: dict[str, int] = {}
     switches: dict[str, _Switch] = {}
+    members: dict[str, list[str]] = {}
     for k, stage in enumerate(stages):
         base = LEVEL_NAMES[k] if k < len(LEVEL_NAMES) else f"level{k}"
         width = max(2, len(str(len(stage))))
@@ -293,7 +343,57 @@ def import_ibnetdiscover(path: Any, *, host_type: str | HostType | None = None, 
                          if c in member and stage_of[member[c]] == k - 1}
                 sw.children = sorted(below, key=lambda c: switches[c].line)
             member.update(dict.fromkeys(sws, group))
+            members[group] = sws
             stage_of[group] = k
-    notes = [f"CAs naming no host left out: {len(unnamed)} {_described(unnamed)}"] if unnamed else []
-    return build_spec(switches, str(dump), "ibnetdiscover output", host_type=host_type, name=name,
-                      notes=notes)
+    return switches, members
+
+
+def _cable_uplinks(members: dict[str, list[str]], stages: list[list[list[str]]], nodes: dict[str, _Node],
+                   cables: list[Cable]) -> tuple[dict[str, float], list[str]]:
+    """Each switch's uplink (GB/s: its group's cables up / its switches) and the description's notes:
+    the rates assumed, the oversubscription of each leaf group (its CAs' cables : its uplinks)."""
+    stage = {sw: k for k, st in enumerate(stages) for sws in st for sw in sws}
+    found = group_uplinks(members, stage, cables)
+    uplinks = {g: total / 8 / len(members[g]) for g, total in found.total.items()}
+    leaves = {sw: g for g, sws in members.items() if stage[sws[0]] == 0 for sw in sws}
+    down: dict[str, float] = {}
+    for c in cables:
+        for sw, ca in ((c.a, c.b), (c.b, c.a)):
+            if sw in leaves and nodes[ca].kind == "Ca" and _NOT_A_HOST not in nodes[ca].desc:
+                rate = c.gbps if c.gbps is not None else found.assumed_gbps or 0.0
+                down[leaves[sw]] = down.get(leaves[sw], 0.0) + rate
+    ratios = [f"{g} {shown(down.get(g, 0.0))}:{shown(found.total[g])} Gb/s "
+              f"({down.get(g, 0.0) / found.total[g]:.3g}:1)" for g in dict.fromkeys(leaves.values())
+              if g in found.total]
+    notes = found.notes()
+    if ratios:
+        notes.append("leaf oversubscription (host ports : uplinks): " + ", ".join(ratios[:8])
+                     + (f", ... ({len(ratios)} leaf groups)" if len(ratios) > 8 else ""))
+    if short := found.short(members):
+        notes.append(f"{len(short)} switch{'' if len(short) == 1 else 'es'} with fewer uplink cables than "
+                     "another of their group (a cable down?): " + ", ".join(
+                         f"{nodes[sw].desc[:40]!r} {n} of {most}" for sw, n, most in short[:3])
+                     + (", ..." if len(short) > 3 else ""))
+    return uplinks, notes
+
+
+def _nic_notes(nics: dict[str, float], unsure: list[str], ports: dict[str, int], tname: str,
+               ht: HostType) -> list[str]:
+    """What the description says of the hosts' NICs: the rates read, the hosts whose ports disagree,
+    a host type whose ``nics`` is not the number of cabled HCA ports most hosts have."""
+    notes = []
+    if nics:
+        rates = Counter(nics.values())
+        notes.append("NIC rates from the CA port lines: " + ", ".join(
+            f"{k} host{'' if k == 1 else 's'} {shown(g)} Gb/s" for g, k in rates.most_common(4)))
+    if unsure:
+        notes.append(f"{len(unsure)} host{'' if len(unsure) == 1 else 's'} ({compress(unsure[:5])}"
+                     f"{', ...' if len(unsure) > 5 else ''}) with ports of different or no rates "
+                     f"keep{'s' if len(unsure) == 1 else ''} "
+                     f"{tname}'s nic_gbps {ht.nic_gbps:g}")
+    common, _ = Counter(ports.values()).most_common(1)[0]
+    if common != ht.nics:
+        notes.append(f"host type {tname} has {ht.nics} NICs, most hosts here have {common} cabled HCA "
+                     f"port{'' if common == 1 else 's'}: give a --host-type with nics: {common} for their "
+                     "real bandwidth")
+    return notes

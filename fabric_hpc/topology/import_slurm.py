@@ -301,7 +301,7 @@ def _levels(top: int, path: str) -> list[str]:
 
 
 def _groups(switches: dict[str, _Switch], parent: dict[str, str], height: dict[str, int],
-            host_gbps: float, path: str) -> tuple[list[dict[str, Any]], list[str]]:
+            host_gbps: dict[str, float], path: str) -> tuple[list[dict[str, Any]], list[str]]:
     """Fabric groups of the switches, pass-through groups where a child sits more than one level
     below its parent, a virtual root over several top switches; uplinks non-blocking."""
     roots = [n for n in switches if n not in parent]
@@ -310,7 +310,7 @@ def _groups(switches: dict[str, _Switch], parent: dict[str, str], height: dict[s
     up: dict[str, float] = {}
     for name in sorted(switches, key=lambda n: height[n]):
         sw = switches[name]
-        up[name] = len(sw.nodes or ()) * host_gbps + sum(up[c] for c in sw.children)
+        up[name] = sum(host_gbps[h] for h in sw.nodes or ()) + sum(up[c] for c in sw.children)
     groups: dict[str, dict[str, Any]] = {}
     top_name = _free_name("root", switches) if len(roots) > 1 else None
 
@@ -342,6 +342,24 @@ def _groups(switches: dict[str, _Switch], parent: dict[str, str], height: dict[s
                             "children": [linked(r, top) for r in roots]}
     order = {lv: i for i, lv in enumerate(levels)}
     return sorted(groups.values(), key=lambda g: order[g["level"]]), levels
+
+
+def _host_types(tname: str, ht: HostType, hosts: list[str],
+                nic_gbps: dict[str, float]) -> tuple[dict[str, HostType], dict[str, str]]:
+    """(host types by name, each host's type): ``ht`` with the NIC rate of ``nic_gbps`` where all
+    hosts agree on one, else one type ``<tname>-<Gb/s>g`` per rate; hosts without one keep ``ht``."""
+    from fabric_hpc.topology.ib_rates import shown
+
+    rates = sorted({nic_gbps[h] for h in hosts if h in nic_gbps})
+    if not rates or (len(rates) == 1 and all(h in nic_gbps for h in hosts)):
+        one = ht.model_copy(update={"nic_gbps": rates[0]}) if rates else ht
+        return {tname: one}, dict.fromkeys(hosts, tname)
+    names = {r: f"{tname}-{shown(r * 8).replace(',', '')}g" for r in rates}
+    types = {names[r]: ht.model_copy(update={"nic_gbps": r}) for r in rates}
+    type_of = {h: names[nic_gbps[h]] if h in nic_gbps else tname for h in hosts}
+    if tname in type_of.values():
+        types[tname] = ht
+    return types, type_of
 
 
 def _free_name(base: str, taken: dict[str, _Switch]) -> str:
@@ -408,10 +426,13 @@ def import_topology_conf(path: Any, *, host_type: str | HostType | None = None,
 
 
 def build_spec(switches: dict[str, _Switch], path: str, source: str, *, host_type: str | HostType | None,
-               name: str | None, notes: list[str] | None = None) -> FabricSpec:
+               name: str | None, notes: list[str] | None = None, uplinks: dict[str, float] | None = None,
+               nic_gbps: dict[str, float] | None = None) -> FabricSpec:
     """The fabric of a switch tree read from ``path`` (``source`` says what it is), checked: one
     parent per switch, no loop, each host on one leaf; empty switches left out. ``notes`` (what the
-    importer left out) end the fabric's description."""
+    importer left out) end the fabric's description. ``uplinks``: each switch's uplink (GB/s) of the
+    groups whose cables are known (the others non-blocking); ``nic_gbps``: hosts' NIC rates (GB/s)
+    that differ from the host type's (one host type per rate)."""
     from fabric_hpc.topology.importers import _finish
 
     tname, ht = host_type_of(host_type)
@@ -427,17 +448,24 @@ def build_spec(switches: dict[str, _Switch], path: str, source: str, *, host_typ
     if not switches:
         raise ConfigError(f"{path}: no switch has hosts", hint="a leaf switch lists its hosts with Nodes=")
     height = _heights(switches, parent, path)
-    groups, levels = _groups(switches, parent, height, ht.nics * ht.nic_gbps, path)
+    types, type_of = _host_types(tname, ht, hosts, nic_gbps or {})
+    bandwidth = {h: types[t].nics * types[t].nic_gbps for h, t in type_of.items()}
+    groups, levels = _groups(switches, parent, height, bandwidth, path)
+    for g in groups:
+        if uplinks and g["name"] in uplinks and "uplink_gbps" in g:
+            g["uplink_gbps"] = uplinks[g["name"]]
     from fabric_hpc.topology.report import plural
 
     count = sum(s.count for s in switches.values())
     description = (f"Imported from {source} {Path(path).name}: {plural(len(hosts), 'host')}, {count:,} "
                    f"switch{'' if count == 1 else 'es'}. Host contents ASSUMED (host type {tname}); uplinks "
-                   "assumed non-blocking (see docs/topology-sources.md)")
+                   + ("from the cables' link rates" if uplinks else "assumed non-blocking")
+                   + " (see docs/topology-sources.md)")
     if dropped:
         description += f"; empty switches left out: {', '.join(dropped[:10])}"
     description += "".join(f"; {note}" for note in notes or ())
     return _finish({"fabric": 1, "name": name or Path(path).stem, "description": description,
-                    "host_types": {tname: ht.model_dump()},
-                    "hosts": [{"names": compress(hosts), "type": tname}],
+                    "host_types": {t: h.model_dump() for t, h in types.items()},
+                    "hosts": [{"names": compress([h for h in hosts if type_of[h] == t]), "type": t}
+                              for t in types],
                     "network": {"levels": levels, "groups": groups}}, path)

@@ -75,9 +75,27 @@ def test_ibnetdiscover_rail_groups_on_discovered_hosts(tmp_path):
     assert notes == []
     groups = {g.name: g for g in spec.network.groups}
     assert (groups["leaf01"].hosts, groups["leaf01"].switches) == ("node[01-02]", 2)
-    assert groups["leaf01"].uplink_gbps == 2 * 8 * 50.0 / 2  # each of the rail group's 2 switches
+    # the dump's cables win over the discovered NICs (2 hosts x 8 x 50 GB/s would be 400 per switch):
+    # each switch of the rail group has 2 NDR cables up, 2 x 400 Gb/s = 100 GB/s
+    assert groups["leaf01"].uplink_gbps == 2 * 400 / 8
+    assert "(uplinks from the link rates of its cables)" in spec.description
     assert groups["spine01"].children == ["leaf01", "leaf02"]
     assert list(spec.host_types) == ["gb200-x4"] and len(build(spec).hosts) == 4
+
+
+def test_ibnetdiscover_without_link_rates_sums_the_discovered_nics(tmp_path):
+    """Where the dump gives no rate the cables are unknown: uplinks non-blocking from the discovered
+    hosts' NICs, as before link rates were read."""
+    hosts = tmp_path / "hosts"
+    hosts.mkdir()
+    for i, clique in ((1, 5), (2, 5), (3, 6), (4, 6)):
+        _write(hosts, f"node{i:02d}", tray(clique))
+    plain = tmp_path / "ib.txt"
+    plain.write_text(RAILS.read_text().replace(" 4xNDR", ""))
+    spec, _ = join_network(assemble([hosts])[0], plain)
+    ht = spec.host_types["gb200-x4"]
+    assert {g.name: g for g in spec.network.groups}["leaf01"].uplink_gbps == 2 * ht.nics * ht.nic_gbps / 2
+    assert "(uplinks assumed non-blocking)" in spec.description
 
 
 def test_a_domain_over_several_leaves_is_split_with_a_warning(tmp_path, capsys):

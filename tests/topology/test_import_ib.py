@@ -28,7 +28,7 @@ def test_rail_groups_from_a_dump():
     assert (groups["leaf01"].hosts, groups["leaf01"].switches) == ("node[01-02]", 2)
     assert (groups["leaf02"].hosts, groups["leaf02"].switches) == ("node[03-04]", 2)
     assert (groups["spine01"].children, groups["spine01"].switches) == (["leaf01", "leaf02"], 2)
-    assert groups["leaf01"].uplink_gbps == 2 * 8 * 50 / 2  # each of its 2 switches: non-blocking
+    assert groups["leaf01"].uplink_gbps == 2 * 400 / 8  # each switch: 2 NDR cables up (to spines 1, 2)
     assert len(build(spec).hosts) == 4  # the SHArP aggregation node CA is no host
 
 

@@ -1,0 +1,137 @@
+"""Link rates of an ``ibnetdiscover`` dump: what each cable carries, each group's uplinks, each host's NIC.
+
+ibnetdiscover ends every port line with the link's active width and speed (rdma-core
+``infiniband-diags/ibnetdiscover.c``, ``out_switch_port``/``out_ca_port``: ``dump_linkwidth_compat``
+then ``dump_linkspeed_compat``/``dump_linkspeedext_compat``), e.g. ``4xNDR``; widths ``1x 2x 4x 8x
+12x``, speeds ``SDR DDR QDR FDR10 FDR EDR HDR NDR`` (``XDR`` in later releases); ``??``/``???`` when
+the port reports none. A rate here is the link's DATA rate (Gb/s, after line coding), width x the
+lane's data rate of :data:`LANE_GBPS`: 4xEDR 100, 4xHDR 200, 4xNDR 400, 4xXDR 800 Gb/s as NVIDIA
+rates its switches and adapters; 4xQDR 32 (40 signalling, 8b/10b). See ``docs/topology-sources.md``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+#: Data rate of one lane (Gb/s): signalling rate x coding efficiency. SDR/DDR/QDR use 8b/10b (2.5, 5,
+#: 10 Gbaud), FDR10 and FDR 64b/66b (10.3125, 14.0625), EDR 25 (25.78125 signalling), HDR 50 (53.125),
+#: NDR 100 (106.25), XDR 200 (212.5): NVIDIA's 100/200/400/800 Gb/s for 4x EDR/HDR/NDR/XDR.
+LANE_GBPS: dict[str, float] = {"SDR": 2.0, "DDR": 4.0, "QDR": 8.0, "FDR10": 10.0, "FDR": 14.0625 * 64 / 66,
+                               "EDR": 25.0, "HDR": 50.0, "NDR": 100.0, "XDR": 200.0}
+#: Link widths ibnetdiscover prints (lanes).
+WIDTHS = (1, 2, 4, 8, 12)
+#: ``4xNDR`` as the last word of the port line's comment before ``-f``'s `` s= w= v=`` and the Xsigo
+#: `` slot N``/`` (scp)`` suffixes; the description (quoted) comes before it.
+_RATE = re.compile(r"\s(?:(\d+)x|\?\?)([A-Z][A-Z0-9]*|\?\?\?)(?=\s|$)")
+
+
+def rate_of(comment: str) -> float | None:
+    """The data rate (Gb/s) of a port line's comment (the text after its ``#``), None when it has
+    none or ``??``/``???`` (the port reported no active width or speed)."""
+    tail = comment.rsplit('"', 1)[-1]  # after the peer's description: `` lid 4 4xQDR``
+    m = _RATE.search(" " + tail)
+    if not m or m.group(1) is None or int(m.group(1)) not in WIDTHS:
+        return None
+    lane = LANE_GBPS.get(m.group(2))
+    return None if lane is None else int(m.group(1)) * lane
+
+
+def shown(gbps: float) -> str:
+    """``400``, ``54.5`` (Gb/s, for messages)."""
+    return f"{gbps:,.0f}" if abs(gbps - round(gbps)) < 0.05 else f"{gbps:,.1f}"
+
+
+@dataclass(frozen=True)
+class Cable:
+    """One cable: both ends (node GUID key, port) sorted, and its rate (Gb/s; None: unknown)."""
+
+    a: str
+    port_a: int
+    b: str
+    port_b: int
+    gbps: float | None
+
+
+def cables_of(ports: dict[str, dict[int, tuple[str, int, float | None]]]) -> list[Cable]:
+    """Each cable once from the port lines of both its ends (``ports``: node -> port -> (peer, peer
+    port, rate)); where both ends give a rate, the lower one."""
+    seen: dict[tuple[str, int, str, int], float | None] = {}
+    for node, lines in ports.items():
+        for port, (peer, peer_port, gbps) in lines.items():
+            key = min((node, port, peer, peer_port), (peer, peer_port, node, port))
+            other = seen.get(key)
+            seen[key] = other if gbps is None else gbps if other is None else min(gbps, other)
+    return [Cable(*key, gbps) for key, gbps in seen.items()]
+
+
+@dataclass
+class Uplinks:
+    """Each group's total uplink (Gb/s) to its parent group, from its cables; what was assumed."""
+
+    total: dict[str, float]
+    cables: dict[str, int]
+    unrated: int = 0
+    assumed_gbps: float | None = None
+    #: uplink cables of each switch
+    per_switch: Counter[str] = field(default_factory=Counter)
+
+    def short(self, groups: dict[str, list[str]]) -> list[tuple[str, int, int]]:
+        """(switch, its uplink cables, the most of a switch of its group) for each switch with fewer
+        uplink cables than another of its group: a cable down or unplugged when the dump was taken."""
+        out = []
+        for name, sws in groups.items():
+            most = max(self.per_switch[s] for s in sws)
+            out += [(s, self.per_switch[s], most) for s in sws if name in self.total
+                    and self.per_switch[s] < most]
+        return out
+
+    def notes(self) -> list[str]:
+        """What the fabric's description says of the rates assumed."""
+        if not self.unrated:
+            return []
+        return [f"{self.unrated} switch cable{'' if self.unrated == 1 else 's'} without a link rate "
+                f"(none, ?? or unknown width/speed) counted at {shown(self.assumed_gbps or 0)} Gb/s, the lowest "
+                "rate of the dump"]
+
+
+def group_uplinks(groups: dict[str, list[str]], stage: dict[str, int], cables: list[Cable]) -> Uplinks:
+    """Total uplink per group (``groups``: name -> switch keys; ``stage``: switch key -> its level):
+    the rates of its switches' cables to switches one level up. A cable without a rate counts at
+    the lowest rate of the dump (some cable must have one)."""
+    group_of = {sw: name for name, sws in groups.items() for sw in sws}
+    low = min(c.gbps for c in cables if c.gbps is not None)
+    out = Uplinks({}, Counter(), assumed_gbps=low)
+    for c in cables:
+        if c.a not in stage or c.b not in stage or abs(stage[c.a] - stage[c.b]) != 1:
+            continue
+        below = c.a if stage[c.a] < stage[c.b] else c.b
+        name = group_of[below]
+        out.total[name] = out.total.get(name, 0.0) + (low if c.gbps is None else c.gbps)
+        out.cables[name] += 1
+        out.per_switch[below] += 1
+        out.unrated += c.gbps is None
+    return out
+
+
+def nic_rates(host_cas: dict[str, list[str]], cables: list[Cable],
+              switches: set[str]) -> tuple[dict[str, float], list[str], dict[str, int]]:
+    """Each host's NIC rate (Gb/s) where all its CA ports cabled to switches agree; the hosts whose
+    ports disagree or give none; each host's number of ports cabled to switches."""
+    per_ca: dict[str, list[float | None]] = {}
+    for c in cables:
+        for ca, other in ((c.a, c.b), (c.b, c.a)):
+            if other in switches:
+                per_ca.setdefault(ca, []).append(c.gbps)
+    rates: dict[str, float] = {}
+    unsure: list[str] = []
+    ports = {host: sum(len(per_ca.get(ca, ())) for ca in cas) for host, cas in host_cas.items()}
+    for host, cas in host_cas.items():
+        seen = {r for ca in cas for r in per_ca.get(ca, [None])}
+        known = [r for r in seen if r is not None]
+        if len(seen) == 1 and known:
+            rates[host] = known[0]
+        else:
+            unsure.append(host)
+    return rates, unsure, ports
