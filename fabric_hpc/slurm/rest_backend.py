@@ -261,7 +261,8 @@ class RestClient(SlurmClient):
     def _body(self, resp: http.client.HTTPResponse, sock: socket.socket, deadline: float, what: str) -> str:
         """The answer's body, read in chunks within ``deadline`` and up to MAX_BODY_BYTES."""
         chunks, size = [], 0
-        while True:
+        # Python >= 3.12 closes the response (and a Connection: close socket) at its last Content-Length byte
+        while not resp.isclosed():
             sock.settimeout(_left(deadline))
             chunk = resp.read1(_CHUNK)
             if not chunk:

@@ -185,9 +185,9 @@ def outside_blocks_note(fabric: Fabric) -> str:
     """What Slurm's topology/block does with the hosts in no block ("" when every host is in one).
 
     Slurm 25.11 (src/plugins/topology/block): slurmctld starts and logs ``Blocks lack access to N
-    nodes``; ``topology_p_eval_nodes`` uses the block selection only when a job's usable nodes
-    overlap a block, and that selection picks block nodes alone (``eval_nodes_block``), refusing a
-    ``--nodelist`` outside the blocks (``ESLURM_REQUESTED_TOPO_CONFIG_UNAVAILABLE``). So such hosts
+    nodes`` (24.11: ``blocks lack ...``); ``topology_p_eval_nodes`` uses the block selection only
+    when a job's usable nodes overlap a block, and that selection picks block nodes alone
+    (``eval_nodes_block``), refusing a ``--nodelist`` outside the blocks (``ESLURM_REQUESTED_TOPO_CONFIG_UNAVAILABLE``). So such hosts
     run only the jobs that can use no block host at all (their partition, ``--constraint`` or GPU
     type rules every block host out)."""
     outside = hosts_outside_blocks(fabric)
@@ -197,7 +197,7 @@ def outside_blocks_note(fabric: Fabric) -> str:
             f"gives them only to jobs that can use no block host (a partition, --constraint or GPU type, "
             f"e.g. --gres=gpu:{_first_gres_type(fabric, outside)}:N, that rules out every block host); a job "
             f"that may use both gets block hosts only, and is refused if its --nodelist names them "
-            f"(slurmctld logs 'Blocks lack access to {len(outside)} nodes')")
+            f"(slurmctld logs 'Blocks lack access to {len(outside)} nodes'; 'blocks ...' on Slurm 24.11)")
 
 
 def _first_gres_type(fabric: Fabric, hosts: list[str]) -> str:

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from fabric_hpc.slurm.pyslurm_backend import PyslurmClient, release, unreachable_hint
+from fabric_hpc.testing._installs import read_version, version_text
 from tests.real import require_real
 
 PYSLURM = SimpleNamespace(__version__="25.11.2")  # the attribute of the pyslurm module read here
@@ -29,7 +30,7 @@ def test_the_hint_says_which_slurm_pyslurm_needs_and_names_the_other_backends() 
     assert 'backend = "cli" or "rest"' in hint
 
 
-@pytest.mark.parametrize("scontrol, said", [("/usr/bin/scontrol", "this Slurm is 22.05"),
+@pytest.mark.parametrize("scontrol, said", [("/usr/bin/scontrol", "Debian's: 22.05 or 24.11"),
                                             ("/opt/slurm-25.11/bin/scontrol", "")])
 def test_a_failed_rpc_names_a_slurm_of_another_release(scontrol: str, said: str, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,7 +46,8 @@ def test_a_failed_rpc_names_a_slurm_of_another_release(scontrol: str, said: str,
     client.ps = PYSLURM
     text = client._release_mismatch()
     if said:
-        assert text.startswith(" (pyslurm 25.11.2 talks to Slurm 25.11 only; this Slurm is 22.05.")
+        debian = version_text(read_version("/usr/sbin/slurmctld")[:2])  # Debian 12: 22.05, Debian 13: 24.11
+        assert text.startswith(f" (pyslurm 25.11.2 talks to Slurm 25.11 only; this Slurm is {debian}.")
         assert "scontrol --version" in text
     else:
         assert text == ""

@@ -58,3 +58,13 @@ def test_a_write_is_never_sent_twice(server: DroppingServer) -> None:
     with pytest.raises(SlurmError, match="POST"):
         client.update(7, Comment="fabric")
     assert [m for m, _ in server.seen] == ["POST"]
+
+
+@pytest.mark.parametrize("server", [0], indirect=True)
+def test_a_whole_answer_with_connection_close_is_read(server: DroppingServer) -> None:
+    """Python >= 3.12 (Debian 13's 3.13) closes the response's socket as its last Content-Length byte is read:
+    the reader must stop there, not set a timeout on the closed socket (EBADF, "is slurmrestd running?")."""
+    client = RestClient(f"unix:{server.path}", token="t", api="v0.0.44")
+    assert client.jobs() == []
+    assert client.jobs() == []
+    assert [m for m, _ in server.seen] == ["GET", "GET"]

