@@ -205,8 +205,10 @@ def _items(ctx: MpiContext, snapshot: dict[str, Any] | None, out: Path, limits: 
     # same shards however the spool changes meanwhile
     costs = [(it.id, it.cost) for it in read(snapshot_lines(snapshot), dead_letter=dead)]
     same_tokenizer_everywhere(ctx, tok)
-    if ctx.rank == 0 and (identity := tok.encoded_with) is not None:
-        record_tokenizer(out, identity)
+    if (identity := tok.encoded_with) is not None:  # the same on every rank (checked just above)
+        if ctx.rank == 0:
+            record_tokenizer(out, identity)
+        ctx.rendezvous()  # no rank commits a text result before run.json names its tokenizer (kill -9)
     mine = shard_longest_first(costs, ctx.size)[ctx.rank]
     del costs
     gen = read(snapshot_lines(snapshot), dead_letter=None)

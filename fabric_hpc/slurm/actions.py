@@ -116,6 +116,15 @@ def _hosts_per_block(hosts: tuple[str, ...], fab: Fabric) -> dict[str, int]:
     return {name: counts[name] for name, _ in blocks if name in counts}
 
 
+
+def _start_of(kept_begin: Mapping[int, float | None], job_id: int) -> dict[str, str]:
+    """A hand-over's ``StartTime``: ``now``, but for a job whose own begin time is kept: nothing where Slurm
+    has it, else that time again (``now+S``: the agent's deferral had replaced it)."""
+    if job_id not in kept_begin:
+        return {"StartTime": "now"}
+    own = kept_begin[job_id]
+    return {} if own is None else {"StartTime": f"now+{max(1, math.ceil(own - time.time()))}"}
+
 class Actions:
     """Applies one cycle's actions; ``note(what, **fields)`` records an ``agent.<what>`` event."""
 
@@ -138,7 +147,7 @@ class Actions:
         #: any other ReqNodeList is someone else's (:meth:`foreign`), never cleared by the agent
         self.pins: dict[int, frozenset[str]] = {}
         self.kept: set[int] = set()                 # hand-overs that keep the job's ReqNodeList (not ours)
-        self.kept_begin: set[int] = set()           # ... and its begin time (the user's, not a deferral)
+        self.kept_begin: dict[int, float | None] = {}  # ... and its own begin (None: Slurm has it already)
         self.failed_total = 0
         self.last_error: str | None = None
         #: the agent is stopping (SIGTERM): a request the client abandons for it is raised, no failed action
@@ -215,7 +224,7 @@ class Actions:
         ReqNodeList is someone else's (:meth:`foreign`) keeps it: only ``StartTime=now``."""
         extra: dict[str, str] = {"ExcNodeList": out} if out else {}
         pin = {} if job_id in self.kept else {"ReqNodeList": ""}
-        start = {} if job_id in self.kept_begin else {"StartTime": "now"}  # no fields: no update is sent
+        start = _start_of(self.kept_begin, job_id)  # no fields at all: no update is sent
         if self._do("handoff", job_id, self.client.update, job_id, **pin, **start, moot=self._left_pending,
                     **extra):
             self.to_hand.pop(job_id, None)
@@ -332,17 +341,18 @@ class Actions:
             self._hand_once(job_id, f"Slurm holds it back under a limit ({reason}: {reason_words(reason)}); "
                                     "Slurm starts it once the limit allows")
 
-    def foreign(self, pinned: Mapping[int, tuple[str, ...]], own_begin: Iterable[int] = ()) -> None:
+    def foreign(self, pinned: Mapping[int, tuple[str, ...]],
+                own_begin: Mapping[int, float | None] | None = None) -> None:
         """Pending jobs whose ReqNodeList the agent did not set (a user's or an admin's ``scontrol update
-        ReqNodeList=``): each is handed to Slurm once keeping that list (``StartTime=now`` only, and not
-        even that for those of ``own_begin``, whose begin time is the user's), never pinned, unpinned or
-        deferred by this agent again."""
-        own_begin = set(own_begin)
+        ReqNodeList=``): each is handed to Slurm once keeping that list (``StartTime=now`` only; for those
+        of ``own_begin``, whose begin time is their own, that time: kept where Slurm has it (None), set
+        again where a fabric deferral replaced it), never pinned, unpinned or deferred by this agent again."""
+        own_begin = own_begin or {}
         for job_id, hosts in pinned.items():
             if job_id not in self.handed_off:
                 self.kept.add(job_id)
                 if job_id in own_begin:
-                    self.kept_begin.add(job_id)
+                    self.kept_begin[job_id] = own_begin[job_id]
                 self.hand_over(job_id, f"{USER_PIN} ({compress(list(hosts))}): the agent "
                                        "leaves it; Slurm starts the job only on those hosts")
 
@@ -361,7 +371,7 @@ class Actions:
                 del table[job_id]
         self.handed_off &= keep
         self.kept &= keep
-        self.kept_begin &= keep
+        self.kept_begin = {j: t for j, t in self.kept_begin.items() if j in keep}
         alive = set(active) | keep
         self.pins = {j: hosts for j, hosts in self.pins.items() if j in alive}
         self.requeue_failures = {j: n for j, n in self.requeue_failures.items() if j in alive}

@@ -34,6 +34,9 @@ DEFERRALS_FILE = "deferrals.json"
 FORMAT = "fabric-agent-deferrals/2"
 #: The format of releases before 2026-12-07: no ``pin`` (which ReqNodeLists were the agent's is not known).
 FORMAT_1 = "fabric-agent-deferrals/1"
+#: The audit records after which a job holds no pin of the agent's (not ``agent.requeue``: written before
+#: the requeue, whose unpin of the old pin follows it and may not have been sent).
+CLEARS_PIN = frozenset({"agent.unpin", "agent.handoff"})
 #: Jobs kept in the file (the latest deferred); about 100 bytes each.
 MAX_JOBS = 50_000
 #: Largest file read back (bytes).
@@ -99,12 +102,16 @@ class DeferralStore:
             entries = read_tail(self.path.parent).entries
         except (OSError, ConfigError):
             return 0  # no log, or not one to read: nothing written ahead to recover
-        found = 0
-        for e in entries:
-            if e["event"] == "agent.place" and e["ts"] >= since and (placed := _placed(e)) is not None:
-                actions.pins[placed[0]] = placed[1]
-                found += 1
-        return found
+        found: dict[int, frozenset[str]] = {}
+        for e in entries:  # in order: a later unpin or hand-over cleared the pin again
+            if e["ts"] < since:
+                continue
+            if e["event"] == "agent.place" and (placed := _placed(e)) is not None:
+                found[placed[0]] = placed[1]
+            elif e["event"] in CLEARS_PIN and isinstance(e.get("job"), int):
+                found.pop(e["job"], None)
+        actions.pins.update(found)
+        return len(found)
 
 
 def _placed(entry: dict[str, Any]) -> tuple[int, frozenset[str]] | None:

@@ -122,9 +122,10 @@ class View:
     #: Pending fabric jobs whose ReqNodeList the agent did not set (job id -> its hosts; a user's or an
     #: admin's ``scontrol update ReqNodeList=``): handed to Slurm keeping it, never placed or unpinned.
     foreign: dict[int, tuple[str, ...]] = field(default_factory=dict)
-    #: Those of :attr:`foreign` whose begin time is their own (``--begin``, ``scontrol update StartTime=``),
-    #: not a fabric deferral: the hand-over keeps it too (:meth:`PinRules.not_before`).
-    foreign_begins: set[int] = field(default_factory=set)
+    #: Those of :attr:`foreign` whose own begin time (``--begin``, ``scontrol update StartTime=``, Slurm's
+    #: requeue delay: :meth:`PinRules.not_before`) is still ahead: job id -> that time to set again, or None
+    #: where Slurm holds it already (not a fabric deferral taken over): the hand-over keeps or restores it.
+    foreign_begins: dict[int, float | None] = field(default_factory=dict)
     #: Jobs Slurm holds back under a limit (job id -> its reason, :func:`contract.limit_reason`): handed to
     #: Slurm (which shows the user its reason and starts the job once the limit allows), not placed again.
     limited: dict[int, str] = field(default_factory=dict)
@@ -342,7 +343,10 @@ def _foreign(fab: Fabric, view: View, pending: list[Job], pins: PinRules, now: f
             if want:
                 view.state.allocate(str(job.job_id), want)
     view.foreign = {j.job_id: j.req_nodes for j in theirs if j.job_id not in pins.skip}
-    view.foreign_begins = {j.job_id for j in theirs if j.job_id in view.foreign and pins.not_before(j, now)}
+    for job in theirs:
+        if job.job_id in view.foreign and (own := pins.not_before(job, now)) is not None:
+            held = job.begin_time is not None and abs(job.begin_time - own) <= DEFERRAL_SLACK_S
+            view.foreign_begins[job.job_id] = None if held else own
     ids = {j.job_id for j in theirs}
     return [j for j in pending if j.job_id not in ids]
 

@@ -166,3 +166,38 @@ def test_an_earlier_releases_deferrals_file_recovers_every_pin_of_the_log(tmp_pa
     store.save(back)
     assert json.loads((tmp_path / DEFERRALS_FILE).read_text())["format"] == "fabric-agent-deferrals/2"
     assert own_pins(tmp_path) == {3: frozenset({"n1", "n2"})}
+
+
+def test_the_recovery_replays_the_log_in_order(tmp_path: Path) -> None:
+    """After an upgrade every agent.place of the tail is read: one unpinned or handed over later is no pin
+    of the agent's any more (the reviewer's finding: a user's later list of those exact hosts was taken
+    for the agent's own); a later place replaces an earlier one."""
+    (tmp_path / DEFERRALS_FILE).write_text(json.dumps({"format": "fabric-agent-deferrals/1", "jobs": {}}))
+    t = time.time() - 100
+    audit(tmp_path, ("agent.place", t, {"job": 5, "hosts": ["n1", "n2"], "gpus": []}),
+          ("agent.unpin", t + 1, {"job": 5, "reason": "held"}),
+          ("agent.place", t + 2, {"job": 6, "hosts": ["n3"], "gpus": []}),
+          ("agent.handoff", t + 3, {"job": 6, "reason": "x"}),
+          ("agent.place", t + 4, {"job": 7, "hosts": ["n4"], "gpus": []}),
+          ("agent.requeue", t + 5, {"job": 7, "for_job": 9, "gpu_hours_lost": 0.0}),  # its unpin may not be sent
+          ("agent.place", t + 6, {"job": 8, "hosts": ["n5"], "gpus": []}),
+          ("agent.place", t + 7, {"job": 8, "hosts": ["n6"], "gpus": []}))
+    back = Actions(Fake([]), lambda *a, **k: None)
+    store = DeferralStore(tmp_path)
+    assert store.load(back) is None and store.recover_pins(back) == 2
+    assert back.pins == {7: frozenset({"n4"}), 8: frozenset({"n6"})}
+
+
+def test_a_taken_over_begin_is_restored_when_someone_else_pins_the_job(tmp_path: Path) -> None:
+    """--begin B taken over by the agent (Slurm then holds B + fallback, the agent's deferral), then a user's
+    ReqNodeList: the hand-over sends B again, not nothing (the job started fallback_s late) nor now."""
+    now = time.time()
+    theirs = gang(1, begin_time=now + 660, req_nodes=("n1", "n16"))  # the agent's deferral over B = now+600
+    client = Fake([theirs])
+    a = agent(tmp_path, client)
+    a.actions.waits[1] = now + 600  # the user's own --begin the agent took over
+    a.actions.deferrals[1] = now + 660
+    a.cycle(now=now)
+    (call,) = [c for c in client.calls if c[2]]
+    assert call[1] == 1 and set(call[2]) == {"StartTime"}
+    assert 590 <= int(call[2]["StartTime"].removeprefix("now+")) <= 600, call
