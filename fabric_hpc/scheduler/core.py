@@ -208,14 +208,13 @@ class Scheduler(EarliestStarts):
         limit = self.backfill.max_job_test
         cand = None
         if len(ids) > limit > 0:  # only jobs at least as high as the limit-th priority can be in it
-            cand = (prio >= np.partition(prio, len(ids) - limit)[len(ids) - limit]).nonzero()[0]
+            cand = np.flatnonzero(prio >= np.partition(prio, len(ids) - limit)[len(ids) - limit])
             prio, submit = prio[cand], submit[cand]
         neg = -prio  # (exact: a sign flip)
         order = np.lexsort((submit, neg))  # by priority, then submit time (stable)
         a, b = neg[order], submit[order]
         pos = order if cand is None else cand[order]  # positions in ``pending``
-        same = a[1:] == a[:-1]  # equal priorities (rare): then equal submit times too?
-        if same.any() and (same & (b[1:] == b[:-1])).any():  # a full tie: the job id decides
+        if np.count_nonzero((a[1:] == a[:-1]) & (b[1:] == b[:-1])):  # a full tie: the job id decides
             n = pos.tolist()
             keys = sorted(zip(a.tolist(), b.tolist(), [id_key(ids[k]) for k in n], n))
             return [pending[k[3]] for k in keys[:limit]]

@@ -317,17 +317,21 @@ class _Queue:
     ids: _Ids
 
     def accounts(self, names: list[str]) -> set[str]:
-        return {names[a] for a in self.count.nonzero()[0].tolist()}
+        return {names[a] for a in np.flatnonzero(self.count)}
 
 
 def _cut(a: np.ndarray, gone: list[int], tail: np.ndarray) -> np.ndarray:
-    """``a`` without the positions ``gone`` (sorted), then ``tail``: by slices."""
+    """``a`` without the positions ``gone`` (sorted) on its last axis, then ``tail``: by slices."""
     pieces, start = [], 0
     for g in gone:
-        pieces.append(a[start:g])
+        pieces.append(a[..., start:g])
         start = g + 1
-    pieces += [a[start:], tail]
-    return np.concatenate(pieces)
+    pieces += [a[..., start:], tail]
+    return np.concatenate(pieces, axis=-1)
+
+
+def _pad(count: np.ndarray, n: int) -> np.ndarray:
+    return np.concatenate((count, np.zeros(n - count.size, count.dtype))) if count.size < n else count
 
 
 class _StaticTable:
@@ -338,8 +342,8 @@ class _StaticTable:
     def __init__(self) -> None:
         self.clear(0)
 
-    #: ``num`` holds four rows: submit time, walltime, size and tier terms (gathered as one)
-    _COLUMNS = (("ids", object), ("num", np.float64), ("account", np.int64))
+    _COLUMNS = (("ids", object), ("submit", np.float64), ("walltime", np.float64), ("size", np.float64),
+                ("tier", np.float64), ("account", np.int64))
 
     fab: object = None  # the fabric the rows are about (set by the caller)
 
@@ -355,7 +359,7 @@ class _StaticTable:
         no_rows = np.empty(0, np.int64)
         self._q = _Queue(no_rows, np.empty((4, 0)), no_rows, np.zeros(0, np.int64), _Ids(np.empty(0, object), no_rows))
         for name, dtype in self._COLUMNS:  # columns with spare capacity; rows [0, len(pending)) are set
-            setattr(self, name, np.empty((4, 256) if name == "num" else 256, dtype))
+            setattr(self, name, np.empty(256, dtype))
 
     def queue(self, pending: Sequence[PendingJob], total: int, terms: _Terms) -> _Queue:
         """The columns of ``pending``, in its order (rows added for jobs not seen yet)."""
@@ -366,16 +370,20 @@ class _StaticTable:
         if diff is None:
             self._prev = list(new)  # a private copy: the next call compares against it
             self._q = self._gather(self._lookup(new, total, terms))
-        elif diff[0] or diff[1] < len(new):  # the last queue's rows minus the jobs that left, plus a tail
+        elif diff[0] or diff[1] < len(new):  # the last queue minus the jobs that left, plus a tail
             gone, tail = diff
-            self._q = self._gather(_cut(self._q.rows, gone, self._lookup(new[tail:], total, terms)))
+            q = self._q
+            add = self._gather(self._lookup(new[tail:], total, terms))
+            count = np.bincount(q.account[gone], minlength=len(self.accounts)) if gone else 0
+            rows = _cut(q.rows, gone, add.rows)
+            self._q = _Queue(rows, _cut(q.num, gone, add.num), _cut(q.account, gone, add.account),
+                             _pad(q.count, len(self.accounts)) - count + add.count, _Ids(self.ids, rows))
         return self._q
 
     def _gather(self, rows: np.ndarray) -> _Queue:
-        """The columns at ``rows``: one gather each (cheaper than cutting every column)."""
         account = self.account[rows]
-        return _Queue(rows, self.num[:, rows], account, np.bincount(account, minlength=len(self.accounts)),
-                      _Ids(self.ids, rows))
+        num = np.stack((self.submit[rows], self.walltime[rows], self.size[rows], self.tier[rows]))
+        return _Queue(rows, num, account, np.bincount(account, minlength=len(self.accounts)), _Ids(self.ids, rows))
 
     def _lookup(self, pending: Sequence[PendingJob], total: int, terms: _Terms) -> np.ndarray:
         try:
@@ -400,13 +408,15 @@ class _StaticTable:
         if end > self.ids.size:  # grow every column (amortised: at least double)
             for name, _ in self._COLUMNS:
                 old = getattr(self, name)
-                grown = np.empty(old.shape[:-1] + (max(end, 2 * old.shape[-1]),), old.dtype)
-                grown[..., :base] = old[..., :base]
+                grown = np.empty(max(end, 2 * old.size), old.dtype)
+                grown[:base] = old[:base]
                 setattr(self, name, grown)
         self.pending.extend(new)
         self.row.update((id(p), base + k) for k, p in enumerate(new))
         self.ids[base:end] = [j.id for j in jobs]
-        self.num[0, base:end] = [j.submit for j in jobs]
-        self.num[1:, base:end] = np.array(vals, np.float64).reshape(-1, 3).T  # walltime, size, tier
+        self.submit[base:end] = [j.submit for j in jobs]
+        self.walltime[base:end] = [v[0] for v in vals]
+        self.size[base:end] = [v[1] for v in vals]
+        self.tier[base:end] = [v[2] for v in vals]
         self.account[base:end] = [self._acct[j.account] for j in jobs]
         return base
