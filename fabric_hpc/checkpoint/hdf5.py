@@ -30,7 +30,8 @@ from fabric_hpc.checkpoint.restore import entry_nbytes, require_readable
 from fabric_hpc.checkpoint.store import removed_on_failure
 from fabric_hpc.checkpoint.tensors import HostArray
 from fabric_hpc.checkpoint.stream import save_stream
-from fabric_hpc.checkpoint.writer import SaveResult, grid_pieces
+from fabric_hpc.checkpoint.chunk_plan import grid_pieces
+from fabric_hpc.checkpoint.writer import SaveResult
 
 ROOT_ATTR = "fabric_checkpoint"
 

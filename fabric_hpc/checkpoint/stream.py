@@ -17,8 +17,9 @@ from typing import Any
 from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.errors import CheckpointError
 from fabric_hpc.checkpoint.format import SplitInfo, ValueLeaves
+from fabric_hpc.checkpoint.chunk_plan import plan
 from fabric_hpc.checkpoint.writer import (
-    DEFAULT_THREADS, SaveResult, _begin, _commit, check_header, plan, save_header, saved_event, write_pieces,
+    DEFAULT_THREADS, SaveResult, _begin, _commit, check_header, save_header, saved_event, write_pieces,
 )
 
 

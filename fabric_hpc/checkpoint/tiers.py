@@ -51,8 +51,9 @@ from fabric_hpc.checkpoint.part_file import PART_FILE, held_chunks, read_part_fi
 from fabric_hpc.checkpoint.values import split_state
 from fabric_hpc.checkpoint.reader import read_manifest
 from fabric_hpc.checkpoint.retention import RetentionPolicy, prune, remove_if_idle
+from fabric_hpc.checkpoint.chunk_plan import plan
 from fabric_hpc.checkpoint.writer import (
-    DEFAULT_THREADS, SaveResult, build_manifest, check_header_everywhere, collective, gather_or_raise, plan,
+    DEFAULT_THREADS, SaveResult, build_manifest, check_header_everywhere, collective, gather_or_raise,
     same_step, save_header, saved_event, write_metadata, write_pieces,
 )
 from fabric_hpc.errors import FabricError

@@ -406,23 +406,29 @@ def _run_job(engine_config: str | os.PathLike[str] | Mapping[str, Any], source: 
         _finish(ctx, started, metrics, pipeline, 0 if failure is None else failure.exit_code, failure)
         if failure is None:
             return result
-    except PeerFailed as exc:
-        if pipeline is not None:
-            pipeline.shutdown()
-        emit("infer.peer_failed", rank=ctx.rank, error=str(exc))
-        _finish(ctx, started, metrics, pipeline, exc.exit_code, exc)
-        ctx.acknowledge(exc)
-        raise
     except BaseException as exc:
-        if pipeline is not None:
-            pipeline.shutdown()
-        _finish(ctx, started, metrics, pipeline, exit_code_of(exc), exc)
-        ctx.fatal(exc)
+        _abort(ctx, started, metrics, pipeline, exc)
         raise
     finally:
         if lock is not None:
             lock.release()
     raise failure  # the one way here: the verdict failed the run, alike on every rank (no teardown)
+
+
+def _abort(ctx: MpiContext, started: float, metrics: MetricsWriter | None, pipeline: Pipeline | None,
+           exc: BaseException) -> None:
+    """A failed rank's end, before ``exc`` is raised: its pipeline stopped, ``infer.finish`` with the error,
+    then the other ranks told: another rank's failure (:class:`PeerFailed`, after ``infer.peer_failed``)
+    acknowledged with that rank's exit code, this rank's own failure made fatal to all."""
+    if pipeline is not None:
+        pipeline.shutdown()
+    if isinstance(exc, PeerFailed):
+        emit("infer.peer_failed", rank=ctx.rank, error=str(exc))
+        _finish(ctx, started, metrics, pipeline, exc.exit_code, exc)
+        ctx.acknowledge(exc)
+    else:
+        _finish(ctx, started, metrics, pipeline, exit_code_of(exc), exc)
+        ctx.fatal(exc)
 
 
 def _close(*parts: Any) -> None:

@@ -16,10 +16,10 @@ from fabric_hpc.slurm.audit import AUDIT_LOG, TAIL_BYTES, read_tail
 from fabric_hpc.slurm import reservations as resv
 from fabric_hpc.slurm.actions import USER_PIN
 from fabric_hpc.slurm.deferral_store import own_begins, own_pins
-from fabric_hpc.slurm.contract import (BAD_CONSTRAINTS, Job, Node, ReadsReservations, SlurmClient, SlurmError,
+from fabric_hpc.slurm.contract import (BAD_CONSTRAINTS, Job, ReadsReservations, SlurmClient, SlurmError,
                                      limit_reason)
 from fabric_hpc.slurm.parse import reason_words
-from fabric_hpc.slurm.view_hosts import WHOLE_NODE_MEM, free_memory, in_use, mem_per_node
+from fabric_hpc.slurm.why_hosts import WAITS_FOR, host_facts, refused_hosts
 
 
 def _when(ts: float) -> str:
@@ -84,7 +84,7 @@ def explain(client: SlurmClient, job_id: int, *, state_dir: str | Path | None = 
     place = dec.get("place")
     lines = [_headline(job, place)]
     if job.pending:
-        lines += _pending_lines(job, dec, lambda: _host_facts(client, job))
+        lines += _pending_lines(job, dec, lambda: host_facts(client, job))
         lines += _upcoming_lines(client, job)
     elif place:
         lines.append(_place_line(job, place))
@@ -263,75 +263,11 @@ def dependency_words(dependency: str) -> list[str]:
     return out
 
 
-#: Pending reasons (their start) of a pinned job that Slurm will not start on its pinned hosts, in words.
-REFUSED_HOSTS = {
-    "ReqNodeNotAvail": "some of them are unavailable to it (down, drained, or reserved for another job)",
-    "Reservation": "the job waits for its reservation, and may start only on the reservation's nodes",
-    "NodeDown": "one of them is down",
-    "Constraints": "they lack a feature the job asks for (--constraint)",
-}
-#: Pending reasons of a pinned job that waits for something other than GPUs or its hosts
-#: (src/common/job_state_reason.c; their words are in :data:`~fabric_hpc.slurm.parse.REASONS`).
-WAITS_FOR = frozenset({"Licenses", "BurstBufferResources", "BurstBufferStageIn", "NvidiaImexChannels",
-                       "MpiPortsBusy", "Cleaning"})
 _PIN_TIMEOUT = ("If it has not started within the agent's pin_timeout_s, the agent places it on other hosts "
                 "(and hands it to Slurm's own scheduler after a few such pins).")
 #: The agent's own waiting reasons (``agent.waiting``) where Slurm's words for the same name mislead.
 AGENT_REASONS = {"BeginTime": "its own begin time (--begin, or Slurm's delay after a requeue) has not come; "
                               "it is placed once that time has come"}
-_BAD_FLAGS = {"DRAIN", "NOT_RESPONDING", "DOWN", "FAIL"}
-
-
-def refused_hosts(reason: str) -> str | None:
-    """Why Slurm will not start a pinned job on its hosts, in words (None: nothing says it refuses)."""
-    return next((words for key, words in REFUSED_HOSTS.items() if reason.startswith(key)), None)
-
-
-def _host_facts(client: SlurmClient, job: Job) -> tuple[str, str] | None:
-    """What keeps a pinned job off its hosts now, from one nodes read: (hosts down, drained, unknown or
-    reserved for others; hosts with fewer free GPUs, less free memory than it needs, or in use while it is
-    ``--exclusive``), '' for none; None: not read."""
-    try:
-        nodes = {n.name: n for n in client.nodes()}
-    except SlurmError:
-        return None
-    states: dict[str, list[str]] = {}
-    busy = []
-    for host in job.req_nodes:
-        node = nodes.get(host)
-        if node is None:
-            states.setdefault("unknown to Slurm", []).append(host)
-        elif not node.usable:
-            flags = [f.lower().replace("_", " ") for f in node.flags if f in _BAD_FLAGS]
-            states.setdefault("+".join(dict.fromkeys([node.state, *flags])), []).append(host)
-        elif node.reserved and not job.reservation:
-            states.setdefault("in a reservation", []).append(host)
-        elif job.gpus_per_node and node.gpus - len(node.gpus_used) < job.gpus_per_node:
-            busy.append(host)
-    bad = ", ".join(f"{compress(hs)} {'is' if len(hs) == 1 else 'are'} {what}" for what, hs in states.items())
-    held = [f"other jobs hold GPUs it needs on {compress(busy)}"] if busy else []
-    return bad, "; ".join(held + _held_otherwise(job, [nodes[h] for h in job.req_nodes if h in nodes]))
-
-
-def _held_otherwise(job: Job, nodes: list[Node]) -> list[str]:
-    """What other jobs hold on a pinned job's up hosts that it needs besides GPUs, in words: memory (where
-    Slurm allocates it: :func:`~fabric_hpc.slurm.view_hosts.mem_per_node`) and, for an ``--exclusive``
-    job, the hosts themselves."""
-    out = []
-    need = mem_per_node(job)
-    free_of = {n.name: mem for n in nodes if n.usable and (mem := free_memory(n)) is not None}
-    short = [n for n in nodes if n.name in free_of and free_of[n.name] < need]
-    if short:
-        free = sorted({free_of[n.name] for n in short})
-        asks = (f"{need} MiB of memory per node" if need != WHOLE_NODE_MEM
-                else "all of a node's memory (no --mem)")
-        have = " to ".join(str(f) for f in (free[0], free[-1])[: 1 if len(free) == 1 else 2])
-        out.append(f"it asks for {asks} and other jobs hold memory there ({have} MiB free on "
-                   f"{compress([n.name for n in short])})")
-    used = [n.name for n in nodes if n.usable and in_use(n)]
-    if job.exclusive and used:
-        out.append(f"it asks for whole nodes (--exclusive) and other jobs run on {compress(used)}")
-    return out
 
 
 def _upcoming_lines(client: SlurmClient, job: Job) -> list[str]:

@@ -12,7 +12,8 @@ import pytest
 from fabric_hpc.slurm.cli_backend import _job_from_scontrol
 from fabric_hpc.slurm.contract import HELD_REASONS, Job, Node
 from fabric_hpc.slurm.parse import normal_reason
-from fabric_hpc.slurm.why import explain, refused_hosts
+from fabric_hpc.slurm.why import explain
+from fabric_hpc.slurm.why_hosts import refused_hosts
 
 
 @pytest.mark.parametrize("text, name", [

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from fabric_hpc.checkpoint import fsio, writer
+from fabric_hpc.checkpoint import chunk_plan, fsio, writer
 from fabric_hpc.checkpoint.errors import CheckpointError
 from fabric_hpc.checkpoint.format import MAX_PART, SplitInfo, check_name, chunk_key, stored_dtype
 from fabric_hpc.checkpoint.reader import Checkpoint
@@ -68,7 +68,7 @@ class StreamWriter:
             if name in self.metas or name in self.written:
                 raise CheckpointError(f"tensor {name!r} written twice")
             self.written[name] = []  # claimed
-        metas, pieces = writer.plan({name: value}, 0, 1, {name: chunk_shape} if chunk_shape else None,
+        metas, pieces = chunk_plan.plan({name: value}, 0, 1, {name: chunk_shape} if chunk_shape else None,
                                     {name: split} if split else None)
         # fsync'd together before the commit (as save does), not one tensor at a time
         written = writer.write_pieces(self.tmp, pieces, self.threads, metas, fsync=False)
@@ -83,9 +83,9 @@ class StreamWriter:
         if self.tmp is None:
             raise CheckpointError("StreamWriter.add_blocks outside its `with` block")
         check_name(name)
-        writer.check_shape(name, list(shape))  # before writing any block
+        chunk_plan.check_shape(name, list(shape))  # before writing any block
         stored = stored_dtype(dtype)
-        meta = writer.chunk_meta(name, list(shape), dtype, stored.name, [max(1, s) for s in shape], None)
+        meta = chunk_plan.chunk_meta(name, list(shape), dtype, stored.name, [max(1, s) for s in shape], None)
         with self._lock:
             if name in self.metas or name in self.written:
                 raise CheckpointError(f"tensor {name!r} written twice")
