@@ -88,19 +88,8 @@ def explain(client: SlurmClient, job_id: int, *, state_dir: str | Path | None = 
         lines += _upcoming_lines(client, job)
     elif place:
         lines.append(_place_line(job, place))
-    elif "unreadable" in dec or ("missing" in dec and job.fabric_marked):
-        pass  # said below: without the agent's log, who placed it cannot be told
-    elif "handoff" in dec:
-        lines.append(_handoff_line(dec["handoff"]))
-    elif _grouped_gang(job):
-        lines.append(_grouped_line(job))
-    elif "older" in dec and job.fabric_marked:
-        lines.append(_older_line(job_id, dec["older"]))
-    elif job.fabric_marked:
-        lines.append("The fabric agent did not place it: Slurm's own scheduler did (the agent was down or the "
-                     "deferral ran out).")
-    else:
-        lines.append("It is not marked for fabric placement; Slurm's own scheduler placed it.")
+    elif not ("unreadable" in dec or ("missing" in dec and job.fabric_marked)):  # else: said below
+        lines.append(_started_by(job, job_id, dec))
     if "unreadable" in dec:
         lines.append(f"The agent's audit log ({dec['unreadable']['path']}) is not readable by this user "
                      "(run as root or as the agent's service user to see its decisions).")
@@ -139,6 +128,20 @@ def _older_line(job_id: int, older: dict[str, Any]) -> str:
     return (f"What the fabric agent decided for it is older than the part of the agent's decision log read "
             f"(its last {TAIL_BYTES >> 20} MiB{start}), so who placed it cannot be told from there; search "
             f"the whole log: {grep} {log}.1 {log}")
+
+
+def _started_by(job: Job, job_id: int, dec: dict[str, Any]) -> str:
+    """Who started a job the agent's log has no ``agent.place`` of."""
+    if "handoff" in dec:
+        return _handoff_line(dec["handoff"])
+    if _grouped_gang(job):
+        return _grouped_line(job)
+    if "older" in dec and job.fabric_marked:
+        return _older_line(job_id, dec["older"])
+    if job.fabric_marked:
+        return ("The fabric agent did not place it: Slurm's own scheduler did (the agent was down or the "
+                "deferral ran out).")
+    return "It is not marked for fabric placement; Slurm's own scheduler placed it."
 
 
 def _handoff_line(h: dict[str, Any]) -> str:
