@@ -17,6 +17,7 @@ from fabric_hpc.slurm.agent import Agent, AgentConfig
 from fabric_hpc.slurm.replay import ReplayClient, scale_recording
 from fabric_hpc.topology import build, generators
 from tests.scheduler.preempt_reference import ReferenceGangPreemption
+from tests.slurm.test_agent_actions import pinned_by
 
 from .test_agent_replay import VERSIONS, recorded
 
@@ -64,6 +65,8 @@ def test_decisions_are_on_disk_before_any_action_with_one_fsync(tmp_path, monkey
     client = _CheckingClient(s, q, tmp_path / "decisions.jsonl")
     agent = Agent(client, FAB, AgentConfig(state_dir=str(tmp_path), usage_source="ledger",
                                                 preempt_benefit_ratio=RATIO))
+    # the recorded cluster's pins were its agent's (its deferrals.json): a victim loses only the agent's own
+    pinned_by(agent, [j for j in client.jobs() if j.state == "RUNNING"])
     synced = []
     real = events.os.fsync
     monkeypatch.setattr(events.os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real(fd))[1])
