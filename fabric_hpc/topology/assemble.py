@@ -125,7 +125,8 @@ def _read_fragment(path: Path) -> tuple[str, HostType, str | None]:
 def _host_clique(host: str, gpus: list[Any]) -> str | None:
     """The one NVLink domain of the host's GPUs; an error when only some GPUs, or GPUs of two
     cliques, or a GPU whose fabric registration did not complete, are found."""
-    fabric = [(g.get("index", i), _fabric(g.get("fabric"))) for i, g in enumerate(gpus) if isinstance(g, dict)]
+    fabric = [(g.get("index", i), _fabric(g.get("fabric")))
+              for i, g in enumerate(gpus) if isinstance(g, dict)]
     broken = [(i, f) for i, f in fabric if isinstance(f, dict) and not f.get("domain")
               and (f.get("error") or f.get("state") != "completed" or f.get("status") != 0)]
     if broken:

@@ -187,7 +187,8 @@ def outside_blocks_note(fabric: Fabric) -> str:
     Slurm 25.11 (src/plugins/topology/block): slurmctld starts and logs ``Blocks lack access to N
     nodes`` (24.11: ``blocks lack ...``); ``topology_p_eval_nodes`` uses the block selection only
     when a job's usable nodes overlap a block, and that selection picks block nodes alone
-    (``eval_nodes_block``), refusing a ``--nodelist`` outside the blocks (``ESLURM_REQUESTED_TOPO_CONFIG_UNAVAILABLE``). So such hosts
+    (``eval_nodes_block``), refusing a ``--nodelist`` outside the blocks
+    (``ESLURM_REQUESTED_TOPO_CONFIG_UNAVAILABLE``). So such hosts
     run only the jobs that can use no block host at all (their partition, ``--constraint`` or GPU
     type rules every block host out)."""
     outside = hosts_outside_blocks(fabric)

@@ -92,8 +92,8 @@ class Uplinks:
         if not self.unrated:
             return []
         return [f"{self.unrated} switch cable{'' if self.unrated == 1 else 's'} without a link rate "
-                f"(none, ?? or unknown width/speed) counted at {shown(self.assumed_gbps or 0)} Gb/s, the lowest "
-                "rate of the dump"]
+                f"(none, ?? or unknown width/speed) counted at {shown(self.assumed_gbps or 0)} Gb/s, "
+                "the lowest rate of the dump"]
 
 
 def group_uplinks(groups: dict[str, list[str]], stage: dict[str, int], cables: list[Cable]) -> Uplinks:

@@ -67,7 +67,8 @@ def test_without_a_tokenizer_a_text_prompt_names_the_missing_file(tmp_path: Path
 
 @pytest.mark.parametrize(("line", "reason"), [
     ('{"id": "t", "prompt": "", "max_new_tokens": 2}', "prompt is empty text"),
-    ('{"id": "t", "prompt": "w1 \\ud800", "max_new_tokens": 2}', "prompt is not valid Unicode: a lone surrogate"),
+    ('{"id": "t", "prompt": "w1 \\ud800", "max_new_tokens": 2}',
+     "prompt is not valid Unicode: a lone surrogate"),
     (json.dumps({"id": "t", "prompt": "\u00e9" * (MAX_TEXT_BYTES // 2 + 1), "max_new_tokens": 2}),
      f"prompt text is {MAX_TEXT_BYTES + 2:,} bytes of UTF-8; the limit is {MAX_TEXT_BYTES:,}"),
     (json.dumps({"id": "t", "prompt": " ".join(["w1"] * 60), "max_new_tokens": 2}),
@@ -123,7 +124,8 @@ LINES = [
     {"custom_id": "oa", "method": "POST", "url": "/v1/completions",
      "body": {"model": "tiny", "prompt": "w9 w10", "max_tokens": 5}},
     {"id": "long", "prompt": " ".join(["w3"] * 20), "max_new_tokens": 2},  # 21 tokens > max_input_len 16
-    {"id": "t2", "prompt": "w100 \u00e9t\u00e9 w7", "max_new_tokens": 2, "priority": 1},  # unknown word: <unk>
+    {"id": "t2", "prompt": "w100 \u00e9t\u00e9 w7", "max_new_tokens": 2,
+     "priority": 1},  # unknown word: <unk>
 ]
 
 
@@ -213,9 +215,11 @@ def test_text_prompts_under_mpiexec(tmp_path: Path) -> None:
     (spool / "a.jsonl").write_text("".join(json.dumps(
         {"id": f"t{k}", "prompt": " ".join(f"w{k + j}" for j in range(1 + k % 9)), "max_new_tokens": 3})
         + "\n" for k in range(24)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    cmd = [str(mpiexec), "-n", "2", str(fabric), "infer", "run", "--engine-config", str(tmp_path / "engine.json"),
-           "--input", str(spool), "--output", str(tmp_path / "out"), "--chunk-size", "4", "--no-progress", "--json"]
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    cmd = [str(mpiexec), "-n", "2", str(fabric), "infer", "run", "--engine-config",
+           str(tmp_path / "engine.json"), "--input", str(spool), "--output", str(tmp_path / "out"),
+           "--chunk-size", "4", "--no-progress", "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     merged = merge_job(tmp_path / "out")

@@ -130,8 +130,8 @@ def test_pins_sent_after_the_files_last_save_are_recovered_from_the_audit_log(tm
     DeferralStore(tmp_path).save(saved)
     at = time.time() - 100
     os.utime(tmp_path / DEFERRALS_FILE, (at, at))  # the last save, 100 s ago
-    audit(tmp_path, ("agent.place", at - 50, {"job": 4, "hosts": ["n7"], "gpus": []}),  # before it: saved or gone
-          ("agent.place", at + 50, {"job": 5, "hosts": ["n3", "n4"], "gpus": []}),  # after it: lost by the kill
+    audit(tmp_path, ("agent.place", at - 50, {"job": 4, "hosts": ["n7"], "gpus": []}),  # saved or gone
+          ("agent.place", at + 50, {"job": 5, "hosts": ["n3", "n4"], "gpus": []}),  # lost by the kill
           ("agent.place", at + 51, {"job": True, "hosts": ["n9"]}), ("agent.unpin", at + 52, {"job": 3}))
     back = Actions(Fake([]), lambda *a, **k: None)
     store = DeferralStore(tmp_path)
