@@ -30,14 +30,20 @@ def test_min_python_is_the_wheels_requires_python() -> None:
     assert meta["requires-python"] == ">=" + ".".join(map(str, MIN_PYTHON))
 
 
-def test_rhel9_system_python_is_named_too_old_with_the_venv_fix(tmp_path: Path) -> None:
-    python = _interpreter(tmp_path, "printf '3.9.18\\n'\n"
+def _without_fabric(tmp_path: Path, version: str) -> ConfigError:
+    """check_python's refusal of a Python ``version`` that cannot import fabric_hpc."""
+    python = _interpreter(tmp_path, f"printf '{version}\\n'\n"
                                     "echo \"ModuleNotFoundError: No module named 'fabric_hpc'\" >&2; exit 1")
     with pytest.raises(ConfigError) as err:
         check_python(python)
-    assert "is Python 3.9.18; fabric-hpc needs Python 3.11 or newer" in err.value.message
-    assert "dnf install python3.11" in err.value.hint and "python3.11 -m venv" in err.value.hint
-    assert "pip install fabric_hpc-*.whl" in err.value.hint
+    return err.value
+
+
+def test_rhel9_system_python_is_named_too_old_with_the_venv_fix(tmp_path: Path) -> None:
+    err = _without_fabric(tmp_path, "3.9.18")
+    assert "is Python 3.9.18; fabric-hpc needs Python 3.11 or newer" in err.message
+    assert "dnf install python3.11" in err.hint and "python3.11 -m venv" in err.hint
+    assert "pip install fabric_hpc-*.whl" in err.hint
 
 
 def test_an_old_python_that_imports_fabric_hpc_anyway_is_refused(tmp_path: Path) -> None:
@@ -48,12 +54,9 @@ def test_an_old_python_that_imports_fabric_hpc_anyway_is_refused(tmp_path: Path)
 
 
 def test_a_new_python_without_fabric_keeps_the_pip_fix(tmp_path: Path) -> None:
-    python = _interpreter(tmp_path, "printf '3.12.1\\n'\n"
-                                    "echo \"ModuleNotFoundError: No module named 'fabric_hpc'\" >&2; exit 1")
-    with pytest.raises(ConfigError) as err:
-        check_python(python)
-    assert "cannot import fabric_hpc (ModuleNotFoundError" in err.value.message
-    assert "-m pip install fabric_hpc-*.whl" in err.value.hint and "dnf" not in err.value.hint
+    err = _without_fabric(tmp_path, "3.12.1")
+    assert "cannot import fabric_hpc (ModuleNotFoundError" in err.message
+    assert "-m pip install fabric_hpc-*.whl" in err.hint and "dnf" not in err.hint
 
 
 def _config(path: Path, *, slurm_conf: str | None = None, slurm_conf_dir: str | None = None) -> Path:

@@ -29,10 +29,7 @@ IDS = [{"id": f"i{k}", "prompt": [5 + k, 6, 7], "max_new_tokens": 2} for k in ra
 
 
 def _ids_spool(tmp_path: Path) -> Path:
-    spool = tmp_path / "spool"
-    spool.mkdir()
-    (spool / "a.jsonl").write_text("".join(json.dumps(line) + "\n" for line in IDS))
-    return spool
+    return _spool(tmp_path, IDS)
 
 
 def _run_json(out: Path) -> dict:

@@ -129,10 +129,12 @@ LINES = [
 ]
 
 
-def _spool(tmp_path: Path) -> Path:
+def _spool(tmp_path: Path, lines: list[dict] | None = None) -> Path:
+    """A spool of ``lines`` (default: LINES) in one file."""
     spool = tmp_path / "spool"
     spool.mkdir()
-    (spool / "a.jsonl").write_text("".join(json.dumps(line) + "\n" for line in LINES))
+    lines = LINES if lines is None else lines
+    (spool / "a.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     return spool
 
 
