@@ -59,14 +59,51 @@ def test_an_out_that_cannot_be_created_is_refused_before_the_replay(tmp_path: Pa
 
 
 def test_an_out_this_user_may_not_write_is_refused_before_the_replay(tmp_path: Path, capsys) -> None:
+    """Root may write any directory: as root, the check ``sim run`` makes before the replay runs as nobody
+    in a forked child (nobody may not read this Python's files, so it runs no new import)."""
     import os
 
-    out = tmp_path / "ro"
+    from fabric_hpc.cli.sim import _writable_out
+
+    if os.geteuid() != 0:
+        out = tmp_path / "ro"
+        out.mkdir(mode=0o555)
+        assert _run(out) == 5
+        assert f"error: --out '{out}': Permission denied" in capsys.readouterr().err
+        return
+    import shutil
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="fabric-sim-out-"))  # nobody reaches it (pytest's dirs are 0700)
+    top.chmod(0o755)
+    out = top / "ro"
     out.mkdir(mode=0o555)
-    if os.access(out, os.W_OK):
-        pytest.skip("this user (root) may write any directory")
-    assert _run(out) == 5
-    assert f"error: --out '{out}': Permission denied" in capsys.readouterr().err
+    try:
+        _as_nobody(_writable_out, out)
+    finally:
+        shutil.rmtree(top)
+
+
+def _as_nobody(check, out: Path) -> None:  # noqa: ANN001 - _writable_out
+    """``check(out)`` as nobody in a forked child: it must refuse ``out`` as not writable."""
+    import os
+
+    from fabric_hpc.errors import FabricError
+
+    pid = os.fork()
+    if pid == 0:  # the child: nobody, then the check alone, then out without cleanup
+        code = 3
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            check(str(out))
+        except FabricError as exc:
+            code = 0 if exc.message == f"--out '{out}': Permission denied" else 4
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0  # 3: nobody could write it, 4: another error
+
 
 
 def test_an_out_on_a_read_only_filesystem_is_said_as_such(tmp_path: Path, capsys) -> None:
