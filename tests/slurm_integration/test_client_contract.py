@@ -326,6 +326,7 @@ def test_the_agents_actions_take_effect(client: SlurmClient, contract_cluster: A
     victim = contract_cluster.sbatch("-N2", "--gres=gpu:1", "--comment=fabric", "-w", "n11,n12",
                                      wrap="sleep 300")
     _wait(client, victim, {"RUNNING"})
+    acts.pins[victim] = frozenset({"n11", "n12"})  # its -w stands for the agent's pin: one it remembers
     assert acts.apply([victim], [], {}, [], 300).requeued == [victim]
     assert [w for w, _ in notes] == ["handoff"], notes
     deadline = time.monotonic() + 30
