@@ -312,7 +312,18 @@ class PyslurmClient(SlurmClient):
     backend = "pyslurm"
 
     def __init__(self, conf: str | None = None) -> None:
+        from fabric_hpc.slurm.cli_backend import CliClient
+
         self.ps = load_pyslurm(conf)
+        self._cli = CliClient()  # only for updates that clear a field (SLURM_CONF: set by load_pyslurm)
+
+    def interrupt(self) -> None:
+        """The agent's stop: a clearing ``scontrol update`` in flight is killed (pyslurm's own calls hold
+        the GIL and cannot be); :meth:`resume` undoes it."""
+        self._cli.interrupt()
+
+    def resume(self) -> None:
+        self._cli.resume()
 
     def contact_probe(self) -> list[str]:
         """A command that reads the nodes once and exits 0 when slurmctld answered: the agent's first
@@ -396,9 +407,7 @@ class PyslurmClient(SlurmClient):
         if "" in fields.values():
             # pyslurm cannot send an empty value (its cstr.fmalloc turns "" into NULL, which slurmctld reads
             # as "no change": an unpin left the pin); scontrol sends the "" that clears a field
-            from fabric_hpc.slurm.cli_backend import CliClient
-
-            CliClient().update(job_id, **fields)  # SLURM_CONF: set by load_pyslurm
+            self._cli.update(job_id, **fields)
             return
         changes = {_UPDATE_KEYS[k]: v for k, v in fields.items()}
         desc = self._rpc("job update", lambda: self.ps.JobSubmitDescription(**changes))
