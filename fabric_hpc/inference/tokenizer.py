@@ -25,16 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from fabric_hpc.atomic import write_atomic
-from fabric_hpc.errors import ConfigError
+from fabric_hpc.errors import ConfigError, FabricError
 from fabric_hpc.inference.intake import IntakeRejection
 from fabric_hpc.inference.mpi import MpiContext
-from fabric_hpc.inputs import os_error, read_json
+from fabric_hpc.inputs import os_error, read_bytes, read_json
 
 __all__ = ["TOKENIZER_FILE", "PromptTokenizer", "record_tokenizer", "recorded_tokenizer",
            "same_tokenizer_everywhere", "tokenizer_for_run"]
 
 TOKENIZER_FILE = "tokenizer.json"
 _CONFIG_FILE = "tokenizer_config.json"
+#: The largest tokenizer_config.json read (the largest seen are tens of KB; chat templates included).
+MAX_CONFIG_BYTES = 16 << 20
 _NO_LIBRARY = "the tokenizers library is not installed on this node"
 
 
@@ -91,11 +93,11 @@ class PromptTokenizer:
             return
         digest = hashlib.sha256()
         try:
-            data = path.read_bytes()
+            data = read_bytes(path, what="tokenizer file")  # a regular file of at most 256 MiB
             digest.update(data)
             tok = Tokenizer.from_buffer(data)
-        except OSError as exc:
-            raise os_error(exc, "tokenizer file") from None
+        except FabricError:
+            raise
         except Exception as exc:  # noqa: BLE001 - tokenizers raises its own Exception for any bad file
             self._missing = (f"{str(path)[:200]}: not a tokenizer the tokenizers library reads "
                              f"({str(exc)[:150]})")
@@ -142,10 +144,14 @@ class PromptTokenizer:
         if not path.is_file():
             return {}
         try:
-            data = path.read_bytes()
+            data = read_bytes(path, what="tokenizer config", limit=MAX_CONFIG_BYTES)
             digest.update(b"\0" + data)
             doc = json.loads(data.decode("utf-8"))
-        except (OSError, ValueError) as exc:
+        except FabricError as exc:
+            self._missing = f"{str(path)[:200]}: {exc.message[:200]}"
+            self._fix = exc.hint or "re-save the model's tokenizer with save_pretrained"
+            return None
+        except (ValueError, RecursionError) as exc:
             self._missing = f"{str(path)[:200]}: not readable JSON ({str(exc)[:150]})"
             self._fix = "re-save the model's tokenizer with save_pretrained"
             return None

@@ -58,6 +58,20 @@ def test_encoding_follows_the_tokenizer_and_its_config(tmp_path: Path) -> None:
         PromptTokenizer(tmp_path).encode("w5")
 
 
+def test_a_deep_or_odd_tokenizer_config_is_a_reason_not_a_traceback_or_hang(tmp_path: Path) -> None:
+    """tokenizer_config.json nested past Python's recursion limit raised RecursionError: now the text
+    item's dead-letter reason; a FIFO there is no config (not a read that blocks)."""
+    import os
+
+    save_tokenizer(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(IntakeRejection, match="tokenizer_config.json: not readable JSON"):
+        PromptTokenizer(tmp_path).encode("w5")
+    (tmp_path / "tokenizer_config.json").unlink()
+    os.mkfifo(tmp_path / "tokenizer_config.json")
+    assert PromptTokenizer(tmp_path).encode("w5") == [1, 8]  # the post-processor's BOS, then w5
+
+
 def test_without_a_tokenizer_a_text_prompt_names_the_missing_file(tmp_path: Path) -> None:
     tok = PromptTokenizer(tmp_path)
     assert not tok.available
