@@ -107,12 +107,15 @@ def check_private_tmp(cfg: DeployConfig, root: str | os.PathLike[str] = "/") -> 
     i, a = cfg.install, cfg.agent
     if Path(root).resolve() != Path("/") or _in_private_tmp(i.unit_dir):
         return
-    for key, value in (("install.python", i.python), ("agent.state_dir", a.state_dir),
-                       ("agent.rest_token_file", a.rest_token_file)):
-        if value and (tmp := _in_private_tmp(value)):
-            raise ConfigError(f"{key} {value} is under {tmp}: the agent's unit has PrivateTmp=yes, so the "
-                              f"agent would see its own empty {tmp}, not this path",
-                              hint=f"give {key} a path outside /tmp and /var/tmp (docs/deploy.md)")
+    bad = [(key, value, tmp) for key, value in (("install.python", i.python), ("agent.state_dir", a.state_dir),
+                                                 ("agent.rest_token_file", a.rest_token_file))
+           if value and (tmp := _in_private_tmp(value))]
+    if bad:  # all of them in one error: the admin fixes every path in one edit
+        where = "; ".join(f"{key} {value} is under {tmp}" for key, value, tmp in bad)
+        keys = ", ".join(key for key, _, _ in bad)
+        raise ConfigError(f"{where}: the agent's unit has PrivateTmp=yes, so the agent would see its own "
+                          "empty /tmp and /var/tmp, not these paths",
+                          hint=f"give {keys} a path outside /tmp and /var/tmp (docs/deploy.md)")
 
 
 def _same_dir(a: str, b: str) -> bool:

@@ -199,51 +199,58 @@ def test_a_save_names_its_host_and_pid_in_its_temporary_directory() -> None:
     assert m and m.group("host") == socket.gethostname() and int(m.group("pid")) == os.getpid()
 
 
-def _as_nobody(*args: str) -> tuple[int, str, str]:
-    """``fabric ARGS`` as user nobody (permission checks do not apply to root)."""
+#: File permission checks apply to root once these capabilities are gone (capabilities(7)).
+_DAC_CAPS = "-dac_override,-dac_read_search"
+
+
+def _as_another_user(*args: str) -> tuple[int, str, str]:
+    """``fabric ARGS`` as a user to whom another user's private files are closed: root without the
+    capabilities that bypass permission checks. Unlike switching to nobody, this needs no access for
+    nobody to the checkout and its venv (a clone in ``mktemp -d`` is 0700)."""
     import subprocess
     import sys
     root = Path(__file__).resolve().parents[2]
-    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
-                        f"import sys; sys.path.insert(0, {str(root)!r}); "
+    r = subprocess.run(["setpriv", f"--bounding-set={_DAC_CAPS}", f"--inh-caps={_DAC_CAPS}", sys.executable,
+                        "-c", f"import sys; sys.path.insert(0, {str(root)!r}); "
                         "from fabric_hpc.cli.main import main; "
-                        "sys.exit(main(sys.argv[1:]))", *args], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "HOME": "/tmp"})
+                        "sys.exit(main(sys.argv[1:]))", *args], capture_output=True, text=True, timeout=120)
     return r.returncode, r.stdout, r.stderr
 
 
+def _theirs(path: Path, mode: int) -> None:
+    """``path`` owned by another user (nobody) with ``mode``."""
+    os.chown(path, 65534, 65534)
+    path.chmod(mode)
+
+
 @pytest.fixture
-def shared() -> Path:
-    """A directory user nobody may traverse (pytest's tmp_path is root's 0700)."""
+def shared(tmp_path: Path) -> Path:
+    """A directory for files of two users: this one (root, less its bypassing capabilities) and nobody."""
     import shutil
-    import tempfile
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to run a command as another user")
-    d = Path(tempfile.mkdtemp(prefix="fabric-perm-", dir="/tmp"))
-    d.chmod(0o755)
-    yield d
-    shutil.rmtree(d)
+    return tmp_path
 
 
 def test_permission_denied_is_exit_5_naming_the_full_path(shared: Path) -> None:
     root = _steps(shared / "run", [1, 2])
     for p in [root, *root.rglob("*")]:
         p.chmod(0o755 if p.is_dir() else 0o644)
-    assert _as_nobody("ckpt", "list", str(root))[0] == 0
-    (root / "step-0000000002").chmod(0o700)  # another user's step
+    assert _as_another_user("ckpt", "list", str(root))[0] == 0
+    _theirs(root / "step-0000000002", 0o700)  # another user's step
     for cmd in (["list"], ["verify", "--all"], ["prune", "--keep-last", "1"]):
-        code, out, err = _as_nobody("ckpt", cmd[0], str(root), *cmd[1:])
+        code, out, err = _as_another_user("ckpt", cmd[0], str(root), *cmd[1:])
         assert code == 5 and f"{root / 'step-0000000002'}" in err, (cmd, out, err)
         assert "permission denied" in err
         assert "DAMAGED" not in out and "Usage:" not in err
     assert (root / "step-0000000001").exists()
     (root / "step-0000000002").chmod(0o755)
-    (root / "latest").chmod(0o600)
-    code, _, err = _as_nobody("ckpt", "list", str(root))
+    _theirs(root / "latest", 0o600)
+    code, _, err = _as_another_user("ckpt", "list", str(root))
     assert code == 5 and f"{root / 'latest'}: permission denied" in err
-    root.chmod(0o700)  # the path argument itself: one line, exit 5 (was click's usage error, exit 2)
+    _theirs(root, 0o700)  # the path argument itself: one line, exit 5 (was click's usage error, exit 2)
     for cmd in (["list"], ["show"], ["verify"]):
-        code, _, err = _as_nobody("ckpt", cmd[0], str(root))
+        code, _, err = _as_another_user("ckpt", cmd[0], str(root))
         assert code == 5 and "Usage:" not in err, (cmd, err)
         assert str(root) in err and "ermission denied" in err
 
@@ -351,6 +358,6 @@ def test_an_unreadable_h5_file_is_exit_5_not_a_usage_error(shared: Path) -> None
     from fabric_hpc.checkpoint.hdf5 import export_h5
     root = _steps(shared / "run", [1])
     export_h5(root, shared / "x.h5")
-    (shared / "x.h5").chmod(0o600)
-    code, _, err = _as_nobody("ckpt", "import", "--h5", str(shared / "x.h5"), str(shared / "new"))
+    _theirs(shared / "x.h5", 0o600)
+    code, _, err = _as_another_user("ckpt", "import", "--h5", str(shared / "x.h5"), str(shared / "new"))
     assert code == 5 and "Usage:" not in err and f"'{shared / 'x.h5'}'" in err and "ermission denied" in err, err

@@ -102,6 +102,18 @@ def test_real_install_refuses_a_python_in_private_tmp(tmp_path: Path, capsys: py
     assert "install.python /tmp/venv/bin/python is under /tmp" in capsys.readouterr().err
 
 
+def test_every_path_in_private_tmp_is_named_in_one_error(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A venv and a state directory both under /tmp (a checkout in mktemp -d): one edit fixes both."""
+    cfg = _set(_with_python(write_config(tmp_path / "agent.toml"), "/tmp/venv/bin/python"),
+               "state_dir", "/var/tmp/fabric-agent")
+    assert fabric("slurm", "install", "--config", str(cfg), "--dry-run") == 3
+    err = capsys.readouterr().err
+    assert "install.python /tmp/venv/bin/python is under /tmp" in err
+    assert "agent.state_dir /var/tmp/fabric-agent is under /var/tmp" in err
+    assert "give install.python, agent.state_dir a path outside" in err and "Traceback" not in err
+
+
 def test_staging_root_and_test_units_may_use_tmp(tmp_path: Path) -> None:
     """--root staging, or a unit_dir systemd never loads (a test tree under /tmp): not refused."""
     cfg = _set(write_config(tmp_path / "agent.toml"), "state_dir", "/tmp/fabric-agent-state")
