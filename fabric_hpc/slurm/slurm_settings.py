@@ -130,12 +130,16 @@ def gres_types_line(current: str | None) -> str:
     return "GresTypes=" + ",".join(names if "gpu" in names else [*names, "gpu"])
 
 
-def _conf_lines(path: Path, root: Path, depth: int = 0, conf_dir: Path | None = None) -> Iterator[str]:
+def _conf_lines(path: Path, root: Path, depth: int = 0, conf_dir: Path | None = None,
+                seen: dict[str, str] | None = None) -> Iterator[str]:
     """The lines of a conf file and of its ``Include`` files in place (comments dropped, stripped);
     nothing from a file that cannot be read. A relative Include is slurm.conf's directory's
     (``conf_dir``), in an Included file too, as Slurm's ``get_extra_conf_path`` reads it; a name with a
-    ``*`` is not read (parse_config.c: "Slurm does not support glob parsing")."""
+    ``*`` is not read (parse_config.c: "Slurm does not support glob parsing"); ``%c`` in a name is the
+    ClusterName read so far, in lower case (parse_config.c ``_parse_for_format``), and without one the
+    Include is not read, as Slurm fails to open it."""
     conf_dir = path.parent if conf_dir is None else conf_dir
+    seen = {} if seen is None else seen
     try:
         lines = path.read_text(errors="replace").splitlines()
     except OSError:
@@ -144,12 +148,24 @@ def _conf_lines(path: Path, root: Path, depth: int = 0, conf_dir: Path | None = 
         line = raw.split("#", 1)[0].strip()
         words = line.split(None, 2)  # Slurm: "include", any whitespace (a tab too), the file name
         if len(words) > 1 and words[0].lower() == "include" and depth < MAX_INCLUDE_DEPTH:
-            name = words[1]
-            if "*" not in name:  # no Slurm expands a glob: 23.11+ skip the line, 22.05 fails to open it
+            name = _include_name(words[1], seen)
+            if name is not None:
                 inc = root / name.lstrip("/") if name.startswith("/") else conf_dir / name
-                yield from _conf_lines(inc, root, depth + 1, conf_dir)
+                yield from _conf_lines(inc, root, depth + 1, conf_dir, seen)
         elif line:
+            key, sep, value = line.partition("=")
+            if sep and key.strip().lower() == "clustername" and value.split():
+                seen["cluster"] = value.split()[0].lower()
             yield line
+
+
+def _include_name(name: str, seen: dict[str, str]) -> str | None:
+    """An Include's file name as Slurm opens it, or None where Slurm opens nothing."""
+    if "*" in name:  # no Slurm expands a glob: 23.11+ skip the line, 22.05 fails to open it
+        return None
+    if "%c" in name:
+        return name.replace("%c", seen["cluster"]) if "cluster" in seen else None
+    return name
 
 
 def _read_conf(path: Path, root: Path, out: dict[str, str]) -> None:

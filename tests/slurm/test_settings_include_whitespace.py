@@ -37,3 +37,15 @@ def test_a_glob_include_is_not_read_as_no_slurm_reads_it(tmp_path: Path) -> None
     assert conf_file_settings(tmp_path / "slurm.conf") == {"GresTypes": "nvme"}
     (tmp_path / "slurm.conf").write_text("Include conf.d/jobs.conf\n")  # the same file, named: read
     assert conf_file_settings(tmp_path / "slurm.conf") == {"JobSubmitPlugins": "require_timelimit"}
+
+
+def test_percent_c_in_an_include_is_the_cluster_name_in_lower_case(tmp_path: Path) -> None:
+    """parse_config.c ``_parse_for_format``: ``%c`` is the ClusterName read so far, lowered (one
+    slurm.conf shared by several clusters, each with its own jobs file). Without a ClusterName before
+    it, Slurm opens nothing, and neither do we."""
+    (tmp_path / "jobs-gpu1.conf").write_text("JobSubmitPlugins=require_timelimit\n")
+    (tmp_path / "slurm.conf").write_text("ClusterName=GPU1\nInclude jobs-%c.conf\nGresTypes=nvme\n")
+    assert conf_file_settings(tmp_path / "slurm.conf") == {"JobSubmitPlugins": "require_timelimit",
+                                                           "GresTypes": "nvme"}
+    (tmp_path / "slurm.conf").write_text("Include jobs-%c.conf\nClusterName=gpu1\n")
+    assert conf_file_settings(tmp_path / "slurm.conf") == {}
