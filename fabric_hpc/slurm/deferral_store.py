@@ -72,10 +72,7 @@ class DeferralStore:
         except (ValueError, TypeError, KeyError) as exc:
             return f"damaged: {type(exc).__name__}: {str(exc)[:200]}"
         if self._file.read_format == FORMAT:
-            try:
-                self.saved_at = self.path.stat().st_mtime
-            except OSError:
-                self.saved_at = -math.inf
+            self.saved_at = self._file.saved if self._file.saved is not None else self._mtime()
         for job_id, (asked, until, retry, begin, pin) in list(parsed.items())[-MAX_JOBS:]:
             if pin is not None:
                 actions.pins[job_id] = pin
@@ -88,6 +85,14 @@ class DeferralStore:
             if retry is not None:
                 actions.defer_retry[job_id] = retry
         return None
+
+    def _mtime(self) -> float:
+        """The file's mtime, for a file an earlier release saved without its time: the file server's clock,
+        which may differ from this host's (the audit log's)."""
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            return -math.inf
 
     def recover_pins(self, actions: Actions) -> int:
         """Add the pins the audit log has (``agent.place``, written before any is sent to Slurm) from after

@@ -1,12 +1,15 @@
 """One file of per-job memory in the agent's state dir (``{"format": ..., "jobs": {id: entry}}``), shared by
 :mod:`~fabric_hpc.slurm.deferral_store` and :mod:`~fabric_hpc.slurm.qos_store`: rewritten atomically
 (:func:`fabric_hpc.atomic.write_atomic`, not fsync'd) only when it changed, read without blocking and never
-through a symbolic link (a FIFO or link in its place is a reason to ignore it, not a hang)."""
+through a symbolic link (a FIFO or link in its place is a reason to ignore it, not a hang). Each save records
+its time by this host's clock (``saved``): on a shared file system the file's mtime is the server's clock."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +26,22 @@ class JobsFile:
         self.older = older  # formats of earlier releases, read as they are (the caller knows what they lack)
         #: The format of the file the last :meth:`load` read (None: none read).
         self.read_format: str | None = None
+        #: When the file the last :meth:`load` read was saved, by the saving host's clock (None: not said).
+        self.saved: float | None = None
         self._last = ""
 
     def save(self, jobs: dict[str, Any]) -> None:
-        """Rewrite the file when its text changed since the last save (or load)."""
-        text = json.dumps({"format": self.fmt, "jobs": jobs}, separators=(",", ":"))
+        """Rewrite the file when its entries changed since the last save (or load)."""
+        text = json.dumps(jobs, separators=(",", ":"))
         if text != self._last:
-            write_atomic(self.path, text, mode=0o640, durable=False)
+            doc = json.dumps({"format": self.fmt, "saved": time.time()}, separators=(",", ":"))
+            write_atomic(self.path, f'{doc[:-1]},"jobs":{text}}}', mode=0o640, durable=False)
             self._last = text
 
     def load(self) -> tuple[dict[str, Any], str | None]:
         """(the jobs' entries, None) when read, ({}, None) when there is no file, ({}, why) when it was
         ignored (not readable, too large, not JSON, not of this format nor an ``older`` one)."""
-        self.read_format = None
+        self.read_format, self.saved = None, None
         try:
             with os.fdopen(open_regular(self.path, os.O_RDONLY), "rb") as fh:
                 raw = fh.read(self.max_bytes + 1)
@@ -56,5 +62,8 @@ class JobsFile:
         if not ours:
             return {}, f"not a fabric agent {self.what} file (format {self.fmt} expected)"
         self.read_format = doc["format"]
-        self._last = raw.decode("utf-8", "replace") if self.read_format == self.fmt else ""
+        saved = doc.get("saved")
+        if isinstance(saved, (int, float)) and not isinstance(saved, bool) and math.isfinite(saved):
+            self.saved = float(saved)
+        self._last = json.dumps(doc["jobs"], separators=(",", ":")) if self.read_format == self.fmt else ""
         return doc["jobs"], None

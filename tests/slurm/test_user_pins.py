@@ -129,7 +129,9 @@ def test_pins_sent_after_the_files_last_save_are_recovered_from_the_audit_log(tm
     saved.pins[3] = frozenset({"n1", "n2"})
     DeferralStore(tmp_path).save(saved)
     at = time.time() - 100
-    os.utime(tmp_path / DEFERRALS_FILE, (at, at))  # the last save, 100 s ago
+    doc = json.loads((tmp_path / DEFERRALS_FILE).read_text())
+    (tmp_path / DEFERRALS_FILE).write_text(json.dumps({**doc, "saved": at}))  # the last save, 100 s ago
+    os.utime(tmp_path / DEFERRALS_FILE, (at + 90, at + 90))  # an NFS server's clock 90 s ahead: not read
     audit(tmp_path, ("agent.place", at - 50, {"job": 4, "hosts": ["n7"], "gpus": []}),  # saved or gone
           ("agent.place", at + 50, {"job": 5, "hosts": ["n3", "n4"], "gpus": []}),  # lost by the kill
           ("agent.place", at + 51, {"job": True, "hosts": ["n9"]}), ("agent.unpin", at + 52, {"job": 3}))
@@ -146,6 +148,20 @@ def test_pins_sent_after_the_files_last_save_are_recovered_from_the_audit_log(tm
     empty = tmp_path / "none"
     empty.mkdir()
     assert DeferralStore(empty).recover_pins(Actions(Fake([]), lambda *a, **k: None)) == 0  # no log: nothing
+
+
+def test_a_file_saved_without_its_time_falls_back_to_its_mtime(tmp_path: Path) -> None:
+    """A /2 file of the release before this one has no ``saved``: its mtime stands for the save."""
+    import os
+
+    (tmp_path / DEFERRALS_FILE).write_text(json.dumps({"format": "fabric-agent-deferrals/2", "jobs": {}}))
+    at = time.time() - 100
+    os.utime(tmp_path / DEFERRALS_FILE, (at, at))
+    audit(tmp_path, ("agent.place", at - 50, {"job": 4, "hosts": ["n7"], "gpus": []}),
+          ("agent.place", at + 50, {"job": 5, "hosts": ["n3"], "gpus": []}))
+    back = Actions(Fake([]), lambda *a, **k: None)
+    store = DeferralStore(tmp_path)
+    assert store.load(back) is None and store.recover_pins(back) == 1 and back.pins == {5: frozenset({"n3"})}
 
 
 def test_an_earlier_releases_deferrals_file_recovers_every_pin_of_the_log(tmp_path: Path) -> None:
