@@ -352,8 +352,8 @@ IMPORT_KINDS = ("lingjun", "openb", "spot2026", "topology-conf", "topology-yaml"
               help="Node lists only: put hosts under flat leaf switches of this size.")
 @click.option("--host-map", default=None, help="Lingjun only: write the host-name → ip-hash CSV here.")
 @click.option("--host-type", default=None, help="Slurm topology files and ibnetdiscover only: what is in "
-              "each host: dgx-h100 (default), gb200-tray, hgx-h800, a YAML file of a host type, or "
-              "FABRIC.yaml[:TYPE].")
+              "each host: dgx-h100 (default; for ibnetdiscover with the NIC count and rate the dump "
+              "shows cabled), gb200-tray, hgx-h800, a YAML file of a host type, or FABRIC.yaml[:TYPE].")
 @click.option("--node-name-map", default=None, help="ibnetdiscover only: host names by GUID, in "
               "ibnetdiscover's --node-name-map format (0x<node GUID> \"<host> <hca>\"), for HCAs whose "
               "description names no host.")

@@ -14,6 +14,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fabric_hpc.topology.spec import HostType
 
 #: Data rate of one lane (Gb/s): signalling rate x coding efficiency. SDR/DDR/QDR use 8b/10b (2.5, 5,
 #: 10 Gbaud), FDR10 and FDR 64b/66b (10.3125, 14.0625), EDR 25 (25.78125 signalling), HDR 50 (53.125),
@@ -135,3 +139,33 @@ def nic_rates(host_cas: dict[str, list[str]], cables: list[Cable],
         else:
             unsure.append(host)
     return rates, unsure, ports
+
+
+def common_count(ports: dict[str, int]) -> int:
+    """The number of cabled HCA ports most hosts have (a tie: the larger, as a port down makes fewer)."""
+    counts = Counter(ports.values())
+    return max(counts, key=lambda n: (counts[n], n))
+
+
+def host_types(tname: str, ht: HostType, hosts: list[str], nic_gbps: dict[str, float],
+               nic_count: dict[str, int]) -> tuple[dict[str, HostType], dict[str, str]]:
+    """(host types by name, each host's type). ``ht`` gets the NIC rate (GB/s) of ``nic_gbps`` where
+    all hosts agree on one, else one type ``<tname>-<Gb/s>g`` per rate (hosts without one keep
+    ``ht``'s). With ``nic_count`` (each host's cabled HCA ports: no ``--host-type`` was given),
+    ``ht``'s ``nics`` is the count most hosts have and the others get types ``...-<n>nic`` of their own."""
+    rates = {nic_gbps[h] for h in hosts if h in nic_gbps}
+    by_rate = len(rates) > 1 or bool(rates and any(h not in nic_gbps for h in hosts))
+    if nic_count:
+        ht = ht.model_copy(update={"nics": common_count(nic_count)})
+    made: dict[tuple[int, float | None], str] = {}
+    type_of: dict[str, str] = {}
+    for host in hosts:
+        key = (nic_count.get(host, ht.nics), nic_gbps.get(host))
+        if key not in made:
+            made[key] = (tname + (f"-{shown(key[1] * 8).replace(',', '')}g" if by_rate and key[1] else "")
+                         + (f"-{key[0]}nic" if key[0] != ht.nics else ""))
+        type_of[host] = made[key]
+    order = sorted(made, key=lambda k: (k[0] != ht.nics, -k[0], k[1] is None, k[1] or 0.0))
+    types = {made[k]: ht.model_copy(update={"nics": k[0], "nic_gbps": ht.nic_gbps if k[1] is None else k[1]})
+             for k in order}
+    return types, type_of

@@ -17,8 +17,10 @@ those sharing a child group, form its parent group. Switch names are generated (
 ``spine01``, ...; the descriptions are often not unique). Each group's uplink is the sum of the link
 rates (``4xNDR``: :mod:`~fabric_hpc.topology.ib_rates`) of its cables to the level above, shared by its
 switches (``assume_nonblocking``, or a dump without rates: non-blocking); a host's NIC rate is its
-ports' where they agree. Host contents come from ``host_type=`` as for topology.conf. See
-``docs/topology-sources.md``.
+ports' where they agree. Host contents come from ``host_type=`` as for topology.conf; without one, the
+default type's ``nics`` is the number of cabled HCA ports most hosts have, and hosts with another number
+get a type ``<type>-<n>nic`` of their own (an explicit ``host_type`` keeps its ``nics``, with a note
+when most hosts differ). See ``docs/topology-sources.md``.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from typing import Any
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.hostlist import NAME, compress
-from fabric_hpc.topology.ib_rates import Cable, cables_of, group_uplinks, nic_rates, rate_of, shown
+from fabric_hpc.topology.ib_rates import (Cable, cables_of, common_count, group_uplinks, nic_rates, rate_of,
+                                          shown)
 from fabric_hpc.topology.import_slurm import _Switch
-from fabric_hpc.topology.spec import FabricSpec, HostType
+from fabric_hpc.topology.spec import MAX_NICS, FabricSpec, HostType
 
 KIND = "ibnetdiscover"
 _NODE = re.compile(r'^(Switch|Ca|Rt)\s+(\d+)\s+"([SHR])-([0-9A-Fa-f]{1,16})"\s*(?:#\s*"([^"]*)")?')
@@ -304,7 +307,13 @@ def read_ibnetdiscover(path: Any, *, host_type: str | HostType | None = None, na
     tname, ht = host_type_of(host_type)
     cables = cables_of({k: n.ports for k, n in nodes.items()})
     nics, unsure, ports = nic_rates(cas, cables, {k for k, n in nodes.items() if n.kind == "Switch"})
-    notes += _nic_notes(nics, unsure, ports, tname, ht)
+    if host_type is None and (wide := sorted(h for h, n in ports.items() if n > MAX_NICS)):
+        also = f" ({len(wide)} such hosts)" if wide[1:] else ""
+        raise ConfigError(f"{dump}: host {wide[0]!r} has {ports[wide[0]]} cabled HCA ports, more than the "
+                          f"{MAX_NICS} NICs a host type holds{also}",
+                          hint="check that its CAs' descriptions name one host each (or name them with "
+                               "--node-name-map FILE), or give --host-type")
+    notes += _nic_notes(nics, unsure, ports, tname, ht, from_dump=host_type is None)
     uplinks: dict[str, float] = {}
     if assume_nonblocking:
         notes.append("uplinks assumed non-blocking (--assume-nonblocking): link rates of switch cables "
@@ -315,7 +324,8 @@ def read_ibnetdiscover(path: Any, *, host_type: str | HostType | None = None, na
         uplinks, more = _cable_uplinks(members, stages, nodes, cables)
         notes += more
     spec = build_spec(switches, str(dump), "ibnetdiscover output", host_type=host_type, name=name,
-                      notes=notes, uplinks=uplinks, nic_gbps={h: g / 8 for h, g in nics.items()})
+                      notes=notes, uplinks=uplinks, nic_gbps={h: g / 8 for h, g in nics.items()},
+                      nic_count=ports if host_type is None else None)
     return spec, uplinks
 
 
@@ -378,9 +388,10 @@ def _cable_uplinks(members: dict[str, list[str]], stages: list[list[list[str]]],
 
 
 def _nic_notes(nics: dict[str, float], unsure: list[str], ports: dict[str, int], tname: str,
-               ht: HostType) -> list[str]:
-    """What the description says of the hosts' NICs: the rates read, the hosts whose ports disagree,
-    a host type whose ``nics`` is not the number of cabled HCA ports most hosts have."""
+               ht: HostType, *, from_dump: bool) -> list[str]:
+    """What the description says of the hosts' NICs: the rates read, the hosts whose ports disagree;
+    ``from_dump`` (no --host-type): the ``nics`` taken from the cabled HCA ports, else a host type whose
+    ``nics`` is not the number most hosts have."""
     notes = []
     if nics:
         rates = Counter(nics.values())
@@ -391,9 +402,31 @@ def _nic_notes(nics: dict[str, float], unsure: list[str], ports: dict[str, int],
                      f"{', ...' if len(unsure) > 5 else ''}) with ports of different or no rates "
                      f"keep{'s' if len(unsure) == 1 else ''} "
                      f"{tname}'s nic_gbps {ht.nic_gbps:g}")
-    common, _ = Counter(ports.values()).most_common(1)[0]
-    if common != ht.nics:
+    common = common_count(ports)
+    if from_dump:
+        notes.append(_counted_nics(ports, common, tname))
+    elif common != ht.nics:
         notes.append(f"host type {tname} has {ht.nics} NICs, most hosts here have {common} cabled HCA "
                      f"port{'' if common == 1 else 's'}: give a --host-type with nics: {common} for their "
                      "real bandwidth")
     return notes
+
+
+def _counted_nics(ports: dict[str, int], common: int, tname: str) -> str:
+    """The note on ``nics`` taken from the dump: how many hosts have the common count, and the others'
+    host types (``<type>-<n>nic``), counted as found."""
+    other = Counter(n for n in ports.values() if n != common)
+    text = (f"nics {common} from the dump: the cabled HCA ports of "
+            + ("every host" if not other else f"{len(ports) - other.total()} of {len(ports)} hosts"))
+    if not other:
+        return text
+    groups = []
+    for n in sorted(other, reverse=True):
+        hosts = sorted(h for h, k in ports.items() if k == n)
+        groups.append(f"{len(hosts)} host{'' if len(hosts) == 1 else 's'} ({compress(hosts[:5])}"
+                      f"{', ...' if len(hosts) > 5 else ''}) {n} port{'' if n == 1 else 's'}")
+    fewer = any(n < common for n in other)
+    return (text + "; hosts with another count get a host type of their own, counted as cabled ("
+            + f"{tname}-<n>nic): " + ", ".join(groups)
+            + (" (a port down or not cabled when the dump was taken has no link: fewer NICs, as found)"
+               if fewer else "") + "; --host-type sets every host's contents, nics included")

@@ -344,24 +344,6 @@ def _groups(switches: dict[str, _Switch], parent: dict[str, str], height: dict[s
     return sorted(groups.values(), key=lambda g: order[g["level"]]), levels
 
 
-def _host_types(tname: str, ht: HostType, hosts: list[str],
-                nic_gbps: dict[str, float]) -> tuple[dict[str, HostType], dict[str, str]]:
-    """(host types by name, each host's type): ``ht`` with the NIC rate of ``nic_gbps`` where all
-    hosts agree on one, else one type ``<tname>-<Gb/s>g`` per rate; hosts without one keep ``ht``."""
-    from fabric_hpc.topology.ib_rates import shown
-
-    rates = sorted({nic_gbps[h] for h in hosts if h in nic_gbps})
-    if not rates or (len(rates) == 1 and all(h in nic_gbps for h in hosts)):
-        one = ht.model_copy(update={"nic_gbps": rates[0]}) if rates else ht
-        return {tname: one}, dict.fromkeys(hosts, tname)
-    names = {r: f"{tname}-{shown(r * 8).replace(',', '')}g" for r in rates}
-    types = {names[r]: ht.model_copy(update={"nic_gbps": r}) for r in rates}
-    type_of = {h: names[nic_gbps[h]] if h in nic_gbps else tname for h in hosts}
-    if tname in type_of.values():
-        types[tname] = ht
-    return types, type_of
-
-
 def _free_name(base: str, taken: dict[str, _Switch]) -> str:
     name, n = base, 1
     while name in taken:
@@ -427,12 +409,15 @@ def import_topology_conf(path: Any, *, host_type: str | HostType | None = None,
 
 def build_spec(switches: dict[str, _Switch], path: str, source: str, *, host_type: str | HostType | None,
                name: str | None, notes: list[str] | None = None, uplinks: dict[str, float] | None = None,
-               nic_gbps: dict[str, float] | None = None) -> FabricSpec:
+               nic_gbps: dict[str, float] | None = None,
+               nic_count: dict[str, int] | None = None) -> FabricSpec:
     """The fabric of a switch tree read from ``path`` (``source`` says what it is), checked: one
     parent per switch, no loop, each host on one leaf; empty switches left out. ``notes`` (what the
     importer left out) end the fabric's description. ``uplinks``: each switch's uplink (GB/s) of the
     groups whose cables are known (the others non-blocking); ``nic_gbps``: hosts' NIC rates (GB/s)
-    that differ from the host type's (one host type per rate)."""
+    that differ from the host type's (one host type per rate); ``nic_count``: hosts' cabled NIC ports
+    (the host type's ``nics`` becomes the count most hosts have, the others get types of their own)."""
+    from fabric_hpc.topology.ib_rates import host_types
     from fabric_hpc.topology.importers import _finish
 
     tname, ht = host_type_of(host_type)
@@ -448,7 +433,7 @@ def build_spec(switches: dict[str, _Switch], path: str, source: str, *, host_typ
     if not switches:
         raise ConfigError(f"{path}: no switch has hosts", hint="a leaf switch lists its hosts with Nodes=")
     height = _heights(switches, parent, path)
-    types, type_of = _host_types(tname, ht, hosts, nic_gbps or {})
+    types, type_of = host_types(tname, ht, hosts, nic_gbps or {}, nic_count or {})
     bandwidth = {h: types[t].nics * types[t].nic_gbps for h, t in type_of.items()}
     groups, levels = _groups(switches, parent, height, bandwidth, path)
     for g in groups:

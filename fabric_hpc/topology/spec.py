@@ -36,6 +36,7 @@ MAX_UPLINK_GBPS = 100_000_000  # a switch's total uplink (the Lingjun aggregatio
 MAX_LATENCY_US = 1_000_000  # one second per switch hop
 #: GPUs in one multi-host NVLink domain: NVLink 5's NVLink Switch system joins at most 576 (GB200 NVL72: 72).
 MAX_NVLINK_DOMAIN_GPUS = 576
+MAX_NICS = 64  # per host type
 MAX_SWITCH_NAME = 64  # Slurm's topology/tree refuses a longer SwitchName (HOST_NAME_MAX, switch_record.c)
 
 
@@ -57,7 +58,7 @@ class HostType(StrictModel):
     nvswitches: int = Field(ge=0, le=64)
     #: PCIe bandwidth per GPU (GB/s), ≤ 100,000.
     pcie_gbps: float = Field(gt=0, le=MAX_LINK_GBPS, description="GB/s per GPU (PCIe Gen5 x16: 64)")
-    nics: int = Field(ge=0, le=64)
+    nics: int = Field(ge=0, le=MAX_NICS)
     #: Bandwidth per NIC (GB/s: 400 Gb/s is 50), ≤ 100,000.
     nic_gbps: float = Field(ge=0, le=MAX_LINK_GBPS,
                             description="GB/s per NIC, bytes not bits (400 Gb/s is 50)")

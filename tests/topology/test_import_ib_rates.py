@@ -108,7 +108,7 @@ def test_a_dump_without_rates_and_assume_nonblocking_keep_the_old_uplinks(tmp_pa
     assert "uplinks assumed non-blocking (--assume-nonblocking)" in spec.description
     out = tmp_path / "f.yaml"
     assert main(["topology", "import", str(tmp_path / "ib.txt"), "--assume-nonblocking", "-o", str(out)]) == 0
-    assert "uplink_gbps: 800.0}" in out.read_text()  # 2 dgx-h100 hosts x 8 x 50 GB/s
+    assert "uplink_gbps: 100.0}" in out.read_text()  # 2 hosts x their 1 cabled port x 50 GB/s
     conf = tmp_path / "topology.conf"
     conf.write_text("SwitchName=s1 Nodes=n[1-2]\n")
     assert main(["topology", "import", str(conf), "--assume-nonblocking"]) == 3
@@ -135,7 +135,7 @@ def test_real_dgx_superpod_is_non_blocking_as_cabled():
     assert "leaf01 28,800:28,400 Gb/s (1.01:1), leaf02 21,600:21,200 Gb/s (1.02:1)" in spec.description
     assert "'MF0;B09-P1-IBLEAF-01-08:MQM9701/U1' 17 of 18" in spec.description
     assert spec.host_types["dgx-h100"].nic_gbps == 50  # 4xNDR
-    assert "most hosts here have 4 cabled HCA ports: give a --host-type with nics: 4" in spec.description
+    assert spec.host_types["dgx-h100"].nics == 4  # the cabled HCA ports of most hosts (test_import_ib_nics)
 
 
 def test_real_qdr_ddr_cluster_rates():

@@ -1,0 +1,174 @@
+"""The hosts' NIC count of an imported ibnetdiscover dump: without --host-type, the default host type's
+``nics`` is the number of cabled HCA ports most hosts have, hosts with another number get a host type
+of their own, so each leaf's host bandwidth is what is cabled (docs/topology-sources.md, "NICs").
+Dumps in ibnetdiscover's real format (ibnet_dump.py) and the real fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fabric_hpc.cli.main import main
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.hostlist import expand
+from fabric_hpc.topology import build
+from fabric_hpc.topology.importers import import_csv
+from fabric_hpc.topology.spec import FabricSpec
+
+from fabric_hpc.topology.assemble import assemble
+from fabric_hpc.topology.assemble_network import join_network
+
+from .ibnet_dump import rail_fabric
+from .test_discover_mnnvl import _write, tray
+
+FIXTURES = Path(__file__).parent / "fixtures" / "ibnetdiscover"
+SPINES = tuple(f"IBSPINE-{s:02d}" for s in range(1, 5))
+
+
+def imported(tmp_path: Path, text: str, **options) -> FabricSpec:
+    path = tmp_path / "fab.txt"
+    path.write_text(text)
+    return import_csv(path, **options)
+
+
+def leaf_ratios(spec: FabricSpec) -> dict[str, float]:
+    """Each leaf group's hosts' NIC bandwidth : its uplinks, as the fabric models them."""
+    ht = {h: spec.host_types[e.type] for e in spec.hosts for h in expand(e.names)}
+    return {g.name: sum(ht[h].nics * ht[h].nic_gbps for h in expand(g.hosts)) / (g.uplink_gbps * g.switches)
+            for g in spec.network.groups if g.hosts and g.uplink_gbps}
+
+
+def test_four_port_hosts_import_as_cabled(tmp_path):
+    """2 SUs of 4 rail leaves, 4 hosts each with one NDR HCA per rail, each leaf with 4 NDR cables up:
+    non-blocking. Imported with 8 NICs per host it was 2:1."""
+    spec = imported(tmp_path, rail_fabric(2, 4, 4, 4).text(sharp_on=SPINES))
+    assert {t: (h.nics, h.nic_gbps) for t, h in spec.host_types.items()} == {"dgx-h100": (4, 50)}
+    assert {g.name: g.switches for g in spec.network.groups} == {"leaf01": 4, "leaf02": 4, "spine01": 4}
+    assert leaf_ratios(spec) == {"leaf01": 1.0, "leaf02": 1.0}
+    assert "nics 4 from the dump: the cabled HCA ports of every host" in spec.description
+    assert "host type dgx-h100 has 8 NICs" not in spec.description
+    fab = build(spec)
+    assert sorted(v for _, v, d in fab.graph.edges("su1-dgx01/nic0", data=True)
+                  if d["kind"] == "network") == ["leaf01-0"]
+
+
+@pytest.mark.parametrize("rails, spines, ratio, cabled", [
+    (1, 4, 1.0, "1,600:1,600 Gb/s (1:1)"),  # 4 hosts x 1 NDR port, 4 NDR cables up
+    (2, 2, 2.0, "3,200:1,600 Gb/s (2:1)")])  # 4 hosts x 2 ports on 2 rail leaves, 2 cables up each
+def test_one_and_two_port_hosts(tmp_path, rails, spines, ratio, cabled):
+    """At 8 NICs per host both leaf groups were 8:1."""
+    spec = imported(tmp_path, rail_fabric(1, rails, 4, spines).text())
+    assert spec.host_types["dgx-h100"].nics == rails
+    assert leaf_ratios(spec) == {"leaf01": ratio}
+    assert f"leaf01 {cabled}" in spec.description
+
+
+def test_hosts_with_a_port_down_get_their_own_type(tmp_path):
+    """Most hosts have 4 ports; 2 have 3 (a port down: ibnetdiscover prints no unlinked port), 1 has 2:
+    each its own host type with the NICs it has (conservative), named in the description."""
+    ports = {"su1-dgx02": 3, "su2-dgx04": 3, "su2-dgx01": 2}
+    spec = imported(tmp_path, rail_fabric(2, 4, 4, 4, ports=ports).text())
+    assert {t: h.nics for t, h in spec.host_types.items()} == {"dgx-h100": 4, "dgx-h100-3nic": 3,
+                                                               "dgx-h100-2nic": 2}
+    assert {e.type: e.names for e in spec.hosts} == {
+        "dgx-h100": "su1-dgx[01,03-04],su2-dgx[02-03]", "dgx-h100-3nic": "su1-dgx02,su2-dgx04",
+        "dgx-h100-2nic": "su2-dgx01"}
+    note = ("nics 4 from the dump: the cabled HCA ports of 5 of 8 hosts; hosts with another count get a host "
+            "type of their own, counted as cabled (dgx-h100-<n>nic): 2 hosts (su1-dgx02,su2-dgx04) 3 ports, "
+            "1 host (su2-dgx01) 2 ports (a port down or not cabled when the dump was taken has no link: "
+            "fewer NICs, as found); --host-type sets every host's contents, nics included")
+    assert note in spec.description
+    assert leaf_ratios(spec)["leaf01"] == pytest.approx(15 / 16)
+
+
+def test_counts_and_rates_both_differ(tmp_path):
+    fab = rail_fabric(1, 2, 3, 2, ports={"su1-dgx03": 1})
+    fab.hca("hdr01 mlx5_0", "IBLEAF-01-01", rate="4xHDR")
+    fab.hca("hdr01 mlx5_1", "IBLEAF-02-01", rate="4xHDR")
+    spec = imported(tmp_path, fab.text())
+    assert {t: (h.nics, h.nic_gbps) for t, h in spec.host_types.items()} == {
+        "dgx-h100-200g": (2, 25), "dgx-h100-400g": (2, 50), "dgx-h100-400g-1nic": (1, 50)}
+
+
+def test_an_explicit_host_type_wins_with_a_note(tmp_path):
+    spec = imported(tmp_path, rail_fabric(1, 4, 4, 4, ports={"su1-dgx01": 3}).text(), host_type="hgx-h800")
+    assert {t: h.nics for t, h in spec.host_types.items()} == {"hgx-h800": 8}
+    assert ("host type hgx-h800 has 8 NICs, most hosts here have 4 cabled HCA ports: give a --host-type "
+            "with nics: 4 for their real bandwidth") in spec.description
+    assert "from the dump" not in spec.description
+
+
+def test_dgx_h100_eight_rails_come_out_as_rail_groups(tmp_path):
+    """An 8-rail DGX H100 SuperPOD-like dump: 2 SUs of 8 rail leaves (one compute HCA per GPU, HCA n on
+    rail n), 4 hosts each, each leaf with 4 NDR cables up (one to each of 4 spines), SHArP on the
+    spines. The storage ports of a DGX are on another fabric, another ibnetdiscover (and the real
+    topograph dump shows none)."""
+    spec = imported(tmp_path, rail_fabric(2, 8, 4, 4).text(sharp_on=SPINES))
+    groups = {g.name: g for g in spec.network.groups}
+    assert {n: (g.switches, g.hosts) for n, g in groups.items() if g.hosts} == {
+        "leaf01": (8, "su1-dgx[01-04]"), "leaf02": (8, "su2-dgx[01-04]")}
+    assert groups["spine01"].children == ["leaf01", "leaf02"]
+    assert {t: (h.nics, h.nic_gbps) for t, h in spec.host_types.items()} == {"dgx-h100": (8, 50)}
+    assert leaf_ratios(spec) == {"leaf01": 1.0, "leaf02": 1.0}
+    assert "leaf01 12,800:12,800 Gb/s (1:1), leaf02 12,800:12,800 Gb/s (1:1)" in spec.description
+    fab = build(spec)
+    rails = [next(v for _, v, d in fab.graph.edges(f"su2-dgx03/nic{n}", data=True) if d["kind"] == "network")
+             for n in range(8)]
+    assert rails == [f"leaf02-{n}" for n in range(8)]  # one NIC on each rail leaf
+
+
+def test_cli_import_of_a_four_port_dump(tmp_path, capsys):
+    path = tmp_path / "fab.txt"
+    path.write_text(rail_fabric(1, 4, 2, 4).text())
+    out = tmp_path / "fab.yaml"
+    assert main(["topology", "import", str(path), "-o", str(out)]) == 0
+    assert "    nics: 4\n" in out.read_text()
+    assert main(["topology", "validate", str(out)]) == 0
+
+
+def test_a_host_with_more_ports_than_a_host_type_holds(tmp_path):
+    with pytest.raises(ConfigError, match=r"fab.txt: host 'su1-dgx01' has 66 cabled HCA ports, more than the "
+                                          r"64 NICs a host type holds \(2 such hosts\)") as exc:
+        imported(tmp_path, rail_fabric(1, 66, 2, 1).text())
+    assert "--host-type" in exc.value.hint
+    spec = imported(tmp_path, rail_fabric(1, 66, 2, 1).text(), host_type="hgx-h800")
+    assert spec.host_types["hgx-h800"].nics == 8
+
+
+def test_real_superpod_hosts_as_cabled():
+    """topograph's DGX H100 SuperPOD excerpt: SU 8's DGXs have 4 cabled HCAs, SU 1's 3 (its leaf 03-01
+    is absent), the UFM server and `ubuntu` 2: imported at 8 NICs its leaf groups were 1.8:1 and 1.51:1
+    for a fabric cabled 1:1."""
+    spec = import_csv(FIXTURES / "topograph-dgx-h100-su1-su8.txt")
+    assert {t: h.nics for t, h in spec.host_types.items()} == {"dgx-h100": 4, "dgx-h100-3nic": 3,
+                                                               "dgx-h100-2nic": 2}
+    assert {e.type: len(expand(e.names)) for e in spec.hosts} == {"dgx-h100": 14, "dgx-h100-3nic": 10,
+                                                                  "dgx-h100-2nic": 2}
+    ratios = leaf_ratios(spec)
+    assert ratios["leaf01"] == pytest.approx(3000 / 3550) and ratios["leaf02"] == pytest.approx(1500 / 2650)
+
+
+def test_real_rails_and_qdr_fixtures():
+    assert import_csv(FIXTURES / "rails-2x2.txt").host_types["dgx-h100"].nics == 2
+    spec = import_csv(FIXTURES / "x5-psmn-qdr.txt", node_name_map=FIXTURES / "x5-psmn.node-name-map")
+    assert {t: h.nics for t, h in spec.host_types.items()} == {"dgx-h100-16g": 1, "dgx-h100-32g": 1}
+    assert leaf_ratios(spec)["leaf02"] == 2.0  # 24 QDR hosts, 12 QDR cables up; at 8 NICs it was 16:1
+
+
+def test_assemble_network_keeps_the_discovered_hosts(tmp_path):
+    """`fabric topology assemble --network` reads the dump with the importer: hosts of other port counts
+    (here one with a port down) get no host type of the dump's; the discovered ones stay, and the
+    uplinks are the cables'."""
+    dump = tmp_path / "fab.txt"
+    dump.write_text(rail_fabric(1, 4, 4, 4, ports={"su1-dgx04": 3}).text(sharp_on=SPINES))
+    hosts = tmp_path / "hosts"
+    hosts.mkdir()
+    for i in range(1, 5):
+        _write(hosts, f"su1-dgx{i:02d}", tray(1))
+    spec, notes = join_network(assemble([hosts])[0], dump)
+    assert notes == [] and list(spec.host_types) == ["gb200-x4"]
+    groups = {g.name: g for g in spec.network.groups}
+    assert (groups["leaf01"].switches, groups["leaf01"].uplink_gbps) == (4, 4 * 400 / 8)
+    out = tmp_path / "c.yaml"
+    assert main(["topology", "assemble", str(hosts), "--network", str(dump), "-o", str(out)]) == 0
