@@ -40,7 +40,7 @@ from fabric_hpc.inference.pipeline import PHASES, Pipeline, PipelineOptions
 from fabric_hpc.inference.telemetry import MetricsWriter, job_totals
 from fabric_hpc.inference.tokenizer import (PromptTokenizer, record_tokenizer, recorded_tokenizer,
                                             same_tokenizer_everywhere, tokenizer_for_run)
-from fabric_hpc.inference.weights import describe_weights, weights_identity
+from fabric_hpc.inference.weights import describe_weights, same_weights, weights_identity
 from fabric_hpc.inputs import read_json
 from fabric_hpc.pidlock import PidLock
 
@@ -69,7 +69,7 @@ def _check_same_run(path: Path, run_doc: dict[str, Any]) -> dict[str, Any]:
                           hint=f"use a new --output directory, or the original {key}")
     _check_same_mode(path, old, run_doc)
     recorded = recorded_tokenizer(path, old)
-    if recorded.get("tokenizer"):  # text prompts were encoded: before the weights, whose identity covers it
+    if recorded.get("tokenizer"):  # text prompts were encoded: the weights' identity leaves it out
         tokenizer_for_run(path.parent, run_doc["engine_config"]["engine_dir"], recorded).load()
     _check_same_weights(path, old, run_doc)
     return recorded
@@ -106,7 +106,8 @@ def _check_same_weights(path: Path, old: Any, run_doc: dict[str, Any]) -> None:
     """After the input, engine config and limits: a re-prepared engine (a newer checkpoint step)
     keeps those, so only its weights' identity tells the runs apart. A run.json
     written before identities were recorded has none and cannot be checked."""
-    if not isinstance(old, dict) or "weights" not in old or old["weights"] == run_doc["weights"]:
+    if not isinstance(old, dict) or "weights" not in old or \
+            same_weights(old["weights"], run_doc["weights"], run_doc["engine_config"]["engine_dir"]):
         return
     raise ConfigError(f"{path.parent} holds a run that served {describe_weights(old['weights'])}; the engine "
                       f"now serves {describe_weights(run_doc['weights'])}: cannot resume it (its results "

@@ -213,8 +213,8 @@ def tokenizer_for_run(out: Path, engine_dir: str, recorded: dict[str, Any],
     """The tokenizer this run encodes text prompts with (``recorded``: :func:`recorded_tokenizer`):
     none for a run begun before text prompts were read (its text items are refused, as merge
     expects no result for them); the recorded one where text prompts were encoded (another, or
-    none, is a ConfigError: a fabric checkpoint's weights identity does not cover the model
-    directory's other files); else the directory's, ``on_load`` once it is read."""
+    none, is a ConfigError: the weights' identity leaves tokenizer files out,
+    :mod:`.weights`); else the directory's, ``on_load`` once it is read."""
     if not recorded:
         return PromptTokenizer(engine_dir, refused=(
             "prompt is text, and this run was begun by a fabric release that read no text prompts "

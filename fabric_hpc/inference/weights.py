@@ -6,12 +6,21 @@ refused (its results would mix two models, and ``merge`` cannot tell them apart)
 * every other engine directory (a Hugging Face safetensors directory, a TensorRT-LLM engine, a
   simulated artefact; for the PyTorch engine also its ``weights``/``seed``/``preset``): a SHA-256
   over the directory's top-level regular files except ``fabric_engine.json`` (whose limits are
-  compared on their own) -- each file's name and size, the whole content of files up to
-  :data:`HASHED_WHOLE` bytes (configs, indexes, tokenizers), and for larger files (weight
-  shards, engines) their mtime and first MiB (a safetensors header and the start of the data).
+  compared on their own) and the files that do not change what the engine computes
+  (:func:`left_out`) -- each file's name and size, the whole content of files up to
+  :data:`HASHED_WHOLE` bytes (configs, indexes), and for larger files (weight shards, engines)
+  their mtime and first MiB (a safetensors header and the start of the data).
   Reading every byte of a 100 GB model at every resume would take minutes; a weights file
   rewritten in place gets a new mtime, and a copy that keeps mtimes (``cp -p``, ``rsync -a``)
   keeps the identity.
+
+Left out: tokenizer files (a run that encoded text prompts records and checks the tokenizer's own
+identity, :mod:`.tokenizer`), documentation and VCS files (what ``huggingface-cli download``
+leaves beside a model), and ``generation_config.json``: no fabric engine reads it (the PyTorch
+engine decodes greedily and stops at ``config.json``'s ``eos_token_id``, TensorRT-LLM at the
+``end_id`` engine option, and sampling settings in an item are dead-lettered), so it cannot change
+a result here. (vLLM reads its EOS ids and sampling defaults: an engine that starts reading it
+must take it out of :data:`_NOT_COMPUTING`.) Adding, changing or removing any of them resumes.
 """
 
 from __future__ import annotations
@@ -19,17 +28,31 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fabric_hpc.inputs import os_error
 
-__all__ = ["HASHED_WHOLE", "describe_weights", "weights_identity"]
+__all__ = ["HASHED_WHOLE", "describe_weights", "left_out", "same_weights", "weights_identity"]
 
 #: files up to this size are hashed whole; larger ones by size, mtime and their first MiB
 HASHED_WHOLE = 64 << 20
 _HEAD = 1 << 20
 _ENGINE_FILE = "fabric_engine.json"
+#: top-level files that do not change what the engine computes (see the module doc)
+_NOT_COMPUTING = frozenset({
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+    "vocab.json", "vocab.txt", "merges.txt", "added_tokens.json", "chat_template.json",
+    "chat_template.jinja", "generation_config.json", ".gitattributes", ".gitignore"})
+#: documentation, matched case-insensitively: README.md, USE_POLICY.md, LICENSE, LICENSE.txt, NOTICE
+_DOC_PREFIXES, _DOC_SUFFIXES = ("license", "notice"), (".md",)
+
+
+def left_out(name: str) -> bool:
+    """Whether the top-level file ``name`` is left out of the weights' digest."""
+    low = name.lower()
+    return name in _NOT_COMPUTING or low.startswith(_DOC_PREFIXES) or low.endswith(_DOC_SUFFIXES)
 
 
 def weights_identity(engine: str, engine_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -40,9 +63,26 @@ def weights_identity(engine: str, engine_dir: str | os.PathLike[str]) -> dict[st
         ck = build["checkpoint"]
         return {"kind": "fabric-checkpoint", "path": os.path.normpath(root / str(ck.get("path"))),
                 "step": ck.get("step"), "prefix": ck.get("prefix"), "naming": ck.get("naming")}
-    ident: dict[str, Any] = {"kind": "files", "sha256": _digest(root)}
+    ident: dict[str, Any] = {"kind": "files", "sha256": _digest(root, left_out)}
     ident.update({k: build[k] for k in ("weights", "seed", "preset") if build.get(k) is not None})
     return ident
+
+
+def same_weights(recorded: Any, now: dict[str, Any], engine_dir: str | os.PathLike[str]) -> bool:
+    """Whether run.json's ``recorded`` identity is that of ``now`` (:func:`weights_identity` of
+    ``engine_dir``). A run.json written by a release before files were left out (a digest
+    over every top-level file but fabric_engine.json) holds a digest that differs from today's
+    wherever the directory has a left-out file: that digest is computed too, but only then -- it
+    reads the directory's files a second time, which a resume whose identity matches need not pay."""
+    if recorded == now:
+        return True
+    if not (isinstance(recorded, dict) and recorded.get("kind") == now.get("kind") == "files"
+            and {**recorded, "sha256": None} == {**now, "sha256": None}):
+        return False
+    root = Path(engine_dir)
+    if not _leaves_out(root):  # both digests cover the same files: the older one is today's
+        return False
+    return recorded.get("sha256") == _digest(root, lambda name: False)
 
 
 def describe_weights(ident: Any) -> str:
@@ -64,11 +104,20 @@ def _engine_build(root: Path) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
-def _digest(root: Path) -> str:
+def _leaves_out(root: Path) -> bool:
+    try:
+        return any(left_out(e.name) and e.is_file(follow_symlinks=True) for e in os.scandir(root))
+    except OSError as exc:
+        raise os_error(exc, "engine directory (identifying the weights the run serves)") from None
+
+
+def _digest(root: Path, skip: Callable[[str], bool]) -> str:
+    """The SHA-256 over ``root``'s top-level regular files but fabric_engine.json and those ``skip``
+    names (see the module doc)."""
     h = hashlib.sha256()
     try:
-        entries = sorted((e for e in os.scandir(root) if e.is_file(follow_symlinks=True) and e.name != _ENGINE_FILE),
-                         key=lambda e: e.name)
+        entries = sorted((e for e in os.scandir(root) if e.is_file(follow_symlinks=True)
+                          and e.name != _ENGINE_FILE and not skip(e.name)), key=lambda e: e.name)
         for e in entries:
             st = e.stat(follow_symlinks=True)
             h.update(f"{e.name}\0{st.st_size}\0".encode())
