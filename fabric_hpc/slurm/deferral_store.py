@@ -22,6 +22,7 @@ last). A file that is not one of these (corrupt, foreign, too large) is ignored:
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,9 @@ class DeferralStore:
         except (ValueError, TypeError, KeyError) as exc:
             return f"damaged: {type(exc).__name__}: {str(exc)[:200]}"
         if self._file.read_format == FORMAT:
-            self.saved_at = self._file.saved if self._file.saved is not None else self._mtime()
+            saved = self._file.saved if self._file.saved is not None else self._mtime()
+            # a save in the future: this clock or the saver's is wrong; read the whole tail back, in order
+            self.saved_at = saved if saved <= time.time() else -math.inf
         for job_id, (asked, until, retry, begin, pin) in list(parsed.items())[-MAX_JOBS:]:
             if pin is not None:
                 actions.pins[job_id] = pin

@@ -164,6 +164,19 @@ def test_a_file_saved_without_its_time_falls_back_to_its_mtime(tmp_path: Path) -
     assert store.load(back) is None and store.recover_pins(back) == 1 and back.pins == {5: frozenset({"n3"})}
 
 
+def test_a_save_time_in_the_future_reads_the_whole_tail_back(tmp_path: Path) -> None:
+    """A clock stepped back after the save (or a failover host's clock behind the saver's): the save
+    time says nothing; every pin of the log's tail is replayed, in order."""
+    (tmp_path / DEFERRALS_FILE).write_text(json.dumps({"format": "fabric-agent-deferrals/2",
+                                                      "saved": time.time() + 3600, "jobs": {}}))
+    now = time.time()
+    audit(tmp_path, ("agent.place", now - 60, {"job": 5, "hosts": ["n3"], "gpus": []}),
+          ("agent.place", now - 50, {"job": 6, "hosts": ["n4"], "gpus": []}), ("agent.unpin", now - 40, {"job": 6}))
+    back = Actions(Fake([]), lambda *a, **k: None)
+    store = DeferralStore(tmp_path)
+    assert store.load(back) is None and store.recover_pins(back) == 1 and back.pins == {5: frozenset({"n3"})}
+
+
 def test_an_earlier_releases_deferrals_file_recovers_every_pin_of_the_log(tmp_path: Path) -> None:
     """An upgrade: the file of the release before (format /1) has no pins, and the agent's pins of jobs
     still pending were all taken for someone else's (handed to Slurm, never re-placed, kept at stop):
