@@ -130,6 +130,19 @@ def gres_types_line(current: str | None) -> str:
     return "GresTypes=" + ",".join(names if "gpu" in names else [*names, "gpu"])
 
 
+#: A ``key=value`` pair as parse_config.c's ``keyvalue_pattern`` reads it: the value quoted or up to a space.
+_PAIR = re.compile(r'([A-Za-z0-9_.]+)\s*[-*+/]?=\s*(?:"([^"]*)"|(\S+))(?=\s|$)')
+#: Lines whose later pairs are the entry's own (``NodeName=n1 Gres=...``), not slurm.conf keys.
+_ENTRY_KEYS = frozenset({"nodename", "partitionname", "nodeset", "downnodes", "frontendname"})
+
+
+def conf_pairs(line: str) -> list[tuple[str, str]]:
+    """The ``(key, value)`` pairs of a slurm.conf line, in order (several may share a line; quotes
+    removed); none at all for an entry line (``NodeName=``, ``PartitionName=``...) but its first."""
+    pairs = [(m.group(1), m.group(2) if m.group(2) is not None else m.group(3)) for m in _PAIR.finditer(line)]
+    return pairs[:1] if pairs and pairs[0][0].lower() in _ENTRY_KEYS else pairs
+
+
 def _conf_lines(path: Path, root: Path, depth: int = 0, conf_dir: Path | None = None,
                 seen: dict[str, str] | None = None) -> Iterator[str]:
     """The lines of a conf file and of its ``Include`` files in place (comments dropped, stripped);
@@ -153,9 +166,7 @@ def _conf_lines(path: Path, root: Path, depth: int = 0, conf_dir: Path | None = 
                 inc = root / name.lstrip("/") if name.startswith("/") else conf_dir / name
                 yield from _conf_lines(inc, root, depth + 1, conf_dir, seen)
         elif line:
-            key, sep, value = line.partition("=")
-            if sep and key.strip().lower() == "clustername" and value.split():
-                seen["cluster"] = value.split()[0].lower()
+            seen.update(("cluster", v.lower()) for k, v in conf_pairs(line) if k.lower() == "clustername" and v)
             yield line
 
 
@@ -171,9 +182,7 @@ def _include_name(name: str, seen: dict[str, str]) -> str | None:
 def _read_conf(path: Path, root: Path, out: dict[str, str]) -> None:
     wanted = {k.lower(): k for k in KEYS}
     for line in _conf_lines(path, root):
-        key, sep, value = line.partition("=")
-        if sep and key.strip().lower() in wanted:
-            out[wanted[key.strip().lower()]] = value.strip().split()[0] if value.strip() else ""
+        out.update((wanted[k.lower()], v) for k, v in conf_pairs(line) if k.lower() in wanted)
 
 
 def plugins(value: str | None) -> list[str]:

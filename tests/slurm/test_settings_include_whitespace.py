@@ -49,3 +49,15 @@ def test_percent_c_in_an_include_is_the_cluster_name_in_lower_case(tmp_path: Pat
                                                            "GresTypes": "nvme"}
     (tmp_path / "slurm.conf").write_text("Include jobs-%c.conf\nClusterName=gpu1\n")
     assert conf_file_settings(tmp_path / "slurm.conf") == {}
+
+
+def test_keys_are_read_as_slurm_reads_pairs_quoted_or_several_on_a_line(tmp_path: Path) -> None:
+    """parse_config.c's ``keyvalue_pattern``: a quoted value loses its quotes, and a line may hold several
+    pairs; an entry line's later pairs (``NodeName=n1 Prolog=...``) are the entry's own."""
+    (tmp_path / "jobs-gpu1.conf").write_text("JobSubmitPlugins=require_timelimit\n")
+    (tmp_path / "slurm.conf").write_text('SlurmctldHost=h ClusterName="GPU1"\nInclude jobs-%c.conf\n'
+                                         'Prolog="/etc/slurm/prolog.sh" GresTypes=nvme\n'
+                                         'NodeName=n1 TaskProlog=/nope\n')
+    assert conf_file_settings(tmp_path / "slurm.conf") == {"JobSubmitPlugins": "require_timelimit",
+                                                           "Prolog": "/etc/slurm/prolog.sh",
+                                                           "GresTypes": "nvme"}
