@@ -113,8 +113,9 @@ def check_private_tmp(cfg: DeployConfig, root: str | os.PathLike[str] = "/") -> 
     if bad:  # all of them in one error: the admin fixes every path in one edit
         where = "; ".join(f"{key} {value} is under {tmp}" for key, value, tmp in bad)
         keys = ", ".join(key for key, _, _ in bad)
+        these = "these paths" if len(bad) > 1 else "this path"
         raise ConfigError(f"{where}: the agent's unit has PrivateTmp=yes, so the agent would see its own "
-                          "empty /tmp and /var/tmp, not these paths",
+                          f"empty /tmp and /var/tmp, not {these}",
                           hint=f"give {keys} a path outside /tmp and /var/tmp (docs/deploy.md)")
 
 
