@@ -65,7 +65,7 @@ def read_network(path: str | os.PathLike[str]) -> tuple[FabricSpec, str, dict[st
     if kind == "ibnetdiscover":
         from fabric_hpc.topology.import_ib import read_ibnetdiscover
 
-        net, cabled = read_ibnetdiscover(file)
+        net, cabled = read_ibnetdiscover(file, count_nics=False)  # assemble keeps the hosts' nics
         return net, kind, cabled
     return import_csv(file, kind=kind), kind, {}
 

@@ -147,6 +147,28 @@ def common_count(ports: dict[str, int]) -> int:
     return max(counts, key=lambda n: (counts[n], n))
 
 
+def rail_counts(groups: list[tuple[list[str], list[str]]], on: dict[str, set[str]],
+                ports: dict[str, int]) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """Each host's modelled ``nics`` and the leaf switches (of its group, in its order) the model gives
+    a NIC of it that the dump shows no port on. ``groups``: (switches, hosts) of each leaf group; ``on``:
+    each host's switches; ``ports``: its cabled HCA ports. The model puts NIC i on the group's switch
+    i mod N (:func:`~fabric_hpc.topology.model.rail_of` then GPU i on NIC i where ``nics`` = ``gpus``),
+    so a host keeps at least the index of its last cabled switch + 1 NICs, and a host with fewer ports
+    than its group's hosts mostly have (a port down in any rail) keeps theirs: GPU i stays on the leaf
+    of GPU i of the others, the missing ports counted as up."""
+    counts: dict[str, int] = {}
+    missing: dict[str, list[str]] = {}
+    for sws, hosts in groups:
+        usual = common_count({h: ports[h] for h in hosts})
+        index = {sw: i for i, sw in enumerate(sws)}
+        for host in hosts:
+            last = max(index[sw] for sw in on[host]) + 1
+            counts[host] = max(ports[host], last, usual if ports[host] < usual else 0)
+            if lack := [sw for sw in sws[:counts[host]] if sw not in on[host]]:
+                missing[host] = lack
+    return counts, missing
+
+
 def host_types(tname: str, ht: HostType, hosts: list[str], nic_gbps: dict[str, float],
                nic_count: dict[str, int]) -> tuple[dict[str, HostType], dict[str, str]]:
     """(host types by name, each host's type). ``ht`` gets the NIC rate (GB/s) of ``nic_gbps`` where

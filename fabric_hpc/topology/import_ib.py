@@ -18,9 +18,11 @@ those sharing a child group, form its parent group. Switch names are generated (
 rates (``4xNDR``: :mod:`~fabric_hpc.topology.ib_rates`) of its cables to the level above, shared by its
 switches (``assume_nonblocking``, or a dump without rates: non-blocking); a host's NIC rate is its
 ports' where they agree. Host contents come from ``host_type=`` as for topology.conf; without one, the
-default type's ``nics`` is the number of cabled HCA ports most hosts have, and hosts with another number
-get a type ``<type>-<n>nic`` of their own (an explicit ``host_type`` keeps its ``nics``, with a note
-when most hosts differ). See ``docs/topology-sources.md``.
+default type's ``nics`` is the number of cabled HCA ports most hosts have, a host with fewer ports than
+its rail group's hosts mostly have (a port down) keeps theirs, so that NIC i stays on the group's
+switch i (named in the description), and hosts with another number get a type ``<type>-<n>nic`` of
+their own (an explicit ``host_type`` keeps its ``nics``, with a note when most hosts differ). See
+``docs/topology-sources.md``.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from typing import Any
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.hostlist import NAME, compress
-from fabric_hpc.topology.ib_rates import (Cable, cables_of, common_count, group_uplinks, nic_rates, rate_of,
-                                          shown)
+from fabric_hpc.topology.ib_rates import (Cable, cables_of, common_count, group_uplinks, nic_rates,
+                                          rail_counts, rate_of, shown)
 from fabric_hpc.topology.import_slurm import _Switch
 from fabric_hpc.topology.spec import MAX_NICS, FabricSpec, HostType
 
@@ -286,10 +288,12 @@ def import_ibnetdiscover(path: Any, *, host_type: str | HostType | None = None, 
 
 
 def read_ibnetdiscover(path: Any, *, host_type: str | HostType | None = None, name: str | None = None,
-                       node_name_map: Any = None,
-                       assume_nonblocking: bool = False) -> tuple[FabricSpec, dict[str, float]]:
+                       node_name_map: Any = None, assume_nonblocking: bool = False,
+                       count_nics: bool = True) -> tuple[FabricSpec, dict[str, float]]:
     """(:func:`import_ibnetdiscover`'s fabric, the uplink of each switch (GB/s) of the groups whose
-    uplinks come from the cables' link rates: none with ``assume_nonblocking``)."""
+    uplinks come from the cables' link rates: none with ``assume_nonblocking``). ``count_nics=False``
+    (``assemble --network``, which keeps the discovered hosts' contents): the hosts' NICs are not
+    counted from the dump, the host type keeps its ``nics``."""
     from fabric_hpc.topology.import_slurm import build_spec, host_type_of
     from fabric_hpc.topology.importers import load_csv
 
@@ -307,13 +311,18 @@ def read_ibnetdiscover(path: Any, *, host_type: str | HostType | None = None, na
     tname, ht = host_type_of(host_type)
     cables = cables_of({k: n.ports for k, n in nodes.items()})
     nics, unsure, ports = nic_rates(cas, cables, {k for k, n in nodes.items() if n.kind == "Switch"})
-    if host_type is None and (wide := sorted(h for h, n in ports.items() if n > MAX_NICS)):
+    counts, missing = rail_counts(leaves, on, ports) if host_type is None and count_nics else ({}, {})
+    if wide := sorted(h for h, n in counts.items() if n > MAX_NICS):
         also = f" ({len(wide)} such hosts)" if wide[1:] else ""
-        raise ConfigError(f"{dump}: host {wide[0]!r} has {ports[wide[0]]} cabled HCA ports, more than the "
+        raise ConfigError(f"{dump}: host {wide[0]!r} has {counts[wide[0]]} cabled HCA ports, more than the "
                           f"{MAX_NICS} NICs a host type holds{also}",
                           hint="check that its CAs' descriptions name one host each (or name them with "
                                "--node-name-map FILE), or give --host-type")
-    notes += _nic_notes(nics, unsure, ports, tname, ht, from_dump=host_type is None)
+    notes += _nic_notes(nics, unsure, ports if host_type is not None else {}, tname, ht)
+    if counts:
+        notes.append(_counted_nics(counts, ports, tname))
+    if missing:
+        notes.append(_missing_ports(missing, members, nodes))
     uplinks: dict[str, float] = {}
     if assume_nonblocking:
         notes.append("uplinks assumed non-blocking (--assume-nonblocking): link rates of switch cables "
@@ -325,7 +334,7 @@ def read_ibnetdiscover(path: Any, *, host_type: str | HostType | None = None, na
         notes += more
     spec = build_spec(switches, str(dump), "ibnetdiscover output", host_type=host_type, name=name,
                       notes=notes, uplinks=uplinks, nic_gbps={h: g / 8 for h, g in nics.items()},
-                      nic_count=ports if host_type is None else None)
+                      nic_count=counts)
     return spec, uplinks
 
 
@@ -388,9 +397,9 @@ def _cable_uplinks(members: dict[str, list[str]], stages: list[list[list[str]]],
 
 
 def _nic_notes(nics: dict[str, float], unsure: list[str], ports: dict[str, int], tname: str,
-               ht: HostType, *, from_dump: bool) -> list[str]:
+               ht: HostType) -> list[str]:
     """What the description says of the hosts' NICs: the rates read, the hosts whose ports disagree;
-    ``from_dump`` (no --host-type): the ``nics`` taken from the cabled HCA ports, else a host type whose
+    with ``ports`` (each host's cabled HCA ports, given with an explicit --host-type), a host type whose
     ``nics`` is not the number most hosts have."""
     notes = []
     if nics:
@@ -402,31 +411,44 @@ def _nic_notes(nics: dict[str, float], unsure: list[str], ports: dict[str, int],
                      f"{', ...' if len(unsure) > 5 else ''}) with ports of different or no rates "
                      f"keep{'s' if len(unsure) == 1 else ''} "
                      f"{tname}'s nic_gbps {ht.nic_gbps:g}")
-    common = common_count(ports)
-    if from_dump:
-        notes.append(_counted_nics(ports, common, tname))
-    elif common != ht.nics:
+    if ports and (common := common_count(ports)) != ht.nics:
         notes.append(f"host type {tname} has {ht.nics} NICs, most hosts here have {common} cabled HCA "
                      f"port{'' if common == 1 else 's'}: give a --host-type with nics: {common} for their "
                      "real bandwidth")
     return notes
 
 
-def _counted_nics(ports: dict[str, int], common: int, tname: str) -> str:
-    """The note on ``nics`` taken from the dump: how many hosts have the common count, and the others'
-    host types (``<type>-<n>nic``), counted as found."""
-    other = Counter(n for n in ports.values() if n != common)
+def _counted_nics(counts: dict[str, int], ports: dict[str, int], tname: str) -> str:
+    """The note on ``nics`` taken from the dump (``counts``: each host's, as modelled; ``ports``: its
+    cabled HCA ports): how many hosts have the common count cabled, and the others' host types
+    (``<type>-<n>nic``)."""
+    common = common_count(counts)
+    other = Counter(n for n in counts.values() if n != common)
+    cabled = sum(n == common for n in ports.values())
     text = (f"nics {common} from the dump: the cabled HCA ports of "
-            + ("every host" if not other else f"{len(ports) - other.total()} of {len(ports)} hosts"))
+            + ("every host" if cabled == len(ports) else f"{cabled} of {len(ports)} hosts"))
     if not other:
         return text
     groups = []
     for n in sorted(other, reverse=True):
-        hosts = sorted(h for h, k in ports.items() if k == n)
+        hosts = sorted(h for h, k in counts.items() if k == n)
         groups.append(f"{len(hosts)} host{'' if len(hosts) == 1 else 's'} ({compress(hosts[:5])}"
-                      f"{', ...' if len(hosts) > 5 else ''}) {n} port{'' if n == 1 else 's'}")
-    fewer = any(n < common for n in other)
-    return (text + "; hosts with another count get a host type of their own, counted as cabled ("
-            + f"{tname}-<n>nic): " + ", ".join(groups)
-            + (" (a port down or not cabled when the dump was taken has no link: fewer NICs, as found)"
-               if fewer else "") + "; --host-type sets every host's contents, nics included")
+                      f"{', ...' if len(hosts) > 5 else ''}) {n} NIC{'' if n == 1 else 's'}")
+    return (text + f"; hosts with another count get a host type of their own ({tname}-<n>nic): "
+            + ", ".join(groups) + "; --host-type sets every host's contents, nics included")
+
+
+def _missing_ports(missing: dict[str, list[str]], members: dict[str, list[str]],
+                   nodes: dict[str, _Node]) -> str:
+    """The note on hosts modelled with a NIC on a leaf switch where the dump shows no port of theirs."""
+    name = {sw: f"{group}-{i}" for group, sws in members.items() for i, sw in enumerate(sws)}
+    hosts = sorted(missing)
+    shown_hosts = ", ".join(f"{h} (no port on " + ", ".join(f"{name[sw]} {nodes[sw].desc[:40]!r}"
+                                                            for sw in missing[h][:4])
+                            + (", ..." if len(missing[h]) > 4 else "") + ")" for h in hosts[:5])
+    return (f"{len(hosts)} host{'' if len(hosts) == 1 else 's'} with no port on a leaf switch of their rail "
+            "group where the others have one (a port down or not cabled when the dump was taken) keep"
+            f"{'s' if len(hosts) == 1 else ''} the NICs of their group: the model puts NIC i on the "
+            "group's switch i (GPU i on NIC i), so each NIC stays on its own leaf, and counts the missing "
+            "ports as up, at the host's rate (bandwidth it lacks now): " + shown_hosts
+            + (", ..." if len(hosts) > 5 else ""))

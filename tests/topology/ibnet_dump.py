@@ -71,16 +71,16 @@ class Fabric:
 
 
 def rail_fabric(sus: int, rails: int, hosts: int, spines: int, *, ports: dict[str, int] | None = None,
-                cables_up: int = 1) -> Fabric:
+                down: dict[str, set[int]] | None = None, cables_up: int = 1) -> Fabric:
     """``sus`` scalable units of ``rails`` rail leaves, ``hosts`` hosts each (``su<k>-dgx<nn>``) with one
-    HCA per rail (``ports``: hosts with fewer, cabled to the first rails), every leaf cabled
-    ``cables_up`` times to each of ``spines`` spines."""
+    HCA per rail (``ports``: hosts with fewer, cabled to the first rails; ``down``: hosts' rails, from
+    0, whose port has no link), every leaf cabled ``cables_up`` times to each of ``spines`` spines."""
     fab = Fabric()
     for su in range(1, sus + 1):
         for rail in range(rails):
             for h in range(1, hosts + 1):
                 host = f"su{su}-dgx{h:02d}"
-                if rail < (ports or {}).get(host, rails):
+                if rail < (ports or {}).get(host, rails) and rail not in (down or {}).get(host, ()):
                     fab.hca(f"{host} mlx5_{rail}", f"IBLEAF-{rail + 1:02d}-{su:02d}")
     for su in range(1, sus + 1):
         for rail in range(rails):

@@ -14,6 +14,7 @@ from fabric_hpc.errors import ConfigError
 from fabric_hpc.hostlist import expand
 from fabric_hpc.topology import build
 from fabric_hpc.topology.importers import import_csv
+from fabric_hpc.topology.model import rail_of
 from fabric_hpc.topology.spec import FabricSpec
 
 from fabric_hpc.topology.assemble import assemble
@@ -64,31 +65,56 @@ def test_one_and_two_port_hosts(tmp_path, rails, spines, ratio, cabled):
     assert f"leaf01 {cabled}" in spec.description
 
 
-def test_hosts_with_a_port_down_get_their_own_type(tmp_path):
-    """Most hosts have 4 ports; 2 have 3 (a port down: ibnetdiscover prints no unlinked port), 1 has 2:
-    each its own host type with the NICs it has (conservative), named in the description."""
+def gpu_leaves(spec: FabricSpec, host: str) -> list[str]:
+    """The leaf switch each of a host's GPUs is modelled on (its rail NIC's switch)."""
+    fab = build(spec)
+    ht = spec.host_types[next(e.type for e in spec.hosts if host in expand(e.names))]
+    return [next(v for _, v, d in fab.graph.edges(f"{host}/nic{rail_of(ht, i)}", data=True)
+                 if d["kind"] == "network") for i in range(ht.gpus)]
+
+
+@pytest.mark.parametrize("down, named", [
+    ({3}, "leaf01-3 'MF0;IBLEAF-04-01:MQM9701/U1'"),  # a middle rail: its NICs were on leaves 01-07
+    ({7}, "leaf01-7 'MF0;IBLEAF-08-01:MQM9701/U1'"),  # the last rail: 7 NICs put GPU i on leaf i*7//8
+    ({2, 7}, "leaf01-2 'MF0;IBLEAF-03-01:MQM9701/U1', leaf01-7 'MF0;IBLEAF-08-01:MQM9701/U1'")])
+def test_a_host_with_a_rail_down_keeps_its_rails(tmp_path, down, named):
+    """8 rail leaves, 4 DGXs, one of them with ports down: its GPU i is modelled on the leaf of GPU i of
+    the others, as in the dump (mlx5_i on rail leaf i), the missing ports counted as up and named."""
+    spec = imported(tmp_path, rail_fabric(1, 8, 4, 2, down={"su1-dgx02": down}).text())
+    assert {t: h.nics for t, h in spec.host_types.items()} == {"dgx-h100": 8}
+    for host in ("su1-dgx01", "su1-dgx02", "su1-dgx04"):
+        assert gpu_leaves(spec, host) == [f"leaf01-{i}" for i in range(8)]
+    assert ("1 host with no port on a leaf switch of their rail group where the others have one (a port "
+            "down or not cabled when the dump was taken) keeps the NICs of their group: the model puts NIC i "
+            "on the group's switch i (GPU i on NIC i), so each NIC stays on its own leaf, and counts the "
+            "missing ports as up, at the host's rate (bandwidth it lacks now): su1-dgx02 (no port on "
+            + named + ")") in spec.description
+    assert "nics 8 from the dump: the cabled HCA ports of 3 of 4 hosts" in spec.description
+
+
+def test_hosts_with_last_ports_down_keep_their_group_count(tmp_path):
+    """Most hosts have 4 ports; 2 have 3, 1 has 2 (their last rails down): each keeps 4 NICs, one on
+    each rail leaf, the missing ones counted as up (1:1 as designed) and named in the description."""
     ports = {"su1-dgx02": 3, "su2-dgx04": 3, "su2-dgx01": 2}
     spec = imported(tmp_path, rail_fabric(2, 4, 4, 4, ports=ports).text())
-    assert {t: h.nics for t, h in spec.host_types.items()} == {"dgx-h100": 4, "dgx-h100-3nic": 3,
-                                                               "dgx-h100-2nic": 2}
-    assert {e.type: e.names for e in spec.hosts} == {
-        "dgx-h100": "su1-dgx[01,03-04],su2-dgx[02-03]", "dgx-h100-3nic": "su1-dgx02,su2-dgx04",
-        "dgx-h100-2nic": "su2-dgx01"}
-    note = ("nics 4 from the dump: the cabled HCA ports of 5 of 8 hosts; hosts with another count get a host "
-            "type of their own, counted as cabled (dgx-h100-<n>nic): 2 hosts (su1-dgx02,su2-dgx04) 3 ports, "
-            "1 host (su2-dgx01) 2 ports (a port down or not cabled when the dump was taken has no link: "
-            "fewer NICs, as found); --host-type sets every host's contents, nics included")
-    assert note in spec.description
-    assert leaf_ratios(spec)["leaf01"] == pytest.approx(15 / 16)
+    assert {t: h.nics for t, h in spec.host_types.items()} == {"dgx-h100": 4}
+    assert ("su1-dgx02 (no port on leaf01-3 'MF0;IBLEAF-04-01:MQM9701/U1'), su2-dgx01 (no port on leaf02-2"
+            in spec.description)
+    assert leaf_ratios(spec) == {"leaf01": 1.0, "leaf02": 1.0}
+    assert gpu_leaves(spec, "su2-dgx01") == gpu_leaves(spec, "su2-dgx02")
 
 
 def test_counts_and_rates_both_differ(tmp_path):
+    """An HDR host on a leaf of its own (a group of one switch) has 1 NIC; su1-dgx03, a port down on
+    its 2-rail group, keeps 2."""
     fab = rail_fabric(1, 2, 3, 2, ports={"su1-dgx03": 1})
-    fab.hca("hdr01 mlx5_0", "IBLEAF-01-01", rate="4xHDR")
-    fab.hca("hdr01 mlx5_1", "IBLEAF-02-01", rate="4xHDR")
+    fab.hca("hdr01 mlx5_0", "IBLEAF-HDR", rate="4xHDR")
+    fab.cable("IBLEAF-HDR", "IBSPINE-01")
     spec = imported(tmp_path, fab.text())
     assert {t: (h.nics, h.nic_gbps) for t, h in spec.host_types.items()} == {
-        "dgx-h100-200g": (2, 25), "dgx-h100-400g": (2, 50), "dgx-h100-400g-1nic": (1, 50)}
+        "dgx-h100-400g": (2, 50), "dgx-h100-200g-1nic": (1, 25)}
+    assert ("nics 2 from the dump: the cabled HCA ports of 2 of 4 hosts; hosts with another count get a "
+            "host type of their own (dgx-h100-<n>nic): 1 host (hdr01) 1 NIC;") in spec.description
 
 
 def test_an_explicit_host_type_wins_with_a_note(tmp_path):
@@ -136,17 +162,37 @@ def test_a_host_with_more_ports_than_a_host_type_holds(tmp_path):
     assert spec.host_types["hgx-h800"].nics == 8
 
 
+def test_assemble_reads_a_dump_of_wide_hosts(tmp_path, capsys):
+    """assemble keeps the discovered hosts' nics: the dump's port counts (66 here) are not checked."""
+    dump = tmp_path / "fab.txt"
+    dump.write_text(rail_fabric(1, 66, 2, 1).text())
+    hosts = tmp_path / "hosts"
+    hosts.mkdir()
+    for i in (1, 2):
+        _write(hosts, f"su1-dgx{i:02d}", tray(1))
+    out = tmp_path / "c.yaml"
+    assert main(["topology", "assemble", str(hosts), "--network", str(dump), "-o", str(out)]) == 0
+    assert "error" not in capsys.readouterr().err
+    spec, _ = join_network(assemble([hosts])[0], dump)
+    assert list(spec.host_types) == ["gb200-x4"] and "cabled HCA ports" not in spec.description
+
+
 def test_real_superpod_hosts_as_cabled():
     """topograph's DGX H100 SuperPOD excerpt: SU 8's DGXs have 4 cabled HCAs, SU 1's 3 (its leaf 03-01
-    is absent), the UFM server and `ubuntu` 2: imported at 8 NICs its leaf groups were 1.8:1 and 1.51:1
-    for a fabric cabled 1:1."""
+    is absent), the UFM server and `ubuntu` 2 on SU 8's first 2 leaves (kept at 4 NICs, named): imported
+    at 8 NICs its leaf groups were 1.8:1 and 1.51:1 for a fabric cabled 1:1."""
     spec = import_csv(FIXTURES / "topograph-dgx-h100-su1-su8.txt")
-    assert {t: h.nics for t, h in spec.host_types.items()} == {"dgx-h100": 4, "dgx-h100-3nic": 3,
-                                                               "dgx-h100-2nic": 2}
-    assert {e.type: len(expand(e.names)) for e in spec.hosts} == {"dgx-h100": 14, "dgx-h100-3nic": 10,
-                                                                  "dgx-h100-2nic": 2}
+    assert {t: h.nics for t, h in spec.host_types.items()} == {"dgx-h100": 4, "dgx-h100-3nic": 3}
+    assert {e.type: len(expand(e.names)) for e in spec.hosts} == {"dgx-h100": 16, "dgx-h100-3nic": 10}
+    assert ("nics 4 from the dump: the cabled HCA ports of 14 of 26 hosts; hosts with another count get a "
+            "host type of their own (dgx-h100-<n>nic): 10 hosts (a05-p1-dgx-01-c[01,03-04,09,12], ...) 3 NICs"
+            in spec.description)
+    assert ("2 hosts with no port on a leaf switch of their rail group where the others have one"
+            in spec.description)
+    assert ("B11-P1-CUFM-02 (no port on leaf01-2 'MF0;B09-P1-IBLEAF-02-08:MQM9701/U1', leaf01-3"
+            in spec.description)
     ratios = leaf_ratios(spec)
-    assert ratios["leaf01"] == pytest.approx(3000 / 3550) and ratios["leaf02"] == pytest.approx(1500 / 2650)
+    assert ratios["leaf01"] == pytest.approx(3200 / 3550) and ratios["leaf02"] == pytest.approx(1500 / 2650)
 
 
 def test_real_rails_and_qdr_fixtures():
