@@ -21,8 +21,9 @@ One field comes from Slurm's ``squeue`` instead: a job's ``TresPerJob`` (``--gpu
 ``Job.tres_per_job`` parses Slurm's ``gres/gpu:16`` as ``key=value`` pairs and gives None, and nothing else
 of a pending job says it asked for GPUs that way (``requested_tres`` has them only where
 ``AccountingStorageTRES`` counts ``gres/gpu``, and then as the largest of the per-job, per-node and
-per-task totals). :meth:`PyslurmClient.jobs` and :meth:`~PyslurmClient.job` therefore run one
-``squeue -O JobId,tres-per-job`` each (:meth:`~PyslurmClient.nodes` does not).
+per-task totals). :meth:`PyslurmClient.job` (``fabric slurm why``) therefore runs one
+``squeue -O JobId,tres-per-job``; :meth:`~PyslurmClient.jobs`, the agent's read each cycle, leaves it 0
+(the contract's "not read by the backend"): nothing in the cycle uses it.
 """
 
 from __future__ import annotations
@@ -408,27 +409,21 @@ class PyslurmClient(SlurmClient):
     def nodes(self) -> list[Node]:
         loaded = self._rpc("load nodes", self.ps.Nodes.load)
         used: dict[str, set[int]] = {}
-        for job in self._jobs(tres=False):  # pyslurm has no allocated GPU indices per node: the jobs' layouts
+        for job in self.jobs():  # pyslurm has no allocated GPU indices per node: the jobs' layouts do
             if job.active:
                 for node, idx in job.gpus.items():
                     used.setdefault(node, set()).update(idx)
         return [node_from_pyslurm(n, tuple(sorted(used.get(name, ())))) for name, n in loaded.items()]
 
     def jobs(self) -> list[Job]:
-        return self._jobs(tres=True)
+        """Every job, ``gpus_per_job`` not read (0): the agent's cycle does not use it, and reading it would
+        cost one more ``squeue`` of every job each cycle; :meth:`job` reads it (``fabric slurm why``)."""
+        return queued(job_from_pyslurm(j) for j in self._rpc("load jobs", self.ps.Jobs.load).values())
 
-    def _jobs(self, *, tres: bool) -> list[Job]:
-        """``Jobs.load()``, then (``tres``) each job's TresPerJob from one ``squeue``: after, so every job
-        pyslurm lists was submitted before squeue's read, and pyslurm's own errors (a release mismatch) come
-        first."""
-        loaded = self._rpc("load jobs", self.ps.Jobs.load)
-        per_job = self._tres_per_job() if tres else None
-        return queued(job_from_pyslurm(j, per_job) for j in loaded.values())
-
-    def _tres_per_job(self, job_id: int | None = None) -> dict[int, str]:
-        """Slurm's TresPerJob of every job, or of ``job_id`` (:func:`tres_per_job`), by ``squeue``."""
-        which = ["-r"] if job_id is None else ["-j", str(int(job_id)), "-t", "all"]  # finished ones too
-        return tres_per_job(self._cli.run(["squeue", "-h", "-a", *which, "-O", TRES_PER_JOB_FORMAT]))
+    def _tres_per_job(self, job_id: int) -> dict[int, str]:
+        """Slurm's TresPerJob of ``job_id`` (:func:`tres_per_job`), by ``squeue``; finished jobs too."""
+        return tres_per_job(self._cli.run(["squeue", "-h", "-a", "-j", str(int(job_id)), "-t", "all",
+                                           "-O", TRES_PER_JOB_FORMAT]))
 
     def reservations(self) -> resv.Read:
         """``pyslurm.Reservations.load()`` (pyslurm's flag names: ``MAINTENANCE``,
