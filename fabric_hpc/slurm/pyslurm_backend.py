@@ -15,11 +15,21 @@ Two properties of libslurm shape this module:
 
 What pyslurm reads is checked field by field: an attribute of the wrong type or an unreadable value
 is a :class:`SlurmError` naming the object and the field, never a ``TypeError``.
+
+One field comes from Slurm's ``squeue`` instead: a job's ``TresPerJob`` (``--gpus=N``,
+:attr:`Job.gpus_per_job`). pyslurm 25.11.2 (and its source as of 2026-12) has no reading of it:
+``Job.tres_per_job`` parses Slurm's ``gres/gpu:16`` as ``key=value`` pairs and gives None, and nothing else
+of a pending job says it asked for GPUs that way (``requested_tres`` has them only where
+``AccountingStorageTRES`` counts ``gres/gpu``, and then as the largest of the per-job, per-node and
+per-task totals). :meth:`PyslurmClient.job` (``fabric slurm why``) therefore runs one
+``squeue -O JobId,tres-per-job``; :meth:`~PyslurmClient.jobs`, the agent's read each cycle, leaves it 0
+(the contract's "not read by the backend"): nothing in the cycle uses it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -31,8 +41,8 @@ from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, check_slurm_conf
 from fabric_hpc.slurm.segment import segment_size
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError, queued
 from fabric_hpc.slurm.parse import normal_reason
-from fabric_hpc.slurm.parse import (ACTIVE_STATES, gpu_indices, gpu_types, hosts, parse_gres,
-                                     parse_state)
+from fabric_hpc.slurm.parse import (ACTIVE_STATES, gpu_indices, gpu_types, gpus_requested, hosts,
+                                     parse_gres, parse_state)
 
 #: The slurm.conf libslurm was initialised with in this process (None: pyslurm not loaded here).
 _BOUND_CONF: str | None = None
@@ -122,6 +132,34 @@ def _gpus(gres: Mapping[Any, Any], field: str, what: str) -> tuple[int, str | No
     return sum(g.count for g in items), gpu_types(items)
 
 
+#: squeue's TresPerJob of each job (``342|gres/gpu:16|``; ``N/A``: none): width 0 prints the whole value.
+#: squeue 25.11 exits 0 with every value empty for a field name it does not know (``TresPerJob``), so an
+#: empty value is refused, not read as none.
+TRES_PER_JOB_FORMAT = "JobId:0|,tres-per-job:0|"
+_TRES_LINE = re.compile(r"(\d+)\|([^|]+)\|")
+
+
+def tres_per_job(text: str) -> dict[int, str]:
+    """``squeue -h -O JobId:0|,tres-per-job:0|`` as {job id: TresPerJob} (jobs without one left out; an
+    array's tasks repeat their job's line); SlurmError for a line it cannot read."""
+    out: dict[int, str] = {}
+    for line in text.splitlines():
+        m = _TRES_LINE.fullmatch(line.strip())
+        if m is None:
+            raise SlurmError(f"squeue answered a TresPerJob line fabric cannot read: {line[:120]!r}",
+                             hint=f"expected JOBID|TRES| lines (squeue -h -O '{TRES_PER_JOB_FORMAT}')")
+        if m[2] not in ("N/A", "(null)"):
+            out[int(m[1])] = m[2]
+    return out
+
+
+def _gpus_per_job(text: str, what: str) -> int:
+    try:
+        return gpus_requested(text)
+    except Exception as exc:  # ExternalError of the parser: name the field
+        raise SlurmError(f"{what}: field 'tres_per_job' (squeue TresPerJob): {_text(exc)}") from None
+
+
 def layout_gpus(layout: Any, what: str) -> dict[str, tuple[int, ...]]:
     """GPU indices per node from ``Job.get_resource_layout_per_node()``:
     ``{'n7': {'gres': {'gpu:h100': {'count': 3, 'indexes': '0-2'}}, ...}}`` -> ``{'n7': (0, 1, 2)}``."""
@@ -173,8 +211,9 @@ def node_from_pyslurm(n: Any, used: tuple[int, ...] = ()) -> Node:
                 mem=_mib(n, "real_memory", what), mem_alloc=_mib(n, "allocated_memory", what))
 
 
-def job_from_pyslurm(j: Any) -> Job:
-    """A :class:`Job` from a ``pyslurm.Job`` (loaded with details: the resource layout is in it)."""
+def job_from_pyslurm(j: Any, per_job: Mapping[int, str] | None = None) -> Job:
+    """A :class:`Job` from a ``pyslurm.Job`` (loaded with details: the resource layout is in it); ``per_job``:
+    Slurm's TresPerJob by job id (:func:`tres_per_job`; None: not read, ``gpus_per_job`` 0)."""
     job_id = _field(j, "id", int, "pyslurm job")
     what = f"pyslurm job {job_id}"
     state, flags = _state(j, what)
@@ -198,6 +237,7 @@ def job_from_pyslurm(j: Any) -> Job:
                account=_field(j, "account", str, what, optional=True) or "",
                qos=_field(j, "qos", str, what, optional=True) or "",
                nodes=_field(j, "num_nodes", int, what, optional=True) or 1, gpus_per_node=per_node, gpu_type=gtype,
+               gpus_per_job=_gpus_per_job(per_job.get(job_id, ""), what) if per_job else 0,
                cpus=_field(j, "cpus", int, what, optional=True) or 0,
                node_list=node_list, req_nodes=hosts(_field(j, "required_nodes", str, what, optional=True)),
                exc_nodes=hosts(_field(j, "excluded_nodes", str, what, optional=True)),
@@ -315,7 +355,8 @@ class PyslurmClient(SlurmClient):
         from fabric_hpc.slurm.cli_backend import CliClient
 
         self.ps = load_pyslurm(conf)
-        self._cli = CliClient()  # only for updates that clear a field (SLURM_CONF: set by load_pyslurm)
+        # updates that clear a field, and squeue's TresPerJob (SLURM_CONF: set by load_pyslurm)
+        self._cli = CliClient()
 
     def interrupt(self) -> None:
         """The agent's stop: a clearing ``scontrol update`` in flight is killed (pyslurm's own calls hold
@@ -375,7 +416,14 @@ class PyslurmClient(SlurmClient):
         return [node_from_pyslurm(n, tuple(sorted(used.get(name, ())))) for name, n in loaded.items()]
 
     def jobs(self) -> list[Job]:
+        """Every job, ``gpus_per_job`` not read (0): the agent's cycle does not use it, and reading it would
+        cost one more ``squeue`` of every job each cycle; :meth:`job` reads it (``fabric slurm why``)."""
         return queued(job_from_pyslurm(j) for j in self._rpc("load jobs", self.ps.Jobs.load).values())
+
+    def _tres_per_job(self, job_id: int) -> dict[int, str]:
+        """Slurm's TresPerJob of ``job_id`` (:func:`tres_per_job`), by ``squeue``; finished jobs too."""
+        return tres_per_job(self._cli.run(["squeue", "-h", "-a", "-j", str(int(job_id)), "-t", "all",
+                                           "-O", TRES_PER_JOB_FORMAT]))
 
     def reservations(self) -> resv.Read:
         """``pyslurm.Reservations.load()`` (pyslurm's flag names: ``MAINTENANCE``,
@@ -383,7 +431,8 @@ class PyslurmClient(SlurmClient):
         return resv.pyslurm_answer(self._rpc("load reservations", self.ps.Reservations.load).values())
 
     def job(self, job_id: int) -> Job:
-        return job_from_pyslurm(self._rpc(f"load job {job_id}", lambda: self.ps.Job.load(int(job_id)), job_id))
+        found = self._rpc(f"load job {job_id}", lambda: self.ps.Job.load(int(job_id)), job_id)
+        return job_from_pyslurm(found, self._tres_per_job(job_id))
 
     # -- actions ----------------------------------------------------------------------------
     def submit(self, script: str, args: Sequence[str] = (), *, cwd: str | None = None) -> int:

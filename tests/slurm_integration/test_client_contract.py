@@ -358,11 +358,8 @@ def test_the_fields_the_agent_reads(client: SlurmClient, contract_cluster: Any) 
         assert got == (True, False, "h100", 2, 1), job
         assert job.held and job.reason == "JobHeldUser" and job.blocked == "held" and job.cpus >= 2, job
         three = c.sbatch("-N2", "--gpus=4", "-H", "--comment=fabric", wrap="true")
-        job = client.job(three)
-        # fabric why's size; pyslurm 25.11.2 has no reading of it (Job.tres_per_job parses Slurm's
-        # "gres/gpu:4" as key=value pairs: None), so Job.gpus_per_job is 0 there, as contract.py says
-        asked = 0 if client.backend == "pyslurm" else 4
-        assert (job.gpus_per_job, job.gpus_per_node, job.nodes) == (asked, 0, 2), job
+        job = client.job(three)  # fabric why's size (pyslurm: TresPerJob from squeue, pyslurm has none)
+        assert (job.gpus_per_job, job.gpus_per_node, job.nodes) == (4, 0, 2), job
         job = client.job(two)
         got = (job.features, job.reservation, job.time_limit_min, job.mem_per_cpu)
         assert got == ("fast|big", "contract_job", 90, 100), job
@@ -378,6 +375,42 @@ def test_the_fields_the_agent_reads(client: SlurmClient, contract_cluster: Any) 
         c.run(["scancel", "--user", str(os.getuid())], check=False)
         c.run(["scontrol", "delete", "ReservationName=contract_job"], check=False)
         _node_features(c, "n15,n16", before)
+
+
+#: sbatch's GPU options -> (gpus_per_node, gpus_per_job, gpu_type) as every backend reads them: per node
+#: is Slurm's TresPerNode, in all its TresPerJob (pyslurm: squeue's, pyslurm 25.11.2 has no reading of it);
+#: per task (TresPerTask) is read by none, nor the type of --gpus=TYPE:N
+GPU_FORMS = {("--gpus=16",): (0, 16, None), ("--gpus=h100:4",): (0, 4, None),
+             ("--gpus-per-node=3",): (3, 0, None), ("--gres=gpu:2",): (2, 0, None),
+             ("--gres=gpu:h100:2",): (2, 0, "h100"), ("--gpus-per-task=2", "--ntasks=3"): (0, 0, None),
+             ("--gpus=4", "--gpus-per-node=2"): (2, 4, None), ("--gpus=2", "--gres=gpu:1"): (1, 2, None),
+             ("--gpus=5", "--gpus-per-task=1", "-n5"): (0, 5, None)}
+
+
+def test_the_gpu_request_of_each_form(client: SlurmClient, contract_cluster: Any) -> None:
+    """Each way sbatch asks for GPUs reads alike on every backend, pending (held) and running, from one job
+    and from the list: before, the pyslurm backend read no ``--gpus=N`` (``fabric slurm why`` gave a
+    pending ``-N2 --gpus=16`` job no GPUs there)."""
+    c = contract_cluster
+    jobs = {}
+    for form, want in GPU_FORMS.items():
+        nodes = "-N1" if "--gpus-per-task=2" in form or "-n5" in form else "-N2"
+        for hold in ("-H", None):
+            jid = c.sbatch(*([hold] if hold else []), nodes, *form, "--comment=nofabric", wrap="sleep 300")
+            jobs[jid] = (form, hold, want)
+    try:
+        for jid, (form, hold, want) in jobs.items():
+            if hold is None:
+                _wait(client, jid, {"RUNNING"})
+        listed = {j.job_id: j for j in client.jobs()}
+        # pyslurm's list leaves --gpus=N unread (one squeue of every job each agent cycle, for why alone)
+        unread = type(client).__name__ in ("PyslurmClient", "PyslurmWorker")
+        for jid, (form, hold, want) in jobs.items():
+            for job, per_job in ((client.job(jid), True), (listed[jid], not unread)):
+                got = (job.gpus_per_node, job.gpus_per_job, job.gpu_type)
+                assert got == (want if per_job else (want[0], 0, want[2])), (form, hold, job)
+    finally:
+        c.run(["scancel", *map(str, jobs)], check=False)
 
 
 def _node_features(cluster: Any, hosts: str, feats: str) -> None:

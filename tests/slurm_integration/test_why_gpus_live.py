@@ -1,15 +1,19 @@
 """``fabric slurm why`` names the GPUs of a job that asks for them in all (``-N2 --gpus=16``); before,
 the headline said "2 node(s)" and nothing of its GPUs. A running job's are the GPUs Slurm gave it; a
-pending job's are Slurm's ``tres_per_job`` (``TresPerJob`` in scontrol's text), on both tiers."""
+pending job's are Slurm's ``tres_per_job`` (``TresPerJob`` in scontrol's text), on both tiers; on 25.11 also
+through the pyslurm backend (squeue's TresPerJob: pyslurm 25.11.2 has no reading of it, and ``why`` said
+"2 node(s)" there)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
 
 from fabric_hpc.slurm.cli_backend import CliClient
 from fabric_hpc.slurm.why import explain
+from tests.real import require_real
 from tests.slurm_integration.test_report_live import fabric
 
 pytestmark = [pytest.mark.slurm]
@@ -33,5 +37,13 @@ def test_why_names_the_gpus_of_a_gpus_in_all_job(fabric_cluster, tmp_path):
         assert client.job(held).gpus_per_job == 16  # scontrol's text: TresPerJob
         text = explain(client, held)["text"]
         assert text.startswith(f"Job {held} (2 node(s), 16 GPU(s) in all) is pending"), text
+        if c.version[:2] == (25, 11):  # pyslurm 25.11 speaks Slurm 25.11 only
+            require_real("pyslurm", importlib.util.find_spec("pyslurm") is not None,
+                         "pyslurm is not installed")
+            out = fabric(c, "slurm", "why", str(held), "--state-dir", str(tmp_path), "--backend", "pyslurm",
+                         "--json")
+            assert out.returncode == 0, out.stderr
+            text = json.loads(out.stdout)["text"]
+            assert text.startswith(f"Job {held} (2 node(s), 16 GPU(s) in all) is pending"), text
     finally:
         c.run(["scancel", str(held), str(running)], check=False)
