@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,14 +46,14 @@ _NOT_COMPUTING = frozenset({
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
     "vocab.json", "vocab.txt", "merges.txt", "added_tokens.json", "chat_template.json",
     "chat_template.jinja", "generation_config.json", ".gitattributes", ".gitignore"})
-#: documentation, matched case-insensitively: README.md, USE_POLICY.md, LICENSE, LICENSE.txt, NOTICE
-_DOC_PREFIXES, _DOC_SUFFIXES = ("license", "notice"), (".md",)
+#: documentation, matched case-insensitively: README.md, USE_POLICY.md, LICENSE, LICENSE.txt, NOTICE;
+#: nothing else that starts so (``license-free-model-00001-of-00002.safetensors`` is a weight shard)
+_DOC = re.compile(r"(?:licen[cs]e|notice|copying)(?:\.(?:txt|md|rst))?|.*\.md")
 
 
 def left_out(name: str) -> bool:
     """Whether the top-level file ``name`` is left out of the weights' digest."""
-    low = name.lower()
-    return name in _NOT_COMPUTING or low.startswith(_DOC_PREFIXES) or low.endswith(_DOC_SUFFIXES)
+    return name in _NOT_COMPUTING or _DOC.fullmatch(name.lower()) is not None
 
 
 def weights_identity(engine: str, engine_dir: str | os.PathLike[str]) -> dict[str, Any]:

@@ -136,5 +136,6 @@ def test_which_files_are_left_out() -> None:
     for name in [*ADDED, "tokenizer.json", "generation_config.json", "readme.MD", "License.md"]:
         assert left_out(name), name
     for name in ("config.json", "model.safetensors", "model.safetensors.index.json", "rank0.engine",
-                 "pytorch_model.bin", "params.json", "README", "tokenizer.json.bak", "my.md.safetensors"):
+                 "pytorch_model.bin", "params.json", "README", "tokenizer.json.bak", "my.md.safetensors",
+                 "license-free-model-00001-of-00002.safetensors", "notice.bin", "LICENSE.pt"):
         assert not left_out(name), name
