@@ -431,8 +431,15 @@ class PyslurmClient(SlurmClient):
         return resv.pyslurm_answer(self._rpc("load reservations", self.ps.Reservations.load).values())
 
     def job(self, job_id: int) -> Job:
+        """One job; its ``--gpus=N`` by ``squeue`` where that answers (else 0, "not read"): the agent also
+        asks whether a job left pending after a refused action, and a slow squeue must not turn that
+        race into a failure."""
         found = self._rpc(f"load job {job_id}", lambda: self.ps.Job.load(int(job_id)), job_id)
-        return job_from_pyslurm(found, self._tres_per_job(job_id))
+        try:
+            per_job = self._tres_per_job(job_id)
+        except SlurmError:
+            per_job = None
+        return job_from_pyslurm(found, per_job)
 
     # -- actions ----------------------------------------------------------------------------
     def submit(self, script: str, args: Sequence[str] = (), *, cwd: str | None = None) -> int:

@@ -40,7 +40,7 @@ def test_the_pyslurm_job_has_the_gpus_it_asks_for_in_all() -> None:
     assert job_from_pyslurm(_job(id=710), per_job).gpus_per_job == 0  # N/A: none
     # --gpus=4 then --gpus=2 (one record per GPU type, the last count, as the cli backend reads it)
     assert job_from_pyslurm(_job(), {708: "gres/gpu:4,gres/gpu:2"}).gpus_per_job == 2
-    assert job_from_pyslurm(_job()).gpus_per_job == 0  # not read (the backend's nodes())
+    assert job_from_pyslurm(_job()).gpus_per_job == 0  # not read (the backend's jobs())
 
 
 @pytest.mark.parametrize("line", ["708||", "708|gres/gpu:16", "JOBID|TRES_PER_JOB|", "708 gres/gpu:16",
