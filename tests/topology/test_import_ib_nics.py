@@ -289,3 +289,33 @@ def test_assemble_network_keeps_the_discovered_hosts(tmp_path):
     assert (groups["leaf01"].switches, groups["leaf01"].uplink_gbps) == (4, 4 * 400 / 8)
     out = tmp_path / "c.yaml"
     assert main(["topology", "assemble", str(hosts), "--network", str(dump), "-o", str(out)]) == 0
+
+
+def test_a_padded_host_of_another_count_is_counted_apart(tmp_path):
+    """6 hosts of 4 rails (the common count) and an 8-rail group of 3, big02 with a port down: kept at
+    8 and said to be, apart from the hosts cabled with 8."""
+    fab = rail_fabric(1, 4, 6, 2)
+    for rail in range(8):
+        for h in range(1, 4):
+            if (h, rail) != (2, 5):
+                fab.hca(f"big{h:02d} mlx5_{rail}", f"R8-{rail}")
+        fab.cable(f"R8-{rail}", "IBSPINE-01")
+    spec = imported(tmp_path, fab.text())
+    assert {t: h.nics for t, h in spec.host_types.items()} == {"dgx-h100": 4, "dgx-h100-8nic": 8}
+    assert ("nics 4 from the dump: the cabled HCA ports of 6 of 9 hosts; hosts with another count get a "
+            "host type of their own (dgx-h100-<n>nic): 3 hosts (big[01-03]) 8 NICs (1 of them with fewer "
+            "ports: ports down, below);") in spec.description
+    assert "big02 (no port on leaf02-5 'MF0;R8-5:MQM9701/U1')" in spec.description
+
+
+def test_no_padding_onto_another_su_of_a_merged_group(tmp_path):
+    """A server on rail 1 of two SUs joins their 8 leaves in one group: su2-dgx03, a port down, keeps its
+    3 ports (kept at 4 it was said to have no port on SU 1's leaves)."""
+    fab = rail_fabric(2, 4, 4, 2, ports={"su2-dgx03": 3})
+    fab.hca("ufm01 mlx5_0", "IBLEAF-01-01")
+    fab.hca("ufm01 mlx5_1", "IBLEAF-01-02")
+    spec = imported(tmp_path, fab.text())
+    assert {e.type: e.names for e in spec.hosts} == {
+        "dgx-h100": "su1-dgx[01-04],su2-dgx[01-02,04]", "dgx-h100-3nic": "su2-dgx03",
+        "dgx-h100-2nic": "ufm01"}
+    assert "no port on" not in spec.description and "ports down" not in spec.description
