@@ -147,25 +147,45 @@ def common_count(ports: dict[str, int]) -> int:
     return max(counts, key=lambda n: (counts[n], n))
 
 
+def _form(host: str) -> str:
+    """A host name with its digits left out (``su1-dgx07`` -> ``su#-dgx#``): one kind of machine."""
+    return re.sub(r"\d+", "#", host.lower())
+
+
+def is_rail_group(hosts: list[str], on: dict[str, set[str]], ports: dict[str, int]) -> bool:
+    """Whether a leaf group is rail-optimised: its hosts mostly have more than 1 cabled port (their
+    usual count, :func:`common_count`), and most spread them one port per switch over its leaves. An
+    ordinary fat tree's leaves joined by a dual-homed server (its hosts of 1 port) are none."""
+    usual = common_count({h: ports[h] for h in hosts})
+    spread = sum(ports[h] > 1 and len(on[h]) == ports[h] for h in hosts)
+    return usual > 1 and 2 * spread > len(hosts)
+
+
 def rail_counts(groups: list[tuple[list[str], list[str]]], on: dict[str, set[str]],
                 ports: dict[str, int]) -> tuple[dict[str, int], dict[str, list[str]]]:
     """Each host's modelled ``nics`` and the leaf switches (of its group, in its order) the model gives
     a NIC of it that the dump shows no port on. ``groups``: (switches, hosts) of each leaf group; ``on``:
-    each host's switches; ``ports``: its cabled HCA ports. The model puts NIC i on the group's switch
-    i mod N (:func:`~fabric_hpc.topology.model.rail_of` then GPU i on NIC i where ``nics`` = ``gpus``),
-    so a host keeps at least the index of its last cabled switch + 1 NICs, and a host with fewer ports
-    than its group's hosts mostly have (a port down in any rail) keeps theirs: GPU i stays on the leaf
-    of GPU i of the others, the missing ports counted as up."""
-    counts: dict[str, int] = {}
+    each host's switches; ``ports``: its cabled HCA ports. A host's ``nics`` are its ports, except in a
+    rail group (:func:`is_rail_group`) for one of its compute hosts with ports down: fewer ports than
+    the group's usual count N, all on its first N switches, and more than half of N or a name of the
+    form of the hosts that have N (digits aside). The model puts NIC i on the group's switch i (mod its
+    switches; :func:`~fabric_hpc.topology.model.rail_of`: GPU i on NIC i where ``nics`` = ``gpus``), so
+    such a host keeps N: GPU i stays on the leaf of GPU i of the others, the missing ports counted as
+    up. Other hosts of fewer ports (a UFM server on 2 of 4 rails) keep theirs: their real bandwidth."""
+    counts = {h: ports[h] for _, hosts in groups for h in hosts}
     missing: dict[str, list[str]] = {}
     for sws, hosts in groups:
+        if not is_rail_group(hosts, on, ports):
+            continue
         usual = common_count({h: ports[h] for h in hosts})
-        index = {sw: i for i, sw in enumerate(sws)}
+        forms = {_form(h) for h in hosts if ports[h] == usual}
+        rails = set(sws[:usual])
         for host in hosts:
-            last = max(index[sw] for sw in on[host]) + 1
-            counts[host] = max(ports[host], last, usual if ports[host] < usual else 0)
-            if lack := [sw for sw in sws[:counts[host]] if sw not in on[host]]:
-                missing[host] = lack
+            if (ports[host] < usual and on[host] <= rails
+                    and (2 * ports[host] > usual or _form(host) in forms)):
+                counts[host] = usual
+                if lack := [sw for sw in sws[:usual] if sw not in on[host]]:
+                    missing[host] = lack
     return counts, missing
 
 

@@ -18,11 +18,11 @@ those sharing a child group, form its parent group. Switch names are generated (
 rates (``4xNDR``: :mod:`~fabric_hpc.topology.ib_rates`) of its cables to the level above, shared by its
 switches (``assume_nonblocking``, or a dump without rates: non-blocking); a host's NIC rate is its
 ports' where they agree. Host contents come from ``host_type=`` as for topology.conf; without one, the
-default type's ``nics`` is the number of cabled HCA ports most hosts have, a host with fewer ports than
-its rail group's hosts mostly have (a port down) keeps theirs, so that NIC i stays on the group's
-switch i (named in the description), and hosts with another number get a type ``<type>-<n>nic`` of
-their own (an explicit ``host_type`` keeps its ``nics``, with a note when most hosts differ). See
-``docs/topology-sources.md``.
+default type's ``nics`` is the number of cabled HCA ports most hosts have, a rail group's compute host
+with ports down keeps its group's count (:func:`~fabric_hpc.topology.ib_rates.rail_counts`) so that NIC
+i stays on the group's switch i (named in the description), and hosts with another number get a type
+``<type>-<n>nic`` of their own (an explicit ``host_type`` keeps its ``nics``, with a note when most hosts
+differ). See ``docs/topology-sources.md``.
 """
 
 from __future__ import annotations
@@ -312,9 +312,9 @@ def read_ibnetdiscover(path: Any, *, host_type: str | HostType | None = None, na
     cables = cables_of({k: n.ports for k, n in nodes.items()})
     nics, unsure, ports = nic_rates(cas, cables, {k for k, n in nodes.items() if n.kind == "Switch"})
     counts, missing = rail_counts(leaves, on, ports) if host_type is None and count_nics else ({}, {})
-    if wide := sorted(h for h, n in counts.items() if n > MAX_NICS):
+    if wide := sorted(h for h in counts if ports[h] > MAX_NICS):
         also = f" ({len(wide)} such hosts)" if wide[1:] else ""
-        raise ConfigError(f"{dump}: host {wide[0]!r} has {counts[wide[0]]} cabled HCA ports, more than the "
+        raise ConfigError(f"{dump}: host {wide[0]!r} has {ports[wide[0]]} cabled HCA ports, more than the "
                           f"{MAX_NICS} NICs a host type holds{also}",
                           hint="check that its CAs' descriptions name one host each (or name them with "
                                "--node-name-map FILE), or give --host-type")
@@ -420,20 +420,26 @@ def _nic_notes(nics: dict[str, float], unsure: list[str], ports: dict[str, int],
 
 def _counted_nics(counts: dict[str, int], ports: dict[str, int], tname: str) -> str:
     """The note on ``nics`` taken from the dump (``counts``: each host's, as modelled; ``ports``: its
-    cabled HCA ports): how many hosts have the common count cabled, and the others' host types
-    (``<type>-<n>nic``)."""
+    cabled HCA ports): how many hosts have the common count cabled, the others' host types
+    (``<type>-<n>nic``), and apart from those the hosts modelled with more NICs than ports (a rail
+    group's compute hosts with ports down, named in the next note)."""
     common = common_count(counts)
-    other = Counter(n for n in counts.values() if n != common)
-    cabled = sum(n == common for n in ports.values())
+    padded = {h for h in counts if counts[h] != ports[h]}
+    cabled = sum(counts[h] == common for h in counts if h not in padded)
     text = (f"nics {common} from the dump: the cabled HCA ports of "
-            + ("every host" if cabled == len(ports) else f"{cabled} of {len(ports)} hosts"))
+            + ("every host" if cabled == len(counts) else f"{cabled} of {len(counts)} hosts"))
+    kept = sum(counts[h] == common for h in padded)
+    text += f" and {kept} with fewer ports kept at {common} (ports down, below)" if kept else ""
+    other = Counter(n for n in counts.values() if n != common)
     if not other:
         return text
     groups = []
     for n in sorted(other, reverse=True):
         hosts = sorted(h for h, k in counts.items() if k == n)
+        low = sum(h in padded for h in hosts)
         groups.append(f"{len(hosts)} host{'' if len(hosts) == 1 else 's'} ({compress(hosts[:5])}"
-                      f"{', ...' if len(hosts) > 5 else ''}) {n} NIC{'' if n == 1 else 's'}")
+                      f"{', ...' if len(hosts) > 5 else ''}) {n} NIC{'' if n == 1 else 's'}"
+                      + (f" ({low} of them with fewer ports: ports down, below)" if low else ""))
     return (text + f"; hosts with another count get a host type of their own ({tname}-<n>nic): "
             + ", ".join(groups) + "; --host-type sets every host's contents, nics included")
 

@@ -20,7 +20,7 @@ from fabric_hpc.topology.spec import FabricSpec
 from fabric_hpc.topology.assemble import assemble
 from fabric_hpc.topology.assemble_network import join_network
 
-from .ibnet_dump import rail_fabric
+from .ibnet_dump import Fabric, rail_fabric
 from .test_discover_mnnvl import _write, tray
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ibnetdiscover"
@@ -113,8 +113,10 @@ def test_counts_and_rates_both_differ(tmp_path):
     spec = imported(tmp_path, fab.text())
     assert {t: (h.nics, h.nic_gbps) for t, h in spec.host_types.items()} == {
         "dgx-h100-400g": (2, 50), "dgx-h100-200g-1nic": (1, 25)}
-    assert ("nics 2 from the dump: the cabled HCA ports of 2 of 4 hosts; hosts with another count get a "
-            "host type of their own (dgx-h100-<n>nic): 1 host (hdr01) 1 NIC;") in spec.description
+    assert ("nics 2 from the dump: the cabled HCA ports of 2 of 4 hosts and 1 with fewer ports kept at 2 "
+            "(ports down, below); hosts with another count get a host type of their own (dgx-h100-<n>nic): "
+            "1 host (hdr01) 1 NIC;") in spec.description
+    assert "su1-dgx03 (no port on leaf01-1 'MF0;IBLEAF-02-01:MQM9701/U1')" in spec.description
 
 
 def test_an_explicit_host_type_wins_with_a_note(tmp_path):
@@ -179,20 +181,89 @@ def test_assemble_reads_a_dump_of_wide_hosts(tmp_path, capsys):
 
 def test_real_superpod_hosts_as_cabled():
     """topograph's DGX H100 SuperPOD excerpt: SU 8's DGXs have 4 cabled HCAs, SU 1's 3 (its leaf 03-01
-    is absent), the UFM server and `ubuntu` 2 on SU 8's first 2 leaves (kept at 4 NICs, named): imported
-    at 8 NICs its leaf groups were 1.8:1 and 1.51:1 for a fabric cabled 1:1."""
+    is absent), the UFM server and `ubuntu` 2 on SU 8's first 2 leaves by design: servers, not DGXs with
+    ports down, they keep their 2 (they were modelled with 4 x 400G). Imported at 8 NICs its leaf
+    groups were 1.8:1 and 1.51:1 for a fabric cabled 1:1."""
     spec = import_csv(FIXTURES / "topograph-dgx-h100-su1-su8.txt")
-    assert {t: h.nics for t, h in spec.host_types.items()} == {"dgx-h100": 4, "dgx-h100-3nic": 3}
-    assert {e.type: len(expand(e.names)) for e in spec.hosts} == {"dgx-h100": 16, "dgx-h100-3nic": 10}
+    assert {t: h.nics for t, h in spec.host_types.items()} == {"dgx-h100": 4, "dgx-h100-3nic": 3,
+                                                                "dgx-h100-2nic": 2}
+    assert {e.type: e.names for e in spec.hosts}["dgx-h100-2nic"] == "B11-P1-CUFM-02,ubuntu"
+    assert {e.type: len(expand(e.names)) for e in spec.hosts} == {"dgx-h100": 14, "dgx-h100-3nic": 10,
+                                                                  "dgx-h100-2nic": 2}
     assert ("nics 4 from the dump: the cabled HCA ports of 14 of 26 hosts; hosts with another count get a "
-            "host type of their own (dgx-h100-<n>nic): 10 hosts (a05-p1-dgx-01-c[01,03-04,09,12], ...) 3 NICs"
-            in spec.description)
-    assert ("2 hosts with no port on a leaf switch of their rail group where the others have one"
-            in spec.description)
-    assert ("B11-P1-CUFM-02 (no port on leaf01-2 'MF0;B09-P1-IBLEAF-02-08:MQM9701/U1', leaf01-3"
-            in spec.description)
+            "host type of their own (dgx-h100-<n>nic): 10 hosts (a05-p1-dgx-01-c[01,03-04,09,12], ...) "
+            "3 NICs, 2 hosts (B11-P1-CUFM-02,ubuntu) 2 NICs;" in spec.description)
+    assert "no port on" not in spec.description and "ports down" not in spec.description
     ratios = leaf_ratios(spec)
-    assert ratios["leaf01"] == pytest.approx(3200 / 3550) and ratios["leaf02"] == pytest.approx(1500 / 2650)
+    assert ratios["leaf01"] == pytest.approx(3000 / 3550) and ratios["leaf02"] == pytest.approx(1500 / 2650)
+
+
+def test_a_dual_homed_server_on_a_fat_tree_pads_no_host(tmp_path):
+    """4 leaves of 4 one-port nodes and a storage server cabled to leaf0 and leaf3 (which it joins in
+    one leaf group): only stor01 has 2 NICs. node[30-33] were modelled with 2 ("no port on leaf0")."""
+    fab = Fabric()
+    for leaf in range(4):
+        for h in range(4):
+            fab.hca(f"node{leaf}{h} mlx5_0", f"leaf{leaf}")
+        fab.cable(f"leaf{leaf}", "spine0")
+    fab.hca("stor01 mlx5_0", "leaf0")
+    fab.hca("stor01 mlx5_1", "leaf3")
+    spec = imported(tmp_path, fab.text())
+    assert {e.type: e.names for e in spec.hosts} == {"dgx-h100": "node[00-03,10-13,20-23,30-33]",
+                                                     "dgx-h100-2nic": "stor01"}
+    assert {t: h.nics for t, h in spec.host_types.items()} == {"dgx-h100": 1, "dgx-h100-2nic": 2}
+    assert ("nics 1 from the dump: the cabled HCA ports of 16 of 17 hosts; hosts with another count get a "
+            "host type of their own (dgx-h100-<n>nic): 1 host (stor01) 2 NICs;") in spec.description
+    assert "no port on" not in spec.description and "ports down" not in spec.description
+
+
+def test_leaves_chained_by_dual_homed_servers_import(tmp_path):
+    """70 leaves of a one-port node each, joined into one leaf group by 69 storage servers each on two
+    neighbouring leaves: every host keeps its cabled ports (1 or 2). It was refused, node64 (1 port)
+    said to have 65 cabled HCA ports, more than a host type holds."""
+    fab = Fabric()
+    for leaf in range(70):
+        fab.hca(f"node{leaf:02d} mlx5_0", f"leaf{leaf:02d}")
+        fab.cable(f"leaf{leaf:02d}", f"spine{leaf // 35}")
+    fab.cable("spine0", "core")
+    fab.cable("spine1", "core")
+    for k in range(69):
+        fab.hca(f"stor{k:02d} mlx5_0", f"leaf{k:02d}")
+        fab.hca(f"stor{k:02d} mlx5_1", f"leaf{k + 1:02d}")
+    spec = imported(tmp_path, fab.text())
+    assert {e.type: len(expand(e.names)) for e in spec.hosts} == {"dgx-h100": 70, "dgx-h100-2nic": 69}
+    assert {t: h.nics for t, h in spec.host_types.items()} == {"dgx-h100": 1, "dgx-h100-2nic": 2}
+    assert "ports down" not in spec.description
+
+
+@pytest.mark.parametrize("server, ports, nics", [
+    ("ufm01", 2, 2),  # a UFM server on 2 of 8 rails: its 2 ports, not the rail width
+    ("su1-dgx05", 2, 8),  # a DGX (the others' name form) with 6 ports down: its rails kept
+    ("hippo", 6, 8)])  # more than half of the rails: a compute host of another name, ports down
+def test_fewer_ports_on_a_rail_group(tmp_path, server, ports, nics):
+    """A host with fewer ports than an 8-rail group's hosts is padded to 8 only as one of its compute
+    hosts with ports down (more than half the rails, or the others' name form, digits aside)."""
+    fab = rail_fabric(1, 8, 4, 2)
+    for rail in range(ports):
+        fab.hca(f"{server} mlx5_{rail}", f"IBLEAF-{rail + 1:02d}-01")
+    spec = imported(tmp_path, fab.text())
+    ht = spec.host_types[next(e.type for e in spec.hosts if server in expand(e.names))]
+    assert ht.nics == nics and spec.host_types["dgx-h100"].nics == 8
+    assert (f"{server} (no port on leaf01-{ports}" in spec.description) == (nics == 8)
+    assert gpu_leaves(spec, server) == [f"leaf01-{i * nics // 8}" for i in range(8)]
+
+
+def test_hosts_of_two_ports_on_one_leaf_are_no_rail_group(tmp_path):
+    """Hosts of a dual-port HCA both cabled to one leaf: a host with one of them down has 1 NIC, not 2
+    (no rail to keep on its leaf)."""
+    fab = Fabric()
+    for h in range(1, 5):
+        for port in range(1 if h == 4 else 2):
+            fab.hca(f"gpu{h:02d} mlx5_{port}", "leaf0")
+    fab.cable("leaf0", "spine0")
+    spec = imported(tmp_path, fab.text())
+    assert {e.type: e.names for e in spec.hosts} == {"dgx-h100": "gpu[01-03]", "dgx-h100-1nic": "gpu04"}
+    assert "ports down" not in spec.description
 
 
 def test_real_rails_and_qdr_fixtures():
@@ -218,3 +289,33 @@ def test_assemble_network_keeps_the_discovered_hosts(tmp_path):
     assert (groups["leaf01"].switches, groups["leaf01"].uplink_gbps) == (4, 4 * 400 / 8)
     out = tmp_path / "c.yaml"
     assert main(["topology", "assemble", str(hosts), "--network", str(dump), "-o", str(out)]) == 0
+
+
+def test_a_padded_host_of_another_count_is_counted_apart(tmp_path):
+    """6 hosts of 4 rails (the common count) and an 8-rail group of 3, big02 with a port down: kept at
+    8 and said to be, apart from the hosts cabled with 8."""
+    fab = rail_fabric(1, 4, 6, 2)
+    for rail in range(8):
+        for h in range(1, 4):
+            if (h, rail) != (2, 5):
+                fab.hca(f"big{h:02d} mlx5_{rail}", f"R8-{rail}")
+        fab.cable(f"R8-{rail}", "IBSPINE-01")
+    spec = imported(tmp_path, fab.text())
+    assert {t: h.nics for t, h in spec.host_types.items()} == {"dgx-h100": 4, "dgx-h100-8nic": 8}
+    assert ("nics 4 from the dump: the cabled HCA ports of 6 of 9 hosts; hosts with another count get a "
+            "host type of their own (dgx-h100-<n>nic): 3 hosts (big[01-03]) 8 NICs (1 of them with fewer "
+            "ports: ports down, below);") in spec.description
+    assert "big02 (no port on leaf02-5 'MF0;R8-5:MQM9701/U1')" in spec.description
+
+
+def test_no_padding_onto_another_su_of_a_merged_group(tmp_path):
+    """A server on rail 1 of two SUs joins their 8 leaves in one group: su2-dgx03, a port down, keeps its
+    3 ports (kept at 4 it was said to have no port on SU 1's leaves)."""
+    fab = rail_fabric(2, 4, 4, 2, ports={"su2-dgx03": 3})
+    fab.hca("ufm01 mlx5_0", "IBLEAF-01-01")
+    fab.hca("ufm01 mlx5_1", "IBLEAF-01-02")
+    spec = imported(tmp_path, fab.text())
+    assert {e.type: e.names for e in spec.hosts} == {
+        "dgx-h100": "su1-dgx[01-04],su2-dgx[01-02,04]", "dgx-h100-3nic": "su2-dgx03",
+        "dgx-h100-2nic": "ufm01"}
+    assert "no port on" not in spec.description and "ports down" not in spec.description
