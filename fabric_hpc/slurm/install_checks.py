@@ -107,9 +107,9 @@ def check_private_tmp(cfg: DeployConfig, root: str | os.PathLike[str] = "/") -> 
     i, a = cfg.install, cfg.agent
     if Path(root).resolve() != Path("/") or _in_private_tmp(i.unit_dir):
         return
-    bad = [(key, value, tmp) for key, value in (("install.python", i.python), ("agent.state_dir", a.state_dir),
-                                                 ("agent.rest_token_file", a.rest_token_file))
-           if value and (tmp := _in_private_tmp(value))]
+    paths = (("install.python", i.python), ("agent.state_dir", a.state_dir),
+             ("agent.rest_token_file", a.rest_token_file))
+    bad = [(key, value, tmp) for key, value in paths if value and (tmp := _in_private_tmp(value))]
     if bad:  # all of them in one error: the admin fixes every path in one edit
         where = "; ".join(f"{key} {value} is under {tmp}" for key, value, tmp in bad)
         keys = ", ".join(key for key, _, _ in bad)

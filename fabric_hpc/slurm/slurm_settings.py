@@ -166,7 +166,8 @@ def _conf_lines(path: Path, root: Path, depth: int = 0, conf_dir: Path | None = 
                 inc = root / name.lstrip("/") if name.startswith("/") else conf_dir / name
                 yield from _conf_lines(inc, root, depth + 1, conf_dir, seen)
         elif line:
-            seen.update(("cluster", v.lower()) for k, v in conf_pairs(line) if k.lower() == "clustername" and v)
+            seen.update(("cluster", v.lower()) for k, v in conf_pairs(line)
+                        if k.lower() == "clustername" and v)
             yield line
 
 

@@ -234,8 +234,8 @@ def shared(tmp_path: Path) -> Path:
     probe.write_text("x")
     _theirs(probe, 0o600)
     # without CAP_SETPCAP (a container's root) setpriv keeps the capabilities and says nothing
-    if subprocess.run(["setpriv", f"--bounding-set={_DAC_CAPS}", f"--inh-caps={_DAC_CAPS}", "cat", str(probe)],
-                      capture_output=True, timeout=30).returncode == 0:
+    drop = ["setpriv", f"--bounding-set={_DAC_CAPS}", f"--inh-caps={_DAC_CAPS}"]
+    if subprocess.run([*drop, "cat", str(probe)], capture_output=True, timeout=30).returncode == 0:
         pytest.skip("this root cannot drop CAP_DAC_OVERRIDE (no CAP_SETPCAP): another user's files stay open")
     probe.unlink()
     return tmp_path

@@ -171,7 +171,8 @@ def test_a_save_time_in_the_future_reads_the_whole_tail_back(tmp_path: Path) -> 
                                                       "saved": time.time() + 3600, "jobs": {}}))
     now = time.time()
     audit(tmp_path, ("agent.place", now - 60, {"job": 5, "hosts": ["n3"], "gpus": []}),
-          ("agent.place", now - 50, {"job": 6, "hosts": ["n4"], "gpus": []}), ("agent.unpin", now - 40, {"job": 6}))
+          ("agent.place", now - 50, {"job": 6, "hosts": ["n4"], "gpus": []}),
+          ("agent.unpin", now - 40, {"job": 6}))
     back = Actions(Fake([]), lambda *a, **k: None)
     store = DeferralStore(tmp_path)
     assert store.load(back) is None and store.recover_pins(back) == 1 and back.pins == {5: frozenset({"n3"})}
