@@ -10,8 +10,9 @@ What the importer builds: a host per distinct first word of the CA node descript
 mlx5_0"`` -> ``dgx01``; a ``--node-name-map`` file's name by GUID first; Mellanox SHArP "Aggregation
 Node" CAs inside switches are skipped; CAs still described by the firmware default ``"MT4129
 ConnectX7   Mellanox Technologies"`` or as ``localhost`` are left out and counted in the description);
-leaf switches are the switches CAs are cabled to, and leaf switches joined by hosts cabled to several
-of them form one leaf group (a rail-optimised group of N switches: NIC i on switch i mod N); the other
+leaf switches are the switches CAs are cabled to, and leaf switches joined by the compute hosts cabled to
+several of them form one leaf group (a rail-optimised group of N switches: NIC i on switch i mod N; a
+server on leaves of several groups joins none, :mod:`~fabric_hpc.topology.ib_groups`); the other
 switches' levels come from a breadth-first search up from the leaves, and the switches above each group, with
 those sharing a child group, form its parent group. Switch names are generated (``leaf01``,
 ``spine01``, ...; the descriptions are often not unique). Each group's uplink is the sum of the link
@@ -28,13 +29,14 @@ differ). See ``docs/topology-sources.md``.
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.hostlist import NAME, compress
+from fabric_hpc.topology.ib_groups import leaf_groups, spanning_note
 from fabric_hpc.topology.ib_rates import (Cable, cables_of, common_count, group_uplinks, nic_rates,
                                           rail_counts, rate_of, shown)
 from fabric_hpc.topology.import_slurm import _Switch
@@ -202,29 +204,17 @@ def _described(unnamed: list[_Node]) -> str:
     return f"({shown}{', ...' if len(counts) > 3 else ''})"
 
 
-def _leaf_groups(on: dict[str, set[str]], nodes: dict[str, _Node]) -> list[tuple[list[str], list[str]]]:
-    """(switches, hosts) per leaf group: leaf switches joined by the hosts cabled to several of them (a
-    rail group; its hosts need not be on every rail: a host down, a server on two of eight rails)."""
-    root: dict[str, str] = {}
-
-    def find(sw: str) -> str:
-        while root.setdefault(sw, sw) != sw:
-            root[sw] = root[root[sw]]
-            sw = root[sw]
-        return sw
-
-    for switches in on.values():
-        first, *rest = sorted(switches)
-        for sw in [first, *rest]:
-            root[find(sw)] = find(first)
-    members: dict[str, list[str]] = defaultdict(list)
-    for sw in sorted(root, key=lambda s: nodes[s].line):
-        members[find(sw)].append(sw)
-    first = {h: min(nodes[s].line for s in on[h]) for h in on}
-    hosts: dict[str, list[str]] = defaultdict(list)
-    for host in sorted(on, key=lambda h: (first[h], h)):
-        hosts[find(next(iter(on[host])))].append(host)
-    return [(sws, hosts[key]) for key, sws in members.items()]
+def _ports_on(cas: dict[str, list[str]], nodes: dict[str, _Node]) -> dict[str, Counter[str]]:
+    """Each host's cabled HCA ports per switch (a switch its CAs are linked to: at least 1)."""
+    out: dict[str, Counter[str]] = {}
+    for host, guids in cas.items():
+        count = out[host] = Counter()
+        for guid in guids:
+            node = nodes[guid]
+            mine = Counter(p for p, _, _ in node.ports.values() if nodes[p].kind == "Switch")
+            count.update(mine)
+            count.update(p for p in node.peers if nodes[p].kind == "Switch" and p not in mine)
+    return out
 
 
 def _levels_up(groups: list[list[str]], nodes: dict[str, _Node], path: str) -> list[list[list[str]]]:
@@ -304,7 +294,7 @@ def read_ibnetdiscover(path: Any, *, host_type: str | HostType | None = None, na
     for node in nodes.values():
         node.desc = names.get(node.guid[2:], node.desc)
     on, unnamed, cas = _hosts(nodes, str(dump))
-    leaves = _leaf_groups(on, nodes)
+    leaves, spanning = leaf_groups(on, _ports_on(cas, nodes), nodes)
     stages = _levels_up([sws for sws, _ in leaves], nodes, str(dump))
     switches, members = _switch_groups(stages, leaves, nodes, str(dump))
     notes = [f"CAs naming no host left out: {len(unnamed)} {_described(unnamed)}"] if unnamed else []
@@ -323,6 +313,8 @@ def read_ibnetdiscover(path: Any, *, host_type: str | HostType | None = None, na
         notes.append(_counted_nics(counts, ports, tname))
     if missing:
         notes.append(_missing_ports(missing, members, nodes))
+    if spanning:
+        notes.append(spanning_note(spanning, list(members)[:len(leaves)]))
     uplinks: dict[str, float] = {}
     if assume_nonblocking:
         notes.append("uplinks assumed non-blocking (--assume-nonblocking): link rates of switch cables "

@@ -177,12 +177,16 @@ def test_bad_node_name_map_is_one_clear_line(tmp_path, text, message):
     assert "\n" not in exc.value.message and exc.value.hint
 
 
-def test_a_host_on_two_groups_joins_them(tmp_path):
-    """A host cabled to leaf switches of two groups (a server on two SUs' rails) makes them one group."""
+def test_a_host_on_two_groups_joins_neither(tmp_path):
+    """A host cabled to leaf switches of two groups (node03: 2 ports on b0/b1, 1 on a1) joins neither: it
+    sits in the group of most of its ports, said in the description. It made them one group of 4
+    switches, node03-04 modelled on leaf-a0/a1."""
     path = tmp_path / "ib.txt"
     path.write_text(RAILS.replace('# "node02 mlx5_1"\n', '# "node03 mlx5_2"\n'))
     spec = import_csv(path)
-    assert [(g.hosts, g.switches) for g in spec.network.groups if g.hosts] == [("node[01-04]", 4)]
+    assert [(g.hosts, g.switches) for g in spec.network.groups if g.hosts] == [("node[01-02]", 2),
+                                                                              ("node[03-04]", 2)]
+    assert "node03 in leaf02 (1 port on leaf01)" in spec.description
 
 
 def test_two_machines_of_one_name_are_refused(tmp_path):

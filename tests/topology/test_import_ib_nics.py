@@ -199,8 +199,9 @@ def test_real_superpod_hosts_as_cabled():
 
 
 def test_a_dual_homed_server_on_a_fat_tree_pads_no_host(tmp_path):
-    """4 leaves of 4 one-port nodes and a storage server cabled to leaf0 and leaf3 (which it joins in
-    one leaf group): only stor01 has 2 NICs. node[30-33] were modelled with 2 ("no port on leaf0")."""
+    """4 leaves of 4 one-port nodes and a storage server cabled to leaf0 and leaf3 (it joined them in
+    one leaf group; now neither): only stor01 has 2 NICs. node[30-33] were modelled with 2 ("no port on
+    leaf0"), then on leaf0."""
     fab = Fabric()
     for leaf in range(4):
         for h in range(4):
@@ -215,6 +216,7 @@ def test_a_dual_homed_server_on_a_fat_tree_pads_no_host(tmp_path):
     assert ("nics 1 from the dump: the cabled HCA ports of 16 of 17 hosts; hosts with another count get a "
             "host type of their own (dgx-h100-<n>nic): 1 host (stor01) 2 NICs;") in spec.description
     assert "no port on" not in spec.description and "ports down" not in spec.description
+    assert nic_leaves(spec)["node30"] == ["leaf04"] and len(spec.network.groups) == 5
 
 
 def test_leaves_chained_by_dual_homed_servers_import(tmp_path):
@@ -308,14 +310,69 @@ def test_a_padded_host_of_another_count_is_counted_apart(tmp_path):
     assert "big02 (no port on leaf02-5 'MF0;R8-5:MQM9701/U1')" in spec.description
 
 
-def test_no_padding_onto_another_su_of_a_merged_group(tmp_path):
-    """A server on rail 1 of two SUs joins their 8 leaves in one group: su2-dgx03, a port down, keeps its
-    3 ports (kept at 4 it was said to have no port on SU 1's leaves)."""
+def nic_leaves(spec: FabricSpec) -> dict[str, list[str]]:
+    """Each host's leaf switches as modelled (NIC i's, in NIC order: ``leaf02-3``, group leaf02's 4th
+    switch in the dump's order)."""
+    fab = build(spec)
+    return {h: [v for n in range(spec.host_types[e.type].nics)
+                for _, v, d in fab.graph.edges(f"{h}/nic{n}", data=True) if d["kind"] == "network"]
+            for e in spec.hosts for h in expand(e.names)}
+
+
+def test_a_server_on_two_sus_leaves_them_apart(tmp_path):
+    """A UFM server on rail 1 of two SUs: the SUs stay two rail groups, each host's NIC i on its own
+    SU's leaf i, su2-dgx03 (a port down) kept at 4 on SU 2's leaves; ufm01 sits in SU 1's group, its
+    port on SU 2 said in the description. The server made one group of 8 leaves: SU 2's hosts were
+    modelled on SU 1's leaves (validate: 4 of its 8 switches carry no NIC)."""
     fab = rail_fabric(2, 4, 4, 2, ports={"su2-dgx03": 3})
     fab.hca("ufm01 mlx5_0", "IBLEAF-01-01")
     fab.hca("ufm01 mlx5_1", "IBLEAF-01-02")
     spec = imported(tmp_path, fab.text())
-    assert {e.type: e.names for e in spec.hosts} == {
-        "dgx-h100": "su1-dgx[01-04],su2-dgx[01-02,04]", "dgx-h100-3nic": "su2-dgx03",
-        "dgx-h100-2nic": "ufm01"}
-    assert "no port on" not in spec.description and "ports down" not in spec.description
+    assert [(g.name, g.hosts, g.switches) for g in spec.network.groups if g.hosts] == [
+        ("leaf01", "su1-dgx[01-04],ufm01", 4), ("leaf02", "su2-dgx[01-04]", 4)]
+    assert {e.type: e.names for e in spec.hosts} == {"dgx-h100": "su1-dgx[01-04],su2-dgx[01-04]",
+                                                     "dgx-h100-2nic": "ufm01"}
+    leaves = nic_leaves(spec)
+    assert all(leaves[f"su{su}-dgx{h:02d}"] == [f"leaf0{su}-{r}" for r in range(4)]
+               for su in (1, 2) for h in range(1, 5))
+    assert leaves["ufm01"] == ["leaf01-0", "leaf01-1"]
+    assert "su2-dgx03 (no port on leaf02-3 'MF0;IBLEAF-04-02:MQM9701/U1')" in spec.description
+    assert ("1 host (ufm01) cabled to leaves of several leaf groups (a UFM, storage or management "
+            "server, say) join none" in spec.description)
+    assert "ufm01 in leaf01 (1 port on leaf02)" in spec.description
+
+
+def test_leaves_chained_by_servers_keep_their_hosts(tmp_path):
+    """70 leaves of a one-port node each chained by 69 two-port storage servers: 70 leaf groups of one
+    switch, each node on its own leaf. They were one group of 70 (68 carrying no NIC), node01-69
+    modelled on leaf00."""
+    fab = Fabric()
+    for leaf in range(70):
+        fab.hca(f"node{leaf:02d} mlx5_0", f"leaf{leaf:02d}")
+        fab.cable(f"leaf{leaf:02d}", f"spine{leaf // 35}")
+    fab.cable("spine0", "core")
+    fab.cable("spine1", "core")
+    for k in range(69):
+        fab.hca(f"stor{k:02d} mlx5_0", f"leaf{k:02d}")
+        fab.hca(f"stor{k:02d} mlx5_1", f"leaf{k + 1:02d}")
+    spec = imported(tmp_path, fab.text())
+    leaf_groups = [g for g in spec.network.groups if g.hosts]
+    assert len(leaf_groups) == 70 and {g.switches for g in leaf_groups} == {1}
+    leaves = nic_leaves(spec)
+    assert all(leaves[f"node{k:02d}"] == [f"leaf{k + 1:02d}"] for k in range(70))
+    assert leaves["stor05"] == ["leaf06", "leaf06"]
+    assert "69 hosts (stor[00-04], ...) cabled to leaves of several leaf groups" in spec.description
+
+
+def test_a_real_superpod_server_on_two_sus(tmp_path):
+    """topograph's SuperPOD excerpt with the UFM server given a third port on SU 1 (a default-described
+    CA named by --node-name-map): SU 1 and SU 8 stay two rail groups as without it. They were one group
+    of 7 switches (SU 1's DGXs modelled on SU 8's leaves)."""
+    names = tmp_path / "map"
+    names.write_text('0xe09d7303002334dc "B11-P1-CUFM-02 mlx5_2"\n')
+    spec = import_csv(FIXTURES / "topograph-dgx-h100-su1-su8.txt", node_name_map=names)
+    plain = import_csv(FIXTURES / "topograph-dgx-h100-su1-su8.txt")
+    assert ([(g.hosts, g.switches) for g in spec.network.groups]
+            == [(g.hosts, g.switches) for g in plain.network.groups])
+    assert [g.switches for g in spec.network.groups] == [4, 3, 9]
+    assert "B11-P1-CUFM-02 in leaf01 (1 port on leaf02)" in spec.description
