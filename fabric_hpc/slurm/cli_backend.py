@@ -199,15 +199,16 @@ class CliClient(SlurmClient):
             if found is not None:
                 return found
             self._scontrol_nodes = True
-        found = decode.nodes_answer(self._json(["scontrol", "show", "nodes", "--json"]), "scontrol show nodes --json",
-                                    self.decoded.nodes)
+        found = decode.nodes_answer(self._json(["scontrol", "show", "nodes", "--json"]),
+                                    "scontrol show nodes --json", self.decoded.nodes)
         if found is None:
             raise SlurmError("scontrol show nodes --json answered without a 'nodes' list")
         return found
 
     @decode.gc_paused()
     def jobs(self) -> list[Job]:
-        return queued(decode.jobs_answer(self._json(["squeue", "--json"]), "squeue --json", self.decoded.jobs))
+        answer = self._json(["squeue", "--json"])
+        return queued(decode.jobs_answer(answer, "squeue --json", self.decoded.jobs))
 
     def reservations(self) -> resv.Read:
         """``scontrol show reservation --json`` (23.02+); its ``-o`` text (local times) where scontrol has no

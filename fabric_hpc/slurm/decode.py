@@ -329,24 +329,26 @@ def jobs_answer(data: Any, what: str, memo: Decoded | None = None) -> list[Job]:
 #: them against every recorded answer): two records alike in these decode alike.
 NODE_FIELDS = ("name", "state", "state_flags", "gres", "gres_used", "active_features", "features", "cpus",
                "alloc_cpus", "partitions", "reservation", "real_memory", "alloc_memory")
-JOB_FIELDS = ("job_id", "job_state", "nodes", "tres_per_node", "time_limit", "user_id", "name", "state_reason",
-              "comment", "user_name", "partition", "account", "qos", "node_count", "tres_per_job", "cpus",
-              "required_nodes", "excluded_nodes", "gres_detail", "submit_time", "eligible_time", "start_time",
-              "priority", "dependency", "array_job_id", "het_job_id", "resv_name", "requeue", "segment_size",
-              "shared", "memory_per_node", "memory_per_cpu", "features")
+JOB_FIELDS = ("job_id", "job_state", "nodes", "tres_per_node", "time_limit", "user_id", "name",
+              "state_reason", "comment", "user_name", "partition", "account", "qos", "node_count",
+              "tres_per_job", "cpus", "required_nodes", "excluded_nodes", "gres_detail", "submit_time",
+              "eligible_time", "start_time", "priority", "dependency", "array_job_id", "het_job_id",
+              "resv_name", "requeue", "segment_size", "shared", "memory_per_node", "memory_per_cpu",
+              "features")
 
 
 class Decoded:
-    """A client's records of its last answer, decoded by ``decoder`` (:func:`node`, :func:`job`, which return
-    immutable objects), kept by the ``fields`` the decoder reads: a record whose fields are the same as in the
-    last answer is not decoded again. From one cycle to the next most of thousands of jobs are unchanged,
-    and decoding them was most of reading them. Only the last answer's records are kept (bounded by it).
+    """A client's records of its last answer, decoded by ``decoder`` (:func:`node`, :func:`job`, which
+    return immutable objects), kept by the ``fields`` the decoder reads: a record whose fields are the
+    same as in the last answer is not decoded again. From one cycle to the next most of thousands of
+    jobs are unchanged, and decoding them was most of reading them. Only the last answer's records are
+    kept (bounded by it).
 
-    The key is the fields, in ``fields``' order, serialised by orjson (an array of their values, an object
-    where some are absent): exact for what
-    :func:`parse_json` gives (``1``, ``1.0`` and ``true`` differ, as they do to the decoder; it gives no NaN or
-    infinity, which orjson writes as null). A record that is no plain dict, or does not serialise (an
-    integer beyond 64 bits), is decoded every time. A record the decoder refuses raises as without the memo."""
+    The key is the fields, in ``fields``' order, serialised by orjson (an array of their values, an
+    object where some are absent): exact for what :func:`parse_json` gives (``1``, ``1.0`` and ``true``
+    differ, as they do to the decoder; it gives no NaN or infinity, which orjson writes as null). A
+    record that is no plain dict, or does not serialise (an integer beyond 64 bits), is decoded every
+    time. A record the decoder refuses raises as without the memo."""
 
     def __init__(self, decoder: Callable[[Any], Any], fields: tuple[str, ...]) -> None:
         self.decoder, self.fields = decoder, fields

@@ -363,7 +363,8 @@ class RestClient(SlurmClient):
     @decode.gc_paused()
     def jobs(self) -> list[Job]:
         path = "/jobs" if self.legacy else "/jobs/"
-        return queued(decode.jobs_answer(self._call("GET", path), f"slurmrestd GET {path}", self.decoded.jobs))
+        answer = self._call("GET", path)
+        return queued(decode.jobs_answer(answer, f"slurmrestd GET {path}", self.decoded.jobs))
 
     def reservations(self) -> resv.Read:
         """``GET /reservations`` (both dialects: v0.0.38's plain numbers, v0.0.40+'s number objects)."""
