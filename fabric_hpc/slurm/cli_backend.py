@@ -124,6 +124,7 @@ class CliClient(SlurmClient):
         self._job_squeue = False  # True once scontrol had no --json for one job (22.05)
         self._children: set[subprocess.Popen[str]] = set()  # the commands running (interrupt())
         self._interrupted = False
+        self.decoded = decode.Decoders()  # its last node and job answers' records, decoded
 
     def interrupt(self) -> None:
         """Kill the commands running and refuse new ones (the agent's stop; safe from a signal handler or
@@ -194,18 +195,20 @@ class CliClient(SlurmClient):
         """``sinfo --json`` where it lists nodes (22.05); otherwise (23.02+: per-partition records)
         ``scontrol show nodes --json``, which later calls then ask directly."""
         if not self._scontrol_nodes:
-            found = decode.nodes_answer(self._json(["sinfo", "--json"]), "sinfo --json")
+            found = decode.nodes_answer(self._json(["sinfo", "--json"]), "sinfo --json", self.decoded.nodes)
             if found is not None:
                 return found
             self._scontrol_nodes = True
-        found = decode.nodes_answer(self._json(["scontrol", "show", "nodes", "--json"]), "scontrol show nodes --json")
+        found = decode.nodes_answer(self._json(["scontrol", "show", "nodes", "--json"]),
+                                    "scontrol show nodes --json", self.decoded.nodes)
         if found is None:
             raise SlurmError("scontrol show nodes --json answered without a 'nodes' list")
         return found
 
     @decode.gc_paused()
     def jobs(self) -> list[Job]:
-        return queued(decode.jobs_answer(self._json(["squeue", "--json"]), "squeue --json"))
+        answer = self._json(["squeue", "--json"])
+        return queued(decode.jobs_answer(answer, "squeue --json", self.decoded.jobs))
 
     def reservations(self) -> resv.Read:
         """``scontrol show reservation --json`` (23.02+); its ``-o`` text (local times) where scontrol has no

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -305,16 +306,87 @@ def _items(data: Mapping[str, Any], key: str, what: str) -> list[Any]:
     return items
 
 
-def nodes_answer(data: Any, what: str) -> list[Node] | None:
+def nodes_answer(data: Any, what: str, memo: Decoded | None = None) -> list[Node] | None:
     """Nodes of an answer with a ``nodes`` list; None for ``sinfo --json`` of 23.02+ (per-partition
-    ``sinfo`` records, which group nodes and so cannot give each node's allocated GPUs)."""
+    ``sinfo`` records, which group nodes and so cannot give each node's allocated GPUs). ``memo``: the
+    client's :class:`Decoded` of :func:`node` (a record unchanged since its last answer not decoded again)."""
     data = answer(data, what)
     if "nodes" not in data and isinstance(data.get("sinfo"), list):
         return None
     with gc_paused():
-        return [node(n) for n in _items(data, "nodes", what)]
+        items = _items(data, "nodes", what)
+        return memo(items) if memo is not None else [node(n) for n in items]
 
 
-def jobs_answer(data: Any, what: str) -> list[Job]:
+def jobs_answer(data: Any, what: str, memo: Decoded | None = None) -> list[Job]:
+    """Jobs of an answer with a ``jobs`` list (``memo``: as :func:`nodes_answer`'s, of :func:`job`)."""
     with gc_paused():
-        return [job(j) for j in _items(answer(data, what), "jobs", what)]
+        items = _items(answer(data, what), "jobs", what)
+        return memo(items) if memo is not None else [job(j) for j in items]
+
+
+#: The fields :func:`node` and :func:`job` read, and nothing else (tests/slurm/test_decode_memo.py checks
+#: them against every recorded answer): two records alike in these decode alike.
+NODE_FIELDS = ("name", "state", "state_flags", "gres", "gres_used", "active_features", "features", "cpus",
+               "alloc_cpus", "partitions", "reservation", "real_memory", "alloc_memory")
+JOB_FIELDS = ("job_id", "job_state", "nodes", "tres_per_node", "time_limit", "user_id", "name",
+              "state_reason", "comment", "user_name", "partition", "account", "qos", "node_count",
+              "tres_per_job", "cpus", "required_nodes", "excluded_nodes", "gres_detail", "submit_time",
+              "eligible_time", "start_time", "priority", "dependency", "array_job_id", "het_job_id",
+              "resv_name", "requeue", "segment_size", "shared", "memory_per_node", "memory_per_cpu",
+              "features")
+
+
+class Decoded:
+    """A client's records of its last answer, decoded by ``decoder`` (:func:`node`, :func:`job`, which
+    return immutable objects), kept by the ``fields`` the decoder reads: a record whose fields are the
+    same as in the last answer is not decoded again. From one cycle to the next most of thousands of
+    jobs are unchanged, and decoding them was most of reading them. Only the last answer's records are
+    kept (bounded by it).
+
+    The key is the fields, in ``fields``' order, serialised by orjson (an array of their values, an
+    object where some are absent): exact for what :func:`parse_json` gives (``1``, ``1.0`` and ``true``
+    differ, as they do to the decoder; it gives no NaN or infinity, which orjson writes as null). A
+    record that is no plain dict, or does not serialise (an integer beyond 64 bits), is decoded every
+    time. A record the decoder refuses raises as without the memo."""
+
+    def __init__(self, decoder: Callable[[Any], Any], fields: tuple[str, ...]) -> None:
+        self.decoder, self.fields = decoder, fields
+        self._values = operator.itemgetter(*fields)
+        self._last: dict[bytes, Any] = {}
+
+    def __call__(self, records: list[Any]) -> list[Any]:
+        last, kept, out = self._last, {}, []
+        for d in records:
+            key = self._key(d)
+            found = last.get(key) if key is not None else None
+            if found is None:
+                found = self.decoder(d)
+            if key is not None:
+                kept[key] = found
+            out.append(found)
+        self._last = kept
+        return out
+
+    def __len__(self) -> int:
+        """Records kept (those of the last answer, each distinct one once)."""
+        return len(self._last)
+
+    def _key(self, d: Any) -> bytes | None:
+        if type(d) is not dict:
+            return None
+        try:
+            try:
+                return orjson.dumps(self._values(d))  # every field there: an array
+            except KeyError:  # some absent: an object of those present
+                return orjson.dumps({f: d[f] for f in self.fields if f in d})
+        except orjson.JSONEncodeError:
+            return None
+
+
+class Decoders:
+    """One client's memos of its node and job answers (:class:`Decoded`)."""
+
+    def __init__(self) -> None:
+        self.nodes = Decoded(node, NODE_FIELDS)
+        self.jobs = Decoded(job, JOB_FIELDS)

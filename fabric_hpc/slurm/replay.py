@@ -30,10 +30,12 @@ class ReplayClient(SlurmClient):
     def __init__(self, nodes_json: str, jobs_json: str) -> None:
         self.nodes_json, self.jobs_json = nodes_json, jobs_json
         self.actions: list[tuple[str, int, dict[str, Any]]] = []
+        self.decoded = decode.Decoders()  # its last answers' records, decoded
 
     @decode.gc_paused()
     def nodes(self) -> list[Node]:
-        found = decode.nodes_answer(_load(self.nodes_json, "recorded nodes"), "recorded nodes")
+        found = decode.nodes_answer(_load(self.nodes_json, "recorded nodes"), "recorded nodes",
+                                   self.decoded.nodes)
         if found is None:
             raise SlurmError("the recorded node answer is a per-partition sinfo --json (Slurm 23.02+)",
                              hint="record `scontrol show nodes --json` instead")
@@ -43,7 +45,7 @@ class ReplayClient(SlurmClient):
     def jobs(self) -> list[Job]:
         """The recorded jobs but the finished ones (:func:`~fabric_hpc.slurm.contract.queued`), as every
         backend lists them: a recorded ``GET /jobs`` holds the jobs that ended within MinJobAge too."""
-        return queued(self._recorded())
+        return queued(self._recorded(self.decoded.jobs))
 
     def job(self, job_id: int) -> Job:
         """One recorded job, a finished one too (as ``scontrol show job``)."""
@@ -52,8 +54,8 @@ class ReplayClient(SlurmClient):
                 return j
         raise NotFoundError(f"the recording has no job {job_id}", hint="record the job's answer with it")
 
-    def _recorded(self) -> list[Job]:
-        return decode.jobs_answer(_load(self.jobs_json, "recorded jobs"), "recorded jobs")
+    def _recorded(self, memo: decode.Decoded | None = None) -> list[Job]:
+        return decode.jobs_answer(_load(self.jobs_json, "recorded jobs"), "recorded jobs", memo)
 
     def submit(self, script: str, args: Sequence[str] = (), *, cwd: str | None = None) -> int:
         self.actions.append(("submit", 0, {"args": list(args)}))

@@ -148,6 +148,7 @@ class RestClient(SlurmClient):
         #: set.add/discard and list(set) are single steps under the GIL
         self._open: set[socket.socket] = set()
         self._interrupted = False
+        self.decoded = decode.Decoders()  # its last node and job answers' records, decoded
 
     def interrupt(self) -> None:
         """Abandon the requests in flight and refuse new ones (the agent's stop; safe from a signal
@@ -354,7 +355,7 @@ class RestClient(SlurmClient):
     @decode.gc_paused()
     def nodes(self) -> list[Node]:
         path = "/nodes" if self.legacy else "/nodes/"
-        found = decode.nodes_answer(self._call("GET", path), f"slurmrestd GET {path}")
+        found = decode.nodes_answer(self._call("GET", path), f"slurmrestd GET {path}", self.decoded.nodes)
         if found is None:
             raise SlurmError(f"slurmrestd GET {path} answered without a 'nodes' list")
         return found
@@ -362,7 +363,8 @@ class RestClient(SlurmClient):
     @decode.gc_paused()
     def jobs(self) -> list[Job]:
         path = "/jobs" if self.legacy else "/jobs/"
-        return queued(decode.jobs_answer(self._call("GET", path), f"slurmrestd GET {path}"))
+        answer = self._call("GET", path)
+        return queued(decode.jobs_answer(answer, f"slurmrestd GET {path}", self.decoded.jobs))
 
     def reservations(self) -> resv.Read:
         """``GET /reservations`` (both dialects: v0.0.38's plain numbers, v0.0.40+'s number objects)."""

@@ -51,10 +51,13 @@ import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.events import emit
 from fabric_hpc.hostlist import compress, expand, select
 from fabric_hpc.placement import ClusterState
+from fabric_hpc.placement.state import FREE
 from fabric_hpc.placement.explain import never_fits
 from fabric_hpc.placement.request import Request
 from fabric_hpc.scheduler import DEFAULT_TIERS, TIERS, PendingJob, RunningJob, Tier
@@ -226,6 +229,14 @@ def _gpu_ids(fab: Fabric, host: str, indices: tuple[int, ...]) -> list[str]:
     return [gpus[i] for i in indices if i < len(gpus)]
 
 
+def _free_at(fab: Fabric, state: ClusterState, listed: list[tuple[str, tuple[int, ...]]]) -> np.ndarray:
+    """The positions of the GPUs ``listed`` (hosts of the fabric, Slurm's GPU indices there: those past a
+    host's GPUs left out, :func:`_gpu_ids`) that no job holds in ``state``, in the order listed."""
+    pos = fab.gpu_pos
+    at = np.fromiter((pos[g] for host, idx in listed for g in _gpu_ids(fab, host, idx)), np.int64)
+    return at[state.owner[at] == FREE]
+
+
 @dataclass(frozen=True)
 class PinRules:
     """What the agent remembers between cycles about pins (:class:`~fabric_hpc.slurm.actions.Actions`)."""
@@ -288,13 +299,13 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
     for job in jobs:
         if not job.active or not job.gpus:
             continue
-        gpus = [g for h, idx in job.gpus.items() if h in known for g in _gpu_ids(fab, h, idx)]
-        gpus = [g for g in gpus if state.owner[fab.gpu_pos[g]] == -1]
+        at = _free_at(fab, state, [(h, idx) for h, idx in job.gpus.items() if h in known])
         req = _request_or_none(job) if job.fabric_marked and job.gpus_per_node else None
-        mine = None if state.holds(str(job.job_id)) else gpus  # all it holds (its id seen once, as a rule)
-        if gpus:  # with its tp/pp: the job's data-parallel rings are other gangs' background traffic
-            state.allocate(str(job.job_id), gpus, **(req.parallel_meta() if req else {}))
-            view.held[account_of(job)] = view.held.get(account_of(job), 0) + len(gpus)
+        # all it holds (its id seen once, as a rule), in the fabric's order
+        mine = None if state.holds(str(job.job_id)) else [fab.gpus[i] for i in sorted(at.tolist())]
+        if at.size:  # with its tp/pp: the job's data-parallel rings are other gangs' background traffic
+            state.allocate(str(job.job_id), at, **(req.parallel_meta() if req else {}))
+            view.held[account_of(job)] = view.held.get(account_of(job), 0) + int(at.size)
         if state.holds(str(job.job_id)):
             view.running.append(_running(state, job, req, inputs, now, mine))
     # GPUs that are going away: those of completing jobs, and those Slurm says are used but no
@@ -302,11 +313,11 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
     releasing = {g for job in jobs if job.state == "COMPLETING" and state.holds(str(job.job_id))
                  for g in state.job_gpus(str(job.job_id))}
     for node in nodes:
-        if node.name in known:
-            free = [g for g in _gpu_ids(fab, node.name, node.gpus_used) if state.owner[fab.gpu_pos[g]] == -1]
-            if free:
+        if node.name in known and node.gpus_used:
+            free = _free_at(fab, state, [(node.name, node.gpus_used)])
+            if free.size:
                 state.allocate(UNATTRIBUTED, free)
-                releasing.update(free)
+                releasing.update(fab.gpus[i] for i in free.tolist())
     pins = pins or PinRules()
     pending = [j for j in jobs if j.pending and j.fabric_marked]
     if pins.own is not None:  # a ReqNodeList the agent did not set is not its to place, move or clear
