@@ -8,9 +8,10 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import click
 import pytest
 
-from fabric_hpc.cli.main import main
+from fabric_hpc.cli.main import COMMAND_GROUPS, cli, main
 
 REPO = Path(__file__).resolve().parents[2]
 # lines of topology.md's Commands block that need a checkout (topology/, data/), this host or /etc
@@ -81,3 +82,15 @@ def test_a_missing_state_file_hint_makes_one(tmp_path: Path, monkeypatch: pytest
     assert fix == """echo '{"version": 1}' > 'my state.json'"""
     assert _run(fix, tmp_path, capsys)[0] == 0
     assert main(args) == 0 and "8 GPUs on 1 host(s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(COMMAND_GROUPS))
+def test_help_names_every_command_of_a_group(name: str) -> None:
+    """The README starts a user at `fabric --help`, then uses `fabric slurm report`, `slurm jobscripts`,
+    `ckpt import-hf`, `topology assemble` and `sim demo`, which that summary (and the group's own
+    --help) did not name."""
+    group = cli.get_command(click.Context(cli), name)
+    commands = sorted(group.commands) if isinstance(group, click.Group) else []
+    for text in (COMMAND_GROUPS[name][1], " ".join((group.help or "").split())):
+        missing = [c for c in commands if not re.search(rf"(?<![\w-]){re.escape(c)}(?![\w-])", text)]
+        assert not missing, f"fabric {name}: {text!r} names no {missing}"
