@@ -59,7 +59,8 @@ class _Group(click.Group):
 
 @click.group("ckpt", cls=_Group)
 def group() -> None:
-    """Checkpoints: list, show, verify, restore onto another world size, prune, HDF5."""
+    """Checkpoints: list, show, verify, restore onto another world size, prune; export/import (HDF5),
+    export-hf/import-hf (Hugging Face safetensors), export-dcp/import-dcp (PyTorch DCP), convert."""
 
 
 @group.command("list")

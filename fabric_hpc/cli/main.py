@@ -30,13 +30,17 @@ from fabric_hpc.events import JsonLinesFormatter
 
 # name -> (module, one-line help). Add a line here when a subsystem gains a command group.
 COMMAND_GROUPS: dict[str, tuple[str, str]] = {
-    "topology": ("fabric_hpc.cli.topology", "Fabric model: generate, import, discover, validate, show, export, report."),
+    "topology": ("fabric_hpc.cli.topology",
+                 "Fabric model: generate, import, discover, assemble, validate, show, export, report."),
     "place": ("fabric_hpc.cli.place", "Topology-aware gang placement (cpsat, greedy, Slurm baselines), explained."),
     "infer": ("fabric_hpc.cli.infer", "Batch inference harness: prepare, run, status, merge, bench."),
-    "slurm": ("fabric_hpc.cli.slurm", "Slurm through fabric's client: jobs, nodes, why a job waits, install, plugin config."),
+    "slurm": ("fabric_hpc.cli.slurm", "Slurm through fabric's client: jobs, nodes, why a job waits, report; "
+              "install, uninstall, plugin-config, topo-files, jobscripts."),
     "agent": ("fabric_hpc.cli.agent", "The Slurm placement agent: run (daemon), check, status."),
-    "ckpt": ("fabric_hpc.cli.ckpt", "Checkpoints: list, show, verify, restore --to-world-size, prune, HDF5."),
-    "sim": ("fabric_hpc.cli.sim", "Cluster simulator: replay traces through scheduling policies, compare."),
+    "ckpt": ("fabric_hpc.cli.ckpt", "Checkpoints: list, show, verify, restore --to-world-size, prune; "
+             "export/import (HDF5), export-hf/import-hf, export-dcp/import-dcp, convert."),
+    "sim": ("fabric_hpc.cli.sim",
+            "Cluster simulator: run (replay traces through scheduling policies), compare, demo."),
     "docs": ("fabric_hpc.cli.docs", "The documentation pages (docs/*.md, also in the wheel): `fabric docs` "
              "lists them, `fabric docs PAGE` prints one."),
 }

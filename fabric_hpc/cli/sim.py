@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 @click.group()
 def group() -> None:
-    """Trace-driven cluster simulator: replay workloads through scheduling policies."""
+    """Trace-driven cluster simulator: run (replay workloads through scheduling policies), compare,
+    demo."""
 
 
 @group.command("run")

@@ -21,7 +21,8 @@ _rest_url = click.option("--rest-url", default=None, help="slurmrestd address fo
 
 @click.group("slurm")
 def group() -> None:
-    """Slurm: jobs and nodes as fabric sees them, why a job waits, the job_submit plugin."""
+    """Slurm: jobs and nodes as fabric sees them, why a job waits, report; install, uninstall,
+    plugin-config, topo-files, jobscripts (the job_submit plugin, TaskProlog, job scripts)."""
 
 
 def _client(backend: str, rest_url: str | None) -> Any:

@@ -19,7 +19,7 @@ FABRIC_HELP = f"Fabric YAML file or generator reference (default: {DEFAULT_FABRI
 
 @click.group()
 def group() -> None:
-    """Fabric model: generate, import, discover, validate, show, export, report."""
+    """Fabric model: generate, import, discover, assemble, validate, show, export, report."""
 
 
 def _write_or_print(text: str, out: str | None) -> None:

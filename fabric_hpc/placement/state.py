@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import stat
 from collections import Counter
 from collections.abc import Iterable
@@ -335,7 +336,9 @@ class ClusterState:
             raise ConfigError("the cluster state file name is empty", hint="give a file (see docs/placement.md) or omit --state")
         p = Path(path)
         if not p.exists():
-            raise NotFoundError(f"no cluster state file {p}", hint="write one (see docs/placement.md) or omit --state")
+            raise NotFoundError(f"no cluster state file {p}",
+                                hint=f"start an all-free one: echo '{{\"version\": 1}}' > {shlex.quote(str(p))} "
+                                     "(docs/placement.md, \"Cluster state file\"), or omit --state")
         return cls.from_dict(fab, read_json(p, what="cluster state file"), source=str(p))
 
     def save(self, path: str | os.PathLike[str]) -> None:

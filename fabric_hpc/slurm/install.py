@@ -57,7 +57,9 @@ class Installer:
     """Writes a plan under ``root``, keeps the manifest (:mod:`fabric_hpc.slurm.manifest`), and undoes it."""
 
     def __init__(self, cfg: DeployConfig, *, root: str | os.PathLike[str] = "/") -> None:
-        self.cfg, self.root = cfg, Path(root)
+        # absolute: the manifest lists the directories install made under it, which uninstall checks
+        # against --root; `--root staging` kept them as `staging/etc` and uninstall refused them all
+        self.cfg, self.root = cfg, Path(os.path.abspath(root))
         self.state_dir = self.at(cfg.agent.state_dir)
         self.manifest_path = self.at(cfg.install.config_dir) / MANIFEST  # root's directory, not the agent's
         self.legacy_manifest = self.state_dir / MANIFEST  # where installs before this one kept it

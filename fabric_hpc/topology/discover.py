@@ -101,8 +101,9 @@ def discover(*, root: str | os.PathLike[str] = "/", nvml: Any = None,
     if why:
         pci = sysfs.nvidia_pci_gpus()
         seen = f"; sysfs shows {len(pci)} NVIDIA GPU PCI device(s) ({', '.join(pci)})" if pci else ""
-        notes.append(f"NVML is not available on this host ({why}): no GPUs reported (0 GPUs); CPUs, NUMA "
-                     f"nodes and NICs below come from sysfs{seen}")
+        lead = (f"NVML is not available on this host ({why})" if use_nvml
+                else "NVML was not consulted (--no-nvml)")  # NVML may well be there: the user said no
+        notes.append(f"{lead}: no GPUs reported (0 GPUs); CPUs, NUMA nodes and NICs below come from sysfs{seen}")
         emit("topology.discover.nvml_unavailable", host=host, reason=why, nvidia_pci_devices=len(pci))
     gpus = _gpus(rec.get("devices", []), sysfs, notes)
     if not why:
@@ -140,7 +141,7 @@ def _short_hostname(name: str) -> str:
 def _nvml_answers(nvml: Any, recording: Any, use_nvml: bool) -> tuple[dict[str, Any], str | None]:
     """The NVML answers and, when NVML could not be used, why (in plain words)."""
     if not use_nvml:
-        return {}, "NVML was not consulted (disabled by the caller)"
+        return {}, "NVML was not consulted (--no-nvml; Python: use_nvml=False)"
     if recording is not None:
         nvml = RecordedNvml(recording)
     if nvml is None:
