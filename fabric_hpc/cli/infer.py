@@ -326,10 +326,9 @@ def status_cmd(output: Path, as_json: bool) -> None:
                  " ".join(f"{k}={v}" for k, v in (r.get("queue_depths") or {}).items()))
                 for rank, r in st["ranks"].items()]
         if rows:
-            c.print(table(f"each rank's last metrics snapshot (now {time.strftime('%H:%M:%S')}; the "
-                          f"count above is the journal's)",
-                          ["rank", "phase", "done (last attempt)", "at", "items/s", "padding", "busy",
-                           "queues"], rows))
+            c.print(table(f"each rank's last metrics snapshot (now {time.strftime('%H:%M:%S')}; done: "
+                          f"in the last attempt, the count above is the journal's)",
+                          ["rank", "phase", "done", "at", "items/s", "padding", "busy", "queues"], rows))
 
     render(as_json, st, human)
 
