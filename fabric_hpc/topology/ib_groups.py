@@ -3,12 +3,16 @@
 A leaf group is a set of leaf switches whose hosts share them: a rail group (a scalable unit of a
 rail-optimised fabric: N leaves, each compute host one port on each, NIC i on switch i) or one leaf of a
 fat tree. Leaves are joined only through hosts that look like the compute hosts of their part of the
-fabric: a port on each of several leaves, one per leaf (spread), and the usual port count of the hosts
-cabled there (so a storage server dual-homed to two leaves of one-port hosts joins nothing). The
-commonest leaf sets are taken first, and a host's leaf set that touches leaves of two groups already
-formed (a UFM or storage server cabled to two scalable units) joins neither: each such host is placed
-in the group holding most of its ports, the others named in the fabric's description. See
-``docs/topology-sources.md``, "ibnetdiscover".
+fabric: a port on each of several leaves, one per leaf (spread), holding half or more of the spread
+hosts' ports there (one-port login, storage or CPU nodes on rail leaves count for neither side), and,
+for two leaves, the usual port count of the hosts cabled only to them (so storage servers dual-homed to
+two leaves of one-port hosts join nothing, unless at least as many as those hosts). The commonest leaf
+sets are taken first; a host's leaf set that touches leaves of two groups already formed (a UFM or
+storage server cabled to two scalable units) joins neither: each such host is placed in the group
+holding most of its ports, the others named in the fabric's description. A set whose leaves are mostly
+new, the others in one or more groups already formed (each SU's hosts with a port on one storage leaf),
+joins its new leaves: the others are shared, stay in their group and are named in the description.
+See ``docs/topology-sources.md``, "ibnetdiscover".
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class _Placed(Protocol):
 Groups = list[tuple[list[str], list[str]]]
 #: a host placed in one group with ports on others: (host, its group's index, {other index: ports})
 Spanning = list[tuple[str, int, dict[int, int]]]
+#: a shared leaf (switch GUID) and the hosts of other groups with ports on it
+Shared = list[tuple[str, list[str]]]
 
 
 class _Union:
@@ -54,26 +60,44 @@ def _spread(on: dict[str, set[str]], ports: dict[str, Counter[str]]) -> dict[str
     return {h: frozenset(on[h]) for h in on if len(on[h]) > 1 and sum(ports[h].values()) == len(on[h])}
 
 
-def _holds_its_leaves(sws: frozenset[str], spread: dict[str, frozenset[str]],
+def _compute_set(leaves: frozenset[str], sws: frozenset[str], on: dict[str, set[str]],
+                 ports: dict[str, Counter[str]], by_leaf: dict[str, dict[str, int]]) -> bool:
+    """Whether the hosts of the leaf set ``sws`` may be the compute hosts of its ``leaves`` by their port
+    count: 3 or more leaves (a rail group; a server is dual-homed, to two), or the usual port count of
+    the hosts on them cabled only to ``sws`` (not 2 ports on 2 leaves of mostly one-port hosts)."""
+    if len(leaves) > 2:
+        return True
+    hosts = {h for sw in leaves for h in by_leaf[sw] if on[h] <= sws}
+    return common_count({h: sum(ports[h].values()) for h in hosts}) == len(sws)
+
+
+def _holds_its_leaves(sws: frozenset[str], own: frozenset[str], spread: dict[str, frozenset[str]],
                       by_leaf: dict[str, dict[str, int]]) -> bool:
-    """Whether the spread hosts whose leaves lie in ``sws`` hold half or more of the host ports on
-    them (``by_leaf``: each leaf's hosts and their ports on it): the leaves' compute hosts, not a server
-    dual-homed to leaves of other hosts."""
-    seen = {h for sw in sws for h in by_leaf[sw]}
-    total = sum(by_leaf[sw][h] for sw in sws for h in by_leaf[sw])
-    inside = sum(len(spread[h]) for h in seen if h in spread and spread[h] <= sws)
+    """Whether the spread hosts whose leaves lie in ``own`` hold half or more of the ports that spread
+    hosts have on the leaves ``sws`` (``by_leaf``: each leaf's hosts and their ports on it): the
+    leaves' rail members, not a server on leaves of a rail group of others. One-port hosts (login,
+    storage or CPU nodes on rail leaves) are no rail members and count for neither."""
+    inside = total = 0
+    for sw in sws:
+        for h, n in by_leaf[sw].items():
+            if h in spread:
+                total += n
+                inside += n if spread[h] <= own else 0
     return 2 * inside >= total
 
 
 def leaf_groups(on: dict[str, set[str]], ports: dict[str, Counter[str]],
-                nodes: Mapping[str, _Placed]) -> tuple[Groups, Spanning]:
-    """(switches, hosts) per leaf group and the hosts with ports on other groups' leaves. ``on``: each
-    host's leaf switches; ``ports``: its cabled HCA ports per switch; ``nodes``: switch GUID -> its
-    node (``line``: where it is in the dump). The spread hosts' leaf sets, those shared by more hosts
-    first (then those of the usual port count, then the larger), each join their leaves into one group
-    where their hosts hold half or more of the leaves' host ports (:func:`_holds_its_leaves`) and the
-    leaves are in no group yet, or the set holds all of the one group they are in (hosts on one more
-    rail than others of their group)."""
+                nodes: Mapping[str, _Placed]) -> tuple[Groups, Spanning, Shared]:
+    """(switches, hosts) per leaf group, the hosts with ports on other groups' leaves and those with
+    ports on a shared leaf of another group. ``on``: each host's leaf switches; ``ports``: its cabled
+    HCA ports per switch; ``nodes``: switch GUID -> its node (``line``: where it is in the dump). The
+    spread hosts' leaf sets, those shared by more hosts first (then those of the usual port count, then
+    the larger), each join their leaves into one group where their port count fits
+    (:func:`_compute_set`), their hosts hold half or more of the spread hosts' ports on the leaves
+    (:func:`_holds_its_leaves`) and the leaves are in no group yet, or the set holds all of the one
+    group they are in (hosts on one more rail than others of their group). A set whose leaves are
+    mostly in no group (two or more), the others in groups already formed, joins only the new ones: the
+    others are shared (a storage leaf each SU's hosts have a port on) and stay in their group."""
     line = {sw: nodes[sw].line for sws in on.values() for sw in sws}
     by_leaf: dict[str, dict[str, int]] = defaultdict(dict)
     for host, count in ports.items():
@@ -83,16 +107,22 @@ def leaf_groups(on: dict[str, set[str]], ports: dict[str, Counter[str]],
     for sw in line:
         union.find(sw)
     grouped: set[str] = set()
+    shared: set[str] = set()
     spread = _spread(on, ports)
     sets = Counter(spread.values())
     usual = common_count({h: sum(n.values()) for h, n in ports.items()})
     for sws in sorted(sets, key=lambda s: (-sets[s], len(s) != usual, -len(s), min(line[sw] for sw in s))):
         touched = {union.find(sw) for sw in sws if sw in grouped}
-        if ((not touched or (len(touched) == 1 and _grouped_leaves(union, grouped, touched) <= sws))
-                and _holds_its_leaves(sws, spread, by_leaf)):
-            union.join(sws)
-            grouped |= sws
-    return _placed(on, ports, line, union)
+        leaves = sws
+        if touched and (len(touched) > 1 or not _grouped_leaves(union, grouped, touched) <= sws):
+            leaves = sws - grouped
+            if len(leaves) < 2 or len(leaves) <= len(sws & grouped):
+                continue
+        if _compute_set(leaves, sws, on, ports, by_leaf) and _holds_its_leaves(leaves, sws, spread, by_leaf):
+            union.join(leaves)
+            grouped |= leaves
+            shared |= sws - leaves
+    return _placed(on, ports, line, union, shared)
 
 
 def _grouped_leaves(union: _Union, grouped: set[str], keys: set[str]) -> set[str]:
@@ -101,10 +131,12 @@ def _grouped_leaves(union: _Union, grouped: set[str], keys: set[str]) -> set[str
 
 
 def _placed(on: dict[str, set[str]], ports: dict[str, Counter[str]], line: dict[str, int],
-            union: _Union) -> tuple[Groups, Spanning]:
+            union: _Union, shared: set[str]) -> tuple[Groups, Spanning, Shared]:
     """The groups of ``union``'s switches (in the dump's order), each host in the one holding most of
     its ports (a tie: the first); a leaf that only hosts placed in other groups reach (a server's third
-    port on a leaf of its own) goes to the first one's group, after its own switches."""
+    port on a leaf of its own) goes to the first one's group, after its own switches, its other hosts'
+    ports there counted on that group. The hosts' ports on the ``shared`` leaves of another group are
+    given apart from their other groups' (:data:`Shared`)."""
     members: dict[str, list[str]] = defaultdict(list)
     for sw in sorted(line, key=line.__getitem__):
         members[union.find(sw)].append(sw)
@@ -115,21 +147,30 @@ def _placed(on: dict[str, set[str]], ports: dict[str, Counter[str]], line: dict[
         for sw, n in ports[host].items():
             held[host][union.find(sw)] += n
     home = {h: max(held[h], key=lambda k: (held[h][k], -line[members[k][0]])) for h in on}
-    for key in [k for k in members if k not in set(home.values())]:
-        host = next(h for h in order if key in held[h])
-        members[home[host]] += members.pop(key)
+    homes = set(home.values())
+    moved: dict[str, str] = {}
+    for key in [k for k in members if k not in homes]:
+        moved[key] = home[next(h for h in order if key in held[h])]
+        members[moved[key]] += members.pop(key)
     index = {key: k for k, key in enumerate(members)}
+    index.update((key, index[to]) for key, to in moved.items())
     hosts: list[list[str]] = [[] for _ in members]
     spanning: Spanning = []
+    on_shared: dict[str, list[str]] = defaultdict(list)
     for host in order:
-        hosts[index[home[host]]].append(host)
+        mine = index[home[host]]
+        hosts[mine].append(host)
         others = Counter[int]()
-        for key, n in held[host].items():
-            if key in index and index[key] != index[home[host]]:
-                others[index[key]] += n
+        for sw, n in ports[host].items():
+            if (k := index[union.find(sw)]) != mine:
+                if sw in shared:
+                    on_shared[sw].append(host)
+                else:
+                    others[k] += n
         if others:
-            spanning.append((host, index[home[host]], dict(others)))
-    return [(sws, hosts[index[key]]) for key, sws in members.items()], spanning
+            spanning.append((host, mine, dict(others)))
+    groups = [(sws, hosts[index[key]]) for key, sws in members.items()]
+    return groups, spanning, [(sw, on_shared[sw]) for sw in sorted(on_shared, key=line.__getitem__)]
 
 
 def spanning_note(spanning: Spanning, names: list[str]) -> str:
@@ -145,3 +186,15 @@ def spanning_note(spanning: Spanning, names: list[str]) -> str:
             "its NICs on that group's switches (NIC i on switch i), its ports on other groups' leaves "
             "modelled there: " + shown
             + ("; ..." if len(spanning) > 5 else ""))
+
+
+def shared_note(shared: Shared, names: dict[str, str], desc: dict[str, str]) -> str:
+    """The description's note on the shared leaves (``names``: each switch's name in the model,
+    ``desc``: its description in the dump)."""
+    shown = "; ".join(f"{names[sw]} {desc[sw][:40]!r} ({len(hosts)} host{'' if len(hosts) == 1 else 's'}"
+                      f": {compress(hosts[:5])}{', ...' if len(hosts) > 5 else ''})"
+                      for sw, hosts in shared[:5])
+    return (f"{len(shared)} leaf switch{'' if len(shared) == 1 else 'es'} shared by the hosts of several "
+            "leaf groups (a storage leaf every scalable unit has a port on, say): each stays in the group "
+            "that took it first, the other groups' hosts modelled with their ports there on their own "
+            "group's switches (NIC i on switch i): " + shown + ("; ..." if len(shared) > 5 else ""))

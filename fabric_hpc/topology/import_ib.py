@@ -36,7 +36,7 @@ from typing import Any
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.hostlist import NAME, compress
-from fabric_hpc.topology.ib_groups import leaf_groups, spanning_note
+from fabric_hpc.topology.ib_groups import leaf_groups, shared_note, spanning_note
 from fabric_hpc.topology.ib_rates import (Cable, cables_of, common_count, group_uplinks, nic_rates,
                                           rail_counts, rate_of, shown)
 from fabric_hpc.topology.import_slurm import _Switch
@@ -294,7 +294,7 @@ def read_ibnetdiscover(path: Any, *, host_type: str | HostType | None = None, na
     for node in nodes.values():
         node.desc = names.get(node.guid[2:], node.desc)
     on, unnamed, cas = _hosts(nodes, str(dump))
-    leaves, spanning = leaf_groups(on, _ports_on(cas, nodes), nodes)
+    leaves, spanning, shared = leaf_groups(on, _ports_on(cas, nodes), nodes)
     stages = _levels_up([sws for sws, _ in leaves], nodes, str(dump))
     switches, members = _switch_groups(stages, leaves, nodes, str(dump))
     notes = [f"CAs naming no host left out: {len(unnamed)} {_described(unnamed)}"] if unnamed else []
@@ -315,6 +315,8 @@ def read_ibnetdiscover(path: Any, *, host_type: str | HostType | None = None, na
         notes.append(_missing_ports(missing, members, nodes))
     if spanning:
         notes.append(spanning_note(spanning, list(members)[:len(leaves)]))
+    if shared:
+        notes.append(shared_note(shared, _switch_names(members), {sw: nodes[sw].desc for sw, _ in shared}))
     uplinks: dict[str, float] = {}
     if assume_nonblocking:
         notes.append("uplinks assumed non-blocking (--assume-nonblocking): link rates of switch cables "
@@ -439,7 +441,7 @@ def _counted_nics(counts: dict[str, int], ports: dict[str, int], tname: str) -> 
 def _missing_ports(missing: dict[str, list[str]], members: dict[str, list[str]],
                    nodes: dict[str, _Node]) -> str:
     """The note on hosts modelled with a NIC on a leaf switch where the dump shows no port of theirs."""
-    name = {sw: f"{group}-{i}" for group, sws in members.items() for i, sw in enumerate(sws)}
+    name = _switch_names(members)
     hosts = sorted(missing)
     shown_hosts = ", ".join(f"{h} (no port on " + ", ".join(f"{name[sw]} {nodes[sw].desc[:40]!r}"
                                                             for sw in missing[h][:4])
@@ -450,3 +452,9 @@ def _missing_ports(missing: dict[str, list[str]], members: dict[str, list[str]],
             "group's switch i (GPU i on NIC i), so each NIC stays on its own leaf, and counts the missing "
             "ports as up, at the host's rate (bandwidth it lacks now): " + shown_hosts
             + (", ..." if len(hosts) > 5 else ""))
+
+
+def _switch_names(members: dict[str, list[str]]) -> dict[str, str]:
+    """Each switch's name in the model (``leaf02-3``: group leaf02's 4th switch) by GUID."""
+    return {sw: f"{group}-{i}" if len(sws) > 1 else group for group, sws in members.items()
+            for i, sw in enumerate(sws)}
