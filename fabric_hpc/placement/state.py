@@ -336,9 +336,11 @@ class ClusterState:
             raise ConfigError("the cluster state file name is empty", hint="give a file (see docs/placement.md) or omit --state")
         p = Path(path)
         if not p.exists():
+            mkdir = "" if p.parent.is_dir() else f"mkdir -p {shlex.quote(str(p.parent))} && "
             raise NotFoundError(f"no cluster state file {p}",
-                                hint=f"start an all-free one: echo '{{\"version\": 1}}' > {shlex.quote(str(p))} "
-                                     "(docs/placement.md, \"Cluster state file\"), or omit --state")
+                                hint=f"start an all-free one: {mkdir}echo '{{\"version\": 1}}' > "
+                                     f"{shlex.quote(str(p))} (docs/placement.md, \"Cluster state file\"), "
+                                     "or omit --state")
         return cls.from_dict(fab, read_json(p, what="cluster state file"), source=str(p))
 
     def save(self, path: str | os.PathLike[str]) -> None:

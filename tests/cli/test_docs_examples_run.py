@@ -82,6 +82,12 @@ def test_a_missing_state_file_hint_makes_one(tmp_path: Path, monkeypatch: pytest
     assert fix == """echo '{"version": 1}' > 'my state.json'"""
     assert _run(fix, tmp_path, capsys)[0] == 0
     assert main(args) == 0 and "8 GPUs on 1 host(s)" in capsys.readouterr().out
+    args[4] = "new dir/state.json"  # its directory is missing too: the fix line makes it first
+    assert main(args) == 3
+    fix = capsys.readouterr().err.split("fix: start an all-free one: ")[1].split(" (docs/placement.md")[0]
+    assert fix == """mkdir -p 'new dir' && echo '{"version": 1}' > 'new dir/state.json'"""
+    assert _run(fix, tmp_path, capsys)[0] == 0
+    assert main(args) == 0
 
 
 @pytest.mark.parametrize("name", sorted(COMMAND_GROUPS))
