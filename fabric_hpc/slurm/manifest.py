@@ -175,7 +175,12 @@ def manifest_problems(man: Manifest, cfg: Any, root: Path) -> list[str]:
 
 
 def check_manifest(man: Manifest, cfg: Any, root: Path, source: Path) -> Manifest:
-    """``man`` when :func:`manifest_problems` finds nothing; ConfigError listing them otherwise."""
+    """``man`` when :func:`manifest_problems` finds nothing; ConfigError listing them otherwise. A
+    relative directory entry (``staging/etc``: a release before 2026-12-07 kept a relative --root so) is
+    read from the current directory, as that --root was."""
+    if any(not d.startswith("/") for d in man.dirs):
+        dirs = [d if d.startswith("/") else os.path.abspath(d) for d in man.dirs]
+        man = man.model_copy(update={"dirs": dirs})
     problems = manifest_problems(man, cfg, root)
     if problems:
         raise ConfigError(f"{source}: refusing to trust this install manifest (nothing was removed):\n  "

@@ -28,3 +28,18 @@ def test_a_relative_root_installs_and_uninstalls(tmp_path: Path, monkeypatch: py
     assert fabric("slurm", "install", "--config", "agent.toml", "--root", str(tmp_path / "staging")) == 0
     assert fabric("slurm", "uninstall", "--config", "agent.toml", "--root", "./staging/", "--purge-state") == 0
     assert tree(tmp_path / "staging") == set()
+
+
+def test_a_manifest_of_the_release_before_with_relative_dirs_uninstalls(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A staging tree the release before installed with `--root staging` recorded `staging/etc`, …: that
+    manifest is read from the current directory, as its --root was, not refused with no way out."""
+    monkeypatch.chdir(tmp_path)
+    write_config(tmp_path / "agent.toml")
+    assert fabric("slurm", "install", "--config", "agent.toml", "--root", "staging") == 0
+    man = tmp_path / "staging/etc/fabric-hpc" / MANIFEST
+    doc = json.loads(man.read_text())
+    doc["dirs"] = [str(Path(d).relative_to(tmp_path)) for d in doc["dirs"]]  # as the release before
+    man.write_text(json.dumps(doc))
+    assert fabric("slurm", "uninstall", "--config", "agent.toml", "--root", "staging", "--purge-state") == 0
+    assert tree(tmp_path / "staging") == set()
