@@ -122,6 +122,7 @@ class CliClient(SlurmClient):
         self._scontrol_nodes = False  # True once sinfo --json answered without a node list
         self._resv_text = False  # True once scontrol show reservation --json answered no JSON
         self._job_squeue = False  # True once scontrol had no --json for one job (22.05)
+        self._jobs_json: str | None = None  # the job reads' --json option, once the first answer told it
         self._children: set[subprocess.Popen[str]] = set()  # the commands running (interrupt())
         self._interrupted = False
         self.decoded = decode.Decoders()  # its last node and job answers' records, decoded
@@ -189,6 +190,29 @@ class CliClient(SlurmClient):
     def _json(self, argv: Sequence[str]) -> Any:
         return decode.load_answer(self.run(argv), f"`{' '.join(argv)}` did not answer JSON")
 
+    def _jobs(self, command: Sequence[str], *tail: str) -> Any:
+        """A job read (``squeue``, ``scontrol show job``) as JSON: ``--json``, except where its answer came
+        from a data_parser newer than :data:`~fabric_hpc.slurm.decode.JOBS_PARSER` (26.05's v0.0.45 says no
+        job is ``--exclusive``): then read again, and from then on, with ``--json=v0.0.44``. A Slurm without
+        that parser (``unable to find plugin``) keeps ``--json``."""
+        data = self._json([*command, self._jobs_json or "--json", *tail])
+        if self._jobs_json is not None:
+            return data
+        found = decode.data_parser(data)
+        if found is None or found <= decode.JOBS_PARSER:
+            self._jobs_json = "--json"
+            return data
+        older = "--json=v%d.%d.%d" % decode.JOBS_PARSER
+        try:
+            again = self._json([*command, older, *tail])
+        except SlurmError as exc:  # "squeue: error: load_plugins: unable to find plugin: data_parser/v0.0.44"
+            if "data_parser/v" not in exc.message:
+                raise
+            self._jobs_json = "--json"
+            return data
+        self._jobs_json = older
+        return again
+
     # -- reads ------------------------------------------------------------------------------
     @decode.gc_paused()
     def nodes(self) -> list[Node]:
@@ -207,8 +231,7 @@ class CliClient(SlurmClient):
 
     @decode.gc_paused()
     def jobs(self) -> list[Job]:
-        answer = self._json(["squeue", "--json"])
-        return queued(decode.jobs_answer(answer, "squeue --json", self.decoded.jobs))
+        return queued(decode.jobs_answer(self._jobs(["squeue"]), "squeue --json", self.decoded.jobs))
 
     def reservations(self) -> resv.Read:
         """``scontrol show reservation --json`` (23.02+); its ``-o`` text (local times) where scontrol has no
@@ -234,7 +257,7 @@ class CliClient(SlurmClient):
         if not self._job_squeue:
             argv = ["scontrol", "show", "job", "--json", str(jid)]
             try:
-                data = self._json(argv)
+                data = self._jobs(argv[:3], str(jid))
             except SlurmError as exc:  # 22.05: "scontrol: unrecognized option '--json'"
                 if "option '--json'" not in exc.message:
                     raise
@@ -244,7 +267,7 @@ class CliClient(SlurmClient):
                 if not found:
                     raise NotFoundError(f"Slurm knows no job {jid}", hint=UNKNOWN_JOB_HINT)
                 return found[0]
-        for j in decode.jobs_answer(self._json(["squeue", "--json"]), "squeue --json"):  # finished ones too
+        for j in decode.jobs_answer(self._jobs(["squeue"]), "squeue --json"):  # finished ones too
             if j.job_id == jid:
                 return j
         raise NotFoundError(f"Slurm knows no job {jid}", hint=UNKNOWN_JOB_HINT)
@@ -339,9 +362,17 @@ def _job_from_scontrol(line: str) -> Job:
                array_job_id=_int(kv, "ArrayJobId", f"job {kv['JobId']}"),
                het_job_id=_int(kv, "HetJobId", f"job {kv['JobId']}"), reservation=_set(kv.get("Reservation")),
                requeue=kv.get("Requeue", "1") != "0", time_limit_min=_limit(kv.get("TimeLimit"), kv["JobId"]),
-               exclusive=kv.get("OverSubscribe", kv.get("Shared")) == "NO",
+               exclusive=_exclusive(kv),
                mem_per_node=_mib(kv.get("MinMemoryNode"), kv["JobId"]),
                mem_per_cpu=_mib(kv.get("MinMemoryCPU"), kv["JobId"]))
+
+
+def _exclusive(kv: Mapping[str, str]) -> bool:
+    """``--exclusive`` in ``scontrol show job``'s words: 26.05's ``Exclusive=NODE`` (its ``OverSubscribe=NO``
+    is every job's that does not oversubscribe); before 26.05 ``OverSubscribe=NO`` (or ``Shared=NO``)."""
+    if "Exclusive" in kv:
+        return kv["Exclusive"] == "NODE"
+    return kv.get("OverSubscribe", kv.get("Shared")) == "NO"
 
 
 _MIB = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 ** 2}

@@ -10,6 +10,10 @@ The same records come in two families of shapes, told apart per field, never by 
   list, TRES read ``gres/gpu:3``; ``sinfo --json`` answers per-partition ``sinfo`` records without
   a ``nodes`` list (:func:`nodes_answer` returns None: ask ``scontrol show nodes --json``).
 
+One version fact is read: an answer's data_parser (:func:`data_parser`). v0.0.45 (Slurm 26.05) writes a job's
+``shared`` as its removed-field marker ``[]`` for every job and says ``--exclusive`` nowhere else in a job
+record, so the clients read jobs in :data:`JOBS_PARSER` where the Slurm has it.
+
 Anything else is a :class:`~fabric_hpc.slurm.contract.SlurmError` naming the record, the field and
 the type of the value it found; no ``TypeError``/``KeyError``/``ValueError`` leaves this module.
 """
@@ -35,6 +39,11 @@ from fabric_hpc.slurm.parse import (gpu_count, gpu_indices, gpu_types, gpus_requ
 _NUMBER_KEYS = frozenset({"set", "infinite", "number"})
 _LIMIT = 2**64  # beyond 64 bits: not a number Slurm sends
 _WORD = re.compile(r"^[A-Za-z_]+$")
+#: the newest data_parser whose job records say ``--exclusive`` (``shared``: ``["none"]``). v0.0.45 (Slurm
+#: 26.05.3, parsers.c JOB_INFO: ``add_removed(JOB_SHARED, "shared", ..)``) answers ``[]`` for every job and
+#: has no other field for it in job records (only sacct's have ``exclusive``); 26.05 has v0.0.42-v0.0.44 too
+JOBS_PARSER = (0, 0, 44)
+_PARSER = re.compile(r"^data_parser/v(\d+)\.(\d+)\.(\d+)$")
 
 
 def _kind(value: Any) -> str:
@@ -316,6 +325,16 @@ def nodes_answer(data: Any, what: str, memo: Decoded | None = None) -> list[Node
     with gc_paused():
         items = _items(data, "nodes", what)
         return memo(items) if memo is not None else [node(n) for n in items]
+
+
+def data_parser(data: Any) -> tuple[int, int, int] | None:
+    """The data_parser that wrote an answer (its ``meta.plugin.data_parser``, ``data_parser/v0.0.45``):
+    None where the answer does not say (Slurm 22.05's openapi/v0.0.38, a record that is not an answer)."""
+    meta = data.get("meta") if isinstance(data, Mapping) else None
+    plugin = meta.get("plugin") if isinstance(meta, Mapping) else None
+    name = plugin.get("data_parser") if isinstance(plugin, Mapping) else None
+    found = _PARSER.match(name) if isinstance(name, str) else None
+    return None if found is None else (int(found[1]), int(found[2]), int(found[3]))
 
 
 def jobs_answer(data: Any, what: str, memo: Decoded | None = None) -> list[Job]:

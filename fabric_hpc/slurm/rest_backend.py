@@ -3,8 +3,9 @@
 Two dialects: ``v0.0.38`` (Slurm 22.05 and 23.02, ``slurmrestd -s openapi/v0.0.38``) and ``v0.0.40``
 or later (Slurm 23.11+, ``-s openapi/slurmctld``; tested live with v0.0.42–v0.0.44 of Slurm 25.11, on
 answers built from each release's data_parser tables for 23.11–24.11). The client
-reads the server's ``/openapi/v3`` on first use and picks the newest version it speaks (or ``api=``
-forces one); a 404 for that version's path (a restarted slurmrestd offering another) reads it once
+reads the server's ``/openapi/v3`` on first use and picks the newest version it speaks up to v0.0.44 where
+offered (Slurm 26.05 offers v0.0.45 too, whose job records say no job is ``--exclusive``), or ``api=``
+forces one; a 404 for that version's path (a restarted slurmrestd offering another) reads it once
 again. Authentication is JWT (``X-SLURM-USER-NAME`` / ``X-SLURM-USER-TOKEN``; the token from the
 ``token`` argument, ``token_file`` (read at every request) or ``SLURM_JWT``, as ``scontrol token``
 prints it; the user from ``user`` or ``USER``; surrounding whitespace, such
@@ -70,12 +71,13 @@ def _vtuple(version: str) -> tuple[int, int, int]:
 
 
 def choose_version(paths: Sequence[str]) -> str:
-    """The version to speak, from the paths of the server's OpenAPI spec: the newest >= v0.0.40,
-    else v0.0.38; a SlurmError naming what is offered otherwise."""
+    """The version to speak, from the paths of the server's OpenAPI spec: the newest >= v0.0.40 up to
+    :data:`~fabric_hpc.slurm.decode.JOBS_PARSER` (v0.0.44: 26.05's v0.0.45 says no job is ``--exclusive``),
+    else the newest >= v0.0.40, else v0.0.38; a SlurmError naming what is offered otherwise."""
     offered = {(int(m[1]), int(m[2]), int(m[3])) for p in paths if (m := _VERSION.match(p))}
     current = [v for v in offered if v >= CURRENT_MIN]
     if current:
-        return "v%d.%d.%d" % max(current)
+        return "v%d.%d.%d" % max([v for v in current if v <= decode.JOBS_PARSER] or current)
     if _vtuple(LEGACY) in offered:
         return LEGACY
     shown = ", ".join("v%d.%d.%d" % v for v in sorted(offered)) or "no /slurm/ endpoints"

@@ -12,6 +12,9 @@ from fabric_hpc.slurm.contract import SlurmError
 #: slurmctld's refusal of a job its topology cannot ever place (ESLURM_REQUESTED_TOPO_CONFIG_UNAVAILABLE);
 #: under topology/block a --segment that does not divide the node count or fit a block gets it at submission
 TOPO_REFUSAL = "Requested topology configuration is not available"
+#: sbatch's own refusal of such a segment, before slurmctld sees the job (Slurm 26.05: src/common/slurm_opt.c,
+#: _validate_segment_size: "sbatch: fatal: --segment=4 does not fit the job size (6): node count must be ...")
+SBATCH_REFUSAL = "does not fit the job size"
 SEGMENT_RULE = ("under topology/block Slurm needs the node count (-N) to be a multiple of --segment and each "
                 "segment to fit in one block (BlockSizes in topology.conf); "
                 "fabric_hpc.topology.export.segment_args gives a fitting --segment")
@@ -64,8 +67,10 @@ def check_segment(args: Sequence[str]) -> int | None:
 
 
 def refusal_hint(message: str, args: Sequence[str]) -> str | None:
-    """The fix for slurmctld refusing a submission with a segment size its topology cannot place."""
-    if TOPO_REFUSAL in message and _option(args, None, "--segment") is not None:
+    """The fix for slurmctld (or 26.05's sbatch) refusing a submission with a segment size its topology
+    cannot place."""
+    refused = TOPO_REFUSAL in message or SBATCH_REFUSAL in message
+    if refused and _option(args, None, "--segment") is not None:
         return SEGMENT_RULE
     return None
 

@@ -188,7 +188,9 @@ def outside_blocks_note(fabric: Fabric) -> str:
     nodes`` (24.11: ``blocks lack ...``); ``topology_p_eval_nodes`` uses the block selection only
     when a job's usable nodes overlap a block, and that selection picks block nodes alone
     (``eval_nodes_block``), refusing a ``--nodelist`` outside the blocks
-    (``ESLURM_REQUESTED_TOPO_CONFIG_UNAVAILABLE``). So such hosts
+    (``ESLURM_REQUESTED_TOPO_CONFIG_UNAVAILABLE``; 26.05.3 answers
+    ``ESLURM_TOPO_REQ_NODES_NO_MATCH_TOPO``, which ``common_topo_choose_nodes`` does not take as final:
+    such a job runs on the host it names). So such hosts
     run only the jobs that can use no block host at all (their partition, ``--constraint`` or GPU
     type rules every block host out)."""
     outside = hosts_outside_blocks(fabric)
@@ -197,8 +199,9 @@ def outside_blocks_note(fabric: Fabric) -> str:
     return (f"{compress(outside)} in no multi-host NVLink domain, so in no block: Slurm's topology/block "
             f"gives them only to jobs that can use no block host (a partition, --constraint or GPU type, "
             f"e.g. --gres=gpu:{_first_gres_type(fabric, outside)}:N, that rules out every block host); a job "
-            f"that may use both gets block hosts only, and is refused if its --nodelist names them "
-            f"(slurmctld logs 'Blocks lack access to {len(outside)} nodes'; 'blocks ...' on Slurm 24.11)")
+            f"that may use both gets block hosts only, and is refused if its --nodelist names them (Slurm "
+            f"26.05 runs it there; slurmctld logs 'Blocks lack access to {len(outside)} nodes'; 'blocks ...' "
+            f"on Slurm 24.11)")
 
 
 def _first_gres_type(fabric: Fabric, hosts: list[str]) -> str:

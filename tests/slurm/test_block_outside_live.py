@@ -56,7 +56,15 @@ def test_a_job_that_may_use_both_gets_block_hosts(cluster):
     assert _nodes(cluster, cluster.sbatch("-N4", "--gres=gpu:1", wrap="sleep 1")) == RACKS
 
 
+@pytest.mark.slurm_max(25, 11)
 def test_a_job_that_may_use_both_is_refused_on_a_dgx_host(cluster):
     res = cluster.run(["sbatch", "-N1", "-w", "dgx1", "--gres=gpu:1", "--wrap", "sleep 1"], check=False)
     assert res.returncode != 0, res.stdout
     assert "Requested topology configuration is not available" in res.stderr
+
+
+@pytest.mark.slurm_min(26, 5)
+def test_slurm_26_05_runs_a_job_that_may_use_both_on_the_dgx_host_it_names(cluster):
+    """26.05.3's eval_nodes_block answers ESLURM_TOPO_REQ_NODES_NO_MATCH_TOPO, no longer one of
+    common_topo_choose_nodes' final errors: the job runs on the host its --nodelist names."""
+    assert _nodes(cluster, cluster.sbatch("-N1", "-w", "dgx1", "--gres=gpu:1", wrap="sleep 1")) == {"dgx1"}

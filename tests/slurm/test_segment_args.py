@@ -35,6 +35,10 @@ def test_the_hint_is_for_a_topology_refusal_of_a_segment_only() -> None:
     assert refusal_hint(message, ["-N", "6-8", "--segment=4"]) == SEGMENT_RULE
     assert refusal_hint(message, ["-N", "6", "--switches=1"]) is None
     assert refusal_hint("Invalid account", ["--segment=4"]) is None
+    # Slurm 26.05's sbatch refuses it itself, before slurmctld (as it printed for -N 6-8 --segment=4)
+    sbatch = ("`sbatch --parsable -N 6-8 --segment=4` exited 1: sbatch: fatal: --segment=4 does not fit the "
+              "job size (6): node count must be evenly divisible by segment size")
+    assert refusal_hint(sbatch, ["-N", "6-8", "--segment=4"]) == SEGMENT_RULE
 
 
 def test_an_update_of_the_segment_size_is_refused_in_any_spelling() -> None:

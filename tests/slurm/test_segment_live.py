@@ -149,6 +149,7 @@ def test_a_submitted_segment_size_is_kept_and_placed_by(client: SlurmClient, blo
     assert len(hosts) == 8 and _blocks_of(hosts) == ["leaf2", "leaf3"], hosts
 
 
+@pytest.mark.slurm_max(25, 11)
 def test_slurm_strands_a_held_job_whose_segment_does_not_divide_it(block_cluster: Any) -> None:
     """Why the backends check: sbatch -H -N 8 --segment=3 is accepted, then never runs (BadConstraints)."""
     jid = block_cluster.sbatch("-N8", "--segment=3", "-H", wrap="true")
@@ -162,6 +163,15 @@ def test_slurm_strands_a_held_job_whose_segment_does_not_divide_it(block_cluster
         _cancel(block_cluster, {jid})
 
 
+@pytest.mark.slurm_min(26, 5)
+def test_sbatch_26_05_refuses_a_segment_that_does_not_divide_the_node_count(block_cluster: Any) -> None:
+    """26.05's sbatch checks it itself (src/common/slurm_opt.c, _validate_segment_size): nothing is queued."""
+    before = _job_ids(block_cluster)
+    proc = block_cluster.run(["sbatch", "-N8", "--segment=3", "-H", "--wrap", "true"], check=False)
+    assert proc.returncode != 0 and "--segment=3 does not fit the job size (8)" in proc.stderr, proc
+    assert _job_ids(block_cluster) == before
+
+
 def test_a_segment_that_does_not_divide_the_node_count_is_refused(client: SlurmClient,
                                                                   block_cluster: Any) -> None:
     before = _job_ids(block_cluster)
@@ -173,8 +183,10 @@ def test_a_segment_that_does_not_divide_the_node_count_is_refused(client: SlurmC
 
 def test_slurms_refusal_of_a_segment_says_why(client: SlurmClient, block_cluster: Any) -> None:
     """A node range is left to Slurm: -N 6-8 --segment=4 is refused at submission (6 % 4); the error
-    carries Slurm's reason (slurmrestd's too, not only 'Batch job submission failed') and the fix."""
-    with pytest.raises(SlurmError, match="Requested topology configuration is not available") as err:
+    carries Slurm's reason (slurmrestd's too, not only 'Batch job submission failed') and the fix. 26.05's
+    sbatch refuses it before slurmctld, in its own words."""
+    refusal = "Requested topology configuration is not available|--segment=4 does not fit the job size"
+    with pytest.raises(SlurmError, match=refusal) as err:
         client.submit(SCRIPT, ["-N", "6-8", "--segment=4"], cwd=str(block_cluster.work_dir))
     assert err.value.hint == SEGMENT_RULE
 

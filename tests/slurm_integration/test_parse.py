@@ -310,7 +310,10 @@ def test_mangled_answers_are_slurm_errors_only(version, data):
 @pytest.mark.parametrize("version,expected", [("22.05", "v0.0.38"), ("25.11", "v0.0.44")])
 def test_version_negotiated_from_the_recorded_spec(version, expected):
     assert choose_version(_load(version, "rest-openapi-paths.json")["paths"]) == expected
-    assert choose_version(["/slurm/v0.0.42/jobs/", "/slurm/v0.0.45/jobs/", "/slurm/v0.0.38/jobs"]) == "v0.0.45"
+    # v0.0.45 (26.05) says no job is --exclusive: the newest up to v0.0.44 where one is offered
+    older = ["/slurm/v0.0.42/jobs/", "/slurm/v0.0.45/jobs/", "/slurm/v0.0.38/jobs"]
+    assert choose_version(older) == "v0.0.42"
+    assert choose_version(["/slurm/v0.0.45/jobs/", "/slurm/v0.0.46/jobs/", "/slurm/v0.0.38/"]) == "v0.0.46"
     assert choose_version(["/slurm/v0.0.40/jobs/", "/slurm/v0.0.41/jobs/", "/openapi/v3"]) == "v0.0.41"
     with pytest.raises(SlurmError, match="offers v0.0.37, v0.0.39"):
         choose_version(["/slurm/v0.0.37/jobs", "/slurm/v0.0.39/jobs/", "/openapi/v3"])
