@@ -147,7 +147,7 @@ def common_count(ports: dict[str, int]) -> int:
     return max(counts, key=lambda n: (counts[n], n))
 
 
-def _form(host: str) -> str:
+def name_form(host: str) -> str:
     """A host name with its digits left out (``su1-dgx07`` -> ``su#-dgx#``): one kind of machine."""
     return re.sub(r"\d+", "#", host.lower())
 
@@ -161,29 +161,34 @@ def is_rail_group(hosts: list[str], on: dict[str, set[str]], ports: dict[str, in
     return usual > 1 and 2 * spread > len(hosts)
 
 
-def rail_counts(groups: list[tuple[list[str], list[str]]], on: dict[str, set[str]],
-                ports: dict[str, int]) -> tuple[dict[str, int], dict[str, list[str]]]:
+def rail_counts(groups: list[tuple[list[str], list[str]]], on: dict[str, set[str]], ports: dict[str, int],
+                shared: dict[str, Counter[str]] | None = None) -> tuple[dict[str, int], dict[str, list[str]]]:
     """Each host's modelled ``nics`` and the leaf switches (of its group, in its order) the model gives
     a NIC of it that the dump shows no port on. ``groups``: (switches, hosts) of each leaf group; ``on``:
-    each host's switches; ``ports``: its cabled HCA ports. A host's ``nics`` are its ports, except in a
-    rail group (:func:`is_rail_group`) for one of its compute hosts with ports down: fewer ports than
-    the group's usual count N, all on its first N switches, and more than half of N or a name of the
-    form of the hosts that have N (digits aside). The model puts NIC i on the group's switch i (mod its
-    switches; :func:`~fabric_hpc.topology.model.rail_of`: GPU i on NIC i where ``nics`` = ``gpus``), so
-    such a host keeps N: GPU i stays on the leaf of GPU i of the others, the missing ports counted as
-    up. Other hosts of fewer ports (a UFM server on 2 of 4 rails) keep theirs: their real bandwidth."""
+    each host's switches; ``ports``: its cabled HCA ports; ``shared``: its ports on each shared leaf of
+    another group (a storage leaf of a converged fabric), left out here. A host's ``nics`` are its
+    ports, except in a rail group (:func:`is_rail_group`) for one of its compute hosts with ports down:
+    fewer ports than the group's usual count N, all on its first N switches, and more than half of N or
+    a name of the form of the hosts that have N (digits aside). The model puts NIC i on the group's
+    switch i (mod its switches; :func:`~fabric_hpc.topology.model.rail_of`: GPU i on NIC i where
+    ``nics`` = ``gpus``), so such a host keeps N (and its shared ports): GPU i stays on the leaf of GPU i
+    of the others, the missing ports counted as up. Other hosts of fewer ports (a UFM server on 2 of 4
+    rails) keep theirs: their real bandwidth."""
     counts = {h: ports[h] for _, hosts in groups for h in hosts}
+    apart = shared or {}
+    mine = {h: on[h] - apart.get(h, Counter()).keys() for h in counts}
+    own = {h: ports[h] - sum(apart.get(h, Counter()).values()) for h in counts}
     missing: dict[str, list[str]] = {}
     for sws, hosts in groups:
-        if not is_rail_group(hosts, on, ports):
+        if not is_rail_group(hosts, mine, own):
             continue
-        usual = common_count({h: ports[h] for h in hosts})
-        forms = {_form(h) for h in hosts if ports[h] == usual}
+        usual = common_count({h: own[h] for h in hosts})
+        forms = {name_form(h) for h in hosts if own[h] == usual}
         rails = set(sws[:usual])
         for host in hosts:
-            if (ports[host] < usual and on[host] <= rails
-                    and (2 * ports[host] > usual or _form(host) in forms)):
-                counts[host] = usual
+            if (own[host] < usual and mine[host] <= rails
+                    and (2 * own[host] > usual or name_form(host) in forms)):
+                counts[host] = ports[host] + usual - own[host]
                 if lack := [sw for sw in sws[:usual] if sw not in on[host]]:
                     missing[host] = lack
     return counts, missing

@@ -36,7 +36,8 @@ from typing import Any
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.hostlist import NAME, compress
-from fabric_hpc.topology.ib_groups import leaf_groups, shared_note, spanning_note
+from fabric_hpc.topology.ib_groups import (leaf_groups, off_leaves, off_note, on_shared, shared_note,
+                                           spanning_note)
 from fabric_hpc.topology.ib_rates import (Cable, cables_of, common_count, group_uplinks, nic_rates,
                                           rail_counts, rate_of, shown)
 from fabric_hpc.topology.import_slurm import _Switch
@@ -294,14 +295,16 @@ def read_ibnetdiscover(path: Any, *, host_type: str | HostType | None = None, na
     for node in nodes.values():
         node.desc = names.get(node.guid[2:], node.desc)
     on, unnamed, cas = _hosts(nodes, str(dump))
-    leaves, spanning, shared = leaf_groups(on, _ports_on(cas, nodes), nodes)
+    per_switch = _ports_on(cas, nodes)
+    leaves, spanning, shared = leaf_groups(on, per_switch, nodes)
     stages = _levels_up([sws for sws, _ in leaves], nodes, str(dump))
     switches, members = _switch_groups(stages, leaves, nodes, str(dump))
     notes = [f"CAs naming no host left out: {len(unnamed)} {_described(unnamed)}"] if unnamed else []
     tname, ht = host_type_of(host_type)
     cables = cables_of({k: n.ports for k, n in nodes.items()})
     nics, unsure, ports = nic_rates(cas, cables, {k for k, n in nodes.items() if n.kind == "Switch"})
-    counts, missing = rail_counts(leaves, on, ports) if host_type is None and count_nics else ({}, {})
+    counts, missing = (rail_counts(leaves, on, ports, on_shared(shared, per_switch))
+                       if host_type is None and count_nics else ({}, {}))
     if wide := sorted(h for h in counts if ports[h] > MAX_NICS):
         also = f" ({len(wide)} such hosts)" if wide[1:] else ""
         raise ConfigError(f"{dump}: host {wide[0]!r} has {ports[wide[0]]} cabled HCA ports, more than the "
@@ -313,6 +316,8 @@ def read_ibnetdiscover(path: Any, *, host_type: str | HostType | None = None, na
         notes.append(_counted_nics(counts, ports, tname))
     if missing:
         notes.append(_missing_ports(missing, members, nodes))
+    if off := off_leaves(leaves, on, counts, ht.nics):
+        notes.append(off_note(off, _switch_names(members), {sw: n.desc for sw, n in nodes.items()}))
     if spanning:
         notes.append(spanning_note(spanning, list(members)[:len(leaves)]))
     if shared:

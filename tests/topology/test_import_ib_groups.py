@@ -81,3 +81,78 @@ def test_ports_on_a_leaf_of_another_group_are_named(tmp_path):
     assert [(g.hosts, g.switches) for g in spec.network.groups if g.hosts] == [
         ("su1-dgx[01-02],ufm01", 3), ("su2-dgx[01-02]", 2)]
     assert "su2-dgx01 in leaf02 (2 ports on leaf01)" in spec.description
+
+
+@pytest.mark.parametrize("sus", [1, 2])
+def test_two_rail_hosts_outnumbered_by_cpu_nodes_keep_their_group(tmp_path, sus):
+    """``sus`` SUs of 2 rails, 4 DGXs and 3 one-port CPU nodes on each rail leaf (more one-port hosts than
+    DGXs on the SU's two leaves, fewer on each): one rail group of 2 switches per SU, each DGX's NIC i
+    on rail i. Every leaf was a group of its own, each DGX with both NICs on rail 1, called a server."""
+    fab = rail_fabric(sus, 2, 4, 2)
+    for su in range(1, sus + 1):
+        for rail in range(2):
+            for i in range(3):
+                fab.hca(f"cpu{su}{rail}{i} mlx5_0", f"IBLEAF-{rail + 1:02d}-{su:02d}")
+    spec = imported(tmp_path, fab.text())
+    assert [g.switches for g in spec.network.groups if g.hosts] == [2] * sus
+    leaves = nic_leaves(spec)
+    assert all(leaves[f"su{su}-dgx{h:02d}"] == [f"leaf{su:02d}-0", f"leaf{su:02d}-1"]
+               for su in range(1, sus + 1) for h in range(1, 5))
+    assert "several leaf groups" not in spec.description
+    assert "cpu[110-112] (leaf01-1 'MF0;IBLEAF-02-01:MQM9701/U1')" in spec.description
+
+
+def test_as_many_dual_homed_servers_as_nodes_say_which_nodes_move(tmp_path):
+    """4 leaves of 4 one-port nodes, 8 storage servers on leaf0 and leaf1 (as many ports there as the
+    nodes'): the two leaves are taken for a 2-rail group, and the description names node1x, modelled
+    on the group's first switch (it said nothing)."""
+    fab = Fabric()
+    for leaf in range(4):
+        for h in range(4):
+            fab.hca(f"node{leaf}{h} mlx5_0", f"leaf{leaf}")
+        fab.cable(f"leaf{leaf}", "spine0")
+    for s in range(8):
+        fab.hca(f"stor{s} mlx5_0", "leaf0")
+        fab.hca(f"stor{s} mlx5_1", "leaf1")
+    spec = imported(tmp_path, fab.text())
+    assert [g.switches for g in spec.network.groups if g.hosts] == [2, 1, 1]
+    assert "node[10-13] (leaf01-1 'MF0;leaf1:MQM9701/U1'" in spec.description
+
+
+def test_as_many_shared_leaves_as_rails_leave_the_sus_apart(tmp_path):
+    """2 SUs of 4 rails, each DGX also on 4 storage leaves (as many as its rails): SU 1 takes the
+    storage leaves (8 switches), SU 2 keeps its own 4 rail leaves, each DGX's NIC i on its own SU's
+    rail i. They were one group of 12 switches, SU 2's DGXs on SU 1's leaves, unsaid."""
+    fab = rail_fabric(2, 4, 4, 2)
+    for su in (1, 2):
+        for h in range(1, 5):
+            for s in range(4):
+                fab.hca(f"su{su}-dgx{h:02d} mlx5_{4 + s}", f"STOR-{s + 1}")
+    for s in range(4):
+        fab.cable(f"STOR-{s + 1}", "IBSPINE-01")
+    spec = imported(tmp_path, fab.text())
+    assert [(g.hosts, g.switches) for g in spec.network.groups if g.hosts] == [
+        ("su1-dgx[01-04]", 8), ("su2-dgx[01-04]", 4)]
+    assert nic_leaves(spec)["su2-dgx03"][:4] == [f"leaf02-{r}" for r in range(4)]
+    assert "4 leaf switches shared by the hosts of several leaf groups" in spec.description
+
+
+@pytest.mark.parametrize("su", [1, 2])
+def test_a_rail_down_in_a_converged_fabric_keeps_its_rails(tmp_path, su):
+    """2 SUs of 4 rails, each DGX also on a storage leaf, rail 2 of su<su>-dgx02 down: SU 1 (first in
+    the dump) keeps the storage leaf as with no port down, the host keeps the NICs of the others of its
+    SU (5 on SU 1, whose group holds the storage leaf, 4 + its storage port on SU 2), NIC 2 on its rail
+    2, and is named with its missing port. With SU 1's host down SU 2 took the storage leaf; either way
+    the host got a type of its own (4 NICs, its storage port counted as a rail), its port down unsaid."""
+    fab = rail_fabric(2, 4, 4, 2, down={f"su{su}-dgx02": {2}})
+    for k in (1, 2):
+        for h in range(1, 5):
+            fab.hca(f"su{k}-dgx{h:02d} mlx5_4", "STOR-A")
+    fab.cable("STOR-A", "IBSPINE-01")
+    spec = imported(tmp_path, fab.text())
+    assert [(g.hosts, g.switches) for g in spec.network.groups if g.hosts] == [
+        ("su1-dgx[01-04]", 5), ("su2-dgx[01-04]", 4)]
+    assert {e.type for e in spec.hosts} == {"dgx-h100"} and spec.host_types["dgx-h100"].nics == 5
+    assert nic_leaves(spec)[f"su{su}-dgx02"] == [f"leaf{su:02d}-{r % (6 - su)}" for r in range(5)]
+    assert (f"su{su}-dgx02 (no port on leaf{su:02d}-2 'MF0;IBLEAF-03-{su:02d}:MQM9701/U1')"
+            in spec.description)
