@@ -88,13 +88,26 @@ def record_rest(c: SlurmTestCluster, out: Path, jobs: dict[str, int]) -> dict[st
         restd.stop()
 
 
+def answers_dir(c: SlurmTestCluster, data: Path = DATA) -> tuple[str, Path]:
+    """(the cluster's Slurm version, ``data/slurm-<major.minor>/``, made)."""
+    version = c.run(["sinfo", "-V"]).stdout.split()[-1]
+    out = data / ("slurm-" + ".".join(version.split(".")[:2]))
+    out.mkdir(parents=True, exist_ok=True)
+    return version, out
+
+
+def write_meta(out: Path, version: str, by: str, **fields: Any) -> None:
+    """``out/meta.json``: the version, when, by which module (``python -m``), and ``fields``."""
+    meta = {"slurm": version, "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "by": f"python -m {by}", **fields}
+    (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
 def main() -> int:
     fab = build(generators.leaf_spine(16, hosts_per_leaf=4, gpus=8, cpus=8))
     base = public_dir()
     with SlurmTestCluster.from_fabric(fab, base_dir=base / "cluster", settings=jwt_settings(base)) as c:
-        version = c.run(["sinfo", "-V"]).stdout.split()[-1]
-        out = DATA / ("slurm-" + ".".join(version.split(".")[:2]))
-        out.mkdir(parents=True, exist_ok=True)
+        version, out = answers_dir(c)
         jobs = make_jobs(c)
         for name, argv in (("sinfo", ["sinfo", "--json"]), ("squeue", ["squeue", "--json"]),
                            ("scontrol-nodes", ["scontrol", "show", "nodes", "--json"]),
@@ -103,10 +116,8 @@ def main() -> int:
             if proc.returncode == 0:
                 (out / f"{name}.json").write_text(proc.stdout)
         (out / "scontrol-jobs-d-o.txt").write_text(c.run(["scontrol", "show", "job", "-d", "-o"]).stdout)
-        meta = {"slurm": version, "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "by": "python -m tests.slurm_integration.record_answers", "cluster": "16 hosts x 8 GPUs, leaf/spine",
-                "jobs": jobs, **record_rest(c, out, jobs)}
-        (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        write_meta(out, version, "tests.slurm_integration.record_answers",
+                   cluster="16 hosts x 8 GPUs, leaf/spine", jobs=jobs, **record_rest(c, out, jobs))
         c.run(["scancel", "--user", "root"], check=False)
     import shutil
 

@@ -16,12 +16,11 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
 from fabric_hpc.testing import SlurmTestCluster
 from fabric_hpc.topology import build, generators
-from tests.slurm_integration.record_answers import http
+from tests.slurm_integration.record_answers import answers_dir, http, write_meta
 from tests.slurm_integration.restd import Restd, jwt_settings, public_dir, token
 
 DATA = Path(__file__).resolve().parents[1] / "slurm" / "data"
@@ -32,9 +31,7 @@ def main() -> int:
     fab = build(generators.leaf_spine(4, hosts_per_leaf=2, gpus=8, cpus=8))
     base = public_dir()
     with SlurmTestCluster.from_fabric(fab, base_dir=base / "cluster", settings=jwt_settings(base)) as c:
-        version = c.run(["sinfo", "-V"]).stdout.split()[-1]
-        out = DATA / ("slurm-" + ".".join(version.split(".")[:2]))
-        out.mkdir(parents=True, exist_ok=True)
+        version, out = answers_dir(c, DATA)
         wd = str(c.work_dir)
         kinds = (("exclusive", ["--exclusive"]), ("plain", []), ("user", ["--exclusive=user"]))
         jobs = {k: c.sbatch("-N1", "--gres=gpu:2", "-H", *extra, script=SCRIPT, cwd=wd) for k, extra in kinds}
@@ -53,10 +50,8 @@ def main() -> int:
             restd.stop()
         paths = {"paths": sorted(spec["paths"])}
         (out / "rest-openapi-paths.json").write_text(json.dumps(paths, indent=1) + "\n")
-        meta = {"slurm": version, "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "by": "python -m tests.slurm_integration.record_exclusive", "jobs": jobs,
-                "squeue-v0.0.41 exit status": lacking.returncode, "restd_plugin": restd.plugin}
-        (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        write_meta(out, version, "tests.slurm_integration.record_exclusive", jobs=jobs,
+                   restd_plugin=restd.plugin, **{"squeue-v0.0.41 exit status": lacking.returncode})
         c.run(["scancel", "--user", "root"], check=False)
     shutil.rmtree(base, ignore_errors=True)
     print(f"recorded Slurm {version}'s --exclusive answers into {out}")
