@@ -102,7 +102,8 @@ def discover(*, root: str | os.PathLike[str] = "/", nvml: Any = None,
         pci = sysfs.nvidia_pci_gpus()
         seen = f"; sysfs shows {len(pci)} NVIDIA GPU PCI device(s) ({', '.join(pci)})" if pci else ""
         lead = f"NVML is not available on this host ({why})" if use_nvml else why  # there, maybe: not asked
-        notes.append(f"{lead}: no GPUs reported (0 GPUs); CPUs, NUMA nodes and NICs below come from sysfs{seen}")
+        notes.append(f"{lead}: no GPUs reported (0 GPUs); CPUs, NUMA nodes and NICs below come from "
+                     f"sysfs{seen}")
         emit("topology.discover.nvml_unavailable", host=host, reason=why, nvidia_pci_devices=len(pci))
     gpus = _gpus(rec.get("devices", []), sysfs, notes)
     if not why:

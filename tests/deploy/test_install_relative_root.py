@@ -26,7 +26,8 @@ def test_a_relative_root_installs_and_uninstalls(tmp_path: Path, monkeypatch: py
     assert tree(tmp_path / "staging") == set()
     # the same tree given absolute at install and relative at uninstall (or the other way) is one root
     assert fabric("slurm", "install", "--config", "agent.toml", "--root", str(tmp_path / "staging")) == 0
-    assert fabric("slurm", "uninstall", "--config", "agent.toml", "--root", "./staging/", "--purge-state") == 0
+    assert fabric("slurm", "uninstall", "--config", "agent.toml", "--root", "./staging/",
+                  "--purge-state") == 0
     assert tree(tmp_path / "staging") == set()
 
 

@@ -189,7 +189,8 @@ def test_helpers_and_bad_inputs(tmp_path):
     with pytest.raises(ConfigError, match="not a plain host name"):
         discover(root=DGX_ROOT, use_nvml=False, hostname="bad[1")
     d = discover(root=DGX_ROOT, use_nvml=False, hostname="h")
-    assert d.notes[0].startswith("NVML was not consulted (--no-nvml; Python: use_nvml=False): no GPUs reported (0 GPUs)")
+    assert d.notes[0].startswith("NVML was not consulted (--no-nvml; Python: use_nvml=False): "
+                                 "no GPUs reported (0 GPUs)")
     assert "not available" not in d.notes[0]  # it read "NVML is not available on this host (NVML was
     # not consulted (disabled by the caller))": NVML may well be there, the user asked not to use it
 
