@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fabric_hpc.errors import ExternalError, FabricError, NotFoundError
+from fabric_hpc.events import emit
 from fabric_hpc.slurm import decode, segment
 from fabric_hpc.slurm import reservations as resv
 from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, check_slurm_conf
@@ -122,7 +123,9 @@ class CliClient(SlurmClient):
         self._scontrol_nodes = False  # True once sinfo --json answered without a node list
         self._resv_text = False  # True once scontrol show reservation --json answered no JSON
         self._job_squeue = False  # True once scontrol had no --json for one job (22.05)
-        self._jobs_json: str | None = None  # the job reads' --json option, once the first answer told it
+        self._jobs_json: str | None = None  # --json=v0.0.44 once an answer came from a newer data_parser
+        self._no_older = False  # True once this Slurm refused that data_parser (it reads plain --json)
+        self._said_exclusive = False  # the slurm.jobs_exclusive_unread event was emitted
         self._children: set[subprocess.Popen[str]] = set()  # the commands running (interrupt())
         self._interrupted = False
         self.decoded = decode.Decoders()  # its last node and job answers' records, decoded
@@ -191,27 +194,44 @@ class CliClient(SlurmClient):
         return decode.load_answer(self.run(argv), f"`{' '.join(argv)}` did not answer JSON")
 
     def _jobs(self, command: Sequence[str], *tail: str) -> Any:
-        """A job read (``squeue``, ``scontrol show job``) as JSON: ``--json``, except where its answer came
+        """A job read (``squeue``, ``scontrol show job``) as JSON: ``--json``, except where an answer came
         from a data_parser newer than :data:`~fabric_hpc.slurm.decode.JOBS_PARSER` (26.05's v0.0.45 says no
-        job is ``--exclusive``): then read again, and from then on, with ``--json=v0.0.44``. A Slurm without
-        that parser (``unable to find plugin``) keeps ``--json``."""
-        data = self._json([*command, self._jobs_json or "--json", *tail])
+        job is ``--exclusive``): then read again, and from then on, with ``--json=v0.0.44``. Every plain
+        answer is checked (Slurm upgraded under a running agent). A Slurm without that parser
+        (``unable to find plugin``; a release after 26.05 may drop it) is read with ``--json`` from then
+        on, and a ``slurm.jobs_exclusive_unread`` event says once that ``--exclusive`` is not seen."""
         if self._jobs_json is not None:
-            return data
+            try:
+                return self._json([*command, self._jobs_json, *tail])
+            except SlurmError as exc:
+                if "data_parser/v" not in exc.message:
+                    raise
+                self._jobs_json, self._no_older = None, True
+        data = self._json([*command, "--json", *tail])
         found = decode.data_parser(data)
         if found is None or found <= decode.JOBS_PARSER:
-            self._jobs_json = "--json"
             return data
-        older = "--json=v%d.%d.%d" % decode.JOBS_PARSER
-        try:
-            again = self._json([*command, older, *tail])
-        except SlurmError as exc:  # "squeue: error: load_plugins: unable to find plugin: data_parser/v0.0.44"
-            if "data_parser/v" not in exc.message:
-                raise
-            self._jobs_json = "--json"
-            return data
-        self._jobs_json = older
-        return again
+        if not self._no_older:
+            older = "--json=v%d.%d.%d" % decode.JOBS_PARSER
+            try:
+                again = self._json([*command, older, *tail])
+            except SlurmError as exc:  # "load_plugins: unable to find plugin: data_parser/v0.0.44"
+                if "data_parser/v" not in exc.message:
+                    raise
+                self._no_older = True
+            else:
+                self._jobs_json = older
+                return again
+        self._exclusive_unread(found)
+        return data
+
+    def _exclusive_unread(self, parser: tuple[int, int, int]) -> None:
+        """The event, once per client, that jobs are read with a data_parser that hides ``--exclusive``."""
+        if not self._said_exclusive:
+            self._said_exclusive = True
+            emit("slurm.jobs_exclusive_unread", backend="cli", data_parser="v%d.%d.%d" % parser,
+                 hint="this Slurm has no data_parser/v%d.%d.%d: every job reads as shareable, so an "
+                      "--exclusive gang may be placed on busy hosts" % decode.JOBS_PARSER)
 
     # -- reads ------------------------------------------------------------------------------
     @decode.gc_paused()

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fabric_hpc.errors import ConfigError, FabricError, NotFoundError
+from fabric_hpc.events import emit
 from fabric_hpc.slurm import decode
 from fabric_hpc.slurm import segment
 from fabric_hpc.slurm import reservations as resv
@@ -311,6 +312,11 @@ class RestClient(SlurmClient):
                     hint=JWT_HINT if status in _AUTH_STATUS else
                     "pass the API version (api='v0.0.44') if the spec endpoint is disabled"))
             self.api = choose_version(list(paths))
+            if self.api != LEGACY and _vtuple(self.api) > decode.JOBS_PARSER:  # none older offered
+                emit("slurm.jobs_exclusive_unread", backend="rest", data_parser=self.api,
+                     hint="slurmrestd offers no data_parser v0.0.44 or older: every job reads as shareable, "
+                          "so an --exclusive gang may be placed on busy hosts; start slurmrestd without -d, "
+                          "or with data_parser/v0.0.44 among its -d plugins")
         return self.api
 
     @property

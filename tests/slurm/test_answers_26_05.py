@@ -90,3 +90,74 @@ def test_scontrol_text_says_exclusive_by_its_exclusive_word() -> None:
     assert all(" OverSubscribe=NO " in line for line in lines)  # every 26.05 job's
     got = {j.job_id: j.exclusive for j in map(job_from_scontrol, lines)}
     assert got == {JOBS["exclusive"]: True, JOBS["plain"]: False, JOBS["user"]: False}
+
+
+def _switchable(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """A stand-in ``squeue`` whose Slurm changes under the client: ``--json`` prints the file named in
+    ``default`` (25.11-like: the v0.0.44 answer; 26.05: the v0.0.45 one), and ``--json=v0.0.44`` fails as
+    26.05 fails a parser it lacks while a file ``no44`` exists."""
+    log = tmp_path / "calls.log"
+    (tmp_path / "default").write_text("squeue-v0.0.44.json")
+    path = tmp_path / "squeue"
+    path.write_text(f'#!/bin/sh\necho "squeue $*" >> "{log}"\n'
+                    f'case "$*" in *--json=v0.0.44*) if [ -e "{tmp_path}/no44" ]; then '
+                    f'cat "{DATA}/squeue-v0.0.41.stderr" >&2; exit 1; fi; cat "{DATA}/squeue-v0.0.44.json";;\n'
+                    f'  *--json*) cat "{DATA}/$(cat "{tmp_path}/default")";; *) exit 2;; esac\n')
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return {"PATH": f"{tmp_path}:{os.environ.get('PATH', '/usr/bin:/bin')}"}, log
+
+
+def _exclusive(client: CliClient) -> list[bool]:
+    jobs = {j.job_id: j for j in client.jobs()}
+    return [jobs[JOBS[k]].exclusive for k in ("exclusive", "plain", "user")]
+
+
+def test_an_upgrade_to_26_05_under_a_running_client_is_seen(tmp_path: Path) -> None:
+    """An agent started on 25.11 (plain --json, v0.0.44) and Slurm upgraded to 26.05 in place: every plain
+    answer is checked, so the next read says --exclusive again (it latched plain --json for its life)."""
+    env, log = _switchable(tmp_path)
+    client = CliClient(env)
+    assert _exclusive(client) == [True, False, False]
+    (tmp_path / "default").write_text("squeue.json")  # 26.05 now
+    assert _exclusive(client) == _exclusive(client) == [True, False, False]
+    assert log.read_text().splitlines() == ["squeue --json", "squeue --json", "squeue --json=v0.0.44",
+                                            "squeue --json=v0.0.44"]
+
+
+def test_a_parser_dropped_under_a_running_client_falls_back_and_says_so(tmp_path: Path, caplog) -> None:
+    """v0.0.44 chosen, then gone (a later Slurm): the read falls back to --json instead of failing every
+    cycle, and one slurm.jobs_exclusive_unread event says --exclusive is no longer seen."""
+    import logging
+
+    env, log = _switchable(tmp_path)
+    (tmp_path / "default").write_text("squeue.json")
+    client = CliClient(env)
+    assert _exclusive(client) == [True, False, False]
+    (tmp_path / "no44").write_text("")
+    with caplog.at_level(logging.INFO, logger="fabric_hpc.events"):
+        assert _exclusive(client) == _exclusive(client) == [False, False, False]
+    seen = [r.event for r in caplog.records if hasattr(r, "event")]
+    said = [e for e in seen if e["event"] == "slurm.jobs_exclusive_unread"]
+    assert len(said) == 1 and said[0]["data_parser"] == "v0.0.45" and "--exclusive" in said[0]["hint"]
+    assert log.read_text().splitlines() == ["squeue --json", "squeue --json=v0.0.44", "squeue --json=v0.0.44",
+                                            "squeue --json", "squeue --json"]
+
+
+def test_a_slurmrestd_offering_only_v0_0_45_is_said_once(caplog) -> None:
+    """slurmrestd started with ``-d data_parser/v0.0.45`` alone: the rest client speaks it (nothing older
+    is offered) and says once that --exclusive is not seen, with the fix."""
+    import logging
+
+    from fabric_hpc.slurm.rest_backend import RestClient
+    from tests.slurm.test_rest_answers_23_24 import Restd
+
+    server = Restd("24.11", ("v0.0.45",))
+    try:
+        client = RestClient(server.url, token="t")
+        with caplog.at_level(logging.INFO, logger="fabric_hpc.events"):
+            assert client.version == client.version == "v0.0.45"
+    finally:
+        server.close()
+    said = [r.event for r in caplog.records
+            if getattr(r, "event", {}).get("event") == "slurm.jobs_exclusive_unread"]
+    assert len(said) == 1 and said[0]["backend"] == "rest" and "data_parser/v0.0.44" in said[0]["hint"]

@@ -29,7 +29,7 @@ def test_block_conf_keeps_the_racks_and_notes_the_hosts_outside():
     note = next(ln for ln in lines if ln.startswith("# note: "))
     assert "dgx[1-2] in no multi-host NVLink domain, so in no block" in note
     assert "--gres=gpu:h100:N" in note and "Blocks lack access to 2 nodes" in note
-    assert "is refused if its --nodelist names them (Slurm 26.05 runs it there;" in note
+    assert "is refused if its --nodelist names them (Slurm 26.05 runs it there)." in note
     assert "could never run" not in text
     assert "# note" not in ex.topology_conf(build(generators.nvl72(2)), "block")
 
