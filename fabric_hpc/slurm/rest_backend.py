@@ -337,7 +337,7 @@ class RestClient(SlurmClient):
             status, raw = self._send(method, f"/slurm/{self.version}{path}", body)
         try:
             status, data = self._parsed(method, f"/slurm/{self.api}{path}", status, raw)
-            return checked(status, data, f"slurmrestd {method} {path}")
+            return checked(status, data, f"slurmrestd {method} {path}", read=method == "GET")
         except FabricError as exc:
             raise self._shown(exc) from None
 

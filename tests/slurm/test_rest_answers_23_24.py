@@ -323,3 +323,21 @@ def test_unpin_clears_the_pin_with_one_empty_name(restd: Restd) -> None:
     client.unpin(7)
     client.update(7, ExcNodeList=" ")
     assert [p[1] for p in restd.posts] == [{"required_nodes": [""]}, {"excluded_nodes": [""]}]
+
+
+#: what 24.05.8's slurmrestd (data_parser v0.0.41, no AccountingStorageType) warned on every GET /job/
+#: and /jobs/ of the live 24.05 tier (docs/slurm.md, the 24.05.8 row); it still dumped every job
+NO_ACCOUNTING = "Slurm accounting storage is disabled. Could not query the following: [QOS]."
+
+
+def test_24_05_no_accounting_notice_is_benign_on_a_read_only() -> None:
+    from fabric_hpc.slurm.rest_answers import checked
+
+    answer = {"jobs": [{"job_id": 7}], "errors": [],
+              "warnings": [{"description": NO_ACCOUNTING, "source": ""}] * 2}
+    assert checked(200, answer, "slurmrestd GET /jobs/", read=True)["jobs"] == [{"job_id": 7}]
+    with pytest.raises(SlurmError, match="accounting storage is disabled"):
+        checked(200, answer, "slurmrestd POST /job/7")
+    other = {"warnings": [{"description": NO_ACCOUNTING.replace("[QOS]", "[QOS] and more")}]}
+    with pytest.raises(SlurmError, match="and more"):
+        checked(200, other, "slurmrestd GET /jobs/", read=True)
