@@ -32,6 +32,8 @@ JWT_HINT = ("a JWT is missing, expired or not this cluster's, or not for the use
             "(lifespan=SECONDS), on one line; an installed agent reads agent.rest_token_file "
             "(docs/deploy.md)")
 _AUTH_STATUS = {401, 403, 511}
+#: SLURM_PROTOCOL_SOCKET_ZERO_BYTES_SENT: 24.05's slurmrestd answers a token slurmctld refuses with it
+_ZERO_BYTES = 5005
 
 
 def checked(status: int, data: Any, what: str, *, read: bool = False) -> Mapping[str, Any]:
@@ -68,12 +70,16 @@ def _benign(text: str, read: bool) -> bool:
 
 def _auth_hint(status: int, text: str, codes: set[Any]) -> str | None:
     """The JWT fix for an answer that says the request was not authenticated: HTTP 401/403/511 or
-    "authentication" in Slurm's words (23.11+), or 22.05's bare "Unspecified error" (errno -1), which
-    its slurmrestd answers when slurmctld refuses the token."""
+    "authentication" in Slurm's words (23.11+), or 22.05's bare "Unspecified error" (errno -1) and
+    24.05's "Zero Bytes were transmitted or received" (5005), which their slurmrestd answer (HTTP 500)
+    when slurmctld refuses the token."""
     if status in _AUTH_STATUS or "authentication" in text.lower():
         return JWT_HINT
     if status == 500 and -1 in codes and "Unspecified error" in text:
         return JWT_HINT + " (Slurm 22.05 answers a refused token so; otherwise see slurmctld's log)"
+    if status == 500 and (_ZERO_BYTES in codes or "Zero Bytes were transmitted or received" in text):
+        return JWT_HINT + (" (Slurm 24.05 answers a refused token so: slurmctld drops the connection; "
+                           "otherwise see slurmctld's log)")
     return None
 
 
