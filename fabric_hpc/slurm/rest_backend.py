@@ -1,8 +1,8 @@
 """The ``rest`` backend: slurmrestd's OpenAPI, version negotiated from what the server offers.
 
 Two dialects: ``v0.0.38`` (Slurm 22.05 and 23.02, ``slurmrestd -s openapi/v0.0.38``) and ``v0.0.40``
-or later (Slurm 23.11+, ``-s openapi/slurmctld``; tested live with v0.0.42–v0.0.44 of Slurm 25.11, on
-answers built from each release's data_parser tables for 23.11–24.11). The client
+or later (Slurm 23.11+, ``-s openapi/slurmctld``; tested live with v0.0.42–v0.0.44 of Slurm 25.11 and,
+once, v0.0.41 of 24.05.8, on answers built from each release's data_parser tables for 23.11–24.11). The client
 reads the server's ``/openapi/v3`` on first use and picks the newest version it speaks (or ``api=``
 forces one); a 404 for that version's path (a restarted slurmrestd offering another) reads it once
 again. Authentication is JWT (``X-SLURM-USER-NAME`` / ``X-SLURM-USER-TOKEN``; the token from the
