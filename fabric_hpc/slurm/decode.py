@@ -20,7 +20,9 @@ the type of the value it found; no ``TypeError``/``KeyError``/``ValueError`` lea
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import math
 import operator
 import re
@@ -268,16 +270,24 @@ def parse_json(text: str | bytes) -> Any:
     (:func:`gc_paused`). Raises ``json.JSONDecodeError`` (orjson's is one) for text that is not
     JSON, also where ``json.loads`` would take NaN or Infinity, a number beyond a double (``1e400``),
     a lone surrogate, or nesting deeper than 1,024 levels; an integer beyond 64 bits becomes a float
-    (which :func:`number` refuses, as it refused the exact integer). Slurm sends none of them."""
+    (which :func:`number` refuses, as it refused the exact integer). Slurm sends none of them, but
+    24.05's ``sshare --json`` an ``Infinity`` (read with :func:`load_answer`'s ``nonfinite``)."""
     with gc_paused():
         return orjson.loads(text)
 
 
-def load_answer(text: str | bytes, problem: str) -> Any:
-    """:func:`parse_json`, or a SlurmError ``"<problem> (<parser's reason>): <start of the text>"``."""
+def load_answer(text: str | bytes, problem: str, *, nonfinite: bool = False) -> Any:
+    """:func:`parse_json`, or a SlurmError ``"<problem> (<parser's reason>): <start of the text>"``.
+    ``nonfinite``: an answer orjson refuses is read again by ``json.loads``, which takes ``Infinity``,
+    ``-Infinity`` and ``NaN`` (24.05's ``sshare --json`` writes a fairshare ``level`` of ``Infinity``:
+    its serializer/json prints non-finite doubles as json-c does; 25.05+ do not); the fields read
+    refuse a non-finite number themselves."""
     try:
         return parse_json(text)
     except ValueError as exc:  # JSONDecodeError (orjson's too) and UnicodeDecodeError are ValueErrors
+        if nonfinite:
+            with contextlib.suppress(ValueError, RecursionError):  # not JSON to json either
+                return json.loads(text)
         raise SlurmError(f"{problem} ({exc}): {text[:120]!r}") from None
 
 

@@ -20,6 +20,11 @@ _BENIGN = {2042}
 _BENIGN_TEXT = "Job is in held state, pending scheduler release"
 #: the notice of an empty list (25.11's GET /jobs/ on an empty queue warns "Zero jobs to dump"): no failure
 _EMPTY_LIST = re.compile(r"Zero \w+ to dump")
+#: the notice of a read on a cluster without accounting storage: 24.05's data_parser v0.0.41 warns so on
+#: every GET /job/ and /jobs/ (slurmdb_helpers.c load_prereqs_funcname, for the job's QOS) and still
+#: dumps every job; benign on a read only (a write so warned may not have been applied)
+_NO_ACCOUNTING = re.compile(
+    r"Slurm accounting storage is disabled\. Could not query the following: \[[\w, ]*\]\.")
 _NOT_FOUND = {2017}  # "Invalid job id specified"
 #: the fix for an answer that says the request was not authenticated (401, 403, 511 or Slurm's words)
 JWT_HINT = ("a JWT is missing, expired or not this cluster's, or not for the user sent (X-SLURM-USER-NAME: "
@@ -27,19 +32,21 @@ JWT_HINT = ("a JWT is missing, expired or not this cluster's, or not for the use
             "(lifespan=SECONDS), on one line; an installed agent reads agent.rest_token_file "
             "(docs/deploy.md)")
 _AUTH_STATUS = {401, 403, 511}
+#: SLURM_PROTOCOL_SOCKET_ZERO_BYTES_SENT: 24.05's slurmrestd answers a token slurmctld refuses with it
+_ZERO_BYTES = 5005
 
 
-def checked(status: int, data: Any, what: str) -> Mapping[str, Any]:
+def checked(status: int, data: Any, what: str, *, read: bool = False) -> Mapping[str, Any]:
     """A slurmrestd answer that reports success and nothing else; otherwise NotFoundError (unknown
-    job) or SlurmError with Slurm's messages. Every warning counts (only the held-job notice not)."""
+    job) or SlurmError with Slurm's messages. Every warning counts (not the held-job and empty-list
+    notices, nor on a ``read`` the notice of no accounting storage)."""
     data = decode.record(data, f"{what} answer")
     errors, warnings = data.get("errors") or [], data.get("warnings") or []
     if not isinstance(errors, list) or not isinstance(warnings, list):
         raise SlurmError(f"{what}: 'errors'/'warnings' are {type(errors).__name__}/{type(warnings).__name__}")
     errors = [e for e in errors if not (isinstance(e, dict) and e.get("error_code") in _BENIGN)]
     warnings = [w for w in warnings
-                if not (isinstance(w, dict) and (str(w.get("description", "")).endswith(_BENIGN_TEXT)
-                                                 or _EMPTY_LIST.fullmatch(str(w.get("description", "")))))]
+                if not (isinstance(w, dict) and _benign(str(w.get("description", "")), read))]
     codes = {e.get(k) for e in errors if isinstance(e, dict) for k in ("error_code", "error_number", "errno")}
     if status == 404 or codes & _NOT_FOUND:
         raise NotFoundError(f"{what}: not found ({_messages(errors) or status})",
@@ -54,14 +61,25 @@ def checked(status: int, data: Any, what: str) -> Mapping[str, Any]:
     return data
 
 
+def _benign(text: str, read: bool) -> bool:
+    """A warning that says nothing went wrong: the held-job notice; an empty list's (any request,
+    as before); no accounting storage (a read only)."""
+    return (text.endswith(_BENIGN_TEXT) or _EMPTY_LIST.fullmatch(text) is not None
+            or (read and _NO_ACCOUNTING.fullmatch(text) is not None))
+
+
 def _auth_hint(status: int, text: str, codes: set[Any]) -> str | None:
     """The JWT fix for an answer that says the request was not authenticated: HTTP 401/403/511 or
-    "authentication" in Slurm's words (23.11+), or 22.05's bare "Unspecified error" (errno -1), which
-    its slurmrestd answers when slurmctld refuses the token."""
+    "authentication" in Slurm's words (23.11+), or 22.05's bare "Unspecified error" (errno -1) and
+    24.05's "Zero Bytes were transmitted or received" (5005), which their slurmrestd answer (HTTP 500)
+    when slurmctld refuses the token."""
     if status in _AUTH_STATUS or "authentication" in text.lower():
         return JWT_HINT
     if status == 500 and -1 in codes and "Unspecified error" in text:
         return JWT_HINT + " (Slurm 22.05 answers a refused token so; otherwise see slurmctld's log)"
+    if status == 500 and (_ZERO_BYTES in codes or "Zero Bytes were transmitted or received" in text):
+        return JWT_HINT + (" (Slurm 24.05 answers a refused token so: slurmctld drops the connection; "
+                           "otherwise see slurmctld's log)")
     return None
 
 

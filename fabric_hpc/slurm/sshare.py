@@ -221,5 +221,5 @@ def read_usage(run: Callable[[Sequence[str]], str]) -> UsageAnswer:
         if "unrecognized option" not in exc.message and "invalid option" not in exc.message:
             raise
         return _with_associations(decode_parsable(run(list(PARSABLE_ARGV))), "sshare -a -P")
-    found = decode_json(load_answer(out, "sshare --json did not answer JSON"))
+    found = decode_json(load_answer(out, "sshare --json did not answer JSON", nonfinite=True))
     return _with_associations(found, "sshare -a --json")

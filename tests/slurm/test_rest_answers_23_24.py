@@ -1,5 +1,6 @@
 """The rest backend against the slurmrestd of Slurm 23.02, 23.11, 24.05 and 24.11, which the live tests
-(Debian's 22.05, 25.11.7) never see: what each serves, what the client asks for and what it reads.
+(Debian's 22.05, 25.11.7) never see (24.05.8 was run once: docs/slurm.md): what each serves, what the
+client asks for and what it reads.
 
 What SchedMD's sources say (tags slurm-23-02-7-1, slurm-23-11-10-1, slurm-24-05-8-1, slurm-24-11-6-1):
 
@@ -323,3 +324,40 @@ def test_unpin_clears_the_pin_with_one_empty_name(restd: Restd) -> None:
     client.unpin(7)
     client.update(7, ExcNodeList=" ")
     assert [p[1] for p in restd.posts] == [{"required_nodes": [""]}, {"excluded_nodes": [""]}]
+
+
+#: what 24.05.8's slurmrestd (data_parser v0.0.41, no AccountingStorageType) warned on every GET /job/
+#: and /jobs/ of the live 24.05 tier (docs/slurm.md, the 24.05.8 row); it still dumped every job
+NO_ACCOUNTING = "Slurm accounting storage is disabled. Could not query the following: [QOS]."
+
+
+def test_24_05_no_accounting_notice_is_benign_on_a_read_only() -> None:
+    from fabric_hpc.slurm.rest_answers import checked
+
+    answer = {"jobs": [{"job_id": 7}], "errors": [],
+              "warnings": [{"description": NO_ACCOUNTING, "source": ""}] * 2}
+    assert checked(200, answer, "slurmrestd GET /jobs/", read=True)["jobs"] == [{"job_id": 7}]
+    with pytest.raises(SlurmError, match="accounting storage is disabled"):
+        checked(200, answer, "slurmrestd POST /job/7")
+    other = {"warnings": [{"description": NO_ACCOUNTING.replace("[QOS]", "[QOS] and more")}]}
+    with pytest.raises(SlurmError, match="and more"):
+        checked(200, other, "slurmrestd GET /jobs/", read=True)
+
+
+def test_24_05_refused_token_gets_the_jwt_fix() -> None:
+    """24.05.8's slurmrestd answered `fabric slurm nodes --backend rest` with a garbage or wrongly signed
+    JWT live with HTTP 500 "Failure to query nodes: Zero Bytes were transmitted or received"."""
+    from fabric_hpc.slurm.rest_answers import JWT_HINT, checked
+
+    for entry in ({"description": "Failure to query nodes", "error_number": 5005,
+                   "error": "Zero Bytes were transmitted or received", "source": "_dump_nodes"},
+                  {"description": "Failure to query nodes",
+                   "error": "Zero Bytes were transmitted or received"}):
+        with pytest.raises(SlurmError) as info:
+            checked(500, {"errors": [entry], "nodes": []}, "slurmrestd GET /nodes/")
+        assert info.value.hint and info.value.hint.startswith(JWT_HINT) and "24.05" in info.value.hint
+    with pytest.raises(SlurmError) as other:
+        refused = {"description": "Failure to query nodes", "error_number": 1007,
+                   "error": "Unable to contact slurm controller (connect failure)"}
+        checked(500, {"errors": [refused]}, "slurmrestd GET /nodes/")
+    assert other.value.hint is None

@@ -191,3 +191,23 @@ def test_slurm_mode_falls_back_to_the_ledger_when_the_answer_is_bad(tmp_path):
     # the same error is not written again (until ERROR_REPEAT_S): a cycle each second would flood the log
     assert [w for w, _ in events] == ["usage_error", "usage_source"]
     assert "'shares'" in events[0][1]["error"] and events[0][1]["fallback"] == "ledger"
+
+
+def test_recorded_24_05_json_answer_with_an_infinite_fairshare_level():
+    """24.05.8's `sshare -a --json` (recorded live: FABRIC_RECORD_SSHARE=1) writes a user row's
+    fairshare level as `Infinity`, which orjson refuses; the answer is read, the usage is Slurm's."""
+    from fabric_hpc.slurm.sshare import read_usage
+
+    text = (DATA / "slurm-24.05" / "sshare.json").read_text()
+    assert '"level": Infinity' in text
+    got = read_usage(lambda argv: text)
+    assert got.unit == "gpu_seconds" and got.usage["alpha"] > got.usage["beta"] > 0
+    assert got.shares == {"alpha": 1, "beta": 1}
+    data = json.loads(text)
+    alpha = next(r for r in data["shares"]["shares"] if r["name"] == "alpha")
+    gpu = next(u for u in alpha["tres"]["usage"] if u["name"] == "gres/gpu")
+    gpu["value"] = float("inf")  # a field fabric reads: refused, not taken as usage
+    with pytest.raises(SlurmError, match="gres/gpu|value|expected"):
+        read_usage(lambda argv: json.dumps(data))
+    with pytest.raises(SlurmError, match="did not answer JSON"):
+        read_usage(lambda argv: text.replace("Infinity", "Infinit"))
