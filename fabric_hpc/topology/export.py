@@ -200,8 +200,8 @@ def outside_blocks_note(fabric: Fabric) -> str:
             f"gives them only to jobs that can use no block host (a partition, --constraint or GPU type, "
             f"e.g. --gres=gpu:{_first_gres_type(fabric, outside)}:N, that rules out every block host); a job "
             f"that may use both gets block hosts only, and is refused if its --nodelist names them (Slurm "
-            f"26.05 runs it there). slurmctld logs 'Blocks lack access to {len(outside)} nodes' ('blocks ...' "
-            f"on Slurm 24.11)")
+            f"26.05 runs it there). slurmctld logs 'Blocks lack access to {len(outside)} nodes' "
+            f"('blocks ...' on Slurm 24.11)")
 
 
 def _first_gres_type(fabric: Fabric, hosts: list[str]) -> str:

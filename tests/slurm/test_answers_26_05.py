@@ -101,7 +101,8 @@ def _switchable(tmp_path: Path) -> tuple[dict[str, str], Path]:
     path = tmp_path / "squeue"
     path.write_text(f'#!/bin/sh\necho "squeue $*" >> "{log}"\n'
                     f'case "$*" in *--json=v0.0.44*) if [ -e "{tmp_path}/no44" ]; then '
-                    f'cat "{DATA}/squeue-v0.0.41.stderr" >&2; exit 1; fi; cat "{DATA}/squeue-v0.0.44.json";;\n'
+                    f'cat "{DATA}/squeue-v0.0.41.stderr" >&2; exit 1; fi;\n'
+                    f'  cat "{DATA}/squeue-v0.0.44.json";;\n'
                     f'  *--json*) cat "{DATA}/$(cat "{tmp_path}/default")";; *) exit 2;; esac\n')
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return {"PATH": f"{tmp_path}:{os.environ.get('PATH', '/usr/bin:/bin')}"}, log
