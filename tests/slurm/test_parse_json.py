@@ -19,7 +19,7 @@ RECORDED = sorted(p for p in DATA.glob("slurm-*/*.json"))
 @pytest.mark.parametrize("path", RECORDED, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_recorded_answers_parse_as_json_loads_does(path: Path) -> None:
     text = path.read_text()
-    if path.parent.name == "slurm-24.05" and path.name == "sshare.json":  # a fairshare level of Infinity
+    if path.parent.name == "sshare-24.05" and path.name == "sshare.json":  # a fairshare level of Infinity
         with pytest.raises(ValueError):
             decode.parse_json(text)
         assert decode.load_answer(text, "sshare", nonfinite=True) == json.loads(text)

@@ -198,7 +198,7 @@ def test_recorded_24_05_json_answer_with_an_infinite_fairshare_level():
     fairshare level as `Infinity`, which orjson refuses; the answer is read, the usage is Slurm's."""
     from fabric_hpc.slurm.sshare import read_usage
 
-    text = (DATA / "slurm-24.05" / "sshare.json").read_text()
+    text = (DATA / "sshare-24.05" / "sshare.json").read_text()
     assert '"level": Infinity' in text
     got = read_usage(lambda argv: text)
     assert got.unit == "gpu_seconds" and got.usage["alpha"] > got.usage["beta"] > 0

@@ -63,6 +63,8 @@ def used(slurm_accounting_cluster: Any) -> dict[str, float]:
 def record_answers(cluster: Any) -> None:
     major, minor, _ = cluster.version
     out = DATA / f"slurm-{major}.{minor:02d}"
+    if not out.is_dir():  # a release without a full recording (replay tests read every slurm-*): its own
+        out = DATA / f"sshare-{major}.{minor:02d}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "sshare-P.txt").write_text(cluster.run(list(PARSABLE_ARGV)).stdout)
     answer = cluster.run(list(JSON_ARGV), check=False)
