@@ -96,11 +96,13 @@ def answers_dir(c: SlurmTestCluster, data: Path = DATA) -> tuple[str, Path]:
     return version, out
 
 
-def write_meta(out: Path, version: str, by: str, **fields: Any) -> None:
-    """``out/meta.json``: the version, when, by which module (``python -m``), and ``fields``."""
+def finish_recording(c: SlurmTestCluster, out: Path, version: str, by: str, **fields: Any) -> None:
+    """``out/meta.json`` (the version, when, by which module: ``python -m``, and ``fields``), then the
+    recorder's jobs cancelled."""
     meta = {"slurm": version, "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "by": f"python -m {by}", **fields}
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    c.run(["scancel", "--user", "root"], check=False)
 
 
 def main() -> int:
@@ -116,9 +118,8 @@ def main() -> int:
             if proc.returncode == 0:
                 (out / f"{name}.json").write_text(proc.stdout)
         (out / "scontrol-jobs-d-o.txt").write_text(c.run(["scontrol", "show", "job", "-d", "-o"]).stdout)
-        write_meta(out, version, "tests.slurm_integration.record_answers",
-                   cluster="16 hosts x 8 GPUs, leaf/spine", jobs=jobs, **record_rest(c, out, jobs))
-        c.run(["scancel", "--user", "root"], check=False)
+        finish_recording(c, out, version, "tests.slurm_integration.record_answers",
+                         cluster="16 hosts x 8 GPUs, leaf/spine", jobs=jobs, **record_rest(c, out, jobs))
     import shutil
 
     shutil.rmtree(base, ignore_errors=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fabric_hpc.testing import SlurmTestCluster
 from fabric_hpc.topology import build, generators
-from tests.slurm_integration.record_answers import answers_dir, http, write_meta
+from tests.slurm_integration.record_answers import answers_dir, finish_recording, http
 from tests.slurm_integration.restd import Restd, jwt_settings, public_dir, token
 
 DATA = Path(__file__).resolve().parents[1] / "slurm" / "data"
@@ -50,9 +50,8 @@ def main() -> int:
             restd.stop()
         paths = {"paths": sorted(spec["paths"])}
         (out / "rest-openapi-paths.json").write_text(json.dumps(paths, indent=1) + "\n")
-        write_meta(out, version, "tests.slurm_integration.record_exclusive", jobs=jobs,
-                   restd_plugin=restd.plugin, **{"squeue-v0.0.41 exit status": lacking.returncode})
-        c.run(["scancel", "--user", "root"], check=False)
+        finish_recording(c, out, version, "tests.slurm_integration.record_exclusive", jobs=jobs,
+                         restd_plugin=restd.plugin, **{"squeue-v0.0.41 exit status": lacking.returncode})
     shutil.rmtree(base, ignore_errors=True)
     print(f"recorded Slurm {version}'s --exclusive answers into {out}")
     return 0
