@@ -14,7 +14,9 @@ set the plugin accepts (:func:`fit`). The rules were read in Slurm 25.11.7's
   the job becomes N/S slices of the base blocks' level (S larger than a base block: handed to Slurm).
 
 The layout is what ``scontrol show topology`` prints (:func:`parse_topology`), or the fabric model's blocks
-(:meth:`Blocks.from_fabric`, as ``fabric topology export --format topology-block`` writes them).
+(:meth:`Blocks.from_fabric`, as ``fabric topology export --format topology-block`` writes them). Slurm before
+24.11 prints no block sizes (23.11, 24.05: ``BlockName=r001 BlockIndex=0 Nodes=...`` only): the levels are
+then the ``BlockSizes`` of the topology.conf slurmctld reads (:meth:`BlockSource.levels_of_conf`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.hostlist import compress, expand, select
@@ -30,12 +33,17 @@ from fabric_hpc.placement.levels import fabric_levels
 from fabric_hpc.placement.request import Request
 from fabric_hpc.placement.slurm import block_level
 from fabric_hpc.slurm.contract import Job, SlurmError
+from fabric_hpc.slurm.slurm_settings import running_settings
 from fabric_hpc.topology import export
+from fabric_hpc.topology.import_slurm import logical_lines
 from fabric_hpc.topology.model import Fabric
 
 #: How often the agent reads the layout again (s), and after a failed read.
 REFRESH_S = 600.0
 RETRY_S = 300.0
+#: The block levels of a topology.conf without ``BlockSizes`` (Slurm 24.05.8's block_record.c,
+#: _read_topo_file: ``bit_nset(block_levels, 0, 4)``; the base size is the first block's node count).
+DEFAULT_LEVELS = frozenset(range(5))
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,19 @@ def parse_topology(fab: Fabric, text: str) -> Blocks | None:
     base_size = base_size or min(len(h) for _, h in bases)
     levels = {(s // base_size).bit_length() - 1 for s in sizes if s >= base_size}
     return Blocks.of(fab, [h for _, h in sorted(bases)], base_size, levels)
+
+
+def conf_block_sizes(lines: list[str]) -> list[int] | None:
+    """The ``BlockSizes`` of topology.conf ``lines`` (keys in any case, as Slurm's parser reads them);
+    None when the file sets none. ValueError for a value that is no list of whole numbers."""
+    sizes = None
+    for _, line in logical_lines(lines):
+        key, sep, value = line.strip().partition("=")
+        if sep and key.strip().lower() == "blocksizes":
+            sizes = [int(s) for s in value.split()[0].split(",")] if value.split() else []
+    if sizes is not None and (not sizes or min(sizes) <= 0):
+        raise ValueError(f"BlockSizes={','.join(map(str, sizes))} is no list of block sizes")
+    return sizes
 
 
 def fit(blocks: Blocks, fab: Fabric, state: ClusterState, job: Job, request: Request,
@@ -211,8 +232,12 @@ class BlockSource:
         if self._asked_at is not None and now - self._asked_at < (RETRY_S if self._failed else REFRESH_S):
             return self.blocks
         self._asked_at = now
+        sizes_from = "scontrol show topology"
         try:
-            blocks = parse_topology(self.fab, self.run(["scontrol", "show", "topology"]))
+            text = self.run(["scontrol", "show", "topology"])
+            blocks = parse_topology(self.fab, text)
+            if blocks is not None and "BlockSize=" not in text:  # Slurm < 24.11: no sizes in the answer
+                blocks, sizes_from = self.levels_of_conf(blocks)
         except (SlurmError, ValueError) as exc:  # ValueError: a line the parser could not read
             if not self._failed:
                 self.log("block_topology_error", error=str(exc)[:500], kept=self.blocks is not None)
@@ -223,6 +248,38 @@ class BlockSource:
             self.log("block_topology", blocks=len(blocks.bases) if blocks else 0,
                      base_size=blocks.base_size if blocks else None,
                      levels=sorted(blocks.levels) if blocks else [],
-                     fabric_level=blocks.level if blocks else None)
+                     fabric_level=blocks.level if blocks else None, sizes_from=sizes_from)
         self.blocks = blocks
         return blocks
+
+    def levels_of_conf(self, blocks: Blocks) -> tuple[Blocks, str]:
+        """``blocks`` with the base size and levels of the ``BlockSizes`` in the topology.conf beside
+        slurmctld's slurm.conf (``SLURM_CONF`` of ``scontrol show config``; none there: Slurm's
+        :data:`DEFAULT_LEVELS`), and where they came from. Slurm 23.11 and 24.05 print only ``BlockName``,
+        ``BlockIndex`` and ``Nodes`` (24.05.8's topology_block.c, _print_topo_record), and a 36-node job
+        read as one of no level (anywhere) was pinned over two racks that form no block: never started.
+        A file that cannot be read: the fabric model's sizes (what ``fabric install`` writes) where its
+        blocks are Slurm's, else Slurm's defaults; an ``agent.block_sizes_unread`` record says so."""
+        try:
+            conf = (running_settings(run=self.run) or {}).get("SLURM_CONF", "")
+            if not conf.startswith("/"):
+                raise OSError(f"scontrol show config names no SLURM_CONF path ({conf!r})")
+            path = Path(conf).with_name("topology.conf")
+            sizes, where = conf_block_sizes(path.read_text(errors="replace").splitlines()), str(path)
+        except (OSError, SlurmError, ValueError) as exc:
+            sizes, where = self._model_sizes(blocks)
+            self.log("block_sizes_unread", error=str(exc)[:300], used=where)
+        if sizes is None:
+            return Blocks(blocks.bases, len(blocks.bases[0]), DEFAULT_LEVELS, blocks.level), where
+        levels = {(s // sizes[0]).bit_length() - 1 for s in sizes}
+        return Blocks(blocks.bases, sizes[0], frozenset(levels) | {0}, blocks.level), where
+
+    def _model_sizes(self, blocks: Blocks) -> tuple[list[int] | None, str]:
+        """The fabric model's BlockSizes where its blocks are Slurm's (None: Slurm's defaults)."""
+        try:
+            model = Blocks.from_fabric(self.fab) if blocks.level is not None else None
+        except ConfigError:  # blocks of unequal sizes: no BlockSizes the model would write
+            model = None
+        if model is None:
+            return None, "Slurm's defaults"
+        return [model.base_size << k for k in sorted(model.levels)], "the fabric model"

@@ -44,7 +44,7 @@ _FIRST_KEY = re.compile(r"^\s*(switchname|blockname|blocksizes)\s*=", re.IGNOREC
 def looks_like(lines: list[str]) -> str | None:
     """``topology-conf`` when the first line with content is a topology.conf line (``SwitchName=``,
     ``BlockName=``), ``topology-yaml`` when it opens Slurm's topology.yaml (``- topology:``), else None."""
-    for _, line in _logical_lines(lines):
+    for _, line in logical_lines(lines):
         if _FIRST_KEY.match(line):
             return KIND
         return YAML_KIND if re.match(r"\s*(---\s*$|-\s+topology\s*:)", line) else None
@@ -64,7 +64,7 @@ _COMMENT = re.compile(r"(?<!\\)((?:\\\\)*)#.*")  # a '#' after an even run of '\
 _ESCAPE = re.compile(r"\\(.)")
 
 
-def _logical_lines(lines: list[str]) -> Iterator[tuple[int, str]]:
+def logical_lines(lines: list[str]) -> Iterator[tuple[int, str]]:
     """(first line number, text) without comments, continuations joined, escapes resolved."""
     pending: list[str] = []
     start = 0
@@ -126,7 +126,7 @@ def _bad_key(key: str, canon: str | None, first: bool) -> str:
 def read_switches(lines: list[str], path: str) -> dict[str, _Switch]:
     """The file's switches by name, each with its hosts or child switch names, checked line by line."""
     switches: dict[str, _Switch] = {}
-    for number, text in _logical_lines(lines):
+    for number, text in logical_lines(lines):
         pairs = dict(_pairs(path, number, text))
         speed = pairs.get("LinkSpeed", "0")
         if not _uint32(speed):
