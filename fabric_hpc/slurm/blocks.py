@@ -11,7 +11,10 @@ set the plugin accepts (:func:`fit`). The rules were read in Slurm 25.11.7's
   ceil(N / llblock size) blocks of the level below (the llblock level);
 * with ``--segment=S`` each segment of S nodes follows that rule on its own; a pinned job's segments are
   cut by Slurm from its nodes, which always succeeds when every base block holds a multiple of S of them:
-  the job becomes N/S slices of the base blocks' level (S larger than a base block: handed to Slurm).
+  the job becomes N/S slices of the base blocks' level (S larger than a base block: handed to Slurm);
+  Slurm before 25.11 starts no job with a node list and several segments (eval_nodes_block.c: "requires
+  nodes with segment are not supported"; SchedMD's 9df147bc4e added it to 25.11), so there such a job is
+  handed to Slurm too.
 
 The layout is what ``scontrol show topology`` prints (:func:`parse_topology`), or the fabric model's blocks
 (:meth:`Blocks.from_fabric`, as ``fabric topology export --format topology-block`` writes them). Slurm before
@@ -21,9 +24,10 @@ then the ``BlockSizes`` of the topology.conf slurmctld reads (:meth:`BlockSource
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fabric_hpc.errors import ConfigError
@@ -44,6 +48,8 @@ RETRY_S = 300.0
 #: The block levels of a topology.conf without ``BlockSizes`` (Slurm 24.05.8's block_record.c,
 #: _read_topo_file: ``bit_nset(block_levels, 0, 4)``; the base size is the first block's node count).
 DEFAULT_LEVELS = frozenset(range(5))
+#: The first Slurm whose topology/block starts a pinned job (``--nodelist``) of several segments.
+PINNED_SEGMENTS_FROM = (25, 11)
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,14 @@ class Blocks:
     base_size: int
     levels: frozenset[int]
     level: str | None = None
+    #: slurmctld's release (``SLURM_VERSION`` of ``scontrol show config``); None: not read. Not part of
+    #: the layout (equal layouts of two releases compare equal).
+    slurm_version: tuple[int, int] | None = field(default=None, compare=False)
+
+    @property
+    def pinned_segments(self) -> bool:
+        """Whether Slurm starts a job with a node list and several segments (a release not read: yes)."""
+        return self.slurm_version is None or self.slurm_version >= PINNED_SEGMENTS_FROM
 
     @classmethod
     def of(cls, fab: Fabric, bases: Sequence[Sequence[str]], base_size: int,
@@ -199,6 +213,12 @@ def _choose(blocks: Blocks, nodes: int, level: int | None, ll: int, free: set[st
 def _segments(blocks: Blocks, fab: Fabric, nodes: int, seg: int, request: Request) -> Request:
     """``--segment=S``: N/S slices of the base blocks' level (each base block then holds a multiple of S)."""
     slices = nodes // seg
+    if not blocks.pinned_segments:
+        raise ConfigError(f"--segment={seg} makes {slices} segments, and Slurm {shown(blocks.slurm_version)} "
+                          "(before 25.11) starts no job with a node list and several segments "
+                          "(\"requires nodes with segment are not supported\"); handed to Slurm",
+                          hint="Slurm places such a job itself; the agent places --segment jobs on Slurm "
+                               "25.11 and later")
     if seg > blocks.base_size or blocks.level is None:
         why = (f"segments of {seg} nodes are larger than a base block ({blocks.base_size})"
                if seg > blocks.base_size else "the base blocks are no level of the fabric model")
@@ -236,8 +256,11 @@ class BlockSource:
         try:
             text = self.run(["scontrol", "show", "topology"])
             blocks = parse_topology(self.fab, text)
-            if blocks is not None and "BlockSize=" not in text:  # Slurm < 24.11: no sizes in the answer
-                blocks, sizes_from = self.levels_of_conf(blocks)
+            if blocks is not None:
+                settings, unread = self._settings()
+                if "BlockSize=" not in text:  # Slurm < 24.11: no sizes in the answer
+                    blocks, sizes_from = self.levels_of_conf(blocks, settings, unread)
+                blocks = replace(blocks, slurm_version=release(settings.get("SLURM_VERSION", "")))
         except (SlurmError, ValueError) as exc:  # ValueError: a line the parser could not read
             if not self._failed:
                 self.log("block_topology_error", error=str(exc)[:500], kept=self.blocks is not None)
@@ -248,11 +271,20 @@ class BlockSource:
             self.log("block_topology", blocks=len(blocks.bases) if blocks else 0,
                      base_size=blocks.base_size if blocks else None,
                      levels=sorted(blocks.levels) if blocks else [],
-                     fabric_level=blocks.level if blocks else None, sizes_from=sizes_from)
+                     fabric_level=blocks.level if blocks else None, sizes_from=sizes_from,
+                     slurm_version=shown(blocks.slurm_version) if blocks else None)
         self.blocks = blocks
         return blocks
 
-    def levels_of_conf(self, blocks: Blocks) -> tuple[Blocks, str]:
+    def _settings(self) -> tuple[Mapping[str, str], str]:
+        """The running slurmctld's settings, and why they are not there ('': read)."""
+        try:
+            settings = running_settings(run=self.run)
+        except SlurmError as exc:
+            return {}, str(exc)
+        return (settings, "") if settings else ({}, "scontrol show config gave no settings")
+
+    def levels_of_conf(self, blocks: Blocks, settings: Mapping[str, str], unread: str) -> tuple[Blocks, str]:
         """``blocks`` with the base size and levels of the ``BlockSizes`` in the topology.conf beside
         slurmctld's slurm.conf (``SLURM_CONF`` of ``scontrol show config``; none there: Slurm's
         :data:`DEFAULT_LEVELS`), and where they came from. Slurm 23.11 and 24.05 print only ``BlockName``,
@@ -261,12 +293,12 @@ class BlockSource:
         A file that cannot be read: the fabric model's sizes (what ``fabric install`` writes) where its
         blocks are Slurm's, else Slurm's defaults; an ``agent.block_sizes_unread`` record says so."""
         try:
-            conf = (running_settings(run=self.run) or {}).get("SLURM_CONF", "")
+            conf = settings.get("SLURM_CONF", "")
             if not conf.startswith("/"):
-                raise OSError(f"scontrol show config names no SLURM_CONF path ({conf!r})")
+                raise OSError(unread or f"scontrol show config names no SLURM_CONF path ({conf!r})")
             path = Path(conf).with_name("topology.conf")
             sizes, where = conf_block_sizes(path.read_text(errors="replace").splitlines()), str(path)
-        except (OSError, SlurmError, ValueError) as exc:
+        except (OSError, ValueError) as exc:
             sizes, where = self._model_sizes(blocks)
             self.log("block_sizes_unread", error=str(exc)[:300], used=where)
         if sizes is None:
@@ -283,3 +315,14 @@ class BlockSource:
         if model is None:
             return None, "Slurm's defaults"
         return [model.base_size << k for k in sorted(model.levels)], "the fabric model"
+
+
+def release(version: str) -> tuple[int, int] | None:
+    """``25.05.8`` (``SLURM_VERSION``) -> (25, 5); None for text that names no release."""
+    m = re.match(r"\s*(\d{2})\.(\d{2})\b", version)
+    return (int(m[1]), int(m[2])) if m else None
+
+
+def shown(version: tuple[int, int] | None) -> str | None:
+    """(25, 5) -> ``25.05``, as Slurm names its releases; None for None."""
+    return None if version is None else f"{version[0]}.{version[1]:02d}"

@@ -32,14 +32,14 @@ MAX_INCLUDE_DEPTH = 8
 
 
 def parse_show_config(text: str) -> dict[str, str]:
-    """``Key = value`` lines of ``scontrol show config`` -> {key: value} for :data:`KEYS` and ``SLURM_CONF``;
-    ``(null)`` is the empty string. Slurm 23.11+ lists each of several prologs as ``Prolog[N] = path``:
-    they are joined with commas, as slurm.conf writes them."""
+    """``Key = value`` lines of ``scontrol show config`` -> {key: value} for :data:`KEYS`, ``SLURM_CONF``
+    and ``SLURM_VERSION``; ``(null)`` is the empty string. Slurm 23.11+ lists each of several prologs as
+    ``Prolog[N] = path``: they are joined with commas, as slurm.conf writes them."""
     out: dict[str, str] = {}
     for line in text.splitlines():
         key, sep, value = line.partition("=")
         key, value = re.sub(r"\[\d+\]$", "", key.strip()), value.strip()
-        if sep and key in (*KEYS, "SLURM_CONF") and value != "(null)":
+        if sep and key in (*KEYS, "SLURM_CONF", "SLURM_VERSION") and value != "(null)":
             out[key] = f"{out[key]},{value}" if out.get(key) else value
     return out
 

@@ -39,7 +39,8 @@ def test_the_levels_of_a_24_05_answer_come_from_topology_conf(tmp_path: Path) ->
     assert blocks == Blocks.from_fabric(NVL3) and blocks.levels == {0, 1}
     assert notes == [("block_topology", {"blocks": 3, "base_size": 18, "levels": [0, 1],
                                          "fabric_level": "nvlink",
-                                         "sizes_from": str(tmp_path / "topology.conf")})]
+                                         "sizes_from": str(tmp_path / "topology.conf"),
+                                         "slurm_version": "24.05"})]
     busy = ["r001-h01"]
     view, d = step(NVL3, busy, [pending(36)], blocks)
     assert not hosts_of(d)  # waits for r[001-002]: before, pinned on r002+r003 (no 36-node block)
