@@ -254,7 +254,8 @@ def _begin(root: Path, step: int) -> tuple[str, list[str]]:
         cleaned = store.clean_leftovers(root)
         if (root / store.step_dir_name(step)).exists():
             raise CheckpointError(f"checkpoint for step {step} already exists in {root}",
-                                  hint="save under a new step, or prune/delete the old one first")
+                                  hint="save under a new step (`fabric ckpt` imports: --step N, convert: "
+                                       "--out-step M), or prune/delete the old one first")
         tmp = root / tmp_name(store.step_dir_name(step))
         fsio.make_dir(tmp)
     return str(tmp), cleaned
