@@ -23,3 +23,34 @@ def test_import_into_a_root_holding_the_step_has_a_fix_the_command_can_follow(
     assert code == 0, err
     assert [c.step for c in list_checkpoints(tmp_path / "ck")] == [5, 6]
     assert np.array_equal(restore(tmp_path / "ck", step=6)["w"], np.arange(6.0))
+
+
+def test_the_resume_example_of_the_docs_works_with_a_fresh_optimizer(tmp_path: Path) -> None:
+    """docs/checkpoint.md's `into=` example refuses a fresh optimizer's empty "state" (every resume);
+    the example the docs now give beside it restores one, Adam's moments and step counts exactly."""
+    torch = pytest.importorskip("torch")
+    from fabric_hpc.checkpoint import CheckpointError
+
+    def build() -> tuple:
+        torch.manual_seed(1)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        return model, opt, torch.optim.lr_scheduler.StepLR(opt, 10)
+
+    model, opt, sched = build()
+    for _ in range(3):
+        model(torch.randn(2, 4)).sum().backward()
+        opt.step()
+        opt.zero_grad()
+        sched.step()
+    save(tmp_path, {"model": model.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict()}, step=3)
+    model2, opt2, sched2 = build()
+    with pytest.raises(CheckpointError, match="not a tensor target"):
+        restore(tmp_path, into={"model": model2.state_dict(), "optim": opt2.state_dict(),
+                                "sched": sched2.state_dict()})
+    back = restore(tmp_path, into={"model": model2.state_dict(), "sched": sched2.state_dict()})
+    opt2.load_state_dict(restore(tmp_path, names=["optim"], as_torch=True)["optim"])
+    sched2.load_state_dict(back["sched"])
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), model2.state_dict().values()))
+    assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    assert opt2.state_dict()["state"][0]["step"] == 3 and sched2.last_epoch == 3
