@@ -43,7 +43,8 @@ def test_the_resume_example_of_the_docs_works_with_a_fresh_optimizer(tmp_path: P
         opt.step()
         opt.zero_grad()
         sched.step()
-    save(tmp_path, {"model": model.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict()}, step=3)
+    save(tmp_path, {"model": model.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict()},
+         step=3)
     model2, opt2, sched2 = build()
     with pytest.raises(CheckpointError, match="not a tensor target"):
         restore(tmp_path, into={"model": model2.state_dict(), "optim": opt2.state_dict(),
@@ -54,3 +55,14 @@ def test_the_resume_example_of_the_docs_works_with_a_fresh_optimizer(tmp_path: P
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), model2.state_dict().values()))
     assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
     assert opt2.state_dict()["state"][0]["step"] == 3 and sched2.last_epoch == 3
+
+
+@pytest.mark.parametrize("what", ["metadata", "layout"])
+def test_a_nan_in_metadata_is_named_with_where_it_can_go(tmp_path: Path, what: str) -> None:
+    """Before: "metadata must be a JSON object of plain values: Out of range float values are not JSON
+    compliant", fix "pass numbers" (a NaN loss is a number to its writer), no key named."""
+    from fabric_hpc.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match=rf"{what}\.eval\.loss is NaN or infinite") as err:
+        save(tmp_path / "ck", {"w": np.zeros(2)}, step=1, **{what: {"eval": {"loss": float("nan")}}})
+    assert "state" in (err.value.hint or "") and not (tmp_path / "ck").exists()
