@@ -162,6 +162,29 @@ def compression_of(head: bytes) -> tuple[str, str] | None:
     return next(((name, cmd) for magic, name, cmd in _MAGIC if head.startswith(magic)), None)
 
 
+_SUFFIX = {"gunzip": ".gz", "unzstd": ".zst", "bunzip2": ".bz2", "unxz": ".xz", "unzip": ".zip"}
+
+
+def to_stdout(cmd: str) -> str:
+    """``cmd`` (from :func:`compression_of`) writing what it decompresses to stdout."""
+    return "unzip -p" if cmd == "unzip" else f"{cmd} -c"
+
+
+def decompress_command(path: str | os.PathLike[str], cmd: str) -> str:
+    """A shell command that decompresses the file at ``path`` whatever its name: ``gunzip -k F``
+    refuses a name without ``.gz`` ("unknown suffix -- ignored"), and unzip has no ``-k``. A name
+    with the format's suffix gives the name without it; any other is replaced in place (through
+    ``F.tmp``, a name a spool does not read)."""
+    import shlex
+
+    p = os.fspath(path)
+    suffix = _SUFFIX.get(cmd, "")
+    if suffix and p.endswith(suffix) and not os.path.basename(p) == suffix:
+        return f"{to_stdout(cmd)} {shlex.quote(p)} > {shlex.quote(p[:-len(suffix)])}"
+    tmp = shlex.quote(p + ".tmp")
+    return f"{to_stdout(cmd)} {shlex.quote(p)} > {tmp} && mv {tmp} {shlex.quote(p)}"
+
+
 def check_regular(fd: int, what: str, path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> None:
     """ConfigError unless the open ``fd`` is a regular file of at most ``limit`` bytes."""
     st = os.fstat(fd)

@@ -29,7 +29,7 @@ from fabric_hpc.checkpoint.format import (
     tensor_group_clashes,
 )
 from fabric_hpc.checkpoint.values import split_state
-from fabric_hpc.events import emit
+from fabric_hpc.events import emit, finite_json
 
 DEFAULT_THREADS = 4
 
@@ -203,6 +203,13 @@ def check_header(step: Any, layout: Any, tags: Any, metadata: Any) -> None:
                 raise CheckpointError(f"{what} key {key!r} is a {type(key).__name__}; "
                                       f"{what} keys must be strings",
                                       hint=f"use {what}={{{str_key(key)!r}: ...}}")
+        undefined: list[str] = []
+        finite_json(dict(value or {}), what, undefined)
+        if undefined:  # a NaN loss is a number to its writer: name it, and where it can be kept
+            raise CheckpointError(f"{undefined[0]} is NaN or infinite: {what} is strict JSON, "
+                                  "without NaN or infinities",
+                                  hint="keep such a number in the saved state instead (a non-tensor leaf "
+                                       "keeps NaN and infinities exactly), as a string, or leave it out")
         try:
             json.dumps(dict(value or {}), allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -254,7 +261,8 @@ def _begin(root: Path, step: int) -> tuple[str, list[str]]:
         cleaned = store.clean_leftovers(root)
         if (root / store.step_dir_name(step)).exists():
             raise CheckpointError(f"checkpoint for step {step} already exists in {root}",
-                                  hint="save under a new step, or prune/delete the old one first")
+                                  hint="save under a new step (`fabric ckpt` imports: --step N, convert: "
+                                       "--out-step M), or prune/delete the old one first")
         tmp = root / tmp_name(store.step_dir_name(step))
         fsio.make_dir(tmp)
     return str(tmp), cleaned

@@ -402,11 +402,13 @@ def export_cmd(path: Path, h5: Path, force: bool, step: int | None, as_json: boo
 @click.option("--h5", "h5", type=click.Path(path_type=Path, readable=False), required=True,
               help="HDF5 file to read.")
 @click.argument("directory", type=OutputDir())
+@click.option("--step", type=STEP_TYPE, default=None,
+              help="Step of the new checkpoint (default: the exported one's).")
 @json_option
-def import_cmd(h5: Path, directory: Path, as_json: bool) -> None:
+def import_cmd(h5: Path, directory: Path, step: int | None, as_json: bool) -> None:
     """Import an exported HDF5 file as a checkpoint under DIRECTORY."""
     from fabric_hpc.checkpoint.hdf5 import import_h5
-    res = import_h5(h5, directory)
+    res = import_h5(h5, directory, step=step)
     render(as_json, {"path": str(res.path), "step": res.step, "bytes": res.nbytes},
            lambda c: c.print(f"imported {h5} as {res.path}"))
 

@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from fabric_hpc.errors import ConfigError, ExternalError, NotFoundError
 from fabric_hpc.events import open_regular
-from fabric_hpc.inputs import compression_of
+from fabric_hpc.inputs import compression_of, decompress_command, to_stdout
 
 __all__ = ["MAX_LINE_BYTES", "checked_snapshot", "compression_of", "ignored_entries", "load_snapshot",
            "snapshot_lines", "spool_files", "spool_lines", "spool_snapshot", "stream_lines"]
@@ -31,12 +31,11 @@ def _refuse_compressed(path: Path | str, head: bytes) -> None:
     if found := compression_of(head):
         name, cmd = found
         if path == "<stdin>":  # a stream: no file to decompress, but the pipe can
-            to_stdout = "unzip -p" if cmd == "unzip" else f"{cmd} -c"
             raise ConfigError(f"the input on stdin is {name}-compressed: work items are plain JSON lines",
-                              hint=f"decompress it in the pipe: ... | {to_stdout} | "
+                              hint=f"decompress it in the pipe: ... | {to_stdout(cmd)} | "
                                    "fabric infer run --input - ...")
         raise ConfigError(f"input {path} is {name}-compressed: work items are plain JSON lines",
-                          hint=f"decompress it first ({cmd} -k {path}; name the result *.jsonl)")
+                          hint=f"decompress it first, then rerun: {decompress_command(path, cmd)}")
 
 
 class _Overlong(bytes):

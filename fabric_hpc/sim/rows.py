@@ -22,7 +22,7 @@ from operator import itemgetter
 from typing import IO, Any
 
 from fabric_hpc.errors import ConfigError
-from fabric_hpc.inputs import MAX_FILE_BYTES, check_regular, compression_of, os_error
+from fabric_hpc.inputs import MAX_FILE_BYTES, check_regular, compression_of, decompress_command, os_error
 from fabric_hpc.scheduler.idorder import id_key, sort_by_time_then_id
 
 #: Reasons a row is skipped (``Trace.skipped_by`` keys); each is said in its own note.
@@ -125,7 +125,7 @@ def _unpacked(p: Path, f: io.BufferedReader, what: str) -> IO[bytes]:
     name, cmd = found
     if name != "gzip":
         raise ConfigError(f"{what} {str(p)!r} is {name}-compressed: trace files are read as text or gzip",
-                          hint=f"decompress it first ({cmd} -k {p}), or gzip it")
+                          hint=f"decompress it (or gzip it), then rerun: {decompress_command(p, cmd)}")
     return gzip.GzipFile(fileobj=f, mode="rb")
 
 

@@ -245,7 +245,9 @@ def read_pytorch_artefact(engine_dir: Path) -> dict[str, Any]:
         assert build.checkpoint is not None
         _checkpoint_plan(engine_dir, build.checkpoint,
                          LlamaSpec.from_hf_config(model, source=str(engine_dir / "config.json")))
-    archs = model.get("architectures") or [None]
+    # a config without ``architectures`` (``LlamaConfig().to_dict()``: transformers adds it only in
+    # save_pretrained) is read as the Llama the engine runs, as LlamaSpec.from_hf_config reads it
+    archs = model.get("architectures") or [ARCHITECTURE]
     return {"architecture": archs[0], **{k: getattr(build, k) for k in _LIMIT_KEYS}}
 
 

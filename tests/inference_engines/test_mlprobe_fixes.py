@@ -1,0 +1,27 @@
+"""What an ML engineer new to fabric met (probe, 2026-12-07): a trainer's checkpoint whose carried
+Hugging Face config has no ``architectures`` (``LlamaConfig(...).to_dict()``: transformers adds the
+key only in ``save_pretrained``) was prepared, and then every run refused it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fabric_hpc.checkpoint import save
+from fabric_hpc.inference import load_engine_config
+from fabric_hpc.inference.engines import prepare_pytorch_engine
+from fabric_hpc.inference.engines.spec import ARCHITECTURE, PRESETS, hf_weight_names
+
+
+def test_a_carried_config_without_architectures_serves_as_the_llama_prepare_promised(tmp_path: Path) -> None:
+    spec = PRESETS["tiny"]
+    hf = spec.hf_config("float32")
+    del hf["architectures"]  # as LlamaConfig(...).to_dict() gives it
+    state = {"model": {n: np.zeros(s, np.float32) for n, s in hf_weight_names(spec).items()}}
+    save(tmp_path / "ck", state, step=10, metadata={"hf_files": {"config.json": hf}})
+    cfg = prepare_pytorch_engine(tmp_path / "eng", checkpoint=tmp_path / "ck", dtype="float32",
+                                 max_batch_size=4, max_input_len=32, max_seq_len=64, max_num_tokens=128)
+    assert cfg["architecture"] == ARCHITECTURE
+    loaded = load_engine_config(cfg)  # raised: "architecture: the artefact does not state it"
+    assert loaded.architecture == ARCHITECTURE
