@@ -7,11 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from fabric_hpc.checkpoint import save
+from fabric_hpc.errors import ConfigError
 from fabric_hpc.inference import load_engine_config
 from fabric_hpc.inference.engines import prepare_pytorch_engine
-from fabric_hpc.inference.engines.spec import ARCHITECTURE, PRESETS, hf_weight_names
+from fabric_hpc.inference.engines.spec import ARCHITECTURE, PRESETS, LlamaSpec, hf_weight_names
 
 
 def test_a_carried_config_without_architectures_serves_as_the_llama_prepare_promised(tmp_path: Path) -> None:
@@ -25,3 +27,13 @@ def test_a_carried_config_without_architectures_serves_as_the_llama_prepare_prom
     assert cfg["architecture"] == ARCHITECTURE
     loaded = load_engine_config(cfg)  # raised: "architecture: the artefact does not state it"
     assert loaded.architecture == ARCHITECTURE
+
+
+def test_a_config_without_architectures_of_another_model_type_is_refused() -> None:
+    """Read as Llama only when nothing says otherwise: ``Qwen2Config().to_dict()`` (no ``architectures``,
+    ``model_type`` qwen2; its q/k/v projections have biases) is no Llama."""
+    hf = PRESETS["tiny"].hf_config("float32")
+    del hf["architectures"]
+    assert LlamaSpec.from_hf_config(hf) == LlamaSpec.from_hf_config({**hf, "architectures": [ARCHITECTURE]})
+    with pytest.raises(ConfigError, match=r"model_type 'qwen2' and no architectures \(only llama\)"):
+        LlamaSpec.from_hf_config({**hf, "model_type": "qwen2"})
