@@ -19,7 +19,7 @@ set the plugin accepts (:func:`fit`). The rules were read in Slurm 25.11.7's
 The layout is what ``scontrol show topology`` prints (:func:`parse_topology`), or the fabric model's blocks
 (:meth:`Blocks.from_fabric`, as ``fabric topology export --format topology-block`` writes them). Slurm before
 24.11 prints no block sizes (23.11, 24.05: ``BlockName=r001 BlockIndex=0 Nodes=...`` only): the levels are
-then the ``BlockSizes`` of the topology.conf slurmctld reads (:meth:`BlockSource.levels_of_conf`).
+then those of the topology.conf slurmctld reads (:mod:`fabric_hpc.slurm.block_conf`).
 """
 
 from __future__ import annotations
@@ -28,26 +28,22 @@ import re
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
-from fabric_hpc.errors import ConfigError
+from fabric_hpc.errors import ConfigError, FabricError
 from fabric_hpc.hostlist import compress, expand, select
 from fabric_hpc.placement import ClusterState
 from fabric_hpc.placement.levels import fabric_levels
 from fabric_hpc.placement.request import Request
 from fabric_hpc.placement.slurm import block_level
+from fabric_hpc.slurm.block_conf import DEFAULT_LEVELS, conf_paths, read_block_levels
 from fabric_hpc.slurm.contract import Job, SlurmError
 from fabric_hpc.slurm.slurm_settings import running_settings
 from fabric_hpc.topology import export
-from fabric_hpc.topology.import_slurm import logical_lines
 from fabric_hpc.topology.model import Fabric
 
 #: How often the agent reads the layout again (s), and after a failed read.
 REFRESH_S = 600.0
 RETRY_S = 300.0
-#: The block levels of a topology.conf without ``BlockSizes`` (Slurm 24.05.8's block_record.c,
-#: _read_topo_file: ``bit_nset(block_levels, 0, 4)``; the base size is the first block's node count).
-DEFAULT_LEVELS = frozenset(range(5))
 #: The first Slurm whose topology/block starts a pinned job (``--nodelist``) of several segments.
 PINNED_SEGMENTS_FROM = (25, 11)
 
@@ -110,19 +106,6 @@ def parse_topology(fab: Fabric, text: str) -> Blocks | None:
     base_size = base_size or min(len(h) for _, h in bases)
     levels = {(s // base_size).bit_length() - 1 for s in sizes if s >= base_size}
     return Blocks.of(fab, [h for _, h in sorted(bases)], base_size, levels)
-
-
-def conf_block_sizes(lines: list[str]) -> list[int] | None:
-    """The ``BlockSizes`` of topology.conf ``lines`` (keys in any case, as Slurm's parser reads them);
-    None when the file sets none. ValueError for a value that is no list of whole numbers."""
-    sizes = None
-    for _, line in logical_lines(lines):
-        key, sep, value = line.strip().partition("=")
-        if sep and key.strip().lower() == "blocksizes":
-            sizes = [int(s) for s in value.split()[0].split(",")] if value.split() else []
-    if sizes is not None and (not sizes or min(sizes) <= 0):
-        raise ValueError(f"BlockSizes={','.join(map(str, sizes))} is no list of block sizes")
-    return sizes
 
 
 def fit(blocks: Blocks, fab: Fabric, state: ClusterState, job: Job, request: Request,
@@ -246,6 +229,7 @@ class BlockSource:
         self.blocks: Blocks | None = None
         self._asked_at: float | None = None
         self._failed = False
+        self._unread: str | None = None  # why the topology.conf could not be read last time
 
     def layout(self) -> Blocks | None:
         now = time.monotonic()
@@ -285,36 +269,37 @@ class BlockSource:
         return (settings, "") if settings else ({}, "scontrol show config gave no settings")
 
     def levels_of_conf(self, blocks: Blocks, settings: Mapping[str, str], unread: str) -> tuple[Blocks, str]:
-        """``blocks`` with the base size and levels of the ``BlockSizes`` in the topology.conf beside
-        slurmctld's slurm.conf (``SLURM_CONF`` of ``scontrol show config``; none there: Slurm's
-        :data:`DEFAULT_LEVELS`), and where they came from. Slurm 23.11 and 24.05 print only ``BlockName``,
-        ``BlockIndex`` and ``Nodes`` (24.05.8's topology_block.c, _print_topo_record), and a 36-node job
-        read as one of no level (anywhere) was pinned over two racks that form no block: never started.
-        A file that cannot be read: the fabric model's sizes (what ``fabric install`` writes) where its
-        blocks are Slurm's, else Slurm's defaults; an ``agent.block_sizes_unread`` record says so."""
+        """``blocks`` with the base size and levels of the topology.conf slurmctld reads
+        (:mod:`~fabric_hpc.slurm.block_conf`: beside its ``SLURM_CONF``, or a configless node's copy), and
+        where they came from. Slurm 23.11 and 24.05 print only ``BlockName``, ``BlockIndex`` and ``Nodes``
+        (24.05.8's topology_block.c, _print_topo_record), and a 36-node job read as one of no level
+        (anywhere) was pinned over two racks that form no block: never started. A file that cannot be
+        read: the fabric model's default sizes where its blocks are Slurm's, else Slurm's defaults; an
+        ``agent.block_sizes_unread`` record says so, once per reason."""
         try:
-            conf = settings.get("SLURM_CONF", "")
-            if not conf.startswith("/"):
-                raise OSError(unread or f"scontrol show config names no SLURM_CONF path ({conf!r})")
-            path = Path(conf).with_name("topology.conf")
-            sizes, where = conf_block_sizes(path.read_text(errors="replace").splitlines()), str(path)
-        except (OSError, ValueError) as exc:
-            sizes, where = self._model_sizes(blocks)
-            self.log("block_sizes_unread", error=str(exc)[:300], used=where)
-        if sizes is None:
-            return Blocks(blocks.bases, len(blocks.bases[0]), DEFAULT_LEVELS, blocks.level), where
-        levels = {(s // sizes[0]).bit_length() - 1 for s in sizes}
-        return Blocks(blocks.bases, sizes[0], frozenset(levels) | {0}, blocks.level), where
+            if unread and not settings:
+                raise ConfigError(unread)
+            got, where = read_block_levels(conf_paths(settings.get("SLURM_CONF", "")))
+            self._unread = None
+        except (FabricError, ValueError) as exc:
+            got, where = self._model_levels(blocks)
+            if str(exc) != self._unread:
+                self.log("block_sizes_unread", error=str(exc)[:300], used=where)
+            self._unread = str(exc)
+        base, levels = got or (None, DEFAULT_LEVELS)
+        return Blocks(blocks.bases, base or len(blocks.bases[0]), levels | {0}, blocks.level), where
 
-    def _model_sizes(self, blocks: Blocks) -> tuple[list[int] | None, str]:
-        """The fabric model's BlockSizes where its blocks are Slurm's (None: Slurm's defaults)."""
+    def _model_levels(self, blocks: Blocks) -> tuple[tuple[int, frozenset[int]] | None, str]:
+        """The base size and levels of the fabric model's default BlockSizes (``fabric topology export
+        --format topology-block`` without ``--block-size``) where its blocks are Slurm's (None: Slurm's
+        defaults), and which of the two."""
         try:
             model = Blocks.from_fabric(self.fab) if blocks.level is not None else None
         except ConfigError:  # blocks of unequal sizes: no BlockSizes the model would write
             model = None
         if model is None:
             return None, "Slurm's defaults"
-        return [model.base_size << k for k in sorted(model.levels)], "the fabric model"
+        return (model.base_size, model.levels), "the fabric model"
 
 
 def release(version: str) -> tuple[int, int] | None:

@@ -32,7 +32,8 @@ def layout(version: str | None, notes: list | None = None) -> Blocks | None:
             raise SlurmError("scontrol show config: timed out")
         return f"SLURM_CONF              = /etc/slurm/slurm.conf\nSLURM_VERSION           = {version}\n"
 
-    return BlockSource(NVL3, run, lambda event, **kw: (notes if notes is not None else []).append(kw)).layout()
+    kept = notes if notes is not None else []
+    return BlockSource(NVL3, run, lambda event, **kw: kept.append(kw)).layout()
 
 
 def test_a_job_of_several_segments_goes_to_slurm_before_25_11() -> None:

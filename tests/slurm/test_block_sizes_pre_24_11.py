@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from fabric_hpc.slurm.blocks import DEFAULT_LEVELS, Blocks, BlockSource, conf_block_sizes
+import os
+
+import pytest
+
+from fabric_hpc.errors import ConfigError
+from fabric_hpc.slurm.block_conf import (CONFIGLESS_DIR, DEFAULT_LEVELS, MAX_BYTES, conf_block_levels, conf_paths,
+                                         read_block_levels)
+from fabric_hpc.slurm.blocks import Blocks, BlockSource
 from tests.slurm.test_block_topology_view import NVL3, hosts_of, pending, racks, step
 
 #: 24.05.8's answer on the three NVL72 racks of the live test (the format of _print_topo_record)
@@ -63,5 +70,72 @@ def test_an_unreadable_topology_conf_falls_back_to_the_fabric_models_sizes(tmp_p
 
 
 def test_block_sizes_are_read_as_slurms_parser_reads_them() -> None:
-    assert conf_block_sizes(["blocksizes = 4,8,16  # comment", "BlockName=b1 Nodes=n[1-4]"]) == [4, 8, 16]
-    assert conf_block_sizes(["BlockName=b1 \\", "  Nodes=n[1-4]"]) is None
+    assert conf_block_levels(["blocksizes = 4,8,16  # comment", "BlockName=b1 Nodes=n[1-4]"]) == (4, {0, 1, 2})
+    assert conf_block_levels(["BlockName=b1 \\", "  Nodes=n[1-4]"]) is None
+    # block_record.c: strtok_r skips empty items, atoi reads a number's start; s_p strips quotes
+    for value in ("18,36,", "18,,36", '"18,36"', "18,36x"):
+        assert conf_block_levels([f"BlockSizes={value}"]) == (18, {0, 1}), value
+    assert conf_block_levels(["BlockSizes=18,36", "blocksizes=9"]) == (9, {0})  # the last one wins
+    for value in ("36,18", "18,54", "0,18", "x", "1,131072"):  # slurmctld stops: Invalid BlockSizes value
+        with pytest.raises(ValueError, match="BlockSizes"):
+            conf_block_levels([f"BlockSizes={value}"])
+
+
+def test_23_11_reads_block_levels() -> None:
+    """23.11's topology_block.c reads ``BlockLevels`` (a list of levels, bit_unfmt); 24.05 replaced it."""
+    assert conf_block_levels(["BlockLevels=0-1"]) == (None, {0, 1})
+    assert conf_block_levels(["BlockLevels=0,2-3"]) == (None, {0, 2, 3})
+    with pytest.raises(ValueError, match="BlockLevels"):
+        conf_block_levels(["BlockLevels=0-16"])
+
+
+def test_a_23_11_answer_takes_the_base_size_from_the_first_block(tmp_path: Path) -> None:
+    (tmp_path / "topology.conf").write_text(TOPOLOGY_CONF + "BlockLevels=0-1\n")
+    blocks = source(tmp_path, []).layout()
+    assert blocks is not None and (blocks.base_size, blocks.levels) == (18, {0, 1})
+
+
+def test_an_unreadable_reason_is_logged_once_until_a_read_works(tmp_path: Path) -> None:
+    notes: list[tuple[str, dict]] = []
+    src = source(tmp_path, notes)
+    for _ in range(3):
+        src._asked_at = None  # the next refresh
+        src.layout()
+    assert [e for e, _ in notes].count("block_sizes_unread") == 1, notes
+    (tmp_path / "topology.conf").write_text(TOPOLOGY_CONF + "BlockSizes=18,36\n")
+    src._asked_at = None
+    assert src.layout() is not None and src.layout().levels == {0, 1}
+    (tmp_path / "topology.conf").unlink()
+    src._asked_at = None
+    src.layout()
+    assert [e for e, _ in notes].count("block_sizes_unread") == 2, notes
+
+
+def test_a_fifo_a_device_or_a_huge_file_is_not_read(tmp_path: Path) -> None:
+    conf = tmp_path / "topology.conf"
+    os.mkfifo(conf)  # a read would block for ever
+    with pytest.raises(ConfigError, match="not a regular file|FIFO|special"):
+        read_block_levels([conf])
+    conf.unlink()
+    conf.symlink_to("/dev/zero")
+    with pytest.raises(ConfigError):
+        read_block_levels([conf])
+    conf.unlink()
+    with conf.open("wb") as f:
+        f.truncate(MAX_BYTES + 1)  # sparse: nothing is written
+    with pytest.raises(ConfigError, match="limit"):
+        read_block_levels([conf])
+    notes: list[tuple[str, dict]] = []
+    assert source(tmp_path, notes).layout() == Blocks.from_fabric(NVL3)  # the fabric model's sizes
+    assert notes[0][0] == "block_sizes_unread" and "limit" in notes[0][1]["error"]
+
+
+def test_a_node_without_slurmctlds_files_reads_the_configless_copy(tmp_path: Path) -> None:
+    assert conf_paths("/etc/slurm/slurm.conf") == [Path("/etc/slurm/topology.conf"),
+                                                   CONFIGLESS_DIR / "topology.conf"]
+    copy = tmp_path / "run" / "topology.conf"
+    copy.parent.mkdir()
+    copy.write_text("BlockSizes=18,36\n")
+    assert read_block_levels([tmp_path / "etc" / "topology.conf", copy]) == ((18, {0, 1}), str(copy))
+    with pytest.raises(ConfigError, match="no topology.conf on this host"):
+        read_block_levels([tmp_path / "etc" / "topology.conf"])

@@ -104,7 +104,8 @@ class LlamaSpec:
         elif archs and archs[0] != ARCHITECTURE:
             problems.append(f"architecture {archs[0]!r} (only {ARCHITECTURE})")
         elif not archs and doc.get("model_type", "llama") != "llama":  # e.g. Qwen2Config().to_dict()
-            problems.append(f"model_type {str(doc.get('model_type'))[:40]!r} and no architectures (only llama)")
+            kind = str(doc.get("model_type"))[:40]
+            problems.append(f"model_type {kind!r} and no architectures (only llama)")
         if doc.get("hidden_act", "silu") != "silu":
             problems.append(f"hidden_act {doc.get('hidden_act')!r} (only silu)")
         for key in ("attention_bias", "mlp_bias"):
