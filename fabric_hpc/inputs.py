@@ -178,6 +178,8 @@ def decompress_command(path: str | os.PathLike[str], cmd: str) -> str:
     import shlex
 
     p = os.fspath(path)
+    if p.startswith("-"):  # not an option to the command: ./-x.jsonl.gz
+        p = f"./{p}"
     suffix = _SUFFIX.get(cmd, "")
     if suffix and p.endswith(suffix) and not os.path.basename(p) == suffix:
         return f"{to_stdout(cmd)} {shlex.quote(p)} > {shlex.quote(p[:-len(suffix)])}"

@@ -9,6 +9,7 @@ temporary directory into place, fsyncs the root and swaps the ``latest`` pointer
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Mapping
@@ -183,6 +184,7 @@ def saved_event(path: Path | str, step: int, nbytes: int, *, tier: str, seconds:
 def check_header(step: Any, layout: Any, tags: Any, metadata: Any) -> None:
     """Fail before writing anything if the manifest fields cannot be stored as JSON."""
     import json
+
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise CheckpointError(f"step must be a non-negative integer, got {step!r}")
     if step > store.MAX_STEP:
@@ -203,18 +205,25 @@ def check_header(step: Any, layout: Any, tags: Any, metadata: Any) -> None:
                 raise CheckpointError(f"{what} key {key!r} is a {type(key).__name__}; "
                                       f"{what} keys must be strings",
                                       hint=f"use {what}={{{str_key(key)!r}: ...}}")
-        undefined: list[str] = []
-        finite_json(dict(value or {}), what, undefined)
-        if undefined:  # a NaN loss is a number to its writer: name it, and where it can be kept
-            raise CheckpointError(f"{undefined[0]} is NaN or infinite: {what} is strict JSON, "
-                                  "without NaN or infinities",
-                                  hint="keep such a number in the saved state instead (a non-tensor leaf "
-                                       "keeps NaN and infinities exactly), as a string, or leave it out")
         try:
             json.dumps(dict(value or {}), allow_nan=False)
         except (TypeError, ValueError) as exc:
+            _name_nonfinite(dict(value or {}), what)
             raise CheckpointError(f"{what} must be a JSON object of plain values: {exc}",
                                   hint="pass numbers, strings, lists and dicts (no tensors or objects)") from None
+
+
+def _name_nonfinite(value: dict, what: str) -> None:
+    """A NaN loss is a number to its writer: a CheckpointError naming the first NaN or infinity in
+    ``value`` (one json.dumps refused), and where such a number can be kept."""
+    undefined: list[str] = []
+    with contextlib.suppress(RecursionError):  # also circular (json.dumps's own message then)
+        finite_json(value, what, undefined)
+    if undefined:
+        raise CheckpointError(f"{undefined[0]} is NaN or infinite: {what} is strict JSON, "
+                              "without NaN or infinities",
+                              hint="keep such a number in the saved state instead (a non-tensor leaf "
+                                   "keeps NaN and infinities exactly), as a string, or leave it out")
 
 
 def check_header_everywhere(comm: Communicator, step: Any, layout: Any, tags: Any,

@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from fabric_hpc.errors import ConfigError, FabricError
+from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.inputs import read_text
 from fabric_hpc.topology.import_slurm import logical_lines
 
@@ -71,14 +71,40 @@ def _sizes(value: str) -> tuple[int, frozenset[int]]:
 
 
 def _levels(value: str) -> frozenset[int]:
+    """``BlockLevels`` as 23.11's ``bit_unfmt`` reads it (src/common/bitstring.c, ``bitfmt2int`` and
+    ``inx2bitstr``): ``0-4,7``, or ``1-9:2`` (from 1 in steps of 2, the end left out); other characters
+    are skipped, an empty first item ends the list, a range whose end is before its start sets nothing,
+    and a level outside 0-15 stops slurmctld."""
+    bad = ValueError(f"BlockLevels={value[:80]} is no list of levels 0-{MAX_LEVEL}")
+    if ":" in value:
+        m = re.fullmatch(r"\s*([+-]?\d+)-([+-]?\d+):([+-]?\d+)", value)
+        if not m or int(m[2]) < int(m[1]) or int(m[3]) <= 0:
+            raise bad
+        pairs = ((i, i) for i in range(int(m[1]), int(m[2]), int(m[3])))
+    else:
+        pairs = iter(_pairs(value))
     levels: set[int] = set()
-    for item in value.split(","):
-        m = re.fullmatch(r"\s*(\d{1,2})\s*(?:-\s*(\d{1,2})\s*)?", item)
-        first, last = (int(m[1]), int(m[2] or m[1])) if m else (1, 0)
-        if first > last or last > MAX_LEVEL:
-            raise ValueError(f"BlockLevels={value[:80]} is no list of levels 0-{MAX_LEVEL}")
+    for first, last in pairs:  # (a step range stops at its first level out of range: at most 17 pairs)
+        if not (0 <= first <= MAX_LEVEL and 0 <= last <= MAX_LEVEL):
+            raise bad
         levels.update(range(first, last + 1))
     return frozenset(levels)
+
+
+def _pairs(value: str) -> list[tuple[int, int]]:
+    """``bitfmt2int``'s (start, end) pairs of a list without a step."""
+    pairs, total, start = [], 0, None
+    for i, ch in enumerate(value[:4096] + "\0"):
+        if "0" <= ch <= "9":
+            total = total * 10 + ord(ch) - ord("0")
+        elif ch == "-":
+            start, total = total, 0
+        elif ch in ",\0":
+            if i == 0:
+                break
+            pairs.append((total if start is None else start, total))
+            start, total = None, 0
+    return pairs
 
 
 def conf_paths(slurm_conf: str) -> list[Path]:
@@ -95,11 +121,9 @@ def read_block_levels(paths: Iterable[Path]) -> tuple[tuple[int | None, frozense
     for path in paths:
         try:
             text = read_text(path, what="topology.conf", limit=MAX_BYTES)
-        except FabricError:
-            if path.exists() or path.is_symlink():
-                raise  # there, but not readable as a topology.conf: the reason is named
+        except NotFoundError:
             tried.append(str(path))
-            continue
+            continue  # (any other reason it cannot be read is named)
         return conf_block_levels(text.splitlines()), str(path)
     raise ConfigError(f"no topology.conf on this host at {' or '.join(tried)}",
                       hint="run the agent where slurmctld's configuration files are (or a configless "

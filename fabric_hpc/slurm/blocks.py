@@ -244,14 +244,16 @@ class BlockSource:
                 settings, unread = self._settings()
                 if "BlockSize=" not in text:  # Slurm < 24.11: no sizes in the answer
                     blocks, sizes_from = self.levels_of_conf(blocks, settings, unread)
-                blocks = replace(blocks, slurm_version=release(settings.get("SLURM_VERSION", "")))
+                known = self.blocks.slurm_version if self.blocks else None  # kept when not read now
+                blocks = replace(blocks, slurm_version=release(settings.get("SLURM_VERSION", "")) or known)
         except (SlurmError, ValueError) as exc:  # ValueError: a line the parser could not read
             if not self._failed:
                 self.log("block_topology_error", error=str(exc)[:500], kept=self.blocks is not None)
             self._failed = True
             return self.blocks
         self._failed = False
-        if blocks != self.blocks:
+        was = self.blocks.slurm_version if self.blocks else None
+        if blocks != self.blocks or (blocks is not None and blocks.slurm_version != was):  # an upgrade too
             self.log("block_topology", blocks=len(blocks.bases) if blocks else 0,
                      base_size=blocks.base_size if blocks else None,
                      levels=sorted(blocks.levels) if blocks else [],
@@ -281,7 +283,7 @@ class BlockSource:
                 raise ConfigError(unread)
             got, where = read_block_levels(conf_paths(settings.get("SLURM_CONF", "")))
             self._unread = None
-        except (FabricError, ValueError) as exc:
+        except (FabricError, OSError, ValueError) as exc:
             got, where = self._model_levels(blocks)
             if str(exc) != self._unread:
                 self.log("block_sizes_unread", error=str(exc)[:300], used=where)

@@ -66,3 +66,17 @@ def test_a_nan_in_metadata_is_named_with_where_it_can_go(tmp_path: Path, what: s
     with pytest.raises(CheckpointError, match=rf"{what}\.eval\.loss is NaN or infinite") as err:
         save(tmp_path / "ck", {"w": np.zeros(2)}, step=1, **{what: {"eval": {"loss": float("nan")}}})
     assert "state" in (err.value.hint or "") and not (tmp_path / "ck").exists()
+
+
+def test_metadata_that_holds_itself_is_refused_as_before(tmp_path: Path) -> None:
+    """The NaN naming walked a self-holding dict until RecursionError; json.dumps's refusal stays."""
+    from fabric_hpc.checkpoint import CheckpointError
+
+    loop: dict = {}
+    loop["self"] = loop
+    with pytest.raises(CheckpointError, match="Circular reference detected"):
+        save(tmp_path / "ck", {"w": np.zeros(2)}, step=1, metadata=loop)
+    both: dict = {"loss": float("nan")}
+    both["self"] = both
+    with pytest.raises(CheckpointError, match="Circular reference|NaN or infinite"):
+        save(tmp_path / "ck", {"w": np.zeros(2)}, step=1, metadata=both)

@@ -48,3 +48,18 @@ def test_the_fix_for_a_compressed_input_works_as_written(tmp_path: Path, name: s
             engine_options={"clock": VirtualClock()}, options=PipelineOptions(chunk_size=4))
     merge_job(tmp_path / "out")
     assert sorted(r["id"] for r in read_results(tmp_path / "out")) == sorted(i["id"] for i in items)
+
+
+@pytest.mark.parametrize("name", ["-x.jsonl.gz", "-y.jsonl"])
+def test_the_fix_for_a_name_that_starts_with_a_dash_is_no_option(tmp_path: Path, name: str) -> None:
+    """shlex.quote leaves ``-x.jsonl.gz`` bare: ``gunzip -c -x.jsonl.gz`` took it for options and left an
+    empty ``-x.jsonl``."""
+    from fabric_hpc.inputs import decompress_command
+
+    items = random_items(3)
+    data = tmp_path / name
+    data.write_bytes(gzip.compress("".join(json.dumps(i) + "\n" for i in items).encode()))
+    subprocess.run(decompress_command(name, "gunzip"), shell=True, check=True, cwd=tmp_path,
+                   capture_output=True)
+    plain = tmp_path / name.removesuffix(".gz")
+    assert [json.loads(line)["id"] for line in plain.read_text().splitlines()] == [i["id"] for i in items]

@@ -4,6 +4,7 @@ key only in ``save_pretrained``) was prepared, and then every run refused it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -37,3 +38,19 @@ def test_a_config_without_architectures_of_another_model_type_is_refused() -> No
     assert LlamaSpec.from_hf_config(hf) == LlamaSpec.from_hf_config({**hf, "architectures": [ARCHITECTURE]})
     with pytest.raises(ConfigError, match=r"model_type 'qwen2' and no architectures \(only llama\)"):
         LlamaSpec.from_hf_config({**hf, "model_type": "qwen2"})
+
+
+def test_an_artefact_of_another_model_type_states_no_architecture(tmp_path: Path) -> None:
+    """The artefact's architecture follows the same rule: a qwen2 config without ``architectures``
+    states none (it read as LlamaForCausalLM before)."""
+    from fabric_hpc.inference.engines.artefact import read_pytorch_artefact
+
+    prepare_pytorch_engine(tmp_path / "eng", preset="tiny", dtype="float32", max_batch_size=4,
+                           max_input_len=32, max_seq_len=64, max_num_tokens=128)
+    conf = tmp_path / "eng" / "config.json"
+    hf = json.loads(conf.read_text())
+    del hf["architectures"]
+    conf.write_text(json.dumps(hf))
+    assert read_pytorch_artefact(tmp_path / "eng")["architecture"] == ARCHITECTURE
+    conf.write_text(json.dumps({**hf, "model_type": "qwen2"}))
+    assert read_pytorch_artefact(tmp_path / "eng")["architecture"] is None

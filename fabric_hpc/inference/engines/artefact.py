@@ -246,8 +246,10 @@ def read_pytorch_artefact(engine_dir: Path) -> dict[str, Any]:
         _checkpoint_plan(engine_dir, build.checkpoint,
                          LlamaSpec.from_hf_config(model, source=str(engine_dir / "config.json")))
     # a config without ``architectures`` (``LlamaConfig().to_dict()``: transformers adds it only in
-    # save_pretrained) is read as the Llama the engine runs, as LlamaSpec.from_hf_config reads it
-    archs = model.get("architectures") or [ARCHITECTURE]
+    # save_pretrained) is read as the Llama the engine runs when its model_type is llama (or absent), as
+    # LlamaSpec.from_hf_config reads it; another model_type states no architecture
+    llama = model.get("model_type", "llama") == "llama"
+    archs = model.get("architectures") or [ARCHITECTURE if llama else None]
     return {"architecture": archs[0], **{k: getattr(build, k) for k in _LIMIT_KEYS}}
 
 
