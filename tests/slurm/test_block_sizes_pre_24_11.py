@@ -90,9 +90,9 @@ def test_block_sizes_are_read_as_slurms_parser_reads_them() -> None:
             conf_block_levels([f"BlockSizes={value}"])
 
 
-@pytest.mark.parametrize("value, levels", [("0-1", {0, 1}), ("0,2-3", {0, 2, 3}), ("0-4,", {0, 1, 2, 3, 4}),
-                                           (",1", set()), ("4-0", set()), ("0-4:2", {0, 2}), ("0-2x", {0, 1, 2}),
-                                           ("", set())])
+@pytest.mark.parametrize("value, levels", [
+    ("0-1", {0, 1}), ("0,2-3", {0, 2, 3}), ("0-4,", {0, 1, 2, 3, 4}), (",1", set()), ("4-0", set()),
+    ("0-4:2", {0, 2}), ("0-2x", {0, 1, 2}), ("", set())])
 def test_23_11_reads_block_levels_as_bit_unfmt(value: str, levels: set[int]) -> None:
     """23.11's topology_block.c reads ``BlockLevels`` (bit_unfmt: bitfmt2int, inx2bitstr on 16 bits);
     24.05 replaced it by BlockSizes. Every value here starts a 23.11 slurmctld."""
