@@ -189,7 +189,7 @@ def test_mixed_split_layouts_in_one_process(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kwargs,needle", [
     ({"metadata": {"x": np.zeros(2)}}, "metadata must be a JSON object"),
-    ({"layout": {"tp": float("nan")}}, "layout must be a JSON object"),
+    ({"layout": {"tp": float("nan")}}, r"layout\.tp is NaN or infinite"),
     ({"tags": ["ok", 3]}, "tags must be a list of strings"),
     ({"tags": "best"}, "a single string is not a list of tags"),
     ({"tags": 5}, "tags must be a list of strings"),
