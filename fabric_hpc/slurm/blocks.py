@@ -73,11 +73,15 @@ class Blocks:
 def parse_topology(fab: Fabric, text: str) -> Blocks | None:
     """The layout ``scontrol show topology`` prints under topology/block (``BlockName=r001 BlockIndex=0
     Nodes=r001-h[01-18] BlockSize=18`` per base block, ``AggregatedBlock=... BlockSize=36`` per block of
-    a higher level); None when it prints no base block (another topology plugin)."""
+    a higher level); None when it prints no base block (another topology plugin). Slurm 23.11 prints the
+    base blocks alone, without ``BlockSize`` (topology_block.c ``_print_topo_record`` at slurm-23-11-11-1):
+    its levels are then taken as every level up to the block count, what its ``BlockLevels`` of
+    ``fabric topology export --slurm-version 23.11`` says (and its default ``0-4`` up to 16 blocks)."""
     bases: list[tuple[int, list[str]]] = []
-    base_size, sizes = 0, set()
+    base_size, sizes, sized = 0, set(), False
     for line in text.splitlines():
         kv = dict(w.split("=", 1) for w in line.split() if "=" in w)
+        sized = sized or "BlockSize" in kv
         if "BlockName" in kv and kv.get("Nodes"):
             bases.append((int(kv.get("BlockIndex", len(bases))), expand(kv["Nodes"])))
             base_size = int(kv.get("BlockSize", 0)) or base_size
@@ -86,7 +90,8 @@ def parse_topology(fab: Fabric, text: str) -> Blocks | None:
     if not bases:
         return None
     base_size = base_size or min(len(h) for _, h in bases)
-    levels = {(s // base_size).bit_length() - 1 for s in sizes if s >= base_size}
+    levels = {(s // base_size).bit_length() - 1 for s in sizes if s >= base_size} if sized \
+        else {k for k in range(export.MAX_BLOCK_LEVELS) if (1 << k) <= len(bases)}
     return Blocks.of(fab, [h for _, h in sorted(bases)], base_size, levels)
 
 

@@ -120,6 +120,17 @@ def test_scontrol_show_topology_is_the_layout() -> None:
         Blocks.from_fabric(NVL3, block_size=19)
 
 
+def test_slurm_23_11s_show_topology_without_block_sizes_has_every_level() -> None:
+    """23.11 prints base blocks only, no BlockSize and no aggregated blocks (topology_block.c
+    _print_topo_record at slurm-23-11-11-1); read as levels [0, 1] the agent kept a 36-node gang off
+    r002+r003 live on 23.11.11 (before: levels [0], the gang pinned across r002 and r003)."""
+    text = ("BlockName=r001 BlockIndex=0 Nodes=r001-h[01-18]\n"
+            "BlockName=r002 BlockIndex=1 Nodes=r002-h[01-18]\n"
+            "BlockName=r003 BlockIndex=2 Nodes=r003-h[01-18]\n")
+    assert parse_topology(NVL3, text) == Blocks.from_fabric(NVL3)
+    assert parse_topology(NVL3, text).levels == frozenset({0, 1})
+
+
 def test_the_json_answer_gives_the_segment_size() -> None:
     from fabric_hpc.slurm import decode
 
