@@ -228,6 +228,7 @@ EXPORTS = ("topology-tree", "topology-block", "topology-yaml", "slurm-nodes", "g
 #: (exit 2), never an option silently ignored.
 _EXPORT_OPTION_FORMATS = {"host": ("nccl-xml",), "facts": ("nccl-xml",), "device_dir": ("gres",),
                           "block_size": ("topology-block", "topology-yaml"),
+                          "slurm_version": ("topology-block",),
                           "default_topology": ("topology-yaml",)}
 
 
@@ -252,11 +253,13 @@ def _refuse_unread_options(fmt: str) -> None:
 @click.option("--device-dir", default="/dev", show_default=True, help="Where gres.conf finds nvidiaN.")
 @click.option("--block-size", type=click.IntRange(1, 1 << 20), default=None,
               help="Base block size for topology/block (default: the size of the blocks, if all equal).")
+@click.option("--slurm-version", default=None, help="topology-block: the Slurm that reads it, e.g. 23.11 "
+              "(BlockLevels, blocks of one size; default: 24.05 or newer, BlockSizes).")
 @click.option("--default-topology", type=click.Choice(["tree", "block", "flat"]), default="tree",
               show_default=True, help="topology-yaml: the cluster_default topology.")
 @_out
 def export(fabric: str | None, fmt: str, host: str | None, facts: str | None, device_dir: str,
-           block_size: int | None, default_topology: str, out: str | None) -> None:
+           block_size: int | None, slurm_version: str | None, default_topology: str, out: str | None) -> None:
     """Write Slurm topology.conf (tree/block), topology.yaml (Slurm >= 25.05), slurm.conf node lines,
     gres.conf or NCCL XML."""
     from fabric_hpc.inputs import distinct_outputs
@@ -280,7 +283,10 @@ def export(fabric: str | None, fmt: str, host: str | None, facts: str | None, de
     elif fmt == "topology-yaml":
         text = ex.topology_yaml(fab, default=default_topology, block_size=block_size)
     elif fmt.startswith("topology-"):
-        text = ex.topology_conf(fab, fmt.split("-", 1)[1], block_size=block_size)
+        from fabric_hpc.slurm.install_plan import version_tuple
+
+        text = ex.topology_conf(fab, fmt.split("-", 1)[1], block_size=block_size,
+                                slurm_version=version_tuple(slurm_version) if slurm_version else None)
     elif fmt == "slurm-nodes":
         text = ex.slurm_nodes_conf(fab)
     else:

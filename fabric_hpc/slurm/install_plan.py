@@ -68,7 +68,8 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None,
                        what="Slurm's topology.yaml (install.slurm_conf_dir)")
     else:
         topo = Planned(str(sc / "topology.conf"), _header("#") + export.topology_conf(
-            fab, i.topology_plugin, block_size=i.block_size))
+            fab, i.topology_plugin, block_size=i.block_size,
+            slurm_version=version_tuple(slurm_version) if slurm_version else None))
     scripts = _scripts(cfg)
     files = [
         Planned(str(sc / "job_submit.lua"), _header("--") + lua),
@@ -155,7 +156,7 @@ def _topology_yaml(fmt: str, slurm_version: str | None) -> bool:
     """Whether to write topology.yaml (Slurm >= 25.05 reads it) rather than topology.conf."""
     if fmt != "auto":
         return fmt == "yaml"
-    return slurm_version is not None and _version_tuple(slurm_version) >= (25, 5)
+    return slurm_version is not None and version_tuple(slurm_version) >= (25, 5)
 
 
 #: The first Slurm that has topology/block, and the first that reads topology.yaml
@@ -169,7 +170,7 @@ def _check_slurm_supports(plugin: str, use_yaml: bool, slurm_version: str | None
     or does not read topology.yaml (it would run with no topology at all, silently)."""
     if slurm_version is None:
         return
-    have = _version_tuple(slurm_version)
+    have = version_tuple(slurm_version)
     if use_yaml and have < YAML_SINCE:
         raise ConfigError(f"install.topology_format = \"yaml\" needs Slurm 25.05 or newer; this Slurm "
                           f"is {slurm_version}, which never reads topology.yaml (it would run without a "
@@ -182,7 +183,7 @@ def _check_slurm_supports(plugin: str, use_yaml: bool, slurm_version: str | None
                           hint="set install.topology_plugin = \"tree\", or upgrade Slurm to 23.11+")
 
 
-def _version_tuple(text: str) -> tuple[int, ...]:
+def version_tuple(text: str) -> tuple[int, ...]:
     parts = [p for p in text.strip().split()[-1].split(".")[:2]]
     try:
         return tuple(int(p) for p in parts)

@@ -147,7 +147,11 @@ class SlurmTestCluster(SlurmClient, _accounting.AccountingMixin):
         nodes = [NodeSpec.from_fields(h, export.slurm_node_fields(fabric, h)) for h in fabric.hosts]
         settings = kwargs.get("settings") or {}
         kwargs["settings"] = {"TopologyPlugin": f"topology/{topology_plugin}", **settings}
-        return cls(nodes, topology_conf=export.topology_conf(fabric, plugin=topology_plugin),
+        # 23.11 reads BlockLevels, not BlockSizes: the topology.conf follows the Slurm under test
+        version = SlurmInstall(kwargs.get("prefix") and Path(kwargs["prefix"])).version() \
+            if topology_plugin == "block" else None
+        return cls(nodes, topology_conf=export.topology_conf(fabric, plugin=topology_plugin,
+                                                             slurm_version=version),
                    gres_conf=export.gres_conf(fabric, device_dir="{device_dir}"), **kwargs)
 
     # ------------------------------------------------------------------ paths and environment

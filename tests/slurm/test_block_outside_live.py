@@ -8,6 +8,8 @@ eval_nodes_block "requires nodes which are not in blocks")."""
 
 from __future__ import annotations
 
+import time
+
 from typing import Any
 
 import pytest
@@ -56,6 +58,20 @@ def test_a_job_that_may_use_both_gets_block_hosts(cluster):
     assert _nodes(cluster, cluster.sbatch("-N4", "--gres=gpu:1", wrap="sleep 1")) == RACKS
 
 
+@pytest.mark.slurm_max(23, 11)
+def test_slurm_23_11_queues_a_job_that_may_use_both_on_a_dgx_host_and_never_starts_it(cluster):
+    """23.11's _eval_nodes_block (src/plugins/select/cons_tres/job_test.c at slurm-23-11-11-1) answers a
+    --nodelist outside the blocks with a plain SLURM_ERROR ("requires nodes which are not in blocks"), not
+    a final error: sbatch accepts the job, which waits (seen live on 23.11.11)."""
+    job = cluster.sbatch("-N1", "-w", "dgx1", "--gres=gpu:1", wrap="sleep 1")
+    time.sleep(5)
+    info = cluster.job(job)
+    assert info["JobState"] == "PENDING", info
+    assert f"JobId={job} requires nodes which are not in blocks" in cluster.log_tail("slurmctld", 400)
+    cluster.run(["scancel", str(job)])
+
+
+@pytest.mark.slurm_min(24, 5)
 @pytest.mark.slurm_max(25, 11)
 def test_a_job_that_may_use_both_is_refused_on_a_dgx_host(cluster):
     res = cluster.run(["sbatch", "-N1", "-w", "dgx1", "--gres=gpu:1", "--wrap", "sleep 1"], check=False)

@@ -120,6 +120,27 @@ def test_scontrol_show_topology_is_the_layout() -> None:
         Blocks.from_fabric(NVL3, block_size=19)
 
 
+def test_slurm_23_11s_show_topology_without_block_sizes_reads_the_exported_block_levels(tmp_path) -> None:
+    """23.11 prints base blocks only, no BlockSize and no aggregated blocks (topology_block.c
+    _print_topo_record at slurm-23-11-11-1); the levels are those of the ``BlockLevels`` of its
+    topology.conf (fabric_hpc.slurm.block_conf), here as ``fabric topology export --slurm-version 23.11``
+    writes it: levels [0, 1] keep a 36-node gang off r002+r003 (live on 23.11.11, before: levels [0], the
+    gang pinned across r002 and r003)."""
+    from fabric_hpc.slurm.blocks import BlockSource
+    from fabric_hpc.topology import export
+
+    text = ("BlockName=r001 BlockIndex=0 Nodes=r001-h[01-18]\n"
+            "BlockName=r002 BlockIndex=1 Nodes=r002-h[01-18]\n"
+            "BlockName=r003 BlockIndex=2 Nodes=r003-h[01-18]\n")
+    (tmp_path / "topology.conf").write_text(export.topology_conf(NVL3, "block", slurm_version=(23, 11)))
+    answers = {"scontrol show topology": text,
+               "scontrol show config": f"SLURM_CONF = {tmp_path}/slurm.conf\nSLURM_VERSION = 23.11.11\n"}
+    blocks = BlockSource(NVL3, lambda argv: answers[" ".join(argv)], lambda *a, **kw: None).layout()
+    assert blocks == Blocks.from_fabric(NVL3) and blocks.levels == frozenset({0, 1})
+    _, d = step(NVL3, ["r001-h01"], [pending(36)], blocks)
+    assert d.start == []  # waits for r[001-002]
+
+
 def test_the_json_answer_gives_the_segment_size() -> None:
     from fabric_hpc.slurm import decode
 

@@ -1,6 +1,6 @@
 """The rest backend against the slurmrestd of Slurm 23.02, 23.11, 24.05 and 24.11, which the live tests
-(Debian's 22.05, 25.11.7) never see (24.05.8 was run once: docs/slurm.md): what each serves, what the
-client asks for and what it reads.
+(Debian's 22.05, 25.11.7) never see (23.11.11 and 24.05.8 were run once: docs/slurm.md): what each serves,
+what the client asks for and what it reads.
 
 What SchedMD's sources say (tags slurm-23-02-7-1, slurm-23-11-10-1, slurm-24-05-8-1, slurm-24-11-6-1):
 

@@ -27,7 +27,9 @@ def nvl3(slurm_cluster_factory: Any, tmp_path_factory: pytest.TempPathFactory) -
     lua = render_job_submit(state_dir="{base_dir}/agent", fallback_s=FALLBACK_S, max_gpus_per_node=8)
     cluster = slurm_cluster_factory(fab, topology_plugin="block", settings={"JobSubmitPlugins": "lua"},
                                     config_files={"job_submit.lua": lua})
-    assert "BlockSizes=18,36" in (cluster.etc_dir / "topology.conf").read_text()
+    # 23.11 reads BlockLevels (BlockSizes came with 24.05): tests/topology/test_export_block_2311.py
+    levels = "BlockLevels=0-1" if cluster.version[:2] < (24, 5) else "BlockSizes=18,36"
+    assert levels in (cluster.etc_dir / "topology.conf").read_text()
     (cluster.base_dir / "agent").mkdir(exist_ok=True)
     cluster.topology_file = tmp_path_factory.mktemp("block") / "topology.yaml"
     save_spec(fab.spec, cluster.topology_file)
@@ -87,6 +89,7 @@ def test_a_12_node_gang_stays_in_one_rack_without_the_compact_hold(nvl3: Any) ->
         assert {h.split("-")[0] for h in expand(done["NodeList"])} == {"r001"}, done
 
 
+@pytest.mark.slurm_min(24, 5)  # --segment: 24.05 (23.11's sbatch has no such option, src/common/slurm_opt.c)
 def test_a_segment_gang_gets_whole_segments_in_base_blocks(nvl3: Any, agent: AgentProcess) -> None:
     """--segment=6 (Slurm's segment_size in the JSON answer): 24 nodes as 4 slices of 6 inside racks, which
     Slurm cuts into its segments; with r001-h01 busy, r001 still takes two of them."""
