@@ -255,11 +255,12 @@ def base_settings(*, cluster_name: str, hostname: str, ctld_port: int, munge_soc
     }
     if tuple(version) >= (25, 5):  # 25.05+ name the no-topology plugin topology/flat ("none" is an alias)
         settings["TopologyPlugin"] = "topology/tree" if topology else "topology/flat"
-    if (24, 5) <= tuple(version)[:2] < (24, 11):
-        # 24.05.8 without accounting: its main scheduler skips every job as InvalidAccount
-        # (job_scheduler.c:1762, assoc_mgr_validate_assoc_id fails: "_refresh_assoc_mgr_qos_list: no new
-        # list given back" in the log) and only backfill starts jobs, every bf_interval (30 s) instead of
-        # within a second; the tests' timeouts assume a prompt start (25.11.7, 22.05.8 never log it)
+    if (23, 11) <= tuple(version)[:2] < (24, 11):
+        # 23.11.11 and 24.05.8 without accounting: their main scheduler skips every job as InvalidAccount
+        # (job_scheduler.c:1762 in both, assoc_mgr_validate_assoc_id fails: "_refresh_assoc_mgr_qos_list:
+        # no new list given back" in the log) and only backfill starts jobs, every bf_interval (30 s)
+        # instead of within a second; the tests' timeouts assume a prompt start (25.11.7, 22.05.8 never
+        # log it)
         settings["SchedulerParameters"] = "bf_interval=1"
     return settings
 

@@ -86,12 +86,13 @@ def test_an_a100_gang_waits_for_a100_hosts_instead_of_a_wrong_pin(typed_cluster,
 
 def test_a_pin_slurm_rejects_is_handed_to_slurm_once(typed_cluster, typed_agent):
     c = typed_cluster
-    if (24, 5) <= c.version[:2] < (24, 11):
-        # no BadConstraints to hand over: 24.05.8's main scheduler stops at the account check for every job
-        # of these accounting-less clusters (job_scheduler.c:1762-1772, "has invalid account"), before the
-        # node selection whose failure sets BadConstraints (:1971); backfill, which starts their jobs, never
-        # sets it (fabric_hpc/testing/_slurm_config.py). The pin just never starts: a stale pin
-        pytest.skip("Slurm 24.05 without accounting sets no BadConstraints (job_scheduler.c:1762, :1971)")
+    if (23, 11) <= c.version[:2] < (24, 11):
+        # no BadConstraints to hand over: 23.11.11's and 24.05.8's main scheduler stops at the account check
+        # for every job of these accounting-less clusters (job_scheduler.c:1762-1772, "has invalid
+        # account"), before the node selection whose failure sets BadConstraints (24.05 :1971, 23.11
+        # :1947); backfill, which starts their jobs, never sets it (fabric_hpc/testing/_slurm_config.py).
+        # The pin just never starts: a stale pin
+        pytest.skip("Slurm 23.11/24.05 without accounting set no BadConstraints (job_scheduler.c:1762)")
     busy = _busy_a100(c)
     jid = c.sbatch("-N2", "--gres=gpu:a100:1", "--comment=fabric", wrap="sleep 300")
     # the pin an agent before the fix set: the h100 hosts; Slurm rejects it at its next pass
