@@ -281,12 +281,15 @@ def export(fabric: str | None, fmt: str, host: str | None, facts: str | None, de
                                 "picture, not for NCCL_TOPO_FILE (NCCL would drop its GPUs and NVLinks)"),
                        err=True)
     elif fmt == "topology-yaml":
-        text = ex.topology_yaml(fab, default=default_topology, block_size=block_size)
+        from fabric_hpc.topology.export_yaml import topology_yaml
+
+        text = topology_yaml(fab, default=default_topology, block_size=block_size)
     elif fmt.startswith("topology-"):
         from fabric_hpc.slurm.install_plan import version_tuple
 
         text = ex.topology_conf(fab, fmt.split("-", 1)[1], block_size=block_size,
-                                slurm_version=version_tuple(slurm_version) if slurm_version else None)
+                                slurm_version=None if slurm_version is None
+                                else version_tuple(slurm_version, "--slurm-version"))
     elif fmt == "slurm-nodes":
         text = ex.slurm_nodes_conf(fab)
     else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from fabric_hpc.slurm.manifest import UNIT_NAME
 from fabric_hpc.slurm.site_gres import KEPT_HEADER, SiteGres
 from fabric_hpc.slurm.unit import agent_toml, unit_text
 from fabric_hpc.topology import Fabric
+from fabric_hpc.topology.export import BLOCK_SINCE
 
 #: Seconds ``scontrol --version`` has to answer (no answer: the Slurm version is not known)
 SCONTROL_TIMEOUT_S = 10
@@ -49,7 +51,7 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None,
     from fabric_hpc.slurm.slurm_settings import gres_types_line, job_submit_line
 
     from fabric_hpc.slurm.plugins import render_job_submit
-    from fabric_hpc.topology import dump_spec, export
+    from fabric_hpc.topology import dump_spec, export, export_yaml
 
     a, i = cfg.agent, cfg.install
     sc, cd = Path(i.slurm_conf_dir), Path(i.config_dir)
@@ -59,11 +61,11 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None,
                               "ckpt_root": i.ckpt_root}, indent=2) + "\n"
     use_yaml = _topology_yaml(i.topology_format, slurm_version)
     # auto: Slurm would read names such as '01' from topology.yaml as numbers; topology.conf keeps them
-    retyped = export.yaml_retyped_names(fab) if use_yaml and i.topology_format == "auto" else []
+    retyped = export_yaml.yaml_retyped_names(fab) if use_yaml and i.topology_format == "auto" else []
     use_yaml = use_yaml and not retyped
     _check_slurm_supports(i.topology_plugin, use_yaml, slurm_version)
     if use_yaml:
-        topo = Planned(str(sc / "topology.yaml"), _header("#") + export.topology_yaml(
+        topo = Planned(str(sc / "topology.yaml"), _header("#") + export_yaml.topology_yaml(
                            fab, default=i.topology_plugin, block_size=i.block_size),
                        what="Slurm's topology.yaml (install.slurm_conf_dir)")
     else:
@@ -161,7 +163,7 @@ def _topology_yaml(fmt: str, slurm_version: str | None) -> bool:
 
 #: The first Slurm that has topology/block, and the first that reads topology.yaml
 #: (Slurm's CHANGELOG/slurm-23.11.md and slurm-25.05.md; 22.05 and 23.02 have no topology_block.so).
-BLOCK_SINCE, YAML_SINCE = (23, 11), (25, 5)
+YAML_SINCE = (25, 5)
 
 
 def _check_slurm_supports(plugin: str, use_yaml: bool, slurm_version: str | None) -> None:
@@ -183,13 +185,16 @@ def _check_slurm_supports(plugin: str, use_yaml: bool, slurm_version: str | None
                           hint="set install.topology_plugin = \"tree\", or upgrade Slurm to 23.11+")
 
 
-def version_tuple(text: str) -> tuple[int, ...]:
-    parts = [p for p in text.strip().split()[-1].split(".")[:2]]
-    try:
-        return tuple(int(p) for p in parts)
-    except ValueError:
-        raise ConfigError(f"cannot read Slurm version {text!r}",
-                          hint="set install.slurm_version = \"25.11\"") from None
+def version_tuple(text: str, source: str = "install.slurm_version") -> tuple[int, int]:
+    """(major, minor) of a Slurm version (``25.11``, ``23.11.11``, ``24.05.8-1``, ``slurm 25.11.7``); a
+    ConfigError naming ``source`` for anything else (``24`` alone: which 24 release reads the files matters,
+    e.g. 24.05 and 24.11 differ)."""
+    words = text.split()
+    m = re.match(r"(\d{1,4})\.(\d{1,2})(?![0-9])", words[-1]) if words else None
+    if m is None:
+        raise ConfigError(f"cannot read Slurm version {text[:40]!r}: give its release as major.minor",
+                          hint=f"e.g. {source} 25.11 or 23.11.11 (`scontrol --version` prints it)")
+    return int(m[1]), int(m[2])
 
 
 def detect_slurm_version(env: dict[str, str] | None = None) -> str | None:

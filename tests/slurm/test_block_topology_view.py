@@ -135,8 +135,11 @@ def test_slurm_23_11s_show_topology_without_block_sizes_reads_the_exported_block
     (tmp_path / "topology.conf").write_text(export.topology_conf(NVL3, "block", slurm_version=(23, 11)))
     answers = {"scontrol show topology": text,
                "scontrol show config": f"SLURM_CONF = {tmp_path}/slurm.conf\nSLURM_VERSION = 23.11.11\n"}
-    blocks = BlockSource(NVL3, lambda argv: answers[" ".join(argv)], lambda *a, **kw: None).layout()
+    notes: list = []
+    blocks = BlockSource(NVL3, lambda argv: answers[" ".join(argv)],
+                         lambda event, **kw: notes.append((event, kw))).layout()
     assert blocks == Blocks.from_fabric(NVL3) and blocks.levels == frozenset({0, 1})
+    assert [(e, kw["sizes_from"]) for e, kw in notes] == [("block_topology", str(tmp_path / "topology.conf"))]
     _, d = step(NVL3, ["r001-h01"], [pending(36)], blocks)
     assert d.start == []  # waits for r[001-002]
 

@@ -14,6 +14,7 @@ import pytest
 
 from fabric_hpc.topology import build, generators
 from fabric_hpc.topology import export as ex
+from fabric_hpc.topology import export_yaml as exy
 
 pytestmark = pytest.mark.slurm
 BLOCKS = {"leaf1": {f"n{i}" for i in range(1, 5)}, "leaf2": {f"n{i}" for i in range(5, 9)},
@@ -88,7 +89,7 @@ def test_block_export_gangs_stay_in_blocks_and_segments(slurm_cluster_factory, f
 
 @pytest.mark.slurm_min(25, 5)  # topology.yaml, Topology= per partition
 def test_topology_yaml_chooses_a_topology_per_partition(slurm_cluster_factory, fabric):
-    text = ex.topology_yaml(fabric, default="tree")
+    text = exy.topology_yaml(fabric, default="tree")
     partitions = ["PartitionName=tree Nodes=ALL Default=YES MaxTime=INFINITE State=UP Topology=tree",
                   "PartitionName=block Nodes=ALL MaxTime=INFINITE State=UP Topology=block"]
     cluster = slurm_cluster_factory(fabric, topology_plugin="tree", config_files={"topology.yaml": text},

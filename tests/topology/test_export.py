@@ -12,6 +12,7 @@ import pytest
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.topology import build, generators
 from fabric_hpc.topology import export as ex
+from fabric_hpc.topology import export_yaml as exy
 from fabric_hpc.topology.nccl_xml import nccl_topo_xml
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -173,7 +174,7 @@ def test_topology_yaml_with_the_tree_default_leaves_unequal_blocks_out_and_says_
     from fabric_hpc.cli.main import main
 
     fab = build(generators.leaf_spine(11, hosts_per_leaf=4))  # blocks of 4, 4 and 3 hosts
-    text = ex.topology_yaml(fab)
+    text = exy.topology_yaml(fab)
     assert ("# block: left out: blocks of unequal sizes (1 × 3, 2 × 4 hosts) need a base block size; "
             "export with --block-size N (N <= 3) to write it\n") in text
     entries = yaml.safe_load(text)
@@ -184,11 +185,11 @@ def test_topology_yaml_with_the_tree_default_leaves_unequal_blocks_out_and_says_
                      "--default-topology", default]) == 0
         assert "# block: left out" in capsys.readouterr().out
     with pytest.raises(ConfigError, match=r"unequal sizes \(1 × 3, 2 × 4 hosts\)"):  # the block default needs it
-        ex.topology_yaml(fab, default="block")
-    block = yaml.safe_load(ex.topology_yaml(fab, block_size=3))[1]  # a base given: the block topology is written
+        exy.topology_yaml(fab, default="block")
+    block = yaml.safe_load(exy.topology_yaml(fab, block_size=3))[1]  # a base given: the block topology is written
     assert block["topology"] == "block" and block["block"]["block_sizes"] == [3, 6]
     with pytest.raises(ConfigError, match="larger than the smallest block"):
-        ex.topology_yaml(fab, block_size=4)
+        exy.topology_yaml(fab, block_size=4)
 
 
 def test_block_sizes_rule_matches_slurm():
@@ -203,7 +204,7 @@ def test_topology_yaml_has_tree_block_and_flat():
     import yaml
 
     fab = build(generators.leaf_spine(16, hosts_per_leaf=4))
-    text = ex.topology_yaml(fab, default="block")
+    text = exy.topology_yaml(fab, default="block")
     entries = yaml.safe_load(text)
     assert [e["topology"] for e in entries] == ["tree", "block", "flat"]
     assert [list(e)[0] for e in entries] == ["topology"] * 3  # Slurm: "topology" must come first
@@ -214,18 +215,18 @@ def test_topology_yaml_has_tree_block_and_flat():
     assert block["block"]["block_sizes"] == [4, 8, 16]
     assert block["block"]["blocks"][3] == {"block": "leaf4", "nodes": "n[13-16]"}
     assert flat["flat"] is True
-    _golden("leaf-spine-16.topology.yaml", ex.topology_yaml(fab))
+    _golden("leaf-spine-16.topology.yaml", exy.topology_yaml(fab))
 
 
 def test_topology_yaml_of_nvl72_blocks_are_racks():
     import yaml
 
-    entries = yaml.safe_load(ex.topology_yaml(build(generators.nvl72(2))))
+    entries = yaml.safe_load(exy.topology_yaml(build(generators.nvl72(2))))
     block = next(e for e in entries if e["topology"] == "block")["block"]
     assert block["block_sizes"] == [18, 36]
     assert [b["block"] for b in block["blocks"]] == ["r001", "r002"]
     with pytest.raises(ConfigError, match="no 'dragonfly' topology"):
-        ex.topology_yaml(build(generators.nvl72(2)), default="dragonfly")
+        exy.topology_yaml(build(generators.nvl72(2)), default="dragonfly")
 
 
 def test_slices_of_the_block_level_map_to_segment():
@@ -363,19 +364,19 @@ def test_block_notes_hosts_in_no_nvlink_domain(rack_and_dgx):
     # (tests/topology/test_export_outside_blocks.py, tests/slurm/test_block_outside_live.py)
     assert ex.hosts_outside_blocks(rack_and_dgx) == ["dgx1", "dgx2"]
     assert "# note: dgx[1-2] in no multi-host NVLink domain" in ex.topology_conf(rack_and_dgx, "block")
-    assert "# block: dgx[1-2]" in ex.topology_yaml(rack_and_dgx, default="block")
+    assert "# block: dgx[1-2]" in exy.topology_yaml(rack_and_dgx, default="block")
 
 
 def test_topology_yaml_names_the_hosts_its_block_topology_leaves_out(rack_and_dgx):
     import yaml
 
-    text = ex.topology_yaml(rack_and_dgx)  # default tree: every host is in the tree
+    text = exy.topology_yaml(rack_and_dgx)  # default tree: every host is in the tree
     assert "# block: dgx[1-2] in no multi-host NVLink domain, so in no block" in text
     entries = yaml.safe_load(text)
     assert next(e for e in entries if e["topology"] == "block")["block"]["blocks"] == [
         {"block": "r001", "nodes": "r001-h[01-18]"}]
     assert "dgx[1-2]" in next(e for e in entries if e["topology"] == "tree")["tree"]["switches"][0]["nodes"]
-    assert "# block:" not in ex.topology_yaml(build(generators.nvl72(2)))
+    assert "# block:" not in exy.topology_yaml(build(generators.nvl72(2)))
 
 
 def test_nccl_xml_links_follow_the_host_types_pcie():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import yaml
 
 from fabric_hpc.cli.main import main
-from fabric_hpc.topology import build, export as ex, generators
+from fabric_hpc.topology import build, export as ex, export_yaml as exy, generators
 
 
 def mixed():
@@ -29,18 +29,18 @@ def test_block_conf_keeps_the_racks_and_notes_the_hosts_outside():
     note = next(ln for ln in lines if ln.startswith("# note: "))
     assert "dgx[1-2] in no multi-host NVLink domain, so in no block" in note
     assert "--gres=gpu:h100:N" in note and "Blocks lack access to 2 nodes" in note
-    assert "is refused if its --nodelist names them (Slurm 26.05 runs it there)." in note
+    assert "is refused if its --nodelist names them (Slurm 23.11 and 26.05 run it there)." in note
     assert "could never run" not in text
     assert "# note" not in ex.topology_conf(build(generators.nvl72(2)), "block")
 
 
 def test_yaml_with_the_block_default_is_written_with_the_note():
-    text = ex.topology_yaml(mixed(), default="block")
+    text = exy.topology_yaml(mixed(), default="block")
     assert ("# block: dgx[1-2] in no multi-host NVLink domain, so in no block: Slurm's topology/block gives "
             "them") in text
     entries = yaml.safe_load(text)
     assert next(e for e in entries if e["cluster_default"])["topology"] == "block"
-    assert "must not hold them" not in ex.topology_yaml(mixed())
+    assert "must not hold them" not in exy.topology_yaml(mixed())
 
 
 def test_cli_export_writes_the_file_and_says_the_note_on_stderr(tmp_path, capsys):

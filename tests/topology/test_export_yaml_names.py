@@ -19,6 +19,7 @@ from fabric_hpc.cli.main import main
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.topology import build
 from fabric_hpc.topology import export as ex
+from fabric_hpc.topology import export_yaml as exy
 
 USER = pwd.getpwuid(os.getuid()).pw_name
 HOST_TYPE = {"gpus": 1, "gpu_model": "H100-SXM5-80GB", "gpu_memory_gb": 80, "sockets": 1,
@@ -43,7 +44,7 @@ def _spec(leaves: dict[str, str], hosts: str, *, spine: bool = True) -> dict:
 def test_group_names_slurm_retypes_are_refused(name, what):
     fab = build(_spec({name: "gpu[01-02]", "leafb": "gpu[03-04]"}, "gpu[01-04]"))
     with pytest.raises(ConfigError) as err:
-        ex.topology_yaml(fab)
+        exy.topology_yaml(fab)
     text = str(err.value)
     assert f"switch (group) {name!r} would be read as {what}" in text, text
     assert "whatever the quoting" in text and "--format topology-tree" in text, text
@@ -52,15 +53,15 @@ def test_group_names_slurm_retypes_are_refused(name, what):
 def test_a_host_that_looks_like_a_number_is_refused():
     fab = build(_spec({"leafa": "07", "leafb": "n1"}, "07,n1"))
     with pytest.raises(ConfigError, match="nodes of switch 'leafa' would be read as an integer"):
-        ex.topology_yaml(fab)
+        exy.topology_yaml(fab)
     assert "SwitchName=leafa Nodes=07" in ex.topology_conf(fab)  # topology.conf keeps it
 
 
 @pytest.mark.parametrize("name", ["leaf01", "0x1g", "1ex", "yess", "x3", "su01-h01", "inf0"])
 def test_names_slurm_keeps_as_strings_are_exported(name):
     fab = build(_spec({name: "gpu[01-02]", "leafb": "gpu[03-04]"}, "gpu[01-04]"))
-    assert ex.slurm_yaml_retypes(name) is None and ex.yaml_retyped_names(fab) == []
-    switches = yaml.safe_load(ex.topology_yaml(fab))[0]["tree"]["switches"]
+    assert exy.slurm_yaml_retypes(name) is None and exy.yaml_retyped_names(fab) == []
+    switches = yaml.safe_load(exy.topology_yaml(fab))[0]["tree"]["switches"]
     assert {"switch": name, "nodes": "gpu[01-02]"} in switches
 
 
@@ -117,7 +118,7 @@ def test_slurmctld_retypes_exactly_the_refused_names(slurm_cluster_factory):
         warned = [line for line in log.splitlines() if "#/tree/switches/switch/" in line
                   and "Expected OpenAPI type=string" in line]
         assert len(warned) == len(RETYPED), warned
-        assert all(ex.slurm_yaml_retypes(n) for n in RETYPED) and not any(map(ex.slurm_yaml_retypes, SAFE))
+        assert all(exy.slurm_yaml_retypes(n) for n in RETYPED) and not any(map(exy.slurm_yaml_retypes, SAFE))
     finally:
         cluster.stop()
 
@@ -129,7 +130,7 @@ def test_slurmctld_keeps_such_names_in_topology_conf(slurm_cluster_factory):
     the test cluster itself takes only node names that start with a letter.)"""
     fab = build(_spec({"01": "n1", "1.5": "n2"}, "n[1-2]"))
     with pytest.raises(ConfigError):
-        ex.topology_yaml(fab)
+        exy.topology_yaml(fab)
     cluster = slurm_cluster_factory(fab, topology_plugin="tree")
     try:
         shown = cluster.topology()

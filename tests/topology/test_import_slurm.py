@@ -135,7 +135,7 @@ def test_cli_kinds_are_the_importers_kinds():
 
 @pytest.mark.parametrize("name", ["leaf-spine-16", "dgx-h100-superpod-4su"])
 def test_topology_yaml_tree_round_trip(name, tmp_path):
-    from fabric_hpc.topology.export import topology_yaml
+    from fabric_hpc.topology.export_yaml import topology_yaml
 
     original = open_fabric(name)
     path = tmp_path / "topology.yaml"
