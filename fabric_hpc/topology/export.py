@@ -1,5 +1,6 @@
 """Exporters: Slurm ``topology.conf`` (tree, block), ``topology.yaml`` (Slurm >= 25.05: in
-:mod:`fabric_hpc.topology.export_yaml`), ``slurm.conf`` node lines, ``gres.conf`` with ``Links=``/``Cores=``, and NCCL topology XML for one host.
+:mod:`fabric_hpc.topology.export_yaml`), ``slurm.conf`` node lines, ``gres.conf`` with
+``Links=``/``Cores=``, and NCCL topology XML for one host.
 
 Slurm's topology/tree needs a tree of switches, but on a rail-optimised fabric every host hangs off
 several leaf switches (one per rail). Following NVIDIA's SuperPOD guidance, each switch *group* is

@@ -8,7 +8,8 @@ import re
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.hostlist import compress
-from fabric_hpc.topology.export import _size_counts, _switches, block_members, block_sizes, outside_blocks_note
+from fabric_hpc.topology.export import (_size_counts, _switches, block_members, block_sizes,
+                                        outside_blocks_note)
 from fabric_hpc.topology.model import Fabric
 
 #: How slurmctld retypes a scalar of topology.yaml. Its YAML serializer makes every scalar a string

@@ -186,7 +186,8 @@ def test_topology_yaml_with_the_tree_default_leaves_unequal_blocks_out_and_says_
         assert "# block: left out" in capsys.readouterr().out
     with pytest.raises(ConfigError, match=r"unequal sizes \(1 × 3, 2 × 4 hosts\)"):  # the block default needs it
         exy.topology_yaml(fab, default="block")
-    block = yaml.safe_load(exy.topology_yaml(fab, block_size=3))[1]  # a base given: the block topology is written
+    # a base given: the block topology is written
+    block = yaml.safe_load(exy.topology_yaml(fab, block_size=3))[1]
     assert block["topology"] == "block" and block["block"]["block_sizes"] == [3, 6]
     with pytest.raises(ConfigError, match="larger than the smallest block"):
         exy.topology_yaml(fab, block_size=4)

@@ -55,8 +55,9 @@ def test_a_slurm_without_topology_block_is_refused(version):
         ex.topology_conf(build(generators.nvl72(2)), "block", slurm_version=version)
 
 
-@pytest.mark.parametrize("text, expected", [("23.11", (23, 11)), ("23.11.11", (23, 11)), ("24.05.8-1", (24, 5)),
-                                            ("slurm 25.11.7", (25, 11)), ("23.11rc1", (23, 11))])
+@pytest.mark.parametrize("text, expected", [
+    ("23.11", (23, 11)), ("23.11.11", (23, 11)), ("24.05.8-1", (24, 5)), ("slurm 25.11.7", (25, 11)),
+    ("23.11rc1", (23, 11))])
 def test_slurm_versions_are_read_as_major_minor(text, expected):
     from fabric_hpc.slurm.install_plan import version_tuple
 
