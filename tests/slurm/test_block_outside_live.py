@@ -82,7 +82,8 @@ def test_a_job_that_may_use_both_is_refused_on_a_dgx_host(cluster):
     assert res.returncode != 0, res.stdout
     # 24.05 refuses it with its generic error (23.11 takes it: above): 24.05.8's
     # eval_nodes_block.c:285-287 ("requires nodes which are not in blocks") returns SLURM_ERROR, which
-    # sbatch shows as "Requested node configuration is not available"; 24.11 returns ESLURM_REQUESTED_TOPO_CONFIG_UNAVAILABLE there
+    # sbatch shows as "Requested node configuration is not available"; 24.11 returns
+    # ESLURM_REQUESTED_TOPO_CONFIG_UNAVAILABLE there
     why = "topology" if cluster.version[:2] >= (24, 11) else "node"
     assert f"Requested {why} configuration is not available" in res.stderr
     assert "requires nodes which are not in blocks" in cluster.log_tail("slurmctld", 50)
