@@ -2,7 +2,8 @@
 
 Two dialects: ``v0.0.38`` (Slurm 22.05 and 23.02, ``slurmrestd -s openapi/v0.0.38``) and ``v0.0.40``
 or later (Slurm 23.11+, ``-s openapi/slurmctld``; tested live with v0.0.42–v0.0.44 of Slurm 25.11 and,
-once, v0.0.41 of 24.05.8, on answers built from each release's data_parser tables for 23.11–24.11). The
+once each, v0.0.41 of 24.05.8 and v0.0.43 of 25.05.8, on answers built from each release's data_parser tables
+for 23.11–24.11). The
 client reads the server's ``/openapi/v3`` on first use and picks the newest version it speaks up to v0.0.44
 where offered (Slurm 26.05 offers v0.0.45 too, whose job records say no job is ``--exclusive``), or ``api=``
 forces one; a 404 for that version's path (a restarted slurmrestd offering another) reads it once
