@@ -24,7 +24,7 @@ from fabric_hpc.testing._installs import SlurmInstall
 from tests.real import require_real
 from tests.slurm_matrix import TIERS, require_install, tier_header, tiers_within
 from tests.strict_json import strict_json_outputs  # noqa: F401 - autouse: every --json output is strict JSON
-from tests.report_text import pytest_runtest_makereport  # noqa: F401 - xdist: reports as UTF-8
+from tests.report_text import pytest_report_to_serializable  # noqa: F401 - xdist: reports as UTF-8
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
