@@ -23,12 +23,13 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from fabric_hpc.errors import ConfigError, ExternalError
 from fabric_hpc.testing import _accounting
 from fabric_hpc.testing import _slurm_config as conf
 from fabric_hpc.testing._installs import SlurmInstall
+from fabric_hpc.testing._logs import LogsMixin, port_clash, set_aside_logs
 from fabric_hpc.testing._slurm_client import INSTALL_HINT, SlurmClient
 from fabric_hpc.testing._processes import (
     DAEMON_MARK,
@@ -47,6 +48,7 @@ REQUIRED_COMMANDS = ("munged", "slurmctld", "slurmd", "sinfo", "scontrol", "sbat
 MAX_FABRIC_HOSTS = 128
 MUNGE_PARENT, MUNGE_PREFIX = "/tmp", "fabric-munge-"  # munged needs o+x on every parent directory
 CONF_MARKER = "# written by fabric_hpc.testing.SlurmTestCluster"
+PORT_TRIES = 3  # starts with freshly drawn ports when a daemon finds its port taken
 DEFAULT_PARTITION = "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
 
 if TYPE_CHECKING:
@@ -55,7 +57,7 @@ if TYPE_CHECKING:
 _LIVE: weakref.WeakSet[SlurmTestCluster] = weakref.WeakSet()
 
 
-class SlurmTestCluster(SlurmClient, _accounting.AccountingMixin):
+class SlurmTestCluster(SlurmClient, _accounting.AccountingMixin, LogsMixin):
     """A live Slurm cluster of emulated nodes on this host (see the module docstring).
 
     ``prefix`` selects the Slurm under test: None runs the system's (Debian's ``slurm-wlm``), a
@@ -121,15 +123,21 @@ class SlurmTestCluster(SlurmClient, _accounting.AccountingMixin):
         self.cluster_name = cluster_name
         self.start_timeout = start_timeout
         self.keep_files = keep_files
-        ports = conf.free_ports(len(self.nodes) + 3)
-        self.accounting = _accounting.Accounting(self.install, db_port=ports[-2], dbd_port=ports[-1]) \
-            if accounting else None
-        ports = ports[:-2]
-        self.ctld_port = ports[0]
-        self.node_ports: dict[str, int] = dict(zip(self.node_names, ports[1:], strict=True))
+        self.accounting: _accounting.Accounting | None = None
+        self.ctld_port = 0
+        self.node_ports: dict[str, int] = {}
+        self._draw_ports(accounting=accounting)
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._env: dict[str, str] | None = None
         self.start_seconds: float | None = None  # how long the last start() took
+        self.port_clashes: list[str] = []  # the bind failures start() recovered from (with new ports)
+
+    def _draw_ports(self, *, accounting: bool) -> None:
+        ports = conf.free_ports(len(self.nodes) + 3)
+        self.accounting = _accounting.Accounting(self.install, db_port=ports[-2], dbd_port=ports[-1]) \
+            if accounting else None
+        self.ctld_port = ports[0]
+        self.node_ports = dict(zip(self.node_names, ports[1:-2], strict=True))
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
@@ -181,21 +189,6 @@ class SlurmTestCluster(SlurmClient, _accounting.AccountingMixin):
     @property
     def running(self) -> bool:
         return bool(self._procs) and all(p.poll() is None for p in self._procs.values())
-
-    def log_paths(self) -> dict[str, Path]:
-        """Log files by daemon: ``munged``, ``slurmctld``, ``slurmd-<node>`` (plus ``*.out`` stdout)."""
-        paths = {"munged": self.log_dir / "munged.log", "slurmctld": self.log_dir / "slurmctld.log"}
-        paths.update({f"slurmd-{n}": self.log_dir / f"slurmd-{n}.log" for n in self.node_names})
-        if self.accounting is not None:
-            paths["slurmdbd"] = self.log_dir / "slurmdbd.log"
-        paths.update({p.stem + ".out": p for p in sorted(self.log_dir.glob("*.out"))})
-        return paths
-
-    def log_tail(self, name: str, lines: int = 30) -> str:
-        path = self.log_paths().get(name)
-        if path is None or not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     # ------------------------------------------------------------------ configuration files
     def write_config(self) -> Path:
@@ -277,26 +270,41 @@ class SlurmTestCluster(SlurmClient, _accounting.AccountingMixin):
             raise
         began = time.monotonic()
         self.reap_orphans()
-        self.write_config()
-        _LIVE.add(self)
-        try:
-            self._start_munged()
-            if self.accounting is not None:
-                self._start_accounting()
-            self._spawn("slurmctld", ["slurmctld", "-D", "-c"])
-            self._wait_port(self.ctld_port, "slurmctld")
-            for name in self.node_names:
-                self._spawn(f"slurmd-{name}", ["slurmd", "-D", "-N", name])
-            self._wait_nodes(lambda state: state == "idle", "idle")
-        except BaseException as exc:
-            report = self.diagnostics() if isinstance(exc, ExternalError) else ""
-            self.keep_files = self.keep_files or isinstance(exc, ExternalError)  # the logs, for the hint
-            self.stop()
-            if isinstance(exc, ExternalError):
-                raise ExternalError(f"{exc.message}\n{report}", hint=exc.hint) from exc
-            raise
+        for attempt in range(1, PORT_TRIES + 1):
+            try:
+                self._start_daemons()
+                break
+            except BaseException as exc:
+                clash = port_clash(self.log_dir) if isinstance(exc, ExternalError) else None
+                if clash is None or attempt == PORT_TRIES:
+                    self._fail_start(exc)
+                # a port checked free was bound by another process before our daemon bound it
+                self._stop_daemons()
+                self.port_clashes.append(clash)
+                set_aside_logs(self.log_dir, attempt)
+                self._draw_ports(accounting=self.accounting is not None)
         self.start_seconds = time.monotonic() - began
         return self
+
+    def _start_daemons(self) -> None:
+        self.write_config()
+        _LIVE.add(self)
+        self._start_munged()
+        if self.accounting is not None:
+            self._start_accounting()
+        self._spawn("slurmctld", ["slurmctld", "-D", "-c"])
+        self._wait_port(self.ctld_port, "slurmctld")
+        for name in self.node_names:
+            self._spawn(f"slurmd-{name}", ["slurmd", "-D", "-N", name])
+        self._wait_nodes(lambda state: state == "idle", "idle")
+
+    def _fail_start(self, exc: BaseException) -> NoReturn:
+        report = self.diagnostics() if isinstance(exc, ExternalError) else ""
+        self.keep_files = self.keep_files or isinstance(exc, ExternalError)  # the logs, for the hint
+        self.stop()
+        if isinstance(exc, ExternalError):
+            raise ExternalError(f"{exc.message}\n{report}", hint=exc.hint) from exc
+        raise exc
 
     @staticmethod
     def reap_orphans() -> set[int]:
@@ -334,6 +342,11 @@ class SlurmTestCluster(SlurmClient, _accounting.AccountingMixin):
 
     def stop(self) -> None:
         """Stop every daemon by its pid (and slurmstepd / job processes of this cluster); reap them."""
+        self._stop_daemons()
+        if self._owns_base_dir and not self.keep_files:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def _stop_daemons(self) -> None:
         started = bool(self._procs)
         munged = self._procs.pop("munged", None)
         terminate(list(self._procs.values()), set())
@@ -353,8 +366,6 @@ class SlurmTestCluster(SlurmClient, _accounting.AccountingMixin):
             self.munge_dir = None
         if self.accounting is not None:
             self.accounting.remove_files()
-        if self._owns_base_dir and not self.keep_files:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def __enter__(self) -> SlurmTestCluster:
         return self.start()
@@ -451,24 +462,6 @@ class SlurmTestCluster(SlurmClient, _accounting.AccountingMixin):
             if time.monotonic() > deadline:
                 raise ExternalError(f"nodes not {what} after {timeout or self.start_timeout:.0f} s: {states}")
             time.sleep(0.1)
-
-    def diagnostics(self, lines: int = 25) -> str:
-        """Daemon status, node states and the tails of the logs: what to read when a start fails."""
-        parts = [f"test cluster in {self.base_dir}"]
-        parts += [f"  {n}: pid {p.pid}, " + ("running" if p.poll() is None else f"exited {p.returncode}")
-                  for n, p in self._procs.items()]
-        if self._procs.get("slurmctld") and self._procs["slurmctld"].poll() is None:
-            parts.append(self.run(["sinfo", "-N", "-o", "%N %T %E"], check=False, timeout=10).stdout)
-        munged = self._procs.get("munged")
-        names = ["munged"] if munged is None or munged.poll() is not None else []
-        names += ["slurmctld"] + [f"slurmd-{n}" for n in self.node_names[:2]]
-        names += [n for n in self.log_paths()
-                  if n.endswith(".out") and (n != "munged.out" or names[0] == "munged")]
-        for name in names:
-            tail = self.log_tail(name, lines)
-            if tail:
-                parts.append(f"--- {name} (last {lines} lines) ---\n{tail}")
-        return "\n".join(parts)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

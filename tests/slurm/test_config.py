@@ -111,3 +111,18 @@ def test_base_settings_follow_the_slurm_version(tmp_path):
     assert base_settings(**common, topology=False, version=(22, 5, 8))["TopologyPlugin"] == "topology/none"
     assert base_settings(**common, topology=False, version=(25, 11, 7))["TopologyPlugin"] == "topology/flat"
     assert base_settings(**common, topology=True, version=(25, 11, 7))["TopologyPlugin"] == "topology/tree"
+
+
+def test_port_clash_names_the_port_slurm_could_not_bind(tmp_path):
+    from fabric_hpc.testing._logs import port_clash, set_aside_logs
+
+    (tmp_path / "mariadbd.out").write_text("[ERROR] Can't start server: Bind on TCP/IP port. Got error: 98: "
+                                           "Address already in use\n")
+    (tmp_path / "slurmd-n4.log").write_text("error: Error binding slurm stream socket: Address already in use\n"
+                                            "fatal: Unable to bind listen port (29674): Address already in use\n")
+    assert port_clash(tmp_path) == "slurmd-n4.log: fatal: Unable to bind listen port (29674): Address already in use"
+    set_aside_logs(tmp_path, 1)
+    assert port_clash(tmp_path) is None
+    assert sorted(p.name for p in (tmp_path / "start-1").iterdir()) == ["mariadbd.out", "slurmd-n4.log"]
+    (tmp_path / "slurmctld.log").write_text("error: Invalid key NoSuchKey\n")
+    assert port_clash(tmp_path) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fabric_hpc.errors import ExternalError
-from fabric_hpc.testing import SlurmTestCluster, parse_key_values
+from fabric_hpc.testing import SlurmTestCluster, parse_key_values, slurm_cluster
 
 pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[2]
@@ -111,6 +112,38 @@ def test_failed_start_reports_the_log_and_leaves_nothing(require_slurm, tmp_path
     assert "slurmctld exited" in message and "NoSuchKey" in message
     assert "--- slurmctld" in message  # the tail of its log is in the error
     assert cluster.daemon_pids() == {} and cluster.pids() == set() and not cluster.running
+
+
+def _listen(port: int) -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", port))
+    sock.listen()
+    return sock
+
+
+def test_a_port_taken_after_it_was_drawn_is_drawn_again(require_slurm, tmp_path):
+    """Another cluster may bind a port between free_ports() and the daemon's bind: start() draws new ports."""
+    cluster = SlurmTestCluster(2, gpus_per_node=0, base_dir=tmp_path, prefix=require_slurm.prefix)
+    taken = cluster.node_ports["n2"]
+    with _listen(taken):
+        try:
+            cluster.start()
+            assert cluster.node_states() == {"n1": "idle", "n2": "idle"}
+            assert taken not in cluster.node_ports.values()
+            assert len(cluster.port_clashes) == 1 and str(taken) in cluster.port_clashes[0]
+            assert str(taken) in (tmp_path / "log" / "start-1" / "slurmd-n2.log").read_text()
+            assert f"Port={taken}" not in cluster.conf_path.read_text()
+        finally:
+            cluster.stop()
+
+
+def test_a_port_clash_on_the_last_try_is_reported(require_slurm, tmp_path, monkeypatch):
+    monkeypatch.setattr(slurm_cluster, "PORT_TRIES", 1)
+    cluster = SlurmTestCluster(1, gpus_per_node=0, base_dir=tmp_path, prefix=require_slurm.prefix)
+    with _listen(cluster.node_ports["n1"]), pytest.raises(ExternalError) as info:
+        cluster.start()
+    assert "slurmd-n1 exited" in str(info.value) and "Address already in use" in str(info.value)
+    assert cluster.daemon_pids() == {} and cluster.pids() == set() and cluster.port_clashes == []
 
 
 def _cluster_processes(base_dir: Path) -> set[int]:
