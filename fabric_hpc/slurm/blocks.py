@@ -14,7 +14,8 @@ set the plugin accepts (:func:`fit`). The rules were read in Slurm 25.11.7's
   the job becomes N/S slices of the base blocks' level (S larger than a base block: handed to Slurm);
   Slurm before 25.11 starts no job with a node list and several segments (eval_nodes_block.c: "requires
   nodes with segment are not supported"; SchedMD's 9df147bc4e added it to 25.11), so there such a job is
-  handed to Slurm too.
+  handed to Slurm too, as is a job of several segments with 25.11's ``--spread-segments`` (each segment in
+  a base block of its own) or ``--consolidate-segments``, which the agent does not model.
 
 The layout is what ``scontrol show topology`` prints (:func:`parse_topology`), or the fabric model's blocks
 (:meth:`Blocks.from_fabric`, as ``fabric topology export --format topology-block`` writes them). Slurm before
@@ -114,6 +115,11 @@ def fit(blocks: Blocks, fab: Fabric, state: ClusterState, job: Job, request: Req
     ConfigError (the job goes to Slurm with its message) when no block of the model could ever hold it.
     ``memo``: one cycle's answers per job shape (the block is chosen on the cycle's first free hosts)."""
     seg = job.segment_size if job.segment_size and job.nodes % job.segment_size == 0 else 0
+    if seg and seg < job.nodes and job.segment_flags:
+        flags = ", ".join(f"--{f.lower().replace('_', '-')}" for f in job.segment_flags)
+        raise ConfigError(f"job {job.job_id}: {flags} lays out the segments its own way (spread: each in a base "
+                          "block of its own, eval_nodes_block.c), which the agent does not model; handed to Slurm",
+                          hint="drop the flag to let the agent place the segments")
     key = (job.nodes, job.gpus_per_node, seg, request)
     if memo is not None and key in memo:
         hit = memo[key]

@@ -122,6 +122,9 @@ class Job:
     requeue: bool = True
     #: ``--segment`` (topology/block, Slurm 24.05+; 0: none, or not read by the backend).
     segment_size: int = 0
+    #: ``--spread-segments`` / ``--consolidate-segments`` (Slurm 25.11's job flags ``SPREAD_SEGMENTS``,
+    #: ``CONSOLIDATE_SEGMENTS``; () none, or not read by the backend).
+    segment_flags: tuple[str, ...] = ()
     #: ``--exclusive`` (Slurm's ``OverSubscribe=NO``, JSON ``shared: none``): it starts only on nodes where
     #: nothing else runs.
     exclusive: bool = False

@@ -258,6 +258,7 @@ def job(d: Any) -> Job:
                het_job_id=integer(d, "het_job_id", what), reservation=text(d, "resv_name", what),
                requeue=boolean(d, "requeue", what, default=True),
                segment_size=integer(d, "segment_size", what),
+               segment_flags=tuple(f for f in words(d, "flags", what) if f in SEGMENT_FLAGS),
                # 22.05 answers "none", 25.11 ["none"]
                exclusive="none" in (w.lower() for w in words(d, "shared", what)),
                mem_per_node=integer(d, "memory_per_node", what),
@@ -354,6 +355,19 @@ def jobs_answer(data: Any, what: str, memo: Decoded | None = None) -> list[Job]:
         return memo(items) if memo is not None else [job(j) for j in items]
 
 
+#: The job flags (``flags``) :func:`job` reads: how Slurm 25.11 lays out a ``--segment`` job's segments.
+SEGMENT_FLAGS = ("SPREAD_SEGMENTS", "CONSOLIDATE_SEGMENTS")
+
+
+def _segment_flags_key(d: dict[str, Any]) -> Any:
+    """The part of a job's ``flags`` that :func:`job` reads (the rest, e.g. ``BACKFILL_ATTEMPTED``, changes
+    from cycle to cycle and would defeat :class:`Decoded`); the whole value when it is no list of strings."""
+    flags = d.get("flags")
+    if isinstance(flags, list) and all(isinstance(f, str) for f in flags):
+        return [f for f in flags if f in SEGMENT_FLAGS]
+    return flags
+
+
 #: The fields :func:`node` and :func:`job` read, and nothing else (tests/slurm/test_decode_memo.py checks
 #: them against every recorded answer): two records alike in these decode alike.
 NODE_FIELDS = ("name", "state", "state_flags", "gres", "gres_used", "active_features", "features", "cpus",
@@ -377,12 +391,14 @@ class Decoded:
     object where some are absent): exact for what :func:`parse_json` gives (``1``, ``1.0`` and ``true``
     differ, as they do to the decoder; it gives no NaN or infinity, which orjson writes as null). A
     record that is no plain dict, or does not serialise (an integer beyond 64 bits), is decoded every
-    time. A record the decoder refuses raises as without the memo. The objects returned are the same from
+    time. ``part``, when given, adds its value for the record to the key: the part of a field the decoder
+    reads (a job's segment flags of its ``flags``). A record the decoder refuses raises as without the memo. The objects returned are the same from
     one answer to the next: nothing may change them in place (``Job.gpus`` is a dict inside a frozen
     dataclass; :func:`dataclasses.replace` makes a changed copy, as ``view_hosts.settled`` does)."""
 
-    def __init__(self, decoder: Callable[[Any], Any], fields: tuple[str, ...]) -> None:
-        self.decoder, self.fields = decoder, fields
+    def __init__(self, decoder: Callable[[Any], Any], fields: tuple[str, ...],
+                 part: Callable[[dict[str, Any]], Any] | None = None) -> None:
+        self.decoder, self.fields, self.part = decoder, fields, part
         self._values = operator.itemgetter(*fields)
         self._last: dict[bytes, Any] = {}
 
@@ -407,10 +423,11 @@ class Decoded:
         if type(d) is not dict:
             return None
         try:
+            part = b"" if self.part is None else orjson.dumps(self.part(d))
             try:
-                return orjson.dumps(self._values(d))  # every field there: an array
+                return orjson.dumps(self._values(d)) + part  # every field there: an array
             except KeyError:  # some absent: an object of those present
-                return orjson.dumps({f: d[f] for f in self.fields if f in d})
+                return orjson.dumps({f: d[f] for f in self.fields if f in d}) + part
         except orjson.JSONEncodeError:
             return None
 
@@ -420,4 +437,4 @@ class Decoders:
 
     def __init__(self) -> None:
         self.nodes = Decoded(node, NODE_FIELDS)
-        self.jobs = Decoded(job, JOB_FIELDS)
+        self.jobs = Decoded(job, JOB_FIELDS, _segment_flags_key)

@@ -250,6 +250,8 @@ def job_from_pyslurm(j: Any, per_job: Mapping[int, str] | None = None) -> Job:
                reservation=_field(j, "reservation", str, what, optional=True) or "",
                segment_size=(_field(j, "segment_size", int, what, optional=True) or 0  # --segment
                              if hasattr(j, "segment_size") else 0),
+               segment_flags=tuple(f.upper() for f in ("spread_segments", "consolidate_segments")
+                                   if getattr(j, f, False) is True),  # pyslurm 25.11's Job properties
                requeue=getattr(j, "is_requeueable", None) is not False,
                exclusive=str(getattr(j, "resource_sharing", "") or "").upper() in ("NO", "NONE"),
                mem_per_node=_mib(j, "memory_per_node", what), mem_per_cpu=_mib(j, "memory_per_cpu", what),

@@ -9,6 +9,7 @@ such a job is handed to Slurm at once with the reason; 25.11+ and a release not 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
@@ -59,3 +60,17 @@ def test_25_11_and_a_release_not_read_keep_the_segments_pinned(version: str | No
 def test_the_release_is_read_from_slurm_version() -> None:
     assert release("25.05.8") == (25, 5) and release("24.11.0-0rc1") == (24, 11)
     assert release("") is None and release("(null)") is None and release("2.6") is None
+
+
+@pytest.mark.parametrize("flag", ["SPREAD_SEGMENTS", "CONSOLIDATE_SEGMENTS"])
+def test_segments_laid_out_by_a_25_11_flag_go_to_slurm(flag: str) -> None:
+    """25.11's --spread-segments puts each segment in a base block of its own (eval_nodes_block.c drops
+    the blocks of earlier segments from a pinned job's nodes): the agent's pin of two slices may share a
+    block, which Slurm would never start. It hands such a job to Slurm at once, with the flag named."""
+    blocks = layout("25.11.7")
+    job = replace(pending(36, segment=18), segment_flags=(flag,))
+    view, d = step(NVL3, [], [job], blocks)
+    assert 2 not in view.candidates and not d.start
+    assert f"--{flag.lower().replace('_', '-')} lays out the segments its own way" in view.invalid[2]
+    view, d = step(NVL3, [], [replace(pending(18, segment=18), segment_flags=(flag,))], blocks)
+    assert len(racks(hosts_of(d)["2"])) == 1  # one segment: nothing to lay out, placed

@@ -47,7 +47,7 @@ def _records(path: Path, key: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize(("paths", "key", "decoder", "fields"),
-                         [(JOB_ANSWERS, "jobs", decode.job, decode.JOB_FIELDS),
+                         [(JOB_ANSWERS, "jobs", decode.job, (*decode.JOB_FIELDS, "flags")),  # flags: a part
                           (NODE_ANSWERS, "nodes", decode.node, decode.NODE_FIELDS)], ids=["jobs", "nodes"])
 def test_the_decoders_read_only_the_memos_fields(paths, key, decoder, fields) -> None:
     asked: set[str] = set()
@@ -112,3 +112,18 @@ def test_the_replay_client_answers_the_same_with_its_memo() -> None:
         assert client.nodes() == plain_nodes
         assert client.jobs() == plain_jobs
     assert len(client.decoded.nodes) == len(plain_nodes) and len(client.decoded.jobs) == len(plain_jobs)
+
+
+def test_only_the_segment_flags_of_a_jobs_flags_are_read_and_kept() -> None:
+    """25.11 job flags such as BACKFILL_ATTEMPTED change from cycle to cycle: the memo keys only the segment
+    flags the decoder reads, so such a change reuses the job, and --spread-segments does not."""
+    raw = _records(DATA / "slurm-25.11" / "squeue.json", "jobs")[2]
+    memo = decode.Decoders().jobs
+    (first,) = memo([{**raw, "flags": ["USING_DEFAULT_QOS"]}])
+    (again,) = memo([{**raw, "flags": ["USING_DEFAULT_QOS", "BACKFILL_ATTEMPTED"]}])
+    assert again is first and first.segment_flags == ()
+    (spread,) = memo([{**raw, "flags": ["BACKFILL_ATTEMPTED", "SPREAD_SEGMENTS"]}])
+    assert spread is not first and spread.segment_flags == ("SPREAD_SEGMENTS",)
+    assert spread == decode.job({**raw, "flags": ["SPREAD_SEGMENTS"]})
+    with pytest.raises(SlurmError, match="flags"):
+        memo([{**raw, "flags": [1]}])

@@ -48,13 +48,16 @@ def _shown(cluster: Any, job_id: int) -> str:
 
 def test_every_backend_reads_the_segment_size(cluster: Any, clients: dict[str, SlurmClient]) -> None:
     jid = cluster.sbatch("-N4", "--segment=2", "-H", wrap="true")
+    spread = cluster.sbatch("-N4", "--segment=2", "--spread-segments", "-H", wrap="true")
     try:
         for name, client in clients.items():
             assert client.job(jid).segment_size == 2, name
             (job,) = [j for j in client.jobs() if j.job_id == jid]
-            assert job.segment_size == 2, name
+            assert job.segment_size == 2 and job.segment_flags == (), name
+            assert client.job(spread).segment_flags == ("SPREAD_SEGMENTS",), name
     finally:
         _cancel(cluster, jid)
+        _cancel(cluster, spread)
 
 
 def test_every_backend_names_the_reason_of_a_job_that_needs_a_drained_node(

@@ -127,3 +127,20 @@ def test_a_segment_gang_gets_whole_segments_in_base_blocks(nvl3: Any, agent: Age
     log = read_json_lines(a.state_dir / "decisions.jsonl")
     placed = [e for e in log if e["event"] == "agent.place" and e.get("job") == job]
     assert placed and sorted(placed[-1]["hosts"]) == sorted(hosts), (placed, hosts)
+
+
+@pytest.mark.slurm_min(25, 11)  # --spread-segments: 25.11 (SPREAD_SEGMENTS in slurm.h)
+def test_a_spread_segment_gang_is_handed_to_slurm_at_once(nvl3: Any, agent: AgentProcess) -> None:
+    """--spread-segments: each segment in a base block of its own, which the agent does not model (its
+    slices may share a rack): the job goes to Slurm at once, which puts the two segments in two racks."""
+    c, a = nvl3, agent
+    a.start()
+    job = c.sbatch("-N12", "--segment=6", "--spread-segments", "--gres=gpu:4", "--comment=fabric",
+                   "-o", "/dev/null", wrap="sleep 5")
+    done = c.wait_job(job, states=("RUNNING", "COMPLETED"), timeout=90)
+    hosts = expand(done["NodeList"])
+    assert sorted(sum(h.startswith(r) for h in hosts) for r in ("r001", "r002", "r003")) == [0, 6, 6], hosts
+    log = read_json_lines(a.state_dir / "decisions.jsonl")
+    ours = [e for e in log if e["event"] in ("agent.handoff", "agent.place") and e.get("job") == job]
+    assert ours and all(e["event"] == "agent.handoff" for e in ours), ours
+    assert "--spread-segments lays out the segments its own way" in ours[0]["reason"], ours
