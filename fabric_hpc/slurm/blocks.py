@@ -117,8 +117,9 @@ def fit(blocks: Blocks, fab: Fabric, state: ClusterState, job: Job, request: Req
     seg = job.segment_size if job.segment_size and job.nodes % job.segment_size == 0 else 0
     if seg and seg < job.nodes and job.segment_flags:
         flags = ", ".join(f"--{f.lower().replace('_', '-')}" for f in job.segment_flags)
-        raise ConfigError(f"job {job.job_id}: {flags} lays out the segments its own way (spread: each in a base "
-                          "block of its own, eval_nodes_block.c), which the agent does not model; handed to Slurm",
+        raise ConfigError(f"job {job.job_id}: {flags} lays out the segments its own way (spread: each in a "
+                          "base block of its own, eval_nodes_block.c), which the agent does not model; "
+                          "handed to Slurm",
                           hint="drop the flag to let the agent place the segments")
     key = (job.nodes, job.gpus_per_node, seg, request)
     if memo is not None and key in memo:

@@ -391,8 +391,9 @@ class Decoded:
     object where some are absent): exact for what :func:`parse_json` gives (``1``, ``1.0`` and ``true``
     differ, as they do to the decoder; it gives no NaN or infinity, which orjson writes as null). A
     record that is no plain dict, or does not serialise (an integer beyond 64 bits), is decoded every
-    time. ``part``, when given, adds its value for the record to the key: the part of a field the decoder
-    reads (a job's segment flags of its ``flags``). A record the decoder refuses raises as without the memo. The objects returned are the same from
+    time. ``part``, when given, adds its value for the record to the key: the part of a field the
+    decoder reads (a job's segment flags of its ``flags``). A record the decoder refuses raises as
+    without the memo. The objects returned are the same from
     one answer to the next: nothing may change them in place (``Job.gpus`` is a dict inside a frozen
     dataclass; :func:`dataclasses.replace` makes a changed copy, as ``view_hosts.settled`` does)."""
 

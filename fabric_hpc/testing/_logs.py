@@ -15,8 +15,8 @@ _BIND_FAILURES = (re.compile(r"^.*Unable to bind listen port.*$", re.M),
 def port_clash(log_dir: Path) -> str | None:
     """The first line in the daemons' logs (``*.log``, ``*.out``) saying a port was taken, or None.
 
-    A port :func:`~fabric_hpc.testing._slurm_config.free_ports` found free can be bound by another process (another test
-    cluster, say) before the daemon that was given it starts.
+    A port :func:`~fabric_hpc.testing._slurm_config.free_ports` found free can be bound by another
+    process (another test cluster, say) before the daemon that was given it starts.
     """
     texts = {}
     for path in sorted(log_dir.glob("*.log")) + sorted(log_dir.glob("*.out")):

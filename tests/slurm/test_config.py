@@ -118,9 +118,10 @@ def test_port_clash_names_the_port_slurm_could_not_bind(tmp_path):
 
     (tmp_path / "mariadbd.out").write_text("[ERROR] Can't start server: Bind on TCP/IP port. Got error: 98: "
                                            "Address already in use\n")
-    (tmp_path / "slurmd-n4.log").write_text("error: Error binding slurm stream socket: Address already in use\n"
-                                            "fatal: Unable to bind listen port (29674): Address already in use\n")
-    assert port_clash(tmp_path) == "slurmd-n4.log: fatal: Unable to bind listen port (29674): Address already in use"
+    taken = "fatal: Unable to bind listen port (29674): Address already in use"
+    (tmp_path / "slurmd-n4.log").write_text(f"error: Error binding slurm stream socket: Address already in use\n"
+                                            f"{taken}\n")
+    assert port_clash(tmp_path) == f"slurmd-n4.log: {taken}"
     set_aside_logs(tmp_path, 1)
     assert port_clash(tmp_path) is None
     assert sorted(p.name for p in (tmp_path / "start-1").iterdir()) == ["mariadbd.out", "slurmd-n4.log"]
