@@ -119,8 +119,8 @@ def test_port_clash_names_the_port_slurm_could_not_bind(tmp_path):
     (tmp_path / "mariadbd.out").write_text("[ERROR] Can't start server: Bind on TCP/IP port. Got error: 98: "
                                            "Address already in use\n")
     taken = "fatal: Unable to bind listen port (29674): Address already in use"
-    (tmp_path / "slurmd-n4.log").write_text(f"error: Error binding slurm stream socket: Address already in use\n"
-                                            f"{taken}\n")
+    bind = "error: Error binding slurm stream socket: Address already in use"
+    (tmp_path / "slurmd-n4.log").write_text(f"{bind}\n{taken}\n")
     assert port_clash(tmp_path) == f"slurmd-n4.log: {taken}"
     set_aside_logs(tmp_path, 1)
     assert port_clash(tmp_path) is None
