@@ -16,6 +16,7 @@ class UnixHttpServer:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.seen: list = []
+        self.unasked = self.unanswered = 0  # connections closed before a request / before the answer
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(str(path))
         self.sock.listen(8)
@@ -28,7 +29,14 @@ class UnixHttpServer:
             except OSError:
                 return  # closed
             with conn:
-                self.handle(conn, conn.recv(65536))
+                request = conn.recv(65536)
+                if not request:  # closed without asking (a client that refused to send its request)
+                    self.unasked += 1
+                    continue
+                try:
+                    self.handle(conn, request)
+                except (BrokenPipeError, ConnectionResetError):  # the client left before the answer
+                    self.unanswered += 1
 
     def handle(self, conn: socket.socket, request: bytes) -> None:
         raise NotImplementedError
