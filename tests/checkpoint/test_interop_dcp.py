@@ -12,6 +12,9 @@ from fabric_hpc.checkpoint import CheckpointError, list_checkpoints, open_checkp
 from fabric_hpc.checkpoint.format import SplitInfo
 from tests.real import require_real
 
+# DCP saved by one process without torch.distributed, on purpose (its interop without a process group)
+pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled, unavailable or uninitialized")
+
 try:
     import torch
     import torch.multiprocessing as mp

@@ -28,6 +28,7 @@ def _trained(lr: float) -> tuple:
 
 def test_an_optimizer_and_scheduler_round_trip_through_into(tmp_path: Path) -> None:
     m, opt, sched = _trained(1e-3)
+    opt.step()  # the scheduler's first step after an optimizer step, as PyTorch wants (else it warns)
     sched.step()
     save(tmp_path, {"model": m.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict()}, step=1)
     m2, opt2, sched2 = _trained(5e-2)

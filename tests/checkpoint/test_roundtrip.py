@@ -109,6 +109,8 @@ def test_conj_and_neg_views_are_saved_as_their_values(tmp_path: Path) -> None:
     (lambda: torch.empty(3, device="meta"), "tensor 'x/s' is on the meta device"),
     (lambda: torch.nested.nested_tensor([torch.ones(2), torch.ones(3)]), "tensor 'x/s' is a nested tensor"),
 ])
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta:UserWarning",
+                            "ignore:The PyTorch API of nested tensors is in prototype:UserWarning")
 def test_tensors_without_dense_bytes_are_refused_by_name(tmp_path: Path, value, needle: str) -> None:
     with pytest.raises(CheckpointError, match=needle) as info:
         save(tmp_path, {"x": {"s": value()}}, step=1)
