@@ -152,8 +152,9 @@ def upcoming(resvs: Iterable[Reservation], known: Collection[str], now: float) -
 def kept_out(resvs: Iterable[Reservation], mine: Collection[str], now: float,
              time_limit_min: int | None) -> dict[str, Reservation]:
     """host -> the first reservation (not one of ``mine``) that keeps a job starting now with that time
-    limit off it (:meth:`Reservation.keeps_out`; no limit: overlaps every reservation to come)."""
-    end = None if time_limit_min is None else now + time_limit_min * 60.0
+    limit off it (:meth:`Reservation.keeps_out`; no limit, None or 0 as in the view: overlaps every
+    reservation to come)."""
+    end = now + time_limit_min * 60.0 if time_limit_min else None
     out: dict[str, Reservation] = {}
     for r in sorted(resvs, key=lambda r: r.start):
         if r.name in mine or not r.keeps_out(now, end):

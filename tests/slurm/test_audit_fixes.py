@@ -165,7 +165,8 @@ def test_the_wake_file_stays_one_line_and_still_wakes_the_agent(tmp_path: Path) 
 
 @pytest.mark.parametrize("flag, given", [("--placement", ["--placement", "cpsat"]),
                                          ("--compact-wait", ["--compact-wait", "30"]),
-                                         ("--no-preemption", ["--no-preemption"]),
+                                         ("--preemption/--no-preemption", ["--no-preemption"]),
+                                         ("--preemption/--no-preemption", ["--preemption"]),
                                          ("--preempt-benefit-ratio", ["--preempt-benefit-ratio", "5"])])
 def test_fabric_only_agent_options_are_refused_with_policy_slurm(flag: str, given: list[str], tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
@@ -176,7 +177,7 @@ def test_fabric_only_agent_options_are_refused_with_policy_slurm(flag: str, give
     assert f"{flag} (agent." in capsys.readouterr().err
     config = tmp_path / "agent.toml"
     key = {"--placement": "placement = \"greedy\"", "--compact-wait": "compact_wait_s = 30",
-           "--no-preemption": "preemption = false",
+           "--preemption/--no-preemption": "preemption = false",
            "--preempt-benefit-ratio": "preempt_benefit_ratio = 5"}[flag]
     config.write_text(f"[agent]\ntopology = \"/x.yaml\"\npolicy = \"slurm\"\n{key}\n")
     assert main(["agent", "run", "--config", str(config)]) == 3

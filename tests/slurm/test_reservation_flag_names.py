@@ -9,7 +9,7 @@ import enum
 
 import pytest
 
-from fabric_hpc.slurm.reservations import from_line, from_pyslurm
+from fabric_hpc.slurm.reservations import Reservation, from_line, from_pyslurm, kept_out
 
 
 class Flag(enum.Enum):  # the shape of pyslurm's flag set: members with a .name
@@ -41,3 +41,11 @@ def test_scontrols_names_stay(flags: str) -> None:
     line = ("ReservationName=maint StartTime=2026-12-06T10:00:00 EndTime=2026-12-06T11:00:00 "
             f"Duration=01:00:00 Nodes=n[1-2] NodeCnt=2 CoreCnt=2 PartitionName=(null) Flags={flags}")
     assert ",".join(from_line(line).flags) == flags
+
+
+@pytest.mark.parametrize("limit", [None, 0])
+def test_a_job_without_a_time_limit_is_kept_off_every_reservation_to_come(limit: int | None) -> None:
+    """0 is no limit, as the view reads it (Slurm's --time=0 is INFINITE: slurm_opt.c arg_set_time_limit)."""
+    later = Reservation("maint", 1_000_000.0 + 3600, 1_000_000.0 + 7200, ("n1",))
+    assert kept_out([later], set(), 1_000_000.0, limit) == {"n1": later}
+    assert kept_out([later], set(), 1_000_000.0, 30) == {}
