@@ -70,8 +70,10 @@ def _check_is_fabric(data: Any, source: str) -> None:
     fields = list(FabricSpec.model_fields)
     if any(str(k) in fields or did_you_mean(str(k), fields) for k in data):
         return
-    raise ConfigError(f"{source} is not a fabric file: none of its {len(data)} top-level keys is a fabric "
-                      f"key ({', '.join(fields)})",
+    from fabric_hpc.topology.report import plural
+
+    raise ConfigError(f"{source} is not a fabric file: none of its {plural(len(data), 'top-level key')} is a "
+                      f"fabric key ({', '.join(fields)})",
                       hint="check that it is the right file; the format: docs/topology.md (or start from "
                            "`fabric topology generate superpod --sus 1`)")
 

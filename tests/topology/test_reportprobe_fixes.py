@@ -39,6 +39,13 @@ def test_a_file_that_is_no_fabric_file_is_one_line_without_its_contents(tmp_path
     assert "hash" not in err and "is not a fabric file" in err
 
 
+def test_one_foreign_key_is_counted_in_the_singular(tmp_path: Path):
+    path = tmp_path / "other.yaml"
+    path.write_text("engine: vllm\n")
+    with pytest.raises(ConfigError, match="none of its 1 top-level key is a fabric key"):
+        load_fabric(path)
+
+
 def test_misspelt_top_level_keys_still_get_did_you_mean(tmp_path: Path):
     path = tmp_path / "typo.yaml"
     path.write_text("fabrc: 1\nnme: x\n")
