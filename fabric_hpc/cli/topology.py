@@ -132,7 +132,7 @@ def validate(fabrics: tuple[str, ...], as_json: bool) -> None:
             results.append({"fabric": ref, "ok": False, "error": exc.message, "hint": exc.hint})
             continue
         results.append({"fabric": ref, "ok": True, "hosts": s["hosts"], "gpus": s["gpus"]})
-        if warnings := _idle_switch_warnings(ref, fab):
+        if warnings := _idle_switch_warnings(ref, fab) + _nic_speed_warnings(ref, fab):
             results[-1]["warnings"] = warnings
             for w in warnings:  # on stderr: --json stays one document
                 click.echo(one_line(f"warning: {w}"), err=True)
@@ -161,6 +161,17 @@ def _idle_switch_warnings(ref: str, fab) -> list[str]:
                    f"(its hosts have at most {used} NICs, NIC n goes to switch n mod {total}), so they add "
                    f"nothing to its uplink bandwidth; fix: switches: {used}, or more NICs per host")
     return out
+
+
+def _nic_speed_warnings(ref: str, fab) -> list[str]:
+    """A NIC faster than any made: most likely its Gb/s written where the format takes GB/s."""
+    from fabric_hpc.topology.spec import FASTEST_NIC_GBPS
+
+    return [f"{ref}: host type '{name}': nic_gbps: {ht.nic_gbps:g} is GB/s per NIC "
+            f"({ht.nic_gbps * 8:,g} Gb/s), faster than any NIC ({FASTEST_NIC_GBPS * 8:,} Gb/s is "
+            f"{FASTEST_NIC_GBPS}); nic_gbps is bytes, not bits: if the NIC is {ht.nic_gbps:g} Gb/s, "
+            f"fix: nic_gbps: {ht.nic_gbps / 8:g}"
+            for name, ht in fab.spec.host_types.items() if ht.nics and ht.nic_gbps > FASTEST_NIC_GBPS]
 
 
 @group.command("show")

@@ -15,7 +15,7 @@ from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.inputs import check_path, load_yaml, os_error, output_path, read_text
 from fabric_hpc.topology.model import Fabric
 from fabric_hpc.topology.spec import FabricSpec
-from fabric_hpc.validation import Loc, parse_model
+from fabric_hpc.validation import Loc, did_you_mean, parse_model
 
 
 #: Largest fabric file read (a 16,384-host SuperPOD file is well under 1 MiB).
@@ -55,10 +55,27 @@ def parse_spec(text: str, *, source: str = "<string>") -> tuple[FabricSpec, _Lin
         raise ConfigError(f"{source}: the file is empty (no YAML document in it)",
                           hint="start from `fabric topology generate superpod --sus 1` or the examples "
                                "in docs/topology.md")
+    _check_is_fabric(data, source)
     lines = _Lines(root)
     spec = parse_model(FabricSpec, data, source=source, locate=lines,
                        hint="see docs/topology.md for the fabric file format")
     return spec, lines
+
+
+def _check_is_fabric(data: Any, source: str) -> None:
+    """One line for a mapping none of whose top-level keys is, or is close to, a fabric key (``/etc/shadow``,
+    another tool's config): its keys are not listed, so such a file's contents never reach the terminal."""
+    if not isinstance(data, dict) or not data:
+        return
+    fields = list(FabricSpec.model_fields)
+    if any(str(k) in fields or did_you_mean(str(k), fields) for k in data):
+        return
+    from fabric_hpc.topology.report import plural
+
+    raise ConfigError(f"{source} is not a fabric file: none of its {plural(len(data), 'top-level key')} is a "
+                      f"fabric key ({', '.join(fields)})",
+                      hint="check that it is the right file; the format: docs/topology.md (or start from "
+                           "`fabric topology generate superpod --sus 1`)")
 
 
 def load_fabric(path: str | os.PathLike[str]) -> Fabric:

@@ -32,6 +32,9 @@ Name = str
 MAX_MEMORY_GB = 1_000_000  # 1 PB per host (the largest today: 32 TB)
 MAX_GPU_MEMORY_GB = 100_000  # per GPU (B300: 288 GB)
 MAX_LINK_GBPS = 100_000  # NVLink per GPU (NVLink5: 1,800 GB/s), PCIe (x16 Gen6: 128), a NIC (800 Gb/s: 100)
+#: The fastest NIC port made or announced (1.6 Tb/s: 200 GB/s; ConnectX-8's 800 Gb/s is 100): a host type's
+#: nic_gbps above it is most likely Gb/s written as GB/s, and `fabric topology validate` warns.
+FASTEST_NIC_GBPS = 200
 MAX_UPLINK_GBPS = 100_000_000  # a switch's total uplink (the Lingjun aggregation switches: 144,800)
 MAX_LATENCY_US = 1_000_000  # one second per switch hop
 #: GPUs in one multi-host NVLink domain: NVLink 5's NVLink Switch system joins at most 576 (GB200 NVL72: 72).
