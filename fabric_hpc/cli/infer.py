@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from fabric_hpc.cli.ckpt_interop import STEP_TYPE
 from fabric_hpc.cli.main import one_line
 from fabric_hpc.cli.output import console, json_option, render, table
 from fabric_hpc.cli.params import FiniteFloat, InputFile, OutputDir, OutputFile
@@ -24,7 +25,7 @@ def group() -> None:
 @click.argument("engine_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path),
               help="fabric checkpoint root (latest, or --step) or step directory to serve.")
-@click.option("--step", type=click.IntRange(0), default=None, help="Checkpoint step (default: latest).")
+@click.option("--step", type=STEP_TYPE, default=None, help="Checkpoint step (default: latest).")
 @click.option("--prefix", default=None,
               help="Subtree holding the model (default: top level, else 'model').")
 @click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]), required=True)

@@ -174,7 +174,7 @@ def _from_openai(obj: dict[str, Any]) -> dict[str, Any]:
                               f"{sorted(_OPENAI_KEYS)})")
     if obj.get("method", "POST") != "POST" or obj.get("url") != "/v1/completions":
         raise IntakeRejection(f"an OpenAI batch line must be method 'POST', url '/v1/completions' (got "
-                              f"{str(obj.get('method'))[:20]!r}, {str(obj.get('url'))[:40]!r}): chat "
+                              f"{str(obj.get('method', 'POST'))[:20]!r}, {str(obj.get('url'))[:40]!r}): chat "
                               "completions need a chat template, which the harness does not apply")
     if not isinstance(obj["custom_id"], str):
         raise IntakeRejection("custom_id must be a non-empty string (at most 512 chars, no newline)")

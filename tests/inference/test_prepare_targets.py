@@ -139,3 +139,11 @@ def test_limits_at_the_edges_are_accepted(tmp_path: Path) -> None:
     # equal lengths, and max_num_tokens above max_batch_size * max_seq_len (trtllm-build clamps it)
     prepare_pytorch_engine(tmp_path / "eng", preset="tiny", dtype="float32", max_batch_size=2, max_input_len=16,
                            max_seq_len=16, max_num_tokens=1024)
+
+
+def test_a_step_beyond_any_checkpoint_step_is_a_usage_error(tmp_path: Path, ckpt: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """--step takes what the ckpt commands take (0..9999999999), not any number."""
+    assert prepare(tmp_path / "e", ckpt, tmp_path / "e.json", "--step", "100000000000") == 2
+    assert "0<=x<=9999999999" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()

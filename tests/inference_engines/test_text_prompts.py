@@ -90,6 +90,8 @@ def test_without_a_tokenizer_a_text_prompt_names_the_missing_file(tmp_path: Path
     ('{"id": "t", "prompt": "   ", "max_new_tokens": 2}', None),  # BOS alone: a prompt of one token
     ('{"custom_id": "t", "method": "POST", "url": "/v1/chat/completions", "body": {}}',
      "url '/v1/completions'"),
+    ('{"custom_id": "t", "url": "/v1/chat/completions", "body": {}}',  # no method: POST, as it is taken
+     r"\(got 'POST', '/v1/chat/completions'\)"),
     ('{"custom_id": "t", "url": "/v1/completions", "body": {"prompt": "w1", "max_tokens": 2, '
      '"temperature": 0.7}}', r"body keys \['temperature'\] are not supported"),
     ('{"custom_id": "t", "url": "/v1/completions", "body": {"prompt": "w1"}}', "missing required keys"),
