@@ -12,15 +12,26 @@ _BIND_FAILURES = (re.compile(r"^.*Unable to bind listen port.*$", re.M),
                   re.compile(r"^.*Address already in use.*$", re.M))
 
 
-def port_clash(log_dir: Path) -> str | None:
-    """The first line in the daemons' logs (``*.log``, ``*.out``) saying a port was taken, or None.
+def _logs(log_dir: Path) -> list[Path]:
+    return sorted(log_dir.glob("*.log")) + sorted(log_dir.glob("*.out"))
+
+
+def log_sizes(log_dir: Path) -> dict[str, int]:
+    """The size of each daemon log (``*.log``, ``*.out``) now: where :func:`port_clash` starts reading."""
+    return {p.name: p.stat().st_size for p in _logs(log_dir)} if log_dir.is_dir() else {}
+
+
+def port_clash(log_dir: Path, since: dict[str, int] | None = None) -> str | None:
+    """The first line the daemons' logs gained after ``since`` (:func:`log_sizes`; None: all) saying a
+    port was taken, or None.
 
     A port :func:`~fabric_hpc.testing._slurm_config.free_ports` found free can be bound by another
     process (another test cluster, say) before the daemon that was given it starts.
     """
     texts = {}
-    for path in sorted(log_dir.glob("*.log")) + sorted(log_dir.glob("*.out")):
+    for path in _logs(log_dir):
         with path.open("rb") as f:
+            f.seek((since or {}).get(path.name, 0))
             texts[path.name] = f.read(4 << 20).decode(errors="replace")
     for pattern in _BIND_FAILURES:
         for name, text in texts.items():
@@ -32,8 +43,10 @@ def port_clash(log_dir: Path) -> str | None:
 def set_aside_logs(log_dir: Path, attempt: int) -> None:
     """Move the logs of a failed start to ``log_dir/start-<attempt>/`` so the next start's are its own."""
     aside = log_dir / f"start-{attempt}"
-    aside.mkdir(exist_ok=True)
-    for path in [*log_dir.glob("*.log"), *log_dir.glob("*.out")]:
+    while aside.exists():  # an earlier start() of a reused base_dir set its own aside
+        aside = aside.with_name(aside.name + "+")
+    aside.mkdir()
+    for path in _logs(log_dir):
         path.replace(aside / path.name)
 
 

@@ -154,6 +154,33 @@ def descendants(root: int) -> set[int]:
     return out
 
 
+def _listening_inodes(port: int) -> set[str] | None:
+    """Socket inodes listening on TCP ``port`` (IPv4 and IPv6) as /proc/net shows them; None: unreadable."""
+    found: set[str] = set()
+    try:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    found.add(fields[9])  # st 0A: LISTEN
+    except (OSError, ValueError):
+        return None
+    return found
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a socket listening on TCP ``port``; True where /proc cannot tell
+    (the caller's connect succeeded: as before). A port another process took is False."""
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return True
+    try:
+        fds = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:
+        return True
+    return any(link[len("socket:["):-1] in inodes for link in fds if link.startswith("socket:["))
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

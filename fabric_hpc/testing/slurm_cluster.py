@@ -29,12 +29,13 @@ from fabric_hpc.errors import ConfigError, ExternalError
 from fabric_hpc.testing import _accounting
 from fabric_hpc.testing import _slurm_config as conf
 from fabric_hpc.testing._installs import SlurmInstall
-from fabric_hpc.testing._logs import LogsMixin, port_clash, set_aside_logs
+from fabric_hpc.testing._logs import LogsMixin, log_sizes, port_clash, set_aside_logs
 from fabric_hpc.testing._slurm_client import INSTALL_HINT, SlurmClient
 from fabric_hpc.testing._processes import (
     DAEMON_MARK,
     alive,
     descendants,
+    listens,
     orphans,
     die_with_parent,
     processes_in_dir,
@@ -271,18 +272,15 @@ class SlurmTestCluster(SlurmClient, _accounting.AccountingMixin, LogsMixin):
         began = time.monotonic()
         self.reap_orphans()
         for attempt in range(1, PORT_TRIES + 1):
+            logs = log_sizes(self.log_dir)  # what earlier starts wrote is no clash of this one
             try:
                 self._start_daemons()
                 break
             except BaseException as exc:
-                clash = port_clash(self.log_dir) if isinstance(exc, ExternalError) else None
+                clash = port_clash(self.log_dir, logs) if isinstance(exc, ExternalError) else None
                 if clash is None or attempt == PORT_TRIES:
                     self._fail_start(exc)
-                # a port checked free was bound by another process before our daemon bound it
-                self._stop_daemons()
-                self.port_clashes.append(clash)
-                set_aside_logs(self.log_dir, attempt)
-                self._draw_ports(accounting=self.accounting is not None)
+                self._retry_ports(clash, attempt)
         self.start_seconds = time.monotonic() - began
         return self
 
@@ -297,6 +295,17 @@ class SlurmTestCluster(SlurmClient, _accounting.AccountingMixin, LogsMixin):
         for name in self.node_names:
             self._spawn(f"slurmd-{name}", ["slurmd", "-D", "-N", name])
         self._wait_nodes(lambda state: state == "idle", "idle")
+
+    def _retry_ports(self, clash: str, attempt: int) -> None:
+        """A port checked free was bound by another process before our daemon bound it: stop, set the
+        logs aside and draw new ports (a failure here ends the start as any other)."""
+        try:
+            self._stop_daemons()
+            self.port_clashes.append(clash)
+            set_aside_logs(self.log_dir, attempt)
+            self._draw_ports(accounting=self.accounting is not None)
+        except BaseException as exc:
+            self._fail_start(exc)
 
     def _fail_start(self, exc: BaseException) -> NoReturn:
         report = self.diagnostics() if isinstance(exc, ExternalError) else ""
@@ -443,7 +452,8 @@ class SlurmTestCluster(SlurmClient, _accounting.AccountingMixin, LogsMixin):
         while True:
             self._check_alive()
             with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                # a port taken by another process answers too: only our daemon's listener counts
+                if sock.connect_ex(("127.0.0.1", port)) == 0 and listens(self._procs[what].pid, port):
                     return
             if time.monotonic() > deadline:
                 raise ExternalError(f"{what} is not listening on 127.0.0.1:{port}")

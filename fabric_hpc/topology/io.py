@@ -68,7 +68,7 @@ def _check_is_fabric(data: Any, source: str) -> None:
     if not isinstance(data, dict) or not data:
         return
     fields = list(FabricSpec.model_fields)
-    if any(str(k) in fields or did_you_mean(str(k), fields) for k in data):
+    if any(str(k).lower() in fields or did_you_mean(str(k).lower(), fields) for k in data):
         return
     from fabric_hpc.topology.report import plural
 

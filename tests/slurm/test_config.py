@@ -127,3 +127,34 @@ def test_port_clash_names_the_port_slurm_could_not_bind(tmp_path):
     assert sorted(p.name for p in (tmp_path / "start-1").iterdir()) == ["mariadbd.out", "slurmd-n4.log"]
     (tmp_path / "slurmctld.log").write_text("error: Invalid key NoSuchKey\n")
     assert port_clash(tmp_path) is None
+
+
+def test_only_the_lines_a_start_added_are_read_for_a_clash(tmp_path):
+    from fabric_hpc.testing._logs import log_sizes, port_clash
+
+    log = tmp_path / "slurmd-n1.log"
+    log.write_text("fatal: Unable to bind listen port (29674): Address already in use\n")  # an earlier start
+    since = log_sizes(tmp_path)
+    with log.open("a") as f:
+        f.write("fatal: Invalid key NoSuchKey\n")
+    assert port_clash(tmp_path, since) is None and port_clash(tmp_path) is not None
+
+
+def test_a_port_counts_as_the_daemons_only_when_the_daemon_listens_on_it():
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from fabric_hpc.testing._processes import listens
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            assert listens(os.getpid(), port) and not listens(other.pid, port)
+        finally:
+            other.kill()
+            other.wait()

@@ -29,11 +29,11 @@ class UnixHttpServer:
             except OSError:
                 return  # closed
             with conn:
-                request = conn.recv(65536)
-                if not request:  # closed without asking (a client that refused to send its request)
-                    self.unasked += 1
-                    continue
                 try:
+                    request = conn.recv(65536)
+                    if not request:  # closed without asking (a client that refused to send its request)
+                        self.unasked += 1
+                        continue
                     self.handle(conn, request)
                 except (BrokenPipeError, ConnectionResetError):  # the client left before the answer
                     self.unanswered += 1

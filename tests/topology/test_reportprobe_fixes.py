@@ -77,3 +77,11 @@ def test_validate_warns_of_a_nic_speed_in_bits(tmp_path: Path, capsys, nic: int,
     assert bool(warnings) == warned
     if warned:
         assert f"nic_gbps: {nic // 8}" in warnings[0] and "'hgx'" in warnings[0]
+
+
+def test_fabric_keys_in_capitals_are_not_taken_for_a_foreign_file(tmp_path: Path):
+    path = tmp_path / "caps.yaml"
+    path.write_text("FABRIC: x\nHOSTS: []\n")
+    with pytest.raises(ConfigError) as info:
+        load_fabric(path)
+    assert "not a fabric file" not in info.value.message
