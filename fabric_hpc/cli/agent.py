@@ -138,7 +138,8 @@ def settings(ctx: click.Context, config_path: str | None, flags: dict[str, Any])
 
 #: settings of the fabric policy only, by the flag that sets them (the slurm policy has none of them)
 _FABRIC_ONLY = {"placement": "--placement", "compact_wait_s": "--compact-wait",
-                "preemption": "--preemption/--no-preemption", "preempt_benefit_ratio": "--preempt-benefit-ratio"}
+                "preemption": "--preemption/--no-preemption",
+                "preempt_benefit_ratio": "--preempt-benefit-ratio"}
 
 
 def _refuse_fabric_only(policy: str, explicit: set[str]) -> None:
