@@ -328,7 +328,8 @@ class Agent(AgentDaemon):
         status = {**self._status, "pid": os.getpid(), "ts": time.time(), "fallback_s": self.config.fallback_s,
                   "errors": self.errors, "failed_actions": self.actions.failed_total,
                   "last_error": self.last_error, "last_action_error": self.actions.last_error,
-                  "tier_map": list(self.config.tier_map), "settings": agent_settings(self.config), "model": self.model, **extra}
+                  "tier_map": list(self.config.tier_map), "settings": agent_settings(self.config),
+                  "model": self.model, **extra}
         write_atomic(self.state_dir / "status.json", json.dumps(status), mode=0o644, durable=False)
 
 
