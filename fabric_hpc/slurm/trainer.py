@@ -211,12 +211,22 @@ def refuse_overwrite(ckpt_dir: Path, restored: int, target: int) -> None:
 
 
 def _new_dir_how() -> str:
-    """How train_gang.sbatch takes another checkpoint directory: FABRIC_CKPT_DIR, when set, wins over
-    the job name (so another --job-name would change nothing)."""
-    if os.environ.get("FABRIC_CKPT_DIR"):
+    """How train_gang.sbatch takes another checkpoint directory: FABRIC_CKPT_DIR, when the job set it,
+    wins over the job name (so another --job-name would change nothing); the one the fabric TaskProlog
+    exports, ``<ckpt_root>/<user>/<job name>``, follows the job name."""
+    ckpt = os.environ.get("FABRIC_CKPT_DIR")
+    if ckpt and not _task_prologs_dir(Path(ckpt)):
         return "train_gang.sbatch: FABRIC_CKPT_DIR is set, so set it to a new directory, " \
                "sbatch --export=ALL,FABRIC_CKPT_DIR=NEW_DIR; another --job-name would not change it"
     return "train_gang.sbatch: another sbatch --job-name, or --export=ALL,FABRIC_CKPT_DIR=NEW_DIR"
+
+
+def _task_prologs_dir(ckpt: Path) -> bool:
+    """Whether ``ckpt`` is the directory the fabric TaskProlog gives this job (its last two components
+    the job's user and job name, as :func:`~fabric_hpc.slurm.task_fast.checkpoint_dir` makes them)."""
+    from fabric_hpc.slurm.task_fast import job_dir_name, job_user
+
+    return ckpt.name == job_dir_name(os.environ) and ckpt.parent.name == job_user()
 
 
 def finish(handler: Any, *, rank: int, unfinished: bool, progressed: bool, save: Callable[[], object],
