@@ -200,7 +200,7 @@ def check(config_path: str, as_json: bool) -> None:
     step("python", lambda: _python_ok(cfg.install.python))
     step("state dir", lambda: _state_dir_ok(a.state_dir))
     step("plugin", lambda: _check_plugin(a) or "no agent.job_submit named: not checked")
-    step("running agent", lambda: _running_agent_ok(a, installed_agent(cfg)))
+    step("running agent", lambda: _running_agent_ok(a, installed_agent(cfg), fab))
     step("metrics port", lambda: _metrics_port_ok(a.metrics_port, a.state_dir))
     step("slurm", lambda: _slurm_ok(a, fab))
     step("tier map", lambda: tier_map_ok(a.tier_map, _client(a)))

@@ -54,14 +54,15 @@ def _check_plugin(section: Any) -> str | None:
     return f"{path}: protocol {PROTOCOL_VERSION}, state dir and fallback agree"
 
 
-def _running_agent_ok(section: Any, as_installed: Any = None) -> str:
+def _running_agent_ok(section: Any, as_installed: Any = None, fab: Any = None) -> str:
     """The running agent (the holder of the state dir's lock) defers as long as the installed job_submit.lua
     (or, with no agent.job_submit named, this config): a reinstall with another fallback_s applies to the
     agent only once it is restarted. Its fallback_s is the one in its status.json; its other settings are
-    this config's or ``as_installed``'s (this config as install writes it: its paths rewritten)."""
+    this config's or ``as_installed``'s (this config as install writes it: its paths rewritten); its fabric
+    model is ``fab`` (this config's, when it loaded)."""
     from fabric_hpc.errors import ConfigError
     from fabric_hpc.inputs import read_json, read_text
-    from fabric_hpc.slurm.agent_support import running_settings
+    from fabric_hpc.slurm.agent_support import running_model, running_settings
     from fabric_hpc.slurm.manifest import UNIT_NAME, running_agent
     from fabric_hpc.slurm.plugins import lua_settings
 
@@ -87,6 +88,7 @@ def _running_agent_ok(section: Any, as_installed: Any = None) -> str:
                           f"{installed} s (new jobs wait the one, the agent renews the other)",
                           hint="restart the agent to apply the installed settings: "
                                f"systemctl restart {UNIT_NAME}")
+    running_model(pid, status, fab, section.topology)
     return (f"pid {pid}: fallback_s {running} s, as {where}; "
             + running_settings(pid, status, section, as_installed))
 

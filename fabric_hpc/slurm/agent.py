@@ -78,6 +78,7 @@ from fabric_hpc.slurm.usage_source import UsageSource, command_client
 from fabric_hpc.slurm.view import Inputs, PinRules, View, build_view, handoff_exclusions
 from fabric_hpc.slurm.view_hosts import settled, unexplained
 from fabric_hpc.topology import Fabric
+from fabric_hpc.topology.io import spec_digest
 
 
 @dataclass
@@ -103,6 +104,8 @@ class Agent(AgentDaemon):
     def __init__(self, client: SlurmClient, fab: Fabric, config: AgentConfig, *,
                  policy: SchedulingPolicy | None = None) -> None:
         self.client, self.fab, self.config = client, fab, config
+        #: the model it places on, for `fabric agent check` (status.json ``model``: read at start only)
+        self.model = {"digest": spec_digest(fab.spec), "hosts": len(fab.hosts)}
         self.state_dir = Path(config.state_dir)
         check_state_dir(self.state_dir)
         self.policy = policy or make_policy(config.policy, **_policy_options(config))
@@ -325,7 +328,8 @@ class Agent(AgentDaemon):
         status = {**self._status, "pid": os.getpid(), "ts": time.time(), "fallback_s": self.config.fallback_s,
                   "errors": self.errors, "failed_actions": self.actions.failed_total,
                   "last_error": self.last_error, "last_action_error": self.actions.last_error,
-                  "tier_map": list(self.config.tier_map), "settings": agent_settings(self.config), **extra}
+                  "tier_map": list(self.config.tier_map), "settings": agent_settings(self.config),
+                  "model": self.model, **extra}
         write_atomic(self.state_dir / "status.json", json.dumps(status), mode=0o644, durable=False)
 
 

@@ -452,6 +452,23 @@ def running_settings(pid: int, status: Mapping[str, Any], config: Any, installed
     return "its other settings as this config"
 
 
+def running_model(pid: int, status: Mapping[str, Any], fab: Any, ref: str) -> None:
+    """``fabric agent check``: the running agent places on ``fab`` (this config's model, from ``ref``), as its
+    ``status.json`` ``model`` digest says (read at its start: a new or re-cabled model applies on a restart);
+    ConfigError otherwise. Not compared: no model loaded here (its own row fails), or none recorded."""
+    from fabric_hpc.slurm.manifest import UNIT_NAME
+    from fabric_hpc.topology.io import spec_digest
+
+    model = status.get("model")
+    if fab is None or not isinstance(model, dict) or model.get("digest") == spec_digest(fab.spec):
+        return
+    raise ConfigError(f"the running agent (pid {pid}) places on another fabric model than {ref} "
+                      f"({model.get('hosts')!r} hosts; this config's model: {len(fab.hosts)} hosts, "
+                      "other hosts, groups or GPUs)",
+                      hint=f"restart the agent to apply this config: systemctl restart {UNIT_NAME} (it reads "
+                           "the model at its start only)")
+
+
 def withdraw_pins(withdrawn: Mapping[int, Sequence[str]], res: Any) -> None:
     """The cycle's actions for the pins the view withdrew (``View.withdrawn``): one placed on the same hosts
     again is left as it is (no second pin), one left waiting has its pin cleared (``res.unpinned``, reason

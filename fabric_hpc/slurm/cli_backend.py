@@ -21,6 +21,7 @@ check); the client's own commands run in :meth:`CliClient.run`, which another th
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import threading
@@ -45,8 +46,16 @@ _UNREACHABLE = ("Could not establish a configuration source", "Unable to contact
                 "Unable to establish secure connection", "Zero Bytes were transmitted")
 
 
+#: Slurm's words for a slurm.conf (or a file it includes) it cannot parse: read_config.c, parse_config.c
+_PARSE_ERROR = re.compile(r"Parse error in file (\S+) line (\d+)")
+
+
 def _failure_hint(msg: str) -> str | None:
-    """A fix for the failures a command gives when it cannot reach slurmctld at all."""
+    """A fix for the failures a command gives when it cannot read its configuration or reach slurmctld."""
+    if (m := _PARSE_ERROR.search(msg)) or "Unable to process configuration file" in msg:
+        where = f"{m[1]} (line {m[2]})" if m else "SLURM_CONF's slurm.conf or a file it includes"
+        return (f"Slurm cannot parse {where}: fix that line, or point SLURM_CONF at the cluster's slurm.conf "
+                "(slurmctld is not asked; `scontrol show config` shows the same error)")
     if any(s in msg for s in _UNREACHABLE):
         return ("the Slurm commands cannot reach slurmctld: run this where `scontrol ping` answers, or point "
                 "SLURM_CONF at the cluster's slurm.conf (or use --backend rest with slurmrestd)")

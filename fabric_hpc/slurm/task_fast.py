@@ -90,6 +90,16 @@ def owned_dir(st: os.stat_result, uid: int) -> bool:
     return stat.S_ISDIR(st.st_mode) and st.st_uid == uid
 
 
+def job_dir_name(env: Mapping[str, str]) -> str:
+    """The last component of :func:`checkpoint_dir`: the job name as :func:`safe_component`, and
+    ``+task<N>`` for task N of a job array."""
+    name = safe_component(env.get("SLURM_JOB_NAME") or env.get("SLURM_JOB_ID") or "job")
+    task = env.get("SLURM_ARRAY_TASK_ID") or ""
+    if task.isascii() and task.isdigit() and len(task) < 10:
+        name = f"{name}+task{int(task)}"
+    return name
+
+
 def checkpoint_dir(ckpt_root: str | os.PathLike[str], env: Mapping[str, str]) -> Path:
     """``<root>/<user>/<job name>``, checked to stay inside the user's own directory. A task of a job
     array gets ``<job name>+task<N>`` (``SLURM_ARRAY_TASK_ID``): the tasks share the job name and
@@ -97,11 +107,7 @@ def checkpoint_dir(ckpt_root: str | os.PathLike[str], env: Mapping[str, str]) ->
     16 hex digits, so no other job's directory is ``…+task<N>``."""
     root = Path(os.path.realpath(ckpt_root))
     user_dir = root / job_user()
-    name = safe_component(env.get("SLURM_JOB_NAME") or env.get("SLURM_JOB_ID") or "job")
-    task = env.get("SLURM_ARRAY_TASK_ID") or ""
-    if task.isascii() and task.isdigit() and len(task) < 10:
-        name = f"{name}+task{int(task)}"
-    path = user_dir / name
+    path = user_dir / job_dir_name(env)
     for p in (user_dir, path):
         try:
             st = os.lstat(p)

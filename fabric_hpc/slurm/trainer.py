@@ -115,15 +115,26 @@ def lock_dir(ckpt_dir: Path) -> PidLock:
     from fabric_hpc.checkpoint import CheckpointBusyError
 
     job, host = os.environ.get("SLURM_JOB_ID", "?"), socket.gethostname()
-    lock = PidLock(ckpt_dir / RUN_LOCK, mode=0o644, note=f"job {job} on {host}",
-                   busy=lambda owner: f"checkpoint directory {ckpt_dir} is in use by another training run "
-                                      f"({_holder(owner)})",
+    earlier: list[str] = []  # the holder is an earlier run of this very job (requeued, its old rank 0 alive)
+
+    def busy(owner: str) -> str:
+        if job != "?" and _holder(owner).startswith(f"job {job}, "):
+            earlier.append(owner)
+            return (f"checkpoint directory {ckpt_dir} is held by an earlier run of this job "
+                    f"({_holder(owner)}): Slurm requeued the job while that run's rank 0 lived on, e.g. on "
+                    "a node Slurm lost contact with")
+        return f"checkpoint directory {ckpt_dir} is in use by another training run ({_holder(owner)})"
+
+    lock = PidLock(ckpt_dir / RUN_LOCK, mode=0o644, note=f"job {job} on {host}", busy=busy,
                    hint=f"give this run its own directory ({_new_dir_how()}), "
                         "or submit it with --dependency=afterany:<that job> to resume after it")
     try:
         lock.acquire()
     except ConfigError as exc:
-        raise CheckpointBusyError(exc.message, hint=exc.hint) from None
+        pid, _, rest = earlier[0].partition(" ") if earlier else ("", "", "")
+        hint = (f"stop that process on {rest.partition(' on ')[2][:64]!r} (kill {pid}, or reboot that node), "
+                f"then resume from its checkpoints: scontrol requeue {job}") if earlier else exc.hint
+        raise CheckpointBusyError(exc.message, hint=hint) from None
     _HELD.append(lock)
     return lock
 
@@ -211,12 +222,22 @@ def refuse_overwrite(ckpt_dir: Path, restored: int, target: int) -> None:
 
 
 def _new_dir_how() -> str:
-    """How train_gang.sbatch takes another checkpoint directory: FABRIC_CKPT_DIR, when set, wins over
-    the job name (so another --job-name would change nothing)."""
-    if os.environ.get("FABRIC_CKPT_DIR"):
+    """How train_gang.sbatch takes another checkpoint directory: FABRIC_CKPT_DIR, when the job set it,
+    wins over the job name (so another --job-name would change nothing); the one the fabric TaskProlog
+    exports, ``<ckpt_root>/<user>/<job name>``, follows the job name."""
+    ckpt = os.environ.get("FABRIC_CKPT_DIR")
+    if ckpt and not _task_prologs_dir(Path(ckpt)):
         return "train_gang.sbatch: FABRIC_CKPT_DIR is set, so set it to a new directory, " \
                "sbatch --export=ALL,FABRIC_CKPT_DIR=NEW_DIR; another --job-name would not change it"
     return "train_gang.sbatch: another sbatch --job-name, or --export=ALL,FABRIC_CKPT_DIR=NEW_DIR"
+
+
+def _task_prologs_dir(ckpt: Path) -> bool:
+    """Whether ``ckpt`` is the directory the fabric TaskProlog gives this job (its last two components
+    the job's user and job name, as :func:`~fabric_hpc.slurm.task_fast.checkpoint_dir` makes them)."""
+    from fabric_hpc.slurm.task_fast import job_dir_name, job_user
+
+    return ckpt.name == job_dir_name(os.environ) and ckpt.parent.name == job_user()
 
 
 def finish(handler: Any, *, rank: int, unfinished: bool, progressed: bool, save: Callable[[], object],

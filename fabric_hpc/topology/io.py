@@ -104,6 +104,14 @@ def dump_spec(spec: FabricSpec) -> str:
     return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110)
 
 
+def spec_digest(spec: FabricSpec) -> str:
+    """16 hex digits of the SHA-256 of :func:`dump_spec`: equal for two files that describe one model
+    (comments, key order and spelt-out defaults aside), as a running agent records its model."""
+    import hashlib
+
+    return hashlib.sha256(dump_spec(spec).encode()).hexdigest()[:16]
+
+
 def save_spec(spec: FabricSpec, path: str | os.PathLike[str]) -> Path:
     path = output_path(path, what="fabric file")
     try:

@@ -75,3 +75,28 @@ def test_an_older_agents_status_without_settings_is_not_failed(tmp_path: Path, c
         assert r["ok"] and "settings not recorded" in r["detail"], r
     finally:
         lock.release()
+
+
+def test_another_fabric_model_fails_the_row(tmp_path: Path, capsys) -> None:
+    """Probed live: the agent ran on a model whose leaves were n[1-2], n[3-4]; agent.toml named a new model
+    (n[1,3], n[2,4]: re-cabled) and the row said "its other settings as this config", exit 0, while the
+    agent kept placing on the old leaves until restarted. The status records the model's digest now."""
+    state = _state(tmp_path)
+    lock = agent_lock(state)
+    lock.acquire()
+    try:
+        _status(state)
+        model = json.loads((state / "status.json").read_text())["model"]
+        assert model["hosts"] == 16 and len(model["digest"]) == 16, model
+        other = TOPOLOGY.replace("hosts_per_leaf=4", "hosts_per_leaf=2")
+        r = _row(tmp_path, state, capsys, "").get("detail")
+        assert "settings as this config" in r, r
+        cfg = tmp_path / "check.toml"
+        cfg.write_text(f'[agent]\ntopology = "{other}"\nstate_dir = "{state}"\ncontact_timeout_s = 1\n')
+        main(["agent", "check", "--config", str(cfg), "--json"])
+        [row] = [r for r in json.loads(capsys.readouterr().out)["checks"] if r["check"] == "running agent"]
+        assert not row["ok"] and row["exit_code"] == 3, row
+        assert f"another fabric model than {other}" in row["detail"], row
+        assert "restart the agent to apply" in row["detail"], row
+    finally:
+        lock.release()

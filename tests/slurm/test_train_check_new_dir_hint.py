@@ -35,3 +35,19 @@ def test_the_new_directory_fix_follows_fabric_ckpt_dir(tmp_path: Path) -> None:
     run = _check(ckpt)
     assert run.returncode == 3, run.stderr
     assert "another sbatch --job-name" in run.stderr and "FABRIC_CKPT_DIR=NEW_DIR" in run.stderr
+
+
+def test_the_task_prologs_directory_says_another_job_name(tmp_path: Path) -> None:
+    """Probed live: two jobs `-J twin` under the fabric TaskProlog, which exported FABRIC_CKPT_DIR=
+    <ckpt_root>/<user>/twin; the second was told "FABRIC_CKPT_DIR is set … another --job-name would not
+    change it", while the user had set nothing and another --job-name is exactly what gives a new one."""
+    from fabric_hpc.slurm.task_fast import checkpoint_dir
+
+    env = {"SLURM_JOB_NAME": "twin"}
+    ckpt = checkpoint_dir(tmp_path / "root", env)  # what the TaskProlog exports for this job
+    for step in (10, 50):
+        save(ckpt, {"w": np.ones(2)}, step=step)
+    run = _check(ckpt, FABRIC_CKPT_DIR=str(ckpt), **env)
+    assert run.returncode == 3, run.stderr
+    assert "another sbatch --job-name" in run.stderr and "FABRIC_CKPT_DIR=NEW_DIR" in run.stderr, run.stderr
+    assert "would not change it" not in run.stderr, run.stderr

@@ -1,0 +1,49 @@
+"""A slurm.conf Slurm cannot parse (probed by an admin: a file of garbage bytes as agent.slurm_conf): every
+command failed with `Parse error in file …` / `Unable to process configuration file`, and the fix line said
+"is slurmctld up? (scontrol ping)" (`fabric agent run`, the check's slurm row) or nothing (the slurm.conf,
+privilege and usage rows): slurmctld was up, the file was wrong. The fix now names the file to repair.
+Real Slurm commands (Debian's, on PATH) read a real file; no Slurm daemon is needed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fabric_hpc.slurm.cli_backend import CliClient
+from fabric_hpc.slurm.contract import SlurmError
+from tests.real import require_real
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def bad_conf(tmp_path: Path) -> Path:
+    require_real("slurm", shutil.which("scontrol") is not None, "Slurm's client commands are not installed")
+    conf = tmp_path / "slurm.conf"
+    conf.write_bytes(b"\xff\xfe garbage\n")
+    return conf
+
+
+def test_the_client_names_the_file_to_fix(bad_conf: Path) -> None:
+    client = CliClient({"SLURM_CONF": str(bad_conf), "PATH": os.environ["PATH"]}, timeout=20)
+    with pytest.raises(SlurmError) as info:
+        client.run(["scontrol", "show", "config"])
+    assert "Parse error in file" in info.value.message, info.value.message
+    assert info.value.hint is not None and f"Slurm cannot parse {bad_conf}" in info.value.hint, info.value.hint
+    assert "scontrol ping" not in info.value.hint
+
+
+def test_agent_run_says_to_fix_the_file_not_to_ping_slurmctld(bad_conf: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "fabric_hpc.cli", "agent", "run", "--topology",
+                           "leaf-spine:hosts=4,hosts_per_leaf=2,gpus=8", "--state-dir", str(tmp_path / "state"),
+                           "--slurm-conf", str(bad_conf), "--cycles", "1", "--contact-timeout", "20"],
+                          env=env, text=True, capture_output=True, timeout=60)
+    assert proc.returncode == 5, proc.stderr
+    assert f"fix: Slurm cannot parse {bad_conf}" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and "scontrol ping" not in proc.stderr, proc.stderr
