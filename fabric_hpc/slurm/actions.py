@@ -51,6 +51,10 @@ MAX_PIN_FAILURES = 3
 RENEW_BATCH = 200
 #: How long the agent remembers a requeue it did while the job is not pending (Slurm's teardown).
 REQUEUE_MEMORY_S = 600.0
+#: How long the agent remembers its pin of a job that ended: ``scontrol requeue`` of an ended job (possible
+#: while slurmctld keeps its record, MinJobAge, default 300 s) brings it back pending with that ReqNodeList,
+#: which is then still the agent's to move (not someone else's node list holding the job to old hosts).
+ENDED_PIN_MEMORY_S = 3600.0
 #: Seconds before a refused deferral of a job is sent again (doubling per refusal), and the refusals in a row
 #: after which the agent stops deferring that job (``agent.defer_abandoned``; Slurm's fallback then applies).
 DEFER_RETRY_S = 4.0
@@ -143,9 +147,11 @@ class Actions:
         self.unrequeueable: set[int] = set()        # running jobs never taken for victims again
         self.asked: dict[int, list[float]] = {}     # job -> the last begin times the agent asked for
         self.defer_retry: dict[int, tuple[int, float]] = {}  # job -> (refused deferrals in a row, next try)
-        #: job -> the hosts of the pin the agent set (kept while the job lives: a requeued job keeps its pin);
-        #: any other ReqNodeList is someone else's (:meth:`foreign`), never cleared by the agent
+        #: job -> the hosts of the pin the agent set (kept while the job lives: a requeued job keeps its pin,
+        #: and :data:`ENDED_PIN_MEMORY_S` after it ended); any other ReqNodeList is someone else's
+        #: (:meth:`foreign`), never cleared by the agent
         self.pins: dict[int, frozenset[str]] = {}
+        self.pins_ended: dict[int, float] = {}     # job -> when its pin's job was first seen ended
         self.kept: set[int] = set()                 # hand-overs that keep the job's ReqNodeList (not ours)
         self.kept_begin: dict[int, float | None] = {}  # ... and its own begin (None: Slurm has it already)
         self.failed_total = 0
@@ -373,11 +379,14 @@ class Actions:
         self.kept &= keep
         self.kept_begin = {j: t for j, t in self.kept_begin.items() if j in keep}
         alive = set(active) | keep
-        self.pins = {j: hosts for j, hosts in self.pins.items() if j in alive}
+        now = time.time()
+        self.pins_ended = {j: self.pins_ended.get(j, now) for j in self.pins if j not in alive}
+        self.pins = {j: hosts for j, hosts in self.pins.items()
+                     if j in alive or now - self.pins_ended[j] < ENDED_PIN_MEMORY_S}
+        self.pins_ended = {j: t for j, t in self.pins_ended.items() if j in self.pins}
         self.requeue_failures = {j: n for j, n in self.requeue_failures.items() if j in alive}
         self.unrequeueable &= alive
         # a victim is not pending while Slurm tears it down: its requeue is kept a while
-        now = time.time()
         self.requeued = {j: t for j, t in self.requeued.items() if j in keep or now - t < REQUEUE_MEMORY_S}
 
     def _left_pending(self, job_id: int) -> bool:

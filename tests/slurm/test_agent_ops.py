@@ -240,3 +240,30 @@ def test_the_deferrals_file_keeps_the_jobs_deferred_last_only(tmp_path: Path, mo
     back = Actions(Fake([]), lambda *a, **k: None)
     assert deferral_store.DeferralStore(tmp_path).load(back) is None
     assert back.deferrals == {3: 200.0, 1: 300.0} and back.asked == {3: [200.0], 1: [300.0]}
+
+
+def test_the_pin_of_an_ended_job_stays_the_agents_for_a_requeue(tmp_path: Path, monkeypatch) -> None:
+    """`scontrol requeue` of a job that ended brings it back pending with the agent's old pin: the agent
+    must still know that ReqNodeList as its own (to move it), for ENDED_PIN_MEMORY_S; not saved to disk."""
+    from fabric_hpc.slurm import actions as actions_module
+    from fabric_hpc.slurm import deferral_store
+    from fabric_hpc.slurm.actions import ENDED_PIN_MEMORY_S, Actions
+
+    now = [1_000_000.0]
+    monkeypatch.setattr(actions_module.time, "time", lambda: now[0])
+    actions = Actions(Fake([]), lambda *a, **k: None)
+    actions.pins = {7: frozenset({"n1", "n2"}), 8: frozenset({"n3"})}
+    actions.forget(pending=[], active=[8])  # 7 ended, 8 runs
+    assert actions.pins == {7: frozenset({"n1", "n2"}), 8: frozenset({"n3"})}
+    deferral_store.DeferralStore(tmp_path).save(actions)
+    assert set(json.loads((tmp_path / DEFERRALS_FILE).read_text())["jobs"]) == {"8"}
+    now[0] += ENDED_PIN_MEMORY_S / 2
+    actions.forget(pending=[7], active=[8])  # requeued: pending again, its pin is the agent's
+    assert 7 in actions.pins and 7 not in actions.pins_ended
+    actions.forget(pending=[], active=[8])  # ended again: the hour starts again
+    now[0] += ENDED_PIN_MEMORY_S - 1
+    actions.forget(pending=[], active=[8])
+    assert 7 in actions.pins
+    now[0] += 2
+    actions.forget(pending=[], active=[])
+    assert 7 not in actions.pins and actions.pins_ended == {8: now[0]}
