@@ -88,8 +88,9 @@ def _running_agent_ok(section: Any, as_installed: Any = None, fab: Any = None) -
                           f"{installed} s (new jobs wait the one, the agent renews the other)",
                           hint="restart the agent to apply the installed settings: "
                                f"systemctl restart {UNIT_NAME}")
-    running_model(pid, status, fab, section.topology)
-    return (f"pid {pid}: fallback_s {running} s, as {where}; "
+    compared = running_model(pid, status, fab, section.topology,
+                             as_installed.topology if as_installed is not None else None)
+    return (f"pid {pid}: fallback_s {running} s, as {where}; {compared}; "
             + running_settings(pid, status, section, as_installed))
 
 

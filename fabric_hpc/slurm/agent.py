@@ -78,7 +78,7 @@ from fabric_hpc.slurm.usage_source import UsageSource, command_client
 from fabric_hpc.slurm.view import Inputs, PinRules, View, build_view, handoff_exclusions
 from fabric_hpc.slurm.view_hosts import settled, unexplained
 from fabric_hpc.topology import Fabric
-from fabric_hpc.topology.io import spec_digest
+from fabric_hpc.topology.io import model_digest
 
 
 @dataclass
@@ -105,7 +105,7 @@ class Agent(AgentDaemon):
                  policy: SchedulingPolicy | None = None) -> None:
         self.client, self.fab, self.config = client, fab, config
         #: the model it places on, for `fabric agent check` (status.json ``model``: read at start only)
-        self.model = {"digest": spec_digest(fab.spec), "hosts": len(fab.hosts)}
+        self.model = {"digest": model_digest(fab), "hosts": len(fab.hosts)}
         self.state_dir = Path(config.state_dir)
         check_state_dir(self.state_dir)
         self.policy = policy or make_policy(config.policy, **_policy_options(config))

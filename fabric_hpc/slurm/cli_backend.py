@@ -46,12 +46,22 @@ _UNREACHABLE = ("Could not establish a configuration source", "Unable to contact
                 "Unable to establish secure connection", "Zero Bytes were transmitted")
 
 
-#: Slurm's words for a slurm.conf (or a file it includes) it cannot parse: read_config.c, parse_config.c
-_PARSE_ERROR = re.compile(r"Parse error in file (\S+) line (\d+)")
+#: Slurm's words for a slurm.conf (or a file it includes) it cannot parse, cannot read, or holding a key this
+#: Slurm does not know: parse_config.c (``s_p_parse_file``, ``_parse_next_key``)
+_PARSE_ERROR = re.compile(r"Parse error in file (.+?) line (\d+)")
+_UNREADABLE = re.compile(r's_p_parse_file: unable to (?:read|open|stat)\w* "([^"]+)": ([^\n]+)')
+_UNKNOWN_KEY = re.compile(r"Parsing error at unrecognized key: (\S+)")
 
 
 def _failure_hint(msg: str) -> str | None:
     """A fix for the failures a command gives when it cannot read its configuration or reach slurmctld."""
+    if m := _UNREADABLE.search(msg):
+        return (f"Slurm cannot read {m[1][:200]} ({m[2][:80]}): let this user read it (slurm.conf is "
+                "world-readable on a Slurm node), or point SLURM_CONF at a copy it can read")
+    if m := _UNKNOWN_KEY.search(msg):
+        return (f"this Slurm's commands do not know the key {m[1][:80]} of slurm.conf: they are older than the "
+                "slurmctld that reads it; run the commands of the cluster's Slurm release (PATH), or use "
+                "--backend rest with slurmrestd")
     if (m := _PARSE_ERROR.search(msg)) or "Unable to process configuration file" in msg:
         where = f"{m[1]} (line {m[2]})" if m else "SLURM_CONF's slurm.conf or a file it includes"
         return (f"Slurm cannot parse {where}: fix that line, or point SLURM_CONF at the cluster's slurm.conf "

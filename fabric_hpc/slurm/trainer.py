@@ -116,9 +116,12 @@ def lock_dir(ckpt_dir: Path) -> PidLock:
 
     job, host = os.environ.get("SLURM_JOB_ID", "?"), socket.gethostname()
     earlier: list[str] = []  # the holder is an earlier run of this very job (requeued, its old rank 0 alive)
+    # only a requeued run (SLURM_RESTART_COUNT > 0) has an earlier run: a first run whose id a holder
+    # shares is another job (a reset job id counter, another cluster on the same storage)
+    requeued = os.environ.get("SLURM_RESTART_COUNT", "0").strip() not in ("", "0")
 
     def busy(owner: str) -> str:
-        if job != "?" and _holder(owner).startswith(f"job {job}, "):
+        if job != "?" and requeued and _holder(owner).startswith(f"job {job}, "):
             earlier.append(owner)
             return (f"checkpoint directory {ckpt_dir} is held by an earlier run of this job "
                     f"({_holder(owner)}): Slurm requeued the job while that run's rank 0 lived on, e.g. on "
@@ -133,7 +136,8 @@ def lock_dir(ckpt_dir: Path) -> PidLock:
     except ConfigError as exc:
         pid, _, rest = earlier[0].partition(" ") if earlier else ("", "", "")
         hint = (f"stop that process on {rest.partition(' on ')[2][:64]!r} (kill {pid}, or reboot that node), "
-                f"then resume from its checkpoints: scontrol requeue {job}") if earlier else exc.hint
+                f"then resume from its checkpoints: scontrol requeue {job} (while Slurm keeps the ended job, "
+                "MinJobAge), or submit it again with the same --job-name") if earlier else exc.hint
         raise CheckpointBusyError(exc.message, hint=hint) from None
     _HELD.append(lock)
     return lock
@@ -229,7 +233,8 @@ def _new_dir_how() -> str:
     if ckpt and not _task_prologs_dir(Path(ckpt)):
         return "train_gang.sbatch: FABRIC_CKPT_DIR is set, so set it to a new directory, " \
                "sbatch --export=ALL,FABRIC_CKPT_DIR=NEW_DIR; another --job-name would not change it"
-    return "train_gang.sbatch: another sbatch --job-name, or --export=ALL,FABRIC_CKPT_DIR=NEW_DIR"
+    return ("train_gang.sbatch: another sbatch --job-name (the fabric TaskProlog's directory follows it), "
+            "or --export=ALL,FABRIC_CKPT_DIR=NEW_DIR")
 
 
 def _task_prologs_dir(ckpt: Path) -> bool:

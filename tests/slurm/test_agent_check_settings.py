@@ -73,6 +73,7 @@ def test_an_older_agents_status_without_settings_is_not_failed(tmp_path: Path, c
         (state / "status.json").write_text(json.dumps({"pid": os.getpid(), "fallback_s": 60, "cycles": 3}))
         r = _row(tmp_path, state, capsys)
         assert r["ok"] and "settings not recorded" in r["detail"], r
+        assert "its fabric model not compared (not recorded by this agent)" in r["detail"], r
     finally:
         lock.release()
 
@@ -97,6 +98,47 @@ def test_another_fabric_model_fails_the_row(tmp_path: Path, capsys) -> None:
         [row] = [r for r in json.loads(capsys.readouterr().out)["checks"] if r["check"] == "running agent"]
         assert not row["ok"] and row["exit_code"] == 3, row
         assert f"another fabric model than {other}" in row["detail"], row
-        assert "restart the agent to apply" in row["detail"], row
+        assert "restart the agent: systemctl restart" in row["detail"], row
+    finally:
+        lock.release()
+
+
+def test_the_model_digest_is_of_the_model_not_its_wording(tmp_path: Path) -> None:
+    """Review: the digest was of the file's text: a new description, another hostlist spelling or the
+    host types in another order read as another model. It is the graph's now."""
+    from fabric_hpc.topology import load_fabric
+    from fabric_hpc.topology.io import model_digest
+
+    text = (Path(__file__).resolve().parents[2] / "topology" / "dgx-h100-superpod-4su.yaml").read_text()
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(text)
+    b.write_text("# a comment\n" + text.replace("\nname: ", "\nname: renamed-", 1))
+    assert a.read_text() != b.read_text() and load_fabric(a).name != load_fabric(b).name
+    assert model_digest(load_fabric(a)) == model_digest(load_fabric(b))
+
+
+def test_a_source_model_changed_since_the_install_says_install_first(tmp_path: Path, capsys) -> None:
+    """Review: checked with the source config, a changed source model said "restart the agent", but the
+    agent reads the installed copy (<config_dir>/topology.yaml): a restart changed nothing."""
+    from fabric_hpc.topology import generators
+    from fabric_hpc.topology.io import save_spec
+
+    state = _state(tmp_path)
+    conf_dir = tmp_path / "etc"
+    conf_dir.mkdir()
+    save_spec(generators.leaf_spine(16, hosts_per_leaf=4, gpus=8, cpus=8), conf_dir / "topology.yaml")
+    source = tmp_path / "src.yaml"
+    save_spec(generators.leaf_spine(16, hosts_per_leaf=2, gpus=8, cpus=8), source)
+    lock = agent_lock(state)
+    lock.acquire()
+    try:
+        _status(state)  # the agent runs on the installed model (FAB)
+        cfg = tmp_path / "check.toml"
+        cfg.write_text(f'[install]\nconfig_dir = "{conf_dir}"\n[agent]\ntopology = "{source}"\n'
+                       f'state_dir = "{state}"\ncontact_timeout_s = 1\n')
+        main(["agent", "check", "--config", str(cfg), "--json"])
+        [row] = [r for r in json.loads(capsys.readouterr().out)["checks"] if r["check"] == "running agent"]
+        assert not row["ok"] and "install this config's model first" in row["detail"], row
+        assert "is the agent's): fabric slurm install, then restart" in row["detail"], row
     finally:
         lock.release()

@@ -47,3 +47,30 @@ def test_agent_run_says_to_fix_the_file_not_to_ping_slurmctld(bad_conf: Path, tm
     assert proc.returncode == 5, proc.stderr
     assert f"fix: Slurm cannot parse {bad_conf}" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and "scontrol ping" not in proc.stderr, proc.stderr
+
+
+def test_a_key_this_slurm_does_not_know_and_a_path_with_a_space(tmp_path: Path) -> None:
+    """Review: a key the commands do not know (commands older than the conf) got "fix that line", and
+    a path with a space was cut at it."""
+    require_real("slurm", shutil.which("scontrol") is not None, "Slurm's client commands are not installed")
+    where = tmp_path / "my conf"
+    where.mkdir()
+    (where / "new.conf").write_text("ClusterName=x\nSlurmctldHost=h\nSomeNewKey25=1\n")
+    (where / "bad.conf").write_bytes(b"\xff\xfe garbage\n")
+    hints = {}
+    for name in ("new.conf", "bad.conf"):
+        client = CliClient({"SLURM_CONF": str(where / name), "PATH": os.environ["PATH"]}, timeout=20)
+        with pytest.raises(SlurmError) as info:
+            client.run(["scontrol", "show", "config"])
+        hints[name] = info.value.hint or ""
+    assert "do not know the key SomeNewKey25" in hints["new.conf"], hints
+    assert f"Slurm cannot parse {where / 'bad.conf'} (line 1)" in hints["bad.conf"], hints
+
+
+def test_a_slurm_conf_this_user_cannot_read_is_named_with_why() -> None:
+    """As Slurm 25.11.7's scontrol says it for a file the user may not read (a root test cannot make one)."""
+    from fabric_hpc.slurm.cli_backend import _failure_hint
+
+    hint = _failure_hint('scontrol: error: s_p_parse_file: unable to read "/etc/slurm/slurm.conf": '
+                         "Permission denied\nscontrol: fatal: Unable to process configuration file")
+    assert hint is not None and hint.startswith("Slurm cannot read /etc/slurm/slurm.conf (Permission denied)")
