@@ -103,7 +103,8 @@ class DeferralStore:
         this file's last save (:attr:`saved_at`, after :meth:`load`): an agent killed between sending a
         cycle's pins and saving this file, or one of a release that saved no pins (an upgrade), would
         otherwise take its own pins for someone else's and hand those jobs to Slurm. Pins of jobs that
-        ended are dropped by the first cycle (``forget``). Returns how many were read."""
+        ended are kept :data:`~fabric_hpc.slurm.actions.ENDED_PIN_MEMORY_S` from the first cycle (``forget``:
+        a requeue of an ended job), then dropped. Returns how many were read."""
         from fabric_hpc.slurm.audit import read_tail
 
         since = self.saved_at
