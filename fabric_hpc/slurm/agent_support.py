@@ -452,11 +452,12 @@ def running_settings(pid: int, status: Mapping[str, Any], config: Any, installed
     return "its other settings as this config"
 
 
-def running_model(pid: int, status: Mapping[str, Any], fab: Any, ref: str, installed: str | None = None) -> str:
+def running_model(pid: int, status: Mapping[str, Any], fab: Any, ref: str,
+                  installed: str | None = None) -> str:
     """``fabric agent check``: the running agent places on ``fab`` (this config's model, from ``ref``), as its
     ``status.json`` ``model`` digest says (read at its start: a new or re-cabled model applies on a restart);
-    ConfigError otherwise, whose fix says whether ``installed`` (the copy ``fabric slurm install`` wrote, which
-    the agent reads) must be installed again first. Not compared (said so): no model loaded here (its own
+    ConfigError otherwise, whose fix says whether ``installed`` (the copy ``fabric slurm install`` wrote,
+    which the agent reads) must be installed again first. Not compared (said so): no model loaded here (its own
     row fails), or none recorded (an agent from before 2026-12-07)."""
     from fabric_hpc.slurm.manifest import UNIT_NAME
     from fabric_hpc.topology.io import load_fabric, model_digest
@@ -476,7 +477,8 @@ def running_model(pid: int, status: Mapping[str, Any], fab: Any, ref: str, insta
     restart = f"restart the agent: systemctl restart {UNIT_NAME} (it reads the model at its start only)"
     if copy is not None and copy != mine:
         where = "is the agent's" if model.get("digest") == copy else "differs too"
-        restart = f"install this config's model first ({installed} {where}): fabric slurm install, then " + restart
+        restart = (f"install this config's model first ({installed} {where}): fabric slurm install, then "
+                   + restart)
     raise ConfigError(f"the running agent (pid {pid}) places on another fabric model than {ref} "
                       f"({model.get('hosts')!r} hosts; this config's model: {len(fab.hosts)} hosts, "
                       "other hosts, links or GPUs)", hint=restart)

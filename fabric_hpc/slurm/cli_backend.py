@@ -59,8 +59,8 @@ def _failure_hint(msg: str) -> str | None:
         return (f"Slurm cannot read {m[1][:200]} ({m[2][:80]}): let this user read it (slurm.conf is "
                 "world-readable on a Slurm node), or point SLURM_CONF at a copy it can read")
     if m := _UNKNOWN_KEY.search(msg):
-        return (f"this Slurm's commands do not know the key {m[1][:80]} of slurm.conf: they are older than the "
-                "slurmctld that reads it; run the commands of the cluster's Slurm release (PATH), or use "
+        return (f"this Slurm's commands do not know the key {m[1][:80]} of slurm.conf: they are older than "
+                "the slurmctld that reads it; run the commands of the cluster's Slurm release (PATH), or use "
                 "--backend rest with slurmrestd")
     if (m := _PARSE_ERROR.search(msg)) or "Unable to process configuration file" in msg:
         where = f"{m[1]} (line {m[2]})" if m else "SLURM_CONF's slurm.conf or a file it includes"

@@ -113,7 +113,8 @@ def model_digest(fab: Fabric) -> str:
 
     g = fab.graph
     nodes = sorted((str(n), json.dumps(d, sort_keys=True)) for n, d in g.nodes(data=True))
-    links = sorted((*sorted((str(a), str(b))), json.dumps(d, sort_keys=True)) for a, b, d in g.edges(data=True))
+    links = sorted((*sorted((str(a), str(b))), json.dumps(d, sort_keys=True))
+                   for a, b, d in g.edges(data=True))
     return hashlib.sha256(json.dumps([nodes, links]).encode()).hexdigest()[:16]
 
 

@@ -34,14 +34,16 @@ def test_the_client_names_the_file_to_fix(bad_conf: Path) -> None:
     with pytest.raises(SlurmError) as info:
         client.run(["scontrol", "show", "config"])
     assert "Parse error in file" in info.value.message, info.value.message
-    assert info.value.hint is not None and f"Slurm cannot parse {bad_conf}" in info.value.hint, info.value.hint
+    hint = info.value.hint
+    assert hint is not None and f"Slurm cannot parse {bad_conf}" in hint, hint
     assert "scontrol ping" not in info.value.hint
 
 
 def test_agent_run_says_to_fix_the_file_not_to_ping_slurmctld(bad_conf: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-m", "fabric_hpc.cli", "agent", "run", "--topology",
-                           "leaf-spine:hosts=4,hosts_per_leaf=2,gpus=8", "--state-dir", str(tmp_path / "state"),
+                           "leaf-spine:hosts=4,hosts_per_leaf=2,gpus=8",
+                           "--state-dir", str(tmp_path / "state"),
                            "--slurm-conf", str(bad_conf), "--cycles", "1", "--contact-timeout", "20"],
                           env=env, text=True, capture_output=True, timeout=60)
     assert proc.returncode == 5, proc.stderr

@@ -1,5 +1,5 @@
-"""Probed live: rank 0's node lost by Slurm (its slurmd killed, the node set down) while rank 0 lived on. Slurm
-requeued the job; the requeued run found the checkpoint directory "in use by another training run (job 840,
+"""Probed live: rank 0's node lost by Slurm (its slurmd killed, the node set down) while rank 0 lived on.
+Slurm requeued the job; the requeued run found the checkpoint directory "in use by another training run (job 840,
 …)" with the fix "give this run its own directory … or --dependency=afterany:<that job>": job 840 was
 itself, and neither fix applies. The holder is now named as an earlier run of this job, with what to do."""
 
@@ -44,7 +44,10 @@ def _check(ckpt: Path, job: str, restarts: int = 1) -> subprocess.CompletedProce
                           timeout=120)
 
 
-def test_an_earlier_run_of_the_same_job_is_named_with_its_fix(held: tuple[Path, subprocess.Popen[str]]) -> None:
+Held = tuple[Path, subprocess.Popen[str]]
+
+
+def test_an_earlier_run_of_the_same_job_is_named_with_its_fix(held: Held) -> None:
     ckpt, proc = held
     run = _check(ckpt, "840")
     assert run.returncode == 3, run.stderr
@@ -61,7 +64,7 @@ def test_another_jobs_run_keeps_its_words(held: tuple[Path, subprocess.Popen[str
     assert "is in use by another training run (job 840" in run.stderr and "afterany" in run.stderr, run.stderr
 
 
-def test_a_first_run_sharing_the_holders_job_id_is_another_job(held: tuple[Path, subprocess.Popen[str]]) -> None:
+def test_a_first_run_sharing_the_holders_job_id_is_another_job(held: Held) -> None:
     """Job ids start again after slurmctld loses its state, and two clusters may share the storage: a run
     that was never requeued (SLURM_RESTART_COUNT 0) is not told to kill the holder."""
     ckpt, _proc = held
