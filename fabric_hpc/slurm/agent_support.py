@@ -469,7 +469,7 @@ def running_model(pid: int, status: Mapping[str, Any], fab: Any, ref: str,
     if model.get("digest") == mine:
         return "its fabric model as this config's"
     copy = None
-    if installed and Path(installed) != Path(ref) and Path(installed).is_file():
+    if installed and Path(installed) != Path(ref) and os.path.isfile(installed):  # no raise: False
         try:
             copy = model_digest(load_fabric(installed))
         except FabricError:

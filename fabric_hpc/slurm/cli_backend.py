@@ -48,22 +48,28 @@ _UNREACHABLE = ("Could not establish a configuration source", "Unable to contact
 
 #: Slurm's words for a slurm.conf (or a file it includes) it cannot parse, cannot read, or holding a key this
 #: Slurm does not know: parse_config.c (``s_p_parse_file``, ``_parse_next_key``)
-_PARSE_ERROR = re.compile(r"Parse error in file (.+?) line (\d+)")
-_UNREADABLE = re.compile(r's_p_parse_file: unable to (?:read|open|stat)\w* "([^"]+)": ([^\n]+)')
-_UNKNOWN_KEY = re.compile(r"Parsing error at unrecognized key: (\S+)")
+_PARSE_ERROR = re.compile(r"Parse error in file (\S[^\n]{0,1000}?) line (\d+)")
+_UNREADABLE = (re.compile(r's_p_parse_file: unable to (?:read|open|stat)\w* "([^\n]{1,1000})": ([^\n]{1,200})'),
+               re.compile(r"s_p_parse_file: cannot stat file ([^\n]{1,1000}?): ([^,\n]{1,200}), retrying"))
+_UNKNOWN_KEY = re.compile(r"Parsing error at unrecognized key: (\S{1,200})")
+#: The end of a command's error output read for these (Slurm's own lines are short; the fatal one is last).
+_HINT_TAIL = 64 << 10
 
 
 def _failure_hint(msg: str) -> str | None:
     """A fix for the failures a command gives when it cannot read its configuration or reach slurmctld."""
-    if m := _UNREADABLE.search(msg):
+    msg = msg[-_HINT_TAIL:]
+    if m := (_UNREADABLE[0].search(msg) or _UNREADABLE[1].search(msg)):
         return (f"Slurm cannot read {m[1][:200]} ({m[2][:80]}): let this user read it (slurm.conf is "
                 "world-readable on a Slurm node), or point SLURM_CONF at a copy it can read")
+    parse = _PARSE_ERROR.search(msg)
     if m := _UNKNOWN_KEY.search(msg):
-        return (f"this Slurm's commands do not know the key {m[1][:80]} of slurm.conf: they are older than "
-                "the slurmctld that reads it; run the commands of the cluster's Slurm release (PATH), or use "
-                "--backend rest with slurmrestd")
-    if (m := _PARSE_ERROR.search(msg)) or "Unable to process configuration file" in msg:
-        where = f"{m[1]} (line {m[2]})" if m else "SLURM_CONF's slurm.conf or a file it includes"
+        at = f" at {parse[1][:200]} line {parse[2]}" if parse else ""
+        return (f"Slurm does not know the key {m[1][:80]}{at}: a misspelt key (fix it), or commands older "
+                "than the slurmctld that reads this slurm.conf (run the cluster's Slurm release's commands, "
+                "or use --backend rest with slurmrestd)")
+    if (m := parse) or "Unable to process configuration file" in msg:
+        where = f"{m[1][:200]} (line {m[2]})" if m else "SLURM_CONF's slurm.conf or a file it includes"
         return (f"Slurm cannot parse {where}: fix that line, or point SLURM_CONF at the cluster's slurm.conf "
                 "(slurmctld is not asked; `scontrol show config` shows the same error)")
     if any(s in msg for s in _UNREACHABLE):

@@ -137,7 +137,7 @@ def lock_dir(ckpt_dir: Path) -> PidLock:
         pid, _, rest = earlier[0].partition(" ") if earlier else ("", "", "")
         hint = (f"stop that process on {rest.partition(' on ')[2][:64]!r} (kill {pid}, or reboot that node), "
                 f"then resume from its checkpoints: scontrol requeue {job} (while Slurm keeps the ended job, "
-                "MinJobAge), or submit it again with the same --job-name") if earlier else exc.hint
+                "MinJobAge), or submit it again into the same checkpoint directory") if earlier else exc.hint
         raise CheckpointBusyError(exc.message, hint=hint) from None
     _HELD.append(lock)
     return lock

@@ -107,12 +107,14 @@ def dump_spec(spec: FabricSpec) -> str:
 def model_digest(fab: Fabric) -> str:
     """16 hex digits of the SHA-256 of the model's graph, every node and link with its attributes, in sorted
     order: equal for two files that build one model whatever their name, description, comments, key order,
-    hostlist spelling or order of entries (a running agent records its model; 1.3 s at 16,384 GPUs)."""
+    hostlist spelling or order of entries and features (a running agent records its model; 1.3 s at 16,384
+    GPUs). A renamed host type is another model (its name is on its hosts)."""
     import hashlib
     import json
 
     g = fab.graph
-    nodes = sorted((str(n), json.dumps(d, sort_keys=True)) for n, d in g.nodes(data=True))
+    nodes = sorted((str(n), json.dumps({k: sorted(v) if k == "features" else v for k, v in d.items()},
+                                       sort_keys=True)) for n, d in g.nodes(data=True))
     links = sorted((*sorted((str(a), str(b))), json.dumps(d, sort_keys=True))
                    for a, b, d in g.edges(data=True))
     return hashlib.sha256(json.dumps([nodes, links]).encode()).hexdigest()[:16]

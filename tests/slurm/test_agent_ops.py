@@ -244,7 +244,8 @@ def test_the_deferrals_file_keeps_the_jobs_deferred_last_only(tmp_path: Path, mo
 
 def test_the_pin_of_an_ended_job_stays_the_agents_for_a_requeue(tmp_path: Path, monkeypatch) -> None:
     """`scontrol requeue` of a job that ended brings it back pending with the agent's old pin: the agent
-    must still know that ReqNodeList as its own (to move it), for ENDED_PIN_MEMORY_S; not saved to disk."""
+    must still know that ReqNodeList as its own (to move it), for ENDED_PIN_MEMORY_S, across a restart too
+    (saved; the first to go when the file is full)."""
     from fabric_hpc.slurm import actions as actions_module
     from fabric_hpc.slurm import deferral_store
     from fabric_hpc.slurm.actions import ENDED_PIN_MEMORY_S, Actions
@@ -256,7 +257,13 @@ def test_the_pin_of_an_ended_job_stays_the_agents_for_a_requeue(tmp_path: Path, 
     actions.forget(pending=[], active=[8])  # 7 ended, 8 runs
     assert actions.pins == {7: frozenset({"n1", "n2"}), 8: frozenset({"n3"})}
     deferral_store.DeferralStore(tmp_path).save(actions)
-    assert set(json.loads((tmp_path / DEFERRALS_FILE).read_text())["jobs"]) == {"8"}
+    assert set(json.loads((tmp_path / DEFERRALS_FILE).read_text())["jobs"]) == {"7", "8"}
+    back = Actions(Fake([]), lambda *a, **k: None)
+    deferral_store.DeferralStore(tmp_path).load(back)
+    assert back.pins == actions.pins
+    monkeypatch.setattr(deferral_store, "MAX_JOBS", 1)
+    deferral_store.DeferralStore(tmp_path).save(actions)
+    assert set(json.loads((tmp_path / DEFERRALS_FILE).read_text())["jobs"]) == {"8"}  # the living job's
     now[0] += ENDED_PIN_MEMORY_S / 2
     actions.forget(pending=[7], active=[8])  # requeued: pending again, its pin is the agent's
     assert 7 in actions.pins and 7 not in actions.pins_ended

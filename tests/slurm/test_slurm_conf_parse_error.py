@@ -65,7 +65,8 @@ def test_a_key_this_slurm_does_not_know_and_a_path_with_a_space(tmp_path: Path) 
         with pytest.raises(SlurmError) as info:
             client.run(["scontrol", "show", "config"])
         hints[name] = info.value.hint or ""
-    assert "do not know the key SomeNewKey25" in hints["new.conf"], hints
+    assert "Slurm does not know the key SomeNewKey25" in hints["new.conf"], hints
+    assert "a misspelt key (fix it), or commands older than the slurmctld" in hints["new.conf"], hints
     assert f"Slurm cannot parse {where / 'bad.conf'} (line 1)" in hints["bad.conf"], hints
 
 
@@ -76,3 +77,15 @@ def test_a_slurm_conf_this_user_cannot_read_is_named_with_why() -> None:
     hint = _failure_hint('scontrol: error: s_p_parse_file: unable to read "/etc/slurm/slurm.conf": '
                          "Permission denied\nscontrol: fatal: Unable to process configuration file")
     assert hint is not None and hint.startswith("Slurm cannot read /etc/slurm/slurm.conf (Permission denied)")
+
+
+def test_the_other_unreadable_form_and_a_huge_error_output_are_answered_quickly() -> None:
+    """Review: Slurm's stat failure (parse_config.c: "cannot stat file …, retrying") got "fix that line", and
+    the parse-error pattern took seconds on a long line of repeats (now read from the output's end only)."""
+    from fabric_hpc.slurm.cli_backend import _failure_hint
+
+    hint = _failure_hint("scontrol: error: s_p_parse_file: cannot stat file /etc/slurm/slurm.conf: Permission "
+                         "denied, retrying in 1sec up to 60sec\nscontrol: fatal: Unable to process configuration")
+    assert hint is not None and hint.startswith("Slurm cannot read /etc/slurm/slurm.conf (Permission denied)")
+    hint = _failure_hint("Parse error in file " * 50_000 + "\nParse error in file /x line 3: y")
+    assert hint is not None and "Slurm cannot parse /x (line 3)" in hint

@@ -53,7 +53,7 @@ def test_an_earlier_run_of_the_same_job_is_named_with_its_fix(held: Held) -> Non
     assert run.returncode == 3, run.stderr
     assert f"is held by an earlier run of this job (job 840, pid {proc.pid} on " in run.stderr, run.stderr
     assert f"kill {proc.pid}" in run.stderr and "scontrol requeue 840" in run.stderr, run.stderr
-    assert "or submit it again with the same --job-name" in run.stderr, run.stderr
+    assert "or submit it again into the same checkpoint directory" in run.stderr, run.stderr
     assert "afterany" not in run.stderr and "Traceback" not in run.stderr, run.stderr
 
 
