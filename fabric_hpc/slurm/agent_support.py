@@ -457,8 +457,8 @@ def running_model(pid: int, status: Mapping[str, Any], fab: Any, ref: str,
     """``fabric agent check``: the running agent places on ``fab`` (this config's model, from ``ref``), as its
     ``status.json`` ``model`` digest says (read at its start: a new or re-cabled model applies on a restart);
     ConfigError otherwise, whose fix says whether ``installed`` (the copy ``fabric slurm install`` wrote,
-    which the agent reads) must be installed again first. Not compared (said so): no model loaded here (its own
-    row fails), or none recorded (an agent from before 2026-12-07)."""
+    which the agent reads) must be installed again first. Not compared (said so): no model loaded here
+    (its own row fails), or none recorded (an agent from before 2026-12-07)."""
     from fabric_hpc.slurm.manifest import UNIT_NAME
     from fabric_hpc.topology.io import load_fabric, model_digest
 

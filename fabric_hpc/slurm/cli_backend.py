@@ -49,7 +49,8 @@ _UNREACHABLE = ("Could not establish a configuration source", "Unable to contact
 #: Slurm's words for a slurm.conf (or a file it includes) it cannot parse, cannot read, or holding a key this
 #: Slurm does not know: parse_config.c (``s_p_parse_file``, ``_parse_next_key``)
 _PARSE_ERROR = re.compile(r"Parse error in file (\S[^\n]{0,1000}?) line (\d+)")
-_UNREADABLE = (re.compile(r's_p_parse_file: unable to (?:read|open|stat)\w* "([^\n]{1,1000})": ([^\n]{1,200})'),
+_UNREADABLE = (re.compile(r's_p_parse_file: unable to (?:read|open|stat)\w* '
+                          r'"([^\n]{1,1000})": ([^\n]{1,200})'),
                re.compile(r"s_p_parse_file: cannot stat file ([^\n]{1,1000}?): ([^,\n]{1,200}), retrying"))
 _UNKNOWN_KEY = re.compile(r"Parsing error at unrecognized key: (\S{1,200})")
 #: The end of a command's error output read for these (Slurm's own lines are short; the fatal one is last).

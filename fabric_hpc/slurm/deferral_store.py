@@ -57,7 +57,8 @@ class DeferralStore:
     def save(self, actions: Actions) -> None:
         """Rewrite the file when the memory changed since the last save (or load)."""
         # the pins of ended jobs (kept a while for a requeue) go first when the file is full
-        jobs = sorted(set(actions.asked) | set(actions.deferrals) | set(actions.defer_retry) | set(actions.pins),
+        jobs = sorted(set(actions.asked) | set(actions.deferrals) | set(actions.defer_retry)
+                      | set(actions.pins),
                       key=lambda j: (j not in actions.pins_ended, actions.deferrals.get(j, 0.0)))[-MAX_JOBS:]
         self._file.save({str(j): _entry(actions, j) for j in jobs})
 

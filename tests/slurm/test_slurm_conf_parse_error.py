@@ -84,8 +84,9 @@ def test_the_other_unreadable_form_and_a_huge_error_output_are_answered_quickly(
     the parse-error pattern took seconds on a long line of repeats (now read from the output's end only)."""
     from fabric_hpc.slurm.cli_backend import _failure_hint
 
-    hint = _failure_hint("scontrol: error: s_p_parse_file: cannot stat file /etc/slurm/slurm.conf: Permission "
-                         "denied, retrying in 1sec up to 60sec\nscontrol: fatal: Unable to process configuration")
+    hint = _failure_hint("scontrol: error: s_p_parse_file: cannot stat file /etc/slurm/slurm.conf: "
+                         "Permission denied, retrying in 1sec up to 60sec\n"
+                         "scontrol: fatal: Unable to process configuration")
     assert hint is not None and hint.startswith("Slurm cannot read /etc/slurm/slurm.conf (Permission denied)")
     hint = _failure_hint("Parse error in file " * 50_000 + "\nParse error in file /x line 3: y")
     assert hint is not None and "Slurm cannot parse /x (line 3)" in hint

@@ -1,7 +1,8 @@
 """Probed live: rank 0's node lost by Slurm (its slurmd killed, the node set down) while rank 0 lived on.
-Slurm requeued the job; the requeued run found the checkpoint directory "in use by another training run (job 840,
-…)" with the fix "give this run its own directory … or --dependency=afterany:<that job>": job 840 was
-itself, and neither fix applies. The holder is now named as an earlier run of this job, with what to do."""
+Slurm requeued the job; the requeued run found the checkpoint directory "in use by another training run
+(job 840, …)" with the fix "give this run its own directory … or --dependency=afterany:<that job>": job
+840 was itself, and neither fix applies. The holder is now named as an earlier run of this job, with what
+to do."""
 
 from __future__ import annotations
 
