@@ -26,7 +26,7 @@ import json
 import math
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -258,7 +258,7 @@ def job(d: Any) -> Job:
                het_job_id=integer(d, "het_job_id", what), reservation=text(d, "resv_name", what),
                requeue=boolean(d, "requeue", what, default=True),
                segment_size=integer(d, "segment_size", what),
-               segment_flags=tuple(f for f in words(d, "flags", what) if f in SEGMENT_FLAGS),
+               segment_flags=_segment_flags(words(d, "flags", what)),
                # 22.05 answers "none", 25.11 ["none"]
                exclusive="none" in (w.lower() for w in words(d, "shared", what)),
                mem_per_node=integer(d, "memory_per_node", what),
@@ -359,12 +359,16 @@ def jobs_answer(data: Any, what: str, memo: Decoded | None = None) -> list[Job]:
 SEGMENT_FLAGS = ("SPREAD_SEGMENTS", "CONSOLIDATE_SEGMENTS")
 
 
+def _segment_flags(flags: Sequence[str]) -> tuple[str, ...]:
+    return tuple(f for f in flags if f in SEGMENT_FLAGS)
+
+
 def _segment_flags_key(d: dict[str, Any]) -> Any:
     """The part of a job's ``flags`` that :func:`job` reads (the rest, e.g. ``BACKFILL_ATTEMPTED``, changes
     from cycle to cycle and would defeat :class:`Decoded`); the whole value when it is no list of strings."""
     flags = d.get("flags")
     if isinstance(flags, list) and all(isinstance(f, str) for f in flags):
-        return [f for f in flags if f in SEGMENT_FLAGS]
+        return list(_segment_flags(flags))
     return flags
 
 

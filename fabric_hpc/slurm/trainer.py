@@ -115,14 +115,14 @@ def lock_dir(ckpt_dir: Path) -> PidLock:
     from fabric_hpc.checkpoint import CheckpointBusyError
 
     job, host = os.environ.get("SLURM_JOB_ID", "?"), socket.gethostname()
-    earlier: list[str] = []  # the holder is an earlier run of this very job (requeued, its old rank 0 alive)
+    earlier: list[tuple[str, str, str]] = []  # the holder (pid, job, host): an earlier run of this very job
     # only a requeued run (SLURM_RESTART_COUNT > 0) has an earlier run: a first run whose id a holder
     # shares is another job (a reset job id counter, another cluster on the same storage)
     requeued = os.environ.get("SLURM_RESTART_COUNT", "0").strip() not in ("", "0")
 
     def busy(owner: str) -> str:
-        if job != "?" and requeued and _holder(owner).startswith(f"job {job}, "):
-            earlier.append(owner)
+        if job != "?" and requeued and _owner(owner)[1] == f"job {job}":
+            earlier.append(_owner(owner))
             return (f"checkpoint directory {ckpt_dir} is held by an earlier run of this job "
                     f"({_holder(owner)}): Slurm requeued the job while that run's rank 0 lived on, e.g. on "
                     "a node Slurm lost contact with")
@@ -134,8 +134,8 @@ def lock_dir(ckpt_dir: Path) -> PidLock:
     try:
         lock.acquire()
     except ConfigError as exc:
-        pid, _, rest = earlier[0].partition(" ") if earlier else ("", "", "")
-        hint = (f"stop that process on {rest.partition(' on ')[2][:64]!r} (kill {pid}, or reboot that node), "
+        pid, _, where = earlier[0] if earlier else ("", "", "")
+        hint = (f"stop that process on {where[:64]!r} (kill {pid}, or reboot that node), "
                 f"then resume from its checkpoints: scontrol requeue {job} (while Slurm keeps the ended job, "
                 "MinJobAge), or submit it again into the same checkpoint directory") if earlier else exc.hint
         raise CheckpointBusyError(exc.message, hint=hint) from None
@@ -143,10 +143,16 @@ def lock_dir(ckpt_dir: Path) -> PidLock:
     return lock
 
 
-def _holder(owner: str) -> str:
-    """``job J, pid P on HOST`` from the lock file's ``P job J on HOST``."""
+def _owner(owner: str) -> tuple[str, str, str]:
+    """(``P``, ``job J``, ``HOST``) of the lock file's ``P job J on HOST``."""
     pid, _, rest = owner.partition(" ")
     job, _, host = rest.partition(" on ")
+    return pid, job, host
+
+
+def _holder(owner: str) -> str:
+    """``job J, pid P on HOST`` from the lock file's ``P job J on HOST``."""
+    pid, job, host = _owner(owner)
     return f"{job}, pid {pid} on {host}" if job and host else (owner or "another process")
 
 
