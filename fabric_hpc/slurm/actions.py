@@ -362,14 +362,27 @@ class Actions:
                 self.hand_over(job_id, f"{USER_PIN} ({compress(list(hosts))}): the agent "
                                        "leaves it; Slurm starts the job only on those hosts")
 
+    def own_begins(self, begins: Mapping[int, float | None]) -> None:
+        """The begin times of their own of the jobs waiting to be handed over, read this cycle
+        (:attr:`~fabric_hpc.slurm.view.View.own_begins`): the hand-over keeps each, a user's ``scontrol update
+        StartTime=`` after the decision too (a job whose list is someone else's keeps what :meth:`foreign`
+        read)."""
+        for job_id in self.to_hand.keys() - self.kept:
+            if job_id in begins:
+                self.kept_begin[job_id] = begins[job_id]
+            else:
+                self.kept_begin.pop(job_id, None)
+
     def _hand_once(self, job_id: int, why: str) -> None:
         """:meth:`hand_over` a job this agent has not handed over yet."""
         if job_id not in self.handed_off:
             self.hand_over(job_id, why)
 
-    def forget(self, pending: Iterable[int], active: Iterable[int] = ()) -> None:
+    def forget(self, pending: Iterable[int], active: Iterable[int] = (),
+               started: Mapping[int, float] | None = None) -> None:
         """Drop the memory of jobs that are no longer pending (bounded memory); of refused requeues, of
-        jobs no longer active."""
+        jobs no longer active; of the agent's requeue of a job that runs again (``started``: running job ->
+        Slurm's start time), so that a later requeue, a user's or Slurm's, keeps Slurm's requeue delay."""
         keep = set(pending)
         for table in (self.failures, self.avoid, self.stale_count, self.to_hand, self.handoff_failures,
                       self.deferrals, self.waits, self.asked, self.defer_retry):
@@ -387,7 +400,9 @@ class Actions:
         self.requeue_failures = {j: n for j, n in self.requeue_failures.items() if j in alive}
         self.unrequeueable &= alive
         # a victim is not pending while Slurm tears it down: its requeue is kept a while
-        self.requeued = {j: t for j, t in self.requeued.items() if j in keep or now - t < REQUEUE_MEMORY_S}
+        started = started or {}
+        self.requeued = {j: t for j, t in self.requeued.items()
+                         if (j in keep or now - t < REQUEUE_MEMORY_S) and started.get(j, t) <= t}
 
     def _left_pending(self, job_id: int) -> bool:
         """The job is no longer pending (Slurm started it, it ended, Slurm forgot it): a refused pin, unpin,

@@ -222,14 +222,16 @@ class Agent(AgentDaemon):
             self._ignored_resv = view.ignored_reservations
             if self._ignored_resv:
                 self._note("reservations_ignored", reservations=self._ignored_resv)
-        self.actions.forget([j.job_id for j in jobs if j.pending], [j.job_id for j in jobs if j.active])
+        self.actions.forget([j.job_id for j in jobs if j.pending], [j.job_id for j in jobs if j.active],
+                            {j.job_id: j.start_time for j in jobs if j.state == "RUNNING" and j.start_time})
         if refused := self.actions.unrequeueable:  # requeues Slurm refused: no victims again while they run
             ids = {str(j) for j in refused}  # running ids are text (``slurm:cpus:HOST``, too)
             view.running = [replace(r, preemptible=False) if r.job.id in ids else r for r in view.running]
-        self.actions.foreign(view.foreign, view.foreign_begins)  # someone else's ReqNodeList: kept
+        self.actions.foreign(view.foreign, view.own_begins)  # someone else's ReqNodeList: kept
         self.actions.stale(view.stale)
         self.actions.rejected(view.rejected, self.fab)
         self.actions.limited(view.limited)
+        self.actions.own_begins(view.own_begins)  # a hand-over keeps a begin time of the job's own
         view.drop(self.actions.handed_off)  # handed over just now (a third stale pin)
         return view
 

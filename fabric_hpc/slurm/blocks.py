@@ -110,10 +110,12 @@ def parse_topology(fab: Fabric, text: str) -> Blocks | None:
 
 
 def fit(blocks: Blocks, fab: Fabric, state: ClusterState, job: Job, request: Request,
-        memo: dict | None = None) -> Request:
+        memo: dict | None = None, for_now: Collection[str] = frozenset()) -> Request:
     """``request`` kept to host sets Slurm's block plugin allocates for ``job`` (see the module); a
     ConfigError (the job goes to Slurm with its message) when no block of the model could ever hold it.
-    ``memo``: one cycle's answers per job shape (the block is chosen on the cycle's first free hosts)."""
+    ``memo``: one cycle's answers per job shape (the block is chosen on the cycle's first free hosts).
+    ``for_now``: hosts of the request's ``exclude`` that are only busy (:meth:`.view_hosts.Hosts.kept_for_now`):
+    not free now, yet a block's hosts all the same."""
     seg = job.segment_size if job.segment_size and job.nodes % job.segment_size == 0 else 0
     if seg and seg < job.nodes and job.segment_flags:
         flags = ", ".join(f"--{f.lower().replace('_', '-')}" for f in job.segment_flags)
@@ -121,14 +123,15 @@ def fit(blocks: Blocks, fab: Fabric, state: ClusterState, job: Job, request: Req
                           "base block of its own, eval_nodes_block.c), which the agent does not model; "
                           "handed to Slurm",
                           hint="drop the flag to let the agent place the segments")
-    key = (job.nodes, job.gpus_per_node, seg, request)
+    for_now = frozenset(for_now)
+    key = (job.nodes, job.gpus_per_node, seg, request, for_now)
     if memo is not None and key in memo:
         hit = memo[key]
         if isinstance(hit, ConfigError):
             raise ConfigError(f"job {job.job_id}: {hit.message}", hint=hit.hint)
         return hit
     try:
-        out = _fit(blocks, fab, state, job.nodes, seg, request)
+        out = _fit(blocks, fab, state, job.nodes, seg, request, for_now)
     except ConfigError as exc:
         if memo is not None:
             memo[key] = exc
@@ -138,10 +141,12 @@ def fit(blocks: Blocks, fab: Fabric, state: ClusterState, job: Job, request: Req
     return out
 
 
-def _fit(blocks: Blocks, fab: Fabric, state: ClusterState, nodes: int, seg: int, request: Request) -> Request:
+def _fit(blocks: Blocks, fab: Fabric, state: ClusterState, nodes: int, seg: int, request: Request,
+         for_now: frozenset[str]) -> Request:
     gpn = request.gpus_per_node or 1
-    # the fabric's hosts the lists name (not expanded: include=n[1-99998] against 16 hosts)
-    excluded = select(request.exclude, fab.host_pos) if request.exclude else set()
+    # the fabric's hosts the lists name (not expanded: include=n[1-99998] against 16 hosts), but those
+    # excluded only while they are busy
+    excluded = (select(request.exclude, fab.host_pos) - for_now) if request.exclude else set()
     only = select(request.include, fab.host_pos) if request.include else None
     in_blocks = {h for b in blocks.bases for h in b}
 
@@ -157,7 +162,7 @@ def _fit(blocks: Blocks, fab: Fabric, state: ClusterState, nodes: int, seg: int,
         return _segments(blocks, fab, nodes, seg, request)
     level, ll = block_level(nodes, blocks.base_size, blocks.levels)
     usable = {h for h in in_blocks if ok(h)}
-    free = {h for h in usable if _free_gpus(fab, state, h) >= gpn}
+    free = {h for h in usable if h not in for_now and _free_gpus(fab, state, h) >= gpn}
     group = _choose(blocks, nodes, level, ll, free, usable)
     if group is None:
         size = blocks.base_size << level if level is not None else len(in_blocks)

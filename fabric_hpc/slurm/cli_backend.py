@@ -351,7 +351,8 @@ class CliClient(SlurmClient):
         self.run(["scontrol", "release", str(int(job_id))])
 
     def requeue(self, job_id: int) -> None:
-        self.run(["scontrol", "requeue", str(int(job_id))])
+        # Incomplete: only if it still runs, in slurmctld (flag JOB_RUNNING, _job_requeue_op; 22.05 on)
+        self.run(["scontrol", "requeue", "Incomplete", str(int(job_id))])
 
     def cancel(self, job_id: int) -> None:
         self.run(["scancel", str(int(job_id))])

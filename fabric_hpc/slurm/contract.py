@@ -295,7 +295,9 @@ class SlurmClient(abc.ABC):
     def release(self, job_id: int) -> None: ...
 
     @abc.abstractmethod
-    def requeue(self, job_id: int) -> None: ...
+    def requeue(self, job_id: int) -> None:
+        """Requeue a job that still runs; one that is ending or has ended is left alone (Slurm would run
+        it again: :data:`~fabric_hpc.slurm.parse.RUNNING_STATES`)."""
 
     @abc.abstractmethod
     def cancel(self, job_id: int) -> None: ...

@@ -41,7 +41,7 @@ from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, check_slurm_conf
 from fabric_hpc.slurm.segment import segment_size
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError, queued
 from fabric_hpc.slurm.parse import normal_reason
-from fabric_hpc.slurm.parse import (ACTIVE_STATES, gpu_indices, gpu_types, gpus_requested, hosts,
+from fabric_hpc.slurm.parse import (ACTIVE_STATES, RUNNING_STATES, gpu_indices, gpu_types, gpus_requested, hosts,
                                      parse_gres, parse_state)
 
 #: The slurm.conf libslurm was initialised with in this process (None: pyslurm not loaded here).
@@ -478,7 +478,10 @@ class PyslurmClient(SlurmClient):
         self._rpc(f"release of job {job_id}", lambda: self.ps.Job(int(job_id)).release(), job_id)
 
     def requeue(self, job_id: int) -> None:
-        self._rpc(f"requeue of job {job_id}", lambda: self.ps.Job(int(job_id)).requeue(), job_id)
+        """Only a job that still runs (read just before: pyslurm's ``requeue`` cannot pass scontrol's
+        ``Incomplete``, so a job ending between the read and the RPC is the one race left)."""
+        if self.job(job_id).state in RUNNING_STATES:
+            self._rpc(f"requeue of job {job_id}", lambda: self.ps.Job(int(job_id)).requeue(), job_id)
 
     def cancel(self, job_id: int) -> None:
         self._rpc(f"cancel of job {job_id}", lambda: self.ps.Job(int(job_id)).cancel(), job_id)

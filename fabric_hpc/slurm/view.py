@@ -67,6 +67,7 @@ from fabric_hpc.slurm import reservations as resv
 from fabric_hpc.slurm.blocks import Blocks
 from fabric_hpc.slurm.blocks import fit as fit_blocks
 from fabric_hpc.slurm.contract import BAD_CONSTRAINTS, Job, Node, Reservation, limit_reason
+from fabric_hpc.slurm.parse import RUNNING_STATES
 from fabric_hpc.slurm.tiers import TierMap
 from fabric_hpc.slurm.view_hosts import (  # noqa: F401 (callers import them from here)
     Hosts, free_memory, in_use, outside_partition, outside_reservation, wrong_gpu_type)
@@ -125,10 +126,11 @@ class View:
     #: Pending fabric jobs whose ReqNodeList the agent did not set (job id -> its hosts; a user's or an
     #: admin's ``scontrol update ReqNodeList=``): handed to Slurm keeping it, never placed or unpinned.
     foreign: dict[int, tuple[str, ...]] = field(default_factory=dict)
-    #: Those of :attr:`foreign` whose own begin time (``--begin``, ``scontrol update StartTime=``, Slurm's
-    #: requeue delay: :meth:`PinRules.not_before`) is still ahead: job id -> that time to set again, or None
-    #: where Slurm holds it already (not a fabric deferral taken over): the hand-over keeps or restores it.
-    foreign_begins: dict[int, float | None] = field(default_factory=dict)
+    #: The jobs to hand over (those of :attr:`foreign`, and those handed over before and not yet given:
+    #: ``PinRules.skip``) whose own begin time (``--begin``, ``scontrol update StartTime=``, Slurm's requeue
+    #: delay: :meth:`PinRules.not_before`) is still ahead: job id -> that time to set again, or None where
+    #: Slurm holds it already (not a fabric deferral taken over): the hand-over keeps or restores it.
+    own_begins: dict[int, float | None] = field(default_factory=dict)
     #: Jobs Slurm holds back under a limit (job id -> its reason, :func:`contract.limit_reason`): handed to
     #: Slurm (which shows the user its reason and starts the job once the limit allows), not placed again.
     limited: dict[int, str] = field(default_factory=dict)
@@ -192,7 +194,7 @@ def _running(state: ClusterState, job: Job, req: Request | None, inputs: Inputs,
     if req is not None:
         try:
             return RunningJob(job=_sched_job(job, req, inputs), gpus=gpus, start=start,
-                              preemptible=job.requeue,
+                              preemptible=job.requeue and job.state in RUNNING_STATES,  # not ending
                               last_checkpoint=_last_checkpoint(job, inputs, start, now))
         except ConfigError:
             pass
@@ -322,6 +324,7 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
     pending = [j for j in jobs if j.pending and j.fabric_marked]
     if pins.own is not None:  # a ReqNodeList the agent did not set is not its to place, move or clear
         pending = _foreign(fab, view, pending, pins, now)
+    _own_begins(view, [j for j in pending if j.job_id in pins.skip], pins, now)  # their hand-over to come
     pending = [j for j in pending if j.job_id not in pins.skip]
     view.blocked = {j.job_id: j for j in pending if j.blocked}
     pending = [j for j in pending if not j.blocked]
@@ -337,7 +340,9 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
     busy = frozenset(n.name for n in nodes if n.name in known and in_use(n))
     free_mem = {n.name: mem for n in nodes if n.name in known and (mem := free_memory(n)) is not None}
     hosts = Hosts(free_cpus, gpu_types, partitions, reserved, tuple(view.upcoming), now, busy, free_mem,
-                  {n.name: n.features for n in nodes if n.name in known})
+                  {n.name: n.features for n in nodes if n.name in known},
+                  total_cpus={n.name: n.cpus for n in nodes if n.name in known and n.cpus > 0},
+                  total_mem={n.name: n.mem for n in nodes if n.name in known and n.mem > 0})
     _pending(fab, view, pending, now, inputs, releasing, pins, hosts, blocks)
     return view
 
@@ -354,12 +359,17 @@ def _foreign(fab: Fabric, view: View, pending: list[Job], pins: PinRules, now: f
             if want:
                 view.state.allocate(str(job.job_id), want)
     view.foreign = {j.job_id: j.req_nodes for j in theirs if j.job_id not in pins.skip}
-    for job in theirs:
-        if job.job_id in view.foreign and (own := pins.not_before(job, now)) is not None:
-            held = job.begin_time is not None and abs(job.begin_time - own) <= DEFERRAL_SLACK_S
-            view.foreign_begins[job.job_id] = None if held else own
+    _own_begins(view, [j for j in theirs if j.job_id in view.foreign], pins, now)
     ids = {j.job_id for j in theirs}
     return [j for j in pending if j.job_id not in ids]
+
+
+def _own_begins(view: View, jobs: list[Job], pins: PinRules, now: float) -> None:
+    """:attr:`View.own_begins` of ``jobs`` (to be handed over)."""
+    for job in jobs:
+        if (own := pins.not_before(job, now)) is not None:
+            held = job.begin_time is not None and abs(job.begin_time - own) <= DEFERRAL_SLACK_S
+            view.own_begins[job.job_id] = None if held else own
 
 
 def _cpus_held(fab: Fabric, view: View, free_cpus: Mapping[str, int], jobs: list[Job],
@@ -416,6 +426,7 @@ def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: In
     for job in sorted(pending, key=lambda j: (j.submit_time, j.job_id)):
         if job.req_nodes and job.reason == BAD_CONSTRAINTS:
             view.rejected[job.job_id] = job.req_nodes  # Slurm will never start it there
+            _own_begins(view, [job], pins, now)
             continue
         if (begin := pins.not_before(job, now)) is not None:
             view.not_before[job.job_id] = begin  # the user's --begin, Slurm's requeue delay: waited for
@@ -436,7 +447,8 @@ def _pending(fab: Fabric, view: View, pending: list[Job], now: float, inputs: In
             extra = {*pins.avoid.get(job.job_id, ()), *view.stale.get(job.job_id, ())}
             request = _avoiding(request, hosts.kept_from(job) | extra)
             if blocks is not None:  # only host sets Slurm's topology/block allocates (else BadConstraints)
-                request = fit_blocks(blocks, fab, view.state, job, request, memo)
+                request = fit_blocks(blocks, fab, view.state, job, request, memo,
+                                     for_now=hosts.kept_for_now(job) - extra)
         except ConfigError as exc:
             if job.begin_time is None or job.begin_time > now:  # not yet handed to Slurm
                 text = exc.message

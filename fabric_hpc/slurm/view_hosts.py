@@ -36,13 +36,31 @@ class Hosts:
     #: Each host's active features (a job's ``--constraint`` must be satisfied there).
     features: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: :meth:`kept_from` per job shape (one cycle: a thousand jobs share a few shapes).
-    _memo: dict[tuple, frozenset[str] | ConfigError] = field(default_factory=dict, compare=False, repr=False)
+    #: Each host's CPUs and memory (MiB) in all (Slurm's CPUTot, RealMemory): a job needing more per node
+    #: never runs there, where one short of free ones waits (:meth:`kept_for_now`).
+    total_cpus: dict[str, int] = field(default_factory=dict)
+    total_mem: dict[str, int] = field(default_factory=dict)
+    _memo: dict[tuple, tuple[frozenset[str], frozenset[str]] | ConfigError] = field(
+        default_factory=dict, compare=False, repr=False)
 
     def kept_from(self, job: Job) -> frozenset[str]:
         """The hosts Slurm never starts ``job`` on: its own ``-x`` (:meth:`excluded`), of another GPU type,
         outside its partitions and reservations, in a reservation that starts before its time limit would
         end, those without its share of CPUs or its memory per node free (:func:`mem_per_node`), and for an
         ``--exclusive`` job those where anything runs; ConfigError when a rule leaves no host."""
+        lasting, for_now = self._kept(job)
+        own = self.excluded(job)
+        return lasting | for_now | own if own else lasting | for_now
+
+    def kept_for_now(self, job: Job) -> frozenset[str]:
+        """Those of :meth:`kept_from` only while they are busy: too few CPUs or too little memory free, a
+        reservation about to start, something running there (``--exclusive``). A host the job may use one
+        day (topology/block asks whether a block could ever hold the job, :func:`.blocks.fit`)."""
+        lasting, for_now = self._kept(job)
+        return for_now - lasting - self.excluded(job)
+
+    def _kept(self, job: Job) -> tuple[frozenset[str], frozenset[str]]:
+        """(the hosts :meth:`kept_from` keeps the job from for good but its own ``-x``, those for now)."""
         need = math.ceil(job.cpus / max(job.nodes, 1)) if job.cpus else 0
         mem = mem_per_node(job) if self.free_mem else None
         key = (job.gpu_type, job.partition, job.reservation, need, job.time_limit_min, mem, job.exclusive,
@@ -50,21 +68,23 @@ class Hosts:
         hit = self._memo.get(key)
         if hit is None:
             try:
-                hit = frozenset({*wrong_gpu_type(job, self.gpu_types),
-                                 *lacking_features(job.features, self.features),
-                                 *outside_partition(job, self.partitions),
-                                 *outside_reservation(job, self.reserved, self.partitions),
-                                 *self.reserved_soon(job),
-                                 *(h for h, free in self.free_cpus.items() if free < need),
-                                 *(h for h, free in self.free_mem.items() if mem is not None and free < mem),
-                                 *(self.busy if job.exclusive else ())})
+                hit = (frozenset({*wrong_gpu_type(job, self.gpu_types),
+                                  *lacking_features(job.features, self.features),
+                                  *outside_partition(job, self.partitions),
+                                  *outside_reservation(job, self.reserved, self.partitions),
+                                  *(h for h, n in self.total_cpus.items() if n < need),
+                                  *(h for h, n in self.total_mem.items()
+                                    if mem is not None and mem != WHOLE_NODE_MEM and n < mem)}),
+                       frozenset({*self.reserved_soon(job),
+                                  *(h for h, free in self.free_cpus.items() if free < need),
+                                  *(h for h, free in self.free_mem.items() if mem is not None and free < mem),
+                                  *(self.busy if job.exclusive else ())}))
             except ConfigError as exc:
                 hit = exc
             self._memo[key] = hit
         if isinstance(hit, ConfigError):
             raise ConfigError(hit.message, hint=hit.hint)
-        own = self.excluded(job)
-        return hit | own if own else hit
+        return hit
 
     def excluded(self, job: Job) -> set[str]:
         """The fabric hosts of the job's ``ExcNodeList``: its ``-x``, its ``exclude=`` (job_submit.lua adds

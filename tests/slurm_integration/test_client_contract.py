@@ -110,6 +110,17 @@ def test_submit_hold_place_release_runs_exactly_there(client: SlurmClient, contr
     assert _wait(client, jid, {"CANCELLED"}).state == "CANCELLED"
 
 
+def test_a_job_that_ended_is_not_requeued(client: SlurmClient, contract_cluster: Any) -> None:
+    """The agent's victim may end between the cycle's read and the requeue: Slurm requeues an ended batch job
+    too and runs it again (job_mgr.c ``_job_requeue_op``), so every backend requeues only a job that still
+    runs (cli and rest: ``scontrol requeue Incomplete``; pyslurm: read first)."""
+    jid = client.submit(SCRIPT.format(s=0), ["-N", "1", "--gres=gpu:1"], cwd=str(contract_cluster.work_dir))
+    _wait(client, jid, {"COMPLETED"})
+    client.requeue(jid)
+    time.sleep(1)
+    assert client.job(jid).state == "COMPLETED"
+
+
 def test_unpin_clears_the_pin(client: SlurmClient, contract_cluster: Any) -> None:
     """The agent's unpin (``ReqNodeList=""``) leaves a pending job without required nodes (rest v0.0.40+:
     ``required_nodes: ""``, which slurmctld reads as "clear"; an empty list would change nothing)."""
