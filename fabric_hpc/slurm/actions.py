@@ -173,13 +173,7 @@ class Actions:
         whose victim Slurm did not requeue is not pinned (its hosts stay busy) but deferred again.
         Returns what Slurm accepted (:class:`Applied`)."""
         self.take_over(waits or {}, fallback_s)
-        for job_id in unpin:
-            until = time.time() + int(fallback_s)
-            self._ask(job_id, until)
-            if self._do("unpin", job_id, self.client.update, job_id, ReqNodeList="",
-                        StartTime=f"now+{int(fallback_s)}", moot=self._left_pending):
-                self.deferrals[job_id] = until
-                self.pins.pop(job_id, None)
+        kept = self._unpin(unpin, fallback_s)
         done = Applied([], [])
         for job_id in requeued:
             if self._requeue(job_id):
@@ -187,7 +181,7 @@ class Actions:
         unfreed = {(victims_for or {}).get(job_id) for job_id in requeued if job_id not in done.requeued}
         for entry in started:
             job_id = entry["job"]
-            if job_id in unfreed:
+            if job_id in unfreed or kept & set(entry["hosts"]):  # its hosts are not freed
                 deferred = [*deferred, job_id]
                 continue
             if self._do("place", job_id, self.client.place, job_id, entry["hosts"], moot=self._left_pending):
@@ -204,6 +198,21 @@ class Actions:
                 self._hand(job_id, why, kept_out(job_id))
         self.renew([j for j in deferred if j not in handoffs], fallback_s)
         return done
+
+    def _unpin(self, unpin: Iterable[int], fallback_s: int) -> set[str]:
+        """Clear the pins of ``unpin`` (deferring each job again); returns the hosts of the pins Slurm kept (a
+        refused unpin, or the job started there meanwhile): no other job is pinned there this cycle."""
+        kept: set[str] = set()
+        for job_id in unpin:
+            until = time.time() + int(fallback_s)
+            self._ask(job_id, until)
+            if self._do("unpin", job_id, self.client.update, job_id, ReqNodeList="",
+                        StartTime=f"now+{int(fallback_s)}", moot=self._left_pending):
+                self.deferrals[job_id] = until
+                self.pins.pop(job_id, None)
+            else:
+                kept |= self.pins.get(job_id, frozenset())
+        return kept
 
     def _requeue(self, job_id: int) -> bool:
         """Requeue one spot victim; after :data:`MAX_PIN_FAILURES` refusals (``--no-requeue`` where Slurm did

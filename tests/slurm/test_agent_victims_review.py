@@ -140,3 +140,29 @@ def _names(expr: str) -> set[str]:
     from fabric_hpc.hostlist import expand
 
     return set(expand(expr))
+
+
+# -- a withdrawn pin Slurm keeps ---------------------------------------------------------------------------
+
+
+def test_a_gang_is_not_pinned_onto_a_withdrawn_pin_slurm_kept(tmp_path: Path) -> None:
+    """The high gang H takes the unstarted spot pin of S (n3, n4); when Slurm refuses to clear S's pin, S
+    may still start there: H is deferred that cycle, not pinned onto the same hosts."""
+    from fabric_hpc.slurm.contract import SlurmError
+    from tests.slurm.test_agent_actions import pinned_by
+    from tests.slurm.test_withdrawn_pins import FAB, NOW, jobs
+
+    class Keeping(Fake):
+        def update(self, job_id: int, **fields: str) -> None:
+            super().update(job_id, **fields)
+            if job_id == 2 and fields.get("ReqNodeList") == "":
+                raise SlurmError("Job is no longer pending execution")  # a refusal; job 2 still pending
+
+    from fabric_hpc.slurm.agent import Agent, AgentConfig
+
+    client = Keeping(jobs(), hosts=4)
+    a = Agent(client, FAB, AgentConfig(state_dir=str(tmp_path), fallback_s=20, preempt_benefit_ratio=1.0))
+    res = pinned_by(a, jobs()).cycle(NOW)
+    assert [s["job"] for s in res.started] == [3] and res.placed == []
+    assert not [c for c in client.calls if c[1] == 3 and c[2].get("ReqNodeList")]
+    assert ("update", 3, {"StartTime": "now+20"}) in client.calls  # deferred again
