@@ -39,9 +39,14 @@ class FiniteFloat(click.ParamType):
 
 class OutputDir(click.ParamType):
     """A directory to write into: it may be created, but its parent must already be a directory
-    (nothing is created on a typo), and the path itself must be absent or a directory."""
+    (nothing is created on a typo), and the path itself must be absent or a directory.
+    ``parents=True``: the command creates the missing parents too (``fabric sim demo``'s own
+    ``demo-out/sim``); the name must still not be empty or a file."""
 
     name = "directory"
+
+    def __init__(self, *, parents: bool = False) -> None:
+        self.parents = parents
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
         from fabric_hpc.errors import ConfigError  # exit code 3, as output_path's
@@ -55,7 +60,7 @@ class OutputDir(click.ParamType):
         if path.exists() and not path.is_dir():
             raise ConfigError(f"{what} {str(value)!r} exists and is not a directory",
                               hint="give a new or existing directory")
-        if not path.absolute().parent.is_dir():
+        if not self.parents and not path.absolute().parent.is_dir():
             # output_path's message: a file where a directory is needed, or the missing directory
             output_path(path.absolute(), what=what)
         return path

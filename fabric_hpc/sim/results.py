@@ -138,7 +138,8 @@ def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     data = read_json(p, what="simulation results file")
     if not isinstance(data, dict) or data.get("version") != RESULTS_VERSION or "summary" not in data:
-        raise ConfigError(f"{p}: not a version-{RESULTS_VERSION} simulation results file")
+        raise ConfigError(f"{p}: not a version-{RESULTS_VERSION} simulation results file",
+                          hint="give a directory `fabric sim run --out DIR` wrote (its results.json)")
     problem = _shape_problem(data)
     if problem:
         raise ConfigError(f"{p}: {problem}", hint="rerun `fabric sim run --out DIR` (results files are written by it)")
