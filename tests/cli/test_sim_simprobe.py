@@ -58,3 +58,11 @@ def test_demo_still_creates_its_own_nested_out(tmp_path):
 
     assert OutputDir(parents=True).convert(str(tmp_path / "a" / "sim"), None, None) == tmp_path / "a" / "sim"
     assert not (tmp_path / "a").exists()
+
+
+def test_demo_refuses_an_out_under_a_file_before_replaying(tmp_path, capsys):
+    f = tmp_path / "f.csv"
+    f.write_text("x\n")
+    assert main(["sim", "demo", "--out", str(f / "sim")]) == 3
+    assert "is not a directory" in capsys.readouterr().err
+    assert f.read_text() == "x\n"
