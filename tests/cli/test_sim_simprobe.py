@@ -66,3 +66,16 @@ def test_demo_refuses_an_out_under_a_file_before_replaying(tmp_path, capsys):
     assert main(["sim", "demo", "--out", str(f / "sim")]) == 3
     assert "is not a directory" in capsys.readouterr().err
     assert f.read_text() == "x\n"
+
+
+def test_compare_of_a_directory_holding_runs_names_them(tmp_path, capsys):
+    # `fabric sim demo` writes DIR/slurm and DIR/fabric: compare DIR names both instead of "run first"
+    (tmp_path / "sim").mkdir()
+    for name in ("slurm", "fabric"):
+        _run(tmp_path / "sim" / name, "--no-topology-report")
+    capsys.readouterr()
+    assert main(["sim", "compare", str(tmp_path / "sim")]) == 3
+    err = capsys.readouterr().err
+    assert "no simulation results at" in err
+    assert f"fix: it holds runs: give them: fabric sim compare {tmp_path / 'sim' / 'fabric'} " \
+           f"{tmp_path / 'sim' / 'slurm'}" in err
