@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,14 @@ class FiniteFloat(click.ParamType):
 
 class OutputDir(click.ParamType):
     """A directory to write into: it may be created, but its parent must already be a directory
-    (nothing is created on a typo), and the path itself must be absent or a directory."""
+    (nothing is created on a typo), and the path itself must be absent or a directory.
+    ``parents=True``: the command creates the missing parents too (``fabric sim demo``'s own
+    ``demo-out/sim``); the name must still not be empty or a file."""
 
     name = "directory"
+
+    def __init__(self, *, parents: bool = False) -> None:
+        self.parents = parents
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
         from fabric_hpc.errors import ConfigError  # exit code 3, as output_path's
@@ -55,7 +61,12 @@ class OutputDir(click.ParamType):
         if path.exists() and not path.is_dir():
             raise ConfigError(f"{what} {str(value)!r} exists and is not a directory",
                               hint="give a new or existing directory")
-        if not path.absolute().parent.is_dir():
+        if self.parents:  # the nearest existing directory above must be one (not a file)
+            above = next((a for a in path.absolute().parents if os.path.lexists(a)), None)
+            if above is not None and not above.is_dir():
+                raise ConfigError(f"{what} {str(value)!r}: {str(above)!r} is not a directory",
+                                  hint="give a path whose directories exist or can be created")
+        elif not path.absolute().parent.is_dir():
             # output_path's message: a file where a directory is needed, or the missing directory
             output_path(path.absolute(), what=what)
         return path
@@ -73,8 +84,6 @@ class InputFile(click.ParamType):
         self.path_type, self.what = path_type, what
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        import os
-
         from fabric_hpc.inputs import check_path
 
         what = self.what or (param.opts[0] if isinstance(param, click.Option) else

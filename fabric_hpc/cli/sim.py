@@ -184,7 +184,14 @@ def compare_cmd(dirs: tuple[str, ...], report_path: str | None, as_json: bool) -
         names = [os.path.normpath(d) for d in dirs]
     report = output_path(report_path if report_path else Path(dirs[0]).resolve().parent / "report.html",
                          what="--report")
-    distinct_outputs({"--report": report}, {f"{d}/{f}": Path(d) / f for d in dirs for f in RUN_FILES})
+    run_files = {f"{d}/{f}": Path(d) / f for d in dirs for f in RUN_FILES}
+    distinct_outputs({"--report": report}, run_files)
+    # also one the run did not write (topology.html of a --no-topology-report run): a later run would
+    # replace the page, and the page would link to itself as that run's topology report
+    named = next((n for n, p in run_files.items() if p.resolve() == report.resolve()), None)
+    if named is not None:
+        raise ConfigError(f"--report {str(report)!r} is {named}, a file `fabric sim run` writes there: "
+                          "a later run would overwrite it", hint="give --report another file name")
     warnings = _duplicates(dirs) + comparison_warnings(results, names)  # on the terminal and on the page
     write_html(results, report, names=names, warnings=warnings, links=_topology_links(dirs, names, report))
     rows = comparison_rows(results)
@@ -289,7 +296,7 @@ def _topology_links(dirs: tuple[str, ...], names: list[str], report: Path) -> di
 
 
 @group.command("demo")
-@click.option("--out", "out_dir", default="demo-out/sim", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", default="demo-out/sim", show_default=True, type=OutputDir(parents=True))
 @json_option
 def demo_cmd(out_dir: str, as_json: bool) -> None:
     """Replay the bundled gang workload on the default SuperPOD with the Slurm-like baseline and fabric."""

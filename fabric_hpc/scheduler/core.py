@@ -26,7 +26,7 @@ victims' lost GPU-hours and, with the wait to its hold's end, passes the ratio.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, is_dataclass, replace
 from functools import cache, partial
 from operator import attrgetter
@@ -109,6 +109,7 @@ class Scheduler(EarliestStarts):
         self._fab: object = None  # the fabric the caches are about
         self._ids: list[str] = []  # the job ids of the walk's running gangs (``_walk``, ``_evict``)
         self._fixed: tuple[str, ...] | None = None  # those of them not preemptible (``_try_preempt``)
+        _check_tiers(self.tiers)
         self.priority = _bind_tiers(self.priority, self.tiers, "priority", _factors)
         if self.preemption is not None:
             self.preemption = _bind_tiers(self.preemption, self.tiers, "preemption", _rights)
@@ -409,6 +410,15 @@ def _positions(ids: list[str], job_id: str) -> list[int]:
             out.append(ids.index(job_id, out[-1] + 1 if out else 0))
     except ValueError:
         return out
+
+
+def _check_tiers(tiers: object) -> None:
+    """ConfigError unless ``tiers`` maps each tier's name to its :class:`Tier` (as DEFAULT_TIERS)."""
+    if not isinstance(tiers, Mapping) or not all(
+            isinstance(t, Tier) and t.name == name for name, t in tiers.items()):
+        raise ConfigError(f"Scheduler(tiers=...) takes a mapping of tier names to their Tier, not "
+                          f"{str(tiers)[:80]}",
+                          hint="e.g. Scheduler(..., tiers={t.name: t for t in my_tiers}), as DEFAULT_TIERS")
 
 
 def _factors(tiers: dict[str, Tier]) -> dict[str, float]:

@@ -20,7 +20,7 @@ from fabric_hpc.sim.rows import lines
 from fabric_hpc.sim.slurmlog import read_jobcomp, read_sacct
 from fabric_hpc.sim.synthetic import GangWorkload, gang_workload
 from fabric_hpc.sim.swf import read_swf
-from fabric_hpc.sim.traces import Trace, _open, read_openb, read_tiresias
+from fabric_hpc.sim.traces import Trace, _open, read_openb, read_tiresias, separator_error
 
 READERS = {"tiresias": read_tiresias, "openb": read_openb, "swf": read_swf, "sacct": read_sacct,
            "jobcomp": read_jobcomp}
@@ -50,6 +50,8 @@ def _sniff(path: Path) -> str:
         return "swf"
     if not first:
         raise ConfigError(f"{path}: the trace file is empty", hint="give a trace with a header and jobs (docs/scheduler.md)")
+    if wrong := separator_error(path, first):
+        raise wrong
     raise ConfigError(f"{path}: cannot tell the trace format from its first line ({first[:60]!r})",
                       hint="it is none of the formats read here (tiresias, openb, swf, sacct, jobcomp); "
                            "convert it to the minimal Tiresias CSV, header job_id,num_gpu,submit_time,"

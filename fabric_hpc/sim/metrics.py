@@ -13,7 +13,8 @@
   trace duration) and τ = 10 s (Feitelson et al., "Theory and Practice in Parallel Job Scheduling",
   JSSPP'97).
 * GPU utilisation: time-weighted busy GPUs / GPUs between the first submit of a job that was not
-  rejected (a rejected job's arrival does not open the window) and the last end.
+  rejected (a rejected job's arrival does not open the window) and the last end; undefined (NaN)
+  when that window is empty (no such job ended, or every one ended at the instant it arrived).
 * fragmentation: time-averaged fraction of GPUs that are free but on hosts with fewer free GPUs
   than the smallest per-host demand of any waiting job, over the time jobs wait within the
   utilisation's window (0 when none waits); sampled whenever GPUs are taken or freed or the waiting
@@ -100,7 +101,9 @@ def summarize(result: SimResult) -> dict[str, Any]:
     last_end = max((r.end for r in ended), default=None)  # utilisation up to the last job end, not the
     # last wake-up or rejection, from the first job not rejected (a rejected first job's arrival is no start)
     first = min((r.job.submit for r in result.records if r.status != "rejected"), default=None)
-    util = _time_weighted(tl["t"], tl["busy"], since=first, until=last_end) / max(result.gpus, 1)
+    # over no time (no job ended, or every one within the instant it arrived): undefined, not 0
+    util = (_time_weighted(tl["t"], tl["busy"], since=first, until=last_end) / max(result.gpus, 1)
+            if first is not None and last_end is not None and last_end > first else math.nan)
     return {
         "policy": result.policy, "fabric": result.fabric, "gpus": result.gpus, "jobs": len(result.records),
         "finished": len(recs), "timeouts": len(killed),

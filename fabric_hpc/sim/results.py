@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -130,15 +131,21 @@ def _drop_stale_report(p: Path) -> None:
 
 def load_results(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
+    runs: list[str] = []
     if p.is_dir():
+        # a directory of runs (`fabric sim demo`'s DIR/slurm, DIR/fabric) is named with them
+        runs = sorted(shlex.quote(str(r.parent)) for r in p.glob("*/results.json"))[:8]
         p = p / "results.json"
     if not p.exists():
-        raise NotFoundError(f"no simulation results at {p}", hint="run `fabric sim run --out DIR` first")
+        raise NotFoundError(f"no simulation results at {p}",
+                            hint=f"it holds runs: give them: fabric sim compare {' '.join(runs)}" if runs
+                            else "run `fabric sim run --out DIR` first")
     from fabric_hpc.inputs import read_json
 
     data = read_json(p, what="simulation results file")
     if not isinstance(data, dict) or data.get("version") != RESULTS_VERSION or "summary" not in data:
-        raise ConfigError(f"{p}: not a version-{RESULTS_VERSION} simulation results file")
+        raise ConfigError(f"{p}: not a version-{RESULTS_VERSION} simulation results file",
+                          hint="give a directory `fabric sim run --out DIR` wrote (its results.json)")
     problem = _shape_problem(data)
     if problem:
         raise ConfigError(f"{p}: {problem}", hint="rerun `fabric sim run --out DIR` (results files are written by it)")

@@ -179,7 +179,8 @@ class Ids:
     def add(self, job_id: str) -> None:
         self.hashes.append(hash(job_id))
 
-    def check(self, again: Callable[[], Iterator[tuple[int, str]]]) -> None:
+    def check(self, again: Callable[[], Iterator[tuple[int, str]]], *,
+              hint: str = "each job once; fix or drop the repeated row") -> None:
         import numpy as np
 
         h = np.sort(np.frombuffer(self.hashes, dtype=np.int64))
@@ -192,7 +193,7 @@ class Ids:
                 continue
             if job_id in first:
                 raise ConfigError(f"{self.p}:{n}: job id {job_id[:40]!r} already at line {first[job_id]}",
-                                  hint="each job once; fix or drop the repeated row")
+                                  hint=hint)
             first[job_id] = n
 
 _SUBMIT, _ID = itemgetter(0), itemgetter(1)

@@ -31,7 +31,9 @@ def read_swf(path: str | os.PathLike[str], *, procs_per_gpu: int = 1, gpus_per_h
     time_scale, gpus_per_host = _scale(time_scale), _host_size(gpus_per_host)
     procs_per_gpu, tiers = _procs_per_gpu(procs_per_gpu), _queue_tiers(queue_tiers)
     keep, ids, span = Keep(limit), Ids(p), Span(p, time_scale, "submit_time", negative=False)
+    partial = False  # a line of status 2, 3 or 4: a partial execution (one job number on several lines)
     for n, f in _swf_lines(p):
+        partial = partial or f[10] in _PARTIAL
         num, alloc, req_procs, user, group, queue = (
             _integer(p, n, name, f[i]) for i, name in _SWF_INTEGERS)
         submit, run, req_time = (_number(p, n, name, f[i]) for i, name in _SWF_NUMBERS)
@@ -60,8 +62,18 @@ def read_swf(path: str | os.PathLike[str], *, procs_per_gpu: int = 1, gpus_per_h
             gang_request(gpus, gpus_per_host), max(wall, run, 1.0) * time_scale, run * time_scale,
             sys.intern(f"g{group}"), sys.intern(f"u{user}"), tiers.get(queue, "normal"), {}))
     span.check()
-    ids.check(lambda: ((n, f"swf{_integer(p, n, 'job number', f[0])}") for n, f in _swf_lines(p)))
+    ids.check(lambda: ((n, f"swf{_integer(p, n, 'job number', f[0])}") for n, f in _swf_lines(p)),
+              **({"hint": _PARTIAL_HINT} if partial else {}))
     return Trace(_built(keep), f"swf:{p.name}", keep.skipped_by, path=p)
+
+
+#: SWF status (field 11) of a partial execution of a checkpointed or swapped job: 2 (continued), 3 / 4
+#: (the last one, completed / failed); the job's number is on each of its lines.
+_PARTIAL = ("2", "3", "4")
+_PARTIAL_HINT = ("this log has SWF partial executions (status 2, 3 or 4, field 11: a checkpointed or swapped "
+                 "job's runs, each on a line of its own with the job's number), which this reader does not "
+                 "merge: keep one line per job (where the log has it, the whole job's line, status 0, 1 or "
+                 "5), e.g. awk '/^;/ || ($11 != 2 && $11 != 3 && $11 != 4)' FILE > FILE-jobs.swf")
 
 
 #: Most processors per GPU (``procs_per_gpu``): a host of 1,024 GPUs with a million cores each.

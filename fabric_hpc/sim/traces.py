@@ -134,6 +134,19 @@ def _host_size(gpus_per_host: int) -> int:
     return gpus_per_host
 
 
+def separator_error(p: Path, first: str) -> ConfigError | None:
+    """The error for a CSV header line separated by ';' or tabs, not commas (Excel's "CSV" in many
+    locales writes ';'); None when that is not the problem."""
+    if "," in first:
+        return None
+    name = next((n for sep, n in ((";", "';'"), ("\t", "tab")) if len(first.split(sep)) > 1), None)
+    if name is None:
+        return None
+    return ConfigError(f"{p}: its columns are separated by {name}, not commas ({first[:60]!r})",
+                       hint="save it with commas between the columns (Excel: \"CSV UTF-8 (Comma "
+                            "delimited)\"), header job_id,num_gpu,submit_time,duration (docs/scheduler.md)")
+
+
 class _Table:
     """The rows of a CSV trace as lists, checked against its header (one line at a time: a row
     shorter than the header that lacks a needed column, or longer than it, is an error naming it)."""
@@ -151,6 +164,8 @@ class _Table:
         for i, name in enumerate(header):
             self.col.setdefault(name.strip(), i)
         missing = sorted(need - set(self.col))
+        if missing and len(header) == 1 and (wrong := separator_error(p, header[0])):
+            raise wrong
         if missing:
             raise ConfigError(f"{p}: not {what} (no column {', '.join(missing)}; it needs "
                               f"{', '.join(sorted(need))})",

@@ -195,11 +195,12 @@ def test_compare_refuses_a_report_over_any_file_a_run_wrote(tmp_path, capsys):
 
 
 _UNDEFINED = ["mean_jct_s", "p50_jct_s", "p99_jct_s", "mean_wait_s", "p50_wait_s", "p99_wait_s", "max_wait_s",
-              "mean_bounded_slowdown", "mean_stretch", "jain_accounts", "makespan_s"]
+              "mean_bounded_slowdown", "gpu_utilisation", "mean_stretch", "jain_accounts", "makespan_s"]
 
 
 def test_figures_over_no_jobs_are_null_and_listed_as_undefined(tmp_path, capsys):
-    """No job completed (every job can never fit): mean JCT, p99, slowdown read 0.0 and Jain 1.0."""
+    """No job completed (every job can never fit): mean JCT, p99, slowdown read 0.0 and Jain 1.0
+    (and, until 2026-12-07, utilisation over no time 0.0)."""
     trace = tmp_path / "big.csv"
     trace.write_text("job_id,num_gpu,submit_time,iterations,model_name,duration,interval\n"
                      "1,64,0,1,vgg,100,1\n2,64,10,1,vgg,100,1\n")
