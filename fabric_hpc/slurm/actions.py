@@ -143,6 +143,9 @@ class Actions:
         self.deferrals: dict[int, float] = {}      # job -> the begin time the agent's last deferral set
         self.waits: dict[int, float] = {}          # job -> its own begin time, taken over (:meth:`take_over`)
         self.requeued: dict[int, float] = {}       # job -> when the agent requeued it (a spot victim)
+        self.unpin_failures: dict[int, int] = {}   # pending job -> refused unpins in a row
+        self.requeued_start: dict[int, float] = {}  # victim -> its start time when the agent requeued it
+        self._starts: Mapping[int, float] = {}     # the running jobs' start times of this cycle (forget)
         self.requeue_failures: dict[int, int] = {}  # running job -> refused requeues so far
         self.unrequeueable: set[int] = set()        # running jobs never taken for victims again
         self.asked: dict[int, list[float]] = {}     # job -> the last begin times the agent asked for
@@ -200,8 +203,9 @@ class Actions:
         return done
 
     def _unpin(self, unpin: Iterable[int], fallback_s: int) -> set[str]:
-        """Clear the pins of ``unpin`` (deferring each job again); returns the hosts of the pins Slurm kept (a
-        refused unpin, or the job started there meanwhile): no other job is pinned there this cycle."""
+        """Clear the pins of ``unpin`` (deferring each job again); returns the hosts of the pins Slurm kept (the
+        job started there meanwhile, or a refused unpin, :data:`MAX_PIN_FAILURES` times at most in a row): no
+        other job is pinned there this cycle."""
         kept: set[str] = set()
         for job_id in unpin:
             until = time.time() + int(fallback_s)
@@ -210,9 +214,25 @@ class Actions:
                         StartTime=f"now+{int(fallback_s)}", moot=self._left_pending):
                 self.deferrals[job_id] = until
                 self.pins.pop(job_id, None)
-            else:
+                self.unpin_failures.pop(job_id, None)
+                continue
+            n = self.unpin_failures[job_id] = self.unpin_failures.get(job_id, 0) + 1
+            if self._holds_pin(job_id, n):
                 kept |= self.pins.get(job_id, frozenset())
         return kept
+
+    def _holds_pin(self, job_id: int, refusals: int) -> bool:
+        """Whether a job whose unpin failed may still take its pinned hosts: it runs there (started
+        meanwhile), or it is pending and Slurm refused the unpin fewer than :data:`MAX_PIN_FAILURES` times in
+        a row (after that its hosts go to whoever the policy places there: a pin Slurm keeps refusing to
+        clear must not defer them for ever); not a job that ended."""
+        try:
+            job = self.client.job(job_id)
+        except NotFoundError:
+            return False
+        except SlurmError:  # cannot tell: keep the hosts this cycle
+            return True
+        return job.active or (job.pending and refusals < MAX_PIN_FAILURES)
 
     def _requeue(self, job_id: int) -> bool:
         """Requeue one spot victim; after :data:`MAX_PIN_FAILURES` refusals (``--no-requeue`` where Slurm did
@@ -220,6 +240,8 @@ class Actions:
         ``agent.requeue_abandoned`` record)."""
         if self._do("requeue", job_id, self.client.requeue, job_id):
             self.requeued[job_id] = time.time()
+            if (start := self._starts.get(job_id)) is not None:
+                self.requeued_start[job_id] = start
             self.requeue_failures.pop(job_id, None)
             # a requeued job keeps its ReqNodeList: clear the agent's pin, so it is placed afresh (a list
             # someone else set stays: the job is handed to Slurm again with it, :meth:`foreign`)
@@ -374,9 +396,8 @@ class Actions:
     def own_begins(self, begins: Mapping[int, float | None]) -> None:
         """The begin times of their own of the jobs waiting to be handed over, read this cycle
         (:attr:`~fabric_hpc.slurm.view.View.own_begins`): the hand-over keeps each, a user's ``scontrol update
-        StartTime=`` after the decision too (a job whose list is someone else's keeps what :meth:`foreign`
-        read)."""
-        for job_id in self.to_hand.keys() - self.kept:
+        StartTime=`` after the decision too (a job whose list is someone else's, too)."""
+        for job_id in self.to_hand:
             if job_id in begins:
                 self.kept_begin[job_id] = begins[job_id]
             else:
@@ -391,10 +412,11 @@ class Actions:
                started: Mapping[int, float] | None = None) -> None:
         """Drop the memory of jobs that are no longer pending (bounded memory); of refused requeues, of
         jobs no longer active; of the agent's requeue of a job that runs again (``started``: running job ->
-        Slurm's start time), so that a later requeue, a user's or Slurm's, keeps Slurm's requeue delay."""
+        Slurm's start time, kept for this cycle's requeues), so that a later requeue, a user's or Slurm's,
+        keeps Slurm's requeue delay."""
         keep = set(pending)
         for table in (self.failures, self.avoid, self.stale_count, self.to_hand, self.handoff_failures,
-                      self.deferrals, self.waits, self.asked, self.defer_retry):
+                      self.deferrals, self.waits, self.asked, self.defer_retry, self.unpin_failures):
             for job_id in [j for j in table if j not in keep]:
                 del table[job_id]
         self.handed_off &= keep
@@ -409,9 +431,18 @@ class Actions:
         self.requeue_failures = {j: n for j, n in self.requeue_failures.items() if j in alive}
         self.unrequeueable &= alive
         # a victim is not pending while Slurm tears it down: its requeue is kept a while
-        started = started or {}
+        self._starts = started = started or {}
         self.requeued = {j: t for j, t in self.requeued.items()
-                         if (j in keep or now - t < REQUEUE_MEMORY_S) and started.get(j, t) <= t}
+                         if (j in keep or now - t < REQUEUE_MEMORY_S) and not self._ran_again(j, t, started)}
+        self.requeued_start = {j: s for j, s in self.requeued_start.items() if j in self.requeued}
+
+    def _ran_again(self, job_id: int, at: float, started: Mapping[int, float]) -> bool:
+        """The agent's victim (requeued at ``at``) runs again: a start time other than the one it had when it
+        was requeued (where that was read; else one after ``at``, which a clock skew may blur)."""
+        if (start := started.get(job_id)) is None:
+            return False
+        before = self.requeued_start.get(job_id)
+        return start != before if before is not None else start > at
 
     def _left_pending(self, job_id: int) -> bool:
         """The job is no longer pending (Slurm started it, it ended, Slurm forgot it): a refused pin, unpin,

@@ -68,6 +68,7 @@ from fabric_hpc.slurm.contract import Job, Node, ReadsReservations, SlurmClient,
 from fabric_hpc.slurm.decode import gc_paused
 from fabric_hpc.slurm.deferral_store import DeferralStore
 from fabric_hpc.slurm.metrics import gpu_counts
+from fabric_hpc.slurm.parse import RUNNING_STATES
 from fabric_hpc.slurm.other_agent import OtherAgentWatch
 from fabric_hpc.slurm.qos_store import QosMemory
 from fabric_hpc.slurm.sdnotify import notify
@@ -223,7 +224,7 @@ class Agent(AgentDaemon):
             if self._ignored_resv:
                 self._note("reservations_ignored", reservations=self._ignored_resv)
         self.actions.forget([j.job_id for j in jobs if j.pending], [j.job_id for j in jobs if j.active],
-                            {j.job_id: j.start_time for j in jobs if j.state == "RUNNING" and j.start_time})
+                            {j.job_id: j.start_time for j in jobs if j.state in RUNNING_STATES and j.start_time})
         if refused := self.actions.unrequeueable:  # requeues Slurm refused: no victims again while they run
             ids = {str(j) for j in refused}  # running ids are text (``slurm:cpus:HOST``, too)
             view.running = [replace(r, preemptible=False) if r.job.id in ids else r for r in view.running]

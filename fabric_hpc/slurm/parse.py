@@ -192,6 +192,11 @@ def gpu_indices(text: str | None) -> tuple[int, ...]:
 #: deleted or invalid reservation (RESV_DEL_HOLD), a requeue under way (REQUEUED); 23.11+ answer
 #: ``["PENDING", "SPECIAL_EXIT"]`` (src/slurmctld/job_mgr.c, reservation.c of slurm-23-02-8-1)
 HELD_PENDING_WORDS = frozenset({"SPECIAL_EXIT", "REQUEUE_HOLD", "RESV_DEL_HOLD", "REQUEUED"})
+#: Flags Slurm's ``job_state_string`` prints instead of the base state (``scontrol show job`` text, pyslurm's
+#: ``Job.state``; the JSON answers list the base first), with the base they go with: a job stopped by
+#: ``scancel --signal=STOP`` or being resized runs on and holds its nodes; an expedited requeue is pending
+#: (job_mgr.c ``JOB_EXPEDITING``, set with ``JOB_REQUEUE``).
+FLAG_WORDS = {"STOPPED": "RUNNING", "RESIZING": "RUNNING", "EXPEDITING": "PENDING"}
 
 
 def parse_state(text: str | list[str] | None) -> tuple[str, tuple[str, ...]]:
@@ -209,6 +214,9 @@ def parse_state(text: str | list[str] | None) -> tuple[str, tuple[str, ...]]:
     base = parts[0]
     if base in HELD_PENDING_WORDS:  # 22.05/23.02 answer the flag alone: a pending job with that flag
         base, parts = "PENDING", ["PENDING", *parts]
+    elif base in FLAG_WORDS:  # a flag printed in place of the base state
+        base = FLAG_WORDS[base]
+        parts = [base, *parts]
     if base not in JOB_STATES:
         raise ExternalError(f"Slurm answered an unknown job state {base!r}",
                             hint=f"known states: {', '.join(sorted(JOB_STATES))}")

@@ -404,6 +404,8 @@ class RestClient(SlurmClient):
         return job_id
 
     def update(self, job_id: int, **fields: str) -> None:
+        if not fields:  # nothing to change (a hand-over whose list and begin time are Slurm's already)
+            return
         segment.refuse_update(job_id, fields)  # job_desc_msg's segment_size would be ignored without a warning
         body: dict[str, Any] = {}
         for key, value in fields.items():

@@ -359,7 +359,7 @@ def _foreign(fab: Fabric, view: View, pending: list[Job], pins: PinRules, now: f
             if want:
                 view.state.allocate(str(job.job_id), want)
     view.foreign = {j.job_id: j.req_nodes for j in theirs if j.job_id not in pins.skip}
-    _own_begins(view, [j for j in theirs if j.job_id in view.foreign], pins, now)
+    _own_begins(view, theirs, pins, now)  # a hand-over to come keeps a begin time of the job's own
     ids = {j.job_id for j in theirs}
     return [j for j in pending if j.job_id not in ids]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fabric_hpc.slurm.actions import Actions
+from fabric_hpc.slurm.actions import MAX_PIN_FAILURES, Actions
 from fabric_hpc.slurm.contract import Job
 from fabric_hpc.slurm.view import REQUEUE_GAP_S, PinRules
 from tests.slurm.test_agent_actions import Fake, agent, gang
@@ -162,7 +162,75 @@ def test_a_gang_is_not_pinned_onto_a_withdrawn_pin_slurm_kept(tmp_path: Path) ->
 
     client = Keeping(jobs(), hosts=4)
     a = Agent(client, FAB, AgentConfig(state_dir=str(tmp_path), fallback_s=20, preempt_benefit_ratio=1.0))
-    res = pinned_by(a, jobs()).cycle(NOW)
-    assert [s["job"] for s in res.started] == [3] and res.placed == []
-    assert not [c for c in client.calls if c[1] == 3 and c[2].get("ReqNodeList")]
-    assert ("update", 3, {"StartTime": "now+20"}) in client.calls  # deferred again
+    a = pinned_by(a, jobs())
+    for _ in range(MAX_PIN_FAILURES - 1):
+        res = a.cycle(NOW)
+        assert [s["job"] for s in res.started] == [3] and res.placed == []
+        assert not [c for c in client.calls if c[1] == 3 and c[2].get("ReqNodeList")]
+        assert ("update", 3, {"StartTime": "now+20"}) in client.calls  # deferred again
+    # a pin Slurm keeps refusing to clear does not hold the hosts for ever
+    assert [p["job"] for p in a.cycle(NOW).placed] == [3]
+
+
+def test_a_withdrawn_pin_whose_job_ended_frees_its_hosts_at_once(tmp_path: Path) -> None:
+    from fabric_hpc.errors import NotFoundError
+    from fabric_hpc.slurm.agent import Agent, AgentConfig
+    from tests.slurm.test_agent_actions import pinned_by
+    from tests.slurm.test_withdrawn_pins import FAB, NOW, jobs
+
+    class Ending(Fake):
+        def update(self, job_id: int, **fields: str) -> None:
+            if job_id == 2:  # cancelled between the cycle's read and the unpin
+                self._jobs = [j for j in self._jobs if j.job_id != 2]
+                raise NotFoundError("Slurm knows no job 2")
+            super().update(job_id, **fields)
+
+    client = Ending(jobs(), hosts=4)
+    a = Agent(client, FAB, AgentConfig(state_dir=str(tmp_path), fallback_s=20, preempt_benefit_ratio=1.0))
+    assert [p["job"] for p in pinned_by(a, jobs()).cycle(NOW).placed] == [3]
+
+
+def test_a_postponed_hand_over_of_someone_elses_pin_keeps_a_begin_time_set_since(tmp_path: Path) -> None:
+    """A job whose ReqNodeList a user set is handed to Slurm keeping it; the hand-over waits for a cycle
+    without pins, and meanwhile the user sets a begin time 3 h ahead: the hand-over leaves it."""
+    now = time.time()
+    f = replace(gang(7), cpus=2, submit_time=now - 600, begin_time=now - 1, time_limit_min=30,
+                req_nodes=("n3", "n4"))
+    g = replace(gang(8), cpus=2, submit_time=now - 10, begin_time=now + 50, time_limit_min=30)
+    client = Fake([f, g], hosts=4)
+    a = agent(tmp_path, client, fallback_s=60)
+    assert [p["job"] for p in a.cycle().placed] == [8] and 7 in a.actions.to_hand  # the hand-over waits
+    client._jobs = [replace(f, begin_time=now + 3 * 3600)]  # the user's StartTime=now+3h; 8 started
+    client.calls.clear()
+    a.cycle()
+    # handed over with nothing to change: its list and its begin time are Slurm's already (an empty update,
+    # which the backends do not send)
+    assert [c for c in client.calls if c[1] == 7] == [("update", 7, {})] and 7 not in a.actions.to_hand
+
+
+@pytest.mark.parametrize("skew", [0.0, -40.0, 40.0])  # slurmctld's clock behind / ahead of the agent's
+def test_the_requeue_is_forgotten_by_the_victims_start_time_whatever_the_clocks(tmp_path: Path,
+                                                                                skew: float) -> None:
+    victim = spot(1)
+    a, client, res = _cycle(tmp_path, [victim, high(3)])
+    assert res.requeued == [1] and a.actions.requeued_start == {1: victim.start_time}
+    t = a.actions.requeued[1]
+    client._jobs = [replace(victim, state="CONFIGURING", start_time=t + 6 + skew)]  # starting again
+    a.cycle()
+    assert 1 not in a.actions.requeued and a.actions.requeued_start == {}
+
+
+@pytest.mark.parametrize(("answer", "state"), [
+    ("STOPPED", ("RUNNING", ("STOPPED",))),  # scancel --signal=STOP: runs on, holds its nodes
+    ("RESIZING", ("RUNNING", ("RESIZING",))),
+    ("EXPEDITING", ("PENDING", ("EXPEDITING",))),  # an expedited requeue (before: an unknown state)
+    (["RUNNING", "STOPPED"], ("RUNNING", ("STOPPED",))),  # the JSON answers: base first, unchanged
+])
+def test_a_flag_printed_in_place_of_the_base_state_reads_with_its_base(answer, state) -> None:
+    """Slurm's job_state_string (scontrol's text, pyslurm's ``Job.state``) prints such a flag instead of the
+    base state: a stopped running job read as ``STOPPED`` was not active, so its GPUs looked free."""
+    from fabric_hpc.slurm.parse import parse_state
+
+    assert parse_state(answer) == state
+    job = replace(spot(1), state=state[0], flags=state[1])
+    assert job.active == (state[0] == "RUNNING")
