@@ -1,0 +1,52 @@
+"""Fixes from a second ML-engineer probe of ``fabric ckpt`` (real files, real commands through main())."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from fabric_hpc.checkpoint import save
+from fabric_hpc.checkpoint.format import FORMAT_VERSION
+from tests.checkpoint.builders import run_cli
+
+
+def _root_with_a_newer_and_a_damaged_step(root: Path) -> None:
+    for step in (1, 2, 3):
+        save(root, {"w": np.full(4, step, np.float32)}, step=step)
+    doc = json.loads((root / "step-0000000002" / "zarr.json").read_text())
+    doc["attributes"]["fabric_checkpoint"]["format_version"] = FORMAT_VERSION + 1
+    (root / "step-0000000002" / "zarr.json").write_text(json.dumps(doc))
+    chunk = root / "step-0000000001" / "w" / "c.0"
+    data = bytearray(chunk.read_bytes())
+    data[0] ^= 1
+    chunk.write_bytes(bytes(data))
+
+
+def test_verify_all_reports_every_step_past_a_newer_format_one(tmp_path: Path, capsys) -> None:
+    """Before: one step a newer fabric-hpc wrote stopped `verify --all` with that step's error
+    alone: no report at all, so the damaged step 1 beside it went unnamed (list and prune go on)."""
+    _root_with_a_newer_and_a_damaged_step(tmp_path / "ck")
+    code, out, err = run_cli(capsys, "ckpt", "verify", str(tmp_path / "ck"), "--all", "--json")
+    reports = {r["step"]: r for r in json.loads(out)}
+    assert code == 3 and sorted(reports) == [1, 2, 3]
+    assert not reports[1]["ok"] and "checksum" in " ".join(reports[1]["problems"])
+    assert reports[2]["newer_format"] and not reports[2]["ok"] and "upgrade" not in reports[2]["problems"][0]
+    assert "newer than this fabric-hpc" in reports[2]["problems"][0]
+    assert reports[3]["ok"] and not reports[3]["newer_format"]
+    assert "1 checkpoint(s) damaged" in err and "newer fabric-hpc" in err and "upgrade fabric-hpc" in err
+    code, out, err = run_cli(capsys, "ckpt", "verify", str(tmp_path / "ck"), "--all")
+    lines = out.splitlines()
+    damaged = "step-0000000001  1 tensors, 1 chunks, 16 B"
+    assert code == 3 and any(ln.startswith("DAMAGED") and ln.endswith(damaged) for ln in lines), out
+    assert any(ln.startswith("NEWER FORMAT") and ln.endswith("step-0000000002") for ln in lines), out
+    assert any(ln.startswith("OK") and "step-0000000003" in ln for ln in lines), out
+
+
+def test_verify_all_with_only_a_newer_step_says_upgrade_not_damaged(tmp_path: Path, capsys) -> None:
+    _root_with_a_newer_and_a_damaged_step(tmp_path / "ck")
+    (tmp_path / "ck" / "step-0000000001").rename(tmp_path / "step-1-aside")
+    code, out, err = run_cli(capsys, "ckpt", "verify", str(tmp_path / "ck"), "--all")
+    assert code == 3 and "damaged" not in err and "1 checkpoint(s) written by a newer fabric-hpc" in err
+    assert "fix: upgrade fabric-hpc" in err and "OK" in out
