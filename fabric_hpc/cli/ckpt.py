@@ -90,7 +90,7 @@ def list_cmd(directory: Path, as_json: bool) -> None:
             r["latest_problem"] = problem
     if as_json:  # the JSON stays one row per step: leftovers are said on stderr (prune --json lists them)
         for lo in left:
-            click.echo(one_line(f"leftover {lo.path}: {lo.nbytes} bytes, pid {lo.pid}, {lo.state}"), err=True)
+            click.echo(one_line(_leftover_line(lo)), err=True)
     render(as_json, rows, lambda c: _list_human(c, directory, rows, left))
     if unread := [r["path"] for r in rows if r.get("unreadable")]:
         raise denied(*unread)  # listed above; exit 5
@@ -123,10 +123,15 @@ def _list_human(c: Any, directory: Path, rows: list[dict], left: list[Any]) -> N
         _fit_last_column(c, t)
         c.print(t)
     for lo in left:
-        what = {"abandoned": "abandoned (its writer is gone): `fabric ckpt prune` removes it",
-                "in progress": "in progress (its writer is running)"}.get(
-            lo.state, "writer unknown (another host, or an older name): kept")
-        c.print(f"leftover {lo.path}: {_size(lo.nbytes)}, pid {lo.pid}, {what}", soft_wrap=True)
+        c.print(_leftover_line(lo), soft_wrap=True)
+
+
+def _leftover_line(lo: Any) -> str:
+    """One leftover of a killed save or prune, in the same words with and without --json."""
+    what = {"abandoned": "abandoned (its writer is gone): `fabric ckpt prune` removes it",
+            "in progress": "in progress (its writer is running)"}.get(
+        lo.state, "writer unknown (another host, or an older name): kept")
+    return f"leftover {lo.path}: {_size(lo.nbytes)}, pid {lo.pid}, {what}"
 
 
 def _label(row: dict[str, Any]) -> str:

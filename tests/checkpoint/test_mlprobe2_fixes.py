@@ -50,3 +50,18 @@ def test_verify_all_with_only_a_newer_step_says_upgrade_not_damaged(tmp_path: Pa
     code, out, err = run_cli(capsys, "ckpt", "verify", str(tmp_path / "ck"), "--all")
     assert code == 3 and "damaged" not in err and "1 checkpoint(s) written by a newer fabric-hpc" in err
     assert "fix: upgrade fabric-hpc" in err and "OK" in out
+
+
+def test_list_names_leftovers_in_the_same_words_with_and_without_json(tmp_path: Path, capsys) -> None:
+    """Before: `list --json` said "0 bytes, pid None, unknown writer" on stderr where the table's
+    line (and the docs) say "writer unknown (another host, or an older name): kept"."""
+    save(tmp_path / "ck", {"w": np.ones(2)}, step=1)
+    (tmp_path / "ck" / ".tmp-step-0000000002-otherhost-12345-0badcafe").mkdir()
+    (tmp_path / "ck" / ".trash-step-0000000000-0badcafe").mkdir()
+    code, out, _ = run_cli(capsys, "ckpt", "list", str(tmp_path / "ck"))
+    text = [ln for ln in out.splitlines() if ln.startswith("leftover ")]
+    code_json, _, err = run_cli(capsys, "ckpt", "list", str(tmp_path / "ck"), "--json")
+    assert code == code_json == 0 and len(text) == 2
+    assert [ln for ln in err.splitlines() if ln.startswith("leftover ")] == text
+    assert "pid 12345, writer unknown (another host, or an older name): kept" in text[0]
+    assert "abandoned (its writer is gone)" in text[1]
