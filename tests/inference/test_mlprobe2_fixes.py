@@ -25,9 +25,9 @@ def test_a_killed_run_has_nothing_in_flight(tmp_path: Path, capsys) -> None:
     spool = write_spool(tmp_path, random_items(3000, seed=4), files=1)
     out = tmp_path / "out"
     repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen([sys.executable, "-m", "fabric_hpc.cli", "infer", "run", "--engine-config", str(cfg),
-                             "--input", str(spool), "--output", str(out), "--no-progress", "--chunk-size", "8"],
-                            env={**os.environ, "PYTHONPATH": str(repo)}, stdout=subprocess.DEVNULL,
+    cmd = [sys.executable, "-m", "fabric_hpc.cli", "infer", "run", "--engine-config", str(cfg),
+           "--input", str(spool), "--output", str(out), "--no-progress", "--chunk-size", "8"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(repo)}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
