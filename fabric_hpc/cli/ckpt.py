@@ -177,6 +177,8 @@ def show_cmd(path: Path, step: int | None, as_json: bool) -> None:
                 f"{_size(m.nbytes)}  format v{m.format_version}")
         if m.layout or m.tags or m.user_metadata:
             c.print(f"layout {m.layout}  tags {m.tags}  metadata {m.user_metadata}")
+        if m.values is not None and m.values.leaves:  # non-tensor leaves (`--json`: values)
+            c.print(f"values {', '.join(sorted(m.values.leaves))}  (plain Python leaves; --json shows them)")
         if (p := prov) is not None:
             c.print(f"saved by {p.user or '?'} on {p.host or '?'} at {p.saved_at or '?'}"
                     + (f" (Slurm job {p.slurm_job_id})" if p.slurm_job_id else ""))

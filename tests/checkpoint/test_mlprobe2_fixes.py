@@ -65,3 +65,14 @@ def test_list_names_leftovers_in_the_same_words_with_and_without_json(tmp_path: 
     assert [ln for ln in err.splitlines() if ln.startswith("leftover ")] == text
     assert "pid 12345, writer unknown (another host, or an older name): kept" in text[0]
     assert "abandoned (its writer is gone)" in text[1]
+
+
+def test_show_names_the_plain_value_leaves_its_json_holds(tmp_path: Path, capsys) -> None:
+    """Before: `show --json` listed an optimizer's param_groups and a config under `values`, while
+    the text said nothing of them (only "format v3")."""
+    save(tmp_path / "ck", {"w": np.ones(2), "cfg": {"lr": 0.1, "name": "run"},
+                           "optim": {"param_groups": [{"lr": 0.1}]}}, step=1)
+    code, out, _ = run_cli(capsys, "ckpt", "show", str(tmp_path / "ck"), "--json")
+    assert code == 0 and sorted(json.loads(out)["values"]["leaves"]) == ["cfg", "optim"]
+    code, out, _ = run_cli(capsys, "ckpt", "show", str(tmp_path / "ck"))
+    assert code == 0 and "values cfg, optim  (plain Python leaves" in out
