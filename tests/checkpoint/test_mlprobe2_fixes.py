@@ -76,3 +76,17 @@ def test_show_names_the_plain_value_leaves_its_json_holds(tmp_path: Path, capsys
     assert code == 0 and sorted(json.loads(out)["values"]["leaves"]) == ["cfg", "optim"]
     code, out, _ = run_cli(capsys, "ckpt", "show", str(tmp_path / "ck"))
     assert code == 0 and "values cfg, optim  (plain Python leaves" in out
+
+
+def test_the_fix_of_an_export_inside_a_step_names_a_file_export_accepts(tmp_path: Path, capsys) -> None:
+    """Before: `export ck --h5 ck/step-N/a.h5` said "fix: … e.g. ck/step-N.h5", inside the root
+    ck, which the next export refused in turn."""
+    import re
+    save(tmp_path / "ck", {"w": np.ones(2)}, step=1)
+    inside = tmp_path / "ck" / "step-0000000001" / "w" / "a.h5"
+    code, _, err = run_cli(capsys, "ckpt", "export", str(tmp_path / "ck"), "--h5", str(inside))
+    hinted = re.search(r"e\.g\. (\S+\.h5)", err)
+    assert code == 3 and hinted, err
+    assert Path(hinted.group(1)) == tmp_path / "ck.h5"
+    code, _, err = run_cli(capsys, "ckpt", "export", str(tmp_path / "ck"), "--h5", hinted.group(1))
+    assert code == 0, err
