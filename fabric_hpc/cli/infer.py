@@ -52,7 +52,8 @@ def prepare_cmd(engine_dir: Path, checkpoint: Path, step: int | None, prefix: st
     import os
 
     from fabric_hpc.inference.engines import prepare_pytorch_engine
-    from fabric_hpc.inference.engines.artefact import ENGINE_FILE, refuse_inside_checkpoint
+    from fabric_hpc.checkpoint.writer import refuse_inside_checkpoint
+    from fabric_hpc.inference.engines.artefact import ENGINE_FILE
     from fabric_hpc.inputs import output_path
 
     # checked before anything is written

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from fabric_hpc.checkpoint import save
 from fabric_hpc.checkpoint.format import FORMAT_VERSION
@@ -89,4 +90,23 @@ def test_the_fix_of_an_export_inside_a_step_names_a_file_export_accepts(tmp_path
     assert code == 3 and hinted, err
     assert Path(hinted.group(1)) == tmp_path / "ck.h5"
     code, _, err = run_cli(capsys, "ckpt", "export", str(tmp_path / "ck"), "--h5", hinted.group(1))
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("command", ["export-hf", "export-dcp"])
+@pytest.mark.parametrize("where", ["step", "group"])
+def test_an_export_into_the_checkpoint_it_reads_is_refused(tmp_path: Path, capsys, command: str,
+                                                           where: str) -> None:
+    """Before: `export-hf ck ck/step-N/hf` (and export-dcp) wrote the export inside the committed step
+    (which `prune` later deletes with it, and a killed export leaves its staging directory there),
+    while `export --h5` and `infer prepare` refuse that."""
+    pytest.importorskip("torch")
+    save(tmp_path / "ck", {"model": {"w": np.ones((2, 2), np.float32)}}, step=1)
+    step = tmp_path / "ck" / "step-0000000001"
+    out = step / "hf" if where == "step" else step / "model" / "hf"
+    before = sorted(p.name for p in step.rglob("*"))
+    code, _, err = run_cli(capsys, "ckpt", command, str(tmp_path / "ck"), str(out))
+    assert code == 3 and "inside the checkpoint" in err and str(step) in err, err
+    assert sorted(p.name for p in step.rglob("*")) == before
+    code, _, err = run_cli(capsys, "ckpt", command, str(tmp_path / "ck"), str(tmp_path / "out"))
     assert code == 0, err
