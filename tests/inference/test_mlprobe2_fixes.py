@@ -46,3 +46,22 @@ def test_a_killed_run_has_nothing_in_flight(tmp_path: Path, capsys) -> None:
     assert json.loads(capsys.readouterr().out)["in_flight"] == 0
     assert main(["infer", "status", str(out)]) == 0
     assert "stopped" in (text := capsys.readouterr().out) and ", 0 in flight" in text
+
+
+def test_a_run_output_inside_a_checkpoint_step_is_refused(tmp_path: Path, capsys) -> None:
+    """Before: `fabric infer run --output ck/step-N/results` wrote the run into the committed
+    checkpoint (prune then deletes the results with the step)."""
+    import numpy as np
+
+    from fabric_hpc.checkpoint import save
+    from fabric_hpc.cli.main import main
+    save(tmp_path / "ck", {"w": np.ones(2)}, step=1)
+    step = tmp_path / "ck" / "step-0000000001"
+    before = sorted(p.name for p in step.iterdir())
+    cfg = make_config(tmp_path)
+    spool = write_spool(tmp_path, random_items(5), files=1)
+    code = main(["infer", "run", "--engine-config", str(cfg), "--input", str(spool), "--output",
+                 str(step / "results"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 3 and "inside the checkpoint" in err and str(step) in err, err
+    assert sorted(p.name for p in step.iterdir()) == before
