@@ -65,3 +65,19 @@ def test_a_run_output_inside_a_checkpoint_step_is_refused(tmp_path: Path, capsys
     err = capsys.readouterr().err
     assert code == 3 and "inside the checkpoint" in err and str(step) in err, err
     assert sorted(p.name for p in step.iterdir()) == before
+
+
+def test_prepare_json_names_the_engine_directory_as_its_text_does(tmp_path: Path, capsys) -> None:
+    """Before: the text began with the engine directory ("eng: serves …"), --json had no such key."""
+    from fabric_hpc.cli.main import main
+    from tests.inference.builders import tiny_checkpoint
+    root = tiny_checkpoint(tmp_path / "ck", step=3)
+    args = ["infer", "prepare", str(tmp_path / "eng"), "--checkpoint", str(root), "--dtype", "float32",
+            "--max-batch-size", "4", "--max-input-len", "16", "--max-seq-len", "32", "--max-num-tokens", "64",
+            "--config-out", str(tmp_path / "eng.json")]
+    assert main([*args, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert doc["engine_dir"] == str(tmp_path / "eng") and text.startswith(f"{doc['engine_dir']}: serves ")
+    assert f"{doc['path']} step {doc['step']} ({doc['naming']} names)" in text
