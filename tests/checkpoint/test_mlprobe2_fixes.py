@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +111,20 @@ def test_an_export_into_the_checkpoint_it_reads_is_refused(tmp_path: Path, capsy
     assert sorted(p.name for p in step.rglob("*")) == before
     code, _, err = run_cli(capsys, "ckpt", command, str(tmp_path / "ck"), str(tmp_path / "out"))
     assert code == 0, err
+
+
+@pytest.mark.parametrize("link", ["/dev/stdout", "/dev/stderr", "/proc/self/fd/1", "/dev/fd/2", None])
+def test_export_to_a_standard_stream_is_refused_like_dash(tmp_path: Path, capsys, link: str | None) -> None:
+    """Before: with stdout redirected to a file (an sbatch log), `export --h5 /dev/stdout --force`
+    passed the regular-file check and the atomic rename replaced the link itself: as root, the
+    node's /dev/stdout became an HDF5 file (seen in this probe). '-' was already refused. The test
+    goes through a link of its own (a regression replaces that link, not the node's), or /dev/fd/1,
+    which cannot take a new file."""
+    save(tmp_path / "ck", {"w": np.ones(2)}, step=1)
+    target = tmp_path / "log.h5"
+    if link is not None:
+        target.symlink_to(link)
+    code, _, err = run_cli(capsys, "ckpt", "export", str(tmp_path / "ck"), "--h5",
+                           str(target) if link else "/dev/fd/1", "--force")
+    assert code == 3 and "this output is a file, not a standard stream" in err, err
+    assert link is None or target.is_symlink()
