@@ -22,6 +22,7 @@ import errno
 import json
 import math
 import os
+import re
 import shlex
 import stat
 from collections import Counter
@@ -101,6 +102,10 @@ def output_path(path: str | os.PathLike[str], *, what: str = "output file") -> P
         raise ConfigError(f"{what} '-': this output is a file, not standard output",
                           hint="give a file name (./- if a file named '-' is really wanted)")
     p = Path(text)
+    if _standard_stream(p):  # a rename there would replace the link itself (as root: /dev/stdout)
+        raise ConfigError(f"{what} {text!r}: this output is a file, not a standard stream",
+                          hint="give a file name in a directory of your own (then `cat` it if it "
+                               "should go to the log)")
     if text.endswith("/") or p.is_dir():
         raise ConfigError(f"{what} {text!r} is a directory, a file name was expected",
                           hint=f"give a file name, e.g. {os.path.join(text, 'out')}")
@@ -122,6 +127,24 @@ def output_path(path: str | os.PathLike[str], *, what: str = "output file") -> P
         raise ConfigError(f"{what} {text!r} is {kind_of(st.st_mode)}, not a regular file",
                           hint="give the path of a regular file")
     return p
+
+
+_STREAMS = ("stdout", "stderr", "stdin")
+
+
+def _standard_stream(path: Path) -> bool:
+    """Whether ``path`` (or a link it goes through) is /dev/stdout, /dev/stderr, /dev/stdin or a
+    file descriptor link (/dev/fd/N, /proc/self/fd/N): writers make files by renaming, which would
+    replace such a link rather than write to the stream."""
+    q = Path(os.path.abspath(path))
+    for _ in range(40):  # the kernel's own limit on links followed
+        parent = os.path.realpath(q.parent)
+        if re.fullmatch(r"/proc/[^/]+/fd", parent) or (parent == "/dev" and q.name in _STREAMS):
+            return True
+        if not q.is_symlink():
+            return False
+        q = Path(os.path.abspath(os.path.join(parent, os.readlink(q))))
+    return False
 
 
 def distinct_outputs(outputs: dict[str, Any], inputs: dict[str, Any] | None = None) -> None:

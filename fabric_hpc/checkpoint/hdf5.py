@@ -118,12 +118,13 @@ def check_export_target(target: Path, *, overwrite: bool, roots: tuple[Path, ...
     parent = target.parent.resolve()
     given = {r.resolve() for r in roots}
     step = inside_a_checkpoint(parent)
-    for d in (parent, *parent.parents):
-        if d == step or d in given or read_latest(d) is not None or _holds_steps(d):
-            raise CheckpointError(f"HDF5 file {str(target)!r} is inside the checkpoint directory {str(d)!r}: "
-                                  "writing there could damage a checkpoint",
-                                  hint="write the HDF5 file outside every checkpoint directory, "
-                                       f"e.g. {d.parent / (d.name + '.h5')}")
+    found = [d for d in (parent, *parent.parents)
+             if d == step or d in given or read_latest(d) is not None or _holds_steps(d)]
+    if found:  # named: the innermost; the example lies beside the outermost (a step's root), outside all
+        raise CheckpointError(f"HDF5 file {str(target)!r} is inside the checkpoint directory "
+                              f"{str(found[0])!r}: writing there could damage a checkpoint",
+                              hint="write the HDF5 file outside every checkpoint directory, "
+                                   f"e.g. {found[-1].parent / (found[-1].name + '.h5')}")
     if os.path.lexists(target) and not overwrite:
         raise CheckpointError(f"HDF5 file {str(target)!r} already exists",
                               hint="pass --force (export_h5(..., overwrite=True)) to replace it, or give a new file name")

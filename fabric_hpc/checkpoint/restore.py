@@ -274,15 +274,20 @@ class VerifyReport:
     problems: list[str] = field(default_factory=list)
     unreadable: bool = False  # permission denied: nothing could be checked (exit 5, not damage)
     warnings: list[str] = field(default_factory=list)  # not damage (a root's ``latest`` naming a gone step)
+    newer_format: bool = False  # a newer fabric-hpc wrote it: not checked (``problems`` says why), not damage
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def damaged(self) -> bool:
+        return not self.ok and not self.newer_format
+
     def as_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "step": self.step, "ok": self.ok, "tensors": self.tensors,
                 "chunks": self.chunks, "bytes": self.nbytes, "problems": self.problems,
-                "unreadable": self.unreadable, "warnings": self.warnings}
+                "unreadable": self.unreadable, "warnings": self.warnings, "newer_format": self.newer_format}
 
 
 def verify(path: Path | str, *, step: int | None = None, threads: int = 2,

@@ -258,6 +258,18 @@ def inside_a_checkpoint(root: Path) -> Path | None:
     return found
 
 
+def refuse_inside_checkpoint(path: str | os.PathLike[str], what: str) -> None:
+    """CheckpointError (a ConfigError) when ``path`` is, or lies inside, a committed checkpoint step
+    directory: what a prepare or an export writes there would change the checkpoint, which ``prune``
+    then deletes with it. Symlinks are resolved too."""
+    for p in {Path(os.path.abspath(path)), Path(path).resolve()}:
+        if (inside := inside_a_checkpoint(p)) is not None:
+            raise CheckpointError(f"refusing to write {what} {str(path)!r}: it is inside the checkpoint "
+                                  f"{inside}",
+                                  hint="give a path outside every checkpoint step directory (e.g. beside the "
+                                       "checkpoint root); the checkpoint is only read")
+
+
 def _begin(root: Path, step: int) -> tuple[str, list[str]]:
     if (inside := inside_a_checkpoint(Path(os.path.abspath(root)))) is not None:
         raise CheckpointError(f"refusing to save into {root}: it is inside the committed checkpoint {inside}",

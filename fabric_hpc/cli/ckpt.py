@@ -90,7 +90,7 @@ def list_cmd(directory: Path, as_json: bool) -> None:
             r["latest_problem"] = problem
     if as_json:  # the JSON stays one row per step: leftovers are said on stderr (prune --json lists them)
         for lo in left:
-            click.echo(one_line(f"leftover {lo.path}: {lo.nbytes} bytes, pid {lo.pid}, {lo.state}"), err=True)
+            click.echo(one_line(_leftover_line(lo)), err=True)
     render(as_json, rows, lambda c: _list_human(c, directory, rows, left))
     if unread := [r["path"] for r in rows if r.get("unreadable")]:
         raise denied(*unread)  # listed above; exit 5
@@ -123,10 +123,15 @@ def _list_human(c: Any, directory: Path, rows: list[dict], left: list[Any]) -> N
         _fit_last_column(c, t)
         c.print(t)
     for lo in left:
-        what = {"abandoned": "abandoned (its writer is gone): `fabric ckpt prune` removes it",
-                "in progress": "in progress (its writer is running)"}.get(
-            lo.state, "writer unknown (another host, or an older name): kept")
-        c.print(f"leftover {lo.path}: {_size(lo.nbytes)}, pid {lo.pid}, {what}", soft_wrap=True)
+        c.print(_leftover_line(lo), soft_wrap=True)
+
+
+def _leftover_line(lo: Any) -> str:
+    """One leftover of a killed save or prune, in the same words with and without --json."""
+    what = {"abandoned": "abandoned (its writer is gone): `fabric ckpt prune` removes it",
+            "in progress": "in progress (its writer is running)"}.get(
+        lo.state, "writer unknown (another host, or an older name): kept")
+    return f"leftover {lo.path}: {_size(lo.nbytes)}, pid {lo.pid}, {what}"
 
 
 def _label(row: dict[str, Any]) -> str:
@@ -172,6 +177,8 @@ def show_cmd(path: Path, step: int | None, as_json: bool) -> None:
                 f"{_size(m.nbytes)}  format v{m.format_version}")
         if m.layout or m.tags or m.user_metadata:
             c.print(f"layout {m.layout}  tags {m.tags}  metadata {m.user_metadata}")
+        if m.values is not None and m.values.leaves:  # non-tensor leaves (`--json`: values)
+            c.print(f"values {', '.join(sorted(m.values.leaves))}  (plain Python leaves; --json shows them)")
         if (p := prov) is not None:
             c.print(f"saved by {p.user or '?'} on {p.host or '?'} at {p.saved_at or '?'}"
                     + (f" (Slurm job {p.slurm_job_id})" if p.slurm_job_id else ""))
@@ -189,7 +196,6 @@ def show_cmd(path: Path, step: int | None, as_json: bool) -> None:
 @json_option
 def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> None:
     """Check every chunk checksum and the metadata; exit 3 and name the damage if any."""
-    from fabric_hpc.checkpoint import CheckpointCorruptError, verify
     from fabric_hpc.checkpoint.format import MANIFEST
     from fabric_hpc.checkpoint.restore import VerifyReport
     from fabric_hpc.checkpoint.store import (
@@ -200,7 +206,7 @@ def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> 
     if all_steps:
         _require_root_for_all(path)
     # --all: each step directory itself (the root is listed once, not once per step)
-    targets = [(r.path, None) for r in list_checkpoints(path)] if all_steps else [(path, step)]
+    targets = [(r.path, None, r.step) for r in list_checkpoints(path)] if all_steps else [(path, step, None)]
     reports = []
     if not (path / MANIFEST).is_file() and path.is_dir():  # a root: its own damage, and warnings
         problems, warnings = root_problems(path), root_warnings(path)
@@ -208,37 +214,66 @@ def verify_cmd(path: Path, step: int | None, all_steps: bool, as_json: bool) -> 
             unread = [r.path for r in uncommitted_steps(path) if unreadable(r.path)]
             reports.append(VerifyReport(path, None, problems=problems, unreadable=bool(unread),
                                         warnings=warnings))
-    for target, s in targets:
+    for target, s, listed in targets:
         if s is None and not all_steps and reports and _latest_refused(path):  # the root's report names it
             continue
         with _progress(f"verify {target.name if all_steps else s if s is not None else 'latest'}",
                        _total(target, s), not as_json) as tick:
-            reports.append(verify(target, step=s, progress=tick))
+            reports.append(_verify_one(target, s, listed, tick))
     if not reports:  # an empty root: nothing saved yet (list shows [], prune does nothing)
         render(as_json, [], lambda c: c.print(f"nothing to verify: no checkpoint in {path} yet"))
         return
     render(as_json, [r.as_dict() for r in reports], lambda c: [
         c.print(f"{_verdict(r)}  {r.path}"
-                + ("" if r.step is None and r.ok else
+                + ("" if (r.step is None and r.ok) or r.newer_format else
                    f"  {r.tensors} tensors, {r.chunks} chunks, {_size(r.nbytes)}")
                 + "".join(f"\n  - {p}" for p in r.problems)
                 + "".join(f"\n  - warning: {w}" for w in r.warnings)) for r in reports])
     if any(r.unreadable for r in reports):  # permission denied: what is there is unknown (exit 5)
         raise denied(*[r.path for r in reports if r.unreadable and r.step is not None],
                      *[r.path for r in uncommitted_steps(path) if unreadable(r.path)])
-    bad = [r for r in reports if not r.ok]
+    _raise_for_damage(path, reports)
+
+
+def _raise_for_damage(path: Path, reports: list[Any]) -> None:
+    """verify's exit: 3 naming the damaged steps (and the root's damage), or the steps a newer
+    fabric-hpc wrote, which were not verified (fix: upgrade)."""
+    from fabric_hpc.checkpoint import CheckpointCorruptError
+    from fabric_hpc.checkpoint.errors import CheckpointNewerFormatError
+    bad, newer = [r for r in reports if r.damaged], [r for r in reports if r.newer_format]
+    unchecked = (f"{len(newer)} checkpoint(s) written by a newer fabric-hpc, not verified: "
+                 + ", ".join(str(r.path) for r in newer)) if newer else ""
+    upgrade = "; upgrade fabric-hpc to verify the newer ones" if newer else ""
     if bad:
         root = (f"; for the damage of the root {path} itself: rewrite its `latest` naming a committed step "
                 f"(`echo step-NNNNNNNNNN > {path / 'latest'}`), move step directories without a manifest "
                 "out of it") if any(r.step is None for r in bad) else ""
-        raise CheckpointCorruptError(f"{len(bad)} checkpoint(s) damaged: " + ", ".join(str(r.path) for r in bad),
+        named = ", ".join(str(r.path) for r in bad) + (f"; {unchecked}" if newer else "")
+        raise CheckpointCorruptError(f"{len(bad)} checkpoint(s) damaged: {named}",
                                      hint="restore an older step (`fabric ckpt list`, then --step N), or "
-                                          f"re-save{root}")
+                                          f"re-save{root}{upgrade}")
+    if newer:
+        raise CheckpointNewerFormatError(unchecked, hint="upgrade fabric-hpc to verify them")
+
+
+def _verify_one(target: Path, step: int | None, listed: int | None, tick: Any) -> Any:
+    """verify() of one step; under --all (``listed``: the step of a listed step directory) a step a
+    newer fabric-hpc wrote is a report of its own (NEWER FORMAT), so the other steps are still
+    verified (list and prune go on past it too)."""
+    from fabric_hpc.checkpoint import verify
+    from fabric_hpc.checkpoint.errors import CheckpointNewerFormatError
+    from fabric_hpc.checkpoint.restore import VerifyReport
+    try:
+        return verify(target, step=step, progress=tick)
+    except CheckpointNewerFormatError as exc:
+        if listed is None:
+            raise
+        return VerifyReport(target, listed, problems=[exc.message], newer_format=True)
 
 
 def _verdict(r: Any) -> str:
     if not r.ok:
-        return "UNREADABLE" if r.unreadable else "DAMAGED"
+        return "UNREADABLE" if r.unreadable else "NEWER FORMAT" if r.newer_format else "DAMAGED"
     return "WARNING" if r.warnings else "OK"
 
 

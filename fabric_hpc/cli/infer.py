@@ -52,7 +52,8 @@ def prepare_cmd(engine_dir: Path, checkpoint: Path, step: int | None, prefix: st
     import os
 
     from fabric_hpc.inference.engines import prepare_pytorch_engine
-    from fabric_hpc.inference.engines.artefact import ENGINE_FILE, refuse_inside_checkpoint
+    from fabric_hpc.checkpoint.writer import refuse_inside_checkpoint
+    from fabric_hpc.inference.engines.artefact import ENGINE_FILE
     from fabric_hpc.inputs import output_path
 
     # checked before anything is written
@@ -72,9 +73,10 @@ def prepare_cmd(engine_dir: Path, checkpoint: Path, step: int | None, prefix: st
 
     write_atomic(config_out, json.dumps(cfg, indent=2) + "\n")
     build = json.loads((engine_dir / ENGINE_FILE).read_text(encoding="utf-8"))
-    render(as_json, {"engine_config": str(config_out), **build["checkpoint"]}, lambda c: c.print(
-        f"{engine_dir}: serves {build['checkpoint']['path']} step {build['checkpoint']['step']} "
-        f"({build['checkpoint']['naming']} names); engine config -> {config_out}"))
+    ck = build["checkpoint"]
+    data = {"engine_dir": str(engine_dir), "engine_config": str(config_out), **ck}
+    render(as_json, data, lambda c: c.print(f"{engine_dir}: serves {ck['path']} step {ck['step']} "
+                                            f"({ck['naming']} names); engine config -> {config_out}"))
 
 
 def _prepared_for(config_out: Path, engine_dir: Path) -> bool:

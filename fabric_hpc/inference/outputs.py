@@ -81,7 +81,9 @@ def job_status(output: str | os.PathLike[str]) -> dict[str, Any]:
             "latest_attempt": latest,
             "done": len(committed_ids(out)),
             "items_read": read,
-            "in_flight": max(0, read - sum(r.get("items_done") or 0 for r in ranks.values())),
+            # an ended run holds nothing: what it read and did not commit, a resume reads again
+            "in_flight": max(0, read - sum(r.get("items_done") or 0 for r in ranks.values()))
+            if running else 0,
             "dead_letter": len(read_json_lines(dead)) if dead.is_file() else 0,
             "merged": merged, "running": running,
             "ranks": ranks}

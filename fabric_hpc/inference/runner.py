@@ -122,7 +122,13 @@ _RUN_JSON_TMP = re.compile(r"\.run\.json\.[^/]+-\d+-[0-9a-f]{8}\.tmp")
 
 def foreign_output(output: Path) -> ConfigError | None:
     """An existing, non-empty output directory that no run wrote (no run.json) is refused: the
-    harness would write into, and clean up in, a folder of someone else's files."""
+    harness would write into, and clean up in, a folder of someone else's files. So is one inside a
+    committed checkpoint step (prune would delete the results with it)."""
+    from fabric_hpc.checkpoint.writer import refuse_inside_checkpoint
+    try:
+        refuse_inside_checkpoint(output, "the run's --output")
+    except ConfigError as exc:
+        return exc
     if not output.is_dir() or (output / "run.json").exists():
         return None
     remove_stale_siblings(output / "run.json")  # a run killed while writing its first run.json

@@ -38,7 +38,7 @@ from fabric_hpc.checkpoint.interop.stream import StreamWriter, imported_name, re
 from fabric_hpc.checkpoint.parallel import Item, run_bounded
 from fabric_hpc.checkpoint.reader import Checkpoint, open_checkpoint
 from fabric_hpc.checkpoint.restore import require_readable
-from fabric_hpc.checkpoint.writer import SaveResult
+from fabric_hpc.checkpoint.writer import SaveResult, refuse_inside_checkpoint
 from fabric_hpc.extras import require
 
 METADATA = ".metadata"
@@ -267,6 +267,7 @@ def export_dcp(path: Path | str, out: Path | str, *, step: int | None = None, pr
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CheckpointError(f"{out} already exists", hint="export into a new directory")
+    refuse_inside_checkpoint(out, "the DCP export")
     ckpt = open_checkpoint(path, step)
     pre = prefix.strip("/") + "/" if prefix else ""
     keys = {n: n[len(pre):].replace("/", ".") for n in ckpt.names if n.startswith(pre)}

@@ -32,7 +32,7 @@ from fabric_hpc.checkpoint.format import stored_dtype
 from fabric_hpc.checkpoint.interop.stream import StreamWriter, imported_name, read_stored
 from fabric_hpc.checkpoint.reader import open_checkpoint
 from fabric_hpc.checkpoint.restore import require_readable
-from fabric_hpc.checkpoint.writer import SaveResult
+from fabric_hpc.checkpoint.writer import SaveResult, refuse_inside_checkpoint
 from fabric_hpc.extras import require
 
 INDEX = "model.safetensors.index.json"
@@ -194,6 +194,7 @@ def export_hf(path: Path | str, out: Path | str, *, step: int | None = None, pre
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CheckpointError(f"{out} already exists", hint="export into a new directory")
+    refuse_inside_checkpoint(out, "the safetensors export")
     ckpt = open_checkpoint(path, step)
     keys = _export_keys(ckpt.names, prefix)
     _refuse_unexportable(ckpt, keys)

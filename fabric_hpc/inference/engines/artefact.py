@@ -165,19 +165,6 @@ def check_limits(*, max_input_len: int, max_seq_len: int, max_num_tokens: int) -
                                f"to {max_num_tokens}")
 
 
-def refuse_inside_checkpoint(path: str | os.PathLike[str], what: str) -> None:
-    """ConfigError when ``path`` is, or lies inside, a committed checkpoint step directory (a
-    file written there would change, or break, the checkpoint: ``fabric ckpt verify`` says
-    DAMAGED). Symlinks are resolved too."""
-    from fabric_hpc.checkpoint.writer import inside_a_checkpoint
-
-    for p in {Path(os.path.abspath(path)), Path(path).resolve()}:
-        if (inside := inside_a_checkpoint(p)) is not None:
-            raise ConfigError(f"refusing to write {what} {str(path)!r}: it is inside the checkpoint {inside}",
-                              hint="give a path outside every checkpoint step directory (e.g. beside the "
-                                   "checkpoint root); the checkpoint is only read")
-
-
 def _owned_build(path: Path) -> dict[str, Any] | None:
     """The ``fabric_engine.json`` an earlier prepare wrote in ``path`` (None if there is none);
     ConfigError when a file of that name is there but was not written by a prepare."""
@@ -198,6 +185,7 @@ def _check_engine_dir(path: Path, *, writes_config: bool) -> bool:
     """Refuse an ``engine_dir`` inside a checkpoint, not a directory, or (when this prepare writes
     ``config.json``) non-empty and not prepared before. True when ``config.json`` there is one a
     prepare wrote (a preset or a checkpoint's), so it may be replaced."""
+    from fabric_hpc.checkpoint.writer import refuse_inside_checkpoint
     refuse_inside_checkpoint(path, "the engine directory")
     if os.path.lexists(path) and not path.is_dir():
         raise ConfigError(f"engine directory {str(path)!r} exists and is not a directory",
