@@ -33,11 +33,43 @@ from fabric_hpc.topology import build  # noqa: E402
 from fabric_hpc.topology.spec import FabricSpec  # noqa: E402
 
 
+class Zone:
+    """One SimGrid zone with full routing, on SimGrid 3.32 (Debian 12's python3-simgrid) and 4.0
+    (Debian 13's: ``create_full_zone``, ``create_host`` and ``create_link`` refuse, their ``add_*``
+    successors take hosts, not netpoints, in ``add_route``)."""
+
+    def __init__(self, sg, engine, name: str) -> None:
+        self.sg, self.new = sg, hasattr(sg.NetZone, "add_netzone_full")
+        self.zone = (engine.netzone_root.add_netzone_full(name) if self.new
+                     else sg.NetZone.create_full_zone(name))
+
+    def host(self, name: str, speed: float):
+        host = self.zone.add_host(name, speed) if self.new else self.zone.create_host(name, speed)
+        host.seal()
+        return host
+
+    def link(self, name: str, bandwidth: float, latency_s: float):
+        lk = self.zone.add_link(name, bandwidth) if self.new else self.zone.create_link(name, bandwidth)
+        lk.set_latency(latency_s)
+        lk.seal()
+        return lk
+
+    def route(self, src, dst, links: list) -> None:
+        hops = [self.sg.LinkInRoute(lk) for lk in links]
+        if self.new:
+            self.zone.add_route(src, dst, hops, False)
+        else:
+            self.zone.add_route(src.netpoint, dst.netpoint, None, None, hops, False)
+
+    def seal(self) -> None:
+        self.zone.seal()
+
+
 class Routes:
     """Hop-by-hop routes over ``fab.graph`` (no aggregation: every edge is its own link)."""
 
-    def __init__(self, fab, params: CollectiveParams, zone, simgrid) -> None:
-        self.fab, self.g, self.params, self.zone, self.sg = fab, fab.graph, params, zone, simgrid
+    def __init__(self, fab, params: CollectiveParams, zone: Zone) -> None:
+        self.fab, self.g, self.params, self.zone = fab, fab.graph, params, zone
         self.links: dict[tuple[str, str], object] = {}
         self.hosts: dict[int, object] = {}
         self.done: set[tuple[int, int]] = set()
@@ -45,20 +77,17 @@ class Routes:
     def link(self, a: str, b: str, gbps: float, lat_us: float, eff: float):
         key = (a, b)
         if key not in self.links:
-            lk = self.zone.create_link(f"{a}>{b}", gbps * eff * 1e9)
-            lk.set_latency(lat_us * 1e-6)
-            lk.seal()
-            self.links[key] = lk
+            self.links[key] = self.zone.link(f"{a}>{b}", gbps * eff * 1e9, lat_us * 1e-6)
         return self.links[key]
 
     def host(self, gpu: int):
         if gpu not in self.hosts:
-            self.hosts[gpu] = self.zone.create_host(f"g{gpu}", 1e9).seal()
+            self.hosts[gpu] = self.zone.host(f"g{gpu}", 1e9)
         return self.hosts[gpu]
 
     def endpoint(self, name: str):
         if name not in self.hosts:
-            self.hosts[name] = self.zone.create_host(name, 1e9).seal()
+            self.hosts[name] = self.zone.host(name, 1e9)
         return self.hosts[name]
 
     def route_ecmp(self, a: int, b: int, tag: str, level: int, up: np.ndarray, down: np.ndarray):
@@ -90,7 +119,7 @@ class Routes:
             links.append(self._port_link(cur, child, q, per))
             cur = child
         links += [self._hop(sb, nb), self._hop(nb, gb)]
-        self.zone.add_route(src.netpoint, dst.netpoint, None, None, [self.sg.LinkInRoute(lk) for lk in links], False)
+        self.zone.route(src, dst, links)
         return src, dst
 
     @staticmethod
@@ -105,10 +134,8 @@ class Routes:
         key = (a, b, q)
         if key not in self.links:
             d = self.g.edges[a, b]
-            lk = self.zone.create_link(f"{a}>{b}#{q}", d["bandwidth_gbps"] / per * self.params.net_eff * 1e9)
-            lk.set_latency(d["latency_us"] * 1e-6)
-            lk.seal()
-            self.links[key] = lk
+            bandwidth = d["bandwidth_gbps"] / per * self.params.net_eff * 1e9
+            self.links[key] = self.zone.link(f"{a}>{b}#{q}", bandwidth, d["latency_us"] * 1e-6)
         return self.links[key]
 
     def route(self, a: int, b: int) -> None:
@@ -121,9 +148,7 @@ class Routes:
             links = [self._nvl(ga, "tx"), self._nvl(gb, "rx")]
         else:
             links = self._net(ga, gb)
-        sg = self.sg
-        self.zone.add_route(self.host(a).netpoint, self.host(b).netpoint, None, None,
-                            [sg.LinkInRoute(lk) for lk in links], False)
+        self.zone.route(self.host(a), self.host(b), links)
 
     def _nvl(self, gpu: str, way: str):
         """A GPU's NVLink port, one direction: its NVLink edges' bandwidth (both directions) / 2."""
@@ -203,8 +228,8 @@ def run(scenario: dict) -> dict:
                    "--cfg=network/crosstraffic:0", "--log=root.thres:critical"])
     fab = build(FabricSpec.model_validate_json(scenario["spec"]))
     params = CollectiveParams(**scenario.get("params", {}))
-    zone = sg.NetZone.create_full_zone("fabric")
-    routes = Routes(fab, params, zone, sg)
+    zone = Zone(sg, e, "fabric")
+    routes = Routes(fab, params, zone)
     jobs = []
     salts = scenario.get("ecmp") or [None] * len(scenario["jobs"])
     for j, (gpus, salt) in enumerate(zip(scenario["jobs"], salts, strict=True)):
@@ -249,18 +274,12 @@ def two_flows(extra_latency_s: float) -> dict:
 
     e = sg.Engine(["two_flows", "--cfg=network/model:CM02", "--cfg=network/TCP-gamma:0",
                    "--cfg=network/crosstraffic:0", "--log=root.thres:critical"])
-    zone = sg.NetZone.create_full_zone("two")
-    hosts = {n: zone.create_host(n, 1e9).seal() for n in "abcd"}
-
-    def link(name: str, bw: float, lat: float):
-        lk = zone.create_link(name, bw)
-        lk.set_latency(lat)
-        return lk.seal()
-
+    zone = Zone(sg, e, "two")
+    hosts = {n: zone.host(n, 1e9) for n in "abcd"}
+    link = zone.link
     shared, near, far = link("shared", 100e6, 1e-6), link("near", 1e12, 1e-6), link("far", 1e12, extra_latency_s)
     for (a, b), other in ((("a", "c"), near), (("b", "d"), far)):
-        zone.add_route(hosts[a].netpoint, hosts[b].netpoint, None, None,
-                       [sg.LinkInRoute(shared), sg.LinkInRoute(other)], False)
+        zone.route(hosts[a], hosts[b], [shared, other])
     zone.seal()
     out: dict[str, float] = {}
 
