@@ -119,15 +119,15 @@ def _simgrid_main() -> None:
 
     from fabric_hpc.placement.collective import CollectiveParams
     from fabric_hpc.topology.spec import FabricSpec
-    from tests.placement.simgrid_flows import Routes, schedule
+    from tests.placement.simgrid_flows import Routes, Zone, schedule
 
     sc = json.load(sys.stdin)
     e = sg.Engine(["stage_contention", "--cfg=network/model:CM02", "--cfg=network/TCP-gamma:0",
                    "--cfg=network/crosstraffic:0", "--log=root.thres:critical"])
     fab = build(FabricSpec.model_validate_json(sc["spec"]))
     params = CollectiveParams()
-    zone = sg.NetZone.create_full_zone("fabric")
-    routes = Routes(fab, params, zone, sg)
+    zone = Zone(sg, e, "fabric")
+    routes = Routes(fab, params, zone)
     jobs = []
     for job in sc["jobs"]:
         if "ring" in job:
