@@ -34,12 +34,13 @@ from fabric_hpc.topology.spec import FabricSpec  # noqa: E402
 
 
 class Zone:
-    """One SimGrid zone with full routing, on SimGrid 3.32 (Debian 12's python3-simgrid) and 4.0
-    (Debian 13's: ``create_full_zone``, ``create_host`` and ``create_link`` refuse, their ``add_*``
-    successors take hosts, not netpoints, in ``add_route``)."""
+    """One SimGrid zone with full routing, and its actors, on SimGrid 3.32 (Debian 12's python3-simgrid)
+    and 4.0 (Debian 13's: ``create_full_zone``, ``create_host`` and ``create_link`` refuse, their
+    ``add_*`` successors take hosts, not netpoints, in ``add_route``; ``Comm.wait_all`` is gone, to
+    ``ActivitySet``; ``Actor.create`` is deprecated for ``Engine.add_actor``)."""
 
     def __init__(self, sg, engine, name: str) -> None:
-        self.sg, self.new = sg, hasattr(sg.NetZone, "add_netzone_full")
+        self.sg, self.engine, self.new = sg, engine, hasattr(sg.NetZone, "add_netzone_full")
         self.zone = (engine.netzone_root.add_netzone_full(name) if self.new
                      else sg.NetZone.create_full_zone(name))
 
@@ -63,6 +64,18 @@ class Zone:
 
     def seal(self) -> None:
         self.zone.seal()
+
+    def actor(self, name: str, host, code, *args) -> None:
+        if self.new:
+            self.engine.add_actor(name, host, code, *args)
+        else:
+            self.sg.Actor.create(name, host, code, *args)
+
+    def wait_all(self, comms: list) -> None:
+        if self.new:
+            self.sg.ActivitySet(comms).wait_all()
+        else:
+            self.sg.Comm.wait_all(comms)
 
 
 class Routes:
@@ -251,12 +264,11 @@ def run(scenario: dict) -> dict:
         while sg.Engine.clock < horizon:
             t0 = sg.Engine.clock
             for _ in range(steps):
-                comms = [sg.Comm.sendto_async(a, b, max(int(x), 1)) for a, b, x in edges]
-                sg.Comm.wait_all(comms)
+                zone.wait_all([sg.Comm.sendto_async(a, b, max(int(x), 1)) for a, b, x in edges])
             record[j].append((t0, sg.Engine.clock))
 
     for j, (_, edges) in enumerate(jobs):
-        sg.Actor.create(f"job{j}", edges[0][0], job_actor, j)
+        zone.actor(f"job{j}", edges[0][0], job_actor, j)
     e.run()
     stop = min(r[-1][1] for r in record)
     out = []
@@ -287,8 +299,8 @@ def two_flows(extra_latency_s: float) -> dict:
         sg.Comm.sendto(hosts[a], hosts[b], 100_000_000)
         out[name] = sg.Engine.clock
 
-    sg.Actor.create("near", hosts["a"], send, "near", "a", "c")
-    sg.Actor.create("far", hosts["b"], send, "far", "b", "d")
+    zone.actor("near", hosts["a"], send, "near", "a", "c")
+    zone.actor("far", hosts["b"], send, "far", "b", "d")
     e.run()
     return out
 
