@@ -32,7 +32,8 @@ sysdeps:
 	      python3 python3-venv python3-dev gcc make ca-certificates; }
 
 sysdeps-test: sysdeps
-	@for p in slurmctld:slurm-wlm munged:munge slurmrestd:slurmrestd shellcheck:shellcheck chromium:chromium chromedriver:chromium-driver lua5.4:lua5.4 systemd-analyze:systemd slurmdbd:slurmdbd mariadbd:mariadb-server; do \
+	@for p in slurmctld:slurm-wlm munged:munge slurmrestd:slurmrestd shellcheck:shellcheck chromium:chromium chromedriver:chromium-driver lua5.4:lua5.4 systemd-analyze:systemd slurmdbd:slurmdbd mariadbd:mariadb-server \
+	  bunzip2:bzip2 unxz:xz-utils unzip:unzip; do \
 	  command -v $${p%%:*} >/dev/null || missing="$$missing $${p##*:}"; done; \
 	for p in slurm-wlm-jwt-plugin python3-simgrid; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import zarr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,6 +18,8 @@ from fabric_hpc.checkpoint import (
     CheckpointError, Shard, open_checkpoint, restore, save, verify,
 )
 from tests.checkpoint.builders import assert_same, full_state
+
+torch = pytest.importorskip("torch")
 
 NUMPY_DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
                 "float16", "float32", "float64", "complex64", "complex128"]

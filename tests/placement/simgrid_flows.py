@@ -33,11 +33,56 @@ from fabric_hpc.topology import build  # noqa: E402
 from fabric_hpc.topology.spec import FabricSpec  # noqa: E402
 
 
+class Zone:
+    """One SimGrid zone with full routing, and its actors, on SimGrid 3.32 (Debian 12's python3-simgrid)
+    and 4.0 (Debian 13's: ``create_full_zone``, ``create_host`` and ``create_link`` refuse, their
+    ``add_*`` successors take hosts, not netpoints, in ``add_route``; ``Comm.wait_all`` is gone, to
+    ``ActivitySet``; ``Actor.create`` is deprecated for ``Engine.add_actor``)."""
+
+    def __init__(self, sg, engine, name: str) -> None:
+        self.sg, self.engine, self.new = sg, engine, hasattr(sg.NetZone, "add_netzone_full")
+        self.zone = (engine.netzone_root.add_netzone_full(name) if self.new
+                     else sg.NetZone.create_full_zone(name))
+
+    def host(self, name: str, speed: float):
+        host = self.zone.add_host(name, speed) if self.new else self.zone.create_host(name, speed)
+        host.seal()
+        return host
+
+    def link(self, name: str, bandwidth: float, latency_s: float):
+        lk = self.zone.add_link(name, bandwidth) if self.new else self.zone.create_link(name, bandwidth)
+        lk.set_latency(latency_s)
+        lk.seal()
+        return lk
+
+    def route(self, src, dst, links: list) -> None:
+        hops = [self.sg.LinkInRoute(lk) for lk in links]
+        if self.new:
+            self.zone.add_route(src, dst, hops, False)
+        else:
+            self.zone.add_route(src.netpoint, dst.netpoint, None, None, hops, False)
+
+    def seal(self) -> None:
+        self.zone.seal()
+
+    def actor(self, name: str, host, code, *args) -> None:
+        if self.new:
+            self.engine.add_actor(name, host, code, *args)
+        else:
+            self.sg.Actor.create(name, host, code, *args)
+
+    def wait_all(self, comms: list) -> None:
+        if self.new:
+            self.sg.ActivitySet(comms).wait_all()
+        else:
+            self.sg.Comm.wait_all(comms)
+
+
 class Routes:
     """Hop-by-hop routes over ``fab.graph`` (no aggregation: every edge is its own link)."""
 
-    def __init__(self, fab, params: CollectiveParams, zone, simgrid) -> None:
-        self.fab, self.g, self.params, self.zone, self.sg = fab, fab.graph, params, zone, simgrid
+    def __init__(self, fab, params: CollectiveParams, zone: Zone) -> None:
+        self.fab, self.g, self.params, self.zone = fab, fab.graph, params, zone
         self.links: dict[tuple[str, str], object] = {}
         self.hosts: dict[int, object] = {}
         self.done: set[tuple[int, int]] = set()
@@ -45,20 +90,17 @@ class Routes:
     def link(self, a: str, b: str, gbps: float, lat_us: float, eff: float):
         key = (a, b)
         if key not in self.links:
-            lk = self.zone.create_link(f"{a}>{b}", gbps * eff * 1e9)
-            lk.set_latency(lat_us * 1e-6)
-            lk.seal()
-            self.links[key] = lk
+            self.links[key] = self.zone.link(f"{a}>{b}", gbps * eff * 1e9, lat_us * 1e-6)
         return self.links[key]
 
     def host(self, gpu: int):
         if gpu not in self.hosts:
-            self.hosts[gpu] = self.zone.create_host(f"g{gpu}", 1e9).seal()
+            self.hosts[gpu] = self.zone.host(f"g{gpu}", 1e9)
         return self.hosts[gpu]
 
     def endpoint(self, name: str):
         if name not in self.hosts:
-            self.hosts[name] = self.zone.create_host(name, 1e9).seal()
+            self.hosts[name] = self.zone.host(name, 1e9)
         return self.hosts[name]
 
     def route_ecmp(self, a: int, b: int, tag: str, level: int, up: np.ndarray, down: np.ndarray):
@@ -90,7 +132,7 @@ class Routes:
             links.append(self._port_link(cur, child, q, per))
             cur = child
         links += [self._hop(sb, nb), self._hop(nb, gb)]
-        self.zone.add_route(src.netpoint, dst.netpoint, None, None, [self.sg.LinkInRoute(lk) for lk in links], False)
+        self.zone.route(src, dst, links)
         return src, dst
 
     @staticmethod
@@ -105,10 +147,8 @@ class Routes:
         key = (a, b, q)
         if key not in self.links:
             d = self.g.edges[a, b]
-            lk = self.zone.create_link(f"{a}>{b}#{q}", d["bandwidth_gbps"] / per * self.params.net_eff * 1e9)
-            lk.set_latency(d["latency_us"] * 1e-6)
-            lk.seal()
-            self.links[key] = lk
+            bandwidth = d["bandwidth_gbps"] / per * self.params.net_eff * 1e9
+            self.links[key] = self.zone.link(f"{a}>{b}#{q}", bandwidth, d["latency_us"] * 1e-6)
         return self.links[key]
 
     def route(self, a: int, b: int) -> None:
@@ -121,9 +161,7 @@ class Routes:
             links = [self._nvl(ga, "tx"), self._nvl(gb, "rx")]
         else:
             links = self._net(ga, gb)
-        sg = self.sg
-        self.zone.add_route(self.host(a).netpoint, self.host(b).netpoint, None, None,
-                            [sg.LinkInRoute(lk) for lk in links], False)
+        self.zone.route(self.host(a), self.host(b), links)
 
     def _nvl(self, gpu: str, way: str):
         """A GPU's NVLink port, one direction: its NVLink edges' bandwidth (both directions) / 2."""
@@ -203,8 +241,8 @@ def run(scenario: dict) -> dict:
                    "--cfg=network/crosstraffic:0", "--log=root.thres:critical"])
     fab = build(FabricSpec.model_validate_json(scenario["spec"]))
     params = CollectiveParams(**scenario.get("params", {}))
-    zone = sg.NetZone.create_full_zone("fabric")
-    routes = Routes(fab, params, zone, sg)
+    zone = Zone(sg, e, "fabric")
+    routes = Routes(fab, params, zone)
     jobs = []
     salts = scenario.get("ecmp") or [None] * len(scenario["jobs"])
     for j, (gpus, salt) in enumerate(zip(scenario["jobs"], salts, strict=True)):
@@ -226,12 +264,11 @@ def run(scenario: dict) -> dict:
         while sg.Engine.clock < horizon:
             t0 = sg.Engine.clock
             for _ in range(steps):
-                comms = [sg.Comm.sendto_async(a, b, max(int(x), 1)) for a, b, x in edges]
-                sg.Comm.wait_all(comms)
+                zone.wait_all([sg.Comm.sendto_async(a, b, max(int(x), 1)) for a, b, x in edges])
             record[j].append((t0, sg.Engine.clock))
 
     for j, (_, edges) in enumerate(jobs):
-        sg.Actor.create(f"job{j}", edges[0][0], job_actor, j)
+        zone.actor(f"job{j}", edges[0][0], job_actor, j)
     e.run()
     stop = min(r[-1][1] for r in record)
     out = []
@@ -249,18 +286,12 @@ def two_flows(extra_latency_s: float) -> dict:
 
     e = sg.Engine(["two_flows", "--cfg=network/model:CM02", "--cfg=network/TCP-gamma:0",
                    "--cfg=network/crosstraffic:0", "--log=root.thres:critical"])
-    zone = sg.NetZone.create_full_zone("two")
-    hosts = {n: zone.create_host(n, 1e9).seal() for n in "abcd"}
-
-    def link(name: str, bw: float, lat: float):
-        lk = zone.create_link(name, bw)
-        lk.set_latency(lat)
-        return lk.seal()
-
+    zone = Zone(sg, e, "two")
+    hosts = {n: zone.host(n, 1e9) for n in "abcd"}
+    link = zone.link
     shared, near, far = link("shared", 100e6, 1e-6), link("near", 1e12, 1e-6), link("far", 1e12, extra_latency_s)
     for (a, b), other in ((("a", "c"), near), (("b", "d"), far)):
-        zone.add_route(hosts[a].netpoint, hosts[b].netpoint, None, None,
-                       [sg.LinkInRoute(shared), sg.LinkInRoute(other)], False)
+        zone.route(hosts[a], hosts[b], [shared, other])
     zone.seal()
     out: dict[str, float] = {}
 
@@ -268,8 +299,8 @@ def two_flows(extra_latency_s: float) -> dict:
         sg.Comm.sendto(hosts[a], hosts[b], 100_000_000)
         out[name] = sg.Engine.clock
 
-    sg.Actor.create("near", hosts["a"], send, "near", "a", "c")
-    sg.Actor.create("far", hosts["b"], send, "far", "b", "d")
+    zone.actor("near", hosts["a"], send, "near", "a", "c")
+    zone.actor("far", hosts["b"], send, "far", "b", "d")
     e.run()
     return out
 

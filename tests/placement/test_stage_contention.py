@@ -119,15 +119,15 @@ def _simgrid_main() -> None:
 
     from fabric_hpc.placement.collective import CollectiveParams
     from fabric_hpc.topology.spec import FabricSpec
-    from tests.placement.simgrid_flows import Routes, schedule
+    from tests.placement.simgrid_flows import Routes, Zone, schedule
 
     sc = json.load(sys.stdin)
     e = sg.Engine(["stage_contention", "--cfg=network/model:CM02", "--cfg=network/TCP-gamma:0",
                    "--cfg=network/crosstraffic:0", "--log=root.thres:critical"])
     fab = build(FabricSpec.model_validate_json(sc["spec"]))
     params = CollectiveParams()
-    zone = sg.NetZone.create_full_zone("fabric")
-    routes = Routes(fab, params, zone, sg)
+    zone = Zone(sg, e, "fabric")
+    routes = Routes(fab, params, zone)
     jobs = []
     for job in sc["jobs"]:
         if "ring" in job:
@@ -146,11 +146,11 @@ def _simgrid_main() -> None:
         while sg.Engine.clock < sc["horizon_s"]:
             t0 = sg.Engine.clock
             for _ in range(steps):
-                sg.Comm.wait_all([sg.Comm.sendto_async(a, b, max(int(x), 1)) for a, b, x in flows])
+                zone.wait_all([sg.Comm.sendto_async(a, b, max(int(x), 1)) for a, b, x in flows])
             record[j].append((t0, sg.Engine.clock))
 
     for j, (_, flows) in enumerate(jobs):
-        sg.Actor.create(f"job{j}", flows[0][0], actor, j)
+        zone.actor(f"job{j}", flows[0][0], actor, j)
     e.run()
     stop = min(r[-1][1] for r in record)
     json.dump([float(np.mean([b - a for a, b in r if b <= stop + 1e-12] or [r[0][1] - r[0][0]])) for r in record],
