@@ -136,15 +136,24 @@ def _standard_stream(path: Path) -> bool:
     """Whether ``path`` (or a link it goes through) is /dev/stdout, /dev/stderr, /dev/stdin or a
     file descriptor link (/dev/fd/N, /proc/self/fd/N): writers make files by renaming, which would
     replace such a link rather than write to the stream."""
-    q = Path(os.path.abspath(path))
+    q = _resolved_parent(os.path.join(os.getcwd(), os.fspath(path)))
     for _ in range(40):  # the kernel's own limit on links followed
-        parent = os.path.realpath(q.parent)
-        if re.fullmatch(r"/proc/[^/]+/fd", parent) or (parent == "/dev" and q.name in _STREAMS):
+        parent = str(q.parent)
+        if re.fullmatch(r"/proc/[^/]+(/task/[^/]+)?/fd", parent) or (parent == "/dev" and q.name in _STREAMS):
             return True
         if not q.is_symlink():
             return False
-        q = Path(os.path.abspath(os.path.join(parent, os.readlink(q))))
+        q = _resolved_parent(os.path.join(parent, os.readlink(q)))
     return False
+
+
+def _resolved_parent(path: str) -> Path:
+    """``path`` with its directory resolved as the kernel does (links first, then ``..``: ``abspath`` would
+    drop ``link/..`` as text) and its last part kept as it is."""
+    head, name = os.path.split(path)
+    if name in ("", ".", ".."):  # a directory, never a stream's name
+        return Path(os.path.realpath(path))
+    return Path(os.path.realpath(head)) / name
 
 
 def distinct_outputs(outputs: dict[str, Any], inputs: dict[str, Any] | None = None) -> None:

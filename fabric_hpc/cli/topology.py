@@ -450,16 +450,18 @@ def discover_cmd(out: str | None, sysfs_root: str, no_nvml: bool, record: str | 
     """Discover this host: GPUs and NVLink (NVML), CPUs, NUMA, HCAs and NICs (sysfs)."""
     from fabric_hpc.topology.discover import discover, facts_path, record_nvml, save_recording
 
-    if out:  # checked before anything is discovered or recorded
-        from fabric_hpc.inputs import distinct_outputs, output_path
+    from fabric_hpc.inputs import distinct_outputs, output_path
 
+    if out:  # checked before anything is discovered or recorded
         side = facts_path(out)
         output_path(out, what="--out")
         output_path(side, what="--out's facts file")
         distinct_outputs({"--out": out, "--out's facts file": side, "--record": record})
     if record:
-        click.echo(one_line(f"wrote {save_recording(record_nvml(), record)}"), err=True)
+        output_path(record, what="--record")
     found = discover(root=sysfs_root, use_nvml=not no_nvml, hostname=hostname)
+    if record:  # after the discovery: a refused host writes nothing
+        click.echo(one_line(f"wrote {save_recording(record_nvml(), record)}"), err=True)
     for note in found.notes:
         click.echo(one_line(f"note: {note}"), err=True)
     if out:

@@ -195,8 +195,8 @@ HELD_PENDING_WORDS = frozenset({"SPECIAL_EXIT", "REQUEUE_HOLD", "RESV_DEL_HOLD",
 #: Flags Slurm's ``job_state_string`` prints instead of the base state (``scontrol show job`` text, pyslurm's
 #: ``Job.state``; the JSON answers list the base first), with the base they go with: a job stopped by
 #: ``scancel --signal=STOP`` or being resized runs on and holds its nodes; an expedited requeue is pending
-#: (job_mgr.c ``JOB_EXPEDITING``, set with ``JOB_REQUEUE``).
-FLAG_WORDS = {"STOPPED": "RUNNING", "RESIZING": "RUNNING", "EXPEDITING": "PENDING"}
+#: and requeued (job_mgr.c sets ``JOB_EXPEDITING`` with ``JOB_REQUEUE``; the string names the first only).
+FLAG_WORDS = {"STOPPED": ("RUNNING",), "RESIZING": ("RUNNING",), "EXPEDITING": ("PENDING", "REQUEUED")}
 
 
 def parse_state(text: str | list[str] | None) -> tuple[str, tuple[str, ...]]:
@@ -215,8 +215,8 @@ def parse_state(text: str | list[str] | None) -> tuple[str, tuple[str, ...]]:
     if base in HELD_PENDING_WORDS:  # 22.05/23.02 answer the flag alone: a pending job with that flag
         base, parts = "PENDING", ["PENDING", *parts]
     elif base in FLAG_WORDS:  # a flag printed in place of the base state
-        base = FLAG_WORDS[base]
-        parts = [base, *parts]
+        base, *implied = FLAG_WORDS[base]
+        parts = [base, *implied, *parts]
     if base not in JOB_STATES:
         raise ExternalError(f"Slurm answered an unknown job state {base!r}",
                             hint=f"known states: {', '.join(sorted(JOB_STATES))}")

@@ -41,7 +41,7 @@ from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, check_slurm_conf
 from fabric_hpc.slurm.segment import segment_size
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError, queued
 from fabric_hpc.slurm.parse import normal_reason
-from fabric_hpc.slurm.parse import (ACTIVE_STATES, FINAL_STATES, RUNNING_STATES, gpu_indices, gpu_types, gpus_requested, hosts,
+from fabric_hpc.slurm.parse import (ACTIVE_STATES, RUNNING_STATES, gpu_indices, gpu_types, gpus_requested, hosts,
                                      parse_gres, parse_state)
 
 #: The slurm.conf libslurm was initialised with in this process (None: pyslurm not loaded here).
@@ -480,12 +480,13 @@ class PyslurmClient(SlurmClient):
     def requeue(self, job_id: int) -> None:
         """Only a job that still runs (read just before: pyslurm's ``requeue`` cannot pass scontrol's
         ``Incomplete``, so a job ending between the read and the RPC is the one race left); one that is
-        ending or has ended is left alone, one in another state is a SlurmError naming it."""
+        ending or has ended is left alone, as ``Incomplete`` leaves it; a pending one (requeued by someone
+        else meanwhile) is a SlurmError naming it: its hosts are not freed by this requeue."""
         job = self.job(job_id)
         if job.state in RUNNING_STATES:
             self._rpc(f"requeue of job {job_id}", lambda: self.ps.Job(int(job_id)).requeue(), job_id)
-        elif job.state not in FINAL_STATES and job.state != "COMPLETING":
-            raise SlurmError(f"job {job_id} is {job.state}, not running: not requeued")
+        elif job.pending:
+            raise SlurmError(f"job {job_id} is pending, not running: not requeued")
 
     def cancel(self, job_id: int) -> None:
         self._rpc(f"cancel of job {job_id}", lambda: self.ps.Job(int(job_id)).cancel(), job_id)

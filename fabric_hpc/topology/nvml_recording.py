@@ -180,7 +180,6 @@ def save_recording(rec: dict[str, Any], path: str | os.PathLike[str], *, note: s
     out = dict(rec)
     out.setdefault("recorded", {"host": socket.gethostname(), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                 "note": note})
-    path.parent.mkdir(parents=True, exist_ok=True)
     return write_atomic(path, json.dumps(out, indent=1) + "\n")
 
 

@@ -128,3 +128,22 @@ def test_export_to_a_standard_stream_is_refused_like_dash(tmp_path: Path, capsys
                            str(target) if link else "/dev/fd/1", "--force")
     assert code == 3 and "this output is a file, not a standard stream" in err, err
     assert link is None or target.is_symlink()
+
+
+@pytest.mark.parametrize("form", ["dotdot", "thread-self"])
+def test_a_stream_reached_through_a_link_and_dotdot_or_a_threads_fd_is_refused(tmp_path: Path, capsys,
+                                                                               form: str) -> None:
+    """``shmlink/../stdout`` (``shmlink`` a link to /dev/shm) is /dev/stdout to the kernel, which follows the
+    link before ``..``; the check shortened it as text to ``./stdout``. ``/proc/thread-self/fd/1`` was not
+    known as a descriptor link. The output names a link of the test's own (a regression replaces it, never
+    the machine's /dev/stdout)."""
+    save(tmp_path / "ck", {"w": np.ones(2)}, step=1)
+    target = tmp_path / "log.h5"
+    if form == "dotdot":
+        (tmp_path / "shmlink").symlink_to("/dev/shm")
+        target.symlink_to(tmp_path / "shmlink" / ".." / "stdout")
+    else:
+        target.symlink_to("/proc/thread-self/fd/1")
+    code, _, err = run_cli(capsys, "ckpt", "export", str(tmp_path / "ck"), "--h5", str(target), "--force")
+    assert code == 3 and "this output is a file, not a standard stream" in err, err
+    assert target.is_symlink()

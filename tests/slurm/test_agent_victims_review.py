@@ -223,7 +223,7 @@ def test_the_requeue_is_forgotten_by_the_victims_start_time_whatever_the_clocks(
 @pytest.mark.parametrize(("answer", "state"), [
     ("STOPPED", ("RUNNING", ("STOPPED",))),  # scancel --signal=STOP: runs on, holds its nodes
     ("RESIZING", ("RUNNING", ("RESIZING",))),
-    ("EXPEDITING", ("PENDING", ("EXPEDITING",))),  # an expedited requeue (before: an unknown state)
+    ("EXPEDITING", ("PENDING", ("REQUEUED", "EXPEDITING"))),  # an expedited requeue (before: unknown)
     (["RUNNING", "STOPPED"], ("RUNNING", ("STOPPED",))),  # the JSON answers: base first, unchanged
 ])
 def test_a_flag_printed_in_place_of_the_base_state_reads_with_its_base(answer, state) -> None:

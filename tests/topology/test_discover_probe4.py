@@ -77,3 +77,25 @@ def test_an_odd_host_name_hint_names_the_cli_option(sd, tmp_path, capsys):
     with pytest.raises(ConfigError) as exc:
         discover(root=sd, use_nvml=False, hostname="bad name!")
     assert "--hostname" in str(exc.value.hint) and "hostname=" in str(exc.value.hint)
+
+
+# -- --record, from a review: checked as every output is ---------------------------------------------------
+
+
+def test_a_record_to_a_standard_stream_is_refused_and_the_link_kept(sd, tmp_path, capsys):
+    """``--record`` skipped the output check: as root, ``--record /dev/stdout`` renamed the recording over
+    the node's /dev/stdout. The test goes through a link of its own (a regression replaces that link)."""
+    link = tmp_path / "rec.json"
+    link.symlink_to("/dev/stdout")
+    assert _discover(sd, tmp_path / "out.yaml", "--hostname", "dgx01", "--record", str(link)) == 3
+    assert "not a standard stream" in capsys.readouterr().err and link.is_symlink()
+
+
+def test_a_record_creates_no_directories_and_a_refused_host_writes_none(sd, tmp_path, capsys):
+    deep = tmp_path / "typo" / "deep" / "r.json"
+    assert _discover(sd, tmp_path / "out.yaml", "--hostname", "dgx01", "--record", str(deep)) != 0
+    assert not (tmp_path / "typo").exists()
+    (sd / "sys/devices/system/node/node0/meminfo").write_text("garbage\n")
+    rec = tmp_path / "r.json"
+    assert _discover(sd, tmp_path / "out2.yaml", "--hostname", "dgx01", "--record", str(rec)) == 3
+    assert not rec.exists()
