@@ -9,9 +9,9 @@ import errno
 import os
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from google_crc32c import _crc32c  # C extension: accepts ndarrays, releases the GIL >= 1 MB
@@ -27,6 +27,9 @@ FILE_MODE = 0o600
 DIR_MODE = 0o700
 _ZEROS = np.zeros(BLOCK, np.uint8)
 
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 def _load_sync_file_range() -> Any:
     """libc's sync_file_range (Linux), or None elsewhere."""
@@ -179,11 +182,21 @@ def read_into(fd: int, out: np.ndarray, offset: int) -> None:
         pos += n
 
 
+def thread_map(fn: Callable[[T], R], items: list[T], threads: int) -> list[R]:
+    """``[fn(x) for x in items]`` on a few threads; in this thread alone at the interpreter's exit, where
+    no executor takes new work (a TieredStore's last drain runs then): ``fn`` must be safe to run again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            return list(pool.map(fn, items))
+    except RuntimeError:  # "cannot schedule new futures after interpreter shutdown"
+        return [fn(x) for x in items]
+
+
 def fsync_paths(paths: list[Path], threads: int = 8) -> None:
     """fsync many files and directories concurrently (each fsync mostly waits on the device;
     issued together they share journal commits instead of paying one each in sequence)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     def one(path: Path) -> None:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -191,8 +204,7 @@ def fsync_paths(paths: list[Path], threads: int = 8) -> None:
         finally:
             os.close(fd)
 
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        list(pool.map(one, paths))
+    thread_map(one, paths, threads)
 
 
 def make_dir(path: Path, *, exist_ok: bool = False) -> None:

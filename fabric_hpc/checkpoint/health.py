@@ -109,7 +109,31 @@ _TMP_PID = re.compile(r"^\.tmp-step-\d{10}-(?P<pid>\d+)-[0-9a-f]{8}$")
 def tmp_name(step_dir_name: str) -> str:
     """The name of a save's temporary directory: it names the writer's host and pid, so ``prune``
     can tell a killed save's leftover from a save in progress."""
-    return f"{store.TMP_PREFIX}{step_dir_name}-{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
+    return f"{store.TMP_PREFIX}{step_dir_name}-{writer_host()}-{os.getpid()}-{os.urandom(4).hex()}"
+
+
+def writer_host() -> str:
+    """This process's host as a save records it: the host name and its PID namespace (``host@ID``, the
+    inode of /proc/self/ns/pid), so that a save in a container or a job's own PID namespace, whose pid
+    another namespace cannot see, is never taken for a dead one (an older version reads the whole text
+    as another host: "unknown writer", kept)."""
+    ns = _pid_namespace()
+    return socket.gethostname() if ns is None else f"{socket.gethostname()}@{ns}"
+
+
+def _pid_namespace() -> int | None:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
+def _split_host(text: str | None) -> tuple[str | None, int | None]:
+    """(host name, PID namespace or None) of a recorded :func:`writer_host`."""
+    if text is None:
+        return None, None
+    name, at, ns = text.rpartition("@")
+    return (name, int(ns)) if at and ns.isdigit() else (text, None)
 
 
 def leftovers(root: Path) -> list[Leftover]:
@@ -125,7 +149,8 @@ def leftovers(root: Path) -> list[Leftover]:
             m = _TMP_PID.match(e.name) or _TMP_HOST.match(e.name)
             host = m.groupdict().get("host") if m else None
             pid = int(m.group("pid")) if m else None
-            found.append(Leftover(Path(e.path), _du(Path(e.path)), pid, host, _writer_state(host, pid)))
+            state = _writer_state(host, pid)
+            found.append(Leftover(Path(e.path), _du(Path(e.path)), pid, _split_host(host)[0], state))
         elif (m := _DRAIN.match(e.name)) and e.is_dir(follow_symlinks=False):
             if newest is None:
                 newest = max((r.step for r in store.list_checkpoints(root)), default=-1)
@@ -142,7 +167,7 @@ DRAINER_PREFIX = ".drainer-"
 def write_drainer(staging: Path, node: int, nodes: int) -> None:
     """Record this process as node ``node``'s drainer of a staging directory (see :func:`leftovers`)."""
     from fabric_hpc.checkpoint import fsio
-    doc = {"host": socket.gethostname(), "pid": os.getpid(), "nodes": nodes}
+    doc = {"host": writer_host(), "pid": os.getpid(), "nodes": nodes}
     path = staging / f"{DRAINER_PREFIX}{node}"
     path.unlink(missing_ok=True)  # a retried drain of this node
     fsio.write_small(path, json.dumps(doc).encode())
@@ -173,12 +198,15 @@ def _drain_leftover(path: Path, step: int, newest: int) -> Leftover:
         state = "abandoned"  # every node recorded: none is still to come
     else:
         state = "unknown writer"
-    return Leftover(path, size, one[1], one[0], state)
+    return Leftover(path, size, one[1], _split_host(one[0])[0], state)
 
 
 def _writer_state(host: str | None, pid: int | None) -> str:
-    if pid is None or host is None or host != socket.gethostname():
+    name, ns = _split_host(host)
+    if pid is None or name is None or name != socket.gethostname():
         return "unknown writer"  # another node's save (a shared filesystem), or an older name: kept
+    if ns is not None and ns != _pid_namespace():
+        return "unknown writer"  # another PID namespace (a container): its pid cannot be looked up here
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -26,7 +26,7 @@ from fabric_hpc.atomic import atomic_output, write_atomic
 from fabric_hpc.checkpoint import fsio
 from fabric_hpc.checkpoint.errors import (CheckpointCorruptError, CheckpointError, CheckpointIOError,
                                          CheckpointNotFoundError)
-from fabric_hpc.errors import require_whole
+from fabric_hpc.errors import FabricError, require_whole
 from fabric_hpc.checkpoint.format import MANIFEST, MAX_STEP
 from fabric_hpc.events import open_regular
 
@@ -370,8 +370,12 @@ def rename_into_place(root: Path, tmp: Path, final: Path) -> None:
             os.rename(tmp, final)
             fsio.fsync_dir(root)
     except OSError as exc:
-        if final.is_dir() and not tmp.exists():  # committed; only moving latest failed
-            raise fsio._io_error(f"move {LATEST} to the committed {final.name} in", root, exc) from exc
+        if final.is_dir() and not tmp.exists():  # committed; only moving latest failed (the pointer's
+            try:  # temporary file went with the error): move it now, else say so
+                set_latest(root, final.name)
+                return
+            except (OSError, FabricError):
+                raise fsio._io_error(f"move {LATEST} to the committed {final.name} in", root, exc) from exc
         if exc.filename is not None and os.path.basename(exc.filename) == LATEST:
             raise fsio._io_error("write", tmp / LATEST, exc) from exc
         raise fsio._io_error("rename into place", tmp, exc) from exc

@@ -27,7 +27,9 @@ mounted with ``flock``, GPFS).
 
 from __future__ import annotations
 
+import atexit
 import json
+import logging
 import os
 import queue
 import re
@@ -35,7 +37,6 @@ import shutil
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,7 @@ def save_local(local: Path | str, state: Mapping[str, Any], *, step: int, comm: 
     part = LocalPart(Path(local) / store.step_dir_name(step), step, token, order.index(keys[rank]), len(order))
     # named by the node's first rank (host, pid), which writes and commits it: a later save or prune
     # removes it only once that process is gone (health.leftovers)
-    procs = comm.bcast(comm.gather((socket.gethostname(), os.getpid()), root=0), root=0)
+    procs = comm.bcast(comm.gather((health.writer_host(), os.getpid()), root=0), root=0)
     host, pid = procs[keys.index(keys[rank])]
     tmp = Path(local) / f"{store.TMP_PREFIX}{store.step_dir_name(step)}-{host}-{pid}-{token[:8]}"
     gather_or_raise(comm, lambda: _begin_local(Path(local), step, tmp, shared) if leader else None)
@@ -226,6 +227,8 @@ def drain(part: LocalPart, shared: Path | str) -> Path | None:
     staging = shared / f"{DRAIN_PREFIX}{store.step_dir_name(part.step)}-{part.token}"
     fsio.make_dirs(staging)
     health.write_drainer(staging, part.node, part.nodes)  # before any chunk: prune keeps it while we live
+    with store.root_lock(shared):  # a retried drain: its old marker must not let another node commit
+        (staging / f".node-{part.node}").unlink(missing_ok=True)  # while its chunks are copied anew
     _copy_chunks(part.path, staging, held)
     fsio.write_small(staging / f".node-{part.node}", b"")
     try:
@@ -238,6 +241,11 @@ def drain(part: LocalPart, shared: Path | str) -> Path | None:
         markers = [staging / f".node-{i}" for i in range(part.nodes)]
         if not all(m.exists() for m in markers):
             return None
+        if problems := health.chunk_size_problems(staging, manifest):  # never commit a step with a hole
+            raise CheckpointCorruptError(f"step {part.step}: every node marked its part drained, but the "
+                                         f"staging directory {staging} lacks chunks ({'; '.join(problems[:3])})",
+                                         hint="drain again from every node's local tier (TieredStore(resume="
+                                              "True)); the shared tier keeps its previous step")
         write_metadata(staging, manifest, all_arrays=True)
         for m in markers + sorted(staging.glob(f"{health.DRAINER_PREFIX}*")):
             m.unlink()
@@ -285,8 +293,7 @@ def _copy_chunks(src: Path, staging: Path, held: list[list], threads: int = DEFA
         _copy_file(src / name / chunk_key(index), dst)
         return dst
 
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        files = list(pool.map(one, held))
+    files = fsio.thread_map(one, held, threads)  # each copy starts afresh: safe to run again
     fsio.fsync_paths(files + sorted(dirs))
 
 
@@ -331,6 +338,10 @@ def wait_committed(shared: Path, step: int, deadline: float | None, timeout: flo
         time.sleep(pause)
         pause = min(pause * 2, 0.5)
     return final.parent
+
+
+#: How long an exiting process waits for a TieredStore that was not closed to finish its drains.
+EXIT_DRAIN_S = 600.0
 
 
 def _newest_step(shared: Path) -> int | None:
@@ -387,6 +398,8 @@ class TieredStore:
                 self._queue.put(part)
         self._thread = threading.Thread(target=self._drain, name="ckpt-drain", daemon=True)
         self._thread.start()
+        self._closed = False
+        atexit.register(self._at_exit)  # a store never closed: its drain is not cut off by the exit
 
     def save(self, state: Mapping[str, Any], *, step: int, **kw: Any) -> SaveResult:
         """Save to the local tier (collective with ``comm``); the drain follows in the background."""
@@ -456,11 +469,40 @@ class TieredStore:
         return newest_complete(self.local, self.shared)
 
     def close(self) -> None:
+        """Finish the drains queued, then stop; raises the first drain error (the shared tier lacks that
+        step: its only copy is on this node's local tier, which a job's end may wipe)."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join()
+            atexit.unregister(self._at_exit)
+        if self.errors:
+            raise self.errors[0]
+
+    def _at_exit(self) -> None:
+        """At the interpreter's exit, a store still open finishes its drains (at most
+        :data:`EXIT_DRAIN_S`); a drain that failed or did not finish is a ``checkpoint.drain_unfinished``
+        event and an error on the ``fabric_hpc.checkpoint`` logger."""
+        if self._closed:
+            return
+        self._closed = True
         self._queue.put(None)
-        self._thread.join()
+        self._thread.join(EXIT_DRAIN_S)
+        if self.errors or self._thread.is_alive():
+            why = str(self.errors[0]) if self.errors else f"still draining after {EXIT_DRAIN_S:.0f} s"
+            emit("checkpoint.drain_unfinished", local=str(self.local), shared=str(self.shared), error=why)
+            logging.getLogger("fabric_hpc.checkpoint").error(
+                "a tiered save did not reach the shared tier %s (%s): its copy is only in %s; close() the "
+                "TieredStore (or use it as a context manager) and check flush()", self.shared, why, self.local)
 
     def __enter__(self) -> TieredStore:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:  # an error of the with-block wins; a drain error beside it is logged by close's caller
+            self.close()
+        except BaseException as drain_error:  # noqa: BLE001 - the block's own error propagates
+            self.errors = [drain_error]

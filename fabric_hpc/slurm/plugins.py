@@ -129,7 +129,9 @@ SCRIPTS = {"task_prolog.py": "TaskProlog", "prolog.py": "Prolog"}
 
 def render_script(name: str, *, config: str, python: str) -> str:
     """A Python script of plugins/ (``task_prolog.py``, ``prolog.py``) with its interpreter line and its
-    settings file (prolog.json) set."""
+    settings file (prolog.json) set. The interpreter runs isolated (``-I``): the TaskProlog runs in the
+    job's environment, whose ``PYTHONHOME``/``PYTHONPATH``/``PYTHONINSPECT`` (a user's own Python) made it
+    fail, and Slurm then ends every task of the job."""
     if '"' in config or "\\" in config or not python.startswith("/") or any(c.isspace() for c in python):
         raise ConfigError(f"{name}: config {config!r} / python {python!r} must be plain absolute paths")
     text = plugin_path(name).read_text()
@@ -139,7 +141,7 @@ def render_script(name: str, *, config: str, python: str) -> str:
     rest, n = re.subn(r'^CONFIG = .*# fabric: config$', f'CONFIG = "{config}"  # fabric: config', rest, flags=re.M)
     if n != 1:
         raise ConfigError(f"{name} has no '# fabric: config' setting line")
-    return f"#!{python}\n{rest}"
+    return f"#!{python} -I\n{rest}"
 
 
 def lua_settings(text: str) -> dict[str, str]:

@@ -142,12 +142,11 @@ def task_exports(fab: Fabric, env: Mapping[str, str], *, topo_dir: str | os.Path
     out: dict[str, str] = {}
     notes = notes if notes is not None else []
     out.update(_gpu_hints(fab, host, *physical_gpus(env)))
-    for name, get in (("NCCL_TOPO_FILE", lambda: topo_file(fab, host, topo_dir, user_topo_dir)),
-                      ("FABRIC_CKPT_DIR", lambda: checkpoint_dir(ckpt_root, env))):
-        if name == "FABRIC_CKPT_DIR" and env.get(name):
-            continue  # a directory the job sets itself is kept: the job runs as its user, its choice
-        try:
-            out[name] = str(get())
+    for name, get in (("NCCL_TOPO_FILE", lambda: {"NCCL_TOPO_FILE": str(topo_file(fab, host, topo_dir,
+                                                                                  user_topo_dir))}),
+                      ("FABRIC_CKPT_DIR", lambda: _checked(task_fast.ckpt_exports, ckpt_root, env))):
+        try:  # a directory the job chose itself is kept: the job runs as its user, its choice
+            out.update(get())
         except (ConfigError, OSError) as exc:
             notes.append(f"no {name}: {exc}".replace("\n", " "))
     return out

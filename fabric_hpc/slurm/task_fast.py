@@ -121,6 +121,39 @@ def checkpoint_dir(ckpt_root: str | os.PathLike[str], env: Mapping[str, str]) ->
     return path
 
 
+#: Exported beside ``FABRIC_CKPT_DIR``: the job it was given to and a hash of it (``JOBID:HASH``). A job
+#: submitted from inside another inherits both (sbatch passes the environment on): its TaskProlog then gives
+#: it its own directory, where it used to keep the other job's as one the job had chosen.
+CKPT_MARK = "FABRIC_CKPT_FOR"
+
+
+def ckpt_mark(env: Mapping[str, str], directory: str) -> str:
+    """The :data:`CKPT_MARK` value for ``directory`` given to this task's job."""
+    return f"{env.get('SLURM_JOB_ID', '')}:{_dir_hash(directory)}"
+
+
+def _dir_hash(directory: str) -> str:
+    return hashlib.sha256(directory.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def chosen_ckpt_dir(env: Mapping[str, str]) -> bool:
+    """Whether the job's environment holds a ``FABRIC_CKPT_DIR`` of its own choosing (kept): one set, and not
+    the one a TaskProlog gave another job, inherited unchanged (its mark names another job and its hash)."""
+    directory = env.get("FABRIC_CKPT_DIR")
+    if not directory:
+        return False
+    job, _, digest = env.get(CKPT_MARK, "").rpartition(":")
+    return not (digest == _dir_hash(directory) and job != env.get("SLURM_JOB_ID", ""))
+
+
+def ckpt_exports(ckpt_root: str | os.PathLike[str], env: Mapping[str, str]) -> dict[str, str]:
+    """``FABRIC_CKPT_DIR`` and its mark, none where the job chose its own directory (:func:`chosen_ckpt_dir`)."""
+    if chosen_ckpt_dir(env):
+        return {}
+    directory = str(checkpoint_dir(ckpt_root, env))
+    return {"FABRIC_CKPT_DIR": directory, CKPT_MARK: ckpt_mark(env, directory)}
+
+
 def _id_list(raw: str | None) -> list[int]:
     """A Slurm GPU id list (``0,5``): at most 1,024 small integers of ASCII digits (``٣`` and ``²`` are
     digits to ``str.isdigit``, not ids); anything else is skipped."""
@@ -291,8 +324,7 @@ def fast_result(config_path: str | os.PathLike[str],
             out["NCCL_TOPO_FILE"] = str(topo)
         else:
             notes.append(f"no NCCL_TOPO_FILE: {hints['topo_note']}")
-        if not env.get("FABRIC_CKPT_DIR"):  # one the job sets itself is kept (its own to choose)
-            out["FABRIC_CKPT_DIR"] = str(checkpoint_dir(cfg["ckpt_root"], env))
+        out.update(ckpt_exports(cfg["ckpt_root"], env))  # one the job chose itself is kept
         return out, notes
     except (Refused, OSError, ValueError, TypeError, KeyError):
         return None
