@@ -303,6 +303,13 @@ local function reject(msg)
   return slurm.ERROR
 end
 
+-- a gang marked only because it is one (no comment) is never refused: what fabric cannot place is Slurm's
+local function refuse(asked, msg)
+  if asked then return reject(msg) end
+  slurm.log_info("fabric job_submit: left to Slurm, unmarked: %s", msg)
+  return slurm.SUCCESS
+end
+
 function slurm_job_submit(job_desc, part_list, submit_uid)
   local comment = job_desc.comment or ""
   if comment == "nofabric" then return slurm.SUCCESS end
@@ -325,21 +332,21 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
   -- a job that is neither asked for fabric nor a readable GPU gang is Slurm's alone: untouched
   if not asked and not (gang and comment == "") then return slurm.SUCCESS end
   if tres ~= nil and #tres > MAX_GRES then
-    return reject(string.format("the GPU request is %d characters; at most %d", #tres, MAX_GRES))
+    return refuse(asked, string.format("the GPU request is %d characters; at most %d", #tres, MAX_GRES))
   end
   if gpn == nil then return reject("cannot read the GPU request '" .. show(tres) .. "'") end
   if gpn == 0 then return reject(no_gpus_per_node(job_desc)) end
   if gpn > MAX_GPUS_PER_NODE then
-    return reject(string.format("%d GPUs per node requested, but nodes have %d", gpn, MAX_GPUS_PER_NODE))
+    return refuse(asked, string.format("%d GPUs per node requested, but nodes have %d", gpn, MAX_GPUS_PER_NODE))
   end
   local max_nodes = whole(job_desc.max_nodes)
   if max_nodes ~= nil and max_nodes ~= NO_VAL and max_nodes ~= nodes then
-    return reject(string.format("give an exact node count (-N %d, not a range): fabric places whole " ..
-                                "gangs; or --comment=nofabric and Slurm places the job", nodes))
+    return refuse(asked, string.format("give an exact node count (-N %d, not a range): fabric places whole " ..
+                                       "gangs; or --comment=nofabric and Slurm places the job", nodes))
   end
   if job_desc.req_nodes ~= nil and job_desc.req_nodes ~= "" then
-    return reject("fabric chooses the nodes; use --comment=fabric:include=HOSTS instead of -w, or " ..
-                  "--comment=nofabric to keep -w and have Slurm place the job")
+    return refuse(asked, "fabric chooses the nodes; use --comment=fabric:include=HOSTS instead of -w, or " ..
+                         "--comment=nofabric to keep -w and have Slurm place the job")
   end
   local opts = asked and string.sub(comment, 8) or ""
   local err, seen = check_options(opts, nodes, gpn)

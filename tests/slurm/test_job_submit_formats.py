@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.slurm.test_job_submit_lua import run_cases
 
 PER_TASK = "--gpus-per-task (GPUs per task or in all) is not read"
@@ -31,7 +33,8 @@ def test_gpus_per_node_after_an_equals_sign_are_read(tmp_path: Path) -> None:
 
 
 def test_a_node_range_is_refused_with_whole_numbers(tmp_path: Path) -> None:
-    rows = run_cases(tmp_path, [{"min_nodes": 2.0, "max_nodes": 3.0, "tres_per_node": "gres/gpu:8"},
+    rows = run_cases(tmp_path, [{"min_nodes": 2.0, "max_nodes": 3.0, "tres_per_node": "gres/gpu:8",
+                                 "comment": "fabric"},
                                 {"min_nodes": 2.0, "tres_per_node": "gres/gpu:8",
                                  "comment": "fabric:slices=3,slice_level=leaf"}])
     assert rows[0][0] == "-1" and "give an exact node count (-N 2, not a range)" in rows[0][2], rows[0]
@@ -43,8 +46,8 @@ def test_refusals_say_how_to_leave_the_job_to_slurm(tmp_path: Path) -> None:
     gang = {"min_nodes": 2, "tres_per_node": "gres:gpu:8"}
     rows = run_cases(tmp_path, [
         {**gang, "array_inx": "0-1", "comment": "fabric"},  # train_gang.sbatch's #SBATCH --comment=fabric
-        {**gang, "req_nodes": "n1,n2"},                     # an auto-marked gang with -w
-        {**gang, "max_nodes": 3},
+        {**gang, "req_nodes": "n1,n2", "comment": "fabric"},
+        {**gang, "max_nodes": 3, "comment": "fabric"},
         {**gang, "array_inx": "0-1", "comment": "nofabric"},
         {**gang, "req_nodes": "n1,n2", "comment": "nofabric"},
     ])
@@ -52,3 +55,13 @@ def test_refusals_say_how_to_leave_the_job_to_slurm(tmp_path: Path) -> None:
     for said in rows[:3]:
         assert "--comment=nofabric" in said[2], said
     assert "#SBATCH --comment=fabric" in rows[0][2] and "-w" in rows[1][2]
+
+
+@pytest.mark.parametrize("extra", [{"req_nodes": "n1,n2"}, {"max_nodes": 3}, {"tres_per_node": "gres:gpu:16"},
+                                   {"tres_per_node": "gres:gpu:1," * 40 + "gres:gpu:1"}])
+def test_a_gang_that_did_not_ask_for_fabric_is_never_refused(tmp_path: Path, extra: dict) -> None:
+    """A review: a gang without a comment is marked for fabric only when fabric can place it as given; -w,
+    a node range, more GPUs per node than the fabric's hosts or an overlong GPU request made the plugin
+    refuse a job that never asked for fabric (also with the agent down). Slurm now gets it untouched."""
+    (rc, comment, said), = run_cases(tmp_path, [{"min_nodes": 2, "tres_per_node": "gres:gpu:8", **extra}])
+    assert (rc, said) == ("0", "") and comment in ("nil", ""), (rc, comment, said)

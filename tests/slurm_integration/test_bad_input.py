@@ -8,12 +8,13 @@ pytestmark = pytest.mark.slurm
 
 
 @pytest.mark.parametrize("args,message", [
-    (["-N2", "--gres=gpu:16"], "16 GPUs per node requested, but nodes have 8"),
+    (["-N2", "--gres=gpu:16", "--comment=fabric"], "16 GPUs per node requested, but nodes have 8"),
     (["--comment=fabric"], "fabric placement is for GPU jobs: add --gres=gpu:N"),
     (["-N2", "--gres=gpu:8", "--comment=fabric:bogus=1"], "unknown option 'bogus' (valid: exclude, include"),
     (["-N2", "--gres=gpu:8", "--comment=fabric:switches=two"], "option switches needs a positive whole number"),
-    (["-N2-4", "--gres=gpu:8"], "give an exact node count"),
-    (["-N2", "--gres=gpu:8", "-w", "n[1-2]"], "fabric chooses the nodes; use --comment=fabric:include=HOSTS"),
+    (["-N2-4", "--gres=gpu:8", "--comment=fabric"], "give an exact node count"),
+    (["-N2", "--gres=gpu:8", "-w", "n[1-2]", "--comment=fabric"],
+     "fabric chooses the nodes; use --comment=fabric:include=HOSTS"),
 ])
 def test_rejected_at_submit(fabric_cluster, args, message):
     proc = fabric_cluster.run(["sbatch", "--parsable", *args, "--wrap", "true"], check=False)
@@ -23,7 +24,9 @@ def test_rejected_at_submit(fabric_cluster, args, message):
 
 
 def test_opt_out_and_plain_jobs_are_untouched(fabric_cluster):
-    for args in (["-N2", "--gres=gpu:8", "--comment=nofabric"], ["-N1", "--gres=gpu:2"], ["-N2"]):
+    # a gang that did not ask for fabric and that fabric cannot place as given (-w, a node range) is Slurm's
+    for args in (["-N2", "--gres=gpu:8", "--comment=nofabric"], ["-N1", "--gres=gpu:2"], ["-N2"],
+                 ["-N2", "--gres=gpu:8", "-w", "n[1-2]"], ["-N2-4", "--gres=gpu:8"]):
         jid = fabric_cluster.sbatch(*args, wrap="true")
         info = fabric_cluster.job(jid)
         assert not info.get("Comment", "").startswith("fabric"), info

@@ -22,7 +22,7 @@ def test_the_plugin_reads_what_slurmctld_hands_it(fabric_cluster) -> None:
     c = fabric_cluster
     said = _refusal(c, "-N2", "--gpus-per-task=2", "--ntasks-per-node=1", "--comment=fabric")
     assert "--gpus-per-task (GPUs per task or in all) is not read" in said, said
-    said = _refusal(c, "-N2-3", "--gres=gpu:8")
+    said = _refusal(c, "-N2-3", "--gres=gpu:8", "--comment=fabric")
     assert "give an exact node count (-N 2, not a range)" in said and "--comment=nofabric" in said, said
-    said = _refusal(c, "-N2", "--gres=gpu:8", "-w", "n1,n2")
+    said = _refusal(c, "-N2", "--gres=gpu:8", "-w", "n1,n2", "--comment=fabric")
     assert "--comment=fabric:include=HOSTS" in said and "--comment=nofabric" in said, said
