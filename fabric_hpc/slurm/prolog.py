@@ -137,14 +137,21 @@ def task_exports(fab: Fabric, env: Mapping[str, str], *, topo_dir: str | os.Path
                  ckpt_root: str | os.PathLike[str], user_topo_dir: str | None = None,
                  notes: list[str] | None = None) -> dict[str, str]:
     """The ``export NAME=value`` pairs for one task, from its Slurm environment. A hint that
-    cannot be given safely is left out, with the reason appended to ``notes``."""
-    host = job_host(fab, env)
+    cannot be given safely is left out, with the reason appended to ``notes``. The checkpoint directory
+    does not depend on the fabric model: a host outside it (a node added since, a CPU node) or GPUs the
+    model does not know still get it (the GPU hints are left out; a task without GPUs gets no note)."""
     out: dict[str, str] = {}
     notes = notes if notes is not None else []
-    out.update(_gpu_hints(fab, host, *physical_gpus(env)))
-    for name, get in (("NCCL_TOPO_FILE", lambda: {"NCCL_TOPO_FILE": str(topo_file(fab, host, topo_dir,
-                                                                                  user_topo_dir))}),
-                      ("FABRIC_CKPT_DIR", lambda: _checked(task_fast.ckpt_exports, ckpt_root, env))):
+    try:
+        host = job_host(fab, env)
+        out.update(_gpu_hints(fab, host, *physical_gpus(env)))
+        gets = [("NCCL_TOPO_FILE", lambda: {"NCCL_TOPO_FILE": str(topo_file(fab, host, topo_dir, user_topo_dir))})]
+    except ConfigError as exc:
+        if physical_gpus(env)[1]:
+            notes.append(f"no topology hints ({exc})".replace("\n", " "))
+        gets = []
+    gets.append(("FABRIC_CKPT_DIR", lambda: _checked(task_fast.ckpt_exports, ckpt_root, env)))
+    for name, get in gets:
         try:  # a directory the job chose itself is kept: the job runs as its user, its choice
             out.update(get())
         except (ConfigError, OSError) as exc:

@@ -60,3 +60,16 @@ def test_each_array_task_gets_its_own_directory(site: dict) -> None:
 def test_a_name_cannot_pose_as_an_array_task(site: dict) -> None:
     full, _ = _both(site, _env(SLURM_JOB_NAME="sweep+task1"))
     assert full["FABRIC_CKPT_DIR"].rsplit("/", 1)[1].startswith("sweep_task1+")
+
+
+@pytest.mark.parametrize("env", [{"SLURMD_NODENAME": "gpu-new-17"}, {"CUDA_VISIBLE_DEVICES": "0,9"},
+                                 {"SLURMD_NODENAME": "cpu-01", "CUDA_VISIBLE_DEVICES": ""}])
+def test_a_host_or_gpus_outside_the_model_still_get_the_checkpoint_directory(site: dict, env: dict) -> None:
+    """A review: a node added since the model was written, GPUs it does not know, or a CPU node got no
+    FABRIC_CKPT_DIR at all, so a requeued gang landing there restarted from nothing. The GPU hints are left
+    out (with a note for a task with GPUs); the directory does not depend on the model."""
+    notes: list[str] = []
+    out = task_exports(site["fab"], _env(**env), topo_dir=Path(site["cfg"]["topo_dir"]),
+                       ckpt_root=site["cfg"]["ckpt_root"], notes=notes)
+    assert out["FABRIC_CKPT_DIR"].endswith("/sweep") and "CUDA_VISIBLE_DEVICES" not in out, out
+    assert bool(notes) == bool(env.get("CUDA_VISIBLE_DEVICES", "0")), notes
