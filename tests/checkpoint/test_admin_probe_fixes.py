@@ -196,7 +196,8 @@ def test_a_save_names_its_host_and_pid_in_its_temporary_directory() -> None:
     import socket
     from fabric_hpc.checkpoint.health import _TMP_HOST, tmp_name
     m = _TMP_HOST.match(tmp_name("step-0000000007"))
-    assert m and m.group("host") == socket.gethostname() and int(m.group("pid")) == os.getpid()
+    ns = os.stat("/proc/self/ns/pid").st_ino  # the PID namespace too: a container's pid is not ours
+    assert m and m.group("host") == f"{socket.gethostname()}@{ns}" and int(m.group("pid")) == os.getpid()
 
 
 #: File permission checks apply to root once these capabilities are gone (capabilities(7)).
