@@ -187,11 +187,14 @@ def thread_map(fn: Callable[[T], R], items: list[T], threads: int) -> list[R]:
     no executor takes new work (a TieredStore's last drain runs then): ``fn`` must be safe to run again."""
     from concurrent.futures import ThreadPoolExecutor
 
+    pool = ThreadPoolExecutor(max_workers=max(1, threads))
     try:
-        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            return list(pool.map(fn, items))
-    except RuntimeError:  # "cannot schedule new futures after interpreter shutdown"
+        futures = [pool.submit(fn, x) for x in items]
+    except RuntimeError:  # "cannot schedule new futures after interpreter shutdown" (not fn's errors)
+        pool.shutdown(cancel_futures=True)
         return [fn(x) for x in items]
+    with pool:
+        return [f.result() for f in futures]
 
 
 def fsync_paths(paths: list[Path], threads: int = 8) -> None:

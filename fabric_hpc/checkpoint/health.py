@@ -128,6 +128,27 @@ def _pid_namespace() -> int | None:
         return None
 
 
+#: The initial PID namespace's inode (the kernel's PROC_PID_INIT_INO): a process there sees every process.
+INIT_PID_NAMESPACE = 0xEFFFFFFC
+
+
+def _namespace_gone(ns: int) -> bool:
+    """Whether no process of PID namespace ``ns`` lives on this host any more (its writer is dead): known only
+    from the initial namespace, with every process's namespace readable (root); otherwise False."""
+    if _pid_namespace() != INIT_PID_NAMESPACE:
+        return False
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and entry.name != "1":  # init is in the initial namespace, not ns
+            try:
+                if os.stat(f"/proc/{entry.name}/ns/pid").st_ino == ns:
+                    return False
+            except FileNotFoundError:  # that process ended meanwhile
+                continue
+            except OSError:  # another user's process: cannot tell
+                return False
+    return True
+
+
 def _split_host(text: str | None) -> tuple[str | None, int | None]:
     """(host name, PID namespace or None) of a recorded :func:`writer_host`."""
     if text is None:
@@ -205,8 +226,8 @@ def _writer_state(host: str | None, pid: int | None) -> str:
     name, ns = _split_host(host)
     if pid is None or name is None or name != socket.gethostname():
         return "unknown writer"  # another node's save (a shared filesystem), or an older name: kept
-    if ns is not None and ns != _pid_namespace():
-        return "unknown writer"  # another PID namespace (a container): its pid cannot be looked up here
+    if ns is not None and ns != _pid_namespace():  # another PID namespace (a container): its pid means
+        return "abandoned" if _namespace_gone(ns) else "unknown writer"  # nothing here; gone with it
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -390,6 +390,7 @@ class TieredStore:
         self.comm, self.node = comm, node
         self.local_retention = local_retention
         self.errors: list[BaseException] = []
+        self._error_steps: list[int] = []  # the step of each of ``errors``
         self._pending: list[int] = []  # steps saved through this store, not yet seen committed on shared
         self._queue: queue.Queue[LocalPart | None] = queue.Queue()
         self._leader = node_keys(comm or SingleProcess(), node)[1]
@@ -431,6 +432,7 @@ class TieredStore:
                 self._prune_local(part.step)
             except BaseException as exc:  # noqa: BLE001 - surfaced through .errors / flush()
                 self.errors.append(exc)
+                self._error_steps.append(part.step)
             finally:
                 self._queue.task_done()
 
@@ -476,8 +478,14 @@ class TieredStore:
             self._queue.put(None)
             self._thread.join()
             atexit.unregister(self._at_exit)
-        if self.errors:
-            raise self.errors[0]
+        if lost := self._unresolved():
+            raise lost[0]
+
+    def _unresolved(self) -> list[BaseException]:
+        """The drain errors of steps the shared tier has nothing as new as (a later step committed there
+        supersedes an earlier step's failed drain)."""
+        newest = _newest_step(self.shared) if self.errors else None
+        return [e for e, step in zip(self.errors, self._error_steps) if newest is None or step > newest]
 
     def _at_exit(self) -> None:
         """At the interpreter's exit, a store still open finishes its drains (at most
@@ -488,12 +496,17 @@ class TieredStore:
         self._closed = True
         self._queue.put(None)
         self._thread.join(EXIT_DRAIN_S)
-        if self.errors or self._thread.is_alive():
-            why = str(self.errors[0]) if self.errors else f"still draining after {EXIT_DRAIN_S:.0f} s"
-            emit("checkpoint.drain_unfinished", local=str(self.local), shared=str(self.shared), error=why)
-            logging.getLogger("fabric_hpc.checkpoint").error(
-                "a tiered save did not reach the shared tier %s (%s): its copy is only in %s; close() the "
-                "TieredStore (or use it as a context manager) and check flush()", self.shared, why, self.local)
+        if self._thread.is_alive():
+            self._report(f"still draining after {EXIT_DRAIN_S:.0f} s")
+        elif lost := self._unresolved():
+            self._report(str(lost[0]))
+
+    def _report(self, why: str) -> None:
+        """A drain that did not reach the shared tier, where no caller sees an error: an event and a log."""
+        emit("checkpoint.drain_unfinished", local=str(self.local), shared=str(self.shared), error=why)
+        logging.getLogger("fabric_hpc.checkpoint").error(
+            "a tiered save did not reach the shared tier %s (%s): its copy is only in %s; close() the "
+            "TieredStore (or use it as a context manager) and check flush()", self.shared, why, self.local)
 
     def __enter__(self) -> TieredStore:
         return self
@@ -502,7 +515,7 @@ class TieredStore:
         if exc_type is None:
             self.close()
             return
-        try:  # an error of the with-block wins; a drain error beside it is logged by close's caller
+        try:  # an error of the with-block wins; a drain error beside it is reported, not raised
             self.close()
         except BaseException as drain_error:  # noqa: BLE001 - the block's own error propagates
-            self.errors = [drain_error]
+            self._report(str(drain_error))

@@ -135,12 +135,12 @@ def job_host(fab: Fabric, env: Mapping[str, str]) -> str:
 
 def task_exports(fab: Fabric, env: Mapping[str, str], *, topo_dir: str | os.PathLike[str],
                  ckpt_root: str | os.PathLike[str], user_topo_dir: str | None = None,
-                 notes: list[str] | None = None) -> dict[str, str]:
-    """The ``export NAME=value`` pairs for one task, from its Slurm environment. A hint that
-    cannot be given safely is left out, with the reason appended to ``notes``. The checkpoint directory
+                 notes: list[str] | None = None) -> dict[str, str | None]:
+    """The ``export NAME=value`` pairs for one task, from its Slurm environment (None: ``unset NAME``). A
+    hint that cannot be given safely is left out, with the reason appended to ``notes``. The checkpoint directory
     does not depend on the fabric model: a host outside it (a node added since, a CPU node) or GPUs the
     model does not know still get it (the GPU hints are left out; a task without GPUs gets no note)."""
-    out: dict[str, str] = {}
+    out: dict[str, str | None] = {}
     notes = notes if notes is not None else []
     try:
         host = job_host(fab, env)
@@ -156,6 +156,8 @@ def task_exports(fab: Fabric, env: Mapping[str, str], *, topo_dir: str | os.Path
             out.update(get())
         except (ConfigError, OSError) as exc:
             notes.append(f"no {name}: {exc}".replace("\n", " "))
+            if name == "FABRIC_CKPT_DIR" and env.get(name):  # another job's, inherited: never this job's
+                out[name] = None  # export_lines: unset
     return out
 
 

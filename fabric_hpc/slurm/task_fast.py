@@ -330,10 +330,10 @@ def fast_result(config_path: str | os.PathLike[str],
         return None
 
 
-def export_lines(exports: Mapping[str, str], notes: Sequence[str] = ()) -> str:
-    """``export NAME=value`` lines (Slurm reads these from TaskProlog's standard output), then a
-    ``print`` line per note. A value with a control character is never exported."""
-    lines = [f"export {k}={v}\n" for k, v in exports.items()
-             if re.fullmatch(r"[A-Z_][A-Z0-9_]*", k) and not re.search(r"[\x00-\x1f\x7f]", v)]
+def export_lines(exports: Mapping[str, str | None], notes: Sequence[str] = ()) -> str:
+    """``export NAME=value`` lines (Slurm reads these from TaskProlog's standard output; ``unset NAME`` for
+    a None value), then a ``print`` line per note. A value with a control character is never exported."""
+    lines = [f"unset {k}\n" if v is None else f"export {k}={v}\n" for k, v in exports.items()
+             if re.fullmatch(r"[A-Z_][A-Z0-9_]*", k) and (v is None or not re.search(r"[\x00-\x1f\x7f]", v))]
     lines += [f"print fabric task_prolog: {re.sub(r'[^ -~]', '?', n)[:300]}\n" for n in notes]
     return "".join(lines)

@@ -130,20 +130,48 @@ def test_an_io_error_on_the_roots_fsync_after_the_rename_still_moves_latest(tmp_
 
 def test_a_save_of_another_pid_namespace_is_never_taken_for_a_dead_one(tmp_path: Path) -> None:
     """A save in a container or a job's own PID namespace names a pid no other namespace can look up: a
-    prune or save there removed it as abandoned while it was being written."""
+    prune or save there removed it as abandoned while it was being written. It is kept while a process
+    of its namespace lives (seen from the initial namespace as root), and abandoned once none does."""
+    import shutil
     import socket
+    import time
 
     from fabric_hpc.checkpoint import health
+    from tests.real import require_real
 
     root = tmp_path / "ck"
     save(root, {"w": np.zeros(3)}, step=1)
     ns = os.stat("/proc/self/ns/pid").st_ino
     assert health.writer_host() == f"{socket.gethostname()}@{ns}"
     dead = 2**22 + 17  # above pid_max's default: no such process here
-    other = root / f".tmp-step-0000000002-{socket.gethostname()}@{ns + 1}-{dead}-0123abcd"
     mine = root / f".tmp-step-0000000003-{socket.gethostname()}@{ns}-{dead}-0123abcd"
-    other.mkdir()
     mine.mkdir()
-    states = {lo.path.name: (lo.state, lo.host) for lo in health.leftovers(root)}
-    assert states[other.name] == ("unknown writer", socket.gethostname())
-    assert states[mine.name] == ("abandoned", socket.gethostname())
+    assert {lo.path.name: lo.state for lo in health.leftovers(root)}[mine.name] == "abandoned"
+    require_real("unshare", shutil.which("unshare") is not None and os.geteuid() == 0
+                 and ns == health.INIT_PID_NAMESPACE, "a PID namespace of its own needs root and unshare")
+    child = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "sleep", "60"])
+    try:
+        for _ in range(100):  # the forked sleep, in the new namespace
+            inner = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == child.pid]
+            if inner:
+                break
+            time.sleep(0.05)
+        other_ns = os.stat(f"/proc/{inner[0]}/ns/pid").st_ino
+        other = root / f".tmp-step-0000000002-{socket.gethostname()}@{other_ns}-{dead}-0123abcd"
+        other.mkdir()
+        assert {lo.path.name: lo.state for lo in health.leftovers(root)}[other.name] == "unknown writer"
+    finally:
+        child.kill()
+        child.wait()
+    for _ in range(100):  # the namespace's last process reaped
+        if {lo.path.name: lo.state for lo in health.leftovers(root)}[other.name] == "abandoned":
+            break
+        time.sleep(0.05)
+    assert {lo.path.name: lo.state for lo in health.leftovers(root)}[other.name] == "abandoned"
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1

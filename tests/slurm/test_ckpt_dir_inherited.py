@@ -30,3 +30,21 @@ def test_a_directory_the_job_chose_is_kept_also_inside_another_job(tmp_path: Pat
     assert task_fast.ckpt_exports(tmp_path, _env("102", "finetune", **chosen)) == {}
     # a later step of the same job (srun inside the batch script): its own, kept
     assert task_fast.ckpt_exports(tmp_path, _env("101", "pretrain", **parent)) == {}
+
+
+def test_an_inherited_directory_is_unset_when_the_jobs_own_is_refused(tmp_path: Path) -> None:
+    """The new job's own directory refused (a symlink in its place): before, only a note, and the task kept
+    the other job's FABRIC_CKPT_DIR, whose checkpoints it then overwrote."""
+    from fabric_hpc.slurm.prolog import task_exports
+    from fabric_hpc.slurm.task_fast import export_lines
+    from fabric_hpc.topology import build, generators
+
+    parent = task_fast.ckpt_exports(tmp_path, _env("101", "pretrain"))
+    user = Path(os.path.realpath(tmp_path)) / task_fast.job_user()
+    user.mkdir(exist_ok=True)
+    (user / "finetune").symlink_to(tmp_path)
+    notes: list[str] = []
+    out = task_exports(build(generators.superpod(1)), _env("102", "finetune", **parent), topo_dir=tmp_path,
+                       ckpt_root=tmp_path, notes=notes)
+    assert out["FABRIC_CKPT_DIR"] is None and any("no FABRIC_CKPT_DIR" in n for n in notes), (out, notes)
+    assert "unset FABRIC_CKPT_DIR\n" in export_lines(out, notes)
