@@ -337,12 +337,13 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
   if gpn == nil then return reject("cannot read the GPU request '" .. show(tres) .. "'") end
   if gpn == 0 then return reject(no_gpus_per_node(job_desc)) end
   if gpn > MAX_GPUS_PER_NODE then
-    return refuse(asked, string.format("%d GPUs per node requested, but nodes have %d", gpn, MAX_GPUS_PER_NODE))
+    return refuse(asked, string.format("%d GPUs per node requested, but nodes have %d", gpn,
+                                       MAX_GPUS_PER_NODE))
   end
   local max_nodes = whole(job_desc.max_nodes)
   if max_nodes ~= nil and max_nodes ~= NO_VAL and max_nodes ~= nodes then
-    return refuse(asked, string.format("give an exact node count (-N %d, not a range): fabric places whole " ..
-                                       "gangs; or --comment=nofabric and Slurm places the job", nodes))
+    return refuse(asked, string.format("give an exact node count (-N %d, not a range): fabric places " ..
+                                       "whole gangs; or --comment=nofabric and Slurm places the job", nodes))
   end
   if job_desc.req_nodes ~= nil and job_desc.req_nodes ~= "" then
     return refuse(asked, "fabric chooses the nodes; use --comment=fabric:include=HOSTS instead of -w, or " ..

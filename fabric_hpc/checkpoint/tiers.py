@@ -45,11 +45,13 @@ from typing import Any
 from fabric_hpc.checkpoint import fsio, health, store
 from fabric_hpc.checkpoint.contracts import Communicator, SingleProcess
 from fabric_hpc.checkpoint.errors import (
-    CheckpointCorruptError, CheckpointError, CheckpointIOError, CheckpointNotFoundError,
+    CheckpointCorruptError, CheckpointError, CheckpointNotFoundError,
 )
 from fabric_hpc.checkpoint.format import MANIFEST, Manifest, chunk_key, parse_manifest
 from fabric_hpc.checkpoint.part_file import PART_FILE, held_chunks, read_part_file
 from fabric_hpc.checkpoint.values import split_state
+from fabric_hpc.checkpoint.shared_tier import (  # noqa: F401 (callers import them from here)
+    DRAIN_DIR, _newest_step, newest_complete, wait_committed)
 from fabric_hpc.checkpoint.reader import read_manifest
 from fabric_hpc.checkpoint.retention import RetentionPolicy, prune, remove_if_idle
 from fabric_hpc.checkpoint.chunk_plan import plan
@@ -63,7 +65,6 @@ from fabric_hpc.events import emit
 PART_PREFIX = "part-"
 DRAIN_PREFIX = store.DRAIN_PREFIX
 _PART_DIR = re.compile(r"^part-step-(\d{10})$")
-_DRAIN_DIR = re.compile(r"^\.drain-step-(\d{10})-[0-9a-f]+$")
 
 
 @dataclass(frozen=True)
@@ -242,8 +243,9 @@ def drain(part: LocalPart, shared: Path | str) -> Path | None:
         if not all(m.exists() for m in markers):
             return None
         if problems := health.chunk_size_problems(staging, manifest):  # never commit a step with a hole
+            lacking = "; ".join(problems[:3])
             raise CheckpointCorruptError(f"step {part.step}: every node marked its part drained, but the "
-                                         f"staging directory {staging} lacks chunks ({'; '.join(problems[:3])})",
+                                         f"staging directory {staging} lacks chunks ({lacking})",
                                          hint="drain again from every node's local tier (TieredStore(resume="
                                               "True)); the shared tier keeps its previous step")
         write_metadata(staging, manifest, all_arrays=True)
@@ -315,65 +317,13 @@ def _copy_file(src: Path, dst: Path) -> None:
 def _remove_stale_drains(shared: Path, step: int) -> None:
     """Staging directories of this or older steps can never commit now (a node died)."""
     for entry in os.scandir(shared):
-        m = _DRAIN_DIR.match(entry.name)
+        m = DRAIN_DIR.match(entry.name)
         if m and int(m.group(1)) <= step:
             fsio.remove_tree(Path(entry.path))
 
 
-def wait_committed(shared: Path, step: int, deadline: float | None, timeout: float | None) -> Path:
-    """Poll until ``SHARED/step-N`` is committed (its manifest visible from this node), or a newer
-    step is (a prune of the shared tier may have removed step N once step N+1 committed)."""
-    final = shared / store.step_dir_name(step) / MANIFEST
-    pause = 0.01
-    while not final.exists():
-        newer = _newest_step(shared)
-        if newer is not None and newer > step:
-            return shared / store.step_dir_name(newer)
-        if deadline is not None and time.monotonic() >= deadline:
-            raise CheckpointIOError(
-                f"step {step} is not committed on the shared tier {shared} after {timeout:g} s"
-                f"{_missing_nodes(shared, step)}",
-                hint="a node that failed or died never commits the step: check every node's "
-                     "flush() error (the shared tier keeps the previous step); or pass a longer flush(timeout=...)")
-        time.sleep(pause)
-        pause = min(pause * 2, 0.5)
-    return final.parent
-
-
 #: How long an exiting process waits for a TieredStore that was not closed to finish its drains.
 EXIT_DRAIN_S = 600.0
-
-
-def _newest_step(shared: Path) -> int | None:
-    try:
-        return newest_complete(shared).step
-    except CheckpointNotFoundError:
-        return None
-
-
-def _missing_nodes(shared: Path, step: int) -> str:
-    """``: node(s) ... have not drained`` from the staging directory's markers, when it exists."""
-    for entry in os.scandir(shared) if shared.is_dir() else []:
-        m = _DRAIN_DIR.match(entry.name)
-        if m and int(m.group(1)) == step:
-            done = sorted(int(n.name[len(".node-"):]) for n in Path(entry.path).glob(".node-*"))
-            return f" (nodes with their part drained: {done or 'none'}; staging in {entry.path})"
-    return " (no node has drained it yet)"
-
-
-def newest_complete(*roots: Path | str) -> store.CheckpointRef:
-    """The newest committed checkpoint across tiers (first root wins a tie: the fast one)."""
-    best: store.CheckpointRef | None = None
-    for root in roots:
-        try:
-            refs = store.list_checkpoints(Path(root))
-        except CheckpointNotFoundError:
-            continue
-        if refs and (best is None or refs[-1].step > best.step):
-            best = refs[-1]
-    if best is None:
-        raise CheckpointNotFoundError(f"no committed checkpoint in any tier: {[str(r) for r in roots]}")
-    return best
 
 
 class TieredStore:

@@ -73,6 +73,19 @@ def _ideal(r: Any) -> float:
     return float(r.job.duration if r.job.duration is not None else max(r.run_time, 0.0))
 
 
+def _utilisation(result: SimResult, ended: list) -> tuple[float | None, float | None, float]:
+    """(the first start that counts, the last job end, busy-GPU utilisation between them): up to the last
+    job end, not the last wake-up or rejection, from the first job not rejected (a rejected first job's
+    arrival is no start); over no time (no job ended, or every one within the instant it arrived) it is
+    undefined (NaN), not 0."""
+    tl = result.timeline
+    last_end = max((r.end for r in ended), default=None)
+    first = min((r.job.submit for r in result.records if r.status != "rejected"), default=None)
+    util = (_time_weighted(tl["t"], tl["busy"], since=first, until=last_end) / max(result.gpus, 1)
+            if first is not None and last_end is not None and last_end > first else math.nan)
+    return first, last_end, util
+
+
 def summarize(result: SimResult) -> dict[str, Any]:
     if not isinstance(result, SimResult):
         raise ConfigError(f"summarize takes a simulator result, not {type(result).__name__}",
@@ -98,12 +111,7 @@ def summarize(result: SimResult) -> dict[str, Any]:
         tiers.setdefault(r.job.tier, []).append(float(w))
     rejected = [r for r in result.records if r.status == "rejected"]
     tl = result.timeline
-    last_end = max((r.end for r in ended), default=None)  # utilisation up to the last job end, not the
-    # last wake-up or rejection, from the first job not rejected (a rejected first job's arrival is no start)
-    first = min((r.job.submit for r in result.records if r.status != "rejected"), default=None)
-    # over no time (no job ended, or every one within the instant it arrived): undefined, not 0
-    util = (_time_weighted(tl["t"], tl["busy"], since=first, until=last_end) / max(result.gpus, 1)
-            if first is not None and last_end is not None and last_end > first else math.nan)
+    first, last_end, util = _utilisation(result, ended)
     return {
         "policy": result.policy, "fabric": result.fabric, "gpus": result.gpus, "jobs": len(result.records),
         "finished": len(recs), "timeouts": len(killed),

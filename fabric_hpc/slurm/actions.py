@@ -203,9 +203,9 @@ class Actions:
         return done
 
     def _unpin(self, unpin: Iterable[int], fallback_s: int) -> set[str]:
-        """Clear the pins of ``unpin`` (deferring each job again); returns the hosts of the pins Slurm kept (the
-        job started there meanwhile, or a refused unpin, :data:`MAX_PIN_FAILURES` times at most in a row): no
-        other job is pinned there this cycle."""
+        """Clear the pins of ``unpin`` (deferring each job again); returns the hosts of the pins Slurm kept
+        (the job started there meanwhile, or a refused unpin, :data:`MAX_PIN_FAILURES` times at most in a
+        row): no other job is pinned there this cycle."""
         kept: set[str] = set()
         for job_id in unpin:
             until = time.time() + int(fallback_s)

@@ -223,8 +223,9 @@ class Agent(AgentDaemon):
             self._ignored_resv = view.ignored_reservations
             if self._ignored_resv:
                 self._note("reservations_ignored", reservations=self._ignored_resv)
+        started = {j.job_id: j.start_time for j in jobs if j.state in RUNNING_STATES and j.start_time}
         self.actions.forget([j.job_id for j in jobs if j.pending], [j.job_id for j in jobs if j.active],
-                            {j.job_id: j.start_time for j in jobs if j.state in RUNNING_STATES and j.start_time})
+                            started)
         if refused := self.actions.unrequeueable:  # requeues Slurm refused: no victims again while they run
             ids = {str(j) for j in refused}  # running ids are text (``slurm:cpus:HOST``, too)
             view.running = [replace(r, preemptible=False) if r.job.id in ids else r for r in view.running]

@@ -114,8 +114,8 @@ def fit(blocks: Blocks, fab: Fabric, state: ClusterState, job: Job, request: Req
     """``request`` kept to host sets Slurm's block plugin allocates for ``job`` (see the module); a
     ConfigError (the job goes to Slurm with its message) when no block of the model could ever hold it.
     ``memo``: one cycle's answers per job shape (the block is chosen on the cycle's first free hosts).
-    ``for_now``: hosts of the request's ``exclude`` that are only busy (:meth:`.view_hosts.Hosts.kept_for_now`):
-    not free now, yet a block's hosts all the same."""
+    ``for_now``: hosts of the request's ``exclude`` that are only busy
+    (:meth:`.view_hosts.Hosts.kept_for_now`): not free now, yet a block's hosts all the same."""
     seg = job.segment_size if job.segment_size and job.nodes % job.segment_size == 0 else 0
     if seg and seg < job.nodes and job.segment_flags:
         flags = ", ".join(f"--{f.lower().replace('_', '-')}" for f in job.segment_flags)

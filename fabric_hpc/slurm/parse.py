@@ -21,9 +21,9 @@ JOB_STATES = frozenset({
     "STAGE_OUT", "RESV_DEL_HOLD",
 })
 ACTIVE_STATES = frozenset({"RUNNING", "SUSPENDED", "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT"})
-#: The active states of a job that runs on (not ending: ``COMPLETING``, ``SIGNALING``, ``STAGE_OUT``): the only
-#: ones in which the agent requeues a spot victim. Slurm requeues an ending or ended batch job too and runs
-#: it again (job_mgr.c ``_job_requeue_op``: "we support requeue of done/exit/exiting jobs").
+#: The active states of a job that runs on (not ending: ``COMPLETING``, ``SIGNALING``, ``STAGE_OUT``): the
+#: only ones in which the agent requeues a spot victim. Slurm requeues an ending or ended batch job too and
+#: runs it again (job_mgr.c ``_job_requeue_op``: "we support requeue of done/exit/exiting jobs").
 RUNNING_STATES = frozenset({"RUNNING", "SUSPENDED", "CONFIGURING"})
 FINAL_STATES = frozenset({"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
                           "DEADLINE", "OUT_OF_MEMORY", "REVOKED", "SPECIAL_EXIT"})

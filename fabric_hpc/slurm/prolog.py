@@ -137,15 +137,16 @@ def task_exports(fab: Fabric, env: Mapping[str, str], *, topo_dir: str | os.Path
                  ckpt_root: str | os.PathLike[str], user_topo_dir: str | None = None,
                  notes: list[str] | None = None) -> dict[str, str | None]:
     """The ``export NAME=value`` pairs for one task, from its Slurm environment (None: ``unset NAME``). A
-    hint that cannot be given safely is left out, with the reason appended to ``notes``. The checkpoint directory
-    does not depend on the fabric model: a host outside it (a node added since, a CPU node) or GPUs the
-    model does not know still get it (the GPU hints are left out; a task without GPUs gets no note)."""
+    hint that cannot be given safely is left out, with the reason appended to ``notes``. The checkpoint
+    directory does not depend on the fabric model: a host outside it (a node added since, a CPU node) or GPUs
+    the model does not know still get it (the GPU hints are left out; a task without GPUs gets no note)."""
     out: dict[str, str | None] = {}
     notes = notes if notes is not None else []
     try:
         host = job_host(fab, env)
         out.update(_gpu_hints(fab, host, *physical_gpus(env)))
-        gets = [("NCCL_TOPO_FILE", lambda: {"NCCL_TOPO_FILE": str(topo_file(fab, host, topo_dir, user_topo_dir))})]
+        gets = [("NCCL_TOPO_FILE", lambda: {"NCCL_TOPO_FILE": str(topo_file(fab, host, topo_dir,
+                                                                          user_topo_dir))})]
     except ConfigError as exc:
         if physical_gpus(env)[1]:
             notes.append(f"no topology hints ({exc})".replace("\n", " "))

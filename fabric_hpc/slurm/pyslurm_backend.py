@@ -41,7 +41,8 @@ from fabric_hpc.slurm.client import UNKNOWN_JOB_HINT, check_slurm_conf
 from fabric_hpc.slurm.segment import segment_size
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient, SlurmError, queued
 from fabric_hpc.slurm.parse import normal_reason
-from fabric_hpc.slurm.parse import (ACTIVE_STATES, RUNNING_STATES, gpu_indices, gpu_types, gpus_requested, hosts,
+from fabric_hpc.slurm.parse import (ACTIVE_STATES, RUNNING_STATES, gpu_indices, gpu_types, gpus_requested,
+                                     hosts,
                                      parse_gres, parse_state)
 
 #: The slurm.conf libslurm was initialised with in this process (None: pyslurm not loaded here).

@@ -147,7 +147,8 @@ def chosen_ckpt_dir(env: Mapping[str, str]) -> bool:
 
 
 def ckpt_exports(ckpt_root: str | os.PathLike[str], env: Mapping[str, str]) -> dict[str, str]:
-    """``FABRIC_CKPT_DIR`` and its mark, none where the job chose its own directory (:func:`chosen_ckpt_dir`)."""
+    """``FABRIC_CKPT_DIR`` and its mark, none where the job chose its own directory
+    (:func:`chosen_ckpt_dir`)."""
     if chosen_ckpt_dir(env):
         return {}
     directory = str(checkpoint_dir(ckpt_root, env))

@@ -331,18 +331,10 @@ def build_view(fab: Fabric, nodes: list[Node], jobs: list[Job], *, now: float,
     free_cpus = {n.name: n.cpus - n.cpus_alloc for n in nodes if n.name in known and n.cpus}
     for host in _cpus_held(fab, view, free_cpus, jobs, now):
         del free_cpus[host]  # busy until its jobs end, not for good: a reservation may count on it
-    gpu_types = {n.name: n.gpu_type for n in nodes if n.name in known}
-    partitions = {n.name: n.partitions for n in nodes if n.name in known}
-    reserved = {n.name: n.reservation or None for n in nodes if n.name in known and n.reserved}
     if reservations is not None:
         view.upcoming = resv.upcoming(reservations[0], known, now)
         view.ignored_reservations = dict(reservations[1])
-    busy = frozenset(n.name for n in nodes if n.name in known and in_use(n))
-    free_mem = {n.name: mem for n in nodes if n.name in known and (mem := free_memory(n)) is not None}
-    hosts = Hosts(free_cpus, gpu_types, partitions, reserved, tuple(view.upcoming), now, busy, free_mem,
-                  {n.name: n.features for n in nodes if n.name in known},
-                  total_cpus={n.name: n.cpus for n in nodes if n.name in known and n.cpus > 0},
-                  total_mem={n.name: n.mem for n in nodes if n.name in known and n.mem > 0})
+    hosts = Hosts.of([n for n in nodes if n.name in known], free_cpus, tuple(view.upcoming), now)
     _pending(fab, view, pending, now, inputs, releasing, pins, hosts, blocks)
     return view
 

@@ -86,6 +86,19 @@ class Hosts:
             raise ConfigError(hit.message, hint=hit.hint)
         return hit
 
+    @classmethod
+    def of(cls, nodes: Sequence[Node], free_cpus: dict[str, int], upcoming: tuple[Reservation, ...],
+           now: float) -> Hosts:
+        """What Slurm says of ``nodes`` (the fabric model's), with the free CPUs the view counted (hosts
+        whose CPUs running jobs hold are left out of them) and the reservations to come."""
+        return cls(free_cpus, {n.name: n.gpu_type for n in nodes}, {n.name: n.partitions for n in nodes},
+                   {n.name: n.reservation or None for n in nodes if n.reserved}, upcoming, now,
+                   frozenset(n.name for n in nodes if in_use(n)),
+                   {n.name: mem for n in nodes if (mem := free_memory(n)) is not None},
+                   {n.name: n.features for n in nodes},
+                   total_cpus={n.name: n.cpus for n in nodes if n.cpus > 0},
+                   total_mem={n.name: n.mem for n in nodes if n.mem > 0})
+
     def excluded(self, job: Job) -> set[str]:
         """The fabric hosts of the job's ``ExcNodeList``: its ``-x``, its ``exclude=`` (job_submit.lua adds
         it), or the agent's hand-over exclusion (outside ``include=``: kept to anyway). Slurm rejects a pin

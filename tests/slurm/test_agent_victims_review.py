@@ -123,8 +123,9 @@ def test_a_gang_is_not_handed_over_for_hosts_that_are_only_busy_now(shape: str) 
                   gpus=8, gpus_used=(0,) if h in firsts else (), mem=1000, mem_alloc=500 * (h in firsts))
              for h in FAB.hosts]
     need = {"exclusive": {"exclusive": True}, "cpus": {"cpus": 32}, "memory": {"mem_per_node": 800}}[shape]
-    g = Job(**{"job_id": 2, "name": "g", "state": "PENDING", "comment": "fabric", "nodes": 4, "gpus_per_node": 8,
-               "cpus": 4, "submit_time": now, "begin_time": now + 60, "time_limit_min": 30, **need})
+    g = Job(**{"job_id": 2, "name": "g", "state": "PENDING", "comment": "fabric", "nodes": 4,
+               "gpus_per_node": 8, "cpus": 4, "submit_time": now, "begin_time": now + 60,
+               "time_limit_min": 30, **need})
     v = build_view(FAB, nodes, [*small, g], now=now, pins=PinRules(60, fallback_s=60), blocks=blocks)
     assert v.invalid == {} and 2 in v.candidates
     (p,) = v.pending

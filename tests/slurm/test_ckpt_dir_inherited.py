@@ -19,7 +19,8 @@ def test_a_job_submitted_from_another_gets_its_own_directory(tmp_path: Path) -> 
     parent = task_fast.ckpt_exports(tmp_path, _env("101", "pretrain"))
     assert parent["FABRIC_CKPT_DIR"].endswith("/pretrain") and parent[task_fast.CKPT_MARK].startswith("101:")
     child = task_fast.ckpt_exports(tmp_path, _env("102", "finetune", **parent))  # inherited through sbatch
-    assert child["FABRIC_CKPT_DIR"] == str(Path(os.path.realpath(tmp_path)) / task_fast.job_user() / "finetune")
+    own = Path(os.path.realpath(tmp_path)) / task_fast.job_user() / "finetune"
+    assert child["FABRIC_CKPT_DIR"] == str(own)
     assert child[task_fast.CKPT_MARK].startswith("102:")
 
 
