@@ -265,6 +265,20 @@ def base_settings(*, cluster_name: str, hostname: str, ctld_port: int, munge_soc
     return settings
 
 
+def merge_settings(base: Mapping[str, str], overrides: Mapping[str, str]) -> dict[str, str]:
+    """``base`` with ``overrides`` applied, key by key, except ``SchedulerParameters`` (a comma list):
+    merged option by option, an override's option replacing the base's of the same name. A caller's
+    ``sched_interval=1`` had replaced 23.11's and 24.05's ``bf_interval=1`` (test_faults' prompt
+    cluster: its jobs started only at the 30 s backfill passes and one outlived the test's wait)."""
+    merged = {**base, **overrides}
+    key = "SchedulerParameters"
+    if base.get(key) and key in overrides:
+        options = {o.split("=", 1)[0]: o for o in base[key].split(",") if o}
+        options.update({o.split("=", 1)[0]: o for o in overrides[key].split(",") if o})
+        merged[key] = ",".join(options.values())
+    return merged
+
+
 def render_settings(settings: Mapping[str, str]) -> str:
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 

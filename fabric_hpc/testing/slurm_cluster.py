@@ -67,11 +67,11 @@ class SlurmTestCluster(SlurmClient, _accounting.AccountingMixin, LogsMixin):
     the caller's environment). ``version`` is what that ``slurmctld -V`` answers, as a tuple.
 
     ``nodes`` is a count (``n1..nN`` with ``cpus_per_node`` / ``gpus_per_node``) or node specs.
-    ``topology_conf`` / ``gres_conf`` are file texts (``gres.conf`` is generated from the specs
-    when omitted). ``settings`` override ``slurm.conf`` keys; ``extra_conf`` is appended to it;
-    ``partitions`` replace the default ``debug`` partition; ``config_files`` are written next to
-    ``slurm.conf`` (``job_submit.lua``, ``plugstack.conf``, prolog scripts: a text starting with
-    ``#!`` is made executable). ``{base_dir}``, ``{etc_dir}``, ``{log_dir}``, ``{device_dir}``
+    ``topology_conf`` / ``gres_conf`` are file texts (``gres.conf`` is generated from the specs when
+    omitted). ``settings`` override ``slurm.conf`` keys (``SchedulerParameters`` option by option);
+    ``extra_conf`` is appended; ``partitions`` replace the default ``debug`` partition; ``config_files``
+    are written next to ``slurm.conf`` (``job_submit.lua``, ``plugstack.conf``, prolog scripts: a text
+    starting with ``#!`` is made executable). ``{base_dir}``, ``{etc_dir}``, ``{log_dir}``, ``{device_dir}``
     in all of these are replaced by the real paths.
 
     ``accounting=True`` adds Slurm accounting: a throw-away MariaDB and ``slurmdbd``, started before
@@ -236,7 +236,7 @@ class SlurmTestCluster(SlurmClient, _accounting.AccountingMixin, LogsMixin):
             settings["CommunicationParameters"] = "NoInAddrAny,NoCtldInAddrAny"
         if self.accounting is not None:
             settings.update(self.accounting.settings(self.munge_socket))
-        settings.update(self.settings)
+        settings = conf.merge_settings(settings, self.settings)
         lines = [conf.render_settings({k: self._fill(v) for k, v in settings.items()})]
         lines += [conf.node_line(s, hostname=self.hostname, port=self.node_ports[s.name]) + "\n"
                   for s in self.nodes]

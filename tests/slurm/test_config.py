@@ -113,6 +113,27 @@ def test_base_settings_follow_the_slurm_version(tmp_path):
     assert base_settings(**common, topology=True, version=(25, 11, 7))["TopologyPlugin"] == "topology/tree"
 
 
+def test_a_callers_scheduler_parameters_keep_the_releases_own(tmp_path):
+    """test_faults' prompt cluster (``sched_interval=1``) replaced 24.05's and 23.11's ``bf_interval=1``:
+    there only backfill starts jobs on these accounting-less clusters, then every 30 s, and a ``sleep 1``
+    job was still RUNNING after the test's 30 s (23.11.11, 2026-12-07)."""
+    from fabric_hpc.testing._slurm_config import base_settings, merge_settings
+
+    common = dict(cluster_name="c", hostname="h", ctld_port=1, munge_socket=tmp_path / "s", base_dir=tmp_path,
+                  etc_dir=tmp_path, log_dir=tmp_path, topology=False)
+    for version in ((23, 11, 11), (24, 5, 8)):
+        merged = merge_settings(base_settings(**common, version=version),
+                                {"SchedulerParameters": "sched_interval=1", "MinJobAge": "5"})
+        assert merged["SchedulerParameters"] == "bf_interval=1,sched_interval=1", merged
+        assert merged["MinJobAge"] == "5"  # other keys: replaced
+    named = merge_settings(base_settings(**common, version=(24, 5, 8)),
+                           {"SchedulerParameters": "bf_interval=5"})
+    assert named["SchedulerParameters"] == "bf_interval=5"  # an option the caller names: the caller's
+    plain = merge_settings(base_settings(**common, version=(25, 11, 7)),
+                           {"SchedulerParameters": "sched_interval=1"})
+    assert plain["SchedulerParameters"] == "sched_interval=1"
+
+
 def test_port_clash_names_the_port_slurm_could_not_bind(tmp_path):
     from fabric_hpc.testing._logs import port_clash, set_aside_logs
 
