@@ -173,8 +173,11 @@ def test_a_port_counts_as_the_daemons_only_when_the_daemon_listens_on_it():
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        # the child holds the inherited socket until it has exec'd (CLOEXEC): read its first line first
+        other = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(30)"],
+                                 stdout=subprocess.PIPE, text=True)
         try:
+            assert other.stdout is not None and other.stdout.readline() == "up\n"
             assert listens(os.getpid(), port) and not listens(other.pid, port)
         finally:
             other.kill()
