@@ -134,17 +134,19 @@ INIT_PID_NAMESPACE = 0xEFFFFFFC
 
 def _namespace_gone(ns: int) -> bool:
     """Whether no process of PID namespace ``ns`` lives on this host any more (its writer is dead): known only
-    from the initial namespace, with every process's namespace readable (root); otherwise False."""
-    if _pid_namespace() != INIT_PID_NAMESPACE:
+    to root in the initial namespace, which sees every process and its namespace (/proc's ``hidepid`` does
+    not hide them from root); otherwise False."""
+    if _pid_namespace() != INIT_PID_NAMESPACE or os.geteuid() != 0:
         return False
     for entry in os.scandir("/proc"):
         if entry.name.isdigit() and entry.name != "1":  # init is in the initial namespace, not ns
             try:
                 if os.stat(f"/proc/{entry.name}/ns/pid").st_ino == ns:
                     return False
-            except FileNotFoundError:  # that process ended meanwhile
-                continue
-            except OSError:  # another user's process: cannot tell
+            except FileNotFoundError:  # that process ended meanwhile, unless it is only hidden
+                if os.path.exists(f"/proc/{entry.name}"):
+                    return False
+            except OSError:  # cannot tell
                 return False
     return True
 

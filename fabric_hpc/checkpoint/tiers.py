@@ -51,7 +51,7 @@ from fabric_hpc.checkpoint.format import MANIFEST, Manifest, chunk_key, parse_ma
 from fabric_hpc.checkpoint.part_file import PART_FILE, held_chunks, read_part_file
 from fabric_hpc.checkpoint.values import split_state
 from fabric_hpc.checkpoint.shared_tier import (  # noqa: F401 (callers import them from here)
-    DRAIN_DIR, _newest_step, newest_complete, wait_committed)
+    DRAIN_DIR, newest_complete, wait_committed)
 from fabric_hpc.checkpoint.reader import read_manifest
 from fabric_hpc.checkpoint.retention import RetentionPolicy, prune, remove_if_idle
 from fabric_hpc.checkpoint.chunk_plan import plan
@@ -341,6 +341,7 @@ class TieredStore:
         self.local_retention = local_retention
         self.errors: list[BaseException] = []
         self._error_steps: list[int] = []  # the step of each of ``errors``
+        self._saved: list[int] = []  # every step saved through this store
         self._pending: list[int] = []  # steps saved through this store, not yet seen committed on shared
         self._queue: queue.Queue[LocalPart | None] = queue.Queue()
         self._leader = node_keys(comm or SingleProcess(), node)[1]
@@ -357,6 +358,7 @@ class TieredStore:
         res, part = save_local(self.local, state, step=step, comm=self.comm, node=self.node,
                                shared=self.shared, **kw)
         self._pending.append(step)
+        self._saved.append(step)
         if part is not None:
             self._queue.put(part)
         return res
@@ -432,10 +434,10 @@ class TieredStore:
             raise lost[0]
 
     def _unresolved(self) -> list[BaseException]:
-        """The drain errors of steps the shared tier has nothing as new as (a later step committed there
-        supersedes an earlier step's failed drain)."""
-        newest = _newest_step(self.shared) if self.errors else None
-        return [e for e, step in zip(self.errors, self._error_steps) if newest is None or step > newest]
+        """The drain errors of steps no later step saved through this store is committed after on the
+        shared tier (one that is supersedes an earlier step's failed drain; another run's steps do not)."""
+        done = [s for s in self._saved if (self.shared / store.step_dir_name(s) / MANIFEST).is_file()]
+        return [e for e, step in zip(self.errors, self._error_steps) if not any(s > step for s in done)]
 
     def _at_exit(self) -> None:
         """At the interpreter's exit, a store still open finishes its drains (at most

@@ -175,3 +175,34 @@ def _parent(pid: int) -> int:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, IndexError, ValueError):
         return -1
+
+
+def test_only_a_later_step_of_the_same_store_supersedes_a_failed_drain(tmp_path: Path, monkeypatch) -> None:
+    """A later step this store got committed makes an earlier step's failed drain moot; another run's newer
+    step on the shared tier does not (its close() returned normally with step 5 only on local disk)."""
+    shared = tmp_path / "shared"
+    save(shared, {"w": np.zeros(3)}, step=1000)  # an earlier run's
+    real, failing = tiers.drain, [5, 6]
+
+    def drain_failing(part, root):
+        if part.step in failing:
+            failing.remove(part.step)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(part, root)
+
+    monkeypatch.setattr(tiers, "drain", drain_failing)
+    with pytest.raises(OSError, match="No space left"):
+        with tiers.TieredStore(tmp_path / "local", shared) as store:
+            store.save({"w": np.ones(3)}, step=5)
+    with tiers.TieredStore(tmp_path / "local2", shared) as store:  # step 6 fails, step 7 is committed
+        store.save({"w": np.ones(3)}, step=6)
+        store.save({"w": np.ones(3)}, step=7)
+    assert [r.step for r in list_checkpoints(shared)] == [7, 1000]
+
+
+def test_a_namespace_is_never_called_gone_but_by_root(monkeypatch) -> None:
+    """Without root, /proc may hide other users' processes (hidepid=2): their namespaces read as gone."""
+    from fabric_hpc.checkpoint import health
+
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert health._namespace_gone(7) is False
