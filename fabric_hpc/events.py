@@ -234,6 +234,13 @@ class JsonLinesWriter:
         with self._lock:
             self._file.close()
 
+    def __del__(self) -> None:
+        """A writer dropped unclosed (an agent object a caller discards) closes its file: every line is
+        already flushed, so nothing is lost, and no ResourceWarning is left for the collector."""
+        file = self.__dict__.get("_file")
+        if file is not None:
+            file.close()
+
     def __enter__(self) -> JsonLinesWriter:
         return self
 
