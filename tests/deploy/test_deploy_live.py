@@ -98,7 +98,7 @@ def test_deploy_from_the_wheel(wheel_env: WheelEnv, slurm_cluster_factory: Any, 
     installed = base / "etc/fabric-hpc/agent.toml"
     lua = (base / "etc/slurm/job_submit.lua").read_text()
     prolog = base / "etc/fabric-hpc/task_prolog.py"
-    assert prolog.read_text().startswith(f"#!{wheel_env.bin / 'python'}\n")
+    assert prolog.read_text().startswith(f"#!{wheel_env.bin / 'python'} -I\n")  # isolated
 
     # the slurm.conf lines install printed (the fixture writes its own topology, GRES and node lines)
     settings = dict(line.strip().split("=", 1) for line in out.splitlines()

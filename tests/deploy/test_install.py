@@ -186,7 +186,8 @@ def test_install_dry_run_uninstall(tmp_path: Path, capsys: pytest.CaptureFixture
     assert lua.startswith("-- Written by `fabric slurm install`")
     check_plugin(lua, state_dir="/var/lib/fabric-agent", fallback_s=30, source="lua")
     prolog = (root / "etc/fabric-hpc/task_prolog.py").read_text().splitlines()
-    assert prolog[0] == "#!/usr/bin/python3" and 'CONFIG = "/etc/fabric-hpc/prolog.json"  # fabric: config' in prolog
+    assert prolog[0] == "#!/usr/bin/python3 -I"  # isolated from the job's environment
+    assert 'CONFIG = "/etc/fabric-hpc/prolog.json"  # fabric: config' in prolog
     assert (root / "etc/fabric-hpc/task_prolog.py").stat().st_mode & 0o777 == 0o755
     installed = load_config(root / "etc/fabric-hpc/agent.toml")[0]  # the installed config is valid and explicit
     assert installed.agent.topology == "/etc/fabric-hpc/topology.yaml"
