@@ -378,18 +378,13 @@ class Actions:
             self._hand_once(job_id, f"Slurm holds it back under a limit ({reason}: {reason_words(reason)}); "
                                     "Slurm starts it once the limit allows")
 
-    def foreign(self, pinned: Mapping[int, tuple[str, ...]],
-                own_begin: Mapping[int, float | None] | None = None) -> None:
+    def foreign(self, pinned: Mapping[int, tuple[str, ...]]) -> None:
         """Pending jobs whose ReqNodeList the agent did not set (a user's or an admin's ``scontrol update
-        ReqNodeList=``): each is handed to Slurm once keeping that list (``StartTime=now`` only; for those
-        of ``own_begin``, whose begin time is their own, that time: kept where Slurm has it (None), set
-        again where a fabric deferral replaced it), never pinned, unpinned or deferred by this agent again."""
-        own_begin = own_begin or {}
+        ReqNodeList=``): each is handed to Slurm once keeping that list (``StartTime=now`` only, or the job's
+        own begin time: :meth:`own_begins`), never pinned, unpinned or deferred by this agent again."""
         for job_id, hosts in pinned.items():
             if job_id not in self.handed_off:
                 self.kept.add(job_id)
-                if job_id in own_begin:
-                    self.kept_begin[job_id] = own_begin[job_id]
                 self.hand_over(job_id, f"{USER_PIN} ({compress(list(hosts))}): the agent "
                                        "leaves it; Slurm starts the job only on those hosts")
 

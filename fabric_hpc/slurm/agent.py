@@ -229,7 +229,7 @@ class Agent(AgentDaemon):
         if refused := self.actions.unrequeueable:  # requeues Slurm refused: no victims again while they run
             ids = {str(j) for j in refused}  # running ids are text (``slurm:cpus:HOST``, too)
             view.running = [replace(r, preemptible=False) if r.job.id in ids else r for r in view.running]
-        self.actions.foreign(view.foreign, view.own_begins)  # someone else's ReqNodeList: kept
+        self.actions.foreign(view.foreign)  # someone else's ReqNodeList: kept
         self.actions.stale(view.stale)
         self.actions.rejected(view.rejected, self.fab)
         self.actions.limited(view.limited)
