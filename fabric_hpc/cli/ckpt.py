@@ -71,7 +71,7 @@ def list_cmd(directory: Path, as_json: bool) -> None:
     from fabric_hpc.checkpoint import health
     from fabric_hpc.checkpoint.retention import latest_problem
     from fabric_hpc.checkpoint.store import (
-        denied, list_checkpoints, read_latest, uncommitted_steps, unreadable, why_uncommitted,
+        denied, list_checkpoints, read_latest, root_warnings, uncommitted_steps, unreadable, why_uncommitted,
     )
     health.require_root(directory, "list")
     latest = read_latest(directory)
@@ -88,6 +88,8 @@ def list_cmd(directory: Path, as_json: bool) -> None:
                    err=True)
         for r in rows:
             r["latest_problem"] = problem
+    for warning in root_warnings(directory):  # `latest` names a step that is gone: restore takes the newest
+        click.echo(one_line(f"warning: {directory}: {warning}"), err=True)
     if as_json:  # the JSON stays one row per step: leftovers are said on stderr (prune --json lists them)
         for lo in left:
             click.echo(one_line(_leftover_line(lo)), err=True)

@@ -50,6 +50,18 @@ def test_list_shows_a_step_directory_without_manifest(root: Path, capsys: pytest
     assert code == 0 and "DAMAGED" in out
 
 
+def test_list_says_when_latest_names_a_step_that_is_gone(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A `latest` naming a step removed by hand was listed without a word, while restore silently takes
+    the newest committed step: list now says so on stderr, with the fix (as verify does)."""
+    import shutil
+    (root / "latest").write_text("step-0000000009\n")
+    shutil.rmtree(root / "step-0000000003")
+    for extra in ((), ("--json",)):
+        code, out, err = _run(capsys, "ckpt", "list", str(root), *extra)
+        assert code == 0 and "names step-0000000009, which is missing" in err and "step-0000000002" in err
+    assert [r["latest"] for r in json.loads(out)] == [False, False]
+
+
 def test_prune_lists_a_step_directory_without_manifest_as_damaged(root: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """A step directory with no manifest (a partial copy) was kept but listed nowhere ("damaged": [])."""
