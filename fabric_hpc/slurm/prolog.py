@@ -158,7 +158,7 @@ def task_exports(fab: Fabric, env: Mapping[str, str], *, topo_dir: str | os.Path
         except (ConfigError, OSError) as exc:
             notes.append(f"no {name}: {exc}".replace("\n", " "))
             if name == "FABRIC_CKPT_DIR" and env.get(name):  # another job's, inherited: never this job's
-                out[name] = None  # export_lines: unset
+                out[name] = out[task_fast.CKPT_MARK] = None  # export_lines: unset, with the other job's mark
     return out
 
 

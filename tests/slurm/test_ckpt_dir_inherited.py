@@ -49,3 +49,4 @@ def test_an_inherited_directory_is_unset_when_the_jobs_own_is_refused(tmp_path: 
                        ckpt_root=tmp_path, notes=notes)
     assert out["FABRIC_CKPT_DIR"] is None and any("no FABRIC_CKPT_DIR" in n for n in notes), (out, notes)
     assert "unset FABRIC_CKPT_DIR\n" in export_lines(out, notes)
+    assert f"unset {task_fast.CKPT_MARK}\n" in export_lines(out, notes)  # the other job's mark goes with it
