@@ -270,15 +270,18 @@ def topo_file(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], user_top
     return own
 
 
-def write_task_hints(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], digest: str,
+def write_task_hints(fab: Fabric | None, host: str, topo_dir: str | os.PathLike[str], digest: str,
                      no_topo: str = "") -> Path:
     """Write (atomically, mode 0644) the TaskProlog's hints file for ``host`` next to its topology
     file in ``topo_dir`` (see :mod:`fabric_hpc.slurm.task_fast`); ``digest``: of the sources the
     fabric was loaded from (:func:`task_fast.read_sources`, taken before loading them); ``no_topo``:
-    why the host has no topology file (then no ``NCCL_TOPO_FILE``). Rewritten only when different."""
+    why the host has no topology file (then no ``NCCL_TOPO_FILE``); ``fab`` None: the host is not in
+    the fabric model (``no_topo`` says so; its tasks get only the checkpoint directory, and a task with
+    GPUs that note). Rewritten only when different."""
     topo = None if no_topo else hashlib.sha256(check_topo_file(topo_path(topo_dir, host))).hexdigest()
+    gpus = None if fab is None else _gpu_table(fab, host)
     data = json.dumps({"format": HINTS_FORMAT, "host": host, "digest": digest, "topo_sha256": topo,
-                       "topo_note": no_topo, "gpus": _gpu_table(fab, host)}, separators=(",", ":")).encode()
+                       "topo_note": no_topo, "gpus": gpus}, separators=(",", ":")).encode()
     path = hints_path(topo_dir, host)
     try:
         if _checked(task_fast.read_trusted, path, os.getuid(), task_fast.MAX_HINTS_BYTES)[0] == data:
@@ -301,7 +304,12 @@ def prepare_node(config_path: str | os.PathLike[str], env: Mapping[str, str]) ->
         digest = None  # load_prolog_config says what is wrong
     cfg = load_prolog_config(config_path)
     fab = load_fabric(cfg["topology"])
-    host = job_host(fab, env)
+    try:
+        host = job_host(fab, env)
+    except ConfigError as exc:  # a node outside the model: its tasks need not load the model to learn it
+        if digest is not None and os.getuid() == 0 and task_fast.host_name(env):
+            write_task_hints(None, task_fast.host_name(env), cfg["topo_dir"], digest, no_topo=str(exc))
+        raise
     path, why = None, ""
     try:
         path = write_topo(fab, host, cfg["topo_dir"], dir_mode=0o755)

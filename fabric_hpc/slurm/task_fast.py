@@ -290,8 +290,9 @@ def _load_hints(path: Path, uid: int) -> dict[str, Any] | None:
     if (type(hints["format"]) is not int or hints["format"] != HINTS_FORMAT
             or not all(isinstance(t, str) for t in texts)
             or not isinstance(hints["topo_sha256"], (str, type(None)))
-            or not isinstance(gpus, list) or len(gpus) > 4096
-            or not all(isinstance(g, list) and len(g) == 2 and all(type(v) is int for v in g) for g in gpus)):
+            or not (gpus is None and hints["topo_sha256"] is None and texts[2]  # a host outside the model
+                    or isinstance(gpus, list) and len(gpus) <= 4096
+                    and all(isinstance(g, list) and len(g) == 2 and all(type(v) is int for v in g) for g in gpus))):
         return None
     return hints
 
@@ -318,10 +319,13 @@ def fast_result(config_path: str | os.PathLike[str],
         if hints["topo_sha256"] is not None and (hashlib.sha256(read_trusted(topo, uid, MAX_TOPO_BYTES)[0])
                                                  .hexdigest() != hints["topo_sha256"]):
             return None
-        out = gpu_exports(hints["gpus"], *physical_gpus(env))
-        if out is None:
+        if hints["gpus"] is None:  # not a host of the model: the Prolog's reason, as the full path says it
+            out = {}
+            if physical_gpus(env)[1]:
+                notes.append(f"no topology hints ({hints['topo_note']})")
+        elif (out := gpu_exports(hints["gpus"], *physical_gpus(env))) is None:
             return None
-        if hints["topo_sha256"] is not None:
+        elif hints["topo_sha256"] is not None:
             out["NCCL_TOPO_FILE"] = str(topo)
         else:
             notes.append(f"no NCCL_TOPO_FILE: {hints['topo_note']}")

@@ -244,3 +244,22 @@ def test_each_user_gets_from_the_fast_path_what_the_full_path_gives(site: dict) 
             assert fast == full + "export FABRIC_TASK_PROLOG=fast\n", (fast, full)
             seen.add(next(line for line in full.splitlines() if "FABRIC_CKPT_DIR" in line))
     assert len(seen) == 6 and all(f"/ckpt/{u}/" in " ".join(seen) for u in USERS), seen
+
+
+def test_a_host_outside_the_model_takes_the_fast_path_too(site: dict) -> None:
+    """A node the fabric model does not know (a CPU node, one added since) had no hints file, so each of
+    its tasks loaded the whole model only to learn that (about ten times the CPU). The Prolog now writes
+    one saying so: the fast path gives what the full path gives (the checkpoint directory, the note)."""
+    from fabric_hpc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not a host of the fabric model"):
+        prepare_node(site["config"], {"SLURMD_NODENAME": "cpu-node-7"})
+    for extra in ({}, {"CUDA_VISIBLE_DEVICES": "0,1"}, {"CUDA_VISIBLE_DEVICES": "1", "SLURM_STEP_GPUS": "5"}):
+        env = {"SLURMD_NODENAME": "cpu-node-7", "SLURM_JOB_NAME": "etl", "SLURM_JOB_ID": "12", **extra}
+        full, notes = _full(site, env)
+        assert task_fast.fast_result(site["config"], env) == (full, notes), env
+        assert "FABRIC_CKPT_DIR" in full and bool(notes) == bool(extra), (full, notes)
+    env = {"SLURMD_NODENAME": "cpu-node-7", "CUDA_VISIBLE_DEVICES": "0"}
+    fast, full = _plugin(site, **env)[0], _plugin(site, **env, FABRIC_TASK_PROLOG="full")[0]
+    assert "not a host of the fabric model" in fast and "export FABRIC_TASK_PROLOG=fast\n" in fast, fast
+    assert fast.replace("export FABRIC_TASK_PROLOG=fast\n", "") == full, (fast, full)
