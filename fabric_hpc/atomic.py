@@ -17,6 +17,7 @@ Writers that build a whole directory beside its final place (exports) take its n
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -131,10 +132,8 @@ def _create(target: Path, mode: int | None) -> Path:
 
 
 def _unlink(tmp: Path) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)
-    except FileNotFoundError:
-        pass
 
 
 def temp_sibling(target: str | os.PathLike[str]) -> Path:

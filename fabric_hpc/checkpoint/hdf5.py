@@ -11,6 +11,7 @@ re-checksummed. Import streams one tensor at a time: it needs about the largest 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -103,10 +104,8 @@ def _close_quietly(f) -> None:
     decrement id ref count" after ENOSPC, is dropped: the caller raises the first one)."""
     import gc
     gc.collect()  # no dataset handle outlives the file (closing one after it can crash h5py)
-    try:
+    with contextlib.suppress(OSError, RuntimeError, ValueError):
         f.close()
-    except (OSError, RuntimeError, ValueError):
-        pass
 
 
 def check_export_target(target: Path, *, overwrite: bool, roots: tuple[Path, ...] = ()) -> None:

@@ -5,6 +5,7 @@ reads only metadata."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -255,10 +256,8 @@ def _du(path: Path) -> int:
     total = 0
     for d, _, files in os.walk(path):
         for f in files:
-            try:
+            with contextlib.suppress(OSError):
                 total += os.stat(os.path.join(d, f), follow_symlinks=False).st_size
-            except OSError:
-                pass
     return total
 
 

@@ -16,6 +16,7 @@ Errors are mapped to exit codes in one place, :func:`main`:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import itertools
 import logging
@@ -250,12 +251,10 @@ def _closed_pipe() -> int:
     interpreter's final flush cannot fail again ("Exception ignored ... BrokenPipeError")."""
     import os
 
-    try:
+    with contextlib.suppress(OSError, ValueError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-    except (OSError, ValueError):
-        pass
     return EXIT_OK
 
 

@@ -23,6 +23,7 @@ PyTorch and TensorRT-LLM engines register theirs the same way.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -225,10 +226,8 @@ def _registry(kind: str) -> tuple[ArtefactReader, EngineFactory | None]:
                   "pytorch": "fabric_hpc.inference.engines.pytorch",
                   "tensorrt_llm": "fabric_hpc.inference.engines.trtllm"}.get(kind)
         if module:
-            try:
+            with contextlib.suppress(ModuleNotFoundError):
                 importlib.import_module(module)
-            except ModuleNotFoundError:
-                pass
     if kind not in _REGISTRY:
         if kind == "tensorrt_llm":
             _REGISTRY[kind] = (read_trtllm_artefact, None)

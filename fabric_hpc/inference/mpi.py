@@ -44,6 +44,7 @@ random. The OFI TCP address is 16 bytes: one short request.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import os
 import sys
@@ -131,10 +132,8 @@ def _exit_later(code: int) -> None:
 
 def _exit(code: int) -> None:
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):
             stream.flush()
-        except (OSError, ValueError):
-            pass
     os._exit(code)
 
 

@@ -10,6 +10,7 @@ they change and otherwise at most every :data:`WAITING_REFRESH_S`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -112,11 +113,9 @@ def read_tail(state_dir: Path, limit: int = TAIL_BYTES) -> AuditTail:
     blob, size = _tail(path, limit)
     older = b""
     if size < limit:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             older, old_size = _tail(path.with_name(AUDIT_LOG + ".1"), limit - size)
             size += old_size
-        except FileNotFoundError:
-            pass
     tail = AuditTail(truncated=size > limit)
     lines = (older + blob).split(b"\n")
     if tail.truncated:

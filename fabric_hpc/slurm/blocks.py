@@ -25,6 +25,7 @@ then those of the topology.conf slurmctld reads (:mod:`fabric_hpc.slurm.block_co
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -73,12 +74,10 @@ class Blocks:
            levels: Collection[int]) -> Blocks:
         bases = tuple(tuple(b) for b in bases)
         level = None
-        try:
+        with contextlib.suppress(ConfigError):
             name = export.block_level(fab)
             if {frozenset(h) for _, h in export.block_members(fab)} == {frozenset(b) for b in bases}:
                 level = name
-        except ConfigError:
-            pass
         return cls(bases, base_size, frozenset(levels) | {0}, level)
 
     @classmethod

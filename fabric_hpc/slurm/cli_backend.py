@@ -20,6 +20,7 @@ check); the client's own commands run in :meth:`CliClient.run`, which another th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -161,10 +162,8 @@ class CliClient(SlurmClient):
         another thread): each fails at once with a SlurmError. :meth:`resume` undoes it."""
         self._interrupted = True
         for child in list(self._children):
-            try:
+            with contextlib.suppress(OSError):
                 child.kill()
-            except OSError:
-                pass
 
     def resume(self) -> None:
         """Commands run again after :meth:`interrupt` (the agent's last calls at stop)."""

@@ -23,6 +23,7 @@ DESTDIR) so the same plan can be written into a staging tree or a test directory
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import glob
 import grp
@@ -231,11 +232,9 @@ class Installer:
                               "changed by users other than root: they could replace what slurmctld reads",
                               hint="set agent.state_dir inside a directory only root may write (e.g. "
                                    "/var/lib/fabric-agent)")
-        try:
+        with contextlib.suppress(FileExistsError):
             os.mkdir(pd, 0o755)
             created.append(str(pd))
-        except FileExistsError:
-            pass
         _give(pd, os.geteuid(), gid, 0o755, directory=True)
         for name, owner, mode in (("heartbeat", uid, 0o644), ("wake", os.geteuid(), 0o660)):
             if _give(pd / name, owner, gid, mode, create=True):
@@ -456,10 +455,8 @@ def _give(path: Path, uid: int | None, gid: int | None, mode: int, *, directory:
     fd, made = None, False
     try:  # a file is given away only with one name (not a hard link to someone else's file)
         if create:
-            try:
+            with contextlib.suppress(FileExistsError):
                 fd, made = os.open(path, base | os.O_CREAT | os.O_EXCL, 0o600), True
-            except FileExistsError:
-                pass
         if fd is None:
             fd = os.open(path, base)
     except OSError as exc:  # ELOOP: a symlink; ENOTDIR: not a directory (or a symlink to one)

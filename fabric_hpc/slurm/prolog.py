@@ -40,6 +40,7 @@ environment (job name, comment, every ``SLURM_*`` value) is the user's to choose
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -231,11 +232,9 @@ def write_topo(fab: Fabric, host: str, topo_dir: str | os.PathLike[str], *, dir_
     except NoTopologyFile:
         path.unlink(missing_ok=True)  # a file of made-up bus ids from before: never exported again
         raise
-    try:
+    with contextlib.suppress(ConfigError):
         if check_topo_file(path) == data:
             return path
-    except ConfigError:
-        pass
     return write_atomic(path, data, mode=0o644)  # replaces whatever entry was there (file, symlink, FIFO)
 
 
@@ -283,11 +282,9 @@ def write_task_hints(fab: Fabric | None, host: str, topo_dir: str | os.PathLike[
     data = json.dumps({"format": HINTS_FORMAT, "host": host, "digest": digest, "topo_sha256": topo,
                        "topo_note": no_topo, "gpus": gpus}, separators=(",", ":")).encode()
     path = hints_path(topo_dir, host)
-    try:
+    with contextlib.suppress(ConfigError, OSError):
         if _checked(task_fast.read_trusted, path, os.getuid(), task_fast.MAX_HINTS_BYTES)[0] == data:
             return path
-    except (ConfigError, OSError):
-        pass
     return write_atomic(path, data, mode=0o644)
 
 

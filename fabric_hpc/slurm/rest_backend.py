@@ -22,6 +22,7 @@ apply is never reported as done. Neither dialect has a requeue: :meth:`RestClien
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -160,10 +161,8 @@ class RestClient(SlurmClient):
         self._interrupted = True
         self._cli.interrupt()  # a requeue's scontrol
         for sock in list(self._open):
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)  # a recv blocked in another thread (or below) returns
-            except OSError:
-                pass
 
     def resume(self) -> None:
         """Requests are sent again after :meth:`interrupt` (the agent's last calls at stop)."""

@@ -46,6 +46,7 @@ before the reservation ended (:func:`fabric_hpc.slurm.reservations.kept_out`, ``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Collection, Mapping
@@ -192,12 +193,10 @@ def _running(state: ClusterState, job: Job, req: Request | None, inputs: Inputs,
     gpus = tuple(sorted(mine, key=pos.__getitem__)) if mine else tuple(state.job_gpus(str(job.job_id)))
     start = job.start_time or now
     if req is not None:
-        try:
+        with contextlib.suppress(ConfigError):
             return RunningJob(job=_sched_job(job, req, inputs), gpus=gpus, start=start,
                               preemptible=job.requeue and job.state in RUNNING_STATES,  # not ending
                               last_checkpoint=_last_checkpoint(job, inputs, start, now))
-        except ConfigError:
-            pass
     walltime = float(job.time_limit_min * 60) if job.time_limit_min else UNLIMITED_WALLTIME_S
     sj = SchedJob(id=str(job.job_id), request=_whole(len(gpus)), submit=job.submit_time, walltime=walltime,
                   user=job.user or "user", account=account_of(job), tier="normal",

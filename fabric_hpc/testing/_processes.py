@@ -8,6 +8,7 @@ its environment), or descend from those.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import re
@@ -197,10 +198,8 @@ def terminate(procs: list[subprocess.Popen[bytes]], others: set[int], grace: flo
             if proc.poll() is None:
                 proc.send_signal(sig)
         for pid in others:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             if all(p.poll() is not None for p in procs) and not any(alive(pid) for pid in others):
