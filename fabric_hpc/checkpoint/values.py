@@ -82,6 +82,23 @@ def decode(doc: Any) -> Any:
     raise ValueError(f"not an encoded value: {json.dumps(doc)[:80]}")
 
 
+def plain(doc: Any) -> Any:
+    """An encoded leaf as the JSON a reader expects (``fabric ckpt show --json``): tuples as lists, keys as
+    strings, non-finite floats as ``"NaN"``, ``"Infinity"``, ``"-Infinity"``; lossy where JSON is
+    (:func:`decode` gives the exact values). ValueError as :func:`decode`."""
+    return _plain(decode(doc))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
 def _is_pair(p: Any) -> bool:
     return isinstance(p, list) and len(p) == 2 and isinstance(p[0], (str, int)) and not isinstance(p[0], bool)
 

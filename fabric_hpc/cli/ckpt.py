@@ -173,6 +173,8 @@ def show_cmd(path: Path, step: int | None, as_json: bool) -> None:
             "tensors": {n: {"dtype": e.dtype, "shape": e.shape, "chunk_shape": e.chunk_shape,
                             "split": e.split.model_dump() if e.split else None, "chunks": len(e.chunks),
                             "bytes": sum(c.nbytes for c in e.chunks)} for n, e in m.tensors.items()}}
+    if m.values is not None:  # `values`: the manifest's exact encoding; `plain_values`: as a reader expects
+        data["plain_values"] = _plain_values(m.values.leaves)
 
     def human(c: Any) -> None:
         c.print(f"{ck.path}  step {m.step}  created {m.created_at}  world size {m.world_size}  "
@@ -180,7 +182,8 @@ def show_cmd(path: Path, step: int | None, as_json: bool) -> None:
         if m.layout or m.tags or m.user_metadata:
             c.print(f"layout {m.layout}  tags {m.tags}  metadata {m.user_metadata}")
         if m.values is not None and m.values.leaves:  # non-tensor leaves (`--json`: values)
-            c.print(f"values {', '.join(sorted(m.values.leaves))}  (plain Python leaves; --json shows them)")
+            c.print(f"values {', '.join(sorted(m.values.leaves))}  (plain Python leaves; --json shows them: "
+                    "plain_values)")
         if (p := prov) is not None:
             c.print(f"saved by {p.user or '?'} on {p.host or '?'} at {p.saved_at or '?'}"
                     + (f" (Slurm job {p.slurm_job_id})" if p.slurm_job_id else ""))
@@ -189,6 +192,14 @@ def show_cmd(path: Path, step: int | None, as_json: bool) -> None:
                 for n, t in data["tensors"].items()]
         c.print(table(None, columns, rows) if len(rows) <= output.PLAIN_ROWS else PlainTable(columns, rows))
     render(as_json, data, human)
+
+
+def _plain_values(leaves: dict[str, Any]) -> dict[str, Any] | None:
+    from fabric_hpc.checkpoint.values import plain
+    try:
+        return {name: plain(doc) for name, doc in leaves.items()}
+    except ValueError:  # a damaged leaf: `verify` names it
+        return None
 
 
 @group.command("verify")

@@ -80,6 +80,18 @@ def test_show_names_the_plain_value_leaves_its_json_holds(tmp_path: Path, capsys
     assert code == 0 and "values cfg, optim  (plain Python leaves" in out
 
 
+def test_show_json_gives_the_plain_values_as_a_reader_expects(tmp_path: Path, capsys) -> None:
+    """Before: `show --json` gave the values only in the manifest's internal encoding (`{"$d": [[k, v]]}`,
+    `{"$t": [...]}`, `{"$f": "nan"}`), which no user expects; `plain_values` now gives them plainly."""
+    save(tmp_path / "ck", {"w": np.ones(2), "cfg": {"lr": 0.1, "betas": (0.9, 0.95), 3: None,
+                                                     "best": float("inf"), "tags": ["a"]}}, step=1)
+    code, out, _ = run_cli(capsys, "ckpt", "show", str(tmp_path / "ck"), "--json")
+    doc = json.loads(out)
+    assert code == 0 and "$d" in doc["values"]["leaves"]["cfg"]  # the exact encoding stays
+    assert doc["plain_values"] == {"cfg": {"lr": 0.1, "betas": [0.9, 0.95], "3": None, "best": "Infinity",
+                                           "tags": ["a"]}}
+
+
 def test_the_fix_of_an_export_inside_a_step_names_a_file_export_accepts(tmp_path: Path, capsys) -> None:
     """Before: `export ck --h5 ck/step-N/a.h5` said "fix: … e.g. ck/step-N.h5", inside the root
     ck, which the next export refused in turn."""
