@@ -247,14 +247,17 @@ def same_step(steps: list | None) -> None:
 
 
 def inside_a_checkpoint(root: Path) -> Path | None:
-    """The committed checkpoint that ``root`` is or lies in: the outermost of the nested Zarr groups
-    (directories holding a ``zarr.json``) around it — ``step-N``, not its ``model`` group."""
+    """The checkpoint that ``root`` is or lies in: the outermost of the nested Zarr groups (directories
+    holding a ``zarr.json``) around it — ``step-N``, not its ``model`` group — or a save in progress (a
+    ``.tmp-step-…`` directory, renamed into place at commit with whatever it holds) or being deleted."""
     found = None
     for d in (root, *root.parents):
         if (d / MANIFEST).is_file():
             found = d
         elif found is not None:
             break
+        elif d.name.startswith((f"{store.TMP_PREFIX}step-", f"{store.TRASH_PREFIX}step-")) and d.is_dir():
+            return d
     return found
 
 

@@ -330,3 +330,19 @@ def test_a_partial_restore_checks_the_crc_of_every_chunk_it_touches(tmp_path: Pa
     with pytest.raises(CheckpointCorruptError, match=r"damaged chunk w/c.0.0: crc32c"):
         restore(tmp_path, rank=1, world_size=6)
     assert np.array_equal(restore(tmp_path, rank=3, world_size=6)["w"], whole[2052:2736])  # chunk 1 only
+
+
+def test_a_save_in_progress_counts_as_inside_a_checkpoint(tmp_path: Path) -> None:
+    """Before: a `.tmp-step-…` directory (a save in progress, renamed into place at commit with whatever it
+    holds) was not a checkpoint to `refuse_inside_checkpoint`: an export or an inference output given there
+    was written into the step about to be committed."""
+    from fabric_hpc.checkpoint.errors import CheckpointError
+    from fabric_hpc.checkpoint.writer import inside_a_checkpoint, refuse_inside_checkpoint
+
+    tmp = tmp_path / "ck" / ".tmp-step-0000000004-host@4026531836-77-0badcafe"
+    (tmp / "model").mkdir(parents=True)
+    assert inside_a_checkpoint(tmp / "model" / "out") == tmp
+    with pytest.raises(CheckpointError, match="inside the checkpoint"):
+        refuse_inside_checkpoint(tmp / "model" / "out", "the safetensors export")
+    (tmp_path / "ck" / ".tmp-notes").mkdir()  # not a save: another dot directory beside the steps
+    assert inside_a_checkpoint(tmp_path / "ck" / ".tmp-notes" / "x") is None
