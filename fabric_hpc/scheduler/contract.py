@@ -288,6 +288,16 @@ class CostAwarePreemption(Protocol):
 
 
 @runtime_checkable
+class KeepsReserved(Protocol):
+    """A preemption policy whose ``victims`` and ``victims_within`` take ``reserved=``: a bool mask of
+    the GPUs promised to reservations over the job's walltime, which its placement leaves alone even
+    where a victim frees them (so it tries another set instead of one landing there). The scheduler
+    refuses the answer of any other policy whose placement uses such a GPU."""
+
+    keeps_reserved: bool
+
+
+@runtime_checkable
 class HoldsJobs(Protocol):
     """A policy that may hold a startable job for a while (e.g. a gang waiting for a compact
     placement): ``hold_until(job)`` is when that hold ends (None: never held). A driver that steps

@@ -40,8 +40,8 @@ from fabric_hpc.placement.levels import fabric_levels
 from fabric_hpc.scheduler.caches import StepCaches, offers
 from fabric_hpc.scheduler.idorder import id_key
 from fabric_hpc.scheduler.contract import (DEFAULT_TIERS, TOO_COSTLY, BackfillPolicy, CostAwarePreemption,
-                                           Decisions, Job, Placer, PreemptionPolicy, PriorityPolicy,
-                                           RankedPriority, SchedulerInput, Tier, TieredPolicy,
+                                           Decisions, Job, KeepsReserved, Placer, PreemptionPolicy,
+                                           PriorityPolicy, RankedPriority, SchedulerInput, Tier, TieredPolicy,
                                            UnsetTiers)
 from fabric_hpc.scheduler.placer import (compact_job, free_in_reach, gang_gpus, masked_state, may_fit,
                                          request_key)
@@ -126,6 +126,10 @@ class Scheduler(EarliestStarts):
             self._fab = view.state.fab
         self._trim_compact(view.pending)
         ids, prio, submit = self._priorities(view)
+        if np.isnan(prio).any():  # it would sort anywhere and cut the examined jobs at random
+            bad = ids[int(np.flatnonzero(np.isnan(prio))[0])]
+            raise ConfigError(f"the priority policy gave job {bad!r} a NaN priority",
+                              hint="give it finite weights, usage and shares")
         out = Decisions()
         plan = _Plan(view.state, timeline=lambda: self.caches.releases.update(
             view.running if isinstance(view.running, list) else list(view.running), view.state.fab.gpu_pos))
@@ -289,7 +293,9 @@ class Scheduler(EarliestStarts):
         # remembered across steps too
         if self._fixed is None:  # (no victim is among them: the same from the walk's start on)
             self._fixed = tuple(r.job.id for r in running if not r.preemptible)
-        seen = (key[1], key[2], state.owner.tobytes(), tuple(self._walk_ids(running)), self._fixed)
+        keeps = blocked.any() and offers(self.preemption, KeepsReserved)  # reserved GPUs victims hold too
+        seen = (key[1], key[2], state.owner.tobytes(), tuple(self._walk_ids(running)), self._fixed,
+                np.packbits(blocked).tobytes() if keeps else b"")
         if seen in self.caches.no_victims:
             plan.fails.add(key)
             return None
@@ -301,18 +307,19 @@ class Scheduler(EarliestStarts):
             return None
         if checked and offers(self.preemption, CostAwarePreemption):  # may skip sets that cannot pay off
             found = self.preemption.victims_within(  # type: ignore[union-attr]
-                job, sub, state, self.placer, costly)
+                job, sub, state, self.placer, costly, **({"reserved": blocked} if keeps else {}))
             if found is TOO_COSTLY:  # None or a refused set: the job waits either way (see below)
                 plan.fails.add(key)
                 return None
         else:
-            found = self.preemption.victims(job, sub, state, self.placer)  # type: ignore[union-attr]
+            found = self.preemption.victims(  # type: ignore[union-attr]
+                job, sub, state, self.placer, **({"reserved": blocked} if keeps else {}))
         if found is None:
             plan.fails.add(key)
             self.caches.no_victims.put(seen, True)
             return None
         victims, placement = found
-        if blocked.any():  # never take GPUs promised to a reservation (victims may hold some of them)
+        if blocked.any() and not keeps:  # never take GPUs promised to a reservation (victims may hold some)
             pos = plan.state.fab.gpu_pos
             if blocked[[pos[g] for g in placement.gpus]].any():
                 return None

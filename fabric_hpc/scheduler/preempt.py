@@ -8,10 +8,15 @@ For a blocked job of a tier that may preempt, :class:`GangPreemption`:
    modelled restore time it will pay when it restarts);
 3. picks the lowest domain level (host, NVLink domain, leaf, spine, ... from the placement levels)
    at which some single domain holds enough free + candidate GPUs, and for each such domain (at most
-   ``max_domains`` of them, the cheapest lower bounds first) adds victims cheapest-per-GPU-freed first
-   until the placer finds a placement *inside that domain*, then drops any victim the placement does
-   not need (most expensive first);
+   ``max_domains`` of them, the cheapest lower bound on a victim set's cost first: the cheapest
+   candidate there, or the fractional cover of the GPUs it lacks if dearer; ties: most free GPUs,
+   then fabric order; none whose bound exceeds the best set found) adds victims
+   cheapest-per-GPU-freed first until the placer finds a placement *inside that domain*, then drops
+   any victim the placement does not need (most expensive first);
 4. returns the set with the smallest (GPU-hours lost, number of victims), or None.
+
+GPUs promised to a reservation (``reserved=``, a bool mask) stay out of every placement, also where
+a victim frees them: they count as outside every domain.
 
 Every returned placement was produced by the same placer on the state with exactly those victims
 released, so the eviction always frees a valid placement.
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -68,47 +74,49 @@ class GangPreemption:
         self._levels_of: tuple[FabricLevels, list[tuple[np.ndarray, int, int]]] | None = None
         self._rows_of: np.ndarray | None = None  # the table rows of the last call's candidates
 
-    def victims(self, job: Job, view: SchedulerInput, state: ClusterState,
-                placer: Placer) -> tuple[list[Preemption], Placement] | None:
-        return self._search(job, view, state, placer, None)  # type: ignore[return-value]
+    #: Takes ``reserved=`` (see the module doc): the scheduler passes its reservations' GPUs.
+    keeps_reserved: ClassVar[bool] = True
+
+    def victims(self, job: Job, view: SchedulerInput, state: ClusterState, placer: Placer,
+                reserved: np.ndarray | None = None) -> tuple[list[Preemption], Placement] | None:
+        return self._search(job, view, state, placer, None, reserved)  # type: ignore[return-value]
 
     def victims_within(self, job: Job, view: SchedulerInput, state: ClusterState, placer: Placer,
-                       rejects: Callable[[float], bool]) -> tuple[list[Preemption], Placement] | str | None:
+                       rejects: Callable[[float], bool], reserved: np.ndarray | None = None
+                       ) -> tuple[list[Preemption], Placement] | str | None:
         """:meth:`victims`, or :data:`TOO_COSTLY` without the search of domains where every victim
         set costs at least a lower bound that ``rejects`` refuses (see ``CostAwarePreemption``)."""
-        return self._search(job, view, state, placer, rejects)
+        return self._search(job, view, state, placer, rejects, reserved)
 
     def _search(self, job: Job, view: SchedulerInput, state: ClusterState, placer: Placer,
-                rejects: Callable[[float], bool] | None) -> tuple[list[Preemption], Placement] | str | None:
+                rejects: Callable[[float], bool] | None,
+                reserved: np.ndarray | None) -> tuple[list[Preemption], Placement] | str | None:
         self._rows_of = None
         c = self._candidates(job, view, state)
         if c is None:
             return None
-        fab = state.fab
-        lv = fabric_levels(fab)
-        gpu_host = fab.index.gpu_host
-        free = state.free
-        freeable = free.copy()  # free once every candidate is evicted: a superset of any trial's free GPUs
+        lv = fabric_levels(state.fab)
+        gpu_host = state.fab.index.gpu_host
+        usable = None if reserved is None or not reserved.any() else ~reserved
+        freeable = state.free.copy()  # free once every candidate is evicted: a superset of any trial's
         freeable[c.gpu] = True
+        if usable is not None:
+            freeable &= usable
         if not may_fit(job.request, freeable, gpu_host, lv.host_gpus, lv):
             return None  # every trial would fail this necessary check: no victim set can work
-        if rejects is not None and _refused(job, free, c.gpu, c.of, c.size, c, lv, gpu_host, rejects):
-            return TOO_COSTLY  # every set, in any domain, costs at least this
-        need = max(job.gpus, 1)
+        if rejects is not None and _refused(job, state.free, c.gpu, c.of, c.size, c, lv, gpu_host, rejects):
+            return TOO_COSTLY  # every set, in any domain, costs at least this (fewer GPUs usable: more)
+        at, of = (c.gpu, c.of) if usable is None else (c.gpu[usable[c.gpu]], c.of[usable[c.gpu]])
         best: tuple[tuple[float, int], list[int], np.ndarray] | None = None
         skipped: list[np.ndarray] = []  # too costly domains left unsearched at levels where none was found
         for dom_of_gpu, ndom, largest in self._levels(lv, gpu_host):
-            if largest < need:  # no domain of this level has that many GPUs at all
+            if largest < max(job.gpus, 1):  # no domain of this level has that many GPUs at all
                 continue
-            free_d = np.bincount(dom_of_gpu, weights=free, minlength=ndom)
-            cand_d = np.bincount(dom_of_gpu[c.gpu], minlength=ndom)
-            doms = np.flatnonzero(free_d + cand_d >= need)
-            if doms.size == 0:
-                continue
-            doms = doms[np.argsort(-(free_d[doms]), kind="stable")][: self.max_domains]
             here: list[np.ndarray] = []
-            for d in doms:
-                inside = dom_of_gpu == d
+            for d, bound in self._domains(job, state.free, dom_of_gpu, ndom, at, of, c.cost):
+                if best is not None and bound * (1 - 1e-9) > best[0][0]:
+                    break  # this domain and the later ones cost more than the set found
+                inside = dom_of_gpu == d if usable is None else (dom_of_gpu == d) & usable
                 if not may_fit(job.request, freeable & inside, gpu_host, lv.host_gpus, lv):
                     continue  # as above, within the domain: _in_domain would find nothing
                 got = self._in_domain(job, state, placer, inside, c, rejects)
@@ -119,6 +127,38 @@ class GangPreemption:
             if best is not None:
                 break
             skipped += here
+        return self._answer(job, state, placer, c, best, skipped, rejects)
+
+    def _domains(self, job: Job, free: np.ndarray, dom_of_gpu: np.ndarray, ndom: int, at: np.ndarray,
+                 of: np.ndarray, cost: np.ndarray) -> list[tuple[int, float]]:
+        """The domains of one level worth a search, with a lower bound on the cost of any victim set
+        there: those holding enough free + candidate GPUs (``at``, ``of``: the usable candidate GPUs
+        and their candidates) and touched by a candidate, the lowest bound first (ties: most free
+        GPUs, then fabric order), at most ``max_domains``. The bound: the cheapest candidate there, or
+        the least cost of freeing the GPUs it lacks (a fractional cover, cheapest per GPU first)."""
+        free_d = np.bincount(dom_of_gpu, weights=free, minlength=ndom)
+        pairs, held = _counted(of * ndom + dom_of_gpu[at])  # (candidate, domain) once each, its GPUs there
+        who, dom = pairs // ndom, pairs % ndom
+        per = cost[who] / held
+        order = np.lexsort((who, per, dom))  # by domain, then cost per GPU (ties: candidate order)
+        who, dom, held, per = who[order], dom[order], held[order], per[order]
+        cum = np.cumsum(held)
+        cand_d = np.bincount(dom, weights=held, minlength=ndom)
+        cum -= _group_base(cum, dom)  # each pair's GPUs and those of the cheaper pairs of its domain
+        short = (job.gpus - free_d.astype(np.int64))[dom]
+        below = cum - held
+        take = np.where(cum <= short, cost[who], np.where(below < short, per * (short - below), 0.0))
+        cover = np.bincount(dom, weights=take, minlength=ndom)  # (added in that order, as the reference)
+        least = np.full(ndom, np.inf)
+        np.minimum.at(least, dom, cost[who])
+        bound = np.maximum(least, cover)
+        doms = np.flatnonzero((free_d + cand_d >= max(job.gpus, 1)) & (cand_d > 0))
+        doms = doms[np.lexsort((doms, -free_d[doms], bound[doms]))][: self.max_domains]
+        return list(zip(doms.tolist(), bound[doms].tolist()))
+
+    def _answer(self, job: Job, state: ClusterState, placer: Placer, c: _Candidates, best, skipped: list,
+                rejects: Callable[[float], bool] | None) -> tuple[list[Preemption], Placement] | str | None:
+        """The victims and placement of the ``best`` set found (settled first with ``rejects``)."""
         if rejects is not None:
             best = self._settle(job, state, placer, c, best, skipped, rejects)
         if best is None or best is TOO_COSTLY:
@@ -291,14 +331,30 @@ def _hosts_loss(r, free: np.ndarray, at: np.ndarray, of: np.ndarray, c: _Candida
 
 
 def _unique(keys: np.ndarray) -> np.ndarray:
-    """``np.unique(keys)``, without its sort (or hash) where ``keys`` is already in order: the
-    candidates' GPUs come gang by gang, each gang's hosts in fabric order, so their keys usually are."""
+    """``np.unique(keys)`` (see :func:`_counted`)."""
+    return _counted(keys)[0]
+
+
+def _counted(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keys, return_counts=True)``, without its sort (or hash) where ``keys`` is already in
+    order: the candidates' GPUs come gang by gang, each gang's hosts in fabric order, so their keys
+    usually are."""
     if keys.size > 1 and not (keys[1:] >= keys[:-1]).all():
-        return np.unique(keys)
+        keys = np.sort(keys)
     step = np.empty(keys.size, bool)
     step[:1] = True
     np.not_equal(keys[1:], keys[:-1], out=step[1:])
-    return keys[step]
+    first = np.flatnonzero(step)
+    return keys[first], np.diff(np.append(first, keys.size))
+
+
+def _group_base(cum: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """For a running sum ``cum`` over items sorted by ``group``: the sum before each item's group."""
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if group.size else group
+    base = np.zeros(cum.size, cum.dtype)
+    if starts.size > 1:
+        base[starts[1:]] = cum[starts[1:] - 1]
+    return np.maximum.accumulate(base)
 
 
 def _cover(cost: np.ndarray, units: np.ndarray, short: int) -> float:

@@ -125,6 +125,19 @@ class UsageLedger:
         return ledger
 
 
+def _check_amounts(what: str, table: Mapping[str, float], total: float) -> None:
+    """ConfigError naming the first account whose ``what`` in ``table`` is not a finite number >= 0
+    (``total``: their sum, finite when all are, unless huge values overflow it)."""
+    if math.isfinite(total) and min(table.values(), default=0.0) >= 0:
+        return
+    bad = next((a for a, v in table.items() if not _nonneg(float(v))), None)
+    if bad is not None:
+        raise ConfigError(f"fair share: the {what} of account {bad!r} is {table[bad]!r}, not a finite "
+                          f"number >= 0",
+                          hint=f"give each account's {what} as a finite number >= 0 (e.g. from sshare or the "
+                               f"usage ledger)")
+
+
 def _nonneg(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
@@ -155,6 +168,8 @@ class ClassicFairshare:
         raw = {a: float(table.get(a, self.default_share)) for a in accounts}
         total_shares = sum(raw.values()) or 1.0
         total_usage = sum(usage.values())
+        _check_amounts("usage", usage, total_usage)  # NaN or inf would make every priority NaN
+        _check_amounts("share", raw, total_shares)
         out = {}
         for a in accounts:
             s = raw[a] / total_shares

@@ -1,10 +1,13 @@
-"""The gang preemption of fabric_hpc.scheduler.preempt before it was vectorised (commit 24bdd43),
-kept unchanged as the oracle of tests/scheduler/test_preempt_oracle.py: the fast version must choose
-the same victims, in the same order, with the same placement, on every state."""
+"""The gang preemption of fabric_hpc.scheduler.preempt before it was vectorised (commit 24bdd43), as
+the oracle of tests/scheduler/test_preempt_oracle.py: the fast version must choose the same victims, in
+the same order, with the same placement, on every state. Changed since in what it promises: the
+domains of a level are searched by a lower bound on their victims' cost (cheapest first, none dearer
+than the set found), not by free GPUs, and reserved GPUs stay out of every placement."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -23,9 +26,11 @@ class ReferenceGangPreemption:
     restore_s: float = 300.0
     #: Domains examined per blocked job at the chosen level.
     max_domains: int = 6
+    #: Takes ``reserved=``, as GangPreemption.
+    keeps_reserved: ClassVar[bool] = True
 
-    def victims(self, job: Job, view: SchedulerInput, state: ClusterState,
-                placer: Placer) -> tuple[list[Preemption], Placement] | None:
+    def victims(self, job: Job, view: SchedulerInput, state: ClusterState, placer: Placer,
+                reserved: np.ndarray | None = None) -> tuple[list[Preemption], Placement] | None:
         tiers = self.tiers or DEFAULT_TIERS
         cands = [r for r in view.running
                  if tiers.get(r.job.tier) is not None and tiers[r.job.tier].preemptible
@@ -44,22 +49,26 @@ class ReferenceGangPreemption:
         if not may_fit(job.request, freeable, gpu_host, lv.host_gpus, lv):
             return None  # every trial would fail this necessary check: no victim set can work
         cost = np.array([gpu_hours_lost(r, view.now, self.restore_s) for r in cands])
-        need = max(job.gpus, 1)
+        usable = np.ones(free.size, bool) if reserved is None else ~reserved
+        freeable &= usable
+        if not may_fit(job.request, freeable, gpu_host, lv.host_gpus, lv):
+            return None
         best: tuple[tuple[float, int], list[int], np.ndarray] | None = None
         for level in range(len(lv.chain) + 1):
             dom_of_gpu = (lv.host_dom[gpu_host, level] if level < len(lv.chain)
                           else np.zeros(gpu_host.size, np.int64))
-            ndom = int(dom_of_gpu.max()) + 1
-            free_d = np.bincount(dom_of_gpu, weights=free, minlength=ndom)
-            cand_d = np.zeros(ndom)
-            for ix in idx:
-                cand_d += np.bincount(dom_of_gpu[ix], minlength=ndom)
-            doms = np.flatnonzero(free_d + cand_d >= need)
-            if doms.size == 0:
-                continue
-            doms = doms[np.argsort(-(free_d[doms]), kind="stable")][: self.max_domains]
-            for d in doms:
-                inside = dom_of_gpu == d
+            ranked = []  # (lower bound, -free GPUs, domain)
+            for d in range(int(dom_of_gpu.max()) + 1):
+                inside = (dom_of_gpu == d) & usable
+                held = [int(np.count_nonzero(inside[ix])) for ix in idx]
+                free_in = int(np.count_nonzero(free & (dom_of_gpu == d)))
+                if sum(held) == 0 or free_in + sum(held) < max(job.gpus, 1):
+                    continue
+                ranked.append((_bound(cost, held, job.gpus - free_in), -free_in, d))
+            for bound, _, d in sorted(ranked)[: self.max_domains]:
+                if best is not None and bound * (1 - 1e-9) > best[0][0]:
+                    break
+                inside = (dom_of_gpu == d) & usable
                 if not may_fit(job.request, freeable & inside, gpu_host, lv.host_gpus, lv):
                     continue  # as above, within the domain: _in_domain would find nothing
                 got = self._in_domain(job, state, placer, inside, idx, cost)
@@ -115,3 +124,17 @@ class ReferenceGangPreemption:
     def _fits(self, job: Job, state: ClusterState, placer: Placer, inside: np.ndarray,
               idx: list[np.ndarray], chosen: list[int]) -> bool:
         return fit_gpus(placer, job, self._trial(state, inside, idx, chosen)) is not None
+
+
+def _bound(cost: np.ndarray, held: list[int], short: int) -> float:
+    """A lower bound on the cost of a victim set among the candidates holding ``held`` GPUs of a domain
+    that frees the ``short`` GPUs it lacks: its cheapest candidate, or the cheapest fractional cover."""
+    touching = sorted((cost[i] / h, i) for i, h in enumerate(held) if h)
+    total, got = 0.0, 0
+    for per, i in touching:
+        if got + held[i] <= short:
+            total += cost[i]
+        elif got < short:
+            total += per * (short - got)
+        got += held[i]
+    return max(min(cost[i] for _, i in touching), total)

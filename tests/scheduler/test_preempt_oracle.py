@@ -67,16 +67,20 @@ def _compare(fab, seed: int) -> int:
     """Ask both policies about every request on one random state; the number of victim sets found."""
     rng, now = random.Random(seed), 10_000.0
     st, running = _state(fab, rng, now)
-    if rng.random() < 0.3:  # a reservation's GPUs, as the scheduler masks them
-        st = masked_state(st, np.array([rng.random() < 0.2 for _ in fab.gpus]))
+    reserved = None
+    if rng.random() < 0.3:  # a reservation's GPUs, as the scheduler masks them (and passes them on)
+        reserved = np.array([rng.random() < 0.2 for _ in fab.gpus])
+        st = masked_state(st, reserved)
     restore = rng.choice([0.0, 300.0])
     new, ref = GangPreemption(restore_s=restore), ReferenceGangPreemption(restore_s=restore)
     found = 0
     for q, request in enumerate(REQUESTS):  # the same policy objects asked again: the memo in use
         job = Job(id=f"p{q}", request=request, submit=0.0, walltime=3600.0, tier=rng.choice(["high", "normal"]))
         view = SchedulerInput(now, [PendingJob(job)], running, st)
-        want = _answer(ref.victims(job, view, st, SolverPlacer("greedy")))
-        assert _answer(new.victims(job, view, st, SolverPlacer("greedy"))) == want, (seed, request)
+        want = _answer(ref.victims(job, view, st, SolverPlacer("greedy"), reserved))
+        assert _answer(new.victims(job, view, st, SolverPlacer("greedy"), reserved)) == want, (seed, request)
+        if want is not None and reserved is not None:  # no placement on a reserved GPU a victim freed
+            assert not reserved[[fab.gpu_pos[g] for g in want[1]]].any()
         found += want is not None
         if want is not None and rng.random() < 0.5:  # evict them, as the scheduler does, and go on
             gone = {v for v, _, _ in want[0]}
