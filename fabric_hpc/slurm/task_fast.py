@@ -291,10 +291,14 @@ def _load_hints(path: Path, uid: int) -> dict[str, Any] | None:
             or not all(isinstance(t, str) for t in texts)
             or not isinstance(hints["topo_sha256"], (str, type(None)))
             or not (gpus is None and hints["topo_sha256"] is None and texts[2]  # a host outside the model
-                    or isinstance(gpus, list) and len(gpus) <= 4096
-                    and all(isinstance(g, list) and len(g) == 2 and all(type(v) is int for v in g) for g in gpus))):
+                    or isinstance(gpus, list) and len(gpus) <= 4096 and all(map(_gpu_row, gpus)))):
         return None
     return hints
+
+
+def _gpu_row(row: Any) -> bool:
+    """``[numa, rail]`` of one GPU in a hints file."""
+    return isinstance(row, list) and len(row) == 2 and all(type(v) is int for v in row)
 
 
 def fast_exports(config_path: str | os.PathLike[str], env: Mapping[str, str]) -> dict[str, str] | None:

@@ -50,7 +50,8 @@ def test_list_shows_a_step_directory_without_manifest(root: Path, capsys: pytest
     assert code == 0 and "DAMAGED" in out
 
 
-def test_list_says_when_latest_names_a_step_that_is_gone(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_list_says_when_latest_names_a_step_that_is_gone(root: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """A `latest` naming a step removed by hand was listed without a word, while restore silently takes
     the newest committed step: list now says so on stderr, with the fix (as verify does)."""
     import shutil

@@ -17,8 +17,8 @@ import pytest
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.placement import ClusterState, Request
-from fabric_hpc.scheduler import (Backfill, GangPreemption, Job, MultifactorPriority, Scheduler, SchedulerInput,
-                                  SolverPlacer)
+from fabric_hpc.scheduler import (Backfill, GangPreemption, Job, MultifactorPriority, Scheduler,
+                                  SchedulerInput, SolverPlacer)
 from fabric_hpc.scheduler.priority import ClassicFairshare
 
 from .helpers import fabric, job, pend, run_on
@@ -38,7 +38,8 @@ def _busy(fab, wall_left: float | None = None):
 
 
 def _policy(**kw) -> Scheduler:
-    return Scheduler("p", MultifactorPriority(), SolverPlacer("greedy"), Backfill.easy(), GangPreemption(), **kw)
+    return Scheduler("p", MultifactorPriority(), SolverPlacer("greedy"), Backfill.easy(), GangPreemption(),
+                     **kw)
 
 
 @pytest.mark.parametrize("reverse", [False, True])
@@ -76,10 +77,11 @@ def test_a_victim_on_reserved_gpus_is_placed_around_them():
     assert [(j.id, p.hosts) for j, p in out.start] == [("B", ("n3",))]
 
 
-@pytest.mark.parametrize("usage, shares, named", [({"a": math.inf, "b": 1.0}, None, "usage of account 'a'"),
-                                                  ({"a": math.nan, "b": 1.0}, None, "usage of account 'a'"),
-                                                  ({"a": -5.0, "b": 1.0}, None, "usage of account 'a'"),
-                                                  ({"a": 1.0}, {"a": 1.0, "b": math.inf}, "share of account 'b'")])
+@pytest.mark.parametrize("usage, shares, named", [
+    ({"a": math.inf, "b": 1.0}, None, "usage of account 'a'"),
+    ({"a": math.nan, "b": 1.0}, None, "usage of account 'a'"),
+    ({"a": -5.0, "b": 1.0}, None, "usage of account 'a'"),
+    ({"a": 1.0}, {"a": 1.0, "b": math.inf}, "share of account 'b'")])
 def test_non_finite_usage_or_shares_are_refused(usage, shares, named):
     fab = fabric(4, 2)
     jobs = [job("h1", 1, tier="high", account="a"), job("n1", 1, account="b", submit=1)]
