@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from fabric_hpc.errors import ConfigError
+from fabric_hpc.errors import ConfigError, control_escapes
 from fabric_hpc.hostlist import NAME, NAME_PATTERN, compress, expand, slurm_renames
 from fabric_hpc.validation import Loc, StrictModel, list_problems
 
@@ -123,7 +123,17 @@ class FabricSpec(StrictModel):
             raise ValueError("the format is the number 1 (fabric: 1), not true/false")
         return value
 
-    name: str = Field(min_length=1, pattern=r"^[^\x00-\x1f\x7f]+$")  # printed in exports' comment lines
+    name: str = Field(min_length=1)  # printed in exports' comment lines: no control character
+
+    @field_validator("name")
+    @classmethod
+    def _one_line_name(cls, value: str) -> str:
+        if bad := control_escapes(value):  # YAML 1.1 and str.splitlines break lines at U+0085, U+2028
+            raise ValueError(f"holds control characters or line breaks ({', '.join(bad)}): the name is "
+                             "printed in the comment line of every exported file; write it on one line "
+                             "of printable characters")
+        return value
+
     description: str = ""
     host_types: dict[str, HostType] = Field(min_length=1)
     hosts: list[HostEntry] = Field(min_length=1)
