@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from fabric_hpc.errors import ConfigError, control_escapes
-from fabric_hpc.hostlist import NAME, NAME_PATTERN, compress, expand, slurm_renames
+from fabric_hpc.hostlist import NAME, NAME_PATTERN, compress, count, expand, outside, slurm_renames
 from fabric_hpc.validation import Loc, StrictModel, list_problems
 
 FORMAT_VERSION = 1
@@ -153,6 +153,9 @@ def switch_names(name: str, count: int) -> list[str]:
 #: The largest fabric modelled (a graph of every host, GPU and NIC: ~8 KiB each when built).
 MAX_GPUS = 131_072
 MAX_ENDPOINTS = 600_000
+#: Names beyond the file's hosts that all groups' (or NVLink domains') host lists may name and still be
+#: expanded, their unknown hosts listed; past it they are refused unexpanded (_Checker._host_list).
+_SLACK = 1024
 
 
 class _Checker:
@@ -163,6 +166,7 @@ class _Checker:
         self.problems: list[str] = []
         self.fixes: list[str] = []  # the fix of each kind of problem found, once, in order
         self._dangling_child = False  # a misspelt child group: the orphans it leaves are no more lines
+        self._listed: dict[str, int] = {}  # names in the host lists of groups, of NVLink domains
 
     def fail(self, loc: Loc, text: str, fix: str | None = None) -> None:
         line = self.locate(loc) if self.locate else None
@@ -192,23 +196,59 @@ class _Checker:
             self.fail(loc, exc.message, fix=exc.hint)
             return []
 
+    def _host_list(self, loc: Loc, expr: str, host_type: dict[str, str], kind: str) -> list[str]:
+        """The names of a group's or NVLink domain's host list; once the lists of ``kind`` name more
+        than the file's hosts (and _SLACK), the rest can only be unknown or repeated: refused unexpanded."""
+        names = _count(expr)
+        listed = self._listed[kind] = self._listed.get(kind, 0) + names
+        if listed <= len(host_type) + _SLACK:
+            return self._expand(loc, expr)
+        try:
+            stray = outside(expr, host_type)
+        except ConfigError as exc:
+            self.fail(loc, exc.message, fix=exc.hint)
+            return []
+        if stray is not None:
+            self.fail(loc, f"{_short(expr)} names {names:,} hosts, among them unknown host {stray!r} "
+                      f"(dangling link); the file has {len(host_type):,} hosts",
+                      fix="list only hosts named under hosts:, or add the missing hosts there")
+        else:
+            self.fail(loc, f"{_short(expr)}: the {kind}s' host lists name {listed:,} hosts up to here, the "
+                      f"file has {len(host_type):,}: hosts are listed in more than one {kind}",
+                      fix=f"list each host in one {kind} only")
+        return []
+
+    def _syntax(self, loc: Loc, expr: str) -> None:
+        """Check a host list's syntax and size unexpanded (``outside`` of no hosts: its first name)."""
+        try:
+            outside(expr, ())
+        except ConfigError as exc:
+            self.fail(loc, exc.message, fix=exc.hint)
+
     def _hosts(self) -> dict[str, str]:
         host_type: dict[str, str] = {}
         entry_of: dict[str, int] = {}
         gpus = ends = 0
         for i, entry in enumerate(self.spec.hosts):
-            if entry.type not in self.spec.host_types:
+            ht = self.spec.host_types.get(entry.type)
+            if ht is None:
                 valid = ", ".join(sorted(self.spec.host_types))
                 self.fail(("hosts", i, "type"), f"unknown host type {entry.type!r} (defined: {valid})")
-            names = self._expand(("hosts", i, "names"), entry.names)
-            ht = self.spec.host_types.get(entry.type)
-            if ht is not None:  # sized before anything is built: a short file must not make a huge graph
-                gpus += len(names) * ht.gpus
-                ends += len(names) * (1 + ht.gpus + ht.nics)
+            # counted before expanding, whatever the type (one of unknown type: a host, no GPU), so a
+            # short file cannot expand to a huge list; past the caps nothing more is expanded
+            listed = _count(entry.names)
+            gpus += listed * (ht.gpus if ht else 0)
+            ends += listed * (1 + ht.gpus + ht.nics if ht else 1)
             if gpus > MAX_GPUS or ends > MAX_ENDPOINTS:
-                self.fail(("hosts", i, "names"), f"the fabric would have {gpus:,} GPUs and {ends:,} hosts, GPUs and "
-                          f"NICs by here; at most {MAX_GPUS:,} GPUs and {MAX_ENDPOINTS:,} in all are modelled")
+                self.fail(("hosts", i, "names"), f"hosts entry {i} ({_short(entry.names)}) brings the "
+                          f"fabric to {gpus:,} GPUs and {ends:,} hosts, GPUs and NICs; at most {MAX_GPUS:,} "
+                          f"GPUs and {MAX_ENDPOINTS:,} in all are modelled",
+                          fix="split the cluster into several fabrics")
                 break
+            if ht is None:  # its names are checked once its type is known; here only its syntax
+                self._syntax(("hosts", i, "names"), entry.names)
+                continue
+            names = self._expand(("hosts", i, "names"), entry.names)
             bad, dups = None, []
             for name in names:
                 if bad is None and not NAME.match(name):
@@ -269,7 +309,7 @@ class _Checker:
             if dom.name in names:
                 self.fail(("nvlink_domains", i, "name"), f"duplicate NVLink domain {dom.name!r}")
             names.add(dom.name)
-            listed = self._expand(("nvlink_domains", i, "hosts"), dom.hosts)
+            listed = self._host_list(("nvlink_domains", i, "hosts"), dom.hosts, host_type, "NVLink domain")
             self._unknown_hosts(("nvlink_domains", i, "hosts"), listed, host_type)
             gpus = sum(self.spec.host_types[host_type[h]].gpus for h in set(listed) if h in host_type)
             if gpus > MAX_NVLINK_DOMAIN_GPUS:
@@ -323,7 +363,7 @@ class _Checker:
             elif level_of[g.level] == 0:
                 if not g.hosts or g.children:
                     self.fail(loc, "a lowest-level group lists hosts, not children")
-                listed = self._expand(loc + ("hosts",), g.hosts or "")
+                listed = self._host_list(loc + ("hosts",), g.hosts or "", host_type, "lowest-level group")
                 self._unknown_hosts(loc + ("hosts",), listed, host_type)
                 self._place(loc + ("hosts",), g.name, [h for h in listed if h in host_type], placed)
             elif g.hosts or not g.children:
@@ -456,6 +496,18 @@ def _split_domain(what: str, kind: str, owners: dict[str, list[str]]) -> str:
            else f"put all its hosts under one {kind} (hosts: of one group)")
     return (f"{what} spans {len(owners)} {kind}s ({'; '.join(parts[:4])}{more}): {inner} must lie inside "
             f"one {kind}; {fix}")
+
+
+def _count(expr: str) -> int:
+    """How many names a host list stands for (0 when it is malformed: expanding it says why)."""
+    try:
+        return count(expr)
+    except ConfigError:
+        return 0
+
+
+def _short(expr: str) -> str:
+    return repr(expr if len(expr) <= 60 else expr[:57] + "...")
 
 
 def _unpadded(name: str) -> str:
