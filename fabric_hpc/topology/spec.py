@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from fabric_hpc.errors import ConfigError, control_escapes
 from fabric_hpc.hostlist import NAME, NAME_PATTERN, compress, count, expand, outside, slurm_renames
@@ -35,12 +35,27 @@ MAX_LINK_GBPS = 100_000  # NVLink per GPU (NVLink5: 1,800 GB/s), PCIe (x16 Gen6:
 #: The fastest NIC port made or announced (1.6 Tb/s: 200 GB/s; ConnectX-8's 800 Gb/s is 100): a host type's
 #: nic_gbps above it is most likely Gb/s written as GB/s, and `fabric topology validate` warns.
 FASTEST_NIC_GBPS = 200
+#: The slowest bandwidth (GB/s) of a link, NIC or uplink: 10 MB/s, below any made (a 1x SDR InfiniBand
+#: port: 0.25). Smaller positives (5e-324) round a path's bandwidth to 0 and every cost to infinity.
+MIN_GBPS = 0.01
 MAX_UPLINK_GBPS = 100_000_000  # a switch's total uplink (the Lingjun aggregation switches: 144,800)
 MAX_LATENCY_US = 1_000_000  # one second per switch hop
 #: GPUs in one multi-host NVLink domain: NVLink 5's NVLink Switch system joins at most 576 (GB200 NVL72: 72).
 MAX_NVLINK_DOMAIN_GPUS = 576
 MAX_NICS = 64  # per host type
 MAX_SWITCH_NAME = 64  # Slurm's topology/tree refuses a longer SwitchName (HOST_NAME_MAX, switch_record.c)
+
+
+def _gbps(value: float | None) -> float | None:
+    """A bandwidth field's value, refused between 0 and :data:`MIN_GBPS` (0 means none where allowed)."""
+    if value is not None and 0 < value < MIN_GBPS:
+        raise ValueError(f"is below {MIN_GBPS} GB/s (10 MB/s), slower than any link made: give the "
+                         "bandwidth in GB/s (a 400 Gb/s NIC is 50, PCIe Gen5 x16 is 64)")
+    return value
+
+
+#: A bandwidth in GB/s: 0 (where a field allows it) or at least MIN_GBPS.
+Gbps = Annotated[float, AfterValidator(_gbps)]
 
 
 class HostType(StrictModel):
@@ -56,15 +71,15 @@ class HostType(StrictModel):
     #: Host memory in GB: at least 1 MiB (Slurm's RealMemory is whole MiB), at most 1,000,000.
     memory_gb: float = Field(gt=0, le=MAX_MEMORY_GB, description="the host's memory in GB (2 TB: 2048)")
     #: NVLink bandwidth per GPU inside the host (GB/s); 0 when GPUs talk over PCIe only; ≤ 100,000.
-    nvlink_gbps: float = Field(ge=0, le=MAX_LINK_GBPS, description="GB/s per GPU (NVLink4: 900)")
+    nvlink_gbps: Gbps = Field(ge=0, le=MAX_LINK_GBPS, description="GB/s per GPU (NVLink4: 900)")
     #: NVSwitch chips in the host; 0 with direct NVLink, PCIe only, or a multi-host domain.
     nvswitches: int = Field(ge=0, le=64)
     #: PCIe bandwidth per GPU (GB/s), ≤ 100,000.
-    pcie_gbps: float = Field(gt=0, le=MAX_LINK_GBPS, description="GB/s per GPU (PCIe Gen5 x16: 64)")
+    pcie_gbps: Gbps = Field(gt=0, le=MAX_LINK_GBPS, description="GB/s per GPU (PCIe Gen5 x16: 64)")
     nics: int = Field(ge=0, le=MAX_NICS)
     #: Bandwidth per NIC (GB/s: 400 Gb/s is 50), ≤ 100,000.
-    nic_gbps: float = Field(ge=0, le=MAX_LINK_GBPS,
-                            description="GB/s per NIC, bytes not bits (400 Gb/s is 50)")
+    nic_gbps: Gbps = Field(ge=0, le=MAX_LINK_GBPS,
+                           description="GB/s per NIC, bytes not bits (400 Gb/s is 50)")
     #: CPU socket (NUMA domain) of each GPU; default: GPUs split evenly over sockets in order.
     gpu_numa: list[int] | None = None
     features: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(default_factory=list)
@@ -90,7 +105,7 @@ class NvlinkDomain(StrictModel):
     name: str = Field(pattern=NAME_PATTERN)
     hosts: str = Field(min_length=1)
     #: NVLink bandwidth per GPU in the domain (GB/s; GB200: 1,800), ≤ 100,000.
-    gbps: float = Field(gt=0, le=MAX_LINK_GBPS)
+    gbps: Gbps = Field(gt=0, le=MAX_LINK_GBPS)
     nvswitches: int = Field(ge=1, le=256)
 
 
@@ -103,7 +118,7 @@ class SwitchGroup(StrictModel):
     #: Above the lowest level: names of the groups one level down.
     children: list[str] = Field(default_factory=list)
     #: Total uplink bandwidth of EACH switch toward its parent group (GB/s; ≤ 10^8); none at the top.
-    uplink_gbps: float | None = Field(default=None, gt=0, le=MAX_UPLINK_GBPS)
+    uplink_gbps: Gbps | None = Field(default=None, gt=0, le=MAX_UPLINK_GBPS)
     #: Latency of one hop through a switch of this group (µs), ≤ 1,000,000.
     latency_us: float = Field(default=0.6, ge=0, le=MAX_LATENCY_US)
 
