@@ -93,3 +93,21 @@ def require_whole(value: Any, what: str, *, minimum: int = 0, error: type[Fabric
         raise error(f"{what} must be a whole number >= {minimum}, got {type(value).__name__} {value!r:.40}",
                     hint=hint or f"e.g. {what.rsplit('.', 1)[-1]}={max(minimum, 1)}")
     return value
+
+
+#: line breaks and other control characters (C0 but tab, DEL, C1, the Unicode line and paragraph
+#: separators: YAML 1.1 (libyaml, slurmctld's topology.yaml reader) and Python's str.splitlines break
+#: lines at U+0085, U+2028 and U+2029 too)
+_CONTROL = {c: repr(chr(c))[1:-1] for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029] if c != 0x09}
+
+
+def one_line(text: str) -> str:
+    """``text`` for one line (of a message on stderr, or a generated file's comment): control
+    characters escaped as Python writes them (``\\n``, ``\\r``, ``\\x1b``, ``\\u2028``), so a newline in
+    a user's argument cannot start a line of its own (beside ``-v``'s JSON events, a forged one)."""
+    return text.translate(_CONTROL)
+
+
+def control_escapes(text: str) -> list[str]:
+    """The control characters of ``text`` (those :func:`one_line` escapes, and tab), each once, escaped."""
+    return sorted({repr(ch)[1:-1] for ch in text if ch == "\t" or ord(ch) in _CONTROL})

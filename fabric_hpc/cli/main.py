@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import click
 
 from fabric_hpc import __version__
-from fabric_hpc.errors import EXIT_OK, EXIT_USAGE, FabricError
+from fabric_hpc.errors import EXIT_OK, EXIT_USAGE, FabricError, one_line
 from fabric_hpc.events import JsonLinesFormatter
 
 # name -> (module, one-line help). Add a line here when a subsystem gains a command group.
@@ -199,17 +199,6 @@ def _error_event(argv: Sequence[str] | None, exc: FabricError, code: int) -> Non
     from fabric_hpc.events import emit
 
     emit("cli.error", command=_command(argv), error=exc.message, hint=exc.hint, exit_code=code)
-
-
-#: line breaks and other control characters (C0, DEL, C1, the Unicode line and paragraph separators)
-_CONTROL = {c: repr(chr(c))[1:-1] for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029] if c != 0x09}
-
-
-def one_line(text: str) -> str:
-    """``text`` for one human line on stderr: control characters escaped as Python writes them (``\\n``,
-    ``\\r``, ``\\x1b``, ``\\u2028``), so a newline in a user's argument cannot start a line of its own
-    (beside ``-v``'s JSON events, a forged one)."""
-    return text.translate(_CONTROL)
 
 
 def _lines(prefix: str, text: str) -> str:

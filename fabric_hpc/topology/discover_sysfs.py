@@ -126,7 +126,7 @@ def read_cpu_id(root: Path) -> dict[str, Any]:
 def pci_sysfs_id(bus_id: str) -> str:
     """NVML's ``00000000:18:00.0`` → sysfs ``0000:18:00.0``."""
     domain, _, rest = bus_id.strip().partition(":")
-    if not rest:
+    if not rest or not re.fullmatch(r"[0-9a-fA-F]{1,8}", domain):  # no bus id: _BUS_ID refuses it
         return bus_id.lower()
     return f"{int(domain, 16):04x}:{rest.lower()}"
 
@@ -156,7 +156,10 @@ class SysfsFacts:
         return socks.most_common(1)[0][0] if socks else None
 
     def pci(self, bus_id: str) -> dict[str, Any] | None:
-        """NUMA node, vendor, class and PCIe link (GB/s) of a PCI device, or None if sysfs lacks it."""
+        """NUMA node, vendor, class and PCIe link (GB/s) of a PCI device, or None if sysfs lacks it
+        (or ``bus_id`` is none: a recording's id must not lead outside sys/bus/pci/devices)."""
+        if not _BUS_ID.fullmatch(pci_sysfs_id(bus_id)):
+            return None
         d = self.root / "sys/bus/pci/devices" / pci_sysfs_id(bus_id)
         if not d.is_dir():
             return None

@@ -98,6 +98,7 @@ def read_nodes(lines: list[str], path: str) -> dict[str, _Node]:
     nodes: dict[str, _Node] = {}
     links: list[tuple[str, str, int, int, int, float | None]] = []
     current: _Node | None = None
+    port_line: dict[tuple[str, int], int] = {}  # (node, port) -> the line listing it
     for number, raw in enumerate(lines, start=1):
         text = raw.strip()
         if not text or _SKIP.match(text):
@@ -110,6 +111,10 @@ def read_nodes(lines: list[str], path: str) -> dict[str, _Node]:
                                   f"on line {nodes[key].line})", hint="give one ibnetdiscover run's output")
             current = nodes[key] = _Node(m.group(1), key, (m.group(5) or "").strip(), number)
         elif (m := _PORT.match(text)) and current is not None:
+            if (first := port_line.setdefault((current.guid, int(m.group(1))), number)) != number:
+                raise ConfigError(f"{path}:{number}: port {m.group(1)} of {current.kind} {current.guid} is "
+                                  f"listed twice in its block (first on line {first})",
+                                  hint="give one ibnetdiscover run's output, unedited (each port once)")
             links.append((current.guid, f"{m.group(2)}-{int(m.group(3), 16):016x}", number, int(m.group(1)),
                           int(m.group(4)), rate_of(text.partition("#")[2])))
         else:

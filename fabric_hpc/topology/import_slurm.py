@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fabric_hpc.errors import ConfigError
+from fabric_hpc import hostlist
 from fabric_hpc.hostlist import MAX_NAMES, NAME, compress, expand
 from fabric_hpc.topology.spec import MAX_SWITCH_NAME, FabricSpec, HostType
 
@@ -126,6 +127,7 @@ def _bad_key(key: str, canon: str | None, first: bool) -> str:
 def read_switches(lines: list[str], path: str) -> dict[str, _Switch]:
     """The file's switches by name, each with its hosts or child switch names, checked line by line."""
     switches: dict[str, _Switch] = {}
+    listed: dict[str, int] = {}
     for number, text in logical_lines(lines):
         pairs = dict(_pairs(path, number, text))
         speed = pairs.get("LinkSpeed", "0")
@@ -133,7 +135,7 @@ def read_switches(lines: list[str], path: str) -> dict[str, _Switch]:
             raise ConfigError(f"{path}:{number}: LinkSpeed={speed[:30]!r} is not a whole number below 2^32",
                               hint="write LinkSpeed=N or leave it out (Slurm does not use it)")
         _add(switches, path, number, pairs["SwitchName"], pairs.get("Nodes"), pairs.get("Switches"),
-             ("Nodes=", "Switches="))
+             ("Nodes=", "Switches="), listed)
     if not switches:
         raise ConfigError(f"{path}: no SwitchName= lines",
                           hint="a topology/tree file has one line per switch")
@@ -151,8 +153,10 @@ def _uint32(value: str) -> bool:
 
 
 def _add(switches: dict[str, _Switch], path: str, number: int, name: str, nodes: str | None,
-         children: str | None, keys: tuple[str, str]) -> None:
-    """Add one switch (``nodes``, ``children``: host-list expressions) after checking it."""
+         children: str | None, keys: tuple[str, str], listed: dict[str, int]) -> None:
+    """Add one switch (``nodes``, ``children``: host-list expressions) after checking it. ``listed``:
+    the names the switches so far list under each key, counted before expanding: past MAX_NAMES hosts
+    (or child switches) in all the file is refused before this line's list is made."""
     if not NAME.match(name) or len(name) > MAX_SWITCH_NAME:
         raise ConfigError(f"{path}:{number}: switch name {name[:70]!r} is not a valid name (letters, "
                           f"digits, '_', '.', '-', at most {MAX_SWITCH_NAME} characters)",
@@ -169,13 +173,22 @@ def _add(switches: dict[str, _Switch], path: str, number: int, name: str, nodes:
                           f"{MAX_NAMES:,} hosts", hint="split the cluster into several imports")
     sw = switches[name] = _Switch(name, number)
     try:
-        if nodes is not None:
-            sw.nodes = expand(nodes, repeats=False)
-        if children is not None:
-            sw.children = expand(children, repeats=False)
+        total = {key: listed.get(key, 0) + (hostlist.count(expr) if expr is not None else 0)
+                 for key, expr in zip(keys, (nodes, children))}
+        if max(total.values()) <= MAX_NAMES:
+            if nodes is not None:
+                sw.nodes = expand(nodes, repeats=False)
+            if children is not None:
+                sw.children = expand(children, repeats=False)
     except ConfigError as exc:
         raise ConfigError(f"{path}:{number}: switch {name!r}: {exc.message}",
                           hint=exc.hint or "write Slurm's hostlist syntax: n[1-4,7],gpu01") from None
+    if over := [key for key in keys if total[key] > MAX_NAMES]:
+        what = "hosts" if over[0] == keys[0] else "child switches"
+        raise ConfigError(f"{path}:{number}: switch {name!r}: the switches up to this line list "
+                          f"{total[over[0]]:,} {what} ({over[0]}); a fabric models at most {MAX_NAMES:,}",
+                          hint="split the cluster into several imports")
+    listed.update(total)
     if bad := next((h for h in sw.nodes or () if not NAME.match(h)), None):
         raise ConfigError(f"{path}:{number}: switch {name!r}: host name {bad[:70]!r} is not a valid host "
                           "name (ASCII letters, digits, '_', '.', '-')",
@@ -206,6 +219,7 @@ def read_yaml_switches(text: str, path: str) -> dict[str, _Switch]:
         raise ConfigError(f"{path}:{lines.get((trees[0], 'tree'), 1)}: tree has no 'switches:' list",
                           hint="tree: {switches: [{switch: s1, nodes: 'n[1-4]'}, ...]}")
     switches: dict[str, _Switch] = {}
+    listed: dict[str, int] = {}
     for j, item in enumerate(items):
         number = lines.get((trees[0], "tree", "switches", j), 1)
         keys = {"switch", "nodes", "children"}
@@ -218,7 +232,7 @@ def read_yaml_switches(text: str, path: str) -> dict[str, _Switch]:
                               hint="each switch is {switch: NAME, nodes: HOSTLIST} or {switch: NAME, "
                                    "children: SWITCHES}")
         _add(switches, path, number, item["switch"], item.get("nodes"), item.get("children"),
-             ("nodes:", "children:"))
+             ("nodes:", "children:"), listed)
     return switches
 
 

@@ -15,10 +15,10 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
-from fabric_hpc.errors import ConfigError
-from fabric_hpc.hostlist import NAME, NAME_PATTERN, compress, expand, slurm_renames
+from fabric_hpc.errors import ConfigError, control_escapes
+from fabric_hpc.hostlist import NAME, NAME_PATTERN, compress, count, expand, outside, slurm_renames
 from fabric_hpc.validation import Loc, StrictModel, list_problems
 
 FORMAT_VERSION = 1
@@ -35,12 +35,27 @@ MAX_LINK_GBPS = 100_000  # NVLink per GPU (NVLink5: 1,800 GB/s), PCIe (x16 Gen6:
 #: The fastest NIC port made or announced (1.6 Tb/s: 200 GB/s; ConnectX-8's 800 Gb/s is 100): a host type's
 #: nic_gbps above it is most likely Gb/s written as GB/s, and `fabric topology validate` warns.
 FASTEST_NIC_GBPS = 200
+#: The slowest bandwidth (GB/s) of a link, NIC or uplink: 10 MB/s, below any made (a 1x SDR InfiniBand
+#: port: 0.25). Smaller positives (5e-324) round a path's bandwidth to 0 and every cost to infinity.
+MIN_GBPS = 0.01
 MAX_UPLINK_GBPS = 100_000_000  # a switch's total uplink (the Lingjun aggregation switches: 144,800)
 MAX_LATENCY_US = 1_000_000  # one second per switch hop
 #: GPUs in one multi-host NVLink domain: NVLink 5's NVLink Switch system joins at most 576 (GB200 NVL72: 72).
 MAX_NVLINK_DOMAIN_GPUS = 576
 MAX_NICS = 64  # per host type
 MAX_SWITCH_NAME = 64  # Slurm's topology/tree refuses a longer SwitchName (HOST_NAME_MAX, switch_record.c)
+
+
+def _gbps(value: float | None) -> float | None:
+    """A bandwidth field's value, refused between 0 and :data:`MIN_GBPS` (0 means none where allowed)."""
+    if value is not None and 0 < value < MIN_GBPS:
+        raise ValueError(f"is below {MIN_GBPS} GB/s (10 MB/s), slower than any link made: give the "
+                         "bandwidth in GB/s (a 400 Gb/s NIC is 50, PCIe Gen5 x16 is 64)")
+    return value
+
+
+#: A bandwidth in GB/s: 0 (where a field allows it) or at least MIN_GBPS.
+Gbps = Annotated[float, AfterValidator(_gbps)]
 
 
 class HostType(StrictModel):
@@ -56,15 +71,15 @@ class HostType(StrictModel):
     #: Host memory in GB: at least 1 MiB (Slurm's RealMemory is whole MiB), at most 1,000,000.
     memory_gb: float = Field(gt=0, le=MAX_MEMORY_GB, description="the host's memory in GB (2 TB: 2048)")
     #: NVLink bandwidth per GPU inside the host (GB/s); 0 when GPUs talk over PCIe only; ≤ 100,000.
-    nvlink_gbps: float = Field(ge=0, le=MAX_LINK_GBPS, description="GB/s per GPU (NVLink4: 900)")
+    nvlink_gbps: Gbps = Field(ge=0, le=MAX_LINK_GBPS, description="GB/s per GPU (NVLink4: 900)")
     #: NVSwitch chips in the host; 0 with direct NVLink, PCIe only, or a multi-host domain.
     nvswitches: int = Field(ge=0, le=64)
     #: PCIe bandwidth per GPU (GB/s), ≤ 100,000.
-    pcie_gbps: float = Field(gt=0, le=MAX_LINK_GBPS, description="GB/s per GPU (PCIe Gen5 x16: 64)")
+    pcie_gbps: Gbps = Field(gt=0, le=MAX_LINK_GBPS, description="GB/s per GPU (PCIe Gen5 x16: 64)")
     nics: int = Field(ge=0, le=MAX_NICS)
     #: Bandwidth per NIC (GB/s: 400 Gb/s is 50), ≤ 100,000.
-    nic_gbps: float = Field(ge=0, le=MAX_LINK_GBPS,
-                            description="GB/s per NIC, bytes not bits (400 Gb/s is 50)")
+    nic_gbps: Gbps = Field(ge=0, le=MAX_LINK_GBPS,
+                           description="GB/s per NIC, bytes not bits (400 Gb/s is 50)")
     #: CPU socket (NUMA domain) of each GPU; default: GPUs split evenly over sockets in order.
     gpu_numa: list[int] | None = None
     features: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(default_factory=list)
@@ -90,7 +105,7 @@ class NvlinkDomain(StrictModel):
     name: str = Field(pattern=NAME_PATTERN)
     hosts: str = Field(min_length=1)
     #: NVLink bandwidth per GPU in the domain (GB/s; GB200: 1,800), ≤ 100,000.
-    gbps: float = Field(gt=0, le=MAX_LINK_GBPS)
+    gbps: Gbps = Field(gt=0, le=MAX_LINK_GBPS)
     nvswitches: int = Field(ge=1, le=256)
 
 
@@ -103,7 +118,7 @@ class SwitchGroup(StrictModel):
     #: Above the lowest level: names of the groups one level down.
     children: list[str] = Field(default_factory=list)
     #: Total uplink bandwidth of EACH switch toward its parent group (GB/s; ≤ 10^8); none at the top.
-    uplink_gbps: float | None = Field(default=None, gt=0, le=MAX_UPLINK_GBPS)
+    uplink_gbps: Gbps | None = Field(default=None, gt=0, le=MAX_UPLINK_GBPS)
     #: Latency of one hop through a switch of this group (µs), ≤ 1,000,000.
     latency_us: float = Field(default=0.6, ge=0, le=MAX_LATENCY_US)
 
@@ -123,7 +138,17 @@ class FabricSpec(StrictModel):
             raise ValueError("the format is the number 1 (fabric: 1), not true/false")
         return value
 
-    name: str = Field(min_length=1, pattern=r"^[^\x00-\x1f\x7f]+$")  # printed in exports' comment lines
+    name: str = Field(min_length=1)  # printed in exports' comment lines: no control character
+
+    @field_validator("name")
+    @classmethod
+    def _one_line_name(cls, value: str) -> str:
+        if bad := control_escapes(value):  # YAML 1.1 and str.splitlines break lines at U+0085, U+2028
+            raise ValueError(f"holds control characters or line breaks ({', '.join(bad)}): the name is "
+                             "printed in the comment line of every exported file; write it on one line "
+                             "of printable characters")
+        return value
+
     description: str = ""
     host_types: dict[str, HostType] = Field(min_length=1)
     hosts: list[HostEntry] = Field(min_length=1)
@@ -143,6 +168,9 @@ def switch_names(name: str, count: int) -> list[str]:
 #: The largest fabric modelled (a graph of every host, GPU and NIC: ~8 KiB each when built).
 MAX_GPUS = 131_072
 MAX_ENDPOINTS = 600_000
+#: Names beyond the file's hosts that all groups' (or NVLink domains') host lists may name and still be
+#: expanded, their unknown hosts listed; past it they are refused unexpanded (_Checker._host_list).
+_SLACK = 1024
 
 
 class _Checker:
@@ -153,6 +181,7 @@ class _Checker:
         self.problems: list[str] = []
         self.fixes: list[str] = []  # the fix of each kind of problem found, once, in order
         self._dangling_child = False  # a misspelt child group: the orphans it leaves are no more lines
+        self._listed: dict[str, int] = {}  # names in the host lists of groups, of NVLink domains
 
     def fail(self, loc: Loc, text: str, fix: str | None = None) -> None:
         line = self.locate(loc) if self.locate else None
@@ -182,23 +211,59 @@ class _Checker:
             self.fail(loc, exc.message, fix=exc.hint)
             return []
 
+    def _host_list(self, loc: Loc, expr: str, host_type: dict[str, str], kind: str) -> list[str]:
+        """The names of a group's or NVLink domain's host list; once the lists of ``kind`` name more
+        than the file's hosts (and _SLACK), the rest can only be unknown or repeated: refused unexpanded."""
+        names = _count(expr)
+        listed = self._listed[kind] = self._listed.get(kind, 0) + names
+        if listed <= len(host_type) + _SLACK:
+            return self._expand(loc, expr)
+        try:
+            stray = outside(expr, host_type)
+        except ConfigError as exc:
+            self.fail(loc, exc.message, fix=exc.hint)
+            return []
+        if stray is not None:
+            self.fail(loc, f"{_short(expr)} names {names:,} hosts, among them unknown host {stray!r} "
+                      f"(dangling link); the file has {len(host_type):,} hosts",
+                      fix="list only hosts named under hosts:, or add the missing hosts there")
+        else:
+            self.fail(loc, f"{_short(expr)}: the {kind}s' host lists name {listed:,} hosts up to here, the "
+                      f"file has {len(host_type):,}: hosts are listed in more than one {kind}",
+                      fix=f"list each host in one {kind} only")
+        return []
+
+    def _syntax(self, loc: Loc, expr: str) -> None:
+        """Check a host list's syntax and size unexpanded (``outside`` of no hosts: its first name)."""
+        try:
+            outside(expr, ())
+        except ConfigError as exc:
+            self.fail(loc, exc.message, fix=exc.hint)
+
     def _hosts(self) -> dict[str, str]:
         host_type: dict[str, str] = {}
         entry_of: dict[str, int] = {}
         gpus = ends = 0
         for i, entry in enumerate(self.spec.hosts):
-            if entry.type not in self.spec.host_types:
+            ht = self.spec.host_types.get(entry.type)
+            if ht is None:
                 valid = ", ".join(sorted(self.spec.host_types))
                 self.fail(("hosts", i, "type"), f"unknown host type {entry.type!r} (defined: {valid})")
-            names = self._expand(("hosts", i, "names"), entry.names)
-            ht = self.spec.host_types.get(entry.type)
-            if ht is not None:  # sized before anything is built: a short file must not make a huge graph
-                gpus += len(names) * ht.gpus
-                ends += len(names) * (1 + ht.gpus + ht.nics)
+            # counted before expanding, whatever the type (one of unknown type: a host, no GPU), so a
+            # short file cannot expand to a huge list; past the caps nothing more is expanded
+            listed = _count(entry.names)
+            gpus += listed * (ht.gpus if ht else 0)
+            ends += listed * (1 + ht.gpus + ht.nics if ht else 1)
             if gpus > MAX_GPUS or ends > MAX_ENDPOINTS:
-                self.fail(("hosts", i, "names"), f"the fabric would have {gpus:,} GPUs and {ends:,} hosts, GPUs and "
-                          f"NICs by here; at most {MAX_GPUS:,} GPUs and {MAX_ENDPOINTS:,} in all are modelled")
+                self.fail(("hosts", i, "names"), f"hosts entry {i} ({_short(entry.names)}) brings the "
+                          f"fabric to {gpus:,} GPUs and {ends:,} hosts, GPUs and NICs; at most {MAX_GPUS:,} "
+                          f"GPUs and {MAX_ENDPOINTS:,} in all are modelled",
+                          fix="split the cluster into several fabrics")
                 break
+            if ht is None:  # its names are checked once its type is known; here only its syntax
+                self._syntax(("hosts", i, "names"), entry.names)
+                continue
+            names = self._expand(("hosts", i, "names"), entry.names)
             bad, dups = None, []
             for name in names:
                 if bad is None and not NAME.match(name):
@@ -259,7 +324,7 @@ class _Checker:
             if dom.name in names:
                 self.fail(("nvlink_domains", i, "name"), f"duplicate NVLink domain {dom.name!r}")
             names.add(dom.name)
-            listed = self._expand(("nvlink_domains", i, "hosts"), dom.hosts)
+            listed = self._host_list(("nvlink_domains", i, "hosts"), dom.hosts, host_type, "NVLink domain")
             self._unknown_hosts(("nvlink_domains", i, "hosts"), listed, host_type)
             gpus = sum(self.spec.host_types[host_type[h]].gpus for h in set(listed) if h in host_type)
             if gpus > MAX_NVLINK_DOMAIN_GPUS:
@@ -313,7 +378,7 @@ class _Checker:
             elif level_of[g.level] == 0:
                 if not g.hosts or g.children:
                     self.fail(loc, "a lowest-level group lists hosts, not children")
-                listed = self._expand(loc + ("hosts",), g.hosts or "")
+                listed = self._host_list(loc + ("hosts",), g.hosts or "", host_type, "lowest-level group")
                 self._unknown_hosts(loc + ("hosts",), listed, host_type)
                 self._place(loc + ("hosts",), g.name, [h for h in listed if h in host_type], placed)
             elif g.hosts or not g.children:
@@ -446,6 +511,18 @@ def _split_domain(what: str, kind: str, owners: dict[str, list[str]]) -> str:
            else f"put all its hosts under one {kind} (hosts: of one group)")
     return (f"{what} spans {len(owners)} {kind}s ({'; '.join(parts[:4])}{more}): {inner} must lie inside "
             f"one {kind}; {fix}")
+
+
+def _count(expr: str) -> int:
+    """How many names a host list stands for (0 when it is malformed: expanding it says why)."""
+    try:
+        return count(expr)
+    except ConfigError:
+        return 0
+
+
+def _short(expr: str) -> str:
+    return repr(expr if len(expr) <= 60 else expr[:57] + "...")
 
 
 def _unpadded(name: str) -> str:

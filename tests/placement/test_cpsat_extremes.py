@@ -12,7 +12,7 @@ import pytest
 
 from fabric_hpc.placement import ClusterState, SolveOptions, place
 from fabric_hpc.placement.cost import lex_key
-from fabric_hpc.topology import build, generators
+from fabric_hpc.topology import Fabric, build, generators
 
 OPTIONS = SolveOptions(time_limit_s=1.0)
 
@@ -35,7 +35,16 @@ def gbit():
 
 @pytest.fixture(scope="module")
 def crawl():
-    return _slow(1e-6, 1e-6)  # 8 kb/s: a 1 PiB all-reduce takes ~70 years
+    """_slow's fabric at 8 kb/s (1e-6 GB/s): a 1 PiB all-reduce takes ~70 years. Below the fabric file's
+    floor (spec.MIN_GBPS, 0.01 GB/s: 1 PiB there is ~1e14 µs, within CP-SAT's integers), so built in
+    code past it (model_copy does not validate) to reach the beyond-any-scale fallback all the same."""
+    spec = generators.leaf_spine(16)
+    assert spec.network is not None
+    types = {n: ht.model_copy(update={"nic_gbps": 1e-6}) for n, ht in spec.host_types.items()}
+    groups = [g if g.uplink_gbps is None else g.model_copy(update={"uplink_gbps": 1e-6})
+              for g in spec.network.groups]
+    return Fabric(spec.model_copy(update={"host_types": types,
+                                          "network": spec.network.model_copy(update={"groups": groups})}))
 
 
 def _both(fab, text, weights):

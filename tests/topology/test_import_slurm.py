@@ -196,8 +196,8 @@ def test_too_many_hosts_or_switches_is_refused_early(tmp_path):
     conf = tmp_path / "t.conf"
     conf.write_text("".join(f"SwitchName=s{i} Nodes=h{i}x[1-2]\n" for i in range(50_001)))
     with pytest.raises(ConfigError,
-                       match=r"t\.conf: 100,002 hosts under its leaf switches; a fabric models at most "
-                             r"100,000"):
+                       match=r"t\.conf:50001: switch 's50000': the switches up to this line list 100,002 "
+                             r"hosts \(Nodes=\); a fabric models at most 100,000"):
         import_csv(conf)  # was: "host list 'h0x[1-2],...' stands for more than 100,000 names", no line
     conf.write_text("".join(f"SwitchName=s{i}\n" for i in range(100_001)))
     with pytest.raises(ConfigError, match=r"t\.conf:100001: more than 100,000 switches"):
