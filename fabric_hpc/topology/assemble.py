@@ -26,7 +26,8 @@ from fabric_hpc.inputs import check_path, read_json, read_text
 from fabric_hpc.topology.discover import SIDECAR_FORMAT, facts_path
 from fabric_hpc.topology.io import parse_spec
 from fabric_hpc.topology.nvml_recording import ERROR_FUNCTION_NOT_FOUND
-from fabric_hpc.topology.spec import MAX_NVLINK_DOMAIN_GPUS, FabricSpec, HostType, check_spec
+from fabric_hpc.topology.spec import MAX_NVLINK_DOMAIN_GPUS, FabricSpec, HostType
+from fabric_hpc.topology.spec_check import check_spec
 from fabric_hpc.validation import parse_model
 
 #: NVSwitch chips per 72 GPUs of a multi-host domain (GB200/GB300 NVL72: 9 switch trays x 2 chips).

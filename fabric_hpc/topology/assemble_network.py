@@ -34,7 +34,8 @@ from typing import Any
 
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.hostlist import compress, expand
-from fabric_hpc.topology.spec import FabricSpec, _unpadded, check_spec
+from fabric_hpc.topology.spec import FabricSpec
+from fabric_hpc.topology.spec_check import _unpadded, check_spec
 
 #: The import kinds that describe a network (the others are CSV data sets of a whole cluster).
 NETWORK_KINDS = ("topology-conf", "topology-yaml", "ibnetdiscover")

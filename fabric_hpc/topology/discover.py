@@ -36,7 +36,8 @@ from fabric_hpc.topology.discover_sysfs import SysfsFacts, cpus_of_mask, pci_sys
 from fabric_hpc.topology.io import dump_spec
 from fabric_hpc.topology.mnnvl import gpu_fabric, host_domain
 from fabric_hpc.topology.nvml_recording import RecordedNvml, is_error, record_nvml, save_recording
-from fabric_hpc.topology.spec import FabricSpec, HostType, check_spec
+from fabric_hpc.topology.spec import FabricSpec, HostType
+from fabric_hpc.topology.spec_check import check_spec
 
 SIDECAR_FORMAT = "fabric-hpc/discovery"
 #: NVLink GB/s per link (both directions) by NVML's nvmlNvlinkVersion_t (1=1.0 … 6=4.0, 7=5.0).

@@ -35,7 +35,8 @@ from pydantic import ValidationError
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.hostlist import NAME, compress, slurm_renames
-from fabric_hpc.topology.spec import _RENAMED, FabricSpec, HostType, check_spec
+from fabric_hpc.topology.spec import FabricSpec, HostType
+from fabric_hpc.topology.spec_check import _RENAMED, check_spec
 
 PathLike = str | os.PathLike[str]
 

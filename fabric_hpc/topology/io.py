@@ -90,7 +90,7 @@ def load_fabric(path: str | os.PathLike[str]) -> Fabric:
                                  + shipped_hint())
     check_path(path, what="fabric file")
     spec, lines = parse_spec(read_text(path, what="fabric file", limit=MAX_FABRIC_BYTES), source=str(path))
-    from fabric_hpc.topology.spec import check_spec
+    from fabric_hpc.topology.spec_check import check_spec
 
     check_spec(spec, source=str(path), locate=lines)
     return Fabric(spec, source=str(path))

@@ -20,7 +20,8 @@ import numpy as np
 
 from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.topology.index import Distance, FabricIndex
-from fabric_hpc.topology.spec import FabricSpec, HostType, check_spec, switch_names
+from fabric_hpc.topology.spec import FabricSpec, HostType
+from fabric_hpc.topology.spec_check import check_spec, switch_names
 
 KINDS = ("host", "gpu", "nvswitch", "nvldomain", "socket", "nic", "switch")
 

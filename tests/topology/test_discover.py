@@ -16,7 +16,7 @@ from fabric_hpc.topology import build, parse_spec
 from fabric_hpc.topology.discover import discover, discover_host
 from fabric_hpc.topology.discover_sysfs import cpus_of_mask, parse_cpulist, pci_sysfs_id, pcie_gbps
 from fabric_hpc.topology.nvml_recording import RecordedNvml, load_recording, record_nvml, save_recording
-from fabric_hpc.topology.spec import check_spec
+from fabric_hpc.topology.spec_check import check_spec
 
 FIX = Path(__file__).parent / "fixtures"
 DGX_ROOT = FIX / "dgx-h100"

@@ -21,7 +21,7 @@ from fabric_hpc.topology import parse_spec
 from fabric_hpc.topology.assemble import assemble
 from fabric_hpc.topology.discover import discover
 from fabric_hpc.topology.nvml_recording import FABRIC_CALLS, RecordedNvml, _fabric, record_nvml
-from fabric_hpc.topology.spec import check_spec
+from fabric_hpc.topology.spec_check import check_spec
 
 FIX = Path(__file__).parent / "fixtures"
 DGX_ROOT = FIX / "dgx-h100"

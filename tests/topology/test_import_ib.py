@@ -14,7 +14,7 @@ from fabric_hpc.errors import ConfigError, NotFoundError
 from fabric_hpc.topology import build, open_fabric
 from fabric_hpc.topology.import_ib import import_ibnetdiscover
 from fabric_hpc.topology.importers import detect_kind, import_csv
-from fabric_hpc.topology.spec import switch_names
+from fabric_hpc.topology.spec_check import switch_names
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ibnetdiscover"
 

@@ -15,7 +15,8 @@ from fabric_hpc.topology.importers import (
     HEADERS, detect_kind, gpu_count, import_csv, import_lingjun, import_node_list, lingjun_host_map,
     type_counts,
 )
-from fabric_hpc.topology.spec import HostType, check_spec
+from fabric_hpc.topology.spec import HostType
+from fabric_hpc.topology.spec_check import check_spec
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 LINGJUN = DATA / "topologies/alibaba_lingjun2023_topo.csv"

@@ -9,7 +9,7 @@ from fabric_hpc.errors import ConfigError
 from fabric_hpc.topology.export import outside_blocks_note
 from fabric_hpc.topology.importers import import_csv
 from fabric_hpc.topology.io import parse_spec
-from fabric_hpc.topology.spec import check_spec
+from fabric_hpc.topology.spec_check import check_spec
 from tests.topology.test_export_outside_blocks import mixed
 
 HT = ("host_types:\n  g: {gpus: 8, gpu_model: H100, gpu_memory_gb: 80, sockets: 2, cores_per_socket: 8, "

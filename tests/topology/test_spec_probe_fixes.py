@@ -8,7 +8,7 @@ import pytest
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.topology.io import parse_spec
-from fabric_hpc.topology.spec import check_spec
+from fabric_hpc.topology.spec_check import check_spec
 
 HT = ("host_types:\n  g: {gpus: 8, gpu_model: H100, gpu_memory_gb: 80, sockets: 2, cores_per_socket: 8, "
       "memory_gb: 512, nvlink_gbps: 900, nvswitches: 4, pcie_gbps: 64, nics: 8, nic_gbps: 50}\n")

@@ -14,7 +14,7 @@ import pytest
 
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.topology.io import parse_spec
-from fabric_hpc.topology.spec import check_spec
+from fabric_hpc.topology.spec_check import check_spec
 
 HT = ("{gpus: 8, gpu_model: x, gpu_memory_gb: 1, sockets: 1, cores_per_socket: 1, memory_gb: 1, "
       "nvlink_gbps: 0, nvswitches: 0, pcie_gbps: 1, nics: 1, nic_gbps: 1}")

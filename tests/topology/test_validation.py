@@ -123,7 +123,7 @@ def parse_and_check(text: str):
 
 def _refusal(host: str, hosts: str, leaf: str) -> str:
     """check_spec's error for one host type, one host list and a one-level network of ``leaf``."""
-    from fabric_hpc.topology.spec import check_spec
+    from fabric_hpc.topology.spec_check import check_spec
 
     text = (f"fabric: 1\nname: x\nhost_types:\n  t: {{{host}, gpu_model: X, gpu_memory_gb: 1, cores_per_socket: 1, "
             f"memory_gb: 1, nvlink_gbps: 0, nvswitches: 0, pcie_gbps: 1, nic_gbps: 1}}\nhosts:\n"
@@ -177,7 +177,7 @@ def test_a_long_list_of_schema_problems_is_cut_short():
 ])
 def test_switch_names_are_unique_in_the_graph(groups, needle):
     """Two vertices with one name merged: distances of 1 hop across leaves, a host lost, an IndexError."""
-    from fabric_hpc.topology.spec import check_spec
+    from fabric_hpc.topology.spec_check import check_spec
 
     text = ("fabric: 1\nname: x\nhost_types:\n  t: {gpus: 8, gpu_model: X, gpu_memory_gb: 1, sockets: 2, "
             "cores_per_socket: 8, memory_gb: 1, nvlink_gbps: 900, nvswitches: 4, pcie_gbps: 64, nics: 8, nic_gbps: 50}\n"
@@ -194,7 +194,7 @@ def test_switch_names_are_unique_in_the_graph(groups, needle):
 def test_domains_must_nest(extra, needle):
     """A rack or NVLink domain split over two leaf groups passed validation, then every solver broke
     its own `within=leaf` constraint."""
-    from fabric_hpc.topology.spec import check_spec
+    from fabric_hpc.topology.spec_check import check_spec
 
     nvs = 0 if extra else 4
     text = ("fabric: 1\nname: x\nhost_types:\n  t: {gpus: 8, gpu_model: X, gpu_memory_gb: 1, sockets: 2, "
@@ -271,7 +271,7 @@ def test_names_slurm_refuses_or_that_repeat_in_one_list(tmp_path):
     topology/tree refuses (switch_record.c: HOST_NAME_MAX); a host given twice inside one host-list
     expression (``n[1-2],n1``) was dropped silently instead of being the duplicate it is."""
     from fabric_hpc.topology import generators, save_spec
-    from fabric_hpc.topology.spec import check_spec
+    from fabric_hpc.topology.spec_check import check_spec
 
     path = tmp_path / "f.yaml"
     save_spec(generators.leaf_spine(hosts=4, hosts_per_leaf=2, gpus=2), path)
