@@ -50,7 +50,7 @@ def test_a_damaged_usage_file_is_moved_aside_and_usage_starts_from_zero(tmp_path
 
 def test_the_agent_starts_with_a_damaged_usage_file_and_says_so(tmp_path: Path) -> None:
     (tmp_path / "usage.json").write_text('{"ledger": {"half_life_s": 604800.0, "t": 1')  # cut short
-    a = agent(tmp_path, Fake([]), interval_s=0.01)  # no ConfigError from Agent.__init__
+    a = agent(tmp_path, Fake([]), interval_s=0.1)  # no ConfigError from Agent.__init__
     a.run(max_cycles=1)
     ignored = [e for e in events(tmp_path) if e["event"] == "agent.usage_ignored"]
     assert len(ignored) == 1 and ignored[0]["file"] == str(tmp_path / "usage.json")
