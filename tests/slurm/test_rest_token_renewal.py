@@ -23,7 +23,8 @@ _SCONTROL = f"""#!{sys.executable}
 import json, os, sys  # records the mode of the file its output goes to, while it writes
 st = os.fstat(1)
 with open(os.environ["SCONTROL_RECORD"], "a") as f:
-    f.write(json.dumps({{"argv": sys.argv[1:], "mode": st.st_mode & 0o7777, "regular": st.st_mode & 0o170000 == 0o100000}}) + "\\n")
+    row = {{"argv": sys.argv[1:], "mode": st.st_mode & 0o7777, "regular": st.st_mode >> 12 == 0o10}}
+    f.write(json.dumps(row) + "\\n")
 print("SLURM_JWT={TOKEN}")
 """
 

@@ -54,7 +54,8 @@ def test_the_agent_starts_with_a_damaged_usage_file_and_says_so(tmp_path: Path) 
     a.run(max_cycles=1)
     ignored = [e for e in events(tmp_path) if e["event"] == "agent.usage_ignored"]
     assert len(ignored) == 1 and ignored[0]["file"] == str(tmp_path / "usage.json")
-    assert ASIDE.fullmatch(Path(ignored[0]["moved_to"]).name) and "not the agent's usage" in ignored[0]["reason"]
+    assert ASIDE.fullmatch(Path(ignored[0]["moved_to"]).name)
+    assert "not the agent's usage" in ignored[0]["reason"]
     assert Path(ignored[0]["moved_to"]).read_text().endswith('"t": 1')
     assert json.loads((tmp_path / "usage.json").read_text())["held"] == {}  # started from zero
     assert a.errors == 0
