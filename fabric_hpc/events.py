@@ -172,7 +172,8 @@ def open_regular(path: str | os.PathLike[str], flags: int, mode: int = 0o600, *,
 
 
 class JsonLinesWriter:
-    """Append-only JSON-lines file, each line flushed and (optionally) fsync'd before returning.
+    """Append-only JSON-lines file, each record written whole (unbuffered) and (optionally) fsync'd
+    before returning; a record whose write fails is cut off again, never written later.
 
     Thread-safe. Files are created 0600 (``mode``): audit logs can name users' jobs. With
     ``max_bytes``, a write that would take the file past it first renames the file to ``<name>.1``
@@ -187,12 +188,18 @@ class JsonLinesWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._mode, self._fsync, self._max, self._max_line = mode, fsync, max_bytes, max_line
-        self._file = self._open()
+        self._fd: int | None = self._open()
+        self._cut_to: int | None = None
         self._lock = threading.Lock()
 
-    def _open(self) -> Any:
+    def _open(self) -> int:
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-        return os.fdopen(open_regular(self.path, flags, self._mode), "a", encoding="utf-8")
+        return open_regular(self.path, flags, self._mode)
+
+    def _fileno(self) -> int:
+        if self._fd is None:
+            raise ValueError(f"{self.path}: the writer is closed")
+        return self._fd
 
     @property
     def rotated(self) -> Path:
@@ -202,44 +209,72 @@ class JsonLinesWriter:
     def _rotate_for(self, size: int) -> None:
         if self._max is None:
             return
-        now = os.fstat(self._file.fileno()).st_size  # every write is flushed: the size on disk
+        now = os.fstat(self._fileno()).st_size  # every write goes straight to the file: the size on disk
         if now > 0 and now + size > self._max:
-            self._file.close()
+            os.close(self._fileno())
+            self._fd = None
             try:
                 os.replace(self.path, self.rotated)
             finally:  # renamed or not, later writes go to an open file
-                self._file = self._open()
+                self._fd = self._open()
 
     def write(self, event: dict[str, Any]) -> None:
         self.write_many([event])
 
     def write_many(self, events: list[dict[str, Any]]) -> None:
-        """Append ``events`` in order with one flush and (optionally) one fsync: all are on disk on return."""
-        text = "".join(to_json(e, max_chars=self._max_line) + "\n" for e in events)
+        """Append ``events`` in order with one write and (optionally) one fsync: all are on disk on return.
+
+        The bytes go to the file unbuffered. A write that fails (a full disk) is undone: the file is cut
+        back to its size before it, so no part of these records is ever written later, by this call or
+        the next one (an audit log must not record, after the fact, actions that never ran)."""
+        data = "".join(to_json(e, max_chars=self._max_line) + "\n" for e in events).encode()
         with self._lock, naming_file(self.path):
-            self._rotate_for(len(text.encode()))
-            self._file.write(text)
-            self._file.flush()
-            if self._fsync:
-                os.fsync(self._file.fileno())
+            self._rotate_for(len(data))
+            fd = self._fileno()
+            if self._cut_to is not None:  # a failed write's tail that could not be cut then
+                os.ftruncate(fd, self._cut_to)
+                self._cut_to = None
+            before = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:  # O_APPEND: each piece lands at the end
+                    view = view[os.write(fd, view):]
+                if self._fsync:
+                    os.fsync(fd)
+            except BaseException:
+                self._undo(fd, before)
+                raise
+
+    def _undo(self, fd: int, size: int) -> None:
+        """Cut the file back to ``size`` after a failed write (a shrinking truncate needs no space); if even
+        that fails, the next write cuts it first (and fails if it still cannot), so no record is ever
+        glued onto the failed one's fragment."""
+        try:
+            os.ftruncate(fd, size)
+        except OSError:
+            self._cut_to = size
 
     def reopen(self) -> None:
         """Close the file and open ``path`` again (created when missing): after logrotate moved it."""
         with self._lock:
             new = self._open()  # an error leaves the old file open and written
-            self._file.close()
-            self._file = new
+            if self._fd is not None:
+                os.close(self._fd)
+            self._fd = new
 
     def close(self) -> None:
         with self._lock:
-            self._file.close()
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                os.close(fd)
 
     def __del__(self) -> None:
-        """A writer dropped unclosed (an agent object a caller discards) closes its file: every line is
-        already flushed, so nothing is lost, and no ResourceWarning is left for the collector."""
-        file = self.__dict__.get("_file")
-        if file is not None:
-            file.close()
+        """A writer dropped unclosed (an agent object a caller discards) closes its file: every record is
+        already written, so nothing is lost."""
+        fd = self.__dict__.get("_fd")
+        if fd is not None:
+            self._fd = None
+            os.close(fd)
 
     def __enter__(self) -> JsonLinesWriter:
         return self

@@ -139,7 +139,13 @@ def _check_amounts(what: str, table: Mapping[str, float], total: float) -> None:
 
 
 def _nonneg(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    """A finite number >= 0 (an int too large for a float, such as 10**400, is not: it would overflow)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value) and value >= 0
+    except OverflowError:
+        return False
 
 
 @dataclass

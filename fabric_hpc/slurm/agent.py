@@ -127,7 +127,8 @@ class Agent(AgentDaemon):
         self.deferral_store = DeferralStore(self.state_dir)  # its deferrals across restarts
         self.qos_memory = QosMemory(self.state_dir)  # the QOS of jobs Slurm forgets once they run
         self.lock = agent_lock(self.state_dir)
-        self.other_agent = OtherAgentWatch()  # a second agent with another --state-dir (agent.other_agent)
+        #: a second agent with another --state-dir (agent.other_agent)
+        self.other_agent = OtherAgentWatch(config.fallback_s)
         self.metrics: Any = None
         self._stop = threading.Event()
         self.actions.stopping = self._stop.is_set  # requests the stop abandons are not failed actions

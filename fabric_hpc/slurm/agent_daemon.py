@@ -83,6 +83,8 @@ class AgentDaemon:
         self.deferral_store.recover_pins(self.actions)  # pins sent after the file's last save (kill -9)
         if why := self.qos_memory.load():  # the QOS of running jobs, as the last agent read them pending
             self._log("qos_ignored", file=str(self.qos_memory.path), reason=why)
+        if aside := self.usage.set_aside():  # a damaged usage.json: moved aside, usage starts from zero
+            self._log("usage_ignored", **aside)
 
     def _loop(self, max_cycles: int | None) -> None:
         backoff = 0.0

@@ -20,13 +20,24 @@ FALLBACK_PER_INTERVAL = 3
 MAX_GPUS_PER_NODE = (1, 1024)
 #: (low, high, low excluded) of the agent's float settings.
 FLOATS: dict[str, tuple[float, float, bool]] = {
-    "interval_s": (0.0, DAY_S, True),
-    "max_backoff_s": (0.0, DAY_S, True),
-    "contact_timeout_s": (0.0, DAY_S, True),
-    "pin_timeout_s": (0.0, DAY_S, True),
+    "interval_s": (0.1, DAY_S, False),
+    "max_backoff_s": (1.0, DAY_S, False),
+    "contact_timeout_s": (1.0, DAY_S, False),
+    "pin_timeout_s": (5.0, DAY_S, False),
     "backfill_interval_s": (0.0, DAY_S, False),
     "compact_wait_s": (0.0, 7 * DAY_S, False),
     "preempt_benefit_ratio": (0.0, 1e6, False),
+}
+
+#: Why the timing settings have a floor (their low end above): below it the agent works against slurmctld
+#: in a tight loop (1e-9 was accepted), one fsync'd ``agent.error`` per try while it is down.
+FLOORS_WHY = {
+    "interval_s": "closer cycles only load slurmctld (the plugin wakes the agent at once anyway)",
+    "max_backoff_s": "a shorter wait after a failed cycle retries a down slurmctld in a tight loop, "
+                     "writing one agent.error per try",
+    "contact_timeout_s": "a shorter wait gives up before Slurm can answer",
+    "pin_timeout_s": "Slurm needs a few seconds to start a pinned job; a shorter timeout takes every pin "
+                     "for stale",
 }
 
 
@@ -58,6 +69,9 @@ def check_cadence(interval_s: float, fallback_s: float) -> None:
 def check_float(name: str, value: float) -> float:
     """``value`` when inside :data:`FLOATS`'s range of ``name``; a ValueError naming both otherwise."""
     lo, hi, lo_open = FLOATS[name]
+    if name in FLOORS_WHY and value < lo:
+        raise ValueError(f"{name} {value:g} is below its floor of {lo:g} s: {FLOORS_WHY[name]}; "
+                         f"set it to {range_text(lo, hi, lo_open)}")
     if (value <= lo if lo_open else value < lo) or value > hi:
         raise ValueError(f"{name} must be {range_text(lo, hi, lo_open)}")
     return value

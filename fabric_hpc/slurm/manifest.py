@@ -43,9 +43,10 @@ INSTALLED_NAMES = {
     "unit_dir": (UNIT_NAME,),
 }
 #: What the agent and install write in the state directory (fabric_hpc/slurm/agent.py, usage.py,
-#: deferral_store.py, qos_store.py).
+#: deferral_store.py, qos_store.py); also a damaged usage.json moved aside (usage.json.damaged-<time>).
 STATE_FILES = frozenset({"agent.lock", "heartbeat", "wake", "status.json", AUDIT_LOG, "usage.json",
                          "deferrals.json", "qos.json", CYCLES_LOG, *rotated_names(), MANIFEST})
+_DAMAGED = re.compile(r"usage\.json\.damaged-\d{8}T\d{6}Z(\.\d+)?")  # usage.py's AgentUsage.set_aside
 _TEMP = re.compile(r"\.(?P<name>[^/]+)\.[^/]*-\d+-[0-9a-f]{8}\.tmp")  # fabric_hpc.atomic.temp_sibling
 
 
@@ -93,7 +94,8 @@ def free_name(path: Path) -> Path:
 def is_state_entry(name: str) -> bool:
     """A name the agent or install writes in the state dir (or a temporary file of one of those)."""
     temp = _TEMP.fullmatch(name)
-    return name in STATE_FILES or (temp is not None and temp["name"] in STATE_FILES)
+    return name in STATE_FILES or (temp is not None and temp["name"] in STATE_FILES) \
+        or _DAMAGED.fullmatch(name) is not None
 
 
 def running_agent(state_dir: Path) -> int | None:

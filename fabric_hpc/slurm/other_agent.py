@@ -9,10 +9,12 @@ time moves, between two cycles, to a time still ahead that this agent never aske
 StartTime=``), Slurm never does it to a plain pending job (a requeue goes through a running and a
 completing state, so a requeued job is compared afresh, and the agent's own victims are left out; a begin
 time that passes or a satisfied dependency is not ahead); another agent does it at every renewal. When such
-moves are seen in :data:`FOREIGN_CYCLES` cycles within :data:`WINDOW_S`, the agent writes one
-``agent.other_agent`` warning (audit log and event stream, at most every :data:`WINDOW_S`) with the jobs,
-and ``status.json`` has ``other_agent`` from then on. It does not stop: which agent is the stray one is
-the admin's call.
+moves are seen in :data:`FOREIGN_CYCLES` cycles within :data:`WINDOW_S`, and they moved at least two jobs
+or each had the renewal cadence (the begin time set to about the time of the move plus ``fallback_s``, as
+an agent renews: one job of a user who moves it by hand again and again is not another agent), the agent
+writes one ``agent.other_agent`` warning (audit log and event stream, at most every :data:`WINDOW_S`) with
+the jobs, and ``status.json`` has ``other_agent`` until no such move was seen for :data:`WINDOW_S`. It does
+not stop: which agent is the stray one is the admin's call.
 """
 
 from __future__ import annotations
@@ -36,10 +38,13 @@ HINT = ("run one fabric agent per cluster: stop the other agent (look for `fabri
 class OtherAgentWatch:
     """Sees begin times moved by someone else; ``check`` answers the warning to write, or None."""
 
-    def __init__(self) -> None:
+    def __init__(self, fallback_s: float = 60.0) -> None:
+        self.fallback_s = fallback_s                # the renewal another agent of this site makes
         self._seen: dict[int, float] = {}          # pending fabric job -> its begin time last cycle
-        self._cycles: list[float] = []             # when moves by someone else were seen (one per cycle)
+        #: when moves by someone else were seen (one per cycle), and whether all had the renewal cadence
+        self._cycles: list[tuple[float, bool]] = []
         self._jobs: set[int] = set()               # the jobs moved within the window
+        self._last_now: float | None = None
         self._warned_at: float | None = None
         self.last: dict[str, Any] | None = None     # the last warning (``status.json``'s ``other_agent``)
 
@@ -48,7 +53,8 @@ class OtherAgentWatch:
         """Compare this cycle's pending fabric jobs with the last cycle's (``asked``: the begin times this
         agent asked for, per job; ``requeued``: its own victims); the fields of an ``agent.other_agent``
         record when one is due."""
-        seen, moved = {}, []
+        seen, moved, cadence = {}, [], True
+        since = now if self._last_now is None else self._last_now  # the moves happened in (since, now]
         for job in jobs:
             plain = job.pending and not job.flags and job.job_id not in requeued  # no requeue under way
             if not (plain and job.fabric_marked and job.begin_time is not None):
@@ -59,15 +65,24 @@ class OtherAgentWatch:
                 continue
             if not any(abs(begin - t) <= DEFERRAL_SLACK_S for t in asked.get(job.job_id, ())):
                 moved.append(job.job_id)
-        self._seen = seen
-        self._cycles = [t for t in self._cycles if now - t < WINDOW_S]
+                renewed_at = begin - self.fallback_s
+                cadence &= since - DEFERRAL_SLACK_S <= renewed_at <= now + DEFERRAL_SLACK_S
+        self._seen, self._last_now = seen, now
+        self._cycles = [c for c in self._cycles if now - c[0] < WINDOW_S]
         if not self._cycles:
             self._jobs.clear()
+            self.last = None  # no move by someone else for a whole window: the warning no longer holds
         if moved:
-            self._cycles.append(now)
+            self._cycles.append((now, cadence))
             self._jobs.update(moved)
+        return self._warning(now)
+
+    def _warning(self, now: float) -> dict[str, Any] | None:
+        """The warning's fields when the window holds enough evidence (and none was written lately)."""
         if len(self._cycles) < FOREIGN_CYCLES:
             return None
+        if len(self._jobs) < 2 and sum(c for _, c in self._cycles) < FOREIGN_CYCLES:
+            return None  # one job, moved at no agent's cadence: its user's own `scontrol update StartTime=`
         if self._warned_at is not None and now - self._warned_at < WINDOW_S:
             return None
         self._warned_at = now

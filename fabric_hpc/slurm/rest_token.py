@@ -10,6 +10,7 @@ others (0600 or 0640): a token is a password. No message shows its content.
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 from typing import Any
 
@@ -19,10 +20,19 @@ from fabric_hpc.errors import ConfigError
 MAX_TOKEN_BYTES = 1 << 16
 
 
+#: The lifespan (seconds) of the token the printed command asks for: a day, renewed every 12 hours.
+TOKEN_LIFESPAN_S = 86400
+
+
 def renew_command(path: str, user: str) -> str:
-    """The line that writes (or renews) the token file, as root."""
-    return (f"scontrol token username={user} lifespan=86400 > {path}.new && chmod 0640 {path}.new && "
-            f"chgrp $(id -gn {user}) {path}.new && mv {path}.new {path}")
+    """The line that writes (or renews) the token file, as root. The new file is created under umask 077
+    (0600) before ``scontrol`` writes the token into it, so no other user can open it and read the
+    token later through the open file; a stale ``.new`` (perhaps 0644) is removed first. Group and
+    mode 0640 are set before ``mv`` puts it in place. Every pasted value is shell-quoted."""
+    new, dest, who = shlex.quote(f"{path}.new"), shlex.quote(path), shlex.quote(user)
+    return (f"rm -f {new} && (umask 077 && scontrol token username={who} lifespan={TOKEN_LIFESPAN_S} > "
+            f"{new}) && group=$(id -gn {who}) && chgrp \"$group\" {new} && chmod 0640 {new} && "
+            f"mv {new} {dest}")
 
 
 def file_hint(path: str, user: str) -> str:

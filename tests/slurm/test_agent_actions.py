@@ -104,7 +104,7 @@ def test_one_refused_pin_does_not_block_the_others_and_is_handed_over_after_a_fe
 @pytest.mark.parametrize("message", ["Invalid user id for job 1", "Access/permission denied for job 1"])
 def test_slurm_refusing_the_agent_itself_is_fatal_with_the_fix(tmp_path: Path, message: str) -> None:
     client = Fake([gang(1)], refuse={1: message})
-    a = agent(tmp_path, client, interval_s=0.01)
+    a = agent(tmp_path, client, interval_s=0.1)
     with pytest.raises(AgentPrivilegeError) as exc:
         a.run(max_cycles=5)
     assert exc.value.exit_code == 3 and "AdminLevel=Operator" in exc.value.hint and "SlurmUser" in exc.value.hint
@@ -133,7 +133,7 @@ def test_agent_run_refuses_a_model_without_a_slurm_node(tmp_path: Path) -> None:
 def test_stop_releases_the_pins_of_jobs_not_started(tmp_path: Path) -> None:
     pinned = gang(1, req_nodes=("n1", "n2"), begin_time=1.0)
     client = Fake([pinned, gang(2)])
-    a = pinned_by(agent(tmp_path, client, interval_s=0.01), [pinned])
+    a = pinned_by(agent(tmp_path, client, interval_s=0.1), [pinned])
     a.run(max_cycles=1)
     assert ("update", 1, {"ReqNodeList": ""}) in client.calls and ("update", 2, {"ReqNodeList": ""}) in client.calls
     stop = [e for e in events(tmp_path) if e["event"] == "agent.stop"][0]
@@ -197,7 +197,7 @@ def test_a_failed_cycle_is_in_status_json_and_the_audit_log_is_group_readable(tm
         def jobs(self) -> list[Job]:
             raise SlurmError("slurmctld is down")
 
-    a = agent(tmp_path, Down([]), interval_s=0.01, max_backoff_s=0.01)
+    a = agent(tmp_path, Down([]), interval_s=0.1, max_backoff_s=1.0)
     a.lock.acquire()
     a._error(SlurmError("slurmctld is down"), 0.25)
     status = json.loads((tmp_path / "status.json").read_text())

@@ -25,7 +25,7 @@ def test_an_interval_too_long_for_the_fallback_is_refused(tmp_path: Path, interv
     assert f"at most {fallback / FALLBACK_PER_INTERVAL:.3g} " in str(exc.value)
 
 
-@pytest.mark.parametrize(("interval", "fallback"), [(2, 60), (20, 60), (1, 5), (0.01, 5)])
+@pytest.mark.parametrize(("interval", "fallback"), [(2, 60), (20, 60), (1, 5), (0.1, 5)])
 def test_intervals_within_a_third_of_the_fallback_pass(tmp_path: Path, interval: float,
                                                        fallback: int) -> None:
     cfg = AgentConfig(state_dir=str(tmp_path), interval_s=interval, fallback_s=fallback)

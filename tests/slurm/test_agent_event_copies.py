@@ -52,7 +52,7 @@ class Failing(Fake):
 
 def test_audit_and_stream_copies_of_an_agent_event_are_one_record(tmp_path: Path, stream: list[dict]) -> None:
     client = Failing([gang(1), gang(2)], refuse={2: "Invalid node name specified for job 2"})
-    a = agent(tmp_path, client, interval_s=0.01, max_backoff_s=0.01)
+    a = agent(tmp_path, client, interval_s=0.1, max_backoff_s=1.0)
     a.run(max_cycles=2)
     audit = events(tmp_path)
     kinds = {e["event"] for e in audit}

@@ -62,8 +62,7 @@ def test_agent_usage_persists_and_charges_previous_holdings(tmp_path):
     with pytest.raises(ConfigError, match="half-life"):
         AgentUsage(tmp_path, half_life_s=60.0)
     (tmp_path / "usage.json").write_text('{"ledger": 1}')
-    with pytest.raises(ConfigError, match="usage file"):
-        AgentUsage(tmp_path)
+    assert "usage file" in (AgentUsage(tmp_path).damaged or "")  # moved aside at start (test_usage_damaged)
 
 
 def _save_ckpt(root, step):

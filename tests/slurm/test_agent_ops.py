@@ -33,7 +33,7 @@ def _deferred_once(tmp_path: Path) -> tuple[Fake, Job]:
     # the plugin's deferral, nearly run out
     waiting = replace(gang(7), submit_time=now - 50, begin_time=now + 10)
     client = Fake([_blocker(), waiting])
-    first = agent(tmp_path, client, fallback_s=FALLBACK, interval_s=0.01)
+    first = agent(tmp_path, client, fallback_s=FALLBACK, interval_s=0.1)
     first.run(max_cycles=1)
     until = first.actions.deferrals[7]
     assert until > now + 50  # renewed: now + fallback
@@ -43,7 +43,7 @@ def _deferred_once(tmp_path: Path) -> tuple[Fake, Job]:
 def test_a_restarted_agent_knows_its_own_renewed_deferral_and_places_the_gang(tmp_path: Path) -> None:
     client, waiting = _deferred_once(tmp_path)
     client._jobs = [waiting]  # the GPUs freed while no agent ran
-    second = agent(tmp_path, client, fallback_s=FALLBACK, interval_s=0.01)
+    second = agent(tmp_path, client, fallback_s=FALLBACK, interval_s=0.1)
     second.run(max_cycles=1)
     assert json.loads((tmp_path / "status.json").read_text())["started"] == [7]
     assert not [e for e in events(tmp_path) if e["event"] == "agent.waiting" and
@@ -54,13 +54,13 @@ def test_the_deferrals_file_drops_jobs_gone_and_a_corrupt_one_is_ignored_once(tm
     client, waiting = _deferred_once(tmp_path)
     assert "7" in json.loads((tmp_path / DEFERRALS_FILE).read_text())["jobs"]
     client._jobs = [_blocker()]  # job 7 ended
-    agent(tmp_path, client, fallback_s=FALLBACK, interval_s=0.01).run(max_cycles=1)
+    agent(tmp_path, client, fallback_s=FALLBACK, interval_s=0.1).run(max_cycles=1)
     assert json.loads((tmp_path / DEFERRALS_FILE).read_text())["jobs"] == {}
     for bad in ("{not json", json.dumps({"format": "other", "jobs": {}}), json.dumps([1, 2]),
                 json.dumps({"format": "fabric-agent-deferrals/2", "jobs": {"7": {"asked": ["x"]}}})):
         (tmp_path / DEFERRALS_FILE).write_text(bad)
         client._jobs = [_blocker(), waiting]
-        a = agent(tmp_path, client, fallback_s=FALLBACK, interval_s=0.01)
+        a = agent(tmp_path, client, fallback_s=FALLBACK, interval_s=0.1)
         a.run(max_cycles=1)  # no crash
         ignored = [e for e in events(tmp_path) if e["event"] == "agent.deferrals_ignored"]
         assert ignored and ignored[-1]["file"] == str(tmp_path / DEFERRALS_FILE)
@@ -206,11 +206,11 @@ def test_why_does_not_blame_slurm_for_a_placement_older_than_the_log_read(tmp_pa
 def test_a_hup_reopens_the_decision_log_by_name(tmp_path: Path) -> None:
     import signal
 
-    a = agent(tmp_path, Fake([gang(3)]), interval_s=0.01)
+    a = agent(tmp_path, Fake([gang(3)]), interval_s=0.1)
     a.run(max_cycles=1)
     moved = tmp_path / "moved.jsonl"
     (tmp_path / "decisions.jsonl").rename(moved)
-    a = agent(tmp_path, Fake([gang(4)]), interval_s=0.01)
+    a = agent(tmp_path, Fake([gang(4)]), interval_s=0.1)
     old = {sig: signal.getsignal(sig) for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
     try:
         a.install_signal_handlers()

@@ -19,7 +19,7 @@ from tests.slurm.test_agent_actions import Fake, agent, gang
 def test_a_torn_audit_log_is_cut_before_the_agent_appends(tmp_path: Path) -> None:
     (tmp_path / audit.AUDIT_LOG).write_text('{"ts":1,"event":"agent.stop"}\n{"ts":1,"event":"agent.pl')
     (tmp_path / audit.CYCLES_LOG).write_text('{"input":{}}\n{"inp')
-    a = agent(tmp_path, Fake([gang(1)]), interval_s=0.01, record_cycles=True)
+    a = agent(tmp_path, Fake([gang(1)]), interval_s=0.1, record_cycles=True)
     a.run(max_cycles=1)
     records = read_json_lines(tmp_path / audit.AUDIT_LOG)  # raises on a line damaged in the middle
     tail = audit.read_tail(tmp_path)
@@ -44,10 +44,10 @@ def test_a_fatal_start_up_error_is_the_stop_reason(tmp_path: Path) -> None:
 
 
 def test_a_clean_stop_says_why(tmp_path: Path) -> None:
-    a = agent(tmp_path, Fake([]), interval_s=0.01)
+    a = agent(tmp_path, Fake([]), interval_s=0.1)
     a.run(max_cycles=2)
     assert read_json_lines(tmp_path / audit.AUDIT_LOG)[-1]["reason"] == "cycles"
-    b = agent(tmp_path, Fake([]), interval_s=0.01)
+    b = agent(tmp_path, Fake([]), interval_s=0.1)
     b.stop()
     b.run()
     assert read_json_lines(tmp_path / audit.AUDIT_LOG)[-1]["reason"] == "signal"

@@ -18,7 +18,7 @@ TIER_MAP = ["qos:scav=spot"]
 
 
 def _agent(tmp_path: Path, client: Fake) -> Agent:
-    return Agent(client, FAB, AgentConfig(state_dir=str(tmp_path), tier_map=TIER_MAP, interval_s=0.01))
+    return Agent(client, FAB, AgentConfig(state_dir=str(tmp_path), tier_map=TIER_MAP, interval_s=0.1))
 
 
 def _started(client: Fake) -> None:

@@ -53,7 +53,7 @@ def test_agent_is_ready_after_first_contact_reports_cycles_and_stopping(tmp_path
     with _listen(str(tmp_path / "notify.sock")) as sock:
         monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
         agent = Agent(ReplayClient(nodes, jobs), fab, AgentConfig(state_dir=str(tmp_path / "state"),
-                                                                  usage_source="ledger", interval_s=0.01))
+                                                                  usage_source="ledger", interval_s=0.1))
         agent.run(max_cycles=2)
         got = _messages(sock)
     assert got[0].startswith("READY=1\nMAINPID=")

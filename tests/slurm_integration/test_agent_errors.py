@@ -149,7 +149,7 @@ def test_malformed_answers_of_each_version_are_logged_and_the_agent_carries_on(t
     client = Scripted([Good(), *broken, Good()])
     fab = build(generators.leaf_spine(16, hosts_per_leaf=4, gpus=8, cpus=8))
     port = _free_port()
-    agent = Agent(client, fab, AgentConfig(state_dir=str(tmp_path), interval_s=0.01, max_backoff_s=0.02,
+    agent = Agent(client, fab, AgentConfig(state_dir=str(tmp_path), interval_s=0.1, max_backoff_s=1.0,
                                            metrics_port=port))
     scraped: list[str] = []
     real_cycle = agent.cycle
