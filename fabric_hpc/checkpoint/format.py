@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNewerFormatError
 from fabric_hpc.checkpoint.values import is_tensor_like
@@ -132,7 +132,18 @@ class ValueLeaves(StrictModel):
         from fabric_hpc.checkpoint.values import decode
         for name, doc in v.items():
             check_name(name)
-            decode(doc)
+            try:
+                decode(doc)
+            except ValueError as exc:
+                raise ValueError(f"{name!r}: {exc}") from None
+        return v
+
+    @field_validator("int_keys")
+    @classmethod
+    def _key_paths(cls, v: list[list[str | int]]) -> list[list[str | int]]:
+        for path in v:  # strict mode already refuses bools and other types as items
+            if not path:
+                raise ValueError("an int_keys path is empty (each names the keys down to an int key)")
         return v
 
 
@@ -177,6 +188,14 @@ class Manifest(StrictModel):
         if not 0 <= v <= MAX_STEP:
             raise ValueError(f"step {v} is outside 0..{MAX_STEP} (what a step-NNNNNNNNNN name holds)")
         return v
+
+    @model_validator(mode="after")
+    def _leaves_apart(self) -> Manifest:
+        """A non-tensor leaf named like a tensor, or nesting with one, would replace or merge it on
+        restore (a writer refuses such a state: :func:`leaf_clashes`)."""
+        if self.values is not None and (clashes := leaf_clashes(self.tensors, self.values.leaves)):
+            raise ValueError("; ".join(clashes[:5]))
+        return self
 
     @field_validator("world_size")
     @classmethod
@@ -457,10 +476,22 @@ def _json_kind(value: Any) -> str:
             type(None): "null"}.get(type(value), type(value).__name__)
 
 
-def tensor_group_clashes(names: Iterable[str]) -> list[str]:
+def leaf_clashes(tensors: Iterable[str], leaves: Iterable[str]) -> list[str]:
+    """The names of non-tensor leaves that are also a tensor's name, or a group of tensors or leaves,
+    or inside one (tensors clashing among themselves: :func:`tensor_group_clashes`)."""
+    tensors, leaves = set(tensors), set(leaves)
+    out = [f"{n!r} is both a tensor and a non-tensor value" for n in sorted(tensors & leaves)]
+    if clashes := tensor_group_clashes(tensors | leaves, leaves):
+        among_tensors = set(tensor_group_clashes(tensors))
+        out += [c for c in clashes if c not in among_tensors]
+    return out
+
+
+def tensor_group_clashes(names: Iterable[str], values: Iterable[str] = ()) -> list[str]:
     """A name that is both a tensor and a group of other tensors ("a" and "a/b"): on disk one
-    directory cannot be both, and a restore could not nest them."""
-    names = set(names)
+    directory cannot be both, and a restore could not nest them (``values``: the names among
+    ``names`` that are non-tensor leaves, so called)."""
+    names, values = set(names), set(values)
     groups: set[str] = set()  # every group: a name's parents (the first one seen ends the walk up)
     for name in names:
         cut = name.rfind("/")
@@ -472,6 +503,7 @@ def tensor_group_clashes(names: Iterable[str]) -> list[str]:
     out = []
     for name in sorted(names):
         parts = name.split("/")
-        out += [f"{parent!r} is both a tensor and a group of {name!r}"
+        out += [f"{parent!r} is both a {'non-tensor value' if parent in values else 'tensor'} and a group of "
+                f"{name!r}"
                 for parent in ("/".join(parts[:i]) for i in range(1, len(parts))) if parent in names]
     return out
