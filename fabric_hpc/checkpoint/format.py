@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -141,9 +141,8 @@ class ValueLeaves(StrictModel):
     @field_validator("int_keys")
     @classmethod
     def _key_paths(cls, v: list[list[str | int]]) -> list[list[str | int]]:
-        for path in v:  # strict mode already refuses bools and other types as items
-            if not path:
-                raise ValueError("an int_keys path is empty (each names the keys down to an int key)")
+        if [] in v:  # strict mode refuses items other than str and int (a bool too)
+            raise ValueError("an int_keys path is empty (each names the keys down to an int key)")
         return v
 
 
@@ -182,6 +181,15 @@ class Manifest(StrictModel):
                              f"1..{FORMAT_VERSION})")
         return v
 
+    @field_validator("layout", "user_metadata")
+    @classmethod
+    def _not_too_deep(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from fabric_hpc.checkpoint.values import MAX_VALUE_DEPTH, nests_too_deep
+        if any(nests_too_deep(x) for x in v.values()):
+            raise ValueError(f"lists and dicts nest more than {MAX_VALUE_DEPTH} levels deep (no save "
+                             "writes that)")
+        return v
+
     @field_validator("step")
     @classmethod
     def _step_in_range(cls, v: int) -> int:
@@ -192,7 +200,8 @@ class Manifest(StrictModel):
     @model_validator(mode="after")
     def _leaves_apart(self) -> Manifest:
         """A non-tensor leaf named like a tensor, or nesting with one, would replace or merge it on
-        restore (a writer refuses such a state: :func:`leaf_clashes`)."""
+        restore (a save refuses such a state too)."""
+        from fabric_hpc.checkpoint.manifest_checks import leaf_clashes
         if self.values is not None and (clashes := leaf_clashes(self.tensors, self.values.leaves)):
             raise ValueError("; ".join(clashes[:5]))
         return self
@@ -428,7 +437,7 @@ def parse_manifest(raw: bytes, source: str) -> Manifest:
 def _parse_manifest(raw: bytes, source: str) -> Manifest:
     from pydantic import ValidationError
 
-    from fabric_hpc.checkpoint.manifest_checks import tensor_problems
+    from fabric_hpc.checkpoint.manifest_checks import tensor_group_clashes, tensor_problems
     try:
         try:
             doc = json.loads(raw.decode("utf-8"))
@@ -474,36 +483,3 @@ def _parse_manifest(raw: bytes, source: str) -> Manifest:
 def _json_kind(value: Any) -> str:
     return {str: "string", list: "list", bool: "boolean", int: "number", float: "number",
             type(None): "null"}.get(type(value), type(value).__name__)
-
-
-def leaf_clashes(tensors: Iterable[str], leaves: Iterable[str]) -> list[str]:
-    """The names of non-tensor leaves that are also a tensor's name, or a group of tensors or leaves,
-    or inside one (tensors clashing among themselves: :func:`tensor_group_clashes`)."""
-    tensors, leaves = set(tensors), set(leaves)
-    out = [f"{n!r} is both a tensor and a non-tensor value" for n in sorted(tensors & leaves)]
-    if clashes := tensor_group_clashes(tensors | leaves, leaves):
-        among_tensors = set(tensor_group_clashes(tensors))
-        out += [c for c in clashes if c not in among_tensors]
-    return out
-
-
-def tensor_group_clashes(names: Iterable[str], values: Iterable[str] = ()) -> list[str]:
-    """A name that is both a tensor and a group of other tensors ("a" and "a/b"): on disk one
-    directory cannot be both, and a restore could not nest them (``values``: the names among
-    ``names`` that are non-tensor leaves, so called)."""
-    names, values = set(names), set(values)
-    groups: set[str] = set()  # every group: a name's parents (the first one seen ends the walk up)
-    for name in names:
-        cut = name.rfind("/")
-        while cut >= 0 and (parent := name[:cut]) not in groups:
-            groups.add(parent)
-            cut = name.rfind("/", 0, cut)
-    if names.isdisjoint(groups):
-        return []
-    out = []
-    for name in sorted(names):
-        parts = name.split("/")
-        out += [f"{parent!r} is both a {'non-tensor value' if parent in values else 'tensor'} and a group of "
-                f"{name!r}"
-                for parent in ("/".join(parts[:i]) for i in range(1, len(parts))) if parent in names]
-    return out

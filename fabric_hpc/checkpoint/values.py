@@ -65,6 +65,19 @@ def encode(value: Any, keys: tuple = (), depth: int = 0) -> Any:
     raise CheckpointError(f"cannot save {key_path(keys)}: it is {what}", hint=_HINT)
 
 
+def nests_too_deep(doc: Any, limit: int = MAX_VALUE_DEPTH) -> bool:
+    """Whether lists, tuples and dicts nest more than ``limit`` levels in ``doc`` (a value of a
+    manifest's ``layout`` or ``metadata``; walked without recursion)."""
+    stack = [(doc, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (list, tuple, Mapping)):
+            if depth >= limit:
+                return True
+            stack.extend((v, depth + 1) for v in (node.values() if isinstance(node, Mapping) else node))
+    return False
+
+
 def _check_key(key: Any, keys: tuple) -> Any:
     if isinstance(key, bool) or not isinstance(key, (str, int)):
         raise CheckpointError(f"cannot save {key_path((*keys, key))}: the key {key!r} is a "
@@ -153,7 +166,8 @@ def restore_int_keys(tree: dict[str, Any], paths: Iterable[list[Any]]) -> None:
 def split_state(state: Mapping[str, Any]) -> tuple[list[tuple[str, Any]], Any]:
     """(the tensor leaves as (name, value) pairs, the :class:`~format.ValueLeaves` of the rest,
     or None when the state is tensors under str keys only)."""
-    from fabric_hpc.checkpoint.format import ValueLeaves, flatten_keyed, leaf_clashes
+    from fabric_hpc.checkpoint.format import ValueLeaves, flatten_keyed
+    from fabric_hpc.checkpoint.manifest_checks import leaf_clashes
     tensors, leaves, keyed = [], {}, []
     for name, keys, value in flatten_keyed(state):
         keyed.append((name, keys))

@@ -27,9 +27,9 @@ from fabric_hpc.checkpoint.health import tmp_name
 from fabric_hpc.checkpoint.format import (
     FORMAT_NAME, MANIFEST, ChunkEntry, Manifest, Provenance, SplitInfo, TensorEntry, ValueLeaves,
     array_metadata, chunk_key, dumps, manifest_document, group_metadata, required_version, str_key,
-    tensor_group_clashes,
 )
-from fabric_hpc.checkpoint.values import split_state
+from fabric_hpc.checkpoint.manifest_checks import tensor_group_clashes
+from fabric_hpc.checkpoint.values import MAX_VALUE_DEPTH, nests_too_deep, split_state
 from fabric_hpc.events import emit, finite_json
 
 DEFAULT_THREADS = 4
@@ -200,6 +200,9 @@ def check_header(step: Any, layout: Any, tags: Any, metadata: Any) -> None:
             raise CheckpointError(f"{what} must be a dict (a JSON object), "
                                   f"got {type(value).__name__} {value!r:.60}",
                                   hint=f"e.g. {what}={{'lr': 3e-4}}, or leave it out")
+        if any(nests_too_deep(x) for x in dict(value or {}).values()):
+            raise CheckpointError(f"{what} nests lists and dicts more than {MAX_VALUE_DEPTH} levels deep",
+                                  hint="flatten it, or keep deep data in the saved state (or a file) instead")
         for key in dict(value or {}):
             if not isinstance(key, str):
                 raise CheckpointError(f"{what} key {key!r} is a {type(key).__name__}; "

@@ -117,3 +117,27 @@ def test_a_bad_int_keys_path_is_damage(tmp_path: Path, capsys: pytest.CaptureFix
     root = _edited(tmp_path, {"a": {0: np.arange(3.0)}},
                    lambda vals: vals["int_keys"].append(path))
     _refused(root, needle, capsys)
+
+
+@pytest.mark.parametrize("field", ["user_metadata", "layout"])
+def test_deeply_nested_manifest_metadata_is_damage_not_a_serializer_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str) -> None:
+    """metadata 600 levels deep: `fabric ckpt show` died with pydantic's "Maximum serialization depth
+    exceeded" traceback, and a save of 300 levels with the same raw ValueError."""
+    save(tmp_path / "ck", {"a": np.arange(3.0)}, step=1)
+    p = tmp_path / "ck" / "step-0000000001" / "zarr.json"
+    doc = json.loads(p.read_text())
+    doc["attributes"]["fabric_checkpoint"][field] = {"k": _nest(600)}
+    p.chmod(0o600)
+    p.write_text(json.dumps(doc))
+    _refused(tmp_path / "ck", f"{field}: lists and dicts nest more than {MAX_VALUE_DEPTH} levels", capsys)
+    assert main(["ckpt", "show", "--json", str(tmp_path / "ck")]) == 3
+    assert "nest more than" in capsys.readouterr().err
+
+
+def test_a_save_refuses_metadata_nested_too_deep(tmp_path: Path) -> None:
+    save(tmp_path / "ck", {"a": np.arange(3.0)}, step=1, metadata={"k": _nest(MAX_VALUE_DEPTH)})
+    for kw in ({"metadata": {"k": _nest(300)}}, {"layout": {"k": _nest(MAX_VALUE_DEPTH + 1)}}):
+        with pytest.raises(CheckpointError, match=f"nests lists and dicts more than {MAX_VALUE_DEPTH}"):
+            save(tmp_path / "ck", {"a": np.arange(3.0)}, step=2, **kw)
+    assert [p.name for p in (tmp_path / "ck").glob("step-*")] == ["step-0000000001"]
