@@ -333,15 +333,22 @@ def _cast_into(name: str, src: np.ndarray, src_dtype: str, out: Any, out_dtype: 
                 t.view(torch.int16).view(getattr(torch, src_dtype))
         target = out.detach() if is_torch(out) else torch.from_numpy(out)  # a parameter is filled in place
         cast = t.to(target.dtype)
-        if cast.is_floating_point() or cast.is_complex():
+        if _may_overflow(src_dtype, out_dtype):
             _refuse_overflow(name, src_dtype, out_dtype, int((torch.isinf(cast) & ~torch.isinf(t)).sum()))
         target.copy_(cast)
         return
     with np.errstate(over="ignore"):  # counted (and refused) below
         cast = src.astype(out_dtype, copy=False)
-    if cast.dtype.kind in "fc" and cast is not src:
+    if _may_overflow(src_dtype, out_dtype):
         _refuse_overflow(name, src_dtype, out_dtype, int(np.count_nonzero(np.isinf(cast) & ~np.isinf(src))))
     np.copyto(out, cast, casting="unsafe")
+
+
+def _may_overflow(src_dtype: str, out_dtype: str) -> bool:
+    """Whether a cast can turn finite values into inf: into a floating dtype from an integer or bool
+    one, or from a floating one at least as wide (float32 -> bfloat16, bfloat16 -> float16)."""
+    narrower = stored_dtype(out_dtype).itemsize <= stored_dtype(src_dtype).itemsize
+    return dtype_kind(out_dtype) in "fc" and (dtype_kind(src_dtype) in "iub" or narrower)
 
 
 def _refuse_overflow(name: str, src_dtype: str, out_dtype: str, count: int) -> None:

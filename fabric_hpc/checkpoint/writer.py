@@ -200,9 +200,6 @@ def check_header(step: Any, layout: Any, tags: Any, metadata: Any) -> None:
             raise CheckpointError(f"{what} must be a dict (a JSON object), "
                                   f"got {type(value).__name__} {value!r:.60}",
                                   hint=f"e.g. {what}={{'lr': 3e-4}}, or leave it out")
-        if any(nests_too_deep(x) for x in dict(value or {}).values()):
-            raise CheckpointError(f"{what} nests lists and dicts more than {MAX_VALUE_DEPTH} levels deep",
-                                  hint="flatten it, or keep deep data in the saved state (or a file) instead")
         for key in dict(value or {}):
             if not isinstance(key, str):
                 raise CheckpointError(f"{what} key {key!r} is a {type(key).__name__}; "
@@ -214,6 +211,13 @@ def check_header(step: Any, layout: Any, tags: Any, metadata: Any) -> None:
             _name_nonfinite(dict(value or {}), what)
             raise CheckpointError(f"{what} must be a JSON object of plain values: {exc}",
                                   hint="pass numbers, strings, lists and dicts (no tensors or objects)") from None
+        except RecursionError:
+            deep = True
+        else:  # a manifest reader refuses deeper nesting: pydantic cannot serialize it
+            deep = any(nests_too_deep(x) for x in dict(value or {}).values())
+        if deep:
+            raise CheckpointError(f"{what} nests lists and dicts more than {MAX_VALUE_DEPTH} levels deep",
+                                  hint="flatten it, or keep deep data in the saved state (or a file) instead")
 
 
 def _name_nonfinite(value: dict, what: str) -> None:
