@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNewerFormatError
 from fabric_hpc.checkpoint.values import is_tensor_like
@@ -132,7 +132,17 @@ class ValueLeaves(StrictModel):
         from fabric_hpc.checkpoint.values import decode
         for name, doc in v.items():
             check_name(name)
-            decode(doc)
+            try:
+                decode(doc)
+            except ValueError as exc:
+                raise ValueError(f"{name!r}: {exc}") from None
+        return v
+
+    @field_validator("int_keys")
+    @classmethod
+    def _key_paths(cls, v: list[list[str | int]]) -> list[list[str | int]]:
+        if [] in v:  # strict mode refuses items other than str and int (a bool too)
+            raise ValueError("an int_keys path is empty (each names the keys down to an int key)")
         return v
 
 
@@ -171,12 +181,30 @@ class Manifest(StrictModel):
                              f"1..{FORMAT_VERSION})")
         return v
 
+    @field_validator("layout", "user_metadata")
+    @classmethod
+    def _not_too_deep(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from fabric_hpc.checkpoint.values import MAX_VALUE_DEPTH, nests_too_deep
+        if any(nests_too_deep(x) for x in v.values()):
+            raise ValueError(f"lists and dicts nest more than {MAX_VALUE_DEPTH} levels deep (no save "
+                             "writes that)")
+        return v
+
     @field_validator("step")
     @classmethod
     def _step_in_range(cls, v: int) -> int:
         if not 0 <= v <= MAX_STEP:
             raise ValueError(f"step {v} is outside 0..{MAX_STEP} (what a step-NNNNNNNNNN name holds)")
         return v
+
+    @model_validator(mode="after")
+    def _leaves_apart(self) -> Manifest:
+        """A non-tensor leaf named like a tensor, or nesting with one, would replace or merge it on
+        restore (a save refuses such a state too)."""
+        from fabric_hpc.checkpoint.manifest_checks import leaf_clashes
+        if self.values is not None and (clashes := leaf_clashes(self.tensors, self.values.leaves)):
+            raise ValueError("; ".join(clashes[:5]))
+        return self
 
     @field_validator("world_size")
     @classmethod
@@ -409,7 +437,7 @@ def parse_manifest(raw: bytes, source: str) -> Manifest:
 def _parse_manifest(raw: bytes, source: str) -> Manifest:
     from pydantic import ValidationError
 
-    from fabric_hpc.checkpoint.manifest_checks import tensor_problems
+    from fabric_hpc.checkpoint.manifest_checks import tensor_group_clashes, tensor_problems
     try:
         try:
             doc = json.loads(raw.decode("utf-8"))
@@ -455,23 +483,3 @@ def _parse_manifest(raw: bytes, source: str) -> Manifest:
 def _json_kind(value: Any) -> str:
     return {str: "string", list: "list", bool: "boolean", int: "number", float: "number",
             type(None): "null"}.get(type(value), type(value).__name__)
-
-
-def tensor_group_clashes(names: Iterable[str]) -> list[str]:
-    """A name that is both a tensor and a group of other tensors ("a" and "a/b"): on disk one
-    directory cannot be both, and a restore could not nest them."""
-    names = set(names)
-    groups: set[str] = set()  # every group: a name's parents (the first one seen ends the walk up)
-    for name in names:
-        cut = name.rfind("/")
-        while cut >= 0 and (parent := name[:cut]) not in groups:
-            groups.add(parent)
-            cut = name.rfind("/", 0, cut)
-    if names.isdisjoint(groups):
-        return []
-    out = []
-    for name in sorted(names):
-        parts = name.split("/")
-        out += [f"{parent!r} is both a tensor and a group of {name!r}"
-                for parent in ("/".join(parts[:i]) for i in range(1, len(parts))) if parent in names]
-    return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -89,4 +89,37 @@ def _chunk_problems(name: str, e: TensorEntry, grid: list[int], chunk_bytes: int
             out.append(f"{name}: chunk index {index} outside the grid {grid}")
         elif c.nbytes != chunk_bytes:
             out.append(f"{name}: chunk {index} size {c.nbytes} != {chunk_bytes}")
+    return out
+
+
+def leaf_clashes(tensors: Iterable[str], leaves: Iterable[str]) -> list[str]:
+    """Non-tensor leaves named like a tensor, or a group of tensors or leaves, or inside one (a
+    restore would replace or merge them; tensors among themselves: ``tensor_group_clashes``)."""
+    tensors, leaves = set(tensors), set(leaves)
+    out = [f"{n!r} is both a tensor and a non-tensor value" for n in sorted(tensors & leaves)]
+    if clashes := tensor_group_clashes(tensors | leaves, leaves):
+        among_tensors = set(tensor_group_clashes(tensors))
+        out += [c for c in clashes if c not in among_tensors]
+    return out
+
+
+def tensor_group_clashes(names: Iterable[str], values: Iterable[str] = ()) -> list[str]:
+    """A name that is both a tensor and a group of other tensors ("a" and "a/b"): on disk one
+    directory cannot be both, and a restore could not nest them (``values``: the names of
+    non-tensor leaves among ``names``, so called)."""
+    names, values = set(names), set(values)
+    groups: set[str] = set()  # every group: a name's parents (the first one seen ends the walk up)
+    for name in names:
+        cut = name.rfind("/")
+        while cut >= 0 and (parent := name[:cut]) not in groups:
+            groups.add(parent)
+            cut = name.rfind("/", 0, cut)
+    if names.isdisjoint(groups):
+        return []
+    out = []
+    for name in sorted(names):
+        parts = name.split("/")
+        out += [f"{parent!r} is both a {'non-tensor value' if parent in values else 'tensor'} and a group of "
+                f"{name!r}"
+                for parent in ("/".join(parts[:i]) for i in range(1, len(parts))) if parent in names]
     return out

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,8 @@ import numpy as np
 from fabric_hpc.checkpoint import fsio, store
 from fabric_hpc.checkpoint.errors import CheckpointCorruptError, CheckpointError, CheckpointNotFoundError
 from fabric_hpc.checkpoint.format import (
-    MANIFEST, NATIVE_DTYPES, VIEW_DTYPES, Manifest, TensorEntry, chunk_key, dtype_str, parse_manifest,
-    stored_dtype,
+    FP8_DTYPES, MANIFEST, NATIVE_DTYPES, VIEW_DTYPES, Manifest, TensorEntry, chunk_key, dtype_str,
+    parse_manifest, stored_dtype,
 )
 from fabric_hpc.extras import require
 from fabric_hpc.inputs import kind_of
@@ -88,14 +88,16 @@ class Checkpoint:
         entry, region, shape = self.check(name, region=region, out=out)
         if out is None:
             want = check_dtype(dtype) if dtype is not None else entry.dtype
-            out = empty_like_target(shape, want, torch_out=as_torch or want in VIEW_DTYPES)
+            _refuse_fp8_cast(name, entry.dtype, want, "dtype")
+            out = _allocated(name, shape, want, lambda: empty_like_target(
+                shape, want, torch_out=as_torch or want in VIEW_DTYPES))
         view, logical = target_view(out)
         if logical == entry.dtype:
             self._read_region(entry, region, view)
         else:
-            tmp = np.empty(shape, stored_dtype(entry.dtype))
+            tmp = _allocated(name, shape, entry.dtype, lambda: np.empty(shape, stored_dtype(entry.dtype)))
             self._read_region(entry, region, tmp)
-            _cast_into(tmp, entry.dtype, out, logical)
+            _cast_into(name, tmp, entry.dtype, out, logical)
         return out
 
     def check(self, name: str, *, region: Region | None = None,
@@ -121,6 +123,7 @@ class Checkpoint:
             if tuple(view.shape) != shape:
                 raise CheckpointError(f"{name}: target shape {tuple(view.shape)} != region shape {shape}",
                                       hint=f"give a target of shape {shape} (or read without a target)")
+            _refuse_fp8_cast(name, entry.dtype, logical, "target's dtype")
             if _truncates(entry.dtype, logical):
                 raise CheckpointError(
                     f"{name}: the target's dtype {logical} cannot hold every stored {entry.dtype} value (it "
@@ -300,18 +303,59 @@ def _is_region(region: Any) -> bool:
                                                               for x in r) for r in region)
 
 
-def _cast_into(src: np.ndarray, src_dtype: str, out: Any, out_dtype: str) -> None:
-    if src_dtype in ("bfloat16", "float8_e4m3fn", "float8_e5m2") or \
-            out_dtype in ("bfloat16", "float8_e4m3fn", "float8_e5m2") or is_torch(out):
+def _refuse_fp8_cast(name: str, stored: str, target: str, what: str) -> None:
+    """A cast to fp8 without per-tensor scales saturates (1e6 becomes 448): refused, as restore's dtype=."""
+    if target in FP8_DTYPES and target != stored:
+        raise CheckpointError(f"{name}: the {what} {target} would saturate the stored {stored} values (a "
+                              "cast without per-tensor scales: float8_e4m3fn holds at most 448)",
+                              hint="read as bfloat16 or float32; make an fp8 checkpoint with scales with "
+                                   "`fabric ckpt convert` (a recipe casting to fp8)")
+
+
+def _allocated(name: str, shape: tuple[int, ...], dtype: str, make: Callable[[], Any]) -> Any:
+    """``make()`` (an allocation for ``name``), a CheckpointMemoryError naming it if it does not fit."""
+    try:
+        return make()
+    except MemoryError:
+        from fabric_hpc.checkpoint.reshard import out_of_memory
+        nbytes = math.prod(shape) * stored_dtype(dtype).itemsize
+        raise out_of_memory(name, nbytes, "a read", "the region read, whole,") from None
+
+
+def _cast_into(name: str, src: np.ndarray, src_dtype: str, out: Any, out_dtype: str) -> None:
+    """Fill ``out`` with ``src`` cast; values that overflow a narrower floating target (1e6 as
+    float16: inf) are refused before ``out`` is written."""
+    if src_dtype in VIEW_DTYPES or out_dtype in VIEW_DTYPES or is_torch(out):
         torch = require("torch", extra="torch", needed_for=f"reading {src_dtype} values as {out_dtype}")
         t = torch.from_numpy(src)
-        if src_dtype in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
+        if src_dtype in VIEW_DTYPES:
             t = t.view(getattr(torch, src_dtype)) if src.dtype.itemsize == 1 else \
                 t.view(torch.int16).view(getattr(torch, src_dtype))
         target = out.detach() if is_torch(out) else torch.from_numpy(out)  # a parameter is filled in place
-        target.copy_(t.to(target.dtype))
+        cast = t.to(target.dtype)
+        if _may_overflow(src_dtype, out_dtype):
+            _refuse_overflow(name, src_dtype, out_dtype, int((torch.isinf(cast) & ~torch.isinf(t)).sum()))
+        target.copy_(cast)
         return
-    np.copyto(out, src.astype(out_dtype, copy=False), casting="unsafe")
+    with np.errstate(over="ignore"):  # counted (and refused) below
+        cast = src.astype(out_dtype, copy=False)
+    if _may_overflow(src_dtype, out_dtype):
+        _refuse_overflow(name, src_dtype, out_dtype, int(np.count_nonzero(np.isinf(cast) & ~np.isinf(src))))
+    np.copyto(out, cast, casting="unsafe")
+
+
+def _may_overflow(src_dtype: str, out_dtype: str) -> bool:
+    """Whether a cast can turn finite values into inf: into a floating dtype from an integer or bool
+    one, or from a floating one at least as wide (float32 -> bfloat16, bfloat16 -> float16)."""
+    narrower = stored_dtype(out_dtype).itemsize <= stored_dtype(src_dtype).itemsize
+    return dtype_kind(out_dtype) in "fc" and (dtype_kind(src_dtype) in "iub" or narrower)
+
+
+def _refuse_overflow(name: str, src_dtype: str, out_dtype: str, count: int) -> None:
+    if count:
+        raise CheckpointError(f"{name}: {count:,} stored {src_dtype} value(s) overflow {out_dtype} (they "
+                              "would become inf)",
+                              hint=f"read it as {src_dtype} (or a wider dtype), or scale the values first")
 
 
 def open_checkpoint(path: Path | str, step: int | None = None) -> Checkpoint:

@@ -187,10 +187,12 @@ def _same_bytes(a: np.ndarray, b: np.ndarray, block: int = 1 << 24) -> bool:
                                     for i in range(0, a.size, block))
 
 
-def out_of_memory(name: str, nbytes: int, what: str) -> CheckpointMemoryError:
-    """The error for a tensor that did not fit in memory (``what``: the command reading it)."""
+def out_of_memory(name: str, nbytes: int, what: str, holds: str = "about one tensor, the largest,"
+                  ) -> CheckpointMemoryError:
+    """The error for a tensor that did not fit in memory (``what``: the command reading it, which
+    ``holds`` that much at a time)."""
     return CheckpointMemoryError(
-        f"tensor {name!r} ({nbytes:,} bytes) does not fit in this process's memory ({what} holds about "
-        "one tensor, the largest, at a time)",
+        f"tensor {name!r} ({nbytes:,} bytes) does not fit in this process's memory ({what} holds {holds} "
+        "at a time)",
         hint="run it with more memory: a larger --mem (or --mem-per-cpu) in the sbatch script, a host with "
              "more free memory, or a higher ulimit -v")

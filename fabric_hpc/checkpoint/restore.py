@@ -45,7 +45,8 @@ def restore(path: Path | str, *, step: int | None = None, names: list[str] | Non
     (a floating dtype, not fp8: a cast without scales saturates) casts the floating tensors read:
     integer and bool tensors (steps, ids, masks) and 0-d (scalar) tensors of any dtype (PyTorch
     Adam's float32 ``step``, a GradScaler's scale) are never cast. A target whose integer dtype
-    cannot hold the stored one is refused.
+    cannot hold the stored one is refused, and so is an fp8 target, and a cast (``dtype`` or a
+    narrower float target) that would turn a stored finite value into inf.
 
     A failed restore never writes damaged bytes into ``into``: every target's shape and dtype
     (and every chunk file's size) is checked before any is written, and each chunk's CRC-32C
@@ -314,8 +315,26 @@ def verify(path: Path | str, *, step: int | None = None, threads: int = 2,
         report.problems.append(f"{ref.path}: {MANIFEST} is missing")
         return report
     report.tensors = len(manifest.tensors)
-    special, meta = structure_problems(ref.path, manifest)
-    report.problems.extend(special + meta)
+    pruned = CheckpointNotFoundError(f"checkpoint {ref.path} was removed while it was being verified "
+                                     "(pruned?)", hint="verify the newest one again (`fabric ckpt list`)")
+    try:
+        with store.reading(ref):  # prune skips a step being verified, as one being restored
+            report.problems.extend(_content_problems(ref.path, manifest, threads, progress))
+    except CheckpointNotFoundError:
+        raise pruned from None
+    except CheckpointCorruptError as exc:  # the manifest turned into a symlink meanwhile
+        report.problems.append(exc.message)
+    if report.problems and not os.path.isdir(ref.path):  # removed anyway (rm -rf): not damage
+        raise pruned
+    report.chunks = sum(len(e.chunks) for e in manifest.tensors.values())
+    report.nbytes = sum(c.nbytes for e in manifest.tensors.values() for c in e.chunks)
+    return report
+
+
+def _content_problems(step_dir: Path, manifest: Manifest, threads: int,
+                      progress: Progress | None) -> list[str]:
+    """What :func:`verify` finds under ``step_dir`` besides the manifest: its structure, then every chunk."""
+    special, meta = structure_problems(step_dir, manifest)
     named = _special_paths(special)  # already reported: not again as a bad chunk
     tasks = []
     for name, entry in manifest.tensors.items():
@@ -325,16 +344,13 @@ def verify(path: Path | str, *, step: int | None = None, threads: int = 2,
 
     def check(task: tuple[str, int, int]) -> str | None:
         rel, nbytes, crc = task
-        problem = _check_file(ref.path, rel, nbytes, crc)
+        problem = _check_file(step_dir, rel, nbytes, crc)
         if progress:
             progress(nbytes)
         return f"{rel}: {problem}" if problem else None
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        report.problems.extend(p for p in pool.map(check, sorted(tasks, key=lambda t: -t[1])) if p)
-    report.chunks = sum(len(e.chunks) for e in manifest.tensors.values())
-    report.nbytes = sum(c.nbytes for e in manifest.tensors.values() for c in e.chunks)
-    return report
+        return special + meta + [p for p in pool.map(check, sorted(tasks, key=lambda t: -t[1])) if p]
 
 
 def structure_problems(step_dir: Path, manifest: Manifest) -> tuple[list[str], list[str]]:
@@ -391,8 +407,11 @@ def _check_array_meta(root: Path, name: str, entry: Any) -> list[str]:
                         f"{want['attributes']['fabric']!r}")
     expected = {chunk_key(c.index) for c in entry.chunks}
     # regular files only: a symlink, FIFO, socket or device is listed once, by _special_entries
-    found = {e.name for e in os.scandir(root / name)
-             if (e.name == "c" or e.name.startswith("c.")) and e.is_file(follow_symlinks=False)}
+    try:
+        found = {e.name for e in os.scandir(root / name)
+                 if (e.name == "c" or e.name.startswith("c.")) and e.is_file(follow_symlinks=False)}
+    except OSError as exc:  # removed (or replaced) since its zarr.json was read
+        return [*problems, f"{name}: cannot be listed ({exc.strerror})"]
     problems += [f"{name}/{k}: chunk file not in the manifest" for k in sorted(found - expected)]
     return problems
 
@@ -411,7 +430,10 @@ def _special_entries(step_dir: Path) -> list[str]:
             problems.append(f"{os.path.relpath(d, step_dir)}: cannot be listed ({exc.strerror})")
             continue
         for e in entries:
-            mode = e.stat(follow_symlinks=False).st_mode
+            try:
+                mode = e.stat(follow_symlinks=False).st_mode
+            except FileNotFoundError:  # removed since the listing: gone is not special
+                continue
             if stat.S_ISDIR(mode):
                 stack.append(Path(e.path))
             elif not stat.S_ISREG(mode):
@@ -434,7 +456,10 @@ def _check_file(step_dir: Path, rel: str, nbytes: int, crc: int) -> str | None:
         buf = np.empty(min(nbytes, fsio.BLOCK), np.uint8)
         while offset < nbytes:
             piece = buf[:min(buf.size, nbytes - offset)]
-            fsio.read_into(fd, piece, offset)
+            try:
+                fsio.read_into(fd, piece, offset)
+            except EOFError:
+                return f"shrank while being read ({os.fstat(fd).st_size} bytes now, manifest says {nbytes})"
             got = fsio.crc32c(piece, got)
             offset += piece.size
         return None if got == crc else f"checksum mismatch (crc32c {got:#010x}, manifest {crc:#010x})"

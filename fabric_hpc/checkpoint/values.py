@@ -20,6 +20,9 @@ from fabric_hpc.checkpoint.errors import CheckpointError
 
 #: the largest encoded size of all non-tensor leaves of one checkpoint (they live in the manifest)
 MAX_VALUES_BYTES = 16 << 20
+#: the deepest nesting of lists, tuples and dicts inside one non-tensor leaf (saved and read: deeper
+#: is refused on save and is damage on read, not a RecursionError)
+MAX_VALUE_DEPTH = 100
 _HINT = ("non-tensor leaves may be None, bool, int, float, str, and lists, tuples and dicts (str or "
          "int keys) of these; save tensors under dict keys, convert anything else (e.g. "
          "str(obj) or a tensor)")
@@ -37,8 +40,13 @@ def key_path(keys: Iterable[Any]) -> str:
     return "state" + "".join(f"[{k!r}]" for k in keys)
 
 
-def encode(value: Any, keys: tuple = ()) -> Any:
-    """The JSON form of a non-tensor leaf; CheckpointError naming the key path otherwise."""
+def encode(value: Any, keys: tuple = (), depth: int = 0) -> Any:
+    """The JSON form of a non-tensor leaf; CheckpointError naming the key path otherwise (``depth``:
+    how many lists, tuples and dicts of the leaf hold ``value``)."""
+    if isinstance(value, (list, tuple, Mapping)) and depth >= MAX_VALUE_DEPTH:
+        raise CheckpointError(f"cannot save {key_path(keys)}: lists, tuples and dicts nest more than "
+                              f"{MAX_VALUE_DEPTH} levels deep in this value (a cycle?)",
+                              hint="flatten it, or store it as a string (e.g. json.dumps of it)")
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
@@ -48,13 +56,26 @@ def encode(value: Any, keys: tuple = ()) -> Any:
             return float(value)
         return {"$f": "nan" if math.isnan(value) else "inf" if value > 0 else "-inf"}
     if isinstance(value, list):
-        return [encode(v, (*keys, i)) for i, v in enumerate(value)]
+        return [encode(v, (*keys, i), depth + 1) for i, v in enumerate(value)]
     if isinstance(value, tuple):
-        return {"$t": [encode(v, (*keys, i)) for i, v in enumerate(value)]}
+        return {"$t": [encode(v, (*keys, i), depth + 1) for i, v in enumerate(value)]}
     if isinstance(value, Mapping):
-        return {"$d": [[_check_key(k, keys), encode(v, (*keys, k))] for k, v in value.items()]}
+        return {"$d": [[_check_key(k, keys), encode(v, (*keys, k), depth + 1)] for k, v in value.items()]}
     what = "a tensor inside a list or tuple" if is_tensor_like(value) else f"a {type(value).__name__}"
     raise CheckpointError(f"cannot save {key_path(keys)}: it is {what}", hint=_HINT)
+
+
+def nests_too_deep(doc: Any, limit: int = MAX_VALUE_DEPTH) -> bool:
+    """Whether lists, tuples and dicts nest more than ``limit`` levels in ``doc`` (a value of a
+    manifest's ``layout`` or ``metadata``; walked without recursion)."""
+    stack = [(doc, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (list, tuple, Mapping)):
+            if depth >= limit:
+                return True
+            stack.extend((v, depth + 1) for v in (node.values() if isinstance(node, Mapping) else node))
+    return False
 
 
 def _check_key(key: Any, keys: tuple) -> Any:
@@ -65,20 +86,24 @@ def _check_key(key: Any, keys: tuple) -> Any:
     return key
 
 
-def decode(doc: Any) -> Any:
-    """Inverse of :func:`encode`; ValueError on anything :func:`encode` cannot have written."""
+def decode(doc: Any, depth: int = 0) -> Any:
+    """Inverse of :func:`encode`; ValueError on anything :func:`encode` cannot have written (nesting
+    deeper than :data:`MAX_VALUE_DEPTH` too)."""
     if doc is None or isinstance(doc, (bool, int, float, str)):
         return doc
+    if depth >= MAX_VALUE_DEPTH and isinstance(doc, (list, dict)) and not _is_float_tag(doc):
+        raise ValueError(f"lists, tuples and dicts nest more than {MAX_VALUE_DEPTH} levels deep (no save "
+                         "writes that)")
     if isinstance(doc, list):
-        return [decode(v) for v in doc]
+        return [decode(v, depth + 1) for v in doc]
     if isinstance(doc, dict) and len(doc) == 1:
         (tag, body), = doc.items()
         if tag == "$t" and isinstance(body, list):
-            return tuple(decode(v) for v in body)
-        if tag == "$f" and body in ("inf", "-inf", "nan"):
+            return tuple(decode(v, depth + 1) for v in body)
+        if _is_float_tag(doc):
             return float(body)
         if tag == "$d" and isinstance(body, list) and all(_is_pair(p) for p in body):
-            return {k: decode(v) for k, v in body}
+            return {k: decode(v, depth + 1) for k, v in body}
     raise ValueError(f"not an encoded value: {json.dumps(doc)[:80]}")
 
 
@@ -97,6 +122,10 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     return value
+
+
+def _is_float_tag(doc: Any) -> bool:
+    return isinstance(doc, dict) and len(doc) == 1 and doc.get("$f") in ("inf", "-inf", "nan")
 
 
 def _is_pair(p: Any) -> bool:
@@ -138,6 +167,7 @@ def split_state(state: Mapping[str, Any]) -> tuple[list[tuple[str, Any]], Any]:
     """(the tensor leaves as (name, value) pairs, the :class:`~format.ValueLeaves` of the rest,
     or None when the state is tensors under str keys only)."""
     from fabric_hpc.checkpoint.format import ValueLeaves, flatten_keyed
+    from fabric_hpc.checkpoint.manifest_checks import leaf_clashes
     tensors, leaves, keyed = [], {}, []
     for name, keys, value in flatten_keyed(state):
         keyed.append((name, keys))
@@ -145,6 +175,9 @@ def split_state(state: Mapping[str, Any]) -> tuple[list[tuple[str, Any]], Any]:
             tensors.append((name, value))
         else:
             leaves[name] = encode(value, keys)
+    if clashes := leaf_clashes((n for n, _ in tensors), leaves):
+        raise CheckpointError(f"cannot save the state: {clashes[0]} (a key holding '/' nests like a dict)",
+                              hint="rename one of them, or nest the tensor inside the dict yourself")
     check_size(leaves)
     int_keys = int_key_paths(keyed)
     if not leaves and not int_keys:

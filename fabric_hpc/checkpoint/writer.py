@@ -27,9 +27,9 @@ from fabric_hpc.checkpoint.health import tmp_name
 from fabric_hpc.checkpoint.format import (
     FORMAT_NAME, MANIFEST, ChunkEntry, Manifest, Provenance, SplitInfo, TensorEntry, ValueLeaves,
     array_metadata, chunk_key, dumps, manifest_document, group_metadata, required_version, str_key,
-    tensor_group_clashes,
 )
-from fabric_hpc.checkpoint.values import split_state
+from fabric_hpc.checkpoint.manifest_checks import tensor_group_clashes
+from fabric_hpc.checkpoint.values import MAX_VALUE_DEPTH, nests_too_deep, split_state
 from fabric_hpc.events import emit, finite_json
 
 DEFAULT_THREADS = 4
@@ -211,6 +211,13 @@ def check_header(step: Any, layout: Any, tags: Any, metadata: Any) -> None:
             _name_nonfinite(dict(value or {}), what)
             raise CheckpointError(f"{what} must be a JSON object of plain values: {exc}",
                                   hint="pass numbers, strings, lists and dicts (no tensors or objects)") from None
+        except RecursionError:
+            deep = True
+        else:  # a manifest reader refuses deeper nesting: pydantic cannot serialize it
+            deep = any(nests_too_deep(x) for x in dict(value or {}).values())
+        if deep:
+            raise CheckpointError(f"{what} nests lists and dicts more than {MAX_VALUE_DEPTH} levels deep",
+                                  hint="flatten it, or keep deep data in the saved state (or a file) instead")
 
 
 def _name_nonfinite(value: dict, what: str) -> None:

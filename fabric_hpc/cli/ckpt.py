@@ -272,8 +272,8 @@ def _raise_for_damage(path: Path, reports: list[Any]) -> None:
 def _verify_one(target: Path, step: int | None, listed: int | None, tick: Any) -> Any:
     """verify() of one step; under --all (``listed``: the step of a listed step directory) a step a
     newer fabric-hpc wrote is a report of its own (NEWER FORMAT), so the other steps are still
-    verified (list and prune go on past it too)."""
-    from fabric_hpc.checkpoint import verify
+    verified (list and prune go on past it too), and one pruned meanwhile is a warning (not damage)."""
+    from fabric_hpc.checkpoint import CheckpointNotFoundError, verify
     from fabric_hpc.checkpoint.errors import CheckpointNewerFormatError
     from fabric_hpc.checkpoint.restore import VerifyReport
     try:
@@ -282,6 +282,10 @@ def _verify_one(target: Path, step: int | None, listed: int | None, tick: Any) -
         if listed is None:
             raise
         return VerifyReport(target, listed, problems=[exc.message], newer_format=True)
+    except CheckpointNotFoundError as exc:
+        if listed is None:
+            raise
+        return VerifyReport(target, listed, warnings=[f"not verified: {exc.message}"])
 
 
 def _verdict(r: Any) -> str:
