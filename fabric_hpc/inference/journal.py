@@ -104,9 +104,10 @@ def _file_records(path: Path) -> Iterator[dict[str, Any]]:
     for n, rec in enumerate(iter_json_lines(path), start=1):
         chunk, ids = rec.get("chunk"), rec.get("ids")
         digests = rec.get("digests", ids)
-        if not isinstance(chunk, str) or "/" in chunk or chunk in ("", ".", "..") or not isinstance(ids, list) \
-                or not all(isinstance(i, str) for i in ids) or not isinstance(digests, list) \
-                or len(digests) != len(ids) or not all(isinstance(d, str) for d in digests):
+        if not isinstance(chunk, str) or "/" in chunk or chunk in ("", ".", "..") \
+                or not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) \
+                or not isinstance(digests, list) or len(digests) != len(ids) \
+                or not all(isinstance(d, str) for d in digests):
             raise ConfigError(f"{path}: record {n} is not a journal record (chunk name and list of ids)",
                               hint="the output directory is damaged; rerun into a new --output directory")
         yield rec

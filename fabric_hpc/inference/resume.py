@@ -15,8 +15,8 @@ from typing import Any
 
 from fabric_hpc.atomic import atomic_output, write_atomic
 from fabric_hpc.events import cut_torn_tail, emit
-from fabric_hpc.inference.journal import (_OWN_CHUNK, MergeError, _chunk_lines, _file_records, journal_records,
-                                          remove_stale_results)
+from fabric_hpc.inference.journal import (_OWN_CHUNK, MergeError, _chunk_lines, _file_records,
+                                          journal_records, remove_stale_results)
 
 __all__ = ["dedupe_chunks", "drop_damaged_chunks", "drop_lost_chunks", "prepare_resume"]
 
@@ -57,7 +57,7 @@ def drop_lost_chunks(out: str | os.PathLike[str]) -> list[str]:
     committed), so their ids count as not done and the new attempt recomputes them; return
     the chunk names dropped. Without this, merge would demand the lost chunk forever."""
     out = Path(out)
-    collections.deque(journal_records(out), maxlen=0)  # each record checked first (a damaged one: ConfigError)
+    collections.deque(journal_records(out), maxlen=0)  # each record checked first (damaged: ConfigError)
     lost = [name for name, _ in _drop_records(
         out, lambda rec: None if (out / "chunks" / rec["chunk"]).is_file() else "gone")]
     if lost:

@@ -26,12 +26,7 @@ from fabric_hpc.inference.engine import (Engine, EngineLimits, KnowsVocabulary, 
 from fabric_hpc.inference.intake import DeadLetter, WorkItem, read_items
 from fabric_hpc.inference.spool import checked_snapshot, ignored_entries, snapshot_lines, stream_lines
 from fabric_hpc.atomic import remove_stale_siblings, write_atomic
-from fabric_hpc.inference.journal import (
-    ChunkSink,
-    committed_ids,
-    next_attempt,
-    private_files,
-)
+from fabric_hpc.inference.journal import ChunkSink, committed_ids, next_attempt, private_files
 from fabric_hpc.inference.resume import prepare_resume
 from fabric_hpc.inference.mpi import (MpiContext, PeerFailed, check_mpi_library, exit_code_of, first_line,
                                       mpi_context, same_engine_everywhere, shard_longest_first)
@@ -208,8 +203,7 @@ def _items(ctx: MpiContext, snapshot: dict[str, Any] | None, out: Path, limits: 
             raise ConfigError("stdin input needs a single rank", hint="use a spool directory")
         return read(stream_lines(sys.stdin.buffer), dead_letter=dead), dead
     if ctx.size == 1:
-        if getattr(done, "digests", None):  # resuming: an item changed since its result was committed is
-            # refused now, before any new result is committed, as a multi-rank run's costing pass does
+        if getattr(done, "digests", None):  # a changed committed item refused before new commits, as ranks do
             collections.deque(read(snapshot_lines(snapshot), dead_letter=None), maxlen=0)
         return read(snapshot_lines(snapshot), dead_letter=dead), dead
     # every rank reads the same snapshot (same files, same byte counts), so all compute the
