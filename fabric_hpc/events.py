@@ -144,10 +144,11 @@ def open_regular(path: str | os.PathLike[str], flags: int, mode: int = 0o600, *,
     """``os.open`` of a regular file that is never a symbolic link (``flags`` gain O_NOFOLLOW,
     O_NONBLOCK and O_CLOEXEC; the fd is left blocking): ConfigError naming the path and the fix for
     a symbolic link, a FIFO or a device, so nothing is written (or created) through one, and no read
-    blocks on a FIFO. For every file opened in place in a state, output, spool or checkpoint directory
-    (locks, logs, spool files). ``follow=True`` (O_RDONLY reads of files a user may link into place,
-    such as spool files) follows a symbolic link to a regular file. ``dir_fd``: ``path`` is relative to
-    that open directory (``shown``: the path the messages name)."""
+    blocks on a FIFO; with O_EXCL, an existing entry of that name is a ConfigError too. For every file
+    opened in place in a state, output, spool or checkpoint directory (locks, logs, spool files).
+    ``follow=True`` (O_RDONLY reads of files a user may link into place, such as spool files) follows
+    a symbolic link to a regular file. ``dir_fd``: ``path`` is relative to that open directory
+    (``shown``: the path the messages name)."""
     from fabric_hpc.errors import ConfigError
 
     if shown is None:
@@ -163,6 +164,8 @@ def open_regular(path: str | os.PathLike[str], flags: int, mode: int = 0o600, *,
         if exc.errno in (errno.ELOOP, errno.ENXIO):  # a symbolic link; a FIFO with no reader
             raise ConfigError(f"{shown} is a symbolic link or a special file, not a regular file: "
                               f"refusing to {doing} it", hint=hint) from None
+        if exc.errno == errno.EEXIST:  # O_EXCL: a file of that name, a link or a FIFO planted there
+            raise ConfigError(f"{shown} already exists: refusing to write over it", hint=hint) from None
         raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO with a reader, a device
         os.close(fd)
@@ -313,26 +316,60 @@ def cut_torn_tail(path: str | os.PathLike[str]) -> int:
         os.close(fd)
 
 
-def read_json_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read a JSON-lines file; a torn last line (crash mid-write) is ignored, others must parse."""
-    from fabric_hpc.errors import ConfigError
-    from fabric_hpc.inputs import read_text
+#: the longest line :func:`iter_json_lines` reads (a journal record of a large chunk); the file
+#: itself may be of any length: it is read a line at a time
+MAX_JSON_LINE_BYTES = 256 << 20
 
-    events: list[dict[str, Any]] = []
-    lines = read_text(path, what="JSON-lines file").split("\n")
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):
-            if i == len(lines) - 1:  # no trailing newline: torn final write
+
+def read_json_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """All records of a JSON-lines file (:func:`iter_json_lines`) in a list."""
+    return list(iter_json_lines(path))
+
+
+def iter_json_lines(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """The records of a JSON-lines file, read a line at a time (no limit on the file's size); a torn
+    last line (no newline after it: a crash mid-write) that does not parse is ignored, any other line
+    must be a JSON object, and no line may be longer than :data:`MAX_JSON_LINE_BYTES` (ConfigError)."""
+    from fabric_hpc.errors import ConfigError
+    from fabric_hpc.inputs import check_regular, os_error
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise os_error(exc, "JSON-lines file", path) from None
+    with os.fdopen(fd, "rb") as fh:
+        check_regular(fd, "JSON-lines file", path, limit=1 << 62)
+        os.set_blocking(fd, True)
+        n = 0
+        while line := fh.readline(MAX_JSON_LINE_BYTES + 1):
+            n += 1
+            torn = not line.endswith(b"\n")  # the last line, cut short
+            if len(line) > MAX_JSON_LINE_BYTES and torn:
+                if _skip_line(fh):  # a torn over-long last line: ignored as any torn line is
+                    raise ConfigError(f"{path}:{n}: a line longer than {MAX_JSON_LINE_BYTES:,} bytes",
+                                      hint="the file is damaged in the middle; restore it from a copy "
+                                           "or remove the line")
                 break
-            obj = None
-        if not isinstance(obj, dict):
-            raise ConfigError(
-                f"{path}:{i + 1}: not a JSON object line",
-                hint="the file is damaged in the middle; restore it from a copy or remove the line",
-            ) from None
-        events.append(obj)
-    return events
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line.decode("utf-8"))
+            except (ValueError, RecursionError):  # not JSON, or not UTF-8
+                if torn:
+                    break
+                obj = None
+            if not isinstance(obj, dict):
+                raise ConfigError(
+                    f"{path}:{n}: not a JSON object line",
+                    hint="the file is damaged in the middle; restore it from a copy or remove the line",
+                ) from None
+            yield obj
+
+
+def _skip_line(fh: Any) -> bool:
+    """Read past the rest of a line; whether it ended with a newline (False: at the end of the file)."""
+    while block := fh.read(1 << 20):
+        if (nl := block.find(b"\n")) >= 0:
+            fh.seek(nl + 1 - len(block), os.SEEK_CUR)  # a regular file: back to just after the newline
+            return True
+    return False

@@ -15,16 +15,17 @@ Output directory layout::
     DIR/metrics/rank-RRRRR.{jsonl,prom} telemetry
     DIR/results.jsonl                   written by merge, in input order (removed when a new attempt starts)
 
-Commit protocol for a chunk: results stream into ``name.tmp`` as they arrive (memory stays
-O(1) per chunk); at commit: fsync, rename to ``name``, fsync the directory,
-*then* append the journal record and fsync it; only after that are the ids acknowledged (the
-token budget released, progress counted). A crash before the journal record leaves an orphan
-chunk, which :func:`prepare_resume` deletes, so those ids are recomputed; a crash after it leaves
-them done. Either way each id ends up in exactly one journalled chunk. Results are deterministic
-per request (engine contract), so recomputation yields identical output. Should an id still
-reach two journalled chunks (an output directory written by two runs at once, say),
-:func:`dedupe_chunks` -- run by every resume -- keeps its first copy (journal files in rank
-order, records in order) and rewrites the later chunks without it.
+Commit protocol for a chunk: results stream into ``name.tmp`` (created new, never through a link)
+as they arrive (memory stays O(1) per chunk); at commit: fsync, give it the name ``name`` (never
+over an existing file), fsync the directory, *then* append the journal record and fsync it; only
+after that are the ids acknowledged (the token budget released, progress counted). A crash before
+the journal record leaves an orphan chunk, which :func:`~fabric_hpc.inference.resume.prepare_resume`
+deletes, so those ids are recomputed; a crash after it leaves them done. Either way each id ends up
+in exactly one journalled chunk. Results are deterministic per request (engine contract), so
+recomputation yields identical output. Should an id still reach two journalled chunks (an output
+directory written by two runs at once, say), :func:`~fabric_hpc.inference.resume.dedupe_chunks` --
+run by every resume -- keeps its first copy (journal files in rank order, records in order) and
+rewrites the later chunks without it.
 
 Permissions: :func:`private_files` (used by the runner and merge) sets the umask to 077 while
 the harness writes, so every file it creates is 0600 and every directory 0700 whatever the
@@ -34,6 +35,7 @@ job's umask was (``--output-mode umask`` keeps the job's umask instead).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -42,14 +44,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from fabric_hpc.atomic import atomic_output, fsync_dir, write_atomic
+from fabric_hpc.atomic import atomic_output, fsync_dir
 from fabric_hpc.errors import ConfigError, ExternalError, NotFoundError
-from fabric_hpc.events import JsonLinesWriter, cut_torn_tail, emit, naming_file, read_json_lines
+from fabric_hpc.events import JsonLinesWriter, emit, iter_json_lines, naming_file, open_regular
 from fabric_hpc.inference.engine import EngineResult
 
 __all__ = ["MERGE_ORDERS", "OUTPUT_MODES", "ChunkSink", "CommittedIds", "MergeError", "RequestTimes",
-           "committed_ids", "dedupe_chunks", "drop_damaged_chunks", "drop_lost_chunks", "journal_records",
-           "merge_outputs", "next_attempt", "prepare_resume", "private_files", "remove_stale_results"]
+           "committed_ids", "journal_records", "merge_outputs", "next_attempt", "private_files",
+           "remove_stale_results"]
 
 OUTPUT_MODES = ("private", "umask")
 # the names of the files a run writes under chunks/ (``dedupe_chunks`` adds ``-dN``): resume
@@ -89,19 +91,26 @@ class MergeError(ExternalError):
 
 
 def journal_records(out: Path) -> Iterator[dict[str, Any]]:
+    """Every record of every journal file (in rank order), read a line at a time, each checked."""
     jdir = out / "journal"
     if not jdir.is_dir():
         return
     for path in sorted(jdir.glob("rank-*.jsonl")):
-        for n, rec in enumerate(read_json_lines(path), start=1):
-            chunk, ids = rec.get("chunk"), rec.get("ids")
-            digests = rec.get("digests", ids)
-            if not isinstance(chunk, str) or "/" in chunk or chunk in ("", ".", "..") or not isinstance(ids, list) \
-                    or not all(isinstance(i, str) for i in ids) or not isinstance(digests, list) \
-                    or len(digests) != len(ids) or not all(isinstance(d, str) for d in digests):
-                raise ConfigError(f"{path}: record {n} is not a journal record (chunk name and list of ids)",
-                                  hint="the output directory is damaged; rerun into a new --output directory")
-            yield rec
+        yield from _file_records(path)
+
+
+def _file_records(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of one journal file, streamed; one that is not a journal record is a ConfigError."""
+    for n, rec in enumerate(iter_json_lines(path), start=1):
+        chunk, ids = rec.get("chunk"), rec.get("ids")
+        digests = rec.get("digests", ids)
+        if not isinstance(chunk, str) or "/" in chunk or chunk in ("", ".", "..") \
+                or not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) \
+                or not isinstance(digests, list) or len(digests) != len(ids) \
+                or not all(isinstance(d, str) for d in digests):
+            raise ConfigError(f"{path}: record {n} is not a journal record (chunk name and list of ids)",
+                              hint="the output directory is damaged; rerun into a new --output directory")
+        yield rec
 
 
 def committed_ids(out: str | os.PathLike[str]) -> CommittedIds:
@@ -116,121 +125,6 @@ def committed_ids(out: str | os.PathLike[str]) -> CommittedIds:
     return done
 
 
-def _without(path: Path, drop: set[str], dest: Path) -> list[str]:
-    """Write ``path`` without the results of ``drop`` to ``dest`` (fsync'd); its ids."""
-    kept, ids = [], []
-    for line in path.read_bytes().splitlines():
-        if line.strip() and json.loads(line)["id"] not in drop:
-            kept.append(line + b"\n")
-            ids.append(json.loads(line)["id"])
-    write_atomic(dest, b"".join(kept))
-    return ids
-
-
-def _write_journal(path: Path, records: list[dict[str, Any]]) -> None:
-    """Replace a journal file atomically (fsync'd) with ``records``."""
-    write_atomic(path, b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records))
-
-
-def drop_lost_chunks(out: str | os.PathLike[str]) -> list[str]:
-    """Remove the journal records whose chunk file is gone (deleted or lost since it was
-    committed), so their ids count as not done and the new attempt recomputes them; return
-    the chunk names dropped. Without this, merge would demand the lost chunk forever."""
-    out = Path(out)
-    for _ in journal_records(out):  # every record checked (a damaged one is a ConfigError) first
-        pass
-    lost: list[str] = []
-    for jpath in sorted((out / "journal").glob("rank-*.jsonl")):
-        records = read_json_lines(jpath)
-        gone = [r["chunk"] for r in records if not (out / "chunks" / r["chunk"]).is_file()]
-        if gone:
-            lost.extend(gone)
-            _write_journal(jpath, [r for r in records if r["chunk"] not in gone])
-    if lost:
-        emit("infer.lost_chunks", chunks=lost[:20], count=len(lost), dir=str(out))
-    return lost
-
-
-def _damage(path: Path, rec: dict[str, Any]) -> str | None:
-    """Why the committed chunk ``path`` no longer matches its journal record ``rec`` (a line that is
-    not a result, other ids), or None when it does: the check merge makes (:func:`merge_outputs`)."""
-    try:
-        ids = sorted(rid for rid, _, _ in _chunk_lines(path))
-    except MergeError as exc:
-        return exc.message
-    return None if ids == sorted(rec["ids"]) else \
-        f"chunk {path.name} does not hold the ids its journal record names"
-
-
-def drop_damaged_chunks(out: str | os.PathLike[str]) -> list[str]:
-    """Remove the journal records whose chunk was damaged since it was committed (truncated, edited:
-    :func:`_damage`), so their ids count as not done and the new attempt recomputes them; the chunk
-    is then an orphan that :func:`prepare_resume` deletes. Return the chunk names dropped. Reads
-    every committed chunk once (as merge does). Without this a rerun skipped the items and merge
-    failed on the chunk forever."""
-    out = Path(out)
-    damaged: list[str] = []
-    for jpath in sorted((out / "journal").glob("rank-*.jsonl")):
-        records = read_json_lines(jpath)
-        bad = {r["chunk"]: why for r in records if (out / "chunks" / r["chunk"]).is_file()
-               and (why := _damage(out / "chunks" / r["chunk"], r)) is not None}
-        if bad:
-            damaged.extend(bad)
-            _write_journal(jpath, [r for r in records if r["chunk"] not in bad])
-            for name, why in bad.items():
-                emit("infer.damaged_chunk", chunk=name, reason=why[:300], dir=str(out))
-    return damaged
-
-
-def dedupe_chunks(out: str | os.PathLike[str]) -> list[str]:
-    """Keep the first journalled copy of every id and rewrite later chunks without it.
-
-    A changed chunk is written under a new name (``...-dN.jsonl``) before its journal file is
-    replaced atomically; the old chunk becomes an orphan that :func:`prepare_resume` deletes, so
-    a crash at any point leaves a consistent directory. Returns the duplicated ids removed."""
-    out = Path(out)
-    jdir, cdir = out / "journal", out / "chunks"
-    if not jdir.is_dir():
-        return []
-    seen: set[str] = set()
-    removed: list[str] = []
-    for jpath in sorted(jdir.glob("rank-*.jsonl")):
-        records, kept, dirty = read_json_lines(jpath), [], False
-        for rec in records:
-            dup = {i for i in rec["ids"] if i in seen} if (cdir / rec["chunk"]).is_file() else set()
-            seen.update(rec["ids"] if (cdir / rec["chunk"]).is_file() else ())
-            if not dup:
-                kept.append(rec)
-                continue
-            removed.extend(sorted(dup))
-            dirty = True
-            if not set(rec["ids"]) - dup:   # every result a duplicate: the record goes
-                continue
-            stem, n = rec["chunk"].removesuffix(".jsonl"), 1
-            while (cdir / f"{stem}-d{n}.jsonl").exists():
-                n += 1
-            name = f"{stem}-d{n}.jsonl"
-            ids = _without(cdir / rec["chunk"], dup, cdir / name)
-            new = {**rec, "chunk": name, "n": len(ids), "ids": ids}
-            if "digests" in rec:
-                digest = dict(zip(rec["ids"], rec["digests"]))
-                new["digests"] = [digest[i] for i in ids]
-            kept.append(new)
-        if dirty:
-            _write_journal(jpath, kept)
-    if removed:
-        emit("infer.dedupe", removed=len(removed), ids=removed[:20], dir=str(out))
-    return removed
-
-
-def _cut_torn_tails(out: Path) -> None:
-    """Cut the torn last line (a write cut short by a full disk or a crash) off every journal and
-    metrics file, so the new attempt's records start on a line of their own."""
-    for path in (*sorted(out.glob("journal/rank-*.jsonl")), *sorted(out.glob("metrics/rank-*.jsonl"))):
-        if cut := cut_torn_tail(path):
-            emit("infer.torn_tail_cut", file=str(path), bytes=cut)
-
-
 def remove_stale_results(out: str | os.PathLike[str]) -> None:
     """Remove an earlier merge's ``results.jsonl``: stale once the journals change (merge again)."""
     results = Path(out) / "results.jsonl"
@@ -242,41 +136,14 @@ def remove_stale_results(out: str | os.PathLike[str]) -> None:
         emit("infer.stale_results_removed", file=str(results))
 
 
-def prepare_resume(out: str | os.PathLike[str]) -> int:
-    """Cut torn last lines off the journals, forget chunks that are gone (:func:`drop_lost_chunks`)
-    or damaged (:func:`drop_damaged_chunks`: their ids are recomputed), keep the first copy of any
-    duplicated id (:func:`dedupe_chunks`) -- removing an earlier merge's ``results.jsonl`` when any
-    of these changed the journals (it stays while nothing did: :class:`ChunkSink` removes it before the
-    new attempt's first commit) --, then delete temp files and chunks no journal record names; return
-    how many files were removed. Call on one rank, before any rank of the new attempt writes."""
-    out = Path(out)
-    _cut_torn_tails(out)
-    cdir = out / "chunks"
-    if not cdir.is_dir():
-        return 0
-    if drop_lost_chunks(out) + drop_damaged_chunks(out) + dedupe_chunks(out):
-        remove_stale_results(out)  # it holds results no journal names any more, or misses recomputed ones
-    named = {rec["chunk"] for rec in journal_records(out)}
-    removed, foreign = 0, []
-    for path in cdir.iterdir():
-        if not _OWN_CHUNK.fullmatch(path.name):
-            foreign.append(path.name)
-        elif path.name not in named:
-            path.unlink()
-            removed += 1
-    if removed:
-        emit("infer.resume_cleanup", removed=removed, dir=str(out))
-    if foreign:  # left alone (and never read: merge reads only journalled chunks)
-        emit("infer.foreign_files_kept", files=sorted(foreign)[:20], count=len(foreign), dir=str(cdir))
-    return removed
-
-
 def next_attempt(out: str | os.PathLike[str]) -> int:
     """Create and return the next attempt number (rank 0 only)."""
     adir = Path(out) / "attempts"
     adir.mkdir(parents=True, exist_ok=True)
     n = 1 + max((int(p.name) for p in adir.iterdir() if p.name.isdigit()), default=0)
-    (adir / f"{n:06d}").touch()
+    os.close(open_regular(adir / f"{n:06d}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    fsync_dir(adir)  # durable before the attempt's chunks are named after it: never reused after a crash
+    fsync_dir(adir.parent)
     return n
 
 
@@ -297,6 +164,9 @@ _METRICS = ('"metrics":{"arrival_time":%.6f,"first_scheduled_time":%.6f,"first_t
             '"num_prompt_tokens":%d,"num_output_tokens":%d,"rank":%d,"attempt":%d}}')
 
 
+_MAX_TAKEN = 1000  # chunk names found taken in a row (planted files) before a run gives up
+
+
 class ChunkSink:
     """The result sink of one rank: buffers results, commits chunks, journals them."""
 
@@ -307,6 +177,7 @@ class ChunkSink:
         (self.out / "chunks").mkdir(parents=True, exist_ok=True)
         self.journal = JsonLinesWriter(self.out / "journal" / f"rank-{rank:05d}.jsonl")
         self._file: Any = None  # the open chunk-in-progress: results stream to NAME.tmp
+        self._tmp = self.out / "chunks" / "none.tmp"  # its path
         self._ids: list[str] = []
         self._digests: list[str | None] = []
         self.seq = 0
@@ -327,14 +198,14 @@ class ChunkSink:
         written after ``finish_reason``); True when it is full and should be committed. Nothing
         counts as done until :meth:`commit`."""
         if self._file is None:
-            self._file = open(self.out / "chunks" / (self._name() + ".tmp"), "wb")  # noqa: SIM115
+            self._file = self._open_tmp()
         line = json.dumps({"id": result.id, "tokens": result.tokens, "finish_reason": result.finish_reason,
                            **(labels or {})}, separators=(",", ":"))
         if times is not None:
             a, s, f, d, prompt = times
             line = line[:-1] + "," + _METRICS % (a, s, f, d, s - a, f - a, d - a, prompt, len(result.tokens),
                                                   self.rank, self.attempt)
-        with naming_file(self._file.name):
+        with naming_file(self._tmp):
             self._file.write(line.encode() + b"\n")
         self._ids.append(result.id)
         self._digests.append(digest)
@@ -345,15 +216,15 @@ class ChunkSink:
         return the ids now acknowledged."""
         if not self._ids:
             return []
-        name, fh = self._name(), self._file
-        with naming_file(self.out / "chunks" / (name + ".tmp")):
+        fh = self._file
+        with naming_file(self._tmp):
             fh.flush()
             os.fsync(fh.fileno())
             fh.close()
         self._file = None
         if not self.seq:  # this attempt commits more: an earlier merge is stale (merge again after it)
             remove_stale_results(self.out)
-        os.replace(self.out / "chunks" / (name + ".tmp"), self.out / "chunks" / name)
+        name = self._finalise(self._tmp)
         fsync_dir(self.out / "chunks")
         record: dict[str, Any] = {"chunk": name, "n": len(self._ids), "ids": self._ids}
         if None not in self._digests:
@@ -363,6 +234,47 @@ class ChunkSink:
         self.seq += 1
         self.committed += len(ids)
         return ids
+
+    def _open_tmp(self) -> Any:
+        """The new temp file of the next chunk (O_EXCL: never through a link or FIFO planted under its
+        predictable name, never over a file): a name taken moves on to the next sequence number."""
+        for _ in range(_MAX_TAKEN):
+            self._tmp = self.out / "chunks" / (self._name() + ".tmp")
+            try:
+                return os.fdopen(open_regular(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb")
+            except ConfigError:
+                if not os.path.lexists(self._tmp):
+                    raise
+            emit("infer.chunk_name_taken", chunk=self._tmp.name, dir=str(self._tmp.parent))
+            self.seq += 1
+        raise ConfigError(f"{_MAX_TAKEN} chunk names in a row are taken in {self._tmp.parent}",
+                          hint="remove the files no run wrote there: only `fabric infer run` writes to "
+                               "chunks/")
+
+    def _finalise(self, tmp: Path) -> str:
+        """Give the finished ``tmp`` its chunk name, never over an existing entry (a committed chunk of an
+        attempt whose number was reused, a planted link): a name taken moves on to the next sequence
+        number. Hard-linked, then the temp name removed (a crash between leaves a temp file that resume
+        deletes); where the file system has no hard links, renamed to a name found free."""
+        cdir = self.out / "chunks"
+        while True:
+            name = self._name()
+            try:
+                os.link(tmp, cdir / name, follow_symlinks=False)
+            except FileExistsError:
+                emit("infer.chunk_name_taken", chunk=name, dir=str(cdir))
+                self.seq += 1
+                continue
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                    raise
+                if os.path.lexists(cdir / name):
+                    self.seq += 1
+                    continue
+                os.rename(tmp, cdir / name)
+                return name
+            os.unlink(tmp)
+            return name
 
     def close(self) -> None:
         """Close the journal; an uncommitted chunk stays a temp file (removed on resume)."""
@@ -405,13 +317,12 @@ def merge_outputs(out: str | os.PathLike[str], expected_ids: Iterable[str], *,
     if order not in MERGE_ORDERS:
         raise ConfigError(f"merge order {order!r} is not one of {MERGE_ORDERS}", hint="use order='input'")
     out = Path(out)
-    records = list(journal_records(out))
-    if not records and not (out / "journal").is_dir():
+    if not (out / "journal").is_dir():
         raise NotFoundError(f"{out} has no journal: not a fabric infer output directory")
     counts: Counter[str] = Counter()
     place: dict[str, int] = {}
     chunks = []
-    for rec in records:
+    for rec in journal_records(out):  # read a line at a time: a journal may hold millions of ids
         path = out / "chunks" / rec["chunk"]
         if not path.is_file():
             raise MergeError(f"journalled chunk {rec['chunk']} is missing from {out}/chunks",

@@ -52,11 +52,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from fabric_hpc.errors import EXIT_EXTERNAL, ExternalError, FabricError, exit_code_for
+from fabric_hpc.errors import EXIT_EXTERNAL, ConfigError, ExternalError, FabricError, exit_code_for
 from fabric_hpc.events import emit
 
 __all__ = ["ACK_WAIT_S", "MpiContext", "PeerFailed", "exit_code_of", "mpi_context", "reported",
-           "shard_longest_first"]
+           "same_engine_everywhere", "shard_longest_first"]
 
 TAG_FATAL, TAG_ACK = 7701, 7702
 ACK_WAIT_S = 2.5
@@ -287,6 +287,24 @@ class MpiContext:
             else:
                 time.sleep(0.01)
         return not waiting
+
+
+def same_engine_everywhere(ctx: MpiContext, fields: Mapping[str, Any]) -> None:
+    """After every rank built its engine: ConfigError on every rank where the ranks' engines differ in
+    ``fields`` (their limits and vocabulary size): each would accept (dead-letter) other items, cost
+    them otherwise and share out another list, so items would be lost or run twice."""
+    if ctx.size == 1:
+        return
+    every = ctx.allgather((dict(fields), os.uname().nodename))
+    differ = sorted(k for k in fields if len({repr(f.get(k)) for f, _ in every}) > 1)
+    if not differ:
+        return
+    shown = "; ".join(f"rank {r} on {node}: " + ", ".join(f"{k}={f.get(k)}" for k in differ)
+                      for r, (f, node) in enumerate(every[:8]))[:1000]
+    raise ConfigError(f"ranks run different engines ({shown}{'; ...' if len(every) > 8 else ''}): "
+                      "they would accept different items and share out different lists",
+                      hint="give every rank the same --engine-config and engine directory (the same "
+                           "build on every node)")
 
 
 def under_mpi() -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fabric_hpc.errors import ConfigError, NotFoundError
-from fabric_hpc.events import MAX_EVENT_CHARS, emit, read_json_lines
+from fabric_hpc.events import MAX_EVENT_CHARS, emit, iter_json_lines
 from fabric_hpc.inference.engine import EngineLimits
 from fabric_hpc.inference.intake import changed_error, read_items
 from fabric_hpc.inference.spool import load_snapshot, snapshot_lines, spool_lines
@@ -84,7 +84,7 @@ def job_status(output: str | os.PathLike[str]) -> dict[str, Any]:
             # an ended run holds nothing: what it read and did not commit, a resume reads again
             "in_flight": max(0, read - sum(r.get("items_done") or 0 for r in ranks.values()))
             if running else 0,
-            "dead_letter": len(read_json_lines(dead)) if dead.is_file() else 0,
+            "dead_letter": sum(1 for _ in iter_json_lines(dead)) if dead.is_file() else 0,
             "merged": merged, "running": running,
             "ranks": ranks}
 
@@ -206,11 +206,11 @@ def _merge_locked(out: Path, run: dict[str, Any], source: str | None) -> dict[st
                                            tokenizer=_run_tokenizer(out, run))]
     if changed:
         raise changed_error(changed, merging=True)
+    # counted before results.jsonl is written: a damaged dead letter fails the merge, writing nothing
+    dead, with_result = _dead_letter_counts(out / "dead-letter.jsonl", set(expected))
     with private_files(run.get("output_mode", "private")):
-        result = merge_outputs(out, expected)
-    dead = _dead_letter_ids(out / "dead-letter.jsonl")
-    have = set(expected)  # each has exactly one result now
-    return {**result, "dead_letter": len(dead), "dead_letter_with_result": sum(i in have for i in dead),
+        result = merge_outputs(out, expected)  # each id of expected has exactly one result now
+    return {**result, "dead_letter": dead, "dead_letter_with_result": with_result,
             "other_input": str(Path(source).resolve()) != run["input"]}
 
 
@@ -231,25 +231,32 @@ def _run_tokenizer(out: Path, run: dict[str, Any]) -> PromptTokenizer | None:
         "merge where the engine's model directory holds the run's tokenizer.json and tokenizer_config.json"))
 
 
-def _dead_letter_ids(path: Path) -> list[str | None]:
-    """The id of each dead-lettered line (``None`` where its raw text names none): a line rejected
-    and then fixed by a later line with the same id (a new spool file) has a result after all."""
+def _dead_letter_counts(path: Path, have: set[str]) -> tuple[int, int]:
+    """How many lines were dead-lettered, and how many of those name an id of ``have`` (the ids that
+    get a result: a line rejected and then fixed by a later line with the same id, a new spool file),
+    counted while the file is read a line at a time."""
     if not path.is_file():
-        return []
-    ids: list[str | None] = []
-    for rec in read_json_lines(path):
-        raw = rec.get("raw") if isinstance(rec, dict) else None
-        found = None
-        if isinstance(raw, str):
+        return 0, 0
+    dead = with_result = 0
+    for rec in iter_json_lines(path):
+        dead += 1
+        found = _dead_letter_id(rec.get("raw"))
+        with_result += found is not None and found in have
+    return dead, with_result
+
+
+def _dead_letter_id(raw: Any) -> str | None:
+    """The id a dead-lettered line's raw text names, or None."""
+    found = None
+    if isinstance(raw, str):
+        try:
+            doc = json.loads(raw)
+            found = doc.get("id", doc.get("custom_id")) if isinstance(doc, dict) else None
+        except (ValueError, RecursionError):  # broken, too deep, or cut at 2,000 characters: an id
+            # at its start still counts
+            match = _LEADING_ID.match(raw)
             try:
-                doc = json.loads(raw)
-                found = doc.get("id", doc.get("custom_id")) if isinstance(doc, dict) else None
-            except (ValueError, RecursionError):  # broken, too deep, or cut at 2,000 characters: an id
-                # at its start still counts
-                match = _LEADING_ID.match(raw)
-                try:
-                    found = json.loads(match.group(1)) if match else None
-                except ValueError:
-                    found = None
-        ids.append(found if isinstance(found, str) else None)
-    return ids
+                found = json.loads(match.group(1)) if match else None
+            except ValueError:
+                found = None
+    return found if isinstance(found, str) else None

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import os
@@ -25,15 +26,10 @@ from fabric_hpc.inference.engine import (Engine, EngineLimits, KnowsVocabulary, 
 from fabric_hpc.inference.intake import DeadLetter, WorkItem, read_items
 from fabric_hpc.inference.spool import checked_snapshot, ignored_entries, snapshot_lines, stream_lines
 from fabric_hpc.atomic import remove_stale_siblings, write_atomic
-from fabric_hpc.inference.journal import (
-    ChunkSink,
-    committed_ids,
-    next_attempt,
-    prepare_resume,
-    private_files,
-)
+from fabric_hpc.inference.journal import ChunkSink, committed_ids, next_attempt, private_files
+from fabric_hpc.inference.resume import prepare_resume
 from fabric_hpc.inference.mpi import (MpiContext, PeerFailed, check_mpi_library, exit_code_of, first_line,
-                                      mpi_context, shard_longest_first)
+                                      mpi_context, same_engine_everywhere, shard_longest_first)
 from fabric_hpc.inference.outputs import (  # noqa: F401 (job_status, merge_job: re-exported, __all__)
     SNAPSHOT, _last_record, _merge_lock, _output_lock, job_status, merge_job)
 from fabric_hpc.inference.pipeline import PHASES, Pipeline, PipelineOptions
@@ -207,6 +203,8 @@ def _items(ctx: MpiContext, snapshot: dict[str, Any] | None, out: Path, limits: 
             raise ConfigError("stdin input needs a single rank", hint="use a spool directory")
         return read(stream_lines(sys.stdin.buffer), dead_letter=dead), dead
     if ctx.size == 1:
+        if getattr(done, "digests", None):  # a changed committed item refused before new commits, as ranks do
+            collections.deque(read(snapshot_lines(snapshot), dead_letter=None), maxlen=0)
         return read(snapshot_lines(snapshot), dead_letter=dead), dead
     # every rank reads the same snapshot (same files, same byte counts), so all compute the
     # same shards however the spool changes meanwhile
@@ -324,6 +322,7 @@ def _start_engine(ctx: MpiContext, engine_config: str | os.PathLike[str] | Mappi
     engine = build_engine(config, local_rank=ctx.local_rank, **dict(engine_options or {}))
     ctx.rendezvous()
     vocab = int(engine.vocab_size) if isinstance(engine, KnowsVocabulary) else None
+    same_engine_everywhere(ctx, {**asdict(engine.limits), "vocab_size": vocab})
     return engine, {"input": source if source == "-" else _resolved_input(source),
                     "engine_config": config.model_dump(), "limits": asdict(engine.limits),
                     "output_mode": output_mode, "vocab_size": vocab, "tokenizer": None}

@@ -200,10 +200,11 @@ def spool_lines(spool: str | os.PathLike[str]) -> Iterator[tuple[str, int, bytes
     yield from snapshot_lines(spool_snapshot(spool))
 
 
-def stream_lines(stream: IO[bytes] | IO[str], source: str = "<stdin>"
-                 ) -> Iterator[tuple[str, int, bytes | str]]:
-    for n, line in enumerate(stream, 1):
-        if n == 1 and isinstance(line, bytes):
+def stream_lines(stream: IO[bytes], source: str = "<stdin>") -> Iterator[tuple[str, int, bytes]]:
+    """``(source, line number, raw line)`` for every non-blank line of a stream (stdin, ``--input -``),
+    read as spool files are: a line over MAX_LINE_BYTES is cut (and rejected), never held whole."""
+    for n, line in enumerate(_limited_lines(stream, None), 1):
+        if n == 1:
             _refuse_compressed(source, line)
         if line.strip():
             yield source, n, line

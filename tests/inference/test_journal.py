@@ -10,7 +10,8 @@ import pytest
 
 from fabric_hpc.errors import NotFoundError
 from fabric_hpc.inference import ChunkSink, EngineResult, MergeError, committed_ids, merge_outputs
-from fabric_hpc.inference.journal import next_attempt, prepare_resume
+from fabric_hpc.inference.journal import next_attempt
+from fabric_hpc.inference.resume import prepare_resume
 
 
 def _sink(out: Path, n: int, *, rank: int = 0, attempt: int = 1, size: int = 4,
@@ -90,7 +91,7 @@ def test_attempts_and_not_an_output_dir(tmp_path: Path) -> None:
 
 
 def test_resume_keeps_the_first_copy_of_a_duplicated_id(tmp_path: Path) -> None:
-    from fabric_hpc.inference.journal import dedupe_chunks
+    from fabric_hpc.inference.resume import dedupe_chunks
 
     _sink(tmp_path, 8).close()
     _sink(tmp_path, 8, rank=1, attempt=2).close()   # x0..x7 again, from another "rank"
