@@ -300,8 +300,9 @@ class _Checker:
                 other = f"host {sw!r}" if sw in host_type else f"a switch of group {owner[sw]!r}" \
                     if owner.get(sw, g.name) != g.name else None
                 if other:
-                    self.fail(("network", "groups", i, "name"), f"switch {sw!r} of group {g.name!r} has the name "
-                              f"of {other}; rename the group (a group of n > 1 switches names them NAME-0 .. NAME-(n-1))")
+                    self.fail(("network", "groups", i, "name"),
+                              f"switch {sw!r} of group {g.name!r} has the name of {other}; rename the group "
+                              "(a group of n > 1 switches names them NAME-0 .. NAME-(n-1))")
                     return
                 owner[sw] = g.name
 
@@ -318,7 +319,8 @@ class _Checker:
         outer = (("rack", rack), (f"{spec.network.levels[0]} group" if spec.network else "", leaf))
         inner = [(("nvlink_domains", i, "hosts"), f"NVLink domain {d.name!r}", expand(d.hosts))
                  for i, d in enumerate(spec.nvlink_domains)]
-        inner += [(("hosts",), f"rack {r!r}", [h for h, x in rack.items() if x == r]) for r in sorted(set(rack.values()))]
+        inner += [(("hosts",), f"rack {r!r}", [h for h, x in rack.items() if x == r])
+                  for r in sorted(set(rack.values()))]
         for loc, what, hosts in inner:
             for kind, of in outer:
                 if kind == "rack" and what.startswith("rack"):
@@ -347,7 +349,8 @@ class _Checker:
                 continue
             c = net.groups[groups[child]]
             if c.level in level_of and g.level in level_of and level_of[c.level] != level_of[g.level] - 1:
-                self.fail(loc + ("children",), f"child {child!r} is level {c.level!r}, not one below {g.level!r}")
+                self.fail(loc + ("children",),
+                          f"child {child!r} is level {c.level!r}, not one below {g.level!r}")
             if child in parent:
                 self.fail(loc + ("children",), f"group {child!r} already has parent {parent[child]!r}")
             parent[child] = g.name

@@ -31,7 +31,8 @@ def test_a_timing_setting_below_its_floor_is_refused_naming_key_value_and_floor(
 
 def test_the_command_line_refuses_a_tiny_interval() -> None:
     out = subprocess.run([sys.executable, "-m", "fabric_hpc.cli", "agent", "run", "--state-dir",
-                          "/nonexistent", "--topology", "leaf-spine:hosts=2,hosts_per_leaf=2", "--interval", "1e-9"],
+                          "/nonexistent", "--topology", "leaf-spine:hosts=2,hosts_per_leaf=2",
+                          "--interval", "1e-9"],
                          capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 2 and "--interval" in out.stderr and "1e-9" in out.stderr, out.stderr
     assert "≥ 0.1" in out.stderr and "Traceback" not in out.stderr
