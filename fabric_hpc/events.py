@@ -184,6 +184,8 @@ class JsonLinesWriter:
     With ``max_line``, an event longer than that is cut (:func:`bounded`); without it (journals,
     whose records must stay whole) lines are written as they are. The file is opened without
     following a symbolic link and must be a regular file (:class:`~fabric_hpc.errors.ConfigError`).
+    One process (one writer) per file: the size checks for rotation and the cut-back after a failed
+    write assume no other writer appends to it.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True, mode: int = 0o600,
@@ -192,7 +194,7 @@ class JsonLinesWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._mode, self._fsync, self._max, self._max_line = mode, fsync, max_bytes, max_line
         self._fd: int | None = self._open()
-        self._cut_to: int | None = None
+        self._cut_to: tuple[int, int, int] | None = None  # (st_dev, st_ino, size): a cut still to make
         self._lock = threading.Lock()
 
     def _open(self) -> int:
@@ -232,11 +234,9 @@ class JsonLinesWriter:
         the next one (an audit log must not record, after the fact, actions that never ran)."""
         data = "".join(to_json(e, max_chars=self._max_line) + "\n" for e in events).encode()
         with self._lock, naming_file(self.path):
+            self._apply_cut()  # on the file it belongs to, before a rotation opens another one
             self._rotate_for(len(data))
             fd = self._fileno()
-            if self._cut_to is not None:  # a failed write's tail that could not be cut then
-                os.ftruncate(fd, self._cut_to)
-                self._cut_to = None
             before = os.fstat(fd).st_size
             try:
                 view = memoryview(data)
@@ -255,13 +255,33 @@ class JsonLinesWriter:
         try:
             os.ftruncate(fd, size)
         except OSError:
-            self._cut_to = size
+            st = os.fstat(fd)
+            self._cut_to = (st.st_dev, st.st_ino, size)
+
+    def _apply_cut(self) -> None:
+        """Make the cut a failed write left pending, on the open file if it is the one the cut belongs to
+        (never another file: cutting a new, empty one to that size would fill it with NULs); raises the
+        OSError when it still cannot be made."""
+        if self._cut_to is None:
+            return
+        fd = self._fileno()
+        st = os.fstat(fd)
+        dev, ino, size = self._cut_to
+        if (st.st_dev, st.st_ino) == (dev, ino):
+            os.ftruncate(fd, size)
+        self._cut_to = None
 
     def reopen(self) -> None:
-        """Close the file and open ``path`` again (created when missing): after logrotate moved it."""
+        """Close the file and open ``path`` again (created when missing): after logrotate moved it. A cut
+        still pending is made on the old file first; if it still fails, the failed record's fragment stays
+        at the end of the moved file, and the new file starts clean."""
         with self._lock:
             new = self._open()  # an error leaves the old file open and written
             if self._fd is not None:
+                try:
+                    self._apply_cut()
+                except OSError:
+                    self._cut_to = None  # the old file is no longer written: nothing is glued onto it
                 os.close(self._fd)
             self._fd = new
 

@@ -136,7 +136,7 @@ def _reject_limit(ctx: click.Context, param: click.Parameter, value: str) -> tup
 @click.option("--output", required=True, type=OutputDir(),
               help="Output directory (journal, chunks, metrics); rerun with it to resume.")
 @click.option("--chunk-size", default=512, show_default=True, type=click.IntRange(1),
-              help="Results per atomically committed chunk.")
+              help="Results per atomically committed chunk (at most 10000).")
 @click.option("--progress/--no-progress", default=None,
               help="Progress (rank 0 only): a live line on a terminal; otherwise (a Slurm log) a plain line "
                    "every --progress-every seconds. Default: on when stderr is a terminal.")
@@ -162,9 +162,13 @@ def run_cmd(engine_config: Path, source: str, output: Path, chunk_size: int, pro
             progress_every: float, max_rejected: tuple[str, float], output_mode: str,
             textfile_dir: Path | None, preflight: bool, as_json: bool) -> None:
     """Run (or resume) a batch job; launch under mpiexec/srun for one rank per GPU."""
-    from fabric_hpc.inference.pipeline import PipelineOptions
+    from fabric_hpc.inference.pipeline import MAX_CHUNK_SIZE, PipelineOptions
     from fabric_hpc.inference import runner
 
+    if chunk_size > MAX_CHUNK_SIZE:  # checked here: importing the limit at startup costs every command
+        raise click.BadParameter(f"{chunk_size} is over {MAX_CHUNK_SIZE}: a chunk's journal record lists "
+                                 "its ids, and must stay a line resume and merge can read",
+                                 param_hint="'--chunk-size'")
     for err in (_overlap(source, output), runner.foreign_output(output)):
         if err is not None:
             if _launch_rank() != 0 and not preflight:  # every rank meets it before MPI: rank 0 says it

@@ -165,6 +165,10 @@ _METRICS = ('"metrics":{"arrival_time":%.6f,"first_scheduled_time":%.6f,"first_t
 
 
 _MAX_TAKEN = 1000  # chunk names found taken in a row (planted files) before a run gives up
+#: Results per chunk at most (``--chunk-size``): a chunk's journal record lists its ids and digests, and at
+#: worst (512-char ids of astral characters, 12 bytes each as JSON escapes) 10,000 of them make a line of
+#: about 62 MB, a quarter of what a reader takes (:data:`~fabric_hpc.events.MAX_JSON_LINE_BYTES`, 256 MiB).
+MAX_CHUNK_SIZE = 10_000
 
 
 class ChunkSink:

@@ -35,11 +35,11 @@ from fabric_hpc.errors import ConfigError, ExternalError, FabricError
 from fabric_hpc.inference.admission import TokenBudget, budget_for
 from fabric_hpc.inference.engine import Engine, EngineResult
 from fabric_hpc.inference.intake import WorkItem, item_digest
-from fabric_hpc.inference.journal import ChunkSink, RequestTimes
+from fabric_hpc.inference.journal import MAX_CHUNK_SIZE, ChunkSink, RequestTimes
 from fabric_hpc.inference.lanes import ShapeLanes
 from fabric_hpc.inference.scheduler import Scheduler
 
-__all__ = ["MAX_OVERCOMMIT", "PHASES", "Pipeline", "PipelineOptions", "request_times"]
+__all__ = ["MAX_CHUNK_SIZE", "MAX_OVERCOMMIT", "PHASES", "Pipeline", "PipelineOptions", "request_times"]
 
 MAX_OVERCOMMIT = 16.0  # the token budget is at most this many times the engine's KV capacity
 _INT_FIELDS = ("num_lanes", "max_age", "admit_batch", "admit_queue", "done_queue", "chunk_size",
@@ -98,6 +98,8 @@ class PipelineOptions:
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 _bad(name, value, "an integer >= 1")
+        if self.chunk_size > MAX_CHUNK_SIZE:  # its journal record must stay a line readers take
+            _bad("chunk_size", self.chunk_size, f"an integer in 1..{MAX_CHUNK_SIZE}")
         _real(self, "overcommit", lambda v: 1.0 <= v <= MAX_OVERCOMMIT, f"a number in 1..{MAX_OVERCOMMIT:g} "
               f"(the token budget is overcommit x the engine's KV capacity)")
         _real(self, "low_fraction", lambda v: 0.0 < v < 1.0, "a number strictly between 0 and 1")

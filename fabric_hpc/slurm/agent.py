@@ -128,7 +128,7 @@ class Agent(AgentDaemon):
         self.qos_memory = QosMemory(self.state_dir)  # the QOS of jobs Slurm forgets once they run
         self.lock = agent_lock(self.state_dir)
         #: a second agent with another --state-dir (agent.other_agent)
-        self.other_agent = OtherAgentWatch(config.fallback_s)
+        self.other_agent = OtherAgentWatch()
         self.metrics: Any = None
         self._stop = threading.Event()
         self.actions.stopping = self._stop.is_set  # requests the stop abandons are not failed actions

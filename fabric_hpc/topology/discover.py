@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.events import emit
@@ -36,7 +38,7 @@ from fabric_hpc.topology.discover_sysfs import SysfsFacts, cpus_of_mask, pci_sys
 from fabric_hpc.topology.io import dump_spec
 from fabric_hpc.topology.mnnvl import gpu_fabric, host_domain
 from fabric_hpc.topology.nvml_recording import RecordedNvml, is_error, record_nvml, save_recording
-from fabric_hpc.topology.spec import FabricSpec, HostType
+from fabric_hpc.topology.spec import MIN_GBPS, FabricSpec, HostType
 from fabric_hpc.topology.spec_check import check_spec
 
 SIDECAR_FORMAT = "fabric-hpc/discovery"
@@ -313,6 +315,7 @@ def _compute_nics(sysfs: SysfsFacts, notes: list[str],
         kind = "Ethernet interface"
         cands = [(n["name"], n["speed_mbit"] / 1000, "Ethernet", 1) for n in sysfs.net
                  if n["physical"] and n["type"] == 1 and n["operstate"] == "up" and n["speed_mbit"]]
+    cands = _above_floor(cands, notes)
     if not cands:
         notes.append("no active RDMA HCA or physical Ethernet interface with a known speed: nics: 0")
         return 0, 0.0, []
@@ -337,6 +340,19 @@ def _compute_nics(sysfs: SysfsFacts, notes: list[str],
                      + "; ".join(f"{', '.join(ns)} ({w})" for w, ns in by_why.items()))
     _unhealthy_note(sysfs, notes, slow, near, layer, rate, count)
     return count, rate / 8, chosen
+
+
+_Cand = tuple[str, float, str, int]  # (name, Gb/s, link layer, ports at that rate)
+
+
+def _above_floor(cands: list[_Cand], notes: list[str]) -> list[_Cand]:
+    """The candidate NICs (name, Gb/s, ...) at or above the fabric file's bandwidth floor; the others
+    (a sysfs speed no link runs at) are left out with a note, as no host type could hold them."""
+    slow = [c for c in cands if c[1] / 8 < MIN_GBPS]
+    if slow:
+        notes.append(f"left out as NICs, below the {MIN_GBPS:g} GB/s floor of a fabric file: "
+                     + ", ".join(f"{c[0]} ({c[1] * 1000:g} Mb/s)" for c in slow))
+    return [c for c in cands if c[1] / 8 >= MIN_GBPS]
 
 
 def _active_ports(hca: dict[str, Any]) -> list[dict[str, Any]]:
@@ -403,11 +419,19 @@ def _host_type(sysfs: SysfsFacts, gpus: list[dict[str, Any]], notes: list[str]) 
     flags = ((_slug(model), bool(gpus)), ("nvlink", nvlink > 0), ("ib", _any_ib(sysfs, chosen)))
     features = [f for f, on in flags if on]
     gpu_mem = round(min(mems) / 2**30, 1) if mems else 0.0
-    return HostType(gpus=len(gpus), gpu_model=_model_name(model), gpu_memory_gb=gpu_mem,
-                    sockets=sockets, cores_per_socket=max(1, cores // sockets), threads_per_core=threads,
-                    memory_gb=_memory_gb(mem_kb), nvlink_gbps=nvlink,
-                    nvswitches=nvswitches, pcie_gbps=min(pcie) if pcie else DEFAULT_PCIE_GBPS, nics=nics,
-                    nic_gbps=nic_gbps, gpu_numa=gpu_numa or None, features=features)
+    fields = dict(gpus=len(gpus), gpu_model=_model_name(model), gpu_memory_gb=gpu_mem,
+                  sockets=sockets, cores_per_socket=max(1, cores // sockets), threads_per_core=threads,
+                  memory_gb=_memory_gb(mem_kb), nvlink_gbps=nvlink,
+                  nvswitches=nvswitches, pcie_gbps=min(pcie) if pcie else DEFAULT_PCIE_GBPS, nics=nics,
+                  nic_gbps=nic_gbps, gpu_numa=gpu_numa or None, features=features)
+    try:
+        return HostType(**fields)
+    except ValidationError as exc:  # a sysfs/NVML value no fabric file allows (damaged or fake tree)
+        err = exc.errors(include_url=False)[0]
+        field = ".".join(map(str, err["loc"]))
+        raise ConfigError(f"discovered host type: {field} {err['msg'].lower()} (got {err.get('input')!r})",
+                          hint="the sysfs tree or NVML gave a value no host has: check the tree "
+                               "(--sysfs-root) or write the host type by hand") from None
 
 
 def _memory_gb(mem_kb: int) -> float:

@@ -33,9 +33,9 @@ MAX_LINK_GBPS = 100_000  # NVLink per GPU (NVLink5: 1,800 GB/s), PCIe (x16 Gen6:
 #: The fastest NIC port made or announced (1.6 Tb/s: 200 GB/s; ConnectX-8's 800 Gb/s is 100): a host type's
 #: nic_gbps above it is most likely Gb/s written as GB/s, and `fabric topology validate` warns.
 FASTEST_NIC_GBPS = 200
-#: The slowest bandwidth (GB/s) of a link, NIC or uplink: 10 MB/s, below any made (a 1x SDR InfiniBand
-#: port: 0.25). Smaller positives (5e-324) round a path's bandwidth to 0 and every cost to infinity.
-MIN_GBPS = 0.01
+#: The slowest bandwidth (GB/s) of a link, NIC or uplink: 1 MB/s (8 Mb/s), below any link in use (10 Mb/s
+#: Ethernet: 0.00125). Smaller positives (5e-324) round a path's bandwidth to 0 and every cost to infinity.
+MIN_GBPS = 0.001
 MAX_UPLINK_GBPS = 100_000_000  # a switch's total uplink (the Lingjun aggregation switches: 144,800)
 MAX_LATENCY_US = 1_000_000  # one second per switch hop
 #: GPUs in one multi-host NVLink domain: NVLink 5's NVLink Switch system joins at most 576 (GB200 NVL72: 72).
@@ -47,7 +47,7 @@ MAX_SWITCH_NAME = 64  # Slurm's topology/tree refuses a longer SwitchName (HOST_
 def _gbps(value: float | None) -> float | None:
     """A bandwidth field's value, refused between 0 and :data:`MIN_GBPS` (0 means none where allowed)."""
     if value is not None and 0 < value < MIN_GBPS:
-        raise ValueError(f"is below {MIN_GBPS} GB/s (10 MB/s), slower than any link made: give the "
+        raise ValueError(f"is below {MIN_GBPS} GB/s (8 Mb/s), slower than 10 Mb/s Ethernet: give the "
                          "bandwidth in GB/s (a 400 Gb/s NIC is 50, PCIe Gen5 x16 is 64)")
     return value
 

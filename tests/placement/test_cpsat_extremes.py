@@ -36,7 +36,7 @@ def gbit():
 @pytest.fixture(scope="module")
 def crawl():
     """_slow's fabric at 8 kb/s (1e-6 GB/s): a 1 PiB all-reduce takes ~70 years. Below the fabric file's
-    floor (spec.MIN_GBPS, 0.01 GB/s: 1 PiB there is ~1e14 µs, within CP-SAT's integers), so built in
+    floor (spec.MIN_GBPS, 0.001 GB/s: 1 PiB there is ~1e15 µs, near cpsat_scale's 2**51), so built in
     code past it (model_copy does not validate) to reach the beyond-any-scale fallback all the same."""
     spec = generators.leaf_spine(16)
     assert spec.network is not None

@@ -28,20 +28,20 @@ def _set(data: dict, field: str, value: float) -> str:
 
 
 @pytest.mark.parametrize("field", ["nic_gbps", "pcie_gbps", "nvlink_gbps", "uplink_gbps"])
-@pytest.mark.parametrize("value", [5e-324, 1e-9, 0.009])
+@pytest.mark.parametrize("value", [5e-324, 1e-9, 0.0009])
 def test_a_bandwidth_below_the_floor_is_refused_naming_the_field(field: str, value: float) -> None:
     data = _leaf_spine()
     where = _set(data, field, value)
     with pytest.raises(ConfigError) as err:
         build(data)
-    assert f"{where}: is below 0.01 GB/s (10 MB/s), slower than any link made: give the bandwidth in GB/s" \
+    assert f"{where}: is below 0.001 GB/s (8 Mb/s), slower than 10 Mb/s Ethernet: give the bandwidth in GB/s" \
         in err.value.message
 
 
 def test_an_nvlink_domain_below_the_floor_is_refused() -> None:
     data = generators.nvl72(racks=1).model_dump()
     data["nvlink_domains"][0]["gbps"] = 1e-300
-    with pytest.raises(ConfigError, match=r"nvlink_domains\.0\.gbps: is below 0\.01 GB/s"):
+    with pytest.raises(ConfigError, match=r"nvlink_domains\.0\.gbps: is below 0\.001 GB/s"):
         build(data)
 
 
