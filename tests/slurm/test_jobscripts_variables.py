@@ -88,6 +88,7 @@ def test_ckpt_restore_reshards_with_both(tmp_path: Path) -> None:
     proc, ran = _script(tmp_path, "ckpt_restore", CKPT="ck", WORLD_SIZE="2", DEST="out")
     assert proc.returncode == 0 and "ckpt_restore: ok" in proc.stdout, proc.stderr
     assert ran == ["fabric ckpt list -- ck", "fabric ckpt show --json -- ck",  # the step `latest` names, once
-                   "fabric ckpt verify --step 5 -- ck", "fabric ckpt restore --to-world-size 2 --out out --step 5 -- ck"]
+                   "fabric ckpt verify --step 5 -- ck",
+                   "fabric ckpt restore --to-world-size 2 --out out --step 5 -- ck"]
     proc, ran = _script(tmp_path, "ckpt_restore", CKPT="ck")  # neither: list and verify only
     assert proc.returncode == 0 and len(ran) == 3, proc.stderr
