@@ -281,9 +281,9 @@ def _unhealthy_reason(st: dict[str, Any], age: float | None, limit: float) -> st
 
 
 def _clock(ts: float) -> str:
-    import datetime as dt
+    from fabric_hpc.slurm.audit import clock
 
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    return clock(ts)
 
 
 def _check_state_files(state_dir: str) -> None:

@@ -11,8 +11,8 @@ they change and otherwise at most every :data:`WAITING_REFRESH_S`.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
-import math
 import os
 import stat
 from dataclasses import dataclass, field
@@ -34,6 +34,9 @@ WAITING_REFRESH_S = 600.0
 #: The most jobs one ``agent.waiting`` record lists: a cycle with more writes several (each well under a
 #: log shipper's line limit, e.g. Loki's 256 KB, and the event stream's 64 KiB).
 WAITING_PER_RECORD = 1000
+#: The latest ``ts`` a record may carry (3000-01-01 UTC): a record outside 1970 to this is damaged (a bad
+#: clock or an edited line), as no platform's time functions may be able to show it.
+TS_MAX = 32503680000.0
 
 
 def waiting_records(waiting: dict[int, str], holds: dict[str, Any] | None = None,
@@ -150,6 +153,17 @@ def _entry(line: bytes) -> dict[str, Any] | None:
         return None
     ts = entry.get("ts") if isinstance(entry, dict) else None
     if not isinstance(entry, dict) or not isinstance(entry.get("event"), str) \
-            or isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
+            or isinstance(ts, bool) or not isinstance(ts, (int, float)) or not 0 <= ts < TS_MAX:
         return None
     return entry
+
+
+def clock(ts: float, fmt: str = "%Y-%m-%d %H:%M:%S", *, utc: bool = False, today: str | None = None) -> str:
+    """``ts`` (seconds since 1970) as ``fmt`` in local time (UTC with ``utc``), as ``today`` instead where that
+    is given and ``ts`` is today; a time the platform cannot show (too far off, not finite) as the number."""
+    try:
+        when = dt.datetime.fromtimestamp(ts, dt.timezone.utc if utc else None)
+        now = dt.datetime.now(when.tzinfo)
+        return when.strftime(today if today is not None and when.date() == now.date() else fmt)
+    except (OverflowError, OSError, ValueError):
+        return f"{ts:g} s after 1970 (not a time this system can show)"

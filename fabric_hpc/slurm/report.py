@@ -24,7 +24,6 @@ on the page, never silently dropped.
 
 from __future__ import annotations
 
-import datetime as dt
 import signal
 import threading
 import time
@@ -39,7 +38,7 @@ from fabric_hpc.errors import ConfigError, ExternalError, FabricError
 from fabric_hpc.inputs import os_error
 from fabric_hpc.hostlist import compress
 from fabric_hpc.placement.state import DOWN, FREE, ClusterState
-from fabric_hpc.slurm.audit import AUDIT_LOG, TAIL_BYTES, read_tail
+from fabric_hpc.slurm.audit import AUDIT_LOG, TAIL_BYTES, clock, read_tail
 from fabric_hpc.slurm.contract import Job, Node, SlurmClient
 from fabric_hpc.slurm.parse import reason_words
 from fabric_hpc.slurm.qos_store import QosMemory
@@ -80,7 +79,7 @@ class ClusterReport:
 
 
 def _when(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return clock(ts, "%Y-%m-%d %H:%M:%S UTC", utc=True)
 
 
 def _num(value: Any) -> float | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import time
 from collections.abc import Callable
@@ -12,7 +11,7 @@ from typing import Any
 
 from fabric_hpc.hostlist import compress
 from fabric_hpc.inputs import os_error
-from fabric_hpc.slurm.audit import AUDIT_LOG, TAIL_BYTES, read_tail
+from fabric_hpc.slurm.audit import AUDIT_LOG, TAIL_BYTES, clock, read_tail
 from fabric_hpc.slurm import reservations as resv
 from fabric_hpc.slurm.actions import USER_PIN
 from fabric_hpc.slurm.deferral_store import own_begins, own_pins
@@ -22,14 +21,10 @@ from fabric_hpc.slurm.parse import reason_words
 from fabric_hpc.slurm.why_hosts import WAITS_FOR, host_facts, refused_hosts
 
 
-def _when(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts).strftime("%H:%M:%S")
-
-
 def _at(ts: float) -> str:
-    """A time to come: with its date when that is not today (a --begin, a reservation days ahead)."""
-    when = dt.datetime.fromtimestamp(ts)
-    return when.strftime("%H:%M:%S" if when.date() == dt.date.today() else "%Y-%m-%d %H:%M:%S")
+    """A time, with its date when that is not today (a decision of days ago, a --begin, a reservation days
+    ahead); one the system cannot show (a damaged record) as its number."""
+    return clock(ts, today="%H:%M:%S")
 
 
 def last_decisions(state_dir: str | Path | None, job_id: int,
@@ -100,7 +95,7 @@ def explain(client: SlurmClient, job_id: int, *, state_dir: str | Path | None = 
                      "directory: --state-dir, agent.state_dir of its config).")
     if "requeue" in dec and dec["requeue"].get("job") == job_id:
         r = dec["requeue"]
-        lines.append(f"It was requeued at {_when(r['ts'])} to make room for job {r['for_job']} "
+        lines.append(f"It was requeued at {_at(r['ts'])} to make room for job {r['for_job']} "
                      f"({r.get('gpu_hours_lost', 0):.2f} GPU-hours lost: the work since its start or last "
                      "checkpoint plus the modelled restart).")
     return {"job": job_id, "state": job.state, "reason": job.reason, "nodes": list(job.node_list),
@@ -118,7 +113,7 @@ def _user_pin(state_dir: str | Path | None, job: Job, dec: dict[str, dict[str, A
 def _older_line(job_id: int, older: dict[str, Any]) -> str:
     """Who placed the job cannot be told: its records lie before the part of the decision log read."""
     log, since = older["path"], older.get("since")
-    start = f", from {_when(since)} on" if since is not None else ""
+    start = f", from {_at(since)} on" if since is not None else ""
     grep = f"grep -E '\"(for_)?job\":{job_id}[,}}]'"
     if older.get("rotated"):  # the whole log was read: it begins after the job was submitted
         return (f"What the fabric agent decided for it is older than the part of the agent's decision log "
@@ -145,7 +140,7 @@ def _started_by(job: Job, job_id: int, dec: dict[str, Any]) -> str:
 
 
 def _handoff_line(h: dict[str, Any]) -> str:
-    return (f"The fabric agent handed it to Slurm's own scheduler at {_when(h['ts'])}: {h.get('reason', '?')} "
+    return (f"The fabric agent handed it to Slurm's own scheduler at {_at(h['ts'])}: {h.get('reason', '?')} "
             "(Slurm places it without its fabric: options).")
 
 
@@ -174,7 +169,7 @@ def _place_line(job: Job, place: dict[str, Any]) -> str:
         tail = f", but it is completing on {ran}, which the agent did not choose"
     else:
         tail = f", but Slurm ran it on {ran}"
-    return (f"The fabric agent chose {compress(place['hosts'])} at {_when(place['ts'])} "
+    return (f"The fabric agent chose {compress(place['hosts'])} at {_at(place['ts'])} "
             f"(solver {place.get('solver')}, cost {place.get('cost', 0):.2f}; spans {doms or 'n/a'}){tail}.")
 
 
@@ -317,7 +312,7 @@ def _topology_line(waiting: dict[str, Any]) -> str:
         where = "as few NVLink domains or leaves as hold it"
     end = (f"until {_at(until)} (its compact_wait_s hold)" if isinstance(until, (int, float))
            else "until its compact_wait_s hold ends (fabric policy: 900 s after submission)")
-    return (f"At {_when(waiting['ts'])} the agent's policy held it for a compact placement: its GPUs are "
+    return (f"At {_at(waiting['ts'])} the agent's policy held it for a compact placement: its GPUs are "
             f"free, but not in {where}; it waits for one {end}, then takes any placement. To skip the wait, "
             "submit with --comment=fabric:switches=N or fabric:within=LEVEL (a gang that sets either is "
             "not held).")
@@ -418,7 +413,7 @@ def _pending_lines(job: Job, dec: dict[str, dict[str, Any]],
             out.append(f"The agent pinned it to {compress(list(job.req_nodes))} before; it clears that pin "
                        "at its next cycle.")
         elif "unpin" in dec:
-            out.append(f"At {_when(dec['unpin']['ts'])} the agent cleared the pin it had set "
+            out.append(f"At {_at(dec['unpin']['ts'])} the agent cleared the pin it had set "
                        f"({dec['unpin'].get('reason')}).")
     elif "user_pin" in dec:  # scontrol update ReqNodeList= by a user or an admin: not the agent's pin
         out.append(_user_pin_line(dec["user_pin"]))
@@ -433,7 +428,7 @@ def _pending_lines(job: Job, dec: dict[str, dict[str, Any]],
         out.append(f"Slurm holds it back under a limit ({reason_words(job.reason)}), so the pin to "
                    f"{compress(list(job.req_nodes))} cannot start it: the fabric agent hands it to Slurm's "
                    "own scheduler at its next cycle, and Slurm starts it once the limit allows.")
-    elif job.req_nodes and refused_hosts(job.reason) and (held := _held_only(facts)):
+    elif job.req_nodes and job.reason.startswith("ReqNodeNotAvail") and (held := _held_only(facts)):
         out.append(f"The fabric agent pinned it to {compress(list(job.req_nodes))}, but {held}: Slurm does "
                    f"not start it there until they are free. {_PIN_TIMEOUT}")
     elif job.req_nodes and (refused := refused_hosts(job.reason)):
@@ -455,10 +450,10 @@ def _pending_lines(job: Job, dec: dict[str, dict[str, Any]],
             out.append(_topology_line(waiting))
         else:
             words = AGENT_REASONS.get(waiting["reason"]) or reason_words(waiting["reason"])
-            out.append(f"At {_when(waiting['ts'])} the agent's policy said: {words}.")
+            out.append(f"At {_at(waiting['ts'])} the agent's policy said: {words}.")
         if reserved := _reserved_line(waiting):
             out.append(reserved)
     if "failed" in dec and dec["failed"]["ts"] >= dec.get("place", {}).get("ts", 0):
         f = dec["failed"]
-        out.append(f"At {_when(f['ts'])} Slurm refused the agent's {f.get('action')}: {f.get('error')}.")
+        out.append(f"At {_at(f['ts'])} Slurm refused the agent's {f.get('action')}: {f.get('error')}.")
     return out

@@ -28,15 +28,16 @@ def refused_hosts(reason: str) -> str | None:
 
 
 def host_facts(client: SlurmClient, job: Job) -> tuple[str, str] | None:
-    """What keeps a pinned job off its hosts now, from one nodes read: (hosts down, drained, unknown or
-    reserved for others; hosts with fewer free GPUs, less free memory than it needs, or in use while it is
-    ``--exclusive``), '' for none; None: not read."""
+    """What keeps a pinned job off its hosts now, from one nodes read: (hosts down, drained, unknown,
+    reserved for others or with fewer GPUs in Slurm than it asks per node; hosts with fewer free GPUs, less
+    free memory than it needs, or in use while it is ``--exclusive``), '' for none; None: not read."""
     try:
         nodes = {n.name: n for n in client.nodes()}
     except SlurmError:
         return None
     states: dict[str, list[str]] = {}
-    busy = []
+    busy: list[str] = []
+    small: dict[int, list[str]] = {}  # GPUs in Slurm -> hosts with fewer than the job asks per node
     for host in job.req_nodes:
         node = nodes.get(host)
         if node is None:
@@ -46,11 +47,21 @@ def host_facts(client: SlurmClient, job: Job) -> tuple[str, str] | None:
             states.setdefault("+".join(dict.fromkeys([node.state, *flags])), []).append(host)
         elif node.reserved and not job.reservation:
             states.setdefault("in a reservation", []).append(host)
+        elif job.gpus_per_node and node.gpus < job.gpus_per_node:  # never, whatever runs there
+            small.setdefault(node.gpus, []).append(host)
         elif job.gpus_per_node and node.gpus - len(node.gpus_used) < job.gpus_per_node:
             busy.append(host)
-    bad = ", ".join(f"{compress(hs)} {'is' if len(hs) == 1 else 'are'} {what}" for what, hs in states.items())
+    bad = ", ".join([f"{compress(hs)} {'is' if len(hs) == 1 else 'are'} {what}" for what, hs in states.items()]
+                    + [_too_small(hs, n, job.gpus_per_node) for n, hs in small.items()])
     held = [f"other jobs hold GPUs it needs on {compress(busy)}"] if busy else []
     return bad, "; ".join(held + _held_otherwise(job, [nodes[h] for h in job.req_nodes if h in nodes]))
+
+
+def _too_small(hosts: list[str], gpus: int, asks: int) -> str:
+    """Hosts with fewer GPUs in Slurm (their Gres) than the job asks per node, in words."""
+    each = "has only" if len(hosts) == 1 else "have only"
+    return (f"{compress(hosts)} {each} {gpus} GPU{'s' if gpus != 1 else ''} in Slurm"
+            f"{'' if len(hosts) == 1 else ' each'} (the job asks {asks} per node)")
 
 
 def _held_otherwise(job: Job, nodes: list[Node]) -> list[str]:

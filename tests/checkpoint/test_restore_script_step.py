@@ -78,3 +78,34 @@ def test_damage_of_the_root_itself_names_the_latest_fix(ckpt: Path) -> None:
     run = _cli("ckpt", "verify", str(ckpt))
     assert run.returncode == 3
     assert f"echo step-NNNNNNNNNN > {ckpt / 'latest'}" in run.stderr
+
+
+def test_without_step_verify_and_restore_take_the_same_step(ckpt: Path, tmp_path: Path) -> None:
+    """A training job committing step 4 between verify and restore (here: just before restore runs):
+    restore reshards step 3, the one verified, not the newer step 4 no one verified."""
+    fabric = tmp_path / "fabric"
+    fabric.write_text(f'#!/bin/bash\nif [[ "$2" == restore ]]; then PYTHONPATH={ROOT} {sys.executable} -c '
+                      f'"import numpy as np; from fabric_hpc.checkpoint import save; '
+                      f'save(\'{ckpt}\', {{\'w\': np.full(4, 4, np.float32)}}, step=4)"; fi\n'
+                      f'PYTHONPATH={ROOT} exec {sys.executable} -m fabric_hpc.cli "$@"\n')
+    fabric.chmod(0o755)
+    env = {**{k: v for k, v in os.environ.items() if k != "STEP"}, "FABRIC": str(fabric), "CKPT": str(ckpt),
+           "WORLD_SIZE": "2", "DEST": str(tmp_path / "out")}
+    job = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120)
+    assert job.returncode == 0, job.stderr
+    assert "ck/step-0000000003" in job.stdout and open_checkpoint(ckpt).step == 4
+    out = open_checkpoint(tmp_path / "out")
+    assert out.step == 3 and restore(tmp_path / "out")["w"][0] == 3
+
+
+def test_a_checkpoint_path_beginning_with_a_dash_is_a_path(ckpt: Path, tmp_path: Path) -> None:
+    ckpt.rename(tmp_path / "-ck")
+    fabric = tmp_path / "fabric"
+    fabric.write_text(f'#!/bin/bash\nPYTHONPATH={ROOT} exec {sys.executable} -m fabric_hpc.cli "$@"\n')
+    fabric.chmod(0o755)
+    env = {**{k: v for k, v in os.environ.items() if k != "STEP"}, "FABRIC": str(fabric), "CKPT": "-ck",
+           "WORLD_SIZE": "2", "DEST": "out"}
+    job = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
+    assert job.returncode == 0, job.stderr
+    assert open_checkpoint(tmp_path / "out").step == 3

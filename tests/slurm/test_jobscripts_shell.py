@@ -20,6 +20,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 _LOGGER = """#!/bin/bash
 echo "$(basename "$0") $*" >> "$STUB_LOG"
+if [[ " $* " == *" ckpt show "* ]]; then  # the CLI's indented JSON: ckpt_restore reads the step
+  printf '{\n  "path": "ck/step-0000000005",\n  "step": 5\n}\n'
+fi
 if [[ "$1 $2" == "infer prepare" ]]; then  # write the config prepare would write
   while [[ $# -gt 0 ]]; do [[ "$1" == --config-out ]] && echo '{}' > "$2"; shift; done
 fi
@@ -60,9 +63,11 @@ def test_infer_batch_prepares_once_and_a_rerun_keeps_the_pinned_step(tmp_path: P
     env = _stubs(tmp_path)
     first = _infer_batch(tmp_path, env)
     assert [line.split()[:4] for line in first] == [
-        ["fabric", "infer", "prepare", first[0].split()[3]], ["fabric", "infer", "run", "--preflight"],
-        ["srun", "--mpi=pmi2", "--kill-on-bad-exit=1", "--wait=60"], ["fabric", "infer", "merge", "out"]]
+        ["fabric", "infer", "prepare", "--checkpoint"], ["fabric", "infer", "run", "--preflight"],
+        ["srun", "--mpi=pmi2", "--kill-on-bad-exit=1", "--wait=60"], ["fabric", "infer", "merge", "--input"]]
     assert "--step" not in first[0]
+    # `--` before the user's paths: one beginning with '-' is still a path, not an option
+    assert first[0].split()[-2:] == ["--", str(tmp_path / "engine.engine")] and first[3].endswith(" -- out")
     rerun = _infer_batch(tmp_path, env)
     assert not [line for line in rerun if "infer prepare" in line] and len(rerun) == 3
     pinned = _infer_batch(tmp_path, env, CKPT_STEP="3")  # an explicit step is prepared (and checked by run)

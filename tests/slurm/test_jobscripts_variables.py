@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-_LOGGER = '#!/bin/bash\necho "$(basename "$0") $*" >> "$STUB_LOG"\n'
+# `fabric ckpt show --json` answers as the CLI's indented JSON (ckpt_restore reads the step `latest` names)
+_LOGGER = ('#!/bin/bash\necho "$(basename "$0") $*" >> "$STUB_LOG"\n'
+           'if [[ " $* " == *" ckpt show "* ]]; then printf \'{\\n  "path": "ck/step-0000000005",\\n'
+           '  "step": 5\\n}\\n\'; fi\n')
 
 
 def _script(tmp_path: Path, name: str, **env: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
@@ -84,7 +87,8 @@ def test_ckpt_restore_refuses_a_bad_variable_up_front(tmp_path: Path, env: dict[
 def test_ckpt_restore_reshards_with_both(tmp_path: Path) -> None:
     proc, ran = _script(tmp_path, "ckpt_restore", CKPT="ck", WORLD_SIZE="2", DEST="out")
     assert proc.returncode == 0 and "ckpt_restore: ok" in proc.stdout, proc.stderr
-    assert ran == ["fabric ckpt list ck", "fabric ckpt verify ck",
-                   "fabric ckpt restore ck --to-world-size 2 --out out"]
+    assert ran == ["fabric ckpt list -- ck", "fabric ckpt show --json -- ck",  # the step `latest` names, once
+                   "fabric ckpt verify --step 5 -- ck",
+                   "fabric ckpt restore --to-world-size 2 --out out --step 5 -- ck"]
     proc, ran = _script(tmp_path, "ckpt_restore", CKPT="ck")  # neither: list and verify only
-    assert proc.returncode == 0 and len(ran) == 2, proc.stderr
+    assert proc.returncode == 0 and len(ran) == 3, proc.stderr

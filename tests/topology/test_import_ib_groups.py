@@ -63,7 +63,8 @@ def test_a_storage_leaf_shared_by_two_sus_leaves_them_apart(tmp_path):
     assert leaves["su1-dgx01"] == [f"leaf01-{r}" for r in range(5)]
     assert leaves["su2-dgx04"] == [f"leaf02-{r}" for r in range(4)] + ["leaf02-0"]
     assert ("1 leaf switch shared by the hosts of several leaf groups (a storage leaf every scalable unit "
-            "has a port on, say): each stays in the group that took it first") in spec.description
+            "has a port on, say): each goes to the one of those groups whose other leaves come first in "
+            "the dump") in spec.description
     assert "leaf01-4 'MF0;STOR-A:MQM9701/U1' (4 hosts: su2-dgx[01-04])" in spec.description
 
 
