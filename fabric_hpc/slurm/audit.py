@@ -158,9 +158,11 @@ def _entry(line: bytes) -> dict[str, Any] | None:
     return entry
 
 
-def clock(ts: float, fmt: str = "%Y-%m-%d %H:%M:%S", *, utc: bool = False, today: str | None = None) -> str:
-    """``ts`` (seconds since 1970) as ``fmt`` in local time (UTC with ``utc``), as ``today`` instead where that
-    is given and ``ts`` is today; a time the platform cannot show (too far off, not finite) as the number."""
+def clock(ts: float, fmt: str = "%Y-%m-%d %H:%M:%S", *, utc: bool = False,
+          today: str | None = None) -> str:
+    """``ts`` (seconds since 1970) as ``fmt`` in local time (UTC with ``utc``), as ``today`` instead where
+    that is given and ``ts`` is today; a time the platform cannot show (too far off, not finite) as the
+    number."""
     try:
         when = dt.datetime.fromtimestamp(ts, dt.timezone.utc if utc else None)
         now = dt.datetime.now(when.tzinfo)

@@ -51,7 +51,8 @@ def host_facts(client: SlurmClient, job: Job) -> tuple[str, str] | None:
             small.setdefault(node.gpus, []).append(host)
         elif job.gpus_per_node and node.gpus - len(node.gpus_used) < job.gpus_per_node:
             busy.append(host)
-    bad = ", ".join([f"{compress(hs)} {'is' if len(hs) == 1 else 'are'} {what}" for what, hs in states.items()]
+    bad = ", ".join([f"{compress(hs)} {'is' if len(hs) == 1 else 'are'} {what}"
+                     for what, hs in states.items()]
                     + [_too_small(hs, n, job.gpus_per_node) for n, hs in small.items()])
     held = [f"other jobs hold GPUs it needs on {compress(busy)}"] if busy else []
     return bad, "; ".join(held + _held_otherwise(job, [nodes[h] for h in job.req_nodes if h in nodes]))

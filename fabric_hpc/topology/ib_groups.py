@@ -260,7 +260,8 @@ def shared_note(shared: Shared, names: dict[str, str], desc: dict[str, str]) -> 
     return (f"{len(shared)} leaf switch{'' if len(shared) == 1 else 'es'} shared by the hosts of several "
             "leaf groups (a storage leaf every scalable unit has a port on, say): each goes to the one of "
             "those groups whose other leaves come first in the dump, the other groups' hosts modelled with "
-            "their ports there on their own group's switches (NIC i on switch i): " + shown + ("; ..." if len(shared) > 5 else ""))
+            "their ports there on their own group's switches (NIC i on switch i): " + shown
+            + ("; ..." if len(shared) > 5 else ""))
 
 
 def off_leaves(groups: Groups, on: dict[str, set[str]], nics: dict[str, int],

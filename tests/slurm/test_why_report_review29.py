@@ -116,7 +116,8 @@ def test_a_hold_or_reservation_time_out_of_range_is_shown_as_a_number(tmp_path: 
 def test_a_decision_of_days_ago_says_its_date(tmp_path: Path) -> None:
     now = time.time()
     then = now - 3 * 86400
-    _log(tmp_path, {"ts": then, "event": "agent.place", "job": 7, "hosts": ["n1"], "cost": 1.0, "solver": "x"})
+    _log(tmp_path, {"ts": then, "event": "agent.place", "job": 7, "hosts": ["n1"], "cost": 1.0,
+                    "solver": "x"})
     job = Job(job_id=7, name="x", state="RUNNING", comment="fabric", nodes=1, gpus_per_node=8,
               node_list=("n1",), submit_time=then - 60)
     text = _why(job, [Node(name="n1", state="allocated", gpus=8)], tmp_path)

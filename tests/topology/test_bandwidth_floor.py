@@ -34,7 +34,8 @@ def test_a_bandwidth_below_the_floor_is_refused_naming_the_field(field: str, val
     where = _set(data, field, value)
     with pytest.raises(ConfigError) as err:
         build(data)
-    expected = f"{where}: is below 0.001 GB/s (8 Mb/s), slower than 10 Mb/s Ethernet: give the bandwidth in GB/s"
+    expected = (f"{where}: is below 0.001 GB/s (8 Mb/s), slower than 10 Mb/s Ethernet: "
+                "give the bandwidth in GB/s")
     assert expected in err.value.message
 
 
