@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import glob
 import grp
 import hashlib
 import json
 import os
 import pwd
-import re
 import shutil
 import stat
 import time
@@ -41,8 +39,9 @@ from fabric_hpc import __version__
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.slurm.deploy_config import DeployConfig
-from fabric_hpc.slurm.manifest import (BACKUP_SUFFIX, MANIFEST, UNIT_NAME, check_manifest, free_name,
-                                      read_manifest, running_agent, unknown_state_entries)
+from fabric_hpc.slurm.manifest import (BACKUP_SUFFIX, MANIFEST, UNIT_NAME, check_manifest, fabric_copy,
+                                      free_name, older_backups, read_manifest, running_agent,
+                                      unknown_state_entries)
 from fabric_hpc.slurm.manifest import purge_state as purge_state_dir
 from fabric_hpc.slurm.plugins import plugin_dir
 from fabric_hpc.slurm.install_plan import (  # noqa: F401 (re-exported: callers import them from here)
@@ -101,6 +100,12 @@ class Installer:
                 out.append(f"{f.path}: exists and was not written by fabric slurm install")
             elif entry["sha256"] != current:
                 out.append(f"{f.path}: changed since fabric slurm install wrote it")
+        planned = {f.path for f in files}
+        for path, entry in sorted(known.items()):  # the last install's files this plan drops are removed
+            target = self.at(path)
+            if path not in planned and _is_file(target) and sha256(target.read_bytes()) != entry["sha256"]:
+                out.append(f"{path}: changed since fabric slurm install wrote it (this install removes it: "
+                           "the plan no longer has it)")
         return out
 
     def owner_problems(self) -> list[str]:
@@ -133,36 +138,62 @@ class Installer:
         uid, gid = self._owner()
         self._check_state_dir()
         man, actions = self.manifest(), []
+        stale = {p: e for p, e in man["files"].items() if p not in {f.path for f in files}}
         created = self._state_dir(uid, gid, force=force, actions=actions)
-        man["dirs"] = sorted(set(man["dirs"]) | set(created))
+        man["dirs"] = sorted(set(man["dirs"]) | set(created) | set(self._mkdirs(self.manifest_path)))
         for f in files:
-            target = self.at(f.path)
-            data = f.text.encode()
-            entry = man["files"].get(f.path, {"backup": None})
-            if target.exists() and sha256(target.read_bytes()) == sha256(data):
-                _chmod(target, f.mode)
-                man["files"][f.path] = {**entry, "sha256": sha256(data)}
-                actions.append(f"unchanged {f.path}")
-                continue
-            man["dirs"] = sorted(set(man["dirs"]) | {str(d) for d in _missing_parents(target, self.root)})
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.exists() and (f.path not in man["files"] or
-                                    man["files"][f.path]["sha256"] != sha256(target.read_bytes())):
-                backup = free_name(Path(str(target) + BACKUP_SUFFIX))
-                shutil.copy2(target, backup)
-                if entry["backup"] is None:  # the original (pre-fabric) file is what uninstall restores
-                    entry["backup"] = str(backup)
-                actions.append(f"backup  {f.path} -> {backup.name}")
-            write_atomic(target, data, mode=f.mode)
-            if target.name == "job_submit.lua":  # 22.05 reloads it only when its mtime is after its last load
-                _newer_than(target, time.time_ns())
-            man["files"][f.path] = {**entry, "sha256": sha256(data)}
-            actions.append(f"wrote   {f.path}")
+            self._write(f, man, actions)
+        if stale:  # a file the last install wrote and this plan does not (topology.yaml -> .conf)
+            site = {p for p, e in stale.items() if _site_backup(e.get("backup"), p)}
+            self._remove_files(stale, site, actions)
+            for p in stale:
+                del man["files"][p]
         self._save(man)
         if any(a.startswith("wrote") for a in actions) and (pid := running_agent(self.state_dir)) is not None:
             actions.append(f"note    the fabric agent (pid {pid}) runs with the settings it started with: "
                            f"restart it for this install to apply (systemctl restart {UNIT_NAME})")
         return actions
+
+    def _write(self, f: Planned, man: dict, actions: list[str]) -> None:
+        """Write one planned file. The manifest is saved (atomically) before the file is replaced and
+        after: a failure at any point leaves a manifest that names every file written and every
+        backup made (uninstall and a rerun restore the site's file from it)."""
+        target, data = self.at(f.path), f.text.encode()
+        entry = man["files"].get(f.path, {"backup": None})
+        if target.exists() and sha256(target.read_bytes()) == sha256(data):
+            _chmod(target, f.mode)
+            man["files"][f.path] = {**entry, "sha256": sha256(data)}
+            actions.append(f"unchanged {f.path}")
+            return
+        man["dirs"] = sorted(set(man["dirs"]) | set(self._mkdirs(target)))
+        if target.exists() and (f.path not in man["files"] or
+                                man["files"][f.path]["sha256"] != sha256(target.read_bytes())):
+            backup = free_name(Path(str(target) + BACKUP_SUFFIX))
+            if entry["backup"] is None:  # the original (pre-fabric) file is what uninstall restores
+                entry["backup"] = str(backup)
+            man["files"][f.path] = {**entry, "sha256": sha256(data)}
+            self._save(man)  # the backup is on record before the file it keeps is replaced
+            shutil.copy2(target, backup, follow_symlinks=False)
+            actions.append(f"backup  {f.path} -> {backup.name}")
+        write_atomic(target, data, mode=f.mode)
+        if target.name == "job_submit.lua":  # 22.05 reloads it only when its mtime is after its last load
+            _newer_than(target, time.time_ns())
+        man["files"][f.path] = {**entry, "sha256": sha256(data)}
+        self._save(man)
+        actions.append(f"wrote   {f.path}")
+
+    def _mkdirs(self, path: Path) -> list[str]:
+        """Create the missing directories above ``path`` (below root), each 0755 whatever the umask
+        (the TaskProlog runs as the job's user and must reach config_dir); existing ones are left as
+        they are. Returns those created."""
+        made: list[str] = []
+        os.makedirs(self.root, 0o755, exist_ok=True)  # a staging tree's own top (not recorded)
+        for d in reversed(_missing_parents(path, self.root)):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(d, 0o755)
+                os.chmod(d, 0o755)
+                made.append(str(d))
+        return made
 
     def _check_state_dir(self) -> None:
         """The state dir is a real directory (not a symlink, which install and uninstall would follow)
@@ -199,8 +230,7 @@ class Installer:
     def _state_dir(self, uid: int, gid: int, *, force: bool, actions: list[str]) -> list[str]:
         """Create (or check) the state dir: owner service_user, group slurm_group, 0750; and the plugin's
         directory beside it (:meth:`_plugin_dir`)."""
-        d, created = self.state_dir, [str(p) for p in _missing_parents(self.state_dir / "x", self.root)]
-        d.mkdir(parents=True, exist_ok=True)
+        d, created = self.state_dir, self._mkdirs(self.state_dir / "x")
         st = d.stat()
         wrong = []
         if (st.st_uid, st.st_gid) != (uid, gid):
@@ -331,7 +361,7 @@ class Installer:
                     _newer_than(target, ours)
                     restored.add(path)
                     actions.append(f"restored {path} from {Path(backup).name}")
-            actions += _older_backups(target, backup)
+            actions += older_backups(target, backup)
         return restored
 
     def _removal_problems(self, man: dict, *, purge_state: bool) -> list[str]:
@@ -370,42 +400,9 @@ class Installer:
                 "other plugins there)"]
 
 
-def fabric_copy(path: Path | str) -> bool:
-    """The file is one of fabric's own (not a site's): install's header comment, or a job_submit.lua
-    with fabric's ``-- fabric: protocol`` setting line (``fabric slurm plugin-config -o``), or a script
-    with its ``# fabric: config`` line."""
-    from fabric_hpc.slurm.plugins import lua_settings
-
-    try:
-        with open(path, "rb") as f:
-            text = f.read(1 << 20).decode(errors="replace")
-    except OSError:
-        return False
-    head = "\n".join(text.splitlines()[:3])
-    return ("Written by `fabric slurm install`" in head or "protocol" in lua_settings(text)
-            or re.search(r"^CONFIG = .*# fabric: config$", text, flags=re.M) is not None)
-
-
 def _site_backup(backup: str | None, path: str) -> bool:
     """The backup install recorded for ``path`` is there, and is the site's file (to be restored)."""
     return bool(backup) and _is_file(Path(backup)) and not fabric_copy(backup)
-
-
-def _older_backups(target: Path, recorded: str | None) -> list[str]:
-    """Copies later ``install --force`` runs kept beside ``target`` (``.fabric-backup.N``), other than
-    the one restored: fabric's own are removed, any other is kept; each is named."""
-    out = []
-    for p in sorted(target.parent.glob(glob.escape(target.name + BACKUP_SUFFIX) + "*")):
-        suffix = p.name[len(target.name + BACKUP_SUFFIX):]
-        if str(p) == recorded or not (suffix == "" or re.fullmatch(r"\.\d+", suffix)):
-            continue
-        if p.is_file() and not p.is_symlink() and fabric_copy(p):
-            p.unlink()
-            out.append(f"removed {p} (an older copy of fabric's own {target.name})")
-        else:
-            out.append(f"kept    {p} (an earlier copy install --force kept; not restored: compare it with "
-                       f"{target.name} and remove it when not needed)")
-    return out
 
 
 def _mtime_ns(path: Path) -> int:

@@ -19,6 +19,7 @@ there; install refuses a state dir holding anything else, and ``--purge-state`` 
 
 from __future__ import annotations
 
+import glob
 import os
 import posixpath
 import re
@@ -191,3 +192,36 @@ def check_manifest(man: Manifest, cfg: Any, root: Path, source: Path) -> Manifes
                                "paths was edited: restore it, or remove fabric's files by hand "
                                "(docs/deploy.md)")
     return man
+
+
+def fabric_copy(path: Path | str) -> bool:
+    """The file is one of fabric's own (not a site's): install's header comment, or a job_submit.lua
+    with fabric's ``-- fabric: protocol`` setting line (``fabric slurm plugin-config -o``), or a script
+    with its ``# fabric: config`` line."""
+    from fabric_hpc.slurm.plugins import lua_settings
+
+    try:
+        with open(path, "rb") as f:
+            text = f.read(1 << 20).decode(errors="replace")
+    except OSError:
+        return False
+    head = "\n".join(text.splitlines()[:3])
+    return ("Written by `fabric slurm install`" in head or "protocol" in lua_settings(text)
+            or re.search(r"^CONFIG = .*# fabric: config$", text, flags=re.M) is not None)
+
+
+def older_backups(target: Path, recorded: str | None) -> list[str]:
+    """Copies later ``install --force`` runs kept beside ``target`` (``.fabric-backup.N``), other than
+    the one restored: fabric's own are removed, any other is kept; each is named."""
+    out = []
+    for p in sorted(target.parent.glob(glob.escape(target.name + BACKUP_SUFFIX) + "*")):
+        suffix = p.name[len(target.name + BACKUP_SUFFIX):]
+        if str(p) == recorded or not (suffix == "" or re.fullmatch(r"\.\d+", suffix)):
+            continue
+        if p.is_file() and not p.is_symlink() and fabric_copy(p):
+            p.unlink()
+            out.append(f"removed {p} (an older copy of fabric's own {target.name})")
+        else:
+            out.append(f"kept    {p} (an earlier copy install --force kept; not restored: compare it with "
+                       f"{target.name} and remove it when not needed)")
+    return out

@@ -1,0 +1,103 @@
+"""fabric slurm install keeps the record of every backup across a failed run, creates its directories
+0755 whatever root's umask, and removes a file the last install wrote that this plan drops."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from fabric_hpc.slurm.deploy_config import DeployConfig
+from fabric_hpc.slurm.install import Installer, plan
+from fabric_hpc.slurm.site_gres import gpu_files, read_site_gres
+from fabric_hpc.topology import open_fabric
+
+FAB = open_fabric("superpod:sus=1")
+USER = pwd.getpwuid(os.getuid()).pw_name
+GROUP = grp.getgrgid(os.getgid()).gr_name
+LUA = "/etc/slurm/job_submit.lua"
+
+
+def _cfg(**install: str) -> DeployConfig:
+    base = {"slurm_version": "25.11", "service_user": USER, "slurm_group": GROUP, "python": sys.executable,
+            **install}
+    return DeployConfig.model_validate({"agent": {"topology": "superpod:sus=1",
+                                                  "state_dir": "/var/lib/fabric-agent"}, "install": base})
+
+
+def _files(cfg: DeployConfig, root: Path) -> tuple[Installer, list]:
+    inst = Installer(cfg, root=root)
+    gres = str(Path(cfg.install.slurm_conf_dir) / "gres.conf")
+    site = read_site_gres(inst.at(gres), gres, FAB.hosts, root=inst.root,
+                          gpu_files=gpu_files(FAB, cfg.install.gres_device_dir))
+    return inst, plan(cfg, FAB, slurm_version=cfg.install.slurm_version, site_gres=site)[0]
+
+
+def test_failed_force_install_keeps_the_sites_backup_on_record(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc/slurm").mkdir(parents=True)
+    (root / "etc/slurm/job_submit.lua").write_text("-- the site's own job_submit.lua\n")
+    (root / "etc/systemd").mkdir(parents=True)
+    (root / "etc/systemd/system").write_text("a file where unit_dir should be\n")  # the last write fails
+    inst, files = _files(_cfg(), root)
+    with pytest.raises(OSError):
+        inst.install(files, force=True)
+    entry = inst.manifest()["files"][LUA]
+    assert entry["backup"] == str(root / "etc/slurm/job_submit.lua.fabric-backup"), entry
+    (root / "etc/systemd/system").unlink()  # the admin fixes the cause and reruns
+    inst, files = _files(_cfg(), root)
+    inst.install(files)
+    assert inst.manifest()["files"][LUA]["backup"] == entry["backup"]
+    actions = inst.uninstall(force=True)
+    assert f"restored {LUA} from job_submit.lua.fabric-backup" in actions, actions
+    assert (root / "etc/slurm/job_submit.lua").read_text() == "-- the site's own job_submit.lua\n"
+
+
+def test_new_directories_are_0755_under_umask_027(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "etc").mkdir(mode=0o700)  # an existing directory is left as it is
+    inst, files = _files(_cfg(), root)
+    old = os.umask(0o027)
+    try:
+        inst.install(files)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((root / "etc").stat().st_mode) == 0o700
+    for d in ("etc/fabric-hpc", "etc/slurm", "etc/systemd", "etc/systemd/system", "var", "var/lib"):
+        assert stat.S_IMODE((root / d).stat().st_mode) == 0o755, d
+
+
+def test_switching_topology_format_removes_the_old_file(tmp_path):
+    root = tmp_path / "root"
+    inst, files = _files(_cfg(topology_format="yaml"), root)
+    inst.install(files)
+    assert (root / "etc/slurm/topology.yaml").exists()
+    inst, files = _files(_cfg(topology_format="conf"), root)
+    actions = inst.install(files)
+    assert "removed /etc/slurm/topology.yaml" in actions, actions
+    assert not (root / "etc/slurm/topology.yaml").exists() and (root / "etc/slurm/topology.conf").exists()
+    assert "/etc/slurm/topology.yaml" not in inst.manifest()["files"]
+
+
+def test_switching_format_restores_the_sites_file_and_refuses_an_edited_one(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc/slurm").mkdir(parents=True)
+    (root / "etc/slurm/topology.yaml").write_text("# the site's own topology.yaml\n")
+    inst, files = _files(_cfg(topology_format="yaml"), root)
+    inst.install(files, force=True)
+    inst, files = _files(_cfg(topology_format="conf"), root)
+    actions = inst.install(files)
+    assert "restored /etc/slurm/topology.yaml from topology.yaml.fabric-backup" in actions, actions
+    assert (root / "etc/slurm/topology.yaml").read_text() == "# the site's own topology.yaml\n"
+    inst, files = _files(_cfg(topology_format="yaml"), root)
+    inst.install(files, force=True)
+    (root / "etc/slurm/topology.yaml").write_text("# edited by the admin\n")
+    inst, files = _files(_cfg(topology_format="conf"), root)
+    with pytest.raises(Exception, match="topology.yaml: changed since .*this install removes it"):
+        inst.install(files)
