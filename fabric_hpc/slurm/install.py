@@ -137,6 +137,7 @@ class Installer:
                               hint="look at `fabric slurm install --dry-run`; --force keeps a .fabric-backup copy")
         uid, gid = self._owner()
         self._check_state_dir()
+        self._check_inside_root([self.at(f.path) for f in files] + [self.manifest_path, self.state_dir])
         man, actions = self.manifest(), []
         stale = {p: e for p, e in man["files"].items() if p not in {f.path for f in files}}
         created = self._state_dir(uid, gid, force=force, actions=actions)
@@ -212,6 +213,17 @@ class Installer:
                               f"{', '.join(unknown[:10])}{' …' if len(unknown) > 10 else ''}",
                               hint="give agent.state_dir a new or empty directory of its own (install "
                                    "gives it to the service user, uninstall --purge-state empties it)")
+
+    def _check_inside_root(self, paths: list[Path]) -> None:
+        """Every directory install writes in resolves below --root (a symlinked <root>/etc/systemd/system
+        would put the unit elsewhere): ConfigError before anything is written."""
+        top = os.path.realpath(self.root)
+        for p in paths:
+            real = os.path.realpath(p.parent)
+            if not (real == top or real.startswith(top.rstrip("/") + "/")):
+                raise ConfigError(f"{p.parent} resolves to {real}, outside --root {self.root} (a symlink "
+                                  "on the way): install would write there (nothing was written)",
+                                  hint=f"replace the symlink by a directory below {self.root}")
 
     def _owner(self) -> tuple[int, int]:
         i = self.cfg.install

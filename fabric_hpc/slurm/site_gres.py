@@ -40,6 +40,7 @@ UTF-8, or with a ``NodeName`` that is not a host list is a ConfigError, not a tr
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -99,8 +100,8 @@ def read_site_gres(path: Path, shown: str, hosts: Collection[str], *,
     """:func:`parse_site_gres` of the file at ``path`` (``shown``: its path on the cluster); None when
     there is none. Opened without blocking (a FIFO), read only when a regular file under the limit.
     Its ``Include`` files are read under ``root`` (the install root; ``path`` is ``root``/``shown``)."""
-    try:
-        text = _read_text(path, shown)
+    try:  # never through a symlink: install replaces the file and would copy what it points to
+        text = _read_text(path, shown, nofollow=True)
     except FileNotFoundError:
         return None
     includes = _Includes(str(Path(shown).parent), root if root is not None else Path("/"), [shown])
@@ -115,7 +116,9 @@ def _read_text(path: Path, shown: str, *, nofollow: bool = False) -> str:
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise _unreadable(shown, exc.strerror or str(exc)) from None
+        why = "a symbolic link (install reads and replaces only a regular file there)" \
+            if nofollow and exc.errno == errno.ELOOP else exc.strerror or str(exc)
+        raise _unreadable(shown, why) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from fabric_hpc.errors import ConfigError
 from fabric_hpc.slurm.deploy_config import DeployConfig
 from fabric_hpc.slurm.install import Installer, plan
 from fabric_hpc.slurm.site_gres import gpu_files, read_site_gres
@@ -101,3 +102,26 @@ def test_switching_format_restores_the_sites_file_and_refuses_an_edited_one(tmp_
     inst, files = _files(_cfg(topology_format="conf"), root)
     with pytest.raises(Exception, match="topology.yaml: changed since .*this install removes it"):
         inst.install(files)
+
+
+def test_a_symlinked_site_gres_conf_is_refused_not_copied(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("StoragePass=hunter2\n")
+    secret.chmod(0o600)
+    root = tmp_path / "root"
+    (root / "etc/slurm").mkdir(parents=True)
+    os.symlink(secret, root / "etc/slurm/gres.conf")
+    with pytest.raises(ConfigError, match="gres.conf /etc/slurm/gres.conf: a symbolic link"):
+        _files(_cfg(), root)
+    assert (root / "etc/slurm/gres.conf").is_symlink() and not (root / "etc/fabric-hpc").exists()
+
+
+def test_a_symlinked_unit_dir_leading_outside_root_is_refused(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    outside.mkdir()
+    (root / "etc/systemd").mkdir(parents=True)
+    os.symlink(outside, root / "etc/systemd/system")
+    inst, files = _files(_cfg(), root)
+    with pytest.raises(ConfigError, match=r"etc/systemd/system resolves to .*outside, outside --root"):
+        inst.install(files, force=True)
+    assert os.listdir(outside) == [] and not (root / "etc/slurm").exists()
