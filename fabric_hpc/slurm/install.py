@@ -39,6 +39,7 @@ from fabric_hpc import __version__
 from fabric_hpc.errors import ConfigError
 from fabric_hpc.atomic import write_atomic
 from fabric_hpc.slurm.deploy_config import DeployConfig
+from fabric_hpc.slurm.install_fs import give as _give
 from fabric_hpc.slurm.manifest import (BACKUP_SUFFIX, MANIFEST, UNIT_NAME, check_manifest, fabric_copy,
                                       free_name, older_backups, read_manifest, running_agent,
                                       unknown_state_entries)
@@ -207,6 +208,17 @@ class Installer:
         if os.path.lexists(self.state_dir) and not self.state_dir.is_dir():
             raise ConfigError(f"state dir {shown} exists and is not a directory",
                               hint="remove it, or set agent.state_dir to a new or empty directory")
+        pd = plugin_dir(self.state_dir)
+        try:
+            st: os.stat_result | None = os.stat(pd.parent)
+        except FileNotFoundError:
+            st = None  # install makes it (root's, 0755)
+        # sticky or not: a user could make the directory (or its files) first and keep them open
+        if st is not None and ((os.geteuid() == 0 and st.st_uid != 0) or st.st_mode & 0o022):
+            raise ConfigError(f"{pd.parent} (where install puts {pd.name}, the plugin's directory) may be "
+                              "changed by users other than root: they could replace what slurmctld reads",
+                              hint="set agent.state_dir inside a directory only root may write (e.g. "
+                                   "/var/lib/fabric-agent)")
         unknown = unknown_state_entries(self.state_dir) if self.state_dir.is_dir() else []
         if unknown:
             raise ConfigError(f"state dir {self.cfg.agent.state_dir} holds files fabric did not create: "
@@ -268,17 +280,18 @@ class Installer:
         agent), ``wake`` root's (0660: the plugin, group slurm_group, rewrites it). Its parent must be
         a directory only root changes (else the service user could move the whole directory away)."""
         pd, created = plugin_dir(self.state_dir), []
-        st = os.stat(pd.parent)
-        if (os.geteuid() == 0 and st.st_uid != 0) or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
-            raise ConfigError(f"{pd.parent} (where install puts {pd.name}, the plugin's directory) may be "
-                              "changed by users other than root: they could replace what slurmctld reads",
-                              hint="set agent.state_dir inside a directory only root may write (e.g. "
-                                   "/var/lib/fabric-agent)")
         with contextlib.suppress(FileExistsError):
             os.mkdir(pd, 0o755)
             created.append(str(pd))
+        if (who := os.lstat(pd).st_uid) != os.geteuid():
+            raise ConfigError(f"{pd} is owned by uid {who}, not by root: another user made it (and may keep "
+                              "its files open); install does not adopt it (nothing was changed there)",
+                              hint=f"remove {pd} and run install again")
         _give(pd, os.geteuid(), gid, 0o755, directory=True)
         for name, owner, mode in (("heartbeat", uid, 0o644), ("wake", os.geteuid(), 0o660)):
+            st = _lstat(pd / name)
+            if st is not None and st.st_uid not in (os.geteuid(), uid) and not stat.S_ISDIR(st.st_mode):
+                os.unlink(pd / name)  # another user's: made anew (O_EXCL), never adopted
             if _give(pd / name, owner, gid, mode, create=True):
                 created.append(str(pd / name))
         return created
@@ -417,6 +430,13 @@ def _site_backup(backup: str | None, path: str) -> bool:
     return bool(backup) and _is_file(Path(backup)) and not fabric_copy(backup)
 
 
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
 def _mtime_ns(path: Path) -> int:
     try:
         return os.lstat(path).st_mtime_ns
@@ -450,48 +470,3 @@ def _missing_parents(path: Path, root: Path) -> list[Path]:
         out.append(p)
         p = p.parent
     return out
-
-
-def _give(path: Path, uid: int | None, gid: int | None, mode: int, *, directory: bool = False,
-          create: bool = False) -> bool:
-    """Give ``path`` to ``uid``:``gid`` (None: keep the owner) with ``mode``, each only when it differs.
-    The service user owns the state dir and may swap any name in it for a symlink, a FIFO or a hard link
-    between a check and a chown: so nothing is done by name. The path is opened with O_NOFOLLOW (and
-    O_NONBLOCK: a FIFO does not block), created with O_EXCL when missing and ``create``, checked on the
-    fd (a directory, or a regular file with one link) and changed with fchown/fchmod on that fd.
-    Returns whether it was created; ConfigError (nothing changed) for anything else at the path."""
-    base = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | (os.O_DIRECTORY if directory else 0)
-    fd, made = None, False
-    try:  # a file is given away only with one name (not a hard link to someone else's file)
-        if create:
-            with contextlib.suppress(FileExistsError):
-                fd, made = os.open(path, base | os.O_CREAT | os.O_EXCL, 0o600), True
-        if fd is None:
-            fd = os.open(path, base)
-    except OSError as exc:  # ELOOP: a symlink; ENOTDIR: not a directory (or a symlink to one)
-        raise _not_ours(path, exc.strerror or str(exc), directory) from None
-    try:
-        st = os.fstat(fd)
-        linked = uid is not None and st.st_nlink != 1  # a hard link to a file of someone else's
-        if not (stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode) and not linked):
-            raise _not_ours(path, "not a directory" if directory else
-                            "not a regular file" if not stat.S_ISREG(st.st_mode) else
-                            f"a hard link ({st.st_nlink} names)", directory)
-        if uid is not None and (st.st_uid, st.st_gid) != (uid, gid):
-            try:
-                os.fchown(fd, uid, gid)
-            except PermissionError:
-                raise ConfigError(f"cannot give {path} to {uid}:{gid}",
-                                  hint="run fabric slurm install as root") from None
-        if made or stat.S_IMODE(os.fstat(fd).st_mode) != mode:
-            os.fchmod(fd, mode)
-    finally:
-        os.close(fd)
-    return made
-
-
-def _not_ours(path: Path, why: str, directory: bool) -> ConfigError:
-    return ConfigError(f"{path}: {why}; install gives it to the service user and changes it only as the "
-                       f"{'directory' if directory else 'regular file'} it writes (nothing was changed)",
-                       hint=f"remove {path} (someone with write access to its directory put it there) and "
-                            "run install again")

@@ -127,7 +127,7 @@ def test_a_state_dir_in_a_directory_others_may_write_is_refused(
     inst, sd = _installed(tmp_path, capsys)
     sd.parent.chmod(0o777)
     with pytest.raises(ConfigError, match="may be changed by users other than root"):
-        inst._state_dir(*_owner(inst), force=True, actions=[])
+        inst._check_state_dir()  # before anything is written
 
 
 def test_a_planned_file_swapped_for_a_symlink_is_not_chmodded_through_it(

@@ -17,6 +17,7 @@ from fabric_hpc.slurm.deploy_config import DeployConfig
 from fabric_hpc.slurm.install import Installer, plan
 from fabric_hpc.slurm.site_gres import gpu_files, read_site_gres
 from fabric_hpc.topology import open_fabric
+from tests.real import require_real
 
 FAB = open_fabric("superpod:sus=1")
 USER = pwd.getpwuid(os.getuid()).pw_name
@@ -125,3 +126,41 @@ def test_a_symlinked_unit_dir_leading_outside_root_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"etc/systemd/system resolves to .*outside, outside --root"):
         inst.install(files, force=True)
     assert os.listdir(outside) == [] and not (root / "etc/slurm").exists()
+
+
+def _state_cfg(state_dir: str) -> DeployConfig:
+    cfg = _cfg()
+    return cfg.model_copy(update={"agent": cfg.agent.model_copy(update={"state_dir": state_dir})})
+
+
+@pytest.mark.parametrize("mode", [0o1777, 0o777, 0o1775])
+def test_a_state_dir_in_a_directory_others_may_write_is_refused_sticky_or_not(tmp_path, mode):
+    root = tmp_path / "root"
+    (root / "shm").mkdir(parents=True)
+    (root / "shm").chmod(mode)
+    inst, files = _files(_state_cfg("/shm/fabric"), root)
+    with pytest.raises(ConfigError, match="shm \\(where install puts fabric.plugin.*\\) may be changed"):
+        inst.install(files)
+    assert os.listdir(root / "shm") == [] and not (root / "etc").exists()
+    assert inst.owner_problems(), "dry-run names it too"
+
+
+def test_a_plugin_file_or_dir_another_user_made_is_not_adopted(tmp_path):
+    require_real("slurm", os.geteuid() == 0, "chown to another user needs root")
+    root = tmp_path / "root"
+    pd = root / "var/lib/fabric-agent.plugin"
+    pd.mkdir(parents=True, mode=0o755)
+    (pd / "heartbeat").write_text("FORGED\n")
+    os.chown(pd / "heartbeat", 65534, 65534)
+    before = (pd / "heartbeat").stat().st_ino
+    with open(pd / "heartbeat", "rb"):  # the other user keeps it open across install
+        inst, files = _files(_cfg(), root)
+        inst.install(files)
+    st = (pd / "heartbeat").stat()
+    assert (st.st_uid, st.st_size) == (os.getuid(), 0) and st.st_ino != before
+    root2 = tmp_path / "root2"
+    (root2 / "var/lib/fabric-agent.plugin").mkdir(parents=True, mode=0o755)
+    os.chown(root2 / "var/lib/fabric-agent.plugin", 65534, 65534)
+    inst, files = _files(_cfg(), root2)
+    with pytest.raises(ConfigError, match="fabric-agent.plugin is owned by uid 65534, not by root"):
+        inst.install(files)
