@@ -85,7 +85,7 @@ def plan(cfg: DeployConfig, fab: Fabric, *, slurm_version: str | None,
         Planned(str(Path(i.unit_dir) / UNIT_NAME), _header("#") + unit_text(cfg)),
     ]
     _one_file_per_path(files)
-    lines = [job_submit_line(job_submit_plugins), *(f"{key}={f.path}" for key, f in scripts.items()),
+    lines = [job_submit_line(job_submit_plugins), *(_conf_line(key, f.path) for key, f in scripts.items()),
              gres_types_line(gres_types)]
     if use_yaml:
         lines.append(f"# {topo.path} (Slurm 25.05+) is read first: TopologyPlugin and topology.conf "
@@ -166,6 +166,22 @@ def _topology_yaml(fmt: str, slurm_version: str | None) -> bool:
 YAML_SINCE = (25, 5)
 
 
+def _conf_line(key: str, path: str) -> str:
+    """``key=path`` for slurm.conf: a path with ``#`` (slurm.conf cuts the line there), whitespace or
+    ``"`` would not reach Slurm as written: ConfigError (nothing written)."""
+    bad = sorted({c for c in path if c in '#"' or c.isspace()})
+    if bad:
+        raise ConfigError(f"{key}={path}: slurm.conf cannot hold this path (it has "
+                          f"{', '.join(map(repr, bad))}: slurm.conf cuts a line at '#' and splits values "
+                          "at spaces and quotes)",
+                          hint="set install.config_dir to a path without '#', spaces or '\"'")
+    return f"{key}={path}"
+
+
+#: The oldest Slurm fabric supports (README: 22.05 and 25.11 tested, 26.05 ran once).
+OLDEST_SLURM = (22, 5)
+
+
 def _check_slurm_supports(plugin: str, use_yaml: bool, slurm_version: str | None) -> None:
     """ConfigError (before anything is written) when the Slurm that will read the files has no
     topology/block (slurmctld is fatal: "Couldn't find the specified plugin name for topology/block")
@@ -173,6 +189,11 @@ def _check_slurm_supports(plugin: str, use_yaml: bool, slurm_version: str | None
     if slurm_version is None:
         return
     have = version_tuple(slurm_version)
+    if have < OLDEST_SLURM:
+        raise ConfigError(f"Slurm {slurm_version} is older than fabric supports: 22.05 to 26.05 (22.05 "
+                          "and 25.11 tested; README.md)",
+                          hint="upgrade Slurm to 22.05 or newer, or set install.slurm_version if the "
+                               "cluster runs another")
     if use_yaml and have < YAML_SINCE:
         raise ConfigError(f"install.topology_format = \"yaml\" needs Slurm 25.05 or newer; this Slurm "
                           f"is {slurm_version}, which never reads topology.yaml (it would run without a "

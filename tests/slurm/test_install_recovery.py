@@ -164,3 +164,20 @@ def test_a_plugin_file_or_dir_another_user_made_is_not_adopted(tmp_path):
     inst, files = _files(_cfg(), root2)
     with pytest.raises(ConfigError, match="fabric-agent.plugin is owned by uid 65534, not by root"):
         inst.install(files)
+
+
+@pytest.mark.parametrize("config_dir", ["/etc/fabric#hpc", "/etc/#fabric"])  # spaces, quotes: refused earlier
+def test_a_config_dir_slurm_conf_cannot_hold_is_refused(tmp_path, config_dir):
+    with pytest.raises(ConfigError, match=r"TaskProlog=.*: slurm.conf cannot hold this path") as caught:
+        _files(_cfg(config_dir=config_dir), tmp_path / "root")
+    assert "install.config_dir" in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize("version", ["17.02", "21.08", "20.11.9"])
+def test_a_slurm_older_than_22_05_is_refused_naming_the_range(tmp_path, version):
+    with pytest.raises(ConfigError, match=f"Slurm {version} is older than fabric supports: 22.05 to 26.05"):
+        _files(_cfg(slurm_version=version, topology_format="conf"), tmp_path / "root")
+
+
+def test_slurm_22_05_is_still_planned(tmp_path):
+    assert _files(_cfg(slurm_version="22.05", topology_format="conf"), tmp_path / "root")[1]
