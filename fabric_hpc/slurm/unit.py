@@ -18,7 +18,9 @@ def _toml_value(value: object) -> str:
         return repr(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))  # a JSON string is a TOML basic string
+    # a JSON string is a TOML basic string, but for \ud83d\ude00 (TOML has no surrogate pairs: any
+    # character beyond U+FFFF is written as itself) and DEL (TOML wants it escaped)
+    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def installed_agent(cfg: DeployConfig) -> AgentSection:

@@ -181,3 +181,16 @@ def test_a_slurm_older_than_22_05_is_refused_naming_the_range(tmp_path, version)
 
 def test_slurm_22_05_is_still_planned(tmp_path):
     assert _files(_cfg(slurm_version="22.05", topology_format="conf"), tmp_path / "root")[1]
+
+
+def test_agent_toml_with_a_character_beyond_the_bmp_is_readable(tmp_path):
+    import tomllib
+
+    from fabric_hpc.slurm.deploy_config import load_config
+
+    root = tmp_path / "root"
+    inst, files = _files(_cfg(ckpt_root="/ckpt/\U0001F600"), root)
+    inst.install(files)
+    written = root / "etc/fabric-hpc/agent.toml"
+    assert tomllib.loads(written.read_text())["install"]["ckpt_root"] == "/ckpt/\U0001F600"
+    assert load_config(written)[0].agent.ckpt_root == "/ckpt/\U0001F600"
