@@ -35,7 +35,7 @@ def test_wheel_ships_every_page_and_nothing_else_of_docs(wheel_env: WheelEnv) ->
     for name, size in shipped.items():
         assert size == (REPO / "docs" / name).stat().st_size, name
     docs_bytes = sum(i.compress_size for i in wheel.infolist() if i.filename.startswith("fabric_hpc/docs/"))
-    assert docs_bytes < 400_000, docs_bytes  # 16 pages: about 275 kB compressed
+    assert docs_bytes < 600_000, docs_bytes  # 16 pages: 399,991 bytes compressed on 2026-12-07 (catches PNGs)
 
 
 def test_installed_fabric_docs_prints_lists_and_locates_pages(wheel_env: WheelEnv) -> None:

@@ -18,6 +18,7 @@ from fabric_hpc.slurm.agent_support import compact_holds
 from fabric_hpc.slurm.contract import Job
 from fabric_hpc.slurm.why import explain
 from fabric_hpc.topology import build, generators
+from tests.clock_text import shown
 from tests.slurm.test_agent_actions import Fake, agent, events, gang
 
 
@@ -46,7 +47,7 @@ def test_the_agent_records_the_hold_and_why_explains_it(tmp_path: Path) -> None:
     out = explain(Fake([held, *running]), 7, state_dir=tmp_path)
     text = out["text"]
     assert "held it for a compact placement" in text and "not in at most 1 leaf" in text, text
-    until = time.strftime("%H:%M:%S", time.localtime(held.submit_time + 900))
+    until = shown(held.submit_time + 900)
     assert f"until {until} (its compact_wait_s hold)" in text, text
     assert "--comment=fabric:switches=N or fabric:within=LEVEL" in text
     assert "policy said: Topology" not in text

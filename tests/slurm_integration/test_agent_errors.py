@@ -167,7 +167,7 @@ def test_malformed_answers_of_each_version_are_logged_and_the_agent_carries_on(t
     events = [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
     errors = [e for e in events if e["event"] == "agent.error"]
     assert len(errors) == len(broken) == agent.errors
-    assert all(e["error"] and len(e["error"]) <= 500 and e["retry_in_s"] <= 0.02 for e in errors)
+    assert all(e["error"] and len(e["error"]) <= 500 and e["retry_in_s"] <= 1.0 for e in errors)
     pyslurm_errors = errors[-1 - len(_pyslurm_mangles()):-1]
     assert [e["kind"] for e in pyslurm_errors] == ["SlurmError"] * len(pyslurm_errors)
     assert all(re.search(r"field '(total_cpus|configured_gres|state|num_nodes|gres_per_node)'", e["error"])

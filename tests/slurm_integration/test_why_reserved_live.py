@@ -5,7 +5,6 @@ runs, H (-N4, tier high) waits for it; the agent's policy reserves B's hosts for
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 
 from fabric_hpc.slurm.cli_backend import CliClient
 from fabric_hpc.slurm.why import explain
+from tests.clock_text import shown
 from tests.slurm_integration.conftest import AgentProcess, agent_on
 from tests.slurm_integration.test_backfill_reservation_live import _start, small  # noqa: F401 (fixture)
 
@@ -37,7 +37,7 @@ def test_why_says_when_and_where_the_reserved_gang_starts(small, agent) -> None:
         end = _start(info) + 600
         out = explain(CliClient(c.env), h, state_dir=a.state_dir)
         assert out["decisions"]["waiting"]["reserved"] == {"start": end, "hosts": 4, "after": [b]}, out
-        when = time.strftime("%H:%M:%S", time.localtime(end))
+        when = shown(end)
         expected = f"reserved: expected to start by {when} on 4 hosts when job {b} ends"
         assert expected in out["text"], out["text"]
         status = json.loads((a.state_dir / "status.json").read_text())
